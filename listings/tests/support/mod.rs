@@ -1,0 +1,317 @@
+//! Runs the book's listings as real processes, for the chapter tests.
+//!
+//! Every listing starts in a process group of its own, and the whole group
+//! is killed when its [`Listing`] is dropped, so a forked child never
+//! outlives a test, even a failing one. Output is read by helper threads,
+//! so every wait has a deadline: a test never sleeps to synchronise, it
+//! waits for the line that says the listing is ready.
+
+// Each chapter's test file uses its own part of this module.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use regex::Regex;
+use wait_timeout::ChildExt;
+
+/// The path of a listing's binary, by the name readers type after `--bin`.
+#[macro_export]
+macro_rules! bin {
+    ($name:literal) => {
+        env!(concat!("CARGO_BIN_EXE_", $name))
+    };
+}
+
+/// How long any single wait may take before the test fails. Generous,
+/// because the suite must pass on a loaded machine; a healthy run never
+/// comes near it.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A running listing.
+pub struct Listing {
+    child: Child,
+    lines: Receiver<String>,
+    stderr: Receiver<String>,
+    /// Every stdout line read so far, in order.
+    transcript: Vec<String>,
+}
+
+/// What a listing printed, and how it ended.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: Vec<String>,
+    pub stderr: String,
+}
+
+impl Listing {
+    /// Starts `bin` with `args` in a new process group, stdin closed.
+    pub fn start(bin: &str, args: &[&str]) -> Listing {
+        let mut child = Command::new(bin)
+            .args(args)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {bin}: {err}"));
+
+        let (tx, lines) = channel();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (tx, stderr) = channel();
+        let mut pipe = child.stderr.take().expect("stderr is piped");
+        thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            let _ = tx.send(text);
+        });
+        Listing {
+            child,
+            lines,
+            stderr,
+            transcript: Vec::new(),
+        }
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Sends `signal` to the listing's own process (not its group).
+    pub fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal).expect("the listing is alive");
+    }
+
+    /// The next line of stdout; fails the test after `PATIENCE`.
+    pub fn next_line(&mut self) -> String {
+        match self.lines.recv_timeout(PATIENCE) {
+            Ok(line) => {
+                self.transcript.push(line.clone());
+                line
+            }
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "no line within {PATIENCE:?}; so far: {:#?}",
+                self.transcript
+            ),
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = self.child.wait_timeout(PATIENCE);
+                let stderr = self.take_stderr();
+                panic!(
+                    "stdout closed early ({status:?}); so far: {:#?}\n\
+                     stderr: {stderr}",
+                    self.transcript
+                )
+            }
+        }
+    }
+
+    /// The next line of stdout, or `None` if the listing closed stdout
+    /// (usually by exiting) instead.
+    pub fn next_line_or_exit(&mut self) -> Option<String> {
+        match self.lines.recv_timeout(PATIENCE) {
+            Ok(line) => {
+                self.transcript.push(line.clone());
+                Some(line)
+            }
+            Err(RecvTimeoutError::Disconnected) => None,
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("no line within {PATIENCE:?}")
+            }
+        }
+    }
+
+    /// The next line, which must match `pattern`; returns its captures.
+    pub fn expect(&mut self, pattern: &str) -> Vec<String> {
+        let line = self.next_line();
+        let re = Regex::new(&format!("^{pattern}$")).expect("a valid regex");
+        let caps = re
+            .captures(&line)
+            .unwrap_or_else(|| panic!("expected /{pattern}/, got {line:?}"));
+        caps.iter()
+            .map(|m| m.map_or(String::new(), |m| m.as_str().to_string()))
+            .collect()
+    }
+
+    /// Waits for the listing to exit and for its stdout to close, then
+    /// returns everything it printed.
+    pub fn finish(mut self) -> Finished {
+        let status = self
+            .child
+            .wait_timeout(PATIENCE)
+            .expect("wait for the listing")
+            .unwrap_or_else(|| {
+                panic!(
+                    "still running after {PATIENCE:?}: {:#?}",
+                    self.transcript
+                )
+            });
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.transcript.push(line),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("the listing exited but its stdout stayed open")
+                }
+            }
+        }
+        Finished {
+            status,
+            stdout: std::mem::take(&mut self.transcript),
+            stderr: self.take_stderr(),
+        }
+    }
+
+    fn take_stderr(&self) -> String {
+        self.stderr
+            .recv_timeout(PATIENCE)
+            .unwrap_or_else(|_| "(stderr still open or already read)".into())
+    }
+}
+
+impl Drop for Listing {
+    fn drop(&mut self) {
+        // Kill the whole group, forked children included; it may already
+        // be gone, which is fine.
+        let _ = killpg(self.pid(), Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a listing that ends by itself and returns what it printed.
+pub fn run(bin: &str, args: &[&str]) -> Finished {
+    Listing::start(bin, args).finish()
+}
+
+/// Asserts that bad arguments get one line on stderr, naming the program,
+/// nothing on stdout, and exit status 1: no panic, no usage essay.
+pub fn assert_rejects(bin: &str, args: &[&str], complaint: &str) {
+    let out = run(bin, args);
+    let name = Path::new(bin).file_name().unwrap().to_string_lossy();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{name} {args:?}: {}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty(), "stdout: {:?}", out.stdout);
+    let lines: Vec<_> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line of error, got {:?}", out.stderr);
+    assert!(
+        lines[0].starts_with(&format!("{name}: "))
+            && lines[0].contains(complaint),
+        "expected '{name}: …{complaint}…', got {:?}",
+        lines[0]
+    );
+}
+
+/// The pids of the processes whose parent is `pid`, read from /proc.
+pub fn children_of(pid: Pid) -> Vec<Pid> {
+    let mut children = Vec::new();
+    for entry in fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // The fields after the command name, which is in parentheses and
+        // may contain spaces: state, then the parent's pid.
+        let Some((head, tail)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let ppid = tail.split(' ').nth(1).and_then(|p| p.parse().ok());
+        let own = head.split(' ').next().and_then(|p| p.parse().ok());
+        if let (Some(ppid), Some(own)) = (ppid, own)
+            && Pid::from_raw(ppid) == pid
+        {
+            children.push(Pid::from_raw(own));
+        }
+    }
+    children
+}
+
+// ----------------------------------------------------------------------------
+// Outputs shown in the book.
+
+/// True when the outputs in the book are to be rewritten from real runs:
+/// `BLESS=1 cargo test -p listings`. Read the diff before committing it.
+pub fn blessing() -> bool {
+    std::env::var_os("BLESS").is_some()
+}
+
+/// Compares a real run with the output file the book shows, or rewrites
+/// that file when blessing.
+///
+/// `file` is relative to `listings/`. Its first line is the command that
+/// produced it, built here from `bin` and `args`, which must be the
+/// arguments the run used (a check run may add an address after them).
+/// Only what truly varies between runs is normalised, on both sides:
+/// clock times, pids, port numbers.
+pub fn assert_matches_book(
+    file: &str,
+    bin: &str,
+    args: &[&str],
+    stdout: &[String],
+) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    let mut command = format!("cargo run -p listings --bin {bin}");
+    if !args.is_empty() {
+        command = format!("{command} -- {}", args.join(" "));
+    }
+    let mut actual = format!("$ {command}\n");
+    for line in stdout {
+        actual.push_str(line);
+        actual.push('\n');
+    }
+    if blessing() {
+        fs::write(&path, &actual).expect("write the output file");
+        return;
+    }
+    let shown = fs::read_to_string(&path).unwrap_or_else(|err| {
+        panic!("{file}: {err}; create it with BLESS=1 cargo test -p listings")
+    });
+    let (want, got) = (normalise(&shown), normalise(&actual));
+    assert!(
+        want == got,
+        "{file} no longer matches a real run.\n--- in the book (normalised)\n{want}\
+         --- this run (normalised)\n{got}\
+         If the new output is right: BLESS=1 cargo test -p listings"
+    );
+}
+
+/// Replaces what differs from run to run with placeholders.
+pub fn normalise(text: &str) -> String {
+    let rules = [
+        // Python's time.asctime(): Wed Nov 25 16:44:09 2026
+        (
+            r"\b[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}\b",
+            "<time>",
+        ),
+        // Python's time.time(): 1795627555.2590373
+        (r"\b\d{9,11}\.\d+\b", "<time>"),
+        (r"\b(pid|Parent|Child) \d+\b", "$1 <pid>"),
+        (r"\bkill -(\w+) \d+\b", "kill -$1 <pid>"),
+        (r"\b127\.0\.0\.1:\d+\b", "127.0.0.1:<port>"),
+    ];
+    let mut text = text.to_string();
+    for (pattern, placeholder) in rules {
+        let re = Regex::new(pattern).expect("a valid regex");
+        text = re.replace_all(&text, placeholder).into_owned();
+    }
+    text
+}
