@@ -1,7 +1,8 @@
-//! Listing 2-1: Lutz's alarm loop (`signal2.py`), ported to Rust.
-//!
-//! Forever: say when the alarm is set, ask the kernel for SIGALRM in five
-//! seconds, and wait for it. `--count N` stops after N alarms.
+// ANCHOR: whole
+// Listing 2-1: Lutz's alarm loop (`signal2.py`), ported to Rust.
+//
+// Forever: say when the alarm is set, ask the kernel for SIGALRM in five
+// seconds, and wait for it. `--count N` stops after N alarms.
 
 use std::env;
 use std::error::Error;
@@ -71,3 +72,4 @@ fn parse_count(value: Option<String>) -> Result<u64, String> {
         .parse()
         .map_err(|_| format!("--count needs a whole number, not '{value}'"))
 }
+// ANCHOR_END: whole

@@ -1,6 +1,7 @@
-//! Listing 2-2: Lutz's `signal1.py`, ported to Rust: catch the signal named
-//! on the command line and report each one, forever. `--count N` stops
-//! after N signals.
+// ANCHOR: whole
+// Listing 2-2: Lutz's `signal1.py`, ported to Rust: catch the signal named
+// on the command line and report each one, forever. `--count N` stops
+// after N signals.
 
 use std::env;
 use std::error::Error;
@@ -92,3 +93,4 @@ fn parse_count(value: Option<String>) -> Result<usize, String> {
         .parse()
         .map_err(|_| format!("--count needs a whole number, not '{value}'"))
 }
+// ANCHOR_END: whole

@@ -1,10 +1,11 @@
-//! Listing 3-1: Lutz's `socket_preview.py`, ported to Rust: a server
-//! thread answers every connection with `server got: [<data>]`, and five
-//! client threads each send their name and print the reply.
-//!
-//! The server listens on 127.0.0.1:50008 unless an address is given;
-//! port 0 lets the kernel choose. `--count N` makes the server stop after
-//! N connections, so the program ends; without it the server runs forever.
+// ANCHOR: whole
+// Listing 3-1: Lutz's `socket_preview.py`, ported to Rust: a server
+// thread answers every connection with `server got: [<data>]`, and five
+// client threads each send their name and print the reply.
+//
+// The server listens on 127.0.0.1:50008 unless an address is given;
+// port 0 lets the kernel choose. `--count N` makes the server stop after
+// N connections, so the program ends; without it the server runs forever.
 
 use std::env;
 use std::error::Error;
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
     }
 }
 
-// ANCHOR: run
+// ANCHOR: preview
 fn run() -> Result<(), Box<dyn Error>> {
     let (addr, count) = parse_args()?;
     // Bind (which also listens) before any client exists: a client can
@@ -47,9 +48,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     server.join().map_err(|_| "the server thread panicked")??;
     Ok(())
 }
-// ANCHOR_END: run
 
-// ANCHOR: server
 /// Answers each connection once, then closes it (by dropping `conn`).
 fn serve(listener: &TcpListener, count: Option<usize>) -> io::Result<()> {
     for conn in listener.incoming().take(count.unwrap_or(usize::MAX)) {
@@ -62,9 +61,7 @@ fn serve(listener: &TcpListener, count: Option<usize>) -> io::Result<()> {
     }
     Ok(())
 }
-// ANCHOR_END: server
 
-// ANCHOR: client
 /// Sends `name` and returns everything the server answers.
 fn client(addr: SocketAddr, name: &str) -> io::Result<String> {
     let mut sock = TcpStream::connect(addr)?;
@@ -73,7 +70,7 @@ fn client(addr: SocketAddr, name: &str) -> io::Result<String> {
     sock.read_to_end(&mut reply)?;
     Ok(String::from_utf8_lossy(&reply).into_owned())
 }
-// ANCHOR_END: client
+// ANCHOR_END: preview
 
 /// Reads `[HOST:PORT] [--count N]` from the command line.
 fn parse_args() -> Result<(SocketAddr, Option<usize>), String> {
@@ -107,3 +104,4 @@ fn parse_count(value: Option<String>) -> Result<usize, String> {
         .parse()
         .map_err(|_| format!("--count needs a whole number, not '{value}'"))
 }
+// ANCHOR_END: whole

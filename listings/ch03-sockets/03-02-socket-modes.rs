@@ -1,9 +1,10 @@
-//! Listing 3-2: the mode switch that goes with `socket_preview.py`: run the
-//! server alone, one client alone, or five client threads, so that two
-//! terminals (or `nc`) can talk to each other.
-//!
-//! Every mode takes `[HOST:PORT]` (default 127.0.0.1:50008); the server
-//! also takes `--count N` to stop after N connections.
+// ANCHOR: whole
+// Listing 3-2: the mode switch that goes with `socket_preview.py`: run the
+// server alone, one client alone, or five client threads, so that two
+// terminals (or `nc`) can talk to each other.
+//
+// Every mode takes `[HOST:PORT]` (default 127.0.0.1:50008); the server
+// also takes `--count N` to stop after N connections.
 
 use std::env;
 use std::error::Error;
@@ -72,15 +73,24 @@ fn main() -> ExitCode {
 /// Answers each connection once, reports it, and closes it.
 fn serve(listener: &TcpListener, count: Option<usize>) -> io::Result<()> {
     for conn in listener.incoming().take(count.unwrap_or(usize::MAX)) {
-        let mut conn = conn?;
-        let mut data = [0; 1024];
-        let n = conn.read(&mut data)?;
-        let reply =
-            format!("server got: [{}]", String::from_utf8_lossy(&data[..n]));
-        conn.write_all(reply.as_bytes())?;
-        println!("Answered {}: {reply}", conn.peer_addr()?);
+        // A client that misbehaves must not stop the server: report it and
+        // go on with the next.
+        match conn.and_then(answer) {
+            Ok((peer, reply)) => println!("Answered {peer}: {reply}"),
+            Err(err) => eprintln!("socket-modes: a connection failed: {err}"),
+        }
     }
     Ok(())
+}
+
+fn answer(mut conn: TcpStream) -> io::Result<(SocketAddr, String)> {
+    let peer = conn.peer_addr()?;
+    let mut data = [0; 1024];
+    let n = conn.read(&mut data)?;
+    let reply =
+        format!("server got: [{}]", String::from_utf8_lossy(&data[..n]));
+    conn.write_all(reply.as_bytes())?;
+    Ok((peer, reply))
 }
 // ANCHOR_END: server
 
@@ -135,3 +145,4 @@ fn parse_count(value: Option<String>) -> Result<usize, String> {
         .parse()
         .map_err(|_| format!("--count needs a whole number, not '{value}'"))
 }
+// ANCHOR_END: whole

@@ -1,10 +1,11 @@
-//! Listing 4-1: Lutz's `pipe1.py`, ported to Rust: a forked child writes
-//! `Spam 000` to `Spam 004` into a pipe, over and over, sleeping 0 to 4
-//! seconds before each write; the parent reads up to 32 bytes at a time
-//! and reports what it got. `--count N` stops after N messages.
-//!
-//! Like the original, neither process closes the end of the pipe it does
-//! not use. Listing 4-3 shows why it should.
+// ANCHOR: whole
+// Listing 4-1: Lutz's `pipe1.py`, ported to Rust: a forked child writes
+// `Spam 000` to `Spam 004` into a pipe, over and over, sleeping 0 to 4
+// seconds before each write; the parent reads up to 32 bytes at a time
+// and reports what it got. `--count N` stops after N messages.
+//
+// Like the original, neither process closes the end of the pipe it does
+// not use. Listing 4-3 shows why it should.
 
 use std::env;
 use std::error::Error;
@@ -118,3 +119,4 @@ fn parse_count(value: Option<String>) -> Result<u64, String> {
         .parse()
         .map_err(|_| format!("--count needs a whole number, not '{value}'"))
 }
+// ANCHOR_END: whole

@@ -1,7 +1,8 @@
-//! Listing 4-2: the glued read from Listing 4-1, made to happen every time.
-//! The child writes `Spam 004` and `Spam 000` with two separate `write`
-//! calls and exits; only then does the parent read, and one read returns
-//! both messages as one run of bytes.
+// ANCHOR: whole
+// Listing 4-2: the glued read from Listing 4-1, made to happen every time.
+// The child writes `Spam 004` and `Spam 000` with two separate `write`
+// calls and exits; only then does the parent read, and one read returns
+// both messages as one run of bytes.
 
 use std::error::Error;
 use std::os::fd::OwnedFd;
@@ -66,3 +67,4 @@ fn child(pipe_out: &OwnedFd) -> nix::Result<()> {
     Ok(())
 }
 // ANCHOR_END: run
+// ANCHOR_END: whole

@@ -1,8 +1,9 @@
-//! Listing 4-3: Lutz's `pipe2.py`, ported to Rust: the fix for Listing 4-1.
-//! Each message ends with a newline, each process closes the end of the
-//! pipe it does not use, and the parent reads whole lines. `--count N`
-//! makes the child stop after N messages, and the parent then sees the
-//! end of the stream by itself.
+// ANCHOR: whole
+// Listing 4-3: Lutz's `pipe2.py`, ported to Rust: the fix for Listing 4-1.
+// Each message ends with a newline, each process closes the end of the
+// pipe it does not use, and the parent reads whole lines. `--count N`
+// makes the child stop after N messages, and the parent then sees the
+// end of the stream by itself.
 
 use std::env;
 use std::error::Error;
@@ -108,3 +109,4 @@ fn parse_count(value: Option<String>) -> Result<u64, String> {
         .parse()
         .map_err(|_| format!("--count needs a whole number, not '{value}'"))
 }
+// ANCHOR_END: whole

@@ -54,6 +54,20 @@ fn alarm_output_matches_the_book() {
 }
 
 #[test]
+fn alarm_bad_count_output_matches_the_book() {
+    let args = ["--count", "five"];
+    let out = run(bin!("alarm"), &args);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr: Vec<_> = out.stderr.lines().map(String::from).collect();
+    assert_matches_book(
+        "ch02-signals/02-01-alarm-bad-count.out",
+        "alarm",
+        &args,
+        &stderr,
+    );
+}
+
+#[test]
 fn alarm_rejects_bad_arguments_in_one_line() {
     assert_rejects(bin!("alarm"), &["--count", "five"], "whole number");
     assert_rejects(bin!("alarm"), &["--count"], "needs a number");

@@ -3,6 +3,9 @@
 
 mod support;
 
+use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{setsockopt, sockopt};
 use std::process::Command;
 use std::sync::Mutex;
 
@@ -121,6 +124,32 @@ fn server_mode_answers_client_and_threads_modes_in_other_processes() {
 }
 
 #[test]
+fn server_mode_outlives_a_client_that_hangs_up_at_once() {
+    let (server, addr) =
+        start_server(&["server", "127.0.0.1:0", "--count", "2"]);
+    // Connect, then reset the connection without a word: with a linger
+    // time of zero, closing sends RST, and the server's read fails.
+    let rude = std::net::TcpStream::connect(&addr).expect("connect");
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    setsockopt(&rude, sockopt::Linger, &linger).expect("SO_LINGER");
+    drop(rude);
+    let client = run(bin!("socket-modes"), &["client", &addr]);
+    assert!(client.status.success(), "{}", client.stderr);
+    assert_eq!(client.stdout, ["client got: [server got: [client]]"]);
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("socket-modes: a connection failed: "),
+        "the reset was reported: {:?}",
+        out.stderr
+    );
+}
+
+#[test]
 fn two_terminal_session_matches_the_book() {
     let _port = DEFAULT_PORT.lock().unwrap_or_else(|e| e.into_inner());
     let server_args = ["server", "--count", "1"];
@@ -147,6 +176,40 @@ fn two_terminal_session_matches_the_book() {
         &client_args,
         &client.stdout,
     );
+}
+
+#[test]
+fn rebinding_needs_so_reuseaddr_while_time_wait_lasts() {
+    use nix::errno::Errno;
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, bind, socket,
+    };
+
+    // One connection, closed by the server first: the server's side of
+    // it now waits in TIME_WAIT on the server's port.
+    let (server, addr) =
+        start_server(&["server", "127.0.0.1:0", "--count", "1"]);
+    let client = run(bin!("socket-modes"), &["client", &addr]);
+    assert!(client.status.success(), "{}", client.stderr);
+    assert!(server.finish().status.success());
+
+    // A socket without SO_REUSEADDR, as Python makes by default, may not
+    // bind that port yet.
+    let plain = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .expect("a TCP socket");
+    let sockaddr: SockaddrIn = addr.parse().expect("an IPv4 address");
+    assert_eq!(bind(plain.as_raw_fd(), &sockaddr), Err(Errno::EADDRINUSE));
+    drop(plain);
+
+    // TcpListener::bind sets SO_REUSEADDR, so the server restarts at once.
+    let (server, again) = start_server(&["server", &addr, "--count", "1"]);
+    assert_eq!(again, addr);
+    drop(server);
 }
 
 /// Runs a client that is not part of this crate, with `sh -c`, and
