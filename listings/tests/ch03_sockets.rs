@@ -3,9 +3,12 @@
 
 mod support;
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
-use nix::sys::socket::{setsockopt, sockopt};
+use nix::sys::socket::{
+    AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname,
+    setsockopt, socket, sockopt,
+};
 use std::process::Command;
 use std::sync::Mutex;
 
@@ -181,9 +184,6 @@ fn two_terminal_session_matches_the_book() {
 #[test]
 fn rebinding_needs_so_reuseaddr_while_time_wait_lasts() {
     use nix::errno::Errno;
-    use nix::sys::socket::{
-        AddressFamily, SockFlag, SockType, SockaddrIn, bind, socket,
-    };
 
     // One connection, closed by the server first: the server's side of
     // it now waits in TIME_WAIT on the server's port.
@@ -195,13 +195,7 @@ fn rebinding_needs_so_reuseaddr_while_time_wait_lasts() {
 
     // A socket without SO_REUSEADDR, as Python makes by default, may not
     // bind that port yet.
-    let plain = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::empty(),
-        None,
-    )
-    .expect("a TCP socket");
+    let plain = tcp_socket();
     let sockaddr: SockaddrIn = addr.parse().expect("an IPv4 address");
     assert_eq!(bind(plain.as_raw_fd(), &sockaddr), Err(Errno::EADDRINUSE));
     drop(plain);
@@ -299,16 +293,28 @@ fn socket_listings_reject_bad_arguments_in_one_line() {
 
 #[test]
 fn client_without_a_server_fails_in_one_line() {
-    // Bind a port, note it, and close it again: nobody listens there now.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    // A socket that is bound but not listening holds a port where every
+    // connection is refused, and no other test can take it meanwhile.
+    let holder = tcp_socket();
+    bind(holder.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0))
+        .expect("bind a free port");
+    let bound: SockaddrIn =
+        getsockname(holder.as_raw_fd()).expect("the bound address");
+    let addr = bound.to_string();
     assert_rejects(
         bin!("socket-modes"),
         &["client", &addr],
         &format!("{addr}: Connection refused"),
     );
+}
+
+/// A plain TCP socket, without the options `TcpListener` sets.
+fn tcp_socket() -> OwnedFd {
+    socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .expect("a TCP socket")
 }
