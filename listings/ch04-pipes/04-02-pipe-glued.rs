@@ -4,6 +4,7 @@
 // calls and exits; only then does the parent read, and one read returns
 // both messages as one run of bytes.
 
+use std::env;
 use std::error::Error;
 use std::os::fd::OwnedFd;
 use std::process::{self, ExitCode};
@@ -23,6 +24,9 @@ fn main() -> ExitCode {
 
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
+    if let Some(arg) = env::args().nth(1) {
+        return Err(format!("takes no arguments, not '{arg}'").into());
+    }
     let (pipe_in, pipe_out) = pipe()?;
     // SAFETY: no other thread exists, so the child may do anything.
     match unsafe { fork() }? {

@@ -122,4 +122,5 @@ fn pipe_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("pipe-spam"), &["--count", "-1"], "whole number");
     assert_rejects(bin!("pipe-spam"), &["now"], "unexpected argument 'now'");
     assert_rejects(bin!("pipe-lines"), &["--count"], "needs a number");
+    assert_rejects(bin!("pipe-glued"), &["--count", "2"], "no arguments");
 }
