@@ -295,7 +295,7 @@ pub fn assert_matches_book(
 }
 
 /// Replaces what differs from run to run with placeholders.
-pub fn normalise(text: &str) -> String {
+fn normalise(text: &str) -> String {
     let rules = [
         // Python's time.asctime(): Wed Nov 25 16:44:09 2026
         (
