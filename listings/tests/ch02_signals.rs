@@ -1,12 +1,10 @@
 //! Chapter 2, Signals: Listings 2-1 (`alarm`) and 2-2 (`catch-signal`).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::{Listing, assert_matches_book, assert_rejects, run};
 use chrono::NaiveDateTime;
 use nix::sys::signal::Signal;
-use support::{Listing, assert_matches_book, assert_rejects, run};
 
 const TIME: &str =
     r"([A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4})";

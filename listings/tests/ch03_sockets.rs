@@ -1,8 +1,6 @@
 //! Chapter 3, Sockets: Listings 3-1 (`socket-preview`) and 3-2
 //! (`socket-modes`).
 
-mod support;
-
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::sys::socket::{
@@ -12,7 +10,9 @@ use nix::sys::socket::{
 use std::process::Command;
 use std::sync::Mutex;
 
-use support::{Listing, assert_matches_book, assert_rejects, blessing, run};
+use crate::support::{
+    Listing, assert_matches_book, assert_rejects, blessing, run,
+};
 
 /// The book's outputs are real runs of the commands it shows, on the
 /// default port. Only blessing uses that port, one run at a time; checks

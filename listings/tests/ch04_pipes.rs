@@ -1,9 +1,9 @@
 //! Chapter 4, Pipes: Listings 4-1 (`pipe-spam`), 4-2 (`pipe-glued`) and
 //! 4-3 (`pipe-lines`).
 
-mod support;
-
-use support::{Listing, assert_matches_book, assert_rejects, children_of, run};
+use crate::support::{
+    Listing, assert_matches_book, assert_rejects, children_of, run,
+};
 
 /// What the child writes, in order: `Spam 000` to `Spam 004`, then again.
 fn spam(count: usize) -> Vec<String> {
