@@ -5,21 +5,28 @@
 // and reports what it got. `--count N` stops after N messages.
 //
 // Like the original, neither process closes the end of the pipe it does
-// not use. Listing 4-3 shows why it should.
+// not use; Listing 4-3 shows why it should. Unlike the original, no
+// process outlives the other for long: the child dies with its parent,
+// and the parent notices a dead child within a few seconds.
 
-use std::env;
 use std::error::Error;
-use std::os::fd::OwnedFd;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::process::{self, ExitCode};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, fork, getpid, pipe, read, write};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, pipe, read, write};
 
 const USAGE: &str = "usage: pipe-spam [--count N]";
 /// Every message is `Spam NNN`: eight bytes, and no separator.
 const MESSAGE_LEN: u64 = 8;
+/// How long the parent waits for bytes before it checks on the child:
+/// longer than the child ever sleeps.
+const CHECK_EVERY_MS: u16 = 5000;
 
 fn main() -> ExitCode {
     match run() {
@@ -33,23 +40,37 @@ fn main() -> ExitCode {
 
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
-    let count = parse_args()?;
-    let (pipe_in, pipe_out) = pipe()?;
-    // SAFETY: the program has started no threads, so the child is an
-    // exact copy of a single-threaded process and may do anything.
+    restore_sigpipe()?;
+    let count = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let expected = match count {
+        Some(n) => {
+            Some(n.checked_mul(MESSAGE_LEN).ok_or("--count is too large")?)
+        }
+        None => None,
+    };
+    // Lutz's names are `pipein` and `pipeout`, seen from the pipe's side.
+    let (read_end, write_end) = pipe()?;
+    let parent = getpid();
+    // Whatever sits in our stdout buffer would be copied into the child.
+    io::stdout().flush()?;
+    // SAFETY: the program has started no threads, so no lock can be held
+    // by a thread that the child would not have.
     match unsafe { fork() }? {
         ForkResult::Child => {
-            let status = match child(&pipe_out, count) {
+            let status = match child(parent, &write_end, count) {
                 Ok(()) => 0,
                 Err(err) => {
                     eprintln!("pipe-spam child: {err}");
                     1
                 }
             };
-            process::exit(status);
+            // `_exit`, not `process::exit`: the child must not run the
+            // parent's exit-time cleanup, such as flushing its buffers.
+            // SAFETY: `_exit` only ends the process.
+            unsafe { nix::libc::_exit(status) }
         }
         ForkResult::Parent { child } => {
-            parent(&pipe_in, count)?;
+            parent_reads(child, &read_end, expected)?;
             // Only reached with --count: reap the child and check it.
             match waitpid(child, None)? {
                 WaitStatus::Exited(_, 0) => Ok(()),
@@ -61,31 +82,63 @@ fn run() -> Result<(), Box<dyn Error>> {
 // ANCHOR_END: run
 
 // ANCHOR: child
-fn child(pipe_out: &OwnedFd, count: Option<u64>) -> nix::Result<()> {
+fn child(
+    parent: Pid,
+    write_end: &OwnedFd,
+    count: Option<u64>,
+) -> Result<(), Box<dyn Error>> {
+    die_with_parent(parent)?;
     let mut zzz = 0;
     let mut sent = 0;
     while count.is_none_or(|n| sent < n) {
         thread::sleep(Duration::from_secs(zzz));
         let msg = format!("Spam {zzz:03}");
         // A pipe write this small is atomic: it never goes in pieces.
-        write(pipe_out, msg.as_bytes())?;
+        write(write_end, msg.as_bytes())?;
         zzz = (zzz + 1) % 5;
         sent += 1;
+    }
+    Ok(())
+}
+
+/// Asks the kernel to kill this process when its parent dies. Without it,
+/// a child whose parent is killed is adopted by init (or the nearest
+/// "subreaper") and, here, goes on writing into a pipe forever.
+fn die_with_parent(parent: Pid) -> Result<(), Box<dyn Error>> {
+    #[cfg(target_os = "linux")]
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+    // The parent may have died before that call: then we have been
+    // adopted already, and no signal will come.
+    if getppid() != parent {
+        return Err("the parent is gone".into());
     }
     Ok(())
 }
 // ANCHOR_END: child
 
 // ANCHOR: parent
-fn parent(pipe_in: &OwnedFd, count: Option<u64>) -> Result<(), Box<dyn Error>> {
+fn parent_reads(
+    child: Pid,
+    read_end: &OwnedFd,
+    expected: Option<u64>,
+) -> Result<(), Box<dyn Error>> {
     // The parent holds the write end too, so `read` will never report the
-    // end of the stream: with --count we stop after the bytes we expect.
-    let expected = count.map(|n| n * MESSAGE_LEN);
+    // end of the stream: with --count we stop after the bytes we expect,
+    // and if no byte comes for a while we check that the child lives.
     let mut received = 0;
     while expected.is_none_or(|total| received < total) {
-        let mut line = [0; 32];
-        let n = read(pipe_in, &mut line)?;
-        let text = String::from_utf8_lossy(&line[..n]);
+        let mut ready = [PollFd::new(read_end.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut ready, PollTimeout::from(CHECK_EVERY_MS))? == 0 {
+            match waitpid(child, Some(WaitPidFlag::WNOHANG))? {
+                WaitStatus::StillAlive => continue,
+                status => {
+                    return Err(format!("the child is gone: {status:?}").into());
+                }
+            }
+        }
+        let mut buf = [0; 32];
+        let n = read(read_end, &mut buf)?;
+        let text = String::from_utf8_lossy(&buf[..n]);
         println!("Parent {} got [{text}] at {}", getpid(), unix_time());
         received += n as u64;
     }
@@ -100,23 +153,29 @@ fn unix_time() -> f64 {
         .map_or(0.0, |t| t.as_secs_f64())
 }
 
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
 /// Reads `[--count N]` from the command line.
-fn parse_args() -> Result<Option<u64>, String> {
-    let mut args = env::args().skip(1);
+fn parse_args() -> Result<Option<u64>, lexopt::Error> {
+    use lexopt::prelude::*;
     let mut count = None;
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--count" => count = Some(parse_count(args.next())?),
-            _ => return Err(format!("unexpected argument '{arg}'; {USAGE}")),
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("count") => count = Some(args.value()?.parse()?),
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
         }
     }
     Ok(count)
-}
-
-fn parse_count(value: Option<String>) -> Result<u64, String> {
-    let value = value.ok_or(format!("--count needs a number; {USAGE}"))?;
-    value
-        .parse()
-        .map_err(|_| format!("--count needs a whole number, not '{value}'"))
 }
 // ANCHOR_END: whole

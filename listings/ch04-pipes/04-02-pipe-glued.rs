@@ -4,13 +4,16 @@
 // calls and exits; only then does the parent read, and one read returns
 // both messages as one run of bytes.
 
-use std::env;
 use std::error::Error;
+use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::process::{self, ExitCode};
 
+use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork, getpid, pipe, read, write};
+
+const USAGE: &str = "usage: pipe-glued";
 
 fn main() -> ExitCode {
     match run() {
@@ -24,27 +27,31 @@ fn main() -> ExitCode {
 
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
-    if let Some(arg) = env::args().nth(1) {
-        return Err(format!("takes no arguments, not '{arg}'").into());
-    }
-    let (pipe_in, pipe_out) = pipe()?;
-    // SAFETY: no other thread exists, so the child may do anything.
+    restore_sigpipe()?;
+    parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let (read_end, write_end) = pipe()?;
+    io::stdout().flush()?;
+    // SAFETY: no other thread exists, so no lock can be held by one.
     match unsafe { fork() }? {
         ForkResult::Child => {
-            drop(pipe_in);
-            let status = match child(&pipe_out) {
+            drop(read_end);
+            let status = match child(&write_end) {
                 Ok(()) => 0,
                 Err(err) => {
                     eprintln!("pipe-glued child: {err}");
                     1
                 }
             };
-            process::exit(status);
+            // SAFETY: `_exit` only ends the process.
+            unsafe { nix::libc::_exit(status) }
         }
         ForkResult::Parent { child } => {
-            drop(pipe_out);
+            drop(write_end);
             // Wait until the child has written both messages and exited:
             // this is what a busy scheduler sometimes does by accident.
+            // (It works because two messages fit in the pipe; a child
+            // that wrote more than the pipe holds would block, waiting
+            // for a reader, while we wait for it: a deadlock.)
             match waitpid(child, None)? {
                 WaitStatus::Exited(_, 0) => {}
                 status => {
@@ -52,7 +59,7 @@ fn run() -> Result<(), Box<dyn Error>> {
                 }
             }
             let mut buf = [0; 32];
-            let n = read(&pipe_in, &mut buf)?;
+            let n = read(&read_end, &mut buf)?;
             let text = String::from_utf8_lossy(&buf[..n]);
             println!(
                 "Parent {} got [{text}] in one read of {n} bytes",
@@ -63,12 +70,36 @@ fn run() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-fn child(pipe_out: &OwnedFd) -> nix::Result<()> {
+fn child(write_end: &OwnedFd) -> Result<(), Box<dyn Error>> {
     for msg in ["Spam 004", "Spam 000"] {
-        write(pipe_out, msg.as_bytes())?;
+        write(write_end, msg.as_bytes())?;
         println!("Child {} wrote [{msg}]", getpid());
     }
     Ok(())
 }
 // ANCHOR_END: run
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Takes no arguments but `--help`.
+fn parse_args() -> Result<(), lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = lexopt::Parser::from_env();
+    if let Some(arg) = args.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(())
+}
 // ANCHOR_END: whole

@@ -5,14 +5,14 @@
 // makes the child stop after N messages, and the parent then sees the
 // end of the stream by itself.
 
-use std::env;
 use std::error::Error;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::process::{self, ExitCode};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork, getpid, pipe};
 
@@ -30,24 +30,28 @@ fn main() -> ExitCode {
 
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
-    let count = parse_args()?;
-    let (pipe_in, pipe_out) = pipe()?;
-    // SAFETY: no other thread exists, so the child may do anything.
+    // Restored first, and before `fork`, so the child has it too.
+    restore_sigpipe()?;
+    let count = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let (read_end, write_end) = pipe()?;
+    io::stdout().flush()?;
+    // SAFETY: no other thread exists, so no lock can be held by one.
     match unsafe { fork() }? {
         ForkResult::Child => {
-            drop(pipe_in); // The child only writes.
-            let status = match child(File::from(pipe_out), count) {
+            drop(read_end); // The child only writes.
+            let status = match child(File::from(write_end), count) {
                 Ok(()) => 0,
                 Err(err) => {
                     eprintln!("pipe-lines child: {err}");
                     1
                 }
             };
-            process::exit(status);
+            // SAFETY: `_exit` only ends the process.
+            unsafe { nix::libc::_exit(status) }
         }
         ForkResult::Parent { child } => {
-            drop(pipe_out); // The parent only reads.
-            parent(File::from(pipe_in))?;
+            drop(write_end); // The parent only reads.
+            parent(File::from(read_end))?;
             match waitpid(child, None)? {
                 WaitStatus::Exited(_, 0) => Ok(()),
                 status => Err(format!("child ended badly: {status:?}").into()),
@@ -58,24 +62,26 @@ fn run() -> Result<(), Box<dyn Error>> {
 // ANCHOR_END: run
 
 // ANCHOR: child
-fn child(mut pipe_out: File, count: Option<u64>) -> std::io::Result<()> {
+fn child(mut write_end: File, count: Option<u64>) -> io::Result<()> {
     let mut zzz = 0;
     let mut sent = 0;
     while count.is_none_or(|n| sent < n) {
         thread::sleep(Duration::from_secs(zzz));
-        // One `write` per message, newline included.
-        pipe_out.write_all(format!("Spam {zzz:03}\n").as_bytes())?;
+        // One `write` per message, newline included. If the parent has
+        // died, no read end is left open anywhere: this write raises
+        // SIGPIPE, and the child ends with it.
+        write_end.write_all(format!("Spam {zzz:03}\n").as_bytes())?;
         zzz = (zzz + 1) % 5;
         sent += 1;
     }
-    Ok(()) // Dropping `pipe_out` closes the last write end.
+    Ok(()) // Dropping `write_end` closes the last write end.
 }
 // ANCHOR_END: child
 
 // ANCHOR: parent
-fn parent(pipe_in: File) -> std::io::Result<()> {
+fn parent(read_end: File) -> io::Result<()> {
     // `lines` ends when every write end is closed: the child's exit.
-    for line in BufReader::new(pipe_in).lines() {
+    for line in BufReader::new(read_end).lines() {
         let line = line?;
         println!("Parent {} got [{line}] at {}", getpid(), unix_time());
     }
@@ -90,23 +96,29 @@ fn unix_time() -> f64 {
         .map_or(0.0, |t| t.as_secs_f64())
 }
 
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
 /// Reads `[--count N]` from the command line.
-fn parse_args() -> Result<Option<u64>, String> {
-    let mut args = env::args().skip(1);
+fn parse_args() -> Result<Option<u64>, lexopt::Error> {
+    use lexopt::prelude::*;
     let mut count = None;
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--count" => count = Some(parse_count(args.next())?),
-            _ => return Err(format!("unexpected argument '{arg}'; {USAGE}")),
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("count") => count = Some(args.value()?.parse()?),
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
         }
     }
     Ok(count)
-}
-
-fn parse_count(value: Option<String>) -> Result<u64, String> {
-    let value = value.ok_or(format!("--count needs a number; {USAGE}"))?;
-    value
-        .parse()
-        .map_err(|_| format!("--count needs a whole number, not '{value}'"))
 }
 // ANCHOR_END: whole

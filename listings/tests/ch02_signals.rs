@@ -1,10 +1,16 @@
-//! Chapter 2, Signals: Listings 2-1 (`alarm`) and 2-2 (`catch-signal`).
+//! Chapter 2, Signals: Listings 2-1 (`alarm-pause`), 2-2 (`alarm`) and 2-3
+//! (`catch-signal`).
 
+use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use crate::support::{Listing, assert_matches_book, assert_rejects, run};
 use chrono::NaiveDateTime;
 use nix::sys::signal::Signal;
+
+use crate::support::{
+    Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
+    cargo_run, pending_signals, run, shell, state_of, wait_until,
+};
 
 const TIME: &str =
     r"([A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4})";
@@ -14,29 +20,92 @@ fn parse_asctime(text: &str) -> NaiveDateTime {
         .unwrap_or_else(|err| panic!("{text:?} is not asctime: {err}"))
 }
 
-#[test]
-fn alarm_rings_five_seconds_after_it_is_set() {
+/// Checks one round of an alarm loop: `Setting at`, then `Got alarm 14`
+/// five seconds later by the program's own clock and by ours.
+fn expect_one_alarm(alarm: &mut Listing, started: Instant, round: u32) {
     // Lines reach the test late on a loaded machine, never early, so the
     // time since the start is a safe lower bound: alarm k cannot have rung
     // before 5k seconds. The time between the two lines of a round is an
     // upper bound only; it allows for a process woken late.
+    let set = alarm.expect(&format!("Setting at {TIME}"));
+    let set_seen = Instant::now();
+    let got = alarm.expect(&format!("Got alarm 14 at {TIME}"));
+    let since_start = started.elapsed();
+    assert!(
+        since_start >= Duration::from_secs(5 * u64::from(round)),
+        "alarm {round} rang after only {since_start:?}"
+    );
+    let waited = set_seen.elapsed();
+    assert!(waited < Duration::from_secs(8), "waited {waited:?}");
+    // The program's own clock agrees: the alarm is set after the first
+    // line is printed, so whole seconds differ by at least 5.
+    let printed = parse_asctime(&got[1]) - parse_asctime(&set[1]);
+    assert!((5..=7).contains(&printed.num_seconds()), "{printed}");
+}
+
+#[test]
+fn alarm_pause_rings_after_five_seconds_when_nothing_is_late() {
+    let started = Instant::now();
+    let mut alarm = Listing::start(bin!("alarm-pause"), &["--count", "1"]);
+    expect_one_alarm(&mut alarm, started, 1);
+    let out = alarm.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
+#[test]
+fn alarm_pause_loses_the_wake_up_when_the_alarm_comes_before_pause() {
+    let args = ["--late", "--count", "1"];
+    let mut alarm = Listing::start(bin!("alarm-pause"), &args);
+    alarm.expect(&format!("Setting at {TIME}"));
+    // The handler ran during the "busy" six seconds, before `pause`.
+    alarm.expect(r"Calling pause\(\); the alarm has rung already: true");
+    // Now it waits in `pause` for a signal that has already come: state
+    // S, sleeping, with nothing pending, for as long as we care to look.
+    wait_until("alarm-pause to sleep in pause()", || {
+        state_of(alarm.pid()) == Some('S')
+    });
+    assert_eq!(pending_signals(alarm.pid()), Vec::<i32>::new());
+    assert!(
+        alarm.no_line_within(Duration::from_secs(2)),
+        "pause() returned without a new signal"
+    );
+    // Only a new signal wakes it.
+    alarm.signal(Signal::SIGALRM);
+    alarm.expect(&format!("Got alarm 14 at {TIME}"));
+    let out = alarm.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_matches_book(
+        "ch02-signals/02-01-alarm-pause-late.out",
+        "alarm-pause",
+        &args,
+        &out.stdout,
+    );
+}
+
+#[test]
+fn alarm_pause_keeps_a_signal_that_comes_while_it_is_stopped() {
+    let mut alarm = Listing::start(bin!("alarm-pause"), &["--count", "1"]);
+    alarm.expect(&format!("Setting at {TIME}"));
+    let pid = alarm.pid();
+    // Stop it once it sleeps in pause(), and let the alarm ring.
+    wait_until("pause()", || state_of(pid) == Some('S'));
+    alarm.signal(Signal::SIGSTOP);
+    wait_until("SIGALRM to be pending", || {
+        pending_signals(pid).contains(&(Signal::SIGALRM as i32))
+    });
+    assert_eq!(state_of(pid), Some('T'), "still stopped");
+    // Continued, it runs the handler at once, and pause() returns.
+    alarm.signal(Signal::SIGCONT);
+    alarm.expect(&format!("Got alarm 14 at {TIME}"));
+    assert!(alarm.finish().status.success());
+}
+
+#[test]
+fn alarm_rings_five_seconds_after_it_is_set() {
     let started = Instant::now();
     let mut alarm = Listing::start(bin!("alarm"), &["--count", "2"]);
     for round in 1..=2 {
-        let set = alarm.expect(&format!("Setting at {TIME}"));
-        let set_seen = Instant::now();
-        let got = alarm.expect(&format!("Got alarm 14 at {TIME}"));
-        let since_start = started.elapsed();
-        assert!(
-            since_start >= Duration::from_secs(5 * round),
-            "alarm {round} rang after only {since_start:?}"
-        );
-        let waited = set_seen.elapsed();
-        assert!(waited < Duration::from_secs(8), "waited {waited:?}");
-        // The program's own clock agrees: the alarm is set after the first
-        // line is printed, so whole seconds differ by at least 5.
-        let printed = parse_asctime(&got[1]) - parse_asctime(&set[1]);
-        assert!((5..=7).contains(&printed.num_seconds()), "{printed}");
+        expect_one_alarm(&mut alarm, started, round);
     }
     let out = alarm.finish();
     assert!(out.status.success(), "{}", out.stderr);
@@ -49,7 +118,7 @@ fn alarm_output_matches_the_book() {
     let out = run(bin!("alarm"), &args);
     assert!(out.status.success(), "{}", out.stderr);
     assert_matches_book(
-        "ch02-signals/02-01-alarm.out",
+        "ch02-signals/02-02-alarm.out",
         "alarm",
         &args,
         &out.stdout,
@@ -63,7 +132,7 @@ fn alarm_bad_count_output_matches_the_book() {
     assert_eq!(out.status.code(), Some(1));
     let stderr: Vec<_> = out.stderr.lines().map(String::from).collect();
     assert_matches_book(
-        "ch02-signals/02-01-alarm-bad-count.out",
+        "ch02-signals/02-02-alarm-bad-count.out",
         "alarm",
         &args,
         &stderr,
@@ -71,17 +140,20 @@ fn alarm_bad_count_output_matches_the_book() {
 }
 
 #[test]
-fn alarm_rejects_bad_arguments_in_one_line() {
-    assert_rejects(bin!("alarm"), &["--count", "five"], "whole number");
-    assert_rejects(bin!("alarm"), &["--count"], "needs a number");
-    assert_rejects(bin!("alarm"), &["5"], "unexpected argument '5'");
+fn alarm_listings_reject_bad_arguments_in_one_line() {
+    for bin in [bin!("alarm"), bin!("alarm-pause")] {
+        assert_rejects(bin, &["--count", "five"], r#"argument "five""#);
+        assert_rejects(bin, &["--count"], "missing argument");
+        assert_rejects(bin, &["5"], r#"unexpected argument "5""#);
+        assert_rejects(bin, &["--count", "-1"], r#"argument "-1""#);
+    }
 }
 
 /// Starts `catch-signal` and waits until it says its handler is in place.
 fn start_catcher(args: &[&str]) -> (Listing, Vec<String>) {
     let mut catcher = Listing::start(bin!("catch-signal"), args);
     let ready = catcher.expect(
-        r"Waiting for (SIG\w+) \((\d+)\) as pid (\d+); try: kill -(\w+) (\d+)",
+        r"Waiting for (SIG[\w+-]+) \((\d+)\) as pid (\d+); try: kill -([\w+-]+) (\d+)",
     );
     let pid = catcher.pid().to_string();
     assert_eq!((&ready[3], &ready[5]), (&pid, &pid), "it names its own pid");
@@ -96,8 +168,8 @@ fn catch_signal_reports_each_signal_sent_with_kill() {
         ("SIGUSR1", "10", "USR1")
     );
     for _ in 0..3 {
-        // One at a time: two of the same signal sent before the handler
-        // runs are merged into one by the kernel.
+        // One at a time: two of the same signal sent before the first is
+        // handled may be merged into one.
         catcher.signal(Signal::SIGUSR1);
         catcher.expect(&format!("Got signal 10 at {TIME}"));
     }
@@ -121,38 +193,100 @@ fn catch_signal_takes_numbers_and_names() {
 }
 
 #[test]
+fn catch_signal_takes_real_time_signals_by_kill_l_names() {
+    let rtmin = nix::libc::SIGRTMIN();
+    let rtmax = nix::libc::SIGRTMAX();
+    for (arg, number, name) in [
+        ("RTMIN+2", rtmin + 2, "SIGRTMIN+2"),
+        ("sigrtmax-1", rtmax - 1, "SIGRTMAX-1"),
+        (&*rtmin.to_string(), rtmin, "SIGRTMIN"),
+    ] {
+        let (mut catcher, ready) = start_catcher(&[arg, "--count", "1"]);
+        assert_eq!((&*ready[1], &*ready[2]), (name, &*number.to_string()));
+        // Sent the way the listing suggests, by the shell's own `kill`.
+        let pid = catcher.pid();
+        shell(&format!("kill -{} {pid}", &ready[4]));
+        catcher.expect(&format!("Got signal {number} at {TIME}"));
+        assert!(catcher.finish().status.success());
+    }
+}
+
+#[test]
 fn catch_signal_is_killed_by_a_signal_it_does_not_catch() {
     let (catcher, _) = start_catcher(&["USR1"]);
     catcher.signal(Signal::SIGUSR2);
     let out = catcher.finish();
-    use std::os::unix::process::ExitStatusExt;
     assert_eq!(out.status.signal(), Some(Signal::SIGUSR2 as i32));
 }
 
 #[test]
-fn catch_signal_output_matches_the_book() {
-    let args = ["USR1", "--count", "2"];
-    let (mut catcher, _) = start_catcher(&args);
-    for _ in 0..2 {
+fn catch_signal_merges_signals_sent_while_it_is_stopped() {
+    let (mut catcher, _) = start_catcher(&["USR1"]);
+    let pid = catcher.pid();
+    catcher.signal(Signal::SIGSTOP);
+    wait_until("the catcher to stop", || state_of(pid) == Some('T'));
+    for _ in 0..3 {
         catcher.signal(Signal::SIGUSR1);
-        catcher.next_line();
     }
+    // The kernel keeps one bit per standard signal: pending or not.
+    assert_eq!(pending_signals(pid), [Signal::SIGUSR1 as i32]);
+    catcher.signal(Signal::SIGCONT);
+    catcher.expect(&format!("Got signal 10 at {TIME}"));
+    // Wait until it is back in its wait, then end it: only one line came.
+    wait_until("the catcher to wait again", || state_of(pid) == Some('S'));
+    catcher.signal(Signal::SIGTERM);
     let out = catcher.finish();
-    assert!(out.status.success(), "{}", out.stderr);
-    assert_matches_book(
-        "ch02-signals/02-02-catch-signal.out",
-        "catch-signal",
-        &args,
-        &out.stdout,
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+    assert_eq!(
+        out.stdout.len(),
+        2,
+        "three signals, one line: {:?}",
+        out.stdout
     );
 }
 
 #[test]
+fn two_terminal_catch_signal_session_matches_the_book() {
+    // Terminal 1 runs the catcher; terminal 2 types these commands.
+    let args = ["USR1", "--count", "2"];
+    let (mut catcher, ready) = start_catcher(&args);
+    let pid = catcher.pid();
+    let mut terminal2 = Vec::new();
+    let mut type_in = |command: String| {
+        let output = shell(&command);
+        terminal2.push((command, output));
+    };
+    type_in(format!("kill -USR1 {pid}"));
+    catcher.expect(&format!("Got signal 10 at {TIME}"));
+    type_in(format!("kill -STOP {pid}"));
+    wait_until("the catcher to stop", || state_of(pid) == Some('T'));
+    type_in(format!(
+        "kill -USR1 {pid}; kill -USR1 {pid}; kill -USR1 {pid}"
+    ));
+    type_in(format!("grep ShdPnd /proc/{pid}/status"));
+    type_in(format!("kill -CONT {pid}"));
+    let out = catcher.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout[0], ready[0]);
+    assert_session_matches_book(
+        "ch02-signals/02-03-catch-signal.out",
+        &[(cargo_run("catch-signal", &args), &out.stdout)],
+    );
+    let session: Vec<_> =
+        terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book("ch02-signals/02-03-terminal-2.out", &session);
+}
+
+#[test]
 fn catch_signal_refuses_what_cannot_be_caught() {
-    assert_rejects(bin!("catch-signal"), &["KILL"], "SIGKILL cannot be caught");
-    assert_rejects(bin!("catch-signal"), &["19"], "SIGSTOP cannot be caught");
-    assert_rejects(bin!("catch-signal"), &["SEGV"], "SIGSEGV cannot be caught");
-    assert_rejects(bin!("catch-signal"), &["99"], "unknown signal '99'");
-    assert_rejects(bin!("catch-signal"), &["NOPE"], "unknown signal 'NOPE'");
-    assert_rejects(bin!("catch-signal"), &[], "which signal?");
+    let catch = bin!("catch-signal");
+    assert_rejects(catch, &["KILL"], "SIGKILL cannot be caught");
+    assert_rejects(catch, &["19"], "SIGSTOP cannot be caught");
+    assert_rejects(catch, &["SEGV"], "SIGSEGV cannot be caught");
+    assert_rejects(catch, &["99"], r#"argument "99": no such signal"#);
+    assert_rejects(catch, &["33"], r#"argument "33": no such signal"#);
+    assert_rejects(catch, &["RTMAX+1"], "no such signal");
+    assert_rejects(catch, &["RTMIN+"], "no such signal");
+    assert_rejects(catch, &["NOPE"], r#"argument "NOPE": no such signal"#);
+    assert_rejects(catch, &[], "which signal?");
 }

@@ -1,17 +1,22 @@
-//! Chapter 3, Sockets: Listings 3-1 (`socket-preview`) and 3-2
-//! (`socket-modes`).
+//! Chapter 3, Sockets: Listings 3-1 (`socket-race`), 3-2
+//! (`socket-preview`) and 3-3 (`socket-modes`).
 
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
-
-use nix::sys::socket::{
-    AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname,
-    setsockopt, socket, sockopt,
-};
 use std::process::Command;
 use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, bind, getsockname,
+    listen, setsockopt, socket, sockopt,
+};
 
 use crate::support::{
-    Listing, assert_matches_book, assert_rejects, blessing, run,
+    Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
+    blessing, cargo_run, run, shell,
 };
 
 /// The book's outputs are real runs of the commands it shows, on the
@@ -35,6 +40,51 @@ fn start_server(args: &[&str]) -> (Listing, String) {
         .remove(1);
     (server, addr)
 }
+
+/// Skips a test on a reader's machine that lacks `tool`; CI has them all.
+fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "{tool} is missing in CI");
+        eprintln!("skipped: {tool} is not installed");
+    }
+    found
+}
+
+// ---------------------------------------------------------------------------
+// Listing 3-1: the race
+
+#[test]
+fn socket_race_refuses_clients_before_listen_and_queues_them_after() {
+    let out = run(bin!("socket-race"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let refused: Vec<_> = (0..5)
+        .map(|i| format!("client{i} failed: Connection refused (os error 111)"))
+        .collect();
+    assert_eq!(out.stdout[..5], refused);
+    assert!(
+        out.stdout[5].starts_with("Server listening on 127.0.0.1:")
+            && out.stdout[5].ends_with(", too late for them"),
+        "{:?}",
+        out.stdout[5]
+    );
+    assert_eq!(
+        out.stdout[6],
+        "A sixth client connected, though nobody has called accept"
+    );
+    assert_matches_book(
+        "ch03-sockets/03-01-socket-race.out",
+        "socket-race",
+        &[],
+        &out.stdout,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Listing 3-2: the port
 
 #[test]
 fn preview_server_answers_each_client_with_its_own_name() {
@@ -61,12 +111,47 @@ fn preview_output_matches_the_book() {
     let out = run(bin!("socket-preview"), &with_test_address(&args));
     assert!(out.status.success(), "{}", out.stderr);
     assert_matches_book(
-        "ch03-sockets/03-01-socket-preview.out",
+        "ch03-sockets/03-02-socket-preview.out",
         "socket-preview",
         &args,
         &out.stdout,
     );
 }
+
+#[test]
+fn preview_server_outlives_a_client_that_resets_its_connection() {
+    // Five connections are its own clients'; the sixth is ours, reset at
+    // once, whenever it comes.
+    let mut preview = Listing::start(
+        bin!("socket-preview"),
+        &["127.0.0.1:0", "--count", "6"],
+    );
+    let addr = preview.expect(r"Server listening on (\S+)").remove(1);
+    reset_at_once(&addr);
+    let out = preview.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.len(), 6, "all five clients answered");
+    assert!(
+        out.stderr
+            .starts_with("socket-preview: a connection failed: "),
+        "the reset was reported: {:?}",
+        out.stderr
+    );
+}
+
+/// Connects, then resets the connection without a word: with a linger
+/// time of zero, closing sends RST, and the server's next call fails.
+fn reset_at_once(addr: &str) {
+    let rude = TcpStream::connect(addr).expect("connect");
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    setsockopt(&rude, sockopt::Linger, &linger).expect("SO_LINGER");
+}
+
+// ---------------------------------------------------------------------------
+// Listing 3-3: the modes
 
 #[test]
 fn servers_listen_on_loopback_port_50008_by_default() {
@@ -75,8 +160,7 @@ fn servers_listen_on_loopback_port_50008_by_default() {
     // that was tried, which is just as good a witness.
     let mut server =
         Listing::start(bin!("socket-modes"), &["server", "--count", "1"]);
-    let line = server.next_line_or_exit();
-    match line {
+    match server.next_line_or_exit() {
         Some(line) => {
             assert_eq!(line, "Server listening on 127.0.0.1:50008");
             let client = run(bin!("socket-modes"), &["client"]);
@@ -130,26 +214,184 @@ fn server_mode_answers_client_and_threads_modes_in_other_processes() {
 fn server_mode_outlives_a_client_that_hangs_up_at_once() {
     let (server, addr) =
         start_server(&["server", "127.0.0.1:0", "--count", "2"]);
-    // Connect, then reset the connection without a word: with a linger
-    // time of zero, closing sends RST, and the server's read fails.
-    let rude = std::net::TcpStream::connect(&addr).expect("connect");
-    let linger = nix::libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    setsockopt(&rude, sockopt::Linger, &linger).expect("SO_LINGER");
-    drop(rude);
+    reset_at_once(&addr);
     let client = run(bin!("socket-modes"), &["client", &addr]);
     assert!(client.status.success(), "{}", client.stderr);
     assert_eq!(client.stdout, ["client got: [server got: [client]]"]);
     let out = server.finish();
     assert!(out.status.success(), "{}", out.stderr);
     assert!(
-        out.stderr
-            .starts_with("socket-modes: a connection failed: "),
+        out.stderr.starts_with("socket-modes: "),
         "the reset was reported: {:?}",
         out.stderr
     );
+}
+
+#[test]
+fn a_silent_client_holds_up_the_next_one_for_five_seconds_at_most() {
+    let (mut server, addr) =
+        start_server(&["server", "127.0.0.1:0", "--count", "2"]);
+    // Connects first, and says nothing: the server is stuck with it.
+    let _silent = TcpStream::connect(&addr).expect("connect");
+    let started = Instant::now();
+    let client = run(bin!("socket-modes"), &["client", &addr]);
+    let waited = started.elapsed();
+    assert!(client.status.success(), "{}", client.stderr);
+    assert_eq!(client.stdout, ["client got: [server got: [client]]"]);
+    // Lower bound only: the client was served after the silent one timed
+    // out, never before.
+    assert!(waited >= Duration::from_secs(4), "served after {waited:?}");
+    server.expect(r"Answered 127\.0\.0\.1:\d+: server got: \[client\]");
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stderr.ends_with(": timed out after 5 s\n"),
+        "{:?}",
+        out.stderr
+    );
+}
+
+#[test]
+fn client_gives_up_on_a_server_that_never_answers() {
+    // Listening, so the connection completes, but nobody ever accepts.
+    let mute = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = mute.local_addr().unwrap().to_string();
+    let started = Instant::now();
+    assert_rejects(
+        bin!("socket-modes"),
+        &["client", &addr],
+        &format!("{addr}: timed out after 10 s"),
+    );
+    assert!(started.elapsed() >= Duration::from_secs(10));
+}
+
+#[test]
+fn client_gives_up_connecting_to_a_server_whose_queue_is_full() {
+    // A backlog of 0 admits one connection; the kernel drops the SYN of
+    // the next, and that client's connect hangs until it gives up.
+    let full = tcp_socket();
+    bind(full.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0)).expect("bind");
+    listen(&full, Backlog::new(0).unwrap()).expect("listen");
+    let bound: SockaddrIn = getsockname(full.as_raw_fd()).expect("address");
+    let addr = bound.to_string();
+    let _first = TcpStream::connect(&addr).expect("the queue's one place");
+    assert_rejects(
+        bin!("socket-modes"),
+        &["client", &addr],
+        &format!("{addr}: timed out after 10 s"),
+    );
+}
+
+#[test]
+fn a_client_cannot_forge_a_line_of_the_server_log() {
+    let (mut server, addr) =
+        start_server(&["server", "127.0.0.1:0", "--count", "1"]);
+    let mut forger = TcpStream::connect(&addr).expect("connect");
+    forger
+        .write_all(b"x]\nAnswered 127.0.0.1:1: server got: [forged\x1b[2J")
+        .unwrap();
+    forger.shutdown(Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    forger.read_to_end(&mut reply).unwrap();
+    // The reply is the client's own bytes back; the log escapes them.
+    let logged = server.expect(r"Answered 127\.0\.0\.1:\d+: (.*)").remove(1);
+    assert_eq!(
+        logged,
+        r"server got: [x]\nAnswered 127.0.0.1:1: server got: [forged\x1b[2J]"
+    );
+    let out = server.finish();
+    assert_eq!(out.stdout.len(), 2, "one line per client: {:?}", out.stdout);
+}
+
+/// Sends a megabyte, half-closes, and reads the reply to its end.
+fn send_a_megabyte(addr: &str) -> std::io::Result<Vec<u8>> {
+    let mut sock = TcpStream::connect(addr)?;
+    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+    sock.write_all(&vec![b'A'; 1 << 20])?;
+    sock.shutdown(Shutdown::Write)?;
+    let mut reply = Vec::new();
+    sock.read_to_end(&mut reply)?;
+    Ok(reply)
+}
+
+#[test]
+fn a_server_that_closes_with_unread_data_resets_the_connection() {
+    // The original's way: read once, reply, close.
+    let naive = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = naive.local_addr().unwrap().to_string();
+    let server = thread::spawn(move || {
+        let (mut conn, _) = naive.accept().expect("accept");
+        let mut data = [0; 1024];
+        let n = conn.read(&mut data).expect("read");
+        let _ = conn.write_all(&data[..n]);
+    });
+    let err = send_a_megabyte(&addr).expect_err("the kernel sends RST");
+    // Depending on where the client was when the RST came: reading
+    // (ECONNRESET), writing (EPIPE), or half-closing a connection that no
+    // longer exists (ENOTCONN).
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::ConnectionReset
+                | ErrorKind::BrokenPipe
+                | ErrorKind::NotConnected
+        ),
+        "{err}"
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn a_client_that_sends_a_megabyte_still_gets_its_reply() {
+    let (mut server, addr) =
+        start_server(&["server", "127.0.0.1:0", "--count", "1"]);
+    let reply = send_a_megabyte(&addr).expect("no reset");
+    let reply = String::from_utf8(reply).unwrap();
+    let got = reply
+        .strip_prefix("server got: [")
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or_else(|| panic!("{reply:?}"));
+    // One read of at most 1024 bytes, as in the original.
+    assert!(
+        !got.is_empty() && got.len() <= 1024 && got.bytes().all(|b| b == b'A')
+    );
+    server.expect(r"Answered 127\.0\.0\.1:\d+: server got: \[A+\]");
+    assert!(server.finish().status.success());
+}
+
+#[test]
+fn client_tries_every_address_a_name_resolves_to() {
+    if !have("unshare") {
+        return;
+    }
+    // A name that resolves to ::1 first and 127.0.0.1 second, in a mount
+    // namespace of the client's own, where /etc/hosts says so.
+    let hosts = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(hosts.path(), "::1 both\n127.0.0.1 both\n").unwrap();
+    let (server, addr) =
+        start_server(&["server", "127.0.0.1:0", "--count", "1"]);
+    let port = addr.rsplit_once(':').unwrap().1;
+    let script = "mount --bind \"$1\" /etc/hosts && shift && exec \"$@\"";
+    let hosts = hosts.path().to_str().unwrap();
+    let target = format!("both:{port}");
+    let client = run(
+        "unshare",
+        &[
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            hosts,
+            bin!("socket-modes"),
+            "client",
+            &target,
+        ],
+    );
+    assert!(client.status.success(), "{}", client.stderr);
+    assert_eq!(client.stdout, ["client got: [server got: [client]]"]);
+    assert!(server.finish().status.success());
 }
 
 #[test]
@@ -167,17 +409,28 @@ fn two_terminal_session_matches_the_book() {
     assert!(client.status.success(), "{}", client.stderr);
     let server = server.finish();
     assert!(server.status.success(), "{}", server.stderr);
-    assert_matches_book(
-        "ch03-sockets/03-02-server.out",
-        "socket-modes",
-        &server_args,
-        &server.stdout,
+    // One side of the connection now waits in TIME_WAIT: the one whose
+    // FIN went first, usually the client, which half-closes at once.
+    let client_port = server.stdout[1]
+        .strip_prefix("Answered 127.0.0.1:")
+        .and_then(|rest| rest.split_once(':'))
+        .expect("Answered 127.0.0.1:<port>: ...")
+        .0;
+    let ss = format!(
+        "ss -tan state time-wait '( sport = :{client_port} or dport = :{client_port} )'"
     );
-    assert_matches_book(
-        "ch03-sockets/03-02-client.out",
-        "socket-modes",
-        &client_args,
-        &client.stdout,
+    let time_wait = shell(&ss);
+    assert_eq!(time_wait.len(), 2, "one side waits: {time_wait:?}");
+    assert_session_matches_book(
+        "ch03-sockets/03-03-server.out",
+        &[(cargo_run("socket-modes", &server_args), &server.stdout)],
+    );
+    assert_session_matches_book(
+        "ch03-sockets/03-03-client.out",
+        &[
+            (cargo_run("socket-modes", &client_args), &client.stdout),
+            (ss, &time_wait),
+        ],
     );
 }
 
@@ -185,12 +438,16 @@ fn two_terminal_session_matches_the_book() {
 fn rebinding_needs_so_reuseaddr_while_time_wait_lasts() {
     use nix::errno::Errno;
 
-    // One connection, closed by the server first: the server's side of
-    // it now waits in TIME_WAIT on the server's port.
+    // One connection, closed by the server first: a client that does not
+    // half-close, like the original's, waits for the server's end of the
+    // stream. The server's side of it now waits in TIME_WAIT on the
+    // server's port.
     let (server, addr) =
         start_server(&["server", "127.0.0.1:0", "--count", "1"]);
-    let client = run(bin!("socket-modes"), &["client", &addr]);
-    assert!(client.status.success(), "{}", client.stderr);
+    let mut client = TcpStream::connect(&addr).expect("connect");
+    client.write_all(b"client").unwrap();
+    client.read_to_end(&mut Vec::new()).unwrap();
+    drop(client);
     assert!(server.finish().status.success());
 
     // A socket without SO_REUSEADDR, as Python makes by default, may not
@@ -209,14 +466,7 @@ fn rebinding_needs_so_reuseaddr_while_time_wait_lasts() {
 /// Runs a client that is not part of this crate, with `sh -c`, and
 /// returns what it printed. `$PORT` in `script` is the server's port.
 fn foreign_client(tool: &str, script: &str) -> Option<String> {
-    if Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map_or(true, |o| !o.status.success())
-    {
-        // CI installs every tool; a reader's machine may lack one.
-        assert!(std::env::var_os("CI").is_none(), "{tool} is missing in CI");
-        eprintln!("skipped: {tool} is not installed");
+    if !have(tool) {
         return None;
     }
     let (server, addr) =
@@ -242,7 +492,8 @@ fn server_answers_a_bash_client() {
 
 #[test]
 fn server_answers_a_python_client() {
-    // The original's client, in the original's language.
+    // The original's client, in the original's language: it neither
+    // half-closes nor reads to the end.
     let reply = foreign_client(
         "python3",
         "python3 -c 'import socket
@@ -266,28 +517,27 @@ fn server_answers_netcat() {
 
 #[test]
 fn socket_listings_reject_bad_arguments_in_one_line() {
+    let preview = bin!("socket-preview");
+    let modes = bin!("socket-modes");
     assert_rejects(
-        bin!("socket-preview"),
+        preview,
         &["127.0.0.1:99999"],
         "bad address '127.0.0.1:99999'",
     );
+    assert_rejects(preview, &["no-port"], "bad address 'no-port'");
+    assert_rejects(preview, &["--count", "x"], r#"argument "x""#);
+    assert_rejects(modes, &[], "which mode?");
+    assert_rejects(modes, &["serve"], "unknown mode 'serve'");
+    assert_rejects(modes, &["client", "--count", "1"], "only the server");
     assert_rejects(
-        bin!("socket-preview"),
-        &["no-port"],
-        "bad address 'no-port'",
-    );
-    assert_rejects(bin!("socket-preview"), &["--count", "x"], "whole number");
-    assert_rejects(bin!("socket-modes"), &[], "which mode?");
-    assert_rejects(bin!("socket-modes"), &["serve"], "unknown mode 'serve'");
-    assert_rejects(
-        bin!("socket-modes"),
-        &["client", "--count", "1"],
-        "only the server",
-    );
-    assert_rejects(
-        bin!("socket-modes"),
+        modes,
         &["server", "192.0.2.1:50008"],
         "cannot listen on 192.0.2.1:50008",
+    );
+    assert_rejects(
+        bin!("socket-race"),
+        &["127.0.0.1:0"],
+        "unexpected argument",
     );
 }
 
@@ -317,4 +567,54 @@ fn tcp_socket() -> OwnedFd {
         None,
     )
     .expect("a TCP socket")
+}
+
+#[test]
+fn std_socket_writes_pass_msg_nosignal() {
+    if !have("strace") {
+        return;
+    }
+    // The client's one write, seen by the kernel: `sendto` with the flag
+    // that turns SIGPIPE into an EPIPE error.
+    let (server, addr) =
+        start_server(&["server", "127.0.0.1:0", "--count", "1"]);
+    let traced = run(
+        "strace",
+        &[
+            "-f",
+            "-e",
+            "trace=sendto",
+            "--",
+            bin!("socket-modes"),
+            "client",
+            &addr,
+        ],
+    );
+    assert!(traced.status.success(), "{}", traced.stderr);
+    assert!(
+        traced
+            .stderr
+            .lines()
+            .any(|l| l.contains(r#"sendto(3, "client", 6, MSG_NOSIGNAL"#)),
+        "{}",
+        traced.stderr
+    );
+    assert!(server.finish().status.success());
+}
+
+#[test]
+fn a_backlog_of_five_does_not_limit_a_server_to_five_connections() {
+    let sock = tcp_socket();
+    bind(sock.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0)).expect("bind");
+    listen(&sock, Backlog::new(5).unwrap()).expect("listen");
+    let listener = TcpListener::from(sock);
+    let addr = listener.local_addr().unwrap();
+    // Twenty connections open at once, each accepted as it comes.
+    let mut open = Vec::new();
+    for _ in 0..20 {
+        let client = TcpStream::connect(addr).expect("connect");
+        let (accepted, _) = listener.accept().expect("accept");
+        open.push((client, accepted));
+    }
+    assert_eq!(open.len(), 20);
 }

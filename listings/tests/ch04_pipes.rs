@@ -1,13 +1,35 @@
-//! Chapter 4, Pipes: Listings 4-1 (`pipe-spam`), 4-2 (`pipe-glued`) and
-//! 4-3 (`pipe-lines`).
+//! Chapter 4, Pipes: Listings 4-1 (`pipe-spam`), 4-2 (`pipe-glued`), 4-3
+//! (`pipe-lines`) and 4-4 (`fork-exit`).
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 
 use crate::support::{
-    Listing, assert_matches_book, assert_rejects, children_of, run,
+    Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
+    cargo_run, children_of, group_is_gone, run, shell, state_of, wait_until,
 };
 
 /// What the child writes, in order: `Spam 000` to `Spam 004`, then again.
 fn spam(count: usize) -> Vec<String> {
     (0..count).map(|i| format!("Spam {:03}", i % 5)).collect()
+}
+
+/// The one child of `parent`, once it has been forked.
+fn only_child(parent: Pid) -> Pid {
+    let mut children = Vec::new();
+    wait_until("the fork", || {
+        children = children_of(parent);
+        !children.is_empty()
+    });
+    assert_eq!(children.len(), 1, "exactly one child: {children:?}");
+    children[0]
+}
+
+/// True once `pid` is gone or a zombie: it no longer runs.
+fn is_dead(pid: Pid) -> bool {
+    matches!(state_of(pid), None | Some('Z'))
 }
 
 #[test]
@@ -16,9 +38,7 @@ fn pipe_spam_forks_and_every_message_reaches_the_parent_in_order() {
     let pid = spam_run.pid().to_string();
     let first = spam_run.expect(r"Parent (\d+) got \[(.*)\] at \d+\.\d+");
     assert_eq!(first[1], pid, "the parent is the process we started");
-    // The child sleeps before its next message, so it is alive now: a
-    // second process, forked by the first.
-    assert_eq!(children_of(spam_run.pid()).len(), 1, "exactly one child");
+    only_child(spam_run.pid());
 
     let out = spam_run.finish();
     assert!(
@@ -38,11 +58,29 @@ fn pipe_spam_forks_and_every_message_reaches_the_parent_in_order() {
 }
 
 #[test]
-fn pipe_spam_output_matches_the_book() {
+fn pipe_spam_output_and_descriptors_match_the_book() {
     // Five messages come at least a second apart, so no read can glue two
     // of them: the output is the same on every run.
     let args = ["--count", "5"];
-    let out = run(bin!("pipe-spam"), &args);
+    let mut spam_run = Listing::start(bin!("pipe-spam"), &args);
+    spam_run.next_line();
+    // What a second terminal shows meanwhile: both processes hold both
+    // ends, 3 to read (r) and 4 to write (w).
+    let parent = spam_run.pid();
+    let child = only_child(parent);
+    let terminal2: Vec<_> = [
+        format!("pgrep -l -P {parent}"),
+        format!("ls -l /proc/{parent}/fd/3 /proc/{parent}/fd/4"),
+        format!("ls -l /proc/{child}/fd/3 /proc/{child}/fd/4"),
+    ]
+    .into_iter()
+    .map(|command| {
+        let output = shell(&command);
+        (command, output)
+    })
+    .collect();
+    assert_eq!(terminal2[0].1, [format!("{child} pipe-spam")]);
+    let out = spam_run.finish();
     assert!(out.status.success(), "{}", out.stderr);
     assert_matches_book(
         "ch04-pipes/04-01-pipe-spam.out",
@@ -50,6 +88,53 @@ fn pipe_spam_output_matches_the_book() {
         &args,
         &out.stdout,
     );
+    let session: Vec<_> =
+        terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book("ch04-pipes/04-01-terminal-2.out", &session);
+}
+
+#[test]
+fn pipe_spam_child_dies_with_its_parent_however_the_parent_dies() {
+    for signal in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGKILL,
+    ] {
+        let mut spam_run = Listing::start(bin!("pipe-spam"), &[]);
+        spam_run.next_line();
+        let child = only_child(spam_run.pid());
+        spam_run.signal(signal);
+        let out = spam_run.finish();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(signal as i32));
+        // Checked before the test's own clean-up kills the group.
+        wait_until(&format!("the child to die after {signal}"), || {
+            is_dead(child)
+        });
+    }
+}
+
+#[test]
+fn pipe_spam_parent_notices_within_seconds_that_its_child_was_killed() {
+    let mut spam_run = Listing::start(bin!("pipe-spam"), &[]);
+    spam_run.next_line();
+    let child = only_child(spam_run.pid());
+    nix::sys::signal::kill(child, Signal::SIGKILL).unwrap();
+    let started = Instant::now();
+    let out = spam_run.finish();
+    // The parent polls for five seconds at a time, then checks.
+    assert!(started.elapsed() < Duration::from_secs(12));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.stderr,
+        format!(
+            "pipe-spam: the child is gone: Signaled(Pid({child}), SIGKILL, \
+             false)\n"
+        )
+    );
+    // It reaped the child: no zombie is left.
+    assert_eq!(state_of(child), None);
 }
 
 #[test]
@@ -105,9 +190,24 @@ fn pipe_lines_delivers_each_message_as_a_line_and_ends_by_itself() {
 }
 
 #[test]
-fn pipe_lines_output_matches_the_book() {
+fn pipe_lines_output_and_descriptors_match_the_book() {
     let args = ["--count", "6"];
-    let out = run(bin!("pipe-lines"), &args);
+    let mut lines = Listing::start(bin!("pipe-lines"), &args);
+    lines.next_line();
+    // Each process kept only its own end: the parent 3, the child 4.
+    let parent = lines.pid();
+    let child = only_child(parent);
+    let terminal2: Vec<_> = [
+        format!("ls /proc/{parent}/fd"),
+        format!("ls /proc/{child}/fd"),
+    ]
+    .into_iter()
+    .map(|command| {
+        let output = shell(&command);
+        (command, output)
+    })
+    .collect();
+    let out = lines.finish();
     assert!(out.status.success(), "{}", out.stderr);
     assert_matches_book(
         "ch04-pipes/04-03-pipe-lines.out",
@@ -115,12 +215,59 @@ fn pipe_lines_output_matches_the_book() {
         &args,
         &out.stdout,
     );
+    let session: Vec<_> =
+        terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book("ch04-pipes/04-03-terminal-2.out", &session);
+}
+
+#[test]
+fn pipe_lines_child_dies_of_sigpipe_at_its_next_write_after_the_parent() {
+    let mut lines = Listing::start(bin!("pipe-lines"), &[]);
+    lines.next_line();
+    let child = only_child(lines.pid());
+    lines.signal(Signal::SIGKILL);
+    let pgid = lines.pid();
+    lines.finish();
+    // No pdeathsig here: the child lives until it next writes, at most
+    // four seconds later, and that write kills it.
+    let started = Instant::now();
+    wait_until("the child to die", || is_dead(child));
+    assert!(started.elapsed() < Duration::from_secs(8));
+    wait_until("the group to end", || group_is_gone(pgid));
+}
+
+#[test]
+fn fork_exit_prints_the_buffered_half_line_twice_with_process_exit() {
+    let out = run(bin!("fork-exit"), &["--std-exit"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        ["[written before fork] [written before fork] [parent done]"]
+    );
+    let out = run(bin!("fork-exit"), &[]);
+    assert_eq!(out.stdout, ["[written before fork] [parent done]"]);
+    assert_session_matches_book(
+        "ch04-pipes/04-04-fork-exit.out",
+        &[
+            (
+                cargo_run("fork-exit", &["--std-exit"]),
+                &run(bin!("fork-exit"), &["--std-exit"]).stdout,
+            ),
+            (cargo_run("fork-exit", &[]), &out.stdout),
+        ],
+    );
 }
 
 #[test]
 fn pipe_listings_reject_bad_arguments_in_one_line() {
-    assert_rejects(bin!("pipe-spam"), &["--count", "-1"], "whole number");
-    assert_rejects(bin!("pipe-spam"), &["now"], "unexpected argument 'now'");
-    assert_rejects(bin!("pipe-lines"), &["--count"], "needs a number");
-    assert_rejects(bin!("pipe-glued"), &["--count", "2"], "no arguments");
+    assert_rejects(bin!("pipe-spam"), &["--count", "x"], r#"argument "x""#);
+    assert_rejects(bin!("pipe-spam"), &["now"], r#"unexpected argument "now""#);
+    assert_rejects(
+        bin!("pipe-spam"),
+        &["--count", "2305843009213693952"],
+        "--count is too large",
+    );
+    assert_rejects(bin!("pipe-lines"), &["--count"], "missing argument");
+    assert_rejects(bin!("pipe-glued"), &["--count", "2"], "invalid option");
+    assert_rejects(bin!("fork-exit"), &["--exit"], "invalid option");
 }

@@ -9,3 +9,4 @@ mod support;
 mod ch02_signals;
 mod ch03_sockets;
 mod ch04_pipes;
+mod conventions;

@@ -12,7 +12,7 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::thread;
@@ -55,25 +55,47 @@ pub struct Finished {
 impl Listing {
     /// Starts `bin` with `args` in a new process group, stdin closed.
     pub fn start(bin: &str, args: &[&str]) -> Listing {
-        let mut child = Command::new(bin)
-            .args(args)
+        Listing::spawn(Command::new(bin).args(args), Stdio::piped())
+    }
+
+    /// Starts `command` in a new process group, stdin closed, stderr read
+    /// by the test, stdout as given: `Stdio::piped()` for the test to read
+    /// it line by line, or anything else, such as a pipe nobody reads.
+    pub fn spawn(command: &mut Command, stdout: Stdio) -> Listing {
+        // SAFETY: `close_range` is a system call, async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                // A listing starts with 0, 1 and 2 only, whatever
+                // descriptors the test runner inherited without
+                // close-on-exec: what /proc/PID/fd shows must not depend
+                // on who ran `cargo test`. CLOEXEC rather than closing
+                // keeps std's own pipe that reports a failed exec.
+                use nix::libc::{CLOSE_RANGE_CLOEXEC, c_int, close_range};
+                close_range(3, u32::MAX, CLOSE_RANGE_CLOEXEC as c_int);
+                Ok(())
+            })
+        };
+        let mut child = command
             .process_group(0)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|err| panic!("cannot start {bin}: {err}"));
+            .unwrap_or_else(|err| panic!("cannot start {command:?}: {err}"));
 
+        // Without a pipe to read, the channel is closed from the start:
+        // to `next_line`, stdout has ended.
         let (tx, lines) = channel();
-        let stdout = child.stdout.take().expect("stdout is piped");
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
+        if let Some(stdout) = child.stdout.take() {
+            thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
                 }
-            }
-        });
+            });
+        }
         let (tx, stderr) = channel();
         let mut pipe = child.stderr.take().expect("stderr is piped");
         thread::spawn(move || {
@@ -133,6 +155,21 @@ impl Listing {
             Err(RecvTimeoutError::Timeout) => {
                 panic!("no line within {PATIENCE:?}")
             }
+        }
+    }
+
+    /// True if no line comes within `time` and stdout stays open: for a
+    /// listing that must be waiting. A bound, not a way to synchronise: a
+    /// late line on a loaded machine can only make this pass wrongly,
+    /// never fail wrongly.
+    pub fn no_line_within(&mut self, time: Duration) -> bool {
+        match self.lines.recv_timeout(time) {
+            Ok(line) => {
+                self.transcript.push(line);
+                false
+            }
+            Err(RecvTimeoutError::Timeout) => true,
+            Err(RecvTimeoutError::Disconnected) => false,
         }
     }
 
@@ -245,6 +282,90 @@ pub fn children_of(pid: Pid) -> Vec<Pid> {
     children
 }
 
+/// The fields of `/proc/<pid>/stat` after the command name (which is in
+/// parentheses and may contain spaces): state, ppid, pgrp, ... `None` once
+/// the process is gone.
+fn stat_fields(pid: Pid) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, tail) = stat.rsplit_once(") ")?;
+    Some(tail.split(' ').map(String::from).collect())
+}
+
+/// The state letter of a process (`R`, `S`, `T` for stopped, `Z` for a
+/// zombie), or `None` if it is gone.
+pub fn state_of(pid: Pid) -> Option<char> {
+    stat_fields(pid)?.first()?.chars().next()
+}
+
+/// Waits, up to `PATIENCE`, until `ready` holds; fails the test with
+/// `what` otherwise. For conditions only /proc can tell: the state of a
+/// process, its pending signals. It polls; it never sleeps for longer
+/// than the next look.
+pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !ready() {
+        assert!(Instant::now() < deadline, "waited {PATIENCE:?} for {what}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// True if no live process is in process group `pgid`: all gone, or
+/// zombies waiting for a parent to reap them.
+pub fn group_is_gone(pgid: Pid) -> bool {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().all(|entry| {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse().ok())
+        else {
+            return true;
+        };
+        match stat_fields(Pid::from_raw(pid)) {
+            Some(fields) => fields[0] == "Z" || fields[2] != pgid.to_string(),
+            None => true,
+        }
+    })
+}
+
+/// The signals pending for a process as a whole (`ShdPnd` in
+/// /proc/<pid>/status), as signal numbers.
+pub fn pending_signals(pid: Pid) -> Vec<i32> {
+    let status =
+        fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix("ShdPnd:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    (1..=64).filter(|n| mask & (1 << (n - 1)) != 0).collect()
+}
+
+/// The path of any listing's binary, by name: they all sit together.
+pub fn bin_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_alarm")).with_file_name(name)
+}
+
+/// The names of every listing, from the `[[bin]]` tables of
+/// listings/Cargo.toml.
+pub fn listing_names() -> Vec<String> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let text = fs::read_to_string(&manifest).expect("listings/Cargo.toml");
+    let manifest: toml::Table = text.parse().expect("valid TOML");
+    let bins = manifest["bin"].as_array().expect("[[bin]] tables");
+    bins.iter()
+        .map(|bin| bin["name"].as_str().expect("a name").to_string())
+        .collect()
+}
+
+/// Runs a shell command line with `bash -c`, with a deadline, in a
+/// process group of its own that dies with it, and returns its output
+/// lines. For the commands the book tells readers to type.
+pub fn shell(command: &str) -> Vec<String> {
+    let out = Listing::start("bash", &["-c", command]).finish();
+    assert!(out.status.success(), "`{command}` failed: {}", out.stderr);
+    out.stdout
+}
+
 // ----------------------------------------------------------------------------
 // Outputs shown in the book.
 
@@ -260,23 +381,43 @@ pub fn blessing() -> bool {
 /// `file` is relative to `listings/`. Its first line is the command that
 /// produced it, built here from `bin` and `args`, which must be the
 /// arguments the run used (a check run may add an address after them).
-/// Only what truly varies between runs is normalised, on both sides:
-/// clock times, pids, port numbers.
 pub fn assert_matches_book(
     file: &str,
     bin: &str,
     args: &[&str],
     stdout: &[String],
 ) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    assert_session_matches_book(file, &[(cargo_run(bin, args), stdout)]);
+}
+
+/// The command line a reader types to run `bin` with `args`.
+pub fn cargo_run(bin: &str, args: &[&str]) -> String {
     let mut command = format!("cargo run -p listings --bin {bin}");
     if !args.is_empty() {
         command = format!("{command} -- {}", args.join(" "));
     }
-    let mut actual = format!("$ {command}\n");
-    for line in stdout {
-        actual.push_str(line);
-        actual.push('\n');
+    command
+}
+
+/// Like [`assert_matches_book`], for a session of several commands, each
+/// shown as `$ command` followed by what it printed. The commands are
+/// the ones the test really ran, as a reader would type them.
+///
+/// Only what truly varies between runs is normalised, on both sides:
+/// clock times, pids, port numbers, inode numbers, the owner and date
+/// columns of `ls -l`.
+pub fn assert_session_matches_book<S: AsRef<str>>(
+    file: &str,
+    session: &[(String, &[S])],
+) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    let mut actual = String::new();
+    for (command, output) in session {
+        actual.push_str(&format!("$ {command}\n"));
+        for line in *output {
+            actual.push_str(line.as_ref());
+            actual.push('\n');
+        }
     }
     if blessing() {
         fs::write(&path, &actual).expect("write the output file");
@@ -305,10 +446,26 @@ fn normalise(text: &str) -> String {
         // Python's time.time(): 1795627555.2590373
         (r"\b\d{9,11}\.\d+\b", "<time>"),
         (r"\b(pid|Parent|Child) \d+\b", "$1 <pid>"),
-        (r"\bkill -(\w+) \d+\b", "kill -$1 <pid>"),
         (r"\b127\.0\.0\.1:\d+\b", "127.0.0.1:<port>"),
+        (r"\[::1\]:\d+\b", "[::1]:<port>"),
+        // `pipe:[38187]`, `socket:[38190]` in /proc/PID/fd
+        (r"\b(pipe|socket):\[\d+\]", "$1:[<inode>]"),
+        // `ls -l`: permissions, links, owner, group, size, date
+        (
+            r"(?m)^([-lrwxs]{10}) +\d+ +\S+ +\S+ +\d+ +\w{3} +\d+ +[\d:]+ ",
+            "$1 <owner and date> ",
+        ),
+        (r"/proc/\d+/", "/proc/<pid>/"),
+        (r"([sd]port = :)\d+", "$1<port>"),
+        (r"\b(pgrep -l -P|kill -\w+|kill) \d+\b", "$1 <pid>"),
+        // `pgrep -l`: pid and name
+        (r"(?m)^\d+ ([\w-]+)$", "<pid> $1"),
     ];
-    let mut text = text.to_string();
+    // Columns padded to the width of what varies: `ss` output.
+    let mut text = Regex::new(" +")
+        .unwrap()
+        .replace_all(text, " ")
+        .into_owned();
     for (pattern, placeholder) in rules {
         let re = Regex::new(pattern).expect("a valid regex");
         text = re.replace_all(&text, placeholder).into_owned();

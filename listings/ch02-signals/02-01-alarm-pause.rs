@@ -1,0 +1,111 @@
+// ANCHOR: whole
+// Listing 2-1: Lutz's alarm loop (`signal2.py`) in its original shape:
+// install a handler, set an alarm, `pause()` until a signal comes. The
+// handler only sets a flag; the main loop does the printing.
+//
+// `--late` stands in for a machine too busy to run this process for six
+// seconds between `alarm(5)` and `pause()`: it makes the original's race
+// happen every time. `--count N` stops after N alarms.
+
+use std::error::Error;
+use std::process::{self, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use chrono::Local;
+use nix::libc::c_int;
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction, signal,
+};
+use nix::unistd::{alarm, pause};
+
+const USAGE: &str = "usage: alarm-pause [--count N] [--late]";
+const ALARM_SECS: u32 = 5;
+/// With `--late`: longer than the alarm, so the signal comes first.
+const LATE: Duration = Duration::from_secs(ALARM_SECS as u64 + 1);
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("alarm-pause: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: port
+/// Set by the handler, read by the main loop.
+static RANG: AtomicBool = AtomicBool::new(false);
+
+/// Runs in the middle of whatever the process was doing: it may only do
+/// async-signal-safe work, and storing to an atomic is.
+extern "C" fn on_alarm(_signal: c_int) {
+    RANG.store(true, Ordering::SeqCst);
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let (count, late) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let action = SigAction::new(
+        SigHandler::Handler(on_alarm),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only stores to an atomic.
+    unsafe { sigaction(Signal::SIGALRM, &action) }?;
+
+    let mut alarms = 0;
+    while count.is_none_or(|n| alarms < n) {
+        RANG.store(false, Ordering::SeqCst);
+        println!("Setting at {}", asctime());
+        alarm::set(ALARM_SECS);
+        // The window: if SIGALRM comes before `pause` starts, the handler
+        // runs now, and `pause` waits for a signal that has come and gone.
+        if late {
+            thread::sleep(LATE);
+            let rang = RANG.load(Ordering::SeqCst);
+            println!("Calling pause(); the alarm has rung already: {rang}");
+        }
+        pause();
+        println!("Got alarm {} at {}", Signal::SIGALRM as i32, asctime());
+        alarms += 1;
+    }
+    Ok(())
+}
+// ANCHOR_END: port
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// The local time as Python's `time.asctime()` writes it,
+/// for example `Wed Nov 25 16:44:09 2026`.
+fn asctime() -> String {
+    Local::now().format("%a %b %e %H:%M:%S %Y").to_string()
+}
+
+/// Reads `[--count N] [--late]` from the command line.
+fn parse_args() -> Result<(Option<u64>, bool), lexopt::Error> {
+    use lexopt::prelude::*;
+    let (mut count, mut late) = (None, false);
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("count") => count = Some(args.value()?.parse()?),
+            Long("late") => late = true,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok((count, late))
+}
+// ANCHOR_END: whole

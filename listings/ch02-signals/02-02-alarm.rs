@@ -1,0 +1,84 @@
+// ANCHOR: whole
+// Listing 2-2: Lutz's alarm loop (`signal2.py`), ported to Rust with
+// signal-hook, which cannot lose the wake-up that Listing 2-1 loses.
+//
+// Forever: say when the alarm is set, ask the kernel for SIGALRM in five
+// seconds, and wait for it. `--count N` stops after N alarms.
+
+use std::error::Error;
+use std::process::{self, ExitCode};
+
+use chrono::Local;
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::unistd::alarm;
+use signal_hook::consts::SIGALRM;
+use signal_hook::iterator::Signals;
+
+const USAGE: &str = "usage: alarm [--count N]";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("alarm: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let count = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // Install signal-hook's handler for SIGALRM. The handler only records
+    // the signal and writes a byte to wake `signals` up; the code below
+    // runs as ordinary code on the main thread, where printing is allowed.
+    let mut signals = Signals::new([SIGALRM])?;
+
+    let mut alarms = 0;
+    while count.is_none_or(|n| alarms < n) {
+        println!("Setting at {}", asctime());
+        alarm::set(5);
+        // Block until the handler has seen the signal. A signal that came
+        // before this line left its byte behind, so it is not lost.
+        let signal =
+            signals.forever().next().ok_or("signal iterator closed")?;
+        println!("Got alarm {signal} at {}", asctime());
+        alarms += 1;
+    }
+    Ok(())
+}
+// ANCHOR_END: run
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// The local time as Python's `time.asctime()` writes it,
+/// for example `Wed Nov 25 16:44:09 2026`.
+fn asctime() -> String {
+    Local::now().format("%a %b %e %H:%M:%S %Y").to_string()
+}
+
+/// Reads `[--count N]` from the command line.
+fn parse_args() -> Result<Option<u64>, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut count = None;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("count") => count = Some(args.value()?.parse()?),
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(count)
+}
+// ANCHOR_END: whole

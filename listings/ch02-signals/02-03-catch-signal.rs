@@ -1,0 +1,147 @@
+// ANCHOR: whole
+// Listing 2-3: Lutz's `signal1.py`, ported to Rust: catch the signal named
+// on the command line and report each one, forever. `--count N` stops
+// after N signals.
+
+use std::error::Error;
+use std::io::{self, ErrorKind, Write};
+use std::process::{self, ExitCode};
+
+use chrono::Local;
+use nix::libc::{SIGRTMAX, SIGRTMIN, c_int};
+use nix::sys::signal::Signal;
+use nix::unistd::getpid;
+use signal_hook::consts::FORBIDDEN;
+use signal_hook::iterator::Signals;
+
+const USAGE: &str = "usage: catch-signal SIGNAL [--count N]  \
+                     (SIGNAL: 10, USR1, SIGUSR1 or RTMIN+2)";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        // Whoever read our output has gone: there is nobody left to tell.
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
+        Err(err) => {
+            // Not `eprintln!`, which panics if stderr is a closed pipe.
+            let _ = writeln!(io::stderr(), "catch-signal: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    let (signal, count) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let name = signal_name(signal);
+    // SIGKILL and SIGSTOP cannot be caught at all, and a handler that
+    // returns from SIGSEGV, SIGILL or SIGFPE resumes the faulting code.
+    // signal-hook panics if asked to register one, so check first.
+    if FORBIDDEN.contains(&signal) {
+        return Err(format!("{name} cannot be caught this way").into());
+    }
+    let mut signals = Signals::new([signal])?;
+
+    // Only now is the handler in place: tell the world it is safe to send.
+    let mut out = io::stdout();
+    let pid = getpid();
+    let short = name.trim_start_matches("SIG");
+    writeln!(
+        out,
+        "Waiting for {name} ({signal}) as pid {pid}; try: kill -{short} {pid}"
+    )?;
+    for number in signals.forever().take(count.unwrap_or(usize::MAX)) {
+        writeln!(out, "Got signal {number} at {}", asctime())?;
+    }
+    Ok(())
+}
+// ANCHOR_END: run
+
+/// True if `err` says that the reader of a pipe we wrote to has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+}
+
+/// The local time as Python's `time.asctime()` writes it.
+fn asctime() -> String {
+    Local::now().format("%a %b %e %H:%M:%S %Y").to_string()
+}
+
+/// Reads `SIGNAL [--count N]` from the command line.
+fn parse_args() -> Result<(c_int, Option<usize>), lexopt::Error> {
+    use lexopt::prelude::*;
+    let (mut signal, mut count) = (None, None);
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("count") => count = Some(args.value()?.parse()?),
+            Value(value) if signal.is_none() => {
+                signal = Some(value.parse_with(parse_signal)?);
+            }
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    let signal = signal.ok_or("which signal?")?;
+    Ok((signal, count))
+}
+
+// ANCHOR: parse_signal
+/// Accepts a number (`10`), a name with or without its prefix (`USR1`,
+/// `SIGUSR1`, `usr1`), or a real-time signal as `kill -l` names them
+/// (`RTMIN`, `RTMIN+2`, `RTMAX-1`).
+fn parse_signal(arg: &str) -> Result<c_int, String> {
+    let unknown = || "no such signal".to_string();
+    let real_time = SIGRTMIN()..=SIGRTMAX();
+    let upper = arg.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let number = if let Ok(number) = arg.parse::<c_int>() {
+        number
+    } else if let Some(rest) = name.strip_prefix("RTMIN") {
+        SIGRTMIN() + offset(rest, '+').ok_or_else(unknown)?
+    } else if let Some(rest) = name.strip_prefix("RTMAX") {
+        SIGRTMAX() - offset(rest, '-').ok_or_else(unknown)?
+    } else {
+        let signal: Signal =
+            format!("SIG{name}").parse().map_err(|_| unknown())?;
+        signal as c_int
+    };
+    if Signal::try_from(number).is_ok() || real_time.contains(&number) {
+        Ok(number)
+    } else {
+        Err(unknown())
+    }
+}
+
+/// The `2` of `RTMIN+2`: nothing at all, or `sign` and digits.
+fn offset(rest: &str, sign: char) -> Option<c_int> {
+    if rest.is_empty() {
+        return Some(0);
+    }
+    let digits = rest.strip_prefix(sign)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// `SIGUSR1` for 10; a real-time signal as `kill -l` names it, counted
+/// from whichever end of the range is nearer (`SIGRTMIN+2`, `SIGRTMAX-1`).
+fn signal_name(number: c_int) -> String {
+    let (low, high) = (SIGRTMIN(), SIGRTMAX());
+    match Signal::try_from(number) {
+        Ok(signal) => signal.as_str().to_string(),
+        Err(_) if number == low => "SIGRTMIN".to_string(),
+        Err(_) if number == high => "SIGRTMAX".to_string(),
+        Err(_) if number - low <= (high - low) / 2 => {
+            format!("SIGRTMIN+{}", number - low)
+        }
+        Err(_) => format!("SIGRTMAX-{}", high - number),
+    }
+}
+// ANCHOR_END: parse_signal
+// ANCHOR_END: whole

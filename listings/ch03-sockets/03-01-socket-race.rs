@@ -1,0 +1,125 @@
+// ANCHOR: whole
+// Listing 3-1: the race in `socket_preview.py`, made to happen every time.
+// The original's server thread binds and listens while five client
+// threads, started at the same moment, connect. A client that comes
+// before `listen` is refused. Here the server thread binds, then waits
+// until every client has tried before it listens: the unlucky schedule,
+// forced, so that you can see what it does.
+
+use std::error::Error;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::{self, ExitCode};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, bind, getsockname,
+    listen, setsockopt, socket, sockopt,
+};
+
+const USAGE: &str = "usage: socket-race";
+const CLIENTS: usize = 5;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("socket-race: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: race
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let (addr_tx, addr_rx) = mpsc::channel();
+    // The clients and the server meet here once every client has tried.
+    let tried = Arc::new(Barrier::new(CLIENTS + 1));
+    let server = {
+        let tried = Arc::clone(&tried);
+        thread::spawn(move || server(&addr_tx, &tried))
+    };
+    let addr = addr_rx.recv().map_err(|_| "the server thread failed")?;
+
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let tried = Arc::clone(&tried);
+            thread::spawn(move || {
+                let connected = TcpStream::connect(addr);
+                tried.wait();
+                connected
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for client in clients {
+        results.push(client.join().map_err(|_| "a client panicked")?);
+    }
+    let listener = server.join().map_err(|_| "the server panicked")??;
+
+    for (i, result) in results.iter().enumerate() {
+        match result {
+            Ok(_) => println!("client{i} connected"),
+            Err(err) => println!("client{i} failed: {err}"),
+        }
+    }
+    println!("Server listening on {addr}, too late for them");
+    // Nobody calls `accept`, yet this connect succeeds: the kernel
+    // completes connections to a listening socket and queues them.
+    TcpStream::connect(addr)?;
+    println!("A sixth client connected, though nobody has called accept");
+    drop(listener);
+    Ok(())
+}
+
+/// The original's server thread up to `listen`, with the moment between
+/// `bind` and `listen` stretched until the clients have come and gone.
+fn server(
+    addr_tx: &Sender<SocketAddr>,
+    tried: &Barrier,
+) -> nix::Result<OwnedFd> {
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    setsockopt(&sock, sockopt::ReuseAddr, &true)?;
+    bind(sock.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0))?;
+    let bound: SockaddrIn = getsockname(sock.as_raw_fd())?;
+    let _ = addr_tx.send(SocketAddr::V4(bound.into()));
+    tried.wait();
+    listen(&sock, Backlog::new(5)?)?;
+    Ok(sock)
+}
+// ANCHOR_END: race
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Takes no arguments but `--help`.
+fn parse_args() -> Result<(), lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = lexopt::Parser::from_env();
+    if let Some(arg) = args.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: whole

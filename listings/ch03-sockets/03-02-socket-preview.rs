@@ -1,0 +1,161 @@
+// ANCHOR: whole
+// Listing 3-2: Lutz's `socket_preview.py`, ported to Rust: a server
+// thread answers every connection with `server got: [<data>]`, and five
+// client threads each send their name and print the reply.
+//
+// The server listens on 127.0.0.1:50008 unless an address is given;
+// port 0 lets the kernel choose. `--count N` makes the server stop after
+// N connections, so the program ends; without it the server runs forever.
+
+use std::error::Error;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::process::{self, ExitCode};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigHandler, Signal, signal};
+
+const USAGE: &str = "usage: socket-preview [HOST:PORT] [--count N]";
+const DEFAULT_ADDR: &str = "127.0.0.1:50008";
+/// The longest the server waits for a client to send or to read.
+const SERVER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a client waits to connect, send or hear back: more than
+/// the server's, so that a client queued behind a silent one still gets
+/// its turn.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most of a reply a client keeps.
+const MAX_REPLY: u64 = 64 * 1024;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("socket-preview: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: preview
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let (spec, count) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let addrs = resolve(&spec)?;
+    // Bind (which also listens) before any client exists: a client can
+    // never knock on a door that is not there yet.
+    let listener = TcpListener::bind(&addrs[..])
+        .map_err(|err| format!("cannot listen on {spec}: {err}"))?;
+    let addr = listener.local_addr()?;
+    println!("Server listening on {addr}");
+    let server = thread::spawn(move || serve(&listener, count));
+
+    let clients: Vec<_> = (0..5)
+        .map(|i| thread::spawn(move || client(addr, &format!("client{i}"))))
+        .collect();
+    for client in clients {
+        let reply = client.join().map_err(|_| "a client thread panicked")?;
+        let reply = reply.map_err(|err| format!("a client failed: {err}"))?;
+        println!("client got: [{}]", reply.escape_ascii());
+    }
+    server.join().map_err(|_| "the server thread panicked")?;
+    Ok(())
+}
+// ANCHOR_END: preview
+
+// ANCHOR: server
+/// Answers each connection once, then closes it: one client at a time, as
+/// in the original. A client that fails is reported and skipped.
+fn serve(listener: &TcpListener, count: Option<usize>) {
+    for conn in listener.incoming().take(count.unwrap_or(usize::MAX)) {
+        if let Err(err) = conn.and_then(answer) {
+            eprintln!("socket-preview: a connection failed: {err}");
+        }
+    }
+}
+
+fn answer(mut conn: TcpStream) -> io::Result<()> {
+    // A client that says nothing must not hold up the next one forever.
+    conn.set_read_timeout(Some(SERVER_TIMEOUT))?;
+    conn.set_write_timeout(Some(SERVER_TIMEOUT))?;
+    let mut data = [0; 1024];
+    let n = conn.read(&mut data)?;
+    let mut reply = b"server got: [".to_vec();
+    reply.extend_from_slice(&data[..n]);
+    reply.push(b']');
+    conn.write_all(&reply)?;
+    close_gently(conn)
+}
+
+/// Closes a connection without losing the reply. Closing a socket while
+/// the client's bytes are still unread makes the kernel send a reset
+/// (RST), and a client that gets one may lose the reply it had not read
+/// yet. So: say we are done (half-close), read and discard whatever else
+/// the client sends until it closes too, and only then close.
+fn close_gently(mut conn: TcpStream) -> io::Result<()> {
+    conn.shutdown(Shutdown::Write)?;
+    let deadline = Instant::now() + SERVER_TIMEOUT;
+    let mut scratch = [0; 4096];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        conn.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        if conn.read(&mut scratch)? == 0 {
+            return Ok(());
+        }
+    }
+    Err(io::ErrorKind::TimedOut.into())
+}
+// ANCHOR_END: server
+
+// ANCHOR: client
+/// Sends `name`, says it has nothing more to send, and returns what the
+/// server answers, up to its end.
+fn client(addr: SocketAddr, name: &str) -> io::Result<Vec<u8>> {
+    let mut sock = TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT)?;
+    sock.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    sock.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+    sock.write_all(name.as_bytes())?;
+    sock.shutdown(Shutdown::Write)?;
+    let mut reply = Vec::new();
+    sock.take(MAX_REPLY).read_to_end(&mut reply)?;
+    Ok(reply)
+}
+// ANCHOR_END: client
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Every address `HOST:PORT` names (`localhost` may name several).
+fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
+    let bad =
+        |why: &dyn std::fmt::Display| format!("bad address '{spec}': {why}");
+    let addrs: Vec<_> = spec.to_socket_addrs().map_err(|e| bad(&e))?.collect();
+    if addrs.is_empty() {
+        return Err(bad(&"it names no address"));
+    }
+    Ok(addrs)
+}
+
+/// Reads `[HOST:PORT] [--count N]` from the command line.
+fn parse_args() -> Result<(String, Option<usize>), lexopt::Error> {
+    use lexopt::prelude::*;
+    let (mut spec, mut count) = (None, None);
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("count") => count = Some(args.value()?.parse()?),
+            Value(value) if spec.is_none() => spec = Some(value.string()?),
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok((spec.unwrap_or_else(|| DEFAULT_ADDR.into()), count))
+}
+// ANCHOR_END: whole

@@ -1,0 +1,262 @@
+// ANCHOR: whole
+// Listing 3-3: the mode switch that goes with `socket_preview.py`: run the
+// server alone, one client alone, or five client threads, so that two
+// terminals (or `nc`) can talk to each other.
+//
+// Every mode takes `[HOST:PORT]` (default 127.0.0.1:50008); the server
+// also takes `--count N` to stop after N connections.
+
+use std::error::Error;
+use std::fmt::Display;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::process::{self, ExitCode};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigHandler, Signal, signal};
+
+const USAGE: &str =
+    "usage: socket-modes server|client|threads [HOST:PORT] [--count N]";
+const DEFAULT_ADDR: &str = "127.0.0.1:50008";
+/// The longest the server waits for a client to send or to read.
+const SERVER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a client waits to connect, send or hear back: more than
+/// the server's, so that a client queued behind a silent one still gets
+/// its turn.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most of a reply a client keeps.
+const MAX_REPLY: u64 = 64 * 1024;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        // The server's output has no reader any more (`| head -1`): that
+        // ends it, through the normal way out of `main`.
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
+        Err(err) => {
+            log(format_args!("{err}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: modes
+enum Mode {
+    /// Listen and answer until stopped.
+    Server { count: Option<usize> },
+    /// One client named `client`.
+    Client,
+    /// Five client threads, `client0` to `client4`, at once.
+    Threads,
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
+    let (mode, spec) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let addrs = resolve(&spec)?;
+    match mode {
+        Mode::Server { count } => {
+            // SIGPIPE stays ignored: see `serve`.
+            let listener = TcpListener::bind(&addrs[..])
+                .map_err(|err| format!("cannot listen on {spec}: {err}"))?;
+            let addr = listener.local_addr()?;
+            writeln!(io::stdout(), "Server listening on {addr}")?;
+            serve(&listener, count)?;
+        }
+        Mode::Client => {
+            restore_sigpipe()?;
+            let reply = client(&addrs, "client").map_err(|err| {
+                format!("{spec}: {}", explain(err, CLIENT_TIMEOUT))
+            })?;
+            println!("client got: [{}]", reply.escape_ascii());
+        }
+        Mode::Threads => {
+            restore_sigpipe()?;
+            let clients: Vec<_> = (0..5)
+                .map(|i| {
+                    let addrs = addrs.clone();
+                    thread::spawn(move || client(&addrs, &format!("client{i}")))
+                })
+                .collect();
+            for client in clients {
+                let reply =
+                    client.join().map_err(|_| "a client thread panicked")?;
+                let reply = reply.map_err(|err| {
+                    format!("{spec}: {}", explain(err, CLIENT_TIMEOUT))
+                })?;
+                println!("client got: [{}]", reply.escape_ascii());
+            }
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: modes
+
+// ANCHOR: server
+/// Answers each connection once, reports it, and closes it: one client at
+/// a time, as in the original, but none can keep the next waiting for
+/// longer than SERVER_TIMEOUT, and none can stop the server.
+///
+/// The report goes to stdout with `writeln!`, which returns an error where
+/// `println!` would panic. A `BrokenPipe` there means nobody reads the
+/// log any more, and it ends the server; an error on a connection is that
+/// client's problem, and is logged.
+fn serve(listener: &TcpListener, count: Option<usize>) -> io::Result<()> {
+    let mut out = io::stdout();
+    for conn in listener.incoming().take(count.unwrap_or(usize::MAX)) {
+        let result = conn.and_then(|conn| Ok((conn.peer_addr()?, conn)));
+        match result {
+            Ok((peer, conn)) => match answer(conn) {
+                // The request is the client's bytes: escape them, so that
+                // no client can write a line of our log for us.
+                Ok(request) => writeln!(
+                    out,
+                    "Answered {peer}: server got: [{}]",
+                    request.escape_ascii()
+                )?,
+                Err(err) => log(format_args!(
+                    "{peer}: {}",
+                    explain(err, SERVER_TIMEOUT)
+                )),
+            },
+            Err(err) => log(format_args!("a connection failed: {err}")),
+        }
+    }
+    Ok(())
+}
+
+/// Reads one request, answers it, closes the connection; returns the
+/// request.
+fn answer(mut conn: TcpStream) -> io::Result<Vec<u8>> {
+    conn.set_read_timeout(Some(SERVER_TIMEOUT))?;
+    conn.set_write_timeout(Some(SERVER_TIMEOUT))?;
+    let mut data = [0; 1024];
+    let n = conn.read(&mut data)?;
+    let mut reply = b"server got: [".to_vec();
+    reply.extend_from_slice(&data[..n]);
+    reply.push(b']');
+    conn.write_all(&reply)?;
+    close_gently(conn)?;
+    Ok(data[..n].to_vec())
+}
+
+/// Closes a connection without losing the reply: half-close, then read
+/// and discard what the client still sends until it closes too, for at
+/// most SERVER_TIMEOUT. Closing with unread bytes would send a reset (RST).
+fn close_gently(mut conn: TcpStream) -> io::Result<()> {
+    conn.shutdown(Shutdown::Write)?;
+    let deadline = Instant::now() + SERVER_TIMEOUT;
+    let mut scratch = [0; 4096];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        conn.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        if conn.read(&mut scratch)? == 0 {
+            return Ok(());
+        }
+    }
+    Err(ErrorKind::TimedOut.into())
+}
+// ANCHOR_END: server
+
+// ANCHOR: client
+/// Sends `name`, says it has nothing more to send, and returns what the
+/// server answers, up to its end.
+fn client(addrs: &[SocketAddr], name: &str) -> io::Result<Vec<u8>> {
+    let mut sock = connect(addrs)?;
+    sock.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    sock.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+    sock.write_all(name.as_bytes())?;
+    // Half-close: the server sees the end of our request, we can still
+    // read its reply.
+    sock.shutdown(Shutdown::Write)?;
+    let mut reply = Vec::new();
+    sock.take(MAX_REPLY).read_to_end(&mut reply)?;
+    Ok(reply)
+}
+
+/// Tries each address in turn, as `TcpStream::connect` does, but gives
+/// each one at most CLIENT_TIMEOUT.
+fn connect(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(ErrorKind::InvalidInput, "no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(addr, CLIENT_TIMEOUT) {
+            Ok(sock) => return Ok(sock),
+            Err(err) => last = err,
+        }
+    }
+    Err(last)
+}
+// ANCHOR_END: client
+
+/// A read that times out fails with `WouldBlock` ("Resource temporarily
+/// unavailable"); say what happened instead.
+fn explain(err: io::Error, timeout: Duration) -> String {
+    match err.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+            format!("timed out after {} s", timeout.as_secs())
+        }
+        _ => err.to_string(),
+    }
+}
+
+/// One line on stderr. Not `eprintln!`, which panics if stderr is a
+/// closed pipe (`2>&1 | head -1`): a log that cannot be written is lost.
+fn log(message: impl Display) {
+    let _ = writeln!(io::stderr(), "socket-modes: {message}");
+}
+
+/// True if `err` says that the reader of a pipe we wrote to has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+}
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, a client ends
+/// quietly, like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Every address `HOST:PORT` names (`localhost` may name several).
+fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
+    let bad = |why: &dyn Display| format!("bad address '{spec}': {why}");
+    let addrs: Vec<_> = spec.to_socket_addrs().map_err(|e| bad(&e))?.collect();
+    if addrs.is_empty() {
+        return Err(bad(&"it names no address"));
+    }
+    Ok(addrs)
+}
+
+/// Reads `MODE [HOST:PORT] [--count N]` from the command line.
+fn parse_args() -> Result<(Mode, String), lexopt::Error> {
+    use lexopt::prelude::*;
+    let (mut mode, mut spec, mut count) = (None, None, None);
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("count") => count = Some(args.value()?.parse()?),
+            Value(value) if mode.is_none() => mode = Some(value.string()?),
+            Value(value) if spec.is_none() => spec = Some(value.string()?),
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    let mode = match (mode.as_deref(), count) {
+        (Some("server"), count) => Mode::Server { count },
+        (Some("client"), None) => Mode::Client,
+        (Some("threads"), None) => Mode::Threads,
+        (Some("client" | "threads"), Some(_)) => {
+            return Err("only the server takes --count".into());
+        }
+        (Some(other), _) => {
+            return Err(format!("unknown mode '{other}'").into());
+        }
+        (None, _) => return Err("which mode?".into()),
+    };
+    Ok((mode, spec.unwrap_or_else(|| DEFAULT_ADDR.into())))
+}
+// ANCHOR_END: whole

@@ -1,0 +1,80 @@
+// ANCHOR: whole
+// Listing 4-4: why a forked child should leave with `_exit`. The parent
+// prints half a line, which waits in its stdout buffer, and forks; the
+// child gets a copy of that buffer. `process::exit` flushes it, so the
+// half line comes out twice; `_exit` ends the child at once.
+//
+// `--std-exit` makes the child leave with `process::exit`.
+
+use std::error::Error;
+use std::io::{self, Write};
+use std::process::{self, ExitCode};
+
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{ForkResult, fork};
+
+const USAGE: &str = "usage: fork-exit [--std-exit]";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("fork-exit: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let std_exit = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // No newline: Rust's stdout keeps this in its buffer for now.
+    print!("[written before fork] ");
+    // SAFETY: no other thread exists, so no lock can be held by one.
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            if std_exit {
+                // Runs the exit-time cleanup, which flushes our copy.
+                process::exit(0);
+            }
+            // SAFETY: `_exit` only ends the process.
+            unsafe { nix::libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => {
+            waitpid(child, None)?;
+            println!("[parent done]");
+            io::stdout().flush()?;
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: run
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--std-exit]` from the command line.
+fn parse_args() -> Result<bool, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut std_exit = false;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("std-exit") => std_exit = true,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(std_exit)
+}
+// ANCHOR_END: whole
