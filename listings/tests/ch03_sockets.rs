@@ -4,7 +4,6 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::Command;
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -16,7 +15,7 @@ use nix::sys::socket::{
 
 use crate::support::{
     Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
-    blessing, cargo_run, run, shell,
+    blessing, cargo_run, have, run, shell,
 };
 
 /// The book's outputs are real runs of the commands it shows, on the
@@ -39,19 +38,6 @@ fn start_server(args: &[&str]) -> (Listing, String) {
         .expect(r"Server listening on (127\.0\.0\.1:\d+)")
         .remove(1);
     (server, addr)
-}
-
-/// Skips a test on a reader's machine that lacks `tool`; CI has them all.
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "{tool} is missing in CI");
-        eprintln!("skipped: {tool} is not installed");
-    }
-    found
 }
 
 // ---------------------------------------------------------------------------
@@ -364,6 +350,13 @@ fn client_tries_every_address_a_name_resolves_to() {
     if !have("unshare") {
         return;
     }
+    // Some machines forbid user namespaces; CI's does not.
+    let probe = run("unshare", &["--map-root-user", "--mount", "true"]);
+    if !probe.status.success() {
+        assert!(std::env::var_os("CI").is_none(), "{}", probe.stderr);
+        eprintln!("skipped: unshare cannot make a mount namespace here");
+        return;
+    }
     // A name that resolves to ::1 first and 127.0.0.1 second, in a mount
     // namespace of the client's own, where /etc/hosts says so.
     let hosts = tempfile::NamedTempFile::new().unwrap();
@@ -396,6 +389,9 @@ fn client_tries_every_address_a_name_resolves_to() {
 
 #[test]
 fn two_terminal_session_matches_the_book() {
+    if !have("ss") {
+        return;
+    }
     let _port = DEFAULT_PORT.lock().unwrap_or_else(|e| e.into_inner());
     let server_args = ["server", "--count", "1"];
     let (server, addr) = start_server(&with_test_address(&server_args));

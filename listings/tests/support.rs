@@ -357,6 +357,21 @@ pub fn listing_names() -> Vec<String> {
         .collect()
 }
 
+/// Whether `tool` is installed. On a reader's machine a test that needs a
+/// missing tool is skipped, with a note; in CI (`CI` set) it fails, since
+/// `.ci/run` installs every tool.
+pub fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "{tool} is missing in CI");
+        eprintln!("skipped: {tool} is not installed");
+    }
+    found
+}
+
 /// Runs a shell command line with `bash -c`, with a deadline, in a
 /// process group of its own that dies with it, and returns its output
 /// lines. For the commands the book tells readers to type.
