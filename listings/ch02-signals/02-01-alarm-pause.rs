@@ -18,7 +18,7 @@ use nix::libc::c_int;
 use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction, signal,
 };
-use nix::unistd::{alarm, pause};
+use nix::unistd::{alarm, getpid, pause};
 
 const USAGE: &str = "usage: alarm-pause [--count N] [--late]";
 const ALARM_SECS: u32 = 5;
@@ -66,7 +66,11 @@ fn run() -> Result<(), Box<dyn Error>> {
         if late {
             thread::sleep(LATE);
             let rang = RANG.load(Ordering::SeqCst);
-            println!("Calling pause(); the alarm has rung already: {rang}");
+            println!(
+                "Calling pause() as pid {}; the alarm has rung already: \
+                 {rang}",
+                getpid()
+            );
         }
         pause();
         println!("Got alarm {} at {}", Signal::SIGALRM as i32, asctime());
@@ -74,8 +78,6 @@ fn run() -> Result<(), Box<dyn Error>> {
     }
     Ok(())
 }
-// ANCHOR_END: port
-
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"
 /// before `main`: when whoever reads our output goes away, we end quietly,
 /// like `cat`, instead of failing on the next `println!`.
@@ -83,6 +85,8 @@ fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
 }
+
+// ANCHOR_END: port
 
 /// The local time as Python's `time.asctime()` writes it,
 /// for example `Wed Nov 25 16:44:09 2026`.

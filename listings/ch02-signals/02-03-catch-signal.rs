@@ -17,6 +17,7 @@ use signal_hook::iterator::Signals;
 const USAGE: &str = "usage: catch-signal SIGNAL [--count N]  \
                      (SIGNAL: 10, USR1, SIGUSR1 or RTMIN+2)";
 
+// ANCHOR: run
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -30,7 +31,12 @@ fn main() -> ExitCode {
     }
 }
 
-// ANCHOR: run
+/// True if `err` says that the reader of a pipe we wrote to has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+}
+
 fn run() -> Result<(), Box<dyn Error>> {
     let (signal, count) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let name = signal_name(signal);
@@ -56,12 +62,6 @@ fn run() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 // ANCHOR_END: run
-
-/// True if `err` says that the reader of a pipe we wrote to has gone.
-fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
-    err.downcast_ref::<io::Error>()
-        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
-}
 
 /// The local time as Python's `time.asctime()` writes it.
 fn asctime() -> String {

@@ -17,15 +17,6 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{SigHandler, Signal, signal};
 
 const USAGE: &str = "usage: socket-preview [HOST:PORT] [--count N]";
-const DEFAULT_ADDR: &str = "127.0.0.1:50008";
-/// The longest the server waits for a client to send or to read.
-const SERVER_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest a client waits to connect, send or hear back: more than
-/// the server's, so that a client queued behind a silent one still gets
-/// its turn.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The most of a reply a client keeps.
-const MAX_REPLY: u64 = 64 * 1024;
 
 fn main() -> ExitCode {
     match run() {
@@ -38,6 +29,8 @@ fn main() -> ExitCode {
 }
 
 // ANCHOR: preview
+const DEFAULT_ADDR: &str = "127.0.0.1:50008";
+
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let (spec, count) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
@@ -61,9 +54,23 @@ fn run() -> Result<(), Box<dyn Error>> {
     server.join().map_err(|_| "the server thread panicked")?;
     Ok(())
 }
+/// Every address `HOST:PORT` names (`localhost` may name several).
+fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
+    let bad =
+        |why: &dyn std::fmt::Display| format!("bad address '{spec}': {why}");
+    let addrs: Vec<_> = spec.to_socket_addrs().map_err(|e| bad(&e))?.collect();
+    if addrs.is_empty() {
+        return Err(bad(&"it names no address"));
+    }
+    Ok(addrs)
+}
+
 // ANCHOR_END: preview
 
 // ANCHOR: server
+/// The longest the server waits for a client to send or to read.
+const SERVER_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Answers each connection once, then closes it: one client at a time, as
 /// in the original. A client that fails is reported and skipped.
 fn serve(listener: &TcpListener, count: Option<usize>) {
@@ -107,6 +114,14 @@ fn close_gently(mut conn: TcpStream) -> io::Result<()> {
 // ANCHOR_END: server
 
 // ANCHOR: client
+/// The longest a client waits to connect, send or hear back: more than
+/// the server's, so that a client queued behind a silent one still gets
+/// its turn.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most of a reply a client keeps.
+const MAX_REPLY: u64 = 64 * 1024;
+
 /// Sends `name`, says it has nothing more to send, and returns what the
 /// server answers, up to its end.
 fn client(addr: SocketAddr, name: &str) -> io::Result<Vec<u8>> {
@@ -127,17 +142,6 @@ fn client(addr: SocketAddr, name: &str) -> io::Result<Vec<u8>> {
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
-}
-
-/// Every address `HOST:PORT` names (`localhost` may name several).
-fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
-    let bad =
-        |why: &dyn std::fmt::Display| format!("bad address '{spec}': {why}");
-    let addrs: Vec<_> = spec.to_socket_addrs().map_err(|e| bad(&e))?.collect();
-    if addrs.is_empty() {
-        return Err(bad(&"it names no address"));
-    }
-    Ok(addrs)
 }
 
 /// Reads `[HOST:PORT] [--count N]` from the command line.

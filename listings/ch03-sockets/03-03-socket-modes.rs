@@ -18,16 +18,8 @@ use nix::sys::signal::{SigHandler, Signal, signal};
 
 const USAGE: &str =
     "usage: socket-modes server|client|threads [HOST:PORT] [--count N]";
-const DEFAULT_ADDR: &str = "127.0.0.1:50008";
-/// The longest the server waits for a client to send or to read.
-const SERVER_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest a client waits to connect, send or hear back: more than
-/// the server's, so that a client queued behind a silent one still gets
-/// its turn.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The most of a reply a client keeps.
-const MAX_REPLY: u64 = 64 * 1024;
 
+// ANCHOR: modes
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -41,7 +33,6 @@ fn main() -> ExitCode {
     }
 }
 
-// ANCHOR: modes
 enum Mode {
     /// Listen and answer until stopped.
     Server { count: Option<usize> },
@@ -50,6 +41,8 @@ enum Mode {
     /// Five client threads, `client0` to `client4`, at once.
     Threads,
 }
+
+const DEFAULT_ADDR: &str = "127.0.0.1:50008";
 
 fn run() -> Result<(), Box<dyn Error>> {
     let (mode, spec) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
@@ -90,9 +83,22 @@ fn run() -> Result<(), Box<dyn Error>> {
     }
     Ok(())
 }
+/// Every address `HOST:PORT` names (`localhost` may name several).
+fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
+    let bad = |why: &dyn Display| format!("bad address '{spec}': {why}");
+    let addrs: Vec<_> = spec.to_socket_addrs().map_err(|e| bad(&e))?.collect();
+    if addrs.is_empty() {
+        return Err(bad(&"it names no address"));
+    }
+    Ok(addrs)
+}
+
 // ANCHOR_END: modes
 
 // ANCHOR: server
+/// The longest the server waits for a client to send or to read.
+const SERVER_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Answers each connection once, reports it, and closes it: one client at
 /// a time, as in the original, but none can keep the next waiting for
 /// longer than SERVER_TIMEOUT, and none can stop the server.
@@ -123,6 +129,18 @@ fn serve(listener: &TcpListener, count: Option<usize>) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// One line on stderr. Not `eprintln!`, which panics if stderr is a
+/// closed pipe (`2>&1 | head -1`): a log that cannot be written is lost.
+fn log(message: impl Display) {
+    let _ = writeln!(io::stderr(), "socket-modes: {message}");
+}
+
+/// True if `err` says that the reader of a pipe we wrote to has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
 }
 
 /// Reads one request, answers it, closes the connection; returns the
@@ -158,6 +176,14 @@ fn close_gently(mut conn: TcpStream) -> io::Result<()> {
 // ANCHOR_END: server
 
 // ANCHOR: client
+/// The longest a client waits to connect, send or hear back: more than
+/// the server's, so that a client queued behind a silent one still gets
+/// its turn.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most of a reply a client keeps.
+const MAX_REPLY: u64 = 64 * 1024;
+
 /// Sends `name`, says it has nothing more to send, and returns what the
 /// server answers, up to its end.
 fn client(addrs: &[SocketAddr], name: &str) -> io::Result<Vec<u8>> {
@@ -185,8 +211,6 @@ fn connect(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
     }
     Err(last)
 }
-// ANCHOR_END: client
-
 /// A read that times out fails with `WouldBlock` ("Resource temporarily
 /// unavailable"); say what happened instead.
 fn explain(err: io::Error, timeout: Duration) -> String {
@@ -198,17 +222,7 @@ fn explain(err: io::Error, timeout: Duration) -> String {
     }
 }
 
-/// One line on stderr. Not `eprintln!`, which panics if stderr is a
-/// closed pipe (`2>&1 | head -1`): a log that cannot be written is lost.
-fn log(message: impl Display) {
-    let _ = writeln!(io::stderr(), "socket-modes: {message}");
-}
-
-/// True if `err` says that the reader of a pipe we wrote to has gone.
-fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
-    err.downcast_ref::<io::Error>()
-        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
-}
+// ANCHOR_END: client
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"
 /// before `main`: when whoever reads our output goes away, a client ends
@@ -216,16 +230,6 @@ fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
-}
-
-/// Every address `HOST:PORT` names (`localhost` may name several).
-fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
-    let bad = |why: &dyn Display| format!("bad address '{spec}': {why}");
-    let addrs: Vec<_> = spec.to_socket_addrs().map_err(|e| bad(&e))?.collect();
-    if addrs.is_empty() {
-        return Err(bad(&"it names no address"));
-    }
-    Ok(addrs)
 }
 
 /// Reads `MODE [HOST:PORT] [--count N]` from the command line.

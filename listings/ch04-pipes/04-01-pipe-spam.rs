@@ -22,11 +22,6 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, pipe, read, write};
 
 const USAGE: &str = "usage: pipe-spam [--count N]";
-/// Every message is `Spam NNN`: eight bytes, and no separator.
-const MESSAGE_LEN: u64 = 8;
-/// How long the parent waits for bytes before it checks on the child:
-/// longer than the child ever sleeps.
-const CHECK_EVERY_MS: u16 = 5000;
 
 fn main() -> ExitCode {
     match run() {
@@ -39,6 +34,9 @@ fn main() -> ExitCode {
 }
 
 // ANCHOR: run
+/// Every message is `Spam NNN`: eight bytes, and no separator.
+const MESSAGE_LEN: u64 = 8;
+
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let count = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
@@ -48,7 +46,8 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
         None => None,
     };
-    // Lutz's names are `pipein` and `pipeout`, seen from the pipe's side.
+    // Lutz's names are `pipein` and `pipeout`: the end this program reads
+    // from, and the end it writes to.
     let (read_end, write_end) = pipe()?;
     let parent = getpid();
     // Whatever sits in our stdout buffer would be copied into the child.
@@ -117,6 +116,10 @@ fn die_with_parent(parent: Pid) -> Result<(), Box<dyn Error>> {
 // ANCHOR_END: child
 
 // ANCHOR: parent
+/// How long the parent waits for bytes before it checks on the child:
+/// longer than the child ever sleeps.
+const CHECK_EVERY_MS: u16 = 5000;
+
 fn parent_reads(
     child: Pid,
     read_end: &OwnedFd,

@@ -58,7 +58,12 @@ fn alarm_pause_loses_the_wake_up_when_the_alarm_comes_before_pause() {
     let mut alarm = Listing::start(bin!("alarm-pause"), &args);
     alarm.expect(&format!("Setting at {TIME}"));
     // The handler ran during the "busy" six seconds, before `pause`.
-    alarm.expect(r"Calling pause\(\); the alarm has rung already: true");
+    let pid = alarm
+        .expect(
+            r"Calling pause\(\) as pid (\d+); the alarm has rung already: true",
+        )
+        .remove(1);
+    assert_eq!(pid, alarm.pid().to_string());
     // Now it waits in `pause` for a signal that has already come: state
     // S, sleeping, with nothing pending, for as long as we care to look.
     wait_until("alarm-pause to sleep in pause()", || {
@@ -69,8 +74,10 @@ fn alarm_pause_loses_the_wake_up_when_the_alarm_comes_before_pause() {
         alarm.no_line_within(Duration::from_secs(2)),
         "pause() returned without a new signal"
     );
-    // Only a new signal wakes it.
-    alarm.signal(Signal::SIGALRM);
+    // Only a new signal wakes it: the reader sends one from a second
+    // terminal.
+    let kill = format!("kill -ALRM {pid}");
+    let typed = shell(&kill);
     alarm.expect(&format!("Got alarm 14 at {TIME}"));
     let out = alarm.finish();
     assert!(out.status.success(), "{}", out.stderr);
@@ -79,6 +86,10 @@ fn alarm_pause_loses_the_wake_up_when_the_alarm_comes_before_pause() {
         "alarm-pause",
         &args,
         &out.stdout,
+    );
+    assert_session_matches_book(
+        "ch02-signals/02-01-terminal-2.out",
+        &[(kill, &typed)],
     );
 }
 
