@@ -1,21 +1,70 @@
 //! Every internal link and fragment of the HTML book resolves. mdBook
 //! builds a book with broken links without a word.
+//!
+//! Pages are read as a browser reads them: parsed into a DOM by scraper,
+//! on html5ever 0.39, the very parser mdBook's HTML renderer uses. So
+//! attribute values arrive with their entities decoded, and text that only
+//! looks like markup (in a script, a comment or a code block) is not taken
+//! for a link or an id. The browser is one with JavaScript off: mdBook's
+//! pages hold the sidebar for such readers, an `<iframe>` of `toc.html`,
+//! in `<noscript>`, whose content is only markup when scripting is off.
 
-use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
-use std::sync::LazyLock;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
 
+use html5ever::driver::{self, ParseOpts};
+use html5ever::tendril::TendrilSink;
+use html5ever::tree_builder::TreeBuilderOpts;
 use mdbook_driver::MDBook;
-use regex::Regex;
+use percent_encoding::percent_decode_str;
+use scraper::{Html, HtmlTreeSink};
 
 use crate::support::{files_with_extension, normalize, read, workspace_root};
 
-static LINK: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#"\s(href|src)="([^"]*)""#).unwrap());
-static ID: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#"\sid="([^"]*)""#).unwrap());
-static BASE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#"<base href="([^"]*)""#).unwrap());
+/// What the link check needs of one HTML page.
+struct Page {
+    /// The `href` and `src` attributes of its elements, in document order,
+    /// as (attribute name, value).
+    links: Vec<(&'static str, String)>,
+    /// The `id` of every element.
+    ids: HashSet<String>,
+    /// The `href` of its first `<base href>`, if it has one.
+    base: Option<String>,
+}
+
+impl Page {
+    fn parse(html: &str) -> Page {
+        let options = ParseOpts {
+            tree_builder: TreeBuilderOpts {
+                scripting_enabled: false,
+                ..TreeBuilderOpts::default()
+            },
+            ..ParseOpts::default()
+        };
+        let sink = HtmlTreeSink::new(Html::new_document());
+        let document = driver::parse_document(sink, options).one(html);
+        let mut page = Page {
+            links: Vec::new(),
+            ids: HashSet::new(),
+            base: None,
+        };
+        for element in document.root_element().descendent_elements() {
+            let element = element.value();
+            if let Some(id) = element.id() {
+                page.ids.insert(id.to_string());
+            }
+            for attribute in ["href", "src"] {
+                if let Some(url) = element.attr(attribute) {
+                    page.links.push((attribute, url.to_string()));
+                }
+            }
+            if element.name() == "base" && page.base.is_none() {
+                page.base = element.attr("href").map(str::to_string);
+            }
+        }
+        page
+    }
+}
 
 #[test]
 fn every_internal_link_and_fragment_resolves() {
@@ -27,29 +76,30 @@ fn every_internal_link_and_fragment_resolves() {
         .unwrap_or_else(|e| panic!("cannot build the book: {e:#}"));
     let site = out.path();
 
-    let pages = files_with_extension(site, "html");
+    let pages: BTreeMap<PathBuf, Page> = files_with_extension(site, "html")
+        .into_iter()
+        .map(|path| {
+            let page = Page::parse(&read(&path));
+            (path, page)
+        })
+        .collect();
     assert!(
-        pages.iter().any(|p| p.ends_with("index.html")),
+        pages.keys().any(|p| p.ends_with("index.html")),
         "the HTML build in {} has no index.html",
         site.display()
     );
-    let mut ids: HashMap<PathBuf, HashSet<String>> = HashMap::new();
     let mut problems = Vec::new();
     let mut checked = 0;
-    for page in &pages {
-        let html = read(page);
-        let page_name = page.strip_prefix(site).unwrap().display();
-        let page_dir = page.parent().unwrap();
+    for (path, page) in &pages {
+        let page_name = path.strip_prefix(site).unwrap().display();
         // mdBook gives 404.html `<base href="/">` (site-url) so that it
         // works at any depth; its relative links resolve against that.
-        let base_dir = match BASE.captures(&html) {
-            Some(base) => site.join(base[1].trim_start_matches('/')),
-            None => page_dir.to_path_buf(),
+        let base_dir = match &page.base {
+            Some(base) => site.join(base.trim_start_matches('/')),
+            None => path.parent().unwrap().to_path_buf(),
         };
-        for link in LINK.captures_iter(&html) {
-            let attribute = &link[1];
-            let url = decode_entities(&link[2]);
-            if is_external(&url) {
+        for (attribute, url) in &page.links {
+            if is_external(url) {
                 continue;
             }
             checked += 1;
@@ -63,11 +113,11 @@ fn every_internal_link_and_fragment_resolves() {
                 // even under `<base>`: there a browser would look in the
                 // site's index page, but the only such links are the
                 // heading self-links mdBook puts on its own 404 page.
-                page.clone()
+                path.clone()
             } else if let Some(absolute) = address.strip_prefix('/') {
-                site.join(percent_decode(absolute))
+                site.join(percent_decoded(absolute))
             } else {
-                base_dir.join(percent_decode(address))
+                base_dir.join(percent_decoded(address))
             };
             let mut target = normalize(&target);
             if target.is_dir() {
@@ -82,13 +132,8 @@ fn every_internal_link_and_fragment_resolves() {
             let Some(fragment) = fragment.filter(|f| !f.is_empty()) else {
                 continue;
             };
-            let fragment = percent_decode(fragment);
-            let target_ids = ids.entry(target.clone()).or_insert_with(|| {
-                ID.captures_iter(&read(&target))
-                    .map(|c| decode_entities(&c[1]))
-                    .collect()
-            });
-            if !target_ids.contains(&fragment) {
+            let fragment = percent_decoded(fragment);
+            if !has_id(&pages, &target, &fragment) {
                 problems.push(format!(
                     "{page_name}: {attribute}=\"{url}\": {} has no \
                      id=\"{fragment}\"",
@@ -112,6 +157,16 @@ fn every_internal_link_and_fragment_resolves() {
     );
 }
 
+/// Whether the page at `target` has an element with the id `fragment`:
+/// a page of the book, parsed already, or any other file a link points
+/// into with a fragment.
+fn has_id(pages: &BTreeMap<PathBuf, Page>, target: &Path, id: &str) -> bool {
+    match pages.get(target) {
+        Some(page) => page.ids.contains(id),
+        None => Page::parse(&read(target)).ids.contains(id),
+    }
+}
+
 fn is_external(url: &str) -> bool {
     const SCHEMES: [&str; 5] =
         ["http:", "https:", "mailto:", "javascript:", "data:"];
@@ -119,35 +174,7 @@ fn is_external(url: &str) -> bool {
     lower.starts_with("//") || SCHEMES.iter().any(|s| lower.starts_with(s))
 }
 
-/// Undoes the escaping HTML attributes need; mdBook writes these entities.
-fn decode_entities(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
 /// `%XX` escapes to bytes, read as UTF-8: ids hold the raw characters.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+fn percent_decoded(s: &str) -> String {
+    percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
