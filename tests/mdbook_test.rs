@@ -2,12 +2,18 @@
 //! rustdoc compiles and runs every Rust block of the expanded chapters as
 //! edition 2024 against the listings' dependencies.
 
+use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::LazyLock;
+use std::process::{Command, Stdio};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use mdbook_driver::MDBook;
-use regex::Regex;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::Value;
+use wait_timeout::ChildExt;
 
 use crate::support::workspace_root;
 
@@ -48,38 +54,54 @@ fn mdbook_test_passes() {
     }
 }
 
+/// How long the build of the listings may take: minutes when cold on a
+/// loaded machine, under a second when nothing changed.
+const BUILD_PATIENCE: Duration = Duration::from_secs(600);
+
 /// Builds the listings crate into `target_dir` and returns the library
 /// files (rlibs, and proc-macro dylibs should one appear) of that build,
 /// as cargo reports them, fresh or rebuilt.
 fn build_listings(root: &Path, target_dir: &Path) -> Vec<PathBuf> {
-    static FILENAMES: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r#""filenames":\[([^\]]*)\]"#).unwrap());
-    static STRING: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r#""((?:[^"\\]|\\.)*)""#).unwrap());
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(&cargo)
+    let mut child = Command::new(&cargo)
         .current_dir(root)
         .args(["build", "-p", "listings", "--message-format=json"])
         .arg("--target-dir")
         .arg(target_dir)
-        .output()
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", cargo.display()));
+    let stdout = read_in_background(child.stdout.take().unwrap());
+    let stderr = read_in_background(child.stderr.take().unwrap());
+    let status = child.wait_timeout(BUILD_PATIENCE).unwrap();
+    let Some(status) = status else {
+        let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+        let _ = child.wait();
+        panic!(
+            "`cargo build -p listings --target-dir {}` still running after \
+             {BUILD_PATIENCE:?}; killed",
+            target_dir.display()
+        );
+    };
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
     assert!(
-        output.status.success(),
-        "`cargo build -p listings --target-dir {}` failed:\n{}",
+        status.success(),
+        "`cargo build -p listings --target-dir {}` failed:\n{stderr}",
         target_dir.display(),
-        String::from_utf8_lossy(&output.stderr)
     );
-    let stdout = String::from_utf8_lossy(&output.stdout);
     let libraries: Vec<PathBuf> = stdout
         .lines()
-        .filter(|line| line.contains(r#""reason":"compiler-artifact""#))
-        .filter_map(|line| FILENAMES.captures(line))
-        .flat_map(|names| {
-            STRING
-                .captures_iter(&names[1])
-                .map(|name| PathBuf::from(name[1].replace("\\\\", "\\")))
-                .collect::<Vec<_>>()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|message| message["reason"] == "compiler-artifact")
+        .flat_map(|message| match message["filenames"].as_array() {
+            Some(names) => names
+                .iter()
+                .filter_map(|name| name.as_str().map(PathBuf::from))
+                .collect(),
+            None => Vec::new(),
         })
         .filter(|file| {
             file.extension().is_some_and(|ext| {
@@ -93,4 +115,16 @@ fn build_listings(root: &Path, target_dir: &Path) -> Vec<PathBuf> {
          libraries:\n{stdout}"
     );
     libraries
+}
+
+/// Reads all of `pipe` on a thread of its own, so that neither of a
+/// child's two pipes can fill up and stall it while the other is read.
+fn read_in_background(
+    mut pipe: impl Read + Send + 'static,
+) -> JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    })
 }
