@@ -14,16 +14,16 @@ use crate::includes::{
 use crate::support::{files_with_extension, from_root, read, workspace_root};
 
 /// A `[[bin]]` of `listings/Cargo.toml`.
-struct Bin {
-    name: String,
+pub struct Bin {
+    pub name: String,
     /// Relative to `listings/`, as written in Cargo.toml.
-    path: String,
+    pub path: String,
 }
 
 /// The `[[bin]]` tables of `listings/Cargo.toml`. Only flat `key = "value"`
 /// lines are read, which is all the file uses for binaries; a bin without
 /// a name or a path is reported as a problem.
-fn listing_bins(problems: &mut Vec<String>) -> Vec<Bin> {
+pub fn listing_bins(problems: &mut Vec<String>) -> Vec<Bin> {
     static KEY: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r#"^\s*(name|path)\s*=\s*"([^"]*)"\s*(#.*)?$"#).unwrap()
     });

@@ -15,6 +15,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 use wait_timeout::ChildExt;
 
+use crate::layout::listing_bins;
 use crate::support::workspace_root;
 
 #[test]
@@ -27,7 +28,7 @@ fn mdbook_test_passes() {
     // own; and since that one keeps stale builds after a version or feature
     // change, only this build's libraries are linked into a fresh directory.
     let target_dir = root.join("target").join("book-deps");
-    let libraries = build_listings(&root, &target_dir);
+    let (command, libraries) = build_listings_dependencies(&root, &target_dir);
     let lib_dir = tempfile::tempdir_in(&target_dir).unwrap();
     for library in &libraries {
         let link = lib_dir.path().join(library.file_name().unwrap());
@@ -46,11 +47,7 @@ fn mdbook_test_passes() {
         .unwrap_or_else(|e| panic!("cannot load the book: {e:#}"));
     // rustdoc's own report is printed above this message on failure.
     if let Err(e) = book.test(vec![lib_dir.path().to_str().unwrap()]) {
-        panic!(
-            "`mdbook test` with the libraries of `cargo build -p listings \
-             --target-dir {}` failed: {e:#}",
-            target_dir.display()
-        );
+        panic!("`mdbook test` with the libraries of `{command}` failed: {e:#}");
     }
 }
 
@@ -58,16 +55,31 @@ fn mdbook_test_passes() {
 /// loaded machine, under a second when nothing changed.
 const BUILD_PATIENCE: Duration = Duration::from_secs(600);
 
-/// Builds the listings crate into `target_dir` and returns the library
-/// files (rlibs, and proc-macro dylibs should one appear) of that build,
-/// as cargo reports them, fresh or rebuilt.
-fn build_listings(root: &Path, target_dir: &Path) -> Vec<PathBuf> {
+/// Builds the dependencies of the listings crate into `target_dir` and
+/// returns the command, for messages, and their library files (rlibs, and
+/// proc-macro dylibs should one appear), as cargo reports them, fresh or
+/// rebuilt.
+///
+/// Every binary of the crate has the same dependencies, and the doctests
+/// need only those, so one binary is built: the others would cost seconds
+/// on a cold run, and every edit of a listing would rebuild its binary here
+/// for nothing.
+fn build_listings_dependencies(
+    root: &Path,
+    target_dir: &Path,
+) -> (String, Vec<PathBuf>) {
+    let bin = &listing_bins(&mut Vec::new())[0].name;
+    let command = format!(
+        "cargo build -p listings --bin {bin} --target-dir {}",
+        target_dir.display()
+    );
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut child = Command::new(&cargo)
         .current_dir(root)
-        .args(["build", "-p", "listings", "--message-format=json"])
+        .args(["build", "-p", "listings", "--bin", bin])
         .arg("--target-dir")
         .arg(target_dir)
+        .arg("--message-format=json")
         .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -80,18 +92,10 @@ fn build_listings(root: &Path, target_dir: &Path) -> Vec<PathBuf> {
     let Some(status) = status else {
         let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
         let _ = child.wait();
-        panic!(
-            "`cargo build -p listings --target-dir {}` still running after \
-             {BUILD_PATIENCE:?}; killed",
-            target_dir.display()
-        );
+        panic!("`{command}` still running after {BUILD_PATIENCE:?}; killed");
     };
     let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
-    assert!(
-        status.success(),
-        "`cargo build -p listings --target-dir {}` failed:\n{stderr}",
-        target_dir.display(),
-    );
+    assert!(status.success(), "`{command}` failed:\n{stderr}");
     let libraries: Vec<PathBuf> = stdout
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
@@ -111,10 +115,9 @@ fn build_listings(root: &Path, target_dir: &Path) -> Vec<PathBuf> {
         .collect();
     assert!(
         !libraries.is_empty(),
-        "`cargo build -p listings --message-format=json` reported no \
-         libraries:\n{stdout}"
+        "`{command} --message-format=json` reported no libraries:\n{stdout}"
     );
-    libraries
+    (command, libraries)
 }
 
 /// Reads all of `pipe` on a thread of its own, so that neither of a
