@@ -9,3 +9,6 @@ mod support;
 mod ch02_signals;
 mod ch03_sockets;
 mod ch04_pipes;
+
+/// The harness itself: nothing it starts outlives it.
+mod harness;
