@@ -35,10 +35,10 @@ fn no_listing_outlives_a_killed_test_binary() {
             break pids_in(pids);
         }
     };
-    let forked = pids_in(inner.expect("forked: (.*)").remove(1).as_str());
     // Whatever happens below, the listings' groups, forked children
     // included, are killed when this test ends.
     let _groups = KillGroupsOnDrop(listings.clone());
+    let forked = pids_in(inner.expect("forked: (.*)").remove(1).as_str());
     assert_eq!(listings.len(), 2, "two listings: {listings:?}");
     assert!(!forked.is_empty(), "pipe-spam forked: {forked:?}");
     let mut children = children_of(inner.pid());

@@ -222,9 +222,10 @@ fn die_with_this_thread(command: &mut Command) {
     let parent = getpid();
     let set_death_signal = move || {
         prctl::set_pdeathsig(Signal::SIGKILL)?;
-        // If the parent died between the fork and the line above, no
-        // signal will come: the child has been handed to another process
-        // already. Then it must not run at all.
+        // If the test process died between the fork and the line above,
+        // no signal will come: the child has been handed to another
+        // process already. Then it must not run at all. (The calling
+        // thread alone cannot end meanwhile: `spawn` waits for the exec.)
         if getppid() != parent {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
