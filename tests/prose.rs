@@ -46,7 +46,9 @@ fn every_test_named_in_the_prose_exists() {
 /// What authors write when they promise more later in the book. A promise
 /// of "a later chapter" with no link is a promise nobody checks: the
 /// chapter may never come, or may come under another name. Case does not
-/// matter; any run of spaces or a line break may stand between words.
+/// matter; any run of spaces or a line break may stand between words. A
+/// "part" followed by "of" is part of something else than the book ("the
+/// next part of the listing"): see [`unlinked_forward_references`].
 static FORWARD_REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?ix)
@@ -57,6 +59,7 @@ static FORWARD_REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
             (?:later|future|coming|upcoming|forthcoming|subsequent
               |following|next)
             \s+(?:chapter|part|appendix|volume)s?
+            (?:\s+of\s+(?:the|this)\s+book)?
           # later in the book, further on in this part
           | (?:later|later\s+on|further\s+on)\s+in\s+(?:the|this)\s+
             (?:book|part|text)
@@ -71,6 +74,7 @@ static FORWARD_REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
               (?:chapter|part))?
           | (?:for|in)\s+(?:another|a\s+later|a\s+future|a\s+separate)
             \s+(?:chapter|part|day|time)
+            (?:\s+of\s+(?:the|this)\s+book)?
           | another\s+chapter
           # we will come back to this, we'll return to it
           | (?:we['’]ll|we\s+will|we\s+shall|i['’]ll|i\s+will)\s+
@@ -136,6 +140,9 @@ fn forward_references_are_recognised_in_their_many_phrasings() {
         "Chapter 9 shows how.",
         "See [the docs](https://docs.rs/nix/) and a later part.",
         "A later chapter covers it. See [Chapter 9](ch09-framing.md).",
+        "The next part covers sockets.",
+        "A later part of the book covers sockets.",
+        "It is a subject for another chapter.",
     ];
     for text in flagged {
         assert_ne!(
@@ -151,6 +158,9 @@ fn forward_references_are_recognised_in_their_many_phrasings() {
         "It returns later, e.g. after the alarm.",
         "```text\na later chapter\n```",
         "The handler runs later, between two bytecodes.",
+        "The next part of the listing reads the pipe.",
+        "In another part of the program, the child waits.",
+        "Later in this part of the code, it closes the pipe.",
     ];
     for text in passed {
         let found = unlinked_forward_references(text, Some(4));
@@ -178,11 +188,13 @@ fn unlinked_forward_references(
         if sentence.links_within_book {
             continue;
         }
+        let text = &sentence.text;
         let mut promises: Vec<Range<usize>> = FORWARD_REFERENCE
-            .find_iter(&sentence.text)
+            .find_iter(text)
             .map(|m| m.range())
+            .filter(|m| !is_part_of_something_else(text, m))
             .collect();
-        for cap in NUMBERED_REFERENCE.captures_iter(&sentence.text) {
+        for cap in NUMBERED_REFERENCE.captures_iter(text) {
             let number: u32 = cap[1].parse().unwrap();
             if chapter.is_some_and(|current| number > current) {
                 promises.push(cap.get(0).unwrap().range());
@@ -191,11 +203,21 @@ fn unlinked_forward_references(
         promises.sort_by_key(|promise| promise.start);
         for promise in promises {
             let line = line_of(markdown, sentence.source_offset(promise.start));
-            let phrase = sentence.text[promise].split_whitespace();
+            let phrase = text[promise].split_whitespace();
             found.push((line, phrase.collect::<Vec<_>>().join(" ")));
         }
     }
     found
+}
+
+/// Whether the phrase at `range` of `text` ends in "part" and goes on with
+/// "of": "the next part of the listing" is no part of the book.
+fn is_part_of_something_else(text: &str, range: &Range<usize>) -> bool {
+    let phrase = text[range.clone()].to_ascii_lowercase();
+    let rest = text[range.end..].trim_start().to_ascii_lowercase();
+    (phrase.ends_with("part") || phrase.ends_with("parts"))
+        && rest.starts_with("of")
+        && !rest[2..].starts_with(|c: char| c.is_alphanumeric())
 }
 
 /// One sentence of the prose, as readers see it: code blocks, inline code
