@@ -10,3 +10,6 @@ mod ch02_signals;
 mod ch03_sockets;
 mod ch04_pipes;
 mod conventions;
+
+/// The harness itself: nothing it starts outlives it.
+mod harness;

@@ -5,12 +5,29 @@
 //! outlives a test, even a failing one. Output is read by helper threads,
 //! so every wait has a deadline: a test never sleeps to synchronise, it
 //! waits for the line that says the listing is ready.
+//!
+//! When the test binary itself is killed (Ctrl-C, a CI timeout, SIGKILL),
+//! no `Drop` runs. So every listing is also started with the parent-death
+//! signal set to SIGKILL (Linux's `PR_SET_PDEATHSIG`): the kernel kills it
+//! when its parent goes. Two things follow from how that works:
+//!
+//! - The "parent" is the *thread* that started the listing, not the test
+//!   process. libtest runs each test on a thread of its own, so a listing
+//!   dies at the latest when the test that started it ends, which is
+//!   right; but a listing started from a helper thread would die when that
+//!   thread ends. Start listings on the test's own thread, as every test
+//!   here does; the threads of this module only read output.
+//! - The signal reaches the listing process only, not the children it
+//!   forks: a forked child gets its parent's death signal cleared, and its
+//!   parent is the listing. The listings that fork see to that themselves
+//!   (their children ask for the same signal when the listing dies);
+//!   this module sees to the listing process. `harness.rs` tests it.
 
 // Each chapter's test file uses its own part of this module.
 #![allow(dead_code)]
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -18,8 +35,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::libc;
+use nix::sys::prctl;
 use nix::sys::signal::{Signal, kill, killpg};
-use nix::unistd::Pid;
+use nix::unistd::{Pid, getpid, getppid};
 use regex::Regex;
 use wait_timeout::ChildExt;
 
@@ -58,30 +77,22 @@ impl Listing {
         Listing::spawn(Command::new(bin).args(args), Stdio::piped())
     }
 
-    /// Starts `command` in a new process group, stdin closed, stderr read
-    /// by the test, stdout as given: `Stdio::piped()` for the test to read
-    /// it line by line, or anything else, such as a pipe nobody reads.
+    /// Starts `command` as [`Listing::start`] does: in a new process
+    /// group, stdin closed, stderr read by this module, killed by the
+    /// kernel if the calling thread dies first; stdout as given:
+    /// `Stdio::piped()` for the test to read it line by line, or anything
+    /// else, such as a pipe nobody reads.
     pub fn spawn(command: &mut Command, stdout: Stdio) -> Listing {
-        // SAFETY: `close_range` is a system call, async-signal-safe.
-        unsafe {
-            command.pre_exec(|| {
-                // A listing starts with 0, 1 and 2 only, whatever
-                // descriptors the test runner inherited without
-                // close-on-exec: what /proc/PID/fd shows must not depend
-                // on who ran `cargo test`. CLOEXEC rather than closing
-                // keeps std's own pipe that reports a failed exec.
-                use nix::libc::{CLOSE_RANGE_CLOEXEC, c_int, close_range};
-                close_range(3, u32::MAX, CLOSE_RANGE_CLOEXEC as c_int);
-                Ok(())
-            })
-        };
+        let program = command.get_program().to_string_lossy().into_owned();
+        die_with_this_thread(command);
+        only_standard_descriptors(command);
         let mut child = command
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|err| panic!("cannot start {command:?}: {err}"));
+            .unwrap_or_else(|err| panic!("cannot start {program}: {err}"));
 
         // Without a pipe to read, the channel is closed from the start:
         // to `next_line`, stdout has ended.
@@ -220,6 +231,48 @@ impl Listing {
         self.stderr
             .recv_timeout(PATIENCE)
             .unwrap_or_else(|_| "(stderr still open or already read)".into())
+    }
+}
+
+/// Makes the child that `command` starts ask the kernel for SIGKILL when
+/// its parent, the calling thread, dies (see the module's documentation).
+fn die_with_this_thread(command: &mut Command) {
+    // Taken before the fork: the child compares its parent with it.
+    let parent = getpid();
+    let set_death_signal = move || {
+        prctl::set_pdeathsig(Signal::SIGKILL)?;
+        // If the test process died between the fork and the line above,
+        // no signal will come: the child has been handed to another
+        // process already. Then it must not run at all. (The calling
+        // thread alone cannot end meanwhile: `spawn` waits for the exec.)
+        if getppid() != parent {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        Ok(())
+    };
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe calls are allowed. It makes two system calls,
+    // prctl and getppid, and builds its error from a raw errno, without
+    // allocating; it locks nothing.
+    unsafe {
+        command.pre_exec(set_death_signal);
+    }
+}
+
+/// Makes a listing start with descriptors 0, 1 and 2 only, whatever the
+/// test runner inherited without close-on-exec: what /proc/PID/fd shows
+/// must not depend on who ran `cargo test`. Marking them close-on-exec
+/// rather than closing them keeps std's own pipe that reports a failed
+/// exec.
+fn only_standard_descriptors(command: &mut Command) {
+    // SAFETY: runs between fork and exec; `close_range` is one system
+    // call, async-signal-safe, and nothing allocates.
+    unsafe {
+        command.pre_exec(|| {
+            use nix::libc::{CLOSE_RANGE_CLOEXEC, c_int, close_range};
+            close_range(3, u32::MAX, CLOSE_RANGE_CLOEXEC as c_int);
+            Ok(())
+        });
     }
 }
 

@@ -1,13 +1,9 @@
-//! Helpers shared by the book's tests (`book.rs`).
-//!
-//! The package exists for its tests: `book.rs` checks includes, links,
-//! `mdbook test` and listing numbering; `skeptic.rs` compiles and runs every
-//! Rust code block of the expanded book. This library only holds what the
-//! checks have in common: where the book is and how to read its files with
-//! error messages that name the file.
+//! What the book's checks have in common: where the book is, how to read
+//! its files with error messages that name the file, and how to point at a
+//! line.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// The workspace root: the directory holding `book.toml`, `src/` and
 /// `listings/`.
@@ -69,4 +65,25 @@ pub fn from_root(path: &Path) -> String {
         .unwrap_or(path)
         .display()
         .to_string()
+}
+
+/// The 1-based line of byte `offset` in `text`.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset].matches('\n').count() + 1
+}
+
+/// `path` with `.` and `..` resolved lexically, so that two spellings of a
+/// file compare equal without touching the file system.
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }

@@ -1,0 +1,153 @@
+//! The harness itself: no listing outlives the test binary that started
+//! it, even when that binary is killed and no `Drop` runs.
+
+use std::env;
+use std::fs;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use crate::support::{Listing, PATIENCE, children_of};
+
+/// The helper test below, by its full name in this binary.
+const HELPER: &str = "harness::helper_holds_listings_until_killed";
+/// Set for the helper when the test below runs it: the helper holds its
+/// listings only then, so that `cargo test -- --ignored` does not hang.
+const HOLD: &str = "LISTINGS_HARNESS_HOLD";
+
+/// Runs this very test binary as a child, has it start two listings that
+/// never end (one of them forks), kills it with SIGKILL, so that nothing of
+/// it runs, no `Drop` either, and checks that the listings die too.
+#[test]
+fn no_listing_outlives_a_killed_test_binary() {
+    let exe = env::current_exe().expect("the path of this test binary");
+    let mut command = Command::new(exe);
+    command
+        .args(["--ignored", "--exact", HELPER, "--nocapture"])
+        .env(HOLD, "1");
+    let mut inner = Listing::spawn(&mut command, Stdio::piped());
+    let listings = loop {
+        let line = inner.next_line();
+        if let Some(pids) = line.strip_prefix("listings: ") {
+            break pids_in(pids);
+        }
+    };
+    // Whatever happens below, the listings' groups, forked children
+    // included, are killed when this test ends.
+    let _groups = KillGroupsOnDrop(listings.clone());
+    let forked = pids_in(inner.expect("forked: (.*)").remove(1).as_str());
+    assert_eq!(listings.len(), 2, "two listings: {listings:?}");
+    assert!(!forked.is_empty(), "pipe-spam forked: {forked:?}");
+    let mut children = children_of(inner.pid());
+    children.sort();
+    assert_eq!(children, listings, "the listings are its children");
+    let alive: Vec<Process> =
+        listings.iter().map(|&p| Process::of(p)).collect();
+
+    inner.signal(Signal::SIGKILL);
+
+    let deadline = Instant::now() + PATIENCE;
+    for process in &alive {
+        while process.is_alive() {
+            assert!(
+                Instant::now() < deadline,
+                "listing {} still alive {PATIENCE:?} after the test binary \
+                 that started it was killed",
+                process.pid
+            );
+            // Polling /proc; the deadline above bounds the wait.
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Not a test on its own: [`no_listing_outlives_a_killed_test_binary`]
+/// runs it in a child process. Starts `catch-signal USR1`, which waits for
+/// signals forever, and `pipe-spam`, which forks a child and never ends,
+/// prints their pids and holds them until it is killed.
+#[test]
+#[ignore = "a helper, run by no_listing_outlives_a_killed_test_binary"]
+fn helper_holds_listings_until_killed() {
+    if env::var_os(HOLD).is_none() {
+        return;
+    }
+    // On this thread, the test's own: see the support module.
+    let mut catcher = Listing::start(bin!("catch-signal"), &["USR1"]);
+    catcher.expect(r"Waiting for SIGUSR1 \(10\) as pid \d+; .*");
+    let mut spam = Listing::start(bin!("pipe-spam"), &[]);
+    // The child writes its first message at once, so it exists by now.
+    spam.expect(r"Parent \d+ got \[Spam 000\] at .*");
+    let forked = children_of(spam.pid());
+    println!("listings: {} {}", catcher.pid(), spam.pid());
+    println!("forked: {}", join(&forked));
+    // Killed long before this, by the test that runs this helper; should
+    // that test fail to, the listings die as this helper returns.
+    let deadline = Instant::now() + PATIENCE;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        thread::park_timeout(left);
+    }
+    panic!("not killed within {PATIENCE:?}");
+}
+
+/// A process as it was seen alive: its pid and its start time, so that a
+/// new process that reuses the pid is not taken for it.
+struct Process {
+    pid: Pid,
+    start_time: String,
+}
+
+impl Process {
+    fn of(pid: Pid) -> Process {
+        let (_, start_time) =
+            state_and_start(pid).expect("the listing is alive");
+        Process { pid, start_time }
+    }
+
+    /// Alive: still there and not a zombie (dead, waiting to be reaped by
+    /// whichever process inherited it).
+    fn is_alive(&self) -> bool {
+        state_and_start(self.pid).is_some_and(|(state, start)| {
+            start == self.start_time && !matches!(state, 'Z' | 'X')
+        })
+    }
+}
+
+/// The state letter and start time of `pid`, from `/proc/<pid>/stat`, or
+/// `None` once it is gone.
+fn state_and_start(pid: Pid) -> Option<(char, String)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name, in parentheses and maybe with spaces: the
+    // state is field 3 and the start time field 22.
+    let (_, fields) = stat.rsplit_once(") ")?;
+    let fields: Vec<&str> = fields.split(' ').collect();
+    let state = fields.first()?.chars().next()?;
+    Some((state, fields.get(19)?.to_string()))
+}
+
+/// Kills the process groups of `.0` when dropped.
+struct KillGroupsOnDrop(Vec<Pid>);
+
+impl Drop for KillGroupsOnDrop {
+    fn drop(&mut self) {
+        for &group in &self.0 {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+    }
+}
+
+fn pids_in(text: &str) -> Vec<Pid> {
+    let mut pids: Vec<Pid> = text
+        .split_whitespace()
+        .map(|p| Pid::from_raw(p.parse().expect("a pid")))
+        .collect();
+    pids.sort();
+    pids
+}
+
+fn join(pids: &[Pid]) -> String {
+    let pids: Vec<String> = pids.iter().map(Pid::to_string).collect();
+    pids.join(" ")
+}

@@ -1,0 +1,227 @@
+//! Where listings live and how they are numbered: every file under
+//! `listings/chNN-*/` is a binary of the listings crate, named after its
+//! file, shown in its chapter as Listing N-M and whole in the appendix.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use crate::includes::{
+    ANCHOR_END, ANCHOR_START, Include, anchor_covers_file, includes_in,
+};
+use crate::support::{files_with_extension, from_root, read, workspace_root};
+
+/// A `[[bin]]` of `listings/Cargo.toml`.
+pub struct Bin {
+    pub name: String,
+    /// Relative to `listings/`, as written in Cargo.toml.
+    pub path: String,
+}
+
+/// The `[[bin]]` tables of `listings/Cargo.toml`. Only flat `key = "value"`
+/// lines are read, which is all the file uses for binaries; a bin without
+/// a name or a path is reported as a problem.
+pub fn listing_bins(problems: &mut Vec<String>) -> Vec<Bin> {
+    static KEY: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r#"^\s*(name|path)\s*=\s*"([^"]*)"\s*(#.*)?$"#).unwrap()
+    });
+    let manifest = workspace_root().join("listings").join("Cargo.toml");
+    let mut tables: Vec<(usize, Option<String>, Option<String>)> = Vec::new();
+    let mut in_bin = false;
+    for (n, line) in read(&manifest).lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            in_bin = trimmed == "[[bin]]";
+            if in_bin {
+                tables.push((n + 1, None, None));
+            }
+        } else if in_bin && let Some(cap) = KEY.captures(line) {
+            let table = tables.last_mut().unwrap();
+            let value = Some(cap[2].to_string());
+            match &cap[1] {
+                "name" => table.1 = value,
+                _ => table.2 = value,
+            }
+        }
+    }
+    let mut bins = Vec::new();
+    for (line, name, path) in tables {
+        match (name, path) {
+            (Some(name), Some(path)) => bins.push(Bin { name, path }),
+            _ => problems.push(format!(
+                "listings/Cargo.toml:{line}: [[bin]] without both \
+                 `name = \"...\"` and `path = \"...\"`"
+            )),
+        }
+    }
+    assert!(!bins.is_empty(), "no [[bin]] found in listings/Cargo.toml");
+    bins
+}
+
+#[test]
+fn every_listing_is_shown_in_its_chapter_and_whole_in_the_appendix() {
+    static LISTING_PATH: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"(?x)
+            ^ch(\d\d)-([a-z0-9]+(?:-[a-z0-9]+)*)           # chNN-topic
+            /(\d\d)-(\d\d)-([a-z0-9]+(?:-[a-z0-9]+)*)\.rs$ # /NN-MM-name.rs",
+        )
+        .unwrap()
+    });
+    let src = workspace_root().join("src");
+    let appendix = src.join("appendix-listings.md");
+    let appendix_includes = includes_in(&appendix, &read(&appendix));
+    let mut problems = Vec::new();
+    let mut chapters: BTreeMap<PathBuf, (String, Vec<Include>)> =
+        BTreeMap::new();
+
+    for bin in listing_bins(&mut problems) {
+        let Some(cap) = LISTING_PATH.captures(&bin.path) else {
+            problems.push(format!(
+                "listings/Cargo.toml: bin `{}` has path `{}`, not \
+                 `chNN-<topic>/NN-MM-{}.rs`",
+                bin.name, bin.path, bin.name
+            ));
+            continue;
+        };
+        let (dir_number, topic) = (&cap[1], &cap[2]);
+        let (number, listing, stem) = (&cap[3], &cap[4], &cap[5]);
+        if dir_number != number {
+            problems.push(format!(
+                "listings/{}: file number {number} is not its directory's \
+                 chapter {dir_number}",
+                bin.path
+            ));
+        }
+        if stem != bin.name {
+            problems.push(format!(
+                "listings/{}: bin is named `{}`, so the file should be \
+                 `{number}-{listing}-{}.rs`",
+                bin.path, bin.name, bin.name
+            ));
+        }
+        let included = workspace_root().join("listings").join(&bin.path);
+
+        let chapter = src.join(format!("ch{dir_number}-{topic}.md"));
+        if !chapter.is_file() {
+            problems.push(format!(
+                "listings/{}: there is no chapter {} to show it",
+                bin.path,
+                from_root(&chapter)
+            ));
+        } else {
+            let (text, includes) =
+                chapters.entry(chapter.clone()).or_insert_with(|| {
+                    let text = read(&chapter);
+                    let includes = includes_in(&chapter, &text);
+                    (text, includes)
+                });
+            if !includes
+                .iter()
+                .any(|i| i.kind == "rustdoc_include" && i.target() == included)
+            {
+                problems.push(format!(
+                    "{}: no `{{{{#rustdoc_include ../listings/{}...}}}}`",
+                    from_root(&chapter),
+                    bin.path
+                ));
+            }
+            let label = format!(
+                "Listing {}-{}",
+                number.trim_start_matches('0'),
+                listing.trim_start_matches('0')
+            );
+            let label_re =
+                Regex::new(&format!(r"{}\b", regex::escape(&label))).unwrap();
+            if !label_re.is_match(text) {
+                problems.push(format!(
+                    "{}: never says `{label}` for listings/{}",
+                    from_root(&chapter),
+                    bin.path
+                ));
+            }
+        }
+
+        let listing_text = read(&included);
+        let has_markers = listing_text
+            .lines()
+            .any(|l| ANCHOR_START.is_match(l) || ANCHOR_END.is_match(l));
+        let (mut whole, mut shows_markers) = (false, false);
+        for include in appendix_includes
+            .iter()
+            .filter(|i| i.kind == "include" && i.target() == included)
+        {
+            match &include.spec {
+                // mdBook strips markers only inside an anchored region, so
+                // a plain include would show readers, and their copy
+                // button, the chapter's `// ANCHOR:` comments.
+                None if has_markers => {
+                    shows_markers = true;
+                    problems.push(format!(
+                        "{}: shows readers the ANCHOR comments of \
+                         listings/{}; put one anchor around the whole file \
+                         and include that",
+                        include.location(),
+                        bin.path
+                    ));
+                }
+                None => whole = true,
+                Some(anchor) => {
+                    whole |= anchor_covers_file(anchor, &listing_text);
+                }
+            }
+        }
+        if !whole && !shows_markers {
+            problems.push(format!(
+                "{}: does not include listings/{} whole (`{{{{#include \
+                 ../listings/{}}}}}`, or an anchor around all of it)",
+                from_root(&appendix),
+                bin.path,
+                bin.path
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} listing(s) out of place:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn every_listing_file_is_a_binary() {
+    let listings = workspace_root().join("listings");
+    let mut problems = Vec::new();
+    let bins: BTreeSet<String> = listing_bins(&mut problems)
+        .into_iter()
+        .map(|b| b.path)
+        .collect();
+    let chapter_dirs = std::fs::read_dir(&listings)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name().unwrap().to_string_lossy().starts_with("ch")
+        });
+    for dir in chapter_dirs {
+        for file in files_with_extension(&dir, "rs") {
+            let relative = file.strip_prefix(&listings).unwrap();
+            let relative = relative.to_string_lossy().replace('\\', "/");
+            if !bins.contains(&relative) {
+                problems.push(format!(
+                    "listings/{relative}: not a [[bin]] in \
+                     listings/Cargo.toml, so nothing compiles or tests it"
+                ));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} listing file(s) not built:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}

@@ -1,0 +1,99 @@
+//! Every output file of a listing (`*.out`, a real run that the listing
+//! tests repeat) is shown to readers as output: included whole in a
+//! ```` ```console ```` block.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use crate::includes::includes_in;
+use crate::support::{
+    files_with_extension, from_root, markdown_sources, workspace_root,
+};
+
+#[test]
+fn every_output_file_is_shown_in_a_console_block() {
+    let mut in_console = HashSet::new();
+    let mut elsewhere: HashMap<PathBuf, Vec<String>> = HashMap::new();
+    for (file, text) in markdown_sources() {
+        let console_lines = lines_in_fences(&text, "console");
+        for include in includes_in(&file, &text) {
+            if include.kind != "include" {
+                continue;
+            }
+            if console_lines.contains(&include.line) && include.spec.is_none() {
+                in_console.insert(include.target());
+            } else {
+                elsewhere
+                    .entry(include.target())
+                    .or_default()
+                    .push(include.location());
+            }
+        }
+    }
+    let listings = workspace_root().join("listings");
+    let mut problems = Vec::new();
+    for out in files_with_extension(&listings, "out") {
+        if in_console.contains(&out) {
+            continue;
+        }
+        let mut problem = format!(
+            "{}: not included whole inside a ```console block",
+            from_root(&out)
+        );
+        match elsewhere.get(&out) {
+            Some(places) => {
+                let _ = write!(problem, "; included at {}", places.join(", "));
+            }
+            None => problem.push_str(" of any chapter"),
+        }
+        problems.push(problem);
+    }
+    assert!(
+        problems.is_empty(),
+        "{} output file(s) not shown as output:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// The line numbers (1-based) inside fenced code blocks whose info string's
+/// first word is `language`. CommonMark fences: three or more backticks or
+/// tildes, indented at most three spaces, closed by a run of the same
+/// character at least as long with nothing after it.
+fn lines_in_fences(text: &str, language: &str) -> HashSet<usize> {
+    let mut lines = HashSet::new();
+    let mut open: Option<(char, usize, bool)> = None;
+    for (n, line) in text.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let trimmed = &line[indent..];
+        let fence_char = trimmed.chars().next().filter(|c| "`~".contains(*c));
+        let fence = fence_char
+            .map(|c| (c, trimmed.len() - trimmed.trim_start_matches(c).len()));
+        match (open, fence) {
+            (Some((c, len, _)), Some((fc, flen)))
+                if indent < 4
+                    && fc == c
+                    && flen >= len
+                    && trimmed[flen..].trim().is_empty() =>
+            {
+                open = None;
+            }
+            (Some((_, _, wanted)), _) => {
+                if wanted {
+                    lines.insert(n + 1);
+                }
+            }
+            (None, Some((c, len))) if indent < 4 && len >= 3 => {
+                let info = trimmed[len..].trim();
+                let first = info
+                    .split(|c: char| c == ',' || c.is_whitespace())
+                    .next()
+                    .unwrap_or_default();
+                open = Some((c, len, first == language));
+            }
+            (None, _) => {}
+        }
+    }
+    lines
+}
