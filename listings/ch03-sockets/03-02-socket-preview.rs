@@ -8,7 +8,7 @@
 // N connections, so the program ends; without it the server runs forever.
 
 use std::error::Error;
-use std::io::{self, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::process::{self, ExitCode};
 use std::thread;
@@ -68,7 +68,8 @@ fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
 // ANCHOR_END: preview
 
 // ANCHOR: server
-/// The longest the server waits for a client to send or to read.
+/// The longest the server spends on one client, from accepting it to
+/// closing it.
 const SERVER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Answers each connection once, then closes it: one client at a time, as
@@ -81,35 +82,54 @@ fn serve(listener: &TcpListener, count: Option<usize>) {
     }
 }
 
+/// Reads one request, answers it and closes the connection. One deadline
+/// covers the whole exchange, so that no client holds the server for
+/// longer than SERVER_TIMEOUT.
 fn answer(mut conn: TcpStream) -> io::Result<()> {
-    // A client that says nothing must not hold up the next one forever.
-    conn.set_read_timeout(Some(SERVER_TIMEOUT))?;
-    conn.set_write_timeout(Some(SERVER_TIMEOUT))?;
+    let deadline = Instant::now() + SERVER_TIMEOUT;
     let mut data = [0; 1024];
-    let n = conn.read(&mut data)?;
+    let n = read_before(&mut conn, &mut data, deadline)?;
     let mut reply = b"server got: [".to_vec();
     reply.extend_from_slice(&data[..n]);
     reply.push(b']');
+    conn.set_write_timeout(Some(time_left(deadline)?))?;
     conn.write_all(&reply)?;
-    close_gently(conn)
+    // Half-close, then read and discard until the client closes too:
+    // closing with bytes still unread would send a reset (RST), not FIN.
+    conn.shutdown(Shutdown::Write)?;
+    let mut scratch = [0; 4096];
+    while read_before(&mut conn, &mut scratch, deadline)? > 0 {}
+    Ok(())
 }
 
-/// Closes a connection without losing the reply. Closing a socket while
-/// the client's bytes are still unread makes the kernel send a reset
-/// (RST), and a client that gets one may lose the reply it had not read
-/// yet. So: say we are done (half-close), read and discard whatever else
-/// the client sends until it closes too, and only then close.
-fn close_gently(mut conn: TcpStream) -> io::Result<()> {
-    conn.shutdown(Shutdown::Write)?;
-    let deadline = Instant::now() + SERVER_TIMEOUT;
-    let mut scratch = [0; 4096];
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        conn.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
-        if conn.read(&mut scratch)? == 0 {
-            return Ok(());
+/// One `read`, in whatever time is left before `deadline`. On Linux a
+/// socket read with a timeout fails with EINTR when the process is
+/// stopped and continued (Ctrl-Z, then `fg`), even with no signal handler
+/// installed: such a read is simply tried again.
+fn read_before(
+    conn: &mut TcpStream,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> io::Result<usize> {
+    loop {
+        conn.set_read_timeout(Some(time_left(deadline)?))?;
+        match conn.read(buf) {
+            Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+            // What a read that runs out of time returns.
+            Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                return Err(ErrorKind::TimedOut.into());
+            }
+            result => return result,
         }
     }
-    Err(io::ErrorKind::TimedOut.into())
+}
+
+/// The time left until `deadline`, or `TimedOut` once it has passed.
+fn time_left(deadline: Instant) -> io::Result<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|left| !left.is_zero())
+        .ok_or_else(|| ErrorKind::TimedOut.into())
 }
 // ANCHOR_END: server
 
