@@ -21,9 +21,6 @@ use nix::sys::signal::{
 use nix::unistd::{alarm, getpid, pause};
 
 const USAGE: &str = "usage: alarm-pause [--count N] [--late]";
-const ALARM_SECS: u32 = 5;
-/// With `--late`: longer than the alarm, so the signal comes first.
-const LATE: Duration = Duration::from_secs(ALARM_SECS as u64 + 1);
 
 fn main() -> ExitCode {
     match run() {
@@ -36,6 +33,10 @@ fn main() -> ExitCode {
 }
 
 // ANCHOR: port
+const ALARM_SECS: u32 = 5;
+/// With `--late`: longer than the alarm, so the signal comes first.
+const LATE: Duration = Duration::from_secs(ALARM_SECS as u64 + 1);
+
 /// Set by the handler, read by the main loop.
 static RANG: AtomicBool = AtomicBool::new(false);
 

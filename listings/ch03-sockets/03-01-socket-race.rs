@@ -21,7 +21,6 @@ use nix::sys::socket::{
 };
 
 const USAGE: &str = "usage: socket-race";
-const CLIENTS: usize = 5;
 
 fn main() -> ExitCode {
     match run() {
@@ -34,6 +33,8 @@ fn main() -> ExitCode {
 }
 
 // ANCHOR: race
+const CLIENTS: usize = 5;
+
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     parse_args().map_err(|e| format!("{e}; {USAGE}"))?;

@@ -34,7 +34,8 @@ const DEFAULT_ADDR: &str = "127.0.0.1:50008";
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let (spec, count) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    let addrs = resolve(&spec)?;
+    let spec = spec.as_deref().unwrap_or(DEFAULT_ADDR);
+    let addrs = resolve(spec)?;
     // Bind (which also listens) before any client exists: a client can
     // never knock on a door that is not there yet.
     let listener = TcpListener::bind(&addrs[..])
@@ -165,7 +166,7 @@ fn restore_sigpipe() -> nix::Result<()> {
 }
 
 /// Reads `[HOST:PORT] [--count N]` from the command line.
-fn parse_args() -> Result<(String, Option<usize>), lexopt::Error> {
+fn parse_args() -> Result<(Option<String>, Option<usize>), lexopt::Error> {
     use lexopt::prelude::*;
     let (mut spec, mut count) = (None, None);
     let mut args = lexopt::Parser::from_env();
@@ -180,6 +181,6 @@ fn parse_args() -> Result<(String, Option<usize>), lexopt::Error> {
             _ => return Err(arg.unexpected()),
         }
     }
-    Ok((spec.unwrap_or_else(|| DEFAULT_ADDR.into()), count))
+    Ok((spec, count))
 }
 // ANCHOR_END: whole

@@ -46,7 +46,8 @@ const DEFAULT_ADDR: &str = "127.0.0.1:50008";
 
 fn run() -> Result<(), Box<dyn Error>> {
     let (mode, spec) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    let addrs = resolve(&spec)?;
+    let spec = spec.as_deref().unwrap_or(DEFAULT_ADDR);
+    let addrs = resolve(spec)?;
     match mode {
         Mode::Server { count } => {
             // SIGPIPE stays ignored: see `serve`.
@@ -253,7 +254,7 @@ fn restore_sigpipe() -> nix::Result<()> {
 }
 
 /// Reads `MODE [HOST:PORT] [--count N]` from the command line.
-fn parse_args() -> Result<(Mode, String), lexopt::Error> {
+fn parse_args() -> Result<(Mode, Option<String>), lexopt::Error> {
     use lexopt::prelude::*;
     let (mut mode, mut spec, mut count) = (None, None, None);
     let mut args = lexopt::Parser::from_env();
@@ -281,6 +282,6 @@ fn parse_args() -> Result<(Mode, String), lexopt::Error> {
         }
         (None, _) => return Err("which mode?".into()),
     };
-    Ok((mode, spec.unwrap_or_else(|| DEFAULT_ADDR.into())))
+    Ok((mode, spec))
 }
 // ANCHOR_END: whole
