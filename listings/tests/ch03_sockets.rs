@@ -470,8 +470,13 @@ fn two_terminal_session_matches_the_book() {
         .and_then(|rest| rest.split_once(':'))
         .expect("Answered 127.0.0.1:<port>: ...")
         .0;
+    // Both ends, in either order: a port number alone may also belong to
+    // another connection on this machine.
+    let server_port = addr.rsplit_once(':').unwrap().1;
+    let (c, s) = (client_port, server_port);
     let ss = format!(
-        "ss -tan state time-wait '( sport = :{client_port} or dport = :{client_port} )'"
+        "ss -tan state time-wait \
+         '( sport = :{c} and dport = :{s} ) or ( sport = :{s} and dport = :{c} )'"
     );
     let time_wait = shell(&ss);
     assert_eq!(time_wait.len(), 2, "one side waits: {time_wait:?}");
