@@ -47,7 +47,6 @@ fn run() -> Result<(), Box<dyn Error>> {
 
     if let Some(size) = size {
         drain(&mut reader)?;
-        let size = c_int::try_from(size).map_err(|_| "--size is too large")?;
         let got = fcntl(&writer, FcntlArg::F_SETPIPE_SZ(size))
             .map_err(|err| format!("F_SETPIPE_SZ {size}: {err}"))?;
         println!("Asked for {size} bytes (F_SETPIPE_SZ): it now holds {got}");
@@ -126,13 +125,18 @@ fn restore_sigpipe() -> nix::Result<()> {
 }
 
 /// Reads `[--size BYTES]` from the command line.
-fn parse_args() -> Result<Option<u64>, lexopt::Error> {
+fn parse_args() -> Result<Option<c_int>, lexopt::Error> {
     use lexopt::prelude::*;
     let mut size = None;
     let mut args = lexopt::Parser::from_env();
     while let Some(arg) = args.next()? {
         match arg {
-            Long("size") => size = Some(args.value()?.parse()?),
+            Long("size") => {
+                let bytes: u64 = args.value()?.parse()?;
+                let bytes = c_int::try_from(bytes)
+                    .map_err(|_| "--size is too large")?;
+                size = Some(bytes);
+            }
             Short('h') | Long("help") => {
                 println!("{USAGE}");
                 process::exit(0);
