@@ -200,6 +200,31 @@ fn proc_pre_exec_output_matches_the_book() {
 }
 
 #[test]
+fn command_makes_its_own_pipes_close_on_exec() {
+    use std::os::fd::AsRawFd;
+    const O_CLOEXEC: u32 = 0o2000000;
+    let mut cat = Command::new("cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ours = [
+        cat.stdin.as_ref().unwrap().as_raw_fd(),
+        cat.stdout.as_ref().unwrap().as_raw_fd(),
+    ];
+    for fd in ours {
+        let info =
+            std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+        let flags =
+            info.lines().find_map(|l| l.strip_prefix("flags:")).unwrap();
+        let flags = u32::from_str_radix(flags.trim(), 8).unwrap();
+        assert_ne!(flags & O_CLOEXEC, 0, "fd {fd}: {flags:o}");
+    }
+    drop(cat.stdin.take());
+    assert!(cat.wait().unwrap().success());
+}
+
+#[test]
 fn exec_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("proc-exec"), &[], "command or fork?");
     assert_rejects(bin!("proc-exec"), &["spawn"], "unknown way");

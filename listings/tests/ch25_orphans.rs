@@ -11,6 +11,17 @@ use crate::support::{
     group_is_gone, is_dead, pgid_of, ppid_of, shell, state_of, wait_until,
 };
 
+/// Kills a process group when dropped: the children of `group` mode are
+/// in a group of their own, which the listing's clean-up does not reach
+/// once the listing is dead, even when a test fails half-way.
+struct KillGroup(Pid);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        let _ = killpg(self.0, Signal::SIGKILL);
+    }
+}
+
 /// Starts proc-orphans and returns it with the pids of its children,
 /// read from the line in which it names them.
 fn start(args: &[&str]) -> (Listing, Vec<Pid>) {
@@ -99,6 +110,7 @@ fn proc_orphans_pipe_children_end_when_the_lifeline_breaks() {
 fn proc_orphans_group_survives_a_parent_killed_with_sigkill_until_killed_as_one()
  {
     let (orphans, children) = start(&["group", "--for", "60"]);
+    let _cleanup = KillGroup(children[0]);
     let group = pgid_of(children[0]).unwrap();
     assert_eq!(group, children[0]);
     assert_ne!(group, orphans.pid());
@@ -109,6 +121,21 @@ fn proc_orphans_group_survives_a_parent_killed_with_sigkill_until_killed_as_one(
     // What `kill -KILL -- -PGID` does.
     killpg(group, Signal::SIGKILL).unwrap();
     wait_until("the group to die", || group_is_gone(group));
+}
+
+#[test]
+fn proc_orphans_group_with_a_stopped_member_gets_sighup_when_orphaned() {
+    // POSIX: when a group is orphaned (no member has a parent in another
+    // group of the same session) and one of its members is stopped, the
+    // kernel sends every member SIGHUP, then SIGCONT.
+    let (orphans, children) = start(&["group", "--for", "60"]);
+    let _cleanup = KillGroup(children[0]);
+    nix::sys::signal::kill(children[0], Signal::SIGSTOP).unwrap();
+    wait_until("the child to stop", || state_of(children[0]) == Some('T'));
+    kill_parent(orphans, &children);
+    wait_until("SIGHUP to end the whole group", || {
+        children.iter().all(|&c| is_dead(c))
+    });
 }
 
 #[test]
@@ -172,6 +199,7 @@ fn proc_orphans_session_matches_the_book() {
     // Terminal 1: a group of sleepers.
     let (orphans, children, announced) =
         start_with_line(&["group", "--for", "600"]);
+    let _cleanup = KillGroup(children[0]);
     let announced = [announced];
     let parent = orphans.pid();
     let group = children[0];
