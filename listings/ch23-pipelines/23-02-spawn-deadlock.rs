@@ -57,6 +57,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         .map_err(|err| format!("cannot start cat: {err}"))?;
     let data = vec![b'x'; bytes];
 
+    // ANCHOR: watchdog
     // The watchdog kills `cat` if the exchange is not over in time; our
     // blocked write then fails, or our blocked read ends.
     let pid = Pid::from_raw(cat.id() as i32);
@@ -68,6 +69,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
         late
     });
+    // ANCHOR_END: watchdog
     let report = match way {
         Way::WriteFirst => write_first(cat, data),
         Way::Thread => with_thread(cat, data),

@@ -70,8 +70,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Caught before any child starts, so none is missed.
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-    // For `pipe`: the write end stays here, and only here (CLOEXEC).
-    let (lifeline, ends) = match args.way {
+    // The lifeline, for `pipe`: the children read it; its write end stays
+    // here, and only here (CLOEXEC).
+    let (reader, writer) = match args.way {
         Way::Pipe => {
             let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
             (Some(read_end), Some(write_end))
@@ -81,21 +82,21 @@ fn run() -> Result<(), Box<dyn Error>> {
     let (way, n, secs) = (args.way, args.children, args.secs);
     let mut children = if args.from_thread {
         // The thread that starts them exits here.
-        thread::spawn(move || start(way, n, secs, lifeline))
+        thread::spawn(move || start(way, n, secs, reader))
             .join()
             .map_err(|_| "the starting thread panicked")??
     } else {
-        start(way, n, secs, lifeline)?
+        start(way, n, secs, reader)?
     };
     let pids: Vec<Pid> = children
         .iter()
         .map(|c| Pid::from_raw(c.id() as i32))
         .collect();
     let group = pids[0];
-    let ends = Arc::new(Mutex::new(ends));
+    let writer = Arc::new(Mutex::new(writer));
     if let Err(err) = announce(&args, &children) {
         // Nobody reads our output: stop what we started, then leave.
-        stop(way, &pids, group, &ends);
+        stop(way, &pids, group, &writer);
         for child in &mut children {
             let _ = child.wait();
         }
@@ -106,11 +107,11 @@ fn run() -> Result<(), Box<dyn Error>> {
     let (stopped, is_stopped) = channel();
     let got = Arc::new(AtomicI32::new(0));
     {
-        let (ends, got) = (Arc::clone(&ends), Arc::clone(&got));
+        let (writer, got) = (Arc::clone(&writer), Arc::clone(&got));
         thread::spawn(move || {
             if let Some(signal) = signals.forever().next() {
                 got.store(signal, Ordering::SeqCst);
-                stop(way, &pids, group, &ends);
+                stop(way, &pids, group, &writer);
                 let _ = stopped.send(());
             }
         });
@@ -119,7 +120,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         // The `cat`s work until we close the lifeline: after SECS, or
         // sooner, on a signal.
         let _ = is_stopped.recv_timeout(Duration::from_secs(secs));
-        stop(way, &[], group, &ends);
+        stop(way, &[], group, &writer);
     }
     // Reap them all first, then report: a report that fails must not
     // leave a child unreaped.
@@ -146,11 +147,11 @@ fn start(
     way: Way,
     n: usize,
     secs: u64,
-    lifeline: Option<OwnedFd>,
+    reader: Option<OwnedFd>,
 ) -> io::Result<Vec<Child>> {
     let mut children: Vec<Child> = Vec::new();
     for _ in 0..n {
-        let mut command = match &lifeline {
+        let mut command = match &reader {
             Some(read_end) => {
                 let mut cat = Command::new("cat");
                 cat.stdin(read_end.try_clone()?).stdout(Stdio::null());
@@ -197,9 +198,9 @@ fn die_with_parent(command: &mut Command) {
 // ANCHOR: stop
 /// Stops the children, however they were started: by closing the
 /// lifeline, by killing their group, or one by one.
-fn stop(way: Way, pids: &[Pid], group: Pid, ends: &Mutex<Option<OwnedFd>>) {
+fn stop(way: Way, pids: &[Pid], group: Pid, writer: &Mutex<Option<OwnedFd>>) {
     match way {
-        Way::Pipe => drop(ends.lock().map(|mut end| end.take())),
+        Way::Pipe => drop(writer.lock().map(|mut end| end.take())),
         // The group's leader is not reaped yet: the id is still its own.
         Way::Group => drop(killpg(group, Signal::SIGTERM)),
         Way::None | Way::Pdeathsig => {

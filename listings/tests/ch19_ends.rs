@@ -159,11 +159,17 @@ fn flags_of(fd: &impl AsRawFd) -> u32 {
 }
 
 #[test]
-fn std_io_pipe_and_pipe2_cloexec_set_close_on_exec() {
+fn std_makes_pipes_files_and_sockets_close_on_exec_and_so_does_pipe2() {
     const O_CLOEXEC: u32 = 0o2000000;
     let (reader, writer) = std::io::pipe().unwrap();
     assert_ne!(flags_of(&reader) & O_CLOEXEC, 0);
     assert_ne!(flags_of(&writer) & O_CLOEXEC, 0);
+    let file = std::fs::File::open("/dev/null").unwrap();
+    assert_ne!(flags_of(&file) & O_CLOEXEC, 0);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    assert_ne!(flags_of(&listener) & O_CLOEXEC, 0);
+    let (one, _other) = std::os::unix::net::UnixStream::pair().unwrap();
+    assert_ne!(flags_of(&one) & O_CLOEXEC, 0);
     let (reader, writer) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     assert_ne!(flags_of(&reader) & O_CLOEXEC, 0);

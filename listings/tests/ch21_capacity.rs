@@ -175,6 +175,36 @@ fn pipe_deadlock_child_waits_in_write_and_the_parent_in_waitpid() {
 }
 
 #[test]
+fn o_nonblock_is_shared_by_a_duplicate_but_cloexec_is_not() {
+    use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (_reader, writer) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+    // A second descriptor for the same write end, close-on-exec too.
+    let copy = fcntl(&writer, FcntlArg::F_DUPFD_CLOEXEC(10)).unwrap();
+    // SAFETY: the descriptor is new and ours alone.
+    let copy = unsafe { OwnedFd::from_raw_fd(copy) };
+    let status = |fd: &OwnedFd| {
+        OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).unwrap())
+    };
+    let descriptor = |fd: &OwnedFd| {
+        FdFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFD).unwrap())
+    };
+    assert!(!status(&copy).contains(OFlag::O_NONBLOCK));
+    // O_NONBLOCK, set through one descriptor, shows through the other:
+    // it belongs to the open file description they share.
+    fcntl(&writer, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
+    assert!(status(&copy).contains(OFlag::O_NONBLOCK));
+    // FD_CLOEXEC, cleared on one, stays on the other: it is per descriptor.
+    fcntl(&writer, FcntlArg::F_SETFD(FdFlag::empty())).unwrap();
+    let cleared = descriptor(&writer);
+    // Back on at once: a test must not leak descriptors into the
+    // programs other tests start meanwhile.
+    fcntl(&writer, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).unwrap();
+    assert!(!cleared.contains(FdFlag::FD_CLOEXEC));
+    assert!(descriptor(&copy).contains(FdFlag::FD_CLOEXEC));
+}
+
+#[test]
 fn capacity_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("pipe-capacity"), &["--size", "-1"], "--size");
     assert_rejects(

@@ -222,7 +222,9 @@ fn spawn_deadlock_writing_everything_first_deadlocks_until_the_watchdog() {
 #[test]
 fn spawn_deadlock_a_writer_thread_gets_every_byte_back_either_way() {
     for way in ["thread", "output"] {
-        let out = run_all(bin!("spawn-deadlock"), &[way]);
+        // A generous watchdog: on a loaded machine a million bytes may
+        // take a while, and this test is not about the watchdog.
+        let out = run_all(bin!("spawn-deadlock"), &[way, "--wait", "30"]);
         assert!(out.status.success(), "{way}: {}", out.stderr);
         let also = if way == "output" {
             " and 0 on stderr"
