@@ -8,7 +8,7 @@ use nix::unistd::Pid;
 
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book, cargo_run,
-    children_of, fds_of, group_is_gone, run, wait_until,
+    children_of, fds_of, finish_clean, group_is_gone, run_clean, wait_until,
 };
 
 fn three_lines() -> Vec<String> {
@@ -29,7 +29,7 @@ fn pipe_no_eof_never_sees_the_end_while_it_holds_a_write_end() {
     let pipe = &fds.iter().find(|(fd, _)| *fd == 3).expect("fd 3").1;
     assert!(pipe.starts_with("pipe:["), "{fds:?}");
     assert!(fds.contains(&(4, pipe.clone())), "{fds:?}");
-    let out = no_eof.finish();
+    let out = finish_clean(no_eof);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert_eq!(out.stdout[3..], ["The child has exited with status 0"]);
     assert_eq!(
@@ -46,7 +46,7 @@ fn pipe_no_eof_never_sees_the_end_while_it_holds_a_write_end() {
 fn pipe_no_eof_sees_the_end_once_it_closes_its_write_end() {
     let no_eof = Listing::start(bin!("pipe-no-eof"), &["--close"]);
     let pgid = no_eof.pid();
-    let out = no_eof.finish();
+    let out = finish_clean(no_eof);
     assert!(out.status.success(), "{}", out.stderr);
     let mut expected = three_lines();
     expected.push("End of stream".into());
@@ -57,10 +57,10 @@ fn pipe_no_eof_sees_the_end_once_it_closes_its_write_end() {
 
 #[test]
 fn pipe_no_eof_output_matches_the_book() {
-    let wrong = run(bin!("pipe-no-eof"), &[]);
+    let wrong = run_clean(bin!("pipe-no-eof"), &[]);
     let mut wrong_lines = wrong.stdout.clone();
     wrong_lines.extend(wrong.stderr.lines().map(String::from));
-    let fixed = run(bin!("pipe-no-eof"), &["--close"]);
+    let fixed = run_clean(bin!("pipe-no-eof"), &["--close"]);
     assert!(fixed.status.success());
     assert_session_matches_book(
         "ch19-ends/19-01-pipe-no-eof.out",
@@ -75,7 +75,7 @@ fn pipe_no_eof_output_matches_the_book() {
 fn pipe_epipe_gets_epipe_ignored_dies_by_default_and_command_restores() {
     let epipe = Listing::start(bin!("pipe-epipe"), &[]);
     let pgid = epipe.pid();
-    let out = epipe.finish();
+    let out = finish_clean(epipe);
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(
         out.stdout,
@@ -105,7 +105,7 @@ fn pipe_leak(args: &[&str]) -> Vec<String> {
         assert_eq!(children_of(leak.pid()), [cat]);
     }
     let pgid = leak.pid();
-    let out = leak.finish();
+    let out = finish_clean(leak);
     assert!(out.status.success(), "{}", out.stderr);
     wait_until("pipe-leak's processes to end", || group_is_gone(pgid));
     out.stdout

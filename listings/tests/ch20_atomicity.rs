@@ -2,19 +2,9 @@
 //! and 20-2 (`pipe-frames`).
 
 use crate::support::{
-    Finished, Listing, assert_rejects, assert_session_matches_book,
-    assert_session_matches_book_masking, cargo_run, group_is_gone, wait_until,
+    Finished, assert_rejects, assert_session_matches_book,
+    assert_session_matches_book_masking, cargo_run, run_clean,
 };
-
-/// Runs a listing to its end, and checks that none of its processes is
-/// left.
-fn run_all(bin: &str, args: &[&str]) -> Finished {
-    let listing = Listing::start(bin, args);
-    let pgid = listing.pid();
-    let out = listing.finish();
-    wait_until("the listing's processes to end", || group_is_gone(pgid));
-    out
-}
 
 /// The number at the end of the "Pieces of writes cut…" line.
 fn pieces(out: &Finished) -> usize {
@@ -30,7 +20,7 @@ fn pipe_writers_never_cut_writes_of_pipe_buf_bytes() {
     // mixed with another writer's bytes. Held to it three times, with
     // 4000 writes from four writers each time.
     for _ in 0..3 {
-        let out = run_all(bin!("pipe-writers"), &[]);
+        let out = run_clean(bin!("pipe-writers"), &[]);
         assert!(out.status.success(), "{}", out.stderr);
         assert_eq!(
             out.stdout[..2],
@@ -48,7 +38,7 @@ fn pipe_writers_deliver_every_byte_of_larger_writes_cut_or_not() {
     // No promise above PIPE_BUF: the count is whatever it is (the book
     // shows one run). Every byte still arrives, in each writer's order.
     let out =
-        run_all(bin!("pipe-writers"), &["--size", "4097", "--writes", "200"]);
+        run_clean(bin!("pipe-writers"), &["--size", "4097", "--writes", "200"]);
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(out.stdout[1], "Read 3277600 bytes: 819400 from each writer");
     let _ = pieces(&out);
@@ -56,9 +46,9 @@ fn pipe_writers_deliver_every_byte_of_larger_writes_cut_or_not() {
 
 #[test]
 fn pipe_writers_output_matches_the_book() {
-    let atomic = run_all(bin!("pipe-writers"), &[]);
+    let atomic = run_clean(bin!("pipe-writers"), &[]);
     let larger_args = ["--size", "4097", "--writes", "200"];
-    let larger = run_all(bin!("pipe-writers"), &larger_args);
+    let larger = run_clean(bin!("pipe-writers"), &larger_args);
     assert_session_matches_book_masking(
         "ch20-atomicity/20-01-pipe-writers.out",
         &[
@@ -83,7 +73,7 @@ fn four_messages() -> Vec<String> {
 
 #[test]
 fn pipe_frames_lines_split_a_message_that_holds_a_newline() {
-    let out = run_all(bin!("pipe-frames"), &["lines"]);
+    let out = run_clean(bin!("pipe-frames"), &["lines"]);
     assert!(out.status.success(), "{}", out.stderr);
     let mut expected = four_messages();
     expected.splice(
@@ -99,7 +89,7 @@ fn pipe_frames_lines_split_a_message_that_holds_a_newline() {
 
 #[test]
 fn pipe_frames_length_prefix_keeps_every_message_whole() {
-    let out = run_all(bin!("pipe-frames"), &["length"]);
+    let out = run_clean(bin!("pipe-frames"), &["length"]);
     assert!(out.status.success(), "{}", out.stderr);
     let mut expected = four_messages();
     expected.push("Sent 4 messages, received 4".into());
@@ -108,7 +98,7 @@ fn pipe_frames_length_prefix_keeps_every_message_whole() {
 
 #[test]
 fn pipe_frames_notices_a_stream_cut_inside_a_message() {
-    let out = run_all(bin!("pipe-frames"), &["cut"]);
+    let out = run_clean(bin!("pipe-frames"), &["cut"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(out.stdout, four_messages());
     assert_eq!(
@@ -122,7 +112,7 @@ fn pipe_frames_notices_a_stream_cut_inside_a_message() {
 fn pipe_frames_output_matches_the_book() {
     let mut session = Vec::new();
     for framing in ["lines", "length", "cut"] {
-        let out = run_all(bin!("pipe-frames"), &[framing]);
+        let out = run_clean(bin!("pipe-frames"), &[framing]);
         let mut lines = out.stdout;
         lines.extend(out.stderr.lines().map(String::from));
         session.push((cargo_run("pipe-frames", &[framing]), lines));

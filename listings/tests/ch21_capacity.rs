@@ -6,25 +6,15 @@ use std::time::{Duration, Instant};
 use nix::unistd::Pid;
 
 use crate::support::{
-    Finished, Listing, assert_rejects, assert_session_matches_book,
-    assert_session_matches_book_masking, cargo_run, children_of, group_is_gone,
-    shell, state_of, wait_until, wchan_of,
+    Listing, assert_rejects, assert_session_matches_book,
+    assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
+    group_is_gone, run_clean, shell, state_of, wait_until, wchan_of,
 };
-
-/// Runs a listing to its end, and checks that none of its processes is
-/// left.
-fn run_all(bin: &str, args: &[&str]) -> Finished {
-    let listing = Listing::start(bin, args);
-    let pgid = listing.pid();
-    let out = listing.finish();
-    wait_until("the listing's processes to end", || group_is_gone(pgid));
-    out
-}
 
 #[test]
 fn pipe_capacity_is_64_kib_and_a_full_pipe_makes_writers_wait() {
     let started = Instant::now();
-    let out = run_all(bin!("pipe-capacity"), &[]);
+    let out = run_clean(bin!("pipe-capacity"), &[]);
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(
         out.stdout,
@@ -51,7 +41,7 @@ fn pipe_capacity_rounds_a_size_up_to_a_power_of_two_pages() {
         ("100000", 131072),
         ("1048576", 1048576),
     ] {
-        let out = run_all(bin!("pipe-capacity"), &["--size", asked]);
+        let out = run_clean(bin!("pipe-capacity"), &["--size", asked]);
         assert!(out.status.success(), "{asked}: {}", out.stderr);
         assert_eq!(
             out.stdout[2],
@@ -70,7 +60,7 @@ fn pipe_capacity_rounds_a_size_up_to_a_power_of_two_pages() {
 #[test]
 fn pipe_capacity_output_matches_the_book() {
     let args = ["--size", "100000"];
-    let out = run_all(bin!("pipe-capacity"), &args);
+    let out = run_clean(bin!("pipe-capacity"), &args);
     assert_session_matches_book(
         "ch21-capacity/21-01-pipe-capacity.out",
         &[(cargo_run("pipe-capacity", &args), &out.stdout[..])],
@@ -81,7 +71,7 @@ fn pipe_capacity_output_matches_the_book() {
 fn pipe_deadlock_happens_as_soon_as_the_output_exceeds_the_pipe() {
     // 65536 bytes fit: waiting first works, by luck of size.
     let out =
-        run_all(bin!("pipe-deadlock"), &["--bytes", "65536", "--wait", "5"]);
+        run_clean(bin!("pipe-deadlock"), &["--bytes", "65536", "--wait", "5"]);
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(
         out.stdout[1..],
@@ -89,7 +79,7 @@ fn pipe_deadlock_happens_as_soon_as_the_output_exceeds_the_pipe() {
     );
     // One byte more, and the child waits for a reader that waits for it.
     let out =
-        run_all(bin!("pipe-deadlock"), &["--bytes", "65537", "--wait", "1"]);
+        run_clean(bin!("pipe-deadlock"), &["--bytes", "65537", "--wait", "1"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         out.stdout[1..],
@@ -107,7 +97,7 @@ fn pipe_deadlock_happens_as_soon_as_the_output_exceeds_the_pipe() {
 
 #[test]
 fn pipe_deadlock_reading_first_gets_every_byte_then_reaps() {
-    let out = run_all(
+    let out = run_clean(
         bin!("pipe-deadlock"),
         &["--read-first", "--bytes", "1000000"],
     );
@@ -146,13 +136,13 @@ fn pipe_deadlock_child_waits_in_write_and_the_parent_in_waitpid() {
         (command, output)
     })
     .collect();
-    let out = deadlock.finish();
+    let out = finish_clean(deadlock);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     let mut terminal1 = out.stdout;
     terminal1.extend(out.stderr.lines().map(String::from));
     wait_until("pipe-deadlock's processes to end", || group_is_gone(parent));
 
-    let read_first = run_all(bin!("pipe-deadlock"), &["--read-first"]);
+    let read_first = run_clean(bin!("pipe-deadlock"), &["--read-first"]);
     assert_session_matches_book(
         "ch21-capacity/21-02-pipe-deadlock.out",
         &[

@@ -18,7 +18,8 @@ use tempfile::TempDir;
 
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book_masking, bin_path,
-    cargo_run, group_is_gone, shell, wait_until, wchan_of,
+    cargo_run, finish_clean, group_is_gone, run_clean, shell, wait_until,
+    wchan_of,
 };
 
 /// A `fifo-spam` reader that makes its private directory in `tmp`.
@@ -84,10 +85,10 @@ fn fifo_spam_reader_makes_a_private_fifo_and_removes_it_at_the_end() {
         ]
     );
     let writer_group = writer.pid();
-    let out = writer.finish();
+    let out = finish_clean(writer);
     assert!(out.status.success(), "{}", out.stderr);
     let pgid = reader.pid();
-    let out = reader.finish();
+    let out = finish_clean(reader);
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(
         out.stdout.last().unwrap(),
@@ -128,10 +129,10 @@ fn fifo_spam_writers_share_a_fifo_and_every_line_arrives_whole() {
         );
     }
     for writer in writers {
-        assert!(writer.finish().status.success());
+        assert!(finish_clean(writer).status.success());
     }
     drop(keep_open);
-    let out = reader.finish();
+    let out = finish_clean(reader);
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(out.stdout.len(), 11, "{:?}", out.stdout);
     assert_eq!(out.stdout[10], "End of stream: no writer has the FIFO open");
@@ -152,7 +153,7 @@ fn fifo_spam_reader_removes_its_fifo_when_a_signal_ends_it() {
         let tmp = tmp();
         let (reader, _) = reader_in(tmp.path(), &[]);
         reader.signal(signal);
-        let out = reader.finish();
+        let out = finish_clean(reader);
         assert_eq!(out.status.signal(), Some(signal as i32), "{}", out.stderr);
         assert!(contents(tmp.path()).is_empty(), "{signal}: left behind");
 
@@ -165,7 +166,7 @@ fn fifo_spam_reader_removes_its_fifo_when_a_signal_ends_it() {
         );
         reader.next_line();
         reader.signal(signal);
-        let out = reader.finish();
+        let out = finish_clean(reader);
         assert_eq!(out.status.signal(), Some(signal as i32), "{}", out.stderr);
         assert!(contents(tmp.path()).is_empty(), "{signal}: left behind");
     }
@@ -179,7 +180,7 @@ fn fifo_spam_reader_removes_its_fifo_when_it_fails() {
     let mut fifo = OpenOptions::new().write(true).open(&fifo).unwrap();
     fifo.write_all(b"\xff\n").unwrap();
     drop(fifo);
-    let out = reader.finish();
+    let out = finish_clean(reader);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         out.stderr,
@@ -195,7 +196,7 @@ fn fifo_spam_reader_removes_its_fifo_when_its_output_goes_away() {
     drop(reader);
     let mut command = Command::new(bin_path("fifo-spam"));
     command.arg("reader").env("TMPDIR", tmp.path());
-    let out = Listing::spawn(&mut command, Stdio::from(writer)).finish();
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::from(writer)));
     assert!(out.status.success(), "{}", out.stderr);
     assert!(contents(tmp.path()).is_empty());
 }
@@ -206,9 +207,7 @@ fn fifo_spam_writer_without_a_reader_fails_with_enxio_or_waits() {
     let fifo = tmp.path().join("fifo");
     mkfifo(&fifo, Mode::S_IRUSR | Mode::S_IWUSR).unwrap();
     let fifo_arg = fifo.to_str().unwrap();
-    let out =
-        Listing::start(bin!("fifo-spam"), &["writer", fifo_arg, "--no-wait"])
-            .finish();
+    let out = run_clean(bin!("fifo-spam"), &["writer", fifo_arg, "--no-wait"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         out.stderr,
@@ -229,13 +228,13 @@ fn fifo_spam_writer_dies_of_sigpipe_once_the_reader_has_gone() {
     let (reader, fifo) = reader_in(tmp.path(), &["--count", "1"]);
     let writer =
         Listing::start(bin!("fifo-spam"), &["writer", fifo.to_str().unwrap()]);
-    let out = reader.finish();
+    let out = finish_clean(reader);
     assert!(out.status.success(), "{}", out.stderr);
     // Its first line, the one it took, and no end of stream.
     assert_eq!(out.stdout.len(), 2, "{:?}", out.stdout);
     assert!(out.stdout[1].contains(r#" got "Spam 000" at "#));
     // Its second line, a second later, has nobody to read it.
-    let out = writer.finish();
+    let out = finish_clean(writer);
     assert_eq!(out.status.signal(), Some(Signal::SIGPIPE as i32));
     assert!(contents(tmp.path()).is_empty());
 }
@@ -254,24 +253,23 @@ fn fifo_spam_reader_leaves_a_fifo_it_did_not_make() {
         bin!("fifo-spam"),
         &["writer", fifo_arg, "--count", "1"],
     );
-    assert!(reader.finish().status.success());
-    writer.finish();
+    assert!(finish_clean(reader).status.success());
+    finish_clean(writer);
     assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
 
     // A path that is not a FIFO is refused, and left alone too.
     let file = tmp.path().join("file");
     fs::write(&file, "Spam\n").unwrap();
     let file_arg = file.to_str().unwrap();
-    let out =
-        Listing::start(bin!("fifo-spam"), &["reader", "--fifo", file_arg])
-            .finish();
+    let out = run_clean(bin!("fifo-spam"), &["reader", "--fifo", file_arg]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         out.stderr
             .ends_with(&format!("fifo-spam: {file_arg} is not a FIFO\n"))
     );
     assert_eq!(fs::read_to_string(&file).unwrap(), "Spam\n");
-    let out = Listing::start(bin!("fifo-spam"), &["writer", file_arg]).finish();
+    let out =
+        finish_clean(Listing::start(bin!("fifo-spam"), &["writer", file_arg]));
     assert_eq!(out.stderr, format!("fifo-spam: {file_arg} is not a FIFO\n"));
     assert_eq!(fs::read_to_string(&file).unwrap(), "Spam\n");
 }
@@ -311,11 +309,11 @@ fn fifo_spam_output_matches_the_book() {
     })
     .collect();
     let writer_args = ["writer", fifo_arg, "--count", "3"];
-    let writer = Listing::start(bin!("fifo-spam"), &writer_args).finish();
+    let writer = finish_clean(Listing::start(bin!("fifo-spam"), &writer_args));
     assert!(writer.status.success(), "{}", writer.stderr);
     terminal2.push((cargo_run("fifo-spam", &writer_args), writer.stdout));
 
-    let out = reader.finish();
+    let out = finish_clean(reader);
     assert!(out.status.success(), "{}", out.stderr);
     let terminal1 = out.stdout;
     assert!(!dir.exists(), "the reader left {}", dir.display());
@@ -340,7 +338,7 @@ fn fifo_open_follows_the_rules_and_removes_its_fifo() {
     command.env("TMPDIR", tmp.path());
     let listing = Listing::spawn(&mut command, Stdio::piped());
     let pgid = listing.pid();
-    let out = listing.finish();
+    let out = finish_clean(listing);
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(
         out.stdout[1..],
@@ -358,7 +356,7 @@ fn fifo_open_follows_the_rules_and_removes_its_fifo() {
     assert!(contents(tmp.path()).is_empty());
     wait_until("fifo-open to end", || group_is_gone(pgid));
     // The book shows a run in the system's temporary directory.
-    let out = Listing::start(bin!("fifo-open"), &[]).finish();
+    let out = finish_clean(Listing::start(bin!("fifo-open"), &[]));
     let dir = out.stdout[0]
         .trim_start_matches("A FIFO at ")
         .trim_end_matches("/fifo");

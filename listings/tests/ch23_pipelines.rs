@@ -11,20 +11,10 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::support::{
-    Finished, Listing, assert_rejects, assert_session_matches_book,
-    assert_session_matches_book_masking, cargo_run, children_of, group_is_gone,
-    is_dead, pgid_of, wait_until,
+    KillGroupOnDrop, Listing, assert_rejects, assert_session_matches_book,
+    assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
+    group_is_gone, is_dead, pgid_of, run_clean, wait_until,
 };
-
-/// Runs a listing to its end, and checks that none of its processes is
-/// left.
-fn run_all(bin: &str, args: &[&str]) -> Finished {
-    let listing = Listing::start(bin, args);
-    let pgid = listing.pid();
-    let out = listing.finish();
-    wait_until("the listing's processes to end", || group_is_gone(pgid));
-    out
-}
 
 /// The stages of a running pipeline, once all `n` have started and
 /// joined their group, and that group.
@@ -49,7 +39,7 @@ fn stages(pipeline: &Listing, n: usize) -> (Vec<Pid>, Pid) {
 
 #[test]
 fn spawn_pipeline_passes_each_stdout_to_the_next_stdin() {
-    let out = run_all(
+    let out = run_clean(
         bin!("spawn-pipeline"),
         &["seq", "1", "5", "|", "tr", "1-5", "a-e", "|", "sort", "-r"],
     );
@@ -57,7 +47,7 @@ fn spawn_pipeline_passes_each_stdout_to_the_next_stdin() {
     assert_eq!(out.stdout, ["e", "d", "c", "b", "a"]);
     assert_eq!(out.stderr, "");
     // Every line written is read: a hundred thousand in, as many out.
-    let out = run_all(
+    let out = run_clean(
         bin!("spawn-pipeline"),
         &["seq", "100000", "|", "cat", "|", "wc", "-l"],
     );
@@ -66,7 +56,7 @@ fn spawn_pipeline_passes_each_stdout_to_the_next_stdin() {
 
 #[test]
 fn spawn_pipeline_fails_with_the_last_failing_stage_like_pipefail() {
-    let out = run_all(
+    let out = run_clean(
         bin!("spawn-pipeline"),
         &[
             "sh",
@@ -88,7 +78,8 @@ fn spawn_pipeline_fails_with_the_last_failing_stage_like_pipefail() {
     );
     // `head` exits after two lines; `yes` dies of SIGPIPE at its next
     // write, and pipefail counts that as a failure: 128 + 13.
-    let out = run_all(bin!("spawn-pipeline"), &["yes", "|", "head", "-n", "2"]);
+    let out =
+        run_clean(bin!("spawn-pipeline"), &["yes", "|", "head", "-n", "2"]);
     assert_eq!(out.status.code(), Some(141));
     assert_eq!(out.stdout, ["y", "y"]);
     assert_eq!(out.stderr, "spawn-pipeline: yes: killed by SIGPIPE\n");
@@ -102,10 +93,11 @@ fn spawn_pipeline_passes_ctrl_c_to_the_whole_group_and_ends_by_it() {
             &["sleep", "60", "|", "sleep", "60"],
         );
         let (stages, group) = stages(&pipeline, 2);
+        let _cleanup = KillGroupOnDrop(group);
         // Ctrl-C signals the terminal's foreground process group, which
         // is the listing's; the stages' group is not in it.
         killpg(pipeline.pid(), signal).unwrap();
-        let out = pipeline.finish();
+        let out = finish_clean(pipeline);
         assert_eq!(out.status.signal(), Some(signal as i32), "{}", out.stderr);
         assert_eq!(out.stderr, "", "an interrupted pipeline says nothing");
         for stage in stages {
@@ -120,8 +112,9 @@ fn spawn_pipeline_stages_die_with_it_when_it_is_killed() {
     let pipeline =
         Listing::start(bin!("spawn-pipeline"), &["sleep", "60", "|", "cat"]);
     let (_, group) = stages(&pipeline, 2);
+    let _cleanup = KillGroupOnDrop(group);
     pipeline.signal(Signal::SIGKILL);
-    let out = pipeline.finish();
+    let out = finish_clean(pipeline);
     assert_eq!(out.status.signal(), Some(Signal::SIGKILL as i32));
     // Nobody could pass SIGKILL on: the kernel does, as PR_SET_PDEATHSIG.
     wait_until("the stages to die", || group_is_gone(group));
@@ -135,7 +128,8 @@ fn spawn_pipeline_stops_a_pipeline_that_runs_past_its_timeout() {
         &["--timeout", "1", "sleep", "60", "|", "cat"],
     );
     let (_, group) = stages(&pipeline, 2);
-    let out = pipeline.finish();
+    let _cleanup = KillGroupOnDrop(group);
+    let out = finish_clean(pipeline);
     assert_eq!(out.status.code(), Some(124));
     assert_eq!(out.stderr, "spawn-pipeline: timed out after 1 s\n");
     assert!(started.elapsed() >= Duration::from_secs(1));
@@ -148,7 +142,8 @@ fn spawn_pipeline_stops_a_pipeline_that_runs_past_its_timeout() {
         &["--timeout", "1", "sh", "-c", "trap '' TERM; sleep 60"],
     );
     let (_, group) = stages(&pipeline, 1);
-    let out = pipeline.finish();
+    let _cleanup = KillGroupOnDrop(group);
+    let out = finish_clean(pipeline);
     assert_eq!(out.status.code(), Some(124));
     assert!(started.elapsed() >= Duration::from_secs(3));
     wait_until("the stage to end", || group_is_gone(group));
@@ -161,7 +156,7 @@ fn spawn_pipeline_stops_the_stages_it_started_when_one_cannot_start() {
         &["sleep", "60", "|", "no-such-program"],
     );
     let pgid = pipeline.pid();
-    let out = pipeline.finish();
+    let out = finish_clean(pipeline);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         out.stderr,
@@ -180,7 +175,7 @@ fn spawn_pipeline_output_matches_the_book() {
     let head = ["yes", "|", "head", "-n", "2"];
     let mut session = Vec::new();
     for args in [&sorted[..], &head[..]] {
-        let out = run_all(bin!("spawn-pipeline"), args);
+        let out = run_clean(bin!("spawn-pipeline"), args);
         let mut lines = out.stdout;
         lines.extend(out.stderr.lines().map(String::from));
         // The shell needs `|` quoted; the book shows it so.
@@ -201,7 +196,7 @@ fn spawn_pipeline_output_matches_the_book() {
 #[test]
 fn spawn_deadlock_writing_everything_first_deadlocks_until_the_watchdog() {
     let started = Instant::now();
-    let out = run_all(bin!("spawn-deadlock"), &["--wait", "1"]);
+    let out = run_clean(bin!("spawn-deadlock"), &["--wait", "1"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         out.stderr,
@@ -224,7 +219,7 @@ fn spawn_deadlock_a_writer_thread_gets_every_byte_back_either_way() {
     for way in ["thread", "output"] {
         // A generous watchdog: on a loaded machine a million bytes may
         // take a while, and this test is not about the watchdog.
-        let out = run_all(bin!("spawn-deadlock"), &[way, "--wait", "30"]);
+        let out = run_clean(bin!("spawn-deadlock"), &[way, "--wait", "30"]);
         assert!(out.status.success(), "{way}: {}", out.stderr);
         let also = if way == "output" {
             " and 0 on stderr"
@@ -245,7 +240,7 @@ fn spawn_deadlock_a_writer_thread_gets_every_byte_back_either_way() {
 fn spawn_deadlock_output_matches_the_book() {
     let mut session = Vec::new();
     for way in ["write-first", "thread", "output"] {
-        let out = run_all(bin!("spawn-deadlock"), &[way]);
+        let out = run_clean(bin!("spawn-deadlock"), &[way]);
         let mut lines = out.stdout;
         lines.extend(out.stderr.lines().map(String::from));
         session.push((cargo_run("spawn-deadlock", &[way]), lines));
@@ -274,7 +269,7 @@ fn grandchild(args: &[&str]) -> (Vec<String>, Pid, Duration) {
     let child = Pid::from_raw(first[1].parse().unwrap());
     let sleep = Pid::from_raw(first[2].parse().unwrap());
     let pgid = listing.pid();
-    let out = listing.finish();
+    let out = finish_clean(listing);
     assert!(out.status.success(), "{args:?}: {}", out.stderr);
     let took = started.elapsed();
     wait_until("every process to end", || {

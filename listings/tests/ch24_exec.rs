@@ -6,24 +6,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Finished, Listing, assert_rejects, assert_session_matches_book, bin_path,
-    cargo_run, group_is_gone, have, shell, wait_until,
+    Listing, assert_rejects, assert_session_matches_book, bin_path, cargo_run,
+    finish_clean, group_is_gone, have, run_clean, shell, wait_until,
 };
-
-/// Runs a listing to its end, and checks that none of its processes is
-/// left.
-fn run_all(bin: &str, args: &[&str]) -> Finished {
-    let listing = Listing::start(bin, args);
-    let pgid = listing.pid();
-    let out = listing.finish();
-    wait_until("the listing's processes to end", || group_is_gone(pgid));
-    out
-}
 
 /// What `proc-exec` says about `cat`: the lines after the one that
 /// names how it was started.
 fn cat_report(way: &str) -> Vec<String> {
-    let out = run_all(bin!("proc-exec"), &[way]);
+    let out = run_clean(bin!("proc-exec"), &[way]);
     assert!(out.status.success(), "{way}: {}", out.stderr);
     let at = out
         .stdout
@@ -67,8 +57,8 @@ fn proc_exec_command_restores_sigpipe_and_nothing_else() {
 
 #[test]
 fn proc_exec_output_matches_the_book() {
-    let command = run_all(bin!("proc-exec"), &["command"]);
-    let fork = run_all(bin!("proc-exec"), &["fork"]);
+    let command = run_clean(bin!("proc-exec"), &["command"]);
+    let fork = run_clean(bin!("proc-exec"), &["fork"]);
     assert_session_matches_book(
         "ch24-exec/24-01-proc-exec.out",
         &[
@@ -94,7 +84,7 @@ fn proc_exec_by_hand_reports_a_failed_exec_through_its_cloexec_pipe() {
         command.arg(way).env("PATH", "/nonexistent");
         let listing = Listing::spawn(&mut command, Stdio::piped());
         let pgid = listing.pid();
-        let out = listing.finish();
+        let out = finish_clean(listing);
         assert_eq!(out.status.code(), Some(1), "{way}");
         assert_eq!(out.stderr, error, "{way}");
         wait_until("proc-exec to end", || group_is_gone(pgid));
@@ -134,7 +124,7 @@ fn command_uses_posix_spawn_unless_pre_exec_needs_a_fork() {
 #[test]
 fn proc_pre_exec_alarm_set_before_exec_kills_sleep() {
     let started = Instant::now();
-    let out = run_all(bin!("proc-pre-exec"), &["alarm"]);
+    let out = run_clean(bin!("proc-pre-exec"), &["alarm"]);
     let took = started.elapsed();
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(
@@ -147,7 +137,7 @@ fn proc_pre_exec_alarm_set_before_exec_kills_sleep() {
 
 #[test]
 fn proc_pre_exec_chdir_error_comes_back_from_spawn() {
-    let out = run_all(bin!("proc-pre-exec"), &["chdir", "/"]);
+    let out = run_clean(bin!("proc-pre-exec"), &["chdir", "/"]);
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(
         out.stdout,
@@ -156,7 +146,7 @@ fn proc_pre_exec_chdir_error_comes_back_from_spawn() {
             r#"pwd, with chdir("/") in pre_exec: exited with status 0"#
         ]
     );
-    let out = run_all(bin!("proc-pre-exec"), &["chdir", "/nonexistent"]);
+    let out = run_clean(bin!("proc-pre-exec"), &["chdir", "/nonexistent"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         out.stderr,
@@ -168,7 +158,7 @@ fn proc_pre_exec_chdir_error_comes_back_from_spawn() {
 #[test]
 fn proc_pre_exec_println_waits_forever_for_a_lock_held_by_another_thread() {
     let started = Instant::now();
-    let out = run_all(bin!("proc-pre-exec"), &["lock"]);
+    let out = run_clean(bin!("proc-pre-exec"), &["lock"]);
     assert!(out.status.success(), "{}", out.stderr);
     // The child never printed, never reached exec: the watchdog killed
     // it two seconds later.
@@ -188,7 +178,7 @@ fn proc_pre_exec_output_matches_the_book() {
         &["chdir", "/nonexistent"],
         &["lock"],
     ] {
-        let out = run_all(bin!("proc-pre-exec"), args);
+        let out = run_clean(bin!("proc-pre-exec"), args);
         let mut lines = out.stdout;
         lines.extend(out.stderr.lines().map(String::from));
         assert!(out.status.signal().is_none());

@@ -7,20 +7,10 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::support::{
-    Listing, assert_rejects, assert_session_matches_book_masking, cargo_run,
+    KillGroupOnDrop, Listing, assert_rejects,
+    assert_session_matches_book_masking, cargo_run, finish_clean,
     group_is_gone, is_dead, pgid_of, ppid_of, shell, state_of, wait_until,
 };
-
-/// Kills a process group when dropped: the children of `group` mode are
-/// in a group of their own, which the listing's clean-up does not reach
-/// once the listing is dead, even when a test fails half-way.
-struct KillGroup(Pid);
-
-impl Drop for KillGroup {
-    fn drop(&mut self) {
-        let _ = killpg(self.0, Signal::SIGKILL);
-    }
-}
 
 /// Starts proc-orphans and returns it with the pids of its children,
 /// read from the line in which it names them.
@@ -41,16 +31,16 @@ fn start_with_line(args: &[&str]) -> (Listing, Vec<Pid>, String) {
 }
 
 /// Kills the parent with SIGKILL and waits until it is gone, so that its
-/// children have been handed to a new parent.
-fn kill_parent(orphans: Listing, children: &[Pid]) {
+/// children have been handed to a new parent. The caller keeps `orphans`
+/// alive while it looks at the children: dropping it kills the listing's
+/// whole group, which would do the children's dying for them.
+fn kill_parent(orphans: &Listing, children: &[Pid]) {
     let parent = orphans.pid();
     orphans.signal(Signal::SIGKILL);
-    // Not `finish`: its clean-up would kill the listing's whole group.
     wait_until("the parent to die", || is_dead(parent));
     wait_until("its children to be adopted or gone", || {
         children.iter().all(|&c| ppid_of(c) != Some(parent))
     });
-    drop(orphans);
 }
 
 #[test]
@@ -79,7 +69,7 @@ fn proc_orphans_none_children_outlive_a_parent_killed_with_sigkill() {
 #[test]
 fn proc_orphans_pdeathsig_children_die_with_a_parent_killed_with_sigkill() {
     let (orphans, children) = start(&["pdeathsig", "--for", "60"]);
-    kill_parent(orphans, &children);
+    kill_parent(&orphans, &children);
     wait_until("the kernel to kill the children", || {
         children.iter().all(|&c| is_dead(c))
     });
@@ -100,7 +90,7 @@ fn proc_orphans_pipe_children_end_when_the_lifeline_breaks() {
         .filter(|(_, target)| *target == lifeline)
         .collect();
     assert_eq!(parent_ends.len(), 1, "the write end only: {parent_ends:?}");
-    kill_parent(orphans, &children);
+    kill_parent(&orphans, &children);
     wait_until("the cats to read the end", || {
         children.iter().all(|&c| is_dead(c))
     });
@@ -110,11 +100,11 @@ fn proc_orphans_pipe_children_end_when_the_lifeline_breaks() {
 fn proc_orphans_group_survives_a_parent_killed_with_sigkill_until_killed_as_one()
  {
     let (orphans, children) = start(&["group", "--for", "60"]);
-    let _cleanup = KillGroup(children[0]);
+    let _cleanup = KillGroupOnDrop(children[0]);
     let group = pgid_of(children[0]).unwrap();
     assert_eq!(group, children[0]);
     assert_ne!(group, orphans.pid());
-    kill_parent(orphans, &children);
+    kill_parent(&orphans, &children);
     for &child in &children {
         assert_eq!(state_of(child), Some('S'), "{child} lives on, asleep");
     }
@@ -129,10 +119,10 @@ fn proc_orphans_group_with_a_stopped_member_gets_sighup_when_orphaned() {
     // group of the same session) and one of its members is stopped, the
     // kernel sends every member SIGHUP, then SIGCONT.
     let (orphans, children) = start(&["group", "--for", "60"]);
-    let _cleanup = KillGroup(children[0]);
+    let _cleanup = KillGroupOnDrop(children[0]);
     nix::sys::signal::kill(children[0], Signal::SIGSTOP).unwrap();
     wait_until("the child to stop", || state_of(children[0]) == Some('T'));
-    kill_parent(orphans, &children);
+    kill_parent(&orphans, &children);
     wait_until("SIGHUP to end the whole group", || {
         children.iter().all(|&c| is_dead(c))
     });
@@ -143,7 +133,7 @@ fn proc_orphans_pdeathsig_fires_when_the_thread_that_started_them_exits() {
     let args = ["pdeathsig", "--for", "60", "--from-thread"];
     let orphans = Listing::start(bin!("proc-orphans"), &args);
     let pgid = orphans.pid();
-    let out = orphans.finish();
+    let out = finish_clean(orphans);
     assert!(out.status.success(), "{}", out.stderr);
     // The parent lived on; the thread that forked them had gone.
     assert!(out.stdout[0].contains(", from a thread that has exited; try: "));
@@ -166,7 +156,7 @@ fn proc_orphans_stops_its_children_when_asked_to_stop() {
             let (orphans, children) = start(&[way, "--for", "60"]);
             let group = pgid_of(children[0]).unwrap();
             orphans.signal(signal);
-            let out = orphans.finish();
+            let out = finish_clean(orphans);
             assert_eq!(out.status.signal(), Some(signal as i32), "{way}");
             assert_eq!(out.stdout.len(), 3, "{way}: {:?}", out.stdout);
             for &child in &children {
@@ -182,7 +172,7 @@ fn proc_orphans_children_end_by_themselves_after_their_work() {
     for way in ["none", "pdeathsig", "pipe", "group"] {
         let orphans =
             Listing::start(bin!("proc-orphans"), &[way, "--for", "1"]);
-        let out = orphans.finish();
+        let out = finish_clean(orphans);
         assert!(out.status.success(), "{way}: {}", out.stderr);
         for line in &out.stdout[1..] {
             assert!(line.ends_with(" exited with status 0"), "{way}: {line}");
@@ -195,7 +185,7 @@ fn proc_orphans_session_matches_the_book() {
     // Terminal 1: a group of sleepers.
     let (orphans, children, announced) =
         start_with_line(&["group", "--for", "600"]);
-    let _cleanup = KillGroup(children[0]);
+    let _cleanup = KillGroupOnDrop(children[0]);
     let announced = [announced];
     let parent = orphans.pid();
     let group = children[0];

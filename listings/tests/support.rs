@@ -572,3 +572,32 @@ pub fn wchan_of(pid: Pid) -> String {
 pub fn is_dead(pid: Pid) -> bool {
     matches!(state_of(pid), None | Some('Z'))
 }
+
+/// Kills a process group when dropped, if anything still lives in it: for
+/// the children a listing puts in a group of their own, which the
+/// listing's clean-up cannot reach once the listing is dead, even when a
+/// test fails half-way. While a member lives, the group's id is its own.
+pub struct KillGroupOnDrop(pub Pid);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        if !group_is_gone(self.0) {
+            let _ = killpg(self.0, Signal::SIGKILL);
+        }
+    }
+}
+
+/// Waits for a listing to end, as [`Listing::finish`] does, and then
+/// until no process of its group is left: forked children included.
+pub fn finish_clean(listing: Listing) -> Finished {
+    let pgid = listing.pid();
+    let out = listing.finish();
+    wait_until("the listing's processes to end", || group_is_gone(pgid));
+    out
+}
+
+/// Runs a listing that ends by itself, as [`run`] does, and checks that
+/// none of its processes is left.
+pub fn run_clean(bin: &str, args: &[&str]) -> Finished {
+    finish_clean(Listing::start(bin, args))
+}
