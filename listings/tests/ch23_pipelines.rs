@@ -2,7 +2,7 @@
 //! 23-2 (`spawn-deadlock`) and 23-3 (`spawn-grandchild`).
 
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -257,6 +257,42 @@ fn spawn_deadlock_output_matches_the_book() {
             "Wrote <n> of 1000000 bytes, got <m>",
         )],
     );
+}
+
+#[test]
+fn reading_stdout_to_its_end_first_deadlocks_on_a_full_stderr() {
+    use std::io::Read;
+    // A child that fills stderr before it writes a byte to stdout.
+    let script = "head -c 100000 /dev/zero >&2; echo done";
+    let spawn = || {
+        Command::new("sh")
+            .args(["-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    // Stdout to its end first, in a thread so that the test can give up:
+    // the end never comes, since the child waits for room in stderr.
+    let mut child = spawn();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = tx.send(stdout.read_to_string(&mut text).map(|_| text));
+    });
+    let waited = rx.recv_timeout(Duration::from_secs(2));
+    assert!(waited.is_err(), "stdout ended: {waited:?}");
+    let group = Pid::from_raw(child.id() as i32);
+    killpg(group, Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    // Both at once, as wait_with_output reads them: every byte.
+    let out = spawn().wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, b"done\n");
+    assert_eq!(out.stderr.len(), 100_000);
 }
 
 /// Runs spawn-grandchild, checks that nothing is left behind (in its
