@@ -51,6 +51,7 @@ extern "C" fn on_alarm(_: c_int) {}
 // ANCHOR: setup
 fn run() -> Result<(), Box<dyn Error>> {
     let by_hand = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    clean_slate()?;
     sigprocmask(
         SigmaskHow::SIG_BLOCK,
         Some(&SigSet::from(Signal::SIGUSR1)),
@@ -96,6 +97,26 @@ fn run() -> Result<(), Box<dyn Error>> {
     waitpid(pid, None)?;
     Ok(())
 }
+
+// ANCHOR: clean_slate
+/// Empties the signal mask, and gives back its default action to every
+/// signal this process was started ignoring, SIGPIPE apart, which the
+/// Rust runtime ignores itself. Without this, what our own parent left
+/// us would show below as if we had set it: `nohup` ignores SIGHUP, and
+/// a shell script's background job starts ignoring SIGINT and SIGQUIT.
+fn clean_slate() -> Result<(), Box<dyn Error>> {
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    let status = fs::read_to_string("/proc/self/status")?;
+    for signal in Signal::iterator() {
+        let ignored = mask(&status, "SigIgn") & bit(signal) != 0;
+        if ignored && signal != Signal::SIGPIPE {
+            // SAFETY: the default action runs no code of ours.
+            unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) }?;
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: clean_slate
 
 // ANCHOR: command
 /// `cat` with stdin and stdout piped, by `Command`. The `Child` is
@@ -191,12 +212,7 @@ fn inherited(pid: u32, pipes: &Pipes) -> io::Result<String> {
         ("SigIgn", "ignored"),
         ("SigCgt", "caught"),
     ] {
-        let mask = status
-            .lines()
-            .find_map(|line| line.strip_prefix(&format!("{field}:")))
-            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-            .unwrap_or(0);
-        lines.push(format!("  {what}: {}", signal_names(mask)));
+        lines.push(format!("  {what}: {}", signal_names(mask(&status, field))));
     }
     let (mut leaky, mut tight, mut other) = (vec![], vec![], vec![]);
     let mut fds: Vec<u32> = fs::read_dir(format!("/proc/{pid}/fd"))?
@@ -225,6 +241,21 @@ fn inherited(pid: u32, pipes: &Pipes) -> io::Result<String> {
         none_if_empty(&tight)
     ));
     Ok(lines.join("\n"))
+}
+
+/// A signal mask from /proc/PID/status, such as `SigIgn`: a hexadecimal
+/// number in which bit n-1 stands for signal n.
+fn mask(status: &str, field: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0)
+}
+
+/// The bit of `signal` in such a mask.
+fn bit(signal: Signal) -> u64 {
+    1 << (signal as i32 - 1)
 }
 
 /// The names of the standard signals (1 to 31) whose bits are set.
