@@ -20,6 +20,7 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -40,9 +41,17 @@ enum Role {
     Writer { fifo: PathBuf, no_wait: bool },
 }
 
+// ANCHOR: main
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
+        Err(_) if ENDING.load(Ordering::SeqCst) => {
+            // A signal is ending us, and its thread removed the FIFO under
+            // our feet: whatever failed here, let the signal finish.
+            loop {
+                thread::park();
+            }
+        }
         Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
         Err(err) => {
             // Not `eprintln!`, which panics if stderr is a closed pipe.
@@ -51,6 +60,7 @@ fn main() -> ExitCode {
         }
     }
 }
+// ANCHOR_END: main
 
 fn run() -> Result<(), Box<dyn Error>> {
     let (mode, count) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
@@ -158,6 +168,10 @@ impl Drop for Made {
     }
 }
 
+/// Set by the signal thread before it removes the FIFO: from then on, the
+/// signal ends the process, whatever the main thread does.
+static ENDING: AtomicBool = AtomicBool::new(false);
+
 /// On SIGINT, SIGTERM or SIGHUP, removes the FIFO, then ends the process
 /// by that signal's default action, as if we had never caught it: a
 /// shell that started us sees that we were interrupted.
@@ -165,6 +179,7 @@ fn remove_on_signal(created: Created) -> io::Result<()> {
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
+            ENDING.store(true, Ordering::SeqCst);
             created.remove();
             let _ = emulate_default_handler(signal);
         }
