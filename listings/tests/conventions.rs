@@ -32,6 +32,8 @@ struct Abuse {
     /// What must be running first, such as a server for a client; kept
     /// alive until the check is over.
     _peer: Option<Listing>,
+    /// A temporary directory for the peer's files, removed after it.
+    _dir: Option<tempfile::TempDir>,
 }
 
 fn abuse(bin: &'static str, args: &[&str], end: End) -> Abuse {
@@ -41,6 +43,7 @@ fn abuse(bin: &'static str, args: &[&str], end: End) -> Abuse {
         args,
         end,
         _peer: None,
+        _dir: None,
     }
 }
 
@@ -81,7 +84,46 @@ fn abuses() -> Vec<Abuse> {
         abuse("pipe-glued", &[], End::Exits(1)),
         abuse("pipe-lines", &[], End::Sigpipe),
         abuse("fork-exit", &["--std-exit"], End::Sigpipe),
+        // Part IV. Filters die of SIGPIPE; a program that writes to
+        // children, or removes files on the way out, leaves through `main`.
+        abuse("pipe-no-eof", &["--close"], End::Sigpipe),
+        abuse("pipe-epipe", &[], End::Exits(0)),
+        abuse("pipe-leak", &["--cloexec"], End::Sigpipe),
+        abuse("pipe-writers", &["--writes", "1"], End::Sigpipe),
+        abuse("pipe-frames", &["lines"], End::Sigpipe),
+        abuse("pipe-capacity", &[], End::Sigpipe),
+        abuse("pipe-deadlock", &[], End::Sigpipe),
+        abuse("fifo-spam", &["reader"], End::Exits(0)),
+        with_fifo_reader(),
+        abuse("fifo-open", &[], End::Exits(0)),
+        // `echo` dies of SIGPIPE, and the pipeline fails as pipefail says.
+        abuse("spawn-pipeline", &["echo", "Spam"], End::Exits(141)),
+        abuse(
+            "spawn-deadlock",
+            &["thread", "--bytes", "10"],
+            End::Exits(0),
+        ),
+        abuse("spawn-grandchild", &["--cloexec"], End::Sigpipe),
+        abuse("proc-exec", &["command"], End::Exits(0)),
+        abuse("proc-pre-exec", &["chdir", "/"], End::Sigpipe),
+        abuse("proc-orphans", &["none", "--for", "60"], End::Exits(0)),
     ]
+}
+
+/// A `fifo-spam` writer, with a reader waiting on a FIFO in a temporary
+/// directory that the reader removes.
+fn with_fifo_reader() -> Abuse {
+    // The reader makes its private directory in TMPDIR: ours, so that
+    // nothing is left behind when the reader is killed.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut command = Command::new(bin_path("fifo-spam"));
+    command.arg("reader").env("TMPDIR", dir.path());
+    let mut reader = Listing::spawn(&mut command, Stdio::piped());
+    let fifo = reader.expect(r"Waiting for a writer on (\S+) \(pid \d+\)");
+    let mut abuse = abuse("fifo-spam", &["writer", &fifo[1]], End::Sigpipe);
+    abuse._peer = Some(reader);
+    abuse._dir = Some(dir);
+    abuse
 }
 
 #[test]

@@ -9,6 +9,13 @@ mod support;
 mod ch02_signals;
 mod ch03_sockets;
 mod ch04_pipes;
+mod ch19_ends;
+mod ch20_atomicity;
+mod ch21_capacity;
+mod ch22_fifos;
+mod ch23_pipelines;
+mod ch24_exec;
+mod ch25_orphans;
 mod conventions;
 
 /// The harness itself: nothing it starts outlives it.

@@ -540,3 +540,117 @@ fn normalise(text: &str) -> String {
     }
     text
 }
+
+// ----------------------------------------------------------------------------
+// Added with Part IV (pipes and processes).
+
+/// Like [`assert_session_matches_book`], with extra rules `(pattern,
+/// placeholder)` for what varies in this one output only, such as a count
+/// the kernel's scheduling decides or the random name of a temporary
+/// directory. They apply to both sides, before the usual rules.
+pub fn assert_session_matches_book_masking<S: AsRef<str>>(
+    file: &str,
+    session: &[(String, &[S])],
+    masks: &[(&str, &str)],
+) {
+    let mask = |text: &str| {
+        masks
+            .iter()
+            .fold(text.to_string(), |text, (pattern, placeholder)| {
+                let re = Regex::new(pattern).expect("a valid regex");
+                re.replace_all(&text, *placeholder).into_owned()
+            })
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    let mut actual = String::new();
+    for (command, output) in session {
+        actual.push_str(&format!("$ {command}\n"));
+        for line in *output {
+            actual.push_str(line.as_ref());
+            actual.push('\n');
+        }
+    }
+    if blessing() {
+        fs::write(&path, &actual).expect("write the output file");
+        return;
+    }
+    let shown = fs::read_to_string(&path).unwrap_or_else(|err| {
+        panic!("{file}: {err}; create it with BLESS=1 cargo test -p listings")
+    });
+    let want = normalise(&mask(&shown));
+    let got = normalise(&mask(&actual));
+    assert!(
+        want == got,
+        "{file} no longer matches a real run.\n--- in the book (normalised)\n{want}\
+         --- this run (normalised)\n{got}\
+         If the new output is right: BLESS=1 cargo test -p listings"
+    );
+}
+
+/// The open descriptors of a process and what each names (`pipe:[123]`,
+/// `/dev/null`), from /proc/<pid>/fd, in order; empty once it is gone.
+pub fn fds_of(pid: Pid) -> Vec<(u32, String)> {
+    let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let mut fds: Vec<(u32, String)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let fd = entry.file_name().to_str()?.parse().ok()?;
+            let target = fs::read_link(entry.path()).ok()?;
+            Some((fd, target.to_string_lossy().into_owned()))
+        })
+        .collect();
+    fds.sort();
+    fds
+}
+
+/// The parent of a process, or `None` once it is gone.
+pub fn ppid_of(pid: Pid) -> Option<Pid> {
+    stat_fields(pid)?.get(1)?.parse().ok().map(Pid::from_raw)
+}
+
+/// The process group of a process, or `None` once it is gone.
+pub fn pgid_of(pid: Pid) -> Option<Pid> {
+    stat_fields(pid)?.get(2)?.parse().ok().map(Pid::from_raw)
+}
+
+/// Where in the kernel a sleeping process waits (/proc/<pid>/wchan), such
+/// as `pipe_write`; empty if it runs or is gone.
+pub fn wchan_of(pid: Pid) -> String {
+    fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default()
+}
+
+/// True once `pid` no longer runs: gone, or a zombie waiting to be reaped.
+pub fn is_dead(pid: Pid) -> bool {
+    matches!(state_of(pid), None | Some('Z'))
+}
+
+/// Kills a process group when dropped, if anything still lives in it: for
+/// the children a listing puts in a group of their own, which the
+/// listing's clean-up cannot reach once the listing is dead, even when a
+/// test fails half-way. While a member lives, the group's id is its own.
+pub struct KillGroupOnDrop(pub Pid);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        if !group_is_gone(self.0) {
+            let _ = killpg(self.0, Signal::SIGKILL);
+        }
+    }
+}
+
+/// Waits for a listing to end, as [`Listing::finish`] does, and then
+/// until no process of its group is left: forked children included.
+pub fn finish_clean(listing: Listing) -> Finished {
+    let pgid = listing.pid();
+    let out = listing.finish();
+    wait_until("the listing's processes to end", || group_is_gone(pgid));
+    out
+}
+
+/// Runs a listing that ends by itself, as [`run`] does, and checks that
+/// none of its processes is left.
+pub fn run_clean(bin: &str, args: &[&str]) -> Finished {
+    finish_clean(Listing::start(bin, args))
+}

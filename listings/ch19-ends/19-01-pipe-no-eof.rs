@@ -1,0 +1,153 @@
+// ANCHOR: whole
+// Listing 19-1: a parent that keeps its copy of the write end never sees
+// the end of the stream. A forked child writes three lines and exits; the
+// parent reads until the end of the stream, giving up once its child has
+// exited and another second has passed with nothing to read. `--close`
+// adds the one line that fixes it.
+
+use std::error::Error;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::{self, ExitCode};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, pipe, read, write};
+
+const USAGE: &str = "usage: pipe-no-eof [--close]";
+/// How long the parent waits for a byte before it looks at its child.
+const QUIET_MS: u16 = 1000;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("pipe-no-eof: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let close = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let (read_end, write_end) = pipe()?;
+    io::stdout().flush()?;
+    // SAFETY: no other thread exists, so no lock can be held by one.
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            drop(read_end);
+            let status = match child(write_end) {
+                Ok(()) => 0,
+                Err(err) => {
+                    eprintln!("pipe-no-eof child: {err}");
+                    1
+                }
+            };
+            // SAFETY: `_exit` only ends the process.
+            unsafe { nix::libc::_exit(status) }
+        }
+        ForkResult::Parent { child } => {
+            // ANCHOR: fix
+            if close {
+                drop(write_end); // The parent never writes.
+            }
+            // ANCHOR_END: fix
+            parent(&read_end, child)
+        }
+    }
+}
+
+/// Writes three lines, one `write` each, and returns, which closes the
+/// child's write end.
+fn child(write_end: OwnedFd) -> nix::Result<()> {
+    for n in 1..=3 {
+        write(&write_end, format!("line {n}\n").as_bytes())?;
+    }
+    Ok(())
+}
+// ANCHOR_END: run
+
+// ANCHOR: parent
+/// Prints every line until the end of the stream. If nothing comes for
+/// QUIET_MS, it reaps the child if it has exited; once the child is gone
+/// and nothing comes for another QUIET_MS, it gives up.
+fn parent(read_end: &OwnedFd, child: Pid) -> Result<(), Box<dyn Error>> {
+    let mut child_status = None;
+    let mut buf = [0; 1024];
+    loop {
+        let mut fds = [PollFd::new(read_end.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut fds, PollTimeout::from(QUIET_MS))? == 0 {
+            if child_status.is_some() {
+                return Err("no end of stream a second after the child \
+                            exited: a write end is still open"
+                    .into());
+            }
+            match waitpid(child, Some(WaitPidFlag::WNOHANG))? {
+                WaitStatus::StillAlive => {}
+                status => {
+                    println!("The child has {}", describe(status));
+                    child_status = Some(status);
+                }
+            }
+            continue;
+        }
+        let n = read(read_end, &mut buf)?;
+        if n == 0 {
+            println!("End of stream");
+            break;
+        }
+        // Each line came in one `write`, far below PIPE_BUF, so no line
+        // is split across reads; several may come in one.
+        for line in String::from_utf8_lossy(&buf[..n]).lines() {
+            println!("Parent got [{line}]");
+        }
+    }
+    let status = waitpid(child, None)?;
+    println!("The child has {}", describe(status));
+    match status {
+        WaitStatus::Exited(_, 0) => Ok(()),
+        _ => Err("the child failed".into()),
+    }
+}
+// ANCHOR_END: parent
+
+/// How a child ended, in words.
+fn describe(status: WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exited with status {code}"),
+        WaitStatus::Signaled(_, signal, _) => {
+            format!("been killed by {signal}")
+        }
+        other => format!("changed state: {other:?}"),
+    }
+}
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--close]` from the command line.
+fn parse_args() -> Result<bool, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut close = false;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("close") => close = true,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(close)
+}
+// ANCHOR_END: whole

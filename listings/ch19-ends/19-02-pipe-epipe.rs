@@ -1,0 +1,132 @@
+// ANCHOR: whole
+// Listing 19-2: what a writer gets when nobody can read any more. Three
+// writers write into a pipe whose every read end is closed: this process,
+// with SIGPIPE ignored as the Rust runtime leaves it; a forked child that
+// first gives SIGPIPE back its default action; and `yes`, started with
+// `std::process::Command`.
+//
+// The program keeps SIGPIPE ignored for itself, so it writes its own
+// report with `writeln!` and ends quietly if that report has no reader.
+
+use std::error::Error;
+use std::fs;
+use std::io::{self, BufRead, BufReader, ErrorKind, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{self, Command, ExitCode, Stdio};
+
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, fork, pipe, write};
+
+const USAGE: &str = "usage: pipe-epipe";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(io::stderr(), "pipe-epipe: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: ignored
+fn run() -> Result<(), Box<dyn Error>> {
+    parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let mut out = io::stdout();
+
+    // 1. SIGPIPE ignored, as the Rust runtime set it before `main`: the
+    // write fails with the error EPIPE.
+    let (read_end, write_end) = pipe()?;
+    drop(read_end); // Nobody can read now.
+    match write(&write_end, b"Spam\n") {
+        Ok(n) => writeln!(out, "SIGPIPE ignored: wrote {n} bytes")?,
+        Err(err) => writeln!(out, "SIGPIPE ignored: write failed: {err}")?,
+    }
+    // ANCHOR_END: ignored
+
+    // ANCHOR: default
+    // 2. The default action, restored in a forked child: the write kills
+    // the child before `write` can return.
+    out.flush()?;
+    // SAFETY: no other thread exists, so no lock can be held by one.
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            // SAFETY: the default action runs no code of ours.
+            let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+            let _ = write(&write_end, b"Spam\n"); // This kills the child.
+            // SAFETY: `_exit` only ends the process.
+            unsafe { nix::libc::_exit(1) }
+        }
+        ForkResult::Parent { child } => match waitpid(child, None)? {
+            WaitStatus::Signaled(_, signal, _) => writeln!(
+                out,
+                "SIGPIPE at its default action: the child was killed by \
+                 {signal}"
+            )?,
+            status => writeln!(out, "the child ended with {status:?}")?,
+        },
+    }
+    // ANCHOR_END: default
+
+    // ANCHOR: command
+    // 3. A program started by `Command`: it reads as much as it likes of
+    // `yes`, then drops the read end, the only one.
+    let mut yes = Command::new("yes")
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|err| format!("cannot start yes: {err}"))?;
+    let mut reader = BufReader::new(yes.stdout.take().ok_or("no stdout")?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let ignored = ignores_sigpipe(yes.id())?;
+    drop(reader);
+    let status = yes.wait()?;
+    let ending = match status.signal().map(Signal::try_from) {
+        Some(Ok(signal)) => format!("was killed by {signal}"),
+        _ => format!("ended with {status}"),
+    };
+    let setting = if ignored { "ignored" } else { "its default" };
+    writeln!(
+        out,
+        "yes, started by Command with SIGPIPE at {setting}: it {ending}"
+    )?;
+    Ok(())
+}
+// ANCHOR_END: command
+
+/// Whether process `pid` ignores SIGPIPE: bit 13 of the `SigIgn` mask in
+/// /proc/PID/status (Linux).
+fn ignores_sigpipe(pid: u32) -> Result<bool, Box<dyn Error>> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .ok_or("no SigIgn line")?;
+    Ok(mask & (1 << (Signal::SIGPIPE as i32 - 1)) != 0)
+}
+
+/// True if `err` says that the reader of a pipe we wrote to has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+}
+
+/// Takes no arguments but `--help`.
+fn parse_args() -> Result<(), lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = lexopt::Parser::from_env();
+    if let Some(arg) = args.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: whole

@@ -1,0 +1,174 @@
+// ANCHOR: whole
+// Listing 19-3: a descriptor that leaks into a child keeps a pipe open.
+// The program makes a pipe, starts `cat` as a helper that runs until its
+// stdin is closed, writes one line into the pipe and closes its own write
+// end. Made with `pipe`, the write end leaks into `cat`, and the reader
+// sees no end of stream while `cat` lives; made with `pipe2(O_CLOEXEC)`
+// (`--cloexec`), `exec` closes it in `cat`, and the end comes at once.
+
+use std::error::Error;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::process::{self, Command, ExitCode, Stdio};
+
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::unistd::{pipe, pipe2};
+
+const USAGE: &str = "usage: pipe-leak [--cloexec]";
+/// How long the reader waits for the end of the stream before it looks
+/// for whoever holds the pipe open.
+const QUIET_MS: u16 = 1000;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("pipe-leak: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let cloexec = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // ANCHOR: pipe
+    let (read_end, write_end) = if cloexec {
+        pipe2(OFlag::O_CLOEXEC)?
+    } else {
+        pipe()?
+    };
+    // ANCHOR_END: pipe
+    // A helper that knows nothing of our pipe, and runs as long as we
+    // keep its stdin open, as a long-running child would.
+    let mut helper = Command::new("cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|err| format!("cannot start cat: {err}"))?;
+    println!("Started cat as pid {}", helper.id());
+
+    let mut writer = File::from(write_end);
+    writer.write_all(b"hello\n")?;
+    drop(writer); // Our only write end, as far as we know.
+
+    let mut reader = File::from(read_end);
+    let inode = reader.metadata()?.ino();
+    if read_until_end(&mut reader)? {
+        println!("End of stream at once");
+    } else {
+        for (name, pid, fd) in write_end_holders(inode) {
+            println!(
+                "No end of stream: {name} (pid {pid}) has the write end as descriptor {fd}"
+            );
+        }
+        drop(helper.stdin.take()); // `cat` reads the end of its input.
+        helper.wait()?;
+        if read_until_end(&mut reader)? {
+            println!("End of stream once cat had exited");
+        }
+    }
+    drop(helper.stdin.take());
+    helper.wait()?;
+    Ok(())
+}
+// ANCHOR_END: run
+
+/// Prints what arrives, until the end of the stream (true) or until
+/// nothing has come for QUIET_MS (false).
+fn read_until_end(reader: &mut File) -> io::Result<bool> {
+    let mut buf = [0; 1024];
+    loop {
+        let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut fds, PollTimeout::from(QUIET_MS))? == 0 {
+            return Ok(false);
+        }
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        for line in String::from_utf8_lossy(&buf[..n]).lines() {
+            println!("Reader got [{line}]");
+        }
+    }
+}
+
+// ANCHOR: holders
+/// Every process that has the pipe with this inode open for writing: its
+/// name, its pid, and the descriptor, found in /proc (Linux), as `lsof`
+/// would find them.
+fn write_end_holders(inode: u64) -> Vec<(String, u32, u32)> {
+    let target = format!("pipe:[{inode}]");
+    let mut found = Vec::new();
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return found;
+    };
+    for proc in procs.flatten() {
+        let Some(pid) = proc.file_name().to_str().and_then(|s| s.parse().ok())
+        else {
+            continue;
+        };
+        // Other users' processes cannot be read: skip them.
+        let Ok(fds) = fs::read_dir(proc.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Some(n) = fd.file_name().to_str().and_then(|s| s.parse().ok())
+            else {
+                continue;
+            };
+            let is_pipe = fs::read_link(fd.path())
+                .is_ok_and(|link| link.as_os_str() == target.as_str());
+            if is_pipe && opened_for_writing(pid, n) {
+                let name = fs::read_to_string(proc.path().join("comm"))
+                    .unwrap_or_default();
+                found.push((name.trim_end().to_string(), pid, n));
+            }
+        }
+    }
+    found
+}
+
+/// Whether descriptor `fd` of `pid` is open for writing only, from the
+/// octal `flags` line of /proc/PID/fdinfo/FD.
+fn opened_for_writing(pid: u32, fd: u32) -> bool {
+    let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"));
+    let flags = info.ok().and_then(|info| {
+        let line = info.lines().find_map(|l| l.strip_prefix("flags:"))?;
+        u32::from_str_radix(line.trim(), 8).ok()
+    });
+    flags.is_some_and(|flags| flags & 0o3 == 0o1) // O_ACCMODE, O_WRONLY
+}
+// ANCHOR_END: holders
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--cloexec]` from the command line.
+fn parse_args() -> Result<bool, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut cloexec = false;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("cloexec") => cloexec = true,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(cloexec)
+}
+// ANCHOR_END: whole

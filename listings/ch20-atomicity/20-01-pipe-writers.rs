@@ -1,0 +1,202 @@
+// ANCHOR: whole
+// Listing 20-1: several writers, one pipe. Each forked writer makes
+// `--writes` writes of `--size` bytes into the same pipe, every byte of
+// writer 0 an `a`, of writer 1 a `b`, and so on; the parent reads it all
+// and counts the bytes of each writer, and the places where a write was
+// cut by another writer's bytes. Writes of at most PIPE_BUF bytes are
+// never cut; larger ones may be.
+
+use std::error::Error;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::process::{self, ExitCode};
+
+use nix::libc::PIPE_BUF;
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, pipe};
+
+const USAGE: &str =
+    "usage: pipe-writers [--writers N] [--writes N] [--size BYTES]";
+
+struct Args {
+    writers: u8,
+    writes: usize,
+    size: usize,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("pipe-writers: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    // Restored before `fork`: a writer whose reader has died is killed
+    // by its next write.
+    restore_sigpipe()?;
+    let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    println!(
+        "{} writers, {} writes of {} bytes each; PIPE_BUF is {PIPE_BUF}",
+        args.writers, args.writes, args.size
+    );
+    let (read_end, write_end) = pipe()?;
+    let mut children = Vec::new();
+    for writer in 0..args.writers {
+        io::stdout().flush()?;
+        // SAFETY: no other thread exists, so no lock can be held by one.
+        match unsafe { fork() }? {
+            ForkResult::Child => {
+                drop(read_end);
+                let letter = b'a' + writer;
+                let status = match write_blocks(write_end, letter, &args) {
+                    Ok(()) => 0,
+                    Err(err) => {
+                        eprintln!("pipe-writers child: {err}");
+                        1
+                    }
+                };
+                // SAFETY: `_exit` only ends the process.
+                unsafe { nix::libc::_exit(status) }
+            }
+            ForkResult::Parent { child } => children.push(child),
+        }
+    }
+    // The writers hold the only write ends now: once they have all
+    // exited, the parent sees the end of the stream.
+    drop(write_end);
+    let counts = read_and_count(File::from(read_end), &args)?;
+    reap(&children)?;
+    counts.report(&args);
+    Ok(())
+}
+// ANCHOR_END: run
+
+// ANCHOR: write
+/// Makes `writes` writes of `size` bytes, every byte `letter`. For a
+/// blocking pipe, `write_all` is one `write` call per block, unless a
+/// signal interrupts it; none does here.
+fn write_blocks(
+    write_end: std::os::fd::OwnedFd,
+    letter: u8,
+    args: &Args,
+) -> io::Result<()> {
+    let mut pipe = File::from(write_end);
+    let block = vec![letter; args.size];
+    for _ in 0..args.writes {
+        pipe.write_all(&block)?;
+    }
+    Ok(())
+}
+// ANCHOR_END: write
+
+// ANCHOR: count
+/// What the reader saw.
+struct Counts {
+    /// Bytes from each writer.
+    bytes: Vec<usize>,
+    /// Runs of one writer's bytes whose length is not a whole number of
+    /// blocks: each is a piece of a write that another writer cut.
+    pieces: usize,
+}
+
+/// Reads the stream to its end, and counts it as runs of one letter.
+fn read_and_count(mut pipe: File, args: &Args) -> io::Result<Counts> {
+    let mut counts = Counts {
+        bytes: vec![0; usize::from(args.writers)],
+        pieces: 0,
+    };
+    let (mut letter, mut run) = (0, 0);
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let n = pipe.read(&mut buf)?;
+        for &byte in &buf[..n] {
+            let writer = usize::from(byte.wrapping_sub(b'a'));
+            if writer >= counts.bytes.len() {
+                return Err(io::Error::other(format!("stray byte {byte}")));
+            }
+            counts.bytes[writer] += 1;
+            if byte != letter {
+                counts.pieces += usize::from(run % args.size != 0);
+                (letter, run) = (byte, 0);
+            }
+            run += 1;
+        }
+        if n == 0 {
+            counts.pieces += usize::from(run % args.size != 0);
+            return Ok(counts);
+        }
+    }
+}
+
+impl Counts {
+    fn report(&self, args: &Args) {
+        let total: usize = self.bytes.iter().sum();
+        let each = args.writes * args.size;
+        if self.bytes.iter().all(|&n| n == each) {
+            println!("Read {total} bytes: {each} from each writer");
+        } else {
+            println!("Read {total} bytes: {:?} from the writers", self.bytes);
+        }
+        println!("Pieces of writes cut by other writers: {}", self.pieces);
+    }
+}
+// ANCHOR_END: count
+
+/// Waits for every writer, and fails if one failed.
+fn reap(children: &[Pid]) -> Result<(), Box<dyn Error>> {
+    for &child in children {
+        match waitpid(child, None)? {
+            WaitStatus::Exited(_, 0) => {}
+            status => return Err(format!("a writer failed: {status:?}").into()),
+        }
+    }
+    Ok(())
+}
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--writers N] [--writes N] [--size BYTES]`.
+fn parse_args() -> Result<Args, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = Args {
+        writers: 4,
+        writes: 1000,
+        size: PIPE_BUF,
+    };
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("writers") => args.writers = parser.value()?.parse()?,
+            Long("writes") => args.writes = parser.value()?.parse()?,
+            Long("size") => args.size = parser.value()?.parse()?,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    if !(1..=26).contains(&args.writers) {
+        return Err("--writers must be 1 to 26".into());
+    }
+    if args.size == 0 || args.size > 1 << 24 {
+        return Err("--size must be 1 to 16777216".into());
+    }
+    if args.writes.checked_mul(args.size).is_none() {
+        return Err("--writes times --size is too large".into());
+    }
+    Ok(args)
+}
+// ANCHOR_END: whole

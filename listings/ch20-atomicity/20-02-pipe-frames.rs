@@ -1,0 +1,224 @@
+// ANCHOR: whole
+// Listing 20-2: two ways to mark where a message ends in a byte stream. A
+// forked child sends four messages through a pipe, one of them holding a
+// newline and one larger than the pipe; the parent reads them back and
+// prints what it got.
+//
+// - `lines`: each message ends with a newline;
+// - `length`: each message follows its length, as four bytes;
+// - `cut`: like `length`, but the child dies half-way through its last
+//   message, and the reader must notice.
+
+use std::error::Error;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::os::fd::OwnedFd;
+use std::process::{self, ExitCode};
+
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, fork, pipe};
+
+const USAGE: &str = "usage: pipe-frames lines|length|cut";
+/// The largest message the reader accepts: a corrupt or hostile length
+/// must not make it allocate gigabytes.
+const MAX_MESSAGE: usize = 1 << 20;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Framing {
+    Lines,
+    Length,
+    Cut,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("pipe-frames: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What the child sends: a short message, one with a newline inside, an
+/// empty one, and one larger than a pipe holds.
+fn messages() -> Vec<Vec<u8>> {
+    vec![
+        b"Spam 000".to_vec(),
+        b"two\nlines".to_vec(),
+        Vec::new(),
+        vec![b'x'; 100_000],
+    ]
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let framing = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let (read_end, write_end) = pipe()?;
+    io::stdout().flush()?;
+    // SAFETY: no other thread exists, so no lock can be held by one.
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            drop(read_end);
+            let status = match send(write_end, framing) {
+                Ok(()) => 0,
+                Err(err) => {
+                    eprintln!("pipe-frames child: {err}");
+                    1
+                }
+            };
+            // SAFETY: `_exit` only ends the process.
+            unsafe { nix::libc::_exit(status) }
+        }
+        ForkResult::Parent { child } => {
+            drop(write_end);
+            let received = receive(File::from(read_end), framing);
+            match waitpid(child, None)? {
+                WaitStatus::Exited(_, 0) => {}
+                status => return Err(format!("child: {status:?}").into()),
+            }
+            let received = received?;
+            println!("Sent {} messages, received {received}", messages().len());
+            Ok(())
+        }
+    }
+}
+
+// ANCHOR: send
+/// Sends every message with one `write_all`, its frame included: a frame
+/// of at most PIPE_BUF bytes then goes into the pipe in one piece, even
+/// with other writers.
+fn send(write_end: OwnedFd, framing: Framing) -> io::Result<()> {
+    let mut pipe = File::from(write_end);
+    for message in messages() {
+        let frame = match framing {
+            Framing::Lines => [&message[..], b"\n"].concat(),
+            Framing::Length | Framing::Cut => {
+                let len = u32::try_from(message.len())
+                    .map_err(|_| io::Error::other("message too long"))?;
+                [&len.to_be_bytes()[..], &message].concat()
+            }
+        };
+        pipe.write_all(&frame)?;
+    }
+    if framing == Framing::Cut {
+        // A length that promises 9 bytes, then 3 of them, then exit.
+        pipe.write_all(&[0, 0, 0, 9, b'S', b'p', b'a'])?;
+    }
+    Ok(())
+}
+// ANCHOR_END: send
+
+// ANCHOR: receive
+/// Prints every message until the end of the stream; returns how many.
+fn receive(pipe: File, framing: Framing) -> io::Result<usize> {
+    let mut reader = BufReader::new(pipe);
+    let mut count = 0;
+    loop {
+        let message = match framing {
+            Framing::Lines => read_line(&mut reader)?,
+            Framing::Length | Framing::Cut => read_frame(&mut reader)?,
+        };
+        let Some(message) = message else {
+            return Ok(count);
+        };
+        count += 1;
+        let shown = String::from_utf8_lossy(&message[..message.len().min(12)]);
+        let more = if message.len() > 12 { "..." } else { "" };
+        println!("Got {} bytes: {shown:?}{more}", message.len());
+    }
+}
+
+/// One message up to a newline, which is not part of it; `None` at the
+/// end of the stream.
+fn read_line(reader: &mut impl BufRead) -> io::Result<Option<Vec<u8>>> {
+    let mut line = Vec::new();
+    if reader.read_until(b'\n', &mut line)? == 0 {
+        return Ok(None);
+    }
+    if line.pop() != Some(b'\n') {
+        return Err(cut_short(line.len(), "a line"));
+    }
+    Ok(Some(line))
+}
+
+/// One message after its four-byte length; `None` if the stream ends
+/// before the first byte of the length, an error if it ends after it.
+fn read_frame(reader: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0; 4];
+    match read_full(reader, &mut len)? {
+        0 => return Ok(None),
+        4 => {}
+        got => return Err(cut_short(got, "a length")),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_MESSAGE {
+        let why = format!("a message of {len} bytes is over the limit");
+        return Err(io::Error::new(ErrorKind::InvalidData, why));
+    }
+    let mut message = vec![0; len];
+    let got = read_full(reader, &mut message)?;
+    if got < len {
+        return Err(cut_short(got, &format!("a message of {len} bytes")));
+    }
+    Ok(Some(message))
+}
+
+/// Reads until `buf` is full or the stream ends, however many reads that
+/// takes; returns how many bytes it got. (`read_exact` does the same, but
+/// cannot say how much it got before the end.)
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match reader.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(got)
+}
+
+fn cut_short(got: usize, what: &str) -> io::Error {
+    let why = format!("the stream ended after {got} bytes of {what}");
+    io::Error::new(ErrorKind::UnexpectedEof, why)
+}
+// ANCHOR_END: receive
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `lines|length|cut` from the command line.
+fn parse_args() -> Result<Framing, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut framing = None;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Value(value) if framing.is_none() => {
+                framing = Some(match value.string()?.as_str() {
+                    "lines" => Framing::Lines,
+                    "length" => Framing::Length,
+                    "cut" => Framing::Cut,
+                    other => {
+                        return Err(format!("unknown framing '{other}'").into());
+                    }
+                });
+            }
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    framing.ok_or_else(|| "which framing?".into())
+}
+// ANCHOR_END: whole

@@ -1,0 +1,201 @@
+// ANCHOR: whole
+// Listing 21-2: the deadlock of Listing 4-2, made to happen. A forked
+// child writes `--bytes N` bytes into a pipe and exits; the parent waits
+// for the child first and reads after, as Listing 4-2 does. Once N is
+// more than the pipe holds, the child blocks in `write` and the parent in
+// `waitpid`, each waiting for the other. An alarm ends the parent's wait
+// after `--wait SECS` (default 2); the parent then reports, reads to
+// unblock the child, and fails. `--read-first` reads while the child
+// writes, and reaps it after: the fix.
+
+use std::error::Error;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::{self, ExitCode};
+
+use nix::errno::Errno;
+use nix::libc::c_int;
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction, signal,
+};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, alarm, fork, pipe};
+
+const USAGE: &str =
+    "usage: pipe-deadlock [--bytes N] [--read-first] [--wait SECS]";
+
+struct Args {
+    bytes: usize,
+    read_first: bool,
+    wait: u32,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("pipe-deadlock: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let (read_end, write_end) = pipe()?;
+    io::stdout().flush()?;
+    // SAFETY: no other thread exists, so no lock can be held by one.
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            drop(read_end);
+            let status = match child(write_end, args.bytes) {
+                Ok(()) => 0,
+                Err(err) => {
+                    eprintln!("pipe-deadlock child: {err}");
+                    1
+                }
+            };
+            // SAFETY: `_exit` only ends the process.
+            unsafe { nix::libc::_exit(status) }
+        }
+        ForkResult::Parent { child } => {
+            drop(write_end);
+            let mut pipe = File::from(read_end);
+            if args.read_first {
+                // The fix: read everything while the child writes...
+                let n = io::copy(&mut pipe, &mut io::sink())?;
+                println!("Read {n} bytes");
+                // ...and reap it once the stream has ended.
+                let status = waitpid(child, None)?;
+                println!("The child {}", describe(status));
+                return Ok(());
+            }
+            println!("Waiting for the child (pid {child}) before reading");
+            io::stdout().flush()?;
+            match wait_at_most(child, args.wait)? {
+                Some(status) => {
+                    println!("The child {}", describe(status));
+                    let n = io::copy(&mut pipe, &mut io::sink())?;
+                    println!("Read {n} bytes");
+                    Ok(())
+                }
+                None => {
+                    let unread = unread_bytes(&pipe)?;
+                    println!(
+                        "Gave up waiting: the child has not exited, and the \
+                         pipe holds {unread} bytes"
+                    );
+                    // Reading is what unblocks the child.
+                    let n = io::copy(&mut pipe, &mut io::sink())?;
+                    let status = waitpid(child, None)?;
+                    println!(
+                        "Read {n} bytes; then the child {}",
+                        describe(status)
+                    );
+                    Err("waitpid before reading: a deadlock".into())
+                }
+            }
+        }
+    }
+}
+
+/// Writes `bytes` bytes, 4096 at a time.
+fn child(write_end: OwnedFd, bytes: usize) -> io::Result<()> {
+    let mut pipe = File::from(write_end);
+    let block = [b'x'; 4096];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(block.len());
+        pipe.write_all(&block[..n])?;
+        left -= n;
+    }
+    Ok(())
+}
+// ANCHOR_END: run
+
+// ANCHOR: bounded
+/// Does nothing: its only job is to make the blocked `waitpid` return.
+extern "C" fn on_alarm(_: c_int) {}
+
+/// Waits for the child, for at most `secs` seconds: an alarm interrupts
+/// `waitpid`, whose handler is installed without SA_RESTART, so the call
+/// fails with EINTR instead of starting again. `None` if it did.
+fn wait_at_most(
+    child: nix::unistd::Pid,
+    secs: u32,
+) -> nix::Result<Option<WaitStatus>> {
+    let action = SigAction::new(
+        SigHandler::Handler(on_alarm),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler does nothing at all, which is async-signal-safe.
+    unsafe { sigaction(Signal::SIGALRM, &action) }?;
+    alarm::set(secs);
+    let result = waitpid(child, None);
+    alarm::cancel();
+    match result {
+        Ok(status) => Ok(Some(status)),
+        Err(Errno::EINTR) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// How many bytes wait in the pipe, unread: the `FIONREAD` ioctl.
+fn unread_bytes(pipe: &File) -> nix::Result<c_int> {
+    let mut n: c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer we pass.
+    let res = unsafe {
+        nix::libc::ioctl(pipe.as_raw_fd(), nix::libc::FIONREAD, &mut n)
+    };
+    Errno::result(res).map(|_| n)
+}
+// ANCHOR_END: bounded
+
+/// How a child ended, in words.
+fn describe(status: WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exited with status {code}"),
+        WaitStatus::Signaled(_, signal, _) => format!("was killed by {signal}"),
+        other => format!("changed state: {other:?}"),
+    }
+}
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--bytes N] [--read-first] [--wait SECS]`.
+fn parse_args() -> Result<Args, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = Args {
+        bytes: 100_000,
+        read_first: false,
+        wait: 2,
+    };
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("bytes") => args.bytes = parser.value()?.parse()?,
+            Long("read-first") => args.read_first = true,
+            Long("wait") => args.wait = parser.value()?.parse()?,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    if args.wait == 0 {
+        return Err("--wait must be at least 1".into());
+    }
+    Ok(args)
+}
+// ANCHOR_END: whole

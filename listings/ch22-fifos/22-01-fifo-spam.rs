@@ -1,0 +1,291 @@
+// ANCHOR: whole
+// Listing 22-1: Lutz's `pipefifo.py`, ported to Rust: two unrelated
+// processes talk through a named pipe. The reader creates the FIFO, in a
+// private temporary directory unless `--fifo PATH` names one, prints its
+// path, and prints every line a writer sends; it removes what it created
+// when it ends, by the end of the stream, an error or a signal. The
+// writer, given that path, sends `Spam 000` to `Spam 004` over and over,
+// sleeping 0 to 4 seconds before each, as Listing 4-1's child does.
+//
+// `--count N` stops either side after N messages. `--no-wait` makes the
+// writer fail at once if no reader has the FIFO open.
+//
+// The writer dies of SIGPIPE, like a filter, when nobody reads. The
+// reader keeps SIGPIPE ignored and writes with `writeln!`: if its own
+// output goes away, it leaves through `main`, and removes the FIFO.
+
+use std::error::Error;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{self, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::stat::Mode;
+use nix::unistd::{getpid, mkdtemp, mkfifo};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use signal_hook::low_level::emulate_default_handler;
+
+const USAGE: &str = "usage: fifo-spam reader [--fifo PATH] [--count N] \
+                     | writer PATH [--count N] [--no-wait]";
+
+enum Role {
+    Reader { fifo: Option<PathBuf> },
+    Writer { fifo: PathBuf, no_wait: bool },
+}
+
+// ANCHOR: main
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) if ENDING.load(Ordering::SeqCst) => {
+            // A signal is ending us, and its thread removed the FIFO under
+            // our feet: whatever failed here, let the signal finish.
+            loop {
+                thread::park();
+            }
+        }
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
+        Err(err) => {
+            // Not `eprintln!`, which panics if stderr is a closed pipe.
+            let _ = writeln!(io::stderr(), "fifo-spam: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+// ANCHOR_END: main
+
+fn run() -> Result<(), Box<dyn Error>> {
+    let (mode, count) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    match mode {
+        Role::Reader { fifo } => reader(fifo, count),
+        Role::Writer { fifo, no_wait } => {
+            restore_sigpipe()?;
+            writer(&fifo, count, no_wait)
+        }
+    }
+}
+
+// ANCHOR: reader
+fn reader(
+    fifo: Option<PathBuf>,
+    count: Option<usize>,
+) -> Result<(), Box<dyn Error>> {
+    let made = Made::create(fifo)?;
+    remove_on_signal(made.0.clone())?;
+    let path = &made.0.fifo;
+    let mut out = io::stdout();
+    let pid = getpid();
+    writeln!(
+        out,
+        "Waiting for a writer on {} (pid {pid})",
+        path.display()
+    )?;
+    // Blocks until a writer opens the FIFO too.
+    let file = File::open(path)?;
+    if !file.metadata()?.file_type().is_fifo() {
+        return Err(format!("{} is not a FIFO", path.display()).into());
+    }
+    let lines = BufReader::new(file).lines();
+    for line in lines.take(count.unwrap_or(usize::MAX)) {
+        let line = line?;
+        writeln!(out, "Parent {pid} got \"{line}\" at {}", unix_time())?;
+    }
+    if count.is_none() {
+        writeln!(out, "End of stream: no writer has the FIFO open")?;
+    }
+    Ok(()) // Dropping `made`, here or on an error, removes the FIFO.
+}
+// ANCHOR_END: reader
+
+// ANCHOR: made
+/// What the reader created: the FIFO, unless it existed already, and the
+/// private directory it made for it, if any.
+#[derive(Clone)]
+struct Created {
+    fifo: PathBuf,
+    created_fifo: bool,
+    dir: Option<PathBuf>,
+}
+
+impl Created {
+    /// Removes what we created; safe to call more than once.
+    fn remove(&self) {
+        if self.created_fifo {
+            let _ = fs::remove_file(&self.fifo);
+        }
+        if let Some(dir) = &self.dir {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Removes what it holds when dropped: at the end of `reader`, whether it
+/// returns normally or with an error.
+struct Made(Created);
+
+impl Made {
+    fn create(fifo: Option<PathBuf>) -> Result<Made, Box<dyn Error>> {
+        let (fifo, dir) = match fifo {
+            Some(fifo) => (fifo, None),
+            None => {
+                // A directory only we can enter (mode 0700), with a name
+                // nobody can guess or take first.
+                let template = std::env::temp_dir().join("fifo-spam.XXXXXX");
+                let dir = mkdtemp(&template)?;
+                (dir.join("fifo"), Some(dir))
+            }
+        };
+        // From here on, dropping `made` removes the directory.
+        let mut made = Made(Created {
+            fifo,
+            created_fifo: false,
+            dir,
+        });
+        // Read and write for us only. An existing FIFO at a path we were
+        // given is used as it is, and left in place afterwards.
+        match mkfifo(&made.0.fifo, Mode::S_IRUSR | Mode::S_IWUSR) {
+            Ok(()) => made.0.created_fifo = true,
+            Err(Errno::EEXIST) if made.0.dir.is_none() => {}
+            Err(err) => {
+                return Err(format!("{}: {err}", made.0.fifo.display()).into());
+            }
+        }
+        Ok(made)
+    }
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        self.0.remove();
+    }
+}
+
+/// Set by the signal thread before it removes the FIFO: from then on, the
+/// signal ends the process, whatever the main thread does.
+static ENDING: AtomicBool = AtomicBool::new(false);
+
+/// On SIGINT, SIGTERM or SIGHUP, removes the FIFO, then ends the process
+/// by that signal's default action, as if we had never caught it: a
+/// shell that started us sees that we were interrupted.
+fn remove_on_signal(created: Created) -> io::Result<()> {
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            ENDING.store(true, Ordering::SeqCst);
+            created.remove();
+            let _ = emulate_default_handler(signal);
+        }
+    });
+    Ok(())
+}
+// ANCHOR_END: made
+
+// ANCHOR: writer
+fn writer(
+    path: &Path,
+    count: Option<usize>,
+    no_wait: bool,
+) -> Result<(), Box<dyn Error>> {
+    let flags = if no_wait { nix::libc::O_NONBLOCK } else { 0 };
+    // Without O_NONBLOCK this blocks until a reader opens the FIFO; with
+    // it, it fails at once with ENXIO if none has.
+    let file = OpenOptions::new()
+        .write(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(|err| match err.raw_os_error() {
+            Some(nix::libc::ENXIO) => {
+                format!("{}: no reader has it open (ENXIO)", path.display())
+            }
+            _ => format!("{}: {err}", path.display()),
+        })?;
+    if !file.metadata()?.file_type().is_fifo() {
+        return Err(format!("{} is not a FIFO", path.display()).into());
+    }
+    if no_wait {
+        // Blocking writes from here on: wait while the pipe is full.
+        let flags = OFlag::from_bits_retain(fcntl(&file, FcntlArg::F_GETFL)?);
+        fcntl(&file, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
+    }
+    println!("Writing to {} (pid {})", path.display(), getpid());
+    let mut fifo = file;
+    let mut zzz = 0;
+    for _ in 0..count.unwrap_or(usize::MAX) {
+        thread::sleep(Duration::from_secs(zzz));
+        // One `write` per line, far below PIPE_BUF: several writers may
+        // share the FIFO without mixing their lines. If the reader has
+        // gone, this write raises SIGPIPE, and the writer ends with it.
+        fifo.write_all(format!("Spam {zzz:03}\n").as_bytes())?;
+        zzz = (zzz + 1) % 5;
+    }
+    Ok(())
+}
+// ANCHOR_END: writer
+
+/// True if `err` says that the reader of a pipe we wrote to has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
+/// Seconds since the Unix epoch, like Python's `time.time()`.
+fn unix_time() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |t| t.as_secs_f64())
+}
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `reader [--fifo PATH] [--count N]` or `writer PATH [--count N]
+/// [--no-wait]` from the command line.
+fn parse_args() -> Result<(Role, Option<usize>), lexopt::Error> {
+    use lexopt::prelude::*;
+    let (mut mode, mut path, mut fifo, mut count) = (None, None, None, None);
+    let mut no_wait = false;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("count") => count = Some(args.value()?.parse()?),
+            Long("fifo") => fifo = Some(PathBuf::from(args.value()?)),
+            Long("no-wait") => no_wait = true,
+            Value(value) if mode.is_none() => mode = Some(value.string()?),
+            Value(value) if path.is_none() => path = Some(PathBuf::from(value)),
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    let mode = match (mode.as_deref(), path, fifo) {
+        (Some("reader"), None, fifo) if !no_wait => Role::Reader { fifo },
+        (Some("writer"), Some(fifo), None) => Role::Writer { fifo, no_wait },
+        (Some("reader"), _, _) => {
+            return Err("a reader takes only --fifo PATH and --count".into());
+        }
+        (Some("writer"), _, _) => {
+            return Err("a writer takes the FIFO's path, not --fifo".into());
+        }
+        (Some(other), _, _) => {
+            return Err(format!("unknown mode '{other}'").into());
+        }
+        (None, _, _) => return Err("reader or writer?".into()),
+    };
+    Ok((mode, count))
+}
+// ANCHOR_END: whole

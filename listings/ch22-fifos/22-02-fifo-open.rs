@@ -1,0 +1,137 @@
+// ANCHOR: whole
+// Listing 22-2: the rules for opening a FIFO, tried one after another on
+// a FIFO in a private temporary directory, which the program removes when
+// it ends. Only nonblocking opens are tried, so that nothing waits: a
+// blocking open waits for the other side, as Listing 22-1 shows.
+//
+// SIGPIPE stays ignored, and the output is written with `writeln!`: if
+// nobody reads it any more, the error ends the program through `main`,
+// and the directory is still removed on the way.
+
+use std::error::Error;
+use std::fs;
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{self, ExitCode};
+
+use nix::fcntl::{OFlag, open};
+use nix::sys::stat::Mode;
+use nix::unistd::{mkdtemp, mkfifo, read, write};
+
+const USAGE: &str = "usage: fifo-open";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(io::stderr(), "fifo-open: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let out = &mut io::stdout();
+    let dir = PrivateDir::new()?;
+    let fifo = dir.0.join("fifo");
+    mkfifo(&fifo, Mode::S_IRUSR | Mode::S_IWUSR)?;
+    writeln!(out, "A FIFO at {}", fifo.display())?;
+
+    let nonblocking = OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let write_only = OFlag::O_WRONLY | nonblocking;
+    let read_only = OFlag::O_RDONLY | nonblocking;
+    try_open(out, &fifo, write_only, "O_WRONLY | O_NONBLOCK, no reader")?;
+    let reader =
+        try_open(out, &fifo, read_only, "O_RDONLY | O_NONBLOCK, no writer")?
+            .ok_or("cannot open it for reading")?;
+    try_read(out, &reader, "no writer has opened it yet")?;
+    let writer =
+        try_open(out, &fifo, write_only, "O_WRONLY | O_NONBLOCK, a reader")?
+            .ok_or("cannot open it for writing")?;
+    try_read(out, &reader, "a writer, nothing written")?;
+    write(&writer, b"Spam")?;
+    try_read(out, &reader, "after a write of 4 bytes")?;
+    drop(writer);
+    try_read(out, &reader, "after the writer closed it")?;
+    drop(reader);
+    let both = OFlag::O_RDWR | OFlag::O_CLOEXEC; // Blocking, even.
+    try_open(out, &fifo, both, "O_RDWR, nobody else (Linux only)")?;
+    Ok(()) // Dropping `dir` removes the directory and the FIFO.
+}
+
+/// Opens `fifo` with `flags`, and says what happened.
+fn try_open(
+    out: &mut impl Write,
+    fifo: &Path,
+    flags: OFlag,
+    what: &str,
+) -> io::Result<Option<OwnedFd>> {
+    match open(fifo, flags, Mode::empty()) {
+        Ok(fd) => {
+            writeln!(out, "open {what}: opened")?;
+            Ok(Some(fd))
+        }
+        Err(err) => {
+            writeln!(out, "open {what}: {err}")?;
+            Ok(None)
+        }
+    }
+}
+
+/// Reads from the nonblocking read end, and says what happened.
+fn try_read(
+    out: &mut impl Write,
+    reader: &OwnedFd,
+    when: &str,
+) -> io::Result<()> {
+    let mut buf = [0; 64];
+    match read(reader, &mut buf) {
+        Ok(0) => writeln!(out, "read, {when}: 0 bytes, the end of the stream"),
+        Ok(n) => writeln!(out, "read, {when}: {n} bytes"),
+        Err(err) => writeln!(out, "read, {when}: {err}"),
+    }
+}
+// ANCHOR_END: run
+
+/// A directory only we can enter, removed with all it holds when dropped.
+struct PrivateDir(PathBuf);
+
+impl PrivateDir {
+    fn new() -> nix::Result<PrivateDir> {
+        let template = std::env::temp_dir().join("fifo-open.XXXXXX");
+        mkdtemp(&template).map(PrivateDir)
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// True if `err` says that the reader of a pipe we wrote to has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
+/// Takes no arguments but `--help`.
+fn parse_args() -> Result<(), lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = lexopt::Parser::from_env();
+    if let Some(arg) = args.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: whole

@@ -1,0 +1,219 @@
+// ANCHOR: whole
+// Listing 23-2: feeding a child and reading its output at once. The
+// program sends `--bytes N` bytes (default 1000000) through `cat` and
+// counts what comes back, one of three ways:
+//
+// - `write-first`: write all of stdin, then read stdout. Once both pipes
+//   are full, `cat` waits for us to read and we wait for it to read: a
+//   deadlock. A watchdog kills `cat` after `--wait SECS` (default 2).
+// - `thread`: a second thread writes while the main thread reads.
+// - `output`: a second thread writes while `wait_with_output` reads
+//   stdout and stderr together, then reaps `cat`.
+//
+// SIGPIPE stays ignored: a `cat` that dies must not kill us, but make our
+// write fail, and our own output is written with `writeln!`.
+
+use std::error::Error;
+use std::io::{self, ErrorKind, Read, Write};
+use std::process::{self, Child, ChildStdin, Command, ExitCode, Stdio};
+use std::sync::mpsc::{RecvTimeoutError, channel};
+use std::thread;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const USAGE: &str = "usage: spawn-deadlock [write-first|thread|output] \
+                     [--bytes N] [--wait SECS]";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Way {
+    WriteFirst,
+    Thread,
+    Output,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        // Our own stdout has no reader any more.
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(io::stderr(), "spawn-deadlock: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
+    let (way, bytes, wait) =
+        parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let mut out = io::stdout();
+    let cat = Command::new("cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|err| format!("cannot start cat: {err}"))?;
+    let data = vec![b'x'; bytes];
+
+    // ANCHOR: watchdog
+    // The watchdog kills `cat` if the exchange is not over in time; our
+    // blocked write then fails, or our blocked read ends.
+    let pid = Pid::from_raw(cat.id() as i32);
+    let (done, watched) = channel::<()>();
+    let watchdog = thread::spawn(move || {
+        let late = watched.recv_timeout(wait) == Err(RecvTimeoutError::Timeout);
+        if late {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+        late
+    });
+    // ANCHOR_END: watchdog
+    let report = match way {
+        Way::WriteFirst => write_first(cat, data),
+        Way::Thread => with_thread(cat, data),
+        Way::Output => with_output(cat, data),
+    };
+    let _ = done.send(());
+    let late = watchdog.join().map_err(|_| "the watchdog panicked")?;
+    let report = report?;
+    writeln!(out, "{report}")?;
+    if late {
+        return Err(
+            format!("deadlock: cat killed after {} s", wait.as_secs()).into()
+        );
+    }
+    Ok(())
+}
+
+// ANCHOR: write_first
+/// The deadlock: all of stdin first, then stdout.
+fn write_first(
+    mut cat: Child,
+    data: Vec<u8>,
+) -> Result<String, Box<dyn Error>> {
+    let mut stdin = cat.stdin.take().ok_or("no stdin")?;
+    let mut written = 0;
+    for chunk in data.chunks(4096) {
+        if stdin.write_all(chunk).is_err() {
+            break; // `cat` is gone: the watchdog killed it.
+        }
+        written += chunk.len();
+    }
+    drop(stdin); // The end of cat's input.
+    let got = read_all(&mut cat)?;
+    let status = cat.wait()?;
+    Ok(format!(
+        "Wrote {written} of {} bytes, got {got} back; cat {}",
+        data.len(),
+        describe(status)
+    ))
+}
+// ANCHOR_END: write_first
+
+// ANCHOR: thread
+/// Way out 1: another thread writes stdin while this one reads stdout.
+fn with_thread(
+    mut cat: Child,
+    data: Vec<u8>,
+) -> Result<String, Box<dyn Error>> {
+    let stdin = cat.stdin.take().ok_or("no stdin")?;
+    let writer = thread::spawn(move || feed(stdin, data));
+    let got = read_all(&mut cat)?;
+    let sent = writer.join().map_err(|_| "the writer panicked")?;
+    let status = cat.wait()?;
+    Ok(format!(
+        "Sent {sent} bytes, got {got} back; cat {}",
+        describe(status)
+    ))
+}
+
+/// Way out 2: another thread writes stdin; `wait_with_output` reads
+/// stdout and stderr together until both end, then reaps the child.
+fn with_output(
+    mut cat: Child,
+    data: Vec<u8>,
+) -> Result<String, Box<dyn Error>> {
+    let stdin = cat.stdin.take().ok_or("no stdin")?;
+    let writer = thread::spawn(move || feed(stdin, data));
+    let output = cat.wait_with_output()?;
+    let sent = writer.join().map_err(|_| "the writer panicked")?;
+    Ok(format!(
+        "Sent {sent} bytes, got {} back and {} on stderr; cat {}",
+        output.stdout.len(),
+        output.stderr.len(),
+        describe(output.status)
+    ))
+}
+
+/// Writes `data` and closes stdin; returns how much was written.
+fn feed(mut stdin: ChildStdin, data: Vec<u8>) -> usize {
+    match stdin.write_all(&data) {
+        Ok(()) => data.len(),
+        Err(_) => 0, // `cat` died; its status will say how.
+    }
+}
+// ANCHOR_END: thread
+
+/// Reads cat's stdout to its end; returns how many bytes came.
+fn read_all(cat: &mut Child) -> Result<u64, Box<dyn Error>> {
+    let mut stdout = cat.stdout.take().ok_or("no stdout")?;
+    let mut buf = [0; 64 * 1024];
+    let mut got = 0;
+    loop {
+        match stdout.read(&mut buf) {
+            Ok(0) => return Ok(got),
+            Ok(n) => got += n as u64,
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(format!("reading cat: {err}").into()),
+        }
+    }
+}
+
+/// How a child ended, in words.
+fn describe(status: process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal().map(Signal::try_from)) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (_, Some(Ok(signal))) => format!("was killed by {signal}"),
+        _ => format!("ended: {status}"),
+    }
+}
+
+/// True if `err` says that the reader of a pipe we wrote to has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+}
+
+/// Reads `[write-first|thread|output] [--bytes N] [--wait SECS]`.
+fn parse_args() -> Result<(Way, usize, Duration), lexopt::Error> {
+    use lexopt::prelude::*;
+    let (mut way, mut bytes, mut wait) = (None, 1_000_000, 2);
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("bytes") => bytes = args.value()?.parse()?,
+            Long("wait") => wait = args.value()?.parse()?,
+            Value(value) if way.is_none() => {
+                way = Some(match value.string()?.as_str() {
+                    "write-first" => Way::WriteFirst,
+                    "thread" => Way::Thread,
+                    "output" => Way::Output,
+                    other => {
+                        return Err(format!("unknown way '{other}'").into());
+                    }
+                });
+            }
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    let way = way.unwrap_or(Way::WriteFirst);
+    Ok((way, bytes, Duration::from_secs(wait)))
+}
+// ANCHOR_END: whole

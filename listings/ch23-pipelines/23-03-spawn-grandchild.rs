@@ -1,0 +1,219 @@
+// ANCHOR: whole
+// Listing 23-3: a grandchild that keeps a pipe open after the child has
+// exited. The child is a shell that starts `sleep 5` in the background
+// and exits at once; the parent reads the child's stdout, a pipe it made,
+// until the end of the stream. The end comes only when no process has the
+// write end open any more, and `sleep` may have it:
+//
+// - made with `pipe`, the pipe's own descriptors leak into the shell, and
+//   from there into `sleep`, although `sleep`'s stdout is /dev/null;
+// - `--cloexec` makes them with `pipe2(O_CLOEXEC)`: `exec` closes them;
+// - `--careless` lets `sleep` inherit the shell's stdout itself, which no
+//   flag on our side can close;
+// - `--group` starts the shell in a process group of its own, and kills
+//   the group once the shell has exited: that ends every grandchild.
+
+use std::error::Error;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::process::{self, Command, ExitCode};
+
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigHandler, Signal, killpg, signal};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+use nix::unistd::{Pid, pipe, pipe2};
+
+const USAGE: &str =
+    "usage: spawn-grandchild [--cloexec] [--careless] [--group]";
+/// How long the parent waits for the end of the stream, once the child
+/// has exited, before it looks for whoever holds the pipe open.
+const QUIET_MS: u16 = 2000;
+
+struct Args {
+    cloexec: bool,
+    careless: bool,
+    group: bool,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("spawn-grandchild: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let (read_end, write_end) = if args.cloexec {
+        pipe2(OFlag::O_CLOEXEC)?
+    } else {
+        pipe()?
+    };
+    let script = if args.careless {
+        r#"sleep 5 & echo "Child $$ started sleep as pid $!""#
+    } else {
+        r#"sleep 5 >/dev/null & echo "Child $$ started sleep as pid $!""#
+    };
+    let mut command = Command::new("sh");
+    command.args(["-c", script]).stdout(write_end);
+    if args.group {
+        command.process_group(0);
+    }
+    let child = command.spawn()?;
+    // The command holds our write end until it is dropped: drop it now.
+    drop(command);
+    let child = Pid::from_raw(child.id() as i32);
+
+    let mut reader = File::from(read_end);
+    let inode = reader.metadata()?.ino();
+    read_line(&mut reader)?; // The child's one line.
+    // ANCHOR: reap
+    // Wait for the child to exit, but leave it a zombie for now: while it
+    // is one, its pid, and so its group's id, cannot be given to anyone
+    // else, and killing that group cannot hit a stranger.
+    waitid(Id::Pid(child), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)?;
+    if args.group {
+        killpg(child, Signal::SIGTERM)?;
+        println!("The child has exited; killed its process group");
+    } else {
+        println!("The child has exited");
+    }
+    match waitpid(child, None)? {
+        WaitStatus::Exited(_, 0) => {}
+        status => return Err(format!("the child failed: {status:?}").into()),
+    }
+    // ANCHOR_END: reap
+    if read_for(&mut reader, QUIET_MS)? {
+        println!("End of stream");
+        return Ok(());
+    }
+    for (name, pid, fd) in write_end_holders(inode) {
+        println!(
+            "No end of stream: {name} (pid {pid}) has the write end as descriptor {fd}"
+        );
+    }
+    if read_for(&mut reader, u16::MAX)? {
+        println!("End of stream once sleep had exited");
+    }
+    Ok(())
+}
+// ANCHOR_END: run
+
+/// Reads and prints one line, however many reads it takes.
+fn read_line(reader: &mut File) -> io::Result<()> {
+    let mut line = Vec::new();
+    let mut byte = [0];
+    while line.last() != Some(&b'\n') {
+        if reader.read(&mut byte)? == 0 {
+            return Err(io::Error::other("the child said nothing"));
+        }
+        line.push(byte[0]);
+    }
+    print!("{}", String::from_utf8_lossy(&line));
+    Ok(())
+}
+
+/// Prints the lines that come, until the end of the stream (true) or
+/// until nothing has come for `quiet_ms` (false).
+fn read_for(reader: &mut File, quiet_ms: u16) -> io::Result<bool> {
+    let mut buf = [0; 1024];
+    loop {
+        let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut fds, PollTimeout::from(quiet_ms))? == 0 {
+            return Ok(false);
+        }
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        print!("{}", String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+/// Every process that has the pipe with this inode open for writing: its
+/// name, its pid, and the descriptor, found in /proc (Linux), as `lsof`
+/// would find them.
+fn write_end_holders(inode: u64) -> Vec<(String, u32, u32)> {
+    let target = format!("pipe:[{inode}]");
+    let mut found = Vec::new();
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return found;
+    };
+    for proc in procs.flatten() {
+        let Some(pid) = proc.file_name().to_str().and_then(|s| s.parse().ok())
+        else {
+            continue;
+        };
+        // Other users' processes cannot be read: skip them.
+        let Ok(fds) = fs::read_dir(proc.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Some(n) = fd.file_name().to_str().and_then(|s| s.parse().ok())
+            else {
+                continue;
+            };
+            let is_pipe = fs::read_link(fd.path())
+                .is_ok_and(|link| link.as_os_str() == target.as_str());
+            if is_pipe && opened_for_writing(pid, n) {
+                let name = fs::read_to_string(proc.path().join("comm"))
+                    .unwrap_or_default();
+                found.push((name.trim_end().to_string(), pid, n));
+            }
+        }
+    }
+    found
+}
+
+/// Whether descriptor `fd` of `pid` is open for writing only, from the
+/// octal `flags` line of /proc/PID/fdinfo/FD.
+fn opened_for_writing(pid: u32, fd: u32) -> bool {
+    let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"));
+    let flags = info.ok().and_then(|info| {
+        let line = info.lines().find_map(|l| l.strip_prefix("flags:"))?;
+        u32::from_str_radix(line.trim(), 8).ok()
+    });
+    flags.is_some_and(|flags| flags & 0o3 == 0o1) // O_ACCMODE, O_WRONLY
+}
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--cloexec] [--careless] [--group]` from the command line.
+fn parse_args() -> Result<Args, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = Args {
+        cloexec: false,
+        careless: false,
+        group: false,
+    };
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("cloexec") => args.cloexec = true,
+            Long("careless") => args.careless = true,
+            Long("group") => args.group = true,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(args)
+}
+// ANCHOR_END: whole

@@ -1,0 +1,310 @@
+// ANCHOR: whole
+// Listing 24-1: what a program inherits across `exec`, started by hand
+// (`fork`: fork, dup2, exec) or by `std::process::Command` (`command`).
+// Before it starts anything, the program blocks SIGUSR1, ignores SIGUSR2,
+// catches SIGALRM, and makes two pipes, one with `pipe` and one with
+// `pipe2(O_CLOEXEC)`. Then it starts `cat` with its stdin and stdout
+// connected to us, checks that `cat` runs by sending it a line and
+// reading it back, and prints, from /proc (Linux), the signals `cat` has
+// blocked, ignored and caught, and the descriptors it has open, beside
+// its own.
+//
+// SIGPIPE stays ignored, as the Rust runtime set it, because that is part
+// of what a child inherits; our own output is written with `writeln!`.
+
+use std::convert::Infallible;
+use std::error::Error;
+use std::ffi::CString;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::os::fd::OwnedFd;
+use std::process::{self, Command, ExitCode, Stdio};
+
+use nix::fcntl::OFlag;
+use nix::libc::c_int;
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction,
+    signal, sigprocmask,
+};
+use nix::sys::stat::fstat;
+use nix::sys::wait::waitpid;
+use nix::unistd::{
+    ForkResult, Pid, dup2_stdin, dup2_stdout, execvp, fork, pipe, pipe2, write,
+};
+
+const USAGE: &str = "usage: proc-exec command|fork";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(io::stderr(), "proc-exec: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Does nothing; it is there to be caught.
+extern "C" fn on_alarm(_: c_int) {}
+
+// ANCHOR: setup
+fn run() -> Result<(), Box<dyn Error>> {
+    let by_hand = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    clean_slate()?;
+    sigprocmask(
+        SigmaskHow::SIG_BLOCK,
+        Some(&SigSet::from(Signal::SIGUSR1)),
+        None,
+    )?;
+    // SAFETY: ignoring runs no code of ours.
+    unsafe { signal(Signal::SIGUSR2, SigHandler::SigIgn) }?;
+    let action = SigAction::new(
+        SigHandler::Handler(on_alarm),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler does nothing at all, which is async-signal-safe.
+    unsafe { sigaction(Signal::SIGALRM, &action) }?;
+    // Both pipes stay open in this process until it ends, where a child
+    // can inherit them.
+    let leaky = pipe()?;
+    let tight = pipe2(OFlag::O_CLOEXEC)?;
+    let pipes = Pipes {
+        leaky: fstat(&leaky.0)?.st_ino,
+        tight: fstat(&tight.0)?.st_ino,
+    };
+
+    let mut out = io::stdout();
+    writeln!(out, "proc-exec (pid {}):", process::id())?;
+    writeln!(out, "{}", inherited(process::id(), &pipes)?)?;
+    let (pid, stdin, stdout) = if by_hand {
+        writeln!(out, "cat, started by fork, dup2 and execvp:")?;
+        spawn_by_hand()?
+    } else {
+        writeln!(out, "cat, started by Command:")?;
+        spawn_with_command()?
+    };
+    // ANCHOR_END: setup
+    // Proof that `cat` runs its own code: exec is over.
+    let mut stdin = File::from(stdin);
+    let mut stdout = BufReader::new(File::from(stdout));
+    stdin.write_all(b"ready\n")?;
+    let mut line = String::new();
+    stdout.read_line(&mut line)?;
+    writeln!(out, "{}", inherited(pid.as_raw() as u32, &pipes)?)?;
+    drop(stdin); // The end of cat's input: it exits.
+    waitpid(pid, None)?;
+    Ok(())
+}
+
+// ANCHOR: clean_slate
+/// Empties the signal mask, and gives back its default action to every
+/// signal this process was started ignoring, SIGPIPE apart, which the
+/// Rust runtime ignores itself. Without this, what our own parent left
+/// us would show below as if we had set it: `nohup` ignores SIGHUP, and
+/// a shell script's background job starts ignoring SIGINT and SIGQUIT.
+fn clean_slate() -> Result<(), Box<dyn Error>> {
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    let status = fs::read_to_string("/proc/self/status")?;
+    for signal in Signal::iterator() {
+        let ignored = mask(&status, "SigIgn") & bit(signal) != 0;
+        if ignored && signal != Signal::SIGPIPE {
+            // SAFETY: the default action runs no code of ours.
+            unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) }?;
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: clean_slate
+
+// ANCHOR: command
+/// `cat` with stdin and stdout piped, by `Command`. The `Child` is
+/// dropped without waiting: the caller reaps `cat` by its pid.
+fn spawn_with_command() -> io::Result<(Pid, OwnedFd, OwnedFd)> {
+    let mut cat = Command::new("cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdin = cat.stdin.take().ok_or(ErrorKind::BrokenPipe)?;
+    let stdout = cat.stdout.take().ok_or(ErrorKind::BrokenPipe)?;
+    Ok((Pid::from_raw(cat.id() as i32), stdin.into(), stdout.into()))
+}
+// ANCHOR_END: command
+
+// ANCHOR: by_hand
+/// `cat` with stdin and stdout piped, by hand, as `Command` would if it
+/// did nothing else.
+fn spawn_by_hand() -> Result<(Pid, OwnedFd, OwnedFd), Box<dyn Error>> {
+    let (stdin_r, stdin_w) = pipe2(OFlag::O_CLOEXEC)?;
+    let (stdout_r, stdout_w) = pipe2(OFlag::O_CLOEXEC)?;
+    // A third pipe only to report a failed exec: on success, exec closes
+    // the child's end (CLOEXEC) and the parent reads the end of stream.
+    let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC)?;
+    // Everything the child needs is made before `fork`: after it, the
+    // child must not allocate.
+    let argv = [CString::new("cat")?];
+    io::stdout().flush()?;
+    // SAFETY: no other thread exists, so no lock can be held by one.
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            let exec = || -> nix::Result<Infallible> {
+                // dup2 makes fd 0 and 1 without CLOEXEC: they survive
+                // exec, while the originals close.
+                dup2_stdin(&stdin_r)?;
+                dup2_stdout(&stdout_w)?;
+                execvp(&argv[0], &argv)
+            };
+            // Only reached if something failed: send errno, no message,
+            // since building one would allocate.
+            let errno = match exec() {
+                Err(errno) => errno as i32,
+                Ok(never) => match never {},
+            };
+            let _ = write(&report_w, &errno.to_ne_bytes());
+            // SAFETY: `_exit` only ends the process.
+            unsafe { nix::libc::_exit(127) }
+        }
+        ForkResult::Parent { child } => {
+            drop((stdin_r, stdout_w, report_w));
+            let mut errno = [0; 4];
+            let mut report = File::from(report_r);
+            if read_full(&mut report, &mut errno)? == errno.len() {
+                waitpid(child, None)?;
+                let err =
+                    io::Error::from_raw_os_error(i32::from_ne_bytes(errno));
+                return Err(format!("cannot run cat: {err}").into());
+            }
+            Ok((child, stdin_w, stdout_r))
+        }
+    }
+}
+// ANCHOR_END: by_hand
+
+/// Reads until `buf` is full or the stream ends; returns how much came.
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match reader.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(got)
+}
+
+// ANCHOR: inherited
+/// The inodes of the two pipes made before starting `cat`.
+struct Pipes {
+    leaky: u64,
+    tight: u64,
+}
+
+/// The standard signals `pid` blocks, ignores and catches, and the
+/// descriptors it has open, from /proc/PID (Linux).
+fn inherited(pid: u32, pipes: &Pipes) -> io::Result<String> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let mut lines = Vec::new();
+    for (field, what) in [
+        ("SigBlk", "blocked"),
+        ("SigIgn", "ignored"),
+        ("SigCgt", "caught"),
+    ] {
+        lines.push(format!("  {what}: {}", signal_names(mask(&status, field))));
+    }
+    let (mut leaky, mut tight, mut other) = (vec![], vec![], vec![]);
+    let mut fds: Vec<u32> = fs::read_dir(format!("/proc/{pid}/fd"))?
+        .flatten()
+        .filter_map(|fd| fd.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort();
+    for fd in fds {
+        // The directory listing had a descriptor of its own, gone now.
+        let Ok(link) = fs::read_link(format!("/proc/{pid}/fd/{fd}")) else {
+            continue;
+        };
+        let link = link.to_string_lossy();
+        if link == format!("pipe:[{}]", pipes.leaky) {
+            leaky.push(fd.to_string());
+        } else if link == format!("pipe:[{}]", pipes.tight) {
+            tight.push(fd.to_string());
+        } else {
+            other.push(fd.to_string());
+        }
+    }
+    lines.push(format!("  descriptors: {}", other.join(" ")));
+    lines.push(format!("  from pipe(): {}", none_if_empty(&leaky)));
+    lines.push(format!(
+        "  from pipe2(O_CLOEXEC): {}",
+        none_if_empty(&tight)
+    ));
+    Ok(lines.join("\n"))
+}
+
+/// A signal mask from /proc/PID/status, such as `SigIgn`: a hexadecimal
+/// number in which bit n-1 stands for signal n.
+fn mask(status: &str, field: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0)
+}
+
+/// The bit of `signal` in such a mask.
+fn bit(signal: Signal) -> u64 {
+    1 << (signal as i32 - 1)
+}
+
+/// The names of the standard signals (1 to 31) whose bits are set.
+fn signal_names(mask: u64) -> String {
+    let names: Vec<String> = (1..=31)
+        .filter(|n| mask & (1 << (n - 1)) != 0)
+        .map(|n| Signal::try_from(n).map_or(n.to_string(), |s| s.to_string()))
+        .collect();
+    none_if_empty(&names)
+}
+// ANCHOR_END: inherited
+
+fn none_if_empty(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(" ")
+    }
+}
+
+/// True if `err` says that the reader of a pipe we wrote to has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+}
+
+/// Reads `command|fork`; true for `fork`.
+fn parse_args() -> Result<bool, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut by_hand = None;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Value(value) if by_hand.is_none() => {
+                by_hand = Some(match value.string()?.as_str() {
+                    "command" => false,
+                    "fork" => true,
+                    other => {
+                        return Err(format!("unknown way '{other}'").into());
+                    }
+                });
+            }
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    by_hand.ok_or_else(|| "command or fork?".into())
+}
+// ANCHOR_END: whole

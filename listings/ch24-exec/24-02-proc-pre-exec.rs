@@ -1,0 +1,209 @@
+// ANCHOR: whole
+// Listing 24-2: what `pre_exec` may do, between `fork` and `exec`, in the
+// child that `Command` makes:
+//
+// - `alarm`: set an alarm, which survives `exec`: `sleep 5` dies of it
+//   after a second.
+// - `chdir DIR`: change directory with a path made before `fork`, and
+//   report a failure as an `io::Error` that carries only errno, which
+//   `spawn` returns to the parent.
+// - `lock`: what it may not do. Another thread holds the lock on stdout
+//   while `pre_exec` prints: the child waits for a lock whose owner does
+//   not exist in it, and never reaches `exec`. A watchdog kills it after
+//   two seconds.
+
+use std::error::Error;
+use std::ffi::{CString, OsString};
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{self, Command, ExitCode, ExitStatus};
+use std::sync::mpsc::channel;
+use std::thread;
+use std::time::Duration;
+
+use nix::sys::signal::{SigHandler, Signal, kill, signal};
+use nix::unistd::{Pid, alarm};
+
+const USAGE: &str = "usage: proc-pre-exec alarm|chdir DIR|lock";
+/// How long the watchdog of `lock` lets the child try.
+const WAIT: Duration = Duration::from_secs(2);
+
+enum Demo {
+    Alarm,
+    Chdir(OsString),
+    Lock,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("proc-pre-exec: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    match parse_args().map_err(|e| format!("{e}; {USAGE}"))? {
+        Demo::Alarm => with_alarm(),
+        Demo::Chdir(dir) => with_chdir(dir),
+        Demo::Lock => with_lock(),
+    }
+}
+
+// ANCHOR: alarm
+fn with_alarm() -> Result<(), Box<dyn Error>> {
+    let mut command = Command::new("sleep");
+    command.arg("5");
+    // SAFETY: `alarm` is a system call, async-signal-safe, and nothing
+    // here allocates.
+    unsafe {
+        command.pre_exec(|| {
+            alarm::set(1);
+            Ok(())
+        })
+    };
+    let status = command.spawn()?.wait()?;
+    println!("sleep 5, with alarm(1) in pre_exec: {}", describe(status));
+    Ok(())
+}
+// ANCHOR_END: alarm
+
+// ANCHOR: chdir
+fn with_chdir(dir: OsString) -> Result<(), Box<dyn Error>> {
+    // Made now, in the parent: the child must not allocate.
+    let path = CString::new(dir.as_bytes())?;
+    let mut command = Command::new("pwd");
+    // SAFETY: `chdir` is a system call, async-signal-safe; the closure
+    // only reads `path`, and `last_os_error` holds errno without
+    // allocating.
+    unsafe {
+        command.pre_exec(move || {
+            if nix::libc::chdir(path.as_ptr()) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    // An error returned by the closure comes back from `spawn`.
+    let mut child = command
+        .spawn()
+        .map_err(|err| format!("cannot start pwd: {err}"))?;
+    let status = child.wait()?;
+    let dir = dir.to_string_lossy();
+    println!("pwd, with chdir({dir:?}) in pre_exec: {}", describe(status));
+    Ok(())
+}
+// ANCHOR_END: chdir
+
+// ANCHOR: lock
+fn with_lock() -> Result<(), Box<dyn Error>> {
+    let (locked, is_locked) = channel();
+    let (release, released) = channel::<()>();
+    let holder = thread::spawn(move || {
+        let stdout = io::stdout();
+        let _lock = stdout.lock();
+        let _ = locked.send(());
+        // The watchdog: any child still here after WAIT is stuck.
+        if released.recv_timeout(WAIT).is_err() {
+            for child in children() {
+                let _ = kill(child, Signal::SIGKILL);
+            }
+            let _ = released.recv();
+        }
+    });
+    is_locked.recv()?;
+    let mut command = Command::new("true");
+    // SAFETY: NONE. This breaks the rule on purpose: `println!` takes a
+    // lock and may allocate. Never do this.
+    unsafe {
+        command.pre_exec(|| {
+            println!("in pre_exec");
+            Ok(())
+        })
+    };
+    // `spawn` returns once the child has called exec, or has died.
+    let result = command.spawn().and_then(|mut child| child.wait());
+    let _ = release.send(());
+    holder.join().map_err(|_| "the lock holder panicked")?;
+    let status = result?;
+    println!("true, with println! in pre_exec: {}", describe(status));
+    Ok(())
+}
+
+/// The pids of this process's children, from /proc (Linux).
+fn children() -> Vec<Pid> {
+    let me = process::id().to_string();
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // After the name in parentheses: the state, then the parent.
+        let ppid = stat
+            .rsplit_once(") ")
+            .and_then(|(_, t)| t.split(' ').nth(1));
+        let pid = entry.file_name().to_str().and_then(|p| p.parse().ok());
+        if let (Some(ppid), Some(pid)) = (ppid, pid) {
+            if ppid == me {
+                found.push(Pid::from_raw(pid));
+            }
+        }
+    }
+    found
+}
+// ANCHOR_END: lock
+
+/// How a child ended, in words.
+fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal().map(Signal::try_from)) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (_, Some(Ok(signal))) => format!("killed by {signal}"),
+        _ => format!("ended: {status}"),
+    }
+}
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `alarm`, `chdir DIR` or `lock` from the command line.
+fn parse_args() -> Result<Demo, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut words: Vec<OsString> = Vec::new();
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Value(value) if words.len() < 2 => words.push(value),
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    let mut words = words.into_iter();
+    let demo = match (words.next(), words.next()) {
+        (Some(word), dir) => match (word.string()?.as_str(), dir) {
+            ("alarm", None) => Demo::Alarm,
+            ("chdir", Some(dir)) => Demo::Chdir(dir),
+            ("lock", None) => Demo::Lock,
+            ("chdir", None) => return Err("chdir needs a directory".into()),
+            (demo @ ("alarm" | "lock"), Some(_)) => {
+                return Err(format!("{demo} takes no argument").into());
+            }
+            (other, _) => return Err(format!("unknown demo '{other}'").into()),
+        },
+        (None, _) => return Err("alarm, chdir DIR or lock?".into()),
+    };
+    Ok(demo)
+}
+// ANCHOR_END: whole

@@ -1,0 +1,290 @@
+// ANCHOR: whole
+// Listing 25-1: three ways to make children end with their parent, and
+// what each does when the parent is killed with SIGKILL, which no handler
+// can catch. The parent starts `--children N` children (default 2), says
+// so, and waits for them. The way is the first argument:
+//
+// - `none`: nothing; the children are `sleep SECS`.
+// - `pdeathsig`: each `sleep` asks the kernel, in `pre_exec`, for SIGTERM
+//   when its parent dies (Linux). `--from-thread` starts them from a
+//   thread that exits at once, which the kernel counts as the parent.
+// - `pipe`: the children are `cat`, reading a pipe whose write end only
+//   the parent holds: when the parent dies, they read the end of it.
+// - `group`: the `sleep`s share a process group of their own, which can
+//   be killed as one: `kill -- -PGID`.
+//
+// `--for SECS` (default 3600) bounds the children's work. SIGINT, SIGTERM
+// and SIGHUP make the parent stop its children, reap them, and then end
+// by the signal it got; SIGKILL gives it no chance.
+
+use std::error::Error;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{self, Child, Command, ExitCode, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::mpsc::channel;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::{Pid, getpid, getppid, pipe2};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use signal_hook::low_level::emulate_default_handler;
+
+const USAGE: &str = "usage: proc-orphans none|pdeathsig|pipe|group \
+                     [--children N] [--for SECS] [--from-thread]";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Way {
+    None,
+    Pdeathsig,
+    Pipe,
+    Group,
+}
+
+struct Args {
+    way: Way,
+    children: usize,
+    secs: u64,
+    from_thread: bool,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(io::stderr(), "proc-orphans: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // Caught before any child starts, so none is missed.
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    // The lifeline, for `pipe`: the children read it; its write end stays
+    // here, and only here (CLOEXEC).
+    let (reader, writer) = match args.way {
+        Way::Pipe => {
+            let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
+            (Some(read_end), Some(write_end))
+        }
+        _ => (None, None),
+    };
+    let (way, n, secs) = (args.way, args.children, args.secs);
+    let mut children = if args.from_thread {
+        // The thread that starts them exits here.
+        thread::spawn(move || start(way, n, secs, reader))
+            .join()
+            .map_err(|_| "the starting thread panicked")??
+    } else {
+        start(way, n, secs, reader)?
+    };
+    let pids: Vec<Pid> = children
+        .iter()
+        .map(|c| Pid::from_raw(c.id() as i32))
+        .collect();
+    let group = pids[0];
+    let writer = Arc::new(Mutex::new(writer));
+    if let Err(err) = announce(&args, &children) {
+        // Nobody reads our output: stop what we started, then leave.
+        stop(way, &pids, group, &writer);
+        for child in &mut children {
+            let _ = child.wait();
+        }
+        return Err(err.into());
+    }
+
+    // On a signal: stop the children, and remember the signal.
+    let (stopped, is_stopped) = channel();
+    let got = Arc::new(AtomicI32::new(0));
+    {
+        let (writer, got) = (Arc::clone(&writer), Arc::clone(&got));
+        thread::spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                got.store(signal, Ordering::SeqCst);
+                stop(way, &pids, group, &writer);
+                let _ = stopped.send(());
+            }
+        });
+    }
+    if way == Way::Pipe {
+        // The `cat`s work until we close the lifeline: after SECS, or
+        // sooner, on a signal.
+        let _ = is_stopped.recv_timeout(Duration::from_secs(secs));
+        stop(way, &[], group, &writer);
+    }
+    // Reap them all first, then report: a report that fails must not
+    // leave a child unreaped.
+    let mut statuses = Vec::new();
+    for child in &mut children {
+        statuses.push((child.id(), child.wait()?));
+    }
+    let mut out = io::stdout();
+    for (pid, status) in statuses {
+        writeln!(out, "{} {pid} {}", name(way), describe(status))?;
+    }
+    let signal = got.load(Ordering::SeqCst);
+    if signal != 0 {
+        emulate_default_handler(signal)?;
+    }
+    Ok(())
+}
+// ANCHOR_END: run
+
+// ANCHOR: start
+/// Starts `n` children the chosen way. The read end of the lifeline, if
+/// any, is closed here when they have their copies.
+fn start(
+    way: Way,
+    n: usize,
+    secs: u64,
+    reader: Option<OwnedFd>,
+) -> io::Result<Vec<Child>> {
+    let mut children: Vec<Child> = Vec::new();
+    for _ in 0..n {
+        let mut command = match &reader {
+            Some(read_end) => {
+                let mut cat = Command::new("cat");
+                cat.stdin(read_end.try_clone()?).stdout(Stdio::null());
+                cat
+            }
+            None => {
+                let mut sleep = Command::new("sleep");
+                sleep.arg(secs.to_string());
+                sleep
+            }
+        };
+        match way {
+            Way::Pdeathsig => die_with_parent(&mut command),
+            Way::Group => {
+                // The first child leads a new group; the others join it.
+                let group = children.first().map_or(0, |c| c.id() as i32);
+                command.process_group(group);
+            }
+            Way::None | Way::Pipe => {}
+        }
+        children.push(command.spawn()?);
+    }
+    Ok(children)
+}
+
+/// Asks the kernel to send the child SIGTERM when its parent dies, and
+/// checks that the parent has not died already.
+fn die_with_parent(command: &mut Command) {
+    let parent = getpid();
+    // SAFETY: the closure runs between fork and exec, and makes only
+    // async-signal-safe system calls; it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+            if getppid() != parent {
+                return Err(io::Error::from_raw_os_error(nix::libc::ESRCH));
+            }
+            Ok(())
+        })
+    };
+}
+// ANCHOR_END: start
+
+// ANCHOR: stop
+/// Stops the children, however they were started: by closing the
+/// lifeline, by killing their group, or one by one.
+fn stop(way: Way, pids: &[Pid], group: Pid, writer: &Mutex<Option<OwnedFd>>) {
+    match way {
+        Way::Pipe => drop(writer.lock().map(|mut end| end.take())),
+        // The group's leader is not reaped yet: the id is still its own.
+        Way::Group => drop(killpg(group, Signal::SIGTERM)),
+        Way::None | Way::Pdeathsig => {
+            for &pid in pids {
+                let _ = kill(pid, Signal::SIGTERM);
+            }
+        }
+    }
+}
+// ANCHOR_END: stop
+
+/// Says who is who, with the command that kills the parent.
+fn announce(args: &Args, children: &[Child]) -> io::Result<()> {
+    let me = getpid();
+    let mut line = format!("Parent {me} started");
+    for child in children {
+        let _ = write!(line, " {} {}", name(args.way), child.id());
+    }
+    if args.way == Way::Group {
+        let _ = write!(line, " in process group {}", children[0].id());
+    }
+    if args.from_thread {
+        line.push_str(", from a thread that has exited");
+    }
+    writeln!(io::stdout(), "{line}; try: kill -KILL {me}")
+}
+
+fn name(way: Way) -> &'static str {
+    if way == Way::Pipe { "cat" } else { "sleep" }
+}
+
+/// How a child ended, in words.
+fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal().map(Signal::try_from)) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (_, Some(Ok(signal))) => format!("was killed by {signal}"),
+        _ => format!("ended: {status}"),
+    }
+}
+
+/// True if `err` says that the reader of a pipe we wrote to has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
+/// Reads `WAY [--children N] [--for SECS] [--from-thread]`.
+fn parse_args() -> Result<Args, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = Args {
+        way: Way::None,
+        children: 2,
+        secs: 3600,
+        from_thread: false,
+    };
+    let mut way = None;
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("children") => args.children = parser.value()?.parse()?,
+            Long("for") => args.secs = parser.value()?.parse()?,
+            Long("from-thread") => args.from_thread = true,
+            Value(value) if way.is_none() => {
+                way = Some(match value.string()?.as_str() {
+                    "none" => Way::None,
+                    "pdeathsig" => Way::Pdeathsig,
+                    "pipe" => Way::Pipe,
+                    "group" => Way::Group,
+                    other => {
+                        return Err(format!("unknown way '{other}'").into());
+                    }
+                });
+            }
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    args.way = way.ok_or("none, pdeathsig, pipe or group?")?;
+    if !(1..=100).contains(&args.children) {
+        return Err("--children must be 1 to 100".into());
+    }
+    Ok(args)
+}
+// ANCHOR_END: whole

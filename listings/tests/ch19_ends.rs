@@ -1,0 +1,184 @@
+//! Chapter 19, Ends, EOF and EPIPE: Listings 19-1 (`pipe-no-eof`), 19-2
+//! (`pipe-epipe`) and 19-3 (`pipe-leak`).
+
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use nix::unistd::Pid;
+
+use crate::support::{
+    Listing, assert_rejects, assert_session_matches_book, cargo_run,
+    children_of, fds_of, finish_clean, group_is_gone, run_clean, wait_until,
+};
+
+fn three_lines() -> Vec<String> {
+    (1..=3).map(|n| format!("Parent got [line {n}]")).collect()
+}
+
+#[test]
+fn pipe_no_eof_never_sees_the_end_while_it_holds_a_write_end() {
+    let started = Instant::now();
+    let mut no_eof = Listing::start(bin!("pipe-no-eof"), &[]);
+    for line in three_lines() {
+        assert_eq!(no_eof.next_line(), line);
+    }
+    // While it waits, the parent holds both ends: 3 to read, 4 to write,
+    // one pipe.
+    let parent = no_eof.pid();
+    let fds = fds_of(parent);
+    let pipe = &fds.iter().find(|(fd, _)| *fd == 3).expect("fd 3").1;
+    assert!(pipe.starts_with("pipe:["), "{fds:?}");
+    assert!(fds.contains(&(4, pipe.clone())), "{fds:?}");
+    let out = finish_clean(no_eof);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(out.stdout[3..], ["The child has exited with status 0"]);
+    assert_eq!(
+        out.stderr,
+        "pipe-no-eof: no end of stream a second after the child exited: \
+         a write end is still open\n"
+    );
+    // A second of quiet to notice the child, another one after it.
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    wait_until("pipe-no-eof's processes to end", || group_is_gone(parent));
+}
+
+#[test]
+fn pipe_no_eof_sees_the_end_once_it_closes_its_write_end() {
+    let no_eof = Listing::start(bin!("pipe-no-eof"), &["--close"]);
+    let pgid = no_eof.pid();
+    let out = finish_clean(no_eof);
+    assert!(out.status.success(), "{}", out.stderr);
+    let mut expected = three_lines();
+    expected.push("End of stream".into());
+    expected.push("The child has exited with status 0".into());
+    assert_eq!(out.stdout, expected);
+    wait_until("pipe-no-eof's processes to end", || group_is_gone(pgid));
+}
+
+#[test]
+fn pipe_no_eof_output_matches_the_book() {
+    let wrong = run_clean(bin!("pipe-no-eof"), &[]);
+    let mut wrong_lines = wrong.stdout.clone();
+    wrong_lines.extend(wrong.stderr.lines().map(String::from));
+    let fixed = run_clean(bin!("pipe-no-eof"), &["--close"]);
+    assert!(fixed.status.success());
+    assert_session_matches_book(
+        "ch19-ends/19-01-pipe-no-eof.out",
+        &[
+            (cargo_run("pipe-no-eof", &[]), &wrong_lines[..]),
+            (cargo_run("pipe-no-eof", &["--close"]), &fixed.stdout[..]),
+        ],
+    );
+}
+
+#[test]
+fn pipe_epipe_gets_epipe_ignored_dies_by_default_and_command_restores() {
+    let epipe = Listing::start(bin!("pipe-epipe"), &[]);
+    let pgid = epipe.pid();
+    let out = finish_clean(epipe);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        [
+            "SIGPIPE ignored: write failed: EPIPE: Broken pipe",
+            "SIGPIPE at its default action: the child was killed by SIGPIPE",
+            "yes, started by Command with SIGPIPE at its default: it was \
+             killed by SIGPIPE",
+        ]
+    );
+    wait_until("pipe-epipe's processes to end", || group_is_gone(pgid));
+    assert_session_matches_book(
+        "ch19-ends/19-02-pipe-epipe.out",
+        &[(cargo_run("pipe-epipe", &[]), &out.stdout[..])],
+    );
+}
+
+/// Runs pipe-leak and returns its output, after checking that `cat` and
+/// everything else it started are gone.
+fn pipe_leak(args: &[&str]) -> Vec<String> {
+    let mut leak = Listing::start(bin!("pipe-leak"), args);
+    let line = leak.expect(r"Started cat as pid (\d+)");
+    let cat = Pid::from_raw(line[1].parse().unwrap());
+    if args.is_empty() {
+        // Without --cloexec it waits a second for the end: time enough
+        // to see that `cat` is its child, and holds the pipe.
+        assert_eq!(children_of(leak.pid()), [cat]);
+    }
+    let pgid = leak.pid();
+    let out = finish_clean(leak);
+    assert!(out.status.success(), "{}", out.stderr);
+    wait_until("pipe-leak's processes to end", || group_is_gone(pgid));
+    out.stdout
+}
+
+#[test]
+fn pipe_leak_write_end_made_by_pipe_leaks_into_cat() {
+    let out = pipe_leak(&[]);
+    let cat = out[0].rsplit(' ').next().unwrap();
+    assert_eq!(
+        out[1..],
+        [
+            "Reader got [hello]".to_string(),
+            format!(
+                "No end of stream: cat (pid {cat}) has the write end as \
+                 descriptor 4"
+            ),
+            "End of stream once cat had exited".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn pipe_leak_write_end_made_with_cloexec_stays_out_of_cat() {
+    let out = pipe_leak(&["--cloexec"]);
+    assert_eq!(out[1..], ["Reader got [hello]", "End of stream at once"]);
+}
+
+#[test]
+fn pipe_leak_output_matches_the_book() {
+    let leaked = pipe_leak(&[]);
+    let tight = pipe_leak(&["--cloexec"]);
+    assert_session_matches_book(
+        "ch19-ends/19-03-pipe-leak.out",
+        &[
+            (cargo_run("pipe-leak", &[]), &leaked[..]),
+            (cargo_run("pipe-leak", &["--cloexec"]), &tight[..]),
+        ],
+    );
+}
+
+/// The `flags` of a descriptor of this process, from /proc/self/fdinfo.
+fn flags_of(fd: &impl AsRawFd) -> u32 {
+    let info = std::fs::read_to_string(format!(
+        "/proc/self/fdinfo/{}",
+        fd.as_raw_fd()
+    ))
+    .unwrap();
+    let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).unwrap();
+    u32::from_str_radix(flags.trim(), 8).unwrap()
+}
+
+#[test]
+fn std_makes_pipes_files_and_sockets_close_on_exec_and_so_does_pipe2() {
+    const O_CLOEXEC: u32 = 0o2000000;
+    let (reader, writer) = std::io::pipe().unwrap();
+    assert_ne!(flags_of(&reader) & O_CLOEXEC, 0);
+    assert_ne!(flags_of(&writer) & O_CLOEXEC, 0);
+    let file = std::fs::File::open("/dev/null").unwrap();
+    assert_ne!(flags_of(&file) & O_CLOEXEC, 0);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    assert_ne!(flags_of(&listener) & O_CLOEXEC, 0);
+    let (one, _other) = std::os::unix::net::UnixStream::pair().unwrap();
+    assert_ne!(flags_of(&one) & O_CLOEXEC, 0);
+    let (reader, writer) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    assert_ne!(flags_of(&reader) & O_CLOEXEC, 0);
+    assert_ne!(flags_of(&writer) & O_CLOEXEC, 0);
+}
+
+#[test]
+fn ends_listings_reject_bad_arguments_in_one_line() {
+    assert_rejects(bin!("pipe-no-eof"), &["--count", "2"], "invalid option");
+    assert_rejects(bin!("pipe-epipe"), &["now"], r#"unexpected argument"#);
+    assert_rejects(bin!("pipe-leak"), &["--close"], "invalid option");
+}

@@ -1,0 +1,139 @@
+//! Chapter 20, Boundaries and atomicity: Listings 20-1 (`pipe-writers`)
+//! and 20-2 (`pipe-frames`).
+
+use crate::support::{
+    Finished, assert_rejects, assert_session_matches_book,
+    assert_session_matches_book_masking, cargo_run, run_clean,
+};
+
+/// The number at the end of the "Pieces of writes cut…" line.
+fn pieces(out: &Finished) -> usize {
+    let line = out.stdout.last().expect("a last line");
+    let (text, n) = line.rsplit_once(": ").expect("…: N");
+    assert_eq!(text, "Pieces of writes cut by other writers");
+    n.parse().expect("a count")
+}
+
+#[test]
+fn pipe_writers_never_cut_writes_of_pipe_buf_bytes() {
+    // The promise of POSIX: a write of at most PIPE_BUF bytes is never
+    // mixed with another writer's bytes. Held to it three times, with
+    // 4000 writes from four writers each time.
+    for _ in 0..3 {
+        let out = run_clean(bin!("pipe-writers"), &[]);
+        assert!(out.status.success(), "{}", out.stderr);
+        assert_eq!(
+            out.stdout[..2],
+            [
+                "4 writers, 1000 writes of 4096 bytes each; PIPE_BUF is 4096",
+                "Read 16384000 bytes: 4096000 from each writer",
+            ]
+        );
+        assert_eq!(pieces(&out), 0, "an atomic write was cut");
+    }
+}
+
+#[test]
+fn pipe_writers_deliver_every_byte_of_larger_writes_cut_or_not() {
+    // No promise above PIPE_BUF: the count is whatever it is (the book
+    // shows one run). Every byte still arrives, in each writer's order.
+    let out =
+        run_clean(bin!("pipe-writers"), &["--size", "4097", "--writes", "200"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout[1], "Read 3277600 bytes: 819400 from each writer");
+    let _ = pieces(&out);
+}
+
+#[test]
+fn pipe_writers_output_matches_the_book() {
+    let atomic = run_clean(bin!("pipe-writers"), &[]);
+    let larger_args = ["--size", "4097", "--writes", "200"];
+    let larger = run_clean(bin!("pipe-writers"), &larger_args);
+    assert_session_matches_book_masking(
+        "ch20-atomicity/20-01-pipe-writers.out",
+        &[
+            (cargo_run("pipe-writers", &[]), &atomic.stdout[..]),
+            (cargo_run("pipe-writers", &larger_args), &larger.stdout[..]),
+        ],
+        // How many writes above PIPE_BUF are cut varies from run to run;
+        // the test above holds writes of PIPE_BUF bytes to zero.
+        &[(r"(by other writers: )\d+", "${1}<n>")],
+    );
+}
+
+/// What `pipe-frames` prints for the four messages, framed by length.
+fn four_messages() -> Vec<String> {
+    vec![
+        r#"Got 8 bytes: "Spam 000""#.to_string(),
+        r#"Got 9 bytes: "two\nlines""#.to_string(),
+        r#"Got 0 bytes: """#.to_string(),
+        r#"Got 100000 bytes: "xxxxxxxxxxxx"..."#.to_string(),
+    ]
+}
+
+#[test]
+fn pipe_frames_lines_split_a_message_that_holds_a_newline() {
+    let out = run_clean(bin!("pipe-frames"), &["lines"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let mut expected = four_messages();
+    expected.splice(
+        1..2,
+        [
+            r#"Got 3 bytes: "two""#.to_string(),
+            r#"Got 5 bytes: "lines""#.to_string(),
+        ],
+    );
+    expected.push("Sent 4 messages, received 5".into());
+    assert_eq!(out.stdout, expected);
+}
+
+#[test]
+fn pipe_frames_length_prefix_keeps_every_message_whole() {
+    let out = run_clean(bin!("pipe-frames"), &["length"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let mut expected = four_messages();
+    expected.push("Sent 4 messages, received 4".into());
+    assert_eq!(out.stdout, expected);
+}
+
+#[test]
+fn pipe_frames_notices_a_stream_cut_inside_a_message() {
+    let out = run_clean(bin!("pipe-frames"), &["cut"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.stdout, four_messages());
+    assert_eq!(
+        out.stderr,
+        "pipe-frames: the stream ended after 3 bytes of a message of 9 \
+         bytes\n"
+    );
+}
+
+#[test]
+fn pipe_frames_output_matches_the_book() {
+    let mut session = Vec::new();
+    for framing in ["lines", "length", "cut"] {
+        let out = run_clean(bin!("pipe-frames"), &[framing]);
+        let mut lines = out.stdout;
+        lines.extend(out.stderr.lines().map(String::from));
+        session.push((cargo_run("pipe-frames", &[framing]), lines));
+    }
+    let session: Vec<_> =
+        session.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book(
+        "ch20-atomicity/20-02-pipe-frames.out",
+        &session,
+    );
+}
+
+#[test]
+fn atomicity_listings_reject_bad_arguments_in_one_line() {
+    assert_rejects(bin!("pipe-writers"), &["--writers", "27"], "1 to 26");
+    assert_rejects(bin!("pipe-writers"), &["--size", "0"], "--size");
+    assert_rejects(
+        bin!("pipe-writers"),
+        &["--writes", "18446744073709551615", "--size", "2"],
+        "too large",
+    );
+    assert_rejects(bin!("pipe-frames"), &[], "which framing?");
+    assert_rejects(bin!("pipe-frames"), &["words"], "unknown framing");
+}

@@ -1,0 +1,383 @@
+//! Chapter 22, Named pipes: Listings 22-1 (`fifo-spam`) and 22-2
+//! (`fifo-open`).
+//!
+//! Every FIFO the tests make, or make a listing make, lives in a temporary
+//! directory that is removed when the test ends, passed or failed.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
+use nix::unistd::mkfifo;
+use tempfile::TempDir;
+
+use crate::support::{
+    Listing, assert_rejects, assert_session_matches_book_masking, bin_path,
+    cargo_run, finish_clean, group_is_gone, run_clean, shell, wait_until,
+    wchan_of,
+};
+
+/// A `fifo-spam` reader that makes its private directory in `tmp`.
+fn reader_in(tmp: &Path, args: &[&str]) -> (Listing, PathBuf) {
+    let mut command = Command::new(bin_path("fifo-spam"));
+    command.arg("reader").args(args).env("TMPDIR", tmp);
+    let mut reader = Listing::spawn(&mut command, Stdio::piped());
+    let line = reader.expect(r"Waiting for a writer on (\S+) \(pid (\d+)\)");
+    assert_eq!(line[2], reader.pid().to_string());
+    (reader, PathBuf::from(&line[1]))
+}
+
+fn tmp() -> TempDir {
+    tempfile::tempdir().expect("a temporary directory")
+}
+
+/// Whatever is left in a directory.
+fn contents(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .expect("the directory")
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+/// Removes a directory a listing was to remove, should a failing test
+/// leave it behind.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn fifo_spam_reader_makes_a_private_fifo_and_removes_it_at_the_end() {
+    let tmp = tmp();
+    let (mut reader, fifo) = reader_in(tmp.path(), &[]);
+    let dir = fifo.parent().unwrap();
+    assert_eq!(dir.parent().unwrap(), tmp.path());
+    // The directory is the reader's alone, and so is the FIFO.
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode();
+    assert_eq!(mode(dir) & 0o777, 0o700);
+    assert_eq!(mode(&fifo) & 0o777, 0o600);
+    assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
+
+    let fifo_arg = fifo.to_str().unwrap();
+    let writer = Listing::start(
+        bin!("fifo-spam"),
+        &["writer", fifo_arg, "--count", "6"],
+    );
+    let mut got = Vec::new();
+    for _ in 0..6 {
+        let line = reader.expect(r#"Parent (\d+) got "(.*)" at \d+\.\d+"#);
+        assert_eq!(line[1], reader.pid().to_string());
+        got.push(line[2].clone());
+    }
+    assert_eq!(
+        got,
+        [
+            "Spam 000", "Spam 001", "Spam 002", "Spam 003", "Spam 004",
+            "Spam 000"
+        ]
+    );
+    let writer_group = writer.pid();
+    let out = finish_clean(writer);
+    assert!(out.status.success(), "{}", out.stderr);
+    let pgid = reader.pid();
+    let out = finish_clean(reader);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout.last().unwrap(),
+        "End of stream: no writer has the FIFO open"
+    );
+    assert!(
+        contents(tmp.path()).is_empty(),
+        "{:?}",
+        contents(tmp.path())
+    );
+    wait_until("the reader and writer to end", || {
+        group_is_gone(pgid) && group_is_gone(writer_group)
+    });
+}
+
+#[test]
+fn fifo_spam_writers_share_a_fifo_and_every_line_arrives_whole() {
+    let tmp = tmp();
+    let (mut reader, fifo) = reader_in(tmp.path(), &[]);
+    // Hold a write end ourselves, so that the reader sees no end of the
+    // stream between one writer's last line and the other's first.
+    let keep_open = OpenOptions::new().write(true).open(&fifo).unwrap();
+    let fifo_arg = fifo.to_str().unwrap();
+    let writers: Vec<_> = (0..3)
+        .map(|_| {
+            Listing::start(
+                bin!("fifo-spam"),
+                &["writer", fifo_arg, "--count", "3"],
+            )
+        })
+        .collect();
+    let mut got = Vec::new();
+    for _ in 0..9 {
+        got.push(
+            reader
+                .expect(r#"Parent \d+ got "(.*)" at \d+\.\d+"#)
+                .remove(1),
+        );
+    }
+    for writer in writers {
+        assert!(finish_clean(writer).status.success());
+    }
+    drop(keep_open);
+    let out = finish_clean(reader);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.len(), 11, "{:?}", out.stdout);
+    assert_eq!(out.stdout[10], "End of stream: no writer has the FIFO open");
+    // Nine lines in, nine whole lines out, three of each.
+    got.sort();
+    let expected: Vec<_> = ["Spam 000", "Spam 001", "Spam 002"]
+        .iter()
+        .flat_map(|line| [*line; 3])
+        .collect();
+    assert_eq!(got, expected);
+    assert!(contents(tmp.path()).is_empty());
+}
+
+#[test]
+fn fifo_spam_reader_removes_its_fifo_when_a_signal_ends_it() {
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // Once blocked in `open`, waiting for a writer...
+        let tmp = tmp();
+        let (reader, _) = reader_in(tmp.path(), &[]);
+        reader.signal(signal);
+        let out = finish_clean(reader);
+        assert_eq!(out.status.signal(), Some(signal as i32), "{}", out.stderr);
+        assert!(contents(tmp.path()).is_empty(), "{signal}: left behind");
+
+        // ...and once reading from a writer.
+        let tmp = self::tmp();
+        let (mut reader, fifo) = reader_in(tmp.path(), &[]);
+        let _writer = Listing::start(
+            bin!("fifo-spam"),
+            &["writer", fifo.to_str().unwrap()],
+        );
+        reader.next_line();
+        reader.signal(signal);
+        let out = finish_clean(reader);
+        assert_eq!(out.status.signal(), Some(signal as i32), "{}", out.stderr);
+        assert!(contents(tmp.path()).is_empty(), "{signal}: left behind");
+    }
+}
+
+#[test]
+fn fifo_spam_reader_removes_its_fifo_when_it_fails() {
+    let tmp = tmp();
+    let (reader, fifo) = reader_in(tmp.path(), &[]);
+    // A line that is not UTF-8 is an error for the reader.
+    let mut fifo = OpenOptions::new().write(true).open(&fifo).unwrap();
+    fifo.write_all(b"\xff\n").unwrap();
+    drop(fifo);
+    let out = finish_clean(reader);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.stderr,
+        "fifo-spam: stream did not contain valid UTF-8\n"
+    );
+    assert!(contents(tmp.path()).is_empty());
+}
+
+#[test]
+fn fifo_spam_reader_removes_its_fifo_when_its_output_goes_away() {
+    let tmp = tmp();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut command = Command::new(bin_path("fifo-spam"));
+    command.arg("reader").env("TMPDIR", tmp.path());
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::from(writer)));
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(contents(tmp.path()).is_empty());
+}
+
+#[test]
+fn fifo_spam_writer_without_a_reader_fails_with_enxio_or_waits() {
+    let tmp = tmp();
+    let fifo = tmp.path().join("fifo");
+    mkfifo(&fifo, Mode::S_IRUSR | Mode::S_IWUSR).unwrap();
+    let fifo_arg = fifo.to_str().unwrap();
+    let out = run_clean(bin!("fifo-spam"), &["writer", fifo_arg, "--no-wait"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.stderr,
+        format!("fifo-spam: {fifo_arg}: no reader has it open (ENXIO)\n")
+    );
+    // Without --no-wait, it waits in `open` for a reader.
+    let mut writer = Listing::start(bin!("fifo-spam"), &["writer", fifo_arg]);
+    let pid = writer.pid();
+    wait_until("the writer to wait in open", || {
+        wchan_of(pid) == "wait_for_partner"
+    });
+    assert!(writer.no_line_within(std::time::Duration::from_millis(200)));
+}
+
+#[test]
+fn fifo_spam_writer_dies_of_sigpipe_once_the_reader_has_gone() {
+    let tmp = tmp();
+    let (reader, fifo) = reader_in(tmp.path(), &["--count", "1"]);
+    let writer =
+        Listing::start(bin!("fifo-spam"), &["writer", fifo.to_str().unwrap()]);
+    let out = finish_clean(reader);
+    assert!(out.status.success(), "{}", out.stderr);
+    // Its first line, the one it took, and no end of stream.
+    assert_eq!(out.stdout.len(), 2, "{:?}", out.stdout);
+    assert!(out.stdout[1].contains(r#" got "Spam 000" at "#));
+    // Its second line, a second later, has nobody to read it.
+    let out = finish_clean(writer);
+    assert_eq!(out.status.signal(), Some(Signal::SIGPIPE as i32));
+    assert!(contents(tmp.path()).is_empty());
+}
+
+#[test]
+fn fifo_spam_reader_leaves_a_fifo_it_did_not_make() {
+    let tmp = tmp();
+    let fifo = tmp.path().join("fifo");
+    mkfifo(&fifo, Mode::S_IRUSR | Mode::S_IWUSR).unwrap();
+    let fifo_arg = fifo.to_str().unwrap();
+    let mut command = Command::new(bin_path("fifo-spam"));
+    command.args(["reader", "--fifo", fifo_arg, "--count", "1"]);
+    let mut reader = Listing::spawn(&mut command, Stdio::piped());
+    reader.next_line();
+    let writer = Listing::start(
+        bin!("fifo-spam"),
+        &["writer", fifo_arg, "--count", "1"],
+    );
+    assert!(finish_clean(reader).status.success());
+    finish_clean(writer);
+    assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
+
+    // A path that is not a FIFO is refused, and left alone too.
+    let file = tmp.path().join("file");
+    fs::write(&file, "Spam\n").unwrap();
+    let file_arg = file.to_str().unwrap();
+    let out = run_clean(bin!("fifo-spam"), &["reader", "--fifo", file_arg]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stderr
+            .ends_with(&format!("fifo-spam: {file_arg} is not a FIFO\n"))
+    );
+    assert_eq!(fs::read_to_string(&file).unwrap(), "Spam\n");
+    let out =
+        finish_clean(Listing::start(bin!("fifo-spam"), &["writer", file_arg]));
+    assert_eq!(out.stderr, format!("fifo-spam: {file_arg} is not a FIFO\n"));
+    assert_eq!(fs::read_to_string(&file).unwrap(), "Spam\n");
+}
+
+/// The names the book shows for what varies: the private directory's
+/// random name (in whatever TMPDIR is), the FIFO's line in `ls -l`.
+const FIFO_MASKS: &[(&str, &str)] = &[
+    (r"\S*/(fifo-spam|fifo-open)\.\w{6}", "/tmp/$1.XXXXXX"),
+    (
+        r"(?m)^(p[-rwx]{9}) +\d+ +\S+ +\S+ +\d+ +\w{3} +\d+ +[\d:]+ ",
+        "$1 <owner and date> ",
+    ),
+];
+
+#[test]
+fn fifo_spam_output_matches_the_book() {
+    // Terminal 1: a reader, in the system's temporary directory.
+    let mut reader = Listing::start(bin!("fifo-spam"), &["reader"]);
+    let line = reader.expect(r"Waiting for a writer on (\S+) \(pid \d+\)");
+    let fifo = PathBuf::from(&line[1]);
+    let dir = fifo.parent().unwrap().to_path_buf();
+    let _cleanup = RemoveOnDrop(dir.clone());
+    let pid = reader.pid();
+    wait_until("the reader to wait in open", || {
+        wchan_of(pid) == "wait_for_partner"
+    });
+    // Terminal 2.
+    let fifo_arg = fifo.to_str().unwrap();
+    let mut terminal2: Vec<(String, Vec<String>)> = [
+        format!("ls -l {}", dir.display()),
+        format!("cat /proc/{pid}/wchan; echo"),
+    ]
+    .into_iter()
+    .map(|command| {
+        let output = shell(&command);
+        (command, output)
+    })
+    .collect();
+    let writer_args = ["writer", fifo_arg, "--count", "3"];
+    let writer = finish_clean(Listing::start(bin!("fifo-spam"), &writer_args));
+    assert!(writer.status.success(), "{}", writer.stderr);
+    terminal2.push((cargo_run("fifo-spam", &writer_args), writer.stdout));
+
+    let out = finish_clean(reader);
+    assert!(out.status.success(), "{}", out.stderr);
+    let terminal1 = out.stdout;
+    assert!(!dir.exists(), "the reader left {}", dir.display());
+    assert_session_matches_book_masking(
+        "ch22-fifos/22-01-fifo-spam.out",
+        &[(cargo_run("fifo-spam", &["reader"]), &terminal1[..])],
+        FIFO_MASKS,
+    );
+    let session: Vec<_> =
+        terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book_masking(
+        "ch22-fifos/22-01-terminal-2.out",
+        &session,
+        FIFO_MASKS,
+    );
+}
+
+#[test]
+fn fifo_open_follows_the_rules_and_removes_its_fifo() {
+    let tmp = tmp();
+    let mut command = Command::new(bin_path("fifo-open"));
+    command.env("TMPDIR", tmp.path());
+    let listing = Listing::spawn(&mut command, Stdio::piped());
+    let pgid = listing.pid();
+    let out = finish_clean(listing);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout[1..],
+        [
+            "open O_WRONLY | O_NONBLOCK, no reader: ENXIO: No such device or address",
+            "open O_RDONLY | O_NONBLOCK, no writer: opened",
+            "read, no writer has opened it yet: 0 bytes, the end of the stream",
+            "open O_WRONLY | O_NONBLOCK, a reader: opened",
+            "read, a writer, nothing written: EAGAIN: Try again",
+            "read, after a write of 4 bytes: 4 bytes",
+            "read, after the writer closed it: 0 bytes, the end of the stream",
+            "open O_RDWR, nobody else (Linux only): opened",
+        ]
+    );
+    assert!(contents(tmp.path()).is_empty());
+    wait_until("fifo-open to end", || group_is_gone(pgid));
+    // The book shows a run in the system's temporary directory.
+    let out = finish_clean(Listing::start(bin!("fifo-open"), &[]));
+    let dir = out.stdout[0]
+        .trim_start_matches("A FIFO at ")
+        .trim_end_matches("/fifo");
+    assert!(!Path::new(dir).exists(), "fifo-open left {dir}");
+    assert_session_matches_book_masking(
+        "ch22-fifos/22-02-fifo-open.out",
+        &[(cargo_run("fifo-open", &[]), &out.stdout[..])],
+        FIFO_MASKS,
+    );
+}
+
+#[test]
+fn fifo_listings_reject_bad_arguments_in_one_line() {
+    assert_rejects(bin!("fifo-spam"), &[], "reader or writer?");
+    assert_rejects(bin!("fifo-spam"), &["writer"], "the FIFO's path");
+    assert_rejects(bin!("fifo-spam"), &["reader", "/tmp/x"], "a reader takes");
+    assert_rejects(bin!("fifo-spam"), &["talker"], "unknown mode");
+    assert_rejects(
+        bin!("fifo-spam"),
+        &["writer", "/nonexistent/fifo"],
+        "No such file",
+    );
+    assert_rejects(bin!("fifo-open"), &["now"], "unexpected argument");
+}
