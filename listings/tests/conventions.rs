@@ -81,6 +81,14 @@ fn abuses() -> Vec<Abuse> {
         abuse("pipe-glued", &[], End::Exits(1)),
         abuse("pipe-lines", &[], End::Sigpipe),
         abuse("fork-exit", &["--std-exit"], End::Sigpipe),
+        // The benchmarks keep SIGPIPE ignored while they measure, so that a
+        // dead peer is an error they report, and restore the default
+        // before they print their one line.
+        abuse("bench-pingpong", &["--count", "10"], End::Sigpipe),
+        abuse("bench-naive", &[], End::Sigpipe),
+        abuse("bench-throughput", &["--bytes", "64K"], End::Sigpipe),
+        abuse("bench-vmsplice-reuse", &[], End::Sigpipe),
+        abuse("bench-memcpy", &["--bytes", "64K"], End::Sigpipe),
     ]
 }
 

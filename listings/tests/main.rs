@@ -9,6 +9,8 @@ mod support;
 mod ch02_signals;
 mod ch03_sockets;
 mod ch04_pipes;
+mod ch26_latency;
+mod ch27_throughput;
 mod conventions;
 
 /// The harness itself: nothing it starts outlives it.
