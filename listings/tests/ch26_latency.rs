@@ -307,7 +307,7 @@ fn pingpong_output_matches_the_book() {
 // The benchmark command.
 
 /// The anchors of listings/bench/results.md that the chapters include.
-const RESULT_ANCHORS: [&str; 9] = [
+const RESULT_ANCHORS: [&str; 10] = [
     "machine",
     "latency",
     "latency-verdict",
@@ -315,6 +315,7 @@ const RESULT_ANCHORS: [&str; 9] = [
     "throughput",
     "throughput-verdict",
     "zero-copy",
+    "zero-copy-verdict",
     "throughput-syscalls",
     "memcpy",
 ];
