@@ -202,6 +202,32 @@ fn pingpong_makes_four_system_calls_per_round_trip() {
 }
 
 #[test]
+fn rust_sends_on_sockets_with_msg_nosignal() {
+    if !have("strace") {
+        return;
+    }
+    let bin = bin!("bench-pingpong");
+    let args = [
+        "-f",
+        "-e",
+        "trace=sendto",
+        bin,
+        "--via",
+        "unix",
+        "--count",
+        "1",
+    ];
+    let out = run("strace", &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(r#"sendto(3, "\0", 1, MSG_NOSIGNAL, NULL, 0)"#),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn pingpong_rejects_what_it_cannot_measure() {
     let bin = bin!("bench-pingpong");
     assert_rejects(
