@@ -107,6 +107,14 @@ fn abuses() -> Vec<Abuse> {
         abuse("proc-exec", &["command"], End::Exits(0)),
         abuse("proc-pre-exec", &["chdir", "/"], End::Sigpipe),
         abuse("proc-orphans", &["none", "--for", "60"], End::Exits(0)),
+        // The benchmarks keep SIGPIPE ignored while they measure, so that a
+        // dead peer is an error they report, and restore the default
+        // before they print their one line.
+        abuse("bench-pingpong", &["--count", "10"], End::Sigpipe),
+        abuse("bench-naive", &[], End::Sigpipe),
+        abuse("bench-throughput", &["--bytes", "64K"], End::Sigpipe),
+        abuse("bench-vmsplice-reuse", &[], End::Sigpipe),
+        abuse("bench-memcpy", &["--bytes", "64K"], End::Sigpipe),
     ]
 }
 

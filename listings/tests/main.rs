@@ -16,6 +16,8 @@ mod ch22_fifos;
 mod ch23_pipelines;
 mod ch24_exec;
 mod ch25_orphans;
+mod ch26_latency;
+mod ch27_throughput;
 mod conventions;
 
 /// The harness itself: nothing it starts outlives it.

@@ -478,29 +478,7 @@ pub fn assert_session_matches_book<S: AsRef<str>>(
     file: &str,
     session: &[(String, &[S])],
 ) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
-    let mut actual = String::new();
-    for (command, output) in session {
-        actual.push_str(&format!("$ {command}\n"));
-        for line in *output {
-            actual.push_str(line.as_ref());
-            actual.push('\n');
-        }
-    }
-    if blessing() {
-        fs::write(&path, &actual).expect("write the output file");
-        return;
-    }
-    let shown = fs::read_to_string(&path).unwrap_or_else(|err| {
-        panic!("{file}: {err}; create it with BLESS=1 cargo test -p listings")
-    });
-    let (want, got) = (normalise(&shown), normalise(&actual));
-    assert!(
-        want == got,
-        "{file} no longer matches a real run.\n--- in the book (normalised)\n{want}\
-         --- this run (normalised)\n{got}\
-         If the new output is right: BLESS=1 cargo test -p listings"
-    );
+    assert_session_matches_book_masking(file, session, &[]);
 }
 
 /// Replaces what differs from run to run with placeholders.
@@ -653,4 +631,23 @@ pub fn finish_clean(listing: Listing) -> Finished {
 /// none of its processes is left.
 pub fn run_clean(bin: &str, args: &[&str]) -> Finished {
     finish_clean(Listing::start(bin, args))
+}
+
+// ----------------------------------------------------------------------------
+// Outputs of programs that measure (added with Part V).
+
+/// Like [`assert_session_matches_book`], for programs that measure time:
+/// on each line, whatever follows `measured:` (durations, rates, counts of
+/// context switches) differs from run to run, and is left out of the
+/// comparison on both sides. Everything before it, the protocol and the
+/// byte counts, must match.
+pub fn assert_measurements_match_book<S: AsRef<str>>(
+    file: &str,
+    session: &[(String, &[S])],
+) {
+    assert_session_matches_book_masking(
+        file,
+        session,
+        &[("measured: .*", "measured: <varies>")],
+    );
 }

@@ -1,0 +1,389 @@
+// ANCHOR: whole
+// Listing 26-2: the C reference for Listing 26-1, `bench-pingpong`: the
+// same protocol, the same arguments, the same line of output, so that the
+// benchmark command can run both side by side. Compile with
+//
+//     cc -O2 -o pingpong 26-02-pingpong.c
+//
+// Every call is checked; an error ends the program with one line and
+// status 1, as the Rust listing does.
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *usage =
+    "usage: pingpong [--via pipe|unix|tcp|signal|eventfd] "
+    "[--cpus same|different|any] [--count N]";
+
+enum via { PIPE, UNIX, TCP, SIGNAL, EVENTFD };
+static const char *via_names[] = {"pipe", "unix", "tcp", "signal", "eventfd"};
+
+static const char *who = "pingpong";
+
+static void die(const char *what) {
+    fprintf(stderr, "%s: %s: %s\n", who, what, strerror(errno));
+    exit(1);
+}
+
+static void fail(const char *message) {
+    fprintf(stderr, "%s: %s\n", who, message);
+    exit(1);
+}
+
+// ANCHOR: end
+// One process's end of the channel. Streams (pipes, sockets) use `rx` and
+// `tx` as descriptors; signals use `peer`; eventfds use `rx` and `tx`.
+struct end {
+    enum via via;
+    int rx, tx;
+    pid_t peer;
+    sigset_t waited_for;
+    unsigned char sent, received;
+};
+
+static const uint64_t STOP = 2;
+static const uint64_t CHILD_GONE = 1ULL << 32;
+static volatile sig_atomic_t gone_fd = -1;
+
+static void child_gone(int sig) {
+    (void)sig;
+    int saved = errno;
+    if (gone_fd >= 0) {
+        uint64_t value = CHILD_GONE;
+        ssize_t ignored = write(gone_fd, &value, sizeof value);
+        (void)ignored;
+    }
+    errno = saved;
+}
+
+// Writes all of `buf`, retrying after a signal or a short write.
+static int write_all(int fd, const void *buf, size_t len) {
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void send_message(struct end *e) {
+    switch (e->via) {
+    case PIPE: case UNIX: case TCP:
+        if (write_all(e->tx, &e->sent, 1) < 0) die("write");
+        e->sent++;
+        break;
+    case SIGNAL:
+        if (kill(e->peer, SIGUSR1) < 0) die("kill");
+        break;
+    case EVENTFD: {
+        uint64_t one = 1;
+        if (write_all(e->tx, &one, sizeof one) < 0) die("write");
+        break;
+    }
+    }
+}
+
+// Waits for the other process's next message: 0 if it has stopped, or is
+// gone, instead.
+static int receive_message(struct end *e) {
+    switch (e->via) {
+    case PIPE: case UNIX: case TCP: {
+        unsigned char byte;
+        ssize_t n;
+        do n = read(e->rx, &byte, 1); while (n < 0 && errno == EINTR);
+        if (n < 0) die("read");
+        if (n == 0) return 0;
+        if (byte != e->received) fail("got an unexpected byte");
+        e->received++;
+        return 1;
+    }
+    case SIGNAL: {
+        int sig;
+        errno = sigwait(&e->waited_for, &sig);
+        if (errno != 0) die("sigwait");
+        return sig == SIGUSR1;
+    }
+    case EVENTFD: {
+        uint64_t value;
+        ssize_t n;
+        do n = read(e->rx, &value, sizeof value);
+        while (n < 0 && errno == EINTR);
+        if (n != sizeof value) die("read");
+        return value == 1;
+    }
+    }
+    return 0;
+}
+
+static void stop(struct end *e) {
+    switch (e->via) {
+    case PIPE: case UNIX: case TCP:
+        break;
+    case SIGNAL:
+        if (kill(e->peer, SIGUSR2) < 0) die("kill");
+        break;
+    case EVENTFD:
+        gone_fd = -1;
+        if (write_all(e->tx, &STOP, sizeof STOP) < 0) die("write");
+        break;
+    }
+    if (e->via != SIGNAL) {
+        close(e->tx);
+        if (e->rx != e->tx) close(e->rx);
+    }
+}
+// ANCHOR_END: end
+
+// ANCHOR: channel
+// Both ends of a channel, made before the fork: descriptors [0] for the
+// parent's end, [1] for the child's.
+struct channel {
+    enum via via;
+    int rx[2], tx[2];
+};
+
+static struct channel make_channel(enum via via) {
+    struct channel c = {.via = via, .rx = {-1, -1}, .tx = {-1, -1}};
+    int to_child[2], to_parent[2], pair[2];
+    switch (via) {
+    case PIPE:
+        if (pipe(to_child) < 0 || pipe(to_parent) < 0) die("pipe");
+        c.rx[0] = to_parent[0], c.tx[0] = to_child[1];
+        c.rx[1] = to_child[0], c.tx[1] = to_parent[1];
+        break;
+    case UNIX:
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) < 0) die("socketpair");
+        c.rx[0] = c.tx[0] = pair[0];
+        c.rx[1] = c.tx[1] = pair[1];
+        break;
+    case TCP: {
+        struct sockaddr_in addr = {.sin_family = AF_INET};
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof addr;
+        int one = 1;
+        int listener = socket(AF_INET, SOCK_STREAM, 0);
+        int client = socket(AF_INET, SOCK_STREAM, 0);
+        if (listener < 0 || client < 0) die("socket");
+        if (bind(listener, (struct sockaddr *)&addr, sizeof addr) < 0 ||
+            listen(listener, 1) < 0 ||
+            getsockname(listener, (struct sockaddr *)&addr, &len) < 0)
+            die("listen");
+        if (connect(client, (struct sockaddr *)&addr, sizeof addr) < 0)
+            die("connect");
+        int server = accept(listener, NULL, NULL);
+        if (server < 0) die("accept");
+        close(listener);
+        if (setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) ||
+            setsockopt(server, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one))
+            die("setsockopt");
+        c.rx[0] = c.tx[0] = server;
+        c.rx[1] = c.tx[1] = client;
+        break;
+    }
+    case SIGNAL: {
+        sigset_t blocked;
+        sigemptyset(&blocked);
+        sigaddset(&blocked, SIGUSR1);
+        sigaddset(&blocked, SIGUSR2);
+        sigaddset(&blocked, SIGCHLD);
+        if (sigprocmask(SIG_BLOCK, &blocked, NULL) < 0) die("sigprocmask");
+        break;
+    }
+    case EVENTFD: {
+        c.rx[0] = c.tx[1] = eventfd(0, 0);
+        c.rx[1] = c.tx[0] = eventfd(0, 0);
+        if (c.rx[0] < 0 || c.rx[1] < 0) die("eventfd");
+        gone_fd = c.rx[0];
+        struct sigaction sa = {.sa_handler = child_gone};
+        sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGCHLD, &sa, NULL) < 0) die("sigaction");
+        break;
+    }
+    }
+    return c;
+}
+
+// This process's end (side 0: parent, 1: child); the other's is closed.
+static struct end end_of(struct channel c, int side, pid_t peer) {
+    struct end e = {.via = c.via, .rx = c.rx[side], .tx = c.tx[side]};
+    e.peer = peer;
+    // Both processes use both eventfds, and signals have no descriptor.
+    int other = 1 - side;
+    if (c.via == PIPE) {
+        close(c.rx[other]);
+        close(c.tx[other]);
+    } else if (c.via == UNIX || c.via == TCP) {
+        close(c.rx[other]);
+    }
+    sigemptyset(&e.waited_for);
+    sigaddset(&e.waited_for, SIGUSR1);
+    sigaddset(&e.waited_for, side == 0 ? SIGCHLD : SIGUSR2);
+    return e;
+}
+// ANCHOR_END: channel
+
+// ANCHOR: placement
+// The CPUs for the parent and the child; -1 leaves one to the scheduler.
+static void choose_cpus(const char *cpus, int *parent, int *child) {
+    cpu_set_t allowed;
+    int usable[2], found = 0;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) < 0)
+        die("sched_getaffinity");
+    for (int cpu = 0; cpu < CPU_SETSIZE && found < 2; cpu++)
+        if (CPU_ISSET(cpu, &allowed)) usable[found++] = cpu;
+    *parent = *child = -1;
+    if (strcmp(cpus, "same") == 0) {
+        *parent = *child = usable[0];
+    } else if (strcmp(cpus, "different") == 0) {
+        if (found < 2) fail("--cpus different needs two CPUs");
+        *parent = usable[0], *child = usable[1];
+    }
+}
+
+static void pin_to(int cpu) {
+    if (cpu < 0) return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof set, &set) < 0) die("sched_setaffinity");
+}
+// ANCHOR_END: placement
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void round_trip(struct end *e) {
+    send_message(e);
+    if (!receive_message(e)) fail("the child is gone");
+}
+
+// ANCHOR: main
+static void child(struct channel c, pid_t parent, int cpu, long count) {
+    who = "pingpong child";
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die("prctl");
+    if (getppid() != parent) fail("the parent is gone");
+    pin_to(cpu);
+    struct end e = end_of(c, 1, parent);
+    long answered = 0;
+    while (receive_message(&e)) {
+        send_message(&e);
+        answered++;
+    }
+    if (answered != count + 1) fail("answered the wrong number of messages");
+    _exit(0);
+}
+
+int main(int argc, char **argv) {
+    static struct option options[] = {
+        {"via", required_argument, 0, 'v'},
+        {"cpus", required_argument, 0, 'c'},
+        {"count", required_argument, 0, 'n'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    enum via via = PIPE;
+    const char *cpus = "same";
+    long count = 200000;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        switch (opt) {
+        case 'v': {
+            int found = -1;
+            for (int i = 0; i < 5; i++)
+                if (strcmp(optarg, via_names[i]) == 0) found = i;
+            if (found < 0) fail(usage);
+            via = (enum via)found;
+            break;
+        }
+        case 'c':
+            if (strcmp(optarg, "same") && strcmp(optarg, "different") &&
+                strcmp(optarg, "any"))
+                fail(usage);
+            cpus = optarg;
+            break;
+        case 'n': {
+            char *rest;
+            errno = 0;
+            count = strtol(optarg, &rest, 10);
+            if (errno || *rest || rest == optarg || count < 1) fail(usage);
+            break;
+        }
+        case 'h':
+            printf("%s\n", usage);
+            return 0;
+        default:
+            fail(usage);
+        }
+    }
+    if (optind < argc) fail(usage);
+
+    int parent_cpu, child_cpu;
+    choose_cpus(cpus, &parent_cpu, &child_cpu);
+    struct channel c = make_channel(via);
+    pid_t parent = getpid();
+    pin_to(parent_cpu);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) die("fork");
+    if (pid == 0) child(c, parent, child_cpu, count);
+
+    struct end e = end_of(c, 0, pid);
+    struct rusage before, after, children;
+    getrusage(RUSAGE_SELF, &before);
+    round_trip(&e); // The child is ready.
+    double start = now();
+    for (long i = 0; i < count; i++) round_trip(&e);
+    double elapsed = now() - start;
+    stop(&e);
+    getrusage(RUSAGE_SELF, &after);
+    int status;
+    if (waitpid(pid, &status, 0) < 0) die("waitpid");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail("the child failed");
+    getrusage(RUSAGE_CHILDREN, &children);
+    long waits = after.ru_nvcsw - before.ru_nvcsw + children.ru_nvcsw;
+    long preemptions =
+        after.ru_nivcsw - before.ru_nivcsw + children.ru_nivcsw;
+    // ANCHOR_END: main
+
+    char where[64];
+    if (parent_cpu < 0)
+        snprintf(where, sizeof where, "any CPU");
+    else if (parent_cpu == child_cpu)
+        snprintf(where, sizeof where, "CPU %d", parent_cpu);
+    else
+        snprintf(where, sizeof where, "CPUs %d and %d", parent_cpu, child_cpu);
+    const char *message = via == SIGNAL    ? "a signal"
+                          : via == EVENTFD ? "8 bytes"
+                                           : "1 byte";
+    printf("%s on %s: %ld round trips of %s; measured: %.6f s, %.3f µs per "
+           "round trip, %.2f waits and %.2f preemptions per round trip\n",
+           via_names[via], where, count, message, elapsed,
+           elapsed * 1e6 / (double)count, (double)waits / (double)count,
+           (double)preemptions / (double)count);
+    return 0;
+}
+// ANCHOR_END: whole

@@ -1,0 +1,116 @@
+// ANCHOR: whole
+// Listing 27-1: a pipe benchmark written the way several published C
+// benchmarks are, to show what becomes of it. The child insists that each
+// read returns a whole chunk, and gives up when one does not. The parent
+// never closes its copy of the read end, so its writes cannot fail: once
+// the pipe is full, it waits for a reader that will never come.
+//
+// It hangs by design: stop it with Ctrl-C. Listing 27-2 is the fix.
+
+use std::error::Error;
+use std::io::{self, Write};
+use std::process::{self, ExitCode};
+
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, pipe, read, write};
+
+const USAGE: &str = "usage: bench-naive [--chunk BYTES] [--count N]";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench-naive: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let (chunk, count) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let (read_end, write_end) = pipe()?;
+    let parent = getpid();
+    println!("Parent {parent}: sending {count} chunks of {chunk} bytes");
+    io::stdout().flush()?;
+    // SAFETY: the program has started no threads, so no lock can be held
+    // by a thread that the child would not have.
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            die_with_parent(parent)?;
+            let mut buffer = vec![0; chunk];
+            for _ in 0..count {
+                // The mistake: a read returns what the pipe holds, up to
+                // `chunk` bytes, and a pipe holds 64 KiB by default.
+                if read(&read_end, &mut buffer)? != chunk {
+                    println!(
+                        "Child {}: short read, fewer than {chunk} bytes; \
+                         giving up",
+                        getpid()
+                    );
+                    // SAFETY: `_exit` only ends the process.
+                    unsafe { nix::libc::_exit(1) }
+                }
+            }
+            // SAFETY: as above.
+            unsafe { nix::libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => {
+            // The other mistake: `read_end` stays open here, so no write
+            // ever fails with EPIPE, however dead the reader is.
+            let buffer = vec![0; chunk];
+            for _ in 0..count {
+                let mut rest = &buffer[..];
+                while !rest.is_empty() {
+                    let n = write(&write_end, rest)?;
+                    rest = &rest[n..];
+                }
+            }
+            println!("Parent {parent}: done");
+            waitpid(child, None)?;
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: run
+
+/// Asks the kernel to kill this process when its parent dies.
+fn die_with_parent(parent: Pid) -> Result<(), Box<dyn Error>> {
+    #[cfg(target_os = "linux")]
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+    if getppid() != parent {
+        return Err("the parent is gone".into());
+    }
+    Ok(())
+}
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--chunk BYTES] [--count N]`: 8192 chunks of 128 KiB, 1 GiB,
+/// by default.
+fn parse_args() -> Result<(usize, u64), lexopt::Error> {
+    use lexopt::prelude::*;
+    let (mut chunk, mut count) = (128 * 1024, 8192);
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("chunk") => chunk = args.value()?.parse()?,
+            Long("count") => count = args.value()?.parse()?,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok((chunk, count))
+}
+// ANCHOR_END: whole

@@ -1,0 +1,535 @@
+// ANCHOR: whole
+// Listing 27-2: throughput. A parent sends BYTES to a forked child, in
+// writes of CHUNK bytes, over a pipe, a Unix socket pair or a TCP
+// connection on loopback, or over a pipe without copying: `vmsplice` on
+// the sending side, then `read` or `splice` on the receiving side. The
+// child counts what it gets and reports back; the parent times the whole
+// transfer and prints one line. `--cpus` chooses where the two processes
+// run, as in Listing 26-1.
+//
+// Every loop takes what the kernel gives: a read or a write may move fewer
+// bytes than asked, and that is no error. The C program of Listing 27-4
+// speaks the same protocol and prints the same line.
+
+use std::error::Error;
+use std::fs::File;
+use std::io::{self, ErrorKind, IoSlice, Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::process::{self, ExitCode};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{FcntlArg, SpliceFFlags, fcntl, splice, vmsplice};
+use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+use nix::sys::resource::{UsageWho, getrusage};
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, pipe};
+
+const USAGE: &str = "usage: bench-throughput \
+                     [--via pipe|unix|tcp|vmsplice|splice] \
+                     [--cpus same|different|any] [--bytes N] [--chunk N]  \
+                     (N: bytes, or with K, M or G for KiB, MiB, GiB)";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(io::stderr(), "bench-throughput: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The mechanisms this program can measure.
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    Pipe,
+    Unix,
+    Tcp,
+    /// A pipe: `vmsplice` in, `read` out.
+    Vmsplice,
+    /// A pipe: `vmsplice` in, `splice` out to /dev/null.
+    Splice,
+}
+
+/// Where the two processes run.
+#[derive(Clone, Copy)]
+enum Cpus {
+    Same,
+    Different,
+    Any,
+}
+
+struct Args {
+    via: Via,
+    cpus: Cpus,
+    bytes: u64,
+    chunk: usize,
+}
+
+/// What the child found, sent back to the parent at the end.
+struct Report {
+    received: u64,
+    reads: u64,
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let (parent_cpu, child_cpu) = choose_cpus(args.cpus)?;
+    let (rx, tx) = channel(args.via)?;
+    // The child says on this pipe when it is ready, and in the end what
+    // it received.
+    let (report_rx, report_tx) = pipe()?;
+    let parent = getpid();
+    pin_to(parent_cpu)?;
+    // SAFETY: the program has started no threads, so no lock can be held
+    // by a thread that the child would not have.
+    let child = match unsafe { fork() }? {
+        ForkResult::Child => {
+            drop((tx, report_rx));
+            let report = File::from(report_tx);
+            let status = match child(&args, parent, child_cpu, rx, report) {
+                Ok(()) => 0,
+                Err(err) => {
+                    let _ =
+                        writeln!(io::stderr(), "bench-throughput child: {err}");
+                    1
+                }
+            };
+            // SAFETY: `_exit` only ends the process.
+            unsafe { nix::libc::_exit(status) }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop((rx, report_tx));
+    let mut report = File::from(report_rx);
+    let mut ready = [0];
+    report.read_exact(&mut ready)?;
+    let before = getrusage(UsageWho::RUSAGE_SELF)?;
+    let start = Instant::now();
+    // Kept until the child has reported: until then, the pipe may still
+    // refer to its pages.
+    let mut ring = None;
+    let sent = match args.via {
+        Via::Vmsplice | Via::Splice => Ring::for_pipe(&tx, args.chunk)
+            .and_then(|new| send_vmsplice(tx, args.bytes, ring.insert(new))),
+        _ => send(tx, args.bytes, args.chunk),
+    };
+    // Our end is closed now, whatever happened: the child sees the end of
+    // the stream, and answers with what it got.
+    let result =
+        sent.and_then(|writes| Ok((writes, read_report(&mut report)?)));
+    let elapsed = start.elapsed();
+    let after = getrusage(UsageWho::RUSAGE_SELF)?;
+    // If the child failed, that is the news, more than a broken pipe.
+    match waitpid(child, None)? {
+        WaitStatus::Exited(_, 0) => {}
+        status => return Err(format!("the child failed: {status:?}").into()),
+    }
+    let (writes, got) = result?;
+    if got.received != args.bytes {
+        return Err(format!("the child received {} bytes", got.received).into());
+    }
+    let children = getrusage(UsageWho::RUSAGE_CHILDREN)?;
+    let waits = after.voluntary_context_switches()
+        - before.voluntary_context_switches()
+        + children.voluntary_context_switches();
+    let preemptions = after.involuntary_context_switches()
+        - before.involuntary_context_switches()
+        + children.involuntary_context_switches();
+
+    // Measured. From here on, we are a filter: if nobody reads our output,
+    // SIGPIPE ends us quietly (see the introduction).
+    restore_sigpipe()?;
+    let chunks = args.bytes.div_ceil(args.chunk as u64) as f64;
+    println!(
+        "{} on {}: {} bytes in {}-byte writes, {} received; measured: \
+         {:.6} s, {:.3} GiB/s, {} writes, {} reads, {:.2} waits and {:.2} \
+         preemptions per chunk",
+        via_name(args.via),
+        placement(parent_cpu, child_cpu),
+        args.bytes,
+        args.chunk,
+        got.received,
+        elapsed.as_secs_f64(),
+        gib_per_s(args.bytes, elapsed),
+        writes,
+        got.reads,
+        waits as f64 / chunks,
+        preemptions as f64 / chunks,
+    );
+    Ok(())
+}
+// ANCHOR_END: run
+
+// ANCHOR: child
+fn child(
+    args: &Args,
+    parent: Pid,
+    cpu: Option<usize>,
+    rx: OwnedFd,
+    mut report: File,
+) -> Result<(), Box<dyn Error>> {
+    die_with_parent(parent)?;
+    pin_to(cpu)?;
+    report.write_all(b"r")?; // Ready: start the clock.
+    let got = match args.via {
+        Via::Splice => receive_splice(rx, args.chunk)?,
+        _ => receive(File::from(rx), args.chunk)?,
+    };
+    let mut message = got.received.to_ne_bytes().to_vec();
+    message.extend_from_slice(&got.reads.to_ne_bytes());
+    report.write_all(&message)?;
+    Ok(())
+}
+
+fn read_report(report: &mut File) -> io::Result<Report> {
+    let mut message = [0; 16];
+    report.read_exact(&mut message)?;
+    let (received, reads) = message.split_at(8);
+    Ok(Report {
+        received: u64::from_ne_bytes(received.try_into().expect("8 bytes")),
+        reads: u64::from_ne_bytes(reads.try_into().expect("8 bytes")),
+    })
+}
+// ANCHOR_END: child
+
+// ANCHOR: send
+/// Sends `total` bytes in writes of at most `chunk` bytes, each chunk
+/// stamped with its number (see `check_stamps`), then closes the stream.
+/// Returns the number of `write` calls.
+fn send(tx: OwnedFd, total: u64, chunk: usize) -> io::Result<u64> {
+    let mut tx = File::from(tx);
+    let mut buffer = pattern(chunk);
+    let (mut sent, mut writes, mut number) = (0, 0, 0);
+    while sent < total {
+        let len = chunk.min((total - sent) as usize);
+        buffer[0] = number as u8;
+        let mut rest = &buffer[..len];
+        while !rest.is_empty() {
+            // A write may take fewer bytes than offered: a signal can
+            // interrupt it midway. Then we send the rest.
+            match tx.write(rest) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => rest = &rest[n..],
+                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            }
+            writes += 1;
+        }
+        sent += len as u64;
+        number += 1;
+    }
+    Ok(writes)
+}
+
+/// Reads until the end of the stream, checking the stamps.
+fn receive(mut rx: File, chunk: usize) -> io::Result<Report> {
+    let mut buffer = vec![0; chunk];
+    let (mut received, mut reads) = (0, 0);
+    loop {
+        // A read returns what is there, up to `chunk` bytes: less is
+        // normal, and only 0 means the end.
+        let n = match rx.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        check_stamps(&buffer[..n], received, chunk as u64)?;
+        received += n as u64;
+        reads += 1;
+    }
+    Ok(Report { received, reads })
+}
+
+/// Checks the first byte of every chunk that starts within `data`, which
+/// is byte `offset` onwards of the stream: chunk number k starts with k,
+/// modulo 256. One comparison per chunk, and bytes lost, doubled or out of
+/// order would not get past it.
+fn check_stamps(data: &[u8], offset: u64, chunk: u64) -> io::Result<()> {
+    let mut start = offset.next_multiple_of(chunk);
+    while start < offset + data.len() as u64 {
+        let (expected, got) =
+            ((start / chunk) as u8, data[(start - offset) as usize]);
+        if got != expected {
+            return Err(io::Error::new(
+                ErrorKind::InvalidData,
+                format!("byte {start}: expected stamp {expected}, got {got}"),
+            ));
+        }
+        start += chunk;
+    }
+    Ok(())
+}
+
+/// A buffer of `len` bytes that are not all zero: a fresh zeroed buffer
+/// may be backed by one shared page of zeros, which is faster to copy
+/// from than real data would be.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+// ANCHOR_END: send
+
+// ANCHOR: vmsplice
+/// Sends like `send`, but with `vmsplice`, from the buffers of `ring`:
+/// the pipe gets references to our pages instead of a copy of them.
+fn send_vmsplice(tx: OwnedFd, total: u64, ring: &mut Ring) -> io::Result<u64> {
+    let chunk = ring.chunk;
+    let (mut sent, mut writes, mut number) = (0, 0, 0);
+    while sent < total {
+        let len = chunk.min((total - sent) as usize);
+        let buffer = ring.buffer(number);
+        buffer[0] = number as u8;
+        let mut rest = &buffer[..len];
+        while !rest.is_empty() {
+            // SAFETY: the pipe keeps referring to these pages after the
+            // call returns, until the reader has taken them out. We write
+            // to this buffer again only when the ring comes round to it,
+            // and by then its pages have left the pipe: see `Ring`.
+            let n = match unsafe {
+                vmsplice(&tx, &[IoSlice::new(rest)], SpliceFFlags::empty())
+            } {
+                Ok(n) => n,
+                Err(nix::Error::EINTR) => continue,
+                Err(err) => return Err(err.into()),
+            };
+            // Short "writes" are the rule here: `vmsplice` adds what fits
+            // in the pipe and returns.
+            rest = &rest[n..];
+            writes += 1;
+        }
+        sent += len as u64;
+        number += 1;
+    }
+    Ok(writes)
+}
+
+/// Page-aligned buffers of `chunk` bytes, used in turn. A pipe holds at
+/// most `capacity` bytes of pages. Once the buffers sent after buffer i
+/// add up to that much, none of buffer i's pages can still be in the pipe,
+/// so it is safe to write to it again: one buffer more than it takes to
+/// fill the pipe.
+struct Ring {
+    memory: Vec<u8>,
+    start: usize,
+    chunk: usize,
+    buffers: usize,
+}
+
+impl Ring {
+    /// Enough buffers of `chunk` bytes for the pipe `tx`.
+    fn for_pipe(tx: &OwnedFd, chunk: usize) -> io::Result<Ring> {
+        let capacity = fcntl(tx.as_fd(), FcntlArg::F_GETPIPE_SZ)? as usize;
+        let buffers = capacity.div_ceil(chunk) + 1;
+        let page = page_size();
+        let memory = pattern(buffers * chunk + page);
+        let start = memory.as_ptr().align_offset(page);
+        Ok(Ring {
+            memory,
+            start,
+            chunk,
+            buffers,
+        })
+    }
+
+    fn buffer(&mut self, number: u64) -> &mut [u8] {
+        let from =
+            self.start + (number % self.buffers as u64) as usize * self.chunk;
+        &mut self.memory[from..from + self.chunk]
+    }
+}
+
+/// Moves everything from the pipe to /dev/null with `splice`: no byte is
+/// copied, and none is seen, so there is no stamp to check.
+fn receive_splice(rx: OwnedFd, chunk: usize) -> io::Result<Report> {
+    let null = File::options().write(true).open("/dev/null")?;
+    let (mut received, mut reads) = (0, 0);
+    loop {
+        let n = match splice(
+            &rx,
+            None,
+            &null,
+            None,
+            chunk,
+            SpliceFFlags::empty(),
+        ) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(nix::Error::EINTR) => continue,
+            Err(err) => return Err(err.into()),
+        };
+        received += n as u64;
+        reads += 1;
+    }
+    Ok(Report { received, reads })
+}
+
+fn page_size() -> usize {
+    // SAFETY: `sysconf` only reads a value.
+    let size = unsafe { nix::libc::sysconf(nix::libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096)
+}
+// ANCHOR_END: vmsplice
+
+// ANCHOR: channel
+/// The receiving and the sending end of a channel, made before the fork.
+fn channel(via: Via) -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(match via {
+        Via::Pipe | Via::Vmsplice | Via::Splice => pipe()?,
+        Via::Unix => {
+            let (rx, tx) = UnixStream::pair()?;
+            (rx.into(), tx.into())
+        }
+        Via::Tcp => {
+            let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+            let tx = TcpStream::connect(listener.local_addr()?)?;
+            let (rx, _) = listener.accept()?;
+            (rx.into(), tx.into())
+        }
+    })
+}
+// ANCHOR_END: channel
+
+fn gib_per_s(bytes: u64, elapsed: Duration) -> f64 {
+    bytes as f64 / f64::from(1 << 30) / elapsed.as_secs_f64()
+}
+
+/// The CPUs for the parent and the child, among those this process may
+/// use; `None` leaves a process to the scheduler.
+fn choose_cpus(
+    cpus: Cpus,
+) -> Result<(Option<usize>, Option<usize>), Box<dyn Error>> {
+    let allowed = sched_getaffinity(Pid::from_raw(0))?;
+    let usable: Vec<usize> = (0..CpuSet::count())
+        .filter(|&cpu| allowed.is_set(cpu).unwrap_or(false))
+        .collect();
+    Ok(match (cpus, usable.as_slice()) {
+        (Cpus::Any, _) => (None, None),
+        (Cpus::Same, [first, ..]) => (Some(*first), Some(*first)),
+        (Cpus::Different, [first, second, ..]) => (Some(*first), Some(*second)),
+        _ => return Err("--cpus different needs two CPUs".into()),
+    })
+}
+
+/// Restricts this process to one CPU.
+fn pin_to(cpu: Option<usize>) -> nix::Result<()> {
+    if let Some(cpu) = cpu {
+        let mut set = CpuSet::new();
+        set.set(cpu)?;
+        sched_setaffinity(Pid::from_raw(0), &set)?;
+    }
+    Ok(())
+}
+
+fn placement(parent: Option<usize>, child: Option<usize>) -> String {
+    match (parent, child) {
+        (Some(a), Some(b)) if a == b => format!("CPU {a}"),
+        (Some(a), Some(b)) => format!("CPUs {a} and {b}"),
+        _ => "any CPU".to_string(),
+    }
+}
+
+fn via_name(via: Via) -> &'static str {
+    match via {
+        Via::Pipe => "pipe",
+        Via::Unix => "unix",
+        Via::Tcp => "tcp",
+        Via::Vmsplice => "vmsplice",
+        Via::Splice => "splice",
+    }
+}
+
+/// Asks the kernel to kill this process when its parent dies.
+fn die_with_parent(parent: Pid) -> Result<(), Box<dyn Error>> {
+    #[cfg(target_os = "linux")]
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+    // The parent may have died before that call: then we have been
+    // adopted already, and no signal will come.
+    if getppid() != parent {
+        return Err("the parent is gone".into());
+    }
+    Ok(())
+}
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--via V] [--cpus C] [--bytes N] [--chunk N]`.
+fn parse_args() -> Result<Args, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut parsed = Args {
+        via: Via::Pipe,
+        cpus: Cpus::Same,
+        bytes: 1 << 30,
+        chunk: 64 << 10,
+    };
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("via") => {
+                parsed.via = match args.value()?.string()?.as_str() {
+                    "pipe" => Via::Pipe,
+                    "unix" => Via::Unix,
+                    "tcp" => Via::Tcp,
+                    "vmsplice" => Via::Vmsplice,
+                    "splice" => Via::Splice,
+                    other => return Err(format!("no --via {other}").into()),
+                }
+            }
+            Long("cpus") => {
+                parsed.cpus = match args.value()?.string()?.as_str() {
+                    "same" => Cpus::Same,
+                    "different" => Cpus::Different,
+                    "any" => Cpus::Any,
+                    other => return Err(format!("no --cpus {other}").into()),
+                }
+            }
+            Long("bytes") => {
+                parsed.bytes = args.value()?.parse_with(parse_size)?
+            }
+            Long("chunk") => {
+                parsed.chunk = args.value()?.parse_with(|text| {
+                    usize::try_from(parse_size(text)?)
+                        .map_err(|e| e.to_string())
+                })?;
+            }
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    if parsed.bytes == 0 || parsed.chunk == 0 {
+        return Err("--bytes and --chunk must be at least 1".into());
+    }
+    let zero_copy = matches!(parsed.via, Via::Vmsplice | Via::Splice);
+    if zero_copy && parsed.chunk % page_size() != 0 {
+        let page = page_size();
+        return Err(format!("--chunk must be a multiple of {page}").into());
+    }
+    Ok(parsed)
+}
+
+/// `65536`, `64K`, `1M`, `1G`: a number of bytes.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let (digits, shift) = match text.char_indices().last() {
+        Some((at, 'K')) => (&text[..at], 10),
+        Some((at, 'M')) => (&text[..at], 20),
+        Some((at, 'G')) => (&text[..at], 30),
+        _ => (text, 0),
+    };
+    let number: u64 = digits.parse().map_err(|e| format!("{e}"))?;
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text} is too large"))
+}
+// ANCHOR_END: whole

@@ -1,0 +1,98 @@
+// ANCHOR: whole
+// Listing 27-3: why `vmsplice` is `unsafe`. One process, one pipe, one
+// page-aligned buffer. It sends the word "before" into the pipe, then
+// writes "after!" over it in its own buffer, and only then reads the pipe.
+// Sent with `write`, the pipe holds a copy, and the reader gets "before".
+// Sent with `vmsplice`, the pipe holds a reference to the buffer's page,
+// and the reader gets whatever the page holds when it reads.
+
+use std::error::Error;
+use std::io::IoSlice;
+use std::process::{self, ExitCode};
+
+use nix::fcntl::{SpliceFFlags, vmsplice};
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::unistd::{pipe, read, write};
+
+const USAGE: &str = "usage: bench-vmsplice-reuse";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench-vmsplice-reuse: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let page = page_size();
+    let mut memory = vec![0; 2 * page];
+    let start = memory.as_ptr().align_offset(page);
+    let buffer = &mut memory[start..start + page];
+    for how in ["write", "vmsplice"] {
+        let (read_end, write_end) = pipe()?;
+        buffer[..6].copy_from_slice(b"before");
+        let sent = if how == "write" {
+            write(&write_end, &buffer[..6])?
+        } else {
+            // SAFETY: this breaks the rule on purpose: the buffer changes
+            // below while the pipe still refers to its page. Memory stays
+            // sound, since the kernel holds its own reference to the page;
+            // what breaks is the data the reader gets.
+            unsafe {
+                vmsplice(
+                    &write_end,
+                    &[IoSlice::new(&buffer[..6])],
+                    SpliceFFlags::empty(),
+                )?
+            }
+        };
+        buffer[..6].copy_from_slice(b"after!");
+        let mut got = [0; 6];
+        let n = read(&read_end, &mut got)?;
+        println!(
+            "{:<9} sent {sent} bytes of \"before\", then changed the buffer \
+             to \"after!\"; the reader got {:?}",
+            format!("{how}:"),
+            String::from_utf8_lossy(&got[..n]),
+        );
+    }
+    Ok(())
+}
+// ANCHOR_END: run
+
+fn page_size() -> usize {
+    // SAFETY: `sysconf` only reads a value.
+    let size = unsafe { nix::libc::sysconf(nix::libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096)
+}
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Accepts no arguments but `--help`.
+fn parse_args() -> Result<(), lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = lexopt::Parser::from_env();
+    if let Some(arg) = args.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: whole

@@ -1,0 +1,106 @@
+// ANCHOR: whole
+// Listing 27-5: the physical limit. Copies a buffer of SIZE bytes into
+// another, over and over, until BYTES have been copied, and prints the
+// rate. A pipe or a socket copies every byte at least once; none can move
+// data faster than this. A buffer that fits in the CPU's caches (64 KiB,
+// the chunk of Listing 27-2) gives the fastest a copy can be; one far
+// larger than the caches (256 MiB) gives the speed of main memory.
+
+use std::error::Error;
+use std::hint::black_box;
+use std::io::{self, Write};
+use std::process::{self, ExitCode};
+use std::time::Instant;
+
+use nix::sys::signal::{SigHandler, Signal, signal};
+
+const USAGE: &str = "usage: bench-memcpy [--size N] [--bytes N]  \
+                     (N: bytes, or with K, M or G for KiB, MiB, GiB)";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(io::stderr(), "bench-memcpy: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let (size, bytes) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // Both buffers hold real data: every page is touched before the clock
+    // starts.
+    let from: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let mut to = vec![1; size];
+    let copies = bytes.div_ceil(size as u64);
+    let start = Instant::now();
+    for _ in 0..copies {
+        // `copy_from_slice` is a call to the C library's `memcpy`.
+        // `black_box` keeps the compiler from skipping copies whose
+        // result nobody reads.
+        black_box(&mut to).copy_from_slice(black_box(&from));
+    }
+    let elapsed = start.elapsed();
+    let copied = copies * size as u64;
+    println!(
+        "memcpy of {size}-byte buffers: {copied} bytes; measured: {:.6} s, \
+         {:.3} GiB/s",
+        elapsed.as_secs_f64(),
+        copied as f64 / f64::from(1 << 30) / elapsed.as_secs_f64(),
+    );
+    Ok(())
+}
+// ANCHOR_END: run
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--size N] [--bytes N]`: 16 GiB through 64 KiB by default.
+fn parse_args() -> Result<(usize, u64), lexopt::Error> {
+    use lexopt::prelude::*;
+    let (mut size, mut bytes) = (64 << 10, 16 << 30);
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("size") => {
+                size = args.value()?.parse_with(|text| {
+                    usize::try_from(parse_size(text)?)
+                        .map_err(|e| e.to_string())
+                })?;
+            }
+            Long("bytes") => bytes = args.value()?.parse_with(parse_size)?,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    if size == 0 || bytes == 0 {
+        return Err("--size and --bytes must be at least 1".into());
+    }
+    Ok((size, bytes))
+}
+
+/// `65536`, `64K`, `1M`, `1G`: a number of bytes.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let (digits, shift) = match text.char_indices().last() {
+        Some((at, 'K')) => (&text[..at], 10),
+        Some((at, 'M')) => (&text[..at], 20),
+        Some((at, 'G')) => (&text[..at], 30),
+        _ => (text, 0),
+    };
+    let number: u64 = digits.parse().map_err(|e| format!("{e}"))?;
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text} is too large"))
+}
+// ANCHOR_END: whole

@@ -1,0 +1,429 @@
+//! Chapter 26, Measuring latency: Listing 26-1 (`bench-pingpong`), its C
+//! reference (Listing 26-2), and the benchmark command
+//! `listings/bench/run`. These tests check the protocol, the counts and
+//! the placement, never the timing: timings belong to the benchmark
+//! command, on a quiet machine.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nix::sched::{CpuSet, sched_getaffinity};
+use nix::unistd::Pid;
+use regex::Regex;
+
+use crate::support::{
+    Listing, assert_measurements_match_book, assert_rejects, cargo_run, have,
+    run,
+};
+
+const MECHANISMS: [&str; 5] = ["pipe", "unix", "tcp", "signal", "eventfd"];
+
+/// The CPUs this test process may run on.
+pub fn usable_cpus() -> Vec<usize> {
+    let allowed = sched_getaffinity(Pid::from_raw(0)).expect("affinity");
+    (0..CpuSet::count())
+        .filter(|&cpu| allowed.is_set(cpu).unwrap_or(false))
+        .collect()
+}
+
+/// The placements this machine can offer: `different` needs two CPUs.
+pub fn placements() -> Vec<&'static str> {
+    if usable_cpus().len() >= 2 {
+        vec!["same", "different", "any"]
+    } else {
+        vec!["same", "any"]
+    }
+}
+
+/// What a line must say about where the two processes ran.
+pub fn placement_pattern(cpus: &str) -> &'static str {
+    match cpus {
+        "same" => r"CPU (\d+)",
+        "different" => r"CPUs (\d+) and (\d+)",
+        _ => "any CPU",
+    }
+}
+
+/// Compiles a C reference with `cc -O2`, as the benchmark command does,
+/// into `dir`; returns the binary.
+pub fn compile_c(source: &str, dir: &Path) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(source);
+    let binary = dir.join(source.file_stem().unwrap());
+    let out = Command::new("cc")
+        .args(["-O2", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .output()
+        .expect("run cc");
+    assert!(
+        out.status.success(),
+        "cc {}: {}",
+        source.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    binary
+}
+
+/// The part of a result line before `measured:`: what was moved, over
+/// what, where. Rust and C must agree on it exactly.
+pub fn protocol(line: &str) -> &str {
+    line.split_once("; measured: ")
+        .unwrap_or_else(|| panic!("no measurement in {line:?}"))
+        .0
+}
+
+/// Runs one program once and returns its one line.
+pub fn one_line(bin: &str, args: &[&str]) -> String {
+    let out = run(bin, args);
+    assert!(out.status.success(), "{bin} {args:?}: {}", out.stderr);
+    assert_eq!(out.stdout.len(), 1, "{bin} {args:?}: {:?}", out.stdout);
+    out.stdout[0].clone()
+}
+
+fn message(via: &str) -> &'static str {
+    match via {
+        "signal" => "a signal",
+        "eventfd" => "8 bytes",
+        _ => "1 byte",
+    }
+}
+
+#[test]
+fn pingpong_completes_every_round_trip_by_every_mechanism_and_placement() {
+    for via in MECHANISMS {
+        for cpus in placements() {
+            let line = one_line(
+                bin!("bench-pingpong"),
+                &["--via", via, "--cpus", cpus, "--count", "50"],
+            );
+            let pattern = format!(
+                concat!(
+                    r"^{} on {}: 50 round trips of {}; measured: ",
+                    r"\d+\.\d{{6}} s, \d+\.\d{{3}} µs per round trip, ",
+                    r"\d+\.\d\d waits and \d+\.\d\d preemptions per round trip$",
+                ),
+                via,
+                placement_pattern(cpus),
+                message(via),
+            );
+            let caps = Regex::new(&pattern)
+                .unwrap()
+                .captures(&line)
+                .unwrap_or_else(|| panic!("{line:?} is not /{pattern}/"));
+            if cpus == "different" {
+                assert_ne!(caps[1], caps[2], "two CPUs: {line}");
+            }
+        }
+    }
+}
+
+#[test]
+fn pingpong_c_reference_speaks_the_same_protocol() {
+    if !have("cc") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let c = compile_c("ch26-latency/26-02-pingpong.c", dir.path());
+    for via in MECHANISMS {
+        for cpus in placements() {
+            let args = ["--via", via, "--cpus", cpus, "--count", "50"];
+            let rust = one_line(bin!("bench-pingpong"), &args);
+            let c = one_line(c.to_str().unwrap(), &args);
+            assert_eq!(protocol(&rust), protocol(&c), "{args:?}");
+        }
+    }
+}
+
+/// System calls per round trip, by name: the difference between a run of
+/// 300 round trips and one of 100, under `strace -c -f`, divided by 200.
+fn syscalls_per_round_trip(bin: &str, via: &str) -> BTreeMap<String, f64> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut counts = Vec::new();
+    for count in ["100", "300"] {
+        let trace = dir.path().join("trace");
+        let args = [
+            "-f",
+            "-c",
+            "-o",
+            trace.to_str().unwrap(),
+            bin,
+            "--via",
+            via,
+            "--count",
+            count,
+        ];
+        let out = run("strace", &args);
+        assert!(out.status.success(), "strace {args:?}: {}", out.stderr);
+        let mut calls = BTreeMap::new();
+        for line in fs::read_to_string(&trace).unwrap().lines() {
+            let fields: Vec<_> = line.split_whitespace().collect();
+            if fields.len() >= 5
+                && let Ok(n) = fields[3].parse::<f64>()
+            {
+                calls.insert(fields[fields.len() - 1].to_string(), n);
+            }
+        }
+        counts.push(calls);
+    }
+    let mut per = BTreeMap::new();
+    for (name, large) in &counts[1] {
+        let small = counts[0].get(name).copied().unwrap_or(0.0);
+        let n = (large - small) / 200.0;
+        if n > 0.0 && name != "total" {
+            per.insert(name.clone(), n);
+        }
+    }
+    per
+}
+
+#[test]
+fn pingpong_makes_four_system_calls_per_round_trip() {
+    if !have("strace") {
+        return;
+    }
+    // Each process sends once and waits once per round trip. Rust's
+    // standard library reads and writes sockets with `recv` and `send`,
+    // which are the `recvfrom` and `sendto` system calls on Linux.
+    let expected = [
+        ("pipe", ["read", "write"]),
+        ("unix", ["recvfrom", "sendto"]),
+        ("tcp", ["recvfrom", "sendto"]),
+        ("signal", ["kill", "rt_sigtimedwait"]),
+        ("eventfd", ["read", "write"]),
+    ];
+    for (via, names) in expected {
+        let per = syscalls_per_round_trip(bin!("bench-pingpong"), via);
+        let want: BTreeMap<String, f64> =
+            names.iter().map(|n| (n.to_string(), 2.0)).collect();
+        assert_eq!(per, want, "{via}");
+    }
+}
+
+#[test]
+fn rust_sends_on_sockets_with_msg_nosignal() {
+    if !have("strace") {
+        return;
+    }
+    // To a file, where strace's own messages cannot cut into a line. A
+    // call that another process interrupts ends in `<unfinished ...>`
+    // there, so the closing parenthesis is left out of the comparison.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let bin = bin!("bench-pingpong");
+    let args = ["-f", "-e", "trace=sendto", "-o", trace.to_str().unwrap()];
+    let mut args = args.to_vec();
+    args.extend([bin, "--via", "unix", "--count", "1"]);
+    let out = run("strace", &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    let trace = fs::read_to_string(&trace).unwrap();
+    assert!(
+        trace.contains(r#"sendto(3, "\0", 1, MSG_NOSIGNAL, NULL, 0"#),
+        "{trace}"
+    );
+}
+
+#[test]
+fn pingpong_rejects_what_it_cannot_measure() {
+    let bin = bin!("bench-pingpong");
+    assert_rejects(
+        bin,
+        &["--via", "carrier-pigeon"],
+        "no --via carrier-pigeon",
+    );
+    assert_rejects(bin, &["--cpus", "all"], "no --cpus all");
+    assert_rejects(bin, &["--count", "0"], "--count must be at least 1");
+    assert_rejects(bin, &["--count", "-1"], "invalid digit");
+    if usable_cpus().len() < 2 {
+        assert_rejects(bin, &["--cpus", "different"], "needs two CPUs");
+    }
+}
+
+#[test]
+fn pingpong_refuses_two_cpus_when_it_may_use_one() {
+    if !have("taskset") {
+        return;
+    }
+    let cpu = usable_cpus()[0].to_string();
+    let bin = bin!("bench-pingpong");
+    let out = run("taskset", &["-c", &cpu, bin, "--cpus", "different"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "bench-pingpong: --cpus different needs two CPUs\n"
+    );
+    // `same` is the one CPU it may use.
+    let line = one_line("taskset", &["-c", &cpu, bin, "--count", "10"]);
+    assert!(line.starts_with(&format!("pipe on CPU {cpu}: ")), "{line}");
+}
+
+#[test]
+fn pingpong_parent_reports_a_child_that_dies() {
+    // A pipe's end of stream tells the parent; for signals, SIGCHLD; for
+    // eventfds, the SIGCHLD handler's value. Each way, the parent must
+    // not wait forever.
+    for via in MECHANISMS {
+        let pingpong = Listing::start(
+            bin!("bench-pingpong"),
+            &["--via", via, "--count", "100000000"],
+        );
+        let parent = pingpong.pid();
+        let mut children = Vec::new();
+        crate::support::wait_until("the fork", || {
+            children = crate::support::children_of(parent);
+            !children.is_empty()
+        });
+        nix::sys::signal::kill(children[0], nix::sys::signal::SIGKILL).unwrap();
+        let out = pingpong.finish();
+        assert_eq!(out.status.code(), Some(1), "{via}: {}", out.stderr);
+        assert!(
+            out.stderr.starts_with("bench-pingpong: "),
+            "{via}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn pingpong_child_dies_with_its_parent() {
+    for via in MECHANISMS {
+        let pingpong = Listing::start(
+            bin!("bench-pingpong"),
+            &["--via", via, "--count", "100000000"],
+        );
+        let parent = pingpong.pid();
+        let mut children = Vec::new();
+        crate::support::wait_until("the fork", || {
+            children = crate::support::children_of(parent);
+            !children.is_empty()
+        });
+        pingpong.signal(nix::sys::signal::SIGKILL);
+        pingpong.finish();
+        crate::support::wait_until(&format!("the {via} child to die"), || {
+            matches!(crate::support::state_of(children[0]), None | Some('Z'))
+        });
+    }
+}
+
+#[test]
+fn pingpong_output_matches_the_book() {
+    let mut session = Vec::new();
+    for cpus in ["same", "different"] {
+        let args = ["--via", "pipe", "--cpus", cpus, "--count", "1000"];
+        if cpus == "different" && usable_cpus().len() < 2 {
+            return;
+        }
+        let out = run(bin!("bench-pingpong"), &args);
+        assert!(out.status.success(), "{}", out.stderr);
+        session.push((cargo_run("bench-pingpong", &args), out.stdout));
+    }
+    let session: Vec<_> =
+        session.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_measurements_match_book(
+        "ch26-latency/26-01-bench-pingpong.out",
+        &session,
+    );
+}
+
+// ----------------------------------------------------------------------------
+// The benchmark command.
+
+/// The anchors of listings/bench/results.md that the chapters include.
+const RESULT_ANCHORS: [&str; 10] = [
+    "machine",
+    "latency",
+    "latency-verdict",
+    "latency-syscalls",
+    "throughput",
+    "throughput-verdict",
+    "zero-copy",
+    "zero-copy-verdict",
+    "throughput-syscalls",
+    "memcpy",
+];
+
+fn check_results(dir: &Path) {
+    let results = fs::read_to_string(dir.join("results.md")).unwrap();
+    for anchor in RESULT_ANCHORS {
+        assert!(
+            results.contains(&format!("<!-- ANCHOR: {anchor} -->"))
+                && results.contains(&format!("<!-- ANCHOR_END: {anchor} -->")),
+            "results.md has no anchor {anchor}"
+        );
+    }
+    // A row for every mechanism and placement, in both tables.
+    for (mechanisms, vias) in [
+        ("latency", ["pipe", "unix", "tcp", "signal", "eventfd"]),
+        ("throughput", ["pipe", "unix", "tcp", "vmsplice", "splice"]),
+    ] {
+        let table = results
+            .split(&format!("<!-- ANCHOR: {mechanisms} -->"))
+            .nth(1)
+            .and_then(|rest| rest.split("<!-- ANCHOR_END").next())
+            .unwrap();
+        for via in vias {
+            for cpus in placements() {
+                assert!(
+                    table.contains(&format!("| {via} | {cpus} | ")),
+                    "{mechanisms}: no row for {via}, {cpus}"
+                );
+            }
+        }
+    }
+    for figure in ["latency.svg", "throughput.svg"] {
+        let svg = fs::read_to_string(dir.join(figure)).unwrap();
+        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+        assert!(svg.trim_end().ends_with("</svg>"), "{figure}");
+        // Alt text for screen readers, colours that follow the theme.
+        assert!(svg.contains("<title id="), "{figure} has no title");
+        assert!(svg.contains("<desc id="), "{figure} has no description");
+        assert!(svg.contains("currentColor"), "{figure}");
+        // Included inline, the figure is one HTML block of Markdown, which
+        // a blank line would end.
+        assert!(!svg.contains("\n\n"), "{figure} has a blank line");
+    }
+}
+
+#[test]
+fn bench_command_runs_everything_in_a_tiny_configuration() {
+    if !have("python3") || !have("cc") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bins = Path::new(bin!("bench-pingpong")).parent().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/run");
+    let mut bench = Listing::start(
+        script.to_str().unwrap(),
+        &[
+            "--tiny",
+            "--out",
+            dir.path().to_str().unwrap(),
+            "--bin-dir",
+            bins.to_str().unwrap(),
+        ],
+    );
+    // A line for every step and every figure: each comes within the
+    // harness's patience, however long the whole run takes.
+    while bench.next_line_or_exit().is_some() {}
+    let out = bench.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    check_results(dir.path());
+    let results = fs::read_to_string(dir.path().join("results.md")).unwrap();
+    assert!(results.contains("A tiny configuration"));
+}
+
+#[test]
+fn results_in_the_book_come_from_a_full_run_of_the_bench_command() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench");
+    check_results(&dir);
+    let results = fs::read_to_string(dir.join("results.md")).unwrap();
+    assert!(
+        results.starts_with("<!-- Written by listings/bench/run."),
+        "results.md was not written by the bench command"
+    );
+    assert!(
+        !results.contains("A tiny configuration"),
+        "results.md holds a tiny run: run listings/bench/run"
+    );
+}

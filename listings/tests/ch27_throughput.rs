@@ -1,0 +1,253 @@
+//! Chapter 27, Measuring throughput: Listings 27-1 (`bench-naive`), 27-2
+//! (`bench-throughput`), 27-3 (`bench-vmsplice-reuse`), the C reference
+//! (Listing 27-4) and 27-5 (`bench-memcpy`). Protocol and byte counts,
+//! never timing.
+
+use std::fs;
+
+use nix::sys::signal::Signal;
+use regex::Regex;
+
+use crate::ch26_latency::{
+    compile_c, one_line, placement_pattern, placements, protocol,
+};
+use crate::support::{
+    Listing, assert_matches_book, assert_measurements_match_book,
+    assert_rejects, assert_session_matches_book, cargo_run, have, run, shell,
+    state_of, wait_until,
+};
+
+const MECHANISMS: [&str; 5] = ["pipe", "unix", "tcp", "vmsplice", "splice"];
+
+/// Sizes that leave a short last chunk, and chunks that are whole pages
+/// (for `vmsplice`) or not (for the others, so that chunks start anywhere
+/// within a read).
+fn sizes(via: &str) -> [&'static str; 4] {
+    match via {
+        "vmsplice" | "splice" => ["--bytes", "1000000", "--chunk", "12288"],
+        _ => ["--bytes", "1000000", "--chunk", "1000"],
+    }
+}
+
+#[test]
+fn throughput_delivers_every_byte_by_every_mechanism_and_placement() {
+    for via in MECHANISMS {
+        for cpus in placements() {
+            let mut args = vec!["--via", via, "--cpus", cpus];
+            args.extend(sizes(via));
+            let line = one_line(bin!("bench-throughput"), &args);
+            let chunk = sizes(via)[3];
+            let pattern = format!(
+                concat!(
+                    r"^{} on {}: 1000000 bytes in {}-byte writes, 1000000 ",
+                    r"received; measured: \d+\.\d{{6}} s, \d+\.\d{{3}} GiB/s, ",
+                    r"(\d+) writes, (\d+) reads, \d+\.\d\d waits and ",
+                    r"\d+\.\d\d preemptions per chunk$",
+                ),
+                via,
+                placement_pattern(cpus),
+                chunk,
+            );
+            let caps = Regex::new(&pattern)
+                .unwrap()
+                .captures(&line)
+                .unwrap_or_else(|| panic!("{line:?} is not /{pattern}/"));
+            // At least one call per chunk each way; a chunk may take more.
+            let chunks = 1_000_000u64.div_ceil(chunk.parse().unwrap());
+            let writes: u64 = caps[caps.len() - 2].parse().unwrap();
+            let reads: u64 = caps[caps.len() - 1].parse().unwrap();
+            assert!(writes >= chunks, "{line}");
+            assert!(reads >= 1, "{line}");
+        }
+    }
+}
+
+#[test]
+fn throughput_c_reference_moves_the_same_bytes() {
+    if !have("cc") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let c = compile_c("ch27-throughput/27-04-throughput.c", dir.path());
+    for via in MECHANISMS {
+        for cpus in placements() {
+            let mut args = vec!["--via", via, "--cpus", cpus];
+            args.extend(sizes(via));
+            let rust = one_line(bin!("bench-throughput"), &args);
+            let c = one_line(c.to_str().unwrap(), &args);
+            assert_eq!(protocol(&rust), protocol(&c), "{args:?}");
+        }
+    }
+}
+
+/// The counts of `write` and `read` calls in a result line.
+fn calls(line: &str) -> (u64, u64) {
+    let re = Regex::new(r", (\d+) writes, (\d+) reads, ").unwrap();
+    let caps = re.captures(line).unwrap_or_else(|| panic!("{line}"));
+    (caps[1].parse().unwrap(), caps[2].parse().unwrap())
+}
+
+#[test]
+fn vmsplice_and_read_go_in_pieces_when_a_chunk_is_larger_than_the_pipe() {
+    // Chunks of 256 KiB, four times what a pipe holds by default: a read
+    // returns at most what the pipe holds, and so does a `vmsplice`, while
+    // a blocking `write` waits for room until it has written everything.
+    let args = |via| ["--via", via, "--bytes", "1M", "--chunk", "256K"];
+    let (writes, reads) =
+        calls(&one_line(bin!("bench-throughput"), &args("pipe")));
+    assert_eq!(writes, 4, "one write per chunk");
+    assert!(reads >= 16, "{reads} reads of at most 64 KiB");
+    let (writes, reads) =
+        calls(&one_line(bin!("bench-throughput"), &args("vmsplice")));
+    assert!(writes >= 16, "{writes} vmsplices of at most 64 KiB");
+    assert!(reads >= 16, "{reads} reads of at most 64 KiB");
+}
+
+#[test]
+fn throughput_rejects_sizes_it_cannot_use() {
+    let bin = bin!("bench-throughput");
+    assert_rejects(bin, &["--via", "smoke"], "no --via smoke");
+    assert_rejects(bin, &["--bytes", "0"], "at least 1");
+    assert_rejects(bin, &["--chunk", "1T"], "invalid digit");
+    assert_rejects(bin, &["--bytes", "99999999999G"], "is too large");
+    assert_rejects(
+        bin,
+        &["--via", "vmsplice", "--chunk", "1000"],
+        "--chunk must be a multiple of",
+    );
+}
+
+#[test]
+fn throughput_parent_reports_a_child_that_dies() {
+    for via in MECHANISMS {
+        let sender = Listing::start(
+            bin!("bench-throughput"),
+            &["--via", via, "--bytes", "1000G"],
+        );
+        let parent = sender.pid();
+        let mut children = Vec::new();
+        wait_until("the fork", || {
+            children = crate::support::children_of(parent);
+            !children.is_empty()
+        });
+        nix::sys::signal::kill(children[0], Signal::SIGKILL).unwrap();
+        let out = sender.finish();
+        assert_eq!(out.status.code(), Some(1), "{via}: {}", out.stderr);
+        assert!(out.stderr.starts_with("bench-throughput: "), "{via}");
+    }
+}
+
+#[test]
+fn throughput_output_matches_the_book() {
+    let args = ["--via", "pipe", "--cpus", "same", "--bytes", "64M"];
+    let out = run(bin!("bench-throughput"), &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_measurements_match_book(
+        "ch27-throughput/27-02-bench-throughput.out",
+        &[(cargo_run("bench-throughput", &args), &out.stdout)],
+    );
+}
+
+#[test]
+fn naive_child_gives_up_on_a_short_read_and_the_parent_hangs() {
+    let mut naive = Listing::start(bin!("bench-naive"), &[]);
+    let parent = naive.pid();
+    naive.expect(r"Parent \d+: sending 8192 chunks of 131072 bytes");
+    let child = naive
+        .expect(r"Child (\d+): short read, fewer than 131072 bytes; giving up")
+        [1]
+    .clone();
+    let child = nix::unistd::Pid::from_raw(child.parse().unwrap());
+    // The child is dead, but not reaped: the parent is busy writing.
+    wait_until("the child to end", || state_of(child) == Some('Z'));
+    // The parent sleeps in the kernel's pipe write, and stays there.
+    let wchan = format!("/proc/{parent}/wchan");
+    wait_until("the parent to wait in a pipe write", || {
+        state_of(parent) == Some('S')
+            && fs::read_to_string(&wchan)
+                .is_ok_and(|w| w.contains("pipe_write"))
+    });
+    assert!(naive.no_line_within(std::time::Duration::from_secs(1)));
+    // Both ends of the pipe are still open in the parent: 3 reads, 4
+    // writes, the same pipe.
+    let fd = |n| fs::read_link(format!("/proc/{parent}/fd/{n}")).unwrap();
+    assert_eq!(fd(3), fd(4));
+
+    let terminal2: Vec<_> = [
+        format!("grep State /proc/{parent}/status /proc/{child}/status"),
+        format!("ls -l /proc/{parent}/fd/3 /proc/{parent}/fd/4"),
+        format!("kill {parent}"),
+    ]
+    .into_iter()
+    .map(|command| {
+        let output = shell(&command);
+        (command, output)
+    })
+    .collect();
+    let out = naive.finish();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+    assert_matches_book(
+        "ch27-throughput/27-01-bench-naive.out",
+        "bench-naive",
+        &[],
+        &out.stdout,
+    );
+    let session: Vec<_> =
+        terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book(
+        "ch27-throughput/27-01-terminal-2.out",
+        &session,
+    );
+}
+
+#[test]
+fn vmsplice_reader_gets_the_page_as_it_is_when_it_reads() {
+    let out = run(bin!("bench-vmsplice-reuse"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        [
+            "write:    sent 6 bytes of \"before\", then changed the buffer \
+             to \"after!\"; the reader got \"before\"",
+            "vmsplice: sent 6 bytes of \"before\", then changed the buffer \
+             to \"after!\"; the reader got \"after!\"",
+        ]
+    );
+    assert_matches_book(
+        "ch27-throughput/27-03-bench-vmsplice-reuse.out",
+        "bench-vmsplice-reuse",
+        &[],
+        &out.stdout,
+    );
+}
+
+#[test]
+fn memcpy_copies_whole_buffers_until_it_has_copied_enough() {
+    let line =
+        one_line(bin!("bench-memcpy"), &["--size", "64K", "--bytes", "100K"]);
+    assert!(
+        line.starts_with(
+            "memcpy of 65536-byte buffers: 131072 bytes; measured: "
+        ),
+        "{line}"
+    );
+    assert_rejects(bin!("bench-memcpy"), &["--size", "0"], "at least 1");
+}
+
+#[test]
+fn memcpy_output_matches_the_book() {
+    let mut session = Vec::new();
+    for size in ["64K", "64M"] {
+        let args = ["--size", size, "--bytes", "1G"];
+        let out = run(bin!("bench-memcpy"), &args);
+        assert!(out.status.success(), "{}", out.stderr);
+        session.push((cargo_run("bench-memcpy", &args), out.stdout));
+    }
+    let session: Vec<_> =
+        session.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_measurements_match_book(
+        "ch27-throughput/27-05-bench-memcpy.out",
+        &session,
+    );
+}
