@@ -54,6 +54,28 @@ fn server() -> (Listing, String) {
     (server, addr)
 }
 
+/// A client of `server_bin`, which is started first on a free port; the
+/// client's arguments are `before`, the server's address, then `after`.
+fn served(
+    server_bin: &'static str,
+    client_bin: &'static str,
+    before: &[&str],
+    after: &[&str],
+    end: End,
+) -> Abuse {
+    let mut server = Listing::start(
+        &bin_path(server_bin).to_string_lossy(),
+        &["server", "127.0.0.1:0"],
+    );
+    let addr = server.expect(r"Server listening on (\S+)").remove(1);
+    let mut args = before.to_vec();
+    args.push(&addr);
+    args.extend(after);
+    let mut abuse = abuse(client_bin, &args, end);
+    abuse._peer = Some(server);
+    abuse
+}
+
 /// For each listing, a run whose first write to stdout comes at once.
 fn abuses() -> Vec<Abuse> {
     let with_server = |mode: &'static str| {
@@ -81,6 +103,20 @@ fn abuses() -> Vec<Abuse> {
         abuse("pipe-glued", &[], End::Exits(1)),
         abuse("pipe-lines", &[], End::Sigpipe),
         abuse("fork-exit", &["--std-exit"], End::Sigpipe),
+        // Part III, Sockets. Demonstrations are filters; servers treat a
+        // closed log as the end; clients are filters.
+        abuse("tcp-split", &[], End::Sigpipe),
+        abuse("tcp-lines", &["server", "127.0.0.1:0"], End::Exits(0)),
+        served("tcp-lines", "tcp-lines", &["client"], &["x"], End::Sigpipe),
+        abuse("tcp-length", &["server", "127.0.0.1:0"], End::Exits(0)),
+        served(
+            "tcp-length",
+            "tcp-length",
+            &["client"],
+            &["x"],
+            End::Sigpipe,
+        ),
+        abuse("tcp-reset", &[], End::Sigpipe),
     ]
 }
 

@@ -9,4 +9,5 @@ mod support;
 mod ch02_signals;
 mod ch03_sockets;
 mod ch04_pipes;
+mod ch13_streams;
 mod conventions;

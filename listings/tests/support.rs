@@ -487,3 +487,58 @@ fn normalise(text: &str) -> String {
     }
     text
 }
+
+// ----------------------------------------------------------------------------
+// Part III, Sockets: servers on the book's default port, and what /proc
+// says about a running server.
+
+/// Serialises the tests that bind the book's default port, 50008: only
+/// blessing does, so that the outputs show the command a reader types.
+/// (Chapter 3's tests keep a lock of their own.)
+pub fn default_port() -> std::sync::MutexGuard<'static, ()> {
+    static PORT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    PORT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `args`, plus `address` unless blessing: checks run on a free port,
+/// blessing on the default one, as the book shows.
+pub fn unless_blessing<'a>(args: &[&'a str], address: &'a str) -> Vec<&'a str> {
+    let mut args = args.to_vec();
+    if !blessing() {
+        args.push(address);
+    }
+    args
+}
+
+/// A field of `/proc/<pid>/status` in kB (`VmRSS`, `VmHWM`), or `None`
+/// once the process is gone.
+pub fn status_kib(pid: Pid, field: &str) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
+/// The CPU time a process has used so far, user and system, from
+/// `/proc/<pid>/stat`.
+pub fn cpu_time(pid: Pid) -> Duration {
+    let fields = stat_fields(pid).unwrap_or_default();
+    // utime and stime, fields 14 and 15 of stat; 12 and 13 after the name.
+    let ticks: u64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    // In clock ticks of USER_HZ, which Linux keeps at 100 a second.
+    Duration::from_millis(ticks * 10)
+}
+
+/// The number of threads of a process (`Threads` in /proc/<pid>/status).
+pub fn threads_of(pid: Pid) -> usize {
+    status_kib(pid, "Threads").unwrap_or(0) as usize
+}
+
+/// The number of file descriptors a process has open.
+pub fn open_fds(pid: Pid) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
