@@ -117,6 +117,9 @@ fn abuses() -> Vec<Abuse> {
             End::Sigpipe,
         ),
         abuse("tcp-reset", &[], End::Sigpipe),
+        abuse("tcp-naive", &["127.0.0.1:0"], End::Exits(0)),
+        abuse("tcp-threads", &["127.0.0.1:0"], End::Exits(0)),
+        abuse("tcp-pool", &["127.0.0.1:0"], End::Exits(0)),
     ]
 }
 

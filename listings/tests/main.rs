@@ -10,4 +10,5 @@ mod ch02_signals;
 mod ch03_sockets;
 mod ch04_pipes;
 mod ch13_streams;
+mod ch14_servers;
 mod conventions;

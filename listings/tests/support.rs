@@ -471,6 +471,8 @@ fn normalise(text: &str) -> String {
             "$1 <owner and date> ",
         ),
         (r"/proc/\d+/", "/proc/<pid>/"),
+        // Memory sizes in /proc/PID/status: `VmHWM:    2412 kB`
+        (r"\b(Vm[A-Za-z]+):\s+\d+ kB", "$1: <size> kB"),
         (r"([sd]port = :)\d+", "$1<port>"),
         (r"\b(pgrep -l -P|kill -\w+|kill) \d+\b", "$1 <pid>"),
         // `pgrep -l`: pid and name
