@@ -40,7 +40,11 @@ pub fn ask(addr: &str, line: &str) -> std::io::Result<String> {
 /// Starts a server with a limit of `fds` file descriptors (`ulimit -n`,
 /// which sets both the soft and the hard limit, so the server cannot
 /// raise it), stderr merged into stdout as a terminal shows them.
-fn start_limited(fds: usize, bin: &str, args: &[&str]) -> (Listing, String) {
+pub fn start_limited(
+    fds: usize,
+    bin: &str,
+    args: &[&str],
+) -> (Listing, String) {
     let script = format!("ulimit -n {fds} && exec \"$0\" \"$@\" 2>&1");
     let mut command = vec!["-c", &script, bin];
     command.extend(args);
@@ -48,14 +52,14 @@ fn start_limited(fds: usize, bin: &str, args: &[&str]) -> (Listing, String) {
 }
 
 /// `count` connections that say nothing.
-fn silent_clients(addr: &str, count: usize) -> Vec<TcpStream> {
+pub fn silent_clients(addr: &str, count: usize) -> Vec<TcpStream> {
     (0..count).map(|_| connect(addr)).collect()
 }
 
 /// Sends `bytes` of `x` without a newline from a thread, and returns the
 /// thread: it ends when the server has stopped reading, one way or
 /// another.
-fn flood(
+pub fn flood(
     addr: &str,
     bytes: usize,
 ) -> thread::JoinHandle<std::io::Result<String>> {
@@ -71,7 +75,7 @@ fn flood(
 
 /// A python3 script for Terminal 2, as the book shows it (port 50008),
 /// and as the test runs it (on `addr`).
-fn python(shown: &str, addr: &str) -> Vec<String> {
+pub fn python(shown: &str, addr: &str) -> Vec<String> {
     let port = addr.rsplit_once(':').unwrap().1;
     let out =
         Listing::start("bash", &["-c", &shown.replace("50008", port)]).finish();
@@ -382,7 +386,7 @@ fn threaded_server_tells_a_client_over_the_limit_that_it_is_busy() {
 
 /// `clients` clients at once, each of which must get exactly its own
 /// reply, once.
-fn many_at_once(addr: &str, clients: usize) {
+pub fn many_at_once(addr: &str, clients: usize) {
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(clients));
     let handles: Vec<_> = (0..clients)
         .map(|i| {

@@ -120,6 +120,9 @@ fn abuses() -> Vec<Abuse> {
         abuse("tcp-naive", &["127.0.0.1:0"], End::Exits(0)),
         abuse("tcp-threads", &["127.0.0.1:0"], End::Exits(0)),
         abuse("tcp-pool", &["127.0.0.1:0"], End::Exits(0)),
+        abuse("poll-spin", &[], End::Sigpipe),
+        abuse("poll-server", &["127.0.0.1:0"], End::Exits(0)),
+        abuse("net-load", &[], End::Sigpipe),
     ]
 }
 

@@ -11,4 +11,5 @@ mod ch03_sockets;
 mod ch04_pipes;
 mod ch13_streams;
 mod ch14_servers;
+mod ch15_poll;
 mod conventions;

@@ -471,6 +471,8 @@ fn normalise(text: &str) -> String {
             "$1 <owner and date> ",
         ),
         (r"/proc/\d+/", "/proc/<pid>/"),
+        // Measured durations: `after 1.00 s`, `44.1 ms`
+        (r"\b\d+\.\d+ (s|ms)\b", "<duration> $1"),
         // Memory sizes in /proc/PID/status: `VmHWM:    2412 kB`
         (r"\b(Vm[A-Za-z]+):\s+\d+ kB", "$1: <size> kB"),
         (r"([sd]port = :)\d+", "$1<port>"),
