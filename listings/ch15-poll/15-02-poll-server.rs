@@ -379,6 +379,8 @@ impl Conn {
         self.deadline = now + timeout;
     }
 
+    // ANCHOR_END: handle
+    // ANCHOR: write
     /// The client half-closed. Its last line may lack a newline.
     fn end_of_requests(&mut self, timeout: Duration, now: Instant) {
         match self.state {
@@ -446,7 +448,7 @@ impl Conn {
 fn would_block(err: &io::Error) -> bool {
     matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted)
 }
-// ANCHOR_END: handle
+// ANCHOR_END: write
 
 /// Binds and listens with the backlog we choose (Listing 14-2).
 fn listen(config: &Config) -> Result<TcpListener, Box<dyn Error>> {
