@@ -32,6 +32,8 @@ struct Abuse {
     /// What must be running first, such as a server for a client; kept
     /// alive until the check is over.
     _peer: Option<Listing>,
+    /// A temporary directory for the peer's socket, removed after it.
+    _dir: Option<tempfile::TempDir>,
 }
 
 fn abuse(bin: &'static str, args: &[&str], end: End) -> Abuse {
@@ -41,6 +43,7 @@ fn abuse(bin: &'static str, args: &[&str], end: End) -> Abuse {
         args,
         end,
         _peer: None,
+        _dir: None,
     }
 }
 
@@ -73,6 +76,25 @@ fn served(
     args.extend(after);
     let mut abuse = abuse(client_bin, &args, end);
     abuse._peer = Some(server);
+    abuse
+}
+
+/// `unix-pass-fd fetch` from a server on a path in a temporary directory,
+/// which must outlive the check, as the server does.
+fn unix_pass_fd() -> Abuse {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("pass.sock");
+    let file = dir.path().join("file");
+    std::fs::write(&file, "contents\n").expect("a file to pass");
+    let (path, file) = (path.to_str().unwrap(), file.to_str().unwrap());
+    let mut server = Listing::start(
+        &bin_path("unix-pass-fd").to_string_lossy(),
+        &["serve", path, file],
+    );
+    server.expect(r"Server listening on .*");
+    let mut abuse = abuse("unix-pass-fd", &["fetch", path], End::Sigpipe);
+    abuse._peer = Some(server);
+    abuse._dir = Some(dir);
     abuse
 }
 
@@ -123,6 +145,13 @@ fn abuses() -> Vec<Abuse> {
         abuse("poll-spin", &[], End::Sigpipe),
         abuse("poll-server", &["127.0.0.1:0"], End::Exits(0)),
         abuse("net-load", &[], End::Sigpipe),
+        // With no path, the server makes a private directory of its own,
+        // and must remove it even when its log goes away.
+        abuse("unix-server", &[], End::Exits(0)),
+        // The parent dies of SIGPIPE; the child sees the end of the
+        // stream and exits.
+        abuse("unix-pair", &[], End::Sigpipe),
+        unix_pass_fd(),
     ]
 }
 

@@ -12,4 +12,5 @@ mod ch04_pipes;
 mod ch13_streams;
 mod ch14_servers;
 mod ch15_poll;
+mod ch16_unix;
 mod conventions;

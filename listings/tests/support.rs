@@ -471,6 +471,12 @@ fn normalise(text: &str) -> String {
             "$1 <owner and date> ",
         ),
         (r"/proc/\d+/", "/proc/<pid>/"),
+        // Temporary directories made by the tests (tempfile's names),
+        // and the private directory of unix-server (Listing 16-1).
+        (r"\S*/\.tmp[0-9A-Za-z]{6}\b", "<tempdir>"),
+        (r"\S*/unix-server-\d+-\d+/", "<tmp>/unix-server-<pid>-<n>/"),
+        // Who connected to a Unix socket: the tests' user.
+        (r"\(uid \d+\)", "(uid <uid>)"),
         // Measured durations: `after 1.00 s`, `44.1 ms`
         (r"\b\d+\.\d+ (s|ms)\b", "<duration> $1"),
         // Memory sizes in /proc/PID/status: `VmHWM:    2412 kB`
@@ -545,4 +551,12 @@ pub fn threads_of(pid: Pid) -> usize {
 /// The number of file descriptors a process has open.
 pub fn open_fds(pid: Pid) -> usize {
     fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+impl Listing {
+    /// The stdout lines read so far, for a session whose listing is
+    /// killed rather than left to finish.
+    pub fn transcript(&self) -> Vec<String> {
+        self.transcript.clone()
+    }
 }
