@@ -81,7 +81,7 @@ fn run() -> Result<(), Box<dyn Error>> {
 }
 // ANCHOR_END: run
 
-// ANCHOR: bind
+// ANCHOR: stale
 /// Where the socket lives, and what to remove when the server ends.
 enum Place {
     /// A socket file we bound, identified by its device and inode, so
@@ -141,7 +141,9 @@ fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
         },
     ))
 }
+// ANCHOR_END: stale
 
+// ANCHOR: private
 /// Binds `socket` in a new directory that only we may enter (mode 0700):
 /// whatever the socket file's own permissions, nobody else can reach it.
 fn bind_private() -> Result<(UnixListener, Place), Box<dyn Error>> {
@@ -193,14 +195,18 @@ fn private_dir() -> Result<PathBuf, Box<dyn Error>> {
     }
     Err("no free name for a private directory".into())
 }
+// ANCHOR_END: private
 
+// ANCHOR: abstract
 /// Binds a name in Linux's abstract namespace: no file at all.
 fn bind_abstract(name: &str) -> Result<UnixListener, Box<dyn Error>> {
     let addr = SocketAddr::from_abstract_name(name.as_bytes())?;
     UnixListener::bind_addr(&addr)
         .map_err(|err| format!("cannot listen on @{name}: {err}").into())
 }
+// ANCHOR_END: abstract
 
+// ANCHOR: remove
 impl Place {
     fn path(&self) -> Option<&Path> {
         match self {
@@ -239,7 +245,7 @@ fn remove_on_signals(place: Arc<Place>) -> io::Result<()> {
     });
     Ok(())
 }
-// ANCHOR_END: bind
+// ANCHOR_END: remove
 
 // ANCHOR: serve
 /// Listing 14-2's accept loop, on a Unix socket.
