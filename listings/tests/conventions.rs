@@ -98,6 +98,18 @@ fn unix_pass_fd() -> Abuse {
     abuse
 }
 
+/// `udp-request` to a `udp-echo` on a free port, which answers at once.
+fn udp_request() -> Abuse {
+    let mut server = Listing::start(
+        &bin_path("udp-echo").to_string_lossy(),
+        &["127.0.0.1:0"],
+    );
+    let addr = server.expect(r"Server listening on (\S+)").remove(1);
+    let mut abuse = abuse("udp-request", &[&addr, "x"], End::Sigpipe);
+    abuse._peer = Some(server);
+    abuse
+}
+
 /// For each listing, a run whose first write to stdout comes at once.
 fn abuses() -> Vec<Abuse> {
     let with_server = |mode: &'static str| {
@@ -152,6 +164,9 @@ fn abuses() -> Vec<Abuse> {
         // stream and exits.
         abuse("unix-pair", &[], End::Sigpipe),
         unix_pass_fd(),
+        abuse("udp-datagrams", &[], End::Sigpipe),
+        abuse("udp-echo", &["127.0.0.1:0"], End::Exits(0)),
+        udp_request(),
     ]
 }
 

@@ -13,4 +13,5 @@ mod ch13_streams;
 mod ch14_servers;
 mod ch15_poll;
 mod ch16_unix;
+mod ch17_udp;
 mod conventions;

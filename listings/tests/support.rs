@@ -477,6 +477,8 @@ fn normalise(text: &str) -> String {
         (r"\S*/unix-server-\d+-\d+/", "<tmp>/unix-server-<pid>-<n>/"),
         // Who connected to a Unix socket: the tests' user.
         (r"\(uid \d+\)", "(uid <uid>)"),
+        // Datagrams that survived a full receive buffer (Listing 17-1)
+        (r"\breceived \d+ of\b", "received <n> of"),
         // Measured durations: `after 1.00 s`, `44.1 ms`
         (r"\b\d+\.\d+ (s|ms)\b", "<duration> $1"),
         // Memory sizes in /proc/PID/status: `VmHWM:    2412 kB`
