@@ -167,6 +167,10 @@ fn abuses() -> Vec<Abuse> {
         abuse("udp-datagrams", &[], End::Sigpipe),
         abuse("udp-echo", &["127.0.0.1:0"], End::Exits(0)),
         udp_request(),
+        abuse("net-resolve", &["127.0.0.1:9"], End::Sigpipe),
+        abuse("net-dual-stack", &[], End::Sigpipe),
+        abuse("net-reuse", &[], End::Sigpipe),
+        abuse("net-nagle", &["--rounds", "1"], End::Sigpipe),
     ]
 }
 

@@ -14,4 +14,5 @@ mod ch14_servers;
 mod ch15_poll;
 mod ch16_unix;
 mod ch17_udp;
+mod ch18_options;
 mod conventions;

@@ -463,6 +463,7 @@ fn normalise(text: &str) -> String {
         (r"\b(pid|Parent|Child) \d+\b", "$1 <pid>"),
         (r"\b127\.0\.0\.1:\d+\b", "127.0.0.1:<port>"),
         (r"\[::1\]:\d+\b", "[::1]:<port>"),
+        (r"\blocalhost:\d+\b", "localhost:<port>"),
         // `pipe:[38187]`, `socket:[38190]` in /proc/PID/fd
         (r"\b(pipe|socket):\[\d+\]", "$1:[<inode>]"),
         // `ls -l`: permissions, links, owner, group, size, date
