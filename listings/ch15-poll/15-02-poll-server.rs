@@ -188,9 +188,7 @@ impl Server {
                 }
             }
             self.conns.retain(|conn| conn.state != State::Closed);
-            if let Some(until) = self.paused_until
-                && now >= until
-            {
+            if self.paused_until.is_some_and(|until| now >= until) {
                 self.paused_until = None;
             }
             if listener_ready {

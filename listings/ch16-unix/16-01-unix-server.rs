@@ -222,9 +222,9 @@ impl Place {
         let Place::File { path, id, dir, .. } = self else {
             return;
         };
-        if let Ok(meta) = fs::symlink_metadata(path)
-            && (meta.dev(), meta.ino()) == *id
-        {
+        let ours = fs::symlink_metadata(path)
+            .is_ok_and(|meta| (meta.dev(), meta.ino()) == *id);
+        if ours {
             let _ = fs::remove_file(path);
         }
         if let Some(dir) = dir {
