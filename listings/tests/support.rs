@@ -475,7 +475,7 @@ fn normalise(text: &str) -> String {
         // Temporary directories made by the tests (tempfile's names),
         // and the private directory of unix-server (Listing 16-1).
         (r"\S*/\.tmp[0-9A-Za-z]{6}\b", "<tempdir>"),
-        (r"\S*/unix-server-\d+-\d+/", "<tmp>/unix-server-<pid>-<n>/"),
+        (r"\S*/unix-server-\d+-\d+\b", "<tmp>/unix-server-<pid>-<n>"),
         // Who connected to a Unix socket: the tests' user.
         (r"\(uid \d+\)", "(uid <uid>)"),
         // Datagrams that survived a full receive buffer (Listing 17-1)
