@@ -86,8 +86,8 @@ fn pair() -> io::Result<(UdpSocket, UdpSocket)> {
     let b = UdpSocket::bind("127.0.0.1:0")?;
     a.connect(b.local_addr()?)?;
     b.connect(a.local_addr()?)?;
-    // A datagram sent on loopback is queued by the time `send` returns;
-    // the timeout only guards against a bug here.
+    // A datagram sent on loopback usually arrives before `send` returns;
+    // the timeout bounds the wait if it does not.
     b.set_read_timeout(Some(Duration::from_secs(10)))?;
     Ok((a, b))
 }

@@ -59,10 +59,12 @@ fn datagrams_keep_boundaries_truncate_silently_and_get_lost() {
     // Certain: a buffer of a few kilobytes cannot hold a thousand
     // datagrams. How many it holds depends on the kernel.
     assert!(received < 1000, "{received}");
-    // And the kernel counted the ones it dropped (other programs may add
-    // to the count meanwhile, never take from it).
+    // And the kernel counted drops at a full socket buffer. (Not
+    // necessarily all of ours: on a busy machine a few may be dropped
+    // earlier, in the loopback device's own queue, which counts them
+    // elsewhere. Other programs can only add to the count.)
     let dropped = rcvbuf_errors() - dropped_before;
-    assert!(dropped >= 1000 - received, "{dropped} counted");
+    assert!(dropped > 0, "no drop counted");
     assert_matches_book(
         "ch17-udp/17-01-udp-datagrams.out",
         "udp-datagrams",
