@@ -1,10 +1,10 @@
 // ANCHOR: whole
-// Listing 13-2: messages framed by newlines. The server answers every
-// line a client sends with `server got: [<line>]`, on as many lines as
-// the client sends, until the client half-closes; a line longer than
-// MAX_LINE bytes gets an error and the end of the connection. The client
-// sends its arguments, one per line, or else its standard input; then it
-// half-closes, and prints every reply.
+// Listing 13-2: messages framed by newlines. The server answers each
+// line a client sends with a line, `server got: [<line>]`, until the
+// client half-closes; a line longer than MAX_LINE bytes gets an error and
+// the end of the connection. The client sends its arguments, one per
+// line, or else its standard input; then it half-closes, and prints
+// every reply.
 //
 // `tcp-lines server [HOST:PORT] [--count N]`: one client at a time, N
 // clients if given. `tcp-lines client [HOST:PORT [LINE...]]`.
