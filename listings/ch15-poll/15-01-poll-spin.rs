@@ -2,8 +2,8 @@
 // Listing 15-1: two ways to wait for a nonblocking socket. A helper
 // thread sends `hello` after one second; the main thread waits for it
 // first by calling `read` in a loop until it stops failing with
-// `WouldBlock`, then with `poll`. Each reports how long it waited and how
-// much CPU time its waiting cost.
+// `WouldBlock`, then with `poll`. Each reports how long it waited, how
+// many times it called `read`, and how much CPU time its waiting cost.
 
 use std::error::Error;
 use std::io::{self, ErrorKind, Read, Write};
@@ -39,10 +39,10 @@ fn run() -> Result<(), Box<dyn Error>> {
         reader.set_nonblocking(true)?;
         let (wall, cpu) = (Instant::now(), cpu_time()?);
         let mut buf = [0; 16];
-        let n = wait(&mut reader, &mut buf)?;
+        let (n, reads) = wait(&mut reader, &mut buf)?;
         let (wall, cpu) = (wall.elapsed(), cpu_time()? - cpu);
         println!(
-            "{name}: got {:?} after {:.2} s, using {:.2} s of CPU",
+            "{name}: got {:?} after {:.2} s, {reads} reads, {:.2} s of CPU",
             String::from_utf8_lossy(&buf[..n]),
             wall.as_secs_f64(),
             cpu.as_secs_f64()
@@ -51,30 +51,35 @@ fn run() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// A way to wait for data on a nonblocking socket and read it.
-type Waiter = fn(&mut TcpStream, &mut [u8]) -> io::Result<usize>;
+/// A way to wait for data on a nonblocking socket and read it; returns
+/// the bytes read and the number of calls to `read` it took.
+type Waiter = fn(&mut TcpStream, &mut [u8]) -> io::Result<(usize, u64)>;
 
 // ANCHOR: wait
 /// Wrong: tries again at once, millions of times a second.
-fn spin(sock: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+fn spin(sock: &mut TcpStream, buf: &mut [u8]) -> io::Result<(usize, u64)> {
+    let mut reads = 0;
     loop {
+        reads += 1;
         match sock.read(buf) {
             Err(err) if err.kind() == ErrorKind::WouldBlock => continue,
-            result => return result,
+            result => return Ok((result?, reads)),
         }
     }
 }
 
 /// Right: asks the kernel to wake us when the socket is readable, then
 /// reads. (A real program also gives `poll` a timeout.)
-fn sleep(sock: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+fn sleep(sock: &mut TcpStream, buf: &mut [u8]) -> io::Result<(usize, u64)> {
+    let mut reads = 0;
     loop {
+        reads += 1;
         match sock.read(buf) {
             Err(err) if err.kind() == ErrorKind::WouldBlock => {
                 let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
                 poll(&mut fds, PollTimeout::NONE)?;
             }
-            result => return result,
+            result => return Ok((result?, reads)),
         }
     }
 }

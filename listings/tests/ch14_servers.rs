@@ -330,9 +330,16 @@ fn threaded_server_waits_and_recovers_when_file_descriptors_run_out() {
     drop(silent);
     assert_eq!(waiting.join().unwrap().unwrap(), "server got: [patient]\n");
     // One line for the whole run of failures, however long it lasted.
-    for _ in 0..13 {
+    // Thirteen clients logged, and perhaps another run of failures while
+    // the silent clients' descriptors were closing, one line for each.
+    let mut logged = 0;
+    while logged < 13 {
         let line = server.next_line();
-        assert!(line.ends_with(" lines"), "{line}");
+        if line.ends_with(" lines") {
+            logged += 1;
+        } else {
+            assert!(line.starts_with("tcp-threads: accept: "), "{line}");
+        }
     }
 }
 

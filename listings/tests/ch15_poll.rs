@@ -19,12 +19,15 @@ use crate::support::{
 // ---------------------------------------------------------------------------
 // Listing 15-1: a busy loop
 
-/// The seconds of CPU in a line of `poll-spin`.
-fn cpu_seconds(line: &str) -> f64 {
-    let (_, rest) = line.split_once("using ").expect("using <n> s of CPU");
-    rest.trim_end_matches(" s of CPU")
+/// The number of reads and the seconds of CPU in a line of `poll-spin`.
+fn reads_and_cpu(line: &str) -> (u64, f64) {
+    let fields: Vec<_> = line.rsplit(", ").collect();
+    let cpu = fields[0]
+        .trim_end_matches(" s of CPU")
         .parse()
-        .expect("a number")
+        .expect("CPU");
+    let reads = fields[1].trim_end_matches(" reads").parse().expect("reads");
+    (reads, cpu)
 }
 
 #[test]
@@ -33,12 +36,15 @@ fn a_busy_loop_burns_cpu_where_poll_sleeps() {
     assert!(out.status.success(), "{}", out.stderr);
     assert!(out.stdout[0].starts_with("busy loop: got \"hello\" after "));
     assert!(out.stdout[1].starts_with("poll: got \"hello\" after "));
-    // Lower bound for the loop, upper for poll: with both cores loaded a
-    // busy loop still gets a share of one; poll gets nothing to do.
-    let (busy, sleeping) =
-        (cpu_seconds(&out.stdout[0]), cpu_seconds(&out.stdout[1]));
-    assert!(busy >= 0.1, "the busy loop used {busy} s");
-    assert!(sleeping <= 0.05, "poll used {sleeping} s");
+    // The busy loop's CPU time depends on how busy the machine is (with
+    // both cores loaded it can get a few percent of one), but for a whole
+    // second it is runnable, and the scheduler gives it a share: enough
+    // for thousands of reads. `poll` reads twice at most, and sleeps.
+    let (busy_reads, _) = reads_and_cpu(&out.stdout[0]);
+    let (poll_reads, poll_cpu) = reads_and_cpu(&out.stdout[1]);
+    assert!(busy_reads >= 1000, "the busy loop read {busy_reads} times");
+    assert!(poll_reads <= 2, "poll read {poll_reads} times");
+    assert!(poll_cpu <= 0.05, "poll used {poll_cpu} s");
     assert_matches_book(
         "ch15-poll/15-01-poll-spin.out",
         "poll-spin",
@@ -223,9 +229,16 @@ fn poll_server_pauses_and_recovers_when_file_descriptors_run_out() {
     assert!(used < Duration::from_millis(300), "{used:?} of CPU");
     drop(silent);
     assert_eq!(waiting.join().unwrap().unwrap(), "server got: [patient]\n");
-    for _ in 0..13 {
+    // Thirteen clients logged, and perhaps another run of failures while
+    // the silent clients' descriptors were closing, one line for each.
+    let mut logged = 0;
+    while logged < 13 {
         let line = server.next_line();
-        assert!(line.ends_with(" lines"), "{line}");
+        if line.ends_with(" lines") {
+            logged += 1;
+        } else {
+            assert!(line.starts_with("poll-server: accept: "), "{line}");
+        }
     }
 }
 

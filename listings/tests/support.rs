@@ -480,6 +480,8 @@ fn normalise(text: &str) -> String {
         (r"\(uid \d+\)", "(uid <uid>)"),
         // Datagrams that survived a full receive buffer (Listing 17-1)
         (r"\breceived \d+ of\b", "received <n> of"),
+        // Calls counted by Listing 15-1
+        (r"\b\d+ reads,", "<n> reads,"),
         // Measured durations: `after 1.00 s`, `44.1 ms`
         (r"\b\d+\.\d+ (s|ms)\b", "<duration> $1"),
         // Memory sizes in /proc/PID/status: `VmHWM:    2412 kB`
