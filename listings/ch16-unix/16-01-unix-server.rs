@@ -65,7 +65,6 @@ fn run() -> Result<(), Box<dyn Error>> {
         None => bind_private()?,
     };
     let place = Arc::new(place);
-    remove_on_signals(Arc::clone(&place))?;
     let shown = match config.address.as_deref() {
         Some(name) if name.starts_with('@') => name.to_string(),
         _ => place
@@ -73,9 +72,13 @@ fn run() -> Result<(), Box<dyn Error>> {
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
     };
-    writeln!(io::stdout(), "Server listening on {shown}")?;
-    let served = serve(&listener, &config);
-    // Normal end, or an error: either way the file goes.
+    let served = remove_on_signals(Arc::clone(&place))
+        .map_err(Box::from)
+        .and_then(|()| {
+            writeln!(io::stdout(), "Server listening on {shown}")?;
+            serve(&listener, &config)
+        });
+    // Whatever happened after `bind`, even a closed stdout, the file goes.
     place.remove();
     served
 }

@@ -19,12 +19,23 @@ use tempfile::TempDir;
 
 use crate::support::{
     Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
-    cargo_run, group_is_gone, have, run, wait_until,
+    blessing, cargo_run, group_is_gone, have, run, wait_until,
 };
 
 /// Starts a listing that prints `Server listening on <address>`.
 fn start(bin: &str, args: &[&str]) -> (Listing, String) {
     let mut server = Listing::start(bin, args);
+    let address = server.expect(r"Server listening on (.+)").remove(1);
+    (server, address)
+}
+
+/// Starts `unix-server` without a path, so that it makes its private
+/// directory, but inside `tmp` (its TMPDIR): if the test fails and the
+/// server is killed, the directory goes with `tmp`.
+fn start_private(tmp: &TempDir, args: &[&str]) -> (Listing, String) {
+    let mut command = std::process::Command::new(bin!("unix-server"));
+    command.args(args).env("TMPDIR", tmp.path());
+    let mut server = Listing::spawn(&mut command, std::process::Stdio::piped());
     let address = server.expect(r"Server listening on (.+)").remove(1);
     (server, address)
 }
@@ -86,7 +97,8 @@ fn can_switch_users() -> bool {
 
 #[test]
 fn unix_server_answers_in_a_private_directory_and_logs_who_connected() {
-    let (server, path) = start(bin!("unix-server"), &["--count", "1"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, path) = start_private(&tmp, &["--count", "1"]);
     let dir = Path::new(&path).parent().unwrap().to_path_buf();
     let mode = fs::metadata(&dir).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o700, "only its owner may enter");
@@ -114,7 +126,14 @@ fn unix_server_session_matches_the_book() {
         return;
     }
     let args = ["--count", "1"];
-    let (server, path) = start(bin!("unix-server"), &args);
+    // Blessing shows the directory a reader gets, in /tmp; checks keep
+    // it inside a temporary directory of their own.
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, path) = if blessing() {
+        start(bin!("unix-server"), &args)
+    } else {
+        start_private(&tmp, &args)
+    };
     let dir = Path::new(&path).parent().unwrap().display().to_string();
     let mut terminal2 = Vec::new();
     for command in [
@@ -242,7 +261,10 @@ fn only_its_owner_can_reach_a_socket_in_a_private_directory() {
     if !can_switch_users() || !have("nc") {
         return;
     }
-    let (server, path) = start(bin!("unix-server"), &[]);
+    // A TMPDIR that anyone may enter: what stops `nobody` must be the
+    // private directory itself.
+    let tmp = open_dir();
+    let (server, path) = start_private(&tmp, &[]);
     let mut command = AS_NOBODY.to_vec();
     command.extend(["nc", "-U", "-N", &path]);
     let out = run(command[0], &command[1..]);
@@ -323,7 +345,8 @@ fn ask_abstract(name: &str, line: &str) -> String {
 
 #[test]
 fn unix_server_refuses_a_client_over_the_limit_and_the_client_reads_why() {
-    let (server, path) = start(bin!("unix-server"), &["--max-conns", "1"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, path) = start_private(&tmp, &["--max-conns", "1"]);
     let _first = UnixStream::connect(&path).unwrap();
     // No reset on a Unix socket: the refusal is read even though the
     // server closed without reading our request.

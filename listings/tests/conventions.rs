@@ -79,6 +79,17 @@ fn served(
     abuse
 }
 
+/// `unix-server` on a path in a temporary directory, which goes with the
+/// check, whatever becomes of the server.
+fn unix_server() -> Abuse {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("server.sock");
+    let mut abuse =
+        abuse("unix-server", &[path.to_str().unwrap()], End::Exits(0));
+    abuse._dir = Some(dir);
+    abuse
+}
+
 /// `unix-pass-fd fetch` from a server on a path in a temporary directory,
 /// which must outlive the check, as the server does.
 fn unix_pass_fd() -> Abuse {
@@ -157,9 +168,8 @@ fn abuses() -> Vec<Abuse> {
         abuse("poll-spin", &[], End::Sigpipe),
         abuse("poll-server", &["127.0.0.1:0"], End::Exits(0)),
         abuse("net-load", &[], End::Sigpipe),
-        // With no path, the server makes a private directory of its own,
-        // and must remove it even when its log goes away.
-        abuse("unix-server", &[], End::Exits(0)),
+        // It must remove its socket file even when its log goes away.
+        unix_server(),
         // The parent dies of SIGPIPE; the child sees the end of the
         // stream and exits.
         abuse("unix-pair", &[], End::Sigpipe),
