@@ -57,6 +57,70 @@ fn server() -> (Listing, String) {
     (server, addr)
 }
 
+/// A client of `server_bin`, which is started first on a free port; the
+/// client's arguments are `before`, the server's address, then `after`.
+fn served(
+    server_bin: &'static str,
+    client_bin: &'static str,
+    before: &[&str],
+    after: &[&str],
+    end: End,
+) -> Abuse {
+    let mut server = Listing::start(
+        &bin_path(server_bin).to_string_lossy(),
+        &["server", "127.0.0.1:0"],
+    );
+    let addr = server.expect(r"Server listening on (\S+)").remove(1);
+    let mut args = before.to_vec();
+    args.push(&addr);
+    args.extend(after);
+    let mut abuse = abuse(client_bin, &args, end);
+    abuse._peer = Some(server);
+    abuse
+}
+
+/// `unix-server` on a path in a temporary directory, which goes with the
+/// check, whatever becomes of the server.
+fn unix_server() -> Abuse {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("server.sock");
+    let mut abuse =
+        abuse("unix-server", &[path.to_str().unwrap()], End::Exits(0));
+    abuse._dir = Some(dir);
+    abuse
+}
+
+/// `unix-pass-fd fetch` from a server on a path in a temporary directory,
+/// which must outlive the check, as the server does.
+fn unix_pass_fd() -> Abuse {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("pass.sock");
+    let file = dir.path().join("file");
+    std::fs::write(&file, "contents\n").expect("a file to pass");
+    let (path, file) = (path.to_str().unwrap(), file.to_str().unwrap());
+    let mut server = Listing::start(
+        &bin_path("unix-pass-fd").to_string_lossy(),
+        &["serve", path, file],
+    );
+    server.expect(r"Server listening on .*");
+    let mut abuse = abuse("unix-pass-fd", &["fetch", path], End::Sigpipe);
+    abuse._peer = Some(server);
+    abuse._dir = Some(dir);
+    abuse
+}
+
+/// `udp-request` to a `udp-echo` on a free port, which answers at once.
+fn udp_request() -> Abuse {
+    let mut server = Listing::start(
+        &bin_path("udp-echo").to_string_lossy(),
+        &["127.0.0.1:0"],
+    );
+    let addr = server.expect(r"Server listening on (\S+)").remove(1);
+    let mut abuse = abuse("udp-request", &[&addr, "x"], End::Sigpipe);
+    abuse._peer = Some(server);
+    abuse
+}
+
 /// For each listing, a run whose first write to stdout comes at once.
 fn abuses() -> Vec<Abuse> {
     let with_server = |mode: &'static str| {
@@ -84,6 +148,39 @@ fn abuses() -> Vec<Abuse> {
         abuse("pipe-glued", &[], End::Exits(1)),
         abuse("pipe-lines", &[], End::Sigpipe),
         abuse("fork-exit", &["--std-exit"], End::Sigpipe),
+        // Part III, Sockets. Demonstrations are filters; servers treat a
+        // closed log as the end; clients are filters.
+        abuse("tcp-split", &[], End::Sigpipe),
+        abuse("tcp-lines", &["server", "127.0.0.1:0"], End::Exits(0)),
+        served("tcp-lines", "tcp-lines", &["client"], &["x"], End::Sigpipe),
+        abuse("tcp-length", &["server", "127.0.0.1:0"], End::Exits(0)),
+        served(
+            "tcp-length",
+            "tcp-length",
+            &["client"],
+            &["x"],
+            End::Sigpipe,
+        ),
+        abuse("tcp-reset", &[], End::Sigpipe),
+        abuse("tcp-naive", &["127.0.0.1:0"], End::Exits(0)),
+        abuse("tcp-threads", &["127.0.0.1:0"], End::Exits(0)),
+        abuse("tcp-pool", &["127.0.0.1:0"], End::Exits(0)),
+        abuse("poll-spin", &[], End::Sigpipe),
+        abuse("poll-server", &["127.0.0.1:0"], End::Exits(0)),
+        abuse("net-load", &[], End::Sigpipe),
+        // It must remove its socket file even when its log goes away.
+        unix_server(),
+        // The parent dies of SIGPIPE; the child sees the end of the
+        // stream and exits.
+        abuse("unix-pair", &[], End::Sigpipe),
+        unix_pass_fd(),
+        abuse("udp-datagrams", &[], End::Sigpipe),
+        abuse("udp-echo", &["127.0.0.1:0"], End::Exits(0)),
+        udp_request(),
+        abuse("net-resolve", &["127.0.0.1:9"], End::Sigpipe),
+        abuse("net-dual-stack", &[], End::Sigpipe),
+        abuse("net-reuse", &[], End::Sigpipe),
+        abuse("net-nagle", &["--rounds", "1"], End::Sigpipe),
         // Part IV. Filters die of SIGPIPE; a program that writes to
         // children, or removes files on the way out, leaves through `main`.
         abuse("pipe-no-eof", &["--close"], End::Sigpipe),

@@ -494,6 +494,7 @@ fn normalise(text: &str) -> String {
         (r"\b(pid|Parent|Child) \d+\b", "$1 <pid>"),
         (r"\b127\.0\.0\.1:\d+\b", "127.0.0.1:<port>"),
         (r"\[::1\]:\d+\b", "[::1]:<port>"),
+        (r"\blocalhost:\d+\b", "localhost:<port>"),
         // `pipe:[38187]`, `socket:[38190]` in /proc/PID/fd
         (r"\b(pipe|socket):\[\d+\]", "$1:[<inode>]"),
         // `ls -l`: permissions, links, owner, group, size, date
@@ -502,6 +503,20 @@ fn normalise(text: &str) -> String {
             "$1 <owner and date> ",
         ),
         (r"/proc/\d+/", "/proc/<pid>/"),
+        // Temporary directories made by the tests (tempfile's names),
+        // and the private directory of unix-server (Listing 16-1).
+        (r"\S*/\.tmp[0-9A-Za-z]{6}\b", "<tempdir>"),
+        (r"\S*/unix-server-\d+-\d+\b", "<tmp>/unix-server-<pid>-<n>"),
+        // Who connected to a Unix socket: the tests' user.
+        (r"\(uid \d+\)", "(uid <uid>)"),
+        // Datagrams that survived a full receive buffer (Listing 17-1)
+        (r"\breceived \d+ of\b", "received <n> of"),
+        // Calls counted by Listing 15-1
+        (r"\b\d+ reads,", "<n> reads,"),
+        // Measured durations: `after 1.00 s`, `44.1 ms`
+        (r"\b\d+\.\d+ (s|ms)\b", "<duration> $1"),
+        // Memory sizes in /proc/PID/status: `VmHWM:    2412 kB`
+        (r"\b(Vm[A-Za-z]+):\s+\d+ kB", "$1: <size> kB"),
         (r"([sd]port = :)\d+", "$1<port>"),
         (r"\b(pgrep -l -P|kill -\w+|kill) \d+\b", "$1 <pid>"),
         // `pgrep -l`: pid and name
@@ -650,4 +665,67 @@ pub fn assert_measurements_match_book<S: AsRef<str>>(
         session,
         &[("measured: .*", "measured: <varies>")],
     );
+}
+
+// ----------------------------------------------------------------------------
+// Part III, Sockets: servers on the book's default port, and what /proc
+// says about a running server.
+
+/// Serialises the tests that bind the book's default port, 50008: only
+/// blessing does, so that the outputs show the command a reader types.
+/// (Chapter 3's tests keep a lock of their own.)
+pub fn default_port() -> std::sync::MutexGuard<'static, ()> {
+    static PORT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    PORT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `args`, plus `address` unless blessing: checks run on a free port,
+/// blessing on the default one, as the book shows.
+pub fn unless_blessing<'a>(args: &[&'a str], address: &'a str) -> Vec<&'a str> {
+    let mut args = args.to_vec();
+    if !blessing() {
+        args.push(address);
+    }
+    args
+}
+
+/// A field of `/proc/<pid>/status` in kB (`VmRSS`, `VmHWM`), or `None`
+/// once the process is gone.
+pub fn status_kib(pid: Pid, field: &str) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
+/// The CPU time a process has used so far, user and system, from
+/// `/proc/<pid>/stat`.
+pub fn cpu_time(pid: Pid) -> Duration {
+    let fields = stat_fields(pid).unwrap_or_default();
+    // utime and stime, fields 14 and 15 of stat; 12 and 13 after the name.
+    let ticks: u64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    // In clock ticks of USER_HZ, which Linux keeps at 100 a second.
+    Duration::from_millis(ticks * 10)
+}
+
+/// The number of threads of a process (`Threads` in /proc/<pid>/status).
+pub fn threads_of(pid: Pid) -> usize {
+    status_kib(pid, "Threads").unwrap_or(0) as usize
+}
+
+/// The number of file descriptors a process has open.
+pub fn open_fds(pid: Pid) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+impl Listing {
+    /// The stdout lines read so far, for a session whose listing is
+    /// killed rather than left to finish.
+    pub fn transcript(&self) -> Vec<String> {
+        self.transcript.clone()
+    }
 }

@@ -1,0 +1,303 @@
+// ANCHOR: whole
+// Listing 13-2: messages framed by newlines. The server answers each
+// line a client sends with a line, `server got: [<line>]`, until the
+// client half-closes; a line longer than MAX_LINE bytes gets an error and
+// the end of the connection. The client sends its arguments, one per
+// line, or else its standard input; then it half-closes, and prints
+// every reply.
+//
+// `tcp-lines server [HOST:PORT] [--count N]`: one client at a time, N
+// clients if given. `tcp-lines client [HOST:PORT [LINE...]]`.
+
+use std::error::Error;
+use std::fmt::Display;
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::process::{self, ExitCode};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigHandler, Signal, signal};
+
+const USAGE: &str = "usage: tcp-lines server [HOST:PORT] [--count N] | \
+                     client [HOST:PORT [LINE...]]";
+const DEFAULT_ADDR: &str = "127.0.0.1:50008";
+/// The longest line the server accepts, newline not counted.
+const MAX_LINE: usize = 1024;
+/// The longest either side waits for the other to send or to read.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+enum Mode {
+    Server { count: Option<usize> },
+    Client { lines: Vec<String> },
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        // Nobody reads the server's log any more: that ends it.
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
+        Err(err) => {
+            log(format_args!("{err}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
+    let (mode, spec) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let addrs = resolve(&spec)?;
+    match mode {
+        Mode::Server { count } => {
+            // SIGPIPE stays ignored: a server must outlive its clients.
+            let listener = TcpListener::bind(&addrs[..])
+                .map_err(|err| format!("cannot listen on {spec}: {err}"))?;
+            let addr = listener.local_addr()?;
+            writeln!(io::stdout(), "Server listening on {addr}")?;
+            serve(&listener, count)?;
+        }
+        Mode::Client { lines } => {
+            restore_sigpipe()?;
+            client(&addrs, lines)
+                .map_err(|err| format!("{spec}: {}", explain(&err)))?;
+        }
+    }
+    Ok(())
+}
+
+// ANCHOR: read_line
+/// What one call of `read_line` found.
+enum Line {
+    /// A line, in the buffer without its newline. The last line of a
+    /// stream may have no newline; it counts too.
+    Complete,
+    /// More than MAX_LINE bytes and no newline: the buffer holds
+    /// MAX_LINE + 1 of them, and the rest is still unread.
+    TooLong,
+    /// The end of the stream: the peer has nothing more to send.
+    End,
+}
+
+/// Reads one line into `line`, but never more than MAX_LINE + 1 bytes:
+/// a client that sends a megabyte without a newline costs us no more
+/// memory than one that sends a proper line.
+fn read_line(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+) -> io::Result<Line> {
+    line.clear();
+    let limit = MAX_LINE as u64 + 1;
+    if reader.take(limit).read_until(b'\n', line)? == 0 {
+        return Ok(Line::End);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        Ok(Line::Complete)
+    } else if line.len() > MAX_LINE {
+        Ok(Line::TooLong)
+    } else {
+        Ok(Line::Complete)
+    }
+}
+// ANCHOR_END: read_line
+
+// ANCHOR: server
+/// Answers one client at a time, each until it has sent everything it
+/// meant to; the next chapter serves many at once.
+fn serve(listener: &TcpListener, count: Option<usize>) -> io::Result<()> {
+    let mut out = io::stdout();
+    for conn in listener.incoming().take(count.unwrap_or(usize::MAX)) {
+        let result = conn.and_then(|conn| Ok((conn.peer_addr()?, conn)));
+        match result {
+            Ok((peer, conn)) => match answer(&conn) {
+                Ok(lines) => writeln!(out, "{peer}: answered {lines} lines")?,
+                Err(err) => log(format_args!("{peer}: {}", explain(&err))),
+            },
+            Err(err) => log(format_args!("a connection failed: {err}")),
+        }
+    }
+    Ok(())
+}
+
+/// Answers every line of one connection; returns how many.
+fn answer(conn: &TcpStream) -> io::Result<usize> {
+    conn.set_read_timeout(Some(TIMEOUT))?;
+    conn.set_write_timeout(Some(TIMEOUT))?;
+    // `&TcpStream` reads and writes too: one socket, two handles.
+    let mut reader = BufReader::new(conn);
+    let mut writer = conn;
+    let mut line = Vec::new();
+    let mut answered = 0;
+    loop {
+        match read_line(&mut reader, &mut line)? {
+            Line::Complete => {
+                let mut reply = b"server got: [".to_vec();
+                reply.extend_from_slice(&line);
+                reply.extend_from_slice(b"]\n");
+                writer.write_all(&reply)?;
+                answered += 1;
+            }
+            Line::TooLong => {
+                let error =
+                    format!("error: line longer than {MAX_LINE} bytes\n");
+                writer.write_all(error.as_bytes())?;
+                close_gently(conn)?;
+                return Err(io::Error::new(
+                    ErrorKind::InvalidData,
+                    format!("a line longer than {MAX_LINE} bytes"),
+                ));
+            }
+            // The client half-closed: it has no more requests. We have
+            // read everything, so closing sends a plain FIN.
+            Line::End => return Ok(answered),
+        }
+    }
+}
+
+/// Ends a connection whose client is still sending without losing what
+/// we wrote: half-close, then read and discard until the client closes
+/// too, for at most TIMEOUT. Closing with unread bytes would send RST.
+fn close_gently(mut conn: &TcpStream) -> io::Result<()> {
+    conn.shutdown(Shutdown::Write)?;
+    let deadline = Instant::now() + TIMEOUT;
+    let mut scratch = [0; 8192];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        conn.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        if conn.read(&mut scratch)? == 0 {
+            return Ok(());
+        }
+    }
+    Err(ErrorKind::TimedOut.into())
+}
+// ANCHOR_END: server
+
+// ANCHOR: client
+/// Sends `lines`, or standard input if there are none, and half-closes,
+/// in a thread
+/// of its own, while this thread prints the replies as they come.
+/// Writing everything before reading anything could deadlock: once the
+/// unread replies fill the socket buffers, the server stops reading, and
+/// our writes wait forever.
+fn client(addrs: &[SocketAddr], lines: Vec<String>) -> io::Result<()> {
+    let sock = connect(addrs)?;
+    sock.set_read_timeout(Some(TIMEOUT))?;
+    sock.set_write_timeout(Some(TIMEOUT))?;
+    let mut sending = sock.try_clone()?;
+    let (sent, done) = mpsc::channel();
+    thread::spawn(move || {
+        let result = if lines.is_empty() {
+            io::copy(&mut io::stdin().lock(), &mut sending).map(drop)
+        } else {
+            lines
+                .iter()
+                .try_for_each(|line| writeln!(sending, "{line}"))
+        }
+        // The end of our requests: the server sees the end of the
+        // stream, and can still answer.
+        .and_then(|_| sending.shutdown(Shutdown::Write));
+        let _ = sent.send(result);
+    });
+    let mut out = io::stdout().lock();
+    for reply in BufReader::new(&sock).split(b'\n') {
+        writeln!(out, "{}", reply?.escape_ascii())?;
+    }
+    out.flush()?;
+    // The server has closed. It does that after our half-close, unless
+    // it hung up early; then the input may still be open, and we leave
+    // without it.
+    match done.recv_timeout(Duration::from_secs(1)) {
+        Ok(result) => result.map_err(|err| {
+            io::Error::new(err.kind(), format!("sending: {err}"))
+        }),
+        Err(_) => Err(io::Error::other(
+            "the server closed the connection before the end of the input",
+        )),
+    }
+}
+
+/// Tries each address in turn, giving each at most TIMEOUT.
+fn connect(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(ErrorKind::InvalidInput, "no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(addr, TIMEOUT) {
+            Ok(sock) => return Ok(sock),
+            Err(err) => last = err,
+        }
+    }
+    Err(last)
+}
+// ANCHOR_END: client
+
+/// A read that times out fails with `WouldBlock`; say what happened.
+fn explain(err: &io::Error) -> String {
+    match err.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+            format!("timed out after {} s", TIMEOUT.as_secs())
+        }
+        _ => err.to_string(),
+    }
+}
+
+/// One line on stderr. Not `eprintln!`, which panics if stderr is a
+/// closed pipe: a log that cannot be written is lost.
+fn log(message: impl Display) {
+    let _ = writeln!(io::stderr(), "tcp-lines: {message}");
+}
+
+/// True if `err` says that the reader of a pipe we wrote to has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+}
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, the client
+/// ends quietly, like `cat`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Every address `HOST:PORT` names (`localhost` may name several).
+fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
+    let bad = |why: &dyn Display| format!("bad address '{spec}': {why}");
+    let addrs: Vec<_> = spec.to_socket_addrs().map_err(|e| bad(&e))?.collect();
+    if addrs.is_empty() {
+        return Err(bad(&"it names no address"));
+    }
+    Ok(addrs)
+}
+
+/// Reads the command line: a mode, then the mode's arguments.
+fn parse_args() -> Result<(Mode, String), lexopt::Error> {
+    use lexopt::prelude::*;
+    let (mut mode, mut spec, mut count) = (None, None, None);
+    let mut lines = Vec::new();
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("count") => count = Some(args.value()?.parse()?),
+            Value(value) if mode.is_none() => mode = Some(value.string()?),
+            Value(value) if spec.is_none() => spec = Some(value.string()?),
+            Value(value) => lines.push(value.string()?),
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    let mode = match mode.as_deref() {
+        Some("server") if lines.is_empty() => Mode::Server { count },
+        Some("server") => return Err("the server takes no lines".into()),
+        Some("client") if count.is_some() => {
+            return Err("only the server takes --count".into());
+        }
+        Some("client") => Mode::Client { lines },
+        Some(other) => return Err(format!("unknown mode '{other}'").into()),
+        None => return Err("which mode?".into()),
+    };
+    Ok((mode, spec.unwrap_or_else(|| DEFAULT_ADDR.into())))
+}
+// ANCHOR_END: whole

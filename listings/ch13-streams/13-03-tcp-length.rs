@@ -1,0 +1,345 @@
+// ANCHOR: whole
+// Listing 13-3: messages framed by a length prefix. Each frame is a
+// 4-byte big-endian length followed by that many bytes. The server
+// answers every frame with the frame `server got: [<frame>]` until the
+// client half-closes; the client sends each of its arguments as a frame
+// and prints each reply.
+//
+// `tcp-length server [HOST:PORT] [--count N] [--with-capacity]`, where
+// `--with-capacity` reads frames the wrong way, to show what goes wrong.
+// `tcp-length client HOST:PORT MESSAGE...`.
+
+use std::error::Error;
+use std::fmt::Display;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::process::{self, ExitCode};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigHandler, Signal, signal};
+
+const USAGE: &str = "usage: tcp-length server [HOST:PORT] [--count N] \
+                     [--with-capacity] | client HOST:PORT MESSAGE...";
+const DEFAULT_ADDR: &str = "127.0.0.1:50008";
+/// The largest frame either side accepts.
+const MAX_FRAME: usize = 64 * 1024;
+/// The longest either side waits for the other to send or to read.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+enum Mode {
+    Server {
+        count: Option<usize>,
+        with_capacity: bool,
+    },
+    Client {
+        messages: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        // Nobody reads the server's log any more: that ends it.
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
+        Err(err) => {
+            log(format_args!("{err}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
+    let (mode, spec) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let addrs = resolve(&spec)?;
+    match mode {
+        Mode::Server {
+            count,
+            with_capacity,
+        } => {
+            let listener = TcpListener::bind(&addrs[..])
+                .map_err(|err| format!("cannot listen on {spec}: {err}"))?;
+            let addr = listener.local_addr()?;
+            writeln!(io::stdout(), "Server listening on {addr}")?;
+            serve(&listener, count, with_capacity)?;
+        }
+        Mode::Client { messages } => {
+            restore_sigpipe()?;
+            client(&addrs, &messages)
+                .map_err(|err| format!("{spec}: {}", explain(&err)))?;
+        }
+    }
+    Ok(())
+}
+
+// ANCHOR: frames
+/// Writes one frame. Header and body go out in one `write_all`: two
+/// small writes in a row can stall for 40 ms (Chapter 18 measures it).
+fn write_frame(mut writer: impl Write, body: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(body.len())
+        .ok()
+        .filter(|&len| len as usize <= MAX_FRAME)
+        .ok_or_else(|| io::Error::other("frame too large to send"))?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(body);
+    writer.write_all(&frame)
+}
+
+/// Reads one frame; `None` if the stream ends where a frame would start.
+/// The length is checked before anything is allocated: it is the peer's
+/// claim, and a peer can claim four gigabytes.
+fn read_frame(mut reader: impl Read) -> io::Result<Option<Vec<u8>>> {
+    let mut header = [0; 4];
+    if !read_header(&mut reader, &mut header)? {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            ErrorKind::InvalidData,
+            format!("a frame of {len} bytes; the most is {MAX_FRAME}"),
+        ));
+    }
+    // `vec!` makes `len` zeroed bytes: a buffer of length `len`, which is
+    // what `read_exact` fills. It fails with `UnexpectedEof` if the
+    // stream ends inside the frame.
+    let mut body = vec![0; len];
+    reader
+        .read_exact(&mut body)
+        .map_err(|err| match err.kind() {
+            ErrorKind::UnexpectedEof => {
+                io::Error::new(err.kind(), "the stream ended inside a frame")
+            }
+            _ => err,
+        })?;
+    Ok(Some(body))
+}
+
+/// Fills `header`, or returns false if the stream ends before its first
+/// byte: the one place where the end of the stream is the normal end.
+/// `read_exact` alone cannot tell that case from a header cut short.
+fn read_header(reader: &mut impl Read, header: &mut [u8]) -> io::Result<bool> {
+    let mut got = 0;
+    while got < header.len() {
+        match reader.read(&mut header[got..]) {
+            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "the stream ended inside a frame header",
+                ));
+            }
+            Ok(n) => got += n,
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(true)
+}
+// ANCHOR_END: frames
+
+// ANCHOR: trap
+/// The trap: `Vec::with_capacity(len)` has room for `len` bytes, but its
+/// length is 0, and `Read` fills a slice of the *length*. `read_exact`
+/// of an empty slice succeeds at once, having read nothing, and the
+/// body's bytes stay in the stream, to be taken for the next header.
+fn read_frame_with_capacity(
+    mut reader: impl Read,
+) -> io::Result<Option<Vec<u8>>> {
+    let mut header = [0; 4];
+    if !read_header(&mut reader, &mut header)? {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            ErrorKind::InvalidData,
+            format!("a frame of {len} bytes; the most is {MAX_FRAME}"),
+        ));
+    }
+    let mut body = Vec::with_capacity(len);
+    reader.read_exact(&mut body)?;
+    Ok(Some(body))
+}
+// ANCHOR_END: trap
+
+// ANCHOR: server
+/// Answers one client at a time, every frame it sends, until it
+/// half-closes.
+fn serve(
+    listener: &TcpListener,
+    count: Option<usize>,
+    with_capacity: bool,
+) -> io::Result<()> {
+    let mut out = io::stdout();
+    for conn in listener.incoming().take(count.unwrap_or(usize::MAX)) {
+        let result = conn.and_then(|conn| Ok((conn.peer_addr()?, conn)));
+        match result {
+            Ok((peer, conn)) => match answer(&conn, with_capacity) {
+                Ok(n) => writeln!(out, "{peer}: answered {n} frames")?,
+                Err(err) => {
+                    log(format_args!("{peer}: {}", explain(&err)));
+                    // Whatever the client still sends is unread; drain
+                    // it, so that it gets a FIN, not a reset.
+                    let _ = close_gently(&conn);
+                }
+            },
+            Err(err) => log(format_args!("a connection failed: {err}")),
+        }
+    }
+    Ok(())
+}
+
+fn answer(conn: &TcpStream, with_capacity: bool) -> io::Result<usize> {
+    conn.set_read_timeout(Some(TIMEOUT))?;
+    conn.set_write_timeout(Some(TIMEOUT))?;
+    let mut answered = 0;
+    loop {
+        let frame = if with_capacity {
+            read_frame_with_capacity(conn)?
+        } else {
+            read_frame(conn)?
+        };
+        let Some(frame) = frame else {
+            return Ok(answered);
+        };
+        let mut reply = b"server got: [".to_vec();
+        reply.extend_from_slice(&frame);
+        reply.push(b']');
+        write_frame(conn, &reply)?;
+        answered += 1;
+    }
+}
+
+/// Half-closes, then reads and discards until the client closes too, for
+/// at most TIMEOUT. Closing with unread bytes would send a reset (RST).
+fn close_gently(mut conn: &TcpStream) -> io::Result<()> {
+    conn.shutdown(Shutdown::Write)?;
+    let deadline = Instant::now() + TIMEOUT;
+    let mut scratch = [0; 8192];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        conn.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        if conn.read(&mut scratch)? == 0 {
+            return Ok(());
+        }
+    }
+    Err(ErrorKind::TimedOut.into())
+}
+// ANCHOR_END: server
+
+// ANCHOR: client
+/// Sends each message as a frame and prints the reply before sending
+/// the next; then half-closes, and expects the server to close cleanly.
+fn client(addrs: &[SocketAddr], messages: &[String]) -> io::Result<()> {
+    let sock = connect(addrs)?;
+    sock.set_read_timeout(Some(TIMEOUT))?;
+    sock.set_write_timeout(Some(TIMEOUT))?;
+    let mut out = io::stdout().lock();
+    for message in messages {
+        write_frame(&sock, message.as_bytes())?;
+        let reply = read_frame(&sock)?.ok_or_else(|| {
+            io::Error::new(ErrorKind::UnexpectedEof, "the server hung up")
+        })?;
+        writeln!(out, "{}", reply.escape_ascii())?;
+    }
+    sock.shutdown(Shutdown::Write)?;
+    match read_frame(&sock)? {
+        None => Ok(()),
+        Some(_) => Err(io::Error::other("a reply nobody asked for")),
+    }
+}
+
+/// Tries each address in turn, giving each at most TIMEOUT.
+fn connect(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(ErrorKind::InvalidInput, "no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(addr, TIMEOUT) {
+            Ok(sock) => return Ok(sock),
+            Err(err) => last = err,
+        }
+    }
+    Err(last)
+}
+// ANCHOR_END: client
+
+/// A read that times out fails with `WouldBlock`; say what happened.
+fn explain(err: &io::Error) -> String {
+    match err.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+            format!("timed out after {} s", TIMEOUT.as_secs())
+        }
+        _ => err.to_string(),
+    }
+}
+
+/// One line on stderr. Not `eprintln!`, which panics if stderr is a
+/// closed pipe: a log that cannot be written is lost.
+fn log(message: impl Display) {
+    let _ = writeln!(io::stderr(), "tcp-length: {message}");
+}
+
+/// True if `err` says that the reader of a pipe we wrote to has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+}
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, the client
+/// ends quietly, like `cat`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Every address `HOST:PORT` names (`localhost` may name several).
+fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
+    let bad = |why: &dyn Display| format!("bad address '{spec}': {why}");
+    let addrs: Vec<_> = spec.to_socket_addrs().map_err(|e| bad(&e))?.collect();
+    if addrs.is_empty() {
+        return Err(bad(&"it names no address"));
+    }
+    Ok(addrs)
+}
+
+/// Reads the command line: a mode, then the mode's arguments.
+fn parse_args() -> Result<(Mode, String), lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = lexopt::Parser::from_env();
+    let (mut mode, mut spec, mut count) = (None, None, None);
+    let (mut with_capacity, mut messages) = (false, Vec::new());
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("count") => count = Some(args.value()?.parse()?),
+            Long("with-capacity") => with_capacity = true,
+            Value(value) if mode.is_none() => mode = Some(value.string()?),
+            Value(value) if spec.is_none() => spec = Some(value.string()?),
+            Value(value) => messages.push(value.string()?),
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    let mode = match mode.as_deref() {
+        Some("server") if messages.is_empty() => Mode::Server {
+            count,
+            with_capacity,
+        },
+        Some("server") => return Err("the server takes no messages".into()),
+        Some("client") if count.is_some() || with_capacity => {
+            return Err(
+                "only the server takes --count or --with-capacity".into()
+            );
+        }
+        Some("client") if spec.is_none() => {
+            return Err("the client needs HOST:PORT".into());
+        }
+        Some("client") => Mode::Client { messages },
+        Some(other) => return Err(format!("unknown mode '{other}'").into()),
+        None => return Err("which mode?".into()),
+    };
+    Ok((mode, spec.unwrap_or_else(|| DEFAULT_ADDR.into())))
+}
+// ANCHOR_END: whole

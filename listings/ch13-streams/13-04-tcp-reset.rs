@@ -1,0 +1,160 @@
+// ANCHOR: whole
+// Listing 13-4: how a TCP connection ends badly, and what each side sees.
+// Three short scenes on loopback, each with a fresh connection:
+//
+// 1. The server closes with SO_LINGER set to zero seconds, which makes
+//    the kernel reset the connection (RST) instead of ending it (FIN).
+// 2. The server closes normally, and the client goes on writing.
+// 3. The same as 2, but a child process writes through a `File`, which
+//    uses write(2) and so has no MSG_NOSIGNAL to protect it.
+//
+// Every wait for the peer's packets is a `read` or a `poll` with a
+// deadline, never a sleep: the output is the same on every run.
+
+use std::error::Error;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::{self, ExitCode};
+
+use nix::libc::linger;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::socket::{setsockopt, sockopt};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, fork};
+
+const USAGE: &str = "usage: tcp-reset";
+/// How long to wait for a packet that is certain to come.
+const PATIENCE_MS: u16 = 10_000;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tcp-reset: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+
+    println!("1. The server closes with SO_LINGER 0: a reset, not a FIN");
+    let (mut client, server) = connected(&listener)?;
+    let abort = linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    setsockopt(&server, sockopt::Linger, &abort)?;
+    drop(server);
+    report("client read", client.read(&mut [0; 64]));
+    report("client read", client.read(&mut [0; 64]));
+    report("client write", client.write(b"hello"));
+
+    println!("2. The server closes normally; the client writes anyway");
+    let (mut client, server) = connected(&listener)?;
+    drop(server);
+    report("client write", client.write(b"hello"));
+    // The server's kernel answers those bytes with RST, since no socket
+    // is left to read them. Wait for it.
+    wait_for_hangup(&client)?;
+    report("client write", client.write(b"hello"));
+    report("client read", client.read(&mut [0; 64]));
+
+    println!("3. The same, written by a child through a File (write(2))");
+    let (client, server) = connected(&listener)?;
+    drop(server);
+    io::stdout().flush()?;
+    // SAFETY: this program starts no threads, so no lock can be held.
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            // SIGPIPE's action is the default here: see `run`'s first
+            // line. A child inherits it.
+            let status = match write_twice(client) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            };
+            // SAFETY: `_exit` only ends the process.
+            unsafe { nix::libc::_exit(status) }
+        }
+        ForkResult::Parent { child } => match waitpid(child, None)? {
+            WaitStatus::Signaled(_, signal, _) => {
+                println!("   the child was killed by {signal:?}");
+            }
+            status => println!("   the child ended: {status:?}"),
+        },
+    }
+    Ok(())
+}
+
+/// In the child: the first write is accepted, the peer's kernel resets
+/// the connection, and the second write raises SIGPIPE.
+fn write_twice(client: TcpStream) -> Result<(), Box<dyn Error>> {
+    let mut file = File::from(OwnedFd::from(client));
+    file.write_all(b"hello")?;
+    wait_for_hangup(&file)?;
+    file.write_all(b"hello")?;
+    Ok(())
+}
+// ANCHOR_END: run
+
+/// A new connection through `listener`: (client end, server end).
+fn connected(listener: &TcpListener) -> io::Result<(TcpStream, TcpStream)> {
+    let client = TcpStream::connect(listener.local_addr()?)?;
+    let (server, _) = listener.accept()?;
+    Ok((client, server))
+}
+
+/// Waits until the connection is dead: `poll` reports `POLLHUP` once the
+/// kernel has received the peer's RST.
+fn wait_for_hangup(sock: &impl AsFd) -> Result<(), Box<dyn Error>> {
+    let mut fds = [PollFd::new(sock.as_fd(), PollFlags::empty())];
+    loop {
+        if poll(&mut fds, PollTimeout::from(PATIENCE_MS))? == 0 {
+            return Err("the reset never came".into());
+        }
+        let events = fds[0].revents().unwrap_or(PollFlags::empty());
+        if events.contains(PollFlags::POLLHUP) {
+            return Ok(());
+        }
+    }
+}
+
+/// Prints what one call returned.
+fn report(what: &str, result: io::Result<usize>) {
+    match result {
+        Ok(n) => println!("   {what}: {n} bytes"),
+        Err(err) => println!("   {what}: {err}"),
+    }
+}
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Takes no arguments but `--help`.
+fn parse_args() -> Result<(), lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = lexopt::Parser::from_env();
+    if let Some(arg) = args.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: whole

@@ -1,0 +1,457 @@
+// ANCHOR: whole
+// Listing 14-3: the server of Listing 14-2 with a fixed pool of worker
+// threads instead of a thread per connection. The accepting thread puts
+// each connection in a queue of bounded length, and the first free
+// worker serves it; a client that finds the queue full is told the
+// server is busy. Everything else, the deadlines, the maximum line, the
+// backoff after a failed `accept`, the backlog, is Listing 14-2's.
+//
+// `tcp-pool [HOST:PORT] [--count N] [--workers N] [--queue N]
+// [--timeout SECS] [--backlog N]`
+
+use std::error::Error;
+use std::fmt::Display;
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::process::{self, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use socket2::{Domain, Socket, Type};
+
+const USAGE: &str = "usage: tcp-pool [HOST:PORT] [--count N] \
+                     [--workers N] [--queue N] [--timeout SECS] [--backlog N]";
+const DEFAULT_ADDR: &str = "127.0.0.1:50008";
+/// The longest line a client may send, newline not counted.
+const MAX_LINE: usize = 1024;
+
+/// What the command line sets.
+struct Config {
+    spec: String,
+    /// Stop after this many connections, if given.
+    count: Option<usize>,
+    /// How many connections are served at once.
+    workers: usize,
+    /// How many accepted connections may wait for a worker; more are
+    /// refused.
+    queue: usize,
+    /// How long a client has to send a whole request, and to take a
+    /// whole reply.
+    timeout: Duration,
+    /// The length of the queue of connections waiting for `accept`.
+    backlog: i32,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        // Nobody reads the log any more: that ends the server.
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
+        Err(err) => {
+            log(format_args!("{err}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    let config = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    raise_fd_limit()?;
+    let listener = listen(&config)?;
+    writeln!(
+        io::stdout(),
+        "Server listening on {}",
+        listener.local_addr()?
+    )?;
+    // The queue between the accepting thread and the workers. A
+    // `Receiver` has one owner, so the workers share it behind a mutex:
+    // whoever holds the lock waits for the next connection.
+    let (queue, jobs) = mpsc::sync_channel::<TcpStream>(config.queue);
+    let jobs = Arc::new(Mutex::new(jobs));
+    let mut workers = Vec::new();
+    for _ in 0..config.workers {
+        let jobs = Arc::clone(&jobs);
+        let timeout = config.timeout;
+        workers.push(thread::Builder::new().spawn(move || {
+            loop {
+                let next =
+                    jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                // The lock is released here, before serving.
+                match next {
+                    Ok(conn) => serve(conn, timeout),
+                    Err(_) => break, // The queue is closed: we are done.
+                }
+            }
+        })?);
+    }
+    let mut served = 0;
+    let mut backoff = Backoff::new();
+    while config.count.is_none_or(|count| served < count) {
+        let conn = match listener.accept() {
+            Ok((conn, _)) => conn,
+            Err(err) => {
+                // EMFILE and the like: wait before trying again.
+                backoff.failed(&err);
+                continue;
+            }
+        };
+        backoff.reset();
+        if LOG_CLOSED.load(Ordering::Relaxed) {
+            break;
+        }
+        match queue.try_send(conn) {
+            Ok(()) => served += 1,
+            Err(TrySendError::Full(conn)) => refuse(conn),
+            Err(TrySendError::Disconnected(_)) => break,
+        }
+    }
+    // Closing the queue ends each worker once the queue is empty.
+    drop(queue);
+    for worker in workers {
+        worker.join().map_err(|_| "a worker panicked")?;
+    }
+    Ok(())
+}
+// ANCHOR_END: run
+
+// ANCHOR: listen
+/// Binds and listens with socket2, which, unlike `TcpListener::bind`,
+/// lets us choose the backlog. `SO_REUSEADDR` as std sets it: a restarted
+/// server must not wait for old connections in TIME_WAIT.
+fn listen(config: &Config) -> Result<TcpListener, Box<dyn Error>> {
+    let mut last = None;
+    for addr in resolve(&config.spec)? {
+        let socket =
+            Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        match socket.bind(&addr.into()) {
+            Ok(()) => {
+                socket.listen(config.backlog)?;
+                return Ok(socket.into());
+            }
+            Err(err) => last = Some(err),
+        }
+    }
+    let err = last.map_or_else(|| "no address".into(), |e| e.to_string());
+    Err(format!("cannot listen on {}: {err}", config.spec).into())
+}
+// ANCHOR_END: listen
+
+// ANCHOR: refuse
+/// Tells a client over the limit that the server is busy, and closes.
+/// Reading what it already sent first (a little, without waiting) makes
+/// the close a FIN rather than a reset that could destroy the message.
+fn refuse(mut conn: TcpStream) {
+    let _ = conn.set_nonblocking(true);
+    let mut scratch = [0; 4096];
+    for _ in 0..16 {
+        if !matches!(conn.read(&mut scratch), Ok(n) if n > 0) {
+            break;
+        }
+    }
+    let _ = conn.write_all(b"error: server busy\n");
+}
+// ANCHOR_END: refuse
+
+// ANCHOR: serve
+/// Serves one connection, logs how it went, and closes it.
+fn serve(conn: TcpStream, timeout: Duration) {
+    let peer = match conn.peer_addr() {
+        Ok(peer) => peer.to_string(),
+        // Reset before we got to it: nothing to serve.
+        Err(err) => return log(format_args!("a client: {err}")),
+    };
+    match answer(&conn, timeout) {
+        Ok(lines) => {
+            let logged =
+                writeln!(io::stdout(), "{peer}: answered {lines} lines");
+            // Nobody reads the log any more: the server ends at the
+            // next connection.
+            if logged.is_err_and(|e| e.kind() == ErrorKind::BrokenPipe) {
+                LOG_CLOSED.store(true, Ordering::Relaxed);
+            }
+        }
+        Err(err) => log(format_args!("{peer}: {}", explain(&err))),
+    }
+}
+
+/// Set once writing the log has failed with `BrokenPipe`.
+static LOG_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Answers every line of one connection; returns how many.
+fn answer(conn: &TcpStream, timeout: Duration) -> io::Result<usize> {
+    let mut reader = BufReader::new(Deadline {
+        conn,
+        by: Instant::now(),
+    });
+    let mut line = Vec::new();
+    let mut answered = 0;
+    loop {
+        // Each request must arrive whole within `timeout`: a client that
+        // sends one byte a second cannot hold the connection for longer.
+        reader.get_mut().by = Instant::now() + timeout;
+        match read_line(&mut reader, &mut line)? {
+            Line::Complete => {
+                let mut reply = b"server got: [".to_vec();
+                reply.extend_from_slice(&line);
+                reply.extend_from_slice(b"]\n");
+                // And each reply must be taken within `timeout`.
+                write_all_by(conn, &reply, Instant::now() + timeout)?;
+                answered += 1;
+            }
+            Line::TooLong => {
+                let error =
+                    format!("error: line longer than {MAX_LINE} bytes\n");
+                write_all_by(conn, error.as_bytes(), Instant::now() + timeout)?;
+                close_gently(conn, Instant::now() + timeout)?;
+                return Err(io::Error::new(
+                    ErrorKind::InvalidData,
+                    format!("a line longer than {MAX_LINE} bytes"),
+                ));
+            }
+            Line::End => return Ok(answered),
+        }
+    }
+}
+// ANCHOR_END: serve
+
+// ANCHOR: deadline
+/// A socket whose reads must all be done `by` a point in time. A read
+/// timeout (`SO_RCVTIMEO`) bounds one `read` call; this bounds them all
+/// together, by giving each call only the time that is left.
+struct Deadline<'a> {
+    conn: &'a TcpStream,
+    by: Instant,
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.conn.set_read_timeout(Some(time_left(self.by)?))?;
+        let mut conn = self.conn;
+        conn.read(buf)
+    }
+}
+
+/// Writes all of `buf` by the deadline `by`, however slowly the peer
+/// reads.
+fn write_all_by(
+    mut conn: &TcpStream,
+    mut buf: &[u8],
+    by: Instant,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        conn.set_write_timeout(Some(time_left(by)?))?;
+        match conn.write(buf) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+/// The time from now until `by`, or `TimedOut` if there is none left.
+/// (A timeout of zero would mean "no timeout" to the socket.)
+fn time_left(by: Instant) -> io::Result<Duration> {
+    by.checked_duration_since(Instant::now())
+        .filter(|left| !left.is_zero())
+        .ok_or_else(|| ErrorKind::TimedOut.into())
+}
+// ANCHOR_END: deadline
+
+/// What one call of `read_line` found.
+enum Line {
+    /// A line, in the buffer without its newline.
+    Complete,
+    /// More than MAX_LINE bytes and no newline.
+    TooLong,
+    /// The end of the stream.
+    End,
+}
+
+/// Reads one line into `line`, but never more than MAX_LINE + 1 bytes
+/// (Listing 13-2).
+fn read_line(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+) -> io::Result<Line> {
+    line.clear();
+    let limit = MAX_LINE as u64 + 1;
+    if reader.take(limit).read_until(b'\n', line)? == 0 {
+        return Ok(Line::End);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        Ok(Line::Complete)
+    } else if line.len() > MAX_LINE {
+        Ok(Line::TooLong)
+    } else {
+        Ok(Line::Complete)
+    }
+}
+
+/// Half-closes, then reads and discards until the client closes too, or
+/// until `by`. Closing with unread bytes would send a reset (RST).
+fn close_gently(mut conn: &TcpStream, by: Instant) -> io::Result<()> {
+    conn.shutdown(Shutdown::Write)?;
+    let mut scratch = [0; 8192];
+    loop {
+        conn.set_read_timeout(Some(time_left(by)?))?;
+        if conn.read(&mut scratch)? == 0 {
+            return Ok(());
+        }
+    }
+}
+
+// ANCHOR: backoff
+/// What to do after a failed `accept`: wait, from 5 ms, doubling up to a
+/// second while the failures go on; log the first failure of a run only,
+/// so that the log does not fill up either.
+struct Backoff {
+    wait: Duration,
+    failing: bool,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MOST: Duration = Duration::from_secs(1);
+
+    fn new() -> Backoff {
+        Backoff {
+            wait: Backoff::FIRST,
+            failing: false,
+        }
+    }
+
+    fn failed(&mut self, err: &io::Error) {
+        // A client that gave up before we accepted it: no reason to wait.
+        if err.kind() == ErrorKind::ConnectionAborted {
+            return;
+        }
+        if !self.failing {
+            log(format_args!("accept: {err}; trying again, less often"));
+            self.failing = true;
+        }
+        thread::sleep(self.wait);
+        self.wait = (self.wait * 2).min(Backoff::MOST);
+    }
+
+    fn reset(&mut self) {
+        *self = Backoff::new();
+    }
+}
+// ANCHOR_END: backoff
+
+// ANCHOR: fd_limit
+/// Raises this process's limit on open file descriptors (`ulimit -n`) to
+/// the most it may have. The soft limit is often 1024, too few for a
+/// thousand clients; the hard limit is usually far higher.
+fn raise_fd_limit() -> nix::Result<()> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok(())
+}
+// ANCHOR_END: fd_limit
+
+/// A timed-out read or write fails with `WouldBlock` ("Resource
+/// temporarily unavailable"); say what happened instead.
+fn explain(err: &io::Error) -> String {
+    match err.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => "timed out".into(),
+        _ => err.to_string(),
+    }
+}
+
+/// One line on stderr. Not `eprintln!`, which panics if stderr is a
+/// closed pipe: a log that cannot be written is lost.
+fn log(message: impl Display) {
+    let _ = writeln!(io::stderr(), "tcp-pool: {message}");
+}
+
+/// True if `err` says that the reader of a pipe we wrote to has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+}
+
+/// Every address `HOST:PORT` names (`localhost` may name several).
+fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
+    let bad = |why: &dyn Display| format!("bad address '{spec}': {why}");
+    let addrs: Vec<_> = spec.to_socket_addrs().map_err(|e| bad(&e))?.collect();
+    if addrs.is_empty() {
+        return Err(bad(&"it names no address"));
+    }
+    Ok(addrs)
+}
+
+/// Reads the command line.
+fn parse_args() -> Result<Config, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut config = Config {
+        spec: DEFAULT_ADDR.into(),
+        count: None,
+        workers: 32,
+        queue: 1000,
+        timeout: Duration::from_secs(10),
+        backlog: 1024,
+    };
+    let mut spec = None;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("count") => config.count = Some(args.value()?.parse()?),
+            Long("workers") => {
+                config.workers = at_least_one("--workers", args.value()?)?;
+            }
+            Long("queue") => {
+                config.queue = at_least_one("--queue", args.value()?)?;
+            }
+            Long("timeout") => {
+                let secs = at_least_one("--timeout", args.value()?)?;
+                if secs > 86_400 {
+                    return Err("--timeout is at most 86400 seconds".into());
+                }
+                config.timeout = Duration::from_secs(secs);
+            }
+            Long("backlog") => {
+                config.backlog = at_least_one("--backlog", args.value()?)?;
+            }
+            Value(value) if spec.is_none() => spec = Some(value.string()?),
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    if let Some(spec) = spec {
+        config.spec = spec;
+    }
+    Ok(config)
+}
+
+/// A number from the command line that must be 1 or more.
+fn at_least_one<T>(
+    name: &str,
+    value: std::ffi::OsString,
+) -> Result<T, lexopt::Error>
+where
+    T: std::str::FromStr + PartialOrd + From<u8>,
+    T::Err: Into<Box<dyn Error + Send + Sync + 'static>>,
+{
+    use lexopt::prelude::*;
+    let number: T = value.parse()?;
+    if number < T::from(1) {
+        return Err(format!("{name} must be at least 1").into());
+    }
+    Ok(number)
+}
+// ANCHOR_END: whole

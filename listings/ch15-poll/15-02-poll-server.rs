@@ -1,0 +1,560 @@
+// ANCHOR: whole
+// Listing 15-2: Listing 14-2's server in one thread. Every socket is
+// nonblocking, and one call to `poll` waits for all of them at once: the
+// listening socket, and every connection that wants to read or to write.
+// The protocol and the limits are Listing 14-2's: lines of at most
+// MAX_LINE bytes, each answered with `server got: [<line>]`; a deadline
+// to send each request and to take each reply; a limit on connections;
+// a pause after a failed `accept`.
+//
+// `poll-server [HOST:PORT] [--count N] [--max-conns N] [--timeout SECS]
+// [--backlog N]`
+
+use std::error::Error;
+use std::fmt::Display;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::AsFd;
+use std::process::{self, ExitCode};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use socket2::{Domain, Socket, Type};
+
+const USAGE: &str = "usage: poll-server [HOST:PORT] [--count N] \
+                     [--max-conns N] [--timeout SECS] [--backlog N]";
+const DEFAULT_ADDR: &str = "127.0.0.1:50008";
+/// The longest line a client may send, newline not counted.
+const MAX_LINE: usize = 1024;
+/// Replies waiting for a client to read them, beyond which we stop
+/// reading its requests.
+const MAX_OUTPUT: usize = 64 * 1024;
+/// At most this many new connections per round, so that a flood of them
+/// cannot starve the clients already connected.
+const ACCEPTS_PER_ROUND: usize = 64;
+
+/// What the command line sets.
+struct Config {
+    spec: String,
+    count: Option<usize>,
+    max_conns: usize,
+    timeout: Duration,
+    backlog: i32,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        // Nobody reads the log any more: that ends the server.
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
+        Err(err) => {
+            log(format_args!("{err}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
+    let config = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    raise_fd_limit()?;
+    let listener = listen(&config)?;
+    listener.set_nonblocking(true)?;
+    writeln!(
+        io::stdout(),
+        "Server listening on {}",
+        listener.local_addr()?
+    )?;
+    Server::new(config).run(&listener)?;
+    Ok(())
+}
+
+// ANCHOR: conn
+/// One client, and everything we know about it.
+struct Conn {
+    sock: TcpStream,
+    peer: SocketAddr,
+    /// The start of a request whose newline has not come yet.
+    input: Vec<u8>,
+    /// Replies not yet written, from `output[written..]`.
+    output: Vec<u8>,
+    written: usize,
+    /// The client must finish its next request, or take its replies, by
+    /// then; each finished request and each emptied output moves it on.
+    deadline: Instant,
+    state: State,
+    answered: usize,
+    /// Whether it ended in an error, already logged.
+    failed: bool,
+}
+
+#[derive(PartialEq)]
+enum State {
+    /// Reading requests.
+    Open,
+    /// The client half-closed: write what is left, then close.
+    Finishing,
+    /// Its line was too long: write the error, half-close, and throw away
+    /// whatever it still sends until it closes too.
+    Draining,
+    /// Done with, one way or another; the connection is dropped.
+    Closed,
+}
+// ANCHOR_END: conn
+
+struct Server {
+    config: Config,
+    conns: Vec<Conn>,
+    /// Connections accepted and served so far, for `--count`.
+    served: usize,
+    /// After a failed `accept`: no accepting before this, and how long
+    /// the next pause will be.
+    paused_until: Option<Instant>,
+    pause: Duration,
+}
+
+// ANCHOR: run
+impl Server {
+    fn new(config: Config) -> Server {
+        Server {
+            config,
+            conns: Vec::new(),
+            served: 0,
+            paused_until: None,
+            pause: PAUSE_FIRST,
+        }
+    }
+
+    /// The event loop: wait for whatever can happen next, handle it,
+    /// repeat. Returns once `--count` connections have come and gone.
+    fn run(&mut self, listener: &TcpListener) -> io::Result<()> {
+        let mut scratch = vec![0; 16 * 1024];
+        loop {
+            let now = Instant::now();
+            let all_came = self.config.count.is_some_and(|n| self.served >= n);
+            if all_came && self.conns.is_empty() {
+                return Ok(());
+            }
+            let accepting =
+                !all_came && self.paused_until.is_none_or(|until| now >= until);
+            // One entry per socket: the listener first if we accept,
+            // then every connection, with what we wait for on it.
+            let mut fds = Vec::with_capacity(self.conns.len() + 1);
+            if accepting {
+                fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+            }
+            for conn in &self.conns {
+                fds.push(PollFd::new(conn.sock.as_fd(), conn.interest()));
+            }
+            match poll(&mut fds, self.next_timeout(now)) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(err) => return Err(err.into()),
+            }
+            let ready: Vec<_> = fds
+                .iter()
+                .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
+                .collect();
+            drop(fds);
+
+            let (listener_ready, conns_ready) = if accepting {
+                (!ready[0].is_empty(), &ready[1..])
+            } else {
+                (false, &ready[..])
+            };
+            let now = Instant::now();
+            for (conn, events) in self.conns.iter_mut().zip(conns_ready) {
+                if !events.is_empty() {
+                    conn.handle(
+                        *events,
+                        &mut scratch,
+                        self.config.timeout,
+                        now,
+                    );
+                }
+                if conn.state != State::Closed && now >= conn.deadline {
+                    conn.close(Some(io::Error::from(ErrorKind::TimedOut)));
+                }
+            }
+            // Log and forget the connections that are done.
+            let mut out = io::stdout();
+            for conn in self.conns.iter().filter(|c| c.state == State::Closed) {
+                if !conn.failed {
+                    writeln!(
+                        out,
+                        "{}: answered {} lines",
+                        conn.peer, conn.answered
+                    )?;
+                }
+            }
+            self.conns.retain(|conn| conn.state != State::Closed);
+            if self.paused_until.is_some_and(|until| now >= until) {
+                self.paused_until = None;
+            }
+            if listener_ready {
+                self.accept(listener, now);
+            }
+        }
+    }
+
+    /// How long `poll` may sleep: until the nearest deadline, or the end
+    /// of a pause in accepting; forever if there is neither.
+    fn next_timeout(&self, now: Instant) -> PollTimeout {
+        let deadlines = self.conns.iter().map(|c| c.deadline);
+        let Some(next) = deadlines.chain(self.paused_until).min() else {
+            return PollTimeout::NONE;
+        };
+        // Round up, so that we never wake a little before the deadline
+        // only to find nothing to do.
+        let millis = next
+            .saturating_duration_since(now)
+            .as_micros()
+            .div_ceil(1000);
+        PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX)
+    }
+}
+// ANCHOR_END: run
+
+// ANCHOR: accept
+/// The first pause after a failed `accept`, and the longest.
+const PAUSE_FIRST: Duration = Duration::from_millis(5);
+const PAUSE_MOST: Duration = Duration::from_secs(1);
+
+impl Server {
+    /// Accepts the connections waiting in the backlog, some of them at
+    /// least, refusing those over the limit.
+    fn accept(&mut self, listener: &TcpListener, now: Instant) {
+        for _ in 0..ACCEPTS_PER_ROUND {
+            if self.config.count.is_some_and(|n| self.served >= n) {
+                return;
+            }
+            let sock = match listener.accept() {
+                Ok((sock, _)) => sock,
+                Err(err) if err.kind() == ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == ErrorKind::ConnectionAborted => {
+                    continue;
+                }
+                Err(err) => {
+                    // EMFILE and the like: stop accepting for a while,
+                    // longer each time; say so once.
+                    if self.pause == PAUSE_FIRST {
+                        log(format_args!(
+                            "accept: {err}; trying again, less often"
+                        ));
+                    }
+                    self.paused_until = Some(now + self.pause);
+                    self.pause = (self.pause * 2).min(PAUSE_MOST);
+                    return;
+                }
+            };
+            self.pause = PAUSE_FIRST;
+            if self.conns.len() >= self.config.max_conns {
+                refuse(sock);
+                continue;
+            }
+            self.served += 1;
+            let peer = match sock.peer_addr().and_then(|peer| {
+                sock.set_nonblocking(true)?;
+                Ok(peer)
+            }) {
+                Ok(peer) => peer,
+                Err(err) => {
+                    log(format_args!("a client: {err}"));
+                    continue;
+                }
+            };
+            self.conns.push(Conn {
+                sock,
+                peer,
+                input: Vec::new(),
+                output: Vec::new(),
+                written: 0,
+                deadline: now + self.config.timeout,
+                state: State::Open,
+                answered: 0,
+                failed: false,
+            });
+        }
+    }
+}
+
+/// Tells a client over the limit that the server is busy, and closes.
+fn refuse(mut sock: TcpStream) {
+    let _ = sock.set_nonblocking(true);
+    let mut scratch = [0; 4096];
+    for _ in 0..16 {
+        if !matches!(sock.read(&mut scratch), Ok(n) if n > 0) {
+            break;
+        }
+    }
+    let _ = sock.write_all(b"error: server busy\n");
+}
+// ANCHOR_END: accept
+
+// ANCHOR: handle
+impl Conn {
+    /// What to wait for: readable while we take requests (or drain),
+    /// unless too many replies are waiting; writable while replies are.
+    fn interest(&self) -> PollFlags {
+        let mut events = PollFlags::empty();
+        let pending = self.output.len() - self.written;
+        let reading = matches!(self.state, State::Open | State::Draining);
+        if reading && pending < MAX_OUTPUT {
+            events |= PollFlags::POLLIN;
+        }
+        if pending > 0 {
+            events |= PollFlags::POLLOUT;
+        }
+        events
+    }
+
+    /// Does what the events allow: read, write, or notice an error.
+    fn handle(
+        &mut self,
+        events: PollFlags,
+        scratch: &mut [u8],
+        timeout: Duration,
+        now: Instant,
+    ) {
+        let failed =
+            PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL;
+        if events.intersects(PollFlags::POLLIN | failed) {
+            // A hang-up or an error shows up as the result of `read`.
+            self.read(scratch, timeout, now);
+        }
+        if self.state != State::Closed && self.output.len() > self.written {
+            self.write(timeout, now);
+        }
+    }
+
+    /// One `read`: it returns what is there now, and never waits.
+    fn read(&mut self, scratch: &mut [u8], timeout: Duration, now: Instant) {
+        match self.sock.read(scratch) {
+            Ok(0) => self.end_of_requests(timeout, now),
+            // Thrown away.
+            Ok(_) if self.state == State::Draining => {}
+            Ok(n) => self.take_lines(&scratch[..n], timeout, now),
+            Err(err) if would_block(&err) => {}
+            Err(err) => self.close(Some(err)),
+        }
+    }
+
+    /// Finds the complete lines in what just arrived and queues a reply
+    /// to each; keeps the start of an unfinished line for next time.
+    fn take_lines(&mut self, data: &[u8], timeout: Duration, now: Instant) {
+        for piece in data.split_inclusive(|&byte| byte == b'\n') {
+            let (line, complete) = match piece.strip_suffix(b"\n") {
+                Some(line) => (line, true),
+                None => (piece, false),
+            };
+            if self.input.len() + line.len() > MAX_LINE {
+                let error =
+                    format!("error: line longer than {MAX_LINE} bytes\n");
+                self.output.extend_from_slice(error.as_bytes());
+                self.input.clear();
+                self.state = State::Draining;
+                self.failed = true;
+                log(format_args!(
+                    "{}: a line longer than {MAX_LINE} bytes",
+                    self.peer
+                ));
+                return;
+            }
+            self.input.extend_from_slice(line);
+            if complete {
+                self.answer(timeout, now);
+            }
+        }
+    }
+
+    /// Queues the reply to the request in `input`.
+    fn answer(&mut self, timeout: Duration, now: Instant) {
+        self.output.extend_from_slice(b"server got: [");
+        self.output.extend_from_slice(&self.input);
+        self.output.extend_from_slice(b"]\n");
+        self.input.clear();
+        self.answered += 1;
+        self.deadline = now + timeout;
+    }
+
+    // ANCHOR_END: handle
+    // ANCHOR: write
+    /// The client half-closed. Its last line may lack a newline.
+    fn end_of_requests(&mut self, timeout: Duration, now: Instant) {
+        match self.state {
+            State::Open => {
+                if !self.input.is_empty() {
+                    self.answer(timeout, now);
+                }
+                self.state = State::Finishing;
+                self.finish_if_done();
+            }
+            // It has closed its side too: we are done.
+            _ => self.close(None),
+        }
+    }
+
+    /// Writes as much of the pending replies as the socket takes now.
+    /// A partial write is normal: the rest waits for the next POLLOUT.
+    fn write(&mut self, timeout: Duration, now: Instant) {
+        while self.written < self.output.len() {
+            match self.sock.write(&self.output[self.written..]) {
+                Ok(n) => self.written += n,
+                Err(err) if would_block(&err) => return,
+                Err(err) => return self.close(Some(err)),
+            }
+        }
+        // All written: forget it, and give the client a new deadline.
+        self.output.clear();
+        self.written = 0;
+        self.deadline = now + timeout;
+        self.finish_if_done();
+    }
+
+    /// Once everything is written: a finished client is closed, a
+    /// draining one gets our FIN and is read until it closes too.
+    fn finish_if_done(&mut self) {
+        if self.output.len() > self.written {
+            return;
+        }
+        match self.state {
+            State::Finishing => self.close(None),
+            State::Draining => {
+                if let Err(err) = self.sock.shutdown(Shutdown::Write) {
+                    self.close(Some(err));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Marks the connection done; it is closed when it is dropped.
+    fn close(&mut self, err: Option<io::Error>) {
+        if let Some(err) = err {
+            let why = match err.kind() {
+                ErrorKind::TimedOut => "timed out".to_string(),
+                _ => err.to_string(),
+            };
+            log(format_args!("{}: {why}", self.peer));
+            self.failed = true;
+        }
+        self.state = State::Closed;
+    }
+}
+
+/// `WouldBlock` (nothing to do now) or `Interrupted` (try again).
+fn would_block(err: &io::Error) -> bool {
+    matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted)
+}
+// ANCHOR_END: write
+
+/// Binds and listens with the backlog we choose (Listing 14-2).
+fn listen(config: &Config) -> Result<TcpListener, Box<dyn Error>> {
+    let mut last = None;
+    for addr in resolve(&config.spec)? {
+        let socket =
+            Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        match socket.bind(&addr.into()) {
+            Ok(()) => {
+                socket.listen(config.backlog)?;
+                return Ok(socket.into());
+            }
+            Err(err) => last = Some(err),
+        }
+    }
+    let err = last.map_or_else(|| "no address".into(), |e| e.to_string());
+    Err(format!("cannot listen on {}: {err}", config.spec).into())
+}
+
+/// Raises the soft limit on open descriptors to the hard one: a thousand
+/// clients need more than the usual 1024 (Listing 14-2).
+fn raise_fd_limit() -> nix::Result<()> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok(())
+}
+
+/// One line on stderr. Not `eprintln!`, which panics if stderr is a
+/// closed pipe: a log that cannot be written is lost.
+fn log(message: impl Display) {
+    let _ = writeln!(io::stderr(), "poll-server: {message}");
+}
+
+/// True if `err` says that the reader of a pipe we wrote to has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+}
+
+/// Every address `HOST:PORT` names (`localhost` may name several).
+fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
+    let bad = |why: &dyn Display| format!("bad address '{spec}': {why}");
+    let addrs: Vec<_> = spec.to_socket_addrs().map_err(|e| bad(&e))?.collect();
+    if addrs.is_empty() {
+        return Err(bad(&"it names no address"));
+    }
+    Ok(addrs)
+}
+
+/// Reads the command line.
+fn parse_args() -> Result<Config, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut config = Config {
+        spec: DEFAULT_ADDR.into(),
+        count: None,
+        max_conns: 10_000,
+        timeout: Duration::from_secs(10),
+        backlog: 1024,
+    };
+    let mut spec = None;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("count") => config.count = Some(args.value()?.parse()?),
+            Long("max-conns") => {
+                config.max_conns = at_least_one("--max-conns", args.value()?)?;
+            }
+            Long("timeout") => {
+                let secs = at_least_one("--timeout", args.value()?)?;
+                if secs > 86_400 {
+                    return Err("--timeout is at most 86400 seconds".into());
+                }
+                config.timeout = Duration::from_secs(secs);
+            }
+            Long("backlog") => {
+                config.backlog = at_least_one("--backlog", args.value()?)?;
+            }
+            Value(value) if spec.is_none() => spec = Some(value.string()?),
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    if let Some(spec) = spec {
+        config.spec = spec;
+    }
+    Ok(config)
+}
+
+/// A number from the command line that must be 1 or more.
+fn at_least_one<T>(
+    name: &str,
+    value: std::ffi::OsString,
+) -> Result<T, lexopt::Error>
+where
+    T: std::str::FromStr + PartialOrd + From<u8>,
+    T::Err: Into<Box<dyn Error + Send + Sync + 'static>>,
+{
+    use lexopt::prelude::*;
+    let number: T = value.parse()?;
+    if number < T::from(1) {
+        return Err(format!("{name} must be at least 1").into());
+    }
+    Ok(number)
+}
+// ANCHOR_END: whole

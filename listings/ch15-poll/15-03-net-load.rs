@@ -1,0 +1,524 @@
+// ANCHOR: whole
+// Listing 15-3: the benchmark of Part III's servers. It starts each
+// server itself, from the binaries next to its own (so build them all
+// first, in the same profile), puts it under three kinds of load, and
+// prints what it measured, with the machine and the date:
+//
+// 1. a burst of clients at once, each of which must get exactly its own
+//    reply, once: latency from `connect` to the end of the reply;
+// 2. many idle connections, then a new client: its latency, and the
+//    server's memory (RSS) and threads, from /proc;
+// 3. one client that sends a mebibyte without a newline: the server's
+//    peak memory.
+//
+// `net-load [--clients N] [--rounds N] [--idle N] [--garbage BYTES]
+// [--record FILE]`: FILE gets the report too, after the command that
+// made it.
+
+use std::error::Error;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{self, Child, Command, ExitCode, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::unistd::{Pid, getpid, getppid};
+
+const USAGE: &str = "usage: net-load [--clients N] [--rounds N] [--idle N] \
+                     [--garbage BYTES] [--record FILE]";
+/// The longest any one wait may take before the benchmark gives up.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+struct Config {
+    clients: usize,
+    rounds: usize,
+    idle: usize,
+    garbage: usize,
+    record: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("net-load: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let config = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // A thousand idle connections are a thousand descriptors here too.
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    let mut report = Report::new(config.record.as_deref());
+    report.line(&machine()?)?;
+
+    let Config {
+        clients, rounds, ..
+    } = config;
+    report.line("")?;
+    report.line(&format!(
+        "{clients} clients at once (rounds: {rounds}); latency from \
+         connect to the end of the reply, in ms"
+    ))?;
+    report.line(&format!(
+        "{:<12} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>8}",
+        "server",
+        "backlog",
+        "right",
+        "wrong",
+        "failed",
+        "p50",
+        "p99",
+        "max",
+        ">= 1 s"
+    ))?;
+    for (name, backlog) in [
+        ("tcp-threads", 128),
+        ("tcp-threads", 1024),
+        ("tcp-pool", 1024),
+        ("poll-server", 1024),
+    ] {
+        let server = Server::start(name, &["--backlog", &backlog.to_string()])?;
+        let mut results = Vec::new();
+        for _ in 0..rounds {
+            results.extend(burst(server.addr, clients)?);
+        }
+        report.line(&burst_row(name, backlog, &results))?;
+    }
+
+    report.line("")?;
+    report.line(&format!(
+        "{} idle connections, then 20 requests from a new client",
+        config.idle
+    ))?;
+    report.line(&format!(
+        "{:<12} {:>9} {:>12} {:>12} {:>9} {:>8}",
+        "server", "idle held", "new p50 ms", "new max ms", "RSS MiB", "threads"
+    ))?;
+    for name in ["tcp-threads", "poll-server"] {
+        // Idle clients must outlive the measurement: a long timeout, and
+        // room for them all.
+        let max = (config.idle + 100).to_string();
+        let args = ["--timeout", "600", "--max-conns", &max];
+        let server = Server::start(name, &args)?;
+        report.line(&idle_row(&server, config.idle)?)?;
+    }
+
+    report.line("")?;
+    report.line(&format!(
+        "{} bytes without a newline from one client: peak RSS (VmHWM), MiB",
+        config.garbage
+    ))?;
+    report.line(&format!("{:<12} {:>8} {:>8}", "server", "before", "after"))?;
+    for name in ["tcp-naive", "tcp-threads", "poll-server"] {
+        let server = Server::start(name, &[])?;
+        report.line(&garbage_row(&server, config.garbage)?)?;
+    }
+    Ok(())
+}
+
+// ANCHOR: burst
+/// What one client of a burst saw: its latency, or what went wrong.
+enum Outcome {
+    Right(Duration),
+    Wrong,
+    Failed(io::ErrorKind),
+}
+
+/// `clients` clients, started together by a barrier; each sends one line
+/// with its own number, half-closes, and reads the reply to its end.
+fn burst(addr: SocketAddr, clients: usize) -> io::Result<Vec<Outcome>> {
+    let start = Arc::new(Barrier::new(clients));
+    let mut handles = Vec::new();
+    for i in 0..clients {
+        let start = Arc::clone(&start);
+        let client = move || {
+            start.wait();
+            let began = Instant::now();
+            let expected = format!("server got: [client {i}]\n");
+            match exchange(addr, &format!("client {i}")) {
+                Ok(reply) if reply == expected => {
+                    Outcome::Right(began.elapsed())
+                }
+                Ok(_) => Outcome::Wrong,
+                Err(err) => Outcome::Failed(err.kind()),
+            }
+        };
+        let thread = thread::Builder::new().stack_size(64 * 1024);
+        handles.push(thread.spawn(client)?);
+    }
+    let panicked = || Outcome::Failed(io::ErrorKind::Other);
+    Ok(handles
+        .into_iter()
+        .map(|h| h.join().unwrap_or_else(|_| panicked()))
+        .collect())
+}
+
+/// One request and its whole reply, each wait bounded.
+fn exchange(addr: SocketAddr, line: &str) -> io::Result<String> {
+    let mut sock = TcpStream::connect_timeout(&addr, PATIENCE)?;
+    sock.set_read_timeout(Some(PATIENCE))?;
+    sock.set_write_timeout(Some(PATIENCE))?;
+    sock.write_all(format!("{line}\n").as_bytes())?;
+    sock.shutdown(Shutdown::Write)?;
+    let mut reply = String::new();
+    sock.take(4096).read_to_string(&mut reply)?;
+    Ok(reply)
+}
+
+/// One row of the burst table, and a line for each kind of failure. A
+/// client that waited a second or more almost certainly had its SYN
+/// dropped, and sent it again.
+fn burst_row(name: &str, backlog: i32, results: &[Outcome]) -> String {
+    let mut times = Vec::new();
+    let (mut wrong, mut failures) = (0, Vec::new());
+    for result in results {
+        match result {
+            Outcome::Right(time) => times.push(*time),
+            Outcome::Wrong => wrong += 1,
+            Outcome::Failed(kind) => failures.push(*kind),
+        }
+    }
+    times.sort();
+    let slow = times.iter().filter(|t| t.as_secs() >= 1).count();
+    let mut row = format!(
+        "{name:<12} {backlog:>7} {:>6} {wrong:>6} {:>6} {:>7} {:>7} {:>7} \
+         {slow:>8}",
+        times.len(),
+        failures.len(),
+        ms(percentile(&times, 50)),
+        ms(percentile(&times, 99)),
+        ms(times.last().copied()),
+    );
+    failures.sort_by_key(|kind| format!("{kind:?}"));
+    failures.dedup_by(|a, b| a == b);
+    for kind in failures {
+        let n = results
+            .iter()
+            .filter(|r| matches!(r, Outcome::Failed(k) if *k == kind))
+            .count();
+        let _ = write!(row, "\n  {n} failed: {}", io::Error::from(kind));
+    }
+    row
+}
+
+/// The nearest-rank percentile of sorted `times`: the smallest value
+/// with at least `p` percent of the values at or below it.
+fn percentile(times: &[Duration], p: usize) -> Option<Duration> {
+    let rank = (times.len() * p).div_ceil(100);
+    times.get(rank.checked_sub(1)?).copied()
+}
+// ANCHOR_END: burst
+
+// ANCHOR: idle
+/// Opens `idle` connections that say nothing, waits until the server has
+/// accepted them all, then times 20 requests from a new client, and
+/// reads the server's memory and threads from /proc.
+fn idle_row(server: &Server, idle: usize) -> Result<String, Box<dyn Error>> {
+    let mut held = Vec::with_capacity(idle);
+    for _ in 0..idle {
+        held.push(TcpStream::connect_timeout(&server.addr, PATIENCE)?);
+    }
+    // Accepted: each is a descriptor of the server's (0, 1, 2 and the
+    // listening socket are four more).
+    let deadline = Instant::now() + PATIENCE;
+    while open_fds(server.pid()) < idle + 4 {
+        if Instant::now() > deadline {
+            return Err(
+                format!("{} did not accept them all", server.name).into()
+            );
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let mut times = Vec::new();
+    for i in 0..20 {
+        let began = Instant::now();
+        let reply = exchange(server.addr, &format!("new {i}"))?;
+        if reply != format!("server got: [new {i}]\n") {
+            return Err(
+                format!("{}: a wrong reply: {reply:?}", server.name).into()
+            );
+        }
+        times.push(began.elapsed());
+    }
+    times.sort();
+    let rss = status_field(server.pid(), "VmRSS")?;
+    let threads = status_field(server.pid(), "Threads")?;
+    Ok(format!(
+        "{:<12} {:>9} {:>12} {:>12} {:>9.1} {threads:>8}",
+        server.name,
+        held.len(),
+        ms(percentile(&times, 50)),
+        ms(times.last().copied()),
+        rss as f64 / 1024.0,
+    ))
+}
+// ANCHOR_END: idle
+
+// ANCHOR: garbage
+/// Sends `bytes` of `x` and no newline, half-closes, reads whatever the
+/// server answers until it closes: by then it has read every byte. The
+/// server's peak resident memory before and after.
+fn garbage_row(
+    server: &Server,
+    bytes: usize,
+) -> Result<String, Box<dyn Error>> {
+    let before = status_field(server.pid(), "VmHWM")?;
+    let mut sock = TcpStream::connect_timeout(&server.addr, PATIENCE)?;
+    sock.set_read_timeout(Some(PATIENCE))?;
+    sock.set_write_timeout(Some(PATIENCE))?;
+    sock.write_all(&vec![b'x'; bytes])?;
+    sock.shutdown(Shutdown::Write)?;
+    io::copy(&mut sock, &mut io::sink())?;
+    let after = status_field(server.pid(), "VmHWM")?;
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    Ok(format!(
+        "{:<12} {:>8.1} {:>8.1}",
+        server.name,
+        mib(before),
+        mib(after)
+    ))
+}
+// ANCHOR_END: garbage
+
+/// A number from `/proc/PID/status`: in kB for sizes.
+fn status_field(pid: Pid, field: &str) -> Result<u64, Box<dyn Error>> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| format!("no {field} in /proc/{pid}/status").into())
+}
+
+fn open_fds(pid: Pid) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count())
+}
+
+fn ms(time: Option<Duration>) -> String {
+    time.map_or("-".into(), |t| format!("{:.1}", t.as_secs_f64() * 1000.0))
+}
+
+/// The CPU model, the number of CPUs, the kernel, the build and the date.
+fn machine() -> Result<String, Box<dyn Error>> {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo")?;
+    let model = cpuinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("model name")?.split_once(':'))
+        .map_or("unknown CPU", |(_, model)| model.trim());
+    let cpus = thread::available_parallelism()?;
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")?;
+    let build = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let date = chrono::Local::now().format("%Y-%m-%d");
+    // How busy the machine already was: the load average over the last
+    // minute, the first number in /proc/loadavg.
+    let loadavg = fs::read_to_string("/proc/loadavg")?;
+    let load = loadavg.split_whitespace().next().unwrap_or("?");
+    Ok(format!(
+        "machine: {model}, {cpus} CPUs, Linux {}; {build} build; {date}\n\
+         load average at the start: {load}",
+        kernel.trim()
+    ))
+}
+
+// ANCHOR: server
+/// A server under test, started from the binary of that name next to
+/// ours, on a free port, and killed when dropped.
+struct Server {
+    name: &'static str,
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(
+        name: &'static str,
+        args: &[&str],
+    ) -> Result<Server, Box<dyn Error>> {
+        let path = sibling(name)?;
+        let parent = getpid();
+        let mut command = Command::new(&path);
+        command
+            .arg("127.0.0.1:0")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        // SAFETY: `prctl` and `getppid` are system calls, safe to make
+        // between `fork` and `exec`.
+        unsafe {
+            command.pre_exec(move || {
+                // The server dies with us, even if we are killed. (The
+                // signal comes when the thread that forked ends: this
+                // program starts every server from its main thread.)
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+                if getppid() != parent {
+                    return Err(io::Error::other("the benchmark is gone"));
+                }
+                Ok(())
+            })
+        };
+        let mut child = command
+            .spawn()
+            .map_err(|err| format!("cannot start {}: {err}", path.display()))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (first, line) = mpsc::channel();
+        // The server logs every connection: read its log to the end, or
+        // the pipe fills up and the server stops.
+        thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let _ = first.send(lines.next());
+            lines.for_each(drop);
+        });
+        let mut server = Server {
+            name,
+            child,
+            addr: ([127, 0, 0, 1], 0).into(),
+        };
+        let ready = line
+            .recv_timeout(PATIENCE)
+            .ok()
+            .flatten()
+            .and_then(Result::ok);
+        let addr = ready
+            .as_deref()
+            .and_then(|l| l.strip_prefix("Server listening on "))
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("{name} did not say where it listens"))?;
+        server.addr = addr;
+        Ok(server)
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+// ANCHOR_END: server
+
+/// The binary `name` in the directory of this program's own.
+fn sibling(name: &str) -> Result<PathBuf, Box<dyn Error>> {
+    let me = std::env::current_exe()?;
+    let path = me.with_file_name(name);
+    if !path.is_file() {
+        return Err(format!(
+            "no {} next to {}: build all the listings first \
+             (cargo build --release -p listings)",
+            name,
+            me.display()
+        )
+        .into());
+    }
+    Ok(path)
+}
+
+/// The report: to stdout as it comes, and to the record file at the end.
+struct Report {
+    text: String,
+    record: Option<PathBuf>,
+}
+
+impl Report {
+    fn new(record: Option<&Path>) -> Report {
+        let mut text = String::new();
+        if let Some(record) = record {
+            let _ = writeln!(
+                text,
+                "$ target/release/net-load --record {}",
+                record.display()
+            );
+        }
+        Report {
+            text,
+            record: record.map(Path::to_path_buf),
+        }
+    }
+
+    fn line(&mut self, line: &str) -> io::Result<()> {
+        println!("{line}");
+        self.text.push_str(line);
+        self.text.push('\n');
+        match &self.record {
+            Some(record) => fs::write(record, &self.text),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Gives SIGPIPE back its default action: the report is a filter's output.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+fn parse_args() -> Result<Config, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut config = Config {
+        clients: 500,
+        rounds: 3,
+        idle: 1000,
+        garbage: 1 << 20,
+        record: None,
+    };
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("clients") => {
+                config.clients = within("--clients", 10_000, &mut args)?
+            }
+            Long("rounds") => {
+                config.rounds = within("--rounds", 100, &mut args)?
+            }
+            Long("idle") => config.idle = within("--idle", 100_000, &mut args)?,
+            Long("garbage") => {
+                config.garbage = within("--garbage", 1 << 30, &mut args)?
+            }
+            Long("record") => config.record = Some(args.value()?.into()),
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(config)
+}
+
+/// The value of option `name`, from 1 to `most`.
+fn within(
+    name: &str,
+    most: usize,
+    args: &mut lexopt::Parser,
+) -> Result<usize, lexopt::Error> {
+    use lexopt::prelude::*;
+    let number: usize = args.value()?.parse()?;
+    if !(1..=most).contains(&number) {
+        return Err(format!("{name} must be from 1 to {most}").into());
+    }
+    Ok(number)
+}
+// ANCHOR_END: whole

@@ -1,0 +1,532 @@
+// ANCHOR: whole
+// Listing 16-1: Listing 14-2's server on a Unix domain socket. The
+// protocol, the deadlines, the maximum line and the limit on connections
+// are the same; what changes is the address, a path in the file system,
+// and what comes with it: a file to create safely and to remove, file
+// permissions that decide who may connect, and the kernel's word on who
+// did (SO_PEERCRED).
+//
+// `unix-server [PATH | @NAME] [--count N] [--max-conns N]
+// [--timeout SECS]`. Without an address, the socket is `socket` in a new
+// private directory; `@NAME` is a name in Linux's abstract namespace.
+
+use std::error::Error;
+use std::fmt::Display;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{self, ExitCode};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use nix::sys::socket::{getsockopt, sockopt};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+const USAGE: &str = "usage: unix-server [PATH | @NAME] [--count N] \
+                     [--max-conns N] [--timeout SECS]";
+/// The longest line a client may send, newline not counted.
+const MAX_LINE: usize = 1024;
+
+struct Config {
+    /// A path, `@NAME`, or nothing for a private directory.
+    address: Option<String>,
+    count: Option<usize>,
+    max_conns: usize,
+    timeout: Duration,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        // Nobody reads the log any more: that ends the server.
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
+        Err(err) => {
+            log(format_args!("{err}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    let config = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let (listener, place) = match config.address.as_deref() {
+        Some(name) if name.starts_with('@') => {
+            (bind_abstract(&name[1..])?, Place::Abstract)
+        }
+        Some(path) => bind_path(Path::new(path))?,
+        None => bind_private()?,
+    };
+    let place = Arc::new(place);
+    let shown = match config.address.as_deref() {
+        Some(name) if name.starts_with('@') => name.to_string(),
+        _ => place
+            .path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+    };
+    let served = remove_on_signals(Arc::clone(&place))
+        .map_err(Box::from)
+        .and_then(|()| {
+            writeln!(io::stdout(), "Server listening on {shown}")?;
+            serve(&listener, &config)
+        });
+    // Whatever happened after `bind`, even a closed stdout, the file goes.
+    place.remove();
+    served
+}
+// ANCHOR_END: run
+
+// ANCHOR: stale
+/// Where the socket lives, and what to remove when the server ends.
+enum Place {
+    /// A socket file we bound, identified by its device and inode, so
+    /// that we never remove a file that is no longer ours; its lock file,
+    /// held open (and locked) for as long as we run; and the private
+    /// directory we made for it, if we did.
+    File {
+        path: PathBuf,
+        id: (u64, u64),
+        _lock: Option<Flock<File>>,
+        dir: Option<PathBuf>,
+    },
+    /// A name in the abstract namespace: nothing to remove.
+    Abstract,
+}
+
+/// Binds `path`, removing a stale socket file first, but only while
+/// holding a lock that says no other server is using the path.
+fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let lock_file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|err| format!("cannot open {}: {err}", lock_path.display()))?;
+    let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
+        .map_err(|_| format!("another server is using {}", path.display()))?;
+    // We hold the lock: a socket file here belongs to a server that is
+    // gone, and may be removed. Anything else is not ours to touch.
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => fs::remove_file(path)?,
+        Ok(_) => {
+            return Err(format!(
+                "{} exists and is not a socket",
+                path.display()
+            )
+            .into());
+        }
+        Err(err) if err.kind() == ErrorKind::NotFound => {}
+        Err(err) => return Err(err.into()),
+    }
+    let listener = UnixListener::bind(path)
+        .map_err(|err| format!("cannot listen on {}: {err}", path.display()))?;
+    let meta = fs::metadata(path)?;
+    let path = path.to_path_buf();
+    let id = (meta.dev(), meta.ino());
+    Ok((
+        listener,
+        Place::File {
+            path,
+            id,
+            _lock: Some(lock),
+            dir: None,
+        },
+    ))
+}
+// ANCHOR_END: stale
+
+// ANCHOR: private
+/// Binds `socket` in a new directory that only we may enter (mode 0700):
+/// whatever the socket file's own permissions, nobody else can reach it.
+fn bind_private() -> Result<(UnixListener, Place), Box<dyn Error>> {
+    let dir = private_dir()?;
+    let path = dir.join("socket");
+    let listener = match UnixListener::bind(&path) {
+        Ok(listener) => listener,
+        Err(err) => {
+            let _ = fs::remove_dir(&dir);
+            let path = path.display();
+            return Err(format!("cannot listen on {path}: {err}").into());
+        }
+    };
+    let meta = fs::metadata(&path)?;
+    let id = (meta.dev(), meta.ino());
+    let dir = Some(dir);
+    Ok((
+        listener,
+        Place::File {
+            path,
+            id,
+            _lock: None,
+            dir,
+        },
+    ))
+}
+
+/// Makes a new directory, mode 0700, in the system's temporary directory.
+/// `create` fails if the name exists: we never use a directory that
+/// someone else made.
+fn private_dir() -> Result<PathBuf, Box<dyn Error>> {
+    let base = std::env::temp_dir();
+    let mut builder = fs::DirBuilder::new();
+    builder.mode(0o700);
+    for attempt in 0..100 {
+        let name = format!("unix-server-{}-{attempt}", process::id());
+        let dir = base.join(name);
+        match builder.create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(err) if err.kind() == ErrorKind::AlreadyExists => {}
+            Err(err) => {
+                let base = base.display();
+                return Err(format!(
+                    "cannot make a directory in {base}: {err}"
+                )
+                .into());
+            }
+        }
+    }
+    Err("no free name for a private directory".into())
+}
+// ANCHOR_END: private
+
+// ANCHOR: abstract
+/// Binds a name in Linux's abstract namespace: no file at all.
+fn bind_abstract(name: &str) -> Result<UnixListener, Box<dyn Error>> {
+    let addr = SocketAddr::from_abstract_name(name.as_bytes())?;
+    UnixListener::bind_addr(&addr)
+        .map_err(|err| format!("cannot listen on @{name}: {err}").into())
+}
+// ANCHOR_END: abstract
+
+// ANCHOR: remove
+impl Place {
+    fn path(&self) -> Option<&Path> {
+        match self {
+            Place::File { path, .. } => Some(path),
+            Place::Abstract => None,
+        }
+    }
+
+    /// Removes the socket file, if it is still the one we made, and our
+    /// private directory. std never removes a socket's file: dropping a
+    /// `UnixListener` closes the socket and leaves the file behind.
+    fn remove(&self) {
+        let Place::File { path, id, dir, .. } = self else {
+            return;
+        };
+        let ours = fs::symlink_metadata(path)
+            .is_ok_and(|meta| (meta.dev(), meta.ino()) == *id);
+        if ours {
+            let _ = fs::remove_file(path);
+        }
+        if let Some(dir) = dir {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: remove the file, then die of the signal
+/// as if we had not caught it, so that whoever started us sees why.
+fn remove_on_signals(place: Arc<Place>) -> io::Result<()> {
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            place.remove();
+            let _ = signal_hook::low_level::emulate_default_handler(signal);
+        }
+    });
+    Ok(())
+}
+// ANCHOR_END: remove
+
+// ANCHOR: serve
+/// Listing 14-2's accept loop, on a Unix socket.
+fn serve(
+    listener: &UnixListener,
+    config: &Config,
+) -> Result<(), Box<dyn Error>> {
+    let slots = Slots::new(config.max_conns);
+    let mut served = 0;
+    while config.count.is_none_or(|count| served < count) {
+        let conn = match listener.accept() {
+            Ok((conn, _)) => conn,
+            Err(err) => {
+                log(format_args!("accept: {err}"));
+                thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let Some(slot) = slots.take() else {
+            // No reset on a Unix socket: the client reads this even if we
+            // close with its request unread.
+            let _ = (&conn).write_all(b"error: server busy\n");
+            continue;
+        };
+        served += 1;
+        let timeout = config.timeout;
+        let spawned = thread::Builder::new().spawn(move || {
+            answer_and_log(&conn, timeout);
+            drop(slot);
+        });
+        if let Err(err) = spawned {
+            log(format_args!("cannot start a thread: {err}"));
+        }
+    }
+    slots.wait_until_all_free();
+    Ok(())
+}
+
+/// Serves one client, and logs who it was, as the kernel tells it.
+fn answer_and_log(conn: &UnixStream, timeout: Duration) {
+    // The credentials of the process that connected, taken by the kernel
+    // at `connect` time: they cannot be forged by the client.
+    let who = match getsockopt(conn, sockopt::PeerCredentials) {
+        Ok(cred) => format!("pid {} (uid {})", cred.pid(), cred.uid()),
+        Err(err) => format!("a client ({err})"),
+    };
+    match answer(conn, timeout) {
+        Ok(lines) => {
+            let _ = writeln!(io::stdout(), "{who}: answered {lines} lines");
+        }
+        Err(err) => log(format_args!("{who}: {}", explain(&err))),
+    }
+}
+// ANCHOR_END: serve
+
+/// Answers every line of one connection, each request and reply within
+/// `timeout` (Listing 14-2).
+fn answer(conn: &UnixStream, timeout: Duration) -> io::Result<usize> {
+    let mut reader = BufReader::new(Deadline {
+        conn,
+        by: Instant::now(),
+    });
+    let mut line = Vec::new();
+    let mut answered = 0;
+    loop {
+        reader.get_mut().by = Instant::now() + timeout;
+        match read_line(&mut reader, &mut line)? {
+            Line::Complete => {
+                let mut reply = b"server got: [".to_vec();
+                reply.extend_from_slice(&line);
+                reply.extend_from_slice(b"]\n");
+                write_all_by(conn, &reply, Instant::now() + timeout)?;
+                answered += 1;
+            }
+            Line::TooLong => {
+                let error =
+                    format!("error: line longer than {MAX_LINE} bytes\n");
+                write_all_by(conn, error.as_bytes(), Instant::now() + timeout)?;
+                close_gently(conn, Instant::now() + timeout)?;
+                return Err(io::Error::new(
+                    ErrorKind::InvalidData,
+                    format!("a line longer than {MAX_LINE} bytes"),
+                ));
+            }
+            Line::End => return Ok(answered),
+        }
+    }
+}
+
+/// A socket whose reads must all be done `by` a point in time.
+struct Deadline<'a> {
+    conn: &'a UnixStream,
+    by: Instant,
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.conn.set_read_timeout(Some(time_left(self.by)?))?;
+        let mut conn = self.conn;
+        conn.read(buf)
+    }
+}
+
+/// Writes all of `buf` by the deadline `by`.
+fn write_all_by(
+    mut conn: &UnixStream,
+    mut buf: &[u8],
+    by: Instant,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        conn.set_write_timeout(Some(time_left(by)?))?;
+        match conn.write(buf) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+fn time_left(by: Instant) -> io::Result<Duration> {
+    by.checked_duration_since(Instant::now())
+        .filter(|left| !left.is_zero())
+        .ok_or_else(|| ErrorKind::TimedOut.into())
+}
+
+enum Line {
+    Complete,
+    TooLong,
+    End,
+}
+
+/// Reads one line of at most MAX_LINE bytes (Listing 13-2).
+fn read_line(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+) -> io::Result<Line> {
+    line.clear();
+    let limit = MAX_LINE as u64 + 1;
+    if reader.take(limit).read_until(b'\n', line)? == 0 {
+        return Ok(Line::End);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        Ok(Line::Complete)
+    } else if line.len() > MAX_LINE {
+        Ok(Line::TooLong)
+    } else {
+        Ok(Line::Complete)
+    }
+}
+
+/// Half-closes, then reads and discards until the client closes too, or
+/// until `by`.
+fn close_gently(mut conn: &UnixStream, by: Instant) -> io::Result<()> {
+    conn.shutdown(Shutdown::Write)?;
+    let mut scratch = [0; 8192];
+    loop {
+        conn.set_read_timeout(Some(time_left(by)?))?;
+        if conn.read(&mut scratch)? == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Counts the connections being served, up to a maximum (Listing 14-2).
+struct Slots {
+    active: Mutex<usize>,
+    freed: Condvar,
+    max: usize,
+}
+
+struct Slot(Arc<Slots>);
+
+impl Slots {
+    fn new(max: usize) -> Arc<Slots> {
+        let active = Mutex::new(0);
+        Arc::new(Slots {
+            active,
+            freed: Condvar::new(),
+            max,
+        })
+    }
+
+    fn take(self: &Arc<Self>) -> Option<Slot> {
+        let mut active =
+            self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        if *active == self.max {
+            return None;
+        }
+        *active += 1;
+        Some(Slot(Arc::clone(self)))
+    }
+
+    fn wait_until_all_free(&self) {
+        let active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        drop(self.freed.wait_while(active, |active| *active > 0));
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let slots = &self.0;
+        *slots.active.lock().unwrap_or_else(PoisonError::into_inner) -= 1;
+        slots.freed.notify_all();
+    }
+}
+
+fn explain(err: &io::Error) -> String {
+    match err.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => "timed out".into(),
+        _ => err.to_string(),
+    }
+}
+
+/// One line on stderr. Not `eprintln!`, which panics if stderr is a
+/// closed pipe: a log that cannot be written is lost.
+fn log(message: impl Display) {
+    let _ = writeln!(io::stderr(), "unix-server: {message}");
+}
+
+/// True if `err` says that the reader of a pipe we wrote to has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+}
+
+/// Reads the command line.
+fn parse_args() -> Result<Config, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut config = Config {
+        address: None,
+        count: None,
+        max_conns: 1000,
+        timeout: Duration::from_secs(10),
+    };
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("count") => config.count = Some(args.value()?.parse()?),
+            Long("max-conns") => {
+                config.max_conns = at_least_one("--max-conns", args.value()?)?;
+            }
+            Long("timeout") => {
+                let secs = at_least_one("--timeout", args.value()?)?;
+                if secs > 86_400 {
+                    return Err("--timeout is at most 86400 seconds".into());
+                }
+                config.timeout = Duration::from_secs(secs);
+            }
+            Value(value) if config.address.is_none() => {
+                config.address = Some(value.string()?);
+            }
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(config)
+}
+
+/// A number from the command line that must be 1 or more.
+fn at_least_one<T>(
+    name: &str,
+    value: std::ffi::OsString,
+) -> Result<T, lexopt::Error>
+where
+    T: std::str::FromStr + PartialOrd + From<u8>,
+    T::Err: Into<Box<dyn Error + Send + Sync + 'static>>,
+{
+    use lexopt::prelude::*;
+    let number: T = value.parse()?;
+    if number < T::from(1) {
+        return Err(format!("{name} must be at least 1").into());
+    }
+    Ok(number)
+}
+// ANCHOR_END: whole

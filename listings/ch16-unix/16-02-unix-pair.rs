@@ -1,0 +1,124 @@
+// ANCHOR: whole
+// Listing 16-2: a private two-way channel between a parent and its child.
+// `socketpair` makes two connected Unix sockets, no name, no file; after
+// `fork`, each process keeps one. The parent sends `ping 1`, `ping 2`...
+// as lines; the child answers each with `pong` and the same number; the
+// parent half-closes when it is done, and the child ends when it sees
+// the end of the stream.
+//
+// `unix-pair [--count N]`: N pings (default 3).
+
+use std::error::Error;
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::process::{self, ExitCode};
+
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, fork, getpid};
+
+const USAGE: &str = "usage: unix-pair [--count N]";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("unix-pair: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let count = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // Two connected sockets, each open for reading and writing.
+    let (parent_end, child_end) = UnixStream::pair()?;
+    io::stdout().flush()?;
+    // SAFETY: no other thread exists, so no lock can be held by one.
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            // Each process closes the end it does not use, as with a pipe:
+            // then the end of the stream means the other process is done.
+            drop(parent_end);
+            let status = match child(child_end) {
+                Ok(()) => 0,
+                Err(err) => {
+                    eprintln!("unix-pair child: {err}");
+                    1
+                }
+            };
+            // SAFETY: `_exit` only ends the process.
+            unsafe { nix::libc::_exit(status) }
+        }
+        ForkResult::Parent { child } => {
+            drop(child_end);
+            parent(parent_end, count)?;
+            match waitpid(child, None)? {
+                WaitStatus::Exited(_, 0) => println!("Child {child} exited"),
+                status => return Err(format!("child: {status:?}").into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends the pings, one line each, reading each answer before the next.
+fn parent(sock: UnixStream, count: usize) -> Result<(), Box<dyn Error>> {
+    let mut answers = BufReader::new(&sock);
+    let mut writer = &sock;
+    let me = getpid();
+    for n in 1..=count {
+        writeln!(writer, "ping {n}")?;
+        let mut answer = String::new();
+        if answers.read_line(&mut answer)? == 0 {
+            return Err("the child hung up".into());
+        }
+        println!("Parent {me} sent ping {n}, got: {}", answer.trim_end());
+    }
+    // No more pings: the child sees the end of the stream.
+    sock.shutdown(Shutdown::Write)?;
+    Ok(())
+}
+
+/// Answers every line until the parent is done.
+fn child(sock: UnixStream) -> io::Result<()> {
+    let mut writer = &sock;
+    let me = getpid();
+    for line in BufReader::new(&sock).lines() {
+        let line = line?;
+        let number = line.strip_prefix("ping ").unwrap_or(&line);
+        writeln!(writer, "pong {number} from Child {me}")?;
+    }
+    Ok(())
+}
+// ANCHOR_END: run
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--count N]`.
+fn parse_args() -> Result<usize, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut count = 3;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("count") => count = args.value()?.parse()?,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(count)
+}
+// ANCHOR_END: whole

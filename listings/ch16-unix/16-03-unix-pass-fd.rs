@@ -1,0 +1,261 @@
+// ANCHOR: whole
+// Listing 16-3: passing an open file from one process to another. The
+// server opens FILE for each client and sends it the file descriptor
+// over a Unix socket (SCM_RIGHTS); the client reads the file through it
+// and copies it to standard output. The client needs no permission on
+// the file itself: it gets what the server could open.
+//
+// `unix-pass-fd serve PATH FILE [--count N]`: anyone who may reach PATH
+// may connect (its mode is 0666). `unix-pass-fd fetch PATH`.
+
+use std::error::Error;
+use std::fmt::Display;
+use std::fs::{self, File};
+use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{self, ExitCode};
+use std::sync::Arc;
+use std::thread;
+
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::socket::{
+    ControlMessage, ControlMessageOwned, MsgFlags, getsockopt, recvmsg,
+    sendmsg, sockopt,
+};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+const USAGE: &str =
+    "usage: unix-pass-fd serve PATH FILE [--count N] | fetch PATH";
+
+enum Mode {
+    Serve {
+        path: PathBuf,
+        file: PathBuf,
+        count: Option<usize>,
+    },
+    Fetch {
+        path: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        // Nobody reads the server's log any more: that ends it.
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
+        Err(err) => {
+            log(format_args!("{err}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
+    match parse_args().map_err(|e| format!("{e}; {USAGE}"))? {
+        Mode::Serve { path, file, count } => serve(&path, &file, count),
+        Mode::Fetch { path } => {
+            restore_sigpipe()?;
+            fetch(&path)
+                .map_err(|err| format!("{}: {err}", path.display()).into())
+        }
+    }
+}
+
+// ANCHOR: send
+/// Sends `fd` to the peer, with `note` as the message's bytes: a message
+/// that carries descriptors must carry at least one byte of data too.
+fn send_fd(sock: &UnixStream, fd: RawFd, note: &[u8]) -> nix::Result<()> {
+    let data = [IoSlice::new(note)];
+    let fds = [fd];
+    let rights = [ControlMessage::ScmRights(&fds)];
+    // MSG_NOSIGNAL: a client that hung up is an error, not SIGPIPE.
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &data,
+        &rights,
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )?;
+    Ok(())
+}
+// ANCHOR_END: send
+
+// ANCHOR: receive
+/// Receives one message and the one descriptor it must carry.
+fn receive_fd(sock: &UnixStream) -> Result<(Vec<u8>, OwnedFd), Box<dyn Error>> {
+    let mut note = [0; 256];
+    let mut data = [IoSliceMut::new(&mut note)];
+    // Room for the control message that carries one descriptor.
+    let mut space = nix::cmsg_space!(RawFd);
+    // MSG_CMSG_CLOEXEC: the new descriptor is close-on-exec from the
+    // start, so no program we might run inherits it by accident.
+    let flags = MsgFlags::MSG_CMSG_CLOEXEC;
+    let msg =
+        recvmsg::<()>(sock.as_raw_fd(), &mut data, Some(&mut space), flags)?;
+    let (bytes, mut received) = (msg.bytes, Vec::new());
+    // `cmsgs` fails if the control data was cut short (MSG_CTRUNC): then
+    // the kernel has closed the descriptors that did not fit.
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            // SAFETY: the kernel has just put these descriptors in our
+            // table; nothing else in this process knows them, so each
+            // gets exactly one owner.
+            received.extend(
+                fds.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    if bytes == 0 && received.is_empty() {
+        return Err("the server hung up".into());
+    }
+    let fd = received.pop().ok_or("a message without a descriptor")?;
+    if !received.is_empty() {
+        return Err("more descriptors than asked for".into());
+    }
+    Ok((note[..bytes].to_vec(), fd))
+}
+// ANCHOR_END: receive
+
+// ANCHOR: serve
+fn serve(
+    path: &Path,
+    file: &Path,
+    count: Option<usize>,
+) -> Result<(), Box<dyn Error>> {
+    // Fail early, with the server's own error, if FILE cannot be read.
+    File::open(file).map_err(|err| format!("{}: {err}", file.display()))?;
+    let listener = UnixListener::bind(path)
+        .map_err(|err| format!("cannot listen on {}: {err}", path.display()))?;
+    let socket_file = Arc::new(SocketFile(path.to_path_buf()));
+    remove_on_signals(Arc::clone(&socket_file))?;
+    let served = send_to_each(&listener, path, file, count);
+    // std never removes a socket's file: we do, however we end.
+    socket_file.remove();
+    served
+}
+
+fn send_to_each(
+    listener: &UnixListener,
+    path: &Path,
+    file: &Path,
+    count: Option<usize>,
+) -> Result<(), Box<dyn Error>> {
+    // Connecting needs write permission on the socket file. The server
+    // decides what each client gets, so anyone who can reach it may.
+    fs::set_permissions(path, fs::Permissions::from_mode(0o666))?;
+    writeln!(io::stdout(), "Server listening on {}", path.display())?;
+    for conn in listener.incoming().take(count.unwrap_or(usize::MAX)) {
+        let result = conn.map_err(Box::<dyn Error>::from).and_then(|conn| {
+            let cred = getsockopt(&conn, sockopt::PeerCredentials)?;
+            // A new open file per client: each gets its own offset.
+            let opened = File::open(file)?;
+            let name = file.as_os_str().as_encoded_bytes();
+            send_fd(&conn, opened.as_raw_fd(), name)?;
+            // Our copy closes here; the client's stays open.
+            Ok(cred)
+        });
+        match result {
+            Ok(cred) => writeln!(
+                io::stdout(),
+                "pid {} (uid {}): sent {}",
+                cred.pid(),
+                cred.uid(),
+                file.display()
+            )?,
+            Err(err) => log(format_args!("a client: {err}")),
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: serve
+
+// ANCHOR: fetch
+/// Connects, receives a descriptor, and copies what it reads to stdout.
+fn fetch(path: &Path) -> Result<(), Box<dyn Error>> {
+    let sock = UnixStream::connect(path)?;
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let (_name, fd) = receive_fd(&sock)?;
+    io::copy(&mut File::from(fd), &mut io::stdout().lock())?;
+    Ok(())
+}
+// ANCHOR_END: fetch
+
+/// The server's socket file, removed when the server ends.
+struct SocketFile(PathBuf);
+
+impl SocketFile {
+    fn remove(&self) {
+        if fs::symlink_metadata(&self.0)
+            .is_ok_and(|m| m.file_type().is_socket())
+        {
+            let _ = fs::remove_file(&self.0);
+        }
+    }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: remove the file, then die of the signal.
+fn remove_on_signals(file: Arc<SocketFile>) -> io::Result<()> {
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            file.remove();
+            let _ = signal_hook::low_level::emulate_default_handler(signal);
+        }
+    });
+    Ok(())
+}
+
+/// One line on stderr. Not `eprintln!`, which panics if stderr is a
+/// closed pipe: a log that cannot be written is lost.
+fn log(message: impl Display) {
+    let _ = writeln!(io::stderr(), "unix-pass-fd: {message}");
+}
+
+/// True if `err` says that the reader of a pipe we wrote to has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+}
+
+/// Gives SIGPIPE back its default action: `fetch` is a filter, and ends
+/// quietly, like `cat`, when its output goes away.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+fn parse_args() -> Result<Mode, lexopt::Error> {
+    use lexopt::prelude::*;
+    let (mut words, mut count) = (Vec::new(), None);
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("count") => count = Some(args.value()?.parse()?),
+            Value(value) => words.push(value.string()?),
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    let rest = words.get(1..).unwrap_or_default();
+    match (words.first().map(String::as_str), rest, count) {
+        (Some("serve"), [path, file], count) => Ok(Mode::Serve {
+            path: path.into(),
+            file: file.into(),
+            count,
+        }),
+        (Some("fetch"), [path], None) => Ok(Mode::Fetch { path: path.into() }),
+        (Some("serve"), _, _) => Err("serve needs PATH and FILE".into()),
+        (Some("fetch"), _, _) => Err("fetch needs PATH, and no --count".into()),
+        (Some(other), _, _) => Err(format!("unknown mode '{other}'").into()),
+        (None, _, _) => Err("which mode?".into()),
+    }
+}
+// ANCHOR_END: whole

@@ -1,0 +1,119 @@
+// ANCHOR: whole
+// Listing 17-2: a UDP server. Each datagram is a request, answered with
+// one datagram, `server got: [<request>]`, sent back to whoever sent it.
+// There are no connections: one socket serves every client, one datagram
+// at a time, and a client that goes away costs nothing.
+//
+// `udp-echo [HOST:PORT] [--count N] [--drop N]`: stop after N requests;
+// ignore the first N requests, to play a network that loses them.
+
+use std::error::Error;
+use std::fmt::Display;
+use std::io::{self, ErrorKind, Write};
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::process::{self, ExitCode};
+
+const USAGE: &str = "usage: udp-echo [HOST:PORT] [--count N] [--drop N]";
+const DEFAULT_ADDR: &str = "127.0.0.1:50008";
+/// Room for the largest UDP datagram: 65,535 bytes less the headers.
+const MAX_DATAGRAM: usize = 65_536;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        // Nobody reads the log any more: that ends the server.
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
+        Err(err) => {
+            log(format_args!("{err}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: serve
+fn run() -> Result<(), Box<dyn Error>> {
+    let (spec, count, mut drop) =
+        parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let addrs = resolve(&spec)?;
+    let sock = UdpSocket::bind(&addrs[..])
+        .map_err(|err| format!("cannot listen on {spec}: {err}"))?;
+    let mut out = io::stdout();
+    writeln!(out, "Server listening on {}", sock.local_addr()?)?;
+    let mut buf = vec![0; MAX_DATAGRAM];
+    let mut seen = 0;
+    while count.is_none_or(|count| seen < count) {
+        // One datagram, whole, and who sent it. No timeout needed: a
+        // server with nothing to do may wait as long as it likes, and no
+        // client can make it wait for anything else.
+        let (n, peer) = match sock.recv_from(&mut buf) {
+            Ok(got) => got,
+            // An ICMP error about an earlier reply, on some systems:
+            // that client's problem, not ours.
+            Err(err) => {
+                log(format_args!("recv: {err}"));
+                continue;
+            }
+        };
+        seen += 1;
+        let request = &buf[..n];
+        if drop > 0 {
+            drop -= 1;
+            writeln!(out, "{peer}: dropped [{}]", request.escape_ascii())?;
+            continue;
+        }
+        let mut reply = b"server got: [".to_vec();
+        reply.extend_from_slice(request);
+        reply.push(b']');
+        match sock.send_to(&reply, peer) {
+            Ok(_) => {
+                writeln!(out, "{peer}: answered [{}]", request.escape_ascii())?
+            }
+            Err(err) => log(format_args!("{peer}: {err}")),
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: serve
+
+/// One line on stderr. Not `eprintln!`, which panics if stderr is a
+/// closed pipe: a log that cannot be written is lost.
+fn log(message: impl Display) {
+    let _ = writeln!(io::stderr(), "udp-echo: {message}");
+}
+
+/// True if `err` says that the reader of a pipe we wrote to has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+}
+
+/// Every address `HOST:PORT` names (`localhost` may name several).
+fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
+    let bad = |why: &dyn Display| format!("bad address '{spec}': {why}");
+    let addrs: Vec<_> = spec.to_socket_addrs().map_err(|e| bad(&e))?.collect();
+    if addrs.is_empty() {
+        return Err(bad(&"it names no address"));
+    }
+    Ok(addrs)
+}
+
+/// Reads `[HOST:PORT] [--count N] [--drop N]`.
+fn parse_args() -> Result<(String, Option<usize>, usize), lexopt::Error> {
+    use lexopt::prelude::*;
+    let (mut spec, mut count, mut drop) = (None, None, 0);
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("count") => count = Some(args.value()?.parse()?),
+            Long("drop") => drop = args.value()?.parse()?,
+            Value(value) if spec.is_none() => spec = Some(value.string()?),
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok((spec.unwrap_or_else(|| DEFAULT_ADDR.into()), count, drop))
+}
+// ANCHOR_END: whole

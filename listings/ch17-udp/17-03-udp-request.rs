@@ -1,0 +1,172 @@
+// ANCHOR: whole
+// Listing 17-3: a UDP client that copes with loss. Each message is sent as
+// a request with a sequence number, `<n> <message>`; the client waits for
+// the reply to that request, sends it again if none comes in time, waiting
+// twice as long each time, and ignores replies to anything else.
+//
+// `udp-request HOST:PORT MESSAGE... [--timeout MS] [--tries N]`
+
+use std::error::Error;
+use std::fmt::Display;
+use std::io::{self, ErrorKind, Write};
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::process::{self, ExitCode};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigHandler, Signal, signal};
+
+const USAGE: &str =
+    "usage: udp-request HOST:PORT MESSAGE... [--timeout MS] [--tries N]";
+
+struct Config {
+    spec: String,
+    messages: Vec<String>,
+    /// How long to wait for the first reply; each retry waits twice as
+    /// long as the one before.
+    timeout: Duration,
+    /// How many times to send each request before giving up.
+    tries: u32,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(io::stderr(), "udp-request: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let config = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let server = resolve(&config.spec)?;
+    let any: SocketAddr = if server.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let sock = UdpSocket::bind(any)?;
+    // A connected UDP socket only receives datagrams from that address,
+    // and hears of ICMP errors: "nobody listens on that port" comes back
+    // as ECONNREFUSED instead of silence.
+    sock.connect(server)?;
+    for (n, message) in (1..).zip(&config.messages) {
+        let request = format!("{n} {message}");
+        let reply = ask(&sock, &request, &config)
+            .map_err(|err| format!("{}: request {n}: {err}", config.spec))?;
+        println!("request {n}: {}", reply.escape_ascii());
+    }
+    Ok(())
+}
+
+/// Sends `request` until the reply to it comes, or the tries run out.
+fn ask(
+    sock: &UdpSocket,
+    request: &str,
+    config: &Config,
+) -> io::Result<Vec<u8>> {
+    let expected = format!("server got: [{request}]").into_bytes();
+    let number = request.split(' ').next().unwrap_or_default();
+    let mut wait = config.timeout;
+    for try_number in 1..=config.tries {
+        sock.send(request.as_bytes())?;
+        match reply_within(sock, &expected, wait)? {
+            Some(reply) => return Ok(reply),
+            None if try_number < config.tries => {
+                println!(
+                    "request {number}: no reply within {} ms, sending it again",
+                    wait.as_millis()
+                );
+                wait *= 2;
+            }
+            None => {}
+        }
+    }
+    Err(io::Error::new(
+        ErrorKind::TimedOut,
+        format!("no reply after {} tries", config.tries),
+    ))
+}
+
+/// Waits up to `wait` for the datagram `expected`. Anything else that
+/// arrives meanwhile, such as a late reply to an earlier request, is
+/// ignored, and does not extend the wait.
+fn reply_within(
+    sock: &UdpSocket,
+    expected: &[u8],
+    wait: Duration,
+) -> io::Result<Option<Vec<u8>>> {
+    let deadline = Instant::now() + wait;
+    let mut buf = vec![0; 65_536];
+    loop {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            return Ok(None);
+        };
+        sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        match sock.recv(&mut buf) {
+            Ok(n) if buf[..n] == *expected => {
+                return Ok(Some(buf[..n].to_vec()));
+            }
+            Ok(n) => println!("ignored: {}", buf[..n].escape_ascii()),
+            Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(None),
+            Err(err) => return Err(err),
+        }
+    }
+}
+// ANCHOR_END: run
+
+/// Gives SIGPIPE back its default action: the client is a filter, and
+/// ends quietly, like `cat`, when its output goes away.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// The first address `HOST:PORT` names: a datagram goes to one place.
+fn resolve(spec: &str) -> Result<SocketAddr, String> {
+    let bad = |why: &dyn Display| format!("bad address '{spec}': {why}");
+    let mut addrs = spec.to_socket_addrs().map_err(|e| bad(&e))?;
+    addrs.next().ok_or_else(|| bad(&"it names no address"))
+}
+
+/// Reads the command line.
+fn parse_args() -> Result<Config, lexopt::Error> {
+    use lexopt::prelude::*;
+    let (mut spec, mut messages) = (None, Vec::new());
+    let (mut timeout, mut tries) = (500, 4);
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("timeout") => timeout = args.value()?.parse()?,
+            Long("tries") => tries = args.value()?.parse()?,
+            Value(value) if spec.is_none() => spec = Some(value.string()?),
+            Value(value) => messages.push(value.string()?),
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    if !(1..=60_000).contains(&timeout) {
+        return Err("--timeout must be from 1 to 60000 ms".into());
+    }
+    if !(1..=10).contains(&tries) {
+        return Err("--tries must be from 1 to 10".into());
+    }
+    let spec = spec.ok_or("which server?")?;
+    if messages.is_empty() {
+        return Err("no message to send".into());
+    }
+    let timeout = Duration::from_millis(timeout);
+    Ok(Config {
+        spec,
+        messages,
+        timeout,
+        tries,
+    })
+}
+// ANCHOR_END: whole

@@ -1,0 +1,135 @@
+// ANCHOR: whole
+// Listing 18-2: one IPv6 socket for both IPv4 and IPv6, or not. Whether a
+// socket bound to the IPv6 wildcard address `::` also accepts IPv4 clients
+// is the option IPV6_V6ONLY, which must be set before `bind`. Four scenes,
+// each on a fresh port; each binds `::`, all interfaces, for the moment it
+// lasts, and accepts only the connection it makes itself.
+
+use std::error::Error;
+use std::io::{self, Write};
+use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::{self, ExitCode};
+use std::time::Duration;
+
+use nix::sys::signal::{SigHandler, Signal, signal};
+use socket2::{Domain, Socket, Type};
+
+const USAGE: &str = "usage: net-dual-stack";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(io::stderr(), "net-dual-stack: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let default = std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only")?;
+    println!(
+        "The default here: /proc/sys/net/ipv6/bindv6only is {}",
+        default.trim()
+    );
+
+    println!("1. [::] with IPV6_V6ONLY off: IPv4 clients come in too");
+    let listener = ipv6_wildcard(false)?;
+    let port = listener.local_addr()?.port();
+    let client = TcpStream::connect(("127.0.0.1", port))?;
+    let peer = accept_own(&listener, &client)?;
+    println!("   a client of 127.0.0.1 is seen as {}", peer.ip());
+
+    println!("2. ... and the IPv4 port is taken with them");
+    let v4 = bind_v4(port);
+    println!("   binding 0.0.0.0 on the same port: {}", outcome(&v4));
+    drop(listener);
+
+    println!("3. [::] with IPV6_V6ONLY on: IPv6 only");
+    let listener = ipv6_wildcard(true)?;
+    let port = listener.local_addr()?.port();
+    let refused = TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(10),
+    );
+    println!("   a client of 127.0.0.1: {}", outcome(&refused));
+    println!(
+        "   binding 0.0.0.0 on the same port: {}",
+        outcome(&bind_v4(port))
+    );
+
+    println!("4. IPV6_V6ONLY set after bind");
+    let socket = Socket::new(Domain::IPV6, Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)).into())?;
+    println!("   {}", outcome(&socket.set_only_v6(true)));
+    Ok(())
+}
+
+/// A listening socket on `[::]`, port chosen by the kernel, with
+/// IPV6_V6ONLY set as asked: socket2 lets us set it between `socket` and
+/// `bind`, where it must go.
+fn ipv6_wildcard(only_v6: bool) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::IPV6, Type::STREAM, None)?;
+    socket.set_only_v6(only_v6)?;
+    socket.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)).into())?;
+    socket.listen(16)?;
+    Ok(socket.into())
+}
+// ANCHOR_END: run
+
+/// Accepts connections until the one from `client`, our own, comes; any
+/// other (someone else reaching the wildcard address) is closed at once.
+fn accept_own(
+    listener: &TcpListener,
+    client: &TcpStream,
+) -> io::Result<SocketAddr> {
+    let ours = client.local_addr()?;
+    loop {
+        let (_conn, peer) = listener.accept()?;
+        if peer.port() == ours.port() {
+            return Ok(peer);
+        }
+    }
+}
+
+/// An IPv4 socket bound to 0.0.0.0 on `port`, without SO_REUSEADDR.
+fn bind_v4(port: u16) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())?;
+    Ok(socket)
+}
+
+/// "ok", or the error.
+fn outcome<T>(result: &io::Result<T>) -> String {
+    match result {
+        Ok(_) => "ok".into(),
+        Err(err) => err.to_string(),
+    }
+}
+
+/// Gives SIGPIPE back its default action: this is a filter, which ends
+/// quietly, like `cat`, when its output goes away.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Takes no arguments but `--help`.
+fn parse_args() -> Result<(), lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = lexopt::Parser::from_env();
+    if let Some(arg) = args.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: whole

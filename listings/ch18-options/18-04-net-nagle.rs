@@ -1,0 +1,117 @@
+// ANCHOR: whole
+// Listing 18-4: the 40 ms stall of Nagle's algorithm meeting delayed
+// acknowledgements, measured. A client sends requests of two parts, a
+// header and a body, to a server that answers once it has both; it times
+// ROUNDS round trips three ways: two writes, two writes with TCP_NODELAY,
+// and one write of both parts. It prints the median of each.
+//
+// `net-nagle [--rounds N]`
+
+use std::error::Error;
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{self, ExitCode};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigHandler, Signal, signal};
+
+const USAGE: &str = "usage: net-nagle [--rounds N]";
+const HEADER: &[u8] = b"HEAD";
+const BODY: &[u8] = b"body";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(io::stderr(), "net-nagle: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let rounds = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    for (what, nodelay, one_write) in [
+        ("two writes", false, false),
+        ("two writes, TCP_NODELAY", true, false),
+        ("one write", false, true),
+    ] {
+        let (mut client, server) = connected()?;
+        client.set_nodelay(nodelay)?;
+        let mut times = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            let began = Instant::now();
+            if one_write {
+                client.write_all(&[HEADER, BODY].concat())?;
+            } else {
+                client.write_all(HEADER)?;
+                client.write_all(BODY)?;
+            }
+            client.read_exact(&mut [0; 2])?;
+            times.push(began.elapsed());
+        }
+        drop(client);
+        server.join().map_err(|_| "the server thread panicked")??;
+        times.sort();
+        let median = times[times.len() / 2];
+        println!("{what:<24} median {:.2} ms", median.as_secs_f64() * 1000.0);
+    }
+    Ok(())
+}
+
+/// A connected client, and a server thread that reads each request whole
+/// and answers `ok`, until the client hangs up.
+fn connected() -> io::Result<(TcpStream, thread::JoinHandle<io::Result<()>>)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let client = TcpStream::connect(listener.local_addr()?)?;
+    let (mut conn, _) = listener.accept()?;
+    let timeout = Some(Duration::from_secs(10));
+    client.set_read_timeout(timeout)?;
+    conn.set_read_timeout(timeout)?;
+    let server = thread::spawn(move || {
+        let mut request = [0; HEADER.len() + BODY.len()];
+        loop {
+            match conn.read_exact(&mut request) {
+                Ok(()) => conn.write_all(b"ok")?,
+                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Ok(());
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    });
+    Ok((client, server))
+}
+// ANCHOR_END: run
+
+/// Gives SIGPIPE back its default action: this is a filter, which ends
+/// quietly, like `cat`, when its output goes away.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--rounds N]`.
+fn parse_args() -> Result<usize, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut rounds = 20;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("rounds") => rounds = args.value()?.parse()?,
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    if !(1..=1000).contains(&rounds) {
+        return Err("--rounds must be from 1 to 1000".into());
+    }
+    Ok(rounds)
+}
+// ANCHOR_END: whole

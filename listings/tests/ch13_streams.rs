@@ -1,0 +1,489 @@
+//! Chapter 13, A stream is not a message: Listings 13-1 (`tcp-split`),
+//! 13-2 (`tcp-lines`), 13-3 (`tcp-length`) and 13-4 (`tcp-reset`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::time::Duration;
+
+use crate::support::{
+    Finished, Listing, assert_matches_book, assert_rejects,
+    assert_session_matches_book, blessing, cargo_run, default_port, have, run,
+    unless_blessing,
+};
+
+/// Starts a server listing and returns it with the address it bound.
+pub fn start_server(bin: &str, args: &[&str]) -> (Listing, String) {
+    let mut server = Listing::start(bin, args);
+    let addr = server
+        .expect(r"Server listening on (127\.0\.0\.1:\d+)")
+        .remove(1);
+    (server, addr)
+}
+
+/// Runs `shown`, a shell command line as the book prints it, with
+/// `cargo run -p listings --bin NAME --` replaced by the binary itself and
+/// `address` appended unless blessing.
+pub fn typed(shown: &str, bin: &str, address: &str) -> Finished {
+    let name = std::path::Path::new(bin).file_name().unwrap();
+    let cargo =
+        format!("cargo run -p listings --bin {} --", name.to_string_lossy());
+    let mut command = shown.replace(&cargo, bin);
+    if !blessing() {
+        command = format!("{command} {address}");
+    }
+    Listing::start("bash", &["-c", &command]).finish()
+}
+
+/// Connects to `addr`, with a read timeout that fails the test rather
+/// than hanging it.
+pub fn connect(addr: &str) -> TcpStream {
+    let sock = TcpStream::connect(addr).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    sock
+}
+
+// ---------------------------------------------------------------------------
+// Listing 13-1: one read is not one message
+
+#[test]
+fn one_read_glues_two_messages_and_cuts_the_third() {
+    let out = run(bin!("tcp-split"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout[1..],
+        [
+            "read 1: 1024 bytes: all of message 1, all of message 2, \
+             the first 1018 of message 3",
+            "read 2: 182 bytes: the last 182 of message 3",
+            "read 3: 0 bytes: the end of the stream",
+        ]
+    );
+    assert_matches_book(
+        "ch13-streams/13-01-tcp-split.out",
+        "tcp-split",
+        &[],
+        &out.stdout,
+    );
+}
+
+#[test]
+fn reading_into_a_vec_with_capacity_reads_nothing() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut sender =
+        TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut reader, _) = listener.accept().unwrap();
+    sender.write_all(b"hello").unwrap();
+    let mut buf = Vec::with_capacity(5);
+    // Returns at once, with data waiting: the slice it fills is empty.
+    assert_eq!(reader.read(&mut buf).unwrap(), 0);
+    reader.read_exact(&mut buf).unwrap();
+    assert!(buf.is_empty());
+    // The bytes are all still there.
+    let mut right = vec![0; 5];
+    reader.read_exact(&mut right).unwrap();
+    assert_eq!(right, b"hello");
+}
+
+// ---------------------------------------------------------------------------
+// Listing 13-2: lines
+
+#[test]
+fn line_server_answers_each_line_and_a_last_one_without_newline() {
+    let (server, addr) = start_server(
+        bin!("tcp-lines"),
+        &["server", "127.0.0.1:0", "--count", "1"],
+    );
+    let mut sock = connect(&addr);
+    // Lines cut anywhere, in as many writes as we like.
+    for piece in [&b"on"[..], b"e\ntw", b"o\n\nthr", b"ee"] {
+        sock.write_all(piece).unwrap();
+    }
+    sock.shutdown(Shutdown::Write).unwrap();
+    let mut replies = String::new();
+    sock.read_to_string(&mut replies).unwrap();
+    assert_eq!(
+        replies,
+        "server got: [one]\nserver got: [two]\nserver got: []\n\
+         server got: [three]\n"
+    );
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout[1].ends_with(": answered 4 lines"),
+        "{:?}",
+        out.stdout
+    );
+}
+
+#[test]
+fn line_server_refuses_a_megabyte_without_newline_and_says_why() {
+    let (server, addr) = start_server(
+        bin!("tcp-lines"),
+        &["server", "127.0.0.1:0", "--count", "2"],
+    );
+    let mut sock = connect(&addr);
+    // The server stops reading our line after 1025 bytes; it drains the
+    // rest, so our writes go through and its reply is not lost to a reset.
+    sock.write_all(&vec![b'x'; 1 << 20]).unwrap();
+    sock.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    sock.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "error: line longer than 1024 bytes\n");
+    // It goes on serving.
+    let client = run(bin!("tcp-lines"), &["client", &addr, "next"]);
+    assert_eq!(client.stdout, ["server got: [next]"]);
+    let out = server.finish();
+    assert!(out.status.success());
+    assert!(
+        out.stderr.ends_with(": a line longer than 1024 bytes\n"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn line_client_reads_while_it_writes_so_large_input_cannot_deadlock() {
+    // Ten megabytes of requests, and as much in replies: far more than
+    // the socket buffers hold. A client that wrote everything before
+    // reading would wait forever for the server, which waits for it.
+    let (server, addr) = start_server(
+        bin!("tcp-lines"),
+        &["server", "127.0.0.1:0", "--count", "1"],
+    );
+    let script = format!(
+        "yes {} | head -n 10000 | \"$0\" client {addr} | wc -l",
+        "x".repeat(1000)
+    );
+    let out =
+        Listing::start("bash", &["-c", &script, bin!("tcp-lines")]).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, ["10000"]);
+    assert!(server.finish().status.success());
+}
+
+#[test]
+fn line_session_matches_the_book() {
+    let _port = default_port();
+    let server_args = ["server", "--count", "2"];
+    let (server, addr) = start_server(
+        bin!("tcp-lines"),
+        &unless_blessing(&server_args, "127.0.0.1:0"),
+    );
+    let lines = "printf 'one\\ntwo\\nthree' | cargo run -p listings --bin tcp-lines -- client";
+    let long = "head -c 2000 /dev/zero | tr '\\0' x | cargo run -p listings --bin tcp-lines -- client";
+    let first = typed(lines, bin!("tcp-lines"), &addr);
+    assert!(first.status.success(), "{}", first.stderr);
+    let second = typed(long, bin!("tcp-lines"), &addr);
+    assert!(second.status.success(), "{}", second.stderr);
+    let server = server.finish();
+    assert!(server.status.success(), "{}", server.stderr);
+    // The terminal shows the log on stdout, then the one error on stderr.
+    let mut server_shows = server.stdout.clone();
+    server_shows.extend(server.stderr.lines().map(String::from));
+    assert_session_matches_book(
+        "ch13-streams/13-02-server.out",
+        &[(cargo_run("tcp-lines", &server_args), &server_shows)],
+    );
+    assert_session_matches_book(
+        "ch13-streams/13-02-client.out",
+        &[
+            (lines.to_string(), &first.stdout),
+            (long.to_string(), &second.stdout),
+        ],
+    );
+}
+
+/// Runs `script` against a `tcp-lines` or `tcp-length` server, with
+/// `$PORT` replaced by its port, and returns what it printed.
+fn foreign_client(bin: &str, tool: &str, script: &str) -> Option<Vec<String>> {
+    if !have(tool) {
+        return None;
+    }
+    let (server, addr) =
+        start_server(bin, &["server", "127.0.0.1:0", "--count", "1"]);
+    let port = addr.rsplit_once(':').unwrap().1;
+    let client = run("sh", &["-c", &script.replace("$PORT", port)]);
+    assert!(client.status.success(), "{tool}: {}", client.stderr);
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    Some(client.stdout)
+}
+
+#[test]
+fn line_server_answers_netcat() {
+    let script = "printf 'one\\ntwo\\n' | nc -N 127.0.0.1 $PORT";
+    if let Some(replies) = foreign_client(bin!("tcp-lines"), "nc", script) {
+        assert_eq!(replies, ["server got: [one]", "server got: [two]"]);
+    }
+}
+
+#[test]
+fn line_server_answers_python_which_reads_lines_with_makefile() {
+    let script = r#"python3 -c '
+import socket
+with socket.create_connection(("127.0.0.1", $PORT)) as s:
+    s.sendall(b"py\nthon\n")
+    s.shutdown(socket.SHUT_WR)
+    for line in s.makefile("rb"):
+        print(line.decode().rstrip("\n"))
+'"#;
+    if let Some(replies) = foreign_client(bin!("tcp-lines"), "python3", script)
+    {
+        assert_eq!(replies, ["server got: [py]", "server got: [thon]"]);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Listing 13-3: length prefixes
+
+#[test]
+fn length_server_answers_frames_with_frames() {
+    let (server, addr) = start_server(
+        bin!("tcp-length"),
+        &["server", "127.0.0.1:0", "--count", "1"],
+    );
+    let client =
+        run(bin!("tcp-length"), &["client", &addr, "hello", "", "a\nb"]);
+    assert!(client.status.success(), "{}", client.stderr);
+    // A frame may hold anything, newlines and nothing at all included.
+    assert_eq!(
+        client.stdout,
+        [
+            "server got: [hello]",
+            "server got: []",
+            r"server got: [a\nb]"
+        ]
+    );
+    let out = server.finish();
+    assert!(
+        out.stdout[1].ends_with(": answered 3 frames"),
+        "{:?}",
+        out.stdout
+    );
+}
+
+#[test]
+fn length_server_answers_python_with_struct() {
+    let script = r#"python3 -c '
+import socket, struct
+def recv_exact(s, n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+with socket.create_connection(("127.0.0.1", $PORT)) as s:
+    for body in (b"py", b"thon"):
+        s.sendall(struct.pack(">I", len(body)) + body)
+        (n,) = struct.unpack(">I", recv_exact(s, 4))
+        print(recv_exact(s, n).decode())
+'"#;
+    if let Some(replies) = foreign_client(bin!("tcp-length"), "python3", script)
+    {
+        assert_eq!(replies, ["server got: [py]", "server got: [thon]"]);
+    }
+}
+
+#[test]
+fn length_server_refuses_a_frame_larger_than_the_maximum_before_allocating() {
+    let (server, addr) = start_server(
+        bin!("tcp-length"),
+        &["server", "127.0.0.1:0", "--count", "1"],
+    );
+    let mut sock = connect(&addr);
+    // A header that claims four gigabytes, and nothing after it.
+    sock.write_all(&u32::MAX.to_be_bytes()).unwrap();
+    let mut rest = Vec::new();
+    // The server closes without a reply.
+    sock.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    let out = server.finish();
+    assert!(
+        out.stderr
+            .ends_with(": a frame of 4294967295 bytes; the most is 65536\n"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn length_server_tells_a_clean_end_from_a_frame_cut_short() {
+    let (server, addr) = start_server(
+        bin!("tcp-length"),
+        &["server", "127.0.0.1:0", "--count", "2"],
+    );
+    // Half a header, then half a body.
+    for sent in [&[0, 0][..], &[0, 0, 0, 9, b'h', b'i']] {
+        let mut sock = connect(&addr);
+        sock.write_all(sent).unwrap();
+        sock.shutdown(Shutdown::Write).unwrap();
+        sock.read_to_end(&mut Vec::new()).unwrap();
+    }
+    let out = server.finish();
+    let lines: Vec<_> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stderr);
+    assert!(lines[0].ends_with(": the stream ended inside a frame header"));
+    assert!(lines[1].ends_with(": the stream ended inside a frame"));
+}
+
+#[test]
+fn with_capacity_session_matches_the_book() {
+    let _port = default_port();
+    let server_args = ["server", "--count", "1", "--with-capacity"];
+    let (server, addr) = start_server(
+        bin!("tcp-length"),
+        &unless_blessing(&server_args, "127.0.0.1:0"),
+    );
+    // The client needs the address, before its messages.
+    let shown_address = if blessing() { "127.0.0.1:50008" } else { &addr };
+    let client = run(
+        bin!("tcp-length"),
+        &["client", shown_address, "hello", "world"],
+    );
+    assert_eq!(client.status.code(), Some(1));
+    assert_eq!(client.stdout, ["server got: []"]);
+    let server = server.finish();
+    assert!(server.status.success());
+    assert!(
+        server
+            .stderr
+            .contains(": a frame of 1751477356 bytes; the most is 65536"),
+        "{}",
+        server.stderr
+    );
+    // What both terminals show: stdout and stderr, as a terminal would.
+    let mut server_shows = server.stdout.clone();
+    server_shows.extend(server.stderr.lines().map(String::from));
+    let mut client_shows = client.stdout.clone();
+    client_shows.extend(client.stderr.lines().map(String::from));
+    assert_session_matches_book(
+        "ch13-streams/13-03-server.out",
+        &[(cargo_run("tcp-length", &server_args), &server_shows)],
+    );
+    assert_session_matches_book(
+        "ch13-streams/13-03-client.out",
+        &[(
+            cargo_run(
+                "tcp-length",
+                &["client", "127.0.0.1:50008", "hello", "world"],
+            ),
+            &client_shows,
+        )],
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Listing 13-4: resets
+
+#[test]
+fn a_reset_reads_as_econnreset_once_then_as_the_end() {
+    let out = run(bin!("tcp-reset"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        [
+            "1. The server closes with SO_LINGER 0: a reset, not a FIN",
+            "   client read: Connection reset by peer (os error 104)",
+            "   client read: 0 bytes",
+            "   client write: Broken pipe (os error 32)",
+            "2. The server closes normally; the client writes anyway",
+            "   client write: 5 bytes",
+            "   client write: Broken pipe (os error 32)",
+            "   client read: 0 bytes",
+            "3. The same, written by a child through a File (write(2))",
+            "   the child was killed by SIGPIPE",
+        ]
+    );
+    assert_matches_book(
+        "ch13-streams/13-04-tcp-reset.out",
+        "tcp-reset",
+        &[],
+        &out.stdout,
+    );
+}
+
+#[test]
+fn a_file_on_a_socket_writes_without_msg_nosignal() {
+    if !have("strace") {
+        return;
+    }
+    // std's TcpStream sends with MSG_NOSIGNAL (Chapter 3); the File made
+    // from the same descriptor uses plain write(2).
+    let traced = run(
+        "strace",
+        &["-f", "-e", "trace=sendto,write", "--", bin!("tcp-reset")],
+    );
+    assert!(traced.status.success(), "{}", traced.stderr);
+    let calls: Vec<_> = traced
+        .stderr
+        .lines()
+        .filter(|l| l.contains("\"hello\""))
+        .collect();
+    assert!(
+        calls
+            .iter()
+            .any(|l| l.contains("sendto(") && l.contains("MSG_NOSIGNAL")),
+        "{calls:#?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|l| l.contains("write(") && l.contains("EPIPE")),
+        "{calls:#?}"
+    );
+    assert!(traced.stderr.contains("SIGPIPE"), "{}", traced.stderr);
+}
+
+#[test]
+fn stream_listings_reject_bad_arguments_in_one_line() {
+    assert_rejects(bin!("tcp-split"), &["x"], "unexpected argument");
+    assert_rejects(bin!("tcp-reset"), &["x"], "unexpected argument");
+    let lines = bin!("tcp-lines");
+    assert_rejects(lines, &[], "which mode?");
+    assert_rejects(lines, &["serve"], "unknown mode 'serve'");
+    assert_rejects(lines, &["client", "--count", "1"], "only the server");
+    assert_rejects(lines, &["server", "127.0.0.1:0", "x"], "takes no lines");
+    assert_rejects(lines, &["server", "127.0.0.1:99999"], "bad address");
+    assert_rejects(lines, &["server", "192.0.2.1:50008"], "cannot listen");
+    let length = bin!("tcp-length");
+    assert_rejects(length, &["client"], "the client needs HOST:PORT");
+    assert_rejects(
+        length,
+        &["client", "127.0.0.1:1", "--with-capacity"],
+        "only the server",
+    );
+    assert_rejects(length, &["server", "--count", "-1"], "--count");
+}
+
+#[test]
+fn line_server_outlives_a_client_that_resets_mid_conversation() {
+    // The server keeps SIGPIPE ignored; a client that resets mid-reply
+    // costs it one logged error.
+    let (server, addr) = start_server(
+        bin!("tcp-lines"),
+        &["server", "127.0.0.1:0", "--count", "2"],
+    );
+    let sock = connect(&addr);
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    nix::sys::socket::setsockopt(
+        &sock,
+        nix::sys::socket::sockopt::Linger,
+        &linger,
+    )
+    .unwrap();
+    (&sock).write_all(b"one\ntwo\n").unwrap();
+    let mut first = String::new();
+    BufReader::new(&sock).read_line(&mut first).unwrap();
+    drop(sock);
+    let client = run(bin!("tcp-lines"), &["client", &addr, "after"]);
+    assert_eq!(client.stdout, ["server got: [after]"]);
+    // Exit status 0: not killed by SIGPIPE, not ended by the error.
+    let out = server.finish();
+    assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
+}

@@ -1,0 +1,505 @@
+//! Chapter 14, A server that real clients cannot break: Listings 14-1
+//! (`tcp-naive`), 14-2 (`tcp-threads`) and 14-3 (`tcp-pool`).
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::ch13_streams::{connect, start_server};
+use crate::support::{
+    Listing, assert_rejects, assert_session_matches_book, blessing, cargo_run,
+    cpu_time, default_port, have, open_fds, status_kib, threads_of,
+    unless_blessing, wait_until,
+};
+
+/// Sends one line, half-closes, and returns the whole reply. A server
+/// that refuses us may close before our request arrives, and then reset
+/// the connection; what it said before is still ours to read.
+pub fn ask(addr: &str, line: &str) -> std::io::Result<String> {
+    let mut sock = TcpStream::connect(addr)?;
+    sock.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let sent = sock.write_all(format!("{line}\n").as_bytes());
+    let _ = sock.shutdown(Shutdown::Write);
+    let mut reply = Vec::new();
+    let mut buf = [0; 4096];
+    loop {
+        match sock.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => reply.extend_from_slice(&buf[..n]),
+            Err(err) if reply.is_empty() => return Err(err),
+            Err(_) => break,
+        }
+    }
+    if reply.is_empty() {
+        sent?;
+    }
+    Ok(String::from_utf8_lossy(&reply).into_owned())
+}
+
+/// Starts a server with a limit of `fds` file descriptors (`ulimit -n`,
+/// which sets both the soft and the hard limit, so the server cannot
+/// raise it), stderr merged into stdout as a terminal shows them.
+pub fn start_limited(
+    fds: usize,
+    bin: &str,
+    args: &[&str],
+) -> (Listing, String) {
+    let script = format!("ulimit -n {fds} && exec \"$0\" \"$@\" 2>&1");
+    let mut command = vec!["-c", &script, bin];
+    command.extend(args);
+    start_server("bash", &command)
+}
+
+/// `count` connections that say nothing.
+pub fn silent_clients(addr: &str, count: usize) -> Vec<TcpStream> {
+    (0..count).map(|_| connect(addr)).collect()
+}
+
+/// Sends `bytes` of `x` without a newline from a thread, and returns the
+/// thread: it ends when the server has stopped reading, one way or
+/// another.
+pub fn flood(
+    addr: &str,
+    bytes: usize,
+) -> thread::JoinHandle<std::io::Result<String>> {
+    let mut sock = connect(addr);
+    thread::spawn(move || {
+        let sent = sock.write_all(&vec![b'x'; bytes]);
+        let _ = sock.shutdown(Shutdown::Write);
+        let mut reply = String::new();
+        let read = sock.read_to_string(&mut reply);
+        sent.and(read).map(|_| reply)
+    })
+}
+
+/// A python3 script for Terminal 2, as the book shows it (port 50008),
+/// and as the test runs it (on `addr`).
+pub fn python(shown: &str, addr: &str) -> Vec<String> {
+    let port = addr.rsplit_once(':').unwrap().1;
+    let out =
+        Listing::start("bash", &["-c", &shown.replace("50008", port)]).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    out.stdout
+}
+
+// ---------------------------------------------------------------------------
+// Listing 14-1: the naive server
+
+const TWELVE: &str = r#"python3 -c '
+import socket
+conns = [socket.create_connection(("127.0.0.1", 50008)) for _ in range(12)]
+print(len(conns), "connections open")
+print("the server closed", sum(c.recv(1) == b"" for c in conns))'"#;
+
+#[test]
+fn naive_server_dies_when_it_runs_out_of_file_descriptors() {
+    if !have("python3") {
+        return;
+    }
+    let _port = default_port();
+    // 16 descriptors: 0, 1, 2, the listening socket and 12 connections.
+    let (server, addr) = start_limited(
+        16,
+        bin!("tcp-naive"),
+        &unless_blessing(&[], "127.0.0.1:0"),
+    );
+    let terminal2 = python(TWELVE, &addr);
+    assert_eq!(terminal2, ["12 connections open", "the server closed 12"]);
+    let out = server.finish();
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.stdout);
+    assert_eq!(
+        out.stdout[1..],
+        ["tcp-naive: Too many open files (os error 24)"]
+    );
+    assert_session_matches_book(
+        "ch14-servers/14-01-server.out",
+        &[(
+            format!("(ulimit -n 16 && {})", cargo_run("tcp-naive", &[])),
+            &out.stdout,
+        )],
+    );
+    assert_session_matches_book(
+        "ch14-servers/14-01-client.out",
+        &[(TWELVE.to_string(), &terminal2)],
+    );
+}
+
+#[test]
+fn naive_server_holds_a_line_without_newline_in_memory() {
+    let (server, addr) = start_server(bin!("tcp-naive"), &["127.0.0.1:0"]);
+    let before = status_kib(server.pid(), "VmRSS").unwrap();
+    // 64 MiB without a newline, and the connection left open: the
+    // server keeps all of it, waiting for the end of the line.
+    let mut sock = connect(&addr);
+    sock.write_all(&vec![b'x'; 64 << 20]).unwrap();
+    wait_until("the server to hold 64 MiB", || {
+        status_kib(server.pid(), "VmRSS").unwrap_or(0) >= before + (64 << 10)
+    });
+}
+
+#[test]
+fn naive_server_keeps_a_thread_for_every_silent_client() {
+    let (server, addr) = start_server(bin!("tcp-naive"), &["127.0.0.1:0"]);
+    let pid = server.pid();
+    let _silent = silent_clients(&addr, 20);
+    // The main thread and one per client, and no timeout to end them.
+    wait_until("a thread per client", || threads_of(pid) == 21);
+    assert_eq!(open_fds(pid), 3 + 1 + 20);
+}
+
+#[test]
+fn naive_memory_session_matches_the_book() {
+    naive_and_fixed_memory_session("tcp-naive", "14-01-memory.out", |kib| {
+        assert!(kib >= 64 << 10, "peak {kib} kB: it held the whole line");
+    });
+}
+
+/// Terminal 2 of a memory check: 64 MiB without a newline, through `nc`,
+/// then the server's peak memory, `VmHWM`, from /proc.
+fn naive_and_fixed_memory_session(bin: &str, file: &str, check: fn(u64)) {
+    if !have("nc") {
+        return;
+    }
+    let _port = default_port();
+    let path = crate::support::bin_path(bin);
+    let (server, addr) = start_server(
+        path.to_str().unwrap(),
+        &unless_blessing(&[], "127.0.0.1:0"),
+    );
+    let port = addr.rsplit_once(':').unwrap().1;
+    let flood = "head -c 64M /dev/zero | tr '\\0' x | nc -N 127.0.0.1 50008 | head -c 40; echo";
+    let shown_peak = format!("grep VmHWM /proc/{}/status", server.pid());
+    let mut session = Vec::new();
+    for command in [flood.to_string(), shown_peak] {
+        let out =
+            Listing::start("bash", &["-c", &command.replace("50008", port)])
+                .finish();
+        assert!(out.status.success(), "{command}: {}", out.stderr);
+        session.push((command, out.stdout));
+    }
+    let peak = status_kib(server.pid(), "VmHWM").unwrap();
+    check(peak);
+    let session: Vec<_> = session
+        .iter()
+        .map(|(command, out)| (command.clone(), &out[..]))
+        .collect();
+    assert_session_matches_book(&format!("ch14-servers/{file}"), &session);
+}
+
+// ---------------------------------------------------------------------------
+// Listing 14-2: a thread per connection, with limits
+
+#[test]
+fn threaded_memory_session_matches_the_book() {
+    naive_and_fixed_memory_session("tcp-threads", "14-02-memory.out", |kib| {
+        assert!(kib < 32 << 10, "peak {kib} kB: it kept at most a line");
+    });
+}
+
+#[test]
+fn threaded_server_serves_others_while_a_client_stays_silent() {
+    let (server, addr) = start_server(bin!("tcp-threads"), &["127.0.0.1:0"]);
+    let silent = connect(&addr);
+    assert_eq!(ask(&addr, "hello").unwrap(), "server got: [hello]\n");
+    // The silent client was not timed out to make room: it is still
+    // connected, and nothing has been said to it.
+    silent.set_nonblocking(true).unwrap();
+    let err = (&silent).read(&mut [0; 1]).expect_err("no data, no end");
+    assert_eq!(err.kind(), ErrorKind::WouldBlock);
+    drop(server);
+}
+
+#[test]
+fn threaded_server_outlives_clients_that_reset() {
+    let (server, addr) =
+        start_server(bin!("tcp-threads"), &["127.0.0.1:0", "--count", "11"]);
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    for _ in 0..10 {
+        let rude = connect(&addr);
+        (&rude).write_all(b"half a requ").unwrap();
+        nix::sys::socket::setsockopt(
+            &rude,
+            nix::sys::socket::sockopt::Linger,
+            &linger,
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        ask(&addr, "still here").unwrap(),
+        "server got: [still here]\n"
+    );
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
+#[test]
+fn threaded_server_refuses_a_long_line_and_keeps_little_memory() {
+    let (server, addr) = start_server(bin!("tcp-threads"), &["127.0.0.1:0"]);
+    let reply = flood(&addr, 64 << 20).join().unwrap().unwrap();
+    assert_eq!(reply, "error: line longer than 1024 bytes\n");
+    let peak = status_kib(server.pid(), "VmHWM").unwrap();
+    assert!(peak < 32 << 10, "peak {peak} kB");
+    assert_eq!(ask(&addr, "next").unwrap(), "server got: [next]\n");
+}
+
+#[test]
+fn threaded_server_drops_a_client_that_does_not_read_its_replies() {
+    let (server, addr) = start_server(
+        bin!("tcp-threads"),
+        &["127.0.0.1:0", "--timeout", "1", "--count", "2"],
+    );
+    // Requests, and no reading of the replies: once the socket buffers
+    // are full, the server's writes wait, until its deadline.
+    let mut slow = connect(&addr);
+    let writer = thread::spawn(move || {
+        let request = b"are you there?\n".repeat(1000);
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if slow.write_all(&request).is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    // Meanwhile everyone else is served.
+    assert_eq!(ask(&addr, "fast").unwrap(), "server got: [fast]\n");
+    assert!(writer.join().unwrap(), "the slow reader was dropped");
+    let out = server.finish();
+    assert!(out.stderr.contains(": timed out"), "{}", out.stderr);
+}
+
+#[test]
+fn threaded_server_drops_a_client_that_trickles_its_request() {
+    let (server, addr) = start_server(
+        bin!("tcp-threads"),
+        &["127.0.0.1:0", "--timeout", "1", "--count", "1"],
+    );
+    // One byte every 200 ms: each read comes well within a second, so a
+    // timeout per read would never fire; the deadline per request does.
+    let started = Instant::now();
+    let mut trickle = connect(&addr);
+    let mut dropped = false;
+    while started.elapsed() < Duration::from_secs(20) {
+        if trickle.write_all(b"x").is_err() {
+            dropped = true;
+            break;
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    assert!(dropped, "still connected after {:?}", started.elapsed());
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let out = server.finish();
+    assert!(out.stderr.contains(": timed out"), "{}", out.stderr);
+}
+
+#[test]
+fn threaded_server_waits_and_recovers_when_file_descriptors_run_out() {
+    // 16 descriptors, and a limit on connections above what they allow.
+    let (mut server, addr) = start_limited(
+        16,
+        bin!("tcp-threads"),
+        &["127.0.0.1:0", "--max-conns", "100"],
+    );
+    let pid = server.pid();
+    let silent = silent_clients(&addr, 12);
+    wait_until("all 16 descriptors in use", || open_fds(pid) == 16);
+    let failed = server.next_line();
+    assert!(
+        failed.starts_with("tcp-threads: accept: Too many open files"),
+        "{failed}"
+    );
+    // A client that comes now waits in the queue. The server meanwhile
+    // does not spin: over two seconds it uses almost no CPU.
+    let waiting = thread::spawn({
+        let addr = addr.clone();
+        move || ask(&addr, "patient")
+    });
+    let (cpu, started) = (cpu_time(pid), Instant::now());
+    thread::sleep(Duration::from_secs(2));
+    let used = cpu_time(pid) - cpu;
+    assert!(
+        used < Duration::from_millis(300),
+        "{used:?} of CPU in {:?}",
+        started.elapsed()
+    );
+    // Descriptors come back, and the waiting client is served.
+    drop(silent);
+    assert_eq!(waiting.join().unwrap().unwrap(), "server got: [patient]\n");
+    // One line for the whole run of failures, however long it lasted.
+    // Thirteen clients logged, and perhaps another run of failures while
+    // the silent clients' descriptors were closing, one line for each.
+    let mut logged = 0;
+    while logged < 13 {
+        let line = server.next_line();
+        if line.ends_with(" lines") {
+            logged += 1;
+        } else {
+            assert!(line.starts_with("tcp-threads: accept: "), "{line}");
+        }
+    }
+}
+
+const BUSY: &str = r#"python3 -c '
+import socket
+quiet = [socket.create_connection(("127.0.0.1", 50008)) for _ in range(2)]
+third = socket.create_connection(("127.0.0.1", 50008))
+print("the third client got:", third.recv(100).decode().strip())
+for q in quiet:
+    q.shutdown(socket.SHUT_WR)
+    q.recv(1)'"#;
+
+#[test]
+fn threaded_server_tells_a_client_over_the_limit_that_it_is_busy() {
+    if !have("python3") {
+        return;
+    }
+    let _port = default_port();
+    let args = ["--max-conns", "2"];
+    let (mut server, addr) = start_server(
+        bin!("tcp-threads"),
+        &unless_blessing(&args, "127.0.0.1:0"),
+    );
+    let terminal2 = python(BUSY, &addr);
+    assert_eq!(terminal2, ["the third client got: error: server busy"]);
+    // The two quiet clients, once they half-close; the refused one is
+    // not logged.
+    let mut terminal1 = vec![format!("Server listening on {addr}")];
+    terminal1.push(
+        server
+            .expect(r"127\.0\.0\.1:\d+: answered 0 lines")
+            .remove(0),
+    );
+    terminal1.push(
+        server
+            .expect(r"127\.0\.0\.1:\d+: answered 0 lines")
+            .remove(0),
+    );
+    if blessing() {
+        terminal1[0] = "Server listening on 127.0.0.1:50008".into();
+    }
+    assert_session_matches_book(
+        "ch14-servers/14-02-server.out",
+        &[(cargo_run("tcp-threads", &args), &terminal1)],
+    );
+    assert_session_matches_book(
+        "ch14-servers/14-02-client.out",
+        &[(BUSY.to_string(), &terminal2)],
+    );
+}
+
+/// `clients` clients at once, each of which must get exactly its own
+/// reply, once.
+pub fn many_at_once(addr: &str, clients: usize) {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(clients));
+    let handles: Vec<_> = (0..clients)
+        .map(|i| {
+            let (addr, barrier) = (addr.to_string(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                ask(&addr, &format!("client {i}"))
+            })
+        })
+        .collect();
+    for (i, handle) in handles.into_iter().enumerate() {
+        let reply = handle.join().unwrap().unwrap();
+        assert_eq!(reply, format!("server got: [client {i}]\n"));
+    }
+}
+
+#[test]
+fn threaded_server_gives_each_of_many_clients_its_own_reply() {
+    let (server, addr) =
+        start_server(bin!("tcp-threads"), &["127.0.0.1:0", "--count", "200"]);
+    many_at_once(&addr, 200);
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.len(), 201);
+}
+
+// ---------------------------------------------------------------------------
+// Listing 14-3: a pool
+
+#[test]
+fn pool_gives_each_of_many_clients_its_own_reply() {
+    let (server, addr) =
+        start_server(bin!("tcp-pool"), &["127.0.0.1:0", "--count", "200"]);
+    many_at_once(&addr, 200);
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.len(), 201);
+}
+
+#[test]
+fn pool_stalls_while_every_worker_has_a_silent_client() {
+    let (server, addr) = start_server(
+        bin!("tcp-pool"),
+        &["127.0.0.1:0", "--workers", "2", "--timeout", "2"],
+    );
+    // The clock starts before the silent clients connect, so their
+    // deadlines, which start when a worker takes them, come later.
+    let started = Instant::now();
+    let _silent = silent_clients(&addr, 2);
+    assert_eq!(ask(&addr, "third").unwrap(), "server got: [third]\n");
+    // Served only once a silent client timed out and freed a worker.
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "served after {waited:?}"
+    );
+    drop(server);
+}
+
+#[test]
+fn pool_tells_a_client_that_finds_the_queue_full_that_it_is_busy() {
+    let (server, addr) = start_server(
+        bin!("tcp-pool"),
+        &["127.0.0.1:0", "--workers", "1", "--queue", "1"],
+    );
+    // One client is being served: it has had a reply, so the worker has
+    // it. It says nothing more. The next waits in the queue.
+    let mut served = connect(&addr);
+    served.write_all(b"first\n").unwrap();
+    served.read_exact(&mut [0; 20]).unwrap();
+    let _queued = connect(&addr);
+    // The accepting thread takes connections in order: the third finds
+    // the queue full.
+    assert_eq!(ask(&addr, "third").unwrap(), "error: server busy\n");
+    drop(server);
+}
+
+#[test]
+fn server_listings_reject_bad_arguments_in_one_line() {
+    for bin in [bin!("tcp-threads"), bin!("tcp-pool")] {
+        assert_rejects(
+            bin,
+            &["--timeout", "0"],
+            "--timeout must be at least 1",
+        );
+        assert_rejects(
+            bin,
+            &["--timeout", "99999999999999999999"],
+            "--timeout",
+        );
+        assert_rejects(bin, &["--timeout", "100000"], "at most 86400");
+        assert_rejects(
+            bin,
+            &["--backlog", "0"],
+            "--backlog must be at least 1",
+        );
+        assert_rejects(bin, &["--backlog", "x"], "--backlog");
+        assert_rejects(bin, &["127.0.0.1:99999"], "bad address");
+        assert_rejects(
+            bin,
+            &["192.0.2.1:50008"],
+            "cannot listen on 192.0.2.1:50008",
+        );
+    }
+    assert_rejects(bin!("tcp-threads"), &["--max-conns", "0"], "at least 1");
+    assert_rejects(bin!("tcp-pool"), &["--workers", "0"], "at least 1");
+    assert_rejects(bin!("tcp-pool"), &["--queue", "-1"], "--queue");
+    assert_rejects(bin!("tcp-naive"), &["--count", "x"], "--count");
+}

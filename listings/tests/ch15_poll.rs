@@ -1,0 +1,424 @@
+//! Chapter 15, Many clients in one thread: Listings 15-1 (`poll-spin`),
+//! 15-2 (`poll-server`) and 15-3 (`net-load`). The server faces the same
+//! clients as Chapter 14's.
+
+use std::io::{ErrorKind, Read, Write};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::ch13_streams::{connect, start_server, typed};
+use crate::ch14_servers::{
+    ask, flood, many_at_once, silent_clients, start_limited,
+};
+use crate::support::{
+    Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
+    cargo_run, cpu_time, default_port, have, open_fds, run, status_kib,
+    threads_of, unless_blessing, wait_until,
+};
+
+// ---------------------------------------------------------------------------
+// Listing 15-1: a busy loop
+
+/// The number of reads and the seconds of CPU in a line of `poll-spin`.
+fn reads_and_cpu(line: &str) -> (u64, f64) {
+    let fields: Vec<_> = line.rsplit(", ").collect();
+    let cpu = fields[0]
+        .trim_end_matches(" s of CPU")
+        .parse()
+        .expect("CPU");
+    let reads = fields[1].trim_end_matches(" reads").parse().expect("reads");
+    (reads, cpu)
+}
+
+#[test]
+fn a_busy_loop_burns_cpu_where_poll_sleeps() {
+    let out = run(bin!("poll-spin"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout[0].starts_with("busy loop: got \"hello\" after "));
+    assert!(out.stdout[1].starts_with("poll: got \"hello\" after "));
+    // The busy loop's CPU time depends on how busy the machine is (with
+    // both cores loaded it can get a few percent of one), but for a whole
+    // second it is runnable, and the scheduler gives it a share: enough
+    // for thousands of reads. `poll` reads twice at most, and sleeps.
+    let (busy_reads, _) = reads_and_cpu(&out.stdout[0]);
+    let (poll_reads, poll_cpu) = reads_and_cpu(&out.stdout[1]);
+    assert!(busy_reads >= 1000, "the busy loop read {busy_reads} times");
+    assert!(poll_reads <= 2, "poll read {poll_reads} times");
+    assert!(poll_cpu <= 0.05, "poll used {poll_cpu} s");
+    assert_matches_book(
+        "ch15-poll/15-01-poll-spin.out",
+        "poll-spin",
+        &[],
+        &out.stdout,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Listing 15-2: the same server in one thread
+
+#[test]
+fn poll_server_answers_lines_cut_anywhere_and_a_last_one_without_newline() {
+    let (server, addr) =
+        start_server(bin!("poll-server"), &["127.0.0.1:0", "--count", "1"]);
+    let mut sock = connect(&addr);
+    for piece in [&b"on"[..], b"e\ntw", b"o\n\nthr", b"ee"] {
+        sock.write_all(piece).unwrap();
+    }
+    sock.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut replies = String::new();
+    sock.read_to_string(&mut replies).unwrap();
+    assert_eq!(
+        replies,
+        "server got: [one]\nserver got: [two]\nserver got: []\n\
+         server got: [three]\n"
+    );
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout[1].ends_with(": answered 4 lines"),
+        "{:?}",
+        out.stdout
+    );
+}
+
+#[test]
+fn poll_server_serves_others_while_clients_stay_silent() {
+    let (server, addr) = start_server(bin!("poll-server"), &["127.0.0.1:0"]);
+    let silent = silent_clients(&addr, 100);
+    assert_eq!(ask(&addr, "hello").unwrap(), "server got: [hello]\n");
+    for sock in &silent {
+        sock.set_nonblocking(true).unwrap();
+        let err = (&*sock).read(&mut [0; 1]).expect_err("no data, no end");
+        assert_eq!(err.kind(), ErrorKind::WouldBlock);
+    }
+    // All of them, in one thread.
+    assert_eq!(threads_of(server.pid()), 1);
+}
+
+#[test]
+fn poll_server_outlives_clients_that_reset() {
+    let (server, addr) =
+        start_server(bin!("poll-server"), &["127.0.0.1:0", "--count", "11"]);
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    for _ in 0..10 {
+        let rude = connect(&addr);
+        (&rude).write_all(b"half a requ").unwrap();
+        nix::sys::socket::setsockopt(
+            &rude,
+            nix::sys::socket::sockopt::Linger,
+            &linger,
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        ask(&addr, "still here").unwrap(),
+        "server got: [still here]\n"
+    );
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
+#[test]
+fn poll_server_refuses_a_long_line_and_keeps_little_memory() {
+    let (server, addr) = start_server(bin!("poll-server"), &["127.0.0.1:0"]);
+    let reply = flood(&addr, 64 << 20).join().unwrap().unwrap();
+    assert_eq!(reply, "error: line longer than 1024 bytes\n");
+    let peak = status_kib(server.pid(), "VmHWM").unwrap();
+    assert!(peak < 32 << 10, "peak {peak} kB");
+    assert_eq!(ask(&addr, "next").unwrap(), "server got: [next]\n");
+}
+
+#[test]
+fn poll_server_writes_many_replies_in_pieces_as_the_client_reads_them() {
+    // Ten thousand requests of a kilobyte, sent while the replies are
+    // read: the replies outrun the socket buffers many times over, so
+    // the server writes them in pieces, and stops reading requests while
+    // too many replies wait.
+    let (server, addr) =
+        start_server(bin!("poll-server"), &["127.0.0.1:0", "--count", "1"]);
+    let script = format!(
+        "yes {} | head -n 10000 | \"$0\" client {addr} | sort | uniq -c",
+        "x".repeat(1000)
+    );
+    let out =
+        Listing::start("bash", &["-c", &script, bin!("tcp-lines")]).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.len(), 1, "one kind of reply");
+    assert!(
+        out.stdout[0]
+            .trim_start()
+            .starts_with("10000 server got: [xxx")
+    );
+    assert!(server.finish().status.success());
+}
+
+#[test]
+fn poll_server_drops_a_client_that_does_not_read_its_replies() {
+    let (server, addr) = start_server(
+        bin!("poll-server"),
+        &["127.0.0.1:0", "--timeout", "1", "--count", "2"],
+    );
+    let mut slow = connect(&addr);
+    let writer = thread::spawn(move || {
+        let request = b"are you there?\n".repeat(1000);
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if slow.write_all(&request).is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    assert_eq!(ask(&addr, "fast").unwrap(), "server got: [fast]\n");
+    assert!(writer.join().unwrap(), "the slow reader was dropped");
+    let out = server.finish();
+    assert!(out.stderr.contains(": timed out"), "{}", out.stderr);
+}
+
+#[test]
+fn poll_server_drops_a_client_that_trickles_its_request() {
+    let (server, addr) = start_server(
+        bin!("poll-server"),
+        &["127.0.0.1:0", "--timeout", "1", "--count", "1"],
+    );
+    let started = Instant::now();
+    let mut trickle = connect(&addr);
+    let mut dropped = false;
+    while started.elapsed() < Duration::from_secs(20) {
+        if trickle.write_all(b"x").is_err() {
+            dropped = true;
+            break;
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    assert!(dropped, "still connected after {:?}", started.elapsed());
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let out = server.finish();
+    assert!(out.stderr.contains(": timed out"), "{}", out.stderr);
+}
+
+#[test]
+fn poll_server_pauses_and_recovers_when_file_descriptors_run_out() {
+    let (mut server, addr) = start_limited(
+        16,
+        bin!("poll-server"),
+        &["127.0.0.1:0", "--max-conns", "100"],
+    );
+    let pid = server.pid();
+    let silent = silent_clients(&addr, 12);
+    wait_until("all 16 descriptors in use", || open_fds(pid) == 16);
+    // This server calls `accept` only when `poll` says a connection is
+    // waiting: the next client makes it fail.
+    let waiting = thread::spawn({
+        let addr = addr.clone();
+        move || ask(&addr, "patient")
+    });
+    let failed = server.next_line();
+    assert!(
+        failed.starts_with("poll-server: accept: Too many open files"),
+        "{failed}"
+    );
+    // The listening socket stays readable all along; without the pause,
+    // `poll` would return at once, again and again.
+    let cpu = cpu_time(pid);
+    thread::sleep(Duration::from_secs(2));
+    let used = cpu_time(pid) - cpu;
+    assert!(used < Duration::from_millis(300), "{used:?} of CPU");
+    drop(silent);
+    assert_eq!(waiting.join().unwrap().unwrap(), "server got: [patient]\n");
+    // Thirteen clients logged, and perhaps another run of failures while
+    // the silent clients' descriptors were closing, one line for each.
+    let mut logged = 0;
+    while logged < 13 {
+        let line = server.next_line();
+        if line.ends_with(" lines") {
+            logged += 1;
+        } else {
+            assert!(line.starts_with("poll-server: accept: "), "{line}");
+        }
+    }
+}
+
+#[test]
+fn poll_server_tells_a_client_over_the_limit_that_it_is_busy() {
+    let (server, addr) =
+        start_server(bin!("poll-server"), &["127.0.0.1:0", "--max-conns", "2"]);
+    let _quiet = silent_clients(&addr, 2);
+    assert_eq!(ask(&addr, "third").unwrap(), "error: server busy\n");
+    drop(server);
+}
+
+#[test]
+fn poll_server_gives_each_of_many_clients_its_own_reply() {
+    let (server, addr) =
+        start_server(bin!("poll-server"), &["127.0.0.1:0", "--count", "200"]);
+    many_at_once(&addr, 200);
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.len(), 201);
+}
+
+#[test]
+fn poll_server_answers_netcat() {
+    if !have("nc") {
+        return;
+    }
+    let (server, addr) =
+        start_server(bin!("poll-server"), &["127.0.0.1:0", "--count", "1"]);
+    let port = addr.rsplit_once(':').unwrap().1;
+    let script = format!("printf 'net\\ncat' | nc -N 127.0.0.1 {port}");
+    let out = run("sh", &["-c", &script]);
+    assert_eq!(out.stdout, ["server got: [net]", "server got: [cat]"]);
+    assert!(server.finish().status.success());
+}
+
+#[test]
+fn poll_session_matches_the_book() {
+    let _port = default_port();
+    let server_args = ["--count", "3"];
+    let script = "exec \"$0\" \"$@\" 2>&1";
+    let mut command = vec!["-c", script, bin!("poll-server")];
+    let with_address = unless_blessing(&server_args, "127.0.0.1:0");
+    command.extend(&with_address);
+    let (server, addr) = start_server("bash", &command);
+    let lines = "printf 'one\\ntwo\\nthree' | cargo run -p listings --bin tcp-lines -- client";
+    let long = "head -c 2000 /dev/zero | tr '\\0' x | cargo run -p listings --bin tcp-lines -- client";
+    let mut terminal2 = Vec::new();
+    if have("ss") {
+        // The listening socket: for it, Send-Q is the backlog, and Recv-Q
+        // the connections waiting for `accept`.
+        let port = addr.rsplit_once(':').unwrap().1;
+        let ss = "ss -ltn 'sport = :50008'";
+        let shown = crate::support::shell(&ss.replace("50008", port));
+        terminal2.push((ss.to_string(), shown));
+    }
+    for shown in [lines, long] {
+        let out = typed(shown, bin!("tcp-lines"), &addr);
+        assert!(out.status.success(), "{}", out.stderr);
+        terminal2.push((shown.to_string(), out.stdout));
+    }
+    let shown = format!(
+        "{} 127.0.0.1:50008 four",
+        cargo_run("tcp-lines", &["client"])
+    );
+    let out = run(bin!("tcp-lines"), &["client", &addr, "four"]);
+    terminal2.push((shown, out.stdout));
+    let server = server.finish();
+    assert!(server.status.success());
+    assert_session_matches_book(
+        "ch15-poll/15-02-server.out",
+        &[(cargo_run("poll-server", &server_args), &server.stdout)],
+    );
+    let terminal2: Vec<_> =
+        terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book("ch15-poll/15-02-client.out", &terminal2);
+}
+
+// ---------------------------------------------------------------------------
+// Listing 15-3: the benchmark, run small: it works, and every client of
+// every server gets its own reply. The figures are the benchmark's
+// business, not the tests'.
+
+#[test]
+fn load_generator_runs_every_scenario_and_every_reply_is_right() {
+    let out = run(
+        bin!("net-load"),
+        &[
+            "--clients",
+            "50",
+            "--rounds",
+            "1",
+            "--idle",
+            "1000",
+            "--garbage",
+            "65536",
+        ],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    let rows: Vec<Vec<&str>> = out
+        .stdout
+        .iter()
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    let burst: Vec<_> = rows
+        .iter()
+        .filter(|r| r.len() == 9 && r[1].parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(burst.len(), 4, "{:#?}", out.stdout);
+    for row in burst {
+        assert_eq!(
+            row[2..5],
+            ["50", "0", "0"],
+            "{row:?}: right, wrong, failed"
+        );
+    }
+    let idle: Vec<_> = rows
+        .iter()
+        .filter(|r| r.len() == 6 && r[1] == "1000")
+        .collect();
+    assert_eq!(idle.len(), 2, "{:#?}", out.stdout);
+    let poll = idle.iter().find(|r| r[0] == "poll-server").unwrap();
+    assert_eq!(poll[5], "1", "one thread");
+    let rss: f64 = poll[4].parse().unwrap();
+    assert!(rss < 32.0, "{rss} MiB with a thousand idle connections");
+    let garbage: Vec<_> = rows
+        .iter()
+        .filter(|r| r.len() == 3 && r[1].parse::<f64>().is_ok())
+        .collect();
+    assert_eq!(garbage.len(), 3, "{:#?}", out.stdout);
+}
+
+#[test]
+fn poll_listings_reject_bad_arguments_in_one_line() {
+    assert_rejects(bin!("poll-spin"), &["x"], "unexpected argument");
+    let server = bin!("poll-server");
+    assert_rejects(server, &["--timeout", "0"], "--timeout must be at least 1");
+    assert_rejects(
+        server,
+        &["--max-conns", "0"],
+        "--max-conns must be at least 1",
+    );
+    assert_rejects(server, &["--backlog", "99999999999"], "--backlog");
+    assert_rejects(server, &["127.0.0.1:99999"], "bad address");
+    let load = bin!("net-load");
+    assert_rejects(
+        load,
+        &["--clients", "0"],
+        "--clients must be from 1 to 10000",
+    );
+    assert_rejects(
+        load,
+        &["--garbage", "99999999999"],
+        "--garbage must be from 1",
+    );
+    assert_rejects(load, &["--idle", "x"], "--idle");
+}
+
+#[test]
+fn nonblocking_writes_take_part_and_write_all_fails_without_saying_how_much() {
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let data = vec![b'x'; 64 << 20];
+    // One `write` takes what fits in the socket buffers, and says so.
+    let mut writer =
+        TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let _reader = listener.accept().unwrap();
+    writer.set_nonblocking(true).unwrap();
+    let n = writer.write(&data).unwrap();
+    assert!(0 < n && n < data.len(), "{n}");
+    // `write_all` writes until the buffers are full, then fails: some
+    // bytes went out, and the error does not say how many.
+    let mut writer =
+        TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut reader, _) = listener.accept().unwrap();
+    writer.set_nonblocking(true).unwrap();
+    let err = writer.write_all(&data).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WouldBlock);
+    drop(writer);
+    let mut got = Vec::new();
+    reader.read_to_end(&mut got).unwrap();
+    assert!(!got.is_empty() && got.len() < data.len(), "{}", got.len());
+}

@@ -1,0 +1,611 @@
+//! Chapter 16, Unix domain sockets: Listings 16-1 (`unix-server`), 16-2
+//! (`unix-pair`) and 16-3 (`unix-pass-fd`).
+//!
+//! Every socket file of these tests lives in a temporary directory that
+//! is removed when the test ends, pass or fail; servers that make their
+//! own private directory are checked to remove it.
+
+use std::fs;
+use std::io::{ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tempfile::TempDir;
+
+use crate::support::{
+    Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
+    blessing, cargo_run, group_is_gone, have, run, wait_until,
+};
+
+/// Starts a listing that prints `Server listening on <address>`.
+fn start(bin: &str, args: &[&str]) -> (Listing, String) {
+    let mut server = Listing::start(bin, args);
+    let address = server.expect(r"Server listening on (.+)").remove(1);
+    (server, address)
+}
+
+/// Starts `unix-server` without a path, so that it makes its private
+/// directory, but inside `tmp` (its TMPDIR): if the test fails and the
+/// server is killed, the directory goes with `tmp`.
+fn start_private(tmp: &TempDir, args: &[&str]) -> (Listing, String) {
+    let mut command = std::process::Command::new(bin!("unix-server"));
+    command.args(args).env("TMPDIR", tmp.path());
+    let mut server = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let address = server.expect(r"Server listening on (.+)").remove(1);
+    (server, address)
+}
+
+/// Sends `lines` over a Unix socket, half-closes, returns the replies.
+fn ask(path: &str, lines: &str) -> String {
+    let mut sock = UnixStream::connect(path).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    sock.write_all(lines.as_bytes()).unwrap();
+    sock.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    sock.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+/// A temporary directory that other users may enter, for the tests that
+/// connect as another user.
+fn open_dir() -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn path_in(dir: &TempDir, name: &str) -> String {
+    dir.path().join(name).to_str().unwrap().to_string()
+}
+
+/// Whether the tests run as root, which may act as another user.
+fn root() -> bool {
+    uid() == 0
+}
+
+/// The tests' user id.
+fn uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { nix::libc::geteuid() }
+}
+
+/// `setpriv` arguments that run a command as the user `nobody`.
+const AS_NOBODY: [&str; 4] = [
+    "setpriv",
+    "--reuid=nobody",
+    "--regid=nogroup",
+    "--clear-groups",
+];
+
+/// Whether the test can run commands as another user; says why not.
+fn can_switch_users() -> bool {
+    if !root() {
+        eprintln!("skipped: only root can run a client as another user");
+        return false;
+    }
+    have("setpriv")
+}
+
+// ---------------------------------------------------------------------------
+// Listing 16-1: the server on a path
+
+#[test]
+fn unix_server_answers_in_a_private_directory_and_logs_who_connected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, path) = start_private(&tmp, &["--count", "1"]);
+    let dir = Path::new(&path).parent().unwrap().to_path_buf();
+    let mode = fs::metadata(&dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "only its owner may enter");
+    assert!(fs::metadata(&path).unwrap().file_type().is_socket());
+    assert_eq!(
+        ask(&path, "one\ntwo"),
+        "server got: [one]\nserver got: [two]\n"
+    );
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    // The kernel's word on who connected: this test process.
+    let me = std::process::id();
+    let uid = uid();
+    assert_eq!(
+        out.stdout[1],
+        format!("pid {me} (uid {uid}): answered 2 lines")
+    );
+    // Both the socket and the directory are gone.
+    assert!(!dir.exists(), "{} is still there", dir.display());
+}
+
+#[test]
+fn unix_server_session_matches_the_book() {
+    if !have("nc") || !have("stat") {
+        return;
+    }
+    let args = ["--count", "1"];
+    // Blessing shows the directory a reader gets, in /tmp; checks keep
+    // it inside a temporary directory of their own.
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, path) = if blessing() {
+        start(bin!("unix-server"), &args)
+    } else {
+        start_private(&tmp, &args)
+    };
+    let dir = Path::new(&path).parent().unwrap().display().to_string();
+    let mut terminal2 = Vec::new();
+    for command in [
+        format!("stat -c '%A %n' {dir} {path}"),
+        format!("printf 'one\\ntwo' | nc -U -N {path}"),
+    ] {
+        let out = Listing::start("bash", &["-c", &command]).finish();
+        assert!(out.status.success(), "{command}: {}", out.stderr);
+        terminal2.push((command, out.stdout));
+    }
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_session_matches_book(
+        "ch16-unix/16-01-server.out",
+        &[(cargo_run("unix-server", &args), &out.stdout)],
+    );
+    let terminal2: Vec<_> =
+        terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book("ch16-unix/16-01-client.out", &terminal2);
+}
+
+#[test]
+fn unix_server_removes_its_socket_when_interrupted_and_dies_of_the_signal() {
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_in(&dir, "server.sock");
+        let (server, _) = start(bin!("unix-server"), &[&path]);
+        server.signal(signal);
+        let out = server.finish();
+        assert_eq!(out.status.signal(), Some(signal as i32), "{}", out.stderr);
+        assert!(!Path::new(&path).exists(), "{signal:?} left {path}");
+    }
+}
+
+#[test]
+fn a_stale_socket_file_refuses_bind_and_the_server_replaces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir, "server.sock");
+    let (server, _) = start(bin!("unix-server"), &[&path]);
+    // Killed without a chance to clean up: the file stays.
+    server.signal(Signal::SIGKILL);
+    drop(server);
+    assert!(fs::metadata(&path).unwrap().file_type().is_socket());
+    // Nobody listens: connecting is refused, and a plain bind fails.
+    let err = UnixStream::connect(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+    let err = UnixListener::bind(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AddrInUse);
+    // The server takes the lock, removes the stale file, and binds.
+    let (server, again) = start(bin!("unix-server"), &[&path, "--count", "1"]);
+    assert_eq!(again, path);
+    assert_eq!(ask(&path, "back"), "server got: [back]\n");
+    assert!(server.finish().status.success());
+    assert!(!Path::new(&path).exists());
+}
+
+#[test]
+fn a_second_server_on_the_same_path_is_refused_and_the_first_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir, "server.sock");
+    let (first, _) = start(bin!("unix-server"), &[&path, "--count", "1"]);
+    assert_rejects(
+        bin!("unix-server"),
+        &[&path],
+        &format!("another server is using {path}"),
+    );
+    assert_eq!(ask(&path, "still mine"), "server got: [still mine]\n");
+    assert!(first.finish().status.success());
+}
+
+#[test]
+fn unix_server_will_not_remove_a_file_that_is_not_a_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir, "precious");
+    fs::write(&path, "keep me").unwrap();
+    assert_rejects(
+        bin!("unix-server"),
+        &[&path],
+        &format!("{path} exists and is not a socket"),
+    );
+    assert_eq!(fs::read_to_string(&path).unwrap(), "keep me");
+}
+
+#[test]
+fn stale_socket_session_matches_the_book() {
+    if !have("nc") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir, "server.sock");
+    let (server, _) = start(bin!("unix-server"), &[&path]);
+    let first = server.transcript();
+    let kill = format!("kill -KILL {}", server.pid());
+    let mut terminal2 = Vec::new();
+    for command in [
+        kill,
+        format!("ls -l {path}"),
+        format!("nc -U -N {path} < /dev/null"),
+    ] {
+        let out = Listing::start("bash", &["-c", &command]).finish();
+        // nc fails, and says why on stderr, as a terminal shows it.
+        let mut shows = out.stdout.clone();
+        shows.extend(out.stderr.lines().map(String::from));
+        terminal2.push((command, shows));
+    }
+    drop(server);
+    let args = [path.as_str(), "--count", "1"];
+    let (again, _) = start(bin!("unix-server"), &args);
+    let second = again.transcript();
+    drop(again);
+    assert_session_matches_book(
+        "ch16-unix/16-01-stale-server.out",
+        &[
+            (cargo_run("unix-server", &[&path]), &first),
+            (cargo_run("unix-server", &args), &second),
+        ],
+    );
+    let terminal2: Vec<_> =
+        terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book("ch16-unix/16-01-stale-client.out", &terminal2);
+}
+
+#[test]
+fn only_its_owner_can_reach_a_socket_in_a_private_directory() {
+    if !can_switch_users() || !have("nc") {
+        return;
+    }
+    // A TMPDIR that anyone may enter: what stops `nobody` must be the
+    // private directory itself.
+    let tmp = open_dir();
+    let (server, path) = start_private(&tmp, &[]);
+    let mut command = AS_NOBODY.to_vec();
+    command.extend(["nc", "-U", "-N", &path]);
+    let out = run(command[0], &command[1..]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stderr.contains("Permission denied"), "{}", out.stderr);
+    drop(server);
+}
+
+#[test]
+fn connecting_needs_write_permission_on_the_socket_file() {
+    if !can_switch_users() || !have("nc") {
+        return;
+    }
+    // A directory anyone may enter, and the socket file as the umask
+    // made it, rwxr-xr-x: others may not write, so they may not connect.
+    let dir = open_dir();
+    let path = path_in(&dir, "server.sock");
+    let (server, _) = start(bin!("unix-server"), &[&path]);
+    let mut command = AS_NOBODY.to_vec();
+    command.extend(["nc", "-U", "-N", &path]);
+    let out = run(command[0], &command[1..]);
+    assert!(out.stderr.contains("Permission denied"), "{}", out.stderr);
+    // Once others may write, they may connect.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o777)).unwrap();
+    let script =
+        format!("printf nobody | {} nc -U -N {path}", AS_NOBODY.join(" "));
+    let out = run("sh", &["-c", &script]);
+    assert_eq!(out.stdout, ["server got: [nobody]"], "{}", out.stderr);
+    drop(server);
+}
+
+/// A name in the abstract namespace that no other test uses.
+fn abstract_name(what: &str) -> String {
+    format!("@book-{what}-{}", std::process::id())
+}
+
+#[test]
+fn an_abstract_socket_has_no_file_and_answers_netcat_and_python() {
+    let name = abstract_name("abstract");
+    let (server, shown) = start(bin!("unix-server"), &[&name, "--count", "2"]);
+    assert_eq!(shown, name);
+    if have("nc") {
+        let out = run("sh", &["-c", &format!("printf nc | nc -U -N {name}")]);
+        assert_eq!(out.stdout, ["server got: [nc]"], "{}", out.stderr);
+    } else {
+        assert_eq!(ask_abstract(&name[1..], "nc"), "server got: [nc]\n");
+    }
+    if have("python3") {
+        // In Python, and in C, an abstract name starts with a zero byte.
+        let script = format!(
+            "import socket\n\
+             s = socket.socket(socket.AF_UNIX)\n\
+             s.connect('\\0{}')\n\
+             s.sendall(b'py\\n')\n\
+             s.shutdown(socket.SHUT_WR)\n\
+             print(s.recv(100).decode().strip())",
+            &name[1..]
+        );
+        let out = run("python3", &["-c", &script]);
+        assert_eq!(out.stdout, ["server got: [py]"], "{}", out.stderr);
+    } else {
+        assert_eq!(ask_abstract(&name[1..], "py"), "server got: [py]\n");
+    }
+    assert!(server.finish().status.success());
+}
+
+fn ask_abstract(name: &str, line: &str) -> String {
+    use std::os::linux::net::SocketAddrExt;
+    let addr =
+        std::os::unix::net::SocketAddr::from_abstract_name(name).unwrap();
+    let mut sock = UnixStream::connect_addr(&addr).unwrap();
+    sock.write_all(format!("{line}\n").as_bytes()).unwrap();
+    sock.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    sock.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn unix_server_refuses_a_client_over_the_limit_and_the_client_reads_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, path) = start_private(&tmp, &["--max-conns", "1"]);
+    let _first = UnixStream::connect(&path).unwrap();
+    // No reset on a Unix socket: the refusal is read even though the
+    // server closed without reading our request.
+    let mut second = UnixStream::connect(&path).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let _ = second.write_all(b"hello\n");
+    let mut reply = [0; 19];
+    second.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"error: server busy\n");
+    drop(server);
+}
+
+// ---------------------------------------------------------------------------
+// Listing 16-2: socketpair and fork
+
+#[test]
+fn unix_pair_parent_and_child_talk_both_ways() {
+    let out = run(bin!("unix-pair"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.len(), 4);
+    let parent = out.stdout[0].split(' ').nth(1).unwrap().to_string();
+    let child = out.stdout[3].split(' ').nth(1).unwrap().to_string();
+    assert_ne!(parent, child);
+    for (i, line) in out.stdout[..3].iter().enumerate() {
+        let n = i + 1;
+        assert_eq!(
+            *line,
+            format!(
+                "Parent {parent} sent ping {n}, got: pong {n} from Child {child}"
+            )
+        );
+    }
+    assert_matches_book(
+        "ch16-unix/16-02-unix-pair.out",
+        "unix-pair",
+        &[],
+        &out.stdout,
+    );
+}
+
+#[test]
+fn unix_pair_child_ends_when_the_parent_is_killed() {
+    let mut pair = Listing::start(bin!("unix-pair"), &["--count", "100000000"]);
+    pair.next_line();
+    let parent = pair.pid();
+    let child = crate::support::children_of(parent)[0];
+    pair.signal(Signal::SIGKILL);
+    // Its end of the pair closes with it; the child reads the end of the
+    // stream and exits.
+    wait_until("the child to end", || {
+        matches!(crate::support::state_of(child), None | Some('Z'))
+    });
+    drop(pair);
+    wait_until("the group to be gone", || group_is_gone(parent));
+}
+
+#[test]
+fn a_seqpacket_socketpair_keeps_message_boundaries() {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .unwrap();
+    let (mut a, mut b) = (UnixStream::from(a), UnixStream::from(b));
+    a.write_all(b"one").unwrap();
+    a.write_all(b"two").unwrap();
+    let mut buf = [0; 64];
+    // Two writes, two reads, however much room the buffer has.
+    assert_eq!(b.read(&mut buf).unwrap(), 3);
+    assert_eq!(&buf[..3], b"one");
+    assert_eq!(b.read(&mut buf).unwrap(), 3);
+    assert_eq!(&buf[..3], b"two");
+}
+
+// ---------------------------------------------------------------------------
+// Listing 16-3: passing a descriptor
+
+/// A file only its owner may read, in a directory anyone may enter.
+fn secret(dir: &TempDir) -> String {
+    let path = path_in(dir, "secret");
+    fs::write(&path, "the secret\n").unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+#[test]
+fn a_passed_descriptor_reads_a_file_its_receiver_may_not_open() {
+    if !can_switch_users() {
+        return;
+    }
+    let dir = open_dir();
+    let (file, path) = (secret(&dir), path_in(&dir, "pass.sock"));
+    let args = ["serve", &path, &file, "--count", "1"];
+    let (server, _) = start(bin!("unix-pass-fd"), &args);
+    let fetch = format!(
+        "{} {} fetch {path}",
+        AS_NOBODY.join(" "),
+        bin!("unix-pass-fd")
+    );
+    let shown_fetch = format!(
+        "{} target/debug/unix-pass-fd fetch {path}",
+        AS_NOBODY.join(" ")
+    );
+    let mut terminal2 = Vec::new();
+    for (command, shown) in [
+        (
+            format!("ls -l {file} {path}"),
+            format!("ls -l {file} {path}"),
+        ),
+        (
+            format!("{} cat {file}", AS_NOBODY.join(" ")),
+            format!("{} cat {file}", AS_NOBODY.join(" ")),
+        ),
+        (fetch, shown_fetch),
+    ] {
+        let out = Listing::start("bash", &["-c", &command]).finish();
+        let mut shows = out.stdout.clone();
+        shows.extend(out.stderr.lines().map(String::from));
+        terminal2.push((shown, shows));
+    }
+    assert!(terminal2[1].1[0].ends_with("Permission denied"));
+    assert_eq!(terminal2[2].1, ["the secret"]);
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout[1].contains("(uid 65534): sent "),
+        "{:?}",
+        out.stdout
+    );
+    assert!(!Path::new(&path).exists());
+    assert_session_matches_book(
+        "ch16-unix/16-03-server.out",
+        &[(cargo_run("unix-pass-fd", &args), &out.stdout)],
+    );
+    let terminal2: Vec<_> =
+        terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book("ch16-unix/16-03-client.out", &terminal2);
+}
+
+#[test]
+fn python_receives_a_descriptor_from_the_server() {
+    if !have("python3") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (file, path) = (secret(&dir), path_in(&dir, "pass.sock"));
+    let (server, _) = start(
+        bin!("unix-pass-fd"),
+        &["serve", &path, &file, "--count", "1"],
+    );
+    let script = format!(
+        "import os, socket\n\
+         s = socket.socket(socket.AF_UNIX)\n\
+         s.connect('{path}')\n\
+         note, fds, flags, _ = socket.recv_fds(s, 256, 1)\n\
+         print(len(fds), os.read(fds[0], 100).decode().strip())"
+    );
+    let out = run("python3", &["-c", &script]);
+    assert_eq!(out.stdout, ["1 the secret"], "{}", out.stderr);
+    assert!(server.finish().status.success());
+}
+
+#[test]
+fn fetch_receives_a_descriptor_from_python() {
+    if !have("python3") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (file, path) = (secret(&dir), path_in(&dir, "py.sock"));
+    // A server in Python that sends an open file, then says it is ready
+    // by printing, and removes its socket file when done.
+    let script = format!(
+        "import os, socket\n\
+         s = socket.socket(socket.AF_UNIX)\n\
+         s.bind('{path}')\n\
+         s.listen()\n\
+         print('ready', flush=True)\n\
+         c, _ = s.accept()\n\
+         f = os.open('{file}', os.O_RDONLY)\n\
+         socket.send_fds(c, [b'x'], [f])\n\
+         c.close()\n\
+         os.unlink('{path}')"
+    );
+    let mut python = Listing::start("python3", &["-c", &script]);
+    python.expect("ready");
+    let out = run(bin!("unix-pass-fd"), &["fetch", &path]);
+    assert_eq!(out.stdout, ["the secret"], "{}", out.stderr);
+    assert!(python.finish().status.success());
+}
+
+#[test]
+fn a_passed_descriptor_shares_its_file_offset_with_the_sender() {
+    use nix::sys::socket::{
+        ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg,
+    };
+    use std::io::{IoSlice, IoSliceMut, Seek, SeekFrom};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    let dir = tempfile::tempdir().unwrap();
+    let file = secret(&dir);
+    let (a, b) = UnixStream::pair().unwrap();
+    let mut mine = fs::File::open(&file).unwrap();
+    let fds = [mine.as_raw_fd()];
+    sendmsg::<()>(
+        a.as_raw_fd(),
+        &[IoSlice::new(b"x")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .unwrap();
+    let mut byte = [0];
+    let mut data = [IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!(RawFd);
+    let msg = recvmsg::<()>(
+        b.as_raw_fd(),
+        &mut data,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .unwrap();
+    let Some(ControlMessageOwned::ScmRights(got)) = msg.cmsgs().unwrap().next()
+    else {
+        panic!("no descriptor");
+    };
+    // SAFETY: received just now; this test owns it alone.
+    let mut theirs = fs::File::from(unsafe { OwnedFd::from_raw_fd(got[0]) });
+    // Another number, the same open file: reading through one moves the
+    // offset of both.
+    assert_ne!(theirs.as_raw_fd(), mine.as_raw_fd());
+    let mut four = [0; 4];
+    theirs.read_exact(&mut four).unwrap();
+    assert_eq!(mine.stream_position().unwrap(), 4);
+    mine.seek(SeekFrom::Start(0)).unwrap();
+    assert_eq!(theirs.stream_position().unwrap(), 0);
+}
+
+#[test]
+fn unix_listings_reject_bad_arguments_in_one_line() {
+    let server = bin!("unix-server");
+    assert_rejects(server, &["--timeout", "0"], "--timeout must be at least 1");
+    assert_rejects(server, &["a", "b"], "unexpected argument");
+    let dir = tempfile::tempdir().unwrap();
+    let missing = path_in(&dir, "no/such/dir/s.sock");
+    assert_rejects(server, &[&missing], "cannot open");
+    let long = format!("{}/{}", dir.path().display(), "x".repeat(120));
+    assert_rejects(server, &[&long], "cannot listen on");
+    assert_rejects(bin!("unix-pair"), &["--count", "x"], "--count");
+    let pass = bin!("unix-pass-fd");
+    assert_rejects(pass, &[], "which mode?");
+    assert_rejects(pass, &["serve", "x"], "serve needs PATH and FILE");
+    assert_rejects(pass, &["fetch"], "fetch needs PATH");
+    let socket = path_in(&dir, "s.sock");
+    let nothing = path_in(&dir, "nothing");
+    assert_rejects(pass, &["serve", &socket, &nothing], "No such file");
+    assert_rejects(pass, &["fetch", &socket], "No such file");
+    assert!(!Path::new(&socket).exists());
+}

@@ -1,0 +1,291 @@
+//! Chapter 17, UDP: Listings 17-1 (`udp-datagrams`), 17-2 (`udp-echo`)
+//! and 17-3 (`udp-request`).
+
+use std::net::UdpSocket;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::ch13_streams::start_server;
+use crate::support::{
+    assert_matches_book, assert_rejects, assert_session_matches_book,
+    cargo_run, default_port, have, run, unless_blessing,
+};
+
+/// The number after `RcvbufErrors` on the `Udp:` lines of /proc/net/snmp:
+/// datagrams the kernel dropped because a socket's buffer was full.
+fn rcvbuf_errors() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp: "));
+    let (names, values) = (udp.next().unwrap(), udp.next().unwrap());
+    let column = names
+        .split_whitespace()
+        .position(|name| name == "RcvbufErrors")
+        .expect("an RcvbufErrors column");
+    values
+        .split_whitespace()
+        .nth(column)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Listing 17-1: datagrams
+
+#[test]
+fn datagrams_keep_boundaries_truncate_silently_and_get_lost() {
+    let dropped_before = rcvbuf_errors();
+    let out = run(bin!("udp-datagrams"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout[..10],
+        [
+            "1. Three datagrams, one send each",
+            "   recv: 3 bytes, \"one\"",
+            "   recv: 3 bytes, \"two\"",
+            "   recv: 1000 bytes, \"33333333...\"",
+            "2. A datagram of 1200 bytes, a buffer of 1024",
+            "   std's recv: 1024 bytes, and no sign of the other 176",
+            "   recv with MSG_TRUNC: the datagram had 1200 bytes",
+            "3. An empty datagram",
+            "   recv: 0 bytes, and the socket is as open as before",
+            "4. A thousand datagrams to a small buffer, read afterwards",
+        ]
+    );
+    let received: u64 = out.stdout[10]
+        .rsplit_once("received ")
+        .and_then(|(_, rest)| rest.split(' ').next()?.parse().ok())
+        .expect("received <n> of 1000");
+    // Certain: a buffer of a few kilobytes cannot hold a thousand
+    // datagrams. How many it holds depends on the kernel.
+    assert!(received < 1000, "{received}");
+    // And the kernel counted drops at a full socket buffer. (Not
+    // necessarily all of ours: on a busy machine a few may be dropped
+    // earlier, in the loopback device's own queue, which counts them
+    // elsewhere. Other programs can only add to the count.)
+    let dropped = rcvbuf_errors() - dropped_before;
+    assert!(dropped > 0, "no drop counted");
+    assert_matches_book(
+        "ch17-udp/17-01-udp-datagrams.out",
+        "udp-datagrams",
+        &[],
+        &out.stdout,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Listings 17-2 and 17-3: a server, and a client that retries
+
+#[test]
+fn udp_session_matches_the_book() {
+    let _port = default_port();
+    let server_args = ["--count", "3", "--drop", "1"];
+    let (server, addr) = start_server(
+        bin!("udp-echo"),
+        &unless_blessing(&server_args, "127.0.0.1:0"),
+    );
+    // Two seconds, then four: long enough that on the busiest machine
+    // only the dropped request goes unanswered.
+    let client_args = ["hello", "world", "--timeout", "2000"];
+    let mut args = vec![addr.as_str()];
+    args.extend(client_args);
+    let started = Instant::now();
+    let client = run(bin!("udp-request"), &args);
+    assert!(client.status.success(), "{}", client.stderr);
+    assert_eq!(
+        client.stdout,
+        [
+            "request 1: no reply within 2000 ms, sending it again",
+            "request 1: server got: [1 hello]",
+            "request 2: server got: [2 world]",
+        ]
+    );
+    // The lost request cost the client its first timeout, at least.
+    assert!(started.elapsed() >= Duration::from_millis(2000));
+    let server = server.finish();
+    assert!(server.status.success(), "{}", server.stderr);
+    assert_session_matches_book(
+        "ch17-udp/17-02-server.out",
+        &[(cargo_run("udp-echo", &server_args), &server.stdout)],
+    );
+    let mut shown = vec!["127.0.0.1:50008"];
+    shown.extend(client_args);
+    assert_session_matches_book(
+        "ch17-udp/17-03-client.out",
+        &[(cargo_run("udp-request", &shown), &client.stdout)],
+    );
+}
+
+#[test]
+fn udp_client_ignores_a_duplicate_reply_to_an_earlier_request() {
+    // A server, played by the test, that answers the first request twice,
+    // as a network that duplicates a datagram would.
+    let fake = UdpSocket::bind("127.0.0.1:0").unwrap();
+    fake.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let addr = fake.local_addr().unwrap().to_string();
+    // The socket stays open until the client is done: a datagram that
+    // found it closed would come back to the client as ECONNREFUSED.
+    let keep_open = fake.try_clone().unwrap();
+    let server = thread::spawn(move || {
+        let mut buf = [0; 100];
+        for copies in [2, 1] {
+            let (n, peer) = fake.recv_from(&mut buf).unwrap();
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let reply = format!("server got: [{request}]");
+            for _ in 0..copies {
+                fake.send_to(reply.as_bytes(), peer).unwrap();
+            }
+        }
+    });
+    // A timeout no loaded machine reaches: no retry, so the server sees
+    // each request once.
+    let args = [addr.as_str(), "a", "b", "--timeout", "20000"];
+    let out = run(bin!("udp-request"), &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        [
+            "request 1: server got: [1 a]",
+            "ignored: server got: [1 a]",
+            "request 2: server got: [2 b]",
+        ]
+    );
+    server.join().unwrap();
+    drop(keep_open);
+}
+
+#[test]
+fn udp_client_gives_up_after_its_tries_each_twice_as_long() {
+    let (server, addr) =
+        start_server(bin!("udp-echo"), &["127.0.0.1:0", "--drop", "1000"]);
+    let started = Instant::now();
+    let out = run(
+        bin!("udp-request"),
+        &[&addr, "anyone?", "--tries", "3", "--timeout", "100"],
+    );
+    // 100, then 200, then 400 ms.
+    assert!(started.elapsed() >= Duration::from_millis(700));
+    assert_eq!(
+        out.stdout,
+        [
+            "request 1: no reply within 100 ms, sending it again",
+            "request 1: no reply within 200 ms, sending it again",
+        ]
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.stderr,
+        format!("udp-request: {addr}: request 1: no reply after 3 tries\n")
+    );
+    drop(server);
+}
+
+#[test]
+fn a_connected_udp_client_hears_that_nobody_listens() {
+    // A port nobody listens on: bound a moment ago, and closed.
+    let addr = {
+        let gone = UdpSocket::bind("127.0.0.1:0").unwrap();
+        gone.local_addr().unwrap().to_string()
+    };
+    let started = Instant::now();
+    let out = run(bin!("udp-request"), &[&addr, "hello"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.stderr,
+        format!(
+            "udp-request: {addr}: request 1: Connection refused (os error 111)\n"
+        )
+    );
+    // At once, not after the timeouts: the kernel's ICMP error.
+    assert!(started.elapsed() < Duration::from_secs(7));
+}
+
+#[test]
+fn one_udp_socket_serves_many_clients_each_its_own_reply() {
+    // No --count: a client that retries on a busy machine sends more
+    // than one datagram.
+    let (server, addr) = start_server(bin!("udp-echo"), &["127.0.0.1:0"]);
+    let clients: Vec<_> = (0..50)
+        .map(|i| {
+            let addr = addr.clone();
+            thread::spawn(move || {
+                let name = format!("client{i}");
+                let args = [addr.as_str(), &name, "--timeout", "5000"];
+                let out = run(bin!("udp-request"), &args);
+                assert!(out.status.success(), "{}", out.stderr);
+                out.stdout.last().cloned().unwrap()
+            })
+        })
+        .collect();
+    for (i, client) in clients.into_iter().enumerate() {
+        assert_eq!(
+            client.join().unwrap(),
+            format!("request 1: server got: [1 client{i}]")
+        );
+    }
+    drop(server);
+}
+
+#[test]
+fn udp_echo_answers_netcat_and_python() {
+    let (server, addr) =
+        start_server(bin!("udp-echo"), &["127.0.0.1:0", "--count", "2"]);
+    let port = addr.rsplit_once(':').unwrap().1;
+    if have("nc") {
+        // -u: UDP; -w3: give up three seconds after the input ends, since
+        // UDP has no end of its own.
+        let script = format!("printf netcat | nc -u -w3 127.0.0.1 {port}");
+        let out = run("sh", &["-c", &script]);
+        assert_eq!(out.stdout, ["server got: [netcat]"], "{}", out.stderr);
+    } else {
+        ask(&addr, "netcat");
+    }
+    if have("python3") {
+        let script = format!(
+            "import socket\n\
+             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             s.settimeout(10)\n\
+             s.sendto(b'python', ('127.0.0.1', {port}))\n\
+             print(s.recv(100).decode())"
+        );
+        let out = run("python3", &["-c", &script]);
+        assert_eq!(out.stdout, ["server got: [python]"], "{}", out.stderr);
+    } else {
+        ask(&addr, "python");
+    }
+    assert!(server.finish().status.success());
+}
+
+fn ask(addr: &str, message: &str) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    sock.connect(addr).unwrap();
+    sock.send(message.as_bytes()).unwrap();
+    let mut buf = [0; 100];
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], format!("server got: [{message}]").as_bytes());
+}
+
+#[test]
+fn udp_listings_reject_bad_arguments_in_one_line() {
+    assert_rejects(bin!("udp-datagrams"), &["x"], "unexpected argument");
+    assert_rejects(bin!("udp-echo"), &["--drop", "-1"], "--drop");
+    assert_rejects(bin!("udp-echo"), &["127.0.0.1:99999"], "bad address");
+    assert_rejects(bin!("udp-echo"), &["192.0.2.1:50008"], "cannot listen");
+    let client = bin!("udp-request");
+    assert_rejects(client, &[], "which server?");
+    assert_rejects(client, &["127.0.0.1:1"], "no message to send");
+    assert_rejects(
+        client,
+        &["127.0.0.1:1", "x", "--tries", "0"],
+        "--tries must be from 1 to 10",
+    );
+    assert_rejects(
+        client,
+        &["127.0.0.1:1", "x", "--timeout", "99999999999999999999"],
+        "--timeout",
+    );
+    assert_rejects(client, &["no-port", "x"], "bad address 'no-port'");
+}

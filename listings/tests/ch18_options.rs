@@ -1,0 +1,319 @@
+//! Chapter 18, Addresses and options: Listings 18-1 (`net-resolve`), 18-2
+//! (`net-dual-stack`), 18-3 (`net-reuse`) and 18-4 (`net-nagle`).
+
+use std::net::{TcpListener, UdpSocket};
+
+use crate::ch13_streams::start_server;
+use crate::support::{
+    assert_matches_book, assert_rejects, default_port, have, run,
+    unless_blessing,
+};
+
+/// Whether this machine has IPv6 on loopback; says so if not.
+fn ipv6() -> bool {
+    let ok = UdpSocket::bind("[::1]:0").is_ok();
+    if !ok {
+        eprintln!("skipped: no IPv6 on loopback here");
+    }
+    ok
+}
+
+/// Whether `unshare` can give a program a private /etc/hosts here.
+fn private_hosts_file() -> bool {
+    if !have("unshare") {
+        return false;
+    }
+    let probe = run("unshare", &["--map-root-user", "--mount", "true"]);
+    if !probe.status.success() {
+        assert!(std::env::var_os("CI").is_none(), "{}", probe.stderr);
+        eprintln!("skipped: unshare cannot make a mount namespace here");
+    }
+    probe.status.success()
+}
+
+// ---------------------------------------------------------------------------
+// Listing 18-1: resolving, and trying every address
+
+#[test]
+fn net_resolve_tries_every_address_in_order_until_one_accepts() {
+    if !ipv6() || !private_hosts_file() {
+        return;
+    }
+    let _port = default_port();
+    // A server on 127.0.0.1 only; `localhost` also names ::1, as in
+    // Debian's /etc/hosts, given to the client in a mount namespace of
+    // its own. The order of the file does not matter: getaddrinfo sorts
+    // the addresses (RFC 6724) and puts ::1 first.
+    let (server, addr) = start_server(
+        bin!("tcp-lines"),
+        &unless_blessing(&["server", "--count", "1"], "127.0.0.1:0"),
+    );
+    let port = addr.rsplit_once(':').unwrap().1;
+    let hosts = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        hosts.path(),
+        "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n",
+    )
+    .unwrap();
+    let script = "mount --bind \"$1\" /etc/hosts && shift && exec \"$@\"";
+    let target = format!("localhost:{port}");
+    let out = run(
+        "unshare",
+        &[
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            hosts.path().to_str().unwrap(),
+            bin!("net-resolve"),
+            &target,
+        ],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout[0], format!("localhost:{port} resolves to:"));
+    assert_eq!(
+        out.stdout[1..3],
+        [format!("  [::1]:{port}"), format!("  127.0.0.1:{port}")]
+    );
+    assert_eq!(
+        out.stdout[3],
+        format!("[::1]:{port}: Connection refused (os error 111)")
+    );
+    assert!(out.stdout[4].starts_with(&format!(
+        "connected to 127.0.0.1:{port} from 127.0.0.1:"
+    )));
+    drop(server);
+    assert_matches_book(
+        "ch18-options/18-01-net-resolve.out",
+        "net-resolve",
+        &["localhost:50008"],
+        &out.stdout,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Listing 18-2: dual stack
+
+#[test]
+fn an_ipv6_socket_takes_ipv4_clients_unless_v6only_is_set_before_bind() {
+    if !ipv6() {
+        return;
+    }
+    let out = run(bin!("net-dual-stack"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let default =
+        std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only").unwrap();
+    assert_eq!(
+        out.stdout[0],
+        format!(
+            "The default here: /proc/sys/net/ipv6/bindv6only is {}",
+            default.trim()
+        )
+    );
+    assert_eq!(
+        out.stdout[1..],
+        [
+            "1. [::] with IPV6_V6ONLY off: IPv4 clients come in too",
+            "   a client of 127.0.0.1 is seen as ::ffff:127.0.0.1",
+            "2. ... and the IPv4 port is taken with them",
+            "   binding 0.0.0.0 on the same port: Address already in use (os error 98)",
+            "3. [::] with IPV6_V6ONLY on: IPv6 only",
+            "   a client of 127.0.0.1: Connection refused (os error 111)",
+            "   binding 0.0.0.0 on the same port: ok",
+            "4. IPV6_V6ONLY set after bind",
+            "   Invalid argument (os error 22)",
+        ]
+    );
+    assert_matches_book(
+        "ch18-options/18-02-net-dual-stack.out",
+        "net-dual-stack",
+        &[],
+        &out.stdout,
+    );
+}
+
+#[test]
+#[allow(deprecated)]
+fn std_can_only_set_v6only_after_bind_which_is_too_late() {
+    if !ipv6() {
+        return;
+    }
+    // `TcpListener::set_only_v6` exists, deprecated: the listener is
+    // bound already, and Linux refuses the change.
+    let listener = TcpListener::bind("[::1]:0").unwrap();
+    let err = listener.set_only_v6(true).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(nix::libc::EINVAL));
+}
+
+// ---------------------------------------------------------------------------
+// Listing 18-3: SO_REUSEADDR and SO_REUSEPORT
+
+#[test]
+fn reuse_options_on_linux_allow_what_the_book_says() {
+    let out = run(bin!("net-reuse"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    // The last line fails only if all 100 connections went to one of two
+    // sockets, by a hash of their ports: a chance of 2 in 2^100.
+    assert_eq!(
+        out.stdout,
+        [
+            "1. no options",
+            "   second socket: Address already in use (os error 98)",
+            "2. SO_REUSEADDR on both",
+            "   second socket: Address already in use (os error 98)",
+            "3. SO_REUSEADDR on both, 0.0.0.0 then 127.0.0.1",
+            "   second socket: Address already in use (os error 98)",
+            "4. SO_REUSEADDR on both, the first not listening yet",
+            "   second socket: ok",
+            "   first socket's listen: Address already in use (os error 98)",
+            "5. SO_REUSEPORT on both",
+            "   second socket: ok",
+            "   of 100 connections, each socket accepted some: true",
+        ]
+    );
+    assert_matches_book(
+        "ch18-options/18-03-net-reuse.out",
+        "net-reuse",
+        &[],
+        &out.stdout,
+    );
+}
+
+#[test]
+fn so_reuseport_shares_a_port_only_with_the_same_user() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { nix::libc::geteuid() } != 0 {
+        eprintln!("skipped: only root can run a program as another user");
+        return;
+    }
+    if !have("python3") || !have("setpriv") {
+        return;
+    }
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    socket.set_reuse_port(true).unwrap();
+    socket
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    socket.listen(1).unwrap();
+    let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+    let script = format!(
+        "import socket\n\
+         s = socket.socket()\n\
+         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)\n\
+         try:\n    s.bind(('127.0.0.1', {port})); print('bound')\n\
+         except OSError as e:\n    print(e.strerror)"
+    );
+    let as_root = run("python3", &["-c", &script]);
+    assert_eq!(as_root.stdout, ["bound"], "{}", as_root.stderr);
+    // The system's python: root's PATH may lead to one that nobody may
+    // run.
+    let as_nobody = run(
+        "setpriv",
+        &[
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "env",
+            "PATH=/usr/local/bin:/usr/bin:/bin",
+            "python3",
+            "-c",
+            &script,
+        ],
+    );
+    assert_eq!(
+        as_nobody.stdout,
+        ["Address already in use"],
+        "{}",
+        as_nobody.stderr
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Listing 18-4: Nagle and delayed ACKs
+
+/// The median, in ms, in a line of `net-nagle`.
+fn median_ms(line: &str) -> f64 {
+    let (_, rest) = line.split_once("median ").expect("median <n> ms");
+    rest.trim_end_matches(" ms").parse().expect("a number")
+}
+
+#[test]
+fn two_small_writes_then_a_read_stall_for_the_delayed_ack() {
+    let out = run(bin!("net-nagle"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.len(), 3);
+    let (two, nodelay, one) = (
+        median_ms(&out.stdout[0]),
+        median_ms(&out.stdout[1]),
+        median_ms(&out.stdout[2]),
+    );
+    // A lower bound the kernel guarantees: the delayed ACK timer waits at
+    // least 40 ms on Linux. The other two wait for no timer: however busy
+    // the machine, which slows all three alike, they are faster by most
+    // of those 40 ms.
+    assert!(two >= 30.0, "two writes: {two} ms");
+    assert!(nodelay <= two - 20.0, "TCP_NODELAY: {nodelay} ms");
+    assert!(one <= two - 20.0, "one write: {one} ms");
+    assert_matches_book(
+        "ch18-options/18-04-net-nagle.out",
+        "net-nagle",
+        &[],
+        &out.stdout,
+    );
+}
+
+#[test]
+fn option_listings_reject_bad_arguments_in_one_line() {
+    let resolve = bin!("net-resolve");
+    assert_rejects(resolve, &[], "which HOST:PORT?");
+    assert_rejects(
+        resolve,
+        &["localhost:99999"],
+        "cannot resolve 'localhost:99999'",
+    );
+    assert_rejects(
+        resolve,
+        &["x:1", "--timeout", "0"],
+        "--timeout must be from 1",
+    );
+    assert_rejects(bin!("net-dual-stack"), &["x"], "unexpected argument");
+    assert_rejects(bin!("net-reuse"), &["x"], "unexpected argument");
+    assert_rejects(
+        bin!("net-nagle"),
+        &["--rounds", "0"],
+        "--rounds must be from 1 to 1000",
+    );
+    assert_rejects(bin!("net-nagle"), &["--rounds", "x"], "--rounds");
+}
+
+#[test]
+fn net_resolve_fails_in_one_line_when_no_address_accepts() {
+    // A port where nobody listens: bound, and not listening.
+    let holder = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    holder
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let port = holder.local_addr().unwrap().as_socket().unwrap().port();
+    let out = run(bin!("net-resolve"), &[&format!("127.0.0.1:{port}")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.stdout[2],
+        format!("127.0.0.1:{port}: Connection refused (os error 111)")
+    );
+    assert_eq!(
+        out.stderr,
+        format!("net-resolve: no address of '127.0.0.1:{port}' accepted\n")
+    );
+}
