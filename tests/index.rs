@@ -332,11 +332,13 @@ fn generate() -> String {
     let mut page = String::from(
         "# Appendix: index of system calls and APIs\n\
          \n\
-         Every function of nix, libc and signal-hook, and every function of \
-         the standard library that talks to the kernel, that a listing of \
-         this book calls, with the system calls behind it and the listings \
-         that call it. Each listing number links to the listing in its \
-         chapter; each system call to its manual page.\n\
+         Every function of nix, libc and signal-hook that a listing of this \
+         book calls, and every function of the standard library's modules \
+         that deal with the system (`net`, `os`, `process`, `thread`, \
+         `fs`, `io` and `sync`), with the system calls behind it, where the \
+         index knows them, and the listings that call it. Each listing \
+         number links to the listing in its chapter; each system call to \
+         its manual page.\n\
          \n\
          <!-- Generated from the listings by tests/index.rs: do not edit. \
          Regenerate with `BLESS=1 cargo test -p book-tests index`. -->\n\
