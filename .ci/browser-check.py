@@ -223,6 +223,7 @@ def main():
         title = page.evaluate("document.querySelector('main h1').textContent")
         if title.strip() != "Page not found":
             problems.append(f"a missing page shows {title!r}, not the 404 page")
+        page.screenshot(path=str(shots / "404-at-depth-light.png"))
         # Its own address answers 404, as it should (and the console says
         # so); nothing else it loads may fail.
         missing = base + "no/such/chapter.html"

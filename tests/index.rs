@@ -354,7 +354,9 @@ fn generate() -> String {
         let listings: Vec<String> = places
             .iter()
             .map(|(number, page)| {
-                format!("[{number}]({page}#listing-{number})")
+                // A non-breaking hyphen: "4-4" never wraps as "4-" / "4".
+                let shown = number.replace('-', "\u{2011}");
+                format!("[{shown}]({page}#listing-{number})")
             })
             .collect();
         page.push_str(&format!(

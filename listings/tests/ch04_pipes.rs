@@ -318,7 +318,7 @@ fn pipe_lines_trace_shows_each_end_closed_and_the_end_of_the_stream() {
     let out = assert_traced_run_matches_book(
         "ch04-pipes/04-03-pipe-lines.trace",
         "pipe-lines",
-        &["--count", "2"],
+        &["--count", "1"],
         &trace,
     );
     assert!(out.stderr.contains(r#"read(3, "", "#), "{}", out.stderr);
