@@ -172,9 +172,14 @@ def main():
             if r.status >= 400
             else None,
         )
+        # A request the browser itself cancels (ERR_ABORTED: a favicon still
+        # loading when the next page is opened) is no fault of the book; a
+        # missing file answers 404, which the response handler reports.
         page.on(
             "requestfailed",
-            lambda r: errors.append(f"request failed: {r.url} ({r.failure})"),
+            lambda r: errors.append(f"request failed: {r.url} ({r.failure})")
+            if "ERR_ABORTED" not in (r.failure or "")
+            else None,
         )
 
         def set_theme(name):
