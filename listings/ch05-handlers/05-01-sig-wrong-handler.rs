@@ -67,11 +67,16 @@ fn run() -> Result<(), Box<dyn Error>> {
         });
     }
     ring_every(INTERVAL_MICROS)?;
+    let mut kept = Vec::new(); // Work that keeps the allocator busy.
     let mut round = 0u64;
     while count.is_none_or(|n| round < n) {
         let message = format!("line {round} from the main loop");
         if !quiet {
             println!("{message}");
+        }
+        kept.push(message);
+        if kept.len() == 1000 {
+            kept.clear();
         }
         round += 1;
     }

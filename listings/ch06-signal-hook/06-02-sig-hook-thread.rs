@@ -50,7 +50,9 @@ fn run() -> Result<(), Box<dyn Error>> {
                 SIGHUP => println!("Signal thread: SIGHUP, would reload"),
                 SIGUSR1 => {
                     let n = ticks_seen.load(Ordering::SeqCst);
-                    println!("Signal thread: SIGUSR1, {n} ticks so far");
+                    println!(
+                        "Signal thread: SIGUSR1, ticks so far: {n} (measured)"
+                    );
                 }
                 _ => {
                     // The main thread may be gone already; nothing to do.
@@ -76,9 +78,11 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
     }
     if close {
+        println!("Main thread: closing the iterator, joining its thread");
         handle.close();
+    } else {
+        println!("Main thread: joining the signal thread");
     }
-    println!("Main thread: waiting for the signal thread");
     signal_thread
         .join()
         .map_err(|_| "the signal thread panicked")?;

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{self, Command, ExitCode, Stdio};
 
 use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
-use nix::sys::wait::{Id, WaitPidFlag, waitid, waitpid};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid};
 
 const USAGE: &str = "usage: sig-zombie [--std]";
@@ -56,8 +56,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     println!("Look: grep State /proc/{child}/status");
     println!("Then reap it: kill -USR1 {parent}");
     usr1.wait()?;
-    let status = waitpid(child, None)?;
-    println!("Reaped: {status:?}");
+    match waitpid(child, None)? {
+        WaitStatus::Exited(_, code) => println!("Reaped it: status {code}"),
+        other => println!("Reaped it: {other:?}"),
+    }
     let gone = !Path::new(&format!("/proc/{child}")).exists();
     println!("/proc/{child} is gone: {gone}");
     Ok(())

@@ -36,10 +36,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         SignalsInfo::<WithRawSiginfo>::new([libc::SIGUSR1, rtmin])?;
     let pid = getpid();
     let mut out = io::stdout();
-    writeln!(
-        out,
-        "Waiting as pid {pid}; try: /bin/kill -q 42 -s RTMIN {pid}"
-    )?;
+    writeln!(out, "Waiting for SIGUSR1 and SIGRTMIN as pid {pid}")?;
     for info in signals.forever().take(count.unwrap_or(usize::MAX)) {
         let name = if info.si_signo == rtmin {
             "SIGRTMIN"

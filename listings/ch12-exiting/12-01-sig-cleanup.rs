@@ -13,7 +13,7 @@
 
 use std::error::Error;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::Signal;
 use nix::unistd::getpid;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::{flag, low_level};
@@ -49,8 +49,10 @@ fn main() -> ExitCode {
             ExitCode::FAILURE // Only if the signal did not end us.
         }
         Ok(Some((signal, _))) => ExitCode::from(128 + signal as u8),
+        // Nobody reads our output: we left through here, so Drop ran.
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("sig-cleanup: {err}");
+            let _ = writeln!(io::stderr(), "sig-cleanup: {err}");
             ExitCode::FAILURE
         }
     }
@@ -67,14 +69,16 @@ struct TempFile {
 impl Drop for TempFile {
     fn drop(&mut self) {
         if fs::remove_file(&self.path).is_ok() {
-            println!("Drop: removed {}", self.path.display());
+            let path = self.path.display();
+            let _ = writeln!(io::stdout(), "Drop: removed {path}");
         }
     }
 }
 
 /// Returns the signal that stopped it, and how to end.
 fn run() -> Result<Option<(i32, End)>, Box<dyn Error>> {
-    restore_sigpipe()?;
+    // SIGPIPE stays ignored: a closed output is an error that returns
+    // through `main`, so that Drop runs on the way.
     let (end, dir) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let stop = Arc::new(AtomicUsize::new(0));
     if end != End::Default {
@@ -87,12 +91,11 @@ fn run() -> Result<Option<(i32, End)>, Box<dyn Error>> {
         .write(true)
         .create_new(true)
         .open(&path)?;
-    let _temp = TempFile { path, _file: file };
+    let temp = TempFile { path, _file: file };
+    let mut out = io::stdout();
     let pid = getpid();
-    println!(
-        "Created {} as pid {pid}; try: kill {pid}",
-        _temp.path.display()
-    );
+    let shown = temp.path.display();
+    writeln!(out, "Created {shown} as pid {pid}; try: kill {pid}")?;
 
     while stop.load(Ordering::SeqCst) == 0 {
         thread::sleep(Duration::from_millis(50));
@@ -101,21 +104,19 @@ fn run() -> Result<Option<(i32, End)>, Box<dyn Error>> {
     let name = Signal::try_from(number)?;
     match end {
         End::Exit => {
-            println!("Got {name}: process::exit(0)");
+            writeln!(out, "Got {name}: process::exit(0)")?;
             process::exit(0); // Runs no destructor: the file stays.
         }
-        _ => println!("Got {name}: returning from run"),
+        _ => writeln!(out, "Got {name}: returning from run")?,
     }
     Ok(Some((number, end)))
 }
 // ANCHOR_END: run
 
-/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
-/// before `main`: when whoever reads our output goes away, we end quietly,
-/// like `cat`, instead of failing on the next `println!`.
-fn restore_sigpipe() -> nix::Result<()> {
-    // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+/// True if `err` says that the reader of a pipe we wrote to has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
 }
 
 /// Reads `--end WAY [--dir DIR]` from the command line.
@@ -138,7 +139,7 @@ fn parse_args() -> Result<(End, PathBuf), lexopt::Error> {
             }
             Long("dir") => dir = args.value()?.into(),
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

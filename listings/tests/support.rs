@@ -475,6 +475,12 @@ fn normalise(text: &str) -> String {
         (r"\b(pgrep -l -P|kill -\w+|kill) \d+\b", "$1 <pid>"),
         // `pgrep -l`: pid and name
         (r"(?m)^\d+ ([\w-]+)$", "<pid> $1"),
+        // What a listing measured and marks as such: `0.30 s (measured)`.
+        (r"\b\d+(\.\d+)?( s)? \(measured\)", "<measured>"),
+        // A user id: 0 for root, something else in a reader's shell.
+        (r"\buid \d+\b", "uid <uid>"),
+        // A private directory made by mkdtemp: `/tmp/sig-daemon.Ab12Cd`.
+        (r"\S*/([\w-]+)\.[A-Za-z0-9]{6}/", "<tmp>/$1.<random>/"),
     ];
     // Columns padded to the width of what varies: `ss` output.
     let mut text = Regex::new(" +")
