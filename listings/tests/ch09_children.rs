@@ -79,13 +79,13 @@ fn sig_reaper_reaps_every_child_of_a_merged_sigchld() {
 fn sig_reaper_reaps_a_burst_however_the_sigchlds_fall() {
     // Without --hold the number of wake-ups depends on timing; reaping
     // everything on each of them gets all children every time.
+    let re = regex::Regex::new(
+        r"^(\d+) wake-ups on SIGCHLD; reaped 50 of 50 children$",
+    )
+    .unwrap();
     for _ in 0..3 {
         let out = run(bin!("sig-reaper"), &["--children", "50"]);
         assert!(out.status.success(), "{}", out.stderr);
-        let re = regex::Regex::new(
-            r"^(\d+) wake-ups on SIGCHLD; reaped 50 of 50 children$",
-        )
-        .unwrap();
         let wake_ups: u32 = re.captures(&out.stdout[1]).expect("a summary")[1]
             .parse()
             .unwrap();

@@ -86,9 +86,7 @@ fn until(listing: &mut Listing, pattern: &str) {
 
 /// Waits for the daemon's log line saying a connection said `request`.
 fn logged_request(daemon: &mut Daemon, request: &str) {
-    daemon
-        .listing
-        .expect(&format!(r"127\.0\.0\.1:\d+: connected"));
+    daemon.listing.expect(r"127\.0\.0\.1:\d+: connected");
     daemon
         .listing
         .expect(&format!(r#"127\.0\.0\.1:\d+: request "{request}""#));
