@@ -60,8 +60,8 @@ fn run() -> Result<(), Box<dyn Error>> {
         WaitStatus::Exited(_, code) => println!("Reaped it: status {code}"),
         other => println!("Reaped it: {other:?}"),
     }
-    let gone = !Path::new(&format!("/proc/{child}")).exists();
-    println!("/proc/{child} is gone: {gone}");
+    let gone = !Path::new(&format!("/proc/{child}/stat")).exists();
+    println!("/proc/{child}/stat is gone: {gone}");
     Ok(())
 }
 // ANCHOR_END: run

@@ -162,26 +162,35 @@ fn accept_until_signal(
         };
         let ready: Vec<bool> =
             fds.iter().map(|fd| fd.any() == Some(true)).collect();
-        if ready[2] || ready[3] {
-            let signal = if ready[2] { SIGTERM } else { SIGINT };
-            drain_bytes(if ready[2] {
-                &wakeups.term
-            } else {
-                &wakeups.int
-            })?;
-            return Ok(signal);
+        // Clients first: one that connected before the signal is served.
+        if ready[0] {
+            accept_waiting(listener, server)?;
         }
         if ready[1] {
             drain_bytes(&wakeups.hup)?;
             server.reload(config_path);
         }
-        if ready[0] {
-            loop {
-                match listener.accept() {
-                    Ok((stream, peer)) => server.spawn(stream, peer)?,
-                    Err(err) if err.kind() == ErrorKind::WouldBlock => break,
-                    Err(err) => log(format_args!("accept failed: {err}")),
-                }
+        if ready[2] {
+            drain_bytes(&wakeups.term)?;
+            return Ok(SIGTERM);
+        }
+        if ready[3] {
+            drain_bytes(&wakeups.int)?;
+            return Ok(SIGINT);
+        }
+    }
+}
+
+/// Accepts every client that is waiting, without blocking.
+fn accept_waiting(listener: &TcpListener, server: &Server) -> io::Result<()> {
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => server.spawn(stream, peer)?,
+            Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(()),
+            Err(err) => {
+                // Out of descriptors, say: the next poll tries again.
+                log(format_args!("accept failed: {err}"));
+                return Ok(());
             }
         }
     }

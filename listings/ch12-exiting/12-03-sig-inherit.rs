@@ -1,16 +1,18 @@
 // ANCHOR: whole
 // Listing 12-3: what a child inherits. The parent ignores SIGINT, blocks
 // SIGUSR1 and catches SIGTERM; then it starts `cat /proc/self/status`
-// three ways and decodes what each child reports: with
-// `std::process::Command`, with `fork` and `exec` by hand, and with `fork`
-// alone (the child reads the file itself). Last, it shows what an ignored
-// SIGINT means: a `sleep` started by Command survives `kill -INT`.
+// four ways and decodes what each child reports: with
+// `std::process::Command`, with a Command that resets the signals in
+// `pre_exec`, with `fork` and `exec` by hand, and with `fork` alone (the
+// child reads the file itself). Last, it shows what an ignored SIGINT
+// means: a `sleep` started by Command survives `kill -INT`.
 
 use std::error::Error;
 use std::ffi::CString;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
 use std::process::{self, Command, ExitCode};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -57,6 +59,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     let output = Command::new("cat").arg("/proc/self/status").output()?;
     let status = String::from_utf8_lossy(&output.stdout);
     println!("{:<14} {}", "Command", summary(&status));
+    let output = clean_command("cat").arg("/proc/self/status").output()?;
+    let status = String::from_utf8_lossy(&output.stdout);
+    println!("{:<14} {}", "Command, reset", summary(&status));
     println!("{:<14} {}", "fork + exec", summary(&forked(true)?));
     println!("{:<14} {}", "fork alone", summary(&forked(false)?));
 
@@ -72,6 +77,36 @@ fn run() -> Result<(), Box<dyn Error>> {
     sleeper.wait()?;
     Ok(())
 }
+
+// ANCHOR: clean
+/// A `Command` whose program starts with no signal blocked and none
+/// ignored, whatever this process has done to its own.
+fn clean_command(program: &str) -> Command {
+    let mut command = Command::new(program);
+    // SAFETY: between fork and exec the child only makes system calls
+    // that are async-signal-safe: sigprocmask and sigaction.
+    unsafe {
+        command.pre_exec(|| {
+            SigSet::empty().thread_set_mask()?;
+            for n in 1..32 {
+                if let Ok(signal) = Signal::try_from(n) {
+                    if !matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+                        let _ = signal_default(signal);
+                    }
+                }
+            }
+            Ok(())
+        })
+    };
+    command
+}
+
+/// Sets `signal` back to its default action.
+fn signal_default(signal: Signal) -> nix::Result<SigHandler> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) }
+}
+// ANCHOR_END: clean
 
 /// Forks a child that writes its /proc/self/status into a pipe, by
 /// running `cat` (with `exec`) or by itself, and returns what it wrote.

@@ -27,7 +27,7 @@ fn sig_zombie_stays_a_zombie_until_it_is_reaped() {
         let reaped = shell(&reap);
         let code = if args.is_empty() { 7 } else { 0 };
         zombie.expect(&format!("Reaped it: status {code}"));
-        zombie.expect(&format!("/proc/{child} is gone: true"));
+        zombie.expect(&format!("/proc/{child}/stat is gone: true"));
         let out = zombie.finish();
         assert!(out.status.success(), "{}", out.stderr);
         assert_eq!(state_of(child), None);

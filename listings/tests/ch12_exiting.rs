@@ -105,8 +105,9 @@ fn sig_inherit_children_keep_the_mask_and_what_is_ignored() {
         line.split_whitespace().collect::<Vec<_>>().join(" ")
     };
     // std resets SIGPIPE for a Command (not shown: it was restored to the
-    // default already) but keeps the mask and SIGINT ignored; exec resets
-    // what was caught; fork alone changes nothing.
+    // default already) but keeps the mask and SIGINT ignored, unless
+    // pre_exec resets them; exec resets what was caught; fork alone
+    // changes nothing.
     assert!(
         row("parent")
             .starts_with("parent ignores SIGINT blocks SIGUSR1 catches")

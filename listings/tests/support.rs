@@ -479,6 +479,10 @@ fn normalise(text: &str) -> String {
         (r"\b\d+(\.\d+)?( s)? \(measured\)", "<measured>"),
         // A user id: 0 for root, something else in a reader's shell.
         (r"\buid \d+\b", "uid <uid>"),
+        // The pid of `/bin/kill -q 42 -s RTMIN 9642`.
+        (r"\b(kill .*-s \S+) \d+\b", "$1 <pid>"),
+        // The port of `nc -N 127.0.0.1 41129`.
+        (r"\b(nc(?: -\w+)* \S+) \d+\b", "$1 <port>"),
         // A private directory made by mkdtemp: `/tmp/sig-daemon.Ab12Cd`.
         (r"\S*/([\w-]+)\.[A-Za-z0-9]{6}/", "<tmp>/$1.<random>/"),
     ];
