@@ -68,22 +68,26 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     for way in ["exit130", "reraise"] {
         let mut direct = Command::new(&me);
         direct.args(["--child", way]);
-        let status = interrupt(&mut direct)?;
+        let status = interrupt(&mut direct, false)?;
         println!("{way:<8} child alone:   {}", describe(status));
         // `$0` is the first argument after the script.
         let script = r#""$0" --child "$1"; echo "  (the script went on)""#;
         let mut shell = Command::new("bash");
         shell.args(["-c", script]).arg(&me).arg(way);
-        let status = interrupt(&mut shell)?;
+        let status = interrupt(&mut shell, true)?;
         println!("{way:<8} under bash -c: bash {}", describe(status));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Starts `command` in a process group of its own, waits for the child's
-/// "ready", sends SIGINT to the whole group, and returns how it ended.
-/// What the command prints after "ready" is passed on, indented.
-fn interrupt(command: &mut Command) -> Result<ExitStatus, Box<dyn Error>> {
+/// "ready" (and, for a shell, until the shell waits for its child), sends
+/// SIGINT to the whole group, and returns how it ended. What the command
+/// prints after "ready" is passed on.
+fn interrupt(
+    command: &mut Command,
+    shell: bool,
+) -> Result<ExitStatus, Box<dyn Error>> {
     let mut running = command
         .process_group(0)
         .stdin(Stdio::null())
@@ -96,12 +100,30 @@ fn interrupt(command: &mut Command) -> Result<ExitStatus, Box<dyn Error>> {
     if line.trim() != "ready" {
         return Err(format!("the child said {line:?}").into());
     }
+    if shell {
+        // bash decides what a Ctrl-C means while it waits for its child;
+        // one that comes sooner ends bash as it would end any script.
+        wait_in_waitpid(group)?;
+    }
     killpg(group, Signal::SIGINT)?; // What Ctrl-C does.
     let mut rest = String::new();
     out.read_to_string(&mut rest)?;
     print!("{rest}");
     std::io::stdout().flush()?;
     Ok(running.wait()?)
+}
+
+/// Waits until `pid` sleeps in `waitpid` (Linux: its wchan is `do_wait`).
+fn wait_in_waitpid(pid: Pid) -> Result<(), Box<dyn Error>> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let wchan = format!("/proc/{pid}/wchan");
+    while std::fs::read_to_string(&wchan)? != "do_wait" {
+        if Instant::now() > deadline {
+            return Err("the shell never waited for its child".into());
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
 }
 
 /// What a parent learns from `waitpid`, and what a shell's `$?` says.
