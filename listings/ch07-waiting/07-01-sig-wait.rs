@@ -178,6 +178,7 @@ fn timed_wait(set: &SigSet, secs: u32) -> nix::Result<Option<Signal>> {
 }
 // ANCHOR_END: timedwait
 
+// ANCHOR: late
 /// With `--late`, stands in for a machine too busy to run us for a while.
 fn late(args: &Args) {
     if args.late {
@@ -198,6 +199,7 @@ fn alarm_is_pending() -> bool {
             && libc::sigismember(set.as_ptr(), libc::SIGALRM) == 1
     }
 }
+// ANCHOR_END: late
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"
 /// before `main`: when whoever reads our output goes away, we end quietly,

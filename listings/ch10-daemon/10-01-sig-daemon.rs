@@ -428,6 +428,7 @@ fn close_gently(mut stream: TcpStream) -> io::Result<()> {
 }
 // ANCHOR_END: serve
 
+// ANCHOR: wake
 /// A channel whose read end becomes readable when `signal` comes:
 /// signal-hook's handler writes a byte into the other end.
 fn wake_on(signal: i32) -> io::Result<UnixStream> {
@@ -451,6 +452,7 @@ fn drain_bytes(mut wakeup: &UnixStream) -> io::Result<bool> {
         }
     }
 }
+// ANCHOR_END: wake
 
 /// Reads and checks a configuration file: `key = value` lines, `#`
 /// comments; unknown keys are errors, missing ones keep their defaults.
