@@ -109,6 +109,13 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         term: wake_on(SIGTERM)?,
         int: wake_on(SIGINT)?,
     };
+    // For `--flag-only`: registered now, before we say we are ready.
+    let stop = Arc::new(AtomicBool::new(false));
+    if args.flag_only {
+        for signal in [SIGTERM, SIGINT] {
+            flag::register(signal, Arc::clone(&stop))?;
+        }
+    }
     let addr = listener.local_addr()?;
     let pid = getpid();
     let ready = writeln!(
@@ -122,7 +129,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
 
     let server = Server::new(config)?;
     let stop_signal = if args.flag_only {
-        accept_until_flag(&listener, &server)?;
+        accept_until_flag(&listener, &server, &stop)?;
         // The wake-up channels heard the signal too: they say which.
         let int = drain_bytes(&wakeups.int)?;
         if drain_bytes(&wakeups.term)? || !int {
@@ -196,18 +203,15 @@ fn accept_waiting(listener: &TcpListener, server: &Server) -> io::Result<()> {
     }
 }
 
-/// WRONG: the naive loop. The flag is set by the handler, but `accept`
-/// does not return when a signal comes (SA_RESTART restarts it, and std
-/// would retry it anyway): the loop sees the flag only when the next
-/// client connects.
+/// WRONG: the naive loop. `stop` is set by signal-hook's handler for
+/// SIGTERM and SIGINT (`flag::register`), but `accept` does not return
+/// when a signal comes (SA_RESTART restarts it, and std would retry it
+/// anyway): the loop sees the flag only when the next client connects.
 fn accept_until_flag(
     listener: &TcpListener,
     server: &Server,
+    stop: &AtomicBool,
 ) -> io::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [SIGTERM, SIGINT] {
-        flag::register(signal, Arc::clone(&stop))?;
-    }
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, peer)) => server.spawn(stream, peer)?,
