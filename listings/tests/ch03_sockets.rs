@@ -412,8 +412,13 @@ fn two_terminal_session_matches_the_book() {
         .and_then(|rest| rest.split_once(':'))
         .expect("Answered 127.0.0.1:<port>: ...")
         .0;
+    // Both ports: other tests' connections may reuse the client's
+    // ephemeral port towards another server, and wait in TIME_WAIT too.
+    let server_port = addr.rsplit_once(':').expect("HOST:PORT").1;
     let ss = format!(
-        "ss -tan state time-wait '( sport = :{client_port} or dport = :{client_port} )'"
+        "ss -tan state time-wait '( sport = :{client_port} and dport = \
+         :{server_port} ) or ( sport = :{server_port} and dport = \
+         :{client_port} )'"
     );
     let time_wait = shell(&ss);
     assert_eq!(time_wait.len(), 2, "one side waits: {time_wait:?}");
