@@ -12,7 +12,7 @@ use nix::sys::signal::Signal;
 
 use crate::support::{
     Listing, PATIENCE, assert_rejects, assert_session_matches_book, cargo_run,
-    have, shell, state_of,
+    have, shell, state_of, wait_until,
 };
 
 /// A started daemon: its address, its configuration file.
@@ -71,6 +71,13 @@ impl Client {
             _ => Some(line),
         }
     }
+}
+
+/// Whether `pid` sleeps in a kernel function whose name contains `name`.
+fn in_kernel_function(pid: nix::unistd::Pid, name: &str) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/wchan"))
+        .is_ok_and(|wchan| wchan.contains(name))
+        && state_of(pid) == Some('S')
 }
 
 /// Reads lines until one matches `pattern`; at most five.
@@ -218,11 +225,19 @@ fn sig_daemon_dies_of_a_second_signal_and_removes_its_directory_first() {
 #[test]
 fn sig_daemon_flag_only_does_not_wake_a_blocked_accept() {
     let mut daemon = start(&["--flag-only"]);
+    let pid = daemon.listing.pid();
+    // Once the main thread waits in accept() (the kernel's function for
+    // that is `inet_csk_accept`), send SIGTERM.
+    let in_accept = || in_kernel_function(pid, "accept");
+    wait_until("the daemon to wait in accept()", in_accept);
     daemon.listing.signal(Signal::SIGTERM);
     // The flag is set, but accept() goes on waiting: nothing happens.
-    let pid = daemon.listing.pid();
-    assert!(daemon.listing.no_line_within(Duration::from_secs(2)));
-    assert_eq!(state_of(pid), Some('S'));
+    assert!(
+        daemon.listing.no_line_within(Duration::from_secs(2)),
+        "{:?}",
+        daemon.listing.transcript()
+    );
+    assert!(in_accept(), "still in accept()");
     // Only the next client wakes it, and then it stops.
     let mut client = Client::connect(daemon.addr);
     // The connection's thread and the main thread log at the same time.

@@ -497,3 +497,10 @@ fn normalise(text: &str) -> String {
     }
     text
 }
+
+impl Listing {
+    /// Every stdout line read so far, for a failing test to show.
+    pub fn transcript(&self) -> &[String] {
+        &self.transcript
+    }
+}
