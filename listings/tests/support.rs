@@ -521,6 +521,16 @@ fn normalise(text: &str) -> String {
         (r"\b(pgrep -l -P|kill -\w+|kill) \d+\b", "$1 <pid>"),
         // `pgrep -l`: pid and name
         (r"(?m)^\d+ ([\w-]+)$", "<pid> $1"),
+        // What a listing measured and marks as such: `0.30 s (measured)`.
+        (r"\b\d+(\.\d+)?( s)? \(measured\)", "<measured>"),
+        // A user id: 0 for root, something else in a reader's shell.
+        (r"\buid \d+\b", "uid <uid>"),
+        // The pid of `/bin/kill -q 42 -s RTMIN 9642`.
+        (r"\b(kill .*-s \S+) \d+\b", "$1 <pid>"),
+        // The port of `nc -N 127.0.0.1 41129`.
+        (r"\b(nc(?: -\w+)* \S+) \d+\b", "$1 <port>"),
+        // A private directory made by mkdtemp: `/tmp/sig-daemon.Ab12Cd`.
+        (r"\S*/([\w-]+)\.[A-Za-z0-9]{6}/", "<tmp>/$1.<random>/"),
     ];
     // Columns padded to the width of what varies: `ss` output.
     let mut text = Regex::new(" +")
