@@ -33,6 +33,7 @@ const INDEXED: &[&str] = &[
     "nix::",
     "libc::",
     "signal_hook::",
+    "socket2::",
     "std::net::",
     "std::os::",
     "std::process::",
@@ -53,11 +54,21 @@ const IGNORED: &[&str] = &[
     "std::sync::Arc::new",
     "std::sync::Arc::clone",
     "std::sync::mpsc::channel",
+    "nix::sys::signal::Signal::iterator",
 ];
 
 /// Associated functions that only build a value.
-const CONSTRUCTORS: &[&str] =
-    &["new", "empty", "from", "default", "with_capacity", "all"];
+const CONSTRUCTORS: &[&str] = &[
+    "new",
+    "empty",
+    "from",
+    "default",
+    "with_capacity",
+    "all",
+    "try_from",
+    "from_raw",
+    "from_bits_retain",
+];
 
 /// Methods the index recognises, by the type that has them: a call
 /// `.method(` counts for each of these types that the file imports.
@@ -104,6 +115,16 @@ const METHODS: &[(&str, &[&str])] = &[
     (
         "signal_hook::iterator::Signals",
         &["forever", "pending", "wait"],
+    ),
+    (
+        "socket2::Socket",
+        &[
+            "bind",
+            "listen",
+            "set_only_v6",
+            "set_reuse_address",
+            "set_reuse_port",
+        ],
     ),
 ];
 
@@ -160,6 +181,105 @@ const SYSTEM_CALLS: &[(&str, &str)] = &[
     ("std::net::TcpStream::shutdown", "shutdown(2)"),
     ("std::process::Command::spawn", "posix_spawn(3)"),
     ("std::process::exit", "exit(3)"),
+    ("libc::chdir", "chdir(2)"),
+    ("libc::getitimer", "getitimer(2)"),
+    ("libc::kill", "kill(2)"),
+    ("libc::open", "open(2)"),
+    ("libc::pthread_kill", "pthread_kill(3)"),
+    ("libc::pthread_self", "pthread_self(3)"),
+    ("libc::pthread_sigmask", "pthread_sigmask(3)"),
+    ("libc::setitimer", "setitimer(2)"),
+    ("libc::sigaction", "sigaction(2)"),
+    ("libc::sigaddset", "sigaddset(3)"),
+    ("libc::sigemptyset", "sigemptyset(3)"),
+    ("libc::sigtimedwait", "sigtimedwait(2)"),
+    ("libc::sysconf", "sysconf(3)"),
+    ("libc::timer_create", "timer_create(2)"),
+    ("libc::timer_delete", "timer_delete(2)"),
+    ("libc::timer_settime", "timer_settime(2)"),
+    ("libc::write", "write(2)"),
+    ("nix::errno::Errno::last_raw", "errno(3)"),
+    ("nix::errno::Errno::set_raw", "errno(3)"),
+    ("nix::fcntl::fcntl", "fcntl(2)"),
+    ("nix::fcntl::open", "open(2)"),
+    ("nix::fcntl::splice", "splice(2)"),
+    ("nix::fcntl::vmsplice", "vmsplice(2)"),
+    ("nix::sys::prctl::set_child_subreaper", "prctl(2)"),
+    ("nix::sys::resource::getrusage", "getrusage(2)"),
+    ("nix::sys::signal::pthread_sigmask", "pthread_sigmask(3)"),
+    ("nix::sys::signal::raise", "raise(3)"),
+    ("nix::sys::signal::sigprocmask", "sigprocmask(2)"),
+    ("nix::sys::signalfd::SignalFd::with_flags", "signalfd(2)"),
+    ("nix::sys::socket::getsockopt", "getsockopt(2)"),
+    ("nix::sys::socket::recv", "recv(2)"),
+    ("nix::sys::stat::fstat", "fstat(2)"),
+    ("nix::sys::wait::waitid", "waitid(2)"),
+    ("nix::unistd::alarm::cancel", "alarm(2)"),
+    ("nix::unistd::dup2_stdin", "dup2(2)"),
+    ("nix::unistd::dup2_stdout", "dup2(2)"),
+    ("nix::unistd::execvp", "execvp(3)"),
+    ("nix::unistd::getpgid", "getpgid(2)"),
+    ("nix::unistd::gettid", "gettid(2)"),
+    ("nix::unistd::mkdtemp", "mkdtemp(3)"),
+    ("nix::unistd::mkfifo", "mkfifo(3)"),
+    ("nix::unistd::pipe2", "pipe2(2)"),
+    ("nix::unistd::setpgid", "setpgid(2)"),
+    ("nix::unistd::setsid", "setsid(2)"),
+    ("signal_hook::flag::register", "sigaction(2)"),
+    (
+        "signal_hook::flag::register_conditional_shutdown",
+        "sigaction(2)",
+    ),
+    ("signal_hook::flag::register_usize", "sigaction(2)"),
+    ("signal_hook::iterator::Signals::pending", "recvfrom(2)"),
+    ("signal_hook::iterator::Signals::wait", "recvfrom(2)"),
+    (
+        "signal_hook::low_level::emulate_default_handler",
+        "sigaction(2), sigprocmask(2), raise(3)",
+    ),
+    ("signal_hook::low_level::register", "sigaction(2)"),
+    ("std::fs::remove_dir", "rmdir(2)"),
+    ("std::fs::remove_file", "unlink(2)"),
+    ("std::fs::read_link", "readlink(2)"),
+    ("std::fs::set_permissions", "chmod(2)"),
+    ("std::net::TcpStream::peer_addr", "getpeername(2)"),
+    ("std::net::UdpSocket::bind", "socket(2), bind(2)"),
+    ("std::net::UdpSocket::connect", "connect(2)"),
+    ("std::net::UdpSocket::recv_from", "recvfrom(2)"),
+    ("std::net::UdpSocket::send_to", "sendto(2)"),
+    (
+        "std::os::unix::net::UnixListener::bind",
+        "socket(2), bind(2), listen(2)",
+    ),
+    ("std::os::unix::net::UnixListener::incoming", "accept4(2)"),
+    (
+        "std::os::unix::net::UnixStream::connect",
+        "socket(2), connect(2)",
+    ),
+    ("std::os::unix::net::UnixStream::pair", "socketpair(2)"),
+    (
+        "std::os::unix::net::UnixStream::set_read_timeout",
+        "setsockopt(2)",
+    ),
+    ("std::os::unix::net::UnixStream::shutdown", "shutdown(2)"),
+    (
+        "std::process::Command::output",
+        "posix_spawn(3), waitpid(2)",
+    ),
+    (
+        "std::process::Command::status",
+        "posix_spawn(3), waitpid(2)",
+    ),
+    ("std::process::Stdio::piped", "pipe2(2)"),
+    ("std::process::id", "getpid(2)"),
+    ("std::process::Child::wait", "waitpid(2)"),
+    ("std::process::Child::kill", "kill(2)"),
+    ("socket2::Socket::new", "socket(2)"),
+    ("socket2::Socket::bind", "bind(2)"),
+    ("socket2::Socket::listen", "listen(2)"),
+    ("socket2::Socket::set_only_v6", "setsockopt(2)"),
+    ("socket2::Socket::set_reuse_address", "setsockopt(2)"),
+    ("socket2::Socket::set_reuse_port", "setsockopt(2)"),
     ("std::thread::sleep", "clock_nanosleep(2)"),
     ("std::thread::spawn", "clone3(2)"),
 ];
@@ -277,7 +397,9 @@ fn apis_used(source: &str) -> BTreeSet<String> {
         let written = &cap[1];
         let head = written.split("::").next().unwrap();
         let full = match names.get(head) {
-            Some(path) => format!("{path}{}", &written[head.len()..]),
+            Some(path) => {
+                canonical(&format!("{path}{}", &written[head.len()..]))
+            }
             None if written.contains("::") => canonical(written),
             None => continue,
         };
@@ -332,7 +454,8 @@ fn generate() -> String {
     let mut page = String::from(
         "# Appendix: index of system calls and APIs\n\
          \n\
-         Every function of nix, libc and signal-hook that a listing of this \
+         Every function of nix, libc, signal-hook and socket2 that a \
+         listing of this \
          book calls, and every function of the standard library's modules \
          that deal with the system (`net`, `os`, `process`, `thread`, \
          `fs`, `io` and `sync`), with the system calls behind it, where the \
