@@ -434,7 +434,7 @@ fn apis_used(source: &str) -> BTreeSet<String> {
 fn strip_comments_and_strings(source: &str) -> String {
     static NOISE: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(
-            r##"(?m)//.*$|r#*"[^"]*"#*|"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)'"##,
+            r##"(?m)//.*$|r#*"[^"]*"#*|"(?:[^"\\]|\\(?s:.))*"|'(?:[^'\\]|\\.)'"##,
         )
         .unwrap()
     });
@@ -533,14 +533,19 @@ fn the_index_reads_use_trees_and_calls() {
                   fn main() { alarm::set(5); let _ = fork(); \
                   io::stdout().flush(); nix::libc::_exit(0); \
                   let l = Listener::bind(\"x\"); l.accept(); \
-                  // fork() in a comment\n}";
+                  // fork() in a comment\n\
+                  let usage = \"a string that goes on \\\n\
+                  to the next line\"; nix::unistd::getpid();\n\
+                  let _ = nix::libc::getppid(); let s = \"y\"; }";
     let used: Vec<String> = apis_used(source).into_iter().collect();
     assert_eq!(
         used,
         [
             "libc::_exit",
+            "libc::getppid",
             "nix::unistd::alarm::set",
             "nix::unistd::fork",
+            "nix::unistd::getpid",
             "std::io::Write::flush",
             "std::io::stdout",
             "std::net::TcpListener::accept",
