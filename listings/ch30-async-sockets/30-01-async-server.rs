@@ -48,6 +48,8 @@ const DEFAULT_ADDR: &str = "127.0.0.1:50008";
 const MAX_LINE: usize = 1024;
 /// The largest frame a client may send.
 const MAX_FRAME: usize = 64 * 1024;
+/// How long a client over the limit may take to hear that we are busy.
+const BUSY_LIMIT: Duration = Duration::from_secs(1);
 
 /// What the command line sets.
 struct Config {
@@ -105,8 +107,14 @@ async fn run() -> Result<(), Box<dyn Error>> {
             (Listener::Unix(listener), Some(file))
         }
     };
-    writeln!(io::stdout(), "Server listening on {}", listener.name()?)?;
-    let stopped = accept_loop(&listener, &config, &mut signals).await;
+    let ready = listener
+        .name()
+        .and_then(|name| writeln!(io::stdout(), "Server listening on {name}"));
+    let stopped = match ready {
+        Ok(()) => accept_loop(&listener, &config, &mut signals).await,
+        Err(err) => Err(err),
+    };
+    // Whatever happened after `bind`, even a closed stdout, the file goes.
     drop(listener);
     if let Some(file) = socket_file {
         file.remove();
@@ -290,16 +298,28 @@ async fn serve_lines(
         let line = match within(limit, framed.next()).await? {
             None => return Ok(answered),
             Some(Ok(line)) => line,
-            Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
-                let error = format!("error: line longer than {MAX_LINE} bytes");
-                within(limit, framed.send(error)).await?.map_err(to_io)?;
-                close_gently(framed.into_inner(), limit).await?;
-                return Err(io::Error::new(
-                    ErrorKind::InvalidData,
-                    format!("a line longer than {MAX_LINE} bytes"),
-                ));
+            Some(Err(LinesCodecError::Io(err)))
+                if err.kind() != ErrorKind::InvalidData =>
+            {
+                return Err(err);
             }
-            Some(Err(err)) => return Err(to_io(err)),
+            // A line too long, or not UTF-8: the codec reads no more of
+            // this stream. Say why, and close.
+            Some(Err(err)) => {
+                let (reply, why) = match err {
+                    LinesCodecError::MaxLineLengthExceeded => (
+                        format!("error: line longer than {MAX_LINE} bytes"),
+                        format!("a line longer than {MAX_LINE} bytes"),
+                    ),
+                    _ => (
+                        "error: line is not UTF-8".to_string(),
+                        "a line that is not UTF-8".to_string(),
+                    ),
+                };
+                within(limit, framed.send(reply)).await?.map_err(to_io)?;
+                close_gently(framed.into_inner(), limit).await?;
+                return Err(io::Error::new(ErrorKind::InvalidData, why));
+            }
         };
         // And the whole reply within `limit`.
         let reply = format!("server got: [{line}]");
@@ -312,7 +332,8 @@ async fn serve_lines(
 // ANCHOR: frames
 /// Answers every length-prefixed frame of one connection; returns how
 /// many. A frame over the maximum, or one cut short by the end of the
-/// stream, is an error: the codec checks the length before it allocates.
+/// stream, is an error: the codec checks the length before it reserves
+/// room for the frame.
 async fn serve_frames(
     socket: Box<dyn Socket>,
     limit: Duration,
@@ -324,7 +345,15 @@ async fn serve_frames(
     let mut framed = Framed::new(socket, codec);
     let mut answered = 0;
     while let Some(frame) = within(limit, framed.next()).await? {
-        let frame = frame?;
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(err) => {
+                // Too long, or cut short: whatever the client still
+                // sends goes unread. Drain it, so it gets a FIN.
+                let _ = close_gently(framed.into_inner(), limit).await;
+                return Err(err);
+            }
+        };
         let mut reply = BytesMut::with_capacity(frame.len() + 14);
         reply.put_slice(b"server got: [");
         reply.put_slice(&frame);
@@ -370,20 +399,14 @@ async fn close_gently(
     .await?
 }
 
-/// Tells a client over the limit that the server is busy, and closes.
-/// Reading what it already sent first (a little, without waiting) makes
-/// the close a FIN rather than a reset that could destroy the message.
+/// Tells a client over the limit that the server is busy, and closes
+/// gently, so that a reset does not destroy the message. A task of its
+/// own, bounded by `BUSY_LIMIT`: the accept loop does not wait for it.
 async fn refuse(mut socket: Box<dyn Socket>) {
-    let mut scratch = [0; 4096];
-    for _ in 0..16 {
-        // A timeout of zero: one try, no waiting.
-        let read = timeout(Duration::ZERO, socket.read(&mut scratch)).await;
-        if !matches!(read, Ok(Ok(n)) if n > 0) {
-            break;
-        }
-    }
     let busy = socket.write_all(b"error: server busy\n");
-    let _ = timeout(Duration::from_secs(1), busy).await;
+    if let Ok(Ok(())) = timeout(BUSY_LIMIT, busy).await {
+        let _ = close_gently(socket, BUSY_LIMIT).await;
+    }
 }
 
 // ANCHOR: backoff
@@ -443,12 +466,13 @@ fn bind_unix(
 ) -> Result<(UnixListener, SocketFile), Box<dyn Error>> {
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
     let lock_file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|err| format!("cannot open {}: {err}", path.display()))?;
+        .map_err(|err| format!("cannot open {}: {err}", lock_path.display()))?;
     let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
         .map_err(|_| format!("another server is using {}", path.display()))?;
     // We hold the lock: a socket file here belongs to a server that is
