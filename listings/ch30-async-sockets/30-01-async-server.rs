@@ -110,9 +110,19 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let ready = listener
         .name()
         .and_then(|name| writeln!(io::stdout(), "Server listening on {name}"));
-    let stopped = match ready {
-        Ok(()) => accept_loop(&listener, &config, &mut signals).await,
-        Err(err) => Err(err),
+    // The loop runs as a task, on the runtime's worker threads: `main`'s
+    // own future runs on a thread of its own, and every task it spawned
+    // would be handed over to a worker.
+    let (listener, stopped) = match ready {
+        Ok(()) => {
+            tokio::spawn(async move {
+                let stopped =
+                    accept_loop(&listener, &config, &mut signals).await;
+                (listener, stopped)
+            })
+            .await?
+        }
+        Err(err) => (listener, Err(err)),
     };
     // Whatever happened after `bind`, even a closed stdout, the file goes.
     drop(listener);
