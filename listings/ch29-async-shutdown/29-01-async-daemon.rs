@@ -255,6 +255,7 @@ impl Server {
     // ANCHOR_END: reload
 }
 
+// ANCHOR: accept_waiting
 /// Serves the clients that are already waiting in the listening socket's
 /// queue, without waiting for more, and then closes the listening socket.
 fn accept_waiting(listener: TcpListener, server: &Server) -> io::Result<()> {
@@ -275,6 +276,7 @@ fn accept_waiting(listener: TcpListener, server: &Server) -> io::Result<()> {
         }
     }
 }
+// ANCHOR_END: accept_waiting
 
 // ANCHOR: serve
 /// Answers each line the client sends, until the client closes, stays

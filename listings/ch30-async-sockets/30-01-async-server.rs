@@ -376,6 +376,7 @@ async fn serve_frames(
 }
 // ANCHOR_END: frames
 
+// ANCHOR: close
 /// `future`, unless it takes longer than `limit`: then `TimedOut`.
 async fn within<T>(
     limit: Duration,
@@ -418,6 +419,7 @@ async fn refuse(mut socket: Box<dyn Socket>) {
         let _ = close_gently(socket, BUSY_LIMIT).await;
     }
 }
+// ANCHOR_END: close
 
 // ANCHOR: backoff
 /// What to do after a failed `accept`: wait, from 5 ms, doubling up to a

@@ -451,6 +451,21 @@ fn async_server_removes_its_socket_file_then_dies_of_the_signal() {
 }
 
 #[test]
+fn async_server_removes_its_socket_file_when_its_log_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.sock");
+    // A pipe whose read end is already closed: the ready line fails.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut command = std::process::Command::new(SERVER);
+    command.args(["--unix", path.to_str().unwrap()]);
+    let out = Listing::spawn(&mut command, writer.into()).finish();
+    assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
+    assert_eq!(out.stderr, "");
+    assert!(!path.exists(), "the socket file is left behind");
+}
+
+#[test]
 fn async_server_unix_session_matches_the_book() {
     if !have("nc") {
         return;
