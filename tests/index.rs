@@ -41,6 +41,8 @@ const INDEXED: &[&str] = &[
     "std::fs::",
     "std::io::",
     "std::sync::",
+    "tokio::",
+    "tokio_util::",
 ];
 
 /// Calls that are plumbing, not the subject of any chapter.
@@ -116,6 +118,16 @@ const METHODS: &[(&str, &[&str])] = &[
         "signal_hook::iterator::Signals",
         &["forever", "pending", "wait"],
     ),
+    (
+        "tokio::net::TcpListener",
+        &["accept", "local_addr", "into_std"],
+    ),
+    ("tokio::net::UnixListener", &["accept", "local_addr"]),
+    (
+        "tokio::net::TcpSocket",
+        &["bind", "listen", "set_reuseaddr"],
+    ),
+    ("tokio::signal::unix::Signal", &["recv"]),
     (
         "socket2::Socket",
         &[
@@ -282,6 +294,22 @@ const SYSTEM_CALLS: &[(&str, &str)] = &[
     ("socket2::Socket::set_reuse_port", "setsockopt(2)"),
     ("std::thread::sleep", "clock_nanosleep(2)"),
     ("std::thread::spawn", "clone3(2)"),
+    ("tokio::net::TcpListener::accept", "accept4(2)"),
+    (
+        "tokio::net::TcpListener::bind",
+        "socket(2), bind(2), listen(2)",
+    ),
+    ("tokio::net::TcpSocket::new_v4", "socket(2)"),
+    ("tokio::net::TcpSocket::new_v6", "socket(2)"),
+    ("tokio::net::TcpSocket::bind", "bind(2)"),
+    ("tokio::net::TcpSocket::listen", "listen(2)"),
+    ("tokio::net::TcpSocket::set_reuseaddr", "setsockopt(2)"),
+    (
+        "tokio::net::UnixListener::bind",
+        "socket(2), bind(2), listen(2)",
+    ),
+    ("tokio::net::UnixListener::accept", "accept4(2)"),
+    ("tokio::signal::unix::signal", "sigaction(2), socketpair(2)"),
 ];
 
 /// One listing: its number, its chapter page, and its source.

@@ -11,9 +11,14 @@
 // 3. one client that sends a mebibyte without a newline: the server's
 //    peak memory.
 //
+// With `--with-async` it measures Part VI's tokio server (Listing 30-1)
+// beside the threaded and `poll` servers instead: the burst, the idle
+// connections, and the throughput of one-byte requests over a fixed time
+// (`--seconds`, on `--conns` connections).
+//
 // `net-load [--clients N] [--rounds N] [--idle N] [--garbage BYTES]
-// [--record FILE]`: FILE gets the report too, after the command that
-// made it.
+// [--with-async] [--seconds N] [--conns N] [--record FILE]`: FILE gets
+// the report too, after the command that made it.
 
 use std::error::Error;
 use std::fmt::Write as _;
@@ -33,7 +38,8 @@ use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::unistd::{Pid, getpid, getppid};
 
 const USAGE: &str = "usage: net-load [--clients N] [--rounds N] [--idle N] \
-                     [--garbage BYTES] [--record FILE]";
+                     [--garbage BYTES] [--with-async] [--seconds N] \
+                     [--conns N] [--record FILE]";
 /// The longest any one wait may take before the benchmark gives up.
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -42,6 +48,9 @@ struct Config {
     rounds: usize,
     idle: usize,
     garbage: usize,
+    with_async: bool,
+    seconds: usize,
+    conns: usize,
     record: Option<PathBuf>,
 }
 
@@ -63,8 +72,11 @@ fn run() -> Result<(), Box<dyn Error>> {
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
     }
-    let mut report = Report::new(config.record.as_deref());
+    let mut report = Report::new(config.record.as_deref(), config.with_async);
     report.line(&machine()?)?;
+    if config.with_async {
+        return compare_async(&config, &mut report);
+    }
 
     let Config {
         clients, rounds, ..
@@ -138,6 +150,127 @@ enum Outcome {
     Wrong,
     Failed(io::ErrorKind),
 }
+
+/// Part VI's comparison: the tokio server beside the threaded and `poll`
+/// servers, on the burst, idle connections, and one-byte requests.
+fn compare_async(
+    config: &Config,
+    report: &mut Report,
+) -> Result<(), Box<dyn Error>> {
+    const SERVERS: [&str; 3] = ["tcp-threads", "poll-server", "async-server"];
+    let Config {
+        clients, rounds, ..
+    } = *config;
+    report.line("")?;
+    report.line(&format!(
+        "{clients} clients at once (rounds: {rounds}); latency from \
+         connect to the end of the reply, in ms"
+    ))?;
+    report.line(&format!(
+        "{:<12} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>8}",
+        "server",
+        "backlog",
+        "right",
+        "wrong",
+        "failed",
+        "p50",
+        "p99",
+        "max",
+        ">= 1 s"
+    ))?;
+    for name in SERVERS {
+        let server = Server::start(name, &["--backlog", "1024"])?;
+        let mut results = Vec::new();
+        for _ in 0..rounds {
+            results.extend(burst(server.addr, clients)?);
+        }
+        report.line(&burst_row(name, 1024, &results))?;
+    }
+
+    report.line("")?;
+    report.line(&format!(
+        "{} idle connections, then 20 requests from a new client",
+        config.idle
+    ))?;
+    report.line(&format!(
+        "{:<12} {:>9} {:>12} {:>12} {:>9} {:>8}",
+        "server", "idle held", "new p50 ms", "new max ms", "RSS MiB", "threads"
+    ))?;
+    for name in SERVERS {
+        let max = (config.idle + 100).to_string();
+        let server =
+            Server::start(name, &["--timeout", "600", "--max-conns", &max])?;
+        report.line(&idle_row(&server, config.idle)?)?;
+    }
+
+    report.line("")?;
+    report.line(&format!(
+        "one-byte requests for {} s on {} connections, one request at a \
+         time on each",
+        config.seconds, config.conns
+    ))?;
+    report.line(&format!(
+        "{:<12} {:>5} {:>10} {:>10} {:>7}",
+        "server", "conns", "requests", "per second", "wrong"
+    ))?;
+    for name in SERVERS {
+        let server = Server::start(name, &[])?;
+        let time = Duration::from_secs(config.seconds as u64);
+        report.line(&requests_row(&server, config.conns, time)?)?;
+    }
+    Ok(())
+}
+
+// ANCHOR: requests
+/// `conns` clients, each on a connection of its own, each sending a
+/// one-byte line and reading its reply, again and again, for `time`:
+/// how many replies came back, and how many were wrong.
+fn requests_row(
+    server: &Server,
+    conns: usize,
+    time: Duration,
+) -> Result<String, Box<dyn Error>> {
+    let start = Arc::new(Barrier::new(conns + 1));
+    let mut handles = Vec::new();
+    for _ in 0..conns {
+        let sock = TcpStream::connect_timeout(&server.addr, PATIENCE)?;
+        sock.set_read_timeout(Some(PATIENCE))?;
+        sock.set_write_timeout(Some(PATIENCE))?;
+        let start = Arc::clone(&start);
+        handles.push(thread::spawn(move || -> io::Result<(u64, u64)> {
+            let mut reader = BufReader::new(sock.try_clone()?);
+            let mut sock = sock;
+            let mut reply = String::new();
+            let (mut right, mut wrong) = (0, 0);
+            start.wait();
+            let began = Instant::now();
+            while began.elapsed() < time {
+                sock.write_all(b"x\n")?;
+                reply.clear();
+                reader.read_line(&mut reply)?;
+                if reply == "server got: [x]\n" {
+                    right += 1;
+                } else {
+                    wrong += 1;
+                }
+            }
+            Ok((right, wrong))
+        }));
+    }
+    start.wait();
+    let (mut right, mut wrong) = (0, 0);
+    for handle in handles {
+        let (r, w) = handle.join().map_err(|_| "a client panicked")??;
+        right += r;
+        wrong += w;
+    }
+    let per_second = right as f64 / time.as_secs_f64();
+    Ok(format!(
+        "{:<12} {conns:>5} {right:>10} {per_second:>10.0} {wrong:>7}",
+        server.name
+    ))
+}
+// ANCHOR_END: requests
 
 /// `clients` clients, started together by a barrier; each sends one line
 /// with its own number, half-closes, and reads the reply to its end.
@@ -229,14 +362,15 @@ fn percentile(times: &[Duration], p: usize) -> Option<Duration> {
 /// accepted them all, then times 20 requests from a new client, and
 /// reads the server's memory and threads from /proc.
 fn idle_row(server: &Server, idle: usize) -> Result<String, Box<dyn Error>> {
+    // Each accepted connection is a descriptor of the server's, on top
+    // of those it has open before any client comes.
+    let before = open_fds(server.pid());
     let mut held = Vec::with_capacity(idle);
     for _ in 0..idle {
         held.push(TcpStream::connect_timeout(&server.addr, PATIENCE)?);
     }
-    // Accepted: each is a descriptor of the server's (0, 1, 2 and the
-    // listening socket are four more).
     let deadline = Instant::now() + PATIENCE;
-    while open_fds(server.pid()) < idle + 4 {
+    while open_fds(server.pid()) < before + idle {
         if Instant::now() > deadline {
             return Err(
                 format!("{} did not accept them all", server.name).into()
@@ -443,12 +577,13 @@ struct Report {
 }
 
 impl Report {
-    fn new(record: Option<&Path>) -> Report {
+    fn new(record: Option<&Path>, with_async: bool) -> Report {
         let mut text = String::new();
         if let Some(record) = record {
+            let option = if with_async { " --with-async" } else { "" };
             let _ = writeln!(
                 text,
-                "$ target/release/net-load --record {}",
+                "$ target/release/net-load{option} --record {}",
                 record.display()
             );
         }
@@ -482,6 +617,9 @@ fn parse_args() -> Result<Config, lexopt::Error> {
         rounds: 3,
         idle: 1000,
         garbage: 1 << 20,
+        with_async: false,
+        seconds: 3,
+        conns: 32,
         record: None,
     };
     let mut args = lexopt::Parser::from_env();
@@ -497,6 +635,11 @@ fn parse_args() -> Result<Config, lexopt::Error> {
             Long("garbage") => {
                 config.garbage = within("--garbage", 1 << 30, &mut args)?
             }
+            Long("with-async") => config.with_async = true,
+            Long("seconds") => {
+                config.seconds = within("--seconds", 600, &mut args)?
+            }
+            Long("conns") => config.conns = within("--conns", 1000, &mut args)?,
             Long("record") => config.record = Some(args.value()?.into()),
             Short('h') | Long("help") => {
                 println!("{USAGE}");

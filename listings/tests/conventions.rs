@@ -106,6 +106,17 @@ fn unix_server() -> Abuse {
     abuse
 }
 
+/// `async-server` on a Unix socket in a temporary directory: the socket
+/// file must go even when the log does.
+fn async_server_unix() -> Abuse {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("async.sock");
+    let path = path.to_str().unwrap();
+    let mut abuse = abuse("async-server", &["--unix", path], End::Exits(0));
+    abuse._dir = Some(dir);
+    abuse
+}
+
 /// `unix-pass-fd fetch` from a server on a path in a temporary directory,
 /// which must outlive the check, as the server does.
 fn unix_pass_fd() -> Abuse {
@@ -260,6 +271,13 @@ fn abuses() -> Vec<Abuse> {
         abuse("bench-throughput", &["--bytes", "64K"], End::Sigpipe),
         abuse("bench-vmsplice-reuse", &[], End::Sigpipe),
         abuse("bench-memcpy", &["--bytes", "64K"], End::Sigpipe),
+        // Part VI, async. The signal demonstrations are filters; the
+        // daemon and the server treat a closed log as the end.
+        abuse("async-ctrl-c", &[], End::Sigpipe),
+        abuse("async-signals", &[], End::Sigpipe),
+        abuse("async-daemon", &["127.0.0.1:0"], End::Exits(0)),
+        abuse("async-server", &["127.0.0.1:0"], End::Exits(0)),
+        async_server_unix(),
     ]
 }
 

@@ -32,6 +32,9 @@ mod ch24_exec;
 mod ch25_orphans;
 mod ch26_latency;
 mod ch27_throughput;
+mod ch28_async_signals;
+mod ch29_async_shutdown;
+mod ch30_async_sockets;
 mod conventions;
 
 /// The harness itself: nothing it starts outlives it.

@@ -1,0 +1,200 @@
+// ANCHOR: whole
+// Listing 28-2: signals in a tokio program, done right. SIGHUP reloads
+// (which takes `--reload-secs`, 1 by default); SIGTERM or SIGINT starts
+// the clean-up (`--cleanup-secs`, 3), after which it exits 0; a second
+// SIGTERM or SIGINT during the clean-up ends it at once, killed by that
+// signal. Three options show what goes wrong otherwise:
+//
+// - `--in-loop` makes the signal streams anew each time round the loop,
+//   and loses a signal that comes while a reload runs;
+// - `--stuck` cleans up with a call that blocks the thread, and then the
+//   second signal cannot be heard;
+// - `--hook` adds signal-hook's action that ends the process from inside
+//   the handler on a second signal, which works even then.
+
+use std::error::Error;
+use std::process::{self, ExitCode};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use nix::sys::signal::{SigHandler, Signal as NixSignal, signal};
+use nix::unistd::getpid;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::{flag, low_level};
+use tokio::signal::unix::{Signal, SignalKind, signal as listen};
+
+const USAGE: &str = "usage: async-signals [--reload-secs N] \
+                     [--cleanup-secs N] [--in-loop] [--stuck] [--hook]";
+
+struct Args {
+    reload: Duration,
+    cleanup: Duration,
+    in_loop: bool,
+    stuck: bool,
+    hook: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("async-signals: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: streams
+/// One stream per signal, made once, before the program says it is ready,
+/// and kept until it exits.
+struct Signals {
+    hup: Signal,
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        Ok(Signals {
+            hup: listen(SignalKind::hangup())?,
+            term: listen(SignalKind::terminate())?,
+            int: listen(SignalKind::interrupt())?,
+        })
+    }
+}
+// ANCHOR_END: streams
+
+// ANCHOR: run
+async fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let mut signals = Signals::new()?;
+    if args.hook {
+        // Both run inside signal-hook's handler, in this order: on the
+        // second signal the flag is already set, and the first action
+        // restores the default and raises the signal again.
+        let stopping = Arc::new(AtomicBool::new(false));
+        for stop in [SIGTERM, SIGINT] {
+            flag::register_conditional_default(stop, Arc::clone(&stopping))?;
+            flag::register(stop, Arc::clone(&stopping))?;
+        }
+    }
+    let pid = getpid();
+    println!(
+        "Waiting for signals as pid {pid}: HUP reloads, TERM or INT stops"
+    );
+
+    let stop = until_stopped(&mut signals, args.reload, args.in_loop).await?;
+    let name = low_level::signal_name(stop).unwrap_or("a signal");
+    let secs = args.cleanup.as_secs();
+    println!(
+        "Got {name}: cleaning up for {secs} s; a second signal stops me now"
+    );
+    tokio::select! {
+        () = clean_up(args.cleanup, args.stuck) => {
+            println!("Clean exit");
+            Ok(())
+        }
+        _ = signals.term.recv() => die_of(SIGTERM),
+        _ = signals.int.recv() => die_of(SIGINT),
+    }
+}
+// ANCHOR_END: run
+
+// ANCHOR: loop
+/// Reloads on SIGHUP until SIGTERM or SIGINT comes; returns which. The
+/// streams live outside the loop, so a signal that comes while a reload
+/// runs waits in its stream for the next time round.
+async fn until_stopped(
+    signals: &mut Signals,
+    reload: Duration,
+    in_loop: bool,
+) -> std::io::Result<i32> {
+    loop {
+        if in_loop {
+            // WRONG: fresh streams each time round. A stream hears only
+            // the signals that come after it was made; this assignment
+            // drops the old ones, with any signal they heard meanwhile.
+            *signals = Signals::new()?;
+        }
+        tokio::select! {
+            _ = signals.hup.recv() => reload_config(reload).await,
+            _ = signals.term.recv() => return Ok(SIGTERM),
+            _ = signals.int.recv() => return Ok(SIGINT),
+        }
+    }
+}
+// ANCHOR_END: loop
+
+/// Stands in for reading and checking a configuration file.
+async fn reload_config(takes: Duration) {
+    let secs = takes.as_secs();
+    println!("Got SIGHUP: reloading, which takes {secs} s");
+    tokio::time::sleep(takes).await;
+    println!("Reloaded");
+}
+
+// ANCHOR: die
+/// Stands in for the clean-up: flushing, closing, removing files. With
+/// `stuck`, it blocks the thread instead of waiting on the runtime.
+async fn clean_up(takes: Duration, stuck: bool) {
+    if stuck {
+        std::thread::sleep(takes); // WRONG: nothing else runs meanwhile.
+    } else {
+        tokio::time::sleep(takes).await;
+    }
+}
+
+/// Ends the process by `stop`, as its default action would have: the
+/// shell and the service manager see a death by that signal.
+fn die_of(stop: i32) -> Result<(), Box<dyn Error>> {
+    let name = low_level::signal_name(stop).unwrap_or("a signal");
+    println!("Got {name} again: exiting now");
+    low_level::emulate_default_handler(stop)?;
+    Ok(())
+}
+// ANCHOR_END: die
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(NixSignal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--reload-secs N] [--cleanup-secs N] [--in-loop] [--stuck]
+/// [--hook]`.
+fn parse_args() -> Result<Args, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut parsed = Args {
+        reload: Duration::from_secs(1),
+        cleanup: Duration::from_secs(3),
+        in_loop: false,
+        stuck: false,
+        hook: false,
+    };
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("reload-secs") => {
+                parsed.reload = Duration::from_secs(args.value()?.parse()?);
+            }
+            Long("cleanup-secs") => {
+                parsed.cleanup = Duration::from_secs(args.value()?.parse()?);
+            }
+            Long("in-loop") => parsed.in_loop = true,
+            Long("stuck") => parsed.stuck = true,
+            Long("hook") => parsed.hook = true,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(parsed)
+}
+// ANCHOR_END: whole

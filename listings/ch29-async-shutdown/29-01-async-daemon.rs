@@ -1,0 +1,444 @@
+// ANCHOR: whole
+// Listing 29-1: the daemon of Listing 10-1 on tokio. It answers each line
+// a client sends with "<greeting>, <line>", over TCP on loopback.
+//
+// - SIGHUP reloads the configuration file; connections stay open, and a
+//   bad file keeps the old configuration.
+// - SIGTERM or SIGINT stops accepting, lets every connection finish the
+//   requests it has received, and exits 0 once they have closed; if they
+//   have not within `--drain-secs` (10), it exits 1.
+// - A second SIGTERM or SIGINT during that drain ends it at once, killed
+//   by that signal.
+//
+// Without `--config PATH` it writes a default configuration into a private
+// temporary directory, which it removes when it exits. `--untracked`
+// starts connections as tasks nobody waits for, the mistake the chapter
+// shows first.
+
+use std::error::Error;
+use std::fmt::Display;
+use std::fs;
+use std::io::{self, ErrorKind, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::{self, ExitCode};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use nix::unistd::getpid;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::low_level;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::watch;
+use tokio::time::{sleep, timeout};
+use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+const USAGE: &str = "usage: async-daemon [HOST:PORT] [--config PATH] \
+                     [--drain-secs N] [--untracked]";
+const DEFAULT_ADDR: &str = "127.0.0.1:50008";
+const DEFAULT_CONFIG: &str = "\
+# async-daemon configuration: edit, then send SIGHUP.
+greeting = hello
+delay_ms = 0
+";
+/// How long a connection may stay silent before the server closes it.
+const IDLE: Duration = Duration::from_secs(60);
+/// How long a client may take to read a reply, or to close after ours.
+const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest request line.
+const MAX_LINE: usize = 64 * 1024;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(code) => code,
+        Err(err) => {
+            // Not `eprintln!`, which panics if stderr is a closed pipe.
+            let _ = writeln!(io::stderr(), "async-daemon: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Args {
+    addr: String,
+    config: Option<PathBuf>,
+    drain: Duration,
+    untracked: bool,
+}
+
+/// What the configuration file says.
+#[derive(Debug)]
+struct Config {
+    greeting: String,
+    delay: Duration,
+}
+
+/// One stream per signal, made once, before the daemon says it is ready.
+struct Signals {
+    hup: Signal,
+    term: Signal,
+    int: Signal,
+}
+
+// ANCHOR: run
+async fn run() -> Result<ExitCode, Box<dyn Error>> {
+    let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let addrs = resolve(&args.addr)?;
+    // SIGPIPE stays ignored: a client that goes away is an error on its
+    // connection, not the end of the server.
+    let (config_path, private_dir) = match &args.config {
+        Some(path) => (path.clone(), None),
+        None => {
+            let dir = PrivateDir::new()?;
+            let path = dir.0.join("daemon.conf");
+            fs::write(&path, DEFAULT_CONFIG)?;
+            (path, Some(dir))
+        }
+    };
+    let (config, _) = watch::channel(Arc::new(load(&config_path)?));
+    let listener = TcpListener::bind(&addrs[..])
+        .await
+        .map_err(|err| format!("cannot listen on {}: {err}", args.addr))?;
+    let mut signals = Signals {
+        hup: signal(SignalKind::hangup())?,
+        term: signal(SignalKind::terminate())?,
+        int: signal(SignalKind::interrupt())?,
+    };
+    let addr = listener.local_addr()?;
+    let pid = getpid();
+    let ready = writeln!(
+        io::stdout(),
+        "Listening on {addr} as pid {pid}; config {}",
+        config_path.display()
+    );
+    if ready.is_err() {
+        return Ok(ExitCode::SUCCESS); // Nobody reads our log: leave.
+    }
+
+    let server = Server {
+        config,
+        stop: CancellationToken::new(),
+        tracker: TaskTracker::new(),
+        untracked: args.untracked,
+    };
+    let stop_signal = loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => server.spawn(stream, peer),
+                Err(err) => {
+                    // Out of descriptors, say: wait before trying again.
+                    log(format_args!("accept failed: {err}"));
+                    sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = signals.hup.recv() => server.reload(&config_path),
+            _ = signals.term.recv() => break SIGTERM,
+            _ = signals.int.recv() => break SIGINT,
+        }
+    };
+    // Clients that connected before the signal are served; from here on,
+    // new connections are refused.
+    accept_waiting(listener, &server)?;
+    let code =
+        drain(server, &mut signals, stop_signal, args.drain, private_dir)
+            .await?;
+    Ok(code)
+}
+// ANCHOR_END: run
+
+// ANCHOR: drain
+/// Stops the connections and waits for them, for a second signal, or for
+/// the deadline, whichever comes first.
+async fn drain(
+    server: Server,
+    signals: &mut Signals,
+    stop_signal: i32,
+    deadline: Duration,
+    private_dir: Option<PrivateDir>,
+) -> io::Result<ExitCode> {
+    let name = low_level::signal_name(stop_signal).unwrap_or("a signal");
+    let Server { stop, tracker, .. } = server;
+    log(format_args!(
+        "Got {name}: no new connections; draining {} connection(s), \
+         at most {} s",
+        tracker.len(),
+        deadline.as_secs()
+    ));
+    // Every connection finishes what it has received, then closes; and
+    // `wait` returns once the tracker is closed and its tasks have ended.
+    stop.cancel();
+    tracker.close();
+    let again = tokio::select! {
+        () = tracker.wait() => {
+            log(format_args!("All connections closed; exiting"));
+            return Ok(ExitCode::SUCCESS);
+        }
+        () = sleep(deadline) => {
+            log(format_args!(
+                "Deadline passed with {} connection(s) open; exiting",
+                tracker.len()
+            ));
+            // Returning from `main` drops the runtime, which cancels
+            // every task still running: their connections close.
+            return Ok(ExitCode::FAILURE);
+        }
+        _ = signals.term.recv() => SIGTERM,
+        _ = signals.int.recv() => SIGINT,
+    };
+    let name = low_level::signal_name(again).unwrap_or("a signal");
+    log(format_args!("Got {name} while draining: exiting now"));
+    // Drop does not run when a signal ends the process: clean up first,
+    // then die of the signal, as the sender expects.
+    drop(private_dir);
+    low_level::emulate_default_handler(again)?;
+    Ok(ExitCode::FAILURE)
+}
+// ANCHOR_END: drain
+
+/// What the connection tasks share with the accepting loop.
+struct Server {
+    /// The current configuration; a reload replaces it as a whole.
+    config: watch::Sender<Arc<Config>>,
+    /// Cancelled to tell every connection to finish.
+    stop: CancellationToken,
+    /// Knows every connection task, and when the last has ended.
+    tracker: TaskTracker,
+    untracked: bool,
+}
+
+// ANCHOR: spawn
+impl Server {
+    fn spawn(&self, stream: TcpStream, peer: SocketAddr) {
+        let config = self.config.subscribe();
+        let stop = self.stop.clone();
+        let connection = async move {
+            log(format_args!("{peer}: connected"));
+            match serve(stream, peer, config, stop).await {
+                Ok(()) => log(format_args!("{peer}: closed")),
+                Err(err) => log(format_args!("{peer}: {err}")),
+            }
+        };
+        if self.untracked {
+            tokio::spawn(connection); // WRONG: nobody waits for it.
+        } else {
+            self.tracker.spawn(connection);
+        }
+    }
+    // ANCHOR_END: spawn
+
+    // ANCHOR: reload
+    /// Reads the configuration file again; keeps the old one if the new
+    /// one is bad. Connections are not touched.
+    fn reload(&self, path: &Path) {
+        match load(path) {
+            Ok(new) => {
+                log(format_args!(
+                    "Reloaded {}: greeting {:?}, delay_ms {}",
+                    path.display(),
+                    new.greeting,
+                    new.delay.as_millis()
+                ));
+                self.config.send_replace(Arc::new(new));
+            }
+            Err(err) => log(format_args!(
+                "Reload failed, keeping the old configuration: {err}"
+            )),
+        }
+    }
+    // ANCHOR_END: reload
+}
+
+// ANCHOR: accept_waiting
+/// Serves the clients that are already waiting in the listening socket's
+/// queue, without waiting for more, and then closes the listening socket.
+fn accept_waiting(listener: TcpListener, server: &Server) -> io::Result<()> {
+    // The kernel's queue is the truth: ask it directly, with the socket
+    // taken back from the runtime. It is still nonblocking.
+    let listener = listener.into_std()?;
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                stream.set_nonblocking(true)?;
+                server.spawn(TcpStream::from_std(stream)?, peer);
+            }
+            Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(()),
+            Err(err) => {
+                log(format_args!("accept failed: {err}"));
+                return Ok(());
+            }
+        }
+    }
+}
+// ANCHOR_END: accept_waiting
+
+// ANCHOR: serve
+/// Answers each line the client sends, until the client closes, stays
+/// silent for too long, or the server stops: then it answers the line it
+/// is working on, and closes.
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: watch::Receiver<Arc<Config>>,
+    stop: CancellationToken,
+) -> io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let codec = LinesCodec::new_with_max_length(MAX_LINE);
+    let mut lines = FramedRead::new(read, codec);
+    loop {
+        let next = tokio::select! {
+            // A line the client has sent comes before the stop.
+            biased;
+            next = timeout(IDLE, lines.next()) => next,
+            () = stop.cancelled() => break,
+        };
+        let request = match next {
+            Err(_) => break,           // Idle for too long.
+            Ok(None) => return Ok(()), // The client closed.
+            Ok(Some(Ok(line))) => line,
+            Ok(Some(Err(LinesCodecError::MaxLineLengthExceeded))) => {
+                reply(&mut write, "error: line too long").await?;
+                break;
+            }
+            Ok(Some(Err(LinesCodecError::Io(err)))) => return Err(err),
+        };
+        // One configuration for the whole request.
+        let config = Arc::clone(&config.borrow());
+        log(format_args!("{peer}: request {request:?}"));
+        sleep(config.delay).await; // The work.
+        reply(&mut write, &format!("{}, {request}", config.greeting)).await?;
+    }
+    close_gently(write, lines.into_inner()).await
+}
+
+/// Writes one line, within PEER_TIMEOUT.
+async fn reply(write: &mut OwnedWriteHalf, line: &str) -> io::Result<()> {
+    let line = format!("{line}\n");
+    timeout(PEER_TIMEOUT, write.write_all(line.as_bytes()))
+        .await
+        .map_err(|_| io::Error::new(ErrorKind::TimedOut, "timed out"))?
+}
+
+/// Half-closes, then reads and discards until the client closes too, for
+/// at most PEER_TIMEOUT: closing with unread bytes would send a reset
+/// (RST), which can destroy replies the client has not read yet.
+async fn close_gently(
+    mut write: OwnedWriteHalf,
+    mut read: tokio::net::tcp::OwnedReadHalf,
+) -> io::Result<()> {
+    write.shutdown().await?;
+    let discard = async {
+        let mut scratch = [0u8; 4096];
+        while read.read(&mut scratch).await? > 0 {}
+        Ok(())
+    };
+    timeout(PEER_TIMEOUT, discard)
+        .await
+        .map_err(|_| io::Error::new(ErrorKind::TimedOut, "timed out"))?
+}
+// ANCHOR_END: serve
+
+/// Reads and checks a configuration file: `key = value` lines, `#`
+/// comments; unknown keys are errors, missing ones keep their defaults.
+fn load(path: &Path) -> Result<Config, String> {
+    let text = fs::read_to_string(path)
+        .map_err(|err| format!("{}: {err}", path.display()))?;
+    let mut config = Config {
+        greeting: "hello".into(),
+        delay: Duration::ZERO,
+    };
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = format!("{} line {}", path.display(), n + 1);
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| format!("{at}: expected `key = value`"))?;
+        match (key.trim(), value.trim()) {
+            ("greeting", value) => config.greeting = value.to_string(),
+            ("delay_ms", value) => {
+                let ms: u64 = value
+                    .parse()
+                    .map_err(|err| format!("{at}: delay_ms: {err}"))?;
+                config.delay = Duration::from_millis(ms);
+            }
+            (other, _) => return Err(format!("{at}: unknown key {other:?}")),
+        }
+    }
+    Ok(config)
+}
+
+/// A directory only we can use, removed when dropped.
+struct PrivateDir(PathBuf);
+
+impl PrivateDir {
+    /// `mkdtemp`: a new directory with mode 0700, under a name nobody can
+    /// guess or take first.
+    fn new() -> io::Result<PrivateDir> {
+        let template = std::env::temp_dir().join("async-daemon.XXXXXX");
+        Ok(PrivateDir(nix::unistd::mkdtemp(&template)?))
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One line on stdout, the daemon's log. A log nobody reads is lost, and
+/// the daemon goes on.
+fn log(message: impl Display) {
+    let _ = writeln!(io::stdout(), "{message}");
+}
+
+/// Every address `HOST:PORT` names (`localhost` may name several).
+fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
+    let bad = |why: &dyn Display| format!("bad address '{spec}': {why}");
+    let addrs: Vec<_> = spec.to_socket_addrs().map_err(|e| bad(&e))?.collect();
+    if addrs.is_empty() {
+        return Err(bad(&"it names no address"));
+    }
+    Ok(addrs)
+}
+
+/// Reads `[HOST:PORT] [--config PATH] [--drain-secs N] [--untracked]`.
+fn parse_args() -> Result<Args, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut parsed = Args {
+        addr: DEFAULT_ADDR.into(),
+        config: None,
+        drain: Duration::from_secs(10),
+        untracked: false,
+    };
+    let mut addr_seen = false;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("config") => parsed.config = Some(args.value()?.into()),
+            Long("drain-secs") => {
+                parsed.drain = Duration::from_secs(args.value()?.parse()?);
+            }
+            Long("untracked") => parsed.untracked = true,
+            Value(value) if !addr_seen => {
+                parsed.addr = value.string()?;
+                addr_seen = true;
+            }
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(parsed)
+}
+// ANCHOR_END: whole

@@ -1,0 +1,663 @@
+// ANCHOR: whole
+// Listing 30-1: the framed servers of Part III on tokio, over TCP or a Unix
+// socket. With `--frames lines` (the default) each line gets
+// `server got: [<line>]`, Listing 13-2's protocol; with `--frames length`
+// each frame (a 4-byte big-endian length, then that many bytes) gets a
+// frame `server got: [<frame>]`, Listing 13-3's. Every request and every
+// reply has a deadline, lines and frames have a maximum length, the number
+// of connections has a limit (clients over it are told the server is
+// busy), a failed `accept` waits and tries again, and the backlog is set.
+//
+// `async-server [HOST:PORT] [--unix PATH] [--frames lines|length]
+// [--count N] [--max-conns N] [--timeout SECS] [--backlog N]`
+
+use std::error::Error;
+use std::fmt::Display;
+use std::fs::{self, File, OpenOptions};
+use std::future::Future;
+use std::io::{self, ErrorKind, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{self, ExitCode};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use nix::fcntl::{Flock, FlockArg};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::low_level;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, UnixListener};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::Semaphore;
+use tokio::time::{sleep, timeout};
+use tokio_util::bytes::{BufMut, Bytes, BytesMut};
+use tokio_util::codec::{
+    Framed, LengthDelimitedCodec, LinesCodec, LinesCodecError,
+};
+use tokio_util::task::TaskTracker;
+
+const USAGE: &str = "usage: async-server [HOST:PORT] [--unix PATH] \
+                     [--frames lines|length] [--count N] [--max-conns N] \
+                     [--timeout SECS] [--backlog N]";
+const DEFAULT_ADDR: &str = "127.0.0.1:50008";
+/// The longest line a client may send, newline not counted.
+const MAX_LINE: usize = 1024;
+/// The largest frame a client may send.
+const MAX_FRAME: usize = 64 * 1024;
+/// How long a client over the limit may take to hear that we are busy.
+const BUSY_LIMIT: Duration = Duration::from_secs(1);
+
+/// What the command line sets.
+struct Config {
+    /// `HOST:PORT`, or a path with `--unix`.
+    place: Place,
+    frames: Frames,
+    /// Stop after this many connections, if given.
+    count: Option<usize>,
+    /// The most connections served at once; more are refused.
+    max_conns: usize,
+    /// How long a client has to send a whole request, and to take a
+    /// whole reply.
+    timeout: Duration,
+    /// The length of the queue of connections waiting for `accept`.
+    backlog: u32,
+}
+
+enum Place {
+    Tcp(String),
+    Unix(PathBuf),
+}
+
+#[derive(Clone, Copy)]
+enum Frames {
+    Lines,
+    Length,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        // Nobody reads the log any more: that ends the server.
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
+        Err(err) => {
+            log(format_args!("{err}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+async fn run() -> Result<(), Box<dyn Error>> {
+    let config = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    raise_fd_limit()?;
+    // Made before the server says it is ready, so that a signal is never
+    // taken by its default action: the socket file must go with us.
+    let mut signals = Signals::new()?;
+    let (listener, socket_file) = match &config.place {
+        Place::Tcp(spec) => {
+            (Listener::Tcp(listen(spec, config.backlog)?), None)
+        }
+        Place::Unix(path) => {
+            let (listener, file) = bind_unix(path)?;
+            (Listener::Unix(listener), Some(file))
+        }
+    };
+    let ready = listener
+        .name()
+        .and_then(|name| writeln!(io::stdout(), "Server listening on {name}"));
+    // The loop runs as a task, on the runtime's worker threads: `main`'s
+    // own future runs on a thread of its own, and every task it spawned
+    // would be handed over to a worker.
+    let (listener, stopped) = match ready {
+        Ok(()) => {
+            tokio::spawn(async move {
+                let stopped =
+                    accept_loop(&listener, &config, &mut signals).await;
+                (listener, stopped)
+            })
+            .await?
+        }
+        Err(err) => (listener, Err(err)),
+    };
+    // Whatever happened after `bind`, even a closed stdout, the file goes.
+    drop(listener);
+    if let Some(file) = socket_file {
+        file.remove();
+    }
+    match stopped? {
+        Stop::Done => Ok(()),
+        // Die of the signal, now that the file is gone, as the shell or
+        // the service manager that sent it expects.
+        Stop::Signal(number) => Ok(low_level::emulate_default_handler(number)?),
+    }
+}
+
+/// Why the accept loop ended.
+enum Stop {
+    /// `--count` connections served, or nobody reads the log any more.
+    Done,
+    /// SIGINT, SIGTERM or SIGHUP.
+    Signal(i32),
+}
+
+/// Accepts connections and serves each in a task of its own, until a
+/// signal comes, or until `--count` connections have been served.
+async fn accept_loop(
+    listener: &Listener,
+    config: &Config,
+    signals: &mut Signals,
+) -> io::Result<Stop> {
+    let slots = Arc::new(Semaphore::new(config.max_conns));
+    let tasks = TaskTracker::new();
+    let mut backoff = Backoff::new();
+    let mut served = 0;
+    while config.count.is_none_or(|count| served < count) {
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // EMFILE (no file descriptor left) and the like.
+                    // Trying again at once would fail at once, in a loop
+                    // that eats a CPU; wait first, longer and longer.
+                    backoff.failed(&err).await;
+                    continue;
+                }
+            },
+            _ = signals.int.recv() => return Ok(Stop::Signal(SIGINT)),
+            _ = signals.term.recv() => return Ok(Stop::Signal(SIGTERM)),
+            _ = signals.hup.recv() => return Ok(Stop::Signal(SIGHUP)),
+        };
+        backoff.reset();
+        if LOG_CLOSED.load(Ordering::Relaxed) {
+            break;
+        }
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tasks.spawn(refuse(socket));
+            continue;
+        };
+        served += 1;
+        let (frames, timeout) = (config.frames, config.timeout);
+        tasks.spawn(async move {
+            serve(socket, peer, frames, timeout).await;
+            drop(slot);
+        });
+    }
+    // With --count: let the last clients finish.
+    tasks.close();
+    tasks.wait().await;
+    Ok(Stop::Done)
+}
+// ANCHOR_END: run
+
+// ANCHOR: listen
+/// Binds and listens with tokio's `TcpSocket`, which, unlike
+/// `TcpListener::bind`, lets us choose the backlog. `SO_REUSEADDR` as std
+/// sets it.
+fn listen(spec: &str, backlog: u32) -> Result<TcpListener, Box<dyn Error>> {
+    let mut last = None;
+    for addr in resolve(spec)? {
+        let socket = match addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr) {
+            Ok(()) => return Ok(socket.listen(backlog)?),
+            Err(err) => last = Some(err),
+        }
+    }
+    let err = last.map_or_else(|| "no address".into(), |e| e.to_string());
+    Err(format!("cannot listen on {spec}: {err}").into())
+}
+// ANCHOR_END: listen
+
+/// A listening socket of either kind.
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// A connected socket of either kind: the protocols need only to read and
+/// write it.
+trait Socket: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Socket for T {}
+
+// ANCHOR: accept
+impl Listener {
+    /// The next connection, and who is at the other end: an address, or
+    /// for a Unix socket the process and user the kernel names.
+    async fn accept(&self) -> io::Result<(Box<dyn Socket>, String)> {
+        match self {
+            Listener::Tcp(listener) => {
+                let (socket, peer) = listener.accept().await?;
+                Ok((Box::new(socket), peer.to_string()))
+            }
+            Listener::Unix(listener) => {
+                let (socket, _) = listener.accept().await?;
+                // Taken by the kernel at `connect`: not the client's word.
+                let who = match socket.peer_cred() {
+                    Ok(cred) => match cred.pid() {
+                        Some(pid) => format!("pid {pid} (uid {})", cred.uid()),
+                        None => format!("a client (uid {})", cred.uid()),
+                    },
+                    Err(err) => format!("a client ({err})"),
+                };
+                Ok((Box::new(socket), who))
+            }
+        }
+    }
+    // ANCHOR_END: accept
+
+    fn name(&self) -> io::Result<String> {
+        Ok(match self {
+            Listener::Tcp(listener) => listener.local_addr()?.to_string(),
+            Listener::Unix(listener) => {
+                let addr = listener.local_addr()?;
+                let path = addr.as_pathname().unwrap_or(Path::new("?"));
+                path.display().to_string()
+            }
+        })
+    }
+}
+
+// ANCHOR: serve
+/// Serves one connection, logs how it went, and closes it.
+async fn serve(
+    socket: Box<dyn Socket>,
+    peer: String,
+    frames: Frames,
+    limit: Duration,
+) {
+    let (served, what) = match frames {
+        Frames::Lines => (serve_lines(socket, limit).await, "lines"),
+        Frames::Length => (serve_frames(socket, limit).await, "frames"),
+    };
+    match served {
+        Ok(count) => {
+            let logged =
+                writeln!(io::stdout(), "{peer}: answered {count} {what}");
+            // Nobody reads the log any more: the server ends, at the
+            // next connection, as a one-thread server would.
+            if logged.is_err_and(|e| e.kind() == ErrorKind::BrokenPipe) {
+                LOG_CLOSED.store(true, Ordering::Relaxed);
+            }
+        }
+        Err(err) => log(format_args!("{peer}: {}", explain(&err))),
+    }
+}
+
+/// Set once writing the log has failed with `BrokenPipe`.
+static LOG_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Answers every line of one connection; returns how many.
+async fn serve_lines(
+    socket: Box<dyn Socket>,
+    limit: Duration,
+) -> io::Result<usize> {
+    let codec = LinesCodec::new_with_max_length(MAX_LINE);
+    let mut framed = Framed::new(socket, codec);
+    let mut answered = 0;
+    loop {
+        // The whole request within `limit`, however the client spreads
+        // its bytes: `timeout` bounds the future, not one `read`.
+        let line = match within(limit, framed.next()).await? {
+            None => return Ok(answered),
+            Some(Ok(line)) => line,
+            Some(Err(LinesCodecError::Io(err)))
+                if err.kind() != ErrorKind::InvalidData =>
+            {
+                return Err(err);
+            }
+            // A line too long, or not UTF-8: the codec reads no more of
+            // this stream. Say why, and close.
+            Some(Err(err)) => {
+                let (reply, why) = match err {
+                    LinesCodecError::MaxLineLengthExceeded => (
+                        format!("error: line longer than {MAX_LINE} bytes"),
+                        format!("a line longer than {MAX_LINE} bytes"),
+                    ),
+                    _ => (
+                        "error: line is not UTF-8".to_string(),
+                        "a line that is not UTF-8".to_string(),
+                    ),
+                };
+                within(limit, framed.send(reply)).await?.map_err(to_io)?;
+                close_gently(framed.into_inner(), limit).await?;
+                return Err(io::Error::new(ErrorKind::InvalidData, why));
+            }
+        };
+        // And the whole reply within `limit`.
+        let reply = format!("server got: [{line}]");
+        within(limit, framed.send(reply)).await?.map_err(to_io)?;
+        answered += 1;
+    }
+}
+// ANCHOR_END: serve
+
+// ANCHOR: frames
+/// Answers every length-prefixed frame of one connection; returns how
+/// many. A frame over the maximum, or one cut short by the end of the
+/// stream, is an error: the codec checks the length before it reserves
+/// room for the frame.
+async fn serve_frames(
+    socket: Box<dyn Socket>,
+    limit: Duration,
+) -> io::Result<usize> {
+    let codec = LengthDelimitedCodec::builder()
+        .length_field_type::<u32>()
+        .max_frame_length(MAX_FRAME)
+        .new_codec();
+    let mut framed = Framed::new(socket, codec);
+    let mut answered = 0;
+    while let Some(frame) = within(limit, framed.next()).await? {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(err) => {
+                // Too long, or cut short: whatever the client still
+                // sends goes unread. Drain it, so it gets a FIN.
+                let _ = close_gently(framed.into_inner(), limit).await;
+                return Err(err);
+            }
+        };
+        let mut reply = BytesMut::with_capacity(frame.len() + 14);
+        reply.put_slice(b"server got: [");
+        reply.put_slice(&frame);
+        reply.put_u8(b']');
+        let reply: Bytes = reply.freeze();
+        within(limit, framed.send(reply)).await??;
+        answered += 1;
+    }
+    Ok(answered)
+}
+// ANCHOR_END: frames
+
+// ANCHOR: close
+/// `future`, unless it takes longer than `limit`: then `TimedOut`.
+async fn within<T>(
+    limit: Duration,
+    future: impl Future<Output = T>,
+) -> io::Result<T> {
+    timeout(limit, future)
+        .await
+        .map_err(|_| io::Error::from(ErrorKind::TimedOut))
+}
+
+/// The I/O error inside a codec's error, or the codec's error as one.
+fn to_io(err: LinesCodecError) -> io::Error {
+    match err {
+        LinesCodecError::Io(err) => err,
+        other => io::Error::new(ErrorKind::InvalidData, other),
+    }
+}
+
+/// Half-closes, then reads and discards until the client closes too,
+/// within `limit`. Closing with unread bytes would send a reset (RST).
+async fn close_gently(
+    mut socket: Box<dyn Socket>,
+    limit: Duration,
+) -> io::Result<()> {
+    socket.shutdown().await?;
+    let mut scratch = [0; 8192];
+    within(limit, async {
+        while socket.read(&mut scratch).await? > 0 {}
+        Ok(())
+    })
+    .await?
+}
+
+/// Tells a client over the limit that the server is busy, and closes
+/// gently, so that a reset does not destroy the message. A task of its
+/// own, bounded by `BUSY_LIMIT`: the accept loop does not wait for it.
+async fn refuse(mut socket: Box<dyn Socket>) {
+    let busy = socket.write_all(b"error: server busy\n");
+    if let Ok(Ok(())) = timeout(BUSY_LIMIT, busy).await {
+        let _ = close_gently(socket, BUSY_LIMIT).await;
+    }
+}
+// ANCHOR_END: close
+
+// ANCHOR: backoff
+/// What to do after a failed `accept`: wait, from 5 ms, doubling up to a
+/// second while the failures go on; log the first failure of a run only,
+/// so that the log does not fill up either.
+struct Backoff {
+    wait: Duration,
+    failing: bool,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MOST: Duration = Duration::from_secs(1);
+
+    fn new() -> Backoff {
+        Backoff {
+            wait: Backoff::FIRST,
+            failing: false,
+        }
+    }
+
+    async fn failed(&mut self, err: &io::Error) {
+        // A client that gave up before we accepted it: no reason to wait.
+        if err.kind() == ErrorKind::ConnectionAborted {
+            return;
+        }
+        if !self.failing {
+            log(format_args!("accept: {err}; trying again, less often"));
+            self.failing = true;
+        }
+        sleep(self.wait).await;
+        self.wait = (self.wait * 2).min(Backoff::MOST);
+    }
+
+    fn reset(&mut self) {
+        *self = Backoff::new();
+    }
+}
+// ANCHOR_END: backoff
+
+// ANCHOR: unix
+/// The socket file we bound, identified by its device and inode, so that
+/// we never remove a file that is no longer ours; and its lock, held for
+/// as long as we run.
+struct SocketFile {
+    path: PathBuf,
+    id: (u64, u64),
+    _lock: Flock<File>,
+}
+
+/// Binds `path`, removing a stale socket file first, but only while
+/// holding a lock that says no other server is using the path (Listing
+/// 16-1's way).
+fn bind_unix(
+    path: &Path,
+) -> Result<(UnixListener, SocketFile), Box<dyn Error>> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let lock_file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|err| format!("cannot open {}: {err}", lock_path.display()))?;
+    let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
+        .map_err(|_| format!("another server is using {}", path.display()))?;
+    // We hold the lock: a socket file here belongs to a server that is
+    // gone, and may be removed. Anything else is not ours to touch.
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => fs::remove_file(path)?,
+        Ok(_) => {
+            let path = path.display();
+            return Err(format!("{path} exists and is not a socket").into());
+        }
+        Err(err) if err.kind() == ErrorKind::NotFound => {}
+        Err(err) => return Err(err.into()),
+    }
+    // `bind` on tokio's UnixListener is not `async`: it does not wait.
+    let listener = UnixListener::bind(path)
+        .map_err(|err| format!("cannot listen on {}: {err}", path.display()))?;
+    let meta = fs::metadata(path)?;
+    let file = SocketFile {
+        path: path.to_path_buf(),
+        id: (meta.dev(), meta.ino()),
+        _lock: lock,
+    };
+    Ok((listener, file))
+}
+
+impl SocketFile {
+    /// Removes the socket file, if it is still the one we bound.
+    fn remove(self) {
+        let meta = fs::symlink_metadata(&self.path);
+        if meta.is_ok_and(|meta| (meta.dev(), meta.ino()) == self.id) {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+// ANCHOR_END: unix
+
+/// The signals that stop the server; made once, before it says it is
+/// ready.
+struct Signals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn new() -> io::Result<Signals> {
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
+/// Raises this process's limit on open file descriptors (`ulimit -n`) to
+/// the most it may have (Listing 14-2).
+fn raise_fd_limit() -> nix::Result<()> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok(())
+}
+
+/// A timed-out read or write in words.
+fn explain(err: &io::Error) -> String {
+    match err.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => "timed out".into(),
+        _ => err.to_string(),
+    }
+}
+
+/// One line on stderr. Not `eprintln!`, which panics if stderr is a
+/// closed pipe: a log that cannot be written is lost.
+fn log(message: impl Display) {
+    let _ = writeln!(io::stderr(), "async-server: {message}");
+}
+
+/// True if `err` says that the reader of a pipe we wrote to has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+}
+
+/// Every address `HOST:PORT` names (`localhost` may name several).
+fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
+    let bad = |why: &dyn Display| format!("bad address '{spec}': {why}");
+    let addrs: Vec<_> = spec.to_socket_addrs().map_err(|e| bad(&e))?.collect();
+    if addrs.is_empty() {
+        return Err(bad(&"it names no address"));
+    }
+    Ok(addrs)
+}
+
+/// Reads the command line.
+fn parse_args() -> Result<Config, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut config = Config {
+        place: Place::Tcp(DEFAULT_ADDR.into()),
+        frames: Frames::Lines,
+        count: None,
+        max_conns: 1000,
+        timeout: Duration::from_secs(10),
+        backlog: 1024,
+    };
+    let (mut spec, mut path) = (None, None);
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("unix") => path = Some(PathBuf::from(args.value()?)),
+            Long("frames") => {
+                config.frames = match args.value()?.string()?.as_str() {
+                    "lines" => Frames::Lines,
+                    "length" => Frames::Length,
+                    other => {
+                        return Err(format!(
+                            "--frames is lines or length, not {other:?}"
+                        )
+                        .into());
+                    }
+                };
+            }
+            Long("count") => config.count = Some(args.value()?.parse()?),
+            Long("max-conns") => {
+                config.max_conns = at_least_one("--max-conns", args.value()?)?;
+                // tokio's semaphore holds at most this many permits.
+                if config.max_conns > Semaphore::MAX_PERMITS {
+                    return Err("--max-conns is too large".into());
+                }
+            }
+            Long("timeout") => {
+                let secs = at_least_one("--timeout", args.value()?)?;
+                if secs > 86_400 {
+                    return Err("--timeout is at most 86400 seconds".into());
+                }
+                config.timeout = Duration::from_secs(secs);
+            }
+            Long("backlog") => {
+                config.backlog = at_least_one("--backlog", args.value()?)?;
+            }
+            Value(value) if spec.is_none() => spec = Some(value.string()?),
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    match (spec, path) {
+        (Some(_), Some(_)) => {
+            return Err("give HOST:PORT or --unix PATH, not both".into());
+        }
+        (Some(spec), None) => config.place = Place::Tcp(spec),
+        (None, Some(path)) => config.place = Place::Unix(path),
+        (None, None) => {}
+    }
+    Ok(config)
+}
+
+/// A number from the command line that must be 1 or more.
+fn at_least_one<T>(
+    name: &str,
+    value: std::ffi::OsString,
+) -> Result<T, lexopt::Error>
+where
+    T: std::str::FromStr + PartialOrd + From<u8>,
+    T::Err: Into<Box<dyn Error + Send + Sync + 'static>>,
+{
+    use lexopt::prelude::*;
+    let number: T = value.parse()?;
+    if number < T::from(1) {
+        return Err(format!("{name} must be at least 1").into());
+    }
+    Ok(number)
+}
+// ANCHOR_END: whole

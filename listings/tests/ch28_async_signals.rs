@@ -1,0 +1,293 @@
+//! Chapter 28, Signals in async code: Listings 28-1 (`async-ctrl-c`) and
+//! 28-2 (`async-signals`), sent real signals while they run on tokio.
+
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::support::{
+    Listing, assert_rejects, assert_session_matches_book, cargo_run,
+    children_of, have, pending_signals, run, shell, state_of, wait_until,
+};
+
+/// Starts `bin` and waits for its readiness line, which ends with its pid.
+fn start(bin: &str, args: &[&str], ready: &str) -> Listing {
+    let mut listing = Listing::start(bin, args);
+    let pid = listing.expect(ready);
+    assert_eq!(pid[1], listing.pid().to_string());
+    listing
+}
+
+const CTRL_C_READY: &str = r"Working as pid (\d+); stop me with Ctrl-C";
+const SIGNALS_READY: &str =
+    r"Waiting for signals as pid (\d+): HUP reloads, TERM or INT stops";
+
+/// The signals a process catches (`SigCgt` in /proc/PID/status), as
+/// numbers.
+fn caught_signals(pid: Pid) -> Vec<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default();
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigCgt:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    (1..=64).filter(|n| mask & (1 << (n - 1)) != 0).collect()
+}
+
+// ---------------------------------------------------------------------------
+// Listing 28-1: Ctrl-C only
+
+#[test]
+fn async_ctrl_c_ignores_a_second_ctrl_c_because_tokio_keeps_its_handler() {
+    let mut listing =
+        start(bin!("async-ctrl-c"), &["--cleanup-secs", "3"], CTRL_C_READY);
+    let pid = listing.pid();
+    let mut terminal2 = Vec::new();
+    let int = format!("kill -INT {pid}");
+    terminal2.push((int.clone(), shell(&int)));
+    listing.expect("Got Ctrl-C: cleaning up for 3 s");
+    // The stream is gone; the handler is not. The second Ctrl-C is caught
+    // and dropped: no line, no death.
+    terminal2.push((int.clone(), shell(&int)));
+    let grep = format!("grep SigCgt /proc/{pid}/status");
+    terminal2.push((grep.clone(), shell(&grep)));
+    assert!(caught_signals(pid).contains(&(Signal::SIGINT as i32)));
+    listing.expect("Clean exit");
+    let out = listing.finish();
+    assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
+    assert_session_matches_book(
+        "ch28-async-signals/28-01-async-ctrl-c.out",
+        &[(cargo_run("async-ctrl-c", &[]), &out.stdout)],
+    );
+    let session: Vec<_> =
+        terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book(
+        "ch28-async-signals/28-01-terminal-2.out",
+        &session,
+    );
+}
+
+#[test]
+fn async_ctrl_c_dies_of_sigterm_without_cleaning_up() {
+    let listing = start(bin!("async-ctrl-c"), &[], CTRL_C_READY);
+    listing.signal(Signal::SIGTERM);
+    let out = listing.finish();
+    assert_eq!(
+        out.status.signal(),
+        Some(Signal::SIGTERM as i32),
+        "{:?}",
+        out.status
+    );
+    assert_eq!(out.stdout.len(), 1, "no clean-up: {:?}", out.stdout);
+}
+
+/// `unshare` with a new PID namespace, running `bin` as its pid 1; `None`
+/// where the machine allows none (skipped locally, a failure in CI).
+fn as_pid_1(bin: &str) -> Option<Listing> {
+    if !have("unshare") {
+        return None;
+    }
+    let probe = run("unshare", &["--map-root-user", "--pid", "--fork", "true"]);
+    if !probe.status.success() {
+        assert!(std::env::var_os("CI").is_none(), "{}", probe.stderr);
+        eprintln!("skipped: no PID namespace here: {}", probe.stderr);
+        return None;
+    }
+    Some(Listing::start(
+        "unshare",
+        &["--map-root-user", "--pid", "--fork", bin],
+    ))
+}
+
+#[test]
+fn async_ctrl_c_as_pid_1_of_a_container_does_not_even_die_of_sigterm() {
+    let Some(mut init) = as_pid_1(bin!("async-ctrl-c")) else {
+        return;
+    };
+    init.expect("Working as pid 1; stop me with Ctrl-C");
+    let mut inside = Vec::new();
+    wait_until("unshare to fork", || {
+        inside = children_of(init.pid());
+        !inside.is_empty()
+    });
+    let pid = inside[0];
+    // What `docker stop` sends first. Pid 1 of a namespace gets only the
+    // signals it has a handler for: SIGTERM is dropped, not pending.
+    kill(pid, Signal::SIGTERM).unwrap();
+    assert!(init.no_line_within(Duration::from_secs(1)));
+    assert_eq!(pending_signals(pid), Vec::<i32>::new());
+    assert!(matches!(state_of(pid), Some('S')), "still running");
+    // What `docker stop` sends ten seconds later.
+    kill(pid, Signal::SIGKILL).unwrap();
+    wait_until("SIGKILL to end it", || {
+        matches!(state_of(pid), None | Some('Z'))
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Listing 28-2: SIGHUP, SIGTERM and SIGINT, streams made once
+
+#[test]
+fn async_signals_reloads_on_hup_and_dies_of_a_second_term() {
+    let mut listing = start(bin!("async-signals"), &[], SIGNALS_READY);
+    let pid = listing.pid();
+    let mut terminal2 = Vec::new();
+    let hup = format!("kill -HUP {pid}");
+    terminal2.push((hup.clone(), shell(&hup)));
+    listing.expect("Got SIGHUP: reloading, which takes 1 s");
+    listing.expect("Reloaded");
+    let term = format!("kill -TERM {pid}");
+    terminal2.push((term.clone(), shell(&term)));
+    listing.expect(
+        "Got SIGTERM: cleaning up for 3 s; a second signal stops me now",
+    );
+    // Heard at once: the clean-up would end with "Clean exit" instead.
+    terminal2.push((term.clone(), shell(&term)));
+    listing.expect("Got SIGTERM again: exiting now");
+    let out = listing.finish();
+    assert_eq!(
+        out.status.signal(),
+        Some(Signal::SIGTERM as i32),
+        "{:?}",
+        out.status
+    );
+    assert_session_matches_book(
+        "ch28-async-signals/28-02-async-signals.out",
+        &[(cargo_run("async-signals", &[]), &out.stdout)],
+    );
+    let session: Vec<_> =
+        terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book(
+        "ch28-async-signals/28-02-terminal-2.out",
+        &session,
+    );
+}
+
+#[test]
+fn async_signals_exits_0_after_a_clean_up_that_nothing_interrupts() {
+    let mut listing = start(
+        bin!("async-signals"),
+        &["--cleanup-secs", "1"],
+        SIGNALS_READY,
+    );
+    listing.signal(Signal::SIGINT);
+    listing.expect(
+        "Got SIGINT: cleaning up for 1 s; a second signal stops me now",
+    );
+    listing.expect("Clean exit");
+    let out = listing.finish();
+    assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
+}
+
+#[test]
+fn signal_streams_made_in_the_loop_lose_a_term_sent_during_a_reload() {
+    let args = ["--in-loop", "--reload-secs", "3", "--cleanup-secs", "1"];
+    let mut listing = start(bin!("async-signals"), &args, SIGNALS_READY);
+    let pid = listing.pid();
+    let mut terminal2 = Vec::new();
+    let hup = format!("kill -HUP {pid}");
+    terminal2.push((hup.clone(), shell(&hup)));
+    listing.expect("Got SIGHUP: reloading, which takes 3 s");
+    // The reload has three seconds to go.
+    let term = format!("kill -TERM {pid}");
+    terminal2.push((term.clone(), shell(&term)));
+    listing.expect("Reloaded");
+    // Caught by tokio, heard by the old stream, which the loop dropped.
+    assert!(listing.no_line_within(Duration::from_secs(2)));
+    assert!(matches!(state_of(pid), Some('S' | 'R')), "still running");
+    // The next one finds a stream waiting, and works.
+    terminal2.push((term.clone(), shell(&term)));
+    listing.expect(
+        "Got SIGTERM: cleaning up for 1 s; a second signal stops me now",
+    );
+    listing.expect("Clean exit");
+    let out = listing.finish();
+    assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
+    assert_session_matches_book(
+        "ch28-async-signals/28-02-in-loop.out",
+        &[(cargo_run("async-signals", &args), &out.stdout)],
+    );
+    let session: Vec<_> =
+        terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book(
+        "ch28-async-signals/28-02-in-loop-terminal-2.out",
+        &session,
+    );
+}
+
+#[test]
+fn signal_streams_made_once_keep_a_term_sent_during_a_reload() {
+    let args = ["--reload-secs", "3", "--cleanup-secs", "1"];
+    let mut listing = start(bin!("async-signals"), &args, SIGNALS_READY);
+    listing.signal(Signal::SIGHUP);
+    listing.expect("Got SIGHUP: reloading, which takes 3 s");
+    listing.signal(Signal::SIGTERM);
+    listing.expect("Reloaded");
+    listing.expect(
+        "Got SIGTERM: cleaning up for 1 s; a second signal stops me now",
+    );
+    listing.expect("Clean exit");
+    assert!(listing.finish().status.success());
+}
+
+#[test]
+fn a_blocked_task_cannot_hear_the_second_signal() {
+    let args = ["--stuck", "--cleanup-secs", "2"];
+    let mut listing = start(bin!("async-signals"), &args, SIGNALS_READY);
+    listing.signal(Signal::SIGTERM);
+    listing.expect(
+        "Got SIGTERM: cleaning up for 2 s; a second signal stops me now",
+    );
+    let second = Instant::now();
+    listing.signal(Signal::SIGTERM);
+    // Caught by tokio's handler, but the task that would act on it is
+    // asleep in `std::thread::sleep`: the clean-up runs to its end.
+    listing.expect("Clean exit");
+    assert!(second.elapsed() >= Duration::from_millis(500));
+    let out = listing.finish();
+    assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
+}
+
+#[test]
+fn signal_hooks_action_ends_it_even_while_the_task_is_blocked() {
+    let args = ["--stuck", "--hook", "--cleanup-secs", "20"];
+    let mut listing = start(bin!("async-signals"), &args, SIGNALS_READY);
+    listing.signal(Signal::SIGTERM);
+    listing.expect(
+        "Got SIGTERM: cleaning up for 20 s; a second signal stops me now",
+    );
+    let second = Instant::now();
+    listing.signal(Signal::SIGTERM);
+    let out = listing.finish();
+    assert_eq!(
+        out.status.signal(),
+        Some(Signal::SIGTERM as i32),
+        "{:?}",
+        out.status
+    );
+    assert!(second.elapsed() < Duration::from_secs(20), "not stuck");
+    assert!(!out.stdout.iter().any(|l| l == "Clean exit"));
+}
+
+#[test]
+fn async_signal_listings_reject_bad_arguments_in_one_line() {
+    assert_rejects(
+        bin!("async-ctrl-c"),
+        &["--cleanup-secs", "soon"],
+        r#"argument "soon""#,
+    );
+    assert_rejects(bin!("async-ctrl-c"), &["x"], "unexpected argument");
+    assert_rejects(
+        bin!("async-signals"),
+        &["--reload-secs", "-1"],
+        r#"argument "-1""#,
+    );
+    assert_rejects(
+        bin!("async-signals"),
+        &["--cleanup-secs", "99999999999999999999"],
+        "number too large",
+    );
+}
