@@ -72,9 +72,23 @@ fn every_internal_link_and_fragment_resolves() {
     let mut book = MDBook::load(workspace_root())
         .unwrap_or_else(|e| panic!("cannot load the book: {e:#}"));
     book.config.build.build_dir = out.path().to_path_buf();
+    // Where the book is published (book.toml's `site-url`): an absolute
+    // link into the book starts with it.
+    let site_url = book
+        .config
+        .html_config()
+        .and_then(|html| html.site_url)
+        .unwrap_or_else(|| "/".to_string());
     book.build()
         .unwrap_or_else(|e| panic!("cannot build the book: {e:#}"));
     let site = out.path();
+    let in_site = |absolute: &str| {
+        let path = absolute
+            .strip_prefix(site_url.as_str())
+            .or_else(|| absolute.strip_prefix('/'))
+            .unwrap_or(absolute);
+        site.join(percent_decoded(path))
+    };
 
     let pages: BTreeMap<PathBuf, Page> = files_with_extension(site, "html")
         .into_iter()
@@ -92,10 +106,10 @@ fn every_internal_link_and_fragment_resolves() {
     let mut checked = 0;
     for (path, page) in &pages {
         let page_name = path.strip_prefix(site).unwrap().display();
-        // mdBook gives 404.html `<base href="/">` (site-url) so that it
-        // works at any depth; its relative links resolve against that.
+        // mdBook gives 404.html `<base href="SITE-URL">` so that it works
+        // at any depth; its relative links resolve against that.
         let base_dir = match &page.base {
-            Some(base) => site.join(base.trim_start_matches('/')),
+            Some(base) => in_site(base),
             None => path.parent().unwrap().to_path_buf(),
         };
         for (attribute, url) in &page.links {
@@ -114,8 +128,8 @@ fn every_internal_link_and_fragment_resolves() {
                 // site's index page, but the only such links are the
                 // heading self-links mdBook puts on its own 404 page.
                 path.clone()
-            } else if let Some(absolute) = address.strip_prefix('/') {
-                site.join(percent_decoded(absolute))
+            } else if address.starts_with('/') {
+                in_site(address)
             } else {
                 base_dir.join(percent_decoded(address))
             };

@@ -10,8 +10,12 @@
 
 mod support;
 
+/// Headings, alt text, code block languages.
+mod accessibility;
 /// Includes and anchors, and directives left after preprocessing.
 mod includes;
+/// The index of system calls and APIs, generated from the listings.
+mod index;
 /// Where listings live, how they are numbered, where the book shows them.
 mod layout;
 /// Every internal link and fragment of the HTML book resolves.

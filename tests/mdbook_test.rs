@@ -131,3 +131,36 @@ fn read_in_background(
         text
     })
 }
+
+/// The one line the README gives readers for `mdbook test` in their own
+/// CI, the line `.ci/run` runs, and the line the publishing workflow runs
+/// through `.ci/run`, are one and the same; the test above runs the same
+/// doctests through mdbook-driver, so that `cargo test` covers them on a
+/// machine without the `mdbook` binary.
+#[test]
+fn readme_ci_and_workflow_run_mdbook_test_the_same_way() {
+    const LINE: &str = "bash .ci/mdbook-test";
+    let root = workspace_root();
+    let readme = crate::support::read(&root.join("README.md"));
+    assert!(
+        readme.lines().any(|line| line.trim() == LINE),
+        "README.md no longer gives `{LINE}` on a line of its own"
+    );
+    let ci = crate::support::read(&root.join(".ci/run"));
+    assert!(
+        ci.lines().any(|line| line.trim() == LINE),
+        ".ci/run no longer runs `{LINE}`"
+    );
+    assert!(
+        !ci.contains("mdbook test -L"),
+        ".ci/run runs `mdbook test` another way than the README's line"
+    );
+    let workflows = root.join(".github").join("workflows");
+    let workflow = crate::support::read(&workflows.join("book.yml"));
+    assert!(
+        workflow
+            .lines()
+            .any(|line| line.trim() == "run: bash .ci/run"),
+        ".github/workflows/book.yml no longer runs .ci/run"
+    );
+}

@@ -1,6 +1,6 @@
 //! Every output file of a listing (`*.out`, a real run that the listing
-//! tests repeat) is shown to readers as output: included whole in a
-//! ```` ```console ```` block.
+//! tests repeat, and `*.trace`, a real run under strace) is shown to
+//! readers as output: included whole in a ```` ```console ```` block.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -33,7 +33,9 @@ fn every_output_file_is_shown_in_a_console_block() {
     }
     let listings = workspace_root().join("listings");
     let mut problems = Vec::new();
-    for out in files_with_extension(&listings, "out") {
+    let outputs = files_with_extension(&listings, "out");
+    let traces = files_with_extension(&listings, "trace");
+    for out in outputs.into_iter().chain(traces) {
         if in_console.contains(&out) {
             continue;
         }

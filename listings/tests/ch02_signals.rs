@@ -8,8 +8,10 @@ use chrono::NaiveDateTime;
 use nix::sys::signal::Signal;
 
 use crate::support::{
-    Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
-    cargo_run, pending_signals, run, shell, state_of, wait_until,
+    Listing, Trace, assert_matches_book, assert_rejects,
+    assert_session_matches_book, assert_trace_matches_book,
+    assert_traced_run_matches_book, can_trace, cargo_run, pending_signals, run,
+    shell, state_of, strace_command, wait_until,
 };
 
 const TIME: &str =
@@ -300,4 +302,75 @@ fn catch_signal_refuses_what_cannot_be_caught() {
     assert_rejects(catch, &["RTMIN+"], "no such signal");
     assert_rejects(catch, &["NOPE"], r#"argument "NOPE": no such signal"#);
     assert_rejects(catch, &[], "which signal?");
+}
+
+// ---------------------------------------------------------------------------
+// What the kernel sees
+
+#[test]
+fn alarm_pause_trace_shows_the_alarm_ringing_before_pause() {
+    if !can_trace() {
+        return;
+    }
+    let args = ["--late", "--count", "1"];
+    let trace = Trace {
+        calls: "rt_sigaction,alarm,clock_nanosleep,pause,rt_sigreturn,write",
+        signals: "SIGALRM",
+        from: None,
+    };
+    let mut alarm = Listing::start_traced(bin!("alarm-pause"), &args, &trace);
+    alarm.expect(&format!("Setting at {TIME}"));
+    let pid = alarm.tracee();
+    alarm.expect(&format!(
+        r"Calling pause\(\) as pid {pid}; the alarm has rung already: true"
+    ));
+    wait_until("alarm-pause to sleep in pause()", || {
+        state_of(pid) == Some('S')
+    });
+    shell(&format!("kill -ALRM {pid}"));
+    alarm.expect(&format!("Got alarm 14 at {TIME}"));
+    let out = alarm.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    // The handler was installed without SA_RESTART, and the first SIGALRM
+    // came from the kernel, the second from kill.
+    let trace_text = out.stderr.replace(char::is_whitespace, "");
+    assert!(
+        trace_text.contains("SIGALRM,{sa_handler="),
+        "{}",
+        out.stderr
+    );
+    assert!(trace_text.contains("si_code=SI_KERNEL"), "{}", out.stderr);
+    assert!(trace_text.contains("si_code=SI_USER"), "{}", out.stderr);
+    assert_trace_matches_book(
+        "ch02-signals/02-01-alarm-pause-late.trace",
+        &strace_command("alarm-pause", &args, &trace),
+        &trace,
+        &out.stderr,
+        &[],
+    );
+}
+
+#[test]
+fn alarm_trace_shows_the_handler_write_and_the_restarted_read() {
+    if !can_trace() {
+        return;
+    }
+    let trace = Trace {
+        calls: "rt_sigaction,socketpair,alarm,recvfrom,sendto,rt_sigreturn,\
+                write",
+        signals: "SIGALRM",
+        from: None,
+    };
+    let out = assert_traced_run_matches_book(
+        "ch02-signals/02-02-alarm.trace",
+        "alarm",
+        &["--count", "1"],
+        &trace,
+    );
+    assert!(
+        out.stderr.contains("SA_RESTART|SA_SIGINFO")
+            && out.stderr.contains("ERESTARTSYS"),
+        "{}",
+        out.stderr
+    );
 }

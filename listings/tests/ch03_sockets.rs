@@ -16,8 +16,10 @@ use nix::sys::socket::{
 use nix::sys::signal::Signal;
 
 use crate::support::{
-    Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
-    blessing, cargo_run, have, run, shell, state_of, wait_until,
+    Listing, Trace, assert_matches_book, assert_rejects,
+    assert_session_matches_book, assert_trace_matches_book, blessing,
+    can_trace, cargo_run, have, run, shell, state_of, strace_command,
+    wait_until,
 };
 
 /// The book's outputs are real runs of the commands it shows, on the
@@ -706,4 +708,117 @@ fn a_backlog_of_five_does_not_limit_a_server_to_five_connections() {
         open.push((client, accepted));
     }
     assert_eq!(open.len(), 20);
+}
+
+// ---------------------------------------------------------------------------
+// What the kernel sees
+
+#[test]
+fn server_and_client_traces_show_accept_half_close_and_the_end() {
+    if !can_trace() {
+        return;
+    }
+    let _port = DEFAULT_PORT.lock().unwrap_or_else(|e| e.into_inner());
+    let server_trace = Trace {
+        calls: "socket,setsockopt,bind,listen,accept4,recvfrom,sendto,\
+                shutdown,close,write",
+        signals: "none",
+        from: Some("socket("),
+    };
+    let client_trace = Trace {
+        calls: "socket,connect,poll,sendto,shutdown,recvfrom,close,write",
+        signals: "none",
+        from: Some("socket("),
+    };
+    let server_args = ["server", "--count", "1"];
+    let mut server = Listing::start_traced(
+        bin!("socket-modes"),
+        &with_test_address(&server_args),
+        &server_trace,
+    );
+    let addr = server
+        .expect(r"Server listening on (127\.0\.0\.1:\d+)")
+        .remove(1);
+    let client_args = ["client"];
+    let mut run_args = client_args.to_vec();
+    if !blessing() {
+        run_args.push(&addr);
+    }
+    let client =
+        Listing::start_traced(bin!("socket-modes"), &run_args, &client_trace)
+            .finish();
+    assert!(client.status.success(), "{}", client.stderr);
+    let server = server.finish();
+    assert!(server.status.success(), "{}", server.stderr);
+    // Each side half-closes with shutdown, and each sees the other's FIN
+    // as a read of 0 bytes.
+    let calls = |trace: &str| trace.replace(char::is_whitespace, "");
+    for trace in [&server.stderr, &client.stderr] {
+        assert!(calls(trace).contains("SHUT_WR)=0"), "{trace}");
+        assert!(
+            calls(trace).contains(r#""",4096,0,NULL,NULL)=0"#)
+                || calls(trace).contains(r#""",32,0,NULL,NULL)=0"#),
+            "{trace}"
+        );
+    }
+    assert_trace_matches_book(
+        "ch03-sockets/03-03-server.trace",
+        &strace_command("socket-modes", &server_args, &server_trace),
+        &server_trace,
+        &server.stderr,
+        &[],
+    );
+    assert_trace_matches_book(
+        "ch03-sockets/03-03-client.trace",
+        &strace_command("socket-modes", &client_args, &client_trace),
+        &client_trace,
+        &client.stderr,
+        // How long `connect` may still wait: what is left of 10 s.
+        &[(r"(events=POLLOUT\}\], 1, )\d+", "$1<ms>")],
+    );
+}
+
+#[test]
+fn client_trace_shows_the_reset_of_a_server_that_left_bytes_unread() {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+
+    if !can_trace() {
+        return;
+    }
+    // A server in the original's style, but reading only 3 of the 6 bytes
+    // of `client`, once the client's FIN has come (POLLRDHUP), so that the
+    // client has sent and half-closed before the reset, every time.
+    let naive = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = naive.local_addr().unwrap().to_string();
+    let server = thread::spawn(move || {
+        let (mut conn, _) = naive.accept().expect("accept");
+        // nix has no name for it: the peer has shut down its writing.
+        let rdhup = PollFlags::from_bits_retain(nix::libc::POLLRDHUP);
+        let mut fds = [PollFd::new(conn.as_fd(), rdhup)];
+        poll(&mut fds, PollTimeout::from(30_000u16)).expect("poll");
+        let mut data = [0; 3];
+        let n = conn.read(&mut data).expect("read");
+        conn.write_all(&data[..n]).expect("reply");
+        // Dropped with three bytes unread: the kernel sends RST.
+    });
+    let trace = Trace {
+        calls: "socket,connect,sendto,shutdown,recvfrom,close",
+        signals: "none",
+        from: Some("socket("),
+    };
+    // The command shows the test server's address.
+    let args = ["client", addr.as_str()];
+    let client =
+        Listing::start_traced(bin!("socket-modes"), &args, &trace).finish();
+    server.join().unwrap();
+    assert_eq!(client.status.code(), Some(1), "{}", client.stderr);
+    assert!(client.stderr.contains("ECONNRESET"), "{}", client.stderr);
+    assert_trace_matches_book(
+        "ch03-sockets/03-03-reset.trace",
+        &strace_command("socket-modes", &args, &trace),
+        &trace,
+        &client.stderr,
+        &[],
+    );
 }

@@ -5,9 +5,11 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use regex::Regex;
 
 use crate::support::{
-    Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
+    Listing, Trace, assert_matches_book, assert_rejects,
+    assert_session_matches_book, assert_traced_run_matches_book, can_trace,
     cargo_run, children_of, group_is_gone, have, run, shell, state_of,
     wait_until,
 };
@@ -278,4 +280,46 @@ fn pipe_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("pipe-lines"), &["--count"], "missing argument");
     assert_rejects(bin!("pipe-glued"), &["--count", "2"], "invalid option");
     assert_rejects(bin!("fork-exit"), &["--exit"], "invalid option");
+}
+
+// ---------------------------------------------------------------------------
+// What the kernel sees
+
+#[test]
+fn pipe_glued_trace_shows_two_writes_and_one_read_of_16_bytes() {
+    if !can_trace() {
+        return;
+    }
+    let trace = Trace {
+        calls: "pipe2,clone,close,write,wait4,read",
+        signals: "none",
+        from: Some("pipe2("),
+    };
+    let out = assert_traced_run_matches_book(
+        "ch04-pipes/04-02-pipe-glued.trace",
+        "pipe-glued",
+        &[],
+        &trace,
+    );
+    let glued = Regex::new(r#"read\(3, "Spam 004Spam 000", 32\) += 16"#);
+    assert!(glued.unwrap().is_match(&out.stderr), "{}", out.stderr);
+}
+
+#[test]
+fn pipe_lines_trace_shows_each_end_closed_and_the_end_of_the_stream() {
+    if !can_trace() {
+        return;
+    }
+    let trace = Trace {
+        calls: "pipe2,clone,close,write,read,wait4",
+        signals: "none",
+        from: Some("pipe2("),
+    };
+    let out = assert_traced_run_matches_book(
+        "ch04-pipes/04-03-pipe-lines.trace",
+        "pipe-lines",
+        &["--count", "1"],
+        &trace,
+    );
+    assert!(out.stderr.contains(r#"read(3, "", "#), "{}", out.stderr);
 }

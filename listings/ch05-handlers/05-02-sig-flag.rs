@@ -1,0 +1,99 @@
+// ANCHOR: whole
+// Listing 5-2: the first safe thing a handler may do: store to an atomic.
+// The main loop works in ticks of 100 ms and looks at the flag between
+// them; SIGINT (Ctrl-C) or SIGTERM (`kill`) asks it to stop, and it stops
+// at the end of the tick, cleans up, and exits 0. `--count N` stops after
+// N ticks by itself.
+
+use std::error::Error;
+use std::process::{self, ExitCode};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use nix::libc::c_int;
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction, signal,
+};
+use nix::unistd::getpid;
+
+const USAGE: &str = "usage: sig-flag [--count N]";
+/// One unit of the main loop's work.
+const TICK: Duration = Duration::from_millis(100);
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sig-flag: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: flag
+/// The number of the signal that asked us to stop; 0 while none has.
+static STOP: AtomicI32 = AtomicI32::new(0);
+
+/// Async-signal-safe: one atomic store, no lock, no allocation.
+extern "C" fn on_stop(signal: c_int) {
+    STOP.store(signal, Ordering::SeqCst);
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let count = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let action = SigAction::new(
+        SigHandler::Handler(on_stop),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for stop_signal in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { sigaction(stop_signal, &action) }?;
+    }
+    let pid = getpid();
+    println!("Working as pid {pid}; stop me with Ctrl-C or kill {pid}");
+
+    let mut ticks = 0;
+    while STOP.load(Ordering::SeqCst) == 0 && count.is_none_or(|n| ticks < n) {
+        // The work. A signal cuts the sleep short, but std's `sleep`
+        // sleeps again for the rest, so the flag is seen when the tick
+        // ends: at most 100 ms late.
+        thread::sleep(TICK);
+        ticks += 1;
+    }
+    if let Ok(signal) = Signal::try_from(STOP.load(Ordering::SeqCst)) {
+        println!("Got {signal}: finishing the tick and cleaning up");
+    }
+    println!("Clean exit");
+    Ok(())
+}
+// ANCHOR_END: flag
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--count N]` from the command line.
+fn parse_args() -> Result<Option<u64>, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut count = None;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("count") => count = Some(args.value()?.parse()?),
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(count)
+}
+// ANCHOR_END: whole

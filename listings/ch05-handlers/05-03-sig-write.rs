@@ -1,0 +1,111 @@
+// ANCHOR: whole
+// Listing 5-3: the second safe thing a handler may do: `write(2)` bytes it
+// already has. The handler reports each SIGUSR1 or SIGUSR2 itself, at
+// once, without `format!` or `println!`: it builds the line in an array on
+// its own stack and hands it to the kernel in one `write`. The main loop
+// only counts. `--count N` stops after N signals.
+
+use std::error::Error;
+use std::process::{self, ExitCode};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::libc::{self, c_int};
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction, signal,
+};
+use nix::unistd::getpid;
+
+const USAGE: &str = "usage: sig-write [--count N]";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sig-write: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// How many signals the handler has reported.
+static SEEN: AtomicU64 = AtomicU64::new(0);
+
+// ANCHOR: handler
+/// Writes `Handler: got signal N` to standard output. Everything it uses
+/// is async-signal-safe: an array on its own stack, integer arithmetic,
+/// an atomic, and the system call `write`.
+extern "C" fn on_signal(signal: c_int) {
+    const PREFIX: &[u8] = b"Handler: got signal ";
+    let saved = Errno::last_raw(); // See Listing 5-5 for why.
+    let mut line = [0u8; 32];
+    line[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut len = PREFIX.len();
+    // Signal numbers have one or two digits.
+    let n = signal.unsigned_abs() % 100;
+    if n >= 10 {
+        line[len] = b'0' + (n / 10) as u8;
+        len += 1;
+    }
+    line[len] = b'0' + (n % 10) as u8;
+    line[len + 1] = b'\n';
+    len += 2;
+    // SAFETY: `line` holds `len` initialised bytes. A failed write loses
+    // the report, and there is nothing safe to do about that in here.
+    unsafe { libc::write(libc::STDOUT_FILENO, line.as_ptr().cast(), len) };
+    SEEN.fetch_add(1, Ordering::SeqCst);
+    Errno::set_raw(saved);
+}
+// ANCHOR_END: handler
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let count = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for caught in [Signal::SIGUSR1, Signal::SIGUSR2] {
+        // SAFETY: the handler only does async-signal-safe work.
+        unsafe { sigaction(caught, &action) }?;
+    }
+    let pid = getpid();
+    println!("Waiting as pid {pid}; try: kill -USR1 {pid}");
+    while count.is_none_or(|n| SEEN.load(Ordering::SeqCst) < n) {
+        thread::sleep(Duration::from_millis(50));
+    }
+    println!("Main loop: {} signals seen", SEEN.load(Ordering::SeqCst));
+    Ok(())
+}
+// ANCHOR_END: run
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--count N]` from the command line.
+fn parse_args() -> Result<Option<u64>, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut count = None;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("count") => count = Some(args.value()?.parse()?),
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(count)
+}
+// ANCHOR_END: whole

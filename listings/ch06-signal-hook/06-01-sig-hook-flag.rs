@@ -1,0 +1,114 @@
+// ANCHOR: whole
+// Listing 6-1: a loop that stops on SIGINT or SIGTERM, with signal-hook's
+// flags. The first signal asks it to stop: it finishes the tick and cleans
+// up, which takes a while (`--cleanup-secs`, 3 by default). A second
+// signal during the clean-up exits at once, with status 1. With
+// `--no-force` that second signal does nothing at all, the mistake this
+// listing exists to show. `--count N` stops after N ticks by itself.
+
+use std::error::Error;
+use std::process::{self, ExitCode};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::unistd::getpid;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::flag;
+
+const USAGE: &str =
+    "usage: sig-hook-flag [--count N] [--cleanup-secs N] [--no-force]";
+const TICK: Duration = Duration::from_millis(100);
+/// The exit status when a second signal cuts the clean-up short.
+const FORCED: i32 = 1;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sig-hook-flag: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Args {
+    count: Option<u64>,
+    cleanup: Duration,
+    force: bool,
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for stop_signal in [SIGINT, SIGTERM] {
+        if args.force {
+            // Registered first, so it runs first: on the first signal it
+            // finds the flag still false and does nothing; on the second
+            // it finds it set, and exits at once.
+            flag::register_conditional_shutdown(
+                stop_signal,
+                FORCED,
+                Arc::clone(&stop),
+            )?;
+        }
+        flag::register(stop_signal, Arc::clone(&stop))?;
+    }
+    let pid = getpid();
+    println!("Working as pid {pid}; stop me with Ctrl-C or kill {pid}");
+
+    let mut ticks = 0;
+    while !stop.load(Ordering::SeqCst) && args.count.is_none_or(|n| ticks < n) {
+        thread::sleep(TICK);
+        ticks += 1;
+    }
+    let secs = args.cleanup.as_secs();
+    if args.force {
+        println!("Cleaning up for {secs} s; a second signal stops me now");
+    } else {
+        println!("Cleaning up for {secs} s; signals are ignored meanwhile");
+    }
+    thread::sleep(args.cleanup);
+    println!("Clean exit");
+    Ok(())
+}
+// ANCHOR_END: run
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--count N] [--cleanup-secs N] [--no-force]`.
+fn parse_args() -> Result<Args, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut parsed = Args {
+        count: None,
+        cleanup: Duration::from_secs(3),
+        force: true,
+    };
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("count") => parsed.count = Some(args.value()?.parse()?),
+            Long("cleanup-secs") => {
+                parsed.cleanup = Duration::from_secs(args.value()?.parse()?);
+            }
+            Long("no-force") => parsed.force = false,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(parsed)
+}
+// ANCHOR_END: whole

@@ -1,0 +1,120 @@
+// ANCHOR: whole
+// Listing 6-2: signal-hook's iterator on a thread of its own. The signal
+// thread reports SIGHUP and SIGUSR1 and passes SIGTERM and SIGINT on to
+// the main thread, which stops; then the main thread closes the iterator
+// through its `Handle`, and the signal thread's loop ends. With
+// `--no-close` it forgets that step, and waits for the signal thread
+// forever. `--count N` stops after N ticks by itself.
+
+use std::error::Error;
+use std::io::{self, Write};
+use std::process::{self, ExitCode};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::Duration;
+
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::unistd::getpid;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::iterator::Signals;
+
+const USAGE: &str = "usage: sig-hook-thread [--count N] [--no-close]";
+const TICK: Duration = Duration::from_millis(100);
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sig-hook-thread: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let (count, close) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let mut signals = Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT])?;
+    let handle = signals.handle();
+    let ticks = Arc::new(AtomicU64::new(0));
+    let (stop_tx, stop_rx) = mpsc::channel();
+
+    let ticks_seen = Arc::clone(&ticks);
+    let signal_thread = thread::spawn(move || {
+        // Ends only when the iterator is closed through its handle.
+        for number in signals.forever() {
+            match number {
+                SIGHUP => println!("Signal thread: SIGHUP, would reload"),
+                SIGUSR1 => {
+                    let n = ticks_seen.load(Ordering::SeqCst);
+                    println!(
+                        "Signal thread: SIGUSR1, ticks so far: {n} (measured)"
+                    );
+                }
+                _ => {
+                    // The main thread may be gone already; nothing to do.
+                    let _ = stop_tx.send(number);
+                }
+            }
+        }
+        println!("Signal thread: iterator closed, leaving");
+    });
+    let pid = getpid();
+    println!("Working as pid {pid}; try: kill -HUP {pid}");
+
+    while count.is_none_or(|n| ticks.load(Ordering::SeqCst) < n) {
+        match stop_rx.recv_timeout(TICK) {
+            Ok(number) => {
+                println!("Main thread: stopping on signal {number}");
+                break;
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                ticks.fetch_add(1, Ordering::SeqCst);
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    if close {
+        println!("Main thread: closing the iterator, joining its thread");
+        handle.close();
+    } else {
+        println!("Main thread: joining the signal thread");
+    }
+    signal_thread
+        .join()
+        .map_err(|_| "the signal thread panicked")?;
+    println!("Clean exit");
+    Ok(())
+}
+// ANCHOR_END: run
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--count N] [--no-close]` from the command line.
+fn parse_args() -> Result<(Option<u64>, bool), lexopt::Error> {
+    use lexopt::prelude::*;
+    let (mut count, mut close) = (None, true);
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("count") => count = Some(args.value()?.parse()?),
+            Long("no-close") => close = false,
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok((count, close))
+}
+// ANCHOR_END: whole

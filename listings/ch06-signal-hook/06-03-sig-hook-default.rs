@@ -1,0 +1,80 @@
+// ANCHOR: whole
+// Listing 6-3: clean up, then die of the signal. It waits for SIGTERM or
+// SIGINT with signal-hook's iterator, cleans up in ordinary code, and then
+// lets the signal's default action end it, so that its parent sees "killed
+// by SIGTERM", the truth. With `--exit-code` it exits with status 128+n
+// instead, as many programs do; Chapter 12 compares the two.
+
+use std::error::Error;
+use std::io::{self, Write};
+use std::process::{self, ExitCode};
+
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::unistd::getpid;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use signal_hook::low_level;
+
+const USAGE: &str = "usage: sig-hook-default [--exit-code]";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("sig-hook-default: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<ExitCode, Box<dyn Error>> {
+    restore_sigpipe()?;
+    let exit_code = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let pid = getpid();
+    println!("Working as pid {pid}; stop me with Ctrl-C or kill {pid}");
+
+    let number = signals.forever().next().ok_or("iterator closed")?;
+    let name = Signal::try_from(number)?;
+    println!("Got {name}: cleaning up");
+    // ... close files, remove temporary files, tell peers ...
+    if exit_code {
+        println!("Cleaned up; exiting with status {}", 128 + number);
+        return Ok(ExitCode::from(128 + number as u8));
+    }
+    println!("Cleaned up; dying of {name}");
+    io::stdout().flush()?;
+    // Puts back the default action, unblocks the signal and raises it:
+    // the process ends here, killed by `number`.
+    low_level::emulate_default_handler(number)?;
+    Err(format!("{name} did not end the process").into())
+}
+// ANCHOR_END: run
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--exit-code]` from the command line.
+fn parse_args() -> Result<bool, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut exit_code = false;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("exit-code") => exit_code = true,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(exit_code)
+}
+// ANCHOR_END: whole

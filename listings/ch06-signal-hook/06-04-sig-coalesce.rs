@@ -1,0 +1,99 @@
+// ANCHOR: whole
+// Listing 6-4: counting what arrives. For SIGUSR1 it counts at two levels:
+// how many times the kernel ran a handler (a counter that signal-hook's
+// handler increments) and how many times signal-hook's iterator reported
+// the signal. On SIGTERM it prints both counts and exits. Send it signals
+// while it is stopped, or while it is busy (`--busy-ms N`: each report
+// takes N ms of work), and compare with how many you sent.
+
+use std::error::Error;
+use std::process::{self, ExitCode};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::unistd::getpid;
+use signal_hook::consts::{SIGTERM, SIGUSR1};
+use signal_hook::iterator::Signals;
+use signal_hook::low_level;
+
+const USAGE: &str = "usage: sig-coalesce [--busy-ms N]";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sig-coalesce: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Incremented by a handler on every delivery of SIGUSR1.
+static DELIVERED: AtomicU64 = AtomicU64::new(0);
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let busy = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // SAFETY: the action only increments an atomic.
+    unsafe {
+        low_level::register(SIGUSR1, || {
+            DELIVERED.fetch_add(1, Ordering::SeqCst);
+        })
+    }?;
+    let mut signals = Signals::new([SIGUSR1, SIGTERM])?;
+    let pid = getpid();
+    println!("Counting SIGUSR1 as pid {pid}; kill -TERM {pid} for the totals");
+
+    let mut reported = 0;
+    let mut done = false;
+    while !done {
+        // One wake-up: every signal that came since the last one, each
+        // kind once, however many times it was delivered.
+        for number in signals.wait() {
+            if number == SIGUSR1 {
+                reported += 1;
+                thread::sleep(busy);
+            } else {
+                done = true;
+            }
+        }
+    }
+    let delivered = DELIVERED.load(Ordering::SeqCst);
+    println!(
+        "SIGUSR1: handler ran {delivered} times, iterator reported it {reported} times"
+    );
+    Ok(())
+}
+// ANCHOR_END: run
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--busy-ms N]` from the command line.
+fn parse_args() -> Result<Duration, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut busy = Duration::ZERO;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("busy-ms") => {
+                busy = Duration::from_millis(args.value()?.parse()?);
+            }
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(busy)
+}
+// ANCHOR_END: whole

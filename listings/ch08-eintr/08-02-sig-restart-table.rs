@@ -1,0 +1,322 @@
+// ANCHOR: whole
+// Listing 8-2: which calls give up when a signal handler interrupts them,
+// measured. For each blocking call in the table, the main thread starts
+// the call, and a helper thread interrupts it with SIGUSR1 every 10 ms.
+// After three interruptions the helper makes the call's wait come true
+// (writes the byte, connects, kills the child...). A call that gives up
+// returns an error at the first interruption; a call that is restarted, by
+// the kernel or by std, returns Ok. Each call runs twice: with a handler
+// installed without SA_RESTART, then with it.
+
+use std::error::Error;
+use std::fs::File;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{self, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::libc::{self, c_int};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, Signal, kill, sigaction, signal,
+};
+use nix::sys::wait::waitpid;
+use nix::unistd::{Pid, pipe};
+
+const USAGE: &str = "usage: sig-restart-table";
+/// Interruptions before the helper ends the wait.
+const HITS: u64 = 3;
+const EVERY: Duration = Duration::from_millis(10);
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sig-restart-table: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// True while the main thread is inside the call being measured.
+static IN_CALL: AtomicBool = AtomicBool::new(false);
+/// Interruptions that landed while it was.
+static HIT: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn on_usr1(_: c_int) {
+    if IN_CALL.load(Ordering::SeqCst) {
+        HIT.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// What a call returned: `Ok`, or the error it gave up with.
+type Outcome = Result<(), String>;
+/// The call, run on the main thread.
+type Call = Box<dyn FnOnce() -> Outcome>;
+/// What makes the call's wait come true, run by the helper.
+type Finish = Box<dyn FnOnce() + Send>;
+/// Sets up a fresh call and what finishes it.
+type Setup = fn() -> io::Result<(Call, Finish)>;
+
+// ANCHOR: cases
+/// Each blocking call in the table, set up afresh.
+fn cases() -> Vec<(&'static str, Setup)> {
+    vec![
+        ("std File::read, pipe", || {
+            let (read_end, write_end) = pipe()?;
+            let mut file = File::from(read_end);
+            Ok((
+                Box::new(move || std_outcome(file.read(&mut [0; 1]))),
+                put_a_byte(write_end),
+            ))
+        }),
+        ("std Read::read_exact, pipe", || {
+            let (read_end, write_end) = pipe()?;
+            let mut file = File::from(read_end);
+            Ok((
+                Box::new(move || std_outcome(file.read_exact(&mut [0; 1]))),
+                put_a_byte(write_end),
+            ))
+        }),
+        ("nix unistd::read, pipe", || {
+            let (read_end, write_end) = pipe()?;
+            Ok((
+                Box::new(move || {
+                    nix_outcome(nix::unistd::read(&read_end, &mut [0; 1]))
+                }),
+                put_a_byte(write_end),
+            ))
+        }),
+        ("std TcpStream::read, no timeout", || {
+            let (mut client, server) = tcp_pair()?;
+            Ok((
+                Box::new(move || std_outcome(client.read(&mut [0; 1]))),
+                send_a_byte(server),
+            ))
+        }),
+        ("std TcpStream::read, read_timeout", || {
+            let (mut client, server) = tcp_pair()?;
+            client.set_read_timeout(Some(Duration::from_secs(10)))?;
+            Ok((
+                Box::new(move || std_outcome(client.read(&mut [0; 1]))),
+                send_a_byte(server),
+            ))
+        }),
+        ("std TcpListener::accept", || {
+            let listener = TcpListener::bind("127.0.0.1:0")?;
+            let addr = listener.local_addr()?;
+            Ok((
+                Box::new(move || std_outcome(listener.accept())),
+                Box::new(move || {
+                    // Kept open until the process ends.
+                    if let Ok(conn) = TcpStream::connect(addr) {
+                        std::mem::forget(conn);
+                    }
+                }),
+            ))
+        }),
+        ("nix poll, 10 s timeout", || {
+            let (read_end, write_end) = pipe()?;
+            Ok((
+                Box::new(move || {
+                    let mut fds =
+                        [PollFd::new(read_end.as_fd(), PollFlags::POLLIN)];
+                    nix_outcome(poll(&mut fds, PollTimeout::from(10_000u16)))
+                }),
+                put_a_byte(write_end),
+            ))
+        }),
+        ("std thread::sleep, 100 ms", || {
+            Ok((
+                Box::new(|| {
+                    let start = Instant::now();
+                    thread::sleep(Duration::from_millis(100));
+                    if start.elapsed() >= Duration::from_millis(100) {
+                        Ok(())
+                    } else {
+                        Err("woke early".into())
+                    }
+                }),
+                Box::new(|| {}),
+            ))
+        }),
+        ("std Child::wait", || {
+            let mut child = sleeper()?;
+            let pid = child_pid(&child);
+            Ok((
+                Box::new(move || std_outcome(child.wait())),
+                Box::new(move || {
+                    let _ = kill(pid, Signal::SIGKILL);
+                }),
+            ))
+        }),
+        ("nix sys::wait::waitpid", || {
+            let child = sleeper()?;
+            let pid = child_pid(&child);
+            Ok((
+                Box::new(move || nix_outcome(waitpid(pid, None))),
+                Box::new(move || {
+                    let _ = kill(pid, Signal::SIGKILL);
+                }),
+            ))
+        }),
+        ("std mpsc::Receiver::recv", || {
+            let (tx, rx) = mpsc::channel::<()>();
+            Ok((
+                Box::new(move || rx.recv().map_err(|e| e.to_string())),
+                Box::new(move || {
+                    let _ = tx.send(());
+                }),
+            ))
+        }),
+    ]
+}
+// ANCHOR_END: cases
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // SAFETY: `pthread_self` has no preconditions.
+    let main_thread = unsafe { libc::pthread_self() };
+    println!("{:<36} {:<20} SA_RESTART", "call", "no SA_RESTART");
+    for (name, setup) in cases() {
+        let mut row = format!("{name:<36}");
+        for flags in [SaFlags::empty(), SaFlags::SA_RESTART] {
+            let action = SigAction::new(
+                SigHandler::Handler(on_usr1),
+                flags,
+                SigSet::empty(),
+            );
+            // SAFETY: the handler only touches atomics.
+            unsafe { sigaction(Signal::SIGUSR1, &action) }?;
+            let (call, finish) = setup()?;
+            let outcome = measure(main_thread, call, finish);
+            let cell = match outcome {
+                Ok(()) => "Ok".to_string(),
+                Err(err) => format!("Err({err})"),
+            };
+            row.push_str(&format!(" {cell:<20}"));
+        }
+        println!("{}", row.trim_end());
+    }
+    Ok(())
+}
+
+/// Runs `call` on this thread while a helper interrupts it every 10 ms,
+/// and runs `finish` once three interruptions have landed inside it.
+fn measure(main: libc::pthread_t, call: Call, finish: Finish) -> Outcome {
+    HIT.store(0, Ordering::SeqCst);
+    let done = Arc::new(AtomicBool::new(false));
+    let helper_done = Arc::clone(&done);
+    // The thread id goes over as an integer: `pthread_t` is one on Linux.
+    let main = main as usize;
+    let helper = thread::spawn(move || {
+        let mut finish = Some(finish);
+        let started = Instant::now();
+        while !helper_done.load(Ordering::SeqCst) {
+            // SAFETY: the main thread outlives this helper, which it joins.
+            unsafe {
+                libc::pthread_kill(main as libc::pthread_t, libc::SIGUSR1)
+            };
+            thread::sleep(EVERY);
+            let enough = HIT.load(Ordering::SeqCst) >= HITS
+                || started.elapsed() > Duration::from_secs(5);
+            if enough {
+                if let Some(finish) = finish.take() {
+                    finish();
+                }
+            }
+        }
+    });
+    IN_CALL.store(true, Ordering::SeqCst);
+    let outcome = call();
+    IN_CALL.store(false, Ordering::SeqCst);
+    done.store(true, Ordering::SeqCst);
+    let _ = helper.join();
+    outcome
+}
+// ANCHOR_END: run
+
+fn std_outcome<T>(result: io::Result<T>) -> Outcome {
+    match result {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == ErrorKind::Interrupted => {
+            Err("Interrupted".into())
+        }
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+fn nix_outcome<T>(result: nix::Result<T>) -> Outcome {
+    result.map(drop).map_err(|err| format!("{err:?}"))
+}
+
+fn put_a_byte(write_end: OwnedFd) -> Finish {
+    Box::new(move || drop(File::from(write_end).write_all(b"!")))
+}
+
+fn send_a_byte(mut server: TcpStream) -> Finish {
+    Box::new(move || drop(server.write_all(b"!")))
+}
+
+/// Two ends of a TCP connection on loopback.
+fn tcp_pair() -> io::Result<(TcpStream, TcpStream)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let client = TcpStream::connect(listener.local_addr()?)?;
+    let (server, _) = listener.accept()?;
+    Ok((client, server))
+}
+
+/// A child that would sleep for a minute; the helper kills it sooner, and
+/// the kernel does if this process dies first.
+fn sleeper() -> io::Result<std::process::Child> {
+    let parent = nix::unistd::getpid();
+    let mut command = Command::new("sleep");
+    command.arg("60").stdin(Stdio::null()).stdout(Stdio::null());
+    // SAFETY: between fork and exec the child makes two system calls.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            if nix::unistd::getppid() != parent {
+                return Err(ErrorKind::Other.into()); // Orphaned already.
+            }
+            Ok(())
+        })
+    };
+    command.spawn()
+}
+
+fn child_pid(child: &std::process::Child) -> Pid {
+    Pid::from_raw(child.id() as i32)
+}
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Takes no arguments but `--help`.
+fn parse_args() -> Result<(), lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = lexopt::Parser::from_env();
+    if let Some(arg) = args.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: whole

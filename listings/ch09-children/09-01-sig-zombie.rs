@@ -1,0 +1,94 @@
+// ANCHOR: whole
+// Listing 9-1: a zombie, made visible and then reaped. A child exits at
+// once; the parent waits for that without reaping it (`waitid` with
+// WNOWAIT), so the child stays a zombie, a line in the process table that
+// holds its exit status. The parent reaps it when it gets SIGUSR1. With
+// `--std` the child is a program started with `std::process::Command`,
+// and the parent drops its `Child` handle first: std neither waits nor
+// kills when a `Child` is dropped, so the zombie is the same.
+
+use std::error::Error;
+use std::io::{self, Write};
+use std::path::Path;
+use std::process::{self, Command, ExitCode, Stdio};
+
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, getpid};
+
+const USAGE: &str = "usage: sig-zombie [--std]";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sig-zombie: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let std_child = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // Blocked now, taken later with sigwait: no handler needed.
+    let usr1 = SigSet::from(Signal::SIGUSR1);
+    usr1.thread_block()?;
+    let child = if std_child {
+        let child = Command::new("true").stdin(Stdio::null()).spawn()?;
+        let pid = Pid::from_raw(child.id() as i32);
+        drop(child); // Neither waits nor kills.
+        pid
+    } else {
+        io::stdout().flush()?;
+        // SAFETY: no other thread exists, so no lock can be held by one.
+        match unsafe { fork() }? {
+            // SAFETY: `_exit` only ends the process.
+            ForkResult::Child => unsafe { nix::libc::_exit(7) },
+            ForkResult::Parent { child } => child,
+        }
+    };
+    // Wait until the child has exited, but leave it unreaped.
+    waitid(Id::Pid(child), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)?;
+    let parent = getpid();
+    println!("Child {child} has exited and is a zombie until it is reaped");
+    println!("Look: grep State /proc/{child}/status");
+    println!("Then reap it: kill -USR1 {parent}");
+    usr1.wait()?;
+    match waitpid(child, None)? {
+        WaitStatus::Exited(_, code) => println!("Reaped it: status {code}"),
+        other => println!("Reaped it: {other:?}"),
+    }
+    let gone = !Path::new(&format!("/proc/{child}/stat")).exists();
+    println!("/proc/{child}/stat is gone: {gone}");
+    Ok(())
+}
+// ANCHOR_END: run
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--std]` from the command line.
+fn parse_args() -> Result<bool, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut std_child = false;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("std") => std_child = true,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(std_child)
+}
+// ANCHOR_END: whole

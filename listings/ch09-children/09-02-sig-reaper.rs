@@ -1,0 +1,186 @@
+// ANCHOR: whole
+// Listing 9-2: reaping on SIGCHLD. The parent forks a burst of children
+// (`--children N`, 20 by default) that all exit at the same moment, and
+// reaps them as SIGCHLD reports them: on each wake-up it calls
+// `waitpid(-1, WNOHANG)` until no exited child is left, because one
+// SIGCHLD may stand for many children. With `--one-per-signal` it reaps
+// only one child per wake-up, the common mistake, and zombies are left.
+// `--hold` keeps SIGCHLD blocked until every child has exited, so that the
+// merging this chapter is about happens every time.
+
+use std::error::Error;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::process::{self, ExitCode};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, pipe};
+use signal_hook::consts::SIGCHLD;
+use signal_hook::iterator::Signals;
+
+const USAGE: &str =
+    "usage: sig-reaper [--children N] [--one-per-signal] [--hold]";
+/// How long the parent waits for another SIGCHLD before giving up.
+const QUIET: Duration = Duration::from_secs(2);
+
+struct Args {
+    children: usize,
+    one_per_signal: bool,
+    hold: bool,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sig-reaper: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let sigchld = SigSet::from(Signal::SIGCHLD);
+    if args.hold {
+        sigchld.thread_block()?;
+    }
+    // Before the first fork, so that no SIGCHLD can come too early.
+    let mut signals = Signals::new([SIGCHLD])?;
+    let children = fork_children(args.children)?;
+    let n = children.pids.len();
+    println!("Forked {n} children; they exit together now");
+    // Closing the last write end of the "go" pipe: every child's read
+    // returns at once, and every child exits.
+    drop(children.go);
+    if args.hold {
+        // Wait until each one is a zombie, without reaping any.
+        for &pid in &children.pids {
+            waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)?;
+        }
+        sigchld.thread_unblock()?;
+    }
+
+    // The iterator on a thread, so that the wait for it has a deadline.
+    let (tx, wake_ups) = mpsc::channel();
+    let handle = signals.handle();
+    let waiter = thread::spawn(move || {
+        for _ in signals.forever() {
+            if tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut reaped, mut woken) = (0, 0);
+    while reaped < n {
+        match wake_ups.recv_timeout(QUIET) {
+            Ok(()) => woken += 1,
+            Err(RecvTimeoutError::Timeout) => break,
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        reaped += reap(args.one_per_signal)?;
+    }
+    handle.close();
+    let _ = waiter.join();
+    println!("{woken} wake-ups on SIGCHLD; reaped {reaped} of {n} children");
+    let left = n - reaped;
+    if left > 0 {
+        println!("{left} zombies left; reaping them before leaving");
+        while reap(false)? > 0 {}
+        return Err(
+            format!("{left} children were not reaped on SIGCHLD").into()
+        );
+    }
+    Ok(())
+}
+
+/// Reaps exited children without blocking: all of them, or only one.
+fn reap(only_one: bool) -> nix::Result<usize> {
+    let mut reaped = 0;
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+            Ok(_) => reaped += 1,
+            Err(err) => return Err(err),
+        }
+        if only_one {
+            break;
+        }
+    }
+    Ok(reaped)
+}
+// ANCHOR_END: run
+
+/// The children, and the pipe whose closing tells them all to exit.
+struct Children {
+    pids: Vec<Pid>,
+    go: OwnedFd,
+}
+
+/// Forks `n` children that each wait for the "go" pipe to close (which
+/// also happens if this process dies) and then exit with their number.
+fn fork_children(n: usize) -> Result<Children, Box<dyn Error>> {
+    let (go_read, go_write) = pipe()?;
+    io::stdout().flush()?;
+    let mut pids = Vec::new();
+    for i in 0..n {
+        // SAFETY: no other thread exists yet, so no lock is held by one.
+        match unsafe { fork() }? {
+            ForkResult::Child => {
+                // Close our copy of the write end, or the pipe would never
+                // report its end; then wait for the parent to close its.
+                drop(go_write);
+                let _ = File::from(go_read).read(&mut [0; 1]);
+                // SAFETY: `_exit` only ends the process.
+                unsafe { nix::libc::_exit((i % 256) as i32) }
+            }
+            ForkResult::Parent { child } => pids.push(child),
+        }
+    }
+    drop(go_read);
+    Ok(Children { pids, go: go_write })
+}
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--children N] [--one-per-signal] [--hold]`.
+fn parse_args() -> Result<Args, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut parsed = Args {
+        children: 20,
+        one_per_signal: false,
+        hold: false,
+    };
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("children") => parsed.children = args.value()?.parse()?,
+            Long("one-per-signal") => parsed.one_per_signal = true,
+            Long("hold") => parsed.hold = true,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    if parsed.children == 0 || parsed.children > 1000 {
+        return Err("--children must be between 1 and 1000".into());
+    }
+    Ok(parsed)
+}
+// ANCHOR_END: whole

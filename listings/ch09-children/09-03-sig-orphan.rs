@@ -1,0 +1,150 @@
+// ANCHOR: whole
+// Listing 9-3: an orphan and its new parent. The parent forks a middle
+// child, which forks a grandchild and exits at once. The grandchild is
+// now an orphan, and the kernel gives it a new parent: the init process of
+// its PID namespace, or, with `--subreaper`, the nearest ancestor that
+// asked for orphans with `PR_SET_CHILD_SUBREAPER`, here the parent. The
+// grandchild says who its parent is, before and after.
+
+use std::error::Error;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::process::{self, ExitCode};
+
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, pipe};
+
+const USAGE: &str = "usage: sig-orphan [--subreaper]";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sig-orphan: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    let subreaper = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    if subreaper {
+        nix::sys::prctl::set_child_subreaper(true)?;
+    }
+    let parent = getpid();
+    println!("Parent: pid {parent}, subreaper: {subreaper}");
+    // The parent writes to `ask` when the grandchild should look again;
+    // the grandchild holds `done` open until it has finished.
+    let (ask_read, ask_write) = pipe()?;
+    let (done_read, done_write) = pipe()?;
+    io::stdout().flush()?;
+    // SAFETY: no other thread exists, so no lock can be held by one.
+    let middle = match unsafe { fork() }? {
+        ForkResult::Child => {
+            drop((ask_write, done_read));
+            let status = match middle_child(ask_read, done_write) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            };
+            // SAFETY: `_exit` only ends the process.
+            unsafe { nix::libc::_exit(status) }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop((ask_read, done_write));
+    // Once the middle child is reaped, its exit is complete, and the
+    // grandchild has been given its new parent.
+    let status = describe(waitpid(middle, None)?);
+    println!("Parent: the middle child {status}");
+    let mut ask = File::from(ask_write);
+    ask.write_all(b"?")?;
+    drop(ask);
+    let mut done = File::from(done_read);
+    done.read_to_end(&mut Vec::new())?; // Until the grandchild is done.
+    if subreaper {
+        // It is our child now: ours to reap.
+        let status = describe(waitpid(Pid::from_raw(-1), None)?);
+        println!("Parent: reaped the grandchild, which {status}");
+    }
+    Ok(())
+}
+
+/// Forks the grandchild, waits until it has looked at its parent, and
+/// exits without waiting for it.
+fn middle_child(ask: OwnedFd, done: OwnedFd) -> io::Result<()> {
+    let (looked_read, looked_write) = pipe()?;
+    io::stdout().flush()?;
+    // SAFETY: the forking process has one thread, so no lock is held.
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            drop(looked_read);
+            let status = match grandchild(ask, done, looked_write) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            };
+            // SAFETY: `_exit` only ends the process.
+            unsafe { nix::libc::_exit(status) }
+        }
+        ForkResult::Parent { child } => {
+            drop(looked_write);
+            File::from(looked_read).read_to_end(&mut Vec::new())?;
+            println!(
+                "Middle child: forked the grandchild, pid {child}; exiting"
+            );
+            Ok(())
+        }
+    }
+}
+
+fn grandchild(ask: OwnedFd, done: OwnedFd, looked: OwnedFd) -> io::Result<()> {
+    println!("Grandchild: my parent is pid {}", getppid());
+    drop(looked); // The middle child may exit now.
+    // Wait until the parent asks; end of file if it died instead.
+    let mut byte = [0u8; 1];
+    if File::from(ask).read(&mut byte)? == 1 {
+        println!("Grandchild: my parent is now pid {}", getppid());
+    }
+    drop(done);
+    Ok(())
+}
+
+/// "exited with status 0", "was killed by SIGKILL".
+fn describe(status: WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exited with status {code}"),
+        WaitStatus::Signaled(_, signal, _) => format!("was killed by {signal}"),
+        other => format!("changed state: {other:?}"),
+    }
+}
+// ANCHOR_END: run
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--subreaper]` from the command line.
+fn parse_args() -> Result<bool, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut subreaper = false;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("subreaper") => subreaper = true,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(subreaper)
+}
+// ANCHOR_END: whole

@@ -1,0 +1,125 @@
+// ANCHOR: whole
+// Listing 9-4: one signal for a whole process group. The parent forks
+// three children, as a shell starts a pipeline: A leads a new process
+// group, B joins it, and C gets a group of its own. Then the parent sends
+// SIGTERM to A's group with `kill(-pgid, SIGTERM)`, which is what a
+// terminal does with SIGINT when you press Ctrl-C. A and B die; C does
+// not, until the parent signals it by its pid.
+
+use std::error::Error;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::process::{self, ExitCode};
+
+use nix::sys::signal::{SigHandler, Signal, kill, killpg, signal};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, getpgid, pipe, setpgid};
+
+const USAGE: &str = "usage: sig-group";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sig-group: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // The children wait for this pipe's end: our word, or our exit.
+    let (wait_read, wait_write) = pipe()?;
+    let mut children: Vec<(&str, Pid)> = Vec::new();
+    for name in ["A", "B", "C"] {
+        // A and C lead new groups (0 means "my own pid"); B joins A's.
+        let group = match name {
+            "B" => children[0].1,
+            _ => Pid::from_raw(0),
+        };
+        io::stdout().flush()?;
+        // SAFETY: no other thread exists, so no lock can be held by one.
+        match unsafe { fork() }? {
+            ForkResult::Child => {
+                drop(wait_write);
+                child(group, wait_read)
+            }
+            ForkResult::Parent { child } => {
+                // The parent makes the same call, as shells do, so that
+                // the group is set whichever process runs first.
+                let group = if group.as_raw() == 0 { child } else { group };
+                setpgid(child, group)?;
+                children.push((name, child));
+            }
+        }
+    }
+    let group_of_a = getpgid(Some(children[0].1))?;
+    for (name, pid) in &children {
+        let pgid = getpgid(Some(*pid))?;
+        let place = if pgid == group_of_a {
+            "A's group"
+        } else {
+            "a group of its own"
+        };
+        println!("Child {name} is in {place}");
+    }
+    println!("Parent: kill(-pgid, SIGTERM) to A's group");
+    killpg(group_of_a, Signal::SIGTERM)?;
+    for (name, pid) in &children[..2] {
+        println!("Child {name} {}", describe(waitpid(*pid, None)?));
+    }
+    let (name, pid) = children[2];
+    println!("Child {name} is still running; kill(pid, SIGTERM) to it");
+    kill(pid, Signal::SIGTERM)?;
+    println!("Child {name} {}", describe(waitpid(pid, None)?));
+    drop(wait_write);
+    Ok(())
+}
+
+/// Joins `group` (0: a new one of its own), then waits for the end of the
+/// parent's pipe.
+fn child(group: Pid, wait: OwnedFd) -> ! {
+    let _ = setpgid(Pid::from_raw(0), group);
+    let _ = File::from(wait).read(&mut [0; 1]);
+    // SAFETY: `_exit` only ends the process.
+    unsafe { nix::libc::_exit(0) }
+}
+// ANCHOR_END: run
+
+/// "exited with status 0", "was killed by SIGTERM".
+fn describe(status: WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exited with status {code}"),
+        WaitStatus::Signaled(_, signal, _) => format!("was killed by {signal}"),
+        other => format!("changed state: {other:?}"),
+    }
+}
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Takes no arguments but `--help`.
+fn parse_args() -> Result<(), lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = lexopt::Parser::from_env();
+    if let Some(arg) = args.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: whole

@@ -1,0 +1,576 @@
+// ANCHOR: whole
+// Listing 10-1: a small daemon that handles its signals the way a
+// supervisor expects. It answers each line a client sends with
+// "<greeting>, <line>", over TCP on loopback.
+//
+// - SIGHUP reloads the configuration file; connections stay open, and a
+//   bad file keeps the old configuration.
+// - SIGTERM or SIGINT stops accepting, lets every connection finish the
+//   requests it has received, and exits 0 once they have closed; if they
+//   have not within `--drain-secs` (10), it exits 1.
+// - A second SIGTERM or SIGINT during that drain ends it at once, killed
+//   by that signal.
+//
+// Without `--config PATH` it writes a default configuration into a private
+// temporary directory, which it removes when it exits. `--flag-only`
+// replaces the accept loop with the naive one, which only checks a flag.
+
+use std::error::Error;
+use std::fmt::Display;
+use std::fs;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{self, ExitCode};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::unistd::{getpid, pipe};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::{flag, low_level};
+
+const USAGE: &str = "usage: sig-daemon [HOST:PORT] [--config PATH] \
+                     [--drain-secs N] [--flag-only]";
+const DEFAULT_ADDR: &str = "127.0.0.1:50008";
+const DEFAULT_CONFIG: &str = "\
+# sig-daemon configuration: edit, then send SIGHUP.
+greeting = hello
+delay_ms = 0
+";
+/// How long a connection may stay silent before the server closes it.
+const IDLE: Duration = Duration::from_secs(60);
+/// How long a client may take to read a reply, or to close after ours.
+const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest request line.
+const MAX_LINE: usize = 64 * 1024;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(err) => {
+            // Not `eprintln!`, which panics if stderr is a closed pipe.
+            let _ = writeln!(io::stderr(), "sig-daemon: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Args {
+    addr: String,
+    config: Option<PathBuf>,
+    drain: Duration,
+    flag_only: bool,
+}
+
+/// What the configuration file says.
+#[derive(Debug)]
+struct Config {
+    greeting: String,
+    delay: Duration,
+}
+
+/// The current configuration, replaced as a whole on reload; each request
+/// takes the one that is current when it starts.
+type Shared = Arc<RwLock<Arc<Config>>>;
+
+/// The read ends of the wake-up channels: signal-hook's handler writes a
+/// byte into the other end when the signal comes.
+struct Wakeups {
+    hup: UnixStream,
+    term: UnixStream,
+    int: UnixStream,
+}
+
+// ANCHOR: run
+fn run() -> Result<ExitCode, Box<dyn Error>> {
+    let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let addrs = resolve(&args.addr)?;
+    // SIGPIPE stays ignored: a client that goes away is an error on its
+    // connection, not the end of the server.
+    let (config_path, private_dir) = match &args.config {
+        Some(path) => (path.clone(), None),
+        None => {
+            let dir = PrivateDir::new()?;
+            let path = dir.0.join("daemon.conf");
+            fs::write(&path, DEFAULT_CONFIG)?;
+            (path, Some(dir))
+        }
+    };
+    let config: Shared = Arc::new(RwLock::new(Arc::new(load(&config_path)?)));
+    let listener = TcpListener::bind(&addrs[..])
+        .map_err(|err| format!("cannot listen on {}: {err}", args.addr))?;
+    let wakeups = Wakeups {
+        hup: wake_on(SIGHUP)?,
+        term: wake_on(SIGTERM)?,
+        int: wake_on(SIGINT)?,
+    };
+    // For `--flag-only`: registered now, before we say we are ready.
+    let stop = Arc::new(AtomicBool::new(false));
+    if args.flag_only {
+        for signal in [SIGTERM, SIGINT] {
+            flag::register(signal, Arc::clone(&stop))?;
+        }
+    }
+    let addr = listener.local_addr()?;
+    let pid = getpid();
+    let ready = writeln!(
+        io::stdout(),
+        "Listening on {addr} as pid {pid}; config {}",
+        config_path.display()
+    );
+    if ready.is_err() {
+        return Ok(ExitCode::SUCCESS); // Nobody reads our log: leave.
+    }
+
+    let server = Server::new(config)?;
+    let stop_signal = if args.flag_only {
+        accept_until_flag(&listener, &server, &stop)?;
+        // The wake-up channels heard the signal too: they say which.
+        let int = drain_bytes(&wakeups.int)?;
+        if drain_bytes(&wakeups.term)? || !int {
+            SIGTERM
+        } else {
+            SIGINT
+        }
+    } else {
+        accept_until_signal(&listener, &server, &wakeups, &config_path)?
+    };
+    drop(listener); // New connections are refused from here on.
+    let code = drain(server, &wakeups, stop_signal, args.drain, private_dir)?;
+    Ok(code)
+}
+// ANCHOR_END: run
+
+// ANCHOR: accept
+/// Accepts connections and reloads on SIGHUP until SIGTERM or SIGINT;
+/// returns which of the two it was. One `poll` waits for all of them.
+fn accept_until_signal(
+    listener: &TcpListener,
+    server: &Server,
+    wakeups: &Wakeups,
+    config_path: &Path,
+) -> io::Result<i32> {
+    listener.set_nonblocking(true)?;
+    loop {
+        let mut fds = [
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(wakeups.hup.as_fd(), PollFlags::POLLIN),
+            PollFd::new(wakeups.term.as_fd(), PollFlags::POLLIN),
+            PollFd::new(wakeups.int.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => other?,
+        };
+        let ready: Vec<bool> =
+            fds.iter().map(|fd| fd.any() == Some(true)).collect();
+        // Clients first: one that connected before the signal is served.
+        if ready[0] {
+            accept_waiting(listener, server)?;
+        }
+        if ready[1] {
+            drain_bytes(&wakeups.hup)?;
+            server.reload(config_path);
+        }
+        if ready[2] {
+            drain_bytes(&wakeups.term)?;
+            return Ok(SIGTERM);
+        }
+        if ready[3] {
+            drain_bytes(&wakeups.int)?;
+            return Ok(SIGINT);
+        }
+    }
+}
+
+/// Accepts every client that is waiting, without blocking.
+fn accept_waiting(listener: &TcpListener, server: &Server) -> io::Result<()> {
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => server.spawn(stream, peer)?,
+            Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(()),
+            Err(err) => {
+                // Out of descriptors, say: the next poll tries again.
+                log(format_args!("accept failed: {err}"));
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// WRONG: the naive loop. `stop` is set by signal-hook's handler for
+/// SIGTERM and SIGINT (`flag::register`), but `accept` does not return
+/// when a signal comes (SA_RESTART restarts it, and std would retry it
+/// anyway): the loop sees the flag only when the next client connects.
+fn accept_until_flag(
+    listener: &TcpListener,
+    server: &Server,
+    stop: &AtomicBool,
+) -> io::Result<()> {
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, peer)) => server.spawn(stream, peer)?,
+            Err(err) => log(format_args!("accept failed: {err}")),
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: accept
+
+// ANCHOR: drain
+/// Stops the connections and waits for them, for a second signal, or for
+/// the deadline, whichever comes first.
+fn drain(
+    server: Server,
+    wakeups: &Wakeups,
+    stop_signal: i32,
+    deadline: Duration,
+    mut private_dir: Option<PrivateDir>,
+) -> io::Result<ExitCode> {
+    let name = low_level::signal_name(stop_signal).unwrap_or("a signal");
+    let open = server.open.load(Ordering::SeqCst);
+    log(format_args!(
+        "Got {name}: no new connections; draining {open} connection(s), \
+         at most {} s",
+        deadline.as_secs()
+    ));
+    // Closing the last write end of each pipe is a message to every
+    // reader: `stop` tells the connections to finish; once each of them
+    // has dropped its copy of `alive`, the read end reports its end.
+    let Server {
+        stop,
+        alive,
+        alive_read,
+        open,
+        ..
+    } = server;
+    drop(stop);
+    drop(alive);
+    let started = Instant::now();
+    loop {
+        let left = deadline.saturating_sub(started.elapsed());
+        let mut fds = [
+            PollFd::new(alive_read.as_fd(), PollFlags::POLLIN),
+            PollFd::new(wakeups.term.as_fd(), PollFlags::POLLIN),
+            PollFd::new(wakeups.int.as_fd(), PollFlags::POLLIN),
+        ];
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, timeout) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => other?,
+        };
+        let ready: Vec<bool> =
+            fds.iter().map(|fd| fd.any() == Some(true)).collect();
+        if ready[0] {
+            log(format_args!("All connections closed; exiting"));
+            drop(private_dir.take());
+            return Ok(ExitCode::SUCCESS);
+        }
+        if ready[1] || ready[2] {
+            let again = if ready[1] { SIGTERM } else { SIGINT };
+            let name = low_level::signal_name(again).unwrap_or("a signal");
+            log(format_args!("Got {name} while draining: exiting now"));
+            // Drop does not run when a signal ends the process: clean up
+            // first, then die of the signal, as the sender expects.
+            drop(private_dir.take());
+            low_level::emulate_default_handler(again)?;
+        }
+        if started.elapsed() >= deadline {
+            let open = open.load(Ordering::SeqCst);
+            log(format_args!(
+                "Deadline passed with {open} connection(s) open; exiting"
+            ));
+            drop(private_dir.take());
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+}
+// ANCHOR_END: drain
+
+/// What the connection threads share with the main thread.
+struct Server {
+    config: Shared,
+    /// Dropped to tell every connection to finish.
+    stop: OwnedFd,
+    stop_read: Arc<OwnedFd>,
+    /// Each connection holds a copy; the read end ends when all are gone.
+    alive: OwnedFd,
+    alive_read: OwnedFd,
+    open: Arc<AtomicUsize>,
+}
+
+impl Server {
+    fn new(config: Shared) -> io::Result<Server> {
+        let (stop_read, stop) = pipe()?;
+        let (alive_read, alive) = pipe()?;
+        Ok(Server {
+            config,
+            stop,
+            stop_read: Arc::new(stop_read),
+            alive,
+            alive_read,
+            open: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    fn spawn(&self, stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
+        let config = Arc::clone(&self.config);
+        let stop = Arc::clone(&self.stop_read);
+        let alive = self.alive.try_clone()?;
+        let open = Arc::clone(&self.open);
+        open.fetch_add(1, Ordering::SeqCst);
+        thread::spawn(move || {
+            log(format_args!("{peer}: connected"));
+            match serve(stream, peer, &config, &stop) {
+                Ok(()) => log(format_args!("{peer}: closed")),
+                Err(err) => log(format_args!("{peer}: {}", explain(&err))),
+            }
+            open.fetch_sub(1, Ordering::SeqCst);
+            drop(alive);
+        });
+        Ok(())
+    }
+
+    // ANCHOR: reload
+    /// Reads the configuration file again; keeps the old one if the new
+    /// one is bad. Connections are not touched.
+    fn reload(&self, path: &Path) {
+        match load(path) {
+            Ok(new) => {
+                log(format_args!(
+                    "Reloaded {}: greeting {:?}, delay_ms {}",
+                    path.display(),
+                    new.greeting,
+                    new.delay.as_millis()
+                ));
+                if let Ok(mut current) = self.config.write() {
+                    *current = Arc::new(new);
+                }
+            }
+            Err(err) => log(format_args!(
+                "Reload failed, keeping the old configuration: {err}"
+            )),
+        }
+    }
+    // ANCHOR_END: reload
+}
+
+// ANCHOR: serve
+/// Answers each line the client sends, until the client closes, stays
+/// silent for too long, or the server stops: then it answers the lines it
+/// has already received, and closes.
+fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    config: &Shared,
+    stop: &OwnedFd,
+) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_write_timeout(Some(PEER_TIMEOUT))?;
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        while let Some(end) = received.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = received.drain(..=end).collect();
+            let request = String::from_utf8_lossy(&line);
+            let request = request.trim_end();
+            let config =
+                config.read().map(|c| Arc::clone(&c)).map_err(|_| {
+                    io::Error::other("the configuration lock is poisoned")
+                })?;
+            log(format_args!("{peer}: request {request:?}"));
+            thread::sleep(config.delay); // The work.
+            writeln!(stream, "{}, {request}", config.greeting)?;
+        }
+        let mut fds = [
+            PollFd::new(stream.as_fd(), PollFlags::POLLIN),
+            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+        ];
+        let idle = PollTimeout::try_from(IDLE).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, idle) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => other?,
+        };
+        if fds[0].any() == Some(true) {
+            let n = stream.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(()); // The client closed.
+            }
+            received.extend_from_slice(&chunk[..n]);
+            if received.len() > MAX_LINE {
+                writeln!(stream, "error: line too long")?;
+                break;
+            }
+        } else if fds[1].any() == Some(true) {
+            break; // Stopping: what was received has been answered.
+        } else {
+            break; // Idle for too long.
+        }
+    }
+    close_gently(stream)
+}
+
+/// Half-closes, then reads and discards until the client closes too, for
+/// at most PEER_TIMEOUT: closing with unread bytes would send a reset
+/// (RST), which can destroy replies the client has not read yet.
+fn close_gently(mut stream: TcpStream) -> io::Result<()> {
+    stream.shutdown(Shutdown::Write)?;
+    let deadline = Instant::now() + PEER_TIMEOUT;
+    let mut scratch = [0u8; 4096];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        if stream.read(&mut scratch)? == 0 {
+            return Ok(());
+        }
+    }
+    Err(ErrorKind::TimedOut.into())
+}
+// ANCHOR_END: serve
+
+// ANCHOR: wake
+/// A channel whose read end becomes readable when `signal` comes:
+/// signal-hook's handler writes a byte into the other end.
+fn wake_on(signal: i32) -> io::Result<UnixStream> {
+    let (read, write) = UnixStream::pair()?;
+    read.set_nonblocking(true)?;
+    low_level::pipe::register(signal, write)?;
+    Ok(read)
+}
+
+/// Reads every wake-up byte that is waiting; true if there was any.
+fn drain_bytes(mut wakeup: &UnixStream) -> io::Result<bool> {
+    let mut bytes = [0u8; 64];
+    let mut any = false;
+    loop {
+        match wakeup.read(&mut bytes) {
+            Ok(0) => return Ok(any),
+            Ok(_) => any = true,
+            Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(any),
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+}
+// ANCHOR_END: wake
+
+/// Reads and checks a configuration file: `key = value` lines, `#`
+/// comments; unknown keys are errors, missing ones keep their defaults.
+fn load(path: &Path) -> Result<Config, String> {
+    let text = fs::read_to_string(path)
+        .map_err(|err| format!("{}: {err}", path.display()))?;
+    let mut config = Config {
+        greeting: "hello".into(),
+        delay: Duration::ZERO,
+    };
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = format!("{} line {}", path.display(), n + 1);
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| format!("{at}: expected `key = value`"))?;
+        match (key.trim(), value.trim()) {
+            ("greeting", value) => config.greeting = value.to_string(),
+            ("delay_ms", value) => {
+                let ms: u64 = value
+                    .parse()
+                    .map_err(|err| format!("{at}: delay_ms: {err}"))?;
+                config.delay = Duration::from_millis(ms);
+            }
+            (other, _) => return Err(format!("{at}: unknown key {other:?}")),
+        }
+    }
+    Ok(config)
+}
+
+/// A directory only we can use, removed when dropped.
+struct PrivateDir(PathBuf);
+
+impl PrivateDir {
+    /// `mkdtemp`: a new directory with mode 0700, under a name nobody can
+    /// guess or take first.
+    fn new() -> io::Result<PrivateDir> {
+        use std::os::unix::ffi::OsStringExt;
+        let template = std::env::temp_dir().join("sig-daemon.XXXXXX");
+        let mut bytes = template.into_os_string().into_vec();
+        bytes.push(0);
+        // SAFETY: `bytes` is a writable, NUL-terminated template, which
+        // mkdtemp rewrites in place.
+        let made = unsafe { nix::libc::mkdtemp(bytes.as_mut_ptr().cast()) };
+        if made.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        bytes.pop();
+        Ok(PrivateDir(std::ffi::OsString::from_vec(bytes).into()))
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A connection error in words: a timed-out read says "would block".
+fn explain(err: &io::Error) -> String {
+    match err.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => "timed out".into(),
+        _ => err.to_string(),
+    }
+}
+
+/// One line on stdout, the daemon's log. A log nobody reads is lost, and
+/// the daemon goes on.
+fn log(message: impl Display) {
+    let _ = writeln!(io::stdout(), "{message}");
+}
+
+/// Every address `HOST:PORT` names (`localhost` may name several).
+fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
+    let bad = |why: &dyn Display| format!("bad address '{spec}': {why}");
+    let addrs: Vec<_> = spec.to_socket_addrs().map_err(|e| bad(&e))?.collect();
+    if addrs.is_empty() {
+        return Err(bad(&"it names no address"));
+    }
+    Ok(addrs)
+}
+
+/// Reads `[HOST:PORT] [--config PATH] [--drain-secs N] [--flag-only]`.
+fn parse_args() -> Result<Args, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut parsed = Args {
+        addr: DEFAULT_ADDR.into(),
+        config: None,
+        drain: Duration::from_secs(10),
+        flag_only: false,
+    };
+    let mut addr_seen = false;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("config") => parsed.config = Some(args.value()?.into()),
+            Long("drain-secs") => {
+                parsed.drain = Duration::from_secs(args.value()?.parse()?);
+            }
+            Long("flag-only") => parsed.flag_only = true,
+            Value(value) if !addr_seen => {
+                parsed.addr = value.string()?;
+                addr_seen = true;
+            }
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(parsed)
+}
+// ANCHOR_END: whole

@@ -1,0 +1,132 @@
+// ANCHOR: whole
+// Listing 11-1: the limits of `alarm`, shown in four steps. SIGALRM is
+// blocked and taken with `sigwait`, so no handler is involved. Times the
+// program measures are marked "(measured: ...)"; they differ a little from
+// run to run.
+
+use std::error::Error;
+use std::io;
+use std::process::{self, ExitCode};
+use std::time::{Duration, Instant};
+
+use nix::libc;
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
+use nix::unistd::alarm;
+
+const USAGE: &str = "usage: sig-alarm-limits";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sig-alarm-limits: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let alarm_only = SigSet::from(Signal::SIGALRM);
+    alarm_only.thread_block()?;
+
+    // 1. Whole seconds only: `alarm` takes an unsigned number of seconds.
+    let start = Instant::now();
+    alarm::set(1);
+    alarm_only.wait()?;
+    println!("alarm(1): SIGALRM {}", measured(start.elapsed()));
+
+    // 2. One alarm per process: a second call replaces the first, and
+    //    returns the seconds that were left of it.
+    let start = Instant::now();
+    let first = alarm::set(5);
+    let second = alarm::set(2);
+    println!("alarm(5) returned {first:?}; alarm(2) returned {second:?}");
+    alarm_only.wait()?;
+    println!("SIGALRM {}", measured(start.elapsed()));
+    println!("alarm(0) returned {:?}: nothing is left", alarm::cancel());
+
+    // 3. setitimer: intervals in microseconds, and a period.
+    let start = Instant::now();
+    set_itimer(Duration::from_millis(250), Duration::from_millis(250))?;
+    for _ in 0..4 {
+        alarm_only.wait()?;
+    }
+    let took = measured(start.elapsed());
+    println!("setitimer(250 ms, every 250 ms): 4 SIGALRMs {took}");
+
+    // 4. It is the same timer: `alarm(0)` cancels the interval timer.
+    let left = alarm::cancel();
+    let off = itimer_left()? == Duration::ZERO;
+    println!("alarm(0) returned {left:?}; the interval timer is off: {off}");
+    Ok(())
+}
+// ANCHOR_END: run
+
+/// "after 1.00 s (measured)": a time that varies from run to run.
+fn measured(elapsed: Duration) -> String {
+    format!("after {:.2} s (measured)", elapsed.as_secs_f64())
+}
+
+/// `setitimer(ITIMER_REAL, ...)`: SIGALRM after `first`, then every
+/// `every` (zero: once).
+fn set_itimer(first: Duration, every: Duration) -> io::Result<()> {
+    let timeval = |d: Duration| libc::timeval {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_usec: d.subsec_micros().into(),
+    };
+    let timer = libc::itimerval {
+        it_interval: timeval(every),
+        it_value: timeval(first),
+    };
+    // SAFETY: a valid itimerval; the old value is not wanted.
+    let rc = unsafe {
+        libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut())
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// What is left of `ITIMER_REAL` before it next fires.
+fn itimer_left() -> io::Result<Duration> {
+    let mut timer = std::mem::MaybeUninit::<libc::itimerval>::uninit();
+    // SAFETY: `getitimer` fills `timer` when it succeeds.
+    let rc = unsafe { libc::getitimer(libc::ITIMER_REAL, timer.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: filled by the successful call above.
+    let value = unsafe { timer.assume_init() }.it_value;
+    Ok(Duration::from_secs(value.tv_sec as u64)
+        + Duration::from_micros(value.tv_usec as u64))
+}
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Takes no arguments but `--help`.
+fn parse_args() -> Result<(), lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = lexopt::Parser::from_env();
+    if let Some(arg) = args.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: whole

@@ -1,0 +1,175 @@
+// ANCHOR: whole
+// Listing 12-2: the same Ctrl-C seen from the parent's side. A child that
+// catches SIGINT, cleans up and then exits with status 130 looks, to a
+// shell's `$?`, just like a child that dies of SIGINT; but `waitpid`
+// tells the two apart, and so does bash, which goes on with a script when
+// its child "handled" the Ctrl-C and stops when the child died of it.
+//
+// The program runs itself as the child (`--child exit130` or
+// `--child reraise`), once directly and once under `bash -c`, and sends
+// SIGINT to the child's whole process group, as Ctrl-C does.
+
+use std::error::Error;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{self, Command, ExitCode, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigHandler, Signal, killpg, signal};
+use nix::unistd::Pid;
+use signal_hook::consts::SIGINT;
+use signal_hook::{flag, low_level};
+
+const USAGE: &str = "usage: sig-status [--child exit130|reraise]";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("sig-status: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: child
+/// The child: waits for SIGINT, "cleans up", then ends one way or the
+/// other. It gives up after ten seconds, so that it cannot outlive a
+/// parent that died before sending the signal.
+fn child(reraise: bool) -> Result<ExitCode, Box<dyn Error>> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    flag::register(SIGINT, Arc::clone(&interrupted))?;
+    println!("ready");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !interrupted.load(Ordering::SeqCst) {
+        if Instant::now() > deadline {
+            return Err("no SIGINT came".into());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    // ... clean up ...
+    if reraise {
+        low_level::emulate_default_handler(SIGINT)?;
+    }
+    Ok(ExitCode::from(130))
+}
+// ANCHOR_END: child
+
+// ANCHOR: run
+fn run() -> Result<ExitCode, Box<dyn Error>> {
+    restore_sigpipe()?;
+    if let Some(reraise) = parse_args().map_err(|e| format!("{e}; {USAGE}"))? {
+        return child(reraise);
+    }
+    let me = std::env::current_exe()?;
+    for way in ["exit130", "reraise"] {
+        let mut direct = Command::new(&me);
+        direct.args(["--child", way]);
+        let status = interrupt(&mut direct, false)?;
+        println!("{way:<8} child alone:   {}", describe(status));
+        // `$0` is the first argument after the script.
+        let script = r#""$0" --child "$1"; echo "  (the script went on)""#;
+        let mut shell = Command::new("bash");
+        shell.args(["-c", script]).arg(&me).arg(way);
+        let status = interrupt(&mut shell, true)?;
+        println!("{way:<8} under bash -c: bash {}", describe(status));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts `command` in a process group of its own, waits for the child's
+/// "ready" (and, for a shell, until the shell waits for its child), sends
+/// SIGINT to the whole group, and returns how it ended. What the command
+/// prints after "ready" is passed on.
+fn interrupt(
+    command: &mut Command,
+    shell: bool,
+) -> Result<ExitStatus, Box<dyn Error>> {
+    let mut running = command
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let group = Pid::from_raw(running.id() as i32);
+    let mut out = BufReader::new(running.stdout.take().ok_or("no stdout")?);
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    if line.trim() != "ready" {
+        return Err(format!("the child said {line:?}").into());
+    }
+    if shell {
+        // bash decides what a Ctrl-C means while it waits for its child;
+        // one that comes sooner ends bash as it would end any script.
+        wait_in_waitpid(group)?;
+    }
+    killpg(group, Signal::SIGINT)?; // What Ctrl-C does.
+    let mut rest = String::new();
+    out.read_to_string(&mut rest)?;
+    print!("{rest}");
+    std::io::stdout().flush()?;
+    Ok(running.wait()?)
+}
+
+/// Waits until `pid` sleeps in `waitpid` (Linux: its wchan is `do_wait`).
+fn wait_in_waitpid(pid: Pid) -> Result<(), Box<dyn Error>> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let wchan = format!("/proc/{pid}/wchan");
+    while std::fs::read_to_string(&wchan)? != "do_wait" {
+        if Instant::now() > deadline {
+            return Err("the shell never waited for its child".into());
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+/// What a parent learns from `waitpid`, and what a shell's `$?` says.
+fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code} ($? = {code})"),
+        (None, Some(n)) => {
+            let name = Signal::try_from(n).map_or("?", Signal::as_str);
+            format!("was killed by {name} ($? = {})", 128 + n)
+        }
+        _ => format!("{status}"),
+    }
+}
+// ANCHOR_END: run
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--child exit130|reraise]`: `None` for the parent.
+fn parse_args() -> Result<Option<bool>, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut child = None;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("child") => {
+                child = Some(match args.value()?.string()?.as_str() {
+                    "exit130" => false,
+                    "reraise" => true,
+                    other => {
+                        return Err(format!("unknown child '{other}'").into());
+                    }
+                });
+            }
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(child)
+}
+// ANCHOR_END: whole

@@ -1,0 +1,217 @@
+//! Chapter 7, Waiting without a race, and signals with threads: Listings
+//! 7-1 (`sig-wait`), 7-2 (`sig-signalfd`) and 7-3 (`sig-threads`).
+
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::support::{
+    Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
+    cargo_run, pending_signals, run, shell, state_of, wait_until,
+};
+
+#[test]
+fn sig_wait_pause_loses_the_alarm_that_rings_between_check_and_pause() {
+    let args = ["pause", "--late", "--count", "1"];
+    let mut wait = Listing::start(bin!("sig-wait"), &args);
+    wait.expect(r"Waiting for alarms as pid \d+");
+    wait.expect(r"Round 1: alarm\(1\) set");
+    wait.expect("\\(late\\) handler ran: true; SIGALRM pending: false");
+    let pid = wait.pid();
+    // In pause(), for a signal that has come and gone: asleep, with
+    // nothing pending, and nothing happens.
+    wait_until("pause()", || state_of(pid) == Some('S'));
+    assert_eq!(pending_signals(pid), Vec::<i32>::new());
+    assert!(
+        wait.no_line_within(Duration::from_secs(2)),
+        "pause returned"
+    );
+    wait.signal(Signal::SIGALRM); // Only a new signal wakes it.
+    wait.expect("Round 1: SIGALRM taken by pause");
+    let out = wait.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_matches_book(
+        "ch07-waiting/07-01-sig-wait-pause.out",
+        "sig-wait",
+        &args,
+        &out.stdout,
+    );
+}
+
+#[test]
+fn sig_wait_blocking_methods_keep_the_alarm_that_came_early() {
+    let mut session = Vec::new();
+    for (method, taken_by) in [
+        ("suspend", "sigsuspend"),
+        ("sigwait", "sigwait"),
+        ("timedwait", "sigtimedwait"),
+    ] {
+        let args = [method, "--late", "--count", "1"];
+        let out = run(bin!("sig-wait"), &args);
+        assert!(out.status.success(), "{method}: {}", out.stderr);
+        assert_eq!(
+            out.stdout[2],
+            "(late) handler ran: false; SIGALRM pending: true"
+        );
+        assert_eq!(
+            out.stdout[3],
+            format!("Round 1: SIGALRM taken by {taken_by}")
+        );
+        session.push((cargo_run("sig-wait", &args), out.stdout));
+    }
+    let session: Vec<_> =
+        session.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book(
+        "ch07-waiting/07-01-sig-wait-late.out",
+        &session,
+    );
+}
+
+#[test]
+fn sig_wait_takes_one_alarm_per_round_with_every_method() {
+    for method in ["pause", "suspend", "sigwait", "timedwait"] {
+        let started = Instant::now();
+        let out = run(bin!("sig-wait"), &[method, "--count", "2"]);
+        assert!(out.status.success(), "{method}: {}", out.stderr);
+        assert_eq!(out.stdout.len(), 5, "{method}: {:?}", out.stdout);
+        // Two alarms of one second each cannot take less than two.
+        assert!(started.elapsed() >= Duration::from_secs(2));
+    }
+}
+
+#[test]
+fn sig_wait_timedwait_gives_up_after_its_timeout() {
+    let started = Instant::now();
+    let args = [
+        "timedwait",
+        "--alarm-secs",
+        "5",
+        "--timeout-secs",
+        "1",
+        "--count",
+        "1",
+    ];
+    let out = run(bin!("sig-wait"), &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout[2], "Round 1: no signal within 1 s");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn sig_signalfd_reads_each_signal_and_its_sender_lowest_number_first() {
+    let mut fd = Listing::start(bin!("sig-signalfd"), &[]);
+    fd.expect(r"Waiting as pid \d+; try: kill -USR1 \d+, or type a line");
+    let pid = fd.pid();
+    let mut terminal2 = Vec::new();
+    let mut type_in = |command: String| {
+        terminal2.push((command.clone(), shell(&command)));
+    };
+    type_in(format!("kill -USR1 {pid}"));
+    fd.expect(r"signalfd: SIGUSR1 from pid \d+ \(uid \d+\)");
+    type_in(format!("kill -STOP {pid}"));
+    wait_until("the listing to stop", || state_of(pid) == Some('T'));
+    type_in(format!("kill -USR1 {pid}; kill -HUP {pid}"));
+    type_in(format!("kill -CONT {pid}"));
+    // Two pending signals are read lowest number first: 1 before 10.
+    fd.expect(r"signalfd: SIGHUP from pid \d+ \(uid \d+\)");
+    fd.expect(r"signalfd: SIGUSR1 from pid \d+ \(uid \d+\)");
+    type_in(format!("kill -TERM {pid}"));
+    fd.expect(r"signalfd: SIGTERM from pid \d+ \(uid \d+\)");
+    let out = fd.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_session_matches_book(
+        "ch07-waiting/07-02-sig-signalfd.out",
+        &[(cargo_run("sig-signalfd", &[]), &out.stdout)],
+    );
+    let session: Vec<_> =
+        terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book("ch07-waiting/07-02-terminal-2.out", &session);
+}
+
+#[test]
+fn sig_signalfd_sender_pid_is_the_process_that_sent() {
+    let mut fd = Listing::start(bin!("sig-signalfd"), &["--count", "1"]);
+    fd.next_line();
+    fd.signal(Signal::SIGUSR1); // From this test process.
+    let me = std::process::id();
+    fd.expect(&format!(r"signalfd: SIGUSR1 from pid {me} \(uid \d+\)"));
+    assert!(fd.finish().status.success());
+}
+
+/// Runs `sig-threads MODE`, sends `n` SIGUSR1 one at a time, and returns
+/// the names of the threads that took them.
+fn takers(mode: &str, n: usize) -> (Vec<String>, Vec<String>) {
+    let count = n.to_string();
+    let mut threads =
+        Listing::start(bin!("sig-threads"), &[mode, "--count", &count]);
+    threads.expect(r"\d threads in pid \d+; try: kill -USR1 \d+");
+    let mut names = Vec::new();
+    for i in 1..=n {
+        threads.signal(Signal::SIGUSR1);
+        let line = threads.expect(&format!(r"SIGUSR1 #{i}: thread (\S+) .*"));
+        names.push(line[1].clone());
+    }
+    let out = threads.finish();
+    assert!(out.status.success(), "{mode}: {}", out.stderr);
+    (names, out.stdout)
+}
+
+#[test]
+fn sig_threads_a_process_signal_goes_to_a_thread_that_does_not_block_it() {
+    // The kernel prefers the main thread when it does not block the
+    // signal; otherwise it picks another thread that does not.
+    let (names, handler) = takers("handler", 3);
+    assert_eq!(names, ["main"; 3]);
+    let (names, _) = takers("mask-main", 3);
+    assert!(names.iter().all(|n| n.starts_with("worker-")), "{names:?}");
+    // Blocked everywhere before any thread started: only sigwait takes it.
+    let (names, sigwait) = takers("sigwait", 3);
+    assert_eq!(names, ["signals"; 3]);
+    assert_session_matches_book(
+        "ch07-waiting/07-03-sig-threads.out",
+        &[
+            (
+                cargo_run("sig-threads", &["handler", "--count", "3"]),
+                &handler,
+            ),
+            (
+                cargo_run("sig-threads", &["sigwait", "--count", "3"]),
+                &sigwait,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn sig_threads_blocked_in_one_thread_only_the_signal_kills_the_process() {
+    let args = ["sigwait-late", "--count", "1"];
+    let mut threads = Listing::start(bin!("sig-threads"), &args);
+    threads.next_line();
+    threads.signal(Signal::SIGUSR1);
+    let out = threads.finish();
+    assert_eq!(
+        out.status.signal(),
+        Some(Signal::SIGUSR1 as i32),
+        "{:?}",
+        out.status
+    );
+    assert_eq!(out.stdout.len(), 1, "{:?}", out.stdout);
+}
+
+#[test]
+fn waiting_listings_reject_bad_arguments_in_one_line() {
+    assert_rejects(bin!("sig-wait"), &[], "which method?");
+    assert_rejects(bin!("sig-wait"), &["nap"], "unknown method 'nap'");
+    assert_rejects(
+        bin!("sig-wait"),
+        &["pause", "--alarm-secs", "0"],
+        "at least 1",
+    );
+    assert_rejects(bin!("sig-signalfd"), &["--count", "x"], r#"argument "x""#);
+    assert_rejects(bin!("sig-threads"), &["all"], "unknown mode 'all'");
+}

@@ -1,0 +1,115 @@
+//! Chapter 8, Interrupted system calls: Listings 8-1 (`sig-eintr`) and
+//! 8-2 (`sig-restart-table`).
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::support::{
+    Listing, assert_rejects, assert_session_matches_book, cargo_run, run,
+    shell, state_of, wait_until,
+};
+
+#[test]
+fn sig_eintr_read_fails_with_eintr_without_sa_restart() {
+    let mut eintr = Listing::start(bin!("sig-eintr"), &[]);
+    eintr.expect("SIGUSR1 handler installed with SA_RESTART: false");
+    eintr.expect(r"Reading an empty pipe as pid \d+; try: kill -USR1 \d+");
+    wait_until("the read to block", || state_of(eintr.pid()) == Some('S'));
+    eintr.signal(Signal::SIGUSR1);
+    eintr.expect("Handler: SIGUSR1 arrived");
+    eintr.expect(r"read failed with EINTR; the handler ran 1 time\(s\)");
+    assert!(eintr.finish().status.success());
+}
+
+#[test]
+fn sig_eintr_read_is_restarted_with_sa_restart_and_with_signal_hook() {
+    let mut session = Vec::new();
+    for args in [&[][..], &["--restart"][..], &["--signal-hook"][..]] {
+        let restart = !args.is_empty();
+        let mut eintr = Listing::start(bin!("sig-eintr"), args);
+        eintr.expect(&format!(
+            "SIGUSR1 handler installed with SA_RESTART: {restart}"
+        ));
+        eintr.next_line();
+        let pid = eintr.pid();
+        wait_until("the read to block", || state_of(pid) == Some('S'));
+        let usr1 = format!("kill -USR1 {pid}");
+        let mut typed = vec![(usr1.clone(), shell(&usr1))];
+        eintr.expect("Handler: SIGUSR1 arrived");
+        if restart {
+            // The read went on: asleep again, nothing printed.
+            assert!(eintr.no_line_within(Duration::from_millis(500)));
+            assert_eq!(state_of(pid), Some('S'));
+            let usr2 = format!("kill -USR2 {pid}");
+            typed.push((usr2.clone(), shell(&usr2)));
+            eintr.expect(
+                r"read returned 1 byte\(s\) \[!\]; the handler ran 1 time\(s\)",
+            );
+        } else {
+            eintr
+                .expect(r"read failed with EINTR; the handler ran 1 time\(s\)");
+        }
+        let out = eintr.finish();
+        assert!(out.status.success(), "{args:?}: {}", out.stderr);
+        session.push((cargo_run("sig-eintr", args), out.stdout, typed));
+    }
+    for (i, name) in ["plain", "restart", "signal-hook"].iter().enumerate() {
+        let (command, stdout, typed) = &session[i];
+        assert_session_matches_book(
+            &format!("ch08-eintr/08-01-sig-eintr-{name}.out"),
+            &[(command.clone(), stdout)],
+        );
+        let typed: Vec<_> =
+            typed.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+        assert_session_matches_book(
+            &format!("ch08-eintr/08-01-sig-eintr-{name}-terminal-2.out"),
+            &typed,
+        );
+    }
+}
+
+#[test]
+fn sig_restart_table_says_which_calls_give_up_and_matches_the_book() {
+    let out = run(bin!("sig-restart-table"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let row = |call: &str| -> (String, String) {
+        let line = out
+            .stdout
+            .iter()
+            .find(|l| l.starts_with(call))
+            .unwrap_or_else(|| panic!("no row for {call}"));
+        let cells: Vec<_> = line[36..].split_whitespace().collect();
+        (cells[0].to_string(), cells[1].to_string())
+    };
+    let both = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(row("std File::read"), both("Err(Interrupted)", "Ok"));
+    assert_eq!(row("std Read::read_exact"), both("Ok", "Ok"));
+    assert_eq!(row("nix unistd::read"), both("Err(EINTR)", "Ok"));
+    assert_eq!(
+        row("std TcpStream::read, read_timeout"),
+        both("Err(Interrupted)", "Err(Interrupted)")
+    );
+    assert_eq!(row("std TcpListener::accept"), both("Ok", "Ok"));
+    assert_eq!(row("nix poll"), both("Err(EINTR)", "Err(EINTR)"));
+    assert_eq!(row("std thread::sleep"), both("Ok", "Ok"));
+    assert_eq!(row("nix sys::wait::waitpid"), both("Err(EINTR)", "Ok"));
+    assert_session_matches_book(
+        "ch08-eintr/08-02-sig-restart-table.out",
+        &[(cargo_run("sig-restart-table", &[]), &out.stdout)],
+    );
+}
+
+#[test]
+fn eintr_listings_reject_bad_arguments_in_one_line() {
+    assert_rejects(
+        bin!("sig-eintr"),
+        &["--restart", "--signal-hook"],
+        "--signal-hook",
+    );
+    assert_rejects(
+        bin!("sig-restart-table"),
+        &["now"],
+        r#"unexpected argument "now""#,
+    );
+}

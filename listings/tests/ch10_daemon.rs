@@ -1,0 +1,322 @@
+//! Chapter 10, Shutdown and reload: Listing 10-1 (`sig-daemon`), run as a
+//! real server, with real clients in flight while it gets its signals.
+
+use std::fs;
+use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::support::{
+    Listing, PATIENCE, assert_rejects, assert_session_matches_book, cargo_run,
+    have, shell, state_of, wait_until,
+};
+
+/// A started daemon: its address, its configuration file.
+struct Daemon {
+    listing: Listing,
+    addr: SocketAddr,
+    config: PathBuf,
+}
+
+fn start(args: &[&str]) -> Daemon {
+    let mut all = vec!["127.0.0.1:0"];
+    all.extend(args);
+    let mut listing = Listing::start(bin!("sig-daemon"), &all);
+    let ready =
+        listing.expect(r"Listening on (\S+) as pid (\d+); config (\S+)");
+    assert_eq!(ready[2], listing.pid().to_string());
+    Daemon {
+        listing,
+        addr: ready[1].parse().expect("an address"),
+        config: PathBuf::from(&ready[3]),
+    }
+}
+
+/// Replaces the configuration and has the daemon reload it.
+fn reconfigure(daemon: &mut Daemon, text: &str) {
+    fs::write(&daemon.config, text).expect("write the configuration");
+    daemon.listing.signal(Signal::SIGHUP);
+    daemon.listing.expect("Reloaded .*");
+}
+
+/// A client connection with timeouts on every wait.
+struct Client {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Client {
+        let stream =
+            TcpStream::connect_timeout(&addr, PATIENCE).expect("connect");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.set_write_timeout(Some(PATIENCE)).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Client { stream, reader }
+    }
+
+    fn send(&mut self, line: &str) {
+        writeln!(self.stream, "{line}").expect("send a request");
+    }
+
+    /// The next line of reply, or `None` at the end of the stream.
+    fn reply(&mut self) -> Option<String> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line).expect("read a reply") {
+            0 => None,
+            _ => Some(line),
+        }
+    }
+}
+
+/// Whether `pid` sleeps in a kernel function whose name contains `name`.
+fn in_kernel_function(pid: nix::unistd::Pid, name: &str) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/wchan"))
+        .is_ok_and(|wchan| wchan.contains(name))
+        && state_of(pid) == Some('S')
+}
+
+/// Reads lines until one matches `pattern`; at most five.
+fn until(listing: &mut Listing, pattern: &str) {
+    let re = regex::Regex::new(&format!("^{pattern}$")).unwrap();
+    for _ in 0..5 {
+        if re.is_match(&listing.next_line()) {
+            return;
+        }
+    }
+    panic!("no line matching /{pattern}/");
+}
+
+/// Waits for the daemon's log line saying a connection said `request`.
+fn logged_request(daemon: &mut Daemon, request: &str) {
+    daemon.listing.expect(r"127\.0\.0\.1:\d+: connected");
+    daemon
+        .listing
+        .expect(&format!(r#"127\.0\.0\.1:\d+: request "{request}""#));
+}
+
+#[test]
+fn sig_daemon_reloads_on_sighup_without_dropping_a_connection() {
+    let mut daemon = start(&[]);
+    let mut client = Client::connect(daemon.addr);
+    client.send("world");
+    logged_request(&mut daemon, "world");
+    assert_eq!(client.reply().as_deref(), Some("hello, world\n"));
+    reconfigure(&mut daemon, "greeting = bonjour\n");
+    // The same connection, the new configuration.
+    client.send("again");
+    daemon
+        .listing
+        .expect(r#"127\.0\.0\.1:\d+: request "again""#);
+    assert_eq!(client.reply().as_deref(), Some("bonjour, again\n"));
+    // A bad file changes nothing.
+    fs::write(&daemon.config, "greeting = hi\ncolour = blue\n").unwrap();
+    daemon.listing.signal(Signal::SIGHUP);
+    daemon.listing.expect(
+        r#"Reload failed, keeping the old configuration: .*line 2: unknown key "colour""#,
+    );
+    client.send("still");
+    daemon
+        .listing
+        .expect(r#"127\.0\.0\.1:\d+: request "still""#);
+    assert_eq!(client.reply().as_deref(), Some("bonjour, still\n"));
+    // An idle connection does not hold up the shutdown.
+    let dir = daemon.config.parent().unwrap().to_path_buf();
+    daemon.listing.signal(Signal::SIGTERM);
+    daemon.listing.expect(r"Got SIGTERM: no new connections; draining 1 connection\(s\), at most 10 s");
+    assert_eq!(client.reply(), None, "closed by the server");
+    drop(client);
+    let out = daemon.listing.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(!dir.exists(), "{} is left behind", dir.display());
+}
+
+#[test]
+fn sig_daemon_drains_every_request_in_flight_and_refuses_new_clients() {
+    let mut daemon = start(&[]);
+    reconfigure(&mut daemon, "delay_ms = 3000\n");
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let mut client = Client::connect(daemon.addr);
+        client.send(&format!("client{i}"));
+        logged_request(&mut daemon, &format!("client{i}"));
+        clients.push(client);
+    }
+    // All three requests are being worked on: now SIGTERM.
+    let sent = Instant::now();
+    daemon.listing.signal(Signal::SIGTERM);
+    daemon.listing.expect(r"Got SIGTERM: no new connections; draining 3 connection\(s\), at most 10 s");
+    let refused = TcpStream::connect_timeout(&daemon.addr, PATIENCE);
+    assert_eq!(
+        refused.map_err(|e| e.kind()).err(),
+        Some(ErrorKind::ConnectionRefused),
+        "a new client after SIGTERM"
+    );
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert_eq!(client.reply(), Some(format!("hello, client{i}\n")));
+        assert_eq!(client.reply(), None, "then the end");
+    }
+    let out = daemon.listing.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout.last().unwrap(),
+        "All connections closed; exiting"
+    );
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "within the deadline"
+    );
+}
+
+#[test]
+fn sig_daemon_gives_up_at_the_deadline_with_status_1() {
+    let mut daemon = start(&["--drain-secs", "1"]);
+    reconfigure(&mut daemon, "delay_ms = 20000\n");
+    let mut client = Client::connect(daemon.addr);
+    client.send("slow");
+    logged_request(&mut daemon, "slow");
+    let sent = Instant::now();
+    daemon.listing.signal(Signal::SIGTERM);
+    daemon.listing.expect(r"Got SIGTERM: .*at most 1 s");
+    daemon
+        .listing
+        .expect(r"Deadline passed with 1 connection\(s\) open; exiting");
+    let out = daemon.listing.finish();
+    assert_eq!(out.status.code(), Some(1));
+    let took = sent.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn sig_daemon_dies_of_a_second_signal_and_removes_its_directory_first() {
+    let mut daemon = start(&[]);
+    reconfigure(&mut daemon, "delay_ms = 20000\n");
+    let mut client = Client::connect(daemon.addr);
+    client.send("slow");
+    logged_request(&mut daemon, "slow");
+    daemon.listing.signal(Signal::SIGTERM);
+    daemon.listing.expect(r"Got SIGTERM: .*");
+    let second = Instant::now();
+    daemon.listing.signal(Signal::SIGINT);
+    daemon
+        .listing
+        .expect("Got SIGINT while draining: exiting now");
+    let dir = daemon.config.parent().unwrap().to_path_buf();
+    let out = daemon.listing.finish();
+    assert_eq!(
+        out.status.signal(),
+        Some(Signal::SIGINT as i32),
+        "{:?}",
+        out.status
+    );
+    assert!(second.elapsed() < Duration::from_secs(10));
+    assert!(!dir.exists(), "{} is left behind", dir.display());
+    // The client in flight lost its connection, without a reply.
+    let _ = client.stream.shutdown(Shutdown::Write);
+}
+
+#[test]
+fn sig_daemon_flag_only_does_not_wake_a_blocked_accept() {
+    let mut daemon = start(&["--flag-only"]);
+    let pid = daemon.listing.pid();
+    // Once the main thread waits in accept() (the kernel's function for
+    // that is `inet_csk_accept`), send SIGTERM.
+    let in_accept = || in_kernel_function(pid, "accept");
+    wait_until("the daemon to wait in accept()", in_accept);
+    daemon.listing.signal(Signal::SIGTERM);
+    // The flag is set, but accept() goes on waiting: nothing happens.
+    assert!(
+        daemon.listing.no_line_within(Duration::from_secs(2)),
+        "{:?}",
+        daemon.listing.transcript()
+    );
+    assert!(in_accept(), "still in accept()");
+    // Only the next client wakes it, and then it stops.
+    let mut client = Client::connect(daemon.addr);
+    // The connection's thread and the main thread log at the same time.
+    until(
+        &mut daemon.listing,
+        r"Got SIGTERM: no new connections; draining 1 connection\(s\), .*",
+    );
+    assert_eq!(client.reply(), None);
+    let out = daemon.listing.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
+#[test]
+fn sig_daemon_session_matches_the_book() {
+    if !have("nc") {
+        return;
+    }
+    let mut daemon = start(&[]);
+    let (pid, port, config) = (
+        daemon.listing.pid(),
+        daemon.addr.port(),
+        daemon.config.clone(),
+    );
+    let mut terminal2 = Vec::new();
+    let client = |daemon: &mut Daemon, line: &str, terminal2: &mut Vec<_>| {
+        let command = format!("printf '{line}\\n' | nc -N 127.0.0.1 {port}");
+        let reply = shell(&command);
+        terminal2.push((command, reply));
+        // The server logs the connection's end after the client has gone.
+        daemon.listing.expect(r"127\.0\.0\.1:\d+: connected");
+        daemon
+            .listing
+            .expect(&format!(r#"127\.0\.0\.1:\d+: request "{line}""#));
+        daemon.listing.expect(r"127\.0\.0\.1:\d+: closed");
+    };
+    client(&mut daemon, "world", &mut terminal2);
+    let edit = format!("sed -i 's/hello/bonjour/' {}", config.display());
+    terminal2.push((edit.clone(), shell(&edit)));
+    let hup = format!("kill -HUP {pid}");
+    terminal2.push((hup.clone(), shell(&hup)));
+    daemon.listing.expect("Reloaded .*");
+    client(&mut daemon, "again", &mut terminal2);
+    let term = format!("kill -TERM {pid}");
+    terminal2.push((term.clone(), shell(&term)));
+    let out = daemon.listing.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(terminal2[0].1, ["hello, world"]);
+    assert_eq!(terminal2[3].1, ["bonjour, again"]);
+    assert!(!Path::new(&config).exists());
+    assert_session_matches_book(
+        "ch10-daemon/10-01-sig-daemon.out",
+        &[(cargo_run("sig-daemon", &[]), &out.stdout)],
+    );
+    let session: Vec<_> =
+        terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book("ch10-daemon/10-01-terminal-2.out", &session);
+}
+
+#[test]
+fn sig_daemon_rejects_bad_arguments_and_configurations_in_one_line() {
+    let daemon = bin!("sig-daemon");
+    assert_rejects(
+        daemon,
+        &["127.0.0.1:99999"],
+        "bad address '127.0.0.1:99999'",
+    );
+    assert_rejects(daemon, &["--drain-secs", "x"], r#"argument "x""#);
+    assert_rejects(
+        daemon,
+        &["127.0.0.1:0", "--config", "/no/such/file"],
+        "/no/such/file",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.conf");
+    fs::write(&bad, "delay_ms = soon\n").unwrap();
+    let bad = bad.to_str().unwrap();
+    assert_rejects(
+        daemon,
+        &["127.0.0.1:0", "--config", bad],
+        "line 1: delay_ms: invalid digit",
+    );
+}

@@ -1,0 +1,154 @@
+//! Chapter 11, Timers and real-time signals: Listings 11-1
+//! (`sig-alarm-limits`), 11-2 (`sig-timers`), 11-3 (`sig-count`) and 11-4
+//! (`sig-queue`).
+
+use crate::support::{
+    Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
+    cargo_run, have, run, shell,
+};
+
+/// The number a listing printed just before " (measured)".
+fn measured(line: &str) -> f64 {
+    let re = regex::Regex::new(r"(\d+(?:\.\d+)?)( s)? \(measured\)").unwrap();
+    re.captures(line)
+        .unwrap_or_else(|| panic!("no measured value in {line:?}"))[1]
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn sig_alarm_limits_whole_seconds_one_timer_shared_with_setitimer() {
+    let out = run(bin!("sig-alarm-limits"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let lines = &out.stdout;
+    assert_eq!(lines.len(), 6, "{lines:?}");
+    // Lower bounds only: a loaded machine makes signals late, not early.
+    assert!(measured(&lines[0]) >= 0.99, "{}", lines[0]);
+    assert_eq!(
+        lines[1],
+        "alarm(5) returned None; alarm(2) returned Some(5)"
+    );
+    assert!(measured(&lines[2]) >= 1.99, "{}", lines[2]);
+    assert_eq!(lines[3], "alarm(0) returned None: nothing is left");
+    assert!(measured(&lines[4]) >= 0.99, "{}", lines[4]);
+    assert_eq!(
+        lines[5],
+        "alarm(0) returned Some(1); the interval timer is off: true"
+    );
+    assert_matches_book(
+        "ch11-timers/11-01-sig-alarm-limits.out",
+        "sig-alarm-limits",
+        &[],
+        &out.stdout,
+    );
+}
+
+#[test]
+fn sig_timers_posix_timers_carry_values_and_count_overruns() {
+    let out = run(bin!("sig-timers"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let lines = &out.stdout;
+    assert_eq!(lines.len(), 8, "{lines:?}");
+    assert!(lines[2].starts_with("Took SIGRTMIN with value 1 after"));
+    assert!(measured(&lines[2]) >= 0.29);
+    assert!(lines[3].starts_with("Took SIGRTMIN+1 with value 2 after"));
+    assert!(measured(&lines[3]) >= 0.59);
+    // Blocked for 100 ms of 10 ms ticks: one signal, the rest counted.
+    eprintln!("sig-timers: {} / {}", lines[5], lines[7]);
+    assert!(measured(&lines[5]) >= 5.0, "{}", lines[5]);
+    assert!(measured(&lines[7]) >= 9.0, "{}", lines[7]);
+    assert_matches_book(
+        "ch11-timers/11-02-sig-timers.out",
+        "sig-timers",
+        &[],
+        &out.stdout,
+    );
+}
+
+#[test]
+fn sig_count_standard_signals_merge_and_real_time_signals_queue() {
+    let out = run(bin!("sig-count"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    // Each row: scheme, signal, sent, seen, and "(measured)" if it is.
+    let seen = |scheme: &str, signal: &str| -> String {
+        let row = out.stdout.iter().find_map(|line| {
+            let words: Vec<_> = line.split_whitespace().collect();
+            let end = words.len() - usize::from(line.ends_with("(measured)"));
+            let (sig, sent, seen) =
+                (words[end - 3], words[end - 2], words[end - 1]);
+            (line.starts_with(scheme) && sig == signal && sent == "1000")
+                .then(|| seen.to_string())
+        });
+        row.unwrap_or_else(|| {
+            panic!("no row {scheme} {signal}: {:?}", out.stdout)
+        })
+    };
+    assert_eq!(seen("handler, blocked while sent", "SIGUSR1"), "1");
+    assert_eq!(seen("handler, blocked while sent", "SIGRTMIN"), "1000");
+    let running: u32 = seen("handler, not blocked", "SIGUSR1").parse().unwrap();
+    assert!((1..=1000).contains(&running));
+    assert_eq!(seen("handler, not blocked", "SIGRTMIN"), "1000");
+    assert_eq!(seen("signalfd", "SIGUSR1"), "1");
+    assert_eq!(seen("signalfd", "SIGRTMIN"), "1000");
+    assert_eq!(seen("signal-hook iterator", "SIGUSR1"), "1");
+    assert_eq!(seen("signal-hook iterator", "SIGRTMIN"), "1");
+    eprintln!("sig-count: handler, not blocked, SIGUSR1: {running} of 1000");
+    assert_matches_book(
+        "ch11-timers/11-03-sig-count.out",
+        "sig-count",
+        &[],
+        &out.stdout,
+    );
+}
+
+#[test]
+fn sig_queue_says_who_sent_each_signal_and_with_what_value() {
+    if !have("/bin/kill") {
+        return;
+    }
+    let args = ["--count", "2"];
+    let mut queue = Listing::start(bin!("sig-queue"), &args);
+    queue.expect(r"Waiting for SIGUSR1 and SIGRTMIN as pid \d+");
+    let pid = queue.pid();
+    let mut terminal2 = Vec::new();
+    let mut type_in = |command: String| {
+        terminal2.push((command.clone(), shell(&command)));
+    };
+    type_in(format!("/bin/kill -q 42 -s RTMIN {pid}"));
+    queue.expect(
+        r"SIGRTMIN: sent with sigqueue by pid \d+ \(uid \d+\), value 42",
+    );
+    type_in(format!("kill -USR1 {pid}"));
+    queue.expect(r"SIGUSR1: sent with kill by pid \d+ \(uid \d+\)");
+    let out = queue.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_session_matches_book(
+        "ch11-timers/11-04-sig-queue.out",
+        &[(cargo_run("sig-queue", &args), &out.stdout)],
+    );
+    let session: Vec<_> =
+        terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book("ch11-timers/11-04-terminal-2.out", &session);
+}
+
+#[test]
+fn sig_queue_names_the_process_that_sent_the_signal() {
+    let mut queue = Listing::start(bin!("sig-queue"), &["--count", "1"]);
+    queue.next_line();
+    queue.signal(nix::sys::signal::Signal::SIGUSR1); // From this process.
+    let me = std::process::id();
+    queue.expect(&format!(r"SIGUSR1: sent with kill by pid {me} \(uid \d+\)"));
+    assert!(queue.finish().status.success());
+}
+
+#[test]
+fn timer_listings_reject_bad_arguments_in_one_line() {
+    assert_rejects(
+        bin!("sig-alarm-limits"),
+        &["1"],
+        r#"unexpected argument "1""#,
+    );
+    assert_rejects(bin!("sig-timers"), &["--fast"], "invalid option");
+    assert_rejects(bin!("sig-count"), &["--count", "0"], "between 1 and 10000");
+    assert_rejects(bin!("sig-queue"), &["--count", "x"], r#"argument "x""#);
+}

@@ -1,0 +1,189 @@
+//! Accessibility basics a reader meets on every page: headings in order,
+//! a text alternative for every picture, and a language on every code
+//! block (for highlighting, and for screen readers and search engines
+//! that read it). Contrast needs a browser: `.ci/browser-check.py`
+//! measures it in every theme.
+
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
+
+use mdbook_markdown::pulldown_cmark::{CodeBlockKind, Event, Tag};
+use mdbook_markdown::{MarkdownOptions, new_cmark_parser};
+use regex::Regex;
+
+use crate::includes::includes_in;
+use crate::support::{
+    files_with_extension, from_root, line_of, markdown_sources, read,
+    workspace_root,
+};
+
+/// Each page starts with its one level-1 heading, and no heading skips a
+/// level on the way down (an `###` right under a `#` would leave a screen
+/// reader's outline with a hole in it).
+#[test]
+fn headings_start_at_one_and_go_down_one_level_at_a_time() {
+    let mut problems = Vec::new();
+    for (file, text) in markdown_sources() {
+        if file.ends_with("SUMMARY.md") {
+            continue;
+        }
+        let mut previous = 0;
+        let parser = new_cmark_parser(&text, &MarkdownOptions::default());
+        for (event, range) in parser.into_offset_iter() {
+            let Event::Start(Tag::Heading { level, .. }) = event else {
+                continue;
+            };
+            let level = level as usize;
+            let line = line_of(&text, range.start);
+            let place = format!("{}:{line}", from_root(&file));
+            if previous == 0 && level != 1 {
+                problems.push(format!("{place}: the first heading is not `#`"));
+            } else if previous != 0 && level == 1 {
+                problems.push(format!("{place}: a second `#` heading"));
+            } else if level > previous + 1 {
+                problems.push(format!(
+                    "{place}: a level-{level} heading right under level \
+                     {previous}"
+                ));
+            }
+            previous = level;
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Every fenced code block names its language: `rust`, `console`,
+/// `toml`, `text`...
+#[test]
+fn every_code_block_names_its_language() {
+    let mut problems = Vec::new();
+    for (file, text) in markdown_sources() {
+        let parser = new_cmark_parser(&text, &MarkdownOptions::default());
+        for (event, range) in parser.into_offset_iter() {
+            let Event::Start(Tag::CodeBlock(kind)) = event else {
+                continue;
+            };
+            let language = match &kind {
+                CodeBlockKind::Fenced(info) => {
+                    info.split([',', ' ']).next().unwrap_or("").to_string()
+                }
+                CodeBlockKind::Indented => String::new(),
+            };
+            if language.is_empty() {
+                problems.push(format!(
+                    "{}:{}: a code block without a language",
+                    from_root(&file),
+                    line_of(&text, range.start)
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Every `<img>` has alt text, and so has every Markdown image.
+#[test]
+fn every_image_has_alt_text() {
+    static IMG: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?s)<img\b[^>]*>").unwrap());
+    static ALT: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r#"\balt\s*=\s*"[^"]*\S[^"]*""#).unwrap());
+    static MARKDOWN_IMAGE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"!\[\s*\]\(").unwrap());
+    let mut problems = Vec::new();
+    for (file, text) in markdown_sources() {
+        for m in IMG.find_iter(&text).chain(MARKDOWN_IMAGE.find_iter(&text)) {
+            if m.as_str().starts_with("<img") && ALT.is_match(m.as_str()) {
+                continue;
+            }
+            problems.push(format!(
+                "{}:{}: an image without alt text",
+                from_root(&file),
+                line_of(&text, m.start())
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The figures are SVG written inline into the page, so that they take
+/// the theme's colours. Each is a picture with a text alternative: `role=
+/// "img"` and `aria-labelledby` naming its `<title>` and `<desc>`; it has
+/// no blank line, which would end the HTML block in Markdown and turn the
+/// rest of the picture into text; its ids are its own; and a chapter shows
+/// it inside a `<figure>` with a numbered `<figcaption>`.
+#[test]
+fn every_figure_is_labelled_and_shown_with_a_caption() {
+    static ROOT: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r#"^<svg class="figure" [^>]*role="img" aria-labelledby="([^"]+)""#,
+        )
+        .unwrap()
+    });
+    static ID: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r#"\bid="([^"]+)""#).unwrap());
+    let figures = workspace_root().join("src").join("figures");
+    let mut problems = Vec::new();
+    let mut ids = BTreeSet::new();
+    for svg in files_with_extension(&figures, "svg") {
+        let text = read(&svg);
+        let name = from_root(&svg);
+        if text.lines().any(|line| line.trim().is_empty()) {
+            problems.push(format!("{name}: a blank line ends the HTML block"));
+        }
+        match ROOT.captures(&text) {
+            None => problems.push(format!(
+                "{name}: must start with <svg class=\"figure\" … role=\"img\" \
+                 aria-labelledby=\"…\">"
+            )),
+            Some(cap) => {
+                for id in cap[1].split_whitespace() {
+                    let labelled = Regex::new(&format!(
+                        r#"(?s)<(title|desc) id="{id}">\s*\S.*?</(title|desc)>"#
+                    ))
+                    .unwrap();
+                    if !labelled.is_match(&text) {
+                        problems.push(format!(
+                            "{name}: no non-empty <title> or <desc> with id {id}"
+                        ));
+                    }
+                }
+            }
+        }
+        for cap in ID.captures_iter(&text) {
+            if !ids.insert(cap[1].to_string()) {
+                problems.push(format!("{name}: id {} is used twice", &cap[1]));
+            }
+        }
+        // Shown in a chapter, inside <figure> … <figcaption>Figure N-M:.
+        let mut shown = false;
+        for (file, text) in markdown_sources() {
+            for include in includes_in(&file, &text) {
+                if include.target() != svg {
+                    continue;
+                }
+                shown = true;
+                let lines: Vec<&str> = text.lines().collect();
+                let before = lines[..include.line - 1].iter().rev().take(3);
+                let after = lines[include.line..].iter().take(3);
+                let opened = before.into_iter().any(|l| {
+                    l.starts_with("<figure class=\"figure\" id=\"figure-")
+                });
+                let captioned = after
+                    .into_iter()
+                    .any(|l| l.starts_with("<figcaption>Figure "));
+                if !opened || !captioned {
+                    problems.push(format!(
+                        "{}: {name} is not inside <figure class=\"figure\" \
+                         id=\"figure-N-M\"> with a <figcaption>Figure N-M: …",
+                        include.location()
+                    ));
+                }
+            }
+        }
+        if !shown {
+            problems.push(format!("{name}: no chapter includes it"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -1,0 +1,555 @@
+//! The book's index of system calls and APIs, `src/appendix-index.md`, is
+//! generated from the listings and must be up to date: a listing that
+//! starts or stops using an API changes the index, and this test fails
+//! until it is regenerated with `BLESS=1 cargo test -p book-tests index`.
+//!
+//! What counts as a use, read from each listing's source (no type
+//! checking, so the rules stay simple and predictable):
+//!
+//! - a function or associated function of nix, libc, signal-hook or the
+//!   parts of std that talk to the kernel (`net`, `os`, `process`,
+//!   `thread`, `fs`, `io`, `sync`), called by a path, through the file's
+//!   `use` declarations or written out in full: `fork()`, `alarm::set(…)`,
+//!   `TcpListener::bind(…)`, `nix::libc::_exit(…)`;
+//! - a method call `.name(…)` listed in [`METHODS`] for a type the file
+//!   imports: `.accept()` in a file that imports `TcpListener`.
+//!
+//! [`SYSTEM_CALLS`] names the system calls behind the APIs it knows; an
+//! API it does not know still gets its row, with that column empty.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use crate::support::{files_with_extension, from_root, read, workspace_root};
+
+/// Where the index lives, relative to the workspace root.
+const INDEX: &str = "src/appendix-index.md";
+
+/// Path prefixes whose functions the index lists.
+const INDEXED: &[&str] = &[
+    "nix::",
+    "libc::",
+    "signal_hook::",
+    "socket2::",
+    "std::net::",
+    "std::os::",
+    "std::process::",
+    "std::thread::",
+    "std::fs::",
+    "std::io::",
+    "std::sync::",
+];
+
+/// Calls that are plumbing, not the subject of any chapter.
+const IGNORED: &[&str] = &[
+    "std::io::Error::new",
+    "std::io::Error::other",
+    "std::io::Error::from",
+    "std::io::Error::from_raw_os_error",
+    "std::io::Error::last_os_error",
+    "std::io::ErrorKind",
+    "std::sync::Arc::new",
+    "std::sync::Arc::clone",
+    "std::sync::mpsc::channel",
+    "nix::sys::signal::Signal::iterator",
+];
+
+/// Associated functions that only build a value.
+const CONSTRUCTORS: &[&str] = &[
+    "new",
+    "empty",
+    "from",
+    "default",
+    "with_capacity",
+    "all",
+    "try_from",
+    "from_raw",
+    "from_bits_retain",
+];
+
+/// Methods the index recognises, by the type that has them: a call
+/// `.method(` counts for each of these types that the file imports.
+const METHODS: &[(&str, &[&str])] = &[
+    (
+        "std::net::TcpListener",
+        &["accept", "incoming", "local_addr", "set_nonblocking"],
+    ),
+    (
+        "std::net::TcpStream",
+        &[
+            "shutdown",
+            "set_read_timeout",
+            "set_write_timeout",
+            "peer_addr",
+        ],
+    ),
+    ("std::net::UdpSocket", &["send_to", "recv_from", "connect"]),
+    (
+        "std::os::unix::net::UnixListener",
+        &["accept", "incoming", "local_addr"],
+    ),
+    (
+        "std::os::unix::net::UnixStream",
+        &["shutdown", "set_read_timeout", "pair"],
+    ),
+    (
+        "std::os::unix::process::CommandExt",
+        &["pre_exec", "process_group", "exec"],
+    ),
+    (
+        "std::os::unix::process::ExitStatusExt",
+        &["signal", "core_dumped"],
+    ),
+    ("std::process::Command", &["spawn", "output", "status"]),
+    ("std::process::Child", &["wait", "try_wait", "kill"]),
+    ("std::io::BufRead", &["lines", "read_line"]),
+    (
+        "std::io::Read",
+        &["read_to_end", "read_to_string", "read_exact"],
+    ),
+    ("std::io::Write", &["write_all", "flush"]),
+    ("std::sync::Barrier", &["wait"]),
+    (
+        "signal_hook::iterator::Signals",
+        &["forever", "pending", "wait"],
+    ),
+    (
+        "socket2::Socket",
+        &[
+            "bind",
+            "listen",
+            "set_only_v6",
+            "set_reuse_address",
+            "set_reuse_port",
+        ],
+    ),
+];
+
+/// The system calls behind an API, as `name(section)`, for the APIs the
+/// index knows; each links to its manual page.
+const SYSTEM_CALLS: &[(&str, &str)] = &[
+    ("libc::_exit", "_exit(2)"),
+    ("nix::poll::poll", "poll(2)"),
+    ("nix::sys::prctl::set_pdeathsig", "prctl(2)"),
+    ("nix::sys::signal::kill", "kill(2)"),
+    ("nix::sys::signal::killpg", "killpg(3)"),
+    ("nix::sys::signal::sigaction", "sigaction(2)"),
+    ("nix::sys::signal::signal", "sigaction(2)"),
+    ("nix::sys::socket::accept", "accept(2)"),
+    ("nix::sys::socket::bind", "bind(2)"),
+    ("nix::sys::socket::connect", "connect(2)"),
+    ("nix::sys::socket::getsockname", "getsockname(2)"),
+    ("nix::sys::socket::listen", "listen(2)"),
+    ("nix::sys::socket::setsockopt", "setsockopt(2)"),
+    ("nix::sys::socket::socket", "socket(2)"),
+    ("nix::sys::socket::socketpair", "socketpair(2)"),
+    ("nix::sys::wait::waitpid", "waitpid(2)"),
+    ("nix::unistd::alarm::set", "alarm(2)"),
+    ("nix::unistd::fork", "fork(2)"),
+    ("nix::unistd::getpid", "getpid(2)"),
+    ("nix::unistd::getppid", "getppid(2)"),
+    ("nix::unistd::pause", "pause(2)"),
+    ("nix::unistd::pipe", "pipe(2)"),
+    ("nix::unistd::read", "read(2)"),
+    ("nix::unistd::write", "write(2)"),
+    (
+        "signal_hook::iterator::Signals::new",
+        "sigaction(2), socketpair(2)",
+    ),
+    ("signal_hook::iterator::Signals::forever", "recvfrom(2)"),
+    ("std::io::Write::flush", "write(2)"),
+    ("std::io::Write::write_all", "write(2)"),
+    ("std::io::Read::read_to_end", "read(2)"),
+    ("std::io::BufRead::lines", "read(2)"),
+    ("std::net::TcpListener::accept", "accept4(2)"),
+    (
+        "std::net::TcpListener::bind",
+        "socket(2), bind(2), listen(2)",
+    ),
+    ("std::net::TcpListener::incoming", "accept4(2)"),
+    ("std::net::TcpListener::local_addr", "getsockname(2)"),
+    ("std::net::TcpStream::connect", "socket(2), connect(2)"),
+    (
+        "std::net::TcpStream::connect_timeout",
+        "socket(2), connect(2), poll(2)",
+    ),
+    ("std::net::TcpStream::set_read_timeout", "setsockopt(2)"),
+    ("std::net::TcpStream::set_write_timeout", "setsockopt(2)"),
+    ("std::net::TcpStream::shutdown", "shutdown(2)"),
+    ("std::process::Command::spawn", "posix_spawn(3)"),
+    ("std::process::exit", "exit(3)"),
+    ("libc::chdir", "chdir(2)"),
+    ("libc::getitimer", "getitimer(2)"),
+    ("libc::kill", "kill(2)"),
+    ("libc::open", "open(2)"),
+    ("libc::pthread_kill", "pthread_kill(3)"),
+    ("libc::pthread_self", "pthread_self(3)"),
+    ("libc::pthread_sigmask", "pthread_sigmask(3)"),
+    ("libc::setitimer", "setitimer(2)"),
+    ("libc::sigaction", "sigaction(2)"),
+    ("libc::sigaddset", "sigaddset(3)"),
+    ("libc::sigemptyset", "sigemptyset(3)"),
+    ("libc::sigtimedwait", "sigtimedwait(2)"),
+    ("libc::sysconf", "sysconf(3)"),
+    ("libc::timer_create", "timer_create(2)"),
+    ("libc::timer_delete", "timer_delete(2)"),
+    ("libc::timer_settime", "timer_settime(2)"),
+    ("libc::write", "write(2)"),
+    ("nix::errno::Errno::last_raw", "errno(3)"),
+    ("nix::errno::Errno::set_raw", "errno(3)"),
+    ("nix::fcntl::fcntl", "fcntl(2)"),
+    ("nix::fcntl::open", "open(2)"),
+    ("nix::fcntl::splice", "splice(2)"),
+    ("nix::fcntl::vmsplice", "vmsplice(2)"),
+    ("nix::sys::prctl::set_child_subreaper", "prctl(2)"),
+    ("nix::sys::resource::getrusage", "getrusage(2)"),
+    ("nix::sys::signal::pthread_sigmask", "pthread_sigmask(3)"),
+    ("nix::sys::signal::raise", "raise(3)"),
+    ("nix::sys::signal::sigprocmask", "sigprocmask(2)"),
+    ("nix::sys::signalfd::SignalFd::with_flags", "signalfd(2)"),
+    ("nix::sys::socket::getsockopt", "getsockopt(2)"),
+    ("nix::sys::socket::recv", "recv(2)"),
+    ("nix::sys::stat::fstat", "fstat(2)"),
+    ("nix::sys::wait::waitid", "waitid(2)"),
+    ("nix::unistd::alarm::cancel", "alarm(2)"),
+    ("nix::unistd::dup2_stdin", "dup2(2)"),
+    ("nix::unistd::dup2_stdout", "dup2(2)"),
+    ("nix::unistd::execvp", "execvp(3)"),
+    ("nix::unistd::getpgid", "getpgid(2)"),
+    ("nix::unistd::gettid", "gettid(2)"),
+    ("nix::unistd::mkdtemp", "mkdtemp(3)"),
+    ("nix::unistd::mkfifo", "mkfifo(3)"),
+    ("nix::unistd::pipe2", "pipe2(2)"),
+    ("nix::unistd::setpgid", "setpgid(2)"),
+    ("nix::unistd::setsid", "setsid(2)"),
+    ("signal_hook::flag::register", "sigaction(2)"),
+    (
+        "signal_hook::flag::register_conditional_shutdown",
+        "sigaction(2)",
+    ),
+    ("signal_hook::flag::register_usize", "sigaction(2)"),
+    ("signal_hook::iterator::Signals::pending", "recvfrom(2)"),
+    ("signal_hook::iterator::Signals::wait", "recvfrom(2)"),
+    (
+        "signal_hook::low_level::emulate_default_handler",
+        "sigaction(2), sigprocmask(2), raise(3)",
+    ),
+    ("signal_hook::low_level::register", "sigaction(2)"),
+    ("std::fs::remove_dir", "rmdir(2)"),
+    ("std::fs::remove_file", "unlink(2)"),
+    ("std::fs::read_link", "readlink(2)"),
+    ("std::fs::set_permissions", "chmod(2)"),
+    ("std::net::TcpStream::peer_addr", "getpeername(2)"),
+    ("std::net::UdpSocket::bind", "socket(2), bind(2)"),
+    ("std::net::UdpSocket::connect", "connect(2)"),
+    ("std::net::UdpSocket::recv_from", "recvfrom(2)"),
+    ("std::net::UdpSocket::send_to", "sendto(2)"),
+    (
+        "std::os::unix::net::UnixListener::bind",
+        "socket(2), bind(2), listen(2)",
+    ),
+    ("std::os::unix::net::UnixListener::incoming", "accept4(2)"),
+    (
+        "std::os::unix::net::UnixStream::connect",
+        "socket(2), connect(2)",
+    ),
+    ("std::os::unix::net::UnixStream::pair", "socketpair(2)"),
+    (
+        "std::os::unix::net::UnixStream::set_read_timeout",
+        "setsockopt(2)",
+    ),
+    ("std::os::unix::net::UnixStream::shutdown", "shutdown(2)"),
+    (
+        "std::process::Command::output",
+        "posix_spawn(3), waitpid(2)",
+    ),
+    (
+        "std::process::Command::status",
+        "posix_spawn(3), waitpid(2)",
+    ),
+    ("std::process::Stdio::piped", "pipe2(2)"),
+    ("std::process::id", "getpid(2)"),
+    ("std::process::Child::wait", "waitpid(2)"),
+    ("std::process::Child::kill", "kill(2)"),
+    ("socket2::Socket::new", "socket(2)"),
+    ("socket2::Socket::bind", "bind(2)"),
+    ("socket2::Socket::listen", "listen(2)"),
+    ("socket2::Socket::set_only_v6", "setsockopt(2)"),
+    ("socket2::Socket::set_reuse_address", "setsockopt(2)"),
+    ("socket2::Socket::set_reuse_port", "setsockopt(2)"),
+    ("std::thread::sleep", "clock_nanosleep(2)"),
+    ("std::thread::spawn", "clone3(2)"),
+];
+
+/// One listing: its number, its chapter page, and its source.
+struct Listing {
+    number: String,
+    page: String,
+    source: String,
+}
+
+/// Every listing, in book order, from `listings/chNN-topic/NN-MM-*.rs`.
+fn listings() -> Vec<Listing> {
+    static NAME: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^ch(\d\d)-([a-z0-9-]+)/(\d\d)-(\d\d)-[a-z0-9-]+\.rs$")
+            .unwrap()
+    });
+    let root = workspace_root().join("listings");
+    let mut found = Vec::new();
+    for file in files_with_extension(&root, "rs") {
+        let relative = file.strip_prefix(&root).unwrap().to_string_lossy();
+        let Some(cap) = NAME.captures(&relative) else {
+            continue;
+        };
+        let chapter: u32 = cap[1].parse().unwrap();
+        let number: u32 = cap[4].parse().unwrap();
+        found.push((
+            (chapter, number),
+            Listing {
+                number: format!("{chapter}-{number}"),
+                page: format!("ch{}-{}.md", &cap[1], &cap[2]),
+                source: read(&file),
+            },
+        ));
+    }
+    found.sort_by_key(|(key, _)| *key);
+    found.into_iter().map(|(_, listing)| listing).collect()
+}
+
+/// The names a file's `use` declarations bring in, each with its full
+/// path: `use std::io::{self, Write}` gives `io` → `std::io` and `Write`
+/// → `std::io::Write`. `nix::libc` is spelled `libc`.
+fn imports(source: &str) -> BTreeMap<String, String> {
+    static USE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?s)\buse\s+([^;]+);").unwrap());
+    let mut names = BTreeMap::new();
+    for cap in USE.captures_iter(source) {
+        let tree: String =
+            cap[1].chars().filter(|c| !c.is_whitespace()).collect();
+        use_tree("", &tree, &mut names);
+    }
+    names
+}
+
+/// Adds the names of one use tree, under `prefix`.
+fn use_tree(prefix: &str, tree: &str, names: &mut BTreeMap<String, String>) {
+    if let Some(open) = tree.find('{') {
+        let base = format!("{prefix}{}", &tree[..open]);
+        let inner = &tree[open + 1..tree.len() - 1];
+        let mut depth = 0;
+        let mut start = 0;
+        for (i, c) in inner.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    use_tree(&base, &inner[start..i], names);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        use_tree(&base, &inner[start..], names);
+        return;
+    }
+    if tree.is_empty() {
+        return;
+    }
+    let (path, alias) = match tree.split_once("as") {
+        Some((path, alias)) if tree.contains("as") && !alias.contains("::") => {
+            (path.to_string(), Some(alias.to_string()))
+        }
+        _ => (tree.to_string(), None),
+    };
+    let full = format!("{prefix}{path}");
+    let full = match full.strip_suffix("::self") {
+        Some(module) => module.to_string(),
+        None => full,
+    };
+    let full = canonical(&full);
+    let name =
+        alias.unwrap_or_else(|| full.rsplit("::").next().unwrap().to_string());
+    names.insert(name, full);
+}
+
+/// `nix::libc::x` and `libc::x` are the same item.
+fn canonical(path: &str) -> String {
+    path.strip_prefix("nix::libc::")
+        .map_or_else(|| path.to_string(), |rest| format!("libc::{rest}"))
+}
+
+/// The APIs `source` uses, as full paths.
+fn apis_used(source: &str) -> BTreeSet<String> {
+    static PATH_CALL: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?:^|[^\w:.])((?:[A-Za-z_]\w*::)*[A-Za-z_]\w*)\s*\(")
+            .unwrap()
+    });
+    static METHOD_CALL: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\.([a-z_]\w*)\s*\(").unwrap());
+    // Comments and strings are not code.
+    let code = strip_comments_and_strings(source);
+    let names = imports(&code);
+    let mut used = BTreeSet::new();
+    for cap in PATH_CALL.captures_iter(&code) {
+        let written = &cap[1];
+        let head = written.split("::").next().unwrap();
+        let full = match names.get(head) {
+            Some(path) => {
+                canonical(&format!("{path}{}", &written[head.len()..]))
+            }
+            None if written.contains("::") => canonical(written),
+            None => continue,
+        };
+        used.insert(full);
+    }
+    for cap in METHOD_CALL.captures_iter(&code) {
+        for (ty, methods) in METHODS {
+            if methods.contains(&&cap[1])
+                && names.values().any(|path| path == ty)
+            {
+                used.insert(format!("{ty}::{}", &cap[1]));
+            }
+        }
+    }
+    used.retain(|path| {
+        let last = path.rsplit("::").next().unwrap_or_default();
+        let known = SYSTEM_CALLS.iter().any(|(api, _)| api == path);
+        INDEXED.iter().any(|prefix| path.starts_with(prefix))
+            && !IGNORED.contains(&path.as_str())
+            // Building a value (`PollFd::new`, `SigSet::empty`) is not
+            // using the kernel, unless the table says it is.
+            && (known || !CONSTRUCTORS.contains(&last))
+            && path.rsplit("::").next().is_some_and(|last| {
+                // A call of a function, not a tuple struct or a variant.
+                last.starts_with(|c: char| c.is_lowercase() || c == '_')
+            })
+    });
+    used
+}
+
+/// `source` with comments and the insides of string literals blanked.
+fn strip_comments_and_strings(source: &str) -> String {
+    static NOISE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r##"(?m)//.*$|r#*"[^"]*"#*|"(?:[^"\\]|\\(?s:.))*"|'(?:[^'\\]|\\.)'"##,
+        )
+        .unwrap()
+    });
+    NOISE.replace_all(source, "\"\"").into_owned()
+}
+
+/// The index page, as Markdown.
+fn generate() -> String {
+    let mut uses: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for listing in listings() {
+        for api in apis_used(&listing.source) {
+            uses.entry(api)
+                .or_default()
+                .push((listing.number.clone(), listing.page.clone()));
+        }
+    }
+    let mut page = String::from(
+        "# Appendix: index of system calls and APIs\n\
+         \n\
+         Every function of nix, libc, signal-hook and socket2 that a \
+         listing of this \
+         book calls, and every function of the standard library's modules \
+         that deal with the system (`net`, `os`, `process`, `thread`, \
+         `fs`, `io` and `sync`), with the system calls behind it, where the \
+         index knows them, and the listings that call it. Each listing \
+         number links to the listing in its chapter; each system call to \
+         its manual page.\n\
+         \n\
+         <!-- Generated from the listings by tests/index.rs: do not edit. \
+         Regenerate with `BLESS=1 cargo test -p book-tests index`. -->\n\
+         \n\
+         | API | System calls | Listings |\n\
+         | --- | --- | --- |\n",
+    );
+    for (api, places) in &uses {
+        let calls = SYSTEM_CALLS
+            .iter()
+            .find(|(known, _)| known == api)
+            .map_or_else(String::new, |(_, calls)| man_links(calls));
+        let listings: Vec<String> = places
+            .iter()
+            .map(|(number, page)| {
+                // A non-breaking hyphen: "4-4" never wraps as "4-" / "4".
+                let shown = number.replace('-', "\u{2011}");
+                format!("[{shown}]({page}#listing-{number})")
+            })
+            .collect();
+        page.push_str(&format!(
+            "| `{api}` | {calls} | {} |\n",
+            listings.join(", ")
+        ));
+    }
+    page
+}
+
+/// `poll(2), kill(2)` as links to man7.org.
+fn man_links(calls: &str) -> String {
+    calls
+        .split(", ")
+        .map(|call| {
+            let (name, section) = call
+                .trim_end_matches(')')
+                .split_once('(')
+                .expect("name(section)");
+            format!(
+                "[`{name}`({section})](https://man7.org/linux/man-pages/\
+                 man{section}/{name}.{section}.html)"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[test]
+fn the_index_of_system_calls_and_apis_is_up_to_date() {
+    let path = workspace_root().join(INDEX);
+    let generated = generate();
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::write(&path, &generated).expect("write the index");
+        return;
+    }
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        current == generated,
+        "{} is not what the listings say; regenerate it with \
+         `BLESS=1 cargo test -p book-tests index` and read the diff",
+        from_root(Path::new(&path))
+    );
+}
+
+#[test]
+fn the_index_reads_use_trees_and_calls() {
+    let source = "use nix::unistd::{alarm, fork, ForkResult};\n\
+                  use std::io::{self, Write};\n\
+                  use std::net::{TcpListener as Listener};\n\
+                  fn main() { alarm::set(5); let _ = fork(); \
+                  io::stdout().flush(); nix::libc::_exit(0); \
+                  let l = Listener::bind(\"x\"); l.accept(); \
+                  // fork() in a comment\n\
+                  let usage = \"a string that goes on \\\n\
+                  to the next line\"; nix::unistd::getpid();\n\
+                  let _ = nix::libc::getppid(); let s = \"y\"; }";
+    let used: Vec<String> = apis_used(source).into_iter().collect();
+    assert_eq!(
+        used,
+        [
+            "libc::_exit",
+            "libc::getppid",
+            "nix::unistd::alarm::set",
+            "nix::unistd::fork",
+            "nix::unistd::getpid",
+            "std::io::Write::flush",
+            "std::io::stdout",
+            "std::net::TcpListener::accept",
+            "std::net::TcpListener::bind",
+        ]
+    );
+}
