@@ -260,6 +260,11 @@ fn abuses() -> Vec<Abuse> {
         abuse("bench-throughput", &["--bytes", "64K"], End::Sigpipe),
         abuse("bench-vmsplice-reuse", &[], End::Sigpipe),
         abuse("bench-memcpy", &["--bytes", "64K"], End::Sigpipe),
+        // Part VI, async. Programs with children keep SIGPIPE ignored and
+        // leave through `main`, after reaping what they started.
+        abuse("async-child-feed", &["join"], End::Exits(0)),
+        abuse("async-child-kill", &["timeout"], End::Exits(0)),
+        abuse("async-block", &["--fix", "async"], End::Exits(0)),
     ]
 }
 

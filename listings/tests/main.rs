@@ -32,6 +32,8 @@ mod ch24_exec;
 mod ch25_orphans;
 mod ch26_latency;
 mod ch27_throughput;
+mod ch31_async_children;
+mod ch32_async_blocking;
 mod conventions;
 
 /// The harness itself: nothing it starts outlives it.
