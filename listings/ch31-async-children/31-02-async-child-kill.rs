@@ -14,6 +14,9 @@
 // - `pipe`: the shell exits at once, but `sleep` still holds its stdout:
 //   the careful way kills the group when the end of stdout does not come.
 //
+// `--ignore-term` makes the shell, and so `sleep`, ignore SIGTERM: the
+// careful way follows up with SIGKILL.
+//
 // Every way cleans up after itself before it ends. Our own output may go
 // away: SIGPIPE stays ignored, and what we cannot print is not printed,
 // so that the clean-up still runs.
@@ -31,7 +34,8 @@ use tokio::process::{Child, ChildStdout, Command};
 use tokio::time::{sleep, timeout};
 
 const USAGE: &str = "usage: async-child-kill \
-                     [drop|kill-on-drop|no-wait|timeout|pipe] [--wait SECS]";
+                     [drop|kill-on-drop|no-wait|timeout|pipe] [--wait SECS] \
+                     [--ignore-term]";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Way {
@@ -58,13 +62,15 @@ async fn main() -> ExitCode {
 
 // ANCHOR: run
 async fn run() -> Result<(), Box<dyn Error>> {
-    let (way, limit) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let (way, limit, ignore_term) =
+        parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let script = match way {
         Way::Pipe => "sleep 60 & echo $!",
         _ => "sleep 60 & echo $!; wait",
     };
+    let trap = if ignore_term { "trap '' TERM; " } else { "" };
     let mut sh = Command::new("sh")
-        .args(["-c", script])
+        .args(["-c", &format!("{trap}{script}")])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .process_group(0)
@@ -165,7 +171,15 @@ async fn supervise(
             say(format!(
                 "No exit within {secs} s: sent SIGTERM to its process group"
             ));
-            sh.wait().await?
+            match timeout(limit, sh.wait()).await {
+                Ok(status) => status?,
+                Err(_) => {
+                    // SIGTERM can be caught or ignored; SIGKILL cannot.
+                    killpg(pid, Signal::SIGKILL)?;
+                    say(format!("Still there {secs} s later: sent SIGKILL"));
+                    sh.wait().await?
+                }
+            }
         }
     };
     say(format!("sh {}", describe(status)));
@@ -250,14 +264,15 @@ fn say(line: String) {
     let _ = writeln!(io::stdout(), "{line}");
 }
 
-/// Reads `[WAY] [--wait SECS]`.
-fn parse_args() -> Result<(Way, Duration), lexopt::Error> {
+/// Reads `[WAY] [--wait SECS] [--ignore-term]`.
+fn parse_args() -> Result<(Way, Duration, bool), lexopt::Error> {
     use lexopt::prelude::*;
-    let (mut way, mut wait) = (None, 1);
+    let (mut way, mut wait, mut ignore_term) = (None, 1, false);
     let mut args = lexopt::Parser::from_env();
     while let Some(arg) = args.next()? {
         match arg {
             Long("wait") => wait = args.value()?.parse()?,
+            Long("ignore-term") => ignore_term = true,
             Value(value) if way.is_none() => {
                 way = Some(match value.string()?.as_str() {
                     "drop" => Way::Drop,
@@ -278,6 +293,6 @@ fn parse_args() -> Result<(Way, Duration), lexopt::Error> {
         }
     }
     let way = way.unwrap_or(Way::Timeout);
-    Ok((way, Duration::from_secs(wait)))
+    Ok((way, Duration::from_secs(wait), ignore_term))
 }
 // ANCHOR_END: whole

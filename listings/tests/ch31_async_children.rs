@@ -189,6 +189,28 @@ fn async_child_kill_a_wait_with_a_timeout_then_ends_the_whole_group() {
 }
 
 #[test]
+fn async_child_kill_follows_an_ignored_sigterm_with_sigkill() {
+    let mut listing =
+        Listing::start(bin!("async-child-kill"), &["timeout", "--ignore-term"]);
+    let first = listing.expect(r"sh \(pid (\d+)\) .* sleep \(pid (\d+)\)");
+    let sh = Pid::from_raw(first[1].parse().unwrap());
+    let sleep = Pid::from_raw(first[2].parse().unwrap());
+    let _cleanup = KillGroupOnDrop(sh);
+    let out = finish_clean(listing);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout[1..],
+        [
+            "No exit within 1 s: sent SIGTERM to its process group",
+            "Still there 1 s later: sent SIGKILL",
+            "sh was killed by SIGKILL",
+            "End of stdout",
+        ]
+    );
+    wait_until("the group to end", || group_is_gone(sh) && is_dead(sleep));
+}
+
+#[test]
 fn async_child_kill_a_grandchild_holding_stdout_is_killed_with_the_group() {
     let started = Instant::now();
     let (out, _, _) = kill_way("pipe");
