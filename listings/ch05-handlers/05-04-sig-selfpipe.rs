@@ -37,9 +37,10 @@ fn main() -> ExitCode {
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 
 /// Writes the signal's number into the pipe. The pipe is non-blocking: if
-/// it is full, the byte is dropped, and the reader, who has bytes waiting
-/// already, wakes up anyway. errno is saved and restored because a failed
-/// `write` sets it (Listing 5-5 shows why that matters).
+/// it is full, the byte is dropped, and with it the news of which signal
+/// came; the reader, who has bytes waiting already, wakes up anyway. errno
+/// is saved and restored because a failed `write` sets it (Listing 5-5
+/// shows why that matters).
 extern "C" fn on_signal(signal: c_int) {
     let saved = Errno::last_raw();
     let byte = signal as u8;

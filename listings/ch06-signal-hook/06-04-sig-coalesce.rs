@@ -50,8 +50,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     let mut reported = 0;
     let mut done = false;
     while !done {
-        // One wake-up: every signal that came since the last one, each
-        // kind once, however many times it was delivered.
+        // Every pending signal, once for all the deliveries before the
+        // iterator looked; one delivered again meanwhile comes again.
         for number in signals.wait() {
             if number == SIGUSR1 {
                 reported += 1;

@@ -79,15 +79,17 @@ fn run() -> Result<(), Box<dyn Error>> {
 }
 
 // ANCHOR: clean
-/// A `Command` whose program starts with no signal blocked and none
-/// ignored, whatever this process has done to its own.
+/// A `Command` whose program starts with no standard signal blocked and
+/// none ignored, whatever this process has done to its own.
 fn clean_command(program: &str) -> Command {
     let mut command = Command::new(program);
     // SAFETY: between fork and exec the child only makes system calls
-    // that are async-signal-safe: sigprocmask and sigaction.
+    // that are async-signal-safe: sigaction and sigprocmask.
     unsafe {
         command.pre_exec(|| {
-            SigSet::empty().thread_set_mask()?;
+            // Dispositions first, the mask last: a signal that arrives
+            // once it is unblocked meets the default action, never a
+            // handler of ours running in the child.
             for n in 1..32 {
                 if let Ok(signal) = Signal::try_from(n) {
                     if !matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
@@ -95,6 +97,7 @@ fn clean_command(program: &str) -> Command {
                     }
                 }
             }
+            SigSet::empty().thread_set_mask()?;
             Ok(())
         })
     };

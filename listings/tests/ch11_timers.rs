@@ -101,6 +101,47 @@ fn sig_count_standard_signals_merge_and_real_time_signals_queue() {
     );
 }
 
+/// The "seen" column of `sig-count`'s row for `scheme` and `signal`.
+fn seen_in(stdout: &[String], scheme: &str, signal: &str) -> u64 {
+    let line = stdout
+        .iter()
+        .find(|l| {
+            l.starts_with(scheme) && l.split_whitespace().any(|w| w == signal)
+        })
+        .unwrap_or_else(|| panic!("no row {scheme} {signal}: {stdout:?}"));
+    let words: Vec<_> = line
+        .trim_end_matches(" (measured)")
+        .split_whitespace()
+        .collect();
+    words[words.len() - 1].parse().expect("a count")
+}
+
+#[test]
+fn sig_count_kill_drops_real_time_signals_past_the_queue_limit() {
+    // RLIMIT_SIGPENDING bounds the signals queued for a user. `sigqueue`
+    // fails past it, but `kill` succeeds, and the real-time signals it
+    // sends beyond the limit are merged, as standard ones always are.
+    if !have("prlimit") {
+        return;
+    }
+    let args = ["--sigpending=100", bin!("sig-count")];
+    let out = run("prlimit", &args);
+    // sig-count exits 1 if a single `kill` of its sender failed.
+    assert!(out.status.success(), "a kill failed: {}", out.stderr);
+    let blocked = seen_in(&out.stdout, "handler, blocked", "SIGRTMIN");
+    let running = seen_in(&out.stdout, "handler, not blocked", "SIGRTMIN");
+    let signalfd = seen_in(&out.stdout, "signalfd", "SIGRTMIN");
+    eprintln!(
+        "sig-count under RLIMIT_SIGPENDING 100, SIGRTMIN of 1000: blocked \
+         {blocked}, running {running}, signalfd {signalfd}"
+    );
+    // The count covers every process of the user, so others' pending
+    // signals can only lower these; the pending bit keeps one at least.
+    assert!((1..=100).contains(&blocked), "{blocked}");
+    assert!((1..=100).contains(&signalfd), "{signalfd}");
+    assert!((1..=1000).contains(&running), "{running}");
+}
+
 #[test]
 fn sig_queue_says_who_sent_each_signal_and_with_what_value() {
     if !have("/bin/kill") {
