@@ -114,10 +114,11 @@ async fn dropped(
     killpg(pid, Signal::SIGKILL)?;
     // Nothing waits for sh here: tokio took it over when the `Child` was
     // dropped, and reaps it in the background while the runtime runs.
-    let reaped = until(PATIENCE, || state_of(pid).is_none()).await;
-    if reaped && until(PATIENCE, || is_dead(grandchild)).await {
-        say("Killed the group; tokio reaped sh in the background".into());
+    if !until(PATIENCE, || state_of(pid).is_none()).await {
+        return Err("tokio has not reaped sh".into());
     }
+    until(PATIENCE, || is_dead(grandchild)).await;
+    say("Killed the group; tokio reaped sh in the background".into());
     Ok(())
 }
 // ANCHOR_END: dropped
