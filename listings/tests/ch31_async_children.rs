@@ -269,3 +269,26 @@ fn tokio_waits_for_a_child_on_a_pidfd_then_reaps_it_with_wait4() {
     .unwrap();
     assert!(reaped.is_match(&out.stderr), "{}", out.stderr);
 }
+
+/// tokio installs a SIGCHLD handler only once a child goes to its orphan
+/// queue: never while every child is awaited through its pidfd.
+#[test]
+fn tokio_handles_sigchld_only_for_a_dropped_child() {
+    if !crate::support::have("strace") {
+        return;
+    }
+    let handler =
+        Regex::new(r"rt_sigaction\(SIGCHLD, \{sa_handler=0x").unwrap();
+    let traced = |bin: &str, args: &[&str]| {
+        let mut trace = vec!["-f", "-e", "trace=rt_sigaction", "--", bin];
+        trace.extend(args);
+        let out = crate::support::run("strace", &trace);
+        assert!(out.status.success(), "{}", out.stderr);
+        handler.is_match(&out.stderr)
+    };
+    assert!(!traced(
+        bin!("async-child-feed"),
+        &["join", "--bytes", "10"]
+    ));
+    assert!(traced(bin!("async-child-kill"), &["kill-on-drop"]));
+}
