@@ -278,6 +278,11 @@ fn abuses() -> Vec<Abuse> {
         abuse("async-daemon", &["127.0.0.1:0"], End::Exits(0)),
         abuse("async-server", &["127.0.0.1:0"], End::Exits(0)),
         async_server_unix(),
+        // Programs with children keep SIGPIPE ignored and
+        // leave through `main`, after reaping what they started.
+        abuse("async-child-feed", &["join"], End::Exits(0)),
+        abuse("async-child-kill", &["timeout"], End::Exits(0)),
+        abuse("async-block", &["--fix", "async"], End::Exits(0)),
     ]
 }
 

@@ -35,6 +35,8 @@ mod ch27_throughput;
 mod ch28_async_signals;
 mod ch29_async_shutdown;
 mod ch30_async_sockets;
+mod ch31_async_children;
+mod ch32_async_blocking;
 mod conventions;
 
 /// The harness itself: nothing it starts outlives it.

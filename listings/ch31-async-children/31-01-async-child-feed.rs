@@ -1,0 +1,234 @@
+// ANCHOR: whole
+// Listing 31-1: feeding a child and reading it, in tokio. The program
+// sends `--bytes N` bytes (default 1000000) through `tee /dev/stderr`,
+// which copies its stdin to its stdout and to its stderr, and counts what
+// comes back on each, one of four ways:
+//
+// - `write-first`: all of stdin, then stdout, then stderr: deadlock;
+// - `stdout-first`: stdin and stdout together, then stderr: deadlock once
+//   tee has filled its stderr pipe;
+// - `keep-stdin`: all three together, but stdin is never closed, so tee
+//   never sees the end of its input: no end of its output either;
+// - `join`: all three together, and stdin dropped once written: tee ends.
+//
+// A deadlock here is an await that never completes, not a blocked thread,
+// so a plain `timeout` (`--wait SECS`, default 2) ends it: tee is killed,
+// and reaped. SIGPIPE stays ignored: a tee that dies must not kill us, but
+// make our write fail; our own output is written with `writeln!`.
+
+use std::error::Error;
+use std::io::{self, ErrorKind, Write};
+use std::process::{self, ExitCode, ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin, Command};
+
+const USAGE: &str = "usage: async-child-feed \
+                     [write-first|stdout-first|keep-stdin|join] \
+                     [--bytes N] [--wait SECS]";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Way {
+    WriteFirst,
+    StdoutFirst,
+    KeepStdin,
+    Join,
+}
+
+/// How many bytes have moved so far, each way.
+#[derive(Default)]
+struct Moved {
+    sent: usize,
+    out: usize,
+    err: usize,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        // Our own stdout has no reader any more.
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(io::stderr(), "async-child-feed: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+async fn run() -> Result<(), Box<dyn Error>> {
+    let (way, bytes, wait) =
+        parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let mut tee = Command::new("tee")
+        .arg("/dev/stderr")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Should `run` leave early by `?`, dropping `tee` kills it.
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|err| format!("cannot start tee: {err}"))?;
+    let data = vec![b'x'; bytes];
+    let mut moved = Moved::default();
+
+    let exchange = exchange(&mut tee, way, &data, &mut moved);
+    let late = match tokio::time::timeout(wait, exchange).await {
+        Ok(result) => result.map(|()| false)?,
+        Err(_) => true,
+    };
+    if late {
+        // `kill` sends SIGKILL and then waits for tee, reaping it.
+        tee.kill().await?;
+    }
+    let status = tee.wait().await?;
+    let Moved { sent, out, err } = moved;
+    writeln!(
+        io::stdout(),
+        "Sent {sent} of {bytes} bytes, got {out} on stdout and {err} on \
+         stderr; tee {}",
+        describe(status)
+    )?;
+    if late {
+        let secs = wait.as_secs();
+        return Err(format!("deadlock: tee killed after {secs} s").into());
+    }
+    Ok(())
+}
+// ANCHOR_END: run
+
+// ANCHOR: exchange
+/// Moves the data through tee one of the four ways. Only `join` ends.
+async fn exchange(
+    tee: &mut Child,
+    way: Way,
+    data: &[u8],
+    moved: &mut Moved,
+) -> io::Result<()> {
+    // The outputs stay in `tee`, borrowed: if the exchange is dropped,
+    // they stay open until tee has been killed.
+    let stdout = tee.stdout.as_mut().ok_or(ErrorKind::BrokenPipe)?;
+    let stderr = tee.stderr.as_mut().ok_or(ErrorKind::BrokenPipe)?;
+    let Moved { sent, out, err } = moved;
+    match way {
+        Way::WriteFirst => {
+            feed(tee.stdin.take(), data, sent).await?;
+            count(stdout, out).await?;
+            count(stderr, err).await?;
+        }
+        Way::StdoutFirst => {
+            let feed = feed(tee.stdin.take(), data, sent);
+            tokio::try_join!(feed, count(stdout, out))?;
+            count(stderr, err).await?;
+        }
+        Way::KeepStdin => {
+            // WRONG: stdin stays in `tee`, open, until the exchange is
+            // over, and the exchange is over only once tee has seen the
+            // end of its input.
+            let stdin = tee.stdin.as_mut().ok_or(ErrorKind::BrokenPipe)?;
+            tokio::try_join!(
+                write_all(stdin, data, sent),
+                count(stdout, out),
+                count(stderr, err),
+            )?;
+        }
+        Way::Join => {
+            tokio::try_join!(
+                feed(tee.stdin.take(), data, sent),
+                count(stdout, out),
+                count(stderr, err),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `data` to tee's stdin, taken out of `tee`, then drops it: the
+/// end of tee's input.
+async fn feed(
+    stdin: Option<ChildStdin>,
+    data: &[u8],
+    sent: &mut usize,
+) -> io::Result<()> {
+    let mut stdin = stdin.ok_or(ErrorKind::BrokenPipe)?;
+    write_all(&mut stdin, data, sent).await
+    // `stdin` is dropped here, which closes our write end of the pipe.
+}
+// ANCHOR_END: exchange
+
+/// Writes `data` in pieces, counting what went in.
+async fn write_all(
+    stdin: &mut ChildStdin,
+    data: &[u8],
+    sent: &mut usize,
+) -> io::Result<()> {
+    for piece in data.chunks(4096) {
+        stdin.write_all(piece).await?;
+        *sent += piece.len();
+    }
+    Ok(())
+}
+
+/// Reads `from` to its end, counting what came.
+async fn count(
+    from: &mut (impl AsyncRead + Unpin),
+    got: &mut usize,
+) -> io::Result<()> {
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        match from.read(&mut buf).await? {
+            0 => return Ok(()),
+            n => *got += n,
+        }
+    }
+}
+
+/// How a child ended, in words.
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal().map(Signal::try_from)) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (_, Some(Ok(signal))) => format!("was killed by {signal}"),
+        _ => format!("ended: {status}"),
+    }
+}
+
+/// True if `err` says that the reader of a pipe we wrote to has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+}
+
+/// Reads `[WAY] [--bytes N] [--wait SECS]`.
+fn parse_args() -> Result<(Way, usize, Duration), lexopt::Error> {
+    use lexopt::prelude::*;
+    let (mut way, mut bytes, mut wait) = (None, 1_000_000, 2);
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("bytes") => bytes = args.value()?.parse()?,
+            Long("wait") => wait = args.value()?.parse()?,
+            Value(value) if way.is_none() => {
+                way = Some(match value.string()?.as_str() {
+                    "write-first" => Way::WriteFirst,
+                    "stdout-first" => Way::StdoutFirst,
+                    "keep-stdin" => Way::KeepStdin,
+                    "join" => Way::Join,
+                    other => {
+                        return Err(format!("unknown way '{other}'").into());
+                    }
+                });
+            }
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    let way = way.unwrap_or(Way::Join);
+    Ok((way, bytes, Duration::from_secs(wait)))
+}
+// ANCHOR_END: whole

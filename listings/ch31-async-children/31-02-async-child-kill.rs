@@ -1,0 +1,299 @@
+// ANCHOR: whole
+// Listing 31-2: ending a tokio child, and what `kill_on_drop` does not
+// do. The child is a shell that starts `sleep 60` in the background,
+// prints its pid, and waits for it, in a process group of its own. One
+// of five ways:
+//
+// - `drop`: the `Child` is dropped: both processes go on running;
+// - `kill-on-drop`: the same with `kill_on_drop(true)`: the shell is
+//   killed, but not the `sleep` it started;
+// - `no-wait`: `start_kill` and no `wait`: the shell stays a zombie until
+//   it is waited for;
+// - `timeout`: the careful way: a wait with a time limit (`--wait SECS`,
+//   default 1), then SIGTERM to the whole group, then a wait;
+// - `pipe`: the shell exits at once, but `sleep` still holds its stdout:
+//   the careful way kills the group when the end of stdout does not come.
+//
+// `--ignore-term` makes the shell, and so `sleep`, ignore SIGTERM: the
+// careful way follows up with SIGKILL.
+//
+// Every way cleans up after itself before it ends. Our own output may go
+// away: SIGPIPE stays ignored, and what we cannot print is not printed,
+// so that the clean-up still runs.
+
+use std::error::Error;
+use std::fs;
+use std::io::{self, Write};
+use std::process::{self, ExitCode, ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::time::{sleep, timeout};
+
+const USAGE: &str = "usage: async-child-kill \
+                     [drop|kill-on-drop|no-wait|timeout|pipe] [--wait SECS] \
+                     [--ignore-term]";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Way {
+    Drop,
+    KillOnDrop,
+    NoWait,
+    Timeout,
+    Pipe,
+}
+
+/// How long any wait for a state in /proc may take.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(io::stderr(), "async-child-kill: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+async fn run() -> Result<(), Box<dyn Error>> {
+    let (way, limit, ignore_term) =
+        parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let script = match way {
+        Way::Pipe => "sleep 60 & echo $!",
+        _ => "sleep 60 & echo $!; wait",
+    };
+    let trap = if ignore_term { "trap '' TERM; " } else { "" };
+    let mut sh = Command::new("sh")
+        .args(["-c", &format!("{trap}{script}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(way != Way::Drop)
+        .spawn()?;
+    let pid = Pid::from_raw(sh.id().ok_or("sh has gone")? as i32);
+    let stdout = sh.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next_line().await?.unwrap_or_default();
+    let grandchild = first.parse().map(Pid::from_raw);
+    let grandchild = grandchild.map_err(|_| "sh did not start sleep")?;
+    say(format!(
+        "sh (pid {pid}) runs in a process group of its own; it started \
+         sleep (pid {grandchild})"
+    ));
+    match way {
+        Way::Drop | Way::KillOnDrop => dropped(sh, pid, grandchild).await,
+        Way::NoWait => no_wait(sh, pid, grandchild).await,
+        Way::Timeout | Way::Pipe => supervise(sh, lines, limit).await,
+    }
+}
+// ANCHOR_END: run
+
+// ANCHOR: dropped
+/// Drops the `Child`, and looks at what is left.
+async fn dropped(
+    sh: Child,
+    pid: Pid,
+    grandchild: Pid,
+) -> Result<(), Box<dyn Error>> {
+    drop(sh);
+    // A kill takes effect soon, but not at once: give it a second.
+    until(Duration::from_secs(1), || is_dead(pid)).await;
+    say(format!(
+        "Dropped the Child: sh (pid {pid}) {}, sleep (pid {grandchild}) {}",
+        life(pid),
+        life(grandchild)
+    ));
+    // Clean up. `sleep` runs, so the group's id is still in use and
+    // cannot name anyone else's group.
+    killpg(pid, Signal::SIGKILL)?;
+    // Nothing waits for sh here: tokio took it over when the `Child` was
+    // dropped, and reaps it in the background while the runtime runs.
+    if !until(PATIENCE, || state_of(pid).is_none()).await {
+        return Err("tokio has not reaped sh".into());
+    }
+    until(PATIENCE, || is_dead(grandchild)).await;
+    say("Killed the group; tokio reaped sh in the background".into());
+    Ok(())
+}
+// ANCHOR_END: dropped
+
+// ANCHOR: no_wait
+/// Kills the shell without waiting for it, then waits.
+async fn no_wait(
+    mut sh: Child,
+    pid: Pid,
+    grandchild: Pid,
+) -> Result<(), Box<dyn Error>> {
+    sh.start_kill()?; // SIGKILL, and nothing more.
+    until(PATIENCE, || state_of(pid) == Some('Z')).await;
+    sleep(Duration::from_secs(1)).await;
+    say(format!(
+        "start_kill, no wait: one second later sh (pid {pid}) {}",
+        state(pid)
+    ));
+    let status = sh.wait().await?;
+    say(format!(
+        "wait: sh {}, and pid {pid} {}",
+        describe(status),
+        state(pid)
+    ));
+    // `kill_on_drop` and `start_kill` reach one process; `sleep` lives on,
+    // and its group's id is still in use.
+    say(format!("sleep (pid {grandchild}) {}", state(grandchild)));
+    killpg(pid, Signal::SIGKILL)?;
+    until(PATIENCE, || is_dead(grandchild)).await;
+    Ok(())
+}
+// ANCHOR_END: no_wait
+
+// ANCHOR: supervise
+/// The careful way: wait for the shell with a time limit, then stop its
+/// whole group; always reap it; then expect the end of its stdout within
+/// the same limit, and if it does not come, kill whoever is left in the
+/// group, since one of them holds the pipe.
+async fn supervise(
+    mut sh: Child,
+    mut lines: Lines<BufReader<ChildStdout>>,
+    limit: Duration,
+) -> Result<(), Box<dyn Error>> {
+    let pid = Pid::from_raw(sh.id().ok_or("sh has gone")? as i32);
+    let secs = limit.as_secs();
+    let status = match timeout(limit, sh.wait()).await {
+        Ok(status) => status?,
+        Err(_) => {
+            // Not reaped yet, so its pid is still the group's id.
+            killpg(pid, Signal::SIGTERM)?;
+            say(format!(
+                "No exit within {secs} s: sent SIGTERM to its process group"
+            ));
+            match timeout(limit, sh.wait()).await {
+                Ok(status) => status?,
+                Err(_) => {
+                    // SIGTERM can be caught or ignored; SIGKILL cannot.
+                    killpg(pid, Signal::SIGKILL)?;
+                    say(format!("Still there {secs} s later: sent SIGKILL"));
+                    sh.wait().await?
+                }
+            }
+        }
+    };
+    say(format!("sh {}", describe(status)));
+    let rest = async {
+        while lines.next_line().await?.is_some() {}
+        io::Result::Ok(())
+    };
+    tokio::pin!(rest);
+    if timeout(limit, &mut rest).await.is_err() {
+        // sh is reaped; the group's id is safe to use only while some
+        // process is still in the group: the one that holds the pipe, if
+        // it did not leave the group.
+        match killpg(pid, Signal::SIGKILL) {
+            Ok(()) => say(format!(
+                "No end of stdout within {secs} s: killed its process group"
+            )),
+            Err(err) => {
+                return Err(format!("stdout held from outside: {err}").into());
+            }
+        }
+        rest.await?;
+    }
+    say("End of stdout".to_string());
+    Ok(())
+}
+// ANCHOR_END: supervise
+
+/// Polls `ready` every 10 ms, sleeping in the runtime, until it holds
+/// (true) or `limit` has passed (false).
+async fn until(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let waited = timeout(limit, async {
+        while !ready() {
+            sleep(Duration::from_millis(10)).await;
+        }
+    });
+    waited.await.is_ok()
+}
+
+/// The state letter of a process from /proc/PID/stat (Linux), or `None`
+/// once it is gone.
+fn state_of(pid: Pid) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The state follows the command name, which is in parentheses.
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+fn is_dead(pid: Pid) -> bool {
+    matches!(state_of(pid), None | Some('Z'))
+}
+
+/// Whether a process runs, in words.
+fn life(pid: Pid) -> &'static str {
+    if is_dead(pid) {
+        "is dead"
+    } else {
+        "is still running"
+    }
+}
+
+/// A process's state, in words.
+fn state(pid: Pid) -> &'static str {
+    match state_of(pid) {
+        None => "is gone",
+        Some('Z') => "is a zombie",
+        Some(_) => "is still running",
+    }
+}
+
+/// How a child ended, in words.
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal().map(Signal::try_from)) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (_, Some(Ok(signal))) => format!("was killed by {signal}"),
+        _ => format!("ended: {status}"),
+    }
+}
+
+/// Prints a line, if anyone still reads our output: without a reader we
+/// go on, since the clean-up matters more than the report.
+fn say(line: String) {
+    let _ = writeln!(io::stdout(), "{line}");
+}
+
+/// Reads `[WAY] [--wait SECS] [--ignore-term]`.
+fn parse_args() -> Result<(Way, Duration, bool), lexopt::Error> {
+    use lexopt::prelude::*;
+    let (mut way, mut wait, mut ignore_term) = (None, 1, false);
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("wait") => wait = args.value()?.parse()?,
+            Long("ignore-term") => ignore_term = true,
+            Value(value) if way.is_none() => {
+                way = Some(match value.string()?.as_str() {
+                    "drop" => Way::Drop,
+                    "kill-on-drop" => Way::KillOnDrop,
+                    "no-wait" => Way::NoWait,
+                    "timeout" => Way::Timeout,
+                    "pipe" => Way::Pipe,
+                    other => {
+                        return Err(format!("unknown way '{other}'").into());
+                    }
+                });
+            }
+            Short('h') | Long("help") => {
+                say(USAGE.to_string());
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    let way = way.unwrap_or(Way::Timeout);
+    Ok((way, Duration::from_secs(wait), ignore_term))
+}
+// ANCHOR_END: whole

@@ -1,0 +1,286 @@
+// ANCHOR: whole
+// Listing 32-1: a blocking call inside a task stalls a tokio runtime. A
+// ticker task ticks every 100 ms while another task waits, one of three
+// ways, for something that takes `--secs N` (default 1):
+//
+// - `wait`: for a child, `sleep N`, with `std::process::Child::wait`;
+// - `read`: for a line on a pipe, with `std::io::Read::read`; a thread
+//   writes it after N seconds;
+// - `signal`: for SIGUSR1, with signal-hook's iterator; a thread sends it
+//   after N seconds.
+//
+// The runtime has one thread, and the waiting task holds it: the ticker
+// cannot tick until the wait is over. `--workers N` runs the same on the
+// multi-threaded runtime, where the waiting task holds one of N threads. `--fix spawn-blocking` moves the
+// same blocking call to tokio's blocking pool; `--fix async` uses tokio's
+// own way to wait for the same thing. Either way the ticker keeps time.
+
+use std::error::Error;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::num::NonZeroUsize;
+use std::process::{self, ExitCode, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{getpid, pipe};
+use signal_hook::consts::SIGUSR1;
+use signal_hook::iterator::Signals;
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe::Receiver;
+use tokio::runtime::{Builder, Runtime};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio::task;
+use tokio::time::{interval, sleep};
+
+const USAGE: &str = "usage: async-block [wait|read|signal] \
+                     [--fix spawn-blocking|async] [--secs N] [--workers N]";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Way {
+    Wait,
+    Read,
+    Signal,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Fix {
+    None,
+    SpawnBlocking,
+    Async,
+}
+
+struct Args {
+    way: Way,
+    fix: Fix,
+    secs: u64,
+    workers: Option<NonZeroUsize>,
+}
+
+type Outcome = Result<String, Box<dyn Error + Send + Sync>>;
+
+// ANCHOR: main
+fn main() -> ExitCode {
+    let ran = parse_args()
+        .map_err(|e| format!("{e}; {USAGE}").into())
+        .and_then(|args| runtime(args.workers)?.block_on(run(args)));
+    match ran {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(io::stderr(), "async-block: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A runtime with one thread for every task, so that what a blocking call
+/// does to the others shows at once; with `--workers N`, the
+/// multi-threaded runtime that `#[tokio::main]` builds, with N workers.
+fn runtime(workers: Option<NonZeroUsize>) -> io::Result<Runtime> {
+    let mut builder = match workers {
+        None => Builder::new_current_thread(),
+        Some(n) => {
+            let mut builder = Builder::new_multi_thread();
+            builder.worker_threads(n.get());
+            builder
+        }
+    };
+    builder.enable_all().build()
+}
+// ANCHOR_END: main
+
+// ANCHOR: run
+async fn run(args: Args) -> Result<(), Box<dyn Error + Send + Sync>> {
+    let Args { way, fix, secs, .. } = args;
+    let (tx, mut ticks) = mpsc::unbounded_channel();
+    let ticker = tokio::spawn(async move {
+        let mut every = interval(Duration::from_millis(100));
+        loop {
+            every.tick().await;
+            if tx.send(Instant::now()).is_err() {
+                break;
+            }
+        }
+    });
+    sleep(Duration::from_millis(300)).await;
+    say(format!(
+        "Ticking every 100 ms; now waiting {}",
+        what(way, fix)
+    ));
+
+    let waiter = tokio::spawn(wait_for(way, fix, Duration::from_secs(secs)));
+    let (started, outcome) = waiter.await?;
+    let ended = Instant::now();
+    sleep(Duration::from_millis(300)).await;
+    ticker.abort();
+
+    let mut times = Vec::new();
+    while let Ok(tick) = ticks.try_recv() {
+        times.push(tick);
+    }
+    let meanwhile = times.iter().filter(|t| (started..ended).contains(*t));
+    let longest = times.windows(2).map(|w| w[1] - w[0]).max();
+    let longest = longest.unwrap_or_default().as_secs_f64();
+    say(format!(
+        "{} after {:.2} s; meanwhile {} ticks, the longest gap {longest:.2} s",
+        outcome?,
+        (ended - started).as_secs_f64(),
+        meanwhile.count(),
+    ));
+    Ok(())
+}
+// ANCHOR_END: run
+
+/// What the waiting task waits for, and how, in words.
+fn what(way: Way, fix: Fix) -> &'static str {
+    match (way, fix) {
+        (Way::Wait, Fix::None) => "in std's Child::wait",
+        (Way::Wait, Fix::SpawnBlocking) => "in Child::wait in spawn_blocking",
+        (Way::Wait, Fix::Async) => "in tokio's Child::wait",
+        (Way::Read, Fix::None) => "in std's read",
+        (Way::Read, Fix::SpawnBlocking) => "in read in spawn_blocking",
+        (Way::Read, Fix::Async) => "in tokio's pipe Receiver::read",
+        (Way::Signal, Fix::None) => "in signal-hook's iterator",
+        (Way::Signal, Fix::SpawnBlocking) => {
+            "in signal-hook's iterator in spawn_blocking"
+        }
+        (Way::Signal, Fix::Async) => "in tokio's Signal::recv",
+    }
+}
+
+/// The waiting task: when it started, and what it got.
+async fn wait_for(way: Way, fix: Fix, takes: Duration) -> (Instant, Outcome) {
+    let started = Instant::now();
+    let outcome = match way {
+        Way::Wait => wait_child(fix, takes).await,
+        Way::Read => read_pipe(fix, takes).await,
+        Way::Signal => wait_signal(fix, takes).await,
+    };
+    (started, outcome)
+}
+
+// ANCHOR: wait
+async fn wait_child(fix: Fix, takes: Duration) -> Outcome {
+    let secs = takes.as_secs().to_string();
+    let status = if fix == Fix::Async {
+        let mut command = tokio::process::Command::new("sleep");
+        command.arg(&secs).stdin(Stdio::null()).kill_on_drop(true);
+        command.spawn()?.wait().await?
+    } else {
+        let mut command = process::Command::new("sleep");
+        let mut child = command.arg(&secs).stdin(Stdio::null()).spawn()?;
+        if fix == Fix::SpawnBlocking {
+            task::spawn_blocking(move || child.wait()).await??
+        } else {
+            child.wait()? // WRONG: holds the runtime's thread.
+        }
+    };
+    Ok(format!("sleep {secs} ended: {status}"))
+}
+// ANCHOR_END: wait
+
+// ANCHOR: read
+async fn read_pipe(fix: Fix, takes: Duration) -> Outcome {
+    let (read_end, write_end) = pipe()?;
+    // Stands in for a slow peer: a line, `takes` from now, then the end.
+    thread::spawn(move || {
+        thread::sleep(takes);
+        let _ = File::from(write_end).write_all(b"ready\n");
+    });
+    let mut buf = [0; 64];
+    let n = match fix {
+        Fix::Async => {
+            let mut pipe = Receiver::from_owned_fd(read_end)?;
+            pipe.read(&mut buf).await?
+        }
+        Fix::SpawnBlocking => {
+            let mut pipe = File::from(read_end);
+            task::spawn_blocking(move || pipe.read(&mut buf)).await??
+        }
+        // WRONG: holds the runtime's thread.
+        Fix::None => File::from(read_end).read(&mut buf)?,
+    };
+    Ok(format!("read {n} bytes"))
+}
+// ANCHOR_END: read
+
+// ANCHOR: signal
+async fn wait_signal(fix: Fix, takes: Duration) -> Outcome {
+    // Listen first, then let the signal be sent.
+    if fix == Fix::Async {
+        let mut usr1 = signal(SignalKind::user_defined1())?;
+        send_usr1_after(takes);
+        usr1.recv().await;
+    } else {
+        let mut signals = Signals::new([SIGUSR1])?;
+        send_usr1_after(takes);
+        if fix == Fix::SpawnBlocking {
+            task::spawn_blocking(move || signals.forever().next()).await?;
+        } else {
+            signals.forever().next(); // WRONG: holds the runtime's thread.
+        }
+    }
+    Ok("got SIGUSR1".to_string())
+}
+
+/// Stands in for someone typing `kill -USR1 PID`, `takes` from now.
+fn send_usr1_after(takes: Duration) {
+    let pid = getpid();
+    thread::spawn(move || {
+        thread::sleep(takes);
+        let _ = kill(pid, Signal::SIGUSR1);
+    });
+}
+// ANCHOR_END: signal
+
+/// Prints a line, if anyone still reads our output.
+fn say(line: String) {
+    let _ = writeln!(io::stdout(), "{line}");
+}
+
+/// Reads `[WAY] [--fix spawn-blocking|async] [--secs N] [--workers N]`.
+fn parse_args() -> Result<Args, lexopt::Error> {
+    use lexopt::prelude::*;
+    let (mut way, mut fix, mut secs, mut workers) = (None, Fix::None, 1, None);
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("secs") => secs = args.value()?.parse()?,
+            Long("workers") => workers = Some(args.value()?.parse()?),
+            Long("fix") => {
+                fix = match args.value()?.string()?.as_str() {
+                    "spawn-blocking" => Fix::SpawnBlocking,
+                    "async" => Fix::Async,
+                    other => {
+                        return Err(format!("unknown fix '{other}'").into());
+                    }
+                };
+            }
+            Value(value) if way.is_none() => {
+                way = Some(match value.string()?.as_str() {
+                    "wait" => Way::Wait,
+                    "read" => Way::Read,
+                    "signal" => Way::Signal,
+                    other => {
+                        return Err(format!("unknown way '{other}'").into());
+                    }
+                });
+            }
+            Short('h') | Long("help") => {
+                say(USAGE.to_string());
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    let way = way.unwrap_or(Way::Wait);
+    Ok(Args {
+        way,
+        fix,
+        secs,
+        workers,
+    })
+}
+// ANCHOR_END: whole

@@ -1,0 +1,294 @@
+//! Chapter 31: child processes in tokio. Listing 31-1 feeds `tee` and
+//! reads both of its outputs; Listing 31-2 drops, kills and waits for a
+//! shell that started a grandchild.
+
+use std::time::{Duration, Instant};
+
+use nix::unistd::Pid;
+use regex::Regex;
+
+use crate::support::{
+    KillGroupOnDrop, Listing, assert_rejects,
+    assert_session_matches_book_masking, cargo_run, finish_clean,
+    group_is_gone, is_dead, run_clean, state_of, wait_until,
+};
+
+/// The counts of a `Sent … of … bytes, got … on stdout and … on stderr`
+/// line: sent, stdout, stderr, and how tee ended.
+fn counts(line: &str) -> (usize, usize, usize, String) {
+    let re = Regex::new(
+        r"^Sent (\d+) of 1000000 bytes, got (\d+) on stdout and (\d+) on stderr; tee (.*)$",
+    )
+    .unwrap();
+    let caps = re
+        .captures(line)
+        .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+    let n = |i: usize| caps[i].parse().unwrap();
+    (n(1), n(2), n(3), caps[4].to_string())
+}
+
+#[test]
+fn async_child_feed_join_gets_every_byte_back_on_both_pipes() {
+    // A generous limit: this test is about the bytes, not the timeout.
+    let out = run_clean(bin!("async-child-feed"), &["join", "--wait", "30"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stderr, "");
+    assert_eq!(out.stdout.len(), 1, "{:?}", out.stdout);
+    let (sent, stdout, stderr, end) = counts(&out.stdout[0]);
+    assert_eq!((sent, stdout, stderr), (1_000_000, 1_000_000, 1_000_000));
+    assert_eq!(end, "exited with status 0");
+}
+
+/// Runs a way that must deadlock, with a limit of `wait` seconds; checks
+/// that it is stopped by the timeout, tee killed, and nothing left.
+fn deadlocked(way: &str, wait: &str) -> (usize, usize, usize) {
+    let started = Instant::now();
+    let out = run_clean(bin!("async-child-feed"), &[way, "--wait", wait]);
+    assert_eq!(out.status.code(), Some(1), "{way}: {}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!("async-child-feed: deadlock: tee killed after {wait} s\n")
+    );
+    let limit = Duration::from_secs(wait.parse().unwrap());
+    assert!(started.elapsed() >= limit, "{way}: too soon");
+    let (sent, stdout, stderr, end) = counts(&out.stdout[0]);
+    assert_eq!(end, "was killed by SIGKILL", "{way}");
+    (sent, stdout, stderr)
+}
+
+#[test]
+fn async_child_feed_writing_everything_first_deadlocks_until_the_timeout() {
+    let (sent, stdout, stderr) = deadlocked("write-first", "1");
+    // At least tee's stdin pipe filled up; nothing was read yet.
+    assert!((65536..1_000_000).contains(&sent), "{sent}");
+    assert_eq!((stdout, stderr), (0, 0));
+}
+
+#[test]
+fn async_child_feed_reading_stdout_first_deadlocks_on_a_full_stderr() {
+    let (sent, stdout, stderr) = deadlocked("stdout-first", "1");
+    // tee waits for room in its stderr pipe, which nobody reads: it
+    // wrote at least that pipe's worth to stdout, not everything.
+    assert!((65536..1_000_000).contains(&stdout), "{stdout}");
+    assert!(sent < 1_000_000, "{sent}");
+    assert_eq!(stderr, 0);
+}
+
+#[test]
+fn async_child_feed_keeping_stdin_open_leaves_tee_waiting_for_more() {
+    // Every byte goes through; the end of tee's output never comes. The
+    // limit leaves time for a million bytes on a busy machine.
+    let (sent, stdout, stderr) = deadlocked("keep-stdin", "10");
+    assert_eq!((sent, stdout, stderr), (1_000_000, 1_000_000, 1_000_000));
+}
+
+#[test]
+fn async_child_feed_output_matches_the_book() {
+    let mut session = Vec::new();
+    for way in ["write-first", "stdout-first", "keep-stdin", "join"] {
+        let out = run_clean(bin!("async-child-feed"), &[way]);
+        let mut lines = out.stdout;
+        lines.extend(out.stderr.lines().map(String::from));
+        session.push((cargo_run("async-child-feed", &[way]), lines));
+    }
+    let session: Vec<_> =
+        session.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    // How far each deadlock got depends on when tee ran.
+    assert_session_matches_book_masking(
+        "ch31-async-children/31-01-async-child-feed.out",
+        &session,
+        &[(
+            r"Sent \d+ of 1000000 bytes, got \d+ on stdout and \d+ on stderr; tee was",
+            "Sent <n> of 1000000 bytes, got <m> on stdout and <k> on stderr; tee was",
+        )],
+    );
+}
+
+/// Runs async-child-kill one way; checks that it succeeds and that
+/// neither the shell nor its `sleep` is left; returns the output and the
+/// two pids.
+fn kill_way(way: &str) -> (Vec<String>, Pid, Pid) {
+    let mut listing = Listing::start(bin!("async-child-kill"), &[way]);
+    let first = listing.expect(
+        r"sh \(pid (\d+)\) runs in a process group of its own; it started sleep \(pid (\d+)\)",
+    );
+    let sh = Pid::from_raw(first[1].parse().unwrap());
+    let sleep = Pid::from_raw(first[2].parse().unwrap());
+    let _cleanup = KillGroupOnDrop(sh);
+    let out = finish_clean(listing);
+    assert!(out.status.success(), "{way}: {}", out.stderr);
+    assert_eq!(out.stderr, "", "{way}");
+    wait_until("the shell's group to end", || {
+        group_is_gone(sh) && is_dead(sleep)
+    });
+    (out.stdout, sh, sleep)
+}
+
+#[test]
+fn async_child_kill_a_dropped_child_runs_on() {
+    let (out, sh, sleep) = kill_way("drop");
+    assert_eq!(
+        out[1..],
+        [
+            format!(
+                "Dropped the Child: sh (pid {sh}) is still running, sleep \
+                 (pid {sleep}) is still running"
+            ),
+            "Killed the group; tokio reaped sh in the background".into(),
+        ]
+    );
+}
+
+#[test]
+fn async_child_kill_kill_on_drop_kills_the_child_but_not_the_grandchild() {
+    let (out, sh, sleep) = kill_way("kill-on-drop");
+    assert_eq!(
+        out[1..],
+        [
+            format!(
+                "Dropped the Child: sh (pid {sh}) is dead, sleep (pid \
+                 {sleep}) is still running"
+            ),
+            "Killed the group; tokio reaped sh in the background".into(),
+        ]
+    );
+}
+
+#[test]
+fn async_child_kill_a_killed_child_stays_a_zombie_until_waited_for() {
+    let started = Instant::now();
+    let (out, sh, sleep) = kill_way("no-wait");
+    assert_eq!(
+        out[1..],
+        [
+            format!(
+                "start_kill, no wait: one second later sh (pid {sh}) is a \
+                 zombie"
+            ),
+            format!("wait: sh was killed by SIGKILL, and pid {sh} is gone"),
+            format!("sleep (pid {sleep}) is still running"),
+        ]
+    );
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(state_of(sh), None, "reaped");
+}
+
+#[test]
+fn async_child_kill_a_wait_with_a_timeout_then_ends_the_whole_group() {
+    let started = Instant::now();
+    let (out, _, _) = kill_way("timeout");
+    assert_eq!(
+        out[1..],
+        [
+            "No exit within 1 s: sent SIGTERM to its process group",
+            "sh was killed by SIGTERM",
+            "End of stdout",
+        ]
+    );
+    assert!(started.elapsed() >= Duration::from_secs(1));
+}
+
+#[test]
+fn async_child_kill_follows_an_ignored_sigterm_with_sigkill() {
+    let mut listing =
+        Listing::start(bin!("async-child-kill"), &["timeout", "--ignore-term"]);
+    let first = listing.expect(r"sh \(pid (\d+)\) .* sleep \(pid (\d+)\)");
+    let sh = Pid::from_raw(first[1].parse().unwrap());
+    let sleep = Pid::from_raw(first[2].parse().unwrap());
+    let _cleanup = KillGroupOnDrop(sh);
+    let out = finish_clean(listing);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout[1..],
+        [
+            "No exit within 1 s: sent SIGTERM to its process group",
+            "Still there 1 s later: sent SIGKILL",
+            "sh was killed by SIGKILL",
+            "End of stdout",
+        ]
+    );
+    wait_until("the group to end", || group_is_gone(sh) && is_dead(sleep));
+}
+
+#[test]
+fn async_child_kill_a_grandchild_holding_stdout_is_killed_with_the_group() {
+    let started = Instant::now();
+    let (out, _, _) = kill_way("pipe");
+    assert_eq!(
+        out[1..],
+        [
+            "sh exited with status 0",
+            "No end of stdout within 1 s: killed its process group",
+            "End of stdout",
+        ]
+    );
+    // Without the kill, the end would come when `sleep 60` exits.
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn async_child_kill_output_matches_the_book() {
+    let mut session = Vec::new();
+    for way in ["drop", "kill-on-drop", "no-wait", "timeout", "pipe"] {
+        let (out, _, _) = kill_way(way);
+        session.push((cargo_run("async-child-kill", &[way]), out));
+    }
+    let session: Vec<_> =
+        session.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book_masking(
+        "ch31-async-children/31-02-async-child-kill.out",
+        &session,
+        &[],
+    );
+}
+
+#[test]
+fn async_children_listings_reject_bad_arguments_in_one_line() {
+    assert_rejects(bin!("async-child-feed"), &["later"], "unknown way");
+    assert_rejects(bin!("async-child-feed"), &["--bytes", "-1"], "--bytes");
+    assert_rejects(bin!("async-child-feed"), &["--wait", "x"], r#""x""#);
+    assert_rejects(bin!("async-child-kill"), &["forget"], "unknown way");
+    assert_rejects(bin!("async-child-kill"), &["--wait", "-1"], "--wait");
+}
+
+/// What the chapter says of how tokio waits on Linux: a pidfd in its
+/// epoll set, then `wait4` with WNOHANG once the pidfd is readable.
+#[test]
+fn tokio_waits_for_a_child_on_a_pidfd_then_reaps_it_with_wait4() {
+    if !crate::support::have("strace") {
+        return;
+    }
+    let feed = bin!("async-child-feed");
+    let trace = ["-f", "-e", "trace=pidfd_open,wait4", "--", feed, "join"];
+    let out = crate::support::run("strace", &trace);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stderr.contains("pidfd_open("), "{}", out.stderr);
+    let reaped = Regex::new(
+        r"wait4\(\d+, \[\{WIFEXITED\(s\) && WEXITSTATUS\(s\) == 0\}\], WNOHANG",
+    )
+    .unwrap();
+    assert!(reaped.is_match(&out.stderr), "{}", out.stderr);
+}
+
+/// tokio installs a SIGCHLD handler only once a child goes to its orphan
+/// queue: never while every child is awaited through its pidfd.
+#[test]
+fn tokio_handles_sigchld_only_for_a_dropped_child() {
+    if !crate::support::have("strace") {
+        return;
+    }
+    let handler =
+        Regex::new(r"rt_sigaction\(SIGCHLD, \{sa_handler=0x").unwrap();
+    let traced = |bin: &str, args: &[&str]| {
+        let mut trace = vec!["-f", "-e", "trace=rt_sigaction", "--", bin];
+        trace.extend(args);
+        let out = crate::support::run("strace", &trace);
+        assert!(out.status.success(), "{}", out.stderr);
+        handler.is_match(&out.stderr)
+    };
+    assert!(!traced(
+        bin!("async-child-feed"),
+        &["join", "--bytes", "10"]
+    ));
+    assert!(traced(bin!("async-child-kill"), &["kill-on-drop"]));
+}
