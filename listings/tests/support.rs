@@ -86,6 +86,7 @@ impl Listing {
         let program = command.get_program().to_string_lossy().into_owned();
         die_with_this_thread(command);
         only_standard_descriptors(command);
+        default_signals(command);
         let mut child = command
             .process_group(0)
             .stdin(Stdio::null())
@@ -271,6 +272,33 @@ fn only_standard_descriptors(command: &mut Command) {
         command.pre_exec(|| {
             use nix::libc::{CLOSE_RANGE_CLOEXEC, c_int, close_range};
             close_range(3, u32::MAX, CLOSE_RANGE_CLOEXEC as c_int);
+            Ok(())
+        });
+    }
+}
+
+/// Makes a listing start with every signal at its default action and none
+/// blocked, whatever the test runner inherited. A shell starts background
+/// jobs with SIGINT and SIGQUIT ignored, `nohup` ignores SIGHUP, and both
+/// pass through fork and exec: a test that sends Ctrl-C must not depend on
+/// how `cargo test` was started.
+fn default_signals(command: &mut Command) {
+    // SAFETY: runs between fork and exec; `signal` (sigaction) and
+    // `sigprocmask` are async-signal-safe system calls, and nothing
+    // allocates. The signals glibc keeps for itself refuse with EINVAL,
+    // which is ignored, as are SIGKILL and SIGSTOP, which cannot change.
+    unsafe {
+        command.pre_exec(|| {
+            use nix::libc::{
+                SIG_DFL, SIG_SETMASK, SIGRTMAX, sigemptyset, signal,
+                sigprocmask, sigset_t,
+            };
+            for signo in 1..=SIGRTMAX() {
+                signal(signo, SIG_DFL);
+            }
+            let mut none: sigset_t = std::mem::zeroed();
+            sigemptyset(&mut none);
+            sigprocmask(SIG_SETMASK, &none, std::ptr::null_mut());
             Ok(())
         });
     }
