@@ -93,6 +93,9 @@ async fn run() -> Result<(), Box<dyn Error>> {
         "Got {name}: cleaning up for {secs} s; a second signal stops me now"
     );
     tokio::select! {
+        // In this order: the clean-up starts first even when the second
+        // signal has already come (`select!` otherwise picks at random).
+        biased;
         () = clean_up(args.cleanup, args.stuck) => {
             println!("Clean exit");
             Ok(())
