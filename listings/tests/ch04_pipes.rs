@@ -111,9 +111,14 @@ fn pipe_spam_child_dies_with_its_parent_however_the_parent_dies() {
         spam_run.next_line();
         let child = only_child(spam_run.pid());
         spam_run.signal(signal);
+        // Says which signal it was, should the listing not die of it.
+        let parent = spam_run.pid();
+        wait_until(&format!("pipe-spam to die of {signal}"), || {
+            is_dead(parent)
+        });
         let out = spam_run.finish();
         use std::os::unix::process::ExitStatusExt;
-        assert_eq!(out.status.signal(), Some(signal as i32));
+        assert_eq!(out.status.signal(), Some(signal as i32), "{signal}");
         // Checked before the test's own clean-up kills the group.
         wait_until(&format!("the child to die after {signal}"), || {
             is_dead(child)

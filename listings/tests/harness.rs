@@ -1,13 +1,16 @@
 //! The harness itself: no listing outlives the test binary that started
-//! it, even when that binary is killed and no `Drop` runs.
+//! it, even when that binary is killed and no `Drop` runs; and every
+//! listing starts with the signals at their defaults, whatever the test
+//! runner inherited.
 
 use std::env;
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::{self, SigHandler, SigSet, Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::support::{Listing, PATIENCE, children_of};
@@ -62,6 +65,46 @@ fn no_listing_outlives_a_killed_test_binary() {
             thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// A listing starts with no signal ignored and none blocked, even when the
+/// test runner was started with some: here a `pre_exec` of the test's own
+/// stands in for such a runner (its changes are what a forked child would
+/// inherit), and the harness's, which runs after it, must undo them.
+#[test]
+fn listings_start_with_no_signal_ignored_or_blocked() {
+    let mut command = Command::new("cat");
+    command.arg("/proc/self/status");
+    // SAFETY: between fork and exec, only sigaction and pthread_sigmask
+    // (through nix, on the stack): async-signal-safe, no allocation.
+    unsafe {
+        command.pre_exec(|| {
+            for signal in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGHUP] {
+                signal::signal(signal, SigHandler::SigIgn)?;
+            }
+            let mut blocked = SigSet::empty();
+            blocked.add(Signal::SIGUSR1);
+            blocked.add(Signal::SIGTERM);
+            blocked.thread_block()?;
+            Ok(())
+        });
+    }
+    let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    // Signals 32 and 33 are glibc's own, which no program may change (its
+    // sigaction refuses them); glibc's posix_spawn, which cargo starts the
+    // test binary with, leaves them ignored. Every other signal counts.
+    let glibc_own = 0b11 << 31;
+    let mask = |field: &str| {
+        let line = out.stdout.iter().find(|l| l.starts_with(field));
+        let hex = line.expect(field)[field.len()..].trim();
+        u64::from_str_radix(hex, 16).expect("a hex mask") & !glibc_own
+    };
+    let (ignored, blocked) = (mask("SigIgn:"), mask("SigBlk:"));
+    assert!(
+        ignored == 0 && blocked == 0,
+        "ignored {ignored:#x}, blocked {blocked:#x} (bit n - 1 is signal n)"
+    );
 }
 
 /// Not a test on its own: [`no_listing_outlives_a_killed_test_binary`]
