@@ -2,9 +2,10 @@
 //! (`catch-signal`).
 
 use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chrono::NaiveDateTime;
+use chrono::{FixedOffset, NaiveDateTime, Timelike, Utc};
 use nix::sys::signal::Signal;
 
 use crate::support::{
@@ -188,6 +189,32 @@ fn catch_signal_reports_each_signal_sent_with_kill() {
     }
     let out = catcher.finish();
     assert!(out.status.success(), "{}", out.stderr);
+}
+
+/// The listings print the local time, whatever the time zone: here one
+/// 5 h 45 min east of UTC (a POSIX `TZ` string, which needs no time zone
+/// database), far from the UTC the tests otherwise give every listing.
+#[test]
+fn catch_signal_prints_the_local_time_of_the_time_zone_it_is_given() {
+    let mut command = Command::new(bin!("catch-signal"));
+    command
+        .args(["USR1", "--count", "1"])
+        .env("TZ", "<+0545>-05:45");
+    let mut catcher = Listing::spawn(&mut command, Stdio::piped());
+    catcher
+        .expect(r"Waiting for SIGUSR1 \(10\) as pid \d+; try: kill -USR1 \d+");
+    let zone = FixedOffset::east_opt(5 * 3600 + 45 * 60).unwrap();
+    // asctime drops the fraction of a second: whole seconds compare.
+    let before = Utc::now().with_timezone(&zone).naive_local();
+    catcher.signal(Signal::SIGUSR1);
+    let got = catcher.expect(&format!("Got signal 10 at {TIME}"));
+    let after = Utc::now().with_timezone(&zone).naive_local();
+    let printed = parse_asctime(&got[1]);
+    assert!(
+        before.with_nanosecond(0).unwrap() <= printed && printed <= after,
+        "printed {printed}, expected between {before} and {after}"
+    );
+    assert!(catcher.finish().status.success());
 }
 
 #[test]

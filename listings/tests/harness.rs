@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{self, SigHandler, SigSet, Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::support::{Listing, PATIENCE, children_of};
+use crate::support::{ENVIRONMENT, Listing, PATIENCE, children_of, shell};
 
 /// The helper test below, by its full name in this binary.
 const HELPER: &str = "harness::helper_holds_listings_until_killed";
@@ -193,4 +193,61 @@ fn pids_in(text: &str) -> Vec<Pid> {
 fn join(pids: &[Pid]) -> String {
     let pids: Vec<String> = pids.iter().map(Pid::to_string).collect();
     pids.join(" ")
+}
+
+/// The helper test below, and the variable that makes it do its work.
+const ENV_HELPER: &str = "harness::helper_shows_a_listings_environment";
+const SHOW_ENV: &str = "LISTINGS_HARNESS_SHOW_ENV";
+
+/// A listing's environment does not depend on who ran `cargo test`: this
+/// test binary is run again, as from a shell in New Zealand with a German
+/// locale in a narrow terminal, and a command it starts as the tests start
+/// every listing must see the harness's own clock, locale and terminal.
+#[test]
+fn listings_get_the_same_environment_whoever_runs_the_tests() {
+    let exe = env::current_exe().expect("the path of this test binary");
+    let mut command = Command::new(exe);
+    command
+        .args(["--ignored", "--exact", ENV_HELPER, "--nocapture"])
+        .env(SHOW_ENV, "1")
+        .env("TZ", "Pacific/Chatham")
+        .env("LANG", "de_DE.UTF-8")
+        .env("LC_ALL", "de_DE.UTF-8")
+        .env("LANGUAGE", "de")
+        .env("TERM", "xterm-256color")
+        .env("COLUMNS", "20")
+        .env("LINES", "5");
+    let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let seen: Vec<&str> = out
+        .stdout
+        .iter()
+        .filter_map(|line| line.strip_prefix("env: "))
+        .collect();
+    assert!(
+        !seen.is_empty(),
+        "the helper printed nothing: {:?}",
+        out.stdout
+    );
+    for (name, value) in ENVIRONMENT {
+        let got: Vec<&str> = seen
+            .iter()
+            .filter_map(|line| line.strip_prefix(&format!("{name}=")))
+            .collect();
+        let want: Vec<&str> = value.into_iter().collect();
+        assert_eq!(got, want, "{name} in a listing's environment");
+    }
+}
+
+/// Run by the test above, in the environment it sets: prints the
+/// environment of a command started the way every listing is.
+#[test]
+#[ignore = "a helper, run by listings_get_the_same_environment_whoever_runs_the_tests"]
+fn helper_shows_a_listings_environment() {
+    if env::var_os(SHOW_ENV).is_none() {
+        return;
+    }
+    for line in shell("env") {
+        println!("env: {line}");
+    }
 }

@@ -31,6 +31,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::LazyLock;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -87,6 +88,7 @@ impl Listing {
         die_with_this_thread(command);
         only_standard_descriptors(command);
         default_signals(command);
+        same_environment(command);
         let mut child = command
             .process_group(0)
             .stdin(Stdio::null())
@@ -304,6 +306,35 @@ fn default_signals(command: &mut Command) {
     }
 }
 
+/// What the environment of every listing and command holds, whoever ran
+/// `cargo test`, unless the test sets the variable itself: the clock in
+/// UTC (a time zone with summer time would make two local times five
+/// seconds apart differ by an hour once a year), the C locale's formats
+/// (`ls -l` writes dates in the reader's language otherwise), and no
+/// terminal (no colours, no width).
+pub const ENVIRONMENT: [(&str, Option<&str>); 6] = [
+    ("TZ", Some("UTC")),
+    ("LC_ALL", Some("C.UTF-8")),
+    ("LANGUAGE", None),
+    ("TERM", Some("dumb")),
+    ("COLUMNS", None),
+    ("LINES", None),
+];
+
+/// Gives `command` the [`ENVIRONMENT`], leaving alone what the test set.
+fn same_environment(command: &mut Command) {
+    let set: Vec<_> = command.get_envs().map(|(k, _)| k.to_owned()).collect();
+    for (name, value) in ENVIRONMENT {
+        if set.iter().any(|k| k == name) {
+            continue;
+        }
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+}
+
 impl Drop for Listing {
     fn drop(&mut self) {
         // Kill the whole group, forked children included; it may already
@@ -509,16 +540,37 @@ pub fn assert_session_matches_book<S: AsRef<str>>(
     assert_session_matches_book_masking(file, session, &[]);
 }
 
-/// Replaces what differs from run to run with placeholders.
-fn normalise(text: &str) -> String {
-    let rules = [
-        // Python's time.asctime(): Wed Nov 25 16:44:09 2026
+/// What varies with the clock, matched in the text as printed: asctime
+/// pads a day of the month below 10 with a space (`Sat Dec  5`), which the
+/// collapsing of spaces below would otherwise turn into something no rule
+/// recognises.
+static CLOCK_RULES: LazyLock<Vec<(Regex, &str)>> = LazyLock::new(|| {
+    compile(&[
+        // Python's time.asctime(): `Wed Nov 25 16:44:09 2026`, `Sat Dec  5`
         (
             r"\b[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}\b",
             "<time>",
         ),
-        // Python's time.time(): 1795627555.2590373
-        (r"\b\d{9,11}\.\d+\b", "<time>"),
+        // Python's time.time() after "at": `at 1795627555.2590373`, and
+        // `at 1795627555` in the one run in a billion that lands on a
+        // whole second (Rust prints such an f64 without a fraction).
+        (r"\bat \d{9,11}(?:\.\d+)?\b", "at <time>"),
+    ])
+});
+
+fn compile(rules: &[(&str, &'static str)]) -> Vec<(Regex, &'static str)> {
+    rules
+        .iter()
+        .map(|&(pattern, placeholder)| {
+            (Regex::new(pattern).expect("a valid regex"), placeholder)
+        })
+        .collect()
+}
+
+/// What else differs from run to run, matched after runs of spaces have
+/// been collapsed to one.
+static RULES: LazyLock<Vec<(Regex, &str)>> = LazyLock::new(|| {
+    compile(&[
         (r"\b(pid|Parent|Child) \d+\b", "$1 <pid>"),
         (r"\b127\.0\.0\.1:\d+\b", "127.0.0.1:<port>"),
         (r"\[::1\]:\d+\b", "[::1]:<port>"),
@@ -527,7 +579,7 @@ fn normalise(text: &str) -> String {
         (r"\b(pipe|socket):\[\d+\]", "$1:[<inode>]"),
         // `ls -l`: permissions, links, owner, group, size, date
         (
-            r"(?m)^([-lrwxs]{10}) +\d+ +\S+ +\S+ +\d+ +\w{3} +\d+ +[\d:]+ ",
+            r"(?m)^([-bcdlps][-rwxsStT]{9}) +\d+ +\S+ +\S+ +\d+ +\w{3} +\d+ +[\d:]+ ",
             "$1 <owner and date> ",
         ),
         (r"/proc/\d+/", "/proc/<pid>/"),
@@ -559,15 +611,23 @@ fn normalise(text: &str) -> String {
         (r"\b(nc(?: -\w+)* \S+) \d+\b", "$1 <port>"),
         // A private directory made by mkdtemp: `/tmp/sig-daemon.Ab12Cd`.
         (r"\S*/([\w-]+)\.[A-Za-z0-9]{6}/", "<tmp>/$1.<random>/"),
-    ];
-    // Columns padded to the width of what varies: `ss` output.
-    let mut text = Regex::new(" +")
-        .unwrap()
-        .replace_all(text, " ")
-        .into_owned();
-    for (pattern, placeholder) in rules {
-        let re = Regex::new(pattern).expect("a valid regex");
-        text = re.replace_all(&text, placeholder).into_owned();
+    ])
+});
+
+/// Replaces what differs from run to run with placeholders: first what
+/// the clock decides, then, once runs of spaces are collapsed (columns
+/// padded to the width of what varies, as in `ss` output), everything
+/// else.
+fn normalise(text: &str) -> String {
+    static SPACES: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(" +").expect("a valid regex"));
+    let mut text = text.to_string();
+    for (re, placeholder) in CLOCK_RULES.iter() {
+        text = re.replace_all(&text, *placeholder).into_owned();
+    }
+    text = SPACES.replace_all(&text, " ").into_owned();
+    for (re, placeholder) in RULES.iter() {
+        text = re.replace_all(&text, *placeholder).into_owned();
     }
     text
 }
@@ -603,6 +663,7 @@ pub fn assert_session_matches_book_masking<S: AsRef<str>>(
     }
     if blessing() {
         fs::write(&path, &actual).expect("write the output file");
+        record_environment();
         return;
     }
     let shown = fs::read_to_string(&path).unwrap_or_else(|err| {
@@ -613,8 +674,9 @@ pub fn assert_session_matches_book_masking<S: AsRef<str>>(
     assert!(
         want == got,
         "{file} no longer matches a real run.\n--- in the book (normalised)\n{want}\
-         --- this run (normalised)\n{got}\
-         If the new output is right: BLESS=1 cargo test -p listings"
+         --- this run (normalised)\n{got}{}\
+         If the new output is right: BLESS=1 cargo test -p listings",
+        kernel_note()
     );
 }
 
@@ -788,25 +850,74 @@ pub struct Trace {
 /// prints, so that a varying pid never moves where a string is cut.
 const TRACE_STRING_LIMIT: &str = "80";
 
-/// The file, relative to `listings/`, that says which strace and which
-/// machine recorded the traces: their format and some calls differ
-/// between versions of strace and between architectures.
-const TRACE_RECORDED_WITH: &str = "traces-recorded-with.txt";
+/// The file, relative to `listings/`, that says what recorded the book's
+/// traces and outputs: the version of strace and the architecture, since
+/// the format of a trace and some of its calls differ between them, and
+/// the kernel, whose behaviour the outputs show.
+const RECORDED_WITH: &str = "traces-recorded-with.txt";
 
-/// strace's version line and the machine's architecture.
-fn tracing_environment() -> String {
+/// strace's version line, the machine's architecture, and the kernel's
+/// release (`Linux 6.18.44-fc-v1252`), one to a line.
+fn recording_environment() -> String {
     let version = Command::new("strace")
         .arg("-V")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
     let version = version.lines().next().unwrap_or("").to_string();
-    format!("{version}\n{}\n", std::env::consts::ARCH)
+    format!(
+        "{version}\n{}\nLinux {}\n",
+        std::env::consts::ARCH,
+        kernel()
+    )
+}
+
+/// The release of the running kernel, as `uname -r` prints it.
+pub fn kernel() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// What recorded the book's traces and outputs, as [`recording_environment`]
+/// wrote it.
+fn recorded_environment() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(RECORDED_WITH);
+    fs::read_to_string(&path).unwrap_or_default()
+}
+
+/// Rewrites [`RECORDED_WITH`], when blessing; without strace, which only
+/// the traces need, its line stays as it was.
+fn record_environment() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(RECORDED_WITH);
+    let mut text = recording_environment();
+    if text.starts_with('\n') {
+        let recorded = recorded_environment();
+        text = format!("{}{text}", recorded.lines().next().unwrap_or(""));
+    }
+    fs::write(path, text).expect("write");
+}
+
+/// A sentence for a failure message when the book's outputs and traces
+/// were recorded on another kernel than this one; empty otherwise.
+fn kernel_note() -> String {
+    let recorded = recorded_environment();
+    let recorded = recorded.lines().nth(2).unwrap_or("an unknown kernel");
+    let here = format!("Linux {}", kernel());
+    if recorded == here {
+        return String::new();
+    }
+    format!(
+        "\nThe book recorded this on {recorded} (listings/{RECORDED_WITH}); \
+         this is {here}, whose behaviour may differ.\n"
+    )
 }
 
 /// Whether the trace tests can run: strace is installed (see [`have`]),
 /// and it is the version, on the architecture, that recorded the book's
-/// traces. Elsewhere they are skipped with a note; in CI they fail.
+/// traces. Elsewhere they are skipped with a note; in CI they fail. The
+/// kernel may differ: a failure then says so.
 pub fn can_trace() -> bool {
     if !have("strace") {
         return false;
@@ -814,14 +925,13 @@ pub fn can_trace() -> bool {
     if blessing() {
         return true;
     }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(TRACE_RECORDED_WITH);
-    let recorded = fs::read_to_string(&path).unwrap_or_default();
-    let here = tracing_environment();
+    let strace_and_arch =
+        |text: &str| text.lines().take(2).collect::<Vec<_>>().join(" ");
+    let recorded = strace_and_arch(&recorded_environment());
+    let here = strace_and_arch(&recording_environment());
     if recorded == here {
         return true;
     }
-    let (recorded, here) =
-        (recorded.replace('\n', " "), here.replace('\n', " "));
     assert!(
         std::env::var_os("CI").is_none(),
         "traces recorded with {recorded:?}, CI has {here:?}: \
@@ -917,9 +1027,7 @@ pub fn assert_trace_matches_book(
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
     if blessing() {
         fs::write(&path, &actual).expect("write the trace file");
-        let recorded =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join(TRACE_RECORDED_WITH);
-        fs::write(recorded, tracing_environment()).expect("write");
+        record_environment();
         return;
     }
     let shown = fs::read_to_string(&path).unwrap_or_else(|err| {
@@ -930,8 +1038,9 @@ pub fn assert_trace_matches_book(
     assert!(
         want == got,
         "{file} no longer matches a real run.\n--- in the book, each \
-         process's calls (normalised)\n{want}--- this run\n{got}\
-         If the new trace is right: BLESS=1 cargo test -p listings"
+         process's calls (normalised)\n{want}--- this run\n{got}{}\
+         If the new trace is right: BLESS=1 cargo test -p listings",
+        kernel_note()
     );
 }
 
@@ -1168,4 +1277,88 @@ pub fn assert_traced_run_matches_book(
     let command = strace_command(bin, args, trace);
     assert_trace_matches_book(file, &command, trace, &out.stderr, &[]);
     out
+}
+
+/// The normaliser on its own, for what varies with the calendar and the
+/// clock: the suite runs on any day, so each case here is one a run on
+/// some day of the year would meet.
+mod normalise_tests {
+    use chrono::{Datelike, Duration, FixedOffset, NaiveDate, TimeZone};
+
+    use super::normalise;
+
+    /// `time.asctime()` as the listings print it (`%e` pads the day).
+    fn asctime(at: chrono::DateTime<FixedOffset>) -> String {
+        at.format("%a %b %e %H:%M:%S %Y").to_string()
+    }
+
+    #[track_caller]
+    fn assert_time_hidden(time: &str) {
+        assert_eq!(
+            normalise(&format!("Setting at {time}\nGot alarm 14 at {time}")),
+            "Setting at <time>\nGot alarm 14 at <time>",
+            "{time:?}"
+        );
+    }
+
+    #[test]
+    fn normalise_hides_asctime_on_a_day_below_ten() {
+        assert_time_hidden("Sat Dec  5 00:19:07 2026");
+        assert_time_hidden("Mon Jun  1 12:00:00 2026");
+    }
+
+    #[test]
+    fn normalise_hides_asctime_at_midnight_and_at_a_new_year() {
+        assert_time_hidden("Sat Dec  5 00:00:00 2026");
+        assert_time_hidden("Thu Dec 31 23:59:59 2026");
+        assert_time_hidden("Fri Jan  1 00:00:00 2027");
+    }
+
+    /// Every day of a leap year, at the first, a middle and the last
+    /// second of the day, in time zones east and west of UTC, on both
+    /// sides of the date line and at a quarter hour.
+    #[test]
+    fn normalise_hides_asctime_on_every_day_in_any_time_zone() {
+        let zones = [0, 5 * 3600 + 45 * 60, -10 * 3600, 14 * 3600, -12 * 3600];
+        let first = NaiveDate::from_ymd_opt(2028, 1, 1).unwrap();
+        for zone in zones {
+            let zone = FixedOffset::east_opt(zone).unwrap();
+            for day in 0..366 {
+                let date = first + Duration::days(day);
+                for (h, m, s) in [(0, 0, 0), (9, 59, 59), (23, 59, 59)] {
+                    let local = date.and_hms_opt(h, m, s).unwrap();
+                    let at = zone.from_local_datetime(&local).unwrap();
+                    assert_time_hidden(&asctime(at));
+                }
+            }
+            assert_eq!((first + Duration::days(365)).year(), 2028);
+        }
+    }
+
+    #[test]
+    fn normalise_hides_unix_times_with_and_without_a_fraction() {
+        for time in ["1795627555.2590373", "1795627555", "999999999.5"] {
+            assert_eq!(
+                normalise(&format!("Parent 12 got [Spam 000] at {time}")),
+                "Parent <pid> got [Spam 000] at <time>"
+            );
+        }
+        // A number that is not a time is left alone.
+        assert_eq!(
+            normalise("wrote 1795627555 bytes"),
+            "wrote 1795627555 bytes"
+        );
+    }
+
+    #[test]
+    fn normalise_hides_ls_dates_recent_and_old() {
+        for date in ["Dec  5 03:14", "Dec 25 23:59", "Jan  1  2025"] {
+            let line = format!("prw-r--r-- 1 root root 0 {date} /tmp/x");
+            assert_eq!(
+                normalise(&line),
+                "prw-r--r-- <owner and date> /tmp/x",
+                "{line:?}"
+            );
+        }
+    }
 }
