@@ -263,6 +263,7 @@ fn abuses() -> Vec<Abuse> {
         abuse("proc-exec", &["command"], End::Exits(0)),
         abuse("proc-pre-exec", &["chdir", "/"], End::Sigpipe),
         abuse("proc-orphans", &["none", "--for", "60"], End::Exits(0)),
+        abuse("orphan-hangup", &[], End::Exits(0)),
         // The benchmarks keep SIGPIPE ignored while they measure, so that a
         // dead peer is an error they report, and restore the default
         // before they print their one line.
