@@ -4,9 +4,10 @@
 //
 // - SIGHUP reloads the configuration file; connections stay open, and a
 //   bad file keeps the old configuration.
-// - SIGTERM or SIGINT stops accepting, lets every connection finish the
-//   requests it has received, and exits 0 once they have closed; if they
-//   have not within `--drain-secs` (10), it exits 1.
+// - SIGTERM or SIGINT stops accepting, lets every connection answer the
+//   requests it has received, and once they have closed dies of that
+//   signal, as its sender expects; if they have not closed within
+//   `--drain-secs` (10), it exits 1.
 // - A second SIGTERM or SIGINT during that drain ends it at once, killed
 //   by that signal.
 //
@@ -20,22 +21,21 @@ use std::fmt::Display;
 use std::fs;
 use std::io::{self, ErrorKind, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use nix::unistd::getpid;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::low_level;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
-use tokio::time::{sleep, timeout};
-use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -47,11 +47,11 @@ const DEFAULT_CONFIG: &str = "\
 greeting = hello
 delay_ms = 0
 ";
-/// How long a connection may stay silent before the server closes it.
+/// How long a client may take to send a whole request.
 const IDLE: Duration = Duration::from_secs(60);
 /// How long a client may take to read a reply, or to close after ours.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest request line.
+/// The longest request line, newline included.
 const MAX_LINE: usize = 64 * 1024;
 
 #[tokio::main]
@@ -171,14 +171,15 @@ async fn drain(
         tracker.len(),
         deadline.as_secs()
     ));
-    // Every connection finishes what it has received, then closes; and
-    // `wait` returns once the tracker is closed and its tasks have ended.
+    // Every connection answers what it has received, then closes. Closing
+    // the tracker lets `wait` return once no task is left; it does not
+    // stop anyone from spawning more on it.
     stop.cancel();
     tracker.close();
-    let again = tokio::select! {
+    let signal = tokio::select! {
         () = tracker.wait() => {
             log(format_args!("All connections closed; exiting"));
-            return Ok(ExitCode::SUCCESS);
+            stop_signal
         }
         () = sleep(deadline) => {
             log(format_args!(
@@ -189,16 +190,22 @@ async fn drain(
             // every task still running: their connections close.
             return Ok(ExitCode::FAILURE);
         }
-        _ = signals.term.recv() => SIGTERM,
-        _ = signals.int.recv() => SIGINT,
+        _ = signals.term.recv() => again(SIGTERM),
+        _ = signals.int.recv() => again(SIGINT),
     };
-    let name = low_level::signal_name(again).unwrap_or("a signal");
-    log(format_args!("Got {name} while draining: exiting now"));
-    // Drop does not run when a signal ends the process: clean up first,
-    // then die of the signal, as the sender expects.
+    // Die of the signal, as the sender expects, whether the drain ended
+    // or a second signal cut it short. Drop does not run then: clean up
+    // first.
     drop(private_dir);
-    low_level::emulate_default_handler(again)?;
+    low_level::emulate_default_handler(signal)?;
     Ok(ExitCode::FAILURE)
+}
+
+/// Says that a second signal came during the drain; returns it.
+fn again(signal: i32) -> i32 {
+    let name = low_level::signal_name(signal).unwrap_or("a signal");
+    log(format_args!("Got {name} while draining: exiting now"));
+    signal
 }
 // ANCHOR_END: drain
 
@@ -280,43 +287,122 @@ fn accept_waiting(listener: TcpListener, server: &Server) -> io::Result<()> {
 
 // ANCHOR: serve
 /// Answers each line the client sends, until the client closes, stays
-/// silent for too long, or the server stops: then it answers the line it
-/// is working on, and closes.
+/// silent for too long, or the server stops: then it answers the lines
+/// that had reached the server by then, and closes.
 async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     config: watch::Receiver<Arc<Config>>,
     stop: CancellationToken,
 ) -> io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let codec = LinesCodec::new_with_max_length(MAX_LINE);
-    let mut lines = FramedRead::new(read, codec);
+    let (mut read, mut write) = stream.into_split();
+    // What the client has sent and we have not answered yet.
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // One deadline for each whole request, however the client spreads its
+    // bytes: made once, pinned, polled again each time round, and moved on
+    // only when a request has been answered.
+    let idle = sleep(IDLE);
+    tokio::pin!(idle);
     loop {
-        let next = tokio::select! {
-            // A line the client has sent comes before the stop.
+        match answer(&mut received, &mut write, peer, &config).await? {
+            Answered::Lines(0) => {}
+            Answered::Lines(_) => idle.as_mut().reset(Instant::now() + IDLE),
+            Answered::TooLong => break, // The client has been told.
+        }
+        tokio::select! {
+            // The stop first: it takes everything sent before it anyway.
             biased;
-            next = timeout(IDLE, lines.next()) => next,
-            () = stop.cancelled() => break,
-        };
-        let request = match next {
-            Err(_) => break,           // Idle for too long.
-            Ok(None) => return Ok(()), // The client closed.
-            Ok(Some(Ok(line))) => line,
-            Ok(Some(Err(LinesCodecError::MaxLineLengthExceeded))) => {
-                reply(&mut write, "error: line too long").await?;
+            () = stop.cancelled() => {
+                read_what_came(&mut read, &mut received).await?;
+                answer(&mut received, &mut write, peer, &config).await?;
                 break;
             }
-            Ok(Some(Err(LinesCodecError::Io(err)))) => return Err(err),
-        };
+            () = &mut idle => break, // No whole request for too long.
+            n = read.read(&mut chunk) => match n? {
+                0 => return Ok(()), // The client closed.
+                n => received.extend_from_slice(&chunk[..n]),
+            },
+        }
+    }
+    close_gently(write, read).await
+}
+
+/// What `answer` did.
+enum Answered {
+    /// Answered this many complete lines.
+    Lines(usize),
+    /// Found a line too long, and said so: the connection must end.
+    TooLong,
+}
+
+/// Answers every complete line in `received`, and removes it.
+async fn answer(
+    received: &mut Vec<u8>,
+    write: &mut OwnedWriteHalf,
+    peer: SocketAddr,
+    config: &watch::Receiver<Arc<Config>>,
+) -> io::Result<Answered> {
+    let mut answered = 0;
+    while let Some(newline) = received.iter().position(|&b| b == b'\n') {
+        if newline >= MAX_LINE {
+            break;
+        }
+        let line: Vec<u8> = received.drain(..=newline).collect();
+        // Bytes that are not UTF-8 become U+FFFD, as in Chapter 10.
+        let request = String::from_utf8_lossy(&line);
+        let request = request.trim_end();
         // One configuration for the whole request.
         let config = Arc::clone(&config.borrow());
         log(format_args!("{peer}: request {request:?}"));
         sleep(config.delay).await; // The work.
-        reply(&mut write, &format!("{}, {request}", config.greeting)).await?;
+        reply(write, &format!("{}, {request}", config.greeting)).await?;
+        answered += 1;
     }
-    close_gently(write, lines.into_inner()).await
+    // What is left is a line too long, or the start of the next one.
+    if received.len() > MAX_LINE {
+        reply(write, "error: line too long").await?;
+        return Ok(Answered::TooLong);
+    }
+    Ok(Answered::Lines(answered))
+}
+// ANCHOR_END: serve
+
+// ANCHOR: read_what_came
+/// Reads what the kernel had received on this connection when the stop
+/// came, and nothing sent after it. Waiting for the socket to be ready
+/// would not do: tokio answers "not ready" without asking the kernel
+/// until its driver has seen the socket ready, and a socket accepted a
+/// moment ago has not been seen yet. So ask the kernel how many bytes it
+/// holds, then read exactly those.
+async fn read_what_came(
+    read: &mut OwnedReadHalf,
+    received: &mut Vec<u8>,
+) -> io::Result<()> {
+    let waiting = unread_bytes(read.as_ref())?;
+    let mut before_the_stop = read.take(waiting);
+    timeout(PEER_TIMEOUT, before_the_stop.read_to_end(received))
+        .await
+        .map_err(|_| io::Error::new(ErrorKind::TimedOut, "timed out"))??;
+    Ok(())
 }
 
+/// How many bytes the kernel has received on `socket` that nobody has
+/// read yet: `ioctl(FIONREAD)`.
+fn unread_bytes(socket: &TcpStream) -> io::Result<u64> {
+    let mut count: nix::libc::c_int = 0;
+    // SAFETY: FIONREAD stores one int through the pointer, which points
+    // to `count`, alive for the whole call.
+    let fd = socket.as_raw_fd();
+    let done = unsafe { nix::libc::ioctl(fd, nix::libc::FIONREAD, &mut count) };
+    if done < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+// ANCHOR_END: read_what_came
+
+// ANCHOR: close
 /// Writes one line, within PEER_TIMEOUT.
 async fn reply(write: &mut OwnedWriteHalf, line: &str) -> io::Result<()> {
     let line = format!("{line}\n");
@@ -330,7 +416,7 @@ async fn reply(write: &mut OwnedWriteHalf, line: &str) -> io::Result<()> {
 /// (RST), which can destroy replies the client has not read yet.
 async fn close_gently(
     mut write: OwnedWriteHalf,
-    mut read: tokio::net::tcp::OwnedReadHalf,
+    mut read: OwnedReadHalf,
 ) -> io::Result<()> {
     write.shutdown().await?;
     let discard = async {
@@ -342,7 +428,7 @@ async fn close_gently(
         .await
         .map_err(|_| io::Error::new(ErrorKind::TimedOut, "timed out"))?
 }
-// ANCHOR_END: serve
+// ANCHOR_END: close
 
 /// Reads and checks a configuration file: `key = value` lines, `#`
 /// comments; unknown keys are errors, missing ones keep their defaults.
@@ -441,4 +527,66 @@ fn parse_args() -> Result<Args, lexopt::Error> {
     }
     Ok(parsed)
 }
+
+// ANCHOR: tests
+// Tests of `serve` on tokio's paused clock (`cargo test`; they need the
+// `test-util` feature of tokio among the dev-dependencies). The clock
+// stands still until every task waits, then jumps to the next timer: a
+// minute of idleness takes no time at all, and always the same.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection to `serve`, on a free port; the client's end.
+    async fn served() -> TcpStream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let client = client.await.unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let config = Config {
+            greeting: "hello".into(),
+            delay: Duration::ZERO,
+        };
+        let (config, _) = watch::channel(Arc::new(config));
+        let stop = CancellationToken::new();
+        tokio::spawn(serve(stream, peer, config.subscribe(), stop));
+        client
+    }
+
+    /// The end of the stream, or the next bytes, as text.
+    async fn next(client: &mut TcpStream) -> String {
+        let mut buf = [0u8; 64];
+        let n = client.read(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_trickled_byte_by_byte_gets_one_minute_in_all() {
+        let mut client = served().await;
+        let started = Instant::now();
+        client.write_all(b"x").await.unwrap();
+        sleep(Duration::from_secs(50)).await;
+        client.write_all(b"x").await.unwrap();
+        // Closed a minute after the start, not a minute after a byte.
+        assert_eq!(next(&mut client).await, "");
+        assert_eq!(started.elapsed(), IDLE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_answered_request_gives_the_client_another_minute() {
+        let mut client = served().await;
+        for request in ["one", "two", "three"] {
+            client
+                .write_all(format!("{request}\n").as_bytes())
+                .await
+                .unwrap();
+            assert_eq!(next(&mut client).await, format!("hello, {request}\n"));
+            sleep(IDLE - Duration::from_secs(1)).await;
+        }
+        let started = Instant::now();
+        assert_eq!(next(&mut client).await, "");
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+    }
+}
+// ANCHOR_END: tests
 // ANCHOR_END: whole

@@ -277,6 +277,7 @@ fn abuses() -> Vec<Abuse> {
         abuse("async-ctrl-c", &[], End::Sigpipe),
         abuse("async-signals", &[], End::Sigpipe),
         abuse("async-daemon", &["127.0.0.1:0"], End::Exits(0)),
+        abuse("async-shutdown-tools", &[], End::Exits(0)),
         abuse("async-server", &["127.0.0.1:0"], End::Exits(0)),
         async_server_unix(),
         // Programs with children keep SIGPIPE ignored and

@@ -1,0 +1,230 @@
+// ANCHOR: whole
+// Listing 29-2: five more of tokio's tools for a shutdown, each in a short
+// scene that prints what it did:
+//
+// - child tokens: cancelling a child leaves its parent alone; cancelling
+//   the parent cancels every child;
+// - a drop guard: a token cancelled however the code that holds the guard
+//   ends, an early return included;
+// - `JoinSet`: dropping it aborts its tasks, where dropping a
+//   `TaskTracker` leaves them running;
+// - `TaskTracker::track_future`: a future counted without being spawned;
+// - `Runtime::shutdown_timeout`: a runtime that stops waiting for a
+//   blocking task that never returns.
+
+use std::error::Error;
+use std::io::{self, Write};
+use std::process::{self, ExitCode};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tokio::runtime::{Builder, Runtime};
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+use tokio::time::{sleep, timeout};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+const USAGE: &str = "usage: async-shutdown-tools";
+
+/// Longer than any run of this program: a task that waits this long is a
+/// task that would never end by itself.
+const FOREVER: Duration = Duration::from_secs(3600);
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(io::stderr(), "async-shutdown-tools: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
+    parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let runtime = Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        child_tokens();
+        drop_guard().await;
+        join_set().await;
+        track_future().await;
+    });
+    runtime.shutdown_background();
+    shutdown_timeout()?;
+    Ok(())
+}
+
+// ANCHOR: child_tokens
+/// A token per connection, made from the server's: a connection can be
+/// stopped alone, and stopping the server stops them all.
+fn child_tokens() {
+    let server = CancellationToken::new();
+    let connection = server.child_token();
+    let request = connection.child_token();
+    request.cancel();
+    say(format!(
+        "child tokens: one request cancelled; its connection {}, the \
+         server {}",
+        state(&connection),
+        state(&server)
+    ));
+    server.cancel();
+    say(format!(
+        "child tokens: the server cancelled; its connection {}, and a \
+         child made now {}",
+        state(&connection),
+        state(&server.child_token())
+    ));
+}
+
+fn state(token: &CancellationToken) -> &'static str {
+    if token.is_cancelled() {
+        "is cancelled"
+    } else {
+        "goes on"
+    }
+}
+// ANCHOR_END: child_tokens
+
+// ANCHOR: drop_guard
+/// An accept loop that fails: its drop guard cancels the token as it
+/// leaves, so the connections hear of it and end.
+async fn drop_guard() {
+    let stop = CancellationToken::new();
+    let connections = TaskTracker::new();
+    for _ in 0..3 {
+        let stop = stop.clone();
+        connections.spawn(async move { stop.cancelled().await });
+    }
+    let guard = stop.clone().drop_guard();
+    let failed = accept_loop(guard).await;
+    connections.close();
+    let ended = timeout(Duration::from_secs(10), connections.wait()).await;
+    say(format!(
+        "drop guard: the accept loop returned {failed:?}; the token {}, \
+         and the 3 connections {}",
+        state(&stop),
+        if ended.is_ok() { "ended" } else { "run on" }
+    ));
+}
+
+/// Stands in for an accept loop that meets an error and returns early
+/// with `?`, dropping the guard on the way out.
+async fn accept_loop(
+    _guard: tokio_util::sync::DropGuard,
+) -> Result<(), String> {
+    let accepted: Result<(), String> = Err("out of descriptors".into());
+    accepted?;
+    Ok(())
+}
+// ANCHOR_END: drop_guard
+
+// ANCHOR: join_set
+/// Three tasks in a `JoinSet`, and three in a `TaskTracker`, each
+/// holding a clone of an `Arc`: its count says how many tasks live.
+async fn join_set() {
+    let in_set = Arc::new(());
+    let mut set = JoinSet::new();
+    let in_tracker = Arc::new(());
+    let tracker = TaskTracker::new();
+    for _ in 0..3 {
+        let alive = Arc::clone(&in_set);
+        set.spawn(async move {
+            let _alive = alive;
+            sleep(FOREVER).await;
+        });
+        let alive = Arc::clone(&in_tracker);
+        tracker.spawn(async move {
+            let _alive = alive;
+            sleep(FOREVER).await;
+        });
+    }
+    drop(set);
+    drop(tracker);
+    // An aborted task is dropped by the runtime, soon but not at once.
+    let waited = timeout(Duration::from_secs(10), async {
+        while Arc::strong_count(&in_set) > 1 {
+            sleep(Duration::from_millis(1)).await;
+        }
+    });
+    let _ = waited.await;
+    say(format!(
+        "JoinSet: dropped, {} of its 3 tasks left; TaskTracker: dropped, \
+         {} of its 3 tasks left",
+        Arc::strong_count(&in_set) - 1,
+        Arc::strong_count(&in_tracker) - 1
+    ));
+}
+// ANCHOR_END: join_set
+
+// ANCHOR: track_future
+/// A future that the drain must wait for, although nobody spawned it:
+/// here, one that ends when a message comes.
+async fn track_future() {
+    let tracker = TaskTracker::new();
+    let (done, message) = oneshot::channel::<()>();
+    let accept_loop = tracker.track_future(async move {
+        let _ = message.await;
+    });
+    tracker.close();
+    let early = timeout(Duration::from_millis(100), tracker.wait()).await;
+    say(format!(
+        "track_future: {} future tracked, not spawned; closed, the \
+         tracker {} for it",
+        tracker.len(),
+        if early.is_err() {
+            "waits"
+        } else {
+            "does not wait"
+        }
+    ));
+    let _ = done.send(());
+    accept_loop.await;
+    tracker.wait().await;
+    say(format!(
+        "track_future: once it ended, {} tracked, and wait returned",
+        tracker.len()
+    ));
+}
+// ANCHOR_END: track_future
+
+// ANCHOR: shutdown_timeout
+/// A runtime whose blocking pool runs a call that never returns. Dropping
+/// the runtime would wait for it; `shutdown_timeout` gives up.
+fn shutdown_timeout() -> io::Result<()> {
+    let runtime: Runtime = Builder::new_multi_thread().enable_all().build()?;
+    runtime.spawn_blocking(|| thread::sleep(FOREVER));
+    let started = Instant::now();
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    say(format!(
+        "shutdown_timeout: gave up on a blocking task after {:.1} s; its \
+         thread ends with the process",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+// ANCHOR_END: shutdown_timeout
+
+/// Takes no arguments but `--help`.
+fn parse_args() -> Result<(), lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = lexopt::Parser::from_env();
+    if let Some(arg) = args.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                say(USAGE.to_string());
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(())
+}
+
+/// Prints a line, if anyone still reads our output.
+fn say(line: String) {
+    let _ = writeln!(io::stdout(), "{line}");
+}
+// ANCHOR_END: whole
