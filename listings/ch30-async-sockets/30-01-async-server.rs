@@ -5,12 +5,15 @@
 // each frame (a 4-byte big-endian length, then that many bytes) gets a
 // frame `server got: [<frame>]`, Listing 13-3's. Every request and every
 // reply has a deadline, lines and frames have a maximum length, the number
-// of connections has a limit (clients over it are told the server is
-// busy), a failed `accept` waits and tries again, and the backlog is set.
+// of connections has a limit (when it is reached, the connection that has
+// waited longest for a request makes room for the new one; only if every
+// connection is busy is the new client told that the server is), a
+// failed `accept` waits and tries again, and the backlog is set.
 //
 // `async-server [HOST:PORT] [--unix PATH] [--frames lines|length]
 // [--count N] [--max-conns N] [--timeout SECS] [--backlog N]`
 
+use std::collections::BTreeMap;
 use std::error::Error;
 use std::fmt::Display;
 use std::fs::{self, File, OpenOptions};
@@ -20,11 +23,11 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{SinkExt, Stream, StreamExt};
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -32,12 +35,12 @@ use signal_hook::low_level;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::Semaphore;
-use tokio::time::{sleep, timeout};
+use tokio::time::{Instant, sleep, timeout};
 use tokio_util::bytes::{BufMut, Bytes, BytesMut};
 use tokio_util::codec::{
     Framed, LengthDelimitedCodec, LinesCodec, LinesCodecError,
 };
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 const USAGE: &str = "usage: async-server [HOST:PORT] [--unix PATH] \
@@ -124,15 +127,14 @@ async fn run() -> Result<(), Box<dyn Error>> {
         }
         Err(err) => (listener, Err(err)),
     };
-    // Whatever happened after `bind`, even a closed stdout, the file goes.
+    // The file goes whatever happened after `bind`, even a closed stdout;
+    // dropped here, or on the way out if the task above panicked.
     drop(listener);
-    if let Some(file) = socket_file {
-        file.remove();
-    }
+    drop(socket_file);
     match stopped? {
         Stop::Done => Ok(()),
         // Die of the signal, now that the file is gone, as the shell or
-        // the service manager that sent it expects.
+        // the service manager that sent it expects: no `Drop` runs then.
         Stop::Signal(number) => Ok(low_level::emulate_default_handler(number)?),
     }
 }
@@ -152,7 +154,7 @@ async fn accept_loop(
     config: &Config,
     signals: &mut Signals,
 ) -> io::Result<Stop> {
-    let slots = Arc::new(Semaphore::new(config.max_conns));
+    let slots = Slots::new(config.max_conns, config.timeout);
     let tasks = TaskTracker::new();
     let mut backoff = Backoff::new();
     let mut served = 0;
@@ -176,16 +178,15 @@ async fn accept_loop(
         if LOG_CLOSED.load(Ordering::Relaxed) {
             break;
         }
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+        // A free slot, or the slot of the connection that has waited
+        // longest for a request; none if every connection is busy.
+        let Some(slot) = slots.take() else {
             tasks.spawn(refuse(socket));
             continue;
         };
         served += 1;
         let (frames, timeout) = (config.frames, config.timeout);
-        tasks.spawn(async move {
-            serve(socket, peer, frames, timeout).await;
-            drop(slot);
-        });
+        tasks.spawn(serve(socket, peer, frames, timeout, slot));
     }
     // With --count: let the last clients finish.
     tasks.close();
@@ -272,10 +273,11 @@ async fn serve(
     peer: String,
     frames: Frames,
     limit: Duration,
+    slot: Slot,
 ) {
     let (served, what) = match frames {
-        Frames::Lines => (serve_lines(socket, limit).await, "lines"),
-        Frames::Length => (serve_frames(socket, limit).await, "frames"),
+        Frames::Lines => (serve_lines(socket, limit, &slot).await, "lines"),
+        Frames::Length => (serve_frames(socket, limit, &slot).await, "frames"),
     };
     match served {
         Ok(count) => {
@@ -298,6 +300,7 @@ static LOG_CLOSED: AtomicBool = AtomicBool::new(false);
 async fn serve_lines(
     socket: Box<dyn Socket>,
     limit: Duration,
+    slot: &Slot,
 ) -> io::Result<usize> {
     let codec = LinesCodec::new_with_max_length(MAX_LINE);
     let mut framed = Framed::new(socket, codec);
@@ -305,7 +308,7 @@ async fn serve_lines(
     loop {
         // The whole request within `limit`, however the client spreads
         // its bytes: `timeout` bounds the future, not one `read`.
-        let line = match within(limit, framed.next()).await? {
+        let line = match next_request(&mut framed, limit, slot).await? {
             None => return Ok(answered),
             Some(Ok(line)) => line,
             Some(Err(LinesCodecError::Io(err)))
@@ -347,6 +350,7 @@ async fn serve_lines(
 async fn serve_frames(
     socket: Box<dyn Socket>,
     limit: Duration,
+    slot: &Slot,
 ) -> io::Result<usize> {
     let codec = LengthDelimitedCodec::builder()
         .length_field_type::<u32>()
@@ -354,7 +358,7 @@ async fn serve_frames(
         .new_codec();
     let mut framed = Framed::new(socket, codec);
     let mut answered = 0;
-    while let Some(frame) = within(limit, framed.next()).await? {
+    while let Some(frame) = next_request(&mut framed, limit, slot).await? {
         let frame = match frame {
             Ok(frame) => frame,
             Err(err) => {
@@ -398,28 +402,156 @@ fn to_io(err: LinesCodecError) -> io::Error {
 /// Half-closes, then reads and discards until the client closes too,
 /// within `limit`. Closing with unread bytes would send a reset (RST).
 async fn close_gently(
-    mut socket: Box<dyn Socket>,
+    socket: Box<dyn Socket>,
     limit: Duration,
 ) -> io::Result<()> {
-    socket.shutdown().await?;
-    let mut scratch = [0; 8192];
-    within(limit, async {
-        while socket.read(&mut scratch).await? > 0 {}
-        Ok(())
-    })
-    .await?
+    within(limit, drain_until_closed(socket)).await?
 }
 
-/// Tells a client over the limit that the server is busy, and closes
-/// gently, so that a reset does not destroy the message. A task of its
-/// own, bounded by `BUSY_LIMIT`: the accept loop does not wait for it.
+async fn drain_until_closed(mut socket: Box<dyn Socket>) -> io::Result<()> {
+    socket.shutdown().await?;
+    // On the heap, and only now: an array here would be part of every
+    // connection's future, idle or not, all its life.
+    let mut scratch = vec![0; 8192];
+    while socket.read(&mut scratch).await? > 0 {}
+    Ok(())
+}
+
+/// Tells a client that the server is busy, and closes gently, so that a
+/// reset does not destroy the message: all of it within `BUSY_LIMIT`. A
+/// task of its own: the accept loop does not wait for it.
 async fn refuse(mut socket: Box<dyn Socket>) {
-    let busy = socket.write_all(b"error: server busy\n");
-    if let Ok(Ok(())) = timeout(BUSY_LIMIT, busy).await {
-        let _ = close_gently(socket, BUSY_LIMIT).await;
-    }
+    let _ = timeout(BUSY_LIMIT, async {
+        socket.write_all(b"error: server busy\n").await?;
+        drain_until_closed(socket).await
+    })
+    .await;
 }
 // ANCHOR_END: close
+
+// ANCHOR: slots
+/// The connections being served, at most `max`, and since when each has
+/// waited for its next request. When all the slots are taken, a new
+/// client takes the slot of the connection that has waited longest; and
+/// once three quarters are taken, every connection that has waited more
+/// than `crowded_idle` makes room as the next client comes.
+struct Slots {
+    max: usize,
+    crowded_idle: Duration,
+    open: Mutex<BTreeMap<u64, Waiting>>,
+    /// The id of the next connection: never one that is still in use,
+    /// not even by a connection that was evicted and has yet to end.
+    next_id: AtomicU64,
+}
+
+/// Since when a connection waits for a request (`None` while it works
+/// on one), and how to tell it to leave.
+struct Waiting {
+    since: Option<Instant>,
+    evict: CancellationToken,
+}
+
+/// A connection's slot, given back when it is dropped.
+struct Slot {
+    slots: Arc<Slots>,
+    id: u64,
+    evict: CancellationToken,
+}
+
+impl Slots {
+    /// `max` slots; an idle connection gets a tenth of `limit` (at least
+    /// a second) once they run short.
+    fn new(max: usize, limit: Duration) -> Arc<Slots> {
+        let crowded_idle = (limit / 10).max(Duration::from_secs(1));
+        Arc::new(Slots {
+            max,
+            crowded_idle: crowded_idle.min(limit),
+            open: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(0),
+        })
+    }
+
+    /// A slot for a new connection, if need be the slot of one that waits
+    /// for a request, which is told to leave. `None` if every connection
+    /// is working on a request.
+    fn take(self: &Arc<Self>) -> Option<Slot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if (open.len() + 1) * 4 > self.max * 3 {
+            // Crowded: long waits are a luxury.
+            open.retain(|_, waiting| match waiting.since {
+                Some(since) if now - since >= self.crowded_idle => {
+                    waiting.evict.cancel();
+                    false
+                }
+                _ => true,
+            });
+        }
+        if open.len() >= self.max {
+            // Full: the longest wait ends. Linear, but only when full.
+            let (&oldest, _) = open
+                .iter()
+                .filter(|(_, waiting)| waiting.since.is_some())
+                .min_by_key(|(_, waiting)| waiting.since)?;
+            if let Some(evicted) = open.remove(&oldest) {
+                evicted.evict.cancel();
+            }
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let evict = CancellationToken::new();
+        let since = Some(now);
+        open.insert(
+            id,
+            Waiting {
+                since,
+                evict: evict.clone(),
+            },
+        );
+        let slots = Arc::clone(self);
+        Some(Slot { slots, id, evict })
+    }
+}
+
+impl Slot {
+    /// Marks the connection as waiting for a request (true) or working
+    /// on one (false): only a waiting connection may be evicted.
+    fn set_waiting(&self, waiting: bool) {
+        let mut open =
+            self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(me) = open.get_mut(&self.id) {
+            me.since = waiting.then(Instant::now);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open =
+            self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.remove(&self.id);
+    }
+}
+
+/// The next request, or the end of the stream, within `limit`, unless a
+/// new client takes this connection's slot first.
+async fn next_request<S: Stream + Unpin>(
+    framed: &mut S,
+    limit: Duration,
+    slot: &Slot,
+) -> io::Result<Option<S::Item>> {
+    slot.set_waiting(true);
+    let next = tokio::select! {
+        // `next` on a `Framed` is cancel safe: nothing read is lost.
+        biased;
+        () = slot.evict.cancelled() => {
+            return Err(io::Error::other("closed to make room for a new client"));
+        }
+        next = within(limit, framed.next()) => next?,
+    };
+    slot.set_waiting(false);
+    Ok(next)
+}
+// ANCHOR_END: slots
 
 // ANCHOR: backoff
 /// What to do after a failed `accept`: wait, from 5 ms, doubling up to a
@@ -510,9 +642,9 @@ fn bind_unix(
     Ok((listener, file))
 }
 
-impl SocketFile {
+impl Drop for SocketFile {
     /// Removes the socket file, if it is still the one we bound.
-    fn remove(self) {
+    fn drop(&mut self) {
         let meta = fs::symlink_metadata(&self.path);
         if meta.is_ok_and(|meta| (meta.dev(), meta.ino()) == self.id) {
             let _ = fs::remove_file(&self.path);
@@ -610,10 +742,6 @@ fn parse_args() -> Result<Config, lexopt::Error> {
             Long("count") => config.count = Some(args.value()?.parse()?),
             Long("max-conns") => {
                 config.max_conns = at_least_one("--max-conns", args.value()?)?;
-                // tokio's semaphore holds at most this many permits.
-                if config.max_conns > Semaphore::MAX_PERMITS {
-                    return Err("--max-conns is too large".into());
-                }
             }
             Long("timeout") => {
                 let secs = at_least_one("--timeout", args.value()?)?;
@@ -660,4 +788,78 @@ where
     }
     Ok(number)
 }
+
+// ANCHOR: tests
+// Unit tests (`cargo test`), the clock paused where time matters: they
+// need tokio's `test-util` feature among the dev-dependencies.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_socket_file_goes_even_when_its_owner_panics() {
+        let dir = std::env::temp_dir()
+            .join(format!("async-server-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("server.sock");
+        let (listener, file) = bind_unix(&path).unwrap();
+        assert!(path.exists());
+        let owner = tokio::spawn(async move {
+            let _held = (listener, file);
+            panic!("a bug in the accept loop");
+        });
+        assert!(owner.await.unwrap_err().is_panic());
+        assert!(!path.exists(), "the socket file is left behind");
+    }
+
+    #[test]
+    fn the_future_of_a_connection_is_small() {
+        // What an idle connection costs is mostly its task, whose future
+        // holds everything the connection keeps across an `.await`.
+        let (socket, _) = tokio::io::duplex(64);
+        let slot = Slots::new(1, Duration::from_secs(1)).take().unwrap();
+        let limit = Duration::from_secs(1);
+        let serving =
+            serve(Box::new(socket), String::new(), Frames::Lines, limit, slot);
+        let size = std::mem::size_of_val(&serving);
+        assert!(size < 2048, "{size} bytes");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_client_takes_the_slot_of_the_longest_waiting() {
+        let slots = Slots::new(3, Duration::from_secs(600));
+        let first = slots.take().unwrap();
+        sleep(Duration::from_millis(10)).await;
+        let second = slots.take().unwrap();
+        let third = slots.take().unwrap();
+        // Full: the first has waited longest, and makes room.
+        let fourth = slots.take().expect("room made");
+        assert!(first.evict.is_cancelled());
+        assert!(!second.evict.is_cancelled());
+        // The evicted connection ends later; its slot is the new one's.
+        drop(first);
+        assert_eq!(slots.open.lock().unwrap().len(), 3);
+        // Nobody waits for a request: no room, the newcomer is refused.
+        for busy in [&second, &third, &fourth] {
+            busy.set_waiting(false);
+        }
+        assert!(slots.take().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_longer_than_a_tenth_of_the_timeout_end_when_crowded() {
+        // 8 slots, a timeout of 10 s: crowded from the seventh on.
+        let slots = Slots::new(8, Duration::from_secs(10));
+        let early: Vec<Slot> = (0..5).map(|_| slots.take().unwrap()).collect();
+        sleep(Duration::from_secs(2)).await;
+        let sixth = slots.take().unwrap();
+        // Six of eight: not crowded yet, so the early five wait on.
+        assert!(early.iter().all(|slot| !slot.evict.is_cancelled()));
+        let seventh = slots.take().unwrap();
+        // Crowded: the five that waited more than a second make room.
+        assert!(early.iter().all(|slot| slot.evict.is_cancelled()));
+        assert!(!sixth.evict.is_cancelled() && !seventh.evict.is_cancelled());
+    }
+}
+// ANCHOR_END: tests
 // ANCHOR_END: whole

@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::ch13_streams::{connect, start_server, typed};
-use crate::ch14_servers::{
-    ask, flood, many_at_once, silent_clients, start_limited,
-};
+use crate::ch14_servers::{flood, many_at_once, silent_clients, start_limited};
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, blessing, cargo_run, cpu_time,
@@ -27,6 +25,25 @@ use crate::support::{
 };
 
 const SERVER: &str = bin!("async-server");
+
+/// Sends a line, half-closes, and returns all the server sent back. Like
+/// Chapter 14's `ask`, but with `read_to_end`, which tries again a read
+/// that a signal interrupted: this test process catches SIGCHLD
+/// (wait-timeout's handler), and a socket read with a timeout fails with
+/// EINTR, SA_RESTART or not, when any child of any test ends meanwhile.
+fn ask(addr: &str, line: &str) -> std::io::Result<String> {
+    let mut sock = std::net::TcpStream::connect(addr)?;
+    sock.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let sent = sock.write_all(format!("{line}\n").as_bytes());
+    let _ = sock.shutdown(Shutdown::Write);
+    let mut reply = Vec::new();
+    let read = sock.read_to_end(&mut reply);
+    if reply.is_empty() {
+        read?;
+        sent?;
+    }
+    Ok(String::from_utf8_lossy(&reply).into_owned())
+}
 
 /// The most threads tokio's default runtime starts for this server: the
 /// main thread and a worker per CPU (it needs no blocking threads).
@@ -230,13 +247,96 @@ fn async_server_backs_off_and_recovers_when_file_descriptors_run_out() {
     }
 }
 
+/// A client that sends requests and never reads a reply, until the
+/// server is stuck writing a reply to it: the server's end of the
+/// connection then holds requests it does not read, and their number
+/// stays the same, as /proc/net/tcp shows.
+fn stuck_client(addr: &str) -> std::net::TcpStream {
+    let mut sock = connect(addr);
+    sock.set_write_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let requests = b"are you there?\n".repeat(1000);
+    let started = Instant::now();
+    while sock.write_all(&requests).is_ok() {
+        assert!(started.elapsed() < Duration::from_secs(30), "still read");
+    }
+    let server = sock.peer_addr().unwrap().port();
+    let client = sock.local_addr().unwrap().port();
+    let mut last = (0, 0);
+    wait_until("the server to stop reading the client", || {
+        let now = unread_by_server(server, client);
+        let same = now == last.0;
+        last = (now, if same && now > 0 { last.1 + 1 } else { 0 });
+        thread::sleep(Duration::from_millis(20));
+        last.1 >= 5
+    });
+    sock
+}
+
+/// How many bytes the server's end of a loopback connection has received
+/// and not read: `rx_queue` in /proc/net/tcp, where ports are in hex.
+fn unread_by_server(server: u16, client: u16) -> u64 {
+    let table = fs::read_to_string("/proc/net/tcp").unwrap();
+    let (local, remote) = (format!(":{server:04X}"), format!(":{client:04X}"));
+    table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f[1].ends_with(&local) && f[2].ends_with(&remote))
+        .and_then(|f| u64::from_str_radix(f[4].split(':').nth(1)?, 16).ok())
+        .unwrap_or(0)
+}
+
 #[test]
-fn async_server_tells_a_client_over_the_limit_that_it_is_busy() {
-    let (server, addr) =
-        start_server(SERVER, &["127.0.0.1:0", "--max-conns", "2"]);
-    let _quiet = silent_clients(&addr, 2);
+fn async_server_tells_a_client_that_it_is_busy_when_no_one_is_idle() {
+    let (server, addr) = start_server(
+        SERVER,
+        &["127.0.0.1:0", "--max-conns", "2", "--timeout", "30"],
+    );
+    // Both slots hold a connection stuck in the middle of a reply.
+    let _stuck = [stuck_client(&addr), stuck_client(&addr)];
     assert_eq!(ask(&addr, "third").unwrap(), "error: server busy\n");
     drop(server);
+}
+
+#[test]
+fn async_server_serves_a_new_client_while_1000_idle_connections_are_held() {
+    // A long timeout: a crowded server's shorter wait, a minute, does not
+    // end any of them while the test runs.
+    let (server, addr) = start_server(
+        SERVER,
+        &["127.0.0.1:0", "--max-conns", "1000", "--timeout", "600"],
+    );
+    let pid = server.pid();
+    let before = open_fds(pid);
+    let mut idle = silent_clients(&addr, 1000);
+    wait_until("1000 connections accepted", || {
+        open_fds(pid) >= before + 1000
+    });
+    // Every slot is taken; the connection that has waited longest, and
+    // only that one, makes room for the new client.
+    assert_eq!(ask(&addr, "new").unwrap(), "server got: [new]\n");
+    let oldest = &mut idle[0];
+    oldest
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut rest = Vec::new();
+    oldest.read_to_end(&mut rest).expect("the oldest is closed");
+    assert!(rest.is_empty());
+    for sock in &idle[1..] {
+        sock.set_nonblocking(true).unwrap();
+        let err = (&*sock).read(&mut [0; 1]).expect_err("no data, no end");
+        assert_eq!(err.kind(), ErrorKind::WouldBlock);
+    }
+    drop(idle);
+    server.signal(Signal::SIGTERM);
+    let out = server.finish();
+    assert!(
+        out.stderr
+            .contains(": closed to make room for a new client"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -588,4 +688,22 @@ fn load_generator_compares_the_async_server_and_every_reply_is_right() {
         assert!(row[2].parse::<u64>().unwrap() > 0, "{row:?}: requests");
         assert_eq!(row[4], "0", "{row:?}: wrong replies");
     }
+}
+
+#[test]
+fn idle_memory_measures_a_server_holding_idle_connections() {
+    if !have("python3") {
+        return;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/ch30-async-sockets/idle-memory"
+    );
+    let out = run(script, &["--connections", "20", "--runs", "2", SERVER]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.len(), 4, "{:#?}", out.stdout);
+    for run in &out.stdout[1..3] {
+        assert!(run.ends_with(" KiB per connection"), "{run}");
+    }
+    assert!(out.stdout[3].starts_with("per connection: median "));
 }
