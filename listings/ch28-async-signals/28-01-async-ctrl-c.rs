@@ -11,9 +11,9 @@ use std::error::Error;
 use std::process::{self, ExitCode};
 use std::time::Duration;
 
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, Signal};
 use nix::unistd::getpid;
-use tokio::signal::unix::{SignalKind, signal as tokio_signal};
+use tokio::signal::unix::{SignalKind, signal};
 
 const USAGE: &str = "usage: async-ctrl-c [--cleanup-secs N]";
 
@@ -34,7 +34,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let cleanup = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // What `tokio::signal::ctrl_c()` does, in two steps: install the
     // handler (now, before we say we are ready), then wait.
-    let mut interrupt = tokio_signal(SignalKind::interrupt())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
     let pid = getpid();
     println!("Working as pid {pid}; stop me with Ctrl-C");
 
@@ -54,7 +54,8 @@ async fn run() -> Result<(), Box<dyn Error>> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }
+        .map(drop)
 }
 
 /// Reads `[--cleanup-secs N]`.

@@ -18,11 +18,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use nix::sys::signal::{SigHandler, Signal as NixSignal, signal};
+use nix::sys::signal::{SigHandler, Signal as NixSignal};
 use nix::unistd::getpid;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::{flag, low_level};
-use tokio::signal::unix::{Signal, SignalKind, signal as listen};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 const USAGE: &str = "usage: async-signals [--reload-secs N] \
                      [--cleanup-secs N] [--in-loop] [--stuck] [--hook]";
@@ -58,9 +58,9 @@ struct Signals {
 impl Signals {
     fn new() -> std::io::Result<Signals> {
         Ok(Signals {
-            hup: listen(SignalKind::hangup())?,
-            term: listen(SignalKind::terminate())?,
-            int: listen(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
         })
     }
 }
@@ -164,8 +164,9 @@ fn die_of(stop: i32) -> Result<(), Box<dyn Error>> {
 /// before `main`: when whoever reads our output goes away, we end quietly,
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
+    let default = SigHandler::SigDfl;
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(NixSignal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { nix::sys::signal::signal(NixSignal::SIGPIPE, default) }.map(drop)
 }
 
 /// Reads `[--reload-secs N] [--cleanup-secs N] [--in-loop] [--stuck]

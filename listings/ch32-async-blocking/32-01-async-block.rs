@@ -11,9 +11,13 @@
 //
 // The runtime has one thread, and the waiting task holds it: the ticker
 // cannot tick until the wait is over. `--workers N` runs the same on the
-// multi-threaded runtime, where the waiting task holds one of N threads. `--fix spawn-blocking` moves the
-// same blocking call to tokio's blocking pool; `--fix async` uses tokio's
-// own way to wait for the same thing. Either way the ticker keeps time.
+// multi-threaded runtime, where the waiting task holds one of N threads,
+// and stalls the task it spawned just before the wait. `--fix
+// spawn-blocking` moves the same blocking call to tokio's blocking pool;
+// `--fix block-in-place` (with `--workers`) hands the worker's other tasks
+// to a new thread while the call blocks; `--fix async` uses tokio's own
+// way to wait for the same thing. Each way, the ticker keeps time. The
+// runtime's metrics say how long each worker was busy meanwhile.
 
 use std::error::Error;
 use std::fs::File;
@@ -29,14 +33,15 @@ use signal_hook::consts::SIGUSR1;
 use signal_hook::iterator::Signals;
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe::Receiver;
-use tokio::runtime::{Builder, Runtime};
+use tokio::runtime::{Builder, Handle, Runtime, RuntimeMetrics};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::task;
 use tokio::time::{interval, sleep};
 
 const USAGE: &str = "usage: async-block [wait|read|signal] \
-                     [--fix spawn-blocking|async] [--secs N] [--workers N]";
+                     [--fix spawn-blocking|block-in-place|async] [--secs N] \
+                     [--workers N]";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Way {
@@ -49,6 +54,7 @@ enum Way {
 enum Fix {
     None,
     SpawnBlocking,
+    BlockInPlace,
     Async,
 }
 
@@ -94,6 +100,8 @@ fn runtime(workers: Option<NonZeroUsize>) -> io::Result<Runtime> {
 // ANCHOR: run
 async fn run(args: Args) -> Result<(), Box<dyn Error + Send + Sync>> {
     let Args { way, fix, secs, .. } = args;
+    // Unbounded, which is safe only because the run bounds it: a tick
+    // every 100 ms for a few seconds.
     let (tx, mut ticks) = mpsc::unbounded_channel();
     let ticker = tokio::spawn(async move {
         let mut every = interval(Duration::from_millis(100));
@@ -110,11 +118,19 @@ async fn run(args: Args) -> Result<(), Box<dyn Error + Send + Sync>> {
         what(way, fix)
     ));
 
+    let metrics = Handle::current().metrics();
+    let busy_before = busy_times(&metrics);
     let waiter = tokio::spawn(wait_for(way, fix, Duration::from_secs(secs)));
-    let (started, outcome) = waiter.await?;
+    let (started, outcome, spawned_ran) = waiter.await?;
     let ended = Instant::now();
     sleep(Duration::from_millis(300)).await;
     ticker.abort();
+    let busy = busy_before
+        .iter()
+        .zip(busy_times(&metrics))
+        .map(|(before, after)| after - *before);
+    let mut busy: Vec<Duration> = busy.collect();
+    busy.sort_by(|a, b| b.cmp(a));
 
     let mut times = Vec::new();
     while let Ok(tick) = ticks.try_recv() {
@@ -124,12 +140,32 @@ async fn run(args: Args) -> Result<(), Box<dyn Error + Send + Sync>> {
     let longest = times.windows(2).map(|w| w[1] - w[0]).max();
     let longest = longest.unwrap_or_default().as_secs_f64();
     say(format!(
-        "{} after {:.2} s; meanwhile {} ticks, the longest gap {longest:.2} s",
+        "{} after {:.2} s",
         outcome?,
-        (ended - started).as_secs_f64(),
-        meanwhile.count(),
+        (ended - started).as_secs_f64()
     ));
+    say(format!(
+        "the ticker: {} ticks meanwhile, the longest gap {longest:.2} s",
+        meanwhile.count()
+    ));
+    say(format!(
+        "a task spawned just before the wait: first ran after {:.2} s",
+        (spawned_ran - started).as_secs_f64()
+    ));
+    let busy: Vec<_> = busy
+        .iter()
+        .map(|d| format!("{:.2} s", d.as_secs_f64()))
+        .collect();
+    say(format!("each worker's busy time: {}", busy.join(", ")));
     Ok(())
+}
+
+/// How long each worker has been busy so far: tokio's runtime metrics.
+fn busy_times(metrics: &RuntimeMetrics) -> Vec<Duration> {
+    let workers = 0..metrics.num_workers();
+    workers
+        .map(|w| metrics.worker_total_busy_duration(w))
+        .collect()
 }
 // ANCHOR_END: run
 
@@ -138,28 +174,42 @@ fn what(way: Way, fix: Fix) -> &'static str {
     match (way, fix) {
         (Way::Wait, Fix::None) => "in std's Child::wait",
         (Way::Wait, Fix::SpawnBlocking) => "in Child::wait in spawn_blocking",
+        (Way::Wait, Fix::BlockInPlace) => "in Child::wait in block_in_place",
         (Way::Wait, Fix::Async) => "in tokio's Child::wait",
         (Way::Read, Fix::None) => "in std's read",
         (Way::Read, Fix::SpawnBlocking) => "in read in spawn_blocking",
+        (Way::Read, Fix::BlockInPlace) => "in read in block_in_place",
         (Way::Read, Fix::Async) => "in tokio's pipe Receiver::read",
         (Way::Signal, Fix::None) => "in signal-hook's iterator",
         (Way::Signal, Fix::SpawnBlocking) => {
             "in signal-hook's iterator in spawn_blocking"
         }
+        (Way::Signal, Fix::BlockInPlace) => {
+            "in signal-hook's iterator in block_in_place"
+        }
         (Way::Signal, Fix::Async) => "in tokio's Signal::recv",
     }
 }
 
-/// The waiting task: when it started, and what it got.
-async fn wait_for(way: Way, fix: Fix, takes: Duration) -> (Instant, Outcome) {
+// ANCHOR: wait_for
+/// The waiting task: when it started, what it got, and when a task it
+/// spawned just before the wait first ran.
+async fn wait_for(
+    way: Way,
+    fix: Fix,
+    takes: Duration,
+) -> (Instant, Outcome, Instant) {
+    let spawned = tokio::spawn(async { Instant::now() });
     let started = Instant::now();
     let outcome = match way {
         Way::Wait => wait_child(fix, takes).await,
         Way::Read => read_pipe(fix, takes).await,
         Way::Signal => wait_signal(fix, takes).await,
     };
-    (started, outcome)
+    let ran = spawned.await.unwrap_or(started);
+    (started, outcome, ran)
 }
+// ANCHOR_END: wait_for
 
 // ANCHOR: wait
 async fn wait_child(fix: Fix, takes: Duration) -> Outcome {
@@ -171,10 +221,12 @@ async fn wait_child(fix: Fix, takes: Duration) -> Outcome {
     } else {
         let mut command = process::Command::new("sleep");
         let mut child = command.arg(&secs).stdin(Stdio::null()).spawn()?;
-        if fix == Fix::SpawnBlocking {
-            task::spawn_blocking(move || child.wait()).await??
-        } else {
-            child.wait()? // WRONG: holds the runtime's thread.
+        match fix {
+            Fix::SpawnBlocking => {
+                task::spawn_blocking(move || child.wait()).await??
+            }
+            Fix::BlockInPlace => task::block_in_place(|| child.wait())?,
+            _ => child.wait()?, // WRONG: holds the runtime's thread.
         }
     };
     Ok(format!("sleep {secs} ended: {status}"))
@@ -199,6 +251,9 @@ async fn read_pipe(fix: Fix, takes: Duration) -> Outcome {
             let mut pipe = File::from(read_end);
             task::spawn_blocking(move || pipe.read(&mut buf)).await??
         }
+        Fix::BlockInPlace => {
+            task::block_in_place(|| File::from(read_end).read(&mut buf))?
+        }
         // WRONG: holds the runtime's thread.
         Fix::None => File::from(read_end).read(&mut buf)?,
     };
@@ -216,10 +271,16 @@ async fn wait_signal(fix: Fix, takes: Duration) -> Outcome {
     } else {
         let mut signals = Signals::new([SIGUSR1])?;
         send_usr1_after(takes);
-        if fix == Fix::SpawnBlocking {
-            task::spawn_blocking(move || signals.forever().next()).await?;
-        } else {
-            signals.forever().next(); // WRONG: holds the runtime's thread.
+        match fix {
+            Fix::SpawnBlocking => {
+                task::spawn_blocking(move || signals.forever().next()).await?;
+            }
+            Fix::BlockInPlace => {
+                task::block_in_place(|| signals.forever().next());
+            }
+            _ => {
+                signals.forever().next(); // WRONG: holds the thread.
+            }
         }
     }
     Ok("got SIGUSR1".to_string())
@@ -240,7 +301,8 @@ fn say(line: String) {
     let _ = writeln!(io::stdout(), "{line}");
 }
 
-/// Reads `[WAY] [--fix spawn-blocking|async] [--secs N] [--workers N]`.
+/// Reads `[WAY] [--fix spawn-blocking|block-in-place|async] [--secs N]
+/// [--workers N]`.
 fn parse_args() -> Result<Args, lexopt::Error> {
     use lexopt::prelude::*;
     let (mut way, mut fix, mut secs, mut workers) = (None, Fix::None, 1, None);
@@ -252,6 +314,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("fix") => {
                 fix = match args.value()?.string()?.as_str() {
                     "spawn-blocking" => Fix::SpawnBlocking,
+                    "block-in-place" => Fix::BlockInPlace,
                     "async" => Fix::Async,
                     other => {
                         return Err(format!("unknown fix '{other}'").into());
@@ -276,6 +339,11 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         }
     }
     let way = way.unwrap_or(Way::Wait);
+    if fix == Fix::BlockInPlace && workers.is_none() {
+        // tokio would panic: a runtime with one thread has nobody to
+        // hand its other tasks to.
+        return Err("--fix block-in-place needs --workers N".into());
+    }
     Ok(Args {
         way,
         fix,

@@ -292,3 +292,72 @@ fn tokio_handles_sigchld_only_for_a_dropped_child() {
     ));
     assert!(traced(bin!("async-child-kill"), &["kill-on-drop"]));
 }
+
+// ---------------------------------------------------------------------------
+// PR_SET_PDEATHSIG and tokio's threads: which thread is the parent?
+
+/// Starts `sleep 60` from the calling thread, in a group of its own, with
+/// the death signal SIGKILL: it dies when that thread ends.
+fn sleep_with_death_signal() -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new("sleep");
+    command.arg("60").process_group(0);
+    // SAFETY: between fork and exec: one system call, prctl, no
+    // allocation, no lock.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            Ok(())
+        });
+    }
+    command.spawn().expect("start sleep")
+}
+
+/// Forks a child with a death signal from a task on a runtime with one
+/// worker whose idle pool threads leave after 100 ms; with `in_place`,
+/// the task then calls `block_in_place` for half a second. Returns
+/// whether the child died within two seconds of the task's end.
+fn death_signal_from_a_task(in_place: bool) -> bool {
+    use wait_timeout::ChildExt;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_keep_alive(Duration::from_millis(100))
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut child = runtime.block_on(async move {
+        tokio::spawn(async move {
+            let child = sleep_with_death_signal();
+            if in_place {
+                tokio::task::block_in_place(|| {
+                    std::thread::sleep(Duration::from_millis(500));
+                });
+            }
+            child
+        })
+        .await
+        .unwrap()
+    });
+    let _cleanup = KillGroupOnDrop(Pid::from_raw(child.id() as i32));
+    // The runtime stays up: only a thread that leaves its pool can end.
+    let died = child.wait_timeout(Duration::from_secs(2)).unwrap();
+    drop(runtime);
+    if died.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    died.is_some()
+}
+
+#[test]
+fn a_death_signal_set_from_a_task_holds_until_block_in_place_moves_it() {
+    // A worker thread lives as long as its runtime: the child lives on.
+    assert!(
+        !death_signal_from_a_task(false),
+        "killed without block_in_place"
+    );
+    // After block_in_place, the thread that forked the child may be the
+    // one that ends up idle in the blocking pool, and it leaves it after
+    // its keep-alive: the kernel kills the child.
+    assert!(death_signal_from_a_task(true), "not killed");
+}

@@ -1,5 +1,6 @@
 //! Chapter 32: a blocking call inside a tokio task, on a runtime with one
-//! thread, and the two ways out.
+//! thread or more, and the ways out (Listing 32-1); a task that never
+//! waits, and tokio's budget (Listing 32-2).
 
 use regex::Regex;
 
@@ -8,32 +9,53 @@ use crate::support::{
 };
 
 /// What one run reported: what it waited for, how long the wait took,
-/// how many ticks came meanwhile, and the longest gap between ticks.
+/// how many ticks came meanwhile, the longest gap between ticks, when a
+/// task spawned just before the wait first ran, and each worker's busy
+/// time, longest first.
 struct Report {
     outcome: String,
     took: f64,
     ticks: usize,
     gap: f64,
+    spawned_ran: f64,
+    busy: Vec<f64>,
 }
 
 fn block(args: &[&str]) -> Report {
     let out = run_clean(bin!("async-block"), args);
     assert!(out.status.success(), "{args:?}: {}", out.stderr);
     assert_eq!(out.stderr, "");
-    assert_eq!(out.stdout.len(), 2, "{:?}", out.stdout);
+    assert_eq!(out.stdout.len(), 5, "{:?}", out.stdout);
     assert!(out.stdout[0].starts_with("Ticking every 100 ms; now waiting "));
-    let re = Regex::new(
-        r"^(.*) after (\d+\.\d+) s; meanwhile (\d+) ticks, the longest gap (\d+\.\d+) s$",
-    )
-    .unwrap();
-    let caps = re
-        .captures(&out.stdout[1])
-        .unwrap_or_else(|| panic!("{args:?}: {:?}", out.stdout[1]));
+    let line = |i: usize, pattern: &str| {
+        let re = Regex::new(pattern).unwrap();
+        let caps = re
+            .captures(&out.stdout[i])
+            .unwrap_or_else(|| panic!("{args:?}: {:?}", out.stdout[i]));
+        caps.iter()
+            .map(|m| m.map_or("", |m| m.as_str()).to_string())
+            .collect::<Vec<_>>()
+    };
+    let waited = line(1, r"^(.*) after (\d+\.\d+) s$");
+    let ticker = line(
+        2,
+        r"^the ticker: (\d+) ticks meanwhile, the longest gap (\d+\.\d+) s$",
+    );
+    let spawned = line(
+        3,
+        r"^a task spawned just before the wait: first ran after (\d+\.\d+) s$",
+    );
+    let busy = line(4, r"^each worker's busy time: (.*)$");
     Report {
-        outcome: caps[1].to_string(),
-        took: caps[2].parse().unwrap(),
-        ticks: caps[3].parse().unwrap(),
-        gap: caps[4].parse().unwrap(),
+        outcome: waited[1].clone(),
+        took: waited[2].parse().unwrap(),
+        ticks: ticker[1].parse().unwrap(),
+        gap: ticker[2].parse().unwrap(),
+        spawned_ran: spawned[1].parse().unwrap(),
+        busy: busy[1]
+            .split(", ")
+            .map(|b| b.strip_suffix(" s").unwrap().parse().unwrap())
+            .collect(),
     }
 }
 
@@ -52,10 +74,14 @@ fn async_block_a_blocking_call_in_a_task_stops_every_other_task() {
         let report = block(&[way]);
         assert_eq!(report.outcome, outcome(way));
         // The wait took its second; the ticker, on the same thread, could
-        // not run at all meanwhile, and its longest gap was as long.
+        // not run at all meanwhile, and its longest gap was as long; nor
+        // could the task spawned just before. The one worker was busy.
         assert!(report.took >= 1.0, "{way}: {}", report.took);
         assert_eq!(report.ticks, 0, "{way}");
         assert!(report.gap >= 1.0, "{way}: {}", report.gap);
+        assert!(report.spawned_ran >= 1.0, "{way}: {}", report.spawned_ran);
+        assert_eq!(report.busy.len(), 1);
+        assert!(report.busy[0] >= 1.0, "{way}: {:?}", report.busy);
     }
 }
 
@@ -67,30 +93,51 @@ fn async_block_spawn_blocking_and_async_waits_leave_the_runtime_free() {
             assert_eq!(report.outcome, outcome(way));
             assert!(report.took >= 1.0, "{way} {fix}: {}", report.took);
             // About ten; how many depends on the machine's load. At least
-            // one came while the wait went on.
+            // one came while the wait went on, and the spawned task ran
+            // before the wait was over.
             assert!(report.ticks >= 1, "{way} {fix}: no tick");
+            assert!(report.spawned_ran < 1.0, "{way} {fix}");
         }
     }
 }
 
 #[test]
-fn async_block_on_two_workers_the_ticker_keeps_time_beside_a_blocked_one() {
+fn async_block_on_two_workers_the_ticker_keeps_time_but_the_lifo_task_stalls() {
     for way in ["wait", "read", "signal"] {
         let report = block(&[way, "--workers", "2"]);
         assert_eq!(report.outcome, outcome(way));
-        // The ticker runs on the other worker.
+        // The ticker runs on the other worker; the task spawned just
+        // before the wait sits in the blocked worker's LIFO slot, which no
+        // other worker may steal from, and waits for the wait to end.
         assert!(report.ticks >= 1, "{way}: no tick");
+        assert!(report.spawned_ran >= 1.0, "{way}: {}", report.spawned_ran);
+        // The metrics show one worker busy all along.
+        assert_eq!(report.busy.len(), 2);
+        assert!(report.busy[0] >= 1.0, "{way}: {:?}", report.busy);
+        assert!(report.busy[1] < 0.5, "{way}: {:?}", report.busy);
+    }
+}
+
+#[test]
+fn async_block_block_in_place_hands_the_other_tasks_to_a_new_thread() {
+    for way in ["wait", "read", "signal"] {
+        let report = block(&[way, "--workers", "1", "--fix", "block-in-place"]);
+        assert_eq!(report.outcome, outcome(way));
+        // One worker, blocked, and yet everything else runs.
+        assert!(report.ticks >= 1, "{way}: no tick");
+        assert!(report.spawned_ran < 1.0, "{way}: {}", report.spawned_ran);
     }
 }
 
 #[test]
 fn async_block_output_matches_the_book() {
     let mut session = Vec::new();
-    let runs: [&[&str]; 6] = [
+    let runs: [&[&str]; 7] = [
         &["wait"],
         &["read"],
         &["signal"],
         &["signal", "--workers", "2"],
+        &["signal", "--workers", "1", "--fix", "block-in-place"],
         &["signal", "--fix", "spawn-blocking"],
         &["signal", "--fix", "async"],
     ];
@@ -105,7 +152,7 @@ fn async_block_output_matches_the_book() {
     assert_session_matches_book_masking(
         "ch32-async-blocking/32-01-async-block.out",
         &session,
-        &[(r"meanwhile [1-9]\d* ticks", "meanwhile <n> ticks")],
+        &[(r": [1-9]\d* ticks meanwhile", ": <n> ticks meanwhile")],
     );
 }
 
@@ -115,4 +162,82 @@ fn async_block_rejects_bad_arguments_in_one_line() {
     assert_rejects(bin!("async-block"), &["--fix", "later"], "unknown fix");
     assert_rejects(bin!("async-block"), &["--secs", "-1"], "--secs");
     assert_rejects(bin!("async-block"), &["--workers", "0"], "zero");
+    assert_rejects(
+        bin!("async-block"),
+        &["--fix", "block-in-place"],
+        "--fix block-in-place needs --workers N",
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Listing 32-2: tasks that never wait
+
+/// How many ticks came while `async-budget ARGS` worked, and the longest
+/// gap between two ticks.
+fn budget(args: &[&str]) -> (usize, f64) {
+    let out = run_clean(bin!("async-budget"), args);
+    assert!(out.status.success(), "{args:?}: {}", out.stderr);
+    assert_eq!(out.stdout.len(), 2, "{:?}", out.stdout);
+    let re = Regex::new(
+        r" in \d+\.\d+ s; the ticker: (\d+) ticks meanwhile, the longest gap (\d+\.\d+) s$",
+    )
+    .unwrap();
+    let caps = re
+        .captures(&out.stdout[1])
+        .unwrap_or_else(|| panic!("{args:?}: {:?}", out.stdout[1]));
+    (caps[1].parse().unwrap(), caps[2].parse().unwrap())
+}
+
+#[test]
+fn async_budget_a_task_that_never_waits_stops_the_others() {
+    let (ticks, gap) = budget(&["compute"]);
+    assert_eq!(ticks, 0);
+    assert!(gap >= 1.0, "{gap}");
+    let (ticks, _) = budget(&["compute", "--yield-now"]);
+    assert!(ticks >= 1, "no tick despite yield_now");
+}
+
+#[test]
+fn async_budget_always_ready_reads_give_way_unless_unconstrained() {
+    let (ticks, _) = budget(&["repeat"]);
+    assert!(
+        ticks >= 1,
+        "no tick: the budget did not make the reads give way"
+    );
+    let (ticks, gap) = budget(&["repeat", "--unconstrained"]);
+    assert_eq!(ticks, 0);
+    assert!(gap >= 1.0, "{gap}");
+}
+
+#[test]
+fn async_budget_output_matches_the_book() {
+    let mut session = Vec::new();
+    let runs: [&[&str]; 4] = [
+        &["compute"],
+        &["compute", "--yield-now"],
+        &["repeat"],
+        &["repeat", "--unconstrained"],
+    ];
+    for args in runs {
+        let out = run_clean(bin!("async-budget"), args);
+        session.push((cargo_run("async-budget", args), out.stdout));
+    }
+    let session: Vec<_> =
+        session.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book_masking(
+        "ch32-async-blocking/32-02-async-budget.out",
+        &session,
+        &[
+            (r": [1-9]\d* ticks meanwhile", ": <n> ticks meanwhile"),
+            (r"\d+ MiB read", "<n> MiB read"),
+        ],
+    );
+}
+
+#[test]
+fn async_budget_rejects_bad_arguments_in_one_line() {
+    let budget = bin!("async-budget");
+    assert_rejects(budget, &["spin"], "unknown way");
+    assert_rejects(budget, &["compute", "--unconstrained"], "goes with repeat");
+    assert_rejects(budget, &["repeat", "--yield-now"], "goes with compute");
 }

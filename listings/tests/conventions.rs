@@ -285,6 +285,7 @@ fn abuses() -> Vec<Abuse> {
         abuse("async-child-feed", &["join"], End::Exits(0)),
         abuse("async-child-kill", &["timeout"], End::Exits(0)),
         abuse("async-block", &["--fix", "async"], End::Exits(0)),
+        abuse("async-budget", &["repeat"], End::Exits(0)),
     ]
 }
 

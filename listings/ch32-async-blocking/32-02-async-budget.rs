@@ -1,0 +1,207 @@
+// ANCHOR: whole
+// Listing 32-2: a task that never waits. A ticker task ticks every 100 ms
+// on a runtime with one thread, while another task works for `--secs N`
+// (1 by default), one of two ways:
+//
+// - `compute`: computes, and reaches no `.await` that could wait, so the
+//   thread is never given back; `--yield-now` makes it call
+//   `tokio::task::yield_now().await` every millisecond;
+// - `repeat`: reads from `tokio::io::repeat`, a reader that is always
+//   ready. Every read completes at once, and yet the ticker keeps time:
+//   tokio's budget makes a task give way after so many operations.
+//   `--unconstrained` runs the reads in `tokio::task::coop::unconstrained`,
+//   which takes the budget away.
+
+use std::error::Error;
+use std::hint::black_box;
+use std::io::{self, Write};
+use std::process::{self, ExitCode};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::runtime::Builder;
+use tokio::sync::mpsc;
+use tokio::task::{self, coop};
+use tokio::time::{interval, sleep};
+
+const USAGE: &str = "usage: async-budget [compute|repeat] [--yield-now] \
+                     [--unconstrained] [--secs N]";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Way {
+    Compute,
+    Repeat,
+}
+
+struct Args {
+    way: Way,
+    yield_now: bool,
+    unconstrained: bool,
+    secs: u64,
+}
+
+fn main() -> ExitCode {
+    let ran = parse_args()
+        .map_err(|e| format!("{e}; {USAGE}").into())
+        .and_then(|args| {
+            let runtime = Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(run(args))
+        });
+    match ran {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(io::stderr(), "async-budget: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn Error>> {
+    // Unbounded, which is safe only because the run bounds it: a tick
+    // every 100 ms for a few seconds.
+    let (tx, mut ticks) = mpsc::unbounded_channel();
+    let ticker = tokio::spawn(async move {
+        let mut every = interval(Duration::from_millis(100));
+        loop {
+            every.tick().await;
+            if tx.send(Instant::now()).is_err() {
+                break;
+            }
+        }
+    });
+    sleep(Duration::from_millis(300)).await;
+    let takes = Duration::from_secs(args.secs);
+    let what = match (args.way, args.yield_now, args.unconstrained) {
+        (Way::Compute, false, _) => "computing, never waiting",
+        (Way::Compute, true, _) => "computing, with yield_now every ms",
+        (Way::Repeat, _, false) => "reading from io::repeat",
+        (Way::Repeat, _, true) => "reading from io::repeat, unconstrained",
+    };
+    say(format!("Ticking every 100 ms; now {what}"));
+
+    let (way, yield_now, unconstrained) =
+        (args.way, args.yield_now, args.unconstrained);
+    let work = tokio::spawn(async move {
+        let started = Instant::now();
+        let done = match way {
+            Way::Compute => compute(takes, yield_now).await,
+            Way::Repeat => read_repeat(takes, unconstrained).await,
+        };
+        (started, done)
+    });
+    let (started, done) = work.await?;
+    let done = done?;
+    let ended = Instant::now();
+    sleep(Duration::from_millis(300)).await;
+    ticker.abort();
+
+    let mut times = Vec::new();
+    while let Ok(tick) = ticks.try_recv() {
+        times.push(tick);
+    }
+    let meanwhile = times.iter().filter(|t| (started..ended).contains(*t));
+    let longest = times.windows(2).map(|w| w[1] - w[0]).max();
+    let longest = longest.unwrap_or_default().as_secs_f64();
+    say(format!(
+        "{done} in {:.2} s; the ticker: {} ticks meanwhile, the longest gap \
+         {longest:.2} s",
+        (ended - started).as_secs_f64(),
+        meanwhile.count()
+    ));
+    Ok(())
+}
+
+// ANCHOR: compute
+/// Stands in for real work: arithmetic, for `takes`, with no `.await` in
+/// the loop unless `yield_now`.
+async fn compute(takes: Duration, yield_now: bool) -> io::Result<String> {
+    let started = Instant::now();
+    let mut last_yield = started;
+    let mut value: u64 = 1;
+    while started.elapsed() < takes {
+        value = black_box(value.wrapping_mul(6_364_136_223_846_793_005));
+        if yield_now && last_yield.elapsed() >= Duration::from_millis(1) {
+            // Back to the scheduler, which runs whatever else is ready and
+            // then this task again.
+            task::yield_now().await;
+            last_yield = Instant::now();
+        }
+    }
+    Ok("computed".to_string())
+}
+// ANCHOR_END: compute
+
+// ANCHOR: repeat
+/// Reads 4 KiB at a time, for `takes`, from a reader that is never empty.
+async fn read_repeat(
+    takes: Duration,
+    unconstrained: bool,
+) -> io::Result<String> {
+    let reads = async move {
+        let mut source = tokio::io::repeat(b'x');
+        let mut buf = [0u8; 4096];
+        let started = Instant::now();
+        let mut reads: u64 = 0;
+        while started.elapsed() < takes {
+            source.read_exact(&mut buf).await?;
+            reads += 1;
+        }
+        io::Result::Ok(reads)
+    };
+    let reads = if unconstrained {
+        // WRONG, here: no budget, so nothing else runs.
+        coop::unconstrained(reads).await?
+    } else {
+        reads.await?
+    };
+    Ok(format!("{} MiB read", (reads * 4096) >> 20))
+}
+// ANCHOR_END: repeat
+
+/// Prints a line, if anyone still reads our output.
+fn say(line: String) {
+    let _ = writeln!(io::stdout(), "{line}");
+}
+
+/// Reads `[compute|repeat] [--yield-now] [--unconstrained] [--secs N]`.
+fn parse_args() -> Result<Args, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut parsed = Args {
+        way: Way::Compute,
+        yield_now: false,
+        unconstrained: false,
+        secs: 1,
+    };
+    let mut way_seen = false;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("yield-now") => parsed.yield_now = true,
+            Long("unconstrained") => parsed.unconstrained = true,
+            Long("secs") => parsed.secs = args.value()?.parse()?,
+            Value(value) if !way_seen => {
+                parsed.way = match value.string()?.as_str() {
+                    "compute" => Way::Compute,
+                    "repeat" => Way::Repeat,
+                    other => {
+                        return Err(format!("unknown way '{other}'").into());
+                    }
+                };
+                way_seen = true;
+            }
+            Short('h') | Long("help") => {
+                say(USAGE.to_string());
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    match (parsed.way, parsed.yield_now, parsed.unconstrained) {
+        (Way::Compute, _, true) => {
+            Err("--unconstrained goes with repeat".into())
+        }
+        (Way::Repeat, true, _) => Err("--yield-now goes with compute".into()),
+        _ => Ok(parsed),
+    }
+}
+// ANCHOR_END: whole
