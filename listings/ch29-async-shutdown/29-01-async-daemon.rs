@@ -277,7 +277,13 @@ fn accept_waiting(listener: TcpListener, server: &Server) -> io::Result<()> {
             }
             Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(()),
             Err(err) => {
-                log(format_args!("accept failed: {err}"));
+                // Out of descriptors, say (`accept` fails so whether or
+                // not anyone is queued): closing the listening socket
+                // resets whoever still is. Say so.
+                log(format_args!(
+                    "accept failed: {err}; clients still queued, if any, \
+                     are turned away"
+                ));
                 return Ok(());
             }
         }
@@ -391,13 +397,11 @@ async fn read_what_came(
 /// read yet: `ioctl(FIONREAD)`.
 fn unread_bytes(socket: &TcpStream) -> io::Result<u64> {
     let mut count: nix::libc::c_int = 0;
+    let fd = socket.as_raw_fd();
     // SAFETY: FIONREAD stores one int through the pointer, which points
     // to `count`, alive for the whole call.
-    let fd = socket.as_raw_fd();
     let done = unsafe { nix::libc::ioctl(fd, nix::libc::FIONREAD, &mut count) };
-    if done < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    nix::errno::Errno::result(done)?;
     Ok(u64::try_from(count).unwrap_or(0))
 }
 // ANCHOR_END: read_what_came

@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use crate::ch30_async_sockets::unread_by_server;
 use crate::support::{
     Finished, Listing, PATIENCE, assert_rejects, assert_session_matches_book,
-    cargo_run, default_port, have, shell, unless_blessing,
+    cargo_run, default_port, have, open_fds, shell, unless_blessing,
+    wait_until,
 };
 
 /// A started daemon: its address, its configuration file.
@@ -443,6 +445,12 @@ fn async_daemon_stops_taking_requests_from_a_client_that_keeps_sending() {
 /// Sends `bytes`, half-closes, and returns everything the daemon sent
 /// back until it closed.
 fn converse(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    converse_in_two(addr, bytes, b"")
+}
+
+/// Like [`converse`], in two writes, the second once the daemon has read
+/// the first: so that the daemon reads the second by itself.
+fn converse_in_two(addr: SocketAddr, first: &[u8], second: &[u8]) -> Vec<u8> {
     let mut stream =
         TcpStream::connect_timeout(&addr, PATIENCE).expect("connect");
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -453,7 +461,14 @@ fn converse(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
         let mut replies = Vec::new();
         reader.read_to_end(&mut replies).map(|_| replies)
     });
-    stream.write_all(bytes).expect("send");
+    stream.write_all(first).expect("send");
+    if !second.is_empty() {
+        let (server, client) = (addr.port(), stream.local_addr().unwrap());
+        wait_until("the daemon to read the first part", || {
+            unread_by_server(server, client.port()) == 0
+        });
+        stream.write_all(second).expect("send");
+    }
     stream.shutdown(Shutdown::Write).unwrap();
     replies.join().unwrap().expect("replies, then a clean end")
 }
@@ -482,9 +497,13 @@ fn async_daemon_speaks_sig_daemons_protocol_byte_for_byte() {
         (b"one\nunfinished".to_vec(), hello("one")),
         (line(longest), hello(&"x".repeat(longest))),
         (line(longest + 1), b"error: line too long\n".to_vec()),
-        // A megabyte without a newline: refused, and read to its end, so
+        // 16 MiB without a newline, more than the socket buffers hold:
+        // refused while the client still sends, and read to its end, so
         // that the refusal arrives rather than a reset.
-        (vec![b'x'; 1 << 20], b"error: line too long\n".to_vec()),
+        (vec![b'x'; 16 << 20], b"error: line too long\n".to_vec()),
+        // 64 KiB without a newline, then the end: not a request, and not
+        // yet too long (Chapter 10 waits for the byte that makes it so).
+        (vec![b'x'; 64 * 1024], Vec::new()),
     ];
     for bin in [bin!("sig-daemon"), bin!("async-daemon")] {
         let daemon = start_exactly(bin, &["127.0.0.1:0"]);
@@ -496,6 +515,11 @@ fn async_daemon_speaks_sig_daemons_protocol_byte_for_byte() {
                 String::from_utf8_lossy(&got[..got.len().min(200)])
             );
         }
+        // 64 KiB less a byte, read; then two more bytes in one write:
+        // the line is too long, although the daemon never held exactly
+        // 64 KiB of it.
+        let got = converse_in_two(daemon.addr, &[b'x'; 64 * 1024 - 1], b"xx");
+        assert_eq!(got, b"error: line too long\n", "{bin}");
     }
 }
 
@@ -511,4 +535,54 @@ fn async_shutdown_tools_output_matches_the_book() {
         "ch29-async-shutdown/29-02-async-shutdown-tools.out",
         &[(cargo_run("async-shutdown-tools", &[]), &out.stdout)],
     );
+}
+
+#[test]
+fn async_daemon_says_so_when_it_cannot_accept_the_clients_still_queued() {
+    const LIMIT: usize = 40;
+    let script = format!("ulimit -n {LIMIT} && exec \"$0\" \"$@\"");
+    let bin = bin!("async-daemon");
+    let mut daemon =
+        start_exactly("bash", &["-c", &script, bin, "127.0.0.1:0"]);
+    let pid = daemon.listing.pid();
+    // `accept` fails with EMFILE once the table is full, whether or not a
+    // client is queued: those lines say nothing about who is waiting.
+    let emfile = "accept failed: Too many open files (os error 24)";
+    let next = |daemon: &mut Daemon| loop {
+        let line = daemon.listing.next_line();
+        if line != emfile {
+            return line;
+        }
+    };
+    // Idle clients, each accepted, until no descriptor is left.
+    let mut idle = Vec::new();
+    while open_fds(pid) < LIMIT {
+        idle.push(Client::connect(daemon.addr));
+        let line = next(&mut daemon);
+        assert!(line.ends_with(": connected"), "{line}");
+    }
+    // One more, which waits in the queue with its request.
+    let mut queued = Client::connect(daemon.addr);
+    queued.send("lost");
+    daemon.listing.signal(Signal::SIGTERM);
+    assert_eq!(
+        next(&mut daemon),
+        format!("{emfile}; clients still queued, if any, are turned away")
+    );
+    let draining = format!(
+        r"Got SIGTERM: no new connections; draining {} connection\(s\), at most 10 s",
+        idle.len()
+    );
+    let line = next(&mut daemon);
+    assert!(
+        regex::Regex::new(&draining).unwrap().is_match(&line),
+        "{line}"
+    );
+    // The queued client gets no reply: its connection was reset.
+    let mut rest = String::new();
+    let _ = queued.reader.read_to_string(&mut rest);
+    assert_eq!(rest, "");
+    drop(idle);
+    let out = daemon.listing.finish();
+    assert_died_of(&out, Signal::SIGTERM);
 }

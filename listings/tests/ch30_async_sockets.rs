@@ -275,7 +275,7 @@ fn stuck_client(addr: &str) -> std::net::TcpStream {
 
 /// How many bytes the server's end of a loopback connection has received
 /// and not read: `rx_queue` in /proc/net/tcp, where ports are in hex.
-fn unread_by_server(server: u16, client: u16) -> u64 {
+pub fn unread_by_server(server: u16, client: u16) -> u64 {
     let table = fs::read_to_string("/proc/net/tcp").unwrap();
     let (local, remote) = (format!(":{server:04X}"), format!(":{client:04X}"));
     table
