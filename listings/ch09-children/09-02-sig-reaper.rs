@@ -18,9 +18,10 @@ use std::thread;
 use std::time::Duration;
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
-use nix::unistd::{ForkResult, Pid, fork, pipe};
+use nix::unistd::{ForkResult, Pid, fork, pipe2};
 use signal_hook::consts::SIGCHLD;
 use signal_hook::iterator::Signals;
 
@@ -128,7 +129,7 @@ struct Children {
 /// Forks `n` children that each wait for the "go" pipe to close (which
 /// also happens if this process dies) and then exit with their number.
 fn fork_children(n: usize) -> Result<Children, Box<dyn Error>> {
-    let (go_read, go_write) = pipe()?;
+    let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC)?;
     io::stdout().flush()?;
     let mut pids = Vec::new();
     for i in 0..n {

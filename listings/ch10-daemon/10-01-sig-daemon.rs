@@ -29,8 +29,9 @@ use std::sync::{Arc, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::unistd::{getpid, pipe};
+use nix::unistd::{getpid, pipe2};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::{flag, low_level};
 
@@ -306,8 +307,10 @@ struct Server {
 
 impl Server {
     fn new(config: Shared) -> io::Result<Server> {
-        let (stop_read, stop) = pipe()?;
-        let (alive_read, alive) = pipe()?;
+        // Close-on-exec: a program this daemon ever started would hold
+        // the write ends, and the drain would wait for it.
+        let (stop_read, stop) = pipe2(OFlag::O_CLOEXEC)?;
+        let (alive_read, alive) = pipe2(OFlag::O_CLOEXEC)?;
         Ok(Server {
             config,
             stop,

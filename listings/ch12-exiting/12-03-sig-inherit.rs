@@ -17,12 +17,13 @@ use std::process::{self, Command, ExitCode};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::OFlag;
 use nix::libc::c_int;
 use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, Signal, kill, sigaction, signal,
 };
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, dup2_stdout, execvp, fork, pipe};
+use nix::unistd::{ForkResult, Pid, dup2_stdout, execvp, fork, pipe2};
 
 const USAGE: &str = "usage: sig-inherit";
 
@@ -114,7 +115,7 @@ fn signal_default(signal: Signal) -> nix::Result<SigHandler> {
 /// Forks a child that writes its /proc/self/status into a pipe, by
 /// running `cat` (with `exec`) or by itself, and returns what it wrote.
 fn forked(exec: bool) -> Result<String, Box<dyn Error>> {
-    let (read_end, write_end) = pipe()?;
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
     // Prepared before the fork: the child should not allocate.
     let cat = CString::new("cat")?;
     let args = [cat.clone(), CString::new("/proc/self/status")?];

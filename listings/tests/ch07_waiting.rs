@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 
 use crate::support::{
     Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
-    cargo_run, pending_signals, run, shell, state_of, wait_until,
+    cargo_run, have, pending_signals, run, shell, state_of, wait_until,
 };
 
 #[test]
@@ -214,4 +214,37 @@ fn waiting_listings_reject_bad_arguments_in_one_line() {
     );
     assert_rejects(bin!("sig-signalfd"), &["--count", "x"], r#"argument "x""#);
     assert_rejects(bin!("sig-threads"), &["all"], "unknown mode 'all'");
+}
+
+#[test]
+fn sig_signalfd_polls_again_when_poll_fails_with_eintr() {
+    // No handler in Listing 7-2 can interrupt its `poll`, so strace
+    // makes the call fail with EINTR itself, three times in a row. The
+    // first `poll` is the Rust runtime's own, which checks descriptors 0
+    // to 2 before `main`; the listing's are the second onwards.
+    if !have("strace") {
+        return;
+    }
+    let mut fd = Listing::start(
+        "strace",
+        &[
+            "-f",
+            "-q",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=poll,ppoll",
+            "-e",
+            "inject=poll,ppoll:error=EINTR:when=2..4",
+            bin!("sig-signalfd"),
+            "--count",
+            "1",
+        ],
+    );
+    let ready = fd.expect(r"Waiting as pid (\d+); try: .*");
+    let pid = nix::unistd::Pid::from_raw(ready[1].parse().unwrap());
+    nix::sys::signal::kill(pid, Signal::SIGUSR1).unwrap();
+    fd.expect(r"signalfd: SIGUSR1 from pid \d+ \(uid \d+\)");
+    let out = fd.finish();
+    assert!(out.status.success(), "{}", out.stderr);
 }

@@ -10,8 +10,9 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::support::{
-    Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
-    cargo_run, children_of, have, pending_signals, run, state_of, wait_until,
+    Listing, Trace, assert_matches_book, assert_rejects,
+    assert_session_matches_book, bin_path, can_trace, cargo_run, children_of,
+    have, pending_signals, run, state_of, wait_until,
 };
 
 /// What a shell's `$?` shows for `status`: the code, or 128 + the signal.
@@ -255,4 +256,133 @@ fn exiting_listings_reject_bad_arguments_in_one_line() {
     );
     assert_rejects(bin!("sig-init"), &["--pid"], "invalid option");
     assert_rejects(bin!("sig-test-threads"), &["--case"], "missing argument");
+}
+
+/// The system calls that make a file descriptor, and with them those that
+/// start and replace processes, so that the check below knows whose calls
+/// it reads.
+const MAKERS: &str = "pipe,pipe2,socket,socketpair,accept,accept4,open,openat,\
+                      signalfd,signalfd4,timerfd_create,eventfd2,\
+                      epoll_create1,memfd_create,dup,fcntl,pidfd_open,\
+                      clone,clone3,fork,vfork,execve";
+
+/// The calls in a `strace -f` trace of `bin` that made a descriptor
+/// without close-on-exec. Only the listing's own processes count: calls
+/// made before it started (by `setpriv`) or by a program it ran (`cat`,
+/// `sleep`) are someone else's.
+fn made_without_cloexec(trace: &str, bin: &str) -> Vec<String> {
+    use std::collections::HashMap;
+    let prefixed = regex::Regex::new(r"^\[pid +(\d+)\] (.*)$").unwrap();
+    let started =
+        regex::Regex::new(r"^(?:clone3?|v?fork)\(.*= (\d+)$").unwrap();
+    let exec = regex::Regex::new(r#"^execve\("([^"]*)".* = 0$"#).unwrap();
+    let mut ours: HashMap<u32, bool> = HashMap::new();
+    let mut pending: HashMap<u32, String> = HashMap::new();
+    let mut first = None;
+    let mut bad = Vec::new();
+    for raw in trace.lines() {
+        let (pid, rest) = match prefixed.captures(raw) {
+            Some(c) => (c[1].parse().unwrap(), c[2].to_string()),
+            None => (*first.get_or_insert(0), raw.to_string()),
+        };
+        // Join a call that strace cut in two.
+        let line = if let Some(head) = rest.strip_suffix(" <unfinished ...>") {
+            pending.insert(pid, head.to_string());
+            continue;
+        } else if let Some((_, tail)) = rest.split_once(" resumed>") {
+            match pending.remove(&pid) {
+                Some(head) => format!("{head}{tail}"),
+                None => continue,
+            }
+        } else {
+            rest
+        };
+        let mine = *ours.entry(pid).or_insert(false);
+        if let Some(c) = exec.captures(&line) {
+            ours.insert(pid, c[1].ends_with(&format!("/{bin}")));
+            continue;
+        }
+        if let Some(c) = started.captures(&line) {
+            ours.insert(c[1].parse().unwrap(), mine);
+            continue;
+        }
+        if !mine || line.ends_with("= -1") || line.contains("= -1 E") {
+            continue;
+        }
+        let call = line.split('(').next().unwrap_or("");
+        let cloexec = match call {
+            "pipe2" => line.contains("O_CLOEXEC"),
+            "open" | "openat" => line.contains("O_CLOEXEC"),
+            "socket" | "socketpair" | "accept4" => {
+                line.contains("SOCK_CLOEXEC")
+            }
+            "signalfd4" => line.contains("SFD_CLOEXEC"),
+            "timerfd_create" => line.contains("TFD_CLOEXEC"),
+            "eventfd2" => line.contains("EFD_CLOEXEC"),
+            "epoll_create1" => line.contains("EPOLL_CLOEXEC"),
+            "memfd_create" => line.contains("MFD_CLOEXEC"),
+            "pidfd_open" => true, // Always close-on-exec.
+            "fcntl" => !line.contains("F_DUPFD,"),
+            "pipe" | "accept" | "signalfd" | "dup" => false,
+            _ => true,
+        };
+        if !cloexec {
+            bad.push(line);
+        }
+    }
+    bad
+}
+
+/// Runs `bin` under strace until it ends by itself or, once it is ready,
+/// is sent `signal`; returns the calls that made a descriptor without
+/// close-on-exec.
+fn leaky_calls(
+    bin: &str,
+    args: &[&str],
+    signal: Option<Signal>,
+) -> Vec<String> {
+    let trace = Trace {
+        calls: MAKERS,
+        signals: "none",
+        from: None,
+    };
+    let path = bin_path(bin);
+    let mut listing =
+        Listing::start_traced(path.to_str().unwrap(), args, &trace);
+    if let Some(signal) = signal {
+        listing.next_line();
+        let pid = listing.tracee();
+        nix::sys::signal::kill(pid, signal).unwrap();
+    }
+    let out = listing.finish();
+    made_without_cloexec(&out.stderr, bin)
+}
+
+#[test]
+fn every_descriptor_a_part_ii_listing_makes_is_close_on_exec() {
+    if !can_trace() {
+        return;
+    }
+    let term = Some(Signal::SIGTERM);
+    let runs: &[(&str, &[&str], Option<Signal>)] = &[
+        ("sig-selfpipe", &[], term),
+        ("sig-errno", &[], None),
+        ("sig-signalfd", &[], term),
+        ("sig-eintr", &[], Some(Signal::SIGUSR1)),
+        ("sig-restart-table", &[], None),
+        ("sig-reaper", &["--hold"], None),
+        ("sig-orphan", &["--subreaper"], None),
+        ("sig-group", &[], None),
+        ("sig-daemon", &["127.0.0.1:0"], term),
+        ("sig-timers", &[], None),
+        ("sig-count", &[], None),
+        ("sig-inherit", &[], None),
+    ];
+    let mut leaks = Vec::new();
+    for (bin, args, signal) in runs {
+        for call in leaky_calls(bin, args, *signal) {
+            leaks.push(format!("{bin}: {call}"));
+        }
+    }
+    assert!(leaks.is_empty(), "made without close-on-exec:\n{leaks:#?}");
 }
