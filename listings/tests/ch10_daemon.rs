@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::support::{
-    Listing, PATIENCE, assert_rejects, assert_session_matches_book, cargo_run,
-    have, shell, state_of, wait_until,
+    Finished, Listing, PATIENCE, assert_rejects, assert_session_matches_book,
+    cargo_run, cpu_time, default_port, have, open_fds, shell, state_of,
+    unless_blessing, wait_until,
 };
 
 /// A started daemon: its address, its configuration file.
@@ -25,7 +26,12 @@ struct Daemon {
 fn start(args: &[&str]) -> Daemon {
     let mut all = vec!["127.0.0.1:0"];
     all.extend(args);
-    let mut listing = Listing::start(bin!("sig-daemon"), &all);
+    start_exactly(&all)
+}
+
+/// Starts the daemon with exactly `args`.
+fn start_exactly(args: &[&str]) -> Daemon {
+    let mut listing = Listing::start(bin!("sig-daemon"), args);
     let ready =
         listing.expect(r"Listening on (\S+) as pid (\d+); config (\S+)");
     assert_eq!(ready[2], listing.pid().to_string());
@@ -71,6 +77,18 @@ impl Client {
             _ => Some(line),
         }
     }
+}
+
+/// Asserts that the daemon died of `signal`, as a drained daemon does.
+#[track_caller]
+fn assert_died_of(out: &Finished, signal: Signal) {
+    assert_eq!(
+        out.status.signal(),
+        Some(signal as i32),
+        "{:?}: {}",
+        out.status,
+        out.stderr
+    );
 }
 
 /// Whether `pid` sleeps in a kernel function whose name contains `name`.
@@ -131,7 +149,7 @@ fn sig_daemon_reloads_on_sighup_without_dropping_a_connection() {
     assert_eq!(client.reply(), None, "closed by the server");
     drop(client);
     let out = daemon.listing.finish();
-    assert!(out.status.success(), "{}", out.stderr);
+    assert_died_of(&out, Signal::SIGTERM);
     assert!(!dir.exists(), "{} is left behind", dir.display());
 }
 
@@ -161,10 +179,10 @@ fn sig_daemon_drains_every_request_in_flight_and_refuses_new_clients() {
         assert_eq!(client.reply(), None, "then the end");
     }
     let out = daemon.listing.finish();
-    assert!(out.status.success(), "{}", out.stderr);
+    assert_died_of(&out, Signal::SIGTERM);
     assert_eq!(
         out.stdout.last().unwrap(),
-        "All connections closed; exiting"
+        "All connections closed; dying of SIGTERM"
     );
     assert!(
         sent.elapsed() < Duration::from_secs(10),
@@ -247,7 +265,7 @@ fn sig_daemon_flag_only_does_not_wake_a_blocked_accept() {
     );
     assert_eq!(client.reply(), None);
     let out = daemon.listing.finish();
-    assert!(out.status.success(), "{}", out.stderr);
+    assert_died_of(&out, Signal::SIGTERM);
 }
 
 #[test]
@@ -255,7 +273,9 @@ fn sig_daemon_session_matches_the_book() {
     if !have("nc") {
         return;
     }
-    let mut daemon = start(&[]);
+    // The book shows the default port, which only blessing binds.
+    let _port = default_port();
+    let mut daemon = start_exactly(&unless_blessing(&[], "127.0.0.1:0"));
     let (pid, port, config) = (
         daemon.listing.pid(),
         daemon.addr.port(),
@@ -283,13 +303,17 @@ fn sig_daemon_session_matches_the_book() {
     let term = format!("kill -TERM {pid}");
     terminal2.push((term.clone(), shell(&term)));
     let out = daemon.listing.finish();
-    assert!(out.status.success(), "{}", out.stderr);
+    assert_died_of(&out, Signal::SIGTERM);
     assert_eq!(terminal2[0].1, ["hello, world"]);
     assert_eq!(terminal2[3].1, ["bonjour, again"]);
     assert!(!Path::new(&config).exists());
+    let status = ["143".to_string()];
     assert_session_matches_book(
         "ch10-daemon/10-01-sig-daemon.out",
-        &[(cargo_run("sig-daemon", &[]), &out.stdout)],
+        &[
+            (cargo_run("sig-daemon", &[]), &out.stdout[..]),
+            ("echo $?".to_string(), &status[..]),
+        ],
     );
     let session: Vec<_> =
         terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
@@ -319,4 +343,75 @@ fn sig_daemon_rejects_bad_arguments_and_configurations_in_one_line() {
         &["127.0.0.1:0", "--config", bad],
         "line 1: delay_ms: invalid digit",
     );
+}
+
+/// Starts the daemon with a limit of `fds` file descriptors (`ulimit -n`
+/// sets the soft and the hard limit, so it cannot raise it).
+fn start_limited(fds: usize) -> Daemon {
+    let script = format!("ulimit -n {fds} && exec \"$0\" \"$@\"");
+    let mut listing = Listing::start(
+        "bash",
+        &["-c", &script, bin!("sig-daemon"), "127.0.0.1:0"],
+    );
+    let ready =
+        listing.expect(r"Listening on (\S+) as pid (\d+); config (\S+)");
+    Daemon {
+        listing,
+        addr: ready[1].parse().expect("an address"),
+        config: PathBuf::from(&ready[3]),
+    }
+}
+
+#[test]
+fn sig_daemon_backs_off_instead_of_spinning_when_descriptors_run_out() {
+    // Fourteen descriptors at rest (0 to 2, the listener, three wake-up
+    // channels of two ends each, two pipes), two more per connection: a
+    // limit of 16 leaves room for one.
+    let mut daemon = start_limited(16);
+    let pid = daemon.listing.pid();
+    wait_until("the daemon at rest", || open_fds(pid) == 14);
+    let mut first = Client::connect(daemon.addr);
+    // Its thread logs the connection; the main thread's next `accept`
+    // fails at once, with the table full, whether or not a client waits
+    // (Linux takes the descriptor before it looks at the queue). Once.
+    let mut two = [daemon.listing.next_line(), daemon.listing.next_line()];
+    two.sort();
+    assert!(
+        two[0].starts_with("127.0.0.1:") && two[0].ends_with(": connected"),
+        "{two:?}"
+    );
+    assert_eq!(
+        two[1],
+        "accept: Too many open files (os error 24); trying again, less often"
+    );
+    assert_eq!(open_fds(pid), 16);
+    // A client that comes now waits in the listening socket's queue.
+    let mut waiting = Client::connect(daemon.addr);
+    waiting.send("patient");
+    // For two seconds, while the client waits: no more lines, almost no
+    // CPU. (A loop that retried at once wrote a line per failed `accept`,
+    // hundreds of thousands of them, on a whole CPU.)
+    let (cpu, started) = (cpu_time(pid), Instant::now());
+    let deadline = started + Duration::from_secs(2);
+    let mut lines = 0;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        if daemon.listing.no_line_within(left) {
+            break;
+        }
+        lines += 1;
+    }
+    let used = cpu_time(pid) - cpu;
+    eprintln!(
+        "sig-daemon out of descriptors: {lines} lines and {used:?} of CPU \
+         in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(lines, 0, "it logged {lines} lines in 2 s");
+    assert!(used < Duration::from_millis(300), "{used:?} of CPU in 2 s");
+    // A descriptor comes back, and the client that waited is served.
+    first.stream.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(first.reply(), None);
+    assert_eq!(waiting.reply().as_deref(), Some("hello, patient\n"));
+    daemon.listing.signal(Signal::SIGTERM);
+    until(&mut daemon.listing, r"Got SIGTERM: .*");
 }
