@@ -74,7 +74,7 @@ fn sig_cleanup_sessions_match_the_book() {
 
 #[test]
 fn sig_status_a_shell_tells_exit_130_from_death_by_sigint() {
-    if !have("bash") {
+    if !have("bash") || !have("dash") {
         return;
     }
     let out = run(bin!("sig-status"), &[]);
@@ -85,8 +85,10 @@ fn sig_status_a_shell_tells_exit_130_from_death_by_sigint() {
             "exit130  child alone:   exited with status 130 ($? = 130)",
             "  (the script went on)",
             "exit130  under bash -c: bash exited with status 0 ($? = 0)",
+            "exit130  under dash -c: dash was killed by SIGINT ($? = 130)",
             "reraise  child alone:   was killed by SIGINT ($? = 130)",
             "reraise  under bash -c: bash was killed by SIGINT ($? = 130)",
+            "reraise  under dash -c: dash was killed by SIGINT ($? = 130)",
         ]
     );
     assert_matches_book(
@@ -385,4 +387,42 @@ fn every_descriptor_a_part_ii_listing_makes_is_close_on_exec() {
         }
     }
     assert!(leaks.is_empty(), "made without close-on-exec:\n{leaks:#?}");
+}
+
+/// The signals blocked in a thread, from the `SigBlk` line of its status
+/// in /proc (a mask belongs to a thread).
+fn blocked(status_path: &str) -> String {
+    let status = std::fs::read_to_string(status_path).expect(status_path);
+    let line = status.lines().find(|l| l.starts_with("SigBlk:"));
+    line.expect("a SigBlk line").to_string()
+}
+
+#[test]
+fn libtest_runs_each_test_on_a_new_thread_with_the_main_threads_mask() {
+    // Chapter 12: masks cannot leak from one test into the next, because
+    // each test runs on a thread of its own, which libtest names after it.
+    let me = std::thread::current();
+    assert_eq!(
+        me.name(),
+        Some(
+            "ch12_exiting::\
+             libtest_runs_each_test_on_a_new_thread_with_the_main_threads_mask"
+        )
+    );
+    let pid = nix::unistd::getpid();
+    assert_ne!(nix::unistd::gettid(), pid, "not the main thread");
+    // Its mask is the main thread's, whatever earlier tests blocked on
+    // their own threads.
+    let main = format!("/proc/self/task/{pid}/status");
+    assert_eq!(blocked("/proc/thread-self/status"), blocked(&main));
+    // A thread takes its creator's mask: a test's blocked signal goes with
+    // the threads it starts, and ends with them.
+    nix::sys::signal::SigSet::from(Signal::SIGUSR2)
+        .thread_block()
+        .unwrap();
+    let child = std::thread::spawn(|| blocked("/proc/thread-self/status"))
+        .join()
+        .unwrap();
+    assert_eq!(child, blocked("/proc/thread-self/status"));
+    assert_ne!(child, blocked(&main));
 }
