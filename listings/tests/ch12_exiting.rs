@@ -3,7 +3,7 @@
 //! (`sig-init`) and 12-5 (`sig-test-threads`).
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -11,8 +11,9 @@ use nix::sys::signal::Signal;
 
 use crate::support::{
     Listing, Trace, assert_matches_book, assert_rejects,
-    assert_session_matches_book, bin_path, can_trace, cargo_run, children_of,
-    have, pending_signals, run, state_of, wait_until,
+    assert_session_matches_book, assert_trace_matches_book, bin_path, blessing,
+    can_trace, cargo_run, children_of, have, pending_signals, run, shell,
+    state_of, wait_until,
 };
 
 /// What a shell's `$?` shows for `status`: the code, or 128 + the signal.
@@ -24,16 +25,29 @@ fn dollar_question(status: ExitStatus) -> String {
     }
 }
 
-/// Runs `sig-cleanup --end END` in `dir`, sends SIGTERM, and returns how
-/// it ended and what it printed.
-fn cleanup_run(end: &str, dir: &Path) -> (ExitStatus, Vec<String>) {
-    let mut command = Command::new(bin!("sig-cleanup"));
-    command.args(["--end", end]).current_dir(dir);
-    let mut cleanup = Listing::spawn(&mut command, Stdio::piped());
-    cleanup.expect(r"Created \./sig-cleanup\.tmp as pid \d+; try: kill \d+");
-    cleanup.signal(Signal::SIGTERM);
+/// Runs `sig-cleanup --end END`, its private directory made in `dir` (the
+/// system's temporary directory if `None`), sends SIGTERM with the `kill`
+/// it suggests, and returns how it ended, what it printed, the private
+/// directory, and the `kill` command.
+fn cleanup_run(
+    end: &str,
+    dir: Option<&Path>,
+) -> (ExitStatus, Vec<String>, PathBuf, String) {
+    let mut args = vec!["--end", end];
+    if let Some(dir) = dir {
+        args.extend(["--dir", dir.to_str().unwrap()]);
+    }
+    let mut cleanup = Listing::start(bin!("sig-cleanup"), &args);
+    let made =
+        cleanup.expect(r"Created (\S+)/file as pid \d+; try: (kill \d+)");
+    shell(&made[2]);
     let out = cleanup.finish();
-    (out.status, out.stdout)
+    (
+        out.status,
+        out.stdout,
+        PathBuf::from(&made[1]),
+        made[2].clone(),
+    )
 }
 
 #[test]
@@ -46,30 +60,71 @@ fn sig_cleanup_leaves_its_file_behind_unless_it_unwinds() {
         ("reraise", term, None, false),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let (status, _) = cleanup_run(end, dir.path());
+        let (status, _, private, _) = cleanup_run(end, Some(dir.path()));
         assert_eq!((status.signal(), status.code()), (signal, code), "{end}");
-        let file = dir.path().join("sig-cleanup.tmp");
+        assert!(private.starts_with(dir.path()), "{}", private.display());
+        let file = private.join("file");
         assert_eq!(file.exists(), left, "{end}: is the file left behind?");
+        assert_eq!(private.exists(), left, "{end}: and its directory?");
+    }
+}
+
+#[test]
+fn sig_cleanup_leaves_nothing_in_the_directory_it_runs_in() {
+    // Run from a fresh directory, as a reader runs it from the top of a
+    // clone: nothing appears there, whatever the end.
+    for end in ["default", "reraise"] {
+        let here = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let mut command = Command::new(bin!("sig-cleanup"));
+        command
+            .args(["--end", end])
+            .current_dir(here.path())
+            .env("TMPDIR", elsewhere.path());
+        let mut cleanup = Listing::spawn(&mut command, Stdio::piped());
+        cleanup.next_line();
+        cleanup.signal(Signal::SIGTERM);
+        cleanup.finish();
+        let left: Vec<_> = std::fs::read_dir(here.path()).unwrap().collect();
+        assert!(left.is_empty(), "{end}: {left:?}");
     }
 }
 
 #[test]
 fn sig_cleanup_sessions_match_the_book() {
-    let mut session = Vec::new();
+    // Checks run in a temporary directory; blessing in the system's, as a
+    // reader's run does, and then removes what `default` left there.
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = (!blessing()).then_some(scratch.path());
+    let (mut session, mut terminal2) = (Vec::new(), Vec::new());
     for end in ["default", "reraise"] {
-        let dir = tempfile::tempdir().unwrap();
-        let (status, stdout) = cleanup_run(end, dir.path());
+        let (status, stdout, private, kill) = cleanup_run(end, dir);
+        terminal2.push((kill, Vec::<String>::new()));
         session.push((cargo_run("sig-cleanup", &["--end", end]), stdout));
         session.push(("echo $?".to_string(), vec![dollar_question(status)]));
-        let listing: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        session.push(("ls".to_string(), listing));
+        let shown = format!("{}/", private.display());
+        let ls = run("ls", &[&shown]);
+        let mut listing = ls.stdout;
+        listing.extend(ls.stderr.lines().map(String::from));
+        session.push((format!("ls {shown}"), listing));
+        if end == "default" {
+            assert!(private.exists());
+            let rm = run("rm", &["-r", &shown]);
+            assert!(rm.status.success(), "{}", rm.stderr);
+            session.push((format!("rm -r {shown}"), rm.stdout));
+        } else {
+            assert!(!private.exists());
+        }
     }
     let session: Vec<_> =
         session.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
     assert_session_matches_book("ch12-exiting/12-01-sig-cleanup.out", &session);
+    let terminal2: Vec<_> =
+        terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book(
+        "ch12-exiting/12-01-terminal-2.out",
+        &terminal2,
+    );
 }
 
 #[test]
@@ -101,40 +156,98 @@ fn sig_status_a_shell_tells_exit_130_from_death_by_sigint() {
 
 #[test]
 fn sig_inherit_children_keep_the_mask_and_what_is_ignored() {
-    let out = run(bin!("sig-inherit"), &[]);
+    // Started with SIGHUP ignored, as `nohup` would start it.
+    let bin = bin!("sig-inherit");
+    let out = run("env", &["--ignore-signal=HUP", bin]);
     assert!(out.status.success(), "{}", out.stderr);
     let row = |who: &str| -> String {
         let line = out.stdout.iter().find(|l| l.starts_with(who)).expect(who);
         line.split_whitespace().collect::<Vec<_>>().join(" ")
     };
     // std resets SIGPIPE for a Command (not shown: it was restored to the
-    // default already) but keeps the mask and SIGINT ignored, unless
-    // pre_exec resets them; exec resets what was caught; fork alone
-    // changes nothing.
+    // default already) but keeps the mask and SIGINT ignored. Resetting
+    // everything loses the user's SIGHUP; restoring what the program
+    // changed keeps it; the thread's mask reaches the child, the ignored
+    // SIGINT does not go; exec resets what was caught; fork alone changes
+    // nothing.
+    let started = row("started with");
+    assert!(
+        started.starts_with("started with ignores SIGHUP blocks - catches"),
+        "{started:?}"
+    );
     let parent = row("parent");
     assert!(
-        parent.starts_with("parent ignores SIGINT blocks SIGUSR1 catches")
+        parent.starts_with("parent ignores SIGHUP SIGINT blocks SIGUSR1")
             && parent.ends_with("SIGTERM"),
         "{parent:?}"
     );
-    assert_eq!(
-        row("Command"),
-        "Command ignores SIGINT blocks SIGUSR1 catches -"
-    );
-    assert_eq!(
-        row("fork + exec"),
-        "fork + exec ignores SIGINT blocks SIGUSR1 catches -"
-    );
+    for (who, expected) in [
+        ("Command", "ignores SIGHUP SIGINT blocks SIGUSR1 catches -"),
+        ("reset all", "ignores - blocks - catches -"),
+        ("restored", "ignores SIGHUP blocks - catches -"),
+        ("thread mask", "ignores SIGHUP SIGINT blocks - catches -"),
+        (
+            "fork + exec",
+            "ignores SIGHUP SIGINT blocks SIGUSR1 catches -",
+        ),
+    ] {
+        assert_eq!(row(who), format!("{who} {expected}"));
+    }
     assert_eq!(row("fork alone")[11..], row("parent")[7..]);
     assert_eq!(
         out.stdout.last().unwrap(),
         "sleep, sent SIGINT: still running after 200 ms: true"
     );
-    assert_matches_book(
+    assert_session_matches_book(
         "ch12-exiting/12-03-sig-inherit.out",
-        "sig-inherit",
-        &[],
-        &out.stdout,
+        &[(
+            format!(
+                "env --ignore-signal=HUP {}",
+                cargo_run("sig-inherit", &[])
+            ),
+            &out.stdout,
+        )],
+    );
+}
+
+#[test]
+fn sig_inherit_trace_shows_where_each_child_gets_its_mask() {
+    // The posix_spawn child (clone3 with CLONE_VM|CLONE_VFORK) sets the
+    // mask it was handed, the spawning thread's, just before execve; the
+    // forked child of pre_exec sets its own.
+    if !can_trace() {
+        return;
+    }
+    let trace = Trace {
+        calls: "clone,clone3,execve,rt_sigprocmask",
+        signals: "none",
+        from: None,
+    };
+    let shown = "strace -f -q -z -s 80 -e trace=clone,clone3,execve,\
+                 rt_sigprocmask -e signal=none target/debug/sig-inherit";
+    // `-z` leaves out the calls that failed: the execve of each directory
+    // of PATH where `cat` is not, which differ from machine to machine.
+    let path = bin_path("sig-inherit");
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-f", "-q", "-z", "-s", "80"])
+        .args(["-e", &format!("trace={}", trace.calls), "-e", "signal=none"])
+        .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
+        .arg(&path);
+    let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let child_sets_mask = regex::Regex::new(
+        r"(?m)^\[pid +(\d+)\] rt_sigprocmask\(SIG_SETMASK, \[USR1\], NULL, 8\) = 0$",
+    )
+    .unwrap();
+    assert!(child_sets_mask.is_match(&out.stderr), "{}", out.stderr);
+    assert!(out.stderr.contains("clone3({flags=CLONE_VM|CLONE_VFORK"));
+    assert_trace_matches_book(
+        "ch12-exiting/12-03-sig-inherit.trace",
+        shown,
+        &trace,
+        &out.stderr,
+        &[(r"/\* \d+ vars \*/", "/* <n> vars */")],
     );
 }
 
@@ -370,7 +483,8 @@ fn every_descriptor_a_part_ii_listing_makes_is_close_on_exec() {
         ("sig-selfpipe", &[], term),
         ("sig-errno", &[], None),
         ("sig-signalfd", &[], term),
-        ("sig-eintr", &[], Some(Signal::SIGUSR1)),
+        // SIGUSR2's handler feeds the read, whenever it comes.
+        ("sig-eintr", &[], Some(Signal::SIGUSR2)),
         ("sig-restart-table", &[], None),
         ("sig-reaper", &["--hold"], None),
         ("sig-orphan", &["--subreaper"], None),
@@ -412,9 +526,16 @@ fn libtest_runs_each_test_on_a_new_thread_with_the_main_threads_mask() {
     let pid = nix::unistd::getpid();
     assert_ne!(nix::unistd::gettid(), pid, "not the main thread");
     // Its mask is the main thread's, whatever earlier tests blocked on
-    // their own threads.
+    // their own threads. (For the moment it creates a thread, glibc's
+    // `pthread_create` blocks every signal in the creating thread, and
+    // libtest's main thread creates one per test: read it between two.)
     let main = format!("/proc/self/task/{pid}/status");
-    assert_eq!(blocked("/proc/thread-self/status"), blocked(&main));
+    let mut at_rest = String::new();
+    wait_until("the main thread between two spawns", || {
+        at_rest = blocked(&main);
+        !at_rest.ends_with("fffffffffffbfeff")
+    });
+    assert_eq!(blocked("/proc/thread-self/status"), at_rest);
     // A thread takes its creator's mask: a test's blocked signal goes with
     // the threads it starts, and ends with them.
     nix::sys::signal::SigSet::from(Signal::SIGUSR2)
@@ -424,5 +545,5 @@ fn libtest_runs_each_test_on_a_new_thread_with_the_main_threads_mask() {
         .join()
         .unwrap();
     assert_eq!(child, blocked("/proc/thread-self/status"));
-    assert_ne!(child, blocked(&main));
+    assert_ne!(child, at_rest);
 }

@@ -1048,11 +1048,14 @@ pub fn assert_trace_matches_book(
 /// `execve`, from the first line that contains `trace.from`.
 fn program_part(stderr: &str, trace: &Trace) -> String {
     let lines: Vec<&str> = stderr.lines().collect();
-    // The last successful execve is the listing's (strace's own run of
-    // setpriv comes first).
+    // The listing's execve is the last successful one that strace did not
+    // prefix with a pid: strace's own run of setpriv comes first, and it
+    // prefixes a line only while it traces more than one process, so a
+    // program that the listing starts, and that execs, comes later with a
+    // prefix.
     let exec = lines
         .iter()
-        .rposition(|line| line.contains("execve(") && line.ends_with("= 0"))
+        .rposition(|line| line.starts_with("execve(") && line.ends_with("= 0"))
         .map_or(0, |i| i + 1);
     let mut shown: Vec<&str> = lines[exec..].to_vec();
     if !trace.calls.split(',').any(|call| call == "execve") {
