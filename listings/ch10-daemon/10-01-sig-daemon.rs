@@ -152,12 +152,13 @@ fn run() -> Result<Ending, Box<dyn Error>> {
     let server = Server::new(config)?;
     let stop_signal = if args.flag_only {
         accept_until_flag(&listener, &server, &stop)?;
-        // The wake-up channels heard the signal too: they say which.
-        let int = drain_bytes(&wakeups.int)?;
-        if drain_bytes(&wakeups.term)? || !int {
-            SIGTERM
-        } else {
+        // The wake-up channels heard the signal too, and say which. Both
+        // are emptied, so that the drain does not take it for a second.
+        drain_bytes(&wakeups.term)?;
+        if drain_bytes(&wakeups.int)? {
             SIGINT
+        } else {
+            SIGTERM
         }
     } else {
         accept_until_signal(&listener, &server, &wakeups, &config_path)?
@@ -263,8 +264,6 @@ fn accept_waiting(
                 Err(err) => err, // Its connection is closed, unserved.
             },
             Err(err) if err.kind() == ErrorKind::WouldBlock => return,
-            // A client that gave up before we took it: no reason to wait.
-            Err(err) if err.kind() == ErrorKind::ConnectionAborted => continue,
             Err(err) => err,
         };
         backoff.failed(&failed);
@@ -508,10 +507,10 @@ fn serve(
                 writeln!(stream, "error: line too long")?;
                 break;
             }
-        } else if fds[1].any() == Some(true) {
-            break; // Stopping: what was received has been answered.
         } else {
-            break; // Idle for too long.
+            // Stopping (what was received has been answered), or idle
+            // for too long.
+            break;
         }
     }
     close_gently(stream)
@@ -553,7 +552,6 @@ fn drain_bytes(mut wakeup: &UnixStream) -> io::Result<bool> {
             Ok(0) => return Ok(any),
             Ok(_) => any = true,
             Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(any),
-            Err(err) if err.kind() == ErrorKind::Interrupted => {}
             Err(err) => return Err(err),
         }
     }

@@ -1,5 +1,6 @@
 //! Chapter 5, What a handler may do: Listings 5-2 (`sig-flag`), 5-3
-//! (`sig-write`), 5-4 (`sig-selfpipe`) and 5-5 (`sig-errno`). Listing 5-1
+//! (`sig-write`), 5-4 (`sig-selfpipe`), 5-5 (`sig-errno`) and 5-6
+//! (`sig-action`). Listing 5-1
 //! (`sig-wrong-handler`) is wrong on purpose: only an ignored test, run by
 //! hand, starts it.
 
@@ -167,6 +168,11 @@ fn handler_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("sig-write"), &["now"], r#"unexpected argument "now""#);
     assert_rejects(bin!("sig-selfpipe"), &["--count"], "missing argument");
     assert_rejects(bin!("sig-errno"), &["--save"], "invalid option");
+    assert_rejects(
+        bin!("sig-action"),
+        &["now"],
+        r#"unexpected argument "now""#,
+    );
 }
 
 /// Listing 5-1 is never run by `cargo test`: run it by hand with
@@ -284,4 +290,30 @@ fn handler_pipes_stay_open_until_the_process_ends() {
     assert_eq!(pipe_ends_closed(&selfpipe), Vec::<u32>::new(), "{selfpipe}");
     let errno = trace_of_pipes(bin!("sig-errno"), &[], None);
     assert_eq!(pipe_ends_closed(&errno), Vec::<u32>::new(), "{errno}");
+}
+
+#[test]
+fn sig_action_mask_nodefer_and_resethand_change_when_handlers_run() {
+    let out = run(bin!("sig-action"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let rows: Vec<String> = out
+        .stdout
+        .iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "sa_mask empty: USR1 begins, USR2 runs, USR1 ends",
+            "sa_mask [SIGUSR2]: USR1 begins, USR1 ends, USR2 runs",
+            "no SA_NODEFER: USR1 begins, USR1 ends, USR1 begins, USR1 ends",
+            "SA_NODEFER: USR1 begins, USR1 begins, USR1 ends, USR1 ends",
+            "SA_RESETHAND: USR1 begins, USR1 ends; then SIG_DFL",
+            "signal() (glibc): flags SA_RESTART; sa_mask [SIGUSR1]",
+        ]
+    );
+    assert_session_matches_book(
+        "ch05-handlers/05-06-sig-action.out",
+        &[(cargo_run("sig-action", &[]), &out.stdout)],
+    );
 }

@@ -46,31 +46,69 @@ fn sig_zombie_stays_a_zombie_until_it_is_reaped() {
     }
 }
 
+/// A run of `sig-reaper` as a terminal shows it: stdout, then stderr.
+fn reaper(args: &[&str]) -> (Option<i32>, Vec<String>) {
+    let out = run(bin!("sig-reaper"), args);
+    let mut shown = out.stdout;
+    shown.extend(out.stderr.lines().map(String::from));
+    (out.status.code(), shown)
+}
+
 #[test]
 fn sig_reaper_reaps_every_child_of_a_merged_sigchld() {
     let held = ["--hold"];
-    let out = run(bin!("sig-reaper"), &held);
-    assert!(out.status.success(), "{}", out.stderr);
-    assert_eq!(
-        out.stdout[1],
-        "1 wake-ups on SIGCHLD; reaped 20 of 20 children"
-    );
+    let (code, out) = reaper(&held);
+    assert_eq!(code, Some(0), "{out:?}");
+    assert_eq!(out[1], "1 wake-ups on SIGCHLD; reaped 20 of 20 children");
     let wrong = ["--hold", "--one-per-signal"];
-    let bad = run(bin!("sig-reaper"), &wrong);
-    assert_eq!(bad.status.code(), Some(1));
+    let (code, bad) = reaper(&wrong);
+    assert_eq!(code, Some(1));
     assert_eq!(
-        bad.stdout[1],
-        "1 wake-ups on SIGCHLD; reaped 1 of 20 children"
-    );
-    assert_eq!(
-        bad.stderr,
-        "sig-reaper: 19 children were not reaped on SIGCHLD\n"
+        bad[1..],
+        [
+            "1 wake-ups on SIGCHLD; reaped 1 of 20 children",
+            "19 zombies left; reaping them before leaving",
+            "sig-reaper: 19 children were not reaped on SIGCHLD",
+        ]
     );
     assert_session_matches_book(
         "ch09-children/09-02-sig-reaper.out",
         &[
-            (cargo_run("sig-reaper", &held), &out.stdout),
-            (cargo_run("sig-reaper", &wrong), &bad.stdout),
+            (cargo_run("sig-reaper", &held), &out),
+            (cargo_run("sig-reaper", &wrong), &bad),
+        ],
+    );
+}
+
+#[test]
+fn sig_reaper_waitpid_minus_1_steals_the_status_of_a_command_child() {
+    let stealing = ["--hold", "--command"];
+    let (code, stole) = reaper(&stealing);
+    assert_eq!(code, Some(1), "{stole:?}");
+    assert_eq!(
+        stole[1..],
+        [
+            "1 wake-ups on SIGCHLD; reaped 20 of 20 children, and 1 that \
+             was not ours",
+            "Child::wait on `true`: No child processes (os error 10)",
+            "sig-reaper: `Command`'s child was reaped by waitpid(-1)",
+        ]
+    );
+    let owning = ["--hold", "--command", "--own"];
+    let (code, own) = reaper(&owning);
+    assert_eq!(code, Some(0), "{own:?}");
+    assert_eq!(
+        own[1..],
+        [
+            "1 wake-ups on SIGCHLD; reaped 20 of 20 children",
+            "Child::wait on `true`: exit status: 0",
+        ]
+    );
+    assert_session_matches_book(
+        "ch09-children/09-02-sig-reaper-command.out",
+        &[
+            (cargo_run("sig-reaper", &stealing), &stole),
+            (cargo_run("sig-reaper", &owning), &own),
         ],
     );
 }
@@ -83,13 +121,13 @@ fn sig_reaper_reaps_a_burst_however_the_sigchlds_fall() {
         r"^(\d+) wake-ups on SIGCHLD; reaped 50 of 50 children$",
     )
     .unwrap();
-    for _ in 0..3 {
-        let out = run(bin!("sig-reaper"), &["--children", "50"]);
+    for args in [&["--children", "50"][..], &["--children", "50", "--own"]] {
+        let out = run(bin!("sig-reaper"), args);
         assert!(out.status.success(), "{}", out.stderr);
         let wake_ups: u32 = re.captures(&out.stdout[1]).expect("a summary")[1]
             .parse()
             .unwrap();
-        eprintln!("sig-reaper --children 50: {wake_ups} wake-ups");
+        eprintln!("sig-reaper {args:?}: {wake_ups} wake-ups");
         assert!((1..=50).contains(&wake_ups));
     }
 }
@@ -165,4 +203,32 @@ fn children_listings_reject_bad_arguments_in_one_line() {
         r#"unexpected argument "now""#,
     );
     assert_rejects(bin!("sig-group"), &["now"], r#"unexpected argument "now""#);
+    assert_rejects(bin!("sig-chld-flags"), &["-x"], "invalid option");
+}
+
+#[test]
+fn sig_chld_flags_say_when_sigchld_comes_and_who_reaps() {
+    let out = run(bin!("sig-chld-flags"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let rows: Vec<String> = out
+        .stdout
+        .iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "default SIGCHLD on stop: true, on continue: true, on exit: true",
+            "SA_NOCLDSTOP SIGCHLD on stop: false, on continue: false, on \
+             exit: true",
+            "SA_NOCLDWAIT waitpid: ECHILD, no zombie; SIGCHLD on exit: true",
+            "SIG_IGN waitpid: ECHILD, no zombie; SIGCHLD on exit: false",
+        ]
+    );
+    assert_matches_book(
+        "ch09-children/09-05-sig-chld-flags.out",
+        "sig-chld-flags",
+        &[],
+        &out.stdout,
+    );
 }

@@ -98,10 +98,10 @@ fn in_kernel_function(pid: nix::unistd::Pid, name: &str) -> bool {
         && state_of(pid) == Some('S')
 }
 
-/// Reads lines until one matches `pattern`; at most five.
+/// Reads lines until one matches `pattern`; at most twelve.
 fn until(listing: &mut Listing, pattern: &str) {
     let re = regex::Regex::new(&format!("^{pattern}$")).unwrap();
-    for _ in 0..5 {
+    for _ in 0..12 {
         if re.is_match(&listing.next_line()) {
             return;
         }
@@ -329,6 +329,12 @@ fn sig_daemon_rejects_bad_arguments_and_configurations_in_one_line() {
         "bad address '127.0.0.1:99999'",
     );
     assert_rejects(daemon, &["--drain-secs", "x"], r#"argument "x""#);
+    // One address: a second is an error, not a silent replacement.
+    assert_rejects(
+        daemon,
+        &["127.0.0.1:0", "127.0.0.1:1"],
+        r#"unexpected argument "127.0.0.1:1""#,
+    );
     assert_rejects(
         daemon,
         &["127.0.0.1:0", "--config", "/no/such/file"],
@@ -412,6 +418,102 @@ fn sig_daemon_backs_off_instead_of_spinning_when_descriptors_run_out() {
     first.stream.shutdown(Shutdown::Write).unwrap();
     assert_eq!(first.reply(), None);
     assert_eq!(waiting.reply().as_deref(), Some("hello, patient\n"));
+    // That success ended the run of failures: the table is full again,
+    // and the next failure starts a new run, logged once more.
+    let mut lines = Vec::new();
+    while !lines.iter().any(|l: &String| l.starts_with("accept")) {
+        lines.push(daemon.listing.next_line());
+        assert!(lines.len() < 6, "{lines:?}");
+    }
     daemon.listing.signal(Signal::SIGTERM);
     until(&mut daemon.listing, r"Got SIGTERM: .*");
+}
+
+#[test]
+fn sig_daemon_flag_only_tells_sigint_from_sigterm() {
+    let mut daemon = start(&["--flag-only"]);
+    let pid = daemon.listing.pid();
+    wait_until("the daemon to wait in accept()", || {
+        in_kernel_function(pid, "accept")
+    });
+    daemon.listing.signal(Signal::SIGINT);
+    let mut client = Client::connect(daemon.addr);
+    until(&mut daemon.listing, r"Got SIGINT: no new connections; .*");
+    assert_eq!(client.reply(), None);
+    let out = daemon.listing.finish();
+    assert_died_of(&out, Signal::SIGINT);
+}
+
+#[test]
+fn sig_daemon_answers_a_line_of_64_kib_and_refuses_a_longer_one() {
+    let mut daemon = start(&[]);
+    // 65,535 bytes and the newline: the longest line there is.
+    let mut client = Client::connect(daemon.addr);
+    let line = "x".repeat(65_535);
+    client.send(&line);
+    assert_eq!(client.reply(), Some(format!("hello, {line}\n")));
+    // A longer one, with no end in sight, is refused.
+    let mut flood = Client::connect(daemon.addr);
+    flood.stream.write_all(&[b'x'; 70_000]).unwrap();
+    flood.stream.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(flood.reply().as_deref(), Some("error: line too long\n"));
+    assert_eq!(flood.reply(), None);
+    drop((client, flood));
+    daemon.listing.signal(Signal::SIGTERM);
+    until(
+        &mut daemon.listing,
+        r"All connections closed; dying of SIGTERM",
+    );
+}
+
+#[test]
+fn sig_daemon_closes_gently_and_waits_for_the_client_to_close() {
+    let mut daemon = start(&[]);
+    let mut client = Client::connect(daemon.addr);
+    client.send("first");
+    logged_request(&mut daemon, "first");
+    assert_eq!(client.reply().as_deref(), Some("hello, first\n"));
+    daemon.listing.signal(Signal::SIGTERM);
+    daemon
+        .listing
+        .expect(r"Got SIGTERM: .*draining 1 connection\(s\).*");
+    // The server half-closes: the client sees the end of the stream...
+    assert_eq!(client.reply(), None);
+    // ...and the server keeps reading, discarding, until the client
+    // closes too, rather than closing with unread bytes (which would send
+    // a reset): for now, nothing more is logged.
+    client.send("late, and never answered");
+    assert!(
+        daemon.listing.no_line_within(Duration::from_secs(1)),
+        "{:?}",
+        daemon.listing.transcript()
+    );
+    drop(client);
+    daemon.listing.expect(r"127\.0\.0\.1:\d+: closed");
+    daemon
+        .listing
+        .expect("All connections closed; dying of SIGTERM");
+    assert_died_of(&daemon.listing.finish(), Signal::SIGTERM);
+}
+
+#[test]
+fn sig_daemon_closes_anyway_when_the_client_does_not_close_in_5_s() {
+    let mut daemon = start(&[]);
+    let mut client = Client::connect(daemon.addr);
+    client.send("first");
+    logged_request(&mut daemon, "first");
+    assert_eq!(client.reply().as_deref(), Some("hello, first\n"));
+    daemon.listing.signal(Signal::SIGTERM);
+    daemon.listing.expect(r"Got SIGTERM: .*");
+    let stopped = Instant::now();
+    assert_eq!(client.reply(), None);
+    // The client keeps its end open: five seconds, then the server gives
+    // up on it, says so in words, and the drain ends.
+    daemon.listing.expect(r"127\.0\.0\.1:\d+: timed out");
+    let took = stopped.elapsed();
+    assert!(took >= Duration::from_millis(4900), "{took:?}");
+    daemon
+        .listing
+        .expect("All connections closed; dying of SIGTERM");
+    drop(client);
 }

@@ -180,6 +180,7 @@ fn abuses() -> Vec<Abuse> {
         abuse("sig-write", &[], End::Sigpipe),
         abuse("sig-selfpipe", &[], End::Sigpipe),
         abuse("sig-errno", &[], End::Sigpipe),
+        abuse("sig-action", &[], End::Sigpipe),
         abuse("sig-hook-flag", &[], End::Sigpipe),
         abuse("sig-hook-thread", &[], End::Sigpipe),
         abuse("sig-hook-default", &[], End::Sigpipe),
@@ -194,6 +195,7 @@ fn abuses() -> Vec<Abuse> {
         abuse("sig-reaper", &[], End::Sigpipe),
         abuse("sig-orphan", &[], End::Sigpipe),
         abuse("sig-group", &[], End::Sigpipe),
+        abuse("sig-chld-flags", &[], End::Sigpipe),
         // A server: a closed log ends it, through `main`, which also
         // removes its private configuration directory.
         abuse("sig-daemon", &["127.0.0.1:0"], End::Exits(0)),
