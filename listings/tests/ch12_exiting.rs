@@ -272,14 +272,18 @@ fn pid_namespace(args: &[&str]) -> Option<Listing> {
     Some(Listing::start("unshare", &all))
 }
 
-/// The pid, seen from outside, of the process `unshare` runs.
-fn inside(unshare: &Listing) -> nix::unistd::Pid {
-    let mut children = Vec::new();
-    wait_until("unshare to fork", || {
-        children = children_of(unshare.pid());
-        !children.is_empty()
-    });
-    children[0]
+/// Waits for `sig-init`'s two first lines, and returns the pids of it and
+/// of its child as seen from outside the namespace.
+fn init_started(
+    init: &mut Listing,
+    on_term: &str,
+) -> (nix::unistd::Pid, nix::unistd::Pid) {
+    let pid = |s: &str| nix::unistd::Pid::from_raw(s.parse().unwrap());
+    let me = init.expect(&format!(
+        r"Running as pid 1 \(pid (\d+) outside\); on SIGTERM: {on_term}"
+    ));
+    let child = init.expect(r"Child: running as pid 2 \(pid (\d+) outside\)");
+    (pid(&me[1]), pid(&child[1]))
 }
 
 #[test]
@@ -287,8 +291,7 @@ fn sig_init_as_pid_1_drops_sigterm_until_it_takes_it_itself() {
     let Some(mut init) = pid_namespace(&[]) else {
         return;
     };
-    init.expect("Running as pid 1; handling SIGTERM: false");
-    let pid = inside(&init);
+    let (pid, _) = init_started(&mut init, "nothing");
     nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
     // Dropped, not pending: nothing will ever deliver it.
     assert!(init.no_line_within(Duration::from_secs(1)));
@@ -298,30 +301,66 @@ fn sig_init_as_pid_1_drops_sigterm_until_it_takes_it_itself() {
     wait_until("SIGKILL to end it", || {
         matches!(state_of(pid), None | Some('Z'))
     });
-    drop(init);
+}
 
-    let Some(mut init) = pid_namespace(&["--handle"]) else {
+#[test]
+fn sig_init_that_exits_at_once_takes_its_child_down_without_a_clean_up() {
+    let Some(mut init) = pid_namespace(&["--exit"]) else {
         return;
     };
-    init.expect("Running as pid 1; handling SIGTERM: true");
-    let pid = inside(&init);
+    let (pid, child) = init_started(&mut init, "exit");
     nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
-    init.expect("Got SIGTERM: exiting cleanly");
+    init.expect("Got SIGTERM: exiting at once");
+    // When a namespace's init exits, the kernel kills everything else in
+    // it with SIGKILL: the child's clean-up line never comes.
     let out = init.finish();
     assert!(out.status.success(), "{}", out.stderr);
-    let command =
-        "unshare --map-root-user --pid --fork target/debug/sig-init --handle";
+    assert!(
+        !out.stdout.iter().any(|l| l.contains("cleaning up")),
+        "{:?}",
+        out.stdout
+    );
+    assert!(
+        matches!(state_of(child), None | Some('Z')),
+        "the child is gone"
+    );
+}
+
+#[test]
+fn sig_init_forwards_sigterm_and_exits_with_the_childs_status() {
+    let Some(mut init) = pid_namespace(&["--forward"]) else {
+        return;
+    };
+    let (pid, _) = init_started(&mut init, "forward it to the child");
+    let kill = format!("kill -TERM {pid}");
+    let terminal2 = shell(&kill);
+    init.expect("Got SIGTERM: passing it on to pid 2");
+    init.expect("Child: got SIGTERM; cleaning up");
+    init.expect("Child exited with status 0; exiting with 0");
+    let out = init.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let command = format!(
+        "unshare --map-root-user --pid --fork {}",
+        cargo_run("sig-init", &["--forward"])
+    );
     assert_session_matches_book(
         "ch12-exiting/12-04-sig-init.out",
-        &[(command.to_string(), &out.stdout)],
+        &[(command, &out.stdout)],
+    );
+    assert_session_matches_book(
+        "ch12-exiting/12-04-terminal-2.out",
+        &[(kill, &terminal2)],
     );
 }
 
 #[test]
 fn sig_init_outside_a_namespace_dies_of_sigterm_like_anyone() {
     let mut init = Listing::start(bin!("sig-init"), &[]);
-    init.expect(r"Running as pid \d+; handling SIGTERM: false");
+    init.expect(r"Running as pid \d+; on SIGTERM: nothing");
+    init.expect(r"Child: running as pid \d+");
     init.signal(Signal::SIGTERM);
+    // Its child, told by the parent-death signal, cleans up and exits.
+    init.expect("Child: got SIGTERM; cleaning up");
     let out = init.finish();
     assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
 }
@@ -369,7 +408,7 @@ fn exiting_listings_reject_bad_arguments_in_one_line() {
         &["now"],
         r#"unexpected argument "now""#,
     );
-    assert_rejects(bin!("sig-init"), &["--pid"], "invalid option");
+    assert_rejects(bin!("sig-init"), &["--handle"], "invalid option");
     assert_rejects(bin!("sig-test-threads"), &["--case"], "missing argument");
 }
 
