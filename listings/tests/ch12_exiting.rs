@@ -12,8 +12,8 @@ use nix::sys::signal::Signal;
 use crate::support::{
     Listing, Trace, assert_matches_book, assert_rejects,
     assert_session_matches_book, assert_trace_matches_book, bin_path, blessing,
-    can_trace, cargo_run, children_of, have, pending_signals, run, shell,
-    state_of, wait_until,
+    can_trace, cargo_run, have, pending_signals, run, shell, state_of,
+    wait_until,
 };
 
 /// What a shell's `$?` shows for `status`: the code, or 128 + the signal.
