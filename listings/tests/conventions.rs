@@ -196,6 +196,9 @@ fn abuses() -> Vec<Abuse> {
         abuse("sig-orphan", &[], End::Sigpipe),
         abuse("sig-group", &[], End::Sigpipe),
         abuse("sig-chld-flags", &[], End::Sigpipe),
+        // It needs a terminal: without one it says so, and exits 1.
+        abuse("sig-jobs", &[], End::Exits(1)),
+        abuse("sig-pidfd", &[], End::Sigpipe),
         // A server: a closed log ends it, through `main`, which also
         // removes its private configuration directory.
         abuse("sig-daemon", &["127.0.0.1:0"], End::Exits(0)),
