@@ -11,9 +11,9 @@ use nix::sys::signal::Signal;
 
 use crate::support::{
     Listing, Trace, assert_matches_book, assert_rejects,
-    assert_session_matches_book, assert_trace_matches_book, bin_path, blessing,
-    can_trace, cargo_run, have, pending_signals, run, shell, state_of,
-    wait_until,
+    assert_session_matches_book, assert_session_matches_book_masking,
+    assert_trace_matches_book, bin_path, blessing, can_trace, cargo_run, have,
+    pending_signals, run, shell, state_of, wait_until,
 };
 
 /// What a shell's `$?` shows for `status`: the code, or 128 + the signal.
@@ -410,6 +410,7 @@ fn exiting_listings_reject_bad_arguments_in_one_line() {
     );
     assert_rejects(bin!("sig-init"), &["--handle"], "invalid option");
     assert_rejects(bin!("sig-test-threads"), &["--case"], "missing argument");
+    assert_rejects(bin!("sig-crash"), &["--case", "x"], "no case named x");
 }
 
 /// The system calls that make a file descriptor, and with them those that
@@ -585,4 +586,62 @@ fn libtest_runs_each_test_on_a_new_thread_with_the_main_threads_mask() {
         .unwrap();
     assert_eq!(child, blocked("/proc/thread-self/status"));
     assert_ne!(child, at_rest);
+}
+
+#[test]
+fn sig_crash_shows_how_a_program_dies_of_its_own_faults() {
+    // In a temporary directory of our own: the listing makes its private
+    // one there, and must leave nothing behind, core files included.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut command = Command::new(bin!("sig-crash"));
+    command.env("TMPDIR", tmp.path());
+    let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let rows: Vec<String> = out
+        .stdout
+        .iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let expected = [
+        "bad read, no handler: killed by SIGSEGV, core dumped: false",
+        "bad read, handler returns: \"handler ran 1000 times\"; killed by \
+         SIGSEGV, core dumped: false",
+        "stack overflow, no SA_ONSTACK: killed by SIGSEGV, core dumped: false",
+        "stack overflow, SA_ONSTACK: \"handler ran, on the alternate \
+         stack\"; killed by SIGSEGV, core dumped: false",
+        "SIGQUIT, RLIMIT_CORE 0: killed by SIGQUIT, core dumped: false",
+    ];
+    for row in expected {
+        assert!(rows.iter().any(|r| r == row), "no {row:?} in {rows:#?}");
+    }
+    assert!(
+        rows.iter().any(|r| r.starts_with("stack overflow, Rust's handler: \"thread 'main'")
+            && r.ends_with("has overflowed its stack\"; killed by SIGABRT, core dumped: false")),
+        "{rows:#?}"
+    );
+    // Whether a core is written, and where, is the machine's choice:
+    // checked where the kernel writes it as `core` in the working
+    // directory, as on the machine that recorded the book's output.
+    let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern")
+        .unwrap_or_default();
+    if pattern.trim() == "core" {
+        let unlimited = rows
+            .iter()
+            .position(|r| r.starts_with("SIGQUIT, RLIMIT_CORE unlimited:"))
+            .expect("the unlimited row");
+        assert_eq!(
+            rows[unlimited],
+            "SIGQUIT, RLIMIT_CORE unlimited: killed by SIGQUIT, core dumped: true"
+        );
+        assert_eq!(rows[unlimited + 1], "it left \"core\"");
+        assert_session_matches_book_masking(
+            "ch12-exiting/12-06-sig-crash.out",
+            &[(cargo_run("sig-crash", &[]), &out.stdout)],
+            &[(r"\(\d+\) has overflowed", "(<tid>) has overflowed")],
+        );
+    } else {
+        eprintln!("core_pattern is {pattern:?}: the core row is not checked");
+    }
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -212,6 +212,8 @@ fn abuses() -> Vec<Abuse> {
         abuse("sig-inherit", &[], End::Sigpipe),
         abuse("sig-init", &[], End::Sigpipe),
         abuse("sig-test-threads", &["--isolate"], End::Sigpipe),
+        // It leaves through `main` so that Drop removes its directory.
+        abuse("sig-crash", &[], End::Exits(0)),
         // Part III, Sockets. Demonstrations are filters; servers treat a
         // closed log as the end; clients are filters.
         abuse("tcp-split", &[], End::Sigpipe),
