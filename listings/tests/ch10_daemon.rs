@@ -1,5 +1,7 @@
 //! Chapter 10, Shutdown and reload: Listing 10-1 (`sig-daemon`), run as a
-//! real server, with real clients in flight while it gets its signals.
+//! real server, with real clients in flight while it gets its signals, and
+//! Listing 10-2 (`sig-notify`), with a real notification socket and Debian's
+//! `systemd-socket-activate` handing it its listening socket.
 
 use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind, Write};
@@ -12,8 +14,8 @@ use nix::sys::signal::Signal;
 
 use crate::support::{
     Finished, Listing, PATIENCE, assert_rejects, assert_session_matches_book,
-    cargo_run, cpu_time, default_port, have, open_fds, shell, state_of,
-    unless_blessing, wait_until,
+    blessing, cargo_run, cpu_time, default_port, have, open_fds, shell,
+    state_of, unless_blessing, wait_until,
 };
 
 /// A started daemon: its address, its configuration file.
@@ -340,6 +342,14 @@ fn sig_daemon_rejects_bad_arguments_and_configurations_in_one_line() {
         &["127.0.0.1:0", "--config", "/no/such/file"],
         "/no/such/file",
     );
+    let notify = bin!("sig-notify");
+    assert_rejects(notify, &["--config"], "missing argument");
+    assert_rejects(notify, &["127.0.0.1:0", "x"], r#"unexpected argument "x""#);
+    assert_rejects(
+        notify,
+        &["127.0.0.1:0", "--config", "/no/such/file"],
+        "No such file",
+    );
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.conf");
     fs::write(&bad, "delay_ms = soon\n").unwrap();
@@ -532,4 +542,294 @@ fn sig_daemon_closes_anyway_when_the_client_does_not_close_in_5_s() {
         .listing
         .expect("All connections closed; dying of SIGTERM");
     drop(client);
+}
+
+/// A Unix datagram socket standing in for the service manager's
+/// notification socket, in a temporary directory.
+struct Manager {
+    socket: std::os::unix::net::UnixDatagram,
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Manager {
+    fn new() -> Manager {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        socket.set_read_timeout(Some(PATIENCE)).unwrap();
+        Manager {
+            socket,
+            path,
+            _dir: dir,
+        }
+    }
+
+    /// The next datagram, its lines joined with spaces.
+    fn next(&self) -> String {
+        let mut buf = [0u8; 4096];
+        let n = loop {
+            // This test process catches SIGCHLD (wait-timeout's handler),
+            // and a socket call with a timeout is never restarted.
+            match self.socket.recv(&mut buf) {
+                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                other => break other.expect("a notification"),
+            }
+        };
+        String::from_utf8_lossy(&buf[..n]).replace('\n', " ")
+    }
+}
+
+/// Starts `sig-notify` on a free port with `env` set; returns it and its
+/// address once it listens.
+fn start_notify(env: &[(&str, &str)], args: &[&str]) -> (Listing, SocketAddr) {
+    let mut command = std::process::Command::new(bin!("sig-notify"));
+    command
+        .arg("127.0.0.1:0")
+        .args(args)
+        .envs(env.iter().copied());
+    let mut listing =
+        Listing::spawn(&mut command, std::process::Stdio::piped());
+    let ready =
+        listing.expect(r"Listening on (\S+) \(bound by us\) as pid \d+");
+    (listing, ready[1].parse().unwrap())
+}
+
+/// The line a client of `sig-notify` gets.
+fn greeting(addr: SocketAddr) -> String {
+    let mut client = Client::connect(addr);
+    let line = client.reply().expect("a greeting");
+    assert_eq!(client.reply(), None, "then the end");
+    line
+}
+
+#[test]
+fn sig_notify_tells_the_manager_ready_reloading_and_stopping() {
+    let manager = Manager::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("greeting");
+    fs::write(&config, "hello\n").unwrap();
+    let socket = manager.path.to_str().unwrap();
+    let (mut notify, addr) = start_notify(
+        &[("NOTIFY_SOCKET", socket)],
+        &["--config", config.to_str().unwrap()],
+    );
+    assert_eq!(
+        manager.next(),
+        format!("READY=1 STATUS=Listening on {addr}")
+    );
+    assert_eq!(greeting(addr), "hello\n");
+    fs::write(&config, "bonjour\n").unwrap();
+    notify.signal(Signal::SIGHUP);
+    let reloading = manager.next();
+    let re = regex::Regex::new(r"^RELOADING=1 MONOTONIC_USEC=(\d+)$").unwrap();
+    let usec: u64 = re.captures(&reloading).expect(&reloading)[1]
+        .parse()
+        .unwrap();
+    // CLOCK_MONOTONIC, in microseconds: the same clock as this process's.
+    let now =
+        nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+    let now = now.tv_sec() as u64 * 1_000_000 + now.tv_nsec() as u64 / 1000;
+    assert!(
+        usec <= now && now - usec < 30_000_000,
+        "{usec} against {now}"
+    );
+    assert_eq!(manager.next(), r#"READY=1 STATUS=Greeting "bonjour""#);
+    notify.expect(r#"Reloaded: Greeting "bonjour""#);
+    assert_eq!(greeting(addr), "bonjour\n");
+    notify.signal(Signal::SIGTERM);
+    assert_eq!(manager.next(), "STOPPING=1");
+    notify.expect("Got SIGTERM: stopping");
+    assert_died_of(&notify.finish(), Signal::SIGTERM);
+}
+
+#[test]
+fn sig_notify_pings_the_watchdog_twice_per_period() {
+    let manager = Manager::new();
+    let socket = manager.path.to_str().unwrap();
+    // A period of 400 ms: a ping every 200 ms.
+    let env = [("NOTIFY_SOCKET", socket), ("WATCHDOG_USEC", "400000")];
+    let (notify, _) = start_notify(&env, &[]);
+    assert!(manager.next().starts_with("READY=1"));
+    for _ in 0..3 {
+        assert_eq!(manager.next(), "WATCHDOG=1");
+    }
+    notify.signal(Signal::SIGTERM);
+    assert_died_of(&notify.finish(), Signal::SIGTERM);
+
+    // Another process's watchdog is not ours: no pings at all, for a
+    // second, five periods. (A bound, not a wait: a late ping could only
+    // make this pass wrongly.)
+    let manager = Manager::new();
+    let socket = manager.path.to_str().unwrap();
+    let env = [
+        ("NOTIFY_SOCKET", socket),
+        ("WATCHDOG_USEC", "200000"),
+        ("WATCHDOG_PID", "1"),
+    ];
+    let (notify, _) = start_notify(&env, &[]);
+    assert!(manager.next().starts_with("READY=1"));
+    manager
+        .socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let quiet = loop {
+        match manager.socket.recv(&mut [0; 64]) {
+            Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+            other => break other,
+        }
+    };
+    assert!(quiet.is_err(), "a datagram: {quiet:?}");
+    notify.signal(Signal::SIGTERM);
+    assert_died_of(&notify.finish(), Signal::SIGTERM);
+}
+
+#[test]
+fn sig_notify_binds_itself_when_the_descriptors_are_not_for_it() {
+    // LISTEN_PID names another process: the variables were inherited, and
+    // descriptor 3, if any, is not ours to take.
+    let env = [("LISTEN_PID", "1"), ("LISTEN_FDS", "1")];
+    let (notify, addr) = start_notify(&env, &[]);
+    assert_eq!(greeting(addr), "hello\n");
+    notify.signal(Signal::SIGTERM);
+    assert_died_of(&notify.finish(), Signal::SIGTERM);
+}
+
+/// Terminal 1 of the book's session: a stand-in for the service manager's
+/// notification socket, in Linux's abstract namespace (no file), printing
+/// each datagram on a line.
+const RECEIVER: &str = r#"python3 -c 'import socket
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("\0sig-notify")
+while True:
+    print(s.recv(999).decode().replace("\n", " "), flush=True)'"#;
+
+/// Whether a TCP socket listens on `port` of 127.0.0.1 (/proc/net/tcp).
+fn listening_on(port: u16) -> bool {
+    let table = fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let local = format!("0100007F:{port:04X}");
+    table.lines().any(|line| {
+        let fields: Vec<_> = line.split_whitespace().collect();
+        fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")
+    })
+}
+
+/// Whether a Unix socket is bound to `@name` (/proc/net/unix).
+fn bound_abstract(name: &str) -> bool {
+    let table = fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    let wanted = format!("@{name}");
+    table.lines().any(|line| line.ends_with(&wanted))
+}
+
+#[test]
+fn sig_notify_session_under_systemd_socket_activate_matches_the_book() {
+    if !have("systemd-socket-activate") || !have("python3") || !have("nc") {
+        return;
+    }
+    let _port = default_port();
+    // The book's port and name when blessing; free ones otherwise.
+    let name = match blessing() {
+        true => "sig-notify".to_string(),
+        false => format!("sig-notify-{}", std::process::id()),
+    };
+    let receiver_command = RECEIVER.replace("sig-notify", &name);
+    // The command a reader types at the top of a clone, after `cargo build
+    // -p listings`: the binary by its path there, from there.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let binary = Path::new(bin!("sig-notify"));
+    let (binary, shown_binary) = match binary.strip_prefix(root) {
+        Ok(relative) => (relative.to_path_buf(), None),
+        // A target directory elsewhere: run it by its own path.
+        Err(_) => (binary.to_path_buf(), Some("target/debug/sig-notify")),
+    };
+    let mut receiver = Listing::start("bash", &["-c", &receiver_command]);
+    wait_until("the receiver to bind", || bound_abstract(&name));
+    let (mut activate, port) = loop {
+        let port = match blessing() {
+            true => 50008,
+            false => {
+                let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                probe.local_addr().unwrap().port()
+            }
+        };
+        let listen = format!("127.0.0.1:{port}");
+        let env = format!("NOTIFY_SOCKET=@{name}");
+        let mut command = std::process::Command::new("systemd-socket-activate");
+        command
+            .args(["-l", &listen, "-E", &env])
+            .arg(&binary)
+            .current_dir(root);
+        let activate =
+            Listing::spawn(&mut command, std::process::Stdio::piped());
+        let pid = activate.pid();
+        wait_until("systemd-socket-activate to listen", || {
+            listening_on(port) || crate::support::is_dead(pid)
+        });
+        if listening_on(port) {
+            break (activate, port);
+        }
+        assert!(
+            !blessing(),
+            "port 50008 is taken: {}",
+            activate.finish().stderr
+        );
+        // Another process took the port between probe and bind: again.
+    };
+    let mut terminal3: Vec<(String, Vec<String>)> = Vec::new();
+    let type_in = |terminal3: &mut Vec<_>, command: String| {
+        terminal3.push((command.clone(), shell(&command)));
+    };
+    // The first client starts the daemon, with the socket as descriptor 3.
+    type_in(&mut terminal3, format!("nc -N 127.0.0.1 {port} </dev/null"));
+    let ready = activate.expect(&format!(
+        r"Listening on 127\.0\.0\.1:{port} \(descriptor 3, from the service manager\) as pid (\d+)"
+    ));
+    assert_eq!(ready[1], activate.pid().to_string(), "exec'd, same pid");
+    assert_eq!(terminal3[0].1, ["hello"]);
+    type_in(&mut terminal3, format!("kill -HUP {}", ready[1]));
+    activate.expect(r#"Reloaded: Greeting "hello""#);
+    type_in(&mut terminal3, format!("kill -TERM {}", ready[1]));
+    activate.expect("Got SIGTERM: stopping");
+    let out = activate.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+    let mut notified = Vec::new();
+    while notified.last().map(String::as_str) != Some("STOPPING=1") {
+        notified.push(receiver.next_line());
+    }
+    assert_eq!(notified.len(), 4, "{notified:?}");
+    assert!(notified[1].starts_with("RELOADING=1 MONOTONIC_USEC="));
+
+    // The three terminals, as the book shows them.
+    let mut masks = vec![
+        (r"sig-notify-\d+", "sig-notify"),
+        (r"MONOTONIC_USEC=\d+", "MONOTONIC_USEC=<n>"),
+    ];
+    if shown_binary.is_some() {
+        masks.push((r"Execing \S+ \(\S+\)", "Execing <the binary>"));
+    }
+    let shown = RECEIVER.to_string();
+    crate::support::assert_session_matches_book_masking(
+        "ch10-daemon/10-02-terminal-1.out",
+        &[(shown, &notified)],
+        &masks,
+    );
+    let command = format!(
+        "systemd-socket-activate -l 127.0.0.1:{port} -E NOTIFY_SOCKET=@{name} {}",
+        shown_binary.map_or(binary.display().to_string(), String::from)
+    );
+    let mut terminal2: Vec<String> =
+        out.stderr.lines().map(String::from).collect();
+    terminal2.extend(out.stdout);
+    crate::support::assert_session_matches_book_masking(
+        "ch10-daemon/10-02-terminal-2.out",
+        &[(command, &terminal2)],
+        &masks,
+    );
+    let terminal3: Vec<_> =
+        terminal3.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    crate::support::assert_session_matches_book_masking(
+        "ch10-daemon/10-02-terminal-3.out",
+        &terminal3,
+        &masks,
+    );
 }

@@ -202,6 +202,7 @@ fn abuses() -> Vec<Abuse> {
         // A server: a closed log ends it, through `main`, which also
         // removes its private configuration directory.
         abuse("sig-daemon", &["127.0.0.1:0"], End::Exits(0)),
+        abuse("sig-notify", &["127.0.0.1:0"], End::Exits(0)),
         abuse("sig-alarm-limits", &[], End::Sigpipe),
         abuse("sig-timers", &[], End::Sigpipe),
         abuse("sig-count", &[], End::Sigpipe),
