@@ -72,7 +72,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     if ready.is_err() {
         return Ok(()); // Nobody reads our log: leave.
     }
-    notify(&format!("READY=1\nSTATUS=Listening on {local}"))?;
+    notify(&format!("READY=1\nSTATUS=Listening on {local}"));
 
     let watchdog = watchdog_interval();
     let mut last_ping = Instant::now();
@@ -90,7 +90,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             other => other?,
         };
         if watchdog.is_some_and(|every| last_ping.elapsed() >= every) {
-            notify("WATCHDOG=1")?;
+            notify("WATCHDOG=1");
             last_ping = Instant::now();
         }
         if fds[0].any() == Some(true) {
@@ -107,10 +107,8 @@ fn run() -> Result<(), Box<dyn Error>> {
             if signal == Signal::SIGHUP {
                 // The manager learns when the reload starts and ends: it
                 // waits for READY=1 before it calls the reload done.
-                notify(&format!(
-                    "RELOADING=1\nMONOTONIC_USEC={}",
-                    now_usec()?
-                ))?;
+                let now = now_usec()?;
+                notify(&format!("RELOADING=1\nMONOTONIC_USEC={now}"));
                 let status = match read_greeting(config.as_ref()) {
                     Ok(new) => {
                         greeting = new;
@@ -121,9 +119,9 @@ fn run() -> Result<(), Box<dyn Error>> {
                     }
                 };
                 log(format_args!("Reloaded: {status}"));
-                notify(&format!("READY=1\nSTATUS={status}"))?;
+                notify(&format!("READY=1\nSTATUS={status}"));
             } else {
-                notify("STOPPING=1")?;
+                notify("STOPPING=1");
                 log(format_args!("Got {signal}: stopping"));
                 drop(listener);
                 // Die of it, as Listing 10-1 does: unblocked, it is
@@ -140,8 +138,16 @@ fn run() -> Result<(), Box<dyn Error>> {
 // ANCHOR: protocol
 /// Sends one datagram of `KEY=value` lines to the service manager, at the
 /// socket `$NOTIFY_SOCKET` names: a path, or with `@` a name in Linux's
-/// abstract namespace. Without the variable, there is no one to tell.
-fn notify(state: &str) -> io::Result<()> {
+/// abstract namespace. Without the variable, there is no one to tell; a
+/// manager that does not listen is logged, and the daemon goes on.
+fn notify(state: &str) {
+    if let Err(err) = send_notification(state) {
+        let first = state.lines().next().unwrap_or_default();
+        log(format_args!("Cannot tell the manager {first}: {err}"));
+    }
+}
+
+fn send_notification(state: &str) -> io::Result<()> {
     let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
         return Ok(());
     };

@@ -23,6 +23,22 @@ struct Daemon {
     listing: Listing,
     addr: SocketAddr,
     config: PathBuf,
+    /// The daemon's TMPDIR, where it makes its private directory: a test
+    /// that ends with SIGKILL, which runs no `Drop`, leaves nothing in the
+    /// system's. `None` when blessing, so that the book shows /tmp.
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// A temporary directory for a daemon's TMPDIR, unless blessing.
+fn private_tmp(
+    command: &mut std::process::Command,
+) -> Option<tempfile::TempDir> {
+    if blessing() {
+        return None;
+    }
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    command.env("TMPDIR", tmp.path());
+    Some(tmp)
 }
 
 fn start(args: &[&str]) -> Daemon {
@@ -33,7 +49,11 @@ fn start(args: &[&str]) -> Daemon {
 
 /// Starts the daemon with exactly `args`.
 fn start_exactly(args: &[&str]) -> Daemon {
-    let mut listing = Listing::start(bin!("sig-daemon"), args);
+    let mut command = std::process::Command::new(bin!("sig-daemon"));
+    command.args(args);
+    let tmp = private_tmp(&mut command);
+    let mut listing =
+        Listing::spawn(&mut command, std::process::Stdio::piped());
     let ready =
         listing.expect(r"Listening on (\S+) as pid (\d+); config (\S+)");
     assert_eq!(ready[2], listing.pid().to_string());
@@ -41,6 +61,7 @@ fn start_exactly(args: &[&str]) -> Daemon {
         listing,
         addr: ready[1].parse().expect("an address"),
         config: PathBuf::from(&ready[3]),
+        _tmp: tmp,
     }
 }
 
@@ -378,16 +399,18 @@ fn runnable(pid: nix::unistd::Pid) -> Duration {
 /// sets the soft and the hard limit, so it cannot raise it).
 fn start_limited(fds: usize) -> Daemon {
     let script = format!("ulimit -n {fds} && exec \"$0\" \"$@\"");
-    let mut listing = Listing::start(
-        "bash",
-        &["-c", &script, bin!("sig-daemon"), "127.0.0.1:0"],
-    );
+    let mut command = std::process::Command::new("bash");
+    command.args(["-c", &script, bin!("sig-daemon"), "127.0.0.1:0"]);
+    let tmp = private_tmp(&mut command);
+    let mut listing =
+        Listing::spawn(&mut command, std::process::Stdio::piped());
     let ready =
         listing.expect(r"Listening on (\S+) as pid (\d+); config (\S+)");
     Daemon {
         listing,
         addr: ready[1].parse().expect("an address"),
         config: PathBuf::from(&ready[3]),
+        _tmp: tmp,
     }
 }
 
@@ -681,6 +704,20 @@ fn sig_notify_pings_the_watchdog_twice_per_period() {
     };
     assert!(quiet.is_err(), "a datagram: {quiet:?}");
     notify.signal(Signal::SIGTERM);
+    assert_died_of(&notify.finish(), Signal::SIGTERM);
+}
+
+#[test]
+fn sig_notify_goes_on_when_the_manager_does_not_listen() {
+    // A name in the abstract namespace that nothing has bound.
+    let socket = format!("@sig-notify-nobody-{}", std::process::id());
+    let (mut notify, addr) = start_notify(&[("NOTIFY_SOCKET", &socket)], &[]);
+    notify.expect(
+        r"Cannot tell the manager READY=1: Connection refused \(os error 111\)",
+    );
+    assert_eq!(greeting(addr), "hello\n");
+    notify.signal(Signal::SIGTERM);
+    notify.expect("Cannot tell the manager STOPPING=1: .*");
     assert_died_of(&notify.finish(), Signal::SIGTERM);
 }
 
