@@ -304,10 +304,11 @@ impl Backoff {
         *self = Backoff::new();
     }
 
-    /// What is left of the pause, if one is on.
+    /// What is left of the pause, if a millisecond or more: `poll` counts
+    /// in whole milliseconds, and less would be a wait of none.
     fn left(&self) -> Option<Duration> {
         let left = self.until?.checked_duration_since(Instant::now())?;
-        (!left.is_zero()).then_some(left)
+        (left >= Duration::from_millis(1)).then_some(left)
     }
 }
 // ANCHOR_END: backoff
@@ -350,10 +351,18 @@ fn drain(
             PollFd::new(wakeups.int.as_fd(), PollFlags::POLLIN),
         ];
         let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
-        match poll(&mut fds, timeout) {
+        let ready = match poll(&mut fds, timeout) {
             Err(nix::errno::Errno::EINTR) => continue,
             other => other?,
         };
+        if ready == 0 {
+            // Nothing came before the deadline.
+            let open = open.load(Ordering::SeqCst);
+            log(format_args!(
+                "Deadline passed with {open} connection(s) open; exiting"
+            ));
+            return Ok(Ending::Code(ExitCode::FAILURE));
+        }
         let ready: Vec<bool> =
             fds.iter().map(|fd| fd.any() == Some(true)).collect();
         if ready[0] {
@@ -369,13 +378,6 @@ fn drain(
             // first, then die of the signal, as the sender expects.
             drop(private_dir.take());
             low_level::emulate_default_handler(again)?;
-        }
-        if started.elapsed() >= deadline {
-            let open = open.load(Ordering::SeqCst);
-            log(format_args!(
-                "Deadline passed with {open} connection(s) open; exiting"
-            ));
-            return Ok(Ending::Code(ExitCode::FAILURE));
         }
     }
 }
