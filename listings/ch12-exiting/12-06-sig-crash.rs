@@ -31,7 +31,7 @@ use nix::sys::signal::{
 
 const USAGE: &str = "usage: sig-crash [--case NAME]";
 const CASES: [(&str, &str); 7] = [
-    ("bad-read", "bad read, no handler"),
+    ("bad-read", "bad read, no handler of ours"),
     ("returns", "bad read, handler returns"),
     ("overflow", "stack overflow, Rust's handler"),
     ("no-onstack", "stack overflow, no SA_ONSTACK"),

@@ -603,7 +603,7 @@ fn sig_crash_shows_how_a_program_dies_of_its_own_faults() {
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect();
     let expected = [
-        "bad read, no handler: killed by SIGSEGV, core dumped: false",
+        "bad read, no handler of ours: killed by SIGSEGV, core dumped: false",
         "bad read, handler returns: \"handler ran 1000 times\"; killed by \
          SIGSEGV, core dumped: false",
         "stack overflow, no SA_ONSTACK: killed by SIGSEGV, core dumped: false",
