@@ -327,6 +327,10 @@ fn catch_signal_refuses_what_cannot_be_caught() {
     assert_rejects(catch, &["33"], r#"argument "33": no such signal"#);
     assert_rejects(catch, &["RTMAX+1"], "no such signal");
     assert_rejects(catch, &["RTMIN+"], "no such signal");
+    // Offsets that overflow an int: one line, not a panic.
+    assert_rejects(catch, &["RTMIN+2147483647"], "no such signal");
+    assert_rejects(catch, &["RTMAX-2147483647"], "no such signal");
+    assert_rejects(catch, &["RTMIN+99999999999"], "no such signal");
     assert_rejects(catch, &["NOPE"], r#"argument "NOPE": no such signal"#);
     assert_rejects(catch, &[], "which signal?");
 }
