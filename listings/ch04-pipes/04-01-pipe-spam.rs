@@ -16,13 +16,11 @@ use std::process::{self, ExitCode};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::fcntl::OFlag;
-use nix::unistd::{
-    ForkResult, Pid, fork, getpid, getppid, pipe2, read, write,
-};
+use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, pipe2, read, write};
 
 const USAGE: &str = "usage: pipe-spam [--count N]";
 

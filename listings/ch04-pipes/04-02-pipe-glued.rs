@@ -9,9 +9,9 @@ use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::process::{self, ExitCode};
 
+use nix::fcntl::OFlag;
 use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::fcntl::OFlag;
 use nix::unistd::{ForkResult, fork, getpid, pipe2, read, write};
 
 const USAGE: &str = "usage: pipe-glued";

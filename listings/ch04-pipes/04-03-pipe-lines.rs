@@ -12,9 +12,9 @@ use std::process::{self, ExitCode};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use nix::fcntl::OFlag;
 use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::fcntl::OFlag;
 use nix::unistd::{ForkResult, fork, getpid, pipe2};
 
 const USAGE: &str = "usage: pipe-lines [--count N]";

@@ -97,6 +97,47 @@ fn alarm_pause_loses_the_wake_up_when_the_alarm_comes_before_pause() {
 }
 
 #[test]
+fn alarm_pause_fix_keeps_the_alarm_that_rings_before_the_wait() {
+    // The same bad luck as above, with SIGALRM blocked: it stays pending,
+    // the handler has not run, and sigsuspend returns without a new one.
+    let args = ["--late", "--fix", "--count", "1"];
+    let out = run(bin!("alarm-pause"), &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.len(), 3, "{:?}", out.stdout);
+    assert!(
+        out.stdout[1].ends_with("the alarm has rung already: false"),
+        "{:?}",
+        out.stdout
+    );
+    assert_matches_book(
+        "ch02-signals/02-01-alarm-pause-fix.out",
+        "alarm-pause",
+        &args,
+        &out.stdout,
+    );
+}
+
+/// Python's own way to the same fix, in the language of the original:
+/// block SIGALRM with `signal.pthread_sigmask`, set the alarm, be late,
+/// and take the pending signal with `signal.sigwait`.
+#[test]
+fn python_blocks_sigalrm_and_sigwait_takes_the_alarm_that_came_early() {
+    if !crate::support::have("python3") {
+        return;
+    }
+    let script = "import signal, time\n\
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\n\
+        signal.alarm(1)\n\
+        time.sleep(2)\n\
+        print('got', signal.sigwait({signal.SIGALRM}).name)\n";
+    let started = Instant::now();
+    let out = run("python3", &["-c", script]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, ["got SIGALRM"]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
 fn alarm_pause_keeps_a_signal_that_comes_while_it_is_stopped() {
     let mut alarm = Listing::start(bin!("alarm-pause"), &["--count", "1"]);
     alarm.expect(&format!("Setting at {TIME}"));
@@ -155,6 +196,7 @@ fn alarm_bad_count_output_matches_the_book() {
 
 #[test]
 fn alarm_listings_reject_bad_arguments_in_one_line() {
+    assert_rejects(bin!("alarm"), &["--fix"], "invalid option '--fix'");
     for bin in [bin!("alarm"), bin!("alarm-pause")] {
         assert_rejects(bin, &["--count", "five"], r#"argument "five""#);
         assert_rejects(bin, &["--count"], "missing argument");
