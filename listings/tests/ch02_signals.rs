@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{FixedOffset, NaiveDateTime, Timelike, Utc};
 use nix::sys::signal::Signal;
+use regex::Regex;
 
 use crate::support::{
     Listing, Trace, assert_matches_book, assert_rejects,
@@ -203,6 +204,43 @@ fn alarm_listings_reject_bad_arguments_in_one_line() {
         assert_rejects(bin, &["5"], r#"unexpected argument "5""#);
         assert_rejects(bin, &["--count", "-1"], r#"argument "-1""#);
     }
+}
+
+/// What the original's printing handler does to a `print` that is blocked,
+/// at a terminal (a pseudo-terminal whose reader has stopped reading):
+/// the handler runs inside it, and its line lands in the middle of the
+/// interrupted one. The original's own alarms never come at such a
+/// moment; one sent from outside does.
+#[test]
+fn a_python_handler_that_prints_runs_inside_a_blocked_print() {
+    if !crate::support::have("python3") {
+        return;
+    }
+    let printer = "import signal\n\
+        signal.signal(signal.SIGALRM, lambda n, f: print('Got alarm', n))\n\
+        for i in range(100000): print('line %d' % i)\n";
+    // Runs the printer on a terminal, reads nothing until it is blocked
+    // in `write` (as /proc/PID/syscall says), sends SIGALRM, then reads
+    // everything.
+    let driver = "import os, pty, signal, sys, time\n\
+        pid, tty = pty.fork()\n\
+        if pid == 0: os.execvp('python3', ['python3', '-c', sys.argv[1]])\n\
+        write = {'x86_64': '1', 'aarch64': '64'}[os.uname().machine]\n\
+        while open('/proc/%d/syscall' % pid).read().split()[0] != write:\n\
+        \x20   time.sleep(0.01)\n\
+        os.kill(pid, signal.SIGALRM)\n\
+        out = b''\n\
+        while True:\n\
+        \x20   try: chunk = os.read(tty, 65536)\n\
+        \x20   except OSError: break\n\
+        \x20   if not chunk: break\n\
+        \x20   out += chunk\n\
+        os.waitpid(pid, 0)\n\
+        print([l for l in out.decode().splitlines() if 'alarm' in l][0])\n";
+    let out = run("python3", &["-c", driver, printer]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let found = Regex::new(r"^line \d+Got alarm 14$").unwrap();
+    assert!(found.is_match(&out.stdout[0]), "{:?}", out.stdout);
 }
 
 /// Starts `catch-signal` and waits until it says its handler is in place.
