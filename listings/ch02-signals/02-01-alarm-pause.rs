@@ -83,7 +83,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             // Unblocks SIGALRM and waits, in one step: a pending alarm is
             // delivered inside the call, which then returns.
             Some(mask) => mask.suspend()?,
-            None => drop(pause()),
+            None => pause(),
         }
         println!("Got alarm {} at {}", Signal::SIGALRM as i32, asctime());
         alarms += 1;

@@ -179,6 +179,80 @@ fn poll_server_drops_a_client_that_does_not_read_its_replies() {
 }
 
 #[test]
+fn poll_server_keeps_the_replies_of_clients_that_never_read_bounded() {
+    // Fifty clients send empty lines as fast as the server takes them and
+    // never read: each line queues a 15-byte reply. Once the kernel's
+    // buffers for the replies are full (megabytes on loopback), they pile
+    // up in the server, which may hold at most MAX_OUTPUT (64 KiB) of them,
+    // and a line, per client; before the bound was real, each client cost
+    // it about 250 KB.
+    let (server, addr) =
+        start_server(bin!("poll-server"), &["127.0.0.1:0", "--timeout", "60"]);
+    let pid = server.pid();
+    let before = status_kib(pid, "VmRSS").expect("VmRSS");
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let clients: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| {
+            let sock = socket2::Socket::new(
+                socket2::Domain::IPV4,
+                socket2::Type::STREAM,
+                None,
+            )
+            .unwrap();
+            sock.set_recv_buffer_size(4096).unwrap();
+            sock.connect(&addr.into()).unwrap();
+            sock.set_nonblocking(true).unwrap();
+            sock.into()
+        })
+        .collect();
+    // Send until nothing more goes in for half a second: the server has
+    // stopped reading from every client.
+    let newlines = [b'\n'; 16 * 1024];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut quiet = 0;
+    while quiet < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "the server never stopped reading"
+        );
+        let mut progress = false;
+        for mut sock in &clients {
+            match sock.write(&newlines) {
+                Ok(_) => progress = true,
+                Err(err) if err.kind() == ErrorKind::WouldBlock => {}
+                Err(err) => panic!("{err}"),
+            }
+        }
+        quiet = if progress { 0 } else { quiet + 1 };
+        thread::sleep(Duration::from_millis(50));
+    }
+    let grown = status_kib(pid, "VmRSS").expect("VmRSS") - before;
+    // 50 clients of at most 64 KiB of replies and a line each, in a Vec
+    // whose capacity doubles as it grows (so 128 KiB), and a little more.
+    assert!(grown < 9 * 1024, "grew by {grown} kB");
+    drop(clients);
+}
+
+#[test]
+fn poll_server_serves_a_new_client_while_a_thousand_idle_ones_hold_every_place()
+{
+    let (server, addr) = start_server(
+        bin!("poll-server"),
+        &["127.0.0.1:0", "--max-conns", "1000"],
+    );
+    let idle =
+        crate::ch14_servers::idle_clients_held(server.pid(), &addr, 1000);
+    for i in 0..3 {
+        let reply = ask(&addr, &format!("new {i}")).unwrap();
+        assert_eq!(reply, format!("server got: [new {i}]\n"));
+    }
+    wait_until("three idle clients to be closed", || {
+        crate::ch14_servers::closed_by_the_server(&idle) >= 3
+    });
+    drop(idle);
+}
+
+#[test]
 fn poll_server_drops_a_client_that_trickles_its_request() {
     let (server, addr) = start_server(
         bin!("poll-server"),

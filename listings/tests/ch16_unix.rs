@@ -344,20 +344,71 @@ fn ask_abstract(name: &str, line: &str) -> String {
 }
 
 #[test]
+fn a_unix_socket_closed_with_unread_bytes_resets_its_peer_after_the_data() {
+    // Like TCP: the reply arrives, then an error instead of the end.
+    let (mut client, mut server) = UnixStream::pair().unwrap();
+    client.write_all(b"request").unwrap();
+    server.write_all(b"reply").unwrap();
+    drop(server); // `request` was never read
+    let mut reply = [0; 5];
+    client.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"reply");
+    let after = client.read(&mut [0; 16]).unwrap_err();
+    assert_eq!(after.kind(), ErrorKind::ConnectionReset);
+}
+
+#[test]
 fn unix_server_refuses_a_client_over_the_limit_and_the_client_reads_why() {
     let tmp = tempfile::tempdir().unwrap();
     let (server, path) = start_private(&tmp, &["--max-conns", "1"]);
     let _first = UnixStream::connect(&path).unwrap();
-    // No reset on a Unix socket: the refusal is read even though the
-    // server closed without reading our request.
+    // The request is waiting before the server accepts the connection:
+    // stopped, it cannot accept meanwhile.
+    server.signal(Signal::SIGSTOP);
     let mut second = UnixStream::connect(&path).unwrap();
+    second.write_all(b"hello\n").unwrap();
+    server.signal(Signal::SIGCONT);
     second
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    let _ = second.write_all(b"hello\n");
-    let mut reply = [0; 19];
-    second.read_exact(&mut reply).unwrap();
-    assert_eq!(&reply, b"error: server busy\n");
+    // The server read it before it refused, so the refusal ends with the
+    // end of the stream, not with ECONNRESET.
+    let mut reply = String::new();
+    second.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "error: server busy\n");
+    drop(server);
+}
+
+#[test]
+fn unix_server_serves_a_new_client_while_a_thousand_idle_ones_hold_every_place()
+{
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, path) = start_private(&tmp, &[]);
+    let before = crate::support::open_fds(server.pid());
+    let idle: Vec<_> = (0..1000)
+        .map(|_| UnixStream::connect(&path).unwrap())
+        .collect();
+    wait_until("the server to accept every idle client", || {
+        crate::support::open_fds(server.pid()) >= before + 1000
+    });
+    // Not a synchronisation: the time a connection must have been idle.
+    std::thread::sleep(Duration::from_millis(1100));
+    for i in 0..3 {
+        assert_eq!(
+            ask(&path, &format!("new {i}\n")),
+            format!("server got: [new {i}]\n")
+        );
+    }
+    let closed = |idle: &[UnixStream]| {
+        idle.iter()
+            .filter(|sock| {
+                let mut sock: &UnixStream = sock;
+                sock.set_nonblocking(true).unwrap();
+                matches!(sock.read(&mut [0; 16]), Ok(0))
+            })
+            .count()
+    };
+    wait_until("three idle clients to be closed", || closed(&idle) >= 3);
     drop(server);
 }
 
