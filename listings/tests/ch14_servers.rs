@@ -170,12 +170,16 @@ fn naive_and_fixed_memory_session(bin: &str, file: &str, check: fn(u64)) {
     );
     let port = addr.rsplit_once(':').unwrap().1;
     let flood = "head -c 64M /dev/zero | tr '\\0' x | nc -N 127.0.0.1 50008 | head -c 40; echo";
-    let shown_peak = format!("grep VmHWM /proc/{}/status", server.pid());
+    // The book names the server by `pgrep -n`, the newest process of that
+    // name, as a reader's terminal would; the test, which may share the
+    // machine with other servers of that name, gives its own server's pid.
+    let shown_peak = format!("grep VmHWM /proc/$(pgrep -n {bin})/status");
     let mut session = Vec::new();
     for command in [flood.to_string(), shown_peak] {
-        let out =
-            Listing::start("bash", &["-c", &command.replace("50008", port)])
-                .finish();
+        let run = command
+            .replace("50008", port)
+            .replace(&format!("$(pgrep -n {bin})"), &server.pid().to_string());
+        let out = Listing::start("bash", &["-c", &run]).finish();
         assert!(out.status.success(), "{command}: {}", out.stderr);
         session.push((command, out.stdout));
     }
