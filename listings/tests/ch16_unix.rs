@@ -217,38 +217,65 @@ fn unix_server_will_not_remove_a_file_that_is_not_a_socket() {
     assert_eq!(fs::read_to_string(&path).unwrap(), "keep me");
 }
 
+/// Where the book's sessions put their files, as a reader types them. The
+/// tests run in a temporary directory of their own, and show it as this.
+const SHOWN_DIR: &str = "/tmp";
+
+/// `text` with the test's temporary directory shown as [`SHOWN_DIR`].
+fn as_shown(text: &str, dir: &TempDir) -> String {
+    text.replace(dir.path().to_str().unwrap(), SHOWN_DIR)
+}
+
 #[test]
 fn stale_socket_session_matches_the_book() {
     if !have("nc") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let path = path_in(&dir, "server.sock");
+    let path = path_in(&dir, "demo.sock");
     let (server, _) = start(bin!("unix-server"), &[&path]);
     let first = server.transcript();
-    let kill = format!("kill -KILL {}", server.pid());
+    // The server prints no pid: the reader names it by `pgrep -n`, the
+    // newest process of that name; the test, which may share the machine
+    // with other servers of that name, by its own.
     let mut terminal2 = Vec::new();
-    for command in [
-        kill,
-        format!("ls -l {path}"),
-        format!("nc -U -N {path} < /dev/null"),
+    for (command, shown) in [
+        (
+            format!("kill -KILL {}", server.pid()),
+            "kill -KILL $(pgrep -n unix-server)".to_string(),
+        ),
+        (format!("ls -l {path}"), format!("ls -l {path}")),
+        (
+            format!("nc -U -N {path} < /dev/null"),
+            format!("nc -U -N {path} < /dev/null"),
+        ),
     ] {
         let out = Listing::start("bash", &["-c", &command]).finish();
         // nc fails, and says why on stderr, as a terminal shows it.
-        let mut shows = out.stdout.clone();
-        shows.extend(out.stderr.lines().map(String::from));
-        terminal2.push((command, shows));
+        let mut shows: Vec<_> =
+            out.stdout.iter().map(|l| as_shown(l, &dir)).collect();
+        shows.extend(out.stderr.lines().map(|l| as_shown(l, &dir)));
+        terminal2.push((as_shown(&shown, &dir), shows));
     }
     drop(server);
     let args = [path.as_str(), "--count", "1"];
     let (again, _) = start(bin!("unix-server"), &args);
     let second = again.transcript();
     drop(again);
+    let shown = |lines: &[String]| -> Vec<String> {
+        lines.iter().map(|l| as_shown(l, &dir)).collect()
+    };
     assert_session_matches_book(
         "ch16-unix/16-01-stale-server.out",
         &[
-            (cargo_run("unix-server", &[&path]), &first),
-            (cargo_run("unix-server", &args), &second),
+            (
+                as_shown(&cargo_run("unix-server", &[&path]), &dir),
+                &shown(&first),
+            ),
+            (
+                as_shown(&cargo_run("unix-server", &args), &dir),
+                &shown(&second),
+            ),
         ],
     );
     let terminal2: Vec<_> =
@@ -488,13 +515,20 @@ fn secret(dir: &TempDir) -> String {
     path
 }
 
+/// What Terminal 1 types first: a file that only `root` may read.
+const MAKE_SECRET: &str =
+    "printf 'the secret\\n' > /tmp/secret && chmod 600 /tmp/secret";
+
 #[test]
 fn a_passed_descriptor_reads_a_file_its_receiver_may_not_open() {
     if !can_switch_users() {
         return;
     }
     let dir = open_dir();
-    let (file, path) = (secret(&dir), path_in(&dir, "pass.sock"));
+    let make = MAKE_SECRET.replace(SHOWN_DIR, dir.path().to_str().unwrap());
+    let made = Listing::start("bash", &["-c", &make]).finish();
+    assert!(made.status.success(), "{}", made.stderr);
+    let (file, path) = (path_in(&dir, "secret"), path_in(&dir, "pass.sock"));
     let args = ["serve", &path, &file, "--count", "1"];
     let (server, _) = start(bin!("unix-pass-fd"), &args);
     let fetch = format!(
@@ -519,9 +553,10 @@ fn a_passed_descriptor_reads_a_file_its_receiver_may_not_open() {
         (fetch, shown_fetch),
     ] {
         let out = Listing::start("bash", &["-c", &command]).finish();
-        let mut shows = out.stdout.clone();
-        shows.extend(out.stderr.lines().map(String::from));
-        terminal2.push((shown, shows));
+        let mut shows: Vec<_> =
+            out.stdout.iter().map(|l| as_shown(l, &dir)).collect();
+        shows.extend(out.stderr.lines().map(|l| as_shown(l, &dir)));
+        terminal2.push((as_shown(&shown, &dir), shows));
     }
     assert!(terminal2[1].1[0].ends_with("Permission denied"));
     assert_eq!(terminal2[2].1, ["the secret"]);
@@ -533,9 +568,13 @@ fn a_passed_descriptor_reads_a_file_its_receiver_may_not_open() {
         out.stdout
     );
     assert!(!Path::new(&path).exists());
+    let served: Vec<_> = out.stdout.iter().map(|l| as_shown(l, &dir)).collect();
     assert_session_matches_book(
         "ch16-unix/16-03-server.out",
-        &[(cargo_run("unix-pass-fd", &args), &out.stdout)],
+        &[
+            (MAKE_SECRET.to_string(), &[] as &[String]),
+            (as_shown(&cargo_run("unix-pass-fd", &args), &dir), &served),
+        ],
     );
     let terminal2: Vec<_> =
         terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
