@@ -5,8 +5,8 @@ use std::net::{TcpListener, UdpSocket};
 
 use crate::ch13_streams::start_server;
 use crate::support::{
-    assert_matches_book, assert_rejects, default_port, have, run,
-    unless_blessing,
+    assert_matches_book, assert_rejects, assert_session_matches_book, blessing,
+    cargo_run, default_port, have, run, unless_blessing,
 };
 
 /// Whether this machine has IPv6 on loopback; says so if not.
@@ -84,7 +84,20 @@ fn net_resolve_tries_every_address_in_order_until_one_accepts() {
     assert!(out.stdout[4].starts_with(&format!(
         "connected to 127.0.0.1:{port} from 127.0.0.1:"
     )));
-    drop(server);
+    let served = server.finish();
+    assert!(served.status.success(), "{}", served.stderr);
+    let mut terminal1 = served.stdout.clone();
+    if blessing() {
+        assert_eq!(terminal1[0], "Server listening on 127.0.0.1:50008");
+    }
+    terminal1.truncate(1);
+    assert_session_matches_book(
+        "ch18-options/18-01-server.out",
+        &[(
+            cargo_run("tcp-lines", &["server", "--count", "1"]),
+            &terminal1,
+        )],
+    );
     assert_matches_book(
         "ch18-options/18-01-net-resolve.out",
         "net-resolve",
