@@ -398,6 +398,10 @@ fn poll_session_matches_the_book() {
 
 #[test]
 fn load_generator_runs_every_scenario_and_every_reply_is_right() {
+    // The report's file goes in a directory of the test's, not in the
+    // build's `target/net-load/`.
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("report.out");
     let out = run(
         bin!("net-load"),
         &[
@@ -409,9 +413,21 @@ fn load_generator_runs_every_scenario_and_every_reply_is_right() {
             "1000",
             "--garbage",
             "65536",
+            "--record",
+            record.to_str().unwrap(),
         ],
     );
     assert!(out.status.success(), "{}", out.stderr);
+    let recorded = std::fs::read_to_string(&record).unwrap();
+    assert_eq!(
+        recorded.lines().next(),
+        Some(
+            "$ target/release/net-load --clients 50 --rounds 1 --idle 1000 \
+             --garbage 65536"
+        ),
+        "the command that made it, without --record"
+    );
+    assert_eq!(recorded.lines().skip(1).collect::<Vec<_>>(), out.stdout);
     let rows: Vec<Vec<&str>> = out
         .stdout
         .iter()
@@ -429,11 +445,26 @@ fn load_generator_runs_every_scenario_and_every_reply_is_right() {
             "{row:?}: right, wrong, failed"
         );
     }
+    // A thousand idle connections: every place of the threaded server,
+    // which still holds them, as the poll server does; the pool, whose
+    // queue they fill, closes them. Every new client is served by each
+    // server, none refused.
+    let servers = ["tcp-threads", "tcp-pool", "poll-server"];
     let idle: Vec<_> = rows
         .iter()
-        .filter(|r| r.len() == 6 && r[1] == "1000")
+        .filter(|r| r.len() == 6 && servers.contains(&r[0]))
         .collect();
-    assert_eq!(idle.len(), 2, "{:#?}", out.stdout);
+    assert_eq!(idle.len(), 3, "{:#?}", out.stdout);
+    for row in idle.iter().filter(|r| r[0] != "tcp-pool") {
+        assert!(row[1].parse::<usize>().unwrap() >= 990, "{row:?}: held");
+    }
+    assert!(
+        !out.stdout
+            .iter()
+            .any(|l| l.starts_with("  ") && l.contains(" new clients ")),
+        "{:#?}",
+        out.stdout
+    );
     let poll = idle.iter().find(|r| r[0] == "poll-server").unwrap();
     assert_eq!(poll[5], "1", "one thread");
     let rss: f64 = poll[4].parse().unwrap();
