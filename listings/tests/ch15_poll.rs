@@ -527,3 +527,91 @@ fn nonblocking_writes_take_part_and_write_all_fails_without_saying_how_much() {
     reader.read_to_end(&mut got).unwrap();
     assert!(!got.is_empty() && got.len() < data.len(), "{}", got.len());
 }
+
+// ---------------------------------------------------------------------------
+// Listing 15-4: epoll
+
+#[test]
+fn epoll_reports_by_level_by_edge_once_and_for_a_closed_descriptor() {
+    // Linux 6.18: EPOLLEXCLUSIVE wakes one of the epolls that a thread
+    // waits on, and an entry outlives its descriptor while a dup lives.
+    let out = run(bin!("epoll-modes"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        [
+            "1. Level-triggered: 10 bytes come, we read 4",
+            "   wait: 1 ready",
+            "   wait: 1 ready, for the 6 bytes left",
+            "2. Edge-triggered (EPOLLET): the same",
+            "   wait: 1 ready",
+            "   wait: nothing within 200 ms, though 6 bytes are left",
+            "   drained until EAGAIN: 6 bytes",
+            "   2 more bytes come; wait: 1 ready",
+            "3. EPOLLONESHOT: one report, then re-armed by hand",
+            "   wait: 1 ready",
+            "   more bytes come; wait: nothing within 200 ms",
+            "   after EPOLL_CTL_MOD; wait: 1 ready",
+            "4. 4 threads wait on one listening socket",
+            "   without EPOLLEXCLUSIVE: one connection woke 4 of 4",
+            "   with EPOLLEXCLUSIVE: one connection woke 1 of 4",
+            "5. Registered, duplicated, closed",
+            "   wait: 1 ready, for the closed descriptor: true",
+            "   EPOLL_CTL_DEL with the copy: ENOENT, it was never added",
+        ]
+    );
+    assert_matches_book(
+        "ch15-poll/15-04-epoll-modes.out",
+        "epoll-modes",
+        &[],
+        &out.stdout,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Listing 15-5: connecting without waiting
+
+/// The seconds a line of `poll-connect` measured: `after 0.79 s`.
+fn measured(line: &str) -> f64 {
+    let after = line.split("after ").nth(1).expect("a time");
+    after.split(' ').next().unwrap().parse().expect("seconds")
+}
+
+#[test]
+fn a_nonblocking_connect_says_einprogress_and_so_error_tells_the_end() {
+    // Linux 6.18, on loopback: a refused connect is reported by SO_ERROR
+    // after EINPROGRESS, and a SYN that a full queue dropped is sent
+    // again a second after the first.
+    let out = run(bin!("poll-connect"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let lines = &out.stdout;
+    let in_progress = "   connect: EINPROGRESS (Operation now in progress)";
+    assert_eq!(lines[1], in_progress);
+    assert!(lines[2].ends_with("SO_ERROR: 0, connected"), "{lines:?}");
+    assert_eq!(lines[4], in_progress);
+    assert!(
+        lines[5].starts_with("   poll: POLLOUT|POLLERR|POLLHUP after ")
+            && lines[5]
+                .ends_with("SO_ERROR: ECONNREFUSED (Connection refused)"),
+        "{lines:?}"
+    );
+    assert_eq!(lines[7], in_progress);
+    assert_eq!(lines[8], "   poll: nothing within 500 ms");
+    assert_eq!(
+        lines[9],
+        "   connect again: EALREADY (Operation already in progress)"
+    );
+    assert_eq!(lines[11], "   connect: EINTR (Interrupted system call)");
+    assert!(lines[12].ends_with("SO_ERROR: 0, connected"), "{lines:?}");
+    // The SYN went again about a second after the first, 200 ms of which
+    // had passed at EINTR.
+    let waited = measured(&lines[12]);
+    assert!((0.5..5.0).contains(&waited), "{waited} s: {lines:?}");
+    assert_eq!(lines[13], "   connect again, now: done");
+    assert_matches_book(
+        "ch15-poll/15-05-poll-connect.out",
+        "poll-connect",
+        &[],
+        &out.stdout,
+    );
+}

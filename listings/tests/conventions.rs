@@ -227,6 +227,8 @@ fn abuses() -> Vec<Abuse> {
         abuse("poll-spin", &[], End::Sigpipe),
         abuse("poll-server", &["127.0.0.1:0"], End::Exits(0)),
         abuse("net-load", &[], End::Sigpipe),
+        abuse("epoll-modes", &[], End::Sigpipe),
+        abuse("poll-connect", &[], End::Sigpipe),
         // It must remove its socket file even when its log goes away.
         unix_server(),
         // The parent dies of SIGPIPE; the child sees the end of the
