@@ -242,6 +242,8 @@ fn abuses() -> Vec<Abuse> {
         abuse("net-dual-stack", &[], End::Sigpipe),
         abuse("net-reuse", &[], End::Sigpipe),
         abuse("net-nagle", &["--rounds", "1"], End::Sigpipe),
+        abuse("net-keepalive", &[], End::Sigpipe),
+        abuse("net-handover", &[], End::Sigpipe),
         // Part IV. Filters die of SIGPIPE; a program that writes to
         // children, or removes files on the way out, leaves through `main`.
         abuse("pipe-no-eof", &["--close"], End::Sigpipe),
