@@ -406,6 +406,78 @@ fn unix_server_refuses_a_client_over_the_limit_and_the_client_reads_why() {
     drop(server);
 }
 
+/// Starts `unix-server ARGS` in `tmp` under `ulimit` settings (`limits`,
+/// such as `-n 16`), its stderr merged into stdout, as a terminal shows.
+fn start_private_limited(
+    tmp: &TempDir,
+    limits: &str,
+    args: &[&str],
+) -> (Listing, String) {
+    let script = format!("ulimit {limits} && exec \"$0\" \"$@\" 2>&1");
+    let mut command = std::process::Command::new("bash");
+    command
+        .args(["-c", &script, bin!("unix-server")])
+        .args(args)
+        .env("TMPDIR", tmp.path());
+    let mut server = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let address = server.expect(r"Server listening on (.+)").remove(1);
+    (server, address)
+}
+
+#[test]
+fn unix_server_raises_its_soft_limit_on_descriptors_to_the_hard_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let limits = "-S -n 64 && ulimit -H -n 4096";
+    let (server, _) = start_private_limited(&tmp, limits, &[]);
+    let limits =
+        fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let open_files: Vec<u64> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(open_files, [4096, 4096], "{limits}");
+}
+
+#[test]
+fn unix_server_backs_off_and_logs_once_when_descriptors_run_out() {
+    use crate::support::{cpu_time, open_fds};
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut server, path) =
+        start_private_limited(&tmp, "-n 16", &["--max-conns", "100"]);
+    let pid = server.pid();
+    // Silent clients until the server has no descriptor left.
+    let mut silent = Vec::new();
+    loop {
+        let before = open_fds(pid);
+        if before >= 16 {
+            break;
+        }
+        silent.push(UnixStream::connect(&path).unwrap());
+        wait_until("the server to accept it", || open_fds(pid) > before);
+    }
+    // One more waits in the queue; the server fails to accept it, and
+    // keeps failing, without spinning and without a line per failure.
+    let waiting = UnixStream::connect(&path).unwrap();
+    let failed = server.next_line();
+    assert!(
+        failed.starts_with("unix-server: accept: Too many open files"),
+        "{failed}"
+    );
+    let cpu = cpu_time(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_time(pid) - cpu;
+    assert!(used < Duration::from_millis(300), "{used:?} of CPU");
+    assert!(
+        server.no_line_within(Duration::from_millis(100)),
+        "a line per failure: {:?}",
+        server.transcript()
+    );
+    drop((silent, waiting));
+}
+
 #[test]
 fn unix_server_serves_a_new_client_while_a_thousand_idle_ones_hold_every_place()
 {
