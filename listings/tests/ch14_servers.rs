@@ -583,11 +583,15 @@ fn pool_tells_a_client_that_finds_the_queue_full_that_it_is_busy() {
         &["127.0.0.1:0", "--workers", "1", "--queue", "1"],
     );
     // One client is being served: it has had a reply, so the worker has
-    // it. It says nothing more. The next waits in the queue.
+    // it. The next waits in the queue. Each has begun a request, so that
+    // neither is idle, and the pool closes neither, however slow the
+    // machine.
     let mut served = connect(&addr);
     served.write_all(b"first\n").unwrap();
     served.read_exact(&mut [0; 20]).unwrap();
-    let _queued = connect(&addr);
+    served.write_all(b"sec").unwrap();
+    let mut queued = connect(&addr);
+    queued.write_all(b"wai").unwrap();
     // The accepting thread takes connections in order: the third finds
     // the queue full.
     assert_eq!(ask(&addr, "third").unwrap(), "error: server busy\n");
