@@ -388,7 +388,9 @@ fn a_unix_socket_closed_with_unread_bytes_resets_its_peer_after_the_data() {
 fn unix_server_refuses_a_client_over_the_limit_and_the_client_reads_why() {
     let tmp = tempfile::tempdir().unwrap();
     let (server, path) = start_private(&tmp, &["--max-conns", "1"]);
-    let _first = UnixStream::connect(&path).unwrap();
+    // Not idle, so that it is not closed to make room for the next.
+    let mut first = UnixStream::connect(&path).unwrap();
+    first.write_all(b"half a li").unwrap();
     // The request is waiting before the server accepts the connection:
     // stopped, it cannot accept meanwhile.
     server.signal(Signal::SIGSTOP);
