@@ -118,7 +118,7 @@ fn proc_orphans_group_survives_a_parent_killed_with_sigkill_until_killed_as_one(
 
 /// Who gets SIGHUP when a process group becomes orphaned with a stopped
 /// member. POSIX says every member, then SIGCONT to every member, and so
-/// does mainline Linux (`kill_orphaned_pgrp` in kernel/exit.c); Debian's
+/// does Linux's source (`kill_orphaned_pgrp` in kernel/exit.c); Debian's
 /// 6.1 and 7.2 kernels, booted under QEMU, do exactly that. The kernels of
 /// this book's machines, vendor builds for Firecracker virtual machines
 /// (release `6.18.44-fc-v1252` and the like), send SIGHUP to the stopped
@@ -201,6 +201,7 @@ fn orphan_hangup_reports_whom_this_kernel_hangs_up() {
         r"^Group (\d+): (\d+) running, (\d+) stopped; their parent \d+ killed$",
     )
     .unwrap();
+    let adopted_by = regex::Regex::new(r"; adopted by (\d+)$").unwrap();
     for stop in ["other", "leader"] {
         let args = ["--stop", stop];
         let out = run(bin!("orphan-hangup"), &args);
@@ -211,6 +212,19 @@ fn orphan_hangup_reports_whom_this_kernel_hangs_up() {
             .captures(&lines[0])
             .unwrap_or_else(|| panic!("{lines:?}"));
         let (leader, running, stopped) = (&pids[1], &pids[2], &pids[3]);
+        // Process 1 here, or a subreaper on a desktop: either way in
+        // another session, or the group was not orphaned at all and this
+        // run says nothing of the kernel.
+        let adopter = lines
+            .iter()
+            .find_map(|line| adopted_by.captures(line))
+            .map(|c| Pid::from_raw(c[1].parse().unwrap()))
+            .unwrap_or_else(|| panic!("no member reported: {lines:?}"));
+        assert_ne!(
+            sid_of(adopter),
+            sid_of(nix::unistd::getpid()),
+            "adopted by {adopter}, in this session: not orphaned; {lines:?}"
+        );
         let leader_stopped = leader == stopped;
         assert_eq!(leader_stopped, stop == "leader", "{lines:?}");
         assert_eq!(leader_stopped, leader != running, "{lines:?}");
@@ -229,8 +243,12 @@ fn orphan_hangup_reports_whom_this_kernel_hangs_up() {
         assert_eq!(
             lines[1..],
             [
-                format!("{stopped} (stopped): SIGHUP, SIGCONT; adopted by 1"),
-                format!("{running} (running): {running_got}; adopted by 1"),
+                format!(
+                    "{stopped} (stopped): SIGHUP, SIGCONT; adopted by {adopter}"
+                ),
+                format!(
+                    "{running} (running): {running_got}; adopted by {adopter}"
+                ),
                 format!("Linux {kernel}: {verdict}"),
             ],
             "expected {expected:?} on {kernel}"
@@ -242,6 +260,7 @@ fn orphan_hangup_reports_whom_this_kernel_hangs_up() {
                     "Group <pgid>: <pid> running, <pid> stopped; their parent <pid>",
                 ),
                 (r"(?m)^\d+ \((stopped|running)\)", "<pid> ($1)"),
+                (r"adopted by \d+", "adopted by <pid>"),
                 (r"(?m)^Linux \S+:", "Linux <release>:"),
             ];
             assert_session_matches_book_masking(
@@ -339,7 +358,7 @@ fn proc_orphans_session_matches_the_book() {
     let masks = &[
         // `ps`: pid, parent, group, name; the pids vary, the parent is 1
         // (or a subreaper, on a desktop).
-        (r"(?m)^ *\d+ +(\d+) +\d+ +(\w+)$", "<pid> $1 <pgid> $2"),
+        (r"(?m)^ *\d+ +\d+ +\d+ +(\w+)$", "<pid> <ppid> <pgid> $1"),
         (r"process group \d+", "process group <pgid>"),
         (r"(sleep) \d+", "$1 <pid>"),
         (r"-g \d+\)", "-g <pgid>)"),
