@@ -18,7 +18,11 @@ use crate::support::{
     run,
 };
 
-const MECHANISMS: [&str; 5] = ["pipe", "unix", "tcp", "signal", "eventfd"];
+const MECHANISMS: [&str; 6] =
+    ["pipe", "unix", "tcp", "signal", "eventfd", "shm"];
+
+/// The mechanisms that can wait by spinning: all but signals.
+const SPINNING: [&str; 5] = ["pipe", "unix", "tcp", "eventfd", "shm"];
 
 /// The CPUs this test process may run on.
 pub fn usable_cpus() -> Vec<usize> {
@@ -86,8 +90,43 @@ fn message(via: &str) -> &'static str {
     match via {
         "signal" => "a signal",
         "eventfd" => "8 bytes",
+        "shm" => "a 4-byte count",
         _ => "1 byte",
     }
+}
+
+/// What follows `measured:` in a line of `bench-pingpong`: the time, the
+/// mean and four percentiles in µs, waits and preemptions per round trip.
+pub const PINGPONG_MEASURED: &str = concat!(
+    r"measured: \d+\.\d{6} s; µs per round trip: mean (\d+\.\d{3}), ",
+    r"p50 (\d+\.\d{3}), p99 (\d+\.\d{3}), p99\.9 (\d+\.\d{3}), ",
+    r"max (\d+\.\d{3}); (\d+\.\d\d) waits and \d+\.\d\d preemptions ",
+    r"per round trip$",
+);
+
+/// Checks a line of `bench-pingpong` or its C twin: what it says before
+/// `measured:`, and percentiles in order. Returns the waits per round
+/// trip.
+fn check_pingpong_line(line: &str, head: &str, cpus: &str) -> f64 {
+    let pattern = format!("^{head}; {PINGPONG_MEASURED}");
+    let caps = Regex::new(&pattern)
+        .unwrap()
+        .captures(line)
+        .unwrap_or_else(|| panic!("{line:?} is not /{pattern}/"));
+    if cpus == "different" {
+        assert_ne!(caps[1], caps[2], "two CPUs: {line}");
+    }
+    let n = caps.len();
+    let value = |i: usize| caps[i].parse::<f64>().unwrap();
+    // p50 <= p99 <= p99.9 <= max, and the mean within [p0, max].
+    let (p50, p99, p999, max) =
+        (value(n - 5), value(n - 4), value(n - 3), value(n - 2));
+    assert!(
+        p50 > 0.0 && p50 <= p99 && p99 <= p999 && p999 <= max,
+        "{line}"
+    );
+    assert!(value(n - 6) <= max, "{line}");
+    value(n - 1)
 }
 
 #[test]
@@ -98,24 +137,47 @@ fn pingpong_completes_every_round_trip_by_every_mechanism_and_placement() {
                 bin!("bench-pingpong"),
                 &["--via", via, "--cpus", cpus, "--count", "50"],
             );
-            let pattern = format!(
-                concat!(
-                    r"^{} on {}: 50 round trips of {}; measured: ",
-                    r"\d+\.\d{{6}} s, \d+\.\d{{3}} µs per round trip, ",
-                    r"\d+\.\d\d waits and \d+\.\d\d preemptions per round trip$",
-                ),
-                via,
+            let head = format!(
+                "{via} on {}: 50 round trips of {}",
                 placement_pattern(cpus),
                 message(via),
             );
-            let caps = Regex::new(&pattern)
-                .unwrap()
-                .captures(&line)
-                .unwrap_or_else(|| panic!("{line:?} is not /{pattern}/"));
-            if cpus == "different" {
-                assert_ne!(caps[1], caps[2], "two CPUs: {line}");
-            }
+            check_pingpong_line(&line, &head, cpus);
         }
+    }
+}
+
+#[test]
+fn pingpong_spins_without_waiting_on_two_cpus() {
+    if usable_cpus().len() < 2 {
+        return;
+    }
+    for via in SPINNING {
+        let args = ["--via", via, "--cpus", "different", "--wait", "spin"];
+        let mut args = args.to_vec();
+        args.extend(["--count", "200"]);
+        let line = one_line(bin!("bench-pingpong"), &args);
+        let head = format!(
+            "{via} on {}, spinning: 200 round trips of {}",
+            placement_pattern("different"),
+            message(via),
+        );
+        // A spinning process never gives up its CPU of its own accord.
+        let waits = check_pingpong_line(&line, &head, "different");
+        assert!(waits < 0.5, "{line}");
+    }
+}
+
+#[test]
+fn pingpong_sends_messages_of_any_size_whole() {
+    // Larger than a pipe holds, and not a multiple of a page: the
+    // receiver must read a message in several pieces.
+    for via in ["pipe", "unix", "tcp"] {
+        let args = ["--via", via, "--size", "100000", "--count", "20"];
+        let line = one_line(bin!("bench-pingpong"), &args);
+        let head =
+            format!("{via} on CPU (\\d+): 20 round trips of 100000 bytes");
+        check_pingpong_line(&line, &head, "same");
     }
 }
 
@@ -126,13 +188,36 @@ fn pingpong_c_reference_speaks_the_same_protocol() {
     }
     let dir = tempfile::tempdir().unwrap();
     let c = compile_c("ch26-latency/26-02-pingpong.c", dir.path());
+    let mut runs: Vec<Vec<&str>> = Vec::new();
     for via in MECHANISMS {
         for cpus in placements() {
-            let args = ["--via", via, "--cpus", cpus, "--count", "50"];
-            let rust = one_line(bin!("bench-pingpong"), &args);
-            let c = one_line(c.to_str().unwrap(), &args);
-            assert_eq!(protocol(&rust), protocol(&c), "{args:?}");
+            runs.push(vec!["--via", via, "--cpus", cpus, "--count", "50"]);
         }
+        if usable_cpus().len() >= 2 && via != "signal" {
+            runs.push(vec![
+                "--via",
+                via,
+                "--cpus",
+                "different",
+                "--wait",
+                "spin",
+            ]);
+        }
+    }
+    for via in ["pipe", "unix", "tcp"] {
+        runs.push(vec!["--via", via, "--size", "100000", "--count", "20"]);
+    }
+    let measured = Regex::new(PINGPONG_MEASURED).unwrap();
+    for args in runs {
+        let mut args = args;
+        if !args.contains(&"--count") {
+            args.extend(["--count", "50"]);
+        }
+        let rust = one_line(bin!("bench-pingpong"), &args);
+        let c = one_line(c.to_str().unwrap(), &args);
+        assert_eq!(protocol(&rust), protocol(&c), "{args:?}");
+        // The same kind of numbers after it, too.
+        assert!(measured.is_match(&c), "{c}");
     }
 }
 
@@ -199,6 +284,11 @@ fn pingpong_makes_four_system_calls_per_round_trip() {
             names.iter().map(|n| (n.to_string(), 2.0)).collect();
         assert_eq!(per, want, "{via}");
     }
+    // Shared memory: a futex wake per message sent, and a futex wait
+    // per message that had not come yet; the receiver finds some there.
+    let per = syscalls_per_round_trip(bin!("bench-pingpong"), "shm");
+    assert_eq!(per.keys().collect::<Vec<_>>(), ["futex"], "{per:?}");
+    assert!((2.0..=4.0).contains(&per["futex"]), "{per:?}");
 }
 
 #[test]
@@ -235,6 +325,23 @@ fn pingpong_rejects_what_it_cannot_measure() {
     assert_rejects(bin, &["--cpus", "all"], "no --cpus all");
     assert_rejects(bin, &["--count", "0"], "--count must be at least 1");
     assert_rejects(bin, &["--count", "-1"], "invalid digit");
+    assert_rejects(bin, &["--wait", "patiently"], "no --wait patiently");
+    assert_rejects(bin, &["--size", "0"], "--size must be from 1 to 262144");
+    assert_rejects(bin, &["--size", "262145"], "--size must be from 1");
+    assert_rejects(bin, &["--via", "shm", "--size", "2"], "--size is for");
+    let spin = ["--wait", "spin", "--cpus"];
+    assert_rejects(
+        bin,
+        &[&spin[..], &["same"]].concat(),
+        "needs --cpus different",
+    );
+    assert_rejects(
+        bin,
+        &[&spin[..], &["any"]].concat(),
+        "needs --cpus different",
+    );
+    let args = ["--via", "signal", "--wait", "spin", "--cpus", "different"];
+    assert_rejects(bin, &args, "needs a descriptor or shm");
     if usable_cpus().len() < 2 {
         assert_rejects(bin, &["--cpus", "different"], "needs two CPUs");
     }
@@ -261,13 +368,26 @@ fn pingpong_refuses_two_cpus_when_it_may_use_one() {
 #[test]
 fn pingpong_parent_reports_a_child_that_dies() {
     // A pipe's end of stream tells the parent; for signals, SIGCHLD; for
-    // eventfds, the SIGCHLD handler's value. Each way, the parent must
-    // not wait forever.
-    for via in MECHANISMS {
-        let pingpong = Listing::start(
-            bin!("bench-pingpong"),
-            &["--via", via, "--count", "100000000"],
-        );
+    // eventfds and shared memory, the SIGCHLD handler. Each way, blocking
+    // or spinning, the parent must not wait forever.
+    let mut runs: Vec<Vec<&str>> =
+        MECHANISMS.iter().map(|via| vec!["--via", via]).collect();
+    if usable_cpus().len() >= 2 {
+        for via in SPINNING {
+            runs.push(vec![
+                "--via",
+                via,
+                "--wait",
+                "spin",
+                "--cpus",
+                "different",
+            ]);
+        }
+    }
+    for mut args in runs {
+        let via = args.join(" ");
+        args.extend(["--count", "100000000"]);
+        let pingpong = Listing::start(bin!("bench-pingpong"), &args);
         let parent = pingpong.pid();
         let mut children = Vec::new();
         crate::support::wait_until("the fork", || {
