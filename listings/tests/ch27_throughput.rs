@@ -70,12 +70,52 @@ fn throughput_c_reference_moves_the_same_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let c = compile_c("ch27-throughput/27-04-throughput.c", dir.path());
     for via in MECHANISMS {
+        let mut runs = Vec::new();
         for cpus in placements() {
-            let mut args = vec!["--via", via, "--cpus", cpus];
+            runs.push(vec!["--via", via, "--cpus", cpus]);
+        }
+        runs.push(vec!["--via", via, "--huge"]);
+        if !["unix", "tcp"].contains(&via) {
+            runs.push(vec!["--via", via, "--pipe-size", "16K"]);
+        }
+        for mut args in runs {
             args.extend(sizes(via));
             let rust = one_line(bin!("bench-throughput"), &args);
             let c = one_line(c.to_str().unwrap(), &args);
             assert_eq!(protocol(&rust), protocol(&c), "{args:?}");
+        }
+    }
+}
+
+#[test]
+fn throughput_delivers_every_byte_through_a_resized_pipe_and_huge_pages() {
+    for via in MECHANISMS {
+        let mut args = vec!["--via", via, "--huge"];
+        args.extend(sizes(via));
+        let line = one_line(bin!("bench-throughput"), &args);
+        let head = format!(r"^{via} on CPU \d+, huge pages: 1000000 bytes in ");
+        assert!(Regex::new(&head).unwrap().is_match(&line), "{line}");
+        assert!(line.contains(", 1000000 received; "), "{line}");
+    }
+    // A pipe of one page: every chunk of 12288 bytes takes three `vmsplice`
+    // calls, and three reads; a pipe of 1 MiB takes each chunk whole.
+    for (pipe_size, pieces) in [("4096", 3), ("1M", 1)] {
+        for via in ["pipe", "vmsplice", "splice"] {
+            let args = ["--via", via, "--pipe-size", pipe_size];
+            let args = [&args[..], &["--bytes", "1228800", "--chunk", "12288"]];
+            let line = one_line(bin!("bench-throughput"), &args.concat());
+            assert!(line.contains(", a pipe of "), "{line}");
+            let (writes, reads) = calls(&line);
+            // A chunk that does not fit in what is left of the pipe takes
+            // one call more.
+            if via != "pipe" {
+                assert!(writes >= 100 * pieces, "{line}");
+            }
+            if pieces == 3 {
+                // A blocking `write` waits for room; `vmsplice` does not.
+                let want = if via == "pipe" { 100 } else { 300 };
+                assert_eq!((writes, reads), (want, 300), "{line}");
+            }
         }
     }
 }
@@ -115,6 +155,12 @@ fn throughput_rejects_sizes_it_cannot_use() {
         &["--via", "vmsplice", "--chunk", "1000"],
         "--chunk must be a multiple of",
     );
+    assert_rejects(
+        bin,
+        &["--via", "tcp", "--pipe-size", "1M"],
+        "--pipe-size is for pipe, vmsplice and splice",
+    );
+    assert_rejects(bin, &["--pipe-size", "1T"], "invalid digit");
 }
 
 #[test]
