@@ -303,15 +303,18 @@ impl Buffers {
     fn new(count: usize, len: usize, huge: bool) -> io::Result<Buffers> {
         let align = if huge { HUGE_PAGE } else { page_size() };
         let size = count * len;
+        // Whole pages: a huge page is used only where all of it lies
+        // within the advised range.
+        let span = size.next_multiple_of(align);
         // Room to start at a boundary; nothing is written yet.
-        let mut memory: Vec<u8> = Vec::with_capacity(size + align);
+        let mut memory: Vec<u8> = Vec::with_capacity(span + align);
         let start = memory.as_ptr().align_offset(align);
-        if huge && size > 0 {
+        if huge {
             // SAFETY: the range lies within the vector's allocation, and
             // the advice changes how it is backed, never its contents.
             let at = unsafe { memory.as_mut_ptr().add(start) };
             let at = std::ptr::NonNull::new(at.cast()).expect("not null");
-            unsafe { madvise(at, size, MmapAdvise::MADV_HUGEPAGE) }?;
+            unsafe { madvise(at, span, MmapAdvise::MADV_HUGEPAGE) }?;
         }
         // The first writes: only now does the kernel back the pages.
         memory.extend((0..start + size).map(|i| (i % 251) as u8));
