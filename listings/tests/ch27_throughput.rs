@@ -421,6 +421,8 @@ fn rust_and_c_send_over_tcp_alike() {
     }
     let dir = tempfile::tempdir().unwrap();
     let c = compile_c("ch27-throughput/27-04-throughput.c", dir.path());
+    let writes = Regex::new(r#"write\(\d+, ".*"\.\.\., 65536"#).unwrap();
+    let reads = Regex::new(r"read\(\d+, .*, 65536\)").unwrap();
     for bin in [bin!("bench-throughput"), c.to_str().unwrap()] {
         let trace = tcp_calls(bin);
         // No socket buffer size of their own: both leave it to the kernel.
@@ -428,8 +430,6 @@ fn rust_and_c_send_over_tcp_alike() {
             assert!(!trace.contains(option), "{bin}: {option}");
         }
         // `write` and `read` of whole 64 KiB chunks, never `send`.
-        let writes = Regex::new(r#"write\(\d+, ".*"\.\.\., 65536"#).unwrap();
-        let reads = Regex::new(r"read\(\d+, .*, 65536\)").unwrap();
         assert!(writes.find_iter(&trace).count() >= 16, "{bin}: {trace}");
         assert!(reads.find_iter(&trace).count() >= 1, "{bin}: {trace}");
         assert!(!trace.contains("sendto("), "{bin}");
