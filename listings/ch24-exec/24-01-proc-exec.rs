@@ -158,9 +158,11 @@ fn spawn_by_hand() -> Result<(Pid, OwnedFd, OwnedFd), Box<dyn Error>> {
         ForkResult::Child => {
             // dup2 makes fd 0 and 1 without CLOEXEC: they survive exec,
             // while the originals close.
-            let errno = match (dup2_stdin(&stdin_r), dup2_stdout(&stdout_w)) {
-                (Ok(_), Ok(_)) => exec_first(&paths, &argv),
-                (Err(errno), _) | (_, Err(errno)) => errno,
+            let dups =
+                dup2_stdin(&stdin_r).and_then(|_| dup2_stdout(&stdout_w));
+            let errno = match dups {
+                Ok(_) => exec_first(&paths, &argv),
+                Err(errno) => errno,
             };
             // Only reached if something failed: send errno, no message,
             // since building one would allocate.
