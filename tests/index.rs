@@ -234,6 +234,7 @@ const SYSTEM_CALLS: &[(&str, &str)] = &[
     ("nix::unistd::execvp", "execvp(3)"),
     ("nix::unistd::getpgid", "getpgid(2)"),
     ("nix::unistd::getpgrp", "getpgrp(2)"),
+    ("nix::unistd::getsid", "getsid(2)"),
     ("nix::unistd::gettid", "gettid(2)"),
     ("nix::unistd::mkdtemp", "mkdtemp(3)"),
     ("nix::unistd::mkfifo", "mkfifo(3)"),

@@ -5,9 +5,9 @@
 // the next one's stdin, the first reads our stdin, the last writes to our
 // stdout. All stages share one process group; Ctrl-C, `kill` and `kill
 // -HUP` sent to this program are passed on to the whole group. At a
-// terminal, where this program runs in the foreground, the stages' group
-// gets the terminal while it runs, and Ctrl-Z stops the pipeline and this
-// program together, as a shell's job. Every stage's status is checked, as
+// terminal, the stages' group gets the terminal while this program has
+// it, and Ctrl-Z stops the pipeline and this program together, as a
+// shell's job. Every stage's status is checked, as
 // `set -o pipefail` does: the pipeline fails with the status of the last
 // stage that failed. `--timeout SECS` stops the pipeline if it runs
 // longer.
@@ -29,7 +29,9 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, killpg, raise};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
-use nix::unistd::{Pid, getpgrp, getpid, getppid, tcgetpgrp, tcsetpgrp};
+use nix::unistd::{
+    Pid, getpgid, getpgrp, getpid, getppid, getsid, tcgetpgrp, tcsetpgrp,
+};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use signal_hook::low_level::emulate_default_handler;
@@ -57,8 +59,8 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Caught before the first stage starts, so that none is missed.
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-    // The terminal, if we run in its foreground: the stages will get it.
-    let terminal = Terminal::if_foreground();
+    // Our terminal, if any: the stages will get it while we have it.
+    let terminal = Terminal::controlling();
     let children = start(&stages, terminal.as_ref())?;
     let pids: Vec<Pid> = children
         .iter()
@@ -178,7 +180,7 @@ fn die_with_parent(command: &mut Command) {
 // ANCHOR_END: start
 
 // ANCHOR: terminal
-/// The controlling terminal, when this program runs in its foreground.
+/// The controlling terminal of this program, if it has one.
 struct Terminal {
     tty: Arc<File>,
     /// Our own process group: the shell's job.
@@ -186,27 +188,33 @@ struct Terminal {
 }
 
 impl Terminal {
-    fn if_foreground() -> Option<Terminal> {
+    fn controlling() -> Option<Terminal> {
         // Our controlling terminal, whichever descriptors point at it;
         // there is none in a daemon, a cron job or CI.
         let tty = File::open("/dev/tty").ok()?;
         let ours = getpgrp();
-        let foreground = tcgetpgrp(&tty).ok()? == ours;
-        foreground.then(|| Terminal {
+        Some(Terminal {
             tty: Arc::new(tty),
             ours,
         })
     }
 
-    /// Makes the stage give its group the terminal before it execs, so
-    /// that it owns the terminal before it can read from it.
+    /// Whether our group has the terminal: we run in the foreground.
+    fn foreground(&self) -> bool {
+        tcgetpgrp(self.tty.as_fd()) == Ok(self.ours)
+    }
+
+    /// Makes the stage give its group the terminal before it execs, if we
+    /// have it: so that the stage owns it before it can read from it.
     fn give_to_stage(&self, command: &mut Command) {
-        let tty = Arc::clone(&self.tty);
+        let (tty, ours) = (Arc::clone(&self.tty), self.ours);
         // SAFETY: between fork and exec, the closure makes system calls
-        // only (getpgrp, pthread_sigmask, ioctl) and allocates nothing.
+        // only (ioctl, getpgrp, pthread_sigmask) and allocates nothing.
         unsafe {
             command.pre_exec(move || {
-                set_foreground(&tty, getpgrp())?;
+                if tcgetpgrp(tty.as_fd()) == Ok(ours) {
+                    set_foreground(&tty, getpgrp())?;
+                }
                 Ok(())
             })
         };
@@ -219,15 +227,34 @@ impl Terminal {
         }
     }
 
-    /// A stage has stopped (Ctrl-Z, or SIGTTIN for reading a terminal it
-    /// does not own): stop with it, as its job, so that our shell sees
-    /// the job stopped. When the shell continues us (`fg` or `bg`), give
-    /// the stages the terminal again if we have it, and continue them.
-    fn suspend(&self, group: &Group) -> nix::Result<()> {
+    /// Whether our shell would see us stop: our parent is in our session
+    /// but not in our group. Otherwise the kernel discards SIGTSTP, since
+    /// nobody would ever continue us.
+    fn can_stop(&self) -> bool {
+        let parent = getppid();
+        getsid(Some(parent)) == getsid(None)
+            && getpgid(Some(parent)) != Ok(self.ours)
+    }
+
+    /// A stage has stopped, `why` telling how: SIGTSTP for Ctrl-Z,
+    /// SIGTTIN or SIGTTOU for using a terminal it does not own. Stop with
+    /// it, as its job, so that our shell sees the job stop. Once the
+    /// shell continues us, give the stages the terminal if we have it,
+    /// and continue them; a stage that needs the terminal goes on only
+    /// once we have it (`fg`): until then we stop again.
+    fn suspend(&self, group: &Group, why: Signal) -> nix::Result<()> {
         self.take_back(group.id);
-        raise(Signal::SIGTSTP)?; // Returns once a SIGCONT has come.
-        if tcgetpgrp(self.tty.as_fd())? == self.ours {
+        let needs_terminal = matches!(why, Signal::SIGTTIN | Signal::SIGTTOU);
+        while self.can_stop() {
+            raise(Signal::SIGTSTP)?; // Returns once a SIGCONT has come.
+            if self.foreground() || !needs_terminal {
+                break;
+            }
+        }
+        if self.foreground() {
             set_foreground(&self.tty, group.id)?;
+        } else if needs_terminal {
+            return Ok(()); // Nobody can give it the terminal.
         }
         group.signal(Signal::SIGCONT);
         Ok(())
@@ -303,11 +330,11 @@ fn wait_all(
             result => result?,
         };
         let Some(pid) = status.pid() else { continue };
-        if let WaitStatus::Stopped(..) = status {
+        if let WaitStatus::Stopped(_, why) = status {
             // Take the report, so that the next waitid waits for news.
             waitpid(pid, Some(WaitPidFlag::WUNTRACED | WaitPidFlag::WNOHANG))?;
             if let Some(terminal) = terminal {
-                terminal.suspend(group)?;
+                terminal.suspend(group, why)?;
             }
             continue;
         }

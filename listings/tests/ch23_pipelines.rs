@@ -693,6 +693,43 @@ fn spawn_pipeline_at_a_terminal_stops_and_continues_with_its_stages() {
     assert!(terminal.finish().success());
 }
 
+/// Started in the background (`&`), the listing leaves the terminal to
+/// the shell; `cat` stops at its first read (SIGTTIN), the listing stops
+/// with it, so that bash sees its job stopped, and `fg` gives the stages
+/// the terminal.
+#[test]
+fn spawn_pipeline_started_in_the_background_waits_for_fg() {
+    if !have("bash") {
+        return;
+    }
+    let script = format!(
+        "set -m; {} cat & read -r go; fg; echo \"done: $?\"",
+        bin!("spawn-pipeline")
+    );
+    let mut terminal =
+        AtTerminal::start("bash", &["--norc", "--noprofile", "-c", &script]);
+    let mut listing = Vec::new();
+    wait_until("bash to start spawn-pipeline", || {
+        listing = children_of(terminal.pid());
+        !listing.is_empty()
+    });
+    let (stages, group) = stages_of(listing[0], 1);
+    let _cleanup = KillGroupOnDrop(group);
+    wait_until("cat and spawn-pipeline to stop", || {
+        state_of(stages[0]) == Some('T') && state_of(listing[0]) == Some('T')
+    });
+    terminal.type_keys("go\n"); // bash's `read`, then `fg`.
+    wait_until("the stages to own the terminal, and cat to go on", || {
+        nix::unistd::tcgetpgrp(&terminal.master).ok() == Some(group)
+            && state_of(stages[0]) != Some('T')
+    });
+    terminal.type_keys("hi\n");
+    terminal.wait_for("hi\r\nhi\r\n", || a_stage_stopped(&stages));
+    terminal.type_keys("\x04");
+    terminal.wait_for("done: 0", || None);
+    assert!(terminal.finish().success());
+}
+
 /// Chapter 23's rule, `killpg` only while a stage of the group is not
 /// reaped, where it matters: a signal that comes just after the last
 /// stage is reaped. strace holds the listing's main thread for two
