@@ -27,7 +27,7 @@ use std::thread;
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, killpg, raise};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, killpg};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{
     Pid, getpgid, getpgrp, getpid, getppid, getsid, tcgetpgrp, tcsetpgrp,
@@ -76,6 +76,8 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
             remember.store(signal, Ordering::SeqCst);
             if let Ok(signal) = Signal::try_from(signal) {
                 stages_group.signal(signal);
+                // A stopped stage takes the signal once it runs again.
+                stages_group.signal(Signal::SIGCONT);
             }
         }
     });
@@ -227,18 +229,25 @@ impl Terminal {
         }
     }
 
-    /// Whether our shell would see us stop: our parent is in our session
-    /// but not in our group. Otherwise the kernel discards SIGTSTP, since
-    /// nobody would ever continue us.
+    /// Whether our shell would see us stop: the first of our ancestors
+    /// outside our group, usually the shell that made it a job, is in our
+    /// session, and may continue us. Where there is none, the group is
+    /// orphaned, and the kernel discards SIGTSTP.
     fn can_stop(&self) -> bool {
-        let parent = getppid();
-        getsid(Some(parent)) == getsid(None)
-            && getpgid(Some(parent)) != Ok(self.ours)
+        let session = getsid(None);
+        let mut ancestor = getppid();
+        while getpgid(Some(ancestor)) == Ok(self.ours) {
+            match parent_of(ancestor) {
+                Some(parent) => ancestor = parent,
+                None => return false,
+            }
+        }
+        getsid(Some(ancestor)) == session
     }
 
     /// A stage has stopped, `why` telling how: SIGTSTP for Ctrl-Z,
     /// SIGTTIN or SIGTTOU for using a terminal it does not own. Stop with
-    /// it, as its job, so that our shell sees the job stop. Once the
+    /// it, with our whole group, so that our shell sees the job stop. Once the
     /// shell continues us, give the stages the terminal if we have it,
     /// and continue them; a stage that needs the terminal goes on only
     /// once we have it (`fg`): until then we stop again.
@@ -246,7 +255,10 @@ impl Terminal {
         self.take_back(group.id);
         let needs_terminal = matches!(why, Signal::SIGTTIN | Signal::SIGTTOU);
         while self.can_stop() {
-            raise(Signal::SIGTSTP)?; // Returns once a SIGCONT has come.
+            // Our whole group, as Ctrl-Z would: a script that started us
+            // stops too, and its shell sees the job stop. It returns once
+            // a SIGCONT has come.
+            killpg(self.ours, Signal::SIGTSTP)?;
             if self.foreground() || !needs_terminal {
                 break;
             }
@@ -259,6 +271,15 @@ impl Terminal {
         group.signal(Signal::SIGCONT);
         Ok(())
     }
+}
+
+/// The parent of process `pid`, from /proc/PID/stat (Linux): the field
+/// after the state, which follows the command name in parentheses.
+fn parent_of(pid: Pid) -> Option<Pid> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, fields) = stat.rsplit_once(") ")?;
+    let ppid = fields.split(' ').nth(1)?.parse().ok()?;
+    Some(Pid::from_raw(ppid))
 }
 
 /// Makes `group` the terminal's foreground process group. A process that

@@ -662,35 +662,57 @@ fn spawn_pipeline_at_a_terminal_stops_and_continues_with_its_stages() {
     if !have("bash") {
         return;
     }
-    let script = format!(
-        "set -m; echo READY; {} cat; echo \"stopped: $?\"; fg; \
-         echo \"done: $?\"",
-        bin!("spawn-pipeline")
-    );
-    let mut terminal =
-        AtTerminal::start("bash", &["--norc", "--noprofile", "-c", &script]);
-    terminal.wait_for("READY", || None);
-    let mut listing = Vec::new();
-    wait_until("bash to start spawn-pipeline", || {
-        listing = children_of(terminal.pid());
-        !listing.is_empty()
-    });
-    let (stages, group) = stages_of(listing[0], 1);
-    let _cleanup = KillGroupOnDrop(group);
-    terminal.type_keys("one\n");
-    terminal.wait_for("one\r\none\r\n", || a_stage_stopped(&stages));
-    terminal.type_keys("\x1a"); // Ctrl-Z
-    // 148 = 128 + SIGTSTP: bash saw its job, the listing, stop.
-    terminal.wait_for("stopped: 148", || None);
-    // bash runs `fg`, and the listing continues its stage.
-    wait_until("the stage to be continued", || {
-        state_of(stages[0]) != Some('T')
-    });
-    terminal.type_keys("two\n");
-    terminal.wait_for("two\r\ntwo\r\n", || a_stage_stopped(&stages));
-    terminal.type_keys("\x04");
-    terminal.wait_for("done: 0", || None);
-    assert!(terminal.finish().success());
+    // Run by bash itself, and by a script that bash runs: the script must
+    // stop too, or bash, which waits for the script, never sees its job
+    // stop.
+    for command in ["{} cat", "sh -c '{} cat; echo the script goes on'"] {
+        let command = command.replace("{}", bin!("spawn-pipeline"));
+        let script = format!(
+            "set -m; echo READY; {command}; echo \"stopped: $?\"; \
+             fg; echo \"done: $?\""
+        );
+        let mut terminal = AtTerminal::start(
+            "bash",
+            &["--norc", "--noprofile", "-c", &script],
+        );
+        terminal.wait_for("READY", || None);
+        let mut listing = None;
+        wait_until("bash to start spawn-pipeline", || {
+            listing = descendants(terminal.pid()).into_iter().find(|&pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|comm| comm.trim_end() == "spawn-pipeline")
+            });
+            listing.is_some()
+        });
+        let (stages, group) = stages_of(listing.unwrap(), 1);
+        let _cleanup = KillGroupOnDrop(group);
+        terminal.type_keys("one\n");
+        terminal.wait_for("one\r\none\r\n", || a_stage_stopped(&stages));
+        terminal.type_keys("\x1a"); // Ctrl-Z
+        // 148 = 128 + SIGTSTP: bash saw its job stop.
+        terminal.wait_for("stopped: 148", || None);
+        // bash runs `fg`, and the listing continues its stage.
+        wait_until("the stage to be continued", || {
+            state_of(stages[0]) != Some('T')
+        });
+        terminal.type_keys("two\n");
+        terminal.wait_for("two\r\ntwo\r\n", || a_stage_stopped(&stages));
+        terminal.type_keys("\x04");
+        terminal.wait_for("done: 0", || None);
+        assert!(terminal.finish().success(), "{command}");
+    }
+}
+
+/// Every process below `pid`: children, their children, and so on.
+fn descendants(pid: Pid) -> Vec<Pid> {
+    let mut found = children_of(pid);
+    let mut i = 0;
+    while i < found.len() {
+        let more = children_of(found[i]);
+        found.extend(more);
+        i += 1;
+    }
+    found
 }
 
 /// Started in the background (`&`), the listing leaves the terminal to
