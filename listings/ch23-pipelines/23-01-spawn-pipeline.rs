@@ -395,7 +395,7 @@ fn watch(
 }
 
 /// The signal a stage died of, if it is one a terminal sends: SIGINT for
-/// Ctrl-C, SIGQUIT for Ctrl-\. 0 otherwise.
+/// Ctrl-C, SIGQUIT for `Ctrl-\`. 0 otherwise.
 fn interrupted(statuses: &[WaitStatus]) -> i32 {
     statuses
         .iter()
