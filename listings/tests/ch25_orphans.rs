@@ -2,13 +2,14 @@
 //! (`proc-orphans`), killed every way.
 
 use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
 
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
 use crate::support::{
     KillGroupOnDrop, Listing, assert_rejects,
-    assert_session_matches_book_masking, cargo_run, finish_clean,
+    assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
     group_is_gone, have, is_dead, kernel, pending_signals, pgid_of, ppid_of,
     run, shell, state_of, wait_until,
 };
@@ -114,6 +115,58 @@ fn proc_orphans_group_survives_a_parent_killed_with_sigkill_until_killed_as_one(
     // What `kill -KILL -- -PGID` does.
     killpg(group, Signal::SIGKILL).unwrap();
     wait_until("the group to die", || group_is_gone(group));
+}
+
+/// Listing 25-1 keeps Chapter 23's rule: it signals a child, or the
+/// children's group, only while a child is not reaped. strace holds the
+/// parent for two seconds on its way out of each `wait4`; the test kills
+/// both children itself, and sends SIGTERM while the parent is held after
+/// the second reap. The parent must end by it without a `kill` or
+/// `killpg`, which could only reach a reaped pid, ESRCH here and a
+/// stranger on a busy machine.
+#[test]
+fn proc_orphans_never_signals_a_child_once_it_is_reaped() {
+    if !have("strace") || !have("setpriv") {
+        return;
+    }
+    let named = regex::Regex::new(r"(?:Parent|sleep) (\d+)").unwrap();
+    let call = regex::Regex::new(r"^(?:\[pid +\d+\] )?kill\(").unwrap();
+    for way in ["none", "group"] {
+        let mut command = Command::new("strace");
+        command
+            .args(["-f", "-q", "-e", "trace=kill,wait4", "-e", "signal=none"])
+            .arg("--inject=wait4:delay_exit=2000000")
+            .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
+            .args([bin!("proc-orphans"), way, "--for", "60"]);
+        let mut traced = Listing::spawn(&mut command, Stdio::piped());
+        let line = traced.next_line();
+        let numbers: Vec<Pid> = named
+            .captures_iter(&line)
+            .map(|c| Pid::from_raw(c[1].parse().unwrap()))
+            .collect();
+        let (parent, children) = (numbers[0], &numbers[1..]);
+        let _cleanup = KillGroupOnDrop(children[0]);
+        for &child in children {
+            kill(child, Signal::SIGKILL).unwrap();
+        }
+        wait_until("both children reaped, and the last wait4 held", || {
+            children_of(parent).is_empty() && state_of(parent) == Some('t')
+        });
+        kill(parent, Signal::SIGTERM).unwrap();
+        let out = finish_clean(traced);
+        assert_eq!(
+            out.status.signal(),
+            Some(Signal::SIGTERM as i32),
+            "{way}: {}",
+            out.stderr
+        );
+        let kills: Vec<_> =
+            out.stderr.lines().filter(|l| call.is_match(l)).collect();
+        assert!(
+            kills.is_empty(),
+            "{way}: signalled after reaping: {kills:?}"
+        );
+    }
 }
 
 /// Who gets SIGHUP when a process group becomes orphaned with a stopped

@@ -748,6 +748,19 @@ pub fn run_clean(bin: &str, args: &[&str]) -> Finished {
     finish_clean(Listing::start(bin, args))
 }
 
+/// Makes `command` start as [`Listing::spawn`] starts a listing (killed
+/// by the kernel if the calling thread dies first, descriptors 0, 1 and 2
+/// only, every signal at its default, the book's environment), but leaves
+/// its process group, its session and its standard streams to the caller:
+/// for a test that gives a program a terminal of its own.
+pub fn like_a_listing(command: &mut Command) -> &mut Command {
+    die_with_this_thread(command);
+    only_standard_descriptors(command);
+    default_signals(command);
+    same_environment(command);
+    command
+}
+
 // ----------------------------------------------------------------------------
 // Outputs of programs that measure (added with Part V).
 
