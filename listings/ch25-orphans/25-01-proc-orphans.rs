@@ -176,7 +176,19 @@ fn start(
             }
             Way::None | Way::Pipe => {}
         }
-        children.push(command.spawn()?);
+        match command.spawn() {
+            Ok(child) => children.push(child),
+            Err(err) => {
+                // Out of processes, say: stop those already started, and
+                // reap them, before giving up. Not reaped yet, their pids
+                // are still theirs.
+                for child in &mut children {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                return Err(err);
+            }
+        }
     }
     Ok(children)
 }

@@ -449,3 +449,54 @@ fn orphans_listing_rejects_bad_arguments_in_one_line() {
     );
     assert_rejects(bin!("proc-orphans"), &["none", "--for", "x"], r#""x""#);
 }
+
+/// When a spawn fails half-way, the children already started are stopped
+/// and reaped, not left behind. A user of its own, allowed four processes
+/// (`ulimit -u`, which does not bind root), makes the fourth spawn fail:
+/// the parent and three `sleep`s are all it may have.
+#[test]
+fn proc_orphans_leaves_no_child_behind_when_a_spawn_fails() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { nix::libc::geteuid() } != 0 {
+        eprintln!("skipped: only root can run the listing as another user");
+        return;
+    }
+    if !have("setpriv") {
+        return;
+    }
+    // A user id nothing else on the machine runs as, so that the limit
+    // counts this listing's processes alone; a marker to find them by.
+    let script = format!(
+        "ulimit -u 4 && exec {} none --children 10 --for 31337",
+        bin!("proc-orphans")
+    );
+    let out = run(
+        "setpriv",
+        &[
+            "--reuid=54321",
+            "--regid=54321",
+            "--clear-groups",
+            "bash",
+            "-c",
+            &script,
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{:?} {}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr,
+        "proc-orphans: Resource temporarily unavailable (os error 11)\n"
+    );
+    let left: Vec<_> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|cmdline| cmdline == b"sleep\x0031337\x00")
+        .collect();
+    assert!(left.is_empty(), "{} sleep(s) left behind", left.len());
+}
