@@ -8,7 +8,7 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
 use crate::support::{
-    KillGroupOnDrop, Listing, assert_rejects,
+    Finished, KillGroupOnDrop, Listing, assert_rejects,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
     group_is_gone, have, is_dead, kernel, pending_signals, pgid_of, ppid_of,
     run, shell, state_of, wait_until,
@@ -22,7 +22,10 @@ fn start(args: &[&str]) -> (Listing, Vec<Pid>) {
 }
 
 fn start_with_line(args: &[&str]) -> (Listing, Vec<Pid>, String) {
-    let mut orphans = Listing::start(bin!("proc-orphans"), args);
+    read_children(Listing::start(bin!("proc-orphans"), args))
+}
+
+fn read_children(mut orphans: Listing) -> (Listing, Vec<Pid>, String) {
     let line = orphans.next_line();
     let pids = regex::Regex::new(r"(?:sleep|cat) (\d+)")
         .unwrap()
@@ -206,15 +209,20 @@ fn proc_orphans_group_orphaned_with_a_stopped_member_gets_sighup_and_sigcont() {
     // Stop the group's leader in one run and the other member in another:
     // the rule must not depend on which one.
     for stopped in 0..2 {
-        let (orphans, children) = start(&["group", "--for", "60"]);
+        // In a session of its own, so that whoever adopts the children is
+        // in another session, whatever started `cargo test`.
+        let args = ["group", "--for", "60"];
+        let (orphans, children, _) = read_children(
+            Listing::start_in_new_session(bin!("proc-orphans"), &args),
+        );
         let _cleanup = KillGroupOnDrop(children[0]);
         let running = children[1 - stopped];
         let stopped = children[stopped];
         kill(stopped, Signal::SIGSTOP).unwrap();
         wait_until("the child to stop", || state_of(stopped) == Some('T'));
         kill_parent(&orphans, &children);
-        // Orphaned: the parent that adopted them is in another session
-        // (PID 1 here), so no member has a parent in the same session.
+        // Orphaned: the parent that adopted them (PID 1 here) is in
+        // another session, so no member has a parent in the same session.
         let adopter = ppid_of(running).expect("the running member");
         assert_ne!(
             sid_of(adopter),
@@ -249,64 +257,12 @@ fn proc_orphans_group_orphaned_with_a_stopped_member_gets_sighup_and_sigcont() {
 /// and its report is the one the book shows, on the kernel the book shows.
 #[test]
 fn orphan_hangup_reports_whom_this_kernel_hangs_up() {
-    let (expected, kernel) = orphan_hangup_here();
-    let first_line = regex::Regex::new(
-        r"^Group (\d+): (\d+) running, (\d+) stopped; their parent \d+ killed$",
-    )
-    .unwrap();
-    let adopted_by = regex::Regex::new(r"; adopted by (\d+)$").unwrap();
     for stop in ["other", "leader"] {
-        let args = ["--stop", stop];
-        let out = run(bin!("orphan-hangup"), &args);
-        assert!(out.status.success(), "{stop}: {}", out.stderr);
-        let lines = &out.stdout;
-        assert_eq!(lines.len(), 4, "{lines:?}");
-        let pids = first_line
-            .captures(&lines[0])
-            .unwrap_or_else(|| panic!("{lines:?}"));
-        let (leader, running, stopped) = (&pids[1], &pids[2], &pids[3]);
-        // Process 1 here, or a subreaper on a desktop: either way in
-        // another session, or the group was not orphaned at all and this
-        // run says nothing of the kernel.
-        let adopter = lines
-            .iter()
-            .find_map(|line| adopted_by.captures(line))
-            .map(|c| Pid::from_raw(c[1].parse().unwrap()))
-            .unwrap_or_else(|| panic!("no member reported: {lines:?}"));
-        assert_ne!(
-            sid_of(adopter),
-            sid_of(nix::unistd::getpid()),
-            "adopted by {adopter}, in this session: not orphaned; {lines:?}"
-        );
-        let leader_stopped = leader == stopped;
-        assert_eq!(leader_stopped, stop == "leader", "{lines:?}");
-        assert_eq!(leader_stopped, leader != running, "{lines:?}");
-        let running_got = match expected {
-            OrphanHangup::EveryMember => "SIGHUP, SIGCONT",
-            OrphanHangup::StoppedMembersOnly => "SIGCONT",
-        };
-        let verdict = match expected {
-            OrphanHangup::EveryMember => {
-                "SIGHUP reached every member, as POSIX says"
-            }
-            OrphanHangup::StoppedMembersOnly => {
-                "SIGHUP reached the stopped member only"
-            }
-        };
-        assert_eq!(
-            lines[1..],
-            [
-                format!(
-                    "{stopped} (stopped): SIGHUP, SIGCONT; adopted by {adopter}"
-                ),
-                format!(
-                    "{running} (running): {running_got}; adopted by {adopter}"
-                ),
-                format!("Linux {kernel}: {verdict}"),
-            ],
-            "expected {expected:?} on {kernel}"
-        );
-        if expected == OrphanHangup::StoppedMembersOnly && stop == "other" {
+        let out = run(bin!("orphan-hangup"), &["--stop", stop]);
+        let lines = check_orphan_hangup_report(&out, stop);
+        if orphan_hangup_here().0 == OrphanHangup::StoppedMembersOnly
+            && stop == "other"
+        {
             let masks = &[
                 (
                     r"Group \d+: \d+ running, \d+ stopped; their parent \d+",
@@ -323,6 +279,91 @@ fn orphan_hangup_reports_whom_this_kernel_hangs_up() {
             );
         }
     }
+}
+
+/// Where the process that adopts the members shares the session Listing
+/// 25-2 was started in, their group would not be orphaned; the listing's
+/// parent starts a session of its own so that it is, wherever it runs.
+/// Here the listing is process 1 of a new PID namespace, so it adopts the
+/// members itself, in the test's session, as the first process of a
+/// container adopts them in the shell's session that started it.
+#[test]
+fn orphan_hangup_orphans_its_group_when_its_adopter_shares_our_session() {
+    let probe = run("unshare", &["--map-root-user", "--pid", "--fork", "true"]);
+    if !probe.status.success() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "unshare: {}",
+            probe.stderr
+        );
+        eprintln!("skipped: no PID namespace here: {}", probe.stderr);
+        return;
+    }
+    let args = [
+        "--map-root-user",
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        bin!("orphan-hangup"),
+    ];
+    let out = run("unshare", &args);
+    let lines = check_orphan_hangup_report(&out, "other");
+    assert!(
+        lines[1].ends_with("adopted by 1")
+            && lines[2].ends_with("adopted by 1"),
+        "adopted by the namespace's process 1, the listing: {lines:?}"
+    );
+}
+
+/// Checks the report of one run of Listing 25-2, which stopped `stop`,
+/// against what this kernel is expected to do; returns its lines.
+#[track_caller]
+fn check_orphan_hangup_report(out: &Finished, stop: &str) -> Vec<String> {
+    let (expected, kernel) = orphan_hangup_here();
+    let first_line = regex::Regex::new(
+        r"^Group (\d+): (\d+) running, (\d+) stopped; their parent \d+ killed$",
+    )
+    .unwrap();
+    let adopted_by = regex::Regex::new(r"; adopted by (\d+)$").unwrap();
+    assert!(out.status.success(), "{stop}: {}", out.stderr);
+    let lines = &out.stdout;
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    let pids = first_line
+        .captures(&lines[0])
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    let (leader, running, stopped) = (&pids[1], &pids[2], &pids[3]);
+    let adopter = lines
+        .iter()
+        .find_map(|line| adopted_by.captures(line))
+        .map(|c| c[1].to_string())
+        .unwrap_or_else(|| panic!("no member reported: {lines:?}"));
+    let leader_stopped = leader == stopped;
+    assert_eq!(leader_stopped, stop == "leader", "{lines:?}");
+    assert_eq!(leader_stopped, leader != running, "{lines:?}");
+    let running_got = match expected {
+        OrphanHangup::EveryMember => "SIGHUP, SIGCONT",
+        OrphanHangup::StoppedMembersOnly => "SIGCONT",
+    };
+    let verdict = match expected {
+        OrphanHangup::EveryMember => {
+            "SIGHUP reached every member, as POSIX says"
+        }
+        OrphanHangup::StoppedMembersOnly => {
+            "SIGHUP reached the stopped member only"
+        }
+    };
+    assert_eq!(
+        lines[1..],
+        [
+            format!(
+                "{stopped} (stopped): SIGHUP, SIGCONT; adopted by {adopter}"
+            ),
+            format!("{running} (running): {running_got}; adopted by {adopter}"),
+            format!("Linux {kernel}: {verdict}"),
+        ],
+        "expected {expected:?} on {kernel}"
+    );
+    lines.clone()
 }
 
 #[test]
