@@ -235,6 +235,8 @@ fn abuses() -> Vec<Abuse> {
         abuse("poll-spin", &[], End::Sigpipe),
         abuse("poll-server", &["127.0.0.1:0"], End::Exits(0)),
         abuse("net-load", &[], End::Sigpipe),
+        abuse("epoll-modes", &[], End::Sigpipe),
+        abuse("poll-connect", &[], End::Sigpipe),
         // It must remove its socket file even when its log goes away.
         unix_server(),
         // The parent dies of SIGPIPE; the child sees the end of the
@@ -248,6 +250,8 @@ fn abuses() -> Vec<Abuse> {
         abuse("net-dual-stack", &[], End::Sigpipe),
         abuse("net-reuse", &[], End::Sigpipe),
         abuse("net-nagle", &["--rounds", "1"], End::Sigpipe),
+        abuse("net-keepalive", &[], End::Sigpipe),
+        abuse("net-handover", &[], End::Sigpipe),
         // Part IV. Filters die of SIGPIPE; a program that writes to
         // children, or removes files on the way out, leaves through `main`.
         abuse("pipe-no-eof", &["--close"], End::Sigpipe),
