@@ -1,6 +1,7 @@
 //! Chapter 25, A child that must not outlive its parent: Listing 25-1
 //! (`proc-orphans`), killed every way.
 
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
@@ -505,11 +506,18 @@ fn proc_orphans_leaves_no_child_behind_when_a_spawn_fails() {
     if !have("setpriv") {
         return;
     }
+    // A copy of the listing that the other user can reach: the checkout
+    // may be in a directory only we may enter (CI clones into one).
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("proc-orphans");
+    std::fs::copy(bin!("proc-orphans"), &copy).unwrap();
+    std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755))
+        .unwrap();
     // A user id nothing else on the machine runs as, so that the limit
     // counts this listing's processes alone; a marker to find them by.
     let script = format!(
         "ulimit -u 4 && exec {} none --children 10 --for 31337",
-        bin!("proc-orphans")
+        copy.display()
     );
     let out = run(
         "setpriv",
