@@ -187,3 +187,87 @@ fn every_figure_is_labelled_and_shown_with_a_caption() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// Figures are numbered per chapter in order of appearance, Figure N-M in
+/// chapter N, whether drawn (`<figure id="figure-N-M">` with its
+/// `<figcaption>Figure N-M: …`) or plotted (a `<p class="caption">Figure
+/// N-M: …` under an included plot); and every "Figure N-M" the prose
+/// mentions is one of them. A figure moved to another place or chapter
+/// without renumbering, or a mention left behind, fails here.
+#[test]
+fn figures_are_numbered_in_order_and_every_mention_finds_its_figure() {
+    static CHAPTER: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^ch(\d\d)-.*\.md$").unwrap());
+    static CAPTION: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r#"(?m)^(?:<figcaption>|<p class="caption">)Figure (\d+)-(\d+):"#,
+        )
+        .unwrap()
+    });
+    static FIGURE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r#"(?ms)^<figure class="figure" id="figure-(\d+)-(\d+)">(.*?)^</figure>"#,
+        )
+        .unwrap()
+    });
+    static MENTION: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\bFigure (\d+)-(\d+)\b").unwrap());
+    let mut problems = Vec::new();
+    let mut numbered = BTreeSet::new();
+    let mut mentions = Vec::new();
+    for (file, text) in markdown_sources() {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let place =
+            |offset| format!("{}:{}", from_root(&file), line_of(&text, offset));
+        let chapter: Option<u32> =
+            CHAPTER.captures(&name).map(|c| c[1].parse().unwrap());
+        let mut next = 1;
+        for cap in CAPTION.captures_iter(&text) {
+            let (n, m): (u32, u32) =
+                (cap[1].parse().unwrap(), cap[2].parse().unwrap());
+            let at = place(cap.get(0).unwrap().start());
+            if chapter != Some(n) || m != next {
+                problems.push(format!(
+                    "{at}: Figure {n}-{m} where Figure {}-{next} comes next",
+                    chapter.map_or("?".to_string(), |c| c.to_string())
+                ));
+            }
+            numbered.insert((n, m));
+            next = m + 1;
+        }
+        for cap in FIGURE.captures_iter(&text) {
+            let caption =
+                format!("<figcaption>Figure {}-{}:", &cap[1], &cap[2]);
+            if !cap[3].contains(&caption) {
+                problems.push(format!(
+                    "{}: <figure id=\"figure-{}-{}\"> has no {caption}",
+                    place(cap.get(0).unwrap().start()),
+                    &cap[1],
+                    &cap[2]
+                ));
+            }
+        }
+        for line_start in
+            text.match_indices('\n').map(|(i, _)| i + 1).chain([0])
+        {
+            let line = text[line_start..].lines().next().unwrap_or("");
+            if CAPTION.is_match(line) {
+                continue;
+            }
+            for cap in MENTION.captures_iter(line) {
+                let (n, m): (u32, u32) =
+                    (cap[1].parse().unwrap(), cap[2].parse().unwrap());
+                mentions.push(((n, m), place(line_start)));
+            }
+        }
+    }
+    for (figure, at) in mentions {
+        if !numbered.contains(&figure) {
+            problems.push(format!(
+                "{at}: mentions Figure {}-{}, which no caption has",
+                figure.0, figure.1
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

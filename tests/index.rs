@@ -3,16 +3,20 @@
 //! starts or stops using an API changes the index, and this test fails
 //! until it is regenerated with `BLESS=1 cargo test -p book-tests index`.
 //!
-//! What counts as a use, read from each listing's source (no type
-//! checking, so the rules stay simple and predictable):
+//! What counts as a use, read from each listing's source with `syn` and
+//! the tokens it makes (no type checking, so the rules stay simple and
+//! predictable; comments and string literals are never code):
 //!
-//! - a function or associated function of nix, libc, signal-hook or the
-//!   parts of std that talk to the kernel (`net`, `os`, `process`,
-//!   `thread`, `fs`, `io`, `sync`), called by a path, through the file's
-//!   `use` declarations or written out in full: `fork()`, `alarm::set(…)`,
-//!   `TcpListener::bind(…)`, `nix::libc::_exit(…)`;
+//! - a function or associated function of nix, libc, signal-hook,
+//!   socket2, tokio, tokio-util or the parts of std that talk to the
+//!   kernel (`net`, `os`, `process`, `thread`, `fs`, `io`, `sync`), called
+//!   by a path, through the file's `use` declarations or written out in
+//!   full, anywhere, inside macros such as `tokio::select!` too:
+//!   `fork()`, `alarm::set(…)`, `task::spawn_blocking(…)`;
+//! - an attribute such as `#[tokio::main]`;
 //! - a method call `.name(…)` listed in [`METHODS`] for a type the file
-//!   imports: `.accept()` in a file that imports `TcpListener`.
+//!   imports, or for a type that one it imports hands out (a `Child` from
+//!   a `Command`): `.accept()` in a file that imports `TcpListener`.
 //!
 //! [`SYSTEM_CALLS`] names the system calls behind the APIs it knows; an
 //! API it does not know still gets its row, with that column empty.
@@ -21,7 +25,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::LazyLock;
 
+use proc_macro2::{Delimiter, TokenStream, TokenTree};
 use regex::Regex;
+use syn::visit::Visit;
 
 use crate::support::{files_with_extension, from_root, read, workspace_root};
 
@@ -57,7 +63,14 @@ const IGNORED: &[&str] = &[
     "std::sync::Arc::clone",
     "std::sync::mpsc::channel",
     "nix::sys::signal::Signal::iterator",
+    "nix::sys::time::TimeSpec::from_duration",
+    "socket2::Domain::for_address",
+    "std::sync::mpsc::sync_channel",
 ];
+
+/// Types whose associated functions only name a value: which signal
+/// `tokio::signal::unix::signal` is for.
+const VALUES: &[&str] = &["tokio::signal::unix::SignalKind::"];
 
 /// Associated functions that only build a value.
 const CONSTRUCTORS: &[&str] = &[
@@ -70,6 +83,24 @@ const CONSTRUCTORS: &[&str] = &[
     "try_from",
     "from_raw",
     "from_bits_retain",
+];
+
+/// Functions that only build a value, yet are what a chapter is about.
+const BUILT_ON_PURPOSE: &[&str] = &[
+    "tokio_util::sync::CancellationToken::new",
+    "tokio_util::task::TaskTracker::new",
+];
+
+/// Types whose methods count where the file imports a type that hands
+/// them out, without naming them: `Command::spawn` gives a `Child`.
+const HANDED_OUT: &[(&str, &[&str])] = &[
+    ("std::process::Child", &["std::process::Command"]),
+    ("tokio::process::Child", &["tokio::process::Command"]),
+    ("std::net::TcpStream", &["std::net::TcpListener"]),
+    (
+        "std::os::unix::net::UnixStream",
+        &["std::os::unix::net::UnixListener"],
+    ),
 ];
 
 /// Methods the index recognises, by the type that has them: a call
@@ -107,6 +138,22 @@ const METHODS: &[(&str, &[&str])] = &[
     ),
     ("std::process::Command", &["spawn", "output", "status"]),
     ("std::process::Child", &["wait", "try_wait", "kill"]),
+    (
+        "tokio::process::Command",
+        &["spawn", "kill_on_drop", "output", "status"],
+    ),
+    (
+        "tokio::process::Child",
+        &["wait", "kill", "start_kill", "wait_with_output"],
+    ),
+    (
+        "tokio_util::sync::CancellationToken",
+        &["cancel", "cancelled", "child_token"],
+    ),
+    (
+        "tokio_util::task::TaskTracker",
+        &["spawn", "close", "wait", "track_future"],
+    ),
     ("std::io::BufRead", &["lines", "read_line"]),
     (
         "std::io::Read",
@@ -155,6 +202,8 @@ const SYSTEM_CALLS: &[(&str, &str)] = &[
     ("nix::sys::socket::connect", "connect(2)"),
     ("nix::sys::socket::getsockname", "getsockname(2)"),
     ("nix::sys::socket::listen", "listen(2)"),
+    ("nix::sys::socket::recvmsg", "recvmsg(2)"),
+    ("nix::sys::socket::sendmsg", "sendmsg(2)"),
     ("nix::sys::socket::setsockopt", "setsockopt(2)"),
     ("nix::sys::socket::socket", "socket(2)"),
     ("nix::sys::socket::socketpair", "socketpair(2)"),
@@ -194,6 +243,7 @@ const SYSTEM_CALLS: &[(&str, &str)] = &[
     ("std::process::Command::spawn", "posix_spawn(3)"),
     ("std::process::exit", "exit(3)"),
     ("libc::chdir", "chdir(2)"),
+    ("libc::execv", "execv(3)"),
     ("libc::getitimer", "getitimer(2)"),
     ("libc::kill", "kill(2)"),
     ("libc::open", "open(2)"),
@@ -210,6 +260,7 @@ const SYSTEM_CALLS: &[(&str, &str)] = &[
     ("libc::timer_delete", "timer_delete(2)"),
     ("libc::timer_settime", "timer_settime(2)"),
     ("libc::write", "write(2)"),
+    ("nix::errno::Errno::last", "errno(3)"),
     ("nix::errno::Errno::last_raw", "errno(3)"),
     ("nix::errno::Errno::set_raw", "errno(3)"),
     ("nix::fcntl::fcntl", "fcntl(2)"),
@@ -231,12 +282,17 @@ const SYSTEM_CALLS: &[(&str, &str)] = &[
     ("nix::unistd::dup2_stdout", "dup2(2)"),
     ("nix::unistd::execvp", "execvp(3)"),
     ("nix::unistd::getpgid", "getpgid(2)"),
+    ("nix::unistd::getpgrp", "getpgrp(2)"),
+    ("nix::unistd::getsid", "getsid(2)"),
     ("nix::unistd::gettid", "gettid(2)"),
     ("nix::unistd::mkdtemp", "mkdtemp(3)"),
     ("nix::unistd::mkfifo", "mkfifo(3)"),
     ("nix::unistd::pipe2", "pipe2(2)"),
     ("nix::unistd::setpgid", "setpgid(2)"),
     ("nix::unistd::setsid", "setsid(2)"),
+    ("nix::unistd::sysconf", "sysconf(3)"),
+    ("nix::unistd::tcgetpgrp", "tcgetpgrp(3)"),
+    ("nix::unistd::tcsetpgrp", "tcsetpgrp(3)"),
     ("signal_hook::flag::register", "sigaction(2)"),
     (
         "signal_hook::flag::register_conditional_shutdown",
@@ -285,6 +341,7 @@ const SYSTEM_CALLS: &[(&str, &str)] = &[
     ("std::process::Stdio::piped", "pipe2(2)"),
     ("std::process::id", "getpid(2)"),
     ("std::process::Child::wait", "waitpid(2)"),
+    ("std::process::Child::try_wait", "waitpid(2)"),
     ("std::process::Child::kill", "kill(2)"),
     ("socket2::Socket::new", "socket(2)"),
     ("socket2::Socket::bind", "bind(2)"),
@@ -349,58 +406,51 @@ fn listings() -> Vec<Listing> {
 
 /// The names a file's `use` declarations bring in, each with its full
 /// path: `use std::io::{self, Write}` gives `io` → `std::io` and `Write`
-/// → `std::io::Write`. `nix::libc` is spelled `libc`.
-fn imports(source: &str) -> BTreeMap<String, String> {
-    static USE: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"(?s)\buse\s+([^;]+);").unwrap());
-    let mut names = BTreeMap::new();
-    for cap in USE.captures_iter(source) {
-        let tree: String =
-            cap[1].chars().filter(|c| !c.is_whitespace()).collect();
-        use_tree("", &tree, &mut names);
+/// → `std::io::Write`. `nix::libc` is spelled `libc`. Declarations inside
+/// functions count too.
+fn imports(file: &syn::File) -> BTreeMap<String, String> {
+    struct Uses(BTreeMap<String, String>);
+    impl<'ast> Visit<'ast> for Uses {
+        fn visit_item_use(&mut self, item: &'ast syn::ItemUse) {
+            use_tree("", &item.tree, &mut self.0);
+        }
     }
-    names
+    let mut uses = Uses(BTreeMap::new());
+    uses.visit_file(file);
+    uses.0
 }
 
 /// Adds the names of one use tree, under `prefix`.
-fn use_tree(prefix: &str, tree: &str, names: &mut BTreeMap<String, String>) {
-    if let Some(open) = tree.find('{') {
-        let base = format!("{prefix}{}", &tree[..open]);
-        let inner = &tree[open + 1..tree.len() - 1];
-        let mut depth = 0;
-        let mut start = 0;
-        for (i, c) in inner.char_indices() {
-            match c {
-                '{' => depth += 1,
-                '}' => depth -= 1,
-                ',' if depth == 0 => {
-                    use_tree(&base, &inner[start..i], names);
-                    start = i + 1;
-                }
-                _ => {}
+fn use_tree(
+    prefix: &str,
+    tree: &syn::UseTree,
+    names: &mut BTreeMap<String, String>,
+) {
+    match tree {
+        syn::UseTree::Path(path) => {
+            let prefix = format!("{prefix}{}::", path.ident);
+            use_tree(&prefix, &path.tree, names);
+        }
+        syn::UseTree::Name(name) if name.ident == "self" => {
+            let module = prefix.trim_end_matches("::");
+            let last = module.rsplit("::").next().unwrap_or(module);
+            names.insert(last.to_string(), canonical(module));
+        }
+        syn::UseTree::Name(name) => {
+            let full = canonical(&format!("{prefix}{}", name.ident));
+            names.insert(name.ident.to_string(), full);
+        }
+        syn::UseTree::Rename(rename) => {
+            let full = canonical(&format!("{prefix}{}", rename.ident));
+            names.insert(rename.rename.to_string(), full);
+        }
+        syn::UseTree::Group(group) => {
+            for tree in &group.items {
+                use_tree(prefix, tree, names);
             }
         }
-        use_tree(&base, &inner[start..], names);
-        return;
+        syn::UseTree::Glob(_) => {}
     }
-    if tree.is_empty() {
-        return;
-    }
-    let (path, alias) = match tree.split_once("as") {
-        Some((path, alias)) if tree.contains("as") && !alias.contains("::") => {
-            (path.to_string(), Some(alias.to_string()))
-        }
-        _ => (tree.to_string(), None),
-    };
-    let full = format!("{prefix}{path}");
-    let full = match full.strip_suffix("::self") {
-        Some(module) => module.to_string(),
-        None => full,
-    };
-    let full = canonical(&full);
-    let name =
-        alias.unwrap_or_else(|| full.rsplit("::").next().unwrap().to_string());
-    names.insert(name, full);
 }
 
 /// `nix::libc::x` and `libc::x` are the same item.
@@ -409,20 +459,110 @@ fn canonical(path: &str) -> String {
         .map_or_else(|| path.to_string(), |rest| format!("libc::{rest}"))
 }
 
+/// What the tokens of a file call: paths followed by arguments
+/// (`a::b::c(…)`, `a::b::<T>(…)`), methods (`.name(…)`), and attribute
+/// paths (`#[tokio::main]`), each as written.
+#[derive(Default)]
+struct Calls {
+    paths: BTreeSet<String>,
+    methods: BTreeSet<String>,
+}
+
+impl Calls {
+    fn scan(&mut self, tokens: TokenStream) {
+        let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+        let mut i = 0;
+        while i < tokens.len() {
+            match &tokens[i] {
+                TokenTree::Group(group) => {
+                    let inner = group.stream();
+                    if group.delimiter() == Delimiter::Bracket
+                        && i > 0
+                        && is_punct(&tokens[i - 1], '#')
+                    {
+                        // An attribute: its path is what it uses.
+                        let path =
+                            path_at(&inner.into_iter().collect::<Vec<_>>(), 0)
+                                .0;
+                        if !path.is_empty() {
+                            self.paths.insert(path);
+                        }
+                    }
+                    self.scan(group.stream());
+                    i += 1;
+                }
+                TokenTree::Ident(ident) => {
+                    let after_dot = i > 0 && is_punct(&tokens[i - 1], '.');
+                    let after_fn = i > 0
+                        && matches!(&tokens[i - 1], TokenTree::Ident(k) if k == "fn");
+                    let (path, next) = path_at(&tokens, i);
+                    let called = tokens.get(next).is_some_and(|t| {
+                        matches!(t, TokenTree::Group(g) if g.delimiter() == Delimiter::Parenthesis)
+                    });
+                    if called && !after_fn {
+                        if after_dot {
+                            self.methods.insert(ident.to_string());
+                        } else {
+                            self.paths.insert(path);
+                        }
+                    }
+                    i = next.max(i + 1);
+                }
+                _ => i += 1,
+            }
+        }
+    }
+}
+
+fn is_punct(token: &TokenTree, c: char) -> bool {
+    matches!(token, TokenTree::Punct(p) if p.as_char() == c)
+}
+
+/// The path that starts at `tokens[start]` (`a::b::c`, with any
+/// `::<…>` left out), and the index of the token after it.
+fn path_at(tokens: &[TokenTree], start: usize) -> (String, usize) {
+    let mut path = String::new();
+    let mut i = start;
+    while let Some(TokenTree::Ident(ident)) = tokens.get(i) {
+        path.push_str(&ident.to_string());
+        i += 1;
+        let colons = tokens.get(i).is_some_and(|t| is_punct(t, ':'))
+            && tokens.get(i + 1).is_some_and(|t| is_punct(t, ':'));
+        if !colons {
+            break;
+        }
+        i += 2;
+        if tokens.get(i).is_some_and(|t| is_punct(t, '<')) {
+            // A turbofish: skip to the matching `>`; the call follows.
+            let mut depth = 0;
+            while let Some(token) = tokens.get(i) {
+                if is_punct(token, '<') {
+                    depth += 1;
+                } else if is_punct(token, '>') {
+                    depth -= 1;
+                    if depth == 0 {
+                        i += 1;
+                        break;
+                    }
+                }
+                i += 1;
+            }
+            break;
+        }
+        path.push_str("::");
+    }
+    (path, i)
+}
+
 /// The APIs `source` uses, as full paths.
 fn apis_used(source: &str) -> BTreeSet<String> {
-    static PATH_CALL: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?:^|[^\w:.])((?:[A-Za-z_]\w*::)*[A-Za-z_]\w*)\s*\(")
-            .unwrap()
-    });
-    static METHOD_CALL: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"\.([a-z_]\w*)\s*\(").unwrap());
-    // Comments and strings are not code.
-    let code = strip_comments_and_strings(source);
-    let names = imports(&code);
+    let file = syn::parse_file(source).expect("a listing that parses");
+    let names = imports(&file);
+    let mut calls = Calls::default();
+    let tokens: TokenStream = source.parse().expect("a listing that lexes");
+    calls.scan(tokens);
     let mut used = BTreeSet::new();
-    for cap in PATH_CALL.captures_iter(&code) {
-        let written = &cap[1];
+    for written in &calls.paths {
         let head = written.split("::").next().unwrap();
         let full = match names.get(head) {
             Some(path) => {
@@ -433,40 +573,40 @@ fn apis_used(source: &str) -> BTreeSet<String> {
         };
         used.insert(full);
     }
-    for cap in METHOD_CALL.captures_iter(&code) {
+    // The types the file names: imported, or written before a call of
+    // one of their functions (`process::Command::new(…)`).
+    let mut named: BTreeSet<String> = names.values().cloned().collect();
+    named.extend(
+        used.iter()
+            .filter_map(|path| Some(path.rsplit_once("::")?.0.to_string())),
+    );
+    let imported = |ty: &str| {
+        named.contains(ty)
+            || HANDED_OUT.iter().any(|(handed, by)| {
+                *handed == ty && by.iter().any(|b| named.contains(*b))
+            })
+    };
+    for method in &calls.methods {
         for (ty, methods) in METHODS {
-            if methods.contains(&&cap[1])
-                && names.values().any(|path| path == ty)
-            {
-                used.insert(format!("{ty}::{}", &cap[1]));
+            if methods.contains(&method.as_str()) && imported(ty) {
+                used.insert(format!("{ty}::{method}"));
             }
         }
     }
     used.retain(|path| {
         let last = path.rsplit("::").next().unwrap_or_default();
-        let known = SYSTEM_CALLS.iter().any(|(api, _)| api == path);
+        let known = SYSTEM_CALLS.iter().any(|(api, _)| api == path)
+            || BUILT_ON_PURPOSE.contains(&path.as_str());
         INDEXED.iter().any(|prefix| path.starts_with(prefix))
             && !IGNORED.contains(&path.as_str())
+            && !VALUES.iter().any(|prefix| path.starts_with(prefix))
             // Building a value (`PollFd::new`, `SigSet::empty`) is not
-            // using the kernel, unless the table says it is.
+            // using the kernel, unless the tables say it is.
             && (known || !CONSTRUCTORS.contains(&last))
-            && path.rsplit("::").next().is_some_and(|last| {
-                // A call of a function, not a tuple struct or a variant.
-                last.starts_with(|c: char| c.is_lowercase() || c == '_')
-            })
+            // A function, not a tuple struct or a variant.
+            && last.starts_with(|c: char| c.is_lowercase() || c == '_')
     });
     used
-}
-
-/// `source` with comments and the insides of string literals blanked.
-fn strip_comments_and_strings(source: &str) -> String {
-    static NOISE: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(
-            r##"(?m)//.*$|r#*"[^"]*"#*|"(?:[^"\\]|\\(?s:.))*"|'(?:[^'\\]|\\.)'"##,
-        )
-        .unwrap()
-    });
-    NOISE.replace_all(source, "\"\"").into_owned()
 }
 
 /// The index page, as Markdown.
@@ -483,11 +623,12 @@ fn generate() -> String {
         "# Appendix: index of system calls and APIs\n\
          \n\
          Every function of nix, libc, signal-hook and socket2 that a \
-         listing of this \
-         book calls, and every function of the standard library's modules \
-         that deal with the system (`net`, `os`, `process`, `thread`, \
-         `fs`, `io` and `sync`), with the system calls behind it, where the \
-         index knows them, and the listings that call it. Each listing \
+         listing of this book calls, every function of the standard \
+         library's modules that deal with the system (`net`, `os`, \
+         `process`, `thread`, `fs`, `io` and `sync`), and what the async \
+         listings of Part VI use of tokio and tokio-util, with the system \
+         calls behind it, where the index knows them, and the listings \
+         that call it. Each listing \
          number links to the listing in its chapter; each system call to \
          its manual page.\n\
          \n\
@@ -555,16 +696,32 @@ fn the_index_of_system_calls_and_apis_is_up_to_date() {
 
 #[test]
 fn the_index_reads_use_trees_and_calls() {
-    let source = "use nix::unistd::{alarm, fork, ForkResult};\n\
-                  use std::io::{self, Write};\n\
-                  use std::net::{TcpListener as Listener};\n\
-                  fn main() { alarm::set(5); let _ = fork(); \
-                  io::stdout().flush(); nix::libc::_exit(0); \
-                  let l = Listener::bind(\"x\"); l.accept(); \
-                  // fork() in a comment\n\
-                  let usage = \"a string that goes on \\\n\
-                  to the next line\"; nix::unistd::getpid();\n\
-                  let _ = nix::libc::getppid(); let s = \"y\"; }";
+    let source = r#"
+        use nix::unistd::{alarm, fork, ForkResult};
+        use std::io::{self, Write};
+        use std::net::{TcpListener as Listener};
+        use std::process::Command;
+        use tokio::task;
+        #[tokio::main]
+        async fn main() {
+            alarm::set(5);
+            let _ = fork();
+            io::stdout().flush();
+            nix::libc::_exit(0);
+            let l = Listener::bind("x");
+            l.accept(); // fork() in a comment
+            let usage = "a string that goes on \
+                         to the next line, pause()";
+            nix::unistd::getpid();
+            let _ = nix::libc::getppid();
+            let n = "7".parse::<u32>();
+            let status = Command::new("true").spawn().unwrap().wait();
+            tokio::select! {
+                _ = task::spawn_blocking(|| 1) => {}
+            }
+        }
+        fn pause() {}
+    "#;
     let used: Vec<String> = apis_used(source).into_iter().collect();
     assert_eq!(
         used,
@@ -578,6 +735,10 @@ fn the_index_reads_use_trees_and_calls() {
             "std::io::stdout",
             "std::net::TcpListener::accept",
             "std::net::TcpListener::bind",
+            "std::process::Child::wait",
+            "std::process::Command::spawn",
+            "tokio::main",
+            "tokio::task::spawn_blocking",
         ]
     );
 }

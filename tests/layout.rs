@@ -225,3 +225,45 @@ fn every_listing_file_is_a_binary() {
         problems.join("\n")
     );
 }
+
+/// The parts of the book, as the table of contents numbers them: `Part I`
+/// to `Part VI`, in order. Chapters that say "Part III's servers" must
+/// find it there, in the sidebar, where readers look.
+#[test]
+fn the_parts_are_numbered_in_the_table_of_contents() {
+    const NUMERALS: [&str; 10] =
+        ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X"];
+    static PART_TITLE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?m)^# (?:Part ([IVX]+): \S.*|(.*))$").unwrap()
+    });
+    static PART_NAMED: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\bParts? ([IVX]+)\b").unwrap());
+    let summary = read(&workspace_root().join("src").join("SUMMARY.md"));
+    let mut problems = Vec::new();
+    let mut parts = Vec::new();
+    for cap in PART_TITLE.captures_iter(&summary) {
+        match (cap.get(1), cap.get(2)) {
+            (Some(numeral), _) => parts.push(numeral.as_str().to_string()),
+            (None, Some(title)) if title.as_str() != "Summary" => problems
+                .push(format!("a part without a number: # {}", title.as_str())),
+            _ => {}
+        }
+    }
+    let expected: Vec<&str> = NUMERALS[..parts.len()].to_vec();
+    if parts != expected {
+        problems.push(format!("parts {parts:?}, expected {expected:?}"));
+    }
+    for file in files_with_extension(&workspace_root().join("src"), "md") {
+        let text = read(&file);
+        for cap in PART_NAMED.captures_iter(&text) {
+            if !parts.iter().any(|p| *p == cap[1]) {
+                problems.push(format!(
+                    "{}: names Part {}, which the table of contents lacks",
+                    from_root(&file),
+                    &cap[1]
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -5,7 +5,8 @@
 //
 // `--late` stands in for a machine too busy to run this process for six
 // seconds between `alarm(5)` and `pause()`: it makes the original's race
-// happen every time. `--count N` stops after N alarms.
+// happen every time. `--fix` blocks SIGALRM first and waits with
+// `sigsuspend`, which cannot lose it. `--count N` stops after N alarms.
 
 use std::error::Error;
 use std::process::{self, ExitCode};
@@ -16,11 +17,12 @@ use std::time::Duration;
 use chrono::Local;
 use nix::libc::c_int;
 use nix::sys::signal::{
-    SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction, signal,
+    SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction,
+    signal,
 };
 use nix::unistd::{alarm, getpid, pause};
 
-const USAGE: &str = "usage: alarm-pause [--count N] [--late]";
+const USAGE: &str = "usage: alarm-pause [--count N] [--late] [--fix]";
 
 fn main() -> ExitCode {
     match run() {
@@ -48,7 +50,8 @@ extern "C" fn on_alarm(_signal: c_int) {
 
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
-    let (count, late) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let (count, late, fix) =
+        parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let action = SigAction::new(
         SigHandler::Handler(on_alarm),
         SaFlags::empty(),
@@ -56,6 +59,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     );
     // SAFETY: the handler only stores to an atomic.
     unsafe { sigaction(Signal::SIGALRM, &action) }?;
+    // With --fix: SIGALRM blocked from here on, and the mask to wait with.
+    let waiting = if fix { Some(block_sigalrm()?) } else { None };
 
     let mut alarms = 0;
     while count.is_none_or(|n| alarms < n) {
@@ -67,17 +72,33 @@ fn run() -> Result<(), Box<dyn Error>> {
         if late {
             thread::sleep(LATE);
             let rang = RANG.load(Ordering::SeqCst);
+            let wait = if fix { "sigsuspend" } else { "pause" };
             println!(
-                "Calling pause() as pid {}; the alarm has rung already: \
+                "Calling {wait}() as pid {}; the alarm has rung already: \
                  {rang}",
                 getpid()
             );
         }
-        pause();
+        match &waiting {
+            // Unblocks SIGALRM and waits, in one step: a pending alarm is
+            // delivered inside the call, which then returns.
+            Some(mask) => mask.suspend()?,
+            None => pause(),
+        }
         println!("Got alarm {} at {}", Signal::SIGALRM as i32, asctime());
         alarms += 1;
     }
     Ok(())
+}
+
+/// Blocks SIGALRM, so that an alarm that rings early stays pending, and
+/// returns the mask to wait with: the same, with SIGALRM unblocked.
+fn block_sigalrm() -> nix::Result<SigSet> {
+    let mut alarm = SigSet::empty();
+    alarm.add(Signal::SIGALRM);
+    let mut waiting = alarm.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
+    waiting.remove(Signal::SIGALRM);
+    Ok(waiting)
 }
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"
 /// before `main`: when whoever reads our output goes away, we end quietly,
@@ -95,15 +116,16 @@ fn asctime() -> String {
     Local::now().format("%a %b %e %H:%M:%S %Y").to_string()
 }
 
-/// Reads `[--count N] [--late]` from the command line.
-fn parse_args() -> Result<(Option<u64>, bool), lexopt::Error> {
+/// Reads `[--count N] [--late] [--fix]` from the command line.
+fn parse_args() -> Result<(Option<u64>, bool, bool), lexopt::Error> {
     use lexopt::prelude::*;
-    let (mut count, mut late) = (None, false);
+    let (mut count, mut late, mut fix) = (None, false, false);
     let mut args = lexopt::Parser::from_env();
     while let Some(arg) = args.next()? {
         match arg {
             Long("count") => count = Some(args.value()?.parse()?),
             Long("late") => late = true,
+            Long("fix") => fix = true,
             Short('h') | Long("help") => {
                 println!("{USAGE}");
                 process::exit(0);
@@ -111,6 +133,6 @@ fn parse_args() -> Result<(Option<u64>, bool), lexopt::Error> {
             _ => return Err(arg.unexpected()),
         }
     }
-    Ok((count, late))
+    Ok((count, late, fix))
 }
 // ANCHOR_END: whole

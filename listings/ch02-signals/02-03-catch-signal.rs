@@ -102,9 +102,12 @@ fn parse_signal(arg: &str) -> Result<c_int, String> {
     let number = if let Ok(number) = arg.parse::<c_int>() {
         number
     } else if let Some(rest) = name.strip_prefix("RTMIN") {
-        SIGRTMIN() + offset(rest, '+').ok_or_else(unknown)?
+        // Checked: the offset is the user's number, `RTMIN+2147483647`.
+        let offset = offset(rest, '+').ok_or_else(unknown)?;
+        SIGRTMIN().checked_add(offset).ok_or_else(unknown)?
     } else if let Some(rest) = name.strip_prefix("RTMAX") {
-        SIGRTMAX() - offset(rest, '-').ok_or_else(unknown)?
+        let offset = offset(rest, '-').ok_or_else(unknown)?;
+        SIGRTMAX().checked_sub(offset).ok_or_else(unknown)?
     } else {
         let signal: Signal =
             format!("SIG{name}").parse().map_err(|_| unknown())?;

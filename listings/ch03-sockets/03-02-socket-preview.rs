@@ -4,8 +4,9 @@
 // client threads each send their name and print the reply.
 //
 // The server listens on 127.0.0.1:50008 unless an address is given;
-// port 0 lets the kernel choose. `--count N` makes the server stop after
-// N connections, so the program ends; without it the server runs forever.
+// port 0 lets the kernel choose. As in the original, whose server thread
+// is a daemon thread, the program ends once its five clients have their
+// replies, and the server thread with it.
 
 use std::error::Error;
 use std::io::{self, ErrorKind, Read, Write};
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigHandler, Signal, signal};
 
-const USAGE: &str = "usage: socket-preview [HOST:PORT] [--count N]";
+const USAGE: &str = "usage: socket-preview [HOST:PORT]";
 
 fn main() -> ExitCode {
     match run() {
@@ -33,7 +34,7 @@ const DEFAULT_ADDR: &str = "127.0.0.1:50008";
 
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
-    let (spec, count) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let spec = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let spec = spec.as_deref().unwrap_or(DEFAULT_ADDR);
     let addrs = resolve(spec)?;
     // Bind (which also listens) before any client exists: a client can
@@ -42,7 +43,9 @@ fn run() -> Result<(), Box<dyn Error>> {
         .map_err(|err| format!("cannot listen on {spec}: {err}"))?;
     let addr = listener.local_addr()?;
     println!("Server listening on {addr}");
-    let server = thread::spawn(move || serve(&listener, count));
+    // Never joined: like the original's daemon thread, the server ends
+    // with the program.
+    thread::spawn(move || serve(&listener));
 
     let clients: Vec<_> = (0..5)
         .map(|i| thread::spawn(move || client(addr, &format!("client{i}"))))
@@ -52,7 +55,6 @@ fn run() -> Result<(), Box<dyn Error>> {
         let reply = reply.map_err(|err| format!("a client failed: {err}"))?;
         println!("client got: [{}]", reply.escape_ascii());
     }
-    server.join().map_err(|_| "the server thread panicked")?;
     Ok(())
 }
 /// Every address `HOST:PORT` names (`localhost` may name several).
@@ -75,12 +77,48 @@ const SERVER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Answers each connection once, then closes it: one client at a time, as
 /// in the original. A client that fails is reported and skipped.
-fn serve(listener: &TcpListener, count: Option<usize>) {
-    for conn in listener.incoming().take(count.unwrap_or(usize::MAX)) {
-        if let Err(err) = conn.and_then(answer) {
-            eprintln!("socket-preview: a connection failed: {err}");
+fn serve(listener: &TcpListener) {
+    let mut short = false;
+    loop {
+        let result = match listener.accept() {
+            Ok((conn, _)) => {
+                short = false;
+                answer(conn)
+            }
+            // Out of descriptors or memory, `accept` fails at once, and
+            // again until some come free: report the first failure only,
+            // and wait before trying again, instead of spinning.
+            Err(err) if out_of_resources(&err) => {
+                if !short {
+                    report(&err);
+                }
+                short = true;
+                thread::sleep(ACCEPT_PAUSE);
+                continue;
+            }
+            Err(err) => Err(err),
+        };
+        if let Err(err) = result {
+            report(&err);
         }
     }
+}
+
+/// How long the server waits after `accept` failed for want of resources.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// True for the errors of `accept` that mean the process or the system is
+/// out of descriptors (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM), rather
+/// than that one client went wrong.
+fn out_of_resources(err: &io::Error) -> bool {
+    use nix::libc::{EMFILE, ENFILE, ENOBUFS, ENOMEM};
+    matches!(err.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
+}
+
+/// One line on stderr; not `eprintln!`, which panics if stderr is closed.
+fn report(err: &io::Error) {
+    let _ =
+        writeln!(io::stderr(), "socket-preview: a connection failed: {err}");
 }
 
 /// Reads one request, answers it and closes the connection. One deadline
@@ -165,14 +203,13 @@ fn restore_sigpipe() -> nix::Result<()> {
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
 }
 
-/// Reads `[HOST:PORT] [--count N]` from the command line.
-fn parse_args() -> Result<(Option<String>, Option<usize>), lexopt::Error> {
+/// Reads `[HOST:PORT]` from the command line.
+fn parse_args() -> Result<Option<String>, lexopt::Error> {
     use lexopt::prelude::*;
-    let (mut spec, mut count) = (None, None);
+    let mut spec = None;
     let mut args = lexopt::Parser::from_env();
     while let Some(arg) = args.next()? {
         match arg {
-            Long("count") => count = Some(args.value()?.parse()?),
             Value(value) if spec.is_none() => spec = Some(value.string()?),
             Short('h') | Long("help") => {
                 println!("{USAGE}");
@@ -181,6 +218,6 @@ fn parse_args() -> Result<(Option<String>, Option<usize>), lexopt::Error> {
             _ => return Err(arg.unexpected()),
         }
     }
-    Ok((spec, count))
+    Ok(spec)
 }
 // ANCHOR_END: whole

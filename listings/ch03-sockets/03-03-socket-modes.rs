@@ -111,26 +111,52 @@ const SERVER_TIMEOUT: Duration = Duration::from_secs(5);
 /// client's problem, and is logged.
 fn serve(listener: &TcpListener, count: Option<usize>) -> io::Result<()> {
     let mut out = io::stdout();
-    for conn in listener.incoming().take(count.unwrap_or(usize::MAX)) {
-        let result = conn.and_then(|conn| Ok((conn.peer_addr()?, conn)));
-        match result {
-            Ok((peer, conn)) => match answer(conn) {
-                // The request is the client's bytes: escape them, so that
-                // no client can write a line of our log for us.
-                Ok(request) => writeln!(
-                    out,
-                    "Answered {peer}: server got: [{}]",
-                    request.escape_ascii()
-                )?,
-                Err(err) => log(format_args!(
-                    "{peer}: {}",
-                    explain(err, SERVER_TIMEOUT)
-                )),
-            },
-            Err(err) => log(format_args!("a connection failed: {err}")),
+    let (mut answered, mut short) = (0, false);
+    while count.is_none_or(|n| answered < n) {
+        let (conn, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
+            // Out of descriptors or memory, `accept` fails at once, and
+            // again until some come free: log the first failure only, and
+            // wait before trying again, instead of spinning.
+            Err(err) if out_of_resources(&err) => {
+                if !short {
+                    log(format_args!("a connection failed: {err}"));
+                }
+                short = true;
+                thread::sleep(ACCEPT_PAUSE);
+                continue;
+            }
+            Err(err) => {
+                log(format_args!("a connection failed: {err}"));
+                continue;
+            }
+        };
+        (answered, short) = (answered + 1, false);
+        match answer(conn) {
+            // The request is the client's bytes: escape them, so that no
+            // client can write a line of our log for us.
+            Ok(request) => writeln!(
+                out,
+                "Answered {peer}: server got: [{}]",
+                request.escape_ascii()
+            )?,
+            Err(err) => {
+                log(format_args!("{peer}: {}", explain(err, SERVER_TIMEOUT)))
+            }
         }
     }
     Ok(())
+}
+
+/// How long the server waits after `accept` failed for want of resources.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// True for the errors of `accept` that mean the process or the system is
+/// out of descriptors (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM), rather
+/// than that one client went wrong.
+fn out_of_resources(err: &io::Error) -> bool {
+    use nix::libc::{EMFILE, ENFILE, ENOBUFS, ENOMEM};
+    matches!(err.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
 }
 
 /// One line on stderr. Not `eprintln!`, which panics if stderr is a

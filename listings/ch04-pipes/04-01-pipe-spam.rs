@@ -16,10 +16,11 @@ use std::process::{self, ExitCode};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, pipe, read, write};
+use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, pipe2, read, write};
 
 const USAGE: &str = "usage: pipe-spam [--count N]";
 
@@ -48,7 +49,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     };
     // Lutz's names are `pipein` and `pipeout`: the end this program reads
     // from, and the end it writes to.
-    let (read_end, write_end) = pipe()?;
+    // Close-on-exec: no program this process may start inherits an end.
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
     let parent = getpid();
     // Whatever sits in our stdout buffer would be copied into the child.
     io::stdout().flush()?;

@@ -9,9 +9,10 @@ use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::process::{self, ExitCode};
 
+use nix::fcntl::OFlag;
 use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, fork, getpid, pipe, read, write};
+use nix::unistd::{ForkResult, fork, getpid, pipe2, read, write};
 
 const USAGE: &str = "usage: pipe-glued";
 
@@ -29,7 +30,8 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    let (read_end, write_end) = pipe()?;
+    // Close-on-exec: no program this process may start inherits an end.
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
     io::stdout().flush()?;
     // SAFETY: no other thread exists, so no lock can be held by one.
     match unsafe { fork() }? {

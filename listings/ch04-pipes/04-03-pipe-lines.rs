@@ -12,9 +12,10 @@ use std::process::{self, ExitCode};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use nix::fcntl::OFlag;
 use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, fork, getpid, pipe};
+use nix::unistd::{ForkResult, fork, getpid, pipe2};
 
 const USAGE: &str = "usage: pipe-lines [--count N]";
 
@@ -33,7 +34,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     // Restored first, and before `fork`, so the child has it too.
     restore_sigpipe()?;
     let count = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    let (read_end, write_end) = pipe()?;
+    // Close-on-exec: no program this process may start inherits an end.
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
     io::stdout().flush()?;
     // SAFETY: no other thread exists, so no lock can be held by one.
     match unsafe { fork() }? {

@@ -12,13 +12,13 @@ use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::errno::Errno;
-use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::fcntl::OFlag;
 use nix::libc::{self, c_int};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction, signal,
 };
-use nix::unistd::{getpid, pipe, read};
+use nix::unistd::{getpid, pipe2, read};
 
 const USAGE: &str = "usage: sig-selfpipe [--count N]";
 
@@ -55,10 +55,12 @@ extern "C" fn on_signal(signal: c_int) {
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let count = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    let (read_end, write_end) = pipe()?;
-    for end in [&read_end, &write_end] {
-        fcntl(end, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
-    }
+    // Leaked on purpose: the pipe is never closed, because the handler may
+    // write into it at any moment until the process ends, even while `run`
+    // returns. A closed descriptor's number is soon another file's.
+    let flags = OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let (read_end, write_end): &'static (OwnedFd, OwnedFd) =
+        Box::leak(Box::new(pipe2(flags)?));
     WAKE_FD.store(write_end.as_raw_fd(), Ordering::SeqCst);
     let action = SigAction::new(
         SigHandler::Handler(on_signal),
@@ -88,7 +90,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             other => other?,
         };
         let input_ready = fds.get(1).and_then(PollFd::any) == Some(true);
-        for signal in drain(&read_end)? {
+        for signal in drain(read_end)? {
             println!("Main loop: got {signal}");
             seen += 1;
             if matches!(signal, Signal::SIGTERM | Signal::SIGINT) {

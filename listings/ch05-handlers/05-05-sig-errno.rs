@@ -11,17 +11,17 @@
 
 use std::error::Error;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use nix::errno::Errno;
-use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::fcntl::OFlag;
 use nix::libc::{self, c_int};
 use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, Signal, raise, sigaction, signal,
 };
-use nix::unistd::{pipe, write};
+use nix::unistd::{pipe2, write};
 
 const USAGE: &str = "usage: sig-errno [--save-errno]";
 
@@ -40,6 +40,18 @@ static FULL_PIPE: AtomicI32 = AtomicI32::new(-1);
 static SAVE_ERRNO: AtomicBool = AtomicBool::new(false);
 
 // ANCHOR: handler
+/// Writes into a non-blocking pipe until it is full.
+fn fill(write_end: &impl std::os::fd::AsFd) -> nix::Result<()> {
+    let block = [0u8; 4096];
+    loop {
+        match write(write_end, &block) {
+            Ok(_) => {}
+            Err(Errno::EAGAIN) => return Ok(()),
+            Err(err) => return Err(err),
+        }
+    }
+}
+
 extern "C" fn on_signal(_signal: c_int) {
     let saved = Errno::last_raw();
     let byte = 0u8;
@@ -58,9 +70,11 @@ fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let save = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     SAVE_ERRNO.store(save, Ordering::SeqCst);
-    let (_read_end, write_end) = pipe()?;
-    fcntl(&write_end, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
-    fill(&write_end)?;
+    // Never closed, like every descriptor a handler uses (Listing 5-4).
+    let flags = OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let (_read_end, write_end): &'static (OwnedFd, OwnedFd) =
+        Box::leak(Box::new(pipe2(flags)?));
+    fill(write_end)?;
     FULL_PIPE.store(write_end.as_raw_fd(), Ordering::SeqCst);
     let action = SigAction::new(
         SigHandler::Handler(on_signal),
@@ -73,7 +87,8 @@ fn run() -> Result<(), Box<dyn Error>> {
 
     let path = c"/no/such/file";
     // SAFETY: `path` is a valid C string.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+    let fd =
+        unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
     // Bad luck, on purpose: the signal comes after `open` has failed and
     // before anyone has read errno.
     raise(Signal::SIGUSR1)?;
@@ -84,18 +99,6 @@ fn run() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 // ANCHOR_END: run
-
-/// Writes into a non-blocking pipe until it is full.
-fn fill(write_end: &impl std::os::fd::AsFd) -> nix::Result<()> {
-    let block = [0u8; 4096];
-    loop {
-        match write(write_end, &block) {
-            Ok(_) => {}
-            Err(Errno::EAGAIN) => return Ok(()),
-            Err(err) => return Err(err),
-        }
-    }
-}
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"
 /// before `main`: when whoever reads our output goes away, we end quietly,

@@ -57,7 +57,12 @@ fn run() -> Result<(), Box<dyn Error>> {
         if stdin_open {
             fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
         }
-        poll(&mut fds, PollTimeout::NONE)?;
+        match poll(&mut fds, PollTimeout::NONE) {
+            // No handler runs here, but one that a library installs later
+            // (for SIGWINCH, say) would end `poll` with EINTR: poll again.
+            Err(Errno::EINTR) => continue,
+            other => other?,
+        };
         let input_ready = fds.get(1).and_then(PollFd::any) == Some(true);
         // One record per signal; `None` once none is left.
         while let Some(info) = signals.read_signal()? {

@@ -13,11 +13,12 @@ use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::libc::{self, c_int};
 use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction, signal,
 };
-use nix::unistd::{getpid, pipe, read};
+use nix::unistd::{getpid, pipe2, read};
 use signal_hook::consts::{SIGUSR1, SIGUSR2};
 
 const USAGE: &str = "usage: sig-eintr [--restart | --signal-hook]";
@@ -75,7 +76,10 @@ extern "C" fn usr2_handler(_: c_int) {
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let install = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    let (read_end, write_end): (OwnedFd, OwnedFd) = pipe()?;
+    // Never closed: the SIGUSR2 handler writes into it for as long as it
+    // is installed, which is until the process ends (Listing 5-4).
+    let (read_end, write_end): &'static (OwnedFd, OwnedFd) =
+        Box::leak(Box::new(pipe2(OFlag::O_CLOEXEC)?));
     FEED.store(write_end.as_raw_fd(), Ordering::SeqCst);
     match install {
         Install::SignalHook => {
@@ -110,7 +114,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     println!("Reading an empty pipe as pid {pid}; try: kill -USR1 {pid}");
 
     let mut buf = [0u8; 16];
-    match read(&read_end, &mut buf) {
+    match read(read_end, &mut buf) {
         Ok(n) => println!(
             "read returned {n} byte(s) [{}]; the handler ran {} time(s)",
             buf[..n].escape_ascii(),

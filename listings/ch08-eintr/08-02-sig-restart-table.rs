@@ -20,13 +20,14 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::OFlag;
 use nix::libc::{self, c_int};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, Signal, kill, sigaction, signal,
 };
 use nix::sys::wait::waitpid;
-use nix::unistd::{Pid, pipe};
+use nix::unistd::{Pid, pipe2};
 
 const USAGE: &str = "usage: sig-restart-table";
 /// Interruptions before the helper ends the wait.
@@ -68,7 +69,7 @@ type Setup = fn() -> io::Result<(Call, Finish)>;
 fn cases() -> Vec<(&'static str, Setup)> {
     vec![
         ("std File::read, pipe", || {
-            let (read_end, write_end) = pipe()?;
+            let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
             let mut file = File::from(read_end);
             Ok((
                 Box::new(move || std_outcome(file.read(&mut [0; 1]))),
@@ -76,7 +77,7 @@ fn cases() -> Vec<(&'static str, Setup)> {
             ))
         }),
         ("std Read::read_exact, pipe", || {
-            let (read_end, write_end) = pipe()?;
+            let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
             let mut file = File::from(read_end);
             Ok((
                 Box::new(move || std_outcome(file.read_exact(&mut [0; 1]))),
@@ -84,7 +85,7 @@ fn cases() -> Vec<(&'static str, Setup)> {
             ))
         }),
         ("nix unistd::read, pipe", || {
-            let (read_end, write_end) = pipe()?;
+            let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
             Ok((
                 Box::new(move || {
                     nix_outcome(nix::unistd::read(&read_end, &mut [0; 1]))
@@ -121,7 +122,7 @@ fn cases() -> Vec<(&'static str, Setup)> {
             ))
         }),
         ("nix poll, 10 s timeout", || {
-            let (read_end, write_end) = pipe()?;
+            let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
             Ok((
                 Box::new(move || {
                     let mut fds =

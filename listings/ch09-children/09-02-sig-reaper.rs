@@ -7,25 +7,32 @@
 // only one child per wake-up, the common mistake, and zombies are left.
 // `--hold` keeps SIGCHLD blocked until every child has exited, so that the
 // merging this chapter is about happens every time.
+//
+// With `--command` it also starts `true` with std's `Command`, as any
+// library might, and waits for it with `Child::wait` at the end:
+// `waitpid(-1)` reaps that child too, and `Child::wait` then fails. With
+// `--own` it reaps only the children it forked, by pid, as a program that
+// does not own every child must.
 
 use std::error::Error;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
-use std::process::{self, ExitCode};
+use std::process::{self, Command, ExitCode, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::Duration;
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
-use nix::unistd::{ForkResult, Pid, fork, pipe};
+use nix::unistd::{ForkResult, Pid, fork, pipe2};
 use signal_hook::consts::SIGCHLD;
 use signal_hook::iterator::Signals;
 
-const USAGE: &str =
-    "usage: sig-reaper [--children N] [--one-per-signal] [--hold]";
+const USAGE: &str = "usage: sig-reaper [--children N] [--one-per-signal] \
+                     [--hold] [--command] [--own]";
 /// How long the parent waits for another SIGCHLD before giving up.
 const QUIET: Duration = Duration::from_secs(2);
 
@@ -33,6 +40,8 @@ struct Args {
     children: usize,
     one_per_signal: bool,
     hold: bool,
+    command: bool,
+    own: bool,
 }
 
 fn main() -> ExitCode {
@@ -56,14 +65,24 @@ fn run() -> Result<(), Box<dyn Error>> {
     // Before the first fork, so that no SIGCHLD can come too early.
     let mut signals = Signals::new([SIGCHLD])?;
     let children = fork_children(args.children)?;
-    let n = children.pids.len();
-    println!("Forked {n} children; they exit together now");
+    let mut mine = children.pids.clone();
+    let n = mine.len();
+    // Another part of the program starts a child of its own.
+    let mut other = if args.command {
+        let command = Command::new("true").stdin(Stdio::null()).spawn()?;
+        println!("Forked {n} children and started `true`; they exit now");
+        Some(command)
+    } else {
+        println!("Forked {n} children; they exit together now");
+        None
+    };
     // Closing the last write end of the "go" pipe: every child's read
     // returns at once, and every child exits.
     drop(children.go);
     if args.hold {
         // Wait until each one is a zombie, without reaping any.
-        for &pid in &children.pids {
+        let others = other.iter().map(|c| Pid::from_raw(c.id() as i32));
+        for pid in mine.iter().copied().chain(others) {
             waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)?;
         }
         sigchld.thread_unblock()?;
@@ -79,43 +98,80 @@ fn run() -> Result<(), Box<dyn Error>> {
             }
         }
     });
-    let (mut reaped, mut woken) = (0, 0);
-    while reaped < n {
+    let (mut woken, mut stolen) = (0, 0);
+    while !mine.is_empty() {
         match wake_ups.recv_timeout(QUIET) {
             Ok(()) => woken += 1,
             Err(RecvTimeoutError::Timeout) => break,
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        reaped += reap(args.one_per_signal)?;
+        stolen += reap(&mut mine, args.own, args.one_per_signal)?;
     }
     handle.close();
     let _ = waiter.join();
-    println!("{woken} wake-ups on SIGCHLD; reaped {reaped} of {n} children");
-    let left = n - reaped;
-    if left > 0 {
-        println!("{left} zombies left; reaping them before leaving");
-        while reap(false)? > 0 {}
-        return Err(
-            format!("{left} children were not reaped on SIGCHLD").into()
-        );
+    let reaped = n - mine.len();
+    let theirs = match stolen {
+        0 => String::new(),
+        _ => format!(", and {stolen} that was not ours"),
+    };
+    println!(
+        "{woken} wake-ups on SIGCHLD; reaped {reaped} of {n} children{theirs}"
+    );
+    let mut failure = None;
+    if let Some(child) = &mut other {
+        match child.wait() {
+            Ok(status) => println!("Child::wait on `true`: {status}"),
+            Err(err) => {
+                println!("Child::wait on `true`: {err}");
+                failure =
+                    Some("`Command`'s child was reaped by waitpid(-1)".into());
+            }
+        }
     }
-    Ok(())
+    if !mine.is_empty() {
+        let left = mine.len();
+        println!("{left} zombies left; reaping them before leaving");
+        for pid in mine.drain(..) {
+            waitpid(pid, None)?;
+        }
+        failure = Some(format!("{left} children were not reaped on SIGCHLD"));
+    }
+    failure.map_or(Ok(()), |why| Err(why.into()))
 }
 
-/// Reaps exited children without blocking: all of them, or only one.
-fn reap(only_one: bool) -> nix::Result<usize> {
-    let mut reaped = 0;
-    loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
-            Ok(_) => reaped += 1,
-            Err(err) => return Err(err),
-        }
-        if only_one {
-            break;
+/// Reaps exited children without blocking: any child of this process
+/// (`waitpid(-1)`) or, with `own`, only the pids in `mine`; all that have
+/// exited, or only one. Removes from `mine` each one reaped; returns how
+/// many were not in it.
+fn reap(mine: &mut Vec<Pid>, own: bool, only_one: bool) -> nix::Result<usize> {
+    let mut stolen = 0;
+    let candidates = if own {
+        mine.clone()
+    } else {
+        vec![Pid::from_raw(-1)]
+    };
+    for pid in candidates {
+        loop {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+                Ok(status) => {
+                    let reaped = status.pid();
+                    match mine.iter().position(|&p| Some(p) == reaped) {
+                        Some(i) => drop(mine.remove(i)),
+                        None => stolen += 1,
+                    }
+                }
+                Err(err) => return Err(err),
+            }
+            if only_one {
+                return Ok(stolen);
+            }
+            if own {
+                break; // One pid, reaped.
+            }
         }
     }
-    Ok(reaped)
+    Ok(stolen)
 }
 // ANCHOR_END: run
 
@@ -128,7 +184,7 @@ struct Children {
 /// Forks `n` children that each wait for the "go" pipe to close (which
 /// also happens if this process dies) and then exit with their number.
 fn fork_children(n: usize) -> Result<Children, Box<dyn Error>> {
-    let (go_read, go_write) = pipe()?;
+    let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC)?;
     io::stdout().flush()?;
     let mut pids = Vec::new();
     for i in 0..n {
@@ -164,6 +220,8 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         children: 20,
         one_per_signal: false,
         hold: false,
+        command: false,
+        own: false,
     };
     let mut args = lexopt::Parser::from_env();
     while let Some(arg) = args.next()? {
@@ -171,6 +229,8 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("children") => parsed.children = args.value()?.parse()?,
             Long("one-per-signal") => parsed.one_per_signal = true,
             Long("hold") => parsed.hold = true,
+            Long("command") => parsed.command = true,
+            Long("own") => parsed.own = true,
             Short('h') | Long("help") => {
                 println!("{USAGE}");
                 process::exit(0);

@@ -12,9 +12,10 @@ use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::process::{self, ExitCode};
 
+use nix::fcntl::OFlag;
 use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, pipe};
+use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, pipe2};
 
 const USAGE: &str = "usage: sig-orphan [--subreaper]";
 
@@ -39,8 +40,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     println!("Parent: pid {parent}, subreaper: {subreaper}");
     // The parent writes to `ask` when the grandchild should look again;
     // the grandchild holds `done` open until it has finished.
-    let (ask_read, ask_write) = pipe()?;
-    let (done_read, done_write) = pipe()?;
+    let (ask_read, ask_write) = pipe2(OFlag::O_CLOEXEC)?;
+    let (done_read, done_write) = pipe2(OFlag::O_CLOEXEC)?;
     io::stdout().flush()?;
     // SAFETY: no other thread exists, so no lock can be held by one.
     let middle = match unsafe { fork() }? {
@@ -76,7 +77,7 @@ fn run() -> Result<(), Box<dyn Error>> {
 /// Forks the grandchild, waits until it has looked at its parent, and
 /// exits without waiting for it.
 fn middle_child(ask: OwnedFd, done: OwnedFd) -> io::Result<()> {
-    let (looked_read, looked_write) = pipe()?;
+    let (looked_read, looked_write) = pipe2(OFlag::O_CLOEXEC)?;
     io::stdout().flush()?;
     // SAFETY: the forking process has one thread, so no lock is held.
     match unsafe { fork() }? {

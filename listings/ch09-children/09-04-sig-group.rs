@@ -12,9 +12,10 @@ use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::process::{self, ExitCode};
 
+use nix::fcntl::OFlag;
 use nix::sys::signal::{SigHandler, Signal, kill, killpg, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork, getpgid, pipe, setpgid};
+use nix::unistd::{ForkResult, Pid, fork, getpgid, pipe2, setpgid};
 
 const USAGE: &str = "usage: sig-group";
 
@@ -33,7 +34,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // The children wait for this pipe's end: our word, or our exit.
-    let (wait_read, wait_write) = pipe()?;
+    let (wait_read, wait_write) = pipe2(OFlag::O_CLOEXEC)?;
     let mut children: Vec<(&str, Pid)> = Vec::new();
     for name in ["A", "B", "C"] {
         // A and C lead new groups (0 means "my own pid"); B joins A's.

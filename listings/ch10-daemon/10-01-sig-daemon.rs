@@ -6,10 +6,13 @@
 // - SIGHUP reloads the configuration file; connections stay open, and a
 //   bad file keeps the old configuration.
 // - SIGTERM or SIGINT stops accepting, lets every connection finish the
-//   requests it has received, and exits 0 once they have closed; if they
-//   have not within `--drain-secs` (10), it exits 1.
+//   requests it has received, and once they have closed, dies of that
+//   signal, as its sender expects; if they have not within
+//   `--drain-secs` (10), it exits 1.
 // - A second SIGTERM or SIGINT during that drain ends it at once, killed
 //   by that signal.
+// - When it runs out of file descriptors, it stops accepting for a while,
+//   longer each time, instead of spinning.
 //
 // Without `--config PATH` it writes a default configuration into a private
 // temporary directory, which it removes when it exits. `--flag-only`
@@ -29,8 +32,9 @@ use std::sync::{Arc, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::unistd::{getpid, pipe};
+use nix::unistd::{getpid, pipe2};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::{flag, low_level};
 
@@ -49,9 +53,18 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest request line.
 const MAX_LINE: usize = 64 * 1024;
 
+// ANCHOR: main
 fn main() -> ExitCode {
     match run() {
-        Ok(code) => code,
+        Ok(Ending::Code(code)) => code,
+        Ok(Ending::Signal(signal)) => {
+            // Everything `run` owned is dropped by now, the private
+            // directory too: die of the signal, so that whoever sent it
+            // learns that it worked (a shell's `$?` says 128 + n).
+            let _ = io::stdout().flush();
+            let _ = low_level::emulate_default_handler(signal);
+            ExitCode::FAILURE // Only if the signal did not end us.
+        }
         Err(err) => {
             // Not `eprintln!`, which panics if stderr is a closed pipe.
             let _ = writeln!(io::stderr(), "sig-daemon: {err}");
@@ -59,6 +72,15 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// How the daemon ends, once it has stopped serving.
+enum Ending {
+    /// Drained after this signal: die of it, from `main`.
+    Signal(i32),
+    /// Gave up at the deadline, or nobody reads its log.
+    Code(ExitCode),
+}
+// ANCHOR_END: main
 
 struct Args {
     addr: String,
@@ -87,7 +109,7 @@ struct Wakeups {
 }
 
 // ANCHOR: run
-fn run() -> Result<ExitCode, Box<dyn Error>> {
+fn run() -> Result<Ending, Box<dyn Error>> {
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let addrs = resolve(&args.addr)?;
     // SIGPIPE stays ignored: a client that goes away is an error on its
@@ -124,25 +146,26 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         config_path.display()
     );
     if ready.is_err() {
-        return Ok(ExitCode::SUCCESS); // Nobody reads our log: leave.
+        return Ok(Ending::Code(ExitCode::SUCCESS)); // Nobody reads our log.
     }
 
     let server = Server::new(config)?;
     let stop_signal = if args.flag_only {
         accept_until_flag(&listener, &server, &stop)?;
-        // The wake-up channels heard the signal too: they say which.
-        let int = drain_bytes(&wakeups.int)?;
-        if drain_bytes(&wakeups.term)? || !int {
-            SIGTERM
-        } else {
+        // The wake-up channels heard the signal too, and say which. Both
+        // are emptied, so that the drain does not take it for a second.
+        drain_bytes(&wakeups.term)?;
+        if drain_bytes(&wakeups.int)? {
             SIGINT
+        } else {
+            SIGTERM
         }
     } else {
         accept_until_signal(&listener, &server, &wakeups, &config_path)?
     };
     drop(listener); // New connections are refused from here on.
-    let code = drain(server, &wakeups, stop_signal, args.drain, private_dir)?;
-    Ok(code)
+    let ending = drain(server, &wakeups, stop_signal, args.drain, private_dir)?;
+    Ok(ending)
 }
 // ANCHOR_END: run
 
@@ -156,14 +179,25 @@ fn accept_until_signal(
     config_path: &Path,
 ) -> io::Result<i32> {
     listener.set_nonblocking(true)?;
+    let mut backoff = Backoff::new();
     loop {
+        // While backing off, the listener is left out of the poll, and the
+        // poll ends when the pause does.
+        let pause = backoff.left();
+        let clients = match pause {
+            Some(_) => PollFlags::empty(),
+            None => PollFlags::POLLIN,
+        };
         let mut fds = [
-            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(listener.as_fd(), clients),
             PollFd::new(wakeups.hup.as_fd(), PollFlags::POLLIN),
             PollFd::new(wakeups.term.as_fd(), PollFlags::POLLIN),
             PollFd::new(wakeups.int.as_fd(), PollFlags::POLLIN),
         ];
-        match poll(&mut fds, PollTimeout::NONE) {
+        let timeout = pause.map_or(PollTimeout::NONE, |left| {
+            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
+        });
+        match poll(&mut fds, timeout) {
             Err(nix::errno::Errno::EINTR) => continue,
             other => other?,
         };
@@ -171,7 +205,7 @@ fn accept_until_signal(
             fds.iter().map(|fd| fd.any() == Some(true)).collect();
         // Clients first: one that connected before the signal is served.
         if ready[0] {
-            accept_waiting(listener, server)?;
+            accept_waiting(listener, server, &mut backoff);
         }
         if ready[1] {
             drain_bytes(&wakeups.hup)?;
@@ -188,21 +222,6 @@ fn accept_until_signal(
     }
 }
 
-/// Accepts every client that is waiting, without blocking.
-fn accept_waiting(listener: &TcpListener, server: &Server) -> io::Result<()> {
-    loop {
-        match listener.accept() {
-            Ok((stream, peer)) => server.spawn(stream, peer)?,
-            Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(()),
-            Err(err) => {
-                // Out of descriptors, say: the next poll tries again.
-                log(format_args!("accept failed: {err}"));
-                return Ok(());
-            }
-        }
-    }
-}
-
 /// WRONG: the naive loop. `stop` is set by signal-hook's handler for
 /// SIGTERM and SIGINT (`flag::register`), but `accept` does not return
 /// when a signal comes (SA_RESTART restarts it, and std would retry it
@@ -214,13 +233,85 @@ fn accept_until_flag(
 ) -> io::Result<()> {
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
-            Ok((stream, peer)) => server.spawn(stream, peer)?,
-            Err(err) => log(format_args!("accept failed: {err}")),
+            Ok((stream, peer)) => {
+                if let Err(err) = server.spawn(stream, peer) {
+                    log(format_args!("{peer}: not served: {err}"));
+                }
+            }
+            Err(err) => log(format_args!("accept: {err}")),
         }
     }
     Ok(())
 }
 // ANCHOR_END: accept
+
+// ANCHOR: backoff
+/// Accepts every client that is waiting, without blocking. Out of file
+/// descriptors (EMFILE), it backs off: the listener stays readable while
+/// a client waits, so trying again at once would spin.
+fn accept_waiting(
+    listener: &TcpListener,
+    server: &Server,
+    backoff: &mut Backoff,
+) {
+    loop {
+        let failed = match listener.accept() {
+            Ok((stream, peer)) => match server.spawn(stream, peer) {
+                Ok(()) => {
+                    backoff.reset();
+                    continue;
+                }
+                Err(err) => err, // Its connection is closed, unserved.
+            },
+            Err(err) if err.kind() == ErrorKind::WouldBlock => return,
+            Err(err) => err,
+        };
+        backoff.failed(&failed);
+        return;
+    }
+}
+
+/// After a failed `accept`: stop accepting for 5 ms, then 10, 20, up to
+/// a second while the failures go on, and log only the first of them.
+struct Backoff {
+    wait: Duration,
+    until: Option<Instant>,
+    failing: bool,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MOST: Duration = Duration::from_secs(1);
+
+    fn new() -> Backoff {
+        Backoff {
+            wait: Backoff::FIRST,
+            until: None,
+            failing: false,
+        }
+    }
+
+    fn failed(&mut self, err: &io::Error) {
+        if !self.failing {
+            log(format_args!("accept: {err}; trying again, less often"));
+            self.failing = true;
+        }
+        self.until = Some(Instant::now() + self.wait);
+        self.wait = (self.wait * 2).min(Backoff::MOST);
+    }
+
+    fn reset(&mut self) {
+        *self = Backoff::new();
+    }
+
+    /// What is left of the pause, if a millisecond or more: `poll` counts
+    /// in whole milliseconds, and less would be a wait of none.
+    fn left(&self) -> Option<Duration> {
+        let left = self.until?.checked_duration_since(Instant::now())?;
+        (left >= Duration::from_millis(1)).then_some(left)
+    }
+}
+// ANCHOR_END: backoff
 
 // ANCHOR: drain
 /// Stops the connections and waits for them, for a second signal, or for
@@ -231,7 +322,7 @@ fn drain(
     stop_signal: i32,
     deadline: Duration,
     mut private_dir: Option<PrivateDir>,
-) -> io::Result<ExitCode> {
+) -> io::Result<Ending> {
     let name = low_level::signal_name(stop_signal).unwrap_or("a signal");
     let open = server.open.load(Ordering::SeqCst);
     log(format_args!(
@@ -260,16 +351,24 @@ fn drain(
             PollFd::new(wakeups.int.as_fd(), PollFlags::POLLIN),
         ];
         let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
-        match poll(&mut fds, timeout) {
+        let ready = match poll(&mut fds, timeout) {
             Err(nix::errno::Errno::EINTR) => continue,
             other => other?,
         };
+        if ready == 0 {
+            // Nothing came before the deadline.
+            let open = open.load(Ordering::SeqCst);
+            log(format_args!(
+                "Deadline passed with {open} connection(s) open; exiting"
+            ));
+            return Ok(Ending::Code(ExitCode::FAILURE));
+        }
         let ready: Vec<bool> =
             fds.iter().map(|fd| fd.any() == Some(true)).collect();
         if ready[0] {
-            log(format_args!("All connections closed; exiting"));
-            drop(private_dir.take());
-            return Ok(ExitCode::SUCCESS);
+            let name = low_level::signal_name(stop_signal).unwrap_or("?");
+            log(format_args!("All connections closed; dying of {name}"));
+            return Ok(Ending::Signal(stop_signal));
         }
         if ready[1] || ready[2] {
             let again = if ready[1] { SIGTERM } else { SIGINT };
@@ -280,18 +379,11 @@ fn drain(
             drop(private_dir.take());
             low_level::emulate_default_handler(again)?;
         }
-        if started.elapsed() >= deadline {
-            let open = open.load(Ordering::SeqCst);
-            log(format_args!(
-                "Deadline passed with {open} connection(s) open; exiting"
-            ));
-            drop(private_dir.take());
-            return Ok(ExitCode::FAILURE);
-        }
     }
 }
 // ANCHOR_END: drain
 
+// ANCHOR: server
 /// What the connection threads share with the main thread.
 struct Server {
     config: Shared,
@@ -306,8 +398,10 @@ struct Server {
 
 impl Server {
     fn new(config: Shared) -> io::Result<Server> {
-        let (stop_read, stop) = pipe()?;
-        let (alive_read, alive) = pipe()?;
+        // Close-on-exec: a program this daemon ever started would hold
+        // the write ends, and the drain would wait for it.
+        let (stop_read, stop) = pipe2(OFlag::O_CLOEXEC)?;
+        let (alive_read, alive) = pipe2(OFlag::O_CLOEXEC)?;
         Ok(Server {
             config,
             stop,
@@ -318,13 +412,16 @@ impl Server {
         })
     }
 
+    /// Serves `stream` on a thread of its own. If that cannot start (no
+    /// descriptor for the copy of `alive`, no thread), the connection is
+    /// closed, and the error returned.
     fn spawn(&self, stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
         let config = Arc::clone(&self.config);
         let stop = Arc::clone(&self.stop_read);
         let alive = self.alive.try_clone()?;
         let open = Arc::clone(&self.open);
-        open.fetch_add(1, Ordering::SeqCst);
-        thread::spawn(move || {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        let started = thread::Builder::new().spawn(move || {
             log(format_args!("{peer}: connected"));
             match serve(stream, peer, &config, &stop) {
                 Ok(()) => log(format_args!("{peer}: closed")),
@@ -333,9 +430,15 @@ impl Server {
             open.fetch_sub(1, Ordering::SeqCst);
             drop(alive);
         });
-        Ok(())
+        if started.is_err() {
+            self.open.fetch_sub(1, Ordering::SeqCst);
+        }
+        started.map(drop)
     }
+}
+// ANCHOR_END: server
 
+impl Server {
     // ANCHOR: reload
     /// Reads the configuration file again; keeps the old one if the new
     /// one is bad. Connections are not touched.
@@ -406,10 +509,10 @@ fn serve(
                 writeln!(stream, "error: line too long")?;
                 break;
             }
-        } else if fds[1].any() == Some(true) {
-            break; // Stopping: what was received has been answered.
         } else {
-            break; // Idle for too long.
+            // Stopping (what was received has been answered), or idle
+            // for too long.
+            break;
         }
     }
     close_gently(stream)
@@ -451,7 +554,6 @@ fn drain_bytes(mut wakeup: &UnixStream) -> io::Result<bool> {
             Ok(0) => return Ok(any),
             Ok(_) => any = true,
             Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(any),
-            Err(err) if err.kind() == ErrorKind::Interrupted => {}
             Err(err) => return Err(err),
         }
     }

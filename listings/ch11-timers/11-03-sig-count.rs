@@ -104,7 +104,10 @@ fn receive(
         }
         Scheme::Signalfd => {
             set.thread_block()?;
-            let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK)?;
+            let fd = SignalFd::with_flags(
+                &set,
+                SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+            )?;
             send_burst(number, n)?;
             let mut seen = 0;
             while fd.read_signal()?.is_some() {

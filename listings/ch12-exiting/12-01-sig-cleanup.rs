@@ -8,13 +8,14 @@
 //   reraise   the loop returns, and once everything is dropped, `main`
 //             dies of the signal after all
 //
-// The file is `sig-cleanup.tmp` in `--dir DIR` (default: the current
-// directory). Only the last two remove it.
+// The file is in a private directory, made with `mkdtemp` in `--dir DIR`
+// (default: the system's, `$TMPDIR` or /tmp), which `Drop` removes with
+// it. Only the last two ends remove them.
 
 use std::error::Error;
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io::{self, ErrorKind, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{self, ExitCode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -60,17 +61,16 @@ fn main() -> ExitCode {
 // ANCHOR_END: main
 
 // ANCHOR: run
-/// A file that removes itself when dropped.
-struct TempFile {
-    path: PathBuf,
-    _file: File,
+/// A private temporary directory with a file in it, removed when dropped.
+struct Scratch {
+    dir: PathBuf,
 }
 
-impl Drop for TempFile {
+impl Drop for Scratch {
     fn drop(&mut self) {
-        if fs::remove_file(&self.path).is_ok() {
-            let path = self.path.display();
-            let _ = writeln!(io::stdout(), "Drop: removed {path}");
+        if fs::remove_dir_all(&self.dir).is_ok() {
+            let dir = self.dir.display();
+            let _ = writeln!(io::stdout(), "Drop: removed {dir}/");
         }
     }
 }
@@ -86,15 +86,14 @@ fn run() -> Result<Option<(i32, End)>, Box<dyn Error>> {
             flag::register_usize(number, Arc::clone(&stop), number as usize)?;
         }
     }
-    let path = dir.join("sig-cleanup.tmp");
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)?;
-    let temp = TempFile { path, _file: file };
+    let scratch = Scratch {
+        dir: private_dir(&dir)?,
+    };
+    let file = scratch.dir.join("file");
+    fs::write(&file, "temporary\n")?;
     let mut out = io::stdout();
     let pid = getpid();
-    let shown = temp.path.display();
+    let shown = file.display();
     writeln!(out, "Created {shown} as pid {pid}; try: kill {pid}")?;
 
     while stop.load(Ordering::SeqCst) == 0 {
@@ -113,6 +112,23 @@ fn run() -> Result<Option<(i32, End)>, Box<dyn Error>> {
 }
 // ANCHOR_END: run
 
+/// `mkdtemp`: a new directory in `parent` with mode 0700, under a name
+/// nobody can guess or take first.
+fn private_dir(parent: &std::path::Path) -> io::Result<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let template = parent.join("sig-cleanup.XXXXXX");
+    let mut bytes = template.into_os_string().into_vec();
+    bytes.push(0);
+    // SAFETY: `bytes` is a writable, NUL-terminated template, which
+    // mkdtemp rewrites in place.
+    let made = unsafe { nix::libc::mkdtemp(bytes.as_mut_ptr().cast()) };
+    if made.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    bytes.pop();
+    Ok(std::ffi::OsString::from_vec(bytes).into())
+}
+
 /// True if `err` says that the reader of a pipe we wrote to has gone.
 fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
     err.downcast_ref::<io::Error>()
@@ -122,7 +138,7 @@ fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
 /// Reads `--end WAY [--dir DIR]` from the command line.
 fn parse_args() -> Result<(End, PathBuf), lexopt::Error> {
     use lexopt::prelude::*;
-    let (mut end, mut dir) = (None, Path::new(".").to_path_buf());
+    let (mut end, mut dir) = (None, std::env::temp_dir());
     let mut args = lexopt::Parser::from_env();
     while let Some(arg) = args.next()? {
         match arg {

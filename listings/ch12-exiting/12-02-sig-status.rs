@@ -4,10 +4,11 @@
 // shell's `$?`, just like a child that dies of SIGINT; but `waitpid`
 // tells the two apart, and so does bash, which goes on with a script when
 // its child "handled" the Ctrl-C and stops when the child died of it.
+// dash, Debian's /bin/sh, stops either way.
 //
 // The program runs itself as the child (`--child exit130` or
-// `--child reraise`), once directly and once under `bash -c`, and sends
-// SIGINT to the child's whole process group, as Ctrl-C does.
+// `--child reraise`), directly, under `bash -c` and under `dash -c`, and
+// sends SIGINT to the child's whole process group, as Ctrl-C does.
 
 use std::error::Error;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -72,10 +73,22 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         println!("{way:<8} child alone:   {}", describe(status));
         // `$0` is the first argument after the script.
         let script = r#""$0" --child "$1"; echo "  (the script went on)""#;
-        let mut shell = Command::new("bash");
-        shell.args(["-c", script]).arg(&me).arg(way);
-        let status = interrupt(&mut shell, true)?;
-        println!("{way:<8} under bash -c: bash {}", describe(status));
+        for sh in ["bash", "dash"] {
+            let mut shell = Command::new(sh);
+            shell.args(["-c", script]).arg(&me).arg(way);
+            match interrupt(&mut shell, true) {
+                Ok(status) => {
+                    println!(
+                        "{way:<8} under {sh} -c: {sh} {}",
+                        describe(status)
+                    );
+                }
+                Err(err) if is_not_found(&*err) => {
+                    println!("{way:<8} under {sh} -c: {sh} is not installed");
+                }
+                Err(err) => return Err(err),
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -103,6 +116,7 @@ fn interrupt(
     if shell {
         // bash decides what a Ctrl-C means while it waits for its child;
         // one that comes sooner ends bash as it would end any script.
+        // (dash dies of it either way.)
         wait_in_waitpid(group)?;
     }
     killpg(group, Signal::SIGINT)?; // What Ctrl-C does.
@@ -111,6 +125,12 @@ fn interrupt(
     print!("{rest}");
     std::io::stdout().flush()?;
     Ok(running.wait()?)
+}
+
+/// True if `err` says that a program to run was not found.
+fn is_not_found(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// Waits until `pid` sleeps in `waitpid` (Linux: its wchan is `do_wait`).

@@ -1,11 +1,20 @@
 // ANCHOR: whole
-// Listing 12-3: what a child inherits. The parent ignores SIGINT, blocks
-// SIGUSR1 and catches SIGTERM; then it starts `cat /proc/self/status`
-// four ways and decodes what each child reports: with
-// `std::process::Command`, with a Command that resets the signals in
-// `pre_exec`, with `fork` and `exec` by hand, and with `fork` alone (the
-// child reads the file itself). Last, it shows what an ignored SIGINT
-// means: a `sleep` started by Command survives `kill -INT`.
+// Listing 12-3: what a child inherits, and how to give it back only what
+// this program changed. The program notes the signal settings it was
+// started with (run it with SIGHUP ignored, as `nohup` does), then ignores
+// SIGINT, blocks SIGUSR1 and catches SIGTERM. Then it starts
+// `cat /proc/self/status` six ways and decodes what each child reports:
+//
+//   Command      std::process::Command as it is
+//   reset all    WRONG: pre_exec puts every signal back to its default,
+//                and throws away the SIGHUP that the user ignored
+//   restored     pre_exec puts back only what this program changed
+//   thread mask  the spawning thread's mask set for the moment of `spawn`
+//   fork + exec  by hand
+//   fork alone   the child reads the file itself
+//
+// Last, it shows what an ignored SIGINT means: a `sleep` started by
+// Command survives `kill -INT`.
 
 use std::error::Error;
 use std::ffi::CString;
@@ -13,16 +22,18 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
-use std::process::{self, Command, ExitCode};
+use std::process::{self, Command, ExitCode, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::OFlag;
 use nix::libc::c_int;
 use nix::sys::signal::{
-    SaFlags, SigAction, SigHandler, SigSet, Signal, kill, sigaction, signal,
+    SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, kill,
+    sigaction, signal,
 };
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, dup2_stdout, execvp, fork, pipe};
+use nix::unistd::{ForkResult, Pid, dup2_stdout, execvp, fork, pipe2};
 
 const USAGE: &str = "usage: sig-inherit";
 
@@ -39,31 +50,48 @@ fn main() -> ExitCode {
 extern "C" fn on_term(_: c_int) {}
 
 // ANCHOR: run
+/// What this program replaced when it changed its signal settings.
+#[derive(Clone, Copy)]
+struct Saved {
+    int: SigAction,
+    term: SigAction,
+    mask: SigSet,
+}
+
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let started = fs::read_to_string("/proc/self/status")?;
+    let ignore =
+        SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    let catch = SigAction::new(
+        SigHandler::Handler(on_term),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    // Each change returns what it replaced: that is what to give back.
     // SAFETY: ignoring runs no code; the handler does nothing at all.
-    unsafe {
-        signal(Signal::SIGINT, SigHandler::SigIgn)?;
-        let action = SigAction::new(
-            SigHandler::Handler(on_term),
-            SaFlags::SA_RESTART,
-            SigSet::empty(),
-        );
-        sigaction(Signal::SIGTERM, &action)?;
-    }
-    SigSet::from(Signal::SIGUSR1).thread_block()?;
+    let saved = Saved {
+        int: unsafe { sigaction(Signal::SIGINT, &ignore) }?,
+        term: unsafe { sigaction(Signal::SIGTERM, &catch) }?,
+        mask: SigSet::from(Signal::SIGUSR1)
+            .thread_swap_mask(SigmaskHow::SIG_BLOCK)?,
+    };
 
-    let own = fs::read_to_string("/proc/self/status")?;
-    println!("{:<14} {}", "parent", summary(&own));
-    let output = Command::new("cat").arg("/proc/self/status").output()?;
-    let status = String::from_utf8_lossy(&output.stdout);
-    println!("{:<14} {}", "Command", summary(&status));
-    let output = clean_command("cat").arg("/proc/self/status").output()?;
-    let status = String::from_utf8_lossy(&output.stdout);
-    println!("{:<14} {}", "Command, reset", summary(&status));
-    println!("{:<14} {}", "fork + exec", summary(&forked(true)?));
-    println!("{:<14} {}", "fork alone", summary(&forked(false)?));
+    let row =
+        |who: &str, status: &str| println!("{who:<12} {}", summary(status));
+    row("started with", &started);
+    row("parent", &fs::read_to_string("/proc/self/status")?);
+    let cat = |mut command: Command| -> io::Result<String> {
+        let out = command.arg("/proc/self/status").output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    row("Command", &cat(Command::new("cat"))?);
+    row("reset all", &cat(reset_all("cat"))?);
+    row("restored", &cat(restoring("cat", saved))?);
+    row("thread mask", &with_thread_mask(saved.mask, "cat")?);
+    row("fork + exec", &forked(true)?);
+    row("fork alone", &forked(false)?);
 
     // The ignored SIGINT, at work.
     let mut sleeper = Command::new("sleep").arg("30").spawn()?;
@@ -77,24 +105,62 @@ fn run() -> Result<(), Box<dyn Error>> {
     sleeper.wait()?;
     Ok(())
 }
+// ANCHOR_END: run
 
-// ANCHOR: clean
-/// A `Command` whose program starts with no standard signal blocked and
-/// none ignored, whatever this process has done to its own.
-fn clean_command(program: &str) -> Command {
+// ANCHOR: restore
+/// A `Command` whose program starts with the signal settings this process
+/// started with: what `run` changed is put back, and nothing else, so
+/// that what the user chose (a SIGHUP ignored by `nohup`) passes on.
+fn restoring(program: &str, saved: Saved) -> Command {
+    let mut command = Command::new(program);
+    // SAFETY: between fork and exec the child makes three system calls,
+    // all async-signal-safe, and allocates nothing: `saved` was copied
+    // into the closure before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            // Dispositions first, the mask last: a signal unblocked here
+            // never runs one of our handlers in the child.
+            sigaction(Signal::SIGINT, &saved.int)?;
+            sigaction(Signal::SIGTERM, &saved.term)?;
+            saved.mask.thread_set_mask()?;
+            Ok(())
+        })
+    };
+    command
+}
+
+/// Starts `program` with this thread's mask set to `mask` for the moment
+/// of the spawn: std's posix_spawn gives the child the spawning thread's
+/// mask. Dispositions it cannot change; and a signal that `mask` unblocks
+/// may be delivered to this thread meanwhile.
+fn with_thread_mask(mask: SigSet, program: &str) -> io::Result<String> {
+    let ours = mask.thread_swap_mask(SigmaskHow::SIG_SETMASK)?;
+    let spawned = Command::new(program)
+        .arg("/proc/self/status")
+        .stdout(Stdio::piped())
+        .spawn();
+    ours.thread_set_mask()?;
+    let out = spawned?.wait_with_output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+// ANCHOR_END: restore
+
+/// WRONG: puts every standard signal back to its default in the child,
+/// and empties its mask. That also undoes what this program was started
+/// with on purpose: a SIGHUP ignored by `nohup`, or a SIGINT ignored by
+/// the shell that started a background job.
+fn reset_all(program: &str) -> Command {
     let mut command = Command::new(program);
     // SAFETY: between fork and exec the child only makes system calls
     // that are async-signal-safe: sigaction and sigprocmask.
     unsafe {
         command.pre_exec(|| {
-            // Dispositions first, the mask last: a signal that arrives
-            // once it is unblocked meets the default action, never a
-            // handler of ours running in the child.
             for n in 1..32 {
-                if let Ok(signal) = Signal::try_from(n) {
-                    if !matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
-                        let _ = signal_default(signal);
-                    }
+                let Ok(signal) = Signal::try_from(n) else {
+                    continue;
+                };
+                if !matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+                    let _ = signal_default(signal);
                 }
             }
             SigSet::empty().thread_set_mask()?;
@@ -109,12 +175,11 @@ fn signal_default(signal: Signal) -> nix::Result<SigHandler> {
     // SAFETY: the default action runs no code of ours.
     unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) }
 }
-// ANCHOR_END: clean
 
 /// Forks a child that writes its /proc/self/status into a pipe, by
 /// running `cat` (with `exec`) or by itself, and returns what it wrote.
 fn forked(exec: bool) -> Result<String, Box<dyn Error>> {
-    let (read_end, write_end) = pipe()?;
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
     // Prepared before the fork: the child should not allocate.
     let cat = CString::new("cat")?;
     let args = [cat.clone(), CString::new("/proc/self/status")?];
@@ -149,7 +214,6 @@ fn copy_status(to: OwnedFd) -> io::Result<()> {
     let text = fs::read("/proc/self/status")?;
     File::from(to).write_all(&text)
 }
-// ANCHOR_END: run
 
 // ANCHOR: decode
 /// "ignores SIGINT SIGPIPE; blocks SIGUSR1; catches SIGTERM", from the
@@ -173,7 +237,7 @@ fn summary(status: &str) -> String {
         }
     };
     format!(
-        "ignores {:<16} blocks {:<8} catches {}",
+        "ignores {:<13} blocks {:<8} catches {}",
         list("SigIgn:"),
         list("SigBlk:"),
         list("SigCgt:")

@@ -1,28 +1,48 @@
 // ANCHOR: whole
 // Listing 12-4: a program meant to run as PID 1, the first process of a
-// container. The kernel protects the init process of a PID namespace: it
-// drops every signal whose action for it is the default, so SIGTERM and
-// SIGINT do nothing to a PID 1 that does not take them itself, and only
-// SIGKILL, sent from outside the namespace, ends it. With `--handle` it
-// takes SIGTERM and SIGINT (blocked, with sigwait) and exits cleanly.
+// container, with one child, the "service". The kernel protects the init
+// process of a PID namespace: it drops every signal whose action for it is
+// the default, so SIGTERM and SIGINT do nothing to a PID 1 that does not
+// take them itself, and only SIGKILL, sent from outside the namespace,
+// ends it. How it ends decides the child's fate:
+//
+//   (default)   SIGTERM is not taken: it is dropped
+//   --exit      WRONG: it takes SIGTERM and exits at once; the kernel then
+//               kills every other process of the namespace with SIGKILL,
+//               the child included, which gets no chance to clean up
+//   --forward   it passes SIGTERM on to the child, waits for it, and
+//               exits with its status, as tini does
+//
 // Either way it reaps the orphans that are re-parented to it, as init
 // must. Try it with `unshare --pid --fork` (as root, or add
-// `--map-root-user`).
+// `--map-root-user`). The child is this program, run with `--child`.
 
 use std::error::Error;
+use std::fs;
 use std::io::{self, Write};
-use std::process::{self, ExitCode};
+use std::os::unix::process::CommandExt;
+use std::process::{self, Command, ExitCode, Stdio};
 
 use nix::errno::Errno;
-use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
+use nix::sys::prctl;
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{Pid, getpid};
+use nix::unistd::{Pid, getpid, getppid};
+use signal_hook::consts::SIGTERM;
+use signal_hook::iterator::Signals;
 
-const USAGE: &str = "usage: sig-init [--handle]";
+const USAGE: &str = "usage: sig-init [--exit | --forward]";
+
+#[derive(Clone, Copy, PartialEq)]
+enum OnTerm {
+    Nothing,
+    Exit,
+    Forward,
+}
 
 fn main() -> ExitCode {
     match run() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("sig-init: {err}");
             ExitCode::FAILURE
@@ -31,42 +51,135 @@ fn main() -> ExitCode {
 }
 
 // ANCHOR: run
-fn run() -> Result<(), Box<dyn Error>> {
+fn run() -> Result<ExitCode, Box<dyn Error>> {
     restore_sigpipe()?;
-    let handle = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let on_term = match parse_args().map_err(|e| format!("{e}; {USAGE}"))? {
+        None => return child(),
+        Some(on_term) => on_term,
+    };
     let mut waited = SigSet::from(Signal::SIGCHLD);
-    if handle {
+    if on_term != OnTerm::Nothing {
         waited.add(Signal::SIGTERM);
         waited.add(Signal::SIGINT);
     }
     // Blocked, and taken with sigwait. The kernel never drops a blocked
-    // signal, not even for PID 1; SIGTERM without `--handle` is not
-    // blocked, has its default action, and is dropped.
-    waited.thread_block()?;
-    println!("Running as pid {}; handling SIGTERM: {handle}", getpid());
+    // signal, not even for PID 1; SIGTERM that is not blocked has its
+    // default action, and is dropped.
+    let unblocked = waited.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
+    let what = match on_term {
+        OnTerm::Nothing => "nothing",
+        OnTerm::Exit => "exit",
+        OnTerm::Forward => "forward it to the child",
+    };
+    println!("Running as {}; on SIGTERM: {what}", whoami()?);
     io::stdout().flush()?;
+    let service = start_child(unblocked)?;
     loop {
-        match waited.wait()? {
-            Signal::SIGCHLD => reap_all()?,
-            other => {
-                println!("Got {other}: exiting cleanly");
-                return Ok(());
+        let signal = waited.wait()?;
+        if signal == Signal::SIGCHLD {
+            // The child, and any orphan re-parented to us.
+            if let Some(status) = reap_all(service)? {
+                let code = exit_code(status);
+                println!("Child {}; exiting with {code}", describe(status));
+                return Ok(ExitCode::from(code));
             }
+        } else if on_term == OnTerm::Forward {
+            println!("Got {signal}: passing it on to pid {service}");
+            kill(service, signal)?;
+        } else {
+            println!("Got {signal}: exiting at once");
+            return Ok(ExitCode::SUCCESS);
         }
     }
 }
 
-/// Reaps every child that has exited: init adopts orphans, and must.
-fn reap_all() -> nix::Result<()> {
+/// Reaps every child that has exited, as init must; returns the status
+/// of `service` if it was one of them.
+fn reap_all(service: Pid) -> nix::Result<Option<WaitStatus>> {
+    let mut found = None;
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return Ok(()),
-            Ok(_) => {}
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => {
+                return Ok(found);
+            }
+            Ok(status) if status.pid() == Some(service) => found = Some(status),
+            Ok(_) => {} // An orphan, now reaped.
             Err(err) => return Err(err),
         }
     }
 }
 // ANCHOR_END: run
+
+// ANCHOR: child
+/// The service: waits for SIGTERM, cleans up, and exits.
+fn child() -> Result<ExitCode, Box<dyn Error>> {
+    let mut signals = Signals::new([SIGTERM])?;
+    println!("Child: running as {}", whoami()?);
+    io::stdout().flush()?;
+    signals.forever().next();
+    println!("Child: got SIGTERM; cleaning up");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts this program with `--child`, with the signal mask this process
+/// started with (the child must not inherit our blocked SIGTERM), and
+/// told to stop, with SIGTERM, if we die first.
+fn start_child(mask: SigSet) -> io::Result<Pid> {
+    let parent = getpid();
+    let mut command = Command::new(std::env::current_exe()?);
+    command.arg("--child").stdin(Stdio::null());
+    // SAFETY: between fork and exec the child makes three system calls
+    // and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            prctl::set_pdeathsig(Signal::SIGTERM)?;
+            if getppid() != parent {
+                return Err(io::ErrorKind::Other.into()); // Orphaned already.
+            }
+            Ok(mask.thread_set_mask()?)
+        })
+    };
+    let child = command.spawn()?;
+    Ok(Pid::from_raw(child.id() as i32))
+}
+// ANCHOR_END: child
+
+/// "pid 1 (pid 4242 outside)" inside a PID namespace, "pid 4242" outside:
+/// the NSpid line of /proc/self/status lists the pid in every namespace
+/// from the outermost in, and /proc here is the outermost's.
+fn whoami() -> io::Result<String> {
+    let status = fs::read_to_string("/proc/self/status")?;
+    let pids: Vec<&str> = status
+        .lines()
+        .find_map(|line| line.strip_prefix("NSpid:"))
+        .map(|pids| pids.split_whitespace().collect())
+        .unwrap_or_default();
+    Ok(match pids.as_slice() {
+        [outside, .., inside] => {
+            format!("pid {inside} (pid {outside} outside)")
+        }
+        _ => format!("pid {}", getpid()),
+    })
+}
+
+/// The status an init passes on: the child's, or 128 + n for a death by
+/// signal n, as a shell would say it.
+fn exit_code(status: WaitStatus) -> u8 {
+    match status {
+        WaitStatus::Exited(_, code) => code as u8,
+        WaitStatus::Signaled(_, signal, _) => 128 + signal as u8,
+        _ => 1,
+    }
+}
+
+/// "exited with status 0", "was killed by SIGKILL".
+fn describe(status: WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exited with status {code}"),
+        WaitStatus::Signaled(_, signal, _) => format!("was killed by {signal}"),
+        other => format!("changed state: {other:?}"),
+    }
+}
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"
 /// before `main`: when whoever reads our output goes away, we end quietly,
@@ -76,14 +189,16 @@ fn restore_sigpipe() -> nix::Result<()> {
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
 }
 
-/// Reads `[--handle]` from the command line.
-fn parse_args() -> Result<bool, lexopt::Error> {
+/// Reads `[--exit | --forward]`, or `--child`: `None` for the child.
+fn parse_args() -> Result<Option<OnTerm>, lexopt::Error> {
     use lexopt::prelude::*;
-    let mut handle = false;
+    let mut on_term = Some(OnTerm::Nothing);
     let mut args = lexopt::Parser::from_env();
     while let Some(arg) = args.next()? {
         match arg {
-            Long("handle") => handle = true,
+            Long("exit") => on_term = Some(OnTerm::Exit),
+            Long("forward") => on_term = Some(OnTerm::Forward),
+            Long("child") => on_term = None,
             Short('h') | Long("help") => {
                 println!("{USAGE}");
                 process::exit(0);
@@ -91,6 +206,6 @@ fn parse_args() -> Result<bool, lexopt::Error> {
             _ => return Err(arg.unexpected()),
         }
     }
-    Ok(handle)
+    Ok(on_term)
 }
 // ANCHOR_END: whole

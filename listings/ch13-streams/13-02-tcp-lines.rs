@@ -187,7 +187,7 @@ fn client(addrs: &[SocketAddr], lines: Vec<String>) -> io::Result<()> {
     let (sent, done) = mpsc::channel();
     thread::spawn(move || {
         let result = if lines.is_empty() {
-            io::copy(&mut io::stdin().lock(), &mut sending).map(drop)
+            copy_to_socket(&mut io::stdin().lock(), &mut sending)
         } else {
             lines
                 .iter()
@@ -213,6 +213,26 @@ fn client(addrs: &[SocketAddr], lines: Vec<String>) -> io::Result<()> {
         Err(_) => Err(io::Error::other(
             "the server closed the connection before the end of the input",
         )),
+    }
+}
+
+/// Copies `input` to the socket with `TcpStream::write`, which sends with
+/// MSG_NOSIGNAL: a server that resets makes it fail with EPIPE. Not
+/// `io::copy`, which moves the bytes with `splice` or `sendfile`, without
+/// that flag, so that the reset would kill this client by SIGPIPE, whose
+/// default action it restored.
+fn copy_to_socket(
+    input: &mut impl Read,
+    sock: &mut TcpStream,
+) -> io::Result<()> {
+    let mut buf = [0; 16 * 1024];
+    loop {
+        match input.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => sock.write_all(&buf[..n])?,
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
     }
 }
 

@@ -73,7 +73,8 @@ fn run() -> Result<(), Box<dyn Error>> {
 
 // ANCHOR: frames
 /// Writes one frame. Header and body go out in one `write_all`: two
-/// small writes in a row can stall for 40 ms (Chapter 18 measures it).
+/// small writes in a row can stall for a delayed ACK, 40 ms or more
+/// (Chapter 18 measures it).
 fn write_frame(mut writer: impl Write, body: &[u8]) -> io::Result<()> {
     let len = u32::try_from(body.len())
         .ok()

@@ -2,20 +2,23 @@
 // Listing 14-2: a thread per connection that real clients cannot break.
 // The protocol is Listing 13-2's: each line gets `server got: [<line>]`.
 // Every request and every reply has a deadline, lines have a maximum
-// length, the number of connections has a limit (clients over it are told
-// the server is busy), a failed `accept` waits and tries again, and the
-// listening socket's backlog is set, not left at std's 128.
+// length, the number of connections has a limit (at the limit, the
+// connection that has waited longest for a request is closed to make
+// room; if none has waited a second, the new client is told the server is
+// busy), a failed `accept` waits and tries again, and the listening
+// socket's backlog is set, not left at std's 128.
 //
 // `tcp-threads [HOST:PORT] [--count N] [--max-conns N] [--timeout SECS]
 // [--backlog N]`
 
+use std::collections::HashMap;
 use std::error::Error;
 use std::fmt::Display;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -33,7 +36,7 @@ struct Config {
     spec: String,
     /// Stop after this many connections, if given.
     count: Option<usize>,
-    /// The most connections served at once; more are refused.
+    /// The most connections served at once.
     max_conns: usize,
     /// How long a client has to send a whole request, and to take a
     /// whole reply.
@@ -64,7 +67,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         "Server listening on {}",
         listener.local_addr()?
     )?;
-    let slots = Slots::new(config.max_conns);
+    let conns = Conns::new(config.max_conns);
     let mut served = 0;
     let mut backoff = Backoff::new();
     while config.count.is_none_or(|count| served < count) {
@@ -82,24 +85,23 @@ fn run() -> Result<(), Box<dyn Error>> {
         if LOG_CLOSED.load(Ordering::Relaxed) {
             break;
         }
-        let Some(slot) = slots.take() else {
-            refuse(conn);
+        let conn = Arc::new(conn);
+        let Some(slot) = conns.take(&conn) else {
+            refuse(&conn);
             continue;
         };
         served += 1;
         let timeout = config.timeout;
         // `Builder::spawn` returns an error where `thread::spawn` would
         // panic: the system may refuse a thread too.
-        let spawned = thread::Builder::new().spawn(move || {
-            serve(conn, timeout);
-            drop(slot);
-        });
+        let spawned =
+            thread::Builder::new().spawn(move || serve(&conn, &slot, timeout));
         if let Err(err) = spawned {
             log(format_args!("cannot start a thread: {err}"));
         }
     }
     // With --count: let the last clients finish.
-    slots.wait_until_all_free();
+    conns.wait_until_all_closed();
     Ok(())
 }
 // ANCHOR_END: run
@@ -128,55 +130,102 @@ fn listen(config: &Config) -> Result<TcpListener, Box<dyn Error>> {
 // ANCHOR_END: listen
 
 // ANCHOR: slots
-/// Counts the connections being served, up to a maximum.
-struct Slots {
-    active: Mutex<usize>,
-    freed: Condvar,
+/// How long a connection must have waited for a request before it may be
+/// closed to make room for a new one. Shorter, and a burst of clients
+/// whose requests are on their way would close each other's connections.
+const EVICT_AFTER: Duration = Duration::from_secs(1);
+
+/// The connections being served, up to a maximum, and which of them are
+/// idle: waiting for a request, with nothing of it received yet.
+struct Conns {
+    table: Mutex<Table>,
+    closed: Condvar,
     max: usize,
 }
 
-/// One connection's place; dropping it frees the place.
-struct Slot(Arc<Slots>);
+#[derive(Default)]
+struct Table {
+    next: u64,
+    /// Each connection, shared with its thread, and since when it has
+    /// been idle (`None` while a request is in progress).
+    open: HashMap<u64, (Arc<TcpStream>, Option<Instant>)>,
+}
 
-impl Slots {
-    fn new(max: usize) -> Arc<Slots> {
-        let active = Mutex::new(0);
-        Arc::new(Slots {
-            active,
-            freed: Condvar::new(),
+/// One connection's place; dropping it frees the place.
+struct Slot {
+    conns: Arc<Conns>,
+    id: u64,
+}
+
+impl Conns {
+    fn new(max: usize) -> Arc<Conns> {
+        Arc::new(Conns {
+            table: Mutex::default(),
+            closed: Condvar::new(),
             max,
         })
     }
 
-    /// A place for one more connection, unless all are taken.
-    fn take(self: &Arc<Self>) -> Option<Slot> {
-        let mut active =
-            self.active.lock().unwrap_or_else(PoisonError::into_inner);
-        if *active == self.max {
-            return None;
-        }
-        *active += 1;
-        Some(Slot(Arc::clone(self)))
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn wait_until_all_free(&self) {
-        let active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
-        drop(self.freed.wait_while(active, |active| *active > 0));
+    /// A place for `conn`. At the limit, the connection idle longest
+    /// gives up its place, if it has been idle for EVICT_AFTER at least:
+    /// shutting it down ends its thread's wait for a request. Otherwise
+    /// there is no place.
+    fn take(self: &Arc<Self>, conn: &Arc<TcpStream>) -> Option<Slot> {
+        let mut table = self.lock();
+        if table.open.len() >= self.max {
+            let (id, since) = table
+                .open
+                .iter()
+                .filter_map(|(id, (_, idle))| Some((*id, (*idle)?)))
+                .min_by_key(|&(_, since)| since)?;
+            if since.elapsed() < EVICT_AFTER {
+                return None;
+            }
+            if let Some((idlest, _)) = table.open.remove(&id) {
+                let _ = idlest.shutdown(Shutdown::Both);
+            }
+        }
+        let id = table.next;
+        table.next += 1;
+        let idle = Some(Instant::now());
+        table.open.insert(id, (Arc::clone(conn), idle));
+        Some(Slot {
+            conns: Arc::clone(self),
+            id,
+        })
+    }
+
+    fn wait_until_all_closed(&self) {
+        let table = self.lock();
+        drop(self.closed.wait_while(table, |t| !t.open.is_empty()));
+    }
+}
+
+impl Slot {
+    /// Marks the connection idle, from now on, or busy with a request.
+    fn set_idle(&self, idle: bool) {
+        let mut table = self.conns.lock();
+        if let Some((_, since)) = table.open.get_mut(&self.id) {
+            *since = idle.then(Instant::now);
+        }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let slots = &self.0;
-        *slots.active.lock().unwrap_or_else(PoisonError::into_inner) -= 1;
-        slots.freed.notify_all();
+        self.conns.lock().open.remove(&self.id);
+        self.conns.closed.notify_all();
     }
 }
 
 /// Tells a client over the limit that the server is busy, and closes.
 /// Reading what it already sent first (a little, without waiting) makes
 /// the close a FIN rather than a reset that could destroy the message.
-fn refuse(mut conn: TcpStream) {
+fn refuse(mut conn: &TcpStream) {
     let _ = conn.set_nonblocking(true);
     let mut scratch = [0; 4096];
     for _ in 0..16 {
@@ -190,13 +239,13 @@ fn refuse(mut conn: TcpStream) {
 
 // ANCHOR: serve
 /// Serves one connection, logs how it went, and closes it.
-fn serve(conn: TcpStream, timeout: Duration) {
+fn serve(conn: &TcpStream, slot: &Slot, timeout: Duration) {
     let peer = match conn.peer_addr() {
         Ok(peer) => peer.to_string(),
         // Reset before we got to it: nothing to serve.
         Err(err) => return log(format_args!("a client: {err}")),
     };
-    match answer(&conn, timeout) {
+    match answer(conn, slot, timeout) {
         Ok(lines) => {
             let logged =
                 writeln!(io::stdout(), "{peer}: answered {lines} lines");
@@ -214,10 +263,15 @@ fn serve(conn: TcpStream, timeout: Duration) {
 static LOG_CLOSED: AtomicBool = AtomicBool::new(false);
 
 /// Answers every line of one connection; returns how many.
-fn answer(conn: &TcpStream, timeout: Duration) -> io::Result<usize> {
+fn answer(
+    conn: &TcpStream,
+    slot: &Slot,
+    timeout: Duration,
+) -> io::Result<usize> {
     let mut reader = BufReader::new(Deadline {
         conn,
         by: Instant::now(),
+        slot: Some(slot),
     });
     let mut line = Vec::new();
     let mut answered = 0;
@@ -225,6 +279,12 @@ fn answer(conn: &TcpStream, timeout: Duration) -> io::Result<usize> {
         // Each request must arrive whole within `timeout`: a client that
         // sends one byte a second cannot hold the connection for longer.
         reader.get_mut().by = Instant::now() + timeout;
+        // Idle from now on (from `accept` for the first request), unless
+        // the next request is in the buffer already; the first byte of a
+        // request marks it busy (`Deadline::read`).
+        if answered > 0 {
+            slot.set_idle(reader.buffer().is_empty());
+        }
         match read_line(&mut reader, &mut line)? {
             Line::Complete => {
                 let mut reply = b"server got: [".to_vec();
@@ -253,17 +313,23 @@ fn answer(conn: &TcpStream, timeout: Duration) -> io::Result<usize> {
 // ANCHOR: deadline
 /// A socket whose reads must all be done `by` a point in time. A read
 /// timeout (`SO_RCVTIMEO`) bounds one `read` call; this bounds them all
-/// together, by giving each call only the time that is left.
+/// together, by giving each call only the time that is left. Bytes that
+/// arrive mark the connection's slot busy: a request has begun.
 struct Deadline<'a> {
     conn: &'a TcpStream,
     by: Instant,
+    slot: Option<&'a Slot>,
 }
 
 impl Read for Deadline<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.conn.set_read_timeout(Some(time_left(self.by)?))?;
         let mut conn = self.conn;
-        conn.read(buf)
+        let n = conn.read(buf)?;
+        if let Some(slot) = self.slot.filter(|_| n > 0) {
+            slot.set_idle(false);
+        }
+        Ok(n)
     }
 }
 

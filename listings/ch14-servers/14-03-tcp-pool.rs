@@ -3,23 +3,29 @@
 // threads instead of a thread per connection. The accepting thread puts
 // each connection in a queue of bounded length, and the first free
 // worker serves it; a client that finds the queue full is told the
-// server is busy. Everything else, the deadlines, the maximum line, the
+// server is busy. While connections wait for a worker, a thread of its
+// own closes every connection that has been idle, waiting for a request,
+// for a second or more: an idle client must not hold a worker that
+// others need. Everything else, the deadlines, the maximum line, the
 // backoff after a failed `accept`, the backlog, is Listing 14-2's.
 //
 // `tcp-pool [HOST:PORT] [--count N] [--workers N] [--queue N]
 // [--timeout SECS] [--backlog N]`
 
+use std::collections::HashMap;
 use std::error::Error;
 use std::fmt::Display;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::AsFd;
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, TrySendError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use socket2::{Domain, Socket, Type};
 
@@ -71,24 +77,34 @@ fn run() -> Result<(), Box<dyn Error>> {
     // The queue between the accepting thread and the workers. A
     // `Receiver` has one owner, so the workers share it behind a mutex:
     // whoever holds the lock waits for the next connection.
-    let (queue, jobs) = mpsc::sync_channel::<TcpStream>(config.queue);
+    let (queue, jobs) = mpsc::sync_channel::<Job>(config.queue);
     let jobs = Arc::new(Mutex::new(jobs));
+    let conns = Conns::new();
     let mut workers = Vec::new();
     for _ in 0..config.workers {
         let jobs = Arc::clone(&jobs);
         let timeout = config.timeout;
+        let conns = Arc::clone(&conns);
         workers.push(thread::Builder::new().spawn(move || {
             loop {
+                conns.worker_free();
                 let next =
                     jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
                 // The lock is released here, before serving.
                 match next {
-                    Ok(conn) => serve(conn, timeout),
+                    Ok((conn, slot)) => {
+                        slot.taken();
+                        serve(&conn, &slot, timeout);
+                    }
                     Err(_) => break, // The queue is closed: we are done.
                 }
             }
         })?);
     }
+    thread::Builder::new().spawn({
+        let conns = Arc::clone(&conns);
+        move || conns.shed_idle_while_others_wait()
+    })?;
     let mut served = 0;
     let mut backoff = Backoff::new();
     while config.count.is_none_or(|count| served < count) {
@@ -104,9 +120,11 @@ fn run() -> Result<(), Box<dyn Error>> {
         if LOG_CLOSED.load(Ordering::Relaxed) {
             break;
         }
-        match queue.try_send(conn) {
+        let conn = Arc::new(conn);
+        let slot = conns.queued(&conn);
+        match queue.try_send((conn, slot)) {
             Ok(()) => served += 1,
-            Err(TrySendError::Full(conn)) => refuse(conn),
+            Err(TrySendError::Full((conn, _))) => refuse(&conn),
             Err(TrySendError::Disconnected(_)) => break,
         }
     }
@@ -146,7 +164,7 @@ fn listen(config: &Config) -> Result<TcpListener, Box<dyn Error>> {
 /// Tells a client over the limit that the server is busy, and closes.
 /// Reading what it already sent first (a little, without waiting) makes
 /// the close a FIN rather than a reset that could destroy the message.
-fn refuse(mut conn: TcpStream) {
+fn refuse(mut conn: &TcpStream) {
     let _ = conn.set_nonblocking(true);
     let mut scratch = [0; 4096];
     for _ in 0..16 {
@@ -158,15 +176,162 @@ fn refuse(mut conn: TcpStream) {
 }
 // ANCHOR_END: refuse
 
+// ANCHOR: shed
+/// A connection for a worker, and its place in the table of connections.
+type Job = (Arc<TcpStream>, Slot);
+
+/// How long a connection must have been idle before it may be closed for
+/// others that wait. Shorter, and the queue of a burst of clients whose
+/// requests are on their way would lose them.
+const EVICT_AFTER: Duration = Duration::from_secs(1);
+
+/// Every connection accepted and not yet closed, queued or served, and
+/// since when each has been idle: waiting for a request, with nothing of
+/// it received. A connection in the queue counts as idle from `accept`,
+/// until a look at its socket shows a request has come.
+struct Conns {
+    table: Mutex<Table>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Table {
+    next: u64,
+    /// Connections in the queue, and workers waiting for one: while there
+    /// are more of the first, idle connections are closed.
+    waiting: usize,
+    free: usize,
+    open: HashMap<u64, (Arc<TcpStream>, Option<Instant>)>,
+}
+
+/// One connection's entry; dropping it removes the entry.
+struct Slot {
+    conns: Arc<Conns>,
+    id: u64,
+}
+
+impl Conns {
+    fn new() -> Arc<Conns> {
+        Arc::new(Conns {
+            table: Mutex::default(),
+            changed: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A worker is done with its connection and waits for the next.
+    fn worker_free(&self) {
+        self.lock().free += 1;
+    }
+
+    /// Enters a connection that goes into the queue.
+    fn queued(self: &Arc<Self>, conn: &Arc<TcpStream>) -> Slot {
+        let mut table = self.lock();
+        let id = table.next;
+        table.next += 1;
+        table.waiting += 1;
+        let idle = Some(Instant::now());
+        table.open.insert(id, (Arc::clone(conn), idle));
+        self.changed.notify_all();
+        Slot {
+            conns: Arc::clone(self),
+            id,
+        }
+    }
+
+    /// The evicting thread: while connections wait in the queue with no
+    /// worker free, shuts down every connection idle for EVICT_AFTER or
+    /// more, which ends its
+    /// worker's wait for a request, or, if it is still queued, makes its
+    /// worker find the end of the stream at once. Sleeps until the next
+    /// connection becomes old enough, or until something changes.
+    fn shed_idle_while_others_wait(&self) {
+        let mut table = self.lock();
+        loop {
+            if table.waiting <= table.free {
+                table = self
+                    .changed
+                    .wait(table)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            let now = Instant::now();
+            let mut next: Option<Instant> = None;
+            for (conn, idle) in table.open.values_mut() {
+                let Some(since) = *idle else { continue };
+                let due = since + EVICT_AFTER;
+                if due > now {
+                    next = Some(next.map_or(due, |n| n.min(due)));
+                } else if has_bytes(conn) {
+                    *idle = None; // A request came while it was queued.
+                } else {
+                    let _ = conn.shutdown(Shutdown::Both);
+                    *idle = None;
+                }
+            }
+            table = match next {
+                Some(due) => {
+                    let wait = due.saturating_duration_since(Instant::now());
+                    self.changed
+                        .wait_timeout(table, wait)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+                None => self
+                    .changed
+                    .wait(table)
+                    .unwrap_or_else(PoisonError::into_inner),
+            };
+        }
+    }
+}
+
+impl Slot {
+    /// A worker has taken the connection out of the queue.
+    fn taken(&self) {
+        let mut table = self.conns.lock();
+        table.waiting -= 1;
+        table.free -= 1;
+    }
+
+    /// Marks the connection idle, from now on, or busy with a request.
+    fn set_idle(&self, idle: bool) {
+        let mut table = self.conns.lock();
+        if let Some((_, since)) = table.open.get_mut(&self.id) {
+            *since = idle.then(Instant::now);
+        }
+        if idle && table.waiting > table.free {
+            self.conns.changed.notify_all();
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.conns.lock().open.remove(&self.id);
+    }
+}
+
+/// Whether bytes wait to be read on `conn`, without reading them and
+/// without waiting.
+fn has_bytes(conn: &TcpStream) -> bool {
+    let mut fds = [PollFd::new(conn.as_fd(), PollFlags::POLLIN)];
+    poll(&mut fds, PollTimeout::ZERO).is_ok_and(|ready| ready > 0)
+}
+// ANCHOR_END: shed
+
 // ANCHOR: serve
 /// Serves one connection, logs how it went, and closes it.
-fn serve(conn: TcpStream, timeout: Duration) {
+fn serve(conn: &TcpStream, slot: &Slot, timeout: Duration) {
     let peer = match conn.peer_addr() {
         Ok(peer) => peer.to_string(),
         // Reset before we got to it: nothing to serve.
         Err(err) => return log(format_args!("a client: {err}")),
     };
-    match answer(&conn, timeout) {
+    match answer(conn, slot, timeout) {
         Ok(lines) => {
             let logged =
                 writeln!(io::stdout(), "{peer}: answered {lines} lines");
@@ -184,10 +349,15 @@ fn serve(conn: TcpStream, timeout: Duration) {
 static LOG_CLOSED: AtomicBool = AtomicBool::new(false);
 
 /// Answers every line of one connection; returns how many.
-fn answer(conn: &TcpStream, timeout: Duration) -> io::Result<usize> {
+fn answer(
+    conn: &TcpStream,
+    slot: &Slot,
+    timeout: Duration,
+) -> io::Result<usize> {
     let mut reader = BufReader::new(Deadline {
         conn,
         by: Instant::now(),
+        slot,
     });
     let mut line = Vec::new();
     let mut answered = 0;
@@ -195,6 +365,11 @@ fn answer(conn: &TcpStream, timeout: Duration) -> io::Result<usize> {
         // Each request must arrive whole within `timeout`: a client that
         // sends one byte a second cannot hold the connection for longer.
         reader.get_mut().by = Instant::now() + timeout;
+        // Idle, from now on, unless the next request is in the buffer;
+        // the first byte of a request marks it busy (`Deadline::read`).
+        if answered > 0 {
+            slot.set_idle(reader.buffer().is_empty());
+        }
         match read_line(&mut reader, &mut line)? {
             Line::Complete => {
                 let mut reply = b"server got: [".to_vec();
@@ -223,17 +398,23 @@ fn answer(conn: &TcpStream, timeout: Duration) -> io::Result<usize> {
 // ANCHOR: deadline
 /// A socket whose reads must all be done `by` a point in time. A read
 /// timeout (`SO_RCVTIMEO`) bounds one `read` call; this bounds them all
-/// together, by giving each call only the time that is left.
+/// together, by giving each call only the time that is left. Bytes that
+/// arrive mark the connection busy.
 struct Deadline<'a> {
     conn: &'a TcpStream,
     by: Instant,
+    slot: &'a Slot,
 }
 
 impl Read for Deadline<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.conn.set_read_timeout(Some(time_left(self.by)?))?;
         let mut conn = self.conn;
-        conn.read(buf)
+        let n = conn.read(buf)?;
+        if n > 0 {
+            self.slot.set_idle(false);
+        }
+        Ok(n)
     }
 }
 
@@ -408,11 +589,19 @@ fn parse_args() -> Result<Config, lexopt::Error> {
     while let Some(arg) = args.next()? {
         match arg {
             Long("count") => config.count = Some(args.value()?.parse()?),
+            // Both are made in full at the start: a thread each, and a
+            // slot each in the channel. So both have a ceiling.
             Long("workers") => {
                 config.workers = at_least_one("--workers", args.value()?)?;
+                if config.workers > 10_000 {
+                    return Err("--workers is at most 10000".into());
+                }
             }
             Long("queue") => {
                 config.queue = at_least_one("--queue", args.value()?)?;
+                if config.queue > 100_000 {
+                    return Err("--queue is at most 100000".into());
+                }
             }
             Long("timeout") => {
                 let secs = at_least_one("--timeout", args.value()?)?;

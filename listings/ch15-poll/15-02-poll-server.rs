@@ -4,8 +4,9 @@
 // listening socket, and every connection that wants to read or to write.
 // The protocol and the limits are Listing 14-2's: lines of at most
 // MAX_LINE bytes, each answered with `server got: [<line>]`; a deadline
-// to send each request and to take each reply; a limit on connections;
-// a pause after a failed `accept`.
+// to send each request and to take each reply; a limit on connections,
+// at which the connection idle longest makes room; a pause after a failed
+// `accept`. Each client's replies waiting to be written are bounded too.
 //
 // `poll-server [HOST:PORT] [--count N] [--max-conns N] [--timeout SECS]
 // [--backlog N]`
@@ -31,6 +32,12 @@ const MAX_LINE: usize = 1024;
 /// Replies waiting for a client to read them, beyond which we stop
 /// reading its requests.
 const MAX_OUTPUT: usize = 64 * 1024;
+/// The most reply one byte of request can make: an empty line, one byte,
+/// is answered with `server got: []` and a newline, fifteen.
+const MOST_REPLY_PER_BYTE: usize = 15;
+/// How long a connection must have been idle before it may be closed to
+/// make room for a new one at the limit (Listing 14-2).
+const EVICT_AFTER: Duration = Duration::from_secs(1);
 /// At most this many new connections per round, so that a flood of them
 /// cannot starve the clients already connected.
 const ACCEPTS_PER_ROUND: usize = 64;
@@ -83,6 +90,9 @@ struct Conn {
     /// The client must finish its next request, or take its replies, by
     /// then; each finished request and each emptied output moves it on.
     deadline: Instant,
+    /// Since when it has been idle: open, with no request begun and no
+    /// reply waiting. `None` while it is not.
+    idle_since: Option<Instant>,
     state: State,
     answered: usize,
     /// Whether it ended in an error, already logged.
@@ -248,7 +258,9 @@ impl Server {
                 }
             };
             self.pause = PAUSE_FIRST;
-            if self.conns.len() >= self.config.max_conns {
+            if self.conns.len() >= self.config.max_conns
+                && !self.evict_idlest(now)
+            {
                 refuse(sock);
                 continue;
             }
@@ -270,10 +282,37 @@ impl Server {
                 output: Vec::new(),
                 written: 0,
                 deadline: now + self.config.timeout,
+                idle_since: Some(now),
                 state: State::Open,
                 answered: 0,
                 failed: false,
             });
+        }
+    }
+}
+
+impl Server {
+    /// At the limit: closes the connection idle longest, if it has been
+    /// idle for EVICT_AFTER at least, to make room; false if none has.
+    fn evict_idlest(&mut self, now: Instant) -> bool {
+        let idlest = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, conn)| Some((i, conn.idle_since?)))
+            .min_by_key(|&(_, since)| since);
+        match idlest {
+            Some((i, since)) if now.duration_since(since) >= EVICT_AFTER => {
+                let conn = self.conns.swap_remove(i);
+                let _ = writeln!(
+                    io::stdout(),
+                    "{}: answered {} lines",
+                    conn.peer,
+                    conn.answered
+                );
+                true
+            }
+            _ => false,
         }
     }
 }
@@ -294,12 +333,13 @@ fn refuse(mut sock: TcpStream) {
 // ANCHOR: handle
 impl Conn {
     /// What to wait for: readable while we take requests (or drain),
-    /// unless too many replies are waiting; writable while replies are.
+    /// unless the replies waiting leave no room; writable while replies
+    /// are waiting.
     fn interest(&self) -> PollFlags {
         let mut events = PollFlags::empty();
         let pending = self.output.len() - self.written;
         let reading = matches!(self.state, State::Open | State::Draining);
-        if reading && pending < MAX_OUTPUT {
+        if reading && self.room() > 0 {
             events |= PollFlags::POLLIN;
         }
         if pending > 0 {
@@ -327,13 +367,30 @@ impl Conn {
         }
     }
 
-    /// One `read`: it returns what is there now, and never waits.
+    /// How many bytes of requests we may read now: few enough that their
+    /// replies, however short the lines, keep the pending replies within
+    /// MAX_OUTPUT (and a line begun earlier, MAX_LINE at most, beyond).
+    fn room(&self) -> usize {
+        let pending = self.output.len() - self.written;
+        MAX_OUTPUT.saturating_sub(pending) / MOST_REPLY_PER_BYTE
+    }
+
+    /// One `read`: it returns what is there now, and never waits. It
+    /// asks for no more than `room`; a draining connection's bytes are
+    /// thrown away, so they need none.
     fn read(&mut self, scratch: &mut [u8], timeout: Duration, now: Instant) {
-        match self.sock.read(scratch) {
+        let most = match self.state {
+            State::Draining => scratch.len(),
+            _ => self.room().min(scratch.len()),
+        };
+        match self.sock.read(&mut scratch[..most]) {
             Ok(0) => self.end_of_requests(timeout, now),
             // Thrown away.
             Ok(_) if self.state == State::Draining => {}
-            Ok(n) => self.take_lines(&scratch[..n], timeout, now),
+            Ok(n) => {
+                self.idle_since = None;
+                self.take_lines(&scratch[..n], timeout, now);
+            }
             Err(err) if would_block(&err) => {}
             Err(err) => self.close(Some(err)),
         }
@@ -372,7 +429,8 @@ impl Conn {
         self.output.extend_from_slice(b"server got: [");
         self.output.extend_from_slice(&self.input);
         self.output.extend_from_slice(b"]\n");
-        self.input.clear();
+        // Freed, not just emptied: an idle connection holds no memory.
+        self.input = Vec::new();
         self.answered += 1;
         self.deadline = now + timeout;
     }
@@ -381,6 +439,7 @@ impl Conn {
     // ANCHOR: write
     /// The client half-closed. Its last line may lack a newline.
     fn end_of_requests(&mut self, timeout: Duration, now: Instant) {
+        self.idle_since = None;
         match self.state {
             State::Open => {
                 if !self.input.is_empty() {
@@ -404,10 +463,14 @@ impl Conn {
                 Err(err) => return self.close(Some(err)),
             }
         }
-        // All written: forget it, and give the client a new deadline.
-        self.output.clear();
+        // All written: free it, and give the client a new deadline. With
+        // no line begun, the connection is idle from now on.
+        self.output = Vec::new();
         self.written = 0;
         self.deadline = now + timeout;
+        if self.state == State::Open && self.input.is_empty() {
+            self.idle_since = Some(now);
+        }
         self.finish_if_done();
     }
 
@@ -439,6 +502,7 @@ impl Conn {
             self.failed = true;
         }
         self.state = State::Closed;
+        self.idle_since = None;
     }
 }
 

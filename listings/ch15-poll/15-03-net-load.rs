@@ -6,8 +6,10 @@
 //
 // 1. a burst of clients at once, each of which must get exactly its own
 //    reply, once: latency from `connect` to the end of the reply;
-// 2. many idle connections, then a new client: its latency, and the
-//    server's memory (RSS) and threads, from /proc;
+// 2. many idle connections (10,000 by default), more than most servers'
+//    limits, held by one client that never says a word, then new
+//    clients, one after another: their latency, and the server's memory
+//    (RSS) and threads, from /proc;
 // 3. one client that sends a mebibyte without a newline: the server's
 //    peak memory.
 //
@@ -17,8 +19,11 @@
 // (`--seconds`, on `--conns` connections).
 //
 // `net-load [--clients N] [--rounds N] [--idle N] [--garbage BYTES]
-// [--with-async] [--seconds N] [--conns N] [--record FILE]`: FILE gets
-// the report too, after the command that made it.
+// [--with-async] [--seconds N] [--conns N] [--record FILE | --book]`.
+// The report goes to stdout, and to a file after the command that made
+// it: `target/net-load/15-03-net-load.out` (or `30-02-…` with
+// `--with-async`), next to the build; or FILE; or, with `--book`, the
+// file the book includes, which only its maintainers should rewrite.
 
 use std::error::Error;
 use std::fmt::Write as _;
@@ -39,7 +44,13 @@ use nix::unistd::{Pid, getpid, getppid};
 
 const USAGE: &str = "usage: net-load [--clients N] [--rounds N] [--idle N] \
                      [--garbage BYTES] [--with-async] [--seconds N] \
-                     [--conns N] [--record FILE]";
+                     [--conns N] [--record FILE | --book]";
+/// How many new clients the idle scenario times, one after another.
+const NEW_CLIENTS: usize = 200;
+/// How long a connection must have been idle before a server may close it
+/// to make room for a new one: the idle clients wait that long, as those
+/// of a real attack would have.
+const IDLE_AGE: Duration = Duration::from_millis(1100);
 /// The longest any one wait may take before the benchmark gives up.
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -52,6 +63,10 @@ struct Config {
     seconds: usize,
     conns: usize,
     record: Option<PathBuf>,
+    book: bool,
+    /// The command line, as the report shows it: without `--record` and
+    /// `--book`, which say where the report goes, not what it measures.
+    shown: String,
 }
 
 fn main() -> ExitCode {
@@ -67,12 +82,13 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let config = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    // A thousand idle connections are a thousand descriptors here too.
+    // Ten thousand idle connections are ten thousand descriptors here
+    // too, besides the servers' own.
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
     }
-    let mut report = Report::new(config.record.as_deref(), config.with_async);
+    let mut report = Report::new(&config)?;
     report.line(&machine()?)?;
     if config.with_async {
         return compare_async(&config, &mut report);
@@ -112,23 +128,11 @@ fn run() -> Result<(), Box<dyn Error>> {
         report.line(&burst_row(name, backlog, &results))?;
     }
 
-    report.line("")?;
-    report.line(&format!(
-        "{} idle connections, then 20 requests from a new client",
-        config.idle
-    ))?;
-    report.line(&format!(
-        "{:<12} {:>9} {:>12} {:>12} {:>9} {:>8}",
-        "server", "idle held", "new p50 ms", "new max ms", "RSS MiB", "threads"
-    ))?;
-    for name in ["tcp-threads", "poll-server"] {
-        // Idle clients must outlive the measurement: a long timeout, and
-        // room for them all.
-        let max = (config.idle + 100).to_string();
-        let args = ["--timeout", "600", "--max-conns", &max];
-        let server = Server::start(name, &args)?;
-        report.line(&idle_row(&server, config.idle)?)?;
-    }
+    idle_table(
+        &mut report,
+        config.idle,
+        &["tcp-threads", "tcp-pool", "poll-server"],
+    )?;
 
     report.line("")?;
     report.line(&format!(
@@ -150,127 +154,6 @@ enum Outcome {
     Wrong,
     Failed(io::ErrorKind),
 }
-
-/// Part VI's comparison: the tokio server beside the threaded and `poll`
-/// servers, on the burst, idle connections, and one-byte requests.
-fn compare_async(
-    config: &Config,
-    report: &mut Report,
-) -> Result<(), Box<dyn Error>> {
-    const SERVERS: [&str; 3] = ["tcp-threads", "poll-server", "async-server"];
-    let Config {
-        clients, rounds, ..
-    } = *config;
-    report.line("")?;
-    report.line(&format!(
-        "{clients} clients at once (rounds: {rounds}); latency from \
-         connect to the end of the reply, in ms"
-    ))?;
-    report.line(&format!(
-        "{:<12} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>8}",
-        "server",
-        "backlog",
-        "right",
-        "wrong",
-        "failed",
-        "p50",
-        "p99",
-        "max",
-        ">= 1 s"
-    ))?;
-    for name in SERVERS {
-        let server = Server::start(name, &["--backlog", "1024"])?;
-        let mut results = Vec::new();
-        for _ in 0..rounds {
-            results.extend(burst(server.addr, clients)?);
-        }
-        report.line(&burst_row(name, 1024, &results))?;
-    }
-
-    report.line("")?;
-    report.line(&format!(
-        "{} idle connections, then 20 requests from a new client",
-        config.idle
-    ))?;
-    report.line(&format!(
-        "{:<12} {:>9} {:>12} {:>12} {:>9} {:>8}",
-        "server", "idle held", "new p50 ms", "new max ms", "RSS MiB", "threads"
-    ))?;
-    for name in SERVERS {
-        let max = (config.idle + 100).to_string();
-        let server =
-            Server::start(name, &["--timeout", "600", "--max-conns", &max])?;
-        report.line(&idle_row(&server, config.idle)?)?;
-    }
-
-    report.line("")?;
-    report.line(&format!(
-        "one-byte requests for {} s on {} connections, one request at a \
-         time on each",
-        config.seconds, config.conns
-    ))?;
-    report.line(&format!(
-        "{:<12} {:>5} {:>10} {:>10} {:>7}",
-        "server", "conns", "requests", "per second", "wrong"
-    ))?;
-    for name in SERVERS {
-        let server = Server::start(name, &[])?;
-        let time = Duration::from_secs(config.seconds as u64);
-        report.line(&requests_row(&server, config.conns, time)?)?;
-    }
-    Ok(())
-}
-
-// ANCHOR: requests
-/// `conns` clients, each on a connection of its own, each sending a
-/// one-byte line and reading its reply, again and again, for `time`:
-/// how many replies came back, and how many were wrong.
-fn requests_row(
-    server: &Server,
-    conns: usize,
-    time: Duration,
-) -> Result<String, Box<dyn Error>> {
-    let start = Arc::new(Barrier::new(conns + 1));
-    let mut handles = Vec::new();
-    for _ in 0..conns {
-        let sock = TcpStream::connect_timeout(&server.addr, PATIENCE)?;
-        sock.set_read_timeout(Some(PATIENCE))?;
-        sock.set_write_timeout(Some(PATIENCE))?;
-        let start = Arc::clone(&start);
-        handles.push(thread::spawn(move || -> io::Result<(u64, u64)> {
-            let mut reader = BufReader::new(sock.try_clone()?);
-            let mut sock = sock;
-            let mut reply = String::new();
-            let (mut right, mut wrong) = (0, 0);
-            start.wait();
-            let began = Instant::now();
-            while began.elapsed() < time {
-                sock.write_all(b"x\n")?;
-                reply.clear();
-                reader.read_line(&mut reply)?;
-                if reply == "server got: [x]\n" {
-                    right += 1;
-                } else {
-                    wrong += 1;
-                }
-            }
-            Ok((right, wrong))
-        }));
-    }
-    start.wait();
-    let (mut right, mut wrong) = (0, 0);
-    for handle in handles {
-        let (r, w) = handle.join().map_err(|_| "a client panicked")??;
-        right += r;
-        wrong += w;
-    }
-    let per_second = right as f64 / time.as_secs_f64();
-    Ok(format!(
-        "{:<12} {conns:>5} {right:>10} {per_second:>10.0} {wrong:>7}",
-        server.name
-    ))
-}
-// ANCHOR_END: requests
 
 /// `clients` clients, started together by a barrier; each sends one line
 /// with its own number, half-closes, and reads the reply to its end.
@@ -358,48 +241,100 @@ fn percentile(times: &[Duration], p: usize) -> Option<Duration> {
 // ANCHOR_END: burst
 
 // ANCHOR: idle
+/// For each server: `idle` connections that never say a word, from one
+/// client, then new clients one after another. Each server keeps its own
+/// limit on connections, and a long idle timeout, so that only the limit
+/// stands between the idle connections and the new clients.
+fn idle_table(
+    report: &mut Report,
+    idle: usize,
+    servers: &[&'static str],
+) -> Result<(), Box<dyn Error>> {
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    let needed = idle as u64 + 2 * NEW_CLIENTS as u64 + 100;
+    if hard < needed {
+        return Err(format!(
+            "--idle {idle} needs {needed} file descriptors; the limit here \
+             is {hard} (ulimit -Hn)"
+        )
+        .into());
+    }
+    report.line("")?;
+    report.line(&format!(
+        "{idle} idle connections, then {NEW_CLIENTS} new clients one after \
+         another; latency in ms"
+    ))?;
+    report.line(&format!(
+        "{:<12} {:>9} {:>8} {:>8} {:>8} {:>8}",
+        "server", "idle held", "new p50", "new p99", "RSS MiB", "threads"
+    ))?;
+    for &name in servers {
+        let server = Server::start(name, &["--timeout", "600"])?;
+        report.line(&idle_row(&server, idle)?)?;
+    }
+    Ok(())
+}
+
 /// Opens `idle` connections that say nothing, waits until the server has
-/// accepted them all, then times 20 requests from a new client, and
-/// reads the server's memory and threads from /proc.
+/// taken all it will (its descriptors stop changing) and until they have
+/// been idle long enough to be closed for a new client; reads the
+/// server's memory and threads from /proc, then times NEW_CLIENTS new
+/// clients. A new client that is refused, or fails, is counted, below the
+/// row.
 fn idle_row(server: &Server, idle: usize) -> Result<String, Box<dyn Error>> {
-    // Each accepted connection is a descriptor of the server's, on top
-    // of those it has open before any client comes.
     let before = open_fds(server.pid());
     let mut held = Vec::with_capacity(idle);
     for _ in 0..idle {
         held.push(TcpStream::connect_timeout(&server.addr, PATIENCE)?);
     }
     let deadline = Instant::now() + PATIENCE;
-    while open_fds(server.pid()) < before + idle {
+    let mut last = (open_fds(server.pid()), Instant::now());
+    while last.1.elapsed() < Duration::from_millis(500) {
         if Instant::now() > deadline {
-            return Err(
-                format!("{} did not accept them all", server.name).into()
-            );
+            return Err(format!("{} never settled", server.name).into());
         }
-        thread::sleep(Duration::from_millis(10));
-    }
-    let mut times = Vec::new();
-    for i in 0..20 {
-        let began = Instant::now();
-        let reply = exchange(server.addr, &format!("new {i}"))?;
-        if reply != format!("server got: [new {i}]\n") {
-            return Err(
-                format!("{}: a wrong reply: {reply:?}", server.name).into()
-            );
+        thread::sleep(Duration::from_millis(50));
+        let now = open_fds(server.pid());
+        if now != last.0 {
+            last = (now, Instant::now());
         }
-        times.push(began.elapsed());
     }
-    times.sort();
+    thread::sleep(IDLE_AGE);
+    // What the idle connections cost the server: one descriptor each that
+    // it holds, and its memory and threads.
+    let holds = open_fds(server.pid()).saturating_sub(before);
     let rss = status_field(server.pid(), "VmRSS")?;
     let threads = status_field(server.pid(), "Threads")?;
-    Ok(format!(
-        "{:<12} {:>9} {:>12} {:>12} {:>9.1} {threads:>8}",
+    let (mut times, mut refused, mut failed) = (Vec::new(), 0, 0);
+    for i in 0..NEW_CLIENTS {
+        let began = Instant::now();
+        match exchange(server.addr, &format!("new {i}")) {
+            Ok(reply) if reply == format!("server got: [new {i}]\n") => {
+                times.push(began.elapsed());
+            }
+            Ok(reply) if reply.starts_with("error: server busy") => {
+                refused += 1;
+            }
+            _ => failed += 1,
+        }
+    }
+    times.sort();
+    let mut row = format!(
+        "{:<12} {holds:>9} {:>8} {:>8} {:>8.1} {threads:>8}",
         server.name,
-        held.len(),
         ms(percentile(&times, 50)),
-        ms(times.last().copied()),
+        ms(percentile(&times, 99)),
         rss as f64 / 1024.0,
-    ))
+    );
+    if refused > 0 {
+        let _ =
+            write!(row, "\n  {refused} new clients told the server is busy");
+    }
+    if failed > 0 {
+        let _ = write!(row, "\n  {failed} new clients failed");
+    }
+    drop(held);
+    Ok(row)
 }
 // ANCHOR_END: idle
 
@@ -428,6 +363,113 @@ fn garbage_row(
     ))
 }
 // ANCHOR_END: garbage
+
+/// Part VI's comparison: the tokio server beside the threaded and `poll`
+/// servers, on the burst, idle connections, and one-byte requests.
+fn compare_async(
+    config: &Config,
+    report: &mut Report,
+) -> Result<(), Box<dyn Error>> {
+    const SERVERS: [&str; 3] = ["tcp-threads", "poll-server", "async-server"];
+    let Config {
+        clients, rounds, ..
+    } = *config;
+    report.line("")?;
+    report.line(&format!(
+        "{clients} clients at once (rounds: {rounds}); latency from \
+         connect to the end of the reply, in ms"
+    ))?;
+    report.line(&format!(
+        "{:<12} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>8}",
+        "server",
+        "backlog",
+        "right",
+        "wrong",
+        "failed",
+        "p50",
+        "p99",
+        "max",
+        ">= 1 s"
+    ))?;
+    for name in SERVERS {
+        let server = Server::start(name, &["--backlog", "1024"])?;
+        let mut results = Vec::new();
+        for _ in 0..rounds {
+            results.extend(burst(server.addr, clients)?);
+        }
+        report.line(&burst_row(name, 1024, &results))?;
+    }
+
+    idle_table(report, config.idle, &SERVERS)?;
+
+    report.line("")?;
+    report.line(&format!(
+        "one-byte requests for {} s on {} connections, one request at a \
+         time on each",
+        config.seconds, config.conns
+    ))?;
+    report.line(&format!(
+        "{:<12} {:>5} {:>10} {:>10} {:>7}",
+        "server", "conns", "requests", "per second", "wrong"
+    ))?;
+    for name in SERVERS {
+        let server = Server::start(name, &[])?;
+        let time = Duration::from_secs(config.seconds as u64);
+        report.line(&requests_row(&server, config.conns, time)?)?;
+    }
+    Ok(())
+}
+
+// ANCHOR: requests
+/// `conns` clients, each on a connection of its own, each sending a
+/// one-byte line and reading its reply, again and again, for `time`:
+/// how many replies came back, and how many were wrong.
+fn requests_row(
+    server: &Server,
+    conns: usize,
+    time: Duration,
+) -> Result<String, Box<dyn Error>> {
+    let start = Arc::new(Barrier::new(conns + 1));
+    let mut handles = Vec::new();
+    for _ in 0..conns {
+        let sock = TcpStream::connect_timeout(&server.addr, PATIENCE)?;
+        sock.set_read_timeout(Some(PATIENCE))?;
+        sock.set_write_timeout(Some(PATIENCE))?;
+        let start = Arc::clone(&start);
+        handles.push(thread::spawn(move || -> io::Result<(u64, u64)> {
+            let mut reader = BufReader::new(sock.try_clone()?);
+            let mut sock = sock;
+            let mut reply = String::new();
+            let (mut right, mut wrong) = (0, 0);
+            start.wait();
+            let began = Instant::now();
+            while began.elapsed() < time {
+                sock.write_all(b"x\n")?;
+                reply.clear();
+                reader.read_line(&mut reply)?;
+                if reply == "server got: [x]\n" {
+                    right += 1;
+                } else {
+                    wrong += 1;
+                }
+            }
+            Ok((right, wrong))
+        }));
+    }
+    start.wait();
+    let (mut right, mut wrong) = (0, 0);
+    for handle in handles {
+        let (r, w) = handle.join().map_err(|_| "a client panicked")??;
+        right += r;
+        wrong += w;
+    }
+    let per_second = right as f64 / time.as_secs_f64();
+    Ok(format!(
+        "{:<12} {conns:>5} {right:>10} {per_second:>10.0} {wrong:>7}",
+        server.name
+    ))
+}
+// ANCHOR_END: requests
 
 /// A number from `/proc/PID/status`: in kB for sizes.
 fn status_field(pid: Pid, field: &str) -> Result<u64, Box<dyn Error>> {
@@ -496,8 +538,10 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        // SAFETY: `prctl` and `getppid` are system calls, safe to make
-        // between `fork` and `exec`.
+        // SAFETY: between `fork` and `exec` in a program with threads,
+        // nothing may allocate or lock (Chapter 24). `prctl` and `getppid`
+        // are system calls, and an error made from an errno allocates
+        // nothing, unlike `io::Error::other`.
         unsafe {
             command.pre_exec(move || {
                 // The server dies with us, even if we are killed. (The
@@ -505,7 +549,8 @@ impl Server {
                 // program starts every server from its main thread.)
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
                 if getppid() != parent {
-                    return Err(io::Error::other("the benchmark is gone"));
+                    // The benchmark is gone already: no such process.
+                    return Err(io::Error::from_raw_os_error(nix::libc::ESRCH));
                 }
                 Ok(())
             })
@@ -570,37 +615,61 @@ fn sibling(name: &str) -> Result<PathBuf, Box<dyn Error>> {
     Ok(path)
 }
 
-/// The report: to stdout as it comes, and to the record file at the end.
+/// The report: to stdout as it comes, and to a file, rewritten after each
+/// line, which starts with the command that made it.
 struct Report {
     text: String,
-    record: Option<PathBuf>,
+    file: PathBuf,
 }
 
 impl Report {
-    fn new(record: Option<&Path>, with_async: bool) -> Report {
-        let mut text = String::new();
-        if let Some(record) = record {
-            let option = if with_async { " --with-async" } else { "" };
-            let _ = writeln!(
-                text,
-                "$ target/release/net-load{option} --record {}",
-                record.display()
-            );
-        }
-        Report {
-            text,
-            record: record.map(Path::to_path_buf),
-        }
+    /// The file is FILE with `--record FILE`; the book's own with
+    /// `--book`, from the top of the repository; otherwise one under the
+    /// build directory, `target/`, next to this program's: never a file
+    /// of the book's unless asked.
+    fn new(config: &Config) -> Result<Report, Box<dyn Error>> {
+        let name = if config.with_async {
+            "30-02-net-load.out"
+        } else {
+            "15-03-net-load.out"
+        };
+        let file = if let Some(record) = &config.record {
+            record.clone()
+        } else if config.book {
+            let chapter = if config.with_async {
+                "listings/ch30-async-sockets"
+            } else {
+                "listings/ch15-poll"
+            };
+            if !Path::new(chapter).is_dir() {
+                return Err(format!(
+                    "--book: no {chapter} here; run it from the top of \
+                     the book's repository"
+                )
+                .into());
+            }
+            Path::new(chapter).join(name)
+        } else {
+            // target/release/net-load: target/net-load/NAME.
+            let me = std::env::current_exe()?;
+            let target = me
+                .parent()
+                .and_then(Path::parent)
+                .ok_or("no directory above this program's")?;
+            target.join("net-load").join(name)
+        };
+        let text = format!("$ target/release/net-load{}\n", config.shown);
+        Ok(Report { text, file })
     }
 
     fn line(&mut self, line: &str) -> io::Result<()> {
         println!("{line}");
         self.text.push_str(line);
         self.text.push('\n');
-        match &self.record {
-            Some(record) => fs::write(record, &self.text),
-            None => Ok(()),
+        if let Some(dir) = self.file.parent() {
+            fs::create_dir_all(dir)?;
         }
+        fs::write(&self.file, &self.text)
     }
 }
 
@@ -615,32 +684,43 @@ fn parse_args() -> Result<Config, lexopt::Error> {
     let mut config = Config {
         clients: 500,
         rounds: 3,
-        idle: 1000,
+        idle: 10_000,
         garbage: 1 << 20,
         with_async: false,
         seconds: 3,
         conns: 32,
         record: None,
+        book: false,
+        shown: String::new(),
     };
     let mut args = lexopt::Parser::from_env();
     while let Some(arg) = args.next()? {
+        let shown = &mut config.shown;
         match arg {
             Long("clients") => {
-                config.clients = within("--clients", 10_000, &mut args)?
+                config.clients = within("--clients", 10_000, &mut args, shown)?
             }
             Long("rounds") => {
-                config.rounds = within("--rounds", 100, &mut args)?
+                config.rounds = within("--rounds", 100, &mut args, shown)?
             }
-            Long("idle") => config.idle = within("--idle", 100_000, &mut args)?,
+            Long("idle") => {
+                config.idle = within("--idle", 100_000, &mut args, shown)?
+            }
             Long("garbage") => {
-                config.garbage = within("--garbage", 1 << 30, &mut args)?
+                config.garbage = within("--garbage", 1 << 30, &mut args, shown)?
             }
-            Long("with-async") => config.with_async = true,
+            Long("with-async") => {
+                config.with_async = true;
+                shown.push_str(" --with-async");
+            }
             Long("seconds") => {
-                config.seconds = within("--seconds", 600, &mut args)?
+                config.seconds = within("--seconds", 600, &mut args, shown)?
             }
-            Long("conns") => config.conns = within("--conns", 1000, &mut args)?,
+            Long("conns") => {
+                config.conns = within("--conns", 1000, &mut args, shown)?
+            }
             Long("record") => config.record = Some(args.value()?.into()),
+            Long("book") => config.book = true,
             Short('h') | Long("help") => {
                 println!("{USAGE}");
                 process::exit(0);
@@ -648,20 +728,26 @@ fn parse_args() -> Result<Config, lexopt::Error> {
             _ => return Err(arg.unexpected()),
         }
     }
+    if config.book && config.record.is_some() {
+        return Err("--record and --book both say where: choose one".into());
+    }
     Ok(config)
 }
 
-/// The value of option `name`, from 1 to `most`.
+/// The value of option `name`, from 1 to `most`; appended, with the
+/// option, to `shown`.
 fn within(
     name: &str,
     most: usize,
     args: &mut lexopt::Parser,
+    shown: &mut String,
 ) -> Result<usize, lexopt::Error> {
     use lexopt::prelude::*;
     let number: usize = args.value()?.parse()?;
     if !(1..=most).contains(&number) {
         return Err(format!("{name} must be from 1 to {most}").into());
     }
+    let _ = write!(shown, " {name} {number}");
     Ok(number)
 }
 // ANCHOR_END: whole

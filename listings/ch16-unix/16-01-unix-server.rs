@@ -10,6 +10,7 @@
 // [--timeout SECS]`. Without an address, the socket is `socket` in a new
 // private directory; `@NAME` is a name in Linux's abstract namespace.
 
+use std::collections::HashMap;
 use std::error::Error;
 use std::fmt::Display;
 use std::fs::{self, File, OpenOptions};
@@ -20,11 +21,12 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::socket::{getsockopt, sockopt};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
     let config = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    raise_fd_limit()?;
     let (listener, place) = match config.address.as_deref() {
         Some(name) if name.starts_with('@') => {
             (bind_abstract(&name[1..])?, Place::Abstract)
@@ -251,51 +254,65 @@ fn remove_on_signals(place: Arc<Place>) -> io::Result<()> {
 // ANCHOR_END: remove
 
 // ANCHOR: serve
-/// Listing 14-2's accept loop, on a Unix socket.
+/// Listing 14-2's accept loop, on a Unix socket: a backoff after a failed
+/// `accept`, and a limit on connections at which the one idle longest
+/// makes room for the new one.
 fn serve(
     listener: &UnixListener,
     config: &Config,
 ) -> Result<(), Box<dyn Error>> {
-    let slots = Slots::new(config.max_conns);
+    let conns = Conns::new(config.max_conns);
     let mut served = 0;
+    let mut backoff = Backoff::new();
     while config.count.is_none_or(|count| served < count) {
         let conn = match listener.accept() {
-            Ok((conn, _)) => conn,
+            Ok((conn, _)) => Arc::new(conn),
             Err(err) => {
-                log(format_args!("accept: {err}"));
-                thread::sleep(Duration::from_millis(100));
+                backoff.failed(&err);
                 continue;
             }
         };
-        let Some(slot) = slots.take() else {
-            // No reset on a Unix socket: the client reads this even if we
-            // close with its request unread.
-            let _ = (&conn).write_all(b"error: server busy\n");
+        backoff.reset();
+        let Some(slot) = conns.take(&conn) else {
+            refuse(&conn);
             continue;
         };
         served += 1;
         let timeout = config.timeout;
-        let spawned = thread::Builder::new().spawn(move || {
-            answer_and_log(&conn, timeout);
-            drop(slot);
-        });
+        let spawned = thread::Builder::new()
+            .spawn(move || answer_and_log(&conn, &slot, timeout));
         if let Err(err) = spawned {
             log(format_args!("cannot start a thread: {err}"));
         }
     }
-    slots.wait_until_all_free();
+    conns.wait_until_all_closed();
     Ok(())
 }
 
+/// Tells a client over the limit that the server is busy, and closes.
+/// Reading what it already sent first, without waiting, matters here as
+/// on TCP: a Unix socket closed with unread bytes makes the client's next
+/// read after this message fail with ECONNRESET, not see the end.
+fn refuse(mut conn: &UnixStream) {
+    let _ = conn.set_nonblocking(true);
+    let mut scratch = [0; 4096];
+    for _ in 0..16 {
+        if !matches!(conn.read(&mut scratch), Ok(n) if n > 0) {
+            break;
+        }
+    }
+    let _ = conn.write_all(b"error: server busy\n");
+}
+
 /// Serves one client, and logs who it was, as the kernel tells it.
-fn answer_and_log(conn: &UnixStream, timeout: Duration) {
+fn answer_and_log(conn: &UnixStream, slot: &Slot, timeout: Duration) {
     // The credentials of the process that connected, taken by the kernel
     // at `connect` time: they cannot be forged by the client.
     let who = match getsockopt(conn, sockopt::PeerCredentials) {
         Ok(cred) => format!("pid {} (uid {})", cred.pid(), cred.uid()),
         Err(err) => format!("a client ({err})"),
     };
-    match answer(conn, timeout) {
+    match answer(conn, slot, timeout) {
         Ok(lines) => {
             let _ = writeln!(io::stdout(), "{who}: answered {lines} lines");
         }
@@ -306,15 +323,26 @@ fn answer_and_log(conn: &UnixStream, timeout: Duration) {
 
 /// Answers every line of one connection, each request and reply within
 /// `timeout` (Listing 14-2).
-fn answer(conn: &UnixStream, timeout: Duration) -> io::Result<usize> {
+fn answer(
+    conn: &UnixStream,
+    slot: &Slot,
+    timeout: Duration,
+) -> io::Result<usize> {
     let mut reader = BufReader::new(Deadline {
         conn,
         by: Instant::now(),
+        slot,
     });
     let mut line = Vec::new();
     let mut answered = 0;
     loop {
         reader.get_mut().by = Instant::now() + timeout;
+        // Idle from now on (from `accept` for the first request), unless
+        // the next request is in the buffer already; the first byte of a
+        // request marks it busy (`Deadline::read`).
+        if answered > 0 {
+            slot.set_idle(reader.buffer().is_empty());
+        }
         match read_line(&mut reader, &mut line)? {
             Line::Complete => {
                 let mut reply = b"server got: [".to_vec();
@@ -338,17 +366,23 @@ fn answer(conn: &UnixStream, timeout: Duration) -> io::Result<usize> {
     }
 }
 
-/// A socket whose reads must all be done `by` a point in time.
+/// A socket whose reads must all be done `by` a point in time; bytes
+/// that arrive mark its slot busy.
 struct Deadline<'a> {
     conn: &'a UnixStream,
     by: Instant,
+    slot: &'a Slot,
 }
 
 impl Read for Deadline<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.conn.set_read_timeout(Some(time_left(self.by)?))?;
         let mut conn = self.conn;
-        conn.read(buf)
+        let n = conn.read(buf)?;
+        if n > 0 {
+            self.slot.set_idle(false);
+        }
+        Ok(n)
     }
 }
 
@@ -415,47 +449,135 @@ fn close_gently(mut conn: &UnixStream, by: Instant) -> io::Result<()> {
     }
 }
 
-/// Counts the connections being served, up to a maximum (Listing 14-2).
-struct Slots {
-    active: Mutex<usize>,
-    freed: Condvar,
+/// How long a connection must have been idle before it may be closed to
+/// make room for a new one (Listing 14-2).
+const EVICT_AFTER: Duration = Duration::from_secs(1);
+
+/// The connections being served, up to a maximum, and since when each
+/// has been idle (Listing 14-2).
+struct Conns {
+    table: Mutex<Table>,
+    closed: Condvar,
     max: usize,
 }
 
-struct Slot(Arc<Slots>);
+#[derive(Default)]
+struct Table {
+    next: u64,
+    open: HashMap<u64, (Arc<UnixStream>, Option<Instant>)>,
+}
 
-impl Slots {
-    fn new(max: usize) -> Arc<Slots> {
-        let active = Mutex::new(0);
-        Arc::new(Slots {
-            active,
-            freed: Condvar::new(),
+struct Slot {
+    conns: Arc<Conns>,
+    id: u64,
+}
+
+impl Conns {
+    fn new(max: usize) -> Arc<Conns> {
+        Arc::new(Conns {
+            table: Mutex::default(),
+            closed: Condvar::new(),
             max,
         })
     }
 
-    fn take(self: &Arc<Self>) -> Option<Slot> {
-        let mut active =
-            self.active.lock().unwrap_or_else(PoisonError::into_inner);
-        if *active == self.max {
-            return None;
-        }
-        *active += 1;
-        Some(Slot(Arc::clone(self)))
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn wait_until_all_free(&self) {
-        let active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
-        drop(self.freed.wait_while(active, |active| *active > 0));
+    /// A place for `conn`; at the limit, the connection idle longest, if
+    /// for EVICT_AFTER at least, is shut down to make room.
+    fn take(self: &Arc<Self>, conn: &Arc<UnixStream>) -> Option<Slot> {
+        let mut table = self.lock();
+        if table.open.len() >= self.max {
+            let (id, since) = table
+                .open
+                .iter()
+                .filter_map(|(id, (_, idle))| Some((*id, (*idle)?)))
+                .min_by_key(|&(_, since)| since)?;
+            if since.elapsed() < EVICT_AFTER {
+                return None;
+            }
+            if let Some((idlest, _)) = table.open.remove(&id) {
+                let _ = idlest.shutdown(Shutdown::Both);
+            }
+        }
+        let id = table.next;
+        table.next += 1;
+        let idle = Some(Instant::now());
+        table.open.insert(id, (Arc::clone(conn), idle));
+        Some(Slot {
+            conns: Arc::clone(self),
+            id,
+        })
+    }
+
+    fn wait_until_all_closed(&self) {
+        let table = self.lock();
+        drop(self.closed.wait_while(table, |t| !t.open.is_empty()));
+    }
+}
+
+impl Slot {
+    fn set_idle(&self, idle: bool) {
+        let mut table = self.conns.lock();
+        if let Some((_, since)) = table.open.get_mut(&self.id) {
+            *since = idle.then(Instant::now);
+        }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let slots = &self.0;
-        *slots.active.lock().unwrap_or_else(PoisonError::into_inner) -= 1;
-        slots.freed.notify_all();
+        self.conns.lock().open.remove(&self.id);
+        self.conns.closed.notify_all();
     }
+}
+
+/// After a failed `accept`, waits from 5 ms, doubling up to a second while
+/// the failures go on, and logs the first failure of a run only
+/// (Listing 14-2).
+struct Backoff {
+    wait: Duration,
+    failing: bool,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MOST: Duration = Duration::from_secs(1);
+
+    fn new() -> Backoff {
+        Backoff {
+            wait: Backoff::FIRST,
+            failing: false,
+        }
+    }
+
+    fn failed(&mut self, err: &io::Error) {
+        if err.kind() == ErrorKind::ConnectionAborted {
+            return;
+        }
+        if !self.failing {
+            log(format_args!("accept: {err}; trying again, less often"));
+            self.failing = true;
+        }
+        thread::sleep(self.wait);
+        self.wait = (self.wait * 2).min(Backoff::MOST);
+    }
+
+    fn reset(&mut self) {
+        *self = Backoff::new();
+    }
+}
+
+/// Raises the soft limit on open file descriptors to the hard one
+/// (Listing 14-2).
+fn raise_fd_limit() -> nix::Result<()> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok(())
 }
 
 fn explain(err: &io::Error) -> String {

@@ -1,5 +1,5 @@
 // ANCHOR: whole
-// Listing 18-4: the 40 ms stall of Nagle's algorithm meeting delayed
+// Listing 18-4: the stall of Nagle's algorithm meeting delayed
 // acknowledgements, measured. A client sends requests of two parts, a
 // header and a body, to a server that answers once it has both; it times
 // ROUNDS round trips three ways: two writes, two writes with TCP_NODELAY,

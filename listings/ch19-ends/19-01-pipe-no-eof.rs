@@ -50,11 +50,9 @@ fn run() -> Result<(), Box<dyn Error>> {
             unsafe { nix::libc::_exit(status) }
         }
         ForkResult::Parent { child } => {
-            // ANCHOR: fix
             if close {
                 drop(write_end); // The parent never writes.
             }
-            // ANCHOR_END: fix
             parent(&read_end, child)
         }
     }
@@ -99,8 +97,12 @@ fn parent(read_end: &OwnedFd, child: Pid) -> Result<(), Box<dyn Error>> {
             println!("End of stream");
             break;
         }
-        // Each line came in one `write`, far below PIPE_BUF, so no line
-        // is split across reads; several may come in one.
+        // A read returns what the pipe holds, up to the buffer: here
+        // one line or several, whole, since each went in with one
+        // `write` and all three fit the buffer. A reader of a longer
+        // stream keeps what follows the last newline for the next read:
+        // PIPE_BUF keeps writers from mixing, and says nothing of where
+        // a read ends.
         for line in String::from_utf8_lossy(&buf[..n]).lines() {
             println!("Parent got [{line}]");
         }

@@ -96,8 +96,9 @@ fn run() -> Result<(), Box<dyn Error>> {
 }
 // ANCHOR_END: command
 
-/// Whether process `pid` ignores SIGPIPE: bit 13 of the `SigIgn` mask in
-/// /proc/PID/status (Linux).
+/// Whether process `pid` ignores SIGPIPE, signal 13: bit 12 of the
+/// `SigIgn` mask in /proc/PID/status (Linux), which has bit n-1 for
+/// signal n.
 fn ignores_sigpipe(pid: u32) -> Result<bool, Box<dyn Error>> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
     let mask = status

@@ -1,9 +1,10 @@
 // ANCHOR: whole
 // Listing 21-2: the deadlock of Listing 4-2, made to happen. A forked
-// child writes `--bytes N` bytes into a pipe and exits; the parent waits
-// for the child first and reads after, as Listing 4-2 does. Once N is
-// more than the pipe holds, the child blocks in `write` and the parent in
-// `waitpid`, each waiting for the other. An alarm ends the parent's wait
+// child writes `--bytes N` bytes into a pipe, `--write-size W` bytes at a
+// time (default 4096), and exits; the parent waits for the child first
+// and reads after, as Listing 4-2 does. Once N is more than the pipe
+// holds, which depends on W, the child blocks in `write` and the parent
+// in `waitpid`, each waiting for the other. An alarm ends the parent's wait
 // after `--wait SECS` (default 2); the parent then reports, reads to
 // unblock the child, and fails. `--read-first` reads while the child
 // writes, and reaps it after: the fix.
@@ -22,11 +23,14 @@ use nix::sys::signal::{
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, alarm, fork, pipe};
 
-const USAGE: &str =
-    "usage: pipe-deadlock [--bytes N] [--read-first] [--wait SECS]";
+const USAGE: &str = "usage: pipe-deadlock [--bytes N] [--write-size W] \
+                     [--read-first] [--wait SECS]";
+/// The largest write the child makes: 1 MiB.
+const MAX_WRITE: usize = 1 << 20;
 
 struct Args {
     bytes: usize,
+    write_size: usize,
     read_first: bool,
     wait: u32,
 }
@@ -51,7 +55,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     match unsafe { fork() }? {
         ForkResult::Child => {
             drop(read_end);
-            let status = match child(write_end, args.bytes) {
+            let status = match child(write_end, args.bytes, args.write_size) {
                 Ok(()) => 0,
                 Err(err) => {
                     eprintln!("pipe-deadlock child: {err}");
@@ -73,7 +77,10 @@ fn run() -> Result<(), Box<dyn Error>> {
                 println!("The child {}", describe(status));
                 return Ok(());
             }
-            println!("Waiting for the child (pid {child}) before reading");
+            println!(
+                "Parent {} waits for its child (pid {child}) before reading",
+                process::id()
+            );
             io::stdout().flush()?;
             match wait_at_most(child, args.wait)? {
                 Some(status) => {
@@ -102,10 +109,14 @@ fn run() -> Result<(), Box<dyn Error>> {
     }
 }
 
-/// Writes `bytes` bytes, 4096 at a time.
-fn child(write_end: OwnedFd, bytes: usize) -> io::Result<()> {
+/// Writes `bytes` bytes, `write_size` at a time.
+fn child(
+    write_end: OwnedFd,
+    bytes: usize,
+    write_size: usize,
+) -> io::Result<()> {
     let mut pipe = File::from(write_end);
-    let block = [b'x'; 4096];
+    let block = vec![b'x'; write_size];
     let mut left = bytes;
     while left > 0 {
         let n = left.min(block.len());
@@ -172,11 +183,12 @@ fn restore_sigpipe() -> nix::Result<()> {
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
 }
 
-/// Reads `[--bytes N] [--read-first] [--wait SECS]`.
+/// Reads `[--bytes N] [--write-size W] [--read-first] [--wait SECS]`.
 fn parse_args() -> Result<Args, lexopt::Error> {
     use lexopt::prelude::*;
     let mut args = Args {
         bytes: 100_000,
+        write_size: 4096,
         read_first: false,
         wait: 2,
     };
@@ -184,6 +196,9 @@ fn parse_args() -> Result<Args, lexopt::Error> {
     while let Some(arg) = parser.next()? {
         match arg {
             Long("bytes") => args.bytes = parser.value()?.parse()?,
+            Long("write-size") => {
+                args.write_size = parser.value()?.parse()?;
+            }
             Long("read-first") => args.read_first = true,
             Long("wait") => args.wait = parser.value()?.parse()?,
             Short('h') | Long("help") => {
@@ -195,6 +210,9 @@ fn parse_args() -> Result<Args, lexopt::Error> {
     }
     if args.wait == 0 {
         return Err("--wait must be at least 1".into());
+    }
+    if !(1..=MAX_WRITE).contains(&args.write_size) {
+        return Err(format!("--write-size must be 1 to {MAX_WRITE}").into());
     }
     Ok(args)
 }

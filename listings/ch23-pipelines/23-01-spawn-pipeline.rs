@@ -4,28 +4,37 @@
 // by a `|` argument (quote it for the shell): each stage's stdout becomes
 // the next one's stdin, the first reads our stdin, the last writes to our
 // stdout. All stages share one process group; Ctrl-C, `kill` and `kill
-// -HUP` sent to this program are passed on to the whole group. Every
-// stage's status is checked, as `set -o pipefail` does: the pipeline
-// fails with the status of the last stage that failed. `--timeout SECS`
-// stops the pipeline if it runs longer.
+// -HUP` sent to this program are passed on to the whole group. At a
+// terminal, the stages' group gets the terminal while this program has
+// it, and Ctrl-Z stops the pipeline and this program together, as a
+// shell's job. Every stage's status is checked, as
+// `set -o pipefail` does: the pipeline fails with the status of the last
+// stage that failed. `--timeout SECS` stops the pipeline if it runs
+// longer.
 
 use std::error::Error;
 use std::ffi::OsString;
 use std::fmt::Display;
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{self, Child, ChildStdout, Command, ExitCode, ExitStatus};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
+use std::process::{self, Child, ChildStdout, Command, ExitCode};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::{Pid, getpid, getppid};
+use nix::errno::Errno;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, killpg};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+use nix::unistd::{
+    Pid, getpgid, getpgrp, getpid, getppid, getsid, tcgetpgrp, tcsetpgrp,
+};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use signal_hook::low_level::emulate_default_handler;
-use wait_timeout::ChildExt;
 
 const USAGE: &str = "usage: spawn-pipeline [--timeout SECS] \
                      COMMAND [ARG]... ['|' COMMAND [ARG]...]...";
@@ -50,33 +59,49 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Caught before the first stage starts, so that none is missed.
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-    let mut children = start(&stages)?;
-    let group = Pid::from_raw(children[0].id() as i32);
+    // Our terminal, if any: the stages will get it while we have it.
+    let terminal = Terminal::controlling();
+    let children = start(&stages, terminal.as_ref())?;
+    let pids: Vec<Pid> = children
+        .iter()
+        .map(|c| Pid::from_raw(c.id() as i32))
+        .collect();
+    let group = Arc::new(Group::new(pids[0], pids.len()));
 
     // Pass each signal on to the whole pipeline, and remember it.
     let passed_on = Arc::new(AtomicI32::new(0));
-    let remember = Arc::clone(&passed_on);
+    let (remember, stages_group) = (Arc::clone(&passed_on), Arc::clone(&group));
     thread::spawn(move || {
         for signal in signals.forever() {
             remember.store(signal, Ordering::SeqCst);
             if let Ok(signal) = Signal::try_from(signal) {
-                let _ = killpg(group, signal);
+                stages_group.signal(signal);
+                // A stopped stage takes the signal once it runs again.
+                stages_group.signal(Signal::SIGCONT);
             }
         }
     });
+    let (finished, timed_out) = watch(timeout, &group);
 
-    let (statuses, timed_out) = wait_all(&mut children, group, timeout)?;
-    let signal = passed_on.load(Ordering::SeqCst);
+    let statuses = wait_all(&pids, &group, terminal.as_ref());
+    drop(finished); // The watchdog, if any, ends.
+    if let Some(terminal) = &terminal {
+        terminal.take_back(group.id);
+    }
+    let statuses = statuses?;
+    let mut signal = passed_on.load(Ordering::SeqCst);
+    if signal == 0 {
+        // Ctrl-C at the terminal went to the stages, not to us.
+        signal = interrupted(&statuses);
+    }
     if signal != 0 {
         // We were interrupted: end the way an interrupted program ends,
         // so that whoever started us knows (a shell script stops).
         emulate_default_handler(signal)?;
     }
-    if timed_out {
-        log(format_args!(
-            "timed out after {} s",
-            timeout.unwrap_or_default().as_secs()
-        ));
+    if timed_out.load(Ordering::SeqCst) {
+        let secs = timeout.unwrap_or_default().as_secs();
+        log(format_args!("timed out after {secs} s"));
         return Ok(ExitCode::from(TIMED_OUT));
     }
     Ok(pipefail(&stages, &statuses))
@@ -85,8 +110,12 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
 
 // ANCHOR: start
 /// Starts every stage, each reading what the one before writes, all in
-/// the process group of the first.
-fn start(stages: &[Vec<OsString>]) -> Result<Vec<Child>, Box<dyn Error>> {
+/// the process group of the first; at a terminal, that group is made its
+/// foreground.
+fn start(
+    stages: &[Vec<OsString>],
+    terminal: Option<&Terminal>,
+) -> Result<Vec<Child>, Box<dyn Error>> {
     let mut children: Vec<Child> = Vec::new();
     let mut previous: Option<ChildStdout> = None;
     for (i, stage) in stages.iter().enumerate() {
@@ -105,6 +134,9 @@ fn start(stages: &[Vec<OsString>]) -> Result<Vec<Child>, Box<dyn Error>> {
         let group = children.first().map_or(0, |first| first.id() as i32);
         command.process_group(group);
         die_with_parent(&mut command);
+        if let Some(terminal) = terminal {
+            terminal.give_to_stage(&mut command);
+        }
         match command.spawn() {
             Ok(mut child) => {
                 previous = child.stdout.take();
@@ -114,6 +146,9 @@ fn start(stages: &[Vec<OsString>]) -> Result<Vec<Child>, Box<dyn Error>> {
                 // Stop the stages already running before we give up.
                 if let Some(first) = children.first() {
                     let group = Pid::from_raw(first.id() as i32);
+                    if let Some(terminal) = terminal {
+                        terminal.take_back(group);
+                    }
                     let _ = killpg(group, Signal::SIGKILL);
                 }
                 for child in &mut children {
@@ -146,66 +181,251 @@ fn die_with_parent(command: &mut Command) {
 }
 // ANCHOR_END: start
 
-// ANCHOR: wait
-/// Waits for every stage, until `timeout` if there is one; then stops the
-/// group with SIGTERM, and with SIGKILL if that is not enough. Returns
-/// every stage's status, and whether time ran out.
-fn wait_all(
-    children: &mut [Child],
-    group: Pid,
-    timeout: Option<Duration>,
-) -> io::Result<(Vec<ExitStatus>, bool)> {
-    let deadline = timeout.map(|timeout| Instant::now() + timeout);
-    let mut timed_out = false;
-    let mut statuses = Vec::new();
-    for child in children.iter_mut() {
-        let status = match deadline {
-            Some(deadline) if !timed_out => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match child.wait_timeout(left)? {
-                    Some(status) => status,
-                    None => {
-                        timed_out = true;
-                        // This child is not reaped yet, so the group still
-                        // exists: its id cannot belong to anyone else.
-                        let _ = killpg(group, Signal::SIGTERM);
-                        stop(child, group)?
-                    }
-                }
-            }
-            _ if timed_out => stop(child, group)?,
-            _ => child.wait()?,
-        };
-        statuses.push(status);
-    }
-    Ok((statuses, timed_out))
+// ANCHOR: terminal
+/// The controlling terminal of this program, if it has one.
+struct Terminal {
+    tty: Arc<File>,
+    /// Our own process group: the shell's job.
+    ours: Pid,
 }
 
-/// Waits GRACE for a stage that was sent SIGTERM, then kills the group.
-fn stop(child: &mut Child, group: Pid) -> io::Result<ExitStatus> {
-    match child.wait_timeout(GRACE)? {
-        Some(status) => Ok(status),
-        None => {
-            let _ = killpg(group, Signal::SIGKILL);
-            child.wait()
+impl Terminal {
+    fn controlling() -> Option<Terminal> {
+        // Our controlling terminal, whichever descriptors point at it;
+        // there is none in a daemon, a cron job or CI.
+        let tty = File::open("/dev/tty").ok()?;
+        let ours = getpgrp();
+        Some(Terminal {
+            tty: Arc::new(tty),
+            ours,
+        })
+    }
+
+    /// Whether our group has the terminal: we run in the foreground.
+    fn foreground(&self) -> bool {
+        tcgetpgrp(self.tty.as_fd()) == Ok(self.ours)
+    }
+
+    /// Makes the stage give its group the terminal before it execs, if we
+    /// have it: so that the stage owns it before it can read from it.
+    fn give_to_stage(&self, command: &mut Command) {
+        let (tty, ours) = (Arc::clone(&self.tty), self.ours);
+        // SAFETY: between fork and exec, the closure makes system calls
+        // only (ioctl, getpgrp, pthread_sigmask) and allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                if tcgetpgrp(tty.as_fd()) == Ok(ours) {
+                    set_foreground(&tty, getpgrp())?;
+                }
+                Ok(())
+            })
+        };
+    }
+
+    /// Takes the terminal back from the stages' group, if it has it.
+    fn take_back(&self, group: Pid) {
+        if tcgetpgrp(self.tty.as_fd()) == Ok(group) {
+            let _ = set_foreground(&self.tty, self.ours);
         }
     }
+
+    /// Whether our shell would see us stop: the first of our ancestors
+    /// outside our group, usually the shell that made it a job, is in our
+    /// session, and may continue us. Where there is none, the group is
+    /// orphaned, and the kernel discards SIGTSTP.
+    fn can_stop(&self) -> bool {
+        let session = getsid(None);
+        let mut ancestor = getppid();
+        while getpgid(Some(ancestor)) == Ok(self.ours) {
+            match parent_of(ancestor) {
+                Some(parent) => ancestor = parent,
+                None => return false,
+            }
+        }
+        getsid(Some(ancestor)) == session
+    }
+
+    /// A stage has stopped, `why` telling how: SIGTSTP for Ctrl-Z,
+    /// SIGTTIN or SIGTTOU for using a terminal it does not own. Stop with
+    /// it, with our whole group, so that our shell sees the job stop. Once the
+    /// shell continues us, give the stages the terminal if we have it,
+    /// and continue them; a stage that needs the terminal goes on only
+    /// once we have it (`fg`): until then we stop again.
+    fn suspend(&self, group: &Group, why: Signal) -> nix::Result<()> {
+        self.take_back(group.id);
+        let needs_terminal = matches!(why, Signal::SIGTTIN | Signal::SIGTTOU);
+        while self.can_stop() {
+            // Our whole group, as Ctrl-Z would: a script that started us
+            // stops too, and its shell sees the job stop. It returns once
+            // a SIGCONT has come.
+            killpg(self.ours, Signal::SIGTSTP)?;
+            if self.foreground() || !needs_terminal {
+                break;
+            }
+        }
+        if self.foreground() {
+            set_foreground(&self.tty, group.id)?;
+        } else if needs_terminal {
+            return Ok(()); // Nobody can give it the terminal.
+        }
+        group.signal(Signal::SIGCONT);
+        Ok(())
+    }
+}
+
+/// The parent of process `pid`, from /proc/PID/stat (Linux): the field
+/// after the state, which follows the command name in parentheses.
+fn parent_of(pid: Pid) -> Option<Pid> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, fields) = stat.rsplit_once(") ")?;
+    let ppid = fields.split(' ').nth(1)?.parse().ok()?;
+    Some(Pid::from_raw(ppid))
+}
+
+/// Makes `group` the terminal's foreground process group. A process that
+/// is not in the foreground may do so only with SIGTTOU blocked or
+/// ignored; otherwise the kernel stops it with SIGTTOU, as it stops a
+/// background job that tries to take the terminal.
+fn set_foreground(tty: &File, group: Pid) -> nix::Result<()> {
+    let ttou = SigSet::from(Signal::SIGTTOU);
+    let old = ttou.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
+    let result = tcsetpgrp(tty, group);
+    old.thread_set_mask()?;
+    result
+}
+// ANCHOR_END: terminal
+
+// ANCHOR: wait
+/// The stages' process group, and how many stages are not reaped yet.
+/// While one is not, the group's id is theirs; once all are, the same
+/// number could belong to a stranger's group. The lock makes "signal the
+/// group" and "reap the last stage" happen one after the other, never
+/// the first after the second.
+struct Group {
+    id: Pid,
+    unreaped: Mutex<usize>,
+}
+
+impl Group {
+    fn new(id: Pid, stages: usize) -> Group {
+        let unreaped = Mutex::new(stages);
+        Group { id, unreaped }
+    }
+
+    /// Sends `signal` to every stage, unless all have been reaped.
+    fn signal(&self, signal: Signal) {
+        let unreaped = self.lock();
+        if *unreaped > 0 {
+            let _ = killpg(self.id, signal);
+        }
+    }
+
+    /// Reaps a stage that has ended, and counts it.
+    fn reap(&self, pid: Pid) -> nix::Result<WaitStatus> {
+        let mut unreaped = self.lock();
+        let status = waitpid(pid, None)?;
+        *unreaped -= 1;
+        Ok(status)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, usize> {
+        self.unreaped.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Waits until every stage has ended, and returns their statuses in
+/// order. A stage that stops makes us stop too, at a terminal.
+fn wait_all(
+    pids: &[Pid],
+    group: &Group,
+    terminal: Option<&Terminal>,
+) -> nix::Result<Vec<WaitStatus>> {
+    let mut statuses = vec![None; pids.len()];
+    while statuses.contains(&None) {
+        // A stage that has ended or stopped. WNOWAIT leaves an ended one
+        // a zombie, unreaped, until `reap` takes it under the lock.
+        let flags =
+            WaitPidFlag::WEXITED | WaitPidFlag::WSTOPPED | WaitPidFlag::WNOWAIT;
+        let status = match waitid(Id::PGid(group.id), flags) {
+            Err(Errno::EINTR) => continue,
+            result => result?,
+        };
+        let Some(pid) = status.pid() else { continue };
+        if let WaitStatus::Stopped(_, why) = status {
+            // Take the report, so that the next waitid waits for news.
+            waitpid(pid, Some(WaitPidFlag::WUNTRACED | WaitPidFlag::WNOHANG))?;
+            if let Some(terminal) = terminal {
+                terminal.suspend(group, why)?;
+            }
+            continue;
+        }
+        let status = group.reap(pid)?;
+        if let Some(i) = pids.iter().position(|&p| p == pid) {
+            statuses[i] = Some(status);
+        }
+    }
+    Ok(statuses.into_iter().flatten().collect())
+}
+
+/// With a timeout, a thread that sends the stages SIGTERM when it runs
+/// out, and SIGKILL GRACE later, unless the pipeline has finished, which
+/// dropping the returned sender says. The flag says whether time ran out.
+fn watch(
+    timeout: Option<Duration>,
+    group: &Arc<Group>,
+) -> (std::sync::mpsc::Sender<()>, Arc<AtomicBool>) {
+    let (finished, done) = channel::<()>();
+    let timed_out = Arc::new(AtomicBool::new(false));
+    if let Some(timeout) = timeout {
+        let (group, flag) = (Arc::clone(group), Arc::clone(&timed_out));
+        thread::spawn(move || {
+            let late = |wait| {
+                done.recv_timeout(wait) == Err(RecvTimeoutError::Timeout)
+            };
+            if late(timeout) {
+                flag.store(true, Ordering::SeqCst);
+                group.signal(Signal::SIGTERM);
+                if late(GRACE) {
+                    group.signal(Signal::SIGKILL);
+                }
+            }
+        });
+    }
+    (finished, timed_out)
+}
+
+/// The signal a stage died of, if it is one a terminal sends: SIGINT for
+/// Ctrl-C, SIGQUIT for `Ctrl-\`. 0 otherwise.
+fn interrupted(statuses: &[WaitStatus]) -> i32 {
+    statuses
+        .iter()
+        .find_map(|status| match status {
+            WaitStatus::Signaled(
+                _,
+                s @ (Signal::SIGINT | Signal::SIGQUIT),
+                _,
+            ) => Some(*s as i32),
+            _ => None,
+        })
+        .unwrap_or(0)
 }
 
 /// Reports every stage that failed, and returns the status of the last
 /// one, as `set -o pipefail` does: 128 + N for a stage killed by signal N.
-fn pipefail(stages: &[Vec<OsString>], statuses: &[ExitStatus]) -> ExitCode {
+fn pipefail(stages: &[Vec<OsString>], statuses: &[WaitStatus]) -> ExitCode {
     let mut code = 0;
     for (stage, status) in stages.iter().zip(statuses) {
         let name = stage[0].to_string_lossy();
-        if let Some(signal) = status.signal() {
-            let what = Signal::try_from(signal)
-                .map_or(signal.to_string(), |s| s.to_string());
-            log(format_args!("{name}: killed by {what}"));
-            code = 128 + signal;
-        } else if let Some(status) = status.code().filter(|&c| c != 0) {
-            log(format_args!("{name}: exited with status {status}"));
-            code = status;
+        match *status {
+            WaitStatus::Signaled(_, signal, _) => {
+                log(format_args!("{name}: killed by {signal}"));
+                code = 128 + signal as i32;
+            }
+            WaitStatus::Exited(_, status) if status != 0 => {
+                log(format_args!("{name}: exited with status {status}"));
+                code = status;
+            }
+            _ => {}
         }
     }
     ExitCode::from(u8::try_from(code).unwrap_or(1))

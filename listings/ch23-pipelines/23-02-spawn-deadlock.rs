@@ -5,7 +5,8 @@
 //
 // - `write-first`: write all of stdin, then read stdout. Once both pipes
 //   are full, `cat` waits for us to read and we wait for it to read: a
-//   deadlock. A watchdog kills `cat` after `--wait SECS` (default 2).
+//   deadlock. Each write waits for room with `poll`, until `--wait SECS`
+//   (default 2) after the start; then `cat` is killed.
 // - `thread`: a second thread writes while the main thread reads.
 // - `output`: a second thread writes while `wait_with_output` reads
 //   stdout and stderr together, then reaps `cat`.
@@ -15,13 +16,14 @@
 
 use std::error::Error;
 use std::io::{self, ErrorKind, Read, Write};
+use std::os::fd::AsFd;
 use std::process::{self, Child, ChildStdin, Command, ExitCode, Stdio};
-use std::sync::mpsc::{RecvTimeoutError, channel};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
 
 const USAGE: &str = "usage: spawn-deadlock [write-first|thread|output] \
                      [--bytes N] [--wait SECS]";
@@ -56,28 +58,11 @@ fn run() -> Result<(), Box<dyn Error>> {
         .spawn()
         .map_err(|err| format!("cannot start cat: {err}"))?;
     let data = vec![b'x'; bytes];
-
-    // ANCHOR: watchdog
-    // The watchdog kills `cat` if the exchange is not over in time; our
-    // blocked write then fails, or our blocked read ends.
-    let pid = Pid::from_raw(cat.id() as i32);
-    let (done, watched) = channel::<()>();
-    let watchdog = thread::spawn(move || {
-        let late = watched.recv_timeout(wait) == Err(RecvTimeoutError::Timeout);
-        if late {
-            let _ = kill(pid, Signal::SIGKILL);
-        }
-        late
-    });
-    // ANCHOR_END: watchdog
-    let report = match way {
-        Way::WriteFirst => write_first(cat, data),
-        Way::Thread => with_thread(cat, data),
-        Way::Output => with_output(cat, data),
+    let (report, late) = match way {
+        Way::WriteFirst => write_first(cat, data, wait)?,
+        Way::Thread => (with_thread(cat, data)?, false),
+        Way::Output => (with_output(cat, data)?, false),
     };
-    let _ = done.send(());
-    let late = watchdog.join().map_err(|_| "the watchdog panicked")?;
-    let report = report?;
     writeln!(out, "{report}")?;
     if late {
         return Err(
@@ -88,29 +73,64 @@ fn run() -> Result<(), Box<dyn Error>> {
 }
 
 // ANCHOR: write_first
-/// The deadlock: all of stdin first, then stdout.
+/// The deadlock: all of stdin first, then stdout. Returns the report, and
+/// whether `cat` had to be killed.
 fn write_first(
     mut cat: Child,
     data: Vec<u8>,
-) -> Result<String, Box<dyn Error>> {
+    wait: Duration,
+) -> Result<(String, bool), Box<dyn Error>> {
     let mut stdin = cat.stdin.take().ok_or("no stdin")?;
-    let mut written = 0;
-    for chunk in data.chunks(4096) {
+    let deadline = Instant::now() + wait;
+    let (mut written, mut late) = (0, false);
+    for chunk in data.chunks(PIPE_BUF) {
+        if !room_before(&stdin, deadline)? {
+            // The deadlock: kill `cat`. Child::kill signals only a child
+            // that has not been reaped, and we reap it only below.
+            cat.kill()?;
+            late = true;
+            break;
+        }
         if stdin.write_all(chunk).is_err() {
-            break; // `cat` is gone: the watchdog killed it.
+            break; // `cat` is gone; its status will say how.
         }
         written += chunk.len();
     }
     drop(stdin); // The end of cat's input.
     let got = read_all(&mut cat)?;
     let status = cat.wait()?;
-    Ok(format!(
+    let report = format!(
         "Wrote {written} of {} bytes, got {got} back; cat {}",
         data.len(),
         describe(status)
-    ))
+    );
+    Ok((report, late))
 }
 // ANCHOR_END: write_first
+
+// ANCHOR: room
+/// The most bytes a write puts into a pipe in one piece (Linux's).
+const PIPE_BUF: usize = 4096;
+
+/// Waits until the pipe has room for a write of up to PIPE_BUF bytes, but
+/// not past `deadline`: false if no room came. `poll` reports a pipe
+/// writable while one of its page slots is free, enough for PIPE_BUF
+/// bytes; the time limit is part of the call, so nothing can slip
+/// between setting it and waiting.
+fn room_before(pipe: &ChildStdin, deadline: Instant) -> io::Result<bool> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLOUT)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) if left.is_zero() => return Ok(false),
+            Ok(0) | Err(Errno::EINTR) => {} // Not there yet: again.
+            Ok(_) => return Ok(true),
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+// ANCHOR_END: room
 
 // ANCHOR: thread
 /// Way out 1: another thread writes stdin while this one reads stdout.

@@ -12,14 +12,18 @@
 // SIGPIPE stays ignored, as the Rust runtime set it, because that is part
 // of what a child inherits; our own output is written with `writeln!`.
 
-use std::convert::Infallible;
+use std::env;
 use std::error::Error;
 use std::ffi::CString;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::fd::OwnedFd;
+use std::os::raw::c_char;
+use std::os::unix::ffi::OsStringExt;
 use std::process::{self, Command, ExitCode, Stdio};
+use std::ptr;
 
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::libc::c_int;
 use nix::sys::signal::{
@@ -29,7 +33,7 @@ use nix::sys::signal::{
 use nix::sys::stat::fstat;
 use nix::sys::wait::waitpid;
 use nix::unistd::{
-    ForkResult, Pid, dup2_stdin, dup2_stdout, execvp, fork, pipe, pipe2, write,
+    ForkResult, Pid, dup2_stdin, dup2_stdout, fork, pipe, pipe2, write,
 };
 
 const USAGE: &str = "usage: proc-exec command|fork";
@@ -79,7 +83,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     writeln!(out, "proc-exec (pid {}):", process::id())?;
     writeln!(out, "{}", inherited(process::id(), &pipes)?)?;
     let (pid, stdin, stdout) = if by_hand {
-        writeln!(out, "cat, started by fork, dup2 and execvp:")?;
+        writeln!(out, "cat, started by fork, dup2 and execv:")?;
         spawn_by_hand()?
     } else {
         writeln!(out, "cat, started by Command:")?;
@@ -142,26 +146,27 @@ fn spawn_by_hand() -> Result<(Pid, OwnedFd, OwnedFd), Box<dyn Error>> {
     // the child's end (CLOEXEC) and the parent reads the end of stream.
     let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC)?;
     // Everything the child needs is made before `fork`: after it, the
-    // child must not allocate.
-    let argv = [CString::new("cat")?];
+    // child makes system calls and nothing else, so it allocates nothing.
+    // Every path where `cat` may be, as execvp would try them, and argv,
+    // the array of C pointers that exec takes, ending with a null.
+    let paths = candidates("cat")?;
+    let name = CString::new("cat")?;
+    let argv = [name.as_ptr(), ptr::null()];
     io::stdout().flush()?;
     // SAFETY: no other thread exists, so no lock can be held by one.
     match unsafe { fork() }? {
         ForkResult::Child => {
-            let exec = || -> nix::Result<Infallible> {
-                // dup2 makes fd 0 and 1 without CLOEXEC: they survive
-                // exec, while the originals close.
-                dup2_stdin(&stdin_r)?;
-                dup2_stdout(&stdout_w)?;
-                execvp(&argv[0], &argv)
+            // dup2 makes fd 0 and 1 without CLOEXEC: they survive exec,
+            // while the originals close.
+            let dups =
+                dup2_stdin(&stdin_r).and_then(|_| dup2_stdout(&stdout_w));
+            let errno = match dups {
+                Ok(_) => exec_first(&paths, &argv),
+                Err(errno) => errno,
             };
             // Only reached if something failed: send errno, no message,
             // since building one would allocate.
-            let errno = match exec() {
-                Err(errno) => errno as i32,
-                Ok(never) => match never {},
-            };
-            let _ = write(&report_w, &errno.to_ne_bytes());
+            let _ = write(&report_w, &(errno as i32).to_ne_bytes());
             // SAFETY: `_exit` only ends the process.
             unsafe { nix::libc::_exit(127) }
         }
@@ -178,6 +183,37 @@ fn spawn_by_hand() -> Result<(Pid, OwnedFd, OwnedFd), Box<dyn Error>> {
             Ok((child, stdin_w, stdout_r))
         }
     }
+}
+
+/// Tries `execv` with each path in turn, as `execvp` does with `PATH`;
+/// returns only if all failed, with the error to report. Between `fork`
+/// and `exec` it reads what was made before, and allocates nothing.
+fn exec_first(paths: &[CString], argv: &[*const c_char; 2]) -> Errno {
+    let mut failure = Errno::ENOENT;
+    for path in paths {
+        // SAFETY: `path` and every string in `argv` end in a NUL, and
+        // `argv` ends with a null pointer; all live until exec.
+        unsafe { nix::libc::execv(path.as_ptr(), argv.as_ptr()) };
+        match Errno::last() {
+            // Not there: try the next place, as execvp does.
+            Errno::ENOENT | Errno::ENOTDIR => {}
+            // There, but it cannot run: remember why, and try on.
+            errno => failure = errno,
+        }
+    }
+    failure
+}
+
+/// The paths where `execvp` would look for `program`: each directory of
+/// PATH, or of the C library's default when PATH is not set.
+fn candidates(program: &str) -> Result<Vec<CString>, Box<dyn Error>> {
+    let path = env::var_os("PATH").unwrap_or_else(|| "/bin:/usr/bin".into());
+    let mut paths = Vec::new();
+    for dir in env::split_paths(&path) {
+        let full = dir.join(program).into_os_string().into_vec();
+        paths.push(CString::new(full)?);
+    }
+    Ok(paths)
 }
 // ANCHOR_END: by_hand
 

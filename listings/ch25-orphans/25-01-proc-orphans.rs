@@ -25,12 +25,14 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{self, Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::channel;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::wait::{Id, WaitPidFlag, waitid};
 use nix::unistd::{Pid, getpid, getppid, pipe2};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -93,10 +95,11 @@ fn run() -> Result<(), Box<dyn Error>> {
         .map(|c| Pid::from_raw(c.id() as i32))
         .collect();
     let group = pids[0];
+    let unreaped = Arc::new(Mutex::new(pids));
     let writer = Arc::new(Mutex::new(writer));
     if let Err(err) = announce(&args, &children) {
         // Nobody reads our output: stop what we started, then leave.
-        stop(way, &pids, group, &writer);
+        stop(way, &unreaped, group, &writer);
         for child in &mut children {
             let _ = child.wait();
         }
@@ -108,10 +111,11 @@ fn run() -> Result<(), Box<dyn Error>> {
     let got = Arc::new(AtomicI32::new(0));
     {
         let (writer, got) = (Arc::clone(&writer), Arc::clone(&got));
+        let unreaped = Arc::clone(&unreaped);
         thread::spawn(move || {
             if let Some(signal) = signals.forever().next() {
                 got.store(signal, Ordering::SeqCst);
-                stop(way, &pids, group, &writer);
+                stop(way, &unreaped, group, &writer);
                 let _ = stopped.send(());
             }
         });
@@ -120,13 +124,13 @@ fn run() -> Result<(), Box<dyn Error>> {
         // The `cat`s work until we close the lifeline: after SECS, or
         // sooner, on a signal.
         let _ = is_stopped.recv_timeout(Duration::from_secs(secs));
-        stop(way, &[], group, &writer);
+        stop(way, &unreaped, group, &writer);
     }
     // Reap them all first, then report: a report that fails must not
     // leave a child unreaped.
     let mut statuses = Vec::new();
     for child in &mut children {
-        statuses.push((child.id(), child.wait()?));
+        statuses.push((child.id(), reap(child, &unreaped)?));
     }
     let mut out = io::stdout();
     for (pid, status) in statuses {
@@ -172,7 +176,19 @@ fn start(
             }
             Way::None | Way::Pipe => {}
         }
-        children.push(command.spawn()?);
+        match command.spawn() {
+            Ok(child) => children.push(child),
+            Err(err) => {
+                // Out of processes, say: stop those already started, and
+                // reap them, before giving up. Not reaped yet, their pids
+                // are still theirs.
+                for child in &mut children {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                return Err(err);
+            }
+        }
     }
     Ok(children)
 }
@@ -197,18 +213,51 @@ fn die_with_parent(command: &mut Command) {
 
 // ANCHOR: stop
 /// Stops the children, however they were started: by closing the
-/// lifeline, by killing their group, or one by one.
-fn stop(way: Way, pids: &[Pid], group: Pid, writer: &Mutex<Option<OwnedFd>>) {
+/// lifeline, by killing their group, or one by one. Only children not
+/// reaped yet are signalled, under the lock that `reap` takes: a reaped
+/// child's pid, or the id of a group whose every member is reaped, may
+/// already be a stranger's.
+fn stop(
+    way: Way,
+    unreaped: &Mutex<Vec<Pid>>,
+    group: Pid,
+    writer: &Mutex<Option<OwnedFd>>,
+) {
+    let unreaped = unreaped.lock().unwrap_or_else(PoisonError::into_inner);
     match way {
         Way::Pipe => drop(writer.lock().map(|mut end| end.take())),
-        // The group's leader is not reaped yet: the id is still its own.
-        Way::Group => drop(killpg(group, Signal::SIGTERM)),
+        // A member is not reaped yet: the group's id is still theirs.
+        Way::Group if !unreaped.is_empty() => {
+            let _ = killpg(group, Signal::SIGTERM);
+        }
+        Way::Group => {}
         Way::None | Way::Pdeathsig => {
-            for &pid in pids {
+            for &pid in unreaped.iter() {
                 let _ = kill(pid, Signal::SIGTERM);
             }
         }
     }
+}
+
+/// Waits until `child` has exited, then reaps it under the lock that
+/// `stop` takes, and strikes it off: `stop` never signals it afterwards.
+fn reap(
+    child: &mut Child,
+    unreaped: &Mutex<Vec<Pid>>,
+) -> io::Result<ExitStatus> {
+    let pid = Pid::from_raw(child.id() as i32);
+    // WNOWAIT: report the exit, but leave the child a zombie, its pid
+    // still its own.
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+    while let Err(err) = waitid(Id::Pid(pid), flags) {
+        if err != Errno::EINTR {
+            return Err(err.into());
+        }
+    }
+    let mut unreaped = unreaped.lock().unwrap_or_else(PoisonError::into_inner);
+    let status = child.wait()?;
+    unreaped.retain(|&p| p != pid);
+    Ok(status)
 }
 // ANCHOR_END: stop
 

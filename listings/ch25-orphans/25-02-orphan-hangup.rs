@@ -1,8 +1,9 @@
 // ANCHOR: whole
 // Listing 25-2: whom the kernel sends SIGHUP when a process group is
 // orphaned with a stopped member. POSIX says every member; run this to see
-// what your kernel does. The program forks a parent, which forks two
-// members into a process group of their own, stops one of them, and waits.
+// what your kernel does. The program forks a parent, which starts a session
+// of its own and forks two members into a process group of their own,
+// stops one of them, and waits.
 // The program then kills that parent with SIGKILL, which orphans the
 // group, and each member reports the signals it got: they block SIGHUP and
 // SIGCONT and take them with `sigtimedwait`, so that they live to tell.
@@ -22,7 +23,9 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal, kill, killpg};
 use nix::sys::utsname::uname;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, pipe2, setpgid};
+use nix::unistd::{
+    ForkResult, Pid, fork, getpid, getppid, pipe2, setpgid, setsid,
+};
 
 const USAGE: &str = "usage: orphan-hangup [--stop leader|other]";
 /// How long a member waits for a signal, and we for their reports.
@@ -114,14 +117,19 @@ fn run() -> Result<(), Box<dyn Error>> {
 // ANCHOR_END: run
 
 // ANCHOR: parent
-/// The parent: forks the two members into a group of their own, stops
-/// one, tells the program who is who, then waits to be killed.
+/// The parent: starts a session, forks the two members into a group of
+/// their own, stops one, tells the program who is who, then waits to be
+/// killed.
 fn parent(
     stop_leader: bool,
     reports: &OwnedFd,
 ) -> Result<std::convert::Infallible, Box<dyn Error>> {
     // Die with the program, so that nothing of this is left behind.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+    // A session of our own: whoever adopts the members is outside it, so
+    // our death orphans their group wherever this runs, even where the
+    // process that adopts them shares the session we were started in.
+    setsid()?;
     // Blocked before the members are forked, so that they inherit the
     // mask: a SIGHUP then waits for them to take it, instead of killing.
     let hangup = SigSet::from_iter([Signal::SIGHUP, Signal::SIGCONT]);

@@ -1,36 +1,45 @@
 // ANCHOR: whole
 // Listing 26-1: round-trip latency. A parent and a forked child pass a
-// small message back and forth: the parent sends, the child answers, COUNT
+// message back and forth: the parent sends, the child answers, COUNT
 // times, over a pair of pipes, a Unix socket pair, a TCP connection on
-// loopback, a signal, or a pair of eventfds. The parent times the round
-// trips and prints one line. `--cpus` chooses where the two processes run:
-// both on one CPU, on two different CPUs, or wherever the scheduler likes.
+// loopback, a signal, a pair of eventfds, or a page of shared memory. The
+// parent times every round trip into a histogram and prints one line: the
+// mean, the median, the tail and the worst. `--cpus` chooses where the two
+// processes run: both on one CPU, on two different CPUs, or wherever the
+// scheduler likes. `--wait spin` makes each side poll for its message
+// instead of sleeping until it comes.
 //
 // The C program of Listing 26-2 speaks the same protocol and prints the
 // same line; the benchmark command runs both, side by side.
 
 use std::error::Error;
 use std::fs::File;
+use std::hint::spin_loop;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::num::NonZeroUsize;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
+use nix::fcntl::OFlag;
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
-use nix::sys::eventfd::EventFd;
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous};
 use nix::sys::resource::{UsageWho, getrusage};
 use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, Signal, kill, sigaction, signal,
 };
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, pipe};
+use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, pipe2};
 
 const USAGE: &str = "usage: bench-pingpong \
-                     [--via pipe|unix|tcp|signal|eventfd] \
-                     [--cpus same|different|any] [--count N]";
+                     [--via pipe|unix|tcp|signal|eventfd|shm] \
+                     [--cpus same|different|any] [--wait block|spin] \
+                     [--count N] [--size BYTES]";
 
 fn main() -> ExitCode {
     match run() {
@@ -50,20 +59,40 @@ enum Via {
     Tcp,
     Signal,
     Eventfd,
+    Shm,
 }
 
 /// Where the two processes run.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 enum Cpus {
     Same,
     Different,
     Any,
 }
 
+/// How a process waits for its message.
+#[derive(Clone, Copy, PartialEq)]
+enum Wait {
+    /// Asleep in the kernel until the message comes.
+    Block,
+    /// Asking again and again, on a CPU of its own.
+    Spin,
+}
+
 struct Args {
     via: Via,
     cpus: Cpus,
+    wait: Wait,
     count: u64,
+    /// Bytes per message, for the byte streams.
+    size: usize,
+}
+
+/// What the parent measured.
+struct Timing {
+    elapsed: Duration,
+    /// Every round trip's time, in nanoseconds.
+    round_trips: Histogram<u64>,
 }
 
 // ANCHOR: run
@@ -71,7 +100,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let (parent_cpu, child_cpu) = choose_cpus(args.cpus)?;
     // Both ends exist before the fork, so that both processes have them.
-    let channel = Channel::new(args.via)?;
+    let channel = Channel::new(&args)?;
     let parent = getpid();
     pin_to(parent_cpu)?;
     // SAFETY: the program has started no threads, so no lock can be held
@@ -93,7 +122,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     };
     let end = channel.end(Side::Parent, child)?;
     let before = getrusage(UsageWho::RUSAGE_SELF)?;
-    let elapsed = time_round_trips(end, args.count)?;
+    let timing = time_round_trips(end, args.count)?;
     let after = getrusage(UsageWho::RUSAGE_SELF)?;
     match waitpid(child, None)? {
         WaitStatus::Exited(_, 0) => {}
@@ -115,15 +144,27 @@ fn run() -> Result<(), Box<dyn Error>> {
     // SIGPIPE ends us quietly (see the introduction).
     restore_sigpipe()?;
     let n = args.count as f64;
+    let times = &timing.round_trips;
+    let micros = |ns: u64| ns as f64 / 1000.0;
     println!(
-        "{} on {}: {} round trips of {}; measured: {:.6} s, {:.3} µs per \
-         round trip, {:.2} waits and {:.2} preemptions per round trip",
+        "{} on {}{}: {} round trips of {}; measured: {:.6} s; µs per round \
+         trip: mean {:.3}, p50 {:.3}, p99 {:.3}, p99.9 {:.3}, max {:.3}; \
+         {:.2} waits and {:.2} preemptions per round trip",
         via_name(args.via),
         placement(parent_cpu, child_cpu),
+        if args.wait == Wait::Spin {
+            ", spinning"
+        } else {
+            ""
+        },
         args.count,
-        message(args.via),
-        elapsed.as_secs_f64(),
-        elapsed.as_secs_f64() * 1e6 / n,
+        message(&args),
+        timing.elapsed.as_secs_f64(),
+        timing.elapsed.as_secs_f64() * 1e6 / n,
+        micros(times.value_at_quantile(0.5)),
+        micros(times.value_at_quantile(0.99)),
+        micros(times.value_at_quantile(0.999)),
+        micros(times.max()),
         waits as f64 / n,
         preemptions as f64 / n,
     );
@@ -138,15 +179,27 @@ fn run() -> Result<(), Box<dyn Error>> {
 fn time_round_trips(
     mut end: Box<dyn End>,
     count: u64,
-) -> Result<Duration, Box<dyn Error>> {
+) -> Result<Timing, Box<dyn Error>> {
+    // Made before the clock starts: from 1 ns to 100 s, to three
+    // significant digits, so recording never allocates.
+    let mut round_trips = Histogram::new_with_bounds(1, 100_000_000_000, 3)?;
     round_trip(&mut *end)?;
     let start = Instant::now();
+    let mut last = start;
     for _ in 0..count {
         round_trip(&mut *end)?;
+        // One reading of the clock per round trip: the end of one round
+        // trip is the start of the next.
+        let now = Instant::now();
+        let nanos = u64::try_from((now - last).as_nanos()).unwrap_or(u64::MAX);
+        round_trips.saturating_record(nanos);
+        last = now;
     }
-    let elapsed = start.elapsed();
     end.stop()?;
-    Ok(elapsed)
+    Ok(Timing {
+        elapsed: last - start,
+        round_trips,
+    })
 }
 
 fn round_trip(end: &mut dyn End) -> Result<(), Box<dyn Error>> {
@@ -193,45 +246,65 @@ trait End {
     fn stop(self: Box<Self>) -> io::Result<()>;
 }
 
-/// An end of a byte stream: a pipe pair or a socket. Each message is one
-/// byte, which counts up, so that each side can check that it got the
-/// message it expected. The end of the stream says "stop".
+/// An end of a byte stream: a pipe pair or a socket. Each message starts
+/// with a byte that counts up, so that each side can check that it got
+/// the message it expected. The end of the stream says "stop".
 struct Stream<R, W> {
     rx: R,
     tx: W,
-    sent: u8,
+    /// The message to send, and room for the one to receive.
+    outgoing: Vec<u8>,
+    incoming: Vec<u8>,
     received: u8,
 }
 
 impl<R: Read, W: Write> End for Stream<R, W> {
     fn send(&mut self) -> io::Result<()> {
-        self.tx.write_all(&[self.sent])?;
-        self.sent = self.sent.wrapping_add(1);
+        let mut rest = &self.outgoing[..];
+        while !rest.is_empty() {
+            match self.tx.write(rest) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => rest = &rest[n..],
+                // No room yet, on a descriptor that never waits (`--wait
+                // spin`), or a signal came: try again.
+                Err(err) if retry(&err) => spin_loop(),
+                Err(err) => return Err(err),
+            }
+        }
+        self.outgoing[0] = self.outgoing[0].wrapping_add(1);
         Ok(())
     }
 
     fn receive(&mut self) -> io::Result<bool> {
-        let mut byte = [0];
-        // One byte comes whole or not at all: a read of one byte cannot
-        // be short. `read_exact` also retries a read that a signal
-        // interrupted (EINTR).
-        match self.rx.read_exact(&mut byte) {
-            Ok(()) if byte[0] == self.received => {
-                self.received = self.received.wrapping_add(1);
-                Ok(true)
+        // A read returns what has arrived, which may be part of a
+        // message: read until the whole message is here.
+        let mut got = 0;
+        while got < self.incoming.len() {
+            match self.rx.read(&mut self.incoming[got..]) {
+                Ok(0) if got == 0 => return Ok(false),
+                Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
+                Ok(n) => got += n,
+                Err(err) if retry(&err) => spin_loop(),
+                Err(err) => return Err(err),
             }
-            Ok(()) => Err(io::Error::new(
-                ErrorKind::InvalidData,
-                format!("expected byte {}, got {}", self.received, byte[0]),
-            )),
-            Err(err) if err.kind() == ErrorKind::UnexpectedEof => Ok(false),
-            Err(err) => Err(err),
         }
+        if self.incoming[0] != self.received {
+            let (want, got) = (self.received, self.incoming[0]);
+            let error = format!("expected message {want}, got {got}");
+            return Err(io::Error::new(ErrorKind::InvalidData, error));
+        }
+        self.received = self.received.wrapping_add(1);
+        Ok(true)
     }
 
     fn stop(self: Box<Self>) -> io::Result<()> {
         Ok(()) // Dropping `tx` closes it: the other side reads the end.
     }
+}
+
+/// Errors after which a read or a write is simply made again.
+fn retry(err: &io::Error) -> bool {
+    matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted)
 }
 // ANCHOR_END: end
 
@@ -298,6 +371,9 @@ extern "C" fn child_gone(_: nix::libc::c_int) {
         // SAFETY: `write` is async-signal-safe, and the buffer is ours.
         unsafe { nix::libc::write(fd, value.as_ptr().cast(), value.len()) };
     }
+    if let Some(page) = GONE_PAGE.get() {
+        page.to_parent.close(CLOSED_BY_DEATH);
+    }
 }
 
 impl End for Eventfds {
@@ -307,7 +383,15 @@ impl End for Eventfds {
     }
 
     fn receive(&mut self) -> io::Result<bool> {
-        Ok(self.rx.read()? == 1)
+        loop {
+            // Without `--wait spin` the read waits; with it, it fails
+            // with EAGAIN while the counter is zero.
+            match self.rx.read() {
+                Ok(value) => return Ok(value == 1),
+                Err(nix::Error::EAGAIN | nix::Error::EINTR) => spin_loop(),
+                Err(err) => return Err(err.into()),
+            }
+        }
     }
 
     fn stop(self: Box<Self>) -> io::Result<()> {
@@ -320,6 +404,136 @@ impl End for Eventfds {
 }
 // ANCHOR_END: eventfds
 
+// ANCHOR: shm
+/// A page of memory that both processes share: a mapping made with
+/// `MAP_SHARED` before the fork stays shared after it. Each direction is
+/// a counter of messages sent, which the receiver watches.
+#[repr(C)]
+struct Page {
+    to_child: Mailbox,
+    to_parent: Mailbox,
+}
+
+#[repr(C)]
+struct Mailbox {
+    /// Messages sent so far; a futex word, too.
+    sent: AtomicU32,
+    /// Not 0 once the sender has stopped (or, for the parent's mailbox,
+    /// once the child has died).
+    closed: AtomicU32,
+}
+
+const CLOSED_BY_STOP: u32 = 1;
+const CLOSED_BY_DEATH: u32 = 2;
+
+impl Mailbox {
+    fn post(&self, wait: Wait) -> io::Result<()> {
+        // Release: whatever was written before, `closed` above all, is
+        // seen by a receiver that sees the new count.
+        self.sent.fetch_add(1, Ordering::Release);
+        if wait == Wait::Block {
+            futex_wake(&self.sent)?;
+        }
+        Ok(())
+    }
+
+    fn close(&self, why: u32) {
+        self.closed.store(why, Ordering::Relaxed);
+        // Async-signal-safe, as the SIGCHLD handler needs: an atomic
+        // add and a system call.
+        self.sent.fetch_add(1, Ordering::Release);
+        let _ = futex_wake(&self.sent);
+    }
+
+    /// Waits until the count differs from `seen`, then returns it.
+    fn collect(&self, seen: u32, wait: Wait) -> io::Result<u32> {
+        loop {
+            let now = self.sent.load(Ordering::Acquire);
+            if now != seen {
+                return Ok(now);
+            }
+            match wait {
+                Wait::Spin => spin_loop(),
+                Wait::Block => futex_wait(&self.sent, seen)?,
+            }
+        }
+    }
+}
+
+/// An end that sends by counting up in shared memory.
+struct Shared {
+    rx: &'static Mailbox,
+    tx: &'static Mailbox,
+    wait: Wait,
+    seen: u32,
+}
+
+impl End for Shared {
+    fn send(&mut self) -> io::Result<()> {
+        self.tx.post(self.wait)
+    }
+
+    fn receive(&mut self) -> io::Result<bool> {
+        self.seen = self.rx.collect(self.seen, self.wait)?;
+        Ok(self.rx.closed.load(Ordering::Relaxed) == 0)
+    }
+
+    fn stop(self: Box<Self>) -> io::Result<()> {
+        self.tx.close(CLOSED_BY_STOP);
+        Ok(())
+    }
+}
+
+/// The parent's page, for the SIGCHLD handler.
+static GONE_PAGE: std::sync::OnceLock<&'static Page> =
+    std::sync::OnceLock::new();
+
+/// Sleeps until another process wakes `word`, unless it no longer holds
+/// `expected`. Not `FUTEX_PRIVATE_FLAG`: a private futex is known by its
+/// address in one process, and would never meet the other process's wake.
+fn futex_wait(word: &AtomicU32, expected: u32) -> io::Result<()> {
+    use nix::libc::{FUTEX_WAIT, SYS_futex, syscall, timespec};
+    let no_timeout = std::ptr::null::<timespec>();
+    // SAFETY: the kernel reads the word, which lives as long as the
+    // mapping: as long as the process.
+    let r = unsafe {
+        syscall(SYS_futex, word.as_ptr(), FUTEX_WAIT, expected, no_timeout)
+    };
+    match r {
+        0 => Ok(()),
+        _ => match io::Error::last_os_error() {
+            // EAGAIN: the word had changed already; EINTR: a signal.
+            err if retry(&err) => Ok(()),
+            err => Err(err),
+        },
+    }
+}
+
+/// Wakes one process sleeping on `word`, if one is.
+fn futex_wake(word: &AtomicU32) -> io::Result<()> {
+    use nix::libc::{FUTEX_WAKE, SYS_futex, syscall};
+    // SAFETY: as for `futex_wait`; the kernel does not even read the word.
+    let r = unsafe { syscall(SYS_futex, word.as_ptr(), FUTEX_WAKE, 1) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A page shared with the children this process will fork.
+fn shared_page() -> nix::Result<&'static Page> {
+    let length = NonZeroUsize::new(size_of::<Page>()).expect("not empty");
+    let rw = ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
+    // SAFETY: a fresh anonymous mapping, zeroed, which overlaps nothing.
+    let memory =
+        unsafe { mmap_anonymous(None, length, rw, MapFlags::MAP_SHARED)? };
+    // SAFETY: zero bytes are a valid `Page` (all counters 0), the mapping
+    // is aligned to a page, and it is never unmapped, so it lives as long
+    // as the process: 'static.
+    Ok(unsafe { memory.cast::<Page>().as_ref() })
+}
+// ANCHOR_END: shm
+
 // ANCHOR: channel
 /// Both ends of a channel, made before the fork.
 enum Channel {
@@ -327,11 +541,12 @@ enum Channel {
     Pipes {
         to_child: (OwnedFd, OwnedFd),
         to_parent: (OwnedFd, OwnedFd),
+        size: usize,
     },
     /// A connected pair of Unix stream sockets.
-    Unix(UnixStream, UnixStream),
+    Unix(UnixStream, UnixStream, usize),
     /// Both ends of a TCP connection on loopback.
-    Tcp(TcpStream, TcpStream),
+    Tcp(TcpStream, TcpStream, usize),
     /// Signals, blocked now; the ends need the other's pid.
     Signals,
     /// One eventfd to the child, one to the parent.
@@ -339,6 +554,8 @@ enum Channel {
         to_child: EventFd,
         to_parent: EventFd,
     },
+    /// A shared page.
+    Shm(&'static Page, Wait),
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -348,15 +565,26 @@ enum Side {
 }
 
 impl Channel {
-    fn new(via: Via) -> Result<Channel, Box<dyn Error>> {
-        Ok(match via {
-            Via::Pipe => Channel::Pipes {
-                to_child: pipe()?,
-                to_parent: pipe()?,
-            },
+    fn new(args: &Args) -> Result<Channel, Box<dyn Error>> {
+        // With `--wait spin`, reads never wait: they fail with EAGAIN
+        // while nothing has arrived, and the loops above ask again.
+        let spin = args.wait == Wait::Spin;
+        let size = args.size;
+        Ok(match args.via {
+            Via::Pipe => {
+                let mut flags = OFlag::O_CLOEXEC;
+                flags.set(OFlag::O_NONBLOCK, spin);
+                Channel::Pipes {
+                    to_child: pipe2(flags)?,
+                    to_parent: pipe2(flags)?,
+                    size,
+                }
+            }
             Via::Unix => {
                 let (a, b) = UnixStream::pair()?;
-                Channel::Unix(a, b)
+                a.set_nonblocking(spin)?;
+                b.set_nonblocking(spin)?;
+                Channel::Unix(a, b, size)
             }
             Via::Tcp => {
                 // Connect to ourselves: the kernel completes the handshake
@@ -364,31 +592,34 @@ impl Channel {
                 let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
                 let client = TcpStream::connect(listener.local_addr()?)?;
                 let (server, _) = listener.accept()?;
-                // Send each byte at once, never waiting to fill a segment
-                // (Nagle's algorithm).
-                client.set_nodelay(true)?;
-                server.set_nodelay(true)?;
-                Channel::Tcp(server, client)
+                for end in [&client, &server] {
+                    // Send each message at once, never waiting to fill a
+                    // segment (Nagle's algorithm).
+                    end.set_nodelay(true)?;
+                    end.set_nonblocking(spin)?;
+                }
+                Channel::Tcp(server, client, size)
             }
             Via::Signal => {
                 blocked_signals().thread_block()?;
                 Channel::Signals
             }
             Via::Eventfd => {
-                let to_parent = EventFd::new()?;
+                let mut flags = EfdFlags::EFD_CLOEXEC;
+                flags.set(EfdFlags::EFD_NONBLOCK, spin);
+                let to_parent = EventFd::from_flags(flags)?;
                 GONE_FD.store(to_parent.as_raw_fd(), Ordering::SeqCst);
-                let handler = SigAction::new(
-                    SigHandler::Handler(child_gone),
-                    SaFlags::SA_RESTART | SaFlags::SA_NOCLDSTOP,
-                    SigSet::empty(),
-                );
-                // SAFETY: the handler only loads an atomic and calls
-                // `write`, both async-signal-safe.
-                unsafe { sigaction(Signal::SIGCHLD, &handler) }?;
+                install_child_gone()?;
                 Channel::Eventfds {
-                    to_child: EventFd::new()?,
+                    to_child: EventFd::from_flags(flags)?,
                     to_parent,
                 }
+            }
+            Via::Shm => {
+                let page = shared_page()?;
+                let _ = GONE_PAGE.set(page);
+                install_child_gone()?;
+                Channel::Shm(page, args.wait)
             }
         })
     }
@@ -400,21 +631,22 @@ impl Channel {
             Channel::Pipes {
                 to_child,
                 to_parent,
+                size,
             } => {
                 let (rx, tx) = if parent {
                     (to_parent.0, to_child.1)
                 } else {
                     (to_child.0, to_parent.1)
                 };
-                stream(File::from(rx), File::from(tx))
+                stream(File::from(rx), File::from(tx), size)
             }
-            Channel::Unix(parents, childs) => {
+            Channel::Unix(parents, childs, size) => {
                 let mine = if parent { parents } else { childs };
-                stream(mine.try_clone()?, mine)
+                stream(mine.try_clone()?, mine, size)
             }
-            Channel::Tcp(parents, childs) => {
+            Channel::Tcp(parents, childs, size) => {
                 let mine = if parent { parents } else { childs };
-                stream(mine.try_clone()?, mine)
+                stream(mine.try_clone()?, mine, size)
             }
             Channel::Signals => {
                 let mut waited_for = SigSet::empty();
@@ -437,15 +669,48 @@ impl Channel {
                 };
                 Box::new(Eventfds { rx, tx })
             }
+            Channel::Shm(page, wait) => {
+                let (rx, tx) = if parent {
+                    (&page.to_parent, &page.to_child)
+                } else {
+                    (&page.to_child, &page.to_parent)
+                };
+                Box::new(Shared {
+                    rx,
+                    tx,
+                    wait,
+                    seen: 0,
+                })
+            }
         })
     }
 }
 
-fn stream<R: Read + 'static, W: Write + 'static>(rx: R, tx: W) -> Box<dyn End> {
+/// The parent's SIGCHLD handler, for the channels without an end of
+/// stream: eventfds and shared memory.
+fn install_child_gone() -> nix::Result<()> {
+    let handler = SigAction::new(
+        SigHandler::Handler(child_gone),
+        SaFlags::SA_RESTART | SaFlags::SA_NOCLDSTOP,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only loads atomics, adds to one, and calls
+    // `write` and `futex`, all async-signal-safe.
+    unsafe { sigaction(Signal::SIGCHLD, &handler) }.map(drop)
+}
+
+fn stream<R: Read + 'static, W: Write + 'static>(
+    rx: R,
+    tx: W,
+    size: usize,
+) -> Box<dyn End> {
+    // Not all zeros: the first byte counts, the others are a pattern.
+    let message: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
     Box::new(Stream {
         rx,
         tx,
-        sent: 0,
+        outgoing: message.clone(),
+        incoming: message,
         received: 0,
     })
 }
@@ -496,14 +761,17 @@ fn via_name(via: Via) -> &'static str {
         Via::Tcp => "tcp",
         Via::Signal => "signal",
         Via::Eventfd => "eventfd",
+        Via::Shm => "shm",
     }
 }
 
-fn message(via: Via) -> &'static str {
-    match via {
-        Via::Pipe | Via::Unix | Via::Tcp => "1 byte",
-        Via::Signal => "a signal",
-        Via::Eventfd => "8 bytes",
+fn message(args: &Args) -> String {
+    match args.via {
+        Via::Pipe | Via::Unix | Via::Tcp if args.size == 1 => "1 byte".into(),
+        Via::Pipe | Via::Unix | Via::Tcp => format!("{} bytes", args.size),
+        Via::Signal => "a signal".into(),
+        Via::Eventfd => "8 bytes".into(),
+        Via::Shm => "a 4-byte count".into(),
     }
 }
 
@@ -526,13 +794,18 @@ fn restore_sigpipe() -> nix::Result<()> {
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
 }
 
-/// Reads `[--via V] [--cpus C] [--count N]` from the command line.
+/// The largest message: four times a pipe's default capacity.
+const MAX_SIZE: usize = 256 << 10;
+
+/// Reads `[--via V] [--cpus C] [--wait W] [--count N] [--size BYTES]`.
 fn parse_args() -> Result<Args, lexopt::Error> {
     use lexopt::prelude::*;
     let mut parsed = Args {
         via: Via::Pipe,
         cpus: Cpus::Same,
+        wait: Wait::Block,
         count: 200_000,
+        size: 1,
     };
     let mut args = lexopt::Parser::from_env();
     while let Some(arg) = args.next()? {
@@ -544,6 +817,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     "tcp" => Via::Tcp,
                     "signal" => Via::Signal,
                     "eventfd" => Via::Eventfd,
+                    "shm" => Via::Shm,
                     other => return Err(format!("no --via {other}").into()),
                 }
             }
@@ -555,7 +829,15 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     other => return Err(format!("no --cpus {other}").into()),
                 }
             }
+            Long("wait") => {
+                parsed.wait = match args.value()?.string()?.as_str() {
+                    "block" => Wait::Block,
+                    "spin" => Wait::Spin,
+                    other => return Err(format!("no --wait {other}").into()),
+                }
+            }
             Long("count") => parsed.count = args.value()?.parse()?,
+            Long("size") => parsed.size = args.value()?.parse()?,
             Short('h') | Long("help") => {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
@@ -565,6 +847,21 @@ fn parse_args() -> Result<Args, lexopt::Error> {
     }
     if parsed.count == 0 {
         return Err("--count must be at least 1".into());
+    }
+    if !(1..=MAX_SIZE).contains(&parsed.size) {
+        return Err(format!("--size must be from 1 to {MAX_SIZE}").into());
+    }
+    let stream = matches!(parsed.via, Via::Pipe | Via::Unix | Via::Tcp);
+    if parsed.size != 1 && !stream {
+        return Err("--size is for pipe, unix and tcp".into());
+    }
+    if parsed.wait == Wait::Spin && parsed.via == Via::Signal {
+        return Err("--wait spin needs a descriptor or shm".into());
+    }
+    // Two spinning processes on one CPU would each spin until the
+    // scheduler stops it, a whole time slice per message.
+    if parsed.wait == Wait::Spin && parsed.cpus != Cpus::Different {
+        return Err("--wait spin needs --cpus different".into());
     }
     Ok(parsed)
 }

@@ -1,7 +1,9 @@
 // ANCHOR: whole
 // Listing 26-2: the C reference for Listing 26-1, `bench-pingpong`: the
 // same protocol, the same arguments, the same line of output, so that the
-// benchmark command can run both side by side. Compile with
+// benchmark command can run both side by side. Where Rust records each
+// round trip in a histogram (the hdrhistogram crate), this program keeps
+// every time in an array and sorts it. Compile with
 //
 //     cc -O2 -o pingpong 26-02-pingpong.c
 //
@@ -10,29 +12,36 @@
 
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 static const char *usage =
-    "usage: pingpong [--via pipe|unix|tcp|signal|eventfd] "
-    "[--cpus same|different|any] [--count N]";
+    "usage: pingpong [--via pipe|unix|tcp|signal|eventfd|shm] "
+    "[--cpus same|different|any] [--wait block|spin] [--count N] "
+    "[--size BYTES]";
 
-enum via { PIPE, UNIX, TCP, SIGNAL, EVENTFD };
-static const char *via_names[] = {"pipe", "unix", "tcp", "signal", "eventfd"};
+enum via { PIPE, UNIX, TCP, SIGNAL, EVENTFD, SHM };
+static const char *via_names[] = {"pipe",   "unix",    "tcp",
+                                   "signal", "eventfd", "shm"};
 
 static const char *who = "pingpong";
 
@@ -47,19 +56,49 @@ static void fail(const char *message) {
 }
 
 // ANCHOR: end
+// A mailbox in shared memory: messages sent so far (a futex word too),
+// and not 0 once the sender has stopped or died.
+struct mailbox {
+    _Atomic uint32_t sent, closed;
+};
+
+struct page {
+    struct mailbox to_child, to_parent;
+};
+
 // One process's end of the channel. Streams (pipes, sockets) use `rx` and
-// `tx` as descriptors; signals use `peer`; eventfds use `rx` and `tx`.
+// `tx` as descriptors, and `message` and `incoming` of `size` bytes;
+// signals use `peer`; eventfds use `rx` and `tx`; shared memory uses
+// `in` and `out`.
 struct end {
     enum via via;
-    int rx, tx;
+    int rx, tx, spin;
     pid_t peer;
     sigset_t waited_for;
-    unsigned char sent, received;
+    size_t size;
+    unsigned char *message, *incoming, received;
+    struct mailbox *in, *out;
+    uint32_t seen;
 };
 
 static const uint64_t STOP = 2;
 static const uint64_t CHILD_GONE = 1ULL << 32;
 static volatile sig_atomic_t gone_fd = -1;
+static struct page *volatile gone_page = NULL;
+
+static void futex_wake(_Atomic uint32_t *word) {
+    syscall(SYS_futex, word, FUTEX_WAKE, 1);
+}
+
+static void post(struct mailbox *m, int spin) {
+    atomic_fetch_add_explicit(&m->sent, 1, memory_order_release);
+    if (!spin) futex_wake(&m->sent);
+}
+
+static void close_mailbox(struct mailbox *m, uint32_t why) {
+    atomic_store_explicit(&m->closed, why, memory_order_relaxed);
+    post(m, 0);
+}
 
 static void child_gone(int sig) {
     (void)sig;
@@ -69,7 +108,14 @@ static void child_gone(int sig) {
         ssize_t ignored = write(gone_fd, &value, sizeof value);
         (void)ignored;
     }
+    if (gone_page != NULL) close_mailbox(&gone_page->to_parent, 2);
     errno = saved;
+}
+
+// Whether a read or write that failed is simply made again: a signal
+// came, or (with --wait spin) there was nothing to read, or no room.
+static int retry(void) {
+    return errno == EINTR || errno == EAGAIN;
 }
 
 // Writes all of `buf`, retrying after a signal or a short write.
@@ -77,7 +123,7 @@ static int write_all(int fd, const void *buf, size_t len) {
     const char *p = buf;
     while (len > 0) {
         ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && retry()) continue;
         if (n < 0) return -1;
         p += n;
         len -= (size_t)n;
@@ -88,8 +134,8 @@ static int write_all(int fd, const void *buf, size_t len) {
 static void send_message(struct end *e) {
     switch (e->via) {
     case PIPE: case UNIX: case TCP:
-        if (write_all(e->tx, &e->sent, 1) < 0) die("write");
-        e->sent++;
+        if (write_all(e->tx, e->message, e->size) < 0) die("write");
+        e->message[0]++;
         break;
     case SIGNAL:
         if (kill(e->peer, SIGUSR1) < 0) die("kill");
@@ -99,6 +145,9 @@ static void send_message(struct end *e) {
         if (write_all(e->tx, &one, sizeof one) < 0) die("write");
         break;
     }
+    case SHM:
+        post(e->out, e->spin);
+        break;
     }
 }
 
@@ -107,12 +156,16 @@ static void send_message(struct end *e) {
 static int receive_message(struct end *e) {
     switch (e->via) {
     case PIPE: case UNIX: case TCP: {
-        unsigned char byte;
-        ssize_t n;
-        do n = read(e->rx, &byte, 1); while (n < 0 && errno == EINTR);
-        if (n < 0) die("read");
-        if (n == 0) return 0;
-        if (byte != e->received) fail("got an unexpected byte");
+        size_t got = 0;
+        while (got < e->size) {
+            ssize_t n = read(e->rx, e->incoming + got, e->size - got);
+            if (n < 0 && retry()) continue;
+            if (n < 0) die("read");
+            if (n == 0 && got == 0) return 0;
+            if (n == 0) fail("the stream ended inside a message");
+            got += (size_t)n;
+        }
+        if (e->incoming[0] != e->received) fail("got an unexpected message");
         e->received++;
         return 1;
     }
@@ -126,9 +179,23 @@ static int receive_message(struct end *e) {
         uint64_t value;
         ssize_t n;
         do n = read(e->rx, &value, sizeof value);
-        while (n < 0 && errno == EINTR);
+        while (n < 0 && retry());
         if (n != sizeof value) die("read");
         return value == 1;
+    }
+    case SHM: {
+        uint32_t now;
+        while ((now = atomic_load_explicit(&e->in->sent,
+                                           memory_order_acquire)) == e->seen) {
+            if (e->spin) continue;
+            // Not FUTEX_PRIVATE_FLAG: the other process must meet us.
+            if (syscall(SYS_futex, &e->in->sent, FUTEX_WAIT, e->seen,
+                        NULL) < 0 &&
+                !retry())
+                die("futex");
+        }
+        e->seen = now;
+        return atomic_load_explicit(&e->in->closed, memory_order_relaxed) == 0;
     }
     }
     return 0;
@@ -145,8 +212,11 @@ static void stop(struct end *e) {
         gone_fd = -1;
         if (write_all(e->tx, &STOP, sizeof STOP) < 0) die("write");
         break;
+    case SHM:
+        close_mailbox(e->out, 1);
+        break;
     }
-    if (e->via != SIGNAL) {
+    if (e->via != SIGNAL && e->via != SHM) {
         close(e->tx);
         if (e->rx != e->tx) close(e->rx);
     }
@@ -158,20 +228,35 @@ static void stop(struct end *e) {
 // parent's end, [1] for the child's.
 struct channel {
     enum via via;
-    int rx[2], tx[2];
+    int rx[2], tx[2], spin;
+    size_t size;
+    struct page *page;
 };
 
-static struct channel make_channel(enum via via) {
+static void install_child_gone(void) {
+    struct sigaction sa = {.sa_handler = child_gone};
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGCHLD, &sa, NULL) < 0) die("sigaction");
+}
+
+static struct channel make_channel(enum via via, int spin, size_t size) {
     struct channel c = {.via = via, .rx = {-1, -1}, .tx = {-1, -1}};
+    c.spin = spin, c.size = size;
     int to_child[2], to_parent[2], pair[2];
+    int nonblock = spin ? SOCK_NONBLOCK : 0;
     switch (via) {
     case PIPE:
-        if (pipe(to_child) < 0 || pipe(to_parent) < 0) die("pipe");
+        if (pipe2(to_child, O_CLOEXEC | (spin ? O_NONBLOCK : 0)) < 0 ||
+            pipe2(to_parent, O_CLOEXEC | (spin ? O_NONBLOCK : 0)) < 0)
+            die("pipe");
         c.rx[0] = to_parent[0], c.tx[0] = to_child[1];
         c.rx[1] = to_child[0], c.tx[1] = to_parent[1];
         break;
     case UNIX:
-        if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) < 0) die("socketpair");
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | nonblock, 0,
+                       pair) < 0)
+            die("socketpair");
         c.rx[0] = c.tx[0] = pair[0];
         c.rx[1] = c.tx[1] = pair[1];
         break;
@@ -180,8 +265,8 @@ static struct channel make_channel(enum via via) {
         addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         socklen_t len = sizeof addr;
         int one = 1;
-        int listener = socket(AF_INET, SOCK_STREAM, 0);
-        int client = socket(AF_INET, SOCK_STREAM, 0);
+        int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (listener < 0 || client < 0) die("socket");
         if (bind(listener, (struct sockaddr *)&addr, sizeof addr) < 0 ||
             listen(listener, 1) < 0 ||
@@ -189,12 +274,15 @@ static struct channel make_channel(enum via via) {
             die("listen");
         if (connect(client, (struct sockaddr *)&addr, sizeof addr) < 0)
             die("connect");
-        int server = accept(listener, NULL, NULL);
+        int server = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
         if (server < 0) die("accept");
         close(listener);
         if (setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) ||
             setsockopt(server, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one))
             die("setsockopt");
+        if (spin && (fcntl(client, F_SETFL, O_NONBLOCK) < 0 ||
+                     fcntl(server, F_SETFL, O_NONBLOCK) < 0))
+            die("fcntl");
         c.rx[0] = c.tx[0] = server;
         c.rx[1] = c.tx[1] = client;
         break;
@@ -209,16 +297,21 @@ static struct channel make_channel(enum via via) {
         break;
     }
     case EVENTFD: {
-        c.rx[0] = c.tx[1] = eventfd(0, 0);
-        c.rx[1] = c.tx[0] = eventfd(0, 0);
+        int flags = EFD_CLOEXEC | (spin ? EFD_NONBLOCK : 0);
+        c.rx[0] = c.tx[1] = eventfd(0, flags);
+        c.rx[1] = c.tx[0] = eventfd(0, flags);
         if (c.rx[0] < 0 || c.rx[1] < 0) die("eventfd");
         gone_fd = c.rx[0];
-        struct sigaction sa = {.sa_handler = child_gone};
-        sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
-        sigemptyset(&sa.sa_mask);
-        if (sigaction(SIGCHLD, &sa, NULL) < 0) die("sigaction");
+        install_child_gone();
         break;
     }
+    case SHM:
+        c.page = mmap(NULL, sizeof *c.page, PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (c.page == MAP_FAILED) die("mmap");
+        gone_page = c.page;
+        install_child_gone();
+        break;
     }
     return c;
 }
@@ -226,7 +319,18 @@ static struct channel make_channel(enum via via) {
 // This process's end (side 0: parent, 1: child); the other's is closed.
 static struct end end_of(struct channel c, int side, pid_t peer) {
     struct end e = {.via = c.via, .rx = c.rx[side], .tx = c.tx[side]};
-    e.peer = peer;
+    e.peer = peer, e.spin = c.spin, e.size = c.size;
+    if (c.via == PIPE || c.via == UNIX || c.via == TCP) {
+        e.message = malloc(c.size);
+        e.incoming = malloc(c.size);
+        if (e.message == NULL || e.incoming == NULL) die("malloc");
+        for (size_t i = 0; i < c.size; i++)
+            e.message[i] = (unsigned char)(i % 251);
+    }
+    if (c.via == SHM) {
+        e.in = side == 0 ? &c.page->to_parent : &c.page->to_child;
+        e.out = side == 0 ? &c.page->to_child : &c.page->to_parent;
+    }
     // Both processes use both eventfds, and signals have no descriptor.
     int other = 1 - side;
     if (c.via == PIPE) {
@@ -269,10 +373,25 @@ static void pin_to(int cpu) {
 }
 // ANCHOR_END: placement
 
-static double now(void) {
+static uint64_t now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+    return (uint64_t)t.tv_sec * 1000000000 + (uint64_t)t.tv_nsec;
+}
+
+static int by_value(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+// The value at quantile q of n sorted times, in µs: the smallest that at
+// least q of them do not exceed, as HdrHistogram reports it.
+static double quantile(const uint64_t *sorted, long n, double q) {
+    double at = q * (double)n;
+    long rank = (long)at;
+    if ((double)rank < at) rank++; // Rounded up.
+    if (rank < 1) rank = 1;
+    return (double)sorted[rank - 1] / 1000.0;
 }
 
 static void round_trip(struct end *e) {
@@ -301,18 +420,20 @@ int main(int argc, char **argv) {
         {"via", required_argument, 0, 'v'},
         {"cpus", required_argument, 0, 'c'},
         {"count", required_argument, 0, 'n'},
+        {"wait", required_argument, 0, 'w'},
+        {"size", required_argument, 0, 's'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     enum via via = PIPE;
     const char *cpus = "same";
-    long count = 200000;
-    int opt;
+    long count = 200000, size = 1;
+    int opt, spin = 0;
     while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
         switch (opt) {
         case 'v': {
             int found = -1;
-            for (int i = 0; i < 5; i++)
+            for (int i = 0; i < 6; i++)
                 if (strcmp(optarg, via_names[i]) == 0) found = i;
             if (found < 0) fail(usage);
             via = (enum via)found;
@@ -331,6 +452,19 @@ int main(int argc, char **argv) {
             if (errno || *rest || rest == optarg || count < 1) fail(usage);
             break;
         }
+        case 's': {
+            char *rest;
+            errno = 0;
+            size = strtol(optarg, &rest, 10);
+            if (errno || *rest || rest == optarg || size < 1 ||
+                size > 256 * 1024)
+                fail(usage);
+            break;
+        }
+        case 'w':
+            if (strcmp(optarg, "block") && strcmp(optarg, "spin")) fail(usage);
+            spin = strcmp(optarg, "spin") == 0;
+            break;
         case 'h':
             printf("%s\n", usage);
             return 0;
@@ -339,10 +473,15 @@ int main(int argc, char **argv) {
         }
     }
     if (optind < argc) fail(usage);
+    int stream = via == PIPE || via == UNIX || via == TCP;
+    if (size != 1 && !stream) fail("--size is for pipe, unix and tcp");
+    if (spin && via == SIGNAL) fail("--wait spin needs a descriptor or shm");
+    if (spin && strcmp(cpus, "different") != 0)
+        fail("--wait spin needs --cpus different");
 
     int parent_cpu, child_cpu;
     choose_cpus(cpus, &parent_cpu, &child_cpu);
-    struct channel c = make_channel(via);
+    struct channel c = make_channel(via, spin, (size_t)size);
     pid_t parent = getpid();
     pin_to(parent_cpu);
     fflush(stdout);
@@ -351,12 +490,21 @@ int main(int argc, char **argv) {
     if (pid == 0) child(c, parent, child_cpu, count);
 
     struct end e = end_of(c, 0, pid);
+    // Every round trip's time, in ns; touched before the clock starts.
+    uint64_t *times = calloc((size_t)count, sizeof *times);
+    if (times == NULL) die("calloc");
+    memset(times, 1, (size_t)count * sizeof *times);
     struct rusage before, after, children;
     getrusage(RUSAGE_SELF, &before);
     round_trip(&e); // The child is ready.
-    double start = now();
-    for (long i = 0; i < count; i++) round_trip(&e);
-    double elapsed = now() - start;
+    uint64_t start = now(), last = start;
+    for (long i = 0; i < count; i++) {
+        round_trip(&e);
+        uint64_t t = now();
+        times[i] = t - last;
+        last = t;
+    }
+    double elapsed = (double)(last - start) / 1e9;
     stop(&e);
     getrusage(RUSAGE_SELF, &after);
     int status;
@@ -376,13 +524,25 @@ int main(int argc, char **argv) {
         snprintf(where, sizeof where, "CPU %d", parent_cpu);
     else
         snprintf(where, sizeof where, "CPUs %d and %d", parent_cpu, child_cpu);
-    const char *message = via == SIGNAL    ? "a signal"
-                          : via == EVENTFD ? "8 bytes"
-                                           : "1 byte";
-    printf("%s on %s: %ld round trips of %s; measured: %.6f s, %.3f µs per "
-           "round trip, %.2f waits and %.2f preemptions per round trip\n",
-           via_names[via], where, count, message, elapsed,
-           elapsed * 1e6 / (double)count, (double)waits / (double)count,
+    char message[32];
+    if (via == SIGNAL)
+        snprintf(message, sizeof message, "a signal");
+    else if (via == EVENTFD)
+        snprintf(message, sizeof message, "8 bytes");
+    else if (via == SHM)
+        snprintf(message, sizeof message, "a 4-byte count");
+    else if (size == 1)
+        snprintf(message, sizeof message, "1 byte");
+    else
+        snprintf(message, sizeof message, "%ld bytes", size);
+    qsort(times, (size_t)count, sizeof *times, by_value);
+    printf("%s on %s%s: %ld round trips of %s; measured: %.6f s; µs per "
+           "round trip: mean %.3f, p50 %.3f, p99 %.3f, p99.9 %.3f, max %.3f; "
+           "%.2f waits and %.2f preemptions per round trip\n",
+           via_names[via], where, spin ? ", spinning" : "", count, message,
+           elapsed, elapsed * 1e6 / (double)count, quantile(times, count, 0.5),
+           quantile(times, count, 0.99), quantile(times, count, 0.999),
+           (double)times[count - 1] / 1000.0, (double)waits / (double)count,
            (double)preemptions / (double)count);
     return 0;
 }

@@ -5,7 +5,9 @@
 // the sending side, then `read` or `splice` on the receiving side. The
 // child counts what it gets and reports back; the parent times the whole
 // transfer and prints one line. `--cpus` chooses where the two processes
-// run, as in Listing 26-1.
+// run, as in Listing 26-1. `--pipe-size` makes the pipe larger or
+// smaller than its default, and `--huge` puts every buffer in transparent
+// huge pages, where the kernel offers them.
 //
 // Every loop takes what the kernel gives: a read or a write may move fewer
 // bytes than asked, and that is no error. The C program of Listing 27-4
@@ -20,16 +22,18 @@ use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{FcntlArg, SpliceFFlags, fcntl, splice, vmsplice};
+use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice, vmsplice};
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+use nix::sys::mman::{MmapAdvise, madvise};
 use nix::sys::resource::{UsageWho, getrusage};
 use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, pipe};
+use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, pipe2};
 
 const USAGE: &str = "usage: bench-throughput \
                      [--via pipe|unix|tcp|vmsplice|splice] \
-                     [--cpus same|different|any] [--bytes N] [--chunk N]  \
+                     [--cpus same|different|any] [--bytes N] [--chunk N] \
+                     [--pipe-size N] [--huge]  \
                      (N: bytes, or with K, M or G for KiB, MiB, GiB)";
 
 fn main() -> ExitCode {
@@ -67,6 +71,10 @@ struct Args {
     cpus: Cpus,
     bytes: u64,
     chunk: usize,
+    /// The pipe's capacity, if not the default.
+    pipe_size: Option<usize>,
+    /// Buffers in transparent huge pages.
+    huge: bool,
 }
 
 /// What the child found, sent back to the parent at the end.
@@ -79,10 +87,10 @@ struct Report {
 fn run() -> Result<(), Box<dyn Error>> {
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let (parent_cpu, child_cpu) = choose_cpus(args.cpus)?;
-    let (rx, tx) = channel(args.via)?;
+    let (rx, tx) = channel(&args)?;
     // The child says on this pipe when it is ready, and in the end what
     // it received.
-    let (report_rx, report_tx) = pipe()?;
+    let (report_rx, report_tx) = pipe2(OFlag::O_CLOEXEC)?;
     let parent = getpid();
     pin_to(parent_cpu)?;
     // SAFETY: the program has started no threads, so no lock can be held
@@ -105,18 +113,18 @@ fn run() -> Result<(), Box<dyn Error>> {
         ForkResult::Parent { child } => child,
     };
     drop((rx, report_tx));
+    // Made, and every page touched, before the clock starts; kept until
+    // the child has reported: until then, the pipe may still refer to its
+    // pages.
+    let mut ring = Ring::new(&tx, &args)?;
     let mut report = File::from(report_rx);
     let mut ready = [0];
     report.read_exact(&mut ready)?;
     let before = getrusage(UsageWho::RUSAGE_SELF)?;
     let start = Instant::now();
-    // Kept until the child has reported: until then, the pipe may still
-    // refer to its pages.
-    let mut ring = None;
     let sent = match args.via {
-        Via::Vmsplice | Via::Splice => Ring::for_pipe(&tx, args.chunk)
-            .and_then(|new| send_vmsplice(tx, args.bytes, ring.insert(new))),
-        _ => send(tx, args.bytes, args.chunk),
+        Via::Vmsplice | Via::Splice => send_vmsplice(tx, args.bytes, &mut ring),
+        _ => send(tx, args.bytes, &mut ring),
     };
     // Our end is closed now, whatever happened: the child sees the end of
     // the stream, and answers with what it got.
@@ -145,12 +153,20 @@ fn run() -> Result<(), Box<dyn Error>> {
     // SIGPIPE ends us quietly (see the introduction).
     restore_sigpipe()?;
     let chunks = args.bytes.div_ceil(args.chunk as u64) as f64;
+    let mut options = String::new();
+    if let Some(size) = args.pipe_size {
+        options += &format!(", a pipe of {size} bytes");
+    }
+    if args.huge {
+        options += ", huge pages";
+    }
     println!(
-        "{} on {}: {} bytes in {}-byte writes, {} received; measured: \
+        "{} on {}{}: {} bytes in {}-byte writes, {} received; measured: \
          {:.6} s, {:.3} GiB/s, {} writes, {} reads, {:.2} waits and {:.2} \
          preemptions per chunk",
         via_name(args.via),
         placement(parent_cpu, child_cpu),
+        options,
         args.bytes,
         args.chunk,
         got.received,
@@ -175,10 +191,11 @@ fn child(
 ) -> Result<(), Box<dyn Error>> {
     die_with_parent(parent)?;
     pin_to(cpu)?;
+    let mut buffer = Buffers::new(1, args.chunk, args.huge)?;
     report.write_all(b"r")?; // Ready: start the clock.
     let got = match args.via {
         Via::Splice => receive_splice(rx, args.chunk)?,
-        _ => receive(File::from(rx), args.chunk)?,
+        _ => receive(File::from(rx), buffer.buffer(0))?,
     };
     let mut message = got.received.to_ne_bytes().to_vec();
     message.extend_from_slice(&got.reads.to_ne_bytes());
@@ -198,15 +215,16 @@ fn read_report(report: &mut File) -> io::Result<Report> {
 // ANCHOR_END: child
 
 // ANCHOR: send
-/// Sends `total` bytes in writes of at most `chunk` bytes, each chunk
-/// stamped with its number (see `check_stamps`), then closes the stream.
-/// Returns the number of `write` calls.
-fn send(tx: OwnedFd, total: u64, chunk: usize) -> io::Result<u64> {
+/// Sends `total` bytes in writes of at most a chunk, from the buffers of
+/// `ring`, each chunk stamped with its number (see `check_stamps`), then
+/// closes the stream. Returns the number of `write` calls.
+fn send(tx: OwnedFd, total: u64, ring: &mut Ring) -> io::Result<u64> {
     let mut tx = File::from(tx);
-    let mut buffer = pattern(chunk);
+    let chunk = ring.chunk;
     let (mut sent, mut writes, mut number) = (0, 0, 0);
     while sent < total {
         let len = chunk.min((total - sent) as usize);
+        let buffer = ring.buffer(number);
         buffer[0] = number as u8;
         let mut rest = &buffer[..len];
         while !rest.is_empty() {
@@ -226,14 +244,15 @@ fn send(tx: OwnedFd, total: u64, chunk: usize) -> io::Result<u64> {
     Ok(writes)
 }
 
-/// Reads until the end of the stream, checking the stamps.
-fn receive(mut rx: File, chunk: usize) -> io::Result<Report> {
-    let mut buffer = vec![0; chunk];
+/// Reads until the end of the stream into `buffer`, a chunk long,
+/// checking the stamps.
+fn receive(mut rx: File, buffer: &mut [u8]) -> io::Result<Report> {
+    let chunk = buffer.len();
     let (mut received, mut reads) = (0, 0);
     loop {
         // A read returns what is there, up to `chunk` bytes: less is
         // normal, and only 0 means the end.
-        let n = match rx.read(&mut buffer) {
+        let n = match rx.read(buffer) {
             Ok(0) => break,
             Ok(n) => n,
             Err(err) if err.kind() == ErrorKind::Interrupted => continue,
@@ -266,11 +285,47 @@ fn check_stamps(data: &[u8], offset: u64, chunk: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// A buffer of `len` bytes that are not all zero: a fresh zeroed buffer
-/// may be backed by one shared page of zeros, which is faster to copy
-/// from than real data would be.
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8).collect()
+/// `count` buffers of `len` bytes each, one after another, starting at a
+/// page boundary (a huge page's, with `huge`). They hold a pattern, not
+/// zeros: a fresh zeroed buffer may be backed by one shared page of
+/// zeros, which is faster to copy from than real data would be.
+struct Buffers {
+    memory: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+/// The size of a transparent huge page on x86-64 and most other Linux
+/// machines; a huge page must start at a multiple of it.
+const HUGE_PAGE: usize = 2 << 20;
+
+impl Buffers {
+    fn new(count: usize, len: usize, huge: bool) -> io::Result<Buffers> {
+        let align = if huge { HUGE_PAGE } else { page_size() };
+        let size = count * len;
+        // Whole pages: a huge page is used only where all of it lies
+        // within the advised range.
+        let span = size.next_multiple_of(align);
+        // Room to start at a boundary; nothing is written yet.
+        let mut memory: Vec<u8> = Vec::with_capacity(span + align);
+        let start = memory.as_ptr().align_offset(align);
+        if huge {
+            // SAFETY: the range lies within the vector's allocation, and
+            // the advice changes how it is backed, never its contents.
+            let at = unsafe { memory.as_mut_ptr().add(start) };
+            let at = std::ptr::NonNull::new(at.cast()).expect("not null");
+            unsafe { madvise(at, span, MmapAdvise::MADV_HUGEPAGE) }?;
+        }
+        // The first writes: only now does the kernel back the pages.
+        memory.extend((0..start + size).map(|i| (i % 251) as u8));
+        Ok(Buffers { memory, start, len })
+    }
+
+    /// Buffer `i`.
+    fn buffer(&mut self, i: usize) -> &mut [u8] {
+        let from = self.start + i * self.len;
+        &mut self.memory[from..from + self.len]
+    }
 }
 // ANCHOR_END: send
 
@@ -312,34 +367,32 @@ fn send_vmsplice(tx: OwnedFd, total: u64, ring: &mut Ring) -> io::Result<u64> {
 /// most `capacity` bytes of pages. Once the buffers sent after buffer i
 /// add up to that much, none of buffer i's pages can still be in the pipe,
 /// so it is safe to write to it again: one buffer more than it takes to
-/// fill the pipe.
+/// fill the pipe. A `write` copies, so it needs one buffer only.
 struct Ring {
-    memory: Vec<u8>,
-    start: usize,
+    memory: Buffers,
     chunk: usize,
     buffers: usize,
 }
 
 impl Ring {
-    /// Enough buffers of `chunk` bytes for the pipe `tx`.
-    fn for_pipe(tx: &OwnedFd, chunk: usize) -> io::Result<Ring> {
-        let capacity = fcntl(tx.as_fd(), FcntlArg::F_GETPIPE_SZ)? as usize;
-        let buffers = capacity.div_ceil(chunk) + 1;
-        let page = page_size();
-        let memory = pattern(buffers * chunk + page);
-        let start = memory.as_ptr().align_offset(page);
+    /// Enough buffers of `args.chunk` bytes to send into `tx`.
+    fn new(tx: &OwnedFd, args: &Args) -> io::Result<Ring> {
+        let buffers = match args.via {
+            Via::Vmsplice | Via::Splice => {
+                let capacity = fcntl(tx.as_fd(), FcntlArg::F_GETPIPE_SZ)?;
+                (capacity as usize).div_ceil(args.chunk) + 1
+            }
+            _ => 1,
+        };
         Ok(Ring {
-            memory,
-            start,
-            chunk,
+            memory: Buffers::new(buffers, args.chunk, args.huge)?,
+            chunk: args.chunk,
             buffers,
         })
     }
 
     fn buffer(&mut self, number: u64) -> &mut [u8] {
-        let from =
-            self.start + (number % self.buffers as u64) as usize * self.chunk;
-        &mut self.memory[from..from + self.chunk]
+        self.memory.buffer((number % self.buffers as u64) as usize)
     }
 }
 
@@ -377,9 +430,21 @@ fn page_size() -> usize {
 
 // ANCHOR: channel
 /// The receiving and the sending end of a channel, made before the fork.
-fn channel(via: Via) -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(match via {
-        Via::Pipe | Via::Vmsplice | Via::Splice => pipe()?,
+fn channel(args: &Args) -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(match args.via {
+        Via::Pipe | Via::Vmsplice | Via::Splice => {
+            let (rx, tx) = pipe2(OFlag::O_CLOEXEC)?;
+            if let Some(size) = args.pipe_size {
+                // The kernel rounds up to a power of two pages, and
+                // refuses more than /proc/sys/fs/pipe-max-size to a
+                // process without privileges.
+                let wanted = i32::try_from(size).unwrap_or(i32::MAX);
+                fcntl(tx.as_fd(), FcntlArg::F_SETPIPE_SZ(wanted)).map_err(
+                    |e| io::Error::other(format!("--pipe-size {size}: {e}")),
+                )?;
+            }
+            (rx, tx)
+        }
         Via::Unix => {
             let (rx, tx) = UnixStream::pair()?;
             (rx.into(), tx.into())
@@ -470,6 +535,8 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         cpus: Cpus::Same,
         bytes: 1 << 30,
         chunk: 64 << 10,
+        pipe_size: None,
+        huge: false,
     };
     let mut args = lexopt::Parser::from_env();
     while let Some(arg) = args.next()? {
@@ -501,6 +568,12 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                         .map_err(|e| e.to_string())
                 })?;
             }
+            Long("pipe-size") => {
+                let size = args.value()?.parse_with(parse_size)?;
+                parsed.pipe_size =
+                    Some(usize::try_from(size).map_err(|e| e.to_string())?);
+            }
+            Long("huge") => parsed.huge = true,
             Short('h') | Long("help") => {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
@@ -512,6 +585,10 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         return Err("--bytes and --chunk must be at least 1".into());
     }
     let zero_copy = matches!(parsed.via, Via::Vmsplice | Via::Splice);
+    if parsed.pipe_size.is_some() && matches!(parsed.via, Via::Unix | Via::Tcp)
+    {
+        return Err("--pipe-size is for pipe, vmsplice and splice".into());
+    }
     if zero_copy && parsed.chunk % page_size() != 0 {
         let page = page_size();
         return Err(format!("--chunk must be a multiple of {page}").into());

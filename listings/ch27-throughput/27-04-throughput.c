@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -28,7 +29,8 @@
 
 static const char *usage =
     "usage: throughput [--via pipe|unix|tcp|vmsplice|splice] "
-    "[--cpus same|different|any] [--bytes N] [--chunk N]";
+    "[--cpus same|different|any] [--bytes N] [--chunk N] [--pipe-size N] "
+    "[--huge]";
 
 enum via { PIPE, UNIX, TCP, VMSPLICE, SPLICE };
 static const char *via_names[] = {"pipe", "unix", "tcp", "vmsplice", "splice"};
@@ -45,27 +47,35 @@ static void fail(const char *message) {
     exit(1);
 }
 
-static char *pattern(size_t len, size_t align) {
-    char *buffer = aligned_alloc(align, (len + align - 1) / align * align);
+static const size_t HUGE_PAGE = 2 << 20;
+
+// `len` bytes of a pattern, at a page boundary (a huge page's, and in
+// transparent huge pages if the kernel has them, with `huge`).
+static char *pattern(size_t len, int huge) {
+    size_t align = huge ? HUGE_PAGE : (size_t)sysconf(_SC_PAGESIZE);
+    size_t size = (len + align - 1) / align * align;
+    char *buffer = aligned_alloc(align, size);
     if (buffer == NULL) die("aligned_alloc");
+    if (huge && madvise(buffer, size, MADV_HUGEPAGE) < 0) die("madvise");
     for (size_t i = 0; i < len; i++) buffer[i] = (char)(i % 251);
     return buffer;
 }
 
 // ANCHOR: send
-// Sends `total` bytes in writes of at most `chunk`, each chunk stamped
-// with its number; returns the number of write (or vmsplice) calls.
-static long send_all(int fd, enum via via, uint64_t total, size_t chunk) {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t buffers = 1;
-    if (via == VMSPLICE || via == SPLICE) {
-        // The ring of Listing 27-2: one buffer more than fills the pipe.
-        int capacity = fcntl(fd, F_GETPIPE_SZ);
-        if (capacity < 0) die("fcntl");
-        buffers = ((size_t)capacity + chunk - 1) / chunk + 1;
-    }
-    int zero_copy = via == VMSPLICE || via == SPLICE;
-    char *ring = pattern(buffers * chunk, zero_copy ? page : 16);
+// The sender's buffers: the ring of Listing 27-2, one buffer more than
+// fills the pipe, for vmsplice; one buffer for write.
+static size_t ring_buffers(int fd, enum via via, size_t chunk) {
+    if (via != VMSPLICE && via != SPLICE) return 1;
+    int capacity = fcntl(fd, F_GETPIPE_SZ);
+    if (capacity < 0) die("fcntl");
+    return ((size_t)capacity + chunk - 1) / chunk + 1;
+}
+
+// Sends `total` bytes in writes of at most `chunk` from the `buffers`
+// buffers of `ring`, each chunk stamped with its number; returns the
+// number of write (or vmsplice) calls.
+static long send_all(int fd, enum via via, uint64_t total, size_t chunk,
+                     char *ring, size_t buffers) {
     uint64_t sent = 0, number = 0;
     long writes = 0;
     while (sent < total) {
@@ -90,17 +100,13 @@ static long send_all(int fd, enum via via, uint64_t total, size_t chunk) {
         number++;
     }
     close(fd);
-    // Not freed: until the child has read everything, the pipe may still
-    // refer to the ring's pages. The process ends soon anyway.
-    if (!zero_copy) free(ring);
     return writes;
 }
 
-// Reads (or splices into /dev/null) until the end of the stream; checks
-// the stamps of what it reads.
-static void receive_all(int fd, enum via via, size_t chunk, uint64_t *received,
-                        long *reads) {
-    char *buffer = pattern(chunk, 16);
+// Reads into `buffer` (or splices into /dev/null) until the end of the
+// stream; checks the stamps of what it reads.
+static void receive_all(int fd, enum via via, size_t chunk, char *buffer,
+                        uint64_t *received, long *reads) {
     int null = -1;
     if (via == SPLICE && (null = open("/dev/null", O_WRONLY)) < 0)
         die("open /dev/null");
@@ -120,20 +126,20 @@ static void receive_all(int fd, enum via via, size_t chunk, uint64_t *received,
         *received += (uint64_t)n;
         (*reads)++;
     }
-    free(buffer);
 }
 // ANCHOR_END: send
 
 // Fills `fds` with the receiving and the sending end of a channel.
-static void make_channel(enum via via, int fds[2]) {
+static void make_channel(enum via via, int fds[2], uint64_t pipe_size) {
     if (via == UNIX) {
-        if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0) die("socketpair");
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
+            die("socketpair");
     } else if (via == TCP) {
         struct sockaddr_in addr = {.sin_family = AF_INET};
         addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         socklen_t len = sizeof addr;
-        int listener = socket(AF_INET, SOCK_STREAM, 0);
-        fds[1] = socket(AF_INET, SOCK_STREAM, 0);
+        int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        fds[1] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (listener < 0 || fds[1] < 0) die("socket");
         if (bind(listener, (struct sockaddr *)&addr, sizeof addr) < 0 ||
             listen(listener, 1) < 0 ||
@@ -141,10 +147,13 @@ static void make_channel(enum via via, int fds[2]) {
             die("listen");
         if (connect(fds[1], (struct sockaddr *)&addr, sizeof addr) < 0)
             die("connect");
-        if ((fds[0] = accept(listener, NULL, NULL)) < 0) die("accept");
+        if ((fds[0] = accept4(listener, NULL, NULL, SOCK_CLOEXEC)) < 0)
+            die("accept");
         close(listener);
-    } else if (pipe(fds) < 0) {
-        die("pipe");
+    } else {
+        if (pipe2(fds, O_CLOEXEC) < 0) die("pipe");
+        if (pipe_size && fcntl(fds[1], F_SETPIPE_SZ, (int)pipe_size) < 0)
+            die("--pipe-size");
     }
 }
 
@@ -209,6 +218,8 @@ int main(int argc, char **argv) {
         {"cpus", required_argument, 0, 'c'},
         {"bytes", required_argument, 0, 'b'},
         {"chunk", required_argument, 0, 'k'},
+        {"pipe-size", required_argument, 0, 'p'},
+        {"huge", no_argument, 0, 'H'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -216,7 +227,8 @@ int main(int argc, char **argv) {
     const char *cpus = "same";
     uint64_t bytes = 1ULL << 30;
     size_t chunk = 64 << 10;
-    int opt;
+    uint64_t pipe_size = 0;
+    int opt, huge = 0;
     while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
         switch (opt) {
         case 'v': {
@@ -235,6 +247,8 @@ int main(int argc, char **argv) {
             break;
         case 'b': bytes = size(optarg); break;
         case 'k': chunk = (size_t)size(optarg); break;
+        case 'p': pipe_size = size(optarg); break;
+        case 'H': huge = 1; break;
         case 'h': printf("%s\n", usage); return 0;
         default: fail(usage);
         }
@@ -243,11 +257,14 @@ int main(int argc, char **argv) {
     if ((via == VMSPLICE || via == SPLICE) &&
         chunk % (size_t)sysconf(_SC_PAGESIZE) != 0)
         fail("--chunk must be a multiple of the page size");
+    if (pipe_size && (via == UNIX || via == TCP))
+        fail("--pipe-size is for pipe, vmsplice and splice");
+    if (pipe_size > INT32_MAX) fail(usage);
 
     int parent_cpu, child_cpu, fds[2], report[2];
     choose_cpus(cpus, &parent_cpu, &child_cpu);
-    make_channel(via, fds);
-    if (pipe(report) < 0) die("pipe");
+    make_channel(via, fds, pipe_size);
+    if (pipe2(report, O_CLOEXEC) < 0) die("pipe");
     pid_t parent = getpid();
     pin_to(parent_cpu);
     fflush(stdout);
@@ -262,8 +279,9 @@ int main(int argc, char **argv) {
         pin_to(child_cpu);
         uint64_t message[2];
         long reads;
+        char *buffer = pattern(chunk, huge);
         if (write(report[1], "r", 1) != 1) die("write");
-        receive_all(fds[0], via, chunk, &message[0], &reads);
+        receive_all(fds[0], via, chunk, buffer, &message[0], &reads);
         message[1] = (uint64_t)reads;
         // 16 bytes, less than PIPE_BUF: one write, never split.
         if (write(report[1], message, sizeof message) != sizeof message)
@@ -272,12 +290,16 @@ int main(int argc, char **argv) {
     }
     close(fds[0]);
     close(report[1]);
+    // Made and touched before the clock starts; never freed: until the
+    // child has read everything, the pipe may still refer to its pages.
+    size_t buffers = ring_buffers(fds[1], via, chunk);
+    char *ring = pattern(buffers * chunk, huge);
     char ready;
     if (read_all(report[0], &ready, 1) < 0) fail("the child is gone");
     struct rusage before, after, children;
     getrusage(RUSAGE_SELF, &before);
     double start = now();
-    long writes = send_all(fds[1], via, bytes, chunk);
+    long writes = send_all(fds[1], via, bytes, chunk, ring, buffers);
     uint64_t message[2];
     if (read_all(report[0], message, sizeof message) < 0)
         fail("the child is gone");
@@ -302,10 +324,15 @@ int main(int argc, char **argv) {
     else
         snprintf(where, sizeof where, "CPUs %d and %d", parent_cpu, child_cpu);
     double chunks = (double)((bytes + chunk - 1) / chunk);
-    printf("%s on %s: %llu bytes in %zu-byte writes, %llu received; "
+    char extras[64] = "";
+    if (pipe_size)
+        snprintf(extras, sizeof extras, ", a pipe of %llu bytes",
+                 (unsigned long long)pipe_size);
+    if (huge) strcat(extras, ", huge pages");
+    printf("%s on %s%s: %llu bytes in %zu-byte writes, %llu received; "
            "measured: %.6f s, %.3f GiB/s, %ld writes, %llu reads, %.2f waits "
            "and %.2f preemptions per chunk\n",
-           via_names[via], where, (unsigned long long)bytes, chunk,
+           via_names[via], where, extras, (unsigned long long)bytes, chunk,
            (unsigned long long)message[0], elapsed,
            (double)bytes / (double)(1 << 30) / elapsed, writes,
            (unsigned long long)message[1], (double)waits / chunks,

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{FixedOffset, NaiveDateTime, Timelike, Utc};
 use nix::sys::signal::Signal;
+use regex::Regex;
 
 use crate::support::{
     Listing, Trace, assert_matches_book, assert_rejects,
@@ -97,6 +98,47 @@ fn alarm_pause_loses_the_wake_up_when_the_alarm_comes_before_pause() {
 }
 
 #[test]
+fn alarm_pause_fix_keeps_the_alarm_that_rings_before_the_wait() {
+    // The same bad luck as above, with SIGALRM blocked: it stays pending,
+    // the handler has not run, and sigsuspend returns without a new one.
+    let args = ["--late", "--fix", "--count", "1"];
+    let out = run(bin!("alarm-pause"), &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.len(), 3, "{:?}", out.stdout);
+    assert!(
+        out.stdout[1].ends_with("the alarm has rung already: false"),
+        "{:?}",
+        out.stdout
+    );
+    assert_matches_book(
+        "ch02-signals/02-01-alarm-pause-fix.out",
+        "alarm-pause",
+        &args,
+        &out.stdout,
+    );
+}
+
+/// Python's own way to the same fix, in the language of the original:
+/// block SIGALRM with `signal.pthread_sigmask`, set the alarm, be late,
+/// and take the pending signal with `signal.sigwait`.
+#[test]
+fn python_blocks_sigalrm_and_sigwait_takes_the_alarm_that_came_early() {
+    if !crate::support::have("python3") {
+        return;
+    }
+    let script = "import signal, time\n\
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\n\
+        signal.alarm(1)\n\
+        time.sleep(2)\n\
+        print('got', signal.sigwait({signal.SIGALRM}).name)\n";
+    let started = Instant::now();
+    let out = run("python3", &["-c", script]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, ["got SIGALRM"]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
 fn alarm_pause_keeps_a_signal_that_comes_while_it_is_stopped() {
     let mut alarm = Listing::start(bin!("alarm-pause"), &["--count", "1"]);
     alarm.expect(&format!("Setting at {TIME}"));
@@ -155,12 +197,50 @@ fn alarm_bad_count_output_matches_the_book() {
 
 #[test]
 fn alarm_listings_reject_bad_arguments_in_one_line() {
+    assert_rejects(bin!("alarm"), &["--fix"], "invalid option '--fix'");
     for bin in [bin!("alarm"), bin!("alarm-pause")] {
         assert_rejects(bin, &["--count", "five"], r#"argument "five""#);
         assert_rejects(bin, &["--count"], "missing argument");
         assert_rejects(bin, &["5"], r#"unexpected argument "5""#);
         assert_rejects(bin, &["--count", "-1"], r#"argument "-1""#);
     }
+}
+
+/// What the original's printing handler does to a `print` that is blocked,
+/// at a terminal (a pseudo-terminal whose reader has stopped reading):
+/// the handler runs inside it, and its line lands in the middle of the
+/// interrupted one. The original's own alarms never come at such a
+/// moment; one sent from outside does.
+#[test]
+fn a_python_handler_that_prints_runs_inside_a_blocked_print() {
+    if !crate::support::have("python3") {
+        return;
+    }
+    let printer = "import signal\n\
+        signal.signal(signal.SIGALRM, lambda n, f: print('Got alarm', n))\n\
+        for i in range(100000): print('line %d' % i)\n";
+    // Runs the printer on a terminal, reads nothing until it is blocked
+    // in `write` (as /proc/PID/syscall says), sends SIGALRM, then reads
+    // everything.
+    let driver = "import os, pty, signal, sys, time\n\
+        pid, tty = pty.fork()\n\
+        if pid == 0: os.execvp('python3', ['python3', '-c', sys.argv[1]])\n\
+        write = {'x86_64': '1', 'aarch64': '64'}[os.uname().machine]\n\
+        while open('/proc/%d/syscall' % pid).read().split()[0] != write:\n\
+        \x20   time.sleep(0.01)\n\
+        os.kill(pid, signal.SIGALRM)\n\
+        out = b''\n\
+        while True:\n\
+        \x20   try: chunk = os.read(tty, 65536)\n\
+        \x20   except OSError: break\n\
+        \x20   if not chunk: break\n\
+        \x20   out += chunk\n\
+        os.waitpid(pid, 0)\n\
+        print([l for l in out.decode().splitlines() if 'alarm' in l][0])\n";
+    let out = run("python3", &["-c", driver, printer]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let found = Regex::new(r"^line \d+Got alarm 14$").unwrap();
+    assert!(found.is_match(&out.stdout[0]), "{:?}", out.stdout);
 }
 
 /// Starts `catch-signal` and waits until it says its handler is in place.
@@ -327,6 +407,10 @@ fn catch_signal_refuses_what_cannot_be_caught() {
     assert_rejects(catch, &["33"], r#"argument "33": no such signal"#);
     assert_rejects(catch, &["RTMAX+1"], "no such signal");
     assert_rejects(catch, &["RTMIN+"], "no such signal");
+    // Offsets that overflow an int: one line, not a panic.
+    assert_rejects(catch, &["RTMIN+2147483647"], "no such signal");
+    assert_rejects(catch, &["RTMAX-2147483647"], "no such signal");
+    assert_rejects(catch, &["RTMIN+99999999999"], "no such signal");
     assert_rejects(catch, &["NOPE"], r#"argument "NOPE": no such signal"#);
     assert_rejects(catch, &[], "which signal?");
 }

@@ -17,9 +17,9 @@ use nix::sys::signal::Signal;
 
 use crate::support::{
     Listing, Trace, assert_matches_book, assert_rejects,
-    assert_session_matches_book, assert_trace_matches_book, blessing,
-    can_trace, cargo_run, have, run, shell, state_of, strace_command,
-    wait_until,
+    assert_session_matches_book, assert_session_matches_book_masking,
+    assert_trace_matches_book, blessing, can_trace, cargo_run, have, run,
+    shell, state_of, strace_command, wait_until,
 };
 
 /// The book's outputs are real runs of the commands it shows, on the
@@ -84,14 +84,13 @@ fn socket_race_refuses_clients_before_listen_and_queues_them_after() {
 
 #[test]
 fn preview_server_answers_each_client_with_its_own_name() {
-    let mut preview = Listing::start(
-        bin!("socket-preview"),
-        &["127.0.0.1:0", "--count", "5"],
-    );
+    let mut preview = Listing::start(bin!("socket-preview"), &["127.0.0.1:0"]);
     let port = preview
         .expect(r"Server listening on 127\.0\.0\.1:(\d+)")
         .remove(1);
     assert_ne!(port, "0", "it prints the port the kernel chose");
+    // It ends by itself once its five clients have their replies, as the
+    // original does: its server thread is not waited for.
     let out = preview.finish();
     assert!(out.status.success(), "{}", out.stderr);
     let expected: Vec<_> = (0..5)
@@ -103,7 +102,7 @@ fn preview_server_answers_each_client_with_its_own_name() {
 #[test]
 fn preview_output_matches_the_book() {
     let _port = default_port_if_blessing();
-    let args = ["--count", "5"];
+    let args = [];
     let out = run(bin!("socket-preview"), &with_test_address(&args));
     assert!(out.status.success(), "{}", out.stderr);
     assert_matches_book(
@@ -117,22 +116,88 @@ fn preview_output_matches_the_book() {
 #[test]
 fn preview_server_outlives_a_client_that_resets_its_connection() {
     // Five connections are its own clients'; the sixth is ours, reset at
-    // once, whenever it comes.
-    let mut preview = Listing::start(
-        bin!("socket-preview"),
-        &["127.0.0.1:0", "--count", "6"],
-    );
-    let addr = preview.expect(r"Server listening on (\S+)").remove(1);
-    reset_at_once(&addr);
+    // once, and it must come first: the program ends after its own five.
+    // The listing binds, then prints its address, and only then starts
+    // its server and clients. So its stdout is a pipe already full: the
+    // print waits, with the socket listening, while ours is queued.
+    let (mut output, stdout) = std::io::pipe().expect("a pipe");
+    let filled = fill(&stdout);
+    let mut command = std::process::Command::new(bin!("socket-preview"));
+    command.arg("127.0.0.1:0");
+    let preview =
+        Listing::spawn(&mut command, std::process::Stdio::from(stdout));
+    // The command holds our copy of the write end: without this, the
+    // pipe would never end.
+    drop(command);
+    let mut port = None;
+    wait_until("socket-preview to listen", || {
+        port = listening_port(preview.pid());
+        port.is_some()
+    });
+    reset_at_once(&format!("127.0.0.1:{}", port.unwrap()));
+    // Now let it print, and read what it prints to the end.
+    let reading = thread::spawn(move || {
+        let mut all = Vec::new();
+        output.read_to_end(&mut all).map(|_| all)
+    });
     let out = preview.finish();
+    let printed = reading.join().unwrap().expect("its output");
+    let printed = String::from_utf8_lossy(&printed[filled..]).into_owned();
     assert!(out.status.success(), "{}", out.stderr);
-    assert_eq!(out.stdout.len(), 6, "all five clients answered");
+    assert_eq!(printed.lines().count(), 6, "all five clients answered");
     assert!(
         out.stderr
             .starts_with("socket-preview: a connection failed: "),
         "the reset was reported: {:?}",
         out.stderr
     );
+}
+
+/// Writes into a pipe until it is full, without waiting; returns how many
+/// bytes went in. The pipe is left in blocking mode for its next writer.
+fn fill(pipe: &impl AsRawFd) -> usize {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let fd = pipe.as_raw_fd();
+    let set = |flags: OFlag| {
+        // SAFETY: the descriptor is open for the duration of the call.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        fcntl(borrowed, FcntlArg::F_SETFL(flags)).expect("F_SETFL")
+    };
+    set(OFlag::O_NONBLOCK);
+    let chunk = [b'.'; 4096];
+    let mut filled = 0;
+    loop {
+        // SAFETY: as above.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        match nix::unistd::write(borrowed, &chunk) {
+            Ok(n) => filled += n,
+            Err(nix::errno::Errno::EAGAIN) => break,
+            Err(err) => panic!("filling the pipe: {err}"),
+        }
+    }
+    set(OFlag::empty());
+    filled
+}
+
+/// The port of the TCP socket that `pid` listens on, from /proc: its
+/// descriptors name socket inodes, and /proc/net/tcp gives each inode's
+/// local address and state (0A is LISTEN).
+fn listening_port(pid: nix::unistd::Pid) -> Option<u16> {
+    let inodes: Vec<String> = crate::support::fds_of(pid)
+        .into_iter()
+        .filter_map(|(_, target)| {
+            Some(target.strip_prefix("socket:[")?.strip_suffix(']')?.into())
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (local, state, inode) = (fields[1], fields[3], fields[9]);
+        if state != "0A" || !inodes.iter().any(|i| i == inode) {
+            return None;
+        }
+        u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok()
+    })
 }
 
 /// Connects, then resets the connection without a word: with a linger
@@ -204,6 +269,60 @@ fn server_mode_answers_client_and_threads_modes_in_other_processes() {
     let expected: Vec<_> =
         (0..5).map(|i| format!("server got: [client{i}]")).collect();
     assert_eq!(answered, expected);
+}
+
+#[test]
+fn server_waits_without_spinning_when_out_of_descriptors_and_recovers() {
+    // A soft limit of four descriptors: 0, 1, 2 and the listening socket.
+    // Every `accept` fails with EMFILE, at once, while a client waits.
+    let script = "ulimit -S -n 4 && exec \"$0\" \"$@\" 2>&1";
+    let args = ["server", "127.0.0.1:0", "--count", "1"];
+    let mut command = vec!["-c", script, bin!("socket-modes")];
+    command.extend(args);
+    let mut server = Listing::start("bash", &command);
+    let addr = server.expect(r"Server listening on (\S+)").remove(1);
+    let pid = server.pid();
+    let mut client = TcpStream::connect(&addr).expect("queued");
+    client.write_all(b"patient").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let failed = server.next_line();
+    assert_eq!(
+        failed,
+        "socket-modes: a connection failed: Too many open files (os error 24)"
+    );
+    // It waits between tries: over two seconds it uses almost no CPU,
+    // where a loop that retried at once would use all it could get.
+    let (cpu, started) = (crate::support::cpu_time(pid), Instant::now());
+    thread::sleep(Duration::from_secs(2));
+    let used = crate::support::cpu_time(pid) - cpu;
+    assert!(
+        used < Duration::from_millis(300),
+        "{used:?} of CPU in {:?}",
+        started.elapsed()
+    );
+    // Room again, given from outside (prlimit), and the waiting client is
+    // answered; the whole run of failures was one line.
+    let room = nix::libc::rlimit {
+        rlim_cur: 64,
+        rlim_max: 64,
+    };
+    // SAFETY: prlimit only reads `room`; no old value is asked for.
+    let raised = unsafe {
+        nix::libc::prlimit(
+            pid.as_raw(),
+            nix::libc::RLIMIT_NOFILE,
+            &room,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(raised, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let mut reply = String::new();
+    client.read_to_string(&mut reply).expect("the reply");
+    assert_eq!(reply, "server got: [patient]");
+    server.expect(r"Answered 127\.0\.0\.1:\d+: server got: \[patient\]");
+    let out = server.finish();
+    assert!(out.status.success());
+    assert_eq!(out.stdout.len(), 3, "nothing more: {:?}", out.stdout);
 }
 
 #[test]
@@ -622,7 +741,7 @@ fn socket_listings_reject_bad_arguments_in_one_line() {
         "bad address '127.0.0.1:99999'",
     );
     assert_rejects(preview, &["no-port"], "bad address 'no-port'");
-    assert_rejects(preview, &["--count", "x"], r#"argument "x""#);
+    assert_rejects(preview, &["--count", "5"], "invalid option '--count'");
     assert_rejects(modes, &[], "which mode?");
     assert_rejects(modes, &["serve"], "unknown mode 'serve'");
     assert_rejects(modes, &["client", "--count", "1"], "only the server");
@@ -784,42 +903,59 @@ fn server_and_client_traces_show_accept_half_close_and_the_end() {
     );
 }
 
+/// A server of the original's kind, in Python, for Terminal 1: it waits
+/// for the client's FIN (POLLRDHUP), so that the client has sent and
+/// half-closed before the reset, every time; then it reads only 3 of the
+/// 6 bytes of `client`, replies with them, and closes with 3 unread.
+const RESETTING_SERVER: &str = r#"python3 -c 'import select, socket
+s = socket.create_server(("127.0.0.1", 50008))
+c, _ = s.accept()
+p = select.poll(); p.register(c, select.POLLRDHUP); p.poll()
+c.sendall(c.recv(3)); c.close()'"#;
+
 #[test]
 fn client_trace_shows_the_reset_of_a_server_that_left_bytes_unread() {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    use std::os::fd::AsFd;
-
-    if !can_trace() {
+    if !can_trace() || !have("python3") {
         return;
     }
-    // A server in the original's style, but reading only 3 of the 6 bytes
-    // of `client`, once the client's FIN has come (POLLRDHUP), so that the
-    // client has sent and half-closed before the reset, every time.
-    let naive = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = naive.local_addr().unwrap().to_string();
-    let server = thread::spawn(move || {
-        let (mut conn, _) = naive.accept().expect("accept");
-        // nix has no name for it: the peer has shut down its writing.
-        let rdhup = PollFlags::from_bits_retain(nix::libc::POLLRDHUP);
-        let mut fds = [PollFd::new(conn.as_fd(), rdhup)];
-        poll(&mut fds, PollTimeout::from(30_000u16)).expect("poll");
-        let mut data = [0; 3];
-        let n = conn.read(&mut data).expect("read");
-        conn.write_all(&data[..n]).expect("reply");
-        // Dropped with three bytes unread: the kernel sends RST.
+    let _port = default_port_if_blessing();
+    // Terminal 1, as the book shows it; checks run it on a free port.
+    let typed = if blessing() {
+        RESETTING_SERVER.to_string()
+    } else {
+        RESETTING_SERVER.replace("50008", "0")
+    };
+    let server = Listing::start("bash", &["-c", &typed]);
+    let mut port = None;
+    wait_until("the Python server to listen", || {
+        port = crate::support::children_of(server.pid())
+            .into_iter()
+            .chain([server.pid()])
+            .find_map(listening_port);
+        port.is_some()
     });
     let trace = Trace {
         calls: "socket,connect,sendto,shutdown,recvfrom,close",
         signals: "none",
         from: Some("socket("),
     };
-    // The command shows the test server's address.
-    let args = ["client", addr.as_str()];
+    let addr = format!("127.0.0.1:{}", port.unwrap());
+    let args = with_test_address(&["client"]);
+    let args: Vec<&str> = args
+        .iter()
+        .map(|&a| if a == "127.0.0.1:0" { addr.as_str() } else { a })
+        .collect();
     let client =
         Listing::start_traced(bin!("socket-modes"), &args, &trace).finish();
-    server.join().unwrap();
+    let served = server.finish();
+    assert!(served.status.success(), "{}", served.stderr);
     assert_eq!(client.status.code(), Some(1), "{}", client.stderr);
     assert!(client.stderr.contains("ECONNRESET"), "{}", client.stderr);
+    assert_session_matches_book_masking(
+        "ch03-sockets/03-03-reset-server.out",
+        &[(RESETTING_SERVER.to_string(), &[] as &[String])],
+        &[],
+    );
     assert_trace_matches_book(
         "ch03-sockets/03-03-reset.trace",
         &strace_command("socket-modes", &args, &trace),

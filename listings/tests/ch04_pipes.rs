@@ -215,6 +215,7 @@ fn pipe_lines_output_and_descriptors_match_the_book() {
         format!("pgrep -l -P {parent}"),
         format!("ls /proc/{parent}/fd /proc/{child}/fd"),
         format!("ls -l /proc/{parent}/fd/3 /proc/{child}/fd/4"),
+        format!("grep flags /proc/{parent}/fdinfo/3 /proc/{child}/fdinfo/4"),
     ]
     .into_iter()
     .map(|command| {
@@ -233,6 +234,49 @@ fn pipe_lines_output_and_descriptors_match_the_book() {
     let session: Vec<_> =
         terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
     assert_session_matches_book("ch04-pipes/04-03-terminal-2.out", &session);
+}
+
+/// The open-file flags of descriptor `fd` of `pid`, from the `flags:`
+/// line of /proc/PID/fdinfo/FD (in octal there).
+fn fd_flags(pid: Pid, fd: u32) -> u32 {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
+        .unwrap_or_else(|err| panic!("fdinfo of {fd} in {pid}: {err}"));
+    let octal = info
+        .lines()
+        .find_map(|line| line.strip_prefix("flags:"))
+        .expect("a flags line");
+    u32::from_str_radix(octal.trim(), 8).expect("octal flags")
+}
+
+/// Asserts that every pipe end `pid` holds is marked close-on-exec, and
+/// returns how many it holds.
+fn assert_pipe_ends_close_on_exec(pid: Pid) -> usize {
+    let ends: Vec<u32> = crate::support::fds_of(pid)
+        .into_iter()
+        .filter(|(fd, target)| *fd > 2 && target.starts_with("pipe:"))
+        .map(|(fd, _)| fd)
+        .collect();
+    for &fd in &ends {
+        let flags = fd_flags(pid, fd);
+        assert_ne!(
+            flags & nix::libc::O_CLOEXEC as u32,
+            0,
+            "descriptor {fd} of {pid} has flags {flags:o}: no O_CLOEXEC"
+        );
+    }
+    ends.len()
+}
+
+#[test]
+fn pipe_listings_make_both_ends_close_on_exec() {
+    // Listing 4-1 keeps both ends in both processes; 4-3 one in each.
+    for (bin, held) in [(bin!("pipe-spam"), 2), (bin!("pipe-lines"), 1)] {
+        let mut listing = Listing::start(bin, &[]);
+        listing.next_line();
+        let child = only_child(listing.pid());
+        assert_eq!(assert_pipe_ends_close_on_exec(listing.pid()), held);
+        assert_eq!(assert_pipe_ends_close_on_exec(child), held);
+    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Chapter 5, What a handler may do: Listings 5-2 (`sig-flag`), 5-3
-//! (`sig-write`), 5-4 (`sig-selfpipe`) and 5-5 (`sig-errno`). Listing 5-1
+//! (`sig-write`), 5-4 (`sig-selfpipe`), 5-5 (`sig-errno`) and 5-6
+//! (`sig-action`). Listing 5-1
 //! (`sig-wrong-handler`) is wrong on purpose: only an ignored test, run by
 //! hand, starts it.
 
@@ -10,8 +11,8 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::support::{
-    Listing, assert_rejects, assert_session_matches_book, cargo_run, run,
-    shell, state_of,
+    Listing, Trace, assert_rejects, assert_session_matches_book, can_trace,
+    cargo_run, run, shell, state_of,
 };
 
 /// The pid a listing names in its readiness line (`as pid 123`).
@@ -167,6 +168,11 @@ fn handler_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("sig-write"), &["now"], r#"unexpected argument "now""#);
     assert_rejects(bin!("sig-selfpipe"), &["--count"], "missing argument");
     assert_rejects(bin!("sig-errno"), &["--save"], "invalid option");
+    assert_rejects(
+        bin!("sig-action"),
+        &["now"],
+        r#"unexpected argument "now""#,
+    );
 }
 
 /// Listing 5-1 is never run by `cargo test`: run it by hand with
@@ -226,4 +232,88 @@ fn sig_wrong_handler_fails_sooner_or_later() {
             "it never failed: lucky, not right"
         );
     }
+}
+
+/// The ends of the pipes a traced listing made (`pipe2([3, 4], ...)`) that
+/// it later closed (`close(3)`): a handler that writes into a pipe must
+/// find it open until the process ends.
+pub fn pipe_ends_closed(trace: &str) -> Vec<u32> {
+    let made = regex::Regex::new(r"pipe2\(\[(\d+), (\d+)\]").unwrap();
+    let closed = regex::Regex::new(r"close\((\d+)\)\s+= 0").unwrap();
+    let (mut open, mut made_any, mut closed_ends) =
+        (Vec::new(), false, Vec::new());
+    for line in trace.lines() {
+        if let Some(c) = made.captures(line) {
+            open.extend([c[1].parse::<u32>().unwrap(), c[2].parse().unwrap()]);
+            made_any = true;
+        } else if let Some(c) = closed.captures(line) {
+            let fd: u32 = c[1].parse().unwrap();
+            if let Some(i) = open.iter().position(|&end| end == fd) {
+                open.remove(i);
+                closed_ends.push(fd);
+            }
+        }
+    }
+    assert!(made_any, "no pipe2 in the trace:\n{trace}");
+    closed_ends
+}
+
+/// The trace of `bin` run to its end, once ready sent `signal` if any,
+/// with only the calls that make and close descriptors.
+pub fn trace_of_pipes(
+    bin: &str,
+    args: &[&str],
+    signal: Option<Signal>,
+) -> String {
+    let trace = Trace {
+        calls: "pipe2,close",
+        signals: "none",
+        from: None,
+    };
+    let mut listing = Listing::start_traced(bin, args, &trace);
+    if let Some(signal) = signal {
+        listing.next_line();
+        nix::sys::signal::kill(listing.tracee(), signal).unwrap();
+    }
+    let out = listing.finish();
+    assert!(out.status.success(), "{bin}: {}", out.stderr);
+    out.stderr
+}
+
+#[test]
+fn handler_pipes_stay_open_until_the_process_ends() {
+    if !can_trace() {
+        return;
+    }
+    let selfpipe =
+        trace_of_pipes(bin!("sig-selfpipe"), &[], Some(Signal::SIGTERM));
+    assert_eq!(pipe_ends_closed(&selfpipe), Vec::<u32>::new(), "{selfpipe}");
+    let errno = trace_of_pipes(bin!("sig-errno"), &[], None);
+    assert_eq!(pipe_ends_closed(&errno), Vec::<u32>::new(), "{errno}");
+}
+
+#[test]
+fn sig_action_mask_nodefer_and_resethand_change_when_handlers_run() {
+    let out = run(bin!("sig-action"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let rows: Vec<String> = out
+        .stdout
+        .iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "sa_mask empty: USR1 begins, USR2 runs, USR1 ends",
+            "sa_mask [SIGUSR2]: USR1 begins, USR1 ends, USR2 runs",
+            "no SA_NODEFER: USR1 begins, USR1 ends, USR1 begins, USR1 ends",
+            "SA_NODEFER: USR1 begins, USR1 begins, USR1 ends, USR1 ends",
+            "SA_RESETHAND: USR1 begins, USR1 ends; then SIG_DFL",
+            "signal() (glibc): flags SA_RESTART; sa_mask [SIGUSR1]",
+        ]
+    );
+    assert_session_matches_book(
+        "ch05-handlers/05-06-sig-action.out",
+        &[(cargo_run("sig-action", &[]), &out.stdout)],
+    );
 }

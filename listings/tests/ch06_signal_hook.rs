@@ -153,15 +153,22 @@ fn sig_hook_default_cleans_up_and_dies_of_the_signal() {
 
 #[test]
 fn sig_hook_default_sessions_match_the_book() {
-    let mut session = Vec::new();
+    let (mut session, mut terminal2) = (Vec::new(), Vec::new());
     for args in [&[][..], &["--exit-code"][..]] {
         let mut hook = Listing::start(bin!("sig-hook-default"), args);
-        hook.next_line();
-        hook.signal(Signal::SIGTERM);
+        hook.expect(r"Working as pid \d+; stop me with Ctrl-C or kill \d+");
+        let kill = format!("kill {}", hook.pid());
+        terminal2.push((kill.clone(), shell(&kill)));
         let out = hook.finish();
         let expected = if args.is_empty() { None } else { Some(143) };
         assert_eq!(out.status.code(), expected, "{:?}", out.status);
+        assert_eq!(
+            out.status.signal(),
+            args.is_empty().then_some(Signal::SIGTERM as i32)
+        );
         session.push((cargo_run("sig-hook-default", args), out.stdout));
+        let status = dollar_question(out.status);
+        session.push(("echo $?".to_string(), vec![status]));
     }
     let session: Vec<_> =
         session.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
@@ -169,6 +176,42 @@ fn sig_hook_default_sessions_match_the_book() {
         "ch06-signal-hook/06-03-sig-hook-default.out",
         &session,
     );
+    let terminal2: Vec<_> =
+        terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book(
+        "ch06-signal-hook/06-03-terminal-2.out",
+        &terminal2,
+    );
+}
+
+/// What a shell's `$?` shows: the status, or 128 + the signal.
+fn dollar_question(status: std::process::ExitStatus) -> String {
+    status
+        .code()
+        .or(status.signal().map(|n| 128 + n))
+        .map_or("?".into(), |n| n.to_string())
+}
+
+#[test]
+fn sig_coalesce_reports_again_a_signal_delivered_during_its_report() {
+    // A SIGUSR1 that comes while the loop body works on the first one's
+    // report is not merged into it: it is reported once more.
+    let mut counter =
+        Listing::start(bin!("sig-coalesce"), &["--busy-ms", "1000"]);
+    counter.next_line();
+    let pid = counter.pid();
+    counter.signal(Signal::SIGUSR1);
+    // The report's work is a sleep: wait until the loop is in it.
+    wait_until("the loop to work on the report", || {
+        std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+            .is_ok_and(|w| w.contains("nanosleep"))
+    });
+    counter.signal(Signal::SIGUSR1);
+    delivered(&counter, Signal::SIGUSR1);
+    counter.signal(Signal::SIGTERM);
+    counter
+        .expect("SIGUSR1: handler ran 2 times, iterator reported it 2 times");
+    assert!(counter.finish().status.success());
 }
 
 #[test]

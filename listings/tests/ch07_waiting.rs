@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 
 use crate::support::{
     Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
-    cargo_run, pending_signals, run, shell, state_of, wait_until,
+    cargo_run, have, pending_signals, run, shell, state_of, wait_until,
 };
 
 #[test]
@@ -27,7 +27,9 @@ fn sig_wait_pause_loses_the_alarm_that_rings_between_check_and_pause() {
         wait.no_line_within(Duration::from_secs(2)),
         "pause returned"
     );
-    wait.signal(Signal::SIGALRM); // Only a new signal wakes it.
+    // Only a new signal wakes it: the one Terminal 2 sends.
+    let kill = format!("kill -ALRM {pid}");
+    let terminal2 = shell(&kill);
     wait.expect("Round 1: SIGALRM taken by pause");
     let out = wait.finish();
     assert!(out.status.success(), "{}", out.stderr);
@@ -36,6 +38,10 @@ fn sig_wait_pause_loses_the_alarm_that_rings_between_check_and_pause() {
         "sig-wait",
         &args,
         &out.stdout,
+    );
+    assert_session_matches_book(
+        "ch07-waiting/07-01-terminal-2.out",
+        &[(kill, &terminal2)],
     );
 }
 
@@ -100,6 +106,12 @@ fn sig_wait_timedwait_gives_up_after_its_timeout() {
         took >= Duration::from_secs(1) && took < Duration::from_secs(5),
         "{took:?}"
     );
+    assert_matches_book(
+        "ch07-waiting/07-01-sig-wait-timedwait.out",
+        "sig-wait",
+        &args,
+        &out.stdout,
+    );
 }
 
 #[test]
@@ -143,35 +155,45 @@ fn sig_signalfd_sender_pid_is_the_process_that_sent() {
     assert!(fd.finish().status.success());
 }
 
-/// Runs `sig-threads MODE`, sends `n` SIGUSR1 one at a time, and returns
-/// the names of the threads that took them.
-fn takers(mode: &str, n: usize) -> (Vec<String>, Vec<String>) {
+/// Runs `sig-threads MODE`, sends `n` SIGUSR1 one at a time with the
+/// `kill` it suggests, and returns the names of the threads that took
+/// them, what it printed, and the commands typed.
+fn takers(mode: &str, n: usize) -> (Vec<String>, Vec<String>, Vec<String>) {
     let count = n.to_string();
     let mut threads =
         Listing::start(bin!("sig-threads"), &[mode, "--count", &count]);
-    threads.expect(r"\d threads in pid \d+; try: kill -USR1 \d+");
-    let mut names = Vec::new();
+    let ready = threads.expect(r"\d threads in pid \d+; try: (kill -USR1 \d+)");
+    let (mut names, mut typed) = (Vec::new(), Vec::new());
     for i in 1..=n {
-        threads.signal(Signal::SIGUSR1);
+        shell(&ready[1]);
+        typed.push(ready[1].clone());
         let line = threads.expect(&format!(r"SIGUSR1 #{i}: thread (\S+) .*"));
         names.push(line[1].clone());
     }
     let out = threads.finish();
     assert!(out.status.success(), "{mode}: {}", out.stderr);
-    (names, out.stdout)
+    (names, out.stdout, typed)
 }
 
 #[test]
 fn sig_threads_a_process_signal_goes_to_a_thread_that_does_not_block_it() {
     // The kernel prefers the main thread when it does not block the
     // signal; otherwise it picks another thread that does not.
-    let (names, handler) = takers("handler", 3);
+    let (names, handler, mut typed) = takers("handler", 3);
     assert_eq!(names, ["main"; 3]);
-    let (names, _) = takers("mask-main", 3);
+    let (names, _, _) = takers("mask-main", 3);
     assert!(names.iter().all(|n| n.starts_with("worker-")), "{names:?}");
     // Blocked everywhere before any thread started: only sigwait takes it.
-    let (names, sigwait) = takers("sigwait", 3);
+    let (names, sigwait, more) = takers("sigwait", 3);
     assert_eq!(names, ["signals"; 3]);
+    typed.extend(more);
+    let no_output: [&str; 0] = [];
+    let terminal2: Vec<_> =
+        typed.iter().map(|c| (c.clone(), &no_output[..])).collect();
+    assert_session_matches_book(
+        "ch07-waiting/07-03-terminal-2.out",
+        &terminal2,
+    );
     assert_session_matches_book(
         "ch07-waiting/07-03-sig-threads.out",
         &[
@@ -189,10 +211,10 @@ fn sig_threads_a_process_signal_goes_to_a_thread_that_does_not_block_it() {
 
 #[test]
 fn sig_threads_blocked_in_one_thread_only_the_signal_kills_the_process() {
-    let args = ["sigwait-late", "--count", "1"];
+    let args = ["sigwait-late"];
     let mut threads = Listing::start(bin!("sig-threads"), &args);
-    threads.next_line();
-    threads.signal(Signal::SIGUSR1);
+    let ready = threads.expect(r"\d threads in pid \d+; try: (kill -USR1 \d+)");
+    let terminal2 = shell(&ready[1]);
     let out = threads.finish();
     assert_eq!(
         out.status.signal(),
@@ -201,6 +223,19 @@ fn sig_threads_blocked_in_one_thread_only_the_signal_kills_the_process() {
         out.status
     );
     assert_eq!(out.stdout.len(), 1, "{:?}", out.stdout);
+    // 128 + 10, as a shell's `$?` says it.
+    let status = ["138".to_string()];
+    assert_session_matches_book(
+        "ch07-waiting/07-03-sig-threads-late.out",
+        &[
+            (cargo_run("sig-threads", &args), &out.stdout[..]),
+            ("echo $?".to_string(), &status[..]),
+        ],
+    );
+    assert_session_matches_book(
+        "ch07-waiting/07-03-late-terminal-2.out",
+        &[(ready[1].clone(), &terminal2)],
+    );
 }
 
 #[test]
@@ -214,4 +249,37 @@ fn waiting_listings_reject_bad_arguments_in_one_line() {
     );
     assert_rejects(bin!("sig-signalfd"), &["--count", "x"], r#"argument "x""#);
     assert_rejects(bin!("sig-threads"), &["all"], "unknown mode 'all'");
+}
+
+#[test]
+fn sig_signalfd_polls_again_when_poll_fails_with_eintr() {
+    // No handler in Listing 7-2 can interrupt its `poll`, so strace
+    // makes the call fail with EINTR itself, three times in a row. The
+    // first `poll` is the Rust runtime's own, which checks descriptors 0
+    // to 2 before `main`; the listing's are the second onwards.
+    if !have("strace") {
+        return;
+    }
+    let mut fd = Listing::start(
+        "strace",
+        &[
+            "-f",
+            "-q",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=poll,ppoll",
+            "-e",
+            "inject=poll,ppoll:error=EINTR:when=2..4",
+            bin!("sig-signalfd"),
+            "--count",
+            "1",
+        ],
+    );
+    let ready = fd.expect(r"Waiting as pid (\d+); try: .*");
+    let pid = nix::unistd::Pid::from_raw(ready[1].parse().unwrap());
+    nix::sys::signal::kill(pid, Signal::SIGUSR1).unwrap();
+    fd.expect(r"signalfd: SIGUSR1 from pid \d+ \(uid \d+\)");
+    let out = fd.finish();
+    assert!(out.status.success(), "{}", out.stderr);
 }

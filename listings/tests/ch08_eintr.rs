@@ -6,8 +6,8 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::support::{
-    Listing, assert_rejects, assert_session_matches_book, cargo_run, run,
-    shell, state_of, wait_until,
+    Listing, assert_rejects, assert_session_matches_book, can_trace, cargo_run,
+    run, shell, state_of, wait_until,
 };
 
 #[test]
@@ -112,4 +112,20 @@ fn eintr_listings_reject_bad_arguments_in_one_line() {
         &["now"],
         r#"unexpected argument "now""#,
     );
+}
+
+#[test]
+fn sig_eintr_never_closes_the_pipe_its_handler_writes_into() {
+    if !can_trace() {
+        return;
+    }
+    // SIGUSR2's handler writes into the pipe: the read returns, whenever
+    // the signal comes.
+    let trace = crate::ch05_handlers::trace_of_pipes(
+        bin!("sig-eintr"),
+        &[],
+        Some(Signal::SIGUSR2),
+    );
+    let closed = crate::ch05_handlers::pipe_ends_closed(&trace);
+    assert_eq!(closed, Vec::<u32>::new(), "{trace}");
 }

@@ -1,11 +1,12 @@
 //! Chapter 9, Children: Listings 9-1 (`sig-zombie`), 9-2 (`sig-reaper`),
-//! 9-3 (`sig-orphan`) and 9-4 (`sig-group`).
+//! 9-3 (`sig-orphan`), 9-4 (`sig-group`), 9-5 (`sig-chld-flags`), 9-6
+//! (`sig-jobs`, run in a pseudo-terminal) and 9-7 (`sig-pidfd`).
 
 use nix::unistd::Pid;
 
 use crate::support::{
     Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
-    cargo_run, run, shell, state_of,
+    cargo_run, have, run, shell, state_of,
 };
 
 #[test]
@@ -46,31 +47,69 @@ fn sig_zombie_stays_a_zombie_until_it_is_reaped() {
     }
 }
 
+/// A run of `sig-reaper` as a terminal shows it: stdout, then stderr.
+fn reaper(args: &[&str]) -> (Option<i32>, Vec<String>) {
+    let out = run(bin!("sig-reaper"), args);
+    let mut shown = out.stdout;
+    shown.extend(out.stderr.lines().map(String::from));
+    (out.status.code(), shown)
+}
+
 #[test]
 fn sig_reaper_reaps_every_child_of_a_merged_sigchld() {
     let held = ["--hold"];
-    let out = run(bin!("sig-reaper"), &held);
-    assert!(out.status.success(), "{}", out.stderr);
-    assert_eq!(
-        out.stdout[1],
-        "1 wake-ups on SIGCHLD; reaped 20 of 20 children"
-    );
+    let (code, out) = reaper(&held);
+    assert_eq!(code, Some(0), "{out:?}");
+    assert_eq!(out[1], "1 wake-ups on SIGCHLD; reaped 20 of 20 children");
     let wrong = ["--hold", "--one-per-signal"];
-    let bad = run(bin!("sig-reaper"), &wrong);
-    assert_eq!(bad.status.code(), Some(1));
+    let (code, bad) = reaper(&wrong);
+    assert_eq!(code, Some(1));
     assert_eq!(
-        bad.stdout[1],
-        "1 wake-ups on SIGCHLD; reaped 1 of 20 children"
-    );
-    assert_eq!(
-        bad.stderr,
-        "sig-reaper: 19 children were not reaped on SIGCHLD\n"
+        bad[1..],
+        [
+            "1 wake-ups on SIGCHLD; reaped 1 of 20 children",
+            "19 zombies left; reaping them before leaving",
+            "sig-reaper: 19 children were not reaped on SIGCHLD",
+        ]
     );
     assert_session_matches_book(
         "ch09-children/09-02-sig-reaper.out",
         &[
-            (cargo_run("sig-reaper", &held), &out.stdout),
-            (cargo_run("sig-reaper", &wrong), &bad.stdout),
+            (cargo_run("sig-reaper", &held), &out),
+            (cargo_run("sig-reaper", &wrong), &bad),
+        ],
+    );
+}
+
+#[test]
+fn sig_reaper_waitpid_minus_1_steals_the_status_of_a_command_child() {
+    let stealing = ["--hold", "--command"];
+    let (code, stole) = reaper(&stealing);
+    assert_eq!(code, Some(1), "{stole:?}");
+    assert_eq!(
+        stole[1..],
+        [
+            "1 wake-ups on SIGCHLD; reaped 20 of 20 children, and 1 that \
+             was not ours",
+            "Child::wait on `true`: No child processes (os error 10)",
+            "sig-reaper: `Command`'s child was reaped by waitpid(-1)",
+        ]
+    );
+    let owning = ["--hold", "--command", "--own"];
+    let (code, own) = reaper(&owning);
+    assert_eq!(code, Some(0), "{own:?}");
+    assert_eq!(
+        own[1..],
+        [
+            "1 wake-ups on SIGCHLD; reaped 20 of 20 children",
+            "Child::wait on `true`: exit status: 0",
+        ]
+    );
+    assert_session_matches_book(
+        "ch09-children/09-02-sig-reaper-command.out",
+        &[
+            (cargo_run("sig-reaper", &stealing), &stole),
+            (cargo_run("sig-reaper", &owning), &own),
         ],
     );
 }
@@ -83,13 +122,13 @@ fn sig_reaper_reaps_a_burst_however_the_sigchlds_fall() {
         r"^(\d+) wake-ups on SIGCHLD; reaped 50 of 50 children$",
     )
     .unwrap();
-    for _ in 0..3 {
-        let out = run(bin!("sig-reaper"), &["--children", "50"]);
+    for args in [&["--children", "50"][..], &["--children", "50", "--own"]] {
+        let out = run(bin!("sig-reaper"), args);
         assert!(out.status.success(), "{}", out.stderr);
         let wake_ups: u32 = re.captures(&out.stdout[1]).expect("a summary")[1]
             .parse()
             .unwrap();
-        eprintln!("sig-reaper --children 50: {wake_ups} wake-ups");
+        eprintln!("sig-reaper {args:?}: {wake_ups} wake-ups");
         assert!((1..=50).contains(&wake_ups));
     }
 }
@@ -165,4 +204,248 @@ fn children_listings_reject_bad_arguments_in_one_line() {
         r#"unexpected argument "now""#,
     );
     assert_rejects(bin!("sig-group"), &["now"], r#"unexpected argument "now""#);
+    assert_rejects(bin!("sig-chld-flags"), &["-x"], "invalid option");
+    assert_rejects(bin!("sig-jobs"), &["--fg"], "invalid option");
+    assert_rejects(bin!("sig-pidfd"), &["2"], r#"unexpected argument "2""#);
+}
+
+#[test]
+fn sig_chld_flags_say_when_sigchld_comes_and_who_reaps() {
+    let out = run(bin!("sig-chld-flags"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let rows: Vec<String> = out
+        .stdout
+        .iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "default SIGCHLD on stop: true, on continue: true, on exit: true",
+            "SA_NOCLDSTOP SIGCHLD on stop: false, on continue: false, on \
+             exit: true",
+            "SA_NOCLDWAIT waitpid: ECHILD, no zombie; SIGCHLD on exit: true",
+            "SIG_IGN waitpid: ECHILD, no zombie; SIGCHLD on exit: false",
+        ]
+    );
+    assert_matches_book(
+        "ch09-children/09-05-sig-chld-flags.out",
+        "sig-chld-flags",
+        &[],
+        &out.stdout,
+    );
+}
+
+/// A listing run in a terminal of its own, as a reader runs it in a
+/// terminal window: the session leader of a new pseudo-terminal, with the
+/// terminal as its standard input, output and error. The test types into
+/// the terminal's other end and reads what it shows.
+struct Terminal {
+    master: std::fs::File,
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    shown: Vec<String>,
+}
+
+impl Terminal {
+    fn start(bin: &str) -> Terminal {
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
+        for fd in [&pty.master, &pty.slave] {
+            let flags = nix::fcntl::FdFlag::FD_CLOEXEC;
+            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(flags))
+                .unwrap();
+        }
+        let parent = nix::unistd::getpid();
+        let stdio = || Stdio::from(pty.slave.try_clone().unwrap());
+        let mut command = Command::new(bin);
+        command.stdin(stdio()).stdout(stdio()).stderr(stdio());
+        // SAFETY: between fork and exec the child makes system calls only
+        // (setsid, ioctl, prctl, getppid), and allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                nix::unistd::setsid()?;
+                // The new session's controlling terminal: standard input.
+                if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                nix::sys::prctl::set_pdeathsig(
+                    nix::sys::signal::Signal::SIGKILL,
+                )?;
+                if nix::unistd::getppid() != parent {
+                    return Err(std::io::ErrorKind::Other.into());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().expect("start the listing");
+        drop(pty.slave);
+        let master = std::fs::File::from(pty.master);
+        let mut reader = master.try_clone().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut pending = Vec::new();
+            let mut buf = [0u8; 1024];
+            // EIO once every process has closed the terminal.
+            while let Ok(n @ 1..) = reader.read(&mut buf) {
+                pending.extend_from_slice(&buf[..n]);
+                while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    let line = String::from_utf8_lossy(&line);
+                    let line = line.trim_end_matches(['\n', '\r']);
+                    if tx.send(line.to_string()).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Terminal {
+            master,
+            child,
+            lines,
+            shown: Vec::new(),
+        }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// The next line the terminal shows, which must match `pattern`.
+    fn expect(&mut self, pattern: &str) -> Vec<String> {
+        let line = self
+            .lines
+            .recv_timeout(crate::support::PATIENCE)
+            .unwrap_or_else(|_| panic!("no line; so far {:#?}", self.shown));
+        self.shown.push(line.clone());
+        let re = regex::Regex::new(&format!("^{pattern}$")).unwrap();
+        let caps = re
+            .captures(&line)
+            .unwrap_or_else(|| panic!("expected /{pattern}/, got {line:?}"));
+        caps.iter()
+            .map(|m| m.map_or(String::new(), |m| m.as_str().to_string()))
+            .collect()
+    }
+
+    /// Types `keys`, once the listing waits for its child (`do_wait`):
+    /// then every change of the child before this one has been seen.
+    fn type_keys(&mut self, keys: &[u8]) {
+        use std::io::Write;
+        let pid = self.pid();
+        crate::support::wait_until("the shell to wait for its job", || {
+            crate::support::wchan_of(pid) == "do_wait"
+        });
+        self.master.write_all(keys).unwrap();
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        // Everything in the terminal's session: the listing and its job.
+        let session = self.pid().to_string();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let stat = std::fs::read_to_string(entry.path().join("stat"));
+            let Ok(stat) = stat else { continue };
+            let Some((head, tail)) = stat.rsplit_once(") ") else {
+                continue;
+            };
+            // After the name: state, ppid, pgrp, session.
+            if tail.split(' ').nth(3) == Some(session.as_str()) {
+                if let Ok(pid) = head.split(' ').next().unwrap_or("").parse() {
+                    let pid = Pid::from_raw(pid);
+                    let _ = nix::sys::signal::kill(
+                        pid,
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn sig_jobs_stops_and_continues_a_job_in_a_terminal() {
+    let mut term = Terminal::start(bin!("sig-jobs"));
+    term.expect("Shell: starting a job in the background");
+    term.expect("Job: reading the terminal");
+    // A read from the background: SIGTTIN stops the job.
+    let job = term.expect(
+        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
+    );
+    let job = Pid::from_raw(job[1].parse().unwrap());
+    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    term.type_keys(b"\n");
+    term.expect(""); // The terminal echoes the Enter.
+    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    // The job's group is the terminal's foreground group: Ctrl-Z is for it.
+    assert_eq!(nix::unistd::tcgetpgrp(&term.master).ok(), Some(job));
+    term.type_keys(b"\x1a"); // Ctrl-Z: SIGTSTP to the foreground group.
+    term.expect("Job: SIGTSTP: terminal put back; stopping");
+    term.expect(&format!(
+        r"Shell: the job, pid {job}, continued, then stopped by SIGSTOP; echo is on: true"
+    ));
+    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    term.expect("Job: SIGCONT: echo is off again; q ends me");
+    term.type_keys(b"xq"); // Not echoed; q ends the job.
+    term.expect("Job: q: terminal put back; exiting");
+    term.expect(&format!(
+        r"Shell: the job, pid {job}, continued, then exited with status 0"
+    ));
+    let status = term.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let shown = std::mem::take(&mut term.shown);
+    assert_session_matches_book(
+        "ch09-children/09-06-sig-jobs.out",
+        &[(cargo_run("sig-jobs", &[]), &shown)],
+    );
+}
+
+#[test]
+fn sig_jobs_refuses_to_run_without_a_terminal() {
+    assert_rejects(bin!("sig-jobs"), &[], "standard input is not a terminal");
+}
+
+#[test]
+fn sig_pidfd_names_one_process_even_once_its_pid_is_reused() {
+    // Outside a namespace of its own it cannot make the kernel reuse a
+    // pid, and says so.
+    let out = run(bin!("sig-pidfd"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout.last().unwrap(),
+        "Not the first process of a PID namespace: no reuse here"
+    );
+    // As the init of a new PID namespace it can.
+    if !have("unshare") {
+        return;
+    }
+    let args = ["--map-root-user", "--pid", "--fork", bin!("sig-pidfd")];
+    let out = run("unshare", &args);
+    if !out.status.success() && out.stderr.starts_with("unshare:") {
+        assert!(std::env::var_os("CI").is_none(), "{}", out.stderr);
+        eprintln!("skipped: no PID namespace here: {}", out.stderr);
+        return;
+    }
+    assert!(out.status.success(), "{}", out.stderr);
+    let a = out.stdout[0]
+        .split(' ')
+        .nth(3)
+        .unwrap()
+        .trim_end_matches(';');
+    assert_eq!(out.stdout[4], format!("Child B: pid {a}, A's number"));
+    assert_eq!(
+        out.stdout[6],
+        "A's pidfd: ESRCH, A is gone; B is left alone"
+    );
+    let command = format!(
+        "unshare --map-root-user --pid --fork {}",
+        cargo_run("sig-pidfd", &[])
+    );
+    assert_session_matches_book(
+        "ch09-children/09-07-sig-pidfd.out",
+        &[(command, &out.stdout)],
+    );
 }

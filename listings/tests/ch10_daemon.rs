@@ -1,5 +1,7 @@
 //! Chapter 10, Shutdown and reload: Listing 10-1 (`sig-daemon`), run as a
-//! real server, with real clients in flight while it gets its signals.
+//! real server, with real clients in flight while it gets its signals, and
+//! Listing 10-2 (`sig-notify`), with a real notification socket and Debian's
+//! `systemd-socket-activate` handing it its listening socket.
 
 use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind, Write};
@@ -11,8 +13,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::support::{
-    Listing, PATIENCE, assert_rejects, assert_session_matches_book, cargo_run,
-    have, shell, state_of, wait_until,
+    Finished, Listing, PATIENCE, assert_rejects, assert_session_matches_book,
+    blessing, cargo_run, cpu_time, default_port, have, open_fds, shell,
+    state_of, unless_blessing, wait_until,
 };
 
 /// A started daemon: its address, its configuration file.
@@ -20,12 +23,37 @@ struct Daemon {
     listing: Listing,
     addr: SocketAddr,
     config: PathBuf,
+    /// The daemon's TMPDIR, where it makes its private directory: a test
+    /// that ends with SIGKILL, which runs no `Drop`, leaves nothing in the
+    /// system's. `None` when blessing, so that the book shows /tmp.
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// A temporary directory for a daemon's TMPDIR, unless blessing.
+fn private_tmp(
+    command: &mut std::process::Command,
+) -> Option<tempfile::TempDir> {
+    if blessing() {
+        return None;
+    }
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    command.env("TMPDIR", tmp.path());
+    Some(tmp)
 }
 
 fn start(args: &[&str]) -> Daemon {
     let mut all = vec!["127.0.0.1:0"];
     all.extend(args);
-    let mut listing = Listing::start(bin!("sig-daemon"), &all);
+    start_exactly(&all)
+}
+
+/// Starts the daemon with exactly `args`.
+fn start_exactly(args: &[&str]) -> Daemon {
+    let mut command = std::process::Command::new(bin!("sig-daemon"));
+    command.args(args);
+    let tmp = private_tmp(&mut command);
+    let mut listing =
+        Listing::spawn(&mut command, std::process::Stdio::piped());
     let ready =
         listing.expect(r"Listening on (\S+) as pid (\d+); config (\S+)");
     assert_eq!(ready[2], listing.pid().to_string());
@@ -33,6 +61,7 @@ fn start(args: &[&str]) -> Daemon {
         listing,
         addr: ready[1].parse().expect("an address"),
         config: PathBuf::from(&ready[3]),
+        _tmp: tmp,
     }
 }
 
@@ -73,6 +102,18 @@ impl Client {
     }
 }
 
+/// Asserts that the daemon died of `signal`, as a drained daemon does.
+#[track_caller]
+fn assert_died_of(out: &Finished, signal: Signal) {
+    assert_eq!(
+        out.status.signal(),
+        Some(signal as i32),
+        "{:?}: {}",
+        out.status,
+        out.stderr
+    );
+}
+
 /// Whether `pid` sleeps in a kernel function whose name contains `name`.
 fn in_kernel_function(pid: nix::unistd::Pid, name: &str) -> bool {
     fs::read_to_string(format!("/proc/{pid}/wchan"))
@@ -80,10 +121,10 @@ fn in_kernel_function(pid: nix::unistd::Pid, name: &str) -> bool {
         && state_of(pid) == Some('S')
 }
 
-/// Reads lines until one matches `pattern`; at most five.
+/// Reads lines until one matches `pattern`; at most twelve.
 fn until(listing: &mut Listing, pattern: &str) {
     let re = regex::Regex::new(&format!("^{pattern}$")).unwrap();
-    for _ in 0..5 {
+    for _ in 0..12 {
         if re.is_match(&listing.next_line()) {
             return;
         }
@@ -131,7 +172,7 @@ fn sig_daemon_reloads_on_sighup_without_dropping_a_connection() {
     assert_eq!(client.reply(), None, "closed by the server");
     drop(client);
     let out = daemon.listing.finish();
-    assert!(out.status.success(), "{}", out.stderr);
+    assert_died_of(&out, Signal::SIGTERM);
     assert!(!dir.exists(), "{} is left behind", dir.display());
 }
 
@@ -161,10 +202,10 @@ fn sig_daemon_drains_every_request_in_flight_and_refuses_new_clients() {
         assert_eq!(client.reply(), None, "then the end");
     }
     let out = daemon.listing.finish();
-    assert!(out.status.success(), "{}", out.stderr);
+    assert_died_of(&out, Signal::SIGTERM);
     assert_eq!(
         out.stdout.last().unwrap(),
-        "All connections closed; exiting"
+        "All connections closed; dying of SIGTERM"
     );
     assert!(
         sent.elapsed() < Duration::from_secs(10),
@@ -247,7 +288,7 @@ fn sig_daemon_flag_only_does_not_wake_a_blocked_accept() {
     );
     assert_eq!(client.reply(), None);
     let out = daemon.listing.finish();
-    assert!(out.status.success(), "{}", out.stderr);
+    assert_died_of(&out, Signal::SIGTERM);
 }
 
 #[test]
@@ -255,7 +296,9 @@ fn sig_daemon_session_matches_the_book() {
     if !have("nc") {
         return;
     }
-    let mut daemon = start(&[]);
+    // The book shows the default port, which only blessing binds.
+    let _port = default_port();
+    let mut daemon = start_exactly(&unless_blessing(&[], "127.0.0.1:0"));
     let (pid, port, config) = (
         daemon.listing.pid(),
         daemon.addr.port(),
@@ -283,13 +326,17 @@ fn sig_daemon_session_matches_the_book() {
     let term = format!("kill -TERM {pid}");
     terminal2.push((term.clone(), shell(&term)));
     let out = daemon.listing.finish();
-    assert!(out.status.success(), "{}", out.stderr);
+    assert_died_of(&out, Signal::SIGTERM);
     assert_eq!(terminal2[0].1, ["hello, world"]);
     assert_eq!(terminal2[3].1, ["bonjour, again"]);
     assert!(!Path::new(&config).exists());
+    let status = ["143".to_string()];
     assert_session_matches_book(
         "ch10-daemon/10-01-sig-daemon.out",
-        &[(cargo_run("sig-daemon", &[]), &out.stdout)],
+        &[
+            (cargo_run("sig-daemon", &[]), &out.stdout[..]),
+            ("echo $?".to_string(), &status[..]),
+        ],
     );
     let session: Vec<_> =
         terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
@@ -305,10 +352,24 @@ fn sig_daemon_rejects_bad_arguments_and_configurations_in_one_line() {
         "bad address '127.0.0.1:99999'",
     );
     assert_rejects(daemon, &["--drain-secs", "x"], r#"argument "x""#);
+    // One address: a second is an error, not a silent replacement.
+    assert_rejects(
+        daemon,
+        &["127.0.0.1:0", "127.0.0.1:1"],
+        r#"unexpected argument "127.0.0.1:1""#,
+    );
     assert_rejects(
         daemon,
         &["127.0.0.1:0", "--config", "/no/such/file"],
         "/no/such/file",
+    );
+    let notify = bin!("sig-notify");
+    assert_rejects(notify, &["--config"], "missing argument");
+    assert_rejects(notify, &["127.0.0.1:0", "x"], r#"unexpected argument "x""#);
+    assert_rejects(
+        notify,
+        &["127.0.0.1:0", "--config", "/no/such/file"],
+        "No such file",
     );
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.conf");
@@ -318,5 +379,494 @@ fn sig_daemon_rejects_bad_arguments_and_configurations_in_one_line() {
         daemon,
         &["127.0.0.1:0", "--config", bad],
         "line 1: delay_ms: invalid digit",
+    );
+}
+
+/// How long the main thread of `pid` has been running or ready to run,
+/// waiting only for a CPU: the first two numbers of /proc/PID/schedstat.
+fn runnable(pid: nix::unistd::Pid) -> Duration {
+    let stat = fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .unwrap_or_default();
+    let ns: u64 = stat
+        .split_whitespace()
+        .take(2)
+        .filter_map(|n| n.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(ns)
+}
+
+/// Starts the daemon with a limit of `fds` file descriptors (`ulimit -n`
+/// sets the soft and the hard limit, so it cannot raise it).
+fn start_limited(fds: usize) -> Daemon {
+    let script = format!("ulimit -n {fds} && exec \"$0\" \"$@\"");
+    let mut command = std::process::Command::new("bash");
+    command.args(["-c", &script, bin!("sig-daemon"), "127.0.0.1:0"]);
+    let tmp = private_tmp(&mut command);
+    let mut listing =
+        Listing::spawn(&mut command, std::process::Stdio::piped());
+    let ready =
+        listing.expect(r"Listening on (\S+) as pid (\d+); config (\S+)");
+    Daemon {
+        listing,
+        addr: ready[1].parse().expect("an address"),
+        config: PathBuf::from(&ready[3]),
+        _tmp: tmp,
+    }
+}
+
+#[test]
+fn sig_daemon_backs_off_instead_of_spinning_when_descriptors_run_out() {
+    // Fourteen descriptors at rest (0 to 2, the listener, three wake-up
+    // channels of two ends each, two pipes), two more per connection: a
+    // limit of 16 leaves room for one.
+    let mut daemon = start_limited(16);
+    let pid = daemon.listing.pid();
+    wait_until("the daemon at rest", || open_fds(pid) == 14);
+    let mut first = Client::connect(daemon.addr);
+    // Its thread logs the connection; the main thread's next `accept`
+    // fails at once, with the table full, whether or not a client waits
+    // (Linux takes the descriptor before it looks at the queue). Once.
+    let mut two = [daemon.listing.next_line(), daemon.listing.next_line()];
+    two.sort();
+    assert!(
+        two[0].starts_with("127.0.0.1:") && two[0].ends_with(": connected"),
+        "{two:?}"
+    );
+    assert_eq!(
+        two[1],
+        "accept: Too many open files (os error 24); trying again, less often"
+    );
+    assert_eq!(open_fds(pid), 16);
+    // A client that comes now waits in the listening socket's queue.
+    let mut waiting = Client::connect(daemon.addr);
+    waiting.send("patient");
+    // For two seconds, while the client waits: no more lines, and the
+    // accepting thread asleep nearly all the time. (A loop that retried at
+    // once wrote a line per failed `accept`, hundreds of thousands of
+    // them.) CPU time alone cannot tell, on a busy machine where a
+    // spinning thread gets little of it; the time the thread was running
+    // or ready to run can: a spin is never asleep.
+    let (cpu, busy, started) = (cpu_time(pid), runnable(pid), Instant::now());
+    let deadline = started + Duration::from_secs(2);
+    let mut lines = 0;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        if daemon.listing.no_line_within(left) {
+            break;
+        }
+        lines += 1;
+    }
+    let (used, awake) = (cpu_time(pid) - cpu, runnable(pid) - busy);
+    eprintln!(
+        "sig-daemon out of descriptors: {lines} lines, {used:?} of CPU, \
+         {awake:?} running or runnable, in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(lines, 0, "it logged {lines} lines in 2 s");
+    assert!(awake < Duration::from_millis(500), "{awake:?} awake in 2 s");
+    // A descriptor comes back, and the client that waited is served.
+    first.stream.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(first.reply(), None);
+    assert_eq!(waiting.reply().as_deref(), Some("hello, patient\n"));
+    // That success ended the run of failures: the table is full again,
+    // and the next failure starts a new run, logged once more.
+    let mut lines = Vec::new();
+    while !lines.iter().any(|l: &String| l.starts_with("accept")) {
+        lines.push(daemon.listing.next_line());
+        assert!(lines.len() < 6, "{lines:?}");
+    }
+    daemon.listing.signal(Signal::SIGTERM);
+    until(&mut daemon.listing, r"Got SIGTERM: .*");
+}
+
+#[test]
+fn sig_daemon_flag_only_tells_sigint_from_sigterm() {
+    let mut daemon = start(&["--flag-only"]);
+    let pid = daemon.listing.pid();
+    wait_until("the daemon to wait in accept()", || {
+        in_kernel_function(pid, "accept")
+    });
+    daemon.listing.signal(Signal::SIGINT);
+    let mut client = Client::connect(daemon.addr);
+    until(&mut daemon.listing, r"Got SIGINT: no new connections; .*");
+    assert_eq!(client.reply(), None);
+    let out = daemon.listing.finish();
+    assert_died_of(&out, Signal::SIGINT);
+}
+
+#[test]
+fn sig_daemon_answers_a_line_of_64_kib_and_refuses_a_longer_one() {
+    let mut daemon = start(&[]);
+    // 65,535 bytes and the newline: the longest line there is.
+    let mut client = Client::connect(daemon.addr);
+    let line = "x".repeat(65_535);
+    client.send(&line);
+    assert_eq!(client.reply(), Some(format!("hello, {line}\n")));
+    // A longer one, with no end in sight, is refused.
+    let mut flood = Client::connect(daemon.addr);
+    flood.stream.write_all(&[b'x'; 70_000]).unwrap();
+    flood.stream.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(flood.reply().as_deref(), Some("error: line too long\n"));
+    assert_eq!(flood.reply(), None);
+    drop((client, flood));
+    daemon.listing.signal(Signal::SIGTERM);
+    until(
+        &mut daemon.listing,
+        r"All connections closed; dying of SIGTERM",
+    );
+}
+
+#[test]
+fn sig_daemon_closes_gently_and_waits_for_the_client_to_close() {
+    let mut daemon = start(&[]);
+    let mut client = Client::connect(daemon.addr);
+    client.send("first");
+    logged_request(&mut daemon, "first");
+    assert_eq!(client.reply().as_deref(), Some("hello, first\n"));
+    daemon.listing.signal(Signal::SIGTERM);
+    daemon
+        .listing
+        .expect(r"Got SIGTERM: .*draining 1 connection\(s\).*");
+    // The server half-closes: the client sees the end of the stream...
+    assert_eq!(client.reply(), None);
+    // ...and the server keeps reading, discarding, until the client
+    // closes too, rather than closing with unread bytes (which would send
+    // a reset): for now, nothing more is logged.
+    client.send("late, and never answered");
+    assert!(
+        daemon.listing.no_line_within(Duration::from_secs(1)),
+        "{:?}",
+        daemon.listing.transcript()
+    );
+    drop(client);
+    daemon.listing.expect(r"127\.0\.0\.1:\d+: closed");
+    daemon
+        .listing
+        .expect("All connections closed; dying of SIGTERM");
+    assert_died_of(&daemon.listing.finish(), Signal::SIGTERM);
+}
+
+#[test]
+fn sig_daemon_closes_anyway_when_the_client_does_not_close_in_5_s() {
+    let mut daemon = start(&[]);
+    let mut client = Client::connect(daemon.addr);
+    client.send("first");
+    logged_request(&mut daemon, "first");
+    assert_eq!(client.reply().as_deref(), Some("hello, first\n"));
+    daemon.listing.signal(Signal::SIGTERM);
+    daemon.listing.expect(r"Got SIGTERM: .*");
+    let stopped = Instant::now();
+    assert_eq!(client.reply(), None);
+    // The client keeps its end open: five seconds, then the server gives
+    // up on it, says so in words, and the drain ends.
+    daemon.listing.expect(r"127\.0\.0\.1:\d+: timed out");
+    let took = stopped.elapsed();
+    assert!(took >= Duration::from_millis(4900), "{took:?}");
+    daemon
+        .listing
+        .expect("All connections closed; dying of SIGTERM");
+    drop(client);
+}
+
+/// A Unix datagram socket standing in for the service manager's
+/// notification socket, in a temporary directory.
+struct Manager {
+    socket: std::os::unix::net::UnixDatagram,
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Manager {
+    fn new() -> Manager {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        socket.set_read_timeout(Some(PATIENCE)).unwrap();
+        Manager {
+            socket,
+            path,
+            _dir: dir,
+        }
+    }
+
+    /// The next datagram, its lines joined with spaces.
+    fn next(&self) -> String {
+        let mut buf = [0u8; 4096];
+        let n = loop {
+            // This test process catches SIGCHLD (wait-timeout's handler),
+            // and a socket call with a timeout is never restarted.
+            match self.socket.recv(&mut buf) {
+                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                other => break other.expect("a notification"),
+            }
+        };
+        String::from_utf8_lossy(&buf[..n]).replace('\n', " ")
+    }
+}
+
+/// Starts `sig-notify` on a free port with `env` set; returns it and its
+/// address once it listens.
+fn start_notify(env: &[(&str, &str)], args: &[&str]) -> (Listing, SocketAddr) {
+    let mut command = std::process::Command::new(bin!("sig-notify"));
+    command
+        .arg("127.0.0.1:0")
+        .args(args)
+        .envs(env.iter().copied());
+    let mut listing =
+        Listing::spawn(&mut command, std::process::Stdio::piped());
+    let ready =
+        listing.expect(r"Listening on (\S+) \(bound by us\) as pid \d+");
+    (listing, ready[1].parse().unwrap())
+}
+
+/// The line a client of `sig-notify` gets.
+fn greeting(addr: SocketAddr) -> String {
+    let mut client = Client::connect(addr);
+    let line = client.reply().expect("a greeting");
+    assert_eq!(client.reply(), None, "then the end");
+    line
+}
+
+#[test]
+fn sig_notify_tells_the_manager_ready_reloading_and_stopping() {
+    let manager = Manager::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("greeting");
+    fs::write(&config, "hello\n").unwrap();
+    let socket = manager.path.to_str().unwrap();
+    let (mut notify, addr) = start_notify(
+        &[("NOTIFY_SOCKET", socket)],
+        &["--config", config.to_str().unwrap()],
+    );
+    assert_eq!(
+        manager.next(),
+        format!("READY=1 STATUS=Listening on {addr}")
+    );
+    assert_eq!(greeting(addr), "hello\n");
+    fs::write(&config, "bonjour\n").unwrap();
+    notify.signal(Signal::SIGHUP);
+    let reloading = manager.next();
+    let re = regex::Regex::new(r"^RELOADING=1 MONOTONIC_USEC=(\d+)$").unwrap();
+    let usec: u64 = re.captures(&reloading).expect(&reloading)[1]
+        .parse()
+        .unwrap();
+    // CLOCK_MONOTONIC, in microseconds: the same clock as this process's.
+    let now =
+        nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+    let now = now.tv_sec() as u64 * 1_000_000 + now.tv_nsec() as u64 / 1000;
+    assert!(
+        usec <= now && now - usec < 30_000_000,
+        "{usec} against {now}"
+    );
+    assert_eq!(manager.next(), r#"READY=1 STATUS=Greeting "bonjour""#);
+    notify.expect(r#"Reloaded: Greeting "bonjour""#);
+    assert_eq!(greeting(addr), "bonjour\n");
+    notify.signal(Signal::SIGTERM);
+    assert_eq!(manager.next(), "STOPPING=1");
+    notify.expect("Got SIGTERM: stopping");
+    assert_died_of(&notify.finish(), Signal::SIGTERM);
+}
+
+#[test]
+fn sig_notify_pings_the_watchdog_twice_per_period() {
+    let manager = Manager::new();
+    let socket = manager.path.to_str().unwrap();
+    // A period of 400 ms: a ping every 200 ms.
+    let env = [("NOTIFY_SOCKET", socket), ("WATCHDOG_USEC", "400000")];
+    let (notify, _) = start_notify(&env, &[]);
+    assert!(manager.next().starts_with("READY=1"));
+    for _ in 0..3 {
+        assert_eq!(manager.next(), "WATCHDOG=1");
+    }
+    notify.signal(Signal::SIGTERM);
+    assert_died_of(&notify.finish(), Signal::SIGTERM);
+
+    // Another process's watchdog is not ours: no pings at all, for a
+    // second, five periods. (A bound, not a wait: a late ping could only
+    // make this pass wrongly.)
+    let manager = Manager::new();
+    let socket = manager.path.to_str().unwrap();
+    let env = [
+        ("NOTIFY_SOCKET", socket),
+        ("WATCHDOG_USEC", "200000"),
+        ("WATCHDOG_PID", "1"),
+    ];
+    let (notify, _) = start_notify(&env, &[]);
+    assert!(manager.next().starts_with("READY=1"));
+    manager
+        .socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let quiet = loop {
+        match manager.socket.recv(&mut [0; 64]) {
+            Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+            other => break other,
+        }
+    };
+    assert!(quiet.is_err(), "a datagram: {quiet:?}");
+    notify.signal(Signal::SIGTERM);
+    assert_died_of(&notify.finish(), Signal::SIGTERM);
+}
+
+#[test]
+fn sig_notify_goes_on_when_the_manager_does_not_listen() {
+    // A name in the abstract namespace that nothing has bound.
+    let socket = format!("@sig-notify-nobody-{}", std::process::id());
+    let (mut notify, addr) = start_notify(&[("NOTIFY_SOCKET", &socket)], &[]);
+    notify.expect(
+        r"Cannot tell the manager READY=1: Connection refused \(os error 111\)",
+    );
+    assert_eq!(greeting(addr), "hello\n");
+    notify.signal(Signal::SIGTERM);
+    notify.expect("Cannot tell the manager STOPPING=1: .*");
+    assert_died_of(&notify.finish(), Signal::SIGTERM);
+}
+
+#[test]
+fn sig_notify_binds_itself_when_the_descriptors_are_not_for_it() {
+    // LISTEN_PID names another process: the variables were inherited, and
+    // descriptor 3, if any, is not ours to take.
+    let env = [("LISTEN_PID", "1"), ("LISTEN_FDS", "1")];
+    let (notify, addr) = start_notify(&env, &[]);
+    assert_eq!(greeting(addr), "hello\n");
+    notify.signal(Signal::SIGTERM);
+    assert_died_of(&notify.finish(), Signal::SIGTERM);
+}
+
+/// Terminal 1 of the book's session: a stand-in for the service manager's
+/// notification socket, in Linux's abstract namespace (no file), printing
+/// each datagram on a line.
+const RECEIVER: &str = r#"python3 -c 'import socket
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("\0sig-notify")
+while True:
+    print(s.recv(999).decode().replace("\n", " "), flush=True)'"#;
+
+/// Whether a TCP socket listens on `port` of 127.0.0.1 (/proc/net/tcp).
+fn listening_on(port: u16) -> bool {
+    let table = fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let local = format!("0100007F:{port:04X}");
+    table.lines().any(|line| {
+        let fields: Vec<_> = line.split_whitespace().collect();
+        fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")
+    })
+}
+
+/// Whether a Unix socket is bound to `@name` (/proc/net/unix).
+fn bound_abstract(name: &str) -> bool {
+    let table = fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    let wanted = format!("@{name}");
+    table.lines().any(|line| line.ends_with(&wanted))
+}
+
+#[test]
+fn sig_notify_session_under_systemd_socket_activate_matches_the_book() {
+    if !have("systemd-socket-activate") || !have("python3") || !have("nc") {
+        return;
+    }
+    let _port = default_port();
+    // The book's port and name when blessing; free ones otherwise.
+    let name = match blessing() {
+        true => "sig-notify".to_string(),
+        false => format!("sig-notify-{}", std::process::id()),
+    };
+    let receiver_command = RECEIVER.replace("sig-notify", &name);
+    // The command a reader types at the top of a clone, after `cargo build
+    // -p listings`: the binary by its path there, from there.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let binary = Path::new(bin!("sig-notify"));
+    let (binary, shown_binary) = match binary.strip_prefix(root) {
+        Ok(relative) => (relative.to_path_buf(), None),
+        // A target directory elsewhere: run it by its own path.
+        Err(_) => (binary.to_path_buf(), Some("target/debug/sig-notify")),
+    };
+    let mut receiver = Listing::start("bash", &["-c", &receiver_command]);
+    wait_until("the receiver to bind", || bound_abstract(&name));
+    let (mut activate, port) = loop {
+        let port = match blessing() {
+            true => 50008,
+            false => {
+                let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                probe.local_addr().unwrap().port()
+            }
+        };
+        let listen = format!("127.0.0.1:{port}");
+        let env = format!("NOTIFY_SOCKET=@{name}");
+        let mut command = std::process::Command::new("systemd-socket-activate");
+        command
+            .args(["-l", &listen, "-E", &env])
+            .arg(&binary)
+            .current_dir(root);
+        let activate =
+            Listing::spawn(&mut command, std::process::Stdio::piped());
+        let pid = activate.pid();
+        wait_until("systemd-socket-activate to listen", || {
+            listening_on(port) || crate::support::is_dead(pid)
+        });
+        if listening_on(port) {
+            break (activate, port);
+        }
+        assert!(
+            !blessing(),
+            "port 50008 is taken: {}",
+            activate.finish().stderr
+        );
+        // Another process took the port between probe and bind: again.
+    };
+    let mut terminal3: Vec<(String, Vec<String>)> = Vec::new();
+    let type_in = |terminal3: &mut Vec<_>, command: String| {
+        terminal3.push((command.clone(), shell(&command)));
+    };
+    // The first client starts the daemon, with the socket as descriptor 3.
+    type_in(&mut terminal3, format!("nc -N 127.0.0.1 {port} </dev/null"));
+    let ready = activate.expect(&format!(
+        r"Listening on 127\.0\.0\.1:{port} \(descriptor 3, from the service manager\) as pid (\d+)"
+    ));
+    assert_eq!(ready[1], activate.pid().to_string(), "exec'd, same pid");
+    assert_eq!(terminal3[0].1, ["hello"]);
+    type_in(&mut terminal3, format!("kill -HUP {}", ready[1]));
+    activate.expect(r#"Reloaded: Greeting "hello""#);
+    type_in(&mut terminal3, format!("kill -TERM {}", ready[1]));
+    activate.expect("Got SIGTERM: stopping");
+    let out = activate.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+    let mut notified = Vec::new();
+    while notified.last().map(String::as_str) != Some("STOPPING=1") {
+        notified.push(receiver.next_line());
+    }
+    assert_eq!(notified.len(), 4, "{notified:?}");
+    assert!(notified[1].starts_with("RELOADING=1 MONOTONIC_USEC="));
+
+    // The three terminals, as the book shows them.
+    let mut masks = vec![
+        (r"sig-notify-\d+", "sig-notify"),
+        (r"MONOTONIC_USEC=\d+", "MONOTONIC_USEC=<n>"),
+    ];
+    if shown_binary.is_some() {
+        masks.push((r"Execing \S+ \(\S+\)", "Execing <the binary>"));
+    }
+    let shown = RECEIVER.to_string();
+    crate::support::assert_session_matches_book_masking(
+        "ch10-daemon/10-02-terminal-1.out",
+        &[(shown, &notified)],
+        &masks,
+    );
+    let command = format!(
+        "systemd-socket-activate -l 127.0.0.1:{port} -E NOTIFY_SOCKET=@{name} {}",
+        shown_binary.map_or(binary.display().to_string(), String::from)
+    );
+    let mut terminal2: Vec<String> =
+        out.stderr.lines().map(String::from).collect();
+    terminal2.extend(out.stdout);
+    crate::support::assert_session_matches_book_masking(
+        "ch10-daemon/10-02-terminal-2.out",
+        &[(command, &terminal2)],
+        &masks,
+    );
+    let terminal3: Vec<_> =
+        terminal3.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    crate::support::assert_session_matches_book_masking(
+        "ch10-daemon/10-02-terminal-3.out",
+        &terminal3,
+        &masks,
     );
 }

@@ -3,15 +3,17 @@
 //! (`sig-init`) and 12-5 (`sig-test-threads`).
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
 use crate::support::{
-    Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
-    cargo_run, children_of, have, pending_signals, run, state_of, wait_until,
+    Listing, Trace, assert_matches_book, assert_rejects,
+    assert_session_matches_book, assert_session_matches_book_masking,
+    assert_trace_matches_book, bin_path, blessing, can_trace, cargo_run, have,
+    pending_signals, run, shell, state_of, wait_until,
 };
 
 /// What a shell's `$?` shows for `status`: the code, or 128 + the signal.
@@ -23,16 +25,29 @@ fn dollar_question(status: ExitStatus) -> String {
     }
 }
 
-/// Runs `sig-cleanup --end END` in `dir`, sends SIGTERM, and returns how
-/// it ended and what it printed.
-fn cleanup_run(end: &str, dir: &Path) -> (ExitStatus, Vec<String>) {
-    let mut command = Command::new(bin!("sig-cleanup"));
-    command.args(["--end", end]).current_dir(dir);
-    let mut cleanup = Listing::spawn(&mut command, Stdio::piped());
-    cleanup.expect(r"Created \./sig-cleanup\.tmp as pid \d+; try: kill \d+");
-    cleanup.signal(Signal::SIGTERM);
+/// Runs `sig-cleanup --end END`, its private directory made in `dir` (the
+/// system's temporary directory if `None`), sends SIGTERM with the `kill`
+/// it suggests, and returns how it ended, what it printed, the private
+/// directory, and the `kill` command.
+fn cleanup_run(
+    end: &str,
+    dir: Option<&Path>,
+) -> (ExitStatus, Vec<String>, PathBuf, String) {
+    let mut args = vec!["--end", end];
+    if let Some(dir) = dir {
+        args.extend(["--dir", dir.to_str().unwrap()]);
+    }
+    let mut cleanup = Listing::start(bin!("sig-cleanup"), &args);
+    let made =
+        cleanup.expect(r"Created (\S+)/file as pid \d+; try: (kill \d+)");
+    shell(&made[2]);
     let out = cleanup.finish();
-    (out.status, out.stdout)
+    (
+        out.status,
+        out.stdout,
+        PathBuf::from(&made[1]),
+        made[2].clone(),
+    )
 }
 
 #[test]
@@ -45,35 +60,76 @@ fn sig_cleanup_leaves_its_file_behind_unless_it_unwinds() {
         ("reraise", term, None, false),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let (status, _) = cleanup_run(end, dir.path());
+        let (status, _, private, _) = cleanup_run(end, Some(dir.path()));
         assert_eq!((status.signal(), status.code()), (signal, code), "{end}");
-        let file = dir.path().join("sig-cleanup.tmp");
+        assert!(private.starts_with(dir.path()), "{}", private.display());
+        let file = private.join("file");
         assert_eq!(file.exists(), left, "{end}: is the file left behind?");
+        assert_eq!(private.exists(), left, "{end}: and its directory?");
+    }
+}
+
+#[test]
+fn sig_cleanup_leaves_nothing_in_the_directory_it_runs_in() {
+    // Run from a fresh directory, as a reader runs it from the top of a
+    // clone: nothing appears there, whatever the end.
+    for end in ["default", "reraise"] {
+        let here = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let mut command = Command::new(bin!("sig-cleanup"));
+        command
+            .args(["--end", end])
+            .current_dir(here.path())
+            .env("TMPDIR", elsewhere.path());
+        let mut cleanup = Listing::spawn(&mut command, Stdio::piped());
+        cleanup.next_line();
+        cleanup.signal(Signal::SIGTERM);
+        cleanup.finish();
+        let left: Vec<_> = std::fs::read_dir(here.path()).unwrap().collect();
+        assert!(left.is_empty(), "{end}: {left:?}");
     }
 }
 
 #[test]
 fn sig_cleanup_sessions_match_the_book() {
-    let mut session = Vec::new();
+    // Checks run in a temporary directory; blessing in the system's, as a
+    // reader's run does, and then removes what `default` left there.
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = (!blessing()).then_some(scratch.path());
+    let (mut session, mut terminal2) = (Vec::new(), Vec::new());
     for end in ["default", "reraise"] {
-        let dir = tempfile::tempdir().unwrap();
-        let (status, stdout) = cleanup_run(end, dir.path());
+        let (status, stdout, private, kill) = cleanup_run(end, dir);
+        terminal2.push((kill, Vec::<String>::new()));
         session.push((cargo_run("sig-cleanup", &["--end", end]), stdout));
         session.push(("echo $?".to_string(), vec![dollar_question(status)]));
-        let listing: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        session.push(("ls".to_string(), listing));
+        let shown = format!("{}/", private.display());
+        let ls = run("ls", &[&shown]);
+        let mut listing = ls.stdout;
+        listing.extend(ls.stderr.lines().map(String::from));
+        session.push((format!("ls {shown}"), listing));
+        if end == "default" {
+            assert!(private.exists());
+            let rm = run("rm", &["-r", &shown]);
+            assert!(rm.status.success(), "{}", rm.stderr);
+            session.push((format!("rm -r {shown}"), rm.stdout));
+        } else {
+            assert!(!private.exists());
+        }
     }
     let session: Vec<_> =
         session.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
     assert_session_matches_book("ch12-exiting/12-01-sig-cleanup.out", &session);
+    let terminal2: Vec<_> =
+        terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book(
+        "ch12-exiting/12-01-terminal-2.out",
+        &terminal2,
+    );
 }
 
 #[test]
 fn sig_status_a_shell_tells_exit_130_from_death_by_sigint() {
-    if !have("bash") {
+    if !have("bash") || !have("dash") {
         return;
     }
     let out = run(bin!("sig-status"), &[]);
@@ -84,8 +140,10 @@ fn sig_status_a_shell_tells_exit_130_from_death_by_sigint() {
             "exit130  child alone:   exited with status 130 ($? = 130)",
             "  (the script went on)",
             "exit130  under bash -c: bash exited with status 0 ($? = 0)",
+            "exit130  under dash -c: dash was killed by SIGINT ($? = 130)",
             "reraise  child alone:   was killed by SIGINT ($? = 130)",
             "reraise  under bash -c: bash was killed by SIGINT ($? = 130)",
+            "reraise  under dash -c: dash was killed by SIGINT ($? = 130)",
         ]
     );
     assert_matches_book(
@@ -98,40 +156,98 @@ fn sig_status_a_shell_tells_exit_130_from_death_by_sigint() {
 
 #[test]
 fn sig_inherit_children_keep_the_mask_and_what_is_ignored() {
-    let out = run(bin!("sig-inherit"), &[]);
+    // Started with SIGHUP ignored, as `nohup` would start it.
+    let bin = bin!("sig-inherit");
+    let out = run("env", &["--ignore-signal=HUP", bin]);
     assert!(out.status.success(), "{}", out.stderr);
     let row = |who: &str| -> String {
         let line = out.stdout.iter().find(|l| l.starts_with(who)).expect(who);
         line.split_whitespace().collect::<Vec<_>>().join(" ")
     };
     // std resets SIGPIPE for a Command (not shown: it was restored to the
-    // default already) but keeps the mask and SIGINT ignored, unless
-    // pre_exec resets them; exec resets what was caught; fork alone
-    // changes nothing.
+    // default already) but keeps the mask and SIGINT ignored. Resetting
+    // everything loses the user's SIGHUP; restoring what the program
+    // changed keeps it; the thread's mask reaches the child, the ignored
+    // SIGINT does not go; exec resets what was caught; fork alone changes
+    // nothing.
+    let started = row("started with");
+    assert!(
+        started.starts_with("started with ignores SIGHUP blocks - catches"),
+        "{started:?}"
+    );
     let parent = row("parent");
     assert!(
-        parent.starts_with("parent ignores SIGINT blocks SIGUSR1 catches")
+        parent.starts_with("parent ignores SIGHUP SIGINT blocks SIGUSR1")
             && parent.ends_with("SIGTERM"),
         "{parent:?}"
     );
-    assert_eq!(
-        row("Command"),
-        "Command ignores SIGINT blocks SIGUSR1 catches -"
-    );
-    assert_eq!(
-        row("fork + exec"),
-        "fork + exec ignores SIGINT blocks SIGUSR1 catches -"
-    );
+    for (who, expected) in [
+        ("Command", "ignores SIGHUP SIGINT blocks SIGUSR1 catches -"),
+        ("reset all", "ignores - blocks - catches -"),
+        ("restored", "ignores SIGHUP blocks - catches -"),
+        ("thread mask", "ignores SIGHUP SIGINT blocks - catches -"),
+        (
+            "fork + exec",
+            "ignores SIGHUP SIGINT blocks SIGUSR1 catches -",
+        ),
+    ] {
+        assert_eq!(row(who), format!("{who} {expected}"));
+    }
     assert_eq!(row("fork alone")[11..], row("parent")[7..]);
     assert_eq!(
         out.stdout.last().unwrap(),
         "sleep, sent SIGINT: still running after 200 ms: true"
     );
-    assert_matches_book(
+    assert_session_matches_book(
         "ch12-exiting/12-03-sig-inherit.out",
-        "sig-inherit",
-        &[],
-        &out.stdout,
+        &[(
+            format!(
+                "env --ignore-signal=HUP {}",
+                cargo_run("sig-inherit", &[])
+            ),
+            &out.stdout,
+        )],
+    );
+}
+
+#[test]
+fn sig_inherit_trace_shows_where_each_child_gets_its_mask() {
+    // The posix_spawn child (clone3 with CLONE_VM|CLONE_VFORK) sets the
+    // mask it was handed, the spawning thread's, just before execve; the
+    // forked child of pre_exec sets its own.
+    if !can_trace() {
+        return;
+    }
+    let trace = Trace {
+        calls: "clone,clone3,execve,rt_sigprocmask",
+        signals: "none",
+        from: None,
+    };
+    let shown = "strace -f -q -z -s 80 -e trace=clone,clone3,execve,\
+                 rt_sigprocmask -e signal=none target/debug/sig-inherit";
+    // `-z` leaves out the calls that failed: the execve of each directory
+    // of PATH where `cat` is not, which differ from machine to machine.
+    let path = bin_path("sig-inherit");
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-f", "-q", "-z", "-s", "80"])
+        .args(["-e", &format!("trace={}", trace.calls), "-e", "signal=none"])
+        .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
+        .arg(&path);
+    let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let child_sets_mask = regex::Regex::new(
+        r"(?m)^\[pid +(\d+)\] rt_sigprocmask\(SIG_SETMASK, \[USR1\], NULL, 8\) = 0$",
+    )
+    .unwrap();
+    assert!(child_sets_mask.is_match(&out.stderr), "{}", out.stderr);
+    assert!(out.stderr.contains("clone3({flags=CLONE_VM|CLONE_VFORK"));
+    assert_trace_matches_book(
+        "ch12-exiting/12-03-sig-inherit.trace",
+        shown,
+        &trace,
+        &out.stderr,
+        &[(r"/\* \d+ vars \*/", "/* <n> vars */")],
     );
 }
 
@@ -156,14 +272,18 @@ fn pid_namespace(args: &[&str]) -> Option<Listing> {
     Some(Listing::start("unshare", &all))
 }
 
-/// The pid, seen from outside, of the process `unshare` runs.
-fn inside(unshare: &Listing) -> nix::unistd::Pid {
-    let mut children = Vec::new();
-    wait_until("unshare to fork", || {
-        children = children_of(unshare.pid());
-        !children.is_empty()
-    });
-    children[0]
+/// Waits for `sig-init`'s two first lines, and returns the pids of it and
+/// of its child as seen from outside the namespace.
+fn init_started(
+    init: &mut Listing,
+    on_term: &str,
+) -> (nix::unistd::Pid, nix::unistd::Pid) {
+    let pid = |s: &str| nix::unistd::Pid::from_raw(s.parse().unwrap());
+    let me = init.expect(&format!(
+        r"Running as pid 1 \(pid (\d+) outside\); on SIGTERM: {on_term}"
+    ));
+    let child = init.expect(r"Child: running as pid 2 \(pid (\d+) outside\)");
+    (pid(&me[1]), pid(&child[1]))
 }
 
 #[test]
@@ -171,8 +291,7 @@ fn sig_init_as_pid_1_drops_sigterm_until_it_takes_it_itself() {
     let Some(mut init) = pid_namespace(&[]) else {
         return;
     };
-    init.expect("Running as pid 1; handling SIGTERM: false");
-    let pid = inside(&init);
+    let (pid, _) = init_started(&mut init, "nothing");
     nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
     // Dropped, not pending: nothing will ever deliver it.
     assert!(init.no_line_within(Duration::from_secs(1)));
@@ -182,30 +301,66 @@ fn sig_init_as_pid_1_drops_sigterm_until_it_takes_it_itself() {
     wait_until("SIGKILL to end it", || {
         matches!(state_of(pid), None | Some('Z'))
     });
-    drop(init);
+}
 
-    let Some(mut init) = pid_namespace(&["--handle"]) else {
+#[test]
+fn sig_init_that_exits_at_once_takes_its_child_down_without_a_clean_up() {
+    let Some(mut init) = pid_namespace(&["--exit"]) else {
         return;
     };
-    init.expect("Running as pid 1; handling SIGTERM: true");
-    let pid = inside(&init);
+    let (pid, child) = init_started(&mut init, "exit");
     nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
-    init.expect("Got SIGTERM: exiting cleanly");
+    init.expect("Got SIGTERM: exiting at once");
+    // When a namespace's init exits, the kernel kills everything else in
+    // it with SIGKILL: the child's clean-up line never comes.
     let out = init.finish();
     assert!(out.status.success(), "{}", out.stderr);
-    let command =
-        "unshare --map-root-user --pid --fork target/debug/sig-init --handle";
+    assert!(
+        !out.stdout.iter().any(|l| l.contains("cleaning up")),
+        "{:?}",
+        out.stdout
+    );
+    assert!(
+        matches!(state_of(child), None | Some('Z')),
+        "the child is gone"
+    );
+}
+
+#[test]
+fn sig_init_forwards_sigterm_and_exits_with_the_childs_status() {
+    let Some(mut init) = pid_namespace(&["--forward"]) else {
+        return;
+    };
+    let (pid, _) = init_started(&mut init, "forward it to the child");
+    let kill = format!("kill -TERM {pid}");
+    let terminal2 = shell(&kill);
+    init.expect("Got SIGTERM: passing it on to pid 2");
+    init.expect("Child: got SIGTERM; cleaning up");
+    init.expect("Child exited with status 0; exiting with 0");
+    let out = init.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let command = format!(
+        "unshare --map-root-user --pid --fork {}",
+        cargo_run("sig-init", &["--forward"])
+    );
     assert_session_matches_book(
         "ch12-exiting/12-04-sig-init.out",
-        &[(command.to_string(), &out.stdout)],
+        &[(command, &out.stdout)],
+    );
+    assert_session_matches_book(
+        "ch12-exiting/12-04-terminal-2.out",
+        &[(kill, &terminal2)],
     );
 }
 
 #[test]
 fn sig_init_outside_a_namespace_dies_of_sigterm_like_anyone() {
     let mut init = Listing::start(bin!("sig-init"), &[]);
-    init.expect(r"Running as pid \d+; handling SIGTERM: false");
+    init.expect(r"Running as pid \d+; on SIGTERM: nothing");
+    init.expect(r"Child: running as pid \d+");
     init.signal(Signal::SIGTERM);
+    // Its child, told by the parent-death signal, cleans up and exits.
+    init.expect("Child: got SIGTERM; cleaning up");
     let out = init.finish();
     assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
 }
@@ -253,6 +408,240 @@ fn exiting_listings_reject_bad_arguments_in_one_line() {
         &["now"],
         r#"unexpected argument "now""#,
     );
-    assert_rejects(bin!("sig-init"), &["--pid"], "invalid option");
+    assert_rejects(bin!("sig-init"), &["--handle"], "invalid option");
     assert_rejects(bin!("sig-test-threads"), &["--case"], "missing argument");
+    assert_rejects(bin!("sig-crash"), &["--case", "x"], "no case named x");
+}
+
+/// The system calls that make a file descriptor, and with them those that
+/// start and replace processes, so that the check below knows whose calls
+/// it reads.
+const MAKERS: &str = "pipe,pipe2,socket,socketpair,accept,accept4,open,openat,\
+                      signalfd,signalfd4,timerfd_create,eventfd2,\
+                      epoll_create1,memfd_create,dup,fcntl,pidfd_open,\
+                      clone,clone3,fork,vfork,execve";
+
+/// The calls in a `strace -f` trace of `bin` that made a descriptor
+/// without close-on-exec. Only the listing's own processes count: calls
+/// made before it started (by `setpriv`) or by a program it ran (`cat`,
+/// `sleep`) are someone else's.
+fn made_without_cloexec(trace: &str, bin: &str) -> Vec<String> {
+    use std::collections::HashMap;
+    let prefixed = regex::Regex::new(r"^\[pid +(\d+)\] (.*)$").unwrap();
+    let started =
+        regex::Regex::new(r"^(?:clone3?|v?fork)\(.*= (\d+)$").unwrap();
+    let exec = regex::Regex::new(r#"^execve\("([^"]*)".* = 0$"#).unwrap();
+    let mut ours: HashMap<u32, bool> = HashMap::new();
+    let mut pending: HashMap<u32, String> = HashMap::new();
+    let mut first = None;
+    let mut bad = Vec::new();
+    for raw in trace.lines() {
+        let (pid, rest) = match prefixed.captures(raw) {
+            Some(c) => (c[1].parse().unwrap(), c[2].to_string()),
+            None => (*first.get_or_insert(0), raw.to_string()),
+        };
+        // Join a call that strace cut in two.
+        let line = if let Some(head) = rest.strip_suffix(" <unfinished ...>") {
+            pending.insert(pid, head.to_string());
+            continue;
+        } else if let Some((_, tail)) = rest.split_once(" resumed>") {
+            match pending.remove(&pid) {
+                Some(head) => format!("{head}{tail}"),
+                None => continue,
+            }
+        } else {
+            rest
+        };
+        let mine = *ours.entry(pid).or_insert(false);
+        if let Some(c) = exec.captures(&line) {
+            ours.insert(pid, c[1].ends_with(&format!("/{bin}")));
+            continue;
+        }
+        if let Some(c) = started.captures(&line) {
+            ours.insert(c[1].parse().unwrap(), mine);
+            continue;
+        }
+        if !mine || line.ends_with("= -1") || line.contains("= -1 E") {
+            continue;
+        }
+        let call = line.split('(').next().unwrap_or("");
+        let cloexec = match call {
+            "pipe2" => line.contains("O_CLOEXEC"),
+            "open" | "openat" => line.contains("O_CLOEXEC"),
+            "socket" | "socketpair" | "accept4" => {
+                line.contains("SOCK_CLOEXEC")
+            }
+            "signalfd4" => line.contains("SFD_CLOEXEC"),
+            "timerfd_create" => line.contains("TFD_CLOEXEC"),
+            "eventfd2" => line.contains("EFD_CLOEXEC"),
+            "epoll_create1" => line.contains("EPOLL_CLOEXEC"),
+            "memfd_create" => line.contains("MFD_CLOEXEC"),
+            "pidfd_open" => true, // Always close-on-exec.
+            "fcntl" => !line.contains("F_DUPFD,"),
+            "pipe" | "accept" | "signalfd" | "dup" => false,
+            _ => true,
+        };
+        if !cloexec {
+            bad.push(line);
+        }
+    }
+    bad
+}
+
+/// Runs `bin` under strace until it ends by itself or, once it is ready,
+/// is sent `signal`; returns the calls that made a descriptor without
+/// close-on-exec.
+fn leaky_calls(
+    bin: &str,
+    args: &[&str],
+    signal: Option<Signal>,
+) -> Vec<String> {
+    let trace = Trace {
+        calls: MAKERS,
+        signals: "none",
+        from: None,
+    };
+    let path = bin_path(bin);
+    let mut listing =
+        Listing::start_traced(path.to_str().unwrap(), args, &trace);
+    if let Some(signal) = signal {
+        listing.next_line();
+        let pid = listing.tracee();
+        nix::sys::signal::kill(pid, signal).unwrap();
+    }
+    let out = listing.finish();
+    made_without_cloexec(&out.stderr, bin)
+}
+
+#[test]
+fn every_descriptor_a_part_ii_listing_makes_is_close_on_exec() {
+    if !can_trace() {
+        return;
+    }
+    let term = Some(Signal::SIGTERM);
+    let runs: &[(&str, &[&str], Option<Signal>)] = &[
+        ("sig-selfpipe", &[], term),
+        ("sig-errno", &[], None),
+        ("sig-signalfd", &[], term),
+        // SIGUSR2's handler feeds the read, whenever it comes.
+        ("sig-eintr", &[], Some(Signal::SIGUSR2)),
+        ("sig-restart-table", &[], None),
+        ("sig-reaper", &["--hold"], None),
+        ("sig-orphan", &["--subreaper"], None),
+        ("sig-group", &[], None),
+        ("sig-daemon", &["127.0.0.1:0"], term),
+        ("sig-timers", &[], None),
+        ("sig-count", &[], None),
+        ("sig-inherit", &[], None),
+    ];
+    let mut leaks = Vec::new();
+    for (bin, args, signal) in runs {
+        for call in leaky_calls(bin, args, *signal) {
+            leaks.push(format!("{bin}: {call}"));
+        }
+    }
+    assert!(leaks.is_empty(), "made without close-on-exec:\n{leaks:#?}");
+}
+
+/// The signals blocked in a thread, from the `SigBlk` line of its status
+/// in /proc (a mask belongs to a thread).
+fn blocked(status_path: &str) -> String {
+    let status = std::fs::read_to_string(status_path).expect(status_path);
+    let line = status.lines().find(|l| l.starts_with("SigBlk:"));
+    line.expect("a SigBlk line").to_string()
+}
+
+#[test]
+fn libtest_runs_each_test_on_a_new_thread_with_the_main_threads_mask() {
+    // Chapter 12: masks cannot leak from one test into the next, because
+    // each test runs on a thread of its own, which libtest names after it.
+    let me = std::thread::current();
+    assert_eq!(
+        me.name(),
+        Some(
+            "ch12_exiting::\
+             libtest_runs_each_test_on_a_new_thread_with_the_main_threads_mask"
+        )
+    );
+    let pid = nix::unistd::getpid();
+    assert_ne!(nix::unistd::gettid(), pid, "not the main thread");
+    // Its mask is the main thread's, whatever earlier tests blocked on
+    // their own threads. (For the moment it creates a thread, glibc's
+    // `pthread_create` blocks every signal in the creating thread, and
+    // libtest's main thread creates one per test: read it between two.)
+    let main = format!("/proc/self/task/{pid}/status");
+    let mut at_rest = String::new();
+    wait_until("the main thread between two spawns", || {
+        at_rest = blocked(&main);
+        !at_rest.ends_with("fffffffffffbfeff")
+    });
+    assert_eq!(blocked("/proc/thread-self/status"), at_rest);
+    // A thread takes its creator's mask: a test's blocked signal goes with
+    // the threads it starts, and ends with them.
+    nix::sys::signal::SigSet::from(Signal::SIGUSR2)
+        .thread_block()
+        .unwrap();
+    let child = std::thread::spawn(|| blocked("/proc/thread-self/status"))
+        .join()
+        .unwrap();
+    assert_eq!(child, blocked("/proc/thread-self/status"));
+    assert_ne!(child, at_rest);
+}
+
+#[test]
+fn sig_crash_shows_how_a_program_dies_of_its_own_faults() {
+    // In a temporary directory of our own: the listing makes its private
+    // one there, and must leave nothing behind, core files included.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut command = Command::new(bin!("sig-crash"));
+    command.env("TMPDIR", tmp.path());
+    let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let rows: Vec<String> = out
+        .stdout
+        .iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let expected = [
+        "bad read, no handler of ours: killed by SIGSEGV, core dumped: false",
+        "bad read, handler returns: \"handler ran 1000 times\"; killed by \
+         SIGSEGV, core dumped: false",
+        "stack overflow, no SA_ONSTACK: killed by SIGSEGV, core dumped: false",
+        "stack overflow, SA_ONSTACK: \"handler ran, on the alternate \
+         stack\"; killed by SIGSEGV, core dumped: false",
+        "SIGQUIT, RLIMIT_CORE 0: killed by SIGQUIT, core dumped: false",
+    ];
+    for row in expected {
+        assert!(rows.iter().any(|r| r == row), "no {row:?} in {rows:#?}");
+    }
+    assert!(
+        rows.iter().any(|r| r.starts_with("stack overflow, Rust's handler: \"thread 'main'")
+            && r.ends_with("has overflowed its stack\"; killed by SIGABRT, core dumped: false")),
+        "{rows:#?}"
+    );
+    // Whether a core is written, and where, is the machine's choice:
+    // checked where the kernel writes it as `core` in the working
+    // directory, as on the machine that recorded the book's output.
+    let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern")
+        .unwrap_or_default();
+    if pattern.trim() == "core" {
+        let unlimited = rows
+            .iter()
+            .position(|r| r.starts_with("SIGQUIT, RLIMIT_CORE unlimited:"))
+            .expect("the unlimited row");
+        assert_eq!(
+            rows[unlimited],
+            "SIGQUIT, RLIMIT_CORE unlimited: killed by SIGQUIT, core dumped: true"
+        );
+        assert_eq!(rows[unlimited + 1], "it left \"core\"");
+        assert_session_matches_book_masking(
+            "ch12-exiting/12-06-sig-crash.out",
+            &[(cargo_run("sig-crash", &[]), &out.stdout)],
+            &[(r"\(\d+\) has overflowed", "(<tid>) has overflowed")],
+        );
+    } else {
+        eprintln!("core_pattern is {pattern:?}: the core row is not checked");
+    }
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

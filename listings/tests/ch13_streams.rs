@@ -406,6 +406,22 @@ fn a_reset_reads_as_econnreset_once_then_as_the_end() {
 }
 
 #[test]
+fn a_read_after_our_own_shutdown_read_returns_zero_without_a_fin() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut sock = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    // The peer stays open and sends nothing: no FIN ever comes from it.
+    let (peer, _) = listener.accept().unwrap();
+    sock.shutdown(Shutdown::Read).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = [0; 16];
+    let started = std::time::Instant::now();
+    assert_eq!(sock.read(&mut buf).unwrap(), 0, "the end, at once");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(peer);
+}
+
+#[test]
 fn a_file_on_a_socket_writes_without_msg_nosignal() {
     if !have("strace") {
         return;
@@ -435,6 +451,119 @@ fn a_file_on_a_socket_writes_without_msg_nosignal() {
         "{calls:#?}"
     );
     assert!(traced.stderr.contains("SIGPIPE"), "{}", traced.stderr);
+}
+
+/// A socket whose peer reset the connection, with the reset's error
+/// (ECONNRESET, reported once) already taken: every write to it now fails
+/// with EPIPE, and raises SIGPIPE unless it passes MSG_NOSIGNAL.
+fn reset_socket() -> TcpStream {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let sock = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (peer, _) = listener.accept().unwrap();
+    let abort = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    nix::sys::socket::setsockopt(
+        &peer,
+        nix::sys::socket::sockopt::Linger,
+        &abort,
+    )
+    .unwrap();
+    drop(peer);
+    crate::support::wait_until("the reset", || {
+        sock.take_error().unwrap().is_some()
+    });
+    sock
+}
+
+/// Runs `write` on a thread of its own that blocks SIGPIPE, so that a
+/// SIGPIPE raised for it stays pending there instead of being ignored;
+/// returns the error the write returned and whether SIGPIPE was raised.
+fn raises_sigpipe(
+    write: impl FnOnce() -> std::io::Result<u64> + Send + 'static,
+) -> (std::io::ErrorKind, bool) {
+    use nix::sys::signal::{SigSet, Signal};
+    std::thread::spawn(move || {
+        let mut pipe = SigSet::empty();
+        pipe.add(Signal::SIGPIPE);
+        pipe.thread_block().unwrap();
+        let error = write().expect_err("a write to a reset connection");
+        // SAFETY: sigpending only writes the set it is given.
+        let mut pending: nix::libc::sigset_t = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { nix::libc::sigpending(&mut pending) }, 0);
+        let raised = unsafe {
+            nix::libc::sigismember(&pending, nix::libc::SIGPIPE) == 1
+        };
+        if raised {
+            pipe.wait().unwrap(); // take it, before the thread ends
+        }
+        (error.kind(), raised)
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn only_tcp_stream_write_turns_sigpipe_into_epipe() {
+    use std::io::{IoSlice, copy};
+    let broken = std::io::ErrorKind::BrokenPipe;
+    // `write` (and so `write_all`): send(2) with MSG_NOSIGNAL.
+    let mut sock = reset_socket();
+    let written = raises_sigpipe(move || sock.write(b"x").map(|n| n as u64));
+    assert_eq!(written, (broken, false));
+    // `write_vectored`: writev(2), which has no flags.
+    let mut sock = reset_socket();
+    let vectored = raises_sigpipe(move || {
+        sock.write_vectored(&[IoSlice::new(b"x")]).map(|n| n as u64)
+    });
+    assert_eq!(vectored, (broken, true));
+    // `io::copy` from a pipe, as from a shell's `|`: splice(2), which
+    // has no flags either. (From a regular file, Rust 1.95 copies through
+    // a buffer with `write`, and so with MSG_NOSIGNAL.)
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    writer.write_all(&[b'x'; 4096]).unwrap();
+    drop(writer);
+    let mut from_pipe = std::fs::File::from(std::os::fd::OwnedFd::from(reader));
+    let mut sock = reset_socket();
+    let spliced = raises_sigpipe(move || copy(&mut from_pipe, &mut sock));
+    assert_eq!(spliced, (broken, true));
+}
+
+/// A server in a thread of the test that hangs up on its client: it sends
+/// its FIN at once, waits for the first bytes, and closes with the rest
+/// unread, which answers them with a reset. A reset after the peer's FIN
+/// makes the client's next send fail with EPIPE, raising SIGPIPE unless
+/// it passes MSG_NOSIGNAL (Listing 13-4, scene 2, shows the same).
+fn hanging_up_server() -> (String, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.shutdown(Shutdown::Write).unwrap();
+        let mut first = [0; 1];
+        let _ = conn.read(&mut first);
+    });
+    (addr, server)
+}
+
+#[test]
+fn line_client_reports_a_hang_up_instead_of_dying_of_sigpipe() {
+    // Fifty megabytes from a pipe, as `yes | head -c 50M` gives them: far
+    // more than the socket buffers hold when the server hangs up.
+    let (addr, server) = hanging_up_server();
+    let script = "yes | head -c 50000000 | \"$0\" client \"$1\"";
+    let out = Listing::start("bash", &["-c", script, bin!("tcp-lines"), &addr])
+        .finish();
+    server.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let lines: Vec<_> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{:?}", out.stderr);
+    assert!(
+        lines[0].starts_with(&format!("tcp-lines: {addr}: ")),
+        "{}",
+        lines[0]
+    );
 }
 
 #[test]

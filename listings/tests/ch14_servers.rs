@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use crate::ch13_streams::{connect, start_server};
 use crate::support::{
-    Listing, assert_rejects, assert_session_matches_book, blessing, cargo_run,
-    cpu_time, default_port, have, open_fds, status_kib, threads_of,
-    unless_blessing, wait_until,
+    Listing, assert_rejects, assert_session_matches_book,
+    assert_session_matches_book_masking, blessing, cargo_run, cpu_time,
+    default_port, have, open_fds, status_kib, threads_of, unless_blessing,
+    wait_until,
 };
 
 /// Sends one line, half-closes, and returns the whole reply. A server
@@ -169,12 +170,16 @@ fn naive_and_fixed_memory_session(bin: &str, file: &str, check: fn(u64)) {
     );
     let port = addr.rsplit_once(':').unwrap().1;
     let flood = "head -c 64M /dev/zero | tr '\\0' x | nc -N 127.0.0.1 50008 | head -c 40; echo";
-    let shown_peak = format!("grep VmHWM /proc/{}/status", server.pid());
+    // The book names the server by `pgrep -n`, the newest process of that
+    // name, as a reader's terminal would; the test, which may share the
+    // machine with other servers of that name, gives its own server's pid.
+    let shown_peak = format!("grep VmHWM /proc/$(pgrep -n {bin})/status");
     let mut session = Vec::new();
     for command in [flood.to_string(), shown_peak] {
-        let out =
-            Listing::start("bash", &["-c", &command.replace("50008", port)])
-                .finish();
+        let run = command
+            .replace("50008", port)
+            .replace(&format!("$(pgrep -n {bin})"), &server.pid().to_string());
+        let out = Listing::start("bash", &["-c", &run]).finish();
         assert!(out.status.success(), "{command}: {}", out.stderr);
         session.push((command, out.stdout));
     }
@@ -391,6 +396,119 @@ fn threaded_server_tells_a_client_over_the_limit_that_it_is_busy() {
     );
 }
 
+/// Opens `count` connections that say nothing, waits until the server
+/// `pid` has accepted them all (one descriptor each), and then for as long
+/// as a connection must be idle before a server may close it (a second).
+pub fn idle_clients_held(
+    pid: nix::unistd::Pid,
+    addr: &str,
+    count: usize,
+) -> Vec<TcpStream> {
+    let before = open_fds(pid);
+    let idle = silent_clients(addr, count);
+    wait_until("the server to accept every idle client", || {
+        open_fds(pid) >= before + count
+    });
+    // Not a synchronisation: the time a connection must have been idle.
+    thread::sleep(Duration::from_millis(1100));
+    idle
+}
+
+/// Counts the connections of `idle` that the server has closed.
+pub fn closed_by_the_server(idle: &[TcpStream]) -> usize {
+    idle.iter()
+        .filter(|sock| {
+            let mut sock: &TcpStream = sock;
+            sock.set_nonblocking(true).unwrap();
+            matches!(sock.read(&mut [0; 16]), Ok(0))
+        })
+        .count()
+}
+
+#[test]
+fn threaded_server_serves_a_new_client_while_a_thousand_idle_ones_hold_every_place()
+ {
+    // The default limit, 1000 connections, all taken by idle clients.
+    let (server, addr) = start_server(bin!("tcp-threads"), &["127.0.0.1:0"]);
+    let idle = idle_clients_held(server.pid(), &addr, 1000);
+    // The one idle longest makes room for each new client.
+    for i in 0..3 {
+        let reply = ask(&addr, &format!("new {i}")).unwrap();
+        assert_eq!(reply, format!("server got: [new {i}]\n"));
+    }
+    wait_until("three idle clients to be closed", || {
+        closed_by_the_server(&idle) >= 3
+    });
+    assert!(open_fds(server.pid()) <= 1000 + 10);
+    drop(idle);
+}
+
+#[test]
+fn pool_serves_a_new_client_while_a_thousand_idle_ones_wait() {
+    // 32 workers hold idle clients and 968 more wait in the queue.
+    let (server, addr) = start_server(bin!("tcp-pool"), &["127.0.0.1:0"]);
+    let idle = idle_clients_held(server.pid(), &addr, 1000);
+    let started = Instant::now();
+    assert_eq!(ask(&addr, "new").unwrap(), "server got: [new]\n");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
+    drop(idle);
+}
+
+const MAKE_ROOM: &str = r#"python3 -c '
+import socket, time
+quiet = [socket.create_connection(("127.0.0.1", 50008)) for _ in range(2)]
+time.sleep(1.5)
+third = socket.create_connection(("127.0.0.1", 50008))
+third.sendall(b"hello\n")
+third.shutdown(socket.SHUT_WR)
+print("the third client got:", third.recv(100).decode().strip())
+print("the first quiet client got:", quiet[0].recv(100) or "the end")'"#;
+
+#[test]
+fn threaded_server_closes_the_client_idle_longest_to_make_room() {
+    if !have("python3") {
+        return;
+    }
+    let _port = default_port();
+    let args = ["--max-conns", "2"];
+    let (mut server, addr) = start_server(
+        bin!("tcp-threads"),
+        &unless_blessing(&args, "127.0.0.1:0"),
+    );
+    let terminal2 = python(MAKE_ROOM, &addr);
+    assert_eq!(
+        terminal2,
+        [
+            "the third client got: server got: [hello]",
+            "the first quiet client got: the end"
+        ]
+    );
+    // The evicted client's line and the third's come in either order: two
+    // threads race to write them.
+    let mut terminal1 = vec![format!("Server listening on {addr}")];
+    let mut counts = Vec::new();
+    for _ in 0..3 {
+        let line = server.expect(r"127\.0\.0\.1:\d+: answered (\d) lines");
+        counts.push(line[1].clone());
+        terminal1.push(line[0].clone());
+    }
+    counts.sort();
+    assert_eq!(counts, ["0", "0", "1"]);
+    if blessing() {
+        terminal1[0] = "Server listening on 127.0.0.1:50008".into();
+    }
+    assert_session_matches_book_masking(
+        "ch14-servers/14-02-evict-server.out",
+        &[(cargo_run("tcp-threads", &args), &terminal1)],
+        &[(r"answered \d lines", "answered <n> lines")],
+    );
+    assert_session_matches_book(
+        "ch14-servers/14-02-evict-client.out",
+        &[(MAKE_ROOM.to_string(), &terminal2)],
+    );
+}
+
 /// `clients` clients at once, each of which must get exactly its own
 /// reply, once.
 pub fn many_at_once(addr: &str, clients: usize) {
@@ -434,22 +552,27 @@ fn pool_gives_each_of_many_clients_its_own_reply() {
 }
 
 #[test]
-fn pool_stalls_while_every_worker_has_a_silent_client() {
-    let (server, addr) = start_server(
-        bin!("tcp-pool"),
-        &["127.0.0.1:0", "--workers", "2", "--timeout", "2"],
-    );
-    // The clock starts before the silent clients connect, so their
-    // deadlines, which start when a worker takes them, come later.
+fn pool_closes_idle_clients_once_a_second_old_while_others_wait() {
+    // Two workers, two silent clients: the third waits in the queue until
+    // the silent ones have been idle for a second, and no longer; with a
+    // timeout of ten, it used to wait the whole ten.
+    let (server, addr) =
+        start_server(bin!("tcp-pool"), &["127.0.0.1:0", "--workers", "2"]);
     let started = Instant::now();
-    let _silent = silent_clients(&addr, 2);
+    let mut silent = silent_clients(&addr, 2);
     assert_eq!(ask(&addr, "third").unwrap(), "server got: [third]\n");
-    // Served only once a silent client timed out and freed a worker.
     let waited = started.elapsed();
     assert!(
-        waited >= Duration::from_millis(1900),
+        waited >= Duration::from_millis(900),
         "served after {waited:?}"
     );
+    assert!(waited < Duration::from_secs(9), "served after {waited:?}");
+    // Each silent client finds the end of the stream.
+    for sock in &mut silent {
+        sock.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        assert_eq!(sock.read(&mut [0; 16]).unwrap(), 0);
+    }
     drop(server);
 }
 
@@ -460,11 +583,15 @@ fn pool_tells_a_client_that_finds_the_queue_full_that_it_is_busy() {
         &["127.0.0.1:0", "--workers", "1", "--queue", "1"],
     );
     // One client is being served: it has had a reply, so the worker has
-    // it. It says nothing more. The next waits in the queue.
+    // it. The next waits in the queue. Each has begun a request, so that
+    // neither is idle, and the pool closes neither, however slow the
+    // machine.
     let mut served = connect(&addr);
     served.write_all(b"first\n").unwrap();
     served.read_exact(&mut [0; 20]).unwrap();
-    let _queued = connect(&addr);
+    served.write_all(b"sec").unwrap();
+    let mut queued = connect(&addr);
+    queued.write_all(b"wai").unwrap();
     // The accepting thread takes connections in order: the third finds
     // the queue full.
     assert_eq!(ask(&addr, "third").unwrap(), "error: server busy\n");
@@ -501,5 +628,11 @@ fn server_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("tcp-threads"), &["--max-conns", "0"], "at least 1");
     assert_rejects(bin!("tcp-pool"), &["--workers", "0"], "at least 1");
     assert_rejects(bin!("tcp-pool"), &["--queue", "-1"], "--queue");
+    // Made in full at the start: a number too large is refused, not a
+    // panic (a channel of that many slots, or that many threads).
+    let pool = bin!("tcp-pool");
+    let huge = "18446744073709551615";
+    assert_rejects(pool, &["--queue", huge], "--queue is at most 100000");
+    assert_rejects(pool, &["--workers", huge], "--workers is at most 10000");
     assert_rejects(bin!("tcp-naive"), &["--count", "x"], "--count");
 }

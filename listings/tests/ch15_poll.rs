@@ -179,6 +179,80 @@ fn poll_server_drops_a_client_that_does_not_read_its_replies() {
 }
 
 #[test]
+fn poll_server_keeps_the_replies_of_clients_that_never_read_bounded() {
+    // Fifty clients send empty lines as fast as the server takes them and
+    // never read: each line queues a 15-byte reply. Once the kernel's
+    // buffers for the replies are full (megabytes on loopback), they pile
+    // up in the server, which may hold at most MAX_OUTPUT (64 KiB) of them,
+    // and a line, per client; before the bound was real, each client cost
+    // it about 250 KB.
+    let (server, addr) =
+        start_server(bin!("poll-server"), &["127.0.0.1:0", "--timeout", "60"]);
+    let pid = server.pid();
+    let before = status_kib(pid, "VmRSS").expect("VmRSS");
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let clients: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| {
+            let sock = socket2::Socket::new(
+                socket2::Domain::IPV4,
+                socket2::Type::STREAM,
+                None,
+            )
+            .unwrap();
+            sock.set_recv_buffer_size(4096).unwrap();
+            sock.connect(&addr.into()).unwrap();
+            sock.set_nonblocking(true).unwrap();
+            sock.into()
+        })
+        .collect();
+    // Send until nothing more goes in for half a second: the server has
+    // stopped reading from every client.
+    let newlines = [b'\n'; 16 * 1024];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut quiet = 0;
+    while quiet < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "the server never stopped reading"
+        );
+        let mut progress = false;
+        for mut sock in &clients {
+            match sock.write(&newlines) {
+                Ok(_) => progress = true,
+                Err(err) if err.kind() == ErrorKind::WouldBlock => {}
+                Err(err) => panic!("{err}"),
+            }
+        }
+        quiet = if progress { 0 } else { quiet + 1 };
+        thread::sleep(Duration::from_millis(50));
+    }
+    let grown = status_kib(pid, "VmRSS").expect("VmRSS") - before;
+    // 50 clients of at most 64 KiB of replies and a line each, in a Vec
+    // whose capacity doubles as it grows (so 128 KiB), and a little more.
+    assert!(grown < 9 * 1024, "grew by {grown} kB");
+    drop(clients);
+}
+
+#[test]
+fn poll_server_serves_a_new_client_while_a_thousand_idle_ones_hold_every_place()
+{
+    let (server, addr) = start_server(
+        bin!("poll-server"),
+        &["127.0.0.1:0", "--max-conns", "1000"],
+    );
+    let idle =
+        crate::ch14_servers::idle_clients_held(server.pid(), &addr, 1000);
+    for i in 0..3 {
+        let reply = ask(&addr, &format!("new {i}")).unwrap();
+        assert_eq!(reply, format!("server got: [new {i}]\n"));
+    }
+    wait_until("three idle clients to be closed", || {
+        crate::ch14_servers::closed_by_the_server(&idle) >= 3
+    });
+    drop(idle);
+}
+
+#[test]
 fn poll_server_drops_a_client_that_trickles_its_request() {
     let (server, addr) = start_server(
         bin!("poll-server"),
@@ -246,7 +320,12 @@ fn poll_server_pauses_and_recovers_when_file_descriptors_run_out() {
 fn poll_server_tells_a_client_over_the_limit_that_it_is_busy() {
     let (server, addr) =
         start_server(bin!("poll-server"), &["127.0.0.1:0", "--max-conns", "2"]);
-    let _quiet = silent_clients(&addr, 2);
+    // Not idle: each has begun a request, so none is closed to make room,
+    // however slow the machine.
+    let mut busy = silent_clients(&addr, 2);
+    for sock in &mut busy {
+        sock.write_all(b"half a li").unwrap();
+    }
     assert_eq!(ask(&addr, "third").unwrap(), "error: server busy\n");
     drop(server);
 }
@@ -324,6 +403,10 @@ fn poll_session_matches_the_book() {
 
 #[test]
 fn load_generator_runs_every_scenario_and_every_reply_is_right() {
+    // The report's file goes in a directory of the test's, not in the
+    // build's `target/net-load/`.
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("report.out");
     let out = run(
         bin!("net-load"),
         &[
@@ -335,9 +418,21 @@ fn load_generator_runs_every_scenario_and_every_reply_is_right() {
             "1000",
             "--garbage",
             "65536",
+            "--record",
+            record.to_str().unwrap(),
         ],
     );
     assert!(out.status.success(), "{}", out.stderr);
+    let recorded = std::fs::read_to_string(&record).unwrap();
+    assert_eq!(
+        recorded.lines().next(),
+        Some(
+            "$ target/release/net-load --clients 50 --rounds 1 --idle 1000 \
+             --garbage 65536"
+        ),
+        "the command that made it, without --record"
+    );
+    assert_eq!(recorded.lines().skip(1).collect::<Vec<_>>(), out.stdout);
     let rows: Vec<Vec<&str>> = out
         .stdout
         .iter()
@@ -355,11 +450,26 @@ fn load_generator_runs_every_scenario_and_every_reply_is_right() {
             "{row:?}: right, wrong, failed"
         );
     }
+    // A thousand idle connections: every place of the threaded server,
+    // which still holds them, as the poll server does; the pool, whose
+    // queue they fill, closes them. Every new client is served by each
+    // server, none refused.
+    let servers = ["tcp-threads", "tcp-pool", "poll-server"];
     let idle: Vec<_> = rows
         .iter()
-        .filter(|r| r.len() == 6 && r[1] == "1000")
+        .filter(|r| r.len() == 6 && servers.contains(&r[0]))
         .collect();
-    assert_eq!(idle.len(), 2, "{:#?}", out.stdout);
+    assert_eq!(idle.len(), 3, "{:#?}", out.stdout);
+    for row in idle.iter().filter(|r| r[0] != "tcp-pool") {
+        assert!(row[1].parse::<usize>().unwrap() >= 990, "{row:?}: held");
+    }
+    assert!(
+        !out.stdout
+            .iter()
+            .any(|l| l.starts_with("  ") && l.contains(" new clients ")),
+        "{:#?}",
+        out.stdout
+    );
     let poll = idle.iter().find(|r| r[0] == "poll-server").unwrap();
     assert_eq!(poll[5], "1", "one thread");
     let rss: f64 = poll[4].parse().unwrap();
@@ -421,4 +531,92 @@ fn nonblocking_writes_take_part_and_write_all_fails_without_saying_how_much() {
     let mut got = Vec::new();
     reader.read_to_end(&mut got).unwrap();
     assert!(!got.is_empty() && got.len() < data.len(), "{}", got.len());
+}
+
+// ---------------------------------------------------------------------------
+// Listing 15-4: epoll
+
+#[test]
+fn epoll_reports_by_level_by_edge_once_and_for_a_closed_descriptor() {
+    // Linux 6.18: EPOLLEXCLUSIVE wakes one of the epolls that a thread
+    // waits on, and an entry outlives its descriptor while a dup lives.
+    let out = run(bin!("epoll-modes"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        [
+            "1. Level-triggered: 10 bytes come, we read 4",
+            "   wait: 1 ready",
+            "   wait: 1 ready, for the 6 bytes left",
+            "2. Edge-triggered (EPOLLET): the same",
+            "   wait: 1 ready",
+            "   wait: nothing within 200 ms, though 6 bytes are left",
+            "   drained until EAGAIN: 6 bytes",
+            "   2 more bytes come; wait: 1 ready",
+            "3. EPOLLONESHOT: one report, then re-armed by hand",
+            "   wait: 1 ready",
+            "   more bytes come; wait: nothing within 200 ms",
+            "   after EPOLL_CTL_MOD; wait: 1 ready",
+            "4. 4 threads wait on one listening socket",
+            "   without EPOLLEXCLUSIVE: one connection woke 4 of 4",
+            "   with EPOLLEXCLUSIVE: one connection woke 1 of 4",
+            "5. Registered, duplicated, closed",
+            "   wait: 1 ready, for the closed descriptor: true",
+            "   EPOLL_CTL_DEL with the copy: ENOENT, it was never added",
+        ]
+    );
+    assert_matches_book(
+        "ch15-poll/15-04-epoll-modes.out",
+        "epoll-modes",
+        &[],
+        &out.stdout,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Listing 15-5: connecting without waiting
+
+/// The seconds a line of `poll-connect` measured: `after 0.79 s`.
+fn measured(line: &str) -> f64 {
+    let after = line.split("after ").nth(1).expect("a time");
+    after.split(' ').next().unwrap().parse().expect("seconds")
+}
+
+#[test]
+fn a_nonblocking_connect_says_einprogress_and_so_error_tells_the_end() {
+    // Linux 6.18, on loopback: a refused connect is reported by SO_ERROR
+    // after EINPROGRESS, and a SYN that a full queue dropped is sent
+    // again a second after the first.
+    let out = run(bin!("poll-connect"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let lines = &out.stdout;
+    let in_progress = "   connect: EINPROGRESS (Operation now in progress)";
+    assert_eq!(lines[1], in_progress);
+    assert!(lines[2].ends_with("SO_ERROR: 0, connected"), "{lines:?}");
+    assert_eq!(lines[4], in_progress);
+    assert!(
+        lines[5].starts_with("   poll: POLLOUT|POLLERR|POLLHUP after ")
+            && lines[5]
+                .ends_with("SO_ERROR: ECONNREFUSED (Connection refused)"),
+        "{lines:?}"
+    );
+    assert_eq!(lines[7], in_progress);
+    assert_eq!(lines[8], "   poll: nothing within 500 ms");
+    assert_eq!(
+        lines[9],
+        "   connect again: EALREADY (Operation already in progress)"
+    );
+    assert_eq!(lines[11], "   connect: EINTR (Interrupted system call)");
+    assert!(lines[12].ends_with("SO_ERROR: 0, connected"), "{lines:?}");
+    // The SYN went again about a second after the first, 200 ms of which
+    // had passed at EINTR.
+    let waited = measured(&lines[12]);
+    assert!((0.5..5.0).contains(&waited), "{waited} s: {lines:?}");
+    assert_eq!(lines[13], "   connect again, now: done");
+    assert_matches_book(
+        "ch15-poll/15-05-poll-connect.out",
+        "poll-connect",
+        &[],
+        &out.stdout,
+    );
 }

@@ -217,38 +217,65 @@ fn unix_server_will_not_remove_a_file_that_is_not_a_socket() {
     assert_eq!(fs::read_to_string(&path).unwrap(), "keep me");
 }
 
+/// Where the book's sessions put their files, as a reader types them. The
+/// tests run in a temporary directory of their own, and show it as this.
+const SHOWN_DIR: &str = "/tmp";
+
+/// `text` with the test's temporary directory shown as [`SHOWN_DIR`].
+fn as_shown(text: &str, dir: &TempDir) -> String {
+    text.replace(dir.path().to_str().unwrap(), SHOWN_DIR)
+}
+
 #[test]
 fn stale_socket_session_matches_the_book() {
     if !have("nc") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let path = path_in(&dir, "server.sock");
+    let path = path_in(&dir, "demo.sock");
     let (server, _) = start(bin!("unix-server"), &[&path]);
     let first = server.transcript();
-    let kill = format!("kill -KILL {}", server.pid());
+    // The server prints no pid: the reader names it by `pgrep -n`, the
+    // newest process of that name; the test, which may share the machine
+    // with other servers of that name, by its own.
     let mut terminal2 = Vec::new();
-    for command in [
-        kill,
-        format!("ls -l {path}"),
-        format!("nc -U -N {path} < /dev/null"),
+    for (command, shown) in [
+        (
+            format!("kill -KILL {}", server.pid()),
+            "kill -KILL $(pgrep -n unix-server)".to_string(),
+        ),
+        (format!("ls -l {path}"), format!("ls -l {path}")),
+        (
+            format!("nc -U -N {path} < /dev/null"),
+            format!("nc -U -N {path} < /dev/null"),
+        ),
     ] {
         let out = Listing::start("bash", &["-c", &command]).finish();
         // nc fails, and says why on stderr, as a terminal shows it.
-        let mut shows = out.stdout.clone();
-        shows.extend(out.stderr.lines().map(String::from));
-        terminal2.push((command, shows));
+        let mut shows: Vec<_> =
+            out.stdout.iter().map(|l| as_shown(l, &dir)).collect();
+        shows.extend(out.stderr.lines().map(|l| as_shown(l, &dir)));
+        terminal2.push((as_shown(&shown, &dir), shows));
     }
     drop(server);
     let args = [path.as_str(), "--count", "1"];
     let (again, _) = start(bin!("unix-server"), &args);
     let second = again.transcript();
     drop(again);
+    let shown = |lines: &[String]| -> Vec<String> {
+        lines.iter().map(|l| as_shown(l, &dir)).collect()
+    };
     assert_session_matches_book(
         "ch16-unix/16-01-stale-server.out",
         &[
-            (cargo_run("unix-server", &[&path]), &first),
-            (cargo_run("unix-server", &args), &second),
+            (
+                as_shown(&cargo_run("unix-server", &[&path]), &dir),
+                &shown(&first),
+            ),
+            (
+                as_shown(&cargo_run("unix-server", &args), &dir),
+                &shown(&second),
+            ),
         ],
     );
     let terminal2: Vec<_> =
@@ -344,20 +371,145 @@ fn ask_abstract(name: &str, line: &str) -> String {
 }
 
 #[test]
+fn a_unix_socket_closed_with_unread_bytes_resets_its_peer_after_the_data() {
+    // Like TCP: the reply arrives, then an error instead of the end.
+    let (mut client, mut server) = UnixStream::pair().unwrap();
+    client.write_all(b"request").unwrap();
+    server.write_all(b"reply").unwrap();
+    drop(server); // `request` was never read
+    let mut reply = [0; 5];
+    client.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"reply");
+    let after = client.read(&mut [0; 16]).unwrap_err();
+    assert_eq!(after.kind(), ErrorKind::ConnectionReset);
+}
+
+#[test]
 fn unix_server_refuses_a_client_over_the_limit_and_the_client_reads_why() {
     let tmp = tempfile::tempdir().unwrap();
     let (server, path) = start_private(&tmp, &["--max-conns", "1"]);
-    let _first = UnixStream::connect(&path).unwrap();
-    // No reset on a Unix socket: the refusal is read even though the
-    // server closed without reading our request.
+    // Not idle, so that it is not closed to make room for the next.
+    let mut first = UnixStream::connect(&path).unwrap();
+    first.write_all(b"half a li").unwrap();
+    // The request is waiting before the server accepts the connection:
+    // stopped, it cannot accept meanwhile.
+    server.signal(Signal::SIGSTOP);
     let mut second = UnixStream::connect(&path).unwrap();
+    second.write_all(b"hello\n").unwrap();
+    server.signal(Signal::SIGCONT);
     second
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    let _ = second.write_all(b"hello\n");
-    let mut reply = [0; 19];
-    second.read_exact(&mut reply).unwrap();
-    assert_eq!(&reply, b"error: server busy\n");
+    // The server read it before it refused, so the refusal ends with the
+    // end of the stream, not with ECONNRESET.
+    let mut reply = String::new();
+    second.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "error: server busy\n");
+    drop(server);
+}
+
+/// Starts `unix-server ARGS` in `tmp` under `ulimit` settings (`limits`,
+/// such as `-n 16`), its stderr merged into stdout, as a terminal shows.
+fn start_private_limited(
+    tmp: &TempDir,
+    limits: &str,
+    args: &[&str],
+) -> (Listing, String) {
+    let script = format!("ulimit {limits} && exec \"$0\" \"$@\" 2>&1");
+    let mut command = std::process::Command::new("bash");
+    command
+        .args(["-c", &script, bin!("unix-server")])
+        .args(args)
+        .env("TMPDIR", tmp.path());
+    let mut server = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let address = server.expect(r"Server listening on (.+)").remove(1);
+    (server, address)
+}
+
+#[test]
+fn unix_server_raises_its_soft_limit_on_descriptors_to_the_hard_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let limits = "-S -n 64 && ulimit -H -n 4096";
+    let (server, _) = start_private_limited(&tmp, limits, &[]);
+    let limits =
+        fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let open_files: Vec<u64> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(open_files, [4096, 4096], "{limits}");
+}
+
+#[test]
+fn unix_server_backs_off_and_logs_once_when_descriptors_run_out() {
+    use crate::support::{cpu_time, open_fds};
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut server, path) =
+        start_private_limited(&tmp, "-n 16", &["--max-conns", "100"]);
+    let pid = server.pid();
+    // Silent clients until the server has no descriptor left.
+    let mut silent = Vec::new();
+    loop {
+        let before = open_fds(pid);
+        if before >= 16 {
+            break;
+        }
+        silent.push(UnixStream::connect(&path).unwrap());
+        wait_until("the server to accept it", || open_fds(pid) > before);
+    }
+    // One more waits in the queue; the server fails to accept it, and
+    // keeps failing, without spinning and without a line per failure.
+    let waiting = UnixStream::connect(&path).unwrap();
+    let failed = server.next_line();
+    assert!(
+        failed.starts_with("unix-server: accept: Too many open files"),
+        "{failed}"
+    );
+    let cpu = cpu_time(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_time(pid) - cpu;
+    assert!(used < Duration::from_millis(300), "{used:?} of CPU");
+    assert!(
+        server.no_line_within(Duration::from_millis(100)),
+        "a line per failure: {:?}",
+        server.transcript()
+    );
+    drop((silent, waiting));
+}
+
+#[test]
+fn unix_server_serves_a_new_client_while_a_thousand_idle_ones_hold_every_place()
+{
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, path) = start_private(&tmp, &[]);
+    let before = crate::support::open_fds(server.pid());
+    let idle: Vec<_> = (0..1000)
+        .map(|_| UnixStream::connect(&path).unwrap())
+        .collect();
+    wait_until("the server to accept every idle client", || {
+        crate::support::open_fds(server.pid()) >= before + 1000
+    });
+    // Not a synchronisation: the time a connection must have been idle.
+    std::thread::sleep(Duration::from_millis(1100));
+    for i in 0..3 {
+        assert_eq!(
+            ask(&path, &format!("new {i}\n")),
+            format!("server got: [new {i}]\n")
+        );
+    }
+    let closed = |idle: &[UnixStream]| {
+        idle.iter()
+            .filter(|sock| {
+                let mut sock: &UnixStream = sock;
+                sock.set_nonblocking(true).unwrap();
+                matches!(sock.read(&mut [0; 16]), Ok(0))
+            })
+            .count()
+    };
+    wait_until("three idle clients to be closed", || closed(&idle) >= 3);
     drop(server);
 }
 
@@ -437,13 +589,20 @@ fn secret(dir: &TempDir) -> String {
     path
 }
 
+/// What Terminal 1 types first: a file that only `root` may read.
+const MAKE_SECRET: &str =
+    "printf 'the secret\\n' > /tmp/secret && chmod 600 /tmp/secret";
+
 #[test]
 fn a_passed_descriptor_reads_a_file_its_receiver_may_not_open() {
     if !can_switch_users() {
         return;
     }
     let dir = open_dir();
-    let (file, path) = (secret(&dir), path_in(&dir, "pass.sock"));
+    let make = MAKE_SECRET.replace(SHOWN_DIR, dir.path().to_str().unwrap());
+    let made = Listing::start("bash", &["-c", &make]).finish();
+    assert!(made.status.success(), "{}", made.stderr);
+    let (file, path) = (path_in(&dir, "secret"), path_in(&dir, "pass.sock"));
     let args = ["serve", &path, &file, "--count", "1"];
     let (server, _) = start(bin!("unix-pass-fd"), &args);
     let fetch = format!(
@@ -468,9 +627,10 @@ fn a_passed_descriptor_reads_a_file_its_receiver_may_not_open() {
         (fetch, shown_fetch),
     ] {
         let out = Listing::start("bash", &["-c", &command]).finish();
-        let mut shows = out.stdout.clone();
-        shows.extend(out.stderr.lines().map(String::from));
-        terminal2.push((shown, shows));
+        let mut shows: Vec<_> =
+            out.stdout.iter().map(|l| as_shown(l, &dir)).collect();
+        shows.extend(out.stderr.lines().map(|l| as_shown(l, &dir)));
+        terminal2.push((as_shown(&shown, &dir), shows));
     }
     assert!(terminal2[1].1[0].ends_with("Permission denied"));
     assert_eq!(terminal2[2].1, ["the secret"]);
@@ -482,9 +642,13 @@ fn a_passed_descriptor_reads_a_file_its_receiver_may_not_open() {
         out.stdout
     );
     assert!(!Path::new(&path).exists());
+    let served: Vec<_> = out.stdout.iter().map(|l| as_shown(l, &dir)).collect();
     assert_session_matches_book(
         "ch16-unix/16-03-server.out",
-        &[(cargo_run("unix-pass-fd", &args), &out.stdout)],
+        &[
+            (MAKE_SECRET.to_string(), &[] as &[String]),
+            (as_shown(&cargo_run("unix-pass-fd", &args), &dir), &served),
+        ],
     );
     let terminal2: Vec<_> =
         terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();

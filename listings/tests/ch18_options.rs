@@ -5,8 +5,8 @@ use std::net::{TcpListener, UdpSocket};
 
 use crate::ch13_streams::start_server;
 use crate::support::{
-    assert_matches_book, assert_rejects, default_port, have, run,
-    unless_blessing,
+    assert_matches_book, assert_rejects, assert_session_matches_book, blessing,
+    cargo_run, default_port, have, run, unless_blessing,
 };
 
 /// Whether this machine has IPv6 on loopback; says so if not.
@@ -84,7 +84,20 @@ fn net_resolve_tries_every_address_in_order_until_one_accepts() {
     assert!(out.stdout[4].starts_with(&format!(
         "connected to 127.0.0.1:{port} from 127.0.0.1:"
     )));
-    drop(server);
+    let served = server.finish();
+    assert!(served.status.success(), "{}", served.stderr);
+    let mut terminal1 = served.stdout.clone();
+    if blessing() {
+        assert_eq!(terminal1[0], "Server listening on 127.0.0.1:50008");
+    }
+    terminal1.truncate(1);
+    assert_session_matches_book(
+        "ch18-options/18-01-server.out",
+        &[(
+            cargo_run("tcp-lines", &["server", "--count", "1"]),
+            &terminal1,
+        )],
+    );
     assert_matches_book(
         "ch18-options/18-01-net-resolve.out",
         "net-resolve",
@@ -316,4 +329,142 @@ fn net_resolve_fails_in_one_line_when_no_address_accepts() {
         out.stderr,
         format!("net-resolve: no address of '127.0.0.1:{port}' accepted\n")
     );
+}
+
+// ---------------------------------------------------------------------------
+// Listing 18-5: dead and hung peers
+
+/// The seconds a line of `net-keepalive` measured: `after 3.1 s`.
+fn after(line: &str) -> f64 {
+    let tail = line.rsplit("after ").next().expect("a time");
+    tail.split(' ').next().unwrap().parse().expect("seconds")
+}
+
+#[test]
+fn keepalive_and_user_timeout_find_a_dead_peer_and_only_a_heartbeat_a_hung_one()
+{
+    // Linux 6.18: a socket filter that accepts nothing makes a peer that
+    // acknowledges nothing, on loopback.
+    let out = run(bin!("net-keepalive"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let lines = &out.stdout;
+    assert!(
+        lines[1].starts_with("   read: still waiting after "),
+        "{lines:?}"
+    );
+    assert!(
+        lines[3].starts_with("   read: Connection timed out (os error 110)"),
+        "{lines:?}"
+    );
+    // Idle a second, then two probes a second apart, unanswered.
+    assert!((2.5..10.0).contains(&after(&lines[3])), "{lines:?}");
+    assert!(
+        lines[5].starts_with(
+            "   wrote 6 bytes; read: Connection timed out (os error 110)"
+        ),
+        "{lines:?}"
+    );
+    assert!((1.5..10.0).contains(&after(&lines[5])), "{lines:?}");
+    // Alive: its kernel answers the probes for the four seconds.
+    assert!(
+        lines[7].starts_with("   read: still waiting after "),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines[8],
+        "   heartbeat: no pong within 1 s: the peer is hung"
+    );
+    assert_matches_book(
+        "ch18-options/18-05-net-keepalive.out",
+        "net-keepalive",
+        &[],
+        &out.stdout,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Listing 18-6: restarting without dropping a connection
+
+/// The clients answered and reset in the first scene of `net-handover`:
+/// `of 20 clients: 12 (measured) answered …, 8 (measured) reset`.
+fn answered_and_reset(line: &str) -> (usize, usize) {
+    let numbers: Vec<usize> = line
+        .split(' ')
+        .filter_map(|word| word.parse().ok())
+        .collect();
+    (numbers[1], numbers[2])
+}
+
+#[test]
+fn reuseport_resets_the_old_listeners_queue_and_a_handed_over_socket_loses_none()
+ {
+    // Linux 6.18, whose default for net.ipv4.tcp_migrate_req is 0.
+    let out = run(bin!("net-handover"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let lines = &out.stdout;
+    let migrate = lines[0].contains("(tcp_migrate_req: 1)");
+    let (answered, reset) = answered_and_reset(&lines[1]);
+    assert_eq!(answered + reset, 20, "{lines:?}");
+    // The kernel spreads the clients by a hash of their ports: with 20,
+    // the old listener gets none once in a million runs.
+    if migrate {
+        assert_eq!(reset, 0, "{lines:?}");
+    } else {
+        assert!(reset > 0, "{lines:?}");
+    }
+    assert_eq!(
+        lines[3..5],
+        [
+            "   old: serving 1 client, 20 waiting in the queue",
+            "   old: finished its client, served by the old process",
+        ]
+    );
+    assert!(
+        lines[5].starts_with("   new (pid ")
+            && lines[5].ends_with("): took the socket, served 20"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines[6],
+        "   of 20 clients: 20 answered by the new process, 0 lost"
+    );
+    assert_matches_book(
+        "ch18-options/18-06-net-handover.out",
+        "net-handover",
+        &[],
+        &out.stdout,
+    );
+}
+
+#[test]
+fn with_tcp_migrate_req_the_old_listeners_queue_moves_to_the_new_one() {
+    // A network namespace of our own, where the sysctl is ours to set.
+    if !have("unshare") || !have("ip") {
+        return;
+    }
+    let script = "ip link set lo up && \
+                  echo 1 > /proc/sys/net/ipv4/tcp_migrate_req && \
+                  exec \"$0\"";
+    let out = run(
+        "unshare",
+        &[
+            "--map-root-user",
+            "--net",
+            "sh",
+            "-c",
+            script,
+            bin!("net-handover"),
+        ],
+    );
+    if out.stderr.contains("Operation not permitted") {
+        eprintln!("skipped: no network namespace here: {}", out.stderr);
+        return;
+    }
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout[0].contains("(tcp_migrate_req: 1)"),
+        "{:?}",
+        out.stdout
+    );
+    assert_eq!(answered_and_reset(&out.stdout[1]), (20, 0));
 }

@@ -3,32 +3,123 @@
 
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
-    group_is_gone, run_clean, shell, state_of, wait_until, wchan_of,
+    group_is_gone, kernel, pending_signals, run_clean, shell, state_of,
+    wait_until, wchan_of,
 };
 
 #[test]
-fn pipe_capacity_is_64_kib_and_a_full_pipe_makes_writers_wait() {
+fn pipe_capacity_is_16_pages_and_a_full_pipe_makes_writers_wait() {
     let started = Instant::now();
     let out = run_clean(bin!("pipe-capacity"), &[]);
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(
         out.stdout,
         [
-            "A new pipe holds 65536 bytes (F_GETPIPE_SZ)",
-            "Filled with 65536 bytes; then WouldBlock: Resource temporarily \
-             unavailable (os error 11)",
+            "A new pipe holds 65536 bytes (F_GETPIPE_SZ): 16 pages of 4096",
+            "Filled by 64 writes of 1024 bytes: 65536 bytes; then \
+             WouldBlock: Resource temporarily unavailable (os error 11)",
             "Most a process may ask for: 1048576",
+            "poll for room in the full pipe, at most 1 s: no room came",
             "A blocking write waited for SIGALRM, then EINTR: Interrupted \
              system call",
         ]
     );
-    // The blocking write waited for the alarm, a second after it began.
-    assert!(started.elapsed() >= Duration::from_secs(1));
+    // poll waited its second, then the write waited for the alarm.
+    assert!(started.elapsed() >= Duration::from_secs(2));
+}
+
+/// What `pipe_write` in the kernel's fs/pipe.c does with nonblocking
+/// writes of `size` bytes into an empty pipe of `slots` slots of one page
+/// each, until a write fails with EAGAIN: how many writes went in, and
+/// how many bytes. A write first puts its last `size % page` bytes into
+/// the last page, if they all fit there; then it takes a new slot for
+/// each page of what is left, while there are free slots.
+fn pipe_write_model(size: usize, page: usize, slots: usize) -> (usize, usize) {
+    let mut pages: Vec<usize> = Vec::new(); // bytes in each slot
+    let (mut writes, mut total) = (0, 0);
+    loop {
+        let (mut left, mut wrote) = (size, 0);
+        let tail = size % page;
+        if let Some(last) = pages.last_mut()
+            && tail > 0
+            && *last + tail <= page
+        {
+            *last += tail;
+            (left, wrote) = (left - tail, tail);
+        }
+        while left > 0 && pages.len() < slots {
+            let n = left.min(page);
+            pages.push(n);
+            (left, wrote) = (left - n, wrote + n);
+        }
+        if wrote == 0 {
+            return (writes, total); // EAGAIN
+        }
+        (writes, total) = (writes + 1, total + wrote);
+    }
+}
+
+/// Linux 2.6.11 and later (checked on the book's 6.18): a pipe is 16
+/// slots, each holding at most one page, and a write that does not fit
+/// in the last page's free space starts a new one. So how much a full
+/// pipe holds depends on the writes: 64000 bytes with writes of 1000,
+/// 32784 with writes of 2049, and 65536 only with sizes that divide a
+/// page or are whole pages.
+#[test]
+fn pipe_capacity_depends_on_the_write_size_as_fs_pipe_c_says() {
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .unwrap()
+        .unwrap() as usize;
+    let sizes: Vec<usize> = [1, 100, 1000, 1024, 1365, 1366, 2048, 2049]
+        .into_iter()
+        .chain([3000, 4095, 4096, 4097, 5000, 8192, 10000, 65536, 100000])
+        .collect();
+    let list: Vec<String> = sizes.iter().map(usize::to_string).collect();
+    let out =
+        run_clean(bin!("pipe-capacity"), &["--write-sizes", &list.join(",")]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let expected: Vec<String> = sizes
+        .iter()
+        .map(|&size| {
+            let (writes, bytes) = pipe_write_model(size, page, 16);
+            format!("{size}-byte writes: {writes} went in, {bytes} bytes")
+        })
+        .collect();
+    let got: Vec<String> = out
+        .stdout
+        .iter()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(got, expected, "Linux {}", kernel());
+    // The figures the chapter quotes, for 4096-byte pages.
+    if page == 4096 {
+        assert!(
+            got.contains(&"1000-byte writes: 64 went in, 64000 bytes".into())
+        );
+        assert!(
+            got.contains(&"2049-byte writes: 16 went in, 32784 bytes".into())
+        );
+        assert!(
+            got.contains(&"4097-byte writes: 11 went in, 45066 bytes".into())
+        );
+    }
+}
+
+#[test]
+fn pipe_capacity_write_sizes_output_matches_the_book() {
+    let args = ["--write-sizes", "1,100,1000,1024,2049,3000,4096,4097,8192"];
+    let out = run_clean(bin!("pipe-capacity"), &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_session_matches_book(
+        "ch21-capacity/21-01-write-sizes.out",
+        &[(cargo_run("pipe-capacity", &args), &out.stdout[..])],
+    );
 }
 
 #[test]
@@ -50,7 +141,11 @@ fn pipe_capacity_rounds_a_size_up_to_a_power_of_two_pages() {
             )
         );
         assert!(
-            out.stdout[3].starts_with(&format!("Filled with {got} bytes;")),
+            out.stdout[3].starts_with(&format!(
+                "Filled by {} writes of 1024 \
+                bytes: {got} bytes;",
+                got / 1024
+            )),
             "{:?}",
             out.stdout
         );
@@ -67,9 +162,46 @@ fn pipe_capacity_output_matches_the_book() {
     );
 }
 
+/// An alarm is a time limit only if it rings while the call waits. With
+/// `--late` it rings before the write begins: the handler runs, and the
+/// write then waits with no alarm left to end it. Only another signal
+/// does, which the test sends once the write is asleep in the pipe.
 #[test]
-fn pipe_deadlock_happens_as_soon_as_the_output_exceeds_the_pipe() {
-    // 65536 bytes fit: waiting first works, by luck of size.
+fn pipe_capacity_an_alarm_that_rings_before_the_write_leaves_it_waiting() {
+    let mut late = Listing::start(bin!("pipe-capacity"), &["--late"]);
+    late.expect("A new pipe holds .*");
+    late.expect("Filled by .*");
+    late.expect("Most a process may ask for: .*");
+    late.expect("poll for room in the full pipe, at most 1 s: no room came");
+    late.expect("Before the write began, the alarm had rung: true");
+    let pid = late.pid();
+    wait_until("the write to wait in the pipe", || {
+        wchan_of(pid).ends_with("pipe_write") && state_of(pid) == Some('S')
+    });
+    // The one alarm has rung, and no signal is pending: nothing will end
+    // this wait by itself.
+    assert_eq!(pending_signals(pid), Vec::<i32>::new());
+    late.signal(Signal::SIGALRM);
+    let transcript = late.transcript();
+    let out = finish_clean(late);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout[transcript.len()..],
+        [
+            "A blocking write waited for SIGALRM, then EINTR: Interrupted \
+          system call"
+        ]
+    );
+    assert_session_matches_book(
+        "ch21-capacity/21-01-late.out",
+        &[(cargo_run("pipe-capacity", &["--late"]), &transcript[..])],
+    );
+}
+
+#[test]
+fn pipe_deadlock_happens_once_the_output_exceeds_what_the_pipe_holds() {
+    // 65536 bytes in writes of 4096 fit: waiting first works, by luck of
+    // size.
     let out =
         run_clean(bin!("pipe-deadlock"), &["--bytes", "65536", "--wait", "5"]);
     assert!(out.status.success(), "{}", out.stderr);
@@ -93,6 +225,29 @@ fn pipe_deadlock_happens_as_soon_as_the_output_exceeds_the_pipe() {
         out.stderr,
         "pipe-deadlock: waitpid before reading: a deadlock\n"
     );
+    // Writes of 2049 bytes fill the 16 pages with half as much: 16 of
+    // them fit, 32784 bytes; 17 (34833 bytes), far below 64 KiB, do not.
+    let args = ["--bytes", "32784", "--write-size", "2049", "--wait", "5"];
+    let out = run_clean(bin!("pipe-deadlock"), &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    for bytes in ["34833", "40980"] {
+        let args = ["--bytes", bytes, "--write-size", "2049", "--wait", "1"];
+        let out = run_clean(bin!("pipe-deadlock"), &args);
+        assert_eq!(out.status.code(), Some(1), "{bytes}");
+        assert_eq!(
+            out.stdout[1..],
+            [
+                "Gave up waiting: the child has not exited, and the pipe \
+                 holds 32784 bytes"
+                    .to_string(),
+                format!(
+                    "Read {bytes} bytes; then the child exited with status 0"
+                ),
+            ],
+            "Linux {}",
+            kernel()
+        );
+    }
 }
 
 #[test]
@@ -114,10 +269,12 @@ fn pipe_deadlock_child_waits_in_write_and_the_parent_in_waitpid() {
     // then ends the parent's wait early with the alarm's own signal.
     let args = ["--wait", "60"];
     let mut deadlock = Listing::start(bin!("pipe-deadlock"), &args);
-    let first =
-        deadlock.expect(r"Waiting for the child \(pid (\d+)\) before reading");
-    let child = Pid::from_raw(first[1].parse().unwrap());
+    let first = deadlock.expect(
+        r"Parent (\d+) waits for its child \(pid (\d+)\) before reading",
+    );
+    let child = Pid::from_raw(first[2].parse().unwrap());
     let parent = deadlock.pid();
+    assert_eq!(first[1], parent.to_string());
     assert_eq!(children_of(parent), [child]);
     wait_until("the child to block writing", || {
         wchan_of(child).ends_with("pipe_write")
@@ -143,6 +300,10 @@ fn pipe_deadlock_child_waits_in_write_and_the_parent_in_waitpid() {
     wait_until("pipe-deadlock's processes to end", || group_is_gone(parent));
 
     let read_first = run_clean(bin!("pipe-deadlock"), &["--read-first"]);
+    let small = ["--bytes", "40980", "--write-size", "2049"];
+    let out = run_clean(bin!("pipe-deadlock"), &small);
+    let mut below_64k = out.stdout;
+    below_64k.extend(out.stderr.lines().map(String::from));
     assert_session_matches_book(
         "ch21-capacity/21-02-pipe-deadlock.out",
         &[
@@ -151,6 +312,7 @@ fn pipe_deadlock_child_waits_in_write_and_the_parent_in_waitpid() {
                 cargo_run("pipe-deadlock", &["--read-first"]),
                 &read_first.stdout[..],
             ),
+            (cargo_run("pipe-deadlock", &small), &below_64k[..]),
         ],
     );
     let session: Vec<_> =
@@ -204,4 +366,19 @@ fn capacity_listings_reject_bad_arguments_in_one_line() {
     );
     assert_rejects(bin!("pipe-deadlock"), &["--wait", "0"], "at least 1");
     assert_rejects(bin!("pipe-deadlock"), &["--bytes", "x"], r#""x""#);
+    assert_rejects(
+        bin!("pipe-deadlock"),
+        &["--write-size", "0"],
+        "--write-size must be 1 to 1048576",
+    );
+    assert_rejects(
+        bin!("pipe-capacity"),
+        &["--write-sizes", "1,x"],
+        r#"a write size is 1 to 1048576 bytes, not "x""#,
+    );
+    assert_rejects(
+        bin!("pipe-capacity"),
+        &["--write-size", "2000000"],
+        "a write size is 1 to 1048576 bytes",
+    );
 }

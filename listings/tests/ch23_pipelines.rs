@@ -1,34 +1,56 @@
 //! Chapter 23, Pipelines with `Command`: Listings 23-1 (`spawn-pipeline`),
 //! 23-2 (`spawn-deadlock`) and 23-3 (`spawn-grandchild`).
 
+use std::fs::File;
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
+use wait_timeout::ChildExt;
+
 use crate::support::{
-    KillGroupOnDrop, Listing, assert_rejects, assert_session_matches_book,
-    assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
-    group_is_gone, is_dead, pgid_of, run_clean, wait_until,
+    KillGroupOnDrop, Listing, PATIENCE, assert_rejects,
+    assert_session_matches_book, assert_session_matches_book_masking,
+    cargo_run, children_of, finish_clean, group_is_gone, have, is_dead,
+    like_a_listing, pgid_of, run_clean, state_of, wait_until,
 };
 
 /// The stages of a running pipeline, once all `n` have started and
 /// joined their group, and that group.
 fn stages(pipeline: &Listing, n: usize) -> (Vec<Pid>, Pid) {
-    let mut stages = Vec::new();
+    stages_of(pipeline.pid(), n)
+}
+
+/// The same, for the pipeline whose process is `pipeline`.
+fn stages_of(pipeline: Pid, n: usize) -> (Vec<Pid>, Pid) {
+    let own = pgid_of(pipeline);
+    let deadline = Instant::now() + PATIENCE;
     // A stage joins the group between fork and exec: until then, it is
     // in the listing's group.
-    wait_until("the stages to start and join their group", || {
-        stages = children_of(pipeline.pid());
-        stages.len() == n
-            && stages.iter().all(|&s| {
-                pgid_of(s).is_some_and(|group| group != pipeline.pid())
-            })
-    });
+    let stages = loop {
+        let stages = children_of(pipeline);
+        let groups: Vec<_> = stages.iter().map(|&s| pgid_of(s)).collect();
+        if stages.len() == n && groups.iter().all(|g| g.is_some() && *g != own)
+        {
+            break stages;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited {PATIENCE:?} for {n} stages of {pipeline} (group \
+             {own:?}, state {:?}) to join their group: {stages:?} in \
+             {groups:?}",
+            state_of(pipeline)
+        );
+        thread::sleep(Duration::from_millis(5));
+    };
     let group = pgid_of(stages[0]).expect("a stage's group");
     for &stage in &stages {
         assert_eq!(pgid_of(stage), Some(group), "one group for all");
@@ -194,7 +216,7 @@ fn spawn_pipeline_output_matches_the_book() {
 }
 
 #[test]
-fn spawn_deadlock_writing_everything_first_deadlocks_until_the_watchdog() {
+fn spawn_deadlock_writing_everything_first_deadlocks_until_the_deadline() {
     let started = Instant::now();
     let out = run_clean(bin!("spawn-deadlock"), &["--wait", "1"]);
     assert_eq!(out.status.code(), Some(1));
@@ -217,9 +239,7 @@ fn spawn_deadlock_writing_everything_first_deadlocks_until_the_watchdog() {
 #[test]
 fn spawn_deadlock_a_writer_thread_gets_every_byte_back_either_way() {
     for way in ["thread", "output"] {
-        // A generous watchdog: on a loaded machine a million bytes may
-        // take a while, and this test is not about the watchdog.
-        let out = run_clean(bin!("spawn-deadlock"), &[way, "--wait", "30"]);
+        let out = run_clean(bin!("spawn-deadlock"), &[way]);
         assert!(out.status.success(), "{way}: {}", out.stderr);
         let also = if way == "output" {
             " and 0 on stderr"
@@ -233,6 +253,48 @@ fn spawn_deadlock_a_writer_thread_gets_every_byte_back_either_way() {
                  status 0"
             )]
         );
+    }
+}
+
+/// Runs `bin` with `args` under strace, which holds each `wait4` for
+/// `delay` on its way out, after the child is reaped, and returns the
+/// trace of `kill` and `wait4` calls, after checking that the listing
+/// ended as it would have.
+fn traced_with_slow_reaping(bin: &str, args: &[&str], delay: &str) -> String {
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-q", "-e", "trace=kill,wait4", "-e", "signal=none"])
+        .arg(format!("--inject=wait4:delay_exit={delay}"))
+        .args(["--", "setpriv", "--pdeathsig", "KILL", "--", bin])
+        .args(args);
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert!(out.status.code().is_some(), "{args:?}: {}", out.stderr);
+    out.stderr
+}
+
+/// The same rule for one child: signal it only while it is not reaped.
+/// Each reap of `cat` is held for three seconds, past the two of
+/// `--wait`: a watchdog thread that fired then would signal a pid that
+/// may already be a stranger's, and get ESRCH here.
+#[test]
+fn spawn_deadlock_never_signals_cat_once_it_is_reaped() {
+    if !have("strace") || !have("setpriv") {
+        return;
+    }
+    for way in ["write-first", "thread"] {
+        let args = [way, "--wait", "2"];
+        let trace =
+            traced_with_slow_reaping(bin!("spawn-deadlock"), &args, "3000000");
+        let kills: Vec<_> = trace
+            .lines()
+            .filter(|line| line.contains("kill("))
+            .collect();
+        assert!(
+            kills.iter().all(|kill| kill.ends_with("= 0")),
+            "{way}: a kill that missed:\n{trace}"
+        );
+        // Only the deadlock kills cat, once.
+        assert_eq!(kills.len(), usize::from(way == "write-first"), "{trace}");
     }
 }
 
@@ -401,8 +463,341 @@ fn a_pidfd_becomes_readable_when_its_process_exits() {
     // Not yet: the process runs.
     assert_eq!(poll(&mut fds, PollTimeout::ZERO).unwrap(), 0);
     // Readable within a deadline once it exits; then `wait` reaps it.
-    assert_eq!(poll(&mut fds, PollTimeout::from(30_000u16)).unwrap(), 1);
+    // (Other tests' children make SIGCHLD come, whose handler, installed
+    // by wait-timeout, interrupts poll, which is never restarted.)
+    let ready = loop {
+        match poll(&mut fds, PollTimeout::from(30_000u16)) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            result => break result.unwrap(),
+        }
+    };
+    assert_eq!(ready, 1);
     assert!(sleep.wait().unwrap().success());
+}
+
+/// A program run at a terminal of its own: the test makes a
+/// pseudo-terminal, whose far end, the *master*, it holds; the program
+/// starts a new session with the other end as its controlling terminal
+/// and its stdin, stdout and stderr, as a login shell in a terminal
+/// window would. The test types into the master and reads what the
+/// terminal shows.
+struct AtTerminal {
+    child: Child,
+    master: File,
+    shown: Receiver<Vec<u8>>,
+    /// Everything the terminal has shown so far.
+    screen: Vec<u8>,
+}
+
+impl AtTerminal {
+    fn start(program: &str, args: &[&str]) -> AtTerminal {
+        use nix::fcntl::OFlag;
+        use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+        use std::os::unix::fs::OpenOptionsExt;
+        // Close-on-exec from the start: no other test's child may get
+        // either end, or the terminal would outlive this test's program.
+        let flags = OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+        let master = posix_openpt(flags).unwrap();
+        grantpt(&master).unwrap();
+        unlockpt(&master).unwrap();
+        let slave = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(nix::libc::O_NOCTTY)
+            .open(ptsname_r(&master).unwrap())
+            .unwrap();
+        let master = File::from(OwnedFd::from(master));
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .stdin(slave.try_clone().unwrap())
+            .stdout(slave.try_clone().unwrap())
+            .stderr(slave);
+        like_a_listing(&mut command);
+        // SAFETY: between fork and exec, two system calls: a new session,
+        // then the terminal on stdin as its controlling terminal.
+        unsafe {
+            command.pre_exec(|| {
+                nix::unistd::setsid()?;
+                if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().unwrap();
+        drop(command); // Its copies of the terminal's end.
+        let (tx, shown) = channel();
+        let mut reader = master.try_clone().unwrap();
+        thread::spawn(move || {
+            let mut buf = [0; 4096];
+            // Once nothing has the terminal open, reads fail with EIO.
+            while let Ok(n @ 1..) = reader.read(&mut buf) {
+                if tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        AtTerminal {
+            child,
+            master,
+            shown,
+            screen: Vec::new(),
+        }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Types `keys`, as a user at the keyboard: Ctrl-C is "\x03", Ctrl-D
+    /// "\x04", Ctrl-Z "\x1a".
+    fn type_keys(&mut self, keys: &str) {
+        self.master.write_all(keys.as_bytes()).unwrap();
+    }
+
+    /// Waits until the terminal shows `text` (after what it showed
+    /// before); fails at once if `gone_wrong` finds a reason, and after
+    /// PATIENCE otherwise.
+    fn wait_for(
+        &mut self,
+        text: &str,
+        gone_wrong: impl Fn() -> Option<String>,
+    ) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let screen = String::from_utf8_lossy(&self.screen);
+            if screen.contains(text) {
+                let at = screen.find(text).unwrap() + text.len();
+                self.screen.drain(..at);
+                return;
+            }
+            if let Some(why) = gone_wrong() {
+                panic!("{why}; the terminal shows {screen:?}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited {PATIENCE:?} for {text:?}; the terminal shows {screen:?}"
+            );
+            if let Ok(bytes) = self.shown.recv_timeout(Duration::from_millis(5))
+            {
+                self.screen.extend(bytes);
+            }
+        }
+    }
+
+    /// How the program ended, within PATIENCE.
+    fn finish(mut self) -> std::process::ExitStatus {
+        self.child
+            .wait_timeout(PATIENCE)
+            .unwrap()
+            .expect("the program to end")
+    }
+}
+
+impl Drop for AtTerminal {
+    fn drop(&mut self) {
+        // The session's first group: the program, and what it started in
+        // its own group. Groups it made for others die with them.
+        let _ = killpg(self.pid(), Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// The reason to give up on a pipeline at once: a stage stopped.
+fn a_stage_stopped(stages: &[Pid]) -> Option<String> {
+    stages
+        .iter()
+        .find(|&&stage| state_of(stage) == Some('T'))
+        .map(|stage| format!("stage {stage} stopped"))
+}
+
+/// At a terminal, the stages' group must own it, or a stage that reads it
+/// is stopped by SIGTTIN, and a listing that waits without WUNTRACED
+/// waits for ever.
+#[test]
+fn spawn_pipeline_at_a_terminal_gives_the_terminal_to_its_stages() {
+    let mut terminal = AtTerminal::start(bin!("spawn-pipeline"), &["cat"]);
+    let (stages, group) = stages_of(terminal.pid(), 1);
+    let _cleanup = KillGroupOnDrop(group);
+    terminal.type_keys("hello\n");
+    // The terminal echoes the line as typed, and `cat` writes it back.
+    terminal.wait_for("hello\r\nhello\r\n", || a_stage_stopped(&stages));
+    assert_eq!(
+        nix::unistd::tcgetpgrp(&terminal.master).ok(),
+        Some(group),
+        "the stages' group is the terminal's foreground"
+    );
+    terminal.type_keys("\x04"); // Ctrl-D: the end of cat's input.
+    let status = terminal.finish();
+    assert!(status.success(), "{status:?}");
+}
+
+/// Ctrl-C at a terminal goes to its foreground group, the stages, and
+/// not to the listing; the listing then ends by SIGINT too, as a shell
+/// expects of a program the user interrupted.
+#[test]
+fn spawn_pipeline_at_a_terminal_ctrl_c_ends_the_stages_and_then_itself() {
+    let mut terminal =
+        AtTerminal::start(bin!("spawn-pipeline"), &["sleep", "60", "|", "cat"]);
+    let (stages, group) = stages_of(terminal.pid(), 2);
+    let _cleanup = KillGroupOnDrop(group);
+    wait_until("the stages to own the terminal", || {
+        nix::unistd::tcgetpgrp(&terminal.master).ok() == Some(group)
+    });
+    terminal.type_keys("\x03");
+    let status = terminal.finish();
+    assert_eq!(status.signal(), Some(Signal::SIGINT as i32), "{status:?}");
+    for stage in stages {
+        assert!(is_dead(stage), "a stage lives on");
+    }
+}
+
+/// Ctrl-Z under a shell with job control: the stages stop, the listing
+/// stops with them, so that the shell sees its job stopped; `fg`
+/// continues the listing, which gives the stages the terminal back and
+/// continues them.
+#[test]
+fn spawn_pipeline_at_a_terminal_stops_and_continues_with_its_stages() {
+    if !have("bash") {
+        return;
+    }
+    // Run by bash itself, and by a script that bash runs: the script must
+    // stop too, or bash, which waits for the script, never sees its job
+    // stop.
+    for command in ["{} cat", "sh -c '{} cat; echo the script goes on'"] {
+        let command = command.replace("{}", bin!("spawn-pipeline"));
+        let script = format!(
+            "set -m; echo READY; {command}; echo \"stopped: $?\"; \
+             fg; echo \"done: $?\""
+        );
+        let mut terminal = AtTerminal::start(
+            "bash",
+            &["--norc", "--noprofile", "-c", &script],
+        );
+        terminal.wait_for("READY", || None);
+        let mut listing = None;
+        wait_until("bash to start spawn-pipeline", || {
+            listing = descendants(terminal.pid()).into_iter().find(|&pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|comm| comm.trim_end() == "spawn-pipeline")
+            });
+            listing.is_some()
+        });
+        let (stages, group) = stages_of(listing.unwrap(), 1);
+        let _cleanup = KillGroupOnDrop(group);
+        terminal.type_keys("one\n");
+        terminal.wait_for("one\r\none\r\n", || a_stage_stopped(&stages));
+        terminal.type_keys("\x1a"); // Ctrl-Z
+        // 148 = 128 + SIGTSTP: bash saw its job stop.
+        terminal.wait_for("stopped: 148", || None);
+        // bash runs `fg`, and the listing continues its stage.
+        wait_until("the stage to be continued", || {
+            state_of(stages[0]) != Some('T')
+        });
+        terminal.type_keys("two\n");
+        terminal.wait_for("two\r\ntwo\r\n", || a_stage_stopped(&stages));
+        terminal.type_keys("\x04");
+        terminal.wait_for("done: 0", || None);
+        assert!(terminal.finish().success(), "{command}");
+    }
+}
+
+/// Every process below `pid`: children, their children, and so on.
+fn descendants(pid: Pid) -> Vec<Pid> {
+    let mut found = children_of(pid);
+    let mut i = 0;
+    while i < found.len() {
+        let more = children_of(found[i]);
+        found.extend(more);
+        i += 1;
+    }
+    found
+}
+
+/// Started in the background (`&`), the listing leaves the terminal to
+/// the shell; `cat` stops at its first read (SIGTTIN), the listing stops
+/// with it, so that bash sees its job stopped, and `fg` gives the stages
+/// the terminal.
+#[test]
+fn spawn_pipeline_started_in_the_background_waits_for_fg() {
+    if !have("bash") {
+        return;
+    }
+    let script = format!(
+        "set -m; {} cat & read -r go; fg; echo \"done: $?\"",
+        bin!("spawn-pipeline")
+    );
+    let mut terminal =
+        AtTerminal::start("bash", &["--norc", "--noprofile", "-c", &script]);
+    let mut listing = Vec::new();
+    wait_until("bash to start spawn-pipeline", || {
+        listing = children_of(terminal.pid());
+        !listing.is_empty()
+    });
+    let (stages, group) = stages_of(listing[0], 1);
+    let _cleanup = KillGroupOnDrop(group);
+    wait_until("cat and spawn-pipeline to stop", || {
+        state_of(stages[0]) == Some('T') && state_of(listing[0]) == Some('T')
+    });
+    terminal.type_keys("go\n"); // bash's `read`, then `fg`.
+    wait_until("the stages to own the terminal, and cat to go on", || {
+        nix::unistd::tcgetpgrp(&terminal.master).ok() == Some(group)
+            && state_of(stages[0]) != Some('T')
+    });
+    terminal.type_keys("hi\n");
+    terminal.wait_for("hi\r\nhi\r\n", || a_stage_stopped(&stages));
+    terminal.type_keys("\x04");
+    terminal.wait_for("done: 0", || None);
+    assert!(terminal.finish().success());
+}
+
+/// Chapter 23's rule, `killpg` only while a stage of the group is not
+/// reaped, where it matters: a signal that comes just after the last
+/// stage is reaped. strace holds the listing's main thread for two
+/// seconds on its way out of the `wait4` that reaped the stage, and the
+/// test sends SIGTERM then. The listing must end by it without
+/// signalling the group, whose id may already be a stranger's: here it
+/// would fail with ESRCH.
+#[test]
+fn spawn_pipeline_never_signals_its_group_once_every_stage_is_reaped() {
+    if !have("strace") || !have("setpriv") {
+        return;
+    }
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-q", "-e", "trace=kill,wait4", "-e", "signal=none"])
+        .args(["-e", "inject=wait4:delay_exit=2000000"])
+        .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
+        .args([bin!("spawn-pipeline"), "sleep", "60"]);
+    let traced = Listing::spawn(&mut command, Stdio::piped());
+    // strace's child, once it runs the listing: strace forks a child or
+    // two of its own first, to test what ptrace can do.
+    let mut pipeline = None;
+    wait_until("strace to start spawn-pipeline", || {
+        pipeline = children_of(traced.pid()).into_iter().find(|&child| {
+            std::fs::read_to_string(format!("/proc/{child}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == "spawn-pipeline")
+        });
+        pipeline.is_some()
+    });
+    let pipeline = pipeline.unwrap();
+    let (stages, group) = stages_of(pipeline, 1);
+    let _cleanup = KillGroupOnDrop(group);
+    nix::sys::signal::kill(stages[0], Signal::SIGKILL).unwrap();
+    wait_until("the stage to be reaped, and wait4 held", || {
+        children_of(pipeline).is_empty() && state_of(pipeline) == Some('t')
+    });
+    nix::sys::signal::kill(pipeline, Signal::SIGTERM).unwrap();
+    let out = finish_clean(traced);
+    // strace ends the way the listing did.
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+    let stray = format!("kill(-{group}, ");
+    assert!(
+        !out.stderr.contains(&stray),
+        "signalled its group after reaping it:\n{}",
+        out.stderr
+    );
 }
 
 #[test]

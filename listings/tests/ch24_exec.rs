@@ -70,24 +70,139 @@ fn proc_exec_output_matches_the_book() {
 
 #[test]
 fn proc_exec_by_hand_reports_a_failed_exec_through_its_cloexec_pipe() {
-    for (way, error) in [
-        (
-            "fork",
-            "proc-exec: cannot run cat: No such file or directory (os error 2)\n",
-        ),
-        (
-            "command",
-            "proc-exec: No such file or directory (os error 2)\n",
-        ),
+    // A directory whose `cat` is there but cannot run.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cat"), "not a program").unwrap();
+    let unrunnable = format!("{}:/nonexistent", dir.path().display());
+    for (path, why) in [
+        ("/nonexistent", "No such file or directory (os error 2)"),
+        (&unrunnable[..], "Permission denied (os error 13)"),
     ] {
-        let mut command = Command::new(bin_path("proc-exec"));
-        command.arg(way).env("PATH", "/nonexistent");
-        let listing = Listing::spawn(&mut command, Stdio::piped());
-        let pgid = listing.pid();
-        let out = finish_clean(listing);
-        assert_eq!(out.status.code(), Some(1), "{way}");
-        assert_eq!(out.stderr, error, "{way}");
-        wait_until("proc-exec to end", || group_is_gone(pgid));
+        for (way, error) in [
+            ("fork", format!("proc-exec: cannot run cat: {why}\n")),
+            ("command", format!("proc-exec: {why}\n")),
+        ] {
+            let mut command = Command::new(bin_path("proc-exec"));
+            command.arg(way).env("PATH", path);
+            let listing = Listing::spawn(&mut command, Stdio::piped());
+            let pgid = listing.pid();
+            let out = finish_clean(listing);
+            assert_eq!(out.status.code(), Some(1), "{way} {path}");
+            assert_eq!(out.stderr, error, "{way} {path}");
+            wait_until("proc-exec to end", || group_is_gone(pgid));
+        }
+    }
+}
+
+/// What `fork` does not copy (fork(2)): the child starts with no pending
+/// signal, no alarm, and none of its parent's record locks. Shown with
+/// Python, whose `os.fork` is the plain system call, since a Rust test
+/// must not fork (the harness has threads).
+#[test]
+fn fork_leaves_pending_signals_the_alarm_and_record_locks_behind() {
+    if !have("python3") {
+        return;
+    }
+    let script = r#"
+import fcntl, os, signal, sys, tempfile
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+os.kill(os.getpid(), signal.SIGUSR1)
+signal.alarm(3600)
+lock = tempfile.TemporaryFile()
+fcntl.lockf(lock, fcntl.LOCK_EX)
+print("parent", sorted(s.name for s in signal.sigpending()), signal.alarm(0) > 0)
+pid = os.fork()
+if pid == 0:
+    try:
+        fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        locked = "got the lock"
+    except OSError:
+        locked = "lock held by the parent"
+    print("child", sorted(s.name for s in signal.sigpending()), signal.alarm(0), locked)
+    sys.stdout.flush()
+    os._exit(0)
+os.waitpid(pid, 0)
+"#;
+    let out = run_clean("python3", &["-c", script]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        [
+            "parent ['SIGUSR1'] True",
+            "child [] 0 lock held by the parent",
+        ]
+    );
+}
+
+/// A C library to preload that ends a child with status 99, and says
+/// so, if it calls malloc, calloc or realloc between `fork` and `exec`:
+/// its `pthread_atfork` handler marks the child, and `exec` starts the
+/// next program without the mark. Rust's default allocator is the C
+/// library's malloc, which the preloaded functions stand in front of.
+const NO_MALLOC_AFTER_FORK: &str = r#"
+#include <pthread.h>
+#include <stddef.h>
+#include <unistd.h>
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+static volatile int forked;
+static void in_child(void) { forked = 1; }
+__attribute__((constructor)) static void init(void) {
+    pthread_atfork(NULL, NULL, in_child);
+}
+static void caught(void) {
+    static const char msg[] = "allocation between fork and exec\n";
+    write(2, msg, sizeof msg - 1);
+    _exit(99);
+}
+void *malloc(size_t n) { if (forked) caught(); return __libc_malloc(n); }
+void *calloc(size_t n, size_t m) {
+    if (forked) caught();
+    return __libc_calloc(n, m);
+}
+void *realloc(void *p, size_t n) {
+    if (forked) caught();
+    return __libc_realloc(p, n);
+}
+"#;
+
+/// Every listing that runs code of its own between `fork` and `exec`
+/// allocates nothing there, as Chapter 24's rule 2 asks. nix's `execvp`
+/// did: the first version of Listing 24-1 was caught.
+#[test]
+fn listings_allocate_nothing_between_fork_and_exec() {
+    if !have("cc") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("no-malloc-after-fork.c");
+    let library = dir.path().join("no-malloc-after-fork.so");
+    std::fs::write(&source, NO_MALLOC_AFTER_FORK).unwrap();
+    let built = Command::new("cc")
+        .args(["-O2", "-shared", "-fPIC", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{built:?}");
+    for (bin, args) in [
+        ("proc-exec", &["fork"][..]),
+        ("proc-pre-exec", &["alarm"]),
+        ("proc-pre-exec", &["chdir", "/"]),
+        ("proc-orphans", &["pdeathsig", "--for", "0"]),
+        ("spawn-pipeline", &["true", "|", "true"]),
+    ] {
+        let mut command = Command::new(bin_path(bin));
+        command.args(args).env("LD_PRELOAD", &library);
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        assert!(
+            !out.stderr.contains("allocation between fork and exec"),
+            "{bin} {args:?}: {}",
+            out.stderr
+        );
+        assert!(out.status.success(), "{bin} {args:?}: {}", out.stderr);
+        assert!(!out.stdout.is_empty() || bin == "spawn-pipeline");
     }
 }
 

@@ -1,14 +1,16 @@
 //! Chapter 25, A child that must not outlive its parent: Listing 25-1
 //! (`proc-orphans`), killed every way.
 
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
 
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
 use crate::support::{
-    KillGroupOnDrop, Listing, assert_rejects,
-    assert_session_matches_book_masking, cargo_run, finish_clean,
+    Finished, KillGroupOnDrop, Listing, assert_rejects,
+    assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
     group_is_gone, have, is_dead, kernel, pending_signals, pgid_of, ppid_of,
     run, shell, state_of, wait_until,
 };
@@ -21,7 +23,10 @@ fn start(args: &[&str]) -> (Listing, Vec<Pid>) {
 }
 
 fn start_with_line(args: &[&str]) -> (Listing, Vec<Pid>, String) {
-    let mut orphans = Listing::start(bin!("proc-orphans"), args);
+    read_children(Listing::start(bin!("proc-orphans"), args))
+}
+
+fn read_children(mut orphans: Listing) -> (Listing, Vec<Pid>, String) {
     let line = orphans.next_line();
     let pids = regex::Regex::new(r"(?:sleep|cat) (\d+)")
         .unwrap()
@@ -116,9 +121,61 @@ fn proc_orphans_group_survives_a_parent_killed_with_sigkill_until_killed_as_one(
     wait_until("the group to die", || group_is_gone(group));
 }
 
+/// Listing 25-1 keeps Chapter 23's rule: it signals a child, or the
+/// children's group, only while a child is not reaped. strace holds the
+/// parent for two seconds on its way out of each `wait4`; the test kills
+/// both children itself, and sends SIGTERM while the parent is held after
+/// the second reap. The parent must end by it without a `kill` or
+/// `killpg`, which could only reach a reaped pid, ESRCH here and a
+/// stranger on a busy machine.
+#[test]
+fn proc_orphans_never_signals_a_child_once_it_is_reaped() {
+    if !have("strace") || !have("setpriv") {
+        return;
+    }
+    let named = regex::Regex::new(r"(?:Parent|sleep) (\d+)").unwrap();
+    let call = regex::Regex::new(r"^(?:\[pid +\d+\] )?kill\(").unwrap();
+    for way in ["none", "group"] {
+        let mut command = Command::new("strace");
+        command
+            .args(["-f", "-q", "-e", "trace=kill,wait4", "-e", "signal=none"])
+            .arg("--inject=wait4:delay_exit=2000000")
+            .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
+            .args([bin!("proc-orphans"), way, "--for", "60"]);
+        let mut traced = Listing::spawn(&mut command, Stdio::piped());
+        let line = traced.next_line();
+        let numbers: Vec<Pid> = named
+            .captures_iter(&line)
+            .map(|c| Pid::from_raw(c[1].parse().unwrap()))
+            .collect();
+        let (parent, children) = (numbers[0], &numbers[1..]);
+        let _cleanup = KillGroupOnDrop(children[0]);
+        for &child in children {
+            kill(child, Signal::SIGKILL).unwrap();
+        }
+        wait_until("both children reaped, and the last wait4 held", || {
+            children_of(parent).is_empty() && state_of(parent) == Some('t')
+        });
+        kill(parent, Signal::SIGTERM).unwrap();
+        let out = finish_clean(traced);
+        assert_eq!(
+            out.status.signal(),
+            Some(Signal::SIGTERM as i32),
+            "{way}: {}",
+            out.stderr
+        );
+        let kills: Vec<_> =
+            out.stderr.lines().filter(|l| call.is_match(l)).collect();
+        assert!(
+            kills.is_empty(),
+            "{way}: signalled after reaping: {kills:?}"
+        );
+    }
+}
+
 /// Who gets SIGHUP when a process group becomes orphaned with a stopped
 /// member. POSIX says every member, then SIGCONT to every member, and so
-/// does mainline Linux (`kill_orphaned_pgrp` in kernel/exit.c); Debian's
+/// does Linux's source (`kill_orphaned_pgrp` in kernel/exit.c); Debian's
 /// 6.1 and 7.2 kernels, booted under QEMU, do exactly that. The kernels of
 /// this book's machines, vendor builds for Firecracker virtual machines
 /// (release `6.18.44-fc-v1252` and the like), send SIGHUP to the stopped
@@ -153,15 +210,20 @@ fn proc_orphans_group_orphaned_with_a_stopped_member_gets_sighup_and_sigcont() {
     // Stop the group's leader in one run and the other member in another:
     // the rule must not depend on which one.
     for stopped in 0..2 {
-        let (orphans, children) = start(&["group", "--for", "60"]);
+        // In a session of its own, so that whoever adopts the children is
+        // in another session, whatever started `cargo test`.
+        let args = ["group", "--for", "60"];
+        let (orphans, children, _) = read_children(
+            Listing::start_in_new_session(bin!("proc-orphans"), &args),
+        );
         let _cleanup = KillGroupOnDrop(children[0]);
         let running = children[1 - stopped];
         let stopped = children[stopped];
         kill(stopped, Signal::SIGSTOP).unwrap();
         wait_until("the child to stop", || state_of(stopped) == Some('T'));
         kill_parent(&orphans, &children);
-        // Orphaned: the parent that adopted them is in another session
-        // (PID 1 here), so no member has a parent in the same session.
+        // Orphaned: the parent that adopted them (PID 1 here) is in
+        // another session, so no member has a parent in the same session.
         let adopter = ppid_of(running).expect("the running member");
         assert_ne!(
             sid_of(adopter),
@@ -196,52 +258,19 @@ fn proc_orphans_group_orphaned_with_a_stopped_member_gets_sighup_and_sigcont() {
 /// and its report is the one the book shows, on the kernel the book shows.
 #[test]
 fn orphan_hangup_reports_whom_this_kernel_hangs_up() {
-    let (expected, kernel) = orphan_hangup_here();
-    let first_line = regex::Regex::new(
-        r"^Group (\d+): (\d+) running, (\d+) stopped; their parent \d+ killed$",
-    )
-    .unwrap();
     for stop in ["other", "leader"] {
-        let args = ["--stop", stop];
-        let out = run(bin!("orphan-hangup"), &args);
-        assert!(out.status.success(), "{stop}: {}", out.stderr);
-        let lines = &out.stdout;
-        assert_eq!(lines.len(), 4, "{lines:?}");
-        let pids = first_line
-            .captures(&lines[0])
-            .unwrap_or_else(|| panic!("{lines:?}"));
-        let (leader, running, stopped) = (&pids[1], &pids[2], &pids[3]);
-        let leader_stopped = leader == stopped;
-        assert_eq!(leader_stopped, stop == "leader", "{lines:?}");
-        assert_eq!(leader_stopped, leader != running, "{lines:?}");
-        let running_got = match expected {
-            OrphanHangup::EveryMember => "SIGHUP, SIGCONT",
-            OrphanHangup::StoppedMembersOnly => "SIGCONT",
-        };
-        let verdict = match expected {
-            OrphanHangup::EveryMember => {
-                "SIGHUP reached every member, as POSIX says"
-            }
-            OrphanHangup::StoppedMembersOnly => {
-                "SIGHUP reached the stopped member only"
-            }
-        };
-        assert_eq!(
-            lines[1..],
-            [
-                format!("{stopped} (stopped): SIGHUP, SIGCONT; adopted by 1"),
-                format!("{running} (running): {running_got}; adopted by 1"),
-                format!("Linux {kernel}: {verdict}"),
-            ],
-            "expected {expected:?} on {kernel}"
-        );
-        if expected == OrphanHangup::StoppedMembersOnly && stop == "other" {
+        let out = run(bin!("orphan-hangup"), &["--stop", stop]);
+        let lines = check_orphan_hangup_report(&out, stop);
+        if orphan_hangup_here().0 == OrphanHangup::StoppedMembersOnly
+            && stop == "other"
+        {
             let masks = &[
                 (
                     r"Group \d+: \d+ running, \d+ stopped; their parent \d+",
                     "Group <pgid>: <pid> running, <pid> stopped; their parent <pid>",
                 ),
                 (r"(?m)^\d+ \((stopped|running)\)", "<pid> ($1)"),
+                (r"adopted by \d+", "adopted by <pid>"),
                 (r"(?m)^Linux \S+:", "Linux <release>:"),
             ];
             assert_session_matches_book_masking(
@@ -251,6 +280,91 @@ fn orphan_hangup_reports_whom_this_kernel_hangs_up() {
             );
         }
     }
+}
+
+/// Where the process that adopts the members shares the session Listing
+/// 25-2 was started in, their group would not be orphaned; the listing's
+/// parent starts a session of its own so that it is, wherever it runs.
+/// Here the listing is process 1 of a new PID namespace, so it adopts the
+/// members itself, in the test's session, as the first process of a
+/// container adopts them in the shell's session that started it.
+#[test]
+fn orphan_hangup_orphans_its_group_when_its_adopter_shares_our_session() {
+    let probe = run("unshare", &["--map-root-user", "--pid", "--fork", "true"]);
+    if !probe.status.success() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "unshare: {}",
+            probe.stderr
+        );
+        eprintln!("skipped: no PID namespace here: {}", probe.stderr);
+        return;
+    }
+    let args = [
+        "--map-root-user",
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        bin!("orphan-hangup"),
+    ];
+    let out = run("unshare", &args);
+    let lines = check_orphan_hangup_report(&out, "other");
+    assert!(
+        lines[1].ends_with("adopted by 1")
+            && lines[2].ends_with("adopted by 1"),
+        "adopted by the namespace's process 1, the listing: {lines:?}"
+    );
+}
+
+/// Checks the report of one run of Listing 25-2, which stopped `stop`,
+/// against what this kernel is expected to do; returns its lines.
+#[track_caller]
+fn check_orphan_hangup_report(out: &Finished, stop: &str) -> Vec<String> {
+    let (expected, kernel) = orphan_hangup_here();
+    let first_line = regex::Regex::new(
+        r"^Group (\d+): (\d+) running, (\d+) stopped; their parent \d+ killed$",
+    )
+    .unwrap();
+    let adopted_by = regex::Regex::new(r"; adopted by (\d+)$").unwrap();
+    assert!(out.status.success(), "{stop}: {}", out.stderr);
+    let lines = &out.stdout;
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    let pids = first_line
+        .captures(&lines[0])
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    let (leader, running, stopped) = (&pids[1], &pids[2], &pids[3]);
+    let adopter = lines
+        .iter()
+        .find_map(|line| adopted_by.captures(line))
+        .map(|c| c[1].to_string())
+        .unwrap_or_else(|| panic!("no member reported: {lines:?}"));
+    let leader_stopped = leader == stopped;
+    assert_eq!(leader_stopped, stop == "leader", "{lines:?}");
+    assert_eq!(leader_stopped, leader != running, "{lines:?}");
+    let running_got = match expected {
+        OrphanHangup::EveryMember => "SIGHUP, SIGCONT",
+        OrphanHangup::StoppedMembersOnly => "SIGCONT",
+    };
+    let verdict = match expected {
+        OrphanHangup::EveryMember => {
+            "SIGHUP reached every member, as POSIX says"
+        }
+        OrphanHangup::StoppedMembersOnly => {
+            "SIGHUP reached the stopped member only"
+        }
+    };
+    assert_eq!(
+        lines[1..],
+        [
+            format!(
+                "{stopped} (stopped): SIGHUP, SIGCONT; adopted by {adopter}"
+            ),
+            format!("{running} (running): {running_got}; adopted by {adopter}"),
+            format!("Linux {kernel}: {verdict}"),
+        ],
+        "expected {expected:?} on {kernel}"
+    );
+    lines.clone()
 }
 
 #[test]
@@ -339,7 +453,7 @@ fn proc_orphans_session_matches_the_book() {
     let masks = &[
         // `ps`: pid, parent, group, name; the pids vary, the parent is 1
         // (or a subreaper, on a desktop).
-        (r"(?m)^ *\d+ +(\d+) +\d+ +(\w+)$", "<pid> $1 <pgid> $2"),
+        (r"(?m)^ *\d+ +\d+ +\d+ +(\w+)$", "<pid> <ppid> <pgid> $1"),
         (r"process group \d+", "process group <pgid>"),
         (r"(sleep) \d+", "$1 <pid>"),
         (r"-g \d+\)", "-g <pgid>)"),
@@ -376,4 +490,62 @@ fn orphans_listing_rejects_bad_arguments_in_one_line() {
         "1 to 100",
     );
     assert_rejects(bin!("proc-orphans"), &["none", "--for", "x"], r#""x""#);
+}
+
+/// When a spawn fails half-way, the children already started are stopped
+/// and reaped, not left behind. A user of its own, allowed four processes
+/// (`ulimit -u`, which does not bind root), makes the fourth spawn fail:
+/// the parent and three `sleep`s are all it may have.
+#[test]
+fn proc_orphans_leaves_no_child_behind_when_a_spawn_fails() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { nix::libc::geteuid() } != 0 {
+        eprintln!("skipped: only root can run the listing as another user");
+        return;
+    }
+    if !have("setpriv") {
+        return;
+    }
+    // A copy of the listing that the other user can reach: the checkout
+    // may be in a directory only we may enter (CI clones into one).
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("proc-orphans");
+    std::fs::copy(bin!("proc-orphans"), &copy).unwrap();
+    std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755))
+        .unwrap();
+    // A user id nothing else on the machine runs as, so that the limit
+    // counts this listing's processes alone; a marker to find them by.
+    let script = format!(
+        "ulimit -u 4 && exec {} none --children 10 --for 31337",
+        copy.display()
+    );
+    let out = run(
+        "setpriv",
+        &[
+            "--reuid=54321",
+            "--regid=54321",
+            "--clear-groups",
+            "bash",
+            "-c",
+            &script,
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{:?} {}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr,
+        "proc-orphans: Resource temporarily unavailable (os error 11)\n"
+    );
+    let left: Vec<_> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|cmdline| cmdline == b"sleep\x0031337\x00")
+        .collect();
+    assert!(left.is_empty(), "{} sleep(s) left behind", left.len());
 }

@@ -18,7 +18,11 @@ use crate::support::{
     run,
 };
 
-const MECHANISMS: [&str; 5] = ["pipe", "unix", "tcp", "signal", "eventfd"];
+const MECHANISMS: [&str; 6] =
+    ["pipe", "unix", "tcp", "signal", "eventfd", "shm"];
+
+/// The mechanisms that can wait by spinning: all but signals.
+const SPINNING: [&str; 5] = ["pipe", "unix", "tcp", "eventfd", "shm"];
 
 /// The CPUs this test process may run on.
 pub fn usable_cpus() -> Vec<usize> {
@@ -86,8 +90,43 @@ fn message(via: &str) -> &'static str {
     match via {
         "signal" => "a signal",
         "eventfd" => "8 bytes",
+        "shm" => "a 4-byte count",
         _ => "1 byte",
     }
+}
+
+/// What follows `measured:` in a line of `bench-pingpong`: the time, the
+/// mean and four percentiles in µs, waits and preemptions per round trip.
+pub const PINGPONG_MEASURED: &str = concat!(
+    r"measured: \d+\.\d{6} s; µs per round trip: mean (\d+\.\d{3}), ",
+    r"p50 (\d+\.\d{3}), p99 (\d+\.\d{3}), p99\.9 (\d+\.\d{3}), ",
+    r"max (\d+\.\d{3}); (\d+\.\d\d) waits and \d+\.\d\d preemptions ",
+    r"per round trip$",
+);
+
+/// Checks a line of `bench-pingpong` or its C twin: what it says before
+/// `measured:`, and percentiles in order. Returns the waits per round
+/// trip.
+fn check_pingpong_line(line: &str, head: &str, cpus: &str) -> f64 {
+    let pattern = format!("^{head}; {PINGPONG_MEASURED}");
+    let caps = Regex::new(&pattern)
+        .unwrap()
+        .captures(line)
+        .unwrap_or_else(|| panic!("{line:?} is not /{pattern}/"));
+    if cpus == "different" {
+        assert_ne!(caps[1], caps[2], "two CPUs: {line}");
+    }
+    let n = caps.len();
+    let value = |i: usize| caps[i].parse::<f64>().unwrap();
+    // p50 <= p99 <= p99.9 <= max, and the mean within [p0, max].
+    let (p50, p99, p999, max) =
+        (value(n - 5), value(n - 4), value(n - 3), value(n - 2));
+    assert!(
+        p50 > 0.0 && p50 <= p99 && p99 <= p999 && p999 <= max,
+        "{line}"
+    );
+    assert!(value(n - 6) <= max, "{line}");
+    value(n - 1)
 }
 
 #[test]
@@ -98,24 +137,47 @@ fn pingpong_completes_every_round_trip_by_every_mechanism_and_placement() {
                 bin!("bench-pingpong"),
                 &["--via", via, "--cpus", cpus, "--count", "50"],
             );
-            let pattern = format!(
-                concat!(
-                    r"^{} on {}: 50 round trips of {}; measured: ",
-                    r"\d+\.\d{{6}} s, \d+\.\d{{3}} µs per round trip, ",
-                    r"\d+\.\d\d waits and \d+\.\d\d preemptions per round trip$",
-                ),
-                via,
+            let head = format!(
+                "{via} on {}: 50 round trips of {}",
                 placement_pattern(cpus),
                 message(via),
             );
-            let caps = Regex::new(&pattern)
-                .unwrap()
-                .captures(&line)
-                .unwrap_or_else(|| panic!("{line:?} is not /{pattern}/"));
-            if cpus == "different" {
-                assert_ne!(caps[1], caps[2], "two CPUs: {line}");
-            }
+            check_pingpong_line(&line, &head, cpus);
         }
+    }
+}
+
+#[test]
+fn pingpong_spins_without_waiting_on_two_cpus() {
+    if usable_cpus().len() < 2 {
+        return;
+    }
+    for via in SPINNING {
+        let args = ["--via", via, "--cpus", "different", "--wait", "spin"];
+        let mut args = args.to_vec();
+        args.extend(["--count", "200"]);
+        let line = one_line(bin!("bench-pingpong"), &args);
+        let head = format!(
+            "{via} on {}, spinning: 200 round trips of {}",
+            placement_pattern("different"),
+            message(via),
+        );
+        // A spinning process never gives up its CPU of its own accord.
+        let waits = check_pingpong_line(&line, &head, "different");
+        assert!(waits < 0.5, "{line}");
+    }
+}
+
+#[test]
+fn pingpong_sends_messages_of_any_size_whole() {
+    // Larger than a pipe holds, and not a multiple of a page: the
+    // receiver must read a message in several pieces.
+    for via in ["pipe", "unix", "tcp"] {
+        let args = ["--via", via, "--size", "100000", "--count", "20"];
+        let line = one_line(bin!("bench-pingpong"), &args);
+        let head =
+            format!("{via} on CPU (\\d+): 20 round trips of 100000 bytes");
+        check_pingpong_line(&line, &head, "same");
     }
 }
 
@@ -126,13 +188,36 @@ fn pingpong_c_reference_speaks_the_same_protocol() {
     }
     let dir = tempfile::tempdir().unwrap();
     let c = compile_c("ch26-latency/26-02-pingpong.c", dir.path());
+    let mut runs: Vec<Vec<&str>> = Vec::new();
     for via in MECHANISMS {
         for cpus in placements() {
-            let args = ["--via", via, "--cpus", cpus, "--count", "50"];
-            let rust = one_line(bin!("bench-pingpong"), &args);
-            let c = one_line(c.to_str().unwrap(), &args);
-            assert_eq!(protocol(&rust), protocol(&c), "{args:?}");
+            runs.push(vec!["--via", via, "--cpus", cpus, "--count", "50"]);
         }
+        if usable_cpus().len() >= 2 && via != "signal" {
+            runs.push(vec![
+                "--via",
+                via,
+                "--cpus",
+                "different",
+                "--wait",
+                "spin",
+            ]);
+        }
+    }
+    for via in ["pipe", "unix", "tcp"] {
+        runs.push(vec!["--via", via, "--size", "100000", "--count", "20"]);
+    }
+    let measured = Regex::new(PINGPONG_MEASURED).unwrap();
+    for args in runs {
+        let mut args = args;
+        if !args.contains(&"--count") {
+            args.extend(["--count", "50"]);
+        }
+        let rust = one_line(bin!("bench-pingpong"), &args);
+        let c = one_line(c.to_str().unwrap(), &args);
+        assert_eq!(protocol(&rust), protocol(&c), "{args:?}");
+        // The same kind of numbers after it, too.
+        assert!(measured.is_match(&c), "{c}");
     }
 }
 
@@ -199,6 +284,53 @@ fn pingpong_makes_four_system_calls_per_round_trip() {
             names.iter().map(|n| (n.to_string(), 2.0)).collect();
         assert_eq!(per, want, "{via}");
     }
+    // Shared memory: futex calls only, ...
+    let per = syscalls_per_round_trip(bin!("bench-pingpong"), "shm");
+    assert_eq!(per.keys().collect::<Vec<_>>(), ["futex"], "{per:?}");
+    // ... a wake for every message sent, two per round trip, and a wait
+    // for a message that had not come yet, which scheduling decides: never
+    // more than one per message. (How many waits a run makes varies from
+    // run to run, so only the wakes can be counted by difference.)
+    let (wakes_per_round_trip, wakes, waits) =
+        futex_calls(bin!("bench-pingpong"));
+    assert_eq!(wakes_per_round_trip, 2.0, "FUTEX_WAKE per round trip");
+    assert!(waits <= wakes, "{waits} FUTEX_WAIT for {wakes} FUTEX_WAKE");
+}
+
+/// Shared-memory round trips traced: FUTEX_WAKE calls on the listing's
+/// shared futex words (not the `_PRIVATE` ones of the standard library's
+/// own locks) per round trip, by the difference between 300 and 100 round
+/// trips; then, for the 300, all FUTEX_WAKE and all FUTEX_WAIT calls.
+fn futex_calls(bin: &str) -> (f64, usize, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut counts = Vec::new();
+    for count in ["100", "300"] {
+        let trace = dir.path().join("trace");
+        let trace_arg = trace.to_str().unwrap();
+        let args = [
+            "-f",
+            "-e",
+            "trace=futex",
+            "-o",
+            trace_arg,
+            bin,
+            "--via",
+            "shm",
+            "--count",
+            count,
+        ];
+        let out = run("strace", &args);
+        assert!(out.status.success(), "strace {args:?}: {}", out.stderr);
+        let text = fs::read_to_string(&trace).unwrap();
+        let calls = |op: &str| {
+            text.lines()
+                .filter(|l| l.contains(&format!("{op},")))
+                .count()
+        };
+        counts.push((calls("FUTEX_WAKE"), calls("FUTEX_WAIT")));
+    }
+    let per_round_trip = (counts[1].0 as f64 - counts[0].0 as f64) / 200.0;
+    (per_round_trip, counts[1].0, counts[1].1)
 }
 
 #[test]
@@ -235,6 +367,23 @@ fn pingpong_rejects_what_it_cannot_measure() {
     assert_rejects(bin, &["--cpus", "all"], "no --cpus all");
     assert_rejects(bin, &["--count", "0"], "--count must be at least 1");
     assert_rejects(bin, &["--count", "-1"], "invalid digit");
+    assert_rejects(bin, &["--wait", "patiently"], "no --wait patiently");
+    assert_rejects(bin, &["--size", "0"], "--size must be from 1 to 262144");
+    assert_rejects(bin, &["--size", "262145"], "--size must be from 1");
+    assert_rejects(bin, &["--via", "shm", "--size", "2"], "--size is for");
+    let spin = ["--wait", "spin", "--cpus"];
+    assert_rejects(
+        bin,
+        &[&spin[..], &["same"]].concat(),
+        "needs --cpus different",
+    );
+    assert_rejects(
+        bin,
+        &[&spin[..], &["any"]].concat(),
+        "needs --cpus different",
+    );
+    let args = ["--via", "signal", "--wait", "spin", "--cpus", "different"];
+    assert_rejects(bin, &args, "needs a descriptor or shm");
     if usable_cpus().len() < 2 {
         assert_rejects(bin, &["--cpus", "different"], "needs two CPUs");
     }
@@ -261,13 +410,26 @@ fn pingpong_refuses_two_cpus_when_it_may_use_one() {
 #[test]
 fn pingpong_parent_reports_a_child_that_dies() {
     // A pipe's end of stream tells the parent; for signals, SIGCHLD; for
-    // eventfds, the SIGCHLD handler's value. Each way, the parent must
-    // not wait forever.
-    for via in MECHANISMS {
-        let pingpong = Listing::start(
-            bin!("bench-pingpong"),
-            &["--via", via, "--count", "100000000"],
-        );
+    // eventfds and shared memory, the SIGCHLD handler. Each way, blocking
+    // or spinning, the parent must not wait forever.
+    let mut runs: Vec<Vec<&str>> =
+        MECHANISMS.iter().map(|via| vec!["--via", via]).collect();
+    if usable_cpus().len() >= 2 {
+        for via in SPINNING {
+            runs.push(vec![
+                "--via",
+                via,
+                "--wait",
+                "spin",
+                "--cpus",
+                "different",
+            ]);
+        }
+    }
+    for mut args in runs {
+        let via = args.join(" ");
+        args.extend(["--count", "100000000"]);
+        let pingpong = Listing::start(bin!("bench-pingpong"), &args);
         let parent = pingpong.pid();
         let mut children = Vec::new();
         crate::support::wait_until("the fork", || {
@@ -330,46 +492,83 @@ fn pingpong_output_matches_the_book() {
 // The benchmark command.
 
 /// The anchors of listings/bench/results.md that the chapters include.
-const RESULT_ANCHORS: [&str; 10] = [
+const RESULT_ANCHORS: [&str; 14] = [
     "machine",
     "latency",
+    "latency-spin",
     "latency-verdict",
     "latency-syscalls",
+    "latency-sizes",
+    "latency-profile",
     "throughput",
     "throughput-verdict",
     "zero-copy",
-    "zero-copy-verdict",
+    "throughput-profile",
+    "throughput-sweeps",
     "throughput-syscalls",
     "memcpy",
 ];
+
+/// The text between `<!-- ANCHOR: name -->` and its end.
+fn anchored<'a>(results: &'a str, name: &str) -> &'a str {
+    results
+        .split(&format!("<!-- ANCHOR: {name} -->"))
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- ANCHOR_END").next())
+        .unwrap_or_else(|| panic!("results.md has no anchor {name}"))
+}
 
 fn check_results(dir: &Path) {
     let results = fs::read_to_string(dir.join("results.md")).unwrap();
     for anchor in RESULT_ANCHORS {
         assert!(
-            results.contains(&format!("<!-- ANCHOR: {anchor} -->"))
-                && results.contains(&format!("<!-- ANCHOR_END: {anchor} -->")),
-            "results.md has no anchor {anchor}"
+            results.contains(&format!("<!-- ANCHOR_END: {anchor} -->")),
+            "results.md has no end of anchor {anchor}"
         );
+        anchored(&results, anchor);
     }
-    // A row for every mechanism and placement, in both tables.
-    for (mechanisms, vias) in [
-        ("latency", ["pipe", "unix", "tcp", "signal", "eventfd"]),
-        ("throughput", ["pipe", "unix", "tcp", "vmsplice", "splice"]),
+    // A row for every mechanism, placement and language, in both tables.
+    for (table, vias) in [
+        ("latency", &MECHANISMS[..]),
+        (
+            "throughput",
+            &["pipe", "unix", "tcp", "vmsplice", "splice"][..],
+        ),
     ] {
-        let table = results
-            .split(&format!("<!-- ANCHOR: {mechanisms} -->"))
-            .nth(1)
-            .and_then(|rest| rest.split("<!-- ANCHOR_END").next())
-            .unwrap();
+        let table = anchored(&results, table);
         for via in vias {
             for cpus in placements() {
-                assert!(
-                    table.contains(&format!("| {via} | {cpus} | ")),
-                    "{mechanisms}: no row for {via}, {cpus}"
-                );
+                for language in ["Rust", "C"] {
+                    assert!(
+                        table.contains(&format!(
+                            "| {via} | {cpus} | {language} | "
+                        )),
+                        "{table}: no row for {via}, {cpus}, {language}"
+                    );
+                }
             }
         }
+    }
+    // Every latency row gives the distribution: p50 with its range over
+    // the rounds, then p99, p99.9 and the maximum, in order.
+    let row = Regex::new(concat!(
+        r"(?m)^\| [a-z, ]+ \| [a-z]+ \| (?:Rust|C) \| ([\d.]+) \[([\d.]+)–([\d.]+)\] ",
+        r"\| ([\d.,]+) \| ([\d.,]+) \| ([\d.,]+) \| ",
+    ))
+    .unwrap();
+    let latency = anchored(&results, "latency");
+    let mut rows = 0;
+    for caps in row.captures_iter(latency) {
+        let v = |i: usize| caps[i].replace(',', "").parse::<f64>().unwrap();
+        assert!(v(2) <= v(1) && v(1) <= v(3), "{}", &caps[0]);
+        assert!(v(4) <= v(5) && v(5) <= v(6), "{}", &caps[0]);
+        rows += 1;
+    }
+    assert_eq!(rows, MECHANISMS.len() * placements().len() * 2, "{latency}");
+    // The machine: load, idle settings and steal beside the figures.
+    let machine = anchored(&results, "machine");
+    for what in ["Idle: ", "Load average", "Steal time", "isolated CPUs"] {
+        assert!(machine.contains(what), "no {what:?} in {machine}");
     }
     for figure in ["latency.svg", "throughput.svg"] {
         let svg = fs::read_to_string(dir.join(figure)).unwrap();
@@ -383,34 +582,76 @@ fn check_results(dir: &Path) {
         // a blank line would end.
         assert!(!svg.contains("\n\n"), "{figure} has a blank line");
     }
+    let svg = fs::read_to_string(dir.join("latency.svg")).unwrap();
+    assert!(svg.contains("p99.9"), "the latency figure shows no tail");
+}
+
+/// The bench command's files in `dir`, by name.
+fn bench_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    ["results.md", "raw.json", "latency.svg", "throughput.svg"]
+        .into_iter()
+        .filter_map(|f| Some((f.to_string(), fs::read(dir.join(f)).ok()?)))
+        .collect()
 }
 
 #[test]
 fn bench_command_runs_everything_in_a_tiny_configuration() {
-    if !have("python3") || !have("cc") {
+    if !have("python3") || !have("cc") || !have("cargo") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    // Without --out: the results go to the target directory's bench/,
+    // never into listings/bench, the files the book includes.
+    let target = tempfile::tempdir().unwrap();
+    let book = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench");
+    let published = bench_files(&book);
     let bins = Path::new(bin!("bench-pingpong")).parent().unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/run");
-    let mut bench = Listing::start(
-        script.to_str().unwrap(),
-        &[
-            "--tiny",
-            "--out",
-            dir.path().to_str().unwrap(),
-            "--bin-dir",
-            bins.to_str().unwrap(),
-        ],
-    );
+    let script = book.join("run");
+    let mut command = Command::new(&script);
+    command
+        .args(["--tiny", "--bin-dir", bins.to_str().unwrap()])
+        .env("CARGO_TARGET_DIR", target.path());
+    let mut bench = Listing::spawn(&mut command, std::process::Stdio::piped());
     // A line for every step and every figure: each comes within the
     // harness's patience, however long the whole run takes.
     while bench.next_line_or_exit().is_some() {}
     let out = bench.finish();
     assert!(out.status.success(), "{}", out.stderr);
-    check_results(dir.path());
-    let results = fs::read_to_string(dir.path().join("results.md")).unwrap();
+    let after = bench_files(&book);
+    let changed: Vec<_> = published
+        .keys()
+        .filter(|f| after.get(*f) != published.get(*f))
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "the tiny run wrote {changed:?} in {book:?}"
+    );
+    let dir = target.path().join("bench");
+    check_results(&dir);
+    let results = fs::read_to_string(dir.join("results.md")).unwrap();
     assert!(results.contains("A tiny configuration"));
+    // Two rounds cannot carry a verdict.
+    let verdicts = anchored(&results, "latency-verdict");
+    assert!(!verdicts.contains("| met |"), "{verdicts}");
+    assert!(verdicts.contains("not decidable: too few rounds"));
+}
+
+#[test]
+fn bench_command_never_publishes_a_tiny_run() {
+    if !have("python3") {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/run");
+    let out = run(script.to_str().unwrap(), &["--tiny", "--publish"]);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("a tiny run is never published"));
+}
+
+/// The settings of a full run of the bench command, from the command.
+fn full_run_settings() -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/run");
+    let out = run(script.to_str().unwrap(), &["--defaults"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    serde_json::from_str(&out.stdout.join("\n")).unwrap()
 }
 
 #[test]
@@ -424,6 +665,154 @@ fn results_in_the_book_come_from_a_full_run_of_the_bench_command() {
     );
     assert!(
         !results.contains("A tiny configuration"),
-        "results.md holds a tiny run: run listings/bench/run"
+        "results.md holds a tiny run: run listings/bench/run --publish"
     );
+    // Every setting as a full run has it: the count of round trips, the
+    // rounds, the sizes.
+    let raw: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(dir.join("raw.json")).unwrap(),
+    )
+    .unwrap();
+    let settings = raw["settings"].as_object().unwrap();
+    if have("python3") {
+        for (key, value) in full_run_settings().as_object().unwrap() {
+            assert_eq!(&settings[key], value, "raw.json's {key}");
+        }
+    }
+    assert_eq!(settings["tiny"], false);
+    // And every run in raw.json was made with them.
+    let count = settings["count"].as_u64().unwrap();
+    let rounds = settings["rounds"].as_u64().unwrap();
+    let latency: Vec<_> = raw["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "latency")
+        .collect();
+    assert!(!latency.is_empty());
+    for run in &latency {
+        let line = run["line"].as_str().unwrap();
+        assert!(
+            line.contains(&format!(": {count} round trips of ")),
+            "{line}"
+        );
+    }
+    let rounds_seen: std::collections::BTreeSet<_> = latency
+        .iter()
+        .map(|r| r["round"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rounds_seen.len() as u64, rounds);
+}
+
+#[test]
+fn chapter_26_states_the_count_of_the_published_run() {
+    let raw = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/raw.json");
+    let raw: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(raw).unwrap()).unwrap();
+    let count = raw["settings"]["count"].as_u64().unwrap();
+    let rounds = raw["settings"]["rounds"].as_u64().unwrap();
+    let chapter =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/ch26-latency.md");
+    let chapter = fs::read_to_string(chapter).unwrap();
+    let said = Regex::new(r"([\d,]+) round trips each, in\s+([\d,]+)\s+rounds")
+        .unwrap()
+        .captures(&chapter)
+        .expect("chapter 26 says how many round trips the command runs");
+    let number = |i: usize| said[i].replace(',', "").parse::<u64>().unwrap();
+    assert_eq!((number(1), number(2)), (count, rounds), "{}", &said[0]);
+}
+
+// ----------------------------------------------------------------------------
+// What chapter 26 says of the published results, checked against them: if
+// a new run of the bench command contradicts the prose, these fail.
+
+/// The published runs, from listings/bench/raw.json.
+pub fn published() -> serde_json::Value {
+    let raw = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/raw.json");
+    serde_json::from_str(&fs::read_to_string(raw).unwrap()).unwrap()
+}
+
+/// The median over the published runs that match `what` of `field`.
+pub fn median_of(
+    runs: &serde_json::Value,
+    what: &[(&str, serde_json::Value)],
+    field: &str,
+) -> f64 {
+    let mut values: Vec<f64> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| what.iter().all(|(k, v)| &r[*k] == v))
+        .map(|r| r[field].as_f64().unwrap())
+        .collect();
+    assert!(!values.is_empty(), "no published run is {what:?}");
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    (values[(n - 1) / 2] + values[n / 2]) / 2.0
+}
+
+/// The samples of a published profile that fell in one kind of work:
+/// proportional to CPU time, for runs that move the same bytes.
+pub fn profile_samples(raw: &serde_json::Value, name: &str, work: &str) -> f64 {
+    let profile = &raw["profiles"][name];
+    let share = profile["categories"][work].as_f64().unwrap_or(0.0) / 100.0;
+    share * profile["samples"].as_f64().unwrap()
+}
+
+#[test]
+fn chapter_26_claims_hold_in_the_published_results() {
+    use serde_json::json;
+    let raw = published();
+    let runs = &raw["runs"];
+    let latency = |mech: &str, place: &str, wait: &str, field: &str| {
+        let what = [
+            ("kind", json!("latency")),
+            ("mechanism", json!(mech)),
+            ("placement", json!(place)),
+            ("wait", json!(wait)),
+            ("language", json!("rust")),
+        ];
+        median_of(runs, &what, field)
+    };
+    // "compare the spinning rows with the sleeping ones": several times
+    // apart.
+    for mech in SPINNING {
+        let sleeping = latency(mech, "different", "block", "p50");
+        let spinning = latency(mech, "different", "spin", "p50");
+        assert!(spinning * 2.0 < sleeping, "{mech}: {spinning} {sleeping}");
+    }
+    // "the IPIs column counts about two per round trip" on two CPUs.
+    let count = raw["settings"]["count"].as_f64().unwrap();
+    for mech in MECHANISMS {
+        let ipis = latency(mech, "different", "block", "interrupts") / count;
+        assert!((1.5..3.0).contains(&ipis), "{mech}: {ipis} IPIs");
+    }
+    // "With Unix sockets both processes wait, once each"; the others wait
+    // about once and are preempted about once.
+    assert!(latency("unix", "same", "block", "waits") > 1.8);
+    for mech in ["pipe", "tcp", "signal", "eventfd", "shm"] {
+        assert!(latency(mech, "same", "block", "waits") < 1.5, "{mech}");
+    }
+    // "the profile's network row is the largest part of [TCP's] time".
+    let tcp = &raw["profiles"]["latency tcp same"]["categories"];
+    let network = tcp["network and socket code"].as_f64().unwrap();
+    for (work, share) in tcp.as_object().unwrap() {
+        assert!(share.as_f64().unwrap() <= network, "{work} > network");
+    }
+    // "Up to a kilobyte the size changes a round trip little ... Beyond a
+    // few kilobytes, copying shows."
+    for mech in ["pipe", "unix", "tcp"] {
+        let at = |size: u64| {
+            let what = [
+                ("sweep", json!("message size")),
+                ("mechanism", json!(mech)),
+                ("placement", json!("same")),
+                ("size", json!(size)),
+            ];
+            median_of(&raw["sweeps"], &what, "p50")
+        };
+        assert!(at(1024) < 1.6 * at(1), "{mech}: {} {}", at(1024), at(1));
+        assert!(at(16384) > at(1), "{mech}: {} {}", at(16384), at(1));
+        assert!(at(65536) > 2.0 * at(1), "{mech}: {} {}", at(65536), at(1));
+    }
 }

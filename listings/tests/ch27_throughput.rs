@@ -9,7 +9,8 @@ use nix::sys::signal::Signal;
 use regex::Regex;
 
 use crate::ch26_latency::{
-    compile_c, one_line, placement_pattern, placements, protocol,
+    compile_c, median_of, one_line, placement_pattern, placements,
+    profile_samples, protocol, published,
 };
 use crate::support::{
     Listing, assert_matches_book, assert_measurements_match_book,
@@ -70,14 +71,84 @@ fn throughput_c_reference_moves_the_same_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let c = compile_c("ch27-throughput/27-04-throughput.c", dir.path());
     for via in MECHANISMS {
+        let mut runs = Vec::new();
         for cpus in placements() {
-            let mut args = vec!["--via", via, "--cpus", cpus];
+            runs.push(vec!["--via", via, "--cpus", cpus]);
+        }
+        runs.push(vec!["--via", via, "--huge"]);
+        if !["unix", "tcp"].contains(&via) {
+            runs.push(vec!["--via", via, "--pipe-size", "16K"]);
+        }
+        for mut args in runs {
             args.extend(sizes(via));
             let rust = one_line(bin!("bench-throughput"), &args);
             let c = one_line(c.to_str().unwrap(), &args);
             assert_eq!(protocol(&rust), protocol(&c), "{args:?}");
         }
     }
+}
+
+#[test]
+fn throughput_delivers_every_byte_through_a_resized_pipe_and_huge_pages() {
+    for via in MECHANISMS {
+        let mut args = vec!["--via", via, "--huge"];
+        args.extend(sizes(via));
+        let line = one_line(bin!("bench-throughput"), &args);
+        let head = format!(r"^{via} on CPU \d+, huge pages: 1000000 bytes in ");
+        assert!(Regex::new(&head).unwrap().is_match(&line), "{line}");
+        assert!(line.contains(", 1000000 received; "), "{line}");
+    }
+    // A pipe of one page: every chunk of 12288 bytes takes three `vmsplice`
+    // calls, and three reads; a pipe of 1 MiB takes each chunk whole.
+    for (pipe_size, pieces) in [("4096", 3), ("1M", 1)] {
+        for via in ["pipe", "vmsplice", "splice"] {
+            let args = ["--via", via, "--pipe-size", pipe_size];
+            let args = [&args[..], &["--bytes", "1228800", "--chunk", "12288"]];
+            let line = one_line(bin!("bench-throughput"), &args.concat());
+            assert!(line.contains(", a pipe of "), "{line}");
+            let (writes, reads) = calls(&line);
+            // A chunk that does not fit in what is left of the pipe takes
+            // one call more.
+            if via != "pipe" {
+                assert!(writes >= 100 * pieces, "{line}");
+            }
+            if pieces == 3 {
+                // A blocking `write` waits for room; `vmsplice` does not.
+                let want = if via == "pipe" { 100 } else { 300 };
+                assert_eq!((writes, reads), (want, 300), "{line}");
+            }
+        }
+    }
+}
+
+/// Huge pages the kernel has handed out at page faults so far.
+fn thp_faults() -> u64 {
+    let vmstat = fs::read_to_string("/proc/vmstat").unwrap();
+    vmstat
+        .lines()
+        .find_map(|l| l.strip_prefix("thp_fault_alloc "))
+        .expect("thp_fault_alloc in /proc/vmstat")
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn huge_buffers_are_backed_by_huge_pages() {
+    // Where the kernel offers transparent huge pages (Linux 6.18 here, in
+    // `madvise` mode), the sender's buffer and the receiver's each take
+    // one; a buffer whose huge page reaches past the advised range gets
+    // none.
+    let enabled = "/sys/kernel/mm/transparent_hugepage/enabled";
+    let Ok(mode) = fs::read_to_string(enabled) else {
+        return;
+    };
+    if mode.contains("[never]") {
+        return;
+    }
+    let before = thp_faults();
+    let args = ["--via", "pipe", "--huge", "--bytes", "1M"];
+    one_line(bin!("bench-throughput"), &args);
+    assert!(thp_faults() >= before + 2, "no huge pages: {mode}");
 }
 
 /// The counts of `write` and `read` calls in a result line.
@@ -115,6 +186,12 @@ fn throughput_rejects_sizes_it_cannot_use() {
         &["--via", "vmsplice", "--chunk", "1000"],
         "--chunk must be a multiple of",
     );
+    assert_rejects(
+        bin,
+        &["--via", "tcp", "--pipe-size", "1M"],
+        "--pipe-size is for pipe, vmsplice and splice",
+    );
+    assert_rejects(bin, &["--pipe-size", "1T"], "invalid digit");
 }
 
 #[test]
@@ -250,4 +327,111 @@ fn memcpy_output_matches_the_book() {
         "ch27-throughput/27-05-bench-memcpy.out",
         &session,
     );
+}
+
+/// What chapter 27 says of the published results, checked against them.
+#[test]
+fn chapter_27_claims_hold_in_the_published_results() {
+    use serde_json::json;
+    let raw = published();
+    let throughput = |mech: &str, place: &str, field: &str| {
+        let what = [
+            ("kind", json!("throughput")),
+            ("mechanism", json!(mech)),
+            ("placement", json!(place)),
+            ("language", json!("rust")),
+        ];
+        median_of(&raw["runs"], &what, field)
+    };
+    // "That row [page allocation] is as large as the copying row, or
+    // larger."
+    let work = |mech: &str, what: &str| {
+        profile_samples(&raw, &format!("throughput {mech} same"), what)
+    };
+    let (alloc, copy) = ("page allocation, freeing, memcg", "copying data");
+    assert!(work("pipe", alloc) >= 0.8 * work("pipe", copy));
+    // "most of the gain is the allocation that is gone, not the copy".
+    assert!(work("vmsplice", alloc) < 0.1 * work("pipe", alloc));
+    let saved_alloc = work("pipe", alloc) - work("vmsplice", alloc);
+    let saved_copy = work("pipe", copy) - work("vmsplice", copy);
+    assert!(saved_alloc > saved_copy, "{saved_alloc} {saved_copy}");
+    // "`vmsplice` with `splice` to `/dev/null` does neither".
+    assert!(work("splice", copy) < 0.1 * work("pipe", copy));
+    // "the waits column is lower" for a Unix socket than for a pipe; TCP's
+    // sender "hardly ever waits" on one CPU.
+    let waits = |mech: &str| throughput(mech, "same", "waits");
+    assert!(waits("unix") < waits("pipe"));
+    assert!(waits("tcp") < 0.3, "{}", waits("tcp"));
+    // "a pipe across CPUs is slower than on one".
+    assert!(
+        throughput("pipe", "different", "rate")
+            < throughput("pipe", "same", "rate")
+    );
+    // "on two CPUs ... the zero-copy pipes gain most from [a larger
+    // pipe]".
+    for mech in ["vmsplice", "splice"] {
+        let at = |size: &str| {
+            let what = [
+                ("sweep", json!("pipe size")),
+                ("mechanism", json!(mech)),
+                ("placement", json!("different")),
+                ("pipe_size", json!(size)),
+            ];
+            median_of(&raw["sweeps"], &what, "rate")
+        };
+        assert!(
+            at("256K") > at("64K"),
+            "{mech}: {} {}",
+            at("256K"),
+            at("64K")
+        );
+    }
+    // "Small chunks ... the rate falls with them."
+    for mech in ["pipe", "unix", "tcp"] {
+        let at = |chunk: &str| {
+            let what = [
+                ("sweep", json!("chunk size")),
+                ("mechanism", json!(mech)),
+                ("placement", json!("same")),
+                ("chunk", json!(chunk)),
+            ];
+            median_of(&raw["sweeps"], &what, "rate")
+        };
+        assert!(at("4K") < at("64K"), "{mech}: {} {}", at("4K"), at("64K"));
+    }
+}
+
+/// The system calls a TCP transfer makes, from `strace -f`, with their
+/// sizes: what chapter 27 compares when Rust and C differ.
+fn tcp_calls(bin: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let trace_arg = trace.to_str().unwrap();
+    let args = ["-f", "-o", trace_arg, "-e", "trace=%network,read,write"];
+    let args = [&args[..], &[bin, "--via", "tcp", "--bytes", "1M"]].concat();
+    let out = run("strace", &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    fs::read_to_string(trace).unwrap()
+}
+
+#[test]
+fn rust_and_c_send_over_tcp_alike() {
+    if !have("strace") || !have("cc") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let c = compile_c("ch27-throughput/27-04-throughput.c", dir.path());
+    let writes = Regex::new(r#"write\(\d+, ".*"\.\.\., 65536"#).unwrap();
+    let reads = Regex::new(r"read\(\d+, .*, 65536\)").unwrap();
+    for bin in [bin!("bench-throughput"), c.to_str().unwrap()] {
+        let trace = tcp_calls(bin);
+        // No socket buffer size of their own: both leave it to the kernel.
+        for option in ["SO_SNDBUF", "SO_RCVBUF", "TCP_NODELAY"] {
+            assert!(!trace.contains(option), "{bin}: {option}");
+        }
+        // `write` and `read` of whole 64 KiB chunks, never `send`.
+        assert!(writes.find_iter(&trace).count() >= 16, "{bin}: {trace}");
+        assert!(reads.find_iter(&trace).count() >= 1, "{bin}: {trace}");
+        assert!(!trace.contains("sendto("), "{bin}");
+    }
 }

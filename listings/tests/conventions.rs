@@ -180,6 +180,7 @@ fn abuses() -> Vec<Abuse> {
         abuse("sig-write", &[], End::Sigpipe),
         abuse("sig-selfpipe", &[], End::Sigpipe),
         abuse("sig-errno", &[], End::Sigpipe),
+        abuse("sig-action", &[], End::Sigpipe),
         abuse("sig-hook-flag", &[], End::Sigpipe),
         abuse("sig-hook-thread", &[], End::Sigpipe),
         abuse("sig-hook-default", &[], End::Sigpipe),
@@ -194,9 +195,14 @@ fn abuses() -> Vec<Abuse> {
         abuse("sig-reaper", &[], End::Sigpipe),
         abuse("sig-orphan", &[], End::Sigpipe),
         abuse("sig-group", &[], End::Sigpipe),
+        abuse("sig-chld-flags", &[], End::Sigpipe),
+        // It needs a terminal: without one it says so, and exits 1.
+        abuse("sig-jobs", &[], End::Exits(1)),
+        abuse("sig-pidfd", &[], End::Sigpipe),
         // A server: a closed log ends it, through `main`, which also
         // removes its private configuration directory.
         abuse("sig-daemon", &["127.0.0.1:0"], End::Exits(0)),
+        abuse("sig-notify", &["127.0.0.1:0"], End::Exits(0)),
         abuse("sig-alarm-limits", &[], End::Sigpipe),
         abuse("sig-timers", &[], End::Sigpipe),
         abuse("sig-count", &[], End::Sigpipe),
@@ -207,6 +213,8 @@ fn abuses() -> Vec<Abuse> {
         abuse("sig-inherit", &[], End::Sigpipe),
         abuse("sig-init", &[], End::Sigpipe),
         abuse("sig-test-threads", &["--isolate"], End::Sigpipe),
+        // It leaves through `main` so that Drop removes its directory.
+        abuse("sig-crash", &[], End::Exits(0)),
         // Part III, Sockets. Demonstrations are filters; servers treat a
         // closed log as the end; clients are filters.
         abuse("tcp-split", &[], End::Sigpipe),
@@ -227,6 +235,8 @@ fn abuses() -> Vec<Abuse> {
         abuse("poll-spin", &[], End::Sigpipe),
         abuse("poll-server", &["127.0.0.1:0"], End::Exits(0)),
         abuse("net-load", &[], End::Sigpipe),
+        abuse("epoll-modes", &[], End::Sigpipe),
+        abuse("poll-connect", &[], End::Sigpipe),
         // It must remove its socket file even when its log goes away.
         unix_server(),
         // The parent dies of SIGPIPE; the child sees the end of the
@@ -240,6 +250,8 @@ fn abuses() -> Vec<Abuse> {
         abuse("net-dual-stack", &[], End::Sigpipe),
         abuse("net-reuse", &[], End::Sigpipe),
         abuse("net-nagle", &["--rounds", "1"], End::Sigpipe),
+        abuse("net-keepalive", &[], End::Sigpipe),
+        abuse("net-handover", &[], End::Sigpipe),
         // Part IV. Filters die of SIGPIPE; a program that writes to
         // children, or removes files on the way out, leaves through `main`.
         abuse("pipe-no-eof", &["--close"], End::Sigpipe),

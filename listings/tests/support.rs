@@ -84,13 +84,38 @@ impl Listing {
     /// `Stdio::piped()` for the test to read it line by line, or anything
     /// else, such as a pipe nobody reads.
     pub fn spawn(command: &mut Command, stdout: Stdio) -> Listing {
+        command.process_group(0);
+        Listing::spawn_as_is(command, stdout)
+    }
+
+    /// Starts `bin` as [`Listing::start`] does, but in a new session
+    /// rather than only a new group: for a test whose outcome depends on
+    /// the session, which must not be the one `cargo test` was started in
+    /// (in a container, the first process may share it).
+    pub fn start_in_new_session(bin: &str, args: &[&str]) -> Listing {
+        let mut command = Command::new(bin);
+        command.args(args);
+        // SAFETY: runs between fork and exec; `setsid` is one
+        // async-signal-safe system call, and its error is a raw errno,
+        // built without allocating. It also makes a new process group,
+        // which `spawn`'s `process_group(0)` would forbid (a group leader
+        // cannot start a session), so it is not asked for.
+        unsafe {
+            command.pre_exec(|| {
+                nix::unistd::setsid()?;
+                Ok(())
+            });
+        }
+        Listing::spawn_as_is(&mut command, Stdio::piped())
+    }
+
+    fn spawn_as_is(command: &mut Command, stdout: Stdio) -> Listing {
         let program = command.get_program().to_string_lossy().into_owned();
         die_with_this_thread(command);
         only_standard_descriptors(command);
         default_signals(command);
         same_environment(command);
         let mut child = command
-            .process_group(0)
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(Stdio::piped())
@@ -748,6 +773,19 @@ pub fn run_clean(bin: &str, args: &[&str]) -> Finished {
     finish_clean(Listing::start(bin, args))
 }
 
+/// Makes `command` start as [`Listing::spawn`] starts a listing (killed
+/// by the kernel if the calling thread dies first, descriptors 0, 1 and 2
+/// only, every signal at its default, the book's environment), but leaves
+/// its process group, its session and its standard streams to the caller:
+/// for a test that gives a program a terminal of its own.
+pub fn like_a_listing(command: &mut Command) -> &mut Command {
+    die_with_this_thread(command);
+    only_standard_descriptors(command);
+    default_signals(command);
+    same_environment(command);
+    command
+}
+
 // ----------------------------------------------------------------------------
 // Outputs of programs that measure (added with Part V).
 
@@ -1048,11 +1086,14 @@ pub fn assert_trace_matches_book(
 /// `execve`, from the first line that contains `trace.from`.
 fn program_part(stderr: &str, trace: &Trace) -> String {
     let lines: Vec<&str> = stderr.lines().collect();
-    // The last successful execve is the listing's (strace's own run of
-    // setpriv comes first).
+    // The listing's execve is the last successful one that strace did not
+    // prefix with a pid: strace's own run of setpriv comes first, and it
+    // prefixes a line only while it traces more than one process, so a
+    // program that the listing starts, and that execs, comes later with a
+    // prefix.
     let exec = lines
         .iter()
-        .rposition(|line| line.contains("execve(") && line.ends_with("= 0"))
+        .rposition(|line| line.starts_with("execve(") && line.ends_with("= 0"))
         .map_or(0, |i| i + 1);
     let mut shown: Vec<&str> = lines[exec..].to_vec();
     if !trace.calls.split(',').any(|call| call == "execve") {

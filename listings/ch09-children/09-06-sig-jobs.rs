@@ -1,0 +1,225 @@
+// ANCHOR: whole
+// Listing 9-6: job control, both sides of it. Run in a terminal, the
+// program plays a shell: it starts a job (itself, with `--job`) in a
+// process group of its own, in the background, and follows it with
+// `waitpid(WUNTRACED | WCONTINUED)`:
+//
+// 1. The job reads the terminal from the background: the kernel stops it
+//    with SIGTTIN.
+// 2. The shell gives it the terminal (`tcsetpgrp`) and continues it with
+//    SIGCONT: `fg`. The job reads a line (press Enter), turns the
+//    terminal's echo off, as an editor would, and waits for keys.
+// 3. Ctrl-Z sends SIGTSTP to the job: it puts the terminal back as it
+//    found it and stops itself. The shell takes the terminal back, and
+//    continues the job in the foreground again; the job turns its mode
+//    back on.
+// 4. `q` ends the job.
+
+use std::error::Error;
+use std::io::{self, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{self, Command, ExitCode};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::thread;
+
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, Signal, killpg, sigaction, signal,
+};
+use nix::sys::termios::{LocalFlags, SetArg, Termios, tcgetattr, tcsetattr};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{Pid, getpgrp, isatty, tcgetpgrp, tcsetpgrp};
+use signal_hook::consts::{SIGCONT, SIGTSTP};
+use signal_hook::iterator::Signals;
+use signal_hook::low_level;
+
+const USAGE: &str = "usage: sig-jobs";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(err) => {
+            let _ = writeln!(io::stderr(), "sig-jobs: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<ExitCode, Box<dyn Error>> {
+    restore_sigpipe()?;
+    let job = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    if !isatty(io::stdin())? {
+        return Err("standard input is not a terminal".into());
+    }
+    if job { job_main() } else { shell_main() }
+}
+
+// ANCHOR: shell
+/// The shell's side: start the job in the background, then `fg` it, and
+/// follow its stops and continues until it exits.
+fn shell_main() -> Result<ExitCode, Box<dyn Error>> {
+    let shell = getpgrp();
+    if tcgetpgrp(io::stdin())? != shell {
+        return Err("run me in the foreground".into());
+    }
+    // A shell in the background must still take the terminal back: with
+    // SIGTTOU ignored, `tcsetpgrp` does not stop it. What this changed is
+    // given back to the job, as Listing 12-3 teaches.
+    let ignore =
+        SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    // SAFETY: ignoring runs no code.
+    let ttou = unsafe { sigaction(Signal::SIGTTOU, &ignore) }?;
+    let mut command = Command::new(std::env::current_exe()?);
+    command.arg("--job").process_group(0);
+    // SAFETY: between fork and exec the child makes one system call,
+    // sigaction, and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            sigaction(Signal::SIGTTOU, &ttou)?;
+            Ok(())
+        })
+    };
+    println!("Shell: starting a job in the background");
+    io::stdout().flush()?;
+    let job = Pid::from_raw(command.spawn()?.id() as i32);
+    let mut seen = Vec::new();
+    loop {
+        let flags = WaitPidFlag::WUNTRACED | WaitPidFlag::WCONTINUED;
+        match waitpid(job, Some(flags))? {
+            // The job runs, and may print: say so later, once it is still.
+            WaitStatus::Continued(_) => seen.push("continued".to_string()),
+            WaitStatus::Stopped(_, signal) => {
+                tcsetpgrp(io::stdin(), shell)?; // The terminal is ours again.
+                seen.push(format!("stopped by {signal}"));
+                let echo = echo_is_on()?;
+                let what = seen.join(", then ");
+                println!(
+                    "Shell: the job, pid {job}, {what}; echo is on: {echo}"
+                );
+                seen.clear();
+                println!("Shell: fg: the terminal is the job's; SIGCONT");
+                io::stdout().flush()?;
+                tcsetpgrp(io::stdin(), job)?;
+                killpg(job, Signal::SIGCONT)?;
+            }
+            status => {
+                tcsetpgrp(io::stdin(), shell)?;
+                seen.push(describe(status));
+                println!("Shell: the job, pid {job}, {}", seen.join(", then "));
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+}
+// ANCHOR_END: shell
+
+// ANCHOR: job
+/// What the job has done to the terminal.
+const COOKED: u8 = 0; // Not yet anything.
+const RAW: u8 = 1; // Echo and line editing off.
+const RELEASED: u8 = 2; // Put back for a stop, to be taken again.
+
+/// The job's side: read a line, set the terminal to its own mode, and
+/// read keys until `q`; on Ctrl-Z give the terminal back, then stop.
+fn job_main() -> Result<ExitCode, Box<dyn Error>> {
+    let original = tcgetattr(io::stdin())?;
+    let mode = Arc::new(AtomicU8::new(COOKED));
+    let mut signals = Signals::new([SIGTSTP, SIGCONT])?;
+    let (theirs, ours) = (original.clone(), Arc::clone(&mode));
+    thread::spawn(move || {
+        for signal in signals.forever() {
+            let _ = on_signal(signal, &theirs, &ours);
+        }
+    });
+    println!("Job: reading the terminal");
+    let mut line = String::new();
+    io::stdin().read_line(&mut line)?; // SIGTTIN, while in the background.
+    set_raw(&original)?;
+    mode.store(RAW, Ordering::SeqCst);
+    println!("Job: echo is off; Ctrl-Z stops me, q ends me");
+    let mut key = [0u8; 1];
+    while io::stdin().read(&mut key)? == 1 && key[0] != b'q' {}
+    tcsetattr(io::stdin(), SetArg::TCSADRAIN, &original)?;
+    println!("Job: q: terminal put back; exiting");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// On SIGTSTP: put the terminal back, then stop, as the default action
+/// would have. On SIGCONT after such a stop: take it again.
+fn on_signal(
+    signal: i32,
+    original: &Termios,
+    mode: &AtomicU8,
+) -> io::Result<()> {
+    if signal == SIGTSTP {
+        if mode
+            .compare_exchange(RAW, RELEASED, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            tcsetattr(io::stdin(), SetArg::TCSADRAIN, original)?;
+            println!("Job: SIGTSTP: terminal put back; stopping");
+            io::stdout().flush()?;
+        }
+        low_level::emulate_default_handler(SIGTSTP)?; // Raises SIGSTOP.
+    } else if mode
+        .compare_exchange(RELEASED, RAW, Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok()
+    {
+        set_raw(original)?;
+        println!("Job: SIGCONT: echo is off again; q ends me");
+        io::stdout().flush()?;
+    }
+    Ok(())
+}
+
+/// Echo and line editing off, one key at a time; signals from keys on.
+fn set_raw(original: &Termios) -> nix::Result<()> {
+    let mut raw = original.clone();
+    raw.local_flags
+        .remove(LocalFlags::ECHO | LocalFlags::ICANON);
+    tcsetattr(io::stdin(), SetArg::TCSADRAIN, &raw)
+}
+// ANCHOR_END: job
+
+/// Whether the terminal echoes what is typed.
+fn echo_is_on() -> nix::Result<bool> {
+    Ok(tcgetattr(io::stdin())?
+        .local_flags
+        .contains(LocalFlags::ECHO))
+}
+
+/// "exited with status 0", "was killed by SIGKILL".
+fn describe(status: WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exited with status {code}"),
+        WaitStatus::Signaled(_, signal, _) => format!("was killed by {signal}"),
+        other => format!("changed state: {other:?}"),
+    }
+}
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--job]`: true for the job.
+fn parse_args() -> Result<bool, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut job = false;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("job") => job = true,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(job)
+}
+// ANCHOR_END: whole

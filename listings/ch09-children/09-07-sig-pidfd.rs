@@ -1,0 +1,169 @@
+// ANCHOR: whole
+// Listing 9-7: signalling a process by pidfd rather than by pid. A pid is
+// a number that the kernel gives out again once its process is reaped; a
+// pidfd, from `pidfd_open`, is a file descriptor that names one process
+// and no other, for as long as it is open. The parent forks child A,
+// opens a pidfd for it, stops it with `pidfd_send_signal`, sees it exit
+// by polling the pidfd, and reaps it. Then it makes the kernel give A's
+// pid to a new child, B, which needs `ns_last_pid` and so the first
+// process of a PID namespace (run it under `unshare`): `kill` with A's
+// number would now reach B, and A's pidfd refuses with ESRCH.
+
+use std::error::Error;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::process::{self, ExitCode};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::libc::{self, c_int};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigHandler, Signal, kill, signal};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, getpid, pipe2};
+
+const USAGE: &str = "usage: sig-pidfd";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sig-pidfd: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: pidfd
+/// `pidfd_open(2)`, which nix 0.32 does not wrap: a descriptor that names
+/// process `pid`, close-on-exec.
+fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: a plain system call, with a pid and no flags.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as c_int) })
+}
+
+/// `pidfd_send_signal(2)`: `signal` to the process that `pidfd` names, or
+/// ESRCH if that process has ended, whoever has its pid now.
+fn pidfd_send_signal(pidfd: &OwnedFd, signal: Signal) -> nix::Result<()> {
+    let (fd, sig) = (pidfd.as_raw_fd(), signal as c_int);
+    // SAFETY: a plain system call; no siginfo, no flags.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, fd, sig, 0usize, 0)
+    };
+    Errno::result(rc).map(drop)
+}
+// ANCHOR_END: pidfd
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let a = fork_child()?;
+    let pidfd = pidfd_open(a.pid)?;
+    println!(
+        "Child A: pid {}; its pidfd is descriptor {}",
+        a.pid,
+        pidfd.as_raw_fd()
+    );
+    pidfd_send_signal(&pidfd, Signal::SIGTERM)?;
+    println!("pidfd_send_signal(SIGTERM) to A: sent");
+    // A pidfd becomes readable when its process ends.
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    poll(&mut fds, PollTimeout::NONE)?;
+    println!("poll on A's pidfd: readable, A has ended");
+    let status = waitpid(a.pid, None)?;
+    println!("waitpid: A {}; pid {} is free", describe(status), a.pid);
+
+    // Reuse A's number: ask the kernel to give out A's pid next.
+    if !reuse_next(a.pid)? {
+        println!("Not the first process of a PID namespace: no reuse here");
+        return Ok(());
+    }
+    let b = fork_child()?;
+    println!("Child B: pid {}, A's number", b.pid);
+    kill(a.pid, None)?; // Signal 0: only asks whether it would reach.
+    println!("kill({}, 0): succeeds, it reaches B", a.pid);
+    match pidfd_send_signal(&pidfd, Signal::SIGTERM) {
+        Err(Errno::ESRCH) => {
+            println!("A's pidfd: ESRCH, A is gone; B is left alone")
+        }
+        other => return Err(format!("A's pidfd: {other:?}").into()),
+    }
+    drop(b.go); // B exits once its pipe ends.
+    println!("waitpid: B {}", describe(waitpid(b.pid, None)?));
+    Ok(())
+}
+
+/// Makes `pid` the next pid the kernel gives out in this PID namespace,
+/// if this process is its init; `false` if not.
+fn reuse_next(pid: Pid) -> io::Result<bool> {
+    if getpid().as_raw() != 1 {
+        return Ok(false);
+    }
+    let before = (pid.as_raw() - 1).to_string();
+    fs::write("/proc/sys/kernel/ns_last_pid", before)?;
+    Ok(true)
+}
+// ANCHOR_END: run
+
+/// A child, and the write end of the pipe whose end tells it to exit.
+struct Child {
+    pid: Pid,
+    go: OwnedFd,
+}
+
+/// Forks a child that waits for the end of a pipe, then exits 0.
+fn fork_child() -> Result<Child, Box<dyn Error>> {
+    let (go_read, go) = pipe2(OFlag::O_CLOEXEC)?;
+    io::stdout().flush()?;
+    // SAFETY: no other thread exists, so no lock can be held by one.
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            drop(go);
+            let _ = File::from(go_read).read(&mut [0]);
+            // SAFETY: `_exit` only ends the process.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => Ok(Child { pid: child, go }),
+    }
+}
+
+/// "exited with status 0", "was killed by SIGTERM".
+fn describe(status: WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exited with status {code}"),
+        WaitStatus::Signaled(_, signal, _) => format!("was killed by {signal}"),
+        other => format!("changed state: {other:?}"),
+    }
+}
+
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Takes no arguments but `--help`.
+fn parse_args() -> Result<(), lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = lexopt::Parser::from_env();
+    if let Some(arg) = args.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: whole

@@ -1,0 +1,236 @@
+// ANCHOR: whole
+// Listing 10-2: a daemon that talks to its service manager the way
+// systemd expects, and works without one too. A tiny server: each client
+// gets one line, the greeting, and the connection closes.
+//
+// - Type=notify: it tells the manager, in datagrams to the Unix socket
+//   that $NOTIFY_SOCKET names, when it is ready (READY=1), when a reload on
+//   SIGHUP starts and ends (RELOADING=1, then READY=1), and when it stops
+//   (STOPPING=1). If $WATCHDOG_USEC is set, it also says that it is alive
+//   (WATCHDOG=1) twice per period.
+// - Socket activation: if $LISTEN_PID is its pid and $LISTEN_FDS is 1, the
+//   manager has opened the listening socket, as descriptor 3; otherwise it
+//   binds HOST:PORT itself (default 127.0.0.1:50008).
+//
+// The greeting comes from `--config PATH` (a file holding it), read again
+// on SIGHUP; "hello" without one. SIGTERM or SIGINT ends it, with the
+// signal.
+
+use std::error::Error;
+use std::fs;
+use std::io::{self, Write};
+use std::net::TcpListener;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::path::PathBuf;
+use std::process::{self, ExitCode};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, Signal, raise};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::time::{ClockId, clock_gettime};
+use nix::unistd::getpid;
+
+const USAGE: &str = "usage: sig-notify [HOST:PORT] [--config PATH]";
+const DEFAULT_ADDR: &str = "127.0.0.1:50008";
+/// The first descriptor a service manager passes (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: i32 = 3;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(io::stderr(), "sig-notify: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+fn run() -> Result<(), Box<dyn Error>> {
+    let (addr, config) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // Blocked before anything else, and read from a signalfd in the loop.
+    let mut signals = SigSet::empty();
+    for signal in [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT] {
+        signals.add(signal);
+    }
+    signals.thread_block()?;
+    let signalfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC)?;
+    let mut greeting = read_greeting(config.as_ref())?;
+    let (listener, origin) = match activated()? {
+        Some(listener) => (listener, "descriptor 3, from the service manager"),
+        None => (TcpListener::bind(&addr)?, "bound by us"),
+    };
+    let pid = getpid();
+    let local = listener.local_addr()?;
+    let ready =
+        writeln!(io::stdout(), "Listening on {local} ({origin}) as pid {pid}");
+    if ready.is_err() {
+        return Ok(()); // Nobody reads our log: leave.
+    }
+    notify(&format!("READY=1\nSTATUS=Listening on {local}"));
+
+    let watchdog = watchdog_interval();
+    let mut last_ping = Instant::now();
+    loop {
+        let mut fds = [
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(signalfd.as_fd(), PollFlags::POLLIN),
+        ];
+        let timeout = watchdog.map_or(PollTimeout::NONE, |every| {
+            let left = every.saturating_sub(last_ping.elapsed());
+            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
+        });
+        match poll(&mut fds, timeout) {
+            Err(Errno::EINTR) => continue,
+            other => other?,
+        };
+        if watchdog.is_some_and(|every| last_ping.elapsed() >= every) {
+            notify("WATCHDOG=1");
+            last_ping = Instant::now();
+        }
+        if fds[0].any() == Some(true) {
+            // One line and goodbye; a client that went away is its loss.
+            if let Ok((mut client, _)) = listener.accept() {
+                let _ = writeln!(client, "{greeting}");
+            }
+        }
+        if fds[1].any() == Some(true) {
+            let Some(info) = signalfd.read_signal()? else {
+                continue;
+            };
+            let signal = Signal::try_from(info.ssi_signo as i32)?;
+            if signal == Signal::SIGHUP {
+                // The manager learns when the reload starts and ends: it
+                // waits for READY=1 before it calls the reload done.
+                let now = now_usec()?;
+                notify(&format!("RELOADING=1\nMONOTONIC_USEC={now}"));
+                let status = match read_greeting(config.as_ref()) {
+                    Ok(new) => {
+                        greeting = new;
+                        format!("Greeting {greeting:?}")
+                    }
+                    Err(err) => {
+                        format!("Reload failed, keeping the old: {err}")
+                    }
+                };
+                log(format_args!("Reloaded: {status}"));
+                notify(&format!("READY=1\nSTATUS={status}"));
+            } else {
+                notify("STOPPING=1");
+                log(format_args!("Got {signal}: stopping"));
+                drop(listener);
+                // Die of it, as Listing 10-1 does: unblocked, it is
+                // delivered at once, with its default action.
+                raise(signal)?;
+                signals.thread_unblock()?;
+                return Err(format!("{signal} did not end the process").into());
+            }
+        }
+    }
+}
+// ANCHOR_END: run
+
+// ANCHOR: protocol
+/// Sends one datagram of `KEY=value` lines to the service manager, at the
+/// socket `$NOTIFY_SOCKET` names: a path, or with `@` a name in Linux's
+/// abstract namespace. Without the variable, there is no one to tell; a
+/// manager that does not listen is logged, and the daemon goes on.
+fn notify(state: &str) {
+    if let Err(err) = send_notification(state) {
+        let first = state.lines().next().unwrap_or_default();
+        log(format_args!("Cannot tell the manager {first}: {err}"));
+    }
+}
+
+fn send_notification(state: &str) -> io::Result<()> {
+    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
+        return Ok(());
+    };
+    let addr = match socket.as_encoded_bytes().strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name)?,
+        None => SocketAddr::from_pathname(&socket)?,
+    };
+    UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &addr)?;
+    Ok(())
+}
+
+/// The listening socket the manager passed, if it passed us one: only if
+/// `$LISTEN_PID` is our pid (the variables may be a parent's) and
+/// `$LISTEN_FDS` is 1.
+fn activated() -> Result<Option<TcpListener>, Box<dyn Error>> {
+    let ours = std::env::var("LISTEN_PID").ok() == Some(getpid().to_string());
+    if !ours {
+        return Ok(None);
+    }
+    match std::env::var("LISTEN_FDS").as_deref() {
+        Ok("1") => {}
+        other => return Err(format!("LISTEN_FDS={other:?}: want one").into()),
+    }
+    // SAFETY: the manager opened descriptor 3 for us, and nothing in this
+    // process has taken it; from here on the listener owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(LISTEN_FDS_START) };
+    // The manager passes it without close-on-exec: set it.
+    fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    let listener = TcpListener::from(fd);
+    listener.local_addr().map_err(|err| {
+        format!("descriptor 3 is not a TCP listening socket: {err}")
+    })?;
+    Ok(Some(listener))
+}
+
+/// Half of `$WATCHDOG_USEC`, if the manager asked for pings (and
+/// `$WATCHDOG_PID`, if set, is ours): ping twice per period.
+fn watchdog_interval() -> Option<Duration> {
+    let pid = std::env::var("WATCHDOG_PID").ok();
+    if pid.is_some_and(|pid| pid != getpid().to_string()) {
+        return None;
+    }
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
+}
+
+/// CLOCK_MONOTONIC in microseconds, as RELOADING=1 wants it.
+fn now_usec() -> nix::Result<u64> {
+    let now = clock_gettime(ClockId::CLOCK_MONOTONIC)?;
+    Ok(now.tv_sec() as u64 * 1_000_000 + now.tv_nsec() as u64 / 1_000)
+}
+// ANCHOR_END: protocol
+
+/// The greeting in `config`, or "hello" without one.
+fn read_greeting(config: Option<&PathBuf>) -> io::Result<String> {
+    let Some(path) = config else {
+        return Ok("hello".into());
+    };
+    let text = fs::read_to_string(path)?;
+    Ok(text.trim().to_string())
+}
+
+/// One line on stdout, the daemon's log; one nobody reads is lost.
+fn log(message: std::fmt::Arguments) {
+    let _ = writeln!(io::stdout(), "{message}");
+}
+
+/// Reads `[HOST:PORT] [--config PATH]`.
+fn parse_args() -> Result<(String, Option<PathBuf>), lexopt::Error> {
+    use lexopt::prelude::*;
+    let (mut addr, mut config) = (None, None);
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("config") => config = Some(args.value()?.into()),
+            Value(value) if addr.is_none() => addr = Some(value.string()?),
+            Short('h') | Long("help") => {
+                let _ = writeln!(io::stdout(), "{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok((addr.unwrap_or_else(|| DEFAULT_ADDR.into()), config))
+}
+// ANCHOR_END: whole

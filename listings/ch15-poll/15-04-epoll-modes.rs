@@ -1,0 +1,241 @@
+// ANCHOR: whole
+// Listing 15-4: epoll, what `poll` becomes when the set of descriptors is
+// kept in the kernel. Five scenes, each on fresh sockets:
+//
+// 1. level-triggered: a socket with bytes left unread is reported again;
+// 2. edge-triggered (EPOLLET): it is not, until new bytes come, so a
+//    reader must drain the socket until `EAGAIN`;
+// 3. EPOLLONESHOT: one report, then nothing until the entry is re-armed;
+// 4. four threads, each with its own epoll, wait on one listening socket:
+//    one connection wakes all four, or, with EPOLLEXCLUSIVE, one;
+// 5. an entry belongs to the open file, not to the descriptor: closed
+//    while a `dup` of it lives, it goes on reporting, and cannot be
+//    removed.
+//
+// `epoll-modes` takes no arguments. Linux only.
+
+use std::error::Error;
+use std::fs;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd};
+use std::process::{self, ExitCode};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::epoll::{
+    Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout,
+};
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::unistd::{Pid, gettid};
+
+const USAGE: &str = "usage: epoll-modes";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("epoll-modes: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: triggers
+/// How long a wait may take when nothing is expected to come.
+const QUIET: u16 = 200;
+
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+
+    println!("1. Level-triggered: 10 bytes come, we read 4");
+    let (mut writer, mut reader) = pair()?;
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+    epoll.add(&reader, EpollEvent::new(EpollFlags::EPOLLIN, 1))?;
+    writer.write_all(b"0123456789")?;
+    println!("   wait: {}", wait(&epoll)?);
+    reader.read_exact(&mut [0; 4])?;
+    println!("   wait: {}, for the 6 bytes left", wait(&epoll)?);
+
+    println!("2. Edge-triggered (EPOLLET): the same");
+    let (mut writer, mut reader) = pair()?;
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+    let edge = EpollFlags::EPOLLIN | EpollFlags::EPOLLET;
+    epoll.add(&reader, EpollEvent::new(edge, 1))?;
+    writer.write_all(b"0123456789")?;
+    println!("   wait: {}", wait(&epoll)?);
+    reader.read_exact(&mut [0; 4])?;
+    println!("   wait: {}, though 6 bytes are left", wait(&epoll)?);
+    println!("   drained until EAGAIN: {} bytes", drain(&mut reader)?);
+    writer.write_all(b"ab")?;
+    println!("   2 more bytes come; wait: {}", wait(&epoll)?);
+
+    println!("3. EPOLLONESHOT: one report, then re-armed by hand");
+    let (mut writer, reader) = pair()?;
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+    let once = EpollFlags::EPOLLIN | EpollFlags::EPOLLONESHOT;
+    epoll.add(&reader, EpollEvent::new(once, 1))?;
+    writer.write_all(b"x")?;
+    println!("   wait: {}", wait(&epoll)?);
+    writer.write_all(b"y")?;
+    println!("   more bytes come; wait: {}", wait(&epoll)?);
+    epoll.modify(&reader, &mut EpollEvent::new(once, 1))?;
+    println!("   after EPOLL_CTL_MOD; wait: {}", wait(&epoll)?);
+
+    herd()?;
+    registered_to_the_file()?;
+    Ok(())
+}
+
+/// Waits up to QUIET ms on `epoll`, and says what it reported.
+fn wait(epoll: &Epoll) -> nix::Result<String> {
+    let mut events = [EpollEvent::empty(); 4];
+    let n = epoll.wait(&mut events, EpollTimeout::from(QUIET))?;
+    Ok(match n {
+        0 => format!("nothing within {QUIET} ms"),
+        _ => format!("{n} ready"),
+    })
+}
+
+/// Reads a nonblocking socket until it has nothing more: `WouldBlock`
+/// (EAGAIN). Returns how many bytes it read.
+fn drain(reader: &mut TcpStream) -> io::Result<usize> {
+    reader.set_nonblocking(true)?;
+    let (mut total, mut buf) = (0, [0; 4096]);
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => total += n,
+            Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                return Ok(total);
+            }
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+}
+// ANCHOR_END: triggers
+
+// ANCHOR: herd
+/// Threads that wait on one listening socket, each with an epoll of its
+/// own, and one connection: how many of them wake?
+fn herd() -> Result<(), Box<dyn Error>> {
+    const THREADS: usize = 4;
+    println!("4. {THREADS} threads wait on one listening socket");
+    for (how, flags) in [
+        ("without EPOLLEXCLUSIVE", EpollFlags::EPOLLIN),
+        (
+            "with EPOLLEXCLUSIVE",
+            EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE,
+        ),
+    ] {
+        let listener = Arc::new(TcpListener::bind("127.0.0.1:0")?);
+        let (tids, waiting) = mpsc::channel();
+        let waiters: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (listener, tids) = (Arc::clone(&listener), tids.clone());
+                thread::spawn(move || -> nix::Result<bool> {
+                    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+                    epoll.add(listener.as_fd(), EpollEvent::new(flags, 0))?;
+                    let _ = tids.send(gettid());
+                    // Nobody accepts: a wait that returns saw the
+                    // connection.
+                    let mut events = [EpollEvent::empty()];
+                    let woken =
+                        epoll.wait(&mut events, EpollTimeout::from(500u16))?;
+                    Ok(woken > 0)
+                })
+            })
+            .collect();
+        // EPOLLEXCLUSIVE wakes one thread among those asleep in
+        // `epoll_wait`; an epoll that nobody waits on yet keeps the event
+        // for later. So connect only once all four sleep there.
+        for tid in waiting.iter().take(THREADS) {
+            asleep_in_epoll_wait(tid)?;
+        }
+        let _client = TcpStream::connect(listener.local_addr()?)?;
+        let mut woke = 0;
+        for waiter in waiters {
+            woke += usize::from(waiter.join().map_err(|_| "a thread died")??);
+        }
+        println!("   {how}: one connection woke {woke} of {THREADS}");
+    }
+    Ok(())
+}
+
+/// Waits until thread `tid` of this process sleeps in `epoll_wait`, as
+/// /proc says, for a second at most.
+fn asleep_in_epoll_wait(tid: Pid) -> Result<(), Box<dyn Error>> {
+    let wchan = format!("/proc/self/task/{tid}/wchan");
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while fs::read_to_string(&wchan)? != "do_epoll_wait" {
+        if Instant::now() > deadline {
+            return Err("a thread never reached epoll_wait".into());
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+// ANCHOR_END: herd
+
+// ANCHOR: file
+/// An entry of epoll's interest list names an open file, through the
+/// descriptor it was added with. Closing that descriptor does not remove
+/// it while another descriptor (a `dup`, or a forked child's copy) keeps
+/// the file open.
+fn registered_to_the_file() -> Result<(), Box<dyn Error>> {
+    println!("5. Registered, duplicated, closed");
+    let (mut writer, reader) = pair()?;
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+    let original = reader.as_raw_fd() as u64;
+    epoll.add(&reader, EpollEvent::new(EpollFlags::EPOLLIN, original))?;
+    let copy = reader.try_clone()?; // dup(2)
+    drop(reader); // close(2), without EPOLL_CTL_DEL first
+    writer.write_all(b"x")?;
+    let mut events = [EpollEvent::empty()];
+    let n = epoll.wait(&mut events, EpollTimeout::from(QUIET))?;
+    let closed = n == 1 && events[0].data() == original;
+    println!("   wait: {n} ready, for the closed descriptor: {closed}");
+    let removed = match epoll.delete(&copy) {
+        Ok(()) => "removed".to_string(),
+        Err(Errno::ENOENT) => "ENOENT, it was never added".to_string(),
+        Err(err) => err.to_string(),
+    };
+    println!("   EPOLL_CTL_DEL with the copy: {removed}");
+    Ok(())
+}
+// ANCHOR_END: file
+
+/// A connected pair of sockets on loopback.
+fn pair() -> io::Result<(TcpStream, TcpStream)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let writer = TcpStream::connect(listener.local_addr()?)?;
+    let (reader, _) = listener.accept()?;
+    Ok((writer, reader))
+}
+
+/// Gives SIGPIPE back its default action: this is a filter.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Takes no arguments but `--help`.
+fn parse_args() -> Result<(), lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = lexopt::Parser::from_env();
+    if let Some(arg) = args.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: whole

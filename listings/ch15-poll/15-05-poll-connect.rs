@@ -1,0 +1,234 @@
+// ANCHOR: whole
+// Listing 15-5: `connect` without waiting, and what it says. A
+// nonblocking `connect` starts the handshake and fails with EINPROGRESS;
+// the socket becomes writable when the handshake is over, and SO_ERROR
+// then says how it ended. Four scenes on loopback:
+//
+// 1. a listening port: EINPROGRESS, then writable, SO_ERROR 0;
+// 2. a port where nothing listens: EINPROGRESS, then ECONNREFUSED;
+// 3. a listener whose queue is full: its kernel drops our SYN, and
+//    nothing happens for a second, when ours sends it again;
+// 4. a blocking `connect` interrupted by a signal handler: EINTR, though
+//    the handshake goes on; a second `connect` says EALREADY; `poll` and
+//    SO_ERROR say when it is done.
+//
+// `poll-connect` takes no arguments. Linux: other systems may answer
+// scene 2 at once, or report the refusal differently.
+
+use std::error::Error;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::process::{self, ExitCode};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::libc::c_int;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{
+    SaFlags, SigAction, SigEvent, SigHandler, SigSet, SigevNotify, Signal,
+    sigaction, signal,
+};
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, bind, connect,
+    getsockopt, listen, socket, sockopt,
+};
+use nix::sys::time::TimeSpec;
+use nix::sys::timer::{Expiration, Timer, TimerSetTimeFlags};
+use nix::time::ClockId;
+
+const USAGE: &str = "usage: poll-connect";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("poll-connect: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: connect
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+
+    println!("1. A listening port");
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let sock = start_connect(listener.local_addr()?)?;
+    finish_connect(&sock, 5000)?;
+
+    println!("2. A port where nothing listens");
+    let closed = TcpListener::bind("127.0.0.1:0")?;
+    let nobody = closed.local_addr()?;
+    drop(closed);
+    let sock = start_connect(nobody)?;
+    finish_connect(&sock, 5000)?;
+
+    println!("3. A listener whose queue is full");
+    let (full, queued) = full_listener()?;
+    let sock = start_connect(full.local_addr()?)?;
+    finish_connect(&sock, 500)?;
+    let SocketAddr::V4(addr) = full.local_addr()? else {
+        return Err("an IPv4 address, please".into());
+    };
+    let again = connect(sock.as_raw_fd(), &SockaddrIn::from(addr));
+    println!("   connect again: {}", outcome(again));
+    drop(sock);
+    interrupted(&full, queued)
+}
+
+/// Starts a nonblocking `connect` to `addr`; says what it returned.
+fn start_connect(addr: SocketAddr) -> Result<OwnedFd, Box<dyn Error>> {
+    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+    let sock = socket(AddressFamily::Inet, SockType::Stream, flags, None)?;
+    let SocketAddr::V4(addr) = addr else {
+        return Err("an IPv4 address, please".into());
+    };
+    match connect(sock.as_raw_fd(), &SockaddrIn::from(addr)) {
+        Ok(()) => println!("   connect: done at once"),
+        Err(err) => println!("   connect: {}", name(err)),
+    }
+    Ok(sock)
+}
+
+/// Waits up to `millis` for the socket to become writable, then asks it,
+/// with SO_ERROR, how its `connect` ended.
+fn finish_connect(sock: &OwnedFd, millis: u16) -> Result<(), Box<dyn Error>> {
+    let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLOUT)];
+    let started = Instant::now();
+    let ready = loop {
+        match poll(&mut fds, PollTimeout::from(millis)) {
+            Err(Errno::EINTR) => continue,
+            other => break other?,
+        }
+    };
+    if ready == 0 {
+        println!("   poll: nothing within {millis} ms");
+        return Ok(());
+    }
+    let events = fds[0].revents().unwrap_or(PollFlags::empty());
+    let error = getsockopt(sock, sockopt::SocketError)?;
+    let outcome = match error {
+        0 => "0, connected".to_string(),
+        errno => name(Errno::from_raw(errno)),
+    };
+    println!(
+        "   poll: {} after {:.2} s (measured); SO_ERROR: {outcome}",
+        show(events),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+// ANCHOR_END: connect
+
+// ANCHOR: eintr
+/// A blocking `connect`, to a listener whose queue is full, interrupted
+/// after 200 ms by SIGALRM, whose handler was installed without
+/// SA_RESTART: EINTR. The handshake goes on regardless, and completes
+/// when our kernel sends its SYN again, a second after the first, once
+/// the queue has room. Calling `connect` again would wait for that same
+/// handshake on Linux; `poll` and SO_ERROR say when and how it ended, as
+/// for a nonblocking `connect`.
+fn interrupted(
+    full: &TcpListener,
+    queued: TcpStream,
+) -> Result<(), Box<dyn Error>> {
+    println!("4. A blocking connect, and a signal after 200 ms");
+    let action = SigAction::new(
+        SigHandler::Handler(on_alarm),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler does nothing at all.
+    unsafe { sigaction(Signal::SIGALRM, &action) }?;
+    let flags = SockFlag::SOCK_CLOEXEC;
+    let sock = socket(AddressFamily::Inet, SockType::Stream, flags, None)?;
+    let SocketAddr::V4(addr) = full.local_addr()? else {
+        return Err("an IPv4 address, please".into());
+    };
+    let addr = SockaddrIn::from(addr);
+    // A timer that sends SIGALRM once, in 200 ms.
+    let alarm = SigEvent::new(SigevNotify::SigevSignal {
+        signal: Signal::SIGALRM,
+        si_value: 0,
+    });
+    let mut timer = Timer::new(ClockId::CLOCK_MONOTONIC, alarm)?;
+    let in_200_ms = TimeSpec::from_duration(Duration::from_millis(200));
+    timer.set(Expiration::OneShot(in_200_ms), TimerSetTimeFlags::empty())?;
+    let first = connect(sock.as_raw_fd(), &addr);
+    println!("   connect: {}", outcome(first));
+    // The handshake goes on: make room in the queue, by accepting the
+    // connection that filled it, and wait for the end of it as for a
+    // nonblocking connect.
+    drop(queued);
+    let (_, _) = full.accept()?;
+    finish_connect(&sock, 5000)?;
+    let last = connect(sock.as_raw_fd(), &addr);
+    println!("   connect again, now: {}", outcome(last));
+    Ok(())
+}
+
+extern "C" fn on_alarm(_: c_int) {}
+// ANCHOR_END: eintr
+
+/// A listener whose queue of completed connections is full: a backlog of
+/// zero holds one connection, and one has come.
+fn full_listener() -> Result<(TcpListener, TcpStream), Box<dyn Error>> {
+    let flags = SockFlag::SOCK_CLOEXEC;
+    let sock = socket(AddressFamily::Inet, SockType::Stream, flags, None)?;
+    bind(sock.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0))?;
+    listen(&sock, Backlog::new(0)?)?;
+    let listener = TcpListener::from(sock);
+    let queued = TcpStream::connect(listener.local_addr()?)?;
+    Ok((listener, queued))
+}
+
+/// What `connect` returned, said in words.
+fn outcome(result: nix::Result<()>) -> String {
+    result.map_or_else(name, |()| "done".into())
+}
+
+/// An errno by its name and what it means: `EINPROGRESS (Operation now
+/// in progress)`.
+fn name(errno: Errno) -> String {
+    format!("{errno:?} ({})", errno.desc())
+}
+
+/// The events `poll` reported, by name.
+fn show(events: PollFlags) -> String {
+    let names = [
+        (PollFlags::POLLOUT, "POLLOUT"),
+        (PollFlags::POLLERR, "POLLERR"),
+        (PollFlags::POLLHUP, "POLLHUP"),
+    ];
+    let shown: Vec<_> = names
+        .iter()
+        .filter(|(flag, _)| events.contains(*flag))
+        .map(|(_, name)| *name)
+        .collect();
+    shown.join("|")
+}
+
+/// Gives SIGPIPE back its default action: this is a filter.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Takes no arguments but `--help`.
+fn parse_args() -> Result<(), lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = lexopt::Parser::from_env();
+    if let Some(arg) = args.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: whole

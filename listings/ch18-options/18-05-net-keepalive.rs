@@ -1,0 +1,158 @@
+// ANCHOR: whole
+// Listing 18-5: noticing that a peer is gone, or hung. A peer whose
+// machine loses power, or whose network goes, sends nothing: no FIN, no
+// reset. Here such a peer is played on loopback by a socket whose kernel
+// drops every packet that comes to it (a BPF filter that accepts
+// nothing), so that it never answers again. Four scenes:
+//
+// 1. no keepalive: a read waits, for as long as we let it;
+// 2. TCP keepalive, after 1 s idle, a probe a second, 2 probes: the read
+//    fails with ETIMEDOUT;
+// 3. a write with TCP_USER_TIMEOUT 2 s: unacknowledged data fails the
+//    connection with ETIMEDOUT (without it, Linux sends it again for 15
+//    minutes or more, as `tcp_retries2` says);
+// 4. a peer that is alive but hung (its program never reads): its kernel
+//    answers the probes, keepalive says nothing is wrong, and only a
+//    heartbeat of the application's own finds out.
+//
+// `net-keepalive` takes no arguments. Linux (TCP_KEEPIDLE and
+// TCP_USER_TIMEOUT are Linux's names; BSDs have the first).
+
+use std::error::Error;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{self, ExitCode};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigHandler, Signal, signal};
+use socket2::{SockFilter, SockRef, TcpKeepalive};
+
+const USAGE: &str = "usage: net-keepalive";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("net-keepalive: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: run
+/// How long we let a read wait before we give up on it ourselves.
+const PATIENCE: Duration = Duration::from_secs(4);
+
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let keepalive = TcpKeepalive::new()
+        .with_time(Duration::from_secs(1)) // TCP_KEEPIDLE
+        .with_interval(Duration::from_secs(1)) // TCP_KEEPINTVL
+        .with_retries(2); // TCP_KEEPCNT
+
+    println!("1. A peer that is gone; no keepalive");
+    let (mut sock, peer) = pair()?;
+    vanish(&peer)?;
+    println!("   read: {}", read_within(&mut sock, PATIENCE));
+
+    println!("2. The same, with keepalive (idle 1 s, every 1 s, 2 probes)");
+    let (mut sock, peer) = pair()?;
+    SockRef::from(&sock).set_tcp_keepalive(&keepalive)?;
+    vanish(&peer)?;
+    println!("   read: {}", read_within(&mut sock, PATIENCE * 3));
+
+    println!("3. A write to a peer that is gone, TCP_USER_TIMEOUT 2 s");
+    let (mut sock, peer) = pair()?;
+    SockRef::from(&sock).set_tcp_user_timeout(Some(Duration::from_secs(2)))?;
+    vanish(&peer)?;
+    sock.write_all(b"hello\n")?;
+    println!(
+        "   wrote 6 bytes; read: {}",
+        read_within(&mut sock, PATIENCE * 3)
+    );
+
+    println!("4. A peer that is alive but never reads, with keepalive");
+    let (mut sock, _hung) = pair()?;
+    SockRef::from(&sock).set_tcp_keepalive(&keepalive)?;
+    println!("   read: {}", read_within(&mut sock, PATIENCE));
+    println!(
+        "   heartbeat: {}",
+        heartbeat(&mut sock, Duration::from_secs(1))?
+    );
+    Ok(())
+}
+
+/// Makes `peer` drop every packet that comes to it: a classic BPF
+/// program of one instruction, "return 0", which accepts nothing. Its
+/// kernel no longer acknowledges data or keepalive probes, as if its
+/// machine had gone.
+fn vanish(peer: &TcpStream) -> io::Result<()> {
+    const RETURN_0: SockFilter = SockFilter::new(0x06, 0, 0, 0); // BPF_RET|BPF_K
+    SockRef::from(peer).attach_filter(&[RETURN_0])
+}
+
+/// One `read`, with `patience` for a timeout: what it returned, and when.
+fn read_within(sock: &mut TcpStream, patience: Duration) -> String {
+    let started = Instant::now();
+    let result = sock
+        .set_read_timeout(Some(patience))
+        .and_then(|()| sock.read(&mut [0; 64]));
+    let took = started.elapsed().as_secs_f64();
+    match result {
+        Err(err) if err.kind() == ErrorKind::WouldBlock => {
+            format!("still waiting after {took:.1} s (measured), our timeout")
+        }
+        Err(err) => format!("{err}, after {took:.1} s (measured)"),
+        Ok(0) => format!("the end of the stream, after {took:.1} s (measured)"),
+        Ok(n) => format!("{n} bytes, after {took:.1} s (measured)"),
+    }
+}
+
+/// The application's own check: send `ping`, and expect `pong` back
+/// within `within`.
+fn heartbeat(sock: &mut TcpStream, within: Duration) -> io::Result<String> {
+    sock.write_all(b"ping\n")?;
+    sock.set_read_timeout(Some(within))?;
+    let mut reply = [0; 5];
+    Ok(match sock.read_exact(&mut reply) {
+        Ok(()) if &reply == b"pong\n" => "pong: the peer is alive".into(),
+        Ok(()) => "a wrong answer".into(),
+        Err(err) if err.kind() == ErrorKind::WouldBlock => {
+            format!("no pong within {} s: the peer is hung", within.as_secs())
+        }
+        Err(err) => format!("{err}"),
+    })
+}
+// ANCHOR_END: run
+
+/// A connected pair of sockets on loopback: ours, and the peer's.
+fn pair() -> io::Result<(TcpStream, TcpStream)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let ours = TcpStream::connect(listener.local_addr()?)?;
+    let (peer, _) = listener.accept()?;
+    Ok((ours, peer))
+}
+
+/// Gives SIGPIPE back its default action: this is a filter.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Takes no arguments but `--help`.
+fn parse_args() -> Result<(), lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = lexopt::Parser::from_env();
+    if let Some(arg) = args.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: whole

@@ -1,0 +1,256 @@
+// ANCHOR: whole
+// Listing 18-6: restarting a server without dropping a connection. Two
+// scenes, each with twenty clients that connect and wait in a listening
+// socket's queue:
+//
+// 1. SO_REUSEPORT: a new listener shares the port, and the old one
+//    closes. The clients that the kernel had queued on the old one are
+//    reset, unless the sysctl `net.ipv4.tcp_migrate_req` is 1 (Linux
+//    5.14 and later), which moves them to the new one.
+// 2. The old process hands the listening socket itself to the new one,
+//    which it starts with the socket as descriptor 3 (the convention of
+//    systemd's LISTEN_FDS), and then finishes the connection it was
+//    serving. The queue never closes: no client is lost.
+//
+// `net-handover` takes no arguments; `net-handover --inherit N` is the
+// new process, which serves N clients on the socket it inherits. Linux.
+
+use std::env;
+use std::error::Error;
+use std::fs;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{self, Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use nix::libc;
+use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::unistd::getpid;
+use socket2::{Domain, Socket, Type};
+
+const USAGE: &str = "usage: net-handover [--inherit N]";
+/// How many clients wait in the queue in each scene.
+const CLIENTS: usize = 20;
+/// Where a listening socket handed over by `exec` is: after stdin,
+/// stdout and stderr, as systemd passes them (`LISTEN_FDS=1`).
+const HANDED_OVER: RawFd = 3;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("net-handover: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
+    match parse_args().map_err(|e| format!("{e}; {USAGE}"))? {
+        Some(count) => new_process(count),
+        None => {
+            reuseport()?;
+            handover()
+        }
+    }
+}
+
+// ANCHOR: reuseport
+/// Scene 1: an old and a new listener on one port with SO_REUSEPORT; the
+/// old closes with the connections the kernel gave it still queued.
+fn reuseport() -> Result<(), Box<dyn Error>> {
+    let migrate = fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req")
+        .map_or_else(|_| "absent".into(), |v| v.trim().to_string());
+    println!(
+        "1. SO_REUSEPORT, the old listener closes (tcp_migrate_req: {migrate})"
+    );
+    let old = reuse_port_listener("127.0.0.1:0".parse()?)?;
+    let new = reuse_port_listener(old.local_addr()?)?;
+    let clients = connect_all(old.local_addr()?)?;
+    drop(old);
+    // Each client sends a line, and the new listener answers whatever
+    // reaches it; a client queued on the old one has been reset.
+    new.set_nonblocking(true)?;
+    let (mut answered, mut reset) = (0, 0);
+    let mut accepted = Vec::new();
+    while let Ok((conn, _)) = new.accept() {
+        accepted.push(conn);
+    }
+    for conn in &accepted {
+        answer(conn, "the new listener")?;
+    }
+    for client in clients {
+        match reply(&client) {
+            Ok(_) => answered += 1,
+            Err(err) if err.kind() == ErrorKind::ConnectionReset => reset += 1,
+            Err(err) => return Err(err.into()),
+        }
+    }
+    println!(
+        "   of {CLIENTS} clients: {answered} (measured) answered by the new \
+         listener, {reset} (measured) reset"
+    );
+    Ok(())
+}
+
+/// A listening socket with SO_REUSEPORT (and SO_REUSEADDR, as std sets).
+fn reuse_port_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    Ok(socket.into())
+}
+// ANCHOR_END: reuseport
+
+// ANCHOR: handover
+/// Scene 2: the old process serves one client; twenty more wait in the
+/// queue. It starts the new process with the listening socket, which
+/// serves them, and finishes its own client meanwhile: draining.
+fn handover() -> Result<(), Box<dyn Error>> {
+    println!("2. The old process hands its listening socket to a new one");
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let first = connect_one(addr)?;
+    let (serving, _) = listener.accept()?;
+    let clients = connect_all(addr)?;
+    println!("   old: serving 1 client, {CLIENTS} waiting in the queue");
+    let mut new = Command::new(env::current_exe()?);
+    new.args(["--inherit", &CLIENTS.to_string()]);
+    new.env("LISTEN_FDS", "1");
+    let fd = listener.as_raw_fd();
+    // SAFETY: between fork and exec only `dup2` and `fcntl` run, system
+    // calls that allocate nothing and take no lock, and an error is made
+    // from errno, which allocates nothing either. A copy of the socket on
+    // descriptor 3, without close-on-exec, is all the new program
+    // inherits of it; std's own descriptors are closed by `exec`.
+    unsafe {
+        new.pre_exec(move || {
+            let done = if fd == HANDED_OVER {
+                // Already there: only the close-on-exec flag must go.
+                libc::fcntl(fd, libc::F_SETFD, 0)
+            } else {
+                // The copy that `dup2` makes is not close-on-exec.
+                libc::dup2(fd, HANDED_OVER)
+            };
+            if done == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    // Its report comes through a pipe, to be printed after ours.
+    let mut new = new.stdout(Stdio::piped()).spawn()?;
+    // From here on the queue is the new process's as much as ours: we
+    // accept no more, and close our copy of the socket.
+    drop(listener);
+    answer(&serving, "the old process")?;
+    println!("   old: finished its client, {}", reply(&first)?);
+    let mut report = String::new();
+    if let Some(mut out) = new.stdout.take() {
+        out.read_to_string(&mut report)?;
+    }
+    let status = new.wait()?;
+    if !status.success() {
+        return Err(format!("the new process ended badly: {status}").into());
+    }
+    print!("{report}");
+    let (mut answered, mut lost) = (0, 0);
+    for client in &clients {
+        match reply(client) {
+            Ok(line) if line.contains("the new process") => answered += 1,
+            _ => lost += 1,
+        }
+    }
+    println!(
+        "   of {CLIENTS} clients: {answered} answered by the new process, \
+         {lost} lost"
+    );
+    Ok(())
+}
+
+/// The new process: the listening socket is descriptor 3; it serves
+/// `count` clients on it, and ends.
+fn new_process(count: usize) -> Result<(), Box<dyn Error>> {
+    if env::var("LISTEN_FDS").as_deref() != Ok("1") {
+        return Err("--inherit: no listening socket handed over".into());
+    }
+    // SAFETY: by the convention above, descriptor 3 is a listening socket
+    // that this process owns, and nothing else here uses it.
+    let listener =
+        TcpListener::from(unsafe { OwnedFd::from_raw_fd(HANDED_OVER) });
+    for _ in 0..count {
+        let (conn, _) = listener.accept()?;
+        answer(&conn, "the new process")?;
+    }
+    println!("   new (pid {}): took the socket, served {count}", getpid());
+    Ok(())
+}
+// ANCHOR_END: handover
+
+/// Connects CLIENTS clients, which wait in the listening socket's queue.
+fn connect_all(addr: SocketAddr) -> io::Result<Vec<TcpStream>> {
+    (0..CLIENTS).map(|_| connect_one(addr)).collect()
+}
+
+/// Connects a client that sends a line and half-closes.
+fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
+    let mut client = TcpStream::connect(addr)?;
+    client.set_read_timeout(Some(Duration::from_secs(10)))?;
+    client.write_all(b"hello\n")?;
+    client.shutdown(Shutdown::Write)?;
+    Ok(client)
+}
+
+/// Reads a client's request to its end, answers who served it, and ends
+/// the stream.
+fn answer(mut conn: &TcpStream, who: &str) -> io::Result<()> {
+    conn.set_nonblocking(false)?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut request = Vec::new();
+    conn.read_to_end(&mut request)?;
+    writeln!(conn, "served by {who}")?;
+    conn.shutdown(Shutdown::Write)
+}
+
+/// A client's reply, to its end.
+fn reply(mut client: &TcpStream) -> io::Result<String> {
+    let mut reply = String::new();
+    client.read_to_string(&mut reply)?;
+    Ok(reply.trim_end().to_string())
+}
+
+/// Gives SIGPIPE back its default action: this is a filter.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Reads `[--inherit N]`.
+fn parse_args() -> Result<Option<usize>, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut inherit = None;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("inherit") => {
+                let count: usize = args.value()?.parse()?;
+                if !(1..=1000).contains(&count) {
+                    return Err("--inherit must be from 1 to 1000".into());
+                }
+                inherit = Some(count);
+            }
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(inherit)
+}
+// ANCHOR_END: whole
