@@ -514,12 +514,18 @@ impl Slots {
 
 impl Slot {
     /// Marks the connection as waiting for a request (true) or working
-    /// on one (false): only a waiting connection may be evicted.
+    /// on one (false): only a waiting connection may be evicted. A
+    /// connection that already waits keeps its time: a new one has waited
+    /// since it was accepted, however late its task first runs.
     fn set_waiting(&self, waiting: bool) {
         let mut open =
             self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(me) = open.get_mut(&self.id) {
-            me.since = waiting.then(Instant::now);
+            me.since = if waiting {
+                me.since.or_else(|| Some(Instant::now()))
+            } else {
+                None
+            };
         }
     }
 }
@@ -844,6 +850,21 @@ mod tests {
             busy.set_waiting(false);
         }
         assert!(slots.take().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_waits_from_its_accept_not_from_its_first_poll() {
+        let slots = Slots::new(2, Duration::from_secs(600));
+        let first = slots.take().unwrap();
+        sleep(Duration::from_millis(10)).await;
+        let second = slots.take().unwrap();
+        // The second connection's task happens to run first.
+        second.set_waiting(true);
+        sleep(Duration::from_millis(10)).await;
+        first.set_waiting(true);
+        let _third = slots.take().expect("room made");
+        assert!(first.evict.is_cancelled(), "accepted first, waited longest");
+        assert!(!second.evict.is_cancelled());
     }
 
     #[tokio::test(start_paused = true)]
