@@ -401,17 +401,29 @@ fn chapter_27_claims_hold_in_the_published_results() {
     }
 }
 
-/// The system calls a TCP transfer makes, from `strace -f`, with their
-/// sizes: what chapter 27 compares when Rust and C differ.
+/// The system calls a TCP transfer makes, from `strace -ff`, with their
+/// sizes: what chapter 27 compares when Rust and C differ. One file per
+/// process, so that no call is cut in two by another process's (`-f`
+/// alone writes `<unfinished ...>` then, and the sizes land on another
+/// line).
 fn tcp_calls(bin: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("trace");
     let trace_arg = trace.to_str().unwrap();
-    let args = ["-f", "-o", trace_arg, "-e", "trace=%network,read,write"];
+    let args = ["-ff", "-o", trace_arg, "-e", "trace=%network,read,write"];
     let args = [&args[..], &[bin, "--via", "tcp", "--bytes", "1M"]].concat();
     let out = run("strace", &args);
     assert!(out.status.success(), "{}", out.stderr);
-    fs::read_to_string(trace).unwrap()
+    let mut files: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2, "a sender and a receiver: {files:?}");
+    files
+        .iter()
+        .map(|file| fs::read_to_string(file).unwrap())
+        .collect()
 }
 
 #[test]
