@@ -11,9 +11,10 @@ use std::error::Error;
 use std::io::{self, Write};
 use std::process::{self, ExitCode};
 
+use nix::fcntl::OFlag;
 use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::wait::waitpid;
-use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, pipe, read, write};
+use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, pipe2, read, write};
 
 const USAGE: &str = "usage: bench-naive [--chunk BYTES] [--count N]";
 
@@ -31,7 +32,7 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let (chunk, count) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    let (read_end, write_end) = pipe()?;
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
     let parent = getpid();
     println!("Parent {parent}: sending {count} chunks of {chunk} bytes");
     io::stdout().flush()?;

@@ -10,9 +10,9 @@ use std::error::Error;
 use std::io::IoSlice;
 use std::process::{self, ExitCode};
 
-use nix::fcntl::{SpliceFFlags, vmsplice};
+use nix::fcntl::{OFlag, SpliceFFlags, vmsplice};
 use nix::sys::signal::{SigHandler, Signal, signal};
-use nix::unistd::{pipe, read, write};
+use nix::unistd::{pipe2, read, write};
 
 const USAGE: &str = "usage: bench-vmsplice-reuse";
 
@@ -35,7 +35,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     let start = memory.as_ptr().align_offset(page);
     let buffer = &mut memory[start..start + page];
     for how in ["write", "vmsplice"] {
-        let (read_end, write_end) = pipe()?;
+        let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
         buffer[..6].copy_from_slice(b"before");
         let sent = if how == "write" {
             write(&write_end, &buffer[..6])?
