@@ -23,7 +23,7 @@ use std::fmt::Display;
 use std::fs;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
@@ -465,8 +465,8 @@ impl Server {
 
 // ANCHOR: serve
 /// Answers each line the client sends, until the client closes, stays
-/// silent for too long, or the server stops: then it answers the lines it
-/// has already received, and closes.
+/// silent for too long, or the server stops: then it answers the lines
+/// the kernel had received when the stop came, and closes.
 fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
@@ -477,6 +477,9 @@ fn serve(
     stream.set_write_timeout(Some(PEER_TIMEOUT))?;
     let mut received = Vec::new();
     let mut chunk = [0u8; 4096];
+    // Once stopping: how many of the bytes the kernel held at the stop
+    // are still to be read. Nothing sent after the stop is read.
+    let mut before_stop: Option<usize> = None;
     loop {
         while let Some(end) = received.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = received.drain(..=end).collect();
@@ -490,32 +493,58 @@ fn serve(
             thread::sleep(config.delay); // The work.
             writeln!(stream, "{}, {request}", config.greeting)?;
         }
-        let mut fds = [
-            PollFd::new(stream.as_fd(), PollFlags::POLLIN),
-            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
-        ];
-        let idle = PollTimeout::try_from(IDLE).unwrap_or(PollTimeout::MAX);
-        match poll(&mut fds, idle) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            other => other?,
+        let want = match before_stop {
+            Some(0) => break, // All that came before the stop is answered.
+            Some(left) => left.min(chunk.len()), // There: no need to wait.
+            None => {
+                let mut fds = [
+                    PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(stream.as_fd(), PollFlags::POLLIN),
+                ];
+                let idle =
+                    PollTimeout::try_from(IDLE).unwrap_or(PollTimeout::MAX);
+                match poll(&mut fds, idle) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    other => other?,
+                };
+                if fds[0].any() == Some(true) {
+                    // The stop comes first, or a client that keeps
+                    // sending would keep the connection for ever.
+                    before_stop = Some(unread_bytes(&stream)?);
+                    continue;
+                }
+                if fds[1].any() != Some(true) {
+                    break; // Idle for too long.
+                }
+                chunk.len()
+            }
         };
-        if fds[0].any() == Some(true) {
-            let n = stream.read(&mut chunk)?;
-            if n == 0 {
-                return Ok(()); // The client closed.
-            }
-            received.extend_from_slice(&chunk[..n]);
-            if received.len() > MAX_LINE {
-                writeln!(stream, "error: line too long")?;
-                break;
-            }
-        } else {
-            // Stopping (what was received has been answered), or idle
-            // for too long.
+        let n = stream.read(&mut chunk[..want])?;
+        if n == 0 {
+            return Ok(()); // The client closed.
+        }
+        if let Some(left) = &mut before_stop {
+            *left -= n;
+        }
+        received.extend_from_slice(&chunk[..n]);
+        if received.len() > MAX_LINE {
+            writeln!(stream, "error: line too long")?;
             break;
         }
     }
     close_gently(stream)
+}
+
+/// How many bytes the kernel has received on `stream` that nobody has
+/// read yet: `ioctl(FIONREAD)`.
+fn unread_bytes(stream: &TcpStream) -> io::Result<usize> {
+    let mut count: nix::libc::c_int = 0;
+    let fd = stream.as_raw_fd();
+    // SAFETY: FIONREAD stores one int through the pointer, which points
+    // to `count`, alive for the whole call.
+    let done = unsafe { nix::libc::ioctl(fd, nix::libc::FIONREAD, &mut count) };
+    nix::errno::Errno::result(done)?;
+    Ok(usize::try_from(count).unwrap_or(0))
 }
 
 /// Half-closes, then reads and discards until the client closes too, for

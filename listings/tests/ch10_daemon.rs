@@ -4,10 +4,13 @@
 //! `systemd-socket-activate` handing it its listening socket.
 
 use std::fs;
-use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -211,6 +214,103 @@ fn sig_daemon_drains_every_request_in_flight_and_refuses_new_clients() {
         sent.elapsed() < Duration::from_secs(10),
         "within the deadline"
     );
+}
+
+#[test]
+fn sig_daemon_stops_taking_requests_from_a_client_that_keeps_sending() {
+    let mut daemon = start(&["--drain-secs", "5"]);
+    // Each request takes 20 ms, and a new one comes every 10 ms: there is
+    // always another line waiting when the daemon looks.
+    reconfigure(&mut daemon, "delay_ms = 20\n");
+    let mut client = Client::connect(daemon.addr);
+    let closed = Arc::new(AtomicBool::new(false));
+    let mut writer = client.stream.try_clone().unwrap();
+    let sender = thread::spawn({
+        let closed = Arc::clone(&closed);
+        move || {
+            let mut sent = 0;
+            while !closed.load(Ordering::SeqCst) {
+                if writeln!(writer, "x{sent}").is_err() {
+                    break;
+                }
+                sent += 1;
+                thread::sleep(Duration::from_millis(10));
+            }
+            sent
+        }
+    });
+    logged_request(&mut daemon, "x0");
+    daemon.listing.expect(r#"127\.0\.0\.1:\d+: request "x1""#);
+    let sent_term = Instant::now();
+    daemon.listing.signal(Signal::SIGTERM);
+    // Replies in order, for the requests up to the stop, then the end.
+    let mut answered = 0;
+    while let Some(reply) = client.reply() {
+        assert_eq!(reply, format!("hello, x{answered}\n"));
+        answered += 1;
+    }
+    closed.store(true, Ordering::SeqCst);
+    let sent = sender.join().unwrap();
+    drop(client);
+    let out = daemon.listing.finish();
+    // Not the deadline's exit 1: the stop ended the connection.
+    assert_died_of(&out, Signal::SIGTERM);
+    assert!(sent_term.elapsed() < Duration::from_secs(5));
+    assert!((2..=sent).contains(&answered), "{answered} of {sent}");
+}
+
+/// Connects `clients` clients, each of which sends its request, then sends
+/// SIGTERM; with `frozen`, the daemon is stopped (SIGSTOP) while they
+/// connect and continued after the SIGTERM, so that it finds every request
+/// already waiting. Returns what went wrong, if anything.
+fn signal_after_requests(clients: usize, frozen: bool) -> Option<String> {
+    let daemon = start(&[]);
+    if frozen {
+        daemon.listing.signal(Signal::SIGSTOP);
+    }
+    let mut connected: Vec<Client> = (0..clients)
+        .map(|i| {
+            let mut client = Client::connect(daemon.addr);
+            client.send(&format!("client{i}"));
+            client
+        })
+        .collect();
+    daemon.listing.signal(Signal::SIGTERM);
+    if frozen {
+        daemon.listing.signal(Signal::SIGCONT);
+    }
+    let mut lost = Vec::new();
+    for (i, client) in connected.iter_mut().enumerate() {
+        let mut got = String::new();
+        let _ = client.reader.read_to_string(&mut got);
+        if got != format!("hello, client{i}\n") {
+            lost.push(format!("client{i} got {got:?}"));
+        }
+    }
+    drop(connected);
+    let out = daemon.listing.finish();
+    let died = out.status.signal() == Some(Signal::SIGTERM as i32);
+    if lost.is_empty() && died {
+        return None;
+    }
+    Some(format!(
+        "{lost:?}; {:?}; {}",
+        out.status,
+        out.stdout.join("\n")
+    ))
+}
+
+#[test]
+fn sig_daemon_answers_every_request_that_came_before_the_signal() {
+    // The stop is taken before the socket's bytes, so what had arrived
+    // must be read by asking the kernel how much there is.
+    for frozen in [true, false] {
+        for round in 0..20 {
+            if let Some(wrong) = signal_after_requests(30, frozen) {
+                panic!("frozen {frozen}, round {round}: {wrong}");
+            }
+        }
+    }
 }
 
 #[test]
