@@ -707,3 +707,52 @@ fn idle_memory_measures_a_server_holding_idle_connections() {
     }
     assert!(out.stdout[3].starts_with("per connection: median "));
 }
+
+#[test]
+fn request_cost_measures_each_servers_cpu_per_request() {
+    if !have("python3") {
+        return;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/ch30-async-sockets/request-cost"
+    );
+    let servers = [bin!("tcp-threads"), bin!("poll-server"), SERVER];
+    let mut args = vec!["--requests", "300", "--runs", "2"];
+    let traced = have("strace");
+    if traced {
+        args.push("--strace");
+    }
+    args.extend(servers);
+    let out = run(script, &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    let cost = regex::Regex::new(
+        r"^(\S+): user [\d.]+ \[[\d.]+-[\d.]+\], system [\d.]+ \[[\d.]+-[\d.]+\], total [\d.]+ \[[\d.]+-[\d.]+\]$",
+    )
+    .unwrap();
+    let named: Vec<&str> = out
+        .stdout
+        .iter()
+        .filter_map(|line| cost.captures(line))
+        .map(|c| c.get(1).unwrap().as_str())
+        .collect();
+    assert_eq!(
+        named,
+        ["tcp-threads", "poll-server", "async-server"],
+        "{:#?}",
+        out.stdout
+    );
+    if traced {
+        // One read and one write per request at least, whatever the
+        // server: the counts are per request, not per run.
+        let calls: Vec<&String> = out
+            .stdout
+            .iter()
+            .filter(|line| line.starts_with("  system calls per request: "))
+            .collect();
+        assert_eq!(calls.len(), 3, "{:#?}", out.stdout);
+        for line in calls {
+            assert!(line.contains("recvfrom 1.0"), "{line}");
+        }
+    }
+}
