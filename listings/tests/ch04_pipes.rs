@@ -279,6 +279,52 @@ fn pipe_listings_make_both_ends_close_on_exec() {
     }
 }
 
+/// A Python program that does what Lutz's `pipe2.py` does: newlines, both
+/// unused ends closed, and a parent that reads lines with `readline()`
+/// but never looks for the end of the stream. It names its child first,
+/// for the test to kill.
+const LIKE_PIPE2_PY: &str = "import os, time
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(r)
+    zzz = 0
+    while True:
+        time.sleep(zzz)
+        os.write(w, b'Spam %03d\\n' % zzz)
+        zzz = (zzz + 1) % 5
+else:
+    print('child', pid, flush=True)
+    os.close(w)
+    lines = os.fdopen(r)
+    while True:
+        line = lines.readline()[:-1]
+        print('Parent %d got [%s] at %s' % (os.getpid(), line, time.time()))
+";
+
+#[test]
+fn pipe2_py_busy_loops_once_its_child_is_gone() {
+    if !have("python3") {
+        return;
+    }
+    let mut parent = Listing::start("python3", &["-c", LIKE_PIPE2_PY]);
+    let child = parent.expect(r"^child (\d+)$").remove(1);
+    let child = Pid::from_raw(child.parse().expect("a pid"));
+    nix::sys::signal::kill(child, Signal::SIGKILL).expect("kill the child");
+    // `readline()` returns '' at the end of the stream, at once and every
+    // time: the parent never waits again. (Lines the child wrote before
+    // it died come first.)
+    let empty = Regex::new(r"^Parent \d+ got \[\] at [\d.]+$").unwrap();
+    let mut line = parent.next_line();
+    while line.starts_with("Parent") && line.contains("got [Spam") {
+        line = parent.next_line();
+    }
+    for _ in 0..1000 {
+        assert!(empty.is_match(&line), "{line:?}");
+        line = parent.next_line();
+    }
+}
+
 #[test]
 fn pipe_lines_child_dies_of_sigpipe_at_its_next_write_after_the_parent() {
     let mut lines = Listing::start(bin!("pipe-lines"), &[]);
