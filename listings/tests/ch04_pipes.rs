@@ -418,3 +418,29 @@ fn pipe_lines_trace_shows_each_end_closed_and_the_end_of_the_stream() {
     );
     assert!(out.stderr.contains(r#"read(3, "", "#), "{}", out.stderr);
 }
+
+/// The command that measured how `pipe-glued | head -1` ends, run small:
+/// every run ends in one of the three ways the chapter describes, and the
+/// counts add up.
+#[test]
+fn head_race_counts_the_three_ends_of_pipe_glued_into_head() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/ch04-pipes/head-race");
+    let out = run(script, &["--runs", "20", bin!("pipe-glued")]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout[0].starts_with("20 runs of: "),
+        "{:#?}",
+        out.stdout
+    );
+    assert_eq!(out.stdout[2].split_whitespace().next(), Some("status"));
+    let mut total = 0;
+    for row in &out.stdout[3..] {
+        let fields: Vec<_> = row.split_whitespace().collect();
+        assert!(["0", "1", "141"].contains(&fields[0]), "{row}");
+        assert!(!row.ends_with("unexpected"), "{row}");
+        total += fields[1].parse::<u32>().expect("a count");
+    }
+    assert_eq!(total, 20, "{:#?}", out.stdout);
+    assert_rejects(script, &["--runs", "0"], "--runs must be");
+    assert_rejects(script, &["--frobnicate"], "unknown option");
+}
