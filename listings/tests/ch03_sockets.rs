@@ -960,3 +960,26 @@ fn client_trace_shows_the_reset_of_a_server_that_left_bytes_unread() {
         &[],
     );
 }
+
+/// The command that counted how often the original fails to restart, run
+/// small: it runs, and counts within the tries it made.
+#[test]
+fn rerun_original_counts_the_second_runs_that_cannot_bind() {
+    if !have("python3") {
+        return;
+    }
+    let script =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/ch03-sockets/rerun-original");
+    let out = run(script, &["--tries", "3"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout[0], "3 tries, each two runs in a row on a fresh port",
+        "{:#?}",
+        out.stdout
+    );
+    let failed = out.stdout[1]
+        .strip_prefix("second run failed with 'Address already in use': ")
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("{:#?}", out.stdout));
+    assert!(failed <= 3, "{failed}");
+}
