@@ -218,7 +218,7 @@ fn a_python_handler_that_prints_runs_inside_a_blocked_print() {
     }
     let printer = "import signal\n\
         signal.signal(signal.SIGALRM, lambda n, f: print('Got alarm', n))\n\
-        for i in range(100000): print('line %d' % i)\n";
+        for i in range(100000): print('Spam %d' % i)\n";
     // Runs the printer on a terminal, reads nothing until it is blocked
     // in `write` (as /proc/PID/syscall says), sends SIGALRM, then reads
     // everything.
@@ -239,7 +239,7 @@ fn a_python_handler_that_prints_runs_inside_a_blocked_print() {
         print([l for l in out.decode().splitlines() if 'alarm' in l][0])\n";
     let out = run("python3", &["-c", driver, printer]);
     assert!(out.status.success(), "{}", out.stderr);
-    let found = Regex::new(r"^line \d+Got alarm 14$").unwrap();
+    let found = Regex::new(r"^Spam \d+Got alarm 14$").unwrap();
     assert!(found.is_match(&out.stdout[0]), "{:?}", out.stdout);
 }
 

@@ -4,7 +4,6 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -18,19 +17,16 @@ use nix::sys::signal::Signal;
 use crate::support::{
     Listing, Trace, assert_matches_book, assert_rejects,
     assert_session_matches_book, assert_session_matches_book_masking,
-    assert_trace_matches_book, blessing, can_trace, cargo_run, have, run,
-    shell, state_of, strace_command, wait_until,
+    assert_trace_matches_book, blessing, can_trace, cargo_run, default_port,
+    have, run, shell, state_of, strace_command, wait_until,
 };
 
-/// The book's outputs are real runs of the commands it shows, on the
-/// default port. Only blessing uses that port, one run at a time; checks
-/// append `127.0.0.1:0` and let the kernel choose.
-static DEFAULT_PORT: Mutex<()> = Mutex::new(());
-
-/// The default port's lock, taken only when blessing: checks run on free
-/// ports and need not wait for one another.
+/// The default port's lock, the one every chapter's tests share, taken
+/// only when blessing: the book's outputs are real runs on the default
+/// port, while checks append `127.0.0.1:0` and need not wait for one
+/// another.
 fn default_port_if_blessing() -> Option<std::sync::MutexGuard<'static, ()>> {
-    blessing().then(|| DEFAULT_PORT.lock().unwrap_or_else(|e| e.into_inner()))
+    blessing().then(default_port)
 }
 
 fn with_test_address<'a>(args: &[&'a str]) -> Vec<&'a str> {
@@ -216,7 +212,7 @@ fn reset_at_once(addr: &str) {
 
 #[test]
 fn servers_listen_on_loopback_port_50008_by_default() {
-    let _port = DEFAULT_PORT.lock().unwrap_or_else(|e| e.into_inner());
+    let _port = default_port();
     // Another program may hold the port; then the error names the address
     // that was tried, which is just as good a witness.
     let mut server =
@@ -963,4 +959,27 @@ fn client_trace_shows_the_reset_of_a_server_that_left_bytes_unread() {
         &client.stderr,
         &[],
     );
+}
+
+/// The command that counted how often the original fails to restart, run
+/// small: it runs, and counts within the tries it made.
+#[test]
+fn rerun_original_counts_the_second_runs_that_cannot_bind() {
+    if !have("python3") {
+        return;
+    }
+    let script =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/ch03-sockets/rerun-original");
+    let out = run(script, &["--tries", "3"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout[0], "3 tries, each two runs in a row on a fresh port",
+        "{:#?}",
+        out.stdout
+    );
+    let failed = out.stdout[1]
+        .strip_prefix("second run failed with 'Address already in use': ")
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("{:#?}", out.stdout));
+    assert!(failed <= 3, "{failed}");
 }

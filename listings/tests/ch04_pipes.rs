@@ -279,6 +279,52 @@ fn pipe_listings_make_both_ends_close_on_exec() {
     }
 }
 
+/// A Python program that does what Lutz's `pipe2.py` does: newlines, both
+/// unused ends closed, and a parent that reads lines with `readline()`
+/// but never looks for the end of the stream. It names its child first,
+/// for the test to kill.
+const LIKE_PIPE2_PY: &str = "import os, time
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(r)
+    zzz = 0
+    while True:
+        time.sleep(zzz)
+        os.write(w, b'Spam %03d\\n' % zzz)
+        zzz = (zzz + 1) % 5
+else:
+    print('child', pid, flush=True)
+    os.close(w)
+    lines = os.fdopen(r)
+    while True:
+        line = lines.readline()[:-1]
+        print('Parent %d got [%s] at %s' % (os.getpid(), line, time.time()))
+";
+
+#[test]
+fn pipe2_py_busy_loops_once_its_child_is_gone() {
+    if !have("python3") {
+        return;
+    }
+    let mut parent = Listing::start("python3", &["-c", LIKE_PIPE2_PY]);
+    let child = parent.expect(r"^child (\d+)$").remove(1);
+    let child = Pid::from_raw(child.parse().expect("a pid"));
+    nix::sys::signal::kill(child, Signal::SIGKILL).expect("kill the child");
+    // `readline()` returns '' at the end of the stream, at once and every
+    // time: the parent never waits again. (Lines the child wrote before
+    // it died come first.)
+    let empty = Regex::new(r"^Parent \d+ got \[\] at [\d.]+$").unwrap();
+    let mut line = parent.next_line();
+    while line.starts_with("Parent") && line.contains("got [Spam") {
+        line = parent.next_line();
+    }
+    for _ in 0..1000 {
+        assert!(empty.is_match(&line), "{line:?}");
+        line = parent.next_line();
+    }
+}
+
 #[test]
 fn pipe_lines_child_dies_of_sigpipe_at_its_next_write_after_the_parent() {
     let mut lines = Listing::start(bin!("pipe-lines"), &[]);
@@ -371,4 +417,30 @@ fn pipe_lines_trace_shows_each_end_closed_and_the_end_of_the_stream() {
         &trace,
     );
     assert!(out.stderr.contains(r#"read(3, "", "#), "{}", out.stderr);
+}
+
+/// The command that measured how `pipe-glued | head -1` ends, run small:
+/// every run ends in one of the three ways the chapter describes, and the
+/// counts add up.
+#[test]
+fn head_race_counts_the_three_ends_of_pipe_glued_into_head() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/ch04-pipes/head-race");
+    let out = run(script, &["--runs", "20", bin!("pipe-glued")]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout[0].starts_with("20 runs of: "),
+        "{:#?}",
+        out.stdout
+    );
+    assert_eq!(out.stdout[2].split_whitespace().next(), Some("status"));
+    let mut total = 0;
+    for row in &out.stdout[3..] {
+        let fields: Vec<_> = row.split_whitespace().collect();
+        assert!(["0", "1", "141"].contains(&fields[0]), "{row}");
+        assert!(!row.ends_with("unexpected"), "{row}");
+        total += fields[1].parse::<u32>().expect("a count");
+    }
+    assert_eq!(total, 20, "{:#?}", out.stdout);
+    assert_rejects(script, &["--runs", "0"], "--runs must be");
+    assert_rejects(script, &["--frobnicate"], "unknown option");
 }

@@ -251,3 +251,31 @@ fn helper_shows_a_listings_environment() {
         println!("env: {line}");
     }
 }
+
+/// The book's default port, 50008, has one lock, `support::default_port`:
+/// a test file that kept a lock of its own would let its tests bind the
+/// port while another chapter's blessing holds it.
+#[test]
+fn the_default_port_has_one_lock() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests");
+    let mut own_locks = Vec::new();
+    for entry in fs::read_dir(dir).expect("the tests' directory") {
+        let path = entry.expect("an entry of the tests' directory").path();
+        if path.extension().is_none_or(|e| e != "rs")
+            || path.file_name().is_some_and(|n| n == "support.rs")
+        {
+            continue;
+        }
+        let source = fs::read_to_string(&path).expect("a test file");
+        for line in source.lines() {
+            let line = line.trim_start();
+            if line.starts_with("static ") && line.contains("Mutex") {
+                own_locks.push(format!("{}: {line}", path.display()));
+            }
+        }
+    }
+    assert!(
+        own_locks.is_empty(),
+        "use support::default_port: {own_locks:#?}"
+    );
+}

@@ -811,7 +811,8 @@ pub fn assert_measurements_match_book<S: AsRef<str>>(
 
 /// Serialises the tests that bind the book's default port, 50008: only
 /// blessing does, so that the outputs show the command a reader types.
-/// (Chapter 3's tests keep a lock of their own.)
+/// It is the only such lock: a second one would let two tests bind the
+/// port at once (`harness` checks that no other test file keeps one).
 pub fn default_port() -> std::sync::MutexGuard<'static, ()> {
     static PORT: std::sync::Mutex<()> = std::sync::Mutex::new(());
     PORT.lock().unwrap_or_else(|e| e.into_inner())
