@@ -12,6 +12,8 @@ mod support;
 
 /// Headings, alt text, code block languages.
 mod accessibility;
+/// The glossary: each term once, linked to where a chapter defines it.
+mod glossary;
 /// Includes and anchors, and directives left after preprocessing.
 mod includes;
 /// The index of system calls and APIs, generated from the listings.
