@@ -12,6 +12,8 @@ mod support;
 
 /// Headings, alt text, code block languages.
 mod accessibility;
+/// Every pipe a listing makes is close-on-exec, or says why not.
+mod descriptors;
 /// The glossary: each term once, linked to where a chapter defines it.
 mod glossary;
 /// Includes and anchors, and directives left after preprocessing.
