@@ -12,6 +12,12 @@ mod support;
 
 /// Headings, alt text, code block languages.
 mod accessibility;
+/// Asides: opened and closed, not empty, not inside a listing.
+mod asides;
+/// Every pipe a listing makes is close-on-exec, or says why not.
+mod descriptors;
+/// The glossary: each term once, linked to where a chapter defines it.
+mod glossary;
 /// Includes and anchors, and directives left after preprocessing.
 mod includes;
 /// The index of system calls and APIs, generated from the listings.

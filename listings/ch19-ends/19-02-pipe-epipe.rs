@@ -14,9 +14,10 @@ use std::io::{self, BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{self, Command, ExitCode, Stdio};
 
+use nix::fcntl::OFlag;
 use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, fork, pipe, write};
+use nix::unistd::{ForkResult, fork, pipe2, write};
 
 const USAGE: &str = "usage: pipe-epipe";
 
@@ -38,7 +39,7 @@ fn run() -> Result<(), Box<dyn Error>> {
 
     // 1. SIGPIPE ignored, as the Rust runtime set it before `main`: the
     // write fails with the error EPIPE.
-    let (read_end, write_end) = pipe()?;
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
     drop(read_end); // Nobody can read now.
     match write(&write_end, b"Spam\n") {
         Ok(n) => writeln!(out, "SIGPIPE ignored: wrote {n} bytes")?,

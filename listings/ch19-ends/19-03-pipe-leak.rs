@@ -41,7 +41,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     let (read_end, write_end) = if cloexec {
         pipe2(OFlag::O_CLOEXEC)?
     } else {
-        pipe()?
+        pipe()? // Not close-on-exec, on purpose: the leak to show.
     };
     // ANCHOR_END: pipe
     // A helper that knows nothing of our pipe, and runs as long as we

@@ -11,10 +11,11 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::process::{self, ExitCode};
 
+use nix::fcntl::OFlag;
 use nix::libc::PIPE_BUF;
 use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork, pipe};
+use nix::unistd::{ForkResult, Pid, fork, pipe2};
 
 const USAGE: &str =
     "usage: pipe-writers [--writers N] [--writes N] [--size BYTES]";
@@ -45,7 +46,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         "{} writers, {} writes of {} bytes each; PIPE_BUF is {PIPE_BUF}",
         args.writers, args.writes, args.size
     );
-    let (read_end, write_end) = pipe()?;
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
     let mut children = Vec::new();
     for writer in 0..args.writers {
         io::stdout().flush()?;

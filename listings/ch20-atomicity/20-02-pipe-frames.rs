@@ -15,9 +15,10 @@ use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::fd::OwnedFd;
 use std::process::{self, ExitCode};
 
+use nix::fcntl::OFlag;
 use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, fork, pipe};
+use nix::unistd::{ForkResult, fork, pipe2};
 
 const USAGE: &str = "usage: pipe-frames lines|length|cut";
 /// The largest message the reader accepts: a corrupt or hostile length
@@ -55,7 +56,7 @@ fn messages() -> Vec<Vec<u8>> {
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let framing = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    let (read_end, write_end) = pipe()?;
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
     io::stdout().flush()?;
     // SAFETY: no other thread exists, so no lock can be held by one.
     match unsafe { fork() }? {

@@ -16,12 +16,13 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{self, ExitCode};
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::libc::c_int;
 use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction, signal,
 };
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, alarm, fork, pipe};
+use nix::unistd::{ForkResult, alarm, fork, pipe2};
 
 const USAGE: &str = "usage: pipe-deadlock [--bytes N] [--write-size W] \
                      [--read-first] [--wait SECS]";
@@ -49,7 +50,7 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    let (read_end, write_end) = pipe()?;
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
     io::stdout().flush()?;
     // SAFETY: no other thread exists, so no lock can be held by one.
     match unsafe { fork() }? {

@@ -56,7 +56,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     let (read_end, write_end) = if args.cloexec {
         pipe2(OFlag::O_CLOEXEC)?
     } else {
-        pipe()?
+        pipe()? // Not close-on-exec, on purpose: the leak to show.
     };
     let script = if args.careless {
         r#"sleep 5 & echo "Child $$ started sleep as pid $!""#

@@ -71,7 +71,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     // SAFETY: the handler does nothing at all, which is async-signal-safe.
     unsafe { sigaction(Signal::SIGALRM, &action) }?;
     // Both pipes stay open in this process until it ends, where a child
-    // can inherit them.
+    // can inherit them. `leaky` is not close-on-exec, on purpose.
     let leaky = pipe()?;
     let tight = pipe2(OFlag::O_CLOEXEC)?;
     let pipes = Pipes {

@@ -27,8 +27,9 @@ use std::process::{self, ExitCode, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::{getpid, pipe};
+use nix::unistd::{getpid, pipe2};
 use signal_hook::consts::SIGUSR1;
 use signal_hook::iterator::Signals;
 use tokio::io::AsyncReadExt;
@@ -235,7 +236,8 @@ async fn wait_child(fix: Fix, takes: Duration) -> Outcome {
 
 // ANCHOR: read
 async fn read_pipe(fix: Fix, takes: Duration) -> Outcome {
-    let (read_end, write_end) = pipe()?;
+    // Close-on-exec: the `sleep` of the other way must not inherit it.
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
     // Stands in for a slow peer: a line, `takes` from now, then the end.
     thread::spawn(move || {
         thread::sleep(takes);

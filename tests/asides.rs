@@ -1,0 +1,204 @@
+//! Asides, as the introduction describes them: detail a reader may skip,
+//! in a box of its own, `theme/listings.css`'s `.aside`. In the Markdown
+//! an aside is
+//!
+//! ```text
+//! <div class="aside">
+//!
+//! **A title in bold.** The detail, in ordinary Markdown.
+//!
+//! </div>
+//! ```
+//!
+//! and nothing else: the blank line after the opening tag is what makes
+//! mdBook read the inside as Markdown rather than raw HTML, and an aside
+//! inside a listing would end up between its code and its caption.
+
+use crate::support::{from_root, markdown_sources};
+
+/// What this check knows of one line of a chapter.
+#[derive(Clone, Copy, PartialEq)]
+enum Div {
+    Aside,
+    Listing,
+    Other,
+}
+
+#[test]
+fn every_aside_is_well_formed() {
+    let mut problems = Vec::new();
+    let mut asides = 0;
+    for (file, text) in markdown_sources() {
+        let name = from_root(&file);
+        asides += check(&name, &text, &mut problems);
+    }
+    assert!(
+        asides > 0,
+        "found no aside at all: is the markup still the same?"
+    );
+    assert!(
+        problems.is_empty(),
+        "{} problem(s) with asides:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// Checks the asides of one file; returns how many it has.
+fn check(name: &str, text: &str, problems: &mut Vec<String>) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut open: Vec<(Div, usize)> = Vec::new();
+    let mut fence: Option<&str> = None;
+    let mut count = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let place = format!("{name}:{}", i + 1);
+        let trimmed = line.trim_start();
+        if let Some(marker) = fence {
+            if trimmed.starts_with(marker) {
+                fence = None;
+            }
+            continue;
+        }
+        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+            fence = Some(&trimmed[..3]);
+            continue;
+        }
+        if without_code_spans(line).contains("class=\"aside\"")
+            && *line != "<div class=\"aside\">"
+        {
+            problems.push(format!(
+                "{place}: an aside opens with `<div class=\"aside\">` alone \
+                 on its line, at its start"
+            ));
+            continue;
+        }
+        if *line == "<div class=\"aside\">" {
+            count += 1;
+            if open.iter().any(|(div, _)| *div == Div::Listing) {
+                problems.push(format!("{place}: an aside inside a listing"));
+            }
+            if open.iter().any(|(div, _)| *div == Div::Aside) {
+                problems.push(format!("{place}: an aside inside an aside"));
+            }
+            if lines.get(i + 1).is_none_or(|next| !next.trim().is_empty()) {
+                problems.push(format!(
+                    "{place}: no blank line after `<div class=\"aside\">`, \
+                     so mdBook would not read its inside as Markdown"
+                ));
+            }
+            match lines[i + 1..].iter().find(|l| !l.trim().is_empty()) {
+                Some(first) if first.starts_with("**") => {
+                    if first[2..].find("**").is_none_or(|end| end == 0) {
+                        problems.push(format!(
+                            "{place}: the aside's bold title is not closed"
+                        ));
+                    }
+                }
+                Some(first) if first.trim() == "</div>" => {
+                    problems.push(format!("{place}: an empty aside"));
+                }
+                _ => problems.push(format!(
+                    "{place}: an aside opens with its title in bold, \
+                     `**Title.**`"
+                )),
+            }
+            open.push((Div::Aside, i));
+        } else if trimmed.starts_with("<div") {
+            let div = if trimmed.contains("class=\"listing\"") {
+                Div::Listing
+            } else {
+                Div::Other
+            };
+            if div == Div::Listing
+                && open.iter().any(|(div, _)| *div == Div::Aside)
+            {
+                problems.push(format!("{place}: a listing inside an aside"));
+            }
+            open.push((div, i));
+        } else if trimmed.starts_with("</div>") {
+            match open.pop() {
+                Some((Div::Aside, start)) => {
+                    if !lines[i - 1].trim().is_empty() {
+                        problems.push(format!(
+                            "{place}: no blank line before the `</div>` \
+                             that closes the aside of line {}",
+                            start + 1
+                        ));
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    problems.push(format!("{place}: `</div>` closes nothing"))
+                }
+            }
+        }
+    }
+    for (div, start) in open {
+        if div == Div::Aside {
+            problems.push(format!(
+                "{name}:{}: an aside that is never closed with `</div>`",
+                start + 1
+            ));
+        }
+    }
+    count
+}
+
+/// `line` without its `code spans`, which only show markup.
+fn without_code_spans(line: &str) -> String {
+    line.split('`').step_by(2).collect()
+}
+
+/// The check itself, on small pieces of Markdown, each with one fault.
+#[test]
+fn the_aside_check_finds_each_fault() {
+    let good =
+        "Text.\n\n<div class=\"aside\">\n\n**Title.** Detail.\n\n</div>\n";
+    let cases = [
+        (good, None),
+        (
+            "<div class=\"aside\">\n\n**Title.** Detail.\n",
+            Some("never closed"),
+        ),
+        ("<div class=\"aside\">\n\n</div>\n", Some("empty aside")),
+        (
+            "<div class=\"aside\">\n**Title.** Detail.\n\n</div>\n",
+            Some("no blank line after"),
+        ),
+        (
+            "<div class=\"aside\">\n\nDetail, no title.\n\n</div>\n",
+            Some("title in bold"),
+        ),
+        (
+            "<div class=\"aside\">\n\n**Title. Detail.\n\n</div>\n",
+            Some("not closed"),
+        ),
+        (
+            "<div class=\"listing\">\n\n<div class=\"aside\">\n\n**T.** D.\n\n\
+             </div>\n\n</div>\n",
+            Some("inside a listing"),
+        ),
+        (
+            "<div class=\"aside\">\n\n**T.** D.\n\n<div class=\"listing\">\n\
+             </div>\n\n</div>\n",
+            Some("listing inside an aside"),
+        ),
+        (
+            "  <div class=\"aside\">\n\n**T.** D.\n\n</div>\n",
+            Some("alone on its line"),
+        ),
+        ("```text\n<div class=\"aside\">\n```\n", None),
+        ("Write `<div class=\"aside\">` to open one.\n", None),
+    ];
+    for (markdown, fault) in cases {
+        let mut problems = Vec::new();
+        check("case", markdown, &mut problems);
+        match fault {
+            None => assert!(problems.is_empty(), "{markdown:?}: {problems:?}"),
+            Some(fault) => assert!(
+                problems.iter().any(|p| p.contains(fault)),
+                "{markdown:?}: expected {fault:?}, got {problems:?}"
+            ),
+        }
+    }
+}

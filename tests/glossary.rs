@@ -1,0 +1,254 @@
+//! The glossary, `src/appendix-glossary.md`, is a definition list: each
+//! term once, in alphabetical order, and each definition links to the
+//! section of a chapter where the book defines the term, in italics. A
+//! heading renamed or a definition moved would otherwise leave the
+//! glossary sending readers to a page top, or to a section that never
+//! says what the word means.
+
+use std::collections::{BTreeMap, HashSet};
+
+use mdbook_markdown::pulldown_cmark::{Event, Tag, TagEnd};
+use mdbook_markdown::{MarkdownOptions, new_cmark_parser};
+
+use crate::support::{line_of, read, workspace_root};
+
+/// One entry of the glossary.
+struct Entry {
+    term: String,
+    line: usize,
+    /// The internal links of its definition, as written.
+    links: Vec<String>,
+}
+
+/// A section of a chapter: its heading's HTML id and the text of every
+/// italic run from that heading to the next.
+struct Section {
+    id: String,
+    italics: Vec<String>,
+}
+
+#[test]
+fn every_glossary_term_is_defined_once_where_it_links() {
+    let src = workspace_root().join("src");
+    let glossary = read(&src.join("appendix-glossary.md"));
+    let entries = entries(&glossary);
+    assert!(
+        entries.len() >= 20,
+        "found only {} glossary entries: is it still a definition list?",
+        entries.len()
+    );
+    let mut problems = Vec::new();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut previous: Option<&Entry> = None;
+    let mut chapters: BTreeMap<String, Vec<Section>> = BTreeMap::new();
+    for entry in &entries {
+        let place = format!("src/appendix-glossary.md:{}", entry.line);
+        let key = normalized(&entry.term);
+        if let Some(first) = seen.insert(key.clone(), entry.line) {
+            problems.push(format!(
+                "{place}: `{}` is defined twice (first at line {first})",
+                entry.term
+            ));
+        }
+        if let Some(previous) = previous
+            && sort_key(&previous.term) > sort_key(&entry.term)
+        {
+            problems.push(format!(
+                "{place}: `{}` comes after `{}`: keep the terms in \
+                 alphabetical order",
+                entry.term, previous.term
+            ));
+        }
+        previous = Some(entry);
+        let chapter_links: Vec<&String> = entry
+            .links
+            .iter()
+            .filter(|link| link.starts_with("ch"))
+            .collect();
+        if chapter_links.is_empty() {
+            problems
+                .push(format!("{place}: `{}` links to no chapter", entry.term));
+        }
+        for link in chapter_links {
+            let Some((file, fragment)) = link.split_once('#') else {
+                problems.push(format!(
+                    "{place}: `{}` links to {link}, a page, not the section \
+                     that defines it",
+                    entry.term
+                ));
+                continue;
+            };
+            let path = src.join(file);
+            if !path.is_file() {
+                problems.push(format!("{place}: {link}: no such chapter"));
+                continue;
+            }
+            let sections = chapters
+                .entry(file.to_string())
+                .or_insert_with(|| sections(&read(&path)));
+            let Some(section) = sections.iter().find(|s| s.id == fragment)
+            else {
+                problems.push(format!(
+                    "{place}: {link}: {file} has no heading with that id"
+                ));
+                continue;
+            };
+            if !section.italics.iter().any(|i| names(i, &key)) {
+                problems.push(format!(
+                    "{place}: {link}: that section never sets `{}` in \
+                     italics, as the book does where it defines a term",
+                    entry.term
+                ));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problem(s) in the glossary:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// The definition list's terms, each with the links of its definitions.
+fn entries(markdown: &str) -> Vec<Entry> {
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut in_term = false;
+    let parser = new_cmark_parser(markdown, &MarkdownOptions::default());
+    for (event, range) in parser.into_offset_iter() {
+        match event {
+            Event::Start(Tag::DefinitionListTitle) => {
+                in_term = true;
+                entries.push(Entry {
+                    term: String::new(),
+                    line: line_of(markdown, range.start),
+                    links: Vec::new(),
+                });
+            }
+            Event::End(TagEnd::DefinitionListTitle) => in_term = false,
+            Event::Text(text) | Event::Code(text) if in_term => {
+                entries.last_mut().unwrap().term.push_str(&text);
+            }
+            Event::Start(Tag::Link { dest_url, .. }) => {
+                if let Some(entry) = entries.last_mut() {
+                    entry.links.push(dest_url.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    entries
+}
+
+/// A chapter's headings, with the ids mdBook 0.5.4 gives them, and the
+/// italic runs under each.
+fn sections(markdown: &str) -> Vec<Section> {
+    let mut sections: Vec<Section> = Vec::new();
+    let mut used = HashSet::new();
+    let mut heading: Option<(Option<String>, String)> = None;
+    let mut italic: Option<String> = None;
+    let parser = new_cmark_parser(markdown, &MarkdownOptions::default());
+    for event in parser {
+        match event {
+            Event::Start(Tag::Heading { id, .. }) => {
+                heading = Some((id.map(|id| id.to_string()), String::new()));
+            }
+            Event::End(TagEnd::Heading(_)) => {
+                let (explicit, text) = heading.take().unwrap();
+                let id = match explicit {
+                    Some(id) => id,
+                    None => unique_id(&id_from_content(&text), &mut used),
+                };
+                sections.push(Section {
+                    id,
+                    italics: Vec::new(),
+                });
+            }
+            Event::Start(Tag::Emphasis) => italic = Some(String::new()),
+            Event::End(TagEnd::Emphasis) => {
+                let text = italic.take().unwrap();
+                if let Some(section) = sections.last_mut() {
+                    section.italics.push(text);
+                }
+            }
+            Event::Text(text) | Event::Code(text) => {
+                if let Some((_, heading)) = &mut heading {
+                    heading.push_str(&text);
+                }
+                if let Some(italic) = &mut italic {
+                    italic.push_str(&text);
+                }
+            }
+            Event::SoftBreak | Event::HardBreak => {
+                if let Some(italic) = &mut italic {
+                    italic.push(' ');
+                }
+            }
+            _ => {}
+        }
+    }
+    sections
+}
+
+/// mdBook 0.5.4's heading id (`id_from_content` in mdbook-html's
+/// `utils.rs`, which is private): lower case, letters, digits, `_` and
+/// `-` kept, white space made `-`, the rest dropped.
+fn id_from_content(content: &str) -> String {
+    content
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| {
+            if c.is_alphanumeric() || c == '_' || c == '-' {
+                Some(c)
+            } else if c.is_whitespace() {
+                Some('-')
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// A second heading with the same id gets `-1`, a third `-2`, as mdBook
+/// numbers them.
+fn unique_id(id: &str, used: &mut HashSet<String>) -> String {
+    if used.insert(id.to_string()) {
+        return id.to_string();
+    }
+    (1..)
+        .map(|n| format!("{id}-{n}"))
+        .find(|candidate| used.insert(candidate.clone()))
+        .unwrap()
+}
+
+/// A term as compared: lower case, spaces collapsed.
+fn normalized(term: &str) -> String {
+    term.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// The order of the glossary: letters and digits only, lower case, so
+/// that `SA_RESTART` sorts as "sarestart" and `/proc` as "proc".
+fn sort_key(term: &str) -> String {
+    term.chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect::<String>()
+        .to_lowercase()
+}
+
+/// Whether an italic run names the glossary's term: one contains the
+/// other, and the shorter is at least four characters and half the
+/// longer, so that *reaping* names "reap" and *process-directed* names
+/// "process-directed signal", but *is* names nothing.
+fn names(italic: &str, term: &str) -> bool {
+    let italic = normalized(italic);
+    let (short, long) = if italic.len() <= term.len() {
+        (italic.as_str(), term)
+    } else {
+        (term, italic.as_str())
+    };
+    long.contains(short) && short.len() >= 4 && 2 * short.len() >= long.len()
+}
