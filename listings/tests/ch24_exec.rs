@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book, bin_path, cargo_run,
-    finish_clean, group_is_gone, have, run_clean, shell, wait_until,
+    children_of, finish_clean, group_is_gone, have, run_clean, shell,
+    wait_until, wchan_of,
 };
 
 /// What `proc-exec` says about `cat`: the lines after the one that
@@ -282,6 +283,22 @@ fn proc_pre_exec_println_waits_forever_for_a_lock_held_by_another_thread() {
         ["true, with println! in pre_exec: killed by SIGKILL"]
     );
     assert!(started.elapsed() >= Duration::from_secs(2));
+}
+
+/// Killed while its watchdog waits, the listing leaves no child stuck on
+/// the lock: the child dies with it.
+#[test]
+fn proc_pre_exec_lock_child_dies_with_its_parent() {
+    let listing = Listing::start(bin!("proc-pre-exec"), &["lock"]);
+    let parent = listing.pid();
+    wait_until("the child to wait for the lock", || {
+        children_of(parent)
+            .iter()
+            .any(|&child| wchan_of(child).contains("futex"))
+    });
+    listing.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = finish_clean(listing);
+    assert_eq!(out.status.signal(), Some(nix::libc::SIGTERM));
 }
 
 #[test]
