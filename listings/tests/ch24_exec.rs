@@ -136,14 +136,18 @@ os.waitpid(pid, 0)
 }
 
 /// A C library to preload that ends a child with status 99, and says
-/// so, if it calls malloc, calloc or realloc between `fork` and `exec`:
-/// its `pthread_atfork` handler marks the child, and `exec` starts the
-/// next program without the mark. Rust's default allocator is the C
-/// library's malloc, which the preloaded functions stand in front of.
+/// so, if it calls malloc, calloc, realloc or one of the aligned
+/// allocators between `fork` and `exec`: its `pthread_atfork` handler
+/// marks the child, and `exec` starts the next program without the mark.
+/// Rust's default allocator, `System`, calls malloc, calloc and realloc,
+/// and posix_memalign for an alignment above 16 bytes or larger than the
+/// size; the preloaded functions stand in front of all of them.
 const NO_MALLOC_AFTER_FORK: &str = r#"
+#include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <unistd.h>
+extern void *__libc_memalign(size_t, size_t);
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
@@ -165,6 +169,19 @@ void *calloc(size_t n, size_t m) {
 void *realloc(void *p, size_t n) {
     if (forked) caught();
     return __libc_realloc(p, n);
+}
+void *memalign(size_t align, size_t n) {
+    if (forked) caught();
+    return __libc_memalign(align, n);
+}
+void *aligned_alloc(size_t align, size_t n) { return memalign(align, n); }
+int posix_memalign(void **p, size_t align, size_t n) {
+    if (align % sizeof(void *) != 0 || (align & (align - 1)) != 0)
+        return EINVAL;
+    void *got = memalign(align, n);
+    if (got == NULL) return ENOMEM;
+    *p = got;
+    return 0;
 }
 "#;
 
