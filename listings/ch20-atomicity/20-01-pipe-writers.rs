@@ -2,9 +2,9 @@
 // Listing 20-1: several writers, one pipe. Each forked writer makes
 // `--writes` writes of `--size` bytes into the same pipe, every byte of
 // writer 0 an `a`, of writer 1 a `b`, and so on; the parent reads it all
-// and counts the bytes of each writer, and the places where a write was
-// cut by another writer's bytes. Writes of at most PIPE_BUF bytes are
-// never cut; larger ones may be.
+// and counts the bytes of each writer, and the writes that another
+// writer's bytes cut. Writes of at most PIPE_BUF bytes are never cut;
+// larger ones may be.
 
 use std::error::Error;
 use std::fs::File;
@@ -101,36 +101,43 @@ fn write_blocks(
 struct Counts {
     /// Bytes from each writer.
     bytes: Vec<usize>,
-    /// Runs of one writer's bytes whose length is not a whole number of
-    /// blocks: each is a piece of a write that another writer cut.
-    pieces: usize,
+    /// Writes that another writer's bytes cut, each counted once.
+    cut: usize,
 }
 
-/// Reads the stream to its end, and counts it as runs of one letter.
+/// Reads the stream to its end. Where the writer changes, the one before
+/// was cut in the middle of a write if its byte count so far is not a
+/// whole number of writes; a write cut twice or more counts once.
 fn read_and_count(mut pipe: File, args: &Args) -> io::Result<Counts> {
+    let writers = usize::from(args.writers);
     let mut counts = Counts {
-        bytes: vec![0; usize::from(args.writers)],
-        pieces: 0,
+        bytes: vec![0; writers],
+        cut: 0,
     };
-    let (mut letter, mut run) = (0, 0);
+    // The write of each writer counted last as cut, by its number.
+    let mut last_cut: Vec<Option<usize>> = vec![None; writers];
+    let mut previous = None;
     let mut buf = vec![0; 64 * 1024];
     loop {
         let n = pipe.read(&mut buf)?;
+        if n == 0 {
+            return Ok(counts);
+        }
         for &byte in &buf[..n] {
             let writer = usize::from(byte.wrapping_sub(b'a'));
-            if writer >= counts.bytes.len() {
+            if writer >= writers {
                 return Err(io::Error::other(format!("stray byte {byte}")));
             }
-            counts.bytes[writer] += 1;
-            if byte != letter {
-                counts.pieces += usize::from(run % args.size != 0);
-                (letter, run) = (byte, 0);
+            if let Some(before) = previous.filter(|&w| w != writer) {
+                let done = counts.bytes[before];
+                let write = done / args.size;
+                if done % args.size != 0 && last_cut[before] != Some(write) {
+                    counts.cut += 1;
+                    last_cut[before] = Some(write);
+                }
             }
-            run += 1;
-        }
-        if n == 0 {
-            counts.pieces += usize::from(run % args.size != 0);
-            return Ok(counts);
+            counts.bytes[writer] += 1;
+            previous = Some(writer);
         }
     }
 }
@@ -144,7 +151,8 @@ impl Counts {
         } else {
             println!("Read {total} bytes: {:?} from the writers", self.bytes);
         }
-        println!("Pieces of writes cut by other writers: {}", self.pieces);
+        let writes = args.writes * usize::from(args.writers);
+        println!("Writes cut by other writers: {} of {writes}", self.cut);
     }
 }
 // ANCHOR_END: count

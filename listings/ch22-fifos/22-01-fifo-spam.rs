@@ -78,8 +78,11 @@ fn reader(
     fifo: Option<PathBuf>,
     count: Option<usize>,
 ) -> Result<(), Box<dyn Error>> {
+    // Caught before anything is made, so that a signal that comes while
+    // we make the directory and the FIFO still removes them.
+    let signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let made = Made::create(fifo)?;
-    remove_on_signal(made.0.clone())?;
+    remove_on_signal(signals, made.0.clone());
     let path = &made.0.fifo;
     let mut out = io::stdout();
     let pid = getpid();
@@ -172,11 +175,10 @@ impl Drop for Made {
 /// signal ends the process, whatever the main thread does.
 static ENDING: AtomicBool = AtomicBool::new(false);
 
-/// On SIGINT, SIGTERM or SIGHUP, removes the FIFO, then ends the process
-/// by that signal's default action, as if we had never caught it: a
-/// shell that started us sees that we were interrupted.
-fn remove_on_signal(created: Created) -> io::Result<()> {
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+/// On the first of `signals`, removes the FIFO, then ends the process by
+/// that signal's default action, as if we had never caught it: a shell
+/// that started us sees that we were interrupted.
+fn remove_on_signal(mut signals: Signals, created: Created) {
     thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
             ENDING.store(true, Ordering::SeqCst);
@@ -184,7 +186,6 @@ fn remove_on_signal(created: Created) -> io::Result<()> {
             let _ = emulate_default_handler(signal);
         }
     });
-    Ok(())
 }
 // ANCHOR_END: made
 

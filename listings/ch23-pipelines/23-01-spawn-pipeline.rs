@@ -27,7 +27,9 @@ use std::thread;
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, killpg};
+use nix::sys::signal::{
+    SigHandler, SigSet, SigmaskHow, Signal, killpg, signal,
+};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{
     Pid, getpgid, getpgrp, getpid, getppid, getsid, tcgetpgrp, tcsetpgrp,
@@ -61,12 +63,15 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     // Our terminal, if any: the stages will get it while we have it.
     let terminal = Terminal::controlling();
+    if terminal.is_some() {
+        stoppable_by_tstp()?;
+    }
     let children = start(&stages, terminal.as_ref())?;
     let pids: Vec<Pid> = children
         .iter()
         .map(|c| Pid::from_raw(c.id() as i32))
         .collect();
-    let group = Arc::new(Group::new(pids[0], pids.len()));
+    let group = Arc::new(Group::new(pids[0], &pids));
 
     // Pass each signal on to the whole pipeline, and remember it.
     let passed_on = Arc::new(AtomicI32::new(0));
@@ -273,6 +278,16 @@ impl Terminal {
     }
 }
 
+/// Makes SIGTSTP stop this process, as a job-control shell does for its
+/// jobs: `suspend` stops with it, and would loop for ever if a parent
+/// had left it ignored or blocked, both of which survive exec (see
+/// Chapter 24). The stages inherit the default action too.
+fn stoppable_by_tstp() -> nix::Result<()> {
+    // SAFETY: the default action installs no handler.
+    unsafe { signal(Signal::SIGTSTP, SigHandler::SigDfl) }?;
+    SigSet::from(Signal::SIGTSTP).thread_unblock()
+}
+
 /// The parent of process `pid`, from /proc/PID/stat (Linux): the field
 /// after the state, which follows the command name in parentheses.
 fn parent_of(pid: Pid) -> Option<Pid> {
@@ -296,26 +311,28 @@ fn set_foreground(tty: &File, group: Pid) -> nix::Result<()> {
 // ANCHOR_END: terminal
 
 // ANCHOR: wait
-/// The stages' process group, and how many stages are not reaped yet.
-/// While one is not, the group's id is theirs; once all are, the same
-/// number could belong to a stranger's group. The lock makes "signal the
-/// group" and "reap the last stage" happen one after the other, never
-/// the first after the second.
+/// The stages' process group, and the stages not reaped yet. While one
+/// of them is in the group, the group's id is in use; once none is, the
+/// same number could belong to a stranger's group. The lock makes "signal
+/// the group" and "reap a stage" happen one after the other, never at
+/// once.
 struct Group {
     id: Pid,
-    unreaped: Mutex<usize>,
+    unreaped: Mutex<Vec<Pid>>,
 }
 
 impl Group {
-    fn new(id: Pid, stages: usize) -> Group {
-        let unreaped = Mutex::new(stages);
+    fn new(id: Pid, stages: &[Pid]) -> Group {
+        let unreaped = Mutex::new(stages.to_vec());
         Group { id, unreaped }
     }
 
-    /// Sends `signal` to every stage, unless all have been reaped.
+    /// Sends `signal` to the group, while a stage not yet reaped is in it.
+    /// A stage that left it, with `setsid` say, no longer keeps its id.
     fn signal(&self, signal: Signal) {
         let unreaped = self.lock();
-        if *unreaped > 0 {
+        let in_group = |&pid: &Pid| getpgid(Some(pid)) == Ok(self.id);
+        if unreaped.iter().any(in_group) {
             let _ = killpg(self.id, signal);
         }
     }
@@ -324,11 +341,11 @@ impl Group {
     fn reap(&self, pid: Pid) -> nix::Result<WaitStatus> {
         let mut unreaped = self.lock();
         let status = waitpid(pid, None)?;
-        *unreaped -= 1;
+        unreaped.retain(|&stage| stage != pid);
         Ok(status)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, usize> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Pid>> {
         self.unreaped.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -342,11 +359,13 @@ fn wait_all(
 ) -> nix::Result<Vec<WaitStatus>> {
     let mut statuses = vec![None; pids.len()];
     while statuses.contains(&None) {
-        // A stage that has ended or stopped. WNOWAIT leaves an ended one
-        // a zombie, unreaped, until `reap` takes it under the lock.
+        // A stage that has ended or stopped: any child of ours, since the
+        // stages are our only children, even one that left the group.
+        // WNOWAIT leaves an ended one a zombie, unreaped, until `reap`
+        // takes it under the lock.
         let flags =
             WaitPidFlag::WEXITED | WaitPidFlag::WSTOPPED | WaitPidFlag::WNOWAIT;
-        let status = match waitid(Id::PGid(group.id), flags) {
+        let status = match waitid(Id::All, flags) {
             Err(Errno::EINTR) => continue,
             result => result?,
         };

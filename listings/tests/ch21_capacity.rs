@@ -111,6 +111,40 @@ fn pipe_capacity_depends_on_the_write_size_as_fs_pipe_c_says() {
     }
 }
 
+/// A pipe may have fewer slots than 16: `F_SETPIPE_SZ` shrinks it to
+/// one page, and an unprivileged user with more pipe pages than
+/// /proc/sys/fs/pipe-user-pages-soft gets new pipes of 2 slots
+/// (`alloc_pipe_info()` in fs/pipe.c; a global limit, not changed here).
+/// The same rule holds with 1 and 2 slots: one write of 2049 bytes fills
+/// a pipe of one page.
+#[test]
+fn pipe_capacity_of_a_smaller_pipe_follows_the_same_rule() {
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .unwrap()
+        .unwrap() as usize;
+    let sizes = [1, 1000, 2049, 4096, 4097, 8192];
+    let list: Vec<String> = sizes.iter().map(usize::to_string).collect();
+    for slots in [1, 2] {
+        let asked = (slots * page).to_string();
+        let args = ["--size", &asked, "--write-sizes", &list.join(",")];
+        let out = run_clean(bin!("pipe-capacity"), &args);
+        assert!(out.status.success(), "{}", out.stderr);
+        let expected: Vec<String> = sizes
+            .iter()
+            .map(|&size| {
+                let (writes, bytes) = pipe_write_model(size, page, slots);
+                format!("{size}-byte writes: {writes} went in, {bytes} bytes")
+            })
+            .collect();
+        let got: Vec<String> = out
+            .stdout
+            .iter()
+            .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(got, expected, "{slots} slots, Linux {}", kernel());
+    }
+}
+
 #[test]
 fn pipe_capacity_write_sizes_output_matches_the_book() {
     let args = ["--write-sizes", "1,100,1000,1024,2049,3000,4096,4097,8192"];

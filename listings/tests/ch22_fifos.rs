@@ -18,8 +18,8 @@ use tempfile::TempDir;
 
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book_masking, bin_path,
-    cargo_run, finish_clean, group_is_gone, run_clean, shell, wait_until,
-    wchan_of,
+    cargo_run, children_of, finish_clean, group_is_gone, have, run_clean,
+    shell, state_of, wait_until, wchan_of,
 };
 
 /// A `fifo-spam` reader that makes its private directory in `tmp`.
@@ -170,6 +170,41 @@ fn fifo_spam_reader_removes_its_fifo_when_a_signal_ends_it() {
         assert_eq!(out.status.signal(), Some(signal as i32), "{}", out.stderr);
         assert!(contents(tmp.path()).is_empty(), "{signal}: left behind");
     }
+}
+
+/// A signal that comes while the reader makes its directory and FIFO:
+/// strace holds the reader for a second on its way out of the `mknodat`
+/// that made the FIFO, and the test sends SIGTERM then.
+#[test]
+fn fifo_spam_reader_removes_its_fifo_when_a_signal_comes_while_it_makes_it() {
+    if !have("strace") {
+        return;
+    }
+    let tmp = tmp();
+    let mut command = Command::new("strace");
+    command
+        .args(["-q", "-e", "trace=mknodat", "-e", "signal=none"])
+        .args(["-e", "inject=mknodat:delay_exit=1000000", "--"])
+        .arg(bin_path("fifo-spam"))
+        .arg("reader")
+        .env("TMPDIR", tmp.path());
+    let traced = Listing::spawn(&mut command, Stdio::piped());
+    let mut reader = None;
+    wait_until("strace to hold fifo-spam in mknodat", || {
+        reader = children_of(traced.pid()).into_iter().find(|&child| {
+            fs::read_to_string(format!("/proc/{child}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == "fifo-spam")
+        });
+        let made = contents(tmp.path())
+            .iter()
+            .any(|dir| dir.join("fifo").exists());
+        made && reader.is_some_and(|pid| state_of(pid) == Some('t'))
+    });
+    nix::sys::signal::kill(reader.unwrap(), Signal::SIGTERM).unwrap();
+    let out = finish_clean(traced);
+    // strace ends the way the reader did.
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+    assert!(contents(tmp.path()).is_empty(), "left behind");
 }
 
 #[test]

@@ -718,38 +718,47 @@ fn descendants(pid: Pid) -> Vec<Pid> {
 /// Started in the background (`&`), the listing leaves the terminal to
 /// the shell; `cat` stops at its first read (SIGTTIN), the listing stops
 /// with it, so that bash sees its job stopped, and `fg` gives the stages
-/// the terminal.
+/// the terminal. Also with SIGTSTP ignored or blocked by whoever started
+/// the listing, which exec keeps: the listing must still stop, not spin.
 #[test]
 fn spawn_pipeline_started_in_the_background_waits_for_fg() {
     if !have("bash") {
         return;
     }
-    let script = format!(
-        "set -m; {} cat & read -r go; fg; echo \"done: $?\"",
-        bin!("spawn-pipeline")
-    );
-    let mut terminal =
-        AtTerminal::start("bash", &["--norc", "--noprofile", "-c", &script]);
-    let mut listing = Vec::new();
-    wait_until("bash to start spawn-pipeline", || {
-        listing = children_of(terminal.pid());
-        !listing.is_empty()
-    });
-    let (stages, group) = stages_of(listing[0], 1);
-    let _cleanup = KillGroupOnDrop(group);
-    wait_until("cat and spawn-pipeline to stop", || {
-        state_of(stages[0]) == Some('T') && state_of(listing[0]) == Some('T')
-    });
-    terminal.type_keys("go\n"); // bash's `read`, then `fg`.
-    wait_until("the stages to own the terminal, and cat to go on", || {
-        nix::unistd::tcgetpgrp(&terminal.master).ok() == Some(group)
-            && state_of(stages[0]) != Some('T')
-    });
-    terminal.type_keys("hi\n");
-    terminal.wait_for("hi\r\nhi\r\n", || a_stage_stopped(&stages));
-    terminal.type_keys("\x04");
-    terminal.wait_for("done: 0", || None);
-    assert!(terminal.finish().success());
+    for prefix in ["", "env --ignore-signal=TSTP ", "env --block-signal=TSTP "]
+    {
+        let script = format!(
+            "set -m; {prefix}{} cat & read -r go; fg; echo \"done: $?\"",
+            bin!("spawn-pipeline")
+        );
+        let mut terminal = AtTerminal::start(
+            "bash",
+            &["--norc", "--noprofile", "-c", &script],
+        );
+        let mut listing = Vec::new();
+        wait_until("bash to start spawn-pipeline", || {
+            listing = children_of(terminal.pid());
+            listing.len() == 1
+                && std::fs::read_to_string(format!("/proc/{}/comm", listing[0]))
+                    .is_ok_and(|comm| comm.trim_end() == "spawn-pipeline")
+        });
+        let (stages, group) = stages_of(listing[0], 1);
+        let _cleanup = KillGroupOnDrop(group);
+        wait_until("cat and spawn-pipeline to stop", || {
+            state_of(stages[0]) == Some('T')
+                && state_of(listing[0]) == Some('T')
+        });
+        terminal.type_keys("go\n"); // bash's `read`, then `fg`.
+        wait_until("the stages to own the terminal, and cat to go on", || {
+            nix::unistd::tcgetpgrp(&terminal.master).ok() == Some(group)
+                && state_of(stages[0]) != Some('T')
+        });
+        terminal.type_keys("hi\n");
+        terminal.wait_for("hi\r\nhi\r\n", || a_stage_stopped(&stages));
+        terminal.type_keys("\x04");
+        terminal.wait_for("done: 0", || None);
+        assert!(terminal.finish().success(), "{prefix}");
+    }
 }
 
 /// Chapter 23's rule, `killpg` only while a stage of the group is not
@@ -798,6 +807,21 @@ fn spawn_pipeline_never_signals_its_group_once_every_stage_is_reaped() {
         "signalled its group after reaping it:\n{}",
         out.stderr
     );
+}
+
+/// A stage may leave the group, as `setsid` does: the listing still
+/// waits for it, its own child, and reports its status.
+#[test]
+fn spawn_pipeline_waits_for_a_stage_that_left_the_group() {
+    if !have("setsid") {
+        return;
+    }
+    let out = run_clean(
+        bin!("spawn-pipeline"),
+        &["true", "|", "setsid", "sh", "-c", "sleep 0.5; exit 3"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", out.stderr);
+    assert_eq!(out.stderr, "spawn-pipeline: setsid: exited with status 3\n");
 }
 
 #[test]

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book, bin_path, cargo_run,
-    finish_clean, group_is_gone, have, run_clean, shell, wait_until,
+    children_of, finish_clean, group_is_gone, have, run_clean, shell,
+    wait_until, wchan_of,
 };
 
 /// What `proc-exec` says about `cat`: the lines after the one that
@@ -135,14 +136,18 @@ os.waitpid(pid, 0)
 }
 
 /// A C library to preload that ends a child with status 99, and says
-/// so, if it calls malloc, calloc or realloc between `fork` and `exec`:
-/// its `pthread_atfork` handler marks the child, and `exec` starts the
-/// next program without the mark. Rust's default allocator is the C
-/// library's malloc, which the preloaded functions stand in front of.
+/// so, if it calls malloc, calloc, realloc or one of the aligned
+/// allocators between `fork` and `exec`: its `pthread_atfork` handler
+/// marks the child, and `exec` starts the next program without the mark.
+/// Rust's default allocator, `System`, calls malloc, calloc and realloc,
+/// and posix_memalign for an alignment above 16 bytes or larger than the
+/// size; the preloaded functions stand in front of all of them.
 const NO_MALLOC_AFTER_FORK: &str = r#"
+#include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <unistd.h>
+extern void *__libc_memalign(size_t, size_t);
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
@@ -164,6 +169,19 @@ void *calloc(size_t n, size_t m) {
 void *realloc(void *p, size_t n) {
     if (forked) caught();
     return __libc_realloc(p, n);
+}
+void *memalign(size_t align, size_t n) {
+    if (forked) caught();
+    return __libc_memalign(align, n);
+}
+void *aligned_alloc(size_t align, size_t n) { return memalign(align, n); }
+int posix_memalign(void **p, size_t align, size_t n) {
+    if (align % sizeof(void *) != 0 || (align & (align - 1)) != 0)
+        return EINVAL;
+    void *got = memalign(align, n);
+    if (got == NULL) return ENOMEM;
+    *p = got;
+    return 0;
 }
 "#;
 
@@ -282,6 +300,22 @@ fn proc_pre_exec_println_waits_forever_for_a_lock_held_by_another_thread() {
         ["true, with println! in pre_exec: killed by SIGKILL"]
     );
     assert!(started.elapsed() >= Duration::from_secs(2));
+}
+
+/// Killed while its watchdog waits, the listing leaves no child stuck on
+/// the lock: the child dies with it.
+#[test]
+fn proc_pre_exec_lock_child_dies_with_its_parent() {
+    let listing = Listing::start(bin!("proc-pre-exec"), &["lock"]);
+    let parent = listing.pid();
+    wait_until("the child to wait for the lock", || {
+        children_of(parent)
+            .iter()
+            .any(|&child| wchan_of(child).contains("futex"))
+    });
+    listing.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = finish_clean(listing);
+    assert_eq!(out.status.signal(), Some(nix::libc::SIGTERM));
 }
 
 #[test]
