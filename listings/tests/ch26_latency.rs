@@ -743,14 +743,14 @@ fn bench_command_gives_no_verdict_where_nobody_chose_the_placement() {
             assert!(row.contains("no verdict: placement not controlled"));
         }
     }
+    let count = Regex::new(r"in (\d+) of (\d+) rows; missed").unwrap();
     for anchor in ["latency-verdict", "throughput-verdict"] {
         let table = anchored(&results, anchor);
         // Every line of the table but its head and the line under it.
         let rows = table.lines().filter(|l| l.starts_with("| ")).count() - 2;
         let any = table.lines().filter(|l| l.contains(" | any | ")).count();
         assert!(any > 0, "{table}");
-        let said = Regex::new(r"in (\d+) of (\d+) rows; missed")
-            .unwrap()
+        let said = count
             .captures(table)
             .unwrap_or_else(|| panic!("no count of rows: {table}"));
         assert_eq!(said[2].parse::<usize>().unwrap(), rows - any, "{table}");
