@@ -914,7 +914,7 @@ fn chapter_26_claims_hold_in_the_published_results() {
     // "CPUs kept awake ... removes 9 to 23% of what two CPUs cost over
     // one": less than a quarter, so most of the cost of a wakeup across
     // CPUs remains when no CPU halts. "p99.9 falls from 2.7-3.9 ms to
-    // 33-47 µs."
+    // 32-47 µs."
     for mech in SPINNING {
         let same = latency(mech, "same", "block", "p50");
         let plain = latency(mech, "different", "block", "p50");
