@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -365,6 +366,9 @@ const CHILD_GONE: u64 = 1 << 32;
 static GONE_FD: AtomicI32 = AtomicI32::new(-1);
 
 extern "C" fn child_gone(_: nix::libc::c_int) {
+    // The calls below may set errno, which the code this handler
+    // interrupted may be about to read: give it back as it was.
+    let saved = Errno::last_raw();
     let fd = GONE_FD.load(Ordering::SeqCst);
     if fd >= 0 {
         let value = CHILD_GONE.to_ne_bytes();
@@ -374,6 +378,7 @@ extern "C" fn child_gone(_: nix::libc::c_int) {
     if let Some(page) = GONE_PAGE.get() {
         page.to_parent.close(CLOSED_BY_DEATH);
     }
+    Errno::set_raw(saved);
 }
 
 impl End for Eventfds {

@@ -112,10 +112,23 @@ static void child_gone(int sig) {
     errno = saved;
 }
 
+// Tells the CPU that this thread is waiting in a loop, as Rust's
+// std::hint::spin_loop() does: PAUSE on x86, ISB on 64-bit Arm.
+static inline void spin_loop(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("isb" ::: "memory");
+#endif
+}
+
 // Whether a read or write that failed is simply made again: a signal
 // came, or (with --wait spin) there was nothing to read, or no room.
+// Before it is, the CPU is told that we wait, as in Listing 26-1.
 static int retry(void) {
-    return errno == EINTR || errno == EAGAIN;
+    if (errno != EINTR && errno != EAGAIN) return 0;
+    spin_loop();
+    return 1;
 }
 
 // Writes all of `buf`, retrying after a signal or a short write.
@@ -187,7 +200,10 @@ static int receive_message(struct end *e) {
         uint32_t now;
         while ((now = atomic_load_explicit(&e->in->sent,
                                            memory_order_acquire)) == e->seen) {
-            if (e->spin) continue;
+            if (e->spin) {
+                spin_loop();
+                continue;
+            }
             // Not FUTEX_PRIVATE_FLAG: the other process must meet us.
             if (syscall(SYS_futex, &e->in->sent, FUTEX_WAIT, e->seen,
                         NULL) < 0 &&
@@ -484,6 +500,10 @@ int main(int argc, char **argv) {
     struct channel c = make_channel(via, spin, (size_t)size);
     pid_t parent = getpid();
     pin_to(parent_cpu);
+    // As the Rust runtime does before main: a write to a closed pipe or
+    // socket then fails with EPIPE, and we say so, instead of dying
+    // silently of SIGPIPE. The child inherits it.
+    if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) die("signal");
     fflush(stdout);
     pid_t pid = fork();
     if (pid < 0) die("fork");
@@ -536,6 +556,8 @@ int main(int argc, char **argv) {
     else
         snprintf(message, sizeof message, "%ld bytes", size);
     qsort(times, (size_t)count, sizeof *times, by_value);
+    // Measured: from here on, a filter, which SIGPIPE ends quietly.
+    signal(SIGPIPE, SIG_DFL);
     printf("%s on %s%s: %ld round trips of %s; measured: %.6f s; µs per "
            "round trip: mean %.3f, p50 %.3f, p99 %.3f, p99.9 %.3f, max %.3f; "
            "%.2f waits and %.2f preemptions per round trip\n",

@@ -267,6 +267,10 @@ int main(int argc, char **argv) {
     if (pipe2(report, O_CLOEXEC) < 0) die("pipe");
     pid_t parent = getpid();
     pin_to(parent_cpu);
+    // As the Rust runtime does before main: a write to a closed pipe or
+    // socket then fails with EPIPE, and we say so, instead of dying
+    // silently of SIGPIPE. The child inherits it.
+    if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) die("signal");
     fflush(stdout);
     pid_t pid = fork();
     if (pid < 0) die("fork");
@@ -329,6 +333,8 @@ int main(int argc, char **argv) {
         snprintf(extras, sizeof extras, ", a pipe of %llu bytes",
                  (unsigned long long)pipe_size);
     if (huge) strcat(extras, ", huge pages");
+    // Measured: from here on, a filter, which SIGPIPE ends quietly.
+    signal(SIGPIPE, SIG_DFL);
     printf("%s on %s%s: %llu bytes in %zu-byte writes, %llu received; "
            "measured: %.6f s, %.3f GiB/s, %ld writes, %llu reads, %.2f waits "
            "and %.2f preemptions per chunk\n",
