@@ -92,7 +92,7 @@ fn run() -> Result<(), Box<dyn Error>> {
                     jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
                 // The lock is released here, before serving.
                 match next {
-                    Ok((conn, slot)) => {
+                    Ok((conn, mut slot)) => {
                         slot.taken();
                         serve(&conn, &slot, timeout);
                     }
@@ -204,10 +204,13 @@ struct Table {
     open: HashMap<u64, (Arc<TcpStream>, Option<Instant>)>,
 }
 
-/// One connection's entry; dropping it removes the entry.
+/// One connection's entry; dropping it removes the entry, and, if no
+/// worker took the connection (it was refused, or the server is ending),
+/// its count in `waiting` too.
 struct Slot {
     conns: Arc<Conns>,
     id: u64,
+    queued: bool,
 }
 
 impl Conns {
@@ -239,6 +242,7 @@ impl Conns {
         Slot {
             conns: Arc::clone(self),
             id,
+            queued: true,
         }
     }
 
@@ -291,10 +295,11 @@ impl Conns {
 
 impl Slot {
     /// A worker has taken the connection out of the queue.
-    fn taken(&self) {
+    fn taken(&mut self) {
         let mut table = self.conns.lock();
         table.waiting -= 1;
         table.free -= 1;
+        self.queued = false;
     }
 
     /// Marks the connection idle, from now on, or busy with a request.
@@ -311,7 +316,11 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.conns.lock().open.remove(&self.id);
+        let mut table = self.conns.lock();
+        table.open.remove(&self.id);
+        if self.queued {
+            table.waiting -= 1;
+        }
     }
 }
 

@@ -17,7 +17,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::os::linux::net::SocketAddrExt;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
+use std::os::unix::fs::{
+    DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt,
+};
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
@@ -110,12 +112,26 @@ fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
     let lock_path = PathBuf::from(lock_path);
+    let cannot = |err: &dyn Display| {
+        format!("cannot open {}: {err}", lock_path.display())
+    };
+    // Only our user may open it: `flock` needs no write permission, so a
+    // lock file others can read is one they can hold for ever. Never
+    // through a symbolic link (O_NOFOLLOW), and never someone else's.
     let lock_file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(&lock_path)
-        .map_err(|err| format!("cannot open {}: {err}", lock_path.display()))?;
+        .map_err(|err| cannot(&err))?;
+    let owner = lock_file.metadata()?.uid();
+    if owner != nix::unistd::geteuid().as_raw() {
+        return Err(cannot(&format!("it belongs to uid {owner}")).into());
+    }
+    // A lock file an older version made with the umask's mode.
+    lock_file.set_permissions(fs::Permissions::from_mode(0o600))?;
     let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
         .map_err(|_| format!("another server is using {}", path.display()))?;
     // We hold the lock: a socket file here belongs to a server that is

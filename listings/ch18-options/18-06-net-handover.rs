@@ -9,8 +9,9 @@
 //    5.14 and later), which moves them to the new one.
 // 2. The old process hands the listening socket itself to the new one,
 //    which it starts with the socket as descriptor 3 (the convention of
-//    systemd's LISTEN_FDS), and then finishes the connection it was
-//    serving. The queue never closes: no client is lost.
+//    systemd's LISTEN_FDS and LISTEN_PID), and then finishes the
+//    connection it was serving. The queue never closes: no client is
+//    lost.
 //
 // `net-handover` takes no arguments; `net-handover --inherit N` is the
 // new process, which serves N clients on the socket it inherits. Linux.
@@ -119,8 +120,15 @@ fn handover() -> Result<(), Box<dyn Error>> {
     let (serving, _) = listener.accept()?;
     let clients = connect_all(addr)?;
     println!("   old: serving 1 client, {CLIENTS} waiting in the queue");
-    let mut new = Command::new(env::current_exe()?);
-    new.args(["--inherit", &CLIENTS.to_string()]);
+    // systemd's convention: LISTEN_FDS says how many sockets, and
+    // LISTEN_PID whom they are for, so that a program they start does not
+    // take them for its own. The pid is known only after the fork, and
+    // `Command` sets the environment before it: a shell in between sets
+    // LISTEN_PID to its own pid, which `exec` keeps.
+    let mut new = Command::new("sh");
+    new.args(["-c", "LISTEN_PID=$$ exec \"$0\" \"$@\""])
+        .arg(env::current_exe()?)
+        .args(["--inherit", &CLIENTS.to_string()]);
     new.env("LISTEN_FDS", "1");
     let fd = listener.as_raw_fd();
     // SAFETY: between fork and exec only `dup2` and `fcntl` run, system
@@ -176,7 +184,10 @@ fn handover() -> Result<(), Box<dyn Error>> {
 /// The new process: the listening socket is descriptor 3; it serves
 /// `count` clients on it, and ends.
 fn new_process(count: usize) -> Result<(), Box<dyn Error>> {
-    if env::var("LISTEN_FDS").as_deref() != Ok("1") {
+    // As sd_listen_fds(3) checks: the socket is ours only if LISTEN_PID
+    // is our pid; otherwise the variables were meant for another process.
+    let ours = env::var("LISTEN_PID") == Ok(getpid().to_string());
+    if !ours || env::var("LISTEN_FDS").as_deref() != Ok("1") {
         return Err("--inherit: no listening socket handed over".into());
     }
     // SAFETY: by the convention above, descriptor 3 is a listening socket

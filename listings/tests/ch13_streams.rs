@@ -406,19 +406,34 @@ fn a_reset_reads_as_econnreset_once_then_as_the_end() {
 }
 
 #[test]
-fn a_read_after_our_own_shutdown_read_returns_zero_without_a_fin() {
+fn after_our_own_shutdown_read_zero_means_nothing_queued_now_not_the_end() {
+    // Linux 6.x: SHUT_RD discards nothing and refuses nothing. Queued
+    // bytes are still read, `read` returns 0 at once when the queue is
+    // empty, and bytes the peer sends later are read after that 0.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut sock = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    // The peer stays open and sends nothing: no FIN ever comes from it.
-    let (peer, _) = listener.accept().unwrap();
+    // The peer stays open: no FIN ever comes from it.
+    let (mut peer, _) = listener.accept().unwrap();
+    peer.write_all(b"before").unwrap();
+    let mut buf = [0; 16];
+    crate::support::wait_until("the first bytes to arrive", || {
+        sock.peek(&mut buf).is_ok_and(|n| n == 6)
+    });
     sock.shutdown(Shutdown::Read).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    let mut buf = [0; 16];
+    assert_eq!(sock.read(&mut buf).unwrap(), 6);
+    assert_eq!(&buf[..6], b"before");
     let started = std::time::Instant::now();
-    assert_eq!(sock.read(&mut buf).unwrap(), 0, "the end, at once");
+    assert_eq!(sock.read(&mut buf).unwrap(), 0, "0 at once, no FIN");
     assert!(started.elapsed() < Duration::from_secs(5));
-    drop(peer);
+    peer.write_all(b"later").unwrap();
+    let mut got = 0;
+    crate::support::wait_until("the later bytes to be read", || {
+        got = sock.read(&mut buf).unwrap();
+        got > 0
+    });
+    assert_eq!(&buf[..got], b"later", "read after an Ok(0)");
 }
 
 #[test]

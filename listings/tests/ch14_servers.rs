@@ -531,6 +531,28 @@ pub fn many_at_once(addr: &str, clients: usize) {
     }
 }
 
+/// What the eviction of idle connections does not stop: connections that
+/// have each sent one byte of a request are busy, and hold every place
+/// past the grace of a second, until the request deadline.
+pub fn one_byte_each_holds_every_place(bin: &str) {
+    let (server, addr) =
+        start_server(bin, &["127.0.0.1:0", "--max-conns", "2"]);
+    let mut slow = silent_clients(&addr, 2);
+    for sock in &mut slow {
+        sock.write_all(b"x").unwrap();
+    }
+    // Past the grace, and far from the ten-second deadline.
+    thread::sleep(Duration::from_millis(1500)); // The wait is the test.
+    assert_eq!(ask(&addr, "new").unwrap(), "error: server busy\n");
+    drop(slow);
+    drop(server);
+}
+
+#[test]
+fn threaded_server_evicts_no_connection_that_has_begun_a_request() {
+    one_byte_each_holds_every_place(bin!("tcp-threads"));
+}
+
 #[test]
 fn threaded_server_gives_each_of_many_clients_its_own_reply() {
     let (server, addr) =
@@ -600,6 +622,49 @@ fn pool_tells_a_client_that_finds_the_queue_full_that_it_is_busy() {
     // The accepting thread takes connections in order: the third finds
     // the queue full.
     assert_eq!(ask(&addr, "third").unwrap(), "error: server busy\n");
+    drop(server);
+}
+
+#[test]
+fn pool_after_a_refusal_leaves_alone_an_idle_client_that_nobody_waits_for() {
+    // A refused client once counted for ever among those waiting for a
+    // worker: from then on the pool closed any connection idle for a
+    // second, though nobody waited.
+    let (server, addr) = start_server(
+        bin!("tcp-pool"),
+        &["127.0.0.1:0", "--workers", "1", "--queue", "1"],
+    );
+    let mut served = connect(&addr);
+    served.write_all(b"first\n").unwrap();
+    served.read_exact(&mut [0; 20]).unwrap();
+    let mut queued = connect(&addr);
+    queued.write_all(b"second\n").unwrap();
+    assert_eq!(ask(&addr, "third").unwrap(), "error: server busy\n");
+    // The first two end; the one worker is free again.
+    drop(served);
+    queued.shutdown(Shutdown::Write).unwrap();
+    let mut rest = String::new();
+    queued.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "server got: [second]\n");
+    // A client that pauses between two lines for longer than the grace
+    // of a second: nobody waits, so it keeps its connection.
+    let mut slow = connect(&addr);
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    slow.write_all(b"one\n").unwrap();
+    let mut reply = [0; 18];
+    slow.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"server got: [one]\n");
+    thread::sleep(Duration::from_millis(2500)); // The pause is the test.
+    let _ = slow.write_all(b"two\n");
+    let _ = slow.shutdown(Shutdown::Write);
+    let mut rest = String::new();
+    let read = slow.read_to_string(&mut rest).map(|_| rest);
+    assert_eq!(
+        read.as_deref().ok(),
+        Some("server got: [two]\n"),
+        "the pool closed a client that nobody waited for"
+    );
     drop(server);
 }
 

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::ch13_streams::{connect, start_server, typed};
 use crate::ch14_servers::{
-    ask, flood, many_at_once, silent_clients, start_limited,
+    ask, flood, many_at_once, one_byte_each_holds_every_place, silent_clients,
+    start_limited,
 };
 use crate::support::{
     Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
@@ -619,4 +620,9 @@ fn a_nonblocking_connect_says_einprogress_and_so_error_tells_the_end() {
         &[],
         &out.stdout,
     );
+}
+
+#[test]
+fn poll_server_evicts_no_connection_that_has_begun_a_request() {
+    one_byte_each_holds_every_place(bin!("poll-server"));
 }

@@ -205,6 +205,80 @@ fn a_second_server_on_the_same_path_is_refused_and_the_first_keeps_it() {
 }
 
 #[test]
+fn another_user_cannot_open_the_lock_file_and_keep_the_server_out() {
+    if !can_switch_users() || !have("flock") {
+        return;
+    }
+    // A directory anyone may enter, but only we may write: the lock file
+    // is made 0600, so `nobody` cannot open it, and so cannot lock it.
+    let dir = open_dir();
+    let path = path_in(&dir, "u.sock");
+    let (server, _) = start(bin!("unix-server"), &[&path, "--count", "1"]);
+    assert_eq!(ask(&path, "one"), "server got: [one]\n");
+    assert!(server.finish().status.success());
+    let lock = format!("{path}.lock");
+    let mode = fs::metadata(&lock).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let mut command = AS_NOBODY.to_vec();
+    command.extend(["flock", "-n", &lock, "echo", "held"]);
+    let out = run(command[0], &command[1..]);
+    assert!(out.stdout.is_empty(), "nobody held the lock");
+    assert!(out.stderr.contains("Permission denied"), "{}", out.stderr);
+    let (server, _) = start(bin!("unix-server"), &[&path, "--count", "1"]);
+    assert_eq!(ask(&path, "two"), "server got: [two]\n");
+    assert!(server.finish().status.success());
+}
+
+#[test]
+fn unix_server_will_not_lock_a_file_of_another_user_or_a_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir, "s.sock");
+    let elsewhere = path_in(&dir, "elsewhere");
+    std::os::unix::fs::symlink(&elsewhere, format!("{path}.lock")).unwrap();
+    assert_rejects(
+        bin!("unix-server"),
+        &[&path],
+        &format!("cannot open {path}.lock: Too many levels of symbolic links"),
+    );
+    assert!(!Path::new(&elsewhere).exists());
+    if !can_switch_users() {
+        return;
+    }
+    // In a directory anyone may write, someone else made the lock file
+    // first: it is theirs to lock, so we refuse to use it. (Not sticky,
+    // as /tmp is: there, Linux's fs.protected_regular may refuse even
+    // root's open of it, before the server can look at its owner.)
+    let open = open_dir();
+    fs::set_permissions(open.path(), fs::Permissions::from_mode(0o777))
+        .unwrap();
+    let path = path_in(&open, "t.sock");
+    let mut command = AS_NOBODY.to_vec();
+    let lock = format!("{path}.lock");
+    command.extend(["touch", &lock]);
+    assert!(run(command[0], &command[1..]).status.success());
+    assert_rejects(
+        bin!("unix-server"),
+        &[&path],
+        &format!("cannot open {lock}: it belongs to uid "),
+    );
+}
+
+#[test]
+fn std_binds_a_path_of_107_bytes_and_refuses_108() {
+    // Linux: sun_path is 108 bytes, and std keeps one for the NUL.
+    let dir = tempfile::tempdir().unwrap();
+    let named = |len: usize| {
+        let base = dir.path().as_os_str().len() + 1;
+        dir.path().join("x".repeat(len - base))
+    };
+    let longest = named(107);
+    assert_eq!(longest.as_os_str().len(), 107);
+    assert!(UnixListener::bind(&longest).is_ok());
+    let err = UnixListener::bind(named(108)).unwrap_err();
+    assert!(err.to_string().contains("shorter than SUN_LEN"), "{err}");
+}
+
+#[test]
 fn unix_server_will_not_remove_a_file_that_is_not_a_socket() {
     let dir = tempfile::tempdir().unwrap();
     let path = path_in(&dir, "precious");
@@ -704,6 +778,65 @@ fn fetch_receives_a_descriptor_from_python() {
     let out = run(bin!("unix-pass-fd"), &["fetch", &path]);
     assert_eq!(out.stdout, ["the secret"], "{}", out.stderr);
     assert!(python.finish().status.success());
+}
+
+/// Sends `fetch` a pipe's read end and `extra` more descriptors in one
+/// message; returns how many descriptors it holds while it copies from
+/// the pipe, and what it said on stderr.
+fn fetch_given_more_descriptors(extra: usize) -> (usize, String) {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::io::IoSlice;
+    use std::os::fd::{AsRawFd, RawFd};
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir, "many.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let mut fetch = Listing::start(bin!("unix-pass-fd"), &["fetch", &path]);
+    let (conn, _) = listener.accept().unwrap();
+    // Close-on-exec: no listing another test starts may hold the pipe.
+    let (reader, writer) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let mut writer = fs::File::from(writer);
+    let null = fs::File::open("/dev/null").unwrap();
+    let mut fds: Vec<RawFd> = vec![reader.as_raw_fd()];
+    fds.extend(std::iter::repeat_n(null.as_raw_fd(), extra));
+    sendmsg::<()>(
+        conn.as_raw_fd(),
+        &[IoSlice::new(b"x")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .unwrap();
+    drop(reader);
+    writer.write_all(b"through the pipe\n").unwrap();
+    // Once the line is out, fetch has received, and is copying.
+    fetch.expect("through the pipe");
+    let held = crate::support::open_fds(fetch.pid());
+    drop(writer);
+    let out = fetch.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    (held, out.stderr)
+}
+
+#[test]
+fn fetch_closes_and_reports_descriptors_beyond_the_one_it_asked_for() {
+    // Linux 6.x: with room for one descriptor, the kernel installed two
+    // and set MSG_CTRUNC, and nix refused to hand them over.
+    let (alone, said) = fetch_given_more_descriptors(0);
+    assert_eq!(said, "");
+    for extra in [2, 9, 252] {
+        for _ in 0..3 {
+            let (held, said) = fetch_given_more_descriptors(extra);
+            assert_eq!(held, alone, "{extra} extra descriptors: {said}");
+            assert_eq!(
+                said,
+                format!(
+                    "unix-pass-fd: closed {extra} descriptors more than \
+                     asked for\n"
+                )
+            );
+        }
+    }
 }
 
 #[test]

@@ -5,8 +5,8 @@ use std::net::{TcpListener, UdpSocket};
 
 use crate::ch13_streams::start_server;
 use crate::support::{
-    assert_matches_book, assert_rejects, assert_session_matches_book, blessing,
-    cargo_run, default_port, have, run, unless_blessing,
+    Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
+    blessing, cargo_run, default_port, have, run, unless_blessing,
 };
 
 /// Whether this machine has IPv6 on loopback; says so if not.
@@ -434,6 +434,27 @@ fn reuseport_resets_the_old_listeners_queue_and_a_handed_over_socket_loses_none(
         &[],
         &out.stdout,
     );
+}
+
+#[test]
+fn the_new_process_takes_no_socket_whose_listen_pid_is_not_its_own() {
+    // LISTEN_FDS alone is not enough: a variable inherited from a parent
+    // names the parent's pid, not ours (sd_listen_fds(3)).
+    for pid in [None, Some("1")] {
+        let mut command = std::process::Command::new(bin!("net-handover"));
+        command.args(["--inherit", "1"]).env("LISTEN_FDS", "1");
+        match pid {
+            Some(pid) => command.env("LISTEN_PID", pid),
+            None => command.env_remove("LISTEN_PID"),
+        };
+        let out =
+            Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+        assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            "net-handover: --inherit: no listening socket handed over\n"
+        );
+    }
 }
 
 #[test]
