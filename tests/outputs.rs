@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use crate::includes::includes_in;
 use crate::support::{
-    files_with_extension, from_root, markdown_sources, workspace_root,
+    files_with_extension, from_root, markdown_sources, read, workspace_root,
 };
 
 #[test]
@@ -98,4 +98,75 @@ fn lines_in_fences(text: &str, language: &str) -> HashSet<usize> {
         }
     }
     lines
+}
+
+/// A session in two or more terminals is recorded in one run, so a pid
+/// that a command of Terminal 2 (or 3) names, `kill -HUP 1234` or
+/// `/proc/1234/`, is one that the session printed: in another terminal's
+/// output, or earlier in its own. The tests that compare sessions mask
+/// pids, so only this check sees two terminals from different runs.
+#[test]
+fn every_pid_a_terminal_names_was_printed_in_its_session() {
+    let marker = regex::Regex::new(
+        r"\*Terminal (\d)\*|\{\{#include \.\./(listings/[^}]+\.out)\}\}",
+    )
+    .unwrap();
+    // The pid is the last number of a `kill` command.
+    let named = regex::Regex::new(r"\bkill\b.*\b(\d+)\b|/proc/(\d+)/").unwrap();
+    let number = regex::Regex::new(r"\b\d+\b").unwrap();
+    let mut problems = Vec::new();
+    let mut sessions = 0;
+    for (file, text) in markdown_sources() {
+        // Each session: the files of its terminals, Terminal 1 first.
+        let mut found: Vec<Vec<String>> = Vec::new();
+        let mut terminal = None;
+        for m in marker.captures_iter(&text) {
+            if let Some(n) = m.get(1) {
+                terminal = Some(n.as_str().to_string());
+            } else if let Some(term) = terminal.take() {
+                if term == "1" {
+                    found.push(Vec::new());
+                }
+                if let Some(session) = found.last_mut() {
+                    session.push(m[2].to_string());
+                }
+            }
+        }
+        for session in found.iter().filter(|session| session.len() > 1) {
+            sessions += 1;
+            let outputs: Vec<(String, String)> = session
+                .iter()
+                .map(|out| (out.clone(), read(&workspace_root().join(out))))
+                .collect();
+            for (i, (out, shown)) in outputs.iter().enumerate() {
+                let mut printed: HashSet<&str> = HashSet::new();
+                for (j, (_, other)) in outputs.iter().enumerate() {
+                    if j != i {
+                        printed.extend(
+                            number.find_iter(other).map(|m| m.as_str()),
+                        );
+                    }
+                }
+                for line in shown.lines() {
+                    if line.starts_with("$ ") {
+                        for pid in named.captures_iter(line) {
+                            let pid =
+                                pid.get(1).or(pid.get(2)).unwrap().as_str();
+                            if !printed.contains(pid) {
+                                problems.push(format!(
+                                    "{}: {out}: `{line}` names pid {pid}, which \
+                                     the session ({}) never printed",
+                                    from_root(&file),
+                                    session.join(", ")
+                                ));
+                            }
+                        }
+                    }
+                    printed.extend(number.find_iter(line).map(|m| m.as_str()));
+                }
+            }
+        }
+    }
+    assert!(sessions >= 10, "only {sessions} sessions found");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

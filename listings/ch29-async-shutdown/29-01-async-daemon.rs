@@ -7,7 +7,8 @@
 // - SIGTERM or SIGINT stops accepting, lets every connection answer the
 //   requests it has received, and once they have closed dies of that
 //   signal, as its sender expects; if they have not closed within
-//   `--drain-secs` (10), it exits 1.
+//   `--drain-secs` (10), it exits 1. Keep the deadline shorter than the
+//   grace period of whatever stops the daemon (`docker stop`: 10 s).
 // - A second SIGTERM or SIGINT during that drain ends it at once, killed
 //   by that signal.
 //
@@ -128,15 +129,16 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
         tracker: TaskTracker::new(),
         untracked: args.untracked,
     };
+    let mut backoff = Backoff::new();
     let stop_signal = loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => server.spawn(stream, peer),
-                Err(err) => {
-                    // Out of descriptors, say: wait before trying again.
-                    log(format_args!("accept failed: {err}"));
-                    sleep(Duration::from_millis(100)).await;
+                Ok((stream, peer)) => {
+                    backoff.reset();
+                    server.spawn(stream, peer);
                 }
+                // Out of descriptors, say: wait before trying again.
+                Err(err) => backoff.failed(&err).await,
             },
             _ = signals.hup.recv() => server.reload(&config_path),
             _ = signals.term.recv() => break SIGTERM,
@@ -150,6 +152,45 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
         drain(server, &mut signals, stop_signal, args.drain, private_dir)
             .await?;
     Ok(code)
+}
+
+/// What to do after a failed `accept`, as in Listing 30-1: wait, from
+/// 5 ms, doubling up to a second while the failures go on; log the first
+/// failure of a run only, so that the log does not fill up either.
+struct Backoff {
+    wait: Duration,
+    failing: bool,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MOST: Duration = Duration::from_secs(1);
+
+    fn new() -> Backoff {
+        Backoff {
+            wait: Backoff::FIRST,
+            failing: false,
+        }
+    }
+
+    async fn failed(&mut self, err: &io::Error) {
+        // A client that gave up before we accepted it: no reason to wait.
+        if err.kind() == ErrorKind::ConnectionAborted {
+            return;
+        }
+        if !self.failing {
+            log(format_args!(
+                "accept failed: {err}; trying again, less often"
+            ));
+            self.failing = true;
+        }
+        sleep(self.wait).await;
+        self.wait = (self.wait * 2).min(Backoff::MOST);
+    }
+
+    fn reset(&mut self) {
+        *self = Backoff::new();
+    }
 }
 // ANCHOR_END: run
 

@@ -342,8 +342,8 @@ fn parse_args() -> Result<Args, lexopt::Error> {
     }
     let way = way.unwrap_or(Way::Wait);
     if fix == Fix::BlockInPlace && workers.is_none() {
-        // tokio would panic: a runtime with one thread has nobody to
-        // hand its other tasks to.
+        // tokio would panic: `block_in_place` needs the multi-threaded
+        // scheduler, even with one worker, and not the current-thread one.
         return Err("--fix block-in-place needs --workers N".into());
     }
     Ok(Args {

@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -18,7 +19,7 @@ use nix::sys::signal::Signal;
 use crate::ch30_async_sockets::unread_by_server;
 use crate::support::{
     Finished, Listing, PATIENCE, assert_rejects, assert_session_matches_book,
-    cargo_run, default_port, have, open_fds, shell, unless_blessing,
+    blessing, cargo_run, default_port, have, open_fds, shell, unless_blessing,
     wait_until,
 };
 
@@ -27,6 +28,31 @@ struct Daemon {
     listing: Listing,
     addr: SocketAddr,
     config: PathBuf,
+    /// The daemon's TMPDIR, where it makes its private directory: a test
+    /// that ends it with SIGKILL, which runs no `Drop`, leaves nothing in
+    /// the system's. `None` when blessing, so that the book shows /tmp.
+    tmp: Option<tempfile::TempDir>,
+}
+
+impl Daemon {
+    /// Waits for the daemon to end, and checks that it left nothing in its
+    /// TMPDIR: every way it ends by itself removes its private directory.
+    fn finish(self) -> Finished {
+        let out = self.listing.finish();
+        if let Some(tmp) = &self.tmp {
+            let left: Vec<_> = fs::read_dir(tmp.path())
+                .expect("the daemon's TMPDIR")
+                .map(|entry| entry.unwrap().file_name())
+                .collect();
+            assert!(
+                left.is_empty(),
+                "left in its TMPDIR: {left:?}; {:?}; {:#?}",
+                out.status,
+                out.stdout
+            );
+        }
+        out
+    }
 }
 
 fn start(args: &[&str]) -> Daemon {
@@ -37,7 +63,14 @@ fn start(args: &[&str]) -> Daemon {
 
 /// Starts `bin` (either daemon) with exactly `args`.
 fn start_exactly(bin: &str, args: &[&str]) -> Daemon {
-    let mut listing = Listing::start(bin, args);
+    let mut command = Command::new(bin);
+    command.args(args);
+    let tmp = (!blessing()).then(|| {
+        let tmp = tempfile::tempdir().expect("a temporary directory");
+        command.env("TMPDIR", tmp.path());
+        tmp
+    });
+    let mut listing = Listing::spawn(&mut command, Stdio::piped());
     let ready =
         listing.expect(r"Listening on (\S+) as pid (\d+); config (\S+)");
     assert_eq!(ready[2], listing.pid().to_string());
@@ -45,6 +78,7 @@ fn start_exactly(bin: &str, args: &[&str]) -> Daemon {
         listing,
         addr: ready[1].parse().expect("an address"),
         config: PathBuf::from(&ready[3]),
+        tmp,
     }
 }
 
@@ -137,7 +171,7 @@ fn async_daemon_reloads_on_sighup_without_dropping_a_connection() {
     daemon.listing.expect(r"Got SIGTERM: no new connections; draining 1 connection\(s\), at most 10 s");
     assert_eq!(client.reply(), None, "closed by the server");
     drop(client);
-    let out = daemon.listing.finish();
+    let out = daemon.finish();
     assert_died_of(&out, Signal::SIGTERM);
     assert!(!dir.exists(), "{} is left behind", dir.display());
 }
@@ -169,7 +203,7 @@ fn async_daemon_drains_every_request_in_flight_and_refuses_new_clients() {
     }
     // Gone at once: the server need not wait for them to close.
     drop(clients);
-    let out = daemon.listing.finish();
+    let out = daemon.finish();
     assert_died_of(&out, Signal::SIGTERM);
     assert_eq!(
         out.stdout.last().unwrap(),
@@ -194,7 +228,7 @@ fn async_daemon_gives_up_at_the_deadline_with_status_1() {
     daemon
         .listing
         .expect(r"Deadline passed with 1 connection\(s\) open; exiting");
-    let out = daemon.listing.finish();
+    let out = daemon.finish();
     assert_eq!(out.status.code(), Some(1));
     let took = sent.elapsed();
     assert!(
@@ -218,7 +252,7 @@ fn async_daemon_dies_of_a_second_signal_and_removes_its_directory_first() {
         .listing
         .expect("Got SIGINT while draining: exiting now");
     let dir = daemon.config.parent().unwrap().to_path_buf();
-    let out = daemon.listing.finish();
+    let out = daemon.finish();
     assert_eq!(
         out.status.signal(),
         Some(Signal::SIGINT as i32),
@@ -232,7 +266,7 @@ fn async_daemon_dies_of_a_second_signal_and_removes_its_directory_first() {
 }
 
 #[test]
-fn untracked_tasks_are_cut_off_when_main_returns() {
+fn untracked_tasks_die_unanswered_with_the_process() {
     let mut daemon = start(&["--untracked"]);
     reconfigure(&mut daemon, "delay_ms = 3000\n");
     let mut client = Client::connect(daemon.addr);
@@ -244,10 +278,11 @@ fn untracked_tasks_are_cut_off_when_main_returns() {
         r"Got SIGTERM: no new connections; draining 0 connection\(s\), at most 10 s",
     );
     daemon.listing.expect("All connections closed; exiting");
-    let out = daemon.listing.finish();
+    let out = daemon.finish();
     assert_died_of(&out, Signal::SIGTERM);
-    // The request was received, and is never answered: the runtime
-    // dropped the task, and with it the socket, when `main` returned.
+    // The request was received, and is never answered: `main` never
+    // returned; the daemon died of the signal with the task still at work,
+    // and the kernel closed its socket.
     assert_eq!(client.reply(), None);
 }
 
@@ -288,15 +323,20 @@ fn async_daemon_session_matches_the_book() {
     client(&mut daemon, "again", &mut terminal2);
     let term = format!("kill -TERM {pid}");
     terminal2.push((term.clone(), shell(&term)));
-    let out = daemon.listing.finish();
+    let out = daemon.finish();
     // Drained, and then dead of the signal: the shell says `Terminated`.
     assert_died_of(&out, Signal::SIGTERM);
     assert_eq!(terminal2[0].1, ["hello, world"]);
     assert_eq!(terminal2[3].1, ["bonjour, again"]);
     assert!(!Path::new(&config).exists());
+    // `cargo run` execs the daemon: its status is the shell's `$?`.
+    let status = [(128 + out.status.signal().unwrap()).to_string()];
     assert_session_matches_book(
         "ch29-async-shutdown/29-01-async-daemon.out",
-        &[(cargo_run("async-daemon", &[]), &out.stdout)],
+        &[
+            (cargo_run("async-daemon", &[]), &out.stdout[..]),
+            ("echo $?".to_string(), &status[..]),
+        ],
     );
     let session: Vec<_> =
         terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
@@ -372,7 +412,7 @@ fn signal_after_requests(clients: usize, frozen: bool) -> Option<String> {
         }
     }
     drop(connected);
-    let out = daemon.listing.finish();
+    let out = daemon.finish();
     let draining = format!("draining {clients} connection(s)");
     let logged = out.stdout.iter().any(|line| line.contains(&draining));
     let died = out.status.signal() == Some(Signal::SIGTERM as i32);
@@ -432,7 +472,7 @@ fn async_daemon_stops_taking_requests_from_a_client_that_keeps_sending() {
     closed.store(true, Ordering::SeqCst);
     let sent = sender.join().unwrap();
     drop(client);
-    let out = daemon.listing.finish();
+    let out = daemon.finish();
     // Not the deadline's exit 1: the stop ended the connection.
     assert_died_of(&out, Signal::SIGTERM);
     assert!(sent_term.elapsed() < Duration::from_secs(5));
@@ -546,34 +586,47 @@ fn async_daemon_says_so_when_it_cannot_accept_the_clients_still_queued() {
         start_exactly("bash", &["-c", &script, bin, "127.0.0.1:0"]);
     let pid = daemon.listing.pid();
     // `accept` fails with EMFILE once the table is full, whether or not a
-    // client is queued: those lines say nothing about who is waiting.
+    // client is queued; the daemon says so once, and then backs off.
     let emfile = "accept failed: Too many open files (os error 24)";
-    let next = |daemon: &mut Daemon| loop {
-        let line = daemon.listing.next_line();
-        if line != emfile {
-            return line;
-        }
-    };
+    let backing_off = format!("{emfile}; trying again, less often");
+    let mut said = 0;
     // Idle clients, each accepted, until no descriptor is left.
     let mut idle = Vec::new();
     while open_fds(pid) < LIMIT {
         idle.push(Client::connect(daemon.addr));
-        let line = next(&mut daemon);
-        assert!(line.ends_with(": connected"), "{line}");
+        loop {
+            let line = daemon.listing.next_line();
+            if line == backing_off {
+                said += 1;
+                continue;
+            }
+            assert!(line.ends_with(": connected"), "{line}");
+            break;
+        }
     }
+    if said == 0 {
+        assert_eq!(daemon.listing.next_line(), backing_off);
+        said += 1;
+    }
+    assert_eq!(said, 1);
+    // It fails five or six times in half a second, and says nothing more.
+    assert!(
+        daemon.listing.no_line_within(Duration::from_millis(500)),
+        "the log goes on"
+    );
     // One more, which waits in the queue with its request.
     let mut queued = Client::connect(daemon.addr);
     queued.send("lost");
     daemon.listing.signal(Signal::SIGTERM);
     assert_eq!(
-        next(&mut daemon),
+        daemon.listing.next_line(),
         format!("{emfile}; clients still queued, if any, are turned away")
     );
     let draining = format!(
         r"Got SIGTERM: no new connections; draining {} connection\(s\), at most 10 s",
         idle.len()
     );
-    let line = next(&mut daemon);
+    let line = daemon.listing.next_line();
     assert!(
         regex::Regex::new(&draining).unwrap().is_match(&line),
         "{line}"
@@ -583,6 +636,65 @@ fn async_daemon_says_so_when_it_cannot_accept_the_clients_still_queued() {
     let _ = queued.reader.read_to_string(&mut rest);
     assert_eq!(rest, "");
     drop(idle);
-    let out = daemon.listing.finish();
+    let out = daemon.finish();
     assert_died_of(&out, Signal::SIGTERM);
+}
+
+// ---------------------------------------------------------------------------
+// What the cancel-safety table says a dropped future loses
+
+/// `read_to_end` under a timeout that expires: what it read stays in the
+/// caller's `Vec`, and the next call appends to it. `read_exact` keeps
+/// nothing it can account for: made again, it fills the buffer from the
+/// start.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_read_to_end_keeps_its_bytes_and_read_exact_starts_over() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+    use tokio::time::timeout;
+    let (mut client, mut server) = duplex(64);
+    client.write_all(b"abc").await.unwrap();
+    let mut got = Vec::new();
+    let read = timeout(Duration::from_secs(1), server.read_to_end(&mut got));
+    assert!(read.await.is_err(), "the stream has not ended");
+    assert_eq!(got, b"abc");
+    client.write_all(b"def").await.unwrap();
+    client.shutdown().await.unwrap();
+    assert_eq!(server.read_to_end(&mut got).await.unwrap(), 3);
+    assert_eq!(got, b"abcdef");
+
+    let (mut client, mut server) = duplex(64);
+    client.write_all(b"abc").await.unwrap();
+    let mut buf = [0u8; 6];
+    let read = timeout(Duration::from_secs(1), server.read_exact(&mut buf));
+    assert!(read.await.is_err(), "only three of six bytes came");
+    client.write_all(b"defghi").await.unwrap();
+    server.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"defghi", "the first three bytes are lost");
+}
+
+/// `Child::wait` under a timeout that expires: the child runs on, but the
+/// wait's first poll closed its stdin.
+#[tokio::test]
+async fn a_dropped_child_wait_has_closed_the_childs_stdin() {
+    use tokio::io::AsyncReadExt;
+    use tokio::process::Command;
+    use tokio::time::timeout;
+    let mut child = Command::new("sh")
+        .args(["-c", "cat; echo stdin closed; exec sleep 60"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sh");
+    assert!(timeout(Duration::ZERO, child.wait()).await.is_err());
+    assert!(child.stdin.is_none());
+    let mut stdout = child.stdout.take().unwrap();
+    let mut said = [0u8; 13];
+    timeout(PATIENCE, stdout.read_exact(&mut said))
+        .await
+        .expect("sh says so in time")
+        .unwrap();
+    assert_eq!(&said, b"stdin closed\n");
+    assert_eq!(child.try_wait().unwrap(), None, "still running");
+    child.kill().await.unwrap();
 }

@@ -727,15 +727,26 @@ fn request_cost_measures_each_servers_cpu_per_request() {
     let out = run(script, &args);
     assert!(out.status.success(), "{}", out.stderr);
     let cost = regex::Regex::new(
-        r"^(\S+): user [\d.]+ \[[\d.]+-[\d.]+\], system [\d.]+ \[[\d.]+-[\d.]+\], total [\d.]+ \[[\d.]+-[\d.]+\]$",
+        r"^(\S+): user [\d.]+ \[[\d.]+-[\d.]+\], system [\d.]+ \[[\d.]+-[\d.]+\], total (\d+\.\d\d) \[(\d+\.\d\d)-[\d.]+\]$",
     )
     .unwrap();
     let named: Vec<&str> = out
         .stdout
         .iter()
         .filter_map(|line| cost.captures(line))
-        .map(|c| c.get(1).unwrap().as_str())
+        .map(|c| {
+            // The total comes in nanoseconds, not in ticks of 10 ms: even
+            // 300 requests, less than a tick, show some time.
+            let least: f64 = c[3].parse().unwrap();
+            assert!(least > 0.0, "{}", &c[0]);
+            c.get(1).unwrap().as_str()
+        })
         .collect();
+    assert!(
+        out.stdout[1].starts_with("resolution: total 1 ns a run (schedstat); "),
+        "{:#?}",
+        out.stdout
+    );
     assert_eq!(
         named,
         ["tcp-threads", "poll-server", "async-server"],

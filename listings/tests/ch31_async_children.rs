@@ -293,6 +293,44 @@ fn tokio_handles_sigchld_only_for_a_dropped_child() {
     assert!(traced(bin!("async-child-kill"), &["kill-on-drop"]));
 }
 
+/// tokio asks for a nonblocking pidfd (`PIDFD_NONBLOCK`, Linux 5.10), and
+/// any error makes it wait through a SIGCHLD handler instead: ENOSYS of a
+/// kernel before 5.3, EINVAL of one before 5.10, EPERM of a seccomp filter,
+/// EMFILE of a full descriptor table. strace injects each error.
+#[test]
+fn tokio_falls_back_to_sigchld_whenever_pidfd_open_fails() {
+    if !crate::support::have("strace") {
+        return;
+    }
+    let handler =
+        Regex::new(r"rt_sigaction\(SIGCHLD, \{sa_handler=0x").unwrap();
+    let asked = Regex::new(r"pidfd_open\(\d+, PIDFD_NONBLOCK\)").unwrap();
+    for errno in ["ENOSYS", "EINVAL", "EPERM", "EMFILE"] {
+        let inject = format!("inject=pidfd_open:error={errno}");
+        let trace = [
+            "-f",
+            "-e",
+            "trace=pidfd_open,rt_sigaction",
+            "-e",
+            &inject,
+            "--",
+            bin!("async-child-feed"),
+            "join",
+            "--bytes",
+            "10",
+        ];
+        let out = crate::support::run("strace", &trace);
+        assert!(out.status.success(), "{errno}: {}", out.stderr);
+        assert!(asked.is_match(&out.stderr), "{errno}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("= -1 {errno} ")),
+            "{errno}: {}",
+            out.stderr
+        );
+        assert!(handler.is_match(&out.stderr), "{errno}: {}", out.stderr);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // PR_SET_PDEATHSIG and tokio's threads: which thread is the parent?
 

@@ -129,6 +129,28 @@ fn async_block_block_in_place_hands_the_other_tasks_to_a_new_thread() {
     }
 }
 
+/// What the listing's refusal rests on: `block_in_place` panics on the
+/// current-thread scheduler, but not on the multi-threaded one with a
+/// single worker.
+#[test]
+fn block_in_place_panics_on_the_current_thread_scheduler_only() {
+    use tokio::runtime::Builder;
+    let current = Builder::new_current_thread().build().unwrap();
+    let panicked = std::panic::catch_unwind(|| {
+        current.block_on(async { tokio::task::block_in_place(|| 1) })
+    });
+    assert!(
+        panicked.is_err(),
+        "no panic on the current-thread scheduler"
+    );
+    let one_worker = Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let got = one_worker.block_on(async { tokio::task::block_in_place(|| 1) });
+    assert_eq!(got, 1);
+}
+
 #[test]
 fn async_block_output_matches_the_book() {
     let mut session = Vec::new();
