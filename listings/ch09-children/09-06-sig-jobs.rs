@@ -31,7 +31,6 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getpgrp, isatty, tcgetpgrp, tcsetpgrp};
 use signal_hook::consts::{SIGCONT, SIGTSTP};
 use signal_hook::iterator::Signals;
-use signal_hook::low_level;
 
 const USAGE: &str = "usage: sig-jobs";
 
@@ -134,8 +133,10 @@ fn job_main() -> Result<ExitCode, Box<dyn Error>> {
     println!("Job: reading the terminal");
     let mut line = String::new();
     io::stdin().read_line(&mut line)?; // SIGTTIN, while in the background.
-    set_raw(&original)?;
+    // RAW first: a Ctrl-Z between the two must find the terminal ours to
+    // put back, or the job would stop with the echo off.
     mode.store(RAW, Ordering::SeqCst);
+    set_raw(&original)?;
     println!("Job: echo is off; Ctrl-Z stops me, q ends me");
     let mut key = [0u8; 1];
     while io::stdin().read(&mut key)? == 1 && key[0] != b'q' {}
@@ -144,8 +145,8 @@ fn job_main() -> Result<ExitCode, Box<dyn Error>> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// On SIGTSTP: put the terminal back, then stop, as the default action
-/// would have. On SIGCONT after such a stop: take it again.
+/// On SIGTSTP: put the terminal back, then stop by SIGTSTP itself, with
+/// its default action. On SIGCONT after such a stop: take it again.
 fn on_signal(
     signal: i32,
     original: &Termios,
@@ -160,7 +161,7 @@ fn on_signal(
             println!("Job: SIGTSTP: terminal put back; stopping");
             io::stdout().flush()?;
         }
-        low_level::emulate_default_handler(SIGTSTP)?; // Raises SIGSTOP.
+        stop_by_default()?;
     } else if mode
         .compare_exchange(RELEASED, RAW, Ordering::SeqCst, Ordering::SeqCst)
         .is_ok()
@@ -170,6 +171,23 @@ fn on_signal(
         io::stdout().flush()?;
     }
     Ok(())
+}
+
+/// Stops the process with SIGTSTP's default action: the shell sees
+/// SIGTSTP, and in an orphaned process group the kernel drops it, as it
+/// would the real Ctrl-Z (SIGSTOP would stop even there). This thread
+/// does not block SIGTSTP, so the `raise` is delivered to it at once; the
+/// handler goes back once the process is continued.
+fn stop_by_default() -> nix::Result<()> {
+    let default =
+        SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: the default action runs no code of ours; the old action,
+    // signal-hook's handler, is put back as it was.
+    let hook = unsafe { sigaction(Signal::SIGTSTP, &default)? };
+    let raised = nix::sys::signal::raise(Signal::SIGTSTP);
+    // SAFETY: as above; `hook` is the action sigaction returned.
+    unsafe { sigaction(Signal::SIGTSTP, &hook)? };
+    raised
 }
 
 /// Echo and line editing off, one key at a time; signals from keys on.

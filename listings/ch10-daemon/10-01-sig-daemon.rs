@@ -101,19 +101,41 @@ struct Config {
 type Shared = Arc<RwLock<Arc<Config>>>;
 
 /// The read ends of the wake-up channels: signal-hook's handler writes a
-/// byte into the other end when the signal comes.
+/// byte into the other end when the signal comes. No channel for SIGINT
+/// if it was ignored when we started: the user chose that (Chapter 12).
 struct Wakeups {
     hup: UnixStream,
     term: UnixStream,
-    int: UnixStream,
+    int: Option<UnixStream>,
 }
 
 // ANCHOR: run
 fn run() -> Result<Ending, Box<dyn Error>> {
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let addrs = resolve(&args.addr)?;
-    // SIGPIPE stays ignored: a client that goes away is an error on its
-    // connection, not the end of the server.
+    // The handlers come first: a SIGTERM that came between making the
+    // private directory and installing them would leave the directory
+    // behind. A SIGINT that the parent ignored (a shell's background job,
+    // say) stays ignored. SIGPIPE stays ignored too: a client that goes
+    // away is an error on its connection, not the end of the server.
+    let int_ignored = is_ignored(SIGINT)?;
+    let wakeups = Wakeups {
+        hup: wake_on(SIGHUP)?,
+        term: wake_on(SIGTERM)?,
+        int: if int_ignored {
+            None
+        } else {
+            Some(wake_on(SIGINT)?)
+        },
+    };
+    // For `--flag-only`: registered now, before we say we are ready.
+    let stop = Arc::new(AtomicBool::new(false));
+    if args.flag_only {
+        flag::register(SIGTERM, Arc::clone(&stop))?;
+        if !int_ignored {
+            flag::register(SIGINT, Arc::clone(&stop))?;
+        }
+    }
     let (config_path, private_dir) = match &args.config {
         Some(path) => (path.clone(), None),
         None => {
@@ -126,18 +148,6 @@ fn run() -> Result<Ending, Box<dyn Error>> {
     let config: Shared = Arc::new(RwLock::new(Arc::new(load(&config_path)?)));
     let listener = TcpListener::bind(&addrs[..])
         .map_err(|err| format!("cannot listen on {}: {err}", args.addr))?;
-    let wakeups = Wakeups {
-        hup: wake_on(SIGHUP)?,
-        term: wake_on(SIGTERM)?,
-        int: wake_on(SIGINT)?,
-    };
-    // For `--flag-only`: registered now, before we say we are ready.
-    let stop = Arc::new(AtomicBool::new(false));
-    if args.flag_only {
-        for signal in [SIGTERM, SIGINT] {
-            flag::register(signal, Arc::clone(&stop))?;
-        }
-    }
     let addr = listener.local_addr()?;
     let pid = getpid();
     let ready = writeln!(
@@ -155,7 +165,7 @@ fn run() -> Result<Ending, Box<dyn Error>> {
         // The wake-up channels heard the signal too, and say which. Both
         // are emptied, so that the drain does not take it for a second.
         drain_bytes(&wakeups.term)?;
-        if drain_bytes(&wakeups.int)? {
+        if wakeups.heard_int()? {
             SIGINT
         } else {
             SIGTERM
@@ -188,12 +198,12 @@ fn accept_until_signal(
             Some(_) => PollFlags::empty(),
             None => PollFlags::POLLIN,
         };
-        let mut fds = [
+        let mut fds = vec![
             PollFd::new(listener.as_fd(), clients),
             PollFd::new(wakeups.hup.as_fd(), PollFlags::POLLIN),
             PollFd::new(wakeups.term.as_fd(), PollFlags::POLLIN),
-            PollFd::new(wakeups.int.as_fd(), PollFlags::POLLIN),
         ];
+        fds.extend(wakeups.int_poll());
         let timeout = pause.map_or(PollTimeout::NONE, |left| {
             PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
         });
@@ -215,8 +225,8 @@ fn accept_until_signal(
             drain_bytes(&wakeups.term)?;
             return Ok(SIGTERM);
         }
-        if ready[3] {
-            drain_bytes(&wakeups.int)?;
+        if ready.get(3) == Some(&true) {
+            wakeups.heard_int()?;
             return Ok(SIGINT);
         }
     }
@@ -345,11 +355,11 @@ fn drain(
     let started = Instant::now();
     loop {
         let left = deadline.saturating_sub(started.elapsed());
-        let mut fds = [
+        let mut fds = vec![
             PollFd::new(alive_read.as_fd(), PollFlags::POLLIN),
             PollFd::new(wakeups.term.as_fd(), PollFlags::POLLIN),
-            PollFd::new(wakeups.int.as_fd(), PollFlags::POLLIN),
         ];
+        fds.extend(wakeups.int_poll());
         let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
         let ready = match poll(&mut fds, timeout) {
             Err(nix::errno::Errno::EINTR) => continue,
@@ -370,7 +380,7 @@ fn drain(
             log(format_args!("All connections closed; dying of {name}"));
             return Ok(Ending::Signal(stop_signal));
         }
-        if ready[1] || ready[2] {
+        if ready[1] || ready.get(2) == Some(&true) {
             let again = if ready[1] { SIGTERM } else { SIGINT };
             let name = low_level::signal_name(again).unwrap_or("a signal");
             log(format_args!("Got {name} while draining: exiting now"));
@@ -556,8 +566,13 @@ fn close_gently(mut stream: TcpStream) -> io::Result<()> {
     let mut scratch = [0u8; 4096];
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
-        if stream.read(&mut scratch)? == 0 {
-            return Ok(());
+        // With a timeout set, a signal makes the read fail with EINTR even
+        // under SA_RESTART (Chapter 8), and std does not retry it.
+        match stream.read(&mut scratch) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
         }
     }
     Err(ErrorKind::TimedOut.into())
@@ -572,6 +587,34 @@ fn wake_on(signal: i32) -> io::Result<UnixStream> {
     read.set_nonblocking(true)?;
     low_level::pipe::register(signal, write)?;
     Ok(read)
+}
+
+impl Wakeups {
+    /// The SIGINT channel's entry for `poll`, if there is one.
+    fn int_poll(&self) -> Option<PollFd<'_>> {
+        let int = self.int.as_ref()?;
+        Some(PollFd::new(int.as_fd(), PollFlags::POLLIN))
+    }
+
+    /// Empties the SIGINT channel; true if SIGINT came.
+    fn heard_int(&self) -> io::Result<bool> {
+        self.int.as_ref().map_or(Ok(false), drain_bytes)
+    }
+}
+
+/// Whether `signal` is ignored: inherited so from the parent, through
+/// `exec`. A null new action makes `sigaction` only report the current one.
+fn is_ignored(signal: i32) -> io::Result<bool> {
+    let mut current = std::mem::MaybeUninit::<nix::libc::sigaction>::zeroed();
+    // SAFETY: `current` is writable and as large as a `sigaction`; with a
+    // null new action nothing is changed.
+    let done = unsafe {
+        nix::libc::sigaction(signal, std::ptr::null(), current.as_mut_ptr())
+    };
+    nix::errno::Errno::result(done)?;
+    // SAFETY: `sigaction` succeeded, and filled it in.
+    let current = unsafe { current.assume_init() };
+    Ok(current.sa_sigaction == nix::libc::SIG_IGN)
 }
 
 /// Reads every wake-up byte that is waiting; true if there was any.

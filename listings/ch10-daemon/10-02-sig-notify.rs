@@ -14,7 +14,7 @@
 //
 // The greeting comes from `--config PATH` (a file holding it), read again
 // on SIGHUP; "hello" without one. SIGTERM or SIGINT ends it, with the
-// signal.
+// signal; a SIGINT that the parent ignored stays ignored.
 
 use std::error::Error;
 use std::fs;
@@ -53,10 +53,14 @@ fn main() -> ExitCode {
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
     let (addr, config) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    // Blocked before anything else, and read from a signalfd in the loop.
+    // Blocked before anything else, and read from a signalfd in the loop;
+    // SIGINT only if the parent did not ignore it (a blocked signal that
+    // is ignored would still reach the signalfd).
     let mut signals = SigSet::empty();
-    for signal in [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT] {
-        signals.add(signal);
+    signals.add(Signal::SIGHUP);
+    signals.add(Signal::SIGTERM);
+    if !is_ignored(Signal::SIGINT)? {
+        signals.add(Signal::SIGINT);
     }
     signals.thread_block()?;
     let signalfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC)?;
@@ -125,9 +129,10 @@ fn run() -> Result<(), Box<dyn Error>> {
                 log(format_args!("Got {signal}: stopping"));
                 drop(listener);
                 // Die of it, as Listing 10-1 does: unblocked, it is
-                // delivered at once, with its default action.
+                // delivered at once, with its default action. Only it: a
+                // SIGHUP pending too would be delivered first, and kill us.
                 raise(signal)?;
-                signals.thread_unblock()?;
+                SigSet::from(signal).thread_unblock()?;
                 return Err(format!("{signal} did not end the process").into());
             }
         }
@@ -200,6 +205,22 @@ fn now_usec() -> nix::Result<u64> {
     Ok(now.tv_sec() as u64 * 1_000_000 + now.tv_nsec() as u64 / 1_000)
 }
 // ANCHOR_END: protocol
+
+/// Whether `signal` is ignored, as the parent may have left it. A null
+/// new action makes `sigaction` only report the current one.
+fn is_ignored(signal: Signal) -> nix::Result<bool> {
+    use nix::libc;
+    let mut current = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: `current` is writable and as large as a `sigaction`; with a
+    // null new action nothing is changed.
+    let done = unsafe {
+        libc::sigaction(signal as i32, std::ptr::null(), current.as_mut_ptr())
+    };
+    Errno::result(done)?;
+    // SAFETY: `sigaction` succeeded, and filled it in.
+    let current = unsafe { current.assume_init() };
+    Ok(current.sa_sigaction == libc::SIG_IGN)
+}
 
 /// The greeting in `config`, or "hello" without one.
 fn read_greeting(config: Option<&PathBuf>) -> io::Result<String> {

@@ -385,7 +385,7 @@ fn sig_jobs_stops_and_continues_a_job_in_a_terminal() {
     term.type_keys(b"\x1a"); // Ctrl-Z: SIGTSTP to the foreground group.
     term.expect("Job: SIGTSTP: terminal put back; stopping");
     term.expect(&format!(
-        r"Shell: the job, pid {job}, continued, then stopped by SIGSTOP; echo is on: true"
+        r"Shell: the job, pid {job}, continued, then stopped by SIGTSTP; echo is on: true"
     ));
     term.expect("Shell: fg: the terminal is the job's; SIGCONT");
     term.expect("Job: SIGCONT: echo is off again; q ends me");

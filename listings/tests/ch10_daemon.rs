@@ -54,6 +54,20 @@ fn start(args: &[&str]) -> Daemon {
 fn start_exactly(args: &[&str]) -> Daemon {
     let mut command = std::process::Command::new(bin!("sig-daemon"));
     command.args(args);
+    start_command(command)
+}
+
+/// A command that runs `bin` with SIGINT ignored, as a shell starts a
+/// background job (the harness resets every signal to its default, so the
+/// ignoring is done by `env`, which then execs the program).
+fn ignoring_sigint(bin: &str) -> std::process::Command {
+    let mut command = std::process::Command::new("env");
+    command.args(["--ignore-signal=INT", bin]);
+    command
+}
+
+/// Starts the daemon that `command` runs.
+fn start_command(mut command: std::process::Command) -> Daemon {
     let tmp = private_tmp(&mut command);
     let mut listing =
         Listing::spawn(&mut command, std::process::Stdio::piped());
@@ -969,4 +983,220 @@ fn sig_notify_session_under_systemd_socket_activate_matches_the_book() {
         &terminal3,
         &masks,
     );
+}
+
+/// Whether `pid` catches, ignores or blocks `signal`, from the SigCgt,
+/// SigIgn or SigBlk line of its /proc status.
+fn signal_in(pid: nix::unistd::Pid, field: &str, signal: Signal) -> bool {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .expect(field);
+    mask & (1 << (signal as i32 - 1)) != 0
+}
+
+#[test]
+fn sig_daemon_leaves_a_sigint_ignored_when_it_was_started_so() {
+    let mut command = ignoring_sigint(bin!("sig-daemon"));
+    command.arg("127.0.0.1:0");
+    let mut daemon = start_command(command);
+    let pid = daemon.listing.pid();
+    assert!(signal_in(pid, "SigIgn:", Signal::SIGINT));
+    assert!(!signal_in(pid, "SigCgt:", Signal::SIGINT));
+    daemon.listing.signal(Signal::SIGINT);
+    // Still serving: the SIGINT was the user's to ignore.
+    let mut client = Client::connect(daemon.addr);
+    client.send("after SIGINT");
+    assert_eq!(client.reply().as_deref(), Some("hello, after SIGINT\n"));
+    drop(client);
+    daemon.listing.signal(Signal::SIGTERM);
+    until(&mut daemon.listing, r"Got SIGTERM: .*");
+    until(
+        &mut daemon.listing,
+        "All connections closed; dying of SIGTERM",
+    );
+    assert_died_of(&daemon.listing.finish(), Signal::SIGTERM);
+}
+
+#[test]
+fn sig_notify_leaves_a_sigint_ignored_when_it_was_started_so() {
+    let mut command = ignoring_sigint(bin!("sig-notify"));
+    command.arg("127.0.0.1:0");
+    let mut notify = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let ready = notify.expect(r"Listening on (\S+) \(bound by us\) as pid \d+");
+    let addr: SocketAddr = ready[1].parse().unwrap();
+    let pid = notify.pid();
+    // Neither blocked nor taken from the signalfd: ignored, as it came.
+    assert!(signal_in(pid, "SigIgn:", Signal::SIGINT));
+    assert!(!signal_in(pid, "SigBlk:", Signal::SIGINT));
+    notify.signal(Signal::SIGINT);
+    assert_eq!(greeting(addr), "hello\n");
+    notify.signal(Signal::SIGTERM);
+    notify.expect("Got SIGTERM: stopping");
+    assert_died_of(&notify.finish(), Signal::SIGTERM);
+}
+
+#[test]
+fn sig_daemon_leaves_no_directory_when_sigterm_comes_as_it_starts() {
+    // strace holds the daemon for a second just after mkdtemp's mkdir, so
+    // that the SIGTERM comes right after the directory is made: the
+    // handlers must be in place by then.
+    if !have("strace") {
+        assert!(std::env::var_os("CI").is_none(), "no strace");
+        eprintln!("skipped: no strace");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-q", "-o", "/dev/null", "-e", "trace=mkdir"])
+        .args(["-e", "inject=mkdir:delay_exit=1000000"])
+        .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
+        .args([bin!("sig-daemon"), "127.0.0.1:0"])
+        .env("TMPDIR", tmp.path());
+    let mut listing =
+        Listing::spawn(&mut command, std::process::Stdio::piped());
+    let mut daemon = None;
+    wait_until("the daemon to make its directory", || {
+        let made = fs::read_dir(tmp.path()).unwrap().next().is_some();
+        daemon = crate::support::children_of(listing.pid()).first().copied();
+        made && daemon.is_some()
+    });
+    let daemon = daemon.unwrap();
+    nix::sys::signal::kill(daemon, Signal::SIGTERM).unwrap();
+    listing.expect(r"Listening on .*");
+    listing.expect(r"Got SIGTERM: .*");
+    listing.expect("All connections closed; dying of SIGTERM");
+    listing.finish();
+    let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// The threads of `pid` other than its main thread.
+fn other_threads(pid: nix::unistd::Pid) -> Vec<i32> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .filter_map(|task| task.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&tid| tid != pid.as_raw())
+        .collect()
+}
+
+/// Whether thread `tid` of `pid` has `signal` pending for itself.
+fn thread_pending(pid: nix::unistd::Pid, tid: i32, signal: Signal) -> bool {
+    let path = format!("/proc/{pid}/task/{tid}/status");
+    let status = fs::read_to_string(path).unwrap_or_default();
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigPnd:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    mask & (1 << (signal as i32 - 1)) != 0
+}
+
+/// Sends `signal` to thread `tid` of process `pid`.
+fn tgkill(pid: nix::unistd::Pid, tid: i32, signal: Signal) {
+    // SAFETY: tgkill takes plain integers and sends a signal, no more.
+    let sent = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_tgkill,
+            pid.as_raw(),
+            tid,
+            signal as i32,
+        )
+    };
+    assert_eq!(sent, 0, "tgkill: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn sig_daemon_closes_gently_even_when_a_signal_interrupts_the_wait() {
+    let mut daemon = start(&[]);
+    let pid = daemon.listing.pid();
+    let mut client = Client::connect(daemon.addr);
+    client.send("first");
+    logged_request(&mut daemon, "first");
+    assert_eq!(client.reply().as_deref(), Some("hello, first\n"));
+    daemon.listing.signal(Signal::SIGTERM);
+    daemon.listing.expect(r"Got SIGTERM: .*");
+    assert_eq!(client.reply(), None);
+    // The connection's thread now waits, with a timeout, for the client
+    // to close. A SIGHUP sent to that thread interrupts the wait: a read
+    // with a timeout is not restarted, and must be tried again.
+    let mut thread = 0;
+    wait_until("the connection thread to wait for the client", || {
+        let waiting = other_threads(pid).into_iter().find(|tid| {
+            let wchan = format!("/proc/{pid}/task/{tid}/wchan");
+            fs::read_to_string(wchan).is_ok_and(|w| w == "wait_woken")
+        });
+        thread = waiting.unwrap_or(0);
+        waiting.is_some()
+    });
+    tgkill(pid, thread, Signal::SIGHUP);
+    wait_until("the thread to take the SIGHUP", || {
+        !thread_pending(pid, thread, Signal::SIGHUP)
+    });
+    drop(client);
+    daemon.listing.expect(r"127\.0\.0\.1:\d+: closed");
+    daemon
+        .listing
+        .expect("All connections closed; dying of SIGTERM");
+    assert_died_of(&daemon.listing.finish(), Signal::SIGTERM);
+}
+
+#[test]
+fn sig_notify_dies_of_sigterm_when_a_sighup_is_pending_too() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Its stdout is a pipe this test fills, so that the daemon blocks
+    // writing "Got SIGTERM: stopping", between reading the SIGTERM from
+    // its signalfd and dying of it. A SIGHUP sent then stays pending. It
+    // is sent to the thread (tgkill): the kernel takes a thread's own
+    // pending signals before the process's, so a SIGHUP sent with `kill`
+    // would lose to the SIGTERM that `raise` sends to the thread anyway.
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
+    let mut log = fs::File::from(read);
+    let mut command = std::process::Command::new(bin!("sig-notify"));
+    command.arg("127.0.0.1:0");
+    let filler = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(format!("/proc/self/fd/{}", write.as_raw_fd()))
+        .expect("a second, non-blocking write end");
+    let notify = Listing::spawn(&mut command, std::process::Stdio::from(write));
+    drop(command); // Its copy of the write end.
+    let mut first = Vec::new();
+    while !first.ends_with(b"\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(log.read(&mut byte).unwrap(), 1, "the daemon's log ended");
+        first.push(byte[0]);
+    }
+    assert!(first.starts_with(b"Listening on "), "{first:?}");
+    let mut filler = filler;
+    loop {
+        match filler.write(&[b'.'; 4096]) {
+            Ok(_) => {}
+            Err(err) if err.kind() == ErrorKind::WouldBlock => break,
+            Err(err) => panic!("filling the pipe: {err}"),
+        }
+    }
+    let pid = notify.pid();
+    notify.signal(Signal::SIGTERM);
+    wait_until("the daemon to block writing its log", || {
+        in_kernel_function(pid, "pipe_write")
+    });
+    tgkill(pid, pid.as_raw(), Signal::SIGHUP);
+    wait_until("the SIGHUP to be pending", || {
+        thread_pending(pid, pid.as_raw(), Signal::SIGHUP)
+    });
+    drop(filler);
+    let mut rest = Vec::new();
+    log.read_to_end(&mut rest).unwrap();
+    assert!(
+        String::from_utf8_lossy(&rest).ends_with("Got SIGTERM: stopping\n"),
+        "{}",
+        String::from_utf8_lossy(&rest[rest.len().saturating_sub(80)..])
+    );
+    assert_died_of(&notify.finish(), Signal::SIGTERM);
 }
