@@ -324,7 +324,7 @@ fn server_waits_without_spinning_when_out_of_descriptors_and_recovers() {
 #[test]
 fn server_mode_outlives_a_client_that_hangs_up_at_once() {
     let (server, addr) =
-        start_server(&["server", "127.0.0.1:0", "--count", "2"]);
+        start_server(&["server", "127.0.0.1:0", "--count", "1"]);
     reset_at_once(&addr);
     let client = run(bin!("socket-modes"), &["client", &addr]);
     assert!(client.status.success(), "{}", client.stderr);
@@ -341,7 +341,7 @@ fn server_mode_outlives_a_client_that_hangs_up_at_once() {
 #[test]
 fn a_silent_client_holds_up_the_next_one_for_five_seconds_at_most() {
     let (mut server, addr) =
-        start_server(&["server", "127.0.0.1:0", "--count", "2"]);
+        start_server(&["server", "127.0.0.1:0", "--count", "1"]);
     // Connects first, and says nothing: the server is stuck with it.
     let _silent = TcpStream::connect(&addr).expect("connect");
     let started = Instant::now();
@@ -365,7 +365,7 @@ fn a_silent_client_holds_up_the_next_one_for_five_seconds_at_most() {
 #[test]
 fn a_slow_client_holds_up_the_next_one_for_five_seconds_at_most() {
     let (mut server, addr) =
-        start_server(&["server", "127.0.0.1:0", "--count", "2"]);
+        start_server(&["server", "127.0.0.1:0", "--count", "1"]);
     // Sends one byte just before the server's deadline, and never closes:
     // the read, the reply and the drain all share one deadline.
     let mut slow = TcpStream::connect(&addr).expect("connect");
