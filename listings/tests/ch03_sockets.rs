@@ -13,6 +13,7 @@ use nix::sys::socket::{
 };
 
 use nix::sys::signal::Signal;
+use regex::Regex;
 
 use crate::support::{
     Listing, Trace, assert_matches_book, assert_rejects,
@@ -814,6 +815,72 @@ fn std_socket_writes_pass_msg_nosignal() {
     assert!(server.finish().status.success());
 }
 
+/// Copies 4096 bytes from `source` into a connection that its peer has
+/// reset, on a thread that blocks SIGPIPE; returns the copy's error and
+/// whether the copy raised SIGPIPE (which then stays pending there).
+fn copy_into_a_reset_connection(
+    mut source: impl Read + Send + 'static,
+) -> (ErrorKind, bool) {
+    use nix::sys::signal::SigSet;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut sock = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (peer, _) = listener.accept().unwrap();
+    let abort = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    setsockopt(&peer, sockopt::Linger, &abort).unwrap();
+    drop(peer);
+    wait_until("the reset", || sock.take_error().unwrap().is_some());
+    thread::spawn(move || {
+        let mut pipe = SigSet::empty();
+        pipe.add(Signal::SIGPIPE);
+        pipe.thread_block().unwrap();
+        let error = std::io::copy(&mut source, &mut sock)
+            .expect_err("a copy into a reset connection");
+        let raised = sigpipe_pending();
+        if raised {
+            pipe.wait().unwrap(); // take it before the thread ends
+        }
+        (error.kind(), raised)
+    })
+    .join()
+    .unwrap()
+}
+
+/// True if SIGPIPE is pending for the calling thread or its process.
+fn sigpipe_pending() -> bool {
+    // SAFETY: sigpending only writes the set it is given.
+    let mut set: nix::libc::sigset_t = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { nix::libc::sigpending(&mut set) }, 0);
+    unsafe { nix::libc::sigismember(&set, nix::libc::SIGPIPE) == 1 }
+}
+
+/// `io::copy` into a socket: from a pipe it splices, with no flag, and
+/// raises SIGPIPE; from a file or a socket it writes with MSG_NOSIGNAL,
+/// and only fails with EPIPE. Rust 1.95's std.
+#[test]
+fn io_copy_into_a_socket_raises_sigpipe_only_from_a_pipe() {
+    let broken = ErrorKind::BrokenPipe;
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    writer.write_all(&[b'x'; 4096]).unwrap();
+    drop(writer);
+    assert_eq!(copy_into_a_reset_connection(reader), (broken, true));
+
+    let mut file = tempfile::tempfile().unwrap();
+    file.write_all(&[b'x'; 4096]).unwrap();
+    std::io::Seek::rewind(&mut file).unwrap();
+    assert_eq!(copy_into_a_reset_connection(file), (broken, false));
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut sender =
+        TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (receiver, _) = listener.accept().unwrap();
+    sender.write_all(&[b'x'; 4096]).unwrap();
+    drop(sender);
+    assert_eq!(copy_into_a_reset_connection(receiver), (broken, false));
+}
+
 #[test]
 fn a_backlog_of_five_does_not_limit_a_server_to_five_connections() {
     let sock = tcp_socket();
@@ -982,4 +1049,24 @@ fn rerun_original_counts_the_second_runs_that_cannot_bind() {
         .and_then(|n| n.parse::<u32>().ok())
         .unwrap_or_else(|| panic!("{:#?}", out.stdout));
     assert!(failed <= 3, "{failed}");
+    // Each connection ends in TIME_WAIT on one side at least; a try fails
+    // exactly when its first run left one on the server's side.
+    let (server_side, client_side) = Regex::new(
+        r"^after a first run, in TIME_WAIT on the server's side: (\d+) of 15, \d+ to \d+ a run; on the clients' side: (\d+), \d+ to \d+ a run$",
+    )
+    .unwrap()
+    .captures(&out.stdout[2])
+    .map(|c| (c[1].parse::<u32>().unwrap(), c[2].parse::<u32>().unwrap()))
+    .unwrap_or_else(|| panic!("{:#?}", out.stdout));
+    assert!(server_side + client_side >= 15, "{:#?}", out.stdout);
+    let spared = out.stdout[3]
+        .strip_prefix("tries that left none on the server's side: ")
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("{:#?}", out.stdout));
+    assert_eq!(failed + spared, 3, "{:#?}", out.stdout);
+    assert!(
+        out.stdout[4].starts_with("load average "),
+        "{:#?}",
+        out.stdout
+    );
 }
