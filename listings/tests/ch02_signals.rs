@@ -176,6 +176,37 @@ fn real_time_signals_beyond_the_queue_limit_merge_and_sigqueue_fails() {
     );
 }
 
+/// The mask is per thread: a thread started before SIGALRM was blocked
+/// takes the alarm that comes while the main thread is busy, and the
+/// main thread's wait finds nothing pending. Started after the block, the
+/// thread inherits it, and the signal waits for the main thread.
+#[test]
+fn a_thread_started_before_the_block_takes_the_signal() {
+    if !crate::support::have("python3") {
+        return;
+    }
+    let script = "import signal, sys, threading, time\n\
+        signal.signal(signal.SIGALRM, lambda n, f: print('the handler ran'))\n\
+        def start():\n\
+        \x20   other = threading.Thread(target=time.sleep, args=(3,))\n\
+        \x20   other.start()\n\
+        \x20   return other\n\
+        if sys.argv[1] == 'before': other = start()\n\
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\n\
+        if sys.argv[1] == 'after': other = start()\n\
+        signal.alarm(1)\n\
+        time.sleep(2)\n\
+        got = signal.sigtimedwait({signal.SIGALRM}, 2)\n\
+        print('waited:', got and signal.Signals(got.si_signo).name)\n\
+        other.join()\n";
+    let before = run("python3", &["-c", script, "before"]);
+    assert!(before.status.success(), "{}", before.stderr);
+    assert_eq!(before.stdout, ["the handler ran", "waited: None"]);
+    let after = run("python3", &["-c", script, "after"]);
+    assert!(after.status.success(), "{}", after.stderr);
+    assert_eq!(after.stdout, ["waited: SIGALRM"]);
+}
+
 #[test]
 fn alarm_pause_keeps_a_signal_that_comes_while_it_is_stopped() {
     let mut alarm = Listing::start(bin!("alarm-pause"), &["--count", "1"]);

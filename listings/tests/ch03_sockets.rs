@@ -1032,7 +1032,7 @@ fn client_trace_shows_the_reset_of_a_server_that_left_bytes_unread() {
 /// small: it runs, and counts within the tries it made.
 #[test]
 fn rerun_original_counts_the_second_runs_that_cannot_bind() {
-    if !have("python3") {
+    if !have("python3") || !have("ss") {
         return;
     }
     let script =
@@ -1069,4 +1069,27 @@ fn rerun_original_counts_the_second_runs_that_cannot_bind() {
         "{:#?}",
         out.stdout
     );
+}
+
+#[test]
+fn race_original_counts_the_clients_that_connect_before_the_server_listens() {
+    if !have("python3") {
+        return;
+    }
+    let script =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/ch03-sockets/race-original");
+    let out = run(script, &["--runs", "3"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let counted = Regex::new(
+        r"^3 runs of the original, each on a fresh port\nruns with a client refused: ([0-3])\nclients refused: (\d+) of 15\nload average [\d.]+ at the end$",
+    )
+    .unwrap();
+    let all = out.stdout.join("\n");
+    let found = counted
+        .captures(&all)
+        .unwrap_or_else(|| panic!("{:#?}", out.stdout));
+    let (runs, clients): (u32, u32) =
+        (found[1].parse().unwrap(), found[2].parse().unwrap());
+    assert!(runs <= clients && clients <= 5 * runs, "{:#?}", out.stdout);
+    assert_rejects(script, &["--runs", "0"], "--runs must be");
 }
