@@ -466,3 +466,20 @@ fn glue_count_counts_the_glued_reads_of_the_original_and_the_port() {
     assert!(counted.is_match(&rest), "{:#?}", out.stdout);
     assert_rejects(script, &["--runs", "0"], "--runs must be");
 }
+
+/// PEP 446 (Python 3.4): the originals' pipes and sockets are
+/// close-on-exec already, as the ports' are.
+#[test]
+fn python_pipes_and_sockets_are_close_on_exec() {
+    if !have("python3") {
+        return;
+    }
+    let script = "import fcntl, os, socket\n\
+        r, w = os.pipe()\n\
+        s = socket.socket()\n\
+        for fd in (r, w, s.fileno()):\n\
+        \x20   print(bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC))\n";
+    let out = run("python3", &["-c", script]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, ["True", "True", "True"]);
+}
