@@ -4,7 +4,7 @@
 // terminals (or `nc`) can talk to each other.
 //
 // Every mode takes `[HOST:PORT]` (default 127.0.0.1:50008); the server
-// also takes `--count N` to stop after N connections.
+// also takes `--count N` to stop after answering N connections.
 
 use std::error::Error;
 use std::fmt::Display;
@@ -131,15 +131,20 @@ fn serve(listener: &TcpListener, count: Option<usize>) -> io::Result<()> {
                 continue;
             }
         };
-        (answered, short) = (answered + 1, false);
+        short = false;
         match answer(conn) {
             // The request is the client's bytes: escape them, so that no
-            // client can write a line of our log for us.
-            Ok(request) => writeln!(
-                out,
-                "Answered {peer}: server got: [{}]",
-                request.escape_ascii()
-            )?,
+            // client can write a line of our log for us. Only an answered
+            // connection counts: a reset, a silent client or a port
+            // scanner does not end a server started with `--count 1`.
+            Ok(request) => {
+                answered += 1;
+                writeln!(
+                    out,
+                    "Answered {peer}: server got: [{}]",
+                    request.escape_ascii()
+                )?;
+            }
             Err(err) => {
                 log(format_args!("{peer}: {}", explain(err, SERVER_TIMEOUT)))
             }

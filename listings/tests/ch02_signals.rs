@@ -138,6 +138,75 @@ fn python_blocks_sigalrm_and_sigwait_takes_the_alarm_that_came_early() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
+/// Real-time signals queue, up to `RLIMIT_SIGPENDING`; beyond it `kill`
+/// still makes the signal pending, as a bit that merges like a standard
+/// signal's and has lost its sender, while `sigqueue` fails with EAGAIN.
+/// Linux's `__send_signal_locked()`; seen on Linux 6.18.
+#[test]
+fn real_time_signals_beyond_the_queue_limit_merge_and_sigqueue_fails() {
+    if !crate::support::have("python3") {
+        return;
+    }
+    let script = "import ctypes, errno, os, resource, signal\n\
+        sig = signal.SIGRTMIN + 2\n\
+        signal.pthread_sigmask(signal.SIG_BLOCK, {sig})\n\
+        def take():\n\
+        \x20   got = []\n\
+        \x20   while (info := signal.sigtimedwait({sig}, 0)) is not None:\n\
+        \x20       got.append(info.si_pid == os.getpid() and 'me' or \n\
+        \x20                  'pid %d' % info.si_pid)\n\
+        \x20   return ' '.join(got) or 'nothing'\n\
+        os.kill(os.getpid(), sig); os.kill(os.getpid(), sig)\n\
+        print('under the limit:', take())\n\
+        resource.setrlimit(resource.RLIMIT_SIGPENDING, (0, 0))\n\
+        os.kill(os.getpid(), sig); os.kill(os.getpid(), sig)\n\
+        print('beyond it:', take())\n\
+        libc = ctypes.CDLL(None, use_errno=True)\n\
+        ret = libc.sigqueue(os.getpid(), sig, ctypes.c_void_p(0))\n\
+        print('sigqueue:', ret, errno.errorcode[ctypes.get_errno()], take())\n";
+    let out = run("python3", &["-c", script]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        [
+            "under the limit: me me",
+            "beyond it: pid 0",
+            "sigqueue: -1 EAGAIN nothing",
+        ]
+    );
+}
+
+/// The mask is per thread: a thread started before SIGALRM was blocked
+/// takes the alarm that comes while the main thread is busy, and the
+/// main thread's wait finds nothing pending. Started after the block, the
+/// thread inherits it, and the signal waits for the main thread.
+#[test]
+fn a_thread_started_before_the_block_takes_the_signal() {
+    if !crate::support::have("python3") {
+        return;
+    }
+    let script = "import signal, sys, threading, time\n\
+        signal.signal(signal.SIGALRM, lambda n, f: print('the handler ran'))\n\
+        def start():\n\
+        \x20   other = threading.Thread(target=time.sleep, args=(3,))\n\
+        \x20   other.start()\n\
+        \x20   return other\n\
+        if sys.argv[1] == 'before': other = start()\n\
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\n\
+        if sys.argv[1] == 'after': other = start()\n\
+        signal.alarm(1)\n\
+        time.sleep(2)\n\
+        got = signal.sigtimedwait({signal.SIGALRM}, 2)\n\
+        print('waited:', got and signal.Signals(got.si_signo).name)\n\
+        other.join()\n";
+    let before = run("python3", &["-c", script, "before"]);
+    assert!(before.status.success(), "{}", before.stderr);
+    assert_eq!(before.stdout, ["the handler ran", "waited: None"]);
+    let after = run("python3", &["-c", script, "after"]);
+    assert!(after.status.success(), "{}", after.stderr);
+    assert_eq!(after.stdout, ["waited: SIGALRM"]);
+}
+
 #[test]
 fn alarm_pause_keeps_a_signal_that_comes_while_it_is_stopped() {
     let mut alarm = Listing::start(bin!("alarm-pause"), &["--count", "1"]);

@@ -13,6 +13,7 @@ use nix::sys::socket::{
 };
 
 use nix::sys::signal::Signal;
+use regex::Regex;
 
 use crate::support::{
     Listing, Trace, assert_matches_book, assert_rejects,
@@ -324,7 +325,7 @@ fn server_waits_without_spinning_when_out_of_descriptors_and_recovers() {
 #[test]
 fn server_mode_outlives_a_client_that_hangs_up_at_once() {
     let (server, addr) =
-        start_server(&["server", "127.0.0.1:0", "--count", "2"]);
+        start_server(&["server", "127.0.0.1:0", "--count", "1"]);
     reset_at_once(&addr);
     let client = run(bin!("socket-modes"), &["client", &addr]);
     assert!(client.status.success(), "{}", client.stderr);
@@ -341,7 +342,7 @@ fn server_mode_outlives_a_client_that_hangs_up_at_once() {
 #[test]
 fn a_silent_client_holds_up_the_next_one_for_five_seconds_at_most() {
     let (mut server, addr) =
-        start_server(&["server", "127.0.0.1:0", "--count", "2"]);
+        start_server(&["server", "127.0.0.1:0", "--count", "1"]);
     // Connects first, and says nothing: the server is stuck with it.
     let _silent = TcpStream::connect(&addr).expect("connect");
     let started = Instant::now();
@@ -365,7 +366,7 @@ fn a_silent_client_holds_up_the_next_one_for_five_seconds_at_most() {
 #[test]
 fn a_slow_client_holds_up_the_next_one_for_five_seconds_at_most() {
     let (mut server, addr) =
-        start_server(&["server", "127.0.0.1:0", "--count", "2"]);
+        start_server(&["server", "127.0.0.1:0", "--count", "1"]);
     // Sends one byte just before the server's deadline, and never closes:
     // the read, the reply and the drain all share one deadline.
     let mut slow = TcpStream::connect(&addr).expect("connect");
@@ -814,6 +815,72 @@ fn std_socket_writes_pass_msg_nosignal() {
     assert!(server.finish().status.success());
 }
 
+/// Copies 4096 bytes from `source` into a connection that its peer has
+/// reset, on a thread that blocks SIGPIPE; returns the copy's error and
+/// whether the copy raised SIGPIPE (which then stays pending there).
+fn copy_into_a_reset_connection(
+    mut source: impl Read + Send + 'static,
+) -> (ErrorKind, bool) {
+    use nix::sys::signal::SigSet;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut sock = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (peer, _) = listener.accept().unwrap();
+    let abort = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    setsockopt(&peer, sockopt::Linger, &abort).unwrap();
+    drop(peer);
+    wait_until("the reset", || sock.take_error().unwrap().is_some());
+    thread::spawn(move || {
+        let mut pipe = SigSet::empty();
+        pipe.add(Signal::SIGPIPE);
+        pipe.thread_block().unwrap();
+        let error = std::io::copy(&mut source, &mut sock)
+            .expect_err("a copy into a reset connection");
+        let raised = sigpipe_pending();
+        if raised {
+            pipe.wait().unwrap(); // take it before the thread ends
+        }
+        (error.kind(), raised)
+    })
+    .join()
+    .unwrap()
+}
+
+/// True if SIGPIPE is pending for the calling thread or its process.
+fn sigpipe_pending() -> bool {
+    // SAFETY: sigpending only writes the set it is given.
+    let mut set: nix::libc::sigset_t = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { nix::libc::sigpending(&mut set) }, 0);
+    unsafe { nix::libc::sigismember(&set, nix::libc::SIGPIPE) == 1 }
+}
+
+/// `io::copy` into a socket: from a pipe it splices, with no flag, and
+/// raises SIGPIPE; from a file or a socket it writes with MSG_NOSIGNAL,
+/// and only fails with EPIPE. Rust 1.95's std.
+#[test]
+fn io_copy_into_a_socket_raises_sigpipe_only_from_a_pipe() {
+    let broken = ErrorKind::BrokenPipe;
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    writer.write_all(&[b'x'; 4096]).unwrap();
+    drop(writer);
+    assert_eq!(copy_into_a_reset_connection(reader), (broken, true));
+
+    let mut file = tempfile::tempfile().unwrap();
+    file.write_all(&[b'x'; 4096]).unwrap();
+    std::io::Seek::rewind(&mut file).unwrap();
+    assert_eq!(copy_into_a_reset_connection(file), (broken, false));
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut sender =
+        TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (receiver, _) = listener.accept().unwrap();
+    sender.write_all(&[b'x'; 4096]).unwrap();
+    drop(sender);
+    assert_eq!(copy_into_a_reset_connection(receiver), (broken, false));
+}
+
 #[test]
 fn a_backlog_of_five_does_not_limit_a_server_to_five_connections() {
     let sock = tcp_socket();
@@ -965,7 +1032,7 @@ fn client_trace_shows_the_reset_of_a_server_that_left_bytes_unread() {
 /// small: it runs, and counts within the tries it made.
 #[test]
 fn rerun_original_counts_the_second_runs_that_cannot_bind() {
-    if !have("python3") {
+    if !have("python3") || !have("ss") {
         return;
     }
     let script =
@@ -982,4 +1049,47 @@ fn rerun_original_counts_the_second_runs_that_cannot_bind() {
         .and_then(|n| n.parse::<u32>().ok())
         .unwrap_or_else(|| panic!("{:#?}", out.stdout));
     assert!(failed <= 3, "{failed}");
+    // Each connection ends in TIME_WAIT on one side at least; a try fails
+    // exactly when its first run left one on the server's side.
+    let (server_side, client_side) = Regex::new(
+        r"^after a first run, in TIME_WAIT on the server's side: (\d+) of 15, \d+ to \d+ a run; on the clients' side: (\d+), \d+ to \d+ a run$",
+    )
+    .unwrap()
+    .captures(&out.stdout[2])
+    .map(|c| (c[1].parse::<u32>().unwrap(), c[2].parse::<u32>().unwrap()))
+    .unwrap_or_else(|| panic!("{:#?}", out.stdout));
+    assert!(server_side + client_side >= 15, "{:#?}", out.stdout);
+    let spared = out.stdout[3]
+        .strip_prefix("tries that left none on the server's side: ")
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("{:#?}", out.stdout));
+    assert_eq!(failed + spared, 3, "{:#?}", out.stdout);
+    assert!(
+        out.stdout[4].starts_with("load average "),
+        "{:#?}",
+        out.stdout
+    );
+}
+
+#[test]
+fn race_original_counts_the_clients_that_connect_before_the_server_listens() {
+    if !have("python3") {
+        return;
+    }
+    let script =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/ch03-sockets/race-original");
+    let out = run(script, &["--runs", "3"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let counted = Regex::new(
+        r"^3 runs of the original, each on a fresh port\nruns with a client refused: ([0-3])\nclients refused: (\d+) of 15\nload average [\d.]+ at the end$",
+    )
+    .unwrap();
+    let all = out.stdout.join("\n");
+    let found = counted
+        .captures(&all)
+        .unwrap_or_else(|| panic!("{:#?}", out.stdout));
+    let (runs, clients): (u32, u32) =
+        (found[1].parse().unwrap(), found[2].parse().unwrap());
+    assert!(runs <= clients && clients <= 5 * runs, "{:#?}", out.stdout);
+    assert_rejects(script, &["--runs", "0"], "--runs must be");
 }

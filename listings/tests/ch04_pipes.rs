@@ -444,3 +444,42 @@ fn head_race_counts_the_three_ends_of_pipe_glued_into_head() {
     assert_rejects(script, &["--runs", "0"], "--runs must be");
     assert_rejects(script, &["--frobnicate"], "unknown option");
 }
+
+#[test]
+fn glue_count_counts_the_glued_reads_of_the_original_and_the_port() {
+    if !have("python3") || !have("taskset") {
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/ch04-pipes/glue-count");
+    let out = run(script, &["--runs", "1", "--pin", bin!("pipe-spam")]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout[0].starts_with("1 runs of each, pinned to CPU 0; Linux "),
+        "{:#?}",
+        out.stdout
+    );
+    let counted = Regex::new(
+        r"^the original glued Spam 004 and Spam 000 in [01]\nthe port glued them in [01]\nload average [\d.]+ at the end$",
+    )
+    .unwrap();
+    let rest = out.stdout[1..].join("\n");
+    assert!(counted.is_match(&rest), "{:#?}", out.stdout);
+    assert_rejects(script, &["--runs", "0"], "--runs must be");
+}
+
+/// PEP 446 (Python 3.4): the originals' pipes and sockets are
+/// close-on-exec already, as the ports' are.
+#[test]
+fn python_pipes_and_sockets_are_close_on_exec() {
+    if !have("python3") {
+        return;
+    }
+    let script = "import fcntl, os, socket\n\
+        r, w = os.pipe()\n\
+        s = socket.socket()\n\
+        for fd in (r, w, s.fileno()):\n\
+        \x20   print(bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC))\n";
+    let out = run("python3", &["-c", script]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, ["True", "True", "True"]);
+}
