@@ -911,22 +911,35 @@ fn chapter_26_claims_hold_in_the_published_results() {
         let spinning = latency(mech, "different", "spin", "p50");
         assert!(spinning * 2.0 < sleeping, "{mech}: {spinning} {sleeping}");
     }
-    // "CPUs kept awake ... removes 9 to 23% of what two CPUs cost over
-    // one": less than a quarter, so most of the cost of a wakeup across
-    // CPUs remains when no CPU halts. "p99.9 falls from 2.7-3.9 ms to
-    // 32-47 µs."
+    // "The median round trip takes about 11 to 20 µs here, 5 to 11 µs more
+    // than on one CPU"; spinning, "0.3 to 9 µs".
+    for mech in SPINNING {
+        let same = latency(mech, "same", "block", "p50");
+        let plain = latency(mech, "different", "block", "p50");
+        let spinning = latency(mech, "different", "spin", "p50");
+        assert!((10.5..20.5).contains(&plain), "{mech}: {plain}");
+        assert!(
+            (4.5..11.5).contains(&(plain - same)),
+            "{mech}: {same} {plain}"
+        );
+        assert!((0.25..9.5).contains(&spinning), "{mech}: {spinning}");
+    }
+    // "CPUs kept awake ... changes little: at the median, between 9% more
+    // and 13% less of what two CPUs cost over one", "less than a sixth
+    // either way"; "p99.9 is 34 to 72 µs plain and 32 to 54 µs kept awake,
+    // with no millisecond in either".
     for mech in SPINNING {
         let same = latency(mech, "same", "block", "p50");
         let plain = latency(mech, "different", "block", "p50");
         let awake = latency(mech, "different", "awake", "p50");
         let removed = (plain - awake) / (plain - same);
         assert!(
-            (0.0..0.25).contains(&removed),
+            removed.abs() < 1.0 / 6.0,
             "{mech}: {same} {plain} {awake}: {removed}"
         );
         let plain = latency(mech, "different", "block", "p999");
         let awake = latency(mech, "different", "awake", "p999");
-        assert!(plain > 2000.0 && awake < 50.0, "{mech}: {plain} {awake}");
+        assert!(plain < 100.0 && awake < 100.0, "{mech}: {plain} {awake}");
     }
     // "the IPIs column counts about two per round trip" on two CPUs.
     let count = raw["settings"]["count"].as_f64().unwrap();
