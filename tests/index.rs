@@ -284,6 +284,29 @@ const SYSTEM_CALLS: &[(&str, &str)] = &[
     ("nix::unistd::getpgid", "getpgid(2)"),
     ("nix::unistd::getpgrp", "getpgrp(2)"),
     ("nix::unistd::getsid", "getsid(2)"),
+    ("nix::unistd::geteuid", "geteuid(2)"),
+    ("nix::unistd::isatty", "isatty(3)"),
+    ("nix::time::clock_gettime", "clock_gettime(2)"),
+    ("nix::sys::utsname::uname", "uname(2)"),
+    ("nix::sys::termios::tcgetattr", "termios(3)"),
+    ("nix::sys::termios::tcsetattr", "termios(3)"),
+    ("nix::sys::resource::getrlimit", "getrlimit(2)"),
+    ("nix::sys::resource::setrlimit", "getrlimit(2)"),
+    ("nix::sys::mman::madvise", "madvise(2)"),
+    ("nix::sys::mman::mmap_anonymous", "mmap(2)"),
+    ("nix::sys::eventfd::EventFd::from_flags", "eventfd(2)"),
+    ("nix::sched::sched_getaffinity", "sched_getaffinity(2)"),
+    ("nix::sched::sched_setaffinity", "sched_setaffinity(2)"),
+    ("nix::fcntl::Flock::lock", "flock(2)"),
+    ("libc::dup2", "dup2(2)"),
+    ("libc::fcntl", "fcntl(2)"),
+    ("libc::ioctl", "ioctl(2)"),
+    ("libc::mkdtemp", "mkdtemp(3)"),
+    ("libc::mmap", "mmap(2)"),
+    ("libc::sigismember", "sigsetops(3)"),
+    ("libc::signal", "signal(2)"),
+    ("libc::sigpending", "sigpending(2)"),
+    ("libc::syscall", "syscall(2)"),
     ("nix::unistd::gettid", "gettid(2)"),
     ("nix::unistd::mkdtemp", "mkdtemp(3)"),
     ("nix::unistd::mkfifo", "mkfifo(3)"),
@@ -675,6 +698,38 @@ fn man_links(calls: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The APIs of nix and libc that make no system call and wrap no C
+/// library function with a manual page of its own.
+const USER_SPACE_ONLY: &[&str] = &[
+    "nix::errno::Errno::result",
+    "nix::sys::signal::SigSet::from_iter",
+    "nix::sys::signal::SigSet::from_sigset_t_unchecked",
+];
+
+/// nix and libc are thin layers over the system: a reader who meets one of
+/// their functions in the index wants its manual page. Every nix or libc
+/// function the index lists links to one, unless it is on
+/// [`USER_SPACE_ONLY`].
+#[test]
+fn every_nix_and_libc_function_links_its_manual_page() {
+    let index = read(&workspace_root().join("src/appendix-index.md"));
+    let row =
+        Regex::new(r"(?m)^\| `((?:nix|libc)::[A-Za-z0-9_:]+)` \|([^|]*)\|")
+            .unwrap();
+    let missing: Vec<_> = row
+        .captures_iter(&index)
+        .filter(|cap| {
+            cap[2].trim().is_empty() && !USER_SPACE_ONLY.contains(&&cap[1])
+        })
+        .map(|cap| cap[1].to_string())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "no manual page in SYSTEM_CALLS for: {}",
+        missing.join(", ")
+    );
 }
 
 #[test]
