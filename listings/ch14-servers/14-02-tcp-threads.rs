@@ -271,7 +271,7 @@ fn answer(
     let mut reader = BufReader::new(Deadline {
         conn,
         by: Instant::now(),
-        slot: Some(slot),
+        slot,
     });
     let mut line = Vec::new();
     let mut answered = 0;
@@ -318,7 +318,7 @@ fn answer(
 struct Deadline<'a> {
     conn: &'a TcpStream,
     by: Instant,
-    slot: Option<&'a Slot>,
+    slot: &'a Slot,
 }
 
 impl Read for Deadline<'_> {
@@ -326,8 +326,8 @@ impl Read for Deadline<'_> {
         self.conn.set_read_timeout(Some(time_left(self.by)?))?;
         let mut conn = self.conn;
         let n = conn.read(buf)?;
-        if let Some(slot) = self.slot.filter(|_| n > 0) {
-            slot.set_idle(false);
+        if n > 0 {
+            self.slot.set_idle(false);
         }
         Ok(n)
     }

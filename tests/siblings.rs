@@ -1,0 +1,264 @@
+//! Sibling listings: whole programs that grew from one another, and share
+//! most of their code because each must stand alone for a reader who
+//! copies it. A fix to one must reach the others, so every item the
+//! siblings share by name must be the same code in each, or be listed
+//! here as different on purpose, with the reason.
+
+use std::collections::BTreeMap;
+
+use quote::ToTokens;
+use syn::{Attribute, ImplItem, Item};
+
+use crate::support::{read, workspace_root};
+
+/// A family of listings, by path under `listings/`, and the items they
+/// share by name whose code differs on purpose, each with the reason.
+struct Family {
+    files: &'static [&'static str],
+    different: &'static [(&'static str, &'static str)],
+}
+
+const FAMILIES: &[Family] = &[
+    Family {
+        files: &[
+            "ch14-servers/14-02-tcp-threads.rs",
+            "ch14-servers/14-03-tcp-pool.rs",
+            "ch16-unix/16-01-unix-server.rs",
+        ],
+        different: &[
+            ("const USAGE", "each server has options of its own"),
+            ("struct Config", "each server has options of its own"),
+            ("fn parse_args", "each server has options of its own"),
+            (
+                "fn run",
+                "a thread per connection, a pool, or a socket file",
+            ),
+            (
+                "fn serve",
+                "16-1 logs the peer's credentials, which TCP has not",
+            ),
+            (
+                "struct Conns",
+                "the pool counts queued connections and workers",
+            ),
+            (
+                "impl Conns",
+                "the pool counts queued connections and workers",
+            ),
+            (
+                "struct Slot",
+                "the pool counts queued connections and workers",
+            ),
+            (
+                "impl Slot",
+                "the pool counts queued connections and workers",
+            ),
+            (
+                "impl Drop for Slot",
+                "the pool counts queued connections and workers",
+            ),
+            (
+                "struct Table",
+                "the pool counts queued connections and workers",
+            ),
+        ],
+    },
+    Family {
+        files: &[
+            "ch10-daemon/10-01-sig-daemon.rs",
+            "ch29-async-shutdown/29-01-async-daemon.rs",
+        ],
+        different: &[
+            ("const USAGE", "29-1 is named async-daemon"),
+            ("fn parse_args", "29-1 is named async-daemon"),
+            ("fn main", "threads and signal-hook, or tokio"),
+            ("fn run", "threads and signal-hook, or tokio"),
+            ("fn serve", "threads and signal-hook, or tokio"),
+            ("fn accept_waiting", "threads and signal-hook, or tokio"),
+            ("fn drain", "threads and signal-hook, or tokio"),
+            ("fn close_gently", "a blocking socket, or tokio's"),
+            ("struct Server", "threads and signal-hook, or tokio"),
+            ("impl Server", "threads and signal-hook, or tokio"),
+            ("struct Backoff", "poll's timeout, or tokio's sleep"),
+            ("impl Backoff", "poll's timeout, or tokio's sleep"),
+            ("struct Args", "drift, to be made one (issue 20)"),
+            ("fn unread_bytes", "drift, to be made one (issue 20)"),
+            ("impl PrivateDir", "drift, to be made one (issue 20)"),
+        ],
+    },
+];
+
+/// What differs between siblings by design, everywhere at once: the
+/// program's name in its messages, the socket type. Each listing's
+/// code is compared with these words replaced by the first sibling's.
+const RENAMED: &[(&str, &[(&str, &str)])] = &[
+    (
+        "ch14-servers/14-03-tcp-pool.rs",
+        &[("tcp-pool", "tcp-threads")],
+    ),
+    (
+        "ch16-unix/16-01-unix-server.rs",
+        &[
+            ("unix-server", "tcp-threads"),
+            ("UnixStream", "TcpStream"),
+            ("UnixListener", "TcpListener"),
+        ],
+    ),
+    (
+        "ch29-async-shutdown/29-01-async-daemon.rs",
+        &[("async-daemon", "sig-daemon")],
+    ),
+];
+
+/// The top-level items of a listing by name (`fn serve`, `impl Table`,
+/// `impl Drop for Table`), each as its tokens without attributes that are
+/// documentation: what the compiler sees, not the comments around it.
+fn items(path: &str) -> BTreeMap<String, String> {
+    let source = read(&workspace_root().join("listings").join(path));
+    let file = syn::parse_file(&source)
+        .unwrap_or_else(|e| panic!("listings/{path}: {e}"));
+    let mut items = BTreeMap::new();
+    for mut item in file.items {
+        let name = match &item {
+            Item::Fn(f) => format!("fn {}", f.sig.ident),
+            Item::Struct(s) => format!("struct {}", s.ident),
+            Item::Enum(e) => format!("enum {}", e.ident),
+            Item::Const(c) => format!("const {}", c.ident),
+            Item::Static(s) => format!("static {}", s.ident),
+            Item::Type(t) => format!("type {}", t.ident),
+            Item::Impl(i) => {
+                let ty = i.self_ty.to_token_stream().to_string();
+                match &i.trait_ {
+                    Some((_, t, _)) => {
+                        format!("impl {} for {ty}", t.to_token_stream())
+                    }
+                    None => format!("impl {ty}"),
+                }
+            }
+            _ => continue,
+        };
+        strip_docs(&mut item);
+        let mut code = item.to_token_stream().to_string();
+        for (file, words) in RENAMED {
+            if *file == path {
+                for (from, to) in *words {
+                    code = code.replace(from, to);
+                }
+            }
+        }
+        items.insert(name, code);
+    }
+    items
+}
+
+fn strip_docs(item: &mut Item) {
+    let keep = |attrs: &mut Vec<Attribute>| {
+        attrs.retain(|a| !a.path().is_ident("doc"));
+    };
+    match item {
+        Item::Fn(f) => keep(&mut f.attrs),
+        Item::Struct(s) => {
+            keep(&mut s.attrs);
+            for field in s.fields.iter_mut() {
+                keep(&mut field.attrs);
+            }
+        }
+        Item::Enum(e) => {
+            keep(&mut e.attrs);
+            for variant in &mut e.variants {
+                keep(&mut variant.attrs);
+            }
+        }
+        Item::Const(c) => keep(&mut c.attrs),
+        Item::Static(s) => keep(&mut s.attrs),
+        Item::Type(t) => keep(&mut t.attrs),
+        Item::Impl(i) => {
+            keep(&mut i.attrs);
+            for inner in &mut i.items {
+                match inner {
+                    ImplItem::Fn(f) => keep(&mut f.attrs),
+                    ImplItem::Const(c) => keep(&mut c.attrs),
+                    ImplItem::Type(t) => keep(&mut t.attrs),
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The items shared by name between two listings whose code differs,
+/// other than those in `different`.
+fn drifted(
+    (a, a_items): (&str, &BTreeMap<String, String>),
+    (b, b_items): (&str, &BTreeMap<String, String>),
+    different: &[(&str, &str)],
+) -> Vec<String> {
+    a_items
+        .iter()
+        .filter(|(name, code)| {
+            b_items.get(*name).is_some_and(|other| other != *code)
+                && !different.iter().any(|(item, _)| item == name)
+        })
+        .map(|(name, _)| format!("`{name}` differs between {a} and {b}"))
+        .collect()
+}
+
+#[test]
+fn sibling_listings_share_their_common_code_unchanged() {
+    let mut problems = Vec::new();
+    for family in FAMILIES {
+        let parsed: Vec<_> =
+            family.files.iter().map(|path| items(path)).collect();
+        for (i, a) in family.files.iter().enumerate() {
+            for (j, b) in family.files.iter().enumerate().skip(i + 1) {
+                problems.extend(drifted(
+                    (a, &parsed[i]),
+                    (b, &parsed[j]),
+                    family.different,
+                ));
+            }
+        }
+        // An item listed as different must still differ somewhere.
+        for (item, _) in family.different {
+            let versions: std::collections::BTreeSet<_> =
+                parsed.iter().filter_map(|items| items.get(*item)).collect();
+            if versions.len() < 2 {
+                problems.push(format!(
+                    "`{item}` is listed as different, but is the same in {:?}",
+                    family.files
+                ));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "a fix to one sibling listing must reach the others, or the item \
+         must be listed as different, with the reason:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// The comparison sees code and ignores documentation.
+#[test]
+fn siblings_are_compared_by_code_not_comments() {
+    let parse = |source: &str| {
+        let file = syn::parse_file(source).unwrap();
+        let mut map = BTreeMap::new();
+        for mut item in file.items {
+            if let Item::Fn(f) = &item {
+                let name = format!("fn {}", f.sig.ident);
+                strip_docs(&mut item);
+                map.insert(name, item.to_token_stream().to_string());
+            }
+        }
+        map
+    };
+    let a = parse("/// One.\nfn f() -> u8 { 1 } // a comment\nfn g() {}");
+    let b = parse("/// Another.\nfn f() -> u8 {\n    1\n}\nfn g() { h() }");
+    assert_eq!(
+        drifted(("a", &a), ("b", &b), &[]),
+        ["`fn g` differs between a and b"]
+    );
+    assert!(drifted(("a", &a), ("b", &b), &[("fn g", "why")]).is_empty());
+}
