@@ -41,9 +41,6 @@ const NOT_YET_CONVERTED: &[&str] = &[
     "ch16",
     "ch17",
     "ch18",
-    "ch28",
-    "ch30",
-    "ch31",
 ];
 
 /// Every test module's source, by module name (`ch02_signals`, `links`).

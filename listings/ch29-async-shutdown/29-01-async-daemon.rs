@@ -7,7 +7,7 @@
 // - SIGTERM or SIGINT stops accepting, lets every connection answer the
 //   requests it has received, and once they have closed dies of that
 //   signal, as its sender expects; if they have not closed within
-//   `--drain-secs` (10), it exits 1. Keep the deadline shorter than the
+//   `--drain-secs` (8), it exits 1. Keep the deadline shorter than the
 //   grace period of whatever stops the daemon (`docker stop`: 10 s).
 // - A second SIGTERM or SIGINT during that drain ends it at once, killed
 //   by that signal.
@@ -547,7 +547,8 @@ fn parse_args() -> Result<Args, lexopt::Error> {
     let mut parsed = Args {
         addr: DEFAULT_ADDR.into(),
         config: None,
-        drain: Duration::from_secs(10),
+        // Under the 10 s that `docker stop` waits before its SIGKILL.
+        drain: Duration::from_secs(8),
         untracked: false,
     };
     let mut addr_seen = false;

@@ -797,17 +797,18 @@ where
 
 // ANCHOR: tests
 // Unit tests (`cargo test`), the clock paused where time matters: they
-// need tokio's `test-util` feature among the dev-dependencies.
+// need tokio's `test-util` feature and `tempfile` among the
+// dev-dependencies.
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
     async fn the_socket_file_goes_even_when_its_owner_panics() {
-        let dir = std::env::temp_dir()
-            .join(format!("async-server-test-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("server.sock");
+        // A directory of our own, removed when `tmp` is dropped, with the
+        // lock file that the server leaves by design.
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("server.sock");
         let (listener, file) = bind_unix(&path).unwrap();
         assert!(path.exists());
         let owner = tokio::spawn(async move {
@@ -816,6 +817,9 @@ mod tests {
         });
         assert!(owner.await.unwrap_err().is_panic());
         assert!(!path.exists(), "the socket file is left behind");
+        let dir = tmp.path().to_path_buf();
+        drop(tmp);
+        assert!(!dir.exists(), "the test left {}", dir.display());
     }
 
     #[test]

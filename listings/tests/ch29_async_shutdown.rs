@@ -168,7 +168,7 @@ fn async_daemon_reloads_on_sighup_without_dropping_a_connection() {
     // An idle connection does not hold up the shutdown.
     let dir = daemon.config.parent().unwrap().to_path_buf();
     daemon.listing.signal(Signal::SIGTERM);
-    daemon.listing.expect(r"Got SIGTERM: no new connections; draining 1 connection\(s\), at most 10 s");
+    daemon.listing.expect(r"Got SIGTERM: no new connections; draining 1 connection\(s\), at most \d+ s");
     assert_eq!(client.reply(), None, "closed by the server");
     drop(client);
     let out = daemon.finish();
@@ -190,7 +190,7 @@ fn async_daemon_drains_every_request_in_flight_and_refuses_new_clients() {
     // All three requests are being worked on: now SIGTERM.
     let sent = Instant::now();
     daemon.listing.signal(Signal::SIGTERM);
-    daemon.listing.expect(r"Got SIGTERM: no new connections; draining 3 connection\(s\), at most 10 s");
+    daemon.listing.expect(r"Got SIGTERM: no new connections; draining 3 connection\(s\), at most \d+ s");
     let refused = TcpStream::connect_timeout(&daemon.addr, PATIENCE);
     assert_eq!(
         refused.map_err(|e| e.kind()).err(),
@@ -237,6 +237,37 @@ fn async_daemon_gives_up_at_the_deadline_with_status_1() {
     );
 }
 
+/// How long `docker stop` waits, by default, between its SIGTERM and its
+/// SIGKILL (`docker stop --time`); systemd waits 90 s, Kubernetes 30 s.
+const DOCKER_STOP_GRACE: Duration = Duration::from_secs(10);
+
+#[test]
+fn async_daemon_drains_for_less_than_dockers_grace_period_by_default() {
+    // The chapter's rule: the drain must end before the supervisor's
+    // SIGKILL. The default must keep it under the shortest common one.
+    let mut daemon = start(&[]);
+    daemon.listing.signal(Signal::SIGTERM);
+    let got = daemon.listing.expect(r"Got SIGTERM: .*at most (\d+) s");
+    let deadline = Duration::from_secs(got[1].parse().expect("seconds"));
+    daemon.listing.expect("All connections closed; exiting");
+    assert_died_of(&daemon.finish(), Signal::SIGTERM);
+    assert!(
+        deadline < DOCKER_STOP_GRACE,
+        "the default drain, {deadline:?}, races docker's SIGKILL"
+    );
+    // And the chapter says what the listing does.
+    let chapter = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../src/ch29-async-shutdown.md"
+    ))
+    .expect("the chapter");
+    let words = ["zero", "one", "two", "three", "four", "five", "six"];
+    let words = [&words[..], &["seven", "eight", "nine", "ten"]].concat();
+    let secs = words[deadline.as_secs() as usize];
+    let said = format!("`--drain-secs` ({secs} seconds by default");
+    assert!(chapter.contains(&said), "the chapter does not say {said:?}");
+}
+
 #[test]
 fn async_daemon_dies_of_a_second_signal_and_removes_its_directory_first() {
     let mut daemon = start(&[]);
@@ -275,7 +306,7 @@ fn untracked_tasks_die_unanswered_with_the_process() {
     daemon.listing.signal(Signal::SIGTERM);
     // Nobody tracks the connection: the drain finds nothing to wait for.
     daemon.listing.expect(
-        r"Got SIGTERM: no new connections; draining 0 connection\(s\), at most 10 s",
+        r"Got SIGTERM: no new connections; draining 0 connection\(s\), at most \d+ s",
     );
     daemon.listing.expect("All connections closed; exiting");
     let out = daemon.finish();
@@ -623,7 +654,7 @@ fn async_daemon_says_so_when_it_cannot_accept_the_clients_still_queued() {
         format!("{emfile}; clients still queued, if any, are turned away")
     );
     let draining = format!(
-        r"Got SIGTERM: no new connections; draining {} connection\(s\), at most 10 s",
+        r"Got SIGTERM: no new connections; draining {} connection\(s\), at most \d+ s",
         idle.len()
     );
     let line = daemon.listing.next_line();
