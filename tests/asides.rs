@@ -63,6 +63,16 @@ fn check(name: &str, text: &str, problems: &mut Vec<String>) -> usize {
             fence = Some(&trimmed[..3]);
             continue;
         }
+        // An aside written some other way, such as a block quote titled
+        // "Aside", looks like none of the others.
+        let unboxed = trimmed.trim_start_matches(['>', ' ']);
+        if trimmed.starts_with('>') && unboxed.starts_with("**Aside") {
+            problems.push(format!(
+                "{place}: an aside is a `<div class=\"aside\">`, not a \
+                 block quote"
+            ));
+            continue;
+        }
         if without_code_spans(line).contains("class=\"aside\"")
             && *line != "<div class=\"aside\">"
         {
@@ -188,6 +198,8 @@ fn the_aside_check_finds_each_fault() {
             Some("alone on its line"),
         ),
         ("```text\n<div class=\"aside\">\n```\n", None),
+        ("> **Aside: a title.** Detail.\n", Some("not a block quote")),
+        ("> **Not an aside.** A quotation.\n", None),
         ("Write `<div class=\"aside\">` to open one.\n", None),
     ];
     for (markdown, fault) in cases {

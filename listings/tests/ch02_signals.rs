@@ -484,6 +484,42 @@ fn catch_signal_refuses_what_cannot_be_caught() {
     assert_rejects(catch, &[], "which signal?");
 }
 
+/// Why Listing 2-3 checks `FORBIDDEN` itself: signal-hook 0.4.6, asked to
+/// register SIGKILL, panics instead of returning an error, and the process
+/// then aborts, because a destructor run by the unwinding panics again on
+/// the lock that the first panic poisoned. The test runs itself again, as
+/// a child, to let that child abort.
+#[test]
+fn signal_hook_aborts_the_process_on_a_forbidden_signal() {
+    const IN_CHILD: &str = "CH02_REGISTER_A_FORBIDDEN_SIGNAL";
+    if std::env::var_os(IN_CHILD).is_some() {
+        let _ =
+            signal_hook::iterator::Signals::new([signal_hook::consts::SIGKILL]);
+        return;
+    }
+    let name =
+        "ch02_signals::signal_hook_aborts_the_process_on_a_forbidden_signal";
+    let out = Command::new(std::env::current_exe().expect("this test binary"))
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(IN_CHILD, "1")
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the test binary again");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(Signal::SIGABRT as i32),
+        "{:?}: {stderr}",
+        out.status
+    );
+    assert!(
+        stderr.contains("Attempted to register forbidden signal 9"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("PoisonError"), "{stderr}");
+}
+
 // ---------------------------------------------------------------------------
 // What the kernel sees
 

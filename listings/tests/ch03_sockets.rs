@@ -150,6 +150,82 @@ fn preview_server_outlives_a_client_that_resets_its_connection() {
     );
 }
 
+/// Listing 3-2's server out of descriptors while its own five clients
+/// wait: it pauses between tries of `accept` instead of spinning, and
+/// answers them all once it has room again.
+#[test]
+fn preview_server_pauses_between_accepts_when_out_of_descriptors() {
+    if !have("strace") {
+        eprintln!("skipped: no strace");
+        return;
+    }
+    // Nine descriptors: 0, 1, 2, the listener and the five clients'
+    // sockets, none left for `accept`. strace holds the server's first
+    // `accept` back for a second, so that every client has its socket and
+    // is queued by then; every later `accept` runs at once, and strace
+    // records each one.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let record = dir.path().join("accepts");
+    let record = record.to_str().unwrap();
+    let script = "ulimit -S -n 9 && exec \"$0\" \"$@\" 2>&1";
+    let mut preview = Listing::start(
+        "strace",
+        &[
+            "-f",
+            "-o",
+            record,
+            "-e",
+            "trace=accept4",
+            "-e",
+            "inject=accept4:delay_enter=1s:when=1",
+            "--",
+            "bash",
+            "-c",
+            script,
+            bin!("socket-preview"),
+            "127.0.0.1:0",
+        ],
+    );
+    preview.expect(r"Server listening on 127\.0\.0\.1:\d+");
+    let failed = preview.next_line();
+    assert_eq!(
+        failed,
+        "socket-preview: a connection failed: Too many open files (os error 24)"
+    );
+    // One second of failing: a pause of 100 ms allows about ten tries,
+    // where a loop that retried at once would make thousands.
+    thread::sleep(Duration::from_secs(1));
+    let tracee = crate::support::children_of(preview.pid());
+    assert_eq!(tracee.len(), 1, "strace runs one program: {tracee:?}");
+    let room = nix::libc::rlimit {
+        rlim_cur: 64,
+        rlim_max: 64,
+    };
+    // SAFETY: prlimit only reads `room`; no old value is asked for.
+    let raised = unsafe {
+        nix::libc::prlimit(
+            tracee[0].as_raw(),
+            nix::libc::RLIMIT_NOFILE,
+            &room,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(raised, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let out = preview.finish();
+    assert!(out.status.success(), "{:?}", out.stdout);
+    let replies = &out.stdout[2..];
+    let expected: Vec<_> = (0..5)
+        .map(|i| format!("client got: [server got: [client{i}]]"))
+        .collect();
+    assert_eq!(replies, expected, "one failure line, then every reply");
+    let accepts = std::fs::read_to_string(record).expect("strace's record");
+    let failures = accepts.lines().filter(|l| l.contains("EMFILE")).count();
+    assert!(
+        (1..=30).contains(&failures),
+        "{failures} failed accepts in about a second"
+    );
+}
+
 /// Writes into a pipe until it is full, without waiting; returns how many
 /// bytes went in. The pipe is left in blocking mode for its next writer.
 fn fill(pipe: &impl AsRawFd) -> usize {
