@@ -64,7 +64,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         if let (Some(&least), Some(&most)) = (times.first(), times.last()) {
             let median = times[times.len() / 2];
             print!(
-                "; then min {:.2}, median {:.2}, max {:.2} ms",
+                "; then min {:.2} ms, median {:.2} ms, max {:.2} ms",
                 ms(least),
                 ms(median),
                 ms(most)

@@ -271,20 +271,14 @@ fn two_small_writes_then_a_read_stall_for_the_delayed_ack() {
         figure_ms(&out.stdout[2], "median"),
     );
     // A lower bound the kernel guarantees: the delayed ACK timer waits at
-    // least 40 ms on Linux, for every request after the first, which a new
-    // connection acknowledges at once. The other two wait for no timer:
-    // however busy the machine, which slows all three alike, they are
-    // faster by most of those 40 ms.
-    let (first, least) = (
-        figure_ms(&out.stdout[0], "first"),
-        figure_ms(&out.stdout[0], "min"),
-    );
-    assert!(
-        least >= 30.0,
-        "two writes, fastest after the first: {least} ms"
-    );
-    assert!(first <= least - 20.0, "two writes, the first: {first} ms");
+    // least 40 ms on Linux, for most requests (a busy machine sees a few
+    // acknowledged at once). The first, which a new connection
+    // acknowledges at once, and the other two rows wait for no timer:
+    // however busy the machine, which slows all alike, they are faster by
+    // most of those 40 ms.
+    let first = figure_ms(&out.stdout[0], "first");
     assert!(two >= 30.0, "two writes: {two} ms");
+    assert!(first <= two - 20.0, "two writes, the first: {first} ms");
     assert!(nodelay <= two - 20.0, "TCP_NODELAY: {nodelay} ms");
     assert!(one <= two - 20.0, "one write: {one} ms");
     assert_matches_book(
