@@ -32,12 +32,6 @@ const NOT_YET_CONVERTED: &[&str] = &[
     "ch10",
     "ch11",
     "ch12",
-    "ch13",
-    "ch14",
-    "ch15",
-    "ch16",
-    "ch17",
-    "ch18",
 ];
 
 /// Every test module's source, by module name (`ch02_signals`, `links`).

@@ -61,6 +61,10 @@ const FAMILIES: &[Family] = &[
                 "struct Table",
                 "the pool counts queued connections and workers",
             ),
+            (
+                "impl Read for Deadline < '_ >",
+                "only the thread-per-connection servers evict a stalled request",
+            ),
         ],
     },
     Family {

@@ -107,15 +107,29 @@ fn read_line(
 /// meant to; the next chapter serves many at once.
 fn serve(listener: &TcpListener, count: Option<usize>) -> io::Result<()> {
     let mut out = io::stdout();
-    for conn in listener.incoming().take(count.unwrap_or(usize::MAX)) {
-        let result = conn.and_then(|conn| Ok((conn.peer_addr()?, conn)));
+    let (mut served, mut short) = (0, false);
+    while count.is_none_or(|count| served < count) {
+        let result = listener
+            .accept()
+            .and_then(|(conn, _)| Ok((conn.peer_addr()?, conn)));
         match result {
             Ok((peer, conn)) => match answer(&conn) {
                 Ok(lines) => writeln!(out, "{peer}: answered {lines} lines")?,
                 Err(err) => log(format_args!("{peer}: {}", explain(&err))),
             },
+            // Out of descriptors, `accept` fails at once, and again until
+            // one comes free: say so once, and pause instead of spinning.
+            Err(err) if out_of_resources(&err) => {
+                if !short {
+                    log(format_args!("a connection failed: {err}"));
+                }
+                short = true;
+                thread::sleep(ACCEPT_PAUSE);
+                continue;
+            }
             Err(err) => log(format_args!("a connection failed: {err}")),
         }
+        (served, short) = (served + 1, false);
     }
     Ok(())
 }
@@ -171,6 +185,17 @@ fn close_gently(mut conn: &TcpStream) -> io::Result<()> {
     Err(ErrorKind::TimedOut.into())
 }
 // ANCHOR_END: server
+
+/// How long the server waits after `accept` failed for want of resources.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// True for the errors of `accept` that mean the process or the system is
+/// out of descriptors (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM), rather
+/// than that one client went wrong.
+fn out_of_resources(err: &io::Error) -> bool {
+    use nix::libc::{EMFILE, ENFILE, ENOBUFS, ENOMEM};
+    matches!(err.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
+}
 
 // ANCHOR: client
 /// Sends `lines`, or standard input if there are none, and half-closes,

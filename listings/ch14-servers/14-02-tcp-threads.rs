@@ -4,8 +4,9 @@
 // Every request and every reply has a deadline, lines have a maximum
 // length, the number of connections has a limit (at the limit, the
 // connection that has waited longest for a request is closed to make
-// room; if none has waited a second, the new client is told the server is
-// busy), a failed `accept` waits and tries again, and the listening
+// room, or else the one whose request has stalled longest; if none has
+// waited a second, the new client is told the server is busy), a failed
+// `accept` waits and tries again, and the listening
 // socket's backlog is set, not left at std's 128.
 //
 // `tcp-threads [HOST:PORT] [--count N] [--max-conns N] [--timeout SECS]
@@ -130,13 +131,15 @@ fn listen(config: &Config) -> Result<TcpListener, Box<dyn Error>> {
 // ANCHOR_END: listen
 
 // ANCHOR: slots
-/// How long a connection must have waited for a request before it may be
-/// closed to make room for a new one. Shorter, and a burst of clients
-/// whose requests are on their way would close each other's connections.
+/// How long a connection must have waited for a request, or for the rest
+/// of one, before it may be closed to make room for a new one. Shorter,
+/// and a burst of clients whose requests are on their way would close
+/// each other's connections.
 const EVICT_AFTER: Duration = Duration::from_secs(1);
 
-/// The connections being served, up to a maximum, and which of them are
-/// idle: waiting for a request, with nothing of it received yet.
+/// The connections being served, up to a maximum, and what each is doing:
+/// waiting for a request, with nothing of it received yet (idle), or busy
+/// with one, since when.
 struct Conns {
     table: Mutex<Table>,
     closed: Condvar,
@@ -146,9 +149,16 @@ struct Conns {
 #[derive(Default)]
 struct Table {
     next: u64,
-    /// Each connection, shared with its thread, and since when it has
-    /// been idle (`None` while a request is in progress).
-    open: HashMap<u64, (Arc<TcpStream>, Option<Instant>)>,
+    /// Each connection, shared with its thread, and what it is doing.
+    open: HashMap<u64, (Arc<TcpStream>, Since)>,
+}
+
+/// Since when a connection has been idle, or busy with its current
+/// request (and its reply).
+#[derive(Clone, Copy)]
+enum Since {
+    Idle(Instant),
+    Request(Instant),
 }
 
 /// One connection's place; dropping it frees the place.
@@ -171,27 +181,29 @@ impl Conns {
     }
 
     /// A place for `conn`. At the limit, the connection idle longest
-    /// gives up its place, if it has been idle for EVICT_AFTER at least:
-    /// shutting it down ends its thread's wait for a request. Otherwise
-    /// there is no place.
+    /// gives up its place, or else the one whose request has stalled
+    /// longest, if it has waited EVICT_AFTER at least: shutting it down
+    /// ends its thread's wait. Otherwise there is no place.
     fn take(self: &Arc<Self>, conn: &Arc<TcpStream>) -> Option<Slot> {
         let mut table = self.lock();
         if table.open.len() >= self.max {
-            let (id, since) = table
+            // Idle ones first (`false` sorts first), the oldest first.
+            let (_, _, id) = table
                 .open
                 .iter()
-                .filter_map(|(id, (_, idle))| Some((*id, (*idle)?)))
-                .min_by_key(|&(_, since)| since)?;
-            if since.elapsed() < EVICT_AFTER {
-                return None;
-            }
-            if let Some((idlest, _)) = table.open.remove(&id) {
-                let _ = idlest.shutdown(Shutdown::Both);
+                .map(|(id, (_, since))| match *since {
+                    Since::Idle(at) => (false, at, *id),
+                    Since::Request(at) => (true, at, *id),
+                })
+                .filter(|&(_, at, _)| at.elapsed() >= EVICT_AFTER)
+                .min()?;
+            if let Some((evicted, _)) = table.open.remove(&id) {
+                let _ = evicted.shutdown(Shutdown::Both);
             }
         }
         let id = table.next;
         table.next += 1;
-        let idle = Some(Instant::now());
+        let idle = Since::Idle(Instant::now());
         table.open.insert(id, (Arc::clone(conn), idle));
         Some(Slot {
             conns: Arc::clone(self),
@@ -206,11 +218,27 @@ impl Conns {
 }
 
 impl Slot {
-    /// Marks the connection idle, from now on, or busy with a request.
+    /// Marks the connection idle, from now on, or busy with a request
+    /// that begins now.
     fn set_idle(&self, idle: bool) {
+        let now = Instant::now();
         let mut table = self.conns.lock();
         if let Some((_, since)) = table.open.get_mut(&self.id) {
-            *since = idle.then(Instant::now);
+            *since = if idle {
+                Since::Idle(now)
+            } else {
+                Since::Request(now)
+            };
+        }
+    }
+
+    /// A byte of a request has come: an idle connection is busy from now
+    /// on; a busy one stays busy since its request began.
+    fn request_begun(&self) {
+        let mut table = self.conns.lock();
+        if let Some((_, since @ Since::Idle(_))) = table.open.get_mut(&self.id)
+        {
+            *since = Since::Request(Instant::now());
         }
     }
 }
@@ -327,7 +355,7 @@ impl Read for Deadline<'_> {
         let mut conn = self.conn;
         let n = conn.read(buf)?;
         if n > 0 {
-            self.slot.set_idle(false);
+            self.slot.request_begun();
         }
         Ok(n)
     }

@@ -93,6 +93,9 @@ struct Conn {
     /// Since when it has been idle: open, with no request begun and no
     /// reply waiting. `None` while it is not.
     idle_since: Option<Instant>,
+    /// Since when it has been busy with its current request and replies,
+    /// if it is.
+    busy_since: Option<Instant>,
     state: State,
     answered: usize,
     /// Whether it ended in an error, already logged.
@@ -283,6 +286,7 @@ impl Server {
                 written: 0,
                 deadline: now + self.config.timeout,
                 idle_since: Some(now),
+                busy_since: None,
                 state: State::Open,
                 answered: 0,
                 failed: false,
@@ -292,17 +296,28 @@ impl Server {
 }
 
 impl Server {
-    /// At the limit: closes the connection idle longest, if it has been
-    /// idle for EVICT_AFTER at least, to make room; false if none has.
+    /// At the limit: closes the connection idle longest, or else the one
+    /// stalled longest (no request finished and no reply taken since), if
+    /// it has waited EVICT_AFTER at least, to make room; false if none has.
     fn evict_idlest(&mut self, now: Instant) -> bool {
-        let idlest = self
+        let timeout = self.config.timeout;
+        // Idle ones first (`false` sorts first), the oldest first.
+        let candidate = self
             .conns
             .iter()
             .enumerate()
-            .filter_map(|(i, conn)| Some((i, conn.idle_since?)))
-            .min_by_key(|&(_, since)| since);
-        match idlest {
-            Some((i, since)) if now.duration_since(since) >= EVICT_AFTER => {
+            .filter_map(|(i, conn)| match (conn.idle_since, conn.busy_since) {
+                (Some(idle), _) => Some((false, idle, i)),
+                (None, Some(busy)) => {
+                    let progress = conn.deadline.checked_sub(timeout)?;
+                    Some((true, busy.max(progress), i))
+                }
+                (None, None) => None,
+            })
+            .filter(|&(_, since, _)| now.duration_since(since) >= EVICT_AFTER)
+            .min();
+        match candidate {
+            Some((_, _, i)) => {
                 let conn = self.conns.swap_remove(i);
                 let _ = writeln!(
                     io::stdout(),
@@ -388,7 +403,9 @@ impl Conn {
             // Thrown away.
             Ok(_) if self.state == State::Draining => {}
             Ok(n) => {
-                self.idle_since = None;
+                if self.idle_since.take().is_some() {
+                    self.busy_since = Some(now);
+                }
                 self.take_lines(&scratch[..n], timeout, now);
             }
             Err(err) if would_block(&err) => {}
@@ -439,7 +456,9 @@ impl Conn {
     // ANCHOR: write
     /// The client half-closed. Its last line may lack a newline.
     fn end_of_requests(&mut self, timeout: Duration, now: Instant) {
-        self.idle_since = None;
+        if self.idle_since.take().is_some() {
+            self.busy_since = Some(now);
+        }
         match self.state {
             State::Open => {
                 if !self.input.is_empty() {
@@ -470,6 +489,7 @@ impl Conn {
         self.deadline = now + timeout;
         if self.state == State::Open && self.input.is_empty() {
             self.idle_since = Some(now);
+            self.busy_since = None;
         }
         self.finish_if_done();
     }

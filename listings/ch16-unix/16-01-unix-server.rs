@@ -396,7 +396,7 @@ impl Read for Deadline<'_> {
         let mut conn = self.conn;
         let n = conn.read(buf)?;
         if n > 0 {
-            self.slot.set_idle(false);
+            self.slot.request_begun();
         }
         Ok(n)
     }
@@ -465,12 +465,13 @@ fn close_gently(mut conn: &UnixStream, by: Instant) -> io::Result<()> {
     }
 }
 
-/// How long a connection must have been idle before it may be closed to
-/// make room for a new one (Listing 14-2).
+/// How long a connection must have waited for a request, or for the rest
+/// of one, before it may be closed to make room for a new one (Listing
+/// 14-2).
 const EVICT_AFTER: Duration = Duration::from_secs(1);
 
 /// The connections being served, up to a maximum, and since when each
-/// has been idle (Listing 14-2).
+/// has been idle or busy with its request (Listing 14-2).
 struct Conns {
     table: Mutex<Table>,
     closed: Condvar,
@@ -480,7 +481,15 @@ struct Conns {
 #[derive(Default)]
 struct Table {
     next: u64,
-    open: HashMap<u64, (Arc<UnixStream>, Option<Instant>)>,
+    open: HashMap<u64, (Arc<UnixStream>, Since)>,
+}
+
+/// Since when a connection has been idle, or busy with its current
+/// request (and its reply).
+#[derive(Clone, Copy)]
+enum Since {
+    Idle(Instant),
+    Request(Instant),
 }
 
 struct Slot {
@@ -501,26 +510,29 @@ impl Conns {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A place for `conn`; at the limit, the connection idle longest, if
-    /// for EVICT_AFTER at least, is shut down to make room.
+    /// A place for `conn`; at the limit, the connection idle longest, or
+    /// else the one whose request has stalled longest, if for EVICT_AFTER
+    /// at least, is shut down to make room.
     fn take(self: &Arc<Self>, conn: &Arc<UnixStream>) -> Option<Slot> {
         let mut table = self.lock();
         if table.open.len() >= self.max {
-            let (id, since) = table
+            // Idle ones first (`false` sorts first), the oldest first.
+            let (_, _, id) = table
                 .open
                 .iter()
-                .filter_map(|(id, (_, idle))| Some((*id, (*idle)?)))
-                .min_by_key(|&(_, since)| since)?;
-            if since.elapsed() < EVICT_AFTER {
-                return None;
-            }
-            if let Some((idlest, _)) = table.open.remove(&id) {
-                let _ = idlest.shutdown(Shutdown::Both);
+                .map(|(id, (_, since))| match *since {
+                    Since::Idle(at) => (false, at, *id),
+                    Since::Request(at) => (true, at, *id),
+                })
+                .filter(|&(_, at, _)| at.elapsed() >= EVICT_AFTER)
+                .min()?;
+            if let Some((evicted, _)) = table.open.remove(&id) {
+                let _ = evicted.shutdown(Shutdown::Both);
             }
         }
         let id = table.next;
         table.next += 1;
-        let idle = Some(Instant::now());
+        let idle = Since::Idle(Instant::now());
         table.open.insert(id, (Arc::clone(conn), idle));
         Some(Slot {
             conns: Arc::clone(self),
@@ -535,10 +547,26 @@ impl Conns {
 }
 
 impl Slot {
+    /// Marks the connection idle, or busy with a request that begins now.
     fn set_idle(&self, idle: bool) {
+        let now = Instant::now();
         let mut table = self.conns.lock();
         if let Some((_, since)) = table.open.get_mut(&self.id) {
-            *since = idle.then(Instant::now);
+            *since = if idle {
+                Since::Idle(now)
+            } else {
+                Since::Request(now)
+            };
+        }
+    }
+
+    /// A byte of a request has come: an idle connection is busy from now
+    /// on; a busy one stays busy since its request began.
+    fn request_begun(&self) {
+        let mut table = self.conns.lock();
+        if let Some((_, since @ Since::Idle(_))) = table.open.get_mut(&self.id)
+        {
+            *since = Since::Request(Instant::now());
         }
     }
 }

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::socket::{
@@ -160,7 +161,22 @@ fn send_to_each(
     // decides what each client gets, so anyone who can reach it may.
     fs::set_permissions(path, fs::Permissions::from_mode(0o666))?;
     writeln!(io::stdout(), "Server listening on {}", path.display())?;
-    for conn in listener.incoming().take(count.unwrap_or(usize::MAX)) {
+    let (mut served, mut short) = (0, false);
+    while count.is_none_or(|count| served < count) {
+        let conn = match listener.accept() {
+            // Out of descriptors, `accept` fails at once, and again until
+            // one comes free: say so once, and pause instead of spinning.
+            Err(err) if out_of_resources(&err) => {
+                if !short {
+                    log(format_args!("a client: {err}"));
+                }
+                short = true;
+                thread::sleep(ACCEPT_PAUSE);
+                continue;
+            }
+            conn => conn.map(|(conn, _)| conn),
+        };
+        (served, short) = (served + 1, false);
         let result = conn.map_err(Box::<dyn Error>::from).and_then(|conn| {
             let cred = getsockopt(&conn, sockopt::PeerCredentials)?;
             // A new open file per client: each gets its own offset.
@@ -185,11 +201,22 @@ fn send_to_each(
 }
 // ANCHOR_END: serve
 
+/// How long the server waits after `accept` failed for want of resources.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// True for the errors of `accept` that mean the process or the system is
+/// out of descriptors (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM), rather
+/// than that one client went wrong.
+fn out_of_resources(err: &io::Error) -> bool {
+    use nix::libc::{EMFILE, ENFILE, ENOBUFS, ENOMEM};
+    matches!(err.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
+}
+
 // ANCHOR: fetch
 /// Connects, receives a descriptor, and copies what it reads to stdout.
 fn fetch(path: &Path) -> Result<(), Box<dyn Error>> {
     let sock = UnixStream::connect(path)?;
-    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
     let (_name, fd) = receive_fd(&sock)?;
     io::copy(&mut File::from(fd), &mut io::stdout().lock())?;
     Ok(())

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::{
     Finished, Listing, assert_matches_book, assert_rejects,
@@ -545,6 +545,24 @@ fn only_tcp_stream_write_turns_sigpipe_into_epipe() {
     assert_eq!(spliced, (broken, true));
 }
 
+#[test]
+fn a_unix_stream_write_turns_sigpipe_into_epipe_too() {
+    use std::io::IoSlice;
+    use std::os::unix::net::UnixStream;
+    let broken = std::io::ErrorKind::BrokenPipe;
+    // A peer that has closed: every write fails with EPIPE.
+    let (mut sock, peer) = UnixStream::pair().unwrap();
+    drop(peer);
+    let written = raises_sigpipe(move || sock.write(b"x").map(|n| n as u64));
+    assert_eq!(written, (broken, false));
+    let (mut sock, peer) = UnixStream::pair().unwrap();
+    drop(peer);
+    let vectored = raises_sigpipe(move || {
+        sock.write_vectored(&[IoSlice::new(b"x")]).map(|n| n as u64)
+    });
+    assert_eq!(vectored, (broken, true));
+}
+
 /// A server in a thread of the test that hangs up on its client: it sends
 /// its FIN at once, waits for the first bytes, and closes with the rest
 /// unread, which answers them with a reset. A reset after the peer's FIN
@@ -630,4 +648,102 @@ fn line_server_outlives_a_client_that_resets_mid_conversation() {
     // Exit status 0: not killed by SIGPIPE, not ended by the error.
     let out = server.finish();
     assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
+}
+
+/// Starts the one-client-at-a-time server `bin` with a soft limit of `fds`
+/// descriptors, which leaves none for `accept`, and lets `client` connect
+/// to the address it prints (from a thread, which returns what the client
+/// got). The server must log the failure once (`failure`), use almost no
+/// CPU while it lasts, and serve the client once `prlimit` makes room,
+/// with no second line about the failure.
+pub fn out_of_descriptors_waits_then_serves(
+    bin: &str,
+    args: &[&str],
+    fds: usize,
+    failure: &str,
+    client: impl FnOnce(&str) -> std::thread::JoinHandle<String>,
+) -> String {
+    let script = format!("ulimit -S -n {fds} && exec \"$0\" \"$@\" 2>&1");
+    let mut command = vec!["-c", &script, bin];
+    command.extend(args);
+    let mut server = Listing::start("bash", &command);
+    let addr = server.expect(r"Server listening on (\S+)").remove(1);
+    let pid = server.pid();
+    let waiting = client(&addr);
+    let failed = server.next_line();
+    assert!(failed.starts_with(failure), "{failed}");
+    // It waits between tries: over two seconds it uses almost no CPU,
+    // where a loop that retried at once would use all it could get.
+    let (cpu, started) = (crate::support::cpu_time(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(2)); // The wait is the test.
+    let used = crate::support::cpu_time(pid) - cpu;
+    assert!(
+        used < Duration::from_millis(300),
+        "{used:?} of CPU in {:?}",
+        started.elapsed()
+    );
+    let room = nix::libc::rlimit {
+        rlim_cur: 64,
+        rlim_max: 64,
+    };
+    // SAFETY: prlimit only reads `room`; no old value is asked for.
+    let raised = unsafe {
+        nix::libc::prlimit(
+            pid.as_raw(),
+            nix::libc::RLIMIT_NOFILE,
+            &room,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(raised, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let got = waiting.join().expect("the client thread");
+    // The whole run of failures was one line: the next says who was served.
+    let served = server.next_line();
+    assert!(!served.starts_with(failure), "logged again: {served}");
+    drop(server);
+    got
+}
+
+#[test]
+fn line_server_waits_without_spinning_when_out_of_descriptors() {
+    let reply = out_of_descriptors_waits_then_serves(
+        bin!("tcp-lines"),
+        &["server", "127.0.0.1:0"],
+        4,
+        "tcp-lines: a connection failed: Too many open files",
+        |addr| {
+            let addr = addr.to_string();
+            std::thread::spawn(move || {
+                let run = Listing::start(
+                    bin!("tcp-lines"),
+                    &["client", &addr, "patient"],
+                )
+                .finish();
+                run.stdout.join("\n")
+            })
+        },
+    );
+    assert_eq!(reply, "server got: [patient]");
+}
+
+#[test]
+fn length_server_waits_without_spinning_when_out_of_descriptors() {
+    let reply = out_of_descriptors_waits_then_serves(
+        bin!("tcp-length"),
+        &["server", "127.0.0.1:0"],
+        4,
+        "tcp-length: a connection failed: Too many open files",
+        |addr| {
+            let addr = addr.to_string();
+            std::thread::spawn(move || {
+                let run = Listing::start(
+                    bin!("tcp-length"),
+                    &["client", &addr, "patient"],
+                )
+                .finish();
+                run.stdout.join("\n")
+            })
+        },
+    );
+    assert_eq!(reply, "server got: [patient]");
 }

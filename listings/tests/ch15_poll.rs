@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::ch13_streams::{connect, start_server, typed};
 use crate::ch14_servers::{
-    ask, flood, many_at_once, one_byte_each_holds_every_place, silent_clients,
-    start_limited,
+    a_stalled_request_gives_up_its_place, ask, flood, many_at_once,
+    silent_clients, start_limited,
 };
 use crate::support::{
     Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
@@ -623,6 +623,6 @@ fn a_nonblocking_connect_says_einprogress_and_so_error_tells_the_end() {
 }
 
 #[test]
-fn poll_server_evicts_no_connection_that_has_begun_a_request() {
-    one_byte_each_holds_every_place(bin!("poll-server"));
+fn poll_server_evicts_a_request_stalled_past_the_grace() {
+    a_stalled_request_gives_up_its_place(bin!("poll-server"));
 }

@@ -587,6 +587,38 @@ fn unix_server_serves_a_new_client_while_a_thousand_idle_ones_hold_every_place()
     drop(server);
 }
 
+#[test]
+fn unix_server_evicts_a_request_stalled_past_the_grace() {
+    // Two places, both held by clients that sent one byte and no more.
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, path) = start_private(&tmp, &["--max-conns", "2"]);
+    let before = crate::support::open_fds(server.pid());
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let mut sock = UnixStream::connect(&path).unwrap();
+            sock.write_all(b"x").unwrap();
+            sock
+        })
+        .collect();
+    wait_until("the server to accept both slow clients", || {
+        crate::support::open_fds(server.pid()) >= before + 2
+    });
+    // Past the grace, and far from the ten-second deadline.
+    std::thread::sleep(Duration::from_millis(1500)); // The wait is the test.
+    assert_eq!(ask(&path, "new\n"), "server got: [new]\n");
+    wait_until("a slow client to be closed", || {
+        slow.iter().any(|sock| {
+            let mut sock: &UnixStream = sock;
+            sock.set_nonblocking(true).unwrap();
+            !matches!(
+                sock.read(&mut [0; 64]),
+                Err(ref e) if e.kind() == ErrorKind::WouldBlock
+            )
+        })
+    });
+    drop(server);
+}
+
 // ---------------------------------------------------------------------------
 // Listing 16-2: socketpair and fork
 
@@ -905,4 +937,27 @@ fn unix_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(pass, &["serve", &socket, &nothing], "No such file");
     assert_rejects(pass, &["fetch", &socket], "No such file");
     assert!(!Path::new(&socket).exists());
+}
+
+#[test]
+fn pass_fd_server_waits_without_spinning_when_out_of_descriptors() {
+    // Six descriptors: 0, 1, 2, the listening socket and signal-hook's
+    // two, none left for `accept`.
+    let dir = tempfile::tempdir().unwrap();
+    let (file, path) = (secret(&dir), path_in(&dir, "full.sock"));
+    let got = crate::ch13_streams::out_of_descriptors_waits_then_serves(
+        bin!("unix-pass-fd"),
+        &["serve", &path, &file],
+        6,
+        "unix-pass-fd: a client: Too many open files",
+        |path| {
+            let path = path.to_string();
+            std::thread::spawn(move || {
+                run(bin!("unix-pass-fd"), &["fetch", &path])
+                    .stdout
+                    .join("\n")
+            })
+        },
+    );
+    assert_eq!(got, "the secret");
 }
