@@ -19,21 +19,6 @@ use crate::support::{
 /// appendix that says how to run one.
 const CHECKED_BY: &str = r#"<p class="checked"><a href="appendix-testing.html#running-one-test">Checked by</a>: "#;
 
-/// Chapters whose running text still quotes test names, to be moved into
-/// "Checked by" lines (issue 19). A chapter leaves this list when it has
-/// none left; the test fails if one on the list has none.
-#[rustfmt::skip]
-const NOT_YET_CONVERTED: &[&str] = &[
-    "ch05",
-    "ch06",
-    "ch07",
-    "ch08",
-    "ch09",
-    "ch10",
-    "ch11",
-    "ch12",
-];
-
 /// Every test module's source, by module name (`ch02_signals`, `links`).
 fn test_modules() -> Vec<(String, String)> {
     let root = workspace_root();
@@ -64,12 +49,11 @@ static FULL_NAME: LazyLock<Regex> = LazyLock::new(|| {
 /// The problems of one chapter's citations: a "Checked by" line not in the
 /// one form, a name in it that is no test of the module it names, and a
 /// name quoted in running text (a test's, which belongs in a "Checked by"
-/// line, or nobody's, a test renamed away) unless `quotes_allowed`.
+/// line, or nobody's, a test renamed away).
 fn citation_problems(
     file: &str,
     text: &str,
     modules: &[(String, String)],
-    quotes_allowed: bool,
 ) -> Vec<String> {
     let mut problems = Vec::new();
     for line in CHECKED_LINE.find_iter(text) {
@@ -113,7 +97,7 @@ fn citation_problems(
             .any(|(_, source)| source.contains(&format!("fn {name}()")));
         if !is_test {
             problems.push(format!("{file}:{at}: no test named `{name}`"));
-        } else if !quotes_allowed {
+        } else {
             problems.push(format!(
                 "{file}:{at}: `{name}` is a test: say in words what it shows, and name it in a \"Checked by\" line"
             ));
@@ -131,19 +115,9 @@ fn citation_problems(
 fn every_test_named_in_the_prose_exists() {
     let modules = test_modules();
     let mut problems = Vec::new();
-    let mut unconverted = Vec::new();
     for (path, text) in markdown_sources() {
-        let file = from_root(&path);
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let listed = NOT_YET_CONVERTED.iter().any(|ch| name.starts_with(ch));
-        if listed && QUOTED_NAME.find(&text).is_none() {
-            unconverted.push(format!(
-                "{file}: quotes no test name: take it off NOT_YET_CONVERTED"
-            ));
-        }
-        problems.extend(citation_problems(&file, &text, &modules, listed));
+        problems.extend(citation_problems(&from_root(&path), &text, &modules));
     }
-    problems.extend(unconverted);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
@@ -158,16 +132,13 @@ fn citation_problems_are_caught() {
         "{CHECKED_BY}<code>ch02_signals::alarm_rings_after_five_seconds</code>.</p>\n"
     );
     assert_eq!(
-        citation_problems("f", &good, &modules, false),
+        citation_problems("f", &good, &modules),
         Vec::<String>::new()
     );
     let two = format!(
         "{CHECKED_BY}<code>ch02_signals::alarm_rings_after_five_seconds</code>, <code>ch02_signals::alarm_rings_after_five_seconds</code>.</p>\n"
     );
-    assert_eq!(
-        citation_problems("f", &two, &modules, false),
-        Vec::<String>::new()
-    );
+    assert_eq!(citation_problems("f", &two, &modules), Vec::<String>::new());
     let cases = [
         // A test that does not exist, or lives in another module.
         format!("{CHECKED_BY}<code>ch02_signals::alarm_never_rings_at_all</code>.</p>\n"),
@@ -182,13 +153,10 @@ fn citation_problems_are_caught() {
     ];
     for case in &cases {
         assert!(
-            !citation_problems("f", case, &modules, false).is_empty(),
+            !citation_problems("f", case, &modules).is_empty(),
             "not caught: {case}"
         );
     }
-    // A chapter not yet converted may quote a test, but not a missing one.
-    assert!(citation_problems("f", &cases[5], &modules, true).is_empty());
-    assert!(!citation_problems("f", &cases[6], &modules, true).is_empty());
 }
 
 /// What authors write when they promise more later in the book. A promise

@@ -5,8 +5,10 @@
 // signal during the clean-up exits at once, with status 1. With
 // `--no-force` that second signal does nothing at all, the mistake this
 // listing exists to show. `--count N` stops after N ticks by itself.
+// Started with SIGINT ignored (a script's `&` job), it leaves it so.
 
 use std::error::Error;
+use std::io;
 use std::process::{self, ExitCode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,7 +47,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let stop = Arc::new(AtomicBool::new(false));
-    for stop_signal in [SIGINT, SIGTERM] {
+    for stop_signal in stop_signals()? {
         if args.force {
             // Registered first, so it runs first: on the first signal it
             // finds the flag still false and does nothing; on the second
@@ -77,6 +79,32 @@ fn run() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 // ANCHOR_END: run
+
+/// SIGINT and SIGTERM, less a SIGINT that the parent left ignored (a job
+/// that a script starts with `&`): ignoring it was the user's choice, and
+/// signal-hook's `register` would replace the "ignore" with its handler.
+fn stop_signals() -> io::Result<Vec<i32>> {
+    let int_ignored = is_ignored(SIGINT)?;
+    Ok([SIGINT, SIGTERM]
+        .into_iter()
+        .filter(|&number| !(number == SIGINT && int_ignored))
+        .collect())
+}
+
+/// Whether `signal` is ignored: inherited so from the parent, through
+/// `exec`. A null new action makes `sigaction` only report the current one.
+fn is_ignored(signal: i32) -> io::Result<bool> {
+    let mut current = std::mem::MaybeUninit::<nix::libc::sigaction>::zeroed();
+    // SAFETY: `current` is writable and as large as a `sigaction`; with a
+    // null new action nothing is changed.
+    let done = unsafe {
+        nix::libc::sigaction(signal, std::ptr::null(), current.as_mut_ptr())
+    };
+    nix::errno::Errno::result(done)?;
+    // SAFETY: `sigaction` succeeded, and filled it in.
+    let current = unsafe { current.assume_init() };
+    Ok(current.sa_sigaction == nix::libc::SIG_IGN)
+}
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"
 /// before `main`: when whoever reads our output goes away, we end quietly,

@@ -4,7 +4,8 @@
 // the main thread, which stops; then the main thread closes the iterator
 // through its `Handle`, and the signal thread's loop ends. With
 // `--no-close` it forgets that step, and waits for the signal thread
-// forever. `--count N` stops after N ticks by itself.
+// forever. `--count N` stops after N ticks by itself. Started with
+// SIGINT ignored (a script's `&` job), it leaves it so.
 
 use std::error::Error;
 use std::io::{self, Write};
@@ -37,7 +38,9 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let (count, close) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    let mut signals = Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT])?;
+    let mut wanted = vec![SIGHUP, SIGUSR1];
+    wanted.extend(stop_signals()?);
+    let mut signals = Signals::new(wanted)?;
     let handle = signals.handle();
     let ticks = Arc::new(AtomicU64::new(0));
     let (stop_tx, stop_rx) = mpsc::channel();
@@ -90,6 +93,32 @@ fn run() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 // ANCHOR_END: run
+
+/// SIGINT and SIGTERM, less a SIGINT that the parent left ignored (a job
+/// that a script starts with `&`): ignoring it was the user's choice, and
+/// signal-hook's `register` would replace the "ignore" with its handler.
+fn stop_signals() -> io::Result<Vec<i32>> {
+    let int_ignored = is_ignored(SIGINT)?;
+    Ok([SIGINT, SIGTERM]
+        .into_iter()
+        .filter(|&number| !(number == SIGINT && int_ignored))
+        .collect())
+}
+
+/// Whether `signal` is ignored: inherited so from the parent, through
+/// `exec`. A null new action makes `sigaction` only report the current one.
+fn is_ignored(signal: i32) -> io::Result<bool> {
+    let mut current = std::mem::MaybeUninit::<nix::libc::sigaction>::zeroed();
+    // SAFETY: `current` is writable and as large as a `sigaction`; with a
+    // null new action nothing is changed.
+    let done = unsafe {
+        nix::libc::sigaction(signal, std::ptr::null(), current.as_mut_ptr())
+    };
+    nix::errno::Errno::result(done)?;
+    // SAFETY: `sigaction` succeeded, and filled it in.
+    let current = unsafe { current.assume_init() };
+    Ok(current.sa_sigaction == nix::libc::SIG_IGN)
+}
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"
 /// before `main`: when whoever reads our output goes away, we end quietly,

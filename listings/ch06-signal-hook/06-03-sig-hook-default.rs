@@ -3,7 +3,8 @@
 // SIGINT with signal-hook's iterator, cleans up in ordinary code, and then
 // lets the signal's default action end it, so that its parent sees "killed
 // by SIGTERM", the truth. With `--exit-code` it exits with status 128+n
-// instead, as many programs do; Chapter 12 compares the two.
+// instead, as many programs do; Chapter 12 compares the two. Started with
+// SIGINT ignored (a script's `&` job), it leaves it so.
 
 use std::error::Error;
 use std::io::{self, Write};
@@ -31,7 +32,7 @@ fn main() -> ExitCode {
 fn run() -> Result<ExitCode, Box<dyn Error>> {
     restore_sigpipe()?;
     let exit_code = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let mut signals = Signals::new(stop_signals()?)?;
     let pid = getpid();
     println!("Working as pid {pid}; stop me with Ctrl-C or kill {pid}");
 
@@ -51,6 +52,32 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     Err(format!("{name} did not end the process").into())
 }
 // ANCHOR_END: run
+
+/// SIGINT and SIGTERM, less a SIGINT that the parent left ignored (a job
+/// that a script starts with `&`): ignoring it was the user's choice, and
+/// signal-hook's `register` would replace the "ignore" with its handler.
+fn stop_signals() -> io::Result<Vec<i32>> {
+    let int_ignored = is_ignored(SIGINT)?;
+    Ok([SIGINT, SIGTERM]
+        .into_iter()
+        .filter(|&number| !(number == SIGINT && int_ignored))
+        .collect())
+}
+
+/// Whether `signal` is ignored: inherited so from the parent, through
+/// `exec`. A null new action makes `sigaction` only report the current one.
+fn is_ignored(signal: i32) -> io::Result<bool> {
+    let mut current = std::mem::MaybeUninit::<nix::libc::sigaction>::zeroed();
+    // SAFETY: `current` is writable and as large as a `sigaction`; with a
+    // null new action nothing is changed.
+    let done = unsafe {
+        nix::libc::sigaction(signal, std::ptr::null(), current.as_mut_ptr())
+    };
+    nix::errno::Errno::result(done)?;
+    // SAFETY: `sigaction` succeeded, and filled it in.
+    let current = unsafe { current.assume_init() };
+    Ok(current.sa_sigaction == nix::libc::SIG_IGN)
+}
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"
 /// before `main`: when whoever reads our output goes away, we end quietly,

@@ -10,7 +10,8 @@
 //
 // The file is in a private directory, made with `mkdtemp` in `--dir DIR`
 // (default: the system's, `$TMPDIR` or /tmp), which `Drop` removes with
-// it. Only the last two ends remove them.
+// it. Only the last two ends remove them. Started with SIGINT ignored (a
+// script's `&` job), it leaves it so, and stops on SIGTERM alone.
 
 use std::error::Error;
 use std::fs;
@@ -82,7 +83,7 @@ fn run() -> Result<Option<(i32, End)>, Box<dyn Error>> {
     let (end, dir) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let stop = Arc::new(AtomicUsize::new(0));
     if end != End::Default {
-        for number in [SIGTERM, SIGINT] {
+        for number in stop_signals()? {
             flag::register_usize(number, Arc::clone(&stop), number as usize)?;
         }
     }
@@ -111,6 +112,32 @@ fn run() -> Result<Option<(i32, End)>, Box<dyn Error>> {
     Ok(Some((number, end)))
 }
 // ANCHOR_END: run
+
+/// SIGINT and SIGTERM, less a SIGINT that the parent left ignored (a job
+/// that a script starts with `&`): ignoring it was the user's choice, and
+/// signal-hook's `register` would replace the "ignore" with its handler.
+fn stop_signals() -> io::Result<Vec<i32>> {
+    let int_ignored = is_ignored(SIGINT)?;
+    Ok([SIGINT, SIGTERM]
+        .into_iter()
+        .filter(|&number| !(number == SIGINT && int_ignored))
+        .collect())
+}
+
+/// Whether `signal` is ignored: inherited so from the parent, through
+/// `exec`. A null new action makes `sigaction` only report the current one.
+fn is_ignored(signal: i32) -> io::Result<bool> {
+    let mut current = std::mem::MaybeUninit::<nix::libc::sigaction>::zeroed();
+    // SAFETY: `current` is writable and as large as a `sigaction`; with a
+    // null new action nothing is changed.
+    let done = unsafe {
+        nix::libc::sigaction(signal, std::ptr::null(), current.as_mut_ptr())
+    };
+    nix::errno::Errno::result(done)?;
+    // SAFETY: `sigaction` succeeded, and filled it in.
+    let current = unsafe { current.assume_init() };
+    Ok(current.sa_sigaction == nix::libc::SIG_IGN)
+}
 
 /// `mkdtemp`: a new directory in `parent` with mode 0700, under a name
 /// nobody can guess or take first.

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::support::{
-    Listing, assert_rejects, assert_session_matches_book, cargo_run,
-    pending_signals, shell, state_of, wait_until,
+    Listing, assert_rejects, assert_session_matches_book, cargo_run, have,
+    pending_signals, run, shell, state_of, wait_until,
 };
 
 /// Waits until `signal` is no longer pending for the listing: delivered.
@@ -192,6 +192,79 @@ fn dollar_question(status: std::process::ExitStatus) -> String {
         .map_or("?".into(), |n| n.to_string())
 }
 
+/// Starts `bin` with SIGINT ignored, as a script starts a job with `&`
+/// (the harness gives every listing default signals, so `env` ignores
+/// SIGINT and then execs the listing, which keeps the pid), and checks,
+/// once it has said it is ready, that SIGINT is still ignored and not
+/// caught.
+fn start_ignoring_sigint(bin: &str, args: &[&str]) -> Listing {
+    let mut command = std::process::Command::new("env");
+    command.arg("--ignore-signal=INT").arg(bin).args(args);
+    let mut listing =
+        Listing::spawn(&mut command, std::process::Stdio::piped());
+    listing.next_line();
+    assert_eq!(
+        sigint_in(listing.pid()),
+        (true, false),
+        "SIGINT (ignored, caught)"
+    );
+    listing
+}
+
+/// Whether `pid` ignores SIGINT, and whether it catches it, from the
+/// SigIgn and SigCgt masks of its /proc status.
+fn sigint_in(pid: nix::unistd::Pid) -> (bool, bool) {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let has = |field: &str| {
+        let mask = status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            .expect(field);
+        mask & (1 << (Signal::SIGINT as i32 - 1)) != 0
+    };
+    (has("SigIgn:"), has("SigCgt:"))
+}
+
+#[test]
+fn sig_hook_flag_leaves_a_sigint_ignored_when_it_was_started_so() {
+    let args = ["--cleanup-secs", "2"];
+    let mut hook = start_ignoring_sigint(bin!("sig-hook-flag"), &args);
+    // Discarded by the kernel: an ignored signal is never even pending.
+    hook.signal(Signal::SIGINT);
+    hook.signal(Signal::SIGTERM);
+    hook.expect("Cleaning up for 2 s; a second signal stops me now");
+    // Caught, this would be the second signal, and exit with status 1.
+    hook.signal(Signal::SIGINT);
+    hook.expect("Clean exit");
+    let out = hook.finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+}
+
+#[test]
+fn sig_hook_thread_leaves_a_sigint_ignored_when_it_was_started_so() {
+    let mut thread = start_ignoring_sigint(bin!("sig-hook-thread"), &[]);
+    thread.signal(Signal::SIGINT);
+    // Caught, SIGINT would have stopped the main thread before this.
+    thread.signal(Signal::SIGHUP);
+    thread.expect("Signal thread: SIGHUP, would reload");
+    thread.signal(Signal::SIGTERM);
+    thread.expect("Main thread: stopping on signal 15");
+    let out = thread.finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+}
+
+#[test]
+fn sig_hook_default_leaves_a_sigint_ignored_when_it_was_started_so() {
+    let mut hook = start_ignoring_sigint(bin!("sig-hook-default"), &[]);
+    hook.signal(Signal::SIGINT);
+    hook.signal(Signal::SIGTERM);
+    hook.expect("Got SIGTERM: cleaning up");
+    let out = hook.finish();
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+}
+
 #[test]
 fn sig_coalesce_reports_again_a_signal_delivered_during_its_report() {
     // A SIGUSR1 that comes while the loop body works on the first one's
@@ -279,6 +352,113 @@ fn sig_coalesce_sees_at_least_one_of_many_sent_while_it_runs() {
         assert!((1..=1000).contains(&handled), "{handled}");
         assert!((1..=handled).contains(&reported), "{reported}");
     }
+}
+
+/// The counts of one `--busy-ms` row of `coalesce-count`'s output:
+/// (handler runs, iterator reports), run by run.
+fn coalesce_row(line: &str, busy_ms: u32) -> Vec<(u64, u64)> {
+    let row = regex::Regex::new(&format!(
+        r"^--busy-ms {busy_ms}: handler ran ([\d, ]+); iterator reported ([\d, ]+)$"
+    ))
+    .unwrap();
+    let caps = row
+        .captures(line)
+        .unwrap_or_else(|| panic!("not a --busy-ms {busy_ms} row: {line:?}"));
+    let numbers = |list: &str| -> Vec<u64> {
+        list.split(", ")
+            .map(|n| n.parse().expect("a count"))
+            .collect()
+    };
+    let (ran, reported) = (numbers(&caps[1]), numbers(&caps[2]));
+    assert_eq!(ran.len(), reported.len(), "{line}");
+    ran.into_iter().zip(reported).collect()
+}
+
+/// What standard signals guarantee of each run: at least one delivery, no
+/// more than were sent, at least one report, no more than deliveries.
+fn assert_coalesce_runs_hold(runs: &[(u64, u64)], sent: u64) {
+    for &(handled, reported) in runs {
+        assert!((1..=sent).contains(&handled), "{handled} of {sent}");
+        assert!((1..=handled).contains(&reported), "{reported} of {handled}");
+    }
+}
+
+#[test]
+fn coalesce_count_counts_what_the_handler_and_the_iterator_see() {
+    if !have("python3") || !have("bash") {
+        return;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/ch06-signal-hook/coalesce-count"
+    );
+    let args = ["--runs", "2", "--sends", "50", bin!("sig-coalesce")];
+    let out = run(script, &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.len(), 4, "{:#?}", out.stdout);
+    assert!(
+        out.stdout[0].starts_with(
+            "50 SIGUSR1s sent by a bash loop, 2 runs each; Linux "
+        ),
+        "{:#?}",
+        out.stdout
+    );
+    for (line, busy_ms) in [(&out.stdout[1], 0), (&out.stdout[2], 10)] {
+        let runs = coalesce_row(line, busy_ms);
+        assert_eq!(runs.len(), 2, "{line}");
+        assert_coalesce_runs_hold(&runs, 50);
+    }
+    assert!(
+        out.stdout[3].starts_with("load average "),
+        "{:#?}",
+        out.stdout
+    );
+    assert_rejects(script, &["--runs", "0"], "must be at least 1");
+}
+
+#[test]
+fn coalesce_count_output_in_the_book_holds_and_the_chapter_quotes_it() {
+    // The counts shown come from a real run of the command on its first
+    // line; they cannot be compared with a new run, but they must hold
+    // what standard signals guarantee, and the prose must quote them.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/ch06-signal-hook");
+    let shown =
+        std::fs::read_to_string(format!("{dir}/coalesce-count.out")).unwrap();
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(
+        lines[0],
+        "$ listings/ch06-signal-hook/coalesce-count --runs 10"
+    );
+    assert!(
+        lines[1]
+            .starts_with("1000 SIGUSR1s sent by a bash loop, 10 runs each; ")
+    );
+    let mut all = coalesce_row(lines[2], 0);
+    all.extend(coalesce_row(lines[3], 10));
+    assert_eq!(all.len(), 20);
+    assert_coalesce_runs_hold(&all, 1000);
+    assert!(lines[4].starts_with("load average "), "{shown}");
+    assert_eq!(lines.len(), 5, "{shown}");
+
+    let chapter =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../src/ch06-signal-hook.md");
+    let text = std::fs::read_to_string(chapter).unwrap();
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let quoted = regex::Regex::new(
+        r"the handler ran between (\d+) and (\d+) times for a thousand sent, and the iterator reported as few as (\d+)",
+    )
+    .unwrap();
+    let caps = quoted.captures(&text).expect("the chapter quotes the run");
+    let number = |i: usize| caps[i].parse::<u64>().unwrap();
+    let handled = all.iter().map(|&(h, _)| h);
+    let reported = all.iter().map(|&(_, r)| r);
+    assert_eq!(
+        number(1),
+        handled.clone().min().unwrap(),
+        "fewest deliveries"
+    );
+    assert_eq!(number(2), handled.max().unwrap(), "most deliveries");
+    assert_eq!(number(3), reported.min().unwrap(), "fewest reports");
 }
 
 #[test]

@@ -115,6 +115,57 @@ fn sig_reaper_waitpid_minus_1_steals_the_status_of_a_command_child() {
 }
 
 #[test]
+fn sig_reaper_wake_ups_shown_come_from_the_command_shown() {
+    // The counts in the book are one run of the command on the file's
+    // first line: it must still work (run here twice, with this build),
+    // every line must be a whole burst reaped, and the prose must quote
+    // the smallest and largest count.
+    let summary = regex::Regex::new(
+        r"^(\d+) wake-ups on SIGCHLD; reaped 50 of 50 children$",
+    )
+    .unwrap();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/ch09-children");
+    let shown =
+        std::fs::read_to_string(format!("{dir}/09-02-wake-ups.out")).unwrap();
+    let mut lines = shown.lines();
+    let command = lines.next().unwrap().strip_prefix("$ ").unwrap();
+    assert_eq!(
+        command,
+        "for run in $(seq 13); do target/debug/sig-reaper --children 50 \
+         | tail -n 1; done"
+    );
+    let counts: Vec<u32> = lines
+        .map(|line| {
+            summary.captures(line).unwrap_or_else(|| panic!("{line:?}"))[1]
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(counts.len(), 13);
+    assert!(counts.iter().all(|n| (1..=50).contains(n)), "{counts:?}");
+
+    let again = command
+        .replace("seq 13", "seq 2")
+        .replace("target/debug/sig-reaper", bin!("sig-reaper"));
+    let out = shell(&again);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert!(out.iter().all(|line| summary.is_match(line)), "{out:?}");
+
+    let chapter =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../src/ch09-children.md");
+    let text = std::fs::read_to_string(chapter).unwrap();
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let quoted = regex::Regex::new(
+        r"Between (\d+) and (\d+) wake-ups for fifty children",
+    )
+    .unwrap();
+    let caps = quoted.captures(&text).expect("the chapter quotes the run");
+    let min = *counts.iter().min().unwrap();
+    let max = *counts.iter().max().unwrap();
+    assert_eq!((&caps[1], &caps[2]), (&*min.to_string(), &*max.to_string()));
+}
+
+#[test]
 fn sig_reaper_reaps_a_burst_however_the_sigchlds_fall() {
     // Without --hold the number of wake-ups depends on timing; reaping
     // everything on each of them gets all children every time.

@@ -193,3 +193,60 @@ fn timer_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("sig-count"), &["--count", "0"], "between 1 and 10000");
     assert_rejects(bin!("sig-queue"), &["--count", "x"], r#"argument "x""#);
 }
+
+/// The lines of an output file of chapter 11 after its command, which
+/// must be `command`.
+fn shown_after(file: &str, command: &str) -> Vec<String> {
+    let path = format!("{}/ch11-timers/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines().map(String::from);
+    assert_eq!(lines.next().as_deref(), Some(&*format!("$ {command}")));
+    lines.collect()
+}
+
+#[test]
+fn sig_count_runs_shown_come_from_the_commands_shown() {
+    // Two runs the chapter shows, of the commands on their files' first
+    // lines: the numbers are luck, but each must be possible, and the
+    // prose's "fewer than a hundred" and "about a hundred" must hold.
+    let row = regex::Regex::new(
+        r"^(handler, blocked while sent|handler, not blocked|signalfd|signal-hook iterator) +(SIGUSR1|SIGRTMIN) +1000  (\d+)( \(measured\))?$",
+    )
+    .unwrap();
+    let seen = |line: &str| -> (String, u32) {
+        let caps = row.captures(line).unwrap_or_else(|| panic!("{line:?}"));
+        (caps[1].to_string(), caps[3].parse().unwrap())
+    };
+    let unblocked = "for run in $(seq 7); do target/debug/sig-count | grep \
+                     \"not blocked  *SIGUSR1\"; done";
+    let runs = shown_after("11-03-unblocked-runs.out", unblocked);
+    assert_eq!(runs.len(), 7);
+    for line in &runs {
+        let (scheme, count) = seen(line);
+        assert_eq!(scheme, "handler, not blocked");
+        assert!((1..=1000).contains(&count), "{line}");
+    }
+    let again = unblocked
+        .replace("seq 7", "seq 1")
+        .replace("target/debug/sig-count", bin!("sig-count"));
+    let out = shell(&again);
+    assert_eq!(out.len(), 1, "{out:?}");
+    seen(&out[0]);
+
+    let limited = "for run in 1 2; do prlimit --sigpending=100 \
+                   target/debug/sig-count | grep SIGRTMIN; \
+                   echo \"exit ${PIPESTATUS[0]}\"; done";
+    let runs = shown_after("11-03-sigpending.out", limited);
+    assert_eq!(runs.len(), 10, "{runs:#?}");
+    for run in runs.chunks(5) {
+        assert_eq!(run[4], "exit 0");
+        for line in &run[..4] {
+            let (scheme, count) = seen(line);
+            match &*scheme {
+                "handler, not blocked" => assert!((90..=200).contains(&count)),
+                "signal-hook iterator" => assert_eq!(count, 1),
+                _ => assert!((1..100).contains(&count), "{line}"),
+            }
+        }
+    }
+}

@@ -91,6 +91,39 @@ fn sig_cleanup_leaves_nothing_in_the_directory_it_runs_in() {
 }
 
 #[test]
+fn sig_cleanup_leaves_a_sigint_ignored_when_it_was_started_so() {
+    // Started as a script starts a job with `&`: `env` ignores SIGINT and
+    // execs the listing (the harness gives every listing default signals).
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new("env");
+    command
+        .arg("--ignore-signal=INT")
+        .arg(bin!("sig-cleanup"))
+        .args(["--end", "reraise", "--dir", dir.path().to_str().unwrap()]);
+    let mut cleanup = Listing::spawn(&mut command, Stdio::piped());
+    cleanup.next_line();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", cleanup.pid()))
+            .unwrap();
+    let sigint = 1 << (Signal::SIGINT as i32 - 1);
+    for (field, set) in [("SigIgn:", true), ("SigCgt:", false)] {
+        let mask = status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            .expect(field);
+        assert_eq!(mask & sigint != 0, set, "SIGINT in {field}");
+    }
+    // Discarded: caught, it would end the run before the SIGTERM.
+    cleanup.signal(Signal::SIGINT);
+    cleanup.signal(Signal::SIGTERM);
+    cleanup.expect("Got SIGTERM: returning from run");
+    let out = cleanup.finish();
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
 fn sig_cleanup_sessions_match_the_book() {
     // Checks run in a temporary directory; blessing in the system's, as a
     // reader's run does, and then removes what `default` left there.
