@@ -1,10 +1,12 @@
 // ANCHOR: whole
-// Listing 27-5: the physical limit. Copies a buffer of SIZE bytes into
-// another, over and over, until BYTES have been copied, and prints the
-// rate. A pipe or a socket copies every byte at least once; none can move
-// data faster than this. A buffer that fits in the CPU's caches (64 KiB,
-// the chunk of Listing 27-2) gives the fastest a copy can be; one far
-// larger than the caches (256 MiB) gives the speed of main memory.
+// Listing 27-5: a yardstick. Copies a buffer of SIZE bytes into another,
+// over and over, until BYTES have been copied, and prints the rate: how
+// fast this machine copies memory in user space. It is no limit for a
+// pipe, which copies with the kernel's own routines and does much besides,
+// or for `splice`, which copies nothing. A buffer that fits in the CPU's
+// caches (64 KiB, the chunk of Listing 27-2) gives the fastest a copy can
+// be; one far larger than the caches (64 MiB or more) gives the speed of
+// main memory.
 
 use std::error::Error;
 use std::hint::black_box;

@@ -425,19 +425,51 @@ fn chapter_27_claims_hold_in_the_published_results() {
             at("64K")
         );
     }
-    // "Small chunks ... the rate falls with them."
+    let chunked = |mech: &str, place: &str, chunk: &str| {
+        let what = [
+            ("sweep", json!("chunk size")),
+            ("mechanism", json!(mech)),
+            ("placement", json!(place)),
+            ("chunk", json!(chunk)),
+        ];
+        median_of(&raw["sweeps"], &what, "rate")
+    };
+    // "On one CPU, small chunks ... the rate falls with them."
     for mech in ["pipe", "unix", "tcp"] {
-        let at = |chunk: &str| {
-            let what = [
-                ("sweep", json!("chunk size")),
-                ("mechanism", json!(mech)),
-                ("placement", json!("same")),
-                ("chunk", json!(chunk)),
-            ];
-            median_of(&raw["sweeps"], &what, "rate")
-        };
+        let at = |chunk: &str| chunked(mech, "same", chunk);
         assert!(at("4K") < at("64K"), "{mech}: {} {}", at("4K"), at("64K"));
     }
+    // "On two CPUs the pipe does the opposite: it is fastest with chunks of
+    // 16 KiB and slowest with the largest, and TCP too is slower with
+    // chunks of 1 MiB than of 256 KiB, on either placement."
+    let pipe: Vec<f64> = ["4K", "16K", "64K", "256K", "1M"]
+        .iter()
+        .map(|chunk| chunked("pipe", "different", chunk))
+        .collect();
+    let fastest = pipe.iter().copied().fold(f64::MIN, f64::max);
+    let slowest = pipe.iter().copied().fold(f64::MAX, f64::min);
+    assert_eq!((pipe[1], pipe[4]), (fastest, slowest), "{pipe:?}");
+    for place in ["same", "different"] {
+        let at = |chunk: &str| chunked("tcp", place, chunk);
+        assert!(
+            at("1M") < at("256K"),
+            "{place}: {} {}",
+            at("1M"),
+            at("256K")
+        );
+    }
+    // "It is a yardstick, not a limit": vmsplice then splice, which
+    // copies nothing, outruns memcpy of a buffer in main memory.
+    let memcpy = &raw["memcpy"]["256M"];
+    let mut memcpy: Vec<f64> = memcpy
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    memcpy.sort_by(f64::total_cmp);
+    let splice = throughput("splice", "same", "rate");
+    assert!(splice > memcpy[memcpy.len() / 2], "{splice} {memcpy:?}");
 }
 
 /// The system calls a TCP transfer makes, from `strace -ff`, with their
