@@ -513,6 +513,37 @@ fn async_daemon_stops_taking_requests_from_a_client_that_keeps_sending() {
 // ---------------------------------------------------------------------------
 // The protocol of Chapter 10's daemon, byte for byte
 
+/// A client that goes on sending after the server's end of stream, and
+/// never reads, holds its connection past the stop for as long as the
+/// gentle close allows (PEER_TIMEOUT, 5 s), not longer: the default drain
+/// of 8 s still ends in a death by SIGTERM.
+#[test]
+fn a_client_that_sends_after_the_end_of_stream_holds_the_close_five_seconds() {
+    let mut daemon = start(&[]);
+    let client = Client::connect(daemon.addr);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = thread::spawn({
+        let (stop, mut stream) = (Arc::clone(&stop), client.stream);
+        move || {
+            while !stop.load(Ordering::SeqCst)
+                && stream.write_all(b"x\n").is_ok()
+            {
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    });
+    logged_request(&mut daemon, "x");
+    let sent_term = Instant::now();
+    daemon.listing.signal(Signal::SIGTERM);
+    while !daemon.listing.next_line().ends_with(": timed out") {}
+    let held = sent_term.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    sender.join().unwrap();
+    let out = daemon.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+    assert!(held >= Duration::from_millis(4500), "closed after {held:?}");
+}
+
 /// Sends `bytes`, half-closes, and returns everything the daemon sent
 /// back until it closed.
 fn converse(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
