@@ -25,7 +25,10 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread;
 use std::time::Duration;
 
 use nix::unistd::getpid;
@@ -57,7 +60,9 @@ const MAX_LINE: usize = 64 * 1024;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
+    let ran = run().await;
+    flush_log();
+    match ran {
         Ok(code) => code,
         Err(err) => {
             // Not `eprintln!`, which panics if stderr is a closed pipe.
@@ -122,6 +127,7 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
     if ready.is_err() {
         return Ok(ExitCode::SUCCESS); // Nobody reads our log: leave.
     }
+    start_log()?;
 
     let server = Server {
         config,
@@ -238,6 +244,7 @@ async fn drain(
     // or a second signal cut it short. Drop does not run then: clean up
     // first.
     drop(private_dir);
+    flush_log();
     low_level::emulate_default_handler(signal)?;
     Ok(ExitCode::FAILURE)
 }
@@ -525,11 +532,78 @@ impl Drop for PrivateDir {
     }
 }
 
-/// One line on stdout, the daemon's log. A log nobody reads is lost, and
-/// the daemon goes on.
-fn log(message: impl Display) {
-    let _ = writeln!(io::stdout(), "{message}");
+// ANCHOR: log
+/// The daemon's log, one line at a time on stdout. No task writes stdout
+/// itself: a write blocks while whoever reads the log is slow or stopped,
+/// and a worker blocked in it stops every task it would run, the stop
+/// included (Chapter 32). `log` hands each line to a thread of its own
+/// through a bounded queue, and drops the line if the queue is full; the
+/// thread says how many it dropped. A log nobody reads any more is lost.
+struct Log {
+    queue: SyncSender<String>,
+    /// Lines queued so far, and lines written (or lost to a closed stdout).
+    queued: AtomicU64,
+    written: Mutex<u64>,
+    progress: Condvar,
+    dropped: AtomicU64,
 }
+
+/// How many lines may wait for a slow reader of the log.
+const LOG_QUEUE: usize = 1024;
+
+static LOG: OnceLock<Log> = OnceLock::new();
+
+/// Starts the thread that writes the log.
+fn start_log() -> io::Result<()> {
+    let (queue, lines) = sync_channel::<String>(LOG_QUEUE);
+    let log = LOG.get_or_init(|| Log {
+        queue,
+        queued: AtomicU64::new(0),
+        written: Mutex::new(0),
+        progress: Condvar::new(),
+        dropped: AtomicU64::new(0),
+    });
+    thread::Builder::new().name("log".into()).spawn(move || {
+        for line in lines {
+            let mut out = io::stdout().lock();
+            let dropped = log.dropped.swap(0, Ordering::Relaxed);
+            if dropped > 0 {
+                let _ =
+                    writeln!(out, "({dropped} log lines dropped: not read)");
+            }
+            let _ = writeln!(out, "{line}");
+            drop(out);
+            *log.written.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            log.progress.notify_all();
+        }
+    })?;
+    Ok(())
+}
+
+/// Queues one line of the log, or drops it; never waits.
+fn log(message: impl Display) {
+    let Some(log) = LOG.get() else { return };
+    log.queued.fetch_add(1, Ordering::SeqCst);
+    if log.queue.try_send(message.to_string()).is_err() {
+        log.queued.fetch_sub(1, Ordering::SeqCst);
+        log.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Before the process ends: waits until the lines queued so far are
+/// written, for at most a second, since the reader may never come back.
+/// It blocks its thread, which is harmless only because nothing else is
+/// left to run.
+fn flush_log() {
+    let Some(log) = LOG.get() else { return };
+    let queued = log.queued.load(Ordering::SeqCst);
+    let written = log.written.lock().unwrap_or_else(|e| e.into_inner());
+    let limit = Duration::from_secs(1);
+    let _ = log
+        .progress
+        .wait_timeout_while(written, limit, |n| *n < queued);
+}
+// ANCHOR_END: log
 
 /// Every address `HOST:PORT` names (`localhost` may name several).
 fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {

@@ -14,7 +14,8 @@
 // A deadlock here is an await that never completes, not a blocked thread,
 // so a plain `timeout` (`--wait SECS`, default 2) ends it: tee is killed,
 // and reaped. SIGPIPE stays ignored: a tee that dies must not kill us, but
-// make our write fail; our own output is written with `writeln!`.
+// make our write fail, an error we report; our own report is written with
+// `writeln!`, and lost if nobody reads it.
 
 use std::error::Error;
 use std::io::{self, ErrorKind, Write};
@@ -49,8 +50,6 @@ struct Moved {
 async fn main() -> ExitCode {
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
-        // Our own stdout has no reader any more.
-        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
         Err(err) => {
             let _ = writeln!(io::stderr(), "async-child-feed: {err}");
             ExitCode::FAILURE
@@ -62,6 +61,11 @@ async fn main() -> ExitCode {
 async fn run() -> Result<(), Box<dyn Error>> {
     let (way, bytes, wait) =
         parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // More than memory can hold is an error, not an abort.
+    let mut data = Vec::new();
+    data.try_reserve_exact(bytes)
+        .map_err(|_| format!("cannot hold {bytes} bytes in memory"))?;
+    data.resize(bytes, b'x');
     let mut tee = Command::new("tee")
         .arg("/dev/stderr")
         .stdin(Stdio::piped())
@@ -71,31 +75,35 @@ async fn run() -> Result<(), Box<dyn Error>> {
         .kill_on_drop(true)
         .spawn()
         .map_err(|err| format!("cannot start tee: {err}"))?;
-    let data = vec![b'x'; bytes];
     let mut moved = Moved::default();
 
     let exchange = exchange(&mut tee, way, &data, &mut moved);
-    let late = match tokio::time::timeout(wait, exchange).await {
-        Ok(result) => result.map(|()| false)?,
-        Err(_) => true,
-    };
-    if late {
-        // `kill` sends SIGKILL and then waits for tee, reaping it.
+    let outcome = tokio::time::timeout(wait, exchange).await;
+    if !matches!(outcome, Ok(Ok(()))) {
+        // A deadlock, or a pipe that failed because tee died: `kill`
+        // sends SIGKILL, in case tee still runs, then waits, reaping it.
         tee.kill().await?;
     }
     let status = tee.wait().await?;
     let Moved { sent, out, err } = moved;
-    writeln!(
+    // Should nobody read our stdout any more, the report is lost; the
+    // outcome, and the exit status, stand.
+    let _ = writeln!(
         io::stdout(),
         "Sent {sent} of {bytes} bytes, got {out} on stdout and {err} on \
          stderr; tee {}",
         describe(status)
-    )?;
-    if late {
-        let secs = wait.as_secs();
-        return Err(format!("deadlock: tee killed after {secs} s").into());
+    );
+    match outcome {
+        Ok(Ok(())) if status.success() => Ok(()),
+        Ok(Ok(())) => Err(format!("tee {}", describe(status)).into()),
+        // Not our stdout: tee's stdin, or one of its outputs.
+        Ok(Err(err)) => Err(format!("talking to tee: {err}").into()),
+        Err(_) => {
+            let secs = wait.as_secs();
+            Err(format!("deadlock: tee killed after {secs} s").into())
+        }
     }
-    Ok(())
 }
 // ANCHOR_END: run
 
@@ -193,12 +201,6 @@ fn describe(status: ExitStatus) -> String {
         (_, Some(Ok(signal))) => format!("was killed by {signal}"),
         _ => format!("ended: {status}"),
     }
-}
-
-/// True if `err` says that the reader of a pipe we wrote to has gone.
-fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
-    err.downcast_ref::<io::Error>()
-        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
 }
 
 /// Reads `[WAY] [--bytes N] [--wait SECS]`.

@@ -513,6 +513,89 @@ fn async_daemon_stops_taking_requests_from_a_client_that_keeps_sending() {
 // ---------------------------------------------------------------------------
 // The protocol of Chapter 10's daemon, byte for byte
 
+/// The daemon's log is a pipe that nobody reads after the ready line, as
+/// when its reader is stopped: the pipe fills, and still every request is
+/// answered and SIGTERM stops the daemon, since no task waits for the log.
+#[test]
+fn async_daemon_serves_and_stops_while_nobody_reads_its_log() {
+    let (log, log_end) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let mut command = Command::new(bin!("async-daemon"));
+    command.args(["127.0.0.1:0"]).env("TMPDIR", tmp.path());
+    let listing = Listing::spawn(&mut command, Stdio::from(log_end));
+    drop(command);
+    // The ready line, and then not another byte.
+    let mut log = fs::File::from(log);
+    let mut ready = Vec::new();
+    let mut byte = [0u8];
+    while ready.last() != Some(&b'\n') {
+        assert_eq!(log.read(&mut byte).expect("read the log"), 1, "{ready:?}");
+        ready.push(byte[0]);
+    }
+    let ready = String::from_utf8(ready).unwrap();
+    let addr = ready.split(' ').nth(2).expect("an address");
+    let daemon = Daemon {
+        listing,
+        addr: addr.parse().expect("an address"),
+        config: PathBuf::new(),
+        tmp: Some(tmp),
+    };
+    // Each request logs a line of about 40 bytes: 3000 of them are more
+    // than a pipe and the daemon's queue of log lines hold.
+    let mut client = Client::connect(daemon.addr);
+    client
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    for n in 0..3000 {
+        // One write per request: `writeln!` makes several, which Nagle's
+        // algorithm would hold back for the reply's delayed ACK.
+        let request = format!("r{n}\n");
+        client.stream.write_all(request.as_bytes()).unwrap();
+        assert_eq!(
+            client.reply().as_deref(),
+            Some(format!("hello, r{n}\n").as_str())
+        );
+    }
+    drop(client);
+    daemon.listing.signal(Signal::SIGTERM);
+    let out = daemon.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+    drop(log);
+}
+
+/// A client that goes on sending after the server's end of stream, and
+/// never reads, holds its connection past the stop for as long as the
+/// gentle close allows (PEER_TIMEOUT, 5 s), not longer: the default drain
+/// of 8 s still ends in a death by SIGTERM.
+#[test]
+fn a_client_that_sends_after_the_end_of_stream_holds_the_close_five_seconds() {
+    let mut daemon = start(&[]);
+    let client = Client::connect(daemon.addr);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = thread::spawn({
+        let (stop, mut stream) = (Arc::clone(&stop), client.stream);
+        move || {
+            while !stop.load(Ordering::SeqCst)
+                && stream.write_all(b"x\n").is_ok()
+            {
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    });
+    logged_request(&mut daemon, "x");
+    let sent_term = Instant::now();
+    daemon.listing.signal(Signal::SIGTERM);
+    while !daemon.listing.next_line().ends_with(": timed out") {}
+    let held = sent_term.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    sender.join().unwrap();
+    let out = daemon.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+    assert!(held >= Duration::from_millis(4500), "closed after {held:?}");
+}
+
 /// Sends `bytes`, half-closes, and returns everything the daemon sent
 /// back until it closed.
 fn converse(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {

@@ -9,7 +9,7 @@ use regex::Regex;
 
 use crate::support::{
     KillGroupOnDrop, Listing, assert_rejects,
-    assert_session_matches_book_masking, cargo_run, finish_clean,
+    assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
     group_is_gone, is_dead, run_clean, state_of, wait_until,
 };
 
@@ -247,8 +247,45 @@ fn async_children_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("async-child-feed"), &["later"], "unknown way");
     assert_rejects(bin!("async-child-feed"), &["--bytes", "-1"], "--bytes");
     assert_rejects(bin!("async-child-feed"), &["--wait", "x"], r#""x""#);
+    // More bytes than memory can hold: an error, not a panic or an abort.
+    let most = usize::MAX.to_string();
+    assert_rejects(
+        bin!("async-child-feed"),
+        &["--bytes", &most],
+        "cannot hold",
+    );
     assert_rejects(bin!("async-child-kill"), &["forget"], "unknown way");
     assert_rejects(bin!("async-child-kill"), &["--wait", "-1"], "--wait");
+}
+
+/// A tee that dies in the middle of the exchange is a failure, told and
+/// reaped: not taken for our own stdout going away, with status 0.
+#[test]
+fn async_child_feed_reports_a_tee_that_dies_mid_exchange() {
+    // `write-first` blocks in its write to tee's full stdin; a long limit
+    // keeps the timeout out of it.
+    let feed = Listing::start(
+        bin!("async-child-feed"),
+        &["write-first", "--wait", "60"],
+    );
+    let mut tee = Vec::new();
+    wait_until("tee has started", || {
+        tee = children_of(feed.pid());
+        !tee.is_empty()
+    });
+    nix::sys::signal::kill(tee[0], nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = finish_clean(feed);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "async-child-feed: talking to tee: Broken pipe (os error 32)\n"
+    );
+    assert_eq!(out.stdout.len(), 1, "{:?}", out.stdout);
+    assert!(
+        out.stdout[0].ends_with("; tee was killed by SIGTERM"),
+        "{:?}",
+        out.stdout
+    );
 }
 
 /// What the chapter says of how tokio waits on Linux: a pidfd in its
