@@ -188,10 +188,6 @@ fn every_figure_is_labelled_and_shown_with_a_caption() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// Figures the prose does not mention yet: Part V's plots. Take a figure
-/// off once a sentence of its chapter points at it.
-const NOT_YET_MENTIONED: &[&str] = &["26-2", "27-1"];
-
 /// Every figure is pointed at from the prose of its chapter ("Figure 2-1
 /// shows …"), outside its own caption: a figure nobody mentions is met
 /// with no word of what to look at in it.
@@ -213,18 +209,12 @@ fn every_figure_is_mentioned_by_its_chapter() {
         for cap in CAPTION.captures_iter(&text) {
             let id = &cap[1];
             let mention = Regex::new(&format!(r"\bFigure {id}\b")).unwrap();
-            let mentioned = mention.is_match(&prose);
-            if mentioned == NOT_YET_MENTIONED.contains(&id) {
-                let at = format!(
-                    "{}:{}",
+            if !mention.is_match(&prose) {
+                problems.push(format!(
+                    "{}:{}: no sentence mentions Figure {id}",
                     from_root(&file),
                     line_of(&text, cap.get(0).unwrap().start())
-                );
-                problems.push(if mentioned {
-                    format!("{at}: Figure {id} is mentioned now: take it off NOT_YET_MENTIONED")
-                } else {
-                    format!("{at}: no sentence mentions Figure {id}")
-                });
+                ));
             }
         }
     }
