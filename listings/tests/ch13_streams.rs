@@ -264,6 +264,21 @@ fn length_server_answers_frames_with_frames() {
 }
 
 #[test]
+fn length_server_answers_the_largest_frame_it_accepts() {
+    // The reply is 14 bytes longer than the request: a request of
+    // MAX_FRAME bytes, which the server accepts, must still get one.
+    let (server, addr) = start_server(
+        bin!("tcp-length"),
+        &["server", "127.0.0.1:0", "--count", "1"],
+    );
+    let message = "x".repeat(65_536);
+    let client = run(bin!("tcp-length"), &["client", &addr, &message]);
+    assert!(client.status.success(), "{}", client.stderr);
+    assert_eq!(client.stdout, [format!("server got: [{message}]")]);
+    assert!(server.finish().stdout[1].ends_with(": answered 1 frames"));
+}
+
+#[test]
 fn length_server_answers_python_with_struct() {
     let script = r#"python3 -c '
 import socket, struct
