@@ -615,6 +615,31 @@ fn line_client_reports_a_hang_up_instead_of_dying_of_sigpipe() {
 }
 
 #[test]
+fn line_client_refuses_a_reply_without_end_from_a_hostile_server() {
+    // A server that answers with 20 MB and no newline: the client must
+    // stop at the longest reply there can be, not read it all into memory.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let garbage = vec![b'x'; 64 * 1024];
+        for _ in 0..320 {
+            if conn.write_all(&garbage).is_err() {
+                return;
+            }
+        }
+    });
+    let out = run(bin!("tcp-lines"), &["client", &addr, "hello"]);
+    server.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{} lines", out.stdout.len());
+    assert_eq!(
+        out.stderr.lines().collect::<Vec<_>>(),
+        [format!("tcp-lines: {addr}: a reply longer than 1038 bytes")]
+    );
+}
+
+#[test]
 fn stream_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("tcp-split"), &["x"], "unexpected argument");
     assert_rejects(bin!("tcp-reset"), &["x"], "unexpected argument");
