@@ -25,6 +25,9 @@ const USAGE: &str = "usage: tcp-lines server [HOST:PORT] [--count N] | \
 const DEFAULT_ADDR: &str = "127.0.0.1:50008";
 /// The longest line the server accepts, newline not counted.
 const MAX_LINE: usize = 1024;
+/// The longest reply the client accepts: a line in `server got: [` and
+/// `]`. The client trusts its server no more than the server its clients.
+const MAX_REPLY: usize = MAX_LINE + 14;
 /// The longest either side waits for the other to send or to read.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -224,8 +227,21 @@ fn client(addrs: &[SocketAddr], lines: Vec<String>) -> io::Result<()> {
         let _ = sent.send(result);
     });
     let mut out = io::stdout().lock();
-    for reply in BufReader::new(&sock).split(b'\n') {
-        writeln!(out, "{}", reply?.escape_ascii())?;
+    let mut replies = BufReader::new(&sock);
+    let mut reply = Vec::new();
+    loop {
+        reply.clear();
+        let limit = MAX_REPLY as u64 + 1;
+        if (&mut replies).take(limit).read_until(b'\n', &mut reply)? == 0 {
+            break;
+        }
+        if reply.last() == Some(&b'\n') {
+            reply.pop();
+        } else if reply.len() > MAX_REPLY {
+            let why = format!("a reply longer than {MAX_REPLY} bytes");
+            return Err(io::Error::new(ErrorKind::InvalidData, why));
+        }
+        writeln!(out, "{}", reply.escape_ascii())?;
     }
     out.flush()?;
     // The server has closed. It does that after our half-close, unless

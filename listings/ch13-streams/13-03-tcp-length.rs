@@ -22,8 +22,11 @@ use nix::sys::signal::{SigHandler, Signal, signal};
 const USAGE: &str = "usage: tcp-length server [HOST:PORT] [--count N] \
                      [--with-capacity] | client HOST:PORT MESSAGE...";
 const DEFAULT_ADDR: &str = "127.0.0.1:50008";
-/// The largest frame either side accepts.
+/// The largest request the server accepts.
 const MAX_FRAME: usize = 64 * 1024;
+/// The largest reply: a request in `server got: [` and `]`, 14 bytes
+/// more. Each side reads and writes with the limit of what it expects.
+const MAX_REPLY: usize = MAX_FRAME + 14;
 /// The longest either side waits for the other to send or to read.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -73,13 +76,17 @@ fn run() -> Result<(), Box<dyn Error>> {
 }
 
 // ANCHOR: frames
-/// Writes one frame. Header and body go out in one `write_all`: two
-/// small writes in a row can stall for a delayed ACK, 40 ms or more
-/// (Chapter 18 measures it).
-fn write_frame(mut writer: impl Write, body: &[u8]) -> io::Result<()> {
+/// Writes one frame of at most `max` bytes. Header and body go out in
+/// one `write_all`: two small writes in a row can stall for a delayed
+/// ACK, 40 ms or more (Chapter 18 measures it).
+fn write_frame(
+    mut writer: impl Write,
+    body: &[u8],
+    max: usize,
+) -> io::Result<()> {
     let len = u32::try_from(body.len())
         .ok()
-        .filter(|&len| len as usize <= MAX_FRAME)
+        .filter(|&len| len as usize <= max)
         .ok_or_else(|| io::Error::other("frame too large to send"))?;
     let mut frame = Vec::with_capacity(4 + body.len());
     frame.extend_from_slice(&len.to_be_bytes());
@@ -87,19 +94,22 @@ fn write_frame(mut writer: impl Write, body: &[u8]) -> io::Result<()> {
     writer.write_all(&frame)
 }
 
-/// Reads one frame; `None` if the stream ends where a frame would start.
-/// The length is checked before anything is allocated: it is the peer's
-/// claim, and a peer can claim four gigabytes.
-fn read_frame(mut reader: impl Read) -> io::Result<Option<Vec<u8>>> {
+/// Reads one frame of at most `max` bytes; `None` if the stream ends
+/// where a frame would start. The length is checked before anything is
+/// allocated: it is the peer's claim, and a peer can claim four gigabytes.
+fn read_frame(
+    mut reader: impl Read,
+    max: usize,
+) -> io::Result<Option<Vec<u8>>> {
     let mut header = [0; 4];
     if !read_header(&mut reader, &mut header)? {
         return Ok(None);
     }
     let len = u32::from_be_bytes(header) as usize;
-    if len > MAX_FRAME {
+    if len > max {
         return Err(io::Error::new(
             ErrorKind::InvalidData,
-            format!("a frame of {len} bytes; the most is {MAX_FRAME}"),
+            format!("a frame of {len} bytes; the most is {max}"),
         ));
     }
     // `vec!` makes `len` zeroed bytes: a buffer of length `len`, which is
@@ -214,7 +224,7 @@ fn answer(conn: &TcpStream, with_capacity: bool) -> io::Result<usize> {
         let frame = if with_capacity {
             read_frame_with_capacity(conn)?
         } else {
-            read_frame(conn)?
+            read_frame(conn, MAX_FRAME)?
         };
         let Some(frame) = frame else {
             return Ok(answered);
@@ -222,7 +232,7 @@ fn answer(conn: &TcpStream, with_capacity: bool) -> io::Result<usize> {
         let mut reply = b"server got: [".to_vec();
         reply.extend_from_slice(&frame);
         reply.push(b']');
-        write_frame(conn, &reply)?;
+        write_frame(conn, &reply, MAX_REPLY)?;
         answered += 1;
     }
 }
@@ -263,14 +273,14 @@ fn client(addrs: &[SocketAddr], messages: &[String]) -> io::Result<()> {
     sock.set_write_timeout(Some(TIMEOUT))?;
     let mut out = io::stdout().lock();
     for message in messages {
-        write_frame(&sock, message.as_bytes())?;
-        let reply = read_frame(&sock)?.ok_or_else(|| {
+        write_frame(&sock, message.as_bytes(), MAX_FRAME)?;
+        let reply = read_frame(&sock, MAX_REPLY)?.ok_or_else(|| {
             io::Error::new(ErrorKind::UnexpectedEof, "the server hung up")
         })?;
         writeln!(out, "{}", reply.escape_ascii())?;
     }
     sock.shutdown(Shutdown::Write)?;
-    match read_frame(&sock)? {
+    match read_frame(&sock, MAX_REPLY)? {
         None => Ok(()),
         Some(_) => Err(io::Error::other("a reply nobody asked for")),
     }

@@ -157,8 +157,9 @@ fn send_to_each(
     file: &Path,
     count: Option<usize>,
 ) -> Result<(), Box<dyn Error>> {
-    // Connecting needs write permission on the socket file. The server
-    // decides what each client gets, so anyone who can reach it may.
+    // Connecting needs write permission on the socket file: anyone who
+    // can reach it gets FILE. A server that must not say yes to everyone
+    // checks the uid from SO_PEERCRED before it sends.
     fs::set_permissions(path, fs::Permissions::from_mode(0o666))?;
     writeln!(io::stdout(), "Server listening on {}", path.display())?;
     let (mut served, mut short) = (0, false);

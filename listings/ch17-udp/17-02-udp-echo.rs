@@ -17,6 +17,9 @@ const USAGE: &str = "usage: udp-echo [HOST:PORT] [--count N] [--drop N]";
 const DEFAULT_ADDR: &str = "127.0.0.1:50008";
 /// Room for the largest UDP datagram: 65,535 bytes less the headers.
 const MAX_DATAGRAM: usize = 65_536;
+/// The most a datagram can carry over IPv4 (65,535 bytes less 20 of IP
+/// header and 8 of UDP header): no reply may be longer.
+const MAX_REPLY: usize = 65_507;
 
 fn main() -> ExitCode {
     match run() {
@@ -64,6 +67,15 @@ fn run() -> Result<(), Box<dyn Error>> {
         let mut reply = b"server got: [".to_vec();
         reply.extend_from_slice(request);
         reply.push(b']');
+        // The reply is 14 bytes longer than the request: near the largest
+        // datagram it cannot be one, and `send_to` would fail with
+        // EMSGSIZE, leaving the client to wait for ever. Say so instead.
+        if reply.len() > MAX_REPLY {
+            let most = MAX_REPLY - (reply.len() - n);
+            reply =
+                format!("error: a request of {n} bytes; the most is {most}")
+                    .into_bytes();
+        }
         match sock.send_to(&reply, peer) {
             Ok(_) => {
                 writeln!(out, "{peer}: answered [{}]", request.escape_ascii())?

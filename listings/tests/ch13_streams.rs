@@ -264,6 +264,21 @@ fn length_server_answers_frames_with_frames() {
 }
 
 #[test]
+fn length_server_answers_the_largest_frame_it_accepts() {
+    // The reply is 14 bytes longer than the request: a request of
+    // MAX_FRAME bytes, which the server accepts, must still get one.
+    let (server, addr) = start_server(
+        bin!("tcp-length"),
+        &["server", "127.0.0.1:0", "--count", "1"],
+    );
+    let message = "x".repeat(65_536);
+    let client = run(bin!("tcp-length"), &["client", &addr, &message]);
+    assert!(client.status.success(), "{}", client.stderr);
+    assert_eq!(client.stdout, [format!("server got: [{message}]")]);
+    assert!(server.finish().stdout[1].ends_with(": answered 1 frames"));
+}
+
+#[test]
 fn length_server_answers_python_with_struct() {
     let script = r#"python3 -c '
 import socket, struct
@@ -596,6 +611,31 @@ fn line_client_reports_a_hang_up_instead_of_dying_of_sigpipe() {
         lines[0].starts_with(&format!("tcp-lines: {addr}: ")),
         "{}",
         lines[0]
+    );
+}
+
+#[test]
+fn line_client_refuses_a_reply_without_end_from_a_hostile_server() {
+    // A server that answers with 20 MB and no newline: the client must
+    // stop at the longest reply there can be, not read it all into memory.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let garbage = vec![b'x'; 64 * 1024];
+        for _ in 0..320 {
+            if conn.write_all(&garbage).is_err() {
+                return;
+            }
+        }
+    });
+    let out = run(bin!("tcp-lines"), &["client", &addr, "hello"]);
+    server.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{} lines", out.stdout.len());
+    assert_eq!(
+        out.stderr.lines().collect::<Vec<_>>(),
+        [format!("tcp-lines: {addr}: a reply longer than 1038 bytes")]
     );
 }
 

@@ -289,3 +289,28 @@ fn udp_listings_reject_bad_arguments_in_one_line() {
     );
     assert_rejects(client, &["no-port", "x"], "bad address 'no-port'");
 }
+
+#[test]
+fn udp_echo_answers_even_the_largest_datagram() {
+    // The reply is the request and 14 bytes: near the largest datagram
+    // (65,507 bytes over IPv4) it cannot be one, and the client must
+    // still get an answer rather than wait for ever.
+    let (server, addr) =
+        start_server(bin!("udp-echo"), &["127.0.0.1:0", "--count", "2"]);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    sock.connect(&addr).unwrap();
+    let mut buf = vec![0; 65_536];
+    sock.send(&[b'x'; 65_493]).unwrap();
+    let n = sock.recv(&mut buf).expect("a reply to 65,493 bytes");
+    assert_eq!(n, 65_507);
+    assert!(buf[..n].starts_with(b"server got: [xxx"));
+    sock.send(&[b'x'; 65_507]).unwrap();
+    let n = sock.recv(&mut buf).expect("a reply to 65,507 bytes");
+    assert_eq!(
+        buf[..n].escape_ascii().to_string(),
+        "error: a request of 65507 bytes; the most is 65493"
+    );
+    assert!(server.finish().status.success());
+}
