@@ -85,14 +85,15 @@ const FAMILIES: &[Family] = &[
             ("impl Server", "threads and signal-hook, or tokio"),
             ("struct Backoff", "poll's timeout, or tokio's sleep"),
             ("impl Backoff", "poll's timeout, or tokio's sleep"),
-            ("struct Args", "drift, to be made one (issue 20)"),
-            ("fn unread_bytes", "drift, to be made one (issue 20)"),
+            (
+                "struct Args",
+                "each shows its own mistake: --flag-only, --untracked",
+            ),
             (
                 "fn log",
                 "29-1's log is a thread behind a queue, since a task must \
                  not block on a stalled stdout; 10-1 still writes it itself",
             ),
-            ("impl PrivateDir", "drift, to be made one (issue 20)"),
         ],
     },
 ];

@@ -8,9 +8,12 @@
 // - SIGTERM or SIGINT stops accepting, lets every connection finish the
 //   requests it has received, and once they have closed, dies of that
 //   signal, as its sender expects; if they have not within
-//   `--drain-secs` (10), it exits 1.
+//   `--drain-secs` (8), it exits 1. Keep the deadline shorter than the
+//   grace period of whatever stops the daemon (`docker stop`: 10 s).
 // - A second SIGTERM or SIGINT during that drain ends it at once, killed
-//   by that signal.
+//   by that signal. As a container's PID 1, which the kernel shields
+//   from the default action of every signal, even one it raises itself,
+//   it exits with 128 + n instead.
 // - When it runs out of file descriptors, it stops accepting for a while,
 //   longer each time, instead of spinning.
 //
@@ -34,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigHandler, SigSet, Signal, raise};
 use nix::unistd::{getpid, pipe2};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::{flag, low_level};
@@ -61,9 +65,7 @@ fn main() -> ExitCode {
             // Everything `run` owned is dropped by now, the private
             // directory too: die of the signal, so that whoever sent it
             // learns that it worked (a shell's `$?` says 128 + n).
-            let _ = io::stdout().flush();
-            let _ = low_level::emulate_default_handler(signal);
-            ExitCode::FAILURE // Only if the signal did not end us.
+            die_of(signal)
         }
         Err(err) => {
             // Not `eprintln!`, which panics if stderr is a closed pipe.
@@ -75,10 +77,26 @@ fn main() -> ExitCode {
 
 /// How the daemon ends, once it has stopped serving.
 enum Ending {
-    /// Drained after this signal: die of it, from `main`.
+    /// Drained after this signal, or told a second time: die of it, from
+    /// `main`.
     Signal(i32),
     /// Gave up at the deadline, or nobody reads its log.
     Code(ExitCode),
+}
+
+/// Dies of `signal`, by its default action. The init of a PID namespace
+/// (a container's PID 1) cannot: the kernel drops every signal whose
+/// action for it is the default, even one it raises itself (Chapter 12).
+/// There it exits with 128 + n, the status a shell would report.
+fn die_of(signal: i32) -> ExitCode {
+    let _ = io::stdout().flush();
+    if let Ok(signal) = Signal::try_from(signal) {
+        // SAFETY: the default action runs no code of ours.
+        let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+        let _ = SigSet::from(signal).thread_unblock();
+        let _ = raise(signal); // The end, unless we are an init.
+    }
+    ExitCode::from(128 + signal as u8)
 }
 // ANCHOR_END: main
 
@@ -128,6 +146,15 @@ fn run() -> Result<Ending, Box<dyn Error>> {
             Some(wake_on(SIGINT)?)
         },
     };
+    // A parent that blocked these for its own `sigwait` or signalfd passes
+    // its mask on (Chapter 12): blocked, they would never reach a handler.
+    // Unblocked here, before any thread starts, for every thread.
+    let mut handled = SigSet::from(Signal::SIGHUP);
+    handled.add(Signal::SIGTERM);
+    if !int_ignored {
+        handled.add(Signal::SIGINT);
+    }
+    handled.thread_unblock()?;
     // For `--flag-only`: registered now, before we say we are ready.
     let stop = Arc::new(AtomicBool::new(false));
     if args.flag_only {
@@ -174,7 +201,8 @@ fn run() -> Result<Ending, Box<dyn Error>> {
         accept_until_signal(&listener, &server, &wakeups, &config_path)?
     };
     drop(listener); // New connections are refused from here on.
-    let ending = drain(server, &wakeups, stop_signal, args.drain, private_dir)?;
+    let ending = drain(server, &wakeups, stop_signal, args.drain)?;
+    drop(private_dir); // Before `main` ends the process.
     Ok(ending)
 }
 // ANCHOR_END: run
@@ -331,7 +359,6 @@ fn drain(
     wakeups: &Wakeups,
     stop_signal: i32,
     deadline: Duration,
-    mut private_dir: Option<PrivateDir>,
 ) -> io::Result<Ending> {
     let name = low_level::signal_name(stop_signal).unwrap_or("a signal");
     let open = server.open.load(Ordering::SeqCst);
@@ -384,10 +411,9 @@ fn drain(
             let again = if ready[1] { SIGTERM } else { SIGINT };
             let name = low_level::signal_name(again).unwrap_or("a signal");
             log(format_args!("Got {name} while draining: exiting now"));
-            // Drop does not run when a signal ends the process: clean up
-            // first, then die of the signal, as the sender expects.
-            drop(private_dir.take());
-            low_level::emulate_default_handler(again)?;
+            // No more waiting: `run` drops the private directory on its
+            // way out, and `main` dies of the signal.
+            return Ok(Ending::Signal(again));
         }
     }
 }
@@ -489,7 +515,7 @@ fn serve(
     let mut chunk = [0u8; 4096];
     // Once stopping: how many of the bytes the kernel held at the stop
     // are still to be read. Nothing sent after the stop is read.
-    let mut before_stop: Option<usize> = None;
+    let mut before_stop: Option<u64> = None;
     loop {
         while let Some(end) = received.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = received.drain(..=end).collect();
@@ -505,7 +531,10 @@ fn serve(
         }
         let want = match before_stop {
             Some(0) => break, // All that came before the stop is answered.
-            Some(left) => left.min(chunk.len()), // There: no need to wait.
+            // There already: no need to wait.
+            Some(left) => {
+                chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX))
+            }
             None => {
                 let mut fds = [
                     PollFd::new(stop.as_fd(), PollFlags::POLLIN),
@@ -534,7 +563,7 @@ fn serve(
             return Ok(()); // The client closed.
         }
         if let Some(left) = &mut before_stop {
-            *left -= n;
+            *left -= n as u64;
         }
         received.extend_from_slice(&chunk[..n]);
         if received.len() > MAX_LINE {
@@ -545,16 +574,16 @@ fn serve(
     close_gently(stream)
 }
 
-/// How many bytes the kernel has received on `stream` that nobody has
+/// How many bytes the kernel has received on `socket` that nobody has
 /// read yet: `ioctl(FIONREAD)`.
-fn unread_bytes(stream: &TcpStream) -> io::Result<usize> {
+fn unread_bytes(socket: &TcpStream) -> io::Result<u64> {
     let mut count: nix::libc::c_int = 0;
-    let fd = stream.as_raw_fd();
+    let fd = socket.as_raw_fd();
     // SAFETY: FIONREAD stores one int through the pointer, which points
     // to `count`, alive for the whole call.
     let done = unsafe { nix::libc::ioctl(fd, nix::libc::FIONREAD, &mut count) };
     nix::errno::Errno::result(done)?;
-    Ok(usize::try_from(count).unwrap_or(0))
+    Ok(u64::try_from(count).unwrap_or(0))
 }
 
 /// Half-closes, then reads and discards until the client closes too, for
@@ -671,18 +700,8 @@ impl PrivateDir {
     /// `mkdtemp`: a new directory with mode 0700, under a name nobody can
     /// guess or take first.
     fn new() -> io::Result<PrivateDir> {
-        use std::os::unix::ffi::OsStringExt;
         let template = std::env::temp_dir().join("sig-daemon.XXXXXX");
-        let mut bytes = template.into_os_string().into_vec();
-        bytes.push(0);
-        // SAFETY: `bytes` is a writable, NUL-terminated template, which
-        // mkdtemp rewrites in place.
-        let made = unsafe { nix::libc::mkdtemp(bytes.as_mut_ptr().cast()) };
-        if made.is_null() {
-            return Err(io::Error::last_os_error());
-        }
-        bytes.pop();
-        Ok(PrivateDir(std::ffi::OsString::from_vec(bytes).into()))
+        Ok(PrivateDir(nix::unistd::mkdtemp(&template)?))
     }
 }
 
@@ -722,7 +741,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
     let mut parsed = Args {
         addr: DEFAULT_ADDR.into(),
         config: None,
-        drain: Duration::from_secs(10),
+        drain: Duration::from_secs(8),
         flag_only: false,
     };
     let mut addr_seen = false;

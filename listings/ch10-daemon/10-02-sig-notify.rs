@@ -14,7 +14,9 @@
 //
 // The greeting comes from `--config PATH` (a file holding it), read again
 // on SIGHUP; "hello" without one. SIGTERM or SIGINT ends it, with the
-// signal; a SIGINT that the parent ignored stays ignored.
+// signal (as a container's PID 1, with status 128 + n); a SIGINT that the
+// parent ignored stays ignored. Out of file descriptors, it stops
+// accepting for 100 ms at a time instead of spinning.
 
 use std::error::Error;
 use std::fs;
@@ -42,7 +44,7 @@ const LISTEN_FDS_START: i32 = 3;
 
 fn main() -> ExitCode {
     match run() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             let _ = writeln!(io::stderr(), "sig-notify: {err}");
             ExitCode::FAILURE
@@ -51,7 +53,7 @@ fn main() -> ExitCode {
 }
 
 // ANCHOR: run
-fn run() -> Result<(), Box<dyn Error>> {
+fn run() -> Result<ExitCode, Box<dyn Error>> {
     let (addr, config) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Blocked before anything else, and read from a signalfd in the loop;
     // SIGINT only if the parent did not ignore it (a blocked signal that
@@ -74,21 +76,37 @@ fn run() -> Result<(), Box<dyn Error>> {
     let ready =
         writeln!(io::stdout(), "Listening on {local} ({origin}) as pid {pid}");
     if ready.is_err() {
-        return Ok(()); // Nobody reads our log: leave.
+        return Ok(ExitCode::SUCCESS); // Nobody reads our log: leave.
     }
     notify(&format!("READY=1\nSTATUS=Listening on {local}"));
 
     let watchdog = watchdog_interval();
     let mut last_ping = Instant::now();
+    // After a failed `accept` (out of descriptors, say), the listener
+    // stays out of the poll until then: a client that waits keeps it
+    // readable, and trying again at once would spin (Listing 10-1).
+    let mut resume: Option<Instant> = None;
     loop {
+        let pause =
+            resume.and_then(|at| at.checked_duration_since(Instant::now()));
+        let clients = match pause {
+            Some(_) => PollFlags::empty(),
+            None => PollFlags::POLLIN,
+        };
         let mut fds = [
-            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(listener.as_fd(), clients),
             PollFd::new(signalfd.as_fd(), PollFlags::POLLIN),
         ];
-        let timeout = watchdog.map_or(PollTimeout::NONE, |every| {
-            let left = every.saturating_sub(last_ping.elapsed());
-            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
-        });
+        let ping =
+            watchdog.map(|every| every.saturating_sub(last_ping.elapsed()));
+        let timeout = [ping, pause].into_iter().flatten().min().map_or(
+            PollTimeout::NONE,
+            |left| {
+                // Rounded up: `poll` counts whole milliseconds.
+                let left = left + Duration::from_micros(999);
+                PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
+            },
+        );
         match poll(&mut fds, timeout) {
             Err(Errno::EINTR) => continue,
             other => other?,
@@ -98,9 +116,18 @@ fn run() -> Result<(), Box<dyn Error>> {
             last_ping = Instant::now();
         }
         if fds[0].any() == Some(true) {
-            // One line and goodbye; a client that went away is its loss.
-            if let Ok((mut client, _)) = listener.accept() {
-                let _ = writeln!(client, "{greeting}");
+            match listener.accept() {
+                // One line and goodbye; a client that went away is its loss.
+                Ok((mut client, _)) => {
+                    let _ = writeln!(client, "{greeting}");
+                    resume = None;
+                }
+                Err(err) => {
+                    if resume.is_none() {
+                        log(format_args!("accept: {err}; pausing"));
+                    }
+                    resume = Some(Instant::now() + Duration::from_millis(100));
+                }
             }
         }
         if fds[1].any() == Some(true) {
@@ -133,7 +160,9 @@ fn run() -> Result<(), Box<dyn Error>> {
                 // SIGHUP pending too would be delivered first, and kill us.
                 raise(signal)?;
                 SigSet::from(signal).thread_unblock()?;
-                return Err(format!("{signal} did not end the process").into());
+                // Still here: we are the init of a PID namespace, which
+                // the kernel shields from default actions (Chapter 12).
+                return Ok(ExitCode::from(128 + signal as u8));
             }
         }
     }

@@ -71,8 +71,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         OnTerm::Exit => "exit",
         OnTerm::Forward => "forward it to the child",
     };
-    println!("Running as {}; on SIGTERM: {what}", whoami()?);
-    io::stdout().flush()?;
+    say(format_args!("Running as {}; on SIGTERM: {what}", whoami()?));
     let service = start_child(unblocked)?;
     loop {
         let signal = waited.wait()?;
@@ -80,14 +79,17 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
             // The child, and any orphan re-parented to us.
             if let Some(status) = reap_all(service)? {
                 let code = exit_code(status);
-                println!("Child {}; exiting with {code}", describe(status));
+                say(format_args!(
+                    "Child {}; exiting with {code}",
+                    describe(status)
+                ));
                 return Ok(ExitCode::from(code));
             }
         } else if on_term == OnTerm::Forward {
-            println!("Got {signal}: passing it on to pid {service}");
+            say(format_args!("Got {signal}: passing it on to pid {service}"));
             kill(service, signal)?;
         } else {
-            println!("Got {signal}: exiting at once");
+            say(format_args!("Got {signal}: exiting at once"));
             return Ok(ExitCode::SUCCESS);
         }
     }
@@ -181,9 +183,18 @@ fn describe(status: WaitStatus) -> String {
     }
 }
 
+/// One line of the init's on stdout. As PID 1 a closed output cannot end
+/// it: the kernel drops SIGPIPE's default action too, and the write fails
+/// with EPIPE, where `println!` would panic. The line is lost; the init,
+/// and with it every process of the namespace, goes on.
+fn say(line: std::fmt::Arguments) {
+    let _ = writeln!(io::stdout(), "{line}");
+}
+
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"
 /// before `main`: when whoever reads our output goes away, we end quietly,
-/// like `cat`, instead of failing on the next `println!`.
+/// like `cat`, instead of failing on the next `println!`. Not as PID 1
+/// (see `say`).
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)

@@ -678,3 +678,60 @@ fn sig_crash_shows_how_a_program_dies_of_its_own_faults() {
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn sig_init_as_pid_1_outlives_a_closed_output() {
+    // Its output is a pipe whose reader is gone. The kernel drops SIGPIPE
+    // for PID 1, so `println!` would panic (status 101), and the child
+    // would die with the init; the init goes on, and its child, which is
+    // no init, dies of SIGPIPE on its first line: 128 + 13.
+    if pid_namespace(&["--help"]).is_none() {
+        return;
+    }
+    let (read, write) = nix::unistd::pipe().unwrap();
+    drop(read);
+    let mut command = std::process::Command::new("unshare");
+    command.args(["--map-root-user", "--pid", "--fork", bin!("sig-init")]);
+    command.arg("--forward");
+    let init = Listing::spawn(&mut command, std::process::Stdio::from(write));
+    let out = init.finish();
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert_eq!(out.status.code(), Some(128 + 13), "{:?}", out.status);
+}
+
+#[test]
+fn sig_cleanup_as_pid_1_cleans_up_then_cannot_die_of_its_signal() {
+    // The raise after the clean-up is dropped for an init, and
+    // emulate_default_handler's abort ends in a SIGSEGV; unshare then dies
+    // of its child's signal. No core: RLIMIT_CORE 0, in a directory of its
+    // own.
+    if pid_namespace(&["--help"]).is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new("prlimit");
+    command
+        .args(["--core=0", "unshare", "--map-root-user", "--pid", "--fork"])
+        .args([bin!("sig-cleanup"), "--end", "reraise", "--dir"])
+        .arg(dir.path())
+        .current_dir(dir.path());
+    let mut cleanup = Listing::spawn(&mut command, Stdio::piped());
+    cleanup.expect(r"Created \S+/file as pid 1; try: kill 1");
+    let unshare = cleanup.pid();
+    let children = std::fs::read_to_string(format!(
+        "/proc/{unshare}/task/{unshare}/children"
+    ))
+    .unwrap();
+    let inside = nix::unistd::Pid::from_raw(children.trim().parse().unwrap());
+    nix::sys::signal::kill(inside, Signal::SIGTERM).unwrap();
+    cleanup.expect("Got SIGTERM: returning from run");
+    cleanup.expect(r"Drop: removed \S+/");
+    let out = cleanup.finish();
+    assert_eq!(
+        out.status.signal(),
+        Some(Signal::SIGSEGV as i32),
+        "{:?}",
+        out.status
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no core");
+}
