@@ -8,7 +8,7 @@ use std::io::{self, ErrorKind, Write};
 use std::process::{self, ExitCode};
 
 use chrono::Local;
-use nix::libc::{SIGRTMAX, SIGRTMIN, c_int};
+use nix::libc::{SIGBUS, SIGRTMAX, SIGRTMIN, c_int};
 use nix::sys::signal::Signal;
 use nix::unistd::getpid;
 use signal_hook::consts::FORBIDDEN;
@@ -42,8 +42,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     let name = signal_name(signal);
     // SIGKILL and SIGSTOP cannot be caught at all, and a handler that
     // returns from SIGSEGV, SIGILL or SIGFPE resumes the faulting code.
-    // signal-hook panics if asked to register one, so check first.
-    if FORBIDDEN.contains(&signal) {
+    // signal-hook panics if asked to register one, so check first. SIGBUS
+    // is a fault too, and signal-hook would chain to the Rust runtime's
+    // handler for it, which puts the default action back.
+    if FORBIDDEN.contains(&signal) || signal == SIGBUS {
         return Err(format!("{name} cannot be caught this way").into());
     }
     let mut signals = Signals::new([signal])?;

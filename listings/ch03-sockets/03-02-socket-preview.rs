@@ -173,9 +173,9 @@ fn time_left(deadline: Instant) -> io::Result<Duration> {
 // ANCHOR_END: server
 
 // ANCHOR: client
-/// The longest a client waits to connect, send or hear back: more than
-/// the server's, so that a client queued behind a silent one still gets
-/// its turn.
+/// The longest a client waits to connect, and then the longest its whole
+/// exchange may take: more than the server's, so that a client queued
+/// behind a silent one still gets its turn.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The most of a reply a client keeps.
@@ -185,13 +185,32 @@ const MAX_REPLY: u64 = 64 * 1024;
 /// server answers, up to its end.
 fn client(addr: SocketAddr, name: &str) -> io::Result<Vec<u8>> {
     let mut sock = TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT)?;
-    sock.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    // One deadline for the exchange, as the server has: a server that
+    // trickles its reply a byte at a time cannot hold us longer.
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
     sock.set_write_timeout(Some(CLIENT_TIMEOUT))?;
     sock.write_all(name.as_bytes())?;
     sock.shutdown(Shutdown::Write)?;
     let mut reply = Vec::new();
-    sock.take(MAX_REPLY).read_to_end(&mut reply)?;
+    let reader = Before {
+        conn: &mut sock,
+        deadline,
+    };
+    reader.take(MAX_REPLY).read_to_end(&mut reply)?;
     Ok(reply)
+}
+
+/// A connection whose every read gets only the time left before
+/// `deadline`.
+struct Before<'a> {
+    conn: &'a mut TcpStream,
+    deadline: Instant,
+}
+
+impl Read for Before<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        read_before(self.conn, buf, self.deadline)
+    }
 }
 // ANCHOR_END: client
 

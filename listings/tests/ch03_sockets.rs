@@ -510,6 +510,29 @@ fn client_gives_up_on_a_server_that_never_answers() {
 }
 
 #[test]
+fn client_gives_up_on_a_server_that_trickles_its_reply() {
+    // A byte every half second: each read succeeds within its timeout, so
+    // only one deadline for the whole exchange ends the client.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        let until = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < until && conn.write_all(b"x").is_ok() {
+            thread::sleep(Duration::from_millis(500));
+        }
+    });
+    let started = Instant::now();
+    assert_rejects(
+        bin!("socket-modes"),
+        &["client", &addr],
+        &format!("{addr}: timed out after 10 s"),
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+}
+
+#[test]
 fn client_gives_up_connecting_to_a_server_whose_queue_is_full() {
     // A backlog of 0 admits one connection; the kernel drops the SYN of
     // the next, and that client's connect hangs until it gives up.
