@@ -69,6 +69,20 @@ const FAMILIES: &[Family] = &[
     },
     Family {
         files: &[
+            "ch06-signal-hook/06-01-sig-hook-flag.rs",
+            "ch06-signal-hook/06-02-sig-hook-thread.rs",
+            "ch06-signal-hook/06-03-sig-hook-default.rs",
+            "ch12-exiting/12-01-sig-cleanup.rs",
+        ],
+        different: &[
+            ("const USAGE", "each program has options of its own"),
+            ("fn parse_args", "each program has options of its own"),
+            ("fn main", "each program shows its own way to stop"),
+            ("fn run", "each program shows its own way to stop"),
+        ],
+    },
+    Family {
+        files: &[
             "ch10-daemon/10-01-sig-daemon.rs",
             "ch29-async-shutdown/29-01-async-daemon.rs",
         ],
