@@ -465,7 +465,9 @@ int main(int argc, char **argv) {
             char *rest;
             errno = 0;
             count = strtol(optarg, &rest, 10);
-            if (errno || *rest || rest == optarg || count < 1) fail(usage);
+            if (errno || *rest || rest == optarg || count < 1 ||
+                count > 100000000)
+                fail(usage);
             break;
         }
         case 's': {

@@ -425,7 +425,9 @@ fn pingpong_rejects_what_it_cannot_measure() {
         "no --via carrier-pigeon",
     );
     assert_rejects(bin, &["--cpus", "all"], "no --cpus all");
-    assert_rejects(bin, &["--count", "0"], "--count must be at least 1");
+    let too_many = "--count must be from 1 to 100000000";
+    assert_rejects(bin, &["--count", "0"], too_many);
+    assert_rejects(bin, &["--count", "100000001"], too_many);
     assert_rejects(bin, &["--count", "-1"], "invalid digit");
     assert_rejects(bin, &["--wait", "patiently"], "no --wait patiently");
     assert_rejects(bin, &["--size", "0"], "--size must be from 1 to 262144");
