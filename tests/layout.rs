@@ -11,7 +11,9 @@ use regex::Regex;
 use crate::includes::{
     ANCHOR_END, ANCHOR_START, Include, anchor_covers_file, includes_in,
 };
-use crate::support::{files_with_extension, from_root, read, workspace_root};
+use crate::support::{
+    files_with_extension, from_root, read, workspace_package, workspace_root,
+};
 
 /// A `[[bin]]` of `listings/Cargo.toml`.
 pub struct Bin {
@@ -20,42 +22,23 @@ pub struct Bin {
     pub path: String,
 }
 
-/// The `[[bin]]` tables of `listings/Cargo.toml`. Only flat `key = "value"`
-/// lines are read, which is all the file uses for binaries; a bin without
-/// a name or a path is reported as a problem.
-pub fn listing_bins(problems: &mut Vec<String>) -> Vec<Bin> {
-    static KEY: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r#"^\s*(name|path)\s*=\s*"([^"]*)"\s*(#.*)?$"#).unwrap()
-    });
-    let manifest = workspace_root().join("listings").join("Cargo.toml");
-    let mut tables: Vec<(usize, Option<String>, Option<String>)> = Vec::new();
-    let mut in_bin = false;
-    for (n, line) in read(&manifest).lines().enumerate() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            in_bin = trimmed == "[[bin]]";
-            if in_bin {
-                tables.push((n + 1, None, None));
-            }
-        } else if in_bin && let Some(cap) = KEY.captures(line) {
-            let table = tables.last_mut().unwrap();
-            let value = Some(cap[2].to_string());
-            match &cap[1] {
-                "name" => table.1 = value,
-                _ => table.2 = value,
-            }
-        }
-    }
-    let mut bins = Vec::new();
-    for (line, name, path) in tables {
-        match (name, path) {
-            (Some(name), Some(path)) => bins.push(Bin { name, path }),
-            _ => problems.push(format!(
-                "listings/Cargo.toml:{line}: [[bin]] without both \
-                 `name = \"...\"` and `path = \"...\"`"
-            )),
-        }
-    }
+/// The binaries of the listings crate, as Cargo reads its manifest.
+pub fn listing_bins() -> Vec<Bin> {
+    let listings = workspace_root().join("listings");
+    let package = workspace_package("listings");
+    let bins: Vec<Bin> = package["targets"]
+        .as_array()
+        .expect("cargo metadata lists targets")
+        .iter()
+        .filter(|target| target["kind"] == serde_json::json!(["bin"]))
+        .map(|target| {
+            let name = target["name"].as_str().expect("a name").to_string();
+            let path = PathBuf::from(target["src_path"].as_str().unwrap());
+            let path = path.strip_prefix(&listings).unwrap_or(&path);
+            let path = path.to_string_lossy().replace('\\', "/");
+            Bin { name, path }
+        })
+        .collect();
     assert!(!bins.is_empty(), "no [[bin]] found in listings/Cargo.toml");
     bins
 }
@@ -77,7 +60,7 @@ fn every_listing_is_shown_in_its_chapter_and_whole_in_the_appendix() {
     let mut chapters: BTreeMap<PathBuf, (String, Vec<Include>)> =
         BTreeMap::new();
 
-    for bin in listing_bins(&mut problems) {
+    for bin in listing_bins() {
         let Some(cap) = LISTING_PATH.captures(&bin.path) else {
             problems.push(format!(
                 "listings/Cargo.toml: bin `{}` has path `{}`, not \
@@ -195,10 +178,8 @@ fn every_listing_is_shown_in_its_chapter_and_whole_in_the_appendix() {
 fn every_listing_file_is_a_binary() {
     let listings = workspace_root().join("listings");
     let mut problems = Vec::new();
-    let bins: BTreeSet<String> = listing_bins(&mut problems)
-        .into_iter()
-        .map(|b| b.path)
-        .collect();
+    let bins: BTreeSet<String> =
+        listing_bins().into_iter().map(|b| b.path).collect();
     let chapter_dirs = std::fs::read_dir(&listings)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -2,21 +2,11 @@
 //! rustdoc compiles and runs every Rust block of the expanded chapters as
 //! edition 2024 against the listings' dependencies.
 
-use std::io::Read;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::thread::{self, JoinHandle};
+use std::process::Command;
 use std::time::Duration;
 
+use crate::support::{output_within, workspace_package, workspace_root};
 use mdbook_driver::MDBook;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
-use serde_json::Value;
-use wait_timeout::ChildExt;
-
-use crate::layout::listing_bins;
-use crate::support::workspace_root;
 
 #[test]
 fn mdbook_test_passes() {
@@ -27,21 +17,17 @@ fn mdbook_test_passes() {
     // mdbook-driver and skeptic, so the listings get a target dir of their
     // own; and since that one keeps stale builds after a version or feature
     // change, only this build's libraries are linked into a fresh directory.
+    // The README's script builds and links them; this runs it to link
+    // only, so that the two cannot do it differently.
     let target_dir = root.join("target").join("book-deps");
-    let (command, libraries) = build_listings_dependencies(&root, &target_dir);
+    std::fs::create_dir_all(&target_dir).unwrap();
     let lib_dir = tempfile::tempdir_in(&target_dir).unwrap();
-    for library in &libraries {
-        let link = lib_dir.path().join(library.file_name().unwrap());
-        std::fs::hard_link(library, &link)
-            .or_else(|_| std::fs::copy(library, &link).map(drop))
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot link {} into {}: {e}",
-                    library.display(),
-                    lib_dir.path().display()
-                )
-            });
-    }
+    let mut link = Command::new("bash");
+    link.arg(".ci/mdbook-test")
+        .arg("--link-into")
+        .arg(lib_dir.path());
+    let command = format!("{link:?}");
+    output_within(link, BUILD_PATIENCE);
 
     let mut book = MDBook::load(&root)
         .unwrap_or_else(|e| panic!("cannot load the book: {e:#}"));
@@ -54,83 +40,6 @@ fn mdbook_test_passes() {
 /// How long the build of the listings may take: minutes when cold on a
 /// loaded machine, under a second when nothing changed.
 const BUILD_PATIENCE: Duration = Duration::from_secs(600);
-
-/// Builds the dependencies of the listings crate into `target_dir` and
-/// returns the command, for messages, and their library files (rlibs, and
-/// proc-macro dylibs should one appear), as cargo reports them, fresh or
-/// rebuilt.
-///
-/// Every binary of the crate has the same dependencies, and the doctests
-/// need only those, so one binary is built: the others would cost seconds
-/// on a cold run, and every edit of a listing would rebuild its binary here
-/// for nothing.
-fn build_listings_dependencies(
-    root: &Path,
-    target_dir: &Path,
-) -> (String, Vec<PathBuf>) {
-    let bin = &listing_bins(&mut Vec::new())[0].name;
-    let command = format!(
-        "cargo build -p listings --bin {bin} --target-dir {}",
-        target_dir.display()
-    );
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut child = Command::new(&cargo)
-        .current_dir(root)
-        .args(["build", "-p", "listings", "--bin", bin])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .arg("--message-format=json")
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", cargo.display()));
-    let stdout = read_in_background(child.stdout.take().unwrap());
-    let stderr = read_in_background(child.stderr.take().unwrap());
-    let status = child.wait_timeout(BUILD_PATIENCE).unwrap();
-    let Some(status) = status else {
-        let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-        let _ = child.wait();
-        panic!("`{command}` still running after {BUILD_PATIENCE:?}; killed");
-    };
-    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
-    assert!(status.success(), "`{command}` failed:\n{stderr}");
-    let libraries: Vec<PathBuf> = stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|message| message["reason"] == "compiler-artifact")
-        .flat_map(|message| match message["filenames"].as_array() {
-            Some(names) => names
-                .iter()
-                .filter_map(|name| name.as_str().map(PathBuf::from))
-                .collect(),
-            None => Vec::new(),
-        })
-        .filter(|file| {
-            file.extension().is_some_and(|ext| {
-                ["rlib", "so", "dylib", "dll"].iter().any(|l| ext == *l)
-            })
-        })
-        .collect();
-    assert!(
-        !libraries.is_empty(),
-        "`{command} --message-format=json` reported no libraries:\n{stdout}"
-    );
-    (command, libraries)
-}
-
-/// Reads all of `pipe` on a thread of its own, so that neither of a
-/// child's two pipes can fill up and stall it while the other is read.
-fn read_in_background(
-    mut pipe: impl Read + Send + 'static,
-) -> JoinHandle<String> {
-    thread::spawn(move || {
-        let mut text = String::new();
-        let _ = pipe.read_to_string(&mut text);
-        text
-    })
-}
 
 /// The one line the README gives readers for `mdbook test` in their own
 /// CI, the line `.ci/run` runs, and the line the publishing workflow runs
@@ -162,5 +71,54 @@ fn readme_ci_and_workflow_run_mdbook_test_the_same_way() {
             .lines()
             .any(|line| line.trim() == "run: bash .ci/run"),
         ".github/workflows/book.yml no longer runs .ci/run"
+    );
+}
+
+/// The doctests, skeptic's and `mdbook test`'s, compile against the
+/// dependencies of this package (skeptic passes `--extern` for each) and of
+/// the listings crate (the script's build). The two lists are written twice,
+/// since the listings' `[dependencies]` are shown in chapter 1 for readers
+/// to copy and cannot say `workspace = true`; so they must be the same:
+/// names, versions, default features and features.
+#[test]
+fn the_book_tests_depend_on_exactly_what_the_listings_do() {
+    fn normal_dependencies(package: &str) -> Vec<String> {
+        let mut found: Vec<String> = workspace_package(package)["dependencies"]
+            .as_array()
+            .expect("cargo metadata lists dependencies")
+            .iter()
+            .filter(|dependency| dependency["kind"].is_null())
+            .map(|dependency| {
+                let field = |key: &str| dependency[key].to_string();
+                let mut features: Vec<String> = dependency["features"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|feature| feature.to_string())
+                    .collect();
+                features.sort();
+                format!(
+                    "{} {} default-features={} features=[{}]",
+                    field("name"),
+                    field("req"),
+                    field("uses_default_features"),
+                    features.join(","),
+                )
+            })
+            .collect::<Vec<String>>();
+        found.sort();
+        found
+    }
+    let listings = normal_dependencies("listings");
+    let tests = normal_dependencies("book-tests");
+    let only = |a: &[String], b: &[String]| -> Vec<String> {
+        a.iter().filter(|d| !b.contains(d)).cloned().collect()
+    };
+    assert!(
+        listings == tests,
+        "listings/Cargo.toml and tests/Cargo.toml differ in [dependencies]:\n\
+         only the listings': {:#?}\nonly the tests': {:#?}",
+        only(&listings, &tests),
+        only(&tests, &listings)
     );
 }

@@ -3,7 +3,18 @@
 //! line.
 
 use std::fs;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::LazyLock;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::Value;
+use wait_timeout::ChildExt;
 
 /// The workspace root: the directory holding `book.toml`, `src/` and
 /// `listings/`.
@@ -86,4 +97,66 @@ pub fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// Runs `command` at the workspace root in a process group of its own,
+/// with nothing on its standard input, and returns its standard output.
+/// Panics with its standard error if it fails, and kills the whole group
+/// if it is still running after `patience`.
+#[track_caller]
+pub fn output_within(mut command: Command, patience: Duration) -> String {
+    let shown = format!("{command:?}");
+    let mut child = command
+        .current_dir(workspace_root())
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    let stdout = read_in_background(child.stdout.take().unwrap());
+    let stderr = read_in_background(child.stderr.take().unwrap());
+    let Some(status) = child.wait_timeout(patience).unwrap() else {
+        let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+        let _ = child.wait();
+        panic!("{shown} still running after {patience:?}; killed");
+    };
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    assert!(status.success(), "{shown} failed ({status}):\n{stderr}");
+    stdout
+}
+
+/// Reads all of `pipe` on a thread of its own, so that neither of a
+/// child's two pipes can fill up and stall it while the other is read.
+fn read_in_background(
+    mut pipe: impl Read + Send + 'static,
+) -> JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    })
+}
+
+/// The cargo that runs these tests, or the one on the PATH.
+pub fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Cargo's own reading of the workspace's manifests (`cargo metadata
+/// --no-deps`): the one way every check here learns what a manifest says.
+pub fn workspace_package(name: &str) -> &'static Value {
+    static METADATA: LazyLock<Value> = LazyLock::new(|| {
+        let mut metadata = cargo();
+        metadata.args(["metadata", "--no-deps", "--format-version=1"]);
+        metadata.args(["--offline", "--locked"]);
+        let json = output_within(metadata, Duration::from_secs(120));
+        serde_json::from_str(&json).expect("cargo metadata prints JSON")
+    });
+    METADATA["packages"]
+        .as_array()
+        .expect("cargo metadata lists packages")
+        .iter()
+        .find(|package| package["name"] == name)
+        .unwrap_or_else(|| panic!("no package `{name}` in the workspace"))
 }

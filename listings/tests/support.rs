@@ -482,15 +482,34 @@ pub fn bin_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_alarm")).with_file_name(name)
 }
 
-/// The names of every listing, from the `[[bin]]` tables of
-/// listings/Cargo.toml.
+/// The names of every listing: the binaries of this crate, as Cargo reads
+/// listings/Cargo.toml (`cargo metadata`).
 pub fn listing_names() -> Vec<String> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-    let text = fs::read_to_string(&manifest).expect("listings/Cargo.toml");
-    let manifest: toml::Table = text.parse().expect("valid TOML");
-    let bins = manifest["bin"].as_array().expect("[[bin]] tables");
-    bins.iter()
-        .map(|bin| bin["name"].as_str().expect("a name").to_string())
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut metadata = Command::new(cargo);
+    metadata.args(["metadata", "--no-deps", "--format-version=1"]);
+    metadata.args(["--offline", "--locked", "--manifest-path"]);
+    metadata.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
+    let out = Listing::spawn(&mut metadata, Stdio::piped()).finish();
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        out.stderr
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_str(&out.stdout.join("\n")).expect("JSON");
+    let package = metadata["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .find(|package| package["name"] == "listings")
+        .expect("the listings package");
+    package["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .filter(|target| target["kind"] == serde_json::json!(["bin"]))
+        .map(|target| target["name"].as_str().expect("a name").to_string())
         .collect()
 }
 
