@@ -70,9 +70,10 @@ fn run() -> Result<(), Box<dyn Error>> {
         SigSet::empty(),
     );
     // Each change returns what it replaced: that is what to give back.
-    // SAFETY: ignoring runs no code; the handler does nothing at all.
     let saved = Saved {
+        // SAFETY: ignoring runs no code.
         int: unsafe { sigaction(Signal::SIGINT, &ignore) }?,
+        // SAFETY: the handler does nothing at all.
         term: unsafe { sigaction(Signal::SIGTERM, &catch) }?,
         mask: SigSet::from(Signal::SIGUSR1)
             .thread_swap_mask(SigmaskHow::SIG_BLOCK)?,

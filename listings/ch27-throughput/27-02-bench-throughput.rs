@@ -310,10 +310,12 @@ impl Buffers {
         let mut memory: Vec<u8> = Vec::with_capacity(span + align);
         let start = memory.as_ptr().align_offset(align);
         if huge {
-            // SAFETY: the range lies within the vector's allocation, and
-            // the advice changes how it is backed, never its contents.
+            // SAFETY: `start` is less than `align`, so the pointer stays
+            // within the vector's allocation of `span + align` bytes.
             let at = unsafe { memory.as_mut_ptr().add(start) };
             let at = std::ptr::NonNull::new(at.cast()).expect("not null");
+            // SAFETY: the range lies within the vector's allocation, and
+            // the advice changes how it is backed, never its contents.
             unsafe { madvise(at, span, MmapAdvise::MADV_HUGEPAGE) }?;
         }
         // The first writes: only now does the kernel back the pages.

@@ -949,9 +949,11 @@ fn copy_into_a_reset_connection(
 
 /// True if SIGPIPE is pending for the calling thread or its process.
 fn sigpipe_pending() -> bool {
-    // SAFETY: sigpending only writes the set it is given.
+    // SAFETY: all zeros is a valid, empty sigset_t.
     let mut set: nix::libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigpending only writes the set it is given.
     assert_eq!(unsafe { nix::libc::sigpending(&mut set) }, 0);
+    // SAFETY: sigismember only reads the set, which sigpending filled.
     unsafe { nix::libc::sigismember(&set, nix::libc::SIGPIPE) == 1 }
 }
 

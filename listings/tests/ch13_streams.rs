@@ -519,9 +519,11 @@ fn raises_sigpipe(
         pipe.add(Signal::SIGPIPE);
         pipe.thread_block().unwrap();
         let error = write().expect_err("a write to a reset connection");
-        // SAFETY: sigpending only writes the set it is given.
+        // SAFETY: all zeros is a valid, empty sigset_t.
         let mut pending: nix::libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: sigpending only writes the set it is given.
         assert_eq!(unsafe { nix::libc::sigpending(&mut pending) }, 0);
+        // SAFETY: sigismember only reads the set, which sigpending filled.
         let raised = unsafe {
             nix::libc::sigismember(&pending, nix::libc::SIGPIPE) == 1
         };
