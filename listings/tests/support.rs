@@ -213,6 +213,7 @@ impl Listing {
     }
 
     /// The next line, which must match `pattern`; returns its captures.
+    #[track_caller]
     pub fn expect(&mut self, pattern: &str) -> Vec<String> {
         let line = self.next_line();
         let re = Regex::new(&format!("^{pattern}$")).expect("a valid regex");
@@ -226,6 +227,7 @@ impl Listing {
 
     /// Waits for the listing to exit and for its stdout to close, then
     /// returns everything it printed.
+    #[track_caller]
     pub fn finish(mut self) -> Finished {
         let status = self
             .child
@@ -376,6 +378,7 @@ pub fn run(bin: &str, args: &[&str]) -> Finished {
 
 /// Asserts that bad arguments get one line on stderr, naming the program,
 /// nothing on stdout, and exit status 1: no panic, no usage essay.
+#[track_caller]
 pub fn assert_rejects(bin: &str, args: &[&str], complaint: &str) {
     let out = run(bin, args);
     let name = Path::new(bin).file_name().unwrap().to_string_lossy();
@@ -438,6 +441,7 @@ pub fn state_of(pid: Pid) -> Option<char> {
 /// `what` otherwise. For conditions only /proc can tell: the state of a
 /// process, its pending signals. It polls; it never sleeps for longer
 /// than the next look.
+#[track_caller]
 pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;
     while !ready() {
@@ -552,6 +556,7 @@ pub fn blessing() -> bool {
 /// `file` is relative to `listings/`. Its first line is the command that
 /// produced it, built here from `bin` and `args`, which must be the
 /// arguments the run used (a check run may add an address after them).
+#[track_caller]
 pub fn assert_matches_book(
     file: &str,
     bin: &str,
@@ -577,6 +582,7 @@ pub fn cargo_run(bin: &str, args: &[&str]) -> String {
 /// Only what truly varies between runs is normalised, on both sides:
 /// clock times, pids, port numbers, inode numbers, the owner and date
 /// columns of `ls -l`.
+#[track_caller]
 pub fn assert_session_matches_book<S: AsRef<str>>(
     file: &str,
     session: &[(String, &[S])],
@@ -683,16 +689,20 @@ fn normalise(text: &str) -> String {
 /// placeholder)` for what varies in this one output only, such as a count
 /// the kernel's scheduling decides or the random name of a temporary
 /// directory. They apply to both sides, before the usual rules.
+#[track_caller]
 pub fn assert_session_matches_book_masking<S: AsRef<str>>(
     file: &str,
     session: &[(String, &[S])],
     masks: &[(&str, &str)],
 ) {
+    let masks: Vec<(Regex, &str)> = masks
+        .iter()
+        .map(|(pattern, to)| (Regex::new(pattern).expect("a valid regex"), *to))
+        .collect();
     let mask = |text: &str| {
         masks
             .iter()
-            .fold(text.to_string(), |text, (pattern, placeholder)| {
-                let re = Regex::new(pattern).expect("a valid regex");
+            .fold(text.to_string(), |text, (re, placeholder)| {
                 re.replace_all(&text, *placeholder).into_owned()
             })
     };
@@ -717,9 +727,10 @@ pub fn assert_session_matches_book_masking<S: AsRef<str>>(
     let got = normalise(&mask(&actual));
     assert!(
         want == got,
-        "{file} no longer matches a real run.\n--- in the book (normalised)\n{want}\
-         --- this run (normalised)\n{got}{}\
+        "{file} no longer matches a real run (normalised; - the book, \
+         + this run):\n{}{}\
          If the new output is right: BLESS=1 cargo test -p listings",
+        line_diff(&want, &got),
         kernel_note()
     );
 }
@@ -779,6 +790,7 @@ impl Drop for KillGroupOnDrop {
 
 /// Waits for a listing to end, as [`Listing::finish`] does, and then
 /// until no process of its group is left: forked children included.
+#[track_caller]
 pub fn finish_clean(listing: Listing) -> Finished {
     let pgid = listing.pid();
     let out = listing.finish();
@@ -813,6 +825,7 @@ pub fn like_a_listing(command: &mut Command) -> &mut Command {
 /// context switches) differs from run to run, and is left out of the
 /// comparison on both sides. Everything before it, the protocol and the
 /// byte counts, must match.
+#[track_caller]
 pub fn assert_measurements_match_book<S: AsRef<str>>(
     file: &str,
     session: &[(String, &[S])],
@@ -1073,6 +1086,7 @@ impl Listing {
 /// on both sides: pids, addresses, ports, times, a user id, and, where a
 /// string holds one of those, the byte counts that go with it;
 /// `extra_rules` adds (pattern, replacement) pairs for one trace.
+#[track_caller]
 pub fn assert_trace_matches_book(
     file: &str,
     command: &str,
@@ -1095,9 +1109,10 @@ pub fn assert_trace_matches_book(
     let got = describe(&per_process(&actual, extra_rules));
     assert!(
         want == got,
-        "{file} no longer matches a real run.\n--- in the book, each \
-         process's calls (normalised)\n{want}--- this run\n{got}{}\
+        "{file} no longer matches a real run (each process's calls, \
+         normalised; - the book, + this run):\n{}{}\
          If the new trace is right: BLESS=1 cargo test -p listings",
+        line_diff(&want, &got),
         kernel_note()
     );
 }
@@ -1144,9 +1159,16 @@ const STRACE_STRING: &str = r#""(?:[^"\\]|\\.)*"(?:\.\.\.)?"#;
 /// were started, each line normalised: pids become `<pid1>` for the
 /// first process, `<pid2>` for the one it started first, and so on.
 fn per_process(trace: &str, extra_rules: &[(&str, &str)]) -> Vec<Vec<String>> {
-    let prefixed = Regex::new(r"^\[pid +(\d+)\] (.*)$").unwrap();
-    let started =
-        Regex::new(r"^(?:<\.\.\. )?(?:clone3?|v?fork)\b.* = (\d+)$").unwrap();
+    static PREFIXED: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^\[pid +(\d+)\] (.*)$").unwrap());
+    static STARTED: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^(?:<\.\.\. )?(?:clone3?|v?fork)\b.* = (\d+)$").unwrap()
+    });
+    let (prefixed, started) = (&*PREFIXED, &*STARTED);
+    let extra_rules: Vec<(Regex, &str)> = extra_rules
+        .iter()
+        .map(|(pattern, to)| (Regex::new(pattern).expect("a valid regex"), *to))
+        .collect();
     let lines: Vec<(Option<u32>, String)> = trace
         .lines()
         .filter(|line| !line.starts_with("$ ") && *line != "...")
@@ -1238,7 +1260,7 @@ fn per_process(trace: &str, extra_rules: &[(&str, &str)]) -> Vec<Vec<String>> {
         .map(|(_, stream)| {
             stream
                 .iter()
-                .map(|line| normalise_call(line, &order, extra_rules))
+                .map(|line| normalise_call(line, &order, &extra_rules))
                 .collect()
         })
         .collect()
@@ -1249,17 +1271,47 @@ fn per_process(trace: &str, extra_rules: &[(&str, &str)]) -> Vec<Vec<String>> {
 fn normalise_call(
     line: &str,
     pids: &[u32],
-    extra_rules: &[(&str, &str)],
+    extra_rules: &[(Regex, &str)],
 ) -> String {
-    let strings = Regex::new(STRACE_STRING).unwrap();
+    static STRINGS: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(STRACE_STRING).unwrap());
+    static NUMBER: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\b\d+\b").unwrap());
+    static RULES: LazyLock<Vec<(Regex, &str)>> = LazyLock::new(|| {
+        [
+            // Where strace's columns line up depends on what came before.
+            (r"\s+", " "),
+            (r"\b0x[0-9a-f]{5,}\b", "0x<addr>"),
+            (r"\bsi_pid=\d+", "si_pid=<pid>"),
+            (r"\bsi_uid=\d+", "si_uid=<uid>"),
+            (r"\bhtons\(\d+\)", "htons(<port>)"),
+            // Time left, as strace shows a timespec or a raw timeval.
+            (r"\btv_nsec=[1-9]\d*", "tv_nsec=<ns>"),
+            (r"\btv_sec=\d+, tv_nsec=<ns>", "tv_sec=<s>, tv_nsec=<ns>"),
+            (
+                r#"(SO_(?:RCV|SND)TIMEO(?:_OLD)?, )"(?:[^"\\]|\\.)*""#,
+                "$1<timeval>",
+            ),
+        ]
+        .into_iter()
+        .map(|(pattern, to)| (Regex::new(pattern).expect("a valid regex"), to))
+        .collect()
+    });
+    // A string that held a pid, a time or a port may have a different
+    // length: so do the count that goes with it and the call's result.
+    static LENGTHS: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r#"^(\w+\(\w+, "(?:[^"\\]|\\.)*"(?:\.\.\.)?, )\d+(.*= )\d+$"#,
+        )
+        .unwrap()
+    });
     // Pids outside strings, as whole numbers; the book's rules below
     // take care of those inside (`Parent 1234`).
     let mut out = String::new();
     let mut last = 0;
     let mut string_varies = false;
     let replace_pids = |text: &str| {
-        let number = Regex::new(r"\b\d+\b").unwrap();
-        number
+        NUMBER
             .replace_all(text, |c: &regex::Captures| {
                 match pids.iter().position(|p| c[0].parse() == Ok(*p)) {
                     Some(i) => format!("<pid{}>", i + 1),
@@ -1268,7 +1320,7 @@ fn normalise_call(
             })
             .into_owned()
     };
-    for m in strings.find_iter(line) {
+    for m in STRINGS.find_iter(line) {
         out.push_str(&replace_pids(&line[last..m.start()]));
         let string = normalise(m.as_str());
         string_varies |= string != m.as_str();
@@ -1277,33 +1329,14 @@ fn normalise_call(
     }
     out.push_str(&replace_pids(&line[last..]));
 
-    let mut rules: Vec<(&str, &str)> = vec![
-        // Where strace's columns line up depends on what came before.
-        (r"\s+", " "),
-        (r"\b0x[0-9a-f]{5,}\b", "0x<addr>"),
-        (r"\bsi_pid=\d+", "si_pid=<pid>"),
-        (r"\bsi_uid=\d+", "si_uid=<uid>"),
-        (r"\bhtons\(\d+\)", "htons(<port>)"),
-        // Time left, as strace shows a timespec or a raw timeval.
-        (r"\btv_nsec=[1-9]\d*", "tv_nsec=<ns>"),
-        (r"\btv_sec=\d+, tv_nsec=<ns>", "tv_sec=<s>, tv_nsec=<ns>"),
-        (
-            r#"(SO_(?:RCV|SND)TIMEO(?:_OLD)?, )"(?:[^"\\]|\\.)*""#,
-            "$1<timeval>",
-        ),
-    ];
-    // A string that held a pid, a time or a port may have a different
-    // length: so do the count that goes with it and the call's result.
-    if string_varies {
-        rules.push((
-            r#"^(\w+\(\w+, "(?:[^"\\]|\\.)*"(?:\.\.\.)?, )\d+(.*= )\d+$"#,
-            "$1<len>$2<len>",
-        ));
+    for (re, replacement) in RULES.iter() {
+        out = re.replace_all(&out, *replacement).into_owned();
     }
-    rules.extend_from_slice(extra_rules);
-    for (pattern, replacement) in rules {
-        let re = Regex::new(pattern).expect("a valid regex");
-        out = re.replace_all(&out, replacement).into_owned();
+    if string_varies {
+        out = LENGTHS.replace_all(&out, "$1<len>$2<len>").into_owned();
+    }
+    for (re, replacement) in extra_rules {
+        out = re.replace_all(&out, *replacement).into_owned();
     }
     // And the book's rules for outputs, for what the listing itself wrote
     // among strace's lines (its stderr), and for the strings.
@@ -1325,6 +1358,7 @@ fn describe(processes: &[Vec<String>]) -> String {
 /// Runs the listing `bin` (its name, as readers type it) with `args` to
 /// its end under strace, checks that it succeeded, and compares its trace
 /// with `file` (see [`assert_trace_matches_book`]). Returns the run.
+#[track_caller]
 pub fn assert_traced_run_matches_book(
     file: &str,
     bin: &str,
@@ -1422,4 +1456,31 @@ mod normalise_tests {
             );
         }
     }
+}
+
+/// The lines that differ between `want` and `got`, `-` and `+`, with two
+/// lines of context around each change and `...` between distant ones.
+pub fn line_diff(want: &str, got: &str) -> String {
+    let diff = similar::TextDiff::from_lines(want, got);
+    let mut text = String::new();
+    for (i, group) in diff.grouped_ops(2).iter().enumerate() {
+        if i > 0 {
+            text.push_str("...\n");
+        }
+        for op in group {
+            for change in diff.iter_changes(op) {
+                let sign = match change.tag() {
+                    similar::ChangeTag::Delete => '-',
+                    similar::ChangeTag::Insert => '+',
+                    similar::ChangeTag::Equal => ' ',
+                };
+                text.push(sign);
+                text.push_str(change.value());
+                if change.missing_newline() {
+                    text.push('\n');
+                }
+            }
+        }
+    }
+    text
 }
