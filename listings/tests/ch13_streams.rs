@@ -3,45 +3,14 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::line_server::{connect, start_server, typed};
 use crate::support::{
-    Finished, Listing, assert_matches_book, assert_rejects,
-    assert_session_matches_book, blessing, cargo_run, default_port, have, run,
-    unless_blessing,
+    Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
+    blessing, cargo_run, default_port, have,
+    out_of_descriptors_waits_then_serves, run, unless_blessing,
 };
-
-/// Starts a server listing and returns it with the address it bound.
-pub fn start_server(bin: &str, args: &[&str]) -> (Listing, String) {
-    let mut server = Listing::start(bin, args);
-    let addr = server
-        .expect(r"Server listening on (127\.0\.0\.1:\d+)")
-        .remove(1);
-    (server, addr)
-}
-
-/// Runs `shown`, a shell command line as the book prints it, with
-/// `cargo run -p listings --bin NAME --` replaced by the binary itself and
-/// `address` appended unless blessing.
-pub fn typed(shown: &str, bin: &str, address: &str) -> Finished {
-    let name = std::path::Path::new(bin).file_name().unwrap();
-    let cargo =
-        format!("cargo run -p listings --bin {} --", name.to_string_lossy());
-    let mut command = shown.replace(&cargo, bin);
-    if !blessing() {
-        command = format!("{command} {address}");
-    }
-    Listing::start("bash", &["-c", &command]).finish()
-}
-
-/// Connects to `addr`, with a read timeout that fails the test rather
-/// than hanging it.
-pub fn connect(addr: &str) -> TcpStream {
-    let sock = TcpStream::connect(addr).expect("connect");
-    sock.set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    sock
-}
 
 // ---------------------------------------------------------------------------
 // Listing 13-1: one read is not one message
@@ -692,63 +661,9 @@ fn line_server_outlives_a_client_that_resets_mid_conversation() {
     assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
 }
 
-/// Starts the one-client-at-a-time server `bin` with a soft limit of `fds`
-/// descriptors, which leaves none for `accept`, and lets `client` connect
-/// to the address it prints (from a thread, which returns what the client
-/// got). The server must log the failure once (`failure`), use almost no
-/// CPU while it lasts, and serve the client once `prlimit` makes room,
-/// with no second line about the failure.
-pub fn out_of_descriptors_waits_then_serves(
-    bin: &str,
-    args: &[&str],
-    fds: usize,
-    failure: &str,
-    client: impl FnOnce(&str) -> std::thread::JoinHandle<String>,
-) -> String {
-    let script = format!("ulimit -S -n {fds} && exec \"$0\" \"$@\" 2>&1");
-    let mut command = vec!["-c", &script, bin];
-    command.extend(args);
-    let mut server = Listing::start("bash", &command);
-    let addr = server.expect(r"Server listening on (\S+)").remove(1);
-    let pid = server.pid();
-    let waiting = client(&addr);
-    let failed = server.next_line();
-    assert!(failed.starts_with(failure), "{failed}");
-    // It waits between tries: over two seconds it uses almost no CPU,
-    // where a loop that retried at once would use all it could get.
-    let (cpu, started) = (crate::support::cpu_time(pid), Instant::now());
-    std::thread::sleep(Duration::from_secs(2)); // The wait is the test.
-    let used = crate::support::cpu_time(pid) - cpu;
-    assert!(
-        used < Duration::from_millis(300),
-        "{used:?} of CPU in {:?}",
-        started.elapsed()
-    );
-    let room = nix::libc::rlimit {
-        rlim_cur: 64,
-        rlim_max: 64,
-    };
-    // SAFETY: prlimit only reads `room`; no old value is asked for.
-    let raised = unsafe {
-        nix::libc::prlimit(
-            pid.as_raw(),
-            nix::libc::RLIMIT_NOFILE,
-            &room,
-            std::ptr::null_mut(),
-        )
-    };
-    assert_eq!(raised, 0, "prlimit: {}", std::io::Error::last_os_error());
-    let got = waiting.join().expect("the client thread");
-    // The whole run of failures was one line: the next says who was served.
-    let served = server.next_line();
-    assert!(!served.starts_with(failure), "logged again: {served}");
-    drop(server);
-    got
-}
-
 #[test]
 fn line_server_waits_without_spinning_when_out_of_descriptors() {
-    let reply = out_of_descriptors_waits_then_serves(
+    let (reply, _server) = out_of_descriptors_waits_then_serves(
         bin!("tcp-lines"),
         &["server", "127.0.0.1:0"],
         4,
@@ -770,7 +685,7 @@ fn line_server_waits_without_spinning_when_out_of_descriptors() {
 
 #[test]
 fn length_server_waits_without_spinning_when_out_of_descriptors() {
-    let reply = out_of_descriptors_waits_then_serves(
+    let (reply, _server) = out_of_descriptors_waits_then_serves(
         bin!("tcp-length"),
         &["server", "127.0.0.1:0"],
         4,

@@ -1,81 +1,21 @@
 //! Chapter 14, A server that real clients cannot break: Listings 14-1
 //! (`tcp-naive`), 14-2 (`tcp-threads`) and 14-3 (`tcp-pool`).
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::io::{Read, Write};
+use std::net::Shutdown;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::ch13_streams::{connect, start_server};
+use crate::line_server::{
+    self, ask, connect, idle_clients_held, many_at_once, silent_clients,
+    start_limited, start_server,
+};
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, blessing, cargo_run, cpu_time,
     default_port, have, open_fds, status_kib, threads_of, unless_blessing,
     wait_until,
 };
-
-/// Sends one line, half-closes, and returns the whole reply. A server
-/// that refuses us may close before our request arrives, and then reset
-/// the connection; what it said before is still ours to read.
-pub fn ask(addr: &str, line: &str) -> std::io::Result<String> {
-    let mut sock = TcpStream::connect(addr)?;
-    sock.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let sent = sock.write_all(format!("{line}\n").as_bytes());
-    let _ = sock.shutdown(Shutdown::Write);
-    let mut reply = Vec::new();
-    let mut buf = [0; 4096];
-    loop {
-        match sock.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => reply.extend_from_slice(&buf[..n]),
-            // A SIGCHLD for this test process (wait-timeout's handler)
-            // ends a read that has a timeout: it is never restarted.
-            Err(err) if err.kind() == ErrorKind::Interrupted => continue,
-            Err(err) if reply.is_empty() => return Err(err),
-            Err(_) => break,
-        }
-    }
-    if reply.is_empty() {
-        sent?;
-    }
-    Ok(String::from_utf8_lossy(&reply).into_owned())
-}
-
-/// Starts a server with a limit of `fds` file descriptors (`ulimit -n`,
-/// which sets both the soft and the hard limit, so the server cannot
-/// raise it), stderr merged into stdout as a terminal shows them.
-pub fn start_limited(
-    fds: usize,
-    bin: &str,
-    args: &[&str],
-) -> (Listing, String) {
-    let script = format!("ulimit -n {fds} && exec \"$0\" \"$@\" 2>&1");
-    let mut command = vec!["-c", &script, bin];
-    command.extend(args);
-    start_server("bash", &command)
-}
-
-/// `count` connections that say nothing.
-pub fn silent_clients(addr: &str, count: usize) -> Vec<TcpStream> {
-    (0..count).map(|_| connect(addr)).collect()
-}
-
-/// Sends `bytes` of `x` without a newline from a thread, and returns the
-/// thread: it ends when the server has stopped reading, one way or
-/// another.
-pub fn flood(
-    addr: &str,
-    bytes: usize,
-) -> thread::JoinHandle<std::io::Result<String>> {
-    let mut sock = connect(addr);
-    thread::spawn(move || {
-        let sent = sock.write_all(&vec![b'x'; bytes]);
-        let _ = sock.shutdown(Shutdown::Write);
-        let mut reply = String::new();
-        let read = sock.read_to_string(&mut reply);
-        sent.and(read).map(|_| reply)
-    })
-}
 
 /// A python3 script for Terminal 2, as the book shows it (port 50008),
 /// and as the test runs it (on `addr`).
@@ -207,101 +147,36 @@ fn threaded_memory_session_matches_the_book() {
 
 #[test]
 fn threaded_server_serves_others_while_a_client_stays_silent() {
-    let (server, addr) = start_server(bin!("tcp-threads"), &["127.0.0.1:0"]);
-    let silent = connect(&addr);
-    assert_eq!(ask(&addr, "hello").unwrap(), "server got: [hello]\n");
     // The silent client was not timed out to make room: it is still
     // connected, and nothing has been said to it.
-    silent.set_nonblocking(true).unwrap();
-    let err = (&silent).read(&mut [0; 1]).expect_err("no data, no end");
-    assert_eq!(err.kind(), ErrorKind::WouldBlock);
-    drop(server);
+    line_server::serves_others_while_clients_stay_silent(
+        bin!("tcp-threads"),
+        1,
+    );
 }
 
 #[test]
 fn threaded_server_outlives_clients_that_reset() {
-    let (server, addr) =
-        start_server(bin!("tcp-threads"), &["127.0.0.1:0", "--count", "11"]);
-    let linger = nix::libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    for _ in 0..10 {
-        let rude = connect(&addr);
-        (&rude).write_all(b"half a requ").unwrap();
-        nix::sys::socket::setsockopt(
-            &rude,
-            nix::sys::socket::sockopt::Linger,
-            &linger,
-        )
-        .unwrap();
-    }
-    assert_eq!(
-        ask(&addr, "still here").unwrap(),
-        "server got: [still here]\n"
-    );
-    let out = server.finish();
-    assert!(out.status.success(), "{}", out.stderr);
+    line_server::outlives_clients_that_reset(bin!("tcp-threads"));
 }
 
 #[test]
 fn threaded_server_refuses_a_long_line_and_keeps_little_memory() {
-    let (server, addr) = start_server(bin!("tcp-threads"), &["127.0.0.1:0"]);
-    let reply = flood(&addr, 64 << 20).join().unwrap().unwrap();
-    assert_eq!(reply, "error: line longer than 1024 bytes\n");
-    let peak = status_kib(server.pid(), "VmHWM").unwrap();
-    assert!(peak < 32 << 10, "peak {peak} kB");
-    assert_eq!(ask(&addr, "next").unwrap(), "server got: [next]\n");
+    line_server::refuses_a_long_line_and_keeps_little_memory(bin!(
+        "tcp-threads"
+    ));
 }
 
 #[test]
 fn threaded_server_drops_a_client_that_does_not_read_its_replies() {
-    let (server, addr) = start_server(
-        bin!("tcp-threads"),
-        &["127.0.0.1:0", "--timeout", "1", "--count", "2"],
-    );
-    // Requests, and no reading of the replies: once the socket buffers
-    // are full, the server's writes wait, until its deadline.
-    let mut slow = connect(&addr);
-    let writer = thread::spawn(move || {
-        let request = b"are you there?\n".repeat(1000);
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(30) {
-            if slow.write_all(&request).is_err() {
-                return true;
-            }
-        }
-        false
-    });
-    // Meanwhile everyone else is served.
-    assert_eq!(ask(&addr, "fast").unwrap(), "server got: [fast]\n");
-    assert!(writer.join().unwrap(), "the slow reader was dropped");
-    let out = server.finish();
-    assert!(out.stderr.contains(": timed out"), "{}", out.stderr);
+    line_server::drops_a_client_that_does_not_read_its_replies(bin!(
+        "tcp-threads"
+    ));
 }
 
 #[test]
 fn threaded_server_drops_a_client_that_trickles_its_request() {
-    let (server, addr) = start_server(
-        bin!("tcp-threads"),
-        &["127.0.0.1:0", "--timeout", "1", "--count", "1"],
-    );
-    // One byte every 200 ms: each read comes well within a second, so a
-    // timeout per read would never fire; the deadline per request does.
-    let started = Instant::now();
-    let mut trickle = connect(&addr);
-    let mut dropped = false;
-    while started.elapsed() < Duration::from_secs(20) {
-        if trickle.write_all(b"x").is_err() {
-            dropped = true;
-            break;
-        }
-        thread::sleep(Duration::from_millis(200));
-    }
-    assert!(dropped, "still connected after {:?}", started.elapsed());
-    assert!(started.elapsed() >= Duration::from_secs(1));
-    let out = server.finish();
-    assert!(out.stderr.contains(": timed out"), "{}", out.stderr);
+    line_server::drops_a_client_that_trickles_its_request(bin!("tcp-threads"));
 }
 
 #[test]
@@ -399,49 +274,16 @@ fn threaded_server_tells_a_client_over_the_limit_that_it_is_busy() {
     );
 }
 
-/// Opens `count` connections that say nothing, waits until the server
-/// `pid` has accepted them all (one descriptor each), and then for as long
-/// as a connection must be idle before a server may close it (a second).
-pub fn idle_clients_held(
-    pid: nix::unistd::Pid,
-    addr: &str,
-    count: usize,
-) -> Vec<TcpStream> {
-    let before = open_fds(pid);
-    let idle = silent_clients(addr, count);
-    wait_until("the server to accept every idle client", || {
-        open_fds(pid) >= before + count
-    });
-    // Not a synchronisation: the time a connection must have been idle.
-    thread::sleep(Duration::from_millis(1100));
-    idle
-}
-
-/// Counts the connections of `idle` that the server has closed.
-pub fn closed_by_the_server(idle: &[TcpStream]) -> usize {
-    idle.iter()
-        .filter(|sock| {
-            let mut sock: &TcpStream = sock;
-            sock.set_nonblocking(true).unwrap();
-            matches!(sock.read(&mut [0; 16]), Ok(0))
-        })
-        .count()
-}
-
 #[test]
 fn threaded_server_serves_a_new_client_while_a_thousand_idle_ones_hold_every_place()
  {
-    // The default limit, 1000 connections, all taken by idle clients.
-    let (server, addr) = start_server(bin!("tcp-threads"), &["127.0.0.1:0"]);
-    let idle = idle_clients_held(server.pid(), &addr, 1000);
-    // The one idle longest makes room for each new client.
-    for i in 0..3 {
-        let reply = ask(&addr, &format!("new {i}")).unwrap();
-        assert_eq!(reply, format!("server got: [new {i}]\n"));
-    }
-    wait_until("three idle clients to be closed", || {
-        closed_by_the_server(&idle) >= 3
-    });
+    // The default limit, 1000 connections, all taken by idle clients;
+    // the one idle longest makes room for each new client.
+    let (server, idle) =
+        line_server::serves_new_clients_while_idle_ones_hold_every_place(
+            bin!("tcp-threads"),
+            1000,
+        );
     assert!(open_fds(server.pid()) <= 1000 + 10);
     drop(idle);
 }
@@ -512,64 +354,9 @@ fn threaded_server_closes_the_client_idle_longest_to_make_room() {
     );
 }
 
-/// `clients` clients at once, each of which must get exactly its own
-/// reply, once.
-pub fn many_at_once(addr: &str, clients: usize) {
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(clients));
-    let handles: Vec<_> = (0..clients)
-        .map(|i| {
-            let (addr, barrier) = (addr.to_string(), barrier.clone());
-            thread::spawn(move || {
-                barrier.wait();
-                ask(&addr, &format!("client {i}"))
-            })
-        })
-        .collect();
-    for (i, handle) in handles.into_iter().enumerate() {
-        let reply = handle.join().unwrap().unwrap();
-        assert_eq!(reply, format!("server got: [client {i}]\n"));
-    }
-}
-
-/// Connections that have each sent one byte of a request, and nothing
-/// more, hold every place; past the grace of a second, the one stalled
-/// longest gives its place to a new client, long before the ten-second
-/// request deadline would have freed it.
-pub fn a_stalled_request_gives_up_its_place(bin: &str) {
-    let (server, addr) =
-        start_server(bin, &["127.0.0.1:0", "--max-conns", "2"]);
-    let pid = server.pid();
-    let before = crate::support::open_fds(pid);
-    let mut slow = silent_clients(&addr, 2);
-    for sock in &mut slow {
-        sock.write_all(b"x").unwrap();
-    }
-    wait_until("the server to accept both slow clients", || {
-        crate::support::open_fds(pid) >= before + 2
-    });
-    // Past the grace, and far from the ten-second deadline.
-    thread::sleep(Duration::from_millis(1500)); // The wait is the test.
-    let started = Instant::now();
-    assert_eq!(ask(&addr, "new").unwrap(), "server got: [new]\n");
-    assert!(started.elapsed() < Duration::from_secs(5));
-    wait_until("a slow client to be closed", || {
-        // The end of the stream, or a reset: anything but "nothing yet".
-        slow.iter().any(|sock| {
-            let mut sock: &TcpStream = sock;
-            sock.set_nonblocking(true).unwrap();
-            !matches!(
-                sock.read(&mut [0; 64]),
-                Err(ref e) if e.kind() == ErrorKind::WouldBlock
-            )
-        })
-    });
-    drop(slow);
-    drop(server);
-}
-
 #[test]
 fn threaded_server_evicts_a_request_stalled_past_the_grace() {
-    a_stalled_request_gives_up_its_place(bin!("tcp-threads"));
+    line_server::a_stalled_request_gives_up_its_place(bin!("tcp-threads"));
 }
 
 #[test]

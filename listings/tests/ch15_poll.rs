@@ -6,13 +6,12 @@ use std::io::{ErrorKind, Read, Write};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::ch13_streams::{connect, start_server, typed};
-use crate::ch14_servers::{
-    a_stalled_request_gives_up_its_place, ask, flood, many_at_once,
-    silent_clients, start_limited,
+use crate::line_server::{
+    self, a_stalled_request_gives_up_its_place, ask, many_at_once,
+    silent_clients, start_limited, start_server, typed,
 };
 use crate::support::{
-    Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
+    assert_matches_book, assert_rejects, assert_session_matches_book,
     cargo_run, cpu_time, default_port, have, open_fds, run, status_kib,
     threads_of, unless_blessing, wait_until,
 };
@@ -59,124 +58,48 @@ fn a_busy_loop_burns_cpu_where_poll_sleeps() {
 
 #[test]
 fn poll_server_answers_lines_cut_anywhere_and_a_last_one_without_newline() {
-    let (server, addr) =
-        start_server(bin!("poll-server"), &["127.0.0.1:0", "--count", "1"]);
-    let mut sock = connect(&addr);
-    for piece in [&b"on"[..], b"e\ntw", b"o\n\nthr", b"ee"] {
-        sock.write_all(piece).unwrap();
-    }
-    sock.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut replies = String::new();
-    sock.read_to_string(&mut replies).unwrap();
-    assert_eq!(
-        replies,
-        "server got: [one]\nserver got: [two]\nserver got: []\n\
-         server got: [three]\n"
-    );
-    let out = server.finish();
-    assert!(out.status.success(), "{}", out.stderr);
-    assert!(
-        out.stdout[1].ends_with(": answered 4 lines"),
-        "{:?}",
-        out.stdout
+    line_server::answers_lines_cut_anywhere_and_a_last_one_without_newline(
+        bin!("poll-server"),
     );
 }
 
 #[test]
 fn poll_server_serves_others_while_clients_stay_silent() {
-    let (server, addr) = start_server(bin!("poll-server"), &["127.0.0.1:0"]);
-    let silent = silent_clients(&addr, 100);
-    assert_eq!(ask(&addr, "hello").unwrap(), "server got: [hello]\n");
-    for sock in &silent {
-        sock.set_nonblocking(true).unwrap();
-        let err = (&*sock).read(&mut [0; 1]).expect_err("no data, no end");
-        assert_eq!(err.kind(), ErrorKind::WouldBlock);
-    }
+    let server = line_server::serves_others_while_clients_stay_silent(
+        bin!("poll-server"),
+        100,
+    );
     // All of them, in one thread.
     assert_eq!(threads_of(server.pid()), 1);
 }
 
 #[test]
 fn poll_server_outlives_clients_that_reset() {
-    let (server, addr) =
-        start_server(bin!("poll-server"), &["127.0.0.1:0", "--count", "11"]);
-    let linger = nix::libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    for _ in 0..10 {
-        let rude = connect(&addr);
-        (&rude).write_all(b"half a requ").unwrap();
-        nix::sys::socket::setsockopt(
-            &rude,
-            nix::sys::socket::sockopt::Linger,
-            &linger,
-        )
-        .unwrap();
-    }
-    assert_eq!(
-        ask(&addr, "still here").unwrap(),
-        "server got: [still here]\n"
-    );
-    let out = server.finish();
-    assert!(out.status.success(), "{}", out.stderr);
+    line_server::outlives_clients_that_reset(bin!("poll-server"));
 }
 
 #[test]
 fn poll_server_refuses_a_long_line_and_keeps_little_memory() {
-    let (server, addr) = start_server(bin!("poll-server"), &["127.0.0.1:0"]);
-    let reply = flood(&addr, 64 << 20).join().unwrap().unwrap();
-    assert_eq!(reply, "error: line longer than 1024 bytes\n");
-    let peak = status_kib(server.pid(), "VmHWM").unwrap();
-    assert!(peak < 32 << 10, "peak {peak} kB");
-    assert_eq!(ask(&addr, "next").unwrap(), "server got: [next]\n");
+    line_server::refuses_a_long_line_and_keeps_little_memory(bin!(
+        "poll-server"
+    ));
 }
 
 #[test]
 fn poll_server_writes_many_replies_in_pieces_as_the_client_reads_them() {
-    // Ten thousand requests of a kilobyte, sent while the replies are
-    // read: the replies outrun the socket buffers many times over, so
-    // the server writes them in pieces, and stops reading requests while
-    // too many replies wait.
-    let (server, addr) =
-        start_server(bin!("poll-server"), &["127.0.0.1:0", "--count", "1"]);
-    let script = format!(
-        "yes {} | head -n 10000 | \"$0\" client {addr} | sort | uniq -c",
-        "x".repeat(1000)
-    );
-    let out =
-        Listing::start("bash", &["-c", &script, bin!("tcp-lines")]).finish();
-    assert!(out.status.success(), "{}", out.stderr);
-    assert_eq!(out.stdout.len(), 1, "one kind of reply");
-    assert!(
-        out.stdout[0]
-            .trim_start()
-            .starts_with("10000 server got: [xxx")
-    );
-    assert!(server.finish().status.success());
+    // The replies outrun the socket buffers many times over, so the
+    // server writes them in pieces, and stops reading requests while too
+    // many replies wait.
+    line_server::writes_many_replies_as_the_client_reads_them(bin!(
+        "poll-server"
+    ));
 }
 
 #[test]
 fn poll_server_drops_a_client_that_does_not_read_its_replies() {
-    let (server, addr) = start_server(
-        bin!("poll-server"),
-        &["127.0.0.1:0", "--timeout", "1", "--count", "2"],
-    );
-    let mut slow = connect(&addr);
-    let writer = thread::spawn(move || {
-        let request = b"are you there?\n".repeat(1000);
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(30) {
-            if slow.write_all(&request).is_err() {
-                return true;
-            }
-        }
-        false
-    });
-    assert_eq!(ask(&addr, "fast").unwrap(), "server got: [fast]\n");
-    assert!(writer.join().unwrap(), "the slow reader was dropped");
-    let out = server.finish();
-    assert!(out.stderr.contains(": timed out"), "{}", out.stderr);
+    line_server::drops_a_client_that_does_not_read_its_replies(bin!(
+        "poll-server"
+    ));
 }
 
 #[test]
@@ -240,42 +163,17 @@ fn poll_server_keeps_the_replies_of_clients_that_never_read_bounded() {
 #[test]
 fn poll_server_serves_a_new_client_while_a_thousand_idle_ones_hold_every_place()
 {
-    let (server, addr) = start_server(
-        bin!("poll-server"),
-        &["127.0.0.1:0", "--max-conns", "1000"],
-    );
-    let idle =
-        crate::ch14_servers::idle_clients_held(server.pid(), &addr, 1000);
-    for i in 0..3 {
-        let reply = ask(&addr, &format!("new {i}")).unwrap();
-        assert_eq!(reply, format!("server got: [new {i}]\n"));
-    }
-    wait_until("three idle clients to be closed", || {
-        crate::ch14_servers::closed_by_the_server(&idle) >= 3
-    });
+    let (_server, idle) =
+        line_server::serves_new_clients_while_idle_ones_hold_every_place(
+            bin!("poll-server"),
+            1000,
+        );
     drop(idle);
 }
 
 #[test]
 fn poll_server_drops_a_client_that_trickles_its_request() {
-    let (server, addr) = start_server(
-        bin!("poll-server"),
-        &["127.0.0.1:0", "--timeout", "1", "--count", "1"],
-    );
-    let started = Instant::now();
-    let mut trickle = connect(&addr);
-    let mut dropped = false;
-    while started.elapsed() < Duration::from_secs(20) {
-        if trickle.write_all(b"x").is_err() {
-            dropped = true;
-            break;
-        }
-        thread::sleep(Duration::from_millis(200));
-    }
-    assert!(dropped, "still connected after {:?}", started.elapsed());
-    assert!(started.elapsed() >= Duration::from_secs(1));
-    let out = server.finish();
-    assert!(out.stderr.contains(": timed out"), "{}", out.stderr);
+    line_server::drops_a_client_that_trickles_its_request(bin!("poll-server"));
 }
 
 #[test]

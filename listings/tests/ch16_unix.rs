@@ -945,7 +945,7 @@ fn pass_fd_server_waits_without_spinning_when_out_of_descriptors() {
     // two, none left for `accept`.
     let dir = tempfile::tempdir().unwrap();
     let (file, path) = (secret(&dir), path_in(&dir, "full.sock"));
-    let got = crate::ch13_streams::out_of_descriptors_waits_then_serves(
+    let (got, _server) = crate::support::out_of_descriptors_waits_then_serves(
         bin!("unix-pass-fd"),
         &["serve", &path, &file],
         6,

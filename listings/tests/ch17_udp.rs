@@ -5,7 +5,7 @@ use std::net::UdpSocket;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::ch13_streams::start_server;
+use crate::line_server::start_server;
 use crate::support::{
     assert_matches_book, assert_rejects, assert_session_matches_book,
     cargo_run, default_port, have, run, unless_blessing,

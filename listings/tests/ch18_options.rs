@@ -3,7 +3,7 @@
 
 use std::net::{TcpListener, UdpSocket};
 
-use crate::ch13_streams::start_server;
+use crate::line_server::start_server;
 use crate::support::{
     Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
     blessing, cargo_run, default_port, have, run, unless_blessing,

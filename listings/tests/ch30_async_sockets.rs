@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::ch13_streams::{connect, start_server, typed};
-use crate::ch14_servers::{flood, many_at_once, silent_clients, start_limited};
+use crate::line_server::{
+    self, ask, connect, many_at_once, silent_clients, start_limited,
+    start_server, typed,
+};
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, blessing, cargo_run, cpu_time,
@@ -26,25 +28,6 @@ use crate::support::{
 
 const SERVER: &str = bin!("async-server");
 
-/// Sends a line, half-closes, and returns all the server sent back. Like
-/// Chapter 14's `ask`, but with `read_to_end`, which tries again a read
-/// that a signal interrupted: this test process catches SIGCHLD
-/// (wait-timeout's handler), and a socket read with a timeout fails with
-/// EINTR, SA_RESTART or not, when any child of any test ends meanwhile.
-fn ask(addr: &str, line: &str) -> std::io::Result<String> {
-    let mut sock = std::net::TcpStream::connect(addr)?;
-    sock.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let sent = sock.write_all(format!("{line}\n").as_bytes());
-    let _ = sock.shutdown(Shutdown::Write);
-    let mut reply = Vec::new();
-    let read = sock.read_to_end(&mut reply);
-    if reply.is_empty() {
-        read?;
-        sent?;
-    }
-    Ok(String::from_utf8_lossy(&reply).into_owned())
-}
-
 /// The most threads tokio's default runtime starts for this server: the
 /// main thread and a worker per CPU (it needs no blocking threads).
 fn few_threads() -> usize {
@@ -53,38 +36,15 @@ fn few_threads() -> usize {
 
 #[test]
 fn async_server_answers_lines_cut_anywhere_and_a_last_one_without_newline() {
-    let (server, addr) = start_server(SERVER, &["127.0.0.1:0", "--count", "1"]);
-    let mut sock = connect(&addr);
-    for piece in [&b"on"[..], b"e\ntw", b"o\n\nthr", b"ee"] {
-        sock.write_all(piece).unwrap();
-    }
-    sock.shutdown(Shutdown::Write).unwrap();
-    let mut replies = String::new();
-    sock.read_to_string(&mut replies).unwrap();
-    assert_eq!(
-        replies,
-        "server got: [one]\nserver got: [two]\nserver got: []\n\
-         server got: [three]\n"
-    );
-    let out = server.finish();
-    assert!(out.status.success(), "{}", out.stderr);
-    assert!(
-        out.stdout[1].ends_with(": answered 4 lines"),
-        "{:?}",
-        out.stdout
+    line_server::answers_lines_cut_anywhere_and_a_last_one_without_newline(
+        SERVER,
     );
 }
 
 #[test]
 fn async_server_serves_others_while_clients_stay_silent() {
-    let (server, addr) = start_server(SERVER, &["127.0.0.1:0"]);
-    let silent = silent_clients(&addr, 100);
-    assert_eq!(ask(&addr, "hello").unwrap(), "server got: [hello]\n");
-    for sock in &silent {
-        sock.set_nonblocking(true).unwrap();
-        let err = (&*sock).read(&mut [0; 1]).expect_err("no data, no end");
-        assert_eq!(err.kind(), ErrorKind::WouldBlock);
-    }
+    let server =
+        line_server::serves_others_while_clients_stay_silent(SERVER, 100);
     // A hundred and one connections, in a thread per CPU.
     let threads = threads_of(server.pid());
     assert!(threads <= few_threads(), "{threads} threads");
@@ -92,38 +52,12 @@ fn async_server_serves_others_while_clients_stay_silent() {
 
 #[test]
 fn async_server_outlives_clients_that_reset() {
-    let (server, addr) =
-        start_server(SERVER, &["127.0.0.1:0", "--count", "11"]);
-    let linger = nix::libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    for _ in 0..10 {
-        let rude = connect(&addr);
-        (&rude).write_all(b"half a requ").unwrap();
-        nix::sys::socket::setsockopt(
-            &rude,
-            nix::sys::socket::sockopt::Linger,
-            &linger,
-        )
-        .unwrap();
-    }
-    assert_eq!(
-        ask(&addr, "still here").unwrap(),
-        "server got: [still here]\n"
-    );
-    let out = server.finish();
-    assert!(out.status.success(), "{}", out.stderr);
+    line_server::outlives_clients_that_reset(SERVER);
 }
 
 #[test]
 fn async_server_refuses_a_long_line_and_keeps_little_memory() {
-    let (server, addr) = start_server(SERVER, &["127.0.0.1:0"]);
-    let reply = flood(&addr, 64 << 20).join().unwrap().unwrap();
-    assert_eq!(reply, "error: line longer than 1024 bytes\n");
-    let peak = status_kib(server.pid(), "VmHWM").unwrap();
-    assert!(peak < 32 << 10, "peak {peak} kB");
-    assert_eq!(ask(&addr, "next").unwrap(), "server got: [next]\n");
+    line_server::refuses_a_long_line_and_keeps_little_memory(SERVER);
 }
 
 #[test]
@@ -146,66 +80,17 @@ fn async_server_refuses_a_line_that_is_not_utf8() {
 
 #[test]
 fn async_server_writes_many_replies_as_the_client_reads_them() {
-    let (server, addr) = start_server(SERVER, &["127.0.0.1:0", "--count", "1"]);
-    let script = format!(
-        "yes {} | head -n 10000 | \"$0\" client {addr} | sort | uniq -c",
-        "x".repeat(1000)
-    );
-    let out =
-        Listing::start("bash", &["-c", &script, bin!("tcp-lines")]).finish();
-    assert!(out.status.success(), "{}", out.stderr);
-    assert_eq!(out.stdout.len(), 1, "one kind of reply");
-    assert!(
-        out.stdout[0]
-            .trim_start()
-            .starts_with("10000 server got: [xxx")
-    );
-    assert!(server.finish().status.success());
+    line_server::writes_many_replies_as_the_client_reads_them(SERVER);
 }
 
 #[test]
 fn async_server_drops_a_client_that_does_not_read_its_replies() {
-    let (server, addr) = start_server(
-        SERVER,
-        &["127.0.0.1:0", "--timeout", "1", "--count", "2"],
-    );
-    let mut slow = connect(&addr);
-    let writer = thread::spawn(move || {
-        let request = b"are you there?\n".repeat(1000);
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(30) {
-            if slow.write_all(&request).is_err() {
-                return true;
-            }
-        }
-        false
-    });
-    assert_eq!(ask(&addr, "fast").unwrap(), "server got: [fast]\n");
-    assert!(writer.join().unwrap(), "the slow reader was dropped");
-    let out = server.finish();
-    assert!(out.stderr.contains(": timed out"), "{}", out.stderr);
+    line_server::drops_a_client_that_does_not_read_its_replies(SERVER);
 }
 
 #[test]
 fn async_server_drops_a_client_that_trickles_its_request() {
-    let (server, addr) = start_server(
-        SERVER,
-        &["127.0.0.1:0", "--timeout", "1", "--count", "1"],
-    );
-    let started = Instant::now();
-    let mut trickle = connect(&addr);
-    let mut dropped = false;
-    while started.elapsed() < Duration::from_secs(20) {
-        if trickle.write_all(b"x").is_err() {
-            dropped = true;
-            break;
-        }
-        thread::sleep(Duration::from_millis(200));
-    }
-    assert!(dropped, "still connected after {:?}", started.elapsed());
-    assert!(started.elapsed() >= Duration::from_secs(1));
-    let out = server.finish();
-    assert!(out.stderr.contains(": timed out"), "{}", out.stderr);
+    line_server::drops_a_client_that_trickles_its_request(SERVER);
 }
 
 #[test]

@@ -1,0 +1,383 @@
+//! The line servers of Part III and VI: Listings 14-2 (`tcp-threads`),
+//! 15-2 (`poll-server`) and 30-1 (`async-server`) answer every line with
+//! `server got: [LINE]`, and each must keep the same promises to the same
+//! clients, whatever it is built on. The promises are written here once;
+//! each chapter's tests call them with its server, then check what is its
+//! own (threads, memory, the book's sessions). The helpers that talk to a
+//! line server live here too, so that no chapter's tests borrow another's.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::support::{
+    Finished, Listing, blessing, open_fds, status_kib, wait_until,
+};
+
+// ---------------------------------------------------------------------------
+// Talking to a line server
+
+/// Starts a server listing and returns it with the address it bound.
+#[track_caller]
+pub fn start_server(bin: &str, args: &[&str]) -> (Listing, String) {
+    let mut server = Listing::start(bin, args);
+    let addr = server
+        .expect(r"Server listening on (127\.0\.0\.1:\d+)")
+        .remove(1);
+    (server, addr)
+}
+
+/// Starts a server with a limit of `fds` file descriptors (`ulimit -n`,
+/// which sets both the soft and the hard limit, so the server cannot
+/// raise it), stderr merged into stdout as a terminal shows them.
+#[track_caller]
+pub fn start_limited(
+    fds: usize,
+    bin: &str,
+    args: &[&str],
+) -> (Listing, String) {
+    let script = format!("ulimit -n {fds} && exec \"$0\" \"$@\" 2>&1");
+    let mut command = vec!["-c", &script, bin];
+    command.extend(args);
+    start_server("bash", &command)
+}
+
+/// Runs `shown`, a shell command line as the book prints it, with
+/// `cargo run -p listings --bin NAME --` replaced by the binary itself and
+/// `address` appended unless blessing.
+pub fn typed(shown: &str, bin: &str, address: &str) -> Finished {
+    let name = std::path::Path::new(bin).file_name().unwrap();
+    let cargo =
+        format!("cargo run -p listings --bin {} --", name.to_string_lossy());
+    let mut command = shown.replace(&cargo, bin);
+    if !blessing() {
+        command = format!("{command} {address}");
+    }
+    Listing::start("bash", &["-c", &command]).finish()
+}
+
+/// Connects to `addr`, with a read timeout that fails the test rather
+/// than hanging it.
+#[track_caller]
+pub fn connect(addr: &str) -> TcpStream {
+    let sock = TcpStream::connect(addr).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    sock
+}
+
+/// Sends one line, half-closes, and returns the whole reply. A server
+/// that refuses us may close before our request arrives, and then reset
+/// the connection; what it said before is still ours to read.
+pub fn ask(addr: &str, line: &str) -> std::io::Result<String> {
+    let mut sock = TcpStream::connect(addr)?;
+    sock.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let sent = sock.write_all(format!("{line}\n").as_bytes());
+    let _ = sock.shutdown(Shutdown::Write);
+    let mut reply = Vec::new();
+    let mut buf = [0; 4096];
+    loop {
+        match sock.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => reply.extend_from_slice(&buf[..n]),
+            // A SIGCHLD for this test process (wait-timeout's handler)
+            // ends a read that has a timeout: it is never restarted.
+            Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+            Err(err) if reply.is_empty() => return Err(err),
+            Err(_) => break,
+        }
+    }
+    if reply.is_empty() {
+        sent?;
+    }
+    Ok(String::from_utf8_lossy(&reply).into_owned())
+}
+
+/// `count` connections that say nothing.
+pub fn silent_clients(addr: &str, count: usize) -> Vec<TcpStream> {
+    (0..count).map(|_| connect(addr)).collect()
+}
+
+/// Sends `bytes` of `x` without a newline from a thread, and returns the
+/// thread: it ends when the server has stopped reading, one way or
+/// another.
+pub fn flood(
+    addr: &str,
+    bytes: usize,
+) -> thread::JoinHandle<std::io::Result<String>> {
+    let mut sock = connect(addr);
+    thread::spawn(move || {
+        let sent = sock.write_all(&vec![b'x'; bytes]);
+        let _ = sock.shutdown(Shutdown::Write);
+        let mut reply = String::new();
+        let read = sock.read_to_string(&mut reply);
+        sent.and(read).map(|_| reply)
+    })
+}
+
+/// `clients` clients at once, each of which must get exactly its own
+/// reply, once.
+#[track_caller]
+pub fn many_at_once(addr: &str, clients: usize) {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(clients));
+    let handles: Vec<_> = (0..clients)
+        .map(|i| {
+            let (addr, barrier) = (addr.to_string(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                ask(&addr, &format!("client {i}"))
+            })
+        })
+        .collect();
+    for (i, handle) in handles.into_iter().enumerate() {
+        let reply = handle.join().unwrap().unwrap();
+        assert_eq!(reply, format!("server got: [client {i}]\n"));
+    }
+}
+
+/// Opens `count` connections that say nothing, waits until the server
+/// `pid` has accepted them all (one descriptor each), and then for as long
+/// as a connection must be idle before a server may close it (a second).
+pub fn idle_clients_held(
+    pid: nix::unistd::Pid,
+    addr: &str,
+    count: usize,
+) -> Vec<TcpStream> {
+    let before = open_fds(pid);
+    let idle = silent_clients(addr, count);
+    wait_until("the server to accept every idle client", || {
+        open_fds(pid) >= before + count
+    });
+    // Not a synchronisation: the time a connection must have been idle.
+    thread::sleep(Duration::from_millis(1100));
+    idle
+}
+
+/// Counts the connections of `idle` that the server has closed.
+pub fn closed_by_the_server(idle: &[TcpStream]) -> usize {
+    idle.iter()
+        .filter(|sock| {
+            let mut sock: &TcpStream = sock;
+            sock.set_nonblocking(true).unwrap();
+            matches!(sock.read(&mut [0; 16]), Ok(0))
+        })
+        .count()
+}
+
+// ---------------------------------------------------------------------------
+// The promises
+
+/// Lines arrive cut anywhere, an empty one among them and the last without
+/// a newline: each gets its own reply, and the server counts four.
+#[track_caller]
+pub fn answers_lines_cut_anywhere_and_a_last_one_without_newline(bin: &str) {
+    let (server, addr) = start_server(bin, &["127.0.0.1:0", "--count", "1"]);
+    let mut sock = connect(&addr);
+    for piece in [&b"on"[..], b"e\ntw", b"o\n\nthr", b"ee"] {
+        sock.write_all(piece).unwrap();
+    }
+    sock.shutdown(Shutdown::Write).unwrap();
+    let mut replies = String::new();
+    sock.read_to_string(&mut replies).unwrap();
+    assert_eq!(
+        replies,
+        "server got: [one]\nserver got: [two]\nserver got: []\n\
+         server got: [three]\n"
+    );
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout[1].ends_with(": answered 4 lines"),
+        "{:?}",
+        out.stdout
+    );
+}
+
+/// `count` clients connect and say nothing; another is served meanwhile,
+/// and the silent ones are neither answered nor closed. Returns the
+/// server, for the chapter's own checks (how many threads it took).
+#[track_caller]
+pub fn serves_others_while_clients_stay_silent(
+    bin: &str,
+    count: usize,
+) -> Listing {
+    let (server, addr) = start_server(bin, &["127.0.0.1:0"]);
+    let silent = silent_clients(&addr, count);
+    assert_eq!(ask(&addr, "hello").unwrap(), "server got: [hello]\n");
+    for sock in &silent {
+        sock.set_nonblocking(true).unwrap();
+        let err = (&*sock).read(&mut [0; 1]).expect_err("no data, no end");
+        assert_eq!(err.kind(), ErrorKind::WouldBlock);
+    }
+    server
+}
+
+/// Ten clients send half a request and reset the connection (`SO_LINGER`
+/// of zero); the server goes on serving, and exits cleanly.
+#[track_caller]
+pub fn outlives_clients_that_reset(bin: &str) {
+    let (server, addr) = start_server(bin, &["127.0.0.1:0", "--count", "11"]);
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    for _ in 0..10 {
+        let rude = connect(&addr);
+        (&rude).write_all(b"half a requ").unwrap();
+        nix::sys::socket::setsockopt(
+            &rude,
+            nix::sys::socket::sockopt::Linger,
+            &linger,
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        ask(&addr, "still here").unwrap(),
+        "server got: [still here]\n"
+    );
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
+/// 64 MiB without a newline: the server refuses the line after 1024
+/// bytes, never holds more than a little of it (peak RSS under 32 MiB),
+/// and serves the next client.
+#[track_caller]
+pub fn refuses_a_long_line_and_keeps_little_memory(bin: &str) {
+    let (server, addr) = start_server(bin, &["127.0.0.1:0"]);
+    let reply = flood(&addr, 64 << 20).join().unwrap().unwrap();
+    assert_eq!(reply, "error: line longer than 1024 bytes\n");
+    let peak = status_kib(server.pid(), "VmHWM").unwrap();
+    assert!(peak < 32 << 10, "peak {peak} kB");
+    assert_eq!(ask(&addr, "next").unwrap(), "server got: [next]\n");
+}
+
+/// Ten thousand requests of a kilobyte, sent while the replies are read
+/// (Listing 13-2's client): the replies outrun the socket buffers many
+/// times over, and every one arrives, in order.
+#[track_caller]
+pub fn writes_many_replies_as_the_client_reads_them(bin: &str) {
+    let (server, addr) = start_server(bin, &["127.0.0.1:0", "--count", "1"]);
+    let script = format!(
+        "yes {} | head -n 10000 | \"$0\" client {addr} | sort | uniq -c",
+        "x".repeat(1000)
+    );
+    let out =
+        Listing::start("bash", &["-c", &script, bin!("tcp-lines")]).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.len(), 1, "one kind of reply");
+    assert!(
+        out.stdout[0]
+            .trim_start()
+            .starts_with("10000 server got: [xxx")
+    );
+    assert!(server.finish().status.success());
+}
+
+/// A client sends requests and never reads the replies: once the socket
+/// buffers are full, the server's writes wait, until its deadline (one
+/// second here) drops the client; everyone else is served meanwhile.
+#[track_caller]
+pub fn drops_a_client_that_does_not_read_its_replies(bin: &str) {
+    let (server, addr) =
+        start_server(bin, &["127.0.0.1:0", "--timeout", "1", "--count", "2"]);
+    let mut slow = connect(&addr);
+    let writer = thread::spawn(move || {
+        let request = b"are you there?\n".repeat(1000);
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if slow.write_all(&request).is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    assert_eq!(ask(&addr, "fast").unwrap(), "server got: [fast]\n");
+    assert!(writer.join().unwrap(), "the slow reader was dropped");
+    let out = server.finish();
+    assert!(out.stderr.contains(": timed out"), "{}", out.stderr);
+}
+
+/// One byte every 200 ms: each read comes well within a second, so a
+/// timeout per read would never fire; the deadline per request (one second
+/// here) does.
+#[track_caller]
+pub fn drops_a_client_that_trickles_its_request(bin: &str) {
+    let (server, addr) =
+        start_server(bin, &["127.0.0.1:0", "--timeout", "1", "--count", "1"]);
+    let started = Instant::now();
+    let mut trickle = connect(&addr);
+    let mut dropped = false;
+    while started.elapsed() < Duration::from_secs(20) {
+        if trickle.write_all(b"x").is_err() {
+            dropped = true;
+            break;
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    assert!(dropped, "still connected after {:?}", started.elapsed());
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let out = server.finish();
+    assert!(out.stderr.contains(": timed out"), "{}", out.stderr);
+}
+
+/// Connections that have each sent one byte of a request, and nothing
+/// more, hold every place; past the grace of a second, the one stalled
+/// longest gives its place to a new client, long before the ten-second
+/// request deadline would have freed it.
+#[track_caller]
+pub fn a_stalled_request_gives_up_its_place(bin: &str) {
+    let (server, addr) =
+        start_server(bin, &["127.0.0.1:0", "--max-conns", "2"]);
+    let pid = server.pid();
+    let before = open_fds(pid);
+    let mut slow = silent_clients(&addr, 2);
+    for sock in &mut slow {
+        sock.write_all(b"x").unwrap();
+    }
+    wait_until("the server to accept both slow clients", || {
+        open_fds(pid) >= before + 2
+    });
+    // Past the grace, and far from the ten-second deadline.
+    thread::sleep(Duration::from_millis(1500)); // The wait is the test.
+    let started = Instant::now();
+    assert_eq!(ask(&addr, "new").unwrap(), "server got: [new]\n");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    wait_until("a slow client to be closed", || {
+        // The end of the stream, or a reset: anything but "nothing yet".
+        slow.iter().any(|sock| {
+            let mut sock: &TcpStream = sock;
+            sock.set_nonblocking(true).unwrap();
+            !matches!(
+                sock.read(&mut [0; 64]),
+                Err(ref e) if e.kind() == ErrorKind::WouldBlock
+            )
+        })
+    });
+    drop(slow);
+    drop(server);
+}
+
+/// `max_conns` idle clients hold every place (each idle past a second);
+/// new clients are served all the same, each making room by closing the
+/// client idle longest. Returns the server and the idle clients, for the
+/// chapter's own checks.
+#[track_caller]
+pub fn serves_new_clients_while_idle_ones_hold_every_place(
+    bin: &str,
+    max_conns: usize,
+) -> (Listing, Vec<TcpStream>) {
+    let limit = max_conns.to_string();
+    let (server, addr) =
+        start_server(bin, &["127.0.0.1:0", "--max-conns", &limit]);
+    let idle = idle_clients_held(server.pid(), &addr, max_conns);
+    for i in 0..3 {
+        let reply = ask(&addr, &format!("new {i}")).unwrap();
+        assert_eq!(reply, format!("server got: [new {i}]\n"));
+    }
+    wait_until("three idle clients to be closed", || {
+        closed_by_the_server(&idle) >= 3
+    });
+    (server, idle)
+}
