@@ -7,9 +7,10 @@
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
-use mdbook_markdown::pulldown_cmark::{CodeBlockKind, Event, Tag};
+use mdbook_markdown::pulldown_cmark::{CodeBlockKind, Event, Tag, TagEnd};
 use mdbook_markdown::{MarkdownOptions, new_cmark_parser};
 use regex::Regex;
+use scraper::{ElementRef, Html, Selector};
 
 use crate::includes::includes_in;
 use crate::support::{
@@ -81,29 +82,76 @@ fn every_code_block_names_its_language() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// Every `<img>` has alt text, and so has every Markdown image.
+/// Every `<img>` has alt text, and so has every Markdown image. The
+/// Markdown is read as mdBook reads it, and its HTML as a browser does, so
+/// that code blocks that show an `<img>` are not pictures.
 #[test]
 fn every_image_has_alt_text() {
-    static IMG: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"(?s)<img\b[^>]*>").unwrap());
-    static ALT: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r#"\balt\s*=\s*"[^"]*\S[^"]*""#).unwrap());
-    static MARKDOWN_IMAGE: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"!\[\s*\]\(").unwrap());
+    let img = Selector::parse("img").unwrap();
     let mut problems = Vec::new();
     for (file, text) in markdown_sources() {
-        for m in IMG.find_iter(&text).chain(MARKDOWN_IMAGE.find_iter(&text)) {
-            if m.as_str().starts_with("<img") && ALT.is_match(m.as_str()) {
-                continue;
-            }
+        let mut report = |offset: usize| {
             problems.push(format!(
                 "{}:{}: an image without alt text",
                 from_root(&file),
-                line_of(&text, m.start())
+                line_of(&text, offset)
             ));
+        };
+        // An HTML block comes a line at a time; a Markdown image's alt
+        // text is the text between its start and its end.
+        let mut block: Option<(usize, String)> = None;
+        let mut image: Option<(usize, String)> = None;
+        let parser = new_cmark_parser(&text, &MarkdownOptions::default());
+        for (event, range) in parser.into_offset_iter() {
+            match event {
+                Event::Start(Tag::HtmlBlock) => {
+                    block = Some((range.start, String::new()))
+                }
+                Event::Html(html) => match block.as_mut() {
+                    Some((_, lines)) => lines.push_str(&html),
+                    None => block = Some((range.start, html.to_string())),
+                },
+                Event::InlineHtml(html) => {
+                    let fragment = Html::parse_fragment(&html);
+                    if fragment.select(&img).any(|i| !has_alt(&i)) {
+                        report(range.start);
+                    }
+                }
+                Event::End(TagEnd::HtmlBlock) => {
+                    if let Some((start, html)) = block.take() {
+                        let fragment = Html::parse_fragment(&html);
+                        if fragment.select(&img).any(|i| !has_alt(&i)) {
+                            report(start);
+                        }
+                    }
+                }
+                Event::Start(Tag::Image { .. }) => {
+                    image = Some((range.start, String::new()))
+                }
+                Event::Text(words) | Event::Code(words) => {
+                    if let Some((_, alt)) = image.as_mut() {
+                        alt.push_str(&words);
+                    }
+                }
+                Event::End(TagEnd::Image) => {
+                    if let Some((start, alt)) = image.take()
+                        && alt.trim().is_empty()
+                    {
+                        report(start);
+                    }
+                }
+                _ => {}
+            }
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Whether an `<img>` has alt text that says something.
+fn has_alt(img: &ElementRef) -> bool {
+    img.value()
+        .attr("alt")
+        .is_some_and(|alt| !alt.trim().is_empty())
 }
 
 /// The figures are SVG written inline into the page, so that they take
@@ -114,14 +162,8 @@ fn every_image_has_alt_text() {
 /// it inside a `<figure>` with a numbered `<figcaption>`.
 #[test]
 fn every_figure_is_labelled_and_shown_with_a_caption() {
-    static ROOT: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(
-            r#"^<svg class="figure" [^>]*role="img" aria-labelledby="([^"]+)""#,
-        )
-        .unwrap()
-    });
-    static ID: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r#"\bid="([^"]+)""#).unwrap());
+    let root = Selector::parse("svg").unwrap();
+    let with_id = Selector::parse("[id]").unwrap();
     let figures = workspace_root().join("src").join("figures");
     let mut problems = Vec::new();
     let mut ids = BTreeSet::new();
@@ -131,18 +173,36 @@ fn every_figure_is_labelled_and_shown_with_a_caption() {
         if text.lines().any(|line| line.trim().is_empty()) {
             problems.push(format!("{name}: a blank line ends the HTML block"));
         }
-        match ROOT.captures(&text) {
+        // Read as the browser reads the page it is written into.
+        let picture = Html::parse_fragment(&text);
+        let labels = picture.select(&root).next().and_then(|svg| {
+            let svg = svg.value();
+            let is_figure = svg
+                .has_class("figure", scraper::CaseSensitivity::CaseSensitive);
+            (text.starts_with("<svg ")
+                && is_figure
+                && svg.attr("role") == Some("img"))
+            .then(|| svg.attr("aria-labelledby"))
+            .flatten()
+        });
+        match labels {
             None => problems.push(format!(
                 "{name}: must start with <svg class=\"figure\" … role=\"img\" \
                  aria-labelledby=\"…\">"
             )),
-            Some(cap) => {
-                for id in cap[1].split_whitespace() {
-                    let labelled = Regex::new(&format!(
-                        r#"(?s)<(title|desc) id="{id}">\s*\S.*?</(title|desc)>"#
-                    ))
-                    .unwrap();
-                    if !labelled.is_match(&text) {
+            Some(labels) => {
+                for id in labels.split_whitespace() {
+                    let label = picture.select(&with_id).find(|element| {
+                        element.value().id() == Some(id)
+                            && ["title", "desc"]
+                                .contains(&element.value().name())
+                            && !element
+                                .text()
+                                .collect::<String>()
+                                .trim()
+                                .is_empty()
+                    });
+                    if label.is_none() {
                         problems.push(format!(
                             "{name}: no non-empty <title> or <desc> with id {id}"
                         ));
@@ -150,9 +210,10 @@ fn every_figure_is_labelled_and_shown_with_a_caption() {
                 }
             }
         }
-        for cap in ID.captures_iter(&text) {
-            if !ids.insert(cap[1].to_string()) {
-                problems.push(format!("{name}: id {} is used twice", &cap[1]));
+        for element in picture.select(&with_id) {
+            let id = element.value().id().unwrap_or_default();
+            if !ids.insert(id.to_string()) {
+                problems.push(format!("{name}: id {id} is used twice"));
             }
         }
         // Shown in a chapter, inside <figure> … <figcaption>Figure N-M:.
