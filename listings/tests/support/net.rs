@@ -1,0 +1,79 @@
+//! Servers on the book's default port, and servers out of descriptors.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// Serialises the tests that bind the book's default port, 50008: only
+/// blessing does, so that the outputs show the command a reader types.
+/// It is the only such lock: a second one would let two tests bind the
+/// port at once (`harness` checks that no other test file keeps one).
+pub fn default_port() -> std::sync::MutexGuard<'static, ()> {
+    static PORT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    PORT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `args`, plus `address` unless blessing: checks run on a free port,
+/// blessing on the default one, as the book shows.
+pub fn unless_blessing<'a>(args: &[&'a str], address: &'a str) -> Vec<&'a str> {
+    let mut args = args.to_vec();
+    if !blessing() {
+        args.push(address);
+    }
+    args
+}
+
+/// Starts the one-client-at-a-time server `bin` with a soft limit of `fds`
+/// descriptors, which leaves none for `accept`, and lets `client` connect
+/// to the address it prints (from a thread, which returns what the client
+/// got). The server must log the failure once (`failure`), use almost no
+/// CPU while it lasts, and serve the client once `prlimit` makes room,
+/// with no second line about the failure. Returns what the client got and
+/// the server, which has just printed the line after the failure.
+#[track_caller]
+pub fn out_of_descriptors_waits_then_serves(
+    bin: &str,
+    args: &[&str],
+    fds: usize,
+    failure: &str,
+    client: impl FnOnce(&str) -> std::thread::JoinHandle<String>,
+) -> (String, Listing) {
+    let script = format!("ulimit -S -n {fds} && exec \"$0\" \"$@\" 2>&1");
+    let mut command = vec!["-c", &script, bin];
+    command.extend(args);
+    let mut server = Listing::start("bash", &command);
+    let addr = server.expect(r"Server listening on (\S+)").remove(1);
+    let pid = server.pid();
+    let waiting = client(&addr);
+    let failed = server.next_line();
+    assert!(failed.starts_with(failure), "{failed}");
+    // It waits between tries: over two seconds it uses almost no CPU,
+    // where a loop that retried at once would use all it could get.
+    let (cpu, started) = (cpu_time(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(2)); // The wait is the test.
+    let used = cpu_time(pid) - cpu;
+    assert!(
+        used < Duration::from_millis(300),
+        "{used:?} of CPU in {:?}",
+        started.elapsed()
+    );
+    let room = nix::libc::rlimit {
+        rlim_cur: 64,
+        rlim_max: 64,
+    };
+    // SAFETY: prlimit only reads `room`; no old value is asked for.
+    let raised = unsafe {
+        nix::libc::prlimit(
+            pid.as_raw(),
+            nix::libc::RLIMIT_NOFILE,
+            &room,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(raised, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let got = waiting.join().expect("the client thread");
+    // The whole run of failures was one line: the next says who was served.
+    let served = server.next_line();
+    assert!(!served.starts_with(failure), "logged again: {served}");
+    (got, server)
+}

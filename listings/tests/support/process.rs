@@ -1,0 +1,501 @@
+//! Starting listings as processes in groups of their own, with deadlines on
+//! every wait, and what they printed.
+
+use nix::libc;
+use nix::sys::prctl;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::{Pid, getpid, getppid};
+use regex::Regex;
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::thread;
+use std::time::{Duration, Instant};
+use wait_timeout::ChildExt;
+
+use super::*;
+
+/// How long any single wait may take before the test fails. Generous,
+/// because the suite must pass on a loaded machine; a healthy run never
+/// comes near it.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A running listing.
+pub struct Listing {
+    pub(super) child: Child,
+    pub(super) lines: Receiver<String>,
+    pub(super) stderr: Receiver<String>,
+    /// Every stdout line read so far, in order.
+    pub(super) transcript: Vec<String>,
+}
+
+/// What a listing printed, and how it ended.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: Vec<String>,
+    pub stderr: String,
+}
+
+impl Listing {
+    /// Starts `bin` with `args` in a new process group, stdin closed.
+    pub fn start(bin: &str, args: &[&str]) -> Listing {
+        Listing::spawn(Command::new(bin).args(args), Stdio::piped())
+    }
+
+    /// Starts `command` as [`Listing::start`] does: in a new process
+    /// group, stdin closed, stderr read by this module, killed by the
+    /// kernel if the calling thread dies first; stdout as given:
+    /// `Stdio::piped()` for the test to read it line by line, or anything
+    /// else, such as a pipe nobody reads.
+    pub fn spawn(command: &mut Command, stdout: Stdio) -> Listing {
+        command.process_group(0);
+        Listing::spawn_as_is(command, stdout)
+    }
+
+    /// Starts `bin` as [`Listing::start`] does, but in a new session
+    /// rather than only a new group: for a test whose outcome depends on
+    /// the session, which must not be the one `cargo test` was started in
+    /// (in a container, the first process may share it).
+    pub fn start_in_new_session(bin: &str, args: &[&str]) -> Listing {
+        let mut command = Command::new(bin);
+        command.args(args);
+        // SAFETY: runs between fork and exec; `setsid` is one
+        // async-signal-safe system call, and its error is a raw errno,
+        // built without allocating. It also makes a new process group,
+        // which `spawn`'s `process_group(0)` would forbid (a group leader
+        // cannot start a session), so it is not asked for.
+        unsafe {
+            command.pre_exec(|| {
+                nix::unistd::setsid()?;
+                Ok(())
+            });
+        }
+        Listing::spawn_as_is(&mut command, Stdio::piped())
+    }
+
+    fn spawn_as_is(command: &mut Command, stdout: Stdio) -> Listing {
+        let program = command.get_program().to_string_lossy().into_owned();
+        die_with_this_thread(command);
+        only_standard_descriptors(command);
+        default_signals(command);
+        same_environment(command);
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {program}: {err}"));
+
+        // Without a pipe to read, the channel is closed from the start:
+        // to `next_line`, stdout has ended.
+        let (tx, lines) = channel();
+        if let Some(stdout) = child.stdout.take() {
+            thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let (tx, stderr) = channel();
+        let mut pipe = child.stderr.take().expect("stderr is piped");
+        thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            let _ = tx.send(text);
+        });
+        Listing {
+            child,
+            lines,
+            stderr,
+            transcript: Vec::new(),
+        }
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Sends `signal` to the listing's own process (not its group).
+    pub fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal).expect("the listing is alive");
+    }
+
+    /// The next line of stdout; fails the test after `PATIENCE`.
+    pub fn next_line(&mut self) -> String {
+        match self.lines.recv_timeout(PATIENCE) {
+            Ok(line) => {
+                self.transcript.push(line.clone());
+                line
+            }
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "no line within {PATIENCE:?}; so far: {:#?}",
+                self.transcript
+            ),
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = self.child.wait_timeout(PATIENCE);
+                let stderr = self.take_stderr();
+                panic!(
+                    "stdout closed early ({status:?}); so far: {:#?}\n\
+                     stderr: {stderr}",
+                    self.transcript
+                )
+            }
+        }
+    }
+
+    /// The next line of stdout, or `None` if the listing closed stdout
+    /// (usually by exiting) instead.
+    pub fn next_line_or_exit(&mut self) -> Option<String> {
+        match self.lines.recv_timeout(PATIENCE) {
+            Ok(line) => {
+                self.transcript.push(line.clone());
+                Some(line)
+            }
+            Err(RecvTimeoutError::Disconnected) => None,
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("no line within {PATIENCE:?}")
+            }
+        }
+    }
+
+    /// True if no line comes within `time` and stdout stays open: for a
+    /// listing that must be waiting. A bound, not a way to synchronise: a
+    /// late line on a loaded machine can only make this pass wrongly,
+    /// never fail wrongly.
+    pub fn no_line_within(&mut self, time: Duration) -> bool {
+        match self.lines.recv_timeout(time) {
+            Ok(line) => {
+                self.transcript.push(line);
+                false
+            }
+            Err(RecvTimeoutError::Timeout) => true,
+            Err(RecvTimeoutError::Disconnected) => false,
+        }
+    }
+
+    /// The next line, which must match `pattern`; returns its captures.
+    #[track_caller]
+    pub fn expect(&mut self, pattern: &str) -> Vec<String> {
+        let line = self.next_line();
+        let re = Regex::new(&format!("^{pattern}$")).expect("a valid regex");
+        let caps = re
+            .captures(&line)
+            .unwrap_or_else(|| panic!("expected /{pattern}/, got {line:?}"));
+        caps.iter()
+            .map(|m| m.map_or(String::new(), |m| m.as_str().to_string()))
+            .collect()
+    }
+
+    /// Waits for the listing to exit and for its stdout to close, then
+    /// returns everything it printed.
+    #[track_caller]
+    pub fn finish(mut self) -> Finished {
+        let status = self
+            .child
+            .wait_timeout(PATIENCE)
+            .expect("wait for the listing")
+            .unwrap_or_else(|| {
+                panic!(
+                    "still running after {PATIENCE:?}: {:#?}",
+                    self.transcript
+                )
+            });
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.transcript.push(line),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("the listing exited but its stdout stayed open")
+                }
+            }
+        }
+        Finished {
+            status,
+            stdout: std::mem::take(&mut self.transcript),
+            stderr: self.take_stderr(),
+        }
+    }
+
+    fn take_stderr(&self) -> String {
+        self.stderr
+            .recv_timeout(PATIENCE)
+            .unwrap_or_else(|_| "(stderr still open or already read)".into())
+    }
+}
+
+/// Makes the child that `command` starts ask the kernel for SIGKILL when
+/// its parent, the calling thread, dies (see the module's documentation).
+pub(crate) fn die_with_this_thread(command: &mut Command) {
+    // Taken before the fork: the child compares its parent with it.
+    let parent = getpid();
+    let set_death_signal = move || {
+        prctl::set_pdeathsig(Signal::SIGKILL)?;
+        // If the test process died between the fork and the line above,
+        // no signal will come: the child has been handed to another
+        // process already. Then it must not run at all. (The calling
+        // thread alone cannot end meanwhile: `spawn` waits for the exec.)
+        if getppid() != parent {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        Ok(())
+    };
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe calls are allowed. It makes two system calls,
+    // prctl and getppid, and builds its error from a raw errno, without
+    // allocating; it locks nothing.
+    unsafe {
+        command.pre_exec(set_death_signal);
+    }
+}
+
+/// Makes a listing start with descriptors 0, 1 and 2 only, whatever the
+/// test runner inherited without close-on-exec: what /proc/PID/fd shows
+/// must not depend on who ran `cargo test`. Marking them close-on-exec
+/// rather than closing them keeps std's own pipe that reports a failed
+/// exec.
+pub(crate) fn only_standard_descriptors(command: &mut Command) {
+    // SAFETY: runs between fork and exec; `close_range` is one system
+    // call, async-signal-safe, and nothing allocates.
+    unsafe {
+        command.pre_exec(|| {
+            use nix::libc::{CLOSE_RANGE_CLOEXEC, c_int, close_range};
+            close_range(3, u32::MAX, CLOSE_RANGE_CLOEXEC as c_int);
+            Ok(())
+        });
+    }
+}
+
+/// Makes a listing start with every signal at its default action and none
+/// blocked, whatever the test runner inherited. A shell starts background
+/// jobs with SIGINT and SIGQUIT ignored, `nohup` ignores SIGHUP, and both
+/// pass through fork and exec: a test that sends Ctrl-C must not depend on
+/// how `cargo test` was started.
+pub(crate) fn default_signals(command: &mut Command) {
+    // SAFETY: runs between fork and exec; `signal` (sigaction) and
+    // `sigprocmask` are async-signal-safe system calls, and nothing
+    // allocates. The signals glibc keeps for itself refuse with EINVAL,
+    // which is ignored, as are SIGKILL and SIGSTOP, which cannot change.
+    unsafe {
+        command.pre_exec(|| {
+            use nix::libc::{
+                SIG_DFL, SIG_SETMASK, SIGRTMAX, sigemptyset, signal,
+                sigprocmask, sigset_t,
+            };
+            for signo in 1..=SIGRTMAX() {
+                signal(signo, SIG_DFL);
+            }
+            let mut none: sigset_t = std::mem::zeroed();
+            sigemptyset(&mut none);
+            sigprocmask(SIG_SETMASK, &none, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+}
+
+/// What the environment of every listing and command holds, whoever ran
+/// `cargo test`, unless the test sets the variable itself: the clock in
+/// UTC (a time zone with summer time would make two local times five
+/// seconds apart differ by an hour once a year), the C locale's formats
+/// (`ls -l` writes dates in the reader's language otherwise), and no
+/// terminal (no colours, no width).
+pub const ENVIRONMENT: [(&str, Option<&str>); 6] = [
+    ("TZ", Some("UTC")),
+    ("LC_ALL", Some("C.UTF-8")),
+    ("LANGUAGE", None),
+    ("TERM", Some("dumb")),
+    ("COLUMNS", None),
+    ("LINES", None),
+];
+
+/// Gives `command` the [`ENVIRONMENT`], leaving alone what the test set.
+pub(crate) fn same_environment(command: &mut Command) {
+    let set: Vec<_> = command.get_envs().map(|(k, _)| k.to_owned()).collect();
+    for (name, value) in ENVIRONMENT {
+        if set.iter().any(|k| k == name) {
+            continue;
+        }
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+}
+
+impl Drop for Listing {
+    fn drop(&mut self) {
+        // Kill the whole group, forked children included; it may already
+        // be gone, which is fine.
+        let _ = killpg(self.pid(), Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a listing that ends by itself and returns what it printed.
+pub fn run(bin: &str, args: &[&str]) -> Finished {
+    Listing::start(bin, args).finish()
+}
+
+/// Asserts that bad arguments get one line on stderr, naming the program,
+/// nothing on stdout, and exit status 1: no panic, no usage essay.
+#[track_caller]
+pub fn assert_rejects(bin: &str, args: &[&str], complaint: &str) {
+    let out = run(bin, args);
+    let name = Path::new(bin).file_name().unwrap().to_string_lossy();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{name} {args:?}: {}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty(), "stdout: {:?}", out.stdout);
+    let lines: Vec<_> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line of error, got {:?}", out.stderr);
+    assert!(
+        lines[0].starts_with(&format!("{name}: "))
+            && lines[0].contains(complaint),
+        "expected '{name}: …{complaint}…', got {:?}",
+        lines[0]
+    );
+}
+
+/// Waits, up to `PATIENCE`, until `ready` holds; fails the test with
+/// `what` otherwise. For conditions only /proc can tell: the state of a
+/// process, its pending signals. It polls; it never sleeps for longer
+/// than the next look.
+#[track_caller]
+pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !ready() {
+        assert!(Instant::now() < deadline, "waited {PATIENCE:?} for {what}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// True if no live process is in process group `pgid`: all gone, or
+/// zombies waiting for a parent to reap them.
+pub fn group_is_gone(pgid: Pid) -> bool {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().all(|entry| {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse().ok())
+        else {
+            return true;
+        };
+        match stat_fields(Pid::from_raw(pid)) {
+            Some(fields) => fields[0] == "Z" || fields[2] != pgid.to_string(),
+            None => true,
+        }
+    })
+}
+
+/// The path of any listing's binary, by name: they all sit together.
+pub fn bin_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_alarm")).with_file_name(name)
+}
+
+/// The names of every listing: the binaries of this crate, as Cargo reads
+/// listings/Cargo.toml (`cargo metadata`).
+pub fn listing_names() -> Vec<String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut metadata = Command::new(cargo);
+    metadata.args(["metadata", "--no-deps", "--format-version=1"]);
+    metadata.args(["--offline", "--locked", "--manifest-path"]);
+    metadata.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
+    let out = Listing::spawn(&mut metadata, Stdio::piped()).finish();
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        out.stderr
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_str(&out.stdout.join("\n")).expect("JSON");
+    let package = metadata["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .find(|package| package["name"] == "listings")
+        .expect("the listings package");
+    package["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .filter(|target| target["kind"] == serde_json::json!(["bin"]))
+        .map(|target| target["name"].as_str().expect("a name").to_string())
+        .collect()
+}
+
+/// Whether `tool` is installed. On a reader's machine a test that needs a
+/// missing tool is skipped, with a note; in CI (`CI` set) it fails, since
+/// `.ci/run` installs every tool.
+pub fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "{tool} is missing in CI");
+        eprintln!("skipped: {tool} is not installed");
+    }
+    found
+}
+
+/// Runs a shell command line with `bash -c`, with a deadline, in a
+/// process group of its own that dies with it, and returns its output
+/// lines. For the commands the book tells readers to type.
+pub fn shell(command: &str) -> Vec<String> {
+    let out = Listing::start("bash", &["-c", command]).finish();
+    assert!(out.status.success(), "`{command}` failed: {}", out.stderr);
+    out.stdout
+}
+
+/// Kills a process group when dropped, if anything still lives in it: for
+/// the children a listing puts in a group of their own, which the
+/// listing's clean-up cannot reach once the listing is dead, even when a
+/// test fails half-way. While a member lives, the group's id is its own.
+pub struct KillGroupOnDrop(pub Pid);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        if !group_is_gone(self.0) {
+            let _ = killpg(self.0, Signal::SIGKILL);
+        }
+    }
+}
+
+/// Waits for a listing to end, as [`Listing::finish`] does, and then
+/// until no process of its group is left: forked children included.
+#[track_caller]
+pub fn finish_clean(listing: Listing) -> Finished {
+    let pgid = listing.pid();
+    let out = listing.finish();
+    wait_until("the listing's processes to end", || group_is_gone(pgid));
+    out
+}
+
+/// Runs a listing that ends by itself, as [`run`] does, and checks that
+/// none of its processes is left.
+pub fn run_clean(bin: &str, args: &[&str]) -> Finished {
+    finish_clean(Listing::start(bin, args))
+}
+
+/// Makes `command` start as [`Listing::spawn`] starts a listing (killed
+/// by the kernel if the calling thread dies first, descriptors 0, 1 and 2
+/// only, every signal at its default, the book's environment), but leaves
+/// its process group, its session and its standard streams to the caller:
+/// for a test that gives a program a terminal of its own.
+pub fn like_a_listing(command: &mut Command) -> &mut Command {
+    die_with_this_thread(command);
+    only_standard_descriptors(command);
+    default_signals(command);
+    same_environment(command);
+    command
+}

@@ -1,0 +1,139 @@
+//! What /proc says about a running process: its children, state, signals,
+//! descriptors, memory, CPU time and threads.
+
+use nix::unistd::Pid;
+use std::fs;
+use std::time::Duration;
+
+use super::*;
+
+/// The pids of the processes whose parent is `pid`, read from /proc.
+pub fn children_of(pid: Pid) -> Vec<Pid> {
+    let mut children = Vec::new();
+    for entry in fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // The fields after the command name, which is in parentheses and
+        // may contain spaces: state, then the parent's pid.
+        let Some((head, tail)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let ppid = tail.split(' ').nth(1).and_then(|p| p.parse().ok());
+        let own = head.split(' ').next().and_then(|p| p.parse().ok());
+        if let (Some(ppid), Some(own)) = (ppid, own)
+            && Pid::from_raw(ppid) == pid
+        {
+            children.push(Pid::from_raw(own));
+        }
+    }
+    children
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name (which is in
+/// parentheses and may contain spaces): state, ppid, pgrp, ... `None` once
+/// the process is gone.
+pub(crate) fn stat_fields(pid: Pid) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, tail) = stat.rsplit_once(") ")?;
+    Some(tail.split(' ').map(String::from).collect())
+}
+
+/// The state letter of a process (`R`, `S`, `T` for stopped, `Z` for a
+/// zombie), or `None` if it is gone.
+pub fn state_of(pid: Pid) -> Option<char> {
+    stat_fields(pid)?.first()?.chars().next()
+}
+
+/// The signals pending for a process as a whole (`ShdPnd` in
+/// /proc/<pid>/status), as signal numbers.
+pub fn pending_signals(pid: Pid) -> Vec<i32> {
+    let status =
+        fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix("ShdPnd:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    (1..=64).filter(|n| mask & (1 << (n - 1)) != 0).collect()
+}
+
+/// The open descriptors of a process and what each names (`pipe:[123]`,
+/// `/dev/null`), from /proc/<pid>/fd, in order; empty once it is gone.
+pub fn fds_of(pid: Pid) -> Vec<(u32, String)> {
+    let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let mut fds: Vec<(u32, String)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let fd = entry.file_name().to_str()?.parse().ok()?;
+            let target = fs::read_link(entry.path()).ok()?;
+            Some((fd, target.to_string_lossy().into_owned()))
+        })
+        .collect();
+    fds.sort();
+    fds
+}
+
+/// The parent of a process, or `None` once it is gone.
+pub fn ppid_of(pid: Pid) -> Option<Pid> {
+    stat_fields(pid)?.get(1)?.parse().ok().map(Pid::from_raw)
+}
+
+/// The process group of a process, or `None` once it is gone.
+pub fn pgid_of(pid: Pid) -> Option<Pid> {
+    stat_fields(pid)?.get(2)?.parse().ok().map(Pid::from_raw)
+}
+
+/// Where in the kernel a sleeping process waits (/proc/<pid>/wchan), such
+/// as `pipe_write`; empty if it runs or is gone.
+pub fn wchan_of(pid: Pid) -> String {
+    fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default()
+}
+
+/// True once `pid` no longer runs: gone, or a zombie waiting to be reaped.
+pub fn is_dead(pid: Pid) -> bool {
+    matches!(state_of(pid), None | Some('Z'))
+}
+
+/// A field of `/proc/<pid>/status` in kB (`VmRSS`, `VmHWM`), or `None`
+/// once the process is gone.
+pub fn status_kib(pid: Pid, field: &str) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
+/// The CPU time a process has used so far, user and system, from
+/// `/proc/<pid>/stat`.
+pub fn cpu_time(pid: Pid) -> Duration {
+    let fields = stat_fields(pid).unwrap_or_default();
+    // utime and stime, fields 14 and 15 of stat; 12 and 13 after the name.
+    let ticks: u64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    // In clock ticks of USER_HZ, which Linux keeps at 100 a second.
+    Duration::from_millis(ticks * 10)
+}
+
+/// The number of threads of a process (`Threads` in /proc/<pid>/status).
+pub fn threads_of(pid: Pid) -> usize {
+    status_kib(pid, "Threads").unwrap_or(0) as usize
+}
+
+/// The number of file descriptors a process has open.
+pub fn open_fds(pid: Pid) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+impl Listing {
+    /// The stdout lines read so far, for a session whose listing is
+    /// killed rather than left to finish.
+    pub fn transcript(&self) -> Vec<String> {
+        self.transcript.clone()
+    }
+}

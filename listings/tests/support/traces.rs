@@ -1,0 +1,484 @@
+//! System-call traces shown in the book: running a listing under strace and
+//! comparing what the kernel saw.
+
+use nix::unistd::Pid;
+use regex::Regex;
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::LazyLock;
+
+use super::*;
+
+/// Which system calls and signals a trace shows, as strace's `-e trace=`
+/// and `-e signal=` take them, and where the part the book shows begins.
+pub struct Trace {
+    /// `-e trace=`: the calls that matter, e.g. `pipe2,clone,write,read`.
+    pub calls: &'static str,
+    /// `-e signal=`: the signals shown, or `none`.
+    pub signals: &'static str,
+    /// The first line the book shows contains this (`pipe2(`): the lines
+    /// before it, the dynamic loader's and Rust's runtime's, become one
+    /// `...` line. `None` shows everything the program did.
+    pub from: Option<&'static str>,
+}
+
+/// strace's longest string, `-s`: long enough for every line a listing
+/// prints, so that a varying pid never moves where a string is cut.
+pub(crate) const TRACE_STRING_LIMIT: &str = "80";
+
+/// The file, relative to `listings/`, that says what recorded the book's
+/// traces and outputs: the version of strace and the architecture, since
+/// the format of a trace and some of its calls differ between them, and
+/// the kernel, whose behaviour the outputs show.
+pub(crate) const RECORDED_WITH: &str = "traces-recorded-with.txt";
+
+/// strace's version line, the machine's architecture, and the kernel's
+/// release (`Linux 6.18.44-fc-v1252`), one to a line.
+pub(crate) fn recording_environment() -> String {
+    let version = Command::new("strace")
+        .arg("-V")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let version = version.lines().next().unwrap_or("").to_string();
+    format!(
+        "{version}\n{}\nLinux {}\n",
+        std::env::consts::ARCH,
+        kernel()
+    )
+}
+
+/// The release of the running kernel, as `uname -r` prints it.
+pub fn kernel() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// What recorded the book's traces and outputs, as [`recording_environment`]
+/// wrote it.
+pub(crate) fn recorded_environment() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(RECORDED_WITH);
+    fs::read_to_string(&path).unwrap_or_default()
+}
+
+/// Rewrites [`RECORDED_WITH`], when blessing; without strace, which only
+/// the traces need, its line stays as it was.
+pub(crate) fn record_environment() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(RECORDED_WITH);
+    let mut text = recording_environment();
+    if text.starts_with('\n') {
+        let recorded = recorded_environment();
+        text = format!("{}{text}", recorded.lines().next().unwrap_or(""));
+    }
+    fs::write(path, text).expect("write");
+}
+
+/// A sentence for a failure message when the book's outputs and traces
+/// were recorded on another kernel than this one; empty otherwise.
+pub(crate) fn kernel_note() -> String {
+    let recorded = recorded_environment();
+    let recorded = recorded.lines().nth(2).unwrap_or("an unknown kernel");
+    let here = format!("Linux {}", kernel());
+    if recorded == here {
+        return String::new();
+    }
+    format!(
+        "\nThe book recorded this on {recorded} (listings/{RECORDED_WITH}); \
+         this is {here}, whose behaviour may differ.\n"
+    )
+}
+
+/// Whether the trace tests can run: strace is installed (see [`have`]),
+/// and it is the version, on the architecture, that recorded the book's
+/// traces. Elsewhere they are skipped with a note; in CI they fail. The
+/// kernel may differ: a failure then says so.
+pub fn can_trace() -> bool {
+    if !have("strace") {
+        return false;
+    }
+    if blessing() {
+        return true;
+    }
+    let strace_and_arch =
+        |text: &str| text.lines().take(2).collect::<Vec<_>>().join(" ");
+    let recorded = strace_and_arch(&recorded_environment());
+    let here = strace_and_arch(&recording_environment());
+    if recorded == here {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "traces recorded with {recorded:?}, CI has {here:?}: \
+         BLESS=1 cargo test -p listings, and read the diff"
+    );
+    eprintln!("skipped: traces recorded with {recorded:?}, this is {here:?}");
+    false
+}
+
+/// The command a reader types to see the trace, after
+/// `cargo build -p listings`.
+pub fn strace_command(bin: &str, args: &[&str], trace: &Trace) -> String {
+    let mut command = format!(
+        "strace -f -q -s {TRACE_STRING_LIMIT} -e trace={}",
+        trace.calls
+    );
+    if trace.signals != "all" {
+        command = format!("{command} -e signal={}", trace.signals);
+    }
+    command = format!("{command} target/debug/{bin}");
+    for arg in args {
+        command = format!("{command} {arg}");
+    }
+    command
+}
+
+impl Listing {
+    /// Starts `bin` with `args` as [`Listing::start`] does, but under
+    /// `strace -f`, following every process and thread it starts; the
+    /// trace arrives on stderr, in [`Finished::stderr`]. [`Listing::pid`]
+    /// is strace's; [`Listing::tracee`] is the listing's.
+    ///
+    /// strace forks the listing, and a forked child loses its parent-death
+    /// signal, so the listing is started through `setpriv --pdeathsig
+    /// KILL`: when strace dies with the test, the listing dies too. That
+    /// adds an `execve`, which the trace leaves out with everything before
+    /// it.
+    pub fn start_traced(bin: &str, args: &[&str], trace: &Trace) -> Listing {
+        let mut calls = trace.calls.to_string();
+        if !calls.split(',').any(|call| call == "execve") {
+            calls.push_str(",execve");
+        }
+        let mut command = Command::new("strace");
+        command.args(["-f", "-q", "-s", TRACE_STRING_LIMIT]);
+        command.args(["-e", &format!("trace={calls}")]);
+        command.args(["-e", &format!("signal={}", trace.signals)]);
+        command.arg("--");
+        // Without setpriv (util-linux) the trace is the same, but a listing
+        // could outlive a killed test; CI has it.
+        let setpriv = Command::new("sh")
+            .args(["-c", "command -v setpriv"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(setpriv || std::env::var_os("CI").is_none(), "no setpriv");
+        if setpriv {
+            command.args(["setpriv", "--pdeathsig", "KILL", "--"]);
+        }
+        command.arg(bin).args(args);
+        Listing::spawn(&mut command, Stdio::piped())
+    }
+
+    /// The pid of the listing that strace traces: strace's one child.
+    pub fn tracee(&self) -> Pid {
+        let mut children = Vec::new();
+        wait_until("strace to start the listing", || {
+            children = children_of(self.pid());
+            !children.is_empty()
+        });
+        children[0]
+    }
+}
+
+/// Compares the trace of a real run with the `.trace` file the book shows,
+/// or rewrites that file when blessing. `file` is relative to `listings/`;
+/// its first line is the command a reader types, from [`strace_command`].
+///
+/// strace interleaves the lines of several processes as they happen, and
+/// cuts a call in two (`<unfinished ...>`, `<... resumed>`) when another
+/// process's line comes in between, so only each process's own sequence
+/// of calls is compared, in order, with its cut calls joined. Normalised
+/// on both sides: pids, addresses, ports, times, a user id, and, where a
+/// string holds one of those, the byte counts that go with it;
+/// `extra_rules` adds (pattern, replacement) pairs for one trace.
+#[track_caller]
+pub fn assert_trace_matches_book(
+    file: &str,
+    command: &str,
+    trace: &Trace,
+    stderr: &str,
+    extra_rules: &[(&str, &str)],
+) {
+    let shown_part = program_part(stderr, trace);
+    let actual = format!("$ {command}\n{shown_part}");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    if blessing() {
+        fs::write(&path, &actual).expect("write the trace file");
+        record_environment();
+        return;
+    }
+    let shown = fs::read_to_string(&path).unwrap_or_else(|err| {
+        panic!("{file}: {err}; create it with BLESS=1 cargo test -p listings")
+    });
+    let want = describe(&per_process(&shown, extra_rules));
+    let got = describe(&per_process(&actual, extra_rules));
+    assert!(
+        want == got,
+        "{file} no longer matches a real run (each process's calls, \
+         normalised; - the book, + this run):\n{}{}\
+         If the new trace is right: BLESS=1 cargo test -p listings",
+        line_diff(&want, &got),
+        kernel_note()
+    );
+}
+
+/// The lines of a trace that the book shows: after the listing's own
+/// `execve`, from the first line that contains `trace.from`.
+pub(crate) fn program_part(stderr: &str, trace: &Trace) -> String {
+    let lines: Vec<&str> = stderr.lines().collect();
+    // The listing's execve is the last successful one that strace did not
+    // prefix with a pid: strace's own run of setpriv comes first, and it
+    // prefixes a line only while it traces more than one process, so a
+    // program that the listing starts, and that execs, comes later with a
+    // prefix.
+    let exec = lines
+        .iter()
+        .rposition(|line| line.starts_with("execve(") && line.ends_with("= 0"))
+        .map_or(0, |i| i + 1);
+    let mut shown: Vec<&str> = lines[exec..].to_vec();
+    if !trace.calls.split(',').any(|call| call == "execve") {
+        shown.retain(|line| !line.contains("execve("));
+    }
+    let mut text = String::new();
+    if let Some(from) = trace.from {
+        let start = shown
+            .iter()
+            .position(|line| line.contains(from))
+            .unwrap_or_else(|| panic!("no line with {from:?} in\n{stderr}"));
+        if start > 0 {
+            text.push_str("...\n");
+        }
+        shown.drain(..start);
+    }
+    for line in shown {
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}
+
+/// A string literal as strace prints it, with `...` if it was cut.
+pub(crate) const STRACE_STRING: &str = r#""(?:[^"\\]|\\.)*"(?:\.\.\.)?"#;
+
+/// Splits a trace into each process's lines, in the order the processes
+/// were started, each line normalised: pids become `<pid1>` for the
+/// first process, `<pid2>` for the one it started first, and so on.
+pub(crate) fn per_process(
+    trace: &str,
+    extra_rules: &[(&str, &str)],
+) -> Vec<Vec<String>> {
+    static PREFIXED: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^\[pid +(\d+)\] (.*)$").unwrap());
+    static STARTED: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^(?:<\.\.\. )?(?:clone3?|v?fork)\b.* = (\d+)$").unwrap()
+    });
+    let (prefixed, started) = (&*PREFIXED, &*STARTED);
+    let extra_rules: Vec<(Regex, &str)> = extra_rules
+        .iter()
+        .map(|(pattern, to)| (Regex::new(pattern).expect("a valid regex"), *to))
+        .collect();
+    let lines: Vec<(Option<u32>, String)> = trace
+        .lines()
+        .filter(|line| !line.starts_with("$ ") && *line != "...")
+        .map(|line| match prefixed.captures(line) {
+            Some(c) => (c[1].parse().ok(), c[2].to_string()),
+            None => (None, line.to_string()),
+        })
+        .collect();
+
+    // strace prefixes a line with `[pid N]` only while it traces more than
+    // one process, so the first process is the one that no clone made.
+    let children: Vec<u32> = lines
+        .iter()
+        .filter_map(|(_, rest)| started.captures(rest))
+        .filter_map(|c| c[1].parse().ok())
+        .collect();
+    let first = lines
+        .iter()
+        .filter_map(|(pid, _)| *pid)
+        .find(|pid| !children.contains(pid))
+        // No line of the first process was prefixed: no number is its pid.
+        .unwrap_or(u32::MAX);
+
+    // An unprefixed line belongs to the one process still alive, or, at
+    // the moment a second one starts, to the first.
+    let mut alive = vec![first];
+    let mut streams: Vec<(u32, Vec<String>)> = Vec::new();
+    let mut pending: Vec<(u32, String)> = Vec::new();
+    for (pid, rest) in lines {
+        let owner =
+            pid.unwrap_or(if alive.len() == 1 { alive[0] } else { first });
+        if !alive.contains(&owner) {
+            alive.push(owner);
+        }
+        if let Some(c) = started.captures(&rest)
+            && let Ok(child) = c[1].parse::<u32>()
+            && !alive.contains(&child)
+        {
+            alive.push(child);
+        }
+        if rest.starts_with("+++ ") {
+            alive.retain(|&p| p != owner);
+        }
+        // Join a call that strace cut in two.
+        let line = if let Some(head) = rest.strip_suffix(" <unfinished ...>") {
+            pending.push((owner, head.to_string()));
+            continue;
+        } else if rest.starts_with("<... ") && rest.contains(" resumed>") {
+            let tail = rest.split_once(" resumed>").unwrap().1;
+            match pending.iter().position(|(p, _)| *p == owner) {
+                Some(i) => format!("{}{tail}", pending.remove(i).1),
+                None => rest.clone(),
+            }
+        } else {
+            rest
+        };
+        match streams.iter_mut().find(|(p, _)| *p == owner) {
+            Some((_, stream)) => stream.push(line),
+            None => streams.push((owner, vec![line])),
+        }
+    }
+
+    // Order: the first process, then each process's children in the
+    // order it started them, whatever order their lines came in.
+    let mut order = vec![first];
+    let mut i = 0;
+    while i < order.len() {
+        if let Some((_, stream)) = streams.iter().find(|(p, _)| *p == order[i])
+        {
+            for line in stream {
+                if let Some(c) = started.captures(line)
+                    && let Ok(child) = c[1].parse::<u32>()
+                    && !order.contains(&child)
+                {
+                    order.push(child);
+                }
+            }
+        }
+        i += 1;
+    }
+    for (pid, _) in &streams {
+        if !order.contains(pid) {
+            order.push(*pid);
+        }
+    }
+    order
+        .iter()
+        .filter_map(|pid| streams.iter().find(|(p, _)| p == pid))
+        .map(|(_, stream)| {
+            stream
+                .iter()
+                .map(|line| normalise_call(line, &order, &extra_rules))
+                .collect()
+        })
+        .collect()
+}
+
+/// Normalises one line of a trace: the pids of the traced processes
+/// outside strings, then what varies anywhere.
+pub(crate) fn normalise_call(
+    line: &str,
+    pids: &[u32],
+    extra_rules: &[(Regex, &str)],
+) -> String {
+    static STRINGS: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(STRACE_STRING).unwrap());
+    static NUMBER: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\b\d+\b").unwrap());
+    static RULES: LazyLock<Vec<(Regex, &str)>> = LazyLock::new(|| {
+        [
+            // Where strace's columns line up depends on what came before.
+            (r"\s+", " "),
+            (r"\b0x[0-9a-f]{5,}\b", "0x<addr>"),
+            (r"\bsi_pid=\d+", "si_pid=<pid>"),
+            (r"\bsi_uid=\d+", "si_uid=<uid>"),
+            (r"\bhtons\(\d+\)", "htons(<port>)"),
+            // Time left, as strace shows a timespec or a raw timeval.
+            (r"\btv_nsec=[1-9]\d*", "tv_nsec=<ns>"),
+            (r"\btv_sec=\d+, tv_nsec=<ns>", "tv_sec=<s>, tv_nsec=<ns>"),
+            (
+                r#"(SO_(?:RCV|SND)TIMEO(?:_OLD)?, )"(?:[^"\\]|\\.)*""#,
+                "$1<timeval>",
+            ),
+        ]
+        .into_iter()
+        .map(|(pattern, to)| (Regex::new(pattern).expect("a valid regex"), to))
+        .collect()
+    });
+    // A string that held a pid, a time or a port may have a different
+    // length: so do the count that goes with it and the call's result.
+    static LENGTHS: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r#"^(\w+\(\w+, "(?:[^"\\]|\\.)*"(?:\.\.\.)?, )\d+(.*= )\d+$"#,
+        )
+        .unwrap()
+    });
+    // Pids outside strings, as whole numbers; the book's rules below
+    // take care of those inside (`Parent 1234`).
+    let mut out = String::new();
+    let mut last = 0;
+    let mut string_varies = false;
+    let replace_pids = |text: &str| {
+        NUMBER
+            .replace_all(text, |c: &regex::Captures| {
+                match pids.iter().position(|p| c[0].parse() == Ok(*p)) {
+                    Some(i) => format!("<pid{}>", i + 1),
+                    None => c[0].to_string(),
+                }
+            })
+            .into_owned()
+    };
+    for m in STRINGS.find_iter(line) {
+        out.push_str(&replace_pids(&line[last..m.start()]));
+        let string = normalise(m.as_str());
+        string_varies |= string != m.as_str();
+        out.push_str(&string);
+        last = m.end();
+    }
+    out.push_str(&replace_pids(&line[last..]));
+
+    for (re, replacement) in RULES.iter() {
+        out = re.replace_all(&out, *replacement).into_owned();
+    }
+    if string_varies {
+        out = LENGTHS.replace_all(&out, "$1<len>$2<len>").into_owned();
+    }
+    for (re, replacement) in extra_rules {
+        out = re.replace_all(&out, *replacement).into_owned();
+    }
+    // And the book's rules for outputs, for what the listing itself wrote
+    // among strace's lines (its stderr), and for the strings.
+    normalise(&out)
+}
+
+/// A normalised trace as text, one block per process.
+pub(crate) fn describe(processes: &[Vec<String>]) -> String {
+    let mut text = String::new();
+    for (i, lines) in processes.iter().enumerate() {
+        text.push_str(&format!("process {}:\n", i + 1));
+        for line in lines {
+            text.push_str(&format!("  {line}\n"));
+        }
+    }
+    text
+}
+
+/// Runs the listing `bin` (its name, as readers type it) with `args` to
+/// its end under strace, checks that it succeeded, and compares its trace
+/// with `file` (see [`assert_trace_matches_book`]). Returns the run.
+#[track_caller]
+pub fn assert_traced_run_matches_book(
+    file: &str,
+    bin: &str,
+    args: &[&str],
+    trace: &Trace,
+) -> Finished {
+    let out =
+        Listing::start_traced(bin_path(bin).to_str().unwrap(), args, trace)
+            .finish();
+    assert!(out.status.success(), "{bin}: {}", out.stderr);
+    let command = strace_command(bin, args, trace);
+    assert_trace_matches_book(file, &command, trace, &out.stderr, &[]);
+    out
+}
