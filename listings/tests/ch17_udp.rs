@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::line_server::start_server;
 use crate::support::{
-    assert_matches_book, assert_rejects, assert_session_matches_book,
-    cargo_run, default_port, have, run, unless_blessing,
+    assert_rejects, assert_session_matches_book,
+    assert_session_matches_book_masking, cargo_run, default_port, have, run,
+    unless_blessing,
 };
 
 /// The number after `RcvbufErrors` on the `Udp:` lines of /proc/net/snmp:
@@ -65,11 +66,11 @@ fn datagrams_keep_boundaries_truncate_silently_and_get_lost() {
     // elsewhere. Other programs can only add to the count.)
     let dropped = rcvbuf_errors() - dropped_before;
     assert!(dropped > 0, "no drop counted");
-    assert_matches_book(
+    // How many survived the full buffer varies from run to run.
+    assert_session_matches_book_masking(
         "ch17-udp/17-01-udp-datagrams.out",
-        "udp-datagrams",
-        &[],
-        &out.stdout,
+        &[(cargo_run("udp-datagrams", &[]), &out.stdout)],
+        &[(r"\breceived \d+ of\b", "received <n> of")],
     );
 }
 

@@ -106,8 +106,6 @@ pub(crate) static RULES: LazyLock<Vec<(Regex, &str)>> = LazyLock::new(|| {
         (r"\S*/unix-server-\d+-\d+\b", "<tmp>/unix-server-<pid>-<n>"),
         // Who connected to a Unix socket: the tests' user.
         (r"\(uid \d+\)", "(uid <uid>)"),
-        // Datagrams that survived a full receive buffer (Listing 17-1)
-        (r"\breceived \d+ of\b", "received <n> of"),
         // Calls counted by Listing 15-1
         (r"\b\d+ reads,", "<n> reads,"),
         // Measured durations: `after 1.00 s`, `44.1 ms`
