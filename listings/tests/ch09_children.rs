@@ -455,6 +455,37 @@ fn sig_jobs_stops_and_continues_a_job_in_a_terminal() {
 }
 
 #[test]
+fn sig_jobs_job_puts_the_terminal_back_before_ctrl_c_ends_it() {
+    let mut term = Terminal::start(bin!("sig-jobs"));
+    term.expect("Shell: starting a job in the background");
+    term.expect("Job: reading the terminal");
+    let job = term.expect(
+        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
+    );
+    let job = Pid::from_raw(job[1].parse().unwrap());
+    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    term.type_keys(b"\n");
+    term.expect("");
+    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    let echo = |term: &Terminal| {
+        nix::sys::termios::tcgetattr(&term.master)
+            .unwrap()
+            .local_flags
+            .contains(nix::sys::termios::LocalFlags::ECHO)
+    };
+    assert!(!echo(&term), "the job turned the echo off");
+    term.type_keys(b"\x03"); // Ctrl-C: SIGINT to the foreground group.
+    term.expect("Job: SIGINT: terminal put back; ending");
+    term.expect(&format!(
+        r"Shell: the job, pid {job}, continued, then was killed by SIGINT"
+    ));
+    // Killed by the signal, as Ctrl-C should, and yet the terminal echoes.
+    assert!(echo(&term), "the job died with the echo off");
+    let status = term.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
 fn sig_jobs_refuses_to_run_without_a_terminal() {
     assert_rejects(bin!("sig-jobs"), &[], "standard input is not a terminal");
 }
