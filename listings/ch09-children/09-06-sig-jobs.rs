@@ -125,8 +125,16 @@ const RELEASED: u8 = 2; // Put back for a stop, to be taken again.
 fn job_main() -> Result<ExitCode, Box<dyn Error>> {
     let original = tcgetattr(io::stdin())?;
     let mode = Arc::new(AtomicU8::new(COOKED));
-    let mut signals =
-        Signals::new([SIGTSTP, SIGCONT, SIGINT, SIGQUIT, SIGTERM, SIGHUP])?;
+    // The signals that end a process, less any the job was started with
+    // ignored (`nohup`'s SIGHUP, a script's `&`): that was the user's
+    // choice, and signal-hook would replace the "ignore" (Chapter 12).
+    let mut taken = vec![SIGTSTP, SIGCONT];
+    for ending in [SIGINT, SIGQUIT, SIGTERM, SIGHUP] {
+        if !is_ignored(ending)? {
+            taken.push(ending);
+        }
+    }
+    let mut signals = Signals::new(taken)?;
     let (theirs, ours) = (original.clone(), Arc::clone(&mode));
     thread::spawn(move || {
         for signal in signals.forever() {
@@ -211,6 +219,21 @@ fn set_raw(original: &Termios) -> nix::Result<()> {
     tcsetattr(io::stdin(), SetArg::TCSADRAIN, &raw)
 }
 // ANCHOR_END: job
+
+/// Whether `signal` is ignored: inherited so from the parent, through
+/// `exec`. A null new action makes `sigaction` only report the current one.
+fn is_ignored(signal: i32) -> io::Result<bool> {
+    let mut current = std::mem::MaybeUninit::<nix::libc::sigaction>::zeroed();
+    // SAFETY: `current` is writable and as large as a `sigaction`; with a
+    // null new action nothing is changed.
+    let done = unsafe {
+        nix::libc::sigaction(signal, std::ptr::null(), current.as_mut_ptr())
+    };
+    nix::errno::Errno::result(done)?;
+    // SAFETY: `sigaction` succeeded, and filled it in.
+    let current = unsafe { current.assume_init() };
+    Ok(current.sa_sigaction == nix::libc::SIG_IGN)
+}
 
 /// Whether the terminal echoes what is typed.
 fn echo_is_on() -> nix::Result<bool> {
