@@ -134,22 +134,22 @@ fn wait_with_pause(args: &Args) -> nix::Result<()> {
 // ANCHOR: suspend
 /// Block, check, and unblock-and-wait in one step: no window.
 fn wait_with_sigsuspend(args: &Args, alarm_only: &SigSet) -> nix::Result<()> {
-    let mut unblocked = SigSet::empty();
-    sigprocmask(
-        SigmaskHow::SIG_BLOCK,
-        Some(alarm_only),
-        Some(&mut unblocked),
-    )?;
+    let mut old = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(alarm_only), Some(&mut old))?;
+    // The mask to wait with: the old one, less SIGALRM, which the old
+    // one blocks too if our parent blocked it (masks are inherited).
+    let mut waiting = old;
+    waiting.remove(Signal::SIGALRM);
     RANG.store(false, Ordering::SeqCst);
     alarm::set(args.alarm_secs);
     while !RANG.load(Ordering::SeqCst) {
         // SIGALRM is blocked here: if it comes now, it waits, pending.
         late(args);
-        // Installs the old mask, without SIGALRM, and waits, as one
-        // step; the handler runs inside, and the mask comes back.
-        unblocked.suspend()?;
+        // Installs that mask and waits, as one step; the handler runs
+        // inside, and the blocking mask comes back.
+        waiting.suspend()?;
     }
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&unblocked), None)
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None)
 }
 // ANCHOR_END: suspend
 

@@ -3,7 +3,8 @@
 // ever runs; the kernel hands them out instead as records read from a file
 // descriptor, which `poll` can watch together with anything else, here
 // standard input. Each record says which signal came and who sent it.
-// SIGTERM or SIGINT ends the program; so does `--count N` signals.
+// SIGTERM or SIGINT ends the program; so does `--count N` signals. A
+// SIGINT that the parent left ignored stays ignored.
 
 use std::error::Error;
 use std::io::{self, Write};
@@ -33,13 +34,13 @@ fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let count = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let mut mask = SigSet::empty();
-    for caught in [
-        Signal::SIGUSR1,
-        Signal::SIGHUP,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-    ] {
+    for caught in [Signal::SIGUSR1, Signal::SIGHUP, Signal::SIGTERM] {
         mask.add(caught);
+    }
+    // Not a SIGINT that the parent left ignored (a script's `&` job): a
+    // blocked signal is queued even when ignored, and would be read.
+    if !is_ignored(Signal::SIGINT)? {
+        mask.add(Signal::SIGINT);
     }
     // Blocked first, in the only thread there is (every thread started
     // later inherits the mask): only the signalfd receives them now.
@@ -87,6 +88,22 @@ fn run() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 // ANCHOR_END: run
+
+/// Whether `signal` is ignored, as the parent may have left it. A null
+/// new action makes `sigaction` only report the current one.
+fn is_ignored(signal: Signal) -> nix::Result<bool> {
+    use nix::libc;
+    let mut current = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: `current` is writable and as large as a `sigaction`; with a
+    // null new action nothing is changed.
+    let done = unsafe {
+        libc::sigaction(signal as i32, std::ptr::null(), current.as_mut_ptr())
+    };
+    Errno::result(done)?;
+    // SAFETY: `sigaction` succeeded, and filled it in.
+    let current = unsafe { current.assume_init() };
+    Ok(current.sa_sigaction == libc::SIG_IGN)
+}
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"
 /// before `main`: when whoever reads our output goes away, we end quietly,

@@ -13,7 +13,8 @@
 //    found it and stops itself. The shell takes the terminal back, and
 //    continues the job in the foreground again; the job turns its mode
 //    back on.
-// 4. `q` ends the job.
+// 4. `q` ends the job. So does Ctrl-C, or any signal that ends a process:
+//    the job puts the terminal back first, then dies of the signal.
 
 use std::error::Error;
 use std::io::{self, Read, Write};
@@ -29,7 +30,7 @@ use nix::sys::signal::{
 use nix::sys::termios::{LocalFlags, SetArg, Termios, tcgetattr, tcsetattr};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getpgrp, isatty, tcgetpgrp, tcsetpgrp};
-use signal_hook::consts::{SIGCONT, SIGTSTP};
+use signal_hook::consts::{SIGCONT, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTSTP};
 use signal_hook::iterator::Signals;
 
 const USAGE: &str = "usage: sig-jobs";
@@ -119,11 +120,21 @@ const RAW: u8 = 1; // Echo and line editing off.
 const RELEASED: u8 = 2; // Put back for a stop, to be taken again.
 
 /// The job's side: read a line, set the terminal to its own mode, and
-/// read keys until `q`; on Ctrl-Z give the terminal back, then stop.
+/// read keys until `q`; on Ctrl-Z give the terminal back, then stop; on
+/// Ctrl-C, Ctrl-\, SIGTERM or SIGHUP give it back, then die of the signal.
 fn job_main() -> Result<ExitCode, Box<dyn Error>> {
     let original = tcgetattr(io::stdin())?;
     let mode = Arc::new(AtomicU8::new(COOKED));
-    let mut signals = Signals::new([SIGTSTP, SIGCONT])?;
+    // The signals that end a process, less any the job was started with
+    // ignored (`nohup`'s SIGHUP, a script's `&`): that was the user's
+    // choice, and signal-hook would replace the "ignore" (Chapter 12).
+    let mut taken = vec![SIGTSTP, SIGCONT];
+    for ending in [SIGINT, SIGQUIT, SIGTERM, SIGHUP] {
+        if !is_ignored(ending)? {
+            taken.push(ending);
+        }
+    }
+    let mut signals = Signals::new(taken)?;
     let (theirs, ours) = (original.clone(), Arc::clone(&mode));
     thread::spawn(move || {
         for signal in signals.forever() {
@@ -146,22 +157,31 @@ fn job_main() -> Result<ExitCode, Box<dyn Error>> {
 }
 
 /// On SIGTSTP: put the terminal back, then stop by SIGTSTP itself, with
-/// its default action. On SIGCONT after such a stop: take it again.
+/// its default action. On SIGCONT after such a stop: take it again. On a
+/// signal that ends a process: put the terminal back, then die of it.
 fn on_signal(
     signal: i32,
     original: &Termios,
     mode: &AtomicU8,
 ) -> io::Result<()> {
-    if signal == SIGTSTP {
+    if signal != SIGCONT {
         if mode
             .compare_exchange(RAW, RELEASED, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
         {
-            tcsetattr(io::stdin(), SetArg::TCSADRAIN, original)?;
-            println!("Job: SIGTSTP: terminal put back; stopping");
-            io::stdout().flush()?;
+            // After a hang-up the terminal is gone: end anyway.
+            let _ = tcsetattr(io::stdin(), SetArg::TCSADRAIN, original);
+            let name = Signal::try_from(signal)?;
+            let what = if signal == SIGTSTP {
+                "stopping"
+            } else {
+                "ending"
+            };
+            let mut out = io::stdout();
+            let _ = writeln!(out, "Job: {name}: terminal put back; {what}");
+            let _ = out.flush();
         }
-        stop_by_default()?;
+        by_default(Signal::try_from(signal)?)?;
     } else if mode
         .compare_exchange(RELEASED, RAW, Ordering::SeqCst, Ordering::SeqCst)
         .is_ok()
@@ -173,20 +193,21 @@ fn on_signal(
     Ok(())
 }
 
-/// Stops the process with SIGTSTP's default action: the shell sees
-/// SIGTSTP, and in an orphaned process group the kernel drops it, as it
-/// would the real Ctrl-Z (SIGSTOP would stop even there). This thread
-/// does not block SIGTSTP, so the `raise` is delivered to it at once; the
-/// handler goes back once the process is continued.
-fn stop_by_default() -> nix::Result<()> {
+/// Lets `signal`'s default action happen: SIGTSTP stops the process, and
+/// the shell sees SIGTSTP (in an orphaned process group the kernel drops
+/// it, as it would the real Ctrl-Z; SIGSTOP would stop even there); the
+/// others end it, and the shell sees the signal that did. This thread
+/// does not block them, so the `raise` is delivered to it at once; after
+/// a stop, the handler goes back once the process is continued.
+fn by_default(signal: Signal) -> nix::Result<()> {
     let default =
         SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: the default action runs no code of ours; the old action,
     // signal-hook's handler, is put back as it was.
-    let hook = unsafe { sigaction(Signal::SIGTSTP, &default)? };
-    let raised = nix::sys::signal::raise(Signal::SIGTSTP);
+    let hook = unsafe { sigaction(signal, &default)? };
+    let raised = nix::sys::signal::raise(signal);
     // SAFETY: as above; `hook` is the action sigaction returned.
-    unsafe { sigaction(Signal::SIGTSTP, &hook)? };
+    unsafe { sigaction(signal, &hook)? };
     raised
 }
 
@@ -198,6 +219,21 @@ fn set_raw(original: &Termios) -> nix::Result<()> {
     tcsetattr(io::stdin(), SetArg::TCSADRAIN, &raw)
 }
 // ANCHOR_END: job
+
+/// Whether `signal` is ignored: inherited so from the parent, through
+/// `exec`. A null new action makes `sigaction` only report the current one.
+fn is_ignored(signal: i32) -> io::Result<bool> {
+    let mut current = std::mem::MaybeUninit::<nix::libc::sigaction>::zeroed();
+    // SAFETY: `current` is writable and as large as a `sigaction`; with a
+    // null new action nothing is changed.
+    let done = unsafe {
+        nix::libc::sigaction(signal, std::ptr::null(), current.as_mut_ptr())
+    };
+    nix::errno::Errno::result(done)?;
+    // SAFETY: `sigaction` succeeded, and filled it in.
+    let current = unsafe { current.assume_init() };
+    Ok(current.sa_sigaction == nix::libc::SIG_IGN)
+}
 
 /// Whether the terminal echoes what is typed.
 fn echo_is_on() -> nix::Result<bool> {

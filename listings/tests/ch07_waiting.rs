@@ -75,6 +75,22 @@ fn sig_wait_blocking_methods_keep_the_alarm_that_came_early() {
 }
 
 #[test]
+fn sig_wait_suspend_takes_the_alarm_when_started_with_it_blocked() {
+    // A parent that blocked SIGALRM for its own sigwait or signalfd passes
+    // its mask on, through exec; `env --block-signal` plays that parent.
+    // The mask that sigsuspend installs must still let SIGALRM in.
+    let mut command = std::process::Command::new("env");
+    command.arg("--block-signal=ALRM").arg(bin!("sig-wait"));
+    command.args(["suspend", "--count", "1"]);
+    let mut wait = Listing::spawn(&mut command, std::process::Stdio::piped());
+    wait.expect(r"Waiting for alarms as pid \d+");
+    wait.expect(r"Round 1: alarm\(1\) set");
+    wait.expect("Round 1: SIGALRM taken by sigsuspend");
+    let out = wait.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
+#[test]
 fn sig_wait_takes_one_alarm_per_round_with_every_method() {
     for method in ["pause", "suspend", "sigwait", "timedwait"] {
         let started = Instant::now();
@@ -143,6 +159,25 @@ fn sig_signalfd_reads_each_signal_and_its_sender_lowest_number_first() {
     let session: Vec<_> =
         terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
     assert_session_matches_book("ch07-waiting/07-02-terminal-2.out", &session);
+}
+
+#[test]
+fn sig_signalfd_leaves_a_sigint_ignored_when_it_was_started_so() {
+    // Started as a script's `&` job, with SIGINT ignored: blocked for the
+    // signalfd, an ignored signal would still be queued and read.
+    let mut command = std::process::Command::new("env");
+    command.arg("--ignore-signal=INT").arg(bin!("sig-signalfd"));
+    let mut fd = Listing::spawn(&mut command, std::process::Stdio::piped());
+    fd.next_line();
+    // Discarded by the kernel at once; queued, it would be read first,
+    // before SIGUSR1 (2 before 10), and would stop the listing.
+    fd.signal(Signal::SIGINT);
+    fd.signal(Signal::SIGUSR1);
+    fd.expect(r"signalfd: SIGUSR1 from pid \d+ \(uid \d+\)");
+    fd.signal(Signal::SIGTERM);
+    fd.expect(r"signalfd: SIGTERM from pid \d+ \(uid \d+\)");
+    let out = fd.finish();
+    assert!(out.status.success(), "{}", out.stderr);
 }
 
 #[test]

@@ -300,8 +300,12 @@ struct Terminal {
 
 impl Terminal {
     fn start(bin: &str) -> Terminal {
+        Terminal::start_command(std::process::Command::new(bin))
+    }
+
+    fn start_command(mut command: std::process::Command) -> Terminal {
         use std::os::unix::process::CommandExt;
-        use std::process::{Command, Stdio};
+        use std::process::Stdio;
         let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
         for fd in [&pty.master, &pty.slave] {
             let flags = nix::fcntl::FdFlag::FD_CLOEXEC;
@@ -310,7 +314,6 @@ impl Terminal {
         }
         let parent = nix::unistd::getpid();
         let stdio = || Stdio::from(pty.slave.try_clone().unwrap());
-        let mut command = Command::new(bin);
         command.stdin(stdio()).stdout(stdio()).stderr(stdio());
         // SAFETY: between fork and exec the child makes system calls only
         // (setsid, ioctl, prctl, getppid), and allocates nothing.
@@ -452,6 +455,79 @@ fn sig_jobs_stops_and_continues_a_job_in_a_terminal() {
         "ch09-children/09-06-sig-jobs.out",
         &[(cargo_run("sig-jobs", &[]), &shown)],
     );
+}
+
+#[test]
+fn sig_jobs_job_puts_the_terminal_back_before_ctrl_c_ends_it() {
+    let mut term = Terminal::start(bin!("sig-jobs"));
+    term.expect("Shell: starting a job in the background");
+    term.expect("Job: reading the terminal");
+    let job = term.expect(
+        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
+    );
+    let job = Pid::from_raw(job[1].parse().unwrap());
+    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    term.type_keys(b"\n");
+    term.expect("");
+    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    let echo = |term: &Terminal| {
+        nix::sys::termios::tcgetattr(&term.master)
+            .unwrap()
+            .local_flags
+            .contains(nix::sys::termios::LocalFlags::ECHO)
+    };
+    assert!(!echo(&term), "the job turned the echo off");
+    term.type_keys(b"\x03"); // Ctrl-C: SIGINT to the foreground group.
+    term.expect("Job: SIGINT: terminal put back; ending");
+    term.expect(&format!(
+        r"Shell: the job, pid {job}, continued, then was killed by SIGINT"
+    ));
+    // Killed by the signal, as Ctrl-C should, and yet the terminal echoes.
+    assert!(echo(&term), "the job died with the echo off");
+    let status = term.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn sig_jobs_job_leaves_a_sigint_ignored_when_it_was_started_so() {
+    // Started with SIGINT ignored, as a script starts a command with `&`:
+    // the job must not take it, and Ctrl-C must change nothing.
+    let mut command = std::process::Command::new("env");
+    command.arg("--ignore-signal=INT").arg(bin!("sig-jobs"));
+    let mut term = Terminal::start_command(command);
+    term.expect("Shell: starting a job in the background");
+    term.expect("Job: reading the terminal");
+    let job = term.expect(
+        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
+    );
+    let job = Pid::from_raw(job[1].parse().unwrap());
+    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    term.type_keys(b"\n");
+    term.expect("");
+    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    // Still ignored, not caught: the kernel discards a SIGINT at once.
+    let status = std::fs::read_to_string(format!("/proc/{job}/status"))
+        .expect("the job's status");
+    let has_sigint = |field: &str| {
+        let mask = status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            .expect(field);
+        mask & (1 << (nix::sys::signal::Signal::SIGINT as i32 - 1)) != 0
+    };
+    assert_eq!(
+        (has_sigint("SigIgn:"), has_sigint("SigCgt:")),
+        (true, false),
+        "SIGINT (ignored, caught)"
+    );
+    term.type_keys(b"\x03q"); // Ctrl-C, discarded; then q.
+    term.expect("Job: q: terminal put back; exiting");
+    term.expect(&format!(
+        r"Shell: the job, pid {job}, continued, then exited with status 0"
+    ));
+    let status = term.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]

@@ -188,6 +188,50 @@ fn sig_status_a_shell_tells_exit_130_from_death_by_sigint() {
 }
 
 #[test]
+fn dash_waits_for_its_child_then_dies_of_the_sigint() {
+    // What chapter 12 says of dash: on Ctrl-C it still waits for the
+    // command it runs, and only then dies of the SIGINT, whatever the
+    // command's status. The command here takes half a second over its
+    // clean-up, then exits 130.
+    use std::io::{BufRead, BufReader, Read};
+    use std::os::unix::process::CommandExt;
+    if !have("bash") || !have("dash") {
+        return;
+    }
+    let child = "trap 'sleep 0.5; echo cleaned up; exit 130' INT; \
+                 echo ready; sleep 30 >/dev/null & wait";
+    let mut dash = Command::new("dash")
+        .args(["-c", r#"bash -c "$0"; echo "the script went on""#, child])
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("dash");
+    let group = nix::unistd::Pid::from_raw(dash.id() as i32);
+    let mut out = BufReader::new(dash.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    wait_until("dash to wait for its child", || {
+        crate::support::wchan_of(group) == "do_wait"
+    });
+    let sent = std::time::Instant::now();
+    nix::sys::signal::killpg(group, Signal::SIGINT).unwrap(); // Ctrl-C.
+    let status = dash.wait().unwrap();
+    let took = sent.elapsed();
+    let _ = nix::sys::signal::killpg(group, Signal::SIGKILL); // The sleep.
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert_eq!(status.signal(), Some(Signal::SIGINT as i32), "{status:?}");
+    assert_eq!(rest, "cleaned up\n");
+    // Dead at once, it would have ended long before the child's clean-up.
+    assert!(
+        took >= Duration::from_millis(500),
+        "dash ended after {took:?}"
+    );
+}
+
+#[test]
 fn sig_inherit_children_keep_the_mask_and_what_is_ignored() {
     // Started with SIGHUP ignored, as `nohup` would start it.
     let bin = bin!("sig-inherit");
