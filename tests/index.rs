@@ -101,6 +101,10 @@ const HANDED_OUT: &[(&str, &[&str])] = &[
         "std::os::unix::net::UnixStream",
         &["std::os::unix::net::UnixListener"],
     ),
+    (
+        "tokio::signal::unix::Signal",
+        &["tokio::signal::unix::signal"],
+    ),
 ];
 
 /// Methods the index recognises, by the type that has them: a call

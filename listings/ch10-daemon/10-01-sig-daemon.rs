@@ -65,6 +65,7 @@ fn main() -> ExitCode {
             // Everything `run` owned is dropped by now, the private
             // directory too: die of the signal, so that whoever sent it
             // learns that it worked (a shell's `$?` says 128 + n).
+            let _ = io::stdout().flush();
             die_of(signal)
         }
         Err(err) => {
@@ -89,7 +90,6 @@ enum Ending {
 /// action for it is the default, even one it raises itself (Chapter 12).
 /// There it exits with 128 + n, the status a shell would report.
 fn die_of(signal: i32) -> ExitCode {
-    let _ = io::stdout().flush();
     if let Ok(signal) = Signal::try_from(signal) {
         // SAFETY: the default action runs no code of ours.
         let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, raise, signal};
 use nix::sys::socket::{
     ControlMessage, ControlMessageOwned, MsgFlags, getsockopt, recvmsg,
     sendmsg, sockopt,
@@ -243,10 +243,26 @@ fn remove_on_signals(file: Arc<SocketFile>) -> io::Result<()> {
     thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
             file.remove();
-            let _ = signal_hook::low_level::emulate_default_handler(signal);
+            die_of(signal);
         }
     });
     Ok(())
+}
+
+/// Dies of `signal`, by its default action, from any thread. The init of
+/// a PID namespace (a container's PID 1) cannot: the kernel drops every
+/// signal whose action for it is the default, even one it raises itself,
+/// where signal-hook's `emulate_default_handler` would go on to `abort`
+/// and end in a SIGSEGV (Chapter 12). There it exits with 128 + n, the
+/// status a shell would report.
+fn die_of(signal: i32) -> ! {
+    if let Ok(signal) = Signal::try_from(signal) {
+        // SAFETY: the default action runs no code of ours.
+        let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+        let _ = SigSet::from(signal).thread_unblock();
+        let _ = raise(signal); // The end, unless we are an init.
+    }
+    process::exit(128 + signal)
 }
 
 /// One line on stderr. Not `eprintln!`, which panics if stderr is a

@@ -26,12 +26,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, raise, signal};
 use nix::sys::stat::Mode;
 use nix::unistd::{getpid, mkdtemp, mkfifo};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use signal_hook::low_level::emulate_default_handler;
 
 const USAGE: &str = "usage: fifo-spam reader [--fifo PATH] [--count N] \
                      | writer PATH [--count N] [--no-wait]";
@@ -183,9 +182,25 @@ fn remove_on_signal(mut signals: Signals, created: Created) {
         if let Some(signal) = signals.forever().next() {
             ENDING.store(true, Ordering::SeqCst);
             created.remove();
-            let _ = emulate_default_handler(signal);
+            die_of(signal);
         }
     });
+}
+
+/// Dies of `signal`, by its default action, from any thread. The init of
+/// a PID namespace (a container's PID 1) cannot: the kernel drops every
+/// signal whose action for it is the default, even one it raises itself,
+/// where signal-hook's `emulate_default_handler` would go on to `abort`
+/// and end in a SIGSEGV (Chapter 12). There it exits with 128 + n, the
+/// status a shell would report.
+fn die_of(signal: i32) -> ! {
+    if let Ok(signal) = Signal::try_from(signal) {
+        // SAFETY: the default action runs no code of ours.
+        let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+        let _ = SigSet::from(signal).thread_unblock();
+        let _ = raise(signal); // The end, unless we are an init.
+    }
+    process::exit(128 + signal)
 }
 // ANCHOR_END: made
 

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{
-    SigHandler, SigSet, SigmaskHow, Signal, killpg, signal,
+    SigHandler, SigSet, SigmaskHow, Signal, killpg, raise, signal,
 };
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{
@@ -36,7 +36,6 @@ use nix::unistd::{
 };
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use signal_hook::low_level::emulate_default_handler;
 
 const USAGE: &str = "usage: spawn-pipeline [--timeout SECS] \
                      COMMAND [ARG]... ['|' COMMAND [ARG]...]...";
@@ -102,7 +101,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     if signal != 0 {
         // We were interrupted: end the way an interrupted program ends,
         // so that whoever started us knows (a shell script stops).
-        emulate_default_handler(signal)?;
+        return Ok(die_of(signal));
     }
     if timed_out.load(Ordering::SeqCst) {
         let secs = timeout.unwrap_or_default().as_secs();
@@ -110,6 +109,20 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         return Ok(ExitCode::from(TIMED_OUT));
     }
     Ok(pipefail(&stages, &statuses))
+}
+
+/// Dies of `signal`, by its default action. The init of a PID namespace
+/// (a container's PID 1) cannot: the kernel drops every signal whose
+/// action for it is the default, even one it raises itself (Chapter 12).
+/// There it exits with 128 + n, the status a shell would report.
+fn die_of(signal: i32) -> ExitCode {
+    if let Ok(signal) = Signal::try_from(signal) {
+        // SAFETY: the default action runs no code of ours.
+        let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+        let _ = SigSet::from(signal).thread_unblock();
+        let _ = raise(signal); // The end, unless we are an init.
+    }
+    ExitCode::from(128 + signal as u8)
 }
 // ANCHOR_END: run
 

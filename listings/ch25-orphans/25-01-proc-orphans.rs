@@ -31,12 +31,11 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::signal::{SigHandler, SigSet, Signal, kill, killpg, raise};
 use nix::sys::wait::{Id, WaitPidFlag, waitid};
 use nix::unistd::{Pid, getpid, getppid, pipe2};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use signal_hook::low_level::emulate_default_handler;
 
 const USAGE: &str = "usage: proc-orphans none|pdeathsig|pipe|group \
                      [--children N] [--for SECS] [--from-thread]";
@@ -138,9 +137,25 @@ fn run() -> Result<(), Box<dyn Error>> {
     }
     let signal = got.load(Ordering::SeqCst);
     if signal != 0 {
-        emulate_default_handler(signal)?;
+        die_of(signal);
     }
     Ok(())
+}
+
+/// Dies of `signal`, by its default action, from any thread. The init of
+/// a PID namespace (a container's PID 1) cannot: the kernel drops every
+/// signal whose action for it is the default, even one it raises itself,
+/// where signal-hook's `emulate_default_handler` would go on to `abort`
+/// and end in a SIGSEGV (Chapter 12). There it exits with 128 + n, the
+/// status a shell would report.
+fn die_of(signal: i32) -> ! {
+    if let Ok(signal) = Signal::try_from(signal) {
+        // SAFETY: the default action runs no code of ours.
+        let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+        let _ = SigSet::from(signal).thread_unblock();
+        let _ = raise(signal); // The end, unless we are an init.
+    }
+    process::exit(128 + signal)
 }
 // ANCHOR_END: run
 

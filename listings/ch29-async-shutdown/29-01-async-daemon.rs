@@ -31,13 +31,14 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
 
+use nix::sys::signal::{SigHandler, SigSet, Signal, raise};
 use nix::unistd::getpid;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::low_level;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
@@ -88,9 +89,9 @@ struct Config {
 
 /// One stream per signal, made once, before the daemon says it is ready.
 struct Signals {
-    hup: Signal,
-    term: Signal,
-    int: Signal,
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
 }
 
 // ANCHOR: run
@@ -245,8 +246,21 @@ async fn drain(
     // first.
     drop(private_dir);
     flush_log();
-    low_level::emulate_default_handler(signal)?;
-    Ok(ExitCode::FAILURE)
+    Ok(die_of(signal))
+}
+
+/// Dies of `signal`, by its default action. The init of a PID namespace
+/// (a container's PID 1) cannot: the kernel drops every signal whose
+/// action for it is the default, even one it raises itself (Chapter 12).
+/// There it exits with 128 + n, the status a shell would report.
+fn die_of(signal: i32) -> ExitCode {
+    if let Ok(signal) = Signal::try_from(signal) {
+        // SAFETY: the default action runs no code of ours.
+        let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+        let _ = SigSet::from(signal).thread_unblock();
+        let _ = raise(signal); // The end, unless we are an init.
+    }
+    ExitCode::from(128 + signal as u8)
 }
 
 /// Says that a second signal came during the drain; returns it.

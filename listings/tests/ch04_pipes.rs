@@ -1,17 +1,20 @@
 //! Chapter 4, Pipes: Listings 4-1 (`pipe-spam`), 4-2 (`pipe-glued`), 4-3
 //! (`pipe-lines`) and 4-4 (`fork-exit`).
 
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
+use nix::sys::prctl;
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use regex::Regex;
 
 use crate::support::{
     Listing, Trace, assert_matches_book, assert_rejects,
     assert_session_matches_book, assert_traced_run_matches_book, can_trace,
-    cargo_run, children_of, group_is_gone, have, run, shell, state_of,
-    wait_until,
+    cargo_run, children_of, have, run, shell, state_of, wait_until,
 };
 
 /// What the child writes, in order: `Spam 000` to `Spam 004`, then again.
@@ -325,20 +328,63 @@ fn pipe2_py_busy_loops_once_its_child_is_gone() {
     }
 }
 
+/// A subreaper, in Python: it starts the command of its arguments as
+/// a shell would (SIGPIPE at its default), reaps every process that ends
+/// below it, orphans included, and says how each ended.
+const REAPER: &str = "
+import os, subprocess, sys
+subprocess.Popen(sys.argv[1:])
+while True:
+    try:
+        pid, status = os.wait()
+    except ChildProcessError:
+        break
+    if os.WIFSIGNALED(status):
+        how = 'killed by signal %d' % os.WTERMSIG(status)
+    else:
+        how = 'exited with %d' % os.waitstatus_to_exitcode(status)
+    print('reaped', pid, how, flush=True)
+";
+
 #[test]
 fn pipe_lines_child_dies_of_sigpipe_at_its_next_write_after_the_parent() {
-    let mut lines = Listing::start(bin!("pipe-lines"), &[]);
-    lines.next_line();
-    let child = only_child(lines.pid());
-    lines.signal(Signal::SIGKILL);
-    let pgid = lines.pid();
-    lines.finish();
+    // Killing the parent leaves the child an orphan, which a subreaper
+    // adopts: the test runs the listing under one, to see how the child
+    // ended, not only that it did.
+    if !have("python3") {
+        return;
+    }
+    let mut command = Command::new("python3");
+    command.args(["-c", REAPER, bin!("pipe-lines")]);
+    // SAFETY: prctl() is async-signal-safe, and nothing allocates.
+    unsafe {
+        command.pre_exec(|| {
+            prctl::set_child_subreaper(true).map_err(io::Error::from)
+        });
+    }
+    let mut reaper = Listing::spawn(&mut command, Stdio::piped());
+    reaper.next_line();
+    let lines = only_child(reaper.pid());
+    let child = only_child(lines);
+    kill(lines, Signal::SIGKILL).unwrap();
     // No pdeathsig here: the child lives until it next writes, at most
     // four seconds later, and that write kills it.
     let started = Instant::now();
-    wait_until("the child to die", || is_dead(child));
+    let (mut parent_ended, mut child_ended) = (None, None);
+    while parent_ended.is_none() || child_ended.is_none() {
+        let line = reaper.next_line();
+        if let Some(how) = line.strip_prefix(&format!("reaped {lines} ")) {
+            parent_ended = Some(how.to_owned());
+        } else if let Some(how) = line.strip_prefix(&format!("reaped {child} "))
+        {
+            child_ended = Some(how.to_owned());
+        }
+    }
     assert!(started.elapsed() < Duration::from_secs(8));
-    wait_until("the group to end", || group_is_gone(pgid));
+    assert_eq!(parent_ended.as_deref(), Some("killed by signal 9"));
+    assert_eq!(child_ended.as_deref(), Some("killed by signal 13"));
+    let out = reaper.finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
 }
 
 #[test]

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::support::{
-    Finished, Listing, PATIENCE, assert_rejects, assert_session_matches_book,
-    blessing, cargo_run, cpu_time, default_port, have, open_fds, shell,
-    state_of, unless_blessing, wait_until,
+    Finished, Listing, PATIENCE, as_pid_1, assert_rejects,
+    assert_session_matches_book, blessing, cargo_run, cpu_time, default_port,
+    have, open_fds, shell, state_of, unless_blessing, wait_until,
 };
 
 /// A started daemon: its address, its configuration file.
@@ -1201,43 +1201,6 @@ fn sig_notify_dies_of_sigterm_when_a_sighup_is_pending_too() {
         String::from_utf8_lossy(&rest[rest.len().saturating_sub(80)..])
     );
     assert_died_of(&notify.finish(), Signal::SIGTERM);
-}
-
-/// `unshare` running `bin` with `args` as PID 1 of a new PID namespace, as
-/// root or through a user namespace, and the pid of `bin` seen from
-/// outside once it has printed a line matching `ready`; `None` where the
-/// machine allows neither (skipped locally).
-fn as_pid_1(
-    bin: &str,
-    args: &[&str],
-    ready: &str,
-) -> Option<(Listing, nix::unistd::Pid)> {
-    if !have("unshare") {
-        return None;
-    }
-    let probe = crate::support::run(
-        "unshare",
-        &["--map-root-user", "--pid", "--fork", "true"],
-    );
-    if !probe.status.success() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "unshare: {}",
-            probe.stderr
-        );
-        eprintln!("skipped: no PID namespace here: {}", probe.stderr);
-        return None;
-    }
-    let mut all = vec!["--map-root-user", "--pid", "--fork", bin];
-    all.extend(args);
-    let mut listing = Listing::start("unshare", &all);
-    listing.expect(ready);
-    let unshare = listing.pid();
-    let children =
-        fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
-            .unwrap();
-    let inside: i32 = children.trim().parse().expect("one child");
-    Some((listing, nix::unistd::Pid::from_raw(inside)))
 }
 
 #[test]

@@ -18,8 +18,9 @@ use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
 use crate::support::{
-    Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
-    blessing, cargo_run, group_is_gone, have, run, wait_until,
+    Listing, as_pid_1, assert_matches_book, assert_rejects,
+    assert_session_matches_book, blessing, cargo_run, group_is_gone, have, run,
+    wait_until,
 };
 
 /// Starts a listing that prints `Server listening on <address>`.
@@ -165,6 +166,35 @@ fn unix_server_removes_its_socket_when_interrupted_and_dies_of_the_signal() {
         let out = server.finish();
         assert_eq!(out.status.signal(), Some(signal as i32), "{}", out.stderr);
         assert!(!Path::new(&path).exists(), "{signal:?} left {path}");
+    }
+}
+
+#[test]
+fn unix_servers_as_pid_1_remove_their_socket_and_exit_143_on_sigterm() {
+    // The kernel drops a PID 1's own raise of SIGTERM: servers that ended
+    // with emulate_default_handler fell through to abort(), dropped too,
+    // and died of SIGSEGV (status 139).
+    let dir = open_dir();
+    let (path, file) = (path_in(&dir, "server.sock"), secret(&dir));
+    for args in [
+        [bin!("unix-server"), &path].as_slice(),
+        &[bin!("unix-pass-fd"), "serve", &path, &file],
+    ] {
+        let ready = "Server listening on .+";
+        let Some((server, pid)) = as_pid_1(args[0], &args[1..], ready) else {
+            return;
+        };
+        nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+        let out = server.finish();
+        assert_eq!(
+            out.status.code(),
+            Some(143),
+            "{}: {:?}: {}",
+            args[0],
+            out.status,
+            out.stderr
+        );
+        assert!(!Path::new(&path).exists(), "{} left {path}", args[0]);
     }
 }
 

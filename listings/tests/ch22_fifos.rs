@@ -172,6 +172,32 @@ fn fifo_spam_reader_removes_its_fifo_when_a_signal_ends_it() {
     }
 }
 
+#[test]
+fn fifo_spam_reader_as_pid_1_removes_its_fifo_and_exits_143_on_sigterm() {
+    // The kernel drops a PID 1's own raise of SIGTERM: a reader that ended
+    // with emulate_default_handler fell through to abort(), dropped too,
+    // and died of SIGSEGV (status 139).
+    let tmp = tmp();
+    let fifo = tmp.path().join("fifo");
+    let args = ["reader", "--fifo", fifo.to_str().unwrap()];
+    let ready = r"Waiting for a writer on \S+ \(pid 1\)";
+    let Some((reader, pid)) =
+        crate::support::as_pid_1(bin!("fifo-spam"), &args, ready)
+    else {
+        return;
+    };
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    let out = finish_clean(reader);
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{:?}: {}",
+        out.status,
+        out.stderr
+    );
+    assert!(contents(tmp.path()).is_empty(), "left behind");
+}
+
 /// A signal that comes while the reader makes its directory and FIFO:
 /// strace holds the reader for a second on its way out of the `mknodat`
 /// that made the FIFO, and the test sends SIGTERM then.

@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 use wait_timeout::ChildExt;
 
 use crate::support::{
-    KillGroupOnDrop, Listing, PATIENCE, assert_rejects,
+    KillGroupOnDrop, Listing, PATIENCE, as_pid_1, assert_rejects,
     assert_session_matches_book, assert_session_matches_book_masking,
     cargo_run, children_of, finish_clean, group_is_gone, have, is_dead,
     like_a_listing, pgid_of, run_clean, state_of, wait_until,
@@ -127,6 +127,28 @@ fn spawn_pipeline_passes_ctrl_c_to_the_whole_group_and_ends_by_it() {
         }
         wait_until("the pipeline to end", || group_is_gone(group));
     }
+}
+
+#[test]
+fn spawn_pipeline_as_pid_1_exits_143_when_stopped_by_sigterm() {
+    // The kernel drops a PID 1's own raise of SIGTERM: a runner that ended
+    // with emulate_default_handler fell through to abort(), dropped too,
+    // and died of SIGSEGV (status 139).
+    let stage = ["sh", "-c", "echo started && exec sleep 60"];
+    let Some((pipeline, pid)) =
+        as_pid_1(bin!("spawn-pipeline"), &stage, "started")
+    else {
+        return;
+    };
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    let out = finish_clean(pipeline);
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{:?}: {}",
+        out.status,
+        out.stderr
+    );
 }
 
 #[test]

@@ -407,6 +407,30 @@ fn proc_orphans_stops_its_children_when_asked_to_stop() {
 }
 
 #[test]
+fn proc_orphans_as_pid_1_stops_its_children_and_exits_143_on_sigterm() {
+    // The kernel drops a PID 1's own raise of SIGTERM: a parent that ended
+    // with emulate_default_handler fell through to abort(), dropped too,
+    // and died of SIGSEGV (status 139).
+    let args = ["group", "--for", "60"];
+    let ready = r"Parent 1 started sleep \d+ sleep \d+ in process group .*";
+    let Some((orphans, pid)) =
+        crate::support::as_pid_1(bin!("proc-orphans"), &args, ready)
+    else {
+        return;
+    };
+    kill(pid, Signal::SIGTERM).unwrap();
+    let out = finish_clean(orphans);
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{:?}: {}",
+        out.status,
+        out.stderr
+    );
+    assert_eq!(out.stdout.len(), 3, "{:?}", out.stdout);
+}
+
+#[test]
 fn proc_orphans_children_end_by_themselves_after_their_work() {
     for way in ["none", "pdeathsig", "pipe", "group"] {
         let orphans =

@@ -18,9 +18,9 @@ use nix::sys::signal::Signal;
 
 use crate::ch30_async_sockets::unread_by_server;
 use crate::support::{
-    Finished, Listing, PATIENCE, assert_rejects, assert_session_matches_book,
-    blessing, cargo_run, default_port, have, open_fds, shell, unless_blessing,
-    wait_until,
+    Finished, Listing, PATIENCE, as_pid_1, assert_rejects,
+    assert_session_matches_book, blessing, cargo_run, default_port, have,
+    open_fds, shell, unless_blessing, wait_until,
 };
 
 /// A started daemon: its address, its configuration file.
@@ -315,6 +315,32 @@ fn untracked_tasks_die_unanswered_with_the_process() {
     // returned; the daemon died of the signal with the task still at work,
     // and the kernel closed its socket.
     assert_eq!(client.reply(), None);
+}
+
+#[test]
+fn async_daemon_as_pid_1_exits_143_after_a_clean_drain() {
+    // The kernel drops a PID 1's own raise of SIGTERM: a daemon that ended
+    // with emulate_default_handler fell through to abort(), dropped too,
+    // and died of SIGSEGV (status 139).
+    let Some((mut daemon, pid)) = as_pid_1(
+        bin!("async-daemon"),
+        &["127.0.0.1:0"],
+        r"Listening on \S+ as pid 1; config \S+",
+    ) else {
+        return;
+    };
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    daemon.expect("Got SIGTERM: no new connections; draining 0 .*");
+    daemon.expect("All connections closed; exiting");
+    // unshare exits with its child's status.
+    let out = daemon.finish();
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{:?}: {}",
+        out.status,
+        out.stderr
+    );
 }
 
 #[test]

@@ -487,6 +487,40 @@ pub fn run_clean(bin: &str, args: &[&str]) -> Finished {
     finish_clean(Listing::start(bin, args))
 }
 
+/// `unshare` running `bin` with `args` as PID 1 of a new PID namespace, as
+/// root or through a user namespace, and the pid of `bin` seen from
+/// outside once it has printed a line matching `ready`; `None` where the
+/// machine allows neither (skipped locally).
+pub fn as_pid_1(
+    bin: &str,
+    args: &[&str],
+    ready: &str,
+) -> Option<(Listing, Pid)> {
+    if !have("unshare") {
+        return None;
+    }
+    let probe = run("unshare", &["--map-root-user", "--pid", "--fork", "true"]);
+    if !probe.status.success() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "unshare: {}",
+            probe.stderr
+        );
+        eprintln!("skipped: no PID namespace here: {}", probe.stderr);
+        return None;
+    }
+    let mut all = vec!["--map-root-user", "--pid", "--fork", bin];
+    all.extend(args);
+    let mut listing = Listing::start("unshare", &all);
+    listing.expect(ready);
+    let unshare = listing.pid();
+    let children =
+        fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
+            .unwrap();
+    let inside: i32 = children.trim().parse().expect("one child");
+    Some((listing, Pid::from_raw(inside)))
+}
+
 /// Makes `command` start as [`Listing::spawn`] starts a listing (killed
 /// by the kernel if the calling thread dies first, descriptors 0, 1 and 2
 /// only, every signal at its default, the book's environment), but leaves
