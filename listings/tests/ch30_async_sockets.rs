@@ -706,6 +706,30 @@ fn idle_memory_measures_a_server_holding_idle_connections() {
         assert!(run.ends_with(" KiB per connection"), "{run}");
     }
     assert!(out.stdout[3].starts_with("per connection: median "));
+    // Offered more than its limit, as net-load does, the server keeps its
+    // limit, and the cost is per connection held.
+    let args = [
+        "--connections",
+        "20",
+        "--offered",
+        "60",
+        "--runs",
+        "1",
+        SERVER,
+    ];
+    let out = run(script, &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout[0].ends_with("with 20 idle connections, of 60 offered"),
+        "{:#?}",
+        out.stdout
+    );
+    assert!(
+        out.stdout[1].ends_with(" KiB per connection"),
+        "{:#?}",
+        out.stdout
+    );
+    assert_eq!(out.stderr, "", "the server's log is not the command's");
 }
 
 #[test]
@@ -991,6 +1015,34 @@ fn chapter_30_figures_hold_in_the_recorded_runs() {
         &format!(
             "ahead of the `poll` server by {} and {}",
             ahead[0], ahead[1]
+        ),
+    );
+    // "with the same thousand connections held it found 22.0 to 25.1 MiB
+    // in five runs, against 12.5 to 12.6 MiB in five runs offered only the
+    // thousand".
+    let held_mib = |file: &str| -> Vec<f64> {
+        let path = format!(
+            "{}/ch30-async-sockets/runs/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = fs::read_to_string(path).unwrap();
+        regex::Regex::new(r"(?m)^run \d+: [\d.]+ MiB, then ([\d.]+) MiB")
+            .unwrap()
+            .captures_iter(&text)
+            .map(|c| c[1].parse().unwrap())
+            .collect()
+    };
+    let (offered, plain) = (
+        held_mib("idle-memory-offered.txt"),
+        held_mib("idle-memory.txt"),
+    );
+    assert_eq!((offered.len(), plain.len()), (5, 5));
+    assert_says(
+        &chapter,
+        &format!(
+            "it found {} MiB in five runs, against {} MiB in five runs offered only the thousand",
+            range(&offered, 1),
+            range(&plain, 1)
         ),
     );
     for run in &runs {
