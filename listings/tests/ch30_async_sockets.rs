@@ -1131,7 +1131,7 @@ fn chapter_30_request_costs_hold_in_the_recorded_runs() {
         .filter(|(_, r, _)| r[2][3] > r[0][4].max(r[1][4]))
         .count();
     assert_eq!(apart, 2);
-    // "the system time per request was the same for all three (medians of
+    // "the system time per request was about the same for all three (medians of
     // 8.0 to 9.5 µs), the user time 4.0 to 5.5 µs for tokio's server
     // against 1.0 to 2.0 for the others".
     let column = |col: usize, servers: &[usize]| -> Vec<f64> {
@@ -1141,7 +1141,10 @@ fn chapter_30_request_costs_hold_in_the_recorded_runs() {
     };
     assert_says(
         &chapter,
-        &format!("(medians of {} µs)", range(&column(1, &[0, 1, 2]), 1)),
+        &format!(
+            "(medians of {} µs, in steps of 0.5)",
+            range(&column(1, &[0, 1, 2]), 1)
+        ),
     );
     assert_says(
         &chapter,
