@@ -591,6 +591,30 @@ fn idle_memory_measures_a_server_holding_idle_connections() {
         assert!(run.ends_with(" KiB per connection"), "{run}");
     }
     assert!(out.stdout[3].starts_with("per connection: median "));
+    // Offered more than its limit, as net-load does, the server keeps its
+    // limit, and the cost is per connection held.
+    let args = [
+        "--connections",
+        "20",
+        "--offered",
+        "60",
+        "--runs",
+        "1",
+        SERVER,
+    ];
+    let out = run(script, &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout[0].ends_with("with 20 idle connections, of 60 offered"),
+        "{:#?}",
+        out.stdout
+    );
+    assert!(
+        out.stdout[1].ends_with(" KiB per connection"),
+        "{:#?}",
+        out.stdout
+    );
+    assert_eq!(out.stderr, "", "the server's log is not the command's");
 }
 
 #[test]
@@ -651,4 +675,401 @@ fn request_cost_measures_each_servers_cpu_per_request() {
             assert!(line.contains("recvfrom 1.0"), "{line}");
         }
     }
+}
+
+// ----------------------------------------------------------------------------
+// What chapter 30 says of the runs of `net-load --with-async` and of
+// `request-cost`, checked against their reports: the recorded run
+// (30-02-net-load.out) and the five made right after it, and the three sets
+// of `request-cost --runs 7` with the fourth, profiled, in runs/. If new
+// runs replace them and contradict the prose, this fails.
+
+/// The chapter's text, every run of white space made one space, so that a
+/// quoted phrase matches however the prose is wrapped.
+fn chapter_30() -> String {
+    let path =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../src/ch30-async-sockets.md");
+    let text = fs::read_to_string(path).unwrap();
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn assert_says(chapter: &str, phrase: &str) {
+    assert!(
+        chapter.contains(phrase),
+        "chapter 30 does not say {phrase:?}"
+    );
+}
+
+const SERVERS: [&str; 3] = ["tcp-threads", "poll-server", "async-server"];
+
+/// One net-load report: the load average at its start, and for each
+/// server its rows, burst, idle and requests, split into words.
+struct NetLoad {
+    load: f64,
+    rows: Vec<[Vec<String>; 3]>,
+}
+
+fn net_load_runs() -> Vec<NetLoad> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/ch30-async-sockets");
+    let mut files = vec![format!("{dir}/30-02-net-load.out")];
+    files.extend((2..=6).map(|i| format!("{dir}/runs/net-load-{i}.txt")));
+    files
+        .iter()
+        .map(|file| {
+            let text = fs::read_to_string(file).unwrap();
+            let load = text
+                .lines()
+                .find_map(|l| l.strip_prefix("load average at the start: "))
+                .unwrap_or_else(|| panic!("{file}: no load average"))
+                .parse()
+                .unwrap();
+            let rows = SERVERS
+                .iter()
+                .map(|server| {
+                    let rows: Vec<Vec<String>> = text
+                        .lines()
+                        .map(|l| {
+                            l.split_whitespace().map(String::from).collect()
+                        })
+                        .filter(|w: &Vec<String>| {
+                            w.first().map(String::as_str) == Some(server)
+                        })
+                        .collect();
+                    <[Vec<String>; 3]>::try_from(rows).unwrap_or_else(|_| {
+                        panic!("{file}: not 3 rows for {server}")
+                    })
+                })
+                .collect();
+            NetLoad { load, rows }
+        })
+        .collect()
+}
+
+/// The lowest and the highest of some figures, as the prose gives them.
+fn range(values: &[f64], digits: usize) -> String {
+    let low = values.iter().copied().fold(f64::MAX, f64::min);
+    let high = values.iter().copied().fold(f64::MIN, f64::max);
+    format!("{low:.digits$} to {high:.digits$}")
+}
+
+/// 124797 as the prose writes it: 124,797.
+fn thousands(n: f64) -> String {
+    let digits = format!("{n:.0}");
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[test]
+fn chapter_30_figures_hold_in_the_recorded_runs() {
+    let chapter = chapter_30();
+    let runs = net_load_runs();
+    assert_eq!(runs.len(), 6);
+    // table 0 is the burst, 1 the idle connections, 2 the requests; s the
+    // server, col the column.
+    let figures = |s: usize, table: usize, col: usize| -> Vec<f64> {
+        runs.iter()
+            .map(|r| r.rows[s][table][col].parse::<f64>().unwrap())
+            .collect()
+    };
+    // "this run started at a load average of 1.05, and five more, made
+    // right after it, one after another, started at 3.5 to 9.6".
+    assert_says(
+        &chapter,
+        &format!("this run started at a load average of {:.2}", runs[0].load),
+    );
+    let later: Vec<f64> = runs[1..].iter().map(|r| r.load).collect();
+    assert_says(
+        &chapter,
+        &format!(
+            "five more, made right after it, one after another, started at {}",
+            range(&later, 1)
+        ),
+    );
+    // The burst: every client answered, none after a second.
+    for s in 0..3 {
+        for run in &runs {
+            let row = &run.rows[s][0];
+            assert_eq!(row[2..5], ["1500", "0", "0"], "{row:?}");
+            assert_eq!(row[8], "0", "{row:?}");
+        }
+    }
+    let (p50, p99) = (|s: usize| figures(s, 0, 5), |s: usize| figures(s, 0, 6));
+    assert_says(
+        &chapter,
+        &format!(
+            "Their p50s in the six runs: {} ms for the threaded server, {} for the `poll` server, {} for tokio's",
+            range(&p50(0), 1),
+            range(&p50(1), 1),
+            range(&p50(2), 1)
+        ),
+    );
+    assert_says(
+        &chapter,
+        &format!("and its p99 ({} ms) the lowest in five", range(&p99(2), 1)),
+    );
+    let lowest =
+        |values: &dyn Fn(usize) -> Vec<f64>, s: usize, strictly: bool| {
+            (0..runs.len())
+                .filter(|&i| {
+                    (0..3).filter(|&o| o != s).all(|o| {
+                        if strictly {
+                            values(s)[i] < values(o)[i]
+                        } else {
+                            values(s)[i] <= values(o)[i]
+                        }
+                    })
+                })
+                .count()
+        };
+    // "tokio's p50 was the lowest in five runs and level with the `poll`
+    // server's in the sixth, and its p99 [...] the lowest in five. The
+    // threaded server's p50 was the highest in five runs."
+    assert_eq!((lowest(&p50, 2, true), lowest(&p50, 2, false)), (5, 6));
+    assert_eq!(lowest(&p99, 2, true), 5);
+    let negated = |s: usize| p50(s).iter().map(|v| -v).collect::<Vec<f64>>();
+    assert_eq!(lowest(&negated, 0, true), 5);
+    // Idle connections.
+    let held: Vec<Vec<f64>> = (0..3).map(|s| figures(s, 1, 1)).collect();
+    assert!(
+        held[0].iter().chain(&held[2]).all(|&h| h == 1000.0),
+        "{held:?}"
+    );
+    assert!(held[1].iter().all(|&h| h == 10000.0), "{held:?}");
+    for s in [0, 2] {
+        assert!(figures(s, 1, 2).iter().all(|&p| p == 0.1), "{}", SERVERS[s]);
+    }
+    let idle = |col: usize, s: usize| range(&figures(s, 1, col), 1);
+    assert_says(
+        &chapter,
+        &format!("and of {} ms from the `poll` server", idle(2, 1)),
+    );
+    assert_says(
+        &chapter,
+        &format!(
+            "the p99s were {} ms, {} and {}",
+            idle(3, 2),
+            idle(3, 0),
+            idle(3, 1)
+        ),
+    );
+    assert_says(
+        &chapter,
+        &format!(
+            "{} MiB for tokio's server, {} for the threaded one with its thousand threads, {} for the `poll` server",
+            idle(4, 2),
+            idle(4, 0),
+            idle(4, 1)
+        ),
+    );
+    // One-byte requests: the threaded server first in every run, tokio's
+    // last in four and second in two, by 2.7% and 0.4%.
+    let rate = |s: usize| figures(s, 2, 3);
+    let thousands_range = |s: usize| {
+        let v = rate(s);
+        format!(
+            "{} to {}",
+            thousands(v.iter().copied().fold(f64::MAX, f64::min)),
+            thousands(v.iter().copied().fold(f64::MIN, f64::max))
+        )
+    };
+    assert_says(
+        &chapter,
+        &format!(
+            "It served {} requests a second, against {} for the `poll` server and {} for tokio's",
+            thousands_range(0),
+            thousands_range(1),
+            thousands_range(2)
+        ),
+    );
+    let negated_rate =
+        |s: usize| rate(s).iter().map(|v| -v).collect::<Vec<f64>>();
+    assert_eq!(lowest(&negated_rate, 0, true), 6);
+    assert_eq!(lowest(&rate, 2, true), 4);
+    let ahead: Vec<String> = (0..runs.len())
+        .filter(|&i| rate(2)[i] > rate(1)[i])
+        .map(|i| format!("{:.1}%", 100.0 * (rate(2)[i] / rate(1)[i] - 1.0)))
+        .collect();
+    assert_says(
+        &chapter,
+        &format!(
+            "ahead of the `poll` server by {} and {}",
+            ahead[0], ahead[1]
+        ),
+    );
+    // "with the same thousand connections held it found 22.0 to 25.1 MiB
+    // in five runs, against 12.5 to 12.6 MiB in five runs offered only the
+    // thousand".
+    let held_mib = |file: &str| -> Vec<f64> {
+        let path = format!(
+            "{}/ch30-async-sockets/runs/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = fs::read_to_string(path).unwrap();
+        regex::Regex::new(r"(?m)^run \d+: [\d.]+ MiB, then ([\d.]+) MiB")
+            .unwrap()
+            .captures_iter(&text)
+            .map(|c| c[1].parse().unwrap())
+            .collect()
+    };
+    let (offered, plain) = (
+        held_mib("idle-memory-offered.txt"),
+        held_mib("idle-memory.txt"),
+    );
+    assert_eq!((offered.len(), plain.len()), (5, 5));
+    assert_says(
+        &chapter,
+        &format!(
+            "it found {} MiB in five runs, against {} MiB in five runs offered only the thousand",
+            range(&offered, 1),
+            range(&plain, 1)
+        ),
+    );
+    for run in &runs {
+        for s in 0..3 {
+            assert_eq!(run.rows[s][2][4], "0", "wrong replies");
+        }
+    }
+}
+
+/// One set of `request-cost`: the load average at its start, and per
+/// server (user, system, total, lowest total, highest total), in µs.
+fn request_cost(file: &str) -> (f64, Vec<[f64; 5]>, String) {
+    let path = format!(
+        "{}/ch30-async-sockets/runs/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = fs::read_to_string(&path).unwrap();
+    let load = regex::Regex::new(r"load average ([\d.]+) at the start")
+        .unwrap()
+        .captures(&text)
+        .unwrap_or_else(|| panic!("{path}: no load average"))[1]
+        .parse()
+        .unwrap();
+    let line = regex::Regex::new(
+        r"(?m)^(\S+): user ([\d.]+) \[[\d.]+-[\d.]+\], system ([\d.]+) \[[\d.]+-[\d.]+\], total ([\d.]+) \[([\d.]+)-([\d.]+)\]$",
+    )
+    .unwrap();
+    let rows: Vec<[f64; 5]> = line
+        .captures_iter(&text)
+        .map(|c| {
+            let v = |i: usize| c[i].parse::<f64>().unwrap();
+            [v(2), v(3), v(4), v(5), v(6)]
+        })
+        .collect();
+    let named: Vec<&str> = line
+        .captures_iter(&text)
+        .map(|c| c.get(1).unwrap().as_str())
+        .collect();
+    assert_eq!(named, SERVERS, "{path}");
+    (load, rows, text)
+}
+
+#[test]
+fn chapter_30_request_costs_hold_in_the_recorded_runs() {
+    let chapter = chapter_30();
+    let sets: Vec<_> = (1..=3)
+        .map(|i| request_cost(&format!("request-cost-{i}.txt")))
+        .collect();
+    // "load average 1.17 to 1.40 at the start of each set"
+    let loads: Vec<f64> = sets.iter().map(|s| s.0).collect();
+    assert_says(
+        &chapter,
+        &format!(
+            "(load average {} at the start of each set)",
+            range(&loads, 2)
+        ),
+    );
+    // The table, row by row.
+    for (i, (_, rows, _)) in sets.iter().enumerate() {
+        let cells: Vec<String> = rows
+            .iter()
+            .map(|r| format!("{:.2} ({:.2} to {:.2})", r[2], r[3], r[4]))
+            .collect();
+        assert_says(
+            &chapter,
+            &format!("| {} | {} |", i + 1, cells.join(" | ")),
+        );
+    }
+    // "tokio's server cost 1.95 to 3.79 µs a request more than the others
+    // in the median of every set, and in two sets every one of its runs
+    // cost more than every run of the others".
+    let extra: Vec<f64> = sets
+        .iter()
+        .flat_map(|(_, r, _)| [r[2][2] - r[0][2], r[2][2] - r[1][2]])
+        .collect();
+    assert!(extra.iter().all(|&e| e > 0.0));
+    assert_says(
+        &chapter,
+        &format!(
+            "tokio's server cost {} µs a request more than the others",
+            range(&extra, 2)
+        ),
+    );
+    let apart = sets
+        .iter()
+        .filter(|(_, r, _)| r[2][3] > r[0][4].max(r[1][4]))
+        .count();
+    assert_eq!(apart, 2);
+    // "the system time per request was about the same for all three (medians of
+    // 8.0 to 9.5 µs), the user time 4.0 to 5.5 µs for tokio's server
+    // against 1.0 to 2.0 for the others".
+    let column = |col: usize, servers: &[usize]| -> Vec<f64> {
+        sets.iter()
+            .flat_map(|(_, r, _)| servers.iter().map(move |&s| r[s][col]))
+            .collect()
+    };
+    assert_says(
+        &chapter,
+        &format!(
+            "(medians of {} µs, in steps of 0.5)",
+            range(&column(1, &[0, 1, 2]), 1)
+        ),
+    );
+    assert_says(
+        &chapter,
+        &format!(
+            "the user time {} µs for tokio's server against {} for the others",
+            range(&column(0, &[2]), 1),
+            range(&column(0, &[0, 1]), 1)
+        ),
+    );
+    // The profile: each server's share of samples in its own binary, and
+    // no function of tokio's binary among those with 1% or more.
+    let (_, _, perf) = request_cost("request-cost-perf.txt");
+    for (server, name) in [
+        ("async-server", "tokio's"),
+        ("poll-server", "the `poll` server"),
+        ("tcp-threads", "the threaded one"),
+    ] {
+        let share = regex::Regex::new(&format!(r"(?m)^\s+([\d.]+)% {server}$"))
+            .unwrap()
+            .captures(&perf)
+            .unwrap_or_else(|| panic!("no share for {server}"))[1]
+            .parse::<f64>()
+            .unwrap();
+        let said = if server == "async-server" {
+            format!("{share:.1}% of {name} samples fell in its own binary")
+        } else {
+            format!("{share:.1}% for {name}")
+        };
+        assert_says(&chapter, &said);
+    }
+    // The functions with 1% of the samples or more: in tokio's profile,
+    // the only user-space ones are the C library's and the vDSO's, whose
+    // names begin with two underscores; none is the server's or tokio's.
+    let tokio = perf.split("async-server: ").nth(1).unwrap();
+    let user: Vec<&str> = tokio
+        .lines()
+        .filter_map(|l| l.split_once("[.] ").map(|(_, f)| f))
+        .collect();
+    assert!(
+        !user.is_empty() && user.iter().all(|f| f.starts_with("__")),
+        "{user:?}"
+    );
 }
