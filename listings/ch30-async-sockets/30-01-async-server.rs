@@ -368,7 +368,7 @@ async fn serve_frames(
     let mut framed = Framed::new(socket, codec);
     let mut answered = 0;
     while let Some(frame) = next_request(&mut framed, limit, slot).await? {
-        let frame = frame.and_then(at_most_max_frame);
+        let frame = frame.and_then(checked_frame);
         let frame = match frame {
             Ok(frame) => frame,
             Err(err) => {
@@ -390,7 +390,7 @@ async fn serve_frames(
 }
 
 /// A request of at most `MAX_FRAME` bytes, or an error.
-fn at_most_max_frame(frame: BytesMut) -> io::Result<BytesMut> {
+fn checked_frame(frame: BytesMut) -> io::Result<BytesMut> {
     if frame.len() > MAX_FRAME {
         let len = frame.len();
         let why = format!("a frame of {len} bytes; the most is {MAX_FRAME}");
