@@ -20,6 +20,7 @@
 use std::error::Error;
 use std::fmt::Display;
 use std::fs;
+use std::future::Future;
 use std::io::{self, ErrorKind, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
@@ -372,8 +373,12 @@ async fn serve(
     // only when a request has been answered.
     let idle = sleep(IDLE);
     tokio::pin!(idle);
+    // How many bytes the kernel held for us when the stop came: noted at
+    // once, even while this task is busy answering.
+    let mut at_stop = None;
     loop {
-        match answer(&mut received, &mut write, peer, &config).await? {
+        let answering = answer(&mut received, &mut write, peer, &config);
+        match noting_the_stop(answering, &stop, &read, &mut at_stop).await? {
             Answered::Lines(0) => {}
             Answered::Lines(_) => idle.as_mut().reset(Instant::now() + IDLE),
             Answered::TooLong => break, // The client has been told.
@@ -382,7 +387,11 @@ async fn serve(
             // The stop first: it takes everything sent before it anyway.
             biased;
             () = stop.cancelled() => {
-                read_what_came(&mut read, &mut received).await?;
+                let waiting = match at_stop {
+                    Some(waiting) => waiting,
+                    None => unread_bytes(read.as_ref())?,
+                };
+                read_what_came(&mut read, waiting, &mut received).await?;
                 answer(&mut received, &mut write, peer, &config).await?;
                 break;
             }
@@ -423,7 +432,11 @@ async fn answer(
         // One configuration for the whole request.
         let config = Arc::clone(&config.borrow());
         log(format_args!("{peer}: request {request:?}"));
-        sleep(config.delay).await; // The work.
+        // The work. Not `sleep` when there is none: tokio's timer rounds
+        // a deadline up to its next millisecond, even a deadline of now.
+        if !config.delay.is_zero() {
+            sleep(config.delay).await;
+        }
         reply(write, &format!("{}, {request}", config.greeting)).await?;
         answered += 1;
     }
@@ -437,17 +450,37 @@ async fn answer(
 // ANCHOR_END: serve
 
 // ANCHOR: read_what_came
-/// Reads what the kernel had received on this connection when the stop
-/// came, and nothing sent after it. Waiting for the socket to be ready
-/// would not do: tokio answers "not ready" without asking the kernel
-/// until its driver has seen the socket ready, and a socket accepted a
-/// moment ago has not been seen yet. So ask the kernel how many bytes it
-/// holds, then read exactly those.
+/// Runs `work` to its end. Should the stop come meanwhile, notes at once
+/// in `at_stop` how many bytes the kernel holds for the connection: those
+/// came before the stop, and what comes later does not.
+async fn noting_the_stop<T>(
+    work: impl Future<Output = io::Result<T>>,
+    stop: &CancellationToken,
+    read: &OwnedReadHalf,
+    at_stop: &mut Option<u64>,
+) -> io::Result<T> {
+    tokio::pin!(work);
+    if at_stop.is_none() {
+        tokio::select! {
+            biased;
+            done = &mut work => return done,
+            () = stop.cancelled() => *at_stop = Some(unread_bytes(read.as_ref())?),
+        }
+    }
+    work.await
+}
+
+/// Reads the `waiting` bytes the kernel held for this connection when the
+/// stop came, and nothing sent after them. Waiting for the socket to be
+/// ready would not do: tokio answers "not ready" without asking the
+/// kernel until its driver has seen the socket ready, and a socket
+/// accepted a moment ago has not been seen yet. So the kernel was asked
+/// how many bytes it holds, and exactly those are read.
 async fn read_what_came(
     read: &mut OwnedReadHalf,
+    waiting: u64,
     received: &mut Vec<u8>,
 ) -> io::Result<()> {
-    let waiting = unread_bytes(read.as_ref())?;
     let mut before_the_stop = read.take(waiting);
     timeout(PEER_TIMEOUT, before_the_stop.read_to_end(received))
         .await
@@ -720,6 +753,19 @@ mod tests {
         let started = Instant::now();
         assert_eq!(next(&mut client).await, "");
         assert_eq!(started.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_without_work_waits_for_no_timer() {
+        let mut client = served().await;
+        // Half-way through a millisecond of the timer's.
+        tokio::time::advance(Duration::from_micros(500)).await;
+        let started = Instant::now();
+        client.write_all(b"x\n").await.unwrap();
+        assert_eq!(next(&mut client).await, "hello, x\n");
+        // A sleep of zero would wait for the timer's next millisecond,
+        // and the paused clock would have jumped to it.
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 }
 // ANCHOR_END: tests

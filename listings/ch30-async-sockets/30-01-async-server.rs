@@ -51,6 +51,8 @@ const DEFAULT_ADDR: &str = "127.0.0.1:50008";
 const MAX_LINE: usize = 1024;
 /// The largest frame a client may send.
 const MAX_FRAME: usize = 64 * 1024;
+/// The largest reply: a frame in `server got: [` and `]`, 14 bytes more.
+const MAX_REPLY: usize = MAX_FRAME + 14;
 /// How long a client over the limit may take to hear that we are busy.
 const BUSY_LIMIT: Duration = Duration::from_secs(1);
 
@@ -188,10 +190,15 @@ async fn accept_loop(
         let (frames, timeout) = (config.frames, config.timeout);
         tasks.spawn(serve(socket, peer, frames, timeout, slot));
     }
-    // With --count: let the last clients finish.
+    // With --count: let the last clients finish, unless a signal comes
+    // first. Not listening now would leave it caught by tokio, and lost.
     tasks.close();
-    tasks.wait().await;
-    Ok(Stop::Done)
+    tokio::select! {
+        () = tasks.wait() => Ok(Stop::Done),
+        _ = signals.int.recv() => Ok(Stop::Signal(SIGINT)),
+        _ = signals.term.recv() => Ok(Stop::Signal(SIGTERM)),
+        _ = signals.hup.recv() => Ok(Stop::Signal(SIGHUP)),
+    }
 }
 // ANCHOR_END: run
 
@@ -352,13 +359,16 @@ async fn serve_frames(
     limit: Duration,
     slot: &Slot,
 ) -> io::Result<usize> {
+    // The codec has one maximum, for what it reads and what it writes:
+    // the longest reply's. A request has a smaller one, checked below.
     let codec = LengthDelimitedCodec::builder()
         .length_field_type::<u32>()
-        .max_frame_length(MAX_FRAME)
+        .max_frame_length(MAX_REPLY)
         .new_codec();
     let mut framed = Framed::new(socket, codec);
     let mut answered = 0;
     while let Some(frame) = next_request(&mut framed, limit, slot).await? {
+        let frame = frame.and_then(checked_frame);
         let frame = match frame {
             Ok(frame) => frame,
             Err(err) => {
@@ -377,6 +387,16 @@ async fn serve_frames(
         answered += 1;
     }
     Ok(answered)
+}
+
+/// A request of at most `MAX_FRAME` bytes, or an error.
+fn checked_frame(frame: BytesMut) -> io::Result<BytesMut> {
+    if frame.len() > MAX_FRAME {
+        let len = frame.len();
+        let why = format!("a frame of {len} bytes; the most is {MAX_FRAME}");
+        return Err(io::Error::new(ErrorKind::InvalidData, why));
+    }
+    Ok(frame)
 }
 // ANCHOR_END: frames
 
@@ -477,7 +497,8 @@ impl Slots {
     fn take(self: &Arc<Self>) -> Option<Slot> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        if (open.len() + 1) * 4 > self.max * 3 {
+        // Saturating: `--max-conns` may be any number.
+        if (open.len() + 1).saturating_mul(4) > self.max.saturating_mul(3) {
             // Crowded: long waits are a luxury.
             open.retain(|_, waiting| match waiting.since {
                 Some(since) if now - since >= self.crowded_idle => {
@@ -869,6 +890,12 @@ mod tests {
         let _third = slots.take().expect("room made");
         assert!(first.evict.is_cancelled(), "accepted first, waited longest");
         assert!(!second.evict.is_cancelled());
+    }
+
+    #[test]
+    fn any_limit_on_the_command_line_is_counted_without_overflow() {
+        let slots = Slots::new(usize::MAX, Duration::from_secs(1));
+        assert!(slots.take().is_some());
     }
 
     #[tokio::test(start_paused = true)]

@@ -15,7 +15,8 @@
 //   the careful way kills the group when the end of stdout does not come.
 //
 // `--ignore-term` makes the shell, and so `sleep`, ignore SIGTERM: the
-// careful way follows up with SIGKILL.
+// careful way follows up with SIGKILL. Ctrl-C or a `kill` of this program
+// ends the group, then this program, by that signal.
 //
 // Every way cleans up after itself before it ends. Our own output may go
 // away: SIGPIPE stays ignored, and what we cannot print is not printed,
@@ -27,10 +28,11 @@ use std::io::{self, Write};
 use std::process::{self, ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::{SigHandler, Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::{sleep, timeout};
 
 const USAGE: &str = "usage: async-child-kill \
@@ -69,6 +71,10 @@ async fn run() -> Result<(), Box<dyn Error>> {
         _ => "sleep 60 & echo $!; wait",
     };
     let trap = if ignore_term { "trap '' TERM; " } else { "" };
+    // Ctrl-C, or a `kill` of our pid, reaches us and not sh's group: we
+    // pass it on. Made first, so that no such signal finds no handler.
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
     let mut sh = Command::new("sh")
         .args(["-c", &format!("{trap}{script}")])
         .stdin(Stdio::null())
@@ -86,11 +92,30 @@ async fn run() -> Result<(), Box<dyn Error>> {
         "sh (pid {pid}) runs in a process group of its own; it started \
          sleep (pid {grandchild})"
     ));
-    match way {
-        Way::Drop | Way::KillOnDrop => dropped(sh, pid, grandchild).await,
-        Way::NoWait => no_wait(sh, pid, grandchild).await,
-        Way::Timeout | Way::Pipe => supervise(sh, lines, limit).await,
-    }
+    let ended = async move {
+        match way {
+            Way::Drop | Way::KillOnDrop => dropped(sh, pid, grandchild).await,
+            Way::NoWait => no_wait(sh, pid, grandchild).await,
+            Way::Timeout | Way::Pipe => supervise(sh, lines, limit).await,
+        }
+    };
+    let stop = tokio::select! {
+        ended = ended => return ended,
+        _ = int.recv() => Signal::SIGINT,
+        _ = term.recv() => Signal::SIGTERM,
+    };
+    // The way's future is dropped, and `sh` with it, not yet reaped: its
+    // pid still names the group. End the group, then die of the signal.
+    let _ = killpg(pid, Signal::SIGKILL);
+    die_of(stop)
+}
+
+/// Ends the process by `stop`, as its default action would have.
+fn die_of(stop: Signal) -> Result<(), Box<dyn Error>> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { nix::sys::signal::signal(stop, SigHandler::SigDfl) }?;
+    nix::sys::signal::raise(stop)?;
+    Err(format!("still alive after {stop}").into())
 }
 // ANCHOR_END: run
 

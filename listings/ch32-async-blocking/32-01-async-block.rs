@@ -10,9 +10,9 @@
 //   after N seconds.
 //
 // The runtime has one thread, and the waiting task holds it: the ticker
-// cannot tick until the wait is over. `--workers N` runs the same on the
-// multi-threaded runtime, where the waiting task holds one of N threads,
-// and stalls the task it spawned just before the wait. `--fix
+// cannot tick until the wait is over. `--workers N` (at most 64) runs the
+// same on the multi-threaded runtime, where the waiting task holds one of
+// N threads, and stalls the task it spawned just before the wait. `--fix
 // spawn-blocking` moves the same blocking call to tokio's blocking pool;
 // `--fix block-in-place` (with `--workers`) hands the worker's other tasks
 // to a new thread while the call blocks; `--fix async` uses tokio's own
@@ -43,6 +43,9 @@ use tokio::time::{interval, sleep};
 const USAGE: &str = "usage: async-block [wait|read|signal] \
                      [--fix spawn-blocking|block-in-place|async] [--secs N] \
                      [--workers N]";
+
+/// The most worker threads `--workers` may ask for.
+const MOST_WORKERS: usize = 64;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Way {
@@ -341,6 +344,11 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         }
     }
     let way = way.unwrap_or(Way::Wait);
+    if workers.is_some_and(|n: NonZeroUsize| n.get() > MOST_WORKERS) {
+        // tokio starts every worker in `build`, and panics on the first
+        // thread the system refuses.
+        return Err(format!("--workers is at most {MOST_WORKERS}").into());
+    }
     if fix == Fix::BlockInPlace && workers.is_none() {
         // tokio would panic: `block_in_place` needs the multi-threaded
         // scheduler, even with one worker, and not the current-thread one.

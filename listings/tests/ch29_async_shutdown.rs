@@ -536,6 +536,43 @@ fn async_daemon_stops_taking_requests_from_a_client_that_keeps_sending() {
     assert!((2..=sent).contains(&answered), "{answered} of {sent}");
 }
 
+/// A connection that is busy when the stop comes answers what had reached
+/// the daemon by then, and nothing the client sends afterwards: the stop
+/// is noted as it comes, not once the work in hand is done.
+#[test]
+fn async_daemon_busy_at_the_stop_answers_no_request_sent_after_it() {
+    let mut daemon = start(&[]);
+    reconfigure(&mut daemon, "delay_ms = 200\n");
+    let mut client = Client::connect(daemon.addr);
+    // Twenty requests in one write, read at once: four seconds of work.
+    let early: String = (0..20).map(|i| format!("early{i}\n")).collect();
+    client.stream.write_all(early.as_bytes()).unwrap();
+    logged_request(&mut daemon, "early0");
+    daemon.listing.signal(Signal::SIGTERM);
+    // Two requests begun after the drain began: between them the task
+    // waited 200 ms on its work, and the stop woke it there.
+    let (mut draining, mut begun_after) = (false, 0);
+    while begun_after < 2 {
+        let line = daemon.listing.next_line();
+        if line.contains("draining 1 connection(s)") {
+            draining = true;
+        } else if draining && line.contains(": request \"early") {
+            begun_after += 1;
+        }
+    }
+    client.stream.write_all(b"late\n").unwrap();
+    let mut replies = Vec::new();
+    while let Some(reply) = client.reply() {
+        replies.push(reply);
+    }
+    let answered: Vec<_> =
+        (0..20).map(|i| format!("hello, early{i}\n")).collect();
+    assert_eq!(replies, answered);
+    drop(client);
+    let out = daemon.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+}
+
 // ---------------------------------------------------------------------------
 // The protocol of Chapter 10's daemon, byte for byte
 

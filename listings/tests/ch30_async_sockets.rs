@@ -242,6 +242,26 @@ fn async_server_dies_of_sigterm_like_the_servers_before_it() {
     assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
 }
 
+/// With `--count`, the server waits for its last clients once it has
+/// accepted enough; a signal still ends it then, as at any other time.
+#[test]
+fn async_server_dies_of_sigterm_while_it_waits_for_its_last_clients() {
+    let (server, addr) = start_server(
+        SERVER,
+        &["127.0.0.1:0", "--count", "1", "--timeout", "600"],
+    );
+    let mut sock = connect(&addr);
+    sock.write_all(b"hello\n").unwrap();
+    let mut reply = [0; 64];
+    let n = sock.read(&mut reply).unwrap();
+    assert_eq!(&reply[..n], b"server got: [hello]\n");
+    // The one client counted stays, silent: the server waits for it.
+    server.signal(Signal::SIGTERM);
+    let out = server.finish();
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+    drop(sock);
+}
+
 #[test]
 fn async_server_session_matches_the_book() {
     let _port = default_port();
@@ -308,6 +328,36 @@ fn async_server_speaks_listing_13_3s_frames() {
         "{:?}",
         out.stdout
     );
+}
+
+/// A frame of the maximum length gets its reply, 14 bytes longer than the
+/// maximum (as Listing 13-3's server answers it); one byte more is
+/// refused.
+#[test]
+fn async_server_answers_a_frame_of_the_maximum_length() {
+    let (server, addr) = start_server(
+        SERVER,
+        &["127.0.0.1:0", "--frames", "length", "--count", "2"],
+    );
+    let longest = "x".repeat(64 * 1024);
+    let out = run(bin!("tcp-length"), &["client", &addr, &longest]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, [format!("server got: [{longest}]")]);
+    let mut sock = connect(&addr);
+    sock.write_all(&(64 * 1024 + 1_u32).to_be_bytes()).unwrap();
+    sock.write_all(longest.as_bytes()).unwrap();
+    sock.write_all(b"x").unwrap();
+    sock.shutdown(Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    sock.read_to_end(&mut reply).expect("a FIN, not a reset");
+    assert!(reply.is_empty());
+    let out = server.finish();
+    assert!(
+        out.stdout[1].ends_with(": answered 1 frames"),
+        "{:?}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("the most is 65536"), "{}", out.stderr);
 }
 
 #[test]

@@ -2,8 +2,10 @@
 //! reads both of its outputs; Listing 31-2 drops, kills and waits for a
 //! shell that started a grandchild.
 
+use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use regex::Regex;
 
@@ -122,6 +124,33 @@ fn kill_way(way: &str) -> (Vec<String>, Pid, Pid) {
         group_is_gone(sh) && is_dead(sleep)
     });
     (out.stdout, sh, sleep)
+}
+
+/// Ctrl-C reaches the listing and not the group it made for `sh`, and so
+/// does a `kill` of its pid: the listing ends the group, then dies of the
+/// signal, leaving neither `sh` nor `sleep` behind.
+#[test]
+fn async_child_kill_ends_the_group_when_it_is_stopped_itself() {
+    for stop in [Signal::SIGINT, Signal::SIGTERM] {
+        let mut listing = Listing::start(
+            bin!("async-child-kill"),
+            &["timeout", "--wait", "30"],
+        );
+        let first = listing.expect(
+            r"sh \(pid (\d+)\) runs in a process group of its own; it started sleep \(pid (\d+)\)",
+        );
+        let sh = Pid::from_raw(first[1].parse().unwrap());
+        let sleep = Pid::from_raw(first[2].parse().unwrap());
+        let _cleanup = KillGroupOnDrop(sh);
+        listing.signal(stop);
+        // Before `finish`, which would wait for the end of stderr: `sleep`
+        // holds it, for a minute, if nothing ends the group.
+        wait_until("the shell's group to end", || {
+            group_is_gone(sh) && is_dead(sleep)
+        });
+        let out = listing.finish();
+        assert_eq!(out.status.signal(), Some(stop as i32), "{stop}");
+    }
 }
 
 #[test]

@@ -184,6 +184,12 @@ fn async_block_rejects_bad_arguments_in_one_line() {
     assert_rejects(bin!("async-block"), &["--fix", "later"], "unknown fix");
     assert_rejects(bin!("async-block"), &["--secs", "-1"], "--secs");
     assert_rejects(bin!("async-block"), &["--workers", "0"], "zero");
+    // More threads than the machine may give would make tokio panic.
+    assert_rejects(
+        bin!("async-block"),
+        &["--workers", "100000"],
+        "--workers is at most 64",
+    );
     assert_rejects(
         bin!("async-block"),
         &["--fix", "block-in-place"],
