@@ -42,7 +42,8 @@ struct Config {
     /// A path, `@NAME`, or nothing for a private directory.
     address: Option<String>,
     count: Option<usize>,
-    max_conns: usize,
+    /// The most connections at once, if given.
+    max_conns: Option<usize>,
     timeout: Duration,
 }
 
@@ -61,7 +62,8 @@ fn main() -> ExitCode {
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
     let config = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    raise_fd_limit()?;
+    let fds = raise_fd_limit()?;
+    let max_conns = config.max_conns.unwrap_or(default_max_conns(fds));
     let (listener, place) = match config.address.as_deref() {
         Some(name) if name.starts_with('@') => {
             (bind_abstract(&name[1..])?, Place::Abstract)
@@ -81,7 +83,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         .map_err(Box::from)
         .and_then(|()| {
             writeln!(io::stdout(), "Server listening on {shown}")?;
-            serve(&listener, &config)
+            serve(&listener, &config, max_conns)
         });
     // Whatever happened after `bind`, even a closed stdout, the file goes.
     place.remove();
@@ -276,8 +278,9 @@ fn remove_on_signals(place: Arc<Place>) -> io::Result<()> {
 fn serve(
     listener: &UnixListener,
     config: &Config,
+    max_conns: usize,
 ) -> Result<(), Box<dyn Error>> {
-    let conns = Conns::new(config.max_conns);
+    let conns = Conns::new(max_conns);
     let mut served = 0;
     let mut backoff = Backoff::new();
     while config.count.is_none_or(|count| served < count) {
@@ -614,14 +617,33 @@ impl Backoff {
     }
 }
 
-/// Raises the soft limit on open file descriptors to the hard one
-/// (Listing 14-2).
-fn raise_fd_limit() -> nix::Result<()> {
+/// Raises the soft limit on open file descriptors to the hard one, and
+/// returns it (Listing 14-2).
+fn raise_fd_limit() -> nix::Result<u64> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
     }
-    Ok(())
+    Ok(soft.max(hard))
+}
+
+/// The most connections at once, unless `--max-conns` says.
+const MAX_CONNS: usize = 1000;
+
+/// Descriptors kept for all but connections: the standard three, the
+/// listening socket, the one `accept` needs to refuse a client or to make
+/// room for it, and a margin.
+const SPARE_FDS: u64 = 16;
+
+/// The limit on connections when `--max-conns` is not given: MAX_CONNS,
+/// or fewer if the descriptors allow fewer. Below the descriptors, the
+/// table says no first, and can close an idle connection to make room;
+/// above them, `accept` fails first, and idle clients lock out everyone.
+fn default_max_conns(fds: u64) -> usize {
+    let room = fds.saturating_sub(SPARE_FDS);
+    usize::try_from(room)
+        .unwrap_or(usize::MAX)
+        .clamp(1, MAX_CONNS)
 }
 
 fn explain(err: &io::Error) -> String {
@@ -649,7 +671,7 @@ fn parse_args() -> Result<Config, lexopt::Error> {
     let mut config = Config {
         address: None,
         count: None,
-        max_conns: 1000,
+        max_conns: None,
         timeout: Duration::from_secs(10),
     };
     let mut args = lexopt::Parser::from_env();
@@ -657,7 +679,8 @@ fn parse_args() -> Result<Config, lexopt::Error> {
         match arg {
             Long("count") => config.count = Some(args.value()?.parse()?),
             Long("max-conns") => {
-                config.max_conns = at_least_one("--max-conns", args.value()?)?;
+                let most = at_least_one("--max-conns", args.value()?)?;
+                config.max_conns = Some(most);
             }
             Long("timeout") => {
                 let secs = at_least_one("--timeout", args.value()?)?;

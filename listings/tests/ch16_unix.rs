@@ -501,6 +501,31 @@ fn start_private_limited(
 }
 
 #[test]
+fn unix_server_keeps_its_default_limit_below_the_descriptors() {
+    // A hundred idle clients under `ulimit -n 64`; once they have been
+    // idle a second, a new client is served: the table, not `accept`,
+    // says no at the limit, and makes room.
+    use crate::support::open_fds;
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, path) =
+        start_private_limited(&tmp, "-n 64", &["--timeout", "600"]);
+    let pid = server.pid();
+    let idle: Vec<_> = (0..100)
+        .map(|_| UnixStream::connect(&path).unwrap())
+        .collect();
+    wait_until("the server to hold forty idle clients", || {
+        open_fds(pid) >= 3 + 1 + 40
+    });
+    // Not a synchronisation: the time a connection must have been idle.
+    std::thread::sleep(Duration::from_millis(1100));
+    let started = std::time::Instant::now();
+    assert_eq!(ask(&path, "new\n"), "server got: [new]\n");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
+    drop((server, idle));
+}
+
+#[test]
 fn unix_server_raises_its_soft_limit_on_descriptors_to_the_hard_one() {
     let tmp = tempfile::tempdir().unwrap();
     let limits = "-S -n 64 && ulimit -H -n 4096";
