@@ -23,6 +23,7 @@ use std::os::unix::fs::{
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -292,6 +293,9 @@ fn serve(
             }
         };
         backoff.reset();
+        if LOG_CLOSED.load(Ordering::Relaxed) {
+            break;
+        }
         let Some(slot) = conns.take(&conn) else {
             refuse(&conn);
             continue;
@@ -333,11 +337,20 @@ fn answer_and_log(conn: &UnixStream, slot: &Slot, timeout: Duration) {
     };
     match answer(conn, slot, timeout) {
         Ok(lines) => {
-            let _ = writeln!(io::stdout(), "{who}: answered {lines} lines");
+            let logged =
+                writeln!(io::stdout(), "{who}: answered {lines} lines");
+            // Nobody reads the log any more: the server ends, at the
+            // next connection, as Listing 14-2 does.
+            if logged.is_err_and(|e| e.kind() == ErrorKind::BrokenPipe) {
+                LOG_CLOSED.store(true, Ordering::Relaxed);
+            }
         }
         Err(err) => log(format_args!("{who}: {}", explain(&err))),
     }
 }
+
+/// Set once writing the log has failed with `BrokenPipe`.
+static LOG_CLOSED: AtomicBool = AtomicBool::new(false);
 // ANCHOR_END: serve
 
 /// Answers every line of one connection, each request and reply within

@@ -526,6 +526,41 @@ fn unix_server_keeps_its_default_limit_below_the_descriptors() {
 }
 
 #[test]
+fn unix_server_ends_at_the_next_connection_once_nobody_reads_its_log() {
+    // The server's log goes into a pipe whose reader reads the first line
+    // and goes, as `head -1` would. The first client's log line then fails
+    // with EPIPE, and the server ends when the next client comes, as
+    // Listing 14-2 does.
+    use std::io::BufRead;
+    use std::os::linux::net::SocketAddrExt;
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let name = format!("unix-server-log-{}", std::process::id());
+    let mut command = std::process::Command::new(bin!("unix-server"));
+    command.arg(format!("@{name}"));
+    let server = Listing::spawn(&mut command, std::process::Stdio::from(write));
+    drop(command); // our copy of the pipe's writing end
+    let mut log = std::io::BufReader::new(fs::File::from(read));
+    let mut line = String::new();
+    log.read_line(&mut line).unwrap();
+    assert_eq!(line, format!("Server listening on @{name}\n"));
+    drop(log); // nobody reads the log any more
+    let addr =
+        std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
+    let mut first = UnixStream::connect_addr(&addr).unwrap();
+    first.write_all(b"one\n").unwrap();
+    first.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    first.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "server got: [one]\n");
+    // Its connection closes only after its log line was tried: by now
+    // the server knows that nobody reads the log.
+    let _second = UnixStream::connect_addr(&addr).unwrap();
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
+#[test]
 fn unix_server_raises_its_soft_limit_on_descriptors_to_the_hard_one() {
     let tmp = tempfile::tempdir().unwrap();
     let limits = "-S -n 64 && ulimit -H -n 4096";
