@@ -585,14 +585,14 @@ impl Backoff {
 
 // ANCHOR: fd_limit
 /// Raises this process's limit on open file descriptors (`ulimit -n`) to
-/// the most it may have. The soft limit is often 1024, too few for a
-/// thousand clients; the hard limit is usually far higher.
-fn raise_fd_limit() -> nix::Result<()> {
+/// the most it may have, and returns it. The soft limit is often 1024, too
+/// few for a thousand clients; the hard limit is usually far higher.
+fn raise_fd_limit() -> nix::Result<u64> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
     }
-    Ok(())
+    Ok(soft.max(hard))
 }
 // ANCHOR_END: fd_limit
 
