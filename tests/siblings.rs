@@ -62,8 +62,8 @@ const FAMILIES: &[Family] = &[
                 "the pool counts queued connections and workers",
             ),
             (
-                "impl Read for Deadline < '_ >",
-                "only the thread-per-connection servers evict a stalled request",
+                "enum Since",
+                "a connection in the pool's queue may wait with its request",
             ),
         ],
     },

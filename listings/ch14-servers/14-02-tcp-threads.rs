@@ -37,8 +37,8 @@ struct Config {
     spec: String,
     /// Stop after this many connections, if given.
     count: Option<usize>,
-    /// The most connections served at once.
-    max_conns: usize,
+    /// The most connections served at once, if given.
+    max_conns: Option<usize>,
     /// How long a client has to send a whole request, and to take a
     /// whole reply.
     timeout: Duration,
@@ -61,14 +61,15 @@ fn main() -> ExitCode {
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
     let config = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    raise_fd_limit()?;
+    let fds = raise_fd_limit()?;
+    let max_conns = config.max_conns.unwrap_or(default_max_conns(fds));
     let listener = listen(&config)?;
     writeln!(
         io::stdout(),
         "Server listening on {}",
         listener.local_addr()?
     )?;
-    let conns = Conns::new(config.max_conns);
+    let conns = Conns::new(max_conns);
     let mut served = 0;
     let mut backoff = Backoff::new();
     while config.count.is_none_or(|count| served < count) {
@@ -474,14 +475,33 @@ impl Backoff {
 
 // ANCHOR: fd_limit
 /// Raises this process's limit on open file descriptors (`ulimit -n`) to
-/// the most it may have. The soft limit is often 1024, too few for a
-/// thousand clients; the hard limit is usually far higher.
-fn raise_fd_limit() -> nix::Result<()> {
+/// the most it may have, and returns it. The soft limit is often 1024, too
+/// few for a thousand clients; the hard limit is usually far higher.
+fn raise_fd_limit() -> nix::Result<u64> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
     }
-    Ok(())
+    Ok(soft.max(hard))
+}
+
+/// The most connections served at once, unless `--max-conns` says.
+const MAX_CONNS: usize = 1000;
+
+/// Descriptors kept for all but connections: the standard three, the
+/// listening socket, the one `accept` needs to refuse a client or to make
+/// room for it, and a margin.
+const SPARE_FDS: u64 = 16;
+
+/// The limit on connections when `--max-conns` is not given: MAX_CONNS,
+/// or fewer if the descriptors allow fewer. Below the descriptors, the
+/// table says no first, and can close an idle connection to make room;
+/// above them, `accept` fails first, and idle clients lock out everyone.
+fn default_max_conns(fds: u64) -> usize {
+    let room = fds.saturating_sub(SPARE_FDS);
+    usize::try_from(room)
+        .unwrap_or(usize::MAX)
+        .clamp(1, MAX_CONNS)
 }
 // ANCHOR_END: fd_limit
 
@@ -522,7 +542,7 @@ fn parse_args() -> Result<Config, lexopt::Error> {
     let mut config = Config {
         spec: DEFAULT_ADDR.into(),
         count: None,
-        max_conns: 1000,
+        max_conns: None,
         timeout: Duration::from_secs(10),
         backlog: 1024,
     };
@@ -532,7 +552,8 @@ fn parse_args() -> Result<Config, lexopt::Error> {
         match arg {
             Long("count") => config.count = Some(args.value()?.parse()?),
             Long("max-conns") => {
-                config.max_conns = at_least_one("--max-conns", args.value()?)?;
+                let most = at_least_one("--max-conns", args.value()?)?;
+                config.max_conns = Some(most);
             }
             Long("timeout") => {
                 let secs = at_least_one("--timeout", args.value()?)?;

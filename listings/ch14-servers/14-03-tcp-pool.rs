@@ -5,8 +5,9 @@
 // worker serves it; a client that finds the queue full is told the
 // server is busy. While connections wait for a worker, a thread of its
 // own closes every connection that has been idle, waiting for a request,
-// for a second or more: an idle client must not hold a worker that
-// others need. Everything else, the deadlines, the maximum line, the
+// for a second or more, and every one whose request has stalled as long:
+// an idle or stalled client must not hold a worker that others need.
+// Everything else, the deadlines, the maximum line, the
 // backoff after a failed `accept`, the backlog, is Listing 14-2's.
 //
 // `tcp-pool [HOST:PORT] [--count N] [--workers N] [--queue N]
@@ -17,7 +18,7 @@ use std::error::Error;
 use std::fmt::Display;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, TrySendError};
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use nix::sys::socket::{MsgFlags, recv};
 use socket2::{Domain, Socket, Type};
 
 const USAGE: &str = "usage: tcp-pool [HOST:PORT] [--count N] \
@@ -180,15 +182,14 @@ fn refuse(mut conn: &TcpStream) {
 /// A connection for a worker, and its place in the table of connections.
 type Job = (Arc<TcpStream>, Slot);
 
-/// How long a connection must have been idle before it may be closed for
-/// others that wait. Shorter, and the queue of a burst of clients whose
-/// requests are on their way would lose them.
+/// How long a connection must have been idle, or stalled in a request,
+/// before it may be closed for others that wait. Shorter, and the queue of
+/// a burst of clients whose requests are on their way would lose them.
 const EVICT_AFTER: Duration = Duration::from_secs(1);
 
 /// Every connection accepted and not yet closed, queued or served, and
-/// since when each has been idle: waiting for a request, with nothing of
-/// it received. A connection in the queue counts as idle from `accept`,
-/// until a look at its socket shows a request has come.
+/// what it is doing since when. A connection in the queue counts as idle
+/// from `accept`, until a look at its socket shows a whole request there.
 struct Conns {
     table: Mutex<Table>,
     changed: Condvar,
@@ -201,7 +202,20 @@ struct Table {
     /// are more of the first, idle connections are closed.
     waiting: usize,
     free: usize,
-    open: HashMap<u64, (Arc<TcpStream>, Option<Instant>)>,
+    open: HashMap<u64, (Arc<TcpStream>, Since)>,
+}
+
+/// What a connection is doing, and since when.
+#[derive(Clone, Copy)]
+enum Since {
+    /// Waiting for a request, of which nothing has been read.
+    Idle(Instant),
+    /// Busy with a request whose first byte was read then, and its reply.
+    Request(Instant),
+    /// In the queue, with a whole request waiting in its socket.
+    Waiting,
+    /// Shut down already, to make room.
+    Shut,
 }
 
 /// One connection's entry; dropping it removes the entry, and, if no
@@ -236,7 +250,7 @@ impl Conns {
         let id = table.next;
         table.next += 1;
         table.waiting += 1;
-        let idle = Some(Instant::now());
+        let idle = Since::Idle(Instant::now());
         table.open.insert(id, (Arc::clone(conn), idle));
         self.changed.notify_all();
         Slot {
@@ -248,10 +262,11 @@ impl Conns {
 
     /// The evicting thread: while connections wait in the queue with no
     /// worker free, shuts down every connection idle for EVICT_AFTER or
-    /// more, which ends its
-    /// worker's wait for a request, or, if it is still queued, makes its
-    /// worker find the end of the stream at once. Sleeps until the next
-    /// connection becomes old enough, or until something changes.
+    /// more, or busy that long with a request it has not finished sending
+    /// or a reply it has not taken. That ends its worker's wait, or, if it
+    /// is still queued, makes its worker find the end of the stream at
+    /// once. Sleeps until the next connection becomes old enough, or until
+    /// something changes.
     fn shed_idle_while_others_wait(&self) {
         let mut table = self.lock();
         loop {
@@ -264,16 +279,20 @@ impl Conns {
             }
             let now = Instant::now();
             let mut next: Option<Instant> = None;
-            for (conn, idle) in table.open.values_mut() {
-                let Some(since) = *idle else { continue };
-                let due = since + EVICT_AFTER;
+            for (conn, since) in table.open.values_mut() {
+                let (Since::Idle(at) | Since::Request(at)) = *since else {
+                    continue;
+                };
+                let due = at + EVICT_AFTER;
                 if due > now {
                     next = Some(next.map_or(due, |n| n.min(due)));
-                } else if has_bytes(conn) {
-                    *idle = None; // A request came while it was queued.
+                } else if matches!(since, Since::Idle(_)) && has_request(conn) {
+                    // A whole request came while it was queued: a client
+                    // waiting for a worker, not one that stalls.
+                    *since = Since::Waiting;
                 } else {
                     let _ = conn.shutdown(Shutdown::Both);
-                    *idle = None;
+                    *since = Since::Shut;
                 }
             }
             table = match next {
@@ -302,14 +321,33 @@ impl Slot {
         self.queued = false;
     }
 
-    /// Marks the connection idle, from now on, or busy with a request.
+    /// Marks the connection idle, from now on, or busy with a request
+    /// that begins now.
     fn set_idle(&self, idle: bool) {
+        let now = Instant::now();
         let mut table = self.conns.lock();
         if let Some((_, since)) = table.open.get_mut(&self.id) {
-            *since = idle.then(Instant::now);
+            if !matches!(since, Since::Shut) {
+                *since = if idle {
+                    Since::Idle(now)
+                } else {
+                    Since::Request(now)
+                };
+            }
         }
         if idle && table.waiting > table.free {
             self.conns.changed.notify_all();
+        }
+    }
+
+    /// A byte of a request has come: an idle or waiting connection is
+    /// busy from now on; a busy one stays busy since its request began.
+    fn request_begun(&self) {
+        let mut table = self.conns.lock();
+        if let Some((_, since @ (Since::Idle(_) | Since::Waiting))) =
+            table.open.get_mut(&self.id)
+        {
+            *since = Since::Request(Instant::now());
         }
     }
 }
@@ -324,11 +362,18 @@ impl Drop for Slot {
     }
 }
 
-/// Whether bytes wait to be read on `conn`, without reading them and
-/// without waiting.
-fn has_bytes(conn: &TcpStream) -> bool {
-    let mut fds = [PollFd::new(conn.as_fd(), PollFlags::POLLIN)];
-    poll(&mut fds, PollTimeout::ZERO).is_ok_and(|ready| ready > 0)
+/// Whether a whole request waits on `conn`: a newline, or more bytes than
+/// a line may have, or the client's half-close after its last line. Looks
+/// without taking anything, and without waiting.
+fn has_request(conn: &TcpStream) -> bool {
+    // POLLRDHUP (Linux): the client has shut down its sending side.
+    let rdhup = PollFlags::from_bits_retain(nix::libc::POLLRDHUP);
+    let mut fds = [PollFd::new(conn.as_fd(), rdhup)];
+    let finished = poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0);
+    let mut start = [0; MAX_LINE + 1];
+    let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
+    let seen = recv(conn.as_raw_fd(), &mut start, flags).unwrap_or(0);
+    finished || seen > MAX_LINE || start[..seen].contains(&b'\n')
 }
 // ANCHOR_END: shed
 
@@ -421,7 +466,7 @@ impl Read for Deadline<'_> {
         let mut conn = self.conn;
         let n = conn.read(buf)?;
         if n > 0 {
-            self.slot.set_idle(false);
+            self.slot.request_begun();
         }
         Ok(n)
     }
@@ -540,14 +585,14 @@ impl Backoff {
 
 // ANCHOR: fd_limit
 /// Raises this process's limit on open file descriptors (`ulimit -n`) to
-/// the most it may have. The soft limit is often 1024, too few for a
-/// thousand clients; the hard limit is usually far higher.
-fn raise_fd_limit() -> nix::Result<()> {
+/// the most it may have, and returns it. The soft limit is often 1024, too
+/// few for a thousand clients; the hard limit is usually far higher.
+fn raise_fd_limit() -> nix::Result<u64> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
     }
-    Ok(())
+    Ok(soft.max(hard))
 }
 // ANCHOR_END: fd_limit
 

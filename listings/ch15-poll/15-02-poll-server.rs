@@ -46,7 +46,8 @@ const ACCEPTS_PER_ROUND: usize = 64;
 struct Config {
     spec: String,
     count: Option<usize>,
-    max_conns: usize,
+    /// The most connections at once, if given.
+    max_conns: Option<usize>,
     timeout: Duration,
     backlog: i32,
 }
@@ -65,7 +66,8 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), Box<dyn Error>> {
     let config = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    raise_fd_limit()?;
+    let fds = raise_fd_limit()?;
+    let max_conns = config.max_conns.unwrap_or(default_max_conns(fds));
     let listener = listen(&config)?;
     listener.set_nonblocking(true)?;
     writeln!(
@@ -73,7 +75,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         "Server listening on {}",
         listener.local_addr()?
     )?;
-    Server::new(config).run(&listener)?;
+    Server::new(config, max_conns).run(&listener)?;
     Ok(())
 }
 
@@ -118,6 +120,8 @@ enum State {
 
 struct Server {
     config: Config,
+    /// The most connections at once: `--max-conns`, or what fits.
+    max_conns: usize,
     conns: Vec<Conn>,
     /// Connections accepted and served so far, for `--count`.
     served: usize,
@@ -129,9 +133,10 @@ struct Server {
 
 // ANCHOR: run
 impl Server {
-    fn new(config: Config) -> Server {
+    fn new(config: Config, max_conns: usize) -> Server {
         Server {
             config,
+            max_conns,
             conns: Vec::new(),
             served: 0,
             paused_until: None,
@@ -261,9 +266,7 @@ impl Server {
                 }
             };
             self.pause = PAUSE_FIRST;
-            if self.conns.len() >= self.config.max_conns
-                && !self.evict_idlest(now)
-            {
+            if self.conns.len() >= self.max_conns && !self.evict_idlest(now) {
                 refuse(sock);
                 continue;
             }
@@ -551,14 +554,34 @@ fn listen(config: &Config) -> Result<TcpListener, Box<dyn Error>> {
     Err(format!("cannot listen on {}: {err}", config.spec).into())
 }
 
-/// Raises the soft limit on open descriptors to the hard one: a thousand
-/// clients need more than the usual 1024 (Listing 14-2).
-fn raise_fd_limit() -> nix::Result<()> {
+/// Raises the soft limit on open descriptors to the hard one, and returns
+/// it: a thousand clients need more than the usual 1024 (Listing 14-2).
+fn raise_fd_limit() -> nix::Result<u64> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
     }
-    Ok(())
+    Ok(soft.max(hard))
+}
+
+/// The most connections at once, unless `--max-conns` says: an idle one
+/// costs a descriptor and a `Conn`, nothing else.
+const MAX_CONNS: usize = 10_000;
+
+/// Descriptors kept for all but connections: the standard three, the
+/// listening socket, the one `accept` needs to refuse a client or to make
+/// room for it, and a margin.
+const SPARE_FDS: u64 = 16;
+
+/// The limit on connections when `--max-conns` is not given: MAX_CONNS,
+/// or fewer if the descriptors allow fewer. Below the descriptors, the
+/// table says no first, and can close an idle connection to make room;
+/// above them, `accept` fails first, and idle clients lock out everyone.
+fn default_max_conns(fds: u64) -> usize {
+    let room = fds.saturating_sub(SPARE_FDS);
+    usize::try_from(room)
+        .unwrap_or(usize::MAX)
+        .clamp(1, MAX_CONNS)
 }
 
 /// One line on stderr. Not `eprintln!`, which panics if stderr is a
@@ -589,7 +612,7 @@ fn parse_args() -> Result<Config, lexopt::Error> {
     let mut config = Config {
         spec: DEFAULT_ADDR.into(),
         count: None,
-        max_conns: 10_000,
+        max_conns: None,
         timeout: Duration::from_secs(10),
         backlog: 1024,
     };
@@ -599,7 +622,8 @@ fn parse_args() -> Result<Config, lexopt::Error> {
         match arg {
             Long("count") => config.count = Some(args.value()?.parse()?),
             Long("max-conns") => {
-                config.max_conns = at_least_one("--max-conns", args.value()?)?;
+                let most = at_least_one("--max-conns", args.value()?)?;
+                config.max_conns = Some(most);
             }
             Long("timeout") => {
                 let secs = at_least_one("--timeout", args.value()?)?;

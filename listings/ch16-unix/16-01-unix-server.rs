@@ -23,6 +23,7 @@ use std::os::unix::fs::{
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -43,7 +44,8 @@ struct Config {
     /// A path, `@NAME`, or nothing for a private directory.
     address: Option<String>,
     count: Option<usize>,
-    max_conns: usize,
+    /// The most connections at once, if given.
+    max_conns: Option<usize>,
     timeout: Duration,
 }
 
@@ -62,7 +64,8 @@ fn main() -> ExitCode {
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
     let config = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    raise_fd_limit()?;
+    let fds = raise_fd_limit()?;
+    let max_conns = config.max_conns.unwrap_or(default_max_conns(fds));
     let (listener, place) = match config.address.as_deref() {
         Some(name) if name.starts_with('@') => {
             (bind_abstract(&name[1..])?, Place::Abstract)
@@ -82,7 +85,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         .map_err(Box::from)
         .and_then(|()| {
             writeln!(io::stdout(), "Server listening on {shown}")?;
-            serve(&listener, &config)
+            serve(&listener, &config, max_conns)
         });
     // Whatever happened after `bind`, even a closed stdout, the file goes.
     place.remove();
@@ -293,8 +296,9 @@ fn die_of(signal: i32) -> ! {
 fn serve(
     listener: &UnixListener,
     config: &Config,
+    max_conns: usize,
 ) -> Result<(), Box<dyn Error>> {
-    let conns = Conns::new(config.max_conns);
+    let conns = Conns::new(max_conns);
     let mut served = 0;
     let mut backoff = Backoff::new();
     while config.count.is_none_or(|count| served < count) {
@@ -306,6 +310,9 @@ fn serve(
             }
         };
         backoff.reset();
+        if LOG_CLOSED.load(Ordering::Relaxed) {
+            break;
+        }
         let Some(slot) = conns.take(&conn) else {
             refuse(&conn);
             continue;
@@ -347,11 +354,20 @@ fn answer_and_log(conn: &UnixStream, slot: &Slot, timeout: Duration) {
     };
     match answer(conn, slot, timeout) {
         Ok(lines) => {
-            let _ = writeln!(io::stdout(), "{who}: answered {lines} lines");
+            let logged =
+                writeln!(io::stdout(), "{who}: answered {lines} lines");
+            // Nobody reads the log any more: the server ends, at the
+            // next connection, as Listing 14-2 does.
+            if logged.is_err_and(|e| e.kind() == ErrorKind::BrokenPipe) {
+                LOG_CLOSED.store(true, Ordering::Relaxed);
+            }
         }
         Err(err) => log(format_args!("{who}: {}", explain(&err))),
     }
 }
+
+/// Set once writing the log has failed with `BrokenPipe`.
+static LOG_CLOSED: AtomicBool = AtomicBool::new(false);
 // ANCHOR_END: serve
 
 /// Answers every line of one connection, each request and reply within
@@ -631,14 +647,33 @@ impl Backoff {
     }
 }
 
-/// Raises the soft limit on open file descriptors to the hard one
-/// (Listing 14-2).
-fn raise_fd_limit() -> nix::Result<()> {
+/// Raises the soft limit on open file descriptors to the hard one, and
+/// returns it (Listing 14-2).
+fn raise_fd_limit() -> nix::Result<u64> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
     }
-    Ok(())
+    Ok(soft.max(hard))
+}
+
+/// The most connections at once, unless `--max-conns` says.
+const MAX_CONNS: usize = 1000;
+
+/// Descriptors kept for all but connections: the standard three, the
+/// listening socket, the one `accept` needs to refuse a client or to make
+/// room for it, and a margin.
+const SPARE_FDS: u64 = 16;
+
+/// The limit on connections when `--max-conns` is not given: MAX_CONNS,
+/// or fewer if the descriptors allow fewer. Below the descriptors, the
+/// table says no first, and can close an idle connection to make room;
+/// above them, `accept` fails first, and idle clients lock out everyone.
+fn default_max_conns(fds: u64) -> usize {
+    let room = fds.saturating_sub(SPARE_FDS);
+    usize::try_from(room)
+        .unwrap_or(usize::MAX)
+        .clamp(1, MAX_CONNS)
 }
 
 fn explain(err: &io::Error) -> String {
@@ -666,7 +701,7 @@ fn parse_args() -> Result<Config, lexopt::Error> {
     let mut config = Config {
         address: None,
         count: None,
-        max_conns: 1000,
+        max_conns: None,
         timeout: Duration::from_secs(10),
     };
     let mut args = lexopt::Parser::from_env();
@@ -674,7 +709,8 @@ fn parse_args() -> Result<Config, lexopt::Error> {
         match arg {
             Long("count") => config.count = Some(args.value()?.parse()?),
             Long("max-conns") => {
-                config.max_conns = at_least_one("--max-conns", args.value()?)?;
+                let most = at_least_one("--max-conns", args.value()?)?;
+                config.max_conns = Some(most);
             }
             Long("timeout") => {
                 let secs = at_least_one("--timeout", args.value()?)?;

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use nix::libc;
 use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::socket::{getsockopt, sockopt};
 use nix::unistd::getpid;
 use socket2::{Domain, Socket, Type};
 
@@ -190,10 +191,27 @@ fn new_process(count: usize) -> Result<(), Box<dyn Error>> {
     if !ours || env::var("LISTEN_FDS").as_deref() != Ok("1") {
         return Err("--inherit: no listening socket handed over".into());
     }
-    // SAFETY: by the convention above, descriptor 3 is a listening socket
-    // that this process owns, and nothing else here uses it.
-    let listener =
-        TcpListener::from(unsafe { OwnedFd::from_raw_fd(HANDED_OVER) });
+    // As sd_listen_fds(3) does, too: the descriptor must be open, and is
+    // made close-on-exec, so that no program this one starts inherits the
+    // listening socket (and keeps the port, with a queue nobody serves).
+    // SAFETY: `fcntl` on a number touches no memory of ours; on a number
+    // that is not an open descriptor it fails with EBADF.
+    let flags =
+        unsafe { libc::fcntl(HANDED_OVER, libc::F_SETFD, libc::FD_CLOEXEC) };
+    if flags == -1 {
+        let err = io::Error::last_os_error();
+        return Err(
+            format!("--inherit: descriptor {HANDED_OVER}: {err}").into()
+        );
+    }
+    // SAFETY: descriptor 3 is open, and by the convention above this
+    // process owns it; nothing else here uses it.
+    let socket = unsafe { OwnedFd::from_raw_fd(HANDED_OVER) };
+    if !getsockopt(&socket, sockopt::AcceptConn).unwrap_or(false) {
+        let why = format!("descriptor {HANDED_OVER} is not a listening socket");
+        return Err(format!("--inherit: {why}").into());
+    }
+    let listener = TcpListener::from(socket);
     for _ in 0..count {
         let (conn, _) = listener.accept()?;
         answer(&conn, "the new process")?;

@@ -226,6 +226,32 @@ fn threaded_server_waits_and_recovers_when_file_descriptors_run_out() {
     }
 }
 
+/// With `ulimit -n 64`, below the default limit on connections: a hundred
+/// idle clients take what the server allows, and a new client, once they
+/// have been idle a second, must still be served, by the table making
+/// room rather than by `accept`, which would fail first.
+pub fn served_past_idle_clients_with_few_descriptors(bin: &str) {
+    let (server, addr) =
+        start_limited(64, bin, &["127.0.0.1:0", "--timeout", "600"]);
+    let pid = server.pid();
+    let idle = silent_clients(&addr, 100);
+    wait_until("the server to hold forty idle clients", || {
+        open_fds(pid) >= 3 + 1 + 40
+    });
+    // Not a synchronisation: the time a connection must have been idle.
+    thread::sleep(Duration::from_millis(1100));
+    let started = Instant::now();
+    assert_eq!(ask(&addr, "new").unwrap(), "server got: [new]\n");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
+    drop(idle);
+}
+
+#[test]
+fn threaded_server_keeps_its_default_limit_below_the_descriptors() {
+    served_past_idle_clients_with_few_descriptors(bin!("tcp-threads"));
+}
+
 const BUSY: &str = r#"python3 -c '
 import socket
 quiet = [socket.create_connection(("127.0.0.1", 50008)) for _ in range(2)]
@@ -309,6 +335,54 @@ third.sendall(b"hello\n")
 third.shutdown(socket.SHUT_WR)
 print("the third client got:", third.recv(100).decode().strip())
 print("the first quiet client got:", quiet[0].recv(100) or "the end")'"#;
+
+#[test]
+fn pool_serves_a_new_client_while_a_thousand_stalled_ones_wait() {
+    // Not idle: each has sent one byte of a request, and no more. Without
+    // a grace for stalled requests, 32 workers would wait for their
+    // ten-second deadlines, 32 at a time: some five minutes.
+    let (server, addr) = start_server(bin!("tcp-pool"), &["127.0.0.1:0"]);
+    let before = open_fds(server.pid());
+    let stalled: Vec<_> = (0..1000)
+        .map(|_| {
+            let mut sock = connect(&addr);
+            sock.write_all(b"x").unwrap();
+            sock
+        })
+        .collect();
+    wait_until("the server to accept every stalled client", || {
+        open_fds(server.pid()) >= before + 1000
+    });
+    // Not a synchronisation: the time a request must have stalled.
+    thread::sleep(Duration::from_millis(1100));
+    let started = Instant::now();
+    assert_eq!(ask(&addr, "new").unwrap(), "server got: [new]\n");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
+    drop(stalled);
+}
+
+#[test]
+fn pool_keeps_a_queued_client_whose_whole_request_has_come() {
+    // One worker, held by a client that stalls for a second; behind it in
+    // the queue, a client that has sent its whole request and half-closed,
+    // without a newline, and waits for its reply: it is not a stalled one.
+    let (server, addr) =
+        start_server(bin!("tcp-pool"), &["127.0.0.1:0", "--workers", "1"]);
+    let mut staller = connect(&addr);
+    staller.write_all(b"x").unwrap();
+    let mut patient = connect(&addr);
+    patient.write_all(b"whole").unwrap();
+    patient.shutdown(Shutdown::Write).unwrap();
+    let _third = connect(&addr);
+    patient
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut reply = String::new();
+    patient.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "server got: [whole]\n");
+    drop((server, staller));
+}
 
 #[test]
 fn threaded_server_closes_the_client_idle_longest_to_make_room() {

@@ -219,6 +219,13 @@ fn poll_server_pauses_and_recovers_when_file_descriptors_run_out() {
 }
 
 #[test]
+fn poll_server_keeps_its_default_limit_below_the_descriptors() {
+    crate::ch14_servers::served_past_idle_clients_with_few_descriptors(bin!(
+        "poll-server"
+    ));
+}
+
+#[test]
 fn poll_server_tells_a_client_over_the_limit_that_it_is_busy() {
     let (server, addr) =
         start_server(bin!("poll-server"), &["127.0.0.1:0", "--max-conns", "2"]);

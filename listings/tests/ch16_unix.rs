@@ -531,6 +531,66 @@ fn start_private_limited(
 }
 
 #[test]
+fn unix_server_keeps_its_default_limit_below_the_descriptors() {
+    // A hundred idle clients under `ulimit -n 64`; once they have been
+    // idle a second, a new client is served: the table, not `accept`,
+    // says no at the limit, and makes room.
+    use crate::support::open_fds;
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, path) =
+        start_private_limited(&tmp, "-n 64", &["--timeout", "600"]);
+    let pid = server.pid();
+    let idle: Vec<_> = (0..100)
+        .map(|_| UnixStream::connect(&path).unwrap())
+        .collect();
+    wait_until("the server to hold forty idle clients", || {
+        open_fds(pid) >= 3 + 1 + 40
+    });
+    // Not a synchronisation: the time a connection must have been idle.
+    std::thread::sleep(Duration::from_millis(1100));
+    let started = std::time::Instant::now();
+    assert_eq!(ask(&path, "new\n"), "server got: [new]\n");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
+    drop((server, idle));
+}
+
+#[test]
+fn unix_server_ends_at_the_next_connection_once_nobody_reads_its_log() {
+    // The server's log goes into a pipe whose reader reads the first line
+    // and goes, as `head -1` would. The first client's log line then fails
+    // with EPIPE, and the server ends when the next client comes, as
+    // Listing 14-2 does.
+    use std::io::BufRead;
+    use std::os::linux::net::SocketAddrExt;
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let name = format!("unix-server-log-{}", std::process::id());
+    let mut command = std::process::Command::new(bin!("unix-server"));
+    command.arg(format!("@{name}"));
+    let server = Listing::spawn(&mut command, std::process::Stdio::from(write));
+    drop(command); // our copy of the pipe's writing end
+    let mut log = std::io::BufReader::new(fs::File::from(read));
+    let mut line = String::new();
+    log.read_line(&mut line).unwrap();
+    assert_eq!(line, format!("Server listening on @{name}\n"));
+    drop(log); // nobody reads the log any more
+    let addr =
+        std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
+    let mut first = UnixStream::connect_addr(&addr).unwrap();
+    first.write_all(b"one\n").unwrap();
+    first.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    first.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "server got: [one]\n");
+    // Its connection closes only after its log line was tried: by now
+    // the server knows that nobody reads the log.
+    let _second = UnixStream::connect_addr(&addr).unwrap();
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
+#[test]
 fn unix_server_raises_its_soft_limit_on_descriptors_to_the_hard_one() {
     let tmp = tempfile::tempdir().unwrap();
     let limits = "-S -n 64 && ulimit -H -n 4096";

@@ -464,6 +464,74 @@ fn the_new_process_takes_no_socket_whose_listen_pid_is_not_its_own() {
     }
 }
 
+/// Runs `net-handover --inherit 1` as systemd would start it: LISTEN_PID
+/// its own pid, LISTEN_FDS=1, and `fd3` (a shell redirection, or nothing)
+/// for descriptor 3.
+fn inherit(fd3: &str) -> std::process::Command {
+    let script = format!(
+        "exec 3>&-; LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" --inherit 1 {fd3}"
+    );
+    let mut command = std::process::Command::new("sh");
+    command.args(["-c", &script, bin!("net-handover")]);
+    command
+}
+
+#[test]
+fn the_new_process_refuses_a_descriptor_3_that_is_no_listening_socket() {
+    for (fd3, why) in [
+        ("", "descriptor 3: Bad file descriptor (os error 9)"),
+        ("3</dev/null", "descriptor 3 is not a listening socket"),
+    ] {
+        let out =
+            Listing::spawn(&mut inherit(fd3), std::process::Stdio::piped())
+                .finish();
+        assert_eq!(out.status.code(), Some(1), "{fd3}: {}", out.stderr);
+        assert_eq!(out.stderr, format!("net-handover: --inherit: {why}\n"));
+    }
+}
+
+/// Python makes a listening socket, puts it on descriptor 3 without
+/// close-on-exec, prints its port, and becomes `net-handover --inherit 1`
+/// with LISTEN_PID its own pid, as systemd would start it.
+const HAND_OVER: &str = r#"
+import os, socket, sys
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen()
+os.dup2(listener.fileno(), 3)
+os.set_inheritable(3, True)
+print(listener.getsockname()[1], flush=True)
+env = dict(os.environ, LISTEN_PID=str(os.getpid()), LISTEN_FDS="1")
+os.execve(sys.argv[1], [sys.argv[1], "--inherit", "1"], env)
+"#;
+
+#[test]
+fn the_new_process_makes_the_socket_it_takes_close_on_exec() {
+    // The socket arrives on descriptor 3 without close-on-exec, as it
+    // must to survive `exec`; once taken, no program the new process
+    // starts may inherit it (sd_listen_fds(3) sets FD_CLOEXEC too).
+    if !have("python3") {
+        return;
+    }
+    let mut server =
+        Listing::start("python3", &["-c", HAND_OVER, bin!("net-handover")]);
+    let port = server.next_line();
+    let fdinfo = format!("/proc/{}/fdinfo/3", server.pid());
+    crate::support::wait_until("descriptor 3 to become close-on-exec", || {
+        let info = std::fs::read_to_string(&fdinfo).unwrap_or_default();
+        let flags = info
+            .lines()
+            .find_map(|line| line.strip_prefix("flags:"))
+            .and_then(|octal| u32::from_str_radix(octal.trim(), 8).ok());
+        flags.is_some_and(|flags| flags & 0o2000000 != 0)
+    });
+    let client =
+        std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
 #[test]
 fn with_tcp_migrate_req_the_old_listeners_queue_moves_to_the_new_one() {
     // A network namespace of our own, where the sysctl is ours to set.
