@@ -220,7 +220,7 @@ fn poll_server_pauses_and_recovers_when_file_descriptors_run_out() {
 
 #[test]
 fn poll_server_keeps_its_default_limit_below_the_descriptors() {
-    crate::ch14_servers::served_past_idle_clients_with_few_descriptors(bin!(
+    line_server::served_past_idle_clients_with_few_descriptors(bin!(
         "poll-server"
     ));
 }

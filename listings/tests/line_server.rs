@@ -381,3 +381,25 @@ pub fn serves_new_clients_while_idle_ones_hold_every_place(
     });
     (server, idle)
 }
+
+/// With `ulimit -n 64`, below the default limit on connections: a hundred
+/// idle clients take what the server allows, and a new client, once they
+/// have been idle a second, must still be served, by the table making
+/// room rather than by `accept`, which would fail first.
+#[track_caller]
+pub fn served_past_idle_clients_with_few_descriptors(bin: &str) {
+    let (server, addr) =
+        start_limited(64, bin, &["127.0.0.1:0", "--timeout", "600"]);
+    let pid = server.pid();
+    let idle = silent_clients(&addr, 100);
+    wait_until("the server to hold forty idle clients", || {
+        open_fds(pid) >= 3 + 1 + 40
+    });
+    // Not a synchronisation: the time a connection must have been idle.
+    thread::sleep(Duration::from_millis(1100));
+    let started = Instant::now();
+    assert_eq!(ask(&addr, "new").unwrap(), "server got: [new]\n");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
+    drop(idle);
+}
