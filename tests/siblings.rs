@@ -101,12 +101,8 @@ const FAMILIES: &[Family] = &[
             ("impl Backoff", "poll's timeout, or tokio's sleep"),
             (
                 "struct Args",
-                "each shows its own mistake: --flag-only, --untracked",
-            ),
-            (
-                "fn log",
-                "29-1's log is a thread behind a queue, since a task must \
-                 not block on a stalled stdout; 10-1 still writes it itself",
+                "each shows its own mistakes: --flag-only and --no-backoff, or \
+                 --untracked",
             ),
         ],
     },

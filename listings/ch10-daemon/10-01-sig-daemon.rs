@@ -19,7 +19,9 @@
 //
 // Without `--config PATH` it writes a default configuration into a private
 // temporary directory, which it removes when it exits. `--flag-only`
-// replaces the accept loop with the naive one, which only checks a flag.
+// replaces the accept loop with the naive one, which only checks a flag;
+// `--no-backoff` makes the accept loop try again at once after a failure,
+// the spin that the chapter measures.
 
 use std::error::Error;
 use std::fmt::Display;
@@ -30,8 +32,9 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -43,7 +46,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::{flag, low_level};
 
 const USAGE: &str = "usage: sig-daemon [HOST:PORT] [--config PATH] \
-                     [--drain-secs N] [--flag-only]";
+                     [--drain-secs N] [--flag-only] [--no-backoff]";
 const DEFAULT_ADDR: &str = "127.0.0.1:50008";
 const DEFAULT_CONFIG: &str = "\
 # sig-daemon configuration: edit, then send SIGHUP.
@@ -59,13 +62,14 @@ const MAX_LINE: usize = 64 * 1024;
 
 // ANCHOR: main
 fn main() -> ExitCode {
-    match run() {
+    let ran = run();
+    flush_log();
+    match ran {
         Ok(Ending::Code(code)) => code,
         Ok(Ending::Signal(signal)) => {
             // Everything `run` owned is dropped by now, the private
             // directory too: die of the signal, so that whoever sent it
             // learns that it worked (a shell's `$?` says 128 + n).
-            let _ = io::stdout().flush();
             die_of(signal)
         }
         Err(err) => {
@@ -90,6 +94,8 @@ enum Ending {
 /// action for it is the default, even one it raises itself (Chapter 12).
 /// There it exits with 128 + n, the status a shell would report.
 fn die_of(signal: i32) -> ExitCode {
+    // No flush of stdout: every line of the log is written whole, and a
+    // log thread blocked on a reader that stopped holds stdout's lock.
     if let Ok(signal) = Signal::try_from(signal) {
         // SAFETY: the default action runs no code of ours.
         let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
@@ -105,6 +111,7 @@ struct Args {
     config: Option<PathBuf>,
     drain: Duration,
     flag_only: bool,
+    no_backoff: bool,
 }
 
 /// What the configuration file says.
@@ -185,6 +192,7 @@ fn run() -> Result<Ending, Box<dyn Error>> {
     if ready.is_err() {
         return Ok(Ending::Code(ExitCode::SUCCESS)); // Nobody reads our log.
     }
+    start_log()?;
 
     let server = Server::new(config)?;
     let stop_signal = if args.flag_only {
@@ -198,7 +206,8 @@ fn run() -> Result<Ending, Box<dyn Error>> {
             SIGTERM
         }
     } else {
-        accept_until_signal(&listener, &server, &wakeups, &config_path)?
+        let spin = args.no_backoff;
+        accept_until_signal(&listener, &server, &wakeups, &config_path, spin)?
     };
     drop(listener); // New connections are refused from here on.
     let ending = drain(server, &wakeups, stop_signal, args.drain)?;
@@ -215,6 +224,7 @@ fn accept_until_signal(
     server: &Server,
     wakeups: &Wakeups,
     config_path: &Path,
+    no_backoff: bool,
 ) -> io::Result<i32> {
     listener.set_nonblocking(true)?;
     let mut backoff = Backoff::new();
@@ -244,6 +254,9 @@ fn accept_until_signal(
         // Clients first: one that connected before the signal is served.
         if ready[0] {
             accept_waiting(listener, server, &mut backoff);
+            if no_backoff {
+                backoff.reset(); // WRONG: the next `accept` fails at once.
+            }
         }
         if ready[1] {
             drain_bytes(&wakeups.hup)?;
@@ -719,11 +732,77 @@ fn explain(err: &io::Error) -> String {
     }
 }
 
-/// One line on stdout, the daemon's log. A log nobody reads is lost, and
-/// the daemon goes on.
-fn log(message: impl Display) {
-    let _ = writeln!(io::stdout(), "{message}");
+// ANCHOR: log
+/// The daemon's log, one line at a time on stdout. No connection thread
+/// writes stdout itself: a write blocks while whoever reads the log is
+/// slow or stopped, and every thread would stop there, the main thread
+/// too, which then no longer hears SIGTERM. `log` hands each line to a
+/// thread of its own through a bounded queue, and drops the line if the
+/// queue is full; the thread says how many it dropped. A log nobody reads
+/// any more is lost.
+struct Log {
+    queue: SyncSender<String>,
+    /// Lines queued so far, and lines written (or lost to a closed stdout).
+    queued: AtomicU64,
+    written: Mutex<u64>,
+    progress: Condvar,
+    dropped: AtomicU64,
 }
+
+/// How many lines may wait for a slow reader of the log.
+const LOG_QUEUE: usize = 1024;
+
+static LOG: OnceLock<Log> = OnceLock::new();
+
+/// Starts the thread that writes the log.
+fn start_log() -> io::Result<()> {
+    let (queue, lines) = sync_channel::<String>(LOG_QUEUE);
+    let log = LOG.get_or_init(|| Log {
+        queue,
+        queued: AtomicU64::new(0),
+        written: Mutex::new(0),
+        progress: Condvar::new(),
+        dropped: AtomicU64::new(0),
+    });
+    thread::Builder::new().name("log".into()).spawn(move || {
+        for line in lines {
+            let mut out = io::stdout().lock();
+            let dropped = log.dropped.swap(0, Ordering::Relaxed);
+            if dropped > 0 {
+                let _ =
+                    writeln!(out, "({dropped} log lines dropped: not read)");
+            }
+            let _ = writeln!(out, "{line}");
+            drop(out);
+            *log.written.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            log.progress.notify_all();
+        }
+    })?;
+    Ok(())
+}
+
+/// Queues one line of the log, or drops it; never waits.
+fn log(message: impl Display) {
+    let Some(log) = LOG.get() else { return };
+    log.queued.fetch_add(1, Ordering::SeqCst);
+    if log.queue.try_send(message.to_string()).is_err() {
+        log.queued.fetch_sub(1, Ordering::SeqCst);
+        log.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Before the process ends: waits until the lines queued so far are
+/// written, for at most a second, since the reader may never come back.
+fn flush_log() {
+    let Some(log) = LOG.get() else { return };
+    let queued = log.queued.load(Ordering::SeqCst);
+    let written = log.written.lock().unwrap_or_else(|e| e.into_inner());
+    let limit = Duration::from_secs(1);
+    let _ = log
+        .progress
+        .wait_timeout_while(written, limit, |n| *n < queued);
+}
+// ANCHOR_END: log
 
 /// Every address `HOST:PORT` names (`localhost` may name several).
 fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
@@ -735,7 +814,8 @@ fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
     Ok(addrs)
 }
 
-/// Reads `[HOST:PORT] [--config PATH] [--drain-secs N] [--flag-only]`.
+/// Reads `[HOST:PORT] [--config PATH] [--drain-secs N] [--flag-only]
+/// [--no-backoff]`.
 fn parse_args() -> Result<Args, lexopt::Error> {
     use lexopt::prelude::*;
     let mut parsed = Args {
@@ -743,6 +823,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         config: None,
         drain: Duration::from_secs(8),
         flag_only: false,
+        no_backoff: false,
     };
     let mut addr_seen = false;
     let mut args = lexopt::Parser::from_env();
@@ -753,6 +834,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                 parsed.drain = Duration::from_secs(args.value()?.parse()?);
             }
             Long("flag-only") => parsed.flag_only = true,
+            Long("no-backoff") => parsed.no_backoff = true,
             Value(value) if !addr_seen => {
                 parsed.addr = value.string()?;
                 addr_seen = true;

@@ -255,6 +255,8 @@ async fn drain(
 /// action for it is the default, even one it raises itself (Chapter 12).
 /// There it exits with 128 + n, the status a shell would report.
 fn die_of(signal: i32) -> ExitCode {
+    // No flush of stdout: every line of the log is written whole, and a
+    // log thread blocked on a reader that stopped holds stdout's lock.
     if let Ok(signal) = Signal::try_from(signal) {
         // SAFETY: the default action runs no code of ours.
         let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };

@@ -24,7 +24,9 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread;
 use std::time::Duration;
 
 use futures_util::{SinkExt, Stream, StreamExt};
@@ -85,7 +87,7 @@ enum Frames {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
+    let code = match run().await {
         Ok(()) => ExitCode::SUCCESS,
         // Nobody reads the log any more: that ends the server.
         Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
@@ -93,7 +95,9 @@ async fn main() -> ExitCode {
             log(format_args!("{err}"));
             ExitCode::FAILURE
         }
-    }
+    };
+    flush_log();
+    code
 }
 
 // ANCHOR: run
@@ -118,7 +122,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
     // The loop runs as a task, on the runtime's worker threads: `main`'s
     // own future runs on a thread of its own, and every task it spawned
     // would be handed over to a worker.
-    let (listener, stopped) = match ready {
+    let (listener, stopped) = match ready.and_then(|()| start_log()) {
         Ok(()) => {
             tokio::spawn(async move {
                 let stopped =
@@ -136,8 +140,12 @@ async fn run() -> Result<(), Box<dyn Error>> {
     match stopped? {
         Stop::Done => Ok(()),
         // Die of the signal, now that the file is gone, as the shell or
-        // the service manager that sent it expects: no `Drop` runs then.
-        Stop::Signal(number) => Ok(low_level::emulate_default_handler(number)?),
+        // the service manager that sent it expects: no `Drop` runs then,
+        // and the log's thread is stopped where it is: flush it first.
+        Stop::Signal(number) => {
+            flush_log();
+            Ok(low_level::emulate_default_handler(number)?)
+        }
     }
 }
 
@@ -287,21 +295,10 @@ async fn serve(
         Frames::Length => (serve_frames(socket, limit, &slot).await, "frames"),
     };
     match served {
-        Ok(count) => {
-            let logged =
-                writeln!(io::stdout(), "{peer}: answered {count} {what}");
-            // Nobody reads the log any more: the server ends, at the
-            // next connection, as a one-thread server would.
-            if logged.is_err_and(|e| e.kind() == ErrorKind::BrokenPipe) {
-                LOG_CLOSED.store(true, Ordering::Relaxed);
-            }
-        }
+        Ok(count) => report(format_args!("{peer}: answered {count} {what}")),
         Err(err) => log(format_args!("{peer}: {}", explain(&err))),
     }
 }
-
-/// Set once writing the log has failed with `BrokenPipe`.
-static LOG_CLOSED: AtomicBool = AtomicBool::new(false);
 
 /// Answers every line of one connection; returns how many.
 async fn serve_lines(
@@ -716,11 +713,116 @@ fn explain(err: &io::Error) -> String {
     }
 }
 
-/// One line on stderr. Not `eprintln!`, which panics if stderr is a
-/// closed pipe: a log that cannot be written is lost.
-fn log(message: impl Display) {
-    let _ = writeln!(io::stderr(), "async-server: {message}");
+// ANCHOR: log
+/// The server's log: a line on stdout for each connection served, and
+/// errors on stderr. No task writes either itself: a write blocks while
+/// whoever reads it is slow or stopped, and a worker blocked in it stops
+/// every task it would run, the signals' included (Chapter 32). `report`
+/// and `log` hand each line to a thread of its own through a bounded
+/// queue, as Listing 29-1 does, and drop it if the queue is full; the
+/// thread says on stderr how many it dropped.
+struct Log {
+    queue: SyncSender<Line>,
+    /// Lines queued so far, and lines written (or lost to a closed pipe).
+    queued: AtomicU64,
+    written: Mutex<u64>,
+    progress: Condvar,
+    dropped: AtomicU64,
 }
+
+/// A line of the log, and where it goes.
+enum Line {
+    Out(String),
+    Err(String),
+}
+
+/// How many lines may wait for a slow reader of the log.
+const LOG_QUEUE: usize = 1024;
+
+static LOG: OnceLock<Log> = OnceLock::new();
+
+/// Set once writing stdout has failed with `BrokenPipe`.
+static LOG_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Starts the thread that writes the log.
+fn start_log() -> io::Result<()> {
+    let (queue, lines) = sync_channel::<Line>(LOG_QUEUE);
+    let log = LOG.get_or_init(|| Log {
+        queue,
+        queued: AtomicU64::new(0),
+        written: Mutex::new(0),
+        progress: Condvar::new(),
+        dropped: AtomicU64::new(0),
+    });
+    thread::Builder::new().name("log".into()).spawn(move || {
+        for line in lines {
+            let dropped = log.dropped.swap(0, Ordering::Relaxed);
+            if dropped > 0 {
+                write_line(Line::Err(format!(
+                    "{dropped} log lines dropped: not read"
+                )));
+            }
+            write_line(line);
+            *log.written.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            log.progress.notify_all();
+        }
+    })?;
+    Ok(())
+}
+
+/// Writes one line where it goes. Not `eprintln!`, which panics if
+/// stderr is a closed pipe: a log that cannot be written is lost.
+fn write_line(line: Line) {
+    match line {
+        Line::Out(text) => {
+            let written = writeln!(io::stdout(), "{text}");
+            // Nobody reads the log any more: the server ends, at the
+            // next connection, as a one-thread server would.
+            if written.is_err_and(|e| e.kind() == ErrorKind::BrokenPipe) {
+                LOG_CLOSED.store(true, Ordering::Relaxed);
+            }
+        }
+        Line::Err(text) => {
+            let _ = writeln!(io::stderr(), "async-server: {text}");
+        }
+    }
+}
+
+/// Queues one line, or drops it; never waits. Before the thread starts
+/// (a bad argument, say), writes it at once.
+fn queue(line: Line) {
+    let Some(log) = LOG.get() else {
+        return write_line(line);
+    };
+    log.queued.fetch_add(1, Ordering::SeqCst);
+    if log.queue.try_send(line).is_err() {
+        log.queued.fetch_sub(1, Ordering::SeqCst);
+        log.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One line on stdout: what a connection was served.
+fn report(message: impl Display) {
+    queue(Line::Out(message.to_string()));
+}
+
+/// One line on stderr: what went wrong.
+fn log(message: impl Display) {
+    queue(Line::Err(message.to_string()));
+}
+
+/// Before the process ends: waits until the lines queued so far are
+/// written, for at most a second, since the reader may never come back.
+fn flush_log() {
+    let Some(log) = LOG.get() else { return };
+    let queued = log.queued.load(Ordering::SeqCst);
+    let written = log.written.lock().unwrap_or_else(|e| e.into_inner());
+    let limit = Duration::from_secs(1);
+    let _ = log
+        .progress
+        .wait_timeout_while(written, limit, |n| *n < queued);
+}
+// ANCHOR_END: log
 
 /// True if `err` says that the reader of a pipe we wrote to has gone.
 fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {

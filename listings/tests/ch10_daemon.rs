@@ -1299,3 +1299,131 @@ fn sig_notify_pauses_instead_of_spinning_when_descriptors_run_out() {
     notify.expect("Got SIGTERM: stopping");
     assert_died_of(&notify.finish(), Signal::SIGTERM);
 }
+
+/// A log that nobody reads (a reader that stopped, a terminal suspended)
+/// fills its pipe after a few thousand requests. The daemon must go on
+/// answering, and still die of SIGTERM: no thread waits for the log.
+#[test]
+fn sig_daemon_serves_and_stops_while_nobody_reads_its_log() {
+    let (log, log_end) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
+    let mut command = std::process::Command::new(bin!("sig-daemon"));
+    command.arg("127.0.0.1:0");
+    let tmp = private_tmp(&mut command);
+    let listing =
+        Listing::spawn(&mut command, std::process::Stdio::from(log_end));
+    drop(command);
+    // The ready line, and then not another byte.
+    let mut log = fs::File::from(log);
+    let mut ready = Vec::new();
+    let mut byte = [0u8];
+    while ready.last() != Some(&b'\n') {
+        assert_eq!(log.read(&mut byte).expect("read the log"), 1, "{ready:?}");
+        ready.push(byte[0]);
+    }
+    let ready = String::from_utf8(ready).unwrap();
+    let addr = ready.split(' ').nth(2).expect("an address");
+    let daemon = Daemon {
+        listing,
+        addr: addr.parse().expect("an address"),
+        config: PathBuf::new(),
+        _tmp: tmp,
+    };
+    // Each request logs a line of about 40 bytes: 3000 of them are more
+    // than a pipe and the daemon's queue of log lines hold.
+    let mut client = Client::connect(daemon.addr);
+    client
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    for n in 0..3000 {
+        // One write per request: `writeln!` makes several, which Nagle's
+        // algorithm would hold back for the reply's delayed ACK.
+        let request = format!("r{n}\n");
+        client.stream.write_all(request.as_bytes()).unwrap();
+        assert_eq!(
+            client.reply().as_deref(),
+            Some(format!("hello, r{n}\n").as_str())
+        );
+    }
+    drop(client);
+    daemon.listing.signal(Signal::SIGTERM);
+    let out = daemon.listing.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+    drop(log);
+}
+
+/// The lines `no-backoff` prints: a header, a line per run, a summary per
+/// mode.
+const NO_BACKOFF_LINES: [&str; 3] = [
+    r"^\S+sig-daemon, \d+ CPUs, load average [\d. ]+; a limit of 16 descriptors, one client waiting, [\d.]+ s a run$",
+    r"^(--no-backoff|back-off): [\d,]+ failures logged, thread awake \d+\.\d\d s, CPU \d+\.\d\d s$",
+    r"^(--no-backoff|back-off): failures logged ([\d,]+) to ([\d,]+) \(median [\d,.]+\); thread awake (\d+\.\d\d) to (\d+\.\d\d) s \(median [\d.]+\); CPU (\d+\.\d\d) to (\d+\.\d\d) s \(median [\d.]+\)$",
+];
+
+/// Which of `NO_BACKOFF_LINES` each line is; fails on any other line.
+fn no_backoff_kinds(lines: &[String]) -> Vec<usize> {
+    let patterns: Vec<_> = NO_BACKOFF_LINES
+        .iter()
+        .map(|p| regex::Regex::new(p).unwrap())
+        .collect();
+    lines
+        .iter()
+        .map(|line| {
+            patterns
+                .iter()
+                .position(|p| p.is_match(line))
+                .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+        })
+        .collect()
+}
+
+/// `listings/ch10-daemon/no-backoff`, run small: without its back-off
+/// the daemon logs failed accepts by the thousand, with it none, in the
+/// format of the recorded run that the chapter shows; and the chapter's
+/// sentence quotes that recorded run's spread. (Not a timed test: the
+/// counts are only compared with zero.)
+#[test]
+fn no_backoff_measures_the_spin_and_the_chapter_quotes_its_recorded_run() {
+    if !have("python3") {
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/ch10-daemon/no-backoff");
+    let args = ["--runs", "1", "--secs", "0.5", bin!("sig-daemon")];
+    let out = crate::support::run(script, &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(no_backoff_kinds(&out.stdout), [0, 1, 2, 1, 2]);
+    let failures = |line: &str| -> u64 {
+        let count = line.split(": ").nth(1).unwrap().split(' ').next();
+        count.unwrap().replace(',', "").parse().unwrap()
+    };
+    assert!(failures(&out.stdout[1]) > 100, "{:#?}", out.stdout);
+    assert_eq!(failures(&out.stdout[3]), 0, "{:#?}", out.stdout);
+
+    let recorded = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/ch10-daemon/10-01-no-backoff.out"
+    ))
+    .unwrap();
+    let recorded: Vec<String> = recorded.lines().map(String::from).collect();
+    assert_eq!(recorded[0], "$ listings/ch10-daemon/no-backoff");
+    let kinds = no_backoff_kinds(&recorded[1..]);
+    assert_eq!(kinds, [0, 1, 1, 1, 1, 2, 1, 1, 1, 1, 2]);
+    let summary = regex::Regex::new(NO_BACKOFF_LINES[2]).unwrap();
+    let spin = summary.captures(&recorded[6]).unwrap();
+    let backoff = summary.captures(&recorded[11]).unwrap();
+    let chapter = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../src/ch10-daemon.md"
+    ))
+    .unwrap();
+    let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
+    for quoted in [
+        format!("between {} and {} failed", &spin[2], &spin[3]),
+        format!("for {} to {} of the two seconds", &spin[4], &spin[5]),
+        format!("{} to {} s of CPU", &spin[6], &spin[7]),
+        format!("awake for {} to {} s of the two", &backoff[4], &backoff[5]),
+    ] {
+        assert!(chapter.contains(&quoted), "ch10 does not say {quoted:?}");
+    }
+}

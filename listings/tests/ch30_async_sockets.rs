@@ -28,10 +28,11 @@ use crate::support::{
 
 const SERVER: &str = bin!("async-server");
 
-/// The most threads tokio's default runtime starts for this server: the
-/// main thread and a worker per CPU (it needs no blocking threads).
+/// The most threads this server has: the main thread, a worker per CPU
+/// (tokio's default runtime; the server needs no blocking threads), and
+/// the thread that writes its log.
 fn few_threads() -> usize {
-    1 + thread::available_parallelism().map_or(1, |n| n.get())
+    2 + thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 #[test]
@@ -1122,4 +1123,42 @@ fn chapter_30_request_costs_hold_in_the_recorded_runs() {
         !user.is_empty() && user.iter().all(|f| f.starts_with("__")),
         "{user:?}"
     );
+}
+
+/// A log that nobody reads (a reader that stopped, a terminal suspended)
+/// fills its pipe after a couple of thousand connections. The server must
+/// go on serving, and still die of SIGTERM: no task waits for the log.
+#[test]
+fn async_server_serves_and_stops_while_nobody_reads_its_log() {
+    let (log, log_end) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
+    let mut command = std::process::Command::new(SERVER);
+    command.arg("127.0.0.1:0");
+    let server = Listing::spawn(&mut command, log_end.into());
+    drop(command);
+    // The ready line, and then not another byte.
+    let mut log = fs::File::from(log);
+    let mut ready = Vec::new();
+    let mut byte = [0u8];
+    while ready.last() != Some(&b'\n') {
+        assert_eq!(log.read(&mut byte).expect("read the log"), 1, "{ready:?}");
+        ready.push(byte[0]);
+    }
+    let ready = String::from_utf8(ready).unwrap();
+    let addr = ready.trim_end().rsplit(' ').next().expect("an address");
+    // Each connection logs a line of about 35 bytes: 3000 of them are
+    // more than a pipe and the server's queue of log lines hold.
+    for n in 0..3000 {
+        let mut sock = std::net::TcpStream::connect(addr).expect("connect");
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        sock.write_all(format!("r{n}\n").as_bytes()).unwrap();
+        sock.shutdown(Shutdown::Write).unwrap();
+        let mut reply = String::new();
+        let read = sock.read_to_string(&mut reply);
+        assert_eq!(reply, format!("server got: [r{n}]\n"), "{n}: {read:?}");
+    }
+    server.signal(Signal::SIGTERM);
+    let out = server.finish();
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+    drop(log);
 }
