@@ -19,8 +19,8 @@ use tempfile::TempDir;
 
 use crate::support::{
     Listing, as_pid_1, assert_matches_book, assert_rejects,
-    assert_session_matches_book, blessing, cargo_run, group_is_gone, have, run,
-    wait_until,
+    assert_session_matches_book, blessing, cargo_run, group_is_gone, have,
+    is_dead, run, wait_until,
 };
 
 /// Starts a listing that prints `Server listening on <address>`.
@@ -584,8 +584,19 @@ fn unix_server_ends_at_the_next_connection_once_nobody_reads_its_log() {
     first.read_to_string(&mut reply).unwrap();
     assert_eq!(reply, "server got: [one]\n");
     // Its connection closes only after its log line was tried: by now
-    // the server knows that nobody reads the log.
-    let _second = UnixStream::connect_addr(&addr).unwrap();
+    // the server knows that nobody reads the log, and ends at the next
+    // client. Unless another test's child, between its fork and its exec,
+    // held the pipe's reading end for that moment: then the line went
+    // through, and the next one fails. So clients come until it has ended.
+    let pid = server.pid();
+    wait_until("the server to end once nobody reads its log", || {
+        if let Ok(mut next) = UnixStream::connect_addr(&addr) {
+            let _ = next.write_all(b"more\n");
+            let _ = next.shutdown(Shutdown::Write);
+            let _ = next.read_to_string(&mut String::new());
+        }
+        is_dead(pid)
+    });
     let out = server.finish();
     assert!(out.status.success(), "{}", out.stderr);
 }
