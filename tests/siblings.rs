@@ -65,6 +65,11 @@ const FAMILIES: &[Family] = &[
                 "enum Since",
                 "a connection in the pool's queue may wait with its request",
             ),
+            (
+                "fn answer",
+                "the pool's evicting thread runs while others wait, so it \
+                 is told when a reply is being written, which it spares",
+            ),
         ],
     },
     Family {

@@ -210,8 +210,12 @@ struct Table {
 enum Since {
     /// Waiting for a request, of which nothing has been read.
     Idle(Instant),
-    /// Busy with a request whose first byte was read then, and its reply.
+    /// Busy with a request whose first byte was read then.
     Request(Instant),
+    /// Writing the reply to a whole request: never closed to make room
+    /// (the reply has a deadline of its own), so that a worker that waits
+    /// for a CPU on a busy machine does not lose a client it is serving.
+    Replying,
     /// In the queue, with a whole request waiting in its socket.
     Waiting,
     /// Shut down already, to make room.
@@ -262,8 +266,8 @@ impl Conns {
 
     /// The evicting thread: while connections wait in the queue with no
     /// worker free, shuts down every connection idle for EVICT_AFTER or
-    /// more, or busy that long with a request it has not finished sending
-    /// or a reply it has not taken. That ends its worker's wait, or, if it
+    /// more, or busy that long with a request it has not finished sending.
+    /// That ends its worker's wait, or, if it
     /// is still queued, makes its worker find the end of the stream at
     /// once. Sleeps until the next connection becomes old enough, or until
     /// something changes.
@@ -337,6 +341,16 @@ impl Slot {
         }
         if idle && table.waiting > table.free {
             self.conns.changed.notify_all();
+        }
+    }
+
+    /// A whole request has come: its reply is being written.
+    fn replying(&self) {
+        let mut table = self.conns.lock();
+        if let Some((_, since @ Since::Request(_))) =
+            table.open.get_mut(&self.id)
+        {
+            *since = Since::Replying;
         }
     }
 
@@ -426,6 +440,7 @@ fn answer(
         }
         match read_line(&mut reader, &mut line)? {
             Line::Complete => {
+                slot.replying();
                 let mut reply = b"server got: [".to_vec();
                 reply.extend_from_slice(&line);
                 reply.extend_from_slice(b"]\n");
