@@ -460,6 +460,33 @@ fn sig_daemon_session_matches_the_book() {
 }
 
 #[test]
+fn sig_daemon_drain_deadline_is_the_same_in_the_figure_and_the_prose() {
+    // The session's "at most N s" is a real run with the default deadline;
+    // Figure 10-1 (its label and its description) and the prose quote N.
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let read =
+        |path: &str| fs::read_to_string(format!("{root}/{path}")).unwrap();
+    let number = |text: &str, pattern: &str| -> String {
+        let found = regex::Regex::new(pattern).unwrap().captures(text);
+        found.unwrap_or_else(|| panic!("no {pattern:?}"))[1].to_string()
+    };
+    let run = read("listings/ch10-daemon/10-01-sig-daemon.out");
+    let default = number(&run, r"draining 0 connection\(s\), at most (\d+) s");
+    let figure = read("src/figures/ch10-daemon-life.svg");
+    let chapter = read("src/ch10-daemon.md");
+    let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
+    let quoted = [
+        number(&figure, r">--drain-secs (\d+)<"),
+        number(&figure, r"--drain-secs, (\d+) s by default"),
+        number(
+            &chapter,
+            r"The deadline, `--drain-secs`, is (\d+) s by default",
+        ),
+    ];
+    assert_eq!(quoted, [default.clone(), default.clone(), default]);
+}
+
+#[test]
 fn sig_daemon_rejects_bad_arguments_and_configurations_in_one_line() {
     let daemon = bin!("sig-daemon");
     assert_rejects(
