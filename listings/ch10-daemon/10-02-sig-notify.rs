@@ -20,13 +20,14 @@
 
 use std::error::Error;
 use std::fs;
-use std::io::{self, Write};
-use std::net::TcpListener;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::PathBuf;
 use std::process::{self, ExitCode};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -34,6 +35,7 @@ use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal, raise};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{getsockopt, sockopt};
 use nix::time::{ClockId, clock_gettime};
 use nix::unistd::getpid;
 
@@ -41,6 +43,8 @@ const USAGE: &str = "usage: sig-notify [HOST:PORT] [--config PATH]";
 const DEFAULT_ADDR: &str = "127.0.0.1:50008";
 /// The first descriptor a service manager passes (`SD_LISTEN_FDS_START`).
 const LISTEN_FDS_START: i32 = 3;
+/// How long a client may take to read its greeting and close.
+const LINGER: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
     match run() {
@@ -117,9 +121,13 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         }
         if fds[0].any() == Some(true) {
             match listener.accept() {
-                // One line and goodbye; a client that went away is its loss.
-                Ok((mut client, _)) => {
-                    let _ = writeln!(client, "{greeting}");
+                // One line and goodbye, on a thread of its own, so that a
+                // slow client holds up nobody. Without a thread, the client
+                // is closed unserved.
+                Ok((client, _)) => {
+                    let greeting = greeting.clone();
+                    let goodbye = move || goodbye(client, &greeting);
+                    let _ = thread::Builder::new().spawn(goodbye);
                     resume = None;
                 }
                 Err(err) => {
@@ -167,6 +175,31 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         }
     }
 }
+
+/// Sends the greeting, then closes without a reset. Closing a socket that
+/// holds unread bytes (a client that sent a request first, say) sends a
+/// reset, which can destroy the greeting before the client has read it;
+/// so it half-closes, and reads and discards until the client closes too,
+/// for at most a second. The thread inherits the blocked signals.
+fn goodbye(mut client: TcpStream, greeting: &str) {
+    let deadline = Instant::now() + LINGER;
+    let _ = client.set_write_timeout(Some(LINGER));
+    let line = format!("{greeting}\n"); // One write (Chapter 13).
+    if client.write_all(line.as_bytes()).is_err()
+        || client.shutdown(Shutdown::Write).is_err()
+    {
+        return; // The client went away: its loss.
+    }
+    let mut scratch = [0u8; 4096];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let _ =
+            client.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+        match client.read(&mut scratch) {
+            Ok(0) | Err(_) => return, // Closed, gone, or out of time.
+            Ok(_) => {}
+        }
+    }
+}
 // ANCHOR_END: run
 
 // ANCHOR: protocol
@@ -210,6 +243,11 @@ fn activated() -> Result<Option<TcpListener>, Box<dyn Error>> {
     let fd = unsafe { OwnedFd::from_raw_fd(LISTEN_FDS_START) };
     // The manager passes it without close-on-exec: set it.
     fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    // A socket that listens (SO_ACCEPTCONN, as sd_is_socket() checks): a
+    // UDP or a connected socket has an address too, and would serve nobody.
+    if !getsockopt(&fd, sockopt::AcceptConn).unwrap_or(false) {
+        return Err("descriptor 3 is not a listening socket".into());
+    }
     let listener = TcpListener::from(fd);
     listener.local_addr().map_err(|err| {
         format!("descriptor 3 is not a TCP listening socket: {err}")

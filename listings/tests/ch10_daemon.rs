@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::support::{
-    Finished, Listing, PATIENCE, as_pid_1, assert_rejects,
-    assert_session_matches_book, blessing, cargo_run, cpu_time, default_port,
-    have, open_fds, shell, state_of, unless_blessing, wait_until,
+    Finished, Listing, PATIENCE, Trace, as_pid_1, assert_rejects,
+    assert_session_matches_book, blessing, can_trace, cargo_run, cpu_time,
+    default_port, have, open_fds, shell, state_of, unless_blessing, wait_until,
 };
 
 /// A started daemon: its address, its configuration file.
@@ -659,6 +659,49 @@ fn sig_daemon_answers_a_line_of_64_kib_and_refuses_a_longer_one() {
 }
 
 #[test]
+fn sig_daemon_sends_each_reply_in_one_write() {
+    // A reply written in several small pieces meets Nagle's algorithm: the
+    // second piece waits for the client to acknowledge the first, and
+    // Linux delays that by 40 ms or more, for every request of a client
+    // that waits for each reply. strace shows each send the daemon makes;
+    // its log goes to stdout with `write`, and signal-hook's wake-ups are
+    // sent with MSG_DONTWAIT, so a reply's sends are those with
+    // MSG_NOSIGNAL, which std uses for a TcpStream.
+    if !can_trace() {
+        return;
+    }
+    let trace = Trace {
+        calls: "sendto",
+        signals: "none",
+        from: None,
+    };
+    let mut daemon =
+        Listing::start_traced(bin!("sig-daemon"), &["127.0.0.1:0"], &trace);
+    let ready = daemon.expect(r"Listening on (\S+) as pid \d+; config \S+");
+    let addr: SocketAddr = ready[1].parse().unwrap();
+    let mut client = Client::connect(addr);
+    for n in 0..3 {
+        client.send(&format!("request {n}"));
+        assert_eq!(client.reply(), Some(format!("hello, request {n}\n")));
+    }
+    drop(client);
+    nix::sys::signal::kill(daemon.tracee(), Signal::SIGTERM).unwrap();
+    let out = daemon.finish();
+    let sends: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|line| {
+            line.contains("sendto(") && line.contains("MSG_NOSIGNAL")
+        })
+        .collect();
+    assert_eq!(sends.len(), 3, "{sends:#?}");
+    for (n, send) in sends.iter().enumerate() {
+        let reply = format!(r#""hello, request {n}\n""#);
+        assert!(send.contains(&reply), "{send}");
+    }
+}
+
+#[test]
 fn sig_daemon_closes_gently_and_waits_for_the_client_to_close() {
     let mut daemon = start(&[]);
     let mut client = Client::connect(daemon.addr);
@@ -848,6 +891,89 @@ fn sig_notify_pings_the_watchdog_twice_per_period() {
     assert!(quiet.is_err(), "a datagram: {quiet:?}");
     notify.signal(Signal::SIGTERM);
     assert_died_of(&notify.finish(), Signal::SIGTERM);
+}
+
+/// Whether what was sent on `stream` has been acknowledged, or refused
+/// with a reset (which closes it), from `getsockopt(TCP_INFO)`.
+fn acknowledged_or_reset(stream: &TcpStream) -> bool {
+    use nix::libc;
+    use std::os::fd::AsRawFd;
+    let mut info = std::mem::MaybeUninit::<libc::tcp_info>::zeroed();
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is writable and `len` says how large it is.
+    let done = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(done, 0, "{}", std::io::Error::last_os_error());
+    // SAFETY: zeroed, then filled in by the kernel.
+    let info = unsafe { info.assume_init() };
+    const TCP_CLOSE: u8 = 7;
+    info.tcpi_state == TCP_CLOSE || info.tcpi_unacked == 0
+}
+
+#[test]
+fn sig_notify_greets_a_client_that_sent_a_request_first() {
+    // A client that sends something before it reads (an HTTP probe, say)
+    // leaves bytes the server never reads, and a socket closed with unread
+    // bytes sends a reset instead of its end, which ends the client's
+    // stream with ECONNRESET. With the daemon frozen, every request is in
+    // its socket before it accepts.
+    let (notify, addr) = start_notify(&[], &[]);
+    notify.signal(Signal::SIGSTOP);
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        let mut client = Client::connect(addr);
+        client.stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        wait_until("the kernel to acknowledge the request", || {
+            acknowledged_or_reset(&client.stream)
+        });
+        clients.push(client);
+    }
+    notify.signal(Signal::SIGCONT);
+    let mut bad = Vec::new();
+    for (n, client) in clients.iter_mut().enumerate() {
+        let mut got = Vec::new();
+        match client.reader.read_to_end(&mut got) {
+            Ok(_) if got == b"hello\n" => {}
+            other => bad.push(format!("client {n}: {other:?} {got:?}")),
+        }
+    }
+    assert!(bad.is_empty(), "{} of 5: {bad:#?}", bad.len());
+    drop(clients);
+    notify.signal(Signal::SIGTERM);
+    assert_died_of(&notify.finish(), Signal::SIGTERM);
+}
+
+#[test]
+fn sig_notify_refuses_a_descriptor_3_that_does_not_listen() {
+    // A UDP socket has an address, as a listening socket has, but nobody
+    // can connect to it: taken as the listener, the daemon would say it
+    // listens and serve nobody. bash's /dev/udp makes one, as descriptor 3;
+    // `exec` keeps bash's pid, so that $LISTEN_PID names the daemon.
+    let script = r#"exec 3<>/dev/udp/127.0.0.1/9
+        export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0""#;
+    let mut command = std::process::Command::new("bash");
+    command.args(["-c", script, bin!("sig-notify")]);
+    let listing = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let out = listing.finish();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{:?} {:?}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr.trim_end(),
+        "sig-notify: descriptor 3 is not a listening socket"
+    );
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
 }
 
 #[test]
