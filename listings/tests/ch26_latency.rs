@@ -188,8 +188,12 @@ fn pingpong_64_kib_fits_a_pipe_and_one_byte_more_does_not() {
     // read: each process waits once per round trip, for the message. One
     // byte more fills the pipe: the writer waits for the reader to make
     // room, and the reader waits again for the last byte, three waits per
-    // direction. On two CPUs, where nobody is preempted, waits are
-    // voluntary context switches only.
+    // direction, six a round trip on a quiet machine. On two CPUs, where
+    // nobody is preempted, waits are voluntary context switches only.
+    // When other programs keep the CPUs busy, a process sometimes finds
+    // the room or the last byte already there and does not wait for it:
+    // CI, running the whole suite, once counted 5.49. The test asks for
+    // what load cannot take away: at least one more wait per direction.
     if usable_cpus().len() < 2 {
         return;
     }
@@ -212,9 +216,9 @@ fn pingpong_64_kib_fits_a_pipe_and_one_byte_more_does_not() {
         check_pingpong_line(&line, &head, "different")
     };
     let fits = waits("65536");
-    assert!((1.9..2.5).contains(&fits), "65536 bytes: {fits} waits");
+    assert!((1.5..2.5).contains(&fits), "65536 bytes: {fits} waits");
     let fills = waits("65537");
-    assert!((5.5..6.5).contains(&fills), "65537 bytes: {fills} waits");
+    assert!((4.0..6.5).contains(&fills), "65537 bytes: {fills} waits");
 }
 
 #[test]
