@@ -8,8 +8,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::support::{
-    Listing, assert_rejects, assert_session_matches_book, cargo_run,
-    children_of, have, pending_signals, run, shell, state_of, wait_until,
+    Listing, as_pid_1, assert_rejects, assert_session_matches_book, cargo_run,
+    pending_signals, shell, state_of, wait_until,
 };
 
 /// Starts `bin` and waits for its readiness line, which ends with its pid.
@@ -84,36 +84,15 @@ fn async_ctrl_c_dies_of_sigterm_without_cleaning_up() {
     assert_eq!(out.stdout.len(), 1, "no clean-up: {:?}", out.stdout);
 }
 
-/// `unshare` with a new PID namespace, running `bin` as its pid 1; `None`
-/// where the machine allows none (skipped locally, a failure in CI).
-fn as_pid_1(bin: &str) -> Option<Listing> {
-    if !have("unshare") {
-        return None;
-    }
-    let probe = run("unshare", &["--map-root-user", "--pid", "--fork", "true"]);
-    if !probe.status.success() {
-        assert!(std::env::var_os("CI").is_none(), "{}", probe.stderr);
-        eprintln!("skipped: no PID namespace here: {}", probe.stderr);
-        return None;
-    }
-    Some(Listing::start(
-        "unshare",
-        &["--map-root-user", "--pid", "--fork", bin],
-    ))
-}
-
 #[test]
 fn async_ctrl_c_as_pid_1_of_a_container_does_not_even_die_of_sigterm() {
-    let Some(mut init) = as_pid_1(bin!("async-ctrl-c")) else {
+    let Some((mut init, pid)) = as_pid_1(
+        bin!("async-ctrl-c"),
+        &[],
+        "Working as pid 1; stop me with Ctrl-C",
+    ) else {
         return;
     };
-    init.expect("Working as pid 1; stop me with Ctrl-C");
-    let mut inside = Vec::new();
-    wait_until("unshare to fork", || {
-        inside = children_of(init.pid());
-        !inside.is_empty()
-    });
-    let pid = inside[0];
     // What `docker stop` sends first. Pid 1 of a namespace gets only the
     // signals it has a handler for: SIGTERM is dropped, not pending.
     kill(pid, Signal::SIGTERM).unwrap();
