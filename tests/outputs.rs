@@ -257,7 +257,7 @@ fn servers_left_running(
     chapters: &[(String, String)],
     outputs: &HashMap<String, String>,
 ) -> Vec<String> {
-    let listening = regex::Regex::new(r"[Ll]istening on (\S+)").unwrap();
+    let listening = regex::Regex::new(r"(?i:listening) on (\S+)").unwrap();
     let bin = regex::Regex::new(r"--bin\s+([\w-]+)").unwrap();
     // Where each listing listens by default: what its sessions print.
     let mut address: HashMap<String, String> = HashMap::new();
