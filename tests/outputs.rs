@@ -170,3 +170,200 @@ fn every_pid_a_terminal_names_was_printed_in_its_session() {
     assert!(sessions >= 10, "only {sessions} sessions found");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// A server that a session starts in Terminal 1 and that does not end by
+/// itself still holds its address when the reader reaches the next
+/// session; if that session starts a server on the same address, it fails
+/// with `Address already in use`, unless the book said to stop the first.
+/// Read in the order of `SUMMARY.md`, as a reader goes: a server starts
+/// when a Terminal 1 command prints `listening on ADDR`, or when a
+/// paragraph that names Terminal 1 tells the reader to type a `cargo run`
+/// of a listing that listens (on the address its sessions print). It ends
+/// by itself with `--count`, with a line of its own name as its last
+/// (an error), with a later command in the same terminal, or with a `kill`
+/// in another terminal; otherwise only a "Ctrl-C" in the prose stops it,
+/// and the check takes any Ctrl-C as stopping every server left.
+#[test]
+fn a_server_left_running_is_stopped_before_the_next_takes_its_address() {
+    let root = workspace_root();
+    let summary = read(&root.join("src").join("SUMMARY.md"));
+    let chapter = regex::Regex::new(r"\]\((ch\d\d-[^)]+\.md)\)").unwrap();
+    let chapters: Vec<(String, String)> = chapter
+        .captures_iter(&summary)
+        .map(|c| (c[1].to_string(), read(&root.join("src").join(&c[1]))))
+        .collect();
+    assert!(chapters.len() >= 30, "only {} chapters", chapters.len());
+    let outputs: HashMap<String, String> =
+        files_with_extension(&root.join("listings"), "out")
+            .into_iter()
+            .map(|path| (from_root(&path), read(&path)))
+            .collect();
+    let problems = servers_left_running(&chapters, &outputs);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn servers_left_running_are_caught() {
+    let outputs: HashMap<String, String> = [
+        (
+            "listings/a.out",
+            "$ cargo run -p listings --bin srv\nServer listening on 127.0.0.1:50008\n",
+        ),
+        (
+            "listings/b.out",
+            "$ cargo run -p listings --bin srv -- --count 1\nServer listening on 127.0.0.1:50008\n",
+        ),
+        ("listings/kill.out", "$ kill -KILL $(pgrep -n srv)\n"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let session = |file: &str| {
+        format!(
+            "*Terminal 1*\n\n```console\n{{{{#include ../{file}}}}}\n```\n\n"
+        )
+    };
+    let case = |text: String| {
+        servers_left_running(&[("ch99-x.md".to_string(), text)], &outputs)
+    };
+    // Two sessions on one address, nothing said between: caught.
+    let twice = session("listings/a.out") + &session("listings/b.out");
+    assert_eq!(case(twice).len(), 1);
+    // Said: not caught.
+    let said = session("listings/a.out")
+        + "Stop it with Ctrl-C.\n\n"
+        + &session("listings/b.out");
+    assert!(case(said).is_empty());
+    // A server started by the prose in Terminal 1, then a session: caught.
+    let prose =
+        "Start it in Terminal 1: `cargo run -p listings --bin\nsrv`.\n\n"
+            .to_string()
+            + &session("listings/b.out");
+    assert_eq!(case(prose).len(), 1);
+    // Killed from Terminal 2: not caught.
+    let killed = session("listings/a.out")
+        + "*Terminal 2*\n\n```console\n{{#include ../listings/kill.out}}\n```\n\n"
+        + &session("listings/b.out");
+    assert!(case(killed).is_empty());
+    // With --count it ends by itself: not caught.
+    let counted = session("listings/b.out") + &session("listings/a.out");
+    assert!(case(counted).is_empty());
+}
+
+/// The problems [`a_server_left_running_is_stopped_before_the_next_takes_its_address`]
+/// reports, for `chapters` (name and text, in reading order) and the
+/// output files they include (path from the workspace root, and text).
+fn servers_left_running(
+    chapters: &[(String, String)],
+    outputs: &HashMap<String, String>,
+) -> Vec<String> {
+    let listening = regex::Regex::new(r"(?i:listening) on (\S+)").unwrap();
+    let bin = regex::Regex::new(r"--bin\s+([\w-]+)").unwrap();
+    // Where each listing listens by default: what its sessions print.
+    let mut address: HashMap<String, String> = HashMap::new();
+    for text in outputs.values() {
+        for command in text.split("\n$ ").map(|c| c.trim_start_matches("$ ")) {
+            let first = command.lines().next().unwrap_or_default();
+            if let (Some(b), Some(l)) =
+                (bin.captures(first), listening.captures(command))
+            {
+                address
+                    .entry(b[1].to_string())
+                    .or_insert_with(|| l[1].trim_end_matches(',').to_string());
+            }
+        }
+    }
+    let event = regex::Regex::new(
+        r"\*Terminal (\d)\*|\{\{#include \.\./(listings/[^}]+\.out)\}\}|`(cargo run -p listings --bin\s[^`]+)`|(Ctrl-C)",
+    )
+    .unwrap();
+    let mut problems = Vec::new();
+    // Address -> where the server on it was started.
+    let mut running: HashMap<String, String> = HashMap::new();
+    for (name, text) in chapters {
+        let mut terminal = None;
+        for m in event.captures_iter(text) {
+            let at = format!(
+                "src/{name}:{}",
+                crate::support::line_of(text, m.get(0).unwrap().start())
+            );
+            if let Some(n) = m.get(1) {
+                terminal = Some(n.as_str().to_string());
+            } else if m.get(4).is_some() {
+                running.clear();
+            } else if let Some(command) = m.get(3) {
+                let command = command.as_str();
+                let start = text[..m.get(0).unwrap().start()]
+                    .rfind("\n\n")
+                    .unwrap_or(0);
+                let end = m.get(0).unwrap().end();
+                let end =
+                    text[end..].find("\n\n").map_or(text.len(), |e| e + end);
+                let paragraph = &text[start..end];
+                let Some(b) = bin.captures(command) else {
+                    continue;
+                };
+                let Some(addr) = address.get(&b[1]) else {
+                    continue;
+                };
+                if command.contains("--count")
+                    || !paragraph.contains("Terminal 1")
+                {
+                    continue;
+                }
+                if let Some(first) = running.get(addr) {
+                    problems.push(format!(
+                        "{at}: starts `{}` on {addr}, which the server started at {first} still holds: say to stop it (Ctrl-C)",
+                        &b[1]
+                    ));
+                }
+                running.insert(addr.clone(), at);
+            } else if let Some(file) = m.get(2) {
+                let Some(out) = outputs.get(file.as_str()) else {
+                    continue;
+                };
+                let term = terminal.take();
+                if term.as_deref() != Some("1") {
+                    if out.lines().any(|l| l.starts_with("$ kill")) {
+                        running.clear();
+                    }
+                    continue;
+                }
+                let commands: Vec<&str> = out
+                    .split("\n$ ")
+                    .map(|c| c.trim_start_matches("$ "))
+                    .collect();
+                for (i, command) in commands.iter().enumerate() {
+                    let Some(l) = listening.captures(command) else {
+                        continue;
+                    };
+                    let addr = l[1].trim_end_matches(',').to_string();
+                    if let Some(first) = running.get(&addr) {
+                        problems.push(format!(
+                            "{at}: {} starts a server on {addr}, which the server started at {first} still holds: say to stop it (Ctrl-C)",
+                            file.as_str()
+                        ));
+                    }
+                    let first = command.lines().next().unwrap_or_default();
+                    let own_name = bin
+                        .captures(first)
+                        .map(|b| format!("{}: ", &b[1]))
+                        .unwrap_or_default();
+                    let last =
+                        command.trim_end().lines().last().unwrap_or_default();
+                    let ended = first.contains("--count")
+                        || i + 1 < commands.len()
+                        || (!own_name.is_empty()
+                            && last.starts_with(&own_name));
+                    if ended {
+                        running.remove(&addr);
+                    } else {
+                        running
+                            .insert(addr, format!("{at} ({})", file.as_str()));
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
