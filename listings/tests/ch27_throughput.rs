@@ -193,6 +193,14 @@ fn throughput_rejects_sizes_it_cannot_use() {
         "--pipe-size is for pipe, vmsplice and splice",
     );
     assert_rejects(bin, &["--pipe-size", "1T"], "invalid digit");
+    // A chunk too large to allocate is refused in one line, never an abort
+    // or a panic, in the sender and the receiver alike.
+    for via in ["pipe", "vmsplice"] {
+        for chunk in ["1024G", "8000000000G"] {
+            let args = ["--via", via, "--chunk", chunk, "--bytes", "1M"];
+            assert_rejects(bin, &args, "--chunk must be from 1 to 1G");
+        }
+    }
 }
 
 #[test]
@@ -330,6 +338,14 @@ fn memcpy_copies_whole_buffers_until_it_has_copied_enough() {
         "{line}"
     );
     assert_rejects(bin!("bench-memcpy"), &["--size", "0"], "at least 1");
+    // Buffers too large to allocate: one line, never an abort.
+    for size in ["1024G", "8000000000G"] {
+        assert_rejects(
+            bin!("bench-memcpy"),
+            &["--size", size],
+            "--size must be from 1 to 1G",
+        );
+    }
 }
 
 #[test]
