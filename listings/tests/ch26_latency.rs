@@ -1391,6 +1391,33 @@ fn chapter_26_claims_hold_in_the_published_results() {
     for mech in ["pipe", "tcp", "signal", "eventfd", "shm"] {
         assert!(latency(mech, "same", "block", "waits") < 1.5, "{mech}");
     }
+    // "Each of its columns is one run of 20,000 round trips, from 314
+    // samples (pipe) to 1,178 (TCP)".
+    let samples: Vec<u64> = ["pipe", "unix", "tcp", "eventfd", "shm"]
+        .iter()
+        .map(|m| {
+            let profile = &raw["profiles"][format!("latency {m} same")];
+            assert!(
+                profile["line"].as_str().unwrap().contains(": 20000 round")
+            );
+            profile["samples"].as_u64().unwrap()
+        })
+        .collect();
+    let low = samples.iter().min().unwrap();
+    let high = samples.iter().max().unwrap();
+    assert_eq!((low, high), (&314, &1178), "{samples:?}");
+    assert_eq!(samples[0], 314);
+    assert_eq!(samples[2], 1178);
+    // "an untraced one makes more, since the waits column counts 1.17
+    // sleeps per round trip on one CPU".
+    assert_eq!(
+        format!("{:.2}", latency("shm", "same", "block", "waits")),
+        "1.17"
+    );
+    let shm = raw["syscalls"]["latency shm rust"]["futex"]
+        .as_f64()
+        .unwrap();
+    assert!(shm < 2.1, "{shm}");
     // "the profile's network row is the largest part of [TCP's] time".
     let tcp = &raw["profiles"]["latency tcp same"]["categories"];
     let network = tcp["network and socket code"].as_f64().unwrap();

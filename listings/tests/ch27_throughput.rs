@@ -379,6 +379,35 @@ fn chapter_27_claims_hold_in_the_published_results() {
         ];
         median_of(&raw["runs"], &what, field)
     };
+    // "Each column is one run, though: 1,299 samples for the plain pipe,
+    // 622 and 422 for the two zero-copy ways; the plain pipe's run moved
+    // 3.87 GiB/s, at the slow end of the fifteen rounds (3.74 to 6.14)".
+    let samples = |mech: &str| {
+        raw["profiles"][format!("throughput {mech} same")]["samples"]
+            .as_u64()
+            .unwrap()
+    };
+    let counts = ["pipe", "vmsplice", "splice"].map(samples);
+    assert_eq!(counts, [1299, 622, 422]);
+    let line = raw["profiles"]["throughput pipe same"]["line"]
+        .as_str()
+        .unwrap();
+    assert!(line.contains(", 3.871 GiB/s,"), "{line}");
+    let rates: Vec<f64> = raw["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["kind"] == "throughput"
+                && r["mechanism"] == "pipe"
+                && r["placement"] == "same"
+                && r["language"] == "rust"
+        })
+        .map(|r| r["rate"].as_f64().unwrap())
+        .collect();
+    let low = rates.iter().copied().fold(f64::MAX, f64::min);
+    let high = rates.iter().copied().fold(f64::MIN, f64::max);
+    assert_eq!(format!("{low:.2} to {high:.2}"), "3.74 to 6.14");
     // "single pairs of the twins themselves came as far apart, Rust taking
     // from 0.87 to 1.18 times C's time on one CPU and from 0.80 to 1.08
     // times on two"; "The intervals of the TCP rows of the verdict table,
