@@ -306,8 +306,12 @@ impl Buffers {
         // Whole pages: a huge page is used only where all of it lies
         // within the advised range.
         let span = size.next_multiple_of(align);
-        // Room to start at a boundary; nothing is written yet.
-        let mut memory: Vec<u8> = Vec::with_capacity(span + align);
+        // Room to start at a boundary; nothing is written yet. Memory the
+        // system cannot give is an error, not an abort.
+        let mut memory: Vec<u8> = Vec::new();
+        memory
+            .try_reserve_exact(span + align)
+            .map_err(io::Error::other)?;
         let start = memory.as_ptr().align_offset(align);
         if huge {
             // SAFETY: `start` is less than `align`, so the pointer stays
@@ -529,6 +533,10 @@ fn restore_sigpipe() -> nix::Result<()> {
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
 }
 
+/// The largest chunk: a buffer of it is allocated in each process, and
+/// the sizes of the buffers then fit in a `usize` with room to spare.
+const MAX_CHUNK: usize = 1 << 30;
+
 /// Reads `[--via V] [--cpus C] [--bytes N] [--chunk N]`.
 fn parse_args() -> Result<Args, lexopt::Error> {
     use lexopt::prelude::*;
@@ -583,8 +591,11 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             _ => return Err(arg.unexpected()),
         }
     }
-    if parsed.bytes == 0 || parsed.chunk == 0 {
-        return Err("--bytes and --chunk must be at least 1".into());
+    if parsed.bytes == 0 {
+        return Err("--bytes must be at least 1".into());
+    }
+    if !(1..=MAX_CHUNK).contains(&parsed.chunk) {
+        return Err("--chunk must be from 1 to 1G".into());
     }
     let zero_copy = matches!(parsed.via, Via::Vmsplice | Via::Splice);
     if parsed.pipe_size.is_some() && matches!(parsed.via, Via::Unix | Via::Tcp)

@@ -35,8 +35,13 @@ fn run() -> Result<(), Box<dyn Error>> {
     let (size, bytes) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Both buffers hold real data: every page is touched before the clock
     // starts.
-    let from: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-    let mut to = vec![1; size];
+    // Memory the system cannot give is an error, not an abort.
+    let mut from: Vec<u8> = Vec::new();
+    from.try_reserve_exact(size)?;
+    from.extend((0..size).map(|i| (i % 251) as u8));
+    let mut to: Vec<u8> = Vec::new();
+    to.try_reserve_exact(size)?;
+    to.resize(size, 1);
     let copies = bytes.div_ceil(size as u64);
     let start = Instant::now();
     for _ in 0..copies {
@@ -65,6 +70,9 @@ fn restore_sigpipe() -> nix::Result<()> {
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
 }
 
+/// The largest buffer: 1 GiB.
+const MAX_SIZE: usize = 1 << 30;
+
 /// Reads `[--size N] [--bytes N]`: 16 GiB through 64 KiB by default.
 fn parse_args() -> Result<(usize, u64), lexopt::Error> {
     use lexopt::prelude::*;
@@ -88,6 +96,10 @@ fn parse_args() -> Result<(usize, u64), lexopt::Error> {
     }
     if size == 0 || bytes == 0 {
         return Err("--size and --bytes must be at least 1".into());
+    }
+    // Two buffers of this size are allocated.
+    if size > MAX_SIZE {
+        return Err("--size must be from 1 to 1G".into());
     }
     Ok((size, bytes))
 }
