@@ -76,9 +76,18 @@ fn run() -> Result<(), Box<dyn Error>> {
     // mask, and a parent may have started us with SIGTERM ignored.
     pidfd_send_signal(&pidfd, Signal::SIGKILL)?;
     println!("pidfd_send_signal(SIGKILL) to A: sent");
-    // A pidfd becomes readable when its process ends.
+    // A pidfd becomes readable when its process ends. `poll` is never
+    // restarted: in a program with handlers, a signal ends it with EINTR.
     let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-    poll(&mut fds, PollTimeout::NONE)?;
+    loop {
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(Errno::EINTR) => continue,
+            other => {
+                other?;
+                break;
+            }
+        }
+    }
     println!("poll on A's pidfd: readable, A has ended");
     let status = waitpid(a.pid, None)?;
     println!("waitpid: A {}; pid {} is free", describe(status), a.pid);

@@ -618,3 +618,33 @@ fn sig_pidfd_ends_its_child_even_if_sigterm_was_ignored_or_blocked() {
         );
     }
 }
+
+#[test]
+fn sig_pidfd_polls_again_when_poll_fails_with_eintr() {
+    // Nothing in Listing 9-7 installs a handler, so strace makes its
+    // `poll` fail with EINTR, twice. The first `poll` is the Rust
+    // runtime's own, before `main`; the listing's is the second.
+    if !have("strace") {
+        return;
+    }
+    let args = [
+        "-f",
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=poll,ppoll",
+        "-e",
+        "inject=poll,ppoll:error=EINTR:when=2..3",
+        bin!("sig-pidfd"),
+    ];
+    let out = run("strace", &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .iter()
+            .any(|l| l == "poll on A's pidfd: readable, A has ended"),
+        "{:?}",
+        out.stdout
+    );
+}
