@@ -3,7 +3,7 @@
 // The main loop works in ticks of 100 ms and looks at the flag between
 // them; SIGINT (Ctrl-C) or SIGTERM (`kill`) asks it to stop, and it stops
 // at the end of the tick, cleans up, and exits 0. `--count N` stops after
-// N ticks by itself.
+// N ticks by itself. A SIGINT it was started with ignored stays ignored.
 
 use std::error::Error;
 use std::process::{self, ExitCode};
@@ -49,6 +49,11 @@ fn run() -> Result<(), Box<dyn Error>> {
         SigSet::empty(),
     );
     for stop_signal in [Signal::SIGINT, Signal::SIGTERM] {
+        // A SIGINT that we were started with ignored (a script's `&` job)
+        // stays ignored: the user chose that.
+        if stop_signal == Signal::SIGINT && is_ignored(stop_signal)? {
+            continue;
+        }
         // SAFETY: the handler only stores to an atomic.
         unsafe { sigaction(stop_signal, &action) }?;
     }
@@ -70,6 +75,26 @@ fn run() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 // ANCHOR_END: flag
+
+/// Whether `signal` is ignored, as the parent may have left it: ignoring
+/// passes through `fork` and `exec`. A null new action makes `sigaction`
+/// only report the current one.
+fn is_ignored(signal: Signal) -> nix::Result<bool> {
+    let mut current = std::mem::MaybeUninit::<nix::libc::sigaction>::zeroed();
+    // SAFETY: `current` is writable and as large as a `sigaction`; with a
+    // null new action nothing is changed.
+    let done = unsafe {
+        nix::libc::sigaction(
+            signal as c_int,
+            std::ptr::null(),
+            current.as_mut_ptr(),
+        )
+    };
+    nix::errno::Errno::result(done)?;
+    // SAFETY: `sigaction` succeeded, and filled it in.
+    let current = unsafe { current.assume_init() };
+    Ok(current.sa_sigaction == nix::libc::SIG_IGN)
+}
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"
 /// before `main`: when whoever reads our output goes away, we end quietly,

@@ -3,7 +3,8 @@
 // signal's number, one byte, into a pipe; the main loop waits with `poll`
 // on that pipe and on standard input at once, and reports each signal and
 // each line of input as ordinary code. SIGTERM or SIGINT ends it, and so
-// does `--count N` signals.
+// does `--count N` signals. A SIGINT it was started with ignored stays
+// ignored.
 
 use std::error::Error;
 use std::io::{self, Write};
@@ -68,7 +69,10 @@ fn run() -> Result<(), Box<dyn Error>> {
         SigSet::empty(),
     );
     let caught = [Signal::SIGUSR1, Signal::SIGHUP, Signal::SIGTERM];
-    for caught in caught.into_iter().chain([Signal::SIGINT]) {
+    // SIGINT too, unless we were started with it ignored (a script's `&`
+    // job): that was the user's choice.
+    let int = (!is_ignored(Signal::SIGINT)?).then_some(Signal::SIGINT);
+    for caught in caught.into_iter().chain(int) {
         // SAFETY: the handler only does async-signal-safe work.
         unsafe { sigaction(caught, &action) }?;
     }
@@ -131,6 +135,26 @@ fn drain(read_end: &OwnedFd) -> nix::Result<Vec<Signal>> {
     }
 }
 // ANCHOR_END: run
+
+/// Whether `signal` is ignored, as the parent may have left it: ignoring
+/// passes through `fork` and `exec`. A null new action makes `sigaction`
+/// only report the current one.
+fn is_ignored(signal: Signal) -> nix::Result<bool> {
+    let mut current = std::mem::MaybeUninit::<nix::libc::sigaction>::zeroed();
+    // SAFETY: `current` is writable and as large as a `sigaction`; with a
+    // null new action nothing is changed.
+    let done = unsafe {
+        nix::libc::sigaction(
+            signal as c_int,
+            std::ptr::null(),
+            current.as_mut_ptr(),
+        )
+    };
+    nix::errno::Errno::result(done)?;
+    // SAFETY: `sigaction` succeeded, and filled it in.
+    let current = unsafe { current.assume_init() };
+    Ok(current.sa_sigaction == nix::libc::SIG_IGN)
+}
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"
 /// before `main`: when whoever reads our output goes away, we end quietly,

@@ -13,7 +13,9 @@ use std::os::fd::OwnedFd;
 use std::process::{self, ExitCode};
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SigHandler, Signal, kill, killpg, signal};
+use nix::sys::signal::{
+    SigHandler, SigSet, SigmaskHow, Signal, kill, killpg, signal,
+};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpgid, pipe2, setpgid};
 
@@ -36,6 +38,12 @@ fn run() -> Result<(), Box<dyn Error>> {
     // The children wait for this pipe's end: our word, or our exit.
     let (wait_read, wait_write) = pipe2(OFlag::O_CLOEXEC)?;
     let mut children: Vec<(&str, Pid)> = Vec::new();
+    // The children must die of SIGTERM, but a parent may have started us
+    // with it ignored or blocked, and both pass through fork. Each child
+    // puts the default action back; until it has, SIGTERM is blocked, so
+    // that one sent meanwhile waits instead of being discarded.
+    let term = SigSet::from(Signal::SIGTERM);
+    let our_mask = term.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
     for name in ["A", "B", "C"] {
         // A and C lead new groups (0 means "my own pid"); B joins A's.
         let group = match name {
@@ -58,6 +66,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             }
         }
     }
+    our_mask.thread_set_mask()?;
     let group_of_a = getpgid(Some(children[0].1))?;
     for (name, pid) in &children {
         let pgid = getpgid(Some(*pid))?;
@@ -81,9 +90,12 @@ fn run() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// Joins `group` (0: a new one of its own), then waits for the end of the
-/// parent's pipe.
+/// Takes SIGTERM's default action, joins `group` (0: a new one of its
+/// own), then waits for the end of the parent's pipe.
 fn child(group: Pid, wait: OwnedFd) -> ! {
+    // SAFETY: the default action runs no code of ours.
+    let _ = unsafe { signal(Signal::SIGTERM, SigHandler::SigDfl) };
+    let _ = SigSet::from(Signal::SIGTERM).thread_unblock();
     let _ = setpgid(Pid::from_raw(0), group);
     let _ = File::from(wait).read(&mut [0; 1]);
     // SAFETY: `_exit` only ends the process.

@@ -3,10 +3,11 @@
 // a number that the kernel gives out again once its process is reaped; a
 // pidfd, from `pidfd_open`, is a file descriptor that names one process
 // and no other, for as long as it is open. The parent forks child A,
-// opens a pidfd for it, stops it with `pidfd_send_signal`, sees it exit
+// opens a pidfd for it, kills it with `pidfd_send_signal`, sees it exit
 // by polling the pidfd, and reaps it. Then it makes the kernel give A's
-// pid to a new child, B, which needs `ns_last_pid` and so the first
-// process of a PID namespace (run it under `unshare`): `kill` with A's
+// pid to a new child, B, which needs `ns_last_pid`: it tries that only
+// as the init of a PID namespace of its own, where it may write it and
+// moves no one else's pids (run it under `unshare`). `kill` with A's
 // number would now reach B, and A's pidfd refuses with ESRCH.
 
 use std::error::Error;
@@ -71,11 +72,22 @@ fn run() -> Result<(), Box<dyn Error>> {
         a.pid,
         pidfd.as_raw_fd()
     );
-    pidfd_send_signal(&pidfd, Signal::SIGTERM)?;
-    println!("pidfd_send_signal(SIGTERM) to A: sent");
-    // A pidfd becomes readable when its process ends.
+    // SIGKILL, which nothing ignores or blocks: A has our dispositions and
+    // mask, and a parent may have started us with SIGTERM ignored.
+    pidfd_send_signal(&pidfd, Signal::SIGKILL)?;
+    println!("pidfd_send_signal(SIGKILL) to A: sent");
+    // A pidfd becomes readable when its process ends. `poll` is never
+    // restarted: in a program with handlers, a signal ends it with EINTR.
     let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-    poll(&mut fds, PollTimeout::NONE)?;
+    loop {
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(Errno::EINTR) => continue,
+            other => {
+                other?;
+                break;
+            }
+        }
+    }
     println!("poll on A's pidfd: readable, A has ended");
     let status = waitpid(a.pid, None)?;
     println!("waitpid: A {}; pid {} is free", describe(status), a.pid);
@@ -89,7 +101,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     println!("Child B: pid {}, A's number", b.pid);
     kill(a.pid, None)?; // Signal 0: only asks whether it would reach.
     println!("kill({}, 0): succeeds, it reaches B", a.pid);
-    match pidfd_send_signal(&pidfd, Signal::SIGTERM) {
+    match pidfd_send_signal(&pidfd, Signal::SIGKILL) {
         Err(Errno::ESRCH) => {
             println!("A's pidfd: ESRCH, A is gone; B is left alone")
         }
@@ -134,7 +146,7 @@ fn fork_child() -> Result<Child, Box<dyn Error>> {
     }
 }
 
-/// "exited with status 0", "was killed by SIGTERM".
+/// "exited with status 0", "was killed by SIGKILL".
 fn describe(status: WaitStatus) -> String {
     match status {
         WaitStatus::Exited(_, code) => format!("exited with status {code}"),

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{SigHandler, Signal, killpg, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, killpg, signal};
 use nix::unistd::Pid;
 use signal_hook::consts::SIGINT;
 use signal_hook::{flag, low_level};
@@ -65,6 +65,16 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     if let Some(reraise) = parse_args().map_err(|e| format!("{e}; {USAGE}"))? {
         return child(reraise);
     }
+    // Ignored on entry, SIGINT stays ignored in a non-interactive shell,
+    // which may not take it back: there would be no Ctrl-C to show.
+    if is_ignored(SIGINT)? {
+        return Err("SIGINT is ignored here (a script's `&` job?), and the \
+                    shells would inherit that: run it in the foreground"
+            .into());
+    }
+    // A blocked SIGINT passes through exec too, and would never reach the
+    // children: a Ctrl-C demonstration needs it unblocked.
+    SigSet::from(Signal::SIGINT).thread_unblock()?;
     let me = std::env::current_exe()?;
     for way in ["exit130", "reraise"] {
         let mut direct = Command::new(&me);
@@ -125,6 +135,21 @@ fn interrupt(
     print!("{rest}");
     std::io::stdout().flush()?;
     Ok(running.wait()?)
+}
+
+/// Whether `signal` is ignored, as a parent may have left it. A null new
+/// action makes `sigaction` only report the current one.
+fn is_ignored(signal: i32) -> nix::Result<bool> {
+    let mut current = std::mem::MaybeUninit::<nix::libc::sigaction>::zeroed();
+    // SAFETY: `current` is writable and as large as a `sigaction`; with a
+    // null new action nothing is changed.
+    let done = unsafe {
+        nix::libc::sigaction(signal, std::ptr::null(), current.as_mut_ptr())
+    };
+    nix::errno::Errno::result(done)?;
+    // SAFETY: `sigaction` succeeded, and filled it in.
+    let current = unsafe { current.assume_init() };
+    Ok(current.sa_sigaction == nix::libc::SIG_IGN)
 }
 
 /// True if `err` says that a program to run was not found.

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use nix::libc::{self, c_int, c_void};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{
-    SaFlags, SigAction, SigHandler, SigSet, Signal, raise, sigaction,
+    SaFlags, SigAction, SigHandler, SigSet, Signal, raise, sigaction, signal,
 };
 
 const USAGE: &str = "usage: sig-crash [--case NAME]";
@@ -159,7 +159,15 @@ fn crash(case: &str) -> Result<(), Box<dyn Error>> {
             handler(SaFlags::SA_ONSTACK)?;
             recurse(0).map(drop)
         }
-        "quit" | "quit-core" => raise(Signal::SIGQUIT).map_err(Into::into),
+        "quit" | "quit-core" => {
+            // To die of SIGQUIT, take its default action: a parent may have
+            // started us with it ignored (as a script starts a `&` job) or
+            // blocked, and both pass through fork and exec.
+            // SAFETY: the default action runs no code of ours.
+            unsafe { signal(Signal::SIGQUIT, SigHandler::SigDfl) }?;
+            SigSet::from(Signal::SIGQUIT).thread_unblock()?;
+            raise(Signal::SIGQUIT).map_err(Into::into)
+        }
         other => Err(format!("no case named {other}").into()),
     }
 }

@@ -317,3 +317,39 @@ fn sig_action_mask_nodefer_and_resethand_change_when_handlers_run() {
         &[(cargo_run("sig-action", &[]), &out.stdout)],
     );
 }
+
+/// Starts `bin` with SIGINT ignored, as a script starts an `&` job, and
+/// reads its readiness line.
+fn start_ignoring_sigint(bin: &str, args: &[&str]) -> Listing {
+    let mut command = std::process::Command::new("env");
+    command.arg("--ignore-signal=INT").arg(bin).args(args);
+    let mut listing =
+        Listing::spawn(&mut command, std::process::Stdio::piped());
+    listing.next_line();
+    listing
+}
+
+#[test]
+fn sig_flag_leaves_a_sigint_ignored_when_it_was_started_so() {
+    let mut flag = start_ignoring_sigint(bin!("sig-flag"), &[]);
+    flag.signal(Signal::SIGINT);
+    // Caught, SIGINT would end the program at the end of this tick.
+    assert!(flag.no_line_within(Duration::from_millis(500)));
+    flag.signal(Signal::SIGTERM);
+    flag.expect("Got SIGTERM: finishing the tick and cleaning up");
+    flag.expect("Clean exit");
+    let out = flag.finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+}
+
+#[test]
+fn sig_selfpipe_leaves_a_sigint_ignored_when_it_was_started_so() {
+    let mut selfpipe = start_ignoring_sigint(bin!("sig-selfpipe"), &[]);
+    selfpipe.signal(Signal::SIGINT);
+    // Caught, SIGINT would be reported, and end the loop, at once.
+    assert!(selfpipe.no_line_within(Duration::from_millis(500)));
+    selfpipe.signal(Signal::SIGTERM);
+    selfpipe.expect("Main loop: got SIGTERM");
+    let out = selfpipe.finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+}

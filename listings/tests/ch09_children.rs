@@ -576,3 +576,75 @@ fn sig_pidfd_names_one_process_even_once_its_pid_is_reused() {
         &[(command, &out.stdout)],
     );
 }
+
+/// Runs `bin` as `env OPTION bin`, e.g. `--ignore-signal=TERM`: started
+/// as a parent may start it, with a signal ignored or blocked.
+fn run_under_env(option: &str, bin: &str) -> crate::support::Finished {
+    let mut command = std::process::Command::new("env");
+    command.arg(option).arg(bin);
+    Listing::spawn(&mut command, std::process::Stdio::piped()).finish()
+}
+
+#[test]
+fn sig_group_children_die_of_sigterm_even_if_it_was_ignored_or_blocked() {
+    // Both pass through fork: children that kept them would never end.
+    for option in ["--ignore-signal=TERM", "--block-signal=TERM"] {
+        let out = run_under_env(option, bin!("sig-group"));
+        assert!(out.status.success(), "{option}: {}", out.stderr);
+        assert_eq!(
+            out.stdout[4..],
+            [
+                "Child A was killed by SIGTERM",
+                "Child B was killed by SIGTERM",
+                "Child C is still running; kill(pid, SIGTERM) to it",
+                "Child C was killed by SIGTERM",
+            ],
+            "{option}"
+        );
+    }
+}
+
+#[test]
+fn sig_pidfd_ends_its_child_even_if_sigterm_was_ignored_or_blocked() {
+    for option in ["--ignore-signal=TERM", "--block-signal=TERM"] {
+        let out = run_under_env(option, bin!("sig-pidfd"));
+        assert!(out.status.success(), "{option}: {}", out.stderr);
+        assert!(
+            out.stdout
+                .iter()
+                .any(|l| l.starts_with("waitpid: A was killed")),
+            "{option}: {:?}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn sig_pidfd_polls_again_when_poll_fails_with_eintr() {
+    // Nothing in Listing 9-7 installs a handler, so strace makes its
+    // `poll` fail with EINTR, twice. The first `poll` is the Rust
+    // runtime's own, before `main`; the listing's is the second.
+    if !have("strace") {
+        return;
+    }
+    let args = [
+        "-f",
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=poll,ppoll",
+        "-e",
+        "inject=poll,ppoll:error=EINTR:when=2..3",
+        bin!("sig-pidfd"),
+    ];
+    let out = run("strace", &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .iter()
+            .any(|l| l == "poll on A's pidfd: readable, A has ended"),
+        "{:?}",
+        out.stdout
+    );
+}

@@ -779,3 +779,63 @@ fn sig_cleanup_as_pid_1_cleans_up_then_cannot_die_of_its_signal() {
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no core");
 }
+
+/// Starts `bin args` as `env OPTION bin args`, e.g.
+/// `--ignore-signal=QUIT`: as a parent may start it, with a signal
+/// ignored or blocked, which pass through fork and exec.
+fn run_under_env(
+    option: &str,
+    bin: &str,
+    args: &[&str],
+) -> crate::support::Finished {
+    let mut command = Command::new("env");
+    command.arg(option).arg(bin).args(args);
+    Listing::spawn(&mut command, Stdio::piped()).finish()
+}
+
+#[test]
+fn sig_status_refuses_to_run_with_sigint_ignored() {
+    // A non-interactive shell cannot take back a SIGINT ignored on entry:
+    // under `&` in a script, bash and dash would simply go on.
+    let out = run_under_env("--ignore-signal=INT", bin!("sig-status"), &[]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.stdout);
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("SIGINT is ignored"), "{}", out.stderr);
+}
+
+#[test]
+fn sig_status_children_take_sigint_even_when_started_with_it_blocked() {
+    if !have("bash") || !have("dash") {
+        return;
+    }
+    let out = run_under_env("--block-signal=INT", bin!("sig-status"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    for row in [
+        "exit130  child alone:   exited with status 130 ($? = 130)",
+        "reraise  child alone:   was killed by SIGINT ($? = 130)",
+        "reraise  under bash -c: bash was killed by SIGINT ($? = 130)",
+    ] {
+        assert!(
+            out.stdout.iter().any(|l| l == row),
+            "{row}: {:?}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn sig_crash_dies_of_sigquit_even_if_it_was_ignored_or_blocked() {
+    // A script's `&` job starts with SIGQUIT ignored.
+    for option in ["--ignore-signal=QUIT", "--block-signal=QUIT"] {
+        let out = run_under_env(option, bin!("sig-crash"), &["--case", "quit"]);
+        assert_eq!(
+            out.status.signal(),
+            Some(Signal::SIGQUIT as i32),
+            "{option}: {:?} {}",
+            out.status,
+            out.stderr
+        );
+        assert!(!out.status.core_dumped(), "{option}: RLIMIT_CORE is 0");
+    }
+}
