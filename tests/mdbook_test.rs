@@ -5,7 +5,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{output_within, workspace_package, workspace_root};
+use crate::includes::{ANCHOR_END, ANCHOR_START, includes_in};
+use crate::support::{output_within, read, workspace_package, workspace_root};
 use mdbook_driver::MDBook;
 
 #[test]
@@ -120,5 +121,55 @@ fn the_book_tests_depend_on_exactly_what_the_listings_do() {
          only the listings': {:#?}\nonly the tests': {:#?}",
         only(&listings, &tests),
         only(&tests, &listings)
+    );
+}
+
+/// Chapter 1 tells a reader who copies a listing to add the dependencies
+/// it shows from `listings/Cargo.toml`, by anchor; a crate the manifest
+/// declares outside those blocks is one that a copied listing may use and
+/// the reader was never told to add, so the copy does not build.
+#[test]
+fn chapter_1_shows_every_dependency_of_the_listings() {
+    let root = workspace_root();
+    let chapter = root.join("src").join("ch01-introduction.md");
+    let manifest = root.join("listings").join("Cargo.toml");
+    let lines: Vec<String> =
+        read(&manifest).lines().map(str::to_string).collect();
+    let mut shown = Vec::new();
+    for include in includes_in(&chapter, &read(&chapter)) {
+        if include.target() != manifest {
+            continue;
+        }
+        let anchor = include.spec.clone().unwrap_or_default();
+        let mut inside = false;
+        for line in &lines {
+            if ANCHOR_END.captures(line).is_some_and(|c| c[1] == *anchor) {
+                inside = false;
+            } else if ANCHOR_START
+                .captures(line)
+                .is_some_and(|c| c[1] == *anchor)
+            {
+                inside = true;
+            } else if inside
+                && let Some((name, _)) = line.split_once('=')
+                && !line.trim_start().starts_with('#')
+            {
+                shown.push(name.trim().to_string());
+            }
+        }
+    }
+    let missing: Vec<String> = workspace_package("listings")["dependencies"]
+        .as_array()
+        .expect("cargo metadata lists dependencies")
+        .iter()
+        .filter(|dependency| dependency["kind"].is_null())
+        .filter_map(|dependency| dependency["name"].as_str())
+        .filter(|name| !shown.iter().any(|shown| shown == name))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "listings/Cargo.toml declares {missing:?}, which no block of \
+         src/ch01-introduction.md shows readers (shown: {shown:?})"
     );
 }
