@@ -531,6 +531,37 @@ fn a_nonblocking_connect_says_einprogress_and_so_error_tells_the_end() {
 }
 
 #[test]
+fn a_blocking_connect_is_interrupted_even_when_the_first_alarm_comes_early() {
+    // Linux 6.18. strace holds the listing for 300 ms as its timer is
+    // armed (the return of timer_settime is delayed), as a busy machine
+    // may: the first SIGALRM, due 200 ms in, is handled before `connect`
+    // begins to wait. A single alarm would leave that `connect` waiting
+    // for a handshake that cannot finish until it returns (the listing
+    // makes room in the queue only then): minutes of SYN retries. A timer
+    // that rings every 200 ms interrupts it all the same.
+    if !have("strace") {
+        return;
+    }
+    let args = [
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=timer_settime",
+        "-e",
+        "inject=timer_settime:delay_exit=300000",
+        bin!("poll-connect"),
+    ];
+    let out = run("strace", &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout[11], "   connect: EINTR (Interrupted system call)",
+        "{:?}",
+        out.stdout
+    );
+    assert!(out.stdout[12].ends_with("SO_ERROR: 0, connected"));
+}
+
+#[test]
 fn poll_server_evicts_a_request_stalled_past_the_grace() {
     a_stalled_request_gives_up_its_place(bin!("poll-server"));
 }
