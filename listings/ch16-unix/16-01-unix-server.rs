@@ -67,6 +67,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     let config = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let fds = raise_fd_limit()?;
     let max_conns = config.max_conns.unwrap_or(default_max_conns(fds));
+    // The handlers go in before `bind`: a signal that comes between
+    // `bind` and the thread that removes the file waits for that thread,
+    // instead of killing us with the file left behind.
+    let signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let (listener, place) = match config.address.as_deref() {
         Some(name) if name.starts_with('@') => {
             (bind_abstract(&name[1..])?, Place::Abstract)
@@ -82,12 +86,10 @@ fn run() -> Result<(), Box<dyn Error>> {
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
     };
-    let served = remove_on_signals(Arc::clone(&place))
+    remove_on_signals(signals, Arc::clone(&place));
+    let served = writeln!(io::stdout(), "Server listening on {shown}")
         .map_err(Box::from)
-        .and_then(|()| {
-            writeln!(io::stdout(), "Server listening on {shown}")?;
-            serve(&listener, &config, max_conns)
-        });
+        .and_then(|()| serve(&listener, &config, max_conns));
     // Whatever happened after `bind`, even a closed stdout, the file goes.
     place.remove();
     served
@@ -257,17 +259,16 @@ impl Place {
     }
 }
 
-/// On SIGINT, SIGTERM or SIGHUP: remove the file, then die of the signal
-/// as if we had not caught it, so that whoever started us sees why.
-fn remove_on_signals(place: Arc<Place>) -> io::Result<()> {
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+/// On SIGINT, SIGTERM or SIGHUP (`signals`, which `run` registered before
+/// `bind`): remove the file, then die of the signal as if we had not
+/// caught it, so that whoever started us sees why.
+fn remove_on_signals(mut signals: Signals, place: Arc<Place>) {
     thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
             place.remove();
             die_of(signal);
         }
     });
-    Ok(())
 }
 
 /// Dies of `signal`, by its default action, from any thread. The init of

@@ -170,6 +170,50 @@ fn unix_server_removes_its_socket_when_interrupted_and_dies_of_the_signal() {
 }
 
 #[test]
+fn unix_servers_remove_their_socket_on_a_signal_that_comes_just_after_bind() {
+    // strace holds each server for a second as `bind` returns, and
+    // SIGTERM comes meanwhile. With its handlers installed only after
+    // `bind`, a server died of the signal's default action there, and
+    // left its socket file behind (which unix-pass-fd then refuses to
+    // start on). Installed before, they keep the signal until the thread
+    // that removes the file is running.
+    if !have("strace") {
+        return;
+    }
+    let dir = open_dir();
+    let (path, file) = (path_in(&dir, "server.sock"), secret(&dir));
+    for args in [
+        [bin!("unix-server"), &path].as_slice(),
+        &[bin!("unix-pass-fd"), "serve", &path, &file],
+    ] {
+        let mut strace = vec!["-o", "/dev/null", "-e", "trace=bind"];
+        strace.extend(["-e", "inject=bind:delay_exit=1000000"]);
+        strace.extend(args);
+        let server = Listing::start("strace", &strace);
+        wait_until("the socket file", || Path::new(&path).exists());
+        let tracer = server.pid();
+        let children = fs::read_to_string(format!(
+            "/proc/{tracer}/task/{tracer}/children"
+        ))
+        .unwrap();
+        let pid: i32 = children.trim().parse().expect("one child");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            Signal::SIGTERM,
+        )
+        .unwrap();
+        let out = server.finish();
+        assert!(
+            !Path::new(&path).exists(),
+            "{} left {path}: {:?} {}",
+            args[0],
+            out.status,
+            out.stderr
+        );
+    }
+}
+
+#[test]
 fn unix_servers_as_pid_1_remove_their_socket_and_exit_143_on_sigterm() {
     // The kernel drops a PID 1's own raise of SIGTERM: servers that ended
     // with emulate_default_handler fell through to abort(), dropped too,
