@@ -455,7 +455,8 @@ impl Backoff {
     }
 
     fn failed(&mut self, err: &io::Error) {
-        // A client that gave up before we accepted it: no reason to wait.
+        // A client that gave up before we accepted it, as the BSDs say (on
+        // Linux, its first call fails instead): no reason to wait.
         if err.kind() == ErrorKind::ConnectionAborted {
             return;
         }

@@ -401,6 +401,16 @@ impl Conn {
             State::Draining => scratch.len(),
             _ => self.room().min(scratch.len()),
         };
+        if most == 0 {
+            // No room, and POLLERR or POLLHUP came anyway: a read of zero
+            // bytes would return 0, which looks like the client's FIN
+            // (Chapter 13's trap). The error is the socket's SO_ERROR.
+            match self.sock.take_error() {
+                Ok(None) => {}
+                Ok(Some(err)) | Err(err) => self.close(Some(err)),
+            }
+            return;
+        }
         match self.sock.read(&mut scratch[..most]) {
             Ok(0) => self.end_of_requests(timeout, now),
             // Thrown away.

@@ -124,17 +124,17 @@ fn finish_connect(sock: &OwnedFd, millis: u16) -> Result<(), Box<dyn Error>> {
 
 // ANCHOR: eintr
 /// A blocking `connect`, to a listener whose queue is full, interrupted
-/// after 200 ms by SIGALRM, whose handler was installed without
-/// SA_RESTART: EINTR. The handshake goes on regardless, and completes
-/// when our kernel sends its SYN again, a second after the first, once
-/// the queue has room. Calling `connect` again would wait for that same
+/// by SIGALRM (every 200 ms until it returns), whose handler was
+/// installed without SA_RESTART: EINTR. The handshake goes on regardless,
+/// and completes when our kernel sends its SYN again, a second after the
+/// first, once the queue has room. Calling `connect` again would wait for that same
 /// handshake on Linux; `poll` and SO_ERROR say when and how it ended, as
 /// for a nonblocking `connect`.
 fn interrupted(
     full: &TcpListener,
     queued: TcpStream,
 ) -> Result<(), Box<dyn Error>> {
-    println!("4. A blocking connect, and a signal after 200 ms");
+    println!("4. A blocking connect, and a signal every 200 ms");
     let action = SigAction::new(
         SigHandler::Handler(on_alarm),
         SaFlags::empty(),
@@ -148,15 +148,22 @@ fn interrupted(
         return Err("an IPv4 address, please".into());
     };
     let addr = SockaddrIn::from(addr);
-    // A timer that sends SIGALRM once, in 200 ms.
+    // A timer that sends SIGALRM every 200 ms, not once: a single alarm
+    // that came before `connect` began to wait (a busy machine may hold
+    // us up that long) would be handled and gone, and `connect` would
+    // then wait for minutes.
     let alarm = SigEvent::new(SigevNotify::SigevSignal {
         signal: Signal::SIGALRM,
         si_value: 0,
     });
     let mut timer = Timer::new(ClockId::CLOCK_MONOTONIC, alarm)?;
-    let in_200_ms = TimeSpec::from_duration(Duration::from_millis(200));
-    timer.set(Expiration::OneShot(in_200_ms), TimerSetTimeFlags::empty())?;
+    let every_200_ms = TimeSpec::from_duration(Duration::from_millis(200));
+    timer.set(
+        Expiration::Interval(every_200_ms),
+        TimerSetTimeFlags::empty(),
+    )?;
     let first = connect(sock.as_raw_fd(), &addr);
+    drop(timer); // No more alarms.
     println!("   connect: {}", outcome(first));
     // The handshake goes on: make room in the queue, by accepting the
     // connection that filled it, and wait for the end of it as for a

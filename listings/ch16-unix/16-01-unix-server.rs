@@ -18,7 +18,7 @@ use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::{
-    DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt,
+    FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt,
 };
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -32,6 +32,7 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{SigHandler, SigSet, Signal, raise};
 use nix::sys::socket::{getsockopt, sockopt};
+use nix::unistd::mkdtemp;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -66,6 +67,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     let config = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let fds = raise_fd_limit()?;
     let max_conns = config.max_conns.unwrap_or(default_max_conns(fds));
+    // The handlers go in before `bind`: a signal that comes between
+    // `bind` and the thread that removes the file waits for that thread,
+    // instead of killing us with the file left behind.
+    let signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let (listener, place) = match config.address.as_deref() {
         Some(name) if name.starts_with('@') => {
             (bind_abstract(&name[1..])?, Place::Abstract)
@@ -81,12 +86,10 @@ fn run() -> Result<(), Box<dyn Error>> {
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
     };
-    let served = remove_on_signals(Arc::clone(&place))
+    remove_on_signals(signals, Arc::clone(&place));
+    let served = writeln!(io::stdout(), "Server listening on {shown}")
         .map_err(Box::from)
-        .and_then(|()| {
-            writeln!(io::stdout(), "Server listening on {shown}")?;
-            serve(&listener, &config, max_conns)
-        });
+        .and_then(|()| serve(&listener, &config, max_conns));
     // Whatever happened after `bind`, even a closed stdout, the file goes.
     place.remove();
     served
@@ -113,6 +116,16 @@ enum Place {
 /// Binds `path`, removing a stale socket file first, but only while
 /// holding a lock that says no other server is using the path.
 fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
+    // A path that can name no socket makes no lock file beside it: not
+    // empty, not a directory's, and short enough for `bind` (107 bytes,
+    // which `from_pathname` checks).
+    let bytes = path.as_os_str().as_encoded_bytes();
+    if path.file_name().is_none() || bytes.ends_with(b"/") {
+        let path = path.display();
+        return Err(format!("'{path}' names no socket file").into());
+    }
+    SocketAddr::from_pathname(path)
+        .map_err(|err| format!("cannot listen on {}: {err}", path.display()))?;
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
     let lock_path = PathBuf::from(lock_path);
@@ -197,29 +210,16 @@ fn bind_private() -> Result<(UnixListener, Place), Box<dyn Error>> {
     ))
 }
 
-/// Makes a new directory, mode 0700, in the system's temporary directory.
-/// `create` fails if the name exists: we never use a directory that
-/// someone else made.
+/// Makes a new directory, mode 0700, in the system's temporary directory,
+/// with `mkdtemp`: it puts six random characters in place of the Xs, and
+/// never uses a name that exists, so nobody can guess the name, nor make
+/// the directory first.
 fn private_dir() -> Result<PathBuf, Box<dyn Error>> {
     let base = std::env::temp_dir();
-    let mut builder = fs::DirBuilder::new();
-    builder.mode(0o700);
-    for attempt in 0..100 {
-        let name = format!("unix-server-{}-{attempt}", process::id());
-        let dir = base.join(name);
-        match builder.create(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(err) if err.kind() == ErrorKind::AlreadyExists => {}
-            Err(err) => {
-                let base = base.display();
-                return Err(format!(
-                    "cannot make a directory in {base}: {err}"
-                )
-                .into());
-            }
-        }
-    }
-    Err("no free name for a private directory".into())
+    mkdtemp(&base.join("unix-server.XXXXXX")).map_err(|err| {
+        let base = base.display();
+        format!("cannot make a directory in {base}: {err}").into()
+    })
 }
 // ANCHOR_END: private
 
@@ -259,17 +259,16 @@ impl Place {
     }
 }
 
-/// On SIGINT, SIGTERM or SIGHUP: remove the file, then die of the signal
-/// as if we had not caught it, so that whoever started us sees why.
-fn remove_on_signals(place: Arc<Place>) -> io::Result<()> {
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+/// On SIGINT, SIGTERM or SIGHUP (`signals`, which `run` registered before
+/// `bind`): remove the file, then die of the signal as if we had not
+/// caught it, so that whoever started us sees why.
+fn remove_on_signals(mut signals: Signals, place: Arc<Place>) {
     thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
             place.remove();
             die_of(signal);
         }
     });
-    Ok(())
 }
 
 /// Dies of `signal`, by its default action, from any thread. The init of

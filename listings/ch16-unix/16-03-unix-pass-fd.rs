@@ -141,10 +141,13 @@ fn serve(
 ) -> Result<(), Box<dyn Error>> {
     // Fail early, with the server's own error, if FILE cannot be read.
     File::open(file).map_err(|err| format!("{}: {err}", file.display()))?;
+    // Handlers before `bind`, as in Listing 16-1: a signal that comes in
+    // between must not leave the file behind.
+    let signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let listener = UnixListener::bind(path)
         .map_err(|err| format!("cannot listen on {}: {err}", path.display()))?;
     let socket_file = Arc::new(SocketFile(path.to_path_buf()));
-    remove_on_signals(Arc::clone(&socket_file))?;
+    remove_on_signals(signals, Arc::clone(&socket_file));
     let served = send_to_each(&listener, path, file, count);
     // std never removes a socket's file: we do, however we end.
     socket_file.remove();
@@ -237,16 +240,15 @@ impl SocketFile {
     }
 }
 
-/// On SIGINT, SIGTERM or SIGHUP: remove the file, then die of the signal.
-fn remove_on_signals(file: Arc<SocketFile>) -> io::Result<()> {
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+/// On SIGINT, SIGTERM or SIGHUP (`signals`, registered before `bind`):
+/// remove the file, then die of the signal.
+fn remove_on_signals(mut signals: Signals, file: Arc<SocketFile>) {
     thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
             file.remove();
             die_of(signal);
         }
     });
-    Ok(())
 }
 
 /// Dies of `signal`, by its default action, from any thread. The init of

@@ -1,6 +1,7 @@
 // ANCHOR: whole
 // Listing 17-2: a UDP server. Each datagram is a request, answered with
-// one datagram, `server got: [<request>]`, sent back to whoever sent it.
+// one datagram, `server got: [<request>]`, sent back to whoever sent it;
+// a request too large for that gets `error: ...` instead.
 // There are no connections: one socket serves every client, one datagram
 // at a time, and a client that goes away costs nothing.
 //
@@ -69,17 +70,19 @@ fn run() -> Result<(), Box<dyn Error>> {
         reply.push(b']');
         // The reply is 14 bytes longer than the request: near the largest
         // datagram it cannot be one, and `send_to` would fail with
-        // EMSGSIZE, leaving the client to wait for ever. Say so instead.
-        if reply.len() > MAX_REPLY {
+        // EMSGSIZE, leaving the client to wait for ever. Say so instead,
+        // in a reply that begins `error: `, the protocol's refusal.
+        let done = if reply.len() > MAX_REPLY {
             let most = MAX_REPLY - (reply.len() - n);
             reply =
                 format!("error: a request of {n} bytes; the most is {most}")
                     .into_bytes();
-        }
+            format!("refused a request of {n} bytes")
+        } else {
+            format!("answered [{}]", request.escape_ascii())
+        };
         match sock.send_to(&reply, peer) {
-            Ok(_) => {
-                writeln!(out, "{peer}: answered [{}]", request.escape_ascii())?
-            }
+            Ok(_) => writeln!(out, "{peer}: {done}")?,
             Err(err) => log(format_args!("{peer}: {err}")),
         }
     }

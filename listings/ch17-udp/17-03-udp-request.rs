@@ -91,9 +91,10 @@ fn ask(
     ))
 }
 
-/// Waits up to `wait` for the datagram `expected`. Anything else that
-/// arrives meanwhile, such as a late reply to an earlier request, is
-/// ignored, and does not extend the wait.
+/// Waits up to `wait` for the datagram `expected`, or for the server's
+/// `error: ` line, which ends the tries. Anything else that arrives
+/// meanwhile, such as a late reply to an earlier request, is ignored, and
+/// does not extend the wait.
 fn reply_within(
     sock: &UdpSocket,
     expected: &[u8],
@@ -109,6 +110,13 @@ fn reply_within(
         match sock.recv(&mut buf) {
             Ok(n) if buf[..n] == *expected => {
                 return Ok(Some(buf[..n].to_vec()));
+            }
+            // The server's refusal: sending the request again would only
+            // be refused again.
+            Ok(n) if buf[..n].starts_with(b"error: ") => {
+                let why =
+                    format!("the server said: {}", buf[..n].escape_ascii());
+                return Err(io::Error::new(ErrorKind::InvalidData, why));
             }
             Ok(n) => println!("ignored: {}", buf[..n].escape_ascii()),
             Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(None),

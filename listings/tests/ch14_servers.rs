@@ -75,6 +75,67 @@ fn naive_server_dies_when_it_runs_out_of_file_descriptors() {
 }
 
 #[test]
+fn a_connection_still_in_the_backlog_is_reset_when_the_server_dies() {
+    // Linux 6.18. A server that dies closes its listening socket, and a
+    // connection the kernel had completed but nobody had accepted goes
+    // with it: its client reads ECONNRESET, not the end of the stream.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut queued =
+        std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    queued
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    drop(listener);
+    let err = queued.read(&mut [0; 1]).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+}
+
+/// Whether /proc/net/tcp still lists the connection from local port
+/// `local` to remote port `remote` on 127.0.0.1.
+fn tcp_entry_exists(local: u16, remote: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let wanted = (
+        format!("0100007F:{local:04X}"),
+        format!("0100007F:{remote:04X}"),
+    );
+    table.lines().skip(1).any(|line| {
+        let mut fields = line.split_whitespace().skip(1);
+        (fields.next(), fields.next())
+            == (Some(wanted.0.as_str()), Some(wanted.1.as_str()))
+    })
+}
+
+#[test]
+fn linux_accepts_a_client_that_reset_in_the_queue_and_its_first_call_fails() {
+    // Linux 6.18: no ECONNABORTED, as the BSDs give, for a client that
+    // reset its connection while it waited in the queue. `accept` hands
+    // over the connection anyway; `peer_addr` then fails with ENOTCONN,
+    // and a read with ECONNRESET.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let client =
+        std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let client_port = client.local_addr().unwrap().port();
+    assert!(tcp_entry_exists(port, client_port), "queued, and listed");
+    socket2::SockRef::from(&client)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(client);
+    // The reset has reached the queued connection once the kernel's
+    // table of connections no longer has it.
+    wait_until("the reset to arrive", || {
+        !tcp_entry_exists(port, client_port)
+    });
+    let (mut conn, _) = listener.accept().expect("accepted anyway");
+    let err = conn.peer_addr().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(nix::libc::ENOTCONN), "{err}");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let err = conn.read(&mut [0; 1]).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+}
+
+#[test]
 fn naive_server_holds_a_line_without_newline_in_memory() {
     let (server, addr) = start_server(bin!("tcp-naive"), &["127.0.0.1:0"]);
     let before = status_kib(server.pid(), "VmRSS").unwrap();

@@ -161,6 +161,77 @@ fn poll_server_keeps_the_replies_of_clients_that_never_read_bounded() {
 }
 
 #[test]
+fn poll_server_takes_a_reset_for_a_reset_even_when_it_has_no_room_to_read() {
+    // Linux 6.18. A client fills the server's replies to MAX_OUTPUT, so
+    // that `room` is 0 and the server waits for POLLOUT alone, and then
+    // resets. `poll` reports POLLERR|POLLHUP; a read of zero bytes would
+    // return 0, the look of the client's half-close (Chapter 13's trap),
+    // and the server once made exactly that call (strace showed
+    // `recvfrom(4, "", 0, …) = 0`). It must take the error instead.
+    if !have("strace") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let trace = tmp.path().join("trace");
+    let trace = trace.to_str().unwrap();
+    let args = [
+        "-o",
+        trace,
+        "-e",
+        "trace=recvfrom",
+        bin!("poll-server"),
+        "127.0.0.1:0",
+        "--count",
+        "1",
+        "--timeout",
+        "60",
+    ];
+    let (server, addr) = start_server("strace", &args);
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let sock = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let mut sock: std::net::TcpStream = sock.into();
+    // Empty lines until nothing more goes in for half a second: the
+    // server has stopped reading.
+    let newlines = [b'\n'; 16 * 1024];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut quiet = 0;
+    while quiet < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "the server never stopped reading"
+        );
+        match sock.write(&newlines) {
+            Ok(_) => quiet = 0,
+            Err(err) if err.kind() == ErrorKind::WouldBlock => quiet += 1,
+            Err(err) => panic!("{err}"),
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    socket2::SockRef::from(&sock)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(sock);
+    let out = server.finish();
+    assert!(
+        out.stderr
+            .ends_with(": Connection reset by peer (os error 104)\n"),
+        "{}",
+        out.stderr
+    );
+    let trace = std::fs::read_to_string(trace).unwrap();
+    let empty = trace.lines().find(|line| line.contains(", \"\", 0, "));
+    assert_eq!(empty, None, "a read of zero bytes");
+}
+
+#[test]
 fn poll_server_serves_a_new_client_while_a_thousand_idle_ones_hold_every_place()
 {
     let (_server, idle) =
@@ -528,6 +599,37 @@ fn a_nonblocking_connect_says_einprogress_and_so_error_tells_the_end() {
         &[],
         &out.stdout,
     );
+}
+
+#[test]
+fn a_blocking_connect_is_interrupted_even_when_the_first_alarm_comes_early() {
+    // Linux 6.18. strace holds the listing for 300 ms as its timer is
+    // armed (the return of timer_settime is delayed), as a busy machine
+    // may: the first SIGALRM, due 200 ms in, is handled before `connect`
+    // begins to wait. A single alarm would leave that `connect` waiting
+    // for a handshake that cannot finish until it returns (the listing
+    // makes room in the queue only then): minutes of SYN retries. A timer
+    // that rings every 200 ms interrupts it all the same.
+    if !have("strace") {
+        return;
+    }
+    let args = [
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=timer_settime",
+        "-e",
+        "inject=timer_settime:delay_exit=300000",
+        bin!("poll-connect"),
+    ];
+    let out = run("strace", &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout[11], "   connect: EINTR (Interrupted system call)",
+        "{:?}",
+        out.stdout
+    );
+    assert!(out.stdout[12].ends_with("SO_ERROR: 0, connected"));
 }
 
 #[test]

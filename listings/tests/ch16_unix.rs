@@ -170,6 +170,50 @@ fn unix_server_removes_its_socket_when_interrupted_and_dies_of_the_signal() {
 }
 
 #[test]
+fn unix_servers_remove_their_socket_on_a_signal_that_comes_just_after_bind() {
+    // strace holds each server for a second as `bind` returns, and
+    // SIGTERM comes meanwhile. With its handlers installed only after
+    // `bind`, a server died of the signal's default action there, and
+    // left its socket file behind (which unix-pass-fd then refuses to
+    // start on). Installed before, they keep the signal until the thread
+    // that removes the file is running.
+    if !have("strace") {
+        return;
+    }
+    let dir = open_dir();
+    let (path, file) = (path_in(&dir, "server.sock"), secret(&dir));
+    for args in [
+        [bin!("unix-server"), &path].as_slice(),
+        &[bin!("unix-pass-fd"), "serve", &path, &file],
+    ] {
+        let mut strace = vec!["-o", "/dev/null", "-e", "trace=bind"];
+        strace.extend(["-e", "inject=bind:delay_exit=1000000"]);
+        strace.extend(args);
+        let server = Listing::start("strace", &strace);
+        wait_until("the socket file", || Path::new(&path).exists());
+        let tracer = server.pid();
+        let children = fs::read_to_string(format!(
+            "/proc/{tracer}/task/{tracer}/children"
+        ))
+        .unwrap();
+        let pid: i32 = children.trim().parse().expect("one child");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            Signal::SIGTERM,
+        )
+        .unwrap();
+        let out = server.finish();
+        assert!(
+            !Path::new(&path).exists(),
+            "{} left {path}: {:?} {}",
+            args[0],
+            out.status,
+            out.stderr
+        );
+    }
+}
+
+#[test]
 fn unix_servers_as_pid_1_remove_their_socket_and_exit_143_on_sigterm() {
     // The kernel drops a PID 1's own raise of SIGTERM: servers that ended
     // with emulate_default_handler fell through to abort(), dropped too,
@@ -319,6 +363,76 @@ fn unix_server_will_not_remove_a_file_that_is_not_a_socket() {
         &format!("{path} exists and is not a socket"),
     );
     assert_eq!(fs::read_to_string(&path).unwrap(), "keep me");
+}
+
+#[test]
+fn unix_server_makes_no_lock_file_for_a_path_that_names_no_socket() {
+    // An empty path, a directory's path and a path too long for sun_path
+    // can never be bound: the server says so in one line, and leaves
+    // nothing behind, not even a lock file (once `.lock` in the working
+    // directory, DIR/.lock, and PATH.lock).
+    let dir = tempfile::tempdir().unwrap();
+    let long = dir.path().join("x".repeat(120));
+    let long = long.to_str().unwrap();
+    let slash = format!("{}/", dir.path().display());
+    for (path, complaint) in [
+        ("", "unix-server: '' names no socket file"),
+        (
+            &slash,
+            &format!("unix-server: '{slash}' names no socket file"),
+        ),
+        (
+            long,
+            &format!(
+                "unix-server: cannot listen on {long}: \
+                 path must be shorter than SUN_LEN"
+            ),
+        ),
+    ] {
+        let mut command = std::process::Command::new(bin!("unix-server"));
+        command.arg(path).current_dir(dir.path());
+        let out =
+            Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+        assert_eq!(out.status.code(), Some(1), "{path}: {}", out.stderr);
+        assert_eq!(out.stderr, format!("{complaint}\n"));
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{path}: left {left:?}");
+    }
+}
+
+#[test]
+fn nobody_can_take_the_name_of_the_private_directory_first() {
+    // Linux 6.18. The server runs as PID 1 of a new PID namespace, so its
+    // pid is known before it starts, as another user might predict it.
+    // Directories planted under the names a pid-based scheme would try,
+    // unix-server-1-0 to unix-server-1-99, once kept it from starting
+    // ("no free name for a private directory"); mkdtemp's random names
+    // cannot be taken first.
+    if !have("unshare") {
+        return;
+    }
+    let probe = run("unshare", &["--map-root-user", "--pid", "--fork", "true"]);
+    if !probe.status.success() {
+        assert!(std::env::var_os("CI").is_none(), "{}", probe.stderr);
+        eprintln!("skipped: no PID namespace here: {}", probe.stderr);
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    for n in 0..100 {
+        fs::create_dir(tmp.path().join(format!("unix-server-1-{n}"))).unwrap();
+    }
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["--map-root-user", "--pid", "--fork", bin!("unix-server")])
+        .args(["--count", "0"])
+        .env("TMPDIR", tmp.path());
+    let out =
+        Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let shown = out.stdout[0].strip_prefix("Server listening on ").unwrap();
+    let dir = Path::new(shown).parent().unwrap();
+    assert_eq!(dir.parent(), Some(tmp.path()));
+    assert!(!dir.exists(), "{} is still there", dir.display());
 }
 
 /// Where the book's sessions put their files, as a reader types them. The

@@ -315,3 +315,31 @@ fn udp_echo_answers_even_the_largest_datagram() {
     );
     assert!(server.finish().status.success());
 }
+
+#[test]
+fn udp_client_stops_at_the_servers_error_and_the_server_logs_a_refusal() {
+    // A request whose reply cannot be a datagram: udp-echo answers with an
+    // error line instead, and the book's own client must take it as the
+    // answer, not ignore it and wait out every try (7.5 s by default).
+    let (server, addr) =
+        start_server(bin!("udp-echo"), &["127.0.0.1:0", "--count", "1"]);
+    let message = "x".repeat(65_492); // "1 " and this: 65,494 bytes
+    let args = [addr.as_str(), message.as_str(), "--timeout", "20000"];
+    let out = run(bin!("udp-request"), &args);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "udp-request: {addr}: request 1: the server said: \
+             error: a request of 65494 bytes; the most is 65493\n"
+        )
+    );
+    let log = server.finish();
+    assert!(log.status.success(), "{}", log.stderr);
+    assert!(
+        log.stdout[1].ends_with(": refused a request of 65494 bytes"),
+        "{:?}",
+        log.stdout
+    );
+}

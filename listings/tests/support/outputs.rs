@@ -103,7 +103,10 @@ pub(crate) static RULES: LazyLock<Vec<(Regex, &str)>> = LazyLock::new(|| {
         // Temporary directories made by the tests (tempfile's names),
         // and the private directory of unix-server (Listing 16-1).
         (r"\S*/\.tmp[0-9A-Za-z]{6}\b", "<tempdir>"),
-        (r"\S*/unix-server-\d+-\d+\b", "<tmp>/unix-server-<pid>-<n>"),
+        (
+            r"\S*/unix-server\.[0-9A-Za-z]{6}\b",
+            "<tmp>/unix-server.XXXXXX",
+        ),
         // Who connected to a Unix socket: the tests' user.
         (r"\(uid \d+\)", "(uid <uid>)"),
         // Calls counted by Listing 15-1
