@@ -7,7 +7,9 @@ directive left by a missing include and no ANCHOR marker in code; every
 run: the hidden-lines toggle shows the hidden lines; the search finds
 SIGALRM; the print page holds every chapter; the figures' text and lines,
 the captions, the console blocks and the links keep their contrast with
-the page in each of mdBook's five themes. Screenshots of every chapter,
+the page in each of mdBook's five themes; no figure has text outside
+its picture, text on top of other text, text cut by a box's edge, or an
+arrow that ends next to nothing. Screenshots of every chapter,
 light and dark, and of every figure in every theme, go to SHOTS_DIR for
 people to look at.
 
@@ -109,6 +111,61 @@ CONTRAST_JS = """
 }
 """
 
+
+# Measured in the SVG's own units, so the width of the page does not
+# matter. Text boxes are the font's whole line (ascent to descent): two
+# lines of a label touch by a pixel or two without their letters meeting,
+# so text overlaps only by more than that. An axis (`.faint`) may end in
+# open space; any other arrow must end within 10 units of a box, a text
+# or another line.
+FIGURE_LAYOUT_JS = """
+() => {
+  const problems = [];
+  const box = b => ({x0: b.x, y0: b.y, x1: b.x + b.width, y1: b.y + b.height});
+  for (const svg of document.querySelectorAll('main svg.figure')) {
+    const name = (svg.getAttribute('aria-labelledby') || '?').split(' ')[0];
+    const view = svg.viewBox.baseVal;
+    const texts = Array.from(svg.querySelectorAll('text')).map(t =>
+      Object.assign(box(t.getBBox()), {text: t.textContent.trim().slice(0, 40)}));
+    const rects = Array.from(svg.querySelectorAll('rect')).map(r => box(r.getBBox()));
+    const lines = Array.from(svg.querySelectorAll('line, path'))
+      .filter(l => !l.closest('marker'));
+    for (const t of texts) {
+      if (t.x0 < view.x - 0.5 || t.y0 < view.y - 0.5
+          || t.x1 > view.x + view.width + 0.5 || t.y1 > view.y + view.height + 0.5)
+        problems.push(`${name}: '${t.text}' leaves the picture`);
+      for (const r of rects) {
+        const meets = t.x0 < r.x1 && r.x0 < t.x1 && t.y0 < r.y1 && r.y0 < t.y1;
+        const inside = t.x0 >= r.x0 && t.x1 <= r.x1 && t.y0 >= r.y0 && t.y1 <= r.y1;
+        if (meets && !inside) problems.push(`${name}: '${t.text}' is cut by a box's edge`);
+      }
+    }
+    texts.forEach((a, i) => texts.slice(i + 1).forEach(b => {
+      const x = Math.min(a.x1, b.x1) - Math.max(a.x0, b.x0);
+      const y = Math.min(a.y1, b.y1) - Math.max(a.y0, b.y0);
+      if (x > 1 && y > 3) problems.push(`${name}: '${a.text}' overlaps '${b.text}'`);
+    }));
+    for (const l of lines) {
+      if (!l.getAttribute('marker-end') || l.classList.contains('faint')) continue;
+      const end = l.getPointAtLength(l.getTotalLength());
+      const near = r => end.x >= r.x0 - 10 && end.x <= r.x1 + 10
+                     && end.y >= r.y0 - 10 && end.y <= r.y1 + 10;
+      const onLine = o => {
+        for (let s = 0, n = o.getTotalLength(); s <= n; s += 1) {
+          const p = o.getPointAtLength(s);
+          if (Math.hypot(p.x - end.x, p.y - end.y) < 10) return true;
+        }
+        return false;
+      };
+      if (!rects.some(near) && !texts.some(near)
+          && !lines.some(o => o !== l && onLine(o)))
+        problems.push(`${name}: an arrow ends at (${Math.round(end.x)}, ` +
+                      `${Math.round(end.y)}), next to nothing`);
+    }
+  }
+  return problems;
+}
+"""
 
 def serve(directory, site_path):
     """Serves `directory` under `site_path` (`/NAME/`, as GitHub Pages
@@ -220,6 +277,8 @@ def main():
             ):
                 if svg["role"] != "img" or not svg["label"]:
                     problems.append(f"{name}: a figure without role=img and a label")
+            for p in page.evaluate(FIGURE_LAYOUT_JS):
+                problems.append(f"{name}: {p}")
 
         # A missing address, deep down, gets the 404 page, styles and all.
         errors.clear()

@@ -16,6 +16,8 @@ mod accessibility;
 mod asides;
 /// Every pipe a listing makes is close-on-exec, or says why not.
 mod descriptors;
+/// Figures quote the numbers of the outputs they draw.
+mod figures;
 /// The glossary: each term once, linked to where a chapter defines it.
 mod glossary;
 /// Includes and anchors, and directives left after preprocessing.

@@ -342,6 +342,7 @@ fn sig_daemon_gives_up_at_the_deadline_with_status_1() {
     daemon
         .listing
         .expect(r"Deadline passed with 1 connection\(s\) open; exiting");
+    let dir = daemon.config.parent().unwrap().to_path_buf();
     let out = daemon.listing.finish();
     assert_eq!(out.status.code(), Some(1));
     let took = sent.elapsed();
@@ -349,6 +350,8 @@ fn sig_daemon_gives_up_at_the_deadline_with_status_1() {
         took >= Duration::from_secs(1) && took < Duration::from_secs(10),
         "{took:?}"
     );
+    // Giving up is no reason to leave the private directory behind.
+    assert!(!dir.exists(), "{} is left behind", dir.display());
 }
 
 #[test]
