@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use nix::sys::signal::{SigHandler, Signal as NixSignal};
+use nix::sys::signal::{SigHandler, SigSet, Signal as NixSignal, raise};
 use nix::unistd::getpid;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::{flag, low_level};
@@ -151,12 +151,20 @@ async fn clean_up(takes: Duration, stuck: bool) {
 }
 
 /// Ends the process by `stop`, as its default action would have: the
-/// shell and the service manager see a death by that signal.
-fn die_of(stop: i32) -> Result<(), Box<dyn Error>> {
+/// shell and the service manager see a death by that signal. The init of
+/// a PID namespace (a container's PID 1) cannot die so: the kernel drops
+/// the signal it raises, as it dropped the first one. There it exits with
+/// 128 + n, the status a shell would report.
+fn die_of(stop: i32) -> ! {
     let name = low_level::signal_name(stop).unwrap_or("a signal");
     println!("Got {name} again: exiting now");
-    low_level::emulate_default_handler(stop)?;
-    Ok(())
+    if let Ok(signal) = NixSignal::try_from(stop) {
+        // SAFETY: the default action runs no code of ours.
+        let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+        let _ = SigSet::from(signal).thread_unblock();
+        let _ = raise(signal); // The end, unless we are an init.
+    }
+    process::exit(128 + stop)
 }
 // ANCHOR_END: die
 
