@@ -1017,6 +1017,40 @@ fn chapter_30_figures_hold_in_the_recorded_runs() {
     }
 }
 
+#[test]
+fn chapter_30_idle_memory_figures_hold_in_the_recorded_run() {
+    let chapter = chapter_30();
+    let path = format!(
+        "{}/ch30-async-sockets/runs/idle-memory.txt",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = fs::read_to_string(path).unwrap();
+    let run = regex::Regex::new(
+        r"(?m)^run \d+: ([\d.]+) MiB, then ([\d.]+) MiB: ([\d.]+) KiB per connection$",
+    )
+    .unwrap();
+    let runs: Vec<[f64; 3]> = run
+        .captures_iter(&text)
+        .map(|c| [1, 2, 3].map(|i| c[i].parse().unwrap()))
+        .collect();
+    assert_eq!(runs.len(), 5, "{text}");
+    let column = |i: usize| runs.iter().map(|r| r[i]).collect::<Vec<f64>>();
+    let median = regex::Regex::new(r"per connection: median ([\d.]+) KiB")
+        .unwrap()
+        .captures(&text)
+        .expect("a median")[1]
+        .to_string();
+    assert_says(
+        &chapter,
+        &format!(
+            "found {} MiB with no connection, {} MiB with a thousand, and {} KiB per connection (median {median})",
+            range(&column(0), 1),
+            range(&column(1), 1),
+            range(&column(2), 1),
+        ),
+    );
+}
+
 /// One set of `request-cost`: the load average at its start, and per
 /// server (user, system, total, lowest total, highest total), in µs.
 fn request_cost(file: &str) -> (f64, Vec<[f64; 5]>, String) {
