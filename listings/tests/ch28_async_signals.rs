@@ -304,6 +304,29 @@ fn signal_hooks_action_ends_it_even_while_the_task_is_blocked() {
 }
 
 #[test]
+fn signal_hooks_action_as_pid_1_exits_143_even_while_the_task_is_blocked() {
+    // signal-hook's register_conditional_default calls
+    // emulate_default_handler, whose raise the kernel drops for a PID 1:
+    // it went on to abort() and the process died of SIGSEGV (status 139).
+    let args = ["--stuck", "--hook", "--cleanup-secs", "20"];
+    let ready = "Waiting for signals as pid 1: HUP reloads, TERM or INT stops";
+    let Some((mut init, pid)) =
+        crate::support::as_pid_1(bin!("async-signals"), &args, ready)
+    else {
+        return;
+    };
+    kill(pid, Signal::SIGTERM).unwrap();
+    init.expect(
+        "Got SIGTERM: cleaning up for 20 s; a second signal stops me now",
+    );
+    let second = Instant::now();
+    kill(pid, Signal::SIGTERM).unwrap();
+    let out = init.finish();
+    assert_eq!(out.status.code(), Some(143), "{:?}", out.status);
+    assert!(second.elapsed() < Duration::from_secs(20), "not stuck");
+}
+
+#[test]
 fn async_signal_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(
         bin!("async-ctrl-c"),
