@@ -111,6 +111,49 @@ const FAMILIES: &[Family] = &[
             ),
         ],
     },
+    Family {
+        files: &[
+            "ch16-unix/16-01-unix-server.rs",
+            "ch30-async-sockets/30-01-async-server.rs",
+        ],
+        different: &[
+            (
+                "const USAGE",
+                "30-1 serves TCP or a Unix socket, lines or frames",
+            ),
+            (
+                "struct Config",
+                "30-1 serves TCP or a Unix socket, lines or frames",
+            ),
+            (
+                "enum Place",
+                "30-1 serves TCP or a Unix socket, lines or frames",
+            ),
+            (
+                "fn parse_args",
+                "30-1 serves TCP or a Unix socket, lines or frames",
+            ),
+            ("fn main", "threads, or tokio"),
+            ("fn run", "threads, or tokio"),
+            ("fn serve", "threads, or tokio"),
+            ("fn close_gently", "a blocking socket, or tokio's"),
+            ("fn refuse", "a blocking socket, or tokio's"),
+            ("impl Backoff", "thread::sleep, or tokio's sleep"),
+            ("struct Slot", "30-1 evicts through a cancellation token"),
+            ("impl Slot", "30-1 evicts through a cancellation token"),
+            (
+                "impl Drop for Slot",
+                "30-1 evicts through a cancellation token",
+            ),
+            (
+                "const SPARE_FDS",
+                "tokio holds descriptors of its own: epoll, an eventfd, the \
+                 signal socket pair",
+            ),
+            ("enum Line", "30-1's log is written by a thread of its own"),
+            ("fn log", "30-1's log is written by a thread of its own"),
+        ],
+    },
 ];
 
 /// What differs between siblings by design, everywhere at once: the
@@ -132,6 +175,11 @@ const RENAMED: &[(&str, &[(&str, &str)])] = &[
     (
         "ch29-async-shutdown/29-01-async-daemon.rs",
         &[("async-daemon", "sig-daemon")],
+    ),
+    (
+        "ch30-async-sockets/30-01-async-server.rs",
+        // tokio's `Signal` takes the plain name there.
+        &[("NixSignal", "Signal")],
     ),
 ];
 

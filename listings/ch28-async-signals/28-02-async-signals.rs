@@ -9,16 +9,17 @@
 //   and loses a signal that comes while a reload runs;
 // - `--stuck` cleans up with a call that blocks the thread, and then the
 //   second signal cannot be heard;
-// - `--hook` adds signal-hook's action that ends the process from inside
-//   the handler on a second signal, which works even then.
+// - `--hook` adds an action to signal-hook's handler that ends the
+//   process from inside the handler on a second signal, which works even
+//   then.
 
 use std::error::Error;
 use std::process::{self, ExitCode};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use nix::sys::signal::{SigHandler, Signal as NixSignal};
+use nix::sys::signal::{SigHandler, SigSet, Signal as NixSignal, raise};
 use nix::unistd::getpid;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::{flag, low_level};
@@ -74,10 +75,17 @@ async fn run() -> Result<(), Box<dyn Error>> {
     if args.hook {
         // Both run inside signal-hook's handler, in this order: on the
         // second signal the flag is already set, and the first action
-        // restores the default and raises the signal again.
+        // ends the process there and then.
         let stopping = Arc::new(AtomicBool::new(false));
         for stop in [SIGTERM, SIGINT] {
-            flag::register_conditional_default(stop, Arc::clone(&stopping))?;
+            let again = Arc::clone(&stopping);
+            let die = move || {
+                if again.load(Ordering::SeqCst) {
+                    die_in_handler(stop);
+                }
+            };
+            // SAFETY: `die` makes async-signal-safe calls only.
+            unsafe { low_level::register(stop, die) }?;
             flag::register(stop, Arc::clone(&stopping))?;
         }
     }
@@ -103,6 +111,23 @@ async fn run() -> Result<(), Box<dyn Error>> {
         _ = signals.term.recv() => die_of(SIGTERM),
         _ = signals.int.recv() => die_of(SIGINT),
     }
+}
+
+/// What signal-hook's `flag::register_conditional_default` does once its
+/// flag is set, with async-signal-safe calls only, for it runs inside the
+/// handler: the default action back, the signal unblocked and raised. As
+/// a container's PID 1, where the kernel drops that raise, it exits with
+/// 128 + n; `register_conditional_default` would go on to `abort()`, and
+/// the process would die of SIGSEGV.
+fn die_in_handler(stop: i32) -> ! {
+    if let Ok(signal) = NixSignal::try_from(stop) {
+        // SAFETY: the default action runs no code of ours.
+        let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+        let _ = SigSet::from(signal).thread_unblock();
+        let _ = raise(signal); // The end, unless we are an init.
+    }
+    // SAFETY: `_exit` ends the process at once, and is async-signal-safe.
+    unsafe { nix::libc::_exit(128 + stop) }
 }
 // ANCHOR_END: run
 
@@ -151,12 +176,20 @@ async fn clean_up(takes: Duration, stuck: bool) {
 }
 
 /// Ends the process by `stop`, as its default action would have: the
-/// shell and the service manager see a death by that signal.
-fn die_of(stop: i32) -> Result<(), Box<dyn Error>> {
+/// shell and the service manager see a death by that signal. The init of
+/// a PID namespace (a container's PID 1) cannot die so: the kernel drops
+/// the signal it raises, as it dropped the first one. There it exits with
+/// 128 + n, the status a shell would report.
+fn die_of(stop: i32) -> ! {
     let name = low_level::signal_name(stop).unwrap_or("a signal");
     println!("Got {name} again: exiting now");
-    low_level::emulate_default_handler(stop)?;
-    Ok(())
+    if let Ok(signal) = NixSignal::try_from(stop) {
+        // SAFETY: the default action runs no code of ours.
+        let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+        let _ = SigSet::from(signal).thread_unblock();
+        let _ = raise(signal); // The end, unless we are an init.
+    }
+    process::exit(128 + stop)
 }
 // ANCHOR_END: die
 

@@ -32,8 +32,8 @@ use std::time::Duration;
 use futures_util::{SinkExt, Stream, StreamExt};
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use nix::sys::signal::{SigHandler, SigSet, Signal as NixSignal, raise};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use signal_hook::low_level;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -65,8 +65,8 @@ struct Config {
     frames: Frames,
     /// Stop after this many connections, if given.
     count: Option<usize>,
-    /// The most connections served at once; more are refused.
-    max_conns: usize,
+    /// The most connections served at once, if `--max-conns` says.
+    max_conns: Option<usize>,
     /// How long a client has to send a whole request, and to take a
     /// whole reply.
     timeout: Duration,
@@ -103,7 +103,8 @@ async fn main() -> ExitCode {
 // ANCHOR: run
 async fn run() -> Result<(), Box<dyn Error>> {
     let config = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    raise_fd_limit()?;
+    let fds = raise_fd_limit()?;
+    let max_conns = config.max_conns.unwrap_or(default_max_conns(fds));
     // Made before the server says it is ready, so that a signal is never
     // taken by its default action: the socket file must go with us.
     let mut signals = Signals::new()?;
@@ -126,7 +127,8 @@ async fn run() -> Result<(), Box<dyn Error>> {
         Ok(()) => {
             tokio::spawn(async move {
                 let stopped =
-                    accept_loop(&listener, &config, &mut signals).await;
+                    accept_loop(&listener, &config, max_conns, &mut signals)
+                        .await;
                 (listener, stopped)
             })
             .await?
@@ -144,7 +146,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         // and the log's thread is stopped where it is: flush it first.
         Stop::Signal(number) => {
             flush_log();
-            Ok(low_level::emulate_default_handler(number)?)
+            die_of(number)
         }
     }
 }
@@ -162,9 +164,10 @@ enum Stop {
 async fn accept_loop(
     listener: &Listener,
     config: &Config,
+    max_conns: usize,
     signals: &mut Signals,
 ) -> io::Result<Stop> {
-    let slots = Slots::new(config.max_conns, config.timeout);
+    let slots = Slots::new(max_conns, config.timeout);
     let tasks = TaskTracker::new();
     let mut backoff = Backoff::new();
     let mut served = 0;
@@ -695,14 +698,50 @@ impl Signals {
     }
 }
 
+/// Dies of `signal`, by its default action. The init of a PID namespace
+/// (a container's PID 1) cannot: the kernel drops every signal whose
+/// action for it is the default, even one it raises itself, where
+/// signal-hook's `emulate_default_handler` would go on to `abort` and end
+/// in a SIGSEGV (Chapter 12). There it exits with 128 + n, the status a
+/// shell would report.
+fn die_of(signal: i32) -> ! {
+    if let Ok(signal) = NixSignal::try_from(signal) {
+        // SAFETY: the default action runs no code of ours.
+        let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+        let _ = SigSet::from(signal).thread_unblock();
+        let _ = raise(signal); // The end, unless we are an init.
+    }
+    process::exit(128 + signal)
+}
+
 /// Raises this process's limit on open file descriptors (`ulimit -n`) to
-/// the most it may have (Listing 14-2).
-fn raise_fd_limit() -> nix::Result<()> {
+/// the most it may have, and returns it (Listing 14-2).
+fn raise_fd_limit() -> nix::Result<u64> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
     }
-    Ok(())
+    Ok(soft.max(hard))
+}
+
+/// The most connections served at once, unless `--max-conns` says.
+const MAX_CONNS: usize = 1000;
+
+/// Descriptors kept for all but connections: the standard three, tokio's
+/// own (two for `epoll`, an `eventfd`, three for the signal socket pair),
+/// the listening socket, the lock file, and a margin for the clients
+/// being refused or made room for.
+const SPARE_FDS: u64 = 24;
+
+/// The limit on connections when `--max-conns` is not given: MAX_CONNS,
+/// or fewer if the descriptors allow fewer. Below the descriptors, the
+/// slots run out first, and an idle connection makes room; above them,
+/// `accept` fails first, and idle clients lock out everyone.
+fn default_max_conns(fds: u64) -> usize {
+    let room = fds.saturating_sub(SPARE_FDS);
+    usize::try_from(room)
+        .unwrap_or(usize::MAX)
+        .clamp(1, MAX_CONNS)
 }
 
 /// A timed-out read or write in words.
@@ -847,7 +886,7 @@ fn parse_args() -> Result<Config, lexopt::Error> {
         place: Place::Tcp(DEFAULT_ADDR.into()),
         frames: Frames::Lines,
         count: None,
-        max_conns: 1000,
+        max_conns: None,
         timeout: Duration::from_secs(10),
         backlog: 1024,
     };
@@ -870,7 +909,8 @@ fn parse_args() -> Result<Config, lexopt::Error> {
             }
             Long("count") => config.count = Some(args.value()?.parse()?),
             Long("max-conns") => {
-                config.max_conns = at_least_one("--max-conns", args.value()?)?;
+                let max = at_least_one("--max-conns", args.value()?)?;
+                config.max_conns = Some(max);
             }
             Long("timeout") => {
                 let secs = at_least_one("--timeout", args.value()?)?;

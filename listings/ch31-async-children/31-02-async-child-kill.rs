@@ -28,7 +28,7 @@ use std::io::{self, Write};
 use std::process::{self, ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::{SigHandler, Signal, killpg};
+use nix::sys::signal::{SigHandler, SigSet, Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
@@ -110,12 +110,15 @@ async fn run() -> Result<(), Box<dyn Error>> {
     die_of(stop)
 }
 
-/// Ends the process by `stop`, as its default action would have.
-fn die_of(stop: Signal) -> Result<(), Box<dyn Error>> {
+/// Ends the process by `stop`, as its default action would have. The
+/// init of a PID namespace (a container's PID 1) cannot: the kernel drops
+/// the signal it raises. There it exits with 128 + n, as a shell reports.
+fn die_of(stop: Signal) -> ! {
     // SAFETY: the default action runs no code of ours.
-    unsafe { nix::sys::signal::signal(stop, SigHandler::SigDfl) }?;
-    nix::sys::signal::raise(stop)?;
-    Err(format!("still alive after {stop}").into())
+    let _ = unsafe { nix::sys::signal::signal(stop, SigHandler::SigDfl) };
+    let _ = SigSet::from(stop).thread_unblock();
+    let _ = nix::sys::signal::raise(stop); // The end, unless we are an init.
+    process::exit(128 + stop as i32)
 }
 // ANCHOR_END: run
 

@@ -254,7 +254,11 @@ async fn read_pipe(fix: Fix, takes: Duration) -> Outcome {
         }
         Fix::SpawnBlocking => {
             let mut pipe = File::from(read_end);
-            task::spawn_blocking(move || pipe.read(&mut buf)).await??
+            // A buffer of the closure's own: `move` would copy `buf` in,
+            // and the bytes would stay in the copy. Only the count comes
+            // back here; return the bytes too if you need them.
+            let read = move || pipe.read(&mut [0; 64]);
+            task::spawn_blocking(read).await??
         }
         Fix::BlockInPlace => {
             task::block_in_place(|| File::from(read_end).read(&mut buf))?

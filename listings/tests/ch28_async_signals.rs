@@ -146,6 +146,37 @@ fn async_signals_reloads_on_hup_and_dies_of_a_second_term() {
 }
 
 #[test]
+fn async_signals_as_pid_1_exits_143_on_a_second_term() {
+    // The kernel drops a PID 1's own raise of SIGTERM: `die_of` that ended
+    // with emulate_default_handler fell through to abort(), dropped too,
+    // and died of SIGSEGV (status 139).
+    let Some(mut init) = as_pid_1(bin!("async-signals")) else {
+        return;
+    };
+    init.expect("Waiting for signals as pid 1: HUP reloads, TERM or INT stops");
+    let mut inside = Vec::new();
+    wait_until("unshare to fork", || {
+        inside = children_of(init.pid());
+        !inside.is_empty()
+    });
+    let pid = inside[0];
+    kill(pid, Signal::SIGTERM).unwrap();
+    init.expect(
+        "Got SIGTERM: cleaning up for 3 s; a second signal stops me now",
+    );
+    kill(pid, Signal::SIGTERM).unwrap();
+    init.expect("Got SIGTERM again: exiting now");
+    let out = init.finish();
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{:?} {}",
+        out.status,
+        out.stderr
+    );
+}
+
+#[test]
 fn async_signals_exits_0_after_a_clean_up_that_nothing_interrupts() {
     let mut listing = start(
         bin!("async-signals"),
@@ -249,6 +280,29 @@ fn signal_hooks_action_ends_it_even_while_the_task_is_blocked() {
     );
     assert!(second.elapsed() < Duration::from_secs(20), "not stuck");
     assert!(!out.stdout.iter().any(|l| l == "Clean exit"));
+}
+
+#[test]
+fn signal_hooks_action_as_pid_1_exits_143_even_while_the_task_is_blocked() {
+    // signal-hook's register_conditional_default calls
+    // emulate_default_handler, whose raise the kernel drops for a PID 1:
+    // it went on to abort() and the process died of SIGSEGV (status 139).
+    let args = ["--stuck", "--hook", "--cleanup-secs", "20"];
+    let ready = "Waiting for signals as pid 1: HUP reloads, TERM or INT stops";
+    let Some((mut init, pid)) =
+        crate::support::as_pid_1(bin!("async-signals"), &args, ready)
+    else {
+        return;
+    };
+    kill(pid, Signal::SIGTERM).unwrap();
+    init.expect(
+        "Got SIGTERM: cleaning up for 20 s; a second signal stops me now",
+    );
+    let second = Instant::now();
+    kill(pid, Signal::SIGTERM).unwrap();
+    let out = init.finish();
+    assert_eq!(out.status.code(), Some(143), "{:?}", out.status);
+    assert!(second.elapsed() < Duration::from_secs(20), "not stuck");
 }
 
 #[test]

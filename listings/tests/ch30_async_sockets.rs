@@ -20,7 +20,7 @@ use crate::line_server::{
     start_server, typed,
 };
 use crate::support::{
-    Listing, assert_rejects, assert_session_matches_book,
+    Listing, as_pid_1, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, blessing, cargo_run, cpu_time,
     default_port, have, open_fds, run, shell, status_kib, threads_of,
     unless_blessing, wait_until,
@@ -92,6 +92,11 @@ fn async_server_drops_a_client_that_does_not_read_its_replies() {
 #[test]
 fn async_server_drops_a_client_that_trickles_its_request() {
     line_server::drops_a_client_that_trickles_its_request(SERVER);
+}
+
+#[test]
+fn async_server_keeps_its_default_limit_below_the_descriptors() {
+    line_server::served_past_idle_clients_with_few_descriptors(SERVER);
 }
 
 #[test]
@@ -489,6 +494,30 @@ fn async_server_removes_its_socket_file_then_dies_of_the_signal() {
         assert_eq!(out.status.signal(), Some(signal as i32), "{signal}");
         assert!(!path.exists(), "{signal}: the socket file is left");
     }
+}
+
+#[test]
+fn async_server_as_pid_1_removes_its_socket_file_and_exits_143_on_sigterm() {
+    // The kernel drops a PID 1's own raise of SIGTERM: a server that ended
+    // with emulate_default_handler fell through to abort(), dropped too,
+    // and died of SIGSEGV (status 139).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.sock");
+    let path = path.to_str().unwrap();
+    let ready = "Server listening on .+";
+    let Some((server, pid)) = as_pid_1(SERVER, &["--unix", path], ready) else {
+        return;
+    };
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    let out = server.finish();
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{:?}: {}",
+        out.status,
+        out.stderr
+    );
+    assert!(!Path::new(path).exists(), "the socket file is left");
 }
 
 #[test]
@@ -986,6 +1015,40 @@ fn chapter_30_figures_hold_in_the_recorded_runs() {
             assert_eq!(run.rows[s][2][4], "0", "wrong replies");
         }
     }
+}
+
+#[test]
+fn chapter_30_idle_memory_figures_hold_in_the_recorded_run() {
+    let chapter = chapter_30();
+    let path = format!(
+        "{}/ch30-async-sockets/runs/idle-memory.txt",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = fs::read_to_string(path).unwrap();
+    let run = regex::Regex::new(
+        r"(?m)^run \d+: ([\d.]+) MiB, then ([\d.]+) MiB: ([\d.]+) KiB per connection$",
+    )
+    .unwrap();
+    let runs: Vec<[f64; 3]> = run
+        .captures_iter(&text)
+        .map(|c| [1, 2, 3].map(|i| c[i].parse().unwrap()))
+        .collect();
+    assert_eq!(runs.len(), 5, "{text}");
+    let column = |i: usize| runs.iter().map(|r| r[i]).collect::<Vec<f64>>();
+    let median = regex::Regex::new(r"per connection: median ([\d.]+) KiB")
+        .unwrap()
+        .captures(&text)
+        .expect("a median")[1]
+        .to_string();
+    assert_says(
+        &chapter,
+        &format!(
+            "found {} MiB with no connection, {} MiB with a thousand, and {} KiB per connection (median {median})",
+            range(&column(0), 1),
+            range(&column(1), 1),
+            range(&column(2), 1),
+        ),
+    );
 }
 
 /// One set of `request-cost`: the load average at its start, and per

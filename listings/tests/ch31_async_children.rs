@@ -10,7 +10,7 @@ use nix::unistd::Pid;
 use regex::Regex;
 
 use crate::support::{
-    KillGroupOnDrop, Listing, assert_rejects,
+    KillGroupOnDrop, Listing, as_pid_1, assert_rejects,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
     group_is_gone, is_dead, run_clean, state_of, wait_until,
 };
@@ -151,6 +151,28 @@ fn async_child_kill_ends_the_group_when_it_is_stopped_itself() {
         let out = listing.finish();
         assert_eq!(out.status.signal(), Some(stop as i32), "{stop}");
     }
+}
+
+#[test]
+fn async_child_kill_as_pid_1_exits_143_on_sigterm() {
+    // The kernel drops a PID 1's own raise of SIGTERM: `die_of` then
+    // returned an error, and the program exited 1, a failure.
+    let ready = r"sh \(pid 2\) runs in a process group of its own; it started sleep \(pid 3\)";
+    let args = ["timeout", "--wait", "30"];
+    let Some((listing, pid)) = as_pid_1(bin!("async-child-kill"), &args, ready)
+    else {
+        return;
+    };
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    let out = listing.finish();
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{:?}: {}",
+        out.status,
+        out.stderr
+    );
+    assert_eq!(out.stderr, "");
 }
 
 #[test]
