@@ -150,16 +150,13 @@ fn async_signals_as_pid_1_exits_143_on_a_second_term() {
     // The kernel drops a PID 1's own raise of SIGTERM: `die_of` that ended
     // with emulate_default_handler fell through to abort(), dropped too,
     // and died of SIGSEGV (status 139).
-    let Some(mut init) = as_pid_1(bin!("async-signals")) else {
+    let Some((mut init, pid)) = as_pid_1(
+        bin!("async-signals"),
+        &[],
+        "Waiting for signals as pid 1: HUP reloads, TERM or INT stops",
+    ) else {
         return;
     };
-    init.expect("Waiting for signals as pid 1: HUP reloads, TERM or INT stops");
-    let mut inside = Vec::new();
-    wait_until("unshare to fork", || {
-        inside = children_of(init.pid());
-        !inside.is_empty()
-    });
-    let pid = inside[0];
     kill(pid, Signal::SIGTERM).unwrap();
     init.expect(
         "Got SIGTERM: cleaning up for 3 s; a second signal stops me now",
@@ -289,8 +286,7 @@ fn signal_hooks_action_as_pid_1_exits_143_even_while_the_task_is_blocked() {
     // it went on to abort() and the process died of SIGSEGV (status 139).
     let args = ["--stuck", "--hook", "--cleanup-secs", "20"];
     let ready = "Waiting for signals as pid 1: HUP reloads, TERM or INT stops";
-    let Some((mut init, pid)) =
-        crate::support::as_pid_1(bin!("async-signals"), &args, ready)
+    let Some((mut init, pid)) = as_pid_1(bin!("async-signals"), &args, ready)
     else {
         return;
     };
