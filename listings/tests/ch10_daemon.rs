@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::support::{
-    Finished, Listing, PATIENCE, Trace, as_pid_1, assert_rejects,
-    assert_session_matches_book, blessing, can_trace, cargo_run, cpu_time,
-    default_port, have, open_fds, shell, state_of, unless_blessing, wait_until,
+    Listing, PATIENCE, Trace, as_pid_1, assert_died_of, assert_exited_with,
+    assert_rejects, assert_session_matches_book, blessing, can_trace,
+    cargo_run, cpu_time, default_port, have, open_fds, shell, state_of,
+    unless_blessing, wait_until,
 };
 
 /// A started daemon: its address, its configuration file.
@@ -117,18 +118,6 @@ impl Client {
             _ => Some(line),
         }
     }
-}
-
-/// Asserts that the daemon died of `signal`, as a drained daemon does.
-#[track_caller]
-fn assert_died_of(out: &Finished, signal: Signal) {
-    assert_eq!(
-        out.status.signal(),
-        Some(signal as i32),
-        "{:?}: {}",
-        out.status,
-        out.stderr
-    );
 }
 
 /// Whether `pid` sleeps in a kernel function whose name contains `name`.
@@ -1375,13 +1364,7 @@ fn sig_daemon_as_pid_1_exits_143_after_a_clean_drain() {
     daemon.expect("All connections closed; dying of SIGTERM");
     // unshare exits with its child's status.
     let out = daemon.finish();
-    assert_eq!(
-        out.status.code(),
-        Some(143),
-        "{:?}: {}",
-        out.status,
-        out.stderr
-    );
+    assert_exited_with(&out, 143);
 }
 
 #[test]
@@ -1396,13 +1379,7 @@ fn sig_notify_as_pid_1_exits_143_on_sigterm() {
     nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
     notify.expect("Got SIGTERM: stopping");
     let out = notify.finish();
-    assert_eq!(
-        out.status.code(),
-        Some(143),
-        "{:?}: {}",
-        out.status,
-        out.stderr
-    );
+    assert_exited_with(&out, 143);
 }
 
 #[test]

@@ -17,9 +17,10 @@ use nix::unistd::mkfifo;
 use tempfile::TempDir;
 
 use crate::support::{
-    Listing, assert_rejects, assert_session_matches_book_masking, bin_path,
-    cargo_run, children_of, finish_clean, group_is_gone, have, run_clean,
-    shell, state_of, wait_until, wchan_of,
+    Listing, assert_exited_with, assert_rejects,
+    assert_session_matches_book_masking, bin_path, cargo_run, children_of,
+    finish_clean, group_is_gone, have, run_clean, shell, state_of, wait_until,
+    wchan_of,
 };
 
 /// A `fifo-spam` reader that makes its private directory in `tmp`.
@@ -188,13 +189,7 @@ fn fifo_spam_reader_as_pid_1_removes_its_fifo_and_exits_143_on_sigterm() {
     };
     nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
     let out = finish_clean(reader);
-    assert_eq!(
-        out.status.code(),
-        Some(143),
-        "{:?}: {}",
-        out.status,
-        out.stderr
-    );
+    assert_exited_with(&out, 143);
     assert!(contents(tmp.path()).is_empty(), "left behind");
 }
 

@@ -17,10 +17,11 @@ use nix::unistd::Pid;
 use wait_timeout::ChildExt;
 
 use crate::support::{
-    KillGroupOnDrop, Listing, PATIENCE, as_pid_1, assert_rejects,
-    assert_session_matches_book, assert_session_matches_book_masking,
-    cargo_run, children_of, finish_clean, group_is_gone, have, is_dead,
-    like_a_listing, pgid_of, run_clean, state_of, wait_until,
+    KillGroupOnDrop, Listing, PATIENCE, as_pid_1, assert_exited_with,
+    assert_rejects, assert_session_matches_book,
+    assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
+    group_is_gone, have, is_dead, like_a_listing, pgid_of, run_clean, state_of,
+    wait_until,
 };
 
 /// The stages of a running pipeline, once all `n` have started and
@@ -142,13 +143,7 @@ fn spawn_pipeline_as_pid_1_exits_143_when_stopped_by_sigterm() {
     };
     nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
     let out = finish_clean(pipeline);
-    assert_eq!(
-        out.status.code(),
-        Some(143),
-        "{:?}: {}",
-        out.status,
-        out.stderr
-    );
+    assert_exited_with(&out, 143);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
 use crate::support::{
-    Finished, KillGroupOnDrop, Listing, assert_rejects,
+    Finished, KillGroupOnDrop, Listing, assert_exited_with, assert_rejects,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
     group_is_gone, have, is_dead, kernel, pending_signals, pgid_of, ppid_of,
     run, shell, state_of, wait_until,
@@ -420,13 +420,7 @@ fn proc_orphans_as_pid_1_stops_its_children_and_exits_143_on_sigterm() {
     };
     kill(pid, Signal::SIGTERM).unwrap();
     let out = finish_clean(orphans);
-    assert_eq!(
-        out.status.code(),
-        Some(143),
-        "{:?}: {}",
-        out.status,
-        out.stderr
-    );
+    assert_exited_with(&out, 143);
     assert_eq!(out.stdout.len(), 3, "{:?}", out.stdout);
 }
 

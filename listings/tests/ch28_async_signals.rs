@@ -8,8 +8,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::support::{
-    Listing, as_pid_1, assert_rejects, assert_session_matches_book, cargo_run,
-    pending_signals, shell, state_of, wait_until,
+    Listing, as_pid_1, assert_exited_with, assert_rejects,
+    assert_session_matches_book, cargo_run, pending_signals, shell, state_of,
+    wait_until,
 };
 
 /// Starts `bin` and waits for its readiness line, which ends with its pid.
@@ -164,13 +165,7 @@ fn async_signals_as_pid_1_exits_143_on_a_second_term() {
     kill(pid, Signal::SIGTERM).unwrap();
     init.expect("Got SIGTERM again: exiting now");
     let out = init.finish();
-    assert_eq!(
-        out.status.code(),
-        Some(143),
-        "{:?} {}",
-        out.status,
-        out.stderr
-    );
+    assert_exited_with(&out, 143);
 }
 
 #[test]

@@ -18,9 +18,9 @@ use nix::sys::signal::Signal;
 
 use crate::ch30_async_sockets::unread_by_server;
 use crate::support::{
-    Finished, Listing, PATIENCE, as_pid_1, assert_rejects,
-    assert_session_matches_book, blessing, cargo_run, default_port, have,
-    open_fds, shell, unless_blessing, wait_until,
+    Finished, Listing, PATIENCE, as_pid_1, assert_died_of, assert_exited_with,
+    assert_rejects, assert_session_matches_book, blessing, cargo_run,
+    default_port, have, open_fds, shell, unless_blessing, wait_until,
 };
 
 /// A started daemon: its address, its configuration file.
@@ -80,19 +80,6 @@ fn start_exactly(bin: &str, args: &[&str]) -> Daemon {
         config: PathBuf::from(&ready[3]),
         tmp,
     }
-}
-
-/// Checks that the daemon died of `signal`, as it must after a drain
-/// that one SIGTERM or SIGINT started and nothing cut short.
-fn assert_died_of(out: &Finished, signal: Signal) {
-    assert_eq!(
-        out.status.signal(),
-        Some(signal as i32),
-        "{:?}; stdout {:#?}; stderr {}",
-        out.status,
-        out.stdout,
-        out.stderr
-    );
 }
 
 /// Replaces the configuration and has the daemon reload it.
@@ -334,13 +321,7 @@ fn async_daemon_as_pid_1_exits_143_after_a_clean_drain() {
     daemon.expect("All connections closed; exiting");
     // unshare exits with its child's status.
     let out = daemon.finish();
-    assert_eq!(
-        out.status.code(),
-        Some(143),
-        "{:?}: {}",
-        out.status,
-        out.stderr
-    );
+    assert_exited_with(&out, 143);
 }
 
 #[test]

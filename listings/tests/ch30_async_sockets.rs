@@ -20,10 +20,10 @@ use crate::line_server::{
     start_server, typed,
 };
 use crate::support::{
-    Listing, as_pid_1, assert_rejects, assert_session_matches_book,
-    assert_session_matches_book_masking, blessing, cargo_run, cpu_time,
-    default_port, have, open_fds, run, shell, status_kib, threads_of,
-    unless_blessing, wait_until,
+    Listing, as_pid_1, assert_exited_with, assert_rejects,
+    assert_session_matches_book, assert_session_matches_book_masking, blessing,
+    cargo_run, cpu_time, default_port, have, open_fds, run, shell, status_kib,
+    threads_of, unless_blessing, wait_until,
 };
 
 const SERVER: &str = bin!("async-server");
@@ -510,13 +510,7 @@ fn async_server_as_pid_1_removes_its_socket_file_and_exits_143_on_sigterm() {
     };
     nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
     let out = server.finish();
-    assert_eq!(
-        out.status.code(),
-        Some(143),
-        "{:?}: {}",
-        out.status,
-        out.stderr
-    );
+    assert_exited_with(&out, 143);
     assert!(!Path::new(path).exists(), "the socket file is left");
 }
 

@@ -10,7 +10,7 @@ use nix::unistd::Pid;
 use regex::Regex;
 
 use crate::support::{
-    KillGroupOnDrop, Listing, as_pid_1, assert_rejects,
+    KillGroupOnDrop, Listing, as_pid_1, assert_exited_with, assert_rejects,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
     group_is_gone, is_dead, run_clean, state_of, wait_until,
 };
@@ -165,13 +165,7 @@ fn async_child_kill_as_pid_1_exits_143_on_sigterm() {
     };
     nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
     let out = listing.finish();
-    assert_eq!(
-        out.status.code(),
-        Some(143),
-        "{:?}: {}",
-        out.status,
-        out.stderr
-    );
+    assert_exited_with(&out, 143);
     assert_eq!(out.stderr, "");
 }
 

@@ -39,6 +39,34 @@ pub struct Finished {
     pub stderr: String,
 }
 
+/// Fails the test, showing the status and stderr, unless `out` ended by
+/// `signal`.
+#[track_caller]
+pub fn assert_died_of(out: &Finished, signal: Signal) {
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(signal as i32),
+        "{:?}: {}",
+        out.status,
+        out.stderr
+    );
+}
+
+/// Fails the test, showing the status and stderr, unless `out` exited
+/// with `code`: 143 (128 + SIGTERM) is how a PID 1, which cannot die of a
+/// signal it raises itself, reports that SIGTERM ended it.
+#[track_caller]
+pub fn assert_exited_with(out: &Finished, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{:?}: {}",
+        out.status,
+        out.stderr
+    );
+}
+
 impl Listing {
     /// Starts `bin` with `args` in a new process group, stdin closed.
     pub fn start(bin: &str, args: &[&str]) -> Listing {
