@@ -4,7 +4,7 @@
 //! `systemd-socket-activate` handing it its listening socket.
 
 use std::fs;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -15,35 +15,16 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use crate::daemon::{
+    self, Client, Daemon, logged_request, private_tmp, reconfigure,
+    start_command,
+};
 use crate::support::{
     Listing, PATIENCE, Trace, as_pid_1, assert_died_of, assert_exited_with,
     assert_rejects, assert_session_matches_book, blessing, can_trace,
     cargo_run, cpu_time, default_port, have, open_fds, shell, state_of,
     unless_blessing, wait_until,
 };
-
-/// A started daemon: its address, its configuration file.
-struct Daemon {
-    listing: Listing,
-    addr: SocketAddr,
-    config: PathBuf,
-    /// The daemon's TMPDIR, where it makes its private directory: a test
-    /// that ends with SIGKILL, which runs no `Drop`, leaves nothing in the
-    /// system's. `None` when blessing, so that the book shows /tmp.
-    _tmp: Option<tempfile::TempDir>,
-}
-
-/// A temporary directory for a daemon's TMPDIR, unless blessing.
-fn private_tmp(
-    command: &mut std::process::Command,
-) -> Option<tempfile::TempDir> {
-    if blessing() {
-        return None;
-    }
-    let tmp = tempfile::tempdir().expect("a temporary directory");
-    command.env("TMPDIR", tmp.path());
-    Some(tmp)
-}
 
 fn start(args: &[&str]) -> Daemon {
     let mut all = vec!["127.0.0.1:0"];
@@ -53,9 +34,7 @@ fn start(args: &[&str]) -> Daemon {
 
 /// Starts the daemon with exactly `args`.
 fn start_exactly(args: &[&str]) -> Daemon {
-    let mut command = std::process::Command::new(bin!("sig-daemon"));
-    command.args(args);
-    start_command(command)
+    daemon::start_exactly(bin!("sig-daemon"), args)
 }
 
 /// A command that runs `bin` with SIGINT ignored, as a shell starts a
@@ -65,59 +44,6 @@ fn ignoring_sigint(bin: &str) -> std::process::Command {
     let mut command = std::process::Command::new("env");
     command.args(["--ignore-signal=INT", bin]);
     command
-}
-
-/// Starts the daemon that `command` runs.
-fn start_command(mut command: std::process::Command) -> Daemon {
-    let tmp = private_tmp(&mut command);
-    let mut listing =
-        Listing::spawn(&mut command, std::process::Stdio::piped());
-    let ready =
-        listing.expect(r"Listening on (\S+) as pid (\d+); config (\S+)");
-    assert_eq!(ready[2], listing.pid().to_string());
-    Daemon {
-        listing,
-        addr: ready[1].parse().expect("an address"),
-        config: PathBuf::from(&ready[3]),
-        _tmp: tmp,
-    }
-}
-
-/// Replaces the configuration and has the daemon reload it.
-fn reconfigure(daemon: &mut Daemon, text: &str) {
-    fs::write(&daemon.config, text).expect("write the configuration");
-    daemon.listing.signal(Signal::SIGHUP);
-    daemon.listing.expect("Reloaded .*");
-}
-
-/// A client connection with timeouts on every wait.
-struct Client {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr) -> Client {
-        let stream =
-            TcpStream::connect_timeout(&addr, PATIENCE).expect("connect");
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        stream.set_write_timeout(Some(PATIENCE)).unwrap();
-        let reader = BufReader::new(stream.try_clone().unwrap());
-        Client { stream, reader }
-    }
-
-    fn send(&mut self, line: &str) {
-        writeln!(self.stream, "{line}").expect("send a request");
-    }
-
-    /// The next line of reply, or `None` at the end of the stream.
-    fn reply(&mut self) -> Option<String> {
-        let mut line = String::new();
-        match self.reader.read_line(&mut line).expect("read a reply") {
-            0 => None,
-            _ => Some(line),
-        }
-    }
 }
 
 /// Whether `pid` sleeps in a kernel function whose name contains `name`.
@@ -136,14 +62,6 @@ fn until(listing: &mut Listing, pattern: &str) {
         }
     }
     panic!("no line matching /{pattern}/");
-}
-
-/// Waits for the daemon's log line saying a connection said `request`.
-fn logged_request(daemon: &mut Daemon, request: &str) {
-    daemon.listing.expect(r"127\.0\.0\.1:\d+: connected");
-    daemon
-        .listing
-        .expect(&format!(r#"127\.0\.0\.1:\d+: request "{request}""#));
 }
 
 #[test]
@@ -177,7 +95,7 @@ fn sig_daemon_reloads_on_sighup_without_dropping_a_connection() {
     daemon.listing.expect(r"Got SIGTERM: no new connections; draining 1 connection\(s\), at most 8 s");
     assert_eq!(client.reply(), None, "closed by the server");
     drop(client);
-    let out = daemon.listing.finish();
+    let out = daemon.finish();
     assert_died_of(&out, Signal::SIGTERM);
     assert!(!dir.exists(), "{} is left behind", dir.display());
 }
@@ -209,7 +127,7 @@ fn sig_daemon_drains_every_request_in_flight_and_refuses_new_clients() {
         assert_eq!(client.reply(), Some(format!("hello, client{i}\n")));
         assert_eq!(client.reply(), None, "then the end");
     }
-    let out = daemon.listing.finish();
+    let out = daemon.finish();
     assert_died_of(&out, Signal::SIGTERM);
     assert_eq!(
         out.stdout.last().unwrap(),
@@ -257,7 +175,7 @@ fn sig_daemon_stops_taking_requests_from_a_client_that_keeps_sending() {
     closed.store(true, Ordering::SeqCst);
     let sent = sender.join().unwrap();
     drop(client);
-    let out = daemon.listing.finish();
+    let out = daemon.finish();
     // Not the deadline's exit 1: the stop ended the connection.
     assert_died_of(&out, Signal::SIGTERM);
     assert!(sent_term.elapsed() < Duration::from_secs(5));
@@ -293,7 +211,7 @@ fn signal_after_requests(clients: usize, frozen: bool) -> Option<String> {
         }
     }
     drop(connected);
-    let out = daemon.listing.finish();
+    let out = daemon.finish();
     let died = out.status.signal() == Some(Signal::SIGTERM as i32);
     if lost.is_empty() && died {
         return None;
@@ -332,7 +250,7 @@ fn sig_daemon_gives_up_at_the_deadline_with_status_1() {
         .listing
         .expect(r"Deadline passed with 1 connection\(s\) open; exiting");
     let dir = daemon.config.parent().unwrap().to_path_buf();
-    let out = daemon.listing.finish();
+    let out = daemon.finish();
     assert_eq!(out.status.code(), Some(1));
     let took = sent.elapsed();
     assert!(
@@ -358,7 +276,7 @@ fn sig_daemon_dies_of_a_second_signal_and_removes_its_directory_first() {
         .listing
         .expect("Got SIGINT while draining: exiting now");
     let dir = daemon.config.parent().unwrap().to_path_buf();
-    let out = daemon.listing.finish();
+    let out = daemon.finish();
     assert_eq!(
         out.status.signal(),
         Some(Signal::SIGINT as i32),
@@ -395,7 +313,7 @@ fn sig_daemon_flag_only_does_not_wake_a_blocked_accept() {
         r"Got SIGTERM: no new connections; draining 1 connection\(s\), .*",
     );
     assert_eq!(client.reply(), None);
-    let out = daemon.listing.finish();
+    let out = daemon.finish();
     assert_died_of(&out, Signal::SIGTERM);
 }
 
@@ -433,7 +351,7 @@ fn sig_daemon_session_matches_the_book() {
     client(&mut daemon, "again", &mut terminal2);
     let term = format!("kill -TERM {pid}");
     terminal2.push((term.clone(), shell(&term)));
-    let out = daemon.listing.finish();
+    let out = daemon.finish();
     assert_died_of(&out, Signal::SIGTERM);
     assert_eq!(terminal2[0].1, ["hello, world"]);
     assert_eq!(terminal2[3].1, ["bonjour, again"]);
@@ -545,7 +463,7 @@ fn start_limited(fds: usize) -> Daemon {
         listing,
         addr: ready[1].parse().expect("an address"),
         config: PathBuf::from(&ready[3]),
-        _tmp: tmp,
+        tmp,
     }
 }
 
@@ -624,7 +542,7 @@ fn sig_daemon_flag_only_tells_sigint_from_sigterm() {
     let mut client = Client::connect(daemon.addr);
     until(&mut daemon.listing, r"Got SIGINT: no new connections; .*");
     assert_eq!(client.reply(), None);
-    let out = daemon.listing.finish();
+    let out = daemon.finish();
     assert_died_of(&out, Signal::SIGINT);
 }
 
@@ -720,7 +638,7 @@ fn sig_daemon_closes_gently_and_waits_for_the_client_to_close() {
     daemon
         .listing
         .expect("All connections closed; dying of SIGTERM");
-    assert_died_of(&daemon.listing.finish(), Signal::SIGTERM);
+    assert_died_of(&daemon.finish(), Signal::SIGTERM);
 }
 
 #[test]
@@ -1164,7 +1082,7 @@ fn sig_daemon_leaves_a_sigint_ignored_when_it_was_started_so() {
         &mut daemon.listing,
         "All connections closed; dying of SIGTERM",
     );
-    assert_died_of(&daemon.listing.finish(), Signal::SIGTERM);
+    assert_died_of(&daemon.finish(), Signal::SIGTERM);
 }
 
 #[test]
@@ -1288,7 +1206,7 @@ fn sig_daemon_closes_gently_even_when_a_signal_interrupts_the_wait() {
     daemon
         .listing
         .expect("All connections closed; dying of SIGTERM");
-    assert_died_of(&daemon.listing.finish(), Signal::SIGTERM);
+    assert_died_of(&daemon.finish(), Signal::SIGTERM);
 }
 
 #[test]
@@ -1405,7 +1323,7 @@ fn sig_daemon_unblocks_the_signals_its_parent_left_blocked() {
         &mut daemon.listing,
         "All connections closed; dying of SIGTERM",
     );
-    assert_died_of(&daemon.listing.finish(), Signal::SIGTERM);
+    assert_died_of(&daemon.finish(), Signal::SIGTERM);
 }
 
 #[test]
@@ -1465,7 +1383,7 @@ fn sig_daemon_serves_and_stops_while_nobody_reads_its_log() {
         listing,
         addr: addr.parse().expect("an address"),
         config: PathBuf::new(),
-        _tmp: tmp,
+        tmp,
     };
     // Each request logs a line of about 40 bytes: 3000 of them are more
     // than a pipe and the daemon's queue of log lines hold.
@@ -1486,7 +1404,7 @@ fn sig_daemon_serves_and_stops_while_nobody_reads_its_log() {
     }
     drop(client);
     daemon.listing.signal(Signal::SIGTERM);
-    let out = daemon.listing.finish();
+    let out = daemon.finish();
     assert_died_of(&out, Signal::SIGTERM);
     drop(log);
 }

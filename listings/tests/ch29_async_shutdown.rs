@@ -4,7 +4,7 @@
 //! same protocol.
 
 use std::fs;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -17,114 +17,19 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::ch30_async_sockets::unread_by_server;
-use crate::support::{
-    Finished, Listing, PATIENCE, as_pid_1, assert_died_of, assert_exited_with,
-    assert_rejects, assert_session_matches_book, blessing, cargo_run,
-    default_port, have, open_fds, shell, unless_blessing, wait_until,
+use crate::daemon::{
+    Client, Daemon, logged_request, reconfigure, start_exactly,
 };
-
-/// A started daemon: its address, its configuration file.
-struct Daemon {
-    listing: Listing,
-    addr: SocketAddr,
-    config: PathBuf,
-    /// The daemon's TMPDIR, where it makes its private directory: a test
-    /// that ends it with SIGKILL, which runs no `Drop`, leaves nothing in
-    /// the system's. `None` when blessing, so that the book shows /tmp.
-    tmp: Option<tempfile::TempDir>,
-}
-
-impl Daemon {
-    /// Waits for the daemon to end, and checks that it left nothing in its
-    /// TMPDIR: every way it ends by itself removes its private directory.
-    fn finish(self) -> Finished {
-        let out = self.listing.finish();
-        if let Some(tmp) = &self.tmp {
-            let left: Vec<_> = fs::read_dir(tmp.path())
-                .expect("the daemon's TMPDIR")
-                .map(|entry| entry.unwrap().file_name())
-                .collect();
-            assert!(
-                left.is_empty(),
-                "left in its TMPDIR: {left:?}; {:?}; {:#?}",
-                out.status,
-                out.stdout
-            );
-        }
-        out
-    }
-}
+use crate::support::{
+    Listing, PATIENCE, as_pid_1, assert_died_of, assert_exited_with,
+    assert_rejects, assert_session_matches_book, cargo_run, default_port, have,
+    open_fds, shell, unless_blessing, wait_until,
+};
 
 fn start(args: &[&str]) -> Daemon {
     let mut all = vec!["127.0.0.1:0"];
     all.extend(args);
     start_exactly(bin!("async-daemon"), &all)
-}
-
-/// Starts `bin` (either daemon) with exactly `args`.
-fn start_exactly(bin: &str, args: &[&str]) -> Daemon {
-    let mut command = Command::new(bin);
-    command.args(args);
-    let tmp = (!blessing()).then(|| {
-        let tmp = tempfile::tempdir().expect("a temporary directory");
-        command.env("TMPDIR", tmp.path());
-        tmp
-    });
-    let mut listing = Listing::spawn(&mut command, Stdio::piped());
-    let ready =
-        listing.expect(r"Listening on (\S+) as pid (\d+); config (\S+)");
-    assert_eq!(ready[2], listing.pid().to_string());
-    Daemon {
-        listing,
-        addr: ready[1].parse().expect("an address"),
-        config: PathBuf::from(&ready[3]),
-        tmp,
-    }
-}
-
-/// Replaces the configuration and has the daemon reload it.
-fn reconfigure(daemon: &mut Daemon, text: &str) {
-    fs::write(&daemon.config, text).expect("write the configuration");
-    daemon.listing.signal(Signal::SIGHUP);
-    daemon.listing.expect("Reloaded .*");
-}
-
-/// A client connection with timeouts on every wait.
-struct Client {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr) -> Client {
-        let stream =
-            TcpStream::connect_timeout(&addr, PATIENCE).expect("connect");
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        stream.set_write_timeout(Some(PATIENCE)).unwrap();
-        let reader = BufReader::new(stream.try_clone().unwrap());
-        Client { stream, reader }
-    }
-
-    fn send(&mut self, line: &str) {
-        writeln!(self.stream, "{line}").expect("send a request");
-    }
-
-    /// The next line of reply, or `None` at the end of the stream.
-    fn reply(&mut self) -> Option<String> {
-        let mut line = String::new();
-        match self.reader.read_line(&mut line).expect("read a reply") {
-            0 => None,
-            _ => Some(line),
-        }
-    }
-}
-
-/// Waits for the daemon's log line saying a connection said `request`.
-fn logged_request(daemon: &mut Daemon, request: &str) {
-    daemon.listing.expect(r"127\.0\.0\.1:\d+: connected");
-    daemon
-        .listing
-        .expect(&format!(r#"127\.0\.0\.1:\d+: request "{request}""#));
 }
 
 #[test]

@@ -38,6 +38,7 @@ mod ch30_async_sockets;
 mod ch31_async_children;
 mod ch32_async_blocking;
 mod conventions;
+mod daemon;
 mod line_server;
 
 /// The harness itself: nothing it starts outlives it.
