@@ -6,11 +6,7 @@
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -66,38 +62,7 @@ fn until(listing: &mut Listing, pattern: &str) {
 
 #[test]
 fn sig_daemon_reloads_on_sighup_without_dropping_a_connection() {
-    let mut daemon = start(&[]);
-    let mut client = Client::connect(daemon.addr);
-    client.send("world");
-    logged_request(&mut daemon, "world");
-    assert_eq!(client.reply().as_deref(), Some("hello, world\n"));
-    reconfigure(&mut daemon, "greeting = bonjour\n");
-    // The same connection, the new configuration.
-    client.send("again");
-    daemon
-        .listing
-        .expect(r#"127\.0\.0\.1:\d+: request "again""#);
-    assert_eq!(client.reply().as_deref(), Some("bonjour, again\n"));
-    // A bad file changes nothing.
-    fs::write(&daemon.config, "greeting = hi\ncolour = blue\n").unwrap();
-    daemon.listing.signal(Signal::SIGHUP);
-    daemon.listing.expect(
-        r#"Reload failed, keeping the old configuration: .*line 2: unknown key "colour""#,
-    );
-    client.send("still");
-    daemon
-        .listing
-        .expect(r#"127\.0\.0\.1:\d+: request "still""#);
-    assert_eq!(client.reply().as_deref(), Some("bonjour, still\n"));
-    // An idle connection does not hold up the shutdown.
-    let dir = daemon.config.parent().unwrap().to_path_buf();
-    daemon.listing.signal(Signal::SIGTERM);
-    daemon.listing.expect(r"Got SIGTERM: no new connections; draining 1 connection\(s\), at most 8 s");
-    assert_eq!(client.reply(), None, "closed by the server");
-    drop(client);
-    let out = daemon.finish();
-    assert_died_of(&out, Signal::SIGTERM);
-    assert!(!dir.exists(), "{} is left behind", dir.display());
+    daemon::reloads_on_sighup_without_dropping_a_connection(bin!("sig-daemon"));
 }
 
 #[test]
@@ -141,152 +106,28 @@ fn sig_daemon_drains_every_request_in_flight_and_refuses_new_clients() {
 
 #[test]
 fn sig_daemon_stops_taking_requests_from_a_client_that_keeps_sending() {
-    let mut daemon = start(&["--drain-secs", "5"]);
-    // Each request takes 20 ms, and a new one comes every 10 ms: there is
-    // always another line waiting when the daemon looks.
-    reconfigure(&mut daemon, "delay_ms = 20\n");
-    let mut client = Client::connect(daemon.addr);
-    let closed = Arc::new(AtomicBool::new(false));
-    let mut writer = client.stream.try_clone().unwrap();
-    let sender = thread::spawn({
-        let closed = Arc::clone(&closed);
-        move || {
-            let mut sent = 0;
-            while !closed.load(Ordering::SeqCst) {
-                if writeln!(writer, "x{sent}").is_err() {
-                    break;
-                }
-                sent += 1;
-                thread::sleep(Duration::from_millis(10));
-            }
-            sent
-        }
-    });
-    logged_request(&mut daemon, "x0");
-    daemon.listing.expect(r#"127\.0\.0\.1:\d+: request "x1""#);
-    let sent_term = Instant::now();
-    daemon.listing.signal(Signal::SIGTERM);
-    // Replies in order, for the requests up to the stop, then the end.
-    let mut answered = 0;
-    while let Some(reply) = client.reply() {
-        assert_eq!(reply, format!("hello, x{answered}\n"));
-        answered += 1;
-    }
-    closed.store(true, Ordering::SeqCst);
-    let sent = sender.join().unwrap();
-    drop(client);
-    let out = daemon.finish();
-    // Not the deadline's exit 1: the stop ended the connection.
-    assert_died_of(&out, Signal::SIGTERM);
-    assert!(sent_term.elapsed() < Duration::from_secs(5));
-    assert!((2..=sent).contains(&answered), "{answered} of {sent}");
-}
-
-/// Connects `clients` clients, each of which sends its request, then sends
-/// SIGTERM; with `frozen`, the daemon is stopped (SIGSTOP) while they
-/// connect and continued after the SIGTERM, so that it finds every request
-/// already waiting. Returns what went wrong, if anything.
-fn signal_after_requests(clients: usize, frozen: bool) -> Option<String> {
-    let daemon = start(&[]);
-    if frozen {
-        daemon.listing.signal(Signal::SIGSTOP);
-    }
-    let mut connected: Vec<Client> = (0..clients)
-        .map(|i| {
-            let mut client = Client::connect(daemon.addr);
-            client.send(&format!("client{i}"));
-            client
-        })
-        .collect();
-    daemon.listing.signal(Signal::SIGTERM);
-    if frozen {
-        daemon.listing.signal(Signal::SIGCONT);
-    }
-    let mut lost = Vec::new();
-    for (i, client) in connected.iter_mut().enumerate() {
-        let mut got = String::new();
-        let _ = client.reader.read_to_string(&mut got);
-        if got != format!("hello, client{i}\n") {
-            lost.push(format!("client{i} got {got:?}"));
-        }
-    }
-    drop(connected);
-    let out = daemon.finish();
-    let died = out.status.signal() == Some(Signal::SIGTERM as i32);
-    if lost.is_empty() && died {
-        return None;
-    }
-    Some(format!(
-        "{lost:?}; {:?}; {}",
-        out.status,
-        out.stdout.join("\n")
-    ))
+    daemon::stops_taking_requests_from_a_client_that_keeps_sending(bin!(
+        "sig-daemon"
+    ));
 }
 
 #[test]
 fn sig_daemon_answers_every_request_that_came_before_the_signal() {
-    // The stop is taken before the socket's bytes, so what had arrived
-    // must be read by asking the kernel how much there is.
-    for frozen in [true, false] {
-        for round in 0..20 {
-            if let Some(wrong) = signal_after_requests(30, frozen) {
-                panic!("frozen {frozen}, round {round}: {wrong}");
-            }
-        }
-    }
+    daemon::answers_every_request_that_came_before_the_signal(bin!(
+        "sig-daemon"
+    ));
 }
 
 #[test]
 fn sig_daemon_gives_up_at_the_deadline_with_status_1() {
-    let mut daemon = start(&["--drain-secs", "1"]);
-    reconfigure(&mut daemon, "delay_ms = 20000\n");
-    let mut client = Client::connect(daemon.addr);
-    client.send("slow");
-    logged_request(&mut daemon, "slow");
-    let sent = Instant::now();
-    daemon.listing.signal(Signal::SIGTERM);
-    daemon.listing.expect(r"Got SIGTERM: .*at most 1 s");
-    daemon
-        .listing
-        .expect(r"Deadline passed with 1 connection\(s\) open; exiting");
-    let dir = daemon.config.parent().unwrap().to_path_buf();
-    let out = daemon.finish();
-    assert_eq!(out.status.code(), Some(1));
-    let took = sent.elapsed();
-    assert!(
-        took >= Duration::from_secs(1) && took < Duration::from_secs(10),
-        "{took:?}"
-    );
-    // Giving up is no reason to leave the private directory behind.
-    assert!(!dir.exists(), "{} is left behind", dir.display());
+    daemon::gives_up_at_the_deadline_with_status_1(bin!("sig-daemon"));
 }
 
 #[test]
 fn sig_daemon_dies_of_a_second_signal_and_removes_its_directory_first() {
-    let mut daemon = start(&[]);
-    reconfigure(&mut daemon, "delay_ms = 20000\n");
-    let mut client = Client::connect(daemon.addr);
-    client.send("slow");
-    logged_request(&mut daemon, "slow");
-    daemon.listing.signal(Signal::SIGTERM);
-    daemon.listing.expect(r"Got SIGTERM: .*");
-    let second = Instant::now();
-    daemon.listing.signal(Signal::SIGINT);
-    daemon
-        .listing
-        .expect("Got SIGINT while draining: exiting now");
-    let dir = daemon.config.parent().unwrap().to_path_buf();
-    let out = daemon.finish();
-    assert_eq!(
-        out.status.signal(),
-        Some(Signal::SIGINT as i32),
-        "{:?}",
-        out.status
-    );
-    assert!(second.elapsed() < Duration::from_secs(10));
-    assert!(!dir.exists(), "{} is left behind", dir.display());
-    // The client in flight lost its connection, without a reply.
-    let _ = client.stream.shutdown(Shutdown::Write);
+    daemon::dies_of_a_second_signal_and_removes_its_directory_first(bin!(
+        "sig-daemon"
+    ));
 }
 
 #[test]

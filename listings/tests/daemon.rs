@@ -1,17 +1,25 @@
 //! What the tests of Listing 10-1 (`sig-daemon`) and Listing 29-1
 //! (`async-daemon`) share: the same daemon, once on threads and once on
-//! tokio, started, reconfigured and spoken to the same way. Each chapter's
-//! tests hold its own listing to the protocol through these.
+//! tokio, started, reconfigured and spoken to the same way, and the parts
+//! of its contract that both keep alike. Each chapter has a test of the
+//! same name that runs one of these on its own listing.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::support::{Finished, Listing, PATIENCE, blessing};
+use crate::support::{
+    Finished, Listing, PATIENCE, assert_died_of, assert_exited_with, blessing,
+};
 
 /// A started daemon: its address, its configuration file.
 pub struct Daemon {
@@ -54,6 +62,13 @@ pub fn private_tmp(command: &mut Command) -> Option<tempfile::TempDir> {
     let tmp = tempfile::tempdir().expect("a temporary directory");
     command.env("TMPDIR", tmp.path());
     Some(tmp)
+}
+
+/// Starts `bin` (either daemon) on a port the kernel picks, with `args`.
+pub fn start(bin: &str, args: &[&str]) -> Daemon {
+    let mut all = vec!["127.0.0.1:0"];
+    all.extend(args);
+    start_exactly(bin, &all)
 }
 
 /// Starts `bin` (either daemon) with exactly `args`.
@@ -122,4 +137,199 @@ impl Client {
             _ => Some(line),
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// The contract both daemons keep
+
+/// A SIGHUP reloads the configuration under a connection that stays open;
+/// a bad file changes nothing; an idle connection does not hold up the
+/// stop, and the stop removes the private directory.
+pub fn reloads_on_sighup_without_dropping_a_connection(bin: &str) {
+    let mut daemon = start(bin, &[]);
+    let mut client = Client::connect(daemon.addr);
+    client.send("world");
+    logged_request(&mut daemon, "world");
+    assert_eq!(client.reply().as_deref(), Some("hello, world\n"));
+    reconfigure(&mut daemon, "greeting = bonjour\n");
+    // The same connection, the new configuration.
+    client.send("again");
+    daemon
+        .listing
+        .expect(r#"127\.0\.0\.1:\d+: request "again""#);
+    assert_eq!(client.reply().as_deref(), Some("bonjour, again\n"));
+    // A bad file changes nothing.
+    fs::write(&daemon.config, "greeting = hi\ncolour = blue\n").unwrap();
+    daemon.listing.signal(Signal::SIGHUP);
+    daemon.listing.expect(
+        r#"Reload failed, keeping the old configuration: .*line 2: unknown key "colour""#,
+    );
+    client.send("still");
+    daemon
+        .listing
+        .expect(r#"127\.0\.0\.1:\d+: request "still""#);
+    assert_eq!(client.reply().as_deref(), Some("bonjour, still\n"));
+    // An idle connection does not hold up the shutdown.
+    let dir = daemon.config.parent().unwrap().to_path_buf();
+    daemon.listing.signal(Signal::SIGTERM);
+    daemon.listing.expect(r"Got SIGTERM: no new connections; draining 1 connection\(s\), at most \d+ s");
+    assert_eq!(client.reply(), None, "closed by the server");
+    drop(client);
+    let out = daemon.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+    assert!(!dir.exists(), "{} is left behind", dir.display());
+}
+
+/// A client that never stops sending gets the replies to what it sent
+/// before the stop, in order, then the end of the stream: it cannot keep
+/// the daemon until the deadline.
+pub fn stops_taking_requests_from_a_client_that_keeps_sending(bin: &str) {
+    let mut daemon = start(bin, &["--drain-secs", "5"]);
+    // Each request takes 20 ms, and a new one comes every 10 ms: there is
+    // always another line waiting when the daemon looks.
+    reconfigure(&mut daemon, "delay_ms = 20\n");
+    let mut client = Client::connect(daemon.addr);
+    let closed = Arc::new(AtomicBool::new(false));
+    let mut writer = client.stream.try_clone().unwrap();
+    let sender = thread::spawn({
+        let closed = Arc::clone(&closed);
+        move || {
+            let mut sent = 0;
+            while !closed.load(Ordering::SeqCst) {
+                if writeln!(writer, "x{sent}").is_err() {
+                    break;
+                }
+                sent += 1;
+                thread::sleep(Duration::from_millis(10));
+            }
+            sent
+        }
+    });
+    logged_request(&mut daemon, "x0");
+    daemon.listing.expect(r#"127\.0\.0\.1:\d+: request "x1""#);
+    let sent_term = Instant::now();
+    daemon.listing.signal(Signal::SIGTERM);
+    // Replies in order, for the requests up to the stop, then the end.
+    let mut answered = 0;
+    while let Some(reply) = client.reply() {
+        assert_eq!(reply, format!("hello, x{answered}\n"));
+        answered += 1;
+    }
+    closed.store(true, Ordering::SeqCst);
+    let sent = sender.join().unwrap();
+    drop(client);
+    let out = daemon.finish();
+    // Not the deadline's exit 1: the stop ended the connection.
+    assert_died_of(&out, Signal::SIGTERM);
+    assert!(sent_term.elapsed() < Duration::from_secs(5));
+    assert!((2..=sent).contains(&answered), "{answered} of {sent}");
+}
+
+/// One round: `clients` connect and send a request each, the daemon gets
+/// SIGTERM, and every client must get its reply and then the end of the
+/// stream. With `frozen`, the daemon is stopped (SIGSTOP) while they
+/// connect, and SIGTERM comes before it runs again (SIGCONT): it wakes to
+/// a queue of connections, each with a request, and the signal. Returns
+/// what went wrong, if anything.
+fn signal_after_requests(
+    bin: &str,
+    clients: usize,
+    frozen: bool,
+) -> Option<String> {
+    let daemon = start(bin, &[]);
+    if frozen {
+        daemon.listing.signal(Signal::SIGSTOP);
+    }
+    let mut connected: Vec<Client> = (0..clients)
+        .map(|i| {
+            let mut client = Client::connect(daemon.addr);
+            client.send(&format!("client{i}"));
+            client
+        })
+        .collect();
+    daemon.listing.signal(Signal::SIGTERM);
+    if frozen {
+        daemon.listing.signal(Signal::SIGCONT);
+    }
+    let mut lost = Vec::new();
+    for (i, client) in connected.iter_mut().enumerate() {
+        let mut got = String::new();
+        let _ = client.reader.read_to_string(&mut got);
+        if got != format!("hello, client{i}\n") {
+            lost.push(format!("client{i} got {got:?}"));
+        }
+    }
+    drop(connected);
+    let out = daemon.finish();
+    let draining = format!("draining {clients} connection(s)");
+    let logged = out.stdout.iter().any(|line| line.contains(&draining));
+    let died = out.status.signal() == Some(Signal::SIGTERM as i32);
+    if lost.is_empty() && logged && died {
+        return None;
+    }
+    Some(format!("{lost:?}; {:?}; {:#?}", out.status, out.stdout))
+}
+
+/// Every request that reached the daemon before SIGTERM is answered, also
+/// when the daemon wakes to the signal and a queue of requests at once.
+/// When the stop was taken before the socket's bytes, about one round in
+/// four lost requests when frozen, and one in twenty otherwise, while the
+/// daemon logged that it drained every connection: forty rounds of each
+/// fail that.
+pub fn answers_every_request_that_came_before_the_signal(bin: &str) {
+    for frozen in [true, false] {
+        for round in 0..40 {
+            if let Some(wrong) = signal_after_requests(bin, 30, frozen) {
+                panic!("frozen {frozen}, round {round}: {wrong}");
+            }
+        }
+    }
+}
+
+/// A request that outlasts `--drain-secs` ends the daemon at the deadline
+/// with status 1, and (checked by [`Daemon::finish`]) without leaving its
+/// private directory behind.
+pub fn gives_up_at_the_deadline_with_status_1(bin: &str) {
+    let mut daemon = start(bin, &["--drain-secs", "1"]);
+    reconfigure(&mut daemon, "delay_ms = 20000\n");
+    let mut client = Client::connect(daemon.addr);
+    client.send("slow");
+    logged_request(&mut daemon, "slow");
+    let sent = Instant::now();
+    daemon.listing.signal(Signal::SIGTERM);
+    daemon.listing.expect(r"Got SIGTERM: .*at most 1 s");
+    daemon
+        .listing
+        .expect(r"Deadline passed with 1 connection\(s\) open; exiting");
+    let out = daemon.finish();
+    assert_exited_with(&out, 1);
+    let took = sent.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+}
+
+/// A second signal while draining ends the daemon at once, by that signal,
+/// and still removes the private directory first.
+pub fn dies_of_a_second_signal_and_removes_its_directory_first(bin: &str) {
+    let mut daemon = start(bin, &[]);
+    reconfigure(&mut daemon, "delay_ms = 20000\n");
+    let mut client = Client::connect(daemon.addr);
+    client.send("slow");
+    logged_request(&mut daemon, "slow");
+    daemon.listing.signal(Signal::SIGTERM);
+    daemon.listing.expect(r"Got SIGTERM: .*");
+    let second = Instant::now();
+    daemon.listing.signal(Signal::SIGINT);
+    daemon
+        .listing
+        .expect("Got SIGINT while draining: exiting now");
+    let dir = daemon.config.parent().unwrap().to_path_buf();
+    let out = daemon.finish();
+    assert_died_of(&out, Signal::SIGINT);
+    assert!(second.elapsed() < Duration::from_secs(10));
+    assert!(!dir.exists(), "{} is left behind", dir.display());
+    // The client in flight lost its connection, without a reply.
+    let _ = client.stream.shutdown(Shutdown::Write);
 }
