@@ -239,24 +239,9 @@ fn sig_daemon_drain_deadline_is_the_same_in_the_figure_and_the_prose() {
 
 #[test]
 fn sig_daemon_rejects_bad_arguments_and_configurations_in_one_line() {
-    let daemon = bin!("sig-daemon");
-    assert_rejects(
-        daemon,
-        &["127.0.0.1:99999"],
-        "bad address '127.0.0.1:99999'",
-    );
-    assert_rejects(daemon, &["--drain-secs", "x"], r#"argument "x""#);
-    // One address: a second is an error, not a silent replacement.
-    assert_rejects(
-        daemon,
-        &["127.0.0.1:0", "127.0.0.1:1"],
-        r#"unexpected argument "127.0.0.1:1""#,
-    );
-    assert_rejects(
-        daemon,
-        &["127.0.0.1:0", "--config", "/no/such/file"],
-        "/no/such/file",
-    );
+    daemon::rejects_bad_arguments_and_configurations_in_one_line(bin!(
+        "sig-daemon"
+    ));
     let notify = bin!("sig-notify");
     assert_rejects(notify, &["--config"], "missing argument");
     assert_rejects(notify, &["127.0.0.1:0", "x"], r#"unexpected argument "x""#);
@@ -264,15 +249,6 @@ fn sig_daemon_rejects_bad_arguments_and_configurations_in_one_line() {
         notify,
         &["127.0.0.1:0", "--config", "/no/such/file"],
         "No such file",
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad.conf");
-    fs::write(&bad, "delay_ms = soon\n").unwrap();
-    let bad = bad.to_str().unwrap();
-    assert_rejects(
-        daemon,
-        &["127.0.0.1:0", "--config", bad],
-        "line 1: delay_ms: invalid digit",
     );
 }
 
@@ -1202,52 +1178,7 @@ fn sig_notify_pauses_instead_of_spinning_when_descriptors_run_out() {
 /// answering, and still die of SIGTERM: no thread waits for the log.
 #[test]
 fn sig_daemon_serves_and_stops_while_nobody_reads_its_log() {
-    let (log, log_end) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
-    let mut command = std::process::Command::new(bin!("sig-daemon"));
-    command.arg("127.0.0.1:0");
-    let tmp = private_tmp(&mut command);
-    let listing =
-        Listing::spawn(&mut command, std::process::Stdio::from(log_end));
-    drop(command);
-    // The ready line, and then not another byte.
-    let mut log = fs::File::from(log);
-    let mut ready = Vec::new();
-    let mut byte = [0u8];
-    while ready.last() != Some(&b'\n') {
-        assert_eq!(log.read(&mut byte).expect("read the log"), 1, "{ready:?}");
-        ready.push(byte[0]);
-    }
-    let ready = String::from_utf8(ready).unwrap();
-    let addr = ready.split(' ').nth(2).expect("an address");
-    let daemon = Daemon {
-        listing,
-        addr: addr.parse().expect("an address"),
-        config: PathBuf::new(),
-        tmp,
-    };
-    // Each request logs a line of about 40 bytes: 3000 of them are more
-    // than a pipe and the daemon's queue of log lines hold.
-    let mut client = Client::connect(daemon.addr);
-    client
-        .stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    for n in 0..3000 {
-        // One write per request: `writeln!` makes several, which Nagle's
-        // algorithm would hold back for the reply's delayed ACK.
-        let request = format!("r{n}\n");
-        client.stream.write_all(request.as_bytes()).unwrap();
-        assert_eq!(
-            client.reply().as_deref(),
-            Some(format!("hello, r{n}\n").as_str())
-        );
-    }
-    drop(client);
-    daemon.listing.signal(Signal::SIGTERM);
-    let out = daemon.finish();
-    assert_died_of(&out, Signal::SIGTERM);
-    drop(log);
+    daemon::serves_and_stops_while_nobody_reads_its_log(bin!("sig-daemon"));
 }
 
 /// The lines `no-backoff` prints: a header, a line per run, a summary per

@@ -7,8 +7,8 @@ use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -16,14 +16,13 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::ch30_async_sockets::unread_by_server;
 use crate::daemon::{
     self, Client, Daemon, logged_request, reconfigure, start_exactly,
 };
 use crate::support::{
-    Listing, PATIENCE, as_pid_1, assert_died_of, assert_exited_with,
-    assert_rejects, assert_session_matches_book, cargo_run, default_port, have,
-    open_fds, shell, unless_blessing, wait_until,
+    PATIENCE, as_pid_1, assert_died_of, assert_exited_with,
+    assert_session_matches_book, cargo_run, default_port, have, open_fds,
+    shell, unless_blessing, unread_by_server, wait_until,
 };
 
 fn start(args: &[&str]) -> Daemon {
@@ -224,33 +223,9 @@ fn async_daemon_session_matches_the_book() {
 
 #[test]
 fn async_daemon_rejects_bad_arguments_and_configurations_in_one_line() {
-    let daemon = bin!("async-daemon");
-    assert_rejects(
-        daemon,
-        &["127.0.0.1:99999"],
-        "bad address '127.0.0.1:99999'",
-    );
-    assert_rejects(daemon, &["--drain-secs", "x"], r#"argument "x""#);
-    // One address: a second is a mistake, not a replacement.
-    assert_rejects(
-        daemon,
-        &["127.0.0.1:0", "127.0.0.1:1"],
-        r#"unexpected argument "127.0.0.1:1""#,
-    );
-    assert_rejects(
-        daemon,
-        &["127.0.0.1:0", "--config", "/no/such/file"],
-        "/no/such/file",
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad.conf");
-    fs::write(&bad, "delay_ms = soon\n").unwrap();
-    let bad = bad.to_str().unwrap();
-    assert_rejects(
-        daemon,
-        &["127.0.0.1:0", "--config", bad],
-        "line 1: delay_ms: invalid digit",
-    );
+    daemon::rejects_bad_arguments_and_configurations_in_one_line(bin!(
+        "async-daemon"
+    ));
 }
 
 // ---------------------------------------------------------------------------
@@ -315,51 +290,7 @@ fn async_daemon_busy_at_the_stop_answers_no_request_sent_after_it() {
 /// answered and SIGTERM stops the daemon, since no task waits for the log.
 #[test]
 fn async_daemon_serves_and_stops_while_nobody_reads_its_log() {
-    let (log, log_end) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
-    let tmp = tempfile::tempdir().expect("a temporary directory");
-    let mut command = Command::new(bin!("async-daemon"));
-    command.args(["127.0.0.1:0"]).env("TMPDIR", tmp.path());
-    let listing = Listing::spawn(&mut command, Stdio::from(log_end));
-    drop(command);
-    // The ready line, and then not another byte.
-    let mut log = fs::File::from(log);
-    let mut ready = Vec::new();
-    let mut byte = [0u8];
-    while ready.last() != Some(&b'\n') {
-        assert_eq!(log.read(&mut byte).expect("read the log"), 1, "{ready:?}");
-        ready.push(byte[0]);
-    }
-    let ready = String::from_utf8(ready).unwrap();
-    let addr = ready.split(' ').nth(2).expect("an address");
-    let daemon = Daemon {
-        listing,
-        addr: addr.parse().expect("an address"),
-        config: PathBuf::new(),
-        tmp: Some(tmp),
-    };
-    // Each request logs a line of about 40 bytes: 3000 of them are more
-    // than a pipe and the daemon's queue of log lines hold.
-    let mut client = Client::connect(daemon.addr);
-    client
-        .stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    for n in 0..3000 {
-        // One write per request: `writeln!` makes several, which Nagle's
-        // algorithm would hold back for the reply's delayed ACK.
-        let request = format!("r{n}\n");
-        client.stream.write_all(request.as_bytes()).unwrap();
-        assert_eq!(
-            client.reply().as_deref(),
-            Some(format!("hello, r{n}\n").as_str())
-        );
-    }
-    drop(client);
-    daemon.listing.signal(Signal::SIGTERM);
-    let out = daemon.finish();
-    assert_died_of(&out, Signal::SIGTERM);
-    drop(log);
+    daemon::serves_and_stops_while_nobody_reads_its_log(bin!("async-daemon"));
 }
 
 /// A client that goes on sending after the server's end of stream, and

@@ -23,7 +23,7 @@ use crate::support::{
     Listing, as_pid_1, assert_exited_with, assert_rejects,
     assert_session_matches_book, assert_session_matches_book_masking, blessing,
     cargo_run, cpu_time, default_port, have, open_fds, run, shell, status_kib,
-    threads_of, unless_blessing, wait_until,
+    threads_of, unless_blessing, unread_by_server, wait_until,
 };
 
 const SERVER: &str = bin!("async-server");
@@ -162,20 +162,6 @@ fn stuck_client(addr: &str) -> std::net::TcpStream {
         last.1 >= 5
     });
     sock
-}
-
-/// How many bytes the server's end of a loopback connection has received
-/// and not read: `rx_queue` in /proc/net/tcp, where ports are in hex.
-pub fn unread_by_server(server: u16, client: u16) -> u64 {
-    let table = fs::read_to_string("/proc/net/tcp").unwrap();
-    let (local, remote) = (format!(":{server:04X}"), format!(":{client:04X}"));
-    table
-        .lines()
-        .skip(1)
-        .map(|line| line.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f[1].ends_with(&local) && f[2].ends_with(&remote))
-        .and_then(|f| u64::from_str_radix(f[4].split(':').nth(1)?, 16).ok())
-        .unwrap_or(0)
 }
 
 #[test]

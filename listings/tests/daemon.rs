@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::support::{
-    Finished, Listing, PATIENCE, assert_died_of, assert_exited_with, blessing,
+    Finished, Listing, PATIENCE, assert_died_of, assert_exited_with,
+    assert_rejects, blessing,
 };
 
 /// A started daemon: its address, its configuration file.
@@ -332,4 +333,81 @@ pub fn dies_of_a_second_signal_and_removes_its_directory_first(bin: &str) {
     assert!(!dir.exists(), "{} is left behind", dir.display());
     // The client in flight lost its connection, without a reply.
     let _ = client.stream.shutdown(Shutdown::Write);
+}
+
+/// A bad address, option, extra argument, missing or bad configuration:
+/// each a one-line error before the daemon starts.
+pub fn rejects_bad_arguments_and_configurations_in_one_line(bin: &str) {
+    assert_rejects(bin, &["127.0.0.1:99999"], "bad address '127.0.0.1:99999'");
+    assert_rejects(bin, &["--drain-secs", "x"], r#"argument "x""#);
+    // One address: a second is an error, not a silent replacement.
+    assert_rejects(
+        bin,
+        &["127.0.0.1:0", "127.0.0.1:1"],
+        r#"unexpected argument "127.0.0.1:1""#,
+    );
+    assert_rejects(
+        bin,
+        &["127.0.0.1:0", "--config", "/no/such/file"],
+        "/no/such/file",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.conf");
+    fs::write(&bad, "delay_ms = soon\n").unwrap();
+    let bad = bad.to_str().unwrap();
+    assert_rejects(
+        bin,
+        &["127.0.0.1:0", "--config", bad],
+        "line 1: delay_ms: invalid digit",
+    );
+}
+
+/// With its log a pipe that nobody reads after the ready line, the daemon
+/// still answers 3000 requests, whose log lines are more than the pipe and
+/// its queue of lines hold, and still stops on SIGTERM: the log never
+/// holds up the work.
+pub fn serves_and_stops_while_nobody_reads_its_log(bin: &str) {
+    let (log, log_end) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
+    let mut command = Command::new(bin);
+    command.arg("127.0.0.1:0");
+    let tmp = private_tmp(&mut command);
+    let listing = Listing::spawn(&mut command, Stdio::from(log_end));
+    drop(command);
+    // The ready line, and then not another byte.
+    let mut log = fs::File::from(log);
+    let mut ready = Vec::new();
+    let mut byte = [0u8];
+    while ready.last() != Some(&b'\n') {
+        assert_eq!(log.read(&mut byte).expect("read the log"), 1, "{ready:?}");
+        ready.push(byte[0]);
+    }
+    let ready = String::from_utf8(ready).unwrap();
+    let addr = ready.split(' ').nth(2).expect("an address");
+    let daemon = Daemon {
+        listing,
+        addr: addr.parse().expect("an address"),
+        config: PathBuf::new(),
+        tmp,
+    };
+    let mut client = Client::connect(daemon.addr);
+    client
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    for n in 0..3000 {
+        // One write per request: `writeln!` makes several, which Nagle's
+        // algorithm would hold back for the reply's delayed ACK.
+        let request = format!("r{n}\n");
+        client.stream.write_all(request.as_bytes()).unwrap();
+        assert_eq!(
+            client.reply().as_deref(),
+            Some(format!("hello, r{n}\n").as_str())
+        );
+    }
+    drop(client);
+    daemon.listing.signal(Signal::SIGTERM);
+    let out = daemon.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+    drop(log);
 }
