@@ -407,9 +407,10 @@ fn a_silent_client_holds_up_the_next_one_for_five_seconds_at_most() {
     let waited = started.elapsed();
     assert!(client.status.success(), "{}", client.stderr);
     assert_eq!(client.stdout, ["client got: [server got: [client]]"]);
-    // Lower bound only: the client was served after the silent one timed
-    // out, never before.
+    // Served after the silent one timed out, never before, and soon after:
+    // the client's own timeout of ten seconds is not what bounds it.
     assert!(waited >= Duration::from_secs(4), "served after {waited:?}");
+    assert!(waited < Duration::from_secs(8), "served after {waited:?}");
     server.expect(r"Answered 127\.0\.0\.1:\d+: server got: \[client\]");
     let out = server.finish();
     assert!(out.status.success(), "{}", out.stderr);
@@ -530,22 +531,59 @@ fn client_gives_up_connecting_to_a_server_whose_queue_is_full() {
     );
 }
 
+/// While the queue is full the kernel drops each SYN, and the client's
+/// kernel sends it again, with doubling waits, `tcp_syn_retries` times
+/// (six by default: about two minutes); then `connect` fails with
+/// ETIMEDOUT. `TCP_SYNCNT` sets that count for one socket: with one
+/// retry, the SYNs go at 0 and 1 s, and the wait ends at 3 s.
+#[test]
+fn a_connect_to_a_full_queue_retries_then_fails_with_etimedout() {
+    let full = tcp_socket();
+    bind(full.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0)).expect("bind");
+    listen(&full, Backlog::new(0).unwrap()).expect("listen");
+    let bound: SockaddrIn = getsockname(full.as_raw_fd()).expect("address");
+    let _first =
+        TcpStream::connect(bound.to_string()).expect("the queue's one place");
+    let late = tcp_socket();
+    let one: nix::libc::c_int = 1;
+    // SAFETY: `one` outlives the call, which only reads it.
+    let set = unsafe {
+        nix::libc::setsockopt(
+            late.as_raw_fd(),
+            nix::libc::IPPROTO_TCP,
+            nix::libc::TCP_SYNCNT,
+            (&raw const one).cast(),
+            size_of_val(&one) as nix::libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0, "TCP_SYNCNT: {}", std::io::Error::last_os_error());
+    let started = Instant::now();
+    let result = nix::sys::socket::connect(late.as_raw_fd(), &bound);
+    let took = started.elapsed();
+    assert_eq!(result, Err(nix::errno::Errno::ETIMEDOUT));
+    assert!(
+        (Duration::from_millis(2500)..Duration::from_secs(10)).contains(&took),
+        "gave up after {took:?}"
+    );
+}
+
 #[test]
 fn a_client_cannot_forge_a_line_of_the_server_log() {
     let (mut server, addr) =
         start_server(&["server", "127.0.0.1:0", "--count", "1"]);
     let mut forger = TcpStream::connect(&addr).expect("connect");
     forger
-        .write_all(b"x]\nAnswered 127.0.0.1:1: server got: [forged\x1b[2J")
+        .write_all(b"it's]\nAnswered 127.0.0.1:1: server got: [forged\x1b[2J")
         .unwrap();
     forger.shutdown(Shutdown::Write).unwrap();
     let mut reply = Vec::new();
     forger.read_to_end(&mut reply).unwrap();
-    // The reply is the client's own bytes back; the log escapes them.
+    // The reply is the client's own bytes back; the log escapes them,
+    // quote marks included.
     let logged = server.expect(r"Answered 127\.0\.0\.1:\d+: (.*)").remove(1);
     assert_eq!(
         logged,
-        r"server got: [x]\nAnswered 127.0.0.1:1: server got: [forged\x1b[2J]"
+        r"server got: [it\'s]\nAnswered 127.0.0.1:1: server got: [forged\x1b[2J]"
     );
     let out = server.finish();
     assert_eq!(out.stdout.len(), 2, "one line per client: {:?}", out.stdout);
