@@ -533,6 +533,47 @@ fn child_dies_under(bin: &str, name: &str, args: &[&str]) {
 }
 
 #[test]
+fn pingpong_signal_parent_waits_out_a_stopped_child() {
+    // The kernel sends SIGCHLD when a child stops or continues too, unless
+    // the parent's action for it has SA_NOCLDSTOP: a child stopped with
+    // SIGSTOP, then continued, must not read as a dead one. The run must
+    // go on to its end, in Rust and in C.
+    let dir = tempfile::tempdir().unwrap();
+    let mut programs =
+        vec![(bin!("bench-pingpong").to_string(), "bench-pingpong")];
+    if have("cc") {
+        let c = compile_c("ch26-latency/26-02-pingpong.c", dir.path());
+        programs.push((c.to_str().unwrap().to_string(), "pingpong"));
+    }
+    for (bin, name) in &programs {
+        let args = ["--via", "signal", "--cpus", "same", "--count", "100000"];
+        let pingpong = Listing::start(bin, &args);
+        let parent = pingpong.pid();
+        let mut children = Vec::new();
+        crate::support::wait_until("the fork", || {
+            children = crate::support::children_of(parent);
+            !children.is_empty()
+        });
+        let child = children[0];
+        nix::sys::signal::kill(child, nix::sys::signal::SIGSTOP).unwrap();
+        // Stopped; or gone already, if the parent took the stop for a
+        // death and the child died with it.
+        crate::support::wait_until(&format!("{name}'s child to stop"), || {
+            matches!(crate::support::state_of(child), Some('T' | 'Z') | None)
+        });
+        let _ = nix::sys::signal::kill(child, nix::sys::signal::SIGCONT);
+        let out = pingpong.finish();
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", out.stderr);
+        let head = format!(
+            "signal on {}: 100000 round trips of a signal; measured: ",
+            placement_pattern("same")
+        );
+        let line = out.stdout.join("\n");
+        assert!(Regex::new(&head).unwrap().is_match(&line), "{name}: {line}");
+    }
+}
+
+#[test]
 fn pingpong_child_dies_with_its_parent() {
     for via in MECHANISMS {
         let pingpong = Listing::start(
