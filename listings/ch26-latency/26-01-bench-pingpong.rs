@@ -620,6 +620,16 @@ impl Channel {
             }
             Via::Signal => {
                 blocked_signals().thread_block()?;
+                // SIGCHLD also comes when the child stops or continues
+                // (`kill -STOP`), unless its action says SA_NOCLDSTOP:
+                // only the child's end must wake the parent.
+                let ends_only = SigAction::new(
+                    SigHandler::SigDfl,
+                    SaFlags::SA_NOCLDSTOP,
+                    SigSet::empty(),
+                );
+                // SAFETY: the default action runs no code of ours.
+                unsafe { sigaction(Signal::SIGCHLD, &ends_only) }?;
                 Channel::Signals
             }
             Via::Eventfd => {

@@ -310,6 +310,11 @@ static struct channel make_channel(enum via via, int spin, size_t size) {
         sigaddset(&blocked, SIGUSR2);
         sigaddset(&blocked, SIGCHLD);
         if (sigprocmask(SIG_BLOCK, &blocked, NULL) < 0) die("sigprocmask");
+        // SIGCHLD only when the child ends, not when it stops or continues.
+        struct sigaction ends_only = {.sa_handler = SIG_DFL};
+        ends_only.sa_flags = SA_NOCLDSTOP;
+        sigemptyset(&ends_only.sa_mask);
+        if (sigaction(SIGCHLD, &ends_only, NULL) < 0) die("sigaction");
         break;
     }
     case EVENTFD: {

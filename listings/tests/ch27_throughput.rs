@@ -612,6 +612,51 @@ fn chapter_27_claims_hold_in_the_published_results() {
             );
         }
     }
+    // "on two CPUs, the pipe's [processes waited] hardly ever with chunks
+    // of 4 and 16 KiB (0.00 and 0.01 waits per chunk, the median over the
+    // rounds), and about twice for every 64 KiB with larger chunks (1.83,
+    // 8.00 and 31.99 waits per chunk of 64 KiB, 256 KiB and 1 MiB)".
+    let waits = |chunk: &str| {
+        let what = [
+            ("sweep", json!("chunk size")),
+            ("mechanism", json!("pipe")),
+            ("placement", json!("different")),
+            ("chunk", json!(chunk)),
+        ];
+        median_of(&raw["sweeps"], &what, "waits")
+    };
+    // "On one CPU, small chunks cost [...] for a pipe, a turn of the two
+    // processes for every 17 to 20 KiB, against one per 64 KiB with chunks
+    // of 64 KiB".
+    let waits_on = |place: &str, chunk: &str| {
+        let what = [
+            ("sweep", json!("chunk size")),
+            ("mechanism", json!("pipe")),
+            ("placement", json!(place)),
+            ("chunk", json!(chunk)),
+        ];
+        median_of(&raw["sweeps"], &what, "waits")
+    };
+    let kib_per_turn = |chunk: &str, kib: f64| kib / waits_on("same", chunk);
+    let (small, medium) = (kib_per_turn("4K", 4.0), kib_per_turn("16K", 16.0));
+    assert!((60.0..70.0).contains(&kib_per_turn("64K", 64.0)));
+    let said = format!(
+        "a turn of the two processes for every {small:.0} to {medium:.0} \
+         KiB, against one per 64 KiB with chunks of 64 KiB"
+    );
+    assert!(chapter.contains(&said), "ch27 does not say: {said}");
+    let per_chunk = ["4K", "16K", "64K", "256K", "1M"].map(waits);
+    assert!(per_chunk[..2].iter().all(|&w| w <= 0.01), "{per_chunk:?}");
+    for (w, sixty_fours) in per_chunk[2..].iter().zip([1.0, 4.0, 16.0]) {
+        assert!((1.5..=2.1).contains(&(w / sixty_fours)), "{per_chunk:?}");
+    }
+    let [a, b, c, d, e] = per_chunk.map(|w| format!("{w:.2}"));
+    let said = format!(
+        "({a} and {b} waits per chunk, the median over the rounds), and \
+         about twice for every 64 KiB with larger chunks ({c}, {d} and {e} \
+         waits per chunk of 64 KiB, 256 KiB and 1 MiB)"
+    );
+    assert!(chapter.contains(&said), "ch27 does not say: {said}");
     let (large, larger) = (pipe("256K"), pipe("1M"));
     assert!(larger.iter().any(|(round, r)| *r < large[round]));
     assert!(larger.iter().any(|(round, r)| *r > large[round]));
