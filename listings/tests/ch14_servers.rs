@@ -1,7 +1,7 @@
 //! Chapter 14, A server that real clients cannot break: Listings 14-1
 //! (`tcp-naive`), 14-2 (`tcp-threads`) and 14-3 (`tcp-pool`).
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -87,7 +87,7 @@ fn a_connection_still_in_the_backlog_is_reset_when_the_server_dies() {
         .unwrap();
     drop(listener);
     let err = queued.read(&mut [0; 1]).unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
 }
 
 /// Whether /proc/net/tcp still lists the connection from local port
@@ -132,7 +132,7 @@ fn linux_accepts_a_client_that_reset_in_the_queue_and_its_first_call_fails() {
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let err = conn.read(&mut [0; 1]).unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
 }
 
 #[test]
@@ -527,6 +527,71 @@ fn pool_closes_idle_clients_once_a_second_old_while_others_wait() {
         // `read_to_end` retries a read that a signal interrupted.
         assert_eq!(sock.read_to_end(&mut rest).unwrap(), 0);
     }
+    drop(server);
+}
+
+#[test]
+fn pool_closes_clients_that_take_their_replies_too_slowly_while_others_wait() {
+    // Two workers, each held by a client that has sent a flood of empty
+    // lines, millions of requests, and takes the replies slowly: a
+    // mebibyte every two seconds, so that every reply is taken within its
+    // own deadline. A worker that has waited a second for such a client
+    // to make room for a reply is stalled, as one waiting for the rest of
+    // a request is; without that, the third client waited as long as the
+    // slow ones went on.
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (server, addr) =
+        start_server(bin!("tcp-pool"), &["127.0.0.1:0", "--workers", "2"]);
+    let done = Arc::new(AtomicBool::new(false));
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let mut sock = connect(&addr);
+            // Until the server stops reading: its worker then waits for
+            // room in the socket's buffers to write a reply.
+            sock.set_write_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            let flood = vec![b'\n'; 64 * 1024];
+            while sock.write_all(&flood).is_ok() {}
+            let done = Arc::clone(&done);
+            thread::spawn(move || {
+                sock.set_read_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                let mut buf = vec![0; 64 * 1024];
+                let started = Instant::now();
+                // Bounded: the attack ends by itself after twelve seconds.
+                while !done.load(Ordering::Relaxed)
+                    && started.elapsed() < Duration::from_secs(12)
+                {
+                    // Not a synchronisation: the pace of a slow reader.
+                    thread::sleep(Duration::from_secs(2));
+                    let mut taken = 0;
+                    while taken < 1024 * 1024 {
+                        match sock.read(&mut buf) {
+                            Ok(0) => return,
+                            Ok(n) => taken += n,
+                            Err(err)
+                                if err.kind() == ErrorKind::Interrupted => {}
+                            Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                                break;
+                            }
+                            // Closed by the server: the end of the attack.
+                            Err(_) => return,
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let reply = ask(&addr, "third");
+    let waited = started.elapsed();
+    done.store(true, Ordering::Relaxed);
+    for reader in slow {
+        reader.join().unwrap();
+    }
+    assert_eq!(reply.unwrap(), "server got: [third]\n");
+    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
     drop(server);
 }
 
