@@ -299,6 +299,15 @@ fn threaded_server_keeps_its_default_limit_below_the_descriptors() {
     ));
 }
 
+#[test]
+fn pool_serves_past_idle_clients_with_few_descriptors() {
+    // The pool's limit, workers and queue, is not kept below the
+    // descriptors: `accept` fails first, and the shedding makes room.
+    line_server::served_past_idle_clients_with_few_descriptors(bin!(
+        "tcp-pool"
+    ));
+}
+
 const BUSY: &str = r#"python3 -c '
 import socket
 quiet = [socket.create_connection(("127.0.0.1", 50008)) for _ in range(2)]
