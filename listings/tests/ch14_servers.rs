@@ -539,67 +539,62 @@ fn pool_closes_idle_clients_once_a_second_old_while_others_wait() {
     drop(server);
 }
 
-#[test]
-fn pool_closes_clients_that_take_their_replies_too_slowly_while_others_wait() {
-    // Two workers, each held by a client that has sent a flood of empty
-    // lines, millions of requests, and takes the replies slowly: a
-    // mebibyte every two seconds, so that every reply is taken within its
-    // own deadline. A worker that has waited a second for such a client
-    // to make room for a reply is stalled, as one waiting for the rest of
-    // a request is; without that, the third client waited as long as the
-    // slow ones went on.
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let (server, addr) =
-        start_server(bin!("tcp-pool"), &["127.0.0.1:0", "--workers", "2"]);
-    let done = Arc::new(AtomicBool::new(false));
-    let slow: Vec<_> = (0..2)
+/// Two clients, each holding a worker or a thread of the server at
+/// `addr`: each sends a flood of empty lines, hundreds of thousands of
+/// requests, until the server stops reading because its write of a reply
+/// waits for room, and then reads nothing. (A client that takes a
+/// mebibyte every few seconds keeps it waiting the same way, each reply
+/// within its own deadline, for as long as it likes; one that reads
+/// nothing keeps it until the reply's deadline, which the servers are
+/// given long.) Then `ask` for a reply of our own, and how long it took.
+fn asked_behind_clients_that_do_not_take_their_replies(
+    addr: &str,
+) -> (String, Duration) {
+    let blocked: Vec<_> = (0..2)
         .map(|_| {
-            let mut sock = connect(&addr);
-            // Until the server stops reading: its worker then waits for
-            // room in the socket's buffers to write a reply.
+            let mut sock = connect(addr);
             sock.set_write_timeout(Some(Duration::from_millis(300)))
                 .unwrap();
             let flood = vec![b'\n'; 64 * 1024];
             while sock.write_all(&flood).is_ok() {}
-            let done = Arc::clone(&done);
-            thread::spawn(move || {
-                sock.set_read_timeout(Some(Duration::from_millis(100)))
-                    .unwrap();
-                let mut buf = vec![0; 64 * 1024];
-                let started = Instant::now();
-                // Bounded: the attack ends by itself after twelve seconds.
-                while !done.load(Ordering::Relaxed)
-                    && started.elapsed() < Duration::from_secs(12)
-                {
-                    // Not a synchronisation: the pace of a slow reader.
-                    thread::sleep(Duration::from_secs(2));
-                    let mut taken = 0;
-                    while taken < 1024 * 1024 {
-                        match sock.read(&mut buf) {
-                            Ok(0) => return,
-                            Ok(n) => taken += n,
-                            Err(err)
-                                if err.kind() == ErrorKind::Interrupted => {}
-                            Err(err) if err.kind() == ErrorKind::WouldBlock => {
-                                break;
-                            }
-                            // Closed by the server: the end of the attack.
-                            Err(_) => return,
-                        }
-                    }
-                }
-            })
+            sock
         })
         .collect();
+    // Not a synchronisation: the time a reply must have waited.
+    thread::sleep(Duration::from_millis(1100));
     let started = Instant::now();
-    let reply = ask(&addr, "third");
+    let reply = ask(addr, "third");
     let waited = started.elapsed();
-    done.store(true, Ordering::Relaxed);
-    for reader in slow {
-        reader.join().unwrap();
-    }
-    assert_eq!(reply.unwrap(), "server got: [third]\n");
+    drop(blocked);
+    (reply.unwrap(), waited)
+}
+
+#[test]
+fn pool_closes_clients_that_do_not_take_their_replies_while_others_wait() {
+    // Two workers, each waiting to write a reply to a client that does not
+    // read. A worker that has waited a second for room is stalled, as one
+    // waiting for the rest of a request is; without that, the third
+    // client waited for the reply's deadline, twenty seconds here, and
+    // behind clients that read slowly, for ever.
+    let args = ["127.0.0.1:0", "--workers", "2", "--timeout", "20"];
+    let (server, addr) = start_server(bin!("tcp-pool"), &args);
+    let (reply, waited) =
+        asked_behind_clients_that_do_not_take_their_replies(&addr);
+    assert_eq!(reply, "server got: [third]\n");
+    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
+    drop(server);
+}
+
+#[test]
+fn threaded_server_evicts_a_client_that_does_not_take_its_replies() {
+    // Both places of `--max-conns 2` held by threads that wait to write a
+    // reply: each has been busy with its request for over a second, and
+    // the older gives up its place.
+    let args = ["127.0.0.1:0", "--max-conns", "2", "--timeout", "20"];
+    let (server, addr) = start_server(bin!("tcp-threads"), &args);
+    let (reply, waited) =
+        asked_behind_clients_that_do_not_take_their_replies(&addr);
+    assert_eq!(reply, "server got: [third]\n");
     assert!(waited < Duration::from_secs(5), "served after {waited:?}");
     drop(server);
 }
