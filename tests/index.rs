@@ -279,6 +279,7 @@ const SYSTEM_CALLS: &[(&str, &str)] = &[
     ("nix::sys::signalfd::SignalFd::with_flags", "signalfd(2)"),
     ("nix::sys::socket::getsockopt", "getsockopt(2)"),
     ("nix::sys::socket::recv", "recv(2)"),
+    ("nix::sys::socket::send", "send(2)"),
     ("nix::sys::stat::fstat", "fstat(2)"),
     ("nix::sys::wait::waitid", "waitid(2)"),
     ("nix::unistd::alarm::cancel", "alarm(2)"),

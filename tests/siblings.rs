@@ -70,6 +70,12 @@ const FAMILIES: &[Family] = &[
                 "the pool's evicting thread runs while others wait, so it \
                  is told when a reply is being written, which it spares",
             ),
+            (
+                "fn write_all_by",
+                "the pool's evicting thread is told when a reply waits for \
+                 room, a stall it closes; a thread's table sees it as a \
+                 request busy for too long",
+            ),
         ],
     },
     Family {

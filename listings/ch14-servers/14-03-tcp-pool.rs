@@ -5,8 +5,10 @@
 // worker serves it; a client that finds the queue full is told the
 // server is busy. While connections wait for a worker, a thread of its
 // own closes every connection that has been idle, waiting for a request,
-// for a second or more, and every one whose request has stalled as long:
-// an idle or stalled client must not hold a worker that others need.
+// for a second or more, every one whose request has stalled as long, and
+// every one whose reply has waited as long for room in a full socket
+// buffer: an idle or stalled client must not hold a worker that others
+// need.
 // Everything else, the deadlines, the maximum line, the
 // backoff after a failed `accept`, the backlog, is Listing 14-2's.
 //
@@ -26,9 +28,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
-use nix::sys::socket::{MsgFlags, recv};
+use nix::sys::socket::{MsgFlags, recv, send};
 use socket2::{Domain, Socket, Type};
 
 const USAGE: &str = "usage: tcp-pool [HOST:PORT] [--count N] \
@@ -212,10 +215,15 @@ enum Since {
     Idle(Instant),
     /// Busy with a request whose first byte was read then.
     Request(Instant),
-    /// Writing the reply to a whole request: never closed to make room
+    /// Writing the reply to a whole request: not closed to make room
     /// (the reply has a deadline of its own), so that a worker that waits
     /// for a CPU on a busy machine does not lose a client it is serving.
     Replying,
+    /// Writing a reply that found the socket's buffers full, since then:
+    /// the worker waits for the client to take earlier replies. Each reply
+    /// has its own deadline, so a client that sends a flood of requests
+    /// and takes the replies slowly would keep the worker for ever.
+    Blocked(Instant),
     /// In the queue, with a whole request waiting in its socket.
     Waiting,
     /// Shut down already, to make room.
@@ -266,7 +274,8 @@ impl Conns {
 
     /// The evicting thread: while connections wait in the queue with no
     /// worker free, shuts down every connection idle for EVICT_AFTER or
-    /// more, or busy that long with a request it has not finished sending.
+    /// more, or busy that long with a request it has not finished sending,
+    /// or with a reply it does not take.
     /// That ends its worker's wait, or, if it
     /// is still queued, makes its worker find the end of the stream at
     /// once. Sleeps until the next connection becomes old enough, or until
@@ -284,7 +293,9 @@ impl Conns {
             let now = Instant::now();
             let mut next: Option<Instant> = None;
             for (conn, since) in table.open.values_mut() {
-                let (Since::Idle(at) | Since::Request(at)) = *since else {
+                let (Since::Idle(at) | Since::Request(at) | Since::Blocked(at)) =
+                    *since
+                else {
                     continue;
                 };
                 let due = at + EVICT_AFTER;
@@ -351,6 +362,19 @@ impl Slot {
             table.open.get_mut(&self.id)
         {
             *since = Since::Replying;
+        }
+    }
+
+    /// The reply being written found no room: the worker now waits for
+    /// the client to read, which, after EVICT_AFTER, is a stall.
+    fn reply_blocked(&self) {
+        let mut table = self.conns.lock();
+        if let Some((_, since @ Since::Replying)) = table.open.get_mut(&self.id)
+        {
+            *since = Since::Blocked(Instant::now());
+        }
+        if table.waiting > table.free {
+            self.conns.changed.notify_all();
         }
     }
 
@@ -445,13 +469,14 @@ fn answer(
                 reply.extend_from_slice(&line);
                 reply.extend_from_slice(b"]\n");
                 // And each reply must be taken within `timeout`.
-                write_all_by(conn, &reply, Instant::now() + timeout)?;
+                write_all_by(conn, slot, &reply, Instant::now() + timeout)?;
                 answered += 1;
             }
             Line::TooLong => {
                 let error =
                     format!("error: line longer than {MAX_LINE} bytes\n");
-                write_all_by(conn, error.as_bytes(), Instant::now() + timeout)?;
+                let by = Instant::now() + timeout;
+                write_all_by(conn, slot, error.as_bytes(), by)?;
                 close_gently(conn, Instant::now() + timeout)?;
                 return Err(io::Error::new(
                     ErrorKind::InvalidData,
@@ -487,24 +512,42 @@ impl Read for Deadline<'_> {
     }
 }
 
+// ANCHOR: blocked
 /// Writes all of `buf` by the deadline `by`, however slowly the peer
-/// reads.
+/// reads. Each write is tried first without waiting: if the socket's
+/// buffers are full, the client is not taking its replies, and the slot
+/// says so, before the worker waits for it.
 fn write_all_by(
     mut conn: &TcpStream,
+    slot: &Slot,
     mut buf: &[u8],
     by: Instant,
 ) -> io::Result<()> {
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
     while !buf.is_empty() {
-        conn.set_write_timeout(Some(time_left(by)?))?;
-        match conn.write(buf) {
-            Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => buf = &buf[n..],
-            Err(err) if err.kind() == ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
+        let written = match send(conn.as_raw_fd(), buf, flags) {
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => {
+                slot.reply_blocked();
+                conn.set_write_timeout(Some(time_left(by)?))?;
+                match conn.write(buf) {
+                    Err(err) if err.kind() == ErrorKind::Interrupted => {
+                        continue;
+                    }
+                    result => result?,
+                }
+            }
+            Err(err) => return Err(err.into()),
+        };
+        if written == 0 {
+            return Err(ErrorKind::WriteZero.into());
         }
+        buf = &buf[written..];
     }
     Ok(())
 }
+// ANCHOR_END: blocked
 
 /// The time from now until `by`, or `TimedOut` if there is none left.
 /// (A timeout of zero would mean "no timeout" to the socket.)

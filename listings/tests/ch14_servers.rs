@@ -1,7 +1,7 @@
 //! Chapter 14, A server that real clients cannot break: Listings 14-1
 //! (`tcp-naive`), 14-2 (`tcp-threads`) and 14-3 (`tcp-pool`).
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -87,7 +87,7 @@ fn a_connection_still_in_the_backlog_is_reset_when_the_server_dies() {
         .unwrap();
     drop(listener);
     let err = queued.read(&mut [0; 1]).unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
 }
 
 /// Whether /proc/net/tcp still lists the connection from local port
@@ -132,7 +132,7 @@ fn linux_accepts_a_client_that_reset_in_the_queue_and_its_first_call_fails() {
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let err = conn.read(&mut [0; 1]).unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
 }
 
 #[test]
@@ -296,6 +296,15 @@ fn threaded_server_waits_and_recovers_when_file_descriptors_run_out() {
 fn threaded_server_keeps_its_default_limit_below_the_descriptors() {
     line_server::served_past_idle_clients_with_few_descriptors(bin!(
         "tcp-threads"
+    ));
+}
+
+#[test]
+fn pool_serves_past_idle_clients_with_few_descriptors() {
+    // The pool's limit, workers and queue, is not kept below the
+    // descriptors: `accept` fails first, and the shedding makes room.
+    line_server::served_past_idle_clients_with_few_descriptors(bin!(
+        "tcp-pool"
     ));
 }
 
@@ -527,6 +536,66 @@ fn pool_closes_idle_clients_once_a_second_old_while_others_wait() {
         // `read_to_end` retries a read that a signal interrupted.
         assert_eq!(sock.read_to_end(&mut rest).unwrap(), 0);
     }
+    drop(server);
+}
+
+/// Two clients, each holding a worker or a thread of the server at
+/// `addr`: each sends a flood of empty lines, hundreds of thousands of
+/// requests, until the server stops reading because its write of a reply
+/// waits for room, and then reads nothing. (A client that takes a
+/// mebibyte every few seconds keeps it waiting the same way, each reply
+/// within its own deadline, for as long as it likes; one that reads
+/// nothing keeps it until the reply's deadline, which the servers are
+/// given long.) Then `ask` for a reply of our own, and how long it took.
+fn asked_behind_clients_that_do_not_take_their_replies(
+    addr: &str,
+) -> (String, Duration) {
+    let blocked: Vec<_> = (0..2)
+        .map(|_| {
+            let mut sock = connect(addr);
+            sock.set_write_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            let flood = vec![b'\n'; 64 * 1024];
+            while sock.write_all(&flood).is_ok() {}
+            sock
+        })
+        .collect();
+    // Not a synchronisation: the time a reply must have waited.
+    thread::sleep(Duration::from_millis(1100));
+    let started = Instant::now();
+    let reply = ask(addr, "third");
+    let waited = started.elapsed();
+    drop(blocked);
+    (reply.unwrap(), waited)
+}
+
+#[test]
+fn pool_closes_clients_that_do_not_take_their_replies_while_others_wait() {
+    // Two workers, each waiting to write a reply to a client that does not
+    // read. A worker that has waited a second for room is stalled, as one
+    // waiting for the rest of a request is; without that, the third
+    // client waited for the reply's deadline, twenty seconds here, and
+    // behind clients that read slowly, for ever.
+    let args = ["127.0.0.1:0", "--workers", "2", "--timeout", "20"];
+    let (server, addr) = start_server(bin!("tcp-pool"), &args);
+    let (reply, waited) =
+        asked_behind_clients_that_do_not_take_their_replies(&addr);
+    assert_eq!(reply, "server got: [third]\n");
+    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
+    drop(server);
+}
+
+#[test]
+fn threaded_server_evicts_a_client_that_does_not_take_its_replies() {
+    // Both places of `--max-conns 2` held by threads that wait to write a
+    // reply: each has been busy with its request for over a second, and
+    // the older gives up its place.
+    let args = ["127.0.0.1:0", "--max-conns", "2", "--timeout", "20"];
+    let (server, addr) = start_server(bin!("tcp-threads"), &args);
+    let (reply, waited) =
+        asked_behind_clients_that_do_not_take_their_replies(&addr);
+    assert_eq!(reply, "server got: [third]\n");
+    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
     drop(server);
 }
 

@@ -74,6 +74,50 @@ fn poll_server_serves_others_while_clients_stay_silent() {
 }
 
 #[test]
+fn poll_server_stops_serving_everyone_when_its_log_is_not_read() {
+    // The log goes to a pipe that nobody reads after the first line, made
+    // as small as a pipe can be (one page): once it is full, the server's
+    // one thread waits in `write`, and no client is answered any more.
+    use nix::fcntl::{FcntlArg, fcntl};
+    use std::os::fd::AsFd;
+    use std::process::{Command, Stdio};
+    let (mut log, writer) = std::io::pipe().unwrap();
+    let mut command = Command::new(bin!("poll-server"));
+    command.arg("127.0.0.1:0");
+    let server =
+        crate::support::Listing::spawn(&mut command, Stdio::from(writer));
+    // The first line, byte by byte, so that nothing more is taken.
+    let mut first = Vec::new();
+    let mut byte = [0];
+    while first.last() != Some(&b'\n') {
+        assert_eq!(log.read(&mut byte).unwrap(), 1, "the log ended");
+        first.push(byte[0]);
+    }
+    let first = String::from_utf8(first).unwrap();
+    let addr = first.trim_end().rsplit(' ').next().unwrap().to_string();
+    fcntl(log.as_fd(), FcntlArg::F_SETPIPE_SZ(4096)).unwrap();
+    // A line of log per client, some 34 bytes: a page holds about 120.
+    let mut answered = 0;
+    let stalled = (0..1000).any(|_| {
+        let mut sock = std::net::TcpStream::connect(&addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        sock.write_all(b"x\n").unwrap();
+        sock.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut reply = String::new();
+        match sock.read_to_string(&mut reply) {
+            Ok(_) if reply == "server got: [x]\n" => {
+                answered += 1;
+                false
+            }
+            _ => true,
+        }
+    });
+    assert!(stalled, "every client was answered");
+    assert!((50..200).contains(&answered), "{answered} answered first");
+    drop((server, log));
+}
+
+#[test]
 fn poll_server_outlives_clients_that_reset() {
     line_server::outlives_clients_that_reset(bin!("poll-server"));
 }
