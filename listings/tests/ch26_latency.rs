@@ -893,6 +893,47 @@ fn bench_command_never_publishes_a_tiny_run() {
     assert!(out.stderr.contains("a tiny run is never published"));
 }
 
+/// Every `cc` command that shows how to build a C twin, in the two
+/// chapters or in the twins' own comments, works from the top of a clone,
+/// as every other command of the book does, and writes its binary under
+/// `target/`, never into the checkout.
+#[test]
+fn every_c_twin_build_command_runs_from_the_top_and_writes_under_target() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut found = 0;
+    for file in [
+        "src/ch26-latency.md",
+        "src/ch27-throughput.md",
+        "listings/ch26-latency/26-02-pingpong.c",
+        "listings/ch27-throughput/27-04-throughput.c",
+    ] {
+        let text = fs::read_to_string(root.join(file)).unwrap();
+        for line in text.lines() {
+            let line = line.trim_start_matches(['/', '$', ' ']);
+            let Some(args) = line.strip_prefix("cc ") else {
+                continue;
+            };
+            found += 1;
+            let words: Vec<&str> = args.split_whitespace().collect();
+            let output = words
+                .iter()
+                .position(|w| *w == "-o")
+                .and_then(|i| words.get(i + 1))
+                .unwrap_or_else(|| panic!("{file}: no -o in {line:?}"));
+            assert!(
+                output.starts_with("target/"),
+                "{file}: {line:?} writes into the checkout"
+            );
+            let source = words.last().unwrap();
+            assert!(
+                root.join(source).is_file(),
+                "{file}: {line:?}: no {source} at the top of a clone"
+            );
+        }
+    }
+    assert!(found >= 4, "only {found} cc commands found");
+}
+
 /// A reader stops the quarter-hour run with Ctrl-C (SIGINT to the whole
 /// foreground group) or `kill PID` (SIGTERM to the script alone): either
 /// way it says so in one line, not in a traceback, dies of that signal,
