@@ -3,9 +3,10 @@
 // same protocol, the same arguments, the same line of output, so that the
 // benchmark command can run both side by side. Where Rust records each
 // round trip in a histogram (the hdrhistogram crate), this program keeps
-// every time in an array and sorts it. Compile with
+// every time in an array and sorts it. Compile it, from the top of the
+// book's repository, beside the release build of Listing 26-1:
 //
-//     cc -O2 -o pingpong 26-02-pingpong.c
+//     cc -O2 -o target/release/pingpong-c listings/ch26-latency/26-02-pingpong.c
 //
 // Every call is checked; an error ends the program with one line and
 // status 1, as the Rust listing does.

@@ -1,8 +1,10 @@
 // ANCHOR: whole
 // Listing 27-4: the C reference for Listing 27-2, `bench-throughput`: the
-// same protocol, the same arguments, the same line of output. Compile with
+// same protocol, the same arguments, the same line of output. Compile it,
+// from the top of the book's repository, beside the release build of
+// Listing 27-2:
 //
-//     cc -O2 -o throughput 27-04-throughput.c
+//     cc -O2 -o target/release/throughput-c listings/ch27-throughput/27-04-throughput.c
 //
 // Every call is checked; an error ends the program with one line and
 // status 1, as the Rust listing does.

@@ -6,16 +6,18 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use nix::sched::{CpuSet, sched_getaffinity};
+use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use regex::Regex;
 
 use crate::support::{
-    Listing, assert_measurements_match_book, assert_rejects, cargo_run, have,
-    run,
+    Listing, assert_measurements_match_book, assert_rejects, cargo_run,
+    group_is_gone, have, run, wait_until,
 };
 
 const MECHANISMS: [&str; 6] =
@@ -930,6 +932,91 @@ fn bench_command_never_publishes_a_tiny_run() {
     let out = run(script.to_str().unwrap(), &["--tiny", "--publish"]);
     assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("a tiny run is never published"));
+}
+
+/// Every `cc` command that shows how to build a C twin, in the two
+/// chapters or in the twins' own comments, works from the top of a clone,
+/// as every other command of the book does, and writes its binary under
+/// `target/`, never into the checkout.
+#[test]
+fn every_c_twin_build_command_runs_from_the_top_and_writes_under_target() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut found = 0;
+    for file in [
+        "src/ch26-latency.md",
+        "src/ch27-throughput.md",
+        "listings/ch26-latency/26-02-pingpong.c",
+        "listings/ch27-throughput/27-04-throughput.c",
+    ] {
+        let text = fs::read_to_string(root.join(file)).unwrap();
+        for line in text.lines() {
+            let line = line.trim_start_matches(['/', '$', ' ']);
+            let Some(args) = line.strip_prefix("cc ") else {
+                continue;
+            };
+            found += 1;
+            let words: Vec<&str> = args.split_whitespace().collect();
+            let output = words
+                .iter()
+                .position(|w| *w == "-o")
+                .and_then(|i| words.get(i + 1))
+                .unwrap_or_else(|| panic!("{file}: no -o in {line:?}"));
+            assert!(
+                output.starts_with("target/"),
+                "{file}: {line:?} writes into the checkout"
+            );
+            let source = words.last().unwrap();
+            assert!(
+                root.join(source).is_file(),
+                "{file}: {line:?}: no {source} at the top of a clone"
+            );
+        }
+    }
+    assert!(found >= 4, "only {found} cc commands found");
+}
+
+/// A reader stops the quarter-hour run with Ctrl-C (SIGINT to the whole
+/// foreground group) or `kill PID` (SIGTERM to the script alone): either
+/// way it says so in one line, not in a traceback, dies of that signal,
+/// removes its temporary directory and leaves no process behind, not
+/// even the busy loops of the "CPUs kept awake" rows.
+#[test]
+fn bench_command_stopped_by_a_signal_says_so_and_cleans_up() {
+    if !have("python3") || !have("cc") {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/run");
+    let bins = Path::new(bin!("bench-pingpong")).parent().unwrap();
+    for (signal, whole_group) in
+        [(Signal::SIGINT, true), (Signal::SIGTERM, false)]
+    {
+        let target = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let mut command = Command::new(&script);
+        command
+            .args(["--tiny", "--bin-dir", bins.to_str().unwrap()])
+            .env("CARGO_TARGET_DIR", target.path())
+            .env("TMPDIR", tmp.path());
+        let mut bench = Listing::spawn(&mut command, Stdio::piped());
+        // The first figure: the C twins are built, the rounds have begun.
+        while !bench.next_line().starts_with("bench:   ") {}
+        if whole_group {
+            killpg(bench.pid(), signal).unwrap();
+        } else {
+            bench.signal(signal);
+        }
+        let pgid = bench.pid();
+        let out = bench.finish();
+        assert_eq!(out.status.signal(), Some(signal as i32), "{}", out.stderr);
+        let said = format!("bench: stopped by {signal:?} before the end");
+        assert!(out.stderr.contains(&said), "{signal:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("Traceback"), "{}", out.stderr);
+        let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+        assert!(left.is_empty(), "{signal:?} left {left:?}");
+        wait_until("the benchmark's processes are gone", || {
+            group_is_gone(pgid)
+        });
+    }
 }
 
 #[test]
