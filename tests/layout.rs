@@ -248,3 +248,48 @@ fn the_parts_are_numbered_in_the_table_of_contents() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The chapters a chapter's test module (`chNN_topic`, named `file`)
+/// borrows from, as `crate::chMM_…` paths in `text`, other than itself
+/// and those it may: Part V's chapter 27 measures with chapter 26's tools.
+fn borrowed_chapters(file: &str, text: &str) -> BTreeSet<String> {
+    static PATH: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"crate::(ch\d\d_\w+)").unwrap());
+    let allowed: &[(&str, &str)] = &[("ch27_throughput", "ch26_latency")];
+    PATH.captures_iter(text)
+        .map(|c| c[1].to_string())
+        .filter(|other| other != file && !allowed.contains(&(file, other)))
+        .collect()
+}
+
+/// A helper that two chapters' tests need belongs where every chapter
+/// looks for shared code (`support/`, or a contract such as
+/// `line_server.rs` or `daemon.rs`), not in one chapter borrowed by
+/// another: there it changes for one chapter and breaks the other.
+#[test]
+fn no_chapter_test_module_borrows_from_another() {
+    let tests = workspace_root().join("listings/tests");
+    let mut problems = Vec::new();
+    for file in files_with_extension(&tests, "rs") {
+        let name = file.file_stem().unwrap().to_string_lossy().to_string();
+        if !name.starts_with("ch") {
+            continue;
+        }
+        for other in borrowed_chapters(&name, &read(&file)) {
+            problems.push(format!("listings/tests/{name}.rs uses {other}"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn borrowing_between_chapters_is_caught() {
+    let text = "use crate::ch05_handlers::trace_of_pipes;\n\
+                use crate::support::run;\nuse crate::ch08_eintr::x;";
+    assert_eq!(
+        borrowed_chapters("ch08_eintr", text),
+        BTreeSet::from(["ch05_handlers".to_string()])
+    );
+    let part_v = "use crate::ch26_latency::{compile_c, published};";
+    assert!(borrowed_chapters("ch27_throughput", part_v).is_empty());
+}

@@ -121,11 +121,11 @@ fn sig_eintr_never_closes_the_pipe_its_handler_writes_into() {
     }
     // SIGUSR2's handler writes into the pipe: the read returns, whenever
     // the signal comes.
-    let trace = crate::ch05_handlers::trace_of_pipes(
+    let trace = crate::support::trace_of_pipes(
         bin!("sig-eintr"),
         &[],
         Some(Signal::SIGUSR2),
     );
-    let closed = crate::ch05_handlers::pipe_ends_closed(&trace);
+    let closed = crate::support::pipe_ends_closed(&trace);
     assert_eq!(closed, Vec::<u32>::new(), "{trace}");
 }

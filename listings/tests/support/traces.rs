@@ -1,6 +1,7 @@
 //! System-call traces shown in the book: running a listing under strace and
 //! comparing what the kernel saw.
 
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use regex::Regex;
 use std::fs;
@@ -481,4 +482,50 @@ pub fn assert_traced_run_matches_book(
     let command = strace_command(bin, args, trace);
     assert_trace_matches_book(file, &command, trace, &out.stderr, &[]);
     out
+}
+
+/// The ends of the pipes a traced listing made (`pipe2([3, 4], ...)`) that
+/// it later closed (`close(3)`): a handler that writes into a pipe must
+/// find it open until the process ends.
+pub fn pipe_ends_closed(trace: &str) -> Vec<u32> {
+    let made = regex::Regex::new(r"pipe2\(\[(\d+), (\d+)\]").unwrap();
+    let closed = regex::Regex::new(r"close\((\d+)\)\s+= 0").unwrap();
+    let (mut open, mut made_any, mut closed_ends) =
+        (Vec::new(), false, Vec::new());
+    for line in trace.lines() {
+        if let Some(c) = made.captures(line) {
+            open.extend([c[1].parse::<u32>().unwrap(), c[2].parse().unwrap()]);
+            made_any = true;
+        } else if let Some(c) = closed.captures(line) {
+            let fd: u32 = c[1].parse().unwrap();
+            if let Some(i) = open.iter().position(|&end| end == fd) {
+                open.remove(i);
+                closed_ends.push(fd);
+            }
+        }
+    }
+    assert!(made_any, "no pipe2 in the trace:\n{trace}");
+    closed_ends
+}
+
+/// The trace of `bin` run to its end, once ready sent `signal` if any,
+/// with only the calls that make and close descriptors.
+pub fn trace_of_pipes(
+    bin: &str,
+    args: &[&str],
+    signal: Option<Signal>,
+) -> String {
+    let trace = Trace {
+        calls: "pipe2,close",
+        signals: "none",
+        from: None,
+    };
+    let mut listing = Listing::start_traced(bin, args, &trace);
+    if let Some(signal) = signal {
+        listing.next_line();
+        nix::sys::signal::kill(listing.tracee(), signal).unwrap();
+    }
+    let out = listing.finish();
+    assert!(out.status.success(), "{bin}: {}", out.stderr);
+    out.stderr
 }
