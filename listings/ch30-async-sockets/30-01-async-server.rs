@@ -179,9 +179,14 @@ async fn accept_loop(
                 Err(err) => {
                     // EMFILE (no file descriptor left) and the like.
                     // Trying again at once would fail at once, in a loop
-                    // that eats a CPU; wait first, longer and longer.
-                    backoff.failed(&err).await;
-                    continue;
+                    // that eats a CPU; wait first, longer and longer, and
+                    // listen meanwhile: the branches here are dropped.
+                    tokio::select! {
+                        () = backoff.failed(&err) => continue,
+                        _ = signals.int.recv() => return Ok(Stop::Signal(SIGINT)),
+                        _ = signals.term.recv() => return Ok(Stop::Signal(SIGTERM)),
+                        _ = signals.hup.recv() => return Ok(Stop::Signal(SIGHUP)),
+                    }
                 }
             },
             _ = signals.int.recv() => return Ok(Stop::Signal(SIGINT)),

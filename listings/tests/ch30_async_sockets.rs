@@ -138,6 +138,27 @@ fn async_server_backs_off_and_recovers_when_file_descriptors_run_out() {
     }
 }
 
+#[test]
+fn async_server_dies_of_sigterm_at_once_while_accept_keeps_failing() {
+    let (mut server, addr) =
+        start_limited(32, SERVER, &["127.0.0.1:0", "--max-conns", "100"]);
+    let pid = server.pid();
+    let free = 32 - open_fds(pid);
+    let silent = silent_clients(&addr, free);
+    let _queued = connect(&addr);
+    assert!(server.next_line().starts_with("async-server: accept: "));
+    // Not a synchronisation: the back-off grows to its second meanwhile.
+    thread::sleep(Duration::from_secs(2));
+    let sent = Instant::now();
+    server.signal(Signal::SIGTERM);
+    let out = server.finish();
+    let heard = sent.elapsed();
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+    // Heard at once, not when the back-off's wait ends.
+    assert!(heard < Duration::from_millis(500), "died after {heard:?}");
+    drop(silent);
+}
+
 /// A client that sends requests and never reads a reply, until the
 /// server is stuck writing a reply to it: the server's end of the
 /// connection then holds requests it does not read, and their number
