@@ -145,8 +145,14 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
                     backoff.reset();
                     server.spawn(stream, peer);
                 }
-                // Out of descriptors, say: wait before trying again.
-                Err(err) => backoff.failed(&err).await,
+                // Out of descriptors, say: wait before trying again, and
+                // listen meanwhile. The branches above are dropped by now.
+                Err(err) => tokio::select! {
+                    () = backoff.failed(&err) => {}
+                    _ = signals.hup.recv() => server.reload(&config_path),
+                    _ = signals.term.recv() => break SIGTERM,
+                    _ = signals.int.recv() => break SIGINT,
+                },
             },
             _ = signals.hup.recv() => server.reload(&config_path),
             _ = signals.term.recv() => break SIGTERM,

@@ -6,8 +6,8 @@
 // frame `server got: [<frame>]`, Listing 13-3's. Every request and every
 // reply has a deadline, lines and frames have a maximum length, the number
 // of connections has a limit (when it is reached, the connection that has
-// waited longest for a request makes room for the new one; only if every
-// connection is busy is the new client told that the server is), a
+// waited longest for a request, a second at least, makes room for the new
+// one; if none has, the new client is told that the server is busy), a
 // failed `accept` waits and tries again, and the backlog is set.
 //
 // `async-server [HOST:PORT] [--unix PATH] [--frames lines|length]
@@ -20,6 +20,7 @@ use std::fs::{self, File, OpenOptions};
 use std::future::Future;
 use std::io::{self, ErrorKind, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
@@ -178,9 +179,14 @@ async fn accept_loop(
                 Err(err) => {
                     // EMFILE (no file descriptor left) and the like.
                     // Trying again at once would fail at once, in a loop
-                    // that eats a CPU; wait first, longer and longer.
-                    backoff.failed(&err).await;
-                    continue;
+                    // that eats a CPU; wait first, longer and longer, and
+                    // listen meanwhile: the branches here are dropped.
+                    tokio::select! {
+                        () = backoff.failed(&err) => continue,
+                        _ = signals.int.recv() => return Ok(Stop::Signal(SIGINT)),
+                        _ = signals.term.recv() => return Ok(Stop::Signal(SIGTERM)),
+                        _ = signals.hup.recv() => return Ok(Stop::Signal(SIGHUP)),
+                    }
                 }
             },
             _ = signals.int.recv() => return Ok(Stop::Signal(SIGINT)),
@@ -242,9 +248,12 @@ enum Listener {
 }
 
 /// A connected socket of either kind: the protocols need only to read and
-/// write it.
-trait Socket: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Socket for T {}
+/// write it, and `refuse` to ask the kernel what it holds for it.
+trait Socket: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static> Socket
+    for T
+{
+}
 
 // ANCHOR: accept
 impl Listener {
@@ -437,15 +446,33 @@ async fn drain_until_closed(mut socket: Box<dyn Socket>) -> io::Result<()> {
     Ok(())
 }
 
-/// Tells a client that the server is busy, and closes gently, so that a
-/// reset does not destroy the message: all of it within `BUSY_LIMIT`. A
+/// Tells a client that the server is busy, and closes, all of it within
+/// `BUSY_LIMIT`. What the client had sent is read first, by the kernel's
+/// count, so that closing sends a FIN and not a reset that could destroy
+/// the message; what it sends later is not waited for, as in Listing
+/// 14-2: a refused client holds a descriptor for no longer than that. A
 /// task of its own: the accept loop does not wait for it.
 async fn refuse(mut socket: Box<dyn Socket>) {
     let _ = timeout(BUSY_LIMIT, async {
+        let waiting = unread_bytes(socket.as_raw_fd())?;
+        let mut sent = (&mut socket).take(waiting);
+        tokio::io::copy(&mut sent, &mut tokio::io::sink()).await?;
         socket.write_all(b"error: server busy\n").await?;
-        drain_until_closed(socket).await
+        socket.shutdown().await
     })
     .await;
+}
+
+/// How many bytes the kernel has received on `fd` that nobody has read
+/// yet: `ioctl(FIONREAD)`. Not a read through tokio, which answers "not
+/// ready" for a socket its driver has not yet seen ready (Chapter 29).
+fn unread_bytes(fd: RawFd) -> io::Result<u64> {
+    let mut count: nix::libc::c_int = 0;
+    // SAFETY: FIONREAD stores one int through the pointer, which points
+    // to `count`, alive for the whole call.
+    let done = unsafe { nix::libc::ioctl(fd, nix::libc::FIONREAD, &mut count) };
+    nix::errno::Errno::result(done)?;
+    Ok(u64::try_from(count).unwrap_or(0))
 }
 // ANCHOR_END: close
 
@@ -463,6 +490,13 @@ struct Slots {
     /// not even by a connection that was evicted and has yet to end.
     next_id: AtomicU64,
 }
+
+/// How long a connection must have waited for a request before it may be
+/// closed to make room, as in Listing 14-2. A connection accepted a moment
+/// ago may have its request in the kernel already, which tokio does not
+/// report until its driver has seen the socket ready: closed then, its
+/// client would get a reset instead of a reply.
+const EVICT_AFTER: Duration = Duration::from_secs(1);
 
 /// Since when a connection waits for a request (`None` while it works
 /// on one), and how to tell it to leave.
@@ -482,7 +516,7 @@ impl Slots {
     /// `max` slots; an idle connection gets a tenth of `limit` (at least
     /// a second) once they run short.
     fn new(max: usize, limit: Duration) -> Arc<Slots> {
-        let crowded_idle = (limit / 10).max(Duration::from_secs(1));
+        let crowded_idle = (limit / 10).max(EVICT_AFTER);
         Arc::new(Slots {
             max,
             crowded_idle: crowded_idle.min(limit),
@@ -491,9 +525,9 @@ impl Slots {
         })
     }
 
-    /// A slot for a new connection, if need be the slot of one that waits
-    /// for a request, which is told to leave. `None` if every connection
-    /// is working on a request.
+    /// A slot for a new connection, if need be the slot of one that has
+    /// waited for a request for EVICT_AFTER at least, which is told to
+    /// leave. `None` if no connection has.
     fn take(self: &Arc<Self>) -> Option<Slot> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
@@ -509,10 +543,13 @@ impl Slots {
             });
         }
         if open.len() >= self.max {
-            // Full: the longest wait ends. Linear, but only when full.
+            // Full: the longest wait ends, if it has lasted EVICT_AFTER.
+            // Linear, but only when full.
             let (&oldest, _) = open
                 .iter()
-                .filter(|(_, waiting)| waiting.since.is_some())
+                .filter(|(_, waiting)| {
+                    waiting.since.is_some_and(|at| now - at >= EVICT_AFTER)
+                })
                 .min_by_key(|(_, waiting)| waiting.since)?;
             if let Some(evicted) = open.remove(&oldest) {
                 evicted.evict.cancel();
@@ -985,11 +1022,11 @@ mod tests {
         assert!(!dir.exists(), "the test left {}", dir.display());
     }
 
-    #[test]
-    fn the_future_of_a_connection_is_small() {
+    #[tokio::test]
+    async fn the_future_of_a_connection_is_small() {
         // What an idle connection costs is mostly its task, whose future
         // holds everything the connection keeps across an `.await`.
-        let (socket, _) = tokio::io::duplex(64);
+        let (socket, _) = tokio::net::UnixStream::pair().unwrap();
         let slot = Slots::new(1, Duration::from_secs(1)).take().unwrap();
         let limit = Duration::from_secs(1);
         let serving =
@@ -1005,7 +1042,12 @@ mod tests {
         sleep(Duration::from_millis(10)).await;
         let second = slots.take().unwrap();
         let third = slots.take().unwrap();
-        // Full: the first has waited longest, and makes room.
+        // Full, and nobody has waited long: their requests may be on
+        // their way. The newcomer is refused.
+        assert!(slots.take().is_none());
+        assert!(!first.evict.is_cancelled());
+        // A second later the first has waited longest, and makes room.
+        sleep(EVICT_AFTER).await;
         let fourth = slots.take().expect("room made");
         assert!(first.evict.is_cancelled());
         assert!(!second.evict.is_cancelled());
@@ -1029,6 +1071,7 @@ mod tests {
         second.set_waiting(true);
         sleep(Duration::from_millis(10)).await;
         first.set_waiting(true);
+        sleep(EVICT_AFTER).await;
         let _third = slots.take().expect("room made");
         assert!(first.evict.is_cancelled(), "accepted first, waited longest");
         assert!(!second.evict.is_cancelled());

@@ -540,3 +540,63 @@ async fn a_dropped_child_wait_has_closed_the_childs_stdin() {
     assert_eq!(child.try_wait().unwrap(), None, "still running");
     child.kill().await.unwrap();
 }
+
+#[test]
+fn async_daemon_hears_its_signals_at_once_while_accept_keeps_failing() {
+    const LIMIT: usize = 40;
+    let script = format!("ulimit -n {LIMIT} && exec \"$0\" \"$@\"");
+    let bin = bin!("async-daemon");
+    let mut daemon =
+        start_exactly("bash", &["-c", &script, bin, "127.0.0.1:0"]);
+    let pid = daemon.listing.pid();
+    let backing_off = "accept failed: Too many open files (os error 24); \
+                       trying again, less often";
+    // Idle clients until no descriptor is left, and one more in the queue.
+    let mut idle = Vec::new();
+    let mut failing = false;
+    while open_fds(pid) < LIMIT {
+        idle.push(Client::connect(daemon.addr));
+        loop {
+            let line = daemon.listing.next_line();
+            if line == backing_off {
+                failing = true;
+                continue;
+            }
+            assert!(line.ends_with(": connected"), "{line}");
+            break;
+        }
+    }
+    let _queued = Client::connect(daemon.addr);
+    if !failing {
+        assert_eq!(daemon.listing.next_line(), backing_off);
+    }
+    // Not a synchronisation: the back-off grows to its second meanwhile.
+    thread::sleep(Duration::from_secs(2));
+    // Each signal is heard at once, not when the back-off's wait ends.
+    for _ in 0..6 {
+        let sent = Instant::now();
+        daemon.listing.signal(Signal::SIGHUP);
+        let line = daemon.listing.next_line();
+        // The file cannot be opened either: no descriptor is left.
+        assert!(line.starts_with("Reload failed"), "{line}");
+        let heard = sent.elapsed();
+        assert!(
+            heard < Duration::from_millis(500),
+            "reloaded after {heard:?}"
+        );
+    }
+    let sent = Instant::now();
+    daemon.listing.signal(Signal::SIGTERM);
+    let line = daemon.listing.next_line();
+    assert!(line.starts_with("accept failed"), "{line}");
+    let line = daemon.listing.next_line();
+    assert!(line.starts_with("Got SIGTERM"), "{line}");
+    let heard = sent.elapsed();
+    assert!(
+        heard < Duration::from_millis(500),
+        "stopped after {heard:?}"
+    );
+    drop(idle);
+    let out = daemon.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+}

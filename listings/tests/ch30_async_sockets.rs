@@ -138,6 +138,27 @@ fn async_server_backs_off_and_recovers_when_file_descriptors_run_out() {
     }
 }
 
+#[test]
+fn async_server_dies_of_sigterm_at_once_while_accept_keeps_failing() {
+    let (mut server, addr) =
+        start_limited(32, SERVER, &["127.0.0.1:0", "--max-conns", "100"]);
+    let pid = server.pid();
+    let free = 32 - open_fds(pid);
+    let silent = silent_clients(&addr, free);
+    let _queued = connect(&addr);
+    assert!(server.next_line().starts_with("async-server: accept: "));
+    // Not a synchronisation: the back-off grows to its second meanwhile.
+    thread::sleep(Duration::from_secs(2));
+    let sent = Instant::now();
+    server.signal(Signal::SIGTERM);
+    let out = server.finish();
+    let heard = sent.elapsed();
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+    // Heard at once, not when the back-off's wait ends.
+    assert!(heard < Duration::from_millis(500), "died after {heard:?}");
+    drop(silent);
+}
+
 /// A client that sends requests and never reads a reply, until the
 /// server is stuck writing a reply to it: the server's end of the
 /// connection then holds requests it does not read, and their number
@@ -177,6 +198,36 @@ fn async_server_tells_a_client_that_it_is_busy_when_no_one_is_idle() {
 }
 
 #[test]
+fn async_server_answers_or_refuses_every_client_of_a_burst_over_its_limit() {
+    // Forty clients at once against four slots: each sends its request at
+    // once. None has been idle for long, so none may be closed to make
+    // room; each gets its reply or `error: server busy`, never a reset.
+    let (server, addr) =
+        start_server(SERVER, &["127.0.0.1:0", "--max-conns", "4"]);
+    let clients = 40;
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(clients));
+    let handles: Vec<_> = (0..clients)
+        .map(|i| {
+            let (addr, barrier) = (addr.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                (i, ask(&addr, &format!("client {i}")))
+            })
+        })
+        .collect();
+    for handle in handles {
+        let (i, reply) = handle.join().unwrap();
+        let reply = reply.unwrap_or_else(|err| format!("{err}"));
+        assert!(
+            reply == format!("server got: [client {i}]\n")
+                || reply == "error: server busy\n",
+            "client {i} got {reply:?}"
+        );
+    }
+    drop(server);
+}
+
+#[test]
 fn async_server_serves_a_new_client_while_1000_idle_connections_are_held() {
     // A long timeout: a crowded server's shorter wait, a minute, does not
     // end any of them while the test runs.
@@ -184,12 +235,7 @@ fn async_server_serves_a_new_client_while_1000_idle_connections_are_held() {
         SERVER,
         &["127.0.0.1:0", "--max-conns", "1000", "--timeout", "600"],
     );
-    let pid = server.pid();
-    let before = open_fds(pid);
-    let mut idle = silent_clients(&addr, 1000);
-    wait_until("1000 connections accepted", || {
-        open_fds(pid) >= before + 1000
-    });
+    let mut idle = line_server::idle_clients_held(server.pid(), &addr, 1000);
     // Every slot is taken; the connection that has waited longest, and
     // only that one, makes room for the new client.
     assert_eq!(ask(&addr, "new").unwrap(), "server got: [new]\n");
