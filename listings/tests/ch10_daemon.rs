@@ -977,6 +977,33 @@ fn sig_notify_refuses_a_descriptor_3_that_does_not_listen() {
 }
 
 #[test]
+fn sig_notify_refuses_listen_fds_when_descriptor_3_is_not_open() {
+    // $LISTEN_PID names the daemon and $LISTEN_FDS says one, but nothing
+    // was passed: descriptor 3 is free, and the first descriptor the
+    // daemon makes (its signalfd) would get that number. Taken as the
+    // manager's socket, and closed as not listening, it would be closed a
+    // second time by its owner; std's debug build aborts on that.
+    let script = r#"exec 3<&-
+        export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0""#;
+    let mut command = std::process::Command::new("bash");
+    command.args(["-c", script, bin!("sig-notify")]);
+    let listing = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let out = listing.finish();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{:?} {:?}",
+        out.status,
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr.trim_end(),
+        "sig-notify: LISTEN_FDS=1, but descriptor 3 is not open"
+    );
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+}
+
+#[test]
 fn sig_notify_goes_on_when_the_manager_does_not_listen() {
     // A name in the abstract namespace that nothing has bound.
     let socket = format!("@sig-notify-nobody-{}", std::process::id());
@@ -1227,6 +1254,30 @@ fn sig_daemon_leaves_no_directory_when_sigterm_comes_as_it_starts() {
     listing.finish();
     let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn sig_daemon_leaves_no_directory_when_descriptors_run_out_as_it_starts() {
+    // With the table nearly full, the daemon fails somewhere on its way to
+    // listening: before its private directory, while it writes the
+    // configuration into it, or after. Each limit must end in a one-line
+    // error and an empty TMPDIR. (Removing a directory tree opens it: a
+    // `Drop` that needs a descriptor cannot run when there is none.)
+    for fds in 4..=13 {
+        let tmp = tempfile::tempdir().unwrap();
+        let script = format!("ulimit -n {fds} && exec \"$0\" \"$@\"");
+        let mut command = std::process::Command::new("bash");
+        command
+            .args(["-c", &script, bin!("sig-daemon"), "127.0.0.1:0"])
+            .env("TMPDIR", tmp.path());
+        let out =
+            Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+        let why = format!("limit {fds}: {:?} {:?}", out.status, out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{why}");
+        assert_eq!(out.stderr.lines().count(), 1, "{why}");
+        let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+        assert!(left.is_empty(), "limit {fds}: left behind: {left:?}");
+    }
 }
 
 /// The threads of `pid` other than its main thread.
