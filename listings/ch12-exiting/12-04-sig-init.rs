@@ -116,7 +116,7 @@ fn reap_all(service: Pid) -> nix::Result<Option<WaitStatus>> {
 
 // ANCHOR: child
 /// The service: waits for SIGTERM, cleans up, and dies of it (Listing
-/// 12-1). It is pid 2, not an init, so the signal's default action works.
+/// 12-1). It is not the init, so the signal's default action works.
 fn child() -> Result<ExitCode, Box<dyn Error>> {
     let mut signals = Signals::new([SIGTERM])?;
     println!("Child: running as {}", whoami()?);
