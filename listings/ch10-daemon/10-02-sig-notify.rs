@@ -181,9 +181,10 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
 
 /// Sends the greeting, then closes without a reset. Closing a socket that
 /// holds unread bytes (a client that sent a request first, say) sends a
-/// reset, which can destroy the greeting before the client has read it;
-/// so it half-closes, and reads and discards until the client closes too,
-/// for at most a second. The thread inherits the blocked signals.
+/// reset, RST, instead of a FIN, which throws away whatever was not sent
+/// yet and fails the client's reads at the end; so it half-closes, which
+/// sends the end first, and reads and discards until the client closes
+/// too, for at most a second. The thread inherits the blocked signals.
 fn goodbye(mut client: TcpStream, greeting: &str) {
     let deadline = Instant::now() + LINGER;
     let _ = client.set_write_timeout(Some(LINGER));

@@ -893,9 +893,24 @@ fn sig_notify_pings_the_watchdog_twice_per_period() {
     assert_died_of(&notify.finish(), Signal::SIGTERM);
 }
 
+/// The state of a TCP connection, `tcpi_state`, from `getsockopt(TCP_INFO)`.
+fn tcp_state(stream: &TcpStream) -> u8 {
+    tcp_info(stream).tcpi_state
+}
+
+/// The peer has ended its side (FIN), and no reset came: TCP_CLOSE_WAIT.
+const TCP_CLOSE_WAIT: u8 = 8;
+
 /// Whether what was sent on `stream` has been acknowledged, or refused
 /// with a reset (which closes it), from `getsockopt(TCP_INFO)`.
 fn acknowledged_or_reset(stream: &TcpStream) -> bool {
+    let info = tcp_info(stream);
+    const TCP_CLOSE: u8 = 7;
+    info.tcpi_state == TCP_CLOSE || info.tcpi_unacked == 0
+}
+
+/// `getsockopt(TCP_INFO)` on `stream`.
+fn tcp_info(stream: &TcpStream) -> nix::libc::tcp_info {
     use nix::libc;
     use std::os::fd::AsRawFd;
     let mut info = std::mem::MaybeUninit::<libc::tcp_info>::zeroed();
@@ -912,16 +927,14 @@ fn acknowledged_or_reset(stream: &TcpStream) -> bool {
     };
     assert_eq!(done, 0, "{}", std::io::Error::last_os_error());
     // SAFETY: zeroed, then filled in by the kernel.
-    let info = unsafe { info.assume_init() };
-    const TCP_CLOSE: u8 = 7;
-    info.tcpi_state == TCP_CLOSE || info.tcpi_unacked == 0
+    unsafe { info.assume_init() }
 }
 
 #[test]
 fn sig_notify_greets_a_client_that_sent_a_request_first() {
     // A client that sends something before it reads (an HTTP probe, say)
     // leaves bytes the server never reads, and a socket closed with unread
-    // bytes sends a reset instead of its end, which ends the client's
+    // bytes sends a reset instead of a FIN, which ends the client's
     // stream with ECONNRESET. With the daemon frozen, every request is in
     // its socket before it accepts.
     let (notify, addr) = start_notify(&[], &[]);
@@ -945,6 +958,14 @@ fn sig_notify_greets_a_client_that_sent_a_request_first() {
         }
     }
     assert!(bad.is_empty(), "{} of 5: {bad:#?}", bad.len());
+    // Half-closed first, the daemon's end came before any reset could,
+    // so the reads above succeed either way. What its reading until the
+    // client closes buys is that no reset comes after the end at all: the
+    // connection waits in CLOSE_WAIT for the client, instead of being
+    // CLOSE, reset, which would have thrown away a greeting not yet sent.
+    for (n, client) in clients.iter().enumerate() {
+        assert_eq!(tcp_state(&client.stream), TCP_CLOSE_WAIT, "client {n}");
+    }
     drop(clients);
     notify.signal(Signal::SIGTERM);
     assert_died_of(&notify.finish(), Signal::SIGTERM);
