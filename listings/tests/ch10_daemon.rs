@@ -829,19 +829,24 @@ fn sig_notify_tells_the_manager_ready_reloading_and_stopping() {
     );
     assert_eq!(greeting(addr), "hello\n");
     fs::write(&config, "bonjour\n").unwrap();
+    // CLOCK_MONOTONIC, in microseconds: the same clock as the daemon's.
+    let monotonic_usec = || {
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .unwrap();
+        now.tv_sec() as u64 * 1_000_000 + now.tv_nsec() as u64 / 1000
+    };
+    let before = monotonic_usec();
     notify.signal(Signal::SIGHUP);
     let reloading = manager.next();
+    let after = monotonic_usec();
     let re = regex::Regex::new(r"^RELOADING=1 MONOTONIC_USEC=(\d+)$").unwrap();
     let usec: u64 = re.captures(&reloading).expect(&reloading)[1]
         .parse()
         .unwrap();
-    // CLOCK_MONOTONIC, in microseconds: the same clock as this process's.
-    let now =
-        nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
-    let now = now.tv_sec() as u64 * 1_000_000 + now.tv_nsec() as u64 / 1000;
+    // Read by the daemon between our two readings of the same clock.
     assert!(
-        usec <= now && now - usec < 30_000_000,
-        "{usec} against {now}"
+        before <= usec && usec <= after,
+        "{usec} not in {before}..={after}"
     );
     assert_eq!(manager.next(), r#"READY=1 STATUS=Greeting "bonjour""#);
     notify.expect(r#"Reloaded: Greeting "bonjour""#);
@@ -856,41 +861,63 @@ fn sig_notify_tells_the_manager_ready_reloading_and_stopping() {
 fn sig_notify_pings_the_watchdog_twice_per_period() {
     let manager = Manager::new();
     let socket = manager.path.to_str().unwrap();
-    // A period of 400 ms: a ping every 200 ms.
-    let env = [("NOTIFY_SOCKET", socket), ("WATCHDOG_USEC", "400000")];
+    // A period of a second: a ping every half second. The manager's rule
+    // is a ping within every period; twice per period leaves room.
+    let env = [("NOTIFY_SOCKET", socket), ("WATCHDOG_USEC", "1000000")];
     let (notify, _) = start_notify(&env, &[]);
     assert!(manager.next().starts_with("READY=1"));
-    for _ in 0..3 {
+    let mut last = Instant::now();
+    for n in 0..3 {
         assert_eq!(manager.next(), "WATCHDOG=1");
+        let gap = last.elapsed();
+        last = Instant::now();
+        // Not sooner than half a period (less a little: READY=1 was
+        // taken after the daemon's clock started), and within the period.
+        assert!(gap >= Duration::from_millis(400), "ping {n} after {gap:?}");
+        assert!(gap < Duration::from_secs(1), "ping {n} after {gap:?}");
     }
     notify.signal(Signal::SIGTERM);
     assert_died_of(&notify.finish(), Signal::SIGTERM);
 
-    // Another process's watchdog is not ours: no pings at all, for a
-    // second, five periods. (A bound, not a wait: a late ping could only
-    // make this pass wrongly.)
+    // Another process's watchdog is not ours, and a period of 0 asks for
+    // no pings: none at all, for a second, five periods of 200 ms. (A
+    // bound, not a wait: a late ping could only make this pass wrongly.)
+    for not_ours in [
+        [("WATCHDOG_USEC", "200000"), ("WATCHDOG_PID", "1")],
+        [("WATCHDOG_USEC", "0"), ("WATCHDOG_PID", "")],
+    ] {
+        let manager = Manager::new();
+        let socket = manager.path.to_str().unwrap();
+        let mut env = vec![("NOTIFY_SOCKET", socket)];
+        env.extend(not_ours.iter().filter(|(_, value)| !value.is_empty()));
+        let (notify, _) = start_notify(&env, &[]);
+        assert!(manager.next().starts_with("READY=1"));
+        manager
+            .socket
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let quiet = loop {
+            match manager.socket.recv(&mut [0; 64]) {
+                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        assert!(quiet.is_err(), "{not_ours:?}: a datagram: {quiet:?}");
+        notify.signal(Signal::SIGTERM);
+        assert_died_of(&notify.finish(), Signal::SIGTERM);
+    }
+}
+
+#[test]
+fn sig_notify_dies_of_sigint_when_it_was_not_ignored() {
     let manager = Manager::new();
     let socket = manager.path.to_str().unwrap();
-    let env = [
-        ("NOTIFY_SOCKET", socket),
-        ("WATCHDOG_USEC", "200000"),
-        ("WATCHDOG_PID", "1"),
-    ];
-    let (notify, _) = start_notify(&env, &[]);
+    let (mut notify, _) = start_notify(&[("NOTIFY_SOCKET", socket)], &[]);
     assert!(manager.next().starts_with("READY=1"));
-    manager
-        .socket
-        .set_read_timeout(Some(Duration::from_secs(1)))
-        .unwrap();
-    let quiet = loop {
-        match manager.socket.recv(&mut [0; 64]) {
-            Err(err) if err.kind() == ErrorKind::Interrupted => continue,
-            other => break other,
-        }
-    };
-    assert!(quiet.is_err(), "a datagram: {quiet:?}");
-    notify.signal(Signal::SIGTERM);
-    assert_died_of(&notify.finish(), Signal::SIGTERM);
+    notify.signal(Signal::SIGINT);
+    assert_eq!(manager.next(), "STOPPING=1");
+    notify.expect("Got SIGINT: stopping");
+    assert_died_of(&notify.finish(), Signal::SIGINT);
 }
 
 /// The state of a TCP connection, `tcpi_state`, from `getsockopt(TCP_INFO)`.
