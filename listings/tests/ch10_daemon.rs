@@ -999,6 +999,39 @@ fn sig_notify_greets_a_client_that_sent_a_request_first() {
 }
 
 #[test]
+fn sig_notify_half_closes_before_it_drains() {
+    // The client's end of the stream is the half-close's FIN, sent with
+    // the greeting; without it the client would see the end only once the
+    // drain has waited its second for the client to close first. strace
+    // shows the call (on the connection's thread: strace follows threads).
+    if !can_trace() {
+        return;
+    }
+    let trace = Trace {
+        calls: "shutdown",
+        signals: "none",
+        from: None,
+    };
+    let mut notify =
+        Listing::start_traced(bin!("sig-notify"), &["127.0.0.1:0"], &trace);
+    let ready = notify.expect(r"Listening on (\S+) \(bound by us\) as pid \d+");
+    let addr: SocketAddr = ready[1].parse().unwrap();
+    let mut client = Client::connect(addr);
+    client.stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    assert_eq!(client.reply().as_deref(), Some("hello\n"));
+    assert_eq!(client.reply(), None);
+    drop(client);
+    nix::sys::signal::kill(notify.tracee(), Signal::SIGTERM).unwrap();
+    let out = notify.finish();
+    let half_closes = out
+        .stderr
+        .lines()
+        .filter(|line| line.contains("shutdown(") && line.contains("SHUT_WR"))
+        .count();
+    assert_eq!(half_closes, 1, "{}", out.stderr);
+}
+
+#[test]
 fn sig_notify_refuses_a_descriptor_3_that_does_not_listen() {
     // A UDP socket has an address, as a listening socket has, but nobody
     // can connect to it: taken as the listener, the daemon would say it
