@@ -59,6 +59,9 @@ fn main() -> ExitCode {
 // ANCHOR: run
 fn run() -> Result<ExitCode, Box<dyn Error>> {
     let (addr, config) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // The manager's socket first, before this program makes a descriptor
+    // of its own that could take the number 3.
+    let passed = activated()?;
     // Blocked before anything else, and read from a signalfd in the loop;
     // SIGINT only if the parent did not ignore it (a blocked signal that
     // is ignored would still reach the signalfd).
@@ -71,7 +74,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     signals.thread_block()?;
     let signalfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC)?;
     let mut greeting = read_greeting(config.as_ref())?;
-    let (listener, origin) = match activated()? {
+    let (listener, origin) = match passed {
         Some(listener) => (listener, "descriptor 3, from the service manager"),
         None => (TcpListener::bind(&addr)?, "bound by us"),
     };
@@ -178,9 +181,10 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
 
 /// Sends the greeting, then closes without a reset. Closing a socket that
 /// holds unread bytes (a client that sent a request first, say) sends a
-/// reset, which can destroy the greeting before the client has read it;
-/// so it half-closes, and reads and discards until the client closes too,
-/// for at most a second. The thread inherits the blocked signals.
+/// reset, RST, instead of a FIN, which throws away whatever was not sent
+/// yet and fails the client's reads at the end; so it half-closes, which
+/// sends the end first, and reads and discards until the client closes
+/// too, for at most a second. The thread inherits the blocked signals.
 fn goodbye(mut client: TcpStream, greeting: &str) {
     let deadline = Instant::now() + LINGER;
     let _ = client.set_write_timeout(Some(LINGER));
@@ -238,8 +242,14 @@ fn activated() -> Result<Option<TcpListener>, Box<dyn Error>> {
         Ok("1") => {}
         other => return Err(format!("LISTEN_FDS={other:?}: want one").into()),
     }
-    // SAFETY: the manager opened descriptor 3 for us, and nothing in this
-    // process has taken it; from here on the listener owns it.
+    // Open at all? Variables can outlive their descriptors. (A plain
+    // system call on a number: nothing is owned or borrowed yet.)
+    // SAFETY: F_GETFD only reads the descriptor's flags.
+    if unsafe { nix::libc::fcntl(LISTEN_FDS_START, nix::libc::F_GETFD) } < 0 {
+        return Err("LISTEN_FDS=1, but descriptor 3 is not open".into());
+    }
+    // SAFETY: the manager opened descriptor 3 for us, and this process has
+    // made no descriptor yet; from here on the listener owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(LISTEN_FDS_START) };
     // The manager passes it without close-on-exec: set it.
     fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;

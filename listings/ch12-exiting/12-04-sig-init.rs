@@ -11,7 +11,8 @@
 //               kills every other process of the namespace with SIGKILL,
 //               the child included, which gets no chance to clean up
 //   --forward   it passes SIGTERM on to the child, waits for it, and
-//               exits with its status, as tini does
+//               exits with its status, as tini does: 143 for a child
+//               that died of SIGTERM after cleaning up
 //
 // Either way it reaps the orphans that are re-parented to it, as init
 // must. Try it with `unshare --pid --fork` (as root, or add
@@ -30,6 +31,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getpid, getppid};
 use signal_hook::consts::SIGTERM;
 use signal_hook::iterator::Signals;
+use signal_hook::low_level;
 
 const USAGE: &str = "usage: sig-init [--exit | --forward]";
 
@@ -113,14 +115,17 @@ fn reap_all(service: Pid) -> nix::Result<Option<WaitStatus>> {
 // ANCHOR_END: run
 
 // ANCHOR: child
-/// The service: waits for SIGTERM, cleans up, and exits.
+/// The service: waits for SIGTERM, cleans up, and dies of it (Listing
+/// 12-1). It is not the init, so the signal's default action works.
 fn child() -> Result<ExitCode, Box<dyn Error>> {
     let mut signals = Signals::new([SIGTERM])?;
     println!("Child: running as {}", whoami()?);
     io::stdout().flush()?;
     signals.forever().next();
     println!("Child: got SIGTERM; cleaning up");
-    Ok(ExitCode::SUCCESS)
+    io::stdout().flush()?;
+    low_level::emulate_default_handler(SIGTERM)?;
+    Err("SIGTERM did not end the child".into())
 }
 
 /// Starts this program with `--child`, with the signal mask this process

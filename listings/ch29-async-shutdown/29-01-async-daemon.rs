@@ -48,6 +48,8 @@ use tokio_util::task::TaskTracker;
 const USAGE: &str = "usage: async-daemon [HOST:PORT] [--config PATH] \
                      [--drain-secs N] [--untracked]";
 const DEFAULT_ADDR: &str = "127.0.0.1:50008";
+/// The default configuration's name, in the private directory.
+const CONFIG_FILE: &str = "daemon.conf";
 const DEFAULT_CONFIG: &str = "\
 # async-daemon configuration: edit, then send SIGHUP.
 greeting = hello
@@ -105,7 +107,7 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
         Some(path) => (path.clone(), None),
         None => {
             let dir = PrivateDir::new()?;
-            let path = dir.0.join("daemon.conf");
+            let path = dir.0.join(CONFIG_FILE);
             fs::write(&path, DEFAULT_CONFIG)?;
             (path, Some(dir))
         }
@@ -582,8 +584,14 @@ impl PrivateDir {
 }
 
 impl Drop for PrivateDir {
+    /// By path first: `unlink` and `rmdir` need no descriptor, and the
+    /// table may be full (`remove_dir_all` opens the directory). Then
+    /// whatever else someone put there.
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+        let _ = fs::remove_file(self.0.join(CONFIG_FILE));
+        if fs::remove_dir(&self.0).is_err() {
+            let _ = fs::remove_dir_all(&self.0);
+        }
     }
 }
 

@@ -556,19 +556,24 @@ fn sig_notify_tells_the_manager_ready_reloading_and_stopping() {
     );
     assert_eq!(greeting(addr), "hello\n");
     fs::write(&config, "bonjour\n").unwrap();
+    // CLOCK_MONOTONIC, in microseconds: the same clock as the daemon's.
+    let monotonic_usec = || {
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .unwrap();
+        now.tv_sec() as u64 * 1_000_000 + now.tv_nsec() as u64 / 1000
+    };
+    let before = monotonic_usec();
     notify.signal(Signal::SIGHUP);
     let reloading = manager.next();
+    let after = monotonic_usec();
     let re = regex::Regex::new(r"^RELOADING=1 MONOTONIC_USEC=(\d+)$").unwrap();
     let usec: u64 = re.captures(&reloading).expect(&reloading)[1]
         .parse()
         .unwrap();
-    // CLOCK_MONOTONIC, in microseconds: the same clock as this process's.
-    let now =
-        nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
-    let now = now.tv_sec() as u64 * 1_000_000 + now.tv_nsec() as u64 / 1000;
+    // Read by the daemon between our two readings of the same clock.
     assert!(
-        usec <= now && now - usec < 30_000_000,
-        "{usec} against {now}"
+        before <= usec && usec <= after,
+        "{usec} not in {before}..={after}"
     );
     assert_eq!(manager.next(), r#"READY=1 STATUS=Greeting "bonjour""#);
     notify.expect(r#"Reloaded: Greeting "bonjour""#);
@@ -583,46 +588,83 @@ fn sig_notify_tells_the_manager_ready_reloading_and_stopping() {
 fn sig_notify_pings_the_watchdog_twice_per_period() {
     let manager = Manager::new();
     let socket = manager.path.to_str().unwrap();
-    // A period of 400 ms: a ping every 200 ms.
-    let env = [("NOTIFY_SOCKET", socket), ("WATCHDOG_USEC", "400000")];
+    // A period of a second: a ping every half second. The manager's rule
+    // is a ping within every period; twice per period leaves room.
+    let env = [("NOTIFY_SOCKET", socket), ("WATCHDOG_USEC", "1000000")];
     let (notify, _) = start_notify(&env, &[]);
     assert!(manager.next().starts_with("READY=1"));
-    for _ in 0..3 {
+    let mut last = Instant::now();
+    for n in 0..3 {
         assert_eq!(manager.next(), "WATCHDOG=1");
+        let gap = last.elapsed();
+        last = Instant::now();
+        // Not sooner than half a period (less a little: READY=1 was
+        // taken after the daemon's clock started), and within the period.
+        assert!(gap >= Duration::from_millis(400), "ping {n} after {gap:?}");
+        assert!(gap < Duration::from_secs(1), "ping {n} after {gap:?}");
     }
     notify.signal(Signal::SIGTERM);
     assert_died_of(&notify.finish(), Signal::SIGTERM);
 
-    // Another process's watchdog is not ours: no pings at all, for a
-    // second, five periods. (A bound, not a wait: a late ping could only
-    // make this pass wrongly.)
+    // Another process's watchdog is not ours, and a period of 0 asks for
+    // no pings: none at all, for a second, five periods of 200 ms. (A
+    // bound, not a wait: a late ping could only make this pass wrongly.)
+    for not_ours in [
+        [("WATCHDOG_USEC", "200000"), ("WATCHDOG_PID", "1")],
+        [("WATCHDOG_USEC", "0"), ("WATCHDOG_PID", "")],
+    ] {
+        let manager = Manager::new();
+        let socket = manager.path.to_str().unwrap();
+        let mut env = vec![("NOTIFY_SOCKET", socket)];
+        env.extend(not_ours.iter().filter(|(_, value)| !value.is_empty()));
+        let (notify, _) = start_notify(&env, &[]);
+        assert!(manager.next().starts_with("READY=1"));
+        manager
+            .socket
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let quiet = loop {
+            match manager.socket.recv(&mut [0; 64]) {
+                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        assert!(quiet.is_err(), "{not_ours:?}: a datagram: {quiet:?}");
+        notify.signal(Signal::SIGTERM);
+        assert_died_of(&notify.finish(), Signal::SIGTERM);
+    }
+}
+
+#[test]
+fn sig_notify_dies_of_sigint_when_it_was_not_ignored() {
     let manager = Manager::new();
     let socket = manager.path.to_str().unwrap();
-    let env = [
-        ("NOTIFY_SOCKET", socket),
-        ("WATCHDOG_USEC", "200000"),
-        ("WATCHDOG_PID", "1"),
-    ];
-    let (notify, _) = start_notify(&env, &[]);
+    let (mut notify, _) = start_notify(&[("NOTIFY_SOCKET", socket)], &[]);
     assert!(manager.next().starts_with("READY=1"));
-    manager
-        .socket
-        .set_read_timeout(Some(Duration::from_secs(1)))
-        .unwrap();
-    let quiet = loop {
-        match manager.socket.recv(&mut [0; 64]) {
-            Err(err) if err.kind() == ErrorKind::Interrupted => continue,
-            other => break other,
-        }
-    };
-    assert!(quiet.is_err(), "a datagram: {quiet:?}");
-    notify.signal(Signal::SIGTERM);
-    assert_died_of(&notify.finish(), Signal::SIGTERM);
+    notify.signal(Signal::SIGINT);
+    assert_eq!(manager.next(), "STOPPING=1");
+    notify.expect("Got SIGINT: stopping");
+    assert_died_of(&notify.finish(), Signal::SIGINT);
 }
+
+/// The state of a TCP connection, `tcpi_state`, from `getsockopt(TCP_INFO)`.
+fn tcp_state(stream: &TcpStream) -> u8 {
+    tcp_info(stream).tcpi_state
+}
+
+/// The peer has ended its side (FIN), and no reset came: TCP_CLOSE_WAIT.
+const TCP_CLOSE_WAIT: u8 = 8;
 
 /// Whether what was sent on `stream` has been acknowledged, or refused
 /// with a reset (which closes it), from `getsockopt(TCP_INFO)`.
 fn acknowledged_or_reset(stream: &TcpStream) -> bool {
+    let info = tcp_info(stream);
+    const TCP_CLOSE: u8 = 7;
+    info.tcpi_state == TCP_CLOSE || info.tcpi_unacked == 0
+}
+
+/// `getsockopt(TCP_INFO)` on `stream`.
+fn tcp_info(stream: &TcpStream) -> nix::libc::tcp_info {
     use nix::libc;
     use std::os::fd::AsRawFd;
     let mut info = std::mem::MaybeUninit::<libc::tcp_info>::zeroed();
@@ -639,16 +681,14 @@ fn acknowledged_or_reset(stream: &TcpStream) -> bool {
     };
     assert_eq!(done, 0, "{}", std::io::Error::last_os_error());
     // SAFETY: zeroed, then filled in by the kernel.
-    let info = unsafe { info.assume_init() };
-    const TCP_CLOSE: u8 = 7;
-    info.tcpi_state == TCP_CLOSE || info.tcpi_unacked == 0
+    unsafe { info.assume_init() }
 }
 
 #[test]
 fn sig_notify_greets_a_client_that_sent_a_request_first() {
     // A client that sends something before it reads (an HTTP probe, say)
     // leaves bytes the server never reads, and a socket closed with unread
-    // bytes sends a reset instead of its end, which ends the client's
+    // bytes sends a reset instead of a FIN, which ends the client's
     // stream with ECONNRESET. With the daemon frozen, every request is in
     // its socket before it accepts.
     let (notify, addr) = start_notify(&[], &[]);
@@ -672,9 +712,50 @@ fn sig_notify_greets_a_client_that_sent_a_request_first() {
         }
     }
     assert!(bad.is_empty(), "{} of 5: {bad:#?}", bad.len());
+    // Half-closed first, the daemon's end came before any reset could,
+    // so the reads above succeed either way. What its reading until the
+    // client closes buys is that no reset comes after the end at all: the
+    // connection waits in CLOSE_WAIT for the client, instead of being
+    // CLOSE, reset, which would have thrown away a greeting not yet sent.
+    for (n, client) in clients.iter().enumerate() {
+        assert_eq!(tcp_state(&client.stream), TCP_CLOSE_WAIT, "client {n}");
+    }
     drop(clients);
     notify.signal(Signal::SIGTERM);
     assert_died_of(&notify.finish(), Signal::SIGTERM);
+}
+
+#[test]
+fn sig_notify_half_closes_before_it_drains() {
+    // The client's end of the stream is the half-close's FIN, sent with
+    // the greeting; without it the client would see the end only once the
+    // drain has waited its second for the client to close first. strace
+    // shows the call (on the connection's thread: strace follows threads).
+    if !can_trace() {
+        return;
+    }
+    let trace = Trace {
+        calls: "shutdown",
+        signals: "none",
+        from: None,
+    };
+    let mut notify =
+        Listing::start_traced(bin!("sig-notify"), &["127.0.0.1:0"], &trace);
+    let ready = notify.expect(r"Listening on (\S+) \(bound by us\) as pid \d+");
+    let addr: SocketAddr = ready[1].parse().unwrap();
+    let mut client = Client::connect(addr);
+    client.stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    assert_eq!(client.reply().as_deref(), Some("hello\n"));
+    assert_eq!(client.reply(), None);
+    drop(client);
+    nix::sys::signal::kill(notify.tracee(), Signal::SIGTERM).unwrap();
+    let out = notify.finish();
+    let half_closes = out
+        .stderr
+        .lines()
+        .filter(|line| line.contains("shutdown(") && line.contains("SHUT_WR"))
+        .count();
+    assert_eq!(half_closes, 1, "{}", out.stderr);
 }
 
 #[test]
@@ -699,6 +780,33 @@ fn sig_notify_refuses_a_descriptor_3_that_does_not_listen() {
     assert_eq!(
         out.stderr.trim_end(),
         "sig-notify: descriptor 3 is not a listening socket"
+    );
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+}
+
+#[test]
+fn sig_notify_refuses_listen_fds_when_descriptor_3_is_not_open() {
+    // $LISTEN_PID names the daemon and $LISTEN_FDS says one, but nothing
+    // was passed: descriptor 3 is free, and the first descriptor the
+    // daemon makes (its signalfd) would get that number. Taken as the
+    // manager's socket, and closed as not listening, it would be closed a
+    // second time by its owner; std's debug build aborts on that.
+    let script = r#"exec 3<&-
+        export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0""#;
+    let mut command = std::process::Command::new("bash");
+    command.args(["-c", script, bin!("sig-notify")]);
+    let listing = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let out = listing.finish();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{:?} {:?}",
+        out.status,
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr.trim_end(),
+        "sig-notify: LISTEN_FDS=1, but descriptor 3 is not open"
     );
     assert!(out.stdout.is_empty(), "{:?}", out.stdout);
 }
@@ -954,6 +1062,30 @@ fn sig_daemon_leaves_no_directory_when_sigterm_comes_as_it_starts() {
     listing.finish();
     let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn sig_daemon_leaves_no_directory_when_descriptors_run_out_as_it_starts() {
+    // With the table nearly full, the daemon fails somewhere on its way to
+    // listening: before its private directory, while it writes the
+    // configuration into it, or after. Each limit must end in a one-line
+    // error and an empty TMPDIR. (Removing a directory tree opens it: a
+    // `Drop` that needs a descriptor cannot run when there is none.)
+    for fds in 4..=13 {
+        let tmp = tempfile::tempdir().unwrap();
+        let script = format!("ulimit -n {fds} && exec \"$0\" \"$@\"");
+        let mut command = std::process::Command::new("bash");
+        command
+            .args(["-c", &script, bin!("sig-daemon"), "127.0.0.1:0"])
+            .env("TMPDIR", tmp.path());
+        let out =
+            Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+        let why = format!("limit {fds}: {:?} {:?}", out.status, out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{why}");
+        assert_eq!(out.stderr.lines().count(), 1, "{why}");
+        let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+        assert!(left.is_empty(), "limit {fds}: left behind: {left:?}");
+    }
 }
 
 /// The threads of `pid` other than its main thread.
