@@ -621,6 +621,13 @@ fn thread_listings_report_a_thread_they_cannot_start_in_one_line() {
             &["threads", "127.0.0.1:9"],
         ),
     ] {
+        // A copy that `nobody` may run, wherever the checkout is.
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let copy = dir.path().join(name);
+        std::fs::copy(bin, &copy).expect("copy the listing");
+        use std::os::unix::fs::PermissionsExt;
+        let all = std::fs::Permissions::from_mode(0o755);
+        std::fs::set_permissions(dir.path(), all).expect("chmod");
         let mut command = if nix::unistd::geteuid().is_root() {
             let mut setpriv = std::process::Command::new("setpriv");
             setpriv.args([
@@ -633,7 +640,7 @@ fn thread_listings_report_a_thread_they_cannot_start_in_one_line() {
         } else {
             std::process::Command::new("prlimit")
         };
-        command.args(["--nproc=1:1", bin]).args(args);
+        command.arg("--nproc=1:1").arg(&copy).args(args);
         let out =
             Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
         assert_eq!(out.status.code(), Some(1), "{name}: {}", out.stderr);
