@@ -74,7 +74,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             let rang = RANG.load(Ordering::SeqCst);
             let wait = if fix { "sigsuspend" } else { "pause" };
             println!(
-                "Calling {wait}() as pid {}; the alarm has rung already: \
+                "Calling {wait}() as pid {}; the handler has run already: \
                  {rang}",
                 getpid()
             );

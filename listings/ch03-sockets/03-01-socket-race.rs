@@ -43,20 +43,20 @@ fn run() -> Result<(), Box<dyn Error>> {
     let tried = Arc::new(Barrier::new(CLIENTS + 1));
     let server = {
         let tried = Arc::clone(&tried);
-        thread::spawn(move || server(&addr_tx, &tried))
+        spawn(move || server(&addr_tx, &tried))?
     };
     let addr = addr_rx.recv().map_err(|_| "the server thread failed")?;
 
-    let clients: Vec<_> = (0..CLIENTS)
+    let clients = (0..CLIENTS)
         .map(|_| {
             let tried = Arc::clone(&tried);
-            thread::spawn(move || {
+            spawn(move || {
                 let connected = TcpStream::connect(addr);
                 tried.wait();
                 connected
             })
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
     let mut results = Vec::new();
     for client in clients {
         results.push(client.join().map_err(|_| "a client panicked")?);
@@ -97,6 +97,16 @@ fn server(
     tried.wait();
     listen(&sock, Backlog::new(5)?)?;
     Ok(sock)
+}
+
+/// `thread::spawn`, but an error instead of a panic when the system
+/// refuses another thread (`ulimit -u`, or out of memory).
+fn spawn<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<thread::JoinHandle<T>, String> {
+    thread::Builder::new()
+        .spawn(work)
+        .map_err(|err| format!("cannot start a thread: {err}"))
 }
 // ANCHOR_END: race
 

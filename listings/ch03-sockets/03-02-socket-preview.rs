@@ -45,11 +45,11 @@ fn run() -> Result<(), Box<dyn Error>> {
     println!("Server listening on {addr}");
     // Never joined: like the original's daemon thread, the server ends
     // with the program.
-    thread::spawn(move || serve(&listener));
+    spawn(move || serve(&listener))?;
 
-    let clients: Vec<_> = (0..5)
-        .map(|i| thread::spawn(move || client(addr, &format!("client{i}"))))
-        .collect();
+    let clients = (0..5)
+        .map(|i| spawn(move || client(addr, &format!("client{i}"))))
+        .collect::<Result<Vec<_>, _>>()?;
     for client in clients {
         let reply = client.join().map_err(|_| "a client thread panicked")?;
         let reply = reply.map_err(|err| format!("a client failed: {err}"))?;
@@ -66,6 +66,16 @@ fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
         return Err(bad(&"it names no address"));
     }
     Ok(addrs)
+}
+
+/// `thread::spawn`, but an error instead of a panic when the system
+/// refuses another thread (`ulimit -u`, or out of memory).
+fn spawn<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<thread::JoinHandle<T>, String> {
+    thread::Builder::new()
+        .spawn(work)
+        .map_err(|err| format!("cannot start a thread: {err}"))
 }
 
 // ANCHOR_END: preview

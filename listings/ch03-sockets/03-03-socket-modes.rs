@@ -66,12 +66,12 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
         Mode::Threads => {
             restore_sigpipe()?;
-            let clients: Vec<_> = (0..5)
+            let clients = (0..5)
                 .map(|i| {
                     let addrs = addrs.clone();
-                    thread::spawn(move || client(&addrs, &format!("client{i}")))
+                    spawn(move || client(&addrs, &format!("client{i}")))
                 })
-                .collect();
+                .collect::<Result<Vec<_>, _>>()?;
             for client in clients {
                 let reply =
                     client.join().map_err(|_| "a client thread panicked")?;
@@ -92,6 +92,16 @@ fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
         return Err(bad(&"it names no address"));
     }
     Ok(addrs)
+}
+
+/// `thread::spawn`, but an error instead of a panic when the system
+/// refuses another thread (`ulimit -u`, or out of memory).
+fn spawn<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<thread::JoinHandle<T>, String> {
+    thread::Builder::new()
+        .spawn(work)
+        .map_err(|err| format!("cannot start a thread: {err}"))
 }
 
 // ANCHOR_END: modes

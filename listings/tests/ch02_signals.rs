@@ -13,7 +13,7 @@ use crate::support::{
     Listing, Trace, assert_matches_book, assert_rejects,
     assert_session_matches_book, assert_trace_matches_book,
     assert_traced_run_matches_book, can_trace, cargo_run, pending_signals, run,
-    shell, state_of, strace_command, wait_until,
+    shell, state_of, strace_command, wait_until, wchan_of,
 };
 
 const TIME: &str =
@@ -64,7 +64,7 @@ fn alarm_pause_loses_the_wake_up_when_the_alarm_comes_before_pause() {
     // The handler ran during the "busy" six seconds, before `pause`.
     let pid = alarm
         .expect(
-            r"Calling pause\(\) as pid (\d+); the alarm has rung already: true",
+            r"Calling pause\(\) as pid (\d+); the handler has run already: true",
         )
         .remove(1);
     assert_eq!(pid, alarm.pid().to_string());
@@ -106,7 +106,7 @@ fn alarm_pause_fix_keeps_the_alarm_that_rings_before_the_wait() {
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(out.stdout.len(), 3, "{:?}", out.stdout);
     assert!(
-        out.stdout[1].ends_with("the alarm has rung already: false"),
+        out.stdout[1].ends_with("the handler has run already: false"),
         "{:?}",
         out.stdout
     );
@@ -321,6 +321,44 @@ fn start_catcher(args: &[&str]) -> (Listing, Vec<String>) {
     let pid = catcher.pid().to_string();
     assert_eq!((&ready[3], &ready[5]), (&pid, &pid), "it names its own pid");
     (catcher, ready)
+}
+
+/// The `Waiting for` line comes only once the handler is in place. With
+/// its stdout a pipe that is already full, the catcher blocks in the
+/// write of that line, and by then the kernel must list the signal as
+/// caught (`SigCgt`).
+#[test]
+fn catch_signal_installs_its_handler_before_it_says_so() {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use std::io::Write;
+    let (reader, mut writer) = std::io::pipe().expect("a pipe");
+    // Filled without blocking; then the listing gets a blocking end.
+    let flags = OFlag::from_bits_truncate(
+        fcntl(&writer, FcntlArg::F_GETFL).expect("F_GETFL"),
+    );
+    fcntl(&writer, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).unwrap();
+    while writer.write(&[b'x'; 4096]).is_ok() {}
+    fcntl(&writer, FcntlArg::F_SETFL(flags)).unwrap();
+
+    let mut command = Command::new(bin!("catch-signal"));
+    command.arg("USR1");
+    let catcher = Listing::spawn(&mut command, Stdio::from(writer));
+    let pid = catcher.pid();
+    // `pipe_write`, or `anon_pipe_write` as Linux 6.18 names it.
+    wait_until("the catcher to block writing its first line", || {
+        wchan_of(pid).ends_with("pipe_write")
+    });
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("the catcher's status");
+    let caught = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigCgt:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .expect("a SigCgt line");
+    let usr1 = 1 << (Signal::SIGUSR1 as i32 - 1);
+    assert_ne!(caught & usr1, 0, "SigCgt {caught:x}: no handler yet");
+    drop(catcher);
+    drop(reader);
 }
 
 #[test]
@@ -541,7 +579,7 @@ fn alarm_pause_trace_shows_the_alarm_ringing_before_pause() {
     alarm.expect(&format!("Setting at {TIME}"));
     let pid = alarm.tracee();
     alarm.expect(&format!(
-        r"Calling pause\(\) as pid {pid}; the alarm has rung already: true"
+        r"Calling pause\(\) as pid {pid}; the handler has run already: true"
     ));
     wait_until("alarm-pause to sleep in pause()", || {
         state_of(pid) == Some('S')

@@ -600,6 +600,60 @@ fn send_a_megabyte(addr: &str) -> std::io::Result<Vec<u8>> {
     Ok(reply)
 }
 
+/// A thread the kernel refuses is one line of error, not a panic. The
+/// refusal comes from RLIMIT_NPROC, which counts every thread of a user
+/// and which root is exempt from: as root, the listing runs as `nobody`.
+#[test]
+fn thread_listings_report_a_thread_they_cannot_start_in_one_line() {
+    if !have("prlimit") || !have("setpriv") {
+        return;
+    }
+    for (name, bin, args) in [
+        ("socket-race", bin!("socket-race"), &[][..]),
+        (
+            "socket-preview",
+            bin!("socket-preview"),
+            &["127.0.0.1:0"][..],
+        ),
+        (
+            "socket-modes",
+            bin!("socket-modes"),
+            &["threads", "127.0.0.1:9"],
+        ),
+    ] {
+        // A copy that `nobody` may run, wherever the checkout is.
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let copy = dir.path().join(name);
+        std::fs::copy(bin, &copy).expect("copy the listing");
+        use std::os::unix::fs::PermissionsExt;
+        let all = std::fs::Permissions::from_mode(0o755);
+        std::fs::set_permissions(dir.path(), all).expect("chmod");
+        let mut command = if nix::unistd::geteuid().is_root() {
+            let mut setpriv = std::process::Command::new("setpriv");
+            setpriv.args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "prlimit",
+            ]);
+            setpriv
+        } else {
+            std::process::Command::new("prlimit")
+        };
+        command.arg("--nproc=1:1").arg(&copy).args(args);
+        let out =
+            Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", out.stderr);
+        let lines: Vec<_> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{name}: {:?}", out.stderr);
+        assert!(
+            lines[0].starts_with(&format!("{name}: cannot start a thread: ")),
+            "{}",
+            lines[0]
+        );
+    }
+}
+
 #[test]
 fn a_server_that_closes_with_unread_data_resets_the_connection() {
     // The original's way: read once, reply, close.

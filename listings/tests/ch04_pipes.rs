@@ -137,8 +137,10 @@ fn pipe_spam_parent_notices_within_seconds_that_its_child_was_killed() {
     nix::sys::signal::kill(child, Signal::SIGKILL).unwrap();
     let started = Instant::now();
     let out = spam_run.finish();
-    // The parent polls for five seconds at a time, then checks.
-    assert!(started.elapsed() < Duration::from_secs(12));
+    // The parent polls for five seconds at a time, then checks: the
+    // chapter's "within five seconds", with room for a loaded machine.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(8), "took {took:?}");
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         out.stderr,
