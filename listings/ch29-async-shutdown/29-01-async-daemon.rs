@@ -377,7 +377,9 @@ async fn serve(
     let (mut read, mut write) = stream.into_split();
     // What the client has sent and we have not answered yet.
     let mut received = Vec::new();
-    let mut chunk = [0u8; 4096];
+    // On the heap: an array would be part of the task's future, and
+    // every connection would carry it, idle or not (Chapter 30).
+    let mut chunk = vec![0u8; 4096];
     // One deadline for each whole request, however the client spreads its
     // bytes: made once, pinned, polled again each time round, and moved on
     // only when a request has been answered.
@@ -529,7 +531,7 @@ async fn close_gently(
 ) -> io::Result<()> {
     write.shutdown().await?;
     let discard = async {
-        let mut scratch = [0u8; 4096];
+        let mut scratch = vec![0u8; 4096];
         while read.read(&mut scratch).await? > 0 {}
         Ok(())
     };
@@ -782,6 +784,25 @@ mod tests {
         // A sleep of zero would wait for the timer's next millisecond,
         // and the paused clock would have jumped to it.
         assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn the_future_of_a_connection_is_small() {
+        // Everything `serve` keeps across an `.await` is in its future,
+        // allocated whole when the connection's task is spawned.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let _client = client.await.unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let config = Config {
+            greeting: "hello".into(),
+            delay: Duration::ZERO,
+        };
+        let (config, _) = watch::channel(Arc::new(config));
+        let stop = CancellationToken::new();
+        let serving = serve(stream, peer, config.subscribe(), stop);
+        let size = std::mem::size_of_val(&serving);
+        assert!(size < 2048, "{size} bytes");
     }
 }
 // ANCHOR_END: tests

@@ -30,7 +30,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
 
-use futures_util::{SinkExt, Stream, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{SigHandler, SigSet, Signal as NixSignal, raise};
@@ -41,7 +41,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::bytes::{BufMut, Bytes, BytesMut};
 use tokio_util::codec::{
-    Framed, LengthDelimitedCodec, LinesCodec, LinesCodecError,
+    Decoder, Framed, LengthDelimitedCodec, LinesCodec, LinesCodecError,
 };
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -354,6 +354,11 @@ async fn serve_lines(
         let reply = format!("server got: [{line}]");
         within(limit, framed.send(reply)).await?.map_err(to_io)?;
         answered += 1;
+        if slot.evict.is_cancelled() {
+            // Evicted, with its last request answered: now it goes.
+            let _ = close_gently(framed.into_inner(), BUSY_LIMIT).await;
+            return Ok(answered);
+        }
     }
 }
 // ANCHOR_END: serve
@@ -394,6 +399,10 @@ async fn serve_frames(
         let reply: Bytes = reply.freeze();
         within(limit, framed.send(reply)).await??;
         answered += 1;
+        if slot.evict.is_cancelled() {
+            let _ = close_gently(framed.into_inner(), BUSY_LIMIT).await;
+            break;
+        }
     }
     Ok(answered)
 }
@@ -597,24 +606,36 @@ impl Drop for Slot {
 }
 
 /// The next request, or the end of the stream, within `limit`, unless a
-/// new client takes this connection's slot first.
-async fn next_request<S: Stream + Unpin>(
-    framed: &mut S,
+/// new client takes this connection's slot first. An evicted connection
+/// whose request had come already, in the kernel or in the `Framed`'s
+/// buffer, still gets that request: the caller answers it, sees the token
+/// cancelled, and closes.
+async fn next_request<C: Decoder + Unpin>(
+    framed: &mut Framed<Box<dyn Socket>, C>,
     limit: Duration,
     slot: &Slot,
-) -> io::Result<Option<S::Item>> {
+) -> io::Result<Option<Result<C::Item, C::Error>>> {
     slot.set_waiting(true);
     let next = tokio::select! {
         // `next` on a `Framed` is cancel safe: nothing read is lost.
         biased;
         () = slot.evict.cancelled() => {
-            return Err(io::Error::other("closed to make room for a new client"));
+            // tokio may not have seen a request the kernel holds: ask.
+            let unread = unread_bytes(framed.get_ref().as_raw_fd())?;
+            if unread == 0 && framed.read_buffer().is_empty() {
+                let why = "closed to make room for a new client";
+                return Err(io::Error::other(why));
+            }
+            // Had come: a whole request takes no time to arrive, and a
+            // slot given away is not held for a client that trickles.
+            within(BUSY_LIMIT, framed.next()).await?
         }
         next = within(limit, framed.next()) => next?,
     };
     slot.set_waiting(false);
     Ok(next)
 }
+
 // ANCHOR_END: slots
 
 // ANCHOR: backoff
@@ -1075,6 +1096,31 @@ mod tests {
         let _third = slots.take().expect("room made");
         assert!(first.evict.is_cancelled(), "accepted first, waited longest");
         assert!(!second.evict.is_cancelled());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_evicted_connection_answers_the_request_it_had_received() {
+        let (server, client) = std::os::unix::net::UnixStream::pair().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let server = tokio::net::UnixStream::from_std(server).unwrap();
+        let slots = Slots::new(1, Duration::from_secs(600));
+        let slot = slots.take().unwrap();
+        let limit = Duration::from_secs(600);
+        let serving = tokio::spawn(async move {
+            serve_lines(Box::new(server), limit, &slot).await
+        });
+        // Idle for a second: the connection may now make room.
+        sleep(EVICT_AFTER).await;
+        // Its next request reaches the kernel, and a newcomer takes the
+        // slot before the runtime has seen the request.
+        (&client).write_all(b"hello\n").unwrap();
+        let _newcomer = slots.take().expect("room made");
+        client.set_nonblocking(true).unwrap();
+        let mut client = tokio::net::UnixStream::from_std(client).unwrap();
+        let mut reply = String::new();
+        let read = client.read_to_string(&mut reply).await;
+        assert_eq!(reply, "server got: [hello]\n", "{read:?}");
+        assert_eq!(serving.await.unwrap().unwrap(), 1);
     }
 
     #[test]
