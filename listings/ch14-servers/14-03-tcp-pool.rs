@@ -116,12 +116,15 @@ fn run() -> Result<(), Box<dyn Error>> {
         let conn = match listener.accept() {
             Ok((conn, _)) => conn,
             Err(err) => {
-                // EMFILE and the like: wait before trying again.
+                // EMFILE and the like: wait before trying again. Clients
+                // left in the backlog meanwhile wait for a worker too.
+                conns.starved(in_backlog(&listener));
                 backoff.failed(&err);
                 continue;
             }
         };
         backoff.reset();
+        conns.starved(false);
         if LOG_CLOSED.load(Ordering::Relaxed) {
             break;
         }
@@ -205,6 +208,9 @@ struct Table {
     /// are more of the first, idle connections are closed.
     waiting: usize,
     free: usize,
+    /// `accept` fails, out of descriptors, while clients wait in the
+    /// backlog: they wait for a worker as much as queued ones do.
+    starved: bool,
     open: HashMap<u64, (Arc<TcpStream>, Since)>,
 }
 
@@ -256,6 +262,15 @@ impl Conns {
         self.lock().free += 1;
     }
 
+    /// Whether clients wait in the backlog that `accept` cannot take.
+    fn starved(&self, starved: bool) {
+        let mut table = self.lock();
+        if table.starved != starved {
+            table.starved = starved;
+            self.changed.notify_all();
+        }
+    }
+
     /// Enters a connection that goes into the queue.
     fn queued(self: &Arc<Self>, conn: &Arc<TcpStream>) -> Slot {
         let mut table = self.lock();
@@ -273,7 +288,7 @@ impl Conns {
     }
 
     /// The evicting thread: while connections wait in the queue with no
-    /// worker free, shuts down every connection idle for EVICT_AFTER or
+    /// worker free, or in the backlog with no descriptor free, shuts down every connection idle for EVICT_AFTER or
     /// more, or busy that long with a request it has not finished sending,
     /// or with a reply it does not take.
     /// That ends its worker's wait, or, if it
@@ -283,7 +298,7 @@ impl Conns {
     fn shed_idle_while_others_wait(&self) {
         let mut table = self.lock();
         loop {
-            if table.waiting <= table.free {
+            if table.waiting <= table.free && !table.starved {
                 table = self
                     .changed
                     .wait(table)
@@ -412,6 +427,14 @@ fn has_request(conn: &TcpStream) -> bool {
     let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
     let seen = recv(conn.as_raw_fd(), &mut start, flags).unwrap_or(0);
     finished || seen > MAX_LINE || start[..seen].contains(&b'\n')
+}
+
+/// Whether a connection waits in the listener's backlog. A listening
+/// socket is readable when one does, and `poll` needs no descriptor to
+/// spare to say so, where `accept` fails.
+fn in_backlog(listener: &TcpListener) -> bool {
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
 }
 // ANCHOR_END: shed
 

@@ -105,7 +105,11 @@ fn receive_fd(sock: &UnixStream) -> Result<(Vec<u8>, OwnedFd), Box<dyn Error>> {
         recvmsg::<()>(sock.as_raw_fd(), &mut data, Some(&mut space), flags)?;
     let (bytes, mut received) = (msg.bytes, Vec::new());
     // `cmsgs` fails if the control data was cut short (MSG_CTRUNC), which
-    // with this much room means our descriptor table is full.
+    // with this much room means our descriptor table is full. The kernel
+    // may have installed some of a message's descriptors before the table
+    // filled, and nix does not hand those over: they stay open until we
+    // exit. That costs this one-shot client nothing; a process that runs
+    // on must keep room in its table, or read the control data itself.
     for cmsg in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
             // SAFETY: the kernel has just put these descriptors in our

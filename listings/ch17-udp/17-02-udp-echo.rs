@@ -19,8 +19,10 @@ const DEFAULT_ADDR: &str = "127.0.0.1:50008";
 /// Room for the largest UDP datagram: 65,535 bytes less the headers.
 const MAX_DATAGRAM: usize = 65_536;
 /// The most a datagram can carry over IPv4 (65,535 bytes less 20 of IP
-/// header and 8 of UDP header): no reply may be longer.
-const MAX_REPLY: usize = 65_507;
+/// header and 8 of UDP header) and over IPv6 (whose length field leaves
+/// out its own header: only the UDP header's 8): no reply may be longer.
+const MAX_REPLY_V4: usize = 65_507;
+const MAX_REPLY_V6: usize = 65_527;
 
 fn main() -> ExitCode {
     match run() {
@@ -72,8 +74,9 @@ fn run() -> Result<(), Box<dyn Error>> {
         // datagram it cannot be one, and `send_to` would fail with
         // EMSGSIZE, leaving the client to wait for ever. Say so instead,
         // in a reply that begins `error: `, the protocol's refusal.
-        let done = if reply.len() > MAX_REPLY {
-            let most = MAX_REPLY - (reply.len() - n);
+        let max = max_reply(peer);
+        let done = if reply.len() > max {
+            let most = max - (reply.len() - n);
             reply =
                 format!("error: a request of {n} bytes; the most is {most}")
                     .into_bytes();
@@ -89,6 +92,17 @@ fn run() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 // ANCHOR_END: serve
+
+/// The longest reply that can go to `peer`: over IPv4, and so to an
+/// IPv4 client of a socket bound to `[::]` too, or over IPv6.
+fn max_reply(peer: SocketAddr) -> usize {
+    match peer {
+        SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_none() => {
+            MAX_REPLY_V6
+        }
+        _ => MAX_REPLY_V4,
+    }
+}
 
 /// One line on stderr. Not `eprintln!`, which panics if stderr is a
 /// closed pipe: a log that cannot be written is lost.

@@ -308,6 +308,32 @@ fn pool_serves_past_idle_clients_with_few_descriptors() {
     ));
 }
 
+#[test]
+fn pool_serves_past_idle_clients_with_fewer_descriptors_than_workers() {
+    // Twenty descriptors and 32 workers: every connection accepted goes
+    // straight to a free worker, none waits in the queue, and the shedding
+    // once never began. The new client waited in the backlog for the idle
+    // ones' whole deadline (600 s here; the read timeout of `ask` ends the
+    // test after 30).
+    let (server, addr) = start_limited(
+        20,
+        bin!("tcp-pool"),
+        &["127.0.0.1:0", "--timeout", "600"],
+    );
+    let pid = server.pid();
+    let idle = silent_clients(&addr, 30);
+    wait_until("the server to hold twelve idle clients", || {
+        open_fds(pid) >= 3 + 1 + 12
+    });
+    // Not a synchronisation: the time a connection must have been idle.
+    thread::sleep(Duration::from_millis(1100));
+    let started = Instant::now();
+    assert_eq!(ask(&addr, "new").unwrap(), "server got: [new]\n");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
+    drop(idle);
+}
+
 const BUSY: &str = r#"python3 -c '
 import socket
 quiet = [socket.create_connection(("127.0.0.1", 50008)) for _ in range(2)]

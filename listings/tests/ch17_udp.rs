@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::line_server::start_server;
 use crate::support::{
-    assert_rejects, assert_session_matches_book,
+    Listing, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, default_port, have, run,
     unless_blessing,
 };
@@ -312,6 +312,36 @@ fn udp_echo_answers_even_the_largest_datagram() {
     assert_eq!(
         buf[..n].escape_ascii().to_string(),
         "error: a request of 65507 bytes; the most is 65493"
+    );
+    assert!(server.finish().status.success());
+}
+
+#[test]
+fn udp_echo_over_ipv6_answers_what_ipv6_can_carry() {
+    // IPv6's payload length leaves out its own header: a reply may be
+    // 65,527 bytes, where IPv4 stops at 65,507. The server refused every
+    // request over 65,493 bytes, whatever the family.
+    let Ok(sock) = UdpSocket::bind("[::1]:0") else {
+        return; // No IPv6 loopback here.
+    };
+    let mut server =
+        Listing::start(bin!("udp-echo"), &["[::1]:0", "--count", "2"]);
+    let addr = server
+        .expect(r"Server listening on (\[::1\]:\d+)")
+        .remove(1);
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    sock.connect(&addr).unwrap();
+    let mut buf = vec![0; 65_536];
+    sock.send(&[b'x'; 65_513]).unwrap();
+    let n = sock.recv(&mut buf).expect("a reply to 65,513 bytes");
+    assert_eq!(n, 65_527);
+    assert!(buf[..n].starts_with(b"server got: [xxx"));
+    sock.send(&[b'x'; 65_514]).unwrap();
+    let n = sock.recv(&mut buf).expect("a reply to 65,514 bytes");
+    assert_eq!(
+        buf[..n].escape_ascii().to_string(),
+        "error: a request of 65514 bytes; the most is 65513"
     );
     assert!(server.finish().status.success());
 }
