@@ -150,7 +150,8 @@ fn run() -> Result<(), Box<dyn Error>> {
         + children.involuntary_context_switches();
 
     // Measured. From here on, we are a filter: if nobody reads our output,
-    // SIGPIPE ends us quietly (see the introduction).
+    // SIGPIPE ends us quietly (see the introduction); any other failure to
+    // write it is an error like the others.
     restore_sigpipe()?;
     let chunks = args.bytes.div_ceil(args.chunk as u64) as f64;
     let mut options = String::new();
@@ -160,7 +161,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     if args.huge {
         options += ", huge pages";
     }
-    println!(
+    writeln!(
+        io::stdout(),
         "{} on {}{}: {} bytes in {}-byte writes, {} received; measured: \
          {:.6} s, {:.3} GiB/s, {} writes, {} reads, {:.2} waits and {:.2} \
          preemptions per chunk",
@@ -176,7 +178,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         got.reads,
         waits as f64 / chunks,
         preemptions as f64 / chunks,
-    );
+    )?;
     Ok(())
 }
 // ANCHOR_END: run

@@ -5,13 +5,15 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::path::Path;
 
 use nix::sys::signal::Signal;
 use regex::Regex;
 
 use crate::ch26_latency::{
-    compile_c, median_of, one_line, placement_pattern, placements,
-    profile_samples, protocol, published, ratios_by_row, rust_over_c,
+    assert_reports_a_full_stdout, compile_c, median_of, one_line,
+    placement_pattern, placements, profile_samples, protocol, published,
+    ratios_by_row, rust_over_c,
 };
 use crate::support::{
     Listing, assert_matches_book, assert_measurements_match_book,
@@ -304,6 +306,61 @@ fn naive_child_gives_up_on_a_short_read_and_the_parent_hangs() {
         "ch27-throughput/27-01-terminal-2.out",
         &session,
     );
+}
+
+/// A message smaller than the pipe is no safer: 40 KiB is ten pages, and
+/// the second one finds six pages free, so the writer puts 24 KiB in and
+/// waits, and the reader gets those 24 KiB alone. Linux 6.12 to 6.18.
+#[test]
+fn naive_child_gives_up_on_messages_smaller_than_the_pipe() {
+    let placements = placements();
+    for cpus in ["same", "different"] {
+        if !placements.contains(&cpus) {
+            continue;
+        }
+        let mut naive = Listing::spawn(
+            std::process::Command::new("taskset")
+                .args(["-c", &cpus_for(cpus), bin!("bench-naive")])
+                .args(["--chunk", "40960", "--count", "20000"]),
+            std::process::Stdio::piped(),
+        );
+        naive.expect(r"Parent \d+: sending 20000 chunks of 40960 bytes");
+        naive.expect(
+            r"Child \d+: short read, fewer than 40960 bytes; giving up",
+        );
+        // The parent now waits for room forever, as above.
+        naive.signal(Signal::SIGTERM);
+        naive.finish();
+    }
+}
+
+/// The CPUs `taskset` gives the whole program for a placement: one, or
+/// the first two it may use.
+fn cpus_for(placement: &str) -> String {
+    let cpus = crate::ch26_latency::usable_cpus();
+    match placement {
+        "same" => cpus[0].to_string(),
+        _ => format!("{},{}", cpus[0], cpus[1]),
+    }
+}
+
+#[test]
+fn throughput_listings_report_a_full_standard_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = compile_c("ch27-throughput/27-04-throughput.c", dir.path());
+    for (bin, name, args) in [
+        (
+            bin!("bench-throughput"),
+            "bench-throughput",
+            &["--bytes", "64K"][..],
+        ),
+        (c.to_str().unwrap(), "throughput", &["--bytes", "64K"]),
+        (bin!("bench-naive"), "bench-naive", &[]),
+        (bin!("bench-vmsplice-reuse"), "bench-vmsplice-reuse", &[]),
+        (bin!("bench-memcpy"), "bench-memcpy", &["--bytes", "64K"]),
+    ] {
+        assert_reports_a_full_stdout(Path::new(bin), name, args);
+    }
 }
 
 #[test]
