@@ -177,6 +177,35 @@ fn vmsplice_and_read_go_in_pieces_when_a_chunk_is_larger_than_the_pipe() {
     assert!(reads >= 16, "{reads} reads of at most 64 KiB");
 }
 
+/// The line names the pipe's size as the kernel set it, rounded up to a
+/// power of two pages, not the size asked for; and the twins take and
+/// refuse the same sizes.
+#[test]
+fn throughput_reports_the_pipe_size_the_kernel_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = compile_c("ch27-throughput/27-04-throughput.c", dir.path());
+    for bin in [bin!("bench-throughput"), c.to_str().unwrap()] {
+        for via in ["pipe", "vmsplice", "splice"] {
+            let args = ["--via", via, "--pipe-size", "100K", "--bytes", "1M"];
+            let line = one_line(bin, &args);
+            assert!(line.contains(", a pipe of 131072 bytes: "), "{line}");
+        }
+        for args in [
+            &["--pipe-size", "0"][..],
+            &["--chunk", "2G", "--bytes", "1"],
+        ] {
+            let out = run(bin, args);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{bin} {args:?}: {}",
+                out.stderr
+            );
+            assert_eq!(out.stderr.lines().count(), 1, "{bin}: {}", out.stderr);
+        }
+    }
+}
+
 #[test]
 fn throughput_rejects_sizes_it_cannot_use() {
     let bin = bin!("bench-throughput");
