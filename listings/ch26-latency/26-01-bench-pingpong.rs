@@ -145,12 +145,14 @@ fn run() -> Result<(), Box<dyn Error>> {
         + children.involuntary_context_switches();
 
     // Measured. From here on, we are a filter: if nobody reads our output,
-    // SIGPIPE ends us quietly (see the introduction).
+    // SIGPIPE ends us quietly (see the introduction); any other failure to
+    // write it is an error like the others.
     restore_sigpipe()?;
     let n = args.count as f64;
     let times = &timing.round_trips;
     let micros = |ns: u64| ns as f64 / 1000.0;
-    println!(
+    writeln!(
+        io::stdout(),
         "{} on {}{}: {} round trips of {}; measured: {:.6} s; µs per round \
          trip: mean {:.3}, p50 {:.3}, p99 {:.3}, p99.9 {:.3}, max {:.3}; \
          {:.2} waits and {:.2} preemptions per round trip",
@@ -171,7 +173,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         micros(times.max()),
         waits as f64 / n,
         preemptions as f64 / n,
-    );
+    )?;
     Ok(())
 }
 // ANCHOR_END: run

@@ -34,7 +34,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     let (chunk, count) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
     let parent = getpid();
-    println!("Parent {parent}: sending {count} chunks of {chunk} bytes");
+    writeln!(
+        io::stdout(),
+        "Parent {parent}: sending {count} chunks of {chunk} bytes"
+    )?;
     io::stdout().flush()?;
     // SAFETY: the program has started no threads, so no lock can be held
     // by a thread that the child would not have.
@@ -46,7 +49,9 @@ fn run() -> Result<(), Box<dyn Error>> {
                 // The mistake: a read returns what the pipe holds, up to
                 // `chunk` bytes, and a pipe holds 64 KiB by default.
                 if read(&read_end, &mut buffer)? != chunk {
-                    println!(
+                    // It gives up whether or not this line can be written.
+                    let _ = writeln!(
+                        io::stdout(),
                         "Child {}: short read, fewer than {chunk} bytes; \
                          giving up",
                         getpid()
@@ -69,7 +74,7 @@ fn run() -> Result<(), Box<dyn Error>> {
                     rest = &rest[n..];
                 }
             }
-            println!("Parent {parent}: done");
+            writeln!(io::stdout(), "Parent {parent}: done")?;
             waitpid(child, None)?;
         }
     }
@@ -89,7 +94,7 @@ fn die_with_parent(parent: Pid) -> Result<(), Box<dyn Error>> {
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"
 /// before `main`: when whoever reads our output goes away, we end quietly,
-/// like `cat`, instead of failing on the next `println!`.
+/// like `cat`, instead of failing on the next write.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
@@ -106,7 +111,7 @@ fn parse_args() -> Result<(usize, u64), lexopt::Error> {
             Long("chunk") => chunk = args.value()?.parse()?,
             Long("count") => count = args.value()?.parse()?,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -88,6 +88,11 @@ fn run() -> Result<(), Box<dyn Error>> {
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let (parent_cpu, child_cpu) = choose_cpus(args.cpus)?;
     let (rx, tx) = channel(&args)?;
+    // The pipe's capacity, as the kernel set it: a power of two pages.
+    let pipe_size = match args.pipe_size {
+        Some(_) => Some(fcntl(tx.as_fd(), FcntlArg::F_GETPIPE_SZ)?),
+        None => None,
+    };
     // The child says on this pipe when it is ready, and in the end what
     // it received.
     let (report_rx, report_tx) = pipe2(OFlag::O_CLOEXEC)?;
@@ -150,17 +155,19 @@ fn run() -> Result<(), Box<dyn Error>> {
         + children.involuntary_context_switches();
 
     // Measured. From here on, we are a filter: if nobody reads our output,
-    // SIGPIPE ends us quietly (see the introduction).
+    // SIGPIPE ends us quietly (see the introduction); any other failure to
+    // write it is an error like the others.
     restore_sigpipe()?;
     let chunks = args.bytes.div_ceil(args.chunk as u64) as f64;
     let mut options = String::new();
-    if let Some(size) = args.pipe_size {
+    if let Some(size) = pipe_size {
         options += &format!(", a pipe of {size} bytes");
     }
     if args.huge {
         options += ", huge pages";
     }
-    println!(
+    writeln!(
+        io::stdout(),
         "{} on {}{}: {} bytes in {}-byte writes, {} received; measured: \
          {:.6} s, {:.3} GiB/s, {} writes, {} reads, {:.2} waits and {:.2} \
          preemptions per chunk",
@@ -176,7 +183,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         got.reads,
         waits as f64 / chunks,
         preemptions as f64 / chunks,
-    );
+    )?;
     Ok(())
 }
 // ANCHOR_END: run
@@ -591,8 +598,8 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             _ => return Err(arg.unexpected()),
         }
     }
-    if parsed.bytes == 0 {
-        return Err("--bytes must be at least 1".into());
+    if parsed.bytes == 0 || parsed.pipe_size == Some(0) {
+        return Err("--bytes and --pipe-size must be at least 1".into());
     }
     if !(1..=MAX_CHUNK).contains(&parsed.chunk) {
         return Err("--chunk must be from 1 to 1G".into());

@@ -7,7 +7,7 @@
 // and the reader gets whatever the page holds when it reads.
 
 use std::error::Error;
-use std::io::IoSlice;
+use std::io::{self, IoSlice, Write};
 use std::process::{self, ExitCode};
 
 use nix::fcntl::{OFlag, SpliceFFlags, vmsplice};
@@ -55,12 +55,13 @@ fn run() -> Result<(), Box<dyn Error>> {
         buffer[..6].copy_from_slice(b"after!");
         let mut got = [0; 6];
         let n = read(&read_end, &mut got)?;
-        println!(
+        writeln!(
+            io::stdout(),
             "{:<9} sent {sent} bytes of \"before\", then changed the buffer \
              to \"after!\"; the reader got {:?}",
             format!("{how}:"),
             String::from_utf8_lossy(&got[..n]),
-        );
+        )?;
     }
     Ok(())
 }
@@ -74,7 +75,7 @@ fn page_size() -> usize {
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"
 /// before `main`: when whoever reads our output goes away, we end quietly,
-/// like `cat`, instead of failing on the next `println!`.
+/// like `cat`, instead of failing on the next write.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
@@ -87,7 +88,7 @@ fn parse_args() -> Result<(), lexopt::Error> {
     if let Some(arg) = args.next()? {
         match arg {
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

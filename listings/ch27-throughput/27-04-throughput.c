@@ -262,10 +262,17 @@ int main(int argc, char **argv) {
     if (pipe_size && (via == UNIX || via == TCP))
         fail("--pipe-size is for pipe, vmsplice and splice");
     if (pipe_size > INT32_MAX) fail(usage);
+    if (chunk > 1 << 30) fail("--chunk must be from 1 to 1G");
 
     int parent_cpu, child_cpu, fds[2], report[2];
     choose_cpus(cpus, &parent_cpu, &child_cpu);
     make_channel(via, fds, pipe_size);
+    // The pipe's capacity, as the kernel set it: a power of two pages.
+    if (pipe_size) {
+        int capacity = fcntl(fds[1], F_GETPIPE_SZ);
+        if (capacity < 0) die("fcntl");
+        pipe_size = (uint64_t)capacity;
+    }
     if (pipe2(report, O_CLOEXEC) < 0) die("pipe");
     pid_t parent = getpid();
     pin_to(parent_cpu);
@@ -345,6 +352,10 @@ int main(int argc, char **argv) {
            (double)bytes / (double)(1 << 30) / elapsed, writes,
            (unsigned long long)message[1], (double)waits / chunks,
            (double)preemptions / chunks);
+    // A line that cannot be written (a full disk) is an error like the
+    // others. A closed standard output is not: Rust's standard library
+    // treats it as a place that takes everything, and so does this twin.
+    if (fflush(stdout) != 0 && errno != EBADF) die("standard output");
     return 0;
 }
 // ANCHOR_END: whole

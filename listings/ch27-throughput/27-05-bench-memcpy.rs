@@ -52,19 +52,20 @@ fn run() -> Result<(), Box<dyn Error>> {
     }
     let elapsed = start.elapsed();
     let copied = copies * size as u64;
-    println!(
+    writeln!(
+        io::stdout(),
         "memcpy of {size}-byte buffers: {copied} bytes; measured: {:.6} s, \
          {:.3} GiB/s",
         elapsed.as_secs_f64(),
         copied as f64 / f64::from(1 << 30) / elapsed.as_secs_f64(),
-    );
+    )?;
     Ok(())
 }
 // ANCHOR_END: run
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"
 /// before `main`: when whoever reads our output goes away, we end quietly,
-/// like `cat`, instead of failing on the next `println!`.
+/// like `cat`, instead of failing on the next write.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
@@ -88,7 +89,7 @@ fn parse_args() -> Result<(usize, u64), lexopt::Error> {
             }
             Long("bytes") => bytes = args.value()?.parse_with(parse_size)?,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -17,7 +17,7 @@ use regex::Regex;
 
 use crate::support::{
     Listing, assert_measurements_match_book, assert_rejects, cargo_run,
-    group_is_gone, have, run, wait_until,
+    group_is_gone, have, is_dead, run, wait_until,
 };
 
 const MECHANISMS: [&str; 6] =
@@ -86,6 +86,37 @@ pub fn one_line(bin: &str, args: &[&str]) -> String {
     assert!(out.status.success(), "{bin} {args:?}: {}", out.stderr);
     assert_eq!(out.stdout.len(), 1, "{bin} {args:?}: {:?}", out.stdout);
     out.stdout[0].clone()
+}
+
+/// Runs `bin` with its standard output on /dev/full, where every write
+/// fails with ENOSPC, and checks that it says so in one line on stderr and
+/// exits with status 1: no panic, and no silent success.
+#[track_caller]
+pub fn assert_reports_a_full_stdout(bin: &Path, name: &str, args: &[&str]) {
+    let full = fs::File::options().write(true).open("/dev/full").unwrap();
+    let out =
+        Listing::spawn(Command::new(bin).args(args), full.into()).finish();
+    assert_eq!(out.status.code(), Some(1), "{name}: {}", out.stderr);
+    let lines: Vec<_> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{name}: one line, got {:?}", out.stderr);
+    assert!(
+        lines[0].starts_with(&format!("{name}: "))
+            && lines[0].contains("No space left on device"),
+        "{:?}",
+        lines[0]
+    );
+}
+
+#[test]
+fn pingpong_reports_a_full_standard_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = compile_c("ch26-latency/26-02-pingpong.c", dir.path());
+    for (bin, name) in [
+        (Path::new(bin!("bench-pingpong")), "bench-pingpong"),
+        (c.as_path(), "pingpong"),
+    ] {
+        assert_reports_a_full_stdout(bin, name, &["--count", "10"]);
+    }
 }
 
 fn message(via: &str) -> &'static str {
@@ -923,6 +954,54 @@ fn bench_command_gives_no_verdict_where_nobody_chose_the_placement() {
     }
 }
 
+/// The busy loops of the "CPUs kept awake" rows end with the command,
+/// however it ends: here it is killed with SIGKILL while they run, which
+/// leaves it no time to stop them itself.
+#[test]
+fn bench_command_busy_loops_end_with_it() {
+    if !have("python3") {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/run");
+    let driver = "\
+import importlib.machinery as m, importlib.util as u, os, signal, sys
+loader = m.SourceFileLoader('bench', sys.argv[1])
+bench = u.module_from_spec(u.spec_from_loader('bench', loader))
+loader.exec_module(bench)
+with bench.cpus_awake() as awake:
+    print(*[loop.pid for loop in awake.loops], flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+";
+    use std::os::unix::process::CommandExt;
+    let out = Command::new("python3")
+        .args(["-c", driver])
+        .arg(&script)
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("run python3");
+    let loops: Vec<Pid> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|pid| Pid::from_raw(pid.parse().unwrap()))
+        .collect();
+    assert!(!loops.is_empty(), "{out:?}");
+    // A loop runs at the lowest priority, so on a busy machine its death
+    // can take a moment.
+    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
+    while !loops.iter().all(|&pid| is_dead(pid))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let survivors: Vec<_> =
+        loops.iter().filter(|&&pid| !is_dead(pid)).collect();
+    for &&pid in &survivors {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    assert!(survivors.is_empty(), "still spinning: {survivors:?}");
+}
+
 #[test]
 fn bench_command_never_publishes_a_tiny_run() {
     if !have("python3") {
@@ -1016,6 +1095,34 @@ fn bench_command_stopped_by_a_signal_says_so_and_cleans_up() {
         wait_until("the benchmark's processes are gone", || {
             group_is_gone(pgid)
         });
+    }
+}
+
+/// Nor a run with other settings, nor one of binaries it did not build:
+/// they would land in the book as if they were a full run of release
+/// builds. Both are refused before anything is built or measured (the
+/// binaries named here do not even exist).
+#[test]
+fn bench_command_publishes_only_a_full_run_of_its_own_build() {
+    if !have("python3") {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/run");
+    let script = script.to_str().unwrap();
+    let nowhere = "/nonexistent/bench-binaries";
+    for (args, complaint) in [
+        (
+            &["--publish", "--count", "10", "--bin-dir", nowhere][..],
+            "--publish takes a full run: not --count",
+        ),
+        (
+            &["--publish", "--bin-dir", nowhere][..],
+            "--publish builds the listings itself",
+        ),
+    ] {
+        let out = run(script, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(complaint), "{args:?}: {}", out.stderr);
     }
 }
 

@@ -5,13 +5,15 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::path::Path;
 
 use nix::sys::signal::Signal;
 use regex::Regex;
 
 use crate::ch26_latency::{
-    compile_c, median_of, one_line, placement_pattern, placements,
-    profile_samples, protocol, published, ratios_by_row, rust_over_c,
+    assert_reports_a_full_stdout, compile_c, median_of, one_line,
+    placement_pattern, placements, profile_samples, protocol, published,
+    ratios_by_row, rust_over_c,
 };
 use crate::support::{
     Listing, assert_matches_book, assert_measurements_match_book,
@@ -175,6 +177,35 @@ fn vmsplice_and_read_go_in_pieces_when_a_chunk_is_larger_than_the_pipe() {
     assert!(reads >= 16, "{reads} reads of at most 64 KiB");
 }
 
+/// The line names the pipe's size as the kernel set it, rounded up to a
+/// power of two pages, not the size asked for; and the twins take and
+/// refuse the same sizes.
+#[test]
+fn throughput_reports_the_pipe_size_the_kernel_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = compile_c("ch27-throughput/27-04-throughput.c", dir.path());
+    for bin in [bin!("bench-throughput"), c.to_str().unwrap()] {
+        for via in ["pipe", "vmsplice", "splice"] {
+            let args = ["--via", via, "--pipe-size", "100K", "--bytes", "1M"];
+            let line = one_line(bin, &args);
+            assert!(line.contains(", a pipe of 131072 bytes: "), "{line}");
+        }
+        for args in [
+            &["--pipe-size", "0"][..],
+            &["--chunk", "2G", "--bytes", "1"],
+        ] {
+            let out = run(bin, args);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{bin} {args:?}: {}",
+                out.stderr
+            );
+            assert_eq!(out.stderr.lines().count(), 1, "{bin}: {}", out.stderr);
+        }
+    }
+}
+
 #[test]
 fn throughput_rejects_sizes_it_cannot_use() {
     let bin = bin!("bench-throughput");
@@ -304,6 +335,61 @@ fn naive_child_gives_up_on_a_short_read_and_the_parent_hangs() {
         "ch27-throughput/27-01-terminal-2.out",
         &session,
     );
+}
+
+/// A message smaller than the pipe is no safer: 40 KiB is ten pages, and
+/// the second one finds six pages free, so the writer puts 24 KiB in and
+/// waits, and the reader gets those 24 KiB alone. Linux 6.12 to 6.18.
+#[test]
+fn naive_child_gives_up_on_messages_smaller_than_the_pipe() {
+    let placements = placements();
+    for cpus in ["same", "different"] {
+        if !placements.contains(&cpus) {
+            continue;
+        }
+        let mut naive = Listing::spawn(
+            std::process::Command::new("taskset")
+                .args(["-c", &cpus_for(cpus), bin!("bench-naive")])
+                .args(["--chunk", "40960", "--count", "20000"]),
+            std::process::Stdio::piped(),
+        );
+        naive.expect(r"Parent \d+: sending 20000 chunks of 40960 bytes");
+        naive.expect(
+            r"Child \d+: short read, fewer than 40960 bytes; giving up",
+        );
+        // The parent now waits for room forever, as above.
+        naive.signal(Signal::SIGTERM);
+        naive.finish();
+    }
+}
+
+/// The CPUs `taskset` gives the whole program for a placement: one, or
+/// the first two it may use.
+fn cpus_for(placement: &str) -> String {
+    let cpus = crate::ch26_latency::usable_cpus();
+    match placement {
+        "same" => cpus[0].to_string(),
+        _ => format!("{},{}", cpus[0], cpus[1]),
+    }
+}
+
+#[test]
+fn throughput_listings_report_a_full_standard_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = compile_c("ch27-throughput/27-04-throughput.c", dir.path());
+    for (bin, name, args) in [
+        (
+            bin!("bench-throughput"),
+            "bench-throughput",
+            &["--bytes", "64K"][..],
+        ),
+        (c.to_str().unwrap(), "throughput", &["--bytes", "64K"]),
+        (bin!("bench-naive"), "bench-naive", &[]),
+        (bin!("bench-vmsplice-reuse"), "bench-vmsplice-reuse", &[]),
+        (bin!("bench-memcpy"), "bench-memcpy", &["--bytes", "64K"]),
+    ] {
+        assert_reports_a_full_stdout(Path::new(bin), name, args);
+    }
 }
 
 #[test]
