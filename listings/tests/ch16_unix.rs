@@ -1176,3 +1176,57 @@ fn pass_fd_server_waits_without_spinning_when_out_of_descriptors() {
     );
     assert_eq!(got, "the secret");
 }
+
+/// The texts of an SVG figure of the book, in the order they are drawn.
+fn figure_texts(name: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../src/figures")
+        .join(name);
+    let svg = fs::read_to_string(&path).expect("the figure");
+    let text = regex::Regex::new(r"<text[^>]*>([^<]*)</text>").unwrap();
+    text.captures_iter(&svg).map(|c| c[1].to_string()).collect()
+}
+
+/// The inode of the socket behind `fd` of `pid`, from its /proc link.
+fn socket_inode(pid: nix::unistd::Pid, fd: u32) -> Option<String> {
+    let link = fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    let link = link.to_string_lossy();
+    let inode = link.strip_prefix("socket:[")?.strip_suffix(']')?;
+    Some(inode.to_string())
+}
+
+#[test]
+fn figure_16_1_numbers_the_servers_descriptors_as_the_server_does() {
+    // The figure draws the server's table: signal-hook's socket pair as 3
+    // and 4 (registered before bind, so that a signal just after bind
+    // still removes the socket file), then the listener as 5.
+    let texts = figure_texts("ch16-scm-rights.svg");
+    let label = |name: &str| {
+        let at = texts.iter().position(|t| t == name).expect(name);
+        texts[at - 1].clone()
+    };
+    assert_eq!(label("signal-hook"), "3 4", "{texts:?}");
+    assert_eq!(label("listener"), "5", "{texts:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let (file, path) = (secret(&dir), path_in(&dir, "pass.sock"));
+    let (server, _) = start(
+        bin!("unix-pass-fd"),
+        &["serve", &path, &file, "--count", "1"],
+    );
+    let pid = server.pid();
+    let unix = fs::read_to_string("/proc/net/unix").unwrap();
+    // /proc/net/unix: the inode is the seventh field, the path the eighth.
+    let path_of = |inode: &str| {
+        unix.lines().find_map(|line| {
+            let fields: Vec<_> = line.split_whitespace().collect();
+            (fields.get(6) == Some(&inode)).then(|| fields.get(7).copied())
+        })
+    };
+    for fd in [3, 4] {
+        let inode = socket_inode(pid, fd).unwrap_or_else(|| panic!("{fd}"));
+        assert_eq!(path_of(&inode), Some(None), "fd {fd}: an unnamed socket");
+    }
+    let listener = socket_inode(pid, 5).expect("fd 5 a socket");
+    assert_eq!(path_of(&listener), Some(Some(path.as_str())));
+    drop(server);
+}
