@@ -354,8 +354,9 @@ async fn serve_lines(
         let reply = format!("server got: [{line}]");
         within(limit, framed.send(reply)).await?.map_err(to_io)?;
         answered += 1;
-        if slot.evict.is_cancelled() {
-            // Evicted, with its last request answered: now it goes.
+        if slot.evict.is_cancelled() && !has_whole_request(&framed) {
+            // Evicted, with every request it had read answered: now it
+            // goes.
             let _ = close_gently(framed.into_inner(), BUSY_LIMIT).await;
             return Ok(answered);
         }
@@ -399,7 +400,7 @@ async fn serve_frames(
         let reply: Bytes = reply.freeze();
         within(limit, framed.send(reply)).await??;
         answered += 1;
-        if slot.evict.is_cancelled() {
+        if slot.evict.is_cancelled() && !has_whole_request(&framed) {
             let _ = close_gently(framed.into_inner(), BUSY_LIMIT).await;
             break;
         }
@@ -608,7 +609,8 @@ impl Drop for Slot {
 /// The next request, or the end of the stream, within `limit`, unless a
 /// new client takes this connection's slot first. An evicted connection
 /// whose request had come already, in the kernel or in the `Framed`'s
-/// buffer, still gets that request: the caller answers it, sees the token
+/// buffer, still gets that request: the caller answers it, and every
+/// other whole request that the same read brought, sees the token
 /// cancelled, and closes.
 async fn next_request<C: Decoder + Unpin>(
     framed: &mut Framed<Box<dyn Socket>, C>,
@@ -634,6 +636,17 @@ async fn next_request<C: Decoder + Unpin>(
     };
     slot.set_waiting(false);
     Ok(next)
+}
+
+/// True if the `Framed`'s buffer holds a whole request, which `next`
+/// would return without reading: a client may send several requests in
+/// one write, and one read takes them all. Decoded from copies, so that
+/// nothing is consumed.
+fn has_whole_request<C: Decoder + Clone>(
+    framed: &Framed<Box<dyn Socket>, C>,
+) -> bool {
+    let mut buffered = framed.read_buffer().clone();
+    matches!(framed.codec().clone().decode(&mut buffered), Ok(Some(_)))
 }
 
 // ANCHOR_END: slots
@@ -1121,6 +1134,30 @@ mod tests {
         let read = client.read_to_string(&mut reply).await;
         assert_eq!(reply, "server got: [hello]\n", "{read:?}");
         assert_eq!(serving.await.unwrap().unwrap(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_evicted_connection_answers_every_request_it_had_read() {
+        let (server, client) = std::os::unix::net::UnixStream::pair().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let server = tokio::net::UnixStream::from_std(server).unwrap();
+        let slots = Slots::new(1, Duration::from_secs(600));
+        let slot = slots.take().unwrap();
+        let limit = Duration::from_secs(600);
+        let serving = tokio::spawn(async move {
+            serve_lines(Box::new(server), limit, &slot).await
+        });
+        sleep(EVICT_AFTER).await;
+        // Two requests at once, as a client that pipelines sends them.
+        (&client).write_all(b"one\ntwo\n").unwrap();
+        let _newcomer = slots.take().expect("room made");
+        client.set_nonblocking(true).unwrap();
+        let mut client = tokio::net::UnixStream::from_std(client).unwrap();
+        let mut reply = String::new();
+        let read = client.read_to_string(&mut reply).await;
+        let both = "server got: [one]\nserver got: [two]\n";
+        assert_eq!(reply, both, "{read:?}");
+        assert_eq!(serving.await.unwrap().unwrap(), 2);
     }
 
     #[test]
