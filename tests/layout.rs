@@ -250,22 +250,20 @@ fn the_parts_are_numbered_in_the_table_of_contents() {
 }
 
 /// The chapters a chapter's test module (`chNN_topic`, named `file`)
-/// borrows from, as `crate::chMM_…` paths in `text`, other than itself
-/// and those it may: Part V's chapter 27 measures with chapter 26's tools.
+/// borrows from, as `crate::chMM_…` paths in `text`, other than itself.
 fn borrowed_chapters(file: &str, text: &str) -> BTreeSet<String> {
     static PATH: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"crate::(ch\d\d_\w+)").unwrap());
-    let allowed: &[(&str, &str)] = &[("ch27_throughput", "ch26_latency")];
     PATH.captures_iter(text)
         .map(|c| c[1].to_string())
-        .filter(|other| other != file && !allowed.contains(&(file, other)))
+        .filter(|other| other != file)
         .collect()
 }
 
 /// A helper that two chapters' tests need belongs where every chapter
-/// looks for shared code (`support/`, or a contract such as
-/// `line_server.rs` or `daemon.rs`), not in one chapter borrowed by
-/// another: there it changes for one chapter and breaks the other.
+/// looks for shared code (`support/`, a contract such as `line_server.rs`
+/// or `daemon.rs`, or Part V's `bench.rs`), not in one chapter borrowed
+/// by another: there it changes for one chapter and breaks the other.
 #[test]
 fn no_chapter_test_module_borrows_from_another() {
     let tests = workspace_root().join("listings/tests");
@@ -290,6 +288,6 @@ fn borrowing_between_chapters_is_caught() {
         borrowed_chapters("ch08_eintr", text),
         BTreeSet::from(["ch05_handlers".to_string()])
     );
-    let part_v = "use crate::ch26_latency::{compile_c, published};";
-    assert!(borrowed_chapters("ch27_throughput", part_v).is_empty());
+    let shared = "use crate::bench::{compile_c, published};";
+    assert!(borrowed_chapters("ch27_throughput", shared).is_empty());
 }

@@ -10,10 +10,10 @@ use std::path::Path;
 use nix::sys::signal::Signal;
 use regex::Regex;
 
-use crate::ch26_latency::{
+use crate::bench::{
     assert_reports_a_full_stdout, compile_c, median_of, one_line,
     placement_pattern, placements, profile_samples, protocol, published,
-    ratios_by_row, rust_over_c,
+    ratios_by_row, rust_over_c, usable_cpus,
 };
 use crate::support::{
     Listing, assert_matches_book, assert_measurements_match_book,
@@ -366,7 +366,7 @@ fn naive_child_gives_up_on_messages_smaller_than_the_pipe() {
 /// The CPUs `taskset` gives the whole program for a placement: one, or
 /// the first two it may use.
 fn cpus_for(placement: &str) -> String {
-    let cpus = crate::ch26_latency::usable_cpus();
+    let cpus = usable_cpus();
     match placement {
         "same" => cpus[0].to_string(),
         _ => format!("{},{}", cpus[0], cpus[1]),

@@ -6,6 +6,7 @@
 #[macro_use]
 mod support;
 
+mod bench;
 mod ch02_signals;
 mod ch03_sockets;
 mod ch04_pipes;
