@@ -26,6 +26,7 @@ use std::path::Path;
 use std::sync::LazyLock;
 
 use proc_macro2::{Delimiter, TokenStream, TokenTree};
+use quote::ToTokens;
 use regex::Regex;
 use syn::visit::Visit;
 
@@ -481,6 +482,22 @@ fn use_tree(
     }
 }
 
+/// `#[cfg(test)] mod tests { … }`, and anything else only tests build.
+fn is_cfg_test(item: &syn::Item) -> bool {
+    let attrs = match item {
+        syn::Item::Mod(module) => &module.attrs,
+        syn::Item::Fn(function) => &function.attrs,
+        syn::Item::Use(import) => &import.attrs,
+        _ => return false,
+    };
+    attrs.iter().any(|attr| {
+        attr.path().is_ident("cfg")
+            && attr
+                .parse_args::<syn::Path>()
+                .is_ok_and(|path| path.is_ident("test"))
+    })
+}
+
 /// `nix::libc::x` and `libc::x` are the same item.
 fn canonical(path: &str) -> String {
     path.strip_prefix("nix::libc::")
@@ -585,10 +602,32 @@ fn path_at(tokens: &[TokenTree], start: usize) -> (String, usize) {
 /// The APIs `source` uses, as full paths.
 fn apis_used(source: &str) -> BTreeSet<String> {
     let file = syn::parse_file(source).expect("a listing that parses");
-    let names = imports(&file);
+    // A listing's own tests may name types the program does not (std's
+    // `UnixStream::pair` to drive tokio's): a method call counts for a
+    // type only where the same part names it. The tests also see the
+    // program's imports (`use super::*`).
+    let (tests, program): (Vec<syn::Item>, Vec<syn::Item>) =
+        file.items.into_iter().partition(is_cfg_test);
+    let part = |items| syn::File {
+        shebang: None,
+        attrs: Vec::new(),
+        items,
+    };
+    let (program, tests) = (part(program), part(tests));
+    let mut used = used_in(&program, &imports(&program));
+    let mut names = imports(&program);
+    names.extend(imports(&tests));
+    used.extend(used_in(&tests, &names));
+    used
+}
+
+/// What one part of a listing calls, given the names it imports.
+fn used_in(
+    file: &syn::File,
+    names: &BTreeMap<String, String>,
+) -> BTreeSet<String> {
     let mut calls = Calls::default();
-    let tokens: TokenStream = source.parse().expect("a listing that lexes");
-    calls.scan(tokens);
+    calls.scan(file.to_token_stream());
     let mut used = BTreeSet::new();
     for written in &calls.paths {
         let head = written.split("::").next().unwrap();
@@ -800,5 +839,23 @@ fn the_index_reads_use_trees_and_calls() {
             "tokio::main",
             "tokio::task::spawn_blocking",
         ]
+    );
+    // Std's `UnixStream`, named only by the listing's tests, must not
+    // make the program's call of tokio's `shutdown` std's.
+    let tested = r#"
+        use tokio::net::UnixStream;
+        async fn close(mut s: UnixStream) {
+            s.shutdown().await;
+        }
+        #[cfg(test)]
+        mod tests {
+            fn pair() {
+                let _ = std::os::unix::net::UnixStream::pair();
+            }
+        }
+    "#;
+    assert_eq!(
+        apis_used(tested).into_iter().collect::<Vec<_>>(),
+        ["std::os::unix::net::UnixStream::pair"]
     );
 }
