@@ -13,7 +13,7 @@ use crate::support::{
     Listing, Trace, assert_matches_book, assert_rejects,
     assert_session_matches_book, assert_session_matches_book_masking,
     assert_trace_matches_book, bin_path, blessing, can_trace, cargo_run, have,
-    pending_signals, run, shell, state_of, wait_until,
+    pending_signals, pid_namespaces, run, shell, state_of, wait_until,
 };
 
 /// What a shell's `$?` shows for `status`: the code, or 128 + the signal.
@@ -331,17 +331,7 @@ fn sig_inherit_trace_shows_where_each_child_gets_its_mask() {
 /// `unshare` with a new PID namespace, as root or through a user
 /// namespace; `None` where the machine allows neither (skipped locally).
 fn pid_namespace(args: &[&str]) -> Option<Listing> {
-    if !have("unshare") {
-        return None;
-    }
-    let probe = run("unshare", &["--map-root-user", "--pid", "--fork", "true"]);
-    if !probe.status.success() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "unshare: {}",
-            probe.stderr
-        );
-        eprintln!("skipped: no PID namespace here: {}", probe.stderr);
+    if !pid_namespaces() {
         return None;
     }
     let mut all = vec!["--map-root-user", "--pid", "--fork", bin!("sig-init")];

@@ -11,8 +11,8 @@ use nix::unistd::Pid;
 use crate::support::{
     Finished, KillGroupOnDrop, Listing, assert_exited_with, assert_rejects,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
-    group_is_gone, have, is_dead, kernel, pending_signals, pgid_of, ppid_of,
-    run, shell, state_of, wait_until,
+    group_is_gone, have, is_dead, kernel, pending_signals, pgid_of,
+    pid_namespaces, ppid_of, run, shell, state_of, wait_until,
 };
 
 /// Starts proc-orphans and returns it with the pids of its children,
@@ -290,14 +290,7 @@ fn orphan_hangup_reports_whom_this_kernel_hangs_up() {
 /// container adopts them in the shell's session that started it.
 #[test]
 fn orphan_hangup_orphans_its_group_when_its_adopter_shares_our_session() {
-    let probe = run("unshare", &["--map-root-user", "--pid", "--fork", "true"]);
-    if !probe.status.success() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "unshare: {}",
-            probe.stderr
-        );
-        eprintln!("skipped: no PID namespace here: {}", probe.stderr);
+    if !pid_namespaces() {
         return;
     }
     let args = [
