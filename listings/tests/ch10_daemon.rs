@@ -1387,3 +1387,8 @@ fn no_backoff_measures_the_spin_and_the_chapter_quotes_its_recorded_run() {
         assert!(chapter.contains(&quoted), "ch10 does not say {quoted:?}");
     }
 }
+
+#[test]
+fn sig_daemon_logs_a_reset_that_ends_its_gentle_close() {
+    daemon::logs_a_reset_that_ends_its_gentle_close(bin!("sig-daemon"));
+}

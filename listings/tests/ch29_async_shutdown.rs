@@ -600,3 +600,8 @@ fn async_daemon_hears_its_signals_at_once_while_accept_keeps_failing() {
     let out = daemon.finish();
     assert_died_of(&out, Signal::SIGTERM);
 }
+
+#[test]
+fn async_daemon_logs_a_reset_that_ends_its_gentle_close() {
+    daemon::logs_a_reset_that_ends_its_gentle_close(bin!("async-daemon"));
+}

@@ -411,3 +411,28 @@ pub fn serves_and_stops_while_nobody_reads_its_log(bin: &str) {
     assert_died_of(&out, Signal::SIGTERM);
     drop(log);
 }
+
+/// A client that resets the connection while the daemon reads out its
+/// gentle close, after a line too long: the daemon logs the reset at once,
+/// as the error it is, rather than "closed" or a time-out.
+pub fn logs_a_reset_that_ends_its_gentle_close(bin: &str) {
+    let mut daemon = start(bin, &[]);
+    let mut client = Client::connect(daemon.addr);
+    client.stream.write_all(&[b'x'; 70_000]).unwrap();
+    assert_eq!(client.reply().as_deref(), Some("error: line too long\n"));
+    // The daemon's FIN: it has half-closed, and now reads until we close.
+    assert_eq!(client.reply(), None);
+    socket2::SockRef::from(&client.stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    let started = Instant::now();
+    drop(client); // SO_LINGER 0: close sends a reset (RST).
+    daemon.listing.expect(r"127\.0\.0\.1:\d+: connected");
+    daemon
+        .listing
+        .expect(r"127\.0\.0\.1:\d+: Connection reset by peer \(os error 104\)");
+    assert!(started.elapsed() < Duration::from_secs(1), "{bin}");
+    daemon.listing.signal(Signal::SIGTERM);
+    let out = daemon.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+}
