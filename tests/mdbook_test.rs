@@ -2,12 +2,19 @@
 //! rustdoc compiles and runs every Rust block of the expanded chapters as
 //! edition 2024 against the listings' dependencies.
 
-use std::process::Command;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::includes::{ANCHOR_END, ANCHOR_START, includes_in};
-use crate::support::{output_within, read, workspace_package, workspace_root};
+use crate::support::{
+    cargo, output_within, read, workspace_package, workspace_root,
+};
 use mdbook_driver::MDBook;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use wait_timeout::ChildExt;
 
 #[test]
 fn mdbook_test_passes() {
@@ -172,4 +179,111 @@ fn chapter_1_shows_every_dependency_of_the_listings() {
         "listings/Cargo.toml declares {missing:?}, which no block of \
          src/ch01-introduction.md shows readers (shown: {shown:?})"
     );
+}
+
+/// Chapter 1 tells a reader who copies a listing to put the dependencies
+/// it shows in place of the empty `[dependencies]` line that `cargo new`
+/// wrote, and the async ones under them. The block it shows begins with
+/// that line, so a reader who only adds it below has the table twice,
+/// which Cargo refuses ("duplicate key"); done as the chapter says, Cargo
+/// reads the manifest.
+#[test]
+fn chapter_1s_dependencies_replace_the_line_cargo_new_writes() {
+    let root = workspace_root();
+    let chapter = read(&root.join("src").join("ch01-introduction.md"));
+    let said = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        said.contains(
+            "in place of the empty `[dependencies]` line that `cargo new` wrote"
+        ),
+        "src/ch01-introduction.md no longer says where the dependencies go"
+    );
+    let manifest = read(&root.join("listings").join("Cargo.toml"));
+    let shown = anchored(&manifest, "dependencies");
+    let shown_async = anchored(&manifest, "async-dependencies");
+    assert!(
+        shown.starts_with("[dependencies]\n"),
+        "the dependencies chapter 1 shows no longer begin with [dependencies]"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut new = cargo();
+    new.args(["new", "--quiet", "--vcs", "none", "copied"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null());
+    let status = new.status().unwrap();
+    assert!(status.success(), "{new:?} failed ({status})");
+    let path = dir.path().join("copied").join("Cargo.toml");
+    let fresh = read(&path);
+    assert!(
+        fresh.ends_with("[dependencies]\n"),
+        "`cargo new` no longer ends its manifest with an empty [dependencies]:\n{fresh}"
+    );
+
+    let appended = format!("{fresh}{shown}");
+    let refused = cargo_reads(&path, &appended)
+        .expect_err("a manifest with [dependencies] twice was read");
+    assert!(refused.contains("duplicate key"), "{refused}");
+    let replaced = format!(
+        "{}{shown}{shown_async}",
+        fresh.strip_suffix("[dependencies]\n").unwrap()
+    );
+    if let Err(refused) = cargo_reads(&path, &replaced) {
+        panic!(
+            "the manifest chapter 1 describes is refused: {refused}\n{replaced}"
+        );
+    }
+}
+
+/// The lines between `# ANCHOR: name` and `# ANCHOR_END: name`.
+fn anchored(text: &str, name: &str) -> String {
+    let mut inside = false;
+    let mut found = String::new();
+    for line in text.lines() {
+        if ANCHOR_END.captures(line).is_some_and(|c| &c[1] == name) {
+            inside = false;
+        } else if ANCHOR_START.captures(line).is_some_and(|c| &c[1] == name) {
+            inside = true;
+        } else if inside && !line.trim_start().starts_with('#') {
+            found.push_str(line);
+            found.push('\n');
+        }
+    }
+    assert!(!found.is_empty(), "no anchor {name} in listings/Cargo.toml");
+    found
+}
+
+/// Writes `text` to the manifest at `path` and asks Cargo to read it
+/// (`cargo metadata --no-deps --offline`: no download, no build). Cargo's
+/// error on stderr if it refuses.
+fn cargo_reads(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).unwrap();
+    let errors = path.with_file_name("errors");
+    let mut metadata = cargo();
+    metadata
+        .args([
+            "metadata",
+            "--no-deps",
+            "--offline",
+            "--format-version",
+            "1",
+        ])
+        .arg("--manifest-path")
+        .arg(path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&errors).unwrap())
+        .process_group(0);
+    let mut child = metadata.spawn().unwrap();
+    let Some(status) = child.wait_timeout(Duration::from_secs(60)).unwrap()
+    else {
+        let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+        let _ = child.wait();
+        panic!("{metadata:?} still running after a minute; killed");
+    };
+    if status.success() {
+        Ok(())
+    } else {
+        Err(read(&errors))
+    }
 }
