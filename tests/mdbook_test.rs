@@ -208,11 +208,9 @@ fn chapter_1s_dependencies_replace_the_line_cargo_new_writes() {
 
     let dir = tempfile::tempdir().unwrap();
     let mut new = cargo();
-    new.args(["new", "--quiet", "--vcs", "none", "copied"])
-        .current_dir(dir.path())
-        .stdin(Stdio::null());
-    let status = new.status().unwrap();
-    assert!(status.success(), "{new:?} failed ({status})");
+    new.args(["new", "--quiet", "--vcs", "none"])
+        .arg(dir.path().join("copied"));
+    output_within(new, Duration::from_secs(60));
     let path = dir.path().join("copied").join("Cargo.toml");
     let fresh = read(&path);
     assert!(
