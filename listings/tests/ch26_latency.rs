@@ -1044,7 +1044,15 @@ fn bench_command_stopped_while_profiling_leaves_no_program_behind() {
     command
         .args(["--tiny", "--bin-dir", bins.path().to_str().unwrap()])
         .env("CARGO_TARGET_DIR", target.path());
-    let bench = Listing::spawn(&mut command, Stdio::null());
+    let mut bench = Listing::spawn(&mut command, Stdio::piped());
+    // The profiles follow the sweeps: a line for every round of those, and
+    // then nothing until the first profile is done, which it never is.
+    let mut sweeps_done = 0;
+    while sweeps_done < 2 {
+        if bench.next_line().starts_with("bench:   done: ") {
+            sweeps_done += 1;
+        }
+    }
     wait_until("the profiled program to start", || marker.exists());
     let mut pid = String::new();
     wait_until("its pid", || {
