@@ -1,10 +1,11 @@
 // ANCHOR: whole
 // Listing 26-2: the C reference for Listing 26-1, `bench-pingpong`: the
 // same protocol, the same arguments, the same line of output, so that the
-// benchmark command can run both side by side. Where Rust records each
-// round trip in a histogram (the hdrhistogram crate), this program keeps
-// every time in an array and sorts it. Compile it, from the top of the
-// book's repository, beside the release build of Listing 26-1:
+// benchmark command can run both side by side. Both keep every round
+// trip's time in an array; where Rust then builds a histogram of them
+// (the hdrhistogram crate), this program sorts the array. Compile it, from
+// the top of the book's repository, beside the release build of Listing
+// 26-1:
 //
 //     cc -O2 -o target/release/pingpong-c listings/ch26-latency/26-02-pingpong.c
 //

@@ -100,6 +100,9 @@ fn restore_sigpipe() -> nix::Result<()> {
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
 }
 
+/// The largest chunk: 1 GiB.
+const MAX_CHUNK: usize = 1 << 30;
+
 /// Reads `[--chunk BYTES] [--count N]`: 8192 chunks of 128 KiB, 1 GiB,
 /// by default.
 fn parse_args() -> Result<(usize, u64), lexopt::Error> {
@@ -116,6 +119,11 @@ fn parse_args() -> Result<(usize, u64), lexopt::Error> {
             }
             _ => return Err(arg.unexpected()),
         }
+    }
+    // Each process allocates a chunk: refuse what could not be allocated,
+    // in one line, rather than abort.
+    if !(1..=MAX_CHUNK).contains(&chunk) {
+        return Err(format!("--chunk must be from 1 to {MAX_CHUNK}").into());
     }
     Ok((chunk, count))
 }

@@ -741,6 +741,12 @@ fn bench_command_runs_everything_in_a_tiny_configuration() {
         &fs::read_to_string(dir.join("raw.json")).unwrap(),
     )
     .unwrap();
+    // What was measured: binaries taken from --bin-dir, which the results
+    // say beside the machine.
+    assert_eq!(raw["source"]["built_here"], false, "{}", raw["source"]);
+    assert!(raw["source"]["commit"].is_string(), "{}", raw["source"]);
+    let machine = anchored(&results, "machine");
+    assert!(machine.contains("binaries from --bin-dir"), "{machine}");
     for list in ["runs", "sweeps"] {
         let orders = orders_by_round(&raw[list]);
         assert!(orders.len() >= 2, "{list}: {} rounds", orders.len());
@@ -972,7 +978,13 @@ fn bench_command_stopped_by_a_signal_says_so_and_cleans_up() {
         } else {
             bench.signal(signal);
         }
+        // Before `finish`, which kills what is left of the group once it
+        // has the status: the command must leave nothing by itself.
         let pgid = bench.pid();
+        wait_until("the command to end", || is_dead(pgid));
+        wait_until("the benchmark's processes are gone", || {
+            group_is_gone(pgid)
+        });
         let out = bench.finish();
         assert_eq!(out.status.signal(), Some(signal as i32), "{}", out.stderr);
         let said = format!("bench: stopped by {signal:?} before the end");
@@ -980,10 +992,86 @@ fn bench_command_stopped_by_a_signal_says_so_and_cleans_up() {
         assert!(!out.stderr.contains("Traceback"), "{}", out.stderr);
         let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
         assert!(left.is_empty(), "{signal:?} left {left:?}");
-        wait_until("the benchmark's processes are gone", || {
-            group_is_gone(pgid)
-        });
     }
+}
+
+/// `kill PID` while a program runs under `perf record` (or `strace`):
+/// killing `perf` alone would leave the program it runs behind, orphaned.
+/// The command ends it too. The program profiled first here is a stand-in
+/// for `bench-throughput` that, under `perf`, says its pid and sleeps.
+#[test]
+fn bench_command_stopped_while_profiling_leaves_no_program_behind() {
+    if !have("python3") || !have("cc") || !have("perf") {
+        return;
+    }
+    let probe = tempfile::tempdir().unwrap();
+    let data = probe.path().join("perf.data");
+    let perf_works = Command::new("perf")
+        .args(["record", "-e", "cpu-clock", "-o"])
+        .arg(&data)
+        .args(["--", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !perf_works {
+        eprintln!("skipped: perf record does not work here");
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/run");
+    let real = Path::new(bin!("bench-pingpong")).parent().unwrap();
+    let bins = tempfile::tempdir().unwrap();
+    let marker = bins.path().join("profiled.pid");
+    for name in ["bench-pingpong", "bench-memcpy"] {
+        std::os::unix::fs::symlink(real.join(name), bins.path().join(name))
+            .unwrap();
+    }
+    let stand_in = format!(
+        "#!/bin/sh\n\
+         if [ \"$(cat /proc/$PPID/comm)\" = perf ]; then\n\
+         \x20   echo $$ > '{}'\n\
+         \x20   exec sleep 600\n\
+         fi\n\
+         exec '{}' \"$@\"\n",
+        marker.display(),
+        real.join("bench-throughput").display()
+    );
+    let throughput = bins.path().join("bench-throughput");
+    fs::write(&throughput, stand_in).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&throughput, fs::Permissions::from_mode(0o755))
+        .unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let mut command = Command::new(&script);
+    command
+        .args(["--tiny", "--bin-dir", bins.path().to_str().unwrap()])
+        .env("CARGO_TARGET_DIR", target.path());
+    let mut bench = Listing::spawn(&mut command, Stdio::piped());
+    // The profiles follow the sweeps: a line for every round of those, and
+    // then nothing until the first profile is done, which it never is.
+    let mut sweeps_done = 0;
+    while sweeps_done < 2 {
+        if bench.next_line().starts_with("bench:   done: ") {
+            sweeps_done += 1;
+        }
+    }
+    wait_until("the profiled program to start", || marker.exists());
+    let mut pid = String::new();
+    wait_until("its pid", || {
+        pid = fs::read_to_string(&marker).unwrap_or_default();
+        pid.ends_with('\n')
+    });
+    let profiled = Pid::from_raw(pid.trim().parse().unwrap());
+    bench.signal(Signal::SIGTERM);
+    // Before `finish`, which kills the whole group once it has the status:
+    // the command must have ended the profiled program by itself.
+    wait_until("the command to end", || is_dead(bench.pid()));
+    let survived = !is_dead(profiled);
+    let out = bench.finish();
+    assert!(
+        !survived,
+        "the profiled program {profiled} outlived the command"
+    );
+    let signal = Some(Signal::SIGTERM as i32);
+    assert_eq!(out.status.signal(), signal, "{}", out.stderr);
 }
 
 /// Nor a run with other settings, nor one of binaries it did not build:
@@ -1012,6 +1100,132 @@ fn bench_command_publishes_only_a_full_run_of_its_own_build() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", out.stderr);
         assert!(out.stderr.contains(complaint), "{args:?}: {}", out.stderr);
     }
+}
+
+/// What the command cannot do, it says at once, in one line and with
+/// status 2, before it builds or measures anything (the binaries named
+/// here do not even exist): a size no program would take, which would
+/// otherwise end the run when it first reached the program that refuses
+/// it (`--memcpy-bytes` only after every other step, a quarter of an hour
+/// in); a replot with nothing to replot; and a run whose output would land
+/// in the book's own files other than by `--publish`.
+#[test]
+fn bench_command_refuses_what_it_cannot_do_before_it_starts() {
+    if !have("python3") {
+        return;
+    }
+    let book = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench");
+    let script = book.join("run");
+    let script = script.to_str().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let empty = empty.path().to_str().unwrap();
+    let nowhere = "/nonexistent/bench-binaries";
+    for (args, complaint) in [
+        (
+            &["--memcpy-bytes", "1X", "--bin-dir", nowhere][..],
+            "--memcpy-bytes: not a number of bytes: 1X",
+        ),
+        (
+            &["--bytes", "0", "--bin-dir", nowhere][..],
+            "--bytes: not a number of bytes: 0",
+        ),
+        (
+            &["--chunk", "1000", "--bin-dir", nowhere][..],
+            "--chunk must be a multiple of",
+        ),
+        (
+            &["--replot", "--out", empty][..],
+            "--replot: no raw.json in",
+        ),
+        (
+            &["--tiny", "--out", book.to_str().unwrap()][..],
+            "only --publish writes into",
+        ),
+    ] {
+        let out = run(script, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert!(out.stdout.is_empty(), "{args:?}: {:?}", out.stdout);
+        assert!(
+            !out.stderr.contains("Traceback"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains(complaint), "{args:?}: {}", out.stderr);
+    }
+    assert!(
+        fs::read_dir(empty).unwrap().next().is_none(),
+        "--replot wrote into {empty}"
+    );
+}
+
+/// `listings/bench/run | head` ends the command at its next line of
+/// progress, as a filter ends; it still removes its temporary directory
+/// (the C twins it compiled) and says nothing.
+#[test]
+fn bench_command_piped_into_head_leaves_nothing_behind() {
+    if !have("python3") || !have("cc") {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/run");
+    let bins = Path::new(bin!("bench-pingpong")).parent().unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "\"$0\" --tiny --bin-dir \"$1\" | head -n 1"])
+        .arg(&script)
+        .arg(bins)
+        .env("CARGO_TARGET_DIR", target.path())
+        .env("TMPDIR", tmp.path());
+    let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    assert_eq!(out.stdout.len(), 1, "{:?}", out.stdout);
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+    let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left {left:?}");
+}
+
+/// Every run records the revision of the listings it measured, and
+/// whether they had uncommitted changes, so that a published figure can
+/// be traced to the code that produced it.
+#[test]
+fn bench_command_records_the_revision_it_measured() {
+    if !have("python3") || !have("git") {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let head = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    if !head.status.success() {
+        return; // Not a clone: nothing to record.
+    }
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    let script = root.join("listings/bench/run");
+    let driver = "\
+import importlib.machinery as m, importlib.util as u, json, sys
+loader = m.SourceFileLoader('bench', sys.argv[1])
+bench = u.module_from_spec(u.spec_from_loader('bench', loader))
+loader.exec_module(bench)
+print(json.dumps(bench.describe_source(None)))
+";
+    let out = Command::new("python3")
+        .args(["-c", driver])
+        .arg(&script)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let source: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(source["commit"], head.as_str(), "{source}");
+    assert!(source["uncommitted_changes"].is_boolean(), "{source}");
+    assert_eq!(source["built_here"], true, "{source}");
 }
 
 #[test]

@@ -234,6 +234,18 @@ fn throughput_rejects_sizes_it_cannot_use() {
     }
 }
 
+/// Listing 27-1 is naive about short reads, not about its arguments: a
+/// chunk it cannot allocate is one line of error and status 1, never an
+/// abort with a backtrace (in the parent or in the child).
+#[test]
+fn naive_refuses_a_chunk_it_cannot_allocate() {
+    let bin = bin!("bench-naive");
+    for chunk in ["0", "1073741825", "100000000000"] {
+        let args = ["--chunk", chunk, "--count", "1"];
+        assert_rejects(bin, &args, "--chunk must be from 1 to 1073741824");
+    }
+}
+
 #[test]
 fn throughput_parent_reports_a_child_that_dies() {
     // The C twin too: it ignores SIGPIPE while it measures, as Rust does,
