@@ -1230,3 +1230,37 @@ fn figure_16_1_numbers_the_servers_descriptors_as_the_server_does() {
     assert_eq!(path_of(&listener), Some(Some(path.as_str())));
     drop(server);
 }
+
+#[test]
+fn unix_server_drains_a_refused_client_through_a_stop_and_continue() {
+    // Linux 6.18. As Chapter 14's servers: stopped and continued while it
+    // drains a client whose line was too long, the server's read, which
+    // has a timeout, fails with EINTR; it must read again, not end the
+    // connection with "Interrupted system call".
+    use crate::line_server::{all_threads_stopped, threads_waiting_in};
+    let tmp = TempDir::new().unwrap();
+    let (server, path) = start_private(&tmp, &["--count", "1"]);
+    let pid = server.pid();
+    // signal-hook's thread reads a socket of its own there too.
+    let reading = "unix_stream_read_generic";
+    let before = threads_waiting_in(pid, reading);
+    let mut client = UnixStream::connect(&path).expect("connect");
+    client.write_all(&[b'x'; 2000]).unwrap();
+    let mut reply = Vec::new();
+    client.read_to_end(&mut reply).unwrap();
+    assert_eq!(reply, b"error: line longer than 1024 bytes\n");
+    wait_until("the server to drain the client", || {
+        threads_waiting_in(pid, reading) == before + 1
+    });
+    server.signal(Signal::SIGSTOP);
+    wait_until("the server to stop", || all_threads_stopped(pid));
+    server.signal(Signal::SIGCONT);
+    wait_until("the server to drain again, or to end", || {
+        threads_waiting_in(pid, reading) == before + 1 || is_dead(pid)
+    });
+    assert!(!is_dead(pid), "the server stopped draining");
+    client.write_all(b"more").unwrap();
+    drop(client);
+    let out = server.finish();
+    assert!(!out.stderr.contains("Interrupted"), "{}", out.stderr);
+}
