@@ -1264,3 +1264,43 @@ fn unix_server_drains_a_refused_client_through_a_stop_and_continue() {
     let out = server.finish();
     assert!(!out.stderr.contains("Interrupted"), "{}", out.stderr);
 }
+
+#[test]
+fn descriptors_in_flight_count_against_the_senders_limit() {
+    // Linux 6.18. A descriptor sent and not yet received counts against
+    // the sending user, and past the sender's RLIMIT_NOFILE every
+    // `sendmsg` with SCM_RIGHTS fails with ETOOMANYREFS (unless the sender
+    // has CAP_SYS_RESOURCE, as root does). Clients that connect and never
+    // read keep theirs in flight: 40 of them stop a server that runs as
+    // `nobody` with a limit of 32, for everyone.
+    if !can_switch_users() {
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let file = path_in(&dir, "public");
+    fs::write(&file, "public\n").unwrap();
+    let path = path_in(&dir, "pass.sock");
+    let script = "ulimit -n 32 && exec \"$@\"";
+    let mut args = vec!["-c", script, "sh"];
+    args.extend(AS_NOBODY);
+    // Forty clients that do not read, and one that does.
+    args.extend([bin!("unix-pass-fd"), "serve", &path, &file, "--count"]);
+    args.push("41");
+    let (server, _) = start("bash", &args);
+    let unread: Vec<UnixStream> = (0..40)
+        .map(|_| UnixStream::connect(&path).expect("connect"))
+        .collect();
+    let out = run(bin!("unix-pass-fd"), &["fetch", &path]);
+    assert_eq!(
+        out.stderr.trim_end(),
+        format!("unix-pass-fd: {path}: the server hung up")
+    );
+    drop(unread);
+    let log = server.finish();
+    assert!(
+        log.stderr.contains("a client: ETOOMANYREFS"),
+        "{}",
+        log.stderr
+    );
+}
