@@ -1241,9 +1241,13 @@ fn unix_server_drains_a_refused_client_through_a_stop_and_continue() {
     let tmp = TempDir::new().unwrap();
     let (server, path) = start_private(&tmp, &["--count", "1"]);
     let pid = server.pid();
-    // signal-hook's thread reads a socket of its own there too.
+    // signal-hook's thread reads a socket of its own there too: once it
+    // does, a second thread there is the one that drains.
     let reading = "unix_stream_read_generic";
-    let before = threads_waiting_in(pid, reading);
+    wait_until("signal-hook's thread to wait for a signal", || {
+        threads_waiting_in(pid, reading) == 1
+    });
+    let before = 1;
     let mut client = UnixStream::connect(&path).expect("connect");
     client.write_all(&[b'x'; 2000]).unwrap();
     let mut reply = Vec::new();
