@@ -245,8 +245,13 @@ fn close_gently(mut conn: &TcpStream) -> io::Result<()> {
     let mut scratch = [0; 8192];
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         conn.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
-        if conn.read(&mut scratch)? == 0 {
-            return Ok(());
+        match conn.read(&mut scratch) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            // Stopped and continued (Ctrl-Z, `fg`): Linux fails a read
+            // with a timeout with EINTR (Chapter 3). Read again.
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
         }
     }
     Err(ErrorKind::TimedOut.into())

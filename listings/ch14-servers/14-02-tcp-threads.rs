@@ -428,8 +428,13 @@ fn close_gently(mut conn: &TcpStream, by: Instant) -> io::Result<()> {
     let mut scratch = [0; 8192];
     loop {
         conn.set_read_timeout(Some(time_left(by)?))?;
-        if conn.read(&mut scratch)? == 0 {
-            return Ok(());
+        match conn.read(&mut scratch) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            // Stopped and continued (Ctrl-Z, `fg`): Linux fails a read
+            // with a timeout with EINTR (Chapter 3). Read again.
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
         }
     }
 }

@@ -491,7 +491,14 @@ impl Conn {
         while self.written < self.output.len() {
             match self.sock.write(&self.output[self.written..]) {
                 Ok(n) => self.written += n,
-                Err(err) if would_block(&err) => return,
+                Err(err) if would_block(&err) => {
+                    // Drop what is written: new replies go at the end, and
+                    // a client that never lets `output` empty would
+                    // otherwise make it grow by all it ever read.
+                    self.output.drain(..self.written);
+                    self.written = 0;
+                    return;
+                }
                 Err(err) => return self.close(Some(err)),
             }
         }

@@ -120,6 +120,9 @@ fn reply_within(
             }
             Ok(n) => println!("ignored: {}", buf[..n].escape_ascii()),
             Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(None),
+            // Stopped and continued (Ctrl-Z, `fg`): Linux fails a read
+            // with a timeout with EINTR (Chapter 3). Wait for what is left.
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
             Err(err) => return Err(err),
         }
     }

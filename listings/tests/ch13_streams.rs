@@ -5,7 +5,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::time::Duration;
 
-use crate::line_server::{connect, start_server, typed};
+use crate::line_server::{
+    connect, drains_a_refused_client_through_a_stop_and_continue, start_server,
+    typed,
+};
 use crate::support::{
     Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
     blessing, cargo_run, default_port, have,
@@ -703,4 +706,25 @@ fn length_server_waits_without_spinning_when_out_of_descriptors() {
         },
     );
     assert_eq!(reply, "server got: [patient]");
+}
+
+#[test]
+fn lines_server_drains_a_refused_client_through_a_stop_and_continue() {
+    drains_a_refused_client_through_a_stop_and_continue(
+        bin!("tcp-lines"),
+        &["server", "127.0.0.1:0", "--count", "1"],
+        &[b'x'; 2000],
+        b"error: line longer than 1024 bytes\n",
+    );
+}
+
+#[test]
+fn length_server_drains_a_refused_client_through_a_stop_and_continue() {
+    // A header that claims 4 GiB: refused before anything is allocated.
+    drains_a_refused_client_through_a_stop_and_continue(
+        bin!("tcp-length"),
+        &["server", "127.0.0.1:0", "--count", "1"],
+        &[0xff; 8],
+        b"",
+    );
 }

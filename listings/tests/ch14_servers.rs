@@ -148,6 +148,43 @@ fn naive_server_holds_a_line_without_newline_in_memory() {
     });
 }
 
+/// The median time, in ms, of 21 exchanges on one connection: a line
+/// sent in one write, then its reply read, before the next.
+fn median_exchange_ms(addr: &str) -> f64 {
+    use std::io::BufRead;
+    let sock = connect(addr);
+    let mut replies = std::io::BufReader::new(&sock);
+    let mut times: Vec<f64> = (0..21)
+        .map(|i| {
+            let began = Instant::now();
+            (&sock).write_all(format!("q{i}\n").as_bytes()).unwrap();
+            let mut reply = String::new();
+            replies.read_line(&mut reply).unwrap();
+            assert_eq!(reply, format!("server got: [q{i}]\n"));
+            began.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+#[test]
+fn naive_server_makes_a_client_that_waits_for_each_reply_wait_for_the_delayed_ack()
+ {
+    // Linux 6.18. `writeln!` on the bare socket sends each reply in three
+    // pieces; the second waits (Nagle) for the client to acknowledge the
+    // first, which the client delays by 40 ms at least (Chapter 18).
+    // Listing 14-2 builds the reply and writes it once: however busy the
+    // machine, which slows both alike, it is faster by most of those
+    // 40 ms.
+    let (_naive, addr) = start_server(bin!("tcp-naive"), &["127.0.0.1:0"]);
+    let naive = median_exchange_ms(&addr);
+    let (_threads, addr) = start_server(bin!("tcp-threads"), &["127.0.0.1:0"]);
+    let threads = median_exchange_ms(&addr);
+    assert!(naive >= 30.0, "tcp-naive: {naive} ms");
+    assert!(threads <= naive - 20.0, "tcp-threads: {threads} ms");
+}
+
 #[test]
 fn naive_server_keeps_a_thread_for_every_silent_client() {
     let (server, addr) = start_server(bin!("tcp-naive"), &["127.0.0.1:0"]);
@@ -224,6 +261,26 @@ fn threaded_server_serves_others_while_a_client_stays_silent() {
 #[test]
 fn threaded_server_outlives_clients_that_reset() {
     line_server::outlives_clients_that_reset(bin!("tcp-threads"));
+}
+
+#[test]
+fn threaded_server_drains_a_refused_client_through_a_stop_and_continue() {
+    line_server::drains_a_refused_client_through_a_stop_and_continue(
+        bin!("tcp-threads"),
+        &["127.0.0.1:0", "--count", "1"],
+        &[b'x'; 2000],
+        b"error: line longer than 1024 bytes\n",
+    );
+}
+
+#[test]
+fn pool_drains_a_refused_client_through_a_stop_and_continue() {
+    line_server::drains_a_refused_client_through_a_stop_and_continue(
+        bin!("tcp-pool"),
+        &["127.0.0.1:0", "--count", "1"],
+        &[b'x'; 2000],
+        b"error: line longer than 1024 bytes\n",
+    );
 }
 
 #[test]

@@ -204,6 +204,85 @@ fn poll_server_keeps_the_replies_of_clients_that_never_read_bounded() {
     drop(clients);
 }
 
+/// Run inside a network namespace whose sockets' send buffers are at most
+/// 64 KiB: starts `poll-server` (argv[1]), and has one client send empty
+/// lines as fast as it can while it reads the replies at a steady pace,
+/// always more slowly than they come. Prints the server's VmRSS, in kB,
+/// once the socket buffers are full and again four seconds later.
+const SLOW_READER: &str = r#"
+import socket, subprocess, sys, threading, time
+server = subprocess.Popen([sys.argv[1], "127.0.0.1:0", "--timeout", "60"],
+                          stdout=subprocess.PIPE, text=True)
+port = int(server.stdout.readline().rsplit(":", 1)[1])
+def rss():
+    for line in open(f"/proc/{server.pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+sock = socket.socket()
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+sock.connect(("127.0.0.1", port))
+def send():
+    try:
+        while True:
+            sock.sendall(b"\n" * 4096)
+    except OSError:
+        pass
+threading.Thread(target=send, daemon=True).start()
+def read_for(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if not sock.recv(16384):
+            sys.exit("the server closed the connection")
+        time.sleep(0.005)
+read_for(1)
+before = rss()
+read_for(4)
+print(before, rss())
+server.kill()
+"#;
+
+#[test]
+fn poll_server_keeps_the_replies_of_a_client_that_reads_slowly_bounded() {
+    // Linux 6.18. The replies a client has not taken are bounded by
+    // MAX_OUTPUT while they wait; the buffer that holds them must not
+    // keep the ones already written either. A client that always leaves
+    // some replies unread never lets the buffer empty; when the socket's
+    // send buffer is small (a third of it free makes the socket writable
+    // again, and here that is less than MAX_OUTPUT: a small SO_SNDBUF,
+    // or a slow real link, does the same), each round writes only part of
+    // it. The server's memory then grew by everything the client had
+    // read, without end: 2.7 MB in these four seconds; now by nothing.
+    if !have("unshare") || !have("ip") || !have("python3") {
+        return;
+    }
+    let script = "ip link set lo up && \
+                  echo '4096 16384 65536' > /proc/sys/net/ipv4/tcp_wmem && \
+                  exec python3 -c \"$0\" \"$1\"";
+    let out = run(
+        "unshare",
+        &[
+            "--map-root-user",
+            "--net",
+            "sh",
+            "-c",
+            script,
+            SLOW_READER,
+            bin!("poll-server"),
+        ],
+    );
+    if out.stderr.contains("Operation not permitted") {
+        eprintln!("skipped: no network namespace here: {}", out.stderr);
+        return;
+    }
+    assert!(out.status.success(), "{}", out.stderr);
+    let kib: Vec<u64> = out.stdout[0]
+        .split(' ')
+        .map(|n| n.parse().expect("kB"))
+        .collect();
+    let grown = kib[1].saturating_sub(kib[0]);
+    assert!(grown < 256, "grew by {grown} kB in four seconds");
+}
+
 #[test]
 fn poll_server_takes_a_reset_for_a_reset_even_when_it_has_no_room_to_read() {
     // Linux 6.18. A client fills the server's replies to MAX_OUTPUT, so

@@ -1230,3 +1230,81 @@ fn figure_16_1_numbers_the_servers_descriptors_as_the_server_does() {
     assert_eq!(path_of(&listener), Some(Some(path.as_str())));
     drop(server);
 }
+
+#[test]
+fn unix_server_drains_a_refused_client_through_a_stop_and_continue() {
+    // Linux 6.18. As Chapter 14's servers: stopped and continued while it
+    // drains a client whose line was too long, the server's read, which
+    // has a timeout, fails with EINTR; it must read again, not end the
+    // connection with "Interrupted system call".
+    use crate::line_server::{all_threads_stopped, threads_waiting_in};
+    let tmp = TempDir::new().unwrap();
+    let (server, path) = start_private(&tmp, &["--count", "1"]);
+    let pid = server.pid();
+    // signal-hook's thread reads a socket of its own there too: once it
+    // does, a second thread there is the one that drains.
+    let reading = "unix_stream_read_generic";
+    wait_until("signal-hook's thread to wait for a signal", || {
+        threads_waiting_in(pid, reading) == 1
+    });
+    let before = 1;
+    let mut client = UnixStream::connect(&path).expect("connect");
+    client.write_all(&[b'x'; 2000]).unwrap();
+    let mut reply = Vec::new();
+    client.read_to_end(&mut reply).unwrap();
+    assert_eq!(reply, b"error: line longer than 1024 bytes\n");
+    wait_until("the server to drain the client", || {
+        threads_waiting_in(pid, reading) == before + 1
+    });
+    server.signal(Signal::SIGSTOP);
+    wait_until("the server to stop", || all_threads_stopped(pid));
+    server.signal(Signal::SIGCONT);
+    wait_until("the server to drain again, or to end", || {
+        threads_waiting_in(pid, reading) == before + 1 || is_dead(pid)
+    });
+    assert!(!is_dead(pid), "the server stopped draining");
+    client.write_all(b"more").unwrap();
+    drop(client);
+    let out = server.finish();
+    assert!(!out.stderr.contains("Interrupted"), "{}", out.stderr);
+}
+
+#[test]
+fn descriptors_in_flight_count_against_the_senders_limit() {
+    // Linux 6.18. A descriptor sent and not yet received counts against
+    // the sending user, and past the sender's RLIMIT_NOFILE every
+    // `sendmsg` with SCM_RIGHTS fails with ETOOMANYREFS (unless the sender
+    // has CAP_SYS_RESOURCE, as root does). Clients that connect and never
+    // read keep theirs in flight: 40 of them stop a server that runs as
+    // `nobody` with a limit of 32, for everyone.
+    if !can_switch_users() {
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let file = path_in(&dir, "public");
+    fs::write(&file, "public\n").unwrap();
+    let path = path_in(&dir, "pass.sock");
+    let script = "ulimit -n 32 && exec \"$@\"";
+    let mut args = vec!["-c", script, "sh"];
+    args.extend(AS_NOBODY);
+    // Forty clients that do not read, and one that does.
+    args.extend([bin!("unix-pass-fd"), "serve", &path, &file, "--count"]);
+    args.push("41");
+    let (server, _) = start("bash", &args);
+    let unread: Vec<UnixStream> = (0..40)
+        .map(|_| UnixStream::connect(&path).expect("connect"))
+        .collect();
+    let out = run(bin!("unix-pass-fd"), &["fetch", &path]);
+    assert_eq!(
+        out.stderr.trim_end(),
+        format!("unix-pass-fd: {path}: the server hung up")
+    );
+    drop(unread);
+    let log = server.finish();
+    assert!(
+        log.stderr.contains("a client: ETOOMANYREFS"),
+        "{}",
+        log.stderr
+    );
+}

@@ -373,3 +373,33 @@ fn udp_client_stops_at_the_servers_error_and_the_server_logs_a_refusal() {
         log.stdout
     );
 }
+
+#[test]
+fn udp_client_waits_on_through_a_stop_and_continue() {
+    // Linux 6.18. Stopped and continued while it waits for a reply (Ctrl-Z
+    // and `fg`), the client's `recv`, which has a timeout, fails with
+    // EINTR though no handler is installed (Chapter 3): it must go on
+    // waiting for the time that is left, not give up the request.
+    let fake = UdpSocket::bind("127.0.0.1:0").unwrap();
+    fake.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let addr = fake.local_addr().unwrap().to_string();
+    let args = [addr.as_str(), "a", "--timeout", "20000", "--tries", "1"];
+    let client = Listing::start(bin!("udp-request"), &args);
+    let pid = client.pid();
+    let mut buf = [0; 100];
+    let (n, peer) = fake.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"1 a");
+    crate::support::wait_until("the client to wait for its reply", || {
+        crate::support::wchan_of(pid) == "__skb_wait_for_more_packets"
+    });
+    client.signal(nix::sys::signal::Signal::SIGSTOP);
+    crate::support::wait_until("the client to stop", || {
+        crate::support::state_of(pid) == Some('T')
+    });
+    client.signal(nix::sys::signal::Signal::SIGCONT);
+    fake.send_to(b"server got: [1 a]", peer).unwrap();
+    let out = client.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, ["request 1: server got: [1 a]"]);
+}

@@ -403,3 +403,73 @@ pub fn served_past_idle_clients_with_few_descriptors(bin: &str) {
     assert!(waited < Duration::from_secs(5), "served after {waited:?}");
     drop(idle);
 }
+
+/// How many threads of `pid` sleep in the kernel function `wchan`, such
+/// as `wait_woken`, where a blocking read of a TCP socket waits.
+pub fn threads_waiting_in(pid: nix::unistd::Pid, wchan: &str) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("wchan"))
+                .is_ok_and(|w| w == wchan)
+        })
+        .count()
+}
+
+/// Linux 6.18. A client sends `request`, which the server refuses with
+/// `error` and its FIN, and then drains: it reads and throws away what
+/// the client still sends, until the client closes. Stopped and continued
+/// there (Ctrl-Z and `fg`), the server's read, which has a timeout, fails
+/// with EINTR though no handler is installed (Chapter 3): the server must
+/// read again, not close the connection early, with unread bytes that
+/// make it a reset, and log "Interrupted system call".
+#[track_caller]
+pub fn drains_a_refused_client_through_a_stop_and_continue(
+    bin: &str,
+    args: &[&str],
+    request: &[u8],
+    error: &[u8],
+) {
+    use nix::sys::signal::Signal;
+    let (server, addr) = start_server(bin, args);
+    let pid = server.pid();
+    let mut client = connect(&addr);
+    client.write_all(request).unwrap();
+    let mut reply = Vec::new();
+    client.read_to_end(&mut reply).unwrap();
+    assert!(reply.starts_with(error), "{:?}", reply.escape_ascii());
+    wait_until("the server to drain the client", || {
+        threads_waiting_in(pid, "wait_woken") == 1
+    });
+    server.signal(Signal::SIGSTOP);
+    // Every thread, not only the first: a stop that a thread has not
+    // taken yet when SIGCONT comes is cancelled, with no EINTR to see.
+    wait_until("the server to stop", || all_threads_stopped(pid));
+    server.signal(Signal::SIGCONT);
+    wait_until("the server to drain again, or to end", || {
+        threads_waiting_in(pid, "wait_woken") == 1
+            || crate::support::is_dead(pid)
+    });
+    assert!(!crate::support::is_dead(pid), "the server stopped draining");
+    client.write_all(b"more").unwrap();
+    drop(client);
+    let out = server.finish();
+    assert!(!out.stderr.contains("Interrupted"), "{}", out.stderr);
+}
+
+/// True once every thread of `pid` is stopped (state `T`).
+pub fn all_threads_stopped(pid: nix::unistd::Pid) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.filter_map(Result::ok).all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the command's closing parenthesis.
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('T'))
+        })
+    })
+}
