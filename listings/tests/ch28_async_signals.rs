@@ -147,6 +147,24 @@ fn async_signals_reloads_on_hup_and_dies_of_a_second_term() {
 }
 
 #[test]
+fn async_signals_takes_two_terms_sent_together_for_one() {
+    // Terminal 2's three lines pasted at once: both SIGTERMs come during
+    // the reload, before anything listens again, and make one.
+    let mut listing = start(bin!("async-signals"), &[], SIGNALS_READY);
+    listing.signal(Signal::SIGHUP);
+    listing.expect("Got SIGHUP: reloading, which takes 1 s");
+    listing.signal(Signal::SIGTERM);
+    listing.signal(Signal::SIGTERM);
+    listing.expect("Reloaded");
+    listing.expect(
+        "Got SIGTERM: cleaning up for 3 s; a second signal stops me now",
+    );
+    listing.expect("Clean exit");
+    let out = listing.finish();
+    assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
+}
+
+#[test]
 fn async_signals_as_pid_1_exits_143_on_a_second_term() {
     // The kernel drops a PID 1's own raise of SIGTERM: `die_of` that ended
     // with emulate_default_handler fell through to abort(), dropped too,

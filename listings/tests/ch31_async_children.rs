@@ -350,6 +350,13 @@ fn tokio_waits_for_a_child_on_a_pidfd_then_reaps_it_with_wait4() {
     )
     .unwrap();
     assert!(reaped.is_match(&out.stderr), "{}", out.stderr);
+    // Between the two, the SIGCHLD the kernel sends every parent, which
+    // strace shows although the program ignores it (the book says so).
+    let opened = out.stderr.find("pidfd_open(").unwrap();
+    let sigchld = out.stderr.find("--- SIGCHLD {si_signo=SIGCHLD");
+    let sigchld = sigchld.expect(&out.stderr);
+    let waited = reaped.find(&out.stderr).unwrap().start();
+    assert!(opened < sigchld && sigchld < waited, "{}", out.stderr);
 }
 
 /// tokio installs a SIGCHLD handler only once a child goes to its orphan
