@@ -13,8 +13,8 @@ use crate::line_server::{
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, blessing, cargo_run, cpu_time,
-    default_port, have, open_fds, status_kib, threads_of, unless_blessing,
-    wait_until,
+    default_port, have, open_fds, status_kib, threads_blocked_in, threads_of,
+    unless_blessing, wait_until,
 };
 
 /// A python3 script for Terminal 2, as the book shows it (port 50008),
@@ -632,6 +632,7 @@ fn pool_closes_idle_clients_once_a_second_old_while_others_wait() {
 /// given long.) Then `ask` for a reply of our own, and how long it took.
 fn asked_behind_clients_that_do_not_take_their_replies(
     addr: &str,
+    until_stopped: impl FnOnce(),
 ) -> (String, Duration) {
     let blocked: Vec<_> = (0..2)
         .map(|_| {
@@ -643,6 +644,9 @@ fn asked_behind_clients_that_do_not_take_their_replies(
             sock
         })
         .collect();
+    // A client's write gives up after 300 ms without progress, which a
+    // loaded machine can take although the server has not stopped.
+    until_stopped();
     // Not a synchronisation: the time a reply must have waited.
     thread::sleep(Duration::from_millis(1100));
     let started = Instant::now();
@@ -662,7 +666,7 @@ fn pool_closes_clients_that_do_not_take_their_replies_while_others_wait() {
     let args = ["127.0.0.1:0", "--workers", "2", "--timeout", "20"];
     let (server, addr) = start_server(bin!("tcp-pool"), &args);
     let (reply, waited) =
-        asked_behind_clients_that_do_not_take_their_replies(&addr);
+        asked_behind_clients_that_do_not_take_their_replies(&addr, || {});
     assert_eq!(reply, "server got: [third]\n");
     assert!(waited < Duration::from_secs(5), "served after {waited:?}");
     drop(server);
@@ -675,8 +679,14 @@ fn threaded_server_evicts_a_client_that_does_not_take_its_replies() {
     // the older gives up its place.
     let args = ["127.0.0.1:0", "--max-conns", "2", "--timeout", "20"];
     let (server, addr) = start_server(bin!("tcp-threads"), &args);
+    // Each connection's thread has stopped once it waits in a send.
+    let stopped = || {
+        wait_until("both connection threads to wait for room to send", || {
+            threads_blocked_in(server.pid(), nix::libc::SYS_sendto) == 2
+        });
+    };
     let (reply, waited) =
-        asked_behind_clients_that_do_not_take_their_replies(&addr);
+        asked_behind_clients_that_do_not_take_their_replies(&addr, stopped);
     assert_eq!(reply, "server got: [third]\n");
     assert!(waited < Duration::from_secs(5), "served after {waited:?}");
     drop(server);

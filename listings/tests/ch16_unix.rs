@@ -1237,7 +1237,7 @@ fn unix_server_drains_a_refused_client_through_a_stop_and_continue() {
     // drains a client whose line was too long, the server's read, which
     // has a timeout, fails with EINTR; it must read again, not end the
     // connection with "Interrupted system call".
-    use crate::line_server::{all_threads_stopped, threads_waiting_in};
+    use crate::support::{all_threads_stopped, threads_waiting_in};
     let tmp = TempDir::new().unwrap();
     let (server, path) = start_private(&tmp, &["--count", "1"]);
     let pid = server.pid();

@@ -12,7 +12,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Finished, Listing, blessing, open_fds, status_kib, wait_until,
+    Finished, Listing, all_threads_stopped, blessing, is_dead, open_fds,
+    status_kib, threads_waiting_in, wait_until,
 };
 
 // ---------------------------------------------------------------------------
@@ -404,21 +405,6 @@ pub fn served_past_idle_clients_with_few_descriptors(bin: &str) {
     drop(idle);
 }
 
-/// How many threads of `pid` sleep in the kernel function `wchan`, such
-/// as `wait_woken`, where a blocking read of a TCP socket waits.
-pub fn threads_waiting_in(pid: nix::unistd::Pid, wchan: &str) -> usize {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .filter_map(Result::ok)
-        .filter(|task| {
-            std::fs::read_to_string(task.path().join("wchan"))
-                .is_ok_and(|w| w == wchan)
-        })
-        .count()
-}
-
 /// Linux 6.18. A client sends `request`, which the server refuses with
 /// `error` and its FIN, and then drains: it reads and throws away what
 /// the client still sends, until the client closes. Stopped and continued
@@ -450,26 +436,11 @@ pub fn drains_a_refused_client_through_a_stop_and_continue(
     wait_until("the server to stop", || all_threads_stopped(pid));
     server.signal(Signal::SIGCONT);
     wait_until("the server to drain again, or to end", || {
-        threads_waiting_in(pid, "wait_woken") == 1
-            || crate::support::is_dead(pid)
+        threads_waiting_in(pid, "wait_woken") == 1 || is_dead(pid)
     });
-    assert!(!crate::support::is_dead(pid), "the server stopped draining");
+    assert!(!is_dead(pid), "the server stopped draining");
     client.write_all(b"more").unwrap();
     drop(client);
     let out = server.finish();
     assert!(!out.stderr.contains("Interrupted"), "{}", out.stderr);
-}
-
-/// True once every thread of `pid` is stopped (state `T`).
-pub fn all_threads_stopped(pid: nix::unistd::Pid) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return false;
-    };
-    tasks.filter_map(Result::ok).all(|task| {
-        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
-            // The state follows the command's closing parenthesis.
-            stat.rsplit_once(") ")
-                .is_some_and(|(_, rest)| rest.starts_with('T'))
-        })
-    })
 }

@@ -92,6 +92,49 @@ pub fn wchan_of(pid: Pid) -> String {
     fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default()
 }
 
+/// How many threads of `pid` sleep in the kernel function `wchan`, such
+/// as `wait_woken`, where a blocking read or send of a TCP socket waits.
+pub fn threads_waiting_in(pid: Pid, wchan: &str) -> usize {
+    threads_where(pid, "wchan", |at| at == wchan)
+}
+
+/// How many threads of `pid` are blocked in the system call numbered
+/// `number` (`libc::SYS_sendto`): the first field of their
+/// /proc/<pid>/task/<tid>/syscall, which says "running" while they run.
+pub fn threads_blocked_in(pid: Pid, number: i64) -> usize {
+    threads_where(pid, "syscall", |call| {
+        call.split(' ').next() == Some(&number.to_string())
+    })
+}
+
+/// True once every thread of `pid` is stopped (state `T`).
+pub fn all_threads_stopped(pid: Pid) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.filter_map(Result::ok).all(|task| {
+        fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the command's closing parenthesis.
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('T'))
+        })
+    })
+}
+
+/// How many threads of `pid` have a /proc/<pid>/task/<tid>/`file` whose
+/// text passes `test`.
+fn threads_where(pid: Pid, file: &str, test: impl Fn(&str) -> bool) -> usize {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter(|task| {
+            fs::read_to_string(task.path().join(file)).is_ok_and(|t| test(&t))
+        })
+        .count()
+}
+
 /// True once `pid` no longer runs: gone, or a zombie waiting to be reaped.
 pub fn is_dead(pid: Pid) -> bool {
     matches!(state_of(pid), None | Some('Z'))
