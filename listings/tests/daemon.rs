@@ -365,7 +365,8 @@ pub fn rejects_bad_arguments_and_configurations_in_one_line(bin: &str) {
 /// With its log a pipe that nobody reads after the ready line, the daemon
 /// still answers 3000 requests, whose log lines are more than the pipe and
 /// its queue of lines hold, and still stops on SIGTERM: the log never
-/// holds up the work.
+/// holds up the work. Read again once stopping, the log says how many
+/// lines it dropped.
 pub fn serves_and_stops_while_nobody_reads_its_log(bin: &str) {
     let (log, log_end) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
@@ -398,18 +399,38 @@ pub fn serves_and_stops_while_nobody_reads_its_log(bin: &str) {
     for n in 0..3000 {
         // One write per request: `writeln!` makes several, which Nagle's
         // algorithm would hold back for the reply's delayed ACK.
-        let request = format!("r{n}\n");
+        // Each logged in a line of about 130 bytes: 3000 of them are three
+        // times what the pipe (64 KiB) and the queue (1024 lines) hold.
+        let request = format!("r{n:0>100}\n");
         client.stream.write_all(request.as_bytes()).unwrap();
         assert_eq!(
             client.reply().as_deref(),
-            Some(format!("hello, r{n}\n").as_str())
+            Some(format!("hello, {request}").as_str())
         );
     }
     drop(client);
     daemon.listing.signal(Signal::SIGTERM);
+    // Read again from now on: the log thread writes what it queued, and
+    // says how many lines it dropped before the next it writes.
+    let reader = thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = log.read_to_string(&mut rest);
+        rest
+    });
     let out = daemon.finish();
     assert_died_of(&out, Signal::SIGTERM);
-    drop(log);
+    let rest = reader.join().unwrap();
+    let dropped =
+        regex::Regex::new(r"(?m)^\(\d+ log lines dropped: not read\)$");
+    assert!(
+        dropped.unwrap().is_match(&rest),
+        "{bin}: no count of dropped lines: {:?} … {:?}",
+        &rest[..rest.len().min(200)],
+        &rest[rest.len().saturating_sub(300)..]
+    );
+    // Lines are dropped whole, never cut: the last lines may be among
+    // those dropped, since the queue was full when they came.
+    assert!(rest.ends_with('\n'), "{bin}: a line was cut");
 }
 
 /// A client that resets the connection while the daemon reads out its
