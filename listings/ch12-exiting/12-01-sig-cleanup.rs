@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::getpid;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::{flag, low_level};
@@ -82,11 +82,16 @@ fn run() -> Result<Option<(i32, End)>, Box<dyn Error>> {
     // through `main`, so that Drop runs on the way.
     let (end, dir) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let stop = Arc::new(AtomicUsize::new(0));
-    if end != End::Default {
-        for number in stop_signals()? {
+    let mut stop_on = SigSet::empty();
+    for number in stop_signals()? {
+        if end != End::Default {
             flag::register_usize(number, Arc::clone(&stop), number as usize)?;
         }
+        stop_on.add(Signal::try_from(number)?);
     }
+    // A parent's mask passes through `exec`: blocked, they would stay
+    // pending, and neither a handler nor the default action would run.
+    stop_on.thread_unblock()?;
     let scratch = Scratch {
         dir: private_dir(&dir)?,
     };
