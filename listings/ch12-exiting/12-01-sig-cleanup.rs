@@ -82,16 +82,13 @@ fn run() -> Result<Option<(i32, End)>, Box<dyn Error>> {
     // through `main`, so that Drop runs on the way.
     let (end, dir) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let stop = Arc::new(AtomicUsize::new(0));
-    let mut stop_on = SigSet::empty();
+    // In every mode: `stop_signals` also unblocks them, since a parent's
+    // mask passes through `exec`.
     for number in stop_signals()? {
         if end != End::Default {
             flag::register_usize(number, Arc::clone(&stop), number as usize)?;
         }
-        stop_on.add(Signal::try_from(number)?);
     }
-    // A parent's mask passes through `exec`: blocked, they would stay
-    // pending, and neither a handler nor the default action would run.
-    stop_on.thread_unblock()?;
     let scratch = Scratch {
         dir: private_dir(&dir)?,
     };
@@ -121,12 +118,20 @@ fn run() -> Result<Option<(i32, End)>, Box<dyn Error>> {
 /// SIGINT and SIGTERM, less a SIGINT that the parent left ignored (a job
 /// that a script starts with `&`): ignoring it was the user's choice, and
 /// signal-hook's `register` would replace the "ignore" with its handler.
+/// Both unblocked: a parent's mask passes through `exec`, and a blocked
+/// signal reaches neither a handler nor its default action.
 fn stop_signals() -> io::Result<Vec<i32>> {
     let int_ignored = is_ignored(SIGINT)?;
-    Ok([SIGINT, SIGTERM]
+    let numbers: Vec<i32> = [SIGINT, SIGTERM]
         .into_iter()
         .filter(|&number| !(number == SIGINT && int_ignored))
-        .collect())
+        .collect();
+    let mut unblocked = SigSet::empty();
+    for &number in &numbers {
+        unblocked.add(Signal::try_from(number)?);
+    }
+    unblocked.thread_unblock()?;
+    Ok(numbers)
 }
 
 /// Whether `signal` is ignored: inherited so from the parent, through
