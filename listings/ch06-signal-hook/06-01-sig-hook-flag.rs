@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::unistd::getpid;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::flag;
@@ -83,12 +83,20 @@ fn run() -> Result<(), Box<dyn Error>> {
 /// SIGINT and SIGTERM, less a SIGINT that the parent left ignored (a job
 /// that a script starts with `&`): ignoring it was the user's choice, and
 /// signal-hook's `register` would replace the "ignore" with its handler.
+/// Both unblocked: a parent's mask passes through `exec`, and a blocked
+/// signal reaches neither a handler nor its default action.
 fn stop_signals() -> io::Result<Vec<i32>> {
     let int_ignored = is_ignored(SIGINT)?;
-    Ok([SIGINT, SIGTERM]
+    let numbers: Vec<i32> = [SIGINT, SIGTERM]
         .into_iter()
         .filter(|&number| !(number == SIGINT && int_ignored))
-        .collect())
+        .collect();
+    let mut unblocked = SigSet::empty();
+    for &number in &numbers {
+        unblocked.add(Signal::try_from(number)?);
+    }
+    unblocked.thread_unblock()?;
+    Ok(numbers)
 }
 
 /// Whether `signal` is ignored: inherited so from the parent, through

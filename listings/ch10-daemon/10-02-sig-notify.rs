@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigSet, Signal, raise};
+use nix::sys::signal::{SigHandler, SigSet, Signal, raise};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{getsockopt, sockopt};
 use nix::time::{ClockId, clock_gettime};
@@ -166,9 +166,14 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
                 notify("STOPPING=1");
                 log(format_args!("Got {signal}: stopping"));
                 drop(listener);
-                // Die of it, as Listing 10-1 does: unblocked, it is
-                // delivered at once, with its default action. Only it: a
-                // SIGHUP pending too would be delivered first, and kill us.
+                // Die of it, as Listing 10-1 does: with its default action
+                // back (a parent may have left it ignored, and it came
+                // through the signalfd all the same), and unblocked, it is
+                // delivered at once. Only it: a SIGHUP pending too would be
+                // delivered first, and kill us.
+                let default = SigHandler::SigDfl;
+                // SAFETY: the default action runs no code of ours.
+                unsafe { nix::sys::signal::signal(signal, default) }?;
                 raise(signal)?;
                 SigSet::from(signal).thread_unblock()?;
                 // Still here: we are the init of a PID namespace, which
@@ -232,15 +237,20 @@ fn send_notification(state: &str) -> io::Result<()> {
 
 /// The listening socket the manager passed, if it passed us one: only if
 /// `$LISTEN_PID` is our pid (the variables may be a parent's) and
-/// `$LISTEN_FDS` is 1.
+/// `$LISTEN_FDS` is 1. Unset or 0, it passed none; more, we would serve
+/// only one of them, and refuse.
 fn activated() -> Result<Option<TcpListener>, Box<dyn Error>> {
     let ours = std::env::var("LISTEN_PID").ok() == Some(getpid().to_string());
     if !ours {
         return Ok(None);
     }
-    match std::env::var("LISTEN_FDS").as_deref() {
-        Ok("1") => {}
-        other => return Err(format!("LISTEN_FDS={other:?}: want one").into()),
+    let count = std::env::var_os("LISTEN_FDS");
+    match count.as_ref().map(|n| n.to_string_lossy()).as_deref() {
+        None | Some("0") => return Ok(None),
+        Some("1") => {}
+        Some(other) => {
+            return Err(format!("LISTEN_FDS={other}: want one").into());
+        }
     }
     // Open at all? Variables can outlive their descriptors. (A plain
     // system call on a number: nothing is owned or borrowed yet.)

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::getpid;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::{flag, low_level};
@@ -82,8 +82,10 @@ fn run() -> Result<Option<(i32, End)>, Box<dyn Error>> {
     // through `main`, so that Drop runs on the way.
     let (end, dir) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let stop = Arc::new(AtomicUsize::new(0));
-    if end != End::Default {
-        for number in stop_signals()? {
+    // In every mode: `stop_signals` also unblocks them, since a parent's
+    // mask passes through `exec`.
+    for number in stop_signals()? {
+        if end != End::Default {
             flag::register_usize(number, Arc::clone(&stop), number as usize)?;
         }
     }
@@ -116,12 +118,20 @@ fn run() -> Result<Option<(i32, End)>, Box<dyn Error>> {
 /// SIGINT and SIGTERM, less a SIGINT that the parent left ignored (a job
 /// that a script starts with `&`): ignoring it was the user's choice, and
 /// signal-hook's `register` would replace the "ignore" with its handler.
+/// Both unblocked: a parent's mask passes through `exec`, and a blocked
+/// signal reaches neither a handler nor its default action.
 fn stop_signals() -> io::Result<Vec<i32>> {
     let int_ignored = is_ignored(SIGINT)?;
-    Ok([SIGINT, SIGTERM]
+    let numbers: Vec<i32> = [SIGINT, SIGTERM]
         .into_iter()
         .filter(|&number| !(number == SIGINT && int_ignored))
-        .collect())
+        .collect();
+    let mut unblocked = SigSet::empty();
+    for &number in &numbers {
+        unblocked.add(Signal::try_from(number)?);
+    }
+    unblocked.thread_unblock()?;
+    Ok(numbers)
 }
 
 /// Whether `signal` is ignored: inherited so from the parent, through

@@ -266,6 +266,35 @@ fn sig_hook_default_leaves_a_sigint_ignored_when_it_was_started_so() {
 }
 
 #[test]
+fn signal_hook_listings_stop_even_when_started_with_their_signals_blocked() {
+    // A parent's mask passes through exec: started with SIGTERM and SIGINT
+    // blocked, as `env --block-signal` starts them, each listing unblocks
+    // its stop signals itself, or `kill` would leave them pending for ever.
+    let start = |bin: &str, args: &[&str]| {
+        let mut command = std::process::Command::new("env");
+        command.arg("--block-signal=TERM,INT").arg(bin).args(args);
+        let mut listing =
+            Listing::spawn(&mut command, std::process::Stdio::piped());
+        listing.next_line();
+        listing.signal(Signal::SIGTERM);
+        listing
+    };
+    let mut flag = start(bin!("sig-hook-flag"), &["--cleanup-secs", "0"]);
+    flag.expect("Cleaning up for 0 s; a second signal stops me now");
+    flag.expect("Clean exit");
+    let out = flag.finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    let mut thread = start(bin!("sig-hook-thread"), &[]);
+    thread.expect("Main thread: stopping on signal 15");
+    let out = thread.finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    let mut hook = start(bin!("sig-hook-default"), &[]);
+    hook.expect("Got SIGTERM: cleaning up");
+    let out = hook.finish();
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+}
+
+#[test]
 fn sig_coalesce_reports_again_a_signal_delivered_during_its_report() {
     // A SIGUSR1 that comes while the loop body works on the first one's
     // report is not merged into it: it is reported once more.

@@ -836,6 +836,47 @@ fn sig_notify_binds_itself_when_the_descriptors_are_not_for_it() {
     assert_died_of(&notify.finish(), Signal::SIGTERM);
 }
 
+#[test]
+fn sig_notify_binds_itself_when_listen_fds_says_nothing_was_passed() {
+    // $LISTEN_PID names the daemon, but $LISTEN_FDS is 0 or unset: nothing
+    // was passed (sd_listen_fds(3) returns 0), so it binds its own address.
+    for script in [
+        r#"export LISTEN_PID=$$ LISTEN_FDS=0; exec "$0" 127.0.0.1:0"#,
+        r#"unset LISTEN_FDS; export LISTEN_PID=$$; exec "$0" 127.0.0.1:0"#,
+    ] {
+        let mut command = std::process::Command::new("bash");
+        command.args(["-c", script, bin!("sig-notify")]);
+        let mut notify =
+            Listing::spawn(&mut command, std::process::Stdio::piped());
+        let ready =
+            notify.expect(r"Listening on (\S+) \(bound by us\) as pid \d+");
+        assert_eq!(greeting(ready[1].parse().unwrap()), "hello\n", "{script}");
+        notify.signal(Signal::SIGTERM);
+        assert_died_of(&notify.finish(), Signal::SIGTERM);
+    }
+    // Two descriptors, of which it would serve one: refused, in words.
+    let script = r#"export LISTEN_PID=$$ LISTEN_FDS=2; exec "$0""#;
+    let mut command = std::process::Command::new("bash");
+    command.args(["-c", script, bin!("sig-notify")]);
+    let out =
+        Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.stderr);
+    assert_eq!(out.stderr.trim_end(), "sig-notify: LISTEN_FDS=2: want one");
+}
+
+#[test]
+fn sig_notify_dies_of_sigterm_even_when_started_with_it_ignored() {
+    // An ignored SIGTERM still reaches the signalfd, since it is blocked;
+    // to die of it, the daemon must give it its default action back.
+    let mut command = std::process::Command::new("env");
+    command.args(["--ignore-signal=TERM", bin!("sig-notify"), "127.0.0.1:0"]);
+    let mut notify = Listing::spawn(&mut command, std::process::Stdio::piped());
+    notify.expect(r"Listening on \S+ \(bound by us\) as pid \d+");
+    notify.signal(Signal::SIGTERM);
+    notify.expect("Got SIGTERM: stopping");
+    assert_died_of(&notify.finish(), Signal::SIGTERM);
+}
+
 /// Terminal 1 of the book's session: a stand-in for the service manager's
 /// notification socket, in Linux's abstract namespace (no file), printing
 /// each datagram on a line.

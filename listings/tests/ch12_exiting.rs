@@ -124,6 +124,28 @@ fn sig_cleanup_leaves_a_sigint_ignored_when_it_was_started_so() {
 }
 
 #[test]
+fn sig_cleanup_stops_even_when_started_with_its_signals_blocked() {
+    // A parent's mask passes through exec (Listing 12-3): started with
+    // SIGTERM and SIGINT blocked, as `env --block-signal` starts it, the
+    // listing unblocks them itself, or the `kill` it suggests does nothing.
+    for end in ["default", "reraise"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new("env");
+        command
+            .arg("--block-signal=TERM,INT")
+            .arg(bin!("sig-cleanup"))
+            .args(["--end", end, "--dir", dir.path().to_str().unwrap()]);
+        let mut cleanup = Listing::spawn(&mut command, Stdio::piped());
+        cleanup.next_line();
+        cleanup.signal(Signal::SIGTERM);
+        let out = cleanup.finish();
+        assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32), "{end}");
+        let left = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(left, usize::from(end == "default"), "{end}");
+    }
+}
+
+#[test]
 fn sig_cleanup_sessions_match_the_book() {
     // Checks run in a temporary directory; blessing in the system's, as a
     // reader's run does, and then removes what `default` left there.
