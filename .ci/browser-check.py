@@ -9,7 +9,8 @@ SIGALRM; the print page holds every chapter; the figures' text and lines,
 the captions, the console blocks and the links keep their contrast with
 the page in each of mdBook's five themes; no figure has text outside
 its picture, text on top of other text, text cut by a box's edge, or an
-arrow that ends next to nothing. Screenshots of every chapter,
+arrow that ends next to nothing; at a phone's width, every figure's text
+stays legible and the page does not scroll sideways. Screenshots of every chapter,
 light and dark, and of every figure in every theme, go to SHOTS_DIR for
 people to look at.
 
@@ -42,6 +43,21 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+# The smallest text a figure may show at a phone's width (390 CSS px) in
+# CSS pixels: below about 9 px a reader must zoom to read it.
+MIN_PHONE_TEXT_PX = 9.0
+
+PHONE_JS = """
+() => Array.from(document.querySelectorAll('main figure.figure'))
+    .filter(f => f.querySelector('svg.figure')).map(f => {
+  const svg = f.querySelector('svg.figure');
+  const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+  const sizes = Array.from(svg.querySelectorAll('text'))
+    .map(t => parseFloat(getComputedStyle(t).fontSize) * scale);
+  return {id: f.id, smallest: Math.min(...sizes)};
+})
+"""
 
 # WCAG 2: 4.5:1 for text, 3:1 for lines and shapes that carry meaning.
 TEXT_CONTRAST = 4.5
@@ -362,6 +378,32 @@ def main():
                 page.goto(base + name)
                 stem = name.removesuffix(".html")
                 page.screenshot(path=str(shots / f"{stem}-{theme}.png"))
+        # On a phone the figures stay legible: each scrolls sideways in its
+        # own box rather than shrinking its text below MIN_PHONE_TEXT_PX,
+        # and the page itself does not scroll sideways.
+        phone = browser.new_context(viewport={"width": 390, "height": 844})
+        small = phone.new_page()
+        small.goto(base + "index.html")
+        small.evaluate("localStorage.setItem('mdbook-theme', 'light')")
+        for name in chapters:
+            small.goto(base + name)
+            for r in small.evaluate(PHONE_JS):
+                if r["smallest"] < MIN_PHONE_TEXT_PX:
+                    problems.append(
+                        f"{name}, at 390 px: {r['id']}'s smallest text is "
+                        f"{r['smallest']:.1f} px, below {MIN_PHONE_TEXT_PX}"
+                    )
+            wide = small.evaluate(
+                "document.documentElement.scrollWidth - window.innerWidth"
+            )
+            if wide > 1:
+                problems.append(f"{name}, at 390 px: the page scrolls sideways")
+            figures = small.locator("figure.figure")
+            for i in range(figures.count()):
+                fig = figures.nth(i)
+                fig_id = fig.get_attribute("id") or f"{name}-{i}"
+                fig.screenshot(path=str(shots / f"{fig_id}-phone.png"))
+        phone.close()
         browser.close()
 
     # The same contrast problem shows on every page: say it once.
