@@ -8,25 +8,50 @@
 // installed after the program has stopped listening.
 
 use std::error::Error;
+use std::io::{self, Write};
+use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode};
 use std::time::Duration;
 
 use nix::sys::signal::{SigHandler, Signal};
 use nix::unistd::getpid;
+use tokio::runtime::{Builder, Runtime};
 use tokio::signal::unix::{SignalKind, signal};
 
 const USAGE: &str = "usage: async-ctrl-c [--cleanup-secs N]";
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    match run().await {
+// ANCHOR: runtime
+fn main() -> ExitCode {
+    let ran = match runtime() {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(err) => Err(format!("cannot start tokio's runtime: {err}").into()),
+    };
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("async-ctrl-c: {err}");
+            // Not `eprintln!`, which panics if stderr is a closed pipe.
+            let _ = writeln!(io::stderr(), "async-ctrl-c: {err}");
             ExitCode::FAILURE
         }
     }
 }
+
+/// The runtime that `#[tokio::main]` would build, multi-threaded, but with an
+/// error where the macro panics. As it starts, tokio 1.54 opens six
+/// descriptors on Linux: `epoll` and a copy of it, an `eventfd`, and its
+/// signal driver's socket pair and a copy of one end. It makes that pair with
+/// `expect`, so with too few descriptors left `build` panics instead of
+/// failing. Six are taken first, as three socket pairs, and given back.
+fn runtime() -> io::Result<Runtime> {
+    let room = [
+        UnixStream::pair()?,
+        UnixStream::pair()?,
+        UnixStream::pair()?,
+    ];
+    drop(room);
+    Builder::new_multi_thread().enable_all().build()
+}
+// ANCHOR_END: runtime
 
 // ANCHOR: run
 async fn run() -> Result<(), Box<dyn Error>> {

@@ -14,6 +14,8 @@
 //   then.
 
 use std::error::Error;
+use std::io::{self, Write};
+use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +25,7 @@ use nix::sys::signal::{SigHandler, SigSet, Signal as NixSignal, raise};
 use nix::unistd::getpid;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::{flag, low_level};
+use tokio::runtime::{Builder, Runtime};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 const USAGE: &str = "usage: async-signals [--reload-secs N] \
@@ -36,15 +39,33 @@ struct Args {
     hook: bool,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    match run().await {
+fn main() -> ExitCode {
+    let ran = match runtime() {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(err) => Err(format!("cannot start tokio's runtime: {err}").into()),
+    };
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("async-signals: {err}");
+            // Not `eprintln!`, which panics if stderr is a closed pipe.
+            let _ = writeln!(io::stderr(), "async-signals: {err}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The multi-threaded runtime of `#[tokio::main]`, with an error where
+/// `build` would panic: the six descriptors tokio opens as it starts are
+/// taken first, and given back, since it makes its signal socket pair with
+/// `expect` (Chapter 28).
+fn runtime() -> io::Result<Runtime> {
+    let room = [
+        UnixStream::pair()?,
+        UnixStream::pair()?,
+        UnixStream::pair()?,
+    ];
+    drop(room);
+    Builder::new_multi_thread().enable_all().build()
 }
 
 // ANCHOR: streams

@@ -24,6 +24,7 @@ use std::future::Future;
 use std::io::{self, ErrorKind, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +40,7 @@ use signal_hook::low_level;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::{Builder, Runtime};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep, timeout};
@@ -62,9 +64,11 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest request line, newline included.
 const MAX_LINE: usize = 64 * 1024;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let ran = run().await;
+fn main() -> ExitCode {
+    let ran = match runtime() {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(err) => Err(format!("cannot start tokio's runtime: {err}").into()),
+    };
     flush_log();
     match ran {
         Ok(code) => code,
@@ -74,6 +78,20 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The multi-threaded runtime of `#[tokio::main]`, with an error where
+/// `build` would panic: the six descriptors tokio opens as it starts are
+/// taken first, and given back, since it makes its signal socket pair with
+/// `expect` (Chapter 28).
+fn runtime() -> io::Result<Runtime> {
+    let room = [
+        UnixStream::pair()?,
+        UnixStream::pair()?,
+        UnixStream::pair()?,
+    ];
+    drop(room);
+    Builder::new_multi_thread().enable_all().build()
 }
 
 struct Args {

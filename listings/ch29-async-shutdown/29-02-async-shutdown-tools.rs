@@ -14,6 +14,7 @@
 
 use std::error::Error;
 use std::io::{self, Write};
+use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode};
 use std::sync::Arc;
 use std::thread;
@@ -44,7 +45,7 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), Box<dyn Error>> {
     parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    let runtime = Builder::new_multi_thread().enable_all().build()?;
+    let runtime = runtime()?;
     runtime.block_on(async {
         child_tokens();
         drop_guard().await;
@@ -54,6 +55,19 @@ fn run() -> Result<(), Box<dyn Error>> {
     runtime.shutdown_background();
     shutdown_timeout()?;
     Ok(())
+}
+
+/// A multi-threaded runtime, with an error where `build` would panic: the six
+/// descriptors tokio opens as it starts are taken first, and given back,
+/// since it makes its signal socket pair with `expect` (Chapter 28).
+fn runtime() -> io::Result<Runtime> {
+    let room = [
+        UnixStream::pair()?,
+        UnixStream::pair()?,
+        UnixStream::pair()?,
+    ];
+    drop(room);
+    Builder::new_multi_thread().enable_all().build()
 }
 
 // ANCHOR: child_tokens
@@ -194,7 +208,7 @@ async fn track_future() {
 /// A runtime whose blocking pool runs a call that never returns. Dropping
 /// the runtime would wait for it; `shutdown_timeout` gives up.
 fn shutdown_timeout() -> io::Result<()> {
-    let runtime: Runtime = Builder::new_multi_thread().enable_all().build()?;
+    let runtime: Runtime = runtime()?;
     runtime.spawn_blocking(|| thread::sleep(FOREVER));
     let started = Instant::now();
     runtime.shutdown_timeout(Duration::from_millis(500));

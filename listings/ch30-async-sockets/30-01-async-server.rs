@@ -22,6 +22,7 @@ use std::io::{self, ErrorKind, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +38,7 @@ use nix::sys::signal::{SigHandler, SigSet, Signal as NixSignal, raise};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
+use tokio::runtime::{Builder, Runtime};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::bytes::{BufMut, Bytes, BytesMut};
@@ -86,9 +88,8 @@ enum Frames {
     Length,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let code = match run().await {
+fn main() -> ExitCode {
+    let code = match start() {
         Ok(()) => ExitCode::SUCCESS,
         // Nobody reads the log any more: that ends the server.
         Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
@@ -101,10 +102,32 @@ async fn main() -> ExitCode {
     code
 }
 
-// ANCHOR: run
-async fn run() -> Result<(), Box<dyn Error>> {
-    let config = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+/// Raises the limit on descriptors first, since tokio's runtime needs
+/// some of its own to start; then runs the server on the runtime.
+fn start() -> Result<(), Box<dyn Error>> {
     let fds = raise_fd_limit()?;
+    let runtime = runtime()
+        .map_err(|err| format!("cannot start tokio's runtime: {err}"))?;
+    runtime.block_on(run(fds))
+}
+
+/// The multi-threaded runtime of `#[tokio::main]`, with an error where
+/// `build` would panic: the six descriptors tokio opens as it starts are
+/// taken first, and given back, since it makes its signal socket pair with
+/// `expect` (Chapter 28).
+fn runtime() -> io::Result<Runtime> {
+    let room = [
+        UnixStream::pair()?,
+        UnixStream::pair()?,
+        UnixStream::pair()?,
+    ];
+    drop(room);
+    Builder::new_multi_thread().enable_all().build()
+}
+
+// ANCHOR: run
+async fn run(fds: u64) -> Result<(), Box<dyn Error>> {
+    let config = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let max_conns = config.max_conns.unwrap_or(default_max_conns(fds));
     // Made before the server says it is ready, so that a signal is never
     // taken by its default action: the socket file must go with us.
@@ -121,9 +144,9 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let ready = listener
         .name()
         .and_then(|name| writeln!(io::stdout(), "Server listening on {name}"));
-    // The loop runs as a task, on the runtime's worker threads: `main`'s
-    // own future runs on a thread of its own, and every task it spawned
-    // would be handed over to a worker.
+    // The loop runs as a task, on the runtime's worker threads: this
+    // future runs in `block_on`, on the main thread, and every task it
+    // spawned would be handed over to a worker.
     let (listener, stopped) = match ready.and_then(|()| start_log()) {
         Ok(()) => {
             tokio::spawn(async move {

@@ -19,12 +19,14 @@
 
 use std::error::Error;
 use std::io::{self, ErrorKind, Write};
+use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
+use tokio::runtime::{Builder, Runtime};
 
 const USAGE: &str = "usage: async-child-feed \
                      [write-first|stdout-first|keep-stdin|join] \
@@ -46,15 +48,32 @@ struct Moved {
     err: usize,
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
-    match run().await {
+fn main() -> ExitCode {
+    let ran = match runtime() {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(err) => Err(format!("cannot start tokio's runtime: {err}").into()),
+    };
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let _ = writeln!(io::stderr(), "async-child-feed: {err}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// A runtime with one thread, as `#[tokio::main(flavor = "current_thread")]`
+/// builds, with an error where `build` would panic: the six descriptors tokio
+/// opens as it starts are taken first, and given back, since it makes its
+/// signal socket pair with `expect` (Chapter 28).
+fn runtime() -> io::Result<Runtime> {
+    let room = [
+        UnixStream::pair()?,
+        UnixStream::pair()?,
+        UnixStream::pair()?,
+    ];
+    drop(room);
+    Builder::new_current_thread().enable_all().build()
 }
 
 // ANCHOR: run

@@ -25,6 +25,7 @@
 use std::error::Error;
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ use nix::sys::signal::{SigHandler, SigSet, Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
+use tokio::runtime::{Builder, Runtime};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::{sleep, timeout};
 
@@ -51,15 +53,32 @@ enum Way {
 /// How long any wait for a state in /proc may take.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
-    match run().await {
+fn main() -> ExitCode {
+    let ran = match runtime() {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(err) => Err(format!("cannot start tokio's runtime: {err}").into()),
+    };
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let _ = writeln!(io::stderr(), "async-child-kill: {err}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// A runtime with one thread, as `#[tokio::main(flavor = "current_thread")]`
+/// builds, with an error where `build` would panic: the six descriptors tokio
+/// opens as it starts are taken first, and given back, since it makes its
+/// signal socket pair with `expect` (Chapter 28).
+fn runtime() -> io::Result<Runtime> {
+    let room = [
+        UnixStream::pair()?,
+        UnixStream::pair()?,
+        UnixStream::pair()?,
+    ];
+    drop(room);
+    Builder::new_current_thread().enable_all().build()
 }
 
 // ANCHOR: run

@@ -23,6 +23,7 @@ use std::error::Error;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::num::NonZeroUsize;
+use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -86,9 +87,18 @@ fn main() -> ExitCode {
 }
 
 /// A runtime with one thread for every task, so that what a blocking call
-/// does to the others shows at once; with `--workers N`, the
-/// multi-threaded runtime that `#[tokio::main]` builds, with N workers.
+/// does to the others shows at once; with `--workers N`, the multi-threaded
+/// runtime that `#[tokio::main]` builds, with N workers. The six descriptors
+/// tokio opens as it starts are taken first, and given back: it makes its
+/// signal socket pair with `expect`, and `build` would panic without them
+/// (Chapter 28).
 fn runtime(workers: Option<NonZeroUsize>) -> io::Result<Runtime> {
+    let room = [
+        UnixStream::pair()?,
+        UnixStream::pair()?,
+        UnixStream::pair()?,
+    ];
+    drop(room);
     let mut builder = match workers {
         None => Builder::new_current_thread(),
         Some(n) => {

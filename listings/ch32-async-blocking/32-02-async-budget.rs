@@ -15,11 +15,12 @@
 use std::error::Error;
 use std::hint::black_box;
 use std::io::{self, Write};
+use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode};
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
-use tokio::runtime::Builder;
+use tokio::runtime::{Builder, Runtime};
 use tokio::sync::mpsc;
 use tokio::task::{self, coop};
 use tokio::time::{interval, sleep};
@@ -43,10 +44,7 @@ struct Args {
 fn main() -> ExitCode {
     let ran = parse_args()
         .map_err(|e| format!("{e}; {USAGE}").into())
-        .and_then(|args| {
-            let runtime = Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(run(args))
-        });
+        .and_then(|args| runtime()?.block_on(run(args)));
     match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -54,6 +52,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A runtime with one thread, with an error where `build` would panic: the
+/// six descriptors tokio opens as it starts are taken first, and given back,
+/// since it makes its signal socket pair with `expect` (Chapter 28).
+fn runtime() -> io::Result<Runtime> {
+    let room = [
+        UnixStream::pair()?,
+        UnixStream::pair()?,
+        UnixStream::pair()?,
+    ];
+    drop(room);
+    Builder::new_current_thread().enable_all().build()
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn Error>> {

@@ -9,8 +9,8 @@ use nix::unistd::Pid;
 
 use crate::support::{
     Listing, as_pid_1, assert_exited_with, assert_rejects,
-    assert_session_matches_book, cargo_run, pending_signals, shell, state_of,
-    wait_until,
+    assert_session_matches_book, assert_starts_or_says_why, cargo_run,
+    pending_signals, shell, state_of, wait_until,
 };
 
 /// Starts `bin` and waits for its readiness line, which ends with its pid.
@@ -332,4 +332,22 @@ fn async_signal_listings_reject_bad_arguments_in_one_line() {
         &["--cleanup-secs", "99999999999999999999"],
         "number too large",
     );
+}
+
+#[test]
+fn async_signal_listings_start_or_say_why_when_descriptors_are_short() {
+    // tokio's runtime needs six descriptors to start, and its signal
+    // driver panics when it cannot make its socket pair: at four to eight
+    // descriptors, each listing must say so in one line instead.
+    for bin in [bin!("async-ctrl-c"), bin!("async-signals")] {
+        let command = || {
+            let mut command = std::process::Command::new(bin);
+            command.args(["--cleanup-secs", "0"]);
+            command
+        };
+        let started = assert_starts_or_says_why(command, 4..=12, |listing| {
+            listing.signal(Signal::SIGINT);
+        });
+        assert_eq!(started, [9, 10, 11, 12], "{bin}");
+    }
 }

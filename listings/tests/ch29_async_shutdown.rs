@@ -21,8 +21,9 @@ use crate::daemon::{
 };
 use crate::support::{
     PATIENCE, as_pid_1, assert_died_of, assert_exited_with,
-    assert_session_matches_book, cargo_run, default_port, have, open_fds,
-    shell, unless_blessing, unread_by_server, wait_until,
+    assert_session_matches_book, assert_starts_or_says_why, cargo_run,
+    default_port, have, open_fds, shell, unless_blessing, unread_by_server,
+    wait_until,
 };
 
 fn start(args: &[&str]) -> Daemon {
@@ -604,4 +605,26 @@ fn async_daemon_hears_its_signals_at_once_while_accept_keeps_failing() {
 #[test]
 fn async_daemon_logs_a_reset_that_ends_its_gentle_close() {
     daemon::logs_a_reset_that_ends_its_gentle_close(bin!("async-daemon"));
+}
+
+#[test]
+fn async_shutdown_listings_start_or_say_why_when_descriptors_are_short() {
+    // tokio's runtime needs six descriptors to start, and its signal
+    // driver panics when it cannot make its socket pair: each listing must
+    // say so in one line instead, and the daemon leave no directory.
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = || {
+        let mut command = std::process::Command::new(bin!("async-daemon"));
+        command.arg("127.0.0.1:0").env("TMPDIR", tmp.path());
+        command
+    };
+    let started = assert_starts_or_says_why(daemon, 4..=12, |listing| {
+        listing.signal(Signal::SIGTERM);
+    });
+    assert!(started.contains(&12), "started at {started:?}");
+    let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let tools = || std::process::Command::new(bin!("async-shutdown-tools"));
+    let started = assert_starts_or_says_why(tools, 4..=12, |_| {});
+    assert!(started.contains(&12), "started at {started:?}");
 }

@@ -20,10 +20,11 @@ use crate::line_server::{
     start_server, typed,
 };
 use crate::support::{
-    Listing, as_pid_1, assert_exited_with, assert_rejects,
-    assert_session_matches_book, assert_session_matches_book_masking, blessing,
-    cargo_run, cpu_time, default_port, have, open_fds, run, shell, status_kib,
-    threads_of, unless_blessing, unread_by_server, wait_until,
+    Listing, as_pid_1, assert_died_of, assert_exited_with, assert_rejects,
+    assert_session_matches_book, assert_session_matches_book_masking,
+    assert_starts_or_says_why, blessing, cargo_run, cpu_time, default_port,
+    have, open_fds, run, shell, status_kib, threads_of, unless_blessing,
+    unread_by_server, wait_until, with_fd_limit,
 };
 
 const SERVER: &str = bin!("async-server");
@@ -1250,4 +1251,35 @@ fn async_server_serves_and_stops_while_nobody_reads_its_log() {
     let out = server.finish();
     assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
     drop(log);
+}
+
+#[test]
+fn async_server_starts_or_says_why_when_descriptors_are_short() {
+    // tokio's runtime needs six descriptors to start, and its signal
+    // driver panics when it cannot make its socket pair: the server must
+    // say so in one line instead.
+    let server = || {
+        let mut command = std::process::Command::new(bin!("async-server"));
+        command.arg("127.0.0.1:0");
+        command
+    };
+    let started = assert_starts_or_says_why(server, 4..=12, |listing| {
+        listing.signal(Signal::SIGTERM);
+    });
+    assert!(started.contains(&12), "started at {started:?}");
+}
+
+#[test]
+fn async_server_raises_a_low_soft_limit_before_its_runtime_starts() {
+    // A soft limit too low for tokio's runtime, under a hard one that is
+    // not: the server raises the first to the second before it needs it.
+    for soft in 4..=8 {
+        let mut command = std::process::Command::new(bin!("async-server"));
+        with_fd_limit(command.arg("127.0.0.1:0"), soft, 64);
+        let mut server =
+            Listing::spawn(&mut command, std::process::Stdio::piped());
+        server.expect(r"Server listening on 127\.0\.0\.1:\d+");
+        server.signal(Signal::SIGTERM);
+        assert_died_of(&server.finish(), Signal::SIGTERM);
+    }
 }

@@ -11,8 +11,9 @@ use regex::Regex;
 
 use crate::support::{
     KillGroupOnDrop, Listing, as_pid_1, assert_exited_with, assert_rejects,
-    assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
-    group_is_gone, is_dead, run_clean, state_of, wait_until,
+    assert_session_matches_book_masking, assert_starts_or_says_why, cargo_run,
+    children_of, finish_clean, group_is_gone, is_dead, run_clean, state_of,
+    wait_until,
 };
 
 /// The counts of a `Sent … of … bytes, got … on stdout and … on stderr`
@@ -487,4 +488,24 @@ fn a_death_signal_set_from_a_task_holds_until_block_in_place_moves_it() {
     // one that ends up idle in the blocking pool, and it leaves it after
     // its keep-alive: the kernel kills the child.
     assert!(death_signal_from_a_task(true), "not killed");
+}
+
+#[test]
+fn async_children_listings_start_or_say_why_when_descriptors_are_short() {
+    // tokio's runtime needs six descriptors to start, and its signal
+    // driver panics when it cannot make its socket pair: each listing must
+    // say so in one line instead.
+    for (bin, args) in [
+        (bin!("async-child-feed"), ["join", "--bytes", "1000"]),
+        (bin!("async-child-kill"), ["timeout", "--wait", "0"]),
+    ] {
+        let command = || {
+            let mut command = std::process::Command::new(bin);
+            command.args(args);
+            command
+        };
+        // Sixteen: enough for the runtime, `tee`'s three pipes, and more.
+        let started = assert_starts_or_says_why(command, 4..=16, |_| {});
+        assert!(started.contains(&16), "{bin} started at {started:?}");
+    }
 }

@@ -5,7 +5,8 @@
 use regex::Regex;
 
 use crate::support::{
-    assert_rejects, assert_session_matches_book_masking, cargo_run, run_clean,
+    assert_rejects, assert_session_matches_book_masking,
+    assert_starts_or_says_why, cargo_run, run_clean,
 };
 
 /// What one run reported: what it waited for, how long the wait took,
@@ -268,4 +269,27 @@ fn async_budget_rejects_bad_arguments_in_one_line() {
     assert_rejects(budget, &["spin"], "unknown way");
     assert_rejects(budget, &["compute", "--unconstrained"], "goes with repeat");
     assert_rejects(budget, &["repeat", "--yield-now"], "goes with compute");
+}
+
+#[test]
+fn async_blocking_listings_start_or_say_why_when_descriptors_are_short() {
+    // tokio's runtime needs six descriptors to start, and its signal
+    // driver panics when it cannot make its socket pair: each listing must
+    // say so in one line instead.
+    for (bin, args) in [
+        (bin!("async-block"), &["read", "--secs", "0"][..]),
+        (
+            bin!("async-block"),
+            &["read", "--secs", "0", "--workers", "2"],
+        ),
+        (bin!("async-budget"), &["compute", "--secs", "0"]),
+    ] {
+        let command = || {
+            let mut command = std::process::Command::new(bin);
+            command.args(args);
+            command
+        };
+        let started = assert_starts_or_says_why(command, 4..=12, |_| {});
+        assert!(started.contains(&12), "{bin} started at {started:?}");
+    }
 }

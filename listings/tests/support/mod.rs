@@ -34,12 +34,14 @@ macro_rules! bin {
     };
 }
 
+mod limits;
 mod net;
 mod outputs;
 mod process;
 mod procfs;
 mod traces;
 
+pub use limits::*;
 pub use net::*;
 pub use outputs::*;
 pub use process::*;

@@ -1,0 +1,75 @@
+//! Starting listings with few file descriptors, as after `ulimit -n`.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use nix::sys::resource::{Resource, setrlimit};
+
+use super::*;
+
+/// Makes the listing that `command` starts run with a limit of `soft`
+/// file descriptors, and a hard limit of `hard` (`ulimit -S -n` and
+/// `ulimit -H -n`), set between `fork` and `exec`: no shell in between
+/// needs descriptors of its own, so even a limit of four can be tried.
+pub fn with_fd_limit(
+    command: &mut Command,
+    soft: u64,
+    hard: u64,
+) -> &mut Command {
+    // SAFETY: runs between fork and exec; `setrlimit` is one system call,
+    // async-signal-safe, and its error is a raw errno: nothing allocates.
+    unsafe {
+        command.pre_exec(move || {
+            setrlimit(Resource::RLIMIT_NOFILE, soft, hard)?;
+            Ok(())
+        })
+    }
+}
+
+/// Runs the listing that `command` makes under each limit of `fds`
+/// descriptors (soft and hard) in turn, and asks what the introduction asks of every listing: a
+/// one-line error, never a panic. At each limit the listing either fails
+/// before it prints anything, with status 1 and one line on stderr that
+/// names it and says that descriptors ran out; or it prints its first
+/// line, `stop` ends it as its chapter does (a signal, or nothing for a
+/// listing that ends by itself), and it ends without a panic, with one
+/// line on stderr if it fails. Returns the limits at which it started.
+#[track_caller]
+pub fn assert_starts_or_says_why(
+    command: impl Fn() -> Command,
+    fds: impl IntoIterator<Item = u64>,
+    stop: impl Fn(&Listing),
+) -> Vec<u64> {
+    let mut started = Vec::new();
+    for limit in fds {
+        let mut command = command();
+        let bin = Path::new(command.get_program()).to_owned();
+        let name = bin.file_name().unwrap().to_string_lossy().into_owned();
+        let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
+        with_fd_limit(&mut command, limit, limit);
+        let mut listing = Listing::spawn(&mut command, Stdio::piped());
+        let first = listing.next_line_or_exit();
+        if first.is_some() {
+            started.push(limit);
+            stop(&listing);
+        }
+        let out = listing.finish();
+        let what = format!("{name} {args:?} under ulimit -n {limit}");
+        assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
+        let lines: Vec<_> = out.stderr.lines().collect();
+        if first.is_none() || out.status.code() == Some(1) {
+            assert_eq!(out.status.code(), Some(1), "{what}: {}", out.stderr);
+            assert_eq!(lines.len(), 1, "{what}: one line: {:?}", out.stderr);
+            assert!(lines[0].starts_with(&format!("{name}: ")), "{what}");
+        }
+        if first.is_none() {
+            assert!(
+                lines[0].contains("Too many open files"),
+                "{what}: {}",
+                lines[0]
+            );
+        }
+    }
+    started
+}
