@@ -193,6 +193,44 @@ fn preview_server_drains_a_megabyte_and_the_client_still_gets_its_reply() {
     assert_eq!(printed.lines().count(), 6, "all five clients answered");
 }
 
+/// Listing 3-2's own deadline: a client that connects first and says
+/// nothing holds its server for five seconds at most, and the listing's
+/// five clients, queued behind it, are all answered.
+#[test]
+fn preview_server_gives_a_silent_client_five_seconds_at_most() {
+    let (mut output, stdout) = std::io::pipe().expect("a pipe");
+    let filled = fill(&stdout);
+    let mut command = std::process::Command::new(bin!("socket-preview"));
+    command.arg("127.0.0.1:0");
+    let preview =
+        Listing::spawn(&mut command, std::process::Stdio::from(stdout));
+    drop(command);
+    let mut port = None;
+    wait_until("socket-preview to listen", || {
+        port = listening_port(preview.pid());
+        port.is_some()
+    });
+    // Queued before the listing's own clients exist, and silent.
+    let _silent = TcpStream::connect(("127.0.0.1", port.unwrap())).unwrap();
+    let started = Instant::now();
+    let reading = thread::spawn(move || {
+        let mut all = Vec::new();
+        output.read_to_end(&mut all).map(|_| all)
+    });
+    let out = preview.finish();
+    let took = started.elapsed();
+    let printed = reading.join().unwrap().expect("its output");
+    let printed = String::from_utf8_lossy(&printed[filled..]).into_owned();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(printed.lines().count(), 6, "all five clients answered");
+    assert!(took >= Duration::from_secs(4), "done after {took:?}");
+    assert!(took < Duration::from_secs(8), "done after {took:?}");
+    assert_eq!(
+        out.stderr,
+        "socket-preview: a connection failed: timed out\n"
+    );
+}
+
 /// Listing 3-2's server out of descriptors while its own five clients
 /// wait: it pauses between tries of `accept` instead of spinning, and
 /// answers them all once it has room again.
