@@ -59,6 +59,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     );
     // SAFETY: the handler only stores to an atomic.
     unsafe { sigaction(Signal::SIGALRM, &action) }?;
+    // A parent that blocked SIGALRM passed its mask on through `exec`.
+    SigSet::from(Signal::SIGALRM).thread_unblock()?;
     // With --fix: SIGALRM blocked from here on, and the mask to wait with.
     let waiting = if fix { Some(block_sigalrm()?) } else { None };
 

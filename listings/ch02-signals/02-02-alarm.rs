@@ -9,7 +9,7 @@ use std::error::Error;
 use std::process::{self, ExitCode};
 
 use chrono::Local;
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::unistd::alarm;
 use signal_hook::consts::SIGALRM;
 use signal_hook::iterator::Signals;
@@ -34,6 +34,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     // the signal and writes a byte to wake `signals` up; the code below
     // runs as ordinary code on the main thread, where printing is allowed.
     let mut signals = Signals::new([SIGALRM])?;
+    // signal-hook leaves the signal mask alone, and a parent that blocked
+    // SIGALRM passed its mask on through `exec`: unblock it, or wait for
+    // ever.
+    SigSet::from(Signal::SIGALRM).thread_unblock()?;
 
     let mut alarms = 0;
     while count.is_none_or(|n| alarms < n) {

@@ -9,7 +9,7 @@ use std::process::{self, ExitCode};
 
 use chrono::Local;
 use nix::libc::{SIGBUS, SIGRTMAX, SIGRTMIN, c_int};
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::getpid;
 use signal_hook::consts::FORBIDDEN;
 use signal_hook::iterator::Signals;
@@ -49,6 +49,10 @@ fn run() -> Result<(), Box<dyn Error>> {
         return Err(format!("{name} cannot be caught this way").into());
     }
     let mut signals = Signals::new([signal])?;
+    // A parent's mask comes through `exec`: block nothing, so that the
+    // signal, which may be a real-time one that `SigSet` cannot name,
+    // reaches the handler.
+    SigSet::empty().thread_set_mask()?;
 
     // Only now is the handler in place: tell the world it is safe to send.
     let mut out = io::stdout();

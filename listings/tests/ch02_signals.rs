@@ -207,6 +207,68 @@ fn a_thread_started_before_the_block_takes_the_signal() {
     assert_eq!(after.stdout, ["waited: SIGALRM"]);
 }
 
+/// A parent that blocked a signal passes its mask on, through `exec`, and
+/// neither nix's `sigaction` nor signal-hook unblocks it: a listing that
+/// did not unblock the signal it waits for would wait for ever. `env
+/// --block-signal` plays that parent.
+#[test]
+fn signal_listings_unblock_the_signal_their_parent_left_blocked() {
+    let blocked = |signal: &str, bin: &str, args: &[&str]| {
+        let mut command = Command::new("env");
+        command
+            .arg(format!("--block-signal={signal}"))
+            .arg(bin)
+            .args(args);
+        Listing::spawn(&mut command, Stdio::piped())
+    };
+    let mut alarms: Vec<_> = [bin!("alarm"), bin!("alarm-pause")]
+        .into_iter()
+        .map(|bin| blocked("ALRM", bin, &["--count", "1"]))
+        .collect();
+    for alarm in &mut alarms {
+        alarm.expect(&format!("Setting at {TIME}"));
+    }
+    for mut alarm in alarms {
+        alarm.expect(&format!("Got alarm 14 at {TIME}"));
+        let out = alarm.finish();
+        assert!(out.status.success(), "{}", out.stderr);
+    }
+    for signal in ["USR1", "RTMIN+2"] {
+        let args = [signal, "--count", "1"];
+        let mut catcher = blocked(signal, bin!("catch-signal"), &args);
+        let ready =
+            catcher.expect(r"Waiting for \S+ \((\d+)\) as pid \d+; try: .*");
+        shell(&format!("kill -{signal} {}", catcher.pid()));
+        catcher.expect(&format!("Got signal {} at {TIME}", ready[1]));
+        let out = catcher.finish();
+        assert!(out.status.success(), "{}", out.stderr);
+    }
+}
+
+/// The original's shape under CPython, started with SIGALRM blocked: the
+/// alarm rings and stays pending, and `signal.pause()` waits for ever.
+#[test]
+fn python_pauses_for_ever_when_its_parent_left_sigalrm_blocked() {
+    if !crate::support::have("python3") {
+        return;
+    }
+    let script = "import signal\n\
+        signal.signal(signal.SIGALRM, lambda n, f: print('Got alarm', n))\n\
+        signal.alarm(1)\n\
+        print('pausing', flush=True)\n\
+        signal.pause()\n";
+    let mut command = Command::new("env");
+    command.args(["--block-signal=ALRM", "python3", "-c", script]);
+    let mut original = Listing::spawn(&mut command, Stdio::piped());
+    original.expect("pausing");
+    let pid = original.pid();
+    wait_until("the alarm to ring and stay pending", || {
+        pending_signals(pid).contains(&(Signal::SIGALRM as i32))
+    });
+    assert_eq!(state_of(pid), Some('S'), "still waiting in pause()");
+    assert!(original.no_line_within(Duration::from_secs(1)));
+}
+
 #[test]
 fn alarm_pause_keeps_a_signal_that_comes_while_it_is_stopped() {
     let mut alarm = Listing::start(bin!("alarm-pause"), &["--count", "1"]);

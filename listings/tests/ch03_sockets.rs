@@ -151,6 +151,86 @@ fn preview_server_outlives_a_client_that_resets_its_connection() {
     );
 }
 
+/// Listing 3-2's own server, not only Listing 3-3's copy of it, closes in
+/// three steps: a client that sends a megabyte, far more than the one
+/// read of 1024 bytes, still gets its reply instead of a reset. As in the
+/// test above, the listing waits to print its address into a full pipe,
+/// so the megabyte's connection is the first its server accepts.
+#[test]
+fn preview_server_drains_a_megabyte_and_the_client_still_gets_its_reply() {
+    let (mut output, stdout) = std::io::pipe().expect("a pipe");
+    let filled = fill(&stdout);
+    let mut command = std::process::Command::new(bin!("socket-preview"));
+    command.arg("127.0.0.1:0");
+    let preview =
+        Listing::spawn(&mut command, std::process::Stdio::from(stdout));
+    drop(command);
+    let mut port = None;
+    wait_until("socket-preview to listen", || {
+        port = listening_port(preview.pid());
+        port.is_some()
+    });
+    // Queued before the listing's own clients exist.
+    let sock = TcpStream::connect(("127.0.0.1", port.unwrap())).unwrap();
+    let sending = thread::spawn(move || send_a_megabyte_on(sock));
+    let reading = thread::spawn(move || {
+        let mut all = Vec::new();
+        output.read_to_end(&mut all).map(|_| all)
+    });
+    let reply = sending.join().unwrap().expect("the reply, not a reset");
+    let reply = String::from_utf8(reply).unwrap();
+    let got = reply
+        .strip_prefix("server got: [")
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or_else(|| panic!("{reply:?}"));
+    assert!(
+        !got.is_empty() && got.len() <= 1024 && got.bytes().all(|b| b == b'A')
+    );
+    let out = preview.finish();
+    let printed = reading.join().unwrap().expect("its output");
+    let printed = String::from_utf8_lossy(&printed[filled..]).into_owned();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(printed.lines().count(), 6, "all five clients answered");
+}
+
+/// Listing 3-2's own deadline: a client that connects first and says
+/// nothing holds its server for five seconds at most, and the listing's
+/// five clients, queued behind it, are all answered.
+#[test]
+fn preview_server_gives_a_silent_client_five_seconds_at_most() {
+    let (mut output, stdout) = std::io::pipe().expect("a pipe");
+    let filled = fill(&stdout);
+    let mut command = std::process::Command::new(bin!("socket-preview"));
+    command.arg("127.0.0.1:0");
+    let preview =
+        Listing::spawn(&mut command, std::process::Stdio::from(stdout));
+    drop(command);
+    let mut port = None;
+    wait_until("socket-preview to listen", || {
+        port = listening_port(preview.pid());
+        port.is_some()
+    });
+    // Queued before the listing's own clients exist, and silent.
+    let _silent = TcpStream::connect(("127.0.0.1", port.unwrap())).unwrap();
+    let started = Instant::now();
+    let reading = thread::spawn(move || {
+        let mut all = Vec::new();
+        output.read_to_end(&mut all).map(|_| all)
+    });
+    let out = preview.finish();
+    let took = started.elapsed();
+    let printed = reading.join().unwrap().expect("its output");
+    let printed = String::from_utf8_lossy(&printed[filled..]).into_owned();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(printed.lines().count(), 6, "all five clients answered");
+    assert!(took >= Duration::from_secs(4), "done after {took:?}");
+    assert!(took < Duration::from_secs(8), "done after {took:?}");
+    assert_eq!(
+        out.stderr,
+        "socket-preview: a connection failed: timed out\n"
+    );
+}
+
 /// Listing 3-2's server out of descriptors while its own five clients
 /// wait: it pauses between tries of `accept` instead of spinning, and
 /// answers them all once it has room again.
@@ -591,7 +671,15 @@ fn a_client_cannot_forge_a_line_of_the_server_log() {
 
 /// Sends a megabyte, half-closes, and reads the reply to its end.
 fn send_a_megabyte(addr: &str) -> std::io::Result<Vec<u8>> {
-    let mut sock = TcpStream::connect(addr)?;
+    send_a_megabyte_on(TcpStream::connect(addr)?)
+}
+
+/// `send_a_megabyte` on a connection already made. Its send buffer is
+/// kept small: with the kernel's own sizes, a megabyte fits in the buffers
+/// of the two ends at once, the write returns before the server has read
+/// anything, and a server that closed without draining would go unseen.
+fn send_a_megabyte_on(mut sock: TcpStream) -> std::io::Result<Vec<u8>> {
+    setsockopt(&sock, sockopt::SndBuf, &(64 * 1024))?;
     sock.set_read_timeout(Some(Duration::from_secs(10)))?;
     sock.write_all(&vec![b'A'; 1 << 20])?;
     sock.shutdown(Shutdown::Write)?;

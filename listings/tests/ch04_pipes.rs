@@ -389,6 +389,24 @@ fn pipe_lines_child_dies_of_sigpipe_at_its_next_write_after_the_parent() {
     assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
 }
 
+/// An ignored SIGCHLD passes through `exec` like an ignored SIGPIPE, and
+/// then the kernel reaps the children itself: the parent's `waitpid`
+/// fails with ECHILD, which the listings report in one line. `env
+/// --ignore-signal` plays the parent.
+#[test]
+fn pipe_listings_get_echild_when_started_with_sigchld_ignored() {
+    for (name, bin, args) in [
+        ("pipe-glued", bin!("pipe-glued"), &[][..]),
+        ("pipe-lines", bin!("pipe-lines"), &["--count", "1"][..]),
+    ] {
+        let mut command = Command::new("env");
+        command.args(["--ignore-signal=CHLD", bin]).args(args);
+        let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", out.stderr);
+        assert_eq!(out.stderr, format!("{name}: ECHILD: No child processes\n"));
+    }
+}
+
 #[test]
 fn fork_exit_prints_the_buffered_half_line_twice_with_process_exit() {
     let out = run(bin!("fork-exit"), &["--std-exit"]);
