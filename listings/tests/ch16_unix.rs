@@ -736,8 +736,10 @@ fn unix_server_raises_its_soft_limit_on_descriptors_to_the_hard_one() {
 fn unix_server_backs_off_and_logs_once_when_descriptors_run_out() {
     use crate::support::{cpu_time, open_fds};
     let tmp = tempfile::tempdir().unwrap();
-    let (mut server, path) =
-        start_private_limited(&tmp, "-n 16", &["--max-conns", "100"]);
+    // The silent clients must outlive the test: with the default ten
+    // seconds, a loaded machine saw one time out and log a line.
+    let args = ["--max-conns", "100", "--timeout", "600"];
+    let (mut server, path) = start_private_limited(&tmp, "-n 16", &args);
     let pid = server.pid();
     // Silent clients until the server has no descriptor left.
     let mut silent = Vec::new();
