@@ -16,7 +16,7 @@ use nix::sys::signal::Signal;
 use regex::Regex;
 
 use crate::support::{
-    Listing, Trace, assert_matches_book, assert_rejects,
+    Finished, Listing, Trace, assert_matches_book, assert_rejects,
     assert_session_matches_book, assert_session_matches_book_masking,
     assert_trace_matches_book, blessing, can_trace, cargo_run, default_port,
     have, out_of_descriptors_waits_then_serves, run, shell, state_of,
@@ -118,29 +118,9 @@ fn preview_server_outlives_a_client_that_resets_its_connection() {
     // The listing binds, then prints its address, and only then starts
     // its server and clients. So its stdout is a pipe already full: the
     // print waits, with the socket listening, while ours is queued.
-    let (mut output, stdout) = std::io::pipe().expect("a pipe");
-    let filled = fill(&stdout);
-    let mut command = std::process::Command::new(bin!("socket-preview"));
-    command.arg("127.0.0.1:0");
-    let preview =
-        Listing::spawn(&mut command, std::process::Stdio::from(stdout));
-    // The command holds our copy of the write end: without this, the
-    // pipe would never end.
-    drop(command);
-    let mut port = None;
-    wait_until("socket-preview to listen", || {
-        port = listening_port(preview.pid());
-        port.is_some()
-    });
-    reset_at_once(&format!("127.0.0.1:{}", port.unwrap()));
-    // Now let it print, and read what it prints to the end.
-    let reading = thread::spawn(move || {
-        let mut all = Vec::new();
-        output.read_to_end(&mut all).map(|_| all)
-    });
-    let out = preview.finish();
-    let printed = reading.join().unwrap().expect("its output");
-    let printed = String::from_utf8_lossy(&printed[filled..]).into_owned();
+    let held = Held::start();
+    reset_at_once(&format!("127.0.0.1:{}", held.port));
+    let (out, printed) = held.finish();
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(printed.lines().count(), 6, "all five clients answered");
     assert!(
@@ -158,25 +138,11 @@ fn preview_server_outlives_a_client_that_resets_its_connection() {
 /// so the megabyte's connection is the first its server accepts.
 #[test]
 fn preview_server_drains_a_megabyte_and_the_client_still_gets_its_reply() {
-    let (mut output, stdout) = std::io::pipe().expect("a pipe");
-    let filled = fill(&stdout);
-    let mut command = std::process::Command::new(bin!("socket-preview"));
-    command.arg("127.0.0.1:0");
-    let preview =
-        Listing::spawn(&mut command, std::process::Stdio::from(stdout));
-    drop(command);
-    let mut port = None;
-    wait_until("socket-preview to listen", || {
-        port = listening_port(preview.pid());
-        port.is_some()
-    });
+    let held = Held::start();
     // Queued before the listing's own clients exist.
-    let sock = TcpStream::connect(("127.0.0.1", port.unwrap())).unwrap();
+    let sock = TcpStream::connect(("127.0.0.1", held.port)).unwrap();
     let sending = thread::spawn(move || send_a_megabyte_on(sock));
-    let reading = thread::spawn(move || {
-        let mut all = Vec::new();
-        output.read_to_end(&mut all).map(|_| all)
-    });
+    let finishing = thread::spawn(move || held.finish());
     let reply = sending.join().unwrap().expect("the reply, not a reset");
     let reply = String::from_utf8(reply).unwrap();
     let got = reply
@@ -186,9 +152,7 @@ fn preview_server_drains_a_megabyte_and_the_client_still_gets_its_reply() {
     assert!(
         !got.is_empty() && got.len() <= 1024 && got.bytes().all(|b| b == b'A')
     );
-    let out = preview.finish();
-    let printed = reading.join().unwrap().expect("its output");
-    let printed = String::from_utf8_lossy(&printed[filled..]).into_owned();
+    let (out, printed) = finishing.join().unwrap();
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(printed.lines().count(), 6, "all five clients answered");
 }
@@ -198,29 +162,12 @@ fn preview_server_drains_a_megabyte_and_the_client_still_gets_its_reply() {
 /// five clients, queued behind it, are all answered.
 #[test]
 fn preview_server_gives_a_silent_client_five_seconds_at_most() {
-    let (mut output, stdout) = std::io::pipe().expect("a pipe");
-    let filled = fill(&stdout);
-    let mut command = std::process::Command::new(bin!("socket-preview"));
-    command.arg("127.0.0.1:0");
-    let preview =
-        Listing::spawn(&mut command, std::process::Stdio::from(stdout));
-    drop(command);
-    let mut port = None;
-    wait_until("socket-preview to listen", || {
-        port = listening_port(preview.pid());
-        port.is_some()
-    });
+    let held = Held::start();
     // Queued before the listing's own clients exist, and silent.
-    let _silent = TcpStream::connect(("127.0.0.1", port.unwrap())).unwrap();
+    let _silent = TcpStream::connect(("127.0.0.1", held.port)).unwrap();
     let started = Instant::now();
-    let reading = thread::spawn(move || {
-        let mut all = Vec::new();
-        output.read_to_end(&mut all).map(|_| all)
-    });
-    let out = preview.finish();
+    let (out, printed) = held.finish();
     let took = started.elapsed();
-    let printed = reading.join().unwrap().expect("its output");
-    let printed = String::from_utf8_lossy(&printed[filled..]).into_owned();
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(printed.lines().count(), 6, "all five clients answered");
     assert!(took >= Duration::from_secs(4), "done after {took:?}");
@@ -305,6 +252,66 @@ fn preview_server_pauses_between_accepts_when_out_of_descriptors() {
         (1..=30).contains(&failures),
         "{failures} failed accepts in about a second"
     );
+}
+
+/// Listing 3-2 held between `listen` and its own clients: it binds, then
+/// prints its address, and only then starts its server and clients, so
+/// with its stdout a pipe already full, the print waits with the socket
+/// listening, and a connection the test makes now is the first accepted.
+struct Held {
+    preview: Listing,
+    port: u16,
+    output: std::fs::File,
+    filled: usize,
+}
+
+impl Held {
+    fn start() -> Held {
+        let (output, stdout) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
+        let output = std::fs::File::from(output);
+        let filled = fill(&stdout);
+        let mut command = std::process::Command::new(bin!("socket-preview"));
+        command.arg("127.0.0.1:0");
+        let preview =
+            Listing::spawn(&mut command, std::process::Stdio::from(stdout));
+        // The command holds our copy of the write end: without this, the
+        // pipe would never end.
+        drop(command);
+        let mut port = None;
+        wait_until("socket-preview to listen", || {
+            port = listening_port(preview.pid());
+            port.is_some()
+        });
+        Held {
+            preview,
+            port: port.unwrap(),
+            output,
+            filled,
+        }
+    }
+
+    /// Lets it print, reads what it prints to the end, and waits for it:
+    /// how it ended, and what it printed after the bytes that filled the
+    /// pipe.
+    fn finish(self) -> (Finished, String) {
+        let Held {
+            preview,
+            mut output,
+            filled,
+            ..
+        } = self;
+        let reading = thread::spawn(move || {
+            let mut all = Vec::new();
+            output.read_to_end(&mut all).map(|_| all)
+        });
+        let out = preview.finish();
+        let printed = reading.join().unwrap().expect("its output");
+        (
+            out,
+            String::from_utf8_lossy(&printed[filled..]).into_owned(),
+        )
+    }
 }
 
 /// Writes into a pipe until it is full, without waiting; returns how many
