@@ -12,13 +12,12 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::daemon::{
-    self, Client, Daemon, logged_request, private_tmp, reconfigure,
-    start_command,
+    self, Client, Daemon, logged_request, reconfigure, start_command,
 };
 use crate::support::{
     Listing, PATIENCE, Trace, as_pid_1, assert_died_of, assert_exited_with,
     assert_rejects, assert_session_matches_book, blessing, can_trace,
-    cargo_run, cpu_time, default_port, have, open_fds, shell, state_of,
+    cargo_run, default_port, have, runnable_time, shell, state_of,
     unless_blessing, wait_until,
 };
 
@@ -250,102 +249,6 @@ fn sig_daemon_rejects_bad_arguments_and_configurations_in_one_line() {
         &["127.0.0.1:0", "--config", "/no/such/file"],
         "No such file",
     );
-}
-
-/// How long the main thread of `pid` has been running or ready to run,
-/// waiting only for a CPU: the first two numbers of /proc/PID/schedstat.
-fn runnable(pid: nix::unistd::Pid) -> Duration {
-    let stat = fs::read_to_string(format!("/proc/{pid}/schedstat"))
-        .unwrap_or_default();
-    let ns: u64 = stat
-        .split_whitespace()
-        .take(2)
-        .filter_map(|n| n.parse::<u64>().ok())
-        .sum();
-    Duration::from_nanos(ns)
-}
-
-/// Starts the daemon with a limit of `fds` file descriptors (`ulimit -n`
-/// sets the soft and the hard limit, so it cannot raise it).
-fn start_limited(fds: usize) -> Daemon {
-    let script = format!("ulimit -n {fds} && exec \"$0\" \"$@\"");
-    let mut command = std::process::Command::new("bash");
-    command.args(["-c", &script, bin!("sig-daemon"), "127.0.0.1:0"]);
-    let tmp = private_tmp(&mut command);
-    let mut listing =
-        Listing::spawn(&mut command, std::process::Stdio::piped());
-    let ready =
-        listing.expect(r"Listening on (\S+) as pid (\d+); config (\S+)");
-    Daemon {
-        listing,
-        addr: ready[1].parse().expect("an address"),
-        config: PathBuf::from(&ready[3]),
-        tmp,
-    }
-}
-
-#[test]
-fn sig_daemon_backs_off_instead_of_spinning_when_descriptors_run_out() {
-    // Fourteen descriptors at rest (0 to 2, the listener, three wake-up
-    // channels of two ends each, two pipes), two more per connection: a
-    // limit of 16 leaves room for one.
-    let mut daemon = start_limited(16);
-    let pid = daemon.listing.pid();
-    wait_until("the daemon at rest", || open_fds(pid) == 14);
-    let mut first = Client::connect(daemon.addr);
-    // Its thread logs the connection; the main thread's next `accept`
-    // fails at once, with the table full, whether or not a client waits
-    // (Linux takes the descriptor before it looks at the queue). Once.
-    let mut two = [daemon.listing.next_line(), daemon.listing.next_line()];
-    two.sort();
-    assert!(
-        two[0].starts_with("127.0.0.1:") && two[0].ends_with(": connected"),
-        "{two:?}"
-    );
-    assert_eq!(
-        two[1],
-        "accept: Too many open files (os error 24); trying again, less often"
-    );
-    assert_eq!(open_fds(pid), 16);
-    // A client that comes now waits in the listening socket's queue.
-    let mut waiting = Client::connect(daemon.addr);
-    waiting.send("patient");
-    // For two seconds, while the client waits: no more lines, and the
-    // accepting thread asleep nearly all the time. (A loop that retried at
-    // once wrote a line per failed `accept`, hundreds of thousands of
-    // them.) CPU time alone cannot tell, on a busy machine where a
-    // spinning thread gets little of it; the time the thread was running
-    // or ready to run can: a spin is never asleep.
-    let (cpu, busy, started) = (cpu_time(pid), runnable(pid), Instant::now());
-    let deadline = started + Duration::from_secs(2);
-    let mut lines = 0;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        if daemon.listing.no_line_within(left) {
-            break;
-        }
-        lines += 1;
-    }
-    let (used, awake) = (cpu_time(pid) - cpu, runnable(pid) - busy);
-    eprintln!(
-        "sig-daemon out of descriptors: {lines} lines, {used:?} of CPU, \
-         {awake:?} running or runnable, in {:?}",
-        started.elapsed()
-    );
-    assert_eq!(lines, 0, "it logged {lines} lines in 2 s");
-    assert!(awake < Duration::from_millis(500), "{awake:?} awake in 2 s");
-    // A descriptor comes back, and the client that waited is served.
-    first.stream.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(first.reply(), None);
-    assert_eq!(waiting.reply().as_deref(), Some("hello, patient\n"));
-    // That success ended the run of failures: the table is full again,
-    // and the next failure starts a new run, logged once more.
-    let mut lines = Vec::new();
-    while !lines.iter().any(|l: &String| l.starts_with("accept")) {
-        lines.push(daemon.listing.next_line());
-        assert!(lines.len() < 6, "{lines:?}");
-    }
-    daemon.listing.signal(Signal::SIGTERM);
-    until(&mut daemon.listing, r"Got SIGTERM: .*");
 }
 
 #[test]
@@ -1333,9 +1236,9 @@ fn sig_notify_pauses_instead_of_spinning_when_descriptors_run_out() {
     // Two seconds with the client waiting: nothing more logged, and the
     // process asleep nearly all the time, where retrying at once it never
     // slept.
-    let (busy, started) = (runnable(pid), Instant::now());
+    let (busy, started) = (runnable_time(pid), Instant::now());
     assert!(notify.no_line_within(Duration::from_secs(2)));
-    let awake = runnable(pid) - busy;
+    let awake = runnable_time(pid) - busy;
     eprintln!(
         "sig-notify out of descriptors: {awake:?} awake in {:?}",
         started.elapsed()
@@ -1432,4 +1335,11 @@ fn no_backoff_measures_the_spin_and_the_chapter_quotes_its_recorded_run() {
 #[test]
 fn sig_daemon_logs_a_reset_that_ends_its_gentle_close() {
     daemon::logs_a_reset_that_ends_its_gentle_close(bin!("sig-daemon"));
+}
+
+#[test]
+fn sig_daemon_backs_off_and_says_so_once_a_run_when_descriptors_run_out() {
+    daemon::backs_off_and_says_so_once_a_run_when_descriptors_run_out(bin!(
+        "sig-daemon"
+    ));
 }

@@ -628,3 +628,10 @@ fn async_shutdown_listings_start_or_say_why_when_descriptors_are_short() {
     let started = assert_starts_or_says_why(tools, 4..=12, |_| {});
     assert!(started.contains(&12), "started at {started:?}");
 }
+
+#[test]
+fn async_daemon_backs_off_and_says_so_once_a_run_when_descriptors_run_out() {
+    daemon::backs_off_and_says_so_once_a_run_when_descriptors_run_out(bin!(
+        "async-daemon"
+    ));
+}

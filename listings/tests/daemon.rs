@@ -19,7 +19,7 @@ use nix::sys::signal::Signal;
 
 use crate::support::{
     Finished, Listing, PATIENCE, assert_died_of, assert_exited_with,
-    assert_rejects, blessing,
+    assert_rejects, blessing, open_fds, runnable_time, sleeps_of,
 };
 
 /// A started daemon: its address, its configuration file.
@@ -453,6 +453,79 @@ pub fn logs_a_reset_that_ends_its_gentle_close(bin: &str) {
         .listing
         .expect(r"127\.0\.0\.1:\d+: Connection reset by peer \(os error 104\)");
     assert!(started.elapsed() < Duration::from_secs(1), "{bin}");
+    daemon.listing.signal(Signal::SIGTERM);
+    let out = daemon.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+}
+
+/// Out of descriptors, with idle clients holding every one: `accept`
+/// fails, and the daemon says so once, then backs off instead of retrying
+/// at once: two seconds with a client waiting bring no more lines, and
+/// the daemon's threads are asleep nearly all of the time. When a client
+/// leaves, the one that waited is served, and the next run of failures
+/// is said once more.
+pub fn backs_off_and_says_so_once_a_run_when_descriptors_run_out(bin: &str) {
+    const LIMIT: usize = 40;
+    let script = format!("ulimit -n {LIMIT} && exec \"$0\" \"$@\"");
+    let mut command = Command::new("bash");
+    command.args(["-c", &script, bin, "127.0.0.1:0"]);
+    let mut daemon = start_command(command);
+    let pid = daemon.listing.pid();
+    let failing = regex::Regex::new(
+        r"^accept( failed)?: Too many open files \(os error 24\); trying again, less often$",
+    )
+    .unwrap();
+    // Idle clients, each accepted, until no descriptor is left; `accept`
+    // fails as soon as the table is full, whether or not a client waits.
+    let mut said = 0;
+    let mut idle = Vec::new();
+    while open_fds(pid) < LIMIT {
+        idle.push(Client::connect(daemon.addr));
+        loop {
+            let line = daemon.listing.next_line();
+            if failing.is_match(&line) {
+                said += 1;
+                continue;
+            }
+            assert!(line.ends_with(": connected"), "{line}");
+            break;
+        }
+    }
+    if said == 0 {
+        let line = daemon.listing.next_line();
+        assert!(failing.is_match(&line), "{line}");
+        said += 1;
+    }
+    assert_eq!(said, 1, "{bin}");
+    let mut waiting = Client::connect(daemon.addr);
+    waiting.send("patient");
+    let (busy, slept, started) =
+        (runnable_time(pid), sleeps_of(pid), Instant::now());
+    let quiet = daemon.listing.no_line_within(Duration::from_secs(2));
+    let awake = runnable_time(pid) - busy;
+    let sleeps = sleeps_of(pid) - slept;
+    eprintln!(
+        "{bin} out of descriptors: {awake:?} running or runnable, {sleeps} \
+         sleeps, in {:?}",
+        started.elapsed()
+    );
+    assert!(quiet, "{bin}: the log goes on");
+    // A spin is never asleep; a back-off that stopped growing sleeps,
+    // but a thousand times a second. Doubling up to a second: a handful.
+    assert!(awake < Duration::from_millis(500), "{bin}: {awake:?} awake");
+    assert!(sleeps < 100, "{bin}: {sleeps} sleeps in two seconds");
+    // A descriptor comes back: the client that waited is served, which
+    // fills the table again, and the new run of failures is said again.
+    let mut first = idle.remove(0);
+    first.stream.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(first.reply(), None);
+    assert_eq!(waiting.reply().as_deref(), Some("hello, patient\n"));
+    let mut lines = Vec::new();
+    while !lines.iter().any(|line: &String| failing.is_match(line)) {
+        lines.push(daemon.listing.next_line());
+        assert!(lines.len() < 6, "{bin}: {lines:?}");
+    }
+    drop((first, waiting, idle));
     daemon.listing.signal(Signal::SIGTERM);
     let out = daemon.finish();
     assert_died_of(&out, Signal::SIGTERM);

@@ -92,6 +92,48 @@ pub fn wchan_of(pid: Pid) -> String {
     fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default()
 }
 
+/// How long the threads of `pid` have been running or ready to run,
+/// waiting only for a CPU: the sum of the first two numbers of each
+/// thread's schedstat. Unlike CPU time, it tells a spinning thread on a
+/// busy machine, where it gets little CPU, from a sleeping one.
+pub fn runnable_time(pid: Pid) -> Duration {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Duration::ZERO;
+    };
+    let ns: u64 = tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| {
+            fs::read_to_string(task.path().join("schedstat")).ok()
+        })
+        .flat_map(|stat| {
+            stat.split_whitespace()
+                .take(2)
+                .filter_map(|n| n.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum();
+    Duration::from_nanos(ns)
+}
+
+/// How many times the threads of `pid` have gone to sleep of their own
+/// accord: the sum of each thread's `voluntary_ctxt_switches`. A loop
+/// that sleeps a millisecond between tries adds a thousand a second.
+pub fn sleeps_of(pid: Pid) -> u64 {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| fs::read_to_string(task.path().join("status")).ok())
+        .filter_map(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
 /// How many threads of `pid` sleep in the kernel function `wchan`, such
 /// as `wait_woken`, where a blocking read or send of a TCP socket waits.
 pub fn threads_waiting_in(pid: Pid, wchan: &str) -> usize {
