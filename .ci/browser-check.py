@@ -50,8 +50,8 @@ MIN_PHONE_TEXT_PX = 9.0
 
 PHONE_JS = """
 () => Array.from(document.querySelectorAll('main figure.figure'))
-    .filter(f => f.querySelector('svg.figure')).map(f => {
-  const svg = f.querySelector('svg.figure');
+    .filter(f => f.querySelector('svg')).map(f => {
+  const svg = f.querySelector('svg');
   const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
   const sizes = Array.from(svg.querySelectorAll('text'))
     .map(t => parseFloat(getComputedStyle(t).fontSize) * scale);
