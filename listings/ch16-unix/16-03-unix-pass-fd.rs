@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use nix::errno::Errno;
 use nix::sys::signal::{SigHandler, SigSet, Signal, raise, signal};
 use nix::sys::socket::{
     ControlMessage, ControlMessageOwned, MsgFlags, getsockopt, recvmsg,
@@ -101,8 +102,19 @@ fn receive_fd(sock: &UnixStream) -> Result<(Vec<u8>, OwnedFd), Box<dyn Error>> {
     // MSG_CMSG_CLOEXEC: the new descriptor is close-on-exec from the
     // start, so no program we might run inherits it by accident.
     let flags = MsgFlags::MSG_CMSG_CLOEXEC;
-    let msg =
-        recvmsg::<()>(sock.as_raw_fd(), &mut data, Some(&mut space), flags)?;
+    let msg = loop {
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut data,
+            Some(&mut space),
+            flags,
+        ) {
+            // Stopped and continued (Ctrl-Z, `fg`): Linux fails a read
+            // with a timeout with EINTR (Chapter 3). Wait again.
+            Err(Errno::EINTR) => {}
+            result => break result?,
+        }
+    };
     let (bytes, mut received) = (msg.bytes, Vec::new());
     // `cmsgs` fails if the control data was cut short (MSG_CTRUNC), which
     // with this much room means our descriptor table is full. The kernel

@@ -3,7 +3,7 @@
 // machine loses power, or whose network goes, sends nothing: no FIN, no
 // reset. Here such a peer is played on loopback by a socket whose kernel
 // drops every packet that comes to it (a BPF filter that accepts
-// nothing), so that it never answers again. Four scenes:
+// nothing), so that it never answers again. Five scenes:
 //
 // 1. no keepalive: a read waits, for as long as we let it;
 // 2. TCP keepalive, after 1 s idle, a probe a second, 2 probes: the read
@@ -13,7 +13,9 @@
 //    minutes or more, as `tcp_retries2` says);
 // 4. a peer that is alive but hung (its program never reads): its kernel
 //    answers the probes, keepalive says nothing is wrong, and only a
-//    heartbeat of the application's own finds out.
+//    heartbeat of the application's own finds out;
+// 5. a peer that answers the heartbeat, but too slowly: a byte at a time,
+//    each within the heartbeat's time, all of them not.
 //
 // `net-keepalive` takes no arguments. Linux (TCP_KEEPIDLE and
 // TCP_USER_TIMEOUT are Linux's names; BSDs have the first).
@@ -22,6 +24,7 @@ use std::error::Error;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{self, ExitCode};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigHandler, Signal, signal};
@@ -80,6 +83,17 @@ fn run() -> Result<(), Box<dyn Error>> {
         "   heartbeat: {}",
         heartbeat(&mut sock, Duration::from_secs(1))?
     );
+
+    println!("5. A peer that answers the heartbeat, a byte every 0.4 s");
+    let (mut sock, slow) = pair()?;
+    let peer = thread::spawn(move || pong_slowly(slow));
+    println!(
+        "   heartbeat: {}",
+        heartbeat(&mut sock, Duration::from_secs(1))?
+    );
+    drop(sock);
+    // Its last bytes find the connection closed: that is expected.
+    let _ = peer.join();
     Ok(())
 }
 
@@ -110,21 +124,45 @@ fn read_within(sock: &mut TcpStream, patience: Duration) -> String {
 }
 
 /// The application's own check: send `ping`, and expect `pong` back
-/// within `within`.
+/// within `within`: a deadline for the whole answer, not a timeout for
+/// each read, which a peer could meet a byte at a time for ever.
 fn heartbeat(sock: &mut TcpStream, within: Duration) -> io::Result<String> {
     sock.write_all(b"ping\n")?;
-    sock.set_read_timeout(Some(within))?;
-    let mut reply = [0; 5];
-    Ok(match sock.read_exact(&mut reply) {
-        Ok(()) if &reply == b"pong\n" => "pong: the peer is alive".into(),
-        Ok(()) => "a wrong answer".into(),
-        Err(err) if err.kind() == ErrorKind::WouldBlock => {
-            format!("no pong within {} s: the peer is hung", within.as_secs())
+    let deadline = Instant::now() + within;
+    let (mut reply, mut got) = ([0; 5], 0);
+    while got < reply.len() {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        match sock.read(&mut reply[got..]) {
+            Ok(0) => return Ok("the peer closed the connection".into()),
+            Ok(n) => got += n,
+            Err(err) if err.kind() == ErrorKind::WouldBlock => break,
+            // Stopped and continued (Ctrl-Z, `fg`): read again.
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
         }
-        Err(err) => format!("{err}"),
+    }
+    Ok(match &reply[..got] {
+        b"pong\n" => "pong: the peer is alive".into(),
+        _ if got < reply.len() => {
+            format!("no pong within {} s", within.as_secs())
+        }
+        _ => "a wrong answer".into(),
     })
 }
 // ANCHOR_END: run
+
+/// Scene 5's peer: reads `ping`, and sends `pong` a byte at a time.
+fn pong_slowly(mut peer: TcpStream) -> io::Result<()> {
+    peer.read_exact(&mut [0; 5])?;
+    for byte in b"pong\n" {
+        thread::sleep(Duration::from_millis(400));
+        peer.write_all(&[*byte])?;
+    }
+    Ok(())
+}
 
 /// A connected pair of sockets on loopback: ours, and the peer's.
 fn pair() -> io::Result<(TcpStream, TcpStream)> {

@@ -1310,3 +1310,43 @@ fn descriptors_in_flight_count_against_the_senders_limit() {
         log.stderr
     );
 }
+
+#[test]
+fn fetch_waits_on_through_a_stop_and_continue() {
+    // Linux 6.18. Stopped and continued (Ctrl-Z, `fg`) while it waits for
+    // its descriptor, fetch's `recvmsg`, which has a timeout, fails with
+    // EINTR though no handler is installed (Chapter 3): it must wait on,
+    // not give up the file.
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::io::IoSlice;
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir, "slow.sock");
+    let file = path_in(&dir, "note");
+    fs::write(&file, "handed over\n").unwrap();
+    let listener = UnixListener::bind(&path).unwrap();
+    let fetch = Listing::start(bin!("unix-pass-fd"), &["fetch", &path]);
+    let pid = fetch.pid();
+    let (conn, _) = listener.accept().unwrap();
+    wait_until("fetch to wait for its descriptor", || {
+        crate::support::wchan_of(pid) == "unix_stream_read_generic"
+    });
+    fetch.signal(Signal::SIGSTOP);
+    wait_until("fetch to stop", || {
+        crate::support::state_of(pid) == Some('T')
+    });
+    fetch.signal(Signal::SIGCONT);
+    let note = fs::File::open(&file).unwrap();
+    sendmsg::<()>(
+        conn.as_raw_fd(),
+        &[IoSlice::new(b"note")],
+        &[ControlMessage::ScmRights(&[note.as_raw_fd()])],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .ok();
+    drop(conn);
+    let out = fetch.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, ["handed over"]);
+}

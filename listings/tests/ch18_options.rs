@@ -1,5 +1,6 @@
 //! Chapter 18, Addresses and options: Listings 18-1 (`net-resolve`), 18-2
-//! (`net-dual-stack`), 18-3 (`net-reuse`) and 18-4 (`net-nagle`).
+//! (`net-dual-stack`), 18-3 (`net-reuse`), 18-4 (`net-nagle`), 18-5
+//! (`net-keepalive`) and 18-6 (`net-handover`).
 
 use std::net::{TcpListener, UdpSocket};
 
@@ -416,10 +417,10 @@ fn keepalive_and_user_timeout_find_a_dead_peer_and_only_a_heartbeat_a_hung_one()
         lines[7].starts_with("   read: still waiting after "),
         "{lines:?}"
     );
-    assert_eq!(
-        lines[8],
-        "   heartbeat: no pong within 1 s: the peer is hung"
-    );
+    assert_eq!(lines[8], "   heartbeat: no pong within 1 s");
+    // Each byte of the pong within a second, all five not: the heartbeat
+    // has a deadline, not a timeout for each read.
+    assert_eq!(lines[10], "   heartbeat: no pong within 1 s");
     assert_matches_book(
         "ch18-options/18-05-net-keepalive.out",
         "net-keepalive",
@@ -602,4 +603,57 @@ fn with_tcp_migrate_req_the_old_listeners_queue_moves_to_the_new_one() {
         out.stdout
     );
     assert_eq!(answered_and_reset(&out.stdout[1]), (20, 0));
+}
+
+/// How long a read waits on a connection to a peer that acknowledges
+/// nothing (as `net-keepalive`'s: a socket filter that accepts nothing),
+/// with keepalive after 1 s idle, a probe a second, 2 probes, and
+/// `user_timeout`; and how it ended.
+fn dead_peer_found_after(
+    user_timeout: Option<std::time::Duration>,
+) -> (f64, Option<i32>) {
+    use socket2::{SockFilter, SockRef, TcpKeepalive};
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut ours =
+        std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (peer, _) = listener.accept().unwrap();
+    let keepalive = TcpKeepalive::new()
+        .with_time(Duration::from_secs(1))
+        .with_interval(Duration::from_secs(1))
+        .with_retries(2);
+    SockRef::from(&ours).set_tcp_keepalive(&keepalive).unwrap();
+    SockRef::from(&ours)
+        .set_tcp_user_timeout(user_timeout)
+        .unwrap();
+    SockRef::from(&peer)
+        .attach_filter(&[SockFilter::new(0x06, 0, 0, 0)])
+        .unwrap();
+    ours.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let began = Instant::now();
+    let result = ours.read(&mut [0; 16]);
+    (
+        began.elapsed().as_secs_f64(),
+        result.err().and_then(|e| e.raw_os_error()),
+    )
+}
+
+#[test]
+fn a_user_timeout_replaces_keepalives_count_of_probes() {
+    // Linux 6.18 (tcp_keepalive_timer): once TCP_USER_TIMEOUT is set, an
+    // idle connection whose probes go unanswered fails when it has been
+    // idle that long, however few probes TCP_KEEPCNT allows.
+    let (alone, err) = dead_peer_found_after(None);
+    assert_eq!(err, Some(110), "ETIMEDOUT");
+    assert!((2.5..6.0).contains(&alone), "keepalive alone: {alone:.1} s");
+    let eight = std::time::Duration::from_secs(8);
+    let (with, err) = dead_peer_found_after(Some(eight));
+    assert_eq!(err, Some(110), "ETIMEDOUT");
+    // Not after the two probes, as with keepalive alone: after the 8 s.
+    assert!(
+        (7.5..15.0).contains(&with),
+        "with a user timeout: {with:.1} s"
+    );
 }
