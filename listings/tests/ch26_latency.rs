@@ -1133,6 +1133,20 @@ fn bench_command_refuses_what_it_cannot_do_before_it_starts() {
             &["--chunk", "1000", "--bin-dir", nowhere][..],
             "--chunk must be a multiple of",
         ),
+        // Well formed, but more than the programs take: a chunk over
+        // 1 GiB, a count of bytes over 2^64 - 1.
+        (
+            &["--chunk", "2G", "--bin-dir", nowhere][..],
+            "--chunk: at most 1G",
+        ),
+        (
+            &["--bytes", "20000000000G", "--bin-dir", nowhere][..],
+            "--bytes: at most 18446744073709551615",
+        ),
+        (
+            &["--memcpy-bytes", "20000000000G", "--bin-dir", nowhere][..],
+            "--memcpy-bytes: at most 18446744073709551615",
+        ),
         (
             &["--replot", "--out", empty][..],
             "--replot: no raw.json in",
