@@ -244,6 +244,17 @@ fn naive_refuses_a_chunk_it_cannot_allocate() {
         let args = ["--chunk", chunk, "--count", "1"];
         assert_rejects(bin, &args, "--chunk must be from 1 to 1073741824");
     }
+    // Within the limit, a chunk this process cannot get, under a limit of
+    // its address space (`ulimit -v`, in KiB) well below 1 GiB.
+    let limited = format!(
+        "ulimit -v 600000 && exec '{bin}' --chunk 1073741824 --count 1"
+    );
+    let out = run("bash", &["-c", &limited]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    let lines: Vec<_> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", out.stderr);
+    assert!(lines[0].starts_with("bench-naive: "), "{}", out.stderr);
 }
 
 #[test]
