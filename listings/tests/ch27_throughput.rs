@@ -23,13 +23,14 @@ use crate::support::{
 
 const MECHANISMS: [&str; 5] = ["pipe", "unix", "tcp", "vmsplice", "splice"];
 
-/// Sizes that leave a short last chunk, and chunks that are whole pages
-/// (for `vmsplice`) or not (for the others, so that chunks start anywhere
-/// within a read).
+/// Sizes that leave a short last chunk (1,000,000 bytes are 81 chunks of
+/// 12,288 and 64 bytes, or 1001 chunks of 999 and 1 byte), and chunks
+/// that are whole pages (for `vmsplice`) or not (for the others, so that
+/// chunks start anywhere within a read).
 fn sizes(via: &str) -> [&'static str; 4] {
     match via {
         "vmsplice" | "splice" => ["--bytes", "1000000", "--chunk", "12288"],
-        _ => ["--bytes", "1000000", "--chunk", "1000"],
+        _ => ["--bytes", "1000000", "--chunk", "999"],
     }
 }
 
