@@ -1240,6 +1240,67 @@ print(json.dumps(bench.describe_source(None)))
     assert_eq!(source["commit"], head.as_str(), "{source}");
     assert!(source["uncommitted_changes"].is_boolean(), "{source}");
     assert_eq!(source["built_here"], true, "{source}");
+    // "Changes not committed" means changes to what the build reads: the
+    // listings, and the workspace's manifest, lock file and cargo
+    // configuration (a release profile there changes every binary); not
+    // the command's own results. Checked in a clone of this checkout.
+    let clone = tempfile::tempdir().unwrap();
+    let cloned = Command::new("git")
+        .args(["clone", "--quiet", "--shared"])
+        .arg(root)
+        .arg(clone.path())
+        .output()
+        .unwrap();
+    assert!(
+        cloned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cloned.stderr)
+    );
+    // The command of this checkout, committed in the clone, which holds
+    // what this checkout has committed.
+    fs::copy(&script, clone.path().join("listings/bench/run")).unwrap();
+    let committed = Command::new("git")
+        .args(["-c", "user.name=test", "-c", "user.email=test@localhost"])
+        .args(["commit", "--quiet", "--allow-empty", "--all", "-m", "run"])
+        .current_dir(clone.path())
+        .status()
+        .unwrap();
+    assert!(committed.success());
+    let changed = |what: &str| -> bool {
+        let out = Command::new("python3")
+            .args(["-c", driver])
+            .arg(clone.path().join("listings/bench/run"))
+            .output()
+            .expect("run python3");
+        let source: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+                panic!("{what}: {}", String::from_utf8_lossy(&out.stderr))
+            });
+        source["uncommitted_changes"].as_bool().unwrap()
+    };
+    let restore = || {
+        let reset = Command::new("git")
+            .args(["checkout", "--quiet", "--", "."])
+            .current_dir(clone.path())
+            .status()
+            .unwrap();
+        assert!(reset.success());
+    };
+    assert!(!changed("a clean clone"), "a clean clone has changes");
+    for (file, edit) in [
+        ("Cargo.toml", "\n[profile.release]\nopt-level = 0\n"),
+        ("Cargo.lock", "\n"),
+        ("listings/ch26-latency/26-02-pingpong.c", "\n"),
+    ] {
+        let path = clone.path().join(file);
+        let text = fs::read_to_string(&path).unwrap();
+        fs::write(&path, text + edit).unwrap();
+        assert!(changed(file), "a change to {file} went unrecorded");
+        restore();
+    }
+    let results = clone.path().join("listings/bench/results.md");
+    fs::write(&results, "a run not yet committed\n").unwrap();
+    assert!(!changed("results.md"), "the command's own results counted");
 }
 
 #[test]
