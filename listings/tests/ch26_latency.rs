@@ -1258,6 +1258,17 @@ fn bench_command_refuses_what_it_cannot_do_before_it_starts() {
             &["--tiny", "--out", book.to_str().unwrap()][..],
             "only --publish writes into",
         ),
+        // A tiny run sets every size itself: one asked for would be
+        // ignored without a word.
+        (
+            &["--tiny", "--rounds", "7", "--bin-dir", nowhere][..],
+            "--tiny sets every size itself: not --rounds",
+        ),
+        // A file where the results would go: one line, not a traceback.
+        (
+            &["--out", script, "--bin-dir", nowhere][..],
+            "--out: not a directory",
+        ),
     ] {
         let out = run(script, args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", out.stderr);
