@@ -1155,7 +1155,11 @@ print(json.dumps({'profiles': sorted(profiles) if profiles else None, 'calls': c
             .arg(&script)
             .arg(bins)
             .env("PATH", path);
-        let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+        let mut driven = Listing::spawn(&mut command, Stdio::piped());
+        // A line for every profile: each within the harness's patience,
+        // however long all of them take on a busy machine.
+        while driven.next_line_or_exit().is_some() {}
+        let out = driven.finish();
         let said = out.stdout.join("\n");
         assert!(out.status.success(), "{said}\n{}", out.stderr);
         let last = out.stdout.last().expect("no output");
