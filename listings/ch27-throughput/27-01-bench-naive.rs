@@ -32,6 +32,11 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let (chunk, count) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // A chunk's buffer, which both processes keep after the fork. Memory
+    // the system cannot give is an error, not an abort.
+    let mut buffer: Vec<u8> = Vec::new();
+    buffer.try_reserve_exact(chunk)?;
+    buffer.resize(chunk, 0);
     let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
     let parent = getpid();
     writeln!(
@@ -44,7 +49,6 @@ fn run() -> Result<(), Box<dyn Error>> {
     match unsafe { fork() }? {
         ForkResult::Child => {
             die_with_parent(parent)?;
-            let mut buffer = vec![0; chunk];
             for _ in 0..count {
                 // The mistake: a read returns what the pipe holds, up to
                 // `chunk` bytes, and a pipe holds 64 KiB by default.
@@ -66,7 +70,6 @@ fn run() -> Result<(), Box<dyn Error>> {
         ForkResult::Parent { child } => {
             // The other mistake: `read_end` stays open here, so no write
             // ever fails with EPIPE, however dead the reader is.
-            let buffer = vec![0; chunk];
             for _ in 0..count {
                 let mut rest = &buffer[..];
                 while !rest.is_empty() {
@@ -120,8 +123,7 @@ fn parse_args() -> Result<(usize, u64), lexopt::Error> {
             _ => return Err(arg.unexpected()),
         }
     }
-    // Each process allocates a chunk: refuse what could not be allocated,
-    // in one line, rather than abort.
+    // A chunk is one buffer in memory: at most 1 GiB.
     if !(1..=MAX_CHUNK).contains(&chunk) {
         return Err(format!("--chunk must be from 1 to {MAX_CHUNK}").into());
     }

@@ -1074,6 +1074,113 @@ fn bench_command_stopped_while_profiling_leaves_no_program_behind() {
     assert_eq!(out.status.signal(), signal, "{}", out.stderr);
 }
 
+/// `perf` that works, but not as the profiles need: as a user without
+/// privileges under `perf_event_paranoid` 2 (this machine's default) it
+/// falls back to user space alone and refuses `-a`; under 1, it refuses
+/// only `-a`. And a `strace` that cannot trace, as in a container that
+/// forbids `ptrace`. The command must then leave out what it cannot
+/// profile or count, say so, and go on: a profile of user space alone says
+/// nothing of the kernel, and a step that ends the run there throws away
+/// every figure measured before it (it did, with `sys.exit`).
+#[test]
+fn bench_command_leaves_out_profiles_and_counts_it_cannot_make() {
+    if !have("python3") || !have("perf") {
+        return;
+    }
+    let probe = tempfile::tempdir().unwrap();
+    let data = probe.path().join("perf.data");
+    let perf_works = Command::new("perf")
+        .args(["record", "-e", "cpu-clock", "-a", "-o"])
+        .arg(&data)
+        .args(["--", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !perf_works {
+        eprintln!("skipped: perf record -a does not work here");
+        return;
+    }
+    let perf = Command::new("sh")
+        .args(["-c", "command -v perf"])
+        .output()
+        .unwrap();
+    let perf = String::from_utf8_lossy(&perf.stdout).trim().to_string();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/run");
+    let bins = Path::new(bin!("bench-pingpong")).parent().unwrap();
+    let driver = "\
+import importlib.machinery as m, importlib.util as u, json, sys, tempfile, types
+from pathlib import Path
+loader = m.SourceFileLoader('bench', sys.argv[1])
+bench = u.module_from_spec(u.spec_from_loader('bench', loader))
+loader.exec_module(bench)
+bins = {n: Path(sys.argv[2]) / f'bench-{n}' for n in ('pingpong', 'throughput')}
+bins['pingpong-c'], bins['throughput-c'] = bins['pingpong'], bins['throughput']
+args = types.SimpleNamespace(**bench.TINY, tiny=True)
+with tempfile.TemporaryDirectory() as work:
+    profiles = bench.measure_profiles(args, bins, Path(work), ['same', 'different'])
+    calls = bench.count_syscalls(args, bins, Path(work))
+print(json.dumps({'profiles': sorted(profiles) if profiles else None, 'calls': calls}))
+";
+    for user_space_only in [true, false] {
+        let fakes = tempfile::tempdir().unwrap();
+        let fake_perf = format!(
+            "#!/usr/bin/env python3\n\
+             import os, sys\n\
+             args = sys.argv[1:]\n\
+             if args[:1] == ['record'] and '-a' in args:\n\
+             \x20   sys.exit('Error:\\nAccess to performance monitoring is limited.')\n\
+             if {}:\n\
+             \x20   args = ['cpu-clock:u' if a == 'cpu-clock' else a for a in args]\n\
+             os.execv('{perf}', ['perf'] + args)\n",
+            if user_space_only { "True" } else { "False" },
+        );
+        let fake_strace = "#!/bin/sh\n\
+             echo 'strace: PTRACE_TRACEME: Operation not permitted' >&2\n\
+             exit 1\n";
+        use std::os::unix::fs::PermissionsExt;
+        for (name, text) in [("perf", &fake_perf[..]), ("strace", fake_strace)]
+        {
+            let path = fakes.path().join(name);
+            fs::write(&path, text).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+                .unwrap();
+        }
+        let path = format!(
+            "{}:{}",
+            fakes.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut command = Command::new("python3");
+        command
+            .args(["-c", driver])
+            .arg(&script)
+            .arg(bins)
+            .env("PATH", path);
+        let mut driven = Listing::spawn(&mut command, Stdio::piped());
+        // A line for every profile: each within the harness's patience,
+        // however long all of them take on a busy machine.
+        while driven.next_line_or_exit().is_some() {}
+        let out = driven.finish();
+        let said = out.stdout.join("\n");
+        assert!(out.status.success(), "{said}\n{}", out.stderr);
+        let last = out.stdout.last().expect("no output");
+        let result: serde_json::Value = serde_json::from_str(last).unwrap();
+        assert!(result["calls"].is_null(), "{result}");
+        assert!(said.contains("strace failed here"), "{said}");
+        if user_space_only {
+            assert!(result["profiles"].is_null(), "{result}");
+            assert!(said.contains("user space only"), "{said}");
+        } else {
+            let profiles = result["profiles"].as_array().unwrap();
+            assert_eq!(profiles.len(), 8, "{result}");
+            assert!(
+                !profiles.contains(&"latency pipe different".into()),
+                "{result}"
+            );
+            assert!(said.contains("no profile of the whole machine"), "{said}");
+        }
+    }
+}
+
 /// Nor a run with other settings, nor one of binaries it did not build:
 /// they would land in the book as if they were a full run of release
 /// builds. Both are refused before anything is built or measured (the
@@ -1133,6 +1240,20 @@ fn bench_command_refuses_what_it_cannot_do_before_it_starts() {
             &["--chunk", "1000", "--bin-dir", nowhere][..],
             "--chunk must be a multiple of",
         ),
+        // Well formed, but more than the programs take: a chunk over
+        // 1 GiB, a count of bytes over 2^64 - 1.
+        (
+            &["--chunk", "2G", "--bin-dir", nowhere][..],
+            "--chunk: at most 1G",
+        ),
+        (
+            &["--bytes", "20000000000G", "--bin-dir", nowhere][..],
+            "--bytes: at most 18446744073709551615",
+        ),
+        (
+            &["--memcpy-bytes", "20000000000G", "--bin-dir", nowhere][..],
+            "--memcpy-bytes: at most 18446744073709551615",
+        ),
         (
             &["--replot", "--out", empty][..],
             "--replot: no raw.json in",
@@ -1140,6 +1261,17 @@ fn bench_command_refuses_what_it_cannot_do_before_it_starts() {
         (
             &["--tiny", "--out", book.to_str().unwrap()][..],
             "only --publish writes into",
+        ),
+        // A tiny run sets every size itself: one asked for would be
+        // ignored without a word.
+        (
+            &["--tiny", "--rounds", "7", "--bin-dir", nowhere][..],
+            "--tiny sets every size itself: not --rounds",
+        ),
+        // A file where the results would go: one line, not a traceback.
+        (
+            &["--out", script, "--bin-dir", nowhere][..],
+            "--out: not a directory",
         ),
     ] {
         let out = run(script, args);
@@ -1226,6 +1358,67 @@ print(json.dumps(bench.describe_source(None)))
     assert_eq!(source["commit"], head.as_str(), "{source}");
     assert!(source["uncommitted_changes"].is_boolean(), "{source}");
     assert_eq!(source["built_here"], true, "{source}");
+    // "Changes not committed" means changes to what the build reads: the
+    // listings, and the workspace's manifest, lock file and cargo
+    // configuration (a release profile there changes every binary); not
+    // the command's own results. Checked in a clone of this checkout.
+    let clone = tempfile::tempdir().unwrap();
+    let cloned = Command::new("git")
+        .args(["clone", "--quiet", "--shared"])
+        .arg(root)
+        .arg(clone.path())
+        .output()
+        .unwrap();
+    assert!(
+        cloned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cloned.stderr)
+    );
+    // The command of this checkout, committed in the clone, which holds
+    // what this checkout has committed.
+    fs::copy(&script, clone.path().join("listings/bench/run")).unwrap();
+    let committed = Command::new("git")
+        .args(["-c", "user.name=test", "-c", "user.email=test@localhost"])
+        .args(["commit", "--quiet", "--allow-empty", "--all", "-m", "run"])
+        .current_dir(clone.path())
+        .status()
+        .unwrap();
+    assert!(committed.success());
+    let changed = |what: &str| -> bool {
+        let out = Command::new("python3")
+            .args(["-c", driver])
+            .arg(clone.path().join("listings/bench/run"))
+            .output()
+            .expect("run python3");
+        let source: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| {
+                panic!("{what}: {}", String::from_utf8_lossy(&out.stderr))
+            });
+        source["uncommitted_changes"].as_bool().unwrap()
+    };
+    let restore = || {
+        let reset = Command::new("git")
+            .args(["checkout", "--quiet", "--", "."])
+            .current_dir(clone.path())
+            .status()
+            .unwrap();
+        assert!(reset.success());
+    };
+    assert!(!changed("a clean clone"), "a clean clone has changes");
+    for (file, edit) in [
+        ("Cargo.toml", "\n[profile.release]\nopt-level = 0\n"),
+        ("Cargo.lock", "\n"),
+        ("listings/ch26-latency/26-02-pingpong.c", "\n"),
+    ] {
+        let path = clone.path().join(file);
+        let text = fs::read_to_string(&path).unwrap();
+        fs::write(&path, text + edit).unwrap();
+        assert!(changed(file), "a change to {file} went unrecorded");
+        restore();
+    }
+    let results = clone.path().join("listings/bench/results.md");
+    fs::write(&results, "a run not yet committed\n").unwrap();
+    assert!(!changed("results.md"), "the command's own results counted");
 }
 
 #[test]

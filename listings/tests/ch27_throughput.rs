@@ -23,13 +23,14 @@ use crate::support::{
 
 const MECHANISMS: [&str; 5] = ["pipe", "unix", "tcp", "vmsplice", "splice"];
 
-/// Sizes that leave a short last chunk, and chunks that are whole pages
-/// (for `vmsplice`) or not (for the others, so that chunks start anywhere
-/// within a read).
+/// Sizes that leave a short last chunk (1,000,000 bytes are 81 chunks of
+/// 12,288 and 64 bytes, or 1001 chunks of 999 and 1 byte), and chunks
+/// that are whole pages (for `vmsplice`) or not (for the others, so that
+/// chunks start anywhere within a read).
 fn sizes(via: &str) -> [&'static str; 4] {
     match via {
         "vmsplice" | "splice" => ["--bytes", "1000000", "--chunk", "12288"],
-        _ => ["--bytes", "1000000", "--chunk", "1000"],
+        _ => ["--bytes", "1000000", "--chunk", "999"],
     }
 }
 
@@ -244,6 +245,17 @@ fn naive_refuses_a_chunk_it_cannot_allocate() {
         let args = ["--chunk", chunk, "--count", "1"];
         assert_rejects(bin, &args, "--chunk must be from 1 to 1073741824");
     }
+    // Within the limit, a chunk this process cannot get, under a limit of
+    // its address space (`ulimit -v`, in KiB) well below 1 GiB.
+    let limited = format!(
+        "ulimit -v 600000 && exec '{bin}' --chunk 1073741824 --count 1"
+    );
+    let out = run("bash", &["-c", &limited]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    let lines: Vec<_> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", out.stderr);
+    assert!(lines[0].starts_with("bench-naive: "), "{}", out.stderr);
 }
 
 #[test]
