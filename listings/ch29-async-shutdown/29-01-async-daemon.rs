@@ -91,7 +91,27 @@ fn runtime() -> io::Result<Runtime> {
         UnixStream::pair()?,
     ];
     drop(room);
-    Builder::new_multi_thread().enable_all().build()
+    let mut builder = Builder::new_multi_thread();
+    if let Some(workers) = worker_threads()? {
+        builder.worker_threads(workers);
+    }
+    builder.enable_all().build()
+}
+
+/// The number of workers that `TOKIO_WORKER_THREADS` asks for, if it is
+/// set. `build` reads it too when no number is given, but panics if it is
+/// not a whole number above zero.
+fn worker_threads() -> io::Result<Option<usize>> {
+    let Some(value) = std::env::var_os("TOKIO_WORKER_THREADS") else {
+        return Ok(None);
+    };
+    match value.to_str().and_then(|value| value.parse().ok()) {
+        Some(workers) if workers > 0 => Ok(Some(workers)),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("TOKIO_WORKER_THREADS is {value:?}, not a number above 0"),
+        )),
+    }
 }
 
 struct Args {

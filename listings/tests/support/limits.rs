@@ -73,3 +73,33 @@ pub fn assert_starts_or_says_why(
     }
     started
 }
+
+/// Starts the listing that `command` makes with `TOKIO_WORKER_THREADS`
+/// set to values tokio cannot read (zero, a word, nothing), which tokio's
+/// multi-threaded runtime answers with a panic in `build`, and asks for
+/// the one-line error of every listing instead: status 1 before any
+/// output, and one line on stderr that names the listing and the variable.
+#[track_caller]
+pub fn assert_says_why_on_bad_worker_threads(command: impl Fn() -> Command) {
+    for value in ["0", "many", ""] {
+        let mut command = command();
+        command.env("TOKIO_WORKER_THREADS", value);
+        let bin = Path::new(command.get_program()).to_owned();
+        let name = bin.file_name().unwrap().to_string_lossy().into_owned();
+        let what = format!("{name} with TOKIO_WORKER_THREADS={value:?}");
+        let mut listing = Listing::spawn(&mut command, Stdio::piped());
+        let first = listing.next_line_or_exit();
+        let out = listing.finish();
+        assert_eq!(first, None, "{what}: started");
+        assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", out.stderr);
+        let lines: Vec<_> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{what}: one line: {:?}", out.stderr);
+        assert!(lines[0].starts_with(&format!("{name}: ")), "{what}");
+        assert!(
+            lines[0].contains("TOKIO_WORKER_THREADS"),
+            "{what}: {}",
+            lines[0]
+        );
+    }
+}
