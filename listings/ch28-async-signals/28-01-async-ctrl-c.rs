@@ -53,7 +53,22 @@ fn runtime() -> io::Result<Runtime> {
     if let Some(workers) = worker_threads()? {
         builder.worker_threads(workers);
     }
-    builder.enable_all().build()
+    // `build` also panics when the system refuses it a worker thread
+    // (`ulimit -u`), and then waits, forever, for a worker it did start.
+    // No check can come first: say why in one line and exit, at once.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|panic| {
+        let payload = panic.payload();
+        let why = (payload.downcast_ref::<String>().map(String::as_str))
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic in tokio");
+        let start = "async-ctrl-c: cannot start tokio's runtime";
+        let _ = writeln!(io::stderr(), "{start}: {why}");
+        process::exit(1);
+    }));
+    let runtime = builder.enable_all().build();
+    std::panic::set_hook(default_hook);
+    runtime
 }
 
 /// The number of workers that `TOKIO_WORKER_THREADS` asks for, if it is

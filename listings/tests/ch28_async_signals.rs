@@ -9,7 +9,8 @@ use nix::unistd::Pid;
 
 use crate::support::{
     Listing, as_pid_1, assert_exited_with, assert_rejects,
-    assert_says_why_on_bad_worker_threads, assert_session_matches_book,
+    assert_says_why_on_bad_worker_threads,
+    assert_says_why_when_threads_are_refused, assert_session_matches_book,
     assert_starts_or_says_why, cargo_run, pending_signals, shell, state_of,
     wait_until,
 };
@@ -361,6 +362,27 @@ fn async_signal_listings_say_why_when_tokio_worker_threads_is_bad() {
     for bin in [bin!("async-ctrl-c"), bin!("async-signals")] {
         assert_says_why_on_bad_worker_threads(|| {
             std::process::Command::new(bin)
+        });
+    }
+}
+
+#[test]
+fn multi_threaded_listings_say_why_when_the_system_refuses_a_thread() {
+    // tokio's multi-threaded runtime panics in `build` when the system
+    // refuses a worker thread, and with one worker started already it
+    // waited for it forever: each listing must say why in one line and
+    // exit. This chapter's listings, and those of Chapters 29 and 30.
+    for (bin, arg) in [
+        (bin!("async-ctrl-c"), None),
+        (bin!("async-signals"), None),
+        (bin!("async-daemon"), Some("127.0.0.1:0")),
+        (bin!("async-shutdown-tools"), None),
+        (bin!("async-server"), Some("127.0.0.1:0")),
+    ] {
+        assert_says_why_when_threads_are_refused(|| {
+            let mut command = std::process::Command::new(bin);
+            command.args(arg);
+            command
         });
     }
 }
