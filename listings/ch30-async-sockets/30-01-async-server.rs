@@ -26,7 +26,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
@@ -957,15 +957,23 @@ fn write_line(line: Line) {
 }
 
 /// Queues one line, or drops it; never waits. Before the thread starts
-/// (a bad argument, say), writes it at once.
+/// (a bad argument, say), or if it could not start, writes it at once.
 fn queue(line: Line) {
     let Some(log) = LOG.get() else {
         return write_line(line);
     };
     log.queued.fetch_add(1, Ordering::SeqCst);
-    if log.queue.try_send(line).is_err() {
-        log.queued.fetch_sub(1, Ordering::SeqCst);
-        log.dropped.fetch_add(1, Ordering::Relaxed);
+    match log.queue.try_send(line) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            log.queued.fetch_sub(1, Ordering::SeqCst);
+            log.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        // No thread to read the queue: the system refused it one.
+        Err(TrySendError::Disconnected(line)) => {
+            log.queued.fetch_sub(1, Ordering::SeqCst);
+            write_line(line);
+        }
     }
 }
 
