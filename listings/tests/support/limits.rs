@@ -105,14 +105,19 @@ pub fn assert_says_why_on_bad_worker_threads(command: impl Fn() -> Command) {
 }
 
 /// Makes the listing that `command` starts run as a user that no other
-/// process has (a uid made from this test's pid, so that two runs of the
-/// suite do not share it), allowed `threads` processes and threads in all
+/// process has (a uid made from this test's pid and a count of the calls,
+/// so that neither two runs of the suite nor two tests running at once
+/// share it), allowed `threads` processes and threads in all
 /// (`ulimit -u`, which counts every one of the user's): its main thread
 /// and `threads - 1` more. Set between `fork` and `exec`, before the
 /// harness's own settings, so that the death signal outlives the change
 /// of user.
 pub fn with_thread_limit(command: &mut Command, threads: u64) -> &mut Command {
-    let id = 200_000 + std::process::id() % 100_000;
+    static CALLS: std::sync::atomic::AtomicU32 =
+        std::sync::atomic::AtomicU32::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // Below 65534, `nobody`, which a container's map of users may end at.
+    let id = 30_000 + (std::process::id() % 300) * 100 + call % 100;
     let (uid, gid) = (
         nix::unistd::Uid::from_raw(id),
         nix::unistd::Gid::from_raw(id),
