@@ -91,7 +91,42 @@ fn runtime() -> io::Result<Runtime> {
         UnixStream::pair()?,
     ];
     drop(room);
-    Builder::new_multi_thread().enable_all().build()
+    let mut builder = Builder::new_multi_thread();
+    if let Some(workers) = worker_threads()? {
+        builder.worker_threads(workers);
+    }
+    // `build` also panics when the system refuses it a worker thread
+    // (`ulimit -u`), and then waits, forever, for a worker it did start.
+    // No check can come first: say why in one line and exit, at once.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|panic| {
+        let payload = panic.payload();
+        let why = (payload.downcast_ref::<String>().map(String::as_str))
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic in tokio");
+        let start = "async-daemon: cannot start tokio's runtime";
+        let _ = writeln!(io::stderr(), "{start}: {why}");
+        process::exit(1);
+    }));
+    let runtime = builder.enable_all().build();
+    std::panic::set_hook(default_hook);
+    runtime
+}
+
+/// The number of workers that `TOKIO_WORKER_THREADS` asks for, if it is
+/// set. `build` reads it too when no number is given, but panics if it is
+/// not a whole number above zero.
+fn worker_threads() -> io::Result<Option<usize>> {
+    let Some(value) = std::env::var_os("TOKIO_WORKER_THREADS") else {
+        return Ok(None);
+    };
+    match value.to_str().and_then(|value| value.parse().ok()) {
+        Some(workers) if workers > 0 => Ok(Some(workers)),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("TOKIO_WORKER_THREADS is {value:?}, not a number above 0"),
+        )),
+    }
 }
 
 struct Args {

@@ -26,7 +26,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
@@ -122,7 +122,42 @@ fn runtime() -> io::Result<Runtime> {
         UnixStream::pair()?,
     ];
     drop(room);
-    Builder::new_multi_thread().enable_all().build()
+    let mut builder = Builder::new_multi_thread();
+    if let Some(workers) = worker_threads()? {
+        builder.worker_threads(workers);
+    }
+    // `build` also panics when the system refuses it a worker thread
+    // (`ulimit -u`), and then waits, forever, for a worker it did start.
+    // No check can come first: say why in one line and exit, at once.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|panic| {
+        let payload = panic.payload();
+        let why = (payload.downcast_ref::<String>().map(String::as_str))
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic in tokio");
+        let start = "async-server: cannot start tokio's runtime";
+        let _ = writeln!(io::stderr(), "{start}: {why}");
+        process::exit(1);
+    }));
+    let runtime = builder.enable_all().build();
+    std::panic::set_hook(default_hook);
+    runtime
+}
+
+/// The number of workers that `TOKIO_WORKER_THREADS` asks for, if it is
+/// set. `build` reads it too when no number is given, but panics if it is
+/// not a whole number above zero.
+fn worker_threads() -> io::Result<Option<usize>> {
+    let Some(value) = std::env::var_os("TOKIO_WORKER_THREADS") else {
+        return Ok(None);
+    };
+    match value.to_str().and_then(|value| value.parse().ok()) {
+        Some(workers) if workers > 0 => Ok(Some(workers)),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("TOKIO_WORKER_THREADS is {value:?}, not a number above 0"),
+        )),
+    }
 }
 
 // ANCHOR: run
@@ -922,15 +957,23 @@ fn write_line(line: Line) {
 }
 
 /// Queues one line, or drops it; never waits. Before the thread starts
-/// (a bad argument, say), writes it at once.
+/// (a bad argument, say), or if it could not start, writes it at once.
 fn queue(line: Line) {
     let Some(log) = LOG.get() else {
         return write_line(line);
     };
     log.queued.fetch_add(1, Ordering::SeqCst);
-    if log.queue.try_send(line).is_err() {
-        log.queued.fetch_sub(1, Ordering::SeqCst);
-        log.dropped.fetch_add(1, Ordering::Relaxed);
+    match log.queue.try_send(line) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            log.queued.fetch_sub(1, Ordering::SeqCst);
+            log.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        // No thread to read the queue: the system refused it one.
+        Err(TrySendError::Disconnected(line)) => {
+            log.queued.fetch_sub(1, Ordering::SeqCst);
+            write_line(line);
+        }
     }
 }
 

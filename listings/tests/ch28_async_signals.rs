@@ -9,8 +9,10 @@ use nix::unistd::Pid;
 
 use crate::support::{
     Listing, as_pid_1, assert_exited_with, assert_rejects,
-    assert_session_matches_book, assert_starts_or_says_why, cargo_run,
-    pending_signals, shell, state_of, wait_until,
+    assert_says_why_on_bad_worker_threads,
+    assert_says_why_when_threads_are_refused, assert_session_matches_book,
+    assert_starts_or_says_why, cargo_run, pending_signals, shell, state_of,
+    wait_until,
 };
 
 /// Starts `bin` and waits for its readiness line, which ends with its pid.
@@ -349,5 +351,38 @@ fn async_signal_listings_start_or_say_why_when_descriptors_are_short() {
             listing.signal(Signal::SIGINT);
         });
         assert_eq!(started, [9, 10, 11, 12], "{bin}");
+    }
+}
+
+#[test]
+fn async_signal_listings_say_why_when_tokio_worker_threads_is_bad() {
+    // tokio's multi-threaded runtime panics in `build` on a worker count
+    // it cannot read from TOKIO_WORKER_THREADS: each listing must read it
+    // first and say so in one line instead.
+    for bin in [bin!("async-ctrl-c"), bin!("async-signals")] {
+        assert_says_why_on_bad_worker_threads(|| {
+            std::process::Command::new(bin)
+        });
+    }
+}
+
+#[test]
+fn multi_threaded_listings_say_why_when_the_system_refuses_a_thread() {
+    // tokio's multi-threaded runtime panics in `build` when the system
+    // refuses a worker thread, and with one worker started already it
+    // waited for it forever: each listing must say why in one line and
+    // exit. This chapter's listings, and those of Chapters 29 and 30.
+    for (bin, arg) in [
+        (bin!("async-ctrl-c"), None),
+        (bin!("async-signals"), None),
+        (bin!("async-daemon"), Some("127.0.0.1:0")),
+        (bin!("async-shutdown-tools"), None),
+        (bin!("async-server"), Some("127.0.0.1:0")),
+    ] {
+        assert_says_why_when_threads_are_refused(|| {
+            let mut command = std::process::Command::new(bin);
+            command.args(arg);
+            command
+        });
     }
 }

@@ -21,9 +21,9 @@ use crate::daemon::{
 };
 use crate::support::{
     PATIENCE, as_pid_1, assert_died_of, assert_exited_with,
-    assert_session_matches_book, assert_starts_or_says_why, cargo_run,
-    default_port, have, open_fds, shell, unless_blessing, unread_by_server,
-    wait_until,
+    assert_says_why_on_bad_worker_threads, assert_session_matches_book,
+    assert_starts_or_says_why, cargo_run, default_port, have, open_fds, shell,
+    unless_blessing, unread_by_server, wait_until,
 };
 
 fn start(args: &[&str]) -> Daemon {
@@ -634,4 +634,21 @@ fn async_daemon_backs_off_and_says_so_once_a_run_when_descriptors_run_out() {
     daemon::backs_off_and_says_so_once_a_run_when_descriptors_run_out(bin!(
         "async-daemon"
     ));
+}
+
+#[test]
+fn async_shutdown_listings_say_why_when_tokio_worker_threads_is_bad() {
+    // As in Chapter 28: a worker count tokio cannot read is an error in
+    // one line, not tokio's panic, and the daemon leaves no directory.
+    let tmp = tempfile::tempdir().unwrap();
+    assert_says_why_on_bad_worker_threads(|| {
+        let mut command = std::process::Command::new(bin!("async-daemon"));
+        command.arg("127.0.0.1:0").env("TMPDIR", tmp.path());
+        command
+    });
+    let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_says_why_on_bad_worker_threads(|| {
+        std::process::Command::new(bin!("async-shutdown-tools"))
+    });
 }

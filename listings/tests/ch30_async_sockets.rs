@@ -21,10 +21,11 @@ use crate::line_server::{
 };
 use crate::support::{
     Listing, as_pid_1, assert_died_of, assert_exited_with, assert_rejects,
-    assert_session_matches_book, assert_session_matches_book_masking,
-    assert_starts_or_says_why, blessing, cargo_run, cpu_time, default_port,
-    have, open_fds, run, shell, status_kib, threads_of, unless_blessing,
-    unread_by_server, wait_until, with_fd_limit,
+    assert_says_why_on_bad_worker_threads, assert_session_matches_book,
+    assert_session_matches_book_masking, assert_starts_or_says_why, blessing,
+    cargo_run, cpu_time, default_port, have, open_fds, run, shell, status_kib,
+    threads_of, unless_blessing, unread_by_server, wait_until, with_fd_limit,
+    with_thread_limit,
 };
 
 const SERVER: &str = bin!("async-server");
@@ -1282,4 +1283,33 @@ fn async_server_raises_a_low_soft_limit_before_its_runtime_starts() {
         server.signal(Signal::SIGTERM);
         assert_died_of(&server.finish(), Signal::SIGTERM);
     }
+}
+
+#[test]
+fn async_server_says_why_when_tokio_worker_threads_is_bad() {
+    // As in Chapter 28: a worker count tokio cannot read is an error in
+    // one line, not tokio's panic.
+    assert_says_why_on_bad_worker_threads(|| {
+        let mut command = std::process::Command::new(SERVER);
+        command.arg("127.0.0.1:0");
+        command
+    });
+}
+
+#[test]
+fn async_server_says_why_when_its_log_thread_is_refused() {
+    // The main thread and one worker take the two threads the user may
+    // have, so the log's thread is refused: the server must say so in one
+    // line, not exit 1 in silence, its error queued for a thread that
+    // never ran.
+    let mut command = std::process::Command::new(SERVER);
+    command.arg("127.0.0.1:0").env("TOKIO_WORKER_THREADS", "1");
+    with_thread_limit(&mut command, 2);
+    let mut server = Listing::spawn(&mut command, std::process::Stdio::piped());
+    server.expect(r"Server listening on 127\.0\.0\.1:\d+");
+    let out = server.finish();
+    assert_exited_with(&out, 1);
+    let lines: Vec<_> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {:?}", out.stderr);
+    assert!(lines[0].starts_with("async-server: "), "{}", lines[0]);
 }

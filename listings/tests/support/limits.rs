@@ -73,3 +73,100 @@ pub fn assert_starts_or_says_why(
     }
     started
 }
+
+/// Starts the listing that `command` makes with `TOKIO_WORKER_THREADS`
+/// set to values tokio cannot read (zero, a word, nothing), which tokio's
+/// multi-threaded runtime answers with a panic in `build`, and asks for
+/// the one-line error of every listing instead: status 1 before any
+/// output, and one line on stderr that names the listing and the variable.
+#[track_caller]
+pub fn assert_says_why_on_bad_worker_threads(command: impl Fn() -> Command) {
+    for value in ["0", "many", ""] {
+        let mut command = command();
+        command.env("TOKIO_WORKER_THREADS", value);
+        let bin = Path::new(command.get_program()).to_owned();
+        let name = bin.file_name().unwrap().to_string_lossy().into_owned();
+        let what = format!("{name} with TOKIO_WORKER_THREADS={value:?}");
+        let mut listing = Listing::spawn(&mut command, Stdio::piped());
+        let first = listing.next_line_or_exit();
+        let out = listing.finish();
+        assert_eq!(first, None, "{what}: started");
+        assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", out.stderr);
+        let lines: Vec<_> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{what}: one line: {:?}", out.stderr);
+        assert!(lines[0].starts_with(&format!("{name}: ")), "{what}");
+        assert!(
+            lines[0].contains("TOKIO_WORKER_THREADS"),
+            "{what}: {}",
+            lines[0]
+        );
+    }
+}
+
+/// Makes the listing that `command` starts run as a user that no other
+/// process has (a uid made from this test's pid and a count of the calls,
+/// so that neither two runs of the suite nor two tests running at once
+/// share it), allowed `threads` processes and threads in all
+/// (`ulimit -u`, which counts every one of the user's): its main thread
+/// and `threads - 1` more. Set between `fork` and `exec`, before the
+/// harness's own settings, so that the death signal outlives the change
+/// of user.
+pub fn with_thread_limit(command: &mut Command, threads: u64) -> &mut Command {
+    static CALLS: std::sync::atomic::AtomicU32 =
+        std::sync::atomic::AtomicU32::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // Below 65534, `nobody`, which a container's map of users may end at.
+    let id = 30_000 + (std::process::id() % 300) * 100 + call % 100;
+    let (uid, gid) = (
+        nix::unistd::Uid::from_raw(id),
+        nix::unistd::Gid::from_raw(id),
+    );
+    // SAFETY: runs between fork and exec; `setrlimit`, `setgroups`,
+    // `setgid` and `setuid` are single system calls, async-signal-safe,
+    // and their errors are raw errnos: nothing allocates.
+    unsafe {
+        command.pre_exec(move || {
+            nix::unistd::setgroups(&[])?;
+            nix::unistd::setgid(gid)?;
+            nix::unistd::setuid(uid)?;
+            // Lowered after the change of user: set before, it would
+            // count the user we leave.
+            setrlimit(Resource::RLIMIT_NPROC, threads, threads)?;
+            Ok(())
+        })
+    }
+}
+
+/// Starts the listing that `command` makes as a user allowed one thread,
+/// then two: the system refuses tokio's first worker thread, then its
+/// second, and `build` panics. Asks for the one-line error of every
+/// listing, status 1, and an end within the harness's patience (with two
+/// threads, tokio's unwinding waited for the worker it had started,
+/// forever).
+#[track_caller]
+pub fn assert_says_why_when_threads_are_refused(command: impl Fn() -> Command) {
+    for threads in [1, 2] {
+        let mut command = command();
+        with_thread_limit(&mut command, threads);
+        let bin = Path::new(command.get_program()).to_owned();
+        let name = bin.file_name().unwrap().to_string_lossy().into_owned();
+        let what = format!("{name} under ulimit -u {threads}");
+        let mut listing = Listing::spawn(&mut command, Stdio::piped());
+        let first = listing.next_line_or_exit();
+        let out = listing.finish();
+        assert_eq!(first, None, "{what}: started");
+        assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{what}: {:?} {}",
+            out.status,
+            out.stderr
+        );
+        let lines: Vec<_> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{what}: one line: {:?}", out.stderr);
+        let start = format!("{name}: cannot start tokio's runtime: ");
+        assert!(lines[0].starts_with(&start), "{what}: {}", lines[0]);
+    }
+}
