@@ -333,6 +333,9 @@ impl Terminal {
                 Ok(())
             });
         }
+        // Whatever the test runner inherited (a script's background job
+        // has SIGINT ignored), the job must be able to hear Ctrl-C.
+        crate::support::default_signals(&mut command);
         let child = command.spawn().expect("start the listing");
         drop(pty.slave);
         let master = std::fs::File::from(pty.master);

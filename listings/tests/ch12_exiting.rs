@@ -222,7 +222,11 @@ fn dash_waits_for_its_child_then_dies_of_the_sigint() {
     }
     let child = "trap 'sleep 0.5; echo cleaned up; exit 130' INT; \
                  echo ready; sleep 30 >/dev/null & wait";
-    let mut dash = Command::new("dash")
+    let mut dash = Command::new("dash");
+    // Started from a script's background job, the test runner has SIGINT
+    // ignored, and a shell started with it ignored may not catch it.
+    crate::support::default_signals(&mut dash);
+    let mut dash = dash
         .args(["-c", r#"bash -c "$0"; echo "the script went on""#, child])
         .process_group(0)
         .stdin(Stdio::null())
