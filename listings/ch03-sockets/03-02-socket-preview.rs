@@ -42,7 +42,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     let listener = TcpListener::bind(&addrs[..])
         .map_err(|err| format!("cannot listen on {spec}: {err}"))?;
     let addr = listener.local_addr()?;
-    println!("Server listening on {addr}");
+    writeln!(io::stdout(), "Server listening on {addr}")?;
     // Never joined: like the original's daemon thread, the server ends
     // with the program.
     spawn(move || serve(&listener))?;
@@ -53,7 +53,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     for client in clients {
         let reply = client.join().map_err(|_| "a client thread panicked")?;
         let reply = reply.map_err(|err| format!("a client failed: {err}"))?;
-        println!("client got: [{}]", reply.escape_ascii());
+        writeln!(io::stdout(), "client got: [{}]", reply.escape_ascii())?;
     }
     Ok(())
 }
@@ -244,7 +244,7 @@ fn parse_args() -> Result<Option<String>, lexopt::Error> {
         match arg {
             Value(value) if spec.is_none() => spec = Some(value.string()?),
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

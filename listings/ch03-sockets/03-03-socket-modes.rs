@@ -62,7 +62,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             let reply = client(&addrs, "client").map_err(|err| {
                 format!("{spec}: {}", explain(err, CLIENT_TIMEOUT))
             })?;
-            println!("client got: [{}]", reply.escape_ascii());
+            writeln!(io::stdout(), "client got: [{}]", reply.escape_ascii())?;
         }
         Mode::Threads => {
             restore_sigpipe()?;
@@ -78,7 +78,8 @@ fn run() -> Result<(), Box<dyn Error>> {
                 let reply = reply.map_err(|err| {
                     format!("{spec}: {}", explain(err, CLIENT_TIMEOUT))
                 })?;
-                println!("client got: [{}]", reply.escape_ascii());
+                let reply = reply.escape_ascii();
+                writeln!(io::stdout(), "client got: [{reply}]")?;
             }
         }
     }

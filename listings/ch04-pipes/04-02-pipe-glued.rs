@@ -63,10 +63,11 @@ fn run() -> Result<(), Box<dyn Error>> {
             let mut buf = [0; 32];
             let n = read(&read_end, &mut buf)?;
             let text = String::from_utf8_lossy(&buf[..n]);
-            println!(
+            writeln!(
+                io::stdout(),
                 "Parent {} got [{text}] in one read of {n} bytes",
                 getpid()
-            );
+            )?;
         }
     }
     Ok(())
@@ -75,7 +76,7 @@ fn run() -> Result<(), Box<dyn Error>> {
 fn child(write_end: &OwnedFd) -> Result<(), Box<dyn Error>> {
     for msg in ["Spam 004", "Spam 000"] {
         write(write_end, msg.as_bytes())?;
-        println!("Child {} wrote [{msg}]", getpid());
+        writeln!(io::stdout(), "Child {} wrote [{msg}]", getpid())?;
     }
     Ok(())
 }
@@ -99,7 +100,7 @@ fn parse_args() -> Result<(), lexopt::Error> {
     if let Some(arg) = args.next()? {
         match arg {
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -83,9 +83,10 @@ fn child(mut write_end: File, count: Option<u64>) -> io::Result<()> {
 // ANCHOR: parent
 fn parent(read_end: File) -> io::Result<()> {
     // `lines` ends when every write end is closed: the child's exit.
+    let mut out = io::stdout();
     for line in BufReader::new(read_end).lines() {
         let line = line?;
-        println!("Parent {} got [{line}] at {}", getpid(), unix_time());
+        writeln!(out, "Parent {} got [{line}] at {}", getpid(), unix_time())?;
     }
     Ok(())
 }
@@ -118,7 +119,7 @@ fn parse_args() -> Result<Option<u64>, lexopt::Error> {
         match arg {
             Long("count") => count = Some(args.value()?.parse()?),
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -31,7 +31,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let std_exit = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // No newline: Rust's stdout keeps this in its buffer for now.
-    print!("[written before fork] ");
+    write!(io::stdout(), "[written before fork] ")?;
     // SAFETY: no other thread exists, so no lock can be held by one.
     match unsafe { fork() }? {
         ForkResult::Child => {
@@ -44,7 +44,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
         ForkResult::Parent { child } => {
             waitpid(child, None)?;
-            println!("[parent done]");
+            writeln!(io::stdout(), "[parent done]")?;
             io::stdout().flush()?;
         }
     }
@@ -72,7 +72,7 @@ fn parse_args() -> Result<bool, lexopt::Error> {
         match arg {
             Long("std-exit") => std_exit = true,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -376,6 +376,43 @@ fn part_one_listings_end_quietly_when_their_parent_left_sigpipe_blocked() {
     }
 }
 
+/// An output that fails otherwise than by going away: `/dev/full`, whose
+/// every write fails with ENOSPC, as on a full disk. `println!` panics on
+/// it; Part I's listings write with `writeln!` and say so in one line
+/// (two for `pipe-glued`, whose child says it first), exit 1, and leave
+/// nothing behind.
+#[test]
+fn part_one_listings_report_a_full_disk_in_one_line() {
+    for abuse in part_one_abuses() {
+        let what = format!("{} {:?}", abuse.bin, abuse.args);
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let mut command = Command::new(bin_path(abuse.bin));
+        command.args(&abuse.args);
+        let listing = Listing::spawn(&mut command, Stdio::from(full));
+        let pgid = listing.pid();
+        let out = listing.finish();
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", out.stderr);
+        let lines: Vec<_> = out.stderr.lines().collect();
+        assert!(
+            (1..=2).contains(&lines.len())
+                && lines.iter().all(|line| line.starts_with(abuse.bin)),
+            "{what}: {}",
+            out.stderr
+        );
+        assert!(
+            lines[0].ends_with("No space left on device (os error 28)"),
+            "{what}: {}",
+            out.stderr
+        );
+        wait_until(&format!("the processes of {what} to end"), || {
+            group_is_gone(pgid)
+        });
+    }
+}
+
 /// Runs `command`, the listing of `abuse` or a program that execs it,
 /// with the arguments of `abuse` and a stdout that nobody reads, and
 /// checks that it ends as `abuse.end` says, without a word, and leaves
