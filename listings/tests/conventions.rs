@@ -4,11 +4,12 @@
 //! listings/Cargo.toml must have a row in `abuses`, so a new listing is
 //! covered as soon as it exists.
 
-use std::io::pipe;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 
+use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
+use nix::unistd::pipe2;
 
 use crate::support::{
     Listing, bin_path, group_is_gone, listing_names, run, wait_until,
@@ -419,7 +420,8 @@ fn part_one_listings_report_a_full_disk_in_one_line() {
 /// no process and no file behind.
 fn ends_quietly(abuse: Abuse, mut command: Command) {
     // A pipe whose read end is already closed: the first write fails.
-    let (reader, writer) = pipe().expect("a pipe");
+    // (nix's `pipe2`: std's `io::pipe` is newer than the listings' 1.85.)
+    let (reader, writer) = pipe2(OFlag::O_CLOEXEC).expect("a pipe");
     drop(reader);
     command.args(&abuse.args);
     let listing = Listing::spawn(&mut command, Stdio::from(writer));
@@ -472,7 +474,7 @@ fn every_listing_rejects_an_argument_that_is_not_utf8() {
 #[test]
 fn every_listing_reports_bad_arguments_even_with_stderr_closed() {
     for name in runnable_listings() {
-        let (reader, writer) = pipe().expect("a pipe");
+        let (reader, writer) = std::io::pipe().expect("a pipe");
         drop(reader);
         let mut child = Command::new(bin_path(&name))
             .arg("--no-such-option")
