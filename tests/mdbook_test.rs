@@ -183,10 +183,11 @@ fn chapter_1_shows_every_dependency_of_the_listings() {
 
 /// Chapter 1 tells a reader who copies a listing to put the dependencies
 /// it shows in place of the empty `[dependencies]` line that `cargo new`
-/// wrote, and the async ones under them. The block it shows begins with
-/// that line, so a reader who only adds it below has the table twice,
-/// which Cargo refuses ("duplicate key"); done as the chapter says, Cargo
-/// reads the manifest.
+/// wrote, the async ones under them, and the async tests' one
+/// dev-dependency, in a table of its own, after them. The block it shows
+/// begins with that line, so a reader who only adds it below has the
+/// table twice, which Cargo refuses ("duplicate key"); done as the
+/// chapter says, Cargo reads the manifest.
 #[test]
 fn chapter_1s_dependencies_replace_the_line_cargo_new_writes() {
     let root = workspace_root();
@@ -201,9 +202,15 @@ fn chapter_1s_dependencies_replace_the_line_cargo_new_writes() {
     let manifest = read(&root.join("listings").join("Cargo.toml"));
     let shown = anchored(&manifest, "dependencies");
     let shown_async = anchored(&manifest, "async-dependencies");
+    let shown_dev = anchored(&manifest, "async-dev-dependencies");
     assert!(
         shown.starts_with("[dependencies]\n"),
         "the dependencies chapter 1 shows no longer begin with [dependencies]"
+    );
+    // `cargo new` writes no [dev-dependencies]: the block brings its own.
+    assert!(
+        shown_dev.starts_with("[dev-dependencies]\n"),
+        "the dev-dependency chapter 1 shows has no [dev-dependencies] line"
     );
 
     let dir = tempfile::tempdir().unwrap();
@@ -223,7 +230,7 @@ fn chapter_1s_dependencies_replace_the_line_cargo_new_writes() {
         .expect_err("a manifest with [dependencies] twice was read");
     assert!(refused.contains("duplicate key"), "{refused}");
     let replaced = format!(
-        "{}{shown}{shown_async}",
+        "{}{shown}{shown_async}{shown_dev}",
         fresh.strip_suffix("[dependencies]\n").unwrap()
     );
     if let Err(refused) = cargo_reads(&path, &replaced) {

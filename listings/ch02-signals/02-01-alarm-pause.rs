@@ -9,6 +9,7 @@
 // `sigsuspend`, which cannot lose it. `--count N` stops after N alarms.
 
 use std::error::Error;
+use std::io::{self, Write};
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -64,10 +65,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     // With --fix: SIGALRM blocked from here on, and the mask to wait with.
     let waiting = if fix { Some(block_sigalrm()?) } else { None };
 
-    let mut alarms = 0;
+    let (mut out, mut alarms) = (io::stdout(), 0);
     while count.is_none_or(|n| alarms < n) {
         RANG.store(false, Ordering::SeqCst);
-        println!("Setting at {}", asctime());
+        writeln!(out, "Setting at {}", asctime())?;
         alarm::set(ALARM_SECS);
         // The window: if SIGALRM comes before `pause` starts, the handler
         // runs now, and `pause` waits for a signal that has come and gone.
@@ -75,11 +76,12 @@ fn run() -> Result<(), Box<dyn Error>> {
             thread::sleep(LATE);
             let rang = RANG.load(Ordering::SeqCst);
             let wait = if fix { "sigsuspend" } else { "pause" };
-            println!(
+            writeln!(
+                out,
                 "Calling {wait}() as pid {}; the handler has run already: \
                  {rang}",
                 getpid()
-            );
+            )?;
         }
         match &waiting {
             // Unblocks SIGALRM and waits, in one step: a pending alarm is
@@ -87,7 +89,8 @@ fn run() -> Result<(), Box<dyn Error>> {
             Some(mask) => mask.suspend()?,
             None => pause(),
         }
-        println!("Got alarm {} at {}", Signal::SIGALRM as i32, asctime());
+        let number = Signal::SIGALRM as i32;
+        writeln!(out, "Got alarm {number} at {}", asctime())?;
         alarms += 1;
     }
     Ok(())
@@ -107,7 +110,10 @@ fn block_sigalrm() -> nix::Result<SigSet> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 // ANCHOR_END: port
@@ -129,7 +135,7 @@ fn parse_args() -> Result<(Option<u64>, bool, bool), lexopt::Error> {
             Long("late") => late = true,
             Long("fix") => fix = true,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -6,6 +6,7 @@
 // seconds, and wait for it. `--count N` stops after N alarms.
 
 use std::error::Error;
+use std::io::{self, Write};
 use std::process::{self, ExitCode};
 
 use chrono::Local;
@@ -39,15 +40,15 @@ fn run() -> Result<(), Box<dyn Error>> {
     // ever.
     SigSet::from(Signal::SIGALRM).thread_unblock()?;
 
-    let mut alarms = 0;
+    let (mut out, mut alarms) = (io::stdout(), 0);
     while count.is_none_or(|n| alarms < n) {
-        println!("Setting at {}", asctime());
+        writeln!(out, "Setting at {}", asctime())?;
         alarm::set(5);
         // Block until the handler has seen the signal. A signal that came
         // before this line left its byte behind, so it is not lost.
         let signal =
             signals.forever().next().ok_or("signal iterator closed")?;
-        println!("Got alarm {signal} at {}", asctime());
+        writeln!(out, "Got alarm {signal} at {}", asctime())?;
         alarms += 1;
     }
     Ok(())
@@ -59,7 +60,10 @@ fn run() -> Result<(), Box<dyn Error>> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// The local time as Python's `time.asctime()` writes it,
@@ -77,7 +81,7 @@ fn parse_args() -> Result<Option<u64>, lexopt::Error> {
         match arg {
             Long("count") => count = Some(args.value()?.parse()?),
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

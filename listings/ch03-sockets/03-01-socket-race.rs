@@ -7,6 +7,7 @@
 // forced, so that you can see what it does.
 
 use std::error::Error;
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{self, ExitCode};
@@ -14,7 +15,7 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::socket::{
     AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, bind, getsockname,
     listen, setsockopt, socket, sockopt,
@@ -63,17 +64,21 @@ fn run() -> Result<(), Box<dyn Error>> {
     }
     let listener = server.join().map_err(|_| "the server panicked")??;
 
+    let mut out = io::stdout();
     for (i, result) in results.iter().enumerate() {
         match result {
-            Ok(_) => println!("client{i} connected"),
-            Err(err) => println!("client{i} failed: {err}"),
+            Ok(_) => writeln!(out, "client{i} connected")?,
+            Err(err) => writeln!(out, "client{i} failed: {err}")?,
         }
     }
-    println!("Server listening on {addr}, too late for them");
+    writeln!(out, "Server listening on {addr}, too late for them")?;
     // Nobody calls `accept`, yet this connect succeeds: the kernel
     // completes connections to a listening socket and queues them.
     TcpStream::connect(addr)?;
-    println!("A sixth client connected, though nobody has called accept");
+    writeln!(
+        out,
+        "A sixth client connected, though nobody has called accept"
+    )?;
     drop(listener);
     Ok(())
 }
@@ -115,7 +120,10 @@ fn spawn<T: Send + 'static>(
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Takes no arguments but `--help`.
@@ -125,7 +133,7 @@ fn parse_args() -> Result<(), lexopt::Error> {
     if let Some(arg) = args.next()? {
         match arg {
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

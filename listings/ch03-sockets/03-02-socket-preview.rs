@@ -15,7 +15,7 @@ use std::process::{self, ExitCode};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 
 const USAGE: &str = "usage: socket-preview [HOST:PORT]";
 
@@ -42,7 +42,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     let listener = TcpListener::bind(&addrs[..])
         .map_err(|err| format!("cannot listen on {spec}: {err}"))?;
     let addr = listener.local_addr()?;
-    println!("Server listening on {addr}");
+    writeln!(io::stdout(), "Server listening on {addr}")?;
     // Never joined: like the original's daemon thread, the server ends
     // with the program.
     spawn(move || serve(&listener))?;
@@ -53,7 +53,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     for client in clients {
         let reply = client.join().map_err(|_| "a client thread panicked")?;
         let reply = reply.map_err(|err| format!("a client failed: {err}"))?;
-        println!("client got: [{}]", reply.escape_ascii());
+        writeln!(io::stdout(), "client got: [{}]", reply.escape_ascii())?;
     }
     Ok(())
 }
@@ -229,7 +229,10 @@ impl Read for Before<'_> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[HOST:PORT]` from the command line.
@@ -241,7 +244,7 @@ fn parse_args() -> Result<Option<String>, lexopt::Error> {
         match arg {
             Value(value) if spec.is_none() => spec = Some(value.string()?),
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -14,7 +14,7 @@ use std::process::{self, ExitCode};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 
 const USAGE: &str =
     "usage: socket-modes server|client|threads [HOST:PORT] [--count N]";
@@ -62,7 +62,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             let reply = client(&addrs, "client").map_err(|err| {
                 format!("{spec}: {}", explain(err, CLIENT_TIMEOUT))
             })?;
-            println!("client got: [{}]", reply.escape_ascii());
+            writeln!(io::stdout(), "client got: [{}]", reply.escape_ascii())?;
         }
         Mode::Threads => {
             restore_sigpipe()?;
@@ -78,7 +78,8 @@ fn run() -> Result<(), Box<dyn Error>> {
                 let reply = reply.map_err(|err| {
                     format!("{spec}: {}", explain(err, CLIENT_TIMEOUT))
                 })?;
-                println!("client got: [{}]", reply.escape_ascii());
+                let reply = reply.escape_ascii();
+                writeln!(io::stdout(), "client got: [{reply}]")?;
             }
         }
     }
@@ -310,7 +311,10 @@ fn explain(err: io::Error, timeout: Duration) -> String {
 /// quietly, like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `MODE [HOST:PORT] [--count N]` from the command line.

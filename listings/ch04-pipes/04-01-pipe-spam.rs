@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, pipe2, read, write};
 
@@ -130,7 +130,7 @@ fn parent_reads(
     // The parent holds the write end too, so `read` will never report the
     // end of the stream: with --count we stop after the bytes we expect,
     // and if no byte comes for a while we check that the child lives.
-    let mut received = 0;
+    let (mut out, mut received) = (io::stdout(), 0);
     while expected.is_none_or(|total| received < total) {
         let mut ready = [PollFd::new(read_end.as_fd(), PollFlags::POLLIN)];
         if poll(&mut ready, PollTimeout::from(CHECK_EVERY_MS))? == 0 {
@@ -144,7 +144,7 @@ fn parent_reads(
         let mut buf = [0; 32];
         let n = read(read_end, &mut buf)?;
         let text = String::from_utf8_lossy(&buf[..n]);
-        println!("Parent {} got [{text}] at {}", getpid(), unix_time());
+        writeln!(out, "Parent {} got [{text}] at {}", getpid(), unix_time())?;
         received += n as u64;
     }
     Ok(())
@@ -163,7 +163,10 @@ fn unix_time() -> f64 {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--count N]` from the command line.
@@ -175,7 +178,7 @@ fn parse_args() -> Result<Option<u64>, lexopt::Error> {
         match arg {
             Long("count") => count = Some(args.value()?.parse()?),
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -10,7 +10,7 @@ use std::os::fd::OwnedFd;
 use std::process::{self, ExitCode};
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork, getpid, pipe2, read, write};
 
@@ -63,10 +63,11 @@ fn run() -> Result<(), Box<dyn Error>> {
             let mut buf = [0; 32];
             let n = read(&read_end, &mut buf)?;
             let text = String::from_utf8_lossy(&buf[..n]);
-            println!(
+            writeln!(
+                io::stdout(),
                 "Parent {} got [{text}] in one read of {n} bytes",
                 getpid()
-            );
+            )?;
         }
     }
     Ok(())
@@ -75,7 +76,7 @@ fn run() -> Result<(), Box<dyn Error>> {
 fn child(write_end: &OwnedFd) -> Result<(), Box<dyn Error>> {
     for msg in ["Spam 004", "Spam 000"] {
         write(write_end, msg.as_bytes())?;
-        println!("Child {} wrote [{msg}]", getpid());
+        writeln!(io::stdout(), "Child {} wrote [{msg}]", getpid())?;
     }
     Ok(())
 }
@@ -86,7 +87,10 @@ fn child(write_end: &OwnedFd) -> Result<(), Box<dyn Error>> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Takes no arguments but `--help`.
@@ -96,7 +100,7 @@ fn parse_args() -> Result<(), lexopt::Error> {
     if let Some(arg) = args.next()? {
         match arg {
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

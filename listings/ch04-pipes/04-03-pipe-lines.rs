@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork, getpid, pipe2};
 
@@ -83,9 +83,10 @@ fn child(mut write_end: File, count: Option<u64>) -> io::Result<()> {
 // ANCHOR: parent
 fn parent(read_end: File) -> io::Result<()> {
     // `lines` ends when every write end is closed: the child's exit.
+    let mut out = io::stdout();
     for line in BufReader::new(read_end).lines() {
         let line = line?;
-        println!("Parent {} got [{line}] at {}", getpid(), unix_time());
+        writeln!(out, "Parent {} got [{line}] at {}", getpid(), unix_time())?;
     }
     Ok(())
 }
@@ -103,7 +104,10 @@ fn unix_time() -> f64 {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--count N]` from the command line.
@@ -115,7 +119,7 @@ fn parse_args() -> Result<Option<u64>, lexopt::Error> {
         match arg {
             Long("count") => count = Some(args.value()?.parse()?),
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

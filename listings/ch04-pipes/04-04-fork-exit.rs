@@ -10,7 +10,7 @@ use std::error::Error;
 use std::io::{self, Write};
 use std::process::{self, ExitCode};
 
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, fork};
 
@@ -31,7 +31,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let std_exit = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // No newline: Rust's stdout keeps this in its buffer for now.
-    print!("[written before fork] ");
+    write!(io::stdout(), "[written before fork] ")?;
     // SAFETY: no other thread exists, so no lock can be held by one.
     match unsafe { fork() }? {
         ForkResult::Child => {
@@ -44,7 +44,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
         ForkResult::Parent { child } => {
             waitpid(child, None)?;
-            println!("[parent done]");
+            writeln!(io::stdout(), "[parent done]")?;
             io::stdout().flush()?;
         }
     }
@@ -57,7 +57,10 @@ fn run() -> Result<(), Box<dyn Error>> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--std-exit]` from the command line.
@@ -69,7 +72,7 @@ fn parse_args() -> Result<bool, lexopt::Error> {
         match arg {
             Long("std-exit") => std_exit = true,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -682,11 +682,15 @@ fn send_a_megabyte(addr: &str) -> std::io::Result<Vec<u8>> {
 }
 
 /// `send_a_megabyte` on a connection already made. Its send buffer is
-/// kept small: with the kernel's own sizes, a megabyte fits in the buffers
+/// kept small (64 KiB asked for, which the kernel doubles to 128 KiB):
+/// with the kernel's own sizes, a megabyte fits in the buffers
 /// of the two ends at once, the write returns before the server has read
 /// anything, and a server that closed without draining would go unseen.
 fn send_a_megabyte_on(mut sock: TcpStream) -> std::io::Result<Vec<u8>> {
     setsockopt(&sock, sockopt::SndBuf, &(64 * 1024))?;
+    // Linux (6.18 here) doubles it, for its own bookkeeping: socket(7).
+    let granted = nix::sys::socket::getsockopt(&sock, sockopt::SndBuf)?;
+    assert_eq!(granted, 128 * 1024, "the send buffer the kernel granted");
     sock.set_read_timeout(Some(Duration::from_secs(10)))?;
     sock.write_all(&vec![b'A'; 1 << 20])?;
     sock.shutdown(Shutdown::Write)?;

@@ -396,8 +396,10 @@ fn pipe_lines_child_dies_of_sigpipe_at_its_next_write_after_the_parent() {
 #[test]
 fn pipe_listings_get_echild_when_started_with_sigchld_ignored() {
     for (name, bin, args) in [
+        ("pipe-spam", bin!("pipe-spam"), &["--count", "1"][..]),
         ("pipe-glued", bin!("pipe-glued"), &[][..]),
         ("pipe-lines", bin!("pipe-lines"), &["--count", "1"][..]),
+        ("fork-exit", bin!("fork-exit"), &[][..]),
     ] {
         let mut command = Command::new("env");
         command.args(["--ignore-signal=CHLD", bin]).args(args);

@@ -4,11 +4,12 @@
 //! listings/Cargo.toml must have a row in `abuses`, so a new listing is
 //! covered as soon as it exists.
 
-use std::io::pipe;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 
+use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
+use nix::unistd::pipe2;
 
 use crate::support::{
     Listing, bin_path, group_is_gone, listing_names, run, wait_until,
@@ -150,6 +151,13 @@ fn udp_request() -> Abuse {
 
 /// For each listing, a run whose first write to stdout comes at once.
 fn abuses() -> Vec<Abuse> {
+    let mut all = part_one_abuses();
+    all.extend(later_abuses());
+    all
+}
+
+/// The rows of Part I's listings, chapters 2 to 4.
+fn part_one_abuses() -> Vec<Abuse> {
     let with_server = |mode: &'static str| {
         let (server, addr) = server();
         let mut abuse = abuse("socket-modes", &[mode, &addr], End::Sigpipe);
@@ -175,6 +183,12 @@ fn abuses() -> Vec<Abuse> {
         abuse("pipe-glued", &[], End::Exits(1)),
         abuse("pipe-lines", &[], End::Sigpipe),
         abuse("fork-exit", &["--std-exit"], End::Sigpipe),
+    ]
+}
+
+/// The rows of Parts II to VI.
+fn later_abuses() -> Vec<Abuse> {
+    vec![
         // Part II, Signals.
         abuse("sig-flag", &[], End::Sigpipe),
         abuse("sig-write", &[], End::Sigpipe),
@@ -344,42 +358,100 @@ fn every_listing_has_a_row_in_the_abuse_table() {
 #[test]
 fn every_listing_ends_quietly_when_its_stdout_is_closed() {
     for abuse in abuses() {
-        // A pipe whose read end is already closed: the first write fails.
-        let (reader, writer) = pipe().expect("a pipe");
-        drop(reader);
+        let command = Command::new(bin_path(abuse.bin));
+        ends_quietly(abuse, command);
+    }
+}
+
+/// A parent that blocked SIGPIPE passes its mask on through `exec`, and a
+/// blocked SIGPIPE only goes pending: the write fails with EPIPE, and
+/// `println!` panics. Part I's listings unblock it with its default
+/// action, and end exactly as they do above. `env --block-signal` plays
+/// that parent.
+#[test]
+fn part_one_listings_end_quietly_when_their_parent_left_sigpipe_blocked() {
+    for abuse in part_one_abuses() {
+        let mut command = Command::new("env");
+        command.arg("--block-signal=PIPE").arg(bin_path(abuse.bin));
+        ends_quietly(abuse, command);
+    }
+}
+
+/// An output that fails otherwise than by going away: `/dev/full`, whose
+/// every write fails with ENOSPC, as on a full disk. `println!` panics on
+/// it; Part I's listings write with `writeln!` and say so in one line
+/// (two for `pipe-glued`, whose child says it first), exit 1, and leave
+/// nothing behind.
+#[test]
+fn part_one_listings_report_a_full_disk_in_one_line() {
+    for abuse in part_one_abuses() {
+        let what = format!("{} {:?}", abuse.bin, abuse.args);
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
         let mut command = Command::new(bin_path(abuse.bin));
         command.args(&abuse.args);
-        let listing = Listing::spawn(&mut command, Stdio::from(writer));
+        let listing = Listing::spawn(&mut command, Stdio::from(full));
         let pgid = listing.pid();
         let out = listing.finish();
-        let what = format!("{} {:?}", abuse.bin, abuse.args);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", out.stderr);
+        let lines: Vec<_> = out.stderr.lines().collect();
         assert!(
-            !out.stderr.contains("panicked"),
-            "{what} panicked: {}",
+            (1..=2).contains(&lines.len())
+                && lines.iter().all(|line| line.starts_with(abuse.bin)),
+            "{what}: {}",
             out.stderr
         );
-        let ended = match (out.status.signal(), out.status.code()) {
-            (Some(signal), _) if signal == Signal::SIGPIPE as i32 => {
-                End::Sigpipe
-            }
-            (_, Some(code)) => End::Exits(code),
-            _ => panic!("{what}: {:?}", out.status),
-        };
-        assert_eq!(ended, abuse.end, "{what}: {}", out.stderr);
-        if ended == End::Sigpipe || ended == End::Exits(0) {
-            assert_eq!(out.stderr, "", "{what} says nothing");
-        }
-        // Forked children too.
+        assert!(
+            lines[0].ends_with("No space left on device (os error 28)"),
+            "{what}: {}",
+            out.stderr
+        );
         wait_until(&format!("the processes of {what} to end"), || {
             group_is_gone(pgid)
         });
-        // And the files it made.
-        if let (Some(dir), true) = (&abuse._dir, abuse.scratch) {
-            let left: Vec<_> = std::fs::read_dir(dir.path())
-                .expect("the scratch directory")
-                .collect();
-            assert!(left.is_empty(), "{what} left {left:?} behind");
-        }
+    }
+}
+
+/// Runs `command`, the listing of `abuse` or a program that execs it,
+/// with the arguments of `abuse` and a stdout that nobody reads, and
+/// checks that it ends as `abuse.end` says, without a word, and leaves
+/// no process and no file behind.
+fn ends_quietly(abuse: Abuse, mut command: Command) {
+    // A pipe whose read end is already closed: the first write fails.
+    // (nix's `pipe2`: std's `io::pipe` is newer than the listings' 1.85.)
+    let (reader, writer) = pipe2(OFlag::O_CLOEXEC).expect("a pipe");
+    drop(reader);
+    command.args(&abuse.args);
+    let listing = Listing::spawn(&mut command, Stdio::from(writer));
+    let pgid = listing.pid();
+    let out = listing.finish();
+    let what = format!("{} {:?}", abuse.bin, abuse.args);
+    assert!(
+        !out.stderr.contains("panicked"),
+        "{what} panicked: {}",
+        out.stderr
+    );
+    let ended = match (out.status.signal(), out.status.code()) {
+        (Some(signal), _) if signal == Signal::SIGPIPE as i32 => End::Sigpipe,
+        (_, Some(code)) => End::Exits(code),
+        _ => panic!("{what}: {:?}", out.status),
+    };
+    assert_eq!(ended, abuse.end, "{what}: {}", out.stderr);
+    if ended == End::Sigpipe || ended == End::Exits(0) {
+        assert_eq!(out.stderr, "", "{what} says nothing");
+    }
+    // Forked children too.
+    wait_until(&format!("the processes of {what} to end"), || {
+        group_is_gone(pgid)
+    });
+    // And the files it made.
+    if let (Some(dir), true) = (&abuse._dir, abuse.scratch) {
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("the scratch directory")
+            .collect();
+        assert!(left.is_empty(), "{what} left {left:?} behind");
     }
 }
 
@@ -402,7 +474,7 @@ fn every_listing_rejects_an_argument_that_is_not_utf8() {
 #[test]
 fn every_listing_reports_bad_arguments_even_with_stderr_closed() {
     for name in runnable_listings() {
-        let (reader, writer) = pipe().expect("a pipe");
+        let (reader, writer) = std::io::pipe().expect("a pipe");
         drop(reader);
         let mut child = Command::new(bin_path(&name))
             .arg("--no-such-option")
