@@ -486,6 +486,25 @@ fn sig_test_threads_one_test_kills_the_other_unless_isolated() {
 }
 
 #[test]
+fn sig_test_threads_holds_when_started_with_sigusr1_blocked() {
+    // A parent's mask passes through exec. Blocked, the raised SIGUSR1
+    // would stay pending: the flag test would fail even when isolated,
+    // and the threaded run would not die of it.
+    let blocked = |args: &[&str]| {
+        let mut command = Command::new("env");
+        command
+            .args(["--block-signal=USR1", bin!("sig-test-threads")])
+            .args(args);
+        Listing::spawn(&mut command, Stdio::piped()).finish()
+    };
+    let threads = blocked(&[]);
+    assert_eq!(threads.status.signal(), Some(Signal::SIGUSR1 as i32));
+    let isolated = blocked(&["--isolate"]);
+    assert!(isolated.status.success(), "{:?}", isolated.stdout);
+    assert_eq!(isolated.stdout.last().unwrap(), "2 passed; 0 failed");
+}
+
+#[test]
 fn exiting_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("sig-cleanup"), &[], "which --end?");
     assert_rejects(
