@@ -38,6 +38,9 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let (count, close) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // Unblocked, like the two that `stop_signals` adds: a parent's mask
+    // passes through `exec`, and a blocked SIGHUP would never arrive.
+    SigSet::from_iter([Signal::SIGHUP, Signal::SIGUSR1]).thread_unblock()?;
     let mut wanted = vec![SIGHUP, SIGUSR1];
     wanted.extend(stop_signals()?);
     let mut signals = Signals::new(wanted)?;

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
+    restore_sigchld()?;
     let std_child = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Blocked now, taken later with sigwait: no handler needed.
     let usr1 = SigSet::from(Signal::SIGUSR1);
@@ -72,6 +73,14 @@ fn run() -> Result<(), Box<dyn Error>> {
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Gives SIGCHLD its default action back. A parent may have left it
+/// ignored, which passes through `exec`; ignored, it makes the kernel
+/// reap our children itself, and every `waitpid` fail with ECHILD.
+fn restore_sigchld() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGCHLD, SigHandler::SigDfl) }.map(drop)
 }
 
 /// Reads `[--std]` from the command line.

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
+    restore_sigchld()?;
     parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // The children wait for this pipe's end: our word, or our exit.
     let (wait_read, wait_write) = pipe2(OFlag::O_CLOEXEC)?;
@@ -118,6 +119,14 @@ fn describe(status: WaitStatus) -> String {
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Gives SIGCHLD its default action back. A parent may have left it
+/// ignored, which passes through `exec`; ignored, it makes the kernel
+/// reap our children itself, and every `waitpid` fail with ECHILD.
+fn restore_sigchld() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGCHLD, SigHandler::SigDfl) }.map(drop)
 }
 
 /// Takes no arguments but `--help`.

@@ -69,13 +69,21 @@ fn shell_main() -> Result<ExitCode, Box<dyn Error>> {
         SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
     // SAFETY: ignoring runs no code.
     let ttou = unsafe { sigaction(Signal::SIGTTOU, &ignore) }?;
+    // And SIGCHLD at its default, which a parent may have left ignored:
+    // then the kernel would reap the job itself, and `waitpid` would fail
+    // with ECHILD. Given back to the job too.
+    let default =
+        SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: the default action runs no code of ours.
+    let chld = unsafe { sigaction(Signal::SIGCHLD, &default) }?;
     let mut command = Command::new(std::env::current_exe()?);
     command.arg("--job").process_group(0);
-    // SAFETY: between fork and exec the child makes one system call,
+    // SAFETY: between fork and exec the child makes two system calls,
     // sigaction, and allocates nothing.
     unsafe {
         command.pre_exec(move || {
             sigaction(Signal::SIGTTOU, &ttou)?;
+            sigaction(Signal::SIGCHLD, &chld)?;
             Ok(())
         })
     };

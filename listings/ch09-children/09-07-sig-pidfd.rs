@@ -64,6 +64,7 @@ fn pidfd_send_signal(pidfd: &OwnedFd, signal: Signal) -> nix::Result<()> {
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
+    restore_sigchld()?;
     parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let a = fork_child()?;
     let pidfd = pidfd_open(a.pid)?;
@@ -161,6 +162,14 @@ fn describe(status: WaitStatus) -> String {
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Gives SIGCHLD its default action back. A parent may have left it
+/// ignored, which passes through `exec`; ignored, it makes the kernel
+/// reap our children itself, and every `waitpid` fail with ECHILD.
+fn restore_sigchld() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGCHLD, SigHandler::SigDfl) }.map(drop)
 }
 
 /// Takes no arguments but `--help`.

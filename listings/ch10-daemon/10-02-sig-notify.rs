@@ -13,9 +13,10 @@
 //   binds HOST:PORT itself (default 127.0.0.1:50008).
 //
 // The greeting comes from `--config PATH` (a file holding it), read again
-// on SIGHUP; "hello" without one. SIGTERM or SIGINT ends it, with the
-// signal (as a container's PID 1, with status 128 + n); a SIGINT that the
-// parent ignored stays ignored. Out of file descriptors, it stops
+// on SIGHUP; "hello" without one. SIGTERM or SIGINT ends it, once the
+// greetings in flight are done (for at most 3 s), with the signal (as a
+// container's PID 1, with status 128 + n); a SIGINT that the parent
+// ignored stays ignored. Out of file descriptors, it stops
 // accepting for 100 ms at a time instead of spinning.
 
 use std::error::Error;
@@ -27,6 +28,7 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::PathBuf;
 use std::process::{self, ExitCode};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -45,6 +47,8 @@ const DEFAULT_ADDR: &str = "127.0.0.1:50008";
 const LISTEN_FDS_START: i32 = 3;
 /// How long a client may take to read its greeting and close.
 const LINGER: Duration = Duration::from_secs(1);
+/// How long a stop waits for the greetings in flight.
+const DRAIN: Duration = Duration::from_secs(3);
 
 fn main() -> ExitCode {
     match run() {
@@ -93,6 +97,9 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     // stays out of the poll until then: a client that waits keeps it
     // readable, and trying again at once would spin (Listing 10-1).
     let mut resume: Option<Instant> = None;
+    // Each greeting's thread holds a clone of `in_flight` until it is
+    // done: when the receiver hears that every sender is gone, all are.
+    let (in_flight, all_done) = mpsc::channel::<()>();
     loop {
         let pause =
             resume.and_then(|at| at.checked_duration_since(Instant::now()));
@@ -128,8 +135,12 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
                 // slow client holds up nobody. Without a thread, the client
                 // is closed unserved.
                 Ok((client, _)) => {
-                    let greeting = greeting.clone();
-                    let goodbye = move || goodbye(client, &greeting);
+                    let (greeting, held) =
+                        (greeting.clone(), in_flight.clone());
+                    let goodbye = move || {
+                        goodbye(client, &greeting);
+                        drop(held);
+                    };
                     let _ = thread::Builder::new().spawn(goodbye);
                     resume = None;
                 }
@@ -166,6 +177,11 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
                 notify("STOPPING=1");
                 log(format_args!("Got {signal}: stopping"));
                 drop(listener);
+                // Finish the greetings already begun, for at most DRAIN:
+                // dying now would cut them short, and a client would take
+                // the part it got, and the end, for the whole reply.
+                drop(in_flight);
+                let _ = all_done.recv_timeout(DRAIN);
                 // Die of it, as Listing 10-1 does: with its default action
                 // back (a parent may have left it ignored, and it came
                 // through the signalfd all the same), and unblocked, it is

@@ -26,7 +26,10 @@ use std::process::{self, Command, ExitCode, Stdio};
 
 use nix::errno::Errno;
 use nix::sys::prctl;
-use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, signal};
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, kill,
+    sigaction, signal,
+};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getpid, getppid};
 use signal_hook::consts::SIGTERM;
@@ -59,6 +62,13 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         None => return child(),
         Some(on_term) => on_term,
     };
+    // SIGCHLD at its default: a parent may have left it ignored, which
+    // passes through `exec`, and then the kernel would reap our children
+    // itself and send no SIGCHLD at all, for us to wait for in vain.
+    let default =
+        SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: the default action runs no code of ours.
+    let found = unsafe { sigaction(Signal::SIGCHLD, &default) }?;
     let mut waited = SigSet::from(Signal::SIGCHLD);
     if on_term != OnTerm::Nothing {
         waited.add(Signal::SIGTERM);
@@ -74,7 +84,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         OnTerm::Forward => "forward it to the child",
     };
     say(format_args!("Running as {}; on SIGTERM: {what}", whoami()?));
-    let service = start_child(unblocked)?;
+    let service = start_child(unblocked, found)?;
     loop {
         let signal = waited.wait()?;
         if signal == Signal::SIGCHLD {
@@ -128,14 +138,14 @@ fn child() -> Result<ExitCode, Box<dyn Error>> {
     Err("SIGTERM did not end the child".into())
 }
 
-/// Starts this program with `--child`, with the signal mask this process
-/// started with (the child must not inherit our blocked SIGTERM), and
-/// told to stop, with SIGTERM, if we die first.
-fn start_child(mask: SigSet) -> io::Result<Pid> {
+/// Starts this program with `--child`, with the signal mask and the
+/// SIGCHLD action this process started with (the child must not inherit
+/// our blocked SIGTERM), and told to stop, with SIGTERM, if we die first.
+fn start_child(mask: SigSet, chld: SigAction) -> io::Result<Pid> {
     let parent = getpid();
     let mut command = Command::new(std::env::current_exe()?);
     command.arg("--child").stdin(Stdio::null());
-    // SAFETY: between fork and exec the child makes three system calls
+    // SAFETY: between fork and exec the child makes four system calls
     // and allocates nothing.
     unsafe {
         command.pre_exec(move || {
@@ -143,6 +153,7 @@ fn start_child(mask: SigSet) -> io::Result<Pid> {
             if getppid() != parent {
                 return Err(io::ErrorKind::Other.into()); // Orphaned already.
             }
+            sigaction(Signal::SIGCHLD, &chld)?; // As we found it.
             Ok(mask.thread_set_mask()?)
         })
     };

@@ -22,7 +22,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{SigHandler, Signal, raise, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, raise, signal};
 use signal_hook::consts::SIGUSR1;
 use signal_hook::flag;
 
@@ -92,6 +92,10 @@ fn run_case(name: &str, steps: &Steps) -> Result<(), String> {
 fn run() -> Result<ExitCode, Box<dyn Error>> {
     restore_sigpipe()?;
     let how = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // The tests raise SIGUSR1 and expect it delivered. A parent's mask
+    // passes through `exec`: unblocked here, before any thread starts, and
+    // so in every thread and every `--case` child.
+    SigSet::from(Signal::SIGUSR1).thread_unblock()?;
     if let How::Case(name) = &how {
         // One test, alone in this process.
         return Ok(match run_case(name, &None) {

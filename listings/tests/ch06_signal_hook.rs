@@ -295,6 +295,25 @@ fn signal_hook_listings_stop_even_when_started_with_their_signals_blocked() {
 }
 
 #[test]
+fn sig_hook_thread_takes_sighup_and_sigusr1_even_when_started_with_them_blocked()
+ {
+    // 6-2 handles SIGHUP and SIGUSR1 too, and its first line suggests
+    // `kill -HUP`: blocked by a parent, they would stay pending for ever.
+    let mut command = std::process::Command::new("env");
+    command.args(["--block-signal=HUP,USR1", bin!("sig-hook-thread")]);
+    let mut thread = Listing::spawn(&mut command, std::process::Stdio::piped());
+    thread.next_line();
+    thread.signal(Signal::SIGHUP);
+    thread.expect("Signal thread: SIGHUP, would reload");
+    thread.signal(Signal::SIGUSR1);
+    thread.expect(r"Signal thread: SIGUSR1, ticks so far: \d+ \(measured\)");
+    thread.signal(Signal::SIGTERM);
+    thread.expect("Main thread: stopping on signal 15");
+    let out = thread.finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+}
+
+#[test]
 fn sig_coalesce_reports_again_a_signal_delivered_during_its_report() {
     // A SIGUSR1 that comes while the loop body works on the first one's
     // report is not merged into it: it is reported once more.

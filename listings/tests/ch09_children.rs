@@ -492,6 +492,32 @@ fn sig_jobs_job_puts_the_terminal_back_before_ctrl_c_ends_it() {
 }
 
 #[test]
+fn sig_jobs_shell_reaps_its_job_when_started_with_sigchld_ignored() {
+    // Ignored SIGCHLD passes through exec; the kernel would reap the job
+    // itself, and the shell's last `waitpid` would fail with ECHILD.
+    let mut command = std::process::Command::new("env");
+    command.arg("--ignore-signal=CHLD").arg(bin!("sig-jobs"));
+    let mut term = Terminal::start_command(command);
+    term.expect("Shell: starting a job in the background");
+    term.expect("Job: reading the terminal");
+    let job = term.expect(
+        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
+    );
+    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    term.type_keys(b"\n");
+    term.expect("");
+    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    term.type_keys(b"q");
+    term.expect("Job: q: terminal put back; exiting");
+    term.expect(&format!(
+        r"Shell: the job, pid {}, continued, then exited with status 0",
+        job[1]
+    ));
+    let status = term.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
 fn sig_jobs_job_leaves_a_sigint_ignored_when_it_was_started_so() {
     // Started with SIGINT ignored, as a script starts a command with `&`:
     // the job must not take it, and Ctrl-C must change nothing.
@@ -586,6 +612,27 @@ fn run_under_env(option: &str, bin: &str) -> crate::support::Finished {
     let mut command = std::process::Command::new("env");
     command.arg(option).arg(bin);
     Listing::spawn(&mut command, std::process::Stdio::piped()).finish()
+}
+
+#[test]
+fn children_listings_reap_even_when_started_with_sigchld_ignored() {
+    // An ignored SIGCHLD passes through exec, and makes the kernel reap
+    // every child itself: each `waitpid` of these listings would fail
+    // with ECHILD, unless the listing gives SIGCHLD its default back.
+    for bin in [bin!("sig-orphan"), bin!("sig-group"), bin!("sig-pidfd")] {
+        let out = run_under_env("--ignore-signal=CHLD", bin);
+        assert!(out.status.success(), "{bin}: {}", out.stderr);
+    }
+    let mut command = std::process::Command::new("env");
+    command.args(["--ignore-signal=CHLD", bin!("sig-zombie")]);
+    let mut zombie = Listing::spawn(&mut command, std::process::Stdio::piped());
+    zombie.expect(r"Child \d+ has exited and is a zombie until it is reaped");
+    zombie.expect(r"Look: grep State /proc/\d+/status");
+    zombie.expect(r"Then reap it: kill -USR1 \d+");
+    zombie.signal(nix::sys::signal::Signal::SIGUSR1);
+    zombie.expect("Reaped it: status 7");
+    let out = zombie.finish();
+    assert!(out.status.success(), "sig-zombie: {}", out.stderr);
 }
 
 #[test]

@@ -768,6 +768,35 @@ fn sig_notify_binds_itself_when_listen_fds_says_nothing_was_passed() {
 }
 
 #[test]
+fn sig_notify_finishes_the_greetings_in_flight_before_it_dies() {
+    // A greeting too big for the socket buffers keeps its thread writing
+    // until the client reads. SIGTERM comes meanwhile: the daemon must
+    // finish that reply before it dies, or the client gets part of it and
+    // then a clean end, which looks like the whole reply.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("greeting");
+    let big = "g".repeat(16 << 20);
+    fs::write(&config, &big).unwrap();
+    let (mut notify, addr) =
+        start_notify(&[], &["--config", config.to_str().unwrap()]);
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    // The greeting has begun: its thread is writing, and cannot finish.
+    client.peek(&mut [0u8; 1]).unwrap();
+    notify.signal(Signal::SIGTERM);
+    notify.expect("Got SIGTERM: stopping");
+    let mut got = Vec::new();
+    let end = client.read_to_end(&mut got);
+    assert!(end.is_ok(), "{end:?} after {} bytes", got.len());
+    assert_eq!(
+        got.len(),
+        big.len() + 1,
+        "the whole greeting and its newline"
+    );
+    assert_died_of(&notify.finish(), Signal::SIGTERM);
+}
+
+#[test]
 fn sig_notify_dies_of_sigterm_even_when_started_with_it_ignored() {
     // An ignored SIGTERM still reaches the signalfd, since it is blocked;
     // to die of it, the daemon must give it its default action back.

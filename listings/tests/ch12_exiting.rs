@@ -461,6 +461,23 @@ fn sig_init_outside_a_namespace_dies_of_sigterm_like_anyone() {
 }
 
 #[test]
+fn sig_init_forwards_and_exits_even_when_started_with_sigchld_ignored() {
+    // An ignored SIGCHLD passes through exec, and with it the kernel
+    // reaps the child itself and sends no SIGCHLD at all: an init that
+    // waits for one would wait for ever after its child died.
+    let mut command = Command::new("env");
+    command.args(["--ignore-signal=CHLD", bin!("sig-init"), "--forward"]);
+    let mut init = Listing::spawn(&mut command, Stdio::piped());
+    init.expect(r"Running as pid \d+; on SIGTERM: forward it to the child");
+    init.expect(r"Child: running as pid \d+");
+    init.signal(Signal::SIGTERM);
+    init.expect(r"Got SIGTERM: passing it on to pid \d+");
+    init.expect("Child: got SIGTERM; cleaning up");
+    init.expect("Child was killed by SIGTERM; exiting with 143");
+    assert_eq!(init.finish().status.code(), Some(143));
+}
+
+#[test]
 fn sig_test_threads_one_test_kills_the_other_unless_isolated() {
     let threads = run(bin!("sig-test-threads"), &[]);
     assert_eq!(
@@ -487,6 +504,25 @@ fn sig_test_threads_one_test_kills_the_other_unless_isolated() {
         "ch12-exiting/12-05-sig-test-threads.out",
         &session,
     );
+}
+
+#[test]
+fn sig_test_threads_holds_when_started_with_sigusr1_blocked() {
+    // A parent's mask passes through exec. Blocked, the raised SIGUSR1
+    // would stay pending: the flag test would fail even when isolated,
+    // and the threaded run would not die of it.
+    let blocked = |args: &[&str]| {
+        let mut command = Command::new("env");
+        command
+            .args(["--block-signal=USR1", bin!("sig-test-threads")])
+            .args(args);
+        Listing::spawn(&mut command, Stdio::piped()).finish()
+    };
+    let threads = blocked(&[]);
+    assert_eq!(threads.status.signal(), Some(Signal::SIGUSR1 as i32));
+    let isolated = blocked(&["--isolate"]);
+    assert!(isolated.status.success(), "{:?}", isolated.stdout);
+    assert_eq!(isolated.stdout.last().unwrap(), "2 passed; 0 failed");
 }
 
 #[test]
