@@ -1304,7 +1304,9 @@ fn async_server_says_why_when_its_log_thread_is_refused() {
     // never ran.
     let mut command = std::process::Command::new(SERVER);
     command.arg("127.0.0.1:0").env("TOKIO_WORKER_THREADS", "1");
-    with_thread_limit(&mut command, 2);
+    let Some((mut command, _dir)) = with_thread_limit(&command, 2) else {
+        return;
+    };
     let mut server = Listing::spawn(&mut command, std::process::Stdio::piped());
     server.expect(r"Server listening on 127\.0\.0\.1:\d+");
     let out = server.finish();

@@ -104,15 +104,46 @@ pub fn assert_says_why_on_bad_worker_threads(command: impl Fn() -> Command) {
     }
 }
 
-/// Makes the listing that `command` starts run as a user that no other
+/// The listing that `command` starts, made to run as a user that no other
 /// process has (a uid made from this test's pid and a count of the calls,
 /// so that neither two runs of the suite nor two tests running at once
 /// share it), allowed `threads` processes and threads in all
 /// (`ulimit -u`, which counts every one of the user's): its main thread
-/// and `threads - 1` more. Set between `fork` and `exec`, before the
+/// and `threads - 1` more. The program is a copy in a directory of its
+/// own that the user may enter (the checkout may be in one only we may
+/// enter: CI clones into one), kept as long as the directory returned.
+/// `None`, with a line on stderr, where the suite is not root, which alone
+/// may change its user. Set between `fork` and `exec`, before the
 /// harness's own settings, so that the death signal outlives the change
 /// of user.
-pub fn with_thread_limit(command: &mut Command, threads: u64) -> &mut Command {
+pub fn with_thread_limit(
+    command: &Command,
+    threads: u64,
+) -> Option<(Command, tempfile::TempDir)> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: only root can run a listing as another user");
+        return None;
+    }
+    let program = Path::new(command.get_program());
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let copy = dir.path().join(program.file_name().expect("a program"));
+    std::fs::copy(program, &copy).expect("a copy of the listing");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("a directory others may enter");
+    let mut limited = Command::new(&copy);
+    limited.args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => limited.env(key, value),
+            None => limited.env_remove(key),
+        };
+    }
+    if let Some(dir) = command.get_current_dir() {
+        limited.current_dir(dir);
+    }
     static CALLS: std::sync::atomic::AtomicU32 =
         std::sync::atomic::AtomicU32::new(0);
     let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -126,7 +157,7 @@ pub fn with_thread_limit(command: &mut Command, threads: u64) -> &mut Command {
     // `setgid` and `setuid` are single system calls, async-signal-safe,
     // and their errors are raw errnos: nothing allocates.
     unsafe {
-        command.pre_exec(move || {
+        limited.pre_exec(move || {
             nix::unistd::setgroups(&[])?;
             nix::unistd::setgid(gid)?;
             nix::unistd::setuid(uid)?;
@@ -134,8 +165,9 @@ pub fn with_thread_limit(command: &mut Command, threads: u64) -> &mut Command {
             // count the user we leave.
             setrlimit(Resource::RLIMIT_NPROC, threads, threads)?;
             Ok(())
-        })
+        });
     }
+    Some((limited, dir))
 }
 
 /// Starts the listing that `command` makes as a user allowed one thread,
@@ -146,13 +178,11 @@ pub fn with_thread_limit(command: &mut Command, threads: u64) -> &mut Command {
 /// forever).
 #[track_caller]
 pub fn assert_says_why_when_threads_are_refused(command: impl Fn() -> Command) {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: only root can run a listing as another user");
-        return;
-    }
     for threads in [1, 2] {
-        let mut command = command();
-        with_thread_limit(&mut command, threads);
+        let Some((mut command, _dir)) = with_thread_limit(&command(), threads)
+        else {
+            return;
+        };
         let bin = Path::new(command.get_program()).to_owned();
         let name = bin.file_name().unwrap().to_string_lossy().into_owned();
         let what = format!("{name} under ulimit -u {threads}");
