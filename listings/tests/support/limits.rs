@@ -109,8 +109,8 @@ pub fn assert_says_why_on_bad_worker_threads(command: impl Fn() -> Command) {
 /// so that neither two runs of the suite nor two tests running at once
 /// share it), allowed `threads` processes and threads in all
 /// (`ulimit -u`, which counts every one of the user's): its main thread
-/// and `threads - 1` more. The program is a copy in a directory of its
-/// own that the user may enter (the checkout may be in one only we may
+/// and `threads - 1` more. The program is a link (or a copy) in a
+/// directory of its own that the user may enter (the checkout may be in one only we may
 /// enter: CI clones into one), kept as long as the directory returned.
 /// `None`, with a line on stderr, where the suite is not root, which alone
 /// may change its user. Set between `fork` and `exec`, before the
@@ -127,7 +127,12 @@ pub fn with_thread_limit(
     let program = Path::new(command.get_program());
     let dir = tempfile::tempdir().expect("a temporary directory");
     let copy = dir.path().join(program.file_name().expect("a program"));
-    std::fs::copy(program, &copy).expect("a copy of the listing");
+    // A second name for the same file where the file system allows it: a
+    // copy is a file open for writing while other tests fork, and a child
+    // that inherits it until its `exec` makes ours fail (ETXTBSY).
+    if std::fs::hard_link(program, &copy).is_err() {
+        std::fs::copy(program, &copy).expect("a copy of the listing");
+    }
     std::fs::set_permissions(
         dir.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
