@@ -363,14 +363,125 @@ fn every_listing_ends_quietly_when_its_stdout_is_closed() {
     }
 }
 
+/// The listings whose writes are not yet held to the two checks below,
+/// one block per Part. Empty it; never add to it.
+const NOT_YET_CONVERTED: &[&str] = &[
+    // Part II
+    "sig-flag",
+    "sig-write",
+    "sig-selfpipe",
+    "sig-errno",
+    "sig-action",
+    "sig-hook-flag",
+    "sig-hook-thread",
+    "sig-hook-default",
+    "sig-coalesce",
+    "sig-wait",
+    "sig-signalfd",
+    "sig-threads",
+    "sig-eintr",
+    "sig-restart-table",
+    "sig-zombie",
+    "sig-reaper",
+    "sig-orphan",
+    "sig-group",
+    "sig-chld-flags",
+    "sig-jobs",
+    "sig-pidfd",
+    "sig-daemon",
+    "sig-notify",
+    "sig-alarm-limits",
+    "sig-timers",
+    "sig-count",
+    "sig-queue",
+    "sig-cleanup",
+    "sig-status",
+    "sig-inherit",
+    "sig-init",
+    "sig-test-threads",
+    "sig-crash",
+    // Part III
+    "tcp-split",
+    "tcp-lines",
+    "tcp-length",
+    "tcp-reset",
+    "tcp-naive",
+    "tcp-threads",
+    "tcp-pool",
+    "poll-spin",
+    "poll-server",
+    "net-load",
+    "epoll-modes",
+    "poll-connect",
+    "unix-server",
+    "unix-pair",
+    "unix-pass-fd",
+    "udp-datagrams",
+    "udp-echo",
+    "udp-request",
+    "net-resolve",
+    "net-dual-stack",
+    "net-reuse",
+    "net-nagle",
+    "net-keepalive",
+    "net-handover",
+    // Parts IV, V and VI
+    "pipe-no-eof",
+    "pipe-epipe",
+    "pipe-leak",
+    "pipe-writers",
+    "pipe-frames",
+    "pipe-capacity",
+    "pipe-deadlock",
+    "fifo-spam",
+    "fifo-open",
+    "spawn-pipeline",
+    "spawn-deadlock",
+    "spawn-grandchild",
+    "proc-exec",
+    "proc-pre-exec",
+    "proc-orphans",
+    "orphan-hangup",
+    "bench-pingpong",
+    "bench-naive",
+    "bench-throughput",
+    "bench-vmsplice-reuse",
+    "bench-memcpy",
+    "async-ctrl-c",
+    "async-signals",
+    "async-daemon",
+    "async-shutdown-tools",
+    "async-server",
+    "async-child-feed",
+    "async-child-kill",
+    "async-block",
+    "async-budget",
+];
+
+#[test]
+fn not_yet_converted_names_only_listings() {
+    let names = listing_names();
+    for bin in NOT_YET_CONVERTED {
+        assert!(names.iter().any(|name| name == bin), "{bin}");
+    }
+}
+
+/// The rows the two checks below hold.
+fn converted_abuses() -> Vec<Abuse> {
+    abuses()
+        .into_iter()
+        .filter(|abuse| !NOT_YET_CONVERTED.contains(&abuse.bin))
+        .collect()
+}
+
 /// A parent that blocked SIGPIPE passes its mask on through `exec`, and a
 /// blocked SIGPIPE only goes pending: the write fails with EPIPE, and
-/// `println!` panics. Part I's listings unblock it with its default
-/// action, and end exactly as they do above. `env --block-signal` plays
-/// that parent.
+/// `println!` panics. The listings unblock it with its default action,
+/// and end exactly as they do above. `env --block-signal` plays that
+/// parent.
 #[test]
-fn part_one_listings_end_quietly_when_their_parent_left_sigpipe_blocked() {
-    for abuse in part_one_abuses() {
+fn every_listing_ends_quietly_when_its_parent_left_sigpipe_blocked() {
+    for abuse in converted_abuses() {
         let mut command = Command::new("env");
         command.arg("--block-signal=PIPE").arg(bin_path(abuse.bin));
         ends_quietly(abuse, command);
@@ -379,12 +490,12 @@ fn part_one_listings_end_quietly_when_their_parent_left_sigpipe_blocked() {
 
 /// An output that fails otherwise than by going away: `/dev/full`, whose
 /// every write fails with ENOSPC, as on a full disk. `println!` panics on
-/// it; Part I's listings write with `writeln!` and say so in one line
-/// (two for `pipe-glued`, whose child says it first), exit 1, and leave
+/// it; the listings write with `writeln!` and say so in one line (two
+/// for `pipe-glued`, whose child says it first), exit 1, and leave
 /// nothing behind.
 #[test]
-fn part_one_listings_report_a_full_disk_in_one_line() {
-    for abuse in part_one_abuses() {
+fn every_listing_reports_a_full_disk_in_one_line() {
+    for abuse in converted_abuses() {
         let what = format!("{} {:?}", abuse.bin, abuse.args);
         let full = std::fs::OpenOptions::new()
             .write(true)
