@@ -11,19 +11,43 @@ use syn::{Attribute, ImplItem, Item};
 
 use crate::support::{read, workspace_root};
 
-/// A family of listings, by path under `listings/`, and the items they
-/// share by name whose code differs on purpose, each with the reason.
+/// A family of listings, by path under `listings/`; the items it checks
+/// (`only`, or, when that is empty, every item they share by name); the
+/// items whose code differs on purpose, each with the reason; and what
+/// differs everywhere at once, such as the program's name in its
+/// messages: each listing's code is compared with those words replaced.
 struct Family {
     files: &'static [&'static str],
+    only: &'static [&'static str],
     different: &'static [(&'static str, &'static str)],
+    renamed: Renamed,
 }
+
+/// Per listing of a family, words replaced before the comparison.
+type Renamed =
+    &'static [(&'static str, &'static [(&'static str, &'static str)])];
 
 const FAMILIES: &[Family] = &[
     Family {
+        only: &[],
         files: &[
             "ch14-servers/14-02-tcp-threads.rs",
             "ch14-servers/14-03-tcp-pool.rs",
             "ch16-unix/16-01-unix-server.rs",
+        ],
+        renamed: &[
+            (
+                "ch14-servers/14-03-tcp-pool.rs",
+                &[("tcp-pool", "tcp-threads")],
+            ),
+            (
+                "ch16-unix/16-01-unix-server.rs",
+                &[
+                    ("unix-server", "tcp-threads"),
+                    ("UnixStream", "TcpStream"),
+                    ("UnixListener", "TcpListener"),
+                ],
+            ),
         ],
         different: &[
             ("const USAGE", "each server has options of its own"),
@@ -79,12 +103,14 @@ const FAMILIES: &[Family] = &[
         ],
     },
     Family {
+        only: &[],
         files: &[
             "ch06-signal-hook/06-01-sig-hook-flag.rs",
             "ch06-signal-hook/06-02-sig-hook-thread.rs",
             "ch06-signal-hook/06-03-sig-hook-default.rs",
             "ch12-exiting/12-01-sig-cleanup.rs",
         ],
+        renamed: &[],
         different: &[
             ("const USAGE", "each program has options of its own"),
             ("fn parse_args", "each program has options of its own"),
@@ -93,10 +119,15 @@ const FAMILIES: &[Family] = &[
         ],
     },
     Family {
+        only: &[],
         files: &[
             "ch10-daemon/10-01-sig-daemon.rs",
             "ch29-async-shutdown/29-01-async-daemon.rs",
         ],
+        renamed: &[(
+            "ch29-async-shutdown/29-01-async-daemon.rs",
+            &[("async-daemon", "sig-daemon")],
+        )],
         different: &[
             ("const USAGE", "29-1 is named async-daemon"),
             ("fn parse_args", "29-1 is named async-daemon"),
@@ -118,9 +149,25 @@ const FAMILIES: &[Family] = &[
         ],
     },
     Family {
+        only: &[],
         files: &[
             "ch16-unix/16-01-unix-server.rs",
             "ch30-async-sockets/30-01-async-server.rs",
+        ],
+        renamed: &[
+            (
+                "ch16-unix/16-01-unix-server.rs",
+                &[
+                    ("unix-server", "tcp-threads"),
+                    ("UnixStream", "TcpStream"),
+                    ("UnixListener", "TcpListener"),
+                ],
+            ),
+            (
+                "ch30-async-sockets/30-01-async-server.rs",
+                // tokio's `Signal` takes the plain name there.
+                &[("NixSignal", "Signal")],
+            ),
         ],
         different: &[
             (
@@ -160,39 +207,55 @@ const FAMILIES: &[Family] = &[
             ("fn log", "30-1's log is written by a thread of its own"),
         ],
     },
-];
-
-/// What differs between siblings by design, everywhere at once: the
-/// program's name in its messages, the socket type. Each listing's
-/// code is compared with these words replaced by the first sibling's.
-const RENAMED: &[(&str, &[(&str, &str)])] = &[
-    (
-        "ch14-servers/14-03-tcp-pool.rs",
-        &[("tcp-pool", "tcp-threads")],
-    ),
-    (
-        "ch16-unix/16-01-unix-server.rs",
-        &[
-            ("unix-server", "tcp-threads"),
-            ("UnixStream", "TcpStream"),
-            ("UnixListener", "TcpListener"),
+    Family {
+        files: &[
+            "ch28-async-signals/28-01-async-ctrl-c.rs",
+            "ch28-async-signals/28-02-async-signals.rs",
+            "ch29-async-shutdown/29-01-async-daemon.rs",
+            "ch29-async-shutdown/29-02-async-shutdown-tools.rs",
+            "ch30-async-sockets/30-01-async-server.rs",
         ],
-    ),
-    (
-        "ch29-async-shutdown/29-01-async-daemon.rs",
-        &[("async-daemon", "sig-daemon")],
-    ),
-    (
-        "ch30-async-sockets/30-01-async-server.rs",
-        // tokio's `Signal` takes the plain name there.
-        &[("NixSignal", "Signal")],
-    ),
+        // How each multi-threaded tokio listing starts its runtime; the
+        // rest of each is its own.
+        only: &["fn runtime", "fn worker_threads"],
+        different: &[],
+        renamed: &[
+            (
+                "ch28-async-signals/28-02-async-signals.rs",
+                &[("async-signals", "async-ctrl-c")],
+            ),
+            (
+                "ch29-async-shutdown/29-01-async-daemon.rs",
+                &[("async-daemon", "async-ctrl-c")],
+            ),
+            (
+                "ch29-async-shutdown/29-02-async-shutdown-tools.rs",
+                &[("async-shutdown-tools", "async-ctrl-c")],
+            ),
+            (
+                "ch30-async-sockets/30-01-async-server.rs",
+                &[("async-server", "async-ctrl-c")],
+            ),
+        ],
+    },
+    Family {
+        files: &[
+            "ch31-async-children/31-01-async-child-feed.rs",
+            "ch31-async-children/31-02-async-child-kill.rs",
+            "ch32-async-blocking/32-02-async-budget.rs",
+        ],
+        // The single-threaded runtimes. (32-1 chooses its flavour from
+        // its options, so it builds its own.)
+        only: &["fn runtime"],
+        different: &[],
+        renamed: &[],
+    },
 ];
 
 /// The top-level items of a listing by name (`fn serve`, `impl Table`,
 /// `impl Drop for Table`), each as its tokens without attributes that are
 /// documentation: what the compiler sees, not the comments around it.
-fn items(path: &str) -> BTreeMap<String, String> {
+fn items(path: &str, renamed: Renamed) -> BTreeMap<String, String> {
     let source = read(&workspace_root().join("listings").join(path));
     let file = syn::parse_file(&source)
         .unwrap_or_else(|e| panic!("listings/{path}: {e}"));
@@ -218,7 +281,7 @@ fn items(path: &str) -> BTreeMap<String, String> {
         };
         strip_docs(&mut item);
         let mut code = item.to_token_stream().to_string();
-        for (file, words) in RENAMED {
+        for (file, words) in renamed {
             if *file == path {
                 for (from, to) in *words {
                     code = code.replace(from, to);
@@ -287,8 +350,23 @@ fn drifted(
 fn sibling_listings_share_their_common_code_unchanged() {
     let mut problems = Vec::new();
     for family in FAMILIES {
-        let parsed: Vec<_> =
-            family.files.iter().map(|path| items(path)).collect();
+        let mut parsed: Vec<_> = family
+            .files
+            .iter()
+            .map(|path| items(path, family.renamed))
+            .collect();
+        if !family.only.is_empty() {
+            // A family that names its items: each has them all, and only
+            // those are compared.
+            for (path, items) in family.files.iter().zip(&mut parsed) {
+                for name in family.only {
+                    if !items.contains_key(*name) {
+                        problems.push(format!("{path} has no `{name}`"));
+                    }
+                }
+                items.retain(|name, _| family.only.contains(&name.as_str()));
+            }
+        }
         for (i, a) in family.files.iter().enumerate() {
             for (j, b) in family.files.iter().enumerate().skip(i + 1) {
                 problems.extend(drifted(
