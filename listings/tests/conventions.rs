@@ -401,10 +401,6 @@ const NOT_YET_CONVERTED: &[&str] = &[
     "sig-test-threads",
     "sig-crash",
     // Part III
-    "tcp-split",
-    "tcp-lines",
-    "tcp-length",
-    "tcp-reset",
     "tcp-naive",
     "tcp-threads",
     "tcp-pool",
