@@ -401,9 +401,6 @@ const NOT_YET_CONVERTED: &[&str] = &[
     "sig-test-threads",
     "sig-crash",
     // Part III
-    "tcp-naive",
-    "tcp-threads",
-    "tcp-pool",
     "poll-spin",
     "poll-server",
     "net-load",
