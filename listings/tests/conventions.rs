@@ -401,11 +401,6 @@ const NOT_YET_CONVERTED: &[&str] = &[
     "sig-test-threads",
     "sig-crash",
     // Part III
-    "poll-spin",
-    "poll-server",
-    "net-load",
-    "epoll-modes",
-    "poll-connect",
     "unix-server",
     "unix-pair",
     "unix-pass-fd",
