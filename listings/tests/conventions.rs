@@ -401,9 +401,6 @@ const NOT_YET_CONVERTED: &[&str] = &[
     "sig-test-threads",
     "sig-crash",
     // Part III
-    "unix-server",
-    "unix-pair",
-    "unix-pass-fd",
     "udp-datagrams",
     "udp-echo",
     "udp-request",
