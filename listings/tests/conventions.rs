@@ -401,9 +401,6 @@ const NOT_YET_CONVERTED: &[&str] = &[
     "sig-test-threads",
     "sig-crash",
     // Part III
-    "udp-datagrams",
-    "udp-echo",
-    "udp-request",
     "net-resolve",
     "net-dual-stack",
     "net-reuse",
