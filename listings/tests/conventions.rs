@@ -401,12 +401,6 @@ const NOT_YET_CONVERTED: &[&str] = &[
     "sig-test-threads",
     "sig-crash",
     // Part III
-    "net-resolve",
-    "net-dual-stack",
-    "net-reuse",
-    "net-nagle",
-    "net-keepalive",
-    "net-handover",
     // Parts IV, V and VI
     "pipe-no-eof",
     "pipe-epipe",
