@@ -402,9 +402,6 @@ const NOT_YET_CONVERTED: &[&str] = &[
     "sig-crash",
     // Part III
     // Parts IV, V and VI
-    "pipe-no-eof",
-    "pipe-epipe",
-    "pipe-leak",
     "pipe-writers",
     "pipe-frames",
     "pipe-capacity",
