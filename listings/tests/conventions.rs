@@ -402,8 +402,6 @@ const NOT_YET_CONVERTED: &[&str] = &[
     "sig-crash",
     // Part III
     // Parts IV, V and VI
-    "pipe-writers",
-    "pipe-frames",
     "pipe-capacity",
     "pipe-deadlock",
     "fifo-spam",
