@@ -402,8 +402,6 @@ const NOT_YET_CONVERTED: &[&str] = &[
     "sig-crash",
     // Part III
     // Parts IV, V and VI
-    "pipe-capacity",
-    "pipe-deadlock",
     "fifo-spam",
     "fifo-open",
     "spawn-pipeline",
