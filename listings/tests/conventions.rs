@@ -402,8 +402,6 @@ const NOT_YET_CONVERTED: &[&str] = &[
     "sig-crash",
     // Part III
     // Parts IV, V and VI
-    "fifo-spam",
-    "fifo-open",
     "spawn-pipeline",
     "spawn-deadlock",
     "spawn-grandchild",
