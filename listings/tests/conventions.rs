@@ -402,8 +402,6 @@ const NOT_YET_CONVERTED: &[&str] = &[
     "sig-crash",
     // Part III
     // Parts IV, V and VI
-    "proc-orphans",
-    "orphan-hangup",
     "bench-pingpong",
     "bench-naive",
     "bench-throughput",
