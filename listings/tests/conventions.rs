@@ -407,8 +407,6 @@ const NOT_YET_CONVERTED: &[&str] = &[
     "bench-throughput",
     "bench-vmsplice-reuse",
     "bench-memcpy",
-    "async-daemon",
-    "async-shutdown-tools",
     "async-server",
     "async-child-feed",
     "async-child-kill",
