@@ -407,8 +407,6 @@ const NOT_YET_CONVERTED: &[&str] = &[
     "bench-throughput",
     "bench-vmsplice-reuse",
     "bench-memcpy",
-    "async-child-feed",
-    "async-child-kill",
     "async-block",
     "async-budget",
 ];
