@@ -407,8 +407,6 @@ const NOT_YET_CONVERTED: &[&str] = &[
     "bench-throughput",
     "bench-vmsplice-reuse",
     "bench-memcpy",
-    "async-block",
-    "async-budget",
 ];
 
 #[test]
