@@ -402,7 +402,6 @@ const NOT_YET_CONVERTED: &[&str] = &[
     "sig-crash",
     // Part III
     // Parts IV, V and VI
-    "bench-pingpong",
     "bench-naive",
     "bench-throughput",
     "bench-vmsplice-reuse",
