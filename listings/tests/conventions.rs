@@ -402,10 +402,6 @@ const NOT_YET_CONVERTED: &[&str] = &[
     "sig-crash",
     // Part III
     // Parts IV, V and VI
-    "bench-naive",
-    "bench-throughput",
-    "bench-vmsplice-reuse",
-    "bench-memcpy",
 ];
 
 #[test]
