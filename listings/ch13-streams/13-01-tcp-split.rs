@@ -15,7 +15,7 @@ use std::os::fd::AsFd;
 use std::process::{self, ExitCode};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 
 const USAGE: &str = "usage: tcp-split";
 /// What Listing 3-2's server reads at once.
@@ -50,11 +50,12 @@ fn run() -> Result<(), Box<dyn Error>> {
     }
     sender.shutdown(Shutdown::Write)?;
     let sizes: Vec<_> = messages.iter().map(|m| m.len().to_string()).collect();
-    println!(
+    writeln!(
+        io::stdout(),
         "sent {} messages, one write each ({} bytes), then FIN",
         messages.len(),
         sizes.join(", ")
-    );
+    )?;
 
     wait_for_fin(&reader)?;
     let mut buf = [0; READ_SIZE];
@@ -62,13 +63,17 @@ fn run() -> Result<(), Box<dyn Error>> {
     for number in 1.. {
         let n = reader.read(&mut buf)?;
         if n == 0 {
-            println!("read {number}: 0 bytes: the end of the stream");
+            writeln!(
+                io::stdout(),
+                "read {number}: 0 bytes: the end of the stream"
+            )?;
             break;
         }
-        println!(
+        writeln!(
+            io::stdout(),
             "read {number}: {n} bytes: {}",
             describe(&messages, offset, offset + n)
-        );
+        )?;
         offset += n;
     }
     Ok(())
@@ -119,7 +124,10 @@ fn describe(messages: &[Vec<u8>], start: usize, end: usize) -> String {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Takes no arguments but `--help`.

@@ -20,7 +20,7 @@ use std::process::{self, ExitCode};
 
 use nix::libc::linger;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork};
@@ -45,7 +45,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let listener = TcpListener::bind("127.0.0.1:0")?;
 
-    println!("1. The server closes with SO_LINGER 0: a reset, not a FIN");
+    writeln!(
+        io::stdout(),
+        "1. The server closes with SO_LINGER 0: a reset, not a FIN"
+    )?;
     let (mut client, server) = connected(&listener)?;
     let abort = linger {
         l_onoff: 1,
@@ -53,21 +56,27 @@ fn run() -> Result<(), Box<dyn Error>> {
     };
     setsockopt(&server, sockopt::Linger, &abort)?;
     drop(server);
-    report("client read", client.read(&mut [0; 64]));
-    report("client read", client.read(&mut [0; 64]));
-    report("client write", client.write(b"hello"));
+    report("client read", client.read(&mut [0; 64]))?;
+    report("client read", client.read(&mut [0; 64]))?;
+    report("client write", client.write(b"hello"))?;
 
-    println!("2. The server closes normally; the client writes anyway");
+    writeln!(
+        io::stdout(),
+        "2. The server closes normally; the client writes anyway"
+    )?;
     let (mut client, server) = connected(&listener)?;
     drop(server);
-    report("client write", client.write(b"hello"));
+    report("client write", client.write(b"hello"))?;
     // The server's kernel answers those bytes with RST, since no socket
     // is left to read them. Wait for it.
     wait_for_hangup(&client)?;
-    report("client write", client.write(b"hello"));
-    report("client read", client.read(&mut [0; 64]));
+    report("client write", client.write(b"hello"))?;
+    report("client read", client.read(&mut [0; 64]))?;
 
-    println!("3. The same, written by a child through a File (write(2))");
+    writeln!(
+        io::stdout(),
+        "3. The same, written by a child through a File (write(2))"
+    )?;
     let (client, server) = connected(&listener)?;
     drop(server);
     io::stdout().flush()?;
@@ -85,9 +94,12 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
         ForkResult::Parent { child } => match waitpid(child, None)? {
             WaitStatus::Signaled(_, signal, _) => {
-                println!("   the child was killed by {signal:?}");
+                writeln!(
+                    io::stdout(),
+                    "   the child was killed by {signal:?}"
+                )?;
             }
-            status => println!("   the child ended: {status:?}"),
+            status => writeln!(io::stdout(), "   the child ended: {status:?}")?,
         },
     }
     Ok(())
@@ -127,10 +139,10 @@ fn wait_for_hangup(sock: &impl AsFd) -> Result<(), Box<dyn Error>> {
 }
 
 /// Prints what one call returned.
-fn report(what: &str, result: io::Result<usize>) {
+fn report(what: &str, result: io::Result<usize>) -> io::Result<()> {
     match result {
-        Ok(n) => println!("   {what}: {n} bytes"),
-        Err(err) => println!("   {what}: {err}"),
+        Ok(n) => writeln!(io::stdout(), "   {what}: {n} bytes"),
+        Err(err) => writeln!(io::stdout(), "   {what}: {err}"),
     }
 }
 
@@ -139,7 +151,10 @@ fn report(what: &str, result: io::Result<usize>) {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Takes no arguments but `--help`.

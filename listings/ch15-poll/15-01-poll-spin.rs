@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::resource::{UsageWho, getrusage};
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 
 const USAGE: &str = "usage: poll-spin";
 /// How long the sender keeps the reader waiting.
@@ -41,12 +41,13 @@ fn run() -> Result<(), Box<dyn Error>> {
         let mut buf = [0; 16];
         let (n, reads) = wait(&mut reader, &mut buf)?;
         let (wall, cpu) = (wall.elapsed(), cpu_time()? - cpu);
-        println!(
+        writeln!(
+            io::stdout(),
             "{name}: got {:?} after {:.2} s, {reads} reads, {:.2} s of CPU",
             String::from_utf8_lossy(&buf[..n]),
             wall.as_secs_f64(),
             cpu.as_secs_f64()
-        );
+        )?;
     }
     Ok(())
 }
@@ -113,7 +114,10 @@ fn cpu_time() -> nix::Result<Duration> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Takes no arguments but `--help`.

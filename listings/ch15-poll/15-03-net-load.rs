@@ -39,7 +39,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::unistd::{Pid, getpid, getppid};
 
 const USAGE: &str = "usage: net-load [--clients N] [--rounds N] [--idle N] \
@@ -663,7 +663,7 @@ impl Report {
     }
 
     fn line(&mut self, line: &str) -> io::Result<()> {
-        println!("{line}");
+        writeln!(io::stdout(), "{line}")?;
         self.text.push_str(line);
         self.text.push('\n');
         if let Some(dir) = self.file.parent() {
@@ -676,7 +676,10 @@ impl Report {
 /// Gives SIGPIPE back its default action: the report is a filter's output.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 fn parse_args() -> Result<Config, lexopt::Error> {
@@ -722,7 +725,7 @@ fn parse_args() -> Result<Config, lexopt::Error> {
             Long("record") => config.record = Some(args.value()?.into()),
             Long("book") => config.book = true,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -28,7 +28,7 @@ use nix::errno::Errno;
 use nix::sys::epoll::{
     Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout,
 };
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::unistd::{Pid, gettid};
 
 const USAGE: &str = "usage: epoll-modes";
@@ -51,39 +51,62 @@ fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
 
-    println!("1. Level-triggered: 10 bytes come, we read 4");
+    writeln!(io::stdout(), "1. Level-triggered: 10 bytes come, we read 4")?;
     let (mut writer, mut reader) = pair()?;
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     epoll.add(&reader, EpollEvent::new(EpollFlags::EPOLLIN, 1))?;
     writer.write_all(b"0123456789")?;
-    println!("   wait: {}", wait(&epoll)?);
+    writeln!(io::stdout(), "   wait: {}", wait(&epoll)?)?;
     reader.read_exact(&mut [0; 4])?;
-    println!("   wait: {}, for the 6 bytes left", wait(&epoll)?);
+    writeln!(
+        io::stdout(),
+        "   wait: {}, for the 6 bytes left",
+        wait(&epoll)?
+    )?;
 
-    println!("2. Edge-triggered (EPOLLET): the same");
+    writeln!(io::stdout(), "2. Edge-triggered (EPOLLET): the same")?;
     let (mut writer, mut reader) = pair()?;
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     let edge = EpollFlags::EPOLLIN | EpollFlags::EPOLLET;
     epoll.add(&reader, EpollEvent::new(edge, 1))?;
     writer.write_all(b"0123456789")?;
-    println!("   wait: {}", wait(&epoll)?);
+    writeln!(io::stdout(), "   wait: {}", wait(&epoll)?)?;
     reader.read_exact(&mut [0; 4])?;
-    println!("   wait: {}, though 6 bytes are left", wait(&epoll)?);
-    println!("   drained until EAGAIN: {} bytes", drain(&mut reader)?);
+    writeln!(
+        io::stdout(),
+        "   wait: {}, though 6 bytes are left",
+        wait(&epoll)?
+    )?;
+    writeln!(
+        io::stdout(),
+        "   drained until EAGAIN: {} bytes",
+        drain(&mut reader)?
+    )?;
     writer.write_all(b"ab")?;
-    println!("   2 more bytes come; wait: {}", wait(&epoll)?);
+    writeln!(
+        io::stdout(),
+        "   2 more bytes come; wait: {}",
+        wait(&epoll)?
+    )?;
 
-    println!("3. EPOLLONESHOT: one report, then re-armed by hand");
+    writeln!(
+        io::stdout(),
+        "3. EPOLLONESHOT: one report, then re-armed by hand"
+    )?;
     let (mut writer, reader) = pair()?;
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     let once = EpollFlags::EPOLLIN | EpollFlags::EPOLLONESHOT;
     epoll.add(&reader, EpollEvent::new(once, 1))?;
     writer.write_all(b"x")?;
-    println!("   wait: {}", wait(&epoll)?);
+    writeln!(io::stdout(), "   wait: {}", wait(&epoll)?)?;
     writer.write_all(b"y")?;
-    println!("   more bytes come; wait: {}", wait(&epoll)?);
+    writeln!(io::stdout(), "   more bytes come; wait: {}", wait(&epoll)?)?;
     epoll.modify(&reader, &mut EpollEvent::new(once, 1))?;
-    println!("   after EPOLL_CTL_MOD; wait: {}", wait(&epoll)?);
+    writeln!(
+        io::stdout(),
+        "   after EPOLL_CTL_MOD; wait: {}",
+        wait(&epoll)?
+    )?;
 
     herd()?;
     registered_to_the_file()?;
@@ -124,7 +147,10 @@ fn drain(reader: &mut TcpStream) -> io::Result<usize> {
 /// own, and one connection: how many of them wake?
 fn herd() -> Result<(), Box<dyn Error>> {
     const THREADS: usize = 4;
-    println!("4. {THREADS} threads wait on one listening socket");
+    writeln!(
+        io::stdout(),
+        "4. {THREADS} threads wait on one listening socket"
+    )?;
     for (how, flags) in [
         ("without EPOLLEXCLUSIVE", EpollFlags::EPOLLIN),
         (
@@ -161,7 +187,10 @@ fn herd() -> Result<(), Box<dyn Error>> {
         for waiter in waiters {
             woke += usize::from(waiter.join().map_err(|_| "a thread died")??);
         }
-        println!("   {how}: one connection woke {woke} of {THREADS}");
+        writeln!(
+            io::stdout(),
+            "   {how}: one connection woke {woke} of {THREADS}"
+        )?;
     }
     Ok(())
 }
@@ -187,7 +216,7 @@ fn asleep_in_epoll_wait(tid: Pid) -> Result<(), Box<dyn Error>> {
 /// it while another descriptor (a `dup`, or a forked child's copy) keeps
 /// the file open.
 fn registered_to_the_file() -> Result<(), Box<dyn Error>> {
-    println!("5. Registered, duplicated, closed");
+    writeln!(io::stdout(), "5. Registered, duplicated, closed")?;
     let (mut writer, reader) = pair()?;
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     let original = reader.as_raw_fd() as u64;
@@ -198,13 +227,16 @@ fn registered_to_the_file() -> Result<(), Box<dyn Error>> {
     let mut events = [EpollEvent::empty()];
     let n = epoll.wait(&mut events, EpollTimeout::from(QUIET))?;
     let closed = n == 1 && events[0].data() == original;
-    println!("   wait: {n} ready, for the closed descriptor: {closed}");
+    writeln!(
+        io::stdout(),
+        "   wait: {n} ready, for the closed descriptor: {closed}"
+    )?;
     let removed = match epoll.delete(&copy) {
         Ok(()) => "removed".to_string(),
         Err(Errno::ENOENT) => "ENOENT, it was never added".to_string(),
         Err(err) => err.to_string(),
     };
-    println!("   EPOLL_CTL_DEL with the copy: {removed}");
+    writeln!(io::stdout(), "   EPOLL_CTL_DEL with the copy: {removed}")?;
     Ok(())
 }
 // ANCHOR_END: file
@@ -220,7 +252,10 @@ fn pair() -> io::Result<(TcpStream, TcpStream)> {
 /// Gives SIGPIPE back its default action: this is a filter.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Takes no arguments but `--help`.
@@ -230,7 +265,7 @@ fn parse_args() -> Result<(), lexopt::Error> {
     if let Some(arg) = args.next()? {
         match arg {
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -16,6 +16,7 @@
 // scene 2 at once, or report the refusal differently.
 
 use std::error::Error;
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::{self, ExitCode};
@@ -53,19 +54,19 @@ fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
 
-    println!("1. A listening port");
+    writeln!(io::stdout(), "1. A listening port")?;
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let sock = start_connect(listener.local_addr()?)?;
     finish_connect(&sock, 5000)?;
 
-    println!("2. A port where nothing listens");
+    writeln!(io::stdout(), "2. A port where nothing listens")?;
     let closed = TcpListener::bind("127.0.0.1:0")?;
     let nobody = closed.local_addr()?;
     drop(closed);
     let sock = start_connect(nobody)?;
     finish_connect(&sock, 5000)?;
 
-    println!("3. A listener whose queue is full");
+    writeln!(io::stdout(), "3. A listener whose queue is full")?;
     let (full, queued) = full_listener()?;
     let sock = start_connect(full.local_addr()?)?;
     finish_connect(&sock, 500)?;
@@ -73,7 +74,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         return Err("an IPv4 address, please".into());
     };
     let again = connect(sock.as_raw_fd(), &SockaddrIn::from(addr));
-    println!("   connect again: {}", outcome(again));
+    writeln!(io::stdout(), "   connect again: {}", outcome(again))?;
     drop(sock);
     interrupted(&full, queued)
 }
@@ -86,8 +87,8 @@ fn start_connect(addr: SocketAddr) -> Result<OwnedFd, Box<dyn Error>> {
         return Err("an IPv4 address, please".into());
     };
     match connect(sock.as_raw_fd(), &SockaddrIn::from(addr)) {
-        Ok(()) => println!("   connect: done at once"),
-        Err(err) => println!("   connect: {}", name(err)),
+        Ok(()) => writeln!(io::stdout(), "   connect: done at once")?,
+        Err(err) => writeln!(io::stdout(), "   connect: {}", name(err))?,
     }
     Ok(sock)
 }
@@ -104,7 +105,7 @@ fn finish_connect(sock: &OwnedFd, millis: u16) -> Result<(), Box<dyn Error>> {
         }
     };
     if ready == 0 {
-        println!("   poll: nothing within {millis} ms");
+        writeln!(io::stdout(), "   poll: nothing within {millis} ms")?;
         return Ok(());
     }
     let events = fds[0].revents().unwrap_or(PollFlags::empty());
@@ -113,11 +114,12 @@ fn finish_connect(sock: &OwnedFd, millis: u16) -> Result<(), Box<dyn Error>> {
         0 => "0, connected".to_string(),
         errno => name(Errno::from_raw(errno)),
     };
-    println!(
+    writeln!(
+        io::stdout(),
         "   poll: {} after {:.2} s (measured); SO_ERROR: {outcome}",
         show(events),
         started.elapsed().as_secs_f64()
-    );
+    )?;
     Ok(())
 }
 // ANCHOR_END: connect
@@ -134,7 +136,10 @@ fn interrupted(
     full: &TcpListener,
     queued: TcpStream,
 ) -> Result<(), Box<dyn Error>> {
-    println!("4. A blocking connect, and a signal every 200 ms");
+    writeln!(
+        io::stdout(),
+        "4. A blocking connect, and a signal every 200 ms"
+    )?;
     let action = SigAction::new(
         SigHandler::Handler(on_alarm),
         SaFlags::empty(),
@@ -164,7 +169,7 @@ fn interrupted(
     )?;
     let first = connect(sock.as_raw_fd(), &addr);
     drop(timer); // No more alarms.
-    println!("   connect: {}", outcome(first));
+    writeln!(io::stdout(), "   connect: {}", outcome(first))?;
     // The handshake goes on: make room in the queue, by accepting the
     // connection that filled it, and wait for the end of it as for a
     // nonblocking connect.
@@ -172,7 +177,7 @@ fn interrupted(
     let (_, _) = full.accept()?;
     finish_connect(&sock, 5000)?;
     let last = connect(sock.as_raw_fd(), &addr);
-    println!("   connect again, now: {}", outcome(last));
+    writeln!(io::stdout(), "   connect again, now: {}", outcome(last))?;
     Ok(())
 }
 
@@ -220,7 +225,10 @@ fn show(events: PollFlags) -> String {
 /// Gives SIGPIPE back its default action: this is a filter.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Takes no arguments but `--help`.
@@ -230,7 +238,7 @@ fn parse_args() -> Result<(), lexopt::Error> {
     if let Some(arg) = args.next()? {
         match arg {
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -14,7 +14,7 @@ use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode};
 
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork, getpid};
 
@@ -57,7 +57,9 @@ fn run() -> Result<(), Box<dyn Error>> {
             drop(child_end);
             parent(parent_end, count)?;
             match waitpid(child, None)? {
-                WaitStatus::Exited(_, 0) => println!("Child {child} exited"),
+                WaitStatus::Exited(_, 0) => {
+                    writeln!(io::stdout(), "Child {child} exited")?
+                }
                 status => return Err(format!("child: {status:?}").into()),
             }
         }
@@ -76,7 +78,11 @@ fn parent(sock: UnixStream, count: usize) -> Result<(), Box<dyn Error>> {
         if answers.read_line(&mut answer)? == 0 {
             return Err("the child hung up".into());
         }
-        println!("Parent {me} sent ping {n}, got: {}", answer.trim_end());
+        writeln!(
+            io::stdout(),
+            "Parent {me} sent ping {n}, got: {}",
+            answer.trim_end()
+        )?;
     }
     // No more pings: the child sees the end of the stream.
     sock.shutdown(Shutdown::Write)?;
@@ -101,7 +107,10 @@ fn child(sock: UnixStream) -> io::Result<()> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--count N]`.
@@ -113,7 +122,7 @@ fn parse_args() -> Result<usize, lexopt::Error> {
         match arg {
             Long("count") => count = args.value()?.parse()?,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -299,7 +299,10 @@ fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
 /// quietly, like `cat`, when its output goes away.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 fn parse_args() -> Result<Mode, lexopt::Error> {

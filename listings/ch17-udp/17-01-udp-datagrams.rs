@@ -16,7 +16,7 @@ use std::os::fd::AsRawFd;
 use std::process::{self, ExitCode};
 use std::time::Duration;
 
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::socket::{MsgFlags, recv, setsockopt, sockopt};
 
 const USAGE: &str = "usage: udp-datagrams";
@@ -38,33 +38,46 @@ fn run() -> Result<(), Box<dyn Error>> {
     let (sender, receiver) = pair()?;
     let mut buf = [0; 1024];
 
-    println!("1. Three datagrams, one send each");
+    writeln!(io::stdout(), "1. Three datagrams, one send each")?;
     for message in [&b"one"[..], b"two", &[b'3'; 1000]] {
         sender.send(message)?;
     }
     for _ in 0..3 {
         let n = receiver.recv(&mut buf)?;
-        println!("   recv: {n} bytes, {}", preview(&buf[..n]));
+        writeln!(io::stdout(), "   recv: {n} bytes, {}", preview(&buf[..n]))?;
     }
 
-    println!("2. A datagram of 1200 bytes, a buffer of 1024");
+    writeln!(
+        io::stdout(),
+        "2. A datagram of 1200 bytes, a buffer of 1024"
+    )?;
     sender.send(&[b'x'; 1200])?;
     let n = receiver.recv(&mut buf)?;
-    println!(
+    writeln!(
+        io::stdout(),
         "   std's recv: {n} bytes, and no sign of the other {}",
         1200 - n
-    );
+    )?;
     sender.send(&[b'x'; 1200])?;
     // Linux: with MSG_TRUNC, recv returns the datagram's real length.
     let real = recv(receiver.as_raw_fd(), &mut buf, MsgFlags::MSG_TRUNC)?;
-    println!("   recv with MSG_TRUNC: the datagram had {real} bytes");
+    writeln!(
+        io::stdout(),
+        "   recv with MSG_TRUNC: the datagram had {real} bytes"
+    )?;
 
-    println!("3. An empty datagram");
+    writeln!(io::stdout(), "3. An empty datagram")?;
     sender.send(b"")?;
     let n = receiver.recv(&mut buf)?;
-    println!("   recv: {n} bytes, and the socket is as open as before");
+    writeln!(
+        io::stdout(),
+        "   recv: {n} bytes, and the socket is as open as before"
+    )?;
 
-    println!("4. A thousand datagrams to a small buffer, read afterwards");
+    writeln!(
+        io::stdout(),
+        "4. A thousand datagrams to a small buffer, read afterwards"
+    )?;
     setsockopt(&receiver, sockopt::RcvBuf, &4096)?;
     let mut sent = 0;
     for i in 0..1000_u32 {
@@ -72,9 +85,10 @@ fn run() -> Result<(), Box<dyn Error>> {
         sent += 1;
     }
     let received = drain(&receiver)?;
-    println!(
+    writeln!(
+        io::stdout(),
         "   sent {sent}, every send succeeded; received {received} of {sent}"
-    );
+    )?;
     Ok(())
 }
 // ANCHOR_END: run
@@ -120,7 +134,10 @@ fn preview(data: &[u8]) -> String {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Takes no arguments but `--help`.

@@ -13,7 +13,7 @@ use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::process::{self, ExitCode};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 
 const USAGE: &str =
     "usage: udp-request HOST:PORT MESSAGE... [--timeout MS] [--tries N]";
@@ -57,7 +57,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         let request = format!("{n} {message}");
         let reply = ask(&sock, &request, &config)
             .map_err(|err| format!("{}: request {n}: {err}", config.spec))?;
-        println!("request {n}: {}", reply.escape_ascii());
+        writeln!(io::stdout(), "request {n}: {}", reply.escape_ascii())?;
     }
     Ok(())
 }
@@ -76,10 +76,11 @@ fn ask(
         match reply_within(sock, &expected, wait)? {
             Some(reply) => return Ok(reply),
             None if try_number < config.tries => {
-                println!(
+                writeln!(
+                    io::stdout(),
                     "request {number}: no reply within {} ms, sending it again",
                     wait.as_millis()
-                );
+                )?;
                 wait *= 2;
             }
             None => {}
@@ -118,7 +119,9 @@ fn reply_within(
                     format!("the server said: {}", buf[..n].escape_ascii());
                 return Err(io::Error::new(ErrorKind::InvalidData, why));
             }
-            Ok(n) => println!("ignored: {}", buf[..n].escape_ascii()),
+            Ok(n) => {
+                writeln!(io::stdout(), "ignored: {}", buf[..n].escape_ascii())?
+            }
             Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(None),
             // Stopped and continued (Ctrl-Z, `fg`): Linux fails a read
             // with a timeout with EINTR (Chapter 3). Wait for what is left.
@@ -133,7 +136,10 @@ fn reply_within(
 /// ends quietly, like `cat`, when its output goes away.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// The first address `HOST:PORT` names: a datagram goes to one place.

@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::{self, ExitCode};
 use std::time::Duration;
 
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 
 const USAGE: &str = "usage: net-resolve HOST:PORT [--timeout MS]";
 
@@ -36,13 +36,17 @@ fn run() -> Result<(), Box<dyn Error>> {
         .to_socket_addrs()
         .map_err(|err| format!("cannot resolve '{spec}': {err}"))?
         .collect();
-    println!("{spec} resolves to:");
+    writeln!(io::stdout(), "{spec} resolves to:")?;
     for addr in &addrs {
-        println!("  {addr}");
+        writeln!(io::stdout(), "  {addr}")?;
     }
-    match connect_to_any(&addrs, timeout) {
+    match connect_to_any(&addrs, timeout)? {
         Some((addr, sock)) => {
-            println!("connected to {addr} from {}", sock.local_addr()?);
+            writeln!(
+                io::stdout(),
+                "connected to {addr} from {}",
+                sock.local_addr()?
+            )?;
             Ok(())
         }
         None => Err(format!("no address of '{spec}' accepted").into()),
@@ -54,14 +58,14 @@ fn run() -> Result<(), Box<dyn Error>> {
 fn connect_to_any(
     addrs: &[SocketAddr],
     timeout: Duration,
-) -> Option<(SocketAddr, TcpStream)> {
+) -> io::Result<Option<(SocketAddr, TcpStream)>> {
     for addr in addrs {
         match TcpStream::connect_timeout(addr, timeout) {
-            Ok(sock) => return Some((*addr, sock)),
-            Err(err) => println!("{addr}: {err}"),
+            Ok(sock) => return Ok(Some((*addr, sock))),
+            Err(err) => writeln!(io::stdout(), "{addr}: {err}")?,
         }
     }
-    None
+    Ok(None)
 }
 // ANCHOR_END: run
 
@@ -69,7 +73,10 @@ fn connect_to_any(
 /// quietly, like `cat`, when its output goes away.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `HOST:PORT [--timeout MS]`.

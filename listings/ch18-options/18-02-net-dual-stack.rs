@@ -11,7 +11,7 @@ use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{self, ExitCode};
 use std::time::Duration;
 
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use socket2::{Domain, Socket, Type};
 
 const USAGE: &str = "usage: net-dual-stack";
@@ -31,40 +31,57 @@ fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let default = std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only")?;
-    println!(
+    writeln!(
+        io::stdout(),
         "The default here: /proc/sys/net/ipv6/bindv6only is {}",
         default.trim()
-    );
+    )?;
 
-    println!("1. [::] with IPV6_V6ONLY off: IPv4 clients come in too");
+    writeln!(
+        io::stdout(),
+        "1. [::] with IPV6_V6ONLY off: IPv4 clients come in too"
+    )?;
     let listener = ipv6_wildcard(false)?;
     let port = listener.local_addr()?.port();
     let client = TcpStream::connect(("127.0.0.1", port))?;
     let peer = accept_own(&listener, &client)?;
-    println!("   a client of 127.0.0.1 is seen as {}", peer.ip());
+    writeln!(
+        io::stdout(),
+        "   a client of 127.0.0.1 is seen as {}",
+        peer.ip()
+    )?;
 
-    println!("2. ... and the IPv4 port is taken with them");
+    writeln!(io::stdout(), "2. ... and the IPv4 port is taken with them")?;
     let v4 = bind_v4(port);
-    println!("   binding 0.0.0.0 on the same port: {}", outcome(&v4));
+    writeln!(
+        io::stdout(),
+        "   binding 0.0.0.0 on the same port: {}",
+        outcome(&v4)
+    )?;
     drop(listener);
 
-    println!("3. [::] with IPV6_V6ONLY on: IPv6 only");
+    writeln!(io::stdout(), "3. [::] with IPV6_V6ONLY on: IPv6 only")?;
     let listener = ipv6_wildcard(true)?;
     let port = listener.local_addr()?.port();
     let refused = TcpStream::connect_timeout(
         &SocketAddr::from(([127, 0, 0, 1], port)),
         Duration::from_secs(10),
     );
-    println!("   a client of 127.0.0.1: {}", outcome(&refused));
-    println!(
+    writeln!(
+        io::stdout(),
+        "   a client of 127.0.0.1: {}",
+        outcome(&refused)
+    )?;
+    writeln!(
+        io::stdout(),
         "   binding 0.0.0.0 on the same port: {}",
         outcome(&bind_v4(port))
-    );
+    )?;
 
-    println!("4. IPV6_V6ONLY set after bind");
+    writeln!(io::stdout(), "4. IPV6_V6ONLY set after bind")?;
     let socket = Socket::new(Domain::IPV6, Type::STREAM, None)?;
     socket.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)).into())?;
-    println!("   {}", outcome(&socket.set_only_v6(true)));
+    writeln!(io::stdout(), "   {}", outcome(&socket.set_only_v6(true)))?;
     Ok(())
 }
 
@@ -114,7 +131,10 @@ fn outcome<T>(result: &io::Result<T>) -> String {
 /// quietly, like `cat`, when its output goes away.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Takes no arguments but `--help`.

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{self, ExitCode};
 use std::time::Duration;
 
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use socket2::{Domain, Socket, Type};
 
 const USAGE: &str = "usage: net-reuse";
@@ -67,13 +67,20 @@ fn run() -> Result<(), Box<dyn Error>> {
         ),
     ];
     for (number, (what, first, second)) in (1..).zip(scenes) {
-        println!("{number}. {what}");
+        writeln!(io::stdout(), "{number}. {what}")?;
         let (first, port) = open(first, 0)?;
-        println!("   second socket: {}", outcome(&open(second, port)));
+        writeln!(
+            io::stdout(),
+            "   second socket: {}",
+            outcome(&open(second, port))
+        )?;
         drop(first);
     }
 
-    println!("4. SO_REUSEADDR on both, the first not listening yet");
+    writeln!(
+        io::stdout(),
+        "4. SO_REUSEADDR on both, the first not listening yet"
+    )?;
     let (first, port) = open(
         Opts {
             listen: false,
@@ -82,23 +89,28 @@ fn run() -> Result<(), Box<dyn Error>> {
         0,
     )?;
     let second = open(addr_reuse, port);
-    println!("   second socket: {}", outcome(&second));
-    println!("   first socket's listen: {}", outcome(&first.listen(16)));
+    writeln!(io::stdout(), "   second socket: {}", outcome(&second))?;
+    writeln!(
+        io::stdout(),
+        "   first socket's listen: {}",
+        outcome(&first.listen(16))
+    )?;
     drop((first, second));
 
-    println!("5. SO_REUSEPORT on both");
+    writeln!(io::stdout(), "5. SO_REUSEPORT on both")?;
     let shared = Opts {
         reuse_port: true,
         ..PLAIN
     };
     let (first, port) = open(shared, 0)?;
     let (second, _) = open(shared, port)?;
-    println!("   second socket: ok");
+    writeln!(io::stdout(), "   second socket: ok")?;
     let (a, b) = spread(first.into(), second.into(), port)?;
-    println!(
+    writeln!(
+        io::stdout(),
         "   of {CONNECTIONS} connections, each socket accepted some: {}",
         a > 0 && b > 0
-    );
+    )?;
     Ok(())
 }
 
@@ -161,7 +173,10 @@ fn outcome<T>(result: &io::Result<T>) -> String {
 /// quietly, like `cat`, when its output goes away.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Takes no arguments but `--help`.

@@ -14,7 +14,7 @@ use std::process::{self, ExitCode};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 
 const USAGE: &str = "usage: net-nagle [--rounds N]";
 const HEADER: &[u8] = b"HEAD";
@@ -60,17 +60,18 @@ fn run() -> Result<(), Box<dyn Error>> {
         let ms = |time: Duration| time.as_secs_f64() * 1000.0;
         let first = times.remove(0);
         times.sort();
-        print!("{what:<24} first {:.2} ms", ms(first));
+        write!(io::stdout(), "{what:<24} first {:.2} ms", ms(first))?;
         if let (Some(&least), Some(&most)) = (times.first(), times.last()) {
             let median = times[times.len() / 2];
-            print!(
+            write!(
+                io::stdout(),
                 "; then min {:.2} ms, median {:.2} ms, max {:.2} ms",
                 ms(least),
                 ms(median),
                 ms(most)
-            );
+            )?;
         }
-        println!();
+        writeln!(io::stdout())?;
     }
     Ok(())
 }
@@ -104,7 +105,10 @@ fn connected() -> io::Result<(TcpStream, thread::JoinHandle<io::Result<()>>)> {
 /// quietly, like `cat`, when its output goes away.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--rounds N]`.

@@ -27,7 +27,7 @@ use std::process::{self, ExitCode};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use socket2::{SockFilter, SockRef, TcpKeepalive};
 
 const USAGE: &str = "usage: net-keepalive";
@@ -54,43 +54,70 @@ fn run() -> Result<(), Box<dyn Error>> {
         .with_interval(Duration::from_secs(1)) // TCP_KEEPINTVL
         .with_retries(2); // TCP_KEEPCNT
 
-    println!("1. A peer that is gone; no keepalive");
+    writeln!(io::stdout(), "1. A peer that is gone; no keepalive")?;
     let (mut sock, peer) = pair()?;
     vanish(&peer)?;
-    println!("   read: {}", read_within(&mut sock, PATIENCE));
+    writeln!(
+        io::stdout(),
+        "   read: {}",
+        read_within(&mut sock, PATIENCE)
+    )?;
 
-    println!("2. The same, with keepalive (idle 1 s, every 1 s, 2 probes)");
+    writeln!(
+        io::stdout(),
+        "2. The same, with keepalive (idle 1 s, every 1 s, 2 probes)"
+    )?;
     let (mut sock, peer) = pair()?;
     SockRef::from(&sock).set_tcp_keepalive(&keepalive)?;
     vanish(&peer)?;
-    println!("   read: {}", read_within(&mut sock, PATIENCE * 3));
+    writeln!(
+        io::stdout(),
+        "   read: {}",
+        read_within(&mut sock, PATIENCE * 3)
+    )?;
 
-    println!("3. A write to a peer that is gone, TCP_USER_TIMEOUT 2 s");
+    writeln!(
+        io::stdout(),
+        "3. A write to a peer that is gone, TCP_USER_TIMEOUT 2 s"
+    )?;
     let (mut sock, peer) = pair()?;
     SockRef::from(&sock).set_tcp_user_timeout(Some(Duration::from_secs(2)))?;
     vanish(&peer)?;
     sock.write_all(b"hello\n")?;
-    println!(
+    writeln!(
+        io::stdout(),
         "   wrote 6 bytes; read: {}",
         read_within(&mut sock, PATIENCE * 3)
-    );
+    )?;
 
-    println!("4. A peer that is alive but never reads, with keepalive");
+    writeln!(
+        io::stdout(),
+        "4. A peer that is alive but never reads, with keepalive"
+    )?;
     let (mut sock, _hung) = pair()?;
     SockRef::from(&sock).set_tcp_keepalive(&keepalive)?;
-    println!("   read: {}", read_within(&mut sock, PATIENCE));
-    println!(
+    writeln!(
+        io::stdout(),
+        "   read: {}",
+        read_within(&mut sock, PATIENCE)
+    )?;
+    writeln!(
+        io::stdout(),
         "   heartbeat: {}",
         heartbeat(&mut sock, Duration::from_secs(1))?
-    );
+    )?;
 
-    println!("5. A peer that answers the heartbeat, a byte every 0.4 s");
+    writeln!(
+        io::stdout(),
+        "5. A peer that answers the heartbeat, a byte every 0.4 s"
+    )?;
     let (mut sock, slow) = pair()?;
     let peer = thread::spawn(move || pong_slowly(slow));
-    println!(
+    writeln!(
+        io::stdout(),
         "   heartbeat: {}",
         heartbeat(&mut sock, Duration::from_secs(1))?
-    );
+    )?;
     drop(sock);
     // Its last bytes find the connection closed: that is expected.
     let _ = peer.join();
@@ -175,7 +202,10 @@ fn pair() -> io::Result<(TcpStream, TcpStream)> {
 /// Gives SIGPIPE back its default action: this is a filter.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Takes no arguments but `--help`.
@@ -185,7 +215,7 @@ fn parse_args() -> Result<(), lexopt::Error> {
     if let Some(arg) = args.next()? {
         match arg {
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -27,7 +27,7 @@ use std::process::{self, Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use nix::libc;
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::socket::{getsockopt, sockopt};
 use nix::unistd::getpid;
 use socket2::{Domain, Socket, Type};
@@ -66,9 +66,10 @@ fn run() -> Result<(), Box<dyn Error>> {
 fn reuseport() -> Result<(), Box<dyn Error>> {
     let migrate = fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req")
         .map_or_else(|_| "absent".into(), |v| v.trim().to_string());
-    println!(
+    writeln!(
+        io::stdout(),
         "1. SO_REUSEPORT, the old listener closes (tcp_migrate_req: {migrate})"
-    );
+    )?;
     let old = reuse_port_listener("127.0.0.1:0".parse()?)?;
     let new = reuse_port_listener(old.local_addr()?)?;
     let clients = connect_all(old.local_addr()?)?;
@@ -91,10 +92,11 @@ fn reuseport() -> Result<(), Box<dyn Error>> {
             Err(err) => return Err(err.into()),
         }
     }
-    println!(
+    writeln!(
+        io::stdout(),
         "   of {CLIENTS} clients: {answered} (measured) answered by the new \
          listener, {reset} (measured) reset"
-    );
+    )?;
     Ok(())
 }
 
@@ -114,13 +116,19 @@ fn reuse_port_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 /// queue. It starts the new process with the listening socket, which
 /// serves them, and finishes its own client meanwhile: draining.
 fn handover() -> Result<(), Box<dyn Error>> {
-    println!("2. The old process hands its listening socket to a new one");
+    writeln!(
+        io::stdout(),
+        "2. The old process hands its listening socket to a new one"
+    )?;
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let first = connect_one(addr)?;
     let (serving, _) = listener.accept()?;
     let clients = connect_all(addr)?;
-    println!("   old: serving 1 client, {CLIENTS} waiting in the queue");
+    writeln!(
+        io::stdout(),
+        "   old: serving 1 client, {CLIENTS} waiting in the queue"
+    )?;
     // systemd's convention: LISTEN_FDS says how many sockets, and
     // LISTEN_PID whom they are for, so that a program they start does not
     // take them for its own. The pid is known only after the fork, and
@@ -158,7 +166,11 @@ fn handover() -> Result<(), Box<dyn Error>> {
     // accept no more, and close our copy of the socket.
     drop(listener);
     answer(&serving, "the old process")?;
-    println!("   old: finished its client, {}", reply(&first)?);
+    writeln!(
+        io::stdout(),
+        "   old: finished its client, {}",
+        reply(&first)?
+    )?;
     let mut report = String::new();
     if let Some(mut out) = new.stdout.take() {
         out.read_to_string(&mut report)?;
@@ -167,7 +179,7 @@ fn handover() -> Result<(), Box<dyn Error>> {
     if !status.success() {
         return Err(format!("the new process ended badly: {status}").into());
     }
-    print!("{report}");
+    write!(io::stdout(), "{report}")?;
     let (mut answered, mut lost) = (0, 0);
     for client in &clients {
         match reply(client) {
@@ -175,10 +187,11 @@ fn handover() -> Result<(), Box<dyn Error>> {
             _ => lost += 1,
         }
     }
-    println!(
+    writeln!(
+        io::stdout(),
         "   of {CLIENTS} clients: {answered} answered by the new process, \
          {lost} lost"
-    );
+    )?;
     Ok(())
 }
 
@@ -216,7 +229,11 @@ fn new_process(count: usize) -> Result<(), Box<dyn Error>> {
         let (conn, _) = listener.accept()?;
         answer(&conn, "the new process")?;
     }
-    println!("   new (pid {}): took the socket, served {count}", getpid());
+    writeln!(
+        io::stdout(),
+        "   new (pid {}): took the socket, served {count}",
+        getpid()
+    )?;
     Ok(())
 }
 // ANCHOR_END: handover
@@ -256,7 +273,10 @@ fn reply(mut client: &TcpStream) -> io::Result<String> {
 /// Gives SIGPIPE back its default action: this is a filter.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--inherit N]`.
@@ -274,7 +294,7 @@ fn parse_args() -> Result<Option<usize>, lexopt::Error> {
                 inherit = Some(count);
             }
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -12,7 +12,7 @@ use std::process::{self, ExitCode};
 
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, pipe2, read, write};
 
@@ -87,7 +87,11 @@ fn parent(read_end: &OwnedFd, child: Pid) -> Result<(), Box<dyn Error>> {
             match waitpid(child, Some(WaitPidFlag::WNOHANG))? {
                 WaitStatus::StillAlive => {}
                 status => {
-                    println!("The child has {}", describe(status));
+                    writeln!(
+                        io::stdout(),
+                        "The child has {}",
+                        describe(status)
+                    )?;
                     child_status = Some(status);
                 }
             }
@@ -95,7 +99,7 @@ fn parent(read_end: &OwnedFd, child: Pid) -> Result<(), Box<dyn Error>> {
         }
         let n = read(read_end, &mut buf)?;
         if n == 0 {
-            println!("End of stream");
+            writeln!(io::stdout(), "End of stream")?;
             break;
         }
         // A read returns what the pipe holds, up to the buffer: here
@@ -105,11 +109,11 @@ fn parent(read_end: &OwnedFd, child: Pid) -> Result<(), Box<dyn Error>> {
         // PIPE_BUF keeps writers from mixing, and says nothing of where
         // a read ends.
         for line in String::from_utf8_lossy(&buf[..n]).lines() {
-            println!("Parent got [{line}]");
+            writeln!(io::stdout(), "Parent got [{line}]")?;
         }
     }
     let status = waitpid(child, None)?;
-    println!("The child has {}", describe(status));
+    writeln!(io::stdout(), "The child has {}", describe(status))?;
     match status {
         WaitStatus::Exited(_, 0) => Ok(()),
         _ => Err("the child failed".into()),
@@ -133,7 +137,10 @@ fn describe(status: WaitStatus) -> String {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--close]` from the command line.
@@ -145,7 +152,7 @@ fn parse_args() -> Result<bool, lexopt::Error> {
         match arg {
             Long("close") => close = true,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -15,7 +15,7 @@ use std::process::{self, Command, ExitCode, Stdio};
 
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::unistd::{pipe, pipe2};
 
 const USAGE: &str = "usage: pipe-leak [--cloexec]";
@@ -51,7 +51,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         .stdout(Stdio::null())
         .spawn()
         .map_err(|err| format!("cannot start cat: {err}"))?;
-    println!("Started cat as pid {}", helper.id());
+    writeln!(io::stdout(), "Started cat as pid {}", helper.id())?;
 
     let mut writer = File::from(write_end);
     writer.write_all(b"hello\n")?;
@@ -60,17 +60,18 @@ fn run() -> Result<(), Box<dyn Error>> {
     let mut reader = File::from(read_end);
     let inode = reader.metadata()?.ino();
     if read_until_end(&mut reader)? {
-        println!("End of stream at once");
+        writeln!(io::stdout(), "End of stream at once")?;
     } else {
         for (name, pid, fd) in write_end_holders(inode) {
-            println!(
+            writeln!(
+                io::stdout(),
                 "No end of stream: {name} (pid {pid}) has the write end as descriptor {fd}"
-            );
+            )?;
         }
         drop(helper.stdin.take()); // `cat` reads the end of its input.
         helper.wait()?;
         if read_until_end(&mut reader)? {
-            println!("End of stream once cat had exited");
+            writeln!(io::stdout(), "End of stream once cat had exited")?;
         }
     }
     drop(helper.stdin.take());
@@ -93,7 +94,7 @@ fn read_until_end(reader: &mut File) -> io::Result<bool> {
             return Ok(true);
         }
         for line in String::from_utf8_lossy(&buf[..n]).lines() {
-            println!("Reader got [{line}]");
+            writeln!(io::stdout(), "Reader got [{line}]")?;
         }
     }
 }
@@ -151,7 +152,10 @@ fn opened_for_writing(pid: u32, fd: u32) -> bool {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--cloexec]` from the command line.
@@ -163,7 +167,7 @@ fn parse_args() -> Result<bool, lexopt::Error> {
         match arg {
             Long("cloexec") => cloexec = true,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

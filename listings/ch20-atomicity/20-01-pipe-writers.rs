@@ -13,7 +13,7 @@ use std::process::{self, ExitCode};
 
 use nix::fcntl::OFlag;
 use nix::libc::PIPE_BUF;
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, pipe2};
 
@@ -42,10 +42,13 @@ fn run() -> Result<(), Box<dyn Error>> {
     // by its next write.
     restore_sigpipe()?;
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    println!(
+    writeln!(
+        io::stdout(),
         "{} writers, {} writes of {} bytes each; PIPE_BUF is {PIPE_BUF}",
-        args.writers, args.writes, args.size
-    );
+        args.writers,
+        args.writes,
+        args.size
+    )?;
     let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
     let mut children = Vec::new();
     for writer in 0..args.writers {
@@ -73,7 +76,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     drop(write_end);
     let counts = read_and_count(File::from(read_end), &args)?;
     reap(&children)?;
-    counts.report(&args);
+    counts.report(&args)?;
     Ok(())
 }
 // ANCHOR_END: run
@@ -143,16 +146,27 @@ fn read_and_count(mut pipe: File, args: &Args) -> io::Result<Counts> {
 }
 
 impl Counts {
-    fn report(&self, args: &Args) {
+    fn report(&self, args: &Args) -> io::Result<()> {
         let total: usize = self.bytes.iter().sum();
         let each = args.writes * args.size;
         if self.bytes.iter().all(|&n| n == each) {
-            println!("Read {total} bytes: {each} from each writer");
+            writeln!(
+                io::stdout(),
+                "Read {total} bytes: {each} from each writer"
+            )?;
         } else {
-            println!("Read {total} bytes: {:?} from the writers", self.bytes);
+            writeln!(
+                io::stdout(),
+                "Read {total} bytes: {:?} from the writers",
+                self.bytes
+            )?;
         }
         let writes = args.writes * usize::from(args.writers);
-        println!("Writes cut by other writers: {} of {writes}", self.cut);
+        writeln!(
+            io::stdout(),
+            "Writes cut by other writers: {} of {writes}",
+            self.cut
+        )
     }
 }
 // ANCHOR_END: count
@@ -173,7 +187,10 @@ fn reap(children: &[Pid]) -> Result<(), Box<dyn Error>> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--writers N] [--writes N] [--size BYTES]`.
@@ -191,7 +208,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("writes") => args.writes = parser.value()?.parse()?,
             Long("size") => args.size = parser.value()?.parse()?,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -16,7 +16,7 @@ use std::os::fd::OwnedFd;
 use std::process::{self, ExitCode};
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork, pipe2};
 
@@ -75,12 +75,18 @@ fn run() -> Result<(), Box<dyn Error>> {
         ForkResult::Parent { child } => {
             drop(write_end);
             let received = receive(File::from(read_end), framing);
-            match waitpid(child, None)? {
-                WaitStatus::Exited(_, 0) => {}
-                status => return Err(format!("child: {status:?}").into()),
-            }
+            let status = waitpid(child, None)?;
+            // Our own failure first: a parent that stopped reading, its
+            // output full, killed the child with SIGPIPE.
             let received = received?;
-            println!("Sent {} messages, received {received}", messages().len());
+            if status != WaitStatus::Exited(child, 0) {
+                return Err(format!("child: {status:?}").into());
+            }
+            writeln!(
+                io::stdout(),
+                "Sent {} messages, received {received}",
+                messages().len()
+            )?;
             Ok(())
         }
     }
@@ -127,7 +133,7 @@ fn receive(pipe: File, framing: Framing) -> io::Result<usize> {
         count += 1;
         let shown = String::from_utf8_lossy(&message[..message.len().min(12)]);
         let more = if message.len() > 12 { "..." } else { "" };
-        println!("Got {} bytes: {shown:?}{more}", message.len());
+        writeln!(io::stdout(), "Got {} bytes: {shown:?}{more}", message.len())?;
     }
 }
 
@@ -193,7 +199,10 @@ fn cut_short(got: usize, what: &str) -> io::Error {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `lines|length|cut` from the command line.
@@ -214,7 +223,7 @@ fn parse_args() -> Result<Framing, lexopt::Error> {
                 });
             }
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -63,21 +63,25 @@ fn run() -> Result<(), Box<dyn Error>> {
     let capacity = fcntl(&writer, FcntlArg::F_GETPIPE_SZ)?;
     let page = sysconf(SysconfVar::PAGE_SIZE)?.ok_or("no page size")?;
     let pages = c_long::from(capacity) / page;
-    println!(
+    writeln!(
+        io::stdout(),
         "A new pipe holds {capacity} bytes (F_GETPIPE_SZ): {pages} pages \
          of {page}"
-    );
+    )?;
     fill(&mut writer, args.write_size)?;
 
     if let Some(size) = args.size {
         drain(&mut reader)?;
         let got = fcntl(&writer, FcntlArg::F_SETPIPE_SZ(size))
             .map_err(|err| format!("F_SETPIPE_SZ {size}: {err}"))?;
-        println!("Asked for {size} bytes (F_SETPIPE_SZ): it now holds {got}");
+        writeln!(
+            io::stdout(),
+            "Asked for {size} bytes (F_SETPIPE_SZ): it now holds {got}"
+        )?;
         fill(&mut writer, args.write_size)?;
     }
     let max = fs::read_to_string("/proc/sys/fs/pipe-max-size")?;
-    println!("Most a process may ask for: {}", max.trim());
+    writeln!(io::stdout(), "Most a process may ask for: {}", max.trim())?;
     fcntl(&writer, FcntlArg::F_SETFL(OFlag::empty()))?; // Blocking again.
     wait_with_poll(&writer)?;
     blocking_write(&writer, args.late)
@@ -90,10 +94,11 @@ fn run() -> Result<(), Box<dyn Error>> {
 fn fill(writer: &mut File, size: usize) -> io::Result<()> {
     let (writes, total, err) = fill_quietly(writer, size)?;
     let kind = err.kind();
-    println!(
+    writeln!(
+        io::stdout(),
         "Filled by {writes} writes of {size} bytes: {total} bytes; \
          then {kind:?}: {err}"
-    );
+    )?;
     Ok(())
 }
 
@@ -131,10 +136,11 @@ fn fill_each(
             fcntl(&writer, FcntlArg::F_SETPIPE_SZ(size))?;
         }
         let (writes, total, _) = fill_quietly(&mut writer, write_size)?;
-        println!(
+        writeln!(
+            io::stdout(),
             "{write_size:>4}-byte writes: {writes:>5} went in, {total:>5} \
              bytes"
-        );
+        )?;
     }
     Ok(())
 }
@@ -155,11 +161,14 @@ fn drain(reader: &mut File) -> io::Result<()> {
 // ANCHOR: poll
 /// Waits at most a second for room in the full pipe: a time limit that
 /// the waiting call takes itself.
-fn wait_with_poll(writer: &File) -> nix::Result<()> {
+fn wait_with_poll(writer: &File) -> io::Result<()> {
     let mut fds = [PollFd::new(writer.as_fd(), PollFlags::POLLOUT)];
     let ready = poll(&mut fds, PollTimeout::from(1000_u16))?;
     let outcome = if ready == 0 { "no room came" } else { "room" };
-    println!("poll for room in the full pipe, at most 1 s: {outcome}");
+    writeln!(
+        io::stdout(),
+        "poll for room in the full pipe, at most 1 s: {outcome}"
+    )?;
     Ok(())
 }
 // ANCHOR_END: poll
@@ -196,11 +205,17 @@ fn blocking_write(writer: &File, late: bool) -> Result<(), Box<dyn Error>> {
         // between setting the alarm and starting the write.
         thread::sleep(Duration::from_secs(2));
         let rang = RANG.load(Ordering::SeqCst);
-        println!("Before the write began, the alarm had rung: {rang}");
+        writeln!(
+            io::stdout(),
+            "Before the write began, the alarm had rung: {rang}"
+        )?;
     }
     match nix::unistd::write(writer.as_fd(), &[b'x'; PIPE_BUF]) {
         Err(err) => {
-            println!("A blocking write waited for SIGALRM, then {err}");
+            writeln!(
+                io::stdout(),
+                "A blocking write waited for SIGALRM, then {err}"
+            )?;
             Ok(())
         }
         Ok(n) => Err(format!("a full pipe took {n} more bytes").into()),
@@ -213,7 +228,10 @@ fn blocking_write(writer: &File, late: bool) -> Result<(), Box<dyn Error>> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// The most a write may be here: 1 MiB, the most a pipe may hold unless
@@ -252,7 +270,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             }
             Long("late") => args.late = true,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

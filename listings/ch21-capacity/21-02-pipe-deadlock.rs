@@ -72,37 +72,40 @@ fn run() -> Result<(), Box<dyn Error>> {
             if args.read_first {
                 // The fix: read everything while the child writes...
                 let n = io::copy(&mut pipe, &mut io::sink())?;
-                println!("Read {n} bytes");
+                writeln!(io::stdout(), "Read {n} bytes")?;
                 // ...and reap it once the stream has ended.
                 let status = waitpid(child, None)?;
-                println!("The child {}", describe(status));
+                writeln!(io::stdout(), "The child {}", describe(status))?;
                 return Ok(());
             }
-            println!(
+            writeln!(
+                io::stdout(),
                 "Parent {} waits for its child (pid {child}) before reading",
                 process::id()
-            );
+            )?;
             io::stdout().flush()?;
             match wait_at_most(child, args.wait)? {
                 Some(status) => {
-                    println!("The child {}", describe(status));
+                    writeln!(io::stdout(), "The child {}", describe(status))?;
                     let n = io::copy(&mut pipe, &mut io::sink())?;
-                    println!("Read {n} bytes");
+                    writeln!(io::stdout(), "Read {n} bytes")?;
                     Ok(())
                 }
                 None => {
                     let unread = unread_bytes(&pipe)?;
-                    println!(
+                    writeln!(
+                        io::stdout(),
                         "Gave up waiting: the child has not exited, and the \
                          pipe holds {unread} bytes"
-                    );
+                    )?;
                     // Reading is what unblocks the child.
                     let n = io::copy(&mut pipe, &mut io::sink())?;
                     let status = waitpid(child, None)?;
-                    println!(
+                    writeln!(
+                        io::stdout(),
                         "Read {n} bytes; then the child {}",
                         describe(status)
-                    );
+                    )?;
                     Err("waitpid before reading: a deadlock".into())
                 }
             }
@@ -181,7 +184,10 @@ fn describe(status: WaitStatus) -> String {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--bytes N] [--write-size W] [--read-first] [--wait SECS]`.
@@ -203,7 +209,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("read-first") => args.read_first = true,
             Long("wait") => args.wait = parser.value()?.parse()?,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

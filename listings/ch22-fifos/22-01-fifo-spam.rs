@@ -231,7 +231,12 @@ fn writer(
         let flags = OFlag::from_bits_retain(fcntl(&file, FcntlArg::F_GETFL)?);
         fcntl(&file, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
     }
-    println!("Writing to {} (pid {})", path.display(), getpid());
+    writeln!(
+        io::stdout(),
+        "Writing to {} (pid {})",
+        path.display(),
+        getpid()
+    )?;
     let mut fifo = file;
     let mut zzz = 0;
     for _ in 0..count.unwrap_or(usize::MAX) {
@@ -264,7 +269,10 @@ fn unix_time() -> f64 {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `reader [--fifo PATH] [--count N]` or `writer PATH [--count N]

@@ -65,6 +65,11 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     if terminal.is_some() {
         stoppable_by_tstp()?;
     }
+    // `Command` gives each stage SIGPIPE's default action back, but passes
+    // our signal mask on: a parent that blocked SIGPIPE would leave a
+    // producer whose consumer has gone failing with EPIPE instead of
+    // dying of the signal. Unblocked here, for the stages.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()?;
     let children = start(&stages, terminal.as_ref())?;
     let pids: Vec<Pid> = children
         .iter()

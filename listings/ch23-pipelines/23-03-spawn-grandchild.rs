@@ -15,7 +15,7 @@
 
 use std::error::Error;
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
@@ -23,7 +23,7 @@ use std::process::{self, Command, ExitCode};
 
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigHandler, Signal, killpg, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, killpg, signal};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{Pid, pipe, pipe2};
 
@@ -83,9 +83,12 @@ fn run() -> Result<(), Box<dyn Error>> {
     waitid(Id::Pid(child), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)?;
     if args.group {
         killpg(child, Signal::SIGTERM)?;
-        println!("The child has exited; killed its process group");
+        writeln!(
+            io::stdout(),
+            "The child has exited; killed its process group"
+        )?;
     } else {
-        println!("The child has exited");
+        writeln!(io::stdout(), "The child has exited")?;
     }
     match waitpid(child, None)? {
         WaitStatus::Exited(_, 0) => {}
@@ -93,16 +96,17 @@ fn run() -> Result<(), Box<dyn Error>> {
     }
     // ANCHOR_END: reap
     if read_for(&mut reader, QUIET_MS)? {
-        println!("End of stream");
+        writeln!(io::stdout(), "End of stream")?;
         return Ok(());
     }
     for (name, pid, fd) in write_end_holders(inode) {
-        println!(
+        writeln!(
+            io::stdout(),
             "No end of stream: {name} (pid {pid}) has the write end as descriptor {fd}"
-        );
+        )?;
     }
     if read_for(&mut reader, u16::MAX)? {
-        println!("End of stream once sleep had exited");
+        writeln!(io::stdout(), "End of stream once sleep had exited")?;
     }
     Ok(())
 }
@@ -118,7 +122,7 @@ fn read_line(reader: &mut File) -> io::Result<()> {
         }
         line.push(byte[0]);
     }
-    print!("{}", String::from_utf8_lossy(&line));
+    write!(io::stdout(), "{}", String::from_utf8_lossy(&line))?;
     Ok(())
 }
 
@@ -135,7 +139,7 @@ fn read_for(reader: &mut File, quiet_ms: u16) -> io::Result<bool> {
         if n == 0 {
             return Ok(true);
         }
-        print!("{}", String::from_utf8_lossy(&buf[..n]));
+        write!(io::stdout(), "{}", String::from_utf8_lossy(&buf[..n]))?;
     }
 }
 
@@ -190,7 +194,10 @@ fn opened_for_writing(pid: u32, fd: u32) -> bool {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--cloexec] [--careless] [--group]` from the command line.
@@ -208,7 +215,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("careless") => args.careless = true,
             Long("group") => args.group = true,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

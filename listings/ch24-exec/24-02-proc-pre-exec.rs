@@ -15,7 +15,7 @@
 use std::error::Error;
 use std::ffi::{CString, OsString};
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{self, Command, ExitCode, ExitStatus};
@@ -24,7 +24,7 @@ use std::thread;
 use std::time::Duration;
 
 use nix::sys::prctl::set_pdeathsig;
-use nix::sys::signal::{SigHandler, Signal, kill, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, kill, signal};
 use nix::unistd::{Pid, alarm, getpid, getppid};
 
 const USAGE: &str = "usage: proc-pre-exec alarm|chdir DIR|lock";
@@ -69,7 +69,11 @@ fn with_alarm() -> Result<(), Box<dyn Error>> {
         })
     };
     let status = command.spawn()?.wait()?;
-    println!("sleep 5, with alarm(1) in pre_exec: {}", describe(status));
+    writeln!(
+        io::stdout(),
+        "sleep 5, with alarm(1) in pre_exec: {}",
+        describe(status)
+    )?;
     Ok(())
 }
 // ANCHOR_END: alarm
@@ -96,7 +100,11 @@ fn with_chdir(dir: OsString) -> Result<(), Box<dyn Error>> {
         .map_err(|err| format!("cannot start pwd: {err}"))?;
     let status = child.wait()?;
     let dir = dir.to_string_lossy();
-    println!("pwd, with chdir({dir:?}) in pre_exec: {}", describe(status));
+    writeln!(
+        io::stdout(),
+        "pwd, with chdir({dir:?}) in pre_exec: {}",
+        describe(status)
+    )?;
     Ok(())
 }
 // ANCHOR_END: chdir
@@ -139,7 +147,11 @@ fn with_lock() -> Result<(), Box<dyn Error>> {
     let _ = release.send(());
     holder.join().map_err(|_| "the lock holder panicked")?;
     let status = result?;
-    println!("true, with println! in pre_exec: {}", describe(status));
+    writeln!(
+        io::stdout(),
+        "true, with println! in pre_exec: {}",
+        describe(status)
+    )?;
     Ok(())
 }
 
@@ -180,7 +192,10 @@ fn describe(status: ExitStatus) -> String {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `alarm`, `chdir DIR` or `lock` from the command line.
@@ -192,7 +207,7 @@ fn parse_args() -> Result<Demo, lexopt::Error> {
         match arg {
             Value(value) if words.len() < 2 => words.push(value),
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

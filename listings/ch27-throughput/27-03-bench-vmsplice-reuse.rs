@@ -11,7 +11,7 @@ use std::io::{self, IoSlice, Write};
 use std::process::{self, ExitCode};
 
 use nix::fcntl::{OFlag, SpliceFFlags, vmsplice};
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::unistd::{pipe2, read, write};
 
 const USAGE: &str = "usage: bench-vmsplice-reuse";
@@ -78,7 +78,10 @@ fn page_size() -> usize {
 /// like `cat`, instead of failing on the next write.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Accepts no arguments but `--help`.

@@ -13,7 +13,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode};
 use std::time::Duration;
 
-use nix::sys::signal::{SigHandler, Signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal};
 use nix::unistd::getpid;
 use tokio::runtime::{Builder, Runtime};
 use tokio::signal::unix::{SignalKind, signal};
@@ -96,15 +96,15 @@ async fn run() -> Result<(), Box<dyn Error>> {
     // handler (now, before we say we are ready), then wait.
     let mut interrupt = signal(SignalKind::interrupt())?;
     let pid = getpid();
-    println!("Working as pid {pid}; stop me with Ctrl-C");
+    writeln!(io::stdout(), "Working as pid {pid}; stop me with Ctrl-C")?;
 
     interrupt.recv().await;
     // Nobody listens for SIGINT any more.
     drop(interrupt);
     let secs = cleanup.as_secs();
-    println!("Got Ctrl-C: cleaning up for {secs} s");
+    writeln!(io::stdout(), "Got Ctrl-C: cleaning up for {secs} s")?;
     tokio::time::sleep(cleanup).await;
-    println!("Clean exit");
+    writeln!(io::stdout(), "Clean exit")?;
     Ok(())
 }
 // ANCHOR_END: run
@@ -114,8 +114,10 @@ async fn run() -> Result<(), Box<dyn Error>> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }
-        .map(drop)
+    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--cleanup-secs N]`.
@@ -129,7 +131,7 @@ fn parse_args() -> Result<Duration, lexopt::Error> {
                 cleanup = Duration::from_secs(args.value()?.parse()?);
             }
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -146,22 +146,24 @@ async fn run() -> Result<(), Box<dyn Error>> {
         }
     }
     let pid = getpid();
-    println!(
+    writeln!(
+        io::stdout(),
         "Waiting for signals as pid {pid}: HUP reloads, TERM or INT stops"
-    );
+    )?;
 
     let stop = until_stopped(&mut signals, args.reload, args.in_loop).await?;
     let name = low_level::signal_name(stop).unwrap_or("a signal");
     let secs = args.cleanup.as_secs();
-    println!(
+    writeln!(
+        io::stdout(),
         "Got {name}: cleaning up for {secs} s; a second signal stops me now"
-    );
+    )?;
     tokio::select! {
         // In this order: the clean-up starts first even when the second
         // signal has already come (`select!` otherwise picks at random).
         biased;
         () = clean_up(args.cleanup, args.stuck) => {
-            println!("Clean exit");
+            writeln!(io::stdout(), "Clean exit")?;
             Ok(())
         }
         _ = signals.term.recv() => die_of(SIGTERM),
@@ -204,7 +206,7 @@ async fn until_stopped(
             *signals = Signals::new()?;
         }
         tokio::select! {
-            _ = signals.hup.recv() => reload_config(reload).await,
+            _ = signals.hup.recv() => reload_config(reload).await?,
             _ = signals.term.recv() => return Ok(SIGTERM),
             _ = signals.int.recv() => return Ok(SIGINT),
         }
@@ -213,11 +215,11 @@ async fn until_stopped(
 // ANCHOR_END: loop
 
 /// Stands in for reading and checking a configuration file.
-async fn reload_config(takes: Duration) {
+async fn reload_config(takes: Duration) -> std::io::Result<()> {
     let secs = takes.as_secs();
-    println!("Got SIGHUP: reloading, which takes {secs} s");
+    writeln!(io::stdout(), "Got SIGHUP: reloading, which takes {secs} s")?;
     tokio::time::sleep(takes).await;
-    println!("Reloaded");
+    writeln!(io::stdout(), "Reloaded")
 }
 
 // ANCHOR: die
@@ -238,7 +240,8 @@ async fn clean_up(takes: Duration, stuck: bool) {
 /// 128 + n, the status a shell would report.
 fn die_of(stop: i32) -> ! {
     let name = low_level::signal_name(stop).unwrap_or("a signal");
-    println!("Got {name} again: exiting now");
+    // Ending either way: a line that cannot be written is lost.
+    let _ = writeln!(io::stdout(), "Got {name} again: exiting now");
     if let Ok(signal) = NixSignal::try_from(stop) {
         // SAFETY: the default action runs no code of ours.
         let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
@@ -255,7 +258,10 @@ fn die_of(stop: i32) -> ! {
 fn restore_sigpipe() -> nix::Result<()> {
     let default = SigHandler::SigDfl;
     // SAFETY: the default action runs no code of ours.
-    unsafe { nix::sys::signal::signal(NixSignal::SIGPIPE, default) }.map(drop)
+    unsafe { nix::sys::signal::signal(NixSignal::SIGPIPE, default) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(NixSignal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--reload-secs N] [--cleanup-secs N] [--in-loop] [--stuck]
@@ -282,7 +288,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("stuck") => parsed.stuck = true,
             Long("hook") => parsed.hook = true,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

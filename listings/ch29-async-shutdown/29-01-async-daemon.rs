@@ -181,8 +181,12 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
         "Listening on {addr} as pid {pid}; config {}",
         config_path.display()
     );
-    if ready.is_err() {
-        return Ok(ExitCode::SUCCESS); // Nobody reads our log: leave.
+    match ready {
+        // Nobody reads our log: leave.
+        Err(err) if err.kind() == ErrorKind::BrokenPipe => {
+            return Ok(ExitCode::SUCCESS);
+        }
+        ready => ready?,
     }
     start_log()?;
 

@@ -36,6 +36,8 @@ const FOREVER: Duration = Duration::from_secs(3600);
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
+        // Nobody reads our output any more: that ends it.
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
         Err(err) => {
             let _ = writeln!(io::stderr(), "async-shutdown-tools: {err}");
             ExitCode::FAILURE
@@ -46,13 +48,14 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn Error>> {
     parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let runtime = runtime()?;
-    runtime.block_on(async {
-        child_tokens();
-        drop_guard().await;
-        join_set().await;
-        track_future().await;
+    let shown = runtime.block_on(async {
+        child_tokens()?;
+        drop_guard().await?;
+        join_set().await?;
+        track_future().await
     });
     runtime.shutdown_background();
+    shown?;
     shutdown_timeout()?;
     Ok(())
 }
@@ -108,7 +111,7 @@ fn worker_threads() -> io::Result<Option<usize>> {
 // ANCHOR: child_tokens
 /// A token per connection, made from the server's: a connection can be
 /// stopped alone, and stopping the server stops them all.
-fn child_tokens() {
+fn child_tokens() -> io::Result<()> {
     let server = CancellationToken::new();
     let connection = server.child_token();
     let request = connection.child_token();
@@ -118,14 +121,14 @@ fn child_tokens() {
          server {}",
         state(&connection),
         state(&server)
-    ));
+    ))?;
     server.cancel();
     say(format!(
         "child tokens: the server cancelled; its connection {}, and a \
          child made now {}",
         state(&connection),
         state(&server.child_token())
-    ));
+    ))
 }
 
 fn state(token: &CancellationToken) -> &'static str {
@@ -140,7 +143,7 @@ fn state(token: &CancellationToken) -> &'static str {
 // ANCHOR: drop_guard
 /// An accept loop that fails: its drop guard cancels the token as it
 /// leaves, so the connections hear of it and end.
-async fn drop_guard() {
+async fn drop_guard() -> io::Result<()> {
     let stop = CancellationToken::new();
     let connections = TaskTracker::new();
     for _ in 0..3 {
@@ -156,7 +159,7 @@ async fn drop_guard() {
          and the 3 connections {}",
         state(&stop),
         if ended.is_ok() { "ended" } else { "run on" }
-    ));
+    ))
 }
 
 /// Stands in for an accept loop that meets an error and returns early
@@ -173,7 +176,7 @@ async fn accept_loop(
 // ANCHOR: join_set
 /// Three tasks in a `JoinSet`, and three in a `TaskTracker`, each
 /// holding a clone of an `Arc`: its count says how many tasks live.
-async fn join_set() {
+async fn join_set() -> io::Result<()> {
     let in_set = Arc::new(());
     let mut set = JoinSet::new();
     let in_tracker = Arc::new(());
@@ -204,14 +207,14 @@ async fn join_set() {
          {} of its 3 tasks left",
         Arc::strong_count(&in_set) - 1,
         Arc::strong_count(&in_tracker) - 1
-    ));
+    ))
 }
 // ANCHOR_END: join_set
 
 // ANCHOR: track_future
 /// A future that the drain must wait for, although nobody spawned it:
 /// here, one that ends when a message comes.
-async fn track_future() {
+async fn track_future() -> io::Result<()> {
     let tracker = TaskTracker::new();
     let (done, message) = oneshot::channel::<()>();
     let accept_loop = tracker.track_future(async move {
@@ -228,14 +231,14 @@ async fn track_future() {
         } else {
             "does not wait"
         }
-    ));
+    ))?;
     let _ = done.send(());
     accept_loop.await;
     tracker.wait().await;
     say(format!(
         "track_future: once it ended, {} tracked, and wait returned",
         tracker.len()
-    ));
+    ))
 }
 // ANCHOR_END: track_future
 
@@ -251,8 +254,7 @@ fn shutdown_timeout() -> io::Result<()> {
         "shutdown_timeout: gave up on a blocking task after {:.1} s; its \
          thread ends with the process",
         started.elapsed().as_secs_f64()
-    ));
-    Ok(())
+    ))
 }
 // ANCHOR_END: shutdown_timeout
 
@@ -263,7 +265,7 @@ fn parse_args() -> Result<(), lexopt::Error> {
     if let Some(arg) = args.next()? {
         match arg {
             Short('h') | Long("help") => {
-                say(USAGE.to_string());
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),
@@ -272,8 +274,14 @@ fn parse_args() -> Result<(), lexopt::Error> {
     Ok(())
 }
 
-/// Prints a line, if anyone still reads our output.
-fn say(line: String) {
-    let _ = writeln!(io::stdout(), "{line}");
+/// Prints a line.
+fn say(line: String) -> io::Result<()> {
+    writeln!(io::stdout(), "{line}")
+}
+
+/// True if `err` says that the reader of a pipe we wrote to has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
 }
 // ANCHOR_END: whole

@@ -15,7 +15,7 @@
 // so a plain `timeout` (`--wait SECS`, default 2) ends it: tee is killed,
 // and reaped. SIGPIPE stays ignored: a tee that dies must not kill us, but
 // make our write fail, an error we report; our own report is written with
-// `writeln!`, and lost if nobody reads it.
+// `writeln!`, and lost if nobody reads it, an error if it fails otherwise.
 
 use std::error::Error;
 use std::io::{self, ErrorKind, Write};
@@ -105,23 +105,28 @@ async fn run() -> Result<(), Box<dyn Error>> {
     }
     let status = tee.wait().await?;
     let Moved { sent, out, err } = moved;
-    // Should nobody read our stdout any more, the report is lost; the
-    // outcome, and the exit status, stand.
-    let _ = writeln!(
+    let reported = writeln!(
         io::stdout(),
         "Sent {sent} of {bytes} bytes, got {out} on stdout and {err} on \
          stderr; tee {}",
         describe(status)
     );
     match outcome {
-        Ok(Ok(())) if status.success() => Ok(()),
-        Ok(Ok(())) => Err(format!("tee {}", describe(status)).into()),
+        Ok(Ok(())) if status.success() => {}
+        Ok(Ok(())) => return Err(format!("tee {}", describe(status)).into()),
         // Not our stdout: tee's stdin, or one of its outputs.
-        Ok(Err(err)) => Err(format!("talking to tee: {err}").into()),
+        Ok(Err(err)) => return Err(format!("talking to tee: {err}").into()),
         Err(_) => {
             let secs = wait.as_secs();
-            Err(format!("deadlock: tee killed after {secs} s").into())
+            return Err(format!("deadlock: tee killed after {secs} s").into());
         }
+    }
+    // Should nobody read our stdout any more, the report is lost, and the
+    // outcome stands; a report that failed otherwise (a full disk) is an
+    // error.
+    match reported {
+        Err(err) if err.kind() == ErrorKind::BrokenPipe => Ok(()),
+        reported => Ok(reported?),
     }
 }
 // ANCHOR_END: run

@@ -27,6 +27,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use nix::sys::signal::{SigHandler, SigSet, Signal, killpg};
@@ -58,6 +59,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime.block_on(run()),
         Err(err) => Err(format!("cannot start tokio's runtime: {err}").into()),
     };
+    let ran = ran.and_then(|()| Ok(unsaid()?));
     match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -307,9 +309,25 @@ fn describe(status: ExitStatus) -> String {
 }
 
 /// Prints a line, if anyone still reads our output: without a reader we
-/// go on, since the clean-up matters more than the report.
+/// go on, since the clean-up matters more than the report. A write that
+/// fails otherwise (a full disk) is kept for `main` to report, at the end.
 fn say(line: String) {
-    let _ = writeln!(io::stdout(), "{line}");
+    match writeln!(io::stdout(), "{line}") {
+        Err(err) if err.kind() != io::ErrorKind::BrokenPipe => {
+            let mut unsaid = UNSAID.lock().unwrap_or_else(|e| e.into_inner());
+            unsaid.get_or_insert(err);
+        }
+        _ => {}
+    }
+}
+
+/// The first failure of `say` that was not a reader gone away.
+static UNSAID: Mutex<Option<io::Error>> = Mutex::new(None);
+
+/// Fails with the first failure of `say` that was not a reader gone away.
+fn unsaid() -> io::Result<()> {
+    let mut unsaid = UNSAID.lock().unwrap_or_else(|e| e.into_inner());
+    unsaid.take().map_or(Ok(()), Err)
 }
 
 /// Reads `[WAY] [--wait SECS] [--ignore-term]`.
@@ -334,7 +352,7 @@ fn parse_args() -> Result<(Way, Duration, bool), lexopt::Error> {
                 });
             }
             Short('h') | Long("help") => {
-                say(USAGE.to_string());
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -25,6 +25,7 @@ use std::io::{self, Read, Write};
 use std::num::NonZeroUsize;
 use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode, Stdio};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -77,6 +78,7 @@ fn main() -> ExitCode {
     let ran = parse_args()
         .map_err(|e| format!("{e}; {USAGE}").into())
         .and_then(|args| runtime(args.workers)?.block_on(run(args)));
+    let ran = ran.and_then(|()| Ok(unsaid()?));
     match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -315,9 +317,25 @@ fn send_usr1_after(takes: Duration) {
 }
 // ANCHOR_END: signal
 
-/// Prints a line, if anyone still reads our output.
+/// Prints a line, if anyone still reads our output. A write that fails
+/// otherwise (a full disk) is kept for `main` to report, at the end.
 fn say(line: String) {
-    let _ = writeln!(io::stdout(), "{line}");
+    match writeln!(io::stdout(), "{line}") {
+        Err(err) if err.kind() != io::ErrorKind::BrokenPipe => {
+            let mut unsaid = UNSAID.lock().unwrap_or_else(|e| e.into_inner());
+            unsaid.get_or_insert(err);
+        }
+        _ => {}
+    }
+}
+
+/// The first failure of `say` that was not a reader gone away.
+static UNSAID: Mutex<Option<io::Error>> = Mutex::new(None);
+
+/// Fails with the first failure of `say` that was not a reader gone away.
+fn unsaid() -> io::Result<()> {
+    let mut unsaid = UNSAID.lock().unwrap_or_else(|e| e.into_inner());
+    unsaid.take().map_or(Ok(()), Err)
 }
 
 /// Reads `[WAY] [--fix spawn-blocking|block-in-place|async] [--secs N]
@@ -351,7 +369,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                 });
             }
             Short('h') | Long("help") => {
-                say(USAGE.to_string());
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -17,6 +17,7 @@ use std::hint::black_box;
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
     let ran = parse_args()
         .map_err(|e| format!("{e}; {USAGE}").into())
         .and_then(|args| runtime()?.block_on(run(args)));
+    let ran = ran.and_then(|()| Ok(unsaid()?));
     match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -169,9 +171,25 @@ async fn read_repeat(
 }
 // ANCHOR_END: repeat
 
-/// Prints a line, if anyone still reads our output.
+/// Prints a line, if anyone still reads our output. A write that fails
+/// otherwise (a full disk) is kept for `main` to report, at the end.
 fn say(line: String) {
-    let _ = writeln!(io::stdout(), "{line}");
+    match writeln!(io::stdout(), "{line}") {
+        Err(err) if err.kind() != io::ErrorKind::BrokenPipe => {
+            let mut unsaid = UNSAID.lock().unwrap_or_else(|e| e.into_inner());
+            unsaid.get_or_insert(err);
+        }
+        _ => {}
+    }
+}
+
+/// The first failure of `say` that was not a reader gone away.
+static UNSAID: Mutex<Option<io::Error>> = Mutex::new(None);
+
+/// Fails with the first failure of `say` that was not a reader gone away.
+fn unsaid() -> io::Result<()> {
+    let mut unsaid = UNSAID.lock().unwrap_or_else(|e| e.into_inner());
+    unsaid.take().map_or(Ok(()), Err)
 }
 
 /// Reads `[compute|repeat] [--yield-now] [--unconstrained] [--secs N]`.
@@ -201,7 +219,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                 way_seen = true;
             }
             Short('h') | Long("help") => {
-                say(USAGE.to_string());
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),
