@@ -170,6 +170,34 @@ fn unix_server_removes_its_socket_when_interrupted_and_dies_of_the_signal() {
 }
 
 #[test]
+fn unix_servers_leave_alone_a_socket_that_another_bound_at_their_path() {
+    // Someone removes a running server's socket file and binds a socket of
+    // their own at the path: when the first server ends, that socket is
+    // not its to remove. unix-pass-fd used to remove any socket it found
+    // there, and a second server on the path became unreachable.
+    let dir = open_dir();
+    let (path, file) = (path_in(&dir, "server.sock"), secret(&dir));
+    for args in [
+        [bin!("unix-server"), &path].as_slice(),
+        &[bin!("unix-pass-fd"), "serve", &path, &file],
+    ] {
+        let (server, _) = start(args[0], &args[1..]);
+        fs::remove_file(&path).unwrap();
+        let other = UnixListener::bind(&path).unwrap();
+        server.signal(Signal::SIGTERM);
+        let out = server.finish();
+        assert_eq!(out.status.signal(), Some(15), "{}", out.stderr);
+        assert!(
+            UnixStream::connect(&path).is_ok(),
+            "{} removed a socket it had not bound",
+            args[0]
+        );
+        drop(other);
+        fs::remove_file(&path).unwrap();
+    }
+}
+
+#[test]
 fn unix_servers_remove_their_socket_on_a_signal_that_comes_just_after_bind() {
     // strace holds each server for a second as `bind` returns, and
     // SIGTERM comes meanwhile. With its handlers installed only after
