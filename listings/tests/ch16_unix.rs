@@ -922,11 +922,22 @@ fn a_seqpacket_socketpair_keeps_message_boundaries() {
     a.write_all(b"one").unwrap();
     a.write_all(b"two").unwrap();
     let mut buf = [0; 64];
-    // Two writes, two reads, however much room the buffer has.
+    // Two writes, two reads, each of one whole message.
     assert_eq!(b.read(&mut buf).unwrap(), 3);
     assert_eq!(&buf[..3], b"one");
     assert_eq!(b.read(&mut buf).unwrap(), 3);
     assert_eq!(&buf[..3], b"two");
+    // A buffer too small for a message: its start, and the rest is lost,
+    // not left for the next read.
+    a.write_all(b"three four").unwrap();
+    a.write_all(b"five").unwrap();
+    assert_eq!(b.read(&mut buf[..5]).unwrap(), 5);
+    assert_eq!(&buf[..5], b"three");
+    assert_eq!(b.read(&mut buf).unwrap(), 4);
+    assert_eq!(&buf[..4], b"five");
+    // Larger than the send buffer: refused whole, never split.
+    let err = a.write(&vec![b'x'; 1 << 20]).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(nix::libc::EMSGSIZE));
 }
 
 // ---------------------------------------------------------------------------
