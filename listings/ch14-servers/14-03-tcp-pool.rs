@@ -126,7 +126,7 @@ fn run() -> Result<(), Box<dyn Error>> {
                 continue;
             }
         };
-        backoff.reset();
+        backoff.accepted(&listener);
         conns.starved(false);
         if LOG_CLOSED.load(Ordering::Relaxed) {
             break;
@@ -663,8 +663,13 @@ impl Backoff {
         self.wait = (self.wait * 2).min(Backoff::MOST);
     }
 
-    fn reset(&mut self) {
-        *self = Backoff::new();
+    /// A connection came: the next failure waits 5 ms again, but is news
+    /// only once nobody waits in the backlog (Listing 14-2).
+    fn accepted(&mut self, listener: &TcpListener) {
+        self.wait = Backoff::FIRST;
+        if self.failing && !in_backlog(listener) {
+            self.failing = false;
+        }
     }
 }
 // ANCHOR_END: backoff

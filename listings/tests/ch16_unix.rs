@@ -800,6 +800,41 @@ fn unix_server_backs_off_and_logs_once_when_descriptors_run_out() {
 }
 
 #[test]
+fn unix_server_logs_a_shortage_of_descriptors_once_while_clients_come_and_go() {
+    // As for Listing 14-2: a hundred idle clients fill 64 descriptors;
+    // then one connection is closed and another opened every 10 ms, for
+    // two seconds. Each close let the server accept once, fail again, and
+    // log again: 200 lines for one shortage.
+    use crate::support::open_fds;
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["--max-conns", "1000", "--timeout", "600"];
+    let (mut server, path) = start_private_limited(&tmp, "-n 64", &args);
+    let pid = server.pid();
+    let mut held: std::collections::VecDeque<_> = (0..100)
+        .map(|_| UnixStream::connect(&path).unwrap())
+        .collect();
+    wait_until("all 64 descriptors in use", || open_fds(pid) == 64);
+    let failure = "unix-server: accept: ";
+    let failed = server.next_line();
+    assert!(failed.starts_with(failure), "{failed}");
+    for _ in 0..200 {
+        held.pop_front();
+        held.push_back(UnixStream::connect(&path).unwrap());
+        std::thread::sleep(Duration::from_millis(10)); // The attack's pace.
+    }
+    drop(held);
+    assert_eq!(ask(&path, "new\n"), "server got: [new]\n");
+    server.signal(Signal::SIGTERM);
+    let out = server.finish();
+    let again: Vec<_> = out
+        .stdout
+        .iter()
+        .filter(|l| l.starts_with(failure))
+        .collect();
+    assert_eq!(again.len(), 1, "logged {} times: {again:#?}", again.len());
+}
+
+#[test]
 fn unix_server_serves_a_new_client_while_a_thousand_idle_ones_hold_every_place()
 {
     let tmp = tempfile::tempdir().unwrap();
