@@ -122,7 +122,10 @@ fn receive_fd(sock: &UnixStream) -> Result<(Vec<u8>, OwnedFd), Box<dyn Error>> {
     // filled, and nix does not hand those over: they stay open until we
     // exit. That costs this one-shot client nothing; a process that runs
     // on must keep room in its table, or read the control data itself.
-    for cmsg in msg.cmsgs()? {
+    let cmsgs = msg.cmsgs().map_err(|_| {
+        "the descriptor did not fit: our descriptor table is full (MSG_CTRUNC)"
+    })?;
+    for cmsg in cmsgs {
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
             // SAFETY: the kernel has just put these descriptors in our
             // table; nothing else in this process knows them, so each

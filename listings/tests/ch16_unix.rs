@@ -1163,6 +1163,30 @@ fn fetch_closes_and_reports_descriptors_beyond_the_one_it_asked_for() {
 }
 
 #[test]
+fn fetch_with_a_full_descriptor_table_says_so_and_ends() {
+    // 0, 1, 2 and the socket: no room for the descriptor that comes. The
+    // kernel closes it and sets MSG_CTRUNC, and nix's `cmsgs` fails with
+    // ENOBUFS, "No buffer space available", which names no cause.
+    let dir = tempfile::tempdir().unwrap();
+    let (path, file) = (path_in(&dir, "server.sock"), secret(&dir));
+    let (server, _) = start(
+        bin!("unix-pass-fd"),
+        &["serve", &path, &file, "--count", "1"],
+    );
+    let script = "ulimit -n 4 && exec \"$0\" fetch \"$1\"";
+    let out = run("bash", &["-c", script, bin!("unix-pass-fd"), &path]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.stdout);
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("our descriptor table is full (MSG_CTRUNC)"),
+        "{}",
+        out.stderr
+    );
+    assert!(server.finish().status.success());
+}
+
+#[test]
 fn a_passed_descriptor_shares_its_file_offset_with_the_sender() {
     use nix::sys::socket::{
         ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg,
