@@ -170,6 +170,16 @@ fn unix_server_removes_its_socket_when_interrupted_and_dies_of_the_signal() {
 }
 
 #[test]
+fn unix_server_killed_by_sigkill_leaves_its_private_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, path) = start_private(&tmp, &[]);
+    server.signal(Signal::SIGKILL);
+    assert_eq!(server.finish().status.signal(), Some(9));
+    let meta = fs::symlink_metadata(&path).expect("the socket stays");
+    assert!(meta.file_type().is_socket(), "{path}");
+}
+
+#[test]
 fn unix_servers_leave_alone_a_socket_that_another_bound_at_their_path() {
     // Someone removes a running server's socket file and binds a socket of
     // their own at the path: when the first server ends, that socket is
