@@ -17,12 +17,14 @@ use std::error::Error;
 use std::fmt::Display;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::AsFd;
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use socket2::{Domain, Socket, Type};
 
@@ -83,7 +85,7 @@ fn run() -> Result<(), Box<dyn Error>> {
                 continue;
             }
         };
-        backoff.reset();
+        backoff.accepted(&listener);
         if LOG_CLOSED.load(Ordering::Relaxed) {
             break;
         }
@@ -441,8 +443,8 @@ fn close_gently(mut conn: &TcpStream, by: Instant) -> io::Result<()> {
 
 // ANCHOR: backoff
 /// What to do after a failed `accept`: wait, from 5 ms, doubling up to a
-/// second while the failures go on; log the first failure of a run only,
-/// so that the log does not fill up either.
+/// second while the failures go on; log the first failure of a shortage
+/// only, so that the log does not fill up either.
 struct Backoff {
     wait: Duration,
     failing: bool,
@@ -473,9 +475,23 @@ impl Backoff {
         self.wait = (self.wait * 2).min(Backoff::MOST);
     }
 
-    fn reset(&mut self) {
-        *self = Backoff::new();
+    /// A connection came: the next failure waits 5 ms again. But the
+    /// shortage is over only once nobody waits in the backlog: a client
+    /// that closes one connection and opens another, again and again,
+    /// frees one descriptor each time, and must not buy a line of log.
+    fn accepted(&mut self, listener: &TcpListener) {
+        self.wait = Backoff::FIRST;
+        if self.failing && !in_backlog(listener) {
+            self.failing = false;
+        }
     }
+}
+
+/// Whether a connection waits in the listener's backlog: the listening
+/// socket is readable then, and `poll` needs no descriptor to say so.
+fn in_backlog(listener: &TcpListener) -> bool {
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
 }
 // ANCHOR_END: backoff
 

@@ -97,9 +97,9 @@ fn run() -> Result<(), Box<dyn Error>> {
                     jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
                 // The lock is released here, before serving.
                 match next {
-                    Ok((conn, mut slot)) => {
+                    Ok((conn, peer, mut slot)) => {
                         slot.taken();
-                        serve(&conn, &slot, timeout);
+                        serve(&conn, peer, &slot, timeout);
                     }
                     Err(_) => break, // The queue is closed: we are done.
                 }
@@ -113,8 +113,11 @@ fn run() -> Result<(), Box<dyn Error>> {
     let mut served = 0;
     let mut backoff = Backoff::new();
     while config.count.is_none_or(|count| served < count) {
-        let conn = match listener.accept() {
-            Ok((conn, _)) => conn,
+        // The peer's address, as `accept` gives it: once a connection is
+        // over on both sides, which one shed in the queue may be by the
+        // time a worker takes it, `peer_addr` fails with ENOTCONN.
+        let (conn, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
             Err(err) => {
                 // EMFILE and the like: wait before trying again. Clients
                 // left in the backlog meanwhile wait for a worker too.
@@ -123,16 +126,16 @@ fn run() -> Result<(), Box<dyn Error>> {
                 continue;
             }
         };
-        backoff.reset();
+        backoff.accepted(&listener);
         conns.starved(false);
         if LOG_CLOSED.load(Ordering::Relaxed) {
             break;
         }
         let conn = Arc::new(conn);
         let slot = conns.queued(&conn);
-        match queue.try_send((conn, slot)) {
+        match queue.try_send((conn, peer, slot)) {
             Ok(()) => served += 1,
-            Err(TrySendError::Full((conn, _))) => refuse(&conn),
+            Err(TrySendError::Full((conn, ..))) => refuse(&conn),
             Err(TrySendError::Disconnected(_)) => break,
         }
     }
@@ -185,8 +188,9 @@ fn refuse(mut conn: &TcpStream) {
 // ANCHOR_END: refuse
 
 // ANCHOR: shed
-/// A connection for a worker, and its place in the table of connections.
-type Job = (Arc<TcpStream>, Slot);
+/// A connection for a worker, its client's address, and its place in the
+/// table of connections.
+type Job = (Arc<TcpStream>, SocketAddr, Slot);
 
 /// How long a connection must have been idle, or stalled in a request,
 /// before it may be closed for others that wait. Shorter, and the queue of
@@ -440,12 +444,7 @@ fn in_backlog(listener: &TcpListener) -> bool {
 
 // ANCHOR: serve
 /// Serves one connection, logs how it went, and closes it.
-fn serve(conn: &TcpStream, slot: &Slot, timeout: Duration) {
-    let peer = match conn.peer_addr() {
-        Ok(peer) => peer.to_string(),
-        // Reset before we got to it: nothing to serve.
-        Err(err) => return log(format_args!("a client: {err}")),
-    };
+fn serve(conn: &TcpStream, peer: SocketAddr, slot: &Slot, timeout: Duration) {
     match answer(conn, slot, timeout) {
         Ok(lines) => {
             let logged =
@@ -664,8 +663,13 @@ impl Backoff {
         self.wait = (self.wait * 2).min(Backoff::MOST);
     }
 
-    fn reset(&mut self) {
-        *self = Backoff::new();
+    /// A connection came: the next failure waits 5 ms again, but is news
+    /// only once nobody waits in the backlog (Listing 14-2).
+    fn accepted(&mut self, listener: &TcpListener) {
+        self.wait = Backoff::FIRST;
+        if self.failing && !in_backlog(listener) {
+            self.failing = false;
+        }
     }
 }
 // ANCHOR_END: backoff

@@ -129,6 +129,9 @@ struct Server {
     /// the next pause will be.
     paused_until: Option<Instant>,
     pause: Duration,
+    /// Whether `accept` has failed since the backlog was last empty: the
+    /// shortage is logged already.
+    short: bool,
 }
 
 // ANCHOR: run
@@ -141,6 +144,7 @@ impl Server {
             served: 0,
             paused_until: None,
             pause: PAUSE_FIRST,
+            short: false,
         }
     }
 
@@ -248,17 +252,23 @@ impl Server {
             }
             let sock = match listener.accept() {
                 Ok((sock, _)) => sock,
-                Err(err) if err.kind() == ErrorKind::WouldBlock => return,
+                // Nobody waits: the shortage, if there was one, is over.
+                Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                    self.short = false;
+                    return;
+                }
                 Err(err) if err.kind() == ErrorKind::ConnectionAborted => {
                     continue;
                 }
                 Err(err) => {
                     // EMFILE and the like: stop accepting for a while,
-                    // longer each time; say so once.
-                    if self.pause == PAUSE_FIRST {
+                    // longer each time; say so once, not again each time
+                    // a closed connection lets one more client in.
+                    if !self.short {
                         log(format_args!(
                             "accept: {err}; trying again, less often"
                         ));
+                        self.short = true;
                     }
                     self.paused_until = Some(now + self.pause);
                     self.pause = (self.pause * 2).min(PAUSE_MOST);

@@ -16,6 +16,7 @@ use std::fmt::Display;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::Shutdown;
+use std::os::fd::AsFd;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::{
     FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt,
@@ -29,6 +30,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{SigHandler, SigSet, Signal, raise};
 use nix::sys::socket::{getsockopt, sockopt};
@@ -308,7 +310,7 @@ fn serve(
                 continue;
             }
         };
-        backoff.reset();
+        backoff.accepted(listener);
         if LOG_CLOSED.load(Ordering::Relaxed) {
             break;
         }
@@ -646,9 +648,21 @@ impl Backoff {
         self.wait = (self.wait * 2).min(Backoff::MOST);
     }
 
-    fn reset(&mut self) {
-        *self = Backoff::new();
+    /// A connection came: the next failure waits 5 ms again, but is news
+    /// only once nobody waits in the backlog (Listing 14-2).
+    fn accepted(&mut self, listener: &UnixListener) {
+        self.wait = Backoff::FIRST;
+        if self.failing && !in_backlog(listener) {
+            self.failing = false;
+        }
     }
+}
+
+/// Whether a connection waits in the listener's backlog: the listening
+/// socket is readable then, and `poll` needs no descriptor to say so.
+fn in_backlog(listener: &UnixListener) -> bool {
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
 }
 
 /// Raises the soft limit on open file descriptors to the hard one, and

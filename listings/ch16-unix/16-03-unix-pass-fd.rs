@@ -13,7 +13,7 @@ use std::fmt::Display;
 use std::fs::{self, File};
 use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
@@ -122,7 +122,10 @@ fn receive_fd(sock: &UnixStream) -> Result<(Vec<u8>, OwnedFd), Box<dyn Error>> {
     // filled, and nix does not hand those over: they stay open until we
     // exit. That costs this one-shot client nothing; a process that runs
     // on must keep room in its table, or read the control data itself.
-    for cmsg in msg.cmsgs()? {
+    let cmsgs = msg.cmsgs().map_err(|_| {
+        "the descriptor did not fit: our descriptor table is full (MSG_CTRUNC)"
+    })?;
+    for cmsg in cmsgs {
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
             // SAFETY: the kernel has just put these descriptors in our
             // table; nothing else in this process knows them, so each
@@ -162,7 +165,7 @@ fn serve(
     let signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let listener = UnixListener::bind(path)
         .map_err(|err| format!("cannot listen on {}: {err}", path.display()))?;
-    let socket_file = Arc::new(SocketFile(path.to_path_buf()));
+    let socket_file = Arc::new(SocketFile::bound(path)?);
     remove_on_signals(signals, Arc::clone(&socket_file));
     let served = send_to_each(&listener, path, file, count);
     // std never removes a socket's file: we do, however we end.
@@ -243,15 +246,29 @@ fn fetch(path: &Path) -> Result<(), Box<dyn Error>> {
 }
 // ANCHOR_END: fetch
 
-/// The server's socket file, removed when the server ends.
-struct SocketFile(PathBuf);
+/// The server's socket file, removed when the server ends, but only if
+/// it is still the one we bound: same device, same inode (Listing 16-1).
+struct SocketFile {
+    path: PathBuf,
+    id: (u64, u64),
+}
 
 impl SocketFile {
+    /// The socket file that `bind` has just made at `path`.
+    fn bound(path: &Path) -> io::Result<SocketFile> {
+        let meta = fs::symlink_metadata(path)?;
+        let id = (meta.dev(), meta.ino());
+        Ok(SocketFile {
+            path: path.to_path_buf(),
+            id,
+        })
+    }
+
     fn remove(&self) {
-        if fs::symlink_metadata(&self.0)
-            .is_ok_and(|m| m.file_type().is_socket())
+        if fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| (m.dev(), m.ino()) == self.id)
         {
-            let _ = fs::remove_file(&self.0);
+            let _ = fs::remove_file(&self.path);
         }
     }
 }

@@ -64,7 +64,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         let request = &buf[..n];
         if drop > 0 {
             drop -= 1;
-            writeln!(out, "{peer}: dropped [{}]", request.escape_ascii())?;
+            writeln!(out, "{peer}: dropped [{}]", shown(request))?;
             continue;
         }
         let mut reply = b"server got: [".to_vec();
@@ -82,7 +82,7 @@ fn run() -> Result<(), Box<dyn Error>> {
                     .into_bytes();
             format!("refused a request of {n} bytes")
         } else {
-            format!("answered [{}]", request.escape_ascii())
+            format!("answered [{}]", shown(request))
         };
         match sock.send_to(&reply, peer) {
             Ok(_) => writeln!(out, "{peer}: {done}")?,
@@ -90,6 +90,19 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
     }
     Ok(())
+}
+
+/// How much of a request the log shows. A datagram may carry 64 KiB,
+/// four times as many characters once escaped: how long our log lines
+/// are is not for a client to decide.
+const SHOWN: usize = 64;
+
+fn shown(request: &[u8]) -> String {
+    if request.len() <= SHOWN {
+        return request.escape_ascii().to_string();
+    }
+    let start = request[..SHOWN].escape_ascii();
+    format!("{start}... ({} bytes)", request.len())
 }
 // ANCHOR_END: serve
 

@@ -350,6 +350,23 @@ fn threaded_server_waits_and_recovers_when_file_descriptors_run_out() {
 }
 
 #[test]
+fn threaded_server_logs_a_shortage_of_descriptors_once_while_clients_come_and_go()
+ {
+    line_server::logs_a_shortage_once_while_clients_come_and_go(
+        bin!("tcp-threads"),
+        &["--max-conns", "1000"],
+    );
+}
+
+#[test]
+fn pool_logs_a_shortage_of_descriptors_once_while_clients_come_and_go() {
+    line_server::logs_a_shortage_once_while_clients_come_and_go(
+        bin!("tcp-pool"),
+        &[],
+    );
+}
+
+#[test]
 fn threaded_server_keeps_its_default_limit_below_the_descriptors() {
     line_server::served_past_idle_clients_with_few_descriptors(bin!(
         "tcp-threads"
@@ -712,6 +729,75 @@ fn pool_tells_a_client_that_finds_the_queue_full_that_it_is_busy() {
     // the queue full.
     assert_eq!(ask(&addr, "third").unwrap(), "error: server busy\n");
     drop(server);
+}
+
+#[test]
+fn pool_does_not_log_the_connections_it_shed_as_errors_of_their_clients() {
+    use std::io::BufRead;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // One worker, kept by a client that sends a request every 100 ms and
+    // so is never idle for a second. Behind it, ten idle clients wait in
+    // the queue; after a second the pool sheds them, and each closes as
+    // soon as it sees the end of the stream, as an attacker that
+    // reconnects would. When the worker takes them, they are over on
+    // both sides: `peer_addr` fails with ENOTCONN, and the pool used to
+    // log a client's error for each connection it had shed itself.
+    let (server, addr) = start_server(
+        bin!("tcp-pool"),
+        &["127.0.0.1:0", "--workers", "1", "--count", "11"],
+    );
+    let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut chatty = std::io::BufReader::new(connect(&addr));
+    chatty.get_mut().write_all(b"first\n").unwrap();
+    let mut reply = String::new();
+    chatty.read_line(&mut reply).unwrap();
+    assert_eq!(reply, "server got: [first]\n");
+    let chatter = thread::spawn({
+        let stop = Arc::clone(&stop);
+        move || {
+            while !stop.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(100)); // The pace.
+                chatty.get_mut().write_all(b"again\n").unwrap();
+                reply.clear();
+                chatty.read_line(&mut reply).unwrap();
+                assert_eq!(reply, "server got: [again]\n");
+            }
+            chatty.get_mut().shutdown(Shutdown::Write).unwrap();
+            let mut rest = Vec::new();
+            chatty.read_to_end(&mut rest).unwrap();
+        }
+    });
+    for mut sock in silent_clients(&addr, 10) {
+        let mut rest = Vec::new();
+        // `read_to_end` retries a read that a signal interrupted.
+        assert_eq!(sock.read_to_end(&mut rest).unwrap(), 0);
+    }
+    // Each shed connection has the client's FIN too: the server's end
+    // waits in TIME_WAIT (state 06 in /proc/net/tcp).
+    wait_until("ten shed connections over on both sides", || {
+        time_wait_at(port) >= 10
+    });
+    stop.store(true, Ordering::Relaxed);
+    chatter.join().unwrap();
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stderr, "", "the pool logged its own shedding");
+    let answered = out.stdout.iter().filter(|l| l.contains(": answered "));
+    assert_eq!(answered.count(), 11, "{:#?}", out.stdout);
+}
+
+/// How many connections whose local port is `port` wait in TIME_WAIT.
+fn time_wait_at(port: u16) -> usize {
+    let local = format!(":{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 3 && f[1].ends_with(&local) && f[3] == "06")
+        .count()
 }
 
 #[test]

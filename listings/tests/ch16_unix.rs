@@ -170,6 +170,44 @@ fn unix_server_removes_its_socket_when_interrupted_and_dies_of_the_signal() {
 }
 
 #[test]
+fn unix_server_killed_by_sigkill_leaves_its_private_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, path) = start_private(&tmp, &[]);
+    server.signal(Signal::SIGKILL);
+    assert_eq!(server.finish().status.signal(), Some(9));
+    let meta = fs::symlink_metadata(&path).expect("the socket stays");
+    assert!(meta.file_type().is_socket(), "{path}");
+}
+
+#[test]
+fn unix_servers_leave_alone_a_socket_that_another_bound_at_their_path() {
+    // Someone removes a running server's socket file and binds a socket of
+    // their own at the path: when the first server ends, that socket is
+    // not its to remove. unix-pass-fd used to remove any socket it found
+    // there, and a second server on the path became unreachable.
+    let dir = open_dir();
+    let (path, file) = (path_in(&dir, "server.sock"), secret(&dir));
+    for args in [
+        [bin!("unix-server"), &path].as_slice(),
+        &[bin!("unix-pass-fd"), "serve", &path, &file],
+    ] {
+        let (server, _) = start(args[0], &args[1..]);
+        fs::remove_file(&path).unwrap();
+        let other = UnixListener::bind(&path).unwrap();
+        server.signal(Signal::SIGTERM);
+        let out = server.finish();
+        assert_eq!(out.status.signal(), Some(15), "{}", out.stderr);
+        assert!(
+            UnixStream::connect(&path).is_ok(),
+            "{} removed a socket it had not bound",
+            args[0]
+        );
+        drop(other);
+        fs::remove_file(&path).unwrap();
+    }
+}
+
+#[test]
 fn unix_servers_remove_their_socket_on_a_signal_that_comes_just_after_bind() {
     // strace holds each server for a second as `bind` returns, and
     // SIGTERM comes meanwhile. With its handlers installed only after
@@ -772,6 +810,41 @@ fn unix_server_backs_off_and_logs_once_when_descriptors_run_out() {
 }
 
 #[test]
+fn unix_server_logs_a_shortage_of_descriptors_once_while_clients_come_and_go() {
+    // As for Listing 14-2: a hundred idle clients fill 64 descriptors;
+    // then one connection is closed and another opened every 10 ms, for
+    // two seconds. Each close let the server accept once, fail again, and
+    // log again: 200 lines for one shortage.
+    use crate::support::open_fds;
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["--max-conns", "1000", "--timeout", "600"];
+    let (mut server, path) = start_private_limited(&tmp, "-n 64", &args);
+    let pid = server.pid();
+    let mut held: std::collections::VecDeque<_> = (0..100)
+        .map(|_| UnixStream::connect(&path).unwrap())
+        .collect();
+    wait_until("all 64 descriptors in use", || open_fds(pid) == 64);
+    let failure = "unix-server: accept: ";
+    let failed = server.next_line();
+    assert!(failed.starts_with(failure), "{failed}");
+    for _ in 0..200 {
+        held.pop_front();
+        held.push_back(UnixStream::connect(&path).unwrap());
+        std::thread::sleep(Duration::from_millis(10)); // The attack's pace.
+    }
+    drop(held);
+    assert_eq!(ask(&path, "new\n"), "server got: [new]\n");
+    server.signal(Signal::SIGTERM);
+    let out = server.finish();
+    let again: Vec<_> = out
+        .stdout
+        .iter()
+        .filter(|l| l.starts_with(failure))
+        .collect();
+    assert_eq!(again.len(), 1, "logged {} times: {again:#?}", again.len());
+}
+
+#[test]
 fn unix_server_serves_a_new_client_while_a_thousand_idle_ones_hold_every_place()
 {
     let tmp = tempfile::tempdir().unwrap();
@@ -894,11 +967,22 @@ fn a_seqpacket_socketpair_keeps_message_boundaries() {
     a.write_all(b"one").unwrap();
     a.write_all(b"two").unwrap();
     let mut buf = [0; 64];
-    // Two writes, two reads, however much room the buffer has.
+    // Two writes, two reads, each of one whole message.
     assert_eq!(b.read(&mut buf).unwrap(), 3);
     assert_eq!(&buf[..3], b"one");
     assert_eq!(b.read(&mut buf).unwrap(), 3);
     assert_eq!(&buf[..3], b"two");
+    // A buffer too small for a message: its start, and the rest is lost,
+    // not left for the next read.
+    a.write_all(b"three four").unwrap();
+    a.write_all(b"five").unwrap();
+    assert_eq!(b.read(&mut buf[..5]).unwrap(), 5);
+    assert_eq!(&buf[..5], b"three");
+    assert_eq!(b.read(&mut buf).unwrap(), 4);
+    assert_eq!(&buf[..4], b"five");
+    // Larger than the send buffer: refused whole, never split.
+    let err = a.write(&vec![b'x'; 1 << 20]).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(nix::libc::EMSGSIZE));
 }
 
 // ---------------------------------------------------------------------------
@@ -1086,6 +1170,30 @@ fn fetch_closes_and_reports_descriptors_beyond_the_one_it_asked_for() {
             );
         }
     }
+}
+
+#[test]
+fn fetch_with_a_full_descriptor_table_says_so_and_ends() {
+    // 0, 1, 2 and the socket: no room for the descriptor that comes. The
+    // kernel closes it and sets MSG_CTRUNC, and nix's `cmsgs` fails with
+    // ENOBUFS, "No buffer space available", which names no cause.
+    let dir = tempfile::tempdir().unwrap();
+    let (path, file) = (path_in(&dir, "server.sock"), secret(&dir));
+    let (server, _) = start(
+        bin!("unix-pass-fd"),
+        &["serve", &path, &file, "--count", "1"],
+    );
+    let script = "ulimit -n 4 && exec \"$0\" fetch \"$1\"";
+    let out = run("bash", &["-c", script, bin!("unix-pass-fd"), &path]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.stdout);
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("our descriptor table is full (MSG_CTRUNC)"),
+        "{}",
+        out.stderr
+    );
+    assert!(server.finish().status.success());
 }
 
 #[test]

@@ -405,6 +405,46 @@ pub fn served_past_idle_clients_with_few_descriptors(bin: &str) {
     drop(idle);
 }
 
+/// With `ulimit -n 64` and room in its table for more (`args`): a hundred
+/// idle clients fill the descriptors, and `accept` fails. Then a client
+/// closes one connection and opens another every 10 ms, for two seconds,
+/// as an attacker can: each close gives the server one descriptor, which
+/// it accepts with, and fails again. That is one shortage, and the server
+/// must say so once, not once per connection (200 lines it was); a new
+/// client is served once the crowd has gone.
+#[track_caller]
+pub fn logs_a_shortage_once_while_clients_come_and_go(
+    bin: &str,
+    args: &[&str],
+) {
+    let name = std::path::Path::new(bin).file_name().unwrap();
+    let failure = format!("{}: accept: ", name.to_string_lossy());
+    let mut command = vec!["127.0.0.1:0", "--timeout", "600"];
+    command.extend(args);
+    let (mut server, addr) = start_limited(64, bin, &command);
+    let pid = server.pid();
+    let mut held: std::collections::VecDeque<_> =
+        silent_clients(&addr, 100).into();
+    wait_until("all 64 descriptors in use", || open_fds(pid) == 64);
+    let failed = server.next_line();
+    assert!(failed.starts_with(&failure), "{failed}");
+    for _ in 0..200 {
+        held.pop_front();
+        held.push_back(connect(&addr));
+        thread::sleep(Duration::from_millis(10)); // The pace of the attack.
+    }
+    drop(held);
+    assert_eq!(ask(&addr, "new").unwrap(), "server got: [new]\n");
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = server.finish();
+    let again: Vec<_> = out
+        .stdout
+        .iter()
+        .filter(|l| l.starts_with(&failure))
+        .collect();
+    assert_eq!(again.len(), 1, "logged {} times: {again:#?}", again.len());
+}
+
 /// Linux 6.18. A client sends `request`, which the server refuses with
 /// `error` and its FIN, and then drains: it reads and throws away what
 /// the client still sends, until the client closes. Stopped and continued
