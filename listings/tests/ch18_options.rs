@@ -633,7 +633,16 @@ fn dead_peer_found_after(
     ours.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let began = Instant::now();
-    let result = ours.read(&mut [0; 16]);
+    // A read with a timeout fails with EINTR even under SA_RESTART
+    // (signal(7)), and this test process catches SIGCHLD (the handler of
+    // `wait_timeout`): another test's child that ends mid-read must not
+    // end the wait.
+    let result = loop {
+        match ours.read(&mut [0; 16]) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            result => break result,
+        }
+    };
     (
         began.elapsed().as_secs_f64(),
         result.err().and_then(|e| e.raw_os_error()),
