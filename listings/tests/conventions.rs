@@ -367,13 +367,6 @@ fn every_listing_ends_quietly_when_its_stdout_is_closed() {
 /// one block per Part. Empty it; never add to it.
 const NOT_YET_CONVERTED: &[&str] = &[
     // Part II
-    "sig-zombie",
-    "sig-reaper",
-    "sig-orphan",
-    "sig-group",
-    "sig-chld-flags",
-    "sig-jobs",
-    "sig-pidfd",
     "sig-daemon",
     "sig-notify",
     "sig-alarm-limits",
@@ -501,13 +494,24 @@ fn every_listing_reports_a_full_disk_in_one_line() {
             out.stderr
         );
         assert!(
-            lines[0].ends_with("No space left on device (os error 28)"),
+            lines[0].ends_with(full_disk_error(abuse.bin)),
             "{what}: {}",
             out.stderr
         );
         wait_until(&format!("the processes of {what} to end"), || {
             group_is_gone(pgid)
         });
+    }
+}
+
+/// The end of the line a row's listing writes on a full disk. `sig-jobs`
+/// needs a terminal, and without one says so before it writes anything:
+/// Chapter 9's `sig_jobs_in_a_terminal_keeps_the_output_conventions` gives
+/// it one, and /dev/full.
+fn full_disk_error(bin: &str) -> &'static str {
+    match bin {
+        "sig-jobs" => "standard input is not a terminal",
+        _ => "No space left on device (os error 28)",
     }
 }
 
