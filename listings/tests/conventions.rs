@@ -599,6 +599,27 @@ fn every_listing_answers_help_with_its_usage() {
     }
 }
 
+/// `--help` on a full disk: the usage is lost, and the listing still
+/// exits 0, as asked, without a panic (`let _ = writeln!`, not
+/// `println!`, which panics there).
+#[test]
+fn every_converted_listing_answers_help_on_a_full_disk_without_a_panic() {
+    for name in runnable_listings() {
+        if NOT_YET_CONVERTED.contains(&name.as_str()) {
+            continue;
+        }
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let mut command = Command::new(bin_path(&name));
+        command.arg("--help");
+        let out = Listing::spawn(&mut command, Stdio::from(full)).finish();
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", out.stderr);
+        assert_eq!(out.stderr, "", "{name} says nothing");
+    }
+}
+
 /// Whether `SIGPIPE` (13) is ignored by `pid`, from its `SigIgn` mask.
 fn ignores_sigpipe(status: &str) -> bool {
     let mask = status
