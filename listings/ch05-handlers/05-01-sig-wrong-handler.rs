@@ -12,6 +12,7 @@
 // `--count N` stops after N rounds of the main loop.
 
 use std::error::Error;
+use std::io::{self, Write};
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
@@ -110,7 +111,10 @@ fn ring_every(micros: i64) -> std::io::Result<()> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--count N] [--quiet]` from the command line.
@@ -123,7 +127,7 @@ fn parse_args() -> Result<(Option<u64>, bool), lexopt::Error> {
             Long("count") => count = Some(args.value()?.parse()?),
             Long("quiet") => quiet = true,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

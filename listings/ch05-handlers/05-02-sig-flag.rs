@@ -6,6 +6,7 @@
 // N ticks by itself. A SIGINT it was started with ignored stays ignored.
 
 use std::error::Error;
+use std::io::{self, Write};
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::thread;
@@ -57,8 +58,11 @@ fn run() -> Result<(), Box<dyn Error>> {
         // SAFETY: the handler only stores to an atomic.
         unsafe { sigaction(stop_signal, &action) }?;
     }
-    let pid = getpid();
-    println!("Working as pid {pid}; stop me with Ctrl-C or kill {pid}");
+    let (mut out, pid) = (io::stdout(), getpid());
+    writeln!(
+        out,
+        "Working as pid {pid}; stop me with Ctrl-C or kill {pid}"
+    )?;
 
     let mut ticks = 0;
     while STOP.load(Ordering::SeqCst) == 0 && count.is_none_or(|n| ticks < n) {
@@ -69,9 +73,9 @@ fn run() -> Result<(), Box<dyn Error>> {
         ticks += 1;
     }
     if let Ok(signal) = Signal::try_from(STOP.load(Ordering::SeqCst)) {
-        println!("Got {signal}: finishing the tick and cleaning up");
+        writeln!(out, "Got {signal}: finishing the tick and cleaning up")?;
     }
-    println!("Clean exit");
+    writeln!(out, "Clean exit")?;
     Ok(())
 }
 // ANCHOR_END: flag
@@ -101,7 +105,10 @@ fn is_ignored(signal: Signal) -> nix::Result<bool> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--count N]` from the command line.
@@ -113,7 +120,7 @@ fn parse_args() -> Result<Option<u64>, lexopt::Error> {
         match arg {
             Long("count") => count = Some(args.value()?.parse()?),
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

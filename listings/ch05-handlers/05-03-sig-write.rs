@@ -6,6 +6,7 @@
 // only counts. `--count N` stops after N signals.
 
 use std::error::Error;
+use std::io::{self, Write};
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
@@ -73,12 +74,16 @@ fn run() -> Result<(), Box<dyn Error>> {
         // SAFETY: the handler only does async-signal-safe work.
         unsafe { sigaction(caught, &action) }?;
     }
-    let pid = getpid();
-    println!("Waiting as pid {pid}; try: kill -USR1 {pid}");
+    let (mut out, pid) = (io::stdout(), getpid());
+    writeln!(out, "Waiting as pid {pid}; try: kill -USR1 {pid}")?;
     while count.is_none_or(|n| SEEN.load(Ordering::SeqCst) < n) {
         thread::sleep(Duration::from_millis(50));
     }
-    println!("Main loop: {} signals seen", SEEN.load(Ordering::SeqCst));
+    writeln!(
+        out,
+        "Main loop: {} signals seen",
+        SEEN.load(Ordering::SeqCst)
+    )?;
     Ok(())
 }
 // ANCHOR_END: run
@@ -88,7 +93,10 @@ fn run() -> Result<(), Box<dyn Error>> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--count N]` from the command line.
@@ -100,7 +108,7 @@ fn parse_args() -> Result<Option<u64>, lexopt::Error> {
         match arg {
             Long("count") => count = Some(args.value()?.parse()?),
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -76,8 +76,11 @@ fn run() -> Result<(), Box<dyn Error>> {
         // SAFETY: the handler only does async-signal-safe work.
         unsafe { sigaction(caught, &action) }?;
     }
-    let pid = getpid();
-    println!("Waiting as pid {pid}; try: kill -USR1 {pid}, or type a line");
+    let (mut out, pid) = (io::stdout(), getpid());
+    writeln!(
+        out,
+        "Waiting as pid {pid}; try: kill -USR1 {pid}, or type a line"
+    )?;
 
     let stdin = io::stdin();
     let mut stdin_open = true;
@@ -95,7 +98,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         };
         let input_ready = fds.get(1).and_then(PollFd::any) == Some(true);
         for signal in drain(read_end)? {
-            println!("Main loop: got {signal}");
+            writeln!(out, "Main loop: got {signal}")?;
             seen += 1;
             if matches!(signal, Signal::SIGTERM | Signal::SIGINT) {
                 return Ok(());
@@ -107,7 +110,11 @@ fn run() -> Result<(), Box<dyn Error>> {
             match read(&stdin, &mut input) {
                 Ok(0) => stdin_open = false, // End of input: signals only.
                 Ok(n) => {
-                    println!("Main loop: read [{}]", input[..n].escape_ascii());
+                    writeln!(
+                        out,
+                        "Main loop: read [{}]",
+                        input[..n].escape_ascii()
+                    )?;
                 }
                 Err(Errno::EINTR) => {}
                 Err(err) => return Err(err.into()),
@@ -161,7 +168,10 @@ fn is_ignored(signal: Signal) -> nix::Result<bool> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--count N]` from the command line.

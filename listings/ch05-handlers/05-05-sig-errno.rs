@@ -10,7 +10,7 @@
 // every time, standing in for that luck.
 
 use std::error::Error;
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -83,7 +83,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     );
     // SAFETY: the handler only does async-signal-safe work.
     unsafe { sigaction(Signal::SIGUSR1, &action) }?;
-    println!("Handler saves and restores errno: {save}");
+    writeln!(io::stdout(), "Handler saves and restores errno: {save}")?;
 
     let path = c"/no/such/file";
     // SAFETY: `path` is a valid C string.
@@ -94,7 +94,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     raise(Signal::SIGUSR1)?;
     if fd < 0 {
         let err = io::Error::last_os_error();
-        println!("open({path:?}) failed: {err}");
+        writeln!(io::stdout(), "open({path:?}) failed: {err}")?;
     }
     Ok(())
 }
@@ -105,7 +105,10 @@ fn run() -> Result<(), Box<dyn Error>> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--save-errno]` from the command line.
@@ -117,7 +120,7 @@ fn parse_args() -> Result<bool, lexopt::Error> {
         match arg {
             Long("save-errno") => save = true,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -13,6 +13,7 @@
 // `raise` returns, unless it is blocked.
 
 use std::error::Error;
+use std::io::{self, Write};
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
@@ -71,35 +72,35 @@ extern "C" fn on_usr2(_: c_int) {
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    let usr2 = SigSet::from(Signal::SIGUSR2);
+    let (mut out, usr2) = (io::stdout(), SigSet::from(Signal::SIGUSR2));
     install(Signal::SIGUSR2, SaFlags::empty(), SigSet::empty())?;
 
     // SIGUSR1's handler raises SIGUSR2: at once, or once it has returned?
     RAISE_USR2.store(true, Ordering::SeqCst);
     install(Signal::SIGUSR1, SaFlags::empty(), SigSet::empty())?;
-    println!("{:<19} {}", "sa_mask empty:", raise_usr1()?);
+    writeln!(out, "{:<19} {}", "sa_mask empty:", raise_usr1()?)?;
     install(Signal::SIGUSR1, SaFlags::empty(), usr2)?;
-    println!("{:<19} {}", "sa_mask [SIGUSR2]:", raise_usr1()?);
+    writeln!(out, "{:<19} {}", "sa_mask [SIGUSR2]:", raise_usr1()?)?;
     RAISE_USR2.store(false, Ordering::SeqCst);
 
     // SIGUSR1's handler raises SIGUSR1 once more.
     install(Signal::SIGUSR1, SaFlags::empty(), SigSet::empty())?;
     RAISE_AGAIN.store(true, Ordering::SeqCst);
-    println!("{:<19} {}", "no SA_NODEFER:", raise_usr1()?);
+    writeln!(out, "{:<19} {}", "no SA_NODEFER:", raise_usr1()?)?;
     install(Signal::SIGUSR1, SaFlags::SA_NODEFER, SigSet::empty())?;
     RAISE_AGAIN.store(true, Ordering::SeqCst);
-    println!("{:<19} {}", "SA_NODEFER:", raise_usr1()?);
+    writeln!(out, "{:<19} {}", "SA_NODEFER:", raise_usr1()?)?;
 
     install(Signal::SIGUSR1, SaFlags::SA_RESETHAND, SigSet::empty())?;
     let events = raise_usr1()?;
     let after = describe(&installed(Signal::SIGUSR1)?);
-    println!("{:<19} {events}; then {after}", "SA_RESETHAND:");
+    writeln!(out, "{:<19} {events}; then {after}", "SA_RESETHAND:")?;
 
     // glibc's signal(), which nix's `signal` calls.
     // SAFETY: the handler only touches atomics and calls `raise`.
     unsafe { signal(Signal::SIGUSR1, SigHandler::Handler(on_usr1)) }?;
     let glibc = describe(&installed(Signal::SIGUSR1)?);
-    println!("{:<19} {glibc}", "signal() (glibc):");
+    writeln!(out, "{:<19} {glibc}", "signal() (glibc):")?;
     Ok(())
 }
 
@@ -176,7 +177,10 @@ fn describe(action: &libc::sigaction) -> String {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Takes no arguments but `--help`.
@@ -186,7 +190,7 @@ fn parse_args() -> Result<(), lexopt::Error> {
     if let Some(arg) = args.next()? {
         match arg {
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

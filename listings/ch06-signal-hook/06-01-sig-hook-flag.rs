@@ -8,7 +8,7 @@
 // Started with SIGINT ignored (a script's `&` job), it leaves it so.
 
 use std::error::Error;
-use std::io;
+use std::io::{self, Write};
 use std::process::{self, ExitCode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,8 +60,11 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
         flag::register(stop_signal, Arc::clone(&stop))?;
     }
-    let pid = getpid();
-    println!("Working as pid {pid}; stop me with Ctrl-C or kill {pid}");
+    let (mut out, pid) = (io::stdout(), getpid());
+    writeln!(
+        out,
+        "Working as pid {pid}; stop me with Ctrl-C or kill {pid}"
+    )?;
 
     let mut ticks = 0;
     while !stop.load(Ordering::SeqCst) && args.count.is_none_or(|n| ticks < n) {
@@ -70,12 +73,18 @@ fn run() -> Result<(), Box<dyn Error>> {
     }
     let secs = args.cleanup.as_secs();
     if args.force {
-        println!("Cleaning up for {secs} s; a second signal stops me now");
+        writeln!(
+            out,
+            "Cleaning up for {secs} s; a second signal stops me now"
+        )?;
     } else {
-        println!("Cleaning up for {secs} s; signals are ignored meanwhile");
+        writeln!(
+            out,
+            "Cleaning up for {secs} s; signals are ignored meanwhile"
+        )?;
     }
     thread::sleep(args.cleanup);
-    println!("Clean exit");
+    writeln!(out, "Clean exit")?;
     Ok(())
 }
 // ANCHOR_END: run
@@ -119,7 +128,10 @@ fn is_ignored(signal: i32) -> io::Result<bool> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--count N] [--cleanup-secs N] [--no-force]`.
@@ -139,7 +151,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             }
             Long("no-force") => parsed.force = false,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

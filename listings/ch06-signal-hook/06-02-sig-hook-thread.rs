@@ -49,16 +49,19 @@ fn run() -> Result<(), Box<dyn Error>> {
     let (stop_tx, stop_rx) = mpsc::channel();
 
     let ticks_seen = Arc::clone(&ticks);
-    let signal_thread = thread::spawn(move || {
-        // Ends only when the iterator is closed through its handle.
+    let signal_thread = thread::spawn(move || -> io::Result<()> {
+        let mut out = io::stdout();
+        // Ends when the iterator is closed through its handle, or a
+        // write fails.
         for number in signals.forever() {
             match number {
-                SIGHUP => println!("Signal thread: SIGHUP, would reload"),
+                SIGHUP => writeln!(out, "Signal thread: SIGHUP, would reload")?,
                 SIGUSR1 => {
                     let n = ticks_seen.load(Ordering::SeqCst);
-                    println!(
+                    writeln!(
+                        out,
                         "Signal thread: SIGUSR1, ticks so far: {n} (measured)"
-                    );
+                    )?;
                 }
                 _ => {
                     // The main thread may be gone already; nothing to do.
@@ -66,33 +69,40 @@ fn run() -> Result<(), Box<dyn Error>> {
                 }
             }
         }
-        println!("Signal thread: iterator closed, leaving");
+        writeln!(out, "Signal thread: iterator closed, leaving")
     });
-    let pid = getpid();
-    println!("Working as pid {pid}; try: kill -HUP {pid}");
+    let (mut out, pid) = (io::stdout(), getpid());
+    writeln!(out, "Working as pid {pid}; try: kill -HUP {pid}")?;
 
     while count.is_none_or(|n| ticks.load(Ordering::SeqCst) < n) {
         match stop_rx.recv_timeout(TICK) {
             Ok(number) => {
-                println!("Main thread: stopping on signal {number}");
+                writeln!(out, "Main thread: stopping on signal {number}")?;
                 break;
             }
             Err(RecvTimeoutError::Timeout) => {
                 ticks.fetch_add(1, Ordering::SeqCst);
             }
-            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Disconnected) => {
+                // Only a failed write ends the signal thread this soon,
+                // and its iterator with it: nothing is left to close.
+                signal_thread
+                    .join()
+                    .map_err(|_| "the signal thread panicked")??;
+                return Err("the signal thread ended early".into());
+            }
         }
     }
     if close {
-        println!("Main thread: closing the iterator, joining its thread");
+        writeln!(out, "Main thread: closing the iterator, joining its thread")?;
         handle.close();
     } else {
-        println!("Main thread: joining the signal thread");
+        writeln!(out, "Main thread: joining the signal thread")?;
     }
     signal_thread
         .join()
-        .map_err(|_| "the signal thread panicked")?;
-    println!("Clean exit");
+        .map_err(|_| "the signal thread panicked")??;
+    writeln!(out, "Clean exit")?;
     Ok(())
 }
 // ANCHOR_END: run
@@ -136,7 +146,10 @@ fn is_ignored(signal: i32) -> io::Result<bool> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--count N] [--no-close]` from the command line.

@@ -33,19 +33,22 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     restore_sigpipe()?;
     let exit_code = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let mut signals = Signals::new(stop_signals()?)?;
-    let pid = getpid();
-    println!("Working as pid {pid}; stop me with Ctrl-C or kill {pid}");
+    let (mut out, pid) = (io::stdout(), getpid());
+    writeln!(
+        out,
+        "Working as pid {pid}; stop me with Ctrl-C or kill {pid}"
+    )?;
 
     let number = signals.forever().next().ok_or("iterator closed")?;
     let name = Signal::try_from(number)?;
-    println!("Got {name}: cleaning up");
+    writeln!(out, "Got {name}: cleaning up")?;
     // ... close files, remove temporary files, tell peers ...
     if exit_code {
-        println!("Cleaned up; exiting with status {}", 128 + number);
+        writeln!(out, "Cleaned up; exiting with status {}", 128 + number)?;
         return Ok(ExitCode::from(128 + number as u8));
     }
-    println!("Cleaned up; dying of {name}");
-    io::stdout().flush()?;
+    writeln!(out, "Cleaned up; dying of {name}")?;
+    out.flush()?;
     // Puts back the default action, unblocks the signal and raises it:
     // the process ends here, killed by `number`.
     low_level::emulate_default_handler(number)?;
@@ -92,7 +95,10 @@ fn is_ignored(signal: i32) -> io::Result<bool> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--exit-code]` from the command line.
@@ -104,7 +110,7 @@ fn parse_args() -> Result<bool, lexopt::Error> {
         match arg {
             Long("exit-code") => exit_code = true,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -7,12 +7,13 @@
 // takes N ms of work), and compare with how many you sent.
 
 use std::error::Error;
+use std::io::{self, Write};
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::unistd::getpid;
 use signal_hook::consts::{SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
@@ -44,8 +45,11 @@ fn run() -> Result<(), Box<dyn Error>> {
         })
     }?;
     let mut signals = Signals::new([SIGUSR1, SIGTERM])?;
-    let pid = getpid();
-    println!("Counting SIGUSR1 as pid {pid}; kill -TERM {pid} for the totals");
+    let (mut out, pid) = (io::stdout(), getpid());
+    writeln!(
+        out,
+        "Counting SIGUSR1 as pid {pid}; kill -TERM {pid} for the totals"
+    )?;
 
     let mut reported = 0;
     let mut done = false;
@@ -62,9 +66,10 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
     }
     let delivered = DELIVERED.load(Ordering::SeqCst);
-    println!(
+    writeln!(
+        out,
         "SIGUSR1: handler ran {delivered} times, iterator reported it {reported} times"
-    );
+    )?;
     Ok(())
 }
 // ANCHOR_END: run
@@ -74,7 +79,10 @@ fn run() -> Result<(), Box<dyn Error>> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--busy-ms N]` from the command line.
@@ -88,7 +96,7 @@ fn parse_args() -> Result<Duration, lexopt::Error> {
                 busy = Duration::from_millis(args.value()?.parse()?);
             }
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -15,6 +15,7 @@
 // alarm (default 1); `--count N` stops after N rounds.
 
 use std::error::Error;
+use std::io::{self, Write};
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -83,48 +84,52 @@ fn run() -> Result<(), Box<dyn Error>> {
         // No handler: the signal stays blocked, and is taken by the wait.
         Method::Sigwait | Method::Timedwait => alarm_only.thread_block()?,
     }
-    println!("Waiting for alarms as pid {}", getpid());
+    let mut out = io::stdout();
+    writeln!(out, "Waiting for alarms as pid {}", getpid())?;
     let mut rounds = 0;
     while args.count.is_none_or(|n| rounds < n) {
         rounds += 1;
-        println!("Round {rounds}: alarm({}) set", args.alarm_secs);
+        writeln!(out, "Round {rounds}: alarm({}) set", args.alarm_secs)?;
         let taken = match args.method {
             Method::Pause => wait_with_pause(&args).map(|()| "pause")?,
             Method::Suspend => wait_with_sigsuspend(&args, &alarm_only)
                 .map(|()| "sigsuspend")?,
             Method::Sigwait => {
                 alarm::set(args.alarm_secs);
-                late(&args);
+                late(&args)?;
                 alarm_only.wait().map(|_| "sigwait")?
             }
             Method::Timedwait => {
                 alarm::set(args.alarm_secs);
-                late(&args);
+                late(&args)?;
                 match timed_wait(&alarm_only, args.timeout_secs)? {
                     Some(_) => "sigtimedwait",
                     None => {
                         let secs = args.timeout_secs;
-                        println!("Round {rounds}: no signal within {secs} s");
+                        writeln!(
+                            out,
+                            "Round {rounds}: no signal within {secs} s"
+                        )?;
                         alarm::cancel();
                         continue;
                     }
                 }
             }
         };
-        println!("Round {rounds}: SIGALRM taken by {taken}");
+        writeln!(out, "Round {rounds}: SIGALRM taken by {taken}")?;
     }
     Ok(())
 }
 
 // ANCHOR: pause
 /// Check, then wait: a signal between the two is lost.
-fn wait_with_pause(args: &Args) -> nix::Result<()> {
+fn wait_with_pause(args: &Args) -> io::Result<()> {
     RANG.store(false, Ordering::SeqCst);
     alarm::set(args.alarm_secs);
     while !RANG.load(Ordering::SeqCst) {
         // The window: SIGALRM here runs the handler now, and `pause`
         // then waits for a signal that has come and gone.
-        late(args);
+        late(args)?;
         pause();
     }
     Ok(())
@@ -133,7 +138,7 @@ fn wait_with_pause(args: &Args) -> nix::Result<()> {
 
 // ANCHOR: suspend
 /// Block, check, and unblock-and-wait in one step: no window.
-fn wait_with_sigsuspend(args: &Args, alarm_only: &SigSet) -> nix::Result<()> {
+fn wait_with_sigsuspend(args: &Args, alarm_only: &SigSet) -> io::Result<()> {
     let mut old = SigSet::empty();
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(alarm_only), Some(&mut old))?;
     // The mask to wait with: the old one, less SIGALRM, which the old
@@ -144,12 +149,12 @@ fn wait_with_sigsuspend(args: &Args, alarm_only: &SigSet) -> nix::Result<()> {
     alarm::set(args.alarm_secs);
     while !RANG.load(Ordering::SeqCst) {
         // SIGALRM is blocked here: if it comes now, it waits, pending.
-        late(args);
+        late(args)?;
         // Installs that mask and waits, as one step; the handler runs
         // inside, and the blocking mask comes back.
         waiting.suspend()?;
     }
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None)
+    Ok(sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None)?)
 }
 // ANCHOR_END: suspend
 
@@ -180,13 +185,17 @@ fn timed_wait(set: &SigSet, secs: u32) -> nix::Result<Option<Signal>> {
 
 // ANCHOR: late
 /// With `--late`, stands in for a machine too busy to run us for a while.
-fn late(args: &Args) {
+fn late(args: &Args) -> io::Result<()> {
     if args.late {
         thread::sleep(LATE);
         let ran = RANG.load(Ordering::SeqCst);
         let pending = alarm_is_pending();
-        println!("(late) handler ran: {ran}; SIGALRM pending: {pending}");
+        writeln!(
+            io::stdout(),
+            "(late) handler ran: {ran}; SIGALRM pending: {pending}"
+        )?;
     }
+    Ok(())
 }
 
 /// Whether SIGALRM has come and waits, blocked, to be delivered or taken.
@@ -206,7 +215,10 @@ fn alarm_is_pending() -> bool {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `METHOD [--late] [--alarm-secs N] [--timeout-secs N] [--count N]`.
@@ -241,7 +253,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                 });
             }
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

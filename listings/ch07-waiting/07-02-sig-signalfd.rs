@@ -47,8 +47,11 @@ fn run() -> Result<(), Box<dyn Error>> {
     mask.thread_block()?;
     let flags = SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC;
     let signals = SignalFd::with_flags(&mask, flags)?;
-    let pid = getpid();
-    println!("Waiting as pid {pid}; try: kill -USR1 {pid}, or type a line");
+    let (mut out, pid) = (io::stdout(), getpid());
+    writeln!(
+        out,
+        "Waiting as pid {pid}; try: kill -USR1 {pid}, or type a line"
+    )?;
 
     let stdin = io::stdin();
     let mut stdin_open = true;
@@ -69,7 +72,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         while let Some(info) = signals.read_signal()? {
             let signal = Signal::try_from(info.ssi_signo as i32)?;
             let (sender, uid) = (info.ssi_pid, info.ssi_uid);
-            println!("signalfd: {signal} from pid {sender} (uid {uid})");
+            writeln!(out, "signalfd: {signal} from pid {sender} (uid {uid})")?;
             seen += 1;
             if matches!(signal, Signal::SIGTERM | Signal::SIGINT) {
                 return Ok(());
@@ -79,7 +82,9 @@ fn run() -> Result<(), Box<dyn Error>> {
             let mut input = [0u8; 1024];
             match read(&stdin, &mut input) {
                 Ok(0) => stdin_open = false,
-                Ok(n) => println!("stdin: [{}]", input[..n].escape_ascii()),
+                Ok(n) => {
+                    writeln!(out, "stdin: [{}]", input[..n].escape_ascii())?;
+                }
                 Err(Errno::EINTR) => {}
                 Err(err) => return Err(err.into()),
             }
@@ -110,7 +115,10 @@ fn is_ignored(signal: Signal) -> nix::Result<bool> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--count N]` from the command line.

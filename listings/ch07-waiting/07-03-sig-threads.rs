@@ -13,6 +13,7 @@
 // `--count N` stops after N signals.
 
 use std::error::Error;
+use std::io::{self, Write};
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -111,9 +112,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     if mode == Mode::MaskMain {
         usr1.thread_block()?; // In the main thread only.
     }
-    let pid = getpid();
+    let (mut out, pid) = (io::stdout(), getpid());
     let threads = names.lock().map_err(|_| "poisoned")?.len();
-    println!("{threads} threads in pid {pid}; try: kill -USR1 {pid}");
+    writeln!(out, "{threads} threads in pid {pid}; try: kill -USR1 {pid}")?;
 
     for n in 1..=count.unwrap_or(u64::MAX) {
         let (tid, how) = if matches!(mode, Mode::Handler | Mode::MaskMain) {
@@ -130,7 +131,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         let names = names.lock().map_err(|_| "poisoned")?;
         let name = names.iter().find(|(t, _)| *t == tid).map(|(_, n)| n);
         let name = name.map_or("an unknown thread", String::as_str);
-        println!("SIGUSR1 #{n}: thread {name} {how}");
+        writeln!(out, "SIGUSR1 #{n}: thread {name} {how}")?;
     }
     Ok(())
 }
@@ -161,7 +162,10 @@ fn spawn_named(
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `MODE [--count N]` from the command line.
@@ -184,7 +188,7 @@ fn parse_args() -> Result<(Mode, Option<u64>), lexopt::Error> {
                 });
             }
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -8,6 +8,7 @@
 // flags it got from the kernel, so that it cannot fool itself.
 
 use std::error::Error;
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
@@ -109,21 +110,26 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
     }
     let restart = installed_with_restart(Signal::SIGUSR1)?;
-    let pid = getpid();
-    println!("SIGUSR1 handler installed with SA_RESTART: {restart}");
-    println!("Reading an empty pipe as pid {pid}; try: kill -USR1 {pid}");
+    let (mut out, pid) = (io::stdout(), getpid());
+    writeln!(out, "SIGUSR1 handler installed with SA_RESTART: {restart}")?;
+    writeln!(
+        out,
+        "Reading an empty pipe as pid {pid}; try: kill -USR1 {pid}"
+    )?;
 
     let mut buf = [0u8; 16];
     match read(read_end, &mut buf) {
-        Ok(n) => println!(
+        Ok(n) => writeln!(
+            out,
             "read returned {n} byte(s) [{}]; the handler ran {} time(s)",
             buf[..n].escape_ascii(),
             RAN.load(Ordering::SeqCst)
-        ),
-        Err(Errno::EINTR) => println!(
+        )?,
+        Err(Errno::EINTR) => writeln!(
+            out,
             "read failed with EINTR; the handler ran {} time(s)",
             RAN.load(Ordering::SeqCst)
-        ),
+        )?,
         Err(err) => return Err(err.into()),
     }
     Ok(())
@@ -148,7 +154,10 @@ fn installed_with_restart(signal: Signal) -> nix::Result<bool> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--restart | --signal-hook]` from the command line.
@@ -165,7 +174,7 @@ fn parse_args() -> Result<Install, lexopt::Error> {
                 install = Install::SignalHook;
             }
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

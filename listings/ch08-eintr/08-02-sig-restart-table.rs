@@ -185,7 +185,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // SAFETY: `pthread_self` has no preconditions.
     let main_thread = unsafe { libc::pthread_self() };
-    println!("{:<36} {:<20} SA_RESTART", "call", "no SA_RESTART");
+    let mut out = io::stdout();
+    writeln!(out, "{:<36} {:<20} SA_RESTART", "call", "no SA_RESTART")?;
     for (name, setup) in cases() {
         let mut row = format!("{name:<36}");
         for flags in [SaFlags::empty(), SaFlags::SA_RESTART] {
@@ -204,7 +205,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             };
             row.push_str(&format!(" {cell:<20}"));
         }
-        println!("{}", row.trim_end());
+        writeln!(out, "{}", row.trim_end())?;
     }
     Ok(())
 }
@@ -302,7 +303,10 @@ fn child_pid(child: &std::process::Child) -> Pid {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Takes no arguments but `--help`.
@@ -312,7 +316,7 @@ fn parse_args() -> Result<(), lexopt::Error> {
     if let Some(arg) = args.next()? {
         match arg {
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -52,17 +52,22 @@ fn run() -> Result<(), Box<dyn Error>> {
     };
     // Wait until the child has exited, but leave it unreaped.
     waitid(Id::Pid(child), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)?;
-    let parent = getpid();
-    println!("Child {child} has exited and is a zombie until it is reaped");
-    println!("Look: grep State /proc/{child}/status");
-    println!("Then reap it: kill -USR1 {parent}");
+    let (mut out, parent) = (io::stdout(), getpid());
+    writeln!(
+        out,
+        "Child {child} has exited and is a zombie until it is reaped"
+    )?;
+    writeln!(out, "Look: grep State /proc/{child}/status")?;
+    writeln!(out, "Then reap it: kill -USR1 {parent}")?;
     usr1.wait()?;
     match waitpid(child, None)? {
-        WaitStatus::Exited(_, code) => println!("Reaped it: status {code}"),
-        other => println!("Reaped it: {other:?}"),
+        WaitStatus::Exited(_, code) => {
+            writeln!(out, "Reaped it: status {code}")?
+        }
+        other => writeln!(out, "Reaped it: {other:?}")?,
     }
     let gone = !Path::new(&format!("/proc/{child}/stat")).exists();
-    println!("/proc/{child}/stat is gone: {gone}");
+    writeln!(out, "/proc/{child}/stat is gone: {gone}")?;
     Ok(())
 }
 // ANCHOR_END: run
@@ -72,7 +77,10 @@ fn run() -> Result<(), Box<dyn Error>> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Gives SIGCHLD its default action back. A parent may have left it
@@ -92,7 +100,7 @@ fn parse_args() -> Result<bool, lexopt::Error> {
         match arg {
             Long("std") => std_child = true,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -68,12 +68,13 @@ fn run() -> Result<(), Box<dyn Error>> {
     let mut mine = children.pids.clone();
     let n = mine.len();
     // Another part of the program starts a child of its own.
+    let mut out = io::stdout();
     let mut other = if args.command {
         let command = Command::new("true").stdin(Stdio::null()).spawn()?;
-        println!("Forked {n} children and started `true`; they exit now");
+        writeln!(out, "Forked {n} children and started `true`; they exit now")?;
         Some(command)
     } else {
-        println!("Forked {n} children; they exit together now");
+        writeln!(out, "Forked {n} children; they exit together now")?;
         None
     };
     // Closing the last write end of the "go" pipe: every child's read
@@ -114,15 +115,16 @@ fn run() -> Result<(), Box<dyn Error>> {
         0 => String::new(),
         _ => format!(", and {stolen} that was not ours"),
     };
-    println!(
+    writeln!(
+        out,
         "{woken} wake-ups on SIGCHLD; reaped {reaped} of {n} children{theirs}"
-    );
+    )?;
     let mut failure = None;
     if let Some(child) = &mut other {
         match child.wait() {
-            Ok(status) => println!("Child::wait on `true`: {status}"),
+            Ok(status) => writeln!(out, "Child::wait on `true`: {status}")?,
             Err(err) => {
-                println!("Child::wait on `true`: {err}");
+                writeln!(out, "Child::wait on `true`: {err}")?;
                 failure =
                     Some("`Command`'s child was reaped by waitpid(-1)".into());
             }
@@ -130,7 +132,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     }
     if !mine.is_empty() {
         let left = mine.len();
-        println!("{left} zombies left; reaping them before leaving");
+        writeln!(out, "{left} zombies left; reaping them before leaving")?;
         for pid in mine.drain(..) {
             waitpid(pid, None)?;
         }
@@ -210,7 +212,10 @@ fn fork_children(n: usize) -> Result<Children, Box<dyn Error>> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--children N] [--one-per-signal] [--hold]`.
@@ -232,7 +237,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("command") => parsed.command = true,
             Long("own") => parsed.own = true,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -13,7 +13,7 @@ use std::os::fd::OwnedFd;
 use std::process::{self, ExitCode};
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, pipe2};
 
@@ -37,8 +37,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     if subreaper {
         nix::sys::prctl::set_child_subreaper(true)?;
     }
-    let parent = getpid();
-    println!("Parent: pid {parent}, subreaper: {subreaper}");
+    let (mut out, parent) = (io::stdout(), getpid());
+    writeln!(out, "Parent: pid {parent}, subreaper: {subreaper}")?;
     // The parent writes to `ask` when the grandchild should look again;
     // the grandchild holds `done` open until it has finished.
     let (ask_read, ask_write) = pipe2(OFlag::O_CLOEXEC)?;
@@ -50,7 +50,10 @@ fn run() -> Result<(), Box<dyn Error>> {
             drop((ask_write, done_read));
             let status = match middle_child(ask_read, done_write) {
                 Ok(()) => 0,
-                Err(_) => 1,
+                Err(err) => {
+                    eprintln!("sig-orphan middle child: {err}");
+                    1
+                }
             };
             // SAFETY: `_exit` only ends the process.
             unsafe { nix::libc::_exit(status) }
@@ -61,7 +64,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     // Once the middle child is reaped, its exit is complete, and the
     // grandchild has been given its new parent.
     let status = describe(waitpid(middle, None)?);
-    println!("Parent: the middle child {status}");
+    writeln!(out, "Parent: the middle child {status}")?;
     let mut ask = File::from(ask_write);
     ask.write_all(b"?")?;
     drop(ask);
@@ -70,7 +73,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     if subreaper {
         // It is our child now: ours to reap.
         let status = describe(waitpid(Pid::from_raw(-1), None)?);
-        println!("Parent: reaped the grandchild, which {status}");
+        writeln!(out, "Parent: reaped the grandchild, which {status}")?;
     }
     Ok(())
 }
@@ -86,7 +89,10 @@ fn middle_child(ask: OwnedFd, done: OwnedFd) -> io::Result<()> {
             drop(looked_read);
             let status = match grandchild(ask, done, looked_write) {
                 Ok(()) => 0,
-                Err(_) => 1,
+                Err(err) => {
+                    eprintln!("sig-orphan grandchild: {err}");
+                    1
+                }
             };
             // SAFETY: `_exit` only ends the process.
             unsafe { nix::libc::_exit(status) }
@@ -94,21 +100,26 @@ fn middle_child(ask: OwnedFd, done: OwnedFd) -> io::Result<()> {
         ForkResult::Parent { child } => {
             drop(looked_write);
             File::from(looked_read).read_to_end(&mut Vec::new())?;
-            println!(
+            writeln!(
+                io::stdout(),
                 "Middle child: forked the grandchild, pid {child}; exiting"
-            );
+            )?;
             Ok(())
         }
     }
 }
 
 fn grandchild(ask: OwnedFd, done: OwnedFd, looked: OwnedFd) -> io::Result<()> {
-    println!("Grandchild: my parent is pid {}", getppid());
+    writeln!(io::stdout(), "Grandchild: my parent is pid {}", getppid())?;
     drop(looked); // The middle child may exit now.
     // Wait until the parent asks; end of file if it died instead.
     let mut byte = [0u8; 1];
     if File::from(ask).read(&mut byte)? == 1 {
-        println!("Grandchild: my parent is now pid {}", getppid());
+        writeln!(
+            io::stdout(),
+            "Grandchild: my parent is now pid {}",
+            getppid()
+        )?;
     }
     drop(done);
     Ok(())
@@ -129,7 +140,10 @@ fn describe(status: WaitStatus) -> String {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Gives SIGCHLD its default action back. A parent may have left it
@@ -149,7 +163,7 @@ fn parse_args() -> Result<bool, lexopt::Error> {
         match arg {
             Long("subreaper") => subreaper = true,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

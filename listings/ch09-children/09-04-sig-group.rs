@@ -68,7 +68,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
     }
     our_mask.thread_set_mask()?;
-    let group_of_a = getpgid(Some(children[0].1))?;
+    let (mut out, group_of_a) = (io::stdout(), getpgid(Some(children[0].1))?);
     for (name, pid) in &children {
         let pgid = getpgid(Some(*pid))?;
         let place = if pgid == group_of_a {
@@ -76,17 +76,20 @@ fn run() -> Result<(), Box<dyn Error>> {
         } else {
             "a group of its own"
         };
-        println!("Child {name} is in {place}");
+        writeln!(out, "Child {name} is in {place}")?;
     }
-    println!("Parent: kill(-pgid, SIGTERM) to A's group");
+    writeln!(out, "Parent: kill(-pgid, SIGTERM) to A's group")?;
     killpg(group_of_a, Signal::SIGTERM)?;
     for (name, pid) in &children[..2] {
-        println!("Child {name} {}", describe(waitpid(*pid, None)?));
+        writeln!(out, "Child {name} {}", describe(waitpid(*pid, None)?))?;
     }
     let (name, pid) = children[2];
-    println!("Child {name} is still running; kill(pid, SIGTERM) to it");
+    writeln!(
+        out,
+        "Child {name} is still running; kill(pid, SIGTERM) to it"
+    )?;
     kill(pid, Signal::SIGTERM)?;
-    println!("Child {name} {}", describe(waitpid(pid, None)?));
+    writeln!(out, "Child {name} {}", describe(waitpid(pid, None)?))?;
     drop(wait_write);
     Ok(())
 }
@@ -118,7 +121,10 @@ fn describe(status: WaitStatus) -> String {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Gives SIGCHLD its default action back. A parent may have left it
@@ -136,7 +142,7 @@ fn parse_args() -> Result<(), lexopt::Error> {
     if let Some(arg) = args.next()? {
         match arg {
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

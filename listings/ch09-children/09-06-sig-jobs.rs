@@ -87,8 +87,9 @@ fn shell_main() -> Result<ExitCode, Box<dyn Error>> {
             Ok(())
         })
     };
-    println!("Shell: starting a job in the background");
-    io::stdout().flush()?;
+    let mut out = io::stdout();
+    writeln!(out, "Shell: starting a job in the background")?;
+    out.flush()?;
     let job = Pid::from_raw(command.spawn()?.id() as i32);
     let mut seen = Vec::new();
     loop {
@@ -101,19 +102,24 @@ fn shell_main() -> Result<ExitCode, Box<dyn Error>> {
                 seen.push(format!("stopped by {signal}"));
                 let echo = echo_is_on()?;
                 let what = seen.join(", then ");
-                println!(
+                writeln!(
+                    out,
                     "Shell: the job, pid {job}, {what}; echo is on: {echo}"
-                );
+                )?;
                 seen.clear();
-                println!("Shell: fg: the terminal is the job's; SIGCONT");
-                io::stdout().flush()?;
+                writeln!(out, "Shell: fg: the terminal is the job's; SIGCONT")?;
+                out.flush()?;
                 tcsetpgrp(io::stdin(), job)?;
                 killpg(job, Signal::SIGCONT)?;
             }
             status => {
                 tcsetpgrp(io::stdin(), shell)?;
                 seen.push(describe(status));
-                println!("Shell: the job, pid {job}, {}", seen.join(", then "));
+                writeln!(
+                    out,
+                    "Shell: the job, pid {job}, {}",
+                    seen.join(", then ")
+                )?;
                 return Ok(ExitCode::SUCCESS);
             }
         }
@@ -149,18 +155,19 @@ fn job_main() -> Result<ExitCode, Box<dyn Error>> {
             let _ = on_signal(signal, &theirs, &ours);
         }
     });
-    println!("Job: reading the terminal");
+    let mut out = io::stdout();
+    writeln!(out, "Job: reading the terminal")?;
     let mut line = String::new();
     io::stdin().read_line(&mut line)?; // SIGTTIN, while in the background.
     // RAW first: a Ctrl-Z between the two must find the terminal ours to
     // put back, or the job would stop with the echo off.
     mode.store(RAW, Ordering::SeqCst);
     set_raw(&original)?;
-    println!("Job: echo is off; Ctrl-Z stops me, q ends me");
+    writeln!(out, "Job: echo is off; Ctrl-Z stops me, q ends me")?;
     let mut key = [0u8; 1];
     while io::stdin().read(&mut key)? == 1 && key[0] != b'q' {}
     tcsetattr(io::stdin(), SetArg::TCSADRAIN, &original)?;
-    println!("Job: q: terminal put back; exiting");
+    writeln!(out, "Job: q: terminal put back; exiting")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -195,8 +202,9 @@ fn on_signal(
         .is_ok()
     {
         set_raw(original)?;
-        println!("Job: SIGCONT: echo is off again; q ends me");
-        io::stdout().flush()?;
+        let mut out = io::stdout();
+        writeln!(out, "Job: SIGCONT: echo is off again; q ends me")?;
+        out.flush()?;
     }
     Ok(())
 }
@@ -264,7 +272,10 @@ fn describe(status: WaitStatus) -> String {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--job]`: true for the job.
@@ -276,7 +287,7 @@ fn parse_args() -> Result<bool, lexopt::Error> {
         match arg {
             Long("job") => job = true,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

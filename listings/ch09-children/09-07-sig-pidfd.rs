@@ -20,7 +20,7 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::libc::{self, c_int};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigHandler, Signal, kill, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, kill, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid, pipe2};
 
@@ -67,16 +67,17 @@ fn run() -> Result<(), Box<dyn Error>> {
     restore_sigchld()?;
     parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let a = fork_child()?;
-    let pidfd = pidfd_open(a.pid)?;
-    println!(
+    let (mut out, pidfd) = (io::stdout(), pidfd_open(a.pid)?);
+    writeln!(
+        out,
         "Child A: pid {}; its pidfd is descriptor {}",
         a.pid,
         pidfd.as_raw_fd()
-    );
+    )?;
     // SIGKILL, which nothing ignores or blocks: A has our dispositions and
     // mask, and a parent may have started us with SIGTERM ignored.
     pidfd_send_signal(&pidfd, Signal::SIGKILL)?;
-    println!("pidfd_send_signal(SIGKILL) to A: sent");
+    writeln!(out, "pidfd_send_signal(SIGKILL) to A: sent")?;
     // A pidfd becomes readable when its process ends. `poll` is never
     // restarted: in a program with handlers, a signal ends it with EINTR.
     let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
@@ -89,27 +90,35 @@ fn run() -> Result<(), Box<dyn Error>> {
             }
         }
     }
-    println!("poll on A's pidfd: readable, A has ended");
+    writeln!(out, "poll on A's pidfd: readable, A has ended")?;
     let status = waitpid(a.pid, None)?;
-    println!("waitpid: A {}; pid {} is free", describe(status), a.pid);
+    writeln!(
+        out,
+        "waitpid: A {}; pid {} is free",
+        describe(status),
+        a.pid
+    )?;
 
     // Reuse A's number: ask the kernel to give out A's pid next.
     if !reuse_next(a.pid)? {
-        println!("Not the first process of a PID namespace: no reuse here");
+        writeln!(
+            out,
+            "Not the first process of a PID namespace: no reuse here"
+        )?;
         return Ok(());
     }
     let b = fork_child()?;
-    println!("Child B: pid {}, A's number", b.pid);
+    writeln!(out, "Child B: pid {}, A's number", b.pid)?;
     kill(a.pid, None)?; // Signal 0: only asks whether it would reach.
-    println!("kill({}, 0): succeeds, it reaches B", a.pid);
+    writeln!(out, "kill({}, 0): succeeds, it reaches B", a.pid)?;
     match pidfd_send_signal(&pidfd, Signal::SIGKILL) {
         Err(Errno::ESRCH) => {
-            println!("A's pidfd: ESRCH, A is gone; B is left alone")
+            writeln!(out, "A's pidfd: ESRCH, A is gone; B is left alone")?
         }
         other => return Err(format!("A's pidfd: {other:?}").into()),
     }
     drop(b.go); // B exits once its pipe ends.
-    println!("waitpid: B {}", describe(waitpid(b.pid, None)?));
+    writeln!(out, "waitpid: B {}", describe(waitpid(b.pid, None)?))?;
     Ok(())
 }
 
@@ -161,7 +170,10 @@ fn describe(status: WaitStatus) -> String {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Gives SIGCHLD its default action back. A parent may have left it
@@ -179,7 +191,7 @@ fn parse_args() -> Result<(), lexopt::Error> {
     if let Some(arg) = args.next()? {
         match arg {
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

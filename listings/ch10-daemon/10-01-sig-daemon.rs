@@ -191,8 +191,13 @@ fn run() -> Result<Ending, Box<dyn Error>> {
         "Listening on {addr} as pid {pid}; config {}",
         config_path.display()
     );
-    if ready.is_err() {
-        return Ok(Ending::Code(ExitCode::SUCCESS)); // Nobody reads our log.
+    match ready {
+        // Nobody reads our log: leave, as a filter would.
+        Err(err) if err.kind() == ErrorKind::BrokenPipe => {
+            return Ok(Ending::Code(ExitCode::SUCCESS));
+        }
+        // Another failure, such as a full disk, is an error.
+        other => other?,
     }
     start_log()?;
 

@@ -21,7 +21,7 @@
 
 use std::error::Error;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
@@ -86,8 +86,13 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     let local = listener.local_addr()?;
     let ready =
         writeln!(io::stdout(), "Listening on {local} ({origin}) as pid {pid}");
-    if ready.is_err() {
-        return Ok(ExitCode::SUCCESS); // Nobody reads our log: leave.
+    match ready {
+        // Nobody reads our log: leave, as a filter would.
+        Err(err) if err.kind() == ErrorKind::BrokenPipe => {
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Another failure, such as a full disk, is an error.
+        other => other?,
     }
     notify(&format!("READY=1\nSTATUS=Listening on {local}"));
 

@@ -5,7 +5,7 @@
 // run to run.
 
 use std::error::Error;
-use std::io;
+use std::io::{self, Write};
 use std::process::{self, ExitCode};
 use std::time::{Duration, Instant};
 
@@ -29,24 +29,31 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    let alarm_only = SigSet::from(Signal::SIGALRM);
+    let (mut out, alarm_only) = (io::stdout(), SigSet::from(Signal::SIGALRM));
     alarm_only.thread_block()?;
 
     // 1. Whole seconds only: `alarm` takes an unsigned number of seconds.
     let start = Instant::now();
     alarm::set(1);
     alarm_only.wait()?;
-    println!("alarm(1): SIGALRM {}", measured(start.elapsed()));
+    writeln!(out, "alarm(1): SIGALRM {}", measured(start.elapsed()))?;
 
     // 2. One alarm per process: a second call replaces the first, and
     //    returns the seconds that were left of it.
     let start = Instant::now();
     let first = alarm::set(5);
     let second = alarm::set(2);
-    println!("alarm(5) returned {first:?}; alarm(2) returned {second:?}");
+    writeln!(
+        out,
+        "alarm(5) returned {first:?}; alarm(2) returned {second:?}"
+    )?;
     alarm_only.wait()?;
-    println!("SIGALRM {}", measured(start.elapsed()));
-    println!("alarm(0) returned {:?}: nothing is left", alarm::cancel());
+    writeln!(out, "SIGALRM {}", measured(start.elapsed()))?;
+    writeln!(
+        out,
+        "alarm(0) returned {:?}: nothing is left",
+        alarm::cancel()
+    )?;
 
     // 3. setitimer: intervals in microseconds, and a period.
     let start = Instant::now();
@@ -55,12 +62,15 @@ fn run() -> Result<(), Box<dyn Error>> {
         alarm_only.wait()?;
     }
     let took = measured(start.elapsed());
-    println!("setitimer(250 ms, every 250 ms): 4 SIGALRMs {took}");
+    writeln!(out, "setitimer(250 ms, every 250 ms): 4 SIGALRMs {took}")?;
 
     // 4. It is the same timer: `alarm(0)` cancels the interval timer.
     let left = alarm::cancel();
     let off = itimer_left()? == Duration::ZERO;
-    println!("alarm(0) returned {left:?}; the interval timer is off: {off}");
+    writeln!(
+        out,
+        "alarm(0) returned {left:?}; the interval timer is off: {off}"
+    )?;
     Ok(())
 }
 // ANCHOR_END: run
@@ -111,7 +121,10 @@ fn itimer_left() -> io::Result<Duration> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Takes no arguments but `--help`.
@@ -121,7 +134,7 @@ fn parse_args() -> Result<(), lexopt::Error> {
     if let Some(arg) = args.next()? {
         match arg {
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -9,7 +9,7 @@
 // "(measured)".
 
 use std::error::Error;
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::process::{self, ExitCode};
 use std::thread;
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::libc::{self, c_int};
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{
     ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags,
@@ -45,13 +45,13 @@ fn run() -> Result<(), Box<dyn Error>> {
     // value and the overrun count of each signal.
     let signals = block(&[a, b, c])?;
 
-    let start = Instant::now();
+    let (mut out, start) = (io::stdout(), Instant::now());
     let _timer_a =
         PosixTimer::new(a, 1, Duration::from_millis(300), Duration::ZERO)?;
     let _timer_b =
         PosixTimer::new(b, 2, Duration::from_millis(600), Duration::ZERO)?;
-    println!("timer A: SIGRTMIN with value 1, once, after 300 ms");
-    println!("timer B: SIGRTMIN+1 with value 2, once, after 600 ms");
+    writeln!(out, "timer A: SIGRTMIN with value 1, once, after 300 ms")?;
+    writeln!(out, "timer B: SIGRTMIN+1 with value 2, once, after 600 ms")?;
     for _ in 0..2 {
         let info = take(&signals)?.ok_or("no timer signal within 5 s")?;
         let name = if info.si_signo == a {
@@ -62,12 +62,15 @@ fn run() -> Result<(), Box<dyn Error>> {
         // SAFETY: a timer's siginfo carries a value.
         let value = unsafe { info.si_value() }.sival_ptr as usize;
         let took = start.elapsed().as_secs_f64();
-        println!("Took {name} with value {value} after {took:.2} s (measured)");
+        writeln!(
+            out,
+            "Took {name} with value {value} after {took:.2} s (measured)"
+        )?;
     }
 
     let every = Duration::from_millis(10);
     let timer_c = PosixTimer::new(c, 3, every, every)?;
-    println!("timer C: SIGRTMIN+2 every 10 ms, blocked for 100 ms");
+    writeln!(out, "timer C: SIGRTMIN+2 every 10 ms, blocked for 100 ms")?;
     thread::sleep(Duration::from_millis(100));
     // A timer has one signal at most queued: expirations while it waits
     // are counted, not queued.
@@ -75,7 +78,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     drop(timer_c);
     // SAFETY: a timer's siginfo carries an overrun count.
     let overrun = unsafe { info.si_overrun() };
-    println!("Took one SIGRTMIN+2: overrun count {overrun} (measured)");
+    writeln!(
+        out,
+        "Took one SIGRTMIN+2: overrun count {overrun} (measured)"
+    )?;
 
     let timerfd =
         TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_CLOEXEC)?;
@@ -83,12 +89,12 @@ fn run() -> Result<(), Box<dyn Error>> {
         Expiration::Interval(TimeSpec::from_duration(every)),
         TimerSetTimeFlags::empty(),
     )?;
-    println!("timerfd: every 10 ms, not read for 100 ms");
+    writeln!(out, "timerfd: every 10 ms, not read for 100 ms")?;
     thread::sleep(Duration::from_millis(100));
     let mut count = [0u8; 8];
     nix::unistd::read(timerfd.as_fd(), &mut count)?;
     let count = u64::from_ne_bytes(count);
-    println!("One read: the expiration count is {count} (measured)");
+    writeln!(out, "One read: the expiration count is {count} (measured)")?;
     Ok(())
 }
 // ANCHOR_END: run
@@ -208,7 +214,10 @@ fn take(set: &libc::sigset_t) -> io::Result<Option<libc::siginfo_t>> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Takes no arguments but `--help`.
@@ -218,7 +227,7 @@ fn parse_args() -> Result<(), lexopt::Error> {
     if let Some(arg) = args.next()? {
         match arg {
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -53,7 +53,8 @@ enum Scheme {
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let n = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    println!("{:<28} {:<9} {:>5}  seen", "scheme", "signal", "sent");
+    let mut out = io::stdout();
+    writeln!(out, "{:<28} {:<9} {:>5}  seen", "scheme", "signal", "sent")?;
     let schemes = [
         ("handler, blocked while sent", Scheme::HandlerBlocked),
         ("handler, not blocked", Scheme::HandlerRunning),
@@ -74,7 +75,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             } else {
                 seen.to_string()
             };
-            println!("{name:<28} {signal_name:<9} {n:>5}  {seen}");
+            writeln!(out, "{name:<28} {signal_name:<9} {n:>5}  {seen}")?;
         }
     }
     Ok(())
@@ -191,7 +192,10 @@ fn install_counter(number: c_int) -> io::Result<()> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--count N]` from the command line.
@@ -203,7 +207,7 @@ fn parse_args() -> Result<u64, lexopt::Error> {
         match arg {
             Long("count") => count = args.value()?.parse()?,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -11,7 +11,7 @@
 // sends SIGINT to the child's whole process group, as Ctrl-C does.
 
 use std::error::Error;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{self, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::Arc;
@@ -43,7 +43,7 @@ fn main() -> ExitCode {
 fn child(reraise: bool) -> Result<ExitCode, Box<dyn Error>> {
     let interrupted = Arc::new(AtomicBool::new(false));
     flag::register(SIGINT, Arc::clone(&interrupted))?;
-    println!("ready");
+    writeln!(io::stdout(), "ready")?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !interrupted.load(Ordering::SeqCst) {
         if Instant::now() > deadline {
@@ -75,12 +75,12 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     // A blocked SIGINT passes through exec too, and would never reach the
     // children: a Ctrl-C demonstration needs it unblocked.
     SigSet::from(Signal::SIGINT).thread_unblock()?;
-    let me = std::env::current_exe()?;
+    let (mut out, me) = (io::stdout(), std::env::current_exe()?);
     for way in ["exit130", "reraise"] {
         let mut direct = Command::new(&me);
         direct.args(["--child", way]);
         let status = interrupt(&mut direct, false)?;
-        println!("{way:<8} child alone:   {}", describe(status));
+        writeln!(out, "{way:<8} child alone:   {}", describe(status))?;
         // `$0` is the first argument after the script.
         let script = r#""$0" --child "$1"; echo "  (the script went on)""#;
         for sh in ["bash", "dash"] {
@@ -88,13 +88,17 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
             shell.args(["-c", script]).arg(&me).arg(way);
             match interrupt(&mut shell, true) {
                 Ok(status) => {
-                    println!(
+                    writeln!(
+                        out,
                         "{way:<8} under {sh} -c: {sh} {}",
                         describe(status)
-                    );
+                    )?;
                 }
                 Err(err) if is_not_found(&*err) => {
-                    println!("{way:<8} under {sh} -c: {sh} is not installed");
+                    writeln!(
+                        out,
+                        "{way:<8} under {sh} -c: {sh} is not installed"
+                    )?;
                 }
                 Err(err) => return Err(err),
             }
@@ -132,8 +136,9 @@ fn interrupt(
     killpg(group, Signal::SIGINT)?; // What Ctrl-C does.
     let mut rest = String::new();
     out.read_to_string(&mut rest)?;
-    print!("{rest}");
-    std::io::stdout().flush()?;
+    let mut stdout = io::stdout();
+    write!(stdout, "{rest}")?;
+    stdout.flush()?;
     Ok(running.wait()?)
 }
 
@@ -189,7 +194,10 @@ fn describe(status: ExitStatus) -> String {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--child exit130|reraise]`: `None` for the parent.
@@ -209,7 +217,7 @@ fn parse_args() -> Result<Option<bool>, lexopt::Error> {
                 });
             }
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

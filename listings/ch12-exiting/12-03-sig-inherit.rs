@@ -79,20 +79,22 @@ fn run() -> Result<(), Box<dyn Error>> {
             .thread_swap_mask(SigmaskHow::SIG_BLOCK)?,
     };
 
-    let row =
-        |who: &str, status: &str| println!("{who:<12} {}", summary(status));
-    row("started with", &started);
-    row("parent", &fs::read_to_string("/proc/self/status")?);
+    let mut out = io::stdout();
+    let mut row = |who: &str, status: &str| {
+        writeln!(out, "{who:<12} {}", summary(status))
+    };
+    row("started with", &started)?;
+    row("parent", &fs::read_to_string("/proc/self/status")?)?;
     let cat = |mut command: Command| -> io::Result<String> {
         let out = command.arg("/proc/self/status").output()?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    row("Command", &cat(Command::new("cat"))?);
-    row("reset all", &cat(reset_all("cat"))?);
-    row("restored", &cat(restoring("cat", saved))?);
-    row("thread mask", &with_thread_mask(saved.mask, "cat")?);
-    row("fork + exec", &forked(true)?);
-    row("fork alone", &forked(false)?);
+    row("Command", &cat(Command::new("cat"))?)?;
+    row("reset all", &cat(reset_all("cat"))?)?;
+    row("restored", &cat(restoring("cat", saved))?)?;
+    row("thread mask", &with_thread_mask(saved.mask, "cat")?)?;
+    row("fork + exec", &forked(true)?)?;
+    row("fork alone", &forked(false)?)?;
 
     // The ignored SIGINT, at work.
     let mut sleeper = Command::new("sleep").arg("30").spawn()?;
@@ -101,9 +103,12 @@ fn run() -> Result<(), Box<dyn Error>> {
     kill(pid, Signal::SIGINT)?;
     thread::sleep(Duration::from_millis(200));
     let alive = sleeper.try_wait()?.is_none();
-    println!("sleep, sent SIGINT: still running after 200 ms: {alive}");
     sleeper.kill()?;
     sleeper.wait()?;
+    writeln!(
+        out,
+        "sleep, sent SIGINT: still running after 200 ms: {alive}"
+    )?;
     Ok(())
 }
 // ANCHOR_END: run
@@ -268,7 +273,10 @@ fn wait_until_ignored(pid: Pid, signal: Signal) -> Result<(), Box<dyn Error>> {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Takes no arguments but `--help`.
@@ -278,7 +286,7 @@ fn parse_args() -> Result<(), lexopt::Error> {
     if let Some(arg) = args.next()? {
         match arg {
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

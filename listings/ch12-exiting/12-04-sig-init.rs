@@ -129,11 +129,12 @@ fn reap_all(service: Pid) -> nix::Result<Option<WaitStatus>> {
 /// 12-1). It is not the init, so the signal's default action works.
 fn child() -> Result<ExitCode, Box<dyn Error>> {
     let mut signals = Signals::new([SIGTERM])?;
-    println!("Child: running as {}", whoami()?);
-    io::stdout().flush()?;
+    let mut out = io::stdout();
+    writeln!(out, "Child: running as {}", whoami()?)?;
+    out.flush()?;
     signals.forever().next();
-    println!("Child: got SIGTERM; cleaning up");
-    io::stdout().flush()?;
+    writeln!(out, "Child: got SIGTERM; cleaning up")?;
+    out.flush()?;
     low_level::emulate_default_handler(SIGTERM)?;
     Err("SIGTERM did not end the child".into())
 }
@@ -202,7 +203,8 @@ fn describe(status: WaitStatus) -> String {
 /// One line of the init's on stdout. As PID 1 a closed output cannot end
 /// it: the kernel drops SIGPIPE's default action too, and the write fails
 /// with EPIPE, where `println!` would panic. The line is lost; the init,
-/// and with it every process of the namespace, goes on.
+/// and with it every process of the namespace, goes on. A full disk is
+/// met alike: an init that ended on it would end every process with it.
 fn say(line: std::fmt::Arguments) {
     let _ = writeln!(io::stdout(), "{line}");
 }
@@ -213,7 +215,10 @@ fn say(line: std::fmt::Arguments) {
 /// (see `say`).
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--exit | --forward]`, or `--child`: `None` for the child.
@@ -227,7 +232,7 @@ fn parse_args() -> Result<Option<OnTerm>, lexopt::Error> {
             Long("forward") => on_term = Some(OnTerm::Forward),
             Long("child") => on_term = None,
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -16,6 +16,7 @@
 // of its own, like this book's tests, or cargo-nextest.
 
 use std::error::Error;
+use std::io::{self, Write};
 use std::process::{self, Command, ExitCode};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
@@ -106,14 +107,19 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
             }
         });
     }
-    println!("running {} tests", CASES.len());
+    let mut out = io::stdout();
+    writeln!(out, "running {} tests", CASES.len())?;
     let mut failed = 0;
     if let How::Isolate = how {
         let me = std::env::current_exe()?;
         for name in CASES {
             let status = Command::new(&me).args(["--case", name]).status()?;
             let ok = status.success();
-            println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
+            writeln!(
+                out,
+                "test {name} ... {}",
+                if ok { "ok" } else { "FAILED" }
+            )?;
             failed += usize::from(!ok);
         }
     } else {
@@ -128,14 +134,15 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         for thread in threads {
             let (name, result) =
                 thread.join().map_err(|_| "a test panicked")?;
-            println!(
+            writeln!(
+                out,
                 "test {name} ... {}",
                 if result.is_ok() { "ok" } else { "FAILED" }
-            );
+            )?;
             failed += usize::from(result.is_err());
         }
     }
-    println!("{} passed; {failed} failed", CASES.len() - failed);
+    writeln!(out, "{} passed; {failed} failed", CASES.len() - failed)?;
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -155,7 +162,10 @@ enum How {
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--isolate | --case NAME]` from the command line.
@@ -168,7 +178,7 @@ fn parse_args() -> Result<How, lexopt::Error> {
             Long("isolate") => how = How::Isolate,
             Long("case") => how = How::Case(args.value()?.string()?),
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -263,7 +263,7 @@ fn parse_args() -> Result<Option<String>, lexopt::Error> {
         match arg {
             Long("case") => case = Some(args.value()?.string()?),
             Short('h') | Long("help") => {
-                println!("{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
             _ => return Err(arg.unexpected()),

@@ -303,7 +303,16 @@ impl Terminal {
         Terminal::start_command(std::process::Command::new(bin))
     }
 
-    fn start_command(mut command: std::process::Command) -> Terminal {
+    fn start_command(command: std::process::Command) -> Terminal {
+        Terminal::start_with_stdout(command, None)
+    }
+
+    /// Starts `command` with the terminal as its standard input and error,
+    /// and as its standard output unless `stdout` is given.
+    fn start_with_stdout(
+        mut command: std::process::Command,
+        stdout: Option<std::process::Stdio>,
+    ) -> Terminal {
         use std::os::unix::process::CommandExt;
         use std::process::Stdio;
         let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
@@ -314,7 +323,8 @@ impl Terminal {
         }
         let parent = nix::unistd::getpid();
         let stdio = || Stdio::from(pty.slave.try_clone().unwrap());
-        command.stdin(stdio()).stdout(stdio()).stderr(stdio());
+        command.stdin(stdio()).stderr(stdio());
+        command.stdout(stdout.unwrap_or_else(stdio));
         // SAFETY: between fork and exec the child makes system calls only
         // (setsid, ioctl, prctl, getppid), and allocates nothing.
         unsafe {
@@ -557,6 +567,39 @@ fn sig_jobs_job_leaves_a_sigint_ignored_when_it_was_started_so() {
     ));
     let status = term.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// The conventions' full-disk and blocked-SIGPIPE checks start `sig-jobs`
+/// without a terminal, where it stops before it writes: here it has one,
+/// and its output goes to /dev/full, or to a pipe that nobody reads.
+#[test]
+fn sig_jobs_in_a_terminal_keeps_the_output_conventions() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    // A full disk: one line on the terminal, exit 1, no job started.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
+    let full = Stdio::from(full.expect("/dev/full"));
+    let command = Command::new(bin!("sig-jobs"));
+    let mut term = Terminal::start_with_stdout(command, Some(full));
+    term.expect(r"sig-jobs: No space left on device \(os error 28\)");
+    let status = term.child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{:?}", term.shown);
+    // The session it leads holds no process any more: no job was left.
+    assert!(crate::support::group_is_gone(term.pid()));
+    // Its output closed, and SIGPIPE blocked by the parent that started
+    // it: the default action still ends it, without a word.
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let mut command = Command::new("env");
+    command.arg("--block-signal=PIPE").arg(bin!("sig-jobs"));
+    let mut term = Terminal::start_with_stdout(command, Some(writer.into()));
+    let status = term.child.wait().unwrap();
+    let sigpipe = nix::sys::signal::Signal::SIGPIPE as i32;
+    assert_eq!(status.signal(), Some(sigpipe), "{status:?}");
+    let said = term.lines.recv_timeout(crate::support::PATIENCE);
+    let closed = Err(std::sync::mpsc::RecvTimeoutError::Disconnected);
+    assert_eq!(said, closed, "nothing on the terminal");
+    assert!(crate::support::group_is_gone(term.pid()));
 }
 
 #[test]
