@@ -419,3 +419,46 @@ fn siblings_are_compared_by_code_not_comments() {
     );
     assert!(drifted(("a", &a), ("b", &b), &[("fn g", "why")]).is_empty());
 }
+
+/// Every listing that gives SIGPIPE its default back does it with the same
+/// code: a fix to one (such as unblocking the signal a parent left
+/// blocked) must reach them all, and most listings have it.
+#[test]
+fn every_restore_sigpipe_is_the_same_code() {
+    let root = workspace_root().join("listings");
+    let mut versions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for chapter in std::fs::read_dir(&root).expect("listings/") {
+        let chapter = chapter.expect("an entry").path();
+        let Some(name) = chapter.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !name.starts_with("ch") || !chapter.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(&chapter).expect("a chapter") {
+            let file = file.expect("an entry").path();
+            if file.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let path = file.strip_prefix(&root).unwrap().to_str().unwrap();
+            if let Some(code) = items(path, &[]).remove("fn restore_sigpipe") {
+                // Where tokio's `signal` and `Signal` take the plain names,
+                // a listing calls nix's by longer ones.
+                let code = code
+                    .replace("nix :: sys :: signal :: signal", "signal")
+                    .replace("NixSignal", "Signal");
+                versions.entry(code).or_default().push(path.to_string());
+            }
+        }
+    }
+    assert!(versions.values().map(Vec::len).sum::<usize>() > 50);
+    assert!(
+        versions.len() == 1,
+        "`restore_sigpipe` differs between listings; one version each:\n{}",
+        versions
+            .values()
+            .map(|paths| format!("{} listings, e.g. {}", paths.len(), paths[0]))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

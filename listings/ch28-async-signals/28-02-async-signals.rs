@@ -256,9 +256,10 @@ fn die_of(stop: i32) -> ! {
 /// before `main`: when whoever reads our output goes away, we end quietly,
 /// like `cat`, instead of failing on the next `println!`.
 fn restore_sigpipe() -> nix::Result<()> {
-    let default = SigHandler::SigDfl;
     // SAFETY: the default action runs no code of ours.
-    unsafe { nix::sys::signal::signal(NixSignal::SIGPIPE, default) }?;
+    unsafe {
+        nix::sys::signal::signal(NixSignal::SIGPIPE, SigHandler::SigDfl)
+    }?;
     // A parent that blocked SIGPIPE passed its mask on through `exec`:
     // blocked, the signal would only wait, and `println!` would panic.
     SigSet::from(NixSignal::SIGPIPE).thread_unblock()

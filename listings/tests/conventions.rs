@@ -369,30 +369,6 @@ fn every_listing_ends_quietly_when_its_stdout_is_closed() {
     }
 }
 
-/// The listings whose writes are not yet held to the two checks below,
-/// one block per Part. Empty it; never add to it.
-const NOT_YET_CONVERTED: &[&str] = &[
-    // Part II
-    // Part III
-    // Parts IV, V and VI
-];
-
-#[test]
-fn not_yet_converted_names_only_listings() {
-    let names = listing_names();
-    for bin in NOT_YET_CONVERTED {
-        assert!(names.iter().any(|name| name == bin), "{bin}");
-    }
-}
-
-/// The rows the two checks below hold.
-fn converted_abuses() -> Vec<Abuse> {
-    abuses()
-        .into_iter()
-        .filter(|abuse| !NOT_YET_CONVERTED.contains(&abuse.bin))
-        .collect()
-}
-
 /// A parent that blocked SIGPIPE passes its mask on through `exec`, and a
 /// blocked SIGPIPE only goes pending: the write fails with EPIPE, and
 /// `println!` panics. The listings unblock it with its default action,
@@ -400,7 +376,7 @@ fn converted_abuses() -> Vec<Abuse> {
 /// parent.
 #[test]
 fn every_listing_ends_quietly_when_its_parent_left_sigpipe_blocked() {
-    for abuse in converted_abuses() {
+    for abuse in abuses() {
         let mut command = Command::new("env");
         command.arg("--block-signal=PIPE").arg(bin_path(abuse.bin));
         ends_quietly(abuse, command);
@@ -425,7 +401,7 @@ const FOREIGN_WRITERS: &[(&str, &str)] = &[
 /// line for `FOREIGN_WRITERS`), exit 1, and leave nothing behind.
 #[test]
 fn every_listing_reports_a_full_disk_in_one_line() {
-    for abuse in converted_abuses() {
+    for abuse in abuses() {
         if NEEDS_A_TERMINAL.contains(&abuse.bin) {
             continue;
         }
@@ -572,11 +548,8 @@ fn every_listing_answers_help_with_its_usage() {
 /// exits 0, as asked, without a panic (`let _ = writeln!`, not
 /// `println!`, which panics there).
 #[test]
-fn every_converted_listing_answers_help_on_a_full_disk_without_a_panic() {
+fn every_listing_answers_help_on_a_full_disk_without_a_panic() {
     for name in runnable_listings() {
-        if NOT_YET_CONVERTED.contains(&name.as_str()) {
-            continue;
-        }
         let full = std::fs::OpenOptions::new()
             .write(true)
             .open("/dev/full")
