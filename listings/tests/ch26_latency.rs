@@ -1254,6 +1254,13 @@ fn bench_command_refuses_what_it_cannot_do_before_it_starts() {
             &["--memcpy-bytes", "20000000000G", "--bin-dir", nowhere][..],
             "--memcpy-bytes: at most 18446744073709551615",
         ),
+        // Both twins keep every round trip's time, and take at most 10^8
+        // round trips: more was refused by the first latency run only,
+        // after the build.
+        (
+            &["--count", "100000001", "--bin-dir", nowhere][..],
+            "--count: at most 100000000",
+        ),
         (
             &["--replot", "--out", empty][..],
             "--replot: no raw.json in",
