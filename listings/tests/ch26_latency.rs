@@ -747,6 +747,29 @@ fn bench_command_runs_everything_in_a_tiny_configuration() {
     assert!(raw["source"]["commit"].is_string(), "{}", raw["source"]);
     let machine = anchored(&results, "machine");
     assert!(machine.contains("binaries from --bin-dir"), "{machine}");
+    // Load and steal time cannot show a host that runs the CPUs slower
+    // without taking time away: a speed check in every round of the runs
+    // and of the sweeps can, and the machine line gives its spread; and
+    // which CPU it was, beyond a name a hypervisor may make generic.
+    let speed = raw["speed"].as_array().expect("no speed checks in raw.json");
+    for (phase, rounds) in [
+        ("runs", raw_rounds(&dir)),
+        ("sweeps", raw["settings"]["sweep_rounds"].as_u64().unwrap()),
+    ] {
+        let rates: Vec<f64> = speed
+            .iter()
+            .filter(|check| check["phase"] == phase)
+            .map(|check| check["rate"].as_f64().unwrap())
+            .collect();
+        assert_eq!(rates.len() as u64, rounds, "{phase}: {speed:?}");
+        assert!(rates.iter().all(|&rate| rate > 0.0), "{phase}: {rates:?}");
+    }
+    assert!(machine.contains("Speed check: `memcpy` of 64 KiB"), "{machine}");
+    if fs::read_to_string("/proc/cpuinfo")
+        .is_ok_and(|info| info.contains("\nstepping"))
+    {
+        assert!(machine.contains(", stepping "), "{machine}");
+    }
     for list in ["runs", "sweeps"] {
         let orders = orders_by_round(&raw[list]);
         assert!(orders.len() >= 2, "{list}: {} rounds", orders.len());
