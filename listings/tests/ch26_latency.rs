@@ -751,7 +751,9 @@ fn bench_command_runs_everything_in_a_tiny_configuration() {
     // without taking time away: a speed check in every round of the runs
     // and of the sweeps can, and the machine line gives its spread; and
     // which CPU it was, beyond a name a hypervisor may make generic.
-    let speed = raw["speed"].as_array().expect("no speed checks in raw.json");
+    let speed = raw["speed"]
+        .as_array()
+        .expect("no speed checks in raw.json");
     for (phase, rounds) in [
         ("runs", raw_rounds(&dir)),
         ("sweeps", raw["settings"]["sweep_rounds"].as_u64().unwrap()),
@@ -764,7 +766,10 @@ fn bench_command_runs_everything_in_a_tiny_configuration() {
         assert_eq!(rates.len() as u64, rounds, "{phase}: {speed:?}");
         assert!(rates.iter().all(|&rate| rate > 0.0), "{phase}: {rates:?}");
     }
-    assert!(machine.contains("Speed check: `memcpy` of 64 KiB"), "{machine}");
+    assert!(
+        machine.contains("Speed check: `memcpy` of 64 KiB"),
+        "{machine}"
+    );
     if fs::read_to_string("/proc/cpuinfo")
         .is_ok_and(|info| info.contains("\nstepping"))
     {
@@ -1672,7 +1677,9 @@ fn chapter_26_claims_hold_in_the_published_results() {
     };
     assert_eq!(range(field("seconds"), 1000.0), (5.0, 9.0));
     assert_eq!(range(field("ticks"), 1.0), (1.0, 4.0));
-    says("runs of shared memory spinning, 5 to 9 ms each, spanned 1 to 4 ticks");
+    says(
+        "runs of shared memory spinning, 5 to 9 ms each, spanned 1 to 4 ticks",
+    );
     // "CPUs kept awake ... changes little: at the median, from 0.5% more
     // to 16% less of what two CPUs cost over one (pipes: 12.01 µs plain,
     // 12.05 kept awake, 4.06 on one CPU; eventfds: 12.10, 10.81 and
