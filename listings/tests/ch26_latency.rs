@@ -201,6 +201,32 @@ fn pingpong_handler_gives_errno_back() {
     assert_eq!(lines.last(), Some(&"Errno::set_raw(saved);"), "{body}");
 }
 
+/// The twins' timed loops pause where the other pauses, and only there:
+/// Listing 26-1 looks at the shared count again at once after a
+/// `FUTEX_WAIT` that failed with EAGAIN (the count had changed) or EINTR,
+/// and C did a `PAUSE` first, through `retry()`, some 140 cycles more
+/// per failed wait, in one of every few round trips on two CPUs.
+#[test]
+fn pingpong_c_reference_waits_on_the_futex_as_rust_does() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("ch26-latency");
+    let c = fs::read_to_string(dir.join("26-02-pingpong.c")).unwrap();
+    let wait = c
+        .split("case SHM: {")
+        .nth(1)
+        .and_then(|rest| rest.split("e->seen = now;").next())
+        .expect("the shared-memory wait of 26-02");
+    assert!(wait.contains("FUTEX_WAIT"), "{wait}");
+    assert!(!wait.contains("retry()"), "{wait}");
+    assert_eq!(wait.matches("spin_loop()").count(), 1, "{wait}");
+    let rust = fs::read_to_string(dir.join("26-01-bench-pingpong.rs")).unwrap();
+    let futex_wait = rust
+        .split("fn futex_wait(")
+        .nth(1)
+        .and_then(|rest| rest.split("\n}\n").next())
+        .expect("futex_wait of 26-01");
+    assert!(!futex_wait.contains("spin_loop"), "{futex_wait}");
+}
+
 #[test]
 fn pingpong_c_reference_speaks_the_same_protocol() {
     if !have("cc") {
