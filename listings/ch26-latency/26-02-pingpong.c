@@ -207,9 +207,11 @@ static int receive_message(struct end *e) {
                 continue;
             }
             // Not FUTEX_PRIVATE_FLAG: the other process must meet us.
+            // EAGAIN (the count changed already) or EINTR (a signal):
+            // look again at once, as Listing 26-1 does.
             if (syscall(SYS_futex, &e->in->sent, FUTEX_WAIT, e->seen,
                         NULL) < 0 &&
-                !retry())
+                errno != EAGAIN && errno != EINTR)
                 die("futex");
         }
         e->seen = now;

@@ -201,6 +201,32 @@ fn pingpong_handler_gives_errno_back() {
     assert_eq!(lines.last(), Some(&"Errno::set_raw(saved);"), "{body}");
 }
 
+/// The twins' timed loops pause where the other pauses, and only there:
+/// Listing 26-1 looks at the shared count again at once after a
+/// `FUTEX_WAIT` that failed with EAGAIN (the count had changed) or EINTR,
+/// and C did a `PAUSE` first, through `retry()`, some 140 cycles more
+/// per failed wait, in one of every few round trips on two CPUs.
+#[test]
+fn pingpong_c_reference_waits_on_the_futex_as_rust_does() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("ch26-latency");
+    let c = fs::read_to_string(dir.join("26-02-pingpong.c")).unwrap();
+    let wait = c
+        .split("case SHM: {")
+        .nth(1)
+        .and_then(|rest| rest.split("e->seen = now;").next())
+        .expect("the shared-memory wait of 26-02");
+    assert!(wait.contains("FUTEX_WAIT"), "{wait}");
+    assert!(!wait.contains("retry()"), "{wait}");
+    assert_eq!(wait.matches("spin_loop()").count(), 1, "{wait}");
+    let rust = fs::read_to_string(dir.join("26-01-bench-pingpong.rs")).unwrap();
+    let futex_wait = rust
+        .split("fn futex_wait(")
+        .nth(1)
+        .and_then(|rest| rest.split("\n}\n").next())
+        .expect("futex_wait of 26-01");
+    assert!(!futex_wait.contains("spin_loop"), "{futex_wait}");
+}
+
 #[test]
 fn pingpong_c_reference_speaks_the_same_protocol() {
     if !have("cc") {
@@ -747,6 +773,34 @@ fn bench_command_runs_everything_in_a_tiny_configuration() {
     assert!(raw["source"]["commit"].is_string(), "{}", raw["source"]);
     let machine = anchored(&results, "machine");
     assert!(machine.contains("binaries from --bin-dir"), "{machine}");
+    // Load and steal time cannot show a host that runs the CPUs slower
+    // without taking time away: a speed check in every round of the runs
+    // and of the sweeps can, and the machine line gives its spread; and
+    // which CPU it was, beyond a name a hypervisor may make generic.
+    let speed = raw["speed"]
+        .as_array()
+        .expect("no speed checks in raw.json");
+    for (phase, rounds) in [
+        ("runs", raw_rounds(&dir)),
+        ("sweeps", raw["settings"]["sweep_rounds"].as_u64().unwrap()),
+    ] {
+        let rates: Vec<f64> = speed
+            .iter()
+            .filter(|check| check["phase"] == phase)
+            .map(|check| check["rate"].as_f64().unwrap())
+            .collect();
+        assert_eq!(rates.len() as u64, rounds, "{phase}: {speed:?}");
+        assert!(rates.iter().all(|&rate| rate > 0.0), "{phase}: {rates:?}");
+    }
+    assert!(
+        machine.contains("Speed check: `memcpy` of 64 KiB"),
+        "{machine}"
+    );
+    if fs::read_to_string("/proc/cpuinfo")
+        .is_ok_and(|info| info.contains("\nstepping"))
+    {
+        assert!(machine.contains(", stepping "), "{machine}");
+    }
     for list in ["runs", "sweeps"] {
         let orders = orders_by_round(&raw[list]);
         assert!(orders.len() >= 2, "{list}: {} rounds", orders.len());
@@ -1254,6 +1308,13 @@ fn bench_command_refuses_what_it_cannot_do_before_it_starts() {
             &["--memcpy-bytes", "20000000000G", "--bin-dir", nowhere][..],
             "--memcpy-bytes: at most 18446744073709551615",
         ),
+        // Both twins keep every round trip's time, and take at most 10^8
+        // round trips: more was refused by the first latency run only,
+        // after the build.
+        (
+            &["--count", "100000001", "--bin-dir", nowhere][..],
+            "--count: at most 100000000",
+        ),
         (
             &["--replot", "--out", empty][..],
             "--replot: no raw.json in",
@@ -1607,6 +1668,44 @@ fn chapter_26_claims_hold_in_the_published_results() {
     says("which cost 5.5 to 10.9 µs more per round trip");
     let spinning = |m: &str| p50(m, "different", "spin");
     assert_eq!(over(&SPINNING, &spinning, 2), "0.35 to 8.87");
+    // The rows hold both languages, and C's shared memory is the fastest.
+    let c_spinning = |m: &str| c_p50(m, "different", "spin");
+    assert_eq!(over(&SPINNING, &c_spinning, 2), "0.30 to 8.86");
+    says("They take 0.35 to 8.87 µs in Rust and 0.30 to 8.86 µs in C.");
+    // Figure 26-2 draws the spinning rows too, on two CPUs, left of every
+    // one-CPU bar of their channel: "the bars for two CPUs lie well to the
+    // right" holds only of processes that sleep.
+    for mech in SPINNING {
+        assert!(p50(mech, "different", "spin") < p50(mech, "same", "block"));
+    }
+    says("the bars of processes that sleep on two CPUs lie well to the right");
+    says("only the spinning rows, on two CPUs too but never asleep, lie to");
+    // The steal time of one short run is coarse: "the published runs of
+    // shared memory spinning, 5 to 9 ms each, spanned 1 to 4 ticks of the
+    // two CPUs, so that one stolen tick showed as 25% or more".
+    let short: Vec<&serde_json::Value> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["kind"] == "latency"
+                && r["mechanism"] == "shm"
+                && r["wait"] == "spin"
+        })
+        .collect();
+    let field = |f: &str| -> Vec<f64> {
+        short.iter().map(|r| r[f].as_f64().unwrap()).collect()
+    };
+    let range = |v: Vec<f64>, scale: f64| {
+        let low = v.iter().copied().fold(f64::MAX, f64::min) * scale;
+        let high = v.iter().copied().fold(f64::MIN, f64::max) * scale;
+        (low.floor(), high.ceil())
+    };
+    assert_eq!(range(field("seconds"), 1000.0), (5.0, 9.0));
+    assert_eq!(range(field("ticks"), 1.0), (1.0, 4.0));
+    says(
+        "runs of shared memory spinning, 5 to 9 ms each, spanned 1 to 4 ticks",
+    );
     // "CPUs kept awake ... changes little: at the median, from 0.5% more
     // to 16% less of what two CPUs cost over one (pipes: 12.01 µs plain,
     // 12.05 kept awake, 4.06 on one CPU; eventfds: 12.10, 10.81 and
@@ -1932,6 +2031,11 @@ fn chapter_26_claims_hold_in_the_published_results() {
     assert_eq!((low, high), (&314, &1178), "{samples:?}");
     assert_eq!(samples[0], 314);
     assert_eq!(samples[2], 1178);
+    // "and the last, of both CPUs, has 2,967".
+    let whole = &raw["profiles"]["latency pipe different"];
+    assert_eq!(whole["samples"], 2967);
+    says("Each of its one-CPU columns is one run of 20,000 round trips");
+    says("and the last, of both CPUs, has 2,967");
     // "those runs were slow ones: for Unix sockets, eventfds and shared
     // memory, the profiled run's median round trip (8.22, 4.22 and 4.60
     // µs) lies above the highest of the 30 runs of the latency table (7.25,
