@@ -385,7 +385,13 @@ fn wait_all(
         let Some(pid) = status.pid() else { continue };
         if let WaitStatus::Stopped(_, why) = status {
             // Take the report, so that the next waitid waits for news.
-            waitpid(pid, Some(WaitPidFlag::WUNTRACED | WaitPidFlag::WNOHANG))?;
+            // WSTOPPED alone never reaps: a stage that has died since is
+            // left for the next waitid, and this one fails with ECHILD.
+            let stopped = WaitPidFlag::WSTOPPED | WaitPidFlag::WNOHANG;
+            match waitid(Id::Pid(pid), stopped) {
+                Ok(_) | Err(Errno::ECHILD) => {}
+                Err(err) => return Err(err),
+            }
             if let Some(terminal) = terminal {
                 terminal.suspend(group, why)?;
             }
