@@ -896,5 +896,8 @@ fn pipeline_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("spawn-pipeline"), &["--timeout", "x", "ls"], r#""x""#);
     assert_rejects(bin!("spawn-deadlock"), &["later"], "unknown way");
     assert_rejects(bin!("spawn-deadlock"), &["--bytes", "-1"], "--bytes");
+    // More than it could ever hold in memory: refused, not a panic.
+    let huge = u64::MAX.to_string();
+    assert_rejects(bin!("spawn-deadlock"), &["--bytes", &huge], "--bytes");
     assert_rejects(bin!("spawn-grandchild"), &["--fix"], "invalid option");
 }
