@@ -136,6 +136,8 @@ fn start(
 ) -> Result<Vec<Child>, Box<dyn Error>> {
     let mut children: Vec<Child> = Vec::new();
     let mut previous: Option<ChildStdout> = None;
+    // Whether we have the terminal now, to have it back if a stage fails.
+    let ours = terminal.filter(|terminal| terminal.foreground());
     for (i, stage) in stages.iter().enumerate() {
         let mut command = Command::new(&stage[0]);
         command.args(&stage[1..]);
@@ -161,13 +163,17 @@ fn start(
                 children.push(child);
             }
             Err(err) => {
-                // Stop the stages already running before we give up.
+                // Take the terminal back: a first stage that could not run
+                // gave it to its own group before its exec failed. Then
+                // stop the stages already running before we give up.
+                if let Some(terminal) = ours {
+                    let _ = set_foreground(&terminal.tty, terminal.ours);
+                }
                 if let Some(first) = children.first() {
-                    let group = Pid::from_raw(first.id() as i32);
-                    if let Some(terminal) = terminal {
-                        terminal.take_back(group);
-                    }
-                    let _ = killpg(group, Signal::SIGKILL);
+                    let _ = killpg(
+                        Pid::from_raw(first.id() as i32),
+                        Signal::SIGKILL,
+                    );
                 }
                 for child in &mut children {
                     let _ = child.wait();

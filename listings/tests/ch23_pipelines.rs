@@ -778,6 +778,27 @@ fn spawn_pipeline_started_in_the_background_waits_for_fg() {
     }
 }
 
+/// A first stage that cannot run has already, in its `pre_exec` hook,
+/// given the terminal to its own group, empty once it has failed: the
+/// listing must take the terminal back before it reports, or, with the
+/// terminal's `tostop` flag set, writing its message stops it (SIGTTOU)
+/// and bash sees its job stop (status 150) instead of fail.
+#[test]
+fn spawn_pipeline_at_a_terminal_takes_it_back_when_a_stage_cannot_run() {
+    if !have("bash") || !have("stty") {
+        return;
+    }
+    let script = format!(
+        "set -m; stty tostop; {} no-such-program-p4f; echo \"status: $?\"",
+        bin!("spawn-pipeline")
+    );
+    let mut terminal =
+        AtTerminal::start("bash", &["--norc", "--noprofile", "-c", &script]);
+    terminal.wait_for(r#"cannot run "no-such-program-p4f""#, || None);
+    terminal.wait_for("status: 1\r\n", || None);
+    assert!(terminal.finish().success());
+}
+
 /// Chapter 23's rule, `killpg` only while a stage of the group is not
 /// reaped, where it matters: a signal that comes just after the last
 /// stage is reaped. strace holds the listing's main thread for two
