@@ -7,10 +7,11 @@
 // -HUP` sent to this program are passed on to the whole group. At a
 // terminal, the stages' group gets the terminal while this program has
 // it, and Ctrl-Z stops the pipeline and this program together, as a
-// shell's job. Every stage's status is checked, as
-// `set -o pipefail` does: the pipeline fails with the status of the last
-// stage that failed. `--timeout SECS` stops the pipeline if it runs
-// longer.
+// shell's job. So run it alone in its shell's job: piped into `less`,
+// it would take the terminal from `less` too. Every stage's status is
+// checked, as `set -o pipefail` does: the pipeline fails with the status
+// of the last stage that failed. `--timeout SECS` stops the pipeline if
+// it runs longer.
 
 use std::error::Error;
 use std::ffi::OsString;
