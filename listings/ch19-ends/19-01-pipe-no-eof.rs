@@ -112,8 +112,16 @@ fn parent(read_end: &OwnedFd, child: Pid) -> Result<(), Box<dyn Error>> {
             writeln!(io::stdout(), "Parent got [{line}]")?;
         }
     }
-    let status = waitpid(child, None)?;
-    writeln!(io::stdout(), "The child has {}", describe(status))?;
+    // Reaped already if it exited while we waited: a second `waitpid`
+    // would fail with ECHILD.
+    let status = match child_status {
+        Some(status) => status,
+        None => {
+            let status = waitpid(child, None)?;
+            writeln!(io::stdout(), "The child has {}", describe(status))?;
+            status
+        }
+    };
     match status {
         WaitStatus::Exited(_, 0) => Ok(()),
         _ => Err("the child failed".into()),

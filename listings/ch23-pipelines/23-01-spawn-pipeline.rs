@@ -7,10 +7,11 @@
 // -HUP` sent to this program are passed on to the whole group. At a
 // terminal, the stages' group gets the terminal while this program has
 // it, and Ctrl-Z stops the pipeline and this program together, as a
-// shell's job. Every stage's status is checked, as
-// `set -o pipefail` does: the pipeline fails with the status of the last
-// stage that failed. `--timeout SECS` stops the pipeline if it runs
-// longer.
+// shell's job. So run it alone in its shell's job: piped into `less`,
+// it would take the terminal from `less` too. Every stage's status is
+// checked, as `set -o pipefail` does: the pipeline fails with the status
+// of the last stage that failed. `--timeout SECS` stops the pipeline if
+// it runs longer.
 
 use std::error::Error;
 use std::ffi::OsString;
@@ -141,6 +142,8 @@ fn start(
 ) -> Result<Vec<Child>, Box<dyn Error>> {
     let mut children: Vec<Child> = Vec::new();
     let mut previous: Option<ChildStdout> = None;
+    // Whether we have the terminal now, to have it back if a stage fails.
+    let ours = terminal.filter(|terminal| terminal.foreground());
     for (i, stage) in stages.iter().enumerate() {
         let mut command = Command::new(&stage[0]);
         command.args(&stage[1..]);
@@ -166,13 +169,17 @@ fn start(
                 children.push(child);
             }
             Err(err) => {
-                // Stop the stages already running before we give up.
+                // Take the terminal back: a first stage that could not run
+                // gave it to its own group before its exec failed. Then
+                // stop the stages already running before we give up.
+                if let Some(terminal) = ours {
+                    let _ = set_foreground(&terminal.tty, terminal.ours);
+                }
                 if let Some(first) = children.first() {
-                    let group = Pid::from_raw(first.id() as i32);
-                    if let Some(terminal) = terminal {
-                        terminal.take_back(group);
-                    }
-                    let _ = killpg(group, Signal::SIGKILL);
+                    let _ = killpg(
+                        Pid::from_raw(first.id() as i32),
+                        Signal::SIGKILL,
+                    );
                 }
                 for child in &mut children {
                     let _ = child.wait();
@@ -390,7 +397,13 @@ fn wait_all(
         let Some(pid) = status.pid() else { continue };
         if let WaitStatus::Stopped(_, why) = status {
             // Take the report, so that the next waitid waits for news.
-            waitpid(pid, Some(WaitPidFlag::WUNTRACED | WaitPidFlag::WNOHANG))?;
+            // WSTOPPED alone never reaps: a stage that has died since is
+            // left for the next waitid, and this one fails with ECHILD.
+            let stopped = WaitPidFlag::WSTOPPED | WaitPidFlag::WNOHANG;
+            match waitid(Id::Pid(pid), stopped) {
+                Ok(_) | Err(Errno::ECHILD) => {}
+                Err(err) => return Err(err),
+            }
             if let Some(terminal) = terminal {
                 terminal.suspend(group, why)?;
             }

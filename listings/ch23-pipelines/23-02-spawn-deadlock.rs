@@ -28,6 +28,9 @@ use nix::sys::signal::Signal;
 const USAGE: &str = "usage: spawn-deadlock [write-first|thread|output] \
                      [--bytes N] [--wait SECS]";
 
+/// The most `--bytes` may ask for: the data is built in memory first.
+const MAX_BYTES: usize = 1 << 28;
+
 #[derive(Clone, Copy, PartialEq)]
 enum Way {
     WriteFirst,
@@ -232,6 +235,9 @@ fn parse_args() -> Result<(Way, usize, Duration), lexopt::Error> {
             }
             _ => return Err(arg.unexpected()),
         }
+    }
+    if bytes > MAX_BYTES {
+        return Err(format!("--bytes must be at most {MAX_BYTES}").into());
     }
     let way = way.unwrap_or(Way::WriteFirst);
     Ok((way, bytes, Duration::from_secs(wait)))

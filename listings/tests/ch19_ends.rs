@@ -8,7 +8,8 @@ use nix::unistd::Pid;
 
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book, cargo_run,
-    children_of, fds_of, finish_clean, group_is_gone, run_clean, wait_until,
+    children_of, fds_of, finish_clean, group_is_gone, have, run_clean,
+    wait_until,
 };
 
 fn three_lines() -> Vec<String> {
@@ -53,6 +54,41 @@ fn pipe_no_eof_sees_the_end_once_it_closes_its_write_end() {
     expected.push("The child has exited with status 0".into());
     assert_eq!(out.stdout, expected);
     wait_until("pipe-no-eof's processes to end", || group_is_gone(pgid));
+}
+
+/// A child slower than the parent's second of patience: the parent reaps
+/// it while it waits, then reads its lines and the end of the stream, and
+/// must not try to reap it again, which fails with ECHILD. strace holds
+/// the child's first write 1.2 s, past the parent's first `poll`, and the
+/// parent's first `wait4` 2 s, by when the child has written and exited.
+#[test]
+fn pipe_no_eof_reaps_a_child_slower_than_its_patience_once() {
+    if !have("strace") {
+        return;
+    }
+    let out = run_clean(
+        "strace",
+        &[
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=write,wait4",
+            "-e",
+            "inject=write:delay_enter=1200000:when=1",
+            "-e",
+            "inject=wait4:delay_enter=2000000:when=1",
+            "--",
+            bin!("pipe-no-eof"),
+            "--close",
+        ],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    let mut expected = vec!["The child has exited with status 0".to_string()];
+    expected.extend(three_lines());
+    expected.push("End of stream".into());
+    assert_eq!(out.stdout, expected);
 }
 
 #[test]

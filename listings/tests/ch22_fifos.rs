@@ -437,3 +437,91 @@ fn fifo_listings_reject_bad_arguments_in_one_line() {
     );
     assert_rejects(bin!("fifo-open"), &["now"], "unexpected argument");
 }
+
+/// A Python program that does what Lutz's `pipefifo.py` does, written for
+/// this test: with one argument, the FIFO's path, it makes the FIFO if the
+/// path does not exist and reads it forever; with a second argument it
+/// writes `Spam NNN` lines into it forever, sleeping 0 to 4 seconds before
+/// each.
+const LIKE_PIPEFIFO_PY: &str = r#"
+import os, sys, time
+fifoname = sys.argv[1]
+def child():
+    pipeout = os.open(fifoname, os.O_WRONLY)
+    zzz = 0
+    while True:
+        time.sleep(zzz)
+        os.write(pipeout, ('Spam %03d\n' % zzz).encode())
+        zzz = (zzz + 1) % 5
+def parent():
+    pipein = open(fifoname, 'r')
+    while True:
+        line = pipein.readline()[:-1]
+        print('Parent %d got "%s" at %s' % (os.getpid(), line, time.time()))
+if not os.path.exists(fifoname):
+    os.mkfifo(fifoname)
+if len(sys.argv) == 2:
+    parent()
+else:
+    child()
+"#;
+
+/// One side of the Python twin of `pipefifo.py`, with the usual umask,
+/// 022, whatever the test's own is.
+fn like_pipefifo_py(fifo: &Path, writer: bool) -> Listing {
+    let mut command = Command::new("python3");
+    command.args(["-u", "-c", LIKE_PIPEFIFO_PY]).arg(fifo);
+    if writer {
+        command.arg("child");
+    }
+    // SAFETY: `umask` is one async-signal-safe system call that cannot
+    // fail; nothing allocates.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            nix::libc::umask(0o022);
+            Ok(())
+        });
+    }
+    Listing::spawn(&mut command, Stdio::piped())
+}
+
+/// The faults the chapter lists in the original: the FIFO, made readable
+/// by everyone, stays after both sides have gone; the reader spins on the
+/// end of the stream; a writer whose reader has gone dies of an uncaught
+/// BrokenPipeError.
+#[test]
+fn pipefifo_py_spins_at_the_end_dies_without_a_reader_and_leaves_its_fifo() {
+    if !have("python3") {
+        return;
+    }
+    let tmp = tmp();
+    let fifo = tmp.path().join("pipefifo");
+    let mut reader = like_pipefifo_py(&fifo, false);
+    wait_until("the reader to make the FIFO", || fifo.exists());
+    let meta = fs::metadata(&fifo).unwrap();
+    assert!(meta.file_type().is_fifo());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o644, "prw-r--r--");
+
+    // The end of the stream: `readline()` returns '' at once, every time.
+    let writer = like_pipefifo_py(&fifo, true);
+    reader.expect(r#"Parent \d+ got "Spam 000" at [\d.]+"#);
+    drop(writer); // Killed, as by Ctrl-C.
+    let empty = regex::Regex::new(r#"^Parent \d+ got "" at [\d.]+$"#).unwrap();
+    for _ in 0..1000 {
+        let line = reader.next_line();
+        assert!(empty.is_match(&line), "{line:?}");
+    }
+    drop(reader);
+
+    // A writer whose reader has gone: a traceback and status 1.
+    let mut reader = like_pipefifo_py(&fifo, false);
+    let writer = like_pipefifo_py(&fifo, true);
+    reader.expect(r#"Parent \d+ got "Spam 000" at [\d.]+"#);
+    drop(reader);
+    let out = finish_clean(writer);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("BrokenPipeError"), "{}", out.stderr);
+
+    // Nobody removed it.
+    assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
+}

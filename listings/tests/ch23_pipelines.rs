@@ -778,6 +778,27 @@ fn spawn_pipeline_started_in_the_background_waits_for_fg() {
     }
 }
 
+/// A first stage that cannot run has already, in its `pre_exec` hook,
+/// given the terminal to its own group, empty once it has failed: the
+/// listing must take the terminal back before it reports, or, with the
+/// terminal's `tostop` flag set, writing its message stops it (SIGTTOU)
+/// and bash sees its job stop (status 150) instead of fail.
+#[test]
+fn spawn_pipeline_at_a_terminal_takes_it_back_when_a_stage_cannot_run() {
+    if !have("bash") || !have("stty") {
+        return;
+    }
+    let script = format!(
+        "set -m; stty tostop; {} no-such-program-p4f; echo \"status: $?\"",
+        bin!("spawn-pipeline")
+    );
+    let mut terminal =
+        AtTerminal::start("bash", &["--norc", "--noprofile", "-c", &script]);
+    terminal.wait_for(r#"cannot run "no-such-program-p4f""#, || None);
+    terminal.wait_for("status: 1\r\n", || None);
+    assert!(terminal.finish().success());
+}
+
 /// Chapter 23's rule, `killpg` only while a stage of the group is not
 /// reaped, where it matters: a signal that comes just after the last
 /// stage is reaped. strace holds the listing's main thread for two
@@ -826,6 +847,54 @@ fn spawn_pipeline_never_signals_its_group_once_every_stage_is_reaped() {
     );
 }
 
+/// A stage that stops, and dies before the listing has taken the news of
+/// the stop: taking it must not reap the stage, outside the lock and with
+/// its status lost. strace, on the listing's main thread alone (a traced
+/// stage would not stop as others do), holds each `waitid` two seconds on
+/// its way out. The test stops the stage, and while the main thread holds
+/// that news, sends the listing SIGTERM, which its signal thread passes on
+/// with SIGCONT: the stage dies. The listing must end by SIGTERM, not fail
+/// with ECHILD for a stage it reaped without knowing.
+#[test]
+fn spawn_pipeline_keeps_the_status_of_a_stage_that_died_after_it_stopped() {
+    if !have("strace") || !have("setpriv") {
+        return;
+    }
+    let mut command = Command::new("strace");
+    command
+        .args(["-q", "-o", "/dev/null", "-e", "trace=waitid"])
+        .args(["-e", "inject=waitid:delay_exit=2000000"])
+        .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
+        .args([bin!("spawn-pipeline"), "sleep", "60"]);
+    let traced = Listing::spawn(&mut command, Stdio::piped());
+    let mut pipeline = None;
+    wait_until("strace to start spawn-pipeline", || {
+        pipeline = children_of(traced.pid()).into_iter().find(|&child| {
+            std::fs::read_to_string(format!("/proc/{child}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == "spawn-pipeline")
+        });
+        pipeline.is_some()
+    });
+    let pipeline = pipeline.unwrap();
+    let (stages, group) = stages_of(pipeline, 1);
+    let _cleanup = KillGroupOnDrop(group);
+    nix::sys::signal::kill(stages[0], Signal::SIGSTOP).unwrap();
+    wait_until("the stage to stop, and waitid to be held", || {
+        state_of(stages[0]) == Some('T') && state_of(pipeline) == Some('t')
+    });
+    nix::sys::signal::kill(pipeline, Signal::SIGTERM).unwrap();
+    wait_until("the stage to die", || state_of(stages[0]) == Some('Z'));
+    let out = finish_clean(traced);
+    // strace ends the way the listing did.
+    assert_eq!(
+        out.status.signal(),
+        Some(Signal::SIGTERM as i32),
+        "{:?}: {}",
+        out.status,
+        out.stderr
+    );
+}
+
 /// A stage may leave the group, as `setsid` does: the listing still
 /// waits for it, its own child, and reports its status.
 #[test]
@@ -848,5 +917,8 @@ fn pipeline_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("spawn-pipeline"), &["--timeout", "x", "ls"], r#""x""#);
     assert_rejects(bin!("spawn-deadlock"), &["later"], "unknown way");
     assert_rejects(bin!("spawn-deadlock"), &["--bytes", "-1"], "--bytes");
+    // More than it could ever hold in memory: refused, not a panic.
+    let huge = u64::MAX.to_string();
+    assert_rejects(bin!("spawn-deadlock"), &["--bytes", &huge], "--bytes");
     assert_rejects(bin!("spawn-grandchild"), &["--fix"], "invalid option");
 }

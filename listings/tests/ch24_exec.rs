@@ -222,6 +222,28 @@ fn listings_allocate_nothing_between_fork_and_exec() {
         assert!(out.status.success(), "{bin} {args:?}: {}", out.stderr);
         assert!(!out.stdout.is_empty() || bin == "spawn-pipeline");
     }
+    // Listing 23-1 adds a second hook at a terminal, which gives the
+    // stages the terminal: `script` runs it at a terminal of its own,
+    // with the library preloaded into the listing alone.
+    if !have("script") {
+        return;
+    }
+    let line = format!(
+        "env LD_PRELOAD={} {} true '|' true",
+        library.display(),
+        bin_path("spawn-pipeline").display()
+    );
+    let mut command = Command::new("script");
+    command.args(["-qec", &line, "/dev/null"]);
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert!(
+        !out.stdout
+            .join("\n")
+            .contains("allocation between fork and exec"),
+        "spawn-pipeline at a terminal: {:?}",
+        out.stdout
+    );
+    assert!(out.status.success(), "{:?} {}", out.stdout, out.stderr);
 }
 
 #[test]

@@ -517,11 +517,16 @@ fn proc_orphans_leaves_no_child_behind_when_a_spawn_fails() {
     if !have("setpriv") {
         return;
     }
-    // A copy of the listing that the other user can reach: the checkout
-    // may be in a directory only we may enter (CI clones into one).
+    // The listing where the other user can reach it: the checkout may be
+    // in a directory only we may enter (CI clones into one). A second name
+    // for the same file where the file system allows it: a copy is a file
+    // open for writing while other tests fork, and a child that inherits
+    // it until its `exec` makes ours fail with ETXTBSY.
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("proc-orphans");
-    std::fs::copy(bin!("proc-orphans"), &copy).unwrap();
+    if std::fs::hard_link(bin!("proc-orphans"), &copy).is_err() {
+        std::fs::copy(bin!("proc-orphans"), &copy).unwrap();
+    }
     std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755))
         .unwrap();
     // A user id nothing else on the machine runs as, so that the limit
