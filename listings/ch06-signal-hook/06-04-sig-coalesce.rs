@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::unistd::getpid;
 use signal_hook::consts::{SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
@@ -44,6 +44,11 @@ fn run() -> Result<(), Box<dyn Error>> {
         })
     }?;
     let mut signals = Signals::new([SIGUSR1, SIGTERM])?;
+    // A parent's mask passes through `exec`: blocked, they would only
+    // ever be pending, and `kill -TERM` would do nothing.
+    let mut handled = SigSet::from(Signal::SIGUSR1);
+    handled.add(Signal::SIGTERM);
+    handled.thread_unblock()?;
     let pid = getpid();
     println!("Counting SIGUSR1 as pid {pid}; kill -TERM {pid} for the totals");
 
