@@ -45,6 +45,11 @@ fn run() -> Result<(), Box<dyn Error>> {
         })
     }?;
     let mut signals = Signals::new([SIGUSR1, SIGTERM])?;
+    // A parent's mask passes through `exec`: blocked, they would only
+    // ever be pending, and `kill -TERM` would do nothing.
+    let mut handled = SigSet::from(Signal::SIGUSR1);
+    handled.add(Signal::SIGTERM);
+    handled.thread_unblock()?;
     let (mut out, pid) = (io::stdout(), getpid());
     writeln!(
         out,

@@ -53,6 +53,7 @@ enum Scheme {
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let n = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    default_sigchld()?;
     let mut out = io::stdout();
     writeln!(out, "{:<28} {:<9} {:>5}  seen", "scheme", "signal", "sent")?;
     let schemes = [
@@ -185,6 +186,14 @@ fn install_counter(number: c_int) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Gives SIGCHLD its default action. A parent may have left it ignored,
+/// which passes through `exec`; then the kernel reaps the sender itself,
+/// and `waitpid` fails with ECHILD (Chapter 12, Listing 12-4).
+fn default_sigchld() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGCHLD, SigHandler::SigDfl) }.map(drop)
 }
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"

@@ -58,7 +58,11 @@ fn describe(info: &siginfo_t) -> String {
         match info.si_code {
             libc::SI_USER => format!("sent with kill by {}", sender()),
             libc::SI_QUEUE => {
-                let value = info.si_value().sival_ptr as usize;
+                // An int, as `/bin/kill -q` sends it: the first bytes of
+                // the union, on every machine. (Read as the whole pointer,
+                // -1 came out as 4294967295 on x86-64.)
+                let value = info.si_value();
+                let value = *(&raw const value).cast::<libc::c_int>();
                 format!("sent with sigqueue by {}, value {value}", sender())
             }
             libc::SI_TKILL => format!("sent with tgkill by {}", sender()),

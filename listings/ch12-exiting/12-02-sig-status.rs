@@ -75,6 +75,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     // A blocked SIGINT passes through exec too, and would never reach the
     // children: a Ctrl-C demonstration needs it unblocked.
     SigSet::from(Signal::SIGINT).thread_unblock()?;
+    default_sigchld()?; // For `wait`: a parent may have left it ignored.
     let (mut out, me) = (io::stdout(), std::env::current_exe()?);
     for way in ["exit130", "reraise"] {
         let mut direct = Command::new(&me);
@@ -188,6 +189,14 @@ fn describe(status: ExitStatus) -> String {
     }
 }
 // ANCHOR_END: run
+
+/// Gives SIGCHLD its default action. A parent may have left it ignored,
+/// which passes through `exec`; then the kernel reaps our children itself,
+/// and waiting for one fails with ECHILD (Listing 12-4).
+fn default_sigchld() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGCHLD, SigHandler::SigDfl) }.map(drop)
+}
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"
 /// before `main`: when whoever reads our output goes away, we end quietly,

@@ -2,7 +2,7 @@
 // Listing 12-3: what a child inherits, and how to give it back only what
 // this program changed. The program notes the signal settings it was
 // started with (run it with SIGHUP ignored, as `nohup` does), then ignores
-// SIGINT, blocks SIGUSR1 and catches SIGTERM. Then it starts
+// SIGINT, blocks SIGUSR1, catches SIGTERM and puts SIGCHLD at its default. Then it starts
 // `cat /proc/self/status` six ways and decodes what each child reports:
 //
 //   Command      std::process::Command as it is
@@ -55,6 +55,7 @@ extern "C" fn on_term(_: c_int) {}
 struct Saved {
     int: SigAction,
     term: SigAction,
+    chld: SigAction,
     mask: SigSet,
 }
 
@@ -69,12 +70,18 @@ fn run() -> Result<(), Box<dyn Error>> {
         SaFlags::SA_RESTART,
         SigSet::empty(),
     );
+    let default =
+        SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // Each change returns what it replaced: that is what to give back.
     let saved = Saved {
         // SAFETY: ignoring runs no code.
         int: unsafe { sigaction(Signal::SIGINT, &ignore) }?,
         // SAFETY: the handler does nothing at all.
         term: unsafe { sigaction(Signal::SIGTERM, &catch) }?,
+        // For our own waits: ignored, as a parent may leave it, SIGCHLD
+        // makes the kernel reap the children, and `wait` fail (ECHILD).
+        // SAFETY: the default action runs no code of ours.
+        chld: unsafe { sigaction(Signal::SIGCHLD, &default) }?,
         mask: SigSet::from(Signal::SIGUSR1)
             .thread_swap_mask(SigmaskHow::SIG_BLOCK)?,
     };
@@ -119,7 +126,7 @@ fn run() -> Result<(), Box<dyn Error>> {
 /// that what the user chose (a SIGHUP ignored by `nohup`) passes on.
 fn restoring(program: &str, saved: Saved) -> Command {
     let mut command = Command::new(program);
-    // SAFETY: between fork and exec the child makes three system calls,
+    // SAFETY: between fork and exec the child makes four system calls,
     // all async-signal-safe, and allocates nothing: `saved` was copied
     // into the closure before the fork.
     unsafe {
@@ -128,6 +135,7 @@ fn restoring(program: &str, saved: Saved) -> Command {
             // never runs one of our handlers in the child.
             sigaction(Signal::SIGINT, &saved.int)?;
             sigaction(Signal::SIGTERM, &saved.term)?;
+            sigaction(Signal::SIGCHLD, &saved.chld)?;
             saved.mask.thread_set_mask()?;
             Ok(())
         })

@@ -72,7 +72,11 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     let mut waited = SigSet::from(Signal::SIGCHLD);
     if on_term != OnTerm::Nothing {
         waited.add(Signal::SIGTERM);
-        waited.add(Signal::SIGINT);
+        // Not a SIGINT ignored on entry (a script's `&` job): blocked, it
+        // would be queued all the same, and taken.
+        if !is_ignored(Signal::SIGINT)? {
+            waited.add(Signal::SIGINT);
+        }
     }
     // Blocked, and taken with sigwait. The kernel never drops a blocked
     // signal, not even for PID 1; SIGTERM that is not blocked has its
@@ -129,6 +133,9 @@ fn reap_all(service: Pid) -> nix::Result<Option<WaitStatus>> {
 /// 12-1). It is not the init, so the signal's default action works.
 fn child() -> Result<ExitCode, Box<dyn Error>> {
     let mut signals = Signals::new([SIGTERM])?;
+    // Our mask is the one the init started with: a parent may have blocked
+    // SIGTERM, and blocked it would never come.
+    SigSet::from(Signal::SIGTERM).thread_unblock()?;
     let mut out = io::stdout();
     writeln!(out, "Child: running as {}", whoami()?)?;
     out.flush()?;
@@ -179,6 +186,22 @@ fn whoami() -> io::Result<String> {
         }
         _ => format!("pid {}", getpid()),
     })
+}
+
+/// Whether `signal` is ignored, as a parent may have left it. A null new
+/// action makes `sigaction` only report the current one.
+fn is_ignored(signal: Signal) -> nix::Result<bool> {
+    use nix::libc;
+    let mut current = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: `current` is writable and as large as a `sigaction`; with a
+    // null new action nothing is changed.
+    let done = unsafe {
+        libc::sigaction(signal as i32, std::ptr::null(), current.as_mut_ptr())
+    };
+    Errno::result(done)?;
+    // SAFETY: `sigaction` succeeded, and filled it in.
+    let current = unsafe { current.assume_init() };
+    Ok(current.sa_sigaction == libc::SIG_IGN)
 }
 
 /// The status an init passes on: the child's, or 128 + n for a death by

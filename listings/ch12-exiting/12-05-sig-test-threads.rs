@@ -111,6 +111,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     writeln!(out, "running {} tests", CASES.len())?;
     let mut failed = 0;
     if let How::Isolate = how {
+        default_sigchld()?; // For `status`: it may have come ignored.
         let me = std::env::current_exe()?;
         for name in CASES {
             let status = Command::new(&me).args(["--case", name]).status()?;
@@ -155,6 +156,14 @@ enum How {
     Threads,
     Isolate,
     Case(String),
+}
+
+/// Gives SIGCHLD its default action. A parent may have left it ignored,
+/// which passes through `exec`; then the kernel reaps our children itself,
+/// and waiting for one fails with ECHILD (Listing 12-4).
+fn default_sigchld() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGCHLD, SigHandler::SigDfl) }.map(drop)
 }
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"

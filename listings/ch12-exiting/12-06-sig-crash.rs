@@ -65,6 +65,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     if let Some(case) = parse_args().map_err(|e| format!("{e}; {USAGE}"))? {
         return crash(&case);
     }
+    default_sigchld()?; // For `output`: it may have come ignored.
     let dir = PrivateDir::new()?;
     let me = std::env::current_exe()?;
     let mut stdout = io::stdout();
@@ -83,11 +84,13 @@ fn run() -> Result<(), Box<dyn Error>> {
             .map_or(String::new(), |line| format!("{line:?}; "));
         let label = format!("{label}:");
         writeln!(stdout, "{label:<31} {said}{}", ending(out.status))?;
+        // Emptied, not removed and made again: that would be a directory
+        // of mode 0755, under a name that anyone could take meanwhile.
         for entry in fs::read_dir(&dir.0)? {
-            writeln!(stdout, "{:<31} it left {:?}", "", entry?.file_name())?;
+            let entry = entry?;
+            writeln!(stdout, "{:<31} it left {:?}", "", entry.file_name())?;
+            fs::remove_file(entry.path())?;
         }
-        fs::remove_dir_all(&dir.0)?;
-        fs::create_dir(&dir.0)?;
     }
     Ok(())
 }
@@ -225,6 +228,14 @@ fn recurse(depth: u64) -> Result<u64, Box<dyn Error>> {
     Ok(recurse(depth + 1)? + frame[1])
 }
 // ANCHOR_END: crash
+
+/// Gives SIGCHLD its default action. A parent may have left it ignored,
+/// which passes through `exec`; then the kernel reaps our children itself,
+/// and waiting for one fails with ECHILD (Listing 12-4).
+fn default_sigchld() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGCHLD, SigHandler::SigDfl) }.map(drop)
+}
 
 /// A directory only we can use, removed when dropped.
 struct PrivateDir(PathBuf);

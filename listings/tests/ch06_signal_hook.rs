@@ -528,3 +528,23 @@ fn signal_hook_listings_reject_bad_arguments_in_one_line() {
         r#"argument "x""#,
     );
 }
+
+#[test]
+fn sig_coalesce_counts_even_when_started_with_its_signals_blocked() {
+    // A parent's mask passes through exec: blocked, SIGUSR1 and SIGTERM
+    // would stay pending, and the `kill -TERM` it suggests would do nothing.
+    let mut command = std::process::Command::new("env");
+    command
+        .arg("--block-signal=TERM,USR1")
+        .arg(bin!("sig-coalesce"));
+    let mut coalesce =
+        Listing::spawn(&mut command, std::process::Stdio::piped());
+    coalesce
+        .expect(r"Counting SIGUSR1 as pid \d+; kill -TERM \d+ for the totals");
+    coalesce.signal(Signal::SIGUSR1);
+    coalesce.signal(Signal::SIGTERM);
+    coalesce
+        .expect("SIGUSR1: handler ran 1 times, iterator reported it 1 times");
+    let out = coalesce.finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+}

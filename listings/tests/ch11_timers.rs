@@ -258,3 +258,34 @@ fn sig_count_runs_shown_come_from_the_commands_shown() {
         }
     }
 }
+
+#[test]
+fn sig_count_works_even_when_started_with_sigchld_ignored() {
+    // An ignored SIGCHLD passes through exec, and makes the kernel reap
+    // the sender itself: `waitpid` would fail with ECHILD.
+    let mut command = std::process::Command::new("env");
+    command
+        .args(["--ignore-signal=CHLD", bin!("sig-count"), "--count", "5"])
+        .stdin(std::process::Stdio::null());
+    let out =
+        Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    assert_eq!(out.stdout.len(), 9, "{:?}", out.stdout);
+}
+
+#[test]
+fn sig_queue_shows_a_negative_value_as_the_int_that_was_sent() {
+    // sigqueue(3) sends an int or a pointer; /bin/kill sends an int, which
+    // fills half of the pointer-sized union.
+    if !have("/bin/kill") {
+        return;
+    }
+    let mut queue = Listing::start(bin!("sig-queue"), &["--count", "1"]);
+    queue.expect(r"Waiting for SIGUSR1 and SIGRTMIN as pid \d+");
+    let pid = queue.pid();
+    shell(&format!("/bin/kill --queue=-1 -s RTMIN {pid}"));
+    queue.expect(
+        r"SIGRTMIN: sent with sigqueue by pid \d+ \(uid \d+\), value -1",
+    );
+    assert!(queue.finish().status.success());
+}

@@ -893,3 +893,101 @@ fn sig_crash_dies_of_sigquit_even_if_it_was_ignored_or_blocked() {
         assert!(!out.status.core_dumped(), "{option}: RLIMIT_CORE is 0");
     }
 }
+
+#[test]
+fn listings_that_wait_for_children_work_even_when_started_with_sigchld_ignored()
+{
+    // An ignored SIGCHLD passes through exec, and makes the kernel reap
+    // the children itself: `waitpid` would fail with ECHILD. Each listing
+    // puts SIGCHLD back to its default before it starts a child.
+    for (bin, args) in [
+        (bin!("sig-status"), &[][..]),
+        (bin!("sig-inherit"), &[]),
+        (bin!("sig-test-threads"), &["--isolate"]),
+        (bin!("sig-crash"), &[]),
+    ] {
+        let out = run_under_env("--ignore-signal=CHLD", bin, args);
+        assert!(
+            out.status.success(),
+            "{bin}: {:?} {}",
+            out.status,
+            out.stderr
+        );
+        assert_eq!(out.stderr, "", "{bin}");
+    }
+}
+
+#[test]
+fn sig_inherit_gives_a_child_back_the_sigchld_it_found_ignored() {
+    // SIGCHLD is the fourth thing it changes: put back to its default for
+    // its own waits, and given back by `restored`, as it was found.
+    let out = run_under_env("--ignore-signal=CHLD", bin!("sig-inherit"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let row = |who: &str| {
+        out.stdout
+            .iter()
+            .find(|line| line.starts_with(who))
+            .unwrap_or_else(|| panic!("{who}: {:?}", out.stdout))
+            .clone()
+    };
+    assert!(row("started with").contains("SIGCHLD"), "{:?}", out.stdout);
+    assert!(!row("parent").contains("SIGCHLD"), "{:?}", out.stdout);
+    assert!(!row("Command").contains("SIGCHLD"), "{:?}", out.stdout);
+    assert!(row("restored").contains("SIGCHLD"), "{:?}", out.stdout);
+}
+
+#[test]
+fn sig_init_leaves_a_sigint_ignored_when_it_was_started_so() {
+    // A script's `&` job starts with SIGINT ignored. Blocked for `sigwait`,
+    // an ignored SIGINT would still be queued, and taken: the init must
+    // not block it then.
+    let mut command = Command::new("env");
+    command.args(["--ignore-signal=INT", bin!("sig-init"), "--exit"]);
+    let mut init = Listing::spawn(&mut command, Stdio::piped());
+    init.expect(r"Running as pid \d+; on SIGTERM: exit");
+    init.expect(r"Child: running as pid \d+");
+    init.signal(Signal::SIGINT);
+    assert!(
+        init.no_line_within(Duration::from_secs(1)),
+        "SIGINT was taken"
+    );
+    init.signal(Signal::SIGTERM);
+    init.expect("Got SIGTERM: exiting at once");
+    assert!(init.finish().status.success());
+}
+
+#[test]
+fn sig_init_forwards_even_when_started_with_sigterm_blocked() {
+    // The child gets the mask the init started with, SIGTERM blocked here:
+    // the service unblocks the signal it handles, or it would never come.
+    let mut command = Command::new("env");
+    command.args(["--block-signal=TERM", bin!("sig-init"), "--forward"]);
+    let mut init = Listing::spawn(&mut command, Stdio::piped());
+    init.expect(r"Running as pid \d+; on SIGTERM: forward it to the child");
+    init.expect(r"Child: running as pid \d+");
+    init.signal(Signal::SIGTERM);
+    init.expect(r"Got SIGTERM: passing it on to pid \d+");
+    init.expect("Child: got SIGTERM; cleaning up");
+    init.expect("Child was killed by SIGTERM; exiting with 143");
+    assert_eq!(init.finish().status.code(), Some(143));
+}
+
+#[test]
+fn sig_crash_keeps_its_directory_private_for_every_case() {
+    // mkdtemp makes it 0700, once; emptying it between cases keeps it so,
+    // where removing and re-creating it would make it 0755, under a name
+    // that anyone could take in between.
+    if !can_trace() {
+        return;
+    }
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-q", "-e", "trace=mkdir,mkdirat", "-e", "signal=none"])
+        .arg(bin_path("sig-crash"));
+    let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let made: Vec<_> =
+        out.stderr.lines().filter(|l| l.contains("mkdir")).collect();
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert!(made[0].contains("sig-crash.") && made[0].contains("0700"));
+}
