@@ -420,13 +420,17 @@ fn siblings_are_compared_by_code_not_comments() {
     assert!(drifted(("a", &a), ("b", &b), &[("fn g", "why")]).is_empty());
 }
 
-/// Every listing that gives SIGPIPE its default back does it with the same
-/// code: a fix to one (such as unblocking the signal a parent left
-/// blocked) must reach them all, and most listings have it.
+/// Small functions that many listings carry, each the same code wherever
+/// it is: a fix to one (such as unblocking the signal a parent left
+/// blocked) must reach them all. With the fewest copies each must have.
+const EVERYWHERE_THE_SAME: &[(&str, usize)] =
+    &[("fn restore_sigpipe", 50), ("fn default_sigchld", 4)];
+
 #[test]
-fn every_restore_sigpipe_is_the_same_code() {
+fn functions_many_listings_carry_are_the_same_code_in_each() {
     let root = workspace_root().join("listings");
-    let mut versions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut versions: BTreeMap<&str, BTreeMap<String, Vec<String>>> =
+        BTreeMap::new();
     for chapter in std::fs::read_dir(&root).expect("listings/") {
         let chapter = chapter.expect("an entry").path();
         let Some(name) = chapter.file_name().and_then(|n| n.to_str()) else {
@@ -441,24 +445,37 @@ fn every_restore_sigpipe_is_the_same_code() {
                 continue;
             }
             let path = file.strip_prefix(&root).unwrap().to_str().unwrap();
-            if let Some(code) = items(path, &[]).remove("fn restore_sigpipe") {
-                // Where tokio's `signal` and `Signal` take the plain names,
-                // a listing calls nix's by longer ones.
+            let mut items = items(path, &[]);
+            for (function, _) in EVERYWHERE_THE_SAME {
+                let Some(code) = items.remove(*function) else {
+                    continue;
+                };
+                // Where tokio's `signal` and `Signal` take the plain
+                // names, a listing calls nix's by longer ones.
                 let code = code
                     .replace("nix :: sys :: signal :: signal", "signal")
                     .replace("NixSignal", "Signal");
-                versions.entry(code).or_default().push(path.to_string());
+                let copies = versions.entry(function).or_default();
+                copies.entry(code).or_default().push(path.to_string());
             }
         }
     }
-    assert!(versions.values().map(Vec::len).sum::<usize>() > 50);
-    assert!(
-        versions.len() == 1,
-        "`restore_sigpipe` differs between listings; one version each:\n{}",
-        versions
-            .values()
-            .map(|paths| format!("{} listings, e.g. {}", paths.len(), paths[0]))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    for (function, fewest) in EVERYWHERE_THE_SAME {
+        let copies = versions.remove(function).unwrap_or_default();
+        let count: usize = copies.values().map(Vec::len).sum();
+        assert!(count >= *fewest, "`{function}`: only {count} copies");
+        assert!(
+            copies.len() == 1,
+            "`{function}` differs between listings; one of each version:\n{}",
+            copies
+                .values()
+                .map(|paths| format!(
+                    "{} listings, e.g. {}",
+                    paths.len(),
+                    paths[0]
+                ))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
 }
