@@ -583,6 +583,10 @@ fn catch_signal_refuses_what_cannot_be_caught() {
     assert_rejects(catch, &["RTMIN+2147483647"], "no such signal");
     assert_rejects(catch, &["RTMAX-2147483647"], "no such signal");
     assert_rejects(catch, &["RTMIN+99999999999"], "no such signal");
+    // Counted out of the real-time range and onto a standard signal: no
+    // name for SIGIO (29) or SIGSYS (31), and bash's `kill` agrees.
+    assert_rejects(catch, &["RTMAX-35"], "no such signal");
+    assert_rejects(catch, &["rtmax-33"], "no such signal");
     assert_rejects(catch, &["NOPE"], r#"argument "NOPE": no such signal"#);
     assert_rejects(catch, &[], "which signal?");
 }
