@@ -29,7 +29,8 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("alarm-pause: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written.
+            let _ = writeln!(io::stderr(), "alarm-pause: {err}");
             ExitCode::FAILURE
         }
     }

@@ -21,7 +21,8 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("alarm: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written.
+            let _ = writeln!(io::stderr(), "alarm: {err}");
             ExitCode::FAILURE
         }
     }

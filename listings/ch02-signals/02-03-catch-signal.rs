@@ -105,15 +105,19 @@ fn parse_signal(arg: &str) -> Result<c_int, String> {
     let real_time = SIGRTMIN()..=SIGRTMAX();
     let upper = arg.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    // A real-time name must name a real-time signal: `RTMAX-35` is no name
+    // for SIGIO. Checked: the offset is the user's, `RTMIN+2147483647`.
+    let real_time_only = |number: Option<c_int>| {
+        number.filter(|n| real_time.contains(n)).ok_or_else(unknown)
+    };
     let number = if let Ok(number) = arg.parse::<c_int>() {
         number
     } else if let Some(rest) = name.strip_prefix("RTMIN") {
-        // Checked: the offset is the user's number, `RTMIN+2147483647`.
         let offset = offset(rest, '+').ok_or_else(unknown)?;
-        SIGRTMIN().checked_add(offset).ok_or_else(unknown)?
+        real_time_only(SIGRTMIN().checked_add(offset))?
     } else if let Some(rest) = name.strip_prefix("RTMAX") {
         let offset = offset(rest, '-').ok_or_else(unknown)?;
-        SIGRTMAX().checked_sub(offset).ok_or_else(unknown)?
+        real_time_only(SIGRTMAX().checked_sub(offset))?
     } else {
         let signal: Signal =
             format!("SIG{name}").parse().map_err(|_| unknown())?;

@@ -28,7 +28,8 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("pipe-spam: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written.
+            let _ = writeln!(io::stderr(), "pipe-spam: {err}");
             ExitCode::FAILURE
         }
     }
@@ -61,7 +62,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             let status = match child(parent, &write_end, count) {
                 Ok(()) => 0,
                 Err(err) => {
-                    eprintln!("pipe-spam child: {err}");
+                    let _ = writeln!(io::stderr(), "pipe-spam child: {err}");
                     1
                 }
             };

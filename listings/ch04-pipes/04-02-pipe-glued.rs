@@ -20,7 +20,8 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("pipe-glued: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written.
+            let _ = writeln!(io::stderr(), "pipe-glued: {err}");
             ExitCode::FAILURE
         }
     }
@@ -40,7 +41,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             let status = match child(&write_end) {
                 Ok(()) => 0,
                 Err(err) => {
-                    eprintln!("pipe-glued child: {err}");
+                    let _ = writeln!(io::stderr(), "pipe-glued child: {err}");
                     1
                 }
             };

@@ -23,7 +23,8 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("pipe-lines: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written.
+            let _ = writeln!(io::stderr(), "pipe-lines: {err}");
             ExitCode::FAILURE
         }
     }
@@ -44,7 +45,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             let status = match child(File::from(write_end), count) {
                 Ok(()) => 0,
                 Err(err) => {
-                    eprintln!("pipe-lines child: {err}");
+                    let _ = writeln!(io::stderr(), "pipe-lines child: {err}");
                     1
                 }
             };

@@ -583,6 +583,10 @@ fn catch_signal_refuses_what_cannot_be_caught() {
     assert_rejects(catch, &["RTMIN+2147483647"], "no such signal");
     assert_rejects(catch, &["RTMAX-2147483647"], "no such signal");
     assert_rejects(catch, &["RTMIN+99999999999"], "no such signal");
+    // Counted out of the real-time range and onto a standard signal: no
+    // name for SIGIO (29) or SIGSYS (31), and bash's `kill` agrees.
+    assert_rejects(catch, &["RTMAX-35"], "no such signal");
+    assert_rejects(catch, &["rtmax-33"], "no such signal");
     assert_rejects(catch, &["NOPE"], r#"argument "NOPE": no such signal"#);
     assert_rejects(catch, &[], "which signal?");
 }
@@ -692,4 +696,14 @@ fn alarm_trace_shows_the_handler_write_and_the_restarted_read() {
         "{}",
         out.stderr
     );
+}
+
+/// A bad argument with stderr on a full disk: the error cannot be shown,
+/// but the listing still exits 1, not 101 as a panic in `eprintln!` would.
+#[test]
+fn signal_listings_exit_1_even_when_stderr_is_a_full_disk() {
+    for bin in [bin!("alarm"), bin!("alarm-pause"), bin!("catch-signal")] {
+        let status = crate::support::status_with_stderr_full(bin, &["--bogus"]);
+        assert_eq!(status, Some(1), "{bin}");
+    }
 }

@@ -394,6 +394,20 @@ pub fn assert_rejects(bin: &str, args: &[&str], complaint: &str) {
     );
 }
 
+/// The exit status of `bin` run with `args` and its stderr on a full disk
+/// (`2>/dev/full`): an error it cannot report is still status 1, where
+/// `eprintln!` would panic and make it 101.
+pub fn status_with_stderr_full(bin: &str, args: &[&str]) -> Option<i32> {
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "exec \"$0\" \"$@\" 2>/dev/full", bin])
+        .args(args);
+    Listing::spawn(&mut command, Stdio::piped())
+        .finish()
+        .status
+        .code()
+}
+
 /// Waits, up to `PATIENCE`, until `ready` holds; fails the test with
 /// `what` otherwise. For conditions only /proc can tell: the state of a
 /// process, its pending signals. It polls; it never sleeps for longer
