@@ -22,7 +22,8 @@ fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("sig-hook-default: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written.
+            let _ = writeln!(io::stderr(), "sig-hook-default: {err}");
             ExitCode::FAILURE
         }
     }

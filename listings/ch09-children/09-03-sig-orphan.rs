@@ -23,7 +23,8 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("sig-orphan: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written.
+            let _ = writeln!(io::stderr(), "sig-orphan: {err}");
             ExitCode::FAILURE
         }
     }
@@ -51,7 +52,10 @@ fn run() -> Result<(), Box<dyn Error>> {
             let status = match middle_child(ask_read, done_write) {
                 Ok(()) => 0,
                 Err(err) => {
-                    eprintln!("sig-orphan middle child: {err}");
+                    let _ = writeln!(
+                        io::stderr(),
+                        "sig-orphan middle child: {err}"
+                    );
                     1
                 }
             };
@@ -90,7 +94,8 @@ fn middle_child(ask: OwnedFd, done: OwnedFd) -> io::Result<()> {
             let status = match grandchild(ask, done, looked_write) {
                 Ok(()) => 0,
                 Err(err) => {
-                    eprintln!("sig-orphan grandchild: {err}");
+                    let _ =
+                        writeln!(io::stderr(), "sig-orphan grandchild: {err}");
                     1
                 }
             };

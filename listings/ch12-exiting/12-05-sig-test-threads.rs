@@ -34,7 +34,8 @@ fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("sig-test-threads: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written.
+            let _ = writeln!(io::stderr(), "sig-test-threads: {err}");
             ExitCode::FAILURE
         }
     }
@@ -102,7 +103,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         return Ok(match run_case(name, &None) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!("{err}");
+                let _ = writeln!(io::stderr(), "{err}");
                 ExitCode::FAILURE
             }
         });

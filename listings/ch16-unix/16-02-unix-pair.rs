@@ -24,7 +24,8 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("unix-pair: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written.
+            let _ = writeln!(io::stderr(), "unix-pair: {err}");
             ExitCode::FAILURE
         }
     }
@@ -46,7 +47,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             let status = match child(child_end) {
                 Ok(()) => 0,
                 Err(err) => {
-                    eprintln!("unix-pair child: {err}");
+                    let _ = writeln!(io::stderr(), "unix-pair child: {err}");
                     1
                 }
             };

@@ -24,7 +24,8 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("pipe-no-eof: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written.
+            let _ = writeln!(io::stderr(), "pipe-no-eof: {err}");
             ExitCode::FAILURE
         }
     }
@@ -43,7 +44,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             let status = match child(write_end) {
                 Ok(()) => 0,
                 Err(err) => {
-                    eprintln!("pipe-no-eof child: {err}");
+                    let _ = writeln!(io::stderr(), "pipe-no-eof child: {err}");
                     1
                 }
             };

@@ -30,7 +30,8 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("pipe-writers: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written.
+            let _ = writeln!(io::stderr(), "pipe-writers: {err}");
             ExitCode::FAILURE
         }
     }
@@ -61,7 +62,8 @@ fn run() -> Result<(), Box<dyn Error>> {
                 let status = match write_blocks(write_end, letter, &args) {
                     Ok(()) => 0,
                     Err(err) => {
-                        eprintln!("pipe-writers child: {err}");
+                        let _ =
+                            writeln!(io::stderr(), "pipe-writers child: {err}");
                         1
                     }
                 };

@@ -36,7 +36,8 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("pipe-frames: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written.
+            let _ = writeln!(io::stderr(), "pipe-frames: {err}");
             ExitCode::FAILURE
         }
     }
@@ -65,7 +66,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             let status = match send(write_end, framing) {
                 Ok(()) => 0,
                 Err(err) => {
-                    eprintln!("pipe-frames child: {err}");
+                    let _ = writeln!(io::stderr(), "pipe-frames child: {err}");
                     1
                 }
             };

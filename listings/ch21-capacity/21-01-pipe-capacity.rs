@@ -42,7 +42,8 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("pipe-capacity: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written.
+            let _ = writeln!(io::stderr(), "pipe-capacity: {err}");
             ExitCode::FAILURE
         }
     }

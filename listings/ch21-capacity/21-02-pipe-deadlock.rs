@@ -40,7 +40,8 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("pipe-deadlock: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written.
+            let _ = writeln!(io::stderr(), "pipe-deadlock: {err}");
             ExitCode::FAILURE
         }
     }
@@ -59,7 +60,8 @@ fn run() -> Result<(), Box<dyn Error>> {
             let status = match child(write_end, args.bytes, args.write_size) {
                 Ok(()) => 0,
                 Err(err) => {
-                    eprintln!("pipe-deadlock child: {err}");
+                    let _ =
+                        writeln!(io::stderr(), "pipe-deadlock child: {err}");
                     1
                 }
             };

@@ -43,7 +43,8 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("spawn-grandchild: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written.
+            let _ = writeln!(io::stderr(), "spawn-grandchild: {err}");
             ExitCode::FAILURE
         }
     }

@@ -20,7 +20,8 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("bench-vmsplice-reuse: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written.
+            let _ = writeln!(io::stderr(), "bench-vmsplice-reuse: {err}");
             ExitCode::FAILURE
         }
     }

@@ -505,6 +505,20 @@ fn every_listing_rejects_an_argument_that_is_not_utf8() {
     }
 }
 
+/// A bad argument with stderr on a full disk: the error cannot be shown,
+/// but the listing still exits 1, not 101 as a panic in `eprintln!`
+/// would.
+#[test]
+fn every_listing_exits_1_on_bad_arguments_even_when_stderr_is_a_full_disk() {
+    for name in runnable_listings() {
+        let bin = bin_path(&name);
+        let bin = bin.to_str().expect("a UTF-8 path");
+        let status =
+            crate::support::status_with_stderr_full(bin, &["--no-such-option"]);
+        assert_eq!(status, Some(1), "{name}");
+    }
+}
+
 #[test]
 fn every_listing_reports_bad_arguments_even_with_stderr_closed() {
     for name in runnable_listings() {
