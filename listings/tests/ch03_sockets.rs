@@ -720,13 +720,9 @@ fn thread_listings_report_a_thread_they_cannot_start_in_one_line() {
             &["threads", "127.0.0.1:9"],
         ),
     ] {
-        // A copy that `nobody` may run, wherever the checkout is.
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let copy = dir.path().join(name);
-        std::fs::copy(bin, &copy).expect("copy the listing");
-        use std::os::unix::fs::PermissionsExt;
-        let all = std::fs::Permissions::from_mode(0o755);
-        std::fs::set_permissions(dir.path(), all).expect("chmod");
+        // The listing where `nobody` may run it, wherever the checkout is.
+        let (copy, _dir) =
+            crate::support::reachable_by_anyone(std::path::Path::new(bin));
         let mut command = if nix::unistd::geteuid().is_root() {
             let mut setpriv = std::process::Command::new("setpriv");
             setpriv.args([

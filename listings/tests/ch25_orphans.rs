@@ -1,8 +1,8 @@
 //! Chapter 25, A child that must not outlive its parent: Listing 25-1
 //! (`proc-orphans`), killed every way.
 
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use nix::sys::signal::{Signal, kill, killpg};
@@ -517,18 +517,8 @@ fn proc_orphans_leaves_no_child_behind_when_a_spawn_fails() {
     if !have("setpriv") {
         return;
     }
-    // The listing where the other user can reach it: the checkout may be
-    // in a directory only we may enter (CI clones into one). A second name
-    // for the same file where the file system allows it: a copy is a file
-    // open for writing while other tests fork, and a child that inherits
-    // it until its `exec` makes ours fail with ETXTBSY.
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("proc-orphans");
-    if std::fs::hard_link(bin!("proc-orphans"), &copy).is_err() {
-        std::fs::copy(bin!("proc-orphans"), &copy).unwrap();
-    }
-    std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755))
-        .unwrap();
+    let (copy, _dir) =
+        crate::support::reachable_by_anyone(Path::new(bin!("proc-orphans")));
     // A user id nothing else on the machine runs as, so that the limit
     // counts this listing's processes alone; a marker to find them by.
     let script = format!(

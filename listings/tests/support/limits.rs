@@ -1,7 +1,7 @@
 //! Starting listings with few file descriptors, as after `ulimit -n`.
 
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nix::sys::resource::{Resource, setrlimit};
@@ -124,20 +124,7 @@ pub fn with_thread_limit(
         eprintln!("skipped: only root can run a listing as another user");
         return None;
     }
-    let program = Path::new(command.get_program());
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let copy = dir.path().join(program.file_name().expect("a program"));
-    // A second name for the same file where the file system allows it: a
-    // copy is a file open for writing while other tests fork, and a child
-    // that inherits it until its `exec` makes ours fail (ETXTBSY).
-    if std::fs::hard_link(program, &copy).is_err() {
-        std::fs::copy(program, &copy).expect("a copy of the listing");
-    }
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("a directory others may enter");
+    let (copy, dir) = reachable_by_anyone(Path::new(command.get_program()));
     let mut limited = Command::new(&copy);
     limited.args(command.get_args());
     for (key, value) in command.get_envs() {
@@ -208,4 +195,25 @@ pub fn assert_says_why_when_threads_are_refused(command: impl Fn() -> Command) {
         let start = format!("{name}: cannot start tokio's runtime: ");
         assert!(lines[0].starts_with(&start), "{what}: {}", lines[0]);
     }
+}
+
+/// `program` where another user may run it: the checkout may be in a
+/// directory only we may enter (CI clones into one). A second name for the
+/// same file, in a directory of its own that anyone may enter, kept as
+/// long as the directory returned; a copy only where the file system
+/// refuses the link. (A copy is a file open for writing while other tests
+/// fork, and a child that inherits it until its `exec` makes ours fail
+/// with ETXTBSY.)
+pub fn reachable_by_anyone(program: &Path) -> (PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let copy = dir.path().join(program.file_name().expect("a program"));
+    if std::fs::hard_link(program, &copy).is_err() {
+        std::fs::copy(program, &copy).expect("a copy of the listing");
+    }
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("a directory others may enter");
+    (copy, dir)
 }
