@@ -179,6 +179,56 @@ fn async_block_output_matches_the_book() {
     );
 }
 
+/// Under `ulimit -u`, the threads the listing starts (the peer that writes
+/// the pipe, the one that sends SIGUSR1) and the one `spawn_blocking` asks
+/// tokio for may be refused: a one-line error, status 1, never a panic.
+/// The user may have one thread (the main one), then two.
+#[test]
+fn async_block_says_why_in_one_line_when_a_thread_is_refused() {
+    use std::process::{Command, Stdio};
+    let runs: [&[&str]; 5] = [
+        &["read"],
+        &["signal"],
+        &["read", "--fix", "spawn-blocking"],
+        &["wait", "--fix", "spawn-blocking"],
+        &["signal", "--fix", "spawn-blocking"],
+    ];
+    for args in runs {
+        for threads in [1, 2] {
+            let mut command = Command::new(bin!("async-block"));
+            command.args(args).args(["--secs", "0"]);
+            let Some((mut command, _dir)) =
+                crate::support::with_thread_limit(&command, threads)
+            else {
+                return;
+            };
+            let what = format!("{args:?} under ulimit -u {threads}");
+            let out =
+                crate::support::Listing::spawn(&mut command, Stdio::piped())
+                    .finish();
+            if out.status.success() {
+                // Two threads are enough for some: no thread refused.
+                assert_eq!(out.stderr, "", "{what}");
+                continue;
+            }
+            assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{what}: {}", out.stderr);
+            let lines: Vec<_> = out.stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "{what}: one line: {:?}", out.stderr);
+            assert!(
+                lines[0].starts_with("async-block: "),
+                "{what}: {}",
+                lines[0]
+            );
+            assert!(
+                lines[0].contains("Resource temporarily unavailable"),
+                "{what}: {}",
+                lines[0]
+            );
+        }
+    }
+}
+
 #[test]
 fn async_block_rejects_bad_arguments_in_one_line() {
     assert_rejects(bin!("async-block"), &["spin"], "unknown way");
