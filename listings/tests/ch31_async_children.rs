@@ -128,11 +128,12 @@ fn kill_way(way: &str) -> (Vec<String>, Pid, Pid) {
 }
 
 /// Ctrl-C reaches the listing and not the group it made for `sh`, and so
-/// does a `kill` of its pid: the listing ends the group, then dies of the
-/// signal, leaving neither `sh` nor `sleep` behind.
+/// do a `kill` of its pid and the SIGHUP of a terminal that closes: the
+/// listing ends the group, then dies of the signal, leaving neither `sh`
+/// nor `sleep` behind.
 #[test]
 fn async_child_kill_ends_the_group_when_it_is_stopped_itself() {
-    for stop in [Signal::SIGINT, Signal::SIGTERM] {
+    for stop in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         let mut listing = Listing::start(
             bin!("async-child-kill"),
             &["timeout", "--wait", "30"],
