@@ -152,6 +152,68 @@ fn block_in_place_panics_on_the_current_thread_scheduler_only() {
     assert_eq!(got, 1);
 }
 
+/// What a sampler of tokio's stable metrics sees while a task blocks its
+/// worker: a worker's busy time reaches the metrics only when the worker
+/// comes back from its tasks, so it does not move while the call lasts,
+/// like an idle worker's; the call's time shows all at once afterwards.
+/// The blocked worker's park/unpark count stays even (unparked) and still;
+/// an idle one's is odd (parked).
+#[test]
+fn a_blocked_worker_shows_in_its_park_count_not_in_its_busy_time() {
+    use std::time::{Duration, Instant};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let metrics = runtime.metrics();
+    let sample = || {
+        (0..2)
+            .map(|w| {
+                let busy = metrics.worker_total_busy_duration(w);
+                (busy, metrics.worker_park_unpark_count(w))
+            })
+            .collect::<Vec<_>>()
+    };
+    // Polls the metrics, with a deadline, until `ready` holds.
+    let until = |ready: &dyn Fn(&[(Duration, u64)]) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = sample();
+            if ready(&now) {
+                return now;
+            }
+            assert!(Instant::now() < deadline, "metrics stuck at {now:?}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    // Both workers have started and gone to sleep once.
+    until(&|now| now.iter().all(|&(_, parks)| parks % 2 == 1));
+    let (started, blocking) = std::sync::mpsc::channel();
+    let task = runtime.spawn(async move {
+        started.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(1500)); // Blocks its worker.
+    });
+    blocking.recv().unwrap();
+    // One worker has woken to run the task, and the other sleeps again.
+    let one_awake = |now: &[(Duration, u64)]| {
+        now.iter().filter(|s| s.1 % 2 == 0).count() == 1
+    };
+    let first = until(&one_awake);
+    let blocked = (0..2).find(|&w| first[w].1 % 2 == 0).unwrap();
+    // The measured condition is the blocked call itself: a second
+    // sample, half a second later, well inside its second and a half.
+    std::thread::sleep(Duration::from_millis(500));
+    let second = sample();
+    runtime.block_on(task).unwrap();
+    let after = sample();
+    // Neither its busy time nor its park/unpark count moved meanwhile.
+    assert_eq!(first[blocked], second[blocked], "{first:?} {second:?}");
+    assert_eq!(second[1 - blocked].1 % 2, 1, "the other parked: {second:?}");
+    // Afterwards the whole call shows as that worker's busy time.
+    let grew = after[blocked].0 - second[blocked].0;
+    assert!(grew >= Duration::from_millis(1400), "{grew:?}");
+}
+
 #[test]
 fn async_block_output_matches_the_book() {
     let mut session = Vec::new();
