@@ -174,8 +174,10 @@ fn a_blocked_worker_shows_in_its_park_count_not_in_its_busy_time() {
             })
             .collect::<Vec<_>>()
     };
+    // Each worker's busy time, and its park/unpark count.
+    type Sample = [(Duration, u64)];
     // Polls the metrics, with a deadline, until `ready` holds.
-    let until = |ready: &dyn Fn(&[(Duration, u64)]) -> bool| {
+    let until = |ready: &dyn Fn(&Sample) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let now = sample();
@@ -195,9 +197,8 @@ fn a_blocked_worker_shows_in_its_park_count_not_in_its_busy_time() {
     });
     blocking.recv().unwrap();
     // One worker has woken to run the task, and the other sleeps again.
-    let one_awake = |now: &[(Duration, u64)]| {
-        now.iter().filter(|s| s.1 % 2 == 0).count() == 1
-    };
+    let one_awake =
+        |now: &Sample| now.iter().filter(|s| s.1 % 2 == 0).count() == 1;
     let first = until(&one_awake);
     let blocked = (0..2).find(|&w| first[w].1 % 2 == 0).unwrap();
     // The measured condition is the blocked call itself: a second
