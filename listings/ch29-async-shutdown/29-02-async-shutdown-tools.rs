@@ -76,20 +76,27 @@ fn runtime() -> io::Result<Runtime> {
     }
     // `build` also panics when the system refuses it a worker thread
     // (`ulimit -u`), and then waits, forever, for a worker it did start.
-    // No check can come first: say why in one line and exit, at once.
+    exit_on_panic("cannot start tokio's runtime", || {
+        builder.enable_all().build()
+    })
+}
+
+/// Runs `call`, which may panic where the system refuses tokio a thread;
+/// no check can come first. Says why in one line, after `what`, and exits
+/// at once: unwinding through a runtime may wait for ever.
+fn exit_on_panic<T>(what: &'static str, call: impl FnOnce() -> T) -> T {
     let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|panic| {
+    std::panic::set_hook(Box::new(move |panic| {
         let payload = panic.payload();
         let why = (payload.downcast_ref::<String>().map(String::as_str))
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or("a panic in tokio");
-        let start = "async-shutdown-tools: cannot start tokio's runtime";
-        let _ = writeln!(io::stderr(), "{start}: {why}");
+        let _ = writeln!(io::stderr(), "async-shutdown-tools: {what}: {why}");
         process::exit(1);
     }));
-    let runtime = builder.enable_all().build();
+    let done = call();
     std::panic::set_hook(default_hook);
-    runtime
+    done
 }
 
 /// The number of workers that `TOKIO_WORKER_THREADS` asks for, if it is
@@ -247,7 +254,11 @@ async fn track_future() -> io::Result<()> {
 /// the runtime would wait for it; `shutdown_timeout` gives up.
 fn shutdown_timeout() -> io::Result<()> {
     let runtime: Runtime = runtime()?;
-    runtime.spawn_blocking(|| thread::sleep(FOREVER));
+    // The first runtime's workers may still count against `ulimit -u`:
+    // `spawn_blocking` panics if it gets no thread at all.
+    exit_on_panic("cannot start a blocking thread", || {
+        runtime.spawn_blocking(|| thread::sleep(FOREVER))
+    });
     let started = Instant::now();
     runtime.shutdown_timeout(Duration::from_millis(500));
     say(format!(

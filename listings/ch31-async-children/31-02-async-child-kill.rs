@@ -15,8 +15,9 @@
 //   the careful way kills the group when the end of stdout does not come.
 //
 // `--ignore-term` makes the shell, and so `sleep`, ignore SIGTERM: the
-// careful way follows up with SIGKILL. Ctrl-C or a `kill` of this program
-// ends the group, then this program, by that signal.
+// careful way follows up with SIGKILL. Ctrl-C, a `kill` of this program or
+// the hangup of its terminal ends the group, then this program, by that
+// signal.
 //
 // Every way cleans up after itself before it ends. Our own output may go
 // away: SIGPIPE stays ignored, and what we cannot print is not printed,
@@ -92,10 +93,12 @@ async fn run() -> Result<(), Box<dyn Error>> {
         _ => "sleep 60 & echo $!; wait",
     };
     let trap = if ignore_term { "trap '' TERM; " } else { "" };
-    // Ctrl-C, or a `kill` of our pid, reaches us and not sh's group: we
-    // pass it on. Made first, so that no such signal finds no handler.
+    // Ctrl-C, a `kill` of our pid, or the hangup of our terminal reaches
+    // us and not sh's group: we pass it on. Made first, so that no such
+    // signal finds no handler.
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let mut sh = Command::new("sh")
         .args(["-c", &format!("{trap}{script}")])
         .stdin(Stdio::null())
@@ -124,6 +127,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         ended = ended => return ended,
         _ = int.recv() => Signal::SIGINT,
         _ = term.recv() => Signal::SIGTERM,
+        _ = hup.recv() => Signal::SIGHUP,
     };
     // The way's future is dropped, and `sh` with it, not yet reaped: its
     // pid still names the group. End the group, then die of the signal.

@@ -75,6 +75,7 @@ type Outcome = Result<String, Box<dyn Error + Send + Sync>>;
 
 // ANCHOR: main
 fn main() -> ExitCode {
+    exit_on_panic();
     let ran = parse_args()
         .map_err(|e| format!("{e}; {USAGE}").into())
         .and_then(|args| runtime(args.workers)?.block_on(run(args)));
@@ -86,6 +87,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// tokio panics where the system refuses it a thread (`ulimit -u`): in
+/// `build`, for a worker, and in `spawn_blocking`, when its pool has no
+/// thread at all. No check can come first: say why in one line, and exit
+/// at once, since unwinding through a runtime may wait for ever.
+fn exit_on_panic() {
+    std::panic::set_hook(Box::new(|panic| {
+        let payload = panic.payload();
+        let why = (payload.downcast_ref::<String>().map(String::as_str))
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic in tokio");
+        let _ = writeln!(io::stderr(), "async-block: {why}");
+        process::exit(1);
+    }));
 }
 
 /// A runtime with one thread for every task, so that what a blocking call
@@ -254,10 +270,10 @@ async fn read_pipe(fix: Fix, takes: Duration) -> Outcome {
     // Close-on-exec: the `sleep` of the other way must not inherit it.
     let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
     // Stands in for a slow peer: a line, `takes` from now, then the end.
-    thread::spawn(move || {
+    thread::Builder::new().spawn(move || {
         thread::sleep(takes);
         let _ = File::from(write_end).write_all(b"ready\n");
-    });
+    })?;
     let mut buf = [0; 64];
     let n = match fix {
         Fix::Async => {
@@ -287,11 +303,11 @@ async fn wait_signal(fix: Fix, takes: Duration) -> Outcome {
     // Listen first, then let the signal be sent.
     if fix == Fix::Async {
         let mut usr1 = signal(SignalKind::user_defined1())?;
-        send_usr1_after(takes);
+        send_usr1_after(takes)?;
         usr1.recv().await;
     } else {
         let mut signals = Signals::new([SIGUSR1])?;
-        send_usr1_after(takes);
+        send_usr1_after(takes)?;
         match fix {
             Fix::SpawnBlocking => {
                 task::spawn_blocking(move || signals.forever().next()).await?;
@@ -308,12 +324,13 @@ async fn wait_signal(fix: Fix, takes: Duration) -> Outcome {
 }
 
 /// Stands in for someone typing `kill -USR1 PID`, `takes` from now.
-fn send_usr1_after(takes: Duration) {
+fn send_usr1_after(takes: Duration) -> io::Result<()> {
     let pid = getpid();
-    thread::spawn(move || {
+    thread::Builder::new().spawn(move || {
         thread::sleep(takes);
         let _ = kill(pid, Signal::SIGUSR1);
-    });
+    })?;
+    Ok(())
 }
 // ANCHOR_END: signal
 

@@ -652,3 +652,37 @@ fn async_shutdown_listings_say_why_when_tokio_worker_threads_is_bad() {
         std::process::Command::new(bin!("async-shutdown-tools"))
     });
 }
+
+#[test]
+fn async_shutdown_tools_says_why_when_its_blocking_thread_is_refused() {
+    // Three threads for the user: the main one, and the second runtime's
+    // worker while the first one's, stopped by `shutdown_background`,
+    // still counts, leave none for `spawn_blocking`, which then panics;
+    // unwinding through the runtime waited for ever. Whoever wins, the run
+    // succeeds, or fails in one line; the race goes both ways, so eight.
+    for _ in 0..8 {
+        let mut command =
+            std::process::Command::new(bin!("async-shutdown-tools"));
+        command.env("TOKIO_WORKER_THREADS", "1");
+        let Some((mut command, _dir)) =
+            crate::support::with_thread_limit(&command, 3)
+        else {
+            return;
+        };
+        let out = crate::support::Listing::spawn(&mut command, Stdio::piped())
+            .finish();
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+        if out.status.success() {
+            assert_eq!(out.stdout.len(), 7, "{:?}", out.stdout);
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+        let lines: Vec<_> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line: {:?}", out.stderr);
+        assert!(
+            lines[0].starts_with("async-shutdown-tools: cannot start "),
+            "{}",
+            lines[0]
+        );
+    }
+}

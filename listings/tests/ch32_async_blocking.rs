@@ -152,6 +152,69 @@ fn block_in_place_panics_on_the_current_thread_scheduler_only() {
     assert_eq!(got, 1);
 }
 
+/// What a sampler of tokio's stable metrics sees while a task blocks its
+/// worker: a worker's busy time reaches the metrics only when the worker
+/// comes back from its tasks, so it does not move while the call lasts,
+/// like an idle worker's; the call's time shows all at once afterwards.
+/// The blocked worker's park/unpark count stays even (unparked) and still;
+/// an idle one's is odd (parked).
+#[test]
+fn a_blocked_worker_shows_in_its_park_count_not_in_its_busy_time() {
+    use std::time::{Duration, Instant};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let metrics = runtime.metrics();
+    let sample = || {
+        (0..2)
+            .map(|w| {
+                let busy = metrics.worker_total_busy_duration(w);
+                (busy, metrics.worker_park_unpark_count(w))
+            })
+            .collect::<Vec<_>>()
+    };
+    // Each worker's busy time, and its park/unpark count.
+    type Sample = [(Duration, u64)];
+    // Polls the metrics, with a deadline, until `ready` holds.
+    let until = |ready: &dyn Fn(&Sample) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = sample();
+            if ready(&now) {
+                return now;
+            }
+            assert!(Instant::now() < deadline, "metrics stuck at {now:?}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    // Both workers have started and gone to sleep once.
+    until(&|now| now.iter().all(|&(_, parks)| parks % 2 == 1));
+    let (started, blocking) = std::sync::mpsc::channel();
+    let task = runtime.spawn(async move {
+        started.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(1500)); // Blocks its worker.
+    });
+    blocking.recv().unwrap();
+    // One worker has woken to run the task, and the other sleeps again.
+    let one_awake =
+        |now: &Sample| now.iter().filter(|s| s.1 % 2 == 0).count() == 1;
+    let first = until(&one_awake);
+    let blocked = (0..2).find(|&w| first[w].1 % 2 == 0).unwrap();
+    // The measured condition is the blocked call itself: a second
+    // sample, half a second later, well inside its second and a half.
+    std::thread::sleep(Duration::from_millis(500));
+    let second = sample();
+    runtime.block_on(task).unwrap();
+    let after = sample();
+    // Neither its busy time nor its park/unpark count moved meanwhile.
+    assert_eq!(first[blocked], second[blocked], "{first:?} {second:?}");
+    assert_eq!(second[1 - blocked].1 % 2, 1, "the other parked: {second:?}");
+    // Afterwards the whole call shows as that worker's busy time.
+    let grew = after[blocked].0 - second[blocked].0;
+    assert!(grew >= Duration::from_millis(1400), "{grew:?}");
+}
+
 #[test]
 fn async_block_output_matches_the_book() {
     let mut session = Vec::new();
@@ -177,6 +240,56 @@ fn async_block_output_matches_the_book() {
         &session,
         &[(r": [1-9]\d* ticks meanwhile", ": <n> ticks meanwhile")],
     );
+}
+
+/// Under `ulimit -u`, the threads the listing starts (the peer that writes
+/// the pipe, the one that sends SIGUSR1) and the one `spawn_blocking` asks
+/// tokio for may be refused: a one-line error, status 1, never a panic.
+/// The user may have one thread (the main one), then two.
+#[test]
+fn async_block_says_why_in_one_line_when_a_thread_is_refused() {
+    use std::process::{Command, Stdio};
+    let runs: [&[&str]; 5] = [
+        &["read"],
+        &["signal"],
+        &["read", "--fix", "spawn-blocking"],
+        &["wait", "--fix", "spawn-blocking"],
+        &["signal", "--fix", "spawn-blocking"],
+    ];
+    for args in runs {
+        for threads in [1, 2] {
+            let mut command = Command::new(bin!("async-block"));
+            command.args(args).args(["--secs", "0"]);
+            let Some((mut command, _dir)) =
+                crate::support::with_thread_limit(&command, threads)
+            else {
+                return;
+            };
+            let what = format!("{args:?} under ulimit -u {threads}");
+            let out =
+                crate::support::Listing::spawn(&mut command, Stdio::piped())
+                    .finish();
+            if out.status.success() {
+                // Two threads are enough for some: no thread refused.
+                assert_eq!(out.stderr, "", "{what}");
+                continue;
+            }
+            assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{what}: {}", out.stderr);
+            let lines: Vec<_> = out.stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "{what}: one line: {:?}", out.stderr);
+            assert!(
+                lines[0].starts_with("async-block: "),
+                "{what}: {}",
+                lines[0]
+            );
+            assert!(
+                lines[0].contains("Resource temporarily unavailable"),
+                "{what}: {}",
+                lines[0]
+            );
+        }
+    }
 }
 
 #[test]
