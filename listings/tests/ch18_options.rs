@@ -634,9 +634,7 @@ fn dead_peer_found_after(
         .unwrap();
     let began = Instant::now();
     // A read with a timeout fails with EINTR even under SA_RESTART
-    // (signal(7)), and this test process catches SIGCHLD (the handler of
-    // `wait_timeout`): another test's child that ends mid-read must not
-    // end the wait.
+    // (signal(7)), should a handler in this test process run.
     let result = loop {
         match ours.read(&mut [0; 16]) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

@@ -14,10 +14,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use wait_timeout::ChildExt;
-
 use crate::support::{
-    KillGroupOnDrop, Listing, PATIENCE, as_pid_1, assert_exited_with,
+    ChildExt, KillGroupOnDrop, Listing, PATIENCE, as_pid_1, assert_exited_with,
     assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
     group_is_gone, have, is_dead, like_a_listing, pgid_of, run_clean, state_of,

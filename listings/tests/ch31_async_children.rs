@@ -451,7 +451,7 @@ fn sleep_with_death_signal() -> std::process::Child {
 /// the task then calls `block_in_place` for half a second. Returns
 /// whether the child died within two seconds of the task's end.
 fn death_signal_from_a_task(in_place: bool) -> bool {
-    use wait_timeout::ChildExt;
+    use crate::support::ChildExt;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_keep_alive(Duration::from_millis(100))

@@ -532,7 +532,7 @@ fn every_listing_reports_bad_arguments_even_with_stderr_closed() {
             .process_group(0)
             .spawn()
             .expect("start the listing");
-        use wait_timeout::ChildExt;
+        use crate::support::ChildExt;
         let status = child
             .wait_timeout(crate::support::PATIENCE)
             .expect("wait")

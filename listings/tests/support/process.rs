@@ -14,7 +14,6 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::thread;
 use std::time::{Duration, Instant};
-use wait_timeout::ChildExt;
 
 use super::*;
 
@@ -105,6 +104,7 @@ impl Listing {
     }
 
     fn spawn_as_is(command: &mut Command, stdout: Stdio) -> Listing {
+        no_signal_caught_in_the_test_process();
         let program = command.get_program().to_string_lossy().into_owned();
         die_with_this_thread(command);
         only_standard_descriptors(command);
@@ -583,4 +583,84 @@ pub fn like_a_listing(command: &mut Command) -> &mut Command {
     default_signals(command);
     same_environment(command);
     command
+}
+
+/// `wait` with a deadline, as the wait-timeout crate offers, but without
+/// a SIGCHLD handler: that crate installs one in the test process, whose
+/// every run then interrupts other tests' calls that the kernel never
+/// restarts (a read with a timeout, `poll`), even under SA_RESTART
+/// (signal(7)). A pidfd becomes readable when its process ends, and
+/// waiting on it catches no signal.
+pub trait ChildExt {
+    /// The exit status, or `None` if the child still runs at `timeout`.
+    fn wait_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> io::Result<Option<ExitStatus>>;
+}
+
+impl ChildExt for Child {
+    fn wait_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> io::Result<Option<ExitStatus>> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+        if let Some(status) = self.try_wait()? {
+            return Ok(Some(status));
+        }
+        // SAFETY: pidfd_open takes a pid and flags, and returns a new
+        // descriptor (close-on-exec, always) or -1. The child is ours and
+        // unreaped, so its pid cannot have been reused.
+        let fd = unsafe {
+            libc::syscall(libc::SYS_pidfd_open, self.id() as libc::pid_t, 0)
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the descriptor is new and ours alone.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) if left.is_zero() => return self.try_wait(),
+                Ok(0) => {}
+                Ok(_) => return self.wait().map(Some),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+}
+
+/// The signals this test process catches, from `SigCgt` in
+/// /proc/self/status, without std's own (SIGSEGV and SIGBUS, which
+/// report a stack overflow) and glibc's 32 and 33.
+fn signals_caught_in_the_test_process() -> u64 {
+    let status = fs::read_to_string("/proc/self/status").expect("status");
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigCgt:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .expect("a SigCgt line");
+    let bit = |signal: Signal| 1 << (signal as i32 - 1);
+    let std_own = bit(Signal::SIGSEGV) | bit(Signal::SIGBUS) | 0b11 << 31;
+    mask & !std_own
+}
+
+/// A handler installed in the test process stays for every test after
+/// it, and interrupts their calls that the kernel never restarts (see
+/// [`ChildExt`]): a test that installs one must run in a child process
+/// of its own (as the ch02 test of signal-hook's abort does).
+fn no_signal_caught_in_the_test_process() {
+    let caught = signals_caught_in_the_test_process();
+    assert!(
+        caught == 0,
+        "a test installed a signal handler in the test process (mask \
+         {caught:#x}; bit n - 1 is signal n): it must run in a child \
+         process of its own"
+    );
 }
