@@ -246,9 +246,9 @@ fn client(addrs: &[SocketAddr], lines: Vec<String>) -> io::Result<()> {
             let why = format!("a reply longer than {MAX_REPLY} bytes");
             return Err(io::Error::new(ErrorKind::InvalidData, why));
         }
-        writeln!(out, "{}", reply.escape_ascii())?;
+        writeln!(out, "{}", reply.escape_ascii()).map_err(to_stdout)?;
     }
-    out.flush()?;
+    out.flush().map_err(to_stdout)?;
     // The server has closed. It does that after our half-close, unless
     // it hung up early; then the input may still be open, and we leave
     // without it.
@@ -294,6 +294,12 @@ fn connect(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
     Err(last)
 }
 // ANCHOR_END: client
+
+/// Our own output failed (a full disk, `> /dev/full`): say so, so that
+/// the error is not taken for the server's.
+fn to_stdout(err: io::Error) -> io::Error {
+    io::Error::new(err.kind(), format!("standard output: {err}"))
+}
 
 /// A read that times out fails with `WouldBlock`; say what happened.
 fn explain(err: &io::Error) -> String {

@@ -282,7 +282,7 @@ fn client(addrs: &[SocketAddr], messages: &[String]) -> io::Result<()> {
         let reply = read_frame(&sock, MAX_REPLY)?.ok_or_else(|| {
             io::Error::new(ErrorKind::UnexpectedEof, "the server hung up")
         })?;
-        writeln!(out, "{}", reply.escape_ascii())?;
+        writeln!(out, "{}", reply.escape_ascii()).map_err(to_stdout)?;
     }
     sock.shutdown(Shutdown::Write)?;
     match read_frame(&sock, MAX_REPLY)? {
@@ -303,6 +303,12 @@ fn connect(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
     Err(last)
 }
 // ANCHOR_END: client
+
+/// Our own output failed (a full disk, `> /dev/full`): say so, so that
+/// the error is not taken for the server's.
+fn to_stdout(err: io::Error) -> io::Error {
+    io::Error::new(err.kind(), format!("standard output: {err}"))
+}
 
 /// A read that times out fails with `WouldBlock`; say what happened.
 fn explain(err: &io::Error) -> String {

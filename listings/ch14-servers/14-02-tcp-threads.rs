@@ -17,14 +17,12 @@ use std::error::Error;
 use std::fmt::Display;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::os::fd::AsFd;
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use socket2::{Domain, Socket, Type};
 
@@ -85,7 +83,7 @@ fn run() -> Result<(), Box<dyn Error>> {
                 continue;
             }
         };
-        backoff.accepted(&listener);
+        backoff.accepted();
         if LOG_CLOSED.load(Ordering::Relaxed) {
             break;
         }
@@ -447,17 +445,24 @@ fn close_gently(mut conn: &TcpStream, by: Instant) -> io::Result<()> {
 /// only, so that the log does not fill up either.
 struct Backoff {
     wait: Duration,
-    failing: bool,
+    /// When `accept` last failed, if it has.
+    failed_at: Option<Instant>,
 }
 
 impl Backoff {
     const FIRST: Duration = Duration::from_millis(5);
     const MOST: Duration = Duration::from_secs(1);
+    /// How long `accept` must go without failing before a shortage is
+    /// over. A success does not end it: out of descriptors, a blocking
+    /// `accept` fails even when nobody waits (Linux takes the descriptor
+    /// first), and a client that closes one connection and opens another
+    /// lets the next `accept` succeed, and the one after fail again.
+    const QUIET: Duration = Duration::from_secs(10);
 
     fn new() -> Backoff {
         Backoff {
             wait: Backoff::FIRST,
-            failing: false,
+            failed_at: None,
         }
     }
 
@@ -467,31 +472,22 @@ impl Backoff {
         if err.kind() == ErrorKind::ConnectionAborted {
             return;
         }
-        if !self.failing {
+        let now = Instant::now();
+        if self
+            .failed_at
+            .is_none_or(|at| now.duration_since(at) >= Backoff::QUIET)
+        {
             log(format_args!("accept: {err}; trying again, less often"));
-            self.failing = true;
         }
+        self.failed_at = Some(now);
         thread::sleep(self.wait);
         self.wait = (self.wait * 2).min(Backoff::MOST);
     }
 
-    /// A connection came: the next failure waits 5 ms again. But the
-    /// shortage is over only once nobody waits in the backlog: a client
-    /// that closes one connection and opens another, again and again,
-    /// frees one descriptor each time, and must not buy a line of log.
-    fn accepted(&mut self, listener: &TcpListener) {
+    /// A connection came: the next failure waits 5 ms again.
+    fn accepted(&mut self) {
         self.wait = Backoff::FIRST;
-        if self.failing && !in_backlog(listener) {
-            self.failing = false;
-        }
     }
-}
-
-/// Whether a connection waits in the listener's backlog: the listening
-/// socket is readable then, and `poll` needs no descriptor to say so.
-fn in_backlog(listener: &TcpListener) -> bool {
-    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-    poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
 }
 // ANCHOR_END: backoff
 

@@ -126,7 +126,7 @@ fn run() -> Result<(), Box<dyn Error>> {
                 continue;
             }
         };
-        backoff.accepted(&listener);
+        backoff.accepted();
         conns.starved(false);
         if LOG_CLOSED.load(Ordering::Relaxed) {
             break;
@@ -631,21 +631,28 @@ fn close_gently(mut conn: &TcpStream, by: Instant) -> io::Result<()> {
 
 // ANCHOR: backoff
 /// What to do after a failed `accept`: wait, from 5 ms, doubling up to a
-/// second while the failures go on; log the first failure of a run only,
-/// so that the log does not fill up either.
+/// second while the failures go on; log the first failure of a shortage
+/// only, so that the log does not fill up either.
 struct Backoff {
     wait: Duration,
-    failing: bool,
+    /// When `accept` last failed, if it has.
+    failed_at: Option<Instant>,
 }
 
 impl Backoff {
     const FIRST: Duration = Duration::from_millis(5);
     const MOST: Duration = Duration::from_secs(1);
+    /// How long `accept` must go without failing before a shortage is
+    /// over. A success does not end it: out of descriptors, a blocking
+    /// `accept` fails even when nobody waits (Linux takes the descriptor
+    /// first), and a client that closes one connection and opens another
+    /// lets the next `accept` succeed, and the one after fail again.
+    const QUIET: Duration = Duration::from_secs(10);
 
     fn new() -> Backoff {
         Backoff {
             wait: Backoff::FIRST,
-            failing: false,
+            failed_at: None,
         }
     }
 
@@ -655,21 +662,21 @@ impl Backoff {
         if err.kind() == ErrorKind::ConnectionAborted {
             return;
         }
-        if !self.failing {
+        let now = Instant::now();
+        if self
+            .failed_at
+            .is_none_or(|at| now.duration_since(at) >= Backoff::QUIET)
+        {
             log(format_args!("accept: {err}; trying again, less often"));
-            self.failing = true;
         }
+        self.failed_at = Some(now);
         thread::sleep(self.wait);
         self.wait = (self.wait * 2).min(Backoff::MOST);
     }
 
-    /// A connection came: the next failure waits 5 ms again, but is news
-    /// only once nobody waits in the backlog (Listing 14-2).
-    fn accepted(&mut self, listener: &TcpListener) {
+    /// A connection came: the next failure waits 5 ms again.
+    fn accepted(&mut self) {
         self.wait = Backoff::FIRST;
-        if self.failing && !in_backlog(listener) {
-            self.failing = false;
-        }
     }
 }
 // ANCHOR_END: backoff

@@ -16,7 +16,6 @@ use std::fmt::Display;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::AsFd;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::{
     FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt,
@@ -30,7 +29,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{SigHandler, SigSet, Signal, raise};
 use nix::sys::socket::{getsockopt, sockopt};
@@ -310,7 +308,7 @@ fn serve(
                 continue;
             }
         };
-        backoff.accepted(listener);
+        backoff.accepted();
         if LOG_CLOSED.load(Ordering::Relaxed) {
             break;
         }
@@ -618,21 +616,25 @@ impl Drop for Slot {
 }
 
 /// After a failed `accept`, waits from 5 ms, doubling up to a second while
-/// the failures go on, and logs the first failure of a run only
+/// the failures go on, and logs the first failure of a shortage only
 /// (Listing 14-2).
 struct Backoff {
     wait: Duration,
-    failing: bool,
+    /// When `accept` last failed, if it has.
+    failed_at: Option<Instant>,
 }
 
 impl Backoff {
     const FIRST: Duration = Duration::from_millis(5);
     const MOST: Duration = Duration::from_secs(1);
+    /// How long `accept` must go without failing before a shortage is
+    /// over (Listing 14-2).
+    const QUIET: Duration = Duration::from_secs(10);
 
     fn new() -> Backoff {
         Backoff {
             wait: Backoff::FIRST,
-            failing: false,
+            failed_at: None,
         }
     }
 
@@ -640,29 +642,22 @@ impl Backoff {
         if err.kind() == ErrorKind::ConnectionAborted {
             return;
         }
-        if !self.failing {
+        let now = Instant::now();
+        if self
+            .failed_at
+            .is_none_or(|at| now.duration_since(at) >= Backoff::QUIET)
+        {
             log(format_args!("accept: {err}; trying again, less often"));
-            self.failing = true;
         }
+        self.failed_at = Some(now);
         thread::sleep(self.wait);
         self.wait = (self.wait * 2).min(Backoff::MOST);
     }
 
-    /// A connection came: the next failure waits 5 ms again, but is news
-    /// only once nobody waits in the backlog (Listing 14-2).
-    fn accepted(&mut self, listener: &UnixListener) {
+    /// A connection came: the next failure waits 5 ms again.
+    fn accepted(&mut self) {
         self.wait = Backoff::FIRST;
-        if self.failing && !in_backlog(listener) {
-            self.failing = false;
-        }
     }
-}
-
-/// Whether a connection waits in the listener's backlog: the listening
-/// socket is readable then, and `poll` needs no descriptor to say so.
-fn in_backlog(listener: &UnixListener) -> bool {
-    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-    poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
 }
 
 /// Raises the soft limit on open file descriptors to the hard one, and

@@ -251,7 +251,7 @@ async fn accept_loop(
             _ = signals.term.recv() => return Ok(Stop::Signal(SIGTERM)),
             _ = signals.hup.recv() => return Ok(Stop::Signal(SIGHUP)),
         };
-        backoff.reset();
+        backoff.accepted();
         if LOG_CLOSED.load(Ordering::Relaxed) {
             break;
         }
@@ -711,21 +711,27 @@ fn has_whole_request<C: Decoder + Clone>(
 
 // ANCHOR: backoff
 /// What to do after a failed `accept`: wait, from 5 ms, doubling up to a
-/// second while the failures go on; log the first failure of a run only,
-/// so that the log does not fill up either.
+/// second while the failures go on; log the first failure of a shortage
+/// only, so that the log does not fill up either.
 struct Backoff {
     wait: Duration,
-    failing: bool,
+    /// When `accept` last failed, if it has.
+    failed_at: Option<Instant>,
 }
 
 impl Backoff {
     const FIRST: Duration = Duration::from_millis(5);
     const MOST: Duration = Duration::from_secs(1);
+    /// How long `accept` must go without failing before a shortage is
+    /// over. A success does not end it: a client that closes one
+    /// connection and opens another lets the next `accept` succeed, and
+    /// the one after fail again (Listing 14-2).
+    const QUIET: Duration = Duration::from_secs(10);
 
     fn new() -> Backoff {
         Backoff {
             wait: Backoff::FIRST,
-            failing: false,
+            failed_at: None,
         }
     }
 
@@ -734,16 +740,21 @@ impl Backoff {
         if err.kind() == ErrorKind::ConnectionAborted {
             return;
         }
-        if !self.failing {
+        let now = Instant::now();
+        if self
+            .failed_at
+            .is_none_or(|at| now.duration_since(at) >= Backoff::QUIET)
+        {
             log(format_args!("accept: {err}; trying again, less often"));
-            self.failing = true;
         }
+        self.failed_at = Some(now);
         sleep(self.wait).await;
         self.wait = (self.wait * 2).min(Backoff::MOST);
     }
 
-    fn reset(&mut self) {
-        *self = Backoff::new();
+    /// A connection came: the next failure waits 5 ms again.
+    fn accepted(&mut self) {
+        self.wait = Backoff::FIRST;
     }
 }
 // ANCHOR_END: backoff

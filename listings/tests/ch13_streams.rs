@@ -728,3 +728,40 @@ fn length_server_drains_a_refused_client_through_a_stop_and_continue() {
         b"",
     );
 }
+
+/// A client whose output fails, on a full disk or `> /dev/full`, says
+/// that its standard output failed. Both clients prefix their errors with
+/// the server's address, and "127.0.0.1:PORT: No space left on device"
+/// blamed the server for a disk of ours.
+#[test]
+fn clients_say_that_their_own_output_failed() {
+    for (bin, args) in [
+        (bin!("tcp-lines"), &["client", "", "hello"][..]),
+        (bin!("tcp-length"), &["client", "", "hello"][..]),
+    ] {
+        let (server, addr) =
+            start_server(bin, &["server", "127.0.0.1:0", "--count", "1"]);
+        let mut args = args.to_vec();
+        args[1] = &addr;
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let mut command = std::process::Command::new(bin);
+        command.args(&args);
+        let out = Listing::spawn(&mut command, std::process::Stdio::from(full))
+            .finish();
+        assert_eq!(out.status.code(), Some(1), "{bin}: {}", out.stderr);
+        let name = std::path::Path::new(bin).file_name().unwrap();
+        let name = name.to_string_lossy();
+        assert_eq!(
+            out.stderr,
+            format!(
+                "{name}: {addr}: standard output: No space left on device \
+                 (os error 28)\n"
+            ),
+            "{bin}"
+        );
+        drop(server);
+    }
+}

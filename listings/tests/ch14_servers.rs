@@ -367,6 +367,23 @@ fn pool_logs_a_shortage_of_descriptors_once_while_clients_come_and_go() {
 }
 
 #[test]
+fn threaded_server_logs_a_shortage_once_while_exactly_enough_clients_come_and_go()
+ {
+    line_server::logs_a_shortage_once_while_exactly_enough_clients_come_and_go(
+        bin!("tcp-threads"),
+        &["--max-conns", "1000"],
+    );
+}
+
+#[test]
+fn pool_logs_a_shortage_once_while_exactly_enough_clients_come_and_go() {
+    line_server::logs_a_shortage_once_while_exactly_enough_clients_come_and_go(
+        bin!("tcp-pool"),
+        &["--workers", "100"],
+    );
+}
+
+#[test]
 fn threaded_server_keeps_its_default_limit_below_the_descriptors() {
     line_server::served_past_idle_clients_with_few_descriptors(bin!(
         "tcp-threads"

@@ -379,6 +379,14 @@ fn poll_server_logs_a_shortage_of_descriptors_once_while_clients_come_and_go() {
 }
 
 #[test]
+fn poll_server_logs_a_shortage_once_while_exactly_enough_clients_come_and_go() {
+    line_server::logs_a_shortage_once_while_exactly_enough_clients_come_and_go(
+        bin!("poll-server"),
+        &["--max-conns", "1000"],
+    );
+}
+
+#[test]
 fn poll_server_pauses_and_recovers_when_file_descriptors_run_out() {
     let (mut server, addr) = start_limited(
         16,

@@ -845,6 +845,47 @@ fn unix_server_logs_a_shortage_of_descriptors_once_while_clients_come_and_go() {
 }
 
 #[test]
+fn unix_server_logs_a_shortage_once_while_exactly_enough_clients_come_and_go() {
+    // As for Listing 14-2: clients connect one at a time until the 64
+    // descriptors are all in use and nobody waits in the backlog, where a
+    // blocking `accept` still fails at once. Then one connection is
+    // closed and another opened, a hundred times: each success with an
+    // empty backlog ended the shortage, and the next failure logged again.
+    use crate::support::open_fds;
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["--max-conns", "1000", "--timeout", "600"];
+    let (mut server, path) = start_private_limited(&tmp, "-n 64", &args);
+    let pid = server.pid();
+    // As many clients as there are descriptors left, one at a time, each
+    // accepted before the next connects: nobody waits in the backlog.
+    let before = open_fds(pid);
+    let mut held = std::collections::VecDeque::new();
+    for open in before + 1..=64 {
+        held.push_back(UnixStream::connect(&path).unwrap());
+        wait_until("the server to accept", || open_fds(pid) >= open);
+    }
+    let failure = "unix-server: accept: ";
+    let failed = server.next_line();
+    assert!(failed.starts_with(failure), "{failed}");
+    for _ in 0..100 {
+        held.pop_front();
+        wait_until("the server to close", || open_fds(pid) < 64);
+        held.push_back(UnixStream::connect(&path).unwrap());
+        wait_until("the server to accept", || open_fds(pid) == 64);
+    }
+    drop(held);
+    assert_eq!(ask(&path, "new\n"), "server got: [new]\n");
+    server.signal(Signal::SIGTERM);
+    let out = server.finish();
+    let again: Vec<_> = out
+        .stdout
+        .iter()
+        .filter(|l| l.starts_with(failure))
+        .collect();
+    assert_eq!(again.len(), 1, "logged {} times: {again:#?}", again.len());
+}
+
+#[test]
 fn unix_server_serves_a_new_client_while_a_thousand_idle_ones_hold_every_place()
 {
     let tmp = tempfile::tempdir().unwrap();

@@ -1315,3 +1315,21 @@ fn async_server_says_why_when_its_log_thread_is_refused() {
     assert_eq!(lines.len(), 1, "one line: {:?}", out.stderr);
     assert!(lines[0].starts_with("async-server: "), "{}", lines[0]);
 }
+
+#[test]
+fn async_server_logs_a_shortage_of_descriptors_once_while_clients_come_and_go()
+{
+    line_server::logs_a_shortage_once_while_clients_come_and_go(
+        SERVER,
+        &["--max-conns", "1000"],
+    );
+}
+
+#[test]
+fn async_server_logs_a_shortage_once_while_exactly_enough_clients_come_and_go()
+{
+    line_server::logs_a_shortage_once_while_exactly_enough_clients_come_and_go(
+        SERVER,
+        &["--max-conns", "1000"],
+    );
+}

@@ -445,6 +445,53 @@ pub fn logs_a_shortage_once_while_clients_come_and_go(
     assert_eq!(again.len(), 1, "logged {} times: {again:#?}", again.len());
 }
 
+/// With `ulimit -n 64` and room in its table for more (`args`): clients
+/// connect one at a time until the descriptors are all in use and nobody
+/// waits in the backlog. A blocking `accept` then fails at once all the
+/// same (Linux takes the descriptor before it waits for a connection), so
+/// an empty backlog after a success does not end the shortage. A client
+/// closes one connection and opens another, a hundred times: the server
+/// must say so once, not once per connection (about one line a cycle it
+/// was, when a success with an empty backlog ended the shortage).
+#[track_caller]
+pub fn logs_a_shortage_once_while_exactly_enough_clients_come_and_go(
+    bin: &str,
+    args: &[&str],
+) {
+    let name = std::path::Path::new(bin).file_name().unwrap();
+    let failure = format!("{}: accept: ", name.to_string_lossy());
+    let mut command = vec!["127.0.0.1:0", "--timeout", "600"];
+    command.extend(args);
+    let (mut server, addr) = start_limited(64, bin, &command);
+    let pid = server.pid();
+    // As many clients as there are descriptors left, one at a time, each
+    // accepted before the next connects: nobody waits in the backlog.
+    let before = open_fds(pid);
+    let mut held = std::collections::VecDeque::new();
+    for open in before + 1..=64 {
+        held.push_back(connect(&addr));
+        wait_until("the server to accept", || open_fds(pid) >= open);
+    }
+    let failed = server.next_line();
+    assert!(failed.starts_with(&failure), "{failed}");
+    for _ in 0..100 {
+        held.pop_front();
+        wait_until("the server to close", || open_fds(pid) < 64);
+        held.push_back(connect(&addr));
+        wait_until("the server to accept", || open_fds(pid) == 64);
+    }
+    drop(held);
+    assert_eq!(ask(&addr, "new").unwrap(), "server got: [new]\n");
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = server.finish();
+    let again: Vec<_> = out
+        .stdout
+        .iter()
+        .filter(|l| l.starts_with(&failure))
+        .collect();
+    assert_eq!(again.len(), 1, "logged {} times: {again:#?}", again.len());
+}
+
 /// Linux 6.18. A client sends `request`, which the server refuses with
 /// `error` and its FIN, and then drains: it reads and throws away what
 /// the client still sends, until the client closes. Stopped and continued
