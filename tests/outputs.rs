@@ -367,3 +367,105 @@ fn servers_left_running(
     }
     problems
 }
+
+/// A program that another terminal stops with `kill -STOP` and continues
+/// with `kill -CONT` is no longer its terminal's foreground job: bash took
+/// the terminal back when it stopped, so Ctrl-C there no longer reaches
+/// it, and a loop that never ends by itself runs on in the background. A
+/// session that continues a program must see it end: the program was
+/// started with `--count`, or a later `kill` in the session ends it. So
+/// must a paragraph that names a listing and has the reader continue it:
+/// it starts the listing with `--count`.
+#[test]
+fn a_program_continued_from_another_terminal_still_ends() {
+    let marker = regex::Regex::new(
+        r"\*Terminal (\d)\*|\{\{#include \.\./(listings/[^}]+\.out)\}\}",
+    )
+    .unwrap();
+    let ending = regex::Regex::new(
+        r"^\$ .*\bkill (-(TERM|KILL|INT|HUP|QUIT|9|15) )?\d+\s*$",
+    )
+    .unwrap();
+    let manifest = read(&workspace_root().join("listings/Cargo.toml"));
+    let binaries: Vec<String> = regex::Regex::new(r#"(?m)^name = "([^"]+)""#)
+        .unwrap()
+        .captures_iter(&manifest)
+        .map(|c| format!("`{}`", &c[1]))
+        .filter(|name| name != "`listings`")
+        .collect();
+    assert!(binaries.len() > 50, "only {} binaries", binaries.len());
+    let mut problems = Vec::new();
+    let (mut sessions, mut paragraphs) = (0, 0);
+    for (file, text) in markdown_sources() {
+        // Each session: the outputs of its terminals, Terminal 1 first.
+        let mut found: Vec<Vec<String>> = Vec::new();
+        let mut terminal = None;
+        for m in marker.captures_iter(&text) {
+            if let Some(n) = m.get(1) {
+                terminal = Some(n.as_str().to_string());
+            } else if let Some(term) = terminal.take() {
+                if term == "1" {
+                    found.push(Vec::new());
+                }
+                if let Some(session) = found.last_mut() {
+                    session.push(m[2].to_string());
+                }
+            }
+        }
+        for session in &found {
+            let lines: Vec<String> = session
+                .iter()
+                .flat_map(|out| {
+                    read(&workspace_root().join(out))
+                        .lines()
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let Some(cont) =
+                lines.iter().position(|l| l.starts_with("$ kill -CONT"))
+            else {
+                continue;
+            };
+            sessions += 1;
+            let counted = lines
+                .iter()
+                .any(|l| l.starts_with("$ cargo run") && l.contains("--count"));
+            let killed = lines[cont..].iter().any(|l| ending.is_match(l));
+            if !counted && !killed {
+                problems.push(format!(
+                    "{}: the session {} continues a program with `kill -CONT` \
+                     that was started without --count and that no later \
+                     `kill` ends",
+                    from_root(&file),
+                    session.join(", ")
+                ));
+            }
+        }
+        for paragraph in text.split("\n\n") {
+            let names_a_listing = paragraph.contains("`cargo run -p listings")
+                || binaries
+                    .iter()
+                    .any(|name| paragraph.contains(name.as_str()));
+            if paragraph.trim_start().starts_with("```")
+                || !paragraph.contains("`kill -CONT")
+                || !names_a_listing
+            {
+                continue;
+            }
+            paragraphs += 1;
+            if !paragraph.contains("--count") {
+                let first = paragraph.trim().lines().next().unwrap_or("");
+                problems.push(format!(
+                    "{}: the paragraph that begins `{first}` has the reader \
+                     continue a listing started without --count, which then \
+                     runs on in the background",
+                    from_root(&file)
+                ));
+            }
+        }
+    }
+    assert!(sessions >= 3, "only {sessions} sessions continue a program");
+    assert!(paragraphs >= 1, "no paragraph continues a program");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
