@@ -184,6 +184,7 @@ fn cases() -> Vec<(&'static str, Setup)> {
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    default_sigchld()?; // For the rows that wait for a child.
     // SAFETY: `pthread_self` has no preconditions.
     let main_thread = unsafe { libc::pthread_self() };
     let mut out = io::stdout();
@@ -297,6 +298,14 @@ fn sleeper() -> io::Result<std::process::Child> {
 
 fn child_pid(child: &std::process::Child) -> Pid {
     Pid::from_raw(child.id() as i32)
+}
+
+/// Gives SIGCHLD its default action. A parent may have left it ignored,
+/// which passes through `exec`; then the kernel reaps our children itself,
+/// and waiting for one fails with ECHILD (Listing 12-4).
+fn default_sigchld() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGCHLD, SigHandler::SigDfl) }.map(drop)
 }
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"

@@ -64,7 +64,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         sigchld.thread_block()?;
     }
     // Before the first fork, so that no SIGCHLD can come too early.
-    let mut signals = Signals::new([SIGCHLD])?;
+    let signals = Signals::new([SIGCHLD])?;
     let children = fork_children(args.children)?;
     let mut mine = children.pids.clone();
     let n = mine.len();
@@ -94,6 +94,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     let (tx, wake_ups) = mpsc::channel();
     let handle = signals.handle();
     let waiter = thread::spawn(move || {
+        // Never dropped: the handler stays installed while `handle` lives,
+        // and a SIGCHLD then (from `Command`'s child, say) would write to
+        // a closed socket, and SIGPIPE would end us (Listing 6-2).
+        let signals = Box::leak(Box::new(signals));
         for _ in signals.forever() {
             if tx.send(()).is_err() {
                 break;

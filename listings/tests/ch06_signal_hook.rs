@@ -120,6 +120,50 @@ fn sig_hook_thread_closes_its_iterator_and_exits() {
 }
 
 #[test]
+fn sig_hook_thread_survives_a_signal_once_its_signal_thread_has_gone() {
+    // signal-hook's handlers stay registered for as long as a `Handle`
+    // lives (the main thread keeps one), and wake the iterator with a
+    // `send` on a socket pair. Had the signal thread dropped its iterator,
+    // closing the pair's read end, a signal would make that `send` fail
+    // with EPIPE and raise SIGPIPE, which the listing has at its default
+    // action. strace holds the main thread's last write ("Clean exit", its
+    // third) for three seconds; the signal comes then, with the signal
+    // thread gone.
+    if !have("strace") {
+        return;
+    }
+    let mut command = std::process::Command::new("strace");
+    command.args([
+        "-f",
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=write",
+        "-e",
+        "inject=write:delay_enter=3000000:when=3",
+        bin!("sig-hook-thread"),
+        "--count",
+        "1",
+    ]);
+    let mut thread = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let pid = thread.expect(r"Working as pid (\d+); try: kill -HUP \d+")[1]
+        .parse()
+        .expect("a pid");
+    thread.expect("Main thread: closing the iterator, joining its thread");
+    thread.expect("Signal thread: iterator closed, leaving");
+    let tasks = format!("/proc/{pid}/task");
+    wait_until("the signal thread to end", || {
+        std::fs::read_dir(&tasks).map_or(0, Iterator::count) == 1
+    });
+    let pid = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(pid, Signal::SIGUSR1).expect("kill");
+    thread.expect("Clean exit");
+    let out = thread.finish();
+    assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
+}
+
+#[test]
 fn sig_hook_thread_without_close_never_ends_and_only_sigkill_stops_it() {
     let mut thread = Listing::start(bin!("sig-hook-thread"), &["--no-close"]);
     thread.next_line();

@@ -101,6 +101,25 @@ fn sig_restart_table_says_which_calls_give_up_and_matches_the_book() {
 }
 
 #[test]
+fn sig_restart_table_prints_the_same_table_when_started_with_sigchld_ignored() {
+    // An ignored SIGCHLD passes through exec, and makes the kernel reap
+    // the `sleep` children itself: `Child::wait` and `waitpid` would fail
+    // with ECHILD, and the two rows would be about that, not about EINTR.
+    let mut command = std::process::Command::new("env");
+    command.args(["--ignore-signal=CHLD", bin!("sig-restart-table")]);
+    let out =
+        Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let plain = run(bin!("sig-restart-table"), &[]);
+    for call in ["std Child::wait", "nix sys::wait::waitpid"] {
+        let row = |lines: &[String]| {
+            lines.iter().find(|l| l.starts_with(call)).cloned()
+        };
+        assert_eq!(row(&out.stdout), row(&plain.stdout), "{call}");
+    }
+}
+
+#[test]
 fn eintr_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(
         bin!("sig-eintr"),

@@ -166,6 +166,64 @@ fn sig_reaper_wake_ups_shown_come_from_the_command_shown() {
 }
 
 #[test]
+fn sig_reaper_survives_a_sigchld_once_its_waiter_thread_has_gone() {
+    // The waiter thread ends once every child is reaped, but signal-hook's
+    // handler stays installed while the main thread's `Handle` lives, and
+    // wakes the iterator with a `send` on a socket pair. Had the thread
+    // dropped its iterator, a SIGCHLD then (from `Command`'s child, which
+    // `--own` leaves to `Child::wait`) would make that `send` raise
+    // SIGPIPE, which the listing has at its default action. strace holds
+    // the main thread's second write for three seconds; the SIGCHLD comes
+    // then, with the waiter thread gone.
+    if !have("strace") {
+        return;
+    }
+    let mut command = std::process::Command::new("strace");
+    command.args([
+        "-f",
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=write",
+        "-e",
+        "inject=write:delay_enter=3000000:when=2",
+        bin!("sig-reaper"),
+        "--children",
+        "2",
+        "--own",
+        "--command",
+    ]);
+    let mut reaper = Listing::spawn(&mut command, std::process::Stdio::piped());
+    reaper.expect("Forked 2 children and started `true`; they exit now");
+    let tracer = reaper.pid();
+    // The listing is the tracer's child; wait for it to be down to its
+    // main thread, held in the write.
+    let children = format!("/proc/{tracer}/task/{tracer}/children");
+    let mut pid = 0;
+    crate::support::wait_until("the waiter thread to end", || {
+        let listed = std::fs::read_to_string(&children).unwrap_or_default();
+        pid = listed
+            .split_whitespace()
+            .next()
+            .map_or(0, |p| p.parse().unwrap_or(0));
+        pid != 0
+            && std::fs::read_dir(format!("/proc/{pid}/task"))
+                .map_or(0, Iterator::count)
+                == 1
+    });
+    nix::sys::signal::kill(
+        Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGCHLD,
+    )
+    .expect("kill");
+    reaper.expect(r"\d+ wake-ups on SIGCHLD; reaped 2 of 2 children");
+    reaper.expect("Child::wait on `true`: exit status: 0");
+    let out = reaper.finish();
+    assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
+}
+
+#[test]
 fn sig_reaper_reaps_a_burst_however_the_sigchlds_fall() {
     // Without --hold the number of wake-ups depends on timing; reaping
     // everything on each of them gets all children every time.
