@@ -973,6 +973,30 @@ fn spawn_pipeline_says_why_when_a_thread_is_refused() {
     }
 }
 
+/// The writer thread of `thread` and `output` may be refused (`ulimit -u`
+/// counts threads) once `cat` runs: one line, and `cat` reaped, where
+/// `thread::spawn` panicked (exit 101). The main thread and `cat` fill the
+/// limit.
+#[test]
+fn spawn_deadlock_says_why_when_its_writer_thread_is_refused() {
+    for way in ["thread", "output"] {
+        let mut command = Command::new(bin!("spawn-deadlock"));
+        command.arg(way);
+        let Some((mut command, _dir)) = with_thread_limit(&command, 2) else {
+            return;
+        };
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        assert!(!out.stderr.contains("panicked"), "{way}: {}", out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{way}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            "spawn-deadlock: cannot start a thread: Resource temporarily \
+             unavailable (os error 11)\n",
+            "{way}"
+        );
+    }
+}
+
 #[test]
 fn pipeline_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("spawn-pipeline"), &[], "every stage needs a command");
@@ -983,5 +1007,7 @@ fn pipeline_listings_reject_bad_arguments_in_one_line() {
     // More than it could ever hold in memory: refused, not a panic.
     let huge = u64::MAX.to_string();
     assert_rejects(bin!("spawn-deadlock"), &["--bytes", &huge], "--bytes");
+    // A deadline past what `Instant` can hold: refused, not a panic.
+    assert_rejects(bin!("spawn-deadlock"), &["--wait", &huge], "--wait");
     assert_rejects(bin!("spawn-grandchild"), &["--fix"], "invalid option");
 }
