@@ -95,6 +95,40 @@ fn proc_exec_by_hand_reports_a_failed_exec_through_its_cloexec_pipe() {
     }
 }
 
+/// A `cat` that runs but is not `cat` (here `false`, which exits 1
+/// without reading): the listing's proof that `cat` runs, the line sent
+/// and read back, must fail, and say so. It used to describe the dead
+/// process as `cat` and exit 0 (`command`), or take the EPIPE of its
+/// write to `cat` for a closed stdout of its own and exit 0 in silence
+/// (`fork`).
+#[test]
+fn proc_exec_fails_when_cat_does_not_echo_its_line() {
+    let Some(false_program) = ["/usr/bin/false", "/bin/false"]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).exists())
+    else {
+        return;
+    };
+    // A link, not a copy: no file open for writing that a child forked
+    // by another test could hold while this one execs it (ETXTBSY).
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(false_program, dir.path().join("cat")).unwrap();
+    for way in ["fork", "command"] {
+        let mut command = Command::new(bin_path("proc-exec"));
+        command.arg(way).env("PATH", dir.path());
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        assert_eq!(out.status.code(), Some(1), "{way}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .starts_with("proc-exec: cat did not echo our line: ")
+                && out.stderr.ends_with(", 1)\n")
+                && out.stderr.lines().count() == 1,
+            "{way}: {}",
+            out.stderr
+        );
+    }
+}
+
 /// What `fork` does not copy (fork(2)): the child starts with no pending
 /// signal, no alarm, and none of its parent's record locks. Shown with
 /// Python, whose `os.fork` is the plain system call, since a Rust test
