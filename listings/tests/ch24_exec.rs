@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book, bin_path, cargo_run,
     children_of, finish_clean, group_is_gone, have, run_clean, shell,
-    wait_until, wchan_of,
+    wait_until, wchan_of, with_thread_limit,
 };
 
 /// What `proc-exec` says about `cat`: the lines after the one that
@@ -428,5 +428,24 @@ fn exec_listings_reject_bad_arguments_in_one_line() {
         bin!("proc-pre-exec"),
         &["lock", "now"],
         "takes no argument",
+    );
+}
+
+/// `lock` needs a second thread, which the system may refuse (`ulimit -u`
+/// counts threads): one line, where `thread::spawn` panicked (exit 101).
+#[test]
+fn proc_pre_exec_lock_says_why_when_its_thread_is_refused() {
+    let mut command = Command::new(bin_path("proc-pre-exec"));
+    command.arg("lock");
+    let Some((mut command, _dir)) = with_thread_limit(&command, 1) else {
+        return;
+    };
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "proc-pre-exec: cannot start a thread: Resource temporarily \
+         unavailable (os error 11)\n"
     );
 }
