@@ -439,6 +439,37 @@ fn spawn_grandchild_killing_the_group_ends_every_grandchild() {
     }
 }
 
+/// With `--group`, an output that fails (a full disk, or a reader gone,
+/// which ends the listing by SIGPIPE) must not keep the group from being
+/// killed: the listing used to fail at its first write, before `killpg`,
+/// and its `sleep 5` ran on, holding the listing's stderr, which the test
+/// reads to its end, for five seconds.
+#[test]
+fn spawn_grandchild_group_kills_the_group_even_when_its_output_fails() {
+    let full = || {
+        let file = std::fs::OpenOptions::new().write(true).open("/dev/full");
+        Stdio::from(file.expect("/dev/full"))
+    };
+    let gone = || {
+        let (reader, writer) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
+        drop(reader);
+        Stdio::from(writer)
+    };
+    for (what, stdout) in [("full", full()), ("gone", gone())] {
+        let started = Instant::now();
+        let mut command = Command::new(bin!("spawn-grandchild"));
+        command.arg("--group");
+        let out = finish_clean(Listing::spawn(&mut command, stdout));
+        let took = started.elapsed();
+        match what {
+            "full" => assert_eq!(out.status.code(), Some(1), "{}", out.stderr),
+            _ => assert_eq!(out.status.signal(), Some(Signal::SIGPIPE as i32)),
+        }
+        assert!(took < Duration::from_secs(4), "{what}: took {took:?}");
+    }
+}
+
 #[test]
 fn spawn_grandchild_output_matches_the_book() {
     let mut session = Vec::new();
