@@ -81,7 +81,8 @@ fn reader(
     // we make the directory and the FIFO still removes them.
     let signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let made = Made::create(fifo)?;
-    remove_on_signal(signals, made.0.clone());
+    remove_on_signal(signals, made.0.clone())
+        .map_err(|err| format!("cannot start a thread: {err}"))?;
     let path = &made.0.fifo;
     let mut out = io::stdout();
     let pid = getpid();
@@ -176,15 +177,18 @@ static ENDING: AtomicBool = AtomicBool::new(false);
 
 /// On the first of `signals`, removes the FIFO, then ends the process by
 /// that signal's default action, as if we had never caught it: a shell
-/// that started us sees that we were interrupted.
-fn remove_on_signal(mut signals: Signals, created: Created) {
-    thread::spawn(move || {
+/// that started us sees that we were interrupted. The thread may be
+/// refused (`ulimit -u` counts threads): an error, where `thread::spawn`
+/// would panic.
+fn remove_on_signal(mut signals: Signals, created: Created) -> io::Result<()> {
+    thread::Builder::new().spawn(move || {
         if let Some(signal) = signals.forever().next() {
             ENDING.store(true, Ordering::SeqCst);
             created.remove();
             die_of(signal);
         }
-    });
+    })?;
+    Ok(())
 }
 
 /// Dies of `signal`, by its default action, from any thread. The init of

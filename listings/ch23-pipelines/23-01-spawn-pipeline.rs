@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{
-    SigHandler, SigSet, SigmaskHow, Signal, killpg, raise, signal,
+    SigHandler, SigSet, SigmaskHow, Signal, kill, killpg, raise, signal,
 };
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{
@@ -81,7 +81,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     // Pass each signal on to the whole pipeline, and remember it.
     let passed_on = Arc::new(AtomicI32::new(0));
     let (remember, stages_group) = (Arc::clone(&passed_on), Arc::clone(&group));
-    thread::spawn(move || {
+    let passer = thread::Builder::new().spawn(move || {
         for signal in signals.forever() {
             remember.store(signal, Ordering::SeqCst);
             if let Ok(signal) = Signal::try_from(signal) {
@@ -91,7 +91,20 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
             }
         }
     });
-    let (finished, timed_out) = watch(timeout, &group);
+    let (finished, timed_out) =
+        match passer.and_then(|_| watch(timeout, &group)) {
+            Ok(watchdog) => watchdog,
+            Err(err) => {
+                // Out of threads (`ulimit -u`): nothing would pass a signal
+                // on, or keep the time. End the stages, then say why.
+                group.kill_all();
+                let _ = wait_all(&pids, &group, None);
+                if let Some(terminal) = &terminal {
+                    terminal.take_back(group.id);
+                }
+                return Err(format!("cannot start a thread: {err}").into());
+            }
+        };
 
     let statuses = wait_all(&pids, &group, terminal.as_ref());
     drop(finished); // The watchdog, if any, ends.
@@ -175,6 +188,8 @@ fn start(
                 if let Some(terminal) = ours {
                     let _ = set_foreground(&terminal.tty, terminal.ours);
                 }
+                // Each stage by its pid too, for one that left the group:
+                // none is reaped yet, so every pid is still its own.
                 if let Some(first) = children.first() {
                     let _ = killpg(
                         Pid::from_raw(first.id() as i32),
@@ -182,6 +197,7 @@ fn start(
                     );
                 }
                 for child in &mut children {
+                    let _ = child.kill();
                     let _ = child.wait();
                 }
                 return Err(format!("cannot run {:?}: {err}", stage[0]).into());
@@ -362,6 +378,15 @@ impl Group {
         }
     }
 
+    /// Kills every stage not yet reaped: the group, and each stage by its
+    /// pid, for one that left the group.
+    fn kill_all(&self) {
+        self.signal(Signal::SIGKILL);
+        for &pid in self.lock().iter() {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+    }
+
     /// Reaps a stage that has ended, and counts it.
     fn reap(&self, pid: Pid) -> nix::Result<WaitStatus> {
         let mut unreaped = self.lock();
@@ -423,12 +448,12 @@ fn wait_all(
 fn watch(
     timeout: Option<Duration>,
     group: &Arc<Group>,
-) -> (std::sync::mpsc::Sender<()>, Arc<AtomicBool>) {
+) -> io::Result<(std::sync::mpsc::Sender<()>, Arc<AtomicBool>)> {
     let (finished, done) = channel::<()>();
     let timed_out = Arc::new(AtomicBool::new(false));
     if let Some(timeout) = timeout {
         let (group, flag) = (Arc::clone(group), Arc::clone(&timed_out));
-        thread::spawn(move || {
+        thread::Builder::new().spawn(move || {
             let late = |wait| {
                 done.recv_timeout(wait) == Err(RecvTimeoutError::Timeout)
             };
@@ -439,9 +464,9 @@ fn watch(
                     group.signal(Signal::SIGKILL);
                 }
             }
-        });
+        })?;
     }
-    (finished, timed_out)
+    Ok((finished, timed_out))
 }
 
 /// The signal a stage died of, if it is one a terminal sends: SIGINT for

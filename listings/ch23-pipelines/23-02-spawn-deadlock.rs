@@ -30,6 +30,9 @@ const USAGE: &str = "usage: spawn-deadlock [write-first|thread|output] \
 
 /// The most `--bytes` may ask for: the data is built in memory first.
 const MAX_BYTES: usize = 1 << 28;
+/// The longest `--wait`, an hour: a deadline far beyond it cannot be
+/// computed (`Instant` would overflow).
+const MAX_WAIT: u64 = 3600;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Way {
@@ -142,7 +145,7 @@ fn with_thread(
     data: Vec<u8>,
 ) -> Result<String, Box<dyn Error>> {
     let stdin = cat.stdin.take().ok_or("no stdin")?;
-    let writer = thread::spawn(move || feed(stdin, data));
+    let writer = start_writer(&mut cat, stdin, data)?;
     let got = read_all(&mut cat)?;
     let sent = writer.join().map_err(|_| "the writer panicked")?;
     let status = cat.wait()?;
@@ -159,7 +162,7 @@ fn with_output(
     data: Vec<u8>,
 ) -> Result<String, Box<dyn Error>> {
     let stdin = cat.stdin.take().ok_or("no stdin")?;
-    let writer = thread::spawn(move || feed(stdin, data));
+    let writer = start_writer(&mut cat, stdin, data)?;
     let output = cat.wait_with_output()?;
     let sent = writer.join().map_err(|_| "the writer panicked")?;
     Ok(format!(
@@ -168,6 +171,22 @@ fn with_output(
         output.stderr.len(),
         describe(output.status)
     ))
+}
+
+/// Starts the thread that feeds `cat`. `thread::spawn` would panic if
+/// the system refused it (`ulimit -u` counts threads); then `cat` is
+/// ended and reaped, and the error returned.
+fn start_writer(
+    cat: &mut Child,
+    stdin: ChildStdin,
+    data: Vec<u8>,
+) -> Result<thread::JoinHandle<usize>, Box<dyn Error>> {
+    let started = thread::Builder::new().spawn(move || feed(stdin, data));
+    started.map_err(|err| {
+        let _ = cat.kill();
+        let _ = cat.wait();
+        format!("cannot start a thread: {err}").into()
+    })
 }
 
 /// Writes `data` and closes stdin; returns how much was written.
@@ -238,6 +257,9 @@ fn parse_args() -> Result<(Way, usize, Duration), lexopt::Error> {
     }
     if bytes > MAX_BYTES {
         return Err(format!("--bytes must be at most {MAX_BYTES}").into());
+    }
+    if wait > MAX_WAIT {
+        return Err(format!("--wait must be at most {MAX_WAIT}").into());
     }
     let way = way.unwrap_or(Way::WriteFirst);
     Ok((way, bytes, Duration::from_secs(wait)))

@@ -76,14 +76,19 @@ fn run() -> Result<(), Box<dyn Error>> {
 
     let mut reader = File::from(read_end);
     let inode = reader.metadata()?.ino();
-    read_line(&mut reader)?; // The child's one line.
+    let line = read_line(&mut reader)?; // The child's one line.
     // ANCHOR: reap
     // Wait for the child to exit, but leave it a zombie for now: while it
     // is one, its pid, and so its group's id, cannot be given to anyone
     // else, and killing that group cannot hit a stranger.
     waitid(Id::Pid(child), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)?;
+    // The group is killed before we write a byte: a write that fails, or
+    // a SIGPIPE that ends us, must not leave it running.
     if args.group {
         killpg(child, Signal::SIGTERM)?;
+    }
+    write!(io::stdout(), "{line}")?;
+    if args.group {
         writeln!(
             io::stdout(),
             "The child has exited; killed its process group"
@@ -113,8 +118,8 @@ fn run() -> Result<(), Box<dyn Error>> {
 }
 // ANCHOR_END: run
 
-/// Reads and prints one line, however many reads it takes.
-fn read_line(reader: &mut File) -> io::Result<()> {
+/// Reads one line, however many reads it takes.
+fn read_line(reader: &mut File) -> io::Result<String> {
     let mut line = Vec::new();
     let mut byte = [0];
     while line.last() != Some(&b'\n') {
@@ -123,8 +128,7 @@ fn read_line(reader: &mut File) -> io::Result<()> {
         }
         line.push(byte[0]);
     }
-    write!(io::stdout(), "{}", String::from_utf8_lossy(&line))?;
-    Ok(())
+    Ok(String::from_utf8_lossy(&line).into_owned())
 }
 
 /// Prints the lines that come, until the end of the stream (true) or

@@ -90,12 +90,20 @@ fn run() -> Result<(), Box<dyn Error>> {
         spawn_with_command()?
     };
     // ANCHOR_END: setup
-    // Proof that `cat` runs its own code: exec is over.
+    // Proof that `cat` runs its own code: exec is over. Whatever else
+    // runs under that name, or a `cat` that died, fails the proof, and
+    // is reaped and reported, not described as if it were `cat`.
     let mut stdin = File::from(stdin);
     let mut stdout = BufReader::new(File::from(stdout));
-    stdin.write_all(b"ready\n")?;
     let mut line = String::new();
-    stdout.read_line(&mut line)?;
+    let echoed = stdin
+        .write_all(b"ready\n")
+        .and_then(|()| stdout.read_line(&mut line));
+    if echoed.is_err() || line != "ready\n" {
+        drop(stdin);
+        let status = waitpid(pid, None)?;
+        return Err(format!("cat did not echo our line: {status:?}").into());
+    }
     writeln!(out, "{}", inherited(pid.as_raw() as u32, &pipes)?)?;
     drop(stdin); // The end of cat's input: it exits.
     waitpid(pid, None)?;

@@ -114,7 +114,7 @@ fn with_chdir(dir: OsString) -> Result<(), Box<dyn Error>> {
 fn with_lock() -> Result<(), Box<dyn Error>> {
     let (locked, is_locked) = channel();
     let (release, released) = channel::<()>();
-    let holder = thread::spawn(move || {
+    let holder = thread::Builder::new().spawn(move || {
         let stdout = io::stdout();
         let _lock = stdout.lock();
         let _ = locked.send(());
@@ -126,6 +126,8 @@ fn with_lock() -> Result<(), Box<dyn Error>> {
             let _ = released.recv();
         }
     });
+    let holder =
+        holder.map_err(|err| format!("cannot start a thread: {err}"))?;
     is_locked.recv()?;
     let mut command = Command::new("true");
     let parent = getpid();

@@ -83,7 +83,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     let (way, n, secs) = (args.way, args.children, args.secs);
     let mut children = if args.from_thread {
         // The thread that starts them exits here.
-        thread::spawn(move || start(way, n, secs, reader))
+        thread::Builder::new()
+            .spawn(move || start(way, n, secs, reader))
+            .map_err(|err| format!("cannot start a thread: {err}"))?
             .join()
             .map_err(|_| "the starting thread panicked")??
     } else {
@@ -96,28 +98,30 @@ fn run() -> Result<(), Box<dyn Error>> {
     let group = pids[0];
     let unreaped = Arc::new(Mutex::new(pids));
     let writer = Arc::new(Mutex::new(writer));
-    if let Err(err) = announce(&args, &children) {
-        // Nobody reads our output: stop what we started, then leave.
-        stop(way, &unreaped, group, &writer);
-        for child in &mut children {
-            let _ = child.wait();
-        }
-        return Err(err.into());
-    }
-
     // On a signal: stop the children, and remember the signal.
     let (stopped, is_stopped) = channel();
     let got = Arc::new(AtomicI32::new(0));
-    {
+    let started = announce(&args, &children).map_err(Box::<dyn Error>::from);
+    let started = started.and_then(|()| {
         let (writer, got) = (Arc::clone(&writer), Arc::clone(&got));
         let unreaped = Arc::clone(&unreaped);
-        thread::spawn(move || {
+        let passer = thread::Builder::new().spawn(move || {
             if let Some(signal) = signals.forever().next() {
                 got.store(signal, Ordering::SeqCst);
                 stop(way, &unreaped, group, &writer);
                 let _ = stopped.send(());
             }
         });
+        passer.map_err(|err| format!("cannot start a thread: {err}").into())
+    });
+    if let Err(err) = started {
+        // Nobody reads our output, or no thread would watch for signals
+        // (`ulimit -u` counts threads): stop what we started, then leave.
+        stop(way, &unreaped, group, &writer);
+        for child in &mut children {
+            let _ = child.wait();
+        }
+        return Err(err);
     }
     if way == Way::Pipe {
         // The `cat`s work until we close the lifeline: after SECS, or

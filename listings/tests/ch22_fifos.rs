@@ -20,7 +20,7 @@ use crate::support::{
     Listing, assert_exited_with, assert_rejects,
     assert_session_matches_book_masking, bin_path, cargo_run, children_of,
     finish_clean, group_is_gone, have, run_clean, shell, state_of, wait_until,
-    wchan_of,
+    wchan_of, with_thread_limit,
 };
 
 /// A `fifo-spam` reader that makes its private directory in `tmp`.
@@ -524,4 +524,29 @@ fn pipefifo_py_spins_at_the_end_dies_without_a_reader_and_leaves_its_fifo() {
 
     // Nobody removed it.
     assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
+}
+
+/// The reader's signal thread may be refused (`ulimit -u` counts threads):
+/// one line, and the FIFO and its directory removed, where `thread::spawn`
+/// panicked (exit 101). Run as a user allowed one thread, its main one, in
+/// a directory that user may write in.
+#[test]
+fn fifo_spam_reader_says_why_when_its_thread_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(tmp.path(), PermissionsExt::from_mode(0o777)).unwrap();
+    let mut command = Command::new(bin_path("fifo-spam"));
+    command.arg("reader").env("TMPDIR", tmp.path());
+    let Some((mut command, _dir)) = with_thread_limit(&command, 1) else {
+        return;
+    };
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert_exited_with(&out, 1);
+    assert_eq!(
+        out.stderr,
+        "fifo-spam: cannot start a thread: Resource temporarily unavailable \
+         (os error 11)\n"
+    );
+    let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

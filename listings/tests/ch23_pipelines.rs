@@ -19,7 +19,7 @@ use crate::support::{
     assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
     group_is_gone, have, is_dead, like_a_listing, pgid_of, run_clean, state_of,
-    wait_until,
+    wait_until, with_thread_limit,
 };
 
 /// The stages of a running pipeline, once all `n` have started and
@@ -434,6 +434,37 @@ fn spawn_grandchild_killing_the_group_ends_every_grandchild() {
             ]
         );
         assert!(took < Duration::from_secs(5), "{args:?} took {took:?}");
+    }
+}
+
+/// With `--group`, an output that fails (a full disk, or a reader gone,
+/// which ends the listing by SIGPIPE) must not keep the group from being
+/// killed: the listing used to fail at its first write, before `killpg`,
+/// and its `sleep 5` ran on, holding the listing's stderr, which the test
+/// reads to its end, for five seconds.
+#[test]
+fn spawn_grandchild_group_kills_the_group_even_when_its_output_fails() {
+    let full = || {
+        let file = std::fs::OpenOptions::new().write(true).open("/dev/full");
+        Stdio::from(file.expect("/dev/full"))
+    };
+    let gone = || {
+        let (reader, writer) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
+        drop(reader);
+        Stdio::from(writer)
+    };
+    for (what, stdout) in [("full", full()), ("gone", gone())] {
+        let started = Instant::now();
+        let mut command = Command::new(bin!("spawn-grandchild"));
+        command.arg("--group");
+        let out = finish_clean(Listing::spawn(&mut command, stdout));
+        let took = started.elapsed();
+        match what {
+            "full" => assert_eq!(out.status.code(), Some(1), "{}", out.stderr),
+            _ => assert_eq!(out.status.signal(), Some(Signal::SIGPIPE as i32)),
+        }
+        assert!(took < Duration::from_secs(4), "{what}: took {took:?}");
     }
 }
 
@@ -908,6 +939,93 @@ fn spawn_pipeline_waits_for_a_stage_that_left_the_group() {
     assert_eq!(out.stderr, "spawn-pipeline: setsid: exited with status 3\n");
 }
 
+/// A stage that left the group, as `setsid` does, when a later stage
+/// cannot start: the listing must kill it by its pid, not only the group,
+/// and report at once. It used to wait for it: here, for a minute. strace
+/// holds the listing a second before it signals, so that `setsid` has
+/// left the group by then (without, the group's SIGKILL could come first).
+#[test]
+fn spawn_pipeline_kills_a_stage_that_left_the_group_when_another_cannot_run() {
+    if !have("setsid") || !have("strace") || !have("setpriv") {
+        return;
+    }
+    let mut command = Command::new("strace");
+    command
+        .args(["-q", "-o", "/dev/null", "-e", "trace=kill"])
+        .args(["-e", "inject=kill:delay_enter=1000000"])
+        .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
+        .args([bin!("spawn-pipeline"), "sleep", "60", "|", "setsid"])
+        .args(["sleep", "61", "|", "no-such-program"]);
+    let started = Instant::now();
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "spawn-pipeline: cannot run \"no-such-program\": No such file or \
+         directory (os error 2)\n"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+/// The system may refuse a thread (`ulimit -u` counts threads): once the
+/// stages run, the thread that passes signals on, or with `--timeout` the
+/// watchdog, cannot start. The listing must end its stages and say why in
+/// one line; it used to panic (exit 101).
+#[test]
+fn spawn_pipeline_says_why_when_a_thread_is_refused() {
+    // The main thread and the stage fill the first limit, so the signal
+    // thread is refused; with one more, the watchdog is.
+    for (threads, args) in [
+        (2, &["sleep", "60"][..]),
+        (3, &["--timeout", "60", "sleep", "60"][..]),
+    ] {
+        let mut command = Command::new(bin!("spawn-pipeline"));
+        command.args(args);
+        let Some((mut command, _dir)) = with_thread_limit(&command, threads)
+        else {
+            return;
+        };
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        let what = format!("ulimit -u {threads}, {args:?}");
+        assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            "spawn-pipeline: cannot start a thread: Resource temporarily \
+             unavailable (os error 11)\n",
+            "{what}"
+        );
+    }
+}
+
+/// The writer thread of `thread` and `output` may be refused (`ulimit -u`
+/// counts threads) once `cat` runs: one line, and `cat` reaped, where
+/// `thread::spawn` panicked (exit 101). The main thread and `cat` fill the
+/// limit.
+#[test]
+fn spawn_deadlock_says_why_when_its_writer_thread_is_refused() {
+    for way in ["thread", "output"] {
+        let mut command = Command::new(bin!("spawn-deadlock"));
+        command.arg(way);
+        let Some((mut command, _dir)) = with_thread_limit(&command, 2) else {
+            return;
+        };
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        assert!(!out.stderr.contains("panicked"), "{way}: {}", out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{way}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            "spawn-deadlock: cannot start a thread: Resource temporarily \
+             unavailable (os error 11)\n",
+            "{way}"
+        );
+    }
+}
+
 #[test]
 fn pipeline_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("spawn-pipeline"), &[], "every stage needs a command");
@@ -918,5 +1036,7 @@ fn pipeline_listings_reject_bad_arguments_in_one_line() {
     // More than it could ever hold in memory: refused, not a panic.
     let huge = u64::MAX.to_string();
     assert_rejects(bin!("spawn-deadlock"), &["--bytes", &huge], "--bytes");
+    // A deadline past what `Instant` can hold: refused, not a panic.
+    assert_rejects(bin!("spawn-deadlock"), &["--wait", &huge], "--wait");
     assert_rejects(bin!("spawn-grandchild"), &["--fix"], "invalid option");
 }

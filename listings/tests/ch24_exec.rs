@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book, bin_path, cargo_run,
     children_of, finish_clean, group_is_gone, have, run_clean, shell,
-    wait_until, wchan_of,
+    wait_until, wchan_of, with_thread_limit,
 };
 
 /// What `proc-exec` says about `cat`: the lines after the one that
@@ -92,6 +92,40 @@ fn proc_exec_by_hand_reports_a_failed_exec_through_its_cloexec_pipe() {
             assert_eq!(out.stderr, error, "{way} {path}");
             wait_until("proc-exec to end", || group_is_gone(pgid));
         }
+    }
+}
+
+/// A `cat` that runs but is not `cat` (here `false`, which exits 1
+/// without reading): the listing's proof that `cat` runs, the line sent
+/// and read back, must fail, and say so. It used to describe the dead
+/// process as `cat` and exit 0 (`command`), or take the EPIPE of its
+/// write to `cat` for a closed stdout of its own and exit 0 in silence
+/// (`fork`).
+#[test]
+fn proc_exec_fails_when_cat_does_not_echo_its_line() {
+    let Some(false_program) = ["/usr/bin/false", "/bin/false"]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).exists())
+    else {
+        return;
+    };
+    // A link, not a copy: no file open for writing that a child forked
+    // by another test could hold while this one execs it (ETXTBSY).
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(false_program, dir.path().join("cat")).unwrap();
+    for way in ["fork", "command"] {
+        let mut command = Command::new(bin_path("proc-exec"));
+        command.arg(way).env("PATH", dir.path());
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        assert_eq!(out.status.code(), Some(1), "{way}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .starts_with("proc-exec: cat did not echo our line: ")
+                && out.stderr.ends_with(", 1)\n")
+                && out.stderr.lines().count() == 1,
+            "{way}: {}",
+            out.stderr
+        );
     }
 }
 
@@ -394,5 +428,24 @@ fn exec_listings_reject_bad_arguments_in_one_line() {
         bin!("proc-pre-exec"),
         &["lock", "now"],
         "takes no argument",
+    );
+}
+
+/// `lock` needs a second thread, which the system may refuse (`ulimit -u`
+/// counts threads): one line, where `thread::spawn` panicked (exit 101).
+#[test]
+fn proc_pre_exec_lock_says_why_when_its_thread_is_refused() {
+    let mut command = Command::new(bin_path("proc-pre-exec"));
+    command.arg("lock");
+    let Some((mut command, _dir)) = with_thread_limit(&command, 1) else {
+        return;
+    };
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "proc-pre-exec: cannot start a thread: Resource temporarily \
+         unavailable (os error 11)\n"
     );
 }

@@ -13,6 +13,7 @@ use crate::support::{
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
     group_is_gone, have, is_dead, kernel, pending_signals, pgid_of,
     pid_namespaces, ppid_of, run, shell, state_of, wait_until,
+    with_thread_limit,
 };
 
 /// Starts proc-orphans and returns it with the pids of its children,
@@ -554,4 +555,35 @@ fn proc_orphans_leaves_no_child_behind_when_a_spawn_fails() {
         .filter(|cmdline| cmdline == b"sleep\x0031337\x00")
         .collect();
     assert!(left.is_empty(), "{} sleep(s) left behind", left.len());
+}
+
+/// The system may refuse the thread that watches for signals (`ulimit -u`
+/// counts threads) once the children run: the parent must stop and reap
+/// them, and say why in one line. It used to panic (exit 101) and leave
+/// its `sleep`s behind. Here the main thread and two children fill the
+/// limit.
+#[test]
+fn proc_orphans_stops_its_children_when_a_thread_is_refused() {
+    let mut command = Command::new(bin!("proc-orphans"));
+    command.args(["group", "--children", "2", "--for", "60"]);
+    let Some((mut command, _dir)) = with_thread_limit(&command, 3) else {
+        return;
+    };
+    let mut orphans = Listing::spawn(&mut command, Stdio::piped());
+    let group = orphans.expect(
+        r"Parent \d+ started sleep \d+ sleep \d+ in process group (\d+); .*",
+    )[1]
+    .parse()
+    .map(Pid::from_raw)
+    .unwrap();
+    let _cleanup = KillGroupOnDrop(group);
+    let out = finish_clean(orphans);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert_exited_with(&out, 1);
+    assert_eq!(
+        out.stderr,
+        "proc-orphans: cannot start a thread: Resource temporarily \
+         unavailable (os error 11)\n"
+    );
+    wait_until("the children to end", || group_is_gone(group));
 }
