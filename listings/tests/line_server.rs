@@ -254,6 +254,42 @@ pub fn refuses_a_long_line_and_keeps_little_memory(bin: &str) {
     assert_eq!(ask(&addr, "next").unwrap(), "server got: [next]\n");
 }
 
+/// A client over the limit whose request, longer than one read (10,000
+/// bytes), is in its socket before the server accepts it: the server is
+/// stopped meanwhile. The server reads it all, without waiting, before it
+/// writes its refusal and closes, so the close is a FIN: the client reads
+/// the refusal, then the end of the stream. Bytes left unread would make
+/// the close a reset, and the read after the refusal fail with
+/// ECONNRESET. `args` leave room for two connections, which a client
+/// being served and one behind it take first, each in the middle of a
+/// request, so that neither is idle.
+#[track_caller]
+pub fn refuses_with_the_end_of_the_stream_having_read_what_was_sent(
+    bin: &str,
+    args: &[&str],
+) {
+    use nix::sys::signal::Signal;
+    let (server, addr) = start_server(bin, args);
+    let pid = server.pid();
+    let mut served = connect(&addr);
+    served.write_all(b"first\n").unwrap();
+    served.read_exact(&mut [0; 20]).unwrap();
+    served.write_all(b"sec").unwrap();
+    let mut behind = connect(&addr);
+    behind.write_all(b"wai").unwrap();
+    server.signal(Signal::SIGSTOP);
+    // Every thread: one that has not taken the stop yet may still accept.
+    wait_until("the server to stop", || all_threads_stopped(pid));
+    let mut refused = connect(&addr);
+    refused.write_all(&[b'x'; 10_000]).unwrap();
+    server.signal(Signal::SIGCONT);
+    let mut reply = Vec::new();
+    let read = refused.read_to_end(&mut reply);
+    assert_eq!(reply.escape_ascii().to_string(), "error: server busy\\n");
+    read.expect("the end of the stream after the refusal, not a reset");
+    drop((served, behind, server));
+}
+
 /// Ten thousand requests of a kilobyte, sent while the replies are read
 /// (Listing 13-2's client): the replies outrun the socket buffers many
 /// times over, and every one arrives, in order.
