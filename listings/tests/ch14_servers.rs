@@ -623,6 +623,16 @@ fn pool_answers_lines_cut_anywhere_and_a_last_one_without_newline() {
 }
 
 #[test]
+fn pool_answers_lines_of_the_longest_length() {
+    line_server::answers_lines_of_the_longest_length(bin!("tcp-pool"));
+}
+
+#[test]
+fn threaded_server_answers_lines_of_the_longest_length() {
+    line_server::answers_lines_of_the_longest_length(bin!("tcp-threads"));
+}
+
+#[test]
 fn pool_serves_others_while_clients_stay_silent() {
     // Fewer silent clients than workers: nobody waits, nobody is shed.
     drop(line_server::serves_others_while_clients_stay_silent(

@@ -648,10 +648,16 @@ fn unix_server_refuses_a_client_over_the_limit_and_the_client_reads_why() {
     let mut first = UnixStream::connect(&path).unwrap();
     first.write_all(b"half a li").unwrap();
     // The request is waiting before the server accepts the connection:
-    // stopped, it cannot accept meanwhile.
+    // stopped, it cannot accept meanwhile. Every thread must have
+    // stopped: one that has not taken the stop yet may still accept.
     server.signal(Signal::SIGSTOP);
+    let pid = server.pid();
+    wait_until("the server to stop", || {
+        crate::support::all_threads_stopped(pid)
+    });
+    // More than one read of the server's: it reads until nothing is left.
     let mut second = UnixStream::connect(&path).unwrap();
-    second.write_all(b"hello\n").unwrap();
+    second.write_all(&[b'x'; 10_000]).unwrap();
     server.signal(Signal::SIGCONT);
     second
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -662,6 +668,103 @@ fn unix_server_refuses_a_client_over_the_limit_and_the_client_reads_why() {
     second.read_to_string(&mut reply).unwrap();
     assert_eq!(reply, "error: server busy\n");
     drop(server);
+}
+
+// Listing 14-2's promises, which Listing 16-1 keeps on a Unix socket.
+
+/// Sends `pieces` on one connection to the server at `path`, then
+/// half-closes, and returns the replies.
+fn ask_in_pieces(path: &str, pieces: &[&[u8]]) -> String {
+    let mut sock = UnixStream::connect(path).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    for piece in pieces {
+        sock.write_all(piece).unwrap();
+    }
+    sock.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    sock.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn unix_server_answers_lines_cut_anywhere_and_a_last_one_without_newline() {
+    let tmp = TempDir::new().unwrap();
+    let (server, path) = start_private(&tmp, &["--count", "1"]);
+    let pieces = [&b"on"[..], b"e\ntw", b"o\n\nthr", b"ee"];
+    assert_eq!(
+        ask_in_pieces(&path, &pieces),
+        "server got: [one]\nserver got: [two]\nserver got: []\n\
+         server got: [three]\n"
+    );
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout[1].ends_with(": answered 4 lines"),
+        "{:?}",
+        out.stdout
+    );
+}
+
+#[test]
+fn unix_server_answers_lines_of_the_longest_length() {
+    let tmp = TempDir::new().unwrap();
+    let (server, path) = start_private(&tmp, &["--count", "1"]);
+    let (a, b) = ("a".repeat(1024), "b".repeat(1024));
+    let request = format!("{a}\n{b}");
+    assert_eq!(
+        ask_in_pieces(&path, &[request.as_bytes()]),
+        format!("server got: [{a}]\nserver got: [{b}]\n")
+    );
+    assert!(server.finish().status.success());
+}
+
+#[test]
+fn unix_server_drops_a_client_that_trickles_its_request() {
+    // One byte every 200 ms: each read comes well within a second; the
+    // deadline for the whole request (one second here) ends it.
+    let tmp = TempDir::new().unwrap();
+    let (server, path) =
+        start_private(&tmp, &["--timeout", "1", "--count", "1"]);
+    let started = std::time::Instant::now();
+    let mut trickle = UnixStream::connect(&path).unwrap();
+    let mut dropped = false;
+    while started.elapsed() < Duration::from_secs(20) {
+        if trickle.write_all(b"x").is_err() {
+            dropped = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200)); // The pace.
+    }
+    assert!(dropped, "still connected after {:?}", started.elapsed());
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let out = server.finish();
+    assert!(out.stderr.contains(": timed out"), "{}", out.stderr);
+}
+
+#[test]
+fn unix_server_drops_a_client_that_does_not_read_its_replies() {
+    // Requests and never a read: once the socket's buffer is full, the
+    // server's write waits, until the reply's deadline (one second here)
+    // drops the client; another is served meanwhile.
+    let tmp = TempDir::new().unwrap();
+    let (server, path) =
+        start_private(&tmp, &["--timeout", "1", "--count", "2"]);
+    let mut slow = UnixStream::connect(&path).unwrap();
+    let writer = std::thread::spawn(move || {
+        let request = b"are you there?\n".repeat(1000);
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if slow.write_all(&request).is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    assert_eq!(ask(&path, "fast\n"), "server got: [fast]\n");
+    assert!(writer.join().unwrap(), "the slow reader was dropped");
+    let out = server.finish();
+    assert!(out.stderr.contains(": timed out"), "{}", out.stderr);
 }
 
 /// Starts `unix-server ARGS` in `tmp` under `ulimit` settings (`limits`,

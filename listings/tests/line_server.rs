@@ -195,6 +195,22 @@ pub fn answers_lines_cut_anywhere_and_a_last_one_without_newline(bin: &str) {
     );
 }
 
+/// A line of the longest length, 1024 bytes, is answered whole, with a
+/// newline and as the last line without one: the limit is on what comes
+/// before the newline, and not one byte less.
+#[track_caller]
+pub fn answers_lines_of_the_longest_length(bin: &str) {
+    let (server, addr) = start_server(bin, &["127.0.0.1:0", "--count", "1"]);
+    let (a, b) = ("a".repeat(1024), "b".repeat(1024));
+    let mut sock = connect(&addr);
+    sock.write_all(format!("{a}\n{b}").as_bytes()).unwrap();
+    sock.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    sock.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, format!("server got: [{a}]\nserver got: [{b}]\n"));
+    assert!(server.finish().status.success());
+}
+
 /// `count` clients connect and say nothing; another is served meanwhile,
 /// and the silent ones are neither answered nor closed. Returns the
 /// server, for the chapter's own checks (how many threads it took).
