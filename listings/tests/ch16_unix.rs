@@ -767,6 +767,85 @@ fn unix_server_drops_a_client_that_does_not_read_its_replies() {
     assert!(out.stderr.contains(": timed out"), "{}", out.stderr);
 }
 
+#[test]
+fn unix_server_makes_room_with_the_idle_client_first_counting_from_its_last_reply()
+ {
+    // Three places: a client idle since its reply, the oldest; one that
+    // stalls in the middle of a request; one idle since it connected.
+    // Each new client, once all three are past the grace of a second,
+    // closes an idle one, the longest idle first, before the stalled one.
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, path) = start_private(&tmp, &["--max-conns", "3"]);
+    let mut replied = UnixStream::connect(&path).unwrap();
+    replied
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    replied.write_all(b"hello\n").unwrap();
+    let mut reply = [0; 20];
+    replied.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"server got: [hello]\n");
+    // The order is the test: each is idle or stalled since a later time.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut stalled = UnixStream::connect(&path).unwrap();
+    stalled.write_all(b"hal").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let silent = UnixStream::connect(&path).unwrap();
+    // Past the grace for all three.
+    std::thread::sleep(Duration::from_millis(1100));
+    let open = |sock: &UnixStream| {
+        let mut sock = sock;
+        sock.set_nonblocking(true).unwrap();
+        let read = sock.read(&mut [0; 64]);
+        sock.set_nonblocking(false).unwrap();
+        matches!(read, Err(ref e) if e.kind() == ErrorKind::WouldBlock)
+    };
+    let states = || [open(&replied), open(&stalled), open(&silent)];
+    // A new client that stays, taking the place it was given.
+    let newcomer = |line: &str| {
+        let mut sock = UnixStream::connect(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        sock.write_all(format!("{line}\n").as_bytes()).unwrap();
+        let mut reply = vec![0; 15 + line.len()];
+        sock.read_exact(&mut reply).unwrap();
+        assert_eq!(reply, format!("server got: [{line}]\n").as_bytes());
+        sock
+    };
+    let first = newcomer("one");
+    wait_until("a client to be closed", || states() != [true; 3]);
+    assert_eq!(states(), [false, true, true], "replied, stalled, silent");
+    let second = newcomer("two");
+    wait_until("another client to be closed", || {
+        states() != [false, true, true]
+    });
+    assert_eq!(states(), [false, true, false], "replied, stalled, silent");
+    drop((first, second, server));
+}
+
+#[test]
+fn unix_server_lets_go_at_once_of_a_client_that_left_before_its_reply() {
+    // The client sends a request and closes before the server has read
+    // it (stopped meanwhile): writing the reply fails with EPIPE, and the
+    // server logs that and moves on, rather than trying again until the
+    // reply's ten-second deadline.
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, path) = start_private(&tmp, &["--count", "1"]);
+    let pid = server.pid();
+    server.signal(Signal::SIGSTOP);
+    wait_until("the server to stop", || {
+        crate::support::all_threads_stopped(pid)
+    });
+    let mut gone = UnixStream::connect(&path).unwrap();
+    gone.write_all(b"hello\n").unwrap();
+    drop(gone);
+    server.signal(Signal::SIGCONT);
+    let started = std::time::Instant::now();
+    let out = server.finish();
+    let took = started.elapsed();
+    assert!(out.stderr.contains("Broken pipe"), "{}", out.stderr);
+    assert!(took < Duration::from_secs(5), "ended after {took:?}");
+}
+
 /// Starts `unix-server ARGS` in `tmp` under `ulimit` settings (`limits`,
 /// such as `-n 16`), its stderr merged into stdout, as a terminal shows.
 fn start_private_limited(
