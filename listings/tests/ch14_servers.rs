@@ -633,6 +633,19 @@ fn threaded_server_answers_lines_of_the_longest_length() {
 }
 
 #[test]
+fn pool_logs_each_shortage_of_descriptors() {
+    line_server::logs_each_shortage_of_descriptors(bin!("tcp-pool"), &[]);
+}
+
+#[test]
+fn threaded_server_logs_each_shortage_of_descriptors() {
+    line_server::logs_each_shortage_of_descriptors(
+        bin!("tcp-threads"),
+        &["--max-conns", "100"],
+    );
+}
+
+#[test]
 fn pool_serves_others_while_clients_stay_silent() {
     // Fewer silent clients than workers: nobody waits, nobody is shed.
     drop(line_server::serves_others_while_clients_stay_silent(
