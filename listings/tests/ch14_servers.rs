@@ -646,6 +646,20 @@ fn threaded_server_logs_each_shortage_of_descriptors() {
 }
 
 #[test]
+fn pool_ends_at_the_next_connection_once_nobody_reads_its_log() {
+    line_server::ends_at_the_next_connection_once_nobody_reads_its_log(bin!(
+        "tcp-pool"
+    ));
+}
+
+#[test]
+fn threaded_server_ends_at_the_next_connection_once_nobody_reads_its_log() {
+    line_server::ends_at_the_next_connection_once_nobody_reads_its_log(bin!(
+        "tcp-threads"
+    ));
+}
+
+#[test]
 fn pool_serves_others_while_clients_stay_silent() {
     // Fewer silent clients than workers: nobody waits, nobody is shed.
     drop(line_server::serves_others_while_clients_stay_silent(

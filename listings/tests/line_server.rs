@@ -527,6 +527,41 @@ pub fn logs_each_shortage_of_descriptors(bin: &str, args: &[&str]) {
     }
 }
 
+/// The server's log goes into a pipe whose reader takes the first line
+/// and goes, as `head -1` would. The first client's log line then fails
+/// with EPIPE, and the server ends when the next client comes.
+#[track_caller]
+pub fn ends_at_the_next_connection_once_nobody_reads_its_log(bin: &str) {
+    use std::io::BufRead;
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let mut command = std::process::Command::new(bin);
+    command.arg("127.0.0.1:0");
+    let server = Listing::spawn(&mut command, std::process::Stdio::from(write));
+    drop(command); // our copy of the pipe's writing end
+    let mut log = std::io::BufReader::new(std::fs::File::from(read));
+    let mut line = String::new();
+    log.read_line(&mut line).unwrap();
+    let addr = line
+        .strip_prefix("Server listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .trim_end()
+        .to_string();
+    drop(log); // nobody reads the log any more
+    assert_eq!(ask(&addr, "one").unwrap(), "server got: [one]\n");
+    // Its connection closes only after its log line was tried, unless
+    // another test's child, between its fork and its exec, held the
+    // pipe's reading end for that moment: then the line went through, and
+    // the next one fails. So clients come until the server has ended.
+    let pid = server.pid();
+    wait_until("the server to end once nobody reads its log", || {
+        let _ = ask(&addr, "more");
+        is_dead(pid)
+    });
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
 /// Linux 6.18. A client sends `request`, which the server refuses with
 /// `error` and its FIN, and then drains: it reads and throws away what
 /// the client still sends, until the client closes. Stopped and continued
