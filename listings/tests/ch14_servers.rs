@@ -660,6 +660,16 @@ fn threaded_server_ends_at_the_next_connection_once_nobody_reads_its_log() {
 }
 
 #[test]
+fn pool_writes_on_through_a_stop_and_continue() {
+    line_server::writes_on_through_a_stop_and_continue(bin!("tcp-pool"));
+}
+
+#[test]
+fn threaded_server_writes_on_through_a_stop_and_continue() {
+    line_server::writes_on_through_a_stop_and_continue(bin!("tcp-threads"));
+}
+
+#[test]
 fn pool_serves_others_while_clients_stay_silent() {
     // Fewer silent clients than workers: nobody waits, nobody is shed.
     drop(line_server::serves_others_while_clients_stay_silent(

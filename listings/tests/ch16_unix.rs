@@ -1592,6 +1592,38 @@ fn unix_server_drains_a_refused_client_through_a_stop_and_continue() {
 }
 
 #[test]
+fn unix_server_writes_on_through_a_stop_and_continue() {
+    // Linux 6.18. As Chapter 14's servers: stopped and continued while it
+    // waits for room to write a reply, the server's write, which has a
+    // timeout, fails with EINTR; it must write again, and the client,
+    // which sent a million requests before reading, gets every reply.
+    use crate::support::{all_threads_stopped, threads_blocked_in};
+    let tmp = TempDir::new().unwrap();
+    let (server, path) = start_private(&tmp, &["--count", "1"]);
+    let pid = server.pid();
+    let sock = UnixStream::connect(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut writer = sock.try_clone().unwrap();
+    let requests = std::thread::spawn(move || {
+        writer.write_all(&b"x\n".repeat(1_000_000)).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    wait_until("the server to wait for room to write a reply", || {
+        threads_blocked_in(pid, nix::libc::SYS_sendto) == 1
+    });
+    server.signal(Signal::SIGSTOP);
+    wait_until("the server to stop", || all_threads_stopped(pid));
+    server.signal(Signal::SIGCONT);
+    let mut replies = Vec::new();
+    (&sock).read_to_end(&mut replies).unwrap();
+    requests.join().unwrap();
+    assert_eq!(replies.len(), b"server got: [x]\n".len() * 1_000_000);
+    let out = server.finish();
+    assert!(!out.stderr.contains("Interrupted"), "{}", out.stderr);
+}
+
+#[test]
 fn descriptors_in_flight_count_against_the_senders_limit() {
     // Linux 6.18. A descriptor sent and not yet received counts against
     // the sending user, and past the sender's RLIMIT_NOFILE every

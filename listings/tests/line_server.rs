@@ -562,6 +562,37 @@ pub fn ends_at_the_next_connection_once_nobody_reads_its_log(bin: &str) {
     assert!(out.status.success(), "{}", out.stderr);
 }
 
+/// Linux 6.18. A client sends a million requests and reads nothing until
+/// the server waits to write a reply, for room in the socket's buffers.
+/// Stopped and continued there (Ctrl-Z and `fg`), the server's write,
+/// which has a timeout, fails with EINTR though no handler is installed
+/// (Chapter 3): the server must write again, and the client then gets
+/// every reply, not a connection closed with "Interrupted system call".
+#[track_caller]
+pub fn writes_on_through_a_stop_and_continue(bin: &str) {
+    use nix::sys::signal::Signal;
+    let (server, addr) = start_server(bin, &["127.0.0.1:0", "--count", "1"]);
+    let pid = server.pid();
+    let sock = connect(&addr);
+    let mut writer = sock.try_clone().unwrap();
+    let requests = thread::spawn(move || {
+        writer.write_all(&b"x\n".repeat(1_000_000)).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    wait_until("the server to wait for room to write a reply", || {
+        crate::support::threads_blocked_in(pid, nix::libc::SYS_sendto) == 1
+    });
+    server.signal(Signal::SIGSTOP);
+    wait_until("the server to stop", || all_threads_stopped(pid));
+    server.signal(Signal::SIGCONT);
+    let mut replies = Vec::new();
+    (&sock).read_to_end(&mut replies).unwrap();
+    requests.join().unwrap();
+    assert_eq!(replies.len(), b"server got: [x]\n".len() * 1_000_000);
+    let out = server.finish();
+    assert!(!out.stderr.contains("Interrupted"), "{}", out.stderr);
+}
+
 /// Linux 6.18. A client sends `request`, which the server refuses with
 /// `error` and its FIN, and then drains: it reads and throws away what
 /// the client still sends, until the client closes. Stopped and continued
