@@ -1001,7 +1001,14 @@ fn unix_server_logs_each_shortage_of_descriptors() {
     let args = ["--max-conns", "100", "--timeout", "600"];
     let (mut server, path) = start_private_limited(&tmp, "-n 16", &args);
     let pid = server.pid();
+    let idle = open_fds(pid);
     for shortage in 1..=2 {
+        // The clients of the last shortage are gone: their descriptors
+        // are closed one by one, by their threads, and counting on from
+        // a number that is still falling would never see it rise.
+        wait_until("the server to close every client", || {
+            open_fds(pid) == idle
+        });
         let mut silent = Vec::new();
         while open_fds(pid) < 16 {
             let before = open_fds(pid);
