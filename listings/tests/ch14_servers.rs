@@ -633,19 +633,6 @@ fn threaded_server_answers_lines_of_the_longest_length() {
 }
 
 #[test]
-fn pool_logs_each_shortage_of_descriptors() {
-    line_server::logs_each_shortage_of_descriptors(bin!("tcp-pool"), &[]);
-}
-
-#[test]
-fn threaded_server_logs_each_shortage_of_descriptors() {
-    line_server::logs_each_shortage_of_descriptors(
-        bin!("tcp-threads"),
-        &["--max-conns", "100"],
-    );
-}
-
-#[test]
 fn pool_ends_at_the_next_connection_once_nobody_reads_its_log() {
     line_server::ends_at_the_next_connection_once_nobody_reads_its_log(bin!(
         "tcp-pool"

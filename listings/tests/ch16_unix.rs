@@ -992,43 +992,6 @@ fn unix_server_backs_off_and_logs_once_when_descriptors_run_out() {
 }
 
 #[test]
-fn unix_server_logs_each_shortage_of_descriptors() {
-    // Silent clients take the last descriptors, `accept` fails, and the
-    // server says so; they go, a client is served, and the shortage is
-    // over. The next shortage is news again, and is logged again.
-    use crate::support::open_fds;
-    let tmp = tempfile::tempdir().unwrap();
-    let args = ["--max-conns", "100", "--timeout", "600"];
-    let (mut server, path) = start_private_limited(&tmp, "-n 16", &args);
-    let pid = server.pid();
-    let idle = open_fds(pid);
-    for shortage in 1..=2 {
-        // The clients of the last shortage are gone: their descriptors
-        // are closed one by one, by their threads, and counting on from
-        // a number that is still falling would never see it rise.
-        wait_until("the server to close every client", || {
-            open_fds(pid) == idle
-        });
-        let mut silent = Vec::new();
-        while open_fds(pid) < 16 {
-            let before = open_fds(pid);
-            silent.push(UnixStream::connect(&path).unwrap());
-            wait_until("the server to accept it", || open_fds(pid) > before);
-        }
-        // Past the lines of the clients served since the last shortage.
-        loop {
-            let line = server.next_line();
-            if line.starts_with("unix-server: accept: Too many open files") {
-                break;
-            }
-            assert!(line.ends_with(" lines"), "shortage {shortage}: {line}");
-        }
-        drop(silent);
-        assert_eq!(ask(&path, "between\n"), "server got: [between]\n");
-    }
-}
-
-#[test]
 fn unix_server_logs_a_shortage_of_descriptors_once_while_clients_come_and_go() {
     // As for Listing 14-2: a hundred idle clients fill 64 descriptors;
     // then one connection is closed and another opened every 10 ms, for

@@ -497,36 +497,6 @@ pub fn logs_a_shortage_once_while_clients_come_and_go(
     assert_eq!(again.len(), 1, "logged {} times: {again:#?}", again.len());
 }
 
-/// With `ulimit -n 16` and room in its table for more (`args`): twelve
-/// silent clients take the last descriptors, `accept` fails, and the
-/// server says so once. They go, a client is served, and the shortage is
-/// over; twelve more make another, which is news again, and is logged
-/// again, once.
-#[track_caller]
-pub fn logs_each_shortage_of_descriptors(bin: &str, args: &[&str]) {
-    let name = std::path::Path::new(bin).file_name().unwrap();
-    let failure = format!("{}: accept: ", name.to_string_lossy());
-    let mut command = vec!["127.0.0.1:0", "--timeout", "600"];
-    command.extend(args);
-    let (mut server, addr) = start_limited(16, bin, &command);
-    let pid = server.pid();
-    for shortage in 1..=2 {
-        let silent = silent_clients(&addr, 12);
-        wait_until("all 16 descriptors in use", || open_fds(pid) == 16);
-        // Past the lines of the clients served since the last shortage.
-        loop {
-            let line = server.next_line();
-            if line.starts_with(&failure) {
-                break;
-            }
-            assert!(line.ends_with(" lines"), "shortage {shortage}: {line}");
-        }
-        drop(silent);
-        let reply = ask(&addr, "between").unwrap();
-        assert_eq!(reply, "server got: [between]\n");
-    }
-}
-
 /// The server's log goes into a pipe whose reader takes the first line
 /// and goes, as `head -1` would. The first client's log line then fails
 /// with EPIPE, and the server ends when the next client comes.
