@@ -629,6 +629,216 @@ fn pool_gives_each_of_many_clients_its_own_reply() {
     assert_eq!(out.stdout.len(), 201);
 }
 
+// Everything a connection goes through is Listing 14-2's: the same
+// promises, through the pool's own reading and writing.
+
+#[test]
+fn pool_answers_lines_cut_anywhere_and_a_last_one_without_newline() {
+    line_server::answers_lines_cut_anywhere_and_a_last_one_without_newline(
+        bin!("tcp-pool"),
+    );
+}
+
+#[test]
+fn pool_answers_lines_of_the_longest_length() {
+    line_server::answers_lines_of_the_longest_length(bin!("tcp-pool"));
+}
+
+#[test]
+fn threaded_server_answers_lines_of_the_longest_length() {
+    line_server::answers_lines_of_the_longest_length(bin!("tcp-threads"));
+}
+
+#[test]
+fn pool_ends_at_the_next_connection_once_nobody_reads_its_log() {
+    line_server::ends_at_the_next_connection_once_nobody_reads_its_log(bin!(
+        "tcp-pool"
+    ));
+}
+
+#[test]
+fn threaded_server_ends_at_the_next_connection_once_nobody_reads_its_log() {
+    line_server::ends_at_the_next_connection_once_nobody_reads_its_log(bin!(
+        "tcp-threads"
+    ));
+}
+
+#[test]
+fn pool_writes_on_through_a_stop_and_continue() {
+    line_server::writes_on_through_a_stop_and_continue(bin!("tcp-pool"));
+}
+
+#[test]
+fn threaded_server_writes_on_through_a_stop_and_continue() {
+    line_server::writes_on_through_a_stop_and_continue(bin!("tcp-threads"));
+}
+
+#[test]
+fn pool_serves_others_while_clients_stay_silent() {
+    // Fewer silent clients than workers: nobody waits, nobody is shed.
+    drop(line_server::serves_others_while_clients_stay_silent(
+        bin!("tcp-pool"),
+        8,
+    ));
+}
+
+#[test]
+fn pool_outlives_clients_that_reset() {
+    line_server::outlives_clients_that_reset(bin!("tcp-pool"));
+}
+
+#[test]
+fn pool_refuses_a_long_line_and_keeps_little_memory() {
+    line_server::refuses_a_long_line_and_keeps_little_memory(bin!("tcp-pool"));
+}
+
+#[test]
+fn pool_writes_many_replies_as_the_client_reads_them() {
+    line_server::writes_many_replies_as_the_client_reads_them(bin!("tcp-pool"));
+}
+
+#[test]
+fn pool_drops_a_client_that_does_not_read_its_replies() {
+    line_server::drops_a_client_that_does_not_read_its_replies(bin!(
+        "tcp-pool"
+    ));
+}
+
+#[test]
+fn pool_drops_a_client_that_trickles_its_request() {
+    line_server::drops_a_client_that_trickles_its_request(bin!("tcp-pool"));
+}
+
+#[test]
+fn pool_refuses_with_the_end_of_the_stream_having_read_what_was_sent() {
+    line_server::refuses_with_the_end_of_the_stream_having_read_what_was_sent(
+        bin!("tcp-pool"),
+        &["127.0.0.1:0", "--workers", "1", "--queue", "1"],
+    );
+}
+
+#[test]
+fn threaded_server_refuses_with_the_end_of_the_stream_having_read_what_was_sent()
+ {
+    line_server::refuses_with_the_end_of_the_stream_having_read_what_was_sent(
+        bin!("tcp-threads"),
+        &["127.0.0.1:0", "--max-conns", "2"],
+    );
+}
+
+#[test]
+fn pool_closes_a_client_idle_since_its_reply_while_others_wait() {
+    use nix::sys::signal::Signal;
+    // One worker, held by a silent client; behind it, two clients whose
+    // whole requests have come. The server is stopped for over a second,
+    // so that when it goes on, all three are a second old at once: the
+    // silent one is shed and the two are waiting, and the pool's thread
+    // has nothing left to time. The worker answers the first of the two,
+    // which then says nothing more. Idle from its reply on, it must be
+    // shed a second later, so the thread must be told; the last client is
+    // served then, not after the idle one's ten-second request deadline.
+    let (server, addr) =
+        start_server(bin!("tcp-pool"), &["127.0.0.1:0", "--workers", "1"]);
+    let pid = server.pid();
+    let before = open_fds(pid);
+    let silent = connect(&addr);
+    let mut kept = connect(&addr);
+    kept.write_all(b"kept\n").unwrap();
+    let mut last = connect(&addr);
+    last.write_all(b"last\n").unwrap();
+    last.shutdown(Shutdown::Write).unwrap();
+    wait_until("the server to accept all three", || {
+        open_fds(pid) >= before + 3
+    });
+    server.signal(Signal::SIGSTOP);
+    wait_until("the server to stop", || {
+        crate::support::all_threads_stopped(pid)
+    });
+    // Not a synchronisation: the age every connection must reach.
+    thread::sleep(Duration::from_millis(1100));
+    server.signal(Signal::SIGCONT);
+    let started = Instant::now();
+    let mut reply = String::new();
+    last.read_to_string(&mut reply).unwrap();
+    let waited = started.elapsed();
+    assert_eq!(reply, "server got: [last]\n");
+    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
+    // The idle one had its reply, and then the end of the stream.
+    let mut reply = String::new();
+    kept.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "server got: [kept]\n");
+    drop((silent, server));
+}
+
+#[test]
+fn pool_keeps_a_queued_client_whose_line_is_already_too_long() {
+    // One worker, held by a client that stalls for a second. Behind it,
+    // a client that has sent one byte more than a line may have, with no
+    // newline: its request is whole (too long, and it will get the error),
+    // so it is a client waiting for a worker, not one that stalls. A
+    // client that has sent a line's worth and no newline is stalling: it
+    // is shed, and sees the end of the stream with no reply.
+    let (server, addr) =
+        start_server(bin!("tcp-pool"), &["127.0.0.1:0", "--workers", "1"]);
+    let mut staller = connect(&addr);
+    staller.write_all(b"x").unwrap();
+    let mut long = connect(&addr);
+    long.write_all(&[b'x'; 1025]).unwrap();
+    let started = Instant::now();
+    let mut short = connect(&addr);
+    short.write_all(&[b'x'; 1024]).unwrap();
+    let mut reply = Vec::new();
+    short.read_to_end(&mut reply).unwrap();
+    let waited = started.elapsed();
+    assert_eq!(reply.escape_ascii().to_string(), "", "a stalled client");
+    // Shed after a second, not served once its request deadline is over.
+    assert!(waited < Duration::from_secs(5), "closed after {waited:?}");
+    let mut reply = [0; 35];
+    long.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"error: line longer than 1024 bytes\n");
+    drop((server, staller));
+}
+
+#[test]
+fn pool_waits_without_spinning_and_sheds_only_for_a_client_in_the_backlog() {
+    // 16 descriptors: twelve silent clients, each with a worker of its
+    // own, fill them, and `accept` fails while nobody waits. The pool backs
+    // off: over two seconds it uses almost no CPU, and, with nobody in the
+    // backlog, it leaves the idle clients alone. A client that comes then
+    // waits in the backlog, and the idle ones are shed for it.
+    let (mut server, addr) = start_limited(
+        16,
+        bin!("tcp-pool"),
+        &["127.0.0.1:0", "--timeout", "600"],
+    );
+    let pid = server.pid();
+    let silent = silent_clients(&addr, 12);
+    wait_until("all 16 descriptors in use", || open_fds(pid) == 16);
+    let failed = server.next_line();
+    assert!(
+        failed.starts_with("tcp-pool: accept: Too many open files"),
+        "{failed}"
+    );
+    let (cpu, started) = (cpu_time(pid), Instant::now());
+    thread::sleep(Duration::from_secs(2)); // The wait is the test.
+    let used = cpu_time(pid) - cpu;
+    assert!(
+        used < Duration::from_millis(300),
+        "{used:?} of CPU in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        line_server::closed_by_the_server(&silent),
+        0,
+        "idle clients shed with nobody waiting"
+    );
+    let started = Instant::now();
+    assert_eq!(ask(&addr, "patient").unwrap(), "server got: [patient]\n");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
+    drop(silent);
+}
+
 #[test]
 fn pool_closes_idle_clients_once_a_second_old_while_others_wait() {
     // Two workers, two silent clients: the third waits in the queue until

@@ -648,10 +648,16 @@ fn unix_server_refuses_a_client_over_the_limit_and_the_client_reads_why() {
     let mut first = UnixStream::connect(&path).unwrap();
     first.write_all(b"half a li").unwrap();
     // The request is waiting before the server accepts the connection:
-    // stopped, it cannot accept meanwhile.
+    // stopped, it cannot accept meanwhile. Every thread must have
+    // stopped: one that has not taken the stop yet may still accept.
     server.signal(Signal::SIGSTOP);
+    let pid = server.pid();
+    wait_until("the server to stop", || {
+        crate::support::all_threads_stopped(pid)
+    });
+    // More than one read of the server's: it reads until nothing is left.
     let mut second = UnixStream::connect(&path).unwrap();
-    second.write_all(b"hello\n").unwrap();
+    second.write_all(&[b'x'; 10_000]).unwrap();
     server.signal(Signal::SIGCONT);
     second
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -662,6 +668,182 @@ fn unix_server_refuses_a_client_over_the_limit_and_the_client_reads_why() {
     second.read_to_string(&mut reply).unwrap();
     assert_eq!(reply, "error: server busy\n");
     drop(server);
+}
+
+// Listing 14-2's promises, which Listing 16-1 keeps on a Unix socket.
+
+/// Sends `pieces` on one connection to the server at `path`, then
+/// half-closes, and returns the replies.
+fn ask_in_pieces(path: &str, pieces: &[&[u8]]) -> String {
+    let mut sock = UnixStream::connect(path).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    for piece in pieces {
+        sock.write_all(piece).unwrap();
+    }
+    sock.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    sock.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn unix_server_answers_lines_cut_anywhere_and_a_last_one_without_newline() {
+    let tmp = TempDir::new().unwrap();
+    let (server, path) = start_private(&tmp, &["--count", "1"]);
+    let pieces = [&b"on"[..], b"e\ntw", b"o\n\nthr", b"ee"];
+    assert_eq!(
+        ask_in_pieces(&path, &pieces),
+        "server got: [one]\nserver got: [two]\nserver got: []\n\
+         server got: [three]\n"
+    );
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout[1].ends_with(": answered 4 lines"),
+        "{:?}",
+        out.stdout
+    );
+}
+
+#[test]
+fn unix_server_answers_lines_of_the_longest_length() {
+    let tmp = TempDir::new().unwrap();
+    let (server, path) = start_private(&tmp, &["--count", "1"]);
+    let (a, b) = ("a".repeat(1024), "b".repeat(1024));
+    let request = format!("{a}\n{b}");
+    assert_eq!(
+        ask_in_pieces(&path, &[request.as_bytes()]),
+        format!("server got: [{a}]\nserver got: [{b}]\n")
+    );
+    assert!(server.finish().status.success());
+}
+
+#[test]
+fn unix_server_drops_a_client_that_trickles_its_request() {
+    // One byte every 200 ms: each read comes well within a second; the
+    // deadline for the whole request (one second here) ends it.
+    let tmp = TempDir::new().unwrap();
+    let (server, path) =
+        start_private(&tmp, &["--timeout", "1", "--count", "1"]);
+    let started = std::time::Instant::now();
+    let mut trickle = UnixStream::connect(&path).unwrap();
+    let mut dropped = false;
+    while started.elapsed() < Duration::from_secs(20) {
+        if trickle.write_all(b"x").is_err() {
+            dropped = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200)); // The pace.
+    }
+    assert!(dropped, "still connected after {:?}", started.elapsed());
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let out = server.finish();
+    assert!(out.stderr.contains(": timed out"), "{}", out.stderr);
+}
+
+#[test]
+fn unix_server_drops_a_client_that_does_not_read_its_replies() {
+    // Requests and never a read: once the socket's buffer is full, the
+    // server's write waits, until the reply's deadline (one second here)
+    // drops the client; another is served meanwhile.
+    let tmp = TempDir::new().unwrap();
+    let (server, path) =
+        start_private(&tmp, &["--timeout", "1", "--count", "2"]);
+    let mut slow = UnixStream::connect(&path).unwrap();
+    let writer = std::thread::spawn(move || {
+        let request = b"are you there?\n".repeat(1000);
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if slow.write_all(&request).is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    assert_eq!(ask(&path, "fast\n"), "server got: [fast]\n");
+    assert!(writer.join().unwrap(), "the slow reader was dropped");
+    let out = server.finish();
+    assert!(out.stderr.contains(": timed out"), "{}", out.stderr);
+}
+
+#[test]
+fn unix_server_makes_room_with_the_idle_client_first_counting_from_its_last_reply()
+ {
+    // Three places: a client idle since its reply, the oldest; one that
+    // stalls in the middle of a request; one idle since it connected.
+    // Each new client, once all three are past the grace of a second,
+    // closes an idle one, the longest idle first, before the stalled one.
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, path) = start_private(&tmp, &["--max-conns", "3"]);
+    let mut replied = UnixStream::connect(&path).unwrap();
+    replied
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    replied.write_all(b"hello\n").unwrap();
+    let mut reply = [0; 20];
+    replied.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"server got: [hello]\n");
+    // The order is the test: each is idle or stalled since a later time.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut stalled = UnixStream::connect(&path).unwrap();
+    stalled.write_all(b"hal").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let silent = UnixStream::connect(&path).unwrap();
+    // Past the grace for all three.
+    std::thread::sleep(Duration::from_millis(1100));
+    let open = |sock: &UnixStream| {
+        let mut sock = sock;
+        sock.set_nonblocking(true).unwrap();
+        let read = sock.read(&mut [0; 64]);
+        sock.set_nonblocking(false).unwrap();
+        matches!(read, Err(ref e) if e.kind() == ErrorKind::WouldBlock)
+    };
+    let states = || [open(&replied), open(&stalled), open(&silent)];
+    // A new client that stays, taking the place it was given.
+    let newcomer = |line: &str| {
+        let mut sock = UnixStream::connect(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        sock.write_all(format!("{line}\n").as_bytes()).unwrap();
+        let mut reply = vec![0; 15 + line.len()];
+        sock.read_exact(&mut reply).unwrap();
+        assert_eq!(reply, format!("server got: [{line}]\n").as_bytes());
+        sock
+    };
+    let first = newcomer("one");
+    wait_until("a client to be closed", || states() != [true; 3]);
+    assert_eq!(states(), [false, true, true], "replied, stalled, silent");
+    let second = newcomer("two");
+    wait_until("another client to be closed", || {
+        states() != [false, true, true]
+    });
+    assert_eq!(states(), [false, true, false], "replied, stalled, silent");
+    drop((first, second, server));
+}
+
+#[test]
+fn unix_server_lets_go_at_once_of_a_client_that_left_before_its_reply() {
+    // The client sends a request and closes before the server has read
+    // it (stopped meanwhile): writing the reply fails with EPIPE, and the
+    // server logs that and moves on, rather than trying again until the
+    // reply's ten-second deadline.
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, path) = start_private(&tmp, &["--count", "1"]);
+    let pid = server.pid();
+    server.signal(Signal::SIGSTOP);
+    wait_until("the server to stop", || {
+        crate::support::all_threads_stopped(pid)
+    });
+    let mut gone = UnixStream::connect(&path).unwrap();
+    gone.write_all(b"hello\n").unwrap();
+    drop(gone);
+    server.signal(Signal::SIGCONT);
+    let started = std::time::Instant::now();
+    let out = server.finish();
+    let took = started.elapsed();
+    assert!(out.stderr.contains("Broken pipe"), "{}", out.stderr);
+    assert!(took < Duration::from_secs(5), "ended after {took:?}");
 }
 
 /// Starts `unix-server ARGS` in `tmp` under `ulimit` settings (`limits`,
@@ -1416,6 +1598,38 @@ fn unix_server_drains_a_refused_client_through_a_stop_and_continue() {
     assert!(!is_dead(pid), "the server stopped draining");
     client.write_all(b"more").unwrap();
     drop(client);
+    let out = server.finish();
+    assert!(!out.stderr.contains("Interrupted"), "{}", out.stderr);
+}
+
+#[test]
+fn unix_server_writes_on_through_a_stop_and_continue() {
+    // Linux 6.18. As Chapter 14's servers: stopped and continued while it
+    // waits for room to write a reply, the server's write, which has a
+    // timeout, fails with EINTR; it must write again, and the client,
+    // which sent a million requests before reading, gets every reply.
+    use crate::support::{all_threads_stopped, threads_blocked_in};
+    let tmp = TempDir::new().unwrap();
+    let (server, path) = start_private(&tmp, &["--count", "1"]);
+    let pid = server.pid();
+    let sock = UnixStream::connect(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut writer = sock.try_clone().unwrap();
+    let requests = std::thread::spawn(move || {
+        writer.write_all(&b"x\n".repeat(1_000_000)).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    wait_until("the server to wait for room to write a reply", || {
+        threads_blocked_in(pid, nix::libc::SYS_sendto) == 1
+    });
+    server.signal(Signal::SIGSTOP);
+    wait_until("the server to stop", || all_threads_stopped(pid));
+    server.signal(Signal::SIGCONT);
+    let mut replies = Vec::new();
+    (&sock).read_to_end(&mut replies).unwrap();
+    requests.join().unwrap();
+    assert_eq!(replies.len(), b"server got: [x]\n".len() * 1_000_000);
     let out = server.finish();
     assert!(!out.stderr.contains("Interrupted"), "{}", out.stderr);
 }

@@ -195,6 +195,22 @@ pub fn answers_lines_cut_anywhere_and_a_last_one_without_newline(bin: &str) {
     );
 }
 
+/// A line of the longest length, 1024 bytes, is answered whole, with a
+/// newline and as the last line without one: the limit is on what comes
+/// before the newline, and not one byte less.
+#[track_caller]
+pub fn answers_lines_of_the_longest_length(bin: &str) {
+    let (server, addr) = start_server(bin, &["127.0.0.1:0", "--count", "1"]);
+    let (a, b) = ("a".repeat(1024), "b".repeat(1024));
+    let mut sock = connect(&addr);
+    sock.write_all(format!("{a}\n{b}").as_bytes()).unwrap();
+    sock.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    sock.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, format!("server got: [{a}]\nserver got: [{b}]\n"));
+    assert!(server.finish().status.success());
+}
+
 /// `count` clients connect and say nothing; another is served meanwhile,
 /// and the silent ones are neither answered nor closed. Returns the
 /// server, for the chapter's own checks (how many threads it took).
@@ -252,6 +268,42 @@ pub fn refuses_a_long_line_and_keeps_little_memory(bin: &str) {
     let peak = status_kib(server.pid(), "VmHWM").unwrap();
     assert!(peak < 32 << 10, "peak {peak} kB");
     assert_eq!(ask(&addr, "next").unwrap(), "server got: [next]\n");
+}
+
+/// A client over the limit whose request, longer than one read (10,000
+/// bytes), is in its socket before the server accepts it: the server is
+/// stopped meanwhile. The server reads it all, without waiting, before it
+/// writes its refusal and closes, so the close is a FIN: the client reads
+/// the refusal, then the end of the stream. Bytes left unread would make
+/// the close a reset, and the read after the refusal fail with
+/// ECONNRESET. `args` leave room for two connections, which a client
+/// being served and one behind it take first, each in the middle of a
+/// request, so that neither is idle.
+#[track_caller]
+pub fn refuses_with_the_end_of_the_stream_having_read_what_was_sent(
+    bin: &str,
+    args: &[&str],
+) {
+    use nix::sys::signal::Signal;
+    let (server, addr) = start_server(bin, args);
+    let pid = server.pid();
+    let mut served = connect(&addr);
+    served.write_all(b"first\n").unwrap();
+    served.read_exact(&mut [0; 20]).unwrap();
+    served.write_all(b"sec").unwrap();
+    let mut behind = connect(&addr);
+    behind.write_all(b"wai").unwrap();
+    server.signal(Signal::SIGSTOP);
+    // Every thread: one that has not taken the stop yet may still accept.
+    wait_until("the server to stop", || all_threads_stopped(pid));
+    let mut refused = connect(&addr);
+    refused.write_all(&[b'x'; 10_000]).unwrap();
+    server.signal(Signal::SIGCONT);
+    let mut reply = Vec::new();
+    let read = refused.read_to_end(&mut reply);
+    assert_eq!(reply.escape_ascii().to_string(), "error: server busy\\n");
+    read.expect("the end of the stream after the refusal, not a reset");
+    drop((served, behind, server));
 }
 
 /// Ten thousand requests of a kilobyte, sent while the replies are read
@@ -490,6 +542,72 @@ pub fn logs_a_shortage_once_while_exactly_enough_clients_come_and_go(
         .filter(|l| l.starts_with(&failure))
         .collect();
     assert_eq!(again.len(), 1, "logged {} times: {again:#?}", again.len());
+}
+
+/// The server's log goes into a pipe whose reader takes the first line
+/// and goes, as `head -1` would. The first client's log line then fails
+/// with EPIPE, and the server ends when the next client comes.
+#[track_caller]
+pub fn ends_at_the_next_connection_once_nobody_reads_its_log(bin: &str) {
+    use std::io::BufRead;
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let mut command = std::process::Command::new(bin);
+    command.arg("127.0.0.1:0");
+    let server = Listing::spawn(&mut command, std::process::Stdio::from(write));
+    drop(command); // our copy of the pipe's writing end
+    let mut log = std::io::BufReader::new(std::fs::File::from(read));
+    let mut line = String::new();
+    log.read_line(&mut line).unwrap();
+    let addr = line
+        .strip_prefix("Server listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .trim_end()
+        .to_string();
+    drop(log); // nobody reads the log any more
+    assert_eq!(ask(&addr, "one").unwrap(), "server got: [one]\n");
+    // Its connection closes only after its log line was tried, unless
+    // another test's child, between its fork and its exec, held the
+    // pipe's reading end for that moment: then the line went through, and
+    // the next one fails. So clients come until the server has ended.
+    let pid = server.pid();
+    wait_until("the server to end once nobody reads its log", || {
+        let _ = ask(&addr, "more");
+        is_dead(pid)
+    });
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
+/// Linux 6.18. A client sends a million requests and reads nothing until
+/// the server waits to write a reply, for room in the socket's buffers.
+/// Stopped and continued there (Ctrl-Z and `fg`), the server's write,
+/// which has a timeout, fails with EINTR though no handler is installed
+/// (Chapter 3): the server must write again, and the client then gets
+/// every reply, not a connection closed with "Interrupted system call".
+#[track_caller]
+pub fn writes_on_through_a_stop_and_continue(bin: &str) {
+    use nix::sys::signal::Signal;
+    let (server, addr) = start_server(bin, &["127.0.0.1:0", "--count", "1"]);
+    let pid = server.pid();
+    let sock = connect(&addr);
+    let mut writer = sock.try_clone().unwrap();
+    let requests = thread::spawn(move || {
+        writer.write_all(&b"x\n".repeat(1_000_000)).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    wait_until("the server to wait for room to write a reply", || {
+        crate::support::threads_blocked_in(pid, nix::libc::SYS_sendto) == 1
+    });
+    server.signal(Signal::SIGSTOP);
+    wait_until("the server to stop", || all_threads_stopped(pid));
+    server.signal(Signal::SIGCONT);
+    let mut replies = Vec::new();
+    (&sock).read_to_end(&mut replies).unwrap();
+    requests.join().unwrap();
+    assert_eq!(replies.len(), b"server got: [x]\n".len() * 1_000_000);
+    let out = server.finish();
+    assert!(!out.stderr.contains("Interrupted"), "{}", out.stderr);
 }
 
 /// Linux 6.18. A client sends `request`, which the server refuses with
