@@ -774,28 +774,60 @@ fn bench_command_runs_everything_in_a_tiny_configuration() {
     let machine = anchored(&results, "machine");
     assert!(machine.contains("binaries from --bin-dir"), "{machine}");
     // Load and steal time cannot show a host that runs the CPUs slower
-    // without taking time away: a speed check in every round of the runs
-    // and of the sweeps can, and the machine line gives its spread; and
-    // which CPU it was, beyond a name a hypervisor may make generic.
+    // without taking time away: a speed check can, made on every CPU,
+    // pinned there, right before every figure of the runs and every point
+    // of the sweeps (the machine's state changes from figure to figure
+    // within a round: a check per round, on whichever CPU, could not say
+    // which runs were fast), and kept with each run; the machine line
+    // gives its spread per CPU.
+    let cpus = raw["machine"]["cpus"].as_u64().unwrap();
     let speed = raw["speed"]
         .as_array()
         .expect("no speed checks in raw.json");
-    for (phase, rounds) in [
-        ("runs", raw_rounds(&dir)),
-        ("sweeps", raw["settings"]["sweep_rounds"].as_u64().unwrap()),
-    ] {
-        let rates: Vec<f64> = speed
+    for phase in ["runs", "sweeps"] {
+        let list = raw[phase].as_array().unwrap();
+        // The runs pair Rust with C, after one check; a sweep point is one.
+        let figures = if phase == "runs" {
+            list.len() / 2
+        } else {
+            list.len()
+        };
+        let checks: Vec<&serde_json::Value> = speed
             .iter()
             .filter(|check| check["phase"] == phase)
-            .map(|check| check["rate"].as_f64().unwrap())
             .collect();
-        assert_eq!(rates.len() as u64, rounds, "{phase}: {speed:?}");
-        assert!(rates.iter().all(|&rate| rate > 0.0), "{phase}: {rates:?}");
+        assert_eq!(checks.len() as u64, figures as u64 * cpus, "{phase}");
+        for run in list {
+            let rates = run["speed"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{phase}: no speed check: {run}"));
+            assert_eq!(rates.len() as u64, cpus, "{phase}: {rates:?}");
+            assert!(
+                rates.values().all(|rate| rate.as_f64().unwrap() > 0.0),
+                "{phase}: {rates:?}"
+            );
+        }
     }
     assert!(
-        machine.contains("Speed check: `memcpy` of 64 KiB"),
+        machine.contains(
+            "Speed check: `memcpy` of 64 KiB (Listing 27-5) on each CPU in turn"
+        ),
         "{machine}"
     );
+    assert!(machine.contains(" checks: CPU "), "{machine}");
+    // Without APERF/MPERF, /proc/cpuinfo's "cpu MHz" is the TSC's rate,
+    // measured at boot: the line must not pass it off as the clock.
+    let info = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags = info.lines().find(|line| line.starts_with("flags"));
+    if info.contains("\ncpu MHz")
+        && flags
+            .is_some_and(|f| !f.split_whitespace().any(|w| w == "aperfmperf"))
+    {
+        assert!(
+            machine.contains("the TSC's rate measured at boot"),
+            "{machine}"
+        );
+    }
     if fs::read_to_string("/proc/cpuinfo")
         .is_ok_and(|info| info.contains("\nstepping"))
     {
@@ -1348,6 +1380,50 @@ fn bench_command_refuses_what_it_cannot_do_before_it_starts() {
     assert!(
         fs::read_dir(empty).unwrap().next().is_none(),
         "--replot wrote into {empty}"
+    );
+}
+
+/// A `bench-memcpy` that fails, in the speed check made before the first
+/// figure, ends the command as any other failed run does: one line that
+/// names the program, the CPU, and the program's own error, status 1. It
+/// ended in a Python traceback of 13 lines, the error itself swallowed.
+#[test]
+fn bench_command_reports_a_failing_speed_check_in_one_line() {
+    if !have("python3") || !have("cc") {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/run");
+    let real = Path::new(bin!("bench-pingpong")).parent().unwrap();
+    let bins = tempfile::tempdir().unwrap();
+    for name in ["bench-pingpong", "bench-throughput"] {
+        std::os::unix::fs::symlink(real.join(name), bins.path().join(name))
+            .unwrap();
+    }
+    let memcpy = bins.path().join("bench-memcpy");
+    fs::write(
+        &memcpy,
+        "#!/bin/sh\necho 'bench-memcpy: no memory' >&2\nexit 1\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&memcpy, fs::Permissions::from_mode(0o755)).unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let mut command = Command::new(&script);
+    command
+        .args(["--tiny", "--bin-dir", bins.path().to_str().unwrap()])
+        .env("CARGO_TARGET_DIR", target.path());
+    let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(!out.stderr.contains("Traceback"), "{}", out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", out.stderr);
+    assert!(lines[0].starts_with("bench: "), "{}", lines[0]);
+    assert!(lines[0].contains("bench-memcpy --size 64K"), "{}", lines[0]);
+    assert!(lines[0].contains(" on CPU "), "{}", lines[0]);
+    assert!(
+        lines[0].ends_with("failed (1): bench-memcpy: no memory"),
+        "{}",
+        lines[0]
     );
 }
 
@@ -2016,6 +2092,34 @@ fn chapter_26_claims_hold_in_the_published_results() {
         "1.018 1.010 1.032"
     );
     let rounds = raw["settings"]["rounds"].as_u64().unwrap();
+    // "Different figures of one round need not: in 7 of the 15 rounds, the
+    // two runs of one of these channels fell in one cluster and the two
+    // runs of another in the other": the machine's state changed within a
+    // round, so a speed check once a round could not tell fast runs from
+    // slow ones.
+    let mut clusters: BTreeMap<u64, std::collections::BTreeSet<bool>> =
+        BTreeMap::new();
+    for mech in ["pipe", "eventfd", "shm"] {
+        let cut = split(mech);
+        let mut fast: BTreeMap<u64, Vec<bool>> = BTreeMap::new();
+        for r in one_cpu(mech) {
+            fast.entry(r["round"].as_u64().unwrap())
+                .or_default()
+                .push(r["p50"].as_f64().unwrap() < cut);
+        }
+        for (round, pair) in fast {
+            if pair[0] == pair[1] {
+                clusters.entry(round).or_default().insert(pair[0]);
+            }
+        }
+    }
+    let mixed = clusters.values().filter(|seen| seen.len() == 2).count();
+    assert_eq!(mixed, 7);
+    says(&format!(
+        "Different figures of one round need not: in {mixed} of the {rounds} \
+         rounds, the two runs of one of these channels fell in one cluster \
+         and the two runs of another in the other."
+    ));
     says(&format!(
         "for pipes in {} of the {rounds} rounds, for eventfds in {}, for \
          shared memory in all {}",
