@@ -755,7 +755,8 @@ fn explain(err: &io::Error) -> String {
 /// too, which then no longer hears SIGTERM. `log` hands each line to a
 /// thread of its own through a bounded queue, and drops the line if the
 /// queue is full; the thread says how many it dropped. A log nobody reads
-/// any more is lost.
+/// any more is lost; a line that cannot be written for another reason (a
+/// full disk) is counted, and `flush_log` says so on stderr at the end.
 struct Log {
     queue: SyncSender<String>,
     /// Lines queued so far, and lines written (or lost to a closed stdout).
@@ -763,6 +764,8 @@ struct Log {
     written: Mutex<u64>,
     progress: Condvar,
     dropped: AtomicU64,
+    /// Lines that failed to be written, and the first failure.
+    failed: Mutex<(u64, Option<io::Error>)>,
 }
 
 /// How many lines may wait for a slow reader of the log.
@@ -779,6 +782,7 @@ fn start_log() -> io::Result<()> {
         written: Mutex::new(0),
         progress: Condvar::new(),
         dropped: AtomicU64::new(0),
+        failed: Mutex::new((0, None)),
     });
     thread::Builder::new().name("log".into()).spawn(move || {
         for line in lines {
@@ -788,7 +792,15 @@ fn start_log() -> io::Result<()> {
                 let _ =
                     writeln!(out, "({dropped} log lines dropped: not read)");
             }
-            let _ = writeln!(out, "{line}");
+            match writeln!(out, "{line}") {
+                Err(err) if err.kind() != ErrorKind::BrokenPipe => {
+                    let mut failed =
+                        log.failed.lock().unwrap_or_else(|e| e.into_inner());
+                    failed.0 += 1;
+                    failed.1.get_or_insert(err);
+                }
+                _ => {}
+            }
             drop(out);
             *log.written.lock().unwrap_or_else(|e| e.into_inner()) += 1;
             log.progress.notify_all();
@@ -808,7 +820,8 @@ fn log(message: impl Display) {
 }
 
 /// Before the process ends: waits until the lines queued so far are
-/// written, for at most a second, since the reader may never come back.
+/// written, for at most a second, since the reader may never come back;
+/// then says on stderr how many lines could not be written, and why.
 fn flush_log() {
     let Some(log) = LOG.get() else { return };
     let queued = log.queued.load(Ordering::SeqCst);
@@ -817,6 +830,13 @@ fn flush_log() {
     let _ = log
         .progress
         .wait_timeout_while(written, limit, |n| *n < queued);
+    let mut failed = log.failed.lock().unwrap_or_else(|e| e.into_inner());
+    if let (lost, Some(err)) = (failed.0, failed.1.take()) {
+        let _ = writeln!(
+            io::stderr(),
+            "sig-daemon: {lost} log line(s) not written: {err}"
+        );
+    }
 }
 // ANCHOR_END: log
 

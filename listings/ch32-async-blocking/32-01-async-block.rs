@@ -90,8 +90,9 @@ fn main() -> ExitCode {
 }
 
 /// tokio panics where the system refuses it a thread (`ulimit -u`): in
-/// `build`, for a worker, and in `spawn_blocking`, when its pool has no
-/// thread at all. No check can come first: say why in one line, and exit
+/// `build`, for a worker; in `block_in_place`, for the thread that takes
+/// the worker over; and in `spawn_blocking`, when its pool has no thread
+/// at all. No check can come first: say why in one line, and exit
 /// at once, since unwinding through a runtime may wait for ever.
 fn exit_on_panic() {
     std::panic::set_hook(Box::new(|panic| {

@@ -1286,6 +1286,15 @@ fn sig_daemon_serves_and_stops_while_nobody_reads_its_log() {
     daemon::serves_and_stops_while_nobody_reads_its_log(bin!("sig-daemon"));
 }
 
+/// A log that fills its disk: lines that cannot be written are counted
+/// and reported on stderr, in one line, at the end.
+#[test]
+fn sig_daemon_says_at_the_end_how_many_log_lines_it_could_not_write() {
+    daemon::says_at_the_end_how_many_log_lines_it_could_not_write(bin!(
+        "sig-daemon"
+    ));
+}
+
 /// The lines `no-backoff` prints: a header, a line per run, a summary per
 /// mode.
 const NO_BACKOFF_LINES: [&str; 3] = [

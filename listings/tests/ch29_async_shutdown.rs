@@ -686,3 +686,12 @@ fn async_shutdown_tools_says_why_when_its_blocking_thread_is_refused() {
         );
     }
 }
+
+/// A log that fills its disk: lines that cannot be written are counted
+/// and reported on stderr, in one line, at the end.
+#[test]
+fn async_daemon_says_at_the_end_how_many_log_lines_it_could_not_write() {
+    daemon::says_at_the_end_how_many_log_lines_it_could_not_write(bin!(
+        "async-daemon"
+    ));
+}

@@ -247,19 +247,23 @@ fn async_block_output_matches_the_book() {
 /// Under `ulimit -u`, the threads the listing starts (the peer that writes
 /// the pipe, the one that sends SIGUSR1) and the one `spawn_blocking` asks
 /// tokio for may be refused: a one-line error, status 1, never a panic.
-/// The user may have one thread (the main one), then two.
+/// With `--workers`, tokio's `build` asks for each worker, and
+/// `block_in_place` for a thread to take over the worker. The user may
+/// have one thread (the main one), then two, then three.
 #[test]
 fn async_block_says_why_in_one_line_when_a_thread_is_refused() {
     use std::process::{Command, Stdio};
-    let runs: [&[&str]; 5] = [
+    let runs: [&[&str]; 7] = [
         &["read"],
         &["signal"],
         &["read", "--fix", "spawn-blocking"],
         &["wait", "--fix", "spawn-blocking"],
         &["signal", "--fix", "spawn-blocking"],
+        &["wait", "--workers", "2"],
+        &["read", "--workers", "1", "--fix", "block-in-place"],
     ];
     for args in runs {
-        for threads in [1, 2] {
+        for threads in [1, 2, 3] {
             let mut command = Command::new(bin!("async-block"));
             command.args(args).args(["--secs", "0"]);
             let Some((mut command, _dir)) =

@@ -530,3 +530,50 @@ pub fn backs_off_and_says_so_once_a_run_when_descriptors_run_out(bin: &str) {
     let out = daemon.finish();
     assert_died_of(&out, Signal::SIGTERM);
 }
+
+/// A log that fills its disk after the ready line: here a file under
+/// `ulimit -f` with `SIGXFSZ` ignored, so that a write past the limit
+/// fails with `EFBIG` as one past a full disk fails with `ENOSPC`. The
+/// daemon serves on, and as it ends says on stderr, in one line, how many
+/// lines it could not write, and why.
+pub fn says_at_the_end_how_many_log_lines_it_could_not_write(bin: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    // One block of 512 bytes (dash's unit; bash's is 1024): the ready
+    // line fits, and the lines of a few clients do not.
+    let script = "trap '' XFSZ; ulimit -f 1; exec \"$0\" 127.0.0.1:0";
+    let mut command = Command::new("sh");
+    command.args(["-c", script, bin]);
+    let file = fs::File::create(&log).unwrap();
+    let daemon = Listing::spawn(&mut command, Stdio::from(file));
+    let mut addr = None;
+    crate::support::wait_until("the ready line", || {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        let found = text.split_whitespace().nth(2).map(str::parse);
+        addr = found.and_then(Result::ok);
+        addr.is_some()
+    });
+    let addr: SocketAddr = addr.unwrap();
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect_timeout(&addr, PATIENCE).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.write_all(b"x\n").unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        assert_eq!(reply, "hello, x\n");
+    }
+    daemon.signal(Signal::SIGTERM);
+    let out = daemon.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+    let name = bin.rsplit('/').next().unwrap();
+    let lines: Vec<_> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{:?}", out.stderr);
+    assert!(
+        lines[0].starts_with(&format!("{name}: "))
+            && lines[0].contains("log line(s) not written: File too large"),
+        "{}",
+        lines[0]
+    );
+    assert!(fs::metadata(&log).unwrap().len() <= 1024);
+}
