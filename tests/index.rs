@@ -166,6 +166,7 @@ const METHODS: &[(&str, &[&str])] = &[
     ),
     ("std::io::Write", &["write_all", "flush"]),
     ("std::sync::Barrier", &["wait"]),
+    ("std::thread::Builder", &["spawn"]),
     (
         "signal_hook::iterator::Signals",
         &["forever", "pending", "wait"],
@@ -378,6 +379,7 @@ const SYSTEM_CALLS: &[(&str, &str)] = &[
     ("socket2::Socket::set_only_v6", "setsockopt(2)"),
     ("socket2::Socket::set_reuse_address", "setsockopt(2)"),
     ("socket2::Socket::set_reuse_port", "setsockopt(2)"),
+    ("std::thread::Builder::spawn", "clone3(2)"),
     ("std::thread::sleep", "clock_nanosleep(2)"),
     ("std::thread::spawn", "clone3(2)"),
     ("tokio::net::TcpListener::accept", "accept4(2)"),

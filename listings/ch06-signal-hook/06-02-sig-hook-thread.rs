@@ -50,33 +50,35 @@ fn run() -> Result<(), Box<dyn Error>> {
     let (stop_tx, stop_rx) = mpsc::channel();
 
     let ticks_seen = Arc::clone(&ticks);
-    let signal_thread = thread::spawn(move || -> io::Result<()> {
-        // Never dropped: signal-hook's handlers stay installed while a
-        // `Handle` lives, and wake the iterator through a socket pair.
-        // Closed, a signal would make that write raise SIGPIPE, which now
-        // has its default action (Listing 5-4 keeps its pipe for good too).
-        let signals = Box::leak(Box::new(signals));
-        let mut out = io::stdout();
-        // Ends when the iterator is closed through its handle, or a
-        // write fails.
-        for number in signals.forever() {
-            match number {
-                SIGHUP => writeln!(out, "Signal thread: SIGHUP, would reload")?,
-                SIGUSR1 => {
-                    let n = ticks_seen.load(Ordering::SeqCst);
-                    writeln!(
-                        out,
-                        "Signal thread: SIGUSR1, ticks so far: {n} (measured)"
-                    )?;
-                }
-                _ => {
-                    // The main thread may be gone already; nothing to do.
-                    let _ = stop_tx.send(number);
+    let signal_thread = thread::Builder::new()
+        .spawn(move || -> io::Result<()> {
+            // Never dropped: signal-hook's handlers stay installed while a
+            // `Handle` lives, and wake the iterator through a socket pair.
+            // Closed, a signal would make that write raise SIGPIPE, which now
+            // has its default action (Listing 5-4 keeps its pipe for good too).
+            let signals = Box::leak(Box::new(signals));
+            let mut out = io::stdout();
+            // Ends when the iterator is closed through its handle, or a
+            // write fails.
+            for number in signals.forever() {
+                match number {
+                    SIGHUP => writeln!(out, "Signal thread: SIGHUP, would reload")?,
+                    SIGUSR1 => {
+                        let n = ticks_seen.load(Ordering::SeqCst);
+                        writeln!(
+                            out,
+                            "Signal thread: SIGUSR1, ticks so far: {n} (measured)"
+                        )?;
+                    }
+                    _ => {
+                        // The main thread may be gone already; nothing to do.
+                        let _ = stop_tx.send(number);
+                    }
                 }
             }
-        }
-        writeln!(out, "Signal thread: iterator closed, leaving")
-    });
+            writeln!(out, "Signal thread: iterator closed, leaving")
+        })
+        .map_err(|err| format!("cannot start a thread: {err}"))?;
     let (mut out, pid) = (io::stdout(), getpid());
     writeln!(out, "Working as pid {pid}; try: kill -HUP {pid}")?;
 

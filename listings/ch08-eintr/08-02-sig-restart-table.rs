@@ -200,7 +200,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             // SAFETY: the handler only touches atomics.
             unsafe { sigaction(Signal::SIGUSR1, &action) }?;
             let (call, finish) = setup()?;
-            let outcome = measure(main_thread, call, finish);
+            let outcome = measure(main_thread, call, finish)?;
             let cell = match outcome {
                 Ok(()) => "Ok".to_string(),
                 Err(err) => format!("Err({err})"),
@@ -214,14 +214,22 @@ fn run() -> Result<(), Box<dyn Error>> {
 
 /// Runs `call` on this thread while a helper interrupts it every 10 ms,
 /// and runs `finish` once three interruptions have landed inside it.
-fn measure(main: libc::pthread_t, call: Call, finish: Finish) -> Outcome {
+/// Without a helper, runs `finish` then `call`, which ends what the row
+/// started (a child is killed and reaped), and fails.
+fn measure(
+    main: libc::pthread_t,
+    call: Call,
+    finish: Finish,
+) -> io::Result<Outcome> {
     HIT.store(0, Ordering::SeqCst);
     let done = Arc::new(AtomicBool::new(false));
     let helper_done = Arc::clone(&done);
     // The thread id goes over as an integer: `pthread_t` is one on Linux.
     let main = main as usize;
-    let helper = thread::spawn(move || {
-        let mut finish = Some(finish);
+    // `finish` goes over once the helper runs: kept here if it cannot.
+    let (give, take) = mpsc::channel::<Finish>();
+    let helper = thread::Builder::new().spawn(move || {
+        let mut finish = take.recv().ok();
         let started = Instant::now();
         while !helper_done.load(Ordering::SeqCst) {
             // SAFETY: the main thread outlives this helper, which it joins.
@@ -238,12 +246,22 @@ fn measure(main: libc::pthread_t, call: Call, finish: Finish) -> Outcome {
             }
         }
     });
+    let helper = match helper {
+        Ok(helper) => helper,
+        Err(err) => {
+            finish();
+            let _ = call();
+            let why = format!("cannot start a thread: {err}");
+            return Err(io::Error::new(err.kind(), why));
+        }
+    };
+    let _ = give.send(finish);
     IN_CALL.store(true, Ordering::SeqCst);
     let outcome = call();
     IN_CALL.store(false, Ordering::SeqCst);
     done.store(true, Ordering::SeqCst);
     let _ = helper.join();
-    outcome
+    Ok(outcome)
 }
 // ANCHOR_END: run
 

@@ -93,7 +93,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     // The iterator on a thread, so that the wait for it has a deadline.
     let (tx, wake_ups) = mpsc::channel();
     let handle = signals.handle();
-    let waiter = thread::spawn(move || {
+    let waiter = thread::Builder::new().spawn(move || {
         // Never dropped: the handler stays installed while `handle` lives,
         // and a SIGCHLD then (from `Command`'s child, say) would write to
         // a closed socket, and SIGPIPE would end us (Listing 6-2).
@@ -104,6 +104,19 @@ fn run() -> Result<(), Box<dyn Error>> {
             }
         }
     });
+    let waiter = match waiter {
+        Ok(waiter) => waiter,
+        Err(err) => {
+            // The children are exiting: reap them all before we go.
+            for pid in mine {
+                let _ = waitpid(pid, None);
+            }
+            if let Some(mut other) = other {
+                let _ = other.wait();
+            }
+            return Err(format!("cannot start a thread: {err}").into());
+        }
+    };
     let (mut woken, mut stolen) = (0, 0);
     while !mine.is_empty() {
         match wake_ups.recv_timeout(QUIET) {

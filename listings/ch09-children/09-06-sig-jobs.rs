@@ -150,11 +150,13 @@ fn job_main() -> Result<ExitCode, Box<dyn Error>> {
     }
     let mut signals = Signals::new(taken)?;
     let (theirs, ours) = (original.clone(), Arc::clone(&mode));
-    thread::spawn(move || {
-        for signal in signals.forever() {
-            let _ = on_signal(signal, &theirs, &ours);
-        }
-    });
+    thread::Builder::new()
+        .spawn(move || {
+            for signal in signals.forever() {
+                let _ = on_signal(signal, &theirs, &ours);
+            }
+        })
+        .map_err(|err| format!("cannot start a thread: {err}"))?;
     let mut out = io::stdout();
     writeln!(out, "Job: reading the terminal")?;
     let mut line = String::new();

@@ -130,9 +130,11 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
             .iter()
             .map(|&name| {
                 let steps = steps.clone();
-                thread::spawn(move || (name, run_case(name, &steps)))
+                thread::Builder::new()
+                    .spawn(move || (name, run_case(name, &steps)))
             })
-            .collect();
+            .collect::<io::Result<_>>()
+            .map_err(|err| format!("cannot start a thread: {err}"))?;
         for thread in threads {
             let (name, result) =
                 thread.join().map_err(|_| "a test panicked")?;

@@ -218,19 +218,23 @@ fn client(addrs: &[SocketAddr], lines: Vec<String>) -> io::Result<()> {
     sock.set_write_timeout(Some(TIMEOUT))?;
     let mut sending = sock.try_clone()?;
     let (sent, done) = mpsc::channel();
-    thread::spawn(move || {
-        let result = if lines.is_empty() {
-            copy_to_socket(&mut io::stdin().lock(), &mut sending)
-        } else {
-            lines
-                .iter()
-                .try_for_each(|line| writeln!(sending, "{line}"))
-        }
-        // The end of our requests: the server sees the end of the
-        // stream, and can still answer.
-        .and_then(|_| sending.shutdown(Shutdown::Write));
-        let _ = sent.send(result);
-    });
+    thread::Builder::new()
+        .spawn(move || {
+            let result = if lines.is_empty() {
+                copy_to_socket(&mut io::stdin().lock(), &mut sending)
+            } else {
+                lines
+                    .iter()
+                    .try_for_each(|line| writeln!(sending, "{line}"))
+            }
+            // The end of our requests: the server sees the end of the
+            // stream, and can still answer.
+            .and_then(|_| sending.shutdown(Shutdown::Write));
+            let _ = sent.send(result);
+        })
+        .map_err(|err| {
+            io::Error::new(err.kind(), format!("cannot start a thread: {err}"))
+        })?;
     let mut out = io::stdout().lock();
     let mut replies = BufReader::new(&sock);
     let mut reply = Vec::new();

@@ -45,13 +45,16 @@ fn run() -> Result<(), Box<dyn Error>> {
         let conn = conn?;
         // Flaw 4: no limit. Every connection gets a thread, however
         // many come.
-        thread::spawn(move || {
-            let peer = conn.peer_addr().map(|p| p.to_string());
-            if let Err(err) = answer(conn) {
-                let peer = peer.unwrap_or_else(|_| "a client".into());
-                log(format_args!("{peer}: {err}"));
-            }
-        });
+        // A thread the system refuses ends the server too, as Flaw 1.
+        thread::Builder::new()
+            .spawn(move || {
+                let peer = conn.peer_addr().map(|p| p.to_string());
+                if let Err(err) = answer(conn) {
+                    let peer = peer.unwrap_or_else(|_| "a client".into());
+                    log(format_args!("{peer}: {err}"));
+                }
+            })
+            .map_err(|err| format!("cannot start a thread: {err}"))?;
     }
     Ok(())
 }

@@ -93,10 +93,14 @@ fn delayed_hello() -> io::Result<TcpStream> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let mut sender = TcpStream::connect(listener.local_addr()?)?;
     let (reader, _) = listener.accept()?;
-    thread::spawn(move || {
-        thread::sleep(DELAY);
-        sender.write_all(b"hello")
-    });
+    thread::Builder::new()
+        .spawn(move || {
+            thread::sleep(DELAY);
+            sender.write_all(b"hello")
+        })
+        .map_err(|err| {
+            io::Error::new(err.kind(), format!("cannot start a thread: {err}"))
+        })?;
     Ok(reader)
 }
 

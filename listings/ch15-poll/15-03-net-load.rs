@@ -437,25 +437,30 @@ fn requests_row(
         sock.set_read_timeout(Some(PATIENCE))?;
         sock.set_write_timeout(Some(PATIENCE))?;
         let start = Arc::clone(&start);
-        handles.push(thread::spawn(move || -> io::Result<(u64, u64)> {
-            let mut reader = BufReader::new(sock.try_clone()?);
-            let mut sock = sock;
-            let mut reply = String::new();
-            let (mut right, mut wrong) = (0, 0);
-            start.wait();
-            let began = Instant::now();
-            while began.elapsed() < time {
-                sock.write_all(b"x\n")?;
-                reply.clear();
-                reader.read_line(&mut reply)?;
-                if reply == "server got: [x]\n" {
-                    right += 1;
-                } else {
-                    wrong += 1;
+        let client =
+            thread::Builder::new().spawn(move || -> io::Result<(u64, u64)> {
+                let mut reader = BufReader::new(sock.try_clone()?);
+                let mut sock = sock;
+                let mut reply = String::new();
+                let (mut right, mut wrong) = (0, 0);
+                start.wait();
+                let began = Instant::now();
+                while began.elapsed() < time {
+                    sock.write_all(b"x\n")?;
+                    reply.clear();
+                    reader.read_line(&mut reply)?;
+                    if reply == "server got: [x]\n" {
+                        right += 1;
+                    } else {
+                        wrong += 1;
+                    }
                 }
-            }
-            Ok((right, wrong))
-        }));
+                Ok((right, wrong))
+            });
+        // Those started wait at `start` until the process ends.
+        handles.push(
+            client.map_err(|err| format!("cannot start a thread: {err}"))?,
+        );
     }
     start.wait();
     let (mut right, mut wrong) = (0, 0);
@@ -561,18 +566,21 @@ impl Server {
             .map_err(|err| format!("cannot start {}: {err}", path.display()))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let (first, line) = mpsc::channel();
-        // The server logs every connection: read its log to the end, or
-        // the pipe fills up and the server stops.
-        thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = first.send(lines.next());
-            lines.for_each(drop);
-        });
         let mut server = Server {
             name,
             child,
             addr: ([127, 0, 0, 1], 0).into(),
         };
+        // The server logs every connection: read its log to the end, or
+        // the pipe fills up and the server stops. Refused a thread,
+        // `server` is dropped: its child killed and reaped.
+        thread::Builder::new()
+            .spawn(move || {
+                let mut lines = BufReader::new(stdout).lines();
+                let _ = first.send(lines.next());
+                lines.for_each(drop);
+            })
+            .map_err(|err| format!("cannot start a thread: {err}"))?;
         let ready = line
             .recv_timeout(PATIENCE)
             .ok()

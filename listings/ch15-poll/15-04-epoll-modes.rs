@@ -164,7 +164,7 @@ fn herd() -> Result<(), Box<dyn Error>> {
         let waiters: Vec<_> = (0..THREADS)
             .map(|_| {
                 let (listener, tids) = (Arc::clone(&listener), tids.clone());
-                thread::spawn(move || -> nix::Result<bool> {
+                thread::Builder::new().spawn(move || -> nix::Result<bool> {
                     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
                     epoll.add(listener.as_fd(), EpollEvent::new(flags, 0))?;
                     let _ = tids.send(gettid());
@@ -176,7 +176,8 @@ fn herd() -> Result<(), Box<dyn Error>> {
                     Ok(woken > 0)
                 })
             })
-            .collect();
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|err| format!("cannot start a thread: {err}"))?;
         // EPOLLEXCLUSIVE wakes one thread among those asleep in
         // `epoll_wait`; an epoll that nobody waits on yet keeps the event
         // for later. So connect only once all four sleep there.

@@ -86,8 +86,8 @@ fn run() -> Result<(), Box<dyn Error>> {
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
     };
-    remove_on_signals(signals, Arc::clone(&place));
-    let served = writeln!(io::stdout(), "Server listening on {shown}")
+    let served = remove_on_signals(signals, Arc::clone(&place))
+        .and_then(|()| writeln!(io::stdout(), "Server listening on {shown}"))
         .map_err(Box::from)
         .and_then(|()| serve(&listener, &config, max_conns));
     // Whatever happened after `bind`, even a closed stdout, the file goes.
@@ -261,14 +261,23 @@ impl Place {
 
 /// On SIGINT, SIGTERM or SIGHUP (`signals`, which `run` registered before
 /// `bind`): remove the file, then die of the signal as if we had not
-/// caught it, so that whoever started us sees why.
-fn remove_on_signals(mut signals: Signals, place: Arc<Place>) {
-    thread::spawn(move || {
-        if let Some(signal) = signals.forever().next() {
-            place.remove();
-            die_of(signal);
-        }
-    });
+/// caught it, so that whoever started us sees why. Fails if the system
+/// refuses the thread.
+fn remove_on_signals(
+    mut signals: Signals,
+    place: Arc<Place>,
+) -> io::Result<()> {
+    thread::Builder::new()
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                place.remove();
+                die_of(signal);
+            }
+        })
+        .map(drop)
+        .map_err(|err| {
+            io::Error::new(err.kind(), format!("cannot start a thread: {err}"))
+        })
 }
 
 /// Dies of `signal`, by its default action, from any thread. The init of

@@ -166,8 +166,9 @@ fn serve(
     let listener = UnixListener::bind(path)
         .map_err(|err| format!("cannot listen on {}: {err}", path.display()))?;
     let socket_file = Arc::new(SocketFile::bound(path)?);
-    remove_on_signals(signals, Arc::clone(&socket_file));
-    let served = send_to_each(&listener, path, file, count);
+    let served = remove_on_signals(signals, Arc::clone(&socket_file))
+        .map_err(Box::from)
+        .and_then(|()| send_to_each(&listener, path, file, count));
     // std never removes a socket's file: we do, however we end.
     socket_file.remove();
     served
@@ -274,14 +275,23 @@ impl SocketFile {
 }
 
 /// On SIGINT, SIGTERM or SIGHUP (`signals`, registered before `bind`):
-/// remove the file, then die of the signal.
-fn remove_on_signals(mut signals: Signals, file: Arc<SocketFile>) {
-    thread::spawn(move || {
-        if let Some(signal) = signals.forever().next() {
-            file.remove();
-            die_of(signal);
-        }
-    });
+/// remove the file, then die of the signal. Fails if the system refuses
+/// the thread.
+fn remove_on_signals(
+    mut signals: Signals,
+    file: Arc<SocketFile>,
+) -> io::Result<()> {
+    thread::Builder::new()
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                file.remove();
+                die_of(signal);
+            }
+        })
+        .map(drop)
+        .map_err(|err| {
+            io::Error::new(err.kind(), format!("cannot start a thread: {err}"))
+        })
 }
 
 /// Dies of `signal`, by its default action, from any thread. The init of

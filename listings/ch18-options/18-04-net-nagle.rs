@@ -85,18 +85,22 @@ fn connected() -> io::Result<(TcpStream, thread::JoinHandle<io::Result<()>>)> {
     let timeout = Some(Duration::from_secs(10));
     client.set_read_timeout(timeout)?;
     conn.set_read_timeout(timeout)?;
-    let server = thread::spawn(move || {
-        let mut request = [0; HEADER.len() + BODY.len()];
-        loop {
-            match conn.read_exact(&mut request) {
-                Ok(()) => conn.write_all(b"ok")?,
-                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Ok(());
+    let server = thread::Builder::new()
+        .spawn(move || {
+            let mut request = [0; HEADER.len() + BODY.len()];
+            loop {
+                match conn.read_exact(&mut request) {
+                    Ok(()) => conn.write_all(b"ok")?,
+                    Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
+                        return Ok(());
+                    }
+                    Err(err) => return Err(err),
                 }
-                Err(err) => return Err(err),
             }
-        }
-    });
+        })
+        .map_err(|err| {
+            io::Error::new(err.kind(), format!("cannot start a thread: {err}"))
+        })?;
     Ok((client, server))
 }
 // ANCHOR_END: run

@@ -113,7 +113,9 @@ fn run() -> Result<(), Box<dyn Error>> {
         "5. A peer that answers the heartbeat, a byte every 0.4 s"
     )?;
     let (mut sock, slow) = pair()?;
-    let peer = thread::spawn(move || pong_slowly(slow));
+    let peer = thread::Builder::new()
+        .spawn(move || pong_slowly(slow))
+        .map_err(|err| format!("cannot start a thread: {err}"))?;
     writeln!(
         io::stdout(),
         "   heartbeat: {}",

@@ -2,11 +2,13 @@
 //! 9-3 (`sig-orphan`), 9-4 (`sig-group`), 9-5 (`sig-chld-flags`), 9-6
 //! (`sig-jobs`, run in a pseudo-terminal) and 9-7 (`sig-pidfd`).
 
+use std::process::{Command, Stdio};
+
 use nix::unistd::Pid;
 
 use crate::support::{
     Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
-    cargo_run, have, run, shell, state_of,
+    bin_path, cargo_run, have, run, shell, state_of,
 };
 
 #[test]
@@ -798,4 +800,32 @@ fn sig_pidfd_polls_again_when_poll_fails_with_eintr() {
         "{:?}",
         out.stdout
     );
+}
+
+/// Allowed three processes and threads (`ulimit -u 3`), `sig-reaper`
+/// forks its two children, and the system refuses the signal thread: it
+/// reaps both and says so in one line, leaving no process behind.
+#[test]
+fn sig_reaper_reaps_its_children_when_its_thread_is_refused() {
+    let mut plain = Command::new(bin_path("sig-reaper"));
+    plain.args(["--children", "2", "--hold"]);
+    let Some((mut command, _dir)) =
+        crate::support::with_thread_limit(&plain, 3)
+    else {
+        return;
+    };
+    let listing = Listing::spawn(&mut command, Stdio::null());
+    let pgid = listing.pid();
+    let out = listing.finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let lines: Vec<_> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", out.stderr);
+    assert!(
+        lines[0].starts_with("sig-reaper: cannot start a thread: "),
+        "{}",
+        lines[0]
+    );
+    crate::support::wait_until("the children to be gone", || {
+        crate::support::group_is_gone(pgid)
+    });
 }

@@ -1108,3 +1108,29 @@ fn server_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(pool, &["--workers", huge], "--workers is at most 10000");
     assert_rejects(bin!("tcp-naive"), &["--count", "x"], "--count");
 }
+
+/// Allowed its main thread only (`ulimit -u 1`), the naive server is
+/// refused the thread of its first client, and ends in one line.
+#[test]
+fn naive_server_ends_in_one_line_when_a_thread_is_refused() {
+    let mut plain =
+        std::process::Command::new(crate::support::bin_path("tcp-naive"));
+    plain.arg("127.0.0.1:0");
+    let Some((mut command, _dir)) =
+        crate::support::with_thread_limit(&plain, 1)
+    else {
+        return;
+    };
+    let mut server = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let addr = server.expect(r"Server listening on (\S+)")[1].clone();
+    let _client = std::net::TcpStream::connect(addr).expect("connect");
+    let out = server.finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr.lines().collect::<Vec<_>>(),
+        [
+            "tcp-naive: cannot start a thread: Resource temporarily unavailable \
+          (os error 11)"
+        ],
+    );
+}

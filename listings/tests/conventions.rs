@@ -6,13 +6,14 @@
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
 use nix::unistd::pipe2;
 
 use crate::support::{
-    Listing, bin_path, group_is_gone, listing_names, run, wait_until,
+    Listing, bin_path, group_is_gone, is_dead, listing_names, run, wait_until,
 };
 
 /// Listings that no test runs: Listing 5-1 is wrong on purpose, and may
@@ -621,4 +622,96 @@ fn fork_and_exec_keep_an_ignored_sigpipe_and_command_does_not() {
     let status = |pid| std::fs::read_to_string(format!("/proc/{pid}/status"));
     assert!(!ignores_sigpipe(&status(parent).unwrap()));
     assert!(!ignores_sigpipe(&status(child).unwrap()));
+}
+
+/// A system that refuses a thread (`ulimit -u`, which counts every
+/// thread and process of a user) makes `thread::spawn` panic. Every row
+/// runs as a user of its own allowed its main thread only, twice: with a
+/// stdout that nobody reads, after which it must end as `ends_quietly`
+/// expects of it; and with /dev/null, which lets it go on to the threads
+/// it starts later, after which it must exit 0, or still be running a
+/// second later (it is then killed). Either way, the other end allowed is
+/// status 1 with one line that names the listing: the error of every
+/// listing, never a panic. All rows run before the check reports, so that
+/// one run lists every listing that fails. Root only (it changes user);
+/// skipped otherwise.
+#[test]
+fn every_listing_says_why_when_a_thread_is_refused() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: only root can run a listing as another user");
+        return;
+    }
+    let mut failures = Vec::new();
+    for abuse in abuses() {
+        for closed in [true, false] {
+            let Some(failure) = refused_a_thread(&abuse, closed) else {
+                continue;
+            };
+            failures.push(failure);
+            break;
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "under ulimit -u 1:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Runs the listing of `abuse` allowed one thread, with its stdout a pipe
+/// whose reader is gone (`closed`) or /dev/null; what went wrong, if
+/// anything.
+fn refused_a_thread(abuse: &Abuse, closed: bool) -> Option<String> {
+    let mut plain = Command::new(bin_path(abuse.bin));
+    plain.args(&abuse.args);
+    let (mut command, _copy) = crate::support::with_thread_limit(&plain, 1)?;
+    let stdout = if closed {
+        let (reader, writer) = pipe2(OFlag::O_CLOEXEC).expect("a pipe");
+        drop(reader);
+        Stdio::from(writer)
+    } else {
+        Stdio::null()
+    };
+    let listing = Listing::spawn(&mut command, stdout);
+    let pgid = listing.pid();
+    let mut killed = false;
+    if !closed {
+        // A bound, not a way to synchronise: a listing slow to fail on a
+        // loaded machine can only make this pass wrongly, never fail.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !is_dead(pgid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !is_dead(pgid) {
+            let _ = nix::sys::signal::killpg(pgid, Signal::SIGKILL);
+            killed = true;
+        }
+    }
+    let out = listing.finish();
+    wait_until("the listing's processes to end", || group_is_gone(pgid));
+    let what = format!(
+        "{} {:?} with stdout {}",
+        abuse.bin,
+        abuse.args,
+        if closed { "closed" } else { "/dev/null" }
+    );
+    let lines: Vec<_> = out.stderr.lines().collect();
+    let ended = match (out.status.signal(), out.status.code()) {
+        (Some(signal), _) if signal == Signal::SIGPIPE as i32 => {
+            Some(End::Sigpipe)
+        }
+        (_, Some(code)) => Some(End::Exits(code)),
+        _ => None,
+    };
+    let normal = if closed {
+        ended == Some(abuse.end)
+    } else {
+        killed || ended == Some(End::Exits(0))
+    };
+    let one_line = out.status.code() == Some(1)
+        && lines.len() == 1
+        && lines[0].starts_with(&format!("{}: ", abuse.bin));
+    let quiet = !out.stderr.contains("panicked");
+    (!(quiet && (normal || one_line)))
+        .then(|| format!("{what}: {:?} {:?}", out.status, out.stderr))
 }
