@@ -907,6 +907,9 @@ struct Log {
     written: Mutex<u64>,
     progress: Condvar,
     dropped: AtomicU64,
+    /// Report lines that could not be written (a full disk, say), and
+    /// the first error: said once, on the way out.
+    failed: Mutex<(u64, Option<io::Error>)>,
 }
 
 /// A line of the log, and where it goes.
@@ -932,6 +935,7 @@ fn start_log() -> io::Result<()> {
         written: Mutex::new(0),
         progress: Condvar::new(),
         dropped: AtomicU64::new(0),
+        failed: Mutex::new((0, None)),
     });
     thread::Builder::new().name("log".into()).spawn(move || {
         for line in lines {
@@ -953,14 +957,23 @@ fn start_log() -> io::Result<()> {
 /// stderr is a closed pipe: a log that cannot be written is lost.
 fn write_line(line: Line) {
     match line {
-        Line::Out(text) => {
-            let written = writeln!(io::stdout(), "{text}");
+        Line::Out(text) => match writeln!(io::stdout(), "{text}") {
+            Ok(()) => {}
             // Nobody reads the log any more: the server ends, at the
             // next connection, as a one-thread server would.
-            if written.is_err_and(|e| e.kind() == ErrorKind::BrokenPipe) {
+            Err(err) if err.kind() == ErrorKind::BrokenPipe => {
                 LOG_CLOSED.store(true, Ordering::Relaxed);
             }
-        }
+            // Lost, and counted: a server serves on through a full disk.
+            Err(err) => {
+                if let Some(log) = LOG.get() {
+                    let mut failed =
+                        log.failed.lock().unwrap_or_else(|e| e.into_inner());
+                    failed.0 += 1;
+                    failed.1.get_or_insert(err);
+                }
+            }
+        },
         Line::Err(text) => {
             let _ = writeln!(io::stderr(), "async-server: {text}");
         }
@@ -1008,6 +1021,13 @@ fn flush_log() {
     let _ = log
         .progress
         .wait_timeout_while(written, limit, |n| *n < queued);
+    let mut failed = log.failed.lock().unwrap_or_else(|e| e.into_inner());
+    if let (lost, Some(err)) = (failed.0, failed.1.take()) {
+        let _ = writeln!(
+            io::stderr(),
+            "async-server: {lost} report line(s) not written: {err}"
+        );
+    }
 }
 // ANCHOR_END: log
 

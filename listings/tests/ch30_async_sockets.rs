@@ -1333,3 +1333,43 @@ fn async_server_logs_a_shortage_once_while_exactly_enough_clients_come_and_go()
         &["--max-conns", "1000"],
     );
 }
+
+/// A report line that cannot be written (a file size limit here, a full
+/// disk elsewhere) is lost, not a reason to stop serving; the server
+/// counts them, and says how many in one line as it ends.
+#[test]
+fn async_server_says_at_the_end_how_many_report_lines_it_could_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    // One block of 512 bytes (dash's unit; bash's is 1024): the first
+    // line fits, and the reports of a few hundred clients do not.
+    let script = "trap '' XFSZ; ulimit -f 1; exec \"$0\" 127.0.0.1:0";
+    let mut command = std::process::Command::new("sh");
+    command.args(["-c", script, SERVER]);
+    let file = fs::File::create(&log).unwrap();
+    let server = Listing::spawn(&mut command, std::process::Stdio::from(file));
+    let mut addr = None;
+    wait_until("the server's first line", || {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        let found = text.lines().next().and_then(|l| l.rsplit(' ').next());
+        addr = found.and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+        addr.is_some()
+    });
+    let addr = addr.unwrap().to_string();
+    for _ in 0..40 {
+        let reply = line_server::ask(&addr, "x").unwrap();
+        assert_eq!(reply, "server got: [x]\n");
+    }
+    server.signal(Signal::SIGTERM);
+    let out = server.finish();
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+    let lines: Vec<_> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{:?}", out.stderr);
+    assert!(
+        lines[0].starts_with("async-server: ")
+            && lines[0].contains("report line(s) not written: File too large"),
+        "{}",
+        lines[0]
+    );
+    assert!(fs::metadata(&log).unwrap().len() <= 1024);
+}
