@@ -828,6 +828,21 @@ fn spawn_pipeline_at_a_terminal_takes_it_back_when_a_stage_cannot_run() {
     assert!(terminal.finish().success());
 }
 
+/// The pid of `spawn-pipeline` under `traced`, a strace that runs it:
+/// strace's child once it runs the listing (strace forks a child or two
+/// of its own first, to test what ptrace can do).
+fn traced_listing(traced: &Listing) -> Pid {
+    let mut pipeline = None;
+    wait_until("strace to start spawn-pipeline", || {
+        pipeline = children_of(traced.pid()).into_iter().find(|&child| {
+            std::fs::read_to_string(format!("/proc/{child}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == "spawn-pipeline")
+        });
+        pipeline.is_some()
+    });
+    pipeline.unwrap()
+}
+
 /// Chapter 23's rule, `killpg` only while a stage of the group is not
 /// reaped, where it matters: a signal that comes just after the last
 /// stage is reaped. strace holds the listing's main thread for two
@@ -847,17 +862,7 @@ fn spawn_pipeline_never_signals_its_group_once_every_stage_is_reaped() {
         .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
         .args([bin!("spawn-pipeline"), "sleep", "60"]);
     let traced = Listing::spawn(&mut command, Stdio::piped());
-    // strace's child, once it runs the listing: strace forks a child or
-    // two of its own first, to test what ptrace can do.
-    let mut pipeline = None;
-    wait_until("strace to start spawn-pipeline", || {
-        pipeline = children_of(traced.pid()).into_iter().find(|&child| {
-            std::fs::read_to_string(format!("/proc/{child}/comm"))
-                .is_ok_and(|comm| comm.trim_end() == "spawn-pipeline")
-        });
-        pipeline.is_some()
-    });
-    let pipeline = pipeline.unwrap();
+    let pipeline = traced_listing(&traced);
     let (stages, group) = stages_of(pipeline, 1);
     let _cleanup = KillGroupOnDrop(group);
     nix::sys::signal::kill(stages[0], Signal::SIGKILL).unwrap();
@@ -896,15 +901,7 @@ fn spawn_pipeline_keeps_the_status_of_a_stage_that_died_after_it_stopped() {
         .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
         .args([bin!("spawn-pipeline"), "sleep", "60"]);
     let traced = Listing::spawn(&mut command, Stdio::piped());
-    let mut pipeline = None;
-    wait_until("strace to start spawn-pipeline", || {
-        pipeline = children_of(traced.pid()).into_iter().find(|&child| {
-            std::fs::read_to_string(format!("/proc/{child}/comm"))
-                .is_ok_and(|comm| comm.trim_end() == "spawn-pipeline")
-        });
-        pipeline.is_some()
-    });
-    let pipeline = pipeline.unwrap();
+    let pipeline = traced_listing(&traced);
     let (stages, group) = stages_of(pipeline, 1);
     let _cleanup = KillGroupOnDrop(group);
     nix::sys::signal::kill(stages[0], Signal::SIGSTOP).unwrap();
