@@ -3,7 +3,10 @@
 //! section of a chapter where the book defines the term, in italics. A
 //! heading renamed or a definition moved would otherwise leave the
 //! glossary sending readers to a page top, or to a section that never
-//! says what the word means.
+//! says what the word means. And the other way round: every word a chapter
+//! sets in italics is a glossary term, or one of the few italics this file
+//! lists as something else (emphasis, a variable, a title), so that a term
+//! the book defines cannot be missing from the glossary.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -93,7 +96,7 @@ fn every_glossary_term_is_defined_once_where_it_links() {
                 ));
                 continue;
             };
-            if !section.italics.iter().any(|i| names(i, &key)) {
+            if !section.italics.iter().any(|i| entry_names(i, &key)) {
                 problems.push(format!(
                     "{place}: {link}: that section never sets `{}` in \
                      italics, as the book does where it defines a term",
@@ -105,6 +108,145 @@ fn every_glossary_term_is_defined_once_where_it_links() {
     assert!(
         problems.is_empty(),
         "{} problem(s) in the glossary:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// Italics in the chapters that are not terms, each with why.
+const NOT_TERMS: &[(&str, &str)] = &[
+    // The book's own conventions, explained in chapter 1.
+    ("aside", "the book's convention"),
+    ("italics", "the book's convention"),
+    ("Terminal 1", "the book's convention"),
+    ("Terminal 2", "the book's convention"),
+    ("Terminal 3", "the book's convention"),
+    // Variables and titles.
+    ("i", "a variable"),
+    ("k", "a variable"),
+    ("M", "a variable"),
+    ("n", "a variable"),
+    ("Programming Python", "a title"),
+    // Words of one listing, explained where it is shown.
+    ("actions", "signal-hook's word, in chapter 6"),
+    ("exfiltrator", "signal-hook's word, in chapter 11"),
+    ("mailbox", "Listing 26-1's"),
+    ("stamp", "Listing 27-1's"),
+    ("ticks", "Listing 5-2's"),
+    ("Rust’s time at most 5% above C’s", "chapter 26's target"),
+    ("not decidable here", "a verdict of chapter 26's tables"),
+    ("debug", "a cargo profile"),
+    ("release", "a cargo profile"),
+    // Lead-ins of paragraphs.
+    ("Not across everything.", "a lead-in"),
+    ("The parent is a thread.", "a lead-in"),
+    ("The race.", "a lead-in"),
+    ("Three programs, ported", "a lead-in"),
+    // Choices a chapter weighs, named as it weighs them.
+    ("limit per client address", "one of chapter 14's choices"),
+    (
+        "shorter idle timeout under pressure",
+        "one of chapter 14's choices",
+    ),
+];
+
+/// Italics that name a glossary term by another word, each with the term.
+const OTHER_NAMES: &[(&str, &str)] = &[
+    ("abstract", "Abstract namespace"),
+    ("block", "Blocked signal"),
+    ("epoll instance", "epoll"),
+    ("handshake", "Three-way handshake"),
+    ("wait", "Voluntary switch"),
+    ("worker", "Worker thread"),
+];
+
+/// Words set in italics for emphasis somewhere in the chapters.
+#[rustfmt::skip]
+const EMPHASIS: &[&str] = &[
+    "after", "all", "and", "as", "asks", "at most", "before", "bytes",
+    "continued", "died", "different", "drops", "every", "exited",
+    "explicitly", "first one’s", "in itself", "in the middle of", "is", "it",
+    "length", "list", "moves", "nest", "not", "now", "replaced", "Rust",
+    "sent", "sigaction", "stops", "task", "that", "thread", "told", "waits",
+    "wake", "well", "when it reads", "which", "while",
+];
+
+#[test]
+fn every_term_a_chapter_sets_in_italics_has_a_glossary_entry() {
+    let src = workspace_root().join("src");
+    let glossary = read(&src.join("appendix-glossary.md"));
+    let terms: Vec<String> = entries(&glossary)
+        .iter()
+        .map(|entry| normalized(&entry.term))
+        .collect();
+    let not_terms: Vec<String> = NOT_TERMS
+        .iter()
+        .map(|(italic, _)| *italic)
+        .chain(EMPHASIS.iter().copied())
+        .map(normalized)
+        .collect();
+    let mut problems = Vec::new();
+    for (italic, term) in OTHER_NAMES {
+        if !terms.contains(&normalized(term)) {
+            problems.push(format!(
+                "tests/glossary.rs names *{italic}* for `{term}`, which the \
+                 glossary does not have"
+            ));
+        }
+    }
+    let not_terms: Vec<String> = not_terms
+        .into_iter()
+        .chain(OTHER_NAMES.iter().map(|(italic, _)| normalized(italic)))
+        .collect();
+    let mut used = HashSet::new();
+    let mut chapters: Vec<_> = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            let name = path.file_name().unwrap().to_str().unwrap();
+            name.starts_with("ch") && name.ends_with(".md")
+        })
+        .collect();
+    chapters.sort();
+    assert!(
+        chapters.len() >= 30,
+        "found only {} chapters",
+        chapters.len()
+    );
+    for path in &chapters {
+        let file = path.file_name().unwrap().to_str().unwrap();
+        for section in sections(&read(path)) {
+            for italic in &section.italics {
+                let key = normalized(italic);
+                used.insert(key.clone());
+                if not_terms.contains(&key)
+                    || terms.iter().any(|term| entry_names(italic, term))
+                {
+                    continue;
+                }
+                problems.push(format!(
+                    "{file}#{}: *{italic}* has no glossary entry (add one, \
+                     or list it in tests/glossary.rs if it is not a term)",
+                    section.id
+                ));
+            }
+        }
+    }
+    // A word listed as no term that no chapter sets in italics any more
+    // is stale.
+    for key in &not_terms {
+        if !used.contains(key) {
+            problems.push(format!(
+                "tests/glossary.rs lists *{key}* as no term, and no chapter \
+                 sets it in italics"
+            ));
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    assert!(
+        problems.is_empty(),
+        "{} italic(s) without a glossary entry:\n{}",
         problems.len(),
         problems.join("\n")
     );
@@ -245,10 +387,30 @@ fn sort_key(term: &str) -> String {
 /// "process-directed signal", but *is* names nothing.
 fn names(italic: &str, term: &str) -> bool {
     let italic = normalized(italic);
+    // The term itself, or its plural, however short: *SYN*, *jobs*.
+    if italic == term || italic.strip_suffix('s') == Some(term) {
+        return true;
+    }
     let (short, long) = if italic.len() <= term.len() {
         (italic.as_str(), term)
     } else {
         (term, italic.as_str())
     };
     long.contains(short) && short.len() >= 4 && 2 * short.len() >= long.len()
+}
+
+/// Whether an italic run names a glossary entry's term, written as a term
+/// and, in parentheses, another name for it: "Process id (pid)" is named by
+/// *process id* and by *pid*, "Reset (RST)" by *reset* and *RST*.
+fn entry_names(italic: &str, term: &str) -> bool {
+    let term = normalized(term);
+    if names(italic, &term) {
+        return true;
+    }
+    match term.strip_suffix(')').and_then(|t| t.split_once(" (")) {
+        Some((base, other)) => {
+            names(italic, base) || normalized(italic) == other
+        }
+        None => false,
+    }
 }
