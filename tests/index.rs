@@ -512,15 +512,27 @@ fn canonical(path: &str) -> String {
 #[derive(Default)]
 struct Calls {
     paths: BTreeSet<String>,
-    methods: BTreeSet<String>,
+    /// Each method called, with the type whose function starts its chain
+    /// where the call is written so (`thread::Builder::new()….spawn(…)`),
+    /// as written.
+    methods: BTreeSet<(String, Option<String>)>,
 }
 
 impl Calls {
     fn scan(&mut self, tokens: TokenStream) {
         let tokens: Vec<TokenTree> = tokens.into_iter().collect();
         let mut i = 0;
+        // The type of the function call that starts the chain of method
+        // calls being read, if one does.
+        let mut root: Option<String> = None;
         while i < tokens.len() {
             match &tokens[i] {
+                TokenTree::Punct(p)
+                    if matches!(p.as_char(), ';' | ',' | '=') =>
+                {
+                    root = None;
+                    i += 1;
+                }
                 TokenTree::Group(group) => {
                     let inner = group.stream();
                     if group.delimiter() == Delimiter::Bracket
@@ -548,10 +560,17 @@ impl Calls {
                     });
                     if called && !after_fn {
                         if after_dot {
-                            self.methods.insert(ident.to_string());
+                            self.methods
+                                .insert((ident.to_string(), root.clone()));
                         } else {
+                            root = path
+                                .rsplit_once("::")
+                                .map(|(ty, _)| ty.to_string());
                             self.paths.insert(path);
                         }
+                    } else if !after_dot {
+                        // A variable or a keyword: its type is unknown.
+                        root = None;
                     }
                     i = next.max(i + 1);
                 }
@@ -655,7 +674,27 @@ fn used_in(
                 *handed == ty && by.iter().any(|b| named.contains(*b))
             })
     };
-    for method in &calls.methods {
+    for (method, root) in &calls.methods {
+        // A chain that starts with a type's function is that type's (in
+        // Listing 12-5, `.spawn` after `thread::Builder::new()` is not
+        // `Command`'s, which the file imports too); otherwise every
+        // imported type that has the method counts.
+        let root = root.as_ref().map(|written| {
+            let head = written.split("::").next().unwrap();
+            match names.get(head) {
+                Some(path) => {
+                    canonical(&format!("{path}{}", &written[head.len()..]))
+                }
+                None => canonical(written),
+            }
+        });
+        let of_root = METHODS.iter().find(|(ty, methods)| {
+            Some(*ty) == root.as_deref() && methods.contains(&method.as_str())
+        });
+        if let Some((ty, _)) = of_root {
+            used.insert(format!("{ty}::{method}"));
+            continue;
+        }
         for (ty, methods) in METHODS {
             if methods.contains(&method.as_str()) && imported(ty) {
                 used.insert(format!("{ty}::{method}"));
@@ -859,5 +898,36 @@ fn the_index_reads_use_trees_and_calls() {
     assert_eq!(
         apis_used(tested).into_iter().collect::<Vec<_>>(),
         ["std::os::unix::net::UnixStream::pair"]
+    );
+    // Two imported types with a `spawn`: a chain that starts with one of
+    // them is that one's; a variable's call counts for both.
+    let both = r#"
+        use std::process::Command;
+        use std::thread;
+        fn main() {
+            let t = thread::Builder::new().name("a".into()).spawn(|| 1);
+            let status = Command::new("true").status();
+        }
+    "#;
+    assert_eq!(
+        apis_used(both).into_iter().collect::<Vec<_>>(),
+        [
+            "std::process::Command::status",
+            "std::thread::Builder::spawn"
+        ]
+    );
+    let unknown = r#"
+        use std::process::Command;
+        use std::thread::Builder;
+        fn start(builder: Builder) {
+            let t = builder.spawn(|| 1);
+        }
+    "#;
+    assert_eq!(
+        apis_used(unknown).into_iter().collect::<Vec<_>>(),
+        [
+            "std::process::Command::spawn",
+            "std::thread::Builder::spawn"
+        ]
     );
 }
