@@ -637,6 +637,19 @@ fn raw_rounds(dir: &Path) -> u64 {
 
 fn check_results(dir: &Path) {
     let results = fs::read_to_string(dir.join("results.md")).unwrap();
+    // Nothing names the machine's own paths (the checkout, the target
+    // directory, a home): the published files travel with the book.
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    for name in ["raw.json", "results.md"] {
+        let text = fs::read_to_string(dir.join(name)).unwrap();
+        for path in [checkout.to_str().unwrap(), "/target/", "/home/", "/root/"]
+        {
+            assert!(
+                !text.contains(path),
+                "{name} names a path of this machine: {path}"
+            );
+        }
+    }
     for anchor in RESULT_ANCHORS {
         assert!(
             results.contains(&format!("<!-- ANCHOR_END: {anchor} -->")),
