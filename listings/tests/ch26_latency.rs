@@ -1908,6 +1908,18 @@ fn chapter_26_claims_hold_in_the_published_results() {
         "0"
     );
     says("sets it to 0 (`haltpoll.guest_halt_poll_ns=0`");
+    // The aside: the window shrinks "to 0 once it falls below
+    // `/sys/module/haltpoll/parameters/guest_halt_poll_grow_start` (50 µs
+    // here)", and a run's `POLL` entries "should be 0" (checked below).
+    let grow_start = idle["haltpoll"]["guest_halt_poll_grow_start"]
+        .as_str()
+        .unwrap()
+        .parse::<f64>()
+        .unwrap();
+    says(&format!(
+        "guest_halt_poll_grow_start` ({:.0} µs here)",
+        grow_start / 1000.0
+    ));
     let everything = runs.as_array().unwrap().iter();
     for run in everything.chain(raw["sweeps"].as_array().unwrap()) {
         assert_eq!(run["idle_entries"]["POLL"], 0, "{}", run["line"]);
