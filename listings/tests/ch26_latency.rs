@@ -1956,6 +1956,9 @@ fn chapter_26_claims_hold_in_the_published_results() {
     assert_eq!(halts("different", "awake").1, 0.0);
     says("the driver's polling state, `POLL`, not once");
     says("in those runs the CPUs entered no idle state at all");
+    // "the loop is a task the woken process must preempt, and the IPIs
+    // column still counts two per round trip": checked just below.
+    says("the IPIs column still counts two per round trip, where a CPU that");
     for mech in SPINNING {
         let ipis = latency(mech, "different", "awake", "interrupts") / count;
         assert!((1.9..2.1).contains(&ipis), "{mech}: {ipis} IPIs");
