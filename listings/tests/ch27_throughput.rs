@@ -11,9 +11,9 @@ use nix::sys::signal::Signal;
 use regex::Regex;
 
 use crate::bench::{
-    assert_reports_a_full_stdout, compile_c, median_of, one_line,
-    placement_pattern, placements, profile_samples, protocol, published,
-    ratios_by_row, rust_over_c, usable_cpus,
+    assert_reports_a_full_stdout, compile_c, interval_rank, median_of,
+    one_line, placement_pattern, placements, profile_samples, protocol,
+    published, ratios_by_row, rust_over_c, usable_cpus,
 };
 use crate::support::{
     Listing, assert_matches_book, assert_measurements_match_book,
@@ -489,20 +489,20 @@ fn chapter_27_claims_hold_in_the_published_results() {
         ];
         median_of(&raw["runs"], &what, field)
     };
-    // "Each column is one run, though: 1,299 samples for the plain pipe,
-    // 622 and 422 for the two zero-copy ways; [...] the plain pipe's moved
-    // 3.87 GiB/s, slower than 13 of the fifteen rounds (3.74 to 6.14)".
+    // "Each column is one run, though: 1,439 samples for the plain pipe,
+    // 727 and 560 for the two zero-copy ways; [...] the plain pipe's moved
+    // 3.49 GiB/s, slower than 14 of the fifteen rounds (3.46 to 4.08)".
     let samples = |mech: &str| {
         raw["profiles"][format!("throughput {mech} same")]["samples"]
             .as_u64()
             .unwrap()
     };
     let counts = ["pipe", "vmsplice", "splice"].map(samples);
-    assert_eq!(counts, [1299, 622, 422]);
+    assert_eq!(counts, [1439, 727, 560]);
     let line = raw["profiles"]["throughput pipe same"]["line"]
         .as_str()
         .unwrap();
-    assert!(line.contains(", 3.871 GiB/s,"), "{line}");
+    assert!(line.contains(", 3.489 GiB/s,"), "{line}");
     let rates: Vec<f64> = raw["runs"]
         .as_array()
         .unwrap()
@@ -517,13 +517,13 @@ fn chapter_27_claims_hold_in_the_published_results() {
         .collect();
     let low = rates.iter().copied().fold(f64::MAX, f64::min);
     let high = rates.iter().copied().fold(f64::MIN, f64::max);
-    assert_eq!(format!("{low:.2} to {high:.2}"), "3.74 to 6.14");
+    assert_eq!(format!("{low:.2} to {high:.2}"), "3.46 to 4.08");
     // "with a pipe of 256 KiB, the processes on two CPUs hardly wait at
-    // all (at most 0.01 waits per chunk in every round, against 1.59 to
+    // all (at most 0.19 waits per chunk in every round, against 0.96 to
     // 2.00 with the default pipe), and then `vmsplice` with `splice` runs
-    // faster on two CPUs than on one in every round (1.22 to 1.39 times),
-    // `vmsplice` with `read` about as fast (0.98 to 1.08 times), while the
-    // plain pipe still moves only 0.44 to 0.53 times its one-CPU rate."
+    // faster on two CPUs than on one in every round (1.36 to 2.51 times),
+    // and so does `vmsplice` with `read` (1.30 to 2.13 times), while the
+    // plain pipe still moves only 0.50 to 0.98 times its one-CPU rate."
     let point =
         |mech: &str, size: &str, place: &str| -> BTreeMap<u64, (f64, f64)> {
             raw["sweeps"]
@@ -553,9 +553,9 @@ fn chapter_27_claims_hold_in_the_published_results() {
     };
     let (mut large_waits, mut default_waits) = (Vec::new(), Vec::new());
     for (mech, said) in [
-        ("splice", "1.22 to 1.39"),
-        ("vmsplice", "0.98 to 1.08"),
-        ("pipe", "0.44 to 0.53"),
+        ("splice", "1.36 to 2.51"),
+        ("vmsplice", "1.30 to 2.13"),
+        ("pipe", "0.50 to 0.98"),
     ] {
         let (same, apart) = (
             point(mech, "256K", "same"),
@@ -568,22 +568,22 @@ fn chapter_27_claims_hold_in_the_published_results() {
         default_waits
             .extend(point(mech, "64K", "different").values().map(|a| a.1));
     }
-    assert!(large_waits.iter().all(|&w| w <= 0.01), "{large_waits:?}");
-    assert_eq!(range(default_waits), "1.59 to 2.00");
+    assert!(large_waits.iter().all(|&w| w <= 0.19), "{large_waits:?}");
+    assert_eq!(range(default_waits), "0.96 to 2.00");
     let chapter = include_str!("../../src/ch27-throughput.md");
     let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
     assert_eq!(
         format!("{:.2}", large_waits.iter().copied().fold(0.0, f64::max)),
-        "0.01"
+        "0.19"
     );
     for said in [
-        "at most 0.01 waits per chunk in every round",
-        "1,299 samples for the plain pipe, 622 and 422 for the two zero-copy \
+        "at most 0.19 waits per chunk in every round",
+        "1,439 samples for the plain pipe, 727 and 560 for the two zero-copy \
          ways",
-        "against 1.59 to 2.00 with the default pipe",
-        "in every round (1.22 to 1.39 times)",
-        "about as fast (0.98 to 1.08 times)",
-        "only 0.44 to 0.53 times its one-CPU rate",
+        "against 0.96 to 2.00 with the default pipe",
+        "in every round (1.36 to 2.51 times)",
+        "and so does `vmsplice` with `read` (1.30 to 2.13 times)",
+        "only 0.50 to 0.98 times its one-CPU rate",
     ] {
         assert!(chapter.contains(said), "ch27 does not say: {said}");
     }
@@ -604,14 +604,14 @@ fn chapter_27_claims_hold_in_the_published_results() {
             })
             .collect()
     };
-    // "all three were slow runs: the plain pipe's moved 3.87 GiB/s, slower
-    // than 13 of the fifteen rounds (3.74 to 6.14), and the zero-copy ways'
-    // 8.15 and 12.06 GiB/s, each slower than 14 of them".
+    // "all three were slow runs: the plain pipe's moved 3.49 GiB/s, slower
+    // than 14 of the fifteen rounds (3.46 to 4.08), and the zero-copy ways'
+    // 6.96 and 9.04 GiB/s, each slower than all 15 of them".
     let rate = Regex::new(r", ([\d.]+) GiB/s,").unwrap();
     for (mech, said, slower) in [
-        ("pipe", "3.87", 13),
-        ("vmsplice", "8.15", 14),
-        ("splice", "12.06", 14),
+        ("pipe", "3.49", 14),
+        ("vmsplice", "6.96", 15),
+        ("splice", "9.04", 15),
     ] {
         let line = raw["profiles"][format!("throughput {mech} same")]["line"]
             .as_str()
@@ -625,84 +625,64 @@ fn chapter_27_claims_hold_in_the_published_results() {
         assert_eq!(faster, slower, "{mech}");
     }
     for said in [
-        "all three were slow runs: the plain pipe's moved 3.87 GiB/s, slower \
-         than 13 of the fifteen rounds (3.74 to 6.14)",
-        "the zero-copy ways' 8.15 and 12.06 GiB/s, each slower than 14 of them",
+        "all three were slow runs: the plain pipe's moved 3.49 GiB/s, slower \
+         than 14 of the fifteen rounds (3.46 to 4.08)",
+        "the zero-copy ways' 6.96 and 9.04 GiB/s, each slower than all 15 of \
+         them",
     ] {
         assert!(chapter.contains(said), "ch27 does not say: {said}");
     }
-    // "`vmsplice` on one CPU moved 7.97 to 8.59 GiB/s in 7 of Rust's 15
-    // runs and 9.83 to 11.29 in the other 8, and C's runs split 8 and 7
-    // (7.94 to 8.99, then 9.86 to 11.32) ... the two runs of a round
-    // shared a cluster in 14 of the 15 rounds": split at the widest gap.
-    let clusters = |rates: &BTreeMap<u64, f64>| {
-        let mut sorted: Vec<f64> = rates.values().copied().collect();
-        sorted.sort_by(f64::total_cmp);
-        let at = (1..sorted.len())
-            .max_by(|&i, &j| {
-                (sorted[i] - sorted[i - 1])
-                    .total_cmp(&(sorted[j] - sorted[j - 1]))
-            })
-            .unwrap();
-        let (slow, fast) = sorted.split_at(at);
-        let text = |c: &[f64]| format!("{:.2} to {:.2}", c[0], c[c.len() - 1]);
-        (slow.len(), text(slow), text(fast), fast[0])
-    };
-    let (rust, c) = (one_cpu("vmsplice", "rust"), one_cpu("vmsplice", "c"));
-    let (rust_slow, rust_low, rust_high, rust_cut) = clusters(&rust);
-    let (c_slow, c_low, c_high, c_cut) = clusters(&c);
-    assert_eq!((rust_slow, rust_low.as_str()), (7, "7.97 to 8.59"));
-    assert_eq!(rust_high, "9.83 to 11.29");
-    assert_eq!((c_slow, c_low.as_str()), (8, "7.94 to 8.99"));
-    assert_eq!(c_high, "9.86 to 11.32");
-    let cut = rust_cut.min(c_cut);
-    let together = rust
+    // "on two CPUs the runs spread widely: `splice` moved from 1.94 to 7.47
+    // GiB/s in Rust's runs alone. The table's medians for it, 3.00 for
+    // Rust and 3.32 for C, lie 11% apart, yet within the rounds Rust took
+    // from 0.68 to 1.82 times C's time, and the interval of the median
+    // ratio, 0.925 to 1.405, holds 1".
+    let splice_runs: Vec<f64> = raw["runs"]
+        .as_array()
+        .unwrap()
         .iter()
-        .filter(|&(round, r)| (*r >= cut) == (c[round] >= cut))
-        .count();
-    assert_eq!(together, 14);
-    let mut ratios: Vec<f64> =
-        rust.iter().map(|(round, r)| c[round] / r).collect();
-    ratios.sort_by(f64::total_cmp);
-    assert_eq!(format!("{:.3}", ratios[ratios.len() / 2]), "1.002");
-    let apart = median_of(
-        &raw["runs"],
-        &[
+        .filter(|r| {
+            r["kind"] == "throughput"
+                && r["mechanism"] == "splice"
+                && r["placement"] == "different"
+                && r["language"] == "rust"
+        })
+        .map(|r| r["rate"].as_f64().unwrap())
+        .collect();
+    let splice_rate = |language: &str| {
+        let what = [
             ("kind", json!("throughput")),
-            ("mechanism", json!("vmsplice")),
-            ("placement", json!("same")),
-            ("language", json!("rust")),
-        ],
-        "rate",
-    ) / median_of(
-        &raw["runs"],
-        &[
-            ("kind", json!("throughput")),
-            ("mechanism", json!("vmsplice")),
-            ("placement", json!("same")),
-            ("language", json!("c")),
-        ],
-        "rate",
+            ("mechanism", json!("splice")),
+            ("placement", json!("different")),
+            ("language", json!(language)),
+        ];
+        median_of(&raw["runs"], &what, "rate")
+    };
+    let (rust_median, c_median) = (splice_rate("rust"), splice_rate("c"));
+    let pairs = &ratios_by_row(&raw)["throughput splice different"];
+    let (_, low, high) = rust_over_c(&raw, "throughput splice different");
+    assert!(low < 1.0 && 1.0 < high, "{low} {high}");
+    let said = format!(
+        "`splice` moved from {} GiB/s in Rust's runs alone. The table's \
+         medians for it, {rust_median:.2} for Rust and {c_median:.2} for C, \
+         lie {:.0}% apart, yet within the rounds Rust took from {:.2} to \
+         {:.2} times C's time, and the interval of the median ratio, \
+         {low:.3} to {high:.3}, holds 1",
+        range(splice_runs),
+        (c_median / rust_median - 1.0) * 100.0,
+        pairs[0],
+        pairs[pairs.len() - 1],
     );
-    assert_eq!(format!("{:.0}%", (apart - 1.0) * 100.0), "9%");
-    for said in [
-        "moved 7.97 to 8.59 GiB/s in 7 of Rust's 15 runs and 9.83 to 11.29 in \
-         the other 8, and C's runs split 8 and 7 (7.94 to 8.99, then 9.86 to \
-         11.32)",
-        "the table's medians, 9.83 for Rust and 8.99 for C, lie in different \
-         clusters, 9% apart; yet the two runs of a round shared a cluster in \
-         14 of the 15 rounds, and within the rounds Rust took 1.002 times C's \
-         time",
-    ] {
-        assert!(chapter.contains(said), "ch27 does not say: {said}");
-    }
+    assert!(chapter.contains(&said), "ch27 does not say: {said}");
     // "single pairs of the twins themselves came as far apart, Rust taking
-    // from 0.87 to 1.18 times C's time on one CPU and from 0.80 to 1.08
+    // from 0.81 to 1.16 times C's time on one CPU and from 0.59 to 1.13
     // times on two"; "The intervals of the TCP rows of the verdict table,
-    // from 0.968 to 1.032 on one CPU and from 0.976 to 1.035 on two ...
-    // both of the reviewer's runs (0.82 and 0.94 of the rate, 1.22 and
-    // 1.06 times the time) lie above both, and so does the target's 1.05,
-    // which is why the table calls both rows met."
+    // from 0.965 to 1.033 on one CPU and from 0.962 to 1.086 on two ...
+    // The reviewer's first run (0.82 of the rate, 1.22 times the time)
+    // lies above both; the second (0.94 of the rate, 1.06 times the time)
+    // lies above the one-CPU interval but inside the two-CPU one, and so
+    // does the target's 1.05, which is why the table calls the one-CPU row
+    // met and the two-CPU row not decidable here."
     let results = include_str!("../bench/results.md");
     let verdicts = results
         .split("<!-- ANCHOR: throughput-verdict -->")
@@ -712,9 +692,15 @@ fn chapter_27_claims_hold_in_the_published_results() {
         })
         .expect("results.md has the throughput verdicts");
     let ratios = ratios_by_row(&raw);
-    for (place, widest, interval) in [
-        ("same", "0.87 to 1.18", "0.968 to 1.032"),
-        ("different", "0.80 to 1.08", "0.976 to 1.035"),
+    let (first, second) = (1.0 / 0.82, 1.0 / 0.94);
+    for (place, widest, interval, verdict) in [
+        ("same", "0.81 to 1.16", "0.965 to 1.033", "met"),
+        (
+            "different",
+            "0.59 to 1.13",
+            "0.962 to 1.086",
+            "not decidable here",
+        ),
     ] {
         let row = format!("throughput tcp {place}");
         let pairs = &ratios[&row];
@@ -722,17 +708,24 @@ fn chapter_27_claims_hold_in_the_published_results() {
         assert_eq!(range, widest, "{row}");
         let (_, low, high) = rust_over_c(&raw, &row);
         assert_eq!(format!("{low:.3} to {high:.3}"), interval, "{row}");
-        for reviewer in [1.0 / 0.82, 1.0 / 0.94, 1.05] {
-            assert!(high < reviewer, "{row}: {high} {reviewer}");
+        assert!(high < first, "{row}: {high} {first}");
+        // The second run and the target: above the interval on one CPU,
+        // inside it on two.
+        for above in [second, 1.05] {
+            assert_eq!(high < above, place == "same", "{row}: {high} {above}");
+            assert!(low < above, "{row}: {low} {above}");
         }
         let line = verdicts
             .lines()
             .find(|l| l.starts_with(&format!("| tcp | {place} |")))
             .unwrap_or_else(|| panic!("no verdict row for {row}"));
         assert!(
-            line.contains(&format!("| {low:.3}–{high:.3} | met |")),
+            line.contains(&format!("| {low:.3}–{high:.3} | {verdict} |")),
             "{line}"
         );
+        for said in [format!("{low:.3} to {high:.3}"), widest.to_string()] {
+            assert!(chapter.contains(&said), "ch27 does not say: {said}");
+        }
     }
     assert_eq!(format!("{:.2} {:.2}", 1.0 / 0.82, 1.0 / 0.94), "1.22 1.06");
     // "That row [page allocation] is as large as the copying row, or
@@ -749,6 +742,64 @@ fn chapter_27_claims_hold_in_the_published_results() {
     assert!(saved_alloc > saved_copy, "{saved_alloc} {saved_copy}");
     // "`vmsplice` with `splice` to `/dev/null` does neither".
     assert!(work("splice", copy) < 0.1 * work("pipe", copy));
+    // "Only `vmsplice` with `splice` on one CPU met it, at 2.75 times. On
+    // two CPUs, `vmsplice` with `read` missed it, at 1.29 times (interval
+    // 1.075 to 1.552), and this machine could not decide the other two
+    // rows: `vmsplice` with `read` on one CPU, 2.05 times (1.917 to
+    // 2.091), and `vmsplice` with `splice` on two, 2.14 times (1.526 to
+    // 3.197)." Within each round, as the command computes them.
+    let gain = |mech: &str, place: &str| {
+        let by_round = |m: &str| -> BTreeMap<u64, f64> {
+            raw["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| {
+                    r["kind"] == "throughput"
+                        && r["mechanism"] == m
+                        && r["placement"] == place
+                        && r["language"] == "rust"
+                })
+                .map(|r| {
+                    (r["round"].as_u64().unwrap(), r["rate"].as_f64().unwrap())
+                })
+                .collect()
+        };
+        let (zero, pipe) = (by_round(mech), by_round("pipe"));
+        let mut gains: Vec<f64> =
+            zero.iter().map(|(round, z)| z / pipe[round]).collect();
+        gains.sort_by(f64::total_cmp);
+        let (n, k) = (gains.len(), interval_rank(gains.len() as u64) as usize);
+        let median = (gains[(n - 1) / 2] + gains[n / 2]) / 2.0;
+        (median, gains[k - 1], gains[n - k])
+    };
+    let (met, _, _) = gain("splice", "same");
+    let (missed, low, high) = gain("vmsplice", "different");
+    assert!(high < 2.0, "{high}");
+    assert!(gain("splice", "same").1 > 2.0);
+    let text =
+        |(m, l, h): (f64, f64, f64)| format!("{m:.2} times ({l:.3} to {h:.3})");
+    for (mech, place) in [("vmsplice", "same"), ("splice", "different")] {
+        let (_, low, high) = gain(mech, place);
+        assert!(low < 2.0 && 2.0 < high, "{mech} {place}");
+    }
+    for said in [
+        format!(
+            "Only `vmsplice` with `splice` on one CPU met it, at {met:.2} times."
+        ),
+        format!(
+            "`vmsplice` with `read` missed it, at {missed:.2} times (interval \
+             {low:.3} to {high:.3})"
+        ),
+        format!(
+            "`vmsplice` with `read` on one CPU, {}, and `vmsplice` with \
+             `splice` on two, {}.",
+            text(gain("vmsplice", "same")),
+            text(gain("splice", "different"))
+        ),
+    ] {
+        assert!(chapter.contains(&said), "ch27 does not say: {said}");
+    }
     // "the waits column is lower" for a Unix socket than for a pipe; TCP's
     // sender "hardly ever waits" on one CPU.
     let waits = |mech: &str| throughput(mech, "same", "waits");
@@ -804,11 +855,12 @@ fn chapter_27_claims_hold_in_the_published_results() {
         assert!(at("4K") < at("64K"), "{mech}: {} {}", at("4K"), at("64K"));
     }
     // "On two CPUs the pipe does the opposite: in every round it was
-    // fastest with chunks of 16 KiB, and slower with any chunk of 64 KiB or
-    // more than with 4 KiB; whether 1 MiB is slower still than 256 KiB, the
-    // rounds disagree. TCP, for its part, was slower with chunks of 1 MiB
-    // than of 256 KiB in every round, on either placement." The points of
-    // a sweep take turns within each round, so compare them round by round.
+    // fastest with chunks of 4 KiB, slower with 16 KiB, slower still with
+    // 64 KiB, and slowest with 256 KiB or 1 MiB; which of those two is
+    // slower, the rounds disagree. TCP, for its part, was faster with
+    // chunks of 1 MiB than of 256 KiB in every round, on either
+    // placement." The points of a sweep take turns within each round, so
+    // compare them round by round.
     let rounds = |mech: &str, place: &str, chunk: &str| {
         let mut by_round = BTreeMap::new();
         for run in raw["sweeps"].as_array().unwrap() {
@@ -827,21 +879,28 @@ fn chapter_27_claims_hold_in_the_published_results() {
         by_round
     };
     let pipe = |chunk: &str| rounds("pipe", "different", chunk);
-    for (round, best) in pipe("16K") {
-        for chunk in ["4K", "64K", "256K", "1M"] {
-            assert!(pipe(chunk)[&round] < best, "round {round}: {chunk}");
-        }
-        for chunk in ["64K", "256K", "1M"] {
-            assert!(
-                pipe(chunk)[&round] < pipe("4K")[&round],
-                "round {round}: {chunk}"
-            );
+    for (round, best) in pipe("4K") {
+        let at = |chunk: &str| pipe(chunk)[&round];
+        assert!(at("16K") < best, "round {round}");
+        assert!(at("64K") < at("16K"), "round {round}");
+        for chunk in ["256K", "1M"] {
+            assert!(at(chunk) < at("64K"), "round {round}: {chunk}");
         }
     }
-    // "on two CPUs, the pipe's [processes waited] hardly ever with chunks
-    // of 4 and 16 KiB (0.00 and 0.01 waits per chunk, the median over the
-    // rounds), and about twice for every 64 KiB with larger chunks (1.83,
-    // 8.00 and 31.99 waits per chunk of 64 KiB, 256 KiB and 1 MiB)".
+    for said in [
+        "in every round it was fastest with chunks of 4 KiB, slower with 16 \
+         KiB, slower still with 64 KiB, and slowest with 256 KiB or 1 MiB; \
+         which of those two is slower, the rounds disagree",
+        "was faster with chunks of 1 MiB than of 256 KiB in every round, on \
+         either placement",
+    ] {
+        assert!(chapter.contains(said), "ch27 does not say: {said}");
+    }
+    // "On two CPUs, the pipe's processes waited hardly ever with chunks of
+    // 4 and 16 KiB (0.00 and 0.00 waits per chunk, the median over the
+    // rounds), 1.30 times per chunk of 64 KiB, and about twice for every 64
+    // KiB with larger chunks (7.98 and 31.95 waits per chunk of 256 KiB and
+    // 1 MiB)".
     let waits = |chunk: &str| {
         let what = [
             ("sweep", json!("chunk size")),
@@ -873,14 +932,15 @@ fn chapter_27_claims_hold_in_the_published_results() {
     assert!(chapter.contains(&said), "ch27 does not say: {said}");
     let per_chunk = ["4K", "16K", "64K", "256K", "1M"].map(waits);
     assert!(per_chunk[..2].iter().all(|&w| w <= 0.01), "{per_chunk:?}");
-    for (w, sixty_fours) in per_chunk[2..].iter().zip([1.0, 4.0, 16.0]) {
-        assert!((1.5..=2.1).contains(&(w / sixty_fours)), "{per_chunk:?}");
+    assert!((1.0..1.5).contains(&per_chunk[2]), "{per_chunk:?}");
+    for (w, sixty_fours) in per_chunk[3..].iter().zip([4.0, 16.0]) {
+        assert!((1.9..=2.1).contains(&(w / sixty_fours)), "{per_chunk:?}");
     }
     let [a, b, c, d, e] = per_chunk.map(|w| format!("{w:.2}"));
     let said = format!(
-        "({a} and {b} waits per chunk, the median over the rounds), and \
-         about twice for every 64 KiB with larger chunks ({c}, {d} and {e} \
-         waits per chunk of 64 KiB, 256 KiB and 1 MiB)"
+        "({a} and {b} waits per chunk, the median over the rounds), {c} \
+         times per chunk of 64 KiB, and about twice for every 64 KiB with \
+         larger chunks ({d} and {e} waits per chunk of 256 KiB and 1 MiB)"
     );
     assert!(chapter.contains(&said), "ch27 does not say: {said}");
     let (large, larger) = (pipe("256K"), pipe("1M"));
@@ -890,11 +950,88 @@ fn chapter_27_claims_hold_in_the_published_results() {
         let (large, larger) =
             (rounds("tcp", place, "256K"), rounds("tcp", place, "1M"));
         for (round, r) in larger {
-            assert!(r < large[&round], "tcp {place}, round {round}");
+            assert!(r > large[&round], "tcp {place}, round {round}");
         }
     }
-    // "It is a yardstick, not a limit": vmsplice then splice, which
-    // copies nothing, outruns memcpy of a buffer in main memory.
+    // "Two points here do not overlap: on one CPU both zero-copy ways ran
+    // faster in huge pages, in every round, `vmsplice` with `read` at 8.52
+    // to 8.86 GiB/s against 8.18 to 8.41, and `vmsplice` with `splice` at
+    // 11.98 to 12.43 against 10.94 to 11.21. [...] on two CPUs, and for
+    // the other channels, the ranges overlap."
+    let huge = |mech: &str, place: &str, huge: bool| -> BTreeMap<u64, f64> {
+        raw["sweeps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r["sweep"] == "huge pages"
+                    && r["mechanism"] == mech
+                    && r["placement"] == place
+                    && r["huge"] == huge
+            })
+            .map(|r| {
+                (r["round"].as_u64().unwrap(), r["rate"].as_f64().unwrap())
+            })
+            .collect()
+    };
+    for mech in MECHANISMS {
+        for place in ["same", "different"] {
+            let (big, small) =
+                (huge(mech, place, true), huge(mech, place, false));
+            assert_eq!(big.len(), 5, "{mech} {place}");
+            let low = |v: &BTreeMap<u64, f64>| {
+                v.values().copied().fold(f64::MAX, f64::min)
+            };
+            let high = |v: &BTreeMap<u64, f64>| {
+                v.values().copied().fold(f64::MIN, f64::max)
+            };
+            let apart = low(&big) > high(&small) || low(&small) > high(&big);
+            let zero_copy_on_one = place == "same" && mech.ends_with("splice");
+            assert_eq!(apart, zero_copy_on_one, "{mech} {place}");
+            if zero_copy_on_one {
+                assert!(big.iter().all(|(round, r)| *r > small[round]));
+                // The first of the two carries the unit.
+                let unit = if mech == "vmsplice" { " GiB/s" } else { "" };
+                let said = format!(
+                    "at {:.2} to {:.2}{unit} against {:.2} to {:.2}",
+                    low(&big),
+                    high(&big),
+                    low(&small),
+                    high(&small)
+                );
+                assert!(chapter.contains(&said), "ch27 does not say: {said}");
+            }
+        }
+    }
+    // "(on this machine, 125 of the 2,390 checks, about one in twenty,
+    // found a CPU below 60% of its usual speed, the slowest below half)":
+    // usual is the median of that CPU's checks.
+    let (mut slow, mut slowest) = (0, f64::MAX);
+    let checks = raw["speed"].as_array().unwrap();
+    for cpu in [0, 1] {
+        let mut rates: Vec<f64> = checks
+            .iter()
+            .filter(|c| c["cpu"] == cpu)
+            .map(|c| c["rate"].as_f64().unwrap())
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        let usual = rates[rates.len() / 2];
+        slow += rates.iter().filter(|&&r| r < 0.6 * usual).count();
+        slowest = slowest.min(rates[0] / usual);
+    }
+    assert!(slowest < 0.5, "{slowest}");
+    assert_eq!(format!("{:.0}", checks.len() as f64 / slow as f64), "19");
+    let said = format!(
+        "{slow} of the {},{:03} checks, about one in twenty, found a CPU below \
+         60% of its usual speed, the slowest below half",
+        checks.len() / 1000,
+        checks.len() % 1000
+    );
+    assert!(chapter.contains(&said), "ch27 does not say: {said}");
+    // "Nor does it bound a pipe that copies nothing: in the pipe-size sweep
+    // below, `vmsplice` with `splice` through a pipe of 1 MiB moved 19.49
+    // GiB/s on one CPU, above `memcpy` of a buffer in main memory." (With
+    // the default pipe, 64 KiB, it stays below: 10.94 against 11.23.)
     let memcpy = &raw["memcpy"]["256M"];
     let mut memcpy: Vec<f64> = memcpy
         .as_array()
@@ -903,8 +1040,19 @@ fn chapter_27_claims_hold_in_the_published_results() {
         .map(|v| v.as_f64().unwrap())
         .collect();
     memcpy.sort_by(f64::total_cmp);
-    let splice = throughput("splice", "same", "rate");
+    let what = [
+        ("sweep", json!("pipe size")),
+        ("mechanism", json!("splice")),
+        ("placement", json!("same")),
+        ("pipe_size", json!("1M")),
+    ];
+    let splice = median_of(&raw["sweeps"], &what, "rate");
     assert!(splice > memcpy[memcpy.len() / 2], "{splice} {memcpy:?}");
+    let said = format!(
+        "`splice` through a pipe of 1 MiB moved {splice:.2} GiB/s on one CPU, \
+         above `memcpy` of a buffer in main memory"
+    );
+    assert!(chapter.contains(&said), "ch27 does not say: {said}");
 }
 
 /// The system calls a TCP transfer makes, from `strace -ff`, with their
