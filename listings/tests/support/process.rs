@@ -180,14 +180,28 @@ impl Listing {
     /// The next line of stdout, or `None` if the listing closed stdout
     /// (usually by exiting) instead.
     pub fn next_line_or_exit(&mut self) -> Option<String> {
-        match self.lines.recv_timeout(PATIENCE) {
+        self.next_line_or_exit_within(PATIENCE)
+    }
+
+    /// As `next_line_or_exit`, with a patience of `time`: for a program
+    /// whose steps may each take longer than `PATIENCE` on a loaded
+    /// machine (the benchmark command).
+    #[track_caller]
+    pub fn next_line_or_exit_within(
+        &mut self,
+        time: Duration,
+    ) -> Option<String> {
+        match self.lines.recv_timeout(time) {
             Ok(line) => {
                 self.transcript.push(line.clone());
                 Some(line)
             }
             Err(RecvTimeoutError::Disconnected) => None,
             Err(RecvTimeoutError::Timeout) => {
-                panic!("no line within {PATIENCE:?}")
+                panic!(
+                    "no line within {time:?}; so far: {:#?}",
+                    self.transcript
+                )
             }
         }
     }
