@@ -445,8 +445,8 @@ async fn serve(
     let (mut read, mut write) = stream.into_split();
     // What the client has sent and we have not answered yet.
     let mut received = Vec::new();
-    // On the heap: an array would be part of the task's future, and
-    // every connection would carry it, idle or not (Chapter 30).
+    // On the heap, which keeps the task's future small; but every
+    // connection has these 4 KiB while it lives, idle or not (Chapter 29).
     let mut chunk = vec![0u8; 4096];
     // One deadline for each whole request, however the client spreads its
     // bytes: made once, pinned, polled again each time round, and moved on
