@@ -201,7 +201,7 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    backoff.reset();
+                    backoff.accepted();
                     server.spawn(stream, peer);
                 }
                 // Out of descriptors, say: wait before trying again, and
@@ -229,20 +229,26 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
 
 /// What to do after a failed `accept`, as in Listing 30-1: wait, from
 /// 5 ms, doubling up to a second while the failures go on; log the first
-/// failure of a run only, so that the log does not fill up either.
+/// failure of a shortage only, so that the log does not fill up either.
 struct Backoff {
     wait: Duration,
-    failing: bool,
+    /// When `accept` last failed, if it has.
+    failed_at: Option<Instant>,
 }
 
 impl Backoff {
     const FIRST: Duration = Duration::from_millis(5);
     const MOST: Duration = Duration::from_secs(1);
+    /// How long `accept` must go without failing before a shortage is
+    /// over. A success does not end it: a client that closes one
+    /// connection and opens another lets the next `accept` succeed, and
+    /// the one after fail again.
+    const QUIET: Duration = Duration::from_secs(10);
 
     fn new() -> Backoff {
         Backoff {
             wait: Backoff::FIRST,
-            failing: false,
+            failed_at: None,
         }
     }
 
@@ -251,18 +257,23 @@ impl Backoff {
         if err.kind() == ErrorKind::ConnectionAborted {
             return;
         }
-        if !self.failing {
+        let now = Instant::now();
+        if self
+            .failed_at
+            .is_none_or(|at| now.duration_since(at) >= Backoff::QUIET)
+        {
             log(format_args!(
                 "accept failed: {err}; trying again, less often"
             ));
-            self.failing = true;
         }
+        self.failed_at = Some(now);
         sleep(self.wait).await;
         self.wait = (self.wait * 2).min(Backoff::MOST);
     }
 
-    fn reset(&mut self) {
-        *self = Backoff::new();
+    /// A connection came: the next failure waits 5 ms again.
+    fn accepted(&mut self) {
+        self.wait = Backoff::FIRST;
     }
 }
 // ANCHOR_END: run
@@ -434,8 +445,8 @@ async fn serve(
     let (mut read, mut write) = stream.into_split();
     // What the client has sent and we have not answered yet.
     let mut received = Vec::new();
-    // On the heap: an array would be part of the task's future, and
-    // every connection would carry it, idle or not (Chapter 30).
+    // On the heap, which keeps the task's future small; but every
+    // connection has these 4 KiB while it lives, idle or not (Chapter 29).
     let mut chunk = vec![0u8; 4096];
     // One deadline for each whole request, however the client spreads its
     // bytes: made once, pinned, polled again each time round, and moved on

@@ -129,8 +129,10 @@ async fn run() -> Result<(), Box<dyn Error>> {
         _ = term.recv() => Signal::SIGTERM,
         _ = hup.recv() => Signal::SIGHUP,
     };
-    // The way's future is dropped, and `sh` with it, not yet reaped: its
-    // pid still names the group. End the group, then die of the signal.
+    // The way's future is dropped, and `sh` with it (killed, with
+    // `kill_on_drop`, and reaped on the spot if already dead). The group's
+    // id stays in use while any member lives, and names no one else's
+    // group: end the group, then die of the signal.
     let _ = killpg(pid, Signal::SIGKILL);
     die_of(stop)
 }

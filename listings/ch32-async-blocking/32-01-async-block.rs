@@ -15,7 +15,7 @@
 // N threads, and stalls the task it spawned just before the wait. `--fix
 // spawn-blocking` moves the same blocking call to tokio's blocking pool;
 // `--fix block-in-place` (with `--workers`) hands the worker's other tasks
-// to a new thread while the call blocks; `--fix async` uses tokio's own
+// to another thread while the call blocks; `--fix async` uses tokio's own
 // way to wait for the same thing. Each way, the ticker keeps time. The
 // runtime's metrics say how long each worker was busy meanwhile.
 

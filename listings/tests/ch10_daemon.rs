@@ -1377,7 +1377,8 @@ fn sig_daemon_logs_a_reset_that_ends_its_gentle_close() {
 
 #[test]
 fn sig_daemon_backs_off_and_says_so_once_a_run_when_descriptors_run_out() {
-    daemon::backs_off_and_says_so_once_a_run_when_descriptors_run_out(bin!(
-        "sig-daemon"
-    ));
+    daemon::backs_off_and_says_so_once_a_run_when_descriptors_run_out(
+        bin!("sig-daemon"),
+        true,
+    );
 }

@@ -152,6 +152,42 @@ fn block_in_place_panics_on_the_current_thread_scheduler_only() {
     assert_eq!(got, 1);
 }
 
+/// What the chapter says of the blocking pool's limit: past it, a call
+/// waits in a queue, with no error, until a busy thread comes free. One
+/// blocking thread (`max_blocking_threads(1)`) stands for the 512 of the
+/// default.
+#[test]
+fn a_blocking_call_past_the_pools_limit_waits_for_a_busy_thread() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(1)
+        .build()
+        .unwrap();
+    let (started, busy) = mpsc::channel();
+    let (release, held) = mpsc::channel::<()>();
+    let first = runtime.spawn_blocking(move || {
+        started.send(()).unwrap();
+        let _ = held.recv();
+    });
+    busy.recv().unwrap();
+    let (ran, second_ran) = mpsc::channel();
+    let second = runtime.spawn_blocking(move || ran.send(()).unwrap());
+    // Not a synchronisation: the time in which it would have run, had the
+    // pool started a thread for it.
+    let early = second_ran.recv_timeout(Duration::from_millis(500));
+    assert!(early.is_err(), "ran past the pool's limit");
+    release.send(()).unwrap();
+    second_ran
+        .recv_timeout(crate::support::PATIENCE)
+        .expect("run once the busy thread came free");
+    runtime.block_on(async {
+        first.await.unwrap();
+        second.await.unwrap();
+    });
+}
+
 /// What a sampler of tokio's stable metrics sees while a task blocks its
 /// worker: a worker's busy time reaches the metrics only when the worker
 /// comes back from its tasks, so it does not move while the call lasts,
