@@ -62,6 +62,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     let sigchld = SigSet::from(Signal::SIGCHLD);
     if args.hold {
         sigchld.thread_block()?;
+    } else {
+        // A parent's mask passes through `exec` (Chapter 12): blocked,
+        // SIGCHLD would never wake us, and no child would be reaped.
+        sigchld.thread_unblock()?;
     }
     // Before the first fork, so that no SIGCHLD can come too early.
     let signals = Signals::new([SIGCHLD])?;

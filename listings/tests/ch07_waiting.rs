@@ -91,6 +91,21 @@ fn sig_wait_suspend_takes_the_alarm_when_started_with_it_blocked() {
 }
 
 #[test]
+fn sig_wait_pause_takes_the_alarm_when_started_with_it_blocked() {
+    // Blocked by a parent, SIGALRM would stay pending, and `pause` would
+    // wait for ever even without `--late`: `pause` mode unblocks it.
+    let mut command = std::process::Command::new("env");
+    command.arg("--block-signal=ALRM").arg(bin!("sig-wait"));
+    command.args(["pause", "--count", "1"]);
+    let mut wait = Listing::spawn(&mut command, std::process::Stdio::piped());
+    wait.expect(r"Waiting for alarms as pid \d+");
+    wait.expect(r"Round 1: alarm\(1\) set");
+    wait.expect("Round 1: SIGALRM taken by pause");
+    let out = wait.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
+#[test]
 fn sig_wait_takes_one_alarm_per_round_with_every_method() {
     for method in ["pause", "suspend", "sigwait", "timedwait"] {
         let started = Instant::now();
@@ -317,4 +332,23 @@ fn sig_signalfd_polls_again_when_poll_fails_with_eintr() {
     fd.expect(r"signalfd: SIGUSR1 from pid \d+ \(uid \d+\)");
     let out = fd.finish();
     assert!(out.status.success(), "{}", out.stderr);
+}
+
+#[test]
+fn sig_threads_handler_modes_take_sigusr1_even_when_started_with_it_blocked() {
+    // A parent's mask passes through exec, and every thread starts from
+    // the main thread's: blocked there, SIGUSR1 would reach no thread, and
+    // the handler modes would wait for ever.
+    for mode in ["handler", "mask-main"] {
+        let mut command = std::process::Command::new("env");
+        command.args(["--block-signal=USR1", bin!("sig-threads")]);
+        command.args([mode, "--count", "1"]);
+        let mut threads =
+            Listing::spawn(&mut command, std::process::Stdio::piped());
+        threads.expect(r"4 threads in pid \d+; try: kill -USR1 \d+");
+        threads.signal(Signal::SIGUSR1);
+        threads.expect(r"SIGUSR1 #1: thread \S+ ran the handler");
+        let out = threads.finish();
+        assert!(out.status.success(), "{mode}: {}", out.stderr);
+    }
 }

@@ -829,3 +829,45 @@ fn sig_reaper_reaps_its_children_when_its_thread_is_refused() {
         crate::support::group_is_gone(pgid)
     });
 }
+
+#[test]
+fn sig_reaper_reaps_even_when_started_with_sigchld_blocked() {
+    // A parent's mask passes through exec: blocked, SIGCHLD would never
+    // reach signal-hook's handler, no wake-up would come, and every child
+    // would be left to the final clean-up, an error.
+    let out = run_under_env("--block-signal=CHLD", bin!("sig-reaper"));
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    let last = out.stdout.last().map(String::as_str).unwrap_or_default();
+    assert!(
+        last.ends_with("reaped 20 of 20 children"),
+        "{:?}",
+        out.stdout
+    );
+}
+
+#[test]
+fn sig_jobs_job_takes_ctrl_c_even_when_started_with_sigint_blocked() {
+    // The shell's `Command` passes its mask on to the job, and a parent
+    // may have blocked SIGINT: blocked, Ctrl-C would only wait, and the
+    // job would go on with the echo off.
+    let mut command = std::process::Command::new("env");
+    command.arg("--block-signal=INT").arg(bin!("sig-jobs"));
+    let mut term = Terminal::start_command(command);
+    term.expect("Shell: starting a job in the background");
+    term.expect("Job: reading the terminal");
+    let job = term.expect(
+        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
+    );
+    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    term.type_keys(b"\n");
+    term.expect("");
+    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    term.type_keys(b"\x03"); // Ctrl-C: SIGINT to the foreground group.
+    term.expect("Job: SIGINT: terminal put back; ending");
+    term.expect(&format!(
+        r"Shell: the job, pid {}, continued, then was killed by SIGINT",
+        job[1]
+    ));
+    let status = term.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
