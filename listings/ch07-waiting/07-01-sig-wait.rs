@@ -118,6 +118,10 @@ fn run() -> Result<(), Box<dyn Error>> {
                             "Round {rounds}: no signal within {secs} s"
                         )?;
                         alarm::cancel();
+                        // An alarm that rang between the timeout and the
+                        // cancel waits, pending: take it now, or the next
+                        // round would take it for its own, at once.
+                        timed_wait(&alarm_only, 0)?;
                         continue;
                     }
                 }

@@ -352,3 +352,41 @@ fn sig_threads_handler_modes_take_sigusr1_even_when_started_with_it_blocked() {
         assert!(out.status.success(), "{mode}: {}", out.stderr);
     }
 }
+
+#[test]
+fn sig_wait_timedwait_does_not_take_an_alarm_left_over_from_a_timeout() {
+    // The first round times out after 1 s; strace holds the cancel,
+    // `alarm(0)`, for 2 s, so that the 2 s alarm rings in between and
+    // waits, pending. The second round must time out too, not take it.
+    if !have("strace") {
+        return;
+    }
+    let mut wait = Listing::start(
+        "strace",
+        &[
+            "-f",
+            "-q",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=alarm",
+            "-e",
+            "inject=alarm:delay_enter=2000000:when=2",
+            bin!("sig-wait"),
+            "timedwait",
+            "--alarm-secs",
+            "2",
+            "--timeout-secs",
+            "1",
+            "--count",
+            "2",
+        ],
+    );
+    wait.expect(r"Waiting for alarms as pid \d+");
+    wait.expect(r"Round 1: alarm\(2\) set");
+    wait.expect("Round 1: no signal within 1 s");
+    wait.expect(r"Round 2: alarm\(2\) set");
+    wait.expect("Round 2: no signal within 1 s");
+    let out = wait.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
