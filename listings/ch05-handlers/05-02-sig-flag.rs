@@ -50,6 +50,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         SaFlags::SA_RESTART,
         SigSet::empty(),
     );
+    let mut handled = SigSet::empty();
     for stop_signal in [Signal::SIGINT, Signal::SIGTERM] {
         // A SIGINT that we were started with ignored (a script's `&` job)
         // stays ignored: the user chose that.
@@ -58,7 +59,11 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
         // SAFETY: the handler only stores to an atomic.
         unsafe { sigaction(stop_signal, &action) }?;
+        handled.add(stop_signal);
     }
+    // A parent's mask passes through `exec`: a signal it blocked would
+    // stay pending, and never reach the handler (Chapter 12).
+    handled.thread_unblock()?;
     let (mut out, pid) = (io::stdout(), getpid());
     writeln!(
         out,

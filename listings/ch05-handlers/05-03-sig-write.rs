@@ -71,10 +71,14 @@ fn run() -> Result<(), Box<dyn Error>> {
         SaFlags::SA_RESTART,
         SigSet::empty(),
     );
-    for caught in [Signal::SIGUSR1, Signal::SIGUSR2] {
+    let caught = [Signal::SIGUSR1, Signal::SIGUSR2];
+    for one in caught {
         // SAFETY: the handler only does async-signal-safe work.
-        unsafe { sigaction(caught, &action) }?;
+        unsafe { sigaction(one, &action) }?;
     }
+    // A parent's mask passes through `exec`: blocked, they would never
+    // reach the handler (Chapter 12).
+    SigSet::from_iter(caught).thread_unblock()?;
     let (mut out, pid) = (io::stdout(), getpid());
     writeln!(out, "Waiting as pid {pid}; try: kill -USR1 {pid}")?;
     while count.is_none_or(|n| SEEN.load(Ordering::SeqCst) < n) {

@@ -73,10 +73,15 @@ fn run() -> Result<(), Box<dyn Error>> {
     // SIGINT too, unless we were started with it ignored (a script's `&`
     // job): that was the user's choice.
     let int = (!is_ignored(Signal::SIGINT)?).then_some(Signal::SIGINT);
+    let mut handled = SigSet::empty();
     for caught in caught.into_iter().chain(int) {
         // SAFETY: the handler only does async-signal-safe work.
         unsafe { sigaction(caught, &action) }?;
+        handled.add(caught);
     }
+    // A parent's mask passes through `exec`: blocked, they would never
+    // reach the handler, and `kill -TERM` would not stop us (Chapter 12).
+    handled.thread_unblock()?;
     let (mut out, pid) = (io::stdout(), getpid());
     writeln!(
         out,

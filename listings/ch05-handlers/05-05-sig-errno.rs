@@ -84,6 +84,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     );
     // SAFETY: the handler only does async-signal-safe work.
     unsafe { sigaction(Signal::SIGUSR1, &action) }?;
+    // A parent's mask passes through `exec`: blocked, the raised signal
+    // would only wait, and the handler would never run (Chapter 12).
+    SigSet::from(Signal::SIGUSR1).thread_unblock()?;
     writeln!(io::stdout(), "Handler saves and restores errno: {save}")?;
 
     let path = c"/no/such/file";

@@ -79,6 +79,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     // SIGUSR1's handler raises SIGUSR2: at once, or once it has returned?
     RAISE_USR2.store(true, Ordering::SeqCst);
     install(Signal::SIGUSR1, SaFlags::empty(), SigSet::empty())?;
+    // Unblocked, now that both have handlers: a parent's mask passes
+    // through `exec`, and a blocked signal would only wait (Chapter 12).
+    SigSet::from_iter([Signal::SIGUSR1, Signal::SIGUSR2]).thread_unblock()?;
     writeln!(out, "{:<19} {}", "sa_mask empty:", raise_usr1()?)?;
     install(Signal::SIGUSR1, SaFlags::empty(), usr2)?;
     writeln!(out, "{:<19} {}", "sa_mask [SIGUSR2]:", raise_usr1()?)?;

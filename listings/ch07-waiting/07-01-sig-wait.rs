@@ -81,6 +81,12 @@ fn run() -> Result<(), Box<dyn Error>> {
             );
             // SAFETY: the handler only stores to an atomic.
             unsafe { sigaction(Signal::SIGALRM, &action) }?;
+            if args.method == Method::Pause {
+                // A parent's mask passes through `exec`: blocked, the
+                // alarm would never run the handler. (`suspend` waits
+                // with the mask it found, less SIGALRM.)
+                alarm_only.thread_unblock()?;
+            }
         }
         // No handler: the signal stays blocked, and is taken by the wait.
         Method::Sigwait | Method::Timedwait => alarm_only.thread_block()?,
@@ -112,6 +118,10 @@ fn run() -> Result<(), Box<dyn Error>> {
                             "Round {rounds}: no signal within {secs} s"
                         )?;
                         alarm::cancel();
+                        // An alarm that rang between the timeout and the
+                        // cancel waits, pending: take it now, or the next
+                        // round would take it for its own, at once.
+                        timed_wait(&alarm_only, 0)?;
                         continue;
                     }
                 }

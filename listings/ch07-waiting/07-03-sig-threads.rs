@@ -82,6 +82,11 @@ fn run() -> Result<(), Box<dyn Error>> {
         // SAFETY: the handler makes one system call and stores atomics.
         unsafe { sigaction(Signal::SIGUSR1, &action) }?;
     }
+    if mode != Mode::Sigwait {
+        // A parent's mask passes through `exec`, and every thread starts
+        // from ours: unblocked here, it is unblocked in all of them.
+        usr1.thread_unblock()?;
+    }
     let started = Arc::new(Barrier::new(WORKERS + 1));
     for i in 1..=WORKERS {
         spawn_named(&format!("worker-{i}"), &names, &started, || {

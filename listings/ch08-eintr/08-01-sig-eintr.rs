@@ -110,6 +110,9 @@ fn run() -> Result<(), Box<dyn Error>> {
             }
         }
     }
+    // A parent's mask passes through `exec`: blocked, the signals would
+    // only wait, and the read would never be interrupted (Chapter 12).
+    SigSet::from_iter([Signal::SIGUSR1, Signal::SIGUSR2]).thread_unblock()?;
     let restart = installed_with_restart(Signal::SIGUSR1)?;
     let (mut out, pid) = (io::stdout(), getpid());
     writeln!(out, "SIGUSR1 handler installed with SA_RESTART: {restart}")?;

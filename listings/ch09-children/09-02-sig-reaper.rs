@@ -62,6 +62,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     let sigchld = SigSet::from(Signal::SIGCHLD);
     if args.hold {
         sigchld.thread_block()?;
+    } else {
+        // A parent's mask passes through `exec` (Chapter 12): blocked,
+        // SIGCHLD would never wake us, and no child would be reaped.
+        sigchld.thread_unblock()?;
     }
     // Before the first fork, so that no SIGCHLD can come too early.
     let signals = Signals::new([SIGCHLD])?;
@@ -209,7 +213,21 @@ fn fork_children(n: usize) -> Result<Children, Box<dyn Error>> {
     let mut pids = Vec::new();
     for i in 0..n {
         // SAFETY: no other thread exists yet, so no lock is held by one.
-        match unsafe { fork() }? {
+        let forked = match unsafe { fork() } {
+            Ok(forked) => forked,
+            Err(err) => {
+                // Refused part-way (`ulimit -u`, say): let the children
+                // we have go, and reap them before we report it.
+                drop(go_write);
+                for pid in pids {
+                    let _ = waitpid(pid, None);
+                }
+                return Err(
+                    format!("cannot fork child {}: {err}", i + 1).into()
+                );
+            }
+        };
+        match forked {
             ForkResult::Child => {
                 // Close our copy of the write end, or the pipe would never
                 // report its end; then wait for the parent to close its.

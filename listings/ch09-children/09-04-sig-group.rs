@@ -54,7 +54,19 @@ fn run() -> Result<(), Box<dyn Error>> {
         };
         io::stdout().flush()?;
         // SAFETY: no other thread exists, so no lock can be held by one.
-        match unsafe { fork() }? {
+        let forked = match unsafe { fork() } {
+            Ok(forked) => forked,
+            Err(err) => {
+                // Refused part-way (`ulimit -u`, say): let the children we
+                // have go, and reap them before we report it.
+                drop(wait_write);
+                for (_, pid) in children {
+                    let _ = waitpid(pid, None);
+                }
+                return Err(format!("cannot fork child {name}: {err}").into());
+            }
+        };
+        match forked {
             ForkResult::Child => {
                 drop(wait_write);
                 child(group, wait_read)

@@ -148,7 +148,15 @@ fn job_main() -> Result<ExitCode, Box<dyn Error>> {
             taken.push(ending);
         }
     }
-    let mut signals = Signals::new(taken)?;
+    let mut signals = Signals::new(&taken)?;
+    // Unblocked, now that they have a handler: a parent's mask passes
+    // through `exec`, and our shell's `Command` passed its own on. A
+    // blocked Ctrl-Z or Ctrl-C would only wait (Chapter 12).
+    let mut unblocked = SigSet::empty();
+    for number in taken {
+        unblocked.add(Signal::try_from(number)?);
+    }
+    unblocked.thread_unblock()?;
     let (theirs, ours) = (original.clone(), Arc::clone(&mode));
     thread::Builder::new()
         .spawn(move || {

@@ -34,6 +34,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     let rtmin = libc::SIGRTMIN();
     let mut signals =
         SignalsInfo::<WithRawSiginfo>::new([libc::SIGUSR1, rtmin])?;
+    // A parent's mask passes through `exec` (Chapter 12): blocked, they
+    // would never reach signal-hook's handler.
+    unblock(&[libc::SIGUSR1, rtmin])?;
     let pid = getpid();
     let mut out = io::stdout();
     writeln!(out, "Waiting for SIGUSR1 and SIGRTMIN as pid {pid}")?;
@@ -72,6 +75,29 @@ fn describe(info: &siginfo_t) -> String {
     }
 }
 // ANCHOR_END: run
+
+/// Unblocks `signals` in this thread. nix's `SigSet` cannot hold a
+/// real-time signal, so the set is built with libc.
+fn unblock(signals: &[libc::c_int]) -> io::Result<()> {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: `sigemptyset` initialises the set before anything reads it;
+    // every number is a valid signal.
+    let rc = unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        for &signal in signals {
+            libc::sigaddset(set.as_mut_ptr(), signal);
+        }
+        libc::pthread_sigmask(
+            libc::SIG_UNBLOCK,
+            set.as_ptr(),
+            std::ptr::null_mut(),
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}
 
 /// True if `err` says that the reader of a pipe we wrote to has gone.
 fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {

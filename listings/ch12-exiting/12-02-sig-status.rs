@@ -13,7 +13,7 @@
 use std::error::Error;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{self, Command, ExitCode, ExitStatus, Stdio};
+use std::process::{self, ChildStdout, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -123,7 +123,30 @@ fn interrupt(
         .stdout(Stdio::piped())
         .spawn()?;
     let group = Pid::from_raw(running.id() as i32);
-    let mut out = BufReader::new(running.stdout.take().ok_or("no stdout")?);
+    let interrupted = match running.stdout.take() {
+        Some(out) => ready_then_ctrl_c(out, group, shell),
+        None => Err("no stdout".into()),
+    };
+    match interrupted {
+        Ok(()) => Ok(running.wait()?),
+        Err(err) => {
+            // The child waits for a SIGINT that will not come: end its
+            // group, and reap it, before we report the error.
+            let _ = killpg(group, Signal::SIGKILL);
+            let _ = running.wait();
+            Err(err)
+        }
+    }
+}
+
+/// Waits for the child's "ready" (and, for a shell, until the shell waits
+/// for its child), sends SIGINT to the group, and passes on the rest.
+fn ready_then_ctrl_c(
+    out: ChildStdout,
+    group: Pid,
+    shell: bool,
+) -> Result<(), Box<dyn Error>> {
+    let mut out = BufReader::new(out);
     let mut line = String::new();
     out.read_line(&mut line)?;
     if line.trim() != "ready" {
@@ -141,7 +164,7 @@ fn interrupt(
     let mut stdout = io::stdout();
     write!(stdout, "{rest}")?;
     stdout.flush()?;
-    Ok(running.wait()?)
+    Ok(())
 }
 
 /// Whether `signal` is ignored, as a parent may have left it. A null new

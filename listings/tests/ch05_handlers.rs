@@ -314,3 +314,63 @@ fn sig_selfpipe_leaves_a_sigint_ignored_when_it_was_started_so() {
     let out = selfpipe.finish();
     assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
 }
+
+/// Starts `bin` as a parent that blocked `signals` (`USR1,USR2`) would:
+/// the mask passes through `exec`, and `env --block-signal` plays that
+/// parent.
+fn start_blocking(signals: &str, bin: &str, args: &[&str]) -> Listing {
+    let mut command = std::process::Command::new("env");
+    command
+        .arg(format!("--block-signal={signals}"))
+        .arg(bin)
+        .args(args);
+    Listing::spawn(&mut command, std::process::Stdio::piped())
+}
+
+#[test]
+fn handler_listings_take_their_signals_even_when_started_with_them_blocked() {
+    // Blocked, a signal stays pending: the `kill` a listing suggests would
+    // do nothing, and a `raise` would run no handler. Each listing
+    // unblocks the signals it installs handlers for.
+    let mut flag = start_blocking("INT,TERM", bin!("sig-flag"), &[]);
+    flag.next_line();
+    flag.signal(Signal::SIGTERM);
+    flag.expect("Got SIGTERM: finishing the tick and cleaning up");
+    let out = flag.finish();
+    assert!(out.status.success(), "sig-flag: {}", out.stderr);
+
+    let args = ["--count", "2"];
+    let mut writer = start_blocking("USR1,USR2", bin!("sig-write"), &args);
+    writer.next_line();
+    writer.signal(Signal::SIGUSR1);
+    writer.expect("Handler: got signal 10");
+    writer.signal(Signal::SIGUSR2);
+    writer.expect("Handler: got signal 12");
+    writer.expect("Main loop: 2 signals seen");
+    let out = writer.finish();
+    assert!(out.status.success(), "sig-write: {}", out.stderr);
+
+    let blocked = "USR1,HUP,TERM,INT";
+    let mut selfpipe = start_blocking(blocked, bin!("sig-selfpipe"), &[]);
+    selfpipe.next_line();
+    selfpipe.signal(Signal::SIGHUP);
+    selfpipe.expect("Main loop: got SIGHUP");
+    selfpipe.signal(Signal::SIGTERM);
+    selfpipe.expect("Main loop: got SIGTERM");
+    let out = selfpipe.finish();
+    assert!(out.status.success(), "sig-selfpipe: {}", out.stderr);
+
+    let errno = start_blocking("USR1", bin!("sig-errno"), &[]).finish();
+    assert!(errno.status.success(), "sig-errno: {}", errno.stderr);
+    assert!(
+        errno.stdout[1]
+            .ends_with("Resource temporarily unavailable (os error 11)"),
+        "sig-errno: {:?}",
+        errno.stdout
+    );
+
+    let action = start_blocking("USR1,USR2", bin!("sig-action"), &[]).finish();
+    assert!(action.status.success(), "sig-action: {}", action.stderr);
+    let plain = run(bin!("sig-action"), &[]);
+    assert_eq!(action.stdout, plain.stdout, "sig-action");
+}

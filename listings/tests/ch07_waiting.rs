@@ -91,6 +91,21 @@ fn sig_wait_suspend_takes_the_alarm_when_started_with_it_blocked() {
 }
 
 #[test]
+fn sig_wait_pause_takes_the_alarm_when_started_with_it_blocked() {
+    // Blocked by a parent, SIGALRM would stay pending, and `pause` would
+    // wait for ever even without `--late`: `pause` mode unblocks it.
+    let mut command = std::process::Command::new("env");
+    command.arg("--block-signal=ALRM").arg(bin!("sig-wait"));
+    command.args(["pause", "--count", "1"]);
+    let mut wait = Listing::spawn(&mut command, std::process::Stdio::piped());
+    wait.expect(r"Waiting for alarms as pid \d+");
+    wait.expect(r"Round 1: alarm\(1\) set");
+    wait.expect("Round 1: SIGALRM taken by pause");
+    let out = wait.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
+#[test]
 fn sig_wait_takes_one_alarm_per_round_with_every_method() {
     for method in ["pause", "suspend", "sigwait", "timedwait"] {
         let started = Instant::now();
@@ -316,5 +331,62 @@ fn sig_signalfd_polls_again_when_poll_fails_with_eintr() {
     nix::sys::signal::kill(pid, Signal::SIGUSR1).unwrap();
     fd.expect(r"signalfd: SIGUSR1 from pid \d+ \(uid \d+\)");
     let out = fd.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
+#[test]
+fn sig_threads_handler_modes_take_sigusr1_even_when_started_with_it_blocked() {
+    // A parent's mask passes through exec, and every thread starts from
+    // the main thread's: blocked there, SIGUSR1 would reach no thread, and
+    // the handler modes would wait for ever.
+    for mode in ["handler", "mask-main"] {
+        let mut command = std::process::Command::new("env");
+        command.args(["--block-signal=USR1", bin!("sig-threads")]);
+        command.args([mode, "--count", "1"]);
+        let mut threads =
+            Listing::spawn(&mut command, std::process::Stdio::piped());
+        threads.expect(r"4 threads in pid \d+; try: kill -USR1 \d+");
+        threads.signal(Signal::SIGUSR1);
+        threads.expect(r"SIGUSR1 #1: thread \S+ ran the handler");
+        let out = threads.finish();
+        assert!(out.status.success(), "{mode}: {}", out.stderr);
+    }
+}
+
+#[test]
+fn sig_wait_timedwait_does_not_take_an_alarm_left_over_from_a_timeout() {
+    // The first round times out after 1 s; strace holds the cancel,
+    // `alarm(0)`, for 2 s, so that the 2 s alarm rings in between and
+    // waits, pending. The second round must time out too, not take it.
+    if !have("strace") {
+        return;
+    }
+    let mut wait = Listing::start(
+        "strace",
+        &[
+            "-f",
+            "-q",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=alarm",
+            "-e",
+            "inject=alarm:delay_enter=2000000:when=2",
+            bin!("sig-wait"),
+            "timedwait",
+            "--alarm-secs",
+            "2",
+            "--timeout-secs",
+            "1",
+            "--count",
+            "2",
+        ],
+    );
+    wait.expect(r"Waiting for alarms as pid \d+");
+    wait.expect(r"Round 1: alarm\(2\) set");
+    wait.expect("Round 1: no signal within 1 s");
+    wait.expect(r"Round 2: alarm\(2\) set");
+    wait.expect("Round 2: no signal within 1 s");
+    let out = wait.finish();
     assert!(out.status.success(), "{}", out.stderr);
 }

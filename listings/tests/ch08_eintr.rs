@@ -148,3 +148,38 @@ fn sig_eintr_never_closes_the_pipe_its_handler_writes_into() {
     let closed = crate::support::pipe_ends_closed(&trace);
     assert_eq!(closed, Vec::<u32>::new(), "{trace}");
 }
+
+#[test]
+fn eintr_listings_are_interrupted_even_when_started_with_their_signals_blocked()
+{
+    // A parent's mask passes through exec: blocked, SIGUSR1 would only
+    // wait, the read would never fail, and every row of the table would
+    // read `Ok` once the helper gave up waiting for its interruptions.
+    let mut command = std::process::Command::new("env");
+    command.args(["--block-signal=USR1,USR2", bin!("sig-eintr")]);
+    let mut eintr = Listing::spawn(&mut command, std::process::Stdio::piped());
+    eintr.next_line();
+    eintr.next_line();
+    wait_until("the read to block", || state_of(eintr.pid()) == Some('S'));
+    eintr.signal(Signal::SIGUSR1);
+    eintr.expect("Handler: SIGUSR1 arrived");
+    eintr.expect(r"read failed with EINTR; the handler ran 1 time\(s\)");
+    let out = eintr.finish();
+    assert!(out.status.success(), "sig-eintr: {}", out.stderr);
+
+    let mut command = std::process::Command::new("env");
+    command.args(["--block-signal=USR1", bin!("sig-restart-table")]);
+    let out =
+        Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let row = |lines: &[String], call: &str| {
+        lines.iter().find(|l| l.starts_with(call)).cloned()
+    };
+    let call = "nix unistd::read, pipe";
+    assert_eq!(
+        row(&out.stdout, call).as_deref(),
+        Some(format!("{call:<36} {:<20} Ok", "Err(EINTR)").as_str()),
+        "{:#?}",
+        out.stdout
+    );
+}

@@ -829,3 +829,106 @@ fn sig_reaper_reaps_its_children_when_its_thread_is_refused() {
         crate::support::group_is_gone(pgid)
     });
 }
+
+#[test]
+fn sig_reaper_reaps_even_when_started_with_sigchld_blocked() {
+    // A parent's mask passes through exec: blocked, SIGCHLD would never
+    // reach signal-hook's handler, no wake-up would come, and every child
+    // would be left to the final clean-up, an error.
+    let out = run_under_env("--block-signal=CHLD", bin!("sig-reaper"));
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    let last = out.stdout.last().map(String::as_str).unwrap_or_default();
+    assert!(
+        last.ends_with("reaped 20 of 20 children"),
+        "{:?}",
+        out.stdout
+    );
+}
+
+#[test]
+fn sig_jobs_job_takes_ctrl_c_even_when_started_with_sigint_blocked() {
+    // The shell's `Command` passes its mask on to the job, and a parent
+    // may have blocked SIGINT: blocked, Ctrl-C would only wait, and the
+    // job would go on with the echo off.
+    let mut command = std::process::Command::new("env");
+    command.arg("--block-signal=INT").arg(bin!("sig-jobs"));
+    let mut term = Terminal::start_command(command);
+    term.expect("Shell: starting a job in the background");
+    term.expect("Job: reading the terminal");
+    let job = term.expect(
+        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
+    );
+    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    term.type_keys(b"\n");
+    term.expect("");
+    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    term.type_keys(b"\x03"); // Ctrl-C: SIGINT to the foreground group.
+    term.expect("Job: SIGINT: terminal put back; ending");
+    term.expect(&format!(
+        r"Shell: the job, pid {}, continued, then was killed by SIGINT",
+        job[1]
+    ));
+    let status = term.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// Runs `bin` under strace with its third `fork` refused, EAGAIN as
+/// `ulimit -u` would refuse it, and returns how it ended, the pids of the
+/// children it forked, and those its own `wait4` reaped before it exited.
+fn with_third_fork_refused(
+    bin: &str,
+    args: &[&str],
+) -> (crate::support::Finished, Vec<String>, Vec<String>) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let trace = dir.path().join("trace");
+    let trace_arg = trace.to_str().expect("a UTF-8 path");
+    let mut strace = vec![
+        "-f",
+        "-q",
+        "-o",
+        trace_arg,
+        "-e",
+        "trace=clone,wait4,exit_group",
+        "-e",
+        "inject=clone:error=EAGAIN:when=3",
+        bin,
+    ];
+    strace.extend(args);
+    let out = Listing::start("strace", &strace).finish();
+    let text = std::fs::read_to_string(&trace).expect("the trace");
+    let line = regex::Regex::new(r"^(\d+) .*(clone|wait4).* = (\d+)$").unwrap();
+    let parent = text.split_whitespace().next().unwrap_or_default();
+    let (mut forked, mut reaped) = (Vec::new(), Vec::new());
+    for caps in text.lines().filter_map(|l| line.captures(l)) {
+        if &caps[1] == parent {
+            let pid = caps[3].to_string();
+            match &caps[2] {
+                "clone" => forked.push(pid),
+                _ => reaped.push(pid),
+            }
+        }
+    }
+    (out, forked, reaped)
+}
+
+#[test]
+fn sig_reaper_and_sig_group_reap_what_they_forked_when_a_fork_is_refused() {
+    // Refused part-way, a listing that simply returned the error left its
+    // children to init: "every child reaped" holds on this path too.
+    if !have("strace") {
+        return;
+    }
+    for (bin, args) in [
+        (bin!("sig-reaper"), &["--children", "5", "--hold"][..]),
+        (bin!("sig-group"), &[][..]),
+    ] {
+        let (out, forked, mut reaped) = with_third_fork_refused(bin, args);
+        assert_eq!(out.status.code(), Some(1), "{bin}: {}", out.stderr);
+        assert_eq!(forked.len(), 2, "{bin}: forked {forked:?}");
+        reaped.sort();
+        let mut forked = forked;
+        forked.sort();
+        assert_eq!(reaped, forked, "{bin}: reaped before it exited");
+        assert!(out.stderr.contains("cannot fork child"), "{}", out.stderr);
+    }
+}

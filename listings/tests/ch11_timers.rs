@@ -289,3 +289,23 @@ fn sig_queue_shows_a_negative_value_as_the_int_that_was_sent() {
     );
     assert!(queue.finish().status.success());
 }
+
+#[test]
+fn sig_queue_reports_even_when_started_with_its_signals_blocked() {
+    // A parent's mask passes through exec: blocked, neither signal would
+    // reach signal-hook's handler, and nothing would ever be reported.
+    let mut command = std::process::Command::new("env");
+    command.args(["--block-signal=USR1,RTMIN", bin!("sig-queue")]);
+    command.args(["--count", "2"]);
+    let mut queue = Listing::spawn(&mut command, std::process::Stdio::piped());
+    queue.next_line();
+    queue.signal(nix::sys::signal::Signal::SIGUSR1);
+    queue.expect(r"SIGUSR1: sent with kill by pid \d+ \(uid \d+\)");
+    // SAFETY: `kill` with a valid pid and signal number.
+    let sent =
+        unsafe { nix::libc::kill(queue.pid().as_raw(), nix::libc::SIGRTMIN()) };
+    assert_eq!(sent, 0, "kill");
+    queue.expect(r"SIGRTMIN: sent with kill by pid \d+ \(uid \d+\)");
+    let out = queue.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}

@@ -991,3 +991,49 @@ fn sig_crash_keeps_its_directory_private_for_every_case() {
     assert_eq!(made.len(), 1, "{made:?}");
     assert!(made[0].contains("sig-crash.") && made[0].contains("0700"));
 }
+
+#[test]
+fn sig_status_ends_and_reaps_its_child_when_it_cannot_send_the_ctrl_c() {
+    // strace makes the first `kill`, the Ctrl-C to the first child's
+    // group, fail. The listing reports that in one line; the child, which
+    // waits for that SIGINT, must not outlive it unreaped.
+    if !crate::support::have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let trace = dir.path().join("trace");
+    let strace = [
+        "-f",
+        "-q",
+        "-o",
+        trace.to_str().expect("a UTF-8 path"),
+        "-e",
+        "trace=clone,clone3,wait4,kill",
+        "-e",
+        "inject=kill:error=EPERM:when=1",
+        bin!("sig-status"),
+    ];
+    let out = Listing::start("strace", &strace).finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("sig-status: EPERM"),
+        "{}",
+        out.stderr
+    );
+    let text = std::fs::read_to_string(&trace).expect("the trace");
+    let line =
+        regex::Regex::new(r"^(\d+) .*(clone3|clone|wait4)[( ].* = (\d+)$")
+            .unwrap();
+    let parent = text.split_whitespace().next().unwrap_or_default();
+    let (mut started, mut reaped) = (Vec::new(), Vec::new());
+    for caps in text.lines().filter_map(|l| line.captures(l)) {
+        if &caps[1] == parent {
+            match &caps[2] {
+                "wait4" => reaped.push(caps[3].to_string()),
+                _ => started.push(caps[3].to_string()),
+            }
+        }
+    }
+    assert_eq!(started.len(), 1, "{text}");
+    assert_eq!(reaped, started, "{text}");
+}
