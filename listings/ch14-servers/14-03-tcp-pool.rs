@@ -369,7 +369,11 @@ impl Slot {
                 };
             }
         }
-        if idle && table.waiting > table.free {
+        // Either way the connection has a new time to be judged by,
+        // which the evicting thread, while others wait, must know of: it
+        // may be timing nothing at all (a reply being written is not
+        // timed).
+        if table.waiting > table.free {
             self.conns.changed.notify_all();
         }
     }
@@ -401,10 +405,19 @@ impl Slot {
     /// busy from now on; a busy one stays busy since its request began.
     fn request_begun(&self) {
         let mut table = self.conns.lock();
-        if let Some((_, since @ (Since::Idle(_) | Since::Waiting))) =
-            table.open.get_mut(&self.id)
-        {
-            *since = Since::Request(Instant::now());
+        let untimed = match table.open.get_mut(&self.id) {
+            Some((_, since @ (Since::Idle(_) | Since::Waiting))) => {
+                let untimed = matches!(since, Since::Waiting);
+                *since = Since::Request(Instant::now());
+                untimed
+            }
+            _ => false,
+        };
+        // A connection that waited in the queue with a whole request was
+        // timed by nobody; busy now, it may stall (the rest of a line too
+        // long, drained), and the evicting thread must time it.
+        if untimed && table.waiting > table.free {
+            self.conns.changed.notify_all();
         }
     }
 }
