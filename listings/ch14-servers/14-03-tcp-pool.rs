@@ -215,6 +215,9 @@ struct Table {
     /// `accept` fails, out of descriptors, while clients wait in the
     /// backlog: they wait for a worker as much as queued ones do.
     starved: bool,
+    /// The evicting thread sleeps with no connection to time: one that
+    /// gets a time again must tell it.
+    untimed: bool,
     open: HashMap<u64, (Arc<TcpStream>, Since)>,
 }
 
@@ -337,10 +340,15 @@ impl Conns {
                         .unwrap_or_else(PoisonError::into_inner)
                         .0
                 }
-                None => self
-                    .changed
-                    .wait(table)
-                    .unwrap_or_else(PoisonError::into_inner),
+                None => {
+                    table.untimed = true;
+                    let mut table = self
+                        .changed
+                        .wait(table)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    table.untimed = false;
+                    table
+                }
             };
         }
     }
@@ -369,11 +377,10 @@ impl Slot {
                 };
             }
         }
-        // Either way the connection has a new time to be judged by,
-        // which the evicting thread, while others wait, must know of: it
-        // may be timing nothing at all (a reply being written is not
-        // timed).
-        if table.waiting > table.free {
+        // Either way the connection has a time to be judged by again (a
+        // reply being written has none), which the evicting thread must
+        // be told of while others wait if it is timing nothing at all.
+        if (idle || table.untimed) && table.waiting > table.free {
             self.conns.changed.notify_all();
         }
     }
@@ -405,19 +412,16 @@ impl Slot {
     /// busy from now on; a busy one stays busy since its request began.
     fn request_begun(&self) {
         let mut table = self.conns.lock();
-        let untimed = match table.open.get_mut(&self.id) {
-            Some((_, since @ (Since::Idle(_) | Since::Waiting))) => {
-                let untimed = matches!(since, Since::Waiting);
-                *since = Since::Request(Instant::now());
-                untimed
+        if let Some((_, since @ (Since::Idle(_) | Since::Waiting))) =
+            table.open.get_mut(&self.id)
+        {
+            *since = Since::Request(Instant::now());
+            // One that waited in the queue with a whole request was timed
+            // by nobody; busy now, it may stall (the rest of a line too
+            // long, drained), and the evicting thread must time it.
+            if table.untimed && table.waiting > table.free {
+                self.conns.changed.notify_all();
             }
-            _ => false,
-        };
-        // A connection that waited in the queue with a whole request was
-        // timed by nobody; busy now, it may stall (the rest of a line too
-        // long, drained), and the evicting thread must time it.
-        if untimed && table.waiting > table.free {
-            self.conns.changed.notify_all();
         }
     }
 }
