@@ -955,8 +955,16 @@ fn pool_closes_clients_that_do_not_take_their_replies_while_others_wait() {
     // behind clients that read slowly, for ever.
     let args = ["127.0.0.1:0", "--workers", "2", "--timeout", "20"];
     let (server, addr) = start_server(bin!("tcp-pool"), &args);
+    // Each worker has stopped once it waits in a send. Until then it is
+    // still answering the flood it has read, busy and not stalled, which
+    // on a loaded machine took long enough to fail the bound below.
+    let stopped = || {
+        wait_until("both workers to wait for room to send", || {
+            threads_blocked_in(server.pid(), nix::libc::SYS_sendto) == 2
+        });
+    };
     let (reply, waited) =
-        asked_behind_clients_that_do_not_take_their_replies(&addr, || {});
+        asked_behind_clients_that_do_not_take_their_replies(&addr, stopped);
     assert_eq!(reply, "server got: [third]\n");
     assert!(waited < Duration::from_secs(5), "served after {waited:?}");
     drop(server);
