@@ -215,6 +215,9 @@ struct Table {
     /// `accept` fails, out of descriptors, while clients wait in the
     /// backlog: they wait for a worker as much as queued ones do.
     starved: bool,
+    /// The evicting thread sleeps with no connection to time: one that
+    /// gets a time again must tell it.
+    untimed: bool,
     open: HashMap<u64, (Arc<TcpStream>, Since)>,
 }
 
@@ -337,10 +340,15 @@ impl Conns {
                         .unwrap_or_else(PoisonError::into_inner)
                         .0
                 }
-                None => self
-                    .changed
-                    .wait(table)
-                    .unwrap_or_else(PoisonError::into_inner),
+                None => {
+                    table.untimed = true;
+                    let mut table = self
+                        .changed
+                        .wait(table)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    table.untimed = false;
+                    table
+                }
             };
         }
     }
@@ -369,7 +377,10 @@ impl Slot {
                 };
             }
         }
-        if idle && table.waiting > table.free {
+        // Either way the connection has a time to be judged by again (a
+        // reply being written has none), which the evicting thread must
+        // be told of while others wait if it is timing nothing at all.
+        if (idle || table.untimed) && table.waiting > table.free {
             self.conns.changed.notify_all();
         }
     }
@@ -405,6 +416,12 @@ impl Slot {
             table.open.get_mut(&self.id)
         {
             *since = Since::Request(Instant::now());
+            // One that waited in the queue with a whole request was timed
+            // by nobody; busy now, it may stall (the rest of a line too
+            // long, drained), and the evicting thread must time it.
+            if table.untimed && table.waiting > table.free {
+                self.conns.changed.notify_all();
+            }
         }
     }
 }

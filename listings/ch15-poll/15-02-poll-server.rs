@@ -490,6 +490,13 @@ impl Conn {
                 self.state = State::Finishing;
                 self.finish_if_done();
             }
+            // The rest of its line too long has come, and nothing more
+            // will: it still reads, so the replies left and the error
+            // line go out first, and then we close, as for a half-close.
+            State::Draining => {
+                self.state = State::Finishing;
+                self.finish_if_done();
+            }
             // It has closed its side too: we are done.
             _ => self.close(None),
         }

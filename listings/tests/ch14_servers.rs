@@ -771,6 +771,52 @@ fn pool_closes_a_client_idle_since_its_reply_while_others_wait() {
 }
 
 #[test]
+fn pool_sheds_a_client_drained_after_a_too_long_line_while_others_wait() {
+    use nix::sys::signal::Signal;
+    // One worker, held by a silent client; behind it, a client that has
+    // sent more than a line without a newline and keeps its connection
+    // open, and a polite one. The server is stopped for over a second, so
+    // that when it goes on all three are a second old at once: the silent
+    // one is shed, and the other two have whole requests (a line too long
+    // is whole: it gets the error), so the pool's thread has nothing left
+    // to time. The worker takes the long one, sends the error and drains
+    // it. Busy with a request from then on, it must be shed a second
+    // later, so the thread must be told; the polite client is served
+    // then, not after the long one's ten-second drain.
+    let (server, addr) =
+        start_server(bin!("tcp-pool"), &["127.0.0.1:0", "--workers", "1"]);
+    let pid = server.pid();
+    let before = open_fds(pid);
+    let silent = connect(&addr);
+    let mut long = connect(&addr);
+    long.write_all(&[b'x'; 2000]).unwrap();
+    let mut polite = connect(&addr);
+    polite.write_all(b"polite\n").unwrap();
+    polite.shutdown(Shutdown::Write).unwrap();
+    wait_until("the server to accept all three", || {
+        open_fds(pid) >= before + 3
+    });
+    server.signal(Signal::SIGSTOP);
+    wait_until("the server to stop", || {
+        crate::support::all_threads_stopped(pid)
+    });
+    // Not a synchronisation: the age every connection must reach.
+    thread::sleep(Duration::from_millis(1100));
+    server.signal(Signal::SIGCONT);
+    let started = Instant::now();
+    let mut reply = String::new();
+    polite.read_to_string(&mut reply).unwrap();
+    let waited = started.elapsed();
+    assert_eq!(reply, "server got: [polite]\n");
+    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
+    // The long one had its error, and then the end of the stream.
+    let mut reply = Vec::new();
+    long.read_to_end(&mut reply).unwrap();
+    assert_eq!(reply, b"error: line longer than 1024 bytes\n");
+    drop((silent, server));
+}
+
+#[test]
 fn pool_keeps_a_queued_client_whose_line_is_already_too_long() {
     // One worker, held by a client that stalls for a second. Behind it,
     // a client that has sent one byte more than a line may have, with no
@@ -909,8 +955,16 @@ fn pool_closes_clients_that_do_not_take_their_replies_while_others_wait() {
     // behind clients that read slowly, for ever.
     let args = ["127.0.0.1:0", "--workers", "2", "--timeout", "20"];
     let (server, addr) = start_server(bin!("tcp-pool"), &args);
+    // Each worker has stopped once it waits in a send. Until then it is
+    // still answering the flood it has read, busy and not stalled, which
+    // on a loaded machine took long enough to fail the bound below.
+    let stopped = || {
+        wait_until("both workers to wait for room to send", || {
+            threads_blocked_in(server.pid(), nix::libc::SYS_sendto) == 2
+        });
+    };
     let (reply, waited) =
-        asked_behind_clients_that_do_not_take_their_replies(&addr, || {});
+        asked_behind_clients_that_do_not_take_their_replies(&addr, stopped);
     assert_eq!(reply, "server got: [third]\n");
     assert!(waited < Duration::from_secs(5), "served after {waited:?}");
     drop(server);

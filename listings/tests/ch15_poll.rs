@@ -283,6 +283,85 @@ fn poll_server_keeps_the_replies_of_a_client_that_reads_slowly_bounded() {
     assert!(grown < 256, "grew by {grown} kB in four seconds");
 }
 
+/// Run inside a network namespace whose sockets' send buffers are at most
+/// 64 KiB: starts `poll-server` (argv[1]) for one connection. Its client
+/// sends 6000 empty lines, then a line too long, and half-closes; it reads
+/// nothing until the server has read every byte of it (the server's end
+/// of the connection, in /proc/net/tcp, has nothing left to read), and
+/// then everything. Prints the server's log line, then how many lines
+/// came back and the last one.
+const LONG_LINE_LAST: &str = r#"
+import socket, subprocess, sys, time
+server = subprocess.Popen([sys.argv[1], "127.0.0.1:0", "--count", "1"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+port = int(server.stdout.readline().rsplit(":", 1)[1])
+sock = socket.socket()
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+sock.connect(("127.0.0.1", port))
+sock.sendall(b"\n" * 6000 + b"x" * 2000)
+sock.shutdown(socket.SHUT_WR)
+ours = sock.getsockname()[1]
+def unread():
+    for line in open("/proc/net/tcp").readlines()[1:]:
+        fields = line.split()
+        local, remote = (int(a.split(":")[1], 16) for a in fields[1:3])
+        if (local, remote) == (port, ours):
+            return int(fields[4].split(":")[1], 16)
+    return 0
+while unread():
+    time.sleep(0.001)
+print(server.stderr.readline().strip())
+sock.settimeout(30)
+data = b""
+while chunk := sock.recv(65536):
+    data += chunk
+lines = data.split(b"\n")
+print(len(lines) - 1, lines[-2].decode())
+server.wait(timeout=30)
+"#;
+
+#[test]
+fn poll_server_sends_the_error_after_every_reply_to_a_client_that_half_closed()
+{
+    // Linux 6.18. A client sends requests, then a line too long, and
+    // half-closes, all before it reads a reply; the socket's buffers
+    // cannot hold all the replies (a send buffer of at most 64 KiB here,
+    // a slow link elsewhere), so some wait in the server when it reads
+    // the half-close, draining. The half-close is not a hang-up: the
+    // client still reads. The server closed the connection there and
+    // then, and the replies left and the error line were lost.
+    if !have("unshare") || !have("ip") || !have("python3") {
+        return;
+    }
+    let script = "ip link set lo up && \
+                  echo '4096 16384 65536' > /proc/sys/net/ipv4/tcp_wmem && \
+                  exec python3 -c \"$0\" \"$1\"";
+    let out = run(
+        "unshare",
+        &[
+            "--map-root-user",
+            "--net",
+            "sh",
+            "-c",
+            script,
+            LONG_LINE_LAST,
+            bin!("poll-server"),
+        ],
+    );
+    if out.stderr.contains("Operation not permitted") {
+        eprintln!("skipped: no network namespace here: {}", out.stderr);
+        return;
+    }
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout[0].ends_with(": a line longer than 1024 bytes"),
+        "{}",
+        out.stdout[0]
+    );
+    assert_eq!(out.stdout[1], "6001 error: line longer than 1024 bytes");
+}
+
 #[test]
 fn poll_server_takes_a_reset_for_a_reset_even_when_it_has_no_room_to_read() {
     // Linux 6.18. A client fills the server's replies to MAX_OUTPUT, so

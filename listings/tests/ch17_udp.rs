@@ -203,6 +203,34 @@ fn a_connected_udp_client_hears_that_nobody_listens() {
 }
 
 #[test]
+fn a_connected_udp_socket_reports_a_refusal_once_to_the_next_call_even_a_send()
+{
+    use std::io::ErrorKind;
+    use std::os::fd::AsFd;
+
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    // Linux 6.18. The ICMP "port unreachable" sets the socket's error;
+    // `poll` reports it as POLLERR, and the next call, here a `send`,
+    // fails with it and clears it: the datagram is not sent, and the
+    // `recv` after it has nothing to report.
+    let addr = {
+        let gone = UdpSocket::bind("127.0.0.1:0").unwrap();
+        gone.local_addr().unwrap()
+    };
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(addr).unwrap();
+    sock.send(b"1 hello").unwrap();
+    let mut fds = [PollFd::new(sock.as_fd(), PollFlags::empty())];
+    assert_eq!(poll(&mut fds, PollTimeout::from(10_000_u16)).unwrap(), 1);
+    assert!(fds[0].revents().unwrap().contains(PollFlags::POLLERR));
+    let err = sock.send(b"1 hello").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+    sock.set_nonblocking(true).unwrap();
+    let err = sock.recv(&mut [0; 64]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WouldBlock, "{err}");
+}
+
+#[test]
 fn one_udp_socket_serves_many_clients_each_its_own_reply() {
     // No --count: a client that retries on a busy machine sends more
     // than one datagram.
