@@ -4,6 +4,8 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -75,6 +77,70 @@ fn socket_race_refuses_clients_before_listen_and_queues_them_after() {
         &[],
         &out.stdout,
     );
+}
+
+/// Makes every `socket` call of the program that `command` starts fail
+/// with EMFILE, as in a process out of descriptors: a seccomp filter,
+/// installed between `fork` and `exec`. (A `ulimit -n` low enough to
+/// refuse the program's first socket stops the dynamic loader first.)
+fn with_socket_refused(command: &mut Command) -> &mut Command {
+    use nix::libc::{self, sock_filter, sock_fprog};
+    let op = |code: u32, jf: u8, k: u32| sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf,
+        k,
+    };
+    let filter = [
+        // The system call's number, at offset 0 of `seccomp_data`;
+        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0),
+        // `socket` fails with EMFILE, everything else is allowed.
+        op(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            1,
+            libc::SYS_socket as u32,
+        ),
+        op(
+            libc::BPF_RET | libc::BPF_K,
+            0,
+            libc::SECCOMP_RET_ERRNO | libc::EMFILE as u32,
+        ),
+        op(libc::BPF_RET | libc::BPF_K, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    // SAFETY: runs between fork and exec; two `prctl` calls, each one
+    // system call, async-signal-safe; the filter was built before `fork`
+    // and only read here.
+    unsafe {
+        command.pre_exec(move || {
+            let program = sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr().cast_mut(),
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &program,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Listing 3-1's server thread cannot make its socket, and the one line
+/// of error says why: the main thread joins the thread that knows,
+/// rather than report only that it failed.
+#[test]
+fn socket_race_says_why_its_server_thread_could_not_start() {
+    let mut command = Command::new(bin!("socket-race"));
+    with_socket_refused(&mut command);
+    let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    assert_eq!(out.stderr, "socket-race: EMFILE: Too many open files\n");
 }
 
 // ---------------------------------------------------------------------------
