@@ -667,6 +667,37 @@ fn client_gives_up_on_a_server_that_trickles_its_reply() {
     assert!(took < Duration::from_secs(15), "took {took:?}");
 }
 
+/// A reply longer than the client accepts is an error in one line, not
+/// its first 64 KiB printed as if they were the whole reply; a reply of
+/// exactly 64 KiB is whole.
+#[test]
+fn client_refuses_a_reply_longer_than_64_kib() {
+    for len in [64 * 1024, 64 * 1024 + 1] {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = thread::spawn(move || {
+            let (mut conn, _) = listener.accept().expect("accept");
+            let mut request = Vec::new();
+            conn.read_to_end(&mut request).expect("the request");
+            // The client may stop reading before the end: ignore that.
+            let _ = conn.write_all(&vec![b'x'; len]);
+        });
+        if len == 64 * 1024 {
+            let out = run(bin!("socket-modes"), &["client", &addr]);
+            assert!(out.status.success(), "{}", out.stderr);
+            let whole = format!("client got: [{}]", "x".repeat(len));
+            assert!(out.stdout == [whole], "not the whole reply");
+        } else {
+            assert_rejects(
+                bin!("socket-modes"),
+                &["client", &addr],
+                &format!("{addr}: the reply is longer than 65536 bytes"),
+            );
+        }
+        server.join().expect("the server thread");
+    }
+}
+
 #[test]
 fn client_gives_up_connecting_to_a_server_whose_queue_is_full() {
     // A backlog of 0 admits one connection; the kernel drops the SYN of
