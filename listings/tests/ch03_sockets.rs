@@ -1430,8 +1430,17 @@ fn rerun_original_counts_the_second_runs_that_cannot_bind() {
         .and_then(|n| n.parse::<u32>().ok())
         .unwrap_or_else(|| panic!("{:#?}", out.stdout));
     assert_eq!(failed + spared, 3, "{:#?}", out.stdout);
+    // Not only the totals: try by try, the failures are the tries that
+    // left a connection in TIME_WAIT on the server's side.
+    assert_eq!(
+        out.stdout[4],
+        "tries that failed with none on the server's side, or left one \
+         there and did not fail: 0",
+        "{:#?}",
+        out.stdout
+    );
     assert!(
-        out.stdout[4].starts_with("load average "),
+        out.stdout[5].starts_with("load average "),
         "{:#?}",
         out.stdout
     );
