@@ -667,6 +667,35 @@ fn client_gives_up_on_a_server_that_trickles_its_reply() {
     assert!(took < Duration::from_secs(15), "took {took:?}");
 }
 
+/// The original's server closes a connection only when `accept` returns
+/// the next one: the port's client, which reads the reply to its end,
+/// waits its ten seconds for an end that does not come, and gives up.
+#[test]
+fn client_waits_in_vain_for_the_original_server_to_end_its_reply() {
+    if !have("python3") {
+        return;
+    }
+    let original = "import socket\n\
+        sock = socket.socket()\n\
+        sock.bind(('127.0.0.1', 0))\n\
+        sock.listen(5)\n\
+        print(sock.getsockname()[1], flush=True)\n\
+        while True:\n\
+        \x20   conn, addr = sock.accept()\n\
+        \x20   data = conn.recv(1024)\n\
+        \x20   conn.send(('server got: [%s]' % data).encode())\n";
+    let mut server = Listing::start("python3", &["-c", original]);
+    let addr = format!("127.0.0.1:{}", server.expect(r"(\d+)").remove(1));
+    let started = Instant::now();
+    assert_rejects(
+        bin!("socket-modes"),
+        &["client", &addr],
+        &format!("{addr}: timed out after 10 s"),
+    );
+    assert!(started.elapsed() >= Duration::from_secs(10));
+    drop(server);
+}
+
 /// A reply longer than the client accepts is an error in one line, not
 /// its first 64 KiB printed as if they were the whole reply; a reply of
 /// exactly 64 KiB is whole.
