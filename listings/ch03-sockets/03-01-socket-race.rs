@@ -47,7 +47,13 @@ fn run() -> Result<(), Box<dyn Error>> {
         let tried = Arc::clone(&tried);
         spawn(move || server(&addr_tx, &tried))?
     };
-    let addr = addr_rx.recv().map_err(|_| "the server thread failed")?;
+    let Ok(addr) = addr_rx.recv() else {
+        // The server gave up before it had an address: its error says why.
+        return match server.join() {
+            Ok(Err(err)) => Err(err.into()),
+            _ => Err("the server thread failed".into()),
+        };
+    };
 
     let clients = (0..CLIENTS)
         .map(|_| {

@@ -189,7 +189,7 @@ fn time_left(deadline: Instant) -> io::Result<Duration> {
 /// behind a silent one still gets its turn.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The most of a reply a client keeps.
+/// The longest reply a client accepts; a longer one is an error.
 const MAX_REPLY: u64 = 64 * 1024;
 
 /// Sends `name`, says it has nothing more to send, and returns what the
@@ -207,7 +207,13 @@ fn client(addr: SocketAddr, name: &str) -> io::Result<Vec<u8>> {
         conn: &mut sock,
         deadline,
     };
-    reader.take(MAX_REPLY).read_to_end(&mut reply)?;
+    // One byte more than the most we accept: if it comes, the reply is
+    // too long, and cutting it short would pass off a part as the whole.
+    reader.take(MAX_REPLY + 1).read_to_end(&mut reply)?;
+    if reply.len() as u64 > MAX_REPLY {
+        let why = format!("the reply is longer than {MAX_REPLY} bytes");
+        return Err(io::Error::new(ErrorKind::InvalidData, why));
+    }
     Ok(reply)
 }
 

@@ -4,6 +4,8 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -75,6 +77,70 @@ fn socket_race_refuses_clients_before_listen_and_queues_them_after() {
         &[],
         &out.stdout,
     );
+}
+
+/// Makes every `socket` call of the program that `command` starts fail
+/// with EMFILE, as in a process out of descriptors: a seccomp filter,
+/// installed between `fork` and `exec`. (A `ulimit -n` low enough to
+/// refuse the program's first socket stops the dynamic loader first.)
+fn with_socket_refused(command: &mut Command) -> &mut Command {
+    use nix::libc::{self, sock_filter, sock_fprog};
+    let op = |code: u32, jf: u8, k: u32| sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf,
+        k,
+    };
+    let filter = [
+        // The system call's number, at offset 0 of `seccomp_data`;
+        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0),
+        // `socket` fails with EMFILE, everything else is allowed.
+        op(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            1,
+            libc::SYS_socket as u32,
+        ),
+        op(
+            libc::BPF_RET | libc::BPF_K,
+            0,
+            libc::SECCOMP_RET_ERRNO | libc::EMFILE as u32,
+        ),
+        op(libc::BPF_RET | libc::BPF_K, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    // SAFETY: runs between fork and exec; two `prctl` calls, each one
+    // system call, async-signal-safe; the filter was built before `fork`
+    // and only read here.
+    unsafe {
+        command.pre_exec(move || {
+            let program = sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr().cast_mut(),
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &program,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Listing 3-1's server thread cannot make its socket, and the one line
+/// of error says why: the main thread joins the thread that knows,
+/// rather than report only that it failed.
+#[test]
+fn socket_race_says_why_its_server_thread_could_not_start() {
+    let mut command = Command::new(bin!("socket-race"));
+    with_socket_refused(&mut command);
+    let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    assert_eq!(out.stderr, "socket-race: EMFILE: Too many open files\n");
 }
 
 // ---------------------------------------------------------------------------
@@ -599,6 +665,66 @@ fn client_gives_up_on_a_server_that_trickles_its_reply() {
     );
     let took = started.elapsed();
     assert!(took < Duration::from_secs(15), "took {took:?}");
+}
+
+/// The original's server closes a connection only when `accept` returns
+/// the next one: the port's client, which reads the reply to its end,
+/// waits its ten seconds for an end that does not come, and gives up.
+#[test]
+fn client_waits_in_vain_for_the_original_server_to_end_its_reply() {
+    if !have("python3") {
+        return;
+    }
+    let original = "import socket\n\
+        sock = socket.socket()\n\
+        sock.bind(('127.0.0.1', 0))\n\
+        sock.listen(5)\n\
+        print(sock.getsockname()[1], flush=True)\n\
+        while True:\n\
+        \x20   conn, addr = sock.accept()\n\
+        \x20   data = conn.recv(1024)\n\
+        \x20   conn.send(('server got: [%s]' % data).encode())\n";
+    let mut server = Listing::start("python3", &["-c", original]);
+    let addr = format!("127.0.0.1:{}", server.expect(r"(\d+)").remove(1));
+    let started = Instant::now();
+    assert_rejects(
+        bin!("socket-modes"),
+        &["client", &addr],
+        &format!("{addr}: timed out after 10 s"),
+    );
+    assert!(started.elapsed() >= Duration::from_secs(10));
+    drop(server);
+}
+
+/// A reply longer than the client accepts is an error in one line, not
+/// its first 64 KiB printed as if they were the whole reply; a reply of
+/// exactly 64 KiB is whole.
+#[test]
+fn client_refuses_a_reply_longer_than_64_kib() {
+    for len in [64 * 1024, 64 * 1024 + 1] {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = thread::spawn(move || {
+            let (mut conn, _) = listener.accept().expect("accept");
+            let mut request = Vec::new();
+            conn.read_to_end(&mut request).expect("the request");
+            // The client may stop reading before the end: ignore that.
+            let _ = conn.write_all(&vec![b'x'; len]);
+        });
+        if len == 64 * 1024 {
+            let out = run(bin!("socket-modes"), &["client", &addr]);
+            assert!(out.status.success(), "{}", out.stderr);
+            let whole = format!("client got: [{}]", "x".repeat(len));
+            assert!(out.stdout == [whole], "not the whole reply");
+        } else {
+            assert_rejects(
+                bin!("socket-modes"),
+                &["client", &addr],
+                &format!("{addr}: the reply is longer than 65536 bytes"),
+            );
+        }
+        server.join().expect("the server thread");
+    }
 }
 
 #[test]
@@ -1333,8 +1459,17 @@ fn rerun_original_counts_the_second_runs_that_cannot_bind() {
         .and_then(|n| n.parse::<u32>().ok())
         .unwrap_or_else(|| panic!("{:#?}", out.stdout));
     assert_eq!(failed + spared, 3, "{:#?}", out.stdout);
+    // Not only the totals: try by try, the failures are the tries that
+    // left a connection in TIME_WAIT on the server's side.
+    assert_eq!(
+        out.stdout[4],
+        "tries that failed with none on the server's side, or left one \
+         there and did not fail: 0",
+        "{:#?}",
+        out.stdout
+    );
     assert!(
-        out.stdout[4].starts_with("load average "),
+        out.stdout[5].starts_with("load average "),
         "{:#?}",
         out.stdout
     );
