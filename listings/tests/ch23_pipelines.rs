@@ -968,6 +968,41 @@ fn spawn_pipeline_kills_a_stage_that_left_the_group_when_another_cannot_run() {
     );
 }
 
+/// A stage that left the group, as `setsid` does, is not spared by a
+/// signal passed on or by `--timeout`: the listing signals it by its pid
+/// too, as coreutils' `timeout` signals its command. It used to signal the
+/// group only, and wait for that stage to end: here, a minute.
+#[test]
+fn spawn_pipeline_signals_a_stage_that_left_the_group_too() {
+    if !have("setsid") {
+        return;
+    }
+    let args = ["sleep", "60", "|", "setsid", "sleep", "61"];
+    let pipeline = Listing::start(bin!("spawn-pipeline"), &args);
+    let pid = pipeline.pid();
+    let _cleanup = KillGroupOnDrop(pid);
+    wait_until("a stage to start a session of its own", || {
+        children_of(pid)
+            .iter()
+            .any(|&stage| nix::unistd::getsid(Some(stage)) == Ok(stage))
+    });
+    killpg(pid, Signal::SIGTERM).unwrap();
+    let out = finish_clean(pipeline);
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+
+    let started = Instant::now();
+    let mut timed = vec!["--timeout", "1"];
+    timed.extend(args);
+    let out = run_clean(bin!("spawn-pipeline"), &timed);
+    assert_eq!(out.status.code(), Some(124), "{}", out.stderr);
+    assert_eq!(out.stderr, "spawn-pipeline: timed out after 1 s\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
 /// The system may refuse a thread (`ulimit -u` counts threads): once the
 /// stages run, the thread that passes signals on, or with `--timeout` the
 /// watchdog, cannot start. The listing must end its stages and say why in
