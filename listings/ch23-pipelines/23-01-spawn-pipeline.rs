@@ -137,6 +137,9 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
 /// There it exits with 128 + n, the status a shell would report.
 fn die_of(signal: i32) -> ExitCode {
     if let Ok(signal) = Signal::try_from(signal) {
+        // The default action of SIGQUIT (Ctrl-\) dumps core: we pass on
+        // how a stage ended, we did not crash, so no core file of ours.
+        let _ = nix::sys::prctl::set_dumpable(false);
         // SAFETY: the default action runs no code of ours.
         let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
         let _ = SigSet::from(signal).thread_unblock();

@@ -128,6 +128,31 @@ fn spawn_pipeline_passes_ctrl_c_to_the_whole_group_and_ends_by_it() {
     }
 }
 
+/// Ctrl-\ kills a stage with SIGQUIT, and the listing ends by the same
+/// signal, but without a core dump of its own: it did not crash, and
+/// SIGQUIT's default action dumps core (coreutils' `timeout` takes the
+/// same care). Run where the kernel would write one: core files allowed
+/// (`ulimit -c unlimited`, where the limits let us), in a directory of its
+/// own. It used to dump core.
+#[test]
+fn spawn_pipeline_ends_by_sigquit_without_dumping_core() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new("sh");
+    command.current_dir(dir.path()).args([
+        "-c",
+        "ulimit -c unlimited 2>/dev/null; exec \"$0\" \"$@\"",
+        bin!("spawn-pipeline"),
+        "sh",
+        "-c",
+        "ulimit -c 0; kill -QUIT $$",
+    ]);
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert_eq!(out.status.signal(), Some(Signal::SIGQUIT as i32));
+    assert!(!out.status.core_dumped(), "the listing dumped core");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 #[test]
 fn spawn_pipeline_as_pid_1_exits_143_when_stopped_by_sigterm() {
     // The kernel drops a PID 1's own raise of SIGTERM: a runner that ended
