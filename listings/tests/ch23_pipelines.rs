@@ -493,6 +493,56 @@ fn spawn_grandchild_group_kills_the_group_even_when_its_output_fails() {
     }
 }
 
+/// A child that fails before its line, having started a background
+/// process that does not hold the pipe: with `--group`, the listing still
+/// kills the group before it reports that the child said nothing. A
+/// stand-in `sh`, first on PATH, is that child. The listing used to report
+/// at once and leave the background process running.
+#[test]
+fn spawn_grandchild_group_kills_the_group_when_the_child_says_nothing() {
+    /// Kills what the test leaves behind, should it fail.
+    struct KillMarked;
+    impl Drop for KillMarked {
+        fn drop(&mut self) {
+            for pid in marked() {
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            }
+        }
+    }
+    /// The processes that run `sleep 31336`, the stand-in's background job.
+    fn marked() -> Vec<Pid> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline")).ok().as_deref()
+                    == Some(&b"sleep\x0031336\x00"[..])
+            })
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .map(Pid::from_raw)
+            .collect()
+    }
+    let _cleanup = KillMarked;
+    let dir = tempfile::tempdir().unwrap();
+    let sh = dir.path().join("sh");
+    std::fs::write(&sh, "#!/bin/sh\nsleep 31336 >/dev/null 2>&1 &\nexit 3\n")
+        .unwrap();
+    std::fs::set_permissions(
+        &sh,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut command = Command::new(bin!("spawn-grandchild"));
+    command
+        .args(["--group", "--cloexec"])
+        .env("PATH", format!("{}:{path}", dir.path().display()));
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(out.stderr, "spawn-grandchild: the child said nothing\n");
+    wait_until("the background process to end", || marked().is_empty());
+}
+
 #[test]
 fn spawn_grandchild_output_matches_the_book() {
     let mut session = Vec::new();
