@@ -274,6 +274,7 @@ const SYSTEM_CALLS: &[(&str, &str)] = &[
     ("nix::fcntl::splice", "splice(2)"),
     ("nix::fcntl::vmsplice", "vmsplice(2)"),
     ("nix::sys::prctl::set_child_subreaper", "prctl(2)"),
+    ("nix::sys::prctl::set_dumpable", "prctl(2)"),
     ("nix::sys::resource::getrusage", "getrusage(2)"),
     ("nix::sys::signal::pthread_sigmask", "pthread_sigmask(3)"),
     ("nix::sys::signal::raise", "raise(3)"),

@@ -55,7 +55,22 @@ fn run() -> Result<(), Box<dyn Error>> {
     for writer in 0..args.writers {
         io::stdout().flush()?;
         // SAFETY: no other thread exists, so no lock can be held by one.
-        match unsafe { fork() }? {
+        let forked = match unsafe { fork() } {
+            Ok(forked) => forked,
+            Err(err) => {
+                // Out of processes (`ulimit -u`), say. The writers already
+                // started must not be left behind: with no reader, their
+                // next write kills them (SIGPIPE); reap them, then say why.
+                drop((read_end, write_end));
+                for &child in &children {
+                    let _ = waitpid(child, None);
+                }
+                return Err(
+                    format!("cannot start writer {writer}: {err}").into()
+                );
+            }
+        };
+        match forked {
             ForkResult::Child => {
                 drop(read_end);
                 let letter = b'a' + writer;

@@ -4,7 +4,8 @@
 // by a `|` argument (quote it for the shell): each stage's stdout becomes
 // the next one's stdin, the first reads our stdin, the last writes to our
 // stdout. All stages share one process group; Ctrl-C, `kill` and `kill
-// -HUP` sent to this program are passed on to the whole group. At a
+// -HUP` sent to this program are passed on to the whole group, and to a
+// stage that has left it (`setsid`) by its pid, as `--timeout` is. At a
 // terminal, the stages' group gets the terminal while this program has
 // it, and Ctrl-Z stops the pipeline and this program together, as a
 // shell's job. So run it alone in its shell's job: piped into `less`,
@@ -97,7 +98,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
             Err(err) => {
                 // Out of threads (`ulimit -u`): nothing would pass a signal
                 // on, or keep the time. End the stages, then say why.
-                group.kill_all();
+                group.signal(Signal::SIGKILL);
                 let _ = wait_all(&pids, &group, None);
                 if let Some(terminal) = &terminal {
                     terminal.take_back(group.id);
@@ -136,6 +137,9 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
 /// There it exits with 128 + n, the status a shell would report.
 fn die_of(signal: i32) -> ExitCode {
     if let Ok(signal) = Signal::try_from(signal) {
+        // The default action of SIGQUIT (Ctrl-\) dumps core: we pass on
+        // how a stage ended, we did not crash, so no core file of ours.
+        let _ = nix::sys::prctl::set_dumpable(false);
         // SAFETY: the default action runs no code of ours.
         let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
         let _ = SigSet::from(signal).thread_unblock();
@@ -368,22 +372,18 @@ impl Group {
         Group { id, unreaped }
     }
 
-    /// Sends `signal` to the group, while a stage not yet reaped is in it.
-    /// A stage that left it, with `setsid` say, no longer keeps its id.
+    /// Sends `signal` to every stage not yet reaped: to the group, while
+    /// one of them is in it, and by its pid to each that has left it, with
+    /// `setsid` say, and so no longer keeps the group's id. Not reaped, it
+    /// keeps its own pid.
     fn signal(&self, signal: Signal) {
         let unreaped = self.lock();
         let in_group = |&pid: &Pid| getpgid(Some(pid)) == Ok(self.id);
         if unreaped.iter().any(in_group) {
             let _ = killpg(self.id, signal);
         }
-    }
-
-    /// Kills every stage not yet reaped: the group, and each stage by its
-    /// pid, for one that left the group.
-    fn kill_all(&self) {
-        self.signal(Signal::SIGKILL);
-        for &pid in self.lock().iter() {
-            let _ = kill(pid, Signal::SIGKILL);
+        for &pid in unreaped.iter().filter(|pid| !in_group(pid)) {
+            let _ = kill(pid, signal);
         }
     }
 

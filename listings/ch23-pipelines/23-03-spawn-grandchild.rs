@@ -76,17 +76,26 @@ fn run() -> Result<(), Box<dyn Error>> {
 
     let mut reader = File::from(read_end);
     let inode = reader.metadata()?.ino();
-    let line = read_line(&mut reader)?; // The child's one line.
+    // The child's one line, or why it said nothing.
+    let line = read_line(&mut reader);
     // ANCHOR: reap
     // Wait for the child to exit, but leave it a zombie for now: while it
     // is one, its pid, and so its group's id, cannot be given to anyone
     // else, and killing that group cannot hit a stranger.
     waitid(Id::Pid(child), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)?;
-    // The group is killed before we write a byte: a write that fails, or
-    // a SIGPIPE that ends us, must not leave it running.
+    // The group is killed before we write a byte, or report that the
+    // child said nothing: a write that fails, a SIGPIPE that ends us, or
+    // a child that failed before its line must not leave it running.
     if args.group {
         killpg(child, Signal::SIGTERM)?;
     }
+    let line = match line {
+        Ok(line) => line,
+        Err(err) => {
+            waitpid(child, None)?;
+            return Err(err.into());
+        }
+    };
     write!(io::stdout(), "{line}")?;
     if args.group {
         writeln!(

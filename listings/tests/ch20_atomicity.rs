@@ -1,9 +1,12 @@
 //! Chapter 20, Boundaries and atomicity: Listings 20-1 (`pipe-writers`)
 //! and 20-2 (`pipe-frames`).
 
+use std::path::Path;
+
 use crate::support::{
     Finished, assert_rejects, assert_session_matches_book,
-    assert_session_matches_book_masking, cargo_run, run_clean,
+    assert_session_matches_book_masking, cargo_run, have, reachable_by_anyone,
+    run, run_clean,
 };
 
 /// The numbers N and M of the last line, "Writes cut…: N of M".
@@ -59,6 +62,59 @@ fn pipe_writers_counts_each_cut_write_once() {
     let (n, writes) = cut(&out);
     assert_eq!(writes, 400);
     assert!(n <= writes, "{n} of {writes}");
+}
+
+/// A `fork` refused half-way: as a user allowed three processes
+/// (`ulimit -u 3`), the listing and two writers, the third `fork` fails.
+/// The two writers already started, blocked on the full pipe, must not be
+/// left behind for whoever adopts them: the listing closes the pipe, which
+/// kills them at their next write, and reaps both (strace shows its two
+/// `wait4`) before it reports, in one line. It used to return at once and
+/// reap neither.
+#[test]
+fn pipe_writers_reaps_the_writers_it_started_when_a_fork_fails() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { nix::libc::geteuid() } != 0 {
+        eprintln!("skipped: only root can run the listing as another user");
+        return;
+    }
+    if !have("setpriv") || !have("strace") {
+        return;
+    }
+    let (copy, dir) = reachable_by_anyone(Path::new(bin!("pipe-writers")));
+    let trace = dir.path().join("trace");
+    // A user id nothing else on the machine runs as, so that the limit
+    // counts this listing's processes alone.
+    let script = format!("ulimit -u 3 && exec {}", copy.display());
+    let out = run(
+        "strace",
+        &[
+            "-f",
+            "-qq",
+            "-e",
+            "trace=wait4",
+            "-o",
+            trace.to_str().unwrap(),
+            "setpriv",
+            "--reuid=54320",
+            "--regid=54320",
+            "--clear-groups",
+            "bash",
+            "-c",
+            &script,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "pipe-writers: cannot start writer 2: EAGAIN: Try again\n"
+    );
+    // A `wait4` that returned a pid, whole or resumed after other
+    // processes' lines: `wait4(PID, …) = PID`, `<... wait4 resumed>… = PID`.
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let returned = regex::Regex::new(r"wait4.* = [1-9][0-9]*$").unwrap();
+    let reaped = trace.lines().filter(|line| returned.is_match(line)).count();
+    assert_eq!(reaped, 2, "{trace}");
 }
 
 #[test]

@@ -128,6 +128,31 @@ fn spawn_pipeline_passes_ctrl_c_to_the_whole_group_and_ends_by_it() {
     }
 }
 
+/// Ctrl-\ kills a stage with SIGQUIT, and the listing ends by the same
+/// signal, but without a core dump of its own: it did not crash, and
+/// SIGQUIT's default action dumps core (coreutils' `timeout` takes the
+/// same care). Run where the kernel would write one: core files allowed
+/// (`ulimit -c unlimited`, where the limits let us), in a directory of its
+/// own. It used to dump core.
+#[test]
+fn spawn_pipeline_ends_by_sigquit_without_dumping_core() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new("sh");
+    command.current_dir(dir.path()).args([
+        "-c",
+        "ulimit -c unlimited 2>/dev/null; exec \"$0\" \"$@\"",
+        bin!("spawn-pipeline"),
+        "sh",
+        "-c",
+        "ulimit -c 0; kill -QUIT $$",
+    ]);
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert_eq!(out.status.signal(), Some(Signal::SIGQUIT as i32));
+    assert!(!out.status.core_dumped(), "the listing dumped core");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 #[test]
 fn spawn_pipeline_as_pid_1_exits_143_when_stopped_by_sigterm() {
     // The kernel drops a PID 1's own raise of SIGTERM: a runner that ended
@@ -466,6 +491,56 @@ fn spawn_grandchild_group_kills_the_group_even_when_its_output_fails() {
         }
         assert!(took < Duration::from_secs(4), "{what}: took {took:?}");
     }
+}
+
+/// A child that fails before its line, having started a background
+/// process that does not hold the pipe: with `--group`, the listing still
+/// kills the group before it reports that the child said nothing. A
+/// stand-in `sh`, first on PATH, is that child. The listing used to report
+/// at once and leave the background process running.
+#[test]
+fn spawn_grandchild_group_kills_the_group_when_the_child_says_nothing() {
+    /// Kills what the test leaves behind, should it fail.
+    struct KillMarked;
+    impl Drop for KillMarked {
+        fn drop(&mut self) {
+            for pid in marked() {
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            }
+        }
+    }
+    /// The processes that run `sleep 31336`, the stand-in's background job.
+    fn marked() -> Vec<Pid> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline")).ok().as_deref()
+                    == Some(&b"sleep\x0031336\x00"[..])
+            })
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .map(Pid::from_raw)
+            .collect()
+    }
+    let _cleanup = KillMarked;
+    let dir = tempfile::tempdir().unwrap();
+    let sh = dir.path().join("sh");
+    std::fs::write(&sh, "#!/bin/sh\nsleep 31336 >/dev/null 2>&1 &\nexit 3\n")
+        .unwrap();
+    std::fs::set_permissions(
+        &sh,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut command = Command::new(bin!("spawn-grandchild"));
+    command
+        .args(["--group", "--cloexec"])
+        .env("PATH", format!("{}:{path}", dir.path().display()));
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(out.stderr, "spawn-grandchild: the child said nothing\n");
+    wait_until("the background process to end", || marked().is_empty());
 }
 
 #[test]
@@ -963,6 +1038,41 @@ fn spawn_pipeline_kills_a_stage_that_left_the_group_when_another_cannot_run() {
     );
     assert!(
         started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+/// A stage that left the group, as `setsid` does, is not spared by a
+/// signal passed on or by `--timeout`: the listing signals it by its pid
+/// too, as coreutils' `timeout` signals its command. It used to signal the
+/// group only, and wait for that stage to end: here, a minute.
+#[test]
+fn spawn_pipeline_signals_a_stage_that_left_the_group_too() {
+    if !have("setsid") {
+        return;
+    }
+    let args = ["sleep", "60", "|", "setsid", "sleep", "61"];
+    let pipeline = Listing::start(bin!("spawn-pipeline"), &args);
+    let pid = pipeline.pid();
+    let _cleanup = KillGroupOnDrop(pid);
+    wait_until("a stage to start a session of its own", || {
+        children_of(pid)
+            .iter()
+            .any(|&stage| nix::unistd::getsid(Some(stage)) == Ok(stage))
+    });
+    killpg(pid, Signal::SIGTERM).unwrap();
+    let out = finish_clean(pipeline);
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+
+    let started = Instant::now();
+    let mut timed = vec!["--timeout", "1"];
+    timed.extend(args);
+    let out = run_clean(bin!("spawn-pipeline"), &timed);
+    assert_eq!(out.status.code(), Some(124), "{}", out.stderr);
+    assert_eq!(out.stderr, "spawn-pipeline: timed out after 1 s\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
         "took {:?}",
         started.elapsed()
     );
