@@ -18,7 +18,7 @@ use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
 use crate::support::{
-    Listing, as_pid_1, assert_matches_book, assert_rejects,
+    Listing, as_pid_1, assert_died_of, assert_matches_book, assert_rejects,
     assert_session_matches_book, blessing, cargo_run, group_is_gone, have,
     is_dead, run, wait_until,
 };
@@ -517,7 +517,13 @@ fn stale_socket_session_matches_the_book() {
     let args = [path.as_str(), "--count", "1"];
     let (again, _) = start(bin!("unix-server"), &args);
     let second = again.transcript();
-    drop(again);
+    // Ctrl-C, as the book stops it: the server removes its socket, and
+    // the lock file stays for the reader to remove, as the text says.
+    again.signal(Signal::SIGINT);
+    assert_died_of(&again.finish(), Signal::SIGINT);
+    assert!(!Path::new(&path).exists(), "{path} is left behind");
+    let lock = format!("{path}.lock");
+    assert!(Path::new(&lock).exists(), "{lock} is gone");
     let shown = |lines: &[String]| -> Vec<String> {
         lines.iter().map(|l| as_shown(l, &dir)).collect()
     };
