@@ -8,8 +8,8 @@ use nix::sys::signal::Signal;
 
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book, cargo_run, have,
-    pending_signals, run, shell, signal_after_iterator_closes, state_of,
-    wait_until,
+    pending_signals, run, shell, signal_after_iterator_closes,
+    signal_after_iterator_closes_thread_refused, state_of, wait_until,
 };
 
 /// Waits until `signal` is no longer pending for the listing: delivered.
@@ -162,6 +162,38 @@ fn sig_hook_thread_survives_a_signal_once_its_signal_thread_has_gone() {
     thread.expect("Clean exit");
     let out = thread.finish();
     assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
+}
+
+#[test]
+fn sig_hook_thread_refused_its_thread_survives_a_signal_as_it_ends() {
+    // The thread refused, its closure goes, and with it anything it owns:
+    // had that been the iterator (as when the thread was the one to leak
+    // it), its socket would close while the main thread's `Handle` keeps
+    // signal-hook's action registered, and a signal then would make that
+    // action's write raise SIGPIPE: death by SIGPIPE, not the one-line
+    // error. strace refuses the thread and holds that close, if it comes.
+    if !have("strace") {
+        return;
+    }
+    let out = signal_after_iterator_closes_thread_refused(
+        bin!("sig-hook-thread"),
+        &[],
+        Signal::SIGUSR1,
+        |_| {},
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{:?}: {}",
+        out.status,
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .starts_with("sig-hook-thread: cannot start a thread: "),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -556,11 +556,32 @@ pub fn signal_after_iterator_closes(
     bin: &str,
     args: &[&str],
     signal: Signal,
+    drive: impl FnMut(&mut Listing),
+) -> Finished {
+    signal_after_closing(bin, args, false, signal, drive)
+}
+
+/// [`signal_after_iterator_closes`], with the listing's first thread
+/// refused: its first `clone3` fails with EAGAIN, as under `ulimit -u`.
+pub fn signal_after_iterator_closes_thread_refused(
+    bin: &str,
+    args: &[&str],
+    signal: Signal,
+    drive: impl FnMut(&mut Listing),
+) -> Finished {
+    signal_after_closing(bin, args, true, signal, drive)
+}
+
+fn signal_after_closing(
+    bin: &str,
+    args: &[&str],
+    refuse: bool,
+    signal: Signal,
     mut drive: impl FnMut(&mut Listing),
 ) -> Finished {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let log = dir.path().join("calls");
-    let mut first = iterator_traced(bin, args, &log, None);
+    let mut first = iterator_traced(bin, args, &log, refuse, None);
     drive(&mut first);
     let out = first.finish();
     let calls = fs::read_to_string(&log).expect("strace's log");
@@ -568,11 +589,20 @@ pub fn signal_after_iterator_closes(
     let Some((fd, nth)) = iterator_close(&calls) else {
         return out;
     };
-    let mut held = iterator_traced(bin, args, &log, Some(nth));
+    let mut held = iterator_traced(bin, args, &log, refuse, Some(nth));
     drive(&mut held);
-    // Only now: strace forks a short-lived child of its own to probe the
-    // kernel before it starts the listing.
-    let pid = held.tracee();
+    // The child of strace that runs `bin`: strace forks a short-lived one
+    // of its own first, to probe the kernel, and the listing's own may
+    // still run strace's code, or setpriv's.
+    let mut pid = None;
+    wait_until("strace to start the listing", || {
+        pid = children_of(held.pid()).into_iter().find(|child| {
+            fs::read_link(format!("/proc/{child}/exe"))
+                .is_ok_and(|exe| exe == Path::new(bin))
+        });
+        pid.is_some()
+    });
+    let pid = pid.expect("found");
     // In the `close`, at its return: /proc/PID/syscall gives the number
     // of the call a stopped process is in, then its arguments.
     let closing = format!("{} {fd:#x} ", nix::libc::SYS_close);
@@ -585,18 +615,27 @@ pub fn signal_after_iterator_closes(
 }
 
 /// `bin args` under `strace -f`, logging `socketpair` and `close` to
-/// `log`, and holding the `nth` `close` of a thread, if any, as it
-/// returns. Through `setpriv --pdeathsig KILL`, as in
-/// [`Listing::start_traced`], when it is installed.
+/// `log`, refusing the first thread if `refuse`, and holding the `nth`
+/// `close` of a thread, if any, as it returns. Through `setpriv
+/// --pdeathsig KILL`, as in [`Listing::start_traced`], when it is
+/// installed.
 fn iterator_traced(
     bin: &str,
     args: &[&str],
     log: &Path,
+    refuse: bool,
     nth: Option<usize>,
 ) -> Listing {
     let mut command = Command::new("strace");
     command.args(["-f", "-qq", "-o"]).arg(log);
-    command.args(["-e", "trace=socketpair,close", "-e", "signal=none"]);
+    command.args(["-e", "signal=none"]);
+    if refuse {
+        // strace tampers only with the calls it traces.
+        command.args(["-e", "trace=socketpair,close,clone3"]);
+        command.args(["-e", "inject=clone3:error=EAGAIN:when=1"]);
+    } else {
+        command.args(["-e", "trace=socketpair,close"]);
+    }
     if let Some(nth) = nth {
         let hold = format!("inject=close:delay_exit=10000000:when={nth}");
         command.args(["-e", &hold]);
