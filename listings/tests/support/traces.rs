@@ -558,7 +558,7 @@ pub fn signal_after_iterator_closes(
     signal: Signal,
     drive: impl FnMut(&mut Listing),
 ) -> Finished {
-    signal_after_closing(bin, args, false, signal, drive)
+    signal_after_closing(bin, args, None, signal, drive)
 }
 
 /// [`signal_after_iterator_closes`], with the listing's first thread
@@ -569,19 +569,33 @@ pub fn signal_after_iterator_closes_thread_refused(
     signal: Signal,
     drive: impl FnMut(&mut Listing),
 ) -> Finished {
-    signal_after_closing(bin, args, true, signal, drive)
+    let refuse = ("clone3", "clone3:error=EAGAIN:when=1");
+    signal_after_closing(bin, args, Some(refuse), signal, drive)
 }
 
+/// [`signal_after_iterator_closes`], with the listing's first write
+/// failing with ENOSPC, as on a full disk.
+pub fn signal_after_iterator_closes_disk_full(
+    bin: &str,
+    args: &[&str],
+    signal: Signal,
+    drive: impl FnMut(&mut Listing),
+) -> Finished {
+    let full = ("write", "write:error=ENOSPC:when=1");
+    signal_after_closing(bin, args, Some(full), signal, drive)
+}
+
+/// `tamper`: a call for strace to trace too, and what to inject.
 fn signal_after_closing(
     bin: &str,
     args: &[&str],
-    refuse: bool,
+    tamper: Option<(&str, &str)>,
     signal: Signal,
     mut drive: impl FnMut(&mut Listing),
 ) -> Finished {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let log = dir.path().join("calls");
-    let mut first = iterator_traced(bin, args, &log, refuse, None);
+    let mut first = iterator_traced(bin, args, &log, tamper, None);
     drive(&mut first);
     let out = first.finish();
     let calls = fs::read_to_string(&log).expect("strace's log");
@@ -589,7 +603,7 @@ fn signal_after_closing(
     let Some((fd, nth)) = iterator_close(&calls) else {
         return out;
     };
-    let mut held = iterator_traced(bin, args, &log, refuse, Some(nth));
+    let mut held = iterator_traced(bin, args, &log, tamper, Some(nth));
     drive(&mut held);
     // The child of strace that runs `bin`: strace forks a short-lived one
     // of its own first, to probe the kernel, and the listing's own may
@@ -615,7 +629,7 @@ fn signal_after_closing(
 }
 
 /// `bin args` under `strace -f`, logging `socketpair` and `close` to
-/// `log`, refusing the first thread if `refuse`, and holding the `nth`
+/// `log`, tampering as `tamper` says if any, and holding the `nth`
 /// `close` of a thread, if any, as it returns. Through `setpriv
 /// --pdeathsig KILL`, as in [`Listing::start_traced`], when it is
 /// installed.
@@ -623,18 +637,21 @@ fn iterator_traced(
     bin: &str,
     args: &[&str],
     log: &Path,
-    refuse: bool,
+    tamper: Option<(&str, &str)>,
     nth: Option<usize>,
 ) -> Listing {
     let mut command = Command::new("strace");
     command.args(["-f", "-qq", "-o"]).arg(log);
     command.args(["-e", "signal=none"]);
-    if refuse {
-        // strace tampers only with the calls it traces.
-        command.args(["-e", "trace=socketpair,close,clone3"]);
-        command.args(["-e", "inject=clone3:error=EAGAIN:when=1"]);
-    } else {
-        command.args(["-e", "trace=socketpair,close"]);
+    match tamper {
+        Some((call, inject)) => {
+            // strace tampers only with the calls it traces.
+            command.args(["-e", &format!("trace=socketpair,close,{call}")]);
+            command.args(["-e", &format!("inject={inject}")]);
+        }
+        None => {
+            command.args(["-e", "trace=socketpair,close"]);
+        }
     }
     if let Some(nth) = nth {
         let hold = format!("inject=close:delay_exit=10000000:when={nth}");
