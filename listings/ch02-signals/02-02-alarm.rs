@@ -35,7 +35,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     // Install signal-hook's handler for SIGALRM. The handler only records
     // the signal and writes a byte to wake `signals` up; the code below
     // runs as ordinary code on the main thread, where printing is allowed.
-    let mut signals = Signals::new([SIGALRM])?;
+    // Kept until the process ends (`Box::leak`): dropped, it would close
+    // its end of the socket first, and a SIGALRM in that moment would
+    // make the handler's write raise SIGPIPE, at its default (Chapter 6).
+    let signals = Box::leak(Box::new(Signals::new([SIGALRM])?));
     // signal-hook leaves the signal mask alone, and a parent that blocked
     // SIGALRM passed its mask on through `exec`: unblock it, or wait for
     // ever.

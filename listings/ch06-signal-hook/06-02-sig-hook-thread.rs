@@ -44,7 +44,12 @@ fn run() -> Result<(), Box<dyn Error>> {
     SigSet::from_iter([Signal::SIGHUP, Signal::SIGUSR1]).thread_unblock()?;
     let mut wanted = vec![SIGHUP, SIGUSR1];
     wanted.extend(stop_signals()?);
-    let signals = Signals::new(wanted)?;
+    // Never dropped, not even by a thread the system refuses: signal-hook's
+    // handlers stay installed while a `Handle` lives, and wake the iterator
+    // through a socket pair. Closed, a signal would make that write raise
+    // SIGPIPE, which now has its default action (Listing 5-4 keeps its pipe
+    // for good too).
+    let signals = Box::leak(Box::new(Signals::new(wanted)?));
     let handle = signals.handle();
     let ticks = Arc::new(AtomicU64::new(0));
     let (stop_tx, stop_rx) = mpsc::channel();
@@ -52,11 +57,6 @@ fn run() -> Result<(), Box<dyn Error>> {
     let ticks_seen = Arc::clone(&ticks);
     let signal_thread = thread::Builder::new()
         .spawn(move || -> io::Result<()> {
-            // Never dropped: signal-hook's handlers stay installed while a
-            // `Handle` lives, and wake the iterator through a socket pair.
-            // Closed, a signal would make that write raise SIGPIPE, which now
-            // has its default action (Listing 5-4 keeps its pipe for good too).
-            let signals = Box::leak(Box::new(signals));
             let mut out = io::stdout();
             // Ends when the iterator is closed through its handle, or a
             // write fails.

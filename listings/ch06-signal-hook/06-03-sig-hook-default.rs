@@ -33,7 +33,10 @@ fn main() -> ExitCode {
 fn run() -> Result<ExitCode, Box<dyn Error>> {
     restore_sigpipe()?;
     let exit_code = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    let mut signals = Signals::new(stop_signals()?)?;
+    // Never dropped: it would close its socket before signal-hook stops
+    // writing to it, and a second signal then would raise SIGPIPE, now at
+    // its default, in place of the exit status (Listing 6-2).
+    let signals = Box::leak(Box::new(Signals::new(stop_signals()?)?));
     let (mut out, pid) = (io::stdout(), getpid());
     writeln!(
         out,

@@ -45,7 +45,8 @@ fn run() -> Result<(), Box<dyn Error>> {
             DELIVERED.fetch_add(1, Ordering::SeqCst);
         })
     }?;
-    let mut signals = Signals::new([SIGUSR1, SIGTERM])?;
+    // Never dropped, for a SIGUSR1 that comes as we exit (Listing 6-2).
+    let signals = Box::leak(Box::new(Signals::new([SIGUSR1, SIGTERM])?));
     // A parent's mask passes through `exec`: blocked, they would only
     // ever be pending, and `kill -TERM` would do nothing.
     let mut handled = SigSet::from(Signal::SIGUSR1);

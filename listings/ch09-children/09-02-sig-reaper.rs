@@ -96,12 +96,13 @@ fn run() -> Result<(), Box<dyn Error>> {
 
     // The iterator on a thread, so that the wait for it has a deadline.
     let (tx, wake_ups) = mpsc::channel();
+    // Never dropped, not even by a thread that the system refuses: the
+    // handler stays installed while `handle` lives, and a SIGCHLD then
+    // (from a child still exiting, or `Command`'s) would write to a closed
+    // socket, and SIGPIPE would end us (Listing 6-2).
+    let signals = Box::leak(Box::new(signals));
     let handle = signals.handle();
     let waiter = thread::Builder::new().spawn(move || {
-        // Never dropped: the handler stays installed while `handle` lives,
-        // and a SIGCHLD then (from `Command`'s child, say) would write to
-        // a closed socket, and SIGPIPE would end us (Listing 6-2).
-        let signals = Box::leak(Box::new(signals));
         for _ in signals.forever() {
             if tx.send(()).is_err() {
                 break;

@@ -120,7 +120,10 @@ fn receive(
             Ok(seen)
         }
         Scheme::Iterator => {
-            let mut signals = Signals::new([number])?;
+            // Never dropped: signal-hook's action for `number` would
+            // outlive its socket for a moment, and a signal then would
+            // raise SIGPIPE, at its default here (Listing 6-2).
+            let signals = Box::leak(Box::new(Signals::new([number])?));
             set.thread_block()?;
             send_burst(number, n)?;
             set.thread_unblock()?;

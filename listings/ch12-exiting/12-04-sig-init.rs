@@ -133,7 +133,10 @@ fn reap_all(service: Pid) -> nix::Result<Option<WaitStatus>> {
 /// The service: waits for SIGTERM, cleans up, and dies of it (Listing
 /// 12-1). It is not the init, so the signal's default action works.
 fn child() -> Result<ExitCode, Box<dyn Error>> {
-    let mut signals = Signals::new([SIGTERM])?;
+    // Never dropped, even on an error: it would close its socket before
+    // signal-hook stops writing to it, and a SIGTERM then would raise
+    // SIGPIPE, at its default here (Listing 6-2).
+    let signals = Box::leak(Box::new(Signals::new([SIGTERM])?));
     // Our mask is the one the init started with: a parent may have blocked
     // SIGTERM, and blocked it would never come.
     SigSet::from(Signal::SIGTERM).thread_unblock()?;

@@ -8,7 +8,8 @@ use nix::sys::signal::Signal;
 
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book, cargo_run, have,
-    pending_signals, run, shell, state_of, wait_until,
+    pending_signals, run, shell, signal_after_iterator_closes,
+    signal_after_iterator_closes_thread_refused, state_of, wait_until,
 };
 
 /// Waits until `signal` is no longer pending for the listing: delivered.
@@ -164,6 +165,38 @@ fn sig_hook_thread_survives_a_signal_once_its_signal_thread_has_gone() {
 }
 
 #[test]
+fn sig_hook_thread_refused_its_thread_survives_a_signal_as_it_ends() {
+    // The thread refused, its closure goes, and with it anything it owns:
+    // had that been the iterator (as when the thread was the one to leak
+    // it), its socket would close while the main thread's `Handle` keeps
+    // signal-hook's action registered, and a signal then would make that
+    // action's write raise SIGPIPE: death by SIGPIPE, not the one-line
+    // error. strace refuses the thread and holds that close, if it comes.
+    if !have("strace") {
+        return;
+    }
+    let out = signal_after_iterator_closes_thread_refused(
+        bin!("sig-hook-thread"),
+        &[],
+        Signal::SIGUSR1,
+        |_| {},
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{:?}: {}",
+        out.status,
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .starts_with("sig-hook-thread: cannot start a thread: "),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn sig_hook_thread_without_close_never_ends_and_only_sigkill_stops_it() {
     let mut thread = Listing::start(bin!("sig-hook-thread"), &["--no-close"]);
     thread.next_line();
@@ -193,6 +226,37 @@ fn sig_hook_default_cleans_up_and_dies_of_the_signal() {
         let out = hook.finish();
         assert_eq!(out.status.signal(), Some(signal as i32), "{}", out.stderr);
     }
+}
+
+#[test]
+fn sig_hook_default_exits_143_even_if_a_second_sigterm_comes_as_it_ends() {
+    // With --exit-code it returns from `run`. Had it dropped `signals`
+    // there, the socket signal-hook's action writes to would be closed
+    // before the action is unregistered, and a second SIGTERM in between
+    // would make that write raise SIGPIPE: a death by SIGPIPE, not status
+    // 143. strace holds it there, if it ever closes that socket.
+    if !have("strace") {
+        return;
+    }
+    let out = signal_after_iterator_closes(
+        bin!("sig-hook-default"),
+        &["--exit-code"],
+        Signal::SIGTERM,
+        |hook| {
+            hook.expect(r"Working as pid \d+; stop me with Ctrl-C or kill \d+");
+            nix::sys::signal::kill(hook.tracee(), Signal::SIGTERM)
+                .expect("kill");
+            hook.expect("Got SIGTERM: cleaning up");
+            hook.expect("Cleaned up; exiting with status 143");
+        },
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{:?}: {}",
+        out.status,
+        out.stderr
+    );
 }
 
 #[test]
@@ -410,6 +474,35 @@ fn sig_coalesce_counts_one_for_a_hundred_sent_while_it_is_stopped() {
         "ch06-signal-hook/06-04-terminal-2.out",
         &session,
     );
+}
+
+#[test]
+fn sig_coalesce_survives_a_sigusr1_as_it_ends() {
+    // A sender that goes on after SIGTERM: had the counter dropped
+    // `signals` as `run` returns, a SIGUSR1 between the closing of its
+    // socket and the unregistering of signal-hook's action would make
+    // that action's write raise SIGPIPE, and the counter would die of it
+    // after printing its totals. strace holds it there, if it ever closes
+    // that socket, and the SIGUSR1 comes then.
+    if !have("strace") {
+        return;
+    }
+    let out = signal_after_iterator_closes(
+        bin!("sig-coalesce"),
+        &[],
+        Signal::SIGUSR1,
+        |counter| {
+            counter.expect(
+                r"Counting SIGUSR1 as pid \d+; kill -TERM \d+ for the totals",
+            );
+            nix::sys::signal::kill(counter.tracee(), Signal::SIGTERM)
+                .expect("kill");
+            counter.expect(
+                "SIGUSR1: handler ran 0 times, iterator reported it 0 times",
+            );
+        },
+    );
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
 }
 
 /// Sends 1000 SIGUSR1 as fast as bash can while the counter runs, busy

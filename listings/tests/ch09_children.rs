@@ -802,6 +802,42 @@ fn sig_pidfd_polls_again_when_poll_fails_with_eintr() {
     );
 }
 
+/// The signal thread refused, and the children's SIGCHLDs still to come:
+/// had the refused thread's closure dropped the iterator (as it did when
+/// the thread was the one to leak it), its socket would be closed while
+/// `handle` keeps signal-hook's action registered, and the first SIGCHLD
+/// would make that action's write raise SIGPIPE, at its default here:
+/// death by SIGPIPE, not the one-line error. strace refuses the thread
+/// (`clone3` fails with EAGAIN, as under `ulimit -u`) and holds each
+/// child's exit for two seconds, so that the SIGCHLDs come after.
+#[test]
+fn sig_reaper_refused_its_thread_survives_the_sigchlds_that_follow() {
+    if !have("strace") {
+        return;
+    }
+    let mut command = Command::new("strace");
+    command.args(["-f", "-qq", "-o", "/dev/null"]);
+    command.args(["-e", "trace=clone3,exit_group", "-e", "signal=none"]);
+    command.args(["-e", "inject=clone3:error=EAGAIN:when=1"]);
+    command.args(["-e", "inject=exit_group:delay_enter=2000000"]);
+    command.args([bin_path("sig-reaper").to_str().unwrap(), "--children"]);
+    command.arg("2");
+    let out = Listing::spawn(&mut command, Stdio::null()).finish();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{:?}: {}",
+        out.status,
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .starts_with("sig-reaper: cannot start a thread: "),
+        "{}",
+        out.stderr
+    );
+}
+
 /// Allowed three processes and threads (`ulimit -u 3`), `sig-reaper`
 /// forks its two children, and the system refuses the signal thread: it
 /// reaps both and says so in one line, leaving no process behind.

@@ -13,7 +13,8 @@ use crate::support::{
     Listing, Trace, assert_matches_book, assert_rejects,
     assert_session_matches_book, assert_session_matches_book_masking,
     assert_trace_matches_book, bin_path, blessing, can_trace, cargo_run, have,
-    pending_signals, pid_namespaces, run, shell, state_of, wait_until,
+    pending_signals, pid_namespaces, run, shell,
+    signal_after_iterator_closes_disk_full, state_of, wait_until,
 };
 
 /// What a shell's `$?` shows for `status`: the code, or 128 + the signal.
@@ -363,6 +364,35 @@ fn pid_namespace(args: &[&str]) -> Option<Listing> {
     let mut all = vec!["--map-root-user", "--pid", "--fork", bin!("sig-init")];
     all.extend(args);
     Some(Listing::start("unshare", &all))
+}
+
+/// The service, `sig-init --child`, on a full disk: its first line fails
+/// with ENOSPC, and it ends with a one-line error. Had it dropped its
+/// iterator on the way out, the socket would close before signal-hook
+/// unregistered its action, and the SIGTERM its init passes on in that
+/// moment would raise SIGPIPE: a death by SIGPIPE, which the init would
+/// report as status 141. strace fails the write, holds that close if it
+/// comes, and sends the SIGTERM then.
+#[test]
+fn sig_init_child_on_a_full_disk_survives_a_sigterm_as_it_ends() {
+    if !have("strace") {
+        return;
+    }
+    let out = signal_after_iterator_closes_disk_full(
+        bin!("sig-init"),
+        &["--child"],
+        Signal::SIGTERM,
+        |_| {},
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{:?}: {}",
+        out.status,
+        out.stderr
+    );
+    assert!(out.stderr.starts_with("sig-init: "), "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
 }
 
 /// Waits for `sig-init`'s two first lines, and returns the pids of it and

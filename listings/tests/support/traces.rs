@@ -529,3 +529,170 @@ pub fn trace_of_pipes(
     assert!(out.status.success(), "{bin}: {}", out.stderr);
     out.stderr
 }
+
+/// Runs `bin` with `args` under strace, brought by `drive` to where it
+/// drops its first signal-hook iterator or exits, and sends `signal` at
+/// the moment
+/// after signal-hook's iterator has closed the reading end of its socket
+/// pair and before signal-hook has unregistered the action that writes to
+/// it. Returns how the run ended.
+///
+/// signal-hook 0.4.6 drops an iterator's fields in the order they are
+/// declared (`SignalDelivery`, src/iterator/backend.rs:237): the socket
+/// it reads first, then its `Handle`, and only the last `Handle` to go
+/// unregisters the actions (`DeliveryState`'s `Drop`, line 65). In
+/// between, a signal makes the action's `send`, which has no MSG_NOSIGNAL
+/// (src/low_level/pipe.rs:143), fail with EPIPE and raise SIGPIPE: a
+/// listing that gave SIGPIPE its default action dies of it (seen on Linux
+/// 6.18.44). strace holds that `close` as it returns, for ten seconds.
+///
+/// It takes two runs, each driven by `drive` in the same way:
+/// the first logs the listing's `socketpair` and `close` calls, to learn
+/// which `close` of its thread is the one of the first iterator's socket;
+/// the second holds that one. A listing that keeps its iterator until the
+/// process ends never makes that `close`, and has no such moment: then
+/// the first run, to which no signal was sent, is the one returned.
+pub fn signal_after_iterator_closes(
+    bin: &str,
+    args: &[&str],
+    signal: Signal,
+    drive: impl FnMut(&mut Listing),
+) -> Finished {
+    signal_after_closing(bin, args, None, signal, drive)
+}
+
+/// [`signal_after_iterator_closes`], with the listing's first thread
+/// refused: its first `clone3` fails with EAGAIN, as under `ulimit -u`.
+pub fn signal_after_iterator_closes_thread_refused(
+    bin: &str,
+    args: &[&str],
+    signal: Signal,
+    drive: impl FnMut(&mut Listing),
+) -> Finished {
+    let refuse = ("clone3", "clone3:error=EAGAIN:when=1");
+    signal_after_closing(bin, args, Some(refuse), signal, drive)
+}
+
+/// [`signal_after_iterator_closes`], with the listing's first write
+/// failing with ENOSPC, as on a full disk.
+pub fn signal_after_iterator_closes_disk_full(
+    bin: &str,
+    args: &[&str],
+    signal: Signal,
+    drive: impl FnMut(&mut Listing),
+) -> Finished {
+    let full = ("write", "write:error=ENOSPC:when=1");
+    signal_after_closing(bin, args, Some(full), signal, drive)
+}
+
+/// `tamper`: a call for strace to trace too, and what to inject.
+fn signal_after_closing(
+    bin: &str,
+    args: &[&str],
+    tamper: Option<(&str, &str)>,
+    signal: Signal,
+    mut drive: impl FnMut(&mut Listing),
+) -> Finished {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = dir.path().join("calls");
+    let mut first = iterator_traced(bin, args, &log, tamper, None);
+    drive(&mut first);
+    let out = first.finish();
+    let calls = fs::read_to_string(&log).expect("strace's log");
+    assert!(calls.contains("socketpair("), "no iterator made:\n{calls}");
+    let Some((fd, nth)) = iterator_close(&calls) else {
+        return out;
+    };
+    let mut held = iterator_traced(bin, args, &log, tamper, Some(nth));
+    drive(&mut held);
+    // The child of strace that runs `bin`: strace forks a short-lived one
+    // of its own first, to probe the kernel, and the listing's own may
+    // still run strace's code, or setpriv's.
+    let mut pid = None;
+    wait_until("strace to start the listing", || {
+        pid = children_of(held.pid()).into_iter().find(|child| {
+            fs::read_link(format!("/proc/{child}/exe"))
+                .is_ok_and(|exe| exe == Path::new(bin))
+        });
+        pid.is_some()
+    });
+    let pid = pid.expect("found");
+    // In the `close`, at its return: /proc/PID/syscall gives the number
+    // of the call a stopped process is in, then its arguments.
+    let closing = format!("{} {fd:#x} ", nix::libc::SYS_close);
+    wait_until("the iterator's socket to be closed", || {
+        fs::read_to_string(format!("/proc/{pid}/syscall"))
+            .is_ok_and(|call| call.starts_with(&closing))
+    });
+    nix::sys::signal::kill(pid, signal).expect("the listing is alive");
+    held.finish()
+}
+
+/// `bin args` under `strace -f`, logging `socketpair` and `close` to
+/// `log`, tampering as `tamper` says if any, and holding the `nth`
+/// `close` of a thread, if any, as it returns. Through `setpriv
+/// --pdeathsig KILL`, as in [`Listing::start_traced`], when it is
+/// installed.
+fn iterator_traced(
+    bin: &str,
+    args: &[&str],
+    log: &Path,
+    tamper: Option<(&str, &str)>,
+    nth: Option<usize>,
+) -> Listing {
+    let mut command = Command::new("strace");
+    command.args(["-f", "-qq", "-o"]).arg(log);
+    command.args(["-e", "signal=none"]);
+    match tamper {
+        Some((call, inject)) => {
+            // strace tampers only with the calls it traces.
+            command.args(["-e", &format!("trace=socketpair,close,{call}")]);
+            command.args(["-e", &format!("inject={inject}")]);
+        }
+        None => {
+            command.args(["-e", "trace=socketpair,close"]);
+        }
+    }
+    if let Some(nth) = nth {
+        let hold = format!("inject=close:delay_exit=10000000:when={nth}");
+        command.args(["-e", &hold]);
+    }
+    command.arg("--");
+    let setpriv = Command::new("sh")
+        .args(["-c", "command -v setpriv"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if setpriv {
+        command.args(["setpriv", "--pdeathsig", "KILL", "--"]);
+    }
+    command.arg(bin).args(args);
+    Listing::spawn(&mut command, Stdio::piped())
+}
+
+/// In a log of `socketpair` and `close` calls (`strace -f -o`, each line
+/// after its pid), the first iterator's reading end, the first of the
+/// pair signal-hook makes, and which `close` of its thread closes it,
+/// counting from 1 as strace's `when=` does; `None` if none does.
+fn iterator_close(calls: &str) -> Option<(u32, usize)> {
+    let pair = Regex::new(r"^\d+ +socketpair\(.*\[(\d+), \d+\]\) = 0").unwrap();
+    let close = Regex::new(r"^(\d+) +close\((\d+)").unwrap();
+    let mut reading: Option<u32> = None;
+    let mut closes = std::collections::HashMap::<&str, usize>::new();
+    for line in calls.lines() {
+        if let Some(c) = pair.captures(line)
+            && reading.is_none()
+        {
+            reading = Some(c[1].parse().ok()?);
+        } else if let Some(c) = close.captures(line) {
+            let thread = c.get(1)?.as_str();
+            let count = closes.entry(thread).or_default();
+            *count += 1;
+            if let Some(fd) = reading
+                && c[2].parse() == Ok(fd)
+            {
+                return Some((fd, *count));
+            }
+        }
+    }
+    None
+}
