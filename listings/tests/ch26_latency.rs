@@ -1787,6 +1787,15 @@ fn chapter_26_claims_hold_in_the_published_results() {
     let script = fs::read_to_string(root.join("listings/bench/run")).unwrap();
     assert!(script.contains(r#"command = ["cc", "-O2","#));
     says("which this workspace leaves at its default, `opt-level = 3`");
+    // The release run the chapter shows first, `--via tcp --cpus
+    // different` at the listing's default of 200,000 round trips: "about
+    // ten seconds (a round trip of 55 µs on average)".
+    let mean = latency("tcp", "different", "block", "mean");
+    let seconds = mean * 200_000.0 / 1e6;
+    assert!((8.0..13.0).contains(&seconds), "{seconds} s");
+    says(&format!(
+        "about ten seconds (a round trip of {mean:.0} µs on average)"
+    ));
     // Figure 26-2 draws the spinning rows too, on two CPUs, left of every
     // one-CPU bar of their channel: "the bars for two CPUs lie well to the
     // right" holds only of processes that sleep.
