@@ -262,7 +262,8 @@ fn accept_until_signal(
         if ready[0] {
             accept_waiting(listener, server, &mut backoff);
             if no_backoff {
-                backoff.reset(); // WRONG: the next `accept` fails at once.
+                // WRONG: the next `accept` fails at once, and is logged.
+                backoff = Backoff::new();
             }
         }
         if ready[1] {
@@ -316,7 +317,7 @@ fn accept_waiting(
         let failed = match listener.accept() {
             Ok((stream, peer)) => match server.spawn(stream, peer) {
                 Ok(()) => {
-                    backoff.reset();
+                    backoff.accepted();
                     continue;
                 }
                 Err(err) => err, // Its connection is closed, unserved.
@@ -330,36 +331,49 @@ fn accept_waiting(
 }
 
 /// After a failed `accept`: stop accepting for 5 ms, then 10, 20, up to
-/// a second while the failures go on, and log only the first of them.
+/// a second while the failures go on; log the first failure of a shortage
+/// only, so that the log does not fill up either.
 struct Backoff {
     wait: Duration,
+    /// The end of the pause in progress, if any.
     until: Option<Instant>,
-    failing: bool,
+    /// When `accept` last failed, if it has.
+    failed_at: Option<Instant>,
 }
 
 impl Backoff {
     const FIRST: Duration = Duration::from_millis(5);
     const MOST: Duration = Duration::from_secs(1);
+    /// How long `accept` must go without failing before a shortage is
+    /// over. A success does not end it: a client that closes one
+    /// connection and opens another lets the next `accept` succeed, and
+    /// the one after fail again.
+    const QUIET: Duration = Duration::from_secs(10);
 
     fn new() -> Backoff {
         Backoff {
             wait: Backoff::FIRST,
             until: None,
-            failing: false,
+            failed_at: None,
         }
     }
 
     fn failed(&mut self, err: &io::Error) {
-        if !self.failing {
+        let now = Instant::now();
+        if self
+            .failed_at
+            .is_none_or(|at| now.duration_since(at) >= Backoff::QUIET)
+        {
             log(format_args!("accept: {err}; trying again, less often"));
-            self.failing = true;
         }
-        self.until = Some(Instant::now() + self.wait);
+        self.failed_at = Some(now);
+        self.until = Some(now + self.wait);
         self.wait = (self.wait * 2).min(Backoff::MOST);
     }
 
-    fn reset(&mut self) {
-        *self = Backoff::new();
+    /// A connection came: the next failure pauses for 5 ms again.
+    fn accepted(&mut self) {
+        self.wait = Backoff::FIRST;
     }
 
     /// What is left of the pause, if a millisecond or more: `poll` counts

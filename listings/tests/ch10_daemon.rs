@@ -1377,8 +1377,12 @@ fn sig_daemon_logs_a_reset_that_ends_its_gentle_close() {
 
 #[test]
 fn sig_daemon_backs_off_and_says_so_once_a_run_when_descriptors_run_out() {
-    daemon::backs_off_and_says_so_once_a_run_when_descriptors_run_out(
-        bin!("sig-daemon"),
-        true,
-    );
+    daemon::backs_off_and_says_so_once_a_run_when_descriptors_run_out(bin!(
+        "sig-daemon"
+    ));
+}
+
+#[test]
+fn sig_daemon_logs_a_shortage_once_while_clients_come_and_go() {
+    daemon::logs_a_shortage_once_while_clients_come_and_go(bin!("sig-daemon"));
 }

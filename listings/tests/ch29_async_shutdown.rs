@@ -602,43 +602,11 @@ fn async_daemon_hears_its_signals_at_once_while_accept_keeps_failing() {
     assert_died_of(&out, Signal::SIGTERM);
 }
 
-/// Out of descriptors, with exactly as many clients as there are
-/// descriptors, each accepted before the next connects. Then a client
-/// closes one connection and opens another, fifty times: each close gives
-/// the daemon one descriptor, its next `accept` succeeds with it, and the
-/// one after fails again (an `accept` takes the descriptor before it
-/// looks at the queue). That is one shortage, and the daemon must say so
-/// once, not once per connection (one line a cycle it was, when each
-/// success ended the shortage, where Listing 30-1 already said it once).
 #[test]
 fn async_daemon_logs_a_shortage_once_while_clients_come_and_go() {
-    const LIMIT: usize = 40;
-    let script = format!("ulimit -n {LIMIT} && exec \"$0\" \"$@\"");
-    let bin = bin!("async-daemon");
-    let mut daemon =
-        start_exactly("bash", &["-c", &script, bin, "127.0.0.1:0"]);
-    let pid = daemon.listing.pid();
-    let failure = "accept failed: Too many open files (os error 24); \
-                   trying again, less often";
-    let mut held = std::collections::VecDeque::new();
-    for open in open_fds(pid) + 1..=LIMIT {
-        held.push_back(Client::connect(daemon.addr));
-        wait_until("the daemon to accept", || open_fds(pid) >= open);
-    }
-    while daemon.listing.next_line() != failure {}
-    for _ in 0..50 {
-        held.pop_front();
-        wait_until("the daemon to close", || open_fds(pid) < LIMIT);
-        held.push_back(Client::connect(daemon.addr));
-        wait_until("the daemon to accept", || open_fds(pid) == LIMIT);
-    }
-    drop(held);
-    daemon.listing.signal(Signal::SIGTERM);
-    let out = daemon.finish();
-    assert_died_of(&out, Signal::SIGTERM);
-    let said: Vec<_> = out.stdout.iter().filter(|l| *l == failure).collect();
-    let log = &out.stdout;
-    assert_eq!(said.len(), 1, "said {} times: {log:#?}", said.len());
+    daemon::logs_a_shortage_once_while_clients_come_and_go(bin!(
+        "async-daemon"
+    ));
 }
 
 #[test]
@@ -670,10 +638,9 @@ fn async_shutdown_listings_start_or_say_why_when_descriptors_are_short() {
 
 #[test]
 fn async_daemon_backs_off_and_says_so_once_a_run_when_descriptors_run_out() {
-    daemon::backs_off_and_says_so_once_a_run_when_descriptors_run_out(
-        bin!("async-daemon"),
-        false,
-    );
+    daemon::backs_off_and_says_so_once_a_run_when_descriptors_run_out(bin!(
+        "async-daemon"
+    ));
 }
 
 #[test]

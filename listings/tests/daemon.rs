@@ -19,7 +19,7 @@ use nix::sys::signal::Signal;
 
 use crate::support::{
     Finished, Listing, PATIENCE, assert_died_of, assert_exited_with,
-    assert_rejects, blessing, open_fds, runnable_time, sleeps_of,
+    assert_rejects, blessing, open_fds, runnable_time, sleeps_of, wait_until,
 };
 
 /// A started daemon: its address, its configuration file.
@@ -462,14 +462,9 @@ pub fn logs_a_reset_that_ends_its_gentle_close(bin: &str) {
 /// fails, and the daemon says so once, then backs off instead of retrying
 /// at once: two seconds with a client waiting bring no more lines, and
 /// the daemon's threads are asleep nearly all of the time. When a client
-/// leaves, the one that waited is served, and the table is full again:
-/// with `new_run_when_served` (Listing 10-1) that is a new run of failures,
-/// said once more; without (Listing 29-1, as 30-1), a success does not end
-/// the shortage, and nothing more is said.
-pub fn backs_off_and_says_so_once_a_run_when_descriptors_run_out(
-    bin: &str,
-    new_run_when_served: bool,
-) {
+/// leaves, the one that waited is served, and the table is full again: a
+/// success does not end the shortage, and nothing more is said.
+pub fn backs_off_and_says_so_once_a_run_when_descriptors_run_out(bin: &str) {
     const LIMIT: usize = 40;
     let script = format!("ulimit -n {LIMIT} && exec \"$0\" \"$@\"");
     let mut command = Command::new("bash");
@@ -520,26 +515,70 @@ pub fn backs_off_and_says_so_once_a_run_when_descriptors_run_out(
     assert!(awake < Duration::from_millis(500), "{bin}: {awake:?} awake");
     assert!(sleeps < 100, "{bin}: {sleeps} sleeps in two seconds");
     // A descriptor comes back: the client that waited is served, which
-    // fills the table again, and the new run of failures is said again.
+    // fills the table again, the same shortage, not to be said again.
     let mut first = idle.remove(0);
     first.stream.shutdown(Shutdown::Write).unwrap();
     assert_eq!(first.reply(), None);
     assert_eq!(waiting.reply().as_deref(), Some("hello, patient\n"));
-    let mut lines = Vec::new();
-    while new_run_when_served
-        && !lines.iter().any(|line: &String| failing.is_match(line))
-    {
-        lines.push(daemon.listing.next_line());
-        assert!(lines.len() < 6, "{bin}: {lines:?}");
-    }
     drop((first, waiting, idle));
     daemon.listing.signal(Signal::SIGTERM);
     let out = daemon.finish();
     assert_died_of(&out, Signal::SIGTERM);
-    if !new_run_when_served {
-        let said = out.stdout.iter().filter(|l| failing.is_match(l)).count();
-        assert_eq!(said, 1, "{bin}: {:#?}", out.stdout);
+    let said = out.stdout.iter().filter(|l| failing.is_match(l)).count();
+    assert_eq!(said, 1, "{bin}: {:#?}", out.stdout);
+}
+
+/// Out of descriptors, with idle clients holding every one, each accepted
+/// before the next connects. Then a client closes one connection and
+/// opens another, fifty times: each close gives the daemon back what a
+/// connection holds (its socket, and in Listing 10-1 its copy of `alive`
+/// too), its next `accept` succeeds, and the one after fails again (an
+/// `accept` takes the descriptor before it looks at the queue). That is
+/// one shortage, and the daemon must say so once, not once a connection,
+/// as it did while each success ended the shortage.
+pub fn logs_a_shortage_once_while_clients_come_and_go(bin: &str) {
+    const LIMIT: usize = 40;
+    let script = format!("ulimit -n {LIMIT} && exec \"$0\" \"$@\"");
+    let mut command = Command::new("bash");
+    command.args(["-c", &script, bin, "127.0.0.1:0"]);
+    let mut daemon = start_command(command);
+    let pid = daemon.listing.pid();
+    let failing = regex::Regex::new(
+        r"^accept( failed)?: Too many open files \(os error 24\); trying again, less often$",
+    )
+    .unwrap();
+    let mut held = std::collections::VecDeque::new();
+    let mut said = false;
+    // What the daemon holds without the last client's descriptors.
+    let mut without_last = open_fds(pid);
+    while open_fds(pid) < LIMIT {
+        without_last = open_fds(pid);
+        held.push_back(Client::connect(daemon.addr));
+        // The last client's line and the first failure's may come in
+        // either order: a thread or task says the one, the loop the other.
+        loop {
+            let line = daemon.listing.next_line();
+            said |= failing.is_match(&line);
+            if line.ends_with(": connected") {
+                break;
+            }
+        }
     }
+    while !said {
+        said = failing.is_match(&daemon.listing.next_line());
+    }
+    for _ in 0..50 {
+        held.pop_front();
+        wait_until("the daemon to close", || open_fds(pid) <= without_last);
+        held.push_back(Client::connect(daemon.addr));
+        wait_until("the daemon to accept", || open_fds(pid) == LIMIT);
+    }
+    drop(held);
+    daemon.listing.signal(Signal::SIGTERM);
+    let out = daemon.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+    let times = out.stdout.iter().filter(|l| failing.is_match(l)).count();
+    assert_eq!(times, 1, "{bin} said it {times} times: {:#?}", out.stdout);
 }
 
 /// A log that fills its disk after the ready line: here a file under
