@@ -320,10 +320,14 @@ fn explain(err: &io::Error) -> String {
     }
 }
 
-/// One line on stderr. Not `eprintln!`, which panics if stderr is a
+/// One line on stderr, formatted whole, then written with one `write`:
+/// stderr is unbuffered, and `writeln!` would write each piece on its
+/// own, letting another process writing to the same pipe land inside the
+/// line. Not `eprintln!`, which panics if stderr is a
 /// closed pipe: a log that cannot be written is lost.
 fn log(message: impl Display) {
-    let _ = writeln!(io::stderr(), "tcp-length: {message}");
+    let line = format!("tcp-length: {message}\n");
+    let _ = io::stderr().write_all(line.as_bytes());
 }
 
 /// True if `err` says that the reader of a pipe we wrote to has gone.

@@ -618,10 +618,14 @@ fn default_max_conns(fds: u64) -> usize {
         .clamp(1, MAX_CONNS)
 }
 
-/// One line on stderr. Not `eprintln!`, which panics if stderr is a
+/// One line on stderr, formatted whole, then written with one `write`:
+/// stderr is unbuffered, and `writeln!` would write each piece on its
+/// own, letting another process writing to the same pipe land inside the
+/// line. Not `eprintln!`, which panics if stderr is a
 /// closed pipe: a log that cannot be written is lost.
 fn log(message: impl Display) {
-    let _ = writeln!(io::stderr(), "poll-server: {message}");
+    let line = format!("poll-server: {message}\n");
+    let _ = io::stderr().write_all(line.as_bytes());
 }
 
 /// True if `err` says that the reader of a pipe we wrote to has gone.

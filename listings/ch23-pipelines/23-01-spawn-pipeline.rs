@@ -507,10 +507,14 @@ fn pipefail(stages: &[Vec<OsString>], statuses: &[WaitStatus]) -> ExitCode {
 }
 // ANCHOR_END: wait
 
-/// One line on stderr. Not `eprintln!`, which panics if stderr is a
+/// One line on stderr, formatted whole, then written with one `write`:
+/// stderr is unbuffered, and `writeln!` would write each piece on its
+/// own, letting another process writing to the same pipe land inside the
+/// line. Not `eprintln!`, which panics if stderr is a
 /// closed pipe: a message that cannot be written is lost.
 fn log(message: impl Display) {
-    let _ = writeln!(io::stderr(), "spawn-pipeline: {message}");
+    let line = format!("spawn-pipeline: {message}\n");
+    let _ = io::stderr().write_all(line.as_bytes());
 }
 
 /// Reads `[--timeout SECS] COMMAND [ARG]... ['|' COMMAND [ARG]...]...`.

@@ -974,8 +974,12 @@ fn write_line(line: Line) {
                 }
             }
         },
+        // Formatted whole, then one `write`: `writeln!` on unbuffered
+        // stderr would write each piece on its own, and another process
+        // writing to the same pipe could land inside the line.
         Line::Err(text) => {
-            let _ = writeln!(io::stderr(), "async-server: {text}");
+            let line = format!("async-server: {text}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
         }
     }
 }

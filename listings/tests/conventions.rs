@@ -715,3 +715,55 @@ fn refused_a_thread(abuse: &Abuse, closed: bool) -> Option<String> {
     (!(quiet && (normal || one_line)))
         .then(|| format!("{what}: {:?} {:?}", out.status, out.stderr))
 }
+
+/// The listings that log while other processes may write to the same
+/// stderr (a supervisor's pipe, `2>>log` shared by two servers), each
+/// through its `log` function.
+const LOGGING_LISTINGS: [&str; 12] = [
+    "socket-modes",
+    "tcp-lines",
+    "tcp-length",
+    "tcp-naive",
+    "tcp-threads",
+    "tcp-pool",
+    "poll-server",
+    "unix-server",
+    "unix-pass-fd",
+    "udp-echo",
+    "spawn-pipeline",
+    "async-server",
+];
+
+/// A line of the log is one `write`: stderr is unbuffered, so a line
+/// written in pieces (`writeln!` writes each piece of its format on its
+/// own) lets another writer of the same pipe land in its middle, while
+/// one `write` of at most `PIPE_BUF` bytes into a pipe is never split
+/// (Chapter 20). A bad argument takes the same `log` as every other line.
+#[test]
+fn every_logging_listing_writes_a_line_of_its_log_with_one_write() {
+    if !crate::support::can_trace() {
+        return;
+    }
+    for name in LOGGING_LISTINGS {
+        let bin = bin_path(name);
+        let mut command = Command::new("strace");
+        command
+            .args(["-f", "-q", "-s", "4096", "-e", "trace=write"])
+            .args(["-e", "signal=none", "-o", "/dev/stdout", "--"])
+            .arg(&bin)
+            .arg("--no-such-option");
+        let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+        let writes: Vec<&str> = out
+            .stdout
+            .iter()
+            .filter_map(|line| line.split_once("write(2, ").map(|(_, w)| w))
+            .collect();
+        assert_eq!(writes.len(), 1, "{name}: one write: {writes:#?}");
+        assert!(
+            writes[0].starts_with(&format!("\"{name}: "))
+                && writes[0].contains("\\n\", "),
+            "{name}: the whole line in one write: {}",
+            writes[0]
+        );
+    }
+}
