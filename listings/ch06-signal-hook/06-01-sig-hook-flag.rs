@@ -48,7 +48,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let stop = Arc::new(AtomicBool::new(false));
-    for stop_signal in stop_signals()? {
+    let stop_signals = stop_signals()?;
+    for &stop_signal in &stop_signals {
         if args.force {
             // Registered first, so it runs first: on the first signal it
             // finds the flag still false and does nothing; on the second
@@ -61,6 +62,8 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
         flag::register(stop_signal, Arc::clone(&stop))?;
     }
+    // Only now: a signal already pending finds the handlers in place.
+    unblock(&stop_signals)?;
     let (mut out, pid) = (io::stdout(), getpid());
     writeln!(
         out,
@@ -93,20 +96,24 @@ fn run() -> Result<(), Box<dyn Error>> {
 /// SIGINT and SIGTERM, less a SIGINT that the parent left ignored (a job
 /// that a script starts with `&`): ignoring it was the user's choice, and
 /// signal-hook's `register` would replace the "ignore" with its handler.
-/// Both unblocked: a parent's mask passes through `exec`, and a blocked
-/// signal reaches neither a handler nor its default action.
 fn stop_signals() -> io::Result<Vec<i32>> {
     let int_ignored = is_ignored(SIGINT)?;
-    let numbers: Vec<i32> = [SIGINT, SIGTERM]
+    Ok([SIGINT, SIGTERM]
         .into_iter()
         .filter(|&number| !(number == SIGINT && int_ignored))
-        .collect();
-    let mut unblocked = SigSet::empty();
-    for &number in &numbers {
-        unblocked.add(Signal::try_from(number)?);
+        .collect())
+}
+
+/// Unblocks `numbers`, once their handlers are in place. A parent's mask
+/// passes through `exec`, and a blocked signal reaches neither a handler
+/// nor its default action. Not before the handlers: a signal that came
+/// while blocked is pending, and is delivered the moment it is unblocked.
+fn unblock(numbers: &[i32]) -> io::Result<()> {
+    let mut set = SigSet::empty();
+    for &number in numbers {
+        set.add(Signal::try_from(number)?);
     }
-    unblocked.thread_unblock()?;
-    Ok(numbers)
+    Ok(set.thread_unblock()?)
 }
 
 /// Whether `signal` is ignored: inherited so from the parent, through

@@ -39,9 +39,6 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let (count, close) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    // Unblocked, like the two that `stop_signals` adds: a parent's mask
-    // passes through `exec`, and a blocked SIGHUP would never arrive.
-    SigSet::from_iter([Signal::SIGHUP, Signal::SIGUSR1]).thread_unblock()?;
     let mut wanted = vec![SIGHUP, SIGUSR1];
     wanted.extend(stop_signals()?);
     // Never dropped, not even by a thread the system refuses: signal-hook's
@@ -49,7 +46,11 @@ fn run() -> Result<(), Box<dyn Error>> {
     // through a socket pair. Closed, a signal would make that write raise
     // SIGPIPE, which now has its default action (Listing 5-4 keeps its pipe
     // for good too).
-    let signals = Box::leak(Box::new(Signals::new(wanted)?));
+    let signals = Box::leak(Box::new(Signals::new(&wanted)?));
+    // Unblocked once the handlers are in: a parent's mask passes through
+    // `exec`, and a blocked SIGHUP would never arrive; one that is already
+    // pending arrives now, and is handled.
+    unblock(&wanted)?;
     let handle = signals.handle();
     let ticks = Arc::new(AtomicU64::new(0));
     let (stop_tx, stop_rx) = mpsc::channel();
@@ -118,20 +119,24 @@ fn run() -> Result<(), Box<dyn Error>> {
 /// SIGINT and SIGTERM, less a SIGINT that the parent left ignored (a job
 /// that a script starts with `&`): ignoring it was the user's choice, and
 /// signal-hook's `register` would replace the "ignore" with its handler.
-/// Both unblocked: a parent's mask passes through `exec`, and a blocked
-/// signal reaches neither a handler nor its default action.
 fn stop_signals() -> io::Result<Vec<i32>> {
     let int_ignored = is_ignored(SIGINT)?;
-    let numbers: Vec<i32> = [SIGINT, SIGTERM]
+    Ok([SIGINT, SIGTERM]
         .into_iter()
         .filter(|&number| !(number == SIGINT && int_ignored))
-        .collect();
-    let mut unblocked = SigSet::empty();
-    for &number in &numbers {
-        unblocked.add(Signal::try_from(number)?);
+        .collect())
+}
+
+/// Unblocks `numbers`, once their handlers are in place. A parent's mask
+/// passes through `exec`, and a blocked signal reaches neither a handler
+/// nor its default action. Not before the handlers: a signal that came
+/// while blocked is pending, and is delivered the moment it is unblocked.
+fn unblock(numbers: &[i32]) -> io::Result<()> {
+    let mut set = SigSet::empty();
+    for &number in numbers {
+        set.add(Signal::try_from(number)?);
     }
-    unblocked.thread_unblock()?;
-    Ok(numbers)
+    Ok(set.thread_unblock()?)
 }
 
 /// Whether `signal` is ignored: inherited so from the parent, through

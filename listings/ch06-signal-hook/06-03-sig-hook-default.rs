@@ -33,10 +33,12 @@ fn main() -> ExitCode {
 fn run() -> Result<ExitCode, Box<dyn Error>> {
     restore_sigpipe()?;
     let exit_code = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    let stop_signals = stop_signals()?;
     // Never dropped: it would close its socket before signal-hook stops
     // writing to it, and a second signal then would raise SIGPIPE, now at
     // its default, in place of the exit status (Listing 6-2).
-    let signals = Box::leak(Box::new(Signals::new(stop_signals()?)?));
+    let signals = Box::leak(Box::new(Signals::new(&stop_signals)?));
+    unblock(&stop_signals)?; // Once the handlers are in place.
     let (mut out, pid) = (io::stdout(), getpid());
     writeln!(
         out,
@@ -63,20 +65,24 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
 /// SIGINT and SIGTERM, less a SIGINT that the parent left ignored (a job
 /// that a script starts with `&`): ignoring it was the user's choice, and
 /// signal-hook's `register` would replace the "ignore" with its handler.
-/// Both unblocked: a parent's mask passes through `exec`, and a blocked
-/// signal reaches neither a handler nor its default action.
 fn stop_signals() -> io::Result<Vec<i32>> {
     let int_ignored = is_ignored(SIGINT)?;
-    let numbers: Vec<i32> = [SIGINT, SIGTERM]
+    Ok([SIGINT, SIGTERM]
         .into_iter()
         .filter(|&number| !(number == SIGINT && int_ignored))
-        .collect();
-    let mut unblocked = SigSet::empty();
-    for &number in &numbers {
-        unblocked.add(Signal::try_from(number)?);
+        .collect())
+}
+
+/// Unblocks `numbers`, once their handlers are in place. A parent's mask
+/// passes through `exec`, and a blocked signal reaches neither a handler
+/// nor its default action. Not before the handlers: a signal that came
+/// while blocked is pending, and is delivered the moment it is unblocked.
+fn unblock(numbers: &[i32]) -> io::Result<()> {
+    let mut set = SigSet::empty();
+    for &number in numbers {
+        set.add(Signal::try_from(number)?);
     }
-    unblocked.thread_unblock()?;
-    Ok(numbers)
+    Ok(set.thread_unblock()?)
 }
 
 /// Whether `signal` is ignored: inherited so from the parent, through

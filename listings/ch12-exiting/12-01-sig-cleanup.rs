@@ -82,13 +82,15 @@ fn run() -> Result<Option<(i32, End)>, Box<dyn Error>> {
     // through `main`, so that Drop runs on the way.
     let (end, dir) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let stop = Arc::new(AtomicUsize::new(0));
-    // In every mode: `stop_signals` also unblocks them, since a parent's
-    // mask passes through `exec`.
-    for number in stop_signals()? {
+    let stop_signals = stop_signals()?;
+    for &number in &stop_signals {
         if end != End::Default {
             flag::register_usize(number, Arc::clone(&stop), number as usize)?;
         }
     }
+    // In every mode, and after the handlers: a parent's mask passes
+    // through `exec`, and a signal already pending is delivered now.
+    unblock(&stop_signals)?;
     let scratch = Scratch {
         dir: private_dir(&dir)?,
     };
@@ -118,20 +120,24 @@ fn run() -> Result<Option<(i32, End)>, Box<dyn Error>> {
 /// SIGINT and SIGTERM, less a SIGINT that the parent left ignored (a job
 /// that a script starts with `&`): ignoring it was the user's choice, and
 /// signal-hook's `register` would replace the "ignore" with its handler.
-/// Both unblocked: a parent's mask passes through `exec`, and a blocked
-/// signal reaches neither a handler nor its default action.
 fn stop_signals() -> io::Result<Vec<i32>> {
     let int_ignored = is_ignored(SIGINT)?;
-    let numbers: Vec<i32> = [SIGINT, SIGTERM]
+    Ok([SIGINT, SIGTERM]
         .into_iter()
         .filter(|&number| !(number == SIGINT && int_ignored))
-        .collect();
-    let mut unblocked = SigSet::empty();
-    for &number in &numbers {
-        unblocked.add(Signal::try_from(number)?);
+        .collect())
+}
+
+/// Unblocks `numbers`, once their handlers are in place. A parent's mask
+/// passes through `exec`, and a blocked signal reaches neither a handler
+/// nor its default action. Not before the handlers: a signal that came
+/// while blocked is pending, and is delivered the moment it is unblocked.
+fn unblock(numbers: &[i32]) -> io::Result<()> {
+    let mut set = SigSet::empty();
+    for &number in numbers {
+        set.add(Signal::try_from(number)?);
     }
-    unblocked.thread_unblock()?;
-    Ok(numbers)
+    Ok(set.thread_unblock()?)
 }
 
 /// Whether `signal` is ignored: inherited so from the parent, through

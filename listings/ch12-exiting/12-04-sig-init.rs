@@ -10,9 +10,10 @@
 //   --exit      WRONG: it takes SIGTERM and exits at once; the kernel then
 //               kills every other process of the namespace with SIGKILL,
 //               the child included, which gets no chance to clean up
-//   --forward   it passes SIGTERM on to the child, waits for it, and
-//               exits with its status, as tini does: 143 for a child
-//               that died of SIGTERM after cleaning up
+//   --forward   it passes SIGTERM (and SIGINT) on to the child, waits
+//               for it, and exits with its status: 143 for a child that
+//               died of SIGTERM after cleaning up. Only those two: tini
+//               passes on every signal it can take, SIGHUP included
 //
 // Either way it reaps the orphans that are re-parented to it, as init
 // must. Try it with `unshare --pid --fork` (as root, or add

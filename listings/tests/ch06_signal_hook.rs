@@ -9,7 +9,8 @@ use nix::sys::signal::Signal;
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book, cargo_run, have,
     pending_signals, run, shell, signal_after_iterator_closes,
-    signal_after_iterator_closes_thread_refused, state_of, wait_until,
+    signal_after_iterator_closes_thread_refused, start_with_pending, state_of,
+    wait_until,
 };
 
 /// Waits until `signal` is no longer pending for the listing: delivered.
@@ -400,6 +401,39 @@ fn signal_hook_listings_stop_even_when_started_with_their_signals_blocked() {
     hook.expect("Got SIGTERM: cleaning up");
     let out = hook.finish();
     assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+}
+
+#[test]
+fn signal_hook_listings_handle_a_signal_already_pending_when_they_start() {
+    // Blocked and pending at `exec`, a signal is delivered the moment the
+    // listing unblocks it: its handler must be in place by then, or the
+    // default action ends the listing before it has said a word.
+    let args = ["--cleanup-secs", "0"];
+    let mut flag = start_with_pending("TERM", bin!("sig-hook-flag"), &args);
+    flag.expect(r"Working as pid \d+; stop me with Ctrl-C or kill \d+");
+    flag.expect("Cleaning up for 0 s; a second signal stops me now");
+    flag.expect("Clean exit");
+    let out = flag.finish();
+    assert!(out.status.success(), "sig-hook-flag: {:?}", out.status);
+
+    let mut hook = start_with_pending("TERM", bin!("sig-hook-default"), &[]);
+    hook.expect(r"Working as pid \d+; stop me with Ctrl-C or kill \d+");
+    hook.expect("Got SIGTERM: cleaning up");
+    let out = hook.finish();
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+
+    // 6-2's signal thread and main thread print in either order.
+    let bin = bin!("sig-hook-thread");
+    let mut thread = start_with_pending("HUP,USR1", bin, &[]);
+    let mut lines: Vec<String> = (0..3).map(|_| thread.next_line()).collect();
+    lines.sort();
+    assert!(lines[0].starts_with("Signal thread: SIGHUP"), "{lines:?}");
+    assert!(lines[1].starts_with("Signal thread: SIGUSR1"), "{lines:?}");
+    assert!(lines[2].starts_with("Working as pid"), "{lines:?}");
+    thread.signal(Signal::SIGTERM);
+    thread.expect("Main thread: stopping on signal 15");
+    let out = thread.finish();
+    assert!(out.status.success(), "sig-hook-thread: {:?}", out.status);
 }
 
 #[test]

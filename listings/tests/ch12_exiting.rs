@@ -14,7 +14,8 @@ use crate::support::{
     assert_session_matches_book, assert_session_matches_book_masking,
     assert_trace_matches_book, bin_path, blessing, can_trace, cargo_run, have,
     pending_signals, pid_namespaces, run, shell,
-    signal_after_iterator_closes_disk_full, state_of, wait_until,
+    signal_after_iterator_closes_disk_full, start_with_pending, state_of,
+    wait_until,
 };
 
 /// What a shell's `$?` shows for `status`: the code, or 128 + the signal.
@@ -144,6 +145,22 @@ fn sig_cleanup_stops_even_when_started_with_its_signals_blocked() {
         let left = std::fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(left, usize::from(end == "default"), "{end}");
     }
+}
+
+#[test]
+fn sig_cleanup_handles_a_sigterm_already_pending_when_it_starts() {
+    // Blocked and pending at `exec`, SIGTERM is delivered the moment the
+    // listing unblocks it: with the handler in place first, `--end return`
+    // still makes its file, sees the flag, removes both and exits 143,
+    // rather than dying of the signal before its first line.
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--end", "return", "--dir", dir.path().to_str().unwrap()];
+    let mut cleanup = start_with_pending("TERM", bin!("sig-cleanup"), &args);
+    cleanup.expect(r"Created \S+/file as pid \d+; try: kill \d+");
+    cleanup.expect("Got SIGTERM: returning from run");
+    let out = cleanup.finish();
+    assert_eq!(out.status.code(), Some(143), "{:?}", out.status);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
 #[test]

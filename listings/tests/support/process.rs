@@ -380,6 +380,26 @@ impl Drop for Listing {
     }
 }
 
+/// Starts `bin` with `signals` (names such as "HUP,USR1") blocked *and
+/// pending*, as a parent that blocked them leaves them when one comes
+/// before it runs the program: `env` blocks them, the shell sends each to
+/// itself, and `exec` keeps both the mask and the pending set
+/// (signal(7)). A listing that unblocks a signal before its handler is in
+/// place takes the default action for it at that moment.
+pub fn start_with_pending(signals: &str, bin: &str, args: &[&str]) -> Listing {
+    let kills: Vec<String> = signals
+        .split(',')
+        .map(|s| format!("kill -{s} $$"))
+        .collect();
+    let script = format!(r#"{} && exec "$@""#, kills.join(" && "));
+    let mut command = Command::new("env");
+    command
+        .arg(format!("--block-signal={signals}"))
+        .args(["sh", "-c", &script, "sh", bin])
+        .args(args);
+    Listing::spawn(&mut command, Stdio::piped())
+}
+
 /// Runs a listing that ends by itself and returns what it printed.
 pub fn run(bin: &str, args: &[&str]) -> Finished {
     Listing::start(bin, args).finish()
