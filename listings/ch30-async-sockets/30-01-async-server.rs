@@ -390,8 +390,9 @@ async fn serve_lines(
             {
                 return Err(err);
             }
-            // A line too long, or not UTF-8: the codec reads no more of
-            // this stream. Say why, and close.
+            // A line too long, or not UTF-8: the connection ends here, by
+            // our choice. `Framed` would read on, after a single `None`.
+            // Say why, and close.
             Some(Err(err)) => {
                 let (reply, why) = match err {
                     LinesCodecError::MaxLineLengthExceeded => (
@@ -1249,6 +1250,26 @@ mod tests {
         let (reply, served) = evicted_just_after(b"one\ntwo\n").await;
         let both = "server got: [one]\nserver got: [two]\n";
         assert_eq!((reply.as_str(), served), (both, 2));
+    }
+
+    #[tokio::test]
+    async fn after_a_codec_error_framed_pauses_then_reads_on() {
+        // The server closes after a codec error because it chooses to:
+        // `Framed` returns `None` once, a pause and not the end of the
+        // stream, and `LinesCodec` skips the rest of a line too long.
+        let (server, mut client) = tokio::net::UnixStream::pair().unwrap();
+        let codec = LinesCodec::new_with_max_length(4);
+        let mut framed = Framed::new(server, codec);
+        client.write_all(b"too long\n").await.unwrap();
+        let error = framed.next().await;
+        assert!(
+            matches!(error, Some(Err(LinesCodecError::MaxLineLengthExceeded))),
+            "{error:?}"
+        );
+        assert!(framed.next().await.is_none());
+        client.write_all(b"ok\n").await.unwrap();
+        let next = framed.next().await;
+        assert_eq!(next.map(Result::ok), Some(Some("ok".to_string())));
     }
 
     #[test]
