@@ -12,7 +12,7 @@ use std::error::Error;
 use std::fs;
 use std::io::{self, BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{self, Command, ExitCode, Stdio};
+use std::process::{self, ChildStdout, Command, ExitCode, Stdio};
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SigHandler, Signal, signal};
@@ -78,11 +78,17 @@ fn run() -> Result<(), Box<dyn Error>> {
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|err| format!("cannot start yes: {err}"))?;
-    let mut reader = BufReader::new(yes.stdout.take().ok_or("no stdout")?);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let ignored = ignores_sigpipe(yes.id())?;
-    drop(reader);
+    let reader = BufReader::new(yes.stdout.take().ok_or("no stdout")?);
+    // Whatever fails from here on, `yes` is ended and reaped before we
+    // return: left alone it would outlive us, for someone else to reap.
+    let ignored = match first_line_then_setting(reader, yes.id()) {
+        Ok(ignored) => ignored,
+        Err(err) => {
+            let _ = yes.kill();
+            let _ = yes.wait();
+            return Err(err);
+        }
+    };
     let status = yes.wait()?;
     let ending = match status.signal().map(Signal::try_from) {
         Some(Ok(signal)) => format!("was killed by {signal}"),
@@ -94,6 +100,17 @@ fn run() -> Result<(), Box<dyn Error>> {
         "yes, started by Command with SIGPIPE at {setting}: it {ending}"
     )?;
     Ok(())
+}
+
+/// Reads `yes`'s first line, then says whether `yes` ignores SIGPIPE;
+/// drops the read end, the only one, on its way out.
+fn first_line_then_setting(
+    mut reader: BufReader<ChildStdout>,
+    pid: u32,
+) -> Result<bool, Box<dyn Error>> {
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    ignores_sigpipe(pid)
 }
 // ANCHOR_END: command
 

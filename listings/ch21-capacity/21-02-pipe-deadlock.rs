@@ -70,47 +70,61 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
         ForkResult::Parent { child } => {
             drop(write_end);
-            let mut pipe = File::from(read_end);
-            if args.read_first {
-                // The fix: read everything while the child writes...
-                let n = io::copy(&mut pipe, &mut io::sink())?;
-                writeln!(io::stdout(), "Read {n} bytes")?;
-                // ...and reap it once the stream has ended.
-                let status = waitpid(child, None)?;
-                writeln!(io::stdout(), "The child {}", describe(status))?;
-                return Ok(());
+            let result = parent(child, File::from(read_end), &args);
+            if result.is_err() {
+                // The pipe is closed by now, so a child still writing dies
+                // at its next write; reap it, unless that is done (ECHILD).
+                let _ = waitpid(child, None);
             }
+            result
+        }
+    }
+}
+
+/// Waits for the child and reads its output, in the order `args` asks.
+fn parent(
+    child: nix::unistd::Pid,
+    mut pipe: File,
+    args: &Args,
+) -> Result<(), Box<dyn Error>> {
+    if args.read_first {
+        // The fix: read everything while the child writes...
+        let n = io::copy(&mut pipe, &mut io::sink())?;
+        writeln!(io::stdout(), "Read {n} bytes")?;
+        // ...and reap it once the stream has ended.
+        let status = waitpid(child, None)?;
+        writeln!(io::stdout(), "The child {}", describe(status))?;
+        return Ok(());
+    }
+    writeln!(
+        io::stdout(),
+        "Parent {} waits for its child (pid {child}) before reading",
+        process::id()
+    )?;
+    io::stdout().flush()?;
+    match wait_at_most(child, args.wait)? {
+        Some(status) => {
+            writeln!(io::stdout(), "The child {}", describe(status))?;
+            let n = io::copy(&mut pipe, &mut io::sink())?;
+            writeln!(io::stdout(), "Read {n} bytes")?;
+            Ok(())
+        }
+        None => {
+            let unread = unread_bytes(&pipe)?;
             writeln!(
                 io::stdout(),
-                "Parent {} waits for its child (pid {child}) before reading",
-                process::id()
+                "Gave up waiting: the child has not exited, and the pipe \
+                 holds {unread} bytes"
             )?;
-            io::stdout().flush()?;
-            match wait_at_most(child, args.wait)? {
-                Some(status) => {
-                    writeln!(io::stdout(), "The child {}", describe(status))?;
-                    let n = io::copy(&mut pipe, &mut io::sink())?;
-                    writeln!(io::stdout(), "Read {n} bytes")?;
-                    Ok(())
-                }
-                None => {
-                    let unread = unread_bytes(&pipe)?;
-                    writeln!(
-                        io::stdout(),
-                        "Gave up waiting: the child has not exited, and the \
-                         pipe holds {unread} bytes"
-                    )?;
-                    // Reading is what unblocks the child.
-                    let n = io::copy(&mut pipe, &mut io::sink())?;
-                    let status = waitpid(child, None)?;
-                    writeln!(
-                        io::stdout(),
-                        "Read {n} bytes; then the child {}",
-                        describe(status)
-                    )?;
-                    Err("waitpid before reading: a deadlock".into())
-                }
-            }
+            // Reading is what unblocks the child.
+            let n = io::copy(&mut pipe, &mut io::sink())?;
+            let status = waitpid(child, None)?;
+            writeln!(
+                io::stdout(),
+                "Read {n} bytes; then the child {}",
+                describe(status)
+            )?;
+            Err("waitpid before reading: a deadlock".into())
         }
     }
 }

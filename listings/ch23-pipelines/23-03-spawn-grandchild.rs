@@ -20,10 +20,11 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::process::{self, Command, ExitCode};
+use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigHandler, SigSet, Signal, killpg, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, kill, killpg, signal};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{Pid, pipe, pipe2};
 
@@ -76,8 +77,15 @@ fn run() -> Result<(), Box<dyn Error>> {
 
     let mut reader = File::from(read_end);
     let inode = reader.metadata()?.ino();
-    // The child's one line, or why it said nothing.
-    let line = read_line(&mut reader);
+    // The child's one line, or why it said nothing. A grandchild can
+    // hold the pipe open after the child has gone without a word, so
+    // the wait has a limit, past which a child that still runs is killed:
+    // waiting for it below must not block either.
+    let line = read_line(&mut reader, QUIET_MS);
+    if line.is_err() {
+        // Not reaped yet, so the pid is still our child's.
+        let _ = kill(child, Signal::SIGKILL);
+    }
     // ANCHOR: reap
     // Wait for the child to exit, but leave it a zombie for now: while it
     // is one, its pid, and so its group's id, cannot be given to anyone
@@ -127,11 +135,21 @@ fn run() -> Result<(), Box<dyn Error>> {
 }
 // ANCHOR_END: run
 
-/// Reads one line, however many reads it takes.
-fn read_line(reader: &mut File) -> io::Result<String> {
+/// Reads one line, however many reads it takes, if it comes within
+/// `limit_ms`.
+fn read_line(reader: &mut File, limit_ms: u16) -> io::Result<String> {
+    let deadline = Instant::now() + Duration::from_millis(limit_ms.into());
     let mut line = Vec::new();
     let mut byte = [0];
     while line.last() != Some(&b'\n') {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let left = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut fds, PollTimeout::from(left))? == 0 {
+            return Err(io::Error::other(format!(
+                "the child said nothing in {limit_ms} ms"
+            )));
+        }
         if reader.read(&mut byte)? == 0 {
             return Err(io::Error::other("the child said nothing"));
         }

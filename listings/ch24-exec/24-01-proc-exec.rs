@@ -90,11 +90,26 @@ fn run() -> Result<(), Box<dyn Error>> {
         spawn_with_command()?
     };
     // ANCHOR_END: setup
+    let result = report(pid, File::from(stdin), File::from(stdout), &pipes);
+    // `cat`'s input is closed by now, so it exits: reap it whatever the
+    // result, unless that is done already (ECHILD).
+    if result.is_err() {
+        let _ = waitpid(pid, None);
+    }
+    result
+}
+
+/// Checks that `cat` runs, prints what it inherited, and reaps it.
+fn report(
+    pid: Pid,
+    mut stdin: File,
+    stdout: File,
+    pipes: &Pipes,
+) -> Result<(), Box<dyn Error>> {
     // Proof that `cat` runs its own code: exec is over. Whatever else
     // runs under that name, or a `cat` that died, fails the proof, and
     // is reaped and reported, not described as if it were `cat`.
-    let mut stdin = File::from(stdin);
-    let mut stdout = BufReader::new(File::from(stdout));
+    let mut stdout = BufReader::new(stdout);
     let mut line = String::new();
     let echoed = stdin
         .write_all(b"ready\n")
@@ -104,7 +119,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         let status = waitpid(pid, None)?;
         return Err(format!("cat did not echo our line: {status:?}").into());
     }
-    writeln!(out, "{}", inherited(pid.as_raw() as u32, &pipes)?)?;
+    writeln!(io::stdout(), "{}", inherited(pid.as_raw() as u32, pipes)?)?;
     drop(stdin); // The end of cat's input: it exits.
     waitpid(pid, None)?;
     Ok(())

@@ -129,6 +129,39 @@ fn pipe_epipe_gets_epipe_ignored_dies_by_default_and_command_restores() {
     );
 }
 
+/// A `yes` whose first line is not UTF-8, so that reading it fails after
+/// the spawn: a stand-in, first on PATH, that prints one such line and
+/// then stays, silent, with the pipe open. The listing must end and reap
+/// it before it reports the error in one line. It used to return at once
+/// and leave the stand-in running in its group.
+#[test]
+fn pipe_epipe_ends_and_reaps_yes_when_reading_its_line_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let yes = dir.path().join("yes");
+    std::fs::write(
+        &yes,
+        "#!/bin/sh\nprintf '\\377\\n'\nexec sleep 31337 2>/dev/null\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &yes,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut command = std::process::Command::new(bin!("pipe-epipe"));
+    command.env("PATH", format!("{}:{path}", dir.path().display()));
+    let epipe = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let pgid = epipe.pid();
+    let out = finish_clean(epipe);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "pipe-epipe: stream did not contain valid UTF-8\n"
+    );
+    wait_until("pipe-epipe's processes to end", || group_is_gone(pgid));
+}
+
 /// Runs pipe-leak and returns its output, after checking that `cat` and
 /// everything else it started are gone.
 fn pipe_leak(args: &[&str]) -> Vec<String> {

@@ -9,7 +9,7 @@ use nix::unistd::Pid;
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
-    group_is_gone, kernel, pending_signals, run_clean, shell, state_of,
+    group_is_gone, have, kernel, pending_signals, run_clean, shell, state_of,
     wait_until, wchan_of,
 };
 
@@ -281,6 +281,43 @@ fn pipe_deadlock_happens_once_the_output_exceeds_what_the_pipe_holds() {
             "Linux {}",
             kernel()
         );
+    }
+}
+
+/// A write to stdout that fails after the fork (stdout is /dev/full): in
+/// either order, the listing reports it in one line and reaps its child
+/// first, as strace's one `wait4` that returns a pid shows. It used to
+/// return at once and leave the child for whoever adopted it.
+#[test]
+fn pipe_deadlock_reaps_its_child_when_its_output_fails() {
+    if !have("strace") {
+        return;
+    }
+    // `wait4(PID, …) = PID`, whole or resumed after other lines.
+    let returned = regex::Regex::new(r"wait4.* = [1-9][0-9]*$").unwrap();
+    for args in [&["--read-first"][..], &[]] {
+        let dir = tempfile::tempdir().unwrap();
+        let trace = dir.path().join("trace");
+        let mut command = std::process::Command::new("strace");
+        command
+            .args(["-f", "-qq", "-e", "trace=wait4", "-o"])
+            .arg(&trace)
+            .arg(bin!("pipe-deadlock"))
+            .args(args);
+        let full = std::fs::File::options()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = finish_clean(Listing::spawn(&mut command, full.into()));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            "pipe-deadlock: No space left on device (os error 28)\n",
+            "{args:?}"
+        );
+        let trace = std::fs::read_to_string(&trace).unwrap();
+        let reaped = trace.lines().filter(|l| returned.is_match(l)).count();
+        assert_eq!(reaped, 1, "{args:?}: {trace}");
     }
 }
 

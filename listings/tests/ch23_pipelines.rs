@@ -543,6 +543,61 @@ fn spawn_grandchild_group_kills_the_group_when_the_child_says_nothing() {
     wait_until("the background process to end", || marked().is_empty());
 }
 
+/// A child that exits without a word while its background job holds the
+/// pipe: no end of stream comes, so the listing's wait for the line must
+/// have a limit. A stand-in `sh`, first on PATH, starts `sleep 31338`
+/// with the pipe as its stdout and exits. With `--group` the listing
+/// gives up after its two seconds, kills the group and reports in one
+/// line. Its read used to have no limit and block until `sleep` ended.
+#[test]
+fn spawn_grandchild_gives_up_on_a_silent_child_whose_job_holds_the_pipe() {
+    fn marked() -> Vec<Pid> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline")).ok().as_deref()
+                    == Some(&b"sleep\x0031338\x00"[..])
+            })
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .map(Pid::from_raw)
+            .collect()
+    }
+    /// Kills what the test leaves behind, should it fail.
+    struct KillMarked;
+    impl Drop for KillMarked {
+        fn drop(&mut self) {
+            for pid in marked() {
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            }
+        }
+    }
+    let _cleanup = KillMarked;
+    let dir = tempfile::tempdir().unwrap();
+    let sh = dir.path().join("sh");
+    std::fs::write(&sh, "#!/bin/sh\nsleep 31338 2>/dev/null &\nexit 0\n")
+        .unwrap();
+    std::fs::set_permissions(
+        &sh,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut command = Command::new(bin!("spawn-grandchild"));
+    command
+        .args(["--group", "--cloexec"])
+        .env("PATH", format!("{}:{path}", dir.path().display()));
+    let started = Instant::now();
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "spawn-grandchild: the child said nothing in 2000 ms\n"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    wait_until("the background process to end", || marked().is_empty());
+}
+
 #[test]
 fn spawn_grandchild_output_matches_the_book() {
     let mut session = Vec::new();

@@ -129,6 +129,87 @@ fn proc_exec_fails_when_cat_does_not_echo_its_line() {
     }
 }
 
+/// A report that cannot be written once `cat` runs: the reader of the
+/// listing's stdout leaves after the line `cat, started by …`, and only
+/// then does a stand-in `cat`, first on PATH, echo the line the listing
+/// sent (it waits for a word on a FIFO first). The listing's next write
+/// fails with EPIPE, and it ends quietly, as it does at `| head`; but it
+/// must reap `cat` first, as strace's one `wait4` that returns a pid
+/// shows. It used to return at once and leave `cat` to whoever adopted it.
+#[test]
+fn proc_exec_reaps_cat_when_its_report_cannot_be_written() {
+    use std::io::BufRead;
+    use std::os::unix::fs::OpenOptionsExt;
+    if !have("strace") {
+        return;
+    }
+    // `wait4(PID, …) = PID`, whole or resumed after other lines.
+    let returned = regex::Regex::new(r"wait4.* = [1-9][0-9]*$").unwrap();
+    for (way, started) in [
+        ("fork", "cat, started by fork, dup2 and execv:"),
+        ("command", "cat, started by Command:"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let go = dir.path().join("go");
+        nix::unistd::mkfifo(&go, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let cat = dir.path().join("cat");
+        std::fs::write(
+            &cat,
+            format!(
+                "#!/bin/sh\nIFS= read -r line\nread word < '{}'\n\
+                 printf '%s\\n' \"$line\"\n\
+                 while IFS= read -r line; do printf '%s\\n' \"$line\"; done\n",
+                go.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &cat,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let trace = dir.path().join("trace");
+        let (read_end, write_end) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let path = std::env::var("PATH").unwrap_or_default();
+        let mut command = Command::new("strace");
+        command
+            .args(["-f", "-qq", "-e", "trace=wait4", "-o"])
+            .arg(&trace)
+            .arg(bin_path("proc-exec"))
+            .arg(way)
+            .env("PATH", format!("{}:{path}", dir.path().display()));
+        let listing = Listing::spawn(&mut command, write_end.into());
+        drop(command);
+        let mut lines = std::io::BufReader::new(std::fs::File::from(read_end));
+        let mut line = String::new();
+        while line.trim_end() != started {
+            line.clear();
+            assert!(lines.read_line(&mut line).unwrap() > 0, "{way}");
+        }
+        drop(lines); // The reader leaves...
+        // ...and only now does the stand-in echo.
+        // Non-blocking, so that the test cannot hang: ENXIO until the
+        // stand-in opens the FIFO to read.
+        let mut writer = None;
+        wait_until("the stand-in cat to open its FIFO", || {
+            writer = std::fs::File::options()
+                .write(true)
+                .custom_flags(nix::libc::O_NONBLOCK)
+                .open(&go)
+                .ok();
+            writer.is_some()
+        });
+        std::io::Write::write_all(&mut writer.unwrap(), b"go\n").unwrap();
+        let out = finish_clean(listing);
+        assert!(out.status.success(), "{way}: {}", out.stderr);
+        assert_eq!(out.stderr, "", "{way}");
+        let trace = std::fs::read_to_string(&trace).unwrap();
+        let reaped = trace.lines().filter(|l| returned.is_match(l)).count();
+        assert_eq!(reaped, 1, "{way}: {trace}");
+    }
+}
+
 /// What `fork` does not copy (fork(2)): the child starts with no pending
 /// signal, no alarm, and none of its parent's record locks. Shown with
 /// Python, whose `os.fork` is the plain system call, since a Rust test
