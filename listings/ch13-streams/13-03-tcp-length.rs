@@ -209,7 +209,13 @@ fn serve(
                 thread::sleep(ACCEPT_PAUSE);
                 continue;
             }
-            Err(err) => log(format_args!("a connection failed: {err}")),
+            // A client that reset before we took it, say: not one
+            // served, so `--count` does not count it.
+            Err(err) => {
+                log(format_args!("a connection failed: {err}"));
+                short = false;
+                continue;
+            }
         }
         (served, short) = (served + 1, false);
     }

@@ -280,7 +280,8 @@ impl Server {
                 refuse(sock);
                 continue;
             }
-            self.served += 1;
+            // A client that reset in the backlog is accepted all the
+            // same, and `peer_addr` fails: not one served, for `--count`.
             let peer = match sock.peer_addr().and_then(|peer| {
                 sock.set_nonblocking(true)?;
                 Ok(peer)
@@ -291,6 +292,7 @@ impl Server {
                     continue;
                 }
             };
+            self.served += 1;
             self.conns.push(Conn {
                 sock,
                 peer,

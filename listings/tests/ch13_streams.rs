@@ -765,3 +765,70 @@ fn clients_say_that_their_own_output_failed() {
         drop(server);
     }
 }
+
+/// A client that connects and resets before the server gets to it is
+/// accepted all the same, and its `peer_addr` fails (ENOTCONN): a
+/// connection that failed, not a client served. `--count 2` must still
+/// serve two clients, the one before it and the one after it.
+fn a_connection_that_failed_is_not_counted(
+    bin: &str,
+    request: &[u8],
+    reply: &[u8],
+) {
+    let (server, addr) =
+        start_server(bin, &["server", "127.0.0.1:0", "--count", "2"]);
+    // The first client holds the server in its conversation...
+    let mut first = connect(&addr);
+    first.write_all(request).unwrap();
+    let mut got = vec![0; reply.len()];
+    first.read_exact(&mut got).unwrap();
+    assert_eq!(got, reply);
+    // ...while a second one connects and resets in the accept queue.
+    let reset = connect(&addr);
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    nix::sys::socket::setsockopt(
+        &reset,
+        nix::sys::socket::sockopt::Linger,
+        &linger,
+    )
+    .unwrap();
+    drop(reset);
+    first.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    first.read_to_end(&mut rest).unwrap();
+    // The third client is the second one served.
+    let client = run(bin, &["client", &addr, "third"]);
+    assert_eq!(client.stdout, ["server got: [third]"], "{}", client.stderr);
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("a connection failed: "),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stdout.len(), 3, "{:?}", out.stdout);
+}
+
+#[test]
+fn line_server_count_leaves_out_a_connection_that_failed() {
+    a_connection_that_failed_is_not_counted(
+        bin!("tcp-lines"),
+        b"first\n",
+        b"server got: [first]\n",
+    );
+}
+
+#[test]
+fn length_server_count_leaves_out_a_connection_that_failed() {
+    let reply = b"server got: [first]";
+    let mut framed = (reply.len() as u32).to_be_bytes().to_vec();
+    framed.extend_from_slice(reply);
+    a_connection_that_failed_is_not_counted(
+        bin!("tcp-length"),
+        b"\0\0\0\x05first",
+        &framed,
+    );
+}

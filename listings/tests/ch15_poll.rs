@@ -854,3 +854,34 @@ fn a_blocking_connect_is_interrupted_even_when_the_first_alarm_comes_early() {
 fn poll_server_evicts_a_request_stalled_past_the_grace() {
     a_stalled_request_gives_up_its_place(bin!("poll-server"));
 }
+
+#[test]
+fn poll_server_count_leaves_out_a_client_that_reset_in_the_queue() {
+    // Linux 6.18. A client that connects and resets while the server is
+    // stopped is accepted when it goes on, and its `peer_addr` fails with
+    // ENOTCONN: not a client served, so `--count 1` still serves the next.
+    use nix::sys::signal::{Signal, kill};
+    let (server, addr) =
+        start_server(bin!("poll-server"), &["127.0.0.1:0", "--count", "1"]);
+    let pid = server.pid();
+    kill(pid, Signal::SIGSTOP).unwrap();
+    wait_until("the server to stop", || {
+        crate::support::all_threads_stopped(pid)
+    });
+    let reset = std::net::TcpStream::connect(&addr).unwrap();
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    nix::sys::socket::setsockopt(
+        &reset,
+        nix::sys::socket::sockopt::Linger,
+        &linger,
+    )
+    .unwrap();
+    drop(reset);
+    kill(pid, Signal::SIGCONT).unwrap();
+    assert_eq!(ask(&addr, "next").unwrap(), "server got: [next]\n");
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}

@@ -203,6 +203,35 @@ fn a_connected_udp_client_hears_that_nobody_listens() {
 }
 
 #[test]
+fn connect_filters_what_comes_after_it_not_what_is_already_queued() {
+    // Linux 6.18. `connect` records the peer and filters the datagrams
+    // that arrive from then on; one that came before it stays queued and
+    // the next `recv_from` returns it, whoever sent it.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let here = sock.local_addr().unwrap();
+    stranger.send_to(b"before", here).unwrap();
+    sock.connect(server.local_addr().unwrap()).unwrap();
+    stranger.send_to(b"after", here).unwrap();
+    server.send_to(b"server", here).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0; 16];
+    let mut got = Vec::new();
+    while let Ok((n, from)) = sock.recv_from(&mut buf) {
+        got.push((buf[..n].to_vec(), from));
+    }
+    assert_eq!(
+        got,
+        [
+            (b"before".to_vec(), stranger.local_addr().unwrap()),
+            (b"server".to_vec(), server.local_addr().unwrap()),
+        ]
+    );
+}
+
+#[test]
 fn a_connected_udp_socket_reports_a_refusal_once_to_the_next_call_even_a_send()
 {
     use std::io::ErrorKind;

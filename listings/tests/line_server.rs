@@ -231,10 +231,12 @@ pub fn serves_others_while_clients_stay_silent(
 }
 
 /// Ten clients send half a request and reset the connection (`SO_LINGER`
-/// of zero); the server goes on serving, and exits cleanly.
+/// of zero); the server goes on serving. No `--count`: a client that
+/// resets before the server accepts it is no client served, and how many
+/// do varies from run to run.
 #[track_caller]
 pub fn outlives_clients_that_reset(bin: &str) {
-    let (server, addr) = start_server(bin, &["127.0.0.1:0", "--count", "11"]);
+    let (server, addr) = start_server(bin, &["127.0.0.1:0"]);
     let linger = nix::libc::linger {
         l_onoff: 1,
         l_linger: 0,
@@ -253,8 +255,7 @@ pub fn outlives_clients_that_reset(bin: &str) {
         ask(&addr, "still here").unwrap(),
         "server got: [still here]\n"
     );
-    let out = server.finish();
-    assert!(out.status.success(), "{}", out.stderr);
+    assert!(!is_dead(server.pid()), "the server ended");
 }
 
 /// 64 MiB without a newline: the server refuses the line after 1024
