@@ -954,6 +954,49 @@ fn bench_command_gives_no_verdict_where_nobody_chose_the_placement() {
     }
 }
 
+/// The published results are what this version of the command writes from
+/// the published raw.json (a replot measures nothing), and what it writes
+/// reads right: a small probability is never printed as 0.00, which reads
+/// as "impossible" (6 or more of 28 intervals excluding 1 by chance has
+/// probability 0.00036); the throughput verdict does not speak of a
+/// "median transfer", since each run is one transfer; and the machine line
+/// names the optimisation of both sides, not only the C side's `-O2`.
+#[test]
+fn bench_command_publishes_what_it_writes_and_no_probability_as_zero() {
+    if !have("python3") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let book = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench");
+    fs::copy(book.join("raw.json"), dir.path().join("raw.json")).unwrap();
+    let script = book.join("run");
+    let out_dir = dir.path().to_str().unwrap();
+    let out = run(script.to_str().unwrap(), &["--replot", "--out", out_dir]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let written = fs::read_to_string(dir.path().join("results.md")).unwrap();
+    assert!(!written.contains("probability 0.00"), "{written}");
+    let latency = anchored(&written, "latency-verdict");
+    assert!(
+        latency.contains("6 or more about one time in 2,700."),
+        "{latency}"
+    );
+    let throughput = anchored(&written, "throughput-verdict");
+    assert!(!throughput.contains("median transfer"), "{throughput}");
+    assert!(
+        throughput.contains("2 or more with probability 0.10."),
+        "{throughput}"
+    );
+    let machine = anchored(&written, "machine");
+    let both =
+        "`-O2` (the Rust listings: cargo's release profile, `opt-level = 3`)";
+    assert!(machine.contains(both), "{machine}");
+    let published = fs::read_to_string(book.join("results.md")).unwrap();
+    assert!(
+        published == written,
+        "listings/bench/results.md is not what `run --replot` writes from its raw.json"
+    );
+}
+
 /// The busy loops of the "CPUs kept awake" rows end with the command,
 /// however it ends: here it is killed with SIGKILL while they run, which
 /// leaves it no time to stop them itself.
