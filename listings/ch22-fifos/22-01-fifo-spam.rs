@@ -16,7 +16,7 @@
 
 use std::error::Error;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
@@ -34,6 +34,9 @@ use signal_hook::iterator::Signals;
 
 const USAGE: &str = "usage: fifo-spam reader [--fifo PATH] [--count N] \
                      | writer PATH [--count N] [--no-wait]";
+/// The longest line the reader takes, its newline included: `PIPE_BUF`
+/// on Linux, the most that one writer among several can put in whole.
+const MAX_LINE: u64 = 4096;
 
 enum Role {
     Reader { fifo: Option<PathBuf> },
@@ -96,10 +99,25 @@ fn reader(
     if !file.metadata()?.file_type().is_fifo() {
         return Err(format!("{} is not a FIFO", path.display()).into());
     }
-    let lines = BufReader::new(file).lines();
-    for line in lines.take(count.unwrap_or(usize::MAX)) {
-        let line = line?;
-        writeln!(out, "Parent {pid} got \"{line}\" at {}", unix_time())?;
+    let mut fifo = BufReader::new(file);
+    let mut line = Vec::new();
+    for _ in 0..count.unwrap_or(usize::MAX) {
+        line.clear();
+        // At most MAX_LINE bytes: a writer that never sends a newline must
+        // not make us hold all it sends.
+        let n = (&mut fifo).take(MAX_LINE).read_until(b'\n', &mut line)?;
+        let text = match line.strip_suffix(b"\n") {
+            _ if n == 0 => break, // The end of the stream.
+            Some(text) => text.strip_suffix(b"\r").unwrap_or(text),
+            None if n as u64 == MAX_LINE => {
+                let e = format!("a line longer than {MAX_LINE} bytes, refused");
+                return Err(e.into());
+            }
+            None => &line, // The last line, without its newline.
+        };
+        let text = std::str::from_utf8(text)
+            .map_err(|_| "stream did not contain valid UTF-8")?;
+        writeln!(out, "Parent {pid} got \"{text}\" at {}", unix_time())?;
     }
     if count.is_none() {
         writeln!(out, "End of stream: no writer has the FIFO open")?;

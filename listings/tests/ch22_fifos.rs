@@ -246,6 +246,30 @@ fn fifo_spam_reader_removes_its_fifo_when_it_fails() {
 }
 
 #[test]
+fn fifo_spam_reader_refuses_a_line_longer_than_pipe_buf() {
+    let tmp = tmp();
+    let (reader, fifo) = reader_in(tmp.path(), &[]);
+    let mut fifo = OpenOptions::new().write(true).open(&fifo).unwrap();
+    // A line of PIPE_BUF bytes, its newline included, is taken; one byte
+    // more is refused before the reader holds the rest of it.
+    let longest = format!("{}\n", "a".repeat(4095));
+    fifo.write_all(longest.as_bytes()).unwrap();
+    // The reader goes away while this waits: EPIPE, which is the point.
+    let _ = fifo.write_all(&[b'b'; 100_000]);
+    drop(fifo);
+    let out = finish_clean(reader);
+    let stdout = out.stdout.join("\n");
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "fifo-spam: a line longer than 4096 bytes, refused\n"
+    );
+    assert!(stdout.contains(&format!("got \"{}\"", "a".repeat(4095))));
+    assert!(!stdout.contains('b'), "the long line was printed");
+    assert!(contents(tmp.path()).is_empty());
+}
+
+#[test]
 fn fifo_spam_reader_removes_its_fifo_when_its_output_goes_away() {
     let tmp = tmp();
     let (reader, writer) = std::io::pipe().unwrap();
