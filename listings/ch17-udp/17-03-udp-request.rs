@@ -42,24 +42,76 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let config = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    let server = resolve(&config.spec)?;
+    let servers = resolve(&config.spec)?;
+    // The socket connected to the address that answered the first request.
+    let mut sock: Option<UdpSocket> = None;
+    for (n, message) in (1..).zip(&config.messages) {
+        let request = format!("{n} {message}");
+        let reply = match &sock {
+            Some(sock) => ask(sock, &request, &config),
+            None => first_answer(&servers, &request, &config).map(
+                |(answered, reply)| {
+                    sock = Some(answered);
+                    reply
+                },
+            ),
+        }
+        .map_err(|err| format!("{}: request {n}: {err}", config.spec))?;
+        writeln!(io::stdout(), "request {n}: {}", reply.escape_ascii())?;
+    }
+    Ok(())
+}
+
+/// Sends the first request to each address of the name in turn, until one
+/// does not refuse it: `localhost` may name `::1` first, where nothing
+/// listens, and `127.0.0.1` after it, where the server does (Chapter 18).
+/// A refusal comes at once, so moving on costs nothing; silence is not a
+/// refusal, and an address that never answers ends the client. Once an
+/// address has answered, every later request goes there.
+fn first_answer(
+    servers: &[SocketAddr],
+    request: &str,
+    config: &Config,
+) -> io::Result<(UdpSocket, Vec<u8>)> {
+    let Some((last, first)) = servers.split_last() else {
+        return Err(io::Error::other("the name has no address"));
+    };
+    let next = "trying the next address";
+    for &server in first {
+        // An address this machine cannot send to (IPv6 where it has
+        // none) is skipped too.
+        let sock = match connect(server) {
+            Ok(sock) => sock,
+            Err(err) => {
+                writeln!(io::stdout(), "{server}: {err}; {next}")?;
+                continue;
+            }
+        };
+        match ask(&sock, request, config) {
+            Err(err) if err.kind() == ErrorKind::ConnectionRefused => {
+                writeln!(io::stdout(), "{server}: {err}; {next}")?;
+            }
+            answer => return answer.map(|reply| (sock, reply)),
+        }
+    }
+    let sock = connect(*last)?;
+    let reply = ask(&sock, request, config)?;
+    Ok((sock, reply))
+}
+
+/// A UDP socket connected to `server`. A connected UDP socket only
+/// receives datagrams from that address, and hears of ICMP errors:
+/// "nobody listens on that port" comes back as ECONNREFUSED instead of
+/// silence.
+fn connect(server: SocketAddr) -> io::Result<UdpSocket> {
     let any: SocketAddr = if server.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
     let sock = UdpSocket::bind(any)?;
-    // A connected UDP socket only receives datagrams from that address,
-    // and hears of ICMP errors: "nobody listens on that port" comes back
-    // as ECONNREFUSED instead of silence.
     sock.connect(server)?;
-    for (n, message) in (1..).zip(&config.messages) {
-        let request = format!("{n} {message}");
-        let reply = ask(&sock, &request, &config)
-            .map_err(|err| format!("{}: request {n}: {err}", config.spec))?;
-        writeln!(io::stdout(), "request {n}: {}", reply.escape_ascii())?;
-    }
-    Ok(())
+    Ok(sock)
 }
 
 /// Sends `request` until the reply to it comes, or the tries run out.
@@ -142,11 +194,14 @@ fn restore_sigpipe() -> nix::Result<()> {
     SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
-/// The first address `HOST:PORT` names: a datagram goes to one place.
-fn resolve(spec: &str) -> Result<SocketAddr, String> {
+/// Every address `HOST:PORT` names (`localhost` may name several).
+fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
     let bad = |why: &dyn Display| format!("bad address '{spec}': {why}");
-    let mut addrs = spec.to_socket_addrs().map_err(|e| bad(&e))?;
-    addrs.next().ok_or_else(|| bad(&"it names no address"))
+    let addrs: Vec<_> = spec.to_socket_addrs().map_err(|e| bad(&e))?.collect();
+    if addrs.is_empty() {
+        return Err(bad(&"it names no address"));
+    }
+    Ok(addrs)
 }
 
 /// Reads the command line.

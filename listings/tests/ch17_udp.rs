@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use crate::line_server::start_server;
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book,
-    assert_session_matches_book_masking, cargo_run, default_port, have, run,
-    unless_blessing,
+    assert_session_matches_book_masking, cargo_run, default_port, have, ipv6,
+    private_hosts_file, run, unless_blessing,
 };
 
 /// The number after `RcvbufErrors` on the `Udp:` lines of /proc/net/snmp:
@@ -200,6 +200,59 @@ fn a_connected_udp_client_hears_that_nobody_listens() {
     );
     // At once, not after the timeouts: the kernel's ICMP error.
     assert!(started.elapsed() < Duration::from_secs(7));
+}
+
+#[test]
+fn udp_client_tries_the_next_address_of_a_name_that_refuses() {
+    if !ipv6() || !private_hosts_file() {
+        return;
+    }
+    // A server on 127.0.0.1 only, and Debian's /etc/hosts, in a mount
+    // namespace of the client's own: `localhost` names ::1 first, where
+    // nobody listens, and the refusal comes back at once.
+    let (server, addr) =
+        start_server(bin!("udp-echo"), &["127.0.0.1:0", "--count", "2"]);
+    let port = addr.rsplit_once(':').unwrap().1;
+    let hosts = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        hosts.path(),
+        "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n",
+    )
+    .unwrap();
+    let script = "mount --bind \"$1\" /etc/hosts && shift && exec \"$@\"";
+    let target = format!("localhost:{port}");
+    let out = run(
+        "unshare",
+        &[
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            hosts.path().to_str().unwrap(),
+            bin!("udp-request"),
+            &target,
+            "hello",
+            "world",
+            "--timeout",
+            "20000",
+        ],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        [
+            format!(
+                "[::1]:{port}: Connection refused (os error 111); \
+                 trying the next address"
+            ),
+            "request 1: server got: [1 hello]".to_string(),
+            "request 2: server got: [2 world]".to_string(),
+        ]
+    );
+    let served = server.finish();
+    assert!(served.status.success(), "{}", served.stderr);
 }
 
 #[test]

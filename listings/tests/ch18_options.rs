@@ -2,35 +2,14 @@
 //! (`net-dual-stack`), 18-3 (`net-reuse`), 18-4 (`net-nagle`), 18-5
 //! (`net-keepalive`) and 18-6 (`net-handover`).
 
-use std::net::{TcpListener, UdpSocket};
+use std::net::TcpListener;
 
 use crate::line_server::start_server;
 use crate::support::{
     Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
-    blessing, cargo_run, default_port, have, run, unless_blessing,
+    blessing, cargo_run, default_port, have, ipv6, private_hosts_file, run,
+    unless_blessing,
 };
-
-/// Whether this machine has IPv6 on loopback; says so if not.
-fn ipv6() -> bool {
-    let ok = UdpSocket::bind("[::1]:0").is_ok();
-    if !ok {
-        eprintln!("skipped: no IPv6 on loopback here");
-    }
-    ok
-}
-
-/// Whether `unshare` can give a program a private /etc/hosts here.
-fn private_hosts_file() -> bool {
-    if !have("unshare") {
-        return false;
-    }
-    let probe = run("unshare", &["--map-root-user", "--mount", "true"]);
-    if !probe.status.success() {
-        assert!(std::env::var_os("CI").is_none(), "{}", probe.stderr);
-        eprintln!("skipped: unshare cannot make a mount namespace here");
-    }
-    probe.status.success()
-}
 
 /// Whether `unshare` can give a program a network namespace of its own,
 /// with its loopback up, here.

@@ -77,3 +77,25 @@ pub fn out_of_descriptors_waits_then_serves(
     assert!(!served.starts_with(failure), "logged again: {served}");
     (got, server)
 }
+
+/// Whether this machine has IPv6 on loopback; says so if not.
+pub fn ipv6() -> bool {
+    let ok = std::net::UdpSocket::bind("[::1]:0").is_ok();
+    if !ok {
+        eprintln!("skipped: no IPv6 on loopback here");
+    }
+    ok
+}
+
+/// Whether `unshare` can give a program a private /etc/hosts here.
+pub fn private_hosts_file() -> bool {
+    if !have("unshare") {
+        return false;
+    }
+    let probe = run("unshare", &["--map-root-user", "--mount", "true"]);
+    if !probe.status.success() {
+        assert!(std::env::var_os("CI").is_none(), "{}", probe.stderr);
+        eprintln!("skipped: unshare cannot make a mount namespace here");
+    }
+    probe.status.success()
+}
