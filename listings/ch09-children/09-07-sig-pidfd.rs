@@ -68,6 +68,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     restore_sigchld()?;
     parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let a = fork_child()?;
+    // Until A is reaped, an error on the way kills and reaps it.
+    let mut a_left = Unreaped(Some(a.pid));
     let (mut out, pidfd) = (io::stdout(), pidfd_open(a.pid)?);
     writeln!(
         out,
@@ -93,6 +95,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     }
     writeln!(out, "poll on A's pidfd: readable, A has ended")?;
     let status = waitpid(a.pid, None)?;
+    a_left.0 = None;
     writeln!(
         out,
         "waitpid: A {}; pid {} is free",
@@ -109,6 +112,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         return Ok(());
     }
     let b = fork_child()?;
+    let mut b_left = Unreaped(Some(b.pid));
     writeln!(out, "Child B: pid {}, A's number", b.pid)?;
     kill(a.pid, None)?; // Signal 0: only asks whether it would reach.
     writeln!(out, "kill({}, 0): succeeds, it reaches B", a.pid)?;
@@ -119,8 +123,23 @@ fn run() -> Result<(), Box<dyn Error>> {
         other => return Err(format!("A's pidfd: {other:?}").into()),
     }
     drop(b.go); // B exits once its pipe ends.
-    writeln!(out, "waitpid: B {}", describe(waitpid(b.pid, None)?))?;
+    let status = waitpid(b.pid, None)?;
+    b_left.0 = None;
+    writeln!(out, "waitpid: B {}", describe(status))?;
     Ok(())
+}
+
+/// A child not reaped yet. Dropped on an error path, it kills and reaps
+/// it; once reaped, its pid is `None`: the number may be another's now.
+struct Unreaped(Option<Pid>);
+
+impl Drop for Unreaped {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+    }
 }
 
 /// Makes `pid` the next pid the kernel gives out in this PID namespace,

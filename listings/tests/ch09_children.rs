@@ -968,3 +968,44 @@ fn sig_reaper_and_sig_group_reap_what_they_forked_when_a_fork_is_refused() {
         assert!(out.stderr.contains("cannot fork child"), "{}", out.stderr);
     }
 }
+
+#[test]
+fn sig_pidfd_reaps_its_child_when_pidfd_open_fails() {
+    // The step after the fork fails (pidfd_open refused, as with a full
+    // descriptor table): "every child reaped" holds on that path too.
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let trace = dir.path().join("trace");
+    let trace_arg = trace.to_str().expect("a UTF-8 path");
+    let strace = [
+        "-f",
+        "-q",
+        "-o",
+        trace_arg,
+        "-e",
+        "trace=clone,wait4,pidfd_open",
+        "-e",
+        "inject=pidfd_open:error=EMFILE",
+        bin!("sig-pidfd"),
+    ];
+    let out = Listing::start("strace", &strace).finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("sig-pidfd: "), "{}", out.stderr);
+    let text = std::fs::read_to_string(&trace).expect("the trace");
+    let line = regex::Regex::new(r"^(\d+) .*(clone|wait4).* = (\d+)$").unwrap();
+    let parent = text.split_whitespace().next().unwrap_or_default();
+    let (mut forked, mut reaped) = (Vec::new(), Vec::new());
+    for caps in text.lines().filter_map(|l| line.captures(l)) {
+        if &caps[1] == parent {
+            let pid = caps[3].to_string();
+            match &caps[2] {
+                "clone" => forked.push(pid),
+                _ => reaped.push(pid),
+            }
+        }
+    }
+    assert_eq!(forked.len(), 1, "forked {forked:?}\n{text}");
+    assert_eq!(reaped, forked, "reaped before it exited\n{text}");
+}
