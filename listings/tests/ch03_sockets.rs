@@ -21,8 +21,8 @@ use crate::support::{
     Finished, Listing, Trace, assert_matches_book, assert_rejects,
     assert_session_matches_book, assert_session_matches_book_masking,
     assert_trace_matches_book, blessing, can_trace, cargo_run, default_port,
-    have, out_of_descriptors_waits_then_serves, run, shell, state_of,
-    strace_command, wait_until,
+    have, out_of_descriptors_waits_then_serves, private_hosts_file, run,
+    run_with_hosts, shell, state_of, strace_command, wait_until,
 };
 
 /// The default port's lock, the one every chapter's tests share, taken
@@ -922,40 +922,20 @@ fn a_client_that_sends_a_megabyte_still_gets_its_reply() {
 
 #[test]
 fn client_tries_every_address_a_name_resolves_to() {
-    if !have("unshare") {
-        return;
-    }
     // Some machines forbid user namespaces; CI's does not.
-    let probe = run("unshare", &["--map-root-user", "--mount", "true"]);
-    if !probe.status.success() {
-        assert!(std::env::var_os("CI").is_none(), "{}", probe.stderr);
-        eprintln!("skipped: unshare cannot make a mount namespace here");
+    if !private_hosts_file() {
         return;
     }
     // A name that resolves to ::1 first and 127.0.0.1 second, in a mount
     // namespace of the client's own, where /etc/hosts says so.
-    let hosts = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(hosts.path(), "::1 both\n127.0.0.1 both\n").unwrap();
     let (server, addr) =
         start_server(&["server", "127.0.0.1:0", "--count", "1"]);
     let port = addr.rsplit_once(':').unwrap().1;
-    let script = "mount --bind \"$1\" /etc/hosts && shift && exec \"$@\"";
-    let hosts = hosts.path().to_str().unwrap();
     let target = format!("both:{port}");
-    let client = run(
-        "unshare",
-        &[
-            "--map-root-user",
-            "--mount",
-            "sh",
-            "-c",
-            script,
-            "sh",
-            hosts,
-            bin!("socket-modes"),
-            "client",
-            &target,
-        ],
+    let client = run_with_hosts(
+        "::1 both\n127.0.0.1 both\n",
+        bin!("socket-modes"),
+        &["client", &target],
     );
     assert!(client.status.success(), "{}", client.stderr);
     assert_eq!(client.stdout, ["client got: [server got: [client]]"]);

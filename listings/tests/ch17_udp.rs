@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::line_server::start_server;
 use crate::support::{
-    Listing, assert_rejects, assert_session_matches_book,
+    DEBIAN_HOSTS, Listing, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, default_port, have, ipv6,
-    private_hosts_file, run, unless_blessing,
+    private_hosts_file, run, run_with_hosts, unless_blessing,
 };
 
 /// The number after `RcvbufErrors` on the `Udp:` lines of /proc/net/snmp:
@@ -213,31 +213,11 @@ fn udp_client_tries_the_next_address_of_a_name_that_refuses() {
     let (server, addr) =
         start_server(bin!("udp-echo"), &["127.0.0.1:0", "--count", "2"]);
     let port = addr.rsplit_once(':').unwrap().1;
-    let hosts = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        hosts.path(),
-        "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n",
-    )
-    .unwrap();
-    let script = "mount --bind \"$1\" /etc/hosts && shift && exec \"$@\"";
     let target = format!("localhost:{port}");
-    let out = run(
-        "unshare",
-        &[
-            "--map-root-user",
-            "--mount",
-            "sh",
-            "-c",
-            script,
-            "sh",
-            hosts.path().to_str().unwrap(),
-            bin!("udp-request"),
-            &target,
-            "hello",
-            "world",
-            "--timeout",
-            "20000",
-        ],
+    let out = run_with_hosts(
+        DEBIAN_HOSTS,
+        bin!("udp-request"),
+        &[&target, "hello", "world", "--timeout", "20000"],
     );
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(

@@ -6,9 +6,9 @@ use std::net::TcpListener;
 
 use crate::line_server::start_server;
 use crate::support::{
-    Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
-    blessing, cargo_run, default_port, have, ipv6, private_hosts_file, run,
-    unless_blessing,
+    DEBIAN_HOSTS, Listing, assert_matches_book, assert_rejects,
+    assert_session_matches_book, blessing, cargo_run, default_port, have, ipv6,
+    private_hosts_file, run, run_with_hosts, unless_blessing,
 };
 
 /// Whether `unshare` can give a program a network namespace of its own,
@@ -46,28 +46,8 @@ fn net_resolve_tries_every_address_in_order_until_one_accepts() {
         &unless_blessing(&["server", "--count", "1"], "127.0.0.1:0"),
     );
     let port = addr.rsplit_once(':').unwrap().1;
-    let hosts = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        hosts.path(),
-        "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n",
-    )
-    .unwrap();
-    let script = "mount --bind \"$1\" /etc/hosts && shift && exec \"$@\"";
     let target = format!("localhost:{port}");
-    let out = run(
-        "unshare",
-        &[
-            "--map-root-user",
-            "--mount",
-            "sh",
-            "-c",
-            script,
-            "sh",
-            hosts.path().to_str().unwrap(),
-            bin!("net-resolve"),
-            &target,
-        ],
-    );
+    let out = run_with_hosts(DEBIAN_HOSTS, bin!("net-resolve"), &[&target]);
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(out.stdout[0], format!("localhost:{port} resolves to:"));
     assert_eq!(

@@ -99,3 +99,28 @@ pub fn private_hosts_file() -> bool {
     }
     probe.status.success()
 }
+
+/// Debian's /etc/hosts: `localhost` names 127.0.0.1 and ::1, and
+/// getaddrinfo puts ::1 first (RFC 6724), whatever the order here.
+pub const DEBIAN_HOSTS: &str =
+    "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n";
+
+/// Runs `bin` with `args` in a mount namespace of its own, where
+/// /etc/hosts holds `hosts` (check `private_hosts_file` first).
+pub fn run_with_hosts(hosts: &str, bin: &str, args: &[&str]) -> Finished {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), hosts).unwrap();
+    let script = "mount --bind \"$1\" /etc/hosts && shift && exec \"$@\"";
+    let mut all = vec![
+        "--map-root-user",
+        "--mount",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        file.path().to_str().unwrap(),
+        bin,
+    ];
+    all.extend_from_slice(args);
+    run("unshare", &all)
+}
