@@ -650,6 +650,12 @@ fn check_results(dir: &Path) {
             );
         }
     }
+    // Every value filled in: a string the command forgot to format shows
+    // its Python expression in braces instead.
+    let unfilled = Regex::new(r"\{[A-Za-z_][A-Za-z0-9_]*[\[.}]").unwrap();
+    if let Some(found) = unfilled.find(&results) {
+        panic!("results.md shows an unformatted {:?}", found.as_str());
+    }
     for anchor in RESULT_ANCHORS {
         assert!(
             results.contains(&format!("<!-- ANCHOR_END: {anchor} -->")),
