@@ -75,6 +75,9 @@ fn run() -> Result<(), Box<dyn Error>> {
         thread::sleep(TICK);
         ticks += 1;
     }
+    // Stopped by `--count`, the flag may still be false: set, it makes
+    // the next signal the one that means "now", as the line below says.
+    stop.store(true, Ordering::SeqCst);
     let secs = args.cleanup.as_secs();
     if args.force {
         writeln!(

@@ -20,6 +20,7 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::libc::{self, c_int};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -161,7 +162,17 @@ fn cases() -> Vec<(&'static str, Setup)> {
             let child = sleeper()?;
             let pid = child_pid(&child);
             Ok((
-                Box::new(move || nix_outcome(waitpid(pid, None))),
+                Box::new(move || {
+                    let first = waitpid(pid, None);
+                    // Given up, the child still runs: wait on until the
+                    // helper kills it, so that it is reaped. The row
+                    // shows the first outcome.
+                    let mut last = first;
+                    while last == Err(Errno::EINTR) {
+                        last = waitpid(pid, None);
+                    }
+                    nix_outcome(first)
+                }),
                 Box::new(move || {
                     let _ = kill(pid, Signal::SIGKILL);
                 }),

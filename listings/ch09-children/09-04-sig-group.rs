@@ -46,23 +46,20 @@ fn run() -> Result<(), Box<dyn Error>> {
     // that one sent meanwhile waits instead of being discarded.
     let term = SigSet::from(Signal::SIGTERM);
     let our_mask = term.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
+    io::stdout().flush()?; // Nothing buffered for a child to print again.
     for name in ["A", "B", "C"] {
         // A and C lead new groups (0 means "my own pid"); B joins A's.
         let group = match name {
             "B" => children[0].1,
             _ => Pid::from_raw(0),
         };
-        io::stdout().flush()?;
         // SAFETY: no other thread exists, so no lock can be held by one.
         let forked = match unsafe { fork() } {
             Ok(forked) => forked,
             Err(err) => {
                 // Refused part-way (`ulimit -u`, say): let the children we
                 // have go, and reap them before we report it.
-                drop(wait_write);
-                for (_, pid) in children {
-                    let _ = waitpid(pid, None);
-                }
+                let_go(wait_write, &children);
                 return Err(format!("cannot fork child {name}: {err}").into());
             }
         };
@@ -75,14 +72,40 @@ fn run() -> Result<(), Box<dyn Error>> {
                 // The parent makes the same call, as shells do, so that
                 // the group is set whichever process runs first.
                 let group = if group.as_raw() == 0 { child } else { group };
-                setpgid(child, group)?;
                 children.push((name, child));
+                if let Err(err) = setpgid(child, group) {
+                    let_go(wait_write, &children);
+                    return Err(err.into());
+                }
             }
         }
     }
-    our_mask.thread_set_mask()?;
+    let done = our_mask
+        .thread_set_mask()
+        .map_err(Into::into)
+        .and_then(|()| kill_and_reap(&children));
+    if done.is_err() {
+        // A failed step, a line stdout refused say: the children still
+        // waiting are let go, and every one is reaped before we report it.
+        let_go(wait_write, &children);
+    }
+    done
+}
+
+/// Lets the children waiting for our word go, by closing our end of
+/// their pipe, and reaps every one of them (one reaped already fails
+/// with ECHILD, which is nothing to report now).
+fn let_go(wait_write: OwnedFd, children: &[(&str, Pid)]) {
+    drop(wait_write);
+    for (_, pid) in children {
+        let _ = waitpid(*pid, None);
+    }
+}
+
+/// Says where each child is, kills A's group, then C, and reaps all three.
+fn kill_and_reap(children: &[(&str, Pid)]) -> Result<(), Box<dyn Error>> {
     let (mut out, group_of_a) = (io::stdout(), getpgid(Some(children[0].1))?);
-    for (name, pid) in &children {
+    for (name, pid) in children {
         let pgid = getpgid(Some(*pid))?;
         let place = if pgid == group_of_a {
             "A's group"
@@ -103,7 +126,6 @@ fn run() -> Result<(), Box<dyn Error>> {
     )?;
     kill(pid, Signal::SIGTERM)?;
     writeln!(out, "Child {name} {}", describe(waitpid(pid, None)?))?;
-    drop(wait_write);
     Ok(())
 }
 

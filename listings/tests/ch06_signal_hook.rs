@@ -37,6 +37,22 @@ fn sig_hook_flag_second_signal_exits_at_once_with_status_1() {
 }
 
 #[test]
+fn sig_hook_flag_stopped_by_its_count_exits_at_once_on_a_signal() {
+    // No signal asked it to stop: `--count` did. It says that a signal
+    // now stops it at once, and one does.
+    let args = ["--count", "1", "--cleanup-secs", "30"];
+    let mut hook = Listing::start(bin!("sig-hook-flag"), &args);
+    hook.next_line();
+    hook.expect("Cleaning up for 30 s; a second signal stops me now");
+    let signalled = Instant::now();
+    hook.signal(Signal::SIGINT);
+    let out = hook.finish();
+    assert!(signalled.elapsed() < Duration::from_secs(10), "not at once");
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.status);
+    assert_eq!(out.stdout.len(), 2, "no clean exit: {:?}", out.stdout);
+}
+
+#[test]
 fn sig_hook_flag_without_force_ignores_a_second_signal() {
     let args = ["--no-force", "--cleanup-secs", "2"];
     let mut hook = Listing::start(bin!("sig-hook-flag"), &args);

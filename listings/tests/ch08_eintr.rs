@@ -183,3 +183,67 @@ fn eintr_listings_are_interrupted_even_when_started_with_their_signals_blocked()
         out.stdout
     );
 }
+
+#[test]
+fn sig_restart_table_kills_and_reaps_every_child_even_when_a_wait_gives_up() {
+    if !can_trace() {
+        return;
+    }
+    // Without SA_RESTART, nix's `waitpid` gives up at the first
+    // interruption, before the helper kills the `sleep 60` it waits for:
+    // that child must still be killed and reaped by the listing, not left
+    // to its parent-death signal when the listing exits.
+    let trace = crate::support::Trace {
+        calls: "clone,clone3,wait4",
+        signals: "none",
+        from: None,
+    };
+    let listing = Listing::start_traced(bin!("sig-restart-table"), &[], &trace);
+    let out = listing.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    // strace cuts a call in two when another process's line comes in
+    // between: join `clone(... <unfinished ...>` to its `<... resumed>`.
+    let mut cut = std::collections::HashMap::new();
+    let mut calls = Vec::new();
+    for line in out.stderr.lines() {
+        // `[pid  1234] call`, or `call` alone while there is one process.
+        let (pid, call) = match line.strip_prefix("[pid") {
+            Some(rest) => {
+                rest.trim_start().split_once("] ").unwrap_or(("", rest))
+            }
+            None => ("", line),
+        };
+        if let Some(start) = call.strip_suffix(" <unfinished ...>") {
+            cut.insert(pid.to_string(), start.to_string());
+        } else if let Some((_, end)) = call.split_once(" resumed>") {
+            let start = cut.remove(pid).unwrap_or_default();
+            calls.push(format!("{start}{end}"));
+        } else {
+            calls.push(call.to_string());
+        }
+    }
+    let process = regex::Regex::new(r"^clone3?\((.*)\)\s+= (\d+)$").unwrap();
+    let reaped = regex::Regex::new(r"^wait4\(.*\)\s+= (\d+)$").unwrap();
+    let (mut forked, mut waited) = (Vec::new(), Vec::new());
+    for call in &calls {
+        if let Some(c) = process.captures(call) {
+            if !c[1].contains("CLONE_THREAD") {
+                forked.push(c[2].to_string());
+            }
+        } else if let Some(c) = reaped.captures(call) {
+            waited.push(c[1].to_string());
+        }
+    }
+    assert!(
+        forked.len() >= 4,
+        "no children in the trace:\n{}",
+        out.stderr
+    );
+    let unreaped: Vec<_> =
+        forked.iter().filter(|p| !waited.contains(p)).collect();
+    assert!(
+        unreaped.is_empty(),
+        "not reaped: {unreaped:?}\n{}",
+        out.stderr
+    );
+}

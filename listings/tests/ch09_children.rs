@@ -1009,3 +1009,43 @@ fn sig_pidfd_reaps_its_child_when_pidfd_open_fails() {
     assert_eq!(forked.len(), 1, "forked {forked:?}\n{text}");
     assert_eq!(reaped, forked, "reaped before it exited\n{text}");
 }
+
+#[test]
+fn sig_group_reaps_its_children_when_its_output_fails() {
+    // Its stdout full, the listing fails its first line after the forks,
+    // with the children waiting for its word: it must let them go and
+    // reap them before it reports the error, not leave them to init.
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let trace = dir.path().join("trace");
+    let trace_arg = trace.to_str().expect("a UTF-8 path");
+    let mut command = std::process::Command::new("strace");
+    command.args(["-f", "-q", "-o", trace_arg, "-e", "trace=clone,wait4"]);
+    command.arg(bin!("sig-group"));
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let out = Listing::spawn(&mut command, full.into()).finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("sig-group: "), "{}", out.stderr);
+    let text = std::fs::read_to_string(&trace).expect("the trace");
+    let line = regex::Regex::new(r"^(\d+) .*(clone|wait4).* = (\d+)$").unwrap();
+    let parent = text.split_whitespace().next().unwrap_or_default();
+    let (mut forked, mut reaped) = (Vec::new(), Vec::new());
+    for caps in text.lines().filter_map(|l| line.captures(l)) {
+        if &caps[1] == parent {
+            let pid = caps[3].to_string();
+            match &caps[2] {
+                "clone" => forked.push(pid),
+                _ => reaped.push(pid),
+            }
+        }
+    }
+    forked.sort();
+    reaped.sort();
+    assert_eq!(forked.len(), 3, "forked {forked:?}\n{text}");
+    assert_eq!(reaped, forked, "reaped before it exited\n{text}");
+}

@@ -146,7 +146,8 @@ fn seen_in(stdout: &[String], scheme: &str, signal: &str) -> u64 {
 fn sig_count_kill_drops_real_time_signals_past_the_queue_limit() {
     // RLIMIT_SIGPENDING bounds the signals queued for a user. `sigqueue`
     // fails past it, but `kill` succeeds, and the real-time signals it
-    // sends beyond the limit are merged, as standard ones always are.
+    // sends beyond the limit only set the pending bit, which goes with the
+    // last one queued: they add no delivery.
     if !have("prlimit") {
         return;
     }
