@@ -208,7 +208,8 @@ fn blocking_write(writer: &File, late: bool) -> Result<(), Box<dyn Error>> {
         let rang = RANG.load(Ordering::SeqCst);
         writeln!(
             io::stdout(),
-            "Before the write began, the alarm had rung: {rang}"
+            "Before the write began, the alarm had rung: {rang} (pid {})",
+            process::id()
         )?;
     }
     match nix::unistd::write(writer.as_fd(), &[b'x'; PIPE_BUF]) {

@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::support::{
@@ -207,16 +206,23 @@ fn pipe_capacity_an_alarm_that_rings_before_the_write_leaves_it_waiting() {
     late.expect("Filled by .*");
     late.expect("Most a process may ask for: .*");
     late.expect("poll for room in the full pipe, at most 1 s: no room came");
-    late.expect("Before the write began, the alarm had rung: true");
+    // The line gives the pid that Terminal 2 needs, so that a reader
+    // signals this process and no other of the same name.
+    let rang = late.expect(
+        r"Before the write began, the alarm had rung: true \(pid (\d+)\)",
+    );
     let pid = late.pid();
+    assert_eq!(rang[1], pid.to_string());
     wait_until("the write to wait in the pipe", || {
         wchan_of(pid).ends_with("pipe_write") && state_of(pid) == Some('S')
     });
     // The one alarm has rung, and no signal is pending: nothing will end
     // this wait by itself.
     assert_eq!(pending_signals(pid), Vec::<i32>::new());
-    late.signal(Signal::SIGALRM);
     let transcript = late.transcript();
+    // Terminal 2 ends the wait with the alarm's own signal, by that pid.
+    let kill = format!("kill -ALRM {pid}");
+    let terminal2 = shell(&kill);
     let out = finish_clean(late);
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(
@@ -229,6 +235,10 @@ fn pipe_capacity_an_alarm_that_rings_before_the_write_leaves_it_waiting() {
     assert_session_matches_book(
         "ch21-capacity/21-01-late.out",
         &[(cargo_run("pipe-capacity", &["--late"]), &transcript[..])],
+    );
+    assert_session_matches_book(
+        "ch21-capacity/21-01-late-terminal-2.out",
+        &[(kill, &terminal2[..])],
     );
 }
 
