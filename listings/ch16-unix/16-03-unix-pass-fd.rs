@@ -198,11 +198,17 @@ fn send_to_each(
                 thread::sleep(ACCEPT_PAUSE);
                 continue;
             }
-            conn => conn.map(|(conn, _)| conn),
+            // No client came of it: say so, and do not count it.
+            Err(err) => {
+                log(format_args!("accept: {err}"));
+                short = false;
+                continue;
+            }
+            Ok((conn, _)) => conn,
         };
         (served, short) = (served + 1, false);
-        let result = conn.map_err(Box::<dyn Error>::from).and_then(|conn| {
-            let cred = getsockopt(&conn, sockopt::PeerCredentials)?;
+        let cred = getsockopt(&conn, sockopt::PeerCredentials);
+        let result = cred.map_err(Box::<dyn Error>::from).and_then(|cred| {
             // A new open file per client: each gets its own offset.
             let opened = File::open(file)?;
             let name = file.as_os_str().as_encoded_bytes();

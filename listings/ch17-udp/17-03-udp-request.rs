@@ -144,15 +144,16 @@ fn ask(
     ))
 }
 
-/// Waits up to `wait` for the datagram `expected`, or for the server's
-/// `error: ` line, which ends the tries. Anything else that arrives
-/// meanwhile, such as a late reply to an earlier request, is ignored, and
-/// does not extend the wait.
+/// Waits up to `wait` for the datagram `expected` from the server, or for
+/// the server's `error: ` line, which ends the tries. Anything else that
+/// arrives meanwhile, such as a late reply to an earlier request, is
+/// ignored, and does not extend the wait.
 fn reply_within(
     sock: &UdpSocket,
     expected: &[u8],
     wait: Duration,
 ) -> io::Result<Option<Vec<u8>>> {
+    let server = sock.peer_addr()?;
     let deadline = Instant::now() + wait;
     let mut buf = vec![0; 65_536];
     loop {
@@ -160,18 +161,27 @@ fn reply_within(
             return Ok(None);
         };
         sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
-        match sock.recv(&mut buf) {
-            Ok(n) if buf[..n] == *expected => {
+        match sock.recv_from(&mut buf) {
+            // Queued between `bind` and `connect`, from anyone: the
+            // filter of a connected socket only holds back what comes
+            // after it. (Address and port: not an IPv6 flow label.)
+            Ok((n, from))
+                if (from.ip(), from.port()) != (server.ip(), server.port()) =>
+            {
+                let what = buf[..n].escape_ascii();
+                writeln!(io::stdout(), "ignored, from {from}: {what}")?
+            }
+            Ok((n, _)) if buf[..n] == *expected => {
                 return Ok(Some(buf[..n].to_vec()));
             }
             // The server's refusal: sending the request again would only
             // be refused again.
-            Ok(n) if buf[..n].starts_with(b"error: ") => {
+            Ok((n, _)) if buf[..n].starts_with(b"error: ") => {
                 let why =
                     format!("the server said: {}", buf[..n].escape_ascii());
                 return Err(io::Error::new(ErrorKind::InvalidData, why));
             }
-            Ok(n) => {
+            Ok((n, _)) => {
                 writeln!(io::stdout(), "ignored: {}", buf[..n].escape_ascii())?
             }
             Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(None),

@@ -240,9 +240,14 @@ fn writer(
         .custom_flags(flags)
         .open(path)
         .map_err(|err| match err.raw_os_error() {
-            Some(nix::libc::ENXIO) => {
-                format!("{}: no reader has it open (ENXIO)", path.display())
-            }
+            // The reader says "Waiting" just before its `open`: say what
+            // to do, for a writer started on that line.
+            Some(nix::libc::ENXIO) => format!(
+                "{}: no reader has it open yet (ENXIO); start the reader \
+                 first and try again once it waits in open, or leave out \
+                 --no-wait to wait for it",
+                path.display()
+            ),
             _ => format!("{}: {err}", path.display()),
         })?;
     if !file.metadata()?.file_type().is_fifo() {

@@ -41,6 +41,11 @@ use signal_hook::iterator::Signals;
 
 const USAGE: &str = "usage: spawn-pipeline [--timeout SECS] \
                      COMMAND [ARG]... ['|' COMMAND [ARG]...]...";
+/// What `--help` adds to the usage: the program hands the terminal of its
+/// shell's job to the stages, and would take it from anything beside it.
+const ALONE: &str = "run it alone in its shell's job (its own process \
+                     group): at a terminal, never in a pipe with another \
+                     command, whose terminal it would take";
 /// How long stages get to end after SIGTERM before they get SIGKILL.
 const GRACE: Duration = Duration::from_secs(2);
 /// The status `timeout(1)` exits with when time runs out.
@@ -532,7 +537,7 @@ fn parse_args() -> Result<(Option<Duration>, Vec<Vec<OsString>>), lexopt::Error>
                 timeout = Some(Duration::from_secs(args.value()?.parse()?));
             }
             Short('h') | Long("help") => {
-                let _ = writeln!(io::stdout(), "{USAGE}");
+                let _ = writeln!(io::stdout(), "{USAGE}; {ALONE}");
                 process::exit(0);
             }
             Value(first) => {

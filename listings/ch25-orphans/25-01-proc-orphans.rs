@@ -69,8 +69,9 @@ fn main() -> ExitCode {
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    // Caught before any child starts, so none is missed.
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    // Caught before any child starts, so none is missed; kept until the
+    // process ends, even if its thread is refused (Chapter 6).
+    let signals = Box::leak(Box::new(Signals::new([SIGINT, SIGTERM, SIGHUP])?));
     // The lifeline, for `pipe`: the children read it; its write end stays
     // here, and only here (CLOEXEC).
     let (reader, writer) = match args.way {
@@ -106,10 +107,17 @@ fn run() -> Result<(), Box<dyn Error>> {
         let (writer, got) = (Arc::clone(&writer), Arc::clone(&got));
         let unreaped = Arc::clone(&unreaped);
         let passer = thread::Builder::new().spawn(move || {
-            if let Some(signal) = signals.forever().next() {
+            let mut forever = signals.forever();
+            if let Some(signal) = forever.next() {
                 got.store(signal, Ordering::SeqCst);
                 stop(way, &unreaped, group, &writer);
                 let _ = stopped.send(());
+            }
+            // Another, while we reap: its default action, at once. Not
+            // listened for, it would be swallowed by signal-hook's
+            // handler, which stays installed.
+            if let Some(signal) = forever.next() {
+                die_of(signal);
             }
         });
         passer.map_err(|err| format!("cannot start a thread: {err}").into())
@@ -117,6 +125,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     if let Err(err) = started {
         // Nobody reads our output, or no thread would watch for signals
         // (`ulimit -u` counts threads): stop what we started, then leave.
+        // No thread listens for signals: give them their default action
+        // back first, or signal-hook's handler would swallow them while we
+        // wait.
+        restore_defaults();
         stop(way, &unreaped, group, &writer);
         for child in &mut children {
             let _ = child.wait();
@@ -144,6 +156,16 @@ fn run() -> Result<(), Box<dyn Error>> {
         die_of(signal);
     }
     Ok(())
+}
+
+/// Gives SIGINT, SIGTERM and SIGHUP back their default action, death.
+/// Nothing else does: signal-hook's handler stays installed for good, and
+/// runs whatever is registered, or nothing.
+fn restore_defaults() {
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the default action runs no code of ours.
+        let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+    }
 }
 
 /// Dies of `signal`, by its default action, from any thread. The init of

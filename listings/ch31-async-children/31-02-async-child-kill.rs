@@ -131,8 +131,10 @@ async fn run() -> Result<(), Box<dyn Error>> {
     };
     // The way's future is dropped, and `sh` with it (killed, with
     // `kill_on_drop`, and reaped on the spot if already dead). The group's
-    // id stays in use while any member lives, and names no one else's
-    // group: end the group, then die of the signal.
+    // id names no one else's group while a member, alive or a zombie, is
+    // not reaped: `sleep` is one until the way's clean-up has ended it.
+    // After that the group may be empty, and `killpg` then fails with
+    // ESRCH, ignored here. End the group, then die of the signal.
     let _ = killpg(pid, Signal::SIGKILL);
     die_of(stop)
 }
@@ -245,9 +247,11 @@ async fn supervise(
     };
     tokio::pin!(rest);
     if timeout(limit, &mut rest).await.is_err() {
-        // sh is reaped; the group's id is safe to use only while some
-        // process is still in the group: the one that holds the pipe, if
-        // it did not leave the group.
+        // sh is reaped. The group's id is still ours while a member,
+        // alive or a zombie, is not reaped: the holder of the pipe, alive,
+        // unless it left the group. `killpg` succeeds if it finds any
+        // member, a zombie included, and fails with ESRCH only if it finds
+        // none (`__kill_pgrp_info` in kernel/signal.c).
         match killpg(pid, Signal::SIGKILL) {
             Ok(()) => say(format!(
                 "No end of stdout within {secs} s: killed its process group"

@@ -30,7 +30,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::{SigHandler, Signal, kill};
 use nix::unistd::{getpid, pipe2};
 use signal_hook::consts::SIGUSR1;
 use signal_hook::iterator::Signals;
@@ -306,22 +306,32 @@ async fn wait_signal(fix: Fix, takes: Duration) -> Outcome {
         let mut usr1 = signal(SignalKind::user_defined1())?;
         send_usr1_after(takes)?;
         usr1.recv().await;
+        restore_default();
     } else {
         let mut signals = Signals::new([SIGUSR1])?;
         send_usr1_after(takes)?;
+        // The iterator goes with the closure, after the default is back.
+        let mut wait = move || {
+            signals.forever().next();
+            restore_default();
+        };
         match fix {
-            Fix::SpawnBlocking => {
-                task::spawn_blocking(move || signals.forever().next()).await?;
-            }
-            Fix::BlockInPlace => {
-                task::block_in_place(|| signals.forever().next());
-            }
-            _ => {
-                signals.forever().next(); // WRONG: holds the thread.
-            }
+            Fix::SpawnBlocking => task::spawn_blocking(wait).await?,
+            Fix::BlockInPlace => task::block_in_place(wait),
+            _ => wait(), // WRONG: holds the thread.
         }
     }
     Ok("got SIGUSR1".to_string())
+}
+
+/// Gives SIGUSR1 back its default action, death, once we stop listening:
+/// the handler that signal-hook or tokio installed stays, and would
+/// swallow the next one.
+fn restore_default() {
+    // SAFETY: the default action runs no code of ours.
+    let _ = unsafe {
+        nix::sys::signal::signal(Signal::SIGUSR1, SigHandler::SigDfl)
+    };
 }
 
 /// Stands in for someone typing `kill -USR1 PID`, `takes` from now.

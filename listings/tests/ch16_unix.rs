@@ -1759,3 +1759,42 @@ fn fetch_waits_on_through_a_stop_and_continue() {
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(out.stdout, ["handed over"]);
 }
+
+/// A failed `accept` is no client: `--count 1` still serves one. strace
+/// makes the first `accept4` fail with ECONNABORTED, before the kernel
+/// takes the waiting connection off the queue; the server used to count
+/// that failure as its one client and leave, and the client, still in
+/// the listening socket's queue, was reset (ECONNRESET).
+#[test]
+fn unix_pass_fd_does_not_count_a_failed_accept_as_a_client() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (file, path) = (secret(&dir), path_in(&dir, "pass.sock"));
+    let strace = [
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=accept4",
+        "-e",
+        "inject=accept4:error=ECONNABORTED:when=1",
+        bin!("unix-pass-fd"),
+        "serve",
+        &path,
+        &file,
+        "--count",
+        "1",
+    ];
+    let (server, _) = start("strace", &strace);
+    let fetched = run(bin!("unix-pass-fd"), &["fetch", &path]);
+    assert_eq!(fetched.stdout, ["the secret"], "{}", fetched.stderr);
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "unix-pass-fd: accept: Software caused connection abort (os error \
+         103)\n"
+    );
+}

@@ -9,7 +9,7 @@ use crate::line_server::start_server;
 use crate::support::{
     DEBIAN_HOSTS, Listing, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, default_port, have, ipv6,
-    private_hosts_file, run, run_with_hosts, unless_blessing,
+    private_hosts_file, run, run_with_hosts, unless_blessing, wait_until,
 };
 
 /// The number after `RcvbufErrors` on the `Udp:` lines of /proc/net/snmp:
@@ -501,4 +501,112 @@ fn udp_client_waits_on_through_a_stop_and_continue() {
     let out = client.finish();
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(out.stdout, ["request 1: server got: [1 a]"]);
+}
+
+/// The local port of the UDP socket that `pid` has open, from
+/// /proc/<pid>/fd and /proc/net/udp (and udp6); `None` until it is bound.
+fn bound_udp_port(pid: i32) -> Option<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    for table in ["udp", "udp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}"))
+            .unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() > 9 && inodes.iter().any(|i| i == fields[9]) {
+                let port = fields[1].rsplit_once(':')?.1;
+                let port = u16::from_str_radix(port, 16).ok()?;
+                return (port != 0).then_some(port);
+            }
+        }
+    }
+    None
+}
+
+/// A datagram that reaches the client's port after its `bind` and before
+/// its `connect` is queued whatever its sender, and the connected
+/// socket's filter does not take it back. strace holds the client for
+/// three seconds after `bind`; a stranger sends the very reply the client
+/// waits for. The client used to take it for the server's and print it
+/// as the answer; it now checks each sender, ignores it, and waits for
+/// the server's.
+#[test]
+fn udp_client_ignores_a_datagram_queued_before_it_connects() {
+    if !have("strace") {
+        return;
+    }
+    let fake = UdpSocket::bind("127.0.0.1:0").unwrap();
+    fake.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let addr = fake.local_addr().unwrap().to_string();
+    let keep_open = fake.try_clone().unwrap();
+    let server = thread::spawn(move || {
+        let mut buf = [0; 100];
+        let (n, peer) = fake.recv_from(&mut buf).unwrap();
+        let request = String::from_utf8_lossy(&buf[..n]);
+        let reply = format!("server got: [{request}]");
+        fake.send_to(reply.as_bytes(), peer).unwrap();
+    });
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let client = Listing::start(
+        "strace",
+        &[
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=bind",
+            "-e",
+            "inject=bind:delay_exit=3000000",
+            bin!("udp-request"),
+            &addr,
+            "a",
+            "--timeout",
+            "20000",
+        ],
+    );
+    let tracer = client.pid();
+    let children = format!("/proc/{tracer}/task/{tracer}/children");
+    // strace forks children of its own to probe the kernel first.
+    let mut pid = 0;
+    wait_until("strace to start the client", || {
+        let text = std::fs::read_to_string(&children).unwrap_or_default();
+        pid = text.trim().parse().unwrap_or(0);
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"));
+        comm.is_ok_and(|comm| comm == "udp-request\n")
+    });
+    let mut port = 0;
+    wait_until("the client to bind", || {
+        port = bound_udp_port(pid).unwrap_or(0);
+        port != 0
+    });
+    stranger
+        .send_to(b"server got: [1 a]", ("127.0.0.1", port))
+        .unwrap();
+    let out = client.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        [
+            format!(
+                "ignored, from {}: server got: [1 a]",
+                stranger.local_addr().unwrap()
+            ),
+            "request 1: server got: [1 a]".to_string(),
+        ]
+    );
+    server.join().unwrap();
+    drop(keep_open);
 }

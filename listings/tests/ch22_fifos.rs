@@ -291,7 +291,11 @@ fn fifo_spam_writer_without_a_reader_fails_with_enxio_or_waits() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         out.stderr,
-        format!("fifo-spam: {fifo_arg}: no reader has it open (ENXIO)\n")
+        format!(
+            "fifo-spam: {fifo_arg}: no reader has it open yet (ENXIO); start \
+             the reader first and try again once it waits in open, or leave \
+             out --no-wait to wait for it\n"
+        )
     );
     // Without --no-wait, it waits in `open` for a reader.
     let mut writer = Listing::start(bin!("fifo-spam"), &["writer", fifo_arg]);

@@ -1202,3 +1202,19 @@ fn pipeline_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("spawn-deadlock"), &["--wait", &huge], "--wait");
     assert_rejects(bin!("spawn-grandchild"), &["--fix"], "invalid option");
 }
+
+/// The program hands its job's terminal to the stages, and takes it from
+/// anything else in that job: its `--help` says to run it alone there.
+#[test]
+fn spawn_pipeline_help_says_to_run_it_alone_in_its_job() {
+    let out = run_clean(bin!("spawn-pipeline"), &["--help"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.len(), 1, "{:?}", out.stdout);
+    assert!(
+        out.stdout[0].contains(
+            "run it alone in its shell's job (its own process group)"
+        ),
+        "{:?}",
+        out.stdout[0]
+    );
+}

@@ -9,11 +9,11 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
 use crate::support::{
-    Finished, KillGroupOnDrop, Listing, assert_exited_with, assert_rejects,
-    assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
-    group_is_gone, have, is_dead, kernel, pending_signals, pgid_of,
-    pid_namespaces, ppid_of, run, shell, state_of, wait_until,
-    with_thread_limit,
+    Finished, KillGroupOnDrop, Listing, assert_died_of, assert_exited_with,
+    assert_rejects, assert_session_matches_book_masking, cargo_run,
+    children_of, finish_clean, group_is_gone, have, is_dead, kernel,
+    pending_signals, pgid_of, pid_namespaces, ppid_of, run, shell, state_of,
+    wait_until, wchan_of, with_thread_limit,
 };
 
 /// Starts proc-orphans and returns it with the pids of its children,
@@ -586,4 +586,76 @@ fn proc_orphans_stops_its_children_when_a_thread_is_refused() {
          unavailable (os error 11)\n"
     );
     wait_until("the children to end", || group_is_gone(group));
+}
+
+/// Stops `child` (SIGSTOP) and waits until it is stopped: the SIGTERM that
+/// `stop` sends it then stays pending, and the parent waits for it for as
+/// long as the test likes.
+fn hold_stopped(child: Pid) {
+    kill(child, Signal::SIGSTOP).unwrap();
+    wait_until("the child to stop", || state_of(child) == Some('T'));
+}
+
+/// A second signal while the parent reaps ends it by its default action.
+/// A child stopped with SIGSTOP holds the parent in its wait: the first
+/// SIGTERM makes it stop its children, and SIGTERM stays pending in the
+/// stopped one. The parent used to drop signal-hook's iterator there, and
+/// signal-hook's handler, which stays installed, swallowed the SIGINT: the
+/// parent waited on, and only SIGKILL ended it.
+#[test]
+fn proc_orphans_dies_of_a_second_signal_while_it_reaps() {
+    let (orphans, children) =
+        start(&["none", "--children", "1", "--for", "60"]);
+    let (parent, child) = (orphans.pid(), children[0]);
+    hold_stopped(child);
+    orphans.signal(Signal::SIGTERM);
+    wait_until("the parent to stop its child", || {
+        pending_signals(child).contains(&(Signal::SIGTERM as i32))
+    });
+    orphans.signal(Signal::SIGINT);
+    wait_until("the parent to die of SIGINT", || is_dead(parent));
+    kill(child, Signal::SIGKILL).unwrap();
+    let out = finish_clean(orphans);
+    assert_died_of(&out, Signal::SIGINT);
+}
+
+/// When the parent cannot announce its children (nobody reads its
+/// output), it stops and reaps them with no thread listening for
+/// signals; meanwhile a signal must have its default action. Its stdout
+/// is a full pipe: the parent blocks in the write of its first line, the
+/// test stops its child, then closes the pipe's read end. The parent
+/// stops the child, whose SIGTERM stays pending, and waits. It used to
+/// leave signal-hook's handler in place, which swallowed SIGINT.
+#[test]
+fn proc_orphans_dies_of_a_signal_while_it_reaps_after_its_output_failed() {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use std::io::Write;
+    let (reader, mut writer) = std::io::pipe().expect("a pipe");
+    // Filled without blocking; then the listing gets a blocking end.
+    let flags = OFlag::from_bits_truncate(
+        fcntl(&writer, FcntlArg::F_GETFL).expect("F_GETFL"),
+    );
+    fcntl(&writer, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).unwrap();
+    while writer.write(&[b'x'; 4096]).is_ok() {}
+    fcntl(&writer, FcntlArg::F_SETFL(flags)).unwrap();
+
+    let mut command = Command::new(bin!("proc-orphans"));
+    command.args(["none", "--children", "1", "--for", "60"]);
+    let orphans = Listing::spawn(&mut command, Stdio::from(writer));
+    let parent = orphans.pid();
+    // `pipe_write`, or `anon_pipe_write` as Linux 6.18 names it.
+    wait_until("the parent to block writing its first line", || {
+        wchan_of(parent).ends_with("pipe_write")
+    });
+    let child = children_of(parent)[0];
+    hold_stopped(child);
+    drop(reader);
+    wait_until("the parent to stop its child", || {
+        pending_signals(child).contains(&(Signal::SIGTERM as i32))
+    });
+    orphans.signal(Signal::SIGINT);
+    wait_until("the parent to die of SIGINT", || is_dead(parent));
+    kill(child, Signal::SIGKILL).unwrap();
+    let out = finish_clean(orphans);
+    assert_died_of(&out, Signal::SIGINT);
 }

@@ -514,3 +514,21 @@ fn async_children_listings_start_or_say_why_when_descriptors_are_short() {
         assert!(started.contains(&16), "{bin} started at {started:?}");
     }
 }
+
+/// Linux 6.18, as the comments of Listing 31-2 on `killpg` say: a group
+/// whose one member is a zombie is still found, and `killpg` succeeds,
+/// though the signal can do nothing to it; once that member is reaped,
+/// no task has the group's id, and `killpg` fails with ESRCH.
+#[test]
+fn killpg_finds_a_group_of_one_zombie_and_fails_once_it_is_reaped() {
+    use nix::errno::Errno;
+    use nix::sys::signal::killpg;
+    // In a group of its own, whose id is its pid.
+    let shell = Listing::start("true", &[]);
+    let pid = shell.pid();
+    wait_until("true to be a zombie", || state_of(pid) == Some('Z'));
+    assert_eq!(killpg(pid, Signal::SIGKILL), Ok(()));
+    let out = shell.finish();
+    assert!(out.status.success(), "{:?}", out.status);
+    assert_eq!(killpg(pid, Signal::SIGKILL), Err(Errno::ESRCH));
+}

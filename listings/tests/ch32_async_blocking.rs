@@ -283,6 +283,63 @@ fn async_block_output_matches_the_book() {
 /// Under `ulimit -u`, the threads the listing starts (the peer that writes
 /// the pipe, the one that sends SIGUSR1) and the one `spawn_blocking` asks
 /// tokio for may be refused: a one-line error, status 1, never a panic.
+/// Once the wait is over, a SIGUSR1 has its default action again: death.
+/// The handler that signal-hook or tokio installed stays after the
+/// iterator or the `Signal` is dropped, and used to swallow it. The run
+/// waits 60 s for the listing's own SIGUSR1; the test sends one as soon as
+/// the thread that would send it is asleep, which it starts only once the
+/// listener is in place. Its stdout is a pipe the test fills after the
+/// first line: the listing blocks in the write of its next line, after
+/// the wait, and the second SIGUSR1 comes then.
+#[test]
+fn async_block_dies_of_a_second_sigusr1_after_the_wait() {
+    use crate::support::{
+        Listing, assert_died_of, is_dead, threads_blocked_in, wait_until,
+    };
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use nix::libc::{SYS_clock_nanosleep, SYS_write};
+    use nix::sys::signal::Signal;
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let runs: [&[&str]; 4] = [
+        &[],
+        &["--fix", "spawn-blocking"],
+        &["--workers", "1", "--fix", "block-in-place"],
+        &["--fix", "async"],
+    ];
+    for fix in runs {
+        let (reader, mut writer) = std::io::pipe().expect("a pipe");
+        let mut command = Command::new(bin!("async-block"));
+        command.args(["signal", "--secs", "60"]).args(fix);
+        let stdout = writer.try_clone().expect("a second write end");
+        let block = Listing::spawn(&mut command, Stdio::from(stdout));
+        let pid = block.pid();
+        let mut first = String::new();
+        let mut reader = BufReader::new(reader);
+        reader.read_line(&mut first).expect("the first line");
+        assert!(first.starts_with("Ticking"), "{fix:?}: {first:?}");
+        // Filled without blocking; the listing writes nothing meanwhile.
+        let flags = OFlag::from_bits_truncate(
+            fcntl(&writer, FcntlArg::F_GETFL).expect("F_GETFL"),
+        );
+        fcntl(&writer, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).unwrap();
+        while writer.write(&[b'x'; 4096]).is_ok() {}
+        fcntl(&writer, FcntlArg::F_SETFL(flags)).unwrap();
+        wait_until("the thread that sends SIGUSR1 to sleep", || {
+            threads_blocked_in(pid, SYS_clock_nanosleep) == 1
+        });
+        block.signal(Signal::SIGUSR1);
+        wait_until("the listing to block writing after the wait", || {
+            threads_blocked_in(pid, SYS_write) == 1
+        });
+        block.signal(Signal::SIGUSR1);
+        wait_until("the listing to die of SIGUSR1", || is_dead(pid));
+        let out = block.finish();
+        assert_died_of(&out, Signal::SIGUSR1);
+        drop(reader);
+    }
+}
+
 /// With `--workers`, tokio's `build` asks for each worker, and
 /// `block_in_place` for a thread to take over the worker. The user may
 /// have one thread (the main one), then two, then three.
