@@ -159,6 +159,55 @@ fn citation_problems_are_caught() {
     }
 }
 
+/// A "Checked by" line sits under the paragraph whose claim it backs. Two
+/// in a row mean that one has left its paragraph: the paragraph above then
+/// seems to cite a test about something else, and the one it belonged to
+/// cites none (Listing 12-4's `SIGCHLD` paragraph lost its line this way).
+#[test]
+fn every_checked_by_line_follows_a_paragraph_of_its_own() {
+    let mut problems = Vec::new();
+    for (path, text) in markdown_sources() {
+        problems.extend(stacked_citations(&from_root(&path), &text));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The "Checked by" lines of `text` that follow another with nothing but
+/// blank lines between, each as `file:line`.
+fn stacked_citations(file: &str, text: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut after_citation = false;
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with(CHECKED_BY) {
+            if after_citation {
+                problems.push(format!(
+                    "{file}:{}: a second \"Checked by\" line in a row: put \
+                     it under the paragraph whose claim its tests check",
+                    i + 1
+                ));
+            }
+            after_citation = true;
+        } else if !line.trim().is_empty() {
+            after_citation = false;
+        }
+    }
+    problems
+}
+
+#[test]
+fn stacked_citations_are_caught() {
+    let line = format!("{CHECKED_BY}<code>m::t</code>.</p>");
+    let apart = format!("A claim.\n\n{line}\n\nAnother.\n\n{line}\n");
+    assert!(stacked_citations("f", &apart).is_empty());
+    let stacked = format!("A claim.\n\n{line}\n\n{line}\n");
+    assert_eq!(
+        stacked_citations("f", &stacked),
+        [
+            "f:5: a second \"Checked by\" line in a row: put it under the paragraph whose claim its tests check"
+        ]
+    );
+}
+
 /// What authors write when they promise more later in the book. A promise
 /// of "a later chapter" with no link is a promise nobody checks: the
 /// chapter may never come, or may come under another name. Case does not
