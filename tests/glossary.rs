@@ -135,6 +135,9 @@ const NOT_TERMS: &[(&str, &str)] = &[
     ("ticks", "Listing 5-2's"),
     ("Rust’s time at most 5% above C’s", "chapter 26's target"),
     ("not decidable here", "a verdict of chapter 26's tables"),
+    ("backpressure boundary", "tokio-util's word, in chapter 30"),
+    ("file descriptor store", "systemd's word, in chapter 16"),
+    ("idle", "a state of Listing 14-2's connections"),
     ("debug", "a cargo profile"),
     ("release", "a cargo profile"),
     // Lead-ins of paragraphs.
@@ -154,8 +157,11 @@ const NOT_TERMS: &[(&str, &str)] = &[
 const OTHER_NAMES: &[(&str, &str)] = &[
     ("abstract", "Abstract namespace"),
     ("block", "Blocked signal"),
+    ("blocked", "Blocked signal"),
+    ("blocking", "Blocking call"),
     ("epoll instance", "epoll"),
     ("handshake", "Three-way handshake"),
+    ("orphaned", "Orphaned group"),
     ("wait", "Voluntary switch"),
     ("worker", "Worker thread"),
 ];
@@ -175,7 +181,8 @@ const EMPHASIS: &[&str] = &[
 fn every_term_a_chapter_sets_in_italics_has_a_glossary_entry() {
     let src = workspace_root().join("src");
     let glossary = read(&src.join("appendix-glossary.md"));
-    let terms: Vec<String> = entries(&glossary)
+    let entries = entries(&glossary);
+    let terms: Vec<String> = entries
         .iter()
         .map(|entry| normalized(&entry.term))
         .collect();
@@ -220,8 +227,29 @@ fn every_term_a_chapter_sets_in_italics_has_a_glossary_entry() {
                 let key = normalized(italic);
                 used.insert(key.clone());
                 if not_terms.contains(&key)
-                    || terms.iter().any(|term| entry_names(italic, term))
+                    || terms.iter().any(|term| entry_spells(italic, term))
                 {
+                    continue;
+                }
+                // An italic that only shares a word with a term, as *steal*
+                // does with "Steal time", is that term only where the term's
+                // entry sends the reader: anywhere else it is another idea,
+                // and the glossary would explain the wrong one.
+                let here = format!("{file}#{}", section.id);
+                let named: Vec<&Entry> = entries
+                    .iter()
+                    .filter(|entry| entry_names(italic, &entry.term))
+                    .collect();
+                if named.iter().any(|entry| entry.links.contains(&here)) {
+                    continue;
+                }
+                if let Some(entry) = named.first() {
+                    problems.push(format!(
+                        "{here}: *{italic}* is not `{}`, whose entry links \
+                         elsewhere (add an entry for it, or list it in \
+                         tests/glossary.rs)",
+                        entry.term
+                    ));
                     continue;
                 }
                 problems.push(format!(
@@ -397,6 +425,21 @@ fn names(italic: &str, term: &str) -> bool {
         (term, italic.as_str())
     };
     long.contains(short) && short.len() >= 4 && 2 * short.len() >= long.len()
+}
+
+/// Whether an italic run spells a glossary entry's term, not only shares a
+/// word with it: the term or its plural, or the other name in its
+/// parentheses.
+fn entry_spells(italic: &str, term: &str) -> bool {
+    let italic = normalized(italic);
+    let term = normalized(term);
+    let spells =
+        |term: &str| italic == term || italic.strip_suffix('s') == Some(term);
+    spells(&term)
+        || term
+            .strip_suffix(')')
+            .and_then(|t| t.split_once(" ("))
+            .is_some_and(|(base, other)| spells(base) || spells(other))
 }
 
 /// Whether an italic run names a glossary entry's term, written as a term

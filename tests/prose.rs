@@ -10,7 +10,7 @@ use regex::Regex;
 
 use crate::support::{
     files_with_extension, from_root, line_of, markdown_sources, read,
-    workspace_root,
+    workspace_package, workspace_root,
 };
 
 /// How a chapter cites the tests behind its claims: a paragraph of its
@@ -119,6 +119,44 @@ fn every_test_named_in_the_prose_exists() {
         problems.extend(citation_problems(&from_root(&path), &text, &modules));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// A listing that carries tests of its own (`test = true` in
+/// `listings/Cargo.toml`) is run by none of the commands the book gives for
+/// its other tests, `cargo test -p listings --test listings NAME`: the
+/// prose that says so must give the one that does, with the binary's name.
+#[test]
+fn every_listing_with_tests_inside_says_how_to_run_them() {
+    // Lines wrap anywhere, inside inline code too.
+    let prose: String = markdown_sources()
+        .iter()
+        .flat_map(|(_, text)| text.split_whitespace())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let with_tests: Vec<&str> = workspace_package("listings")["targets"]
+        .as_array()
+        .expect("cargo metadata lists targets")
+        .iter()
+        .filter(|target| target["kind"] == serde_json::json!(["bin"]))
+        .filter(|target| target["test"] == serde_json::json!(true))
+        .map(|target| target["name"].as_str().expect("a name"))
+        .collect();
+    assert!(
+        !with_tests.is_empty(),
+        "no listing with tests of its own: is `test = true` still how \
+         listings/Cargo.toml marks them?"
+    );
+    let missing: Vec<String> = with_tests
+        .iter()
+        .map(|bin| format!("cargo test -p listings --bin {bin}"))
+        .filter(|command| !prose.contains(&format!("`{command}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "no chapter gives the command that runs these listings' own \
+         tests:\n{}",
+        missing.join("\n")
+    );
 }
 
 /// The check above catches each way a citation goes wrong.
