@@ -923,11 +923,11 @@ fn unix_server_ends_at_the_next_connection_once_nobody_reads_its_log() {
     let mut reply = String::new();
     first.read_to_string(&mut reply).unwrap();
     assert_eq!(reply, "server got: [one]\n");
-    // Its connection closes only after its log line was tried: by now
-    // the server knows that nobody reads the log, and ends at the next
-    // client. Unless another test's child, between its fork and its exec,
-    // held the pipe's reading end for that moment: then the line went
-    // through, and the next one fails. So clients come until it has ended.
+    // Its connection ends before its log line is tried, and the line
+    // fails with EPIPE a moment later; the server ends at the next client
+    // after that. Another test's child may also hold the pipe's reading
+    // end for a moment, between its fork and its exec, and let a line
+    // through. So clients come until it has ended.
     let pid = server.pid();
     wait_until("the server to end once nobody reads its log", || {
         if let Ok(mut next) = UnixStream::connect_addr(&addr) {
@@ -939,6 +939,55 @@ fn unix_server_ends_at_the_next_connection_once_nobody_reads_its_log() {
     });
     let out = server.finish();
     assert!(out.status.success(), "{}", out.stderr);
+}
+
+#[test]
+fn unix_server_ends_a_connection_before_its_log_line_can_wait() {
+    // The server's log goes into a pipe that is full and that nobody
+    // reads, as when the terminal is paused: a log line waits. The client
+    // that had its reply still sees the end of the stream at once.
+    use std::io::BufRead;
+    use std::os::fd::AsRawFd;
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let filler = write.try_clone().unwrap();
+    let name = format!("unix-server-full-log-{}", std::process::id());
+    let mut command = std::process::Command::new(bin!("unix-server"));
+    command.arg(format!("@{name}"));
+    let server = Listing::spawn(&mut command, std::process::Stdio::from(write));
+    drop(command); // our copy of the pipe's writing end
+    let mut log = std::io::BufReader::new(fs::File::from(read));
+    let mut line = String::new();
+    log.read_line(&mut line).unwrap();
+    assert_eq!(line, format!("Server listening on @{name}\n"));
+    // Fill the pipe through an open file of its own: O_NONBLOCK on a copy
+    // of the server's would make its writes fail instead of wait.
+    let mut full = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(format!("/proc/self/fd/{}", filler.as_raw_fd()))
+        .unwrap();
+    drop(filler);
+    while full.write(&[b'.'; 4096]).is_ok() {}
+    drop(full);
+    let addr =
+        std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
+    let mut client = UnixStream::connect_addr(&addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    client.write_all(b"one\n").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    let read = client.read_to_string(&mut reply);
+    assert!(
+        read.is_ok(),
+        "no end of the stream after {reply:?} while the log waits: {read:?}"
+    );
+    assert_eq!(reply, "server got: [one]\n");
+    drop((server, log));
 }
 
 #[test]
