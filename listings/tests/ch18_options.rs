@@ -159,6 +159,37 @@ fn std_can_only_set_v6only_after_bind_which_is_too_late() {
     assert_eq!(err.raw_os_error(), Some(nix::libc::EINVAL));
 }
 
+/// Linux 6.18. A listening socket's `TCP_MAXSEG` and `SO_RCVBUF` are read
+/// when each connection's handshake comes (`tcp_openreq_init_rwin()` in
+/// `net/ipv4/tcp_minisocks.c`), not at `listen`: set after it, they still
+/// shape every connection that comes later. A connection's own
+/// `TCP_MAXSEG`, set once it is connected, changes nothing its peer was
+/// told.
+#[test]
+fn a_listeners_mss_and_buffer_count_for_every_later_handshake() {
+    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+    use std::net::TcpStream;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let early = TcpStream::connect(addr).unwrap();
+    let (early_peer, _) = listener.accept().unwrap();
+    // Loopback's MTU is 64 KiB: an MSS of tens of kilobytes.
+    let loopback = getsockopt(&early_peer, sockopt::TcpMaxSeg).unwrap();
+    assert!(loopback > 16_000, "{loopback}");
+    setsockopt(&listener, sockopt::TcpMaxSeg, &600).unwrap();
+    setsockopt(&listener, sockopt::RcvBuf, &4096).unwrap();
+    let late = TcpStream::connect(addr).unwrap();
+    let (late_peer, _) = listener.accept().unwrap();
+    let told = getsockopt(&late, sockopt::TcpMaxSeg).unwrap();
+    assert!(told <= 600, "a client told an MSS of {told}");
+    // Linux doubles the size asked for (socket(7)).
+    assert_eq!(getsockopt(&late_peer, sockopt::RcvBuf).unwrap(), 8192);
+    // Too late for a connected socket: its peer keeps what it was told.
+    setsockopt(&early, sockopt::TcpMaxSeg, &600).unwrap();
+    let kept = getsockopt(&early_peer, sockopt::TcpMaxSeg).unwrap();
+    assert_eq!(kept, loopback);
+}
+
 // ---------------------------------------------------------------------------
 // Listing 18-3: SO_REUSEADDR and SO_REUSEPORT
 
