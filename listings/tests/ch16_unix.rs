@@ -1694,9 +1694,9 @@ fn descriptors_in_flight_count_against_the_senders_limit() {
     // Linux 6.18. A descriptor sent and not yet received counts against
     // the sending user, and past the sender's RLIMIT_NOFILE every
     // `sendmsg` with SCM_RIGHTS fails with ETOOMANYREFS (unless the sender
-    // has CAP_SYS_RESOURCE, as root does). Clients that connect and never
-    // read keep theirs in flight: 40 of them stop a server that runs as
-    // `nobody` with a limit of 32, for everyone.
+    // has CAP_SYS_RESOURCE or CAP_SYS_ADMIN, as root does). Clients that
+    // connect and never read keep theirs in flight: 40 of them stop a
+    // server that runs as `nobody` with a limit of 32, for everyone.
     if !can_switch_users() {
         return;
     }
@@ -1727,6 +1727,36 @@ fn descriptors_in_flight_count_against_the_senders_limit() {
         "{}",
         log.stderr
     );
+}
+
+#[test]
+fn cap_sys_admin_exempts_a_sender_from_the_limit_on_descriptors_in_flight() {
+    // Linux 6.18. `too_many_unix_fds()` exempts CAP_SYS_ADMIN as well as
+    // CAP_SYS_RESOURCE: the same forty silent clients as above do not stop
+    // a server that runs as `nobody` with CAP_SYS_ADMIN alone.
+    if !can_switch_users() {
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let file = path_in(&dir, "public");
+    fs::write(&file, "public\n").unwrap();
+    let path = path_in(&dir, "pass.sock");
+    let script = "ulimit -n 32 && exec \"$@\"";
+    let mut args = vec!["-c", script, "sh"];
+    args.extend(AS_NOBODY);
+    args.extend(["--inh-caps=+sys_admin", "--ambient-caps=+sys_admin"]);
+    args.extend([bin!("unix-pass-fd"), "serve", &path, &file, "--count"]);
+    args.push("41");
+    let (server, _) = start("bash", &args);
+    let unread: Vec<UnixStream> = (0..40)
+        .map(|_| UnixStream::connect(&path).expect("connect"))
+        .collect();
+    let out = run(bin!("unix-pass-fd"), &["fetch", &path]);
+    assert_eq!(out.stdout, ["public"], "{}", out.stderr);
+    drop(unread);
+    let log = server.finish();
+    assert!(!log.stderr.contains("ETOOMANYREFS"), "{}", log.stderr);
 }
 
 #[test]
