@@ -1232,6 +1232,44 @@ fn unix_pair_child_ends_when_the_parent_is_killed() {
 }
 
 #[test]
+fn unix_pair_reaps_its_child_when_its_output_fails() {
+    // With stdout full, the parent's first line of output fails and it
+    // exits 1; "every child reaped" holds on that path too: its own
+    // `wait4` reaps the child it forked before it exits.
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let trace_arg = trace.to_str().unwrap();
+    let mut strace = std::process::Command::new("strace");
+    strace.args(["-f", "-q", "-o", trace_arg, "-e", "trace=clone,wait4"]);
+    strace.arg(bin!("unix-pair"));
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out =
+        Listing::spawn(&mut strace, std::process::Stdio::from(full)).finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("No space left"), "{}", out.stderr);
+    let text = fs::read_to_string(&trace).unwrap();
+    let parent = text.split_whitespace().next().unwrap_or_default();
+    let line = regex::Regex::new(r"^(\d+) .*(clone|wait4).* = (\d+)$").unwrap();
+    let (mut forked, mut reaped) = (Vec::new(), Vec::new());
+    for caps in text.lines().filter_map(|l| line.captures(l)) {
+        if &caps[1] == parent {
+            match &caps[2] {
+                "clone" => forked.push(caps[3].to_string()),
+                _ => reaped.push(caps[3].to_string()),
+            }
+        }
+    }
+    assert_eq!(forked.len(), 1, "{text}");
+    assert_eq!(reaped, forked, "reaped before it exited:\n{text}");
+}
+
+#[test]
 fn a_seqpacket_socketpair_keeps_message_boundaries() {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
     let (a, b) = socketpair(
