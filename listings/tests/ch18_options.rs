@@ -474,6 +474,61 @@ fn reuseport_resets_the_old_listeners_queue_and_a_handed_over_socket_loses_none(
 }
 
 #[test]
+fn the_old_process_reaps_the_new_one_when_its_own_output_fails() {
+    // The fifth line of the old process's output, written after it has
+    // started the new one, fails (strace injects ENOSPC, as a full disk
+    // would): it must wait for the new process before it reports the
+    // error, "every child reaped". strace's counters are per process, so
+    // the new process's fifth write fails too; only the old one's wait4
+    // matters here.
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let trace_arg = trace.to_str().unwrap();
+    let strace = [
+        "-f",
+        "-q",
+        "-o",
+        trace_arg,
+        "-e",
+        "trace=clone,clone3,wait4,write",
+        "-e",
+        "inject=write:error=ENOSPC:when=5",
+        bin!("net-handover"),
+    ];
+    let out = Listing::start("strace", &strace).finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("No space left"), "{}", out.stderr);
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let parent = text.split_whitespace().next().unwrap_or_default();
+    let failed =
+        regex::Regex::new(r"^(\d+) write\(1, .*old: finished").unwrap();
+    assert!(
+        text.lines().any(|l| failed
+            .captures(l)
+            .is_some_and(|c| &c[1] == parent && l.contains("ENOSPC"))),
+        "the line after the spawn did not fail:\n{text}"
+    );
+    // A wait4 that strace shows as `<unfinished ...>` ends on a line of
+    // its own, `<... wait4 resumed>`.
+    let line = r"^(\d+) (?:<\.\.\. )?(clone3|clone|wait4)[( ].* = (\d+)$";
+    let line = regex::Regex::new(line).unwrap();
+    let (mut forked, mut reaped) = (Vec::new(), Vec::new());
+    for caps in text.lines().filter_map(|l| line.captures(l)) {
+        if &caps[1] == parent {
+            match &caps[2] {
+                "wait4" => reaped.push(caps[3].to_string()),
+                _ => forked.push(caps[3].to_string()),
+            }
+        }
+    }
+    assert_eq!(forked.len(), 1, "{text}");
+    assert_eq!(reaped, forked, "reaped before it exited:\n{text}");
+}
+
+#[test]
 fn the_new_process_takes_no_socket_whose_listen_pid_is_not_its_own() {
     // LISTEN_FDS alone is not enough: a variable inherited from a parent
     // names the parent's pid, not ours (sd_listen_fds(3)).
