@@ -274,7 +274,12 @@ fn serve(conn: &TcpStream, slot: &Slot, timeout: Duration) {
         // Reset before we got to it: nothing to serve.
         Err(err) => return log(format_args!("a client: {err}")),
     };
-    match answer(conn, slot, timeout) {
+    let answered = answer(conn, slot, timeout);
+    // The client sees the end of the stream now, not once the log line
+    // is written: writing it waits while the log's reader does (a paused
+    // terminal, a stuck log collector).
+    let _ = conn.shutdown(Shutdown::Write);
+    match answered {
         Ok(lines) => {
             let logged =
                 writeln!(io::stdout(), "{peer}: answered {lines} lines");

@@ -462,7 +462,12 @@ fn in_backlog(listener: &TcpListener) -> bool {
 // ANCHOR: serve
 /// Serves one connection, logs how it went, and closes it.
 fn serve(conn: &TcpStream, peer: SocketAddr, slot: &Slot, timeout: Duration) {
-    match answer(conn, slot, timeout) {
+    let answered = answer(conn, slot, timeout);
+    // The client sees the end of the stream now, not once the log line
+    // is written: writing it waits while the log's reader does (a paused
+    // terminal, a stuck log collector).
+    let _ = conn.shutdown(Shutdown::Write);
+    match answered {
         Ok(lines) => {
             let logged =
                 writeln!(io::stdout(), "{peer}: answered {lines} lines");

@@ -360,7 +360,12 @@ fn answer_and_log(conn: &UnixStream, slot: &Slot, timeout: Duration) {
         Ok(cred) => format!("pid {} (uid {})", cred.pid(), cred.uid()),
         Err(err) => format!("a client ({err})"),
     };
-    match answer(conn, slot, timeout) {
+    let answered = answer(conn, slot, timeout);
+    // The client sees the end of the stream now, not once the log line
+    // is written: writing it waits while the log's reader does (a paused
+    // terminal, a stuck log collector).
+    let _ = conn.shutdown(Shutdown::Write);
+    match answered {
         Ok(lines) => {
             let logged =
                 writeln!(io::stdout(), "{who}: answered {lines} lines");

@@ -56,8 +56,13 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
         ForkResult::Parent { child } => {
             drop(child_end);
-            parent(parent_end, count)?;
-            match waitpid(child, None)? {
+            // Reaped however the talk ended, an error of our own output
+            // included: `parent` drops its end, the child sees the end of
+            // the stream and exits, and only then does the error count.
+            let talked = parent(parent_end, count);
+            let status = waitpid(child, None)?;
+            talked?;
+            match status {
                 WaitStatus::Exited(_, 0) => {
                     writeln!(io::stdout(), "Child {child} exited")?
                 }

@@ -166,17 +166,21 @@ fn handover() -> Result<(), Box<dyn Error>> {
     // From here on the queue is the new process's as much as ours: we
     // accept no more, and close our copy of the socket.
     drop(listener);
-    answer(&serving, "the old process")?;
-    writeln!(
-        io::stdout(),
-        "   old: finished its client, {}",
-        reply(&first)?
-    )?;
+    // Whatever fails from here on, the new process is waited for before
+    // the error is reported: every child reaped.
+    let finished = answer(&serving, "the old process")
+        .and_then(|()| reply(&first))
+        .and_then(|reply| {
+            writeln!(io::stdout(), "   old: finished its client, {reply}")
+        });
     let mut report = String::new();
-    if let Some(mut out) = new.stdout.take() {
-        out.read_to_string(&mut report)?;
-    }
+    let read = new
+        .stdout
+        .take()
+        .map_or(Ok(0), |mut out| out.read_to_string(&mut report));
     let status = new.wait()?;
+    finished?;
+    read?;
     if !status.success() {
         return Err(format!("the new process ended badly: {status}").into());
     }

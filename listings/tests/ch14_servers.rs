@@ -664,6 +664,20 @@ fn threaded_server_ends_at_the_next_connection_once_nobody_reads_its_log() {
 }
 
 #[test]
+fn pool_ends_a_connection_before_its_log_line_can_wait() {
+    line_server::ends_a_connection_before_its_log_line_can_wait(bin!(
+        "tcp-pool"
+    ));
+}
+
+#[test]
+fn threaded_server_ends_a_connection_before_its_log_line_can_wait() {
+    line_server::ends_a_connection_before_its_log_line_can_wait(bin!(
+        "tcp-threads"
+    ));
+}
+
+#[test]
 fn pool_writes_on_through_a_stop_and_continue() {
     line_server::writes_on_through_a_stop_and_continue(bin!("tcp-pool"));
 }

@@ -923,11 +923,11 @@ fn unix_server_ends_at_the_next_connection_once_nobody_reads_its_log() {
     let mut reply = String::new();
     first.read_to_string(&mut reply).unwrap();
     assert_eq!(reply, "server got: [one]\n");
-    // Its connection closes only after its log line was tried: by now
-    // the server knows that nobody reads the log, and ends at the next
-    // client. Unless another test's child, between its fork and its exec,
-    // held the pipe's reading end for that moment: then the line went
-    // through, and the next one fails. So clients come until it has ended.
+    // Its connection ends before its log line is tried, and the line
+    // fails with EPIPE a moment later; the server ends at the next client
+    // after that. Another test's child may also hold the pipe's reading
+    // end for a moment, between its fork and its exec, and let a line
+    // through. So clients come until it has ended.
     let pid = server.pid();
     wait_until("the server to end once nobody reads its log", || {
         if let Ok(mut next) = UnixStream::connect_addr(&addr) {
@@ -939,6 +939,55 @@ fn unix_server_ends_at_the_next_connection_once_nobody_reads_its_log() {
     });
     let out = server.finish();
     assert!(out.status.success(), "{}", out.stderr);
+}
+
+#[test]
+fn unix_server_ends_a_connection_before_its_log_line_can_wait() {
+    // The server's log goes into a pipe that is full and that nobody
+    // reads, as when the terminal is paused: a log line waits. The client
+    // that had its reply still sees the end of the stream at once.
+    use std::io::BufRead;
+    use std::os::fd::AsRawFd;
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let filler = write.try_clone().unwrap();
+    let name = format!("unix-server-full-log-{}", std::process::id());
+    let mut command = std::process::Command::new(bin!("unix-server"));
+    command.arg(format!("@{name}"));
+    let server = Listing::spawn(&mut command, std::process::Stdio::from(write));
+    drop(command); // our copy of the pipe's writing end
+    let mut log = std::io::BufReader::new(fs::File::from(read));
+    let mut line = String::new();
+    log.read_line(&mut line).unwrap();
+    assert_eq!(line, format!("Server listening on @{name}\n"));
+    // Fill the pipe through an open file of its own: O_NONBLOCK on a copy
+    // of the server's would make its writes fail instead of wait.
+    let mut full = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(format!("/proc/self/fd/{}", filler.as_raw_fd()))
+        .unwrap();
+    drop(filler);
+    while full.write(&[b'.'; 4096]).is_ok() {}
+    drop(full);
+    let addr =
+        std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
+    let mut client = UnixStream::connect_addr(&addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    client.write_all(b"one\n").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    let read = client.read_to_string(&mut reply);
+    assert!(
+        read.is_ok(),
+        "no end of the stream after {reply:?} while the log waits: {read:?}"
+    );
+    assert_eq!(reply, "server got: [one]\n");
+    drop((server, log));
 }
 
 #[test]
@@ -1220,6 +1269,44 @@ fn unix_pair_child_ends_when_the_parent_is_killed() {
     });
     drop(pair);
     wait_until("the group to be gone", || group_is_gone(parent));
+}
+
+#[test]
+fn unix_pair_reaps_its_child_when_its_output_fails() {
+    // With stdout full, the parent's first line of output fails and it
+    // exits 1; "every child reaped" holds on that path too: its own
+    // `wait4` reaps the child it forked before it exits.
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let trace_arg = trace.to_str().unwrap();
+    let mut strace = std::process::Command::new("strace");
+    strace.args(["-f", "-q", "-o", trace_arg, "-e", "trace=clone,wait4"]);
+    strace.arg(bin!("unix-pair"));
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out =
+        Listing::spawn(&mut strace, std::process::Stdio::from(full)).finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("No space left"), "{}", out.stderr);
+    let text = fs::read_to_string(&trace).unwrap();
+    let parent = text.split_whitespace().next().unwrap_or_default();
+    let line = regex::Regex::new(r"^(\d+) .*(clone|wait4).* = (\d+)$").unwrap();
+    let (mut forked, mut reaped) = (Vec::new(), Vec::new());
+    for caps in text.lines().filter_map(|l| line.captures(l)) {
+        if &caps[1] == parent {
+            match &caps[2] {
+                "clone" => forked.push(caps[3].to_string()),
+                _ => reaped.push(caps[3].to_string()),
+            }
+        }
+    }
+    assert_eq!(forked.len(), 1, "{text}");
+    assert_eq!(reaped, forked, "reaped before it exited:\n{text}");
 }
 
 #[test]
@@ -1685,9 +1772,9 @@ fn descriptors_in_flight_count_against_the_senders_limit() {
     // Linux 6.18. A descriptor sent and not yet received counts against
     // the sending user, and past the sender's RLIMIT_NOFILE every
     // `sendmsg` with SCM_RIGHTS fails with ETOOMANYREFS (unless the sender
-    // has CAP_SYS_RESOURCE, as root does). Clients that connect and never
-    // read keep theirs in flight: 40 of them stop a server that runs as
-    // `nobody` with a limit of 32, for everyone.
+    // has CAP_SYS_RESOURCE or CAP_SYS_ADMIN, as root does). Clients that
+    // connect and never read keep theirs in flight: 40 of them stop a
+    // server that runs as `nobody` with a limit of 32, for everyone.
     if !can_switch_users() {
         return;
     }
@@ -1718,6 +1805,36 @@ fn descriptors_in_flight_count_against_the_senders_limit() {
         "{}",
         log.stderr
     );
+}
+
+#[test]
+fn cap_sys_admin_exempts_a_sender_from_the_limit_on_descriptors_in_flight() {
+    // Linux 6.18. `too_many_unix_fds()` exempts CAP_SYS_ADMIN as well as
+    // CAP_SYS_RESOURCE: the same forty silent clients as above do not stop
+    // a server that runs as `nobody` with CAP_SYS_ADMIN alone.
+    if !can_switch_users() {
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let file = path_in(&dir, "public");
+    fs::write(&file, "public\n").unwrap();
+    let path = path_in(&dir, "pass.sock");
+    let script = "ulimit -n 32 && exec \"$@\"";
+    let mut args = vec!["-c", script, "sh"];
+    args.extend(AS_NOBODY);
+    args.extend(["--inh-caps=+sys_admin", "--ambient-caps=+sys_admin"]);
+    args.extend([bin!("unix-pass-fd"), "serve", &path, &file, "--count"]);
+    args.push("41");
+    let (server, _) = start("bash", &args);
+    let unread: Vec<UnixStream> = (0..40)
+        .map(|_| UnixStream::connect(&path).expect("connect"))
+        .collect();
+    let out = run(bin!("unix-pass-fd"), &["fetch", &path]);
+    assert_eq!(out.stdout, ["public"], "{}", out.stderr);
+    drop(unread);
+    let log = server.finish();
+    assert!(!log.stderr.contains("ETOOMANYREFS"), "{}", log.stderr);
 }
 
 #[test]

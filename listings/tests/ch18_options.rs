@@ -159,6 +159,37 @@ fn std_can_only_set_v6only_after_bind_which_is_too_late() {
     assert_eq!(err.raw_os_error(), Some(nix::libc::EINVAL));
 }
 
+/// Linux 6.18. A listening socket's `TCP_MAXSEG` and `SO_RCVBUF` are read
+/// when each connection's handshake comes (`tcp_openreq_init_rwin()` in
+/// `net/ipv4/tcp_minisocks.c`), not at `listen`: set after it, they still
+/// shape every connection that comes later. A connection's own
+/// `TCP_MAXSEG`, set once it is connected, changes nothing its peer was
+/// told.
+#[test]
+fn a_listeners_mss_and_buffer_count_for_every_later_handshake() {
+    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+    use std::net::TcpStream;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let early = TcpStream::connect(addr).unwrap();
+    let (early_peer, _) = listener.accept().unwrap();
+    // Loopback's MTU is 64 KiB: an MSS of tens of kilobytes.
+    let loopback = getsockopt(&early_peer, sockopt::TcpMaxSeg).unwrap();
+    assert!(loopback > 16_000, "{loopback}");
+    setsockopt(&listener, sockopt::TcpMaxSeg, &600).unwrap();
+    setsockopt(&listener, sockopt::RcvBuf, &4096).unwrap();
+    let late = TcpStream::connect(addr).unwrap();
+    let (late_peer, _) = listener.accept().unwrap();
+    let told = getsockopt(&late, sockopt::TcpMaxSeg).unwrap();
+    assert!(told <= 600, "a client told an MSS of {told}");
+    // Linux doubles the size asked for (socket(7)).
+    assert_eq!(getsockopt(&late_peer, sockopt::RcvBuf).unwrap(), 8192);
+    // Too late for a connected socket: its peer keeps what it was told.
+    setsockopt(&early, sockopt::TcpMaxSeg, &600).unwrap();
+    let kept = getsockopt(&early_peer, sockopt::TcpMaxSeg).unwrap();
+    assert_eq!(kept, loopback);
+}
+
 // ---------------------------------------------------------------------------
 // Listing 18-3: SO_REUSEADDR and SO_REUSEPORT
 
@@ -440,6 +471,61 @@ fn reuseport_resets_the_old_listeners_queue_and_a_handed_over_socket_loses_none(
         &[],
         &out.stdout,
     );
+}
+
+#[test]
+fn the_old_process_reaps_the_new_one_when_its_own_output_fails() {
+    // The fifth line of the old process's output, written after it has
+    // started the new one, fails (strace injects ENOSPC, as a full disk
+    // would): it must wait for the new process before it reports the
+    // error, "every child reaped". strace's counters are per process, so
+    // the new process's fifth write fails too; only the old one's wait4
+    // matters here.
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let trace_arg = trace.to_str().unwrap();
+    let strace = [
+        "-f",
+        "-q",
+        "-o",
+        trace_arg,
+        "-e",
+        "trace=clone,clone3,wait4,write",
+        "-e",
+        "inject=write:error=ENOSPC:when=5",
+        bin!("net-handover"),
+    ];
+    let out = Listing::start("strace", &strace).finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("No space left"), "{}", out.stderr);
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let parent = text.split_whitespace().next().unwrap_or_default();
+    let failed =
+        regex::Regex::new(r"^(\d+) write\(1, .*old: finished").unwrap();
+    assert!(
+        text.lines().any(|l| failed
+            .captures(l)
+            .is_some_and(|c| &c[1] == parent && l.contains("ENOSPC"))),
+        "the line after the spawn did not fail:\n{text}"
+    );
+    // A wait4 that strace shows as `<unfinished ...>` ends on a line of
+    // its own, `<... wait4 resumed>`.
+    let line = r"^(\d+) (?:<\.\.\. )?(clone3|clone|wait4)[( ].* = (\d+)$";
+    let line = regex::Regex::new(line).unwrap();
+    let (mut forked, mut reaped) = (Vec::new(), Vec::new());
+    for caps in text.lines().filter_map(|l| line.captures(l)) {
+        if &caps[1] == parent {
+            match &caps[2] {
+                "wait4" => reaped.push(caps[3].to_string()),
+                _ => forked.push(caps[3].to_string()),
+            }
+        }
+    }
+    assert_eq!(forked.len(), 1, "{text}");
+    assert_eq!(reaped, forked, "reaped before it exited:\n{text}");
 }
 
 #[test]

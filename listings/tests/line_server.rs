@@ -567,10 +567,11 @@ pub fn ends_at_the_next_connection_once_nobody_reads_its_log(bin: &str) {
         .to_string();
     drop(log); // nobody reads the log any more
     assert_eq!(ask(&addr, "one").unwrap(), "server got: [one]\n");
-    // Its connection closes only after its log line was tried, unless
-    // another test's child, between its fork and its exec, held the
-    // pipe's reading end for that moment: then the line went through, and
-    // the next one fails. So clients come until the server has ended.
+    // Its connection ends before its log line is tried, and the line
+    // fails with EPIPE a moment later; the server ends at the next client
+    // after that. Another test's child may also hold the pipe's reading
+    // end for a moment, between its fork and its exec, and let a line
+    // through. So clients come until the server has ended.
     let pid = server.pid();
     wait_until("the server to end once nobody reads its log", || {
         let _ = ask(&addr, "more");
@@ -578,6 +579,59 @@ pub fn ends_at_the_next_connection_once_nobody_reads_its_log(bin: &str) {
     });
     let out = server.finish();
     assert!(out.status.success(), "{}", out.stderr);
+}
+
+/// The server's log goes into a pipe that is full and that nobody reads
+/// any more, as when the terminal is paused or the log's reader is stuck:
+/// writing a log line then waits. A client that has had its reply must
+/// still see the end of the stream, at once, not when the log moves again.
+#[track_caller]
+pub fn ends_a_connection_before_its_log_line_can_wait(bin: &str) {
+    use std::io::BufRead;
+    use std::os::fd::AsRawFd;
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let filler = write.try_clone().unwrap();
+    let mut command = std::process::Command::new(bin);
+    command.arg("127.0.0.1:0");
+    let server = Listing::spawn(&mut command, std::process::Stdio::from(write));
+    drop(command); // our copy of the pipe's writing end
+    let mut log = std::io::BufReader::new(std::fs::File::from(read));
+    let mut line = String::new();
+    log.read_line(&mut line).unwrap();
+    let addr = line
+        .strip_prefix("Server listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .trim_end()
+        .to_string();
+    // Fill the pipe, through an open file of its own (O_NONBLOCK on a
+    // copy of the server's would make the server's writes fail instead of
+    // wait); `log` keeps the reading end open, unread.
+    let mut full = {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = format!("/proc/self/fd/{}", filler.as_raw_fd());
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(path)
+            .unwrap()
+    };
+    drop(filler);
+    while full.write(&[b'.'; 4096]).is_ok() {}
+    drop(full);
+    let mut sock = TcpStream::connect(&addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    sock.write_all(b"one\n").unwrap();
+    sock.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    let read = sock.read_to_string(&mut reply);
+    assert!(
+        read.is_ok(),
+        "no end of the stream after {reply:?} while the log waits: {read:?}"
+    );
+    assert_eq!(reply, "server got: [one]\n");
+    drop((server, log));
 }
 
 /// Linux 6.18. A client sends a million requests and reads nothing until
