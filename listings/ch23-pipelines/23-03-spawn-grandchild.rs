@@ -91,20 +91,18 @@ fn run() -> Result<(), Box<dyn Error>> {
     // is one, its pid, and so its group's id, cannot be given to anyone
     // else, and killing that group cannot hit a stranger.
     waitid(Id::Pid(child), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)?;
-    // The group is killed before we write a byte, or report that the
-    // child said nothing: a write that fails, a SIGPIPE that ends us, or
-    // a child that failed before its line must not leave it running.
-    if args.group {
-        killpg(child, Signal::SIGTERM)?;
-    }
-    let line = match line {
-        Ok(line) => line,
-        Err(err) => {
-            waitpid(child, None)?;
-            return Err(err.into());
-        }
+    // The group is killed, and the child reaped, before we write a byte,
+    // or report that the child said nothing: a write that fails, a
+    // SIGPIPE that ends us, or a child that failed before its line must
+    // not leave the group running, or the child unreaped.
+    let killed = if args.group {
+        killpg(child, Signal::SIGTERM)
+    } else {
+        Ok(())
     };
-    write!(io::stdout(), "{line}")?;
+    let status = waitpid(child, None)?;
+    killed?;
+    write!(io::stdout(), "{}", line?)?;
     if args.group {
         writeln!(
             io::stdout(),
@@ -113,7 +111,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     } else {
         writeln!(io::stdout(), "The child has exited")?;
     }
-    match waitpid(child, None)? {
+    match status {
         WaitStatus::Exited(_, 0) => {}
         status => return Err(format!("the child failed: {status:?}").into()),
     }

@@ -8,8 +8,8 @@ use nix::unistd::Pid;
 
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book, cargo_run,
-    children_of, fds_of, finish_clean, group_is_gone, have, run_clean,
-    wait_until,
+    children_of, fds_of, finish_clean, group_is_gone, have,
+    reaps_with_stdout_full, run_clean, wait_until,
 };
 
 fn three_lines() -> Vec<String> {
@@ -250,4 +250,41 @@ fn ends_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("pipe-no-eof"), &["--count", "2"], "invalid option");
     assert_rejects(bin!("pipe-epipe"), &["now"], r#"unexpected argument"#);
     assert_rejects(bin!("pipe-leak"), &["--close"], "invalid option");
+}
+
+/// A parent whose output fails (stdout on /dev/full) still reaps its
+/// child before it reports, with and without `--close`: strace counts one
+/// reap. The first version returned at once, and left that to process 1.
+#[test]
+fn pipe_no_eof_reaps_its_child_when_its_output_fails() {
+    if !have("strace") {
+        return;
+    }
+    for args in [&["--close"][..], &[]] {
+        let (out, reaped) = reaps_with_stdout_full(bin!("pipe-no-eof"), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr);
+        assert_eq!(
+            out.stderr, "pipe-no-eof: No space left on device (os error 28)\n",
+            "{args:?}"
+        );
+        assert_eq!(reaped, 1, "{args:?}");
+    }
+}
+
+/// Whatever fails once `cat` runs, here the program's first line, `cat`
+/// is ended (its stdin closed) and reaped before the program reports.
+#[test]
+fn pipe_leak_reaps_cat_when_its_output_fails() {
+    if !have("strace") {
+        return;
+    }
+    for args in [&["--cloexec"][..], &[]] {
+        let (out, reaped) = reaps_with_stdout_full(bin!("pipe-leak"), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr);
+        assert_eq!(
+            out.stderr, "pipe-leak: No space left on device (os error 28)\n",
+            "{args:?}"
+        );
+        assert_eq!(reaped, 1, "{args:?}");
+    }
 }

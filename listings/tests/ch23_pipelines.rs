@@ -18,8 +18,8 @@ use crate::support::{
     ChildExt, KillGroupOnDrop, Listing, PATIENCE, as_pid_1, assert_exited_with,
     assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
-    group_is_gone, have, is_dead, like_a_listing, pgid_of, run_clean, state_of,
-    wait_until, with_thread_limit,
+    group_is_gone, have, is_dead, like_a_listing, pgid_of,
+    reaps_with_stdout_full, run_clean, state_of, wait_until, with_thread_limit,
 };
 
 /// The stages of a running pipeline, once all `n` have started and
@@ -1201,4 +1201,26 @@ fn pipeline_listings_reject_bad_arguments_in_one_line() {
     // A deadline past what `Instant` can hold: refused, not a panic.
     assert_rejects(bin!("spawn-deadlock"), &["--wait", &huge], "--wait");
     assert_rejects(bin!("spawn-grandchild"), &["--fix"], "invalid option");
+}
+
+/// With its output on /dev/full, the program still kills the child's
+/// group (`--group`) and reaps the child before it reports; strace
+/// counts one reap. The first version wrote the child's line between
+/// `killpg` and `waitpid`, and returned there, the child unreaped.
+#[test]
+fn spawn_grandchild_reaps_the_child_when_its_output_fails() {
+    if !have("strace") {
+        return;
+    }
+    for args in [&["--group"][..], &["--careless", "--group"]] {
+        let (out, reaped) =
+            reaps_with_stdout_full(bin!("spawn-grandchild"), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            "spawn-grandchild: No space left on device (os error 28)\n",
+            "{args:?}"
+        );
+        assert_eq!(reaped, 1, "{args:?}");
+    }
 }
