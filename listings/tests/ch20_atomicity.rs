@@ -2,11 +2,15 @@
 //! and 20-2 (`pipe-frames`).
 
 use std::path::Path;
+use std::process::Stdio;
+
+use nix::sys::signal::{Signal, kill};
 
 use crate::support::{
-    Finished, assert_rejects, assert_session_matches_book,
-    assert_session_matches_book_masking, cargo_run, have, reachable_by_anyone,
-    run, run_clean,
+    Finished, Listing, assert_rejects, assert_session_matches_book,
+    assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
+    have, reachable_by_anyone, reaps_in, run, run_clean, traced_for_reaps,
+    wait_until,
 };
 
 /// The numbers N and M of the last line, "Writes cut…: N of M".
@@ -209,4 +213,44 @@ fn atomicity_listings_reject_bad_arguments_in_one_line() {
     );
     assert_rejects(bin!("pipe-frames"), &[], "which framing?");
     assert_rejects(bin!("pipe-frames"), &["words"], "unknown framing");
+}
+
+/// Writers that fail, killed here with `SIGKILL` while they write, are
+/// all reaped before the program reports the first failure: strace
+/// counts four reaps for four writers. The first version returned at the
+/// first failed writer, and left the other three zombies.
+#[test]
+fn pipe_writers_reaps_every_writer_when_writers_fail() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    // Far more writes than the test lets them make.
+    let args = ["--writes", "1000000000"];
+    let mut command = traced_for_reaps(bin!("pipe-writers"), &args, &trace);
+    let mut writers = Listing::spawn(&mut command, Stdio::piped());
+    writers.next_line(); // Written before the first fork.
+    let strace = writers.pid();
+    let mut started = Vec::new();
+    wait_until("the four writers to start", || {
+        started = children_of(strace)
+            .first()
+            .map(|&listing| children_of(listing))
+            .unwrap_or_default();
+        started.len() == 4
+    });
+    for &writer in &started {
+        kill(writer, Signal::SIGKILL).unwrap();
+    }
+    let out = finish_clean(writers);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("pipe-writers: a writer failed: Signaled("),
+        "{}",
+        out.stderr
+    );
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    assert_eq!(reaps_in(&trace), 4, "{trace}");
 }
