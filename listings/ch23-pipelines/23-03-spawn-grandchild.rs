@@ -55,6 +55,8 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // Before any child starts: each must stay a zombie until reaped.
+    keep_zombies()?;
     let (read_end, write_end) = if args.cloexec {
         pipe2(OFlag::O_CLOEXEC)?
     } else {
@@ -132,6 +134,17 @@ fn run() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 // ANCHOR_END: run
+
+/// Gives SIGCHLD its default action back. A parent that left it ignored
+/// passed that on through `exec` (Chapter 24), and then the kernel reaps
+/// our children itself: every wait fails with ECHILD, and a child's pid,
+/// or its group's id, may go to a stranger as soon as the child exits,
+/// while we may still signal it.
+fn keep_zombies() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
+    Ok(())
+}
 
 /// Reads one line, however many reads it takes, if it comes within
 /// `limit_ms`.

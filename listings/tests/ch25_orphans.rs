@@ -13,7 +13,7 @@ use crate::support::{
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
     group_is_gone, have, is_dead, kernel, pending_signals, pgid_of,
     pid_namespaces, ppid_of, run, shell, state_of, wait_until,
-    with_thread_limit,
+    with_sigchld_ignored, with_thread_limit,
 };
 
 /// Starts proc-orphans and returns it with the pids of its children,
@@ -586,4 +586,19 @@ fn proc_orphans_stops_its_children_when_a_thread_is_refused() {
          unavailable (os error 11)\n"
     );
     wait_until("the children to end", || group_is_gone(group));
+}
+
+/// Started with `SIGCHLD` ignored, which `exec` keeps, the parent sets its
+/// default back before its first child: it reaps both children and
+/// reports how they ended, where the first version failed with ECHILD.
+#[test]
+fn proc_orphans_reaps_its_children_when_started_with_sigchld_ignored() {
+    let mut orphans =
+        with_sigchld_ignored(bin!("proc-orphans"), &["none", "--for", "1"]);
+    let out = finish_clean(Listing::spawn(&mut orphans, Stdio::piped()));
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    assert_eq!(out.stdout.len(), 3, "{:?}", out.stdout);
+    for line in &out.stdout[1..] {
+        assert!(line.ends_with(" exited with status 0"), "{line}");
+    }
 }
