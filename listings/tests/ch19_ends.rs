@@ -288,3 +288,42 @@ fn pipe_leak_reaps_cat_when_its_output_fails() {
         assert_eq!(reaped, 1, "{args:?}");
     }
 }
+
+/// An open file in flight, sent with `SCM_RIGHTS` and not received yet,
+/// holds its pipe end open although no process has a descriptor for it:
+/// the reader sees no end of the stream until the message is discarded,
+/// with the socket that held it.
+#[test]
+fn a_write_end_in_flight_keeps_the_end_of_the_stream_away() {
+    use nix::fcntl::OFlag;
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use nix::unistd::{pipe2, read};
+    use std::io::IoSlice;
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+    let (reader, writer) = pipe2(OFlag::O_CLOEXEC).unwrap();
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let fds = [writer.as_raw_fd()];
+    sendmsg::<()>(
+        ours.as_raw_fd(),
+        &[IoSlice::new(b"x")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .unwrap();
+    drop(writer); // No descriptor for the write end is left anywhere.
+    let readable = |ms: u16| {
+        let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::from(ms)).unwrap() == 1
+    };
+    let linux = format!("Linux {}", crate::support::kernel());
+    assert!(
+        !readable(200),
+        "{linux}: the end came with the end in flight"
+    );
+    drop((ours, theirs)); // Discards the message, and the file in it.
+    assert!(readable(5000), "{linux}");
+    assert_eq!(read(&reader, &mut [0; 1]).unwrap(), 0, "{linux}");
+}
