@@ -55,7 +55,14 @@ fn run() -> Result<(), Box<dyn Error>> {
             if close {
                 drop(write_end); // The parent never writes.
             }
-            parent(&read_end, child)
+            let result = parent(&read_end, child);
+            if result.is_err() {
+                // Our output failed, say. The child writes three short
+                // lines and exits whatever we do: reap it before we
+                // report, unless that is done already (ECHILD).
+                let _ = waitpid(child, None);
+            }
+            result
         }
     }
 }

@@ -9,9 +9,9 @@
 use std::error::Error;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::process::{self, Command, ExitCode, Stdio};
+use std::process::{self, Child, Command, ExitCode, Stdio};
 
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -52,6 +52,22 @@ fn run() -> Result<(), Box<dyn Error>> {
         .stdout(Stdio::null())
         .spawn()
         .map_err(|err| format!("cannot start cat: {err}"))?;
+    let result = show(&mut helper, read_end, write_end);
+    // Whatever happened, our output failing included: `cat` reads the
+    // end of its input once we close its stdin, and we reap it.
+    drop(helper.stdin.take());
+    helper.wait()?;
+    result
+}
+
+/// Writes a line into the pipe, drops our write end, and reads until
+/// the end of the stream; if it does not come, says who holds the pipe
+/// open, and ends `cat` to see the end come.
+fn show(
+    helper: &mut Child,
+    read_end: OwnedFd,
+    write_end: OwnedFd,
+) -> Result<(), Box<dyn Error>> {
     writeln!(io::stdout(), "Started cat as pid {}", helper.id())?;
 
     let mut writer = File::from(write_end);
@@ -75,8 +91,6 @@ fn run() -> Result<(), Box<dyn Error>> {
             writeln!(io::stdout(), "End of stream once cat had exited")?;
         }
     }
-    drop(helper.stdin.take());
-    helper.wait()?;
     Ok(())
 }
 // ANCHOR_END: run

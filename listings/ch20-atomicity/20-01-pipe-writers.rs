@@ -91,8 +91,12 @@ fn run() -> Result<(), Box<dyn Error>> {
     // The writers hold the only write ends now: once they have all
     // exited, the parent sees the end of the stream.
     drop(write_end);
-    let counts = read_and_count(File::from(read_end), &args)?;
-    reap(&children)?;
+    // Reaped even if reading failed: the read end is closed by then, so
+    // a writer still writing dies at its next write.
+    let counts = read_and_count(File::from(read_end), &args);
+    let reaped = reap(&children);
+    let counts = counts?;
+    reaped?;
     counts.report(&args)?;
     Ok(())
 }
@@ -188,15 +192,22 @@ impl Counts {
 }
 // ANCHOR_END: count
 
-/// Waits for every writer, and fails if one failed.
+/// Waits for every writer, and fails if one failed: only once all are
+/// reaped, so that one failure leaves no other writer a zombie.
 fn reap(children: &[Pid]) -> Result<(), Box<dyn Error>> {
+    let mut failed = None;
     for &child in children {
-        match waitpid(child, None)? {
-            WaitStatus::Exited(_, 0) => {}
-            status => return Err(format!("a writer failed: {status:?}").into()),
-        }
+        let failure = match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, 0)) => continue,
+            Ok(status) => format!("a writer failed: {status:?}"),
+            Err(err) => format!("cannot wait for a writer: {err}"),
+        };
+        failed.get_or_insert(failure);
     }
-    Ok(())
+    match failed {
+        Some(failure) => Err(failure.into()),
+        None => Ok(()),
+    }
 }
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"

@@ -65,6 +65,8 @@ fn main() -> ExitCode {
 fn run() -> Result<ExitCode, Box<dyn Error>> {
     let (timeout, stages) =
         parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // Before any child starts: each must stay a zombie until reaped.
+    keep_zombies()?;
     // Caught before the first stage starts, so that none is missed.
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     // Our terminal, if any: the stages will get it while we have it.
@@ -520,6 +522,17 @@ fn pipefail(stages: &[Vec<OsString>], statuses: &[WaitStatus]) -> ExitCode {
 fn log(message: impl Display) {
     let line = format!("spawn-pipeline: {message}\n");
     let _ = io::stderr().write_all(line.as_bytes());
+}
+
+/// Gives SIGCHLD its default action back. A parent that left it ignored
+/// passed that on through `exec` (Chapter 24), and then the kernel reaps
+/// our children itself: every wait fails with ECHILD, and a child's pid,
+/// or its group's id, may go to a stranger as soon as the child exits,
+/// while we may still signal it.
+fn keep_zombies() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
+    Ok(())
 }
 
 /// Reads `[--timeout SECS] COMMAND [ARG]... ['|' COMMAND [ARG]...]...`.

@@ -55,6 +55,8 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // Before any child starts: each must stay a zombie until reaped.
+    keep_zombies()?;
     let (read_end, write_end) = if args.cloexec {
         pipe2(OFlag::O_CLOEXEC)?
     } else {
@@ -91,20 +93,18 @@ fn run() -> Result<(), Box<dyn Error>> {
     // is one, its pid, and so its group's id, cannot be given to anyone
     // else, and killing that group cannot hit a stranger.
     waitid(Id::Pid(child), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)?;
-    // The group is killed before we write a byte, or report that the
-    // child said nothing: a write that fails, a SIGPIPE that ends us, or
-    // a child that failed before its line must not leave it running.
-    if args.group {
-        killpg(child, Signal::SIGTERM)?;
-    }
-    let line = match line {
-        Ok(line) => line,
-        Err(err) => {
-            waitpid(child, None)?;
-            return Err(err.into());
-        }
+    // The group is killed, and the child reaped, before we write a byte,
+    // or report that the child said nothing: a write that fails, a
+    // SIGPIPE that ends us, or a child that failed before its line must
+    // not leave the group running, or the child unreaped.
+    let killed = if args.group {
+        killpg(child, Signal::SIGTERM)
+    } else {
+        Ok(())
     };
-    write!(io::stdout(), "{line}")?;
+    let status = waitpid(child, None)?;
+    killed?;
+    write!(io::stdout(), "{}", line?)?;
     if args.group {
         writeln!(
             io::stdout(),
@@ -113,7 +113,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     } else {
         writeln!(io::stdout(), "The child has exited")?;
     }
-    match waitpid(child, None)? {
+    match status {
         WaitStatus::Exited(_, 0) => {}
         status => return Err(format!("the child failed: {status:?}").into()),
     }
@@ -134,6 +134,17 @@ fn run() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 // ANCHOR_END: run
+
+/// Gives SIGCHLD its default action back. A parent that left it ignored
+/// passed that on through `exec` (Chapter 24), and then the kernel reaps
+/// our children itself: every wait fails with ECHILD, and a child's pid,
+/// or its group's id, may go to a stranger as soon as the child exits,
+/// while we may still signal it.
+fn keep_zombies() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
+    Ok(())
+}
 
 /// Reads one line, however many reads it takes, if it comes within
 /// `limit_ms`.

@@ -208,9 +208,9 @@ fn spawn_by_hand() -> Result<(Pid, OwnedFd, OwnedFd), Box<dyn Error>> {
     }
 }
 
-/// Tries `execv` with each path in turn, as `execvp` does with `PATH`;
-/// returns only if all failed, with the error to report. Between `fork`
-/// and `exec` it reads what was made before, and allocates nothing.
+/// Tries `execv` with each path in turn, as glibc's `execvp` does with
+/// `PATH`; returns only if it failed, with the error to report. Between
+/// `fork` and `exec` it reads what was made before, and allocates nothing.
 fn exec_first(paths: &[CString], argv: &[*const c_char; 2]) -> Errno {
     let mut failure = Errno::ENOENT;
     for path in paths {
@@ -218,10 +218,16 @@ fn exec_first(paths: &[CString], argv: &[*const c_char; 2]) -> Errno {
         // `argv` ends with a null pointer; all live until exec.
         unsafe { nix::libc::execv(path.as_ptr(), argv.as_ptr()) };
         match Errno::last() {
-            // Not there: try the next place, as execvp does.
-            Errno::ENOENT | Errno::ENOTDIR => {}
-            // There, but it cannot run: remember why, and try on.
-            errno => failure = errno,
+            // Not there: try the next place.
+            Errno::ENOENT
+            | Errno::ENOTDIR
+            | Errno::ESTALE
+            | Errno::ENODEV
+            | Errno::ETIMEDOUT => {}
+            // There, but not ours to run: remember why, and try on.
+            Errno::EACCES => failure = Errno::EACCES,
+            // Found, but it would not run: execvp stops here too.
+            errno => return errno,
         }
     }
     failure

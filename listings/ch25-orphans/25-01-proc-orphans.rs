@@ -69,6 +69,8 @@ fn main() -> ExitCode {
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // Before any child starts: each must stay a zombie until reaped.
+    keep_zombies()?;
     // Caught before any child starts, so none is missed; kept until the
     // process ends, even if its thread is refused (Chapter 6).
     let signals = Box::leak(Box::new(Signals::new([SIGINT, SIGTERM, SIGHUP])?));
@@ -335,6 +337,17 @@ fn describe(status: ExitStatus) -> String {
 fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
     err.downcast_ref::<io::Error>()
         .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
+/// Gives SIGCHLD its default action back. A parent that left it ignored
+/// passed that on through `exec` (Chapter 24), and then the kernel reaps
+/// our children itself: every wait fails with ECHILD, and a child's pid,
+/// or its group's id, may go to a stranger as soon as the child exits,
+/// while we may still signal it.
+fn keep_zombies() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
+    Ok(())
 }
 
 /// Reads `WAY [--children N] [--for SECS] [--from-thread]`.

@@ -8,8 +8,8 @@ use nix::unistd::Pid;
 
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book, cargo_run,
-    children_of, fds_of, finish_clean, group_is_gone, have, run_clean,
-    wait_until,
+    children_of, fds_of, finish_clean, group_is_gone, have,
+    reaps_with_stdout_full, run_clean, wait_until,
 };
 
 fn three_lines() -> Vec<String> {
@@ -250,4 +250,80 @@ fn ends_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("pipe-no-eof"), &["--count", "2"], "invalid option");
     assert_rejects(bin!("pipe-epipe"), &["now"], r#"unexpected argument"#);
     assert_rejects(bin!("pipe-leak"), &["--close"], "invalid option");
+}
+
+/// A parent whose output fails (stdout on /dev/full) still reaps its
+/// child before it reports, with and without `--close`: strace counts one
+/// reap. The first version returned at once, and left that to process 1.
+#[test]
+fn pipe_no_eof_reaps_its_child_when_its_output_fails() {
+    if !have("strace") {
+        return;
+    }
+    for args in [&["--close"][..], &[]] {
+        let (out, reaped) = reaps_with_stdout_full(bin!("pipe-no-eof"), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr);
+        assert_eq!(
+            out.stderr, "pipe-no-eof: No space left on device (os error 28)\n",
+            "{args:?}"
+        );
+        assert_eq!(reaped, 1, "{args:?}");
+    }
+}
+
+/// Whatever fails once `cat` runs, here the program's first line, `cat`
+/// is ended (its stdin closed) and reaped before the program reports.
+#[test]
+fn pipe_leak_reaps_cat_when_its_output_fails() {
+    if !have("strace") {
+        return;
+    }
+    for args in [&["--cloexec"][..], &[]] {
+        let (out, reaped) = reaps_with_stdout_full(bin!("pipe-leak"), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr);
+        assert_eq!(
+            out.stderr, "pipe-leak: No space left on device (os error 28)\n",
+            "{args:?}"
+        );
+        assert_eq!(reaped, 1, "{args:?}");
+    }
+}
+
+/// An open file in flight, sent with `SCM_RIGHTS` and not received yet,
+/// holds its pipe end open although no process has a descriptor for it:
+/// the reader sees no end of the stream until the message is discarded,
+/// with the socket that held it.
+#[test]
+fn a_write_end_in_flight_keeps_the_end_of_the_stream_away() {
+    use nix::fcntl::OFlag;
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use nix::unistd::{pipe2, read};
+    use std::io::IoSlice;
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+    let (reader, writer) = pipe2(OFlag::O_CLOEXEC).unwrap();
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let fds = [writer.as_raw_fd()];
+    sendmsg::<()>(
+        ours.as_raw_fd(),
+        &[IoSlice::new(b"x")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .unwrap();
+    drop(writer); // No descriptor for the write end is left anywhere.
+    let readable = |ms: u16| {
+        let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::from(ms)).unwrap() == 1
+    };
+    let linux = format!("Linux {}", crate::support::kernel());
+    assert!(
+        !readable(200),
+        "{linux}: the end came with the end in flight"
+    );
+    drop((ours, theirs)); // Discards the message, and the file in it.
+    assert!(readable(5000), "{linux}");
+    assert_eq!(read(&reader, &mut [0; 1]).unwrap(), 0, "{linux}");
 }

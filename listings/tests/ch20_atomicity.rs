@@ -2,11 +2,15 @@
 //! and 20-2 (`pipe-frames`).
 
 use std::path::Path;
+use std::process::Stdio;
+
+use nix::sys::signal::{Signal, kill};
 
 use crate::support::{
-    Finished, assert_rejects, assert_session_matches_book,
-    assert_session_matches_book_masking, cargo_run, have, reachable_by_anyone,
-    run, run_clean,
+    Finished, Listing, assert_rejects, assert_session_matches_book,
+    assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
+    have, kernel, reachable_by_anyone, reaps_in, run, run_clean,
+    traced_for_reaps, wait_until,
 };
 
 /// The numbers N and M of the last line, "Writes cut…: N of M".
@@ -209,4 +213,84 @@ fn atomicity_listings_reject_bad_arguments_in_one_line() {
     );
     assert_rejects(bin!("pipe-frames"), &[], "which framing?");
     assert_rejects(bin!("pipe-frames"), &["words"], "unknown framing");
+}
+
+/// Writers that fail, killed here with `SIGKILL` while they write, are
+/// all reaped before the program reports the first failure: strace
+/// counts four reaps for four writers. The first version returned at the
+/// first failed writer, and left the other three zombies.
+#[test]
+fn pipe_writers_reaps_every_writer_when_writers_fail() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    // Far more writes than the test lets them make.
+    let args = ["--writes", "1000000000"];
+    let mut command = traced_for_reaps(bin!("pipe-writers"), &args, &trace);
+    let mut writers = Listing::spawn(&mut command, Stdio::piped());
+    writers.next_line(); // Written before the first fork.
+    let strace = writers.pid();
+    let mut started = Vec::new();
+    wait_until("the four writers to start", || {
+        started = children_of(strace)
+            .first()
+            .map(|&listing| children_of(listing))
+            .unwrap_or_default();
+        started.len() == 4
+    });
+    for &writer in &started {
+        kill(writer, Signal::SIGKILL).unwrap();
+    }
+    let out = finish_clean(writers);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("pipe-writers: a writer failed: Signaled("),
+        "{}",
+        out.stderr
+    );
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    assert_eq!(reaps_in(&trace), 4, "{trace}");
+}
+
+/// A packet pipe, `pipe2(O_DIRECT)` (Linux 3.4): three writes come back
+/// as three reads, where an ordinary pipe returns them in one; a read
+/// with a buffer smaller than the packet gets its first bytes, and the
+/// rest of that packet is gone.
+#[test]
+fn a_packet_pipe_keeps_the_boundaries_of_writes() {
+    use nix::fcntl::OFlag;
+    use nix::unistd::{pipe2, read, write};
+    let words: [&[u8]; 3] = [b"one", b"two", b"three"];
+    let packets = |flags| {
+        let (reader, writer) = pipe2(flags).unwrap();
+        for word in words {
+            write(&writer, word).unwrap();
+        }
+        let mut buf = [0; 100];
+        let n = read(&reader, &mut buf).unwrap();
+        buf[..n].to_vec()
+    };
+    // Written on Linux 6.18; O_DIRECT pipes exist since 3.4.
+    let linux = format!("Linux {}", kernel());
+    assert_eq!(packets(OFlag::O_CLOEXEC), b"onetwothree", "{linux}");
+    assert_eq!(
+        packets(OFlag::O_CLOEXEC | OFlag::O_DIRECT),
+        b"one",
+        "{linux}"
+    );
+
+    let (reader, writer) = pipe2(OFlag::O_CLOEXEC | OFlag::O_DIRECT).unwrap();
+    for word in words.iter().chain(&[&b"four"[..]]) {
+        write(&writer, word).unwrap();
+    }
+    let mut got = Vec::new();
+    for size in [100, 100, 2, 100] {
+        let mut buf = vec![0; size];
+        let n = read(&reader, &mut buf).unwrap();
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert_eq!(got, ["one", "two", "th", "four"], "{linux}");
 }

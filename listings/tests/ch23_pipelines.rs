@@ -18,8 +18,9 @@ use crate::support::{
     ChildExt, KillGroupOnDrop, Listing, PATIENCE, as_pid_1, assert_exited_with,
     assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
-    group_is_gone, have, is_dead, like_a_listing, pgid_of, run_clean, state_of,
-    wait_until, with_thread_limit,
+    group_is_gone, have, is_dead, like_a_listing, pgid_of,
+    reaps_with_stdout_full, run_clean, state_of, wait_until,
+    with_sigchld_ignored, with_thread_limit,
 };
 
 /// The stages of a running pipeline, once all `n` have started and
@@ -1217,4 +1218,57 @@ fn spawn_pipeline_help_says_to_run_it_alone_in_its_job() {
         "{:?}",
         out.stdout[0]
     );
+}
+
+/// With its output on /dev/full, the program still kills the child's
+/// group (`--group`) and reaps the child before it reports; strace
+/// counts one reap. The first version wrote the child's line between
+/// `killpg` and `waitpid`, and returned there, the child unreaped.
+#[test]
+fn spawn_grandchild_reaps_the_child_when_its_output_fails() {
+    if !have("strace") {
+        return;
+    }
+    for args in [&["--group"][..], &["--careless", "--group"]] {
+        let (out, reaped) =
+            reaps_with_stdout_full(bin!("spawn-grandchild"), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            "spawn-grandchild: No space left on device (os error 28)\n",
+            "{args:?}"
+        );
+        assert_eq!(reaped, 1, "{args:?}");
+    }
+}
+
+/// Started with `SIGCHLD` ignored, which `exec` keeps, both programs set
+/// its default back before their first child: every child stays a zombie
+/// until reaped, so that its pid and its group's id stay its own. The
+/// first versions failed with ECHILD, and 23-3 then never killed the
+/// group, whose `sleep` ran on.
+#[test]
+fn spawn_pipeline_and_grandchild_survive_an_ignored_sigchld() {
+    let mut pipeline = with_sigchld_ignored(
+        bin!("spawn-pipeline"),
+        &["echo", "hi", "|", "cat"],
+    );
+    let out = finish_clean(Listing::spawn(&mut pipeline, Stdio::piped()));
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    assert_eq!(out.stdout, ["hi"]);
+
+    let mut grandchild =
+        with_sigchld_ignored(bin!("spawn-grandchild"), &["--group"]);
+    let started = Instant::now();
+    let out = finish_clean(Listing::spawn(&mut grandchild, Stdio::piped()));
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    assert_eq!(
+        out.stdout[1..],
+        [
+            "The child has exited; killed its process group",
+            "End of stream"
+        ]
+    );
+    // Its `sleep 5` was killed, not waited for.
+    assert!(started.elapsed() < Duration::from_secs(4));
 }

@@ -75,9 +75,19 @@ fn proc_exec_by_hand_reports_a_failed_exec_through_its_cloexec_pipe() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("cat"), "not a program").unwrap();
     let unrunnable = format!("{}:/nonexistent", dir.path().display());
+    // One whose `cat` is a link to itself, before the real one: execvp
+    // stops at the first error that is not "not here" (ELOOP), and so
+    // must the listing, which used to try on and run /usr/bin/cat.
+    let looped = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("cat", looped.path().join("cat")).unwrap();
+    let looped = format!("{}:/usr/bin:/bin", looped.path().display());
     for (path, why) in [
         ("/nonexistent", "No such file or directory (os error 2)"),
         (&unrunnable[..], "Permission denied (os error 13)"),
+        (
+            &looped[..],
+            "Too many levels of symbolic links (os error 40)",
+        ),
     ] {
         for (way, error) in [
             ("fork", format!("proc-exec: cannot run cat: {why}\n")),

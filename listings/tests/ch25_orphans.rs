@@ -13,7 +13,7 @@ use crate::support::{
     assert_rejects, assert_session_matches_book_masking, cargo_run,
     children_of, finish_clean, group_is_gone, have, is_dead, kernel,
     pending_signals, pgid_of, pid_namespaces, ppid_of, run, shell, state_of,
-    wait_until, wchan_of, with_thread_limit,
+    wait_until, wchan_of, with_sigchld_ignored, with_thread_limit,
 };
 
 /// Starts proc-orphans and returns it with the pids of its children,
@@ -658,4 +658,19 @@ fn proc_orphans_dies_of_a_signal_while_it_reaps_after_its_output_failed() {
     kill(child, Signal::SIGKILL).unwrap();
     let out = finish_clean(orphans);
     assert_died_of(&out, Signal::SIGINT);
+}
+
+/// Started with `SIGCHLD` ignored, which `exec` keeps, the parent sets its
+/// default back before its first child: it reaps both children and
+/// reports how they ended, where the first version failed with ECHILD.
+#[test]
+fn proc_orphans_reaps_its_children_when_started_with_sigchld_ignored() {
+    let mut orphans =
+        with_sigchld_ignored(bin!("proc-orphans"), &["none", "--for", "1"]);
+    let out = finish_clean(Listing::spawn(&mut orphans, Stdio::piped()));
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    assert_eq!(out.stdout.len(), 3, "{:?}", out.stdout);
+    for line in &out.stdout[1..] {
+        assert!(line.ends_with(" exited with status 0"), "{line}");
+    }
 }

@@ -698,3 +698,15 @@ fn no_signal_caught_in_the_test_process() {
          process of its own"
     );
 }
+
+/// A command that runs `bin` with `args` and `SIGCHLD` ignored, as a
+/// parent that ignores it leaves it through `exec`: the kernel then reaps
+/// the program's children itself, unless the program sets the default
+/// back. coreutils' `env --ignore-signal` (8.31) sets it and execs `bin`,
+/// after the set-up of [`Listing::spawn`], which gives every signal its
+/// default action.
+pub fn with_sigchld_ignored(bin: &str, args: &[&str]) -> Command {
+    let mut command = Command::new("env");
+    command.args(["--ignore-signal=CHLD", bin]).args(args);
+    command
+}

@@ -696,3 +696,38 @@ fn iterator_close(calls: &str) -> Option<(u32, usize)> {
     }
     None
 }
+
+/// How many children the processes of a trace reaped: each `wait4` that
+/// returned a pid, whole or resumed after other lines.
+pub fn reaps_in(trace: &str) -> usize {
+    static REAPED: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"wait4.* = [1-9][0-9]*$").unwrap());
+    trace.lines().filter(|line| REAPED.is_match(line)).count()
+}
+
+/// `strace -f -qq -e trace=wait4 -o TRACE` followed by `bin args`: a
+/// command that leaves its trace in `trace`, for [`reaps_in`].
+pub fn traced_for_reaps(bin: &str, args: &[&str], trace: &Path) -> Command {
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-qq", "-e", "trace=wait4", "-o"])
+        .arg(trace)
+        .arg(bin)
+        .args(args);
+    command
+}
+
+/// Runs `bin` with `args` under strace with its stdout on /dev/full,
+/// where every write fails (ENOSPC) as on a full disk, and returns how it
+/// ended, once none of its processes is left, and how many children it
+/// reaped ([`reaps_in`]).
+pub fn reaps_with_stdout_full(bin: &str, args: &[&str]) -> (Finished, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let full = fs::File::options().write(true).open("/dev/full").unwrap();
+    let listing =
+        Listing::spawn(&mut traced_for_reaps(bin, args, &trace), full.into());
+    let out = finish_clean(listing);
+    let reaped = reaps_in(&fs::read_to_string(&trace).unwrap());
+    (out, reaped)
+}
