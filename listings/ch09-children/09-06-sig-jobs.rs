@@ -152,7 +152,7 @@ fn job_main() -> Result<ExitCode, Box<dyn Error>> {
             taken.push(ending);
         }
     }
-    let mut signals = Signals::new(&taken)?;
+    let signals = Signals::new(&taken)?;
     // Unblocked, now that they have a handler: a parent's mask passes
     // through `exec`, and our shell's `Command` passed its own on. A
     // blocked Ctrl-Z or Ctrl-C would only wait (Chapter 12).
@@ -162,6 +162,11 @@ fn job_main() -> Result<ExitCode, Box<dyn Error>> {
     }
     unblocked.thread_unblock()?;
     let (theirs, ours) = (original.clone(), Arc::clone(&mode));
+    // Never dropped, not even by a thread the system refuses: dropped, it
+    // closes its socket's read end before it takes its handlers away, and
+    // a signal between the two would write to a socket nobody reads, and
+    // SIGPIPE, at its default, would end us (Listing 6-2).
+    let signals = Box::leak(Box::new(signals));
     thread::Builder::new()
         .spawn(move || {
             for signal in signals.forever() {

@@ -1075,3 +1075,27 @@ fn sig_jobs_leaves_the_echo_on_when_ctrl_z_follows_q() {
     }
     assert_eq!(blind, [0; 0], "runs of 120 that left the echo off");
 }
+
+/// The job's signal thread refused (strace fails its `clone3` with
+/// EAGAIN, as `ulimit -u` would), and a `SIGCONT`, which the job takes,
+/// injected at every `close`: had the refused thread's closure dropped
+/// the iterator, the first `close` would be of its socket's read end, and
+/// the `SIGCONT` just after would make signal-hook's handler write to the
+/// other end: EPIPE, and SIGPIPE, at its default here, ends the job
+/// before its one-line error.
+#[test]
+fn sig_jobs_job_refused_its_thread_says_so_in_one_line() {
+    if !have("strace") {
+        return;
+    }
+    let mut command = Command::new("strace");
+    command.args(["-qq", "-o", "/dev/null", "-e", "trace=clone3,close"]);
+    command.args(["-e", "signal=none"]);
+    command.args(["-e", "inject=clone3:error=EAGAIN"]);
+    command.args(["-e", "inject=close:signal=SIGCONT"]);
+    command.args([bin!("sig-jobs"), "--job"]);
+    let mut term = Terminal::start_command(command);
+    term.expect(r"sig-jobs: cannot start a thread: .*");
+    let status = term.child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{status:?}: {:?}", term.shown);
+}
