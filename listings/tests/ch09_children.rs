@@ -1099,3 +1099,69 @@ fn sig_jobs_job_refused_its_thread_says_so_in_one_line() {
     let status = term.child.wait().unwrap();
     assert_eq!(status.code(), Some(1), "{status:?}: {:?}", term.shown);
 }
+
+/// Runs `bin` under `strace -f` with `inject` and stdout as given, and
+/// returns how it ended, the pids of the processes it started (`clone`,
+/// `clone3`: `Command` uses either) and those its own `wait4` reaped.
+fn forked_and_reaped(
+    bin: &str,
+    args: &[&str],
+    inject: &[&str],
+    stdout: Stdio,
+) -> (crate::support::Finished, Vec<String>, Vec<String>) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let trace = dir.path().join("trace");
+    let trace_arg = trace.to_str().expect("a UTF-8 path");
+    let mut command = Command::new("strace");
+    command.args(["-f", "-q", "-o", trace_arg]);
+    command.args(["-e", "trace=clone,clone3,vfork,wait4,waitid"]);
+    for what in inject {
+        command.args(["-e", what]);
+    }
+    command.arg(bin).args(args);
+    let out = Listing::spawn(&mut command, stdout).finish();
+    let text = std::fs::read_to_string(&trace).expect("the trace");
+    // A call another process interrupted ends on a `resumed>` line.
+    let line = regex::Regex::new(
+        r"^(\d+) .*(clone3?|vfork|wait4)(?:\(| resumed>).* = (\d+)$",
+    )
+    .unwrap();
+    let parent = text.split_whitespace().next().unwrap_or_default();
+    let (mut forked, mut reaped) = (Vec::new(), Vec::new());
+    for caps in text.lines().filter_map(|l| line.captures(l)) {
+        if &caps[1] == parent {
+            let pid = caps[3].to_string();
+            match &caps[2] {
+                "wait4" => reaped.push(pid),
+                _ => forked.push(pid),
+            }
+        }
+    }
+    forked.sort();
+    reaped.sort();
+    (out, forked, reaped)
+}
+
+/// Its output on a full disk, `sig-reaper` fails at its first `writeln!`,
+/// after its children and `Command`'s `true` are started: it must reap
+/// them all before it reports the error, in one line.
+#[test]
+fn sig_reaper_reaps_what_it_started_when_its_output_fails() {
+    if !have("strace") {
+        return;
+    }
+    for args in [&["--children", "2"][..], &["--children", "2", "--command"]] {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
+        let full = Stdio::from(full.expect("/dev/full"));
+        let (out, forked, reaped) =
+            forked_and_reaped(bin!("sig-reaper"), args, &[], full);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            "sig-reaper: No space left on device (os error 28)\n"
+        );
+        let want = if args.len() == 3 { 3 } else { 2 };
+        assert_eq!(forked.len(), want, "{args:?}: started {forked:?}");
+        assert_eq!(reaped, forked, "{args:?}: reaped before it exited");
+    }
+}
