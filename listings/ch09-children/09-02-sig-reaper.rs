@@ -18,6 +18,7 @@ use std::error::Error;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
 use std::process::{self, Child, Command, ExitCode, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
@@ -60,6 +61,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let sigchld = SigSet::from(Signal::SIGCHLD);
+    let found = SigSet::thread_get_mask()?;
     if args.hold {
         sigchld.thread_block()?;
     } else {
@@ -75,8 +77,14 @@ fn run() -> Result<(), Box<dyn Error>> {
     // Another part of the program starts a child of its own.
     let mut out = io::stdout();
     if args.command {
-        let command = Command::new("true").stdin(Stdio::null()).spawn()?;
-        started.other = Some(command);
+        let mut command = Command::new("true");
+        command.stdin(Stdio::null());
+        // `Command` passes our mask on: give the child back the one we
+        // found, not our SIGCHLD blocked by `--hold` (Chapter 12).
+        // SAFETY: between fork and exec the child makes one system call,
+        // sigprocmask, and allocates nothing.
+        unsafe { command.pre_exec(move || Ok(found.thread_set_mask()?)) };
+        started.other = Some(command.spawn()?);
         writeln!(out, "Forked {n} children and started `true`; they exit now")?;
     } else {
         writeln!(out, "Forked {n} children; they exit together now")?;

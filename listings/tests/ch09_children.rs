@@ -1165,3 +1165,52 @@ fn sig_reaper_reaps_what_it_started_when_its_output_fails() {
         assert_eq!(reaped, forked, "{args:?}: reaped before it exited");
     }
 }
+
+/// The mask a child started with `Command` got: a `true` of the test's,
+/// first on PATH, writes its `SigBlk` line to the file `MASK_FILE` names.
+/// An awk script, not a shell's: dash sets its children's mask itself.
+fn mask_of_true(bin: &str, args: &[&str]) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let fake = dir.path().join("true");
+    std::fs::write(
+        &fake,
+        "#!/usr/bin/awk -f\nBEGIN { while ((getline l < \"/proc/self/status\") > 0)\n\
+         if (l ~ /^SigBlk/) print l > ENVIRON[\"MASK_FILE\"] }\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))
+        .unwrap();
+    let mask = dir.path().join("mask");
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut command = Command::new(bin);
+    command.args(args).env("PATH", path).env("MASK_FILE", &mask);
+    let mut listing = Listing::spawn(&mut command, Stdio::piped());
+    if bin.ends_with("sig-zombie") {
+        listing.expect(r"Child \d+ has exited and is a zombie .*");
+        listing.signal(nix::sys::signal::Signal::SIGUSR1);
+    }
+    let out = listing.finish();
+    assert!(out.status.success(), "{bin}: {}", out.stderr);
+    std::fs::read_to_string(&mask)
+        .expect("the child's mask")
+        .trim()
+        .into()
+}
+
+/// Chapter 12's rule: give a child back what you changed. `sig-zombie`
+/// blocks SIGUSR1 (for `sigwait`) and `sig-reaper --hold` SIGCHLD before
+/// `Command` starts `true`: a child that inherits them blocked never
+/// hears them.
+#[test]
+fn children_listings_start_command_children_with_nothing_blocked() {
+    let zombie = mask_of_true(bin!("sig-zombie"), &["--std"]);
+    assert_eq!(zombie, "SigBlk:\t0000000000000000", "sig-zombie --std");
+    let args = ["--children", "2", "--hold", "--command", "--own"];
+    let reaper = mask_of_true(bin!("sig-reaper"), &args);
+    assert_eq!(reaper, "SigBlk:\t0000000000000000", "sig-reaper {args:?}");
+}
