@@ -1059,8 +1059,12 @@ fn sig_jobs_leaves_the_echo_on_when_ctrl_z_follows_q() {
             let line = term
                 .lines
                 .recv_timeout(crate::support::PATIENCE)
-                .unwrap_or_else(|_| {
-                    panic!("no line; so far {:#?}", term.shown)
+                .unwrap_or_else(|err| {
+                    let shell = term.child.try_wait();
+                    panic!(
+                        "run {run}: {err}; shell {shell:?}; so far {:#?}",
+                        term.shown
+                    )
                 });
             term.shown.push(line.clone());
             if end.is_match(&line) {
