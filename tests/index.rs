@@ -276,6 +276,10 @@ const SYSTEM_CALLS: &[(&str, &str)] = &[
     ("nix::sys::prctl::set_child_subreaper", "prctl(2)"),
     ("nix::sys::prctl::set_dumpable", "prctl(2)"),
     ("nix::sys::resource::getrusage", "getrusage(2)"),
+    (
+        "nix::sys::signal::SigSet::thread_get_mask",
+        "pthread_sigmask(3)",
+    ),
     ("nix::sys::signal::pthread_sigmask", "pthread_sigmask(3)"),
     ("nix::sys::signal::raise", "raise(3)"),
     ("nix::sys::signal::sigprocmask", "sigprocmask(2)"),

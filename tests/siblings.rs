@@ -119,6 +119,17 @@ const FAMILIES: &[Family] = &[
         ],
     },
     Family {
+        // 10-2 is a different daemon, but backs off after a failed
+        // `accept` with 10-1's `Backoff`, and logs a shortage once.
+        only: &["struct Backoff", "impl Backoff"],
+        files: &[
+            "ch10-daemon/10-01-sig-daemon.rs",
+            "ch10-daemon/10-02-sig-notify.rs",
+        ],
+        renamed: &[],
+        different: &[],
+    },
+    Family {
         only: &[],
         files: &[
             "ch10-daemon/10-01-sig-daemon.rs",

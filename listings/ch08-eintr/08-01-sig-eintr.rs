@@ -14,7 +14,7 @@ use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::libc::{self, c_int};
 use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction, signal,
@@ -82,6 +82,11 @@ fn run() -> Result<(), Box<dyn Error>> {
     // is installed, which is until the process ends (Listing 5-4).
     let (read_end, write_end): &'static (OwnedFd, OwnedFd) =
         Box::leak(Box::new(pipe2(OFlag::O_CLOEXEC)?));
+    // The handler's end does not block: with the pipe full (a burst of
+    // SIGUSR2, nobody reading) a blocking write would wait for the very
+    // thread it interrupted, forever (Listing 5-4); this one drops the
+    // byte. The read end, whose `read` this listing is about, blocks.
+    fcntl(write_end, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
     FEED.store(write_end.as_raw_fd(), Ordering::SeqCst);
     match install {
         Install::SignalHook => {

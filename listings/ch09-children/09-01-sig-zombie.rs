@@ -9,10 +9,11 @@
 
 use std::error::Error;
 use std::io::{self, Write};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{self, Command, ExitCode, Stdio};
 
-use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid};
 
@@ -36,9 +37,16 @@ fn run() -> Result<(), Box<dyn Error>> {
     let std_child = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Blocked now, taken later with sigwait: no handler needed.
     let usr1 = SigSet::from(Signal::SIGUSR1);
-    usr1.thread_block()?;
+    let found = usr1.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
     let child = if std_child {
-        let child = Command::new("true").stdin(Stdio::null()).spawn()?;
+        let mut command = Command::new("true");
+        command.stdin(Stdio::null());
+        // `Command` passes our mask on: give the child back the one we
+        // found, not SIGUSR1 blocked (Chapter 12).
+        // SAFETY: between fork and exec the child makes one system call,
+        // sigprocmask, and allocates nothing.
+        unsafe { command.pre_exec(move || Ok(found.thread_set_mask()?)) };
+        let child = command.spawn()?;
         let pid = Pid::from_raw(child.id() as i32);
         drop(child); // Neither waits nor kills.
         pid

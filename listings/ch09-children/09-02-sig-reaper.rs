@@ -18,7 +18,8 @@ use std::error::Error;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
-use std::process::{self, Command, ExitCode, Stdio};
+use std::os::unix::process::CommandExt;
+use std::process::{self, Child, Command, ExitCode, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::Duration;
@@ -60,6 +61,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let sigchld = SigSet::from(Signal::SIGCHLD);
+    let found = SigSet::thread_get_mask()?;
     if args.hold {
         sigchld.thread_block()?;
     } else {
@@ -69,22 +71,28 @@ fn run() -> Result<(), Box<dyn Error>> {
     }
     // Before the first fork, so that no SIGCHLD can come too early.
     let signals = Signals::new([SIGCHLD])?;
-    let children = fork_children(args.children)?;
-    let mut mine = children.pids.clone();
-    let n = mine.len();
+    // From here on every way out, an error's too, reaps what was started.
+    let mut started = Started::from(fork_children(args.children)?);
+    let n = started.mine.len();
     // Another part of the program starts a child of its own.
     let mut out = io::stdout();
-    let mut other = if args.command {
-        let command = Command::new("true").stdin(Stdio::null()).spawn()?;
+    if args.command {
+        let mut command = Command::new("true");
+        command.stdin(Stdio::null());
+        // `Command` passes our mask on: give the child back the one we
+        // found, not our SIGCHLD blocked by `--hold` (Chapter 12).
+        // SAFETY: between fork and exec the child makes one system call,
+        // sigprocmask, and allocates nothing.
+        unsafe { command.pre_exec(move || Ok(found.thread_set_mask()?)) };
+        started.other = Some(command.spawn()?);
         writeln!(out, "Forked {n} children and started `true`; they exit now")?;
-        Some(command)
     } else {
         writeln!(out, "Forked {n} children; they exit together now")?;
-        None
-    };
+    }
     // Closing the last write end of the "go" pipe: every child's read
     // returns at once, and every child exits.
-    drop(children.go);
+    started.go = None;
+    let Started { mine, other, .. } = &mut started;
     if args.hold {
         // Wait until each one is a zombie, without reaping any.
         let others = other.iter().map(|c| Pid::from_raw(c.id() as i32));
@@ -109,19 +117,9 @@ fn run() -> Result<(), Box<dyn Error>> {
             }
         }
     });
-    let waiter = match waiter {
-        Ok(waiter) => waiter,
-        Err(err) => {
-            // The children are exiting: reap them all before we go.
-            for pid in mine {
-                let _ = waitpid(pid, None);
-            }
-            if let Some(mut other) = other {
-                let _ = other.wait();
-            }
-            return Err(format!("cannot start a thread: {err}").into());
-        }
-    };
+    // Refused, the error returns, and `started` reaps the children.
+    let waiter =
+        waiter.map_err(|err| format!("cannot start a thread: {err}"))?;
     let (mut woken, mut stolen) = (0, 0);
     while !mine.is_empty() {
         match wake_ups.recv_timeout(QUIET) {
@@ -129,7 +127,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             Err(RecvTimeoutError::Timeout) => break,
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        stolen += reap(&mut mine, args.own, args.one_per_signal)?;
+        stolen += reap(mine, args.own, args.one_per_signal)?;
     }
     handle.close();
     let _ = waiter.join();
@@ -143,7 +141,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         "{woken} wake-ups on SIGCHLD; reaped {reaped} of {n} children{theirs}"
     )?;
     let mut failure = None;
-    if let Some(child) = &mut other {
+    if let Some(child) = other {
         match child.wait() {
             Ok(status) => writeln!(out, "Child::wait on `true`: {status}")?,
             Err(err) => {
@@ -204,6 +202,39 @@ fn reap(mine: &mut Vec<Pid>, own: bool, only_one: bool) -> nix::Result<usize> {
 struct Children {
     pids: Vec<Pid>,
     go: OwnedFd,
+}
+
+/// What the parent has started and not yet reaped: its children (`mine`),
+/// the "go" pipe until it lets them go, and `Command`'s child. Dropped on
+/// every way out of `run`, an error's included, it lets the children go
+/// and reaps each one left, so that none is left to init.
+struct Started {
+    mine: Vec<Pid>,
+    go: Option<OwnedFd>,
+    other: Option<Child>,
+}
+
+impl From<Children> for Started {
+    fn from(children: Children) -> Started {
+        let go = Some(children.go);
+        Started {
+            mine: children.pids,
+            go,
+            other: None,
+        }
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        self.go = None; // Every child's read returns: they exit.
+        for pid in self.mine.drain(..) {
+            let _ = waitpid(pid, None);
+        }
+        if let Some(other) = &mut self.other {
+            let _ = other.wait(); // At once if already waited for.
+        }
+    }
 }
 
 /// Forks `n` children that each wait for the "go" pipe to close (which

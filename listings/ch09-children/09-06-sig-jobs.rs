@@ -20,8 +20,7 @@ use std::error::Error;
 use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{self, Command, ExitCode};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 
 use nix::sys::signal::{
@@ -128,17 +127,22 @@ fn shell_main() -> Result<ExitCode, Box<dyn Error>> {
 // ANCHOR_END: shell
 
 // ANCHOR: job
-/// What the job has done to the terminal.
-const COOKED: u8 = 0; // Not yet anything.
-const RAW: u8 = 1; // Echo and line editing off.
-const RELEASED: u8 = 2; // Put back for a stop, to be taken again.
+/// What the job has done to the terminal. Both threads change the
+/// terminal, and each change is made with its `Mode` under one lock.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Cooked,   // Not yet anything.
+    Raw,      // Echo and line editing off.
+    Released, // Put back for a stop, to be taken again.
+    Done,     // Put back for good, after `q`.
+}
 
 /// The job's side: read a line, set the terminal to its own mode, and
 /// read keys until `q`; on Ctrl-Z give the terminal back, then stop; on
 /// Ctrl-C, Ctrl-\, SIGTERM or SIGHUP give it back, then die of the signal.
 fn job_main() -> Result<ExitCode, Box<dyn Error>> {
     let original = tcgetattr(io::stdin())?;
-    let mode = Arc::new(AtomicU8::new(COOKED));
+    let mode = Arc::new(Mutex::new(Mode::Cooked));
     // The signals that end a process, less any the job was started with
     // ignored (`nohup`'s SIGHUP, a script's `&`): that was the user's
     // choice, and signal-hook would replace the "ignore" (Chapter 12).
@@ -148,7 +152,7 @@ fn job_main() -> Result<ExitCode, Box<dyn Error>> {
             taken.push(ending);
         }
     }
-    let mut signals = Signals::new(&taken)?;
+    let signals = Signals::new(&taken)?;
     // Unblocked, now that they have a handler: a parent's mask passes
     // through `exec`, and our shell's `Command` passed its own on. A
     // blocked Ctrl-Z or Ctrl-C would only wait (Chapter 12).
@@ -158,6 +162,11 @@ fn job_main() -> Result<ExitCode, Box<dyn Error>> {
     }
     unblocked.thread_unblock()?;
     let (theirs, ours) = (original.clone(), Arc::clone(&mode));
+    // Never dropped, not even by a thread the system refuses: dropped, it
+    // closes its socket's read end before it takes its handlers away, and
+    // a signal between the two would write to a socket nobody reads, and
+    // SIGPIPE, at its default, would end us (Listing 6-2).
+    let signals = Box::leak(Box::new(signals));
     thread::Builder::new()
         .spawn(move || {
             for signal in signals.forever() {
@@ -169,14 +178,22 @@ fn job_main() -> Result<ExitCode, Box<dyn Error>> {
     writeln!(out, "Job: reading the terminal")?;
     let mut line = String::new();
     io::stdin().read_line(&mut line)?; // SIGTTIN, while in the background.
-    // RAW first: a Ctrl-Z between the two must find the terminal ours to
-    // put back, or the job would stop with the echo off.
-    mode.store(RAW, Ordering::SeqCst);
-    set_raw(&original)?;
+    {
+        // A Ctrl-Z now waits for the lock, and finds the terminal ours.
+        let mut mode = lock(&mode);
+        set_raw(&original)?;
+        *mode = Mode::Raw;
+    }
     writeln!(out, "Job: echo is off; Ctrl-Z stops me, q ends me")?;
     let mut key = [0u8; 1];
     while io::stdin().read(&mut key)? == 1 && key[0] != b'q' {}
-    tcsetattr(io::stdin(), SetArg::TCSADRAIN, &original)?;
+    {
+        // Done: a SIGCONT after this, from a Ctrl-Z just after `q`, finds
+        // nothing to take again, and the terminal stays put back.
+        let mut mode = lock(&mode);
+        *mode = Mode::Done;
+        tcsetattr(io::stdin(), SetArg::TCSADRAIN, &original)?;
+    }
     writeln!(out, "Job: q: terminal put back; exiting")?;
     Ok(ExitCode::SUCCESS)
 }
@@ -187,13 +204,12 @@ fn job_main() -> Result<ExitCode, Box<dyn Error>> {
 fn on_signal(
     signal: i32,
     original: &Termios,
-    mode: &AtomicU8,
+    mode: &Mutex<Mode>,
 ) -> io::Result<()> {
+    let mut mode = lock(mode);
     if signal != SIGCONT {
-        if mode
-            .compare_exchange(RAW, RELEASED, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
+        if *mode == Mode::Raw {
+            *mode = Mode::Released;
             // After a hang-up the terminal is gone: end anyway.
             let _ = tcsetattr(io::stdin(), SetArg::TCSADRAIN, original);
             let name = Signal::try_from(signal)?;
@@ -206,17 +222,22 @@ fn on_signal(
             let _ = writeln!(out, "Job: {name}: terminal put back; {what}");
             let _ = out.flush();
         }
+        drop(mode); // Not held while stopped: `q` may come first.
         by_default(Signal::try_from(signal)?)?;
-    } else if mode
-        .compare_exchange(RELEASED, RAW, Ordering::SeqCst, Ordering::SeqCst)
-        .is_ok()
-    {
+    } else if *mode == Mode::Released {
         set_raw(original)?;
+        *mode = Mode::Raw;
         let mut out = io::stdout();
         writeln!(out, "Job: SIGCONT: echo is off again; q ends me")?;
         out.flush()?;
     }
     Ok(())
+}
+
+/// The terminal's mode, locked; a thread that panicked holding the lock
+/// (none does) would leave the mode as valid as any.
+fn lock(mode: &Mutex<Mode>) -> MutexGuard<'_, Mode> {
+    mode.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Lets `signal`'s default action happen: SIGTSTP stops the process, and

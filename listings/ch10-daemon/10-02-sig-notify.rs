@@ -16,8 +16,9 @@
 // on SIGHUP; "hello" without one. SIGTERM or SIGINT ends it, once the
 // greetings in flight are done (for at most 3 s), with the signal (as a
 // container's PID 1, with status 128 + n); a SIGINT that the parent
-// ignored stays ignored. Out of file descriptors, it stops
-// accepting for 100 ms at a time instead of spinning.
+// ignored stays ignored. Out of file descriptors, it stops accepting
+// for a while instead of spinning, and logs the shortage once, as
+// Listing 10-1 does.
 
 use std::error::Error;
 use std::fs;
@@ -99,15 +100,14 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     let watchdog = watchdog_interval();
     let mut last_ping = Instant::now();
     // After a failed `accept` (out of descriptors, say), the listener
-    // stays out of the poll until then: a client that waits keeps it
+    // stays out of the poll for a while: a client that waits keeps it
     // readable, and trying again at once would spin (Listing 10-1).
-    let mut resume: Option<Instant> = None;
+    let mut backoff = Backoff::new();
     // Each greeting's thread holds a clone of `in_flight` until it is
     // done: when the receiver hears that every sender is gone, all are.
     let (in_flight, all_done) = mpsc::channel::<()>();
     loop {
-        let pause =
-            resume.and_then(|at| at.checked_duration_since(Instant::now()));
+        let pause = backoff.left();
         let clients = match pause {
             Some(_) => PollFlags::empty(),
             None => PollFlags::POLLIN,
@@ -147,14 +147,9 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
                         drop(held);
                     };
                     let _ = thread::Builder::new().spawn(goodbye);
-                    resume = None;
+                    backoff.accepted();
                 }
-                Err(err) => {
-                    if resume.is_none() {
-                        log(format_args!("accept: {err}; pausing"));
-                    }
-                    resume = Some(Instant::now() + Duration::from_millis(100));
-                }
+                Err(err) => backoff.failed(&err),
             }
         }
         if fds[1].any() == Some(true) {
@@ -231,6 +226,60 @@ fn goodbye(mut client: TcpStream, greeting: &str) {
     }
 }
 // ANCHOR_END: run
+
+/// After a failed `accept`: stop accepting for 5 ms, then 10, 20, up to
+/// a second while the failures go on; log the first failure of a shortage
+/// only, so that the log does not fill up either.
+struct Backoff {
+    wait: Duration,
+    /// The end of the pause in progress, if any.
+    until: Option<Instant>,
+    /// When `accept` last failed, if it has.
+    failed_at: Option<Instant>,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MOST: Duration = Duration::from_secs(1);
+    /// How long `accept` must go without failing before a shortage is
+    /// over. A success does not end it: a client that closes one
+    /// connection and opens another lets the next `accept` succeed, and
+    /// the one after fail again.
+    const QUIET: Duration = Duration::from_secs(10);
+
+    fn new() -> Backoff {
+        Backoff {
+            wait: Backoff::FIRST,
+            until: None,
+            failed_at: None,
+        }
+    }
+
+    fn failed(&mut self, err: &io::Error) {
+        let now = Instant::now();
+        if self
+            .failed_at
+            .is_none_or(|at| now.duration_since(at) >= Backoff::QUIET)
+        {
+            log(format_args!("accept: {err}; trying again, less often"));
+        }
+        self.failed_at = Some(now);
+        self.until = Some(now + self.wait);
+        self.wait = (self.wait * 2).min(Backoff::MOST);
+    }
+
+    /// A connection came: the next failure pauses for 5 ms again.
+    fn accepted(&mut self) {
+        self.wait = Backoff::FIRST;
+    }
+
+    /// What is left of the pause, if a millisecond or more: `poll` counts
+    /// in whole milliseconds, and less would be a wait of none.
+    fn left(&self) -> Option<Duration> {
+        let left = self.until?.checked_duration_since(Instant::now())?;
+        (left >= Duration::from_millis(1)).then_some(left)
+    }
+}
 
 // ANCHOR: protocol
 /// Sends one datagram of `KEY=value` lines to the service manager, at the

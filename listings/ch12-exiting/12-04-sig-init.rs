@@ -10,10 +10,14 @@
 //   --exit      WRONG: it takes SIGTERM and exits at once; the kernel then
 //               kills every other process of the namespace with SIGKILL,
 //               the child included, which gets no chance to clean up
-//   --forward   it passes SIGTERM (and SIGINT) on to the child, waits
-//               for it, and exits with its status: 143 for a child that
-//               died of SIGTERM after cleaning up. Only those two: tini
-//               passes on every signal it can take, SIGHUP included
+//   --forward   it passes SIGTERM and SIGINT on to the child, each as
+//               itself (as tini does), waits for it, and exits with its
+//               status: 143 for a child that died of SIGTERM after
+//               cleaning up. The child must handle each one it may get:
+//               this one handles SIGTERM only, and a SIGINT passed on
+//               kills it by the default action, with no clean-up (130).
+//               Only those two: tini passes on every signal it can take,
+//               SIGHUP included
 //
 // Either way it reaps the orphans that are re-parented to it, as init
 // must. Try it with `unshare --pid --fork` (as root, or add

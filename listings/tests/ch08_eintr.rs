@@ -184,6 +184,50 @@ fn eintr_listings_are_interrupted_even_when_started_with_their_signals_blocked()
     );
 }
 
+/// The SIGUSR2 handler writes a byte into the pipe: were the pipe full (a
+/// burst of SIGUSR2 with nobody reading), a blocking write would hang the
+/// handler, and the program with it (Chapter 5). The write end is
+/// non-blocking, the read end, whose `read` this listing is about, not:
+/// their flags in /proc/<pid>/fdinfo.
+#[test]
+fn sig_eintr_handler_writes_into_a_non_blocking_pipe() {
+    for args in [&[][..], &["--restart"], &["--signal-hook"]] {
+        let mut eintr = Listing::start(bin!("sig-eintr"), args);
+        eintr.expect("SIGUSR1 handler installed with SA_RESTART: .*");
+        eintr.expect(r"Reading an empty pipe as pid \d+; try: kill -USR1 \d+");
+        let pid = eintr.pid();
+        let pipes: Vec<(u32, u32)> = crate::support::fds_of(pid)
+            .into_iter()
+            // Not 0, 1 and 2: stdout and stderr are the test's pipes.
+            .filter(|(fd, target)| *fd > 2 && target.starts_with("pipe:"))
+            .map(|(fd, _)| {
+                let info =
+                    std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
+                        .expect("fdinfo");
+                let flags = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("flags:"))
+                    .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+                    .expect("flags");
+                (fd, flags)
+            })
+            .collect();
+        let nonblock = nix::libc::O_NONBLOCK as u32;
+        let access = |flags: u32| flags & nix::libc::O_ACCMODE as u32;
+        let write_end: Vec<_> = pipes
+            .iter()
+            .filter(|(_, f)| access(*f) == nix::libc::O_WRONLY as u32)
+            .collect();
+        let read_end: Vec<_> = pipes
+            .iter()
+            .filter(|(_, f)| access(*f) == nix::libc::O_RDONLY as u32)
+            .collect();
+        assert_eq!((write_end.len(), read_end.len()), (1, 1), "{pipes:?}");
+        assert_ne!(write_end[0].1 & nonblock, 0, "{args:?}: write end");
+        assert_eq!(read_end[0].1 & nonblock, 0, "{args:?}: read end");
+    }
+}
+
 #[test]
 fn sig_restart_table_kills_and_reaps_every_child_even_when_a_wait_gives_up() {
     if !can_trace() {

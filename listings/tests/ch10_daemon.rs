@@ -1261,7 +1261,9 @@ fn sig_notify_pauses_instead_of_spinning_when_descriptors_run_out() {
     let addr: SocketAddr = ready[1].parse().unwrap();
     let pid = notify.pid();
     let _waiting = Client::connect(addr);
-    notify.expect(r"accept: Too many open files \(os error 24\); pausing");
+    notify.expect(
+        r"accept: Too many open files \(os error 24\); trying again, less often",
+    );
     // Two seconds with the client waiting: nothing more logged, and the
     // process asleep nearly all the time, where retrying at once it never
     // slept.
@@ -1276,6 +1278,44 @@ fn sig_notify_pauses_instead_of_spinning_when_descriptors_run_out() {
     notify.signal(Signal::SIGTERM);
     notify.expect("Got SIGTERM: stopping");
     assert_died_of(&notify.finish(), Signal::SIGTERM);
+}
+
+/// Room for one client (`ulimit -n 6`), held by a client that stays
+/// connected, and the next one waiting: `accept` fails. Then, five times,
+/// the held client goes, the waiting one is served and held, and another
+/// comes to wait: each success reset the pause and the next failure was
+/// logged again, a line per client for one shortage. As Listing 10-1's
+/// back-off does, the shortage is logged once.
+#[test]
+fn sig_notify_logs_a_shortage_of_descriptors_once_while_clients_come_and_go() {
+    let script = "ulimit -n 6 && exec \"$0\" \"$@\"";
+    let mut command = std::process::Command::new("bash");
+    command.args(["-c", script, bin!("sig-notify"), "127.0.0.1:0"]);
+    let mut notify = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let ready = notify.expect(r"Listening on (\S+) \(bound by us\) as pid \d+");
+    let addr: SocketAddr = ready[1].parse().unwrap();
+    let mut held = Client::connect(addr);
+    assert_eq!(held.reply().as_deref(), Some("hello\n"));
+    let mut waiting = Client::connect(addr);
+    let failure = "accept: Too many open files (os error 24); ";
+    let failed = notify.next_line();
+    assert!(failed.starts_with(failure), "{failed}");
+    for _ in 0..5 {
+        drop(held); // Its descriptor closes: the waiting one is served.
+        assert_eq!(waiting.reply().as_deref(), Some("hello\n"));
+        held = waiting;
+        waiting = Client::connect(addr);
+    }
+    drop((held, waiting));
+    notify.signal(Signal::SIGTERM);
+    let out = notify.finish();
+    let again: Vec<_> = out
+        .stdout
+        .iter()
+        .filter(|l| l.starts_with(failure))
+        .collect();
+    // The transcript holds every line, the first failure's included.
+    assert_eq!(again.len(), 1, "logged {} times: {again:#?}", again.len());
 }
 
 /// A log that nobody reads (a reader that stopped, a terminal suspended)

@@ -495,6 +495,28 @@ fn sig_init_forwards_sigterm_and_exits_with_the_childs_status() {
     );
 }
 
+/// `--forward` passes each signal on as itself, as tini does: a SIGINT
+/// reaches the service as SIGINT, and this service handles only SIGTERM,
+/// so it dies of the default action, without its clean-up, and the init
+/// exits 130. The header and the chapter say so.
+#[test]
+fn sig_init_forwards_sigint_as_sigint_which_its_child_does_not_handle() {
+    let Some(mut init) = pid_namespace(&["--forward"]) else {
+        return;
+    };
+    let (pid, _) = init_started(&mut init, "forward it to the child");
+    nix::sys::signal::kill(pid, Signal::SIGINT).unwrap();
+    init.expect("Got SIGINT: passing it on to pid 2");
+    init.expect("Child was killed by SIGINT; exiting with 130");
+    let out = init.finish();
+    assert_eq!(out.status.code(), Some(130), "{}", out.stderr);
+    assert!(
+        !out.stdout.iter().any(|l| l.contains("cleaning up")),
+        "{:?}",
+        out.stdout
+    );
+}
+
 #[test]
 fn sig_init_outside_a_namespace_dies_of_sigterm_like_anyone() {
     let mut init = Listing::start(bin!("sig-init"), &[]);
