@@ -942,6 +942,27 @@ fn sig_crash_dies_of_sigquit_even_if_it_was_ignored_or_blocked() {
 }
 
 #[test]
+fn sig_crash_handlers_run_even_when_started_with_sigsegv_blocked() {
+    // A parent's mask passes through exec. A fault on a blocked SIGSEGV
+    // is forced: the kernel puts back the default action and unblocks it
+    // (force_sig_info_to_task(), kernel/signal.c; Linux 6.18 here), so
+    // neither the listing's handler nor Rust's would ever run. Each case
+    // unblocks SIGSEGV and SIGBUS first.
+    for (case, said) in [
+        ("returns", "handler ran 1000 times"),
+        ("onstack", "handler ran, on the alternate stack"),
+        ("overflow", "has overflowed its stack"),
+    ] {
+        for option in ["--block-signal=SEGV", "--block-signal=SEGV,BUS"] {
+            let out =
+                run_under_env(option, bin!("sig-crash"), &["--case", case]);
+            let both = format!("{}{}", out.stdout.join("\n"), out.stderr);
+            assert!(both.contains(said), "{case} {option}: {both:?}");
+        }
+    }
+}
+
+#[test]
 fn listings_that_wait_for_children_work_even_when_started_with_sigchld_ignored()
 {
     // An ignored SIGCHLD passes through exec, and makes the kernel reap
