@@ -22,7 +22,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
-use std::process::{self, Command, ExitCode, Stdio};
+use std::process::{self, Child, Command, ExitCode, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -106,18 +106,26 @@ fn run() -> Result<(), Box<dyn Error>> {
 
     // The ignored SIGINT, at work.
     let mut sleeper = Command::new("sleep").arg("30").spawn()?;
+    let alive = survives_sigint(&mut sleeper);
+    // Ended and reaped whatever happened, before an error is reported.
+    let _ = sleeper.kill();
+    sleeper.wait()?;
+    writeln!(
+        out,
+        "sleep, sent SIGINT: still running after 200 ms: {}",
+        alive?
+    )?;
+    Ok(())
+}
+
+/// Sends SIGINT to `sleeper` once it runs with SIGINT ignored; whether it
+/// is still running 200 ms later.
+fn survives_sigint(sleeper: &mut Child) -> Result<bool, Box<dyn Error>> {
     let pid = Pid::from_raw(sleeper.id() as i32);
     wait_until_ignored(pid, Signal::SIGINT)?;
     kill(pid, Signal::SIGINT)?;
     thread::sleep(Duration::from_millis(200));
-    let alive = sleeper.try_wait()?.is_none();
-    sleeper.kill()?;
-    sleeper.wait()?;
-    writeln!(
-        out,
-        "sleep, sent SIGINT: still running after 200 ms: {alive}"
-    )?;
-    Ok(())
+    Ok(sleeper.try_wait()?.is_none())
 }
 // ANCHOR_END: run
 

@@ -1025,6 +1025,56 @@ fn sig_init_leaves_a_sigint_ignored_when_it_was_started_so() {
 }
 
 #[test]
+fn sig_inherit_ends_and_reaps_its_sleep_when_the_sigint_cannot_be_sent() {
+    // strace makes the first `kill`, the SIGINT to `sleep 30`, fail. The
+    // listing reports that in one line, and its `sleep` must not outlive
+    // it unreaped: every child it started, it reaps. (strace waits for
+    // every process it traces: a `sleep` left running holds it 30 s.)
+    if !crate::support::have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let trace = dir.path().join("trace");
+    let strace = [
+        "-f",
+        "-q",
+        "-o",
+        trace.to_str().expect("a UTF-8 path"),
+        "-e",
+        "trace=clone,clone3,vfork,wait4,kill",
+        "-e",
+        "inject=kill:error=EPERM:when=1",
+        bin!("sig-inherit"),
+    ];
+    let out = Listing::start("strace", &strace).finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("sig-inherit: EPERM"),
+        "{}",
+        out.stderr
+    );
+    let text = std::fs::read_to_string(&trace).expect("the trace");
+    let line = regex::Regex::new(
+        r"^(\d+) .*(clone3|clone|vfork|wait4)[( ].* = ([1-9]\d*)$",
+    )
+    .unwrap();
+    let parent = text.split_whitespace().next().unwrap_or_default();
+    let (mut started, mut reaped) = (Vec::new(), Vec::new());
+    for caps in text.lines().filter_map(|l| line.captures(l)) {
+        if &caps[1] == parent {
+            match &caps[2] {
+                "wait4" => reaped.push(caps[3].to_string()),
+                _ => started.push(caps[3].to_string()),
+            }
+        }
+    }
+    started.sort();
+    reaped.sort();
+    assert!(started.len() >= 7, "{text}");
+    assert_eq!(reaped, started, "{text}");
+}
+
+#[test]
 fn sig_init_forwards_even_when_started_with_sigterm_blocked() {
     // The child gets the mask the init started with, SIGTERM blocked here:
     // the service unblocks the signal it handles, or it would never come.
