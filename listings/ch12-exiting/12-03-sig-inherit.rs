@@ -99,7 +99,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     };
     row("Command", &cat(Command::new("cat"))?)?;
     row("reset all", &cat(reset_all("cat"))?)?;
-    row("restored", &cat(restoring("cat", saved))?)?;
+    row("restored", &all_blocked(restoring("cat", saved))?)?;
     row("thread mask", &with_thread_mask(saved.mask, "cat")?)?;
     row("fork + exec", &forked(true)?)?;
     row("fork alone", &forked(false)?)?;
@@ -150,6 +150,23 @@ fn restoring(program: &str, saved: Saved) -> Command {
         })
     };
     command
+}
+
+/// Spawns `command`, a `restoring` one, with every signal blocked in this
+/// thread until the child exists. std's fork blocks nothing: the child
+/// starts with our handlers and our mask, and until its closure has put
+/// the dispositions back, a signal we catch would run our handler in it.
+/// Blocked, the signal waits, and the closure's last call sets the mask.
+fn all_blocked(mut command: Command) -> io::Result<String> {
+    let ours = SigSet::all().thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
+    let spawned = command
+        .arg("/proc/self/status")
+        .stdout(Stdio::piped())
+        .spawn();
+    let back = ours.thread_set_mask();
+    let out = spawned?.wait_with_output()?;
+    back?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Starts `program` with this thread's mask set to `mask` for the moment

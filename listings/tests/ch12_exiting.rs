@@ -1075,6 +1075,52 @@ fn sig_inherit_ends_and_reaps_its_sleep_when_the_sigint_cannot_be_sent() {
 }
 
 #[test]
+fn sig_inherit_restored_child_runs_no_handler_of_its_parent() {
+    // strace sends SIGTERM to each process at its first dup2, which the
+    // forked children make before their `pre_exec`. The parent catches
+    // SIGTERM; in `restored`'s child, the second plain fork, its handler
+    // would run and the signal be lost, unless the parent blocked every
+    // signal for the fork: then the signal waits, and kills the child
+    // once the closure has put the default action back and set the mask.
+    if !crate::support::have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let trace = dir.path().join("trace");
+    let strace = [
+        "-f",
+        "-q",
+        "-o",
+        trace.to_str().expect("a UTF-8 path"),
+        "-e",
+        "trace=clone,clone3,dup2",
+        "-e",
+        "inject=dup2:signal=SIGTERM:when=1",
+        bin!("sig-inherit"),
+    ];
+    let out = Listing::start("strace", &strace).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let text = std::fs::read_to_string(&trace).expect("the trace");
+    let parent = text.split_whitespace().next().unwrap_or_default();
+    // Plain forks only (`clone`, not `posix_spawn`'s `clone3`), whole or
+    // resumed after strace cut the line in two.
+    let forked = regex::Regex::new(r"^(\d+) .*\bclone[( ].* = (\d+)$").unwrap();
+    let children: Vec<String> = text
+        .lines()
+        .filter_map(|l| forked.captures(l))
+        .filter(|caps| &caps[1] == parent)
+        .map(|caps| caps[2].to_string())
+        .collect();
+    let restored = children.get(1).unwrap_or_else(|| panic!("{text}"));
+    let ended = [restored.as_str(), "+++", "killed", "by", "SIGTERM", "+++"];
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().eq(ended.iter().copied())),
+        "{text}"
+    );
+}
+
+#[test]
 fn sig_init_forwards_even_when_started_with_sigterm_blocked() {
     // The child gets the mask the init started with, SIGTERM blocked here:
     // the service unblocks the signal it handles, or it would never come.
