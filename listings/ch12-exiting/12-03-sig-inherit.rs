@@ -22,7 +22,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
-use std::process::{self, Command, ExitCode, Stdio};
+use std::process::{self, Child, Command, ExitCode, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -99,25 +99,33 @@ fn run() -> Result<(), Box<dyn Error>> {
     };
     row("Command", &cat(Command::new("cat"))?)?;
     row("reset all", &cat(reset_all("cat"))?)?;
-    row("restored", &cat(restoring("cat", saved))?)?;
+    row("restored", &all_blocked(restoring("cat", saved))?)?;
     row("thread mask", &with_thread_mask(saved.mask, "cat")?)?;
     row("fork + exec", &forked(true)?)?;
     row("fork alone", &forked(false)?)?;
 
     // The ignored SIGINT, at work.
     let mut sleeper = Command::new("sleep").arg("30").spawn()?;
+    let alive = survives_sigint(&mut sleeper);
+    // Ended and reaped whatever happened, before an error is reported.
+    let _ = sleeper.kill();
+    sleeper.wait()?;
+    writeln!(
+        out,
+        "sleep, sent SIGINT: still running after 200 ms: {}",
+        alive?
+    )?;
+    Ok(())
+}
+
+/// Sends SIGINT to `sleeper` once it runs with SIGINT ignored; whether it
+/// is still running 200 ms later.
+fn survives_sigint(sleeper: &mut Child) -> Result<bool, Box<dyn Error>> {
     let pid = Pid::from_raw(sleeper.id() as i32);
     wait_until_ignored(pid, Signal::SIGINT)?;
     kill(pid, Signal::SIGINT)?;
     thread::sleep(Duration::from_millis(200));
-    let alive = sleeper.try_wait()?.is_none();
-    sleeper.kill()?;
-    sleeper.wait()?;
-    writeln!(
-        out,
-        "sleep, sent SIGINT: still running after 200 ms: {alive}"
-    )?;
-    Ok(())
+    Ok(sleeper.try_wait()?.is_none())
 }
 // ANCHOR_END: run
 
@@ -142,6 +150,23 @@ fn restoring(program: &str, saved: Saved) -> Command {
         })
     };
     command
+}
+
+/// Spawns `command`, a `restoring` one, with every signal blocked in this
+/// thread until the child exists. std's fork blocks nothing: the child
+/// starts with our handlers and our mask, and until its closure has put
+/// the dispositions back, a signal we catch would run our handler in it.
+/// Blocked, the signal waits, and the closure's last call sets the mask.
+fn all_blocked(mut command: Command) -> io::Result<String> {
+    let ours = SigSet::all().thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
+    let spawned = command
+        .arg("/proc/self/status")
+        .stdout(Stdio::piped())
+        .spawn();
+    let back = ours.thread_set_mask();
+    let out = spawned?.wait_with_output()?;
+    back?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Starts `program` with this thread's mask set to `mask` for the moment

@@ -136,6 +136,12 @@ fn crash(case: &str) -> Result<(), Box<dyn Error>> {
     let (_, hard) = getrlimit(Resource::RLIMIT_CORE)?;
     let core = if case == "quit-core" { hard } else { 0 };
     setrlimit(Resource::RLIMIT_CORE, core, hard)?;
+    // A parent's mask passes through `exec`, and a fault on a blocked
+    // SIGSEGV or SIGBUS is forced: the kernel puts the default action back
+    // first, and no handler, ours or Rust's, would run.
+    let mut faults = SigSet::from(Signal::SIGSEGV);
+    faults.add(Signal::SIGBUS);
+    faults.thread_unblock()?;
     let handler = |flags| -> nix::Result<()> {
         let action = SigAction::new(
             SigHandler::Handler(on_segv),

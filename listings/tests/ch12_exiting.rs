@@ -964,6 +964,27 @@ fn sig_crash_dies_of_sigquit_even_if_it_was_ignored_or_blocked() {
 }
 
 #[test]
+fn sig_crash_handlers_run_even_when_started_with_sigsegv_blocked() {
+    // A parent's mask passes through exec. A fault on a blocked SIGSEGV
+    // is forced: the kernel puts back the default action and unblocks it
+    // (force_sig_info_to_task(), kernel/signal.c; Linux 6.18 here), so
+    // neither the listing's handler nor Rust's would ever run. Each case
+    // unblocks SIGSEGV and SIGBUS first.
+    for (case, said) in [
+        ("returns", "handler ran 1000 times"),
+        ("onstack", "handler ran, on the alternate stack"),
+        ("overflow", "has overflowed its stack"),
+    ] {
+        for option in ["--block-signal=SEGV", "--block-signal=SEGV,BUS"] {
+            let out =
+                run_under_env(option, bin!("sig-crash"), &["--case", case]);
+            let both = format!("{}{}", out.stdout.join("\n"), out.stderr);
+            assert!(both.contains(said), "{case} {option}: {both:?}");
+        }
+    }
+}
+
+#[test]
 fn listings_that_wait_for_children_work_even_when_started_with_sigchld_ignored()
 {
     // An ignored SIGCHLD passes through exec, and makes the kernel reap
@@ -1023,6 +1044,102 @@ fn sig_init_leaves_a_sigint_ignored_when_it_was_started_so() {
     init.signal(Signal::SIGTERM);
     init.expect("Got SIGTERM: exiting at once");
     assert!(init.finish().status.success());
+}
+
+#[test]
+fn sig_inherit_ends_and_reaps_its_sleep_when_the_sigint_cannot_be_sent() {
+    // strace makes the first `kill`, the SIGINT to `sleep 30`, fail. The
+    // listing reports that in one line, and its `sleep` must not outlive
+    // it unreaped: every child it started, it reaps. (strace waits for
+    // every process it traces: a `sleep` left running holds it 30 s.)
+    if !crate::support::have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let trace = dir.path().join("trace");
+    let strace = [
+        "-f",
+        "-q",
+        "-o",
+        trace.to_str().expect("a UTF-8 path"),
+        "-e",
+        "trace=clone,clone3,vfork,wait4,kill",
+        "-e",
+        "inject=kill:error=EPERM:when=1",
+        bin!("sig-inherit"),
+    ];
+    let out = Listing::start("strace", &strace).finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("sig-inherit: EPERM"),
+        "{}",
+        out.stderr
+    );
+    let text = std::fs::read_to_string(&trace).expect("the trace");
+    let line = regex::Regex::new(
+        r"^(\d+) .*(clone3|clone|vfork|wait4)[( ].* = ([1-9]\d*)$",
+    )
+    .unwrap();
+    let parent = text.split_whitespace().next().unwrap_or_default();
+    let (mut started, mut reaped) = (Vec::new(), Vec::new());
+    for caps in text.lines().filter_map(|l| line.captures(l)) {
+        if &caps[1] == parent {
+            match &caps[2] {
+                "wait4" => reaped.push(caps[3].to_string()),
+                _ => started.push(caps[3].to_string()),
+            }
+        }
+    }
+    started.sort();
+    reaped.sort();
+    assert!(started.len() >= 7, "{text}");
+    assert_eq!(reaped, started, "{text}");
+}
+
+#[test]
+fn sig_inherit_restored_child_runs_no_handler_of_its_parent() {
+    // strace sends SIGTERM to each process at its first dup2, which the
+    // forked children make before their `pre_exec`. The parent catches
+    // SIGTERM; in `restored`'s child, the second plain fork, its handler
+    // would run and the signal be lost, unless the parent blocked every
+    // signal for the fork: then the signal waits, and kills the child
+    // once the closure has put the default action back and set the mask.
+    if !crate::support::have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let trace = dir.path().join("trace");
+    let strace = [
+        "-f",
+        "-q",
+        "-o",
+        trace.to_str().expect("a UTF-8 path"),
+        "-e",
+        "trace=clone,clone3,dup2",
+        "-e",
+        "inject=dup2:signal=SIGTERM:when=1",
+        bin!("sig-inherit"),
+    ];
+    let out = Listing::start("strace", &strace).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let text = std::fs::read_to_string(&trace).expect("the trace");
+    let parent = text.split_whitespace().next().unwrap_or_default();
+    // Plain forks only (`clone`, not `posix_spawn`'s `clone3`), whole or
+    // resumed after strace cut the line in two.
+    let forked = regex::Regex::new(r"^(\d+) .*\bclone[( ].* = (\d+)$").unwrap();
+    let children: Vec<String> = text
+        .lines()
+        .filter_map(|l| forked.captures(l))
+        .filter(|caps| &caps[1] == parent)
+        .map(|caps| caps[2].to_string())
+        .collect();
+    let restored = children.get(1).unwrap_or_else(|| panic!("{text}"));
+    let ended = [restored.as_str(), "+++", "killed", "by", "SIGTERM", "+++"];
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().eq(ended.iter().copied())),
+        "{text}"
+    );
 }
 
 #[test]
