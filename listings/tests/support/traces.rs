@@ -697,6 +697,58 @@ fn iterator_close(calls: &str) -> Option<(u32, usize)> {
     None
 }
 
+/// The lines of a trace made with `strace -f -o FILE` (each line starts
+/// with its pid), with every call that strace cut in two, because another
+/// process's line came between its start and its end
+/// (`PID write(1, "…"… <unfinished ...>`, then `PID <... write resumed>)
+/// = -1 ENOSPC`), joined back into one line, where the start was.
+pub fn joined_calls(trace: &str) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    // For each pid with a call cut in two: where its start is in `lines`.
+    let mut open: Vec<(String, usize)> = Vec::new();
+    for line in trace.lines() {
+        let (pid, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let rest = rest.trim_start();
+        if let Some(head) = rest.strip_suffix(" <unfinished ...>") {
+            open.push((pid.to_string(), lines.len()));
+            lines.push(format!("{pid} {head}"));
+        } else if rest.starts_with("<... ")
+            && let Some((_, tail)) = rest.split_once(" resumed>")
+            && let Some(i) = open.iter().position(|(p, _)| p == pid)
+        {
+            let (_, at) = open.remove(i);
+            lines[at].push_str(tail);
+        } else {
+            lines.push(line.to_string());
+        }
+    }
+    lines
+}
+
+#[test]
+fn joined_calls_puts_a_call_cut_in_two_back_together() {
+    let trace = "\
+7 write(1, \"a\\n\", 2) = 2
+7 write(1, \"old: finished\\n\", 14 <unfinished ...>
+8 write(1, \"new\\n\", 4) = 4
+7 <... write resumed>) = -1 ENOSPC (No space left on device) (INJECTED)
+8 wait4(-1,  <unfinished ...>
+7 wait4(8, [{WIFEXITED(s) && WEXITSTATUS(s) == 0}], 0, NULL) = 8
+8 <... wait4 resumed>0x7ffc, 0, NULL) = -1 ECHILD (No child processes)
+";
+    assert_eq!(
+        joined_calls(trace),
+        [
+            "7 write(1, \"a\\n\", 2) = 2",
+            "7 write(1, \"old: finished\\n\", 14) = -1 ENOSPC (No space left \
+             on device) (INJECTED)",
+            "8 write(1, \"new\\n\", 4) = 4",
+            "8 wait4(-1, 0x7ffc, 0, NULL) = -1 ECHILD (No child processes)",
+            "7 wait4(8, [{WIFEXITED(s) && WEXITSTATUS(s) == 0}], 0, NULL) = 8",
+        ]
+    );
+}
+
 /// How many children the processes of a trace reaped: each `wait4` that
 /// returned a pid, whole or resumed after other lines.
 pub fn reaps_in(trace: &str) -> usize {
