@@ -651,8 +651,12 @@ fn check_results(dir: &Path) {
         }
     }
     // Every value filled in: a string the command forgot to format shows
-    // its Python expression in braces instead.
-    let unfilled = Regex::new(r"\{[A-Za-z_][A-Za-z0-9_]*[\[.}]").unwrap();
+    // its Python expression in braces instead, a subscript, an attribute
+    // or a call (a profile's Rust symbols have braces of their own, such
+    // as `{closure}`).
+    let unfilled =
+        Regex::new(r#"\{[A-Za-z_][A-Za-z0-9_]*(?:\[['"]|\.[A-Za-z_]|\()"#)
+            .unwrap();
     if let Some(found) = unfilled.find(&results) {
         panic!("results.md shows an unformatted {:?}", found.as_str());
     }
