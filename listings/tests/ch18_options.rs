@@ -502,9 +502,10 @@ fn the_old_process_reaps_the_new_one_when_its_own_output_fails() {
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("No space left"), "{}", out.stderr);
     let text = std::fs::read_to_string(&trace).unwrap();
-    // With two processes writing at once, strace cuts a call in two
-    // (`<unfinished ...>`, then `<... write resumed>`): a loaded machine
-    // showed the failed write so, and the test missed it.
+    // One call to a line, and one space after each pid, whatever the
+    // machine: strace pads a pid below 10000 with a second space (the test
+    // failed whenever pids had not yet counted that high), and cuts a call
+    // in two when another process's line comes between its start and end.
     let calls = crate::support::joined_calls(&text);
     let parent = text.split_whitespace().next().unwrap_or_default();
     let failed =

@@ -701,7 +701,10 @@ fn iterator_close(calls: &str) -> Option<(u32, usize)> {
 /// with its pid), with every call that strace cut in two, because another
 /// process's line came between its start and its end
 /// (`PID write(1, "…"… <unfinished ...>`, then `PID <... write resumed>)
-/// = -1 ENOSPC`), joined back into one line, where the start was.
+/// = -1 ENOSPC`), joined back into one line, where the start was. Each
+/// line comes back as `PID call`, one space between: strace pads a pid to
+/// five places (`5678  write(…`), so that the spacing depends on how
+/// high the machine's pids have counted.
 pub fn joined_calls(trace: &str) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     // For each pid with a call cut in two: where its start is in `lines`.
@@ -719,32 +722,33 @@ pub fn joined_calls(trace: &str) -> Vec<String> {
             let (_, at) = open.remove(i);
             lines[at].push_str(tail);
         } else {
-            lines.push(line.to_string());
+            lines.push(format!("{pid} {rest}"));
         }
     }
     lines
 }
 
 #[test]
-fn joined_calls_puts_a_call_cut_in_two_back_together() {
+fn joined_calls_joins_calls_cut_in_two_and_spaces_every_pid_alike() {
     let trace = "\
-7 write(1, \"a\\n\", 2) = 2
-7 write(1, \"old: finished\\n\", 14 <unfinished ...>
-8 write(1, \"new\\n\", 4) = 4
-7 <... write resumed>) = -1 ENOSPC (No space left on device) (INJECTED)
-8 wait4(-1,  <unfinished ...>
-7 wait4(8, [{WIFEXITED(s) && WEXITSTATUS(s) == 0}], 0, NULL) = 8
-8 <... wait4 resumed>0x7ffc, 0, NULL) = -1 ECHILD (No child processes)
+5678  write(1, \"a\\n\", 2) = 2
+5678  write(1, \"old: finished\\n\", 14 <unfinished ...>
+12345 write(1, \"new\\n\", 4) = 4
+5678  <... write resumed>) = -1 ENOSPC (No space left on device) (INJECTED)
+12345 wait4(-1,  <unfinished ...>
+5678  wait4(12345, [{WIFEXITED(s) && WEXITSTATUS(s) == 0}], 0, NULL) = 12345
+12345 <... wait4 resumed>0x7ffc, 0, NULL) = -1 ECHILD (No child processes)
 ";
     assert_eq!(
         joined_calls(trace),
         [
-            "7 write(1, \"a\\n\", 2) = 2",
-            "7 write(1, \"old: finished\\n\", 14) = -1 ENOSPC (No space left \
-             on device) (INJECTED)",
-            "8 write(1, \"new\\n\", 4) = 4",
-            "8 wait4(-1, 0x7ffc, 0, NULL) = -1 ECHILD (No child processes)",
-            "7 wait4(8, [{WIFEXITED(s) && WEXITSTATUS(s) == 0}], 0, NULL) = 8",
+            "5678 write(1, \"a\\n\", 2) = 2",
+            "5678 write(1, \"old: finished\\n\", 14) = -1 ENOSPC (No space \
+             left on device) (INJECTED)",
+            "12345 write(1, \"new\\n\", 4) = 4",
+            "12345 wait4(-1, 0x7ffc, 0, NULL) = -1 ECHILD (No child processes)",
+            "5678 wait4(12345, [{WIFEXITED(s) && WEXITSTATUS(s) == 0}], 0, \
+             NULL) = 12345",
         ]
     );
 }
