@@ -276,6 +276,51 @@ fn sig_orphan_is_adopted_by_init_or_by_its_subreaper() {
 }
 
 #[test]
+fn sig_orphan_reaps_the_grandchild_it_adopted_when_its_output_fails() {
+    // As a subreaper it adopts the grandchild once the middle child is
+    // reaped; a line that stdout refuses after that (its second write,
+    // refused as a full disk would) must not leave the grandchild to init.
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let trace = dir.path().join("trace");
+    let trace_arg = trace.to_str().expect("a UTF-8 path");
+    let strace = [
+        "-f",
+        "-q",
+        "-o",
+        trace_arg,
+        "-e",
+        "trace=clone,wait4,write",
+        "-e",
+        "inject=write:error=ENOSPC:when=2",
+        bin!("sig-orphan"),
+        "--subreaper",
+    ];
+    let out = Listing::start("strace", &strace).finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("sig-orphan: "), "{}", out.stderr);
+    let text = std::fs::read_to_string(&trace).expect("the trace");
+    let line = regex::Regex::new(r"^(\d+) .*(clone|wait4).* = (\d+)$").unwrap();
+    let parent = text.split_whitespace().next().unwrap_or_default();
+    let (mut forked, mut reaped) = (Vec::new(), Vec::new());
+    for caps in text.lines().filter_map(|l| line.captures(l)) {
+        let pid = caps[3].to_string();
+        match &caps[2] {
+            // The middle child, and the grandchild the middle one forked.
+            "clone" => forked.push(pid),
+            _ if &caps[1] == parent => reaped.push(pid),
+            _ => {}
+        }
+    }
+    forked.sort();
+    reaped.sort();
+    assert_eq!(forked.len(), 2, "forked {forked:?}\n{text}");
+    assert_eq!(reaped, forked, "reaped before it exited\n{text}");
+}
+
+#[test]
 fn sig_group_kills_the_group_but_not_the_child_outside_it() {
     let out = run(bin!("sig-group"), &[]);
     assert!(out.status.success(), "{}", out.stderr);
