@@ -1191,6 +1191,29 @@ fn forked_and_reaped(
     (out, forked, reaped)
 }
 
+/// Its output on a full disk, `sig-zombie` fails at its first line, with
+/// its child already exited: it must reap that zombie before it reports
+/// the error, not leave it to init.
+#[test]
+fn sig_zombie_reaps_its_child_when_its_output_fails() {
+    if !have("strace") {
+        return;
+    }
+    for args in [&[][..], &["--std"]] {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
+        let full = Stdio::from(full.expect("/dev/full"));
+        let (out, forked, reaped) =
+            forked_and_reaped(bin!("sig-zombie"), args, &[], full);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            "sig-zombie: No space left on device (os error 28)\n"
+        );
+        assert_eq!(forked.len(), 1, "{args:?}: started {forked:?}");
+        assert_eq!(reaped, forked, "{args:?}: reaped before it exited");
+    }
+}
+
 /// Its output on a full disk, `sig-reaper` fails at its first `writeln!`,
 /// after its children and `Command`'s `true` are started: it must reap
 /// them all before it reports the error, in one line.
