@@ -59,6 +59,17 @@ fn run() -> Result<(), Box<dyn Error>> {
             ForkResult::Parent { child } => child,
         }
     };
+    let shown = show_then_reap(child, &usr1);
+    if shown.is_err() {
+        // A step that failed (a line that stdout refused, say) leaves no
+        // zombie behind: reaping one already reaped fails, and is nothing.
+        let _ = waitpid(child, None);
+    }
+    shown
+}
+
+/// Says where to look at the zombie, waits for SIGUSR1, and reaps it.
+fn show_then_reap(child: Pid, usr1: &SigSet) -> Result<(), Box<dyn Error>> {
     // Wait until the child has exited, but leave it unreaped.
     waitid(Id::Pid(child), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)?;
     let (mut out, parent) = (io::stdout(), getpid());

@@ -65,14 +65,33 @@ fn run() -> Result<(), Box<dyn Error>> {
         ForkResult::Parent { child } => child,
     };
     drop((ask_read, done_write));
+    let adopted = adopt(middle, ask_write, done_read, subreaper);
+    if adopted.is_err() {
+        // A step that failed (a line that stdout refused, say) leaves no
+        // child behind: `ask` is closed by now, so the grandchild ends, and
+        // every child left is reaped, an adopted grandchild included.
+        while waitpid(Pid::from_raw(-1), None).is_ok() {}
+    }
+    adopted
+}
+
+/// The parent's part once the middle child exists: reaps it, has the
+/// grandchild look again, and, as its subreaper, reaps it too.
+fn adopt(
+    middle: Pid,
+    ask: OwnedFd,
+    done: OwnedFd,
+    subreaper: bool,
+) -> Result<(), Box<dyn Error>> {
+    let mut out = io::stdout();
     // Once the middle child is reaped, its exit is complete, and the
     // grandchild has been given its new parent.
     let status = describe(waitpid(middle, None)?);
     writeln!(out, "Parent: the middle child {status}")?;
-    let mut ask = File::from(ask_write);
+    let mut ask = File::from(ask);
     ask.write_all(b"?")?;
     drop(ask);
-    let mut done = File::from(done_read);
+    let mut done = File::from(done);
     done.read_to_end(&mut Vec::new())?; // Until the grandchild is done.
     if subreaper {
         // It is our child now: ours to reap.

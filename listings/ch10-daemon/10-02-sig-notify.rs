@@ -184,9 +184,9 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
                 let _ = all_done.recv_timeout(DRAIN);
                 // Die of it, as Listing 10-1 does: with its default action
                 // back (a parent may have left it ignored, and it came
-                // through the signalfd all the same), and unblocked, it is
-                // delivered at once. Only it: a SIGHUP pending too would be
-                // delivered first, and kill us.
+                // through the signalfd all the same), raised, and then
+                // unblocked, that one alone: it is delivered at once, and a
+                // SIGHUP that waits stays blocked.
                 let default = SigHandler::SigDfl;
                 // SAFETY: the default action runs no code of ours.
                 unsafe { nix::sys::signal::signal(signal, default) }?;

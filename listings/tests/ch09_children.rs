@@ -276,6 +276,51 @@ fn sig_orphan_is_adopted_by_init_or_by_its_subreaper() {
 }
 
 #[test]
+fn sig_orphan_reaps_the_grandchild_it_adopted_when_its_output_fails() {
+    // As a subreaper it adopts the grandchild once the middle child is
+    // reaped; a line that stdout refuses after that (its second write,
+    // refused as a full disk would) must not leave the grandchild to init.
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let trace = dir.path().join("trace");
+    let trace_arg = trace.to_str().expect("a UTF-8 path");
+    let strace = [
+        "-f",
+        "-q",
+        "-o",
+        trace_arg,
+        "-e",
+        "trace=clone,wait4,write",
+        "-e",
+        "inject=write:error=ENOSPC:when=2",
+        bin!("sig-orphan"),
+        "--subreaper",
+    ];
+    let out = Listing::start("strace", &strace).finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("sig-orphan: "), "{}", out.stderr);
+    let text = std::fs::read_to_string(&trace).expect("the trace");
+    let line = regex::Regex::new(r"^(\d+) .*(clone|wait4).* = (\d+)$").unwrap();
+    let parent = text.split_whitespace().next().unwrap_or_default();
+    let (mut forked, mut reaped) = (Vec::new(), Vec::new());
+    for caps in text.lines().filter_map(|l| line.captures(l)) {
+        let pid = caps[3].to_string();
+        match &caps[2] {
+            // The middle child, and the grandchild the middle one forked.
+            "clone" => forked.push(pid),
+            _ if &caps[1] == parent => reaped.push(pid),
+            _ => {}
+        }
+    }
+    forked.sort();
+    reaped.sort();
+    assert_eq!(forked.len(), 2, "forked {forked:?}\n{text}");
+    assert_eq!(reaped, forked, "reaped before it exited\n{text}");
+}
+
+#[test]
 fn sig_group_kills_the_group_but_not_the_child_outside_it() {
     let out = run(bin!("sig-group"), &[]);
     assert!(out.status.success(), "{}", out.stderr);
@@ -1144,6 +1189,29 @@ fn forked_and_reaped(
     forked.sort();
     reaped.sort();
     (out, forked, reaped)
+}
+
+/// Its output on a full disk, `sig-zombie` fails at its first line, with
+/// its child already exited: it must reap that zombie before it reports
+/// the error, not leave it to init.
+#[test]
+fn sig_zombie_reaps_its_child_when_its_output_fails() {
+    if !have("strace") {
+        return;
+    }
+    for args in [&[][..], &["--std"]] {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
+        let full = Stdio::from(full.expect("/dev/full"));
+        let (out, forked, reaped) =
+            forked_and_reaped(bin!("sig-zombie"), args, &[], full);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            "sig-zombie: No space left on device (os error 28)\n"
+        );
+        assert_eq!(forked.len(), 1, "{args:?}: started {forked:?}");
+        assert_eq!(reaped, forked, "{args:?}: reaped before it exited");
+    }
 }
 
 /// Its output on a full disk, `sig-reaper` fails at its first `writeln!`,
