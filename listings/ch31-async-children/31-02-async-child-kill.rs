@@ -23,6 +23,7 @@
 // away: SIGPIPE stays ignored, and what we cannot print is not printed,
 // so that the clean-up still runs.
 
+use std::cell::Cell;
 use std::error::Error;
 use std::fs;
 use std::io::{self, Write};
@@ -107,20 +108,34 @@ async fn run() -> Result<(), Box<dyn Error>> {
         .kill_on_drop(way != Way::Drop)
         .spawn()?;
     let pid = Pid::from_raw(sh.id().ok_or("sh has gone")? as i32);
-    let stdout = sh.stdout.take().ok_or("no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next_line().await?.unwrap_or_default();
-    let grandchild = first.parse().map(Pid::from_raw);
-    let grandchild = grandchild.map_err(|_| "sh did not start sleep")?;
-    say(format!(
-        "sh (pid {pid}) runs in a process group of its own; it started \
-         sleep (pid {grandchild})"
-    ));
+    // Set by a way once it has killed the group for good: from then on,
+    // nothing keeps the group's id from being given to someone else.
+    let killed = Cell::new(false);
+    let group = Group {
+        pid,
+        killed: &killed,
+    };
+    // Everything that waits on sh, its first line included, runs in the
+    // `select!` below, so that a signal is acted on whenever it comes.
     let ended = async move {
+        let stdout = sh.stdout.take().ok_or("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next_line().await?.unwrap_or_default();
+        let Ok(grandchild) = first.parse().map(Pid::from_raw) else {
+            // sh is not reaped yet: its pid is still the group's id.
+            group.kill_all()?;
+            return Err("sh did not start sleep".into());
+        };
+        say(format!(
+            "sh (pid {pid}) runs in a process group of its own; it \
+             started sleep (pid {grandchild})"
+        ));
         match way {
-            Way::Drop | Way::KillOnDrop => dropped(sh, pid, grandchild).await,
-            Way::NoWait => no_wait(sh, pid, grandchild).await,
-            Way::Timeout | Way::Pipe => supervise(sh, lines, limit).await,
+            Way::Drop | Way::KillOnDrop => dropped(sh, group, grandchild).await,
+            Way::NoWait => no_wait(sh, group, grandchild).await,
+            Way::Timeout | Way::Pipe => {
+                supervise(sh, lines, limit, group).await
+            }
         }
     };
     let stop = tokio::select! {
@@ -132,11 +147,29 @@ async fn run() -> Result<(), Box<dyn Error>> {
     // The way's future is dropped, and `sh` with it (killed, with
     // `kill_on_drop`, and reaped on the spot if already dead). The group's
     // id names no one else's group while a member, alive or a zombie, is
-    // not reaped: `sleep` is one until the way's clean-up has ended it.
-    // After that the group may be empty, and `killpg` then fails with
-    // ESRCH, ignored here. End the group, then die of the signal.
-    let _ = killpg(pid, Signal::SIGKILL);
+    // not reaped: `sleep` is one until the way has killed the group. After
+    // that the id may be free, and given to a stranger's group: leave it.
+    // End the group, then die of the signal.
+    if !killed.get() {
+        let _ = killpg(pid, Signal::SIGKILL);
+    }
     die_of(stop)
+}
+
+/// sh's process group, and whether a way has killed it.
+#[derive(Clone, Copy)]
+struct Group<'a> {
+    pid: Pid,
+    killed: &'a Cell<bool>,
+}
+
+impl Group<'_> {
+    /// Kills every member with SIGKILL, and notes that the group's id is
+    /// no longer ours to use.
+    fn kill_all(self) -> nix::Result<()> {
+        self.killed.set(true);
+        killpg(self.pid, Signal::SIGKILL)
+    }
 }
 
 /// Ends the process by `stop`, as its default action would have. The
@@ -155,9 +188,10 @@ fn die_of(stop: Signal) -> ! {
 /// Drops the `Child`, and looks at what is left.
 async fn dropped(
     sh: Child,
-    pid: Pid,
+    group: Group<'_>,
     grandchild: Pid,
 ) -> Result<(), Box<dyn Error>> {
+    let pid = group.pid;
     drop(sh);
     // A kill takes effect soon, but not at once: give it a second.
     until(Duration::from_secs(1), || is_dead(pid)).await;
@@ -168,7 +202,7 @@ async fn dropped(
     ));
     // Clean up. `sleep` runs, so the group's id is still in use and
     // cannot name anyone else's group.
-    killpg(pid, Signal::SIGKILL)?;
+    group.kill_all()?;
     // Nothing waits for sh here: tokio took it over when the `Child` was
     // dropped, and reaps it in the background while the runtime runs.
     if !until(PATIENCE, || state_of(pid).is_none()).await {
@@ -184,9 +218,10 @@ async fn dropped(
 /// Kills the shell without waiting for it, then waits.
 async fn no_wait(
     mut sh: Child,
-    pid: Pid,
+    group: Group<'_>,
     grandchild: Pid,
 ) -> Result<(), Box<dyn Error>> {
+    let pid = group.pid;
     sh.start_kill()?; // SIGKILL, and nothing more.
     until(PATIENCE, || state_of(pid) == Some('Z')).await;
     sleep(Duration::from_secs(1)).await;
@@ -203,7 +238,7 @@ async fn no_wait(
     // `kill_on_drop` and `start_kill` reach one process; `sleep` lives on,
     // and its group's id is still in use.
     say(format!("sleep (pid {grandchild}) {}", state(grandchild)));
-    killpg(pid, Signal::SIGKILL)?;
+    group.kill_all()?;
     until(PATIENCE, || is_dead(grandchild)).await;
     Ok(())
 }
@@ -213,13 +248,15 @@ async fn no_wait(
 /// The careful way: wait for the shell with a time limit, then stop its
 /// whole group; always reap it; then expect the end of its stdout within
 /// the same limit, and if it does not come, kill whoever is left in the
-/// group, since one of them holds the pipe.
+/// group, since one of them may hold the pipe, and wait the same limit
+/// again: a holder outside the group is out of reach.
 async fn supervise(
     mut sh: Child,
     mut lines: Lines<BufReader<ChildStdout>>,
     limit: Duration,
+    group: Group<'_>,
 ) -> Result<(), Box<dyn Error>> {
-    let pid = Pid::from_raw(sh.id().ok_or("sh has gone")? as i32);
+    let pid = group.pid;
     let secs = limit.as_secs();
     let status = match timeout(limit, sh.wait()).await {
         Ok(status) => status?,
@@ -251,8 +288,9 @@ async fn supervise(
         // alive or a zombie, is not reaped: the holder of the pipe, alive,
         // unless it left the group. `killpg` succeeds if it finds any
         // member, a zombie included, and fails with ESRCH only if it finds
-        // none (`__kill_pgrp_info` in kernel/signal.c).
-        match killpg(pid, Signal::SIGKILL) {
+        // none (`__kill_pgrp_info` in kernel/signal.c). So success does
+        // not mean that the holder is dead: it may have left the group.
+        match group.kill_all() {
             Ok(()) => say(format!(
                 "No end of stdout within {secs} s: killed its process group"
             )),
@@ -260,7 +298,13 @@ async fn supervise(
                 return Err(format!("stdout held from outside: {err}").into());
             }
         }
-        rest.await?;
+        let outside = || {
+            format!(
+                "stdout still held {secs} s after the kill of its group: \
+                 by a process outside it"
+            )
+        };
+        timeout(limit, &mut rest).await.map_err(|_| outside())??;
     }
     say("End of stdout".to_string());
     Ok(())

@@ -26,12 +26,14 @@ use std::num::NonZeroUsize;
 use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode, Stdio};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SigHandler, Signal, kill};
-use nix::unistd::{getpid, pipe2};
+use nix::sys::wait::waitpid;
+use nix::unistd::{Pid, getpid, pipe2};
 use signal_hook::consts::SIGUSR1;
 use signal_hook::iterator::Signals;
 use tokio::io::AsyncReadExt;
@@ -93,7 +95,9 @@ fn main() -> ExitCode {
 /// `build`, for a worker; in `block_in_place`, for the thread that takes
 /// the worker over; and in `spawn_blocking`, when its pool has no thread
 /// at all. No check can come first: say why in one line, and exit
-/// at once, since unwinding through a runtime may wait for ever.
+/// at once, since unwinding through a runtime may wait for ever. No
+/// destructor runs then, so the hook first ends the child that was to be
+/// waited for, if any, and reaps it.
 fn exit_on_panic() {
     std::panic::set_hook(Box::new(|panic| {
         let payload = panic.payload();
@@ -101,9 +105,19 @@ fn exit_on_panic() {
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or("a panic in tokio");
         let _ = writeln!(io::stderr(), "async-block: {why}");
+        let child = UNWAITED.swap(0, Ordering::SeqCst);
+        if child > 0 {
+            let child = Pid::from_raw(child);
+            let _ = kill(child, Signal::SIGKILL);
+            let _ = waitpid(child, None);
+        }
         process::exit(1);
     }));
 }
+
+/// The pid of the `sleep` of the `wait` way while nothing has waited for
+/// it, or 0.
+static UNWAITED: AtomicI32 = AtomicI32::new(0);
 
 /// A runtime with one thread for every task, so that what a blocking call
 /// does to the others shows at once; with `--workers N`, the multi-threaded
@@ -254,13 +268,17 @@ async fn wait_child(fix: Fix, takes: Duration) -> Outcome {
     } else {
         let mut command = process::Command::new("sleep");
         let mut child = command.arg(&secs).stdin(Stdio::null()).spawn()?;
-        match fix {
+        // For the panic hook, should the thread that waits be refused.
+        UNWAITED.store(child.id() as i32, Ordering::SeqCst);
+        let status = match fix {
             Fix::SpawnBlocking => {
-                task::spawn_blocking(move || child.wait()).await??
+                task::spawn_blocking(move || child.wait()).await?
             }
-            Fix::BlockInPlace => task::block_in_place(|| child.wait())?,
-            _ => child.wait()?, // WRONG: holds the runtime's thread.
-        }
+            Fix::BlockInPlace => task::block_in_place(|| child.wait()),
+            _ => child.wait(), // WRONG: holds the runtime's thread.
+        };
+        UNWAITED.store(0, Ordering::SeqCst);
+        status?
     };
     Ok(format!("sleep {secs} ended: {status}"))
 }

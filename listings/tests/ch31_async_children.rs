@@ -2,7 +2,12 @@
 //! reads both of its outputs; Listing 31-2 drops, kills and waits for a
 //! shell that started a grandchild.
 
+use std::env;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -12,8 +17,8 @@ use regex::Regex;
 use crate::support::{
     KillGroupOnDrop, Listing, as_pid_1, assert_exited_with, assert_rejects,
     assert_session_matches_book_masking, assert_starts_or_says_why, cargo_run,
-    children_of, finish_clean, group_is_gone, is_dead, run_clean, state_of,
-    wait_until,
+    children_of, finish_clean, group_is_gone, have, is_dead, run_clean,
+    state_of, wait_until,
 };
 
 /// The counts of a `Sent … of … bytes, got … on stdout and … on stderr`
@@ -271,6 +276,146 @@ fn async_child_kill_a_grandchild_holding_stdout_is_killed_with_the_group() {
     );
     // Without the kill, the end would come when `sleep 60` exits.
     assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+/// Writes an executable script called `name` into a new directory, and
+/// returns the directory and a PATH that finds the script first. The
+/// script finds the real commands by dropping its own directory from
+/// PATH.
+fn first_in_path(name: &str, script: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join(name);
+    fs::write(&file, script).unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o755)).unwrap();
+    let path = env::var("PATH").unwrap_or_default();
+    let path = format!("{}:{path}", dir.path().display());
+    (dir, path)
+}
+
+/// A `sleep` that first starts a copy of itself in a session of its own,
+/// out of its group's reach, holding stdout, and writes that copy's pid
+/// beside itself; then it becomes the real `sleep`, in the group.
+const HOLDER_OUTSIDE_THE_GROUP: &str = "#!/bin/sh
+PATH=${PATH#*:}
+setsid sleep \"$@\" 2>/dev/null &
+echo $! > \"$0.outside\"
+exec sleep \"$@\"
+";
+
+/// Kills, when dropped, the process whose pid a script wrote to a file.
+struct KillPidInFileOnDrop(PathBuf);
+
+impl Drop for KillPidInFileOnDrop {
+    fn drop(&mut self) {
+        let pid = fs::read_to_string(&self.0).unwrap_or_default();
+        if let Ok(pid) = pid.trim().parse() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// The holder of the pipe may have left the group, as a daemon does: here
+/// a `sleep` that starts a copy of itself under `setsid`, holding stdout,
+/// before it becomes the real `sleep` in the group. `killpg` finds the one
+/// in the group and succeeds; the end of stdout still does not come. The
+/// careful way gives up the same limit later, in one line, rather than
+/// wait for the stranger (before, it waited for its whole minute).
+#[test]
+fn async_child_kill_gives_up_on_a_stdout_held_from_outside_the_group() {
+    if !have("setsid") {
+        eprintln!("skipped: no setsid");
+        return;
+    }
+    let (dir, path) = first_in_path("sleep", HOLDER_OUTSIDE_THE_GROUP);
+    let _outside = KillPidInFileOnDrop(dir.path().join("sleep.outside"));
+    let mut command = Command::new(bin!("async-child-kill"));
+    command.arg("pipe").env("PATH", path);
+    let mut listing = Listing::spawn(&mut command, Stdio::piped());
+    let first = listing.expect(r"sh \(pid (\d+)\) .* sleep \(pid (\d+)\)");
+    let sh = Pid::from_raw(first[1].parse().unwrap());
+    let _cleanup = KillGroupOnDrop(sh);
+    let out = listing.finish();
+    assert_exited_with(&out, 1);
+    assert_eq!(
+        out.stdout[1..],
+        [
+            "sh exited with status 0",
+            "No end of stdout within 1 s: killed its process group",
+        ]
+    );
+    assert_eq!(
+        out.stderr,
+        "async-child-kill: stdout still held 1 s after the kill of its \
+         group: by a process outside it\n"
+    );
+    assert_eq!(state_of(sh), None, "sh reaped");
+}
+
+/// Once a way has killed the group, the id may be given to a stranger's
+/// group, and a signal that comes later must not make the listing use it
+/// again. The holder outside the group keeps the listing waiting after its
+/// kill; a SIGINT then, under strace, shows one `kill` of the group, the
+/// way's own (before, the signal's path sent a second one).
+#[test]
+fn async_child_kill_stopped_after_its_own_kill_leaves_the_group_id_alone() {
+    if !have("setsid") || !have("strace") {
+        eprintln!("skipped: no setsid or no strace");
+        return;
+    }
+    let (dir, path) = first_in_path("sleep", HOLDER_OUTSIDE_THE_GROUP);
+    let _outside = KillPidInFileOnDrop(dir.path().join("sleep.outside"));
+    let trace = dir.path().join("trace");
+    // Not `-f`: strace would wait for the holder. The runtime has one
+    // thread, the one traced.
+    let mut command = Command::new("strace");
+    command.args(["-q", "-e", "trace=kill", "-e", "signal=none", "-o"]);
+    command.arg(&trace).arg("--");
+    if have("setpriv") {
+        // The listing dies with strace, should the test kill strace.
+        command.args(["setpriv", "--pdeathsig", "KILL", "--"]);
+    }
+    command
+        .arg(bin!("async-child-kill"))
+        .args(["pipe", "--wait", "5"]);
+    command.env("PATH", path);
+    let mut listing = Listing::spawn(&mut command, Stdio::piped());
+    let first = listing.expect(r"sh \(pid (\d+)\) .* sleep \(pid (\d+)\)");
+    let sh = Pid::from_raw(first[1].parse().unwrap());
+    let _cleanup = KillGroupOnDrop(sh);
+    listing.expect("sh exited with status 0");
+    listing.expect("No end of stdout within 5 s: killed its process group");
+    let tracee = children_of(listing.pid())[0];
+    nix::sys::signal::kill(tracee, Signal::SIGINT).unwrap();
+    let out = listing.finish();
+    assert_eq!(out.stdout.len(), 3, "{:?}", out.stdout);
+    let trace = fs::read_to_string(&trace).unwrap();
+    let kills = format!("kill(-{sh}, SIGKILL)");
+    assert_eq!(trace.matches(&kills).count(), 1, "{trace}");
+}
+
+/// A signal that comes while the listing waits for the shell's first line
+/// is acted on at once: an `sh` that says nothing stands in for a slow
+/// one. Before, the wait was outside the `select!`, tokio caught the
+/// signal, and the listing waited on for the line.
+#[test]
+fn async_child_kill_stops_while_it_waits_for_the_first_line() {
+    let (_dir, path) =
+        first_in_path("sh", "#!/bin/sh\nPATH=${PATH#*:}\nexec sleep 60\n");
+    let mut command = Command::new(bin!("async-child-kill"));
+    command.arg("timeout").env("PATH", path);
+    let listing = Listing::spawn(&mut command, Stdio::piped());
+    // Its streams are made before it starts the shell.
+    let mut sh = Vec::new();
+    wait_until("the listing to start sh", || {
+        sh = children_of(listing.pid());
+        !sh.is_empty()
+    });
+    let _cleanup = KillGroupOnDrop(sh[0]);
+    listing.signal(Signal::SIGINT);
+    wait_until("sh's group to end", || group_is_gone(sh[0]));
+    let out = listing.finish();
+    assert_eq!(out.status.signal(), Some(Signal::SIGINT as i32));
+    assert_eq!(out.stdout, Vec::<String>::new());
 }
 
 #[test]

@@ -391,6 +391,34 @@ fn async_block_says_why_in_one_line_when_a_thread_is_refused() {
     }
 }
 
+/// The child of the `wait` way is started before the thread that would
+/// wait for it is refused; the panic hook exits at once, and no destructor
+/// runs then. The hook kills and reaps that child first: no `sleep` is
+/// left behind (before, `sleep 100` ran on, re-parented).
+#[test]
+fn async_block_leaves_no_child_when_the_waiting_thread_is_refused() {
+    use crate::support::{Listing, finish_clean};
+    use std::process::{Command, Stdio};
+    // The main thread and `sleep` fit; the thread that would wait does not.
+    let runs: [(&[&str], u64); 2] = [
+        (&["wait", "--fix", "spawn-blocking"], 2),
+        (&["wait", "--workers", "1", "--fix", "block-in-place"], 3),
+    ];
+    for (args, threads) in runs {
+        let mut command = Command::new(bin!("async-block"));
+        command.args(args).args(["--secs", "100"]);
+        let Some((mut command, _dir)) =
+            crate::support::with_thread_limit(&command, threads)
+        else {
+            return;
+        };
+        let what = format!("{args:?} under ulimit -u {threads}");
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{what}: {}", out.stderr);
+    }
+}
+
 #[test]
 fn async_block_rejects_bad_arguments_in_one_line() {
     assert_rejects(bin!("async-block"), &["spin"], "unknown way");
