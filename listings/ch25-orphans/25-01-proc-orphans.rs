@@ -259,7 +259,9 @@ fn die_with_parent(command: &mut Command) {
 /// lifeline, by killing their group, or one by one. Only children not
 /// reaped yet are signalled, under the lock that `reap` takes: a reaped
 /// child's pid, or the id of a group whose every member is reaped, may
-/// already be a stranger's.
+/// already be a stranger's. Each is then continued: a child stopped by
+/// SIGSTOP or Ctrl-Z takes its SIGTERM, or reads the end of its input,
+/// only once it runs again.
 fn stop(
     way: Way,
     unreaped: &Mutex<Vec<Pid>>,
@@ -279,6 +281,9 @@ fn stop(
                 let _ = kill(pid, Signal::SIGTERM);
             }
         }
+    }
+    for &pid in unreaped.iter() {
+        let _ = kill(pid, Signal::SIGCONT);
     }
 }
 

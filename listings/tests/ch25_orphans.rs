@@ -588,18 +588,71 @@ fn proc_orphans_stops_its_children_when_a_thread_is_refused() {
     wait_until("the children to end", || group_is_gone(group));
 }
 
-/// Stops `child` (SIGSTOP) and waits until it is stopped: the SIGTERM that
-/// `stop` sends it then stays pending, and the parent waits for it for as
-/// long as the test likes.
-fn hold_stopped(child: Pid) {
+/// A child stopped by SIGSTOP (or Ctrl-Z) takes the SIGTERM that `stop`
+/// sends it, or reads the end of its input, only once it runs again: the
+/// parent continues it, as Listing 23-1 continues its stages. The first
+/// version sent SIGTERM alone, and the parent, told to stop, waited for a
+/// stopped child for ever.
+#[test]
+fn proc_orphans_continues_a_stopped_child_it_stops() {
+    for way in ["none", "group", "pipe"] {
+        let (orphans, children) =
+            start(&[way, "--children", "1", "--for", "60"]);
+        let (parent, child) = (orphans.pid(), children[0]);
+        kill(child, Signal::SIGSTOP).unwrap();
+        wait_until("the child to stop", || state_of(child) == Some('T'));
+        orphans.signal(Signal::SIGTERM);
+        wait_until(&format!("{way}: the parent to end"), || is_dead(parent));
+        let out = finish_clean(orphans);
+        assert_died_of(&out, Signal::SIGTERM);
+        assert!(is_dead(child), "{way}: the child outlived its parent");
+    }
+}
+
+/// Holds `child` stopped in a way that the SIGCONT `stop` sends cannot
+/// end: this process traces it (`PTRACE_SEIZE`), and a traced process
+/// stopped by a signal waits for its tracer, which never lets it go on.
+/// The SIGTERM that `stop` sends then stays pending, and the parent waits
+/// for the child for as long as the test likes. `None` where this process
+/// may not trace (a container that forbids `ptrace`).
+fn hold_stopped(child: Pid) -> Option<Traced> {
+    use nix::libc;
+    // SAFETY: PTRACE_SEIZE reads no memory of ours; its pointers are null.
+    let seized = unsafe {
+        libc::ptrace(libc::PTRACE_SEIZE, child.as_raw(), 0usize, 0usize)
+    };
+    if seized != 0 {
+        return None;
+    }
+    let traced = Traced(child);
     kill(child, Signal::SIGSTOP).unwrap();
-    wait_until("the child to stop", || state_of(child) == Some('T'));
+    wait_until("the child to stop", || state_of(child) == Some('t'));
+    Some(traced)
+}
+
+/// A child this process traces: dropping it kills the child and reaps
+/// it as its tracer, which must see it die before its parent can.
+struct Traced(Pid);
+
+impl Drop for Traced {
+    fn drop(&mut self) {
+        use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+        let _ = kill(self.0, Signal::SIGKILL);
+        while let Ok(status) = waitpid(self.0, Some(WaitPidFlag::__WALL)) {
+            if matches!(
+                status,
+                WaitStatus::Exited(..) | WaitStatus::Signaled(..)
+            ) {
+                break;
+            }
+        }
+    }
 }
 
 /// A second signal while the parent reaps ends it by its default action.
-/// A child stopped with SIGSTOP holds the parent in its wait: the first
-/// SIGTERM makes it stop its children, and SIGTERM stays pending in the
-/// stopped one. The parent used to drop signal-hook's iterator there, and
+/// A child held stopped (`hold_stopped`) holds the parent in its wait: the
+/// first SIGTERM makes it stop its children, and SIGTERM stays pending in
+/// the held one. The parent used to drop signal-hook's iterator there, and
 /// signal-hook's handler, which stays installed, swallowed the SIGINT: the
 /// parent waited on, and only SIGKILL ended it.
 #[test]
@@ -607,14 +660,16 @@ fn proc_orphans_dies_of_a_second_signal_while_it_reaps() {
     let (orphans, children) =
         start(&["none", "--children", "1", "--for", "60"]);
     let (parent, child) = (orphans.pid(), children[0]);
-    hold_stopped(child);
+    let Some(held) = hold_stopped(child) else {
+        return;
+    };
     orphans.signal(Signal::SIGTERM);
     wait_until("the parent to stop its child", || {
         pending_signals(child).contains(&(Signal::SIGTERM as i32))
     });
     orphans.signal(Signal::SIGINT);
     wait_until("the parent to die of SIGINT", || is_dead(parent));
-    kill(child, Signal::SIGKILL).unwrap();
+    drop(held);
     let out = finish_clean(orphans);
     assert_died_of(&out, Signal::SIGINT);
 }
@@ -623,7 +678,7 @@ fn proc_orphans_dies_of_a_second_signal_while_it_reaps() {
 /// output), it stops and reaps them with no thread listening for
 /// signals; meanwhile a signal must have its default action. Its stdout
 /// is a full pipe: the parent blocks in the write of its first line, the
-/// test stops its child, then closes the pipe's read end. The parent
+/// test holds its child stopped, then closes the pipe's read end. The parent
 /// stops the child, whose SIGTERM stays pending, and waits. It used to
 /// leave signal-hook's handler in place, which swallowed SIGINT.
 #[test]
@@ -648,14 +703,16 @@ fn proc_orphans_dies_of_a_signal_while_it_reaps_after_its_output_failed() {
         wchan_of(parent).ends_with("pipe_write")
     });
     let child = children_of(parent)[0];
-    hold_stopped(child);
+    let Some(held) = hold_stopped(child) else {
+        return;
+    };
     drop(reader);
     wait_until("the parent to stop its child", || {
         pending_signals(child).contains(&(Signal::SIGTERM as i32))
     });
     orphans.signal(Signal::SIGINT);
     wait_until("the parent to die of SIGINT", || is_dead(parent));
-    kill(child, Signal::SIGKILL).unwrap();
+    drop(held);
     let out = finish_clean(orphans);
     assert_died_of(&out, Signal::SIGINT);
 }
