@@ -1,7 +1,8 @@
 // ANCHOR: whole
 // Listing 17-2: a UDP server. Each datagram is a request, answered with
 // one datagram, `server got: [<request>]`, sent back to whoever sent it;
-// a request too large for that gets `error: ...` instead.
+// a request too large for that gets `error: ...` instead, and a datagram
+// that is itself a reply gets nothing.
 // There are no connections: one socket serves every client, one datagram
 // at a time, and a client that goes away costs nothing.
 //
@@ -60,8 +61,15 @@ fn run() -> Result<(), Box<dyn Error>> {
                 continue;
             }
         };
-        seen += 1;
         let request = &buf[..n];
+        // A reply is never a request. Answered, a datagram forged to come
+        // from this very socket, or from another server of this protocol,
+        // would come back as a request, and bounce for ever.
+        if is_reply(request) {
+            writeln!(out, "{peer}: ignored [{}], a reply", shown(request))?;
+            continue;
+        }
+        seen += 1;
         if drop > 0 {
             drop -= 1;
             writeln!(out, "{peer}: dropped [{}]", shown(request))?;
@@ -90,6 +98,12 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
     }
     Ok(())
+}
+
+/// Whether `datagram` is one of this protocol's replies: an answer, or
+/// a refusal.
+fn is_reply(datagram: &[u8]) -> bool {
+    datagram.starts_with(b"server got: [") || datagram.starts_with(b"error: ")
 }
 
 /// How much of a request the log shows. A datagram may carry 64 KiB,
