@@ -451,6 +451,48 @@ fn udp_echo_never_answers_a_reply_so_a_forged_datagram_cannot_loop() {
 }
 
 #[test]
+fn udp_echo_on_a_wildcard_address_answers_from_the_address_asked() {
+    // Linux 6.18. Bound to 0.0.0.0 (or [::]), a socket's reply takes its
+    // source address from the route back to the client, unless the server
+    // says which; a connected client drops a reply from any address but
+    // the one it asked (the first version: every try went unanswered).
+    let mut wildcards = vec![(r"0\.0\.0\.0", "0.0.0.0:0")];
+    if ipv6() {
+        wildcards.push((r"\[::\]", "[::]:0"));
+    }
+    for (pattern, bind) in wildcards {
+        let mut server = Listing::start(bin!("udp-echo"), &[bind]);
+        let listening = format!(r"Server listening on ({pattern}:\d+)");
+        let addr = server.expect(&listening).remove(1);
+        let port = addr.rsplit_once(':').unwrap().1;
+        let mut asked = vec![format!("127.0.0.2:{port}")];
+        if ipv6() {
+            asked.push(format!("[::1]:{port}"));
+        }
+        for to in asked
+            .iter()
+            .filter(|to| bind.starts_with('[') || !to.starts_with('['))
+        {
+            let here = if to.starts_with('[') {
+                "[::1]:0"
+            } else {
+                "127.0.0.1:0"
+            };
+            let sock = UdpSocket::bind(here).unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            sock.connect(to).unwrap();
+            sock.send(b"hi").unwrap();
+            let mut buf = [0; 100];
+            let n = sock
+                .recv(&mut buf)
+                .unwrap_or_else(|err| panic!("{bind}, asked at {to}: {err}"));
+            assert_eq!(&buf[..n], b"server got: [hi]");
+        }
+    }
+}
+
+#[test]
 fn udp_echo_over_ipv6_answers_what_ipv6_can_carry() {
     // IPv6's payload length leaves out its own header: a reply may be
     // 65,527 bytes, where IPv4 stops at 65,507. The server refused every
