@@ -1,7 +1,9 @@
 // ANCHOR: whole
 // Listing 17-2: a UDP server. Each datagram is a request, answered with
-// one datagram, `server got: [<request>]`, sent back to whoever sent it;
-// a request too large for that gets `error: ...` instead.
+// one datagram, `server got: [<request>]`, sent back to whoever sent it,
+// from the address it was sent to;
+// a request too large for that gets `error: ...` instead, and a datagram
+// that is itself a reply gets nothing.
 // There are no connections: one socket serves every client, one datagram
 // at a time, and a client that goes away costs nothing.
 //
@@ -10,9 +12,16 @@
 
 use std::error::Error;
 use std::fmt::Display;
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Write};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::process::{self, ExitCode};
+
+use nix::libc;
+use nix::sys::socket::{
+    ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg,
+    sendmsg, setsockopt, sockopt,
+};
 
 const USAGE: &str = "usage: udp-echo [HOST:PORT] [--count N] [--drop N]";
 const DEFAULT_ADDR: &str = "127.0.0.1:50008";
@@ -43,15 +52,16 @@ fn run() -> Result<(), Box<dyn Error>> {
     let addrs = resolve(&spec)?;
     let sock = UdpSocket::bind(&addrs[..])
         .map_err(|err| format!("cannot listen on {spec}: {err}"))?;
+    ask_where_each_datagram_went(&sock)?;
     let mut out = io::stdout();
     writeln!(out, "Server listening on {}", sock.local_addr()?)?;
     let mut buf = vec![0; MAX_DATAGRAM];
     let mut seen = 0;
     while count.is_none_or(|count| seen < count) {
-        // One datagram, whole, and who sent it. No timeout needed: a
-        // server with nothing to do may wait as long as it likes, and no
-        // client can make it wait for anything else.
-        let (n, peer) = match sock.recv_from(&mut buf) {
+        // One datagram, whole, who sent it, and to which address. No
+        // timeout needed: a server with nothing to do may wait as long as
+        // it likes, and no client can make it wait for anything else.
+        let (n, peer, to) = match receive(&sock, &mut buf) {
             Ok(got) => got,
             // An ICMP error about an earlier reply, on some systems:
             // that client's problem, not ours.
@@ -60,8 +70,15 @@ fn run() -> Result<(), Box<dyn Error>> {
                 continue;
             }
         };
-        seen += 1;
         let request = &buf[..n];
+        // A reply is never a request. Answered, a datagram forged to come
+        // from this very socket, or from another server of this protocol,
+        // would come back as a request, and bounce for ever.
+        if is_reply(request) {
+            writeln!(out, "{peer}: ignored [{}], a reply", shown(request))?;
+            continue;
+        }
+        seen += 1;
         if drop > 0 {
             drop -= 1;
             writeln!(out, "{peer}: dropped [{}]", shown(request))?;
@@ -71,7 +88,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         reply.extend_from_slice(request);
         reply.push(b']');
         // The reply is 14 bytes longer than the request: near the largest
-        // datagram it cannot be one, and `send_to` would fail with
+        // datagram it cannot be one, and `sendmsg` would fail with
         // EMSGSIZE, leaving the client to wait for ever. Say so instead,
         // in a reply that begins `error: `, the protocol's refusal.
         let max = max_reply(peer);
@@ -84,12 +101,18 @@ fn run() -> Result<(), Box<dyn Error>> {
         } else {
             format!("answered [{}]", shown(request))
         };
-        match sock.send_to(&reply, peer) {
+        match send_reply(&sock, &reply, peer, &to) {
             Ok(_) => writeln!(out, "{peer}: {done}")?,
             Err(err) => log(format_args!("{peer}: {err}")),
         }
     }
     Ok(())
+}
+
+/// Whether `datagram` is one of this protocol's replies: an answer, or
+/// a refusal.
+fn is_reply(datagram: &[u8]) -> bool {
+    datagram.starts_with(b"server got: [") || datagram.starts_with(b"error: ")
 }
 
 /// How much of a request the log shows. A datagram may carry 64 KiB,
@@ -105,6 +128,91 @@ fn shown(request: &[u8]) -> String {
     format!("{start}... ({} bytes)", request.len())
 }
 // ANCHOR_END: serve
+
+/// Where a datagram was sent: the address (and, over IPv6, the
+/// interface) its reply must come from.
+enum Sent {
+    V4(libc::in_pktinfo),
+    V6(libc::in6_pktinfo),
+    /// The kernel did not say: the route back chooses.
+    Unknown,
+}
+
+/// Has the kernel say, with each datagram, the address it was sent to
+/// (IP_PKTINFO, IPV6_RECVPKTINFO). On a wildcard address, 0.0.0.0 or
+/// `[::]`, a reply otherwise leaves from whichever address the route back
+/// to the client picks, and a client that connected its socket to the
+/// address it asked ignores a reply from any other.
+fn ask_where_each_datagram_went(sock: &UdpSocket) -> io::Result<()> {
+    if sock.local_addr()?.is_ipv4() {
+        setsockopt(sock, sockopt::Ipv4PacketInfo, &true)?;
+    } else {
+        setsockopt(sock, sockopt::Ipv6RecvPacketInfo, &true)?;
+    }
+    Ok(())
+}
+
+/// One datagram, whole: its length, who sent it, and where to.
+fn receive(
+    sock: &UdpSocket,
+    buf: &mut [u8],
+) -> io::Result<(usize, SocketAddr, Sent)> {
+    let mut space = nix::cmsg_space!(libc::in6_pktinfo);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = recvmsg::<SockaddrStorage>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )?;
+    let from = msg.address.as_ref();
+    let peer = match (
+        from.and_then(|a| a.as_sockaddr_in()),
+        from.and_then(|a| a.as_sockaddr_in6()),
+    ) {
+        (Some(v4), _) => SocketAddr::from(*v4),
+        (_, Some(v6)) => SocketAddr::from(*v6),
+        _ => return Err(io::Error::other("a datagram with no sender")),
+    };
+    let mut sent = Sent::Unknown;
+    for cmsg in msg.cmsgs()? {
+        match cmsg {
+            ControlMessageOwned::Ipv4PacketInfo(info) => sent = Sent::V4(info),
+            ControlMessageOwned::Ipv6PacketInfo(info) => sent = Sent::V6(info),
+            _ => {}
+        }
+    }
+    Ok((msg.bytes, peer, sent))
+}
+
+/// Sends `reply` to `peer`, from the address its request was sent to.
+fn send_reply(
+    sock: &UdpSocket,
+    reply: &[u8],
+    peer: SocketAddr,
+    sent: &Sent,
+) -> io::Result<()> {
+    let iov = [IoSlice::new(reply)];
+    let to = SockaddrStorage::from(peer);
+    let send = |cmsgs: &[ControlMessage]| {
+        let flags = MsgFlags::empty();
+        sendmsg(sock.as_raw_fd(), &iov, cmsgs, flags, Some(&to))
+    };
+    match sent {
+        // `ipi_spec_dst` is the local address the request came to; no
+        // interface, so that the route back chooses it.
+        Sent::V4(info) => {
+            let info = libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ..*info
+            };
+            send(&[ControlMessage::Ipv4PacketInfo(&info)])?
+        }
+        Sent::V6(info) => send(&[ControlMessage::Ipv6PacketInfo(info)])?,
+        Sent::Unknown => send(&[])?,
+    };
+    Ok(())
+}
 
 /// The longest reply that can go to `peer`: over IPv4, and so to an
 /// IPv4 client of a socket bound to `[::]` too, or over IPv6.

@@ -65,7 +65,8 @@ fn run() -> Result<(), Box<dyn Error>> {
 /// Sends the first request to each address of the name in turn, until one
 /// does not refuse it: `localhost` may name `::1` first, where nothing
 /// listens, and `127.0.0.1` after it, where the server does (Chapter 18).
-/// A refusal comes at once, so moving on costs nothing; silence is not a
+/// A refusal, when one comes, comes at once (on loopback at least; a
+/// network may drop it), so moving on costs nothing; silence is not a
 /// refusal, and an address that never answers ends the client. Once an
 /// address has answered, every later request goes there.
 fn first_answer(

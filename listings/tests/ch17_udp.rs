@@ -1,9 +1,11 @@
 //! Chapter 17, UDP: Listings 17-1 (`udp-datagrams`), 17-2 (`udp-echo`)
 //! and 17-3 (`udp-request`).
 
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::line_server::start_server;
 use crate::support::{
@@ -413,6 +415,81 @@ fn udp_echo_answers_even_the_largest_datagram() {
         "{}",
         out.stdout[1]
     );
+}
+
+#[test]
+fn udp_echo_never_answers_a_reply_so_a_forged_datagram_cannot_loop() {
+    // Linux 6.18. The source of a datagram is whatever its sender writes:
+    // a raw socket (CAP_NET_RAW) forges one from the server to itself.
+    // Answered, its reply comes back as a request, and so on for ever
+    // (the first version logged 176,284 lines in three seconds).
+    let Ok(raw) = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP))
+    else {
+        return; // Not root: nothing to forge with.
+    };
+    let (mut server, addr) = start_server(bin!("udp-echo"), &["127.0.0.1:0"]);
+    let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let payload = b"hi";
+    let length = u16::try_from(8 + payload.len()).unwrap();
+    let mut datagram = Vec::new();
+    datagram.extend_from_slice(&port.to_be_bytes()); // from the server
+    datagram.extend_from_slice(&port.to_be_bytes()); // to the server
+    datagram.extend_from_slice(&length.to_be_bytes());
+    datagram.extend_from_slice(&[0, 0]); // no checksum: allowed over IPv4
+    datagram.extend_from_slice(payload);
+    let to = SocketAddr::from(([127, 0, 0, 1], 0));
+    raw.send_to(&datagram, &to.into()).unwrap();
+    assert_eq!(server.next_line(), format!("{addr}: answered [hi]"));
+    assert_eq!(
+        server.next_line(),
+        format!("{addr}: ignored [server got: [hi]], a reply")
+    );
+    // And nothing more of it: the next line is the next client's.
+    ask(&addr, "next");
+    let next = server.next_line();
+    assert!(next.ends_with(": answered [next]"), "{next}");
+}
+
+#[test]
+fn udp_echo_on_a_wildcard_address_answers_from_the_address_asked() {
+    // Linux 6.18. Bound to 0.0.0.0 (or [::]), a socket's reply takes its
+    // source address from the route back to the client, unless the server
+    // says which; a connected client drops a reply from any address but
+    // the one it asked (the first version: every try went unanswered).
+    let mut wildcards = vec![(r"0\.0\.0\.0", "0.0.0.0:0")];
+    if ipv6() {
+        wildcards.push((r"\[::\]", "[::]:0"));
+    }
+    for (pattern, bind) in wildcards {
+        let mut server = Listing::start(bin!("udp-echo"), &[bind]);
+        let listening = format!(r"Server listening on ({pattern}:\d+)");
+        let addr = server.expect(&listening).remove(1);
+        let port = addr.rsplit_once(':').unwrap().1;
+        let mut asked = vec![format!("127.0.0.2:{port}")];
+        if ipv6() {
+            asked.push(format!("[::1]:{port}"));
+        }
+        for to in asked
+            .iter()
+            .filter(|to| bind.starts_with('[') || !to.starts_with('['))
+        {
+            let here = if to.starts_with('[') {
+                "[::1]:0"
+            } else {
+                "127.0.0.1:0"
+            };
+            let sock = UdpSocket::bind(here).unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            sock.connect(to).unwrap();
+            sock.send(b"hi").unwrap();
+            let mut buf = [0; 100];
+            let n = sock
+                .recv(&mut buf)
+                .unwrap_or_else(|err| panic!("{bind}, asked at {to}: {err}"));
+            assert_eq!(&buf[..n], b"server got: [hi]");
+        }
+    }
 }
 
 #[test]
