@@ -413,8 +413,15 @@ fn accept_waiting(listener: TcpListener, server: &Server) -> io::Result<()> {
     loop {
         match listener.accept() {
             Ok((stream, peer)) => {
-                stream.set_nonblocking(true)?;
-                server.spawn(TcpStream::from_std(stream)?, peer);
+                let stream = (stream.set_nonblocking(true))
+                    .and_then(|()| TcpStream::from_std(stream));
+                match stream {
+                    Ok(stream) => server.spawn(stream, peer),
+                    // The runtime could not take it (`epoll` at its limit
+                    // of watched descriptors, say): that client alone is
+                    // turned away, and the others are still served.
+                    Err(err) => log(format_args!("{peer}: {err}")),
+                }
             }
             Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(()),
             Err(err) => {
@@ -873,6 +880,43 @@ mod tests {
         // A sleep of zero would wait for the timer's next millisecond,
         // and the paused clock would have jumped to it.
         assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_client_the_runtime_cannot_take_does_not_end_the_drain() {
+        // A runtime that has shut down refuses to register a socket, as
+        // `epoll_ctl` refuses one past `fs.epoll.max_user_watches`.
+        let live = Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = Builder::new_current_thread().enable_all().build();
+        let gone = runtime.unwrap();
+        let handle = gone.handle().clone();
+        drop(gone);
+        let listener = live.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let queued = [
+            std::net::TcpStream::connect(addr).unwrap(),
+            std::net::TcpStream::connect(addr).unwrap(),
+        ];
+        let config = Config {
+            greeting: "hello".into(),
+            delay: Duration::ZERO,
+        };
+        let server = Server {
+            config: watch::channel(Arc::new(config)).0,
+            stop: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            untracked: false,
+        };
+        let _in_gone = handle.enter();
+        // Each of those clients is turned away alone; the drain goes on.
+        assert!(accept_waiting(listener, &server).is_ok());
+        // Both were taken from the queue and closed (an end of stream),
+        // not left in it to be reset with the listening socket.
+        use std::io::Read;
+        for mut client in queued {
+            client.set_read_timeout(Some(PEER_TIMEOUT)).unwrap();
+            assert_eq!(client.read(&mut [0u8; 1]).unwrap(), 0);
+        }
     }
 
     #[tokio::test]
