@@ -74,27 +74,61 @@ fn run() -> Result<(), Box<dyn Error>> {
 /// reported with a SIGCHLD?
 fn stop_continue_exit() -> Result<String, Box<dyn Error>> {
     let (child, go, running) = fork_child(true)?;
-    let stopped = waitpid(child, Some(WaitPidFlag::WUNTRACED))?;
+    // Until the child is reaped, an error on the way kills and reaps it.
+    let mut left = Unreaped(Some(child));
+    let stopped = left.wait(WaitPidFlag::WUNTRACED)?;
+    // Each status checked before the next step: a child that ended is
+    // reaped, and its pid may be another process's now.
+    if !matches!(stopped, WaitStatus::Stopped(_, Signal::SIGSTOP)) {
+        return Err(format!("stop: {stopped:?}").into());
+    }
     let on_stop = came()?;
     kill(child, Signal::SIGCONT)?;
-    let continued = waitpid(child, Some(WaitPidFlag::WCONTINUED))?;
+    let continued = left.wait(WaitPidFlag::WCONTINUED)?;
+    if !matches!(continued, WaitStatus::Continued(_)) {
+        return Err(format!("continue: {continued:?}").into());
+    }
     // The kernel tells the parent of a continue when the child runs
     // again: once it has written, it has.
     File::from(running).read_exact(&mut [0])?;
     let on_continue = came()?;
     drop(go); // The child may exit now.
-    let exited = waitpid(child, None)?;
+    let exited = left.wait(WaitPidFlag::empty())?;
     let on_exit = came()?;
-    if !matches!(stopped, WaitStatus::Stopped(_, Signal::SIGSTOP))
-        || !matches!(continued, WaitStatus::Continued(_))
-        || !matches!(exited, WaitStatus::Exited(_, 0))
-    {
-        return Err(format!("{stopped:?}, {continued:?}, {exited:?}").into());
+    if !matches!(exited, WaitStatus::Exited(_, 0)) {
+        return Err(format!("exit: {exited:?}").into());
     }
     Ok(format!(
         "SIGCHLD on stop: {on_stop}, on continue: {on_continue}, \
          on exit: {on_exit}"
     ))
+}
+
+/// A child not reaped yet. Dropped on an error path, it kills and reaps
+/// it; once reaped, its pid is `None`: the number may be another's now.
+struct Unreaped(Option<Pid>);
+
+impl Unreaped {
+    /// `waitpid` on the child; a status that says it ended says it is
+    /// reaped.
+    fn wait(&mut self, flags: WaitPidFlag) -> nix::Result<WaitStatus> {
+        let pid = self.0.ok_or(Errno::ECHILD)?;
+        let status = waitpid(pid, Some(flags))?;
+        if matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) {
+            self.0 = None;
+        }
+        Ok(status)
+    }
+}
+
+impl Drop for Unreaped {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SIGKILL ends a stopped child too.
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+    }
 }
 
 /// A child that exits at once: can it be reaped, and did SIGCHLD come?

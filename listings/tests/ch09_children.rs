@@ -1015,6 +1015,54 @@ fn sig_reaper_and_sig_group_reap_what_they_forked_when_a_fork_is_refused() {
 }
 
 #[test]
+fn sig_chld_flags_reaps_its_child_when_a_step_after_the_fork_fails() {
+    // The SIGCONT refused (the first `kill` the listing makes): the child
+    // is stopped, and the listing ends with an error. "Every child reaped"
+    // holds on that path too. Before the fix the listing exited with its
+    // child stopped and unreaped, and strace, waiting for that child, ran
+    // until the test's timeout. Linux 6.18, strace 6.1.
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let trace = dir.path().join("trace");
+    let trace_arg = trace.to_str().expect("a UTF-8 path");
+    let strace = [
+        "-f",
+        "-q",
+        "-o",
+        trace_arg,
+        "-e",
+        "trace=clone,wait4,kill",
+        "-e",
+        "inject=kill:error=EPERM:when=1",
+        bin!("sig-chld-flags"),
+    ];
+    let out = Listing::start("strace", &strace).finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("sig-chld-flags: "), "{}", out.stderr);
+    let text = std::fs::read_to_string(&trace).expect("the trace");
+    let line =
+        regex::Regex::new(r"^(\d+) +.*(clone|wait4).* = (\d+)$").unwrap();
+    let parent = text.split_whitespace().next().unwrap_or_default();
+    let (mut forked, mut ended) = (Vec::new(), Vec::new());
+    for l in text.lines() {
+        // A wait4 that reports a stop or a continue reaps nothing.
+        if l.contains("WIFSTOPPED") || l.contains("WIFCONTINUED") {
+            continue;
+        }
+        if let Some(caps) = line.captures(l).filter(|c| &c[1] == parent) {
+            match &caps[2] {
+                "clone" => forked.push(caps[3].to_string()),
+                _ => ended.push(caps[3].to_string()),
+            }
+        }
+    }
+    assert_eq!(forked.len(), 1, "forked {forked:?}\n{text}");
+    assert_eq!(ended, forked, "reaped before it exited\n{text}");
+}
+
+#[test]
 fn sig_pidfd_reaps_its_child_when_pidfd_open_fails() {
     // The step after the fork fails (pidfd_open refused, as with a full
     // descriptor table): "every child reaped" holds on that path too.
