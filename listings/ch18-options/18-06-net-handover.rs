@@ -230,9 +230,26 @@ fn new_process(count: usize) -> Result<(), Box<dyn Error>> {
         return Err(format!("--inherit: {why}").into());
     }
     let listener = TcpListener::from(socket);
-    for _ in 0..count {
-        let (conn, _) = listener.accept()?;
-        answer(&conn, "the new process")?;
+    // The queue is ours alone now: ending on one client's error (a reset,
+    // a silence past the timeout) would close it and reset every client
+    // waiting in it. That client is logged, not counted, and we go on.
+    let mut served = 0;
+    while served < count {
+        let (conn, peer) = listener.accept()?;
+        match answer(&conn, "the new process") {
+            Ok(()) => served += 1,
+            Err(err) => {
+                let why = match err.kind() {
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+                        "timed out".to_string()
+                    }
+                    _ => err.to_string(),
+                };
+                // One line, written whole (not `eprintln!`).
+                let line = format!("net-handover: a client ({peer}): {why}\n");
+                let _ = io::stderr().write_all(line.as_bytes());
+            }
+        }
     }
     writeln!(
         io::stdout(),

@@ -620,6 +620,63 @@ fn the_new_process_makes_the_socket_it_takes_close_on_exec() {
     assert!(out.status.success(), "{}", out.stderr);
 }
 
+/// Python listens, queues a client that resets and then one that sends
+/// `hello` and half-closes, and forks `net-handover --inherit 1` with the
+/// socket on descriptor 3 and LISTEN_PID its own pid. It prints the second
+/// client's reply, then the new process's exit code; the new process's
+/// report shares the output, in any order before the code.
+const RESET_FIRST: &str = r#"
+import os, socket, struct, sys
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen()
+bad = socket.create_connection(listener.getsockname())
+bad.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+bad.close()
+good = socket.create_connection(listener.getsockname())
+good.sendall(b"hello\n")
+good.shutdown(socket.SHUT_WR)
+pid = os.fork()
+if pid == 0:
+    os.dup2(listener.fileno(), 3)
+    os.set_inheritable(3, True)
+    env = dict(os.environ, LISTEN_PID=str(os.getpid()), LISTEN_FDS="1")
+    os.execve(sys.argv[1], [sys.argv[1], "--inherit", "1"], env)
+listener.close()
+good.settimeout(30)
+try:
+    print(good.makefile().read().strip() or "end of stream", flush=True)
+except OSError as err:
+    print(err, flush=True)
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+"#;
+
+#[test]
+fn the_new_process_logs_a_client_that_resets_and_serves_the_next() {
+    // Once the old process has closed its copy, the new process is the
+    // queue's only owner: were one client's error to end it, every
+    // client queued behind would be reset.
+    if !have("python3") {
+        return;
+    }
+    let server =
+        Listing::start("python3", &["-c", RESET_FIRST, bin!("net-handover")]);
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let replied = out.stdout.iter().any(|l| l == "served by the new process");
+    assert!(replied, "{:?} {}", out.stdout, out.stderr);
+    let code = out.stdout.last().map(String::as_str);
+    assert_eq!(code, Some("0"), "{:?} {}", out.stdout, out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", out.stderr);
+    assert!(
+        lines[0].starts_with("net-handover: a client (127.0.0.1:")
+            && lines[0].ends_with(": Connection reset by peer (os error 104)"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn with_tcp_migrate_req_the_old_listeners_queue_moves_to_the_new_one() {
     // A network namespace of our own, where the sysctl is ours to set.
