@@ -200,6 +200,9 @@ fn blocking_write(writer: &File, late: bool) -> Result<(), Box<dyn Error>> {
     // SAFETY: the handler only stores to an atomic, which is
     // async-signal-safe.
     unsafe { sigaction(Signal::SIGALRM, &action) }?;
+    // A parent that blocked SIGALRM passed its mask on through `exec`:
+    // blocked, the alarm would only wait, and so would the write.
+    SigSet::from(Signal::SIGALRM).thread_unblock()?;
     alarm::set(1);
     if late {
         // A busy machine, standing in for bad luck: two seconds pass

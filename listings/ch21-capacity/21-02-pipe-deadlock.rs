@@ -165,6 +165,9 @@ fn wait_at_most(
     );
     // SAFETY: the handler does nothing at all, which is async-signal-safe.
     unsafe { sigaction(Signal::SIGALRM, &action) }?;
+    // A parent that blocked SIGALRM passed its mask on through `exec`:
+    // blocked, the alarm would only wait, and so would `waitpid`.
+    SigSet::from(Signal::SIGALRM).thread_unblock()?;
     alarm::set(secs);
     let result = waitpid(child, None);
     alarm::cancel();

@@ -61,10 +61,15 @@ fn run() -> Result<(), Box<dyn Error>> {
 fn with_alarm() -> Result<(), Box<dyn Error>> {
     let mut command = Command::new("sleep");
     command.arg("5");
-    // SAFETY: `alarm` is a system call, async-signal-safe, and nothing
-    // here allocates.
+    // SAFETY: `signal` (sigaction), `pthread_sigmask` and `alarm` are
+    // system calls, async-signal-safe; an error is a bare errno, and
+    // nothing here allocates.
     unsafe {
         command.pre_exec(|| {
+            // `sleep` inherits whatever our parent did with SIGALRM:
+            // ignored, or blocked, it would never end `sleep`.
+            signal(Signal::SIGALRM, SigHandler::SigDfl)?;
+            SigSet::from(Signal::SIGALRM).thread_unblock()?;
             alarm::set(1);
             Ok(())
         })

@@ -492,3 +492,32 @@ fn capacity_listings_reject_bad_arguments_in_one_line() {
         "a write size is 1 to 1048576 bytes",
     );
 }
+
+/// A parent that blocked SIGALRM passes its mask on through `exec`
+/// (signal(7)); a listing whose time limit is an alarm must unblock it
+/// itself, or the limit never comes. `env --block-signal` plays that
+/// parent; each run must end as it does without it.
+#[test]
+fn alarm_bounds_hold_when_the_parent_left_sigalrm_blocked() {
+    let blocked = |bin: &str, args: &[&str]| {
+        let mut command = std::process::Command::new("env");
+        command.arg("--block-signal=ALRM").arg(bin).args(args);
+        finish_clean(Listing::spawn(&mut command, std::process::Stdio::piped()))
+    };
+    let out = blocked(bin!("pipe-capacity"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout.last().map(String::as_str),
+        Some(
+            "A blocking write waited for SIGALRM, then EINTR: Interrupted system call"
+        )
+    );
+    let out =
+        blocked(bin!("pipe-deadlock"), &["--bytes", "65537", "--wait", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stdout[1].starts_with("Gave up waiting: the child has not exited"),
+        "{:?}",
+        out.stdout
+    );
+}

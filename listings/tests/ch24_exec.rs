@@ -540,3 +540,26 @@ fn proc_pre_exec_lock_says_why_when_its_thread_is_refused() {
          unavailable (os error 11)\n"
     );
 }
+
+/// `sleep` inherits the mask and the ignored signals of `proc-pre-exec`,
+/// which inherited them from its own parent: the hook gives SIGALRM its
+/// default action and unblocks it, or `sleep` would ignore the alarm, or
+/// never receive it, and sleep its five seconds. `env` plays a parent
+/// that ignored or blocked it.
+#[test]
+fn proc_pre_exec_alarm_kills_sleep_whatever_the_parent_did_with_sigalrm() {
+    for how in ["--ignore-signal=ALRM", "--block-signal=ALRM"] {
+        let started = Instant::now();
+        let mut command = Command::new("env");
+        command.arg(how).arg(bin!("proc-pre-exec")).arg("alarm");
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        let took = started.elapsed();
+        assert!(out.status.success(), "{how}: {}", out.stderr);
+        assert_eq!(
+            out.stdout,
+            ["sleep 5, with alarm(1) in pre_exec: killed by SIGALRM"],
+            "{how}"
+        );
+        assert!(took < Duration::from_secs(5), "{how}: {took:?}");
+    }
+}
