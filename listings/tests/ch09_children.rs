@@ -1024,42 +1024,14 @@ fn sig_chld_flags_reaps_its_child_when_a_step_after_the_fork_fails() {
     if !have("strace") {
         return;
     }
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let trace = dir.path().join("trace");
-    let trace_arg = trace.to_str().expect("a UTF-8 path");
-    let strace = [
-        "-f",
-        "-q",
-        "-o",
-        trace_arg,
-        "-e",
-        "trace=clone,wait4,kill",
-        "-e",
-        "inject=kill:error=EPERM:when=1",
-        bin!("sig-chld-flags"),
-    ];
-    let out = Listing::start("strace", &strace).finish();
+    // Traced too: strace injects only into calls it traces.
+    let inject = ["trace=clone,wait4,kill", "inject=kill:error=EPERM:when=1"];
+    let (out, forked, reaped) =
+        forked_and_reaped(bin!("sig-chld-flags"), &[], &inject, Stdio::piped());
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("sig-chld-flags: "), "{}", out.stderr);
-    let text = std::fs::read_to_string(&trace).expect("the trace");
-    let line =
-        regex::Regex::new(r"^(\d+) +.*(clone|wait4).* = (\d+)$").unwrap();
-    let parent = text.split_whitespace().next().unwrap_or_default();
-    let (mut forked, mut ended) = (Vec::new(), Vec::new());
-    for l in text.lines() {
-        // A wait4 that reports a stop or a continue reaps nothing.
-        if l.contains("WIFSTOPPED") || l.contains("WIFCONTINUED") {
-            continue;
-        }
-        if let Some(caps) = line.captures(l).filter(|c| &c[1] == parent) {
-            match &caps[2] {
-                "clone" => forked.push(caps[3].to_string()),
-                _ => ended.push(caps[3].to_string()),
-            }
-        }
-    }
-    assert_eq!(forked.len(), 1, "forked {forked:?}\n{text}");
-    assert_eq!(ended, forked, "reaped before it exited\n{text}");
+    assert_eq!(forked.len(), 1, "forked {forked:?}");
+    assert_eq!(reaped, forked, "reaped before it exited");
 }
 
 #[test]
@@ -1069,38 +1041,17 @@ fn sig_pidfd_reaps_its_child_when_pidfd_open_fails() {
     if !have("strace") {
         return;
     }
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let trace = dir.path().join("trace");
-    let trace_arg = trace.to_str().expect("a UTF-8 path");
-    let strace = [
-        "-f",
-        "-q",
-        "-o",
-        trace_arg,
-        "-e",
+    // Traced too: strace injects only into calls it traces.
+    let inject = [
         "trace=clone,wait4,pidfd_open",
-        "-e",
         "inject=pidfd_open:error=EMFILE",
-        bin!("sig-pidfd"),
     ];
-    let out = Listing::start("strace", &strace).finish();
+    let (out, forked, reaped) =
+        forked_and_reaped(bin!("sig-pidfd"), &[], &inject, Stdio::piped());
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("sig-pidfd: "), "{}", out.stderr);
-    let text = std::fs::read_to_string(&trace).expect("the trace");
-    let line = regex::Regex::new(r"^(\d+) .*(clone|wait4).* = (\d+)$").unwrap();
-    let parent = text.split_whitespace().next().unwrap_or_default();
-    let (mut forked, mut reaped) = (Vec::new(), Vec::new());
-    for caps in text.lines().filter_map(|l| line.captures(l)) {
-        if &caps[1] == parent {
-            let pid = caps[3].to_string();
-            match &caps[2] {
-                "clone" => forked.push(pid),
-                _ => reaped.push(pid),
-            }
-        }
-    }
-    assert_eq!(forked.len(), 1, "forked {forked:?}\n{text}");
-    assert_eq!(reaped, forked, "reaped before it exited\n{text}");
+    assert_eq!(forked.len(), 1, "forked {forked:?}");
+    assert_eq!(reaped, forked, "reaped before it exited");
 }
 
 /// `q`, and at once Ctrl-Z's signal (sent with `kill`, so that the
@@ -1218,14 +1169,17 @@ fn forked_and_reaped(
     command.arg(bin).args(args);
     let out = Listing::spawn(&mut command, stdout).finish();
     let text = std::fs::read_to_string(&trace).expect("the trace");
-    // A call another process interrupted ends on a `resumed>` line.
-    let line = regex::Regex::new(
-        r"^(\d+) .*(clone3?|vfork|wait4)(?:\(| resumed>).* = (\d+)$",
-    )
-    .unwrap();
+    // One call to a line, whether or not another process cut it in two.
+    let calls = crate::support::joined_calls(&text);
+    let line = regex::Regex::new(r"^(\d+) (clone3?|vfork|wait4)\(.* = (\d+)$")
+        .unwrap();
     let parent = text.split_whitespace().next().unwrap_or_default();
     let (mut forked, mut reaped) = (Vec::new(), Vec::new());
-    for caps in text.lines().filter_map(|l| line.captures(l)) {
+    for caps in calls.iter().filter_map(|l| line.captures(l)) {
+        // A wait4 that reports a stop or a continue reaps nothing.
+        if caps[0].contains("WIFSTOPPED") || caps[0].contains("WIFCONTINUED") {
+            continue;
+        }
         if &caps[1] == parent {
             let pid = caps[3].to_string();
             match &caps[2] {
@@ -1343,34 +1297,12 @@ fn sig_group_reaps_its_children_when_its_output_fails() {
     if !have("strace") {
         return;
     }
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let trace = dir.path().join("trace");
-    let trace_arg = trace.to_str().expect("a UTF-8 path");
-    let mut command = std::process::Command::new("strace");
-    command.args(["-f", "-q", "-o", trace_arg, "-e", "trace=clone,wait4"]);
-    command.arg(bin!("sig-group"));
-    let full = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .expect("/dev/full");
-    let out = Listing::spawn(&mut command, full.into()).finish();
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
+    let full = Stdio::from(full.expect("/dev/full"));
+    let (out, forked, reaped) =
+        forked_and_reaped(bin!("sig-group"), &[], &[], full);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("sig-group: "), "{}", out.stderr);
-    let text = std::fs::read_to_string(&trace).expect("the trace");
-    let line = regex::Regex::new(r"^(\d+) .*(clone|wait4).* = (\d+)$").unwrap();
-    let parent = text.split_whitespace().next().unwrap_or_default();
-    let (mut forked, mut reaped) = (Vec::new(), Vec::new());
-    for caps in text.lines().filter_map(|l| line.captures(l)) {
-        if &caps[1] == parent {
-            let pid = caps[3].to_string();
-            match &caps[2] {
-                "clone" => forked.push(pid),
-                _ => reaped.push(pid),
-            }
-        }
-    }
-    forked.sort();
-    reaped.sort();
-    assert_eq!(forked.len(), 3, "forked {forked:?}\n{text}");
-    assert_eq!(reaped, forked, "reaped before it exited\n{text}");
+    assert_eq!(forked.len(), 3, "forked {forked:?}");
+    assert_eq!(reaped, forked, "reaped before it exited");
 }
