@@ -260,7 +260,13 @@ fn sig_restart_table_kills_and_reaps_every_child_even_when_a_wait_gives_up() {
         if let Some(start) = call.strip_suffix(" <unfinished ...>") {
             cut.insert(pid.to_string(), start.to_string());
         } else if let Some((_, end)) = call.split_once(" resumed>") {
-            let start = cut.remove(pid).unwrap_or_default();
+            // A call the listing started while it was strace's only
+            // process has no `[pid N]`, and may resume with one, once a
+            // child exists: an unprefixed start is the listing's.
+            let start = cut
+                .remove(pid)
+                .or_else(|| cut.remove(""))
+                .unwrap_or_default();
             calls.push(format!("{start}{end}"));
         } else {
             calls.push(call.to_string());
