@@ -179,7 +179,7 @@ fn proc_orphans_never_signals_a_child_once_it_is_reaped() {
 /// does Linux's source (`kill_orphaned_pgrp` in kernel/exit.c); Debian's
 /// 6.1 and 7.2 kernels, booted under QEMU, do exactly that. The kernels of
 /// this book's machines, vendor builds for Firecracker virtual machines
-/// (release `6.18.44-fc-v1252` and the like), send SIGHUP to the stopped
+/// (releases `6.18.44-fc-v1252`, `-v1272` and the like), send SIGHUP to the stopped
 /// members only, and SIGCONT to every member.
 #[derive(Debug, PartialEq)]
 enum OrphanHangup {

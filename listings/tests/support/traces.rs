@@ -35,7 +35,7 @@ pub(crate) const TRACE_STRING_LIMIT: &str = "80";
 pub(crate) const RECORDED_WITH: &str = "traces-recorded-with.txt";
 
 /// strace's version line, the machine's architecture, and the kernel's
-/// release (`Linux 6.18.44-fc-v1252`), one to a line.
+/// release (`Linux 6.18.44-fc-v1272`), one to a line.
 pub(crate) fn recording_environment() -> String {
     let version = Command::new("strace")
         .arg("-V")
