@@ -449,8 +449,8 @@ fn wait_all(
     Ok(statuses.into_iter().flatten().collect())
 }
 
-/// With a timeout, a thread that sends the stages SIGTERM when it runs
-/// out, and SIGKILL GRACE later, unless the pipeline has finished, which
+/// With a timeout, a thread that sends the stages SIGTERM (and SIGCONT)
+/// when it runs out, and SIGKILL GRACE later, unless the pipeline has finished, which
 /// dropping the returned sender says. The flag says whether time ran out.
 fn watch(
     timeout: Option<Duration>,
@@ -467,6 +467,8 @@ fn watch(
             if late(timeout) {
                 flag.store(true, Ordering::SeqCst);
                 group.signal(Signal::SIGTERM);
+                // A stopped stage takes it once it runs again.
+                group.signal(Signal::SIGCONT);
                 if late(GRACE) {
                     group.signal(Signal::SIGKILL);
                 }

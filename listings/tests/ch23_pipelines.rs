@@ -212,6 +212,31 @@ fn spawn_pipeline_stops_a_pipeline_that_runs_past_its_timeout() {
     wait_until("the stage to end", || group_is_gone(group));
 }
 
+/// A stage that has stopped takes the watchdog's SIGTERM only once it
+/// runs again: the watchdog continues it, as `timeout(1)` does. Before,
+/// the SIGTERM stayed pending and the stage got SIGKILL two seconds
+/// later, its trap never run. (Should the stage stop only after the
+/// timeout, it takes SIGTERM at once: the test passes either way once
+/// fixed.)
+#[test]
+fn spawn_pipeline_timeout_continues_a_stopped_stage_so_it_takes_sigterm() {
+    let pipeline = Listing::start(
+        bin!("spawn-pipeline"),
+        &[
+            "--timeout",
+            "1",
+            "sh",
+            "-c",
+            "trap 'echo took TERM; exit 0' TERM; kill -STOP $$; sleep 60",
+        ],
+    );
+    let (_, group) = stages(&pipeline, 1);
+    let _cleanup = KillGroupOnDrop(group);
+    let out = finish_clean(pipeline);
+    assert_eq!(out.status.code(), Some(124), "{}", out.stderr);
+    assert_eq!(out.stdout, ["took TERM"], "{}", out.stderr);
+}
+
 #[test]
 fn spawn_pipeline_stops_the_stages_it_started_when_one_cannot_start() {
     let pipeline = Listing::start(
