@@ -74,11 +74,20 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     if terminal.is_some() {
         stoppable_by_tstp()?;
     }
-    // `Command` gives each stage SIGPIPE's default action back, but passes
-    // our signal mask on: a parent that blocked SIGPIPE would leave a
-    // producer whose consumer has gone failing with EPIPE instead of
-    // dying of the signal. Unblocked here, for the stages.
-    SigSet::from(Signal::SIGPIPE).thread_unblock()?;
+    // `exec` kept the signal mask our parent left us, and `Command` passes
+    // it on to each stage. Had our parent blocked SIGINT, SIGTERM or
+    // SIGHUP, neither we nor the stages would ever take them; had it
+    // blocked SIGPIPE, a producer whose consumer has gone would fail with
+    // EPIPE instead of dying of the signal (`Command` restores only its
+    // action). Unblocked here, before any thread starts: for us, for our
+    // threads, which inherit this thread's mask, and for the stages.
+    let unblocked = [
+        Signal::SIGPIPE,
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+    ];
+    SigSet::from_iter(unblocked).thread_unblock()?;
     let children = start(&stages, terminal.as_ref())?;
     let pids: Vec<Pid> = children
         .iter()
@@ -449,8 +458,8 @@ fn wait_all(
     Ok(statuses.into_iter().flatten().collect())
 }
 
-/// With a timeout, a thread that sends the stages SIGTERM when it runs
-/// out, and SIGKILL GRACE later, unless the pipeline has finished, which
+/// With a timeout, a thread that sends the stages SIGTERM (and SIGCONT)
+/// when it runs out, and SIGKILL GRACE later, unless the pipeline has finished, which
 /// dropping the returned sender says. The flag says whether time ran out.
 fn watch(
     timeout: Option<Duration>,
@@ -467,6 +476,8 @@ fn watch(
             if late(timeout) {
                 flag.store(true, Ordering::SeqCst);
                 group.signal(Signal::SIGTERM);
+                // A stopped stage takes it once it runs again.
+                group.signal(Signal::SIGCONT);
                 if late(GRACE) {
                     group.signal(Signal::SIGKILL);
                 }

@@ -209,28 +209,29 @@ fn spawn_by_hand() -> Result<(Pid, OwnedFd, OwnedFd), Box<dyn Error>> {
 }
 
 /// Tries `execv` with each path in turn, as glibc's `execvp` does with
-/// `PATH`; returns only if it failed, with the error to report. Between
-/// `fork` and `exec` it reads what was made before, and allocates nothing.
+/// `PATH`; returns only if it failed, with the error to report: EACCES if
+/// some place refused, else the last place's error. Between `fork` and
+/// `exec` it reads what was made before, and allocates nothing.
 fn exec_first(paths: &[CString], argv: &[*const c_char; 2]) -> Errno {
-    let mut failure = Errno::ENOENT;
+    let (mut last, mut refused) = (Errno::ENOENT, false);
     for path in paths {
         // SAFETY: `path` and every string in `argv` end in a NUL, and
         // `argv` ends with a null pointer; all live until exec.
         unsafe { nix::libc::execv(path.as_ptr(), argv.as_ptr()) };
         match Errno::last() {
             // Not there: try the next place.
-            Errno::ENOENT
+            errno @ (Errno::ENOENT
             | Errno::ENOTDIR
             | Errno::ESTALE
             | Errno::ENODEV
-            | Errno::ETIMEDOUT => {}
-            // There, but not ours to run: remember why, and try on.
-            Errno::EACCES => failure = Errno::EACCES,
+            | Errno::ETIMEDOUT) => last = errno,
+            // There, but not ours to run: remember it, and try on.
+            Errno::EACCES => refused = true,
             // Found, but it would not run: execvp stops here too.
             errno => return errno,
         }
     }
-    failure
+    if refused { Errno::EACCES } else { last }
 }
 
 /// The paths where `execvp` would look for `program`: each directory of

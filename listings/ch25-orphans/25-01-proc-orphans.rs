@@ -74,6 +74,11 @@ fn run() -> Result<(), Box<dyn Error>> {
     // Caught before any child starts, so none is missed; kept until the
     // process ends, even if its thread is refused (Chapter 6).
     let signals = Box::leak(Box::new(Signals::new([SIGINT, SIGTERM, SIGHUP])?));
+    // A parent that blocked them passed its mask on through `exec`, and
+    // `Command` would pass it on to the children: neither we nor they
+    // would ever take them. Unblocked before any thread or child starts.
+    let stop_signals = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+    SigSet::from_iter(stop_signals).thread_unblock()?;
     // The lifeline, for `pipe`: the children read it; its write end stays
     // here, and only here (CLOEXEC).
     let (reader, writer) = match args.way {

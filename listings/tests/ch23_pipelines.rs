@@ -129,6 +129,32 @@ fn spawn_pipeline_passes_ctrl_c_to_the_whole_group_and_ends_by_it() {
     }
 }
 
+/// A parent may leave SIGINT, SIGTERM and SIGHUP blocked (`env
+/// --block-signal`, coreutils 8.31, does so and execs), and `exec` keeps
+/// the mask: the listing must unblock the signals it passes on, for
+/// itself and for its stages, which inherit its mask through `Command`.
+/// It used to run on after each of them, its stages with it.
+#[test]
+fn spawn_pipeline_ends_by_a_signal_its_parent_had_blocked() {
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        let mut command = Command::new("env");
+        command
+            .arg("--block-signal=INT,TERM,HUP")
+            .arg(bin!("spawn-pipeline"))
+            .args(["sleep", "60", "|", "sleep", "60"]);
+        let pipeline = Listing::spawn(&mut command, Stdio::piped());
+        let (stages, group) = stages(&pipeline, 2);
+        let _cleanup = KillGroupOnDrop(group);
+        pipeline.signal(signal);
+        let out = finish_clean(pipeline);
+        assert_eq!(out.status.signal(), Some(signal as i32), "{}", out.stderr);
+        for stage in stages {
+            assert!(is_dead(stage), "{signal}: a stage lives on");
+        }
+        wait_until("the pipeline to end", || group_is_gone(group));
+    }
+}
+
 /// Ctrl-\ kills a stage with SIGQUIT, and the listing ends by the same
 /// signal, but without a core dump of its own: it did not crash, and
 /// SIGQUIT's default action dumps core (coreutils' `timeout` takes the
@@ -210,6 +236,31 @@ fn spawn_pipeline_stops_a_pipeline_that_runs_past_its_timeout() {
     assert_eq!(out.status.code(), Some(124));
     assert!(started.elapsed() >= Duration::from_secs(3));
     wait_until("the stage to end", || group_is_gone(group));
+}
+
+/// A stage that has stopped takes the watchdog's SIGTERM only once it
+/// runs again: the watchdog continues it, as `timeout(1)` does. Before,
+/// the SIGTERM stayed pending and the stage got SIGKILL two seconds
+/// later, its trap never run. (Should the stage stop only after the
+/// timeout, it takes SIGTERM at once: the test passes either way once
+/// fixed.)
+#[test]
+fn spawn_pipeline_timeout_continues_a_stopped_stage_so_it_takes_sigterm() {
+    let pipeline = Listing::start(
+        bin!("spawn-pipeline"),
+        &[
+            "--timeout",
+            "1",
+            "sh",
+            "-c",
+            "trap 'echo took TERM; exit 0' TERM; kill -STOP $$; sleep 60",
+        ],
+    );
+    let (_, group) = stages(&pipeline, 1);
+    let _cleanup = KillGroupOnDrop(group);
+    let out = finish_clean(pipeline);
+    assert_eq!(out.status.code(), Some(124), "{}", out.stderr);
+    assert_eq!(out.stdout, ["took TERM"], "{}", out.stderr);
 }
 
 #[test]

@@ -81,8 +81,14 @@ fn proc_exec_by_hand_reports_a_failed_exec_through_its_cloexec_pipe() {
     let looped = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink("cat", looped.path().join("cat")).unwrap();
     let looped = format!("{}:/usr/bin:/bin", looped.path().display());
+    // A PATH whose last entry is a file, not a directory: execvp keeps
+    // the error of the last place it tried (ENOTDIR), not ENOENT, and so
+    // must the listing, which used to say ENOENT whatever it met.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let not_a_dir = format!("/nonexistent:{}", file.path().display());
     for (path, why) in [
         ("/nonexistent", "No such file or directory (os error 2)"),
+        (&not_a_dir[..], "Not a directory (os error 20)"),
         (&unrunnable[..], "Permission denied (os error 13)"),
         (
             &looped[..],

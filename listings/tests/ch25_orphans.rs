@@ -400,6 +400,30 @@ fn proc_orphans_stops_its_children_when_asked_to_stop() {
     }
 }
 
+/// A parent may leave SIGINT, SIGTERM and SIGHUP blocked (`env
+/// --block-signal`, coreutils 8.31, does so and execs), and `exec` keeps
+/// the mask: the parent must unblock the signals it stops on, for itself
+/// and for its children, which inherit its mask through `Command`. It
+/// used to run on after each of them, its children with it.
+#[test]
+fn proc_orphans_stops_on_a_signal_its_own_parent_had_blocked() {
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        let mut command = Command::new("env");
+        command
+            .arg("--block-signal=INT,TERM,HUP")
+            .arg(bin!("proc-orphans"))
+            .args(["none", "--for", "60"]);
+        let listing = Listing::spawn(&mut command, Stdio::piped());
+        let (orphans, children, _) = read_children(listing);
+        orphans.signal(signal);
+        let out = finish_clean(orphans);
+        assert_eq!(out.status.signal(), Some(signal as i32), "{}", out.stderr);
+        for &child in &children {
+            assert!(is_dead(child), "{signal}: {child} lives");
+        }
+    }
+}
+
 #[test]
 fn proc_orphans_as_pid_1_stops_its_children_and_exits_143_on_sigterm() {
     // The kernel drops a PID 1's own raise of SIGTERM: a parent that ended
