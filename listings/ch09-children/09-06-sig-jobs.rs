@@ -155,8 +155,10 @@ fn job_main() -> Result<ExitCode, Box<dyn Error>> {
     let signals = Signals::new(&taken)?;
     // Unblocked, now that they have a handler: a parent's mask passes
     // through `exec`, and our shell's `Command` passed its own on. A
-    // blocked Ctrl-Z or Ctrl-C would only wait (Chapter 12).
-    let mut unblocked = SigSet::empty();
+    // blocked Ctrl-Z or Ctrl-C would only wait (Chapter 12). And SIGTTIN,
+    // which stops us when we read from the background: the kernel counts
+    // a blocked one as ignored, and fails that read with EIO instead.
+    let mut unblocked = SigSet::from(Signal::SIGTTIN);
     for number in taken {
         unblocked.add(Signal::try_from(number)?);
     }
