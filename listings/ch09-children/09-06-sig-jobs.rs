@@ -23,8 +23,10 @@ use std::process::{self, Command, ExitCode};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 
+use nix::errno::Errno;
 use nix::sys::signal::{
-    SaFlags, SigAction, SigHandler, SigSet, Signal, killpg, sigaction, signal,
+    SaFlags, SigAction, SigHandler, SigSet, Signal, kill, killpg, sigaction,
+    signal,
 };
 use nix::sys::termios::{LocalFlags, SetArg, Termios, tcgetattr, tcsetattr};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -90,10 +92,13 @@ fn shell_main() -> Result<ExitCode, Box<dyn Error>> {
     writeln!(out, "Shell: starting a job in the background")?;
     out.flush()?;
     let job = Pid::from_raw(command.spawn()?.id() as i32);
+    // Until the job is reaped, an error on the way kills and reaps it. The
+    // shell errs only while the job is stopped, its terminal put back.
+    let mut left = Unreaped(Some(job));
     let mut seen = Vec::new();
     loop {
         let flags = WaitPidFlag::WUNTRACED | WaitPidFlag::WCONTINUED;
-        match waitpid(job, Some(flags))? {
+        match left.wait_status(flags)? {
             // The job runs, and may print: say so later, once it is still.
             WaitStatus::Continued(_) => seen.push("continued".to_string()),
             WaitStatus::Stopped(_, signal) => {
@@ -126,6 +131,33 @@ fn shell_main() -> Result<ExitCode, Box<dyn Error>> {
 }
 // ANCHOR_END: shell
 
+/// A child not reaped yet. Dropped on an error path, it kills and reaps
+/// it; once reaped, its pid is `None`: the number may be another's now.
+struct Unreaped(Option<Pid>);
+
+impl Unreaped {
+    /// `waitpid` on the child; a status that says it ended says it is
+    /// reaped.
+    fn wait_status(&mut self, flags: WaitPidFlag) -> nix::Result<WaitStatus> {
+        let pid = self.0.ok_or(Errno::ECHILD)?;
+        let status = waitpid(pid, Some(flags))?;
+        if matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) {
+            self.0 = None;
+        }
+        Ok(status)
+    }
+}
+
+impl Drop for Unreaped {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SIGKILL ends a stopped child too.
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+    }
+}
+
 // ANCHOR: job
 /// What the job has done to the terminal. Both threads change the
 /// terminal, and each change is made with its `Mode` under one lock.
@@ -155,8 +187,10 @@ fn job_main() -> Result<ExitCode, Box<dyn Error>> {
     let signals = Signals::new(&taken)?;
     // Unblocked, now that they have a handler: a parent's mask passes
     // through `exec`, and our shell's `Command` passed its own on. A
-    // blocked Ctrl-Z or Ctrl-C would only wait (Chapter 12).
-    let mut unblocked = SigSet::empty();
+    // blocked Ctrl-Z or Ctrl-C would only wait (Chapter 12). And SIGTTIN,
+    // which stops us when we read from the background: the kernel counts
+    // a blocked one as ignored, and fails that read with EIO instead.
+    let mut unblocked = SigSet::from(Signal::SIGTTIN);
     for number in taken {
         unblocked.add(Signal::try_from(number)?);
     }
@@ -276,7 +310,7 @@ fn is_ignored(signal: i32) -> io::Result<bool> {
     let done = unsafe {
         nix::libc::sigaction(signal, std::ptr::null(), current.as_mut_ptr())
     };
-    nix::errno::Errno::result(done)?;
+    Errno::result(done)?;
     // SAFETY: `sigaction` succeeded, and filled it in.
     let current = unsafe { current.assume_init() };
     Ok(current.sa_sigaction == nix::libc::SIG_IGN)

@@ -21,6 +21,7 @@
 // Listing 10-1 does.
 
 use std::error::Error;
+use std::fmt::Display;
 use std::fs;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -29,7 +30,9 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::PathBuf;
 use std::process::{self, ExitCode};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender, sync_channel};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -52,7 +55,9 @@ const LINGER: Duration = Duration::from_secs(1);
 const DRAIN: Duration = Duration::from_secs(3);
 
 fn main() -> ExitCode {
-    match run() {
+    let ran = run();
+    flush_log();
+    match ran {
         Ok(code) => code,
         Err(err) => {
             let _ = writeln!(io::stderr(), "sig-notify: {err}");
@@ -95,6 +100,9 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         // Another failure, such as a full disk, is an error.
         other => other?,
     }
+    // From here on the log is written by a thread of its own: a stdout
+    // that nobody reads blocks that thread, never this one (Listing 10-1).
+    start_log()?;
     notify(&format!("READY=1\nSTATUS=Listening on {local}"));
 
     let watchdog = watchdog_interval();
@@ -182,6 +190,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
                 // the part it got, and the end, for the whole reply.
                 drop(in_flight);
                 let _ = all_done.recv_timeout(DRAIN);
+                flush_log(); // At most a second: the reader may be gone.
                 // Die of it, as Listing 10-1 does: with its default action
                 // back (a parent may have left it ignored, and it came
                 // through the signalfd all the same), raised, and then
@@ -388,9 +397,94 @@ fn read_greeting(config: Option<&PathBuf>) -> io::Result<String> {
     Ok(text.trim().to_string())
 }
 
-/// One line on stdout, the daemon's log; one nobody reads is lost.
-fn log(message: std::fmt::Arguments) {
-    let _ = writeln!(io::stdout(), "{message}");
+/// The daemon's log, one line at a time on stdout. No connection thread
+/// writes stdout itself: a write blocks while whoever reads the log is
+/// slow or stopped, and every thread would stop there, the main thread
+/// too, which then no longer hears SIGTERM. `log` hands each line to a
+/// thread of its own through a bounded queue, and drops the line if the
+/// queue is full; the thread says how many it dropped. A log nobody reads
+/// any more is lost; a line that cannot be written for another reason (a
+/// full disk) is counted, and `flush_log` says so on stderr at the end.
+struct Log {
+    queue: SyncSender<String>,
+    /// Lines queued so far, and lines written (or lost to a closed stdout).
+    queued: AtomicU64,
+    written: Mutex<u64>,
+    progress: Condvar,
+    dropped: AtomicU64,
+    /// Lines that failed to be written, and the first failure.
+    failed: Mutex<(u64, Option<io::Error>)>,
+}
+
+/// How many lines may wait for a slow reader of the log.
+const LOG_QUEUE: usize = 1024;
+
+static LOG: OnceLock<Log> = OnceLock::new();
+
+/// Starts the thread that writes the log.
+fn start_log() -> io::Result<()> {
+    let (queue, lines) = sync_channel::<String>(LOG_QUEUE);
+    let log = LOG.get_or_init(|| Log {
+        queue,
+        queued: AtomicU64::new(0),
+        written: Mutex::new(0),
+        progress: Condvar::new(),
+        dropped: AtomicU64::new(0),
+        failed: Mutex::new((0, None)),
+    });
+    thread::Builder::new().name("log".into()).spawn(move || {
+        for line in lines {
+            let mut out = io::stdout().lock();
+            let dropped = log.dropped.swap(0, Ordering::Relaxed);
+            if dropped > 0 {
+                let _ =
+                    writeln!(out, "({dropped} log lines dropped: not read)");
+            }
+            match writeln!(out, "{line}") {
+                Err(err) if err.kind() != ErrorKind::BrokenPipe => {
+                    let mut failed =
+                        log.failed.lock().unwrap_or_else(|e| e.into_inner());
+                    failed.0 += 1;
+                    failed.1.get_or_insert(err);
+                }
+                _ => {}
+            }
+            drop(out);
+            *log.written.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            log.progress.notify_all();
+        }
+    })?;
+    Ok(())
+}
+
+/// Queues one line of the log, or drops it; never waits.
+fn log(message: impl Display) {
+    let Some(log) = LOG.get() else { return };
+    log.queued.fetch_add(1, Ordering::SeqCst);
+    if log.queue.try_send(message.to_string()).is_err() {
+        log.queued.fetch_sub(1, Ordering::SeqCst);
+        log.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Before the process ends: waits until the lines queued so far are
+/// written, for at most a second, since the reader may never come back;
+/// then says on stderr how many lines could not be written, and why.
+fn flush_log() {
+    let Some(log) = LOG.get() else { return };
+    let queued = log.queued.load(Ordering::SeqCst);
+    let written = log.written.lock().unwrap_or_else(|e| e.into_inner());
+    let limit = Duration::from_secs(1);
+    let _ = log
+        .progress
+        .wait_timeout_while(written, limit, |n| *n < queued);
+    let mut failed = log.failed.lock().unwrap_or_else(|e| e.into_inner());
+    if let (lost, Some(err)) = (failed.0, failed.1.take()) {
+        let _ = writeln!(
+            io::stderr(),
+            "sig-daemon: {lost} log line(s) not written: {err}"
+        );
+    }
 }
 
 /// Reads `[HOST:PORT] [--config PATH]`.

@@ -12,7 +12,7 @@
 //   overflow       unbounded recursion: Rust's own handler reports it
 //   no-onstack     the same, with a handler of ours without SA_ONSTACK
 //   onstack        the same, with SA_ONSTACK: on the alternate stack
-//   quit           raise(SIGQUIT), with RLIMIT_CORE 0, then unlimited
+//   quit           raise(SIGQUIT), with RLIMIT_CORE 0, then its hard limit
 
 use std::error::Error;
 use std::ffi::OsString;
@@ -37,7 +37,7 @@ const CASES: [(&str, &str); 7] = [
     ("no-onstack", "stack overflow, no SA_ONSTACK"),
     ("onstack", "stack overflow, SA_ONSTACK"),
     ("quit", "SIGQUIT, RLIMIT_CORE 0"),
-    ("quit-core", "SIGQUIT, RLIMIT_CORE unlimited"),
+    ("quit-core", "SIGQUIT, RLIMIT_CORE hard limit"),
 ];
 
 fn main() -> ExitCode {
@@ -83,12 +83,12 @@ fn run() -> Result<(), Box<dyn Error>> {
             })
             .map_or(String::new(), |line| format!("{line:?}; "));
         let label = format!("{label}:");
-        writeln!(stdout, "{label:<31} {said}{}", ending(out.status))?;
+        writeln!(stdout, "{label:<32} {said}{}", ending(out.status))?;
         // Emptied, not removed and made again: that would be a directory
         // of mode 0755, under a name that anyone could take meanwhile.
         for entry in fs::read_dir(&dir.0)? {
             let entry = entry?;
-            writeln!(stdout, "{:<31} it left {:?}", "", entry.file_name())?;
+            writeln!(stdout, "{:<32} it left {:?}", "", entry.file_name())?;
             fs::remove_file(entry.path())?;
         }
     }

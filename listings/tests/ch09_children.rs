@@ -953,6 +953,73 @@ fn sig_jobs_job_takes_ctrl_c_even_when_started_with_sigint_blocked() {
     assert!(status.success(), "{status:?}");
 }
 
+/// A parent that blocked SIGTTIN passes that on to the job through the
+/// shell's `Command`, and the kernel counts a blocked SIGTTIN as ignored:
+/// a read from the background would fail with EIO instead of stopping
+/// the job (`__tty_check_change()`, drivers/tty/tty_jobctrl.c, Linux 6.18).
+#[test]
+fn sig_jobs_job_stops_on_sigttin_even_when_started_with_it_blocked() {
+    let mut command = std::process::Command::new("env");
+    command.arg("--block-signal=TTIN").arg(bin!("sig-jobs"));
+    let mut term = Terminal::start_command(command);
+    term.expect("Shell: starting a job in the background");
+    term.expect("Job: reading the terminal");
+    let job = term.expect(
+        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
+    );
+    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    term.type_keys(b"\n");
+    term.expect("");
+    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    term.type_keys(b"q");
+    term.expect("Job: q: terminal put back; exiting");
+    term.expect(&format!(
+        r"Shell: the job, pid {}, continued, then exited with status 0",
+        job[1]
+    ));
+    let status = term.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// The shell's `SIGCONT` refused (its first `kill`): the shell ends with
+/// a one-line error, and the job, stopped by SIGTTIN, must not be left
+/// behind stopped and unreaped. Linux 6.18, strace 6.1.
+#[test]
+fn sig_jobs_shell_reaps_its_stopped_job_when_a_step_fails() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let trace = dir.path().join("trace");
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-q", "-o"])
+        .arg(&trace)
+        .args([
+            "-e",
+            "trace=kill,wait4",
+            "-e",
+            "inject=kill:error=EPERM:when=1",
+        ])
+        .arg(bin!("sig-jobs"));
+    let mut term = Terminal::start_command(command);
+    term.expect("Shell: starting a job in the background");
+    term.expect("Job: reading the terminal");
+    let job = term.expect(
+        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
+    );
+    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    term.expect("sig-jobs: EPERM: Operation not permitted");
+    let status = term.child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let trace = std::fs::read_to_string(&trace).expect("the trace");
+    let reaped = format!(
+        "wait4({}, [{{WIFSIGNALED(s) && WTERMSIG(s) == SIGKILL}}]",
+        job[1]
+    );
+    assert!(trace.contains(&reaped), "not reaped: {trace}");
+}
+
 /// Runs `bin` under strace with its third `fork` refused, EAGAIN as
 /// `ulimit -u` would refuse it, and returns how it ended, the pids of the
 /// children it forked, and those its own `wait4` reaped before it exited.

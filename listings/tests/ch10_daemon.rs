@@ -1133,58 +1133,32 @@ fn sig_daemon_closes_gently_even_when_a_signal_interrupts_the_wait() {
 
 #[test]
 fn sig_notify_dies_of_sigterm_when_a_sighup_is_pending_too() {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::OpenOptionsExt;
-    // Its stdout is a pipe this test fills, so that the daemon blocks
-    // writing "Got SIGTERM: stopping", between reading the SIGTERM from
-    // its signalfd and dying of it. A SIGHUP sent then stays pending. It
-    // is sent to the thread (tgkill): the kernel takes a thread's own
-    // pending signals before the process's, so a SIGHUP sent with `kill`
-    // would lose to the SIGTERM that `raise` sends to the thread anyway.
-    let (read, write) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
-    let mut log = fs::File::from(read);
-    let mut command = std::process::Command::new(bin!("sig-notify"));
-    command.arg("127.0.0.1:0");
-    let filler = fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(nix::libc::O_NONBLOCK)
-        .open(format!("/proc/self/fd/{}", write.as_raw_fd()))
-        .expect("a second, non-blocking write end");
-    let notify = Listing::spawn(&mut command, std::process::Stdio::from(write));
-    drop(command); // Its copy of the write end.
-    let mut first = Vec::new();
-    while !first.ends_with(b"\n") {
-        let mut byte = [0u8; 1];
-        assert_eq!(log.read(&mut byte).unwrap(), 1, "the daemon's log ended");
-        first.push(byte[0]);
-    }
-    assert!(first.starts_with(b"Listening on "), "{first:?}");
-    let mut filler = filler;
-    loop {
-        match filler.write(&[b'.'; 4096]) {
-            Ok(_) => {}
-            Err(err) if err.kind() == ErrorKind::WouldBlock => break,
-            Err(err) => panic!("filling the pipe: {err}"),
-        }
-    }
+    // A greeting too big for the socket buffers, to a client that does not
+    // read it yet, holds the daemon between reading the SIGTERM from its
+    // signalfd and dying of it: it waits for that greeting, for at most
+    // three seconds. A SIGHUP sent then stays pending. It is sent to the
+    // thread (tgkill): the kernel takes a thread's own pending signals
+    // before the process's, so a SIGHUP sent with `kill` would lose to
+    // the SIGTERM that `raise` sends to the thread anyway.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("greeting");
+    let big = "g".repeat(16 << 20);
+    fs::write(&config, &big).unwrap();
+    let (mut notify, addr) =
+        start_notify(&[], &["--config", config.to_str().unwrap()]);
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    client.peek(&mut [0u8; 1]).unwrap(); // The greeting has begun.
     let pid = notify.pid();
     notify.signal(Signal::SIGTERM);
-    wait_until("the daemon to block writing its log", || {
-        in_kernel_function(pid, "pipe_write")
-    });
+    notify.expect("Got SIGTERM: stopping");
     tgkill(pid, pid.as_raw(), Signal::SIGHUP);
     wait_until("the SIGHUP to be pending", || {
         thread_pending(pid, pid.as_raw(), Signal::SIGHUP)
     });
-    drop(filler);
-    let mut rest = Vec::new();
-    log.read_to_end(&mut rest).unwrap();
-    assert!(
-        String::from_utf8_lossy(&rest).ends_with("Got SIGTERM: stopping\n"),
-        "{}",
-        String::from_utf8_lossy(&rest[rest.len().saturating_sub(80)..])
-    );
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).unwrap();
+    assert_eq!(got.len(), big.len() + 1, "the whole greeting");
     assert_died_of(&notify.finish(), Signal::SIGTERM);
 }
 
@@ -1425,4 +1399,40 @@ fn sig_daemon_backs_off_and_says_so_once_a_run_when_descriptors_run_out() {
 #[test]
 fn sig_daemon_logs_a_shortage_once_while_clients_come_and_go() {
     daemon::logs_a_shortage_once_while_clients_come_and_go(bin!("sig-daemon"));
+}
+
+/// 10-2's log is its stdout, and a stdout that nobody reads fills. Each
+/// watchdog ping that finds no manager logs a line, one a millisecond:
+/// the pipe is soon full, and a thread of the daemon waits to write. A
+/// `SIGTERM` must still end it, as it does 10-1: were the main thread the
+/// one that waits, it would never read its signal.
+#[test]
+fn sig_notify_stops_while_nobody_reads_its_log() {
+    use crate::support::threads_waiting_in;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (log, log_end) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
+    let mut command = std::process::Command::new(bin!("sig-notify"));
+    command
+        .arg("127.0.0.1:0")
+        .env("NOTIFY_SOCKET", dir.path().join("nobody"))
+        .env("WATCHDOG_USEC", "2000");
+    let listing =
+        Listing::spawn(&mut command, std::process::Stdio::from(log_end));
+    // The ready line, and then not another byte.
+    let mut log = fs::File::from(log);
+    let (mut ready, mut byte) = (Vec::new(), [0u8]);
+    while ready.last() != Some(&b'\n') {
+        assert_eq!(log.read(&mut byte).expect("read the log"), 1, "{ready:?}");
+        ready.push(byte[0]);
+    }
+    let pid = listing.pid();
+    crate::support::wait_until("a thread to wait on the full log", || {
+        threads_waiting_in(pid, "anon_pipe_write")
+            + threads_waiting_in(pid, "pipe_write")
+            > 0
+    });
+    listing.signal(Signal::SIGTERM);
+    assert_died_of(&listing.finish(), Signal::SIGTERM);
+    drop(log);
 }

@@ -825,15 +825,15 @@ fn sig_crash_shows_how_a_program_dies_of_its_own_faults() {
     let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern")
         .unwrap_or_default();
     if pattern.trim() == "core" {
-        let unlimited = rows
+        let hard = rows
             .iter()
-            .position(|r| r.starts_with("SIGQUIT, RLIMIT_CORE unlimited:"))
-            .expect("the unlimited row");
+            .position(|r| r.starts_with("SIGQUIT, RLIMIT_CORE hard limit:"))
+            .expect("the hard limit row");
         assert_eq!(
-            rows[unlimited],
-            "SIGQUIT, RLIMIT_CORE unlimited: killed by SIGQUIT, core dumped: true"
+            rows[hard],
+            "SIGQUIT, RLIMIT_CORE hard limit: killed by SIGQUIT, core dumped: true"
         );
-        assert_eq!(rows[unlimited + 1], "it left \"core\"");
+        assert_eq!(rows[hard + 1], "it left \"core\"");
         assert_session_matches_book_masking(
             "ch12-exiting/12-06-sig-crash.out",
             &[(cargo_run("sig-crash", &[]), &out.stdout)],
