@@ -33,6 +33,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use nix::sys::signal::{SigHandler, SigSet, Signal, killpg};
+use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
@@ -100,13 +101,21 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
-    let mut sh = Command::new("sh")
+    let before = children_of_this_thread();
+    let spawned = Command::new("sh")
         .args(["-c", &format!("{trap}{script}")])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .process_group(0)
         .kill_on_drop(way != Way::Drop)
-        .spawn()?;
+        .spawn();
+    let mut sh = match spawned {
+        Ok(sh) => sh,
+        Err(err) => {
+            end_unclaimed_child(before);
+            return Err(err.into());
+        }
+    };
     let pid = Pid::from_raw(sh.id().ok_or("sh has gone")? as i32);
     // Set by a way once it has killed the group for good: from then on,
     // nothing keeps the group's id from being given to someone else.
@@ -154,6 +163,31 @@ async fn run() -> Result<(), Box<dyn Error>> {
         let _ = killpg(pid, Signal::SIGKILL);
     }
     die_of(stop)
+}
+
+/// tokio's `spawn` forks first, then registers the child's pipes and its
+/// pidfd with the runtime's `epoll`. If that fails (`epoll` at
+/// `fs.epoll.max_user_watches`, say), it returns the error and drops the
+/// child, neither killed nor reaped: `kill_on_drop` belongs to a `Child`
+/// that was never made. The child is the one this thread has now and did
+/// not have `before`: end its group, and reap it. Its pid is the group's
+/// id, and ours to use until we reap it.
+fn end_unclaimed_child(before: Option<Vec<Pid>>) {
+    let (Some(before), Some(now)) = (before, children_of_this_thread()) else {
+        return;
+    };
+    for pid in now.into_iter().filter(|pid| !before.contains(pid)) {
+        let _ = killpg(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+    }
+}
+
+/// The children that this thread has forked and not reaped yet, from
+/// `/proc/thread-self/children` (Linux), or `None` if it cannot be read.
+fn children_of_this_thread() -> Option<Vec<Pid>> {
+    let list = fs::read_to_string("/proc/thread-self/children").ok()?;
+    let pids = list.split_whitespace().filter_map(|pid| pid.parse().ok());
+    Some(pids.map(Pid::from_raw).collect())
 }
 
 /// sh's process group, and whether a way has killed it.

@@ -418,6 +418,60 @@ fn async_child_kill_stops_while_it_waits_for_the_first_line() {
     assert_eq!(out.stdout, Vec::<String>::new());
 }
 
+/// tokio's `spawn` forks first, then registers the child's pipes and its
+/// pidfd with the runtime's `epoll`; when that fails (ENOSPC at
+/// `fs.epoll.max_user_watches`), it returns the error and drops the child
+/// unkilled and unreaped, `kill_on_drop` or not. strace makes every
+/// `epoll_ctl` after the runtime's first two fail: the listing must say why
+/// in one line, end the shell's group and reap the shell. Before it did,
+/// `sh` and its `sleep 60` ran on without it.
+#[test]
+fn async_child_kill_ends_a_child_that_tokio_could_not_take() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let trace = dir.path().join("trace");
+    let trace_arg = trace.to_str().unwrap();
+    let listing = Listing::start(
+        "strace",
+        &[
+            "-o",
+            trace_arg,
+            "-e",
+            "trace=clone,clone3,epoll_ctl,wait4",
+            "-e",
+            "inject=epoll_ctl:error=ENOSPC:when=3+",
+            "--",
+            bin!("async-child-kill"),
+            "timeout",
+        ],
+    );
+    let forked = Regex::new(r"(?m)^clone3?\(.*\) = (\d+)$").unwrap();
+    let mut sh = None;
+    wait_until("the listing to start sh", || {
+        let text = fs::read_to_string(&trace).unwrap_or_default();
+        sh = forked.captures(&text).map(|c| c[1].parse().unwrap());
+        sh.is_some()
+    });
+    let sh = Pid::from_raw(sh.unwrap());
+    let _cleanup = KillGroupOnDrop(sh);
+    wait_until("sh's group to end", || group_is_gone(sh));
+    let out = listing.finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let text = fs::read_to_string(&trace).unwrap();
+    let injected =
+        Regex::new(r"epoll_ctl\(.*= -1 ENOSPC .*\(INJECTED\)").unwrap();
+    assert!(injected.is_match(&text), "{text}");
+    assert!(
+        text.contains(&format!("wait4({sh}, ")),
+        "sh was not reaped: {text}"
+    );
+    let said: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(said.len(), 1, "{}", out.stderr);
+    assert!(said[0].starts_with("async-child-kill: "), "{}", out.stderr);
+}
+
 #[test]
 fn async_child_kill_output_matches_the_book() {
     let mut session = Vec::new();
