@@ -274,9 +274,9 @@ fn client(addrs: &[SocketAddr], lines: Vec<String>) -> io::Result<()> {
 
 /// Copies `input` to the socket with `TcpStream::write`, which sends with
 /// MSG_NOSIGNAL: a server that resets makes it fail with EPIPE. Not
-/// `io::copy`, which moves the bytes with `splice` or `sendfile`, without
-/// that flag, so that the reset would kill this client by SIGPIPE, whose
-/// default action it restored.
+/// `io::copy`, which moves the bytes from a pipe (standard input in a
+/// shell pipeline) with `splice`, without that flag, so that the reset
+/// would kill this client by SIGPIPE, whose default action it restored.
 fn copy_to_socket(
     input: &mut impl Read,
     sock: &mut TcpStream,

@@ -195,8 +195,12 @@ fn serve(
                 Err(err) => {
                     log(format_args!("{peer}: {}", explain(&err)));
                     // Whatever the client still sends is unread; drain
-                    // it, so that it gets a FIN, not a reset.
-                    let _ = close_gently(&conn);
+                    // it, so that it gets a FIN, not a reset. Not after a
+                    // timeout: a client that has gone silent would hold
+                    // the server for another TIMEOUT.
+                    if !timed_out(&err) {
+                        let _ = close_gently(&conn);
+                    }
                 }
             },
             // Out of descriptors, `accept` fails at once, and again until
@@ -318,12 +322,16 @@ fn to_stdout(err: io::Error) -> io::Error {
 
 /// A read that times out fails with `WouldBlock`; say what happened.
 fn explain(err: &io::Error) -> String {
-    match err.kind() {
-        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
-            format!("timed out after {} s", TIMEOUT.as_secs())
-        }
-        _ => err.to_string(),
+    if timed_out(err) {
+        return format!("timed out after {} s", TIMEOUT.as_secs());
     }
+    err.to_string()
+}
+
+/// Whether `err` is a read or write that ran out of time (`WouldBlock`,
+/// from a socket timeout) or a deadline that passed (`TimedOut`).
+fn timed_out(err: &io::Error) -> bool {
+    matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
 
 /// One line on stderr, formatted whole, then written with one `write`:

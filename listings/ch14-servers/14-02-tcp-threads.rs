@@ -102,7 +102,10 @@ fn run() -> Result<(), Box<dyn Error>> {
             log(format_args!("cannot start a thread: {err}"));
         }
     }
-    // With --count: let the last clients finish.
+    // With --count: no more clients. Close the listening socket first, so
+    // that a new one is refused at once, not taken into the backlog to wait
+    // for the last clients and then be reset; then let those finish.
+    drop(listener);
     conns.wait_until_all_closed();
     Ok(())
 }

@@ -139,7 +139,10 @@ fn run() -> Result<(), Box<dyn Error>> {
             Err(TrySendError::Disconnected(_)) => break,
         }
     }
+    // No more clients: close the listening socket, so that a new one is
+    // refused at once, not left in the backlog to be reset when we end.
     // Closing the queue ends each worker once the queue is empty.
+    drop(listener);
     drop(queue);
     for worker in workers {
         worker.join().map_err(|_| "a worker panicked")?;

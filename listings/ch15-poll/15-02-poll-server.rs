@@ -75,7 +75,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         "Server listening on {}",
         listener.local_addr()?
     )?;
-    Server::new(config, max_conns).run(&listener)?;
+    Server::new(config, max_conns).run(listener)?;
     Ok(())
 }
 
@@ -150,20 +150,27 @@ impl Server {
 
     /// The event loop: wait for whatever can happen next, handle it,
     /// repeat. Returns once `--count` connections have come and gone.
-    fn run(&mut self, listener: &TcpListener) -> io::Result<()> {
+    fn run(&mut self, listener: TcpListener) -> io::Result<()> {
         let mut scratch = vec![0; 16 * 1024];
+        let mut listener = Some(listener);
         loop {
             let now = Instant::now();
-            let all_came = self.config.count.is_some_and(|n| self.served >= n);
-            if all_came && self.conns.is_empty() {
-                return Ok(());
+            if self.config.count.is_some_and(|n| self.served >= n) {
+                // All came: close the listening socket, so that a new
+                // client is refused at once, not left in the backlog to be
+                // reset when we end.
+                listener = None;
+                if self.conns.is_empty() {
+                    return Ok(());
+                }
             }
-            let accepting =
-                !all_came && self.paused_until.is_none_or(|until| now >= until);
+            let accepting = listener
+                .as_ref()
+                .filter(|_| self.paused_until.is_none_or(|until| now >= until));
             // One entry per socket: the listener first if we accept,
             // then every connection, with what we wait for on it.
             let mut fds = Vec::with_capacity(self.conns.len() + 1);
-            if accepting {
+            if let Some(listener) = accepting {
                 fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
             }
             for conn in &self.conns {
@@ -179,10 +186,11 @@ impl Server {
                 .collect();
             drop(fds);
 
-            let (listener_ready, conns_ready) = if accepting {
-                (!ready[0].is_empty(), &ready[1..])
-            } else {
-                (false, &ready[..])
+            let (listener_ready, conns_ready) = match accepting {
+                Some(listener) => {
+                    ((!ready[0].is_empty()).then_some(listener), &ready[1..])
+                }
+                None => (None, &ready[..]),
             };
             let now = Instant::now();
             for (conn, events) in self.conns.iter_mut().zip(conns_ready) {
@@ -213,7 +221,7 @@ impl Server {
             if self.paused_until.is_some_and(|until| now >= until) {
                 self.paused_until = None;
             }
-            if listener_ready {
+            if let Some(listener) = listener_ready {
                 self.accept(listener, now);
             }
         }

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::line_server::{
     connect, drains_a_refused_client_through_a_stop_and_continue, start_server,
@@ -314,6 +314,36 @@ fn length_server_tells_a_clean_end_from_a_frame_cut_short() {
     assert_eq!(lines.len(), 2, "{}", out.stderr);
     assert!(lines[0].ends_with(": the stream ended inside a frame header"));
     assert!(lines[1].ends_with(": the stream ended inside a frame"));
+}
+
+#[test]
+fn length_server_gives_a_silent_client_one_timeout_not_two() {
+    // The server answers one client at a time, so a client that connects
+    // and says nothing holds the next one up for its timeout, ten seconds.
+    // No drain follows a timeout: the silent client has sent nothing to
+    // drain, and the drain would wait ten seconds more for it.
+    let (server, addr) = start_server(
+        bin!("tcp-length"),
+        &["server", "127.0.0.1:0", "--count", "2"],
+    );
+    let silent = connect(&addr);
+    let started = Instant::now();
+    let mut next = connect(&addr);
+    next.write_all(b"\0\0\0\x02hi").unwrap();
+    next.shutdown(Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    next.read_to_end(&mut reply).unwrap();
+    let waited = started.elapsed();
+    assert_eq!(reply, b"\0\0\0\x10server got: [hi]");
+    assert!(waited < Duration::from_secs(15), "served after {waited:?}");
+    drop(silent);
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stderr.ends_with(": timed out after 10 s\n"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

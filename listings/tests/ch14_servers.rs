@@ -607,6 +607,16 @@ fn threaded_server_evicts_a_request_stalled_past_the_grace() {
 }
 
 #[test]
+fn threaded_server_stops_listening_once_its_count_is_reached() {
+    line_server::stops_listening_once_its_count_is_reached(bin!("tcp-threads"));
+}
+
+#[test]
+fn pool_stops_listening_once_its_count_is_reached() {
+    line_server::stops_listening_once_its_count_is_reached(bin!("tcp-pool"));
+}
+
+#[test]
 fn threaded_server_gives_each_of_many_clients_its_own_reply() {
     let (server, addr) =
         start_server(bin!("tcp-threads"), &["127.0.0.1:0", "--count", "200"]);

@@ -529,6 +529,11 @@ fn poll_server_tells_a_client_over_the_limit_that_it_is_busy() {
 }
 
 #[test]
+fn poll_server_stops_listening_once_its_count_is_reached() {
+    line_server::stops_listening_once_its_count_is_reached(bin!("poll-server"));
+}
+
+#[test]
 fn poll_server_gives_each_of_many_clients_its_own_reply() {
     let (server, addr) =
         start_server(bin!("poll-server"), &["127.0.0.1:0", "--count", "200"]);

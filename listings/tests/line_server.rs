@@ -166,8 +166,46 @@ pub fn closed_by_the_server(idle: &[TcpStream]) -> usize {
         .count()
 }
 
+/// Whether a TCP socket listens on `port` of 127.0.0.1 (/proc/net/tcp).
+pub fn listening_on(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let local = format!("0100007F:{port:04X}");
+    table.lines().any(|line| {
+        let fields: Vec<_> = line.split_whitespace().collect();
+        fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")
+    })
+}
+
 // ---------------------------------------------------------------------------
 // The promises
+
+/// With `--count 1`, once its one client is in, the server closes its
+/// listening socket while it waits for that client to finish: a new client
+/// is refused at once (ECONNREFUSED), where an open listener would take it
+/// into the backlog, keep it waiting up to the last client's deadline, and
+/// then reset it (Linux 6.18).
+#[track_caller]
+pub fn stops_listening_once_its_count_is_reached(bin: &str) {
+    let args = ["127.0.0.1:0", "--count", "1", "--timeout", "60"];
+    let (server, addr) = start_server(bin, &args);
+    let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    // The one client the count allows; it says nothing for now.
+    let last = connect(&addr);
+    wait_until("the server to close its listening socket", || {
+        !listening_on(port)
+    });
+    let refused = TcpStream::connect(&addr).expect_err("a client too many");
+    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
+    // The last client is still served, and then the server ends.
+    let mut last = last;
+    last.write_all(b"bye\n").unwrap();
+    last.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    last.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "server got: [bye]\n");
+    let out = server.finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+}
 
 /// Lines arrive cut anywhere, an empty one among them and the last without
 /// a newline: each gets its own reply, and the server counts four.
