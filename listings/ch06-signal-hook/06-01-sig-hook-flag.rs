@@ -49,6 +49,14 @@ fn run() -> Result<(), Box<dyn Error>> {
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let stop = Arc::new(AtomicBool::new(false));
     let stop_signals = stop_signals()?;
+    // Blocked while each gets its two actions: a signal between the two
+    // would run the first alone, find the flag unset, and be lost. Held
+    // pending, it reaches both once `unblock` below lets it through.
+    let mut registering = SigSet::empty();
+    for &number in &stop_signals {
+        registering.add(Signal::try_from(number)?);
+    }
+    registering.thread_block()?;
     for &stop_signal in &stop_signals {
         if args.force {
             // Registered first, so it runs first: on the first signal it

@@ -227,7 +227,7 @@ fn run() -> Result<(), Box<dyn Error>> {
 }
 
 /// Runs `call` on this thread while a helper interrupts it every 10 ms,
-/// and runs `finish` once three interruptions have landed inside it.
+/// and runs `finish` once three interruptions have landed while it runs.
 /// Without a helper, runs `finish` then `call`, which ends what the row
 /// started (a child is killed and reaped), and fails.
 fn measure(

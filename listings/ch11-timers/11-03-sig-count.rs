@@ -155,11 +155,17 @@ fn send_burst(number: c_int, n: u64) -> Result<(), Box<dyn Error>> {
             // SAFETY: `_exit` only ends the process.
             unsafe { libc::_exit(status) }
         }
-        ForkResult::Parent { child } => match waitpid(child, None) {
-            Ok(WaitStatus::Exited(_, 0)) => Ok(()),
-            Ok(status) => Err(format!("the sender failed: {status:?}").into()),
-            Err(Errno::EINTR) => Err("interrupted while waiting".into()),
-            Err(err) => Err(err.into()),
+        ForkResult::Parent { child } => loop {
+            // Waited for until reaped: a handler without SA_RESTART (a
+            // library's) may interrupt the wait, and the child still runs.
+            match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, 0)) => return Ok(()),
+                Ok(status) => {
+                    return Err(format!("the sender failed: {status:?}").into());
+                }
+                Err(Errno::EINTR) => continue,
+                Err(err) => return Err(err.into()),
+            }
         },
     }
 }

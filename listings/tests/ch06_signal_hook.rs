@@ -735,3 +735,45 @@ fn sig_coalesce_counts_even_when_started_with_its_signals_blocked() {
     let out = coalesce.finish();
     assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
 }
+
+#[test]
+fn sig_hook_flag_takes_a_sigint_that_comes_while_it_registers() {
+    // Listing 6-1 registers two actions per signal, the conditional
+    // shutdown first. A SIGINT between the two would run the first alone,
+    // find the flag unset, and be lost: neither the default action (gone)
+    // nor the flag (not yet there). strace sends SIGINT as the listing
+    // installs signal-hook's handler for it, the `rt_sigaction` that sets
+    // a handler for SIGINT; the listing must stop on it at once.
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let trace = dir.path().join("trace");
+    let probe = std::process::Command::new("strace")
+        .args(["-qq", "-e", "trace=rt_sigaction", "-o"])
+        .arg(&trace)
+        .args([bin!("sig-hook-flag"), "--count", "0", "--cleanup-secs", "0"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("strace runs");
+    assert!(probe.success(), "{probe:?}");
+    let calls = std::fs::read_to_string(&trace).expect("the trace");
+    let install = calls
+        .lines()
+        .position(|call| call.starts_with("rt_sigaction(SIGINT, {"))
+        .expect("a handler installed for SIGINT")
+        + 1;
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-qq", "-o", "/dev/null", "-e", "trace=rt_sigaction", "-e"])
+        .arg(format!("inject=rt_sigaction:signal=SIGINT:when={install}"))
+        .args([bin!("sig-hook-flag"), "--cleanup-secs", "0"]);
+    let mut hook = Listing::spawn(&mut command, std::process::Stdio::piped());
+    hook.expect(r"Working as pid \d+; stop me with Ctrl-C or kill \d+");
+    // Lost, the SIGINT would leave it working until PATIENCE runs out.
+    hook.expect("Cleaning up for 0 s; a second signal stops me now");
+    hook.expect("Clean exit");
+    let out = hook.finish();
+    assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
+}

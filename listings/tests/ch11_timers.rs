@@ -300,6 +300,28 @@ fn sig_count_runs_shown_come_from_the_commands_shown() {
 }
 
 #[test]
+fn sig_count_reaps_its_sender_even_when_waitpid_is_interrupted() {
+    // Every handler of Listing 11-3 has SA_RESTART, so its `waitpid` is
+    // never interrupted today; one a library installs without it would
+    // be. strace fails the first `wait4` with EINTR, as that handler
+    // would: the listing must wait on, reap the sender, and finish its
+    // table, not give up with the sender still running.
+    if !have("strace") {
+        return;
+    }
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-f", "-q", "-o", "/dev/null", "-e", "trace=wait4"])
+        .args(["-e", "inject=wait4:error=EINTR:when=1"])
+        .args([bin!("sig-count"), "--count", "5"])
+        .stdin(std::process::Stdio::null());
+    let out =
+        Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    assert_eq!(out.stdout.len(), 9, "{:?}", out.stdout);
+}
+
+#[test]
 fn sig_count_works_even_when_started_with_sigchld_ignored() {
     // An ignored SIGCHLD passes through exec, and makes the kernel reap
     // the sender itself: `waitpid` would fail with ECHILD.
