@@ -129,6 +129,31 @@ fn pipe_epipe_gets_epipe_ignored_dies_by_default_and_command_restores() {
     );
 }
 
+/// A parent that blocked SIGPIPE passes its mask on through `exec`, and
+/// std's `Command` passes it on again (it resets SIGPIPE's action, not the
+/// mask): blocked, the signal kills neither the forked child nor `yes`,
+/// whose writes fail with EPIPE instead. The listing must unblock it to
+/// show what it says. `env --block-signal` plays that parent.
+#[test]
+fn pipe_epipe_shows_the_same_when_the_parent_left_sigpipe_blocked() {
+    let mut command = std::process::Command::new("env");
+    command.arg("--block-signal=PIPE").arg(bin!("pipe-epipe"));
+    let epipe = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let out = finish_clean(epipe);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        [
+            "SIGPIPE ignored: write failed: EPIPE: Broken pipe",
+            "SIGPIPE at its default action: the child was killed by SIGPIPE",
+            "yes, started by Command with SIGPIPE at its default: it was \
+             killed by SIGPIPE",
+        ],
+        "{}",
+        out.stderr
+    );
+}
+
 /// A `yes` whose first line is not UTF-8, so that reading it fails after
 /// the spawn: a stand-in, first on PATH, that prints one such line and
 /// then stays, silent, with the pipe open. The listing must end and reap
