@@ -173,6 +173,33 @@ fn fifo_spam_reader_removes_its_fifo_when_a_signal_ends_it() {
     }
 }
 
+/// `nohup` starts a program with SIGHUP ignored, and a script's `&` with
+/// SIGINT ignored: those signals are meant for others, and the reader must
+/// leave them ignored, not catch them and die of them. A parent may also
+/// leave SIGTERM blocked, through `exec`: the reader must unblock what it
+/// catches. `env` plays both parents; SIGHUP and SIGINT come first, then
+/// SIGTERM, and the reader must die of SIGTERM, its directory removed.
+#[test]
+fn fifo_spam_reader_keeps_ignored_signals_ignored_and_unblocks_the_others() {
+    let tmp = tmp();
+    let mut command = Command::new("env");
+    command
+        .args(["--ignore-signal=HUP", "--ignore-signal=INT"])
+        .arg("--block-signal=TERM")
+        .arg(bin_path("fifo-spam"))
+        .arg("reader")
+        .env("TMPDIR", tmp.path());
+    let mut reader = Listing::spawn(&mut command, Stdio::piped());
+    reader.expect(r"Waiting for a writer on \S+ \(pid \d+\)");
+    reader.signal(Signal::SIGHUP);
+    reader.signal(Signal::SIGINT);
+    reader.signal(Signal::SIGTERM);
+    let out = finish_clean(reader);
+    let term = Some(Signal::SIGTERM as i32);
+    assert_eq!(out.status.signal(), term, "{:?} {}", out.status, out.stderr);
+    assert!(contents(tmp.path()).is_empty(), "left behind");
+}
+
 #[test]
 fn fifo_spam_reader_as_pid_1_removes_its_fifo_and_exits_143_on_sigterm() {
     // The kernel drops a PID 1's own raise of SIGTERM: a reader that ended
