@@ -53,6 +53,30 @@ fn pipe_writers_deliver_every_byte_of_larger_writes_cut_or_not() {
     assert!(n <= writes, "{n} of {writes}");
 }
 
+/// Whole-page writes that fit the pipe came through uncut with the
+/// listing's reader, which empties the pipe at every read: its 16 slots
+/// come free together. A reader that takes one page per read frees one
+/// slot at a time, and a writer of two pages copies one, waits, and is
+/// cut. Written on Linux 6.18 (`pipe_read` and `pipe_write` in
+/// fs/pipe.c); twenty cut writes of 800 is far below what it cuts.
+#[test]
+fn pipe_writers_whole_page_writes_are_cut_by_a_reader_of_one_page() {
+    let linux = format!("Linux {}", kernel());
+    let args = ["--size", "8192", "--writes", "200"];
+    let whole = run_clean(bin!("pipe-writers"), &args);
+    assert!(whole.status.success(), "{}", whole.stderr);
+    assert_eq!(cut(&whole), (0, 800), "{linux}");
+    let paged = [&args[..], &["--read-size", "4096"]].concat();
+    let paged = run_clean(bin!("pipe-writers"), &paged);
+    assert!(paged.status.success(), "{}", paged.stderr);
+    assert_eq!(
+        paged.stdout[1],
+        "Read 6553600 bytes: 1638400 from each writer"
+    );
+    let (n, writes) = cut(&paged);
+    assert!(n > 20, "{n} of {writes} cut; {linux}");
+}
+
 #[test]
 fn pipe_writers_counts_each_cut_write_once() {
     // A write larger than the pipe always goes in in parts, so nearly
@@ -206,6 +230,7 @@ fn pipe_frames_output_matches_the_book() {
 fn atomicity_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("pipe-writers"), &["--writers", "27"], "1 to 26");
     assert_rejects(bin!("pipe-writers"), &["--size", "0"], "--size");
+    assert_rejects(bin!("pipe-writers"), &["--read-size", "0"], "--read-size");
     assert_rejects(
         bin!("pipe-writers"),
         &["--writes", "18446744073709551615", "--size", "2"],
