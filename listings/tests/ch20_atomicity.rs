@@ -283,7 +283,8 @@ fn pipe_writers_reaps_every_writer_when_writers_fail() {
 /// A packet pipe, `pipe2(O_DIRECT)` (Linux 3.4): three writes come back
 /// as three reads, where an ordinary pipe returns them in one; a read
 /// with a buffer smaller than the packet gets its first bytes, and the
-/// rest of that packet is gone.
+/// rest of that packet is gone. An empty write makes no packet: the read
+/// after "th" gets "four", not an empty one.
 #[test]
 fn a_packet_pipe_keeps_the_boundaries_of_writes() {
     use nix::fcntl::OFlag;
@@ -308,7 +309,7 @@ fn a_packet_pipe_keeps_the_boundaries_of_writes() {
     );
 
     let (reader, writer) = pipe2(OFlag::O_CLOEXEC | OFlag::O_DIRECT).unwrap();
-    for word in words.iter().chain(&[&b"four"[..]]) {
+    for word in words.iter().chain(&[&b""[..], &b"four"[..]]) {
         write(&writer, word).unwrap();
     }
     let mut got = Vec::new();
