@@ -352,3 +352,36 @@ fn a_write_end_in_flight_keeps_the_end_of_the_stream_away() {
     assert!(readable(5000), "{linux}");
     assert_eq!(read(&reader, &mut [0; 1]).unwrap(), 0, "{linux}");
 }
+
+/// A write that has put some of its bytes in when the last read end
+/// closes returns that count, not EPIPE (`pipe_write` in fs/pipe.c: the
+/// error only if nothing was copied); the next write gets EPIPE. This test
+/// process ignores SIGPIPE, as every Rust program does.
+#[test]
+fn a_write_cut_short_by_the_last_reader_returns_its_count_then_epipe() {
+    use nix::errno::Errno;
+    use nix::fcntl::OFlag;
+    use nix::unistd::{pipe2, write};
+    let (reader, writer) = pipe2(OFlag::O_CLOEXEC).unwrap();
+    let unread = |fd: &std::os::fd::OwnedFd| {
+        let mut n: nix::libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int through the pointer.
+        let res = unsafe {
+            nix::libc::ioctl(fd.as_raw_fd(), nix::libc::FIONREAD, &mut n)
+        };
+        Errno::result(res).unwrap();
+        n
+    };
+    let big = std::thread::spawn(move || {
+        let first = write(&writer, &[b'x'; 100_000]);
+        (first, write(&writer, b"x"))
+    });
+    // FIONREAD takes the pipe's lock, which the writer holds while it
+    // copies: 65536 unread means it has filled the pipe and waits.
+    wait_until("the pipe to be full", || unread(&reader) == 65536);
+    drop(reader);
+    let (first, second) = big.join().unwrap();
+    let linux = format!("Linux {}", crate::support::kernel());
+    assert_eq!(first, Ok(65536), "{linux}");
+    assert_eq!(second, Err(Errno::EPIPE), "{linux}");
+}
