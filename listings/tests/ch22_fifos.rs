@@ -607,3 +607,30 @@ fn fifo_spam_reader_says_why_when_its_thread_is_refused() {
     let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// A nonblocking reader of a FIFO reads 0 bytes both before its first
+/// writer and after its last; `poll` tells the two apart: the kernel
+/// holds back POLLHUP until a writer has opened the FIFO (`pipe_poll` and
+/// `fifo_open` in fs/pipe.c, the reader's `f_pipe` against `w_counter`).
+#[test]
+fn poll_tells_a_nonblocking_fifo_reader_not_yet_from_no_more() {
+    use nix::fcntl::{OFlag, open};
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let linux = format!("Linux {}", crate::support::kernel());
+    let tmp = tmp();
+    let fifo = tmp.path().join("fifo");
+    mkfifo(&fifo, Mode::S_IRUSR | Mode::S_IWUSR).unwrap();
+    let flags = OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let reader = open(&fifo, OFlag::O_RDONLY | flags, Mode::empty()).unwrap();
+    let events = || {
+        let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO).unwrap();
+        fds[0].revents().unwrap()
+    };
+    assert_eq!(events(), PollFlags::empty(), "not yet; {linux}");
+    let writer = open(&fifo, OFlag::O_WRONLY | flags, Mode::empty()).unwrap();
+    assert_eq!(events(), PollFlags::empty(), "a writer; {linux}");
+    drop(writer);
+    assert_eq!(events(), PollFlags::POLLHUP, "no more; {linux}");
+}
