@@ -15,7 +15,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{self, ChildStdout, Command, ExitCode, Stdio};
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork, pipe2, write};
 
@@ -35,6 +35,10 @@ fn main() -> ExitCode {
 // ANCHOR: ignored
 fn run() -> Result<(), Box<dyn Error>> {
     parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`,
+    // and our child and `yes` would inherit it: blocked, the signal
+    // kills neither. Ignored here, unblocked it changes nothing for us.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()?;
     let mut out = io::stdout();
 
     // 1. SIGPIPE ignored, as the Rust runtime set it before `main`: the

@@ -3,8 +3,9 @@
 // `--writes` writes of `--size` bytes into the same pipe, every byte of
 // writer 0 an `a`, of writer 1 a `b`, and so on; the parent reads it all
 // and counts the bytes of each writer, and the writes that another
-// writer's bytes cut. Writes of at most PIPE_BUF bytes are never cut;
-// larger ones may be.
+// writer's bytes cut, reading `--read-size` bytes at a time (64 KiB, the
+// whole pipe, unless told otherwise). Writes of at most PIPE_BUF bytes are
+// never cut; larger ones may be.
 
 use std::error::Error;
 use std::fs::File;
@@ -17,13 +18,14 @@ use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, pipe2};
 
-const USAGE: &str =
-    "usage: pipe-writers [--writers N] [--writes N] [--size BYTES]";
+const USAGE: &str = "usage: pipe-writers [--writers N] [--writes N] \
+                     [--size BYTES] [--read-size BYTES]";
 
 struct Args {
     writers: u8,
     writes: usize,
     size: usize,
+    read_size: usize,
 }
 
 fn main() -> ExitCode {
@@ -141,7 +143,7 @@ fn read_and_count(mut pipe: File, args: &Args) -> io::Result<Counts> {
     // The write of each writer counted last as cut, by its number.
     let mut last_cut: Vec<Option<usize>> = vec![None; writers];
     let mut previous = None;
-    let mut buf = vec![0; 64 * 1024];
+    let mut buf = vec![0; args.read_size];
     loop {
         let n = pipe.read(&mut buf)?;
         if n == 0 {
@@ -221,13 +223,14 @@ fn restore_sigpipe() -> nix::Result<()> {
     SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
-/// Reads `[--writers N] [--writes N] [--size BYTES]`.
+/// Reads `[--writers N] [--writes N] [--size BYTES] [--read-size BYTES]`.
 fn parse_args() -> Result<Args, lexopt::Error> {
     use lexopt::prelude::*;
     let mut args = Args {
         writers: 4,
         writes: 1000,
         size: PIPE_BUF,
+        read_size: 64 * 1024,
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
@@ -235,6 +238,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("writers") => args.writers = parser.value()?.parse()?,
             Long("writes") => args.writes = parser.value()?.parse()?,
             Long("size") => args.size = parser.value()?.parse()?,
+            Long("read-size") => args.read_size = parser.value()?.parse()?,
             Short('h') | Long("help") => {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
@@ -247,6 +251,9 @@ fn parse_args() -> Result<Args, lexopt::Error> {
     }
     if args.size == 0 || args.size > 1 << 24 {
         return Err("--size must be 1 to 16777216".into());
+    }
+    if args.read_size == 0 || args.read_size > 1 << 24 {
+        return Err("--read-size must be 1 to 16777216".into());
     }
     if args.writes.checked_mul(args.size).is_none() {
         return Err("--writes times --size is too large".into());

@@ -82,7 +82,9 @@ fn reader(
 ) -> Result<(), Box<dyn Error>> {
     // Caught before anything is made, so that a signal that comes while
     // we make the directory and the FIFO still removes them.
-    let signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    let ends = end_signals()?;
+    let signals = Signals::new(&ends)?;
+    unblock(&ends)?;
     let made = Made::create(fifo)?;
     remove_on_signal(signals, made.0.clone())
         .map_err(|err| format!("cannot start a thread: {err}"))?;
@@ -189,6 +191,20 @@ impl Drop for Made {
     }
 }
 
+/// SIGINT, SIGTERM and SIGHUP, less those the parent left ignored:
+/// SIGHUP under `nohup`, SIGINT in a job that a script starts with `&`.
+/// Ignoring them was the user's choice, and signal-hook would replace the
+/// "ignore" with its handler, and die of a signal meant for others.
+fn end_signals() -> io::Result<Vec<i32>> {
+    let mut signals = vec![SIGTERM];
+    for number in [SIGINT, SIGHUP] {
+        if !is_ignored(number)? {
+            signals.push(number);
+        }
+    }
+    Ok(signals)
+}
+
 /// Set by the signal thread before it removes the FIFO: from then on, the
 /// signal ends the process, whatever the main thread does.
 static ENDING: AtomicBool = AtomicBool::new(false);
@@ -225,6 +241,33 @@ fn die_of(signal: i32) -> ! {
     process::exit(128 + signal)
 }
 // ANCHOR_END: made
+
+/// Unblocks `numbers`, once their handlers are in place. A parent's mask
+/// passes through `exec`, and a blocked signal reaches neither a handler
+/// nor its default action. Not before the handlers: a signal that came
+/// while blocked is pending, and is delivered the moment it is unblocked.
+fn unblock(numbers: &[i32]) -> io::Result<()> {
+    let mut set = SigSet::empty();
+    for &number in numbers {
+        set.add(Signal::try_from(number)?);
+    }
+    Ok(set.thread_unblock()?)
+}
+
+/// Whether `signal` is ignored: inherited so from the parent, through
+/// `exec`. A null new action makes `sigaction` only report the current one.
+fn is_ignored(signal: i32) -> io::Result<bool> {
+    let mut current = std::mem::MaybeUninit::<nix::libc::sigaction>::zeroed();
+    // SAFETY: `current` is writable and as large as a `sigaction`; with a
+    // null new action nothing is changed.
+    let done = unsafe {
+        nix::libc::sigaction(signal, std::ptr::null(), current.as_mut_ptr())
+    };
+    nix::errno::Errno::result(done)?;
+    // SAFETY: `sigaction` succeeded, and filled it in.
+    let current = unsafe { current.assume_init() };
+    Ok(current.sa_sigaction == nix::libc::SIG_IGN)
+}
 
 // ANCHOR: writer
 fn writer(

@@ -129,6 +129,31 @@ fn pipe_epipe_gets_epipe_ignored_dies_by_default_and_command_restores() {
     );
 }
 
+/// A parent that blocked SIGPIPE passes its mask on through `exec`, and
+/// std's `Command` passes it on again (it resets SIGPIPE's action, not the
+/// mask): blocked, the signal kills neither the forked child nor `yes`,
+/// whose writes fail with EPIPE instead. The listing must unblock it to
+/// show what it says. `env --block-signal` plays that parent.
+#[test]
+fn pipe_epipe_shows_the_same_when_the_parent_left_sigpipe_blocked() {
+    let mut command = std::process::Command::new("env");
+    command.arg("--block-signal=PIPE").arg(bin!("pipe-epipe"));
+    let epipe = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let out = finish_clean(epipe);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        [
+            "SIGPIPE ignored: write failed: EPIPE: Broken pipe",
+            "SIGPIPE at its default action: the child was killed by SIGPIPE",
+            "yes, started by Command with SIGPIPE at its default: it was \
+             killed by SIGPIPE",
+        ],
+        "{}",
+        out.stderr
+    );
+}
+
 /// A `yes` whose first line is not UTF-8, so that reading it fails after
 /// the spawn: a stand-in, first on PATH, that prints one such line and
 /// then stays, silent, with the pipe open. The listing must end and reap
@@ -326,4 +351,37 @@ fn a_write_end_in_flight_keeps_the_end_of_the_stream_away() {
     drop((ours, theirs)); // Discards the message, and the file in it.
     assert!(readable(5000), "{linux}");
     assert_eq!(read(&reader, &mut [0; 1]).unwrap(), 0, "{linux}");
+}
+
+/// A write that has put some of its bytes in when the last read end
+/// closes returns that count, not EPIPE (`pipe_write` in fs/pipe.c: the
+/// error only if nothing was copied); the next write gets EPIPE. This test
+/// process ignores SIGPIPE, as every Rust program does.
+#[test]
+fn a_write_cut_short_by_the_last_reader_returns_its_count_then_epipe() {
+    use nix::errno::Errno;
+    use nix::fcntl::OFlag;
+    use nix::unistd::{pipe2, write};
+    let (reader, writer) = pipe2(OFlag::O_CLOEXEC).unwrap();
+    let unread = |fd: &std::os::fd::OwnedFd| {
+        let mut n: nix::libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int through the pointer.
+        let res = unsafe {
+            nix::libc::ioctl(fd.as_raw_fd(), nix::libc::FIONREAD, &mut n)
+        };
+        Errno::result(res).unwrap();
+        n
+    };
+    let big = std::thread::spawn(move || {
+        let first = write(&writer, &[b'x'; 100_000]);
+        (first, write(&writer, b"x"))
+    });
+    // FIONREAD takes the pipe's lock, which the writer holds while it
+    // copies: 65536 unread means it has filled the pipe and waits.
+    wait_until("the pipe to be full", || unread(&reader) == 65536);
+    drop(reader);
+    let (first, second) = big.join().unwrap();
+    let linux = format!("Linux {}", crate::support::kernel());
+    assert_eq!(first, Ok(65536), "{linux}");
+    assert_eq!(second, Err(Errno::EPIPE), "{linux}");
 }

@@ -521,3 +521,29 @@ fn alarm_bounds_hold_when_the_parent_left_sigalrm_blocked() {
         out.stdout
     );
 }
+
+/// `F_SETPIPE_SZ` may shrink a pipe, but not below the slots its contents
+/// take (`pipe_resize_ring` in fs/pipe.c): EBUSY, and the size stays.
+/// Emptied, the same pipe shrinks to one page.
+#[test]
+fn a_pipe_shrinks_to_one_page_only_once_it_holds_no_more() {
+    use nix::errno::Errno;
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use nix::unistd::{pipe2, read, write};
+    let linux = format!("Linux {}", crate::support::kernel());
+    let (reader, writer) = pipe2(OFlag::O_CLOEXEC).unwrap();
+    assert_eq!(write(&writer, &[b'x'; 8192]), Ok(8192)); // Two slots.
+    assert_eq!(
+        fcntl(&writer, FcntlArg::F_SETPIPE_SZ(4096)),
+        Err(Errno::EBUSY),
+        "{linux}"
+    );
+    assert_eq!(fcntl(&writer, FcntlArg::F_GETPIPE_SZ), Ok(65536), "{linux}");
+    let mut buf = [0; 8192];
+    assert_eq!(read(&reader, &mut buf), Ok(8192));
+    assert_eq!(
+        fcntl(&writer, FcntlArg::F_SETPIPE_SZ(4096)),
+        Ok(4096),
+        "{linux}"
+    );
+}

@@ -173,6 +173,33 @@ fn fifo_spam_reader_removes_its_fifo_when_a_signal_ends_it() {
     }
 }
 
+/// `nohup` starts a program with SIGHUP ignored, and a script's `&` with
+/// SIGINT ignored: those signals are meant for others, and the reader must
+/// leave them ignored, not catch them and die of them. A parent may also
+/// leave SIGTERM blocked, through `exec`: the reader must unblock what it
+/// catches. `env` plays both parents; SIGHUP and SIGINT come first, then
+/// SIGTERM, and the reader must die of SIGTERM, its directory removed.
+#[test]
+fn fifo_spam_reader_keeps_ignored_signals_ignored_and_unblocks_the_others() {
+    let tmp = tmp();
+    let mut command = Command::new("env");
+    command
+        .args(["--ignore-signal=HUP", "--ignore-signal=INT"])
+        .arg("--block-signal=TERM")
+        .arg(bin_path("fifo-spam"))
+        .arg("reader")
+        .env("TMPDIR", tmp.path());
+    let mut reader = Listing::spawn(&mut command, Stdio::piped());
+    reader.expect(r"Waiting for a writer on \S+ \(pid \d+\)");
+    reader.signal(Signal::SIGHUP);
+    reader.signal(Signal::SIGINT);
+    reader.signal(Signal::SIGTERM);
+    let out = finish_clean(reader);
+    let term = Some(Signal::SIGTERM as i32);
+    assert_eq!(out.status.signal(), term, "{:?} {}", out.status, out.stderr);
+    assert!(contents(tmp.path()).is_empty(), "left behind");
+}
+
 #[test]
 fn fifo_spam_reader_as_pid_1_removes_its_fifo_and_exits_143_on_sigterm() {
     // The kernel drops a PID 1's own raise of SIGTERM: a reader that ended
@@ -579,4 +606,31 @@ fn fifo_spam_reader_says_why_when_its_thread_is_refused() {
     );
     let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// A nonblocking reader of a FIFO reads 0 bytes both before its first
+/// writer and after its last; `poll` tells the two apart: the kernel
+/// holds back POLLHUP until a writer has opened the FIFO (`pipe_poll` and
+/// `fifo_open` in fs/pipe.c, the reader's `f_pipe` against `w_counter`).
+#[test]
+fn poll_tells_a_nonblocking_fifo_reader_not_yet_from_no_more() {
+    use nix::fcntl::{OFlag, open};
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let linux = format!("Linux {}", crate::support::kernel());
+    let tmp = tmp();
+    let fifo = tmp.path().join("fifo");
+    mkfifo(&fifo, Mode::S_IRUSR | Mode::S_IWUSR).unwrap();
+    let flags = OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let reader = open(&fifo, OFlag::O_RDONLY | flags, Mode::empty()).unwrap();
+    let events = || {
+        let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO).unwrap();
+        fds[0].revents().unwrap()
+    };
+    assert_eq!(events(), PollFlags::empty(), "not yet; {linux}");
+    let writer = open(&fifo, OFlag::O_WRONLY | flags, Mode::empty()).unwrap();
+    assert_eq!(events(), PollFlags::empty(), "a writer; {linux}");
+    drop(writer);
+    assert_eq!(events(), PollFlags::POLLHUP, "no more; {linux}");
 }
