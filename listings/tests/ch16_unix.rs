@@ -272,6 +272,42 @@ fn unix_servers_remove_their_socket_on_a_signal_that_comes_just_after_bind() {
 }
 
 #[test]
+fn pass_fd_server_changes_no_mode_through_a_symlink_put_at_its_path() {
+    // unix-pass-fd's socket file is for everyone to connect to. The server
+    // made it so with a chmod by name after `bind`, and chmod follows a
+    // symbolic link: strace holds the server for a second as `bind`
+    // returns, a link to a file of mode 0600 takes the socket's place,
+    // and the chmod made that file 0666 (as root, any file). The mode now
+    // comes with `bind` itself.
+    if !have("strace") {
+        return;
+    }
+    let dir = open_dir();
+    let (path, file) = (path_in(&dir, "server.sock"), secret(&dir));
+    let target = path_in(&dir, "private");
+    fs::write(&target, "mine\n").unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o600)).unwrap();
+    let mut args = vec!["-o", "/dev/null", "-e", "trace=bind"];
+    args.extend(["-e", "inject=bind:delay_exit=1000000"]);
+    args.extend([bin!("unix-pass-fd"), "serve", &path, &file]);
+    let mut server = Listing::start("strace", &args);
+    wait_until("the socket file", || Path::new(&path).exists());
+    fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(&target, &path).unwrap();
+    server.expect("Server listening on .+");
+    let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+    let tracer = server.pid();
+    let children =
+        fs::read_to_string(format!("/proc/{tracer}/task/{tracer}/children"))
+            .unwrap();
+    let pid: i32 = children.trim().parse().expect("one child");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM)
+        .unwrap();
+    server.finish();
+    assert_eq!(mode, 0o600, "the server chmodded {target} through a link");
+}
+
+#[test]
 fn unix_servers_as_pid_1_remove_their_socket_and_exit_143_on_sigterm() {
     // The kernel drops a PID 1's own raise of SIGTERM: servers that ended
     // with emulate_default_handler fell through to abort(), dropped too,
