@@ -273,12 +273,12 @@ fn unix_servers_remove_their_socket_on_a_signal_that_comes_just_after_bind() {
 
 #[test]
 fn pass_fd_server_changes_no_mode_through_a_symlink_put_at_its_path() {
-    // unix-pass-fd's socket file is for everyone to connect to. The server
-    // made it so with a chmod by name after `bind`, and chmod follows a
-    // symbolic link: strace holds the server for a second as `bind`
-    // returns, a link to a file of mode 0600 takes the socket's place,
-    // and the chmod made that file 0666 (as root, any file). The mode now
-    // comes with `bind` itself.
+    // Linux 6.18. unix-pass-fd's socket file is for everyone to connect
+    // to. The server made it so with a chmod by name after `bind`, and
+    // chmod follows a symbolic link: strace holds the server for a second
+    // as `bind` returns, a link to a file of mode 0600 takes the socket's
+    // place, and the chmod made that file 0666 (as root, any file). The
+    // mode now comes with `bind` itself.
     if !have("strace") {
         return;
     }
