@@ -288,6 +288,7 @@ const SYSTEM_CALLS: &[(&str, &str)] = &[
     ("nix::sys::socket::recv", "recv(2)"),
     ("nix::sys::socket::send", "send(2)"),
     ("nix::sys::stat::fstat", "fstat(2)"),
+    ("nix::sys::stat::umask", "umask(2)"),
     ("nix::sys::wait::waitid", "waitid(2)"),
     ("nix::unistd::alarm::cancel", "alarm(2)"),
     ("nix::unistd::dup2_stdin", "dup2(2)"),
@@ -796,6 +797,7 @@ const USER_SPACE_ONLY: &[&str] = &[
     "nix::errno::Errno::result",
     "nix::sys::signal::SigSet::from_iter",
     "nix::sys::signal::SigSet::from_sigset_t_unchecked",
+    "nix::sys::stat::Mode::from_bits_truncate",
 ];
 
 /// nix and libc are thin layers over the system: a reader who meets one of

@@ -13,7 +13,7 @@ use std::fmt::Display;
 use std::fs::{self, File};
 use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
@@ -163,7 +163,7 @@ fn serve(
     // Handlers before `bind`, as in Listing 16-1: a signal that comes in
     // between must not leave the file behind.
     let signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-    let listener = UnixListener::bind(path)
+    let listener = bind_for_anyone(path)
         .map_err(|err| format!("cannot listen on {}: {err}", path.display()))?;
     let socket_file = Arc::new(SocketFile::bound(path)?);
     let served = remove_on_signals(signals, Arc::clone(&socket_file))
@@ -180,10 +180,9 @@ fn send_to_each(
     file: &Path,
     count: Option<usize>,
 ) -> Result<(), Box<dyn Error>> {
-    // Connecting needs write permission on the socket file: anyone who
-    // can reach it gets FILE. A server that must not say yes to everyone
-    // checks the uid from SO_PEERCRED before it sends.
-    fs::set_permissions(path, fs::Permissions::from_mode(0o666))?;
+    // Anyone who can reach the socket file gets FILE. A server that must
+    // not say yes to everyone checks the uid from SO_PEERCRED before it
+    // sends.
     writeln!(io::stdout(), "Server listening on {}", path.display())?;
     let (mut served, mut short) = (0, false);
     while count.is_none_or(|count| served < count) {
@@ -228,6 +227,20 @@ fn send_to_each(
         }
     }
     Ok(())
+}
+
+/// Binds `path` with a socket file that anyone may connect to: mode 0666,
+/// which connecting needs (write permission), given by `bind` itself with
+/// the umask 0111. A chmod by name after `bind` would follow a symbolic
+/// link that someone put at the path meanwhile, and change the mode of
+/// whatever it names. The umask is the process's: we are its only thread
+/// here, so no other file is made with it.
+fn bind_for_anyone(path: &Path) -> io::Result<UnixListener> {
+    use nix::sys::stat::{Mode as Perms, umask};
+    let old = umask(Perms::from_bits_truncate(0o111));
+    let bound = UnixListener::bind(path);
+    umask(old);
+    bound
 }
 // ANCHOR_END: serve
 

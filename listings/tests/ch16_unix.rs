@@ -84,6 +84,26 @@ const AS_NOBODY: [&str; 4] = [
     "--clear-groups",
 ];
 
+/// A user id that no other process on the machine has, for a test that
+/// depends on a count the kernel keeps per user: 2,000,000,000 plus this
+/// process's id, if the user namespace maps it; says why not otherwise.
+fn a_user_of_its_own() -> Option<u32> {
+    let user = 2_000_000_000 + std::process::id();
+    let map = fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    let mapped = map.lines().any(|line| {
+        let fields: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        matches!(fields[..], [first, _, count]
+            if (first..first + count).contains(&u64::from(user)))
+    });
+    if !mapped {
+        eprintln!("skipped: user {user} is not mapped in this namespace");
+    }
+    mapped.then_some(user)
+}
+
 /// Whether the test can run commands as another user; says why not.
 fn can_switch_users() -> bool {
     if !root() {
@@ -249,6 +269,42 @@ fn unix_servers_remove_their_socket_on_a_signal_that_comes_just_after_bind() {
             out.stderr
         );
     }
+}
+
+#[test]
+fn pass_fd_server_changes_no_mode_through_a_symlink_put_at_its_path() {
+    // Linux 6.18. unix-pass-fd's socket file is for everyone to connect
+    // to. The server made it so with a chmod by name after `bind`, and
+    // chmod follows a symbolic link: strace holds the server for a second
+    // as `bind` returns, a link to a file of mode 0600 takes the socket's
+    // place, and the chmod made that file 0666 (as root, any file). The
+    // mode now comes with `bind` itself.
+    if !have("strace") {
+        return;
+    }
+    let dir = open_dir();
+    let (path, file) = (path_in(&dir, "server.sock"), secret(&dir));
+    let target = path_in(&dir, "private");
+    fs::write(&target, "mine\n").unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o600)).unwrap();
+    let mut args = vec!["-o", "/dev/null", "-e", "trace=bind"];
+    args.extend(["-e", "inject=bind:delay_exit=1000000"]);
+    args.extend([bin!("unix-pass-fd"), "serve", &path, &file]);
+    let mut server = Listing::start("strace", &args);
+    wait_until("the socket file", || Path::new(&path).exists());
+    fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(&target, &path).unwrap();
+    server.expect("Server listening on .+");
+    let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+    let tracer = server.pid();
+    let children =
+        fs::read_to_string(format!("/proc/{tracer}/task/{tracer}/children"))
+            .unwrap();
+    let pid: i32 = children.trim().parse().expect("one child");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM)
+        .unwrap();
+    server.finish();
+    assert_eq!(mode, 0o600, "the server chmodded {target} through a link");
 }
 
 #[test]
@@ -1774,18 +1830,26 @@ fn descriptors_in_flight_count_against_the_senders_limit() {
     // `sendmsg` with SCM_RIGHTS fails with ETOOMANYREFS (unless the sender
     // has CAP_SYS_RESOURCE or CAP_SYS_ADMIN, as root does). Clients that
     // connect and never read keep theirs in flight: 40 of them stop a
-    // server that runs as `nobody` with a limit of 32, for everyone.
+    // server with a limit of 32, for everyone. The count is the user's,
+    // machine-wide (`current_user()->unix_inflight`), so the server runs
+    // as a user of its own: as `nobody`, it shared the count with the test
+    // below, whose server had 40 in flight when ours began and none when
+    // our `fetch` came, and `fetch` was served.
     if !can_switch_users() {
         return;
     }
+    let Some(user) = a_user_of_its_own() else {
+        return;
+    };
     let dir = TempDir::new().unwrap();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
     let file = path_in(&dir, "public");
     fs::write(&file, "public\n").unwrap();
     let path = path_in(&dir, "pass.sock");
     let script = "ulimit -n 32 && exec \"$@\"";
-    let mut args = vec!["-c", script, "sh"];
-    args.extend(AS_NOBODY);
+    let (reuid, regid) = (format!("--reuid={user}"), format!("--regid={user}"));
+    let mut args = vec!["-c", script, "sh", "setpriv", &reuid, &regid];
+    args.push("--clear-groups");
     // Forty clients that do not read, and one that does.
     args.extend([bin!("unix-pass-fd"), "serve", &path, &file, "--count"]);
     args.push("41");
