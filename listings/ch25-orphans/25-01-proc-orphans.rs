@@ -249,6 +249,10 @@ fn die_with_parent(command: &mut Command) {
     // async-signal-safe system calls; it allocates nothing.
     unsafe {
         command.pre_exec(move || {
+            // Until exec, this child has our handlers, and ours catches
+            // SIGTERM: a parent dying now would send a signal that the
+            // handler takes, and `sleep` would run on. Its default first.
+            nix::sys::signal::signal(Signal::SIGTERM, SigHandler::SigDfl)?;
             nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
             if getppid() != parent {
                 return Err(io::Error::from_raw_os_error(nix::libc::ESRCH));

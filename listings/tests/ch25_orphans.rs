@@ -13,7 +13,8 @@ use crate::support::{
     assert_rejects, assert_session_matches_book_masking, cargo_run,
     children_of, finish_clean, group_is_gone, have, is_dead, kernel,
     pending_signals, pgid_of, pid_namespaces, ppid_of, run, shell, state_of,
-    wait_until, wchan_of, with_sigchld_ignored, with_thread_limit,
+    threads_blocked_in, wait_until, wchan_of, with_sigchld_ignored,
+    with_thread_limit,
 };
 
 /// Starts proc-orphans and returns it with the pids of its children,
@@ -380,6 +381,55 @@ fn proc_orphans_pdeathsig_fires_when_the_thread_that_started_them_exits() {
         &[(cargo_run("proc-orphans", &args), &out.stdout[..])],
         &[(r"(sleep) \d+", "$1 <pid>")],
     );
+}
+
+/// The worst moment for `pdeathsig`: the parent dies after its child has
+/// asked for SIGTERM and checked `getppid`, before the child has called
+/// exec. Until exec, the child runs the parent's handlers, and the parent
+/// catches SIGTERM (signal-hook): the signal would run that handler and
+/// be lost, and `sleep` would run on. strace holds the child for two
+/// seconds on its way out of `getppid`, the parent is killed then, and the
+/// child must die of SIGTERM instead of running `sleep`.
+#[test]
+fn proc_orphans_pdeathsig_child_dies_when_its_parent_dies_just_before_exec() {
+    if !have("strace") {
+        return;
+    }
+    let args = ["pdeathsig", "--children", "1", "--for", "60"];
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-q", "-o", "/dev/null", "--seccomp-bpf"])
+        .args(["-e", "trace=getppid", "-e", "signal=none"])
+        .arg("--inject=getppid:delay_exit=2000000")
+        .arg("--")
+        .arg(bin!("proc-orphans"))
+        .args(args);
+    let traced = Listing::spawn(&mut command, Stdio::piped());
+    let mut held = None;
+    wait_until("the child to be held in getppid", || {
+        let parents = children_of(traced.pid());
+        let Some(&parent) = parents.first() else {
+            return false;
+        };
+        let child = children_of(parent).first().copied();
+        held = child
+            .filter(|&c| {
+                threads_blocked_in(c, nix::libc::SYS_getppid) == 1
+                    && state_of(c) == Some('t')
+            })
+            .map(|c| (parent, c));
+        held.is_some()
+    });
+    let (parent, child) = held.unwrap();
+    kill(parent, Signal::SIGKILL).unwrap();
+    wait_until("the child to die, or to run sleep", || {
+        is_dead(child)
+            || std::fs::read_to_string(format!("/proc/{child}/comm"))
+                .is_ok_and(|name| name.trim() == "sleep")
+    });
+    let survived = !is_dead(child);
+    drop(traced); // Kills the group, the child with it.
+    assert!(!survived, "{child} ran sleep after its parent had died");
 }
 
 #[test]
