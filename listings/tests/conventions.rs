@@ -459,6 +459,62 @@ fn every_listing_reports_a_full_disk_in_one_line() {
     }
 }
 
+/// Listings whose forked children leave children of their own for
+/// another process to reap, as their chapter says, each with why. Their
+/// first process must still reap every child it makes.
+const ORPHANS_GRANDCHILDREN: &[(&str, &str)] = &[(
+    "orphan-hangup",
+    "Chapter 25: it kills the parent of a process group on purpose, so \
+     that process 1 or a subreaper adopts the members, and reaps them",
+)];
+
+/// Every child a listing makes is reaped by a process of the listing, on
+/// the path where its stdout is a full disk too: each row of `abuses`
+/// (but `NEEDS_A_TERMINAL`) runs with stdout on /dev/full under `strace
+/// -ff -o DIR/t` (one file per process and thread: no `[pid N]` prefix,
+/// no call cut in two), tracing the calls that make a process and those
+/// that reap one. Each process made (threads, `CLONE_THREAD`, apart) must
+/// be reaped by a `wait4` or `waitid` of the trace. What a program the
+/// listing execs makes (`sh`'s background `sleep`) is that program's to
+/// reap: see `support::unreaped_children`. Every row runs before the
+/// check reports, so that one run names every listing that fails.
+#[test]
+fn every_listing_reaps_its_children_even_when_its_stdout_is_a_full_disk() {
+    if !crate::support::have("strace") {
+        return;
+    }
+    let mut failures = Vec::new();
+    for abuse in abuses() {
+        if NEEDS_A_TERMINAL.contains(&abuse.bin) {
+            continue;
+        }
+        let orphans =
+            ORPHANS_GRANDCHILDREN.iter().any(|(b, _)| *b == abuse.bin);
+        let args: Vec<&str> = abuse.args.iter().map(String::as_str).collect();
+        let bin = bin_path(abuse.bin);
+        let (out, unreaped) = crate::support::unreaped_with_stdout_full(
+            bin.to_str().expect("a UTF-8 path"),
+            &args,
+        );
+        let unreaped: Vec<String> = unreaped
+            .into_iter()
+            .filter(|(by_first, _)| *by_first || !orphans)
+            .map(|(_, line)| line)
+            .collect();
+        if !unreaped.is_empty() {
+            failures.push(format!(
+                "{} {:?} ({:?}, {:?}) left unreaped:\n  {}",
+                abuse.bin,
+                abuse.args,
+                out.status,
+                out.stderr.trim_end(),
+                unreaped.join("\n  ")
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// Runs `command`, the listing of `abuse` or a program that execs it,
 /// with the arguments of `abuse` and a stdout that nobody reads, and
 /// checks that it ends as `abuse.end` says, without a word, and leaves
