@@ -16,9 +16,10 @@ use std::process::{self, ExitCode};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, kill, signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, pipe2, read, write};
 
@@ -72,9 +73,12 @@ fn run() -> Result<(), Box<dyn Error>> {
             unsafe { nix::libc::_exit(status) }
         }
         ForkResult::Parent { child } => {
-            parent_reads(child, &read_end, expected)?;
+            // Until the child is reaped, an error on the way, such as a
+            // full disk, kills and reaps it.
+            let mut child = Unreaped(Some(child));
+            parent_reads(&mut child, &read_end, expected)?;
             // Only reached with --count: reap the child and check it.
-            match waitpid(child, None)? {
+            match child.wait(WaitPidFlag::empty())? {
                 WaitStatus::Exited(_, 0) => Ok(()),
                 status => Err(format!("child ended badly: {status:?}").into()),
             }
@@ -124,7 +128,7 @@ fn die_with_parent(parent: Pid) -> Result<(), Box<dyn Error>> {
 const CHECK_EVERY_MS: u16 = 5000;
 
 fn parent_reads(
-    child: Pid,
+    child: &mut Unreaped,
     read_end: &OwnedFd,
     expected: Option<u64>,
 ) -> Result<(), Box<dyn Error>> {
@@ -135,7 +139,7 @@ fn parent_reads(
     while expected.is_none_or(|total| received < total) {
         let mut ready = [PollFd::new(read_end.as_fd(), PollFlags::POLLIN)];
         if poll(&mut ready, PollTimeout::from(CHECK_EVERY_MS))? == 0 {
-            match waitpid(child, Some(WaitPidFlag::WNOHANG))? {
+            match child.wait(WaitPidFlag::WNOHANG)? {
                 WaitStatus::StillAlive => continue,
                 status => {
                     return Err(format!("the child is gone: {status:?}").into());
@@ -151,6 +155,33 @@ fn parent_reads(
     Ok(())
 }
 // ANCHOR_END: parent
+
+/// A child not reaped yet. Dropped on an error path, it kills and reaps
+/// it; once reaped, its pid is `None`: the number may be another's now.
+struct Unreaped(Option<Pid>);
+
+impl Unreaped {
+    /// `waitpid` on the child; a status that says it ended says it is
+    /// reaped.
+    fn wait(&mut self, flags: WaitPidFlag) -> nix::Result<WaitStatus> {
+        let pid = self.0.ok_or(Errno::ECHILD)?;
+        let status = waitpid(pid, Some(flags))?;
+        if matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) {
+            self.0 = None;
+        }
+        Ok(status)
+    }
+}
+
+impl Drop for Unreaped {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SIGKILL ends a stopped child too.
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+    }
+}
 
 /// Seconds since the Unix epoch, like Python's `time.time()`.
 fn unix_time() -> f64 {

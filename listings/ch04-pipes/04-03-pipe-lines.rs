@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, kill, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork, getpid, pipe2};
 
@@ -54,7 +54,13 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
         ForkResult::Parent { child } => {
             drop(write_end); // The parent only reads.
-            parent(File::from(read_end))?;
+            if let Err(err) = parent(File::from(read_end)) {
+                // A full disk, say: the child, not yet reaped, would go
+                // on writing. End it and reap it before saying why.
+                let _ = kill(child, Signal::SIGKILL);
+                let _ = waitpid(child, None);
+                return Err(err.into());
+            }
             match waitpid(child, None)? {
                 WaitStatus::Exited(_, 0) => Ok(()),
                 status => Err(format!("child ended badly: {status:?}").into()),

@@ -148,6 +148,9 @@ fn interrupted(
     );
     // SAFETY: the handler does nothing at all.
     unsafe { sigaction(Signal::SIGALRM, &action) }?;
+    // A parent that blocked SIGALRM passed its mask on through `exec`:
+    // blocked, the alarms would only wait, and so would `connect`.
+    SigSet::from(Signal::SIGALRM).thread_unblock()?;
     let flags = SockFlag::SOCK_CLOEXEC;
     let sock = socket(AddressFamily::Inet, SockType::Stream, flags, None)?;
     let SocketAddr::V4(addr) = full.local_addr()? else {

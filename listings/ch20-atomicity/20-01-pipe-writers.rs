@@ -45,6 +45,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     // by its next write.
     restore_sigpipe()?;
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // Before any child starts: each must stay a zombie until reaped.
+    keep_zombies()?;
     writeln!(
         io::stdout(),
         "{} writers, {} writes of {} bytes each; PIPE_BUF is {PIPE_BUF}",
@@ -259,5 +261,16 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         return Err("--writes times --size is too large".into());
     }
     Ok(args)
+}
+
+/// Gives SIGCHLD its default action back. A parent that left it ignored
+/// passed that on through `exec` (Chapter 24), and then the kernel reaps
+/// our children itself: every wait fails with ECHILD, and a child's pid,
+/// or its group's id, may go to a stranger as soon as the child exits,
+/// while we may still signal it.
+fn keep_zombies() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
+    Ok(())
 }
 // ANCHOR_END: whole

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigHandler, Signal};
 
 const USAGE: &str = "usage: spawn-deadlock [write-first|thread|output] \
                      [--bytes N] [--wait SECS]";
@@ -56,6 +56,8 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn Error>> {
     let (way, bytes, wait) =
         parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // Before any child starts: each must stay a zombie until reaped.
+    keep_zombies()?;
     let mut out = io::stdout();
     let cat = Command::new("cat")
         .stdin(Stdio::piped())
@@ -263,5 +265,16 @@ fn parse_args() -> Result<(Way, usize, Duration), lexopt::Error> {
     }
     let way = way.unwrap_or(Way::WriteFirst);
     Ok((way, bytes, Duration::from_secs(wait)))
+}
+
+/// Gives SIGCHLD its default action back. A parent that left it ignored
+/// passed that on through `exec` (Chapter 24), and then the kernel reaps
+/// our children itself: every wait fails with ECHILD, and a child's pid,
+/// or its group's id, may go to a stranger as soon as the child exits,
+/// while we may still signal it.
+fn keep_zombies() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
+    Ok(())
 }
 // ANCHOR_END: whole

@@ -50,6 +50,8 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
+    // Before any child starts: each must stay a zombie until reaped.
+    keep_zombies()?;
     match parse_args().map_err(|e| format!("{e}; {USAGE}"))? {
         Demo::Alarm => with_alarm(),
         Demo::Chdir(dir) => with_chdir(dir),
@@ -236,5 +238,16 @@ fn parse_args() -> Result<Demo, lexopt::Error> {
         (None, _) => return Err("alarm, chdir DIR or lock?".into()),
     };
     Ok(demo)
+}
+
+/// Gives SIGCHLD its default action back. A parent that left it ignored
+/// passed that on through `exec` (Chapter 24), and then the kernel reaps
+/// our children itself: every wait fails with ECHILD, and a child's pid,
+/// or its group's id, may go to a stranger as soon as the child exits,
+/// while we may still signal it.
+fn keep_zombies() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
+    Ok(())
 }
 // ANCHOR_END: whole

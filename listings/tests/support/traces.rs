@@ -787,3 +787,120 @@ pub fn reaps_with_stdout_full(bin: &str, args: &[&str]) -> (Finished, usize) {
     let reaped = reaps_in(&fs::read_to_string(&trace).unwrap());
     (out, reaped)
 }
+
+/// The system calls that make a process or a thread, that replace a
+/// program, and that reap a child: what [`unreaped_children`] reads.
+pub const PROCESS_CALLS: &str = "clone,clone3,fork,vfork,execve,wait4,waitid";
+
+/// `strace -ff -qq -e trace=PROCESS_CALLS -o DIR/t` followed by `bin
+/// args`: a command that leaves one file of calls per process and thread
+/// of the listing in `dir` (`t.PID`), for [`unreaped_children`]. With
+/// `-ff` no line has a `[pid N]` prefix and no call is cut in two, since
+/// no other process's line can come between its start and its end.
+pub fn traced_per_process(bin: &str, args: &[&str], dir: &Path) -> Command {
+    let mut command = Command::new("strace");
+    command
+        .args(["-ff", "-qq", "-e", &format!("trace={PROCESS_CALLS}")])
+        .args(["-e", "signal=none", "-o"])
+        .arg(dir.join("t"))
+        .arg(bin)
+        .args(args);
+    command
+}
+
+/// From the files of a trace of `bin` by [`traced_per_process`]: each
+/// process that the listing's own code made and that no process of the
+/// trace reaped, as the line that made it, after the pid of its maker,
+/// and whether that maker was the listing's first process.
+///
+/// The listing's own code runs in its first process and in every process
+/// or thread it makes, until one of them execs another program (`sh`):
+/// what that program makes is its own to reap, and when the listing ends
+/// it by killing its group, its orphans go to init. A thread
+/// (`CLONE_THREAD`) is not reaped. A reap is a `wait4` that returned the
+/// child's pid with an exit or a death (not a stop or a continue), or a
+/// `waitid` without `WNOWAIT` that reported one (`si_code=CLD_EXITED`,
+/// `CLD_KILLED`, `CLD_DUMPED`), by any process of the trace.
+pub fn unreaped_children(dir: &Path, bin: &str) -> Vec<(bool, String)> {
+    static MADE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^(?:clone3?|v?fork)\(.* = ([1-9][0-9]*)$").unwrap()
+    });
+    static EXEC: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r#"^execve\("([^"]*)",.* = 0$"#).unwrap());
+    static WAIT4: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^wait4\(.* = ([1-9][0-9]*)$").unwrap());
+    static WAITID: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"^waitid\(.*si_code=CLD_(?:EXITED|KILLED|DUMPED), si_pid=([0-9]+),.* = 0$",
+        )
+        .unwrap()
+    });
+    let mut files: Vec<(u32, String)> = Vec::new();
+    for entry in fs::read_dir(dir).expect("strace's directory").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("t.").and_then(|p| p.parse().ok())
+        {
+            let text = fs::read_to_string(entry.path()).expect("a trace file");
+            files.push((pid, text));
+        }
+    }
+    let children: Vec<u32> = files
+        .iter()
+        .flat_map(|(_, text)| text.lines())
+        .filter_map(|line| MADE.captures(line))
+        .filter_map(|c| c[1].parse().ok())
+        .collect();
+    // The listing: the one process no process of the trace made.
+    let mut queue: Vec<(u32, bool)> = files
+        .iter()
+        .filter(|(pid, _)| !children.contains(pid))
+        .map(|(pid, _)| (*pid, false))
+        .collect();
+    let (mut owed, mut reaped) = (Vec::new(), Vec::new());
+    while let Some((pid, mut foreign)) = queue.pop() {
+        let Some((_, text)) = files.iter().find(|(p, _)| *p == pid) else {
+            continue;
+        };
+        for line in text.lines() {
+            if let Some(c) = EXEC.captures(line) {
+                foreign = &c[1] != bin;
+            } else if let Some(c) = MADE.captures(line) {
+                let child: u32 = c[1].parse().expect("a pid");
+                queue.push((child, foreign));
+                if !foreign && !line.contains("CLONE_THREAD") {
+                    let first = !children.contains(&pid);
+                    owed.push((child, first, format!("{pid} {line}")));
+                }
+            } else if let Some(c) = WAIT4.captures(line) {
+                if !line.contains("WIFSTOPPED")
+                    && !line.contains("WIFCONTINUED")
+                {
+                    reaped.push(c[1].parse::<u32>().expect("a pid"));
+                }
+            } else if let Some(c) = WAITID.captures(line)
+                && !line.contains("WNOWAIT")
+            {
+                reaped.push(c[1].parse().expect("a pid"));
+            }
+        }
+    }
+    owed.into_iter()
+        .filter(|(child, _, _)| !reaped.contains(child))
+        .map(|(_, first, line)| (first, line))
+        .collect()
+}
+
+/// Runs `bin` with `args` under strace, as [`traced_per_process`] does,
+/// with its stdout on /dev/full, where every write fails (ENOSPC) as on a
+/// full disk, and returns how it ended, once none of its processes is
+/// left, and the children it left unreaped ([`unreaped_children`]).
+pub fn unreaped_with_stdout_full(
+    bin: &str,
+    args: &[&str],
+) -> (Finished, Vec<(bool, String)>) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let full = fs::File::options().write(true).open("/dev/full").unwrap();
+    let mut command = traced_per_process(bin, args, dir.path());
+    let out = finish_clean(Listing::spawn(&mut command, full.into()));
+    (out, unreaped_children(dir.path(), bin))
+}
