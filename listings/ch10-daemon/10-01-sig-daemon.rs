@@ -45,6 +45,9 @@ use nix::unistd::{getpid, pipe2};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::{flag, low_level};
 
+/// Begins `flush_log`'s line on stderr, whose code the daemons of
+/// Listings 10-1, 10-2 and 29-1 share.
+const NAME: &str = "sig-daemon";
 const USAGE: &str = "usage: sig-daemon [HOST:PORT] [--config PATH] \
                      [--drain-secs N] [--flag-only] [--no-backoff]";
 const DEFAULT_ADDR: &str = "127.0.0.1:50008";
@@ -848,7 +851,7 @@ fn flush_log() {
     if let (lost, Some(err)) = (failed.0, failed.1.take()) {
         let _ = writeln!(
             io::stderr(),
-            "sig-daemon: {lost} log line(s) not written: {err}"
+            "{NAME}: {lost} log line(s) not written: {err}"
         );
     }
 }

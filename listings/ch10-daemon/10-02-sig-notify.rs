@@ -45,6 +45,9 @@ use nix::sys::socket::{getsockopt, sockopt};
 use nix::time::{ClockId, clock_gettime};
 use nix::unistd::getpid;
 
+/// Begins `flush_log`'s line on stderr, whose code the daemons of
+/// Listings 10-1, 10-2 and 29-1 share.
+const NAME: &str = "sig-notify";
 const USAGE: &str = "usage: sig-notify [HOST:PORT] [--config PATH]";
 const DEFAULT_ADDR: &str = "127.0.0.1:50008";
 /// The first descriptor a service manager passes (`SD_LISTEN_FDS_START`).
@@ -482,7 +485,7 @@ fn flush_log() {
     if let (lost, Some(err)) = (failed.0, failed.1.take()) {
         let _ = writeln!(
             io::stderr(),
-            "sig-daemon: {lost} log line(s) not written: {err}"
+            "{NAME}: {lost} log line(s) not written: {err}"
         );
     }
 }

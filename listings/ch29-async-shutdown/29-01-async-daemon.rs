@@ -47,6 +47,9 @@ use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// Begins `flush_log`'s line on stderr, whose code the daemons of
+/// Listings 10-1, 10-2 and 29-1 share.
+const NAME: &str = "async-daemon";
 const USAGE: &str = "usage: async-daemon [HOST:PORT] [--config PATH] \
                      [--drain-secs N] [--untracked]";
 const DEFAULT_ADDR: &str = "127.0.0.1:50008";
@@ -760,7 +763,7 @@ fn flush_log() {
     if let (lost, Some(err)) = (failed.0, failed.1.take()) {
         let _ = writeln!(
             io::stderr(),
-            "async-daemon: {lost} log line(s) not written: {err}"
+            "{NAME}: {lost} log line(s) not written: {err}"
         );
     }
 }

@@ -1309,6 +1309,44 @@ fn sig_daemon_says_at_the_end_how_many_log_lines_it_could_not_write() {
     ));
 }
 
+/// The same for `sig-notify`, whose log is 10-1's code: its line on
+/// stderr names `sig-notify`, not the program the code was copied from.
+/// It logs no line per client, so a reload of a long greeting is the line
+/// that does not fit.
+#[test]
+fn sig_notify_says_at_the_end_how_many_log_lines_it_could_not_write() {
+    let manager = Manager::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (log, config) = (dir.path().join("log"), dir.path().join("greeting"));
+    fs::write(&config, "g".repeat(600)).unwrap();
+    // One block of 512 bytes (dash's unit): the ready line fits, and the
+    // reload's line does not.
+    let script = "trap '' XFSZ; ulimit -f 1; exec \"$0\" 127.0.0.1:0 \"$@\"";
+    let mut command = std::process::Command::new("sh");
+    command
+        .args(["-c", script, bin!("sig-notify"), "--config"])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &manager.path);
+    let file = fs::File::create(&log).unwrap();
+    let notify = Listing::spawn(&mut command, std::process::Stdio::from(file));
+    assert!(manager.next().starts_with("READY=1 "));
+    notify.signal(Signal::SIGHUP);
+    assert!(manager.next().starts_with("RELOADING=1 "));
+    assert!(manager.next().starts_with("READY=1 STATUS=Greeting "));
+    notify.signal(Signal::SIGTERM);
+    let out = notify.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+    let lines: Vec<_> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{:?}", out.stderr);
+    assert!(
+        lines[0].starts_with("sig-notify: ")
+            && lines[0].contains("log line(s) not written: File too large"),
+        "{}",
+        lines[0]
+    );
+    assert!(fs::metadata(&log).unwrap().len() <= 512);
+}
+
 /// The lines `no-backoff` prints: a header, a line per run, a summary per
 /// mode.
 const NO_BACKOFF_LINES: [&str; 3] = [
