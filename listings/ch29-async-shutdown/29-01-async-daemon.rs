@@ -9,8 +9,8 @@
 //   signal, as its sender expects; if they have not closed within
 //   `--drain-secs` (8), it exits 1. Keep the deadline shorter than the
 //   grace period of whatever stops the daemon (`docker stop`: 10 s).
-// - A second SIGTERM or SIGINT during that drain ends it at once, killed
-//   by that signal.
+// - A second SIGTERM or SIGINT during that drain ends it at once (after
+//   at most a second for a slow reader of the log), killed by that signal.
 //
 // Without `--config PATH` it writes a default configuration into a private
 // temporary directory, which it removes when it exits. `--untracked`

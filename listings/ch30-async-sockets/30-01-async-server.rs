@@ -182,21 +182,21 @@ async fn run(fds: u64) -> Result<(), Box<dyn Error>> {
     // The loop runs as a task, on the runtime's worker threads: this
     // future runs in `block_on`, on the main thread, and every task it
     // spawned would be handed over to a worker.
-    let (listener, stopped) = match ready.and_then(|()| start_log()) {
+    let stopped = match ready.and_then(|()| start_log()) {
+        // The loop closes the listening socket when it is done with it.
         Ok(()) => {
             tokio::spawn(async move {
-                let stopped =
-                    accept_loop(&listener, &config, max_conns, &mut signals)
-                        .await;
-                (listener, stopped)
+                accept_loop(listener, &config, max_conns, &mut signals).await
             })
             .await?
         }
-        Err(err) => (listener, Err(err)),
+        Err(err) => {
+            drop(listener);
+            Err(err)
+        }
     };
     // The file goes whatever happened after `bind`, even a closed stdout;
     // dropped here, or on the way out if the task above panicked.
-    drop(listener);
     drop(socket_file);
     match stopped? {
         Stop::Done => Ok(()),
@@ -221,7 +221,7 @@ enum Stop {
 /// Accepts connections and serves each in a task of its own, until a
 /// signal comes, or until `--count` connections have been served.
 async fn accept_loop(
-    listener: &Listener,
+    listener: Listener,
     config: &Config,
     max_conns: usize,
     signals: &mut Signals,
@@ -265,8 +265,11 @@ async fn accept_loop(
         let (frames, timeout) = (config.frames, config.timeout);
         tasks.spawn(serve(socket, peer, frames, timeout, slot));
     }
-    // With --count: let the last clients finish, unless a signal comes
-    // first. Not listening now would leave it caught by tokio, and lost.
+    // No more clients: close the listening socket, so that a new one is
+    // refused at once, not taken into the backlog to wait for the last
+    // clients and then be reset. Then let those finish, unless a signal
+    // comes first: not listening for it would leave it caught by tokio.
+    drop(listener);
     tasks.close();
     tokio::select! {
         () = tasks.wait() => Ok(Stop::Done),

@@ -303,6 +303,11 @@ fn async_server_dies_of_sigterm_while_it_waits_for_its_last_clients() {
 }
 
 #[test]
+fn async_server_stops_listening_once_its_count_is_reached() {
+    line_server::stops_listening_once_its_count_is_reached(SERVER);
+}
+
+#[test]
 fn async_server_session_matches_the_book() {
     let _port = default_port();
     let server_args = ["--count", "3"];
