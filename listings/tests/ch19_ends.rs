@@ -385,3 +385,45 @@ fn a_write_cut_short_by_the_last_reader_returns_its_count_then_epipe() {
     assert_eq!(first, Ok(65536), "{linux}");
     assert_eq!(second, Err(Errno::EPIPE), "{linux}");
 }
+
+/// The same cut-short write raises SIGPIPE all the same (`pipe_write` in
+/// fs/pipe.c sends the signal before it chooses between the count and
+/// EPIPE): a writer with the default action dies in that write, with its
+/// first 65536 bytes in the pipe, and never sees the count. `dd` writes
+/// its one block of 100000 bytes with one `write`, and `Listing` starts it
+/// with every signal at its default action.
+#[test]
+fn a_write_cut_short_by_the_last_reader_raises_sigpipe_all_the_same() {
+    use nix::errno::Errno;
+    use nix::fcntl::OFlag;
+    use nix::unistd::pipe2;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    let (reader, writer) = pipe2(OFlag::O_CLOEXEC).unwrap();
+    let unread = |fd: &std::os::fd::OwnedFd| {
+        let mut n: nix::libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int through the pointer.
+        let res = unsafe {
+            nix::libc::ioctl(fd.as_raw_fd(), nix::libc::FIONREAD, &mut n)
+        };
+        Errno::result(res).unwrap();
+        n
+    };
+    let mut command = Command::new("dd");
+    command.args(["if=/dev/zero", "bs=100000", "count=1", "status=none"]);
+    let dd = Listing::spawn(&mut command, Stdio::from(writer));
+    drop(command); // Our copy of the write end: only `dd` writes now.
+    // FIONREAD takes the pipe's lock, which the writer holds while it
+    // copies: 65536 unread means `dd` has filled the pipe and waits.
+    wait_until("the pipe to be full", || unread(&reader) == 65536);
+    drop(reader);
+    let out = dd.finish();
+    let linux = format!("Linux {}", crate::support::kernel());
+    assert_eq!(
+        out.status.signal(),
+        Some(nix::libc::SIGPIPE),
+        "{linux}: {:?}: {}",
+        out.status,
+        out.stderr
+    );
+}

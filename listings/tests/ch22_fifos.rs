@@ -634,3 +634,23 @@ fn poll_tells_a_nonblocking_fifo_reader_not_yet_from_no_more() {
     drop(writer);
     assert_eq!(events(), PollFlags::POLLHUP, "no more; {linux}");
 }
+
+/// A signal that the reader does not catch, and whose default action ends
+/// a process, ends it on the spot: its directory stays, as after SIGKILL.
+/// SIGUSR1 here; SIGQUIT (Ctrl-\) does the same, and may leave a core file
+/// besides.
+#[test]
+fn fifo_spam_reader_ended_by_an_uncaught_signal_leaves_its_directory() {
+    let tmp = tmp();
+    let (reader, fifo) = reader_in(tmp.path(), &[]);
+    let dir = fifo.parent().expect("the FIFO's directory").to_path_buf();
+    reader.signal(Signal::SIGUSR1);
+    let out = finish_clean(reader);
+    assert_eq!(
+        out.status.signal(),
+        Some(Signal::SIGUSR1 as i32),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(contents(tmp.path()), [dir]);
+}
