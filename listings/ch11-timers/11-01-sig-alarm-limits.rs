@@ -1,8 +1,8 @@
 // ANCHOR: whole
 // Listing 11-1: the limits of `alarm`, shown in four steps. SIGALRM is
 // blocked and taken with `sigwait`, so no handler is involved. Times the
-// program measures are marked "(measured: ...)"; they differ a little from
-// run to run.
+// program measures are marked "(measured)"; they differ a little from run
+// to run.
 
 use std::error::Error;
 use std::io::{self, Write};

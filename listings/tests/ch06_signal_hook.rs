@@ -694,6 +694,17 @@ fn coalesce_count_output_in_the_book_holds_and_the_chapter_quotes_it() {
     );
     assert_eq!(number(2), handled.max().unwrap(), "most deliveries");
     assert_eq!(number(3), reported.min().unwrap(), "fewest reports");
+    // The run shares the machine with whatever else runs: the prose must
+    // say how busy it was, as the run's last line does, for the fewest
+    // deliveries are the receiver waiting for a core.
+    let load = lines[4]
+        .strip_prefix("load average ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a load average");
+    assert!(
+        text.contains(&format!("load average of {load} ")),
+        "the chapter does not say the load average, {load}, of the run"
+    );
 }
 
 #[test]

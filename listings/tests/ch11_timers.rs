@@ -221,6 +221,36 @@ fn timer_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("sig-queue"), &["--count", "x"], r#"argument "x""#);
 }
 
+/// Each listing's opening comment names the marker it puts on what varies
+/// from run to run; a reader copies the whole file, comment and all, so
+/// the marker it names must be the one its output shows.
+#[test]
+fn timer_listings_mark_what_varies_as_their_comments_say() {
+    let marker = regex::Regex::new(r#"marked\s+"([^"]+)""#).unwrap();
+    for (listing, out) in [
+        ("11-01-sig-alarm-limits.rs", "11-01-sig-alarm-limits.out"),
+        ("11-02-sig-timers.rs", "11-02-sig-timers.out"),
+        ("11-03-sig-count.rs", "11-03-sig-count.out"),
+    ] {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/ch11-timers");
+        let read = |file| std::fs::read_to_string(format!("{dir}/{file}"));
+        let source = read(listing).unwrap();
+        let opening: String = source
+            .lines()
+            .take_while(|line| line.starts_with("//"))
+            .map(|line| line.trim_start_matches('/').trim())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let named = &marker
+            .captures(&opening)
+            .unwrap_or_else(|| panic!("{listing} names no marker"))[1];
+        assert!(
+            read(out).unwrap().contains(named),
+            "{listing} says it marks {named:?}, which {out} never shows"
+        );
+    }
+}
+
 /// The lines of an output file of chapter 11 after its command, which
 /// must be `command`.
 fn shown_after(file: &str, command: &str) -> Vec<String> {
