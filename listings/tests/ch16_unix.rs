@@ -749,6 +749,44 @@ fn ask_in_pieces(path: &str, pieces: &[&[u8]]) -> String {
     reply
 }
 
+/// Whether a Unix socket at `path` is listening (/proc/net/unix: the flag
+/// `__SO_ACCEPTCON`, 00010000, in the fourth column).
+fn listening_at(path: &str) -> bool {
+    let table = fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    table.lines().any(|line| {
+        let fields: Vec<_> = line.split_whitespace().collect();
+        fields.get(3) == Some(&"00010000") && fields.get(7) == Some(&path)
+    })
+}
+
+/// At `--count`, the server closes its listening socket before it waits
+/// for its last clients: a new client is refused at once, rather than
+/// taken into the backlog by the kernel, kept waiting up to the last
+/// client's deadline, and then reset (Linux 6.18).
+#[test]
+fn unix_server_stops_listening_once_its_count_is_reached() {
+    let tmp = TempDir::new().unwrap();
+    let (server, path) =
+        start_private(&tmp, &["--count", "1", "--timeout", "60"]);
+    // The one client the count allows; it says nothing for now.
+    let mut last = UnixStream::connect(&path).unwrap();
+    wait_until("the server to close its listening socket", || {
+        !listening_at(&path)
+    });
+    let refused = UnixStream::connect(&path).expect_err("a client too many");
+    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
+    // The last client is still served, and then the server ends.
+    last.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    last.write_all(b"bye\n").unwrap();
+    last.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    last.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "server got: [bye]\n");
+    let out = server.finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+}
+
 #[test]
 fn unix_server_answers_lines_cut_anywhere_and_a_last_one_without_newline() {
     let tmp = TempDir::new().unwrap();
