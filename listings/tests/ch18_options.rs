@@ -3,6 +3,7 @@
 //! (`net-keepalive`) and 18-6 (`net-handover`).
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use crate::line_server::start_server;
 use crate::support::{
@@ -618,6 +619,81 @@ fn the_new_process_makes_the_socket_it_takes_close_on_exec() {
     client.shutdown(std::net::Shutdown::Write).unwrap();
     let out = server.finish();
     assert!(out.status.success(), "{}", out.stderr);
+}
+
+/// The new process's answer to a client that sent `hello` and half-closed.
+fn asks_the_new_process(port: &str) -> String {
+    use std::io::{Read, Write};
+    let mut good =
+        std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    good.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    good.write_all(b"hello\n").unwrap();
+    good.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    good.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn the_new_process_drops_a_client_that_sends_without_end_and_serves_the_next() {
+    // The queue's only owner must not read one client's request without
+    // limit: it would grow by the gigabyte while everyone else waits.
+    use std::io::Write;
+    if !have("python3") {
+        return;
+    }
+    let mut server =
+        Listing::start("python3", &["-c", HAND_OVER, bin!("net-handover")]);
+    let port = server.next_line();
+    let mut flood =
+        std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    flood
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let chunk = [b'x'; 65536];
+    let (mut sent, most) = (0, 64 << 20);
+    while sent < most && flood.write_all(&chunk).is_ok() {
+        sent += chunk.len();
+    }
+    assert!(sent < most, "the new process took {sent} bytes and read on");
+    assert_eq!(asks_the_new_process(&port), "served by the new process\n");
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("longer than 1024 bytes"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn the_new_process_drops_a_client_that_trickles_its_request() {
+    // A byte every quarter of a second: each read comes in time, but the
+    // whole request must come within ten seconds.
+    use std::io::Write;
+    if !have("python3") {
+        return;
+    }
+    let mut server =
+        Listing::start("python3", &["-c", HAND_OVER, bin!("net-handover")]);
+    let port = server.next_line();
+    let started = std::time::Instant::now();
+    let mut trickle =
+        std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    let mut dropped = false;
+    while started.elapsed() < Duration::from_secs(25) {
+        if trickle.write_all(b"x").is_err() {
+            dropped = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250)); // The pace.
+    }
+    assert!(dropped, "still connected after {:?}", started.elapsed());
+    assert_eq!(asks_the_new_process(&port), "served by the new process\n");
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stderr.contains(": timed out"), "{}", out.stderr);
 }
 
 /// Python listens, queues a client that resets and then one that sends
