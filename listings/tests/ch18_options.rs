@@ -225,6 +225,52 @@ fn reuse_options_on_linux_allow_what_the_book_says() {
     );
 }
 
+/// Binds `127.0.0.1:port` with SO_REUSEADDR and listens, after a listener
+/// with SO_REUSEADDR `old_had_it`, on the same port, served a connection
+/// that it closed first: its side of that connection is in TIME_WAIT.
+fn listen_over_time_wait(old_had_it: bool) -> std::io::Result<()> {
+    use std::io::Read;
+    use std::net::{SocketAddr, TcpStream};
+    let stream = || {
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+    };
+    let old = stream()?;
+    old.set_reuse_address(old_had_it)?;
+    old.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    old.listen(1)?;
+    let addr = old.local_addr()?.as_socket().unwrap();
+    let old = TcpListener::from(old);
+    let mut client = TcpStream::connect(addr)?;
+    drop(old.accept()?); // The server's side closes first.
+    assert_eq!(client.read(&mut [0; 1])?, 0);
+    drop(client);
+    drop(old);
+    let local = format!("0100007F:{:04X}", addr.port());
+    crate::support::wait_until("the server's side to reach TIME_WAIT", || {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        table.lines().any(|line| {
+            let fields: Vec<_> = line.split_whitespace().collect();
+            fields.get(1) == Some(&local.as_str())
+                && fields.get(3) == Some(&"06")
+        })
+    });
+    let new = stream()?;
+    new.set_reuse_address(true)?;
+    new.bind(&addr.into())?;
+    new.listen(1)
+}
+
+#[test]
+fn so_reuseaddr_binds_over_time_wait_only_if_the_old_sockets_had_it_too() {
+    // Linux 6.18: inet_bind_conflict() lets the new bind through only if
+    // both sockets have sk_reuse; a TIME_WAIT socket keeps its own, and an
+    // accepted socket takes the listener's.
+    let refused =
+        listen_over_time_wait(false).expect_err("bound over TIME_WAIT");
+    assert_eq!(refused.kind(), std::io::ErrorKind::AddrInUse, "{refused}");
+    listen_over_time_wait(true).unwrap();
+}
+
 #[test]
 fn so_reuseport_shares_a_port_only_with_the_same_user() {
     // SAFETY: geteuid has no preconditions and cannot fail.
