@@ -1435,6 +1435,61 @@ fn a_seqpacket_socketpair_keeps_message_boundaries() {
     assert_eq!(err.raw_os_error(), Some(nix::libc::EMSGSIZE));
 }
 
+/// Sends a descriptor with no byte of data over a socketpair of `kind`,
+/// and returns how many bytes and descriptors the other end receives:
+/// `None` if nothing arrived at all.
+fn descriptors_without_data(
+    kind: nix::sys::socket::SockType,
+) -> Option<(usize, usize)> {
+    use nix::sys::socket::{
+        AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag,
+        recvmsg, sendmsg, socketpair,
+    };
+    use std::os::fd::AsRawFd;
+    let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+    let (a, b) = socketpair(AddressFamily::Unix, kind, None, flags).unwrap();
+    let passed = [a.as_raw_fd()];
+    let rights = [ControlMessage::ScmRights(&passed)];
+    let sent =
+        sendmsg::<()>(a.as_raw_fd(), &[], &rights, MsgFlags::empty(), None)
+            .unwrap();
+    assert_eq!(sent, 0);
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+    let mut buf = [0; 16];
+    let mut data = [std::io::IoSliceMut::new(&mut buf)];
+    let flags = MsgFlags::MSG_CMSG_CLOEXEC;
+    let msg = match recvmsg::<()>(
+        b.as_raw_fd(),
+        &mut data,
+        Some(&mut space),
+        flags,
+    ) {
+        Err(nix::errno::Errno::EAGAIN) => return None,
+        result => result.unwrap(),
+    };
+    let mut fds = 0;
+    for cmsg in msg.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(received) = cmsg {
+            fds += received.len();
+            for fd in received {
+                nix::unistd::close(fd).unwrap();
+            }
+        }
+    }
+    Some((msg.bytes, fds))
+}
+
+#[test]
+fn a_stream_socket_passes_no_descriptor_without_a_byte_of_data() {
+    // Linux 6.18: on a stream socket, sendmsg with no data sends nothing,
+    // its descriptors included, and says it sent 0 bytes; a seqpacket or
+    // datagram socket delivers them in an empty message.
+    use nix::sys::socket::SockType;
+    assert_eq!(descriptors_without_data(SockType::Stream), None);
+    assert_eq!(descriptors_without_data(SockType::SeqPacket), Some((0, 1)));
+    assert_eq!(descriptors_without_data(SockType::Datagram), Some((0, 1)));
+}
+
 // ---------------------------------------------------------------------------
 // Listing 16-3: passing a descriptor
 
