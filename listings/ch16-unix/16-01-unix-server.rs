@@ -89,7 +89,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     let served = remove_on_signals(signals, Arc::clone(&place))
         .and_then(|()| writeln!(io::stdout(), "Server listening on {shown}"))
         .map_err(Box::from)
-        .and_then(|()| serve(&listener, &config, max_conns));
+        .and_then(|()| serve(listener, &config, max_conns));
     // Whatever happened after `bind`, even a closed stdout, the file goes.
     place.remove();
     served
@@ -302,7 +302,7 @@ fn die_of(signal: i32) -> ! {
 /// `accept`, and a limit on connections at which the one idle longest
 /// makes room for the new one.
 fn serve(
-    listener: &UnixListener,
+    listener: UnixListener,
     config: &Config,
     max_conns: usize,
 ) -> Result<(), Box<dyn Error>> {
@@ -333,6 +333,10 @@ fn serve(
             log(format_args!("cannot start a thread: {err}"));
         }
     }
+    // No more clients. Close the listening socket first, so that a new one
+    // is refused at once, not taken into the backlog to wait for the last
+    // clients and then be reset; then let those finish.
+    drop(listener);
     conns.wait_until_all_closed();
     Ok(())
 }

@@ -24,7 +24,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{self, Command, ExitCode, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::libc;
 use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
@@ -274,13 +274,37 @@ fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
     Ok(client)
 }
 
+/// The longest request a client may send.
+const MAX_REQUEST: usize = 1024;
+/// How long a client has to send its whole request.
+const REQUEST_TIME: Duration = Duration::from_secs(10);
+
 /// Reads a client's request to its end, answers who served it, and ends
-/// the stream.
+/// the stream. The request has a length limit and a deadline for the
+/// whole of it (Chapter 14): a client that sends without end, or a byte
+/// at a time, fails here instead of holding the one process that serves
+/// the queue.
 fn answer(mut conn: &TcpStream, who: &str) -> io::Result<()> {
     conn.set_nonblocking(false)?;
-    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut request = Vec::new();
-    conn.read_to_end(&mut request)?;
+    let by = Instant::now() + REQUEST_TIME;
+    let (mut got, mut buf) = (0, [0; 512]);
+    loop {
+        let left = by
+            .checked_duration_since(Instant::now())
+            .filter(|left| !left.is_zero())
+            .ok_or(ErrorKind::TimedOut)?;
+        conn.set_read_timeout(Some(left))?;
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) if got + n > MAX_REQUEST => {
+                let what = format!("a request longer than {MAX_REQUEST} bytes");
+                return Err(io::Error::new(ErrorKind::InvalidData, what));
+            }
+            Ok(n) => got += n,
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
     writeln!(conn, "served by {who}")?;
     conn.shutdown(Shutdown::Write)
 }

@@ -749,6 +749,44 @@ fn ask_in_pieces(path: &str, pieces: &[&[u8]]) -> String {
     reply
 }
 
+/// Whether a Unix socket at `path` is listening (/proc/net/unix: the flag
+/// `__SO_ACCEPTCON`, 00010000, in the fourth column).
+fn listening_at(path: &str) -> bool {
+    let table = fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    table.lines().any(|line| {
+        let fields: Vec<_> = line.split_whitespace().collect();
+        fields.get(3) == Some(&"00010000") && fields.get(7) == Some(&path)
+    })
+}
+
+/// At `--count`, the server closes its listening socket before it waits
+/// for its last clients: a new client is refused at once, rather than
+/// taken into the backlog by the kernel, kept waiting up to the last
+/// client's deadline, and then reset (Linux 6.18).
+#[test]
+fn unix_server_stops_listening_once_its_count_is_reached() {
+    let tmp = TempDir::new().unwrap();
+    let (server, path) =
+        start_private(&tmp, &["--count", "1", "--timeout", "60"]);
+    // The one client the count allows; it says nothing for now.
+    let mut last = UnixStream::connect(&path).unwrap();
+    wait_until("the server to close its listening socket", || {
+        !listening_at(&path)
+    });
+    let refused = UnixStream::connect(&path).expect_err("a client too many");
+    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
+    // The last client is still served, and then the server ends.
+    last.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    last.write_all(b"bye\n").unwrap();
+    last.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    last.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "server got: [bye]\n");
+    let out = server.finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+}
+
 #[test]
 fn unix_server_answers_lines_cut_anywhere_and_a_last_one_without_newline() {
     let tmp = TempDir::new().unwrap();
@@ -1395,6 +1433,61 @@ fn a_seqpacket_socketpair_keeps_message_boundaries() {
     // Larger than the send buffer: refused whole, never split.
     let err = a.write(&vec![b'x'; 1 << 20]).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(nix::libc::EMSGSIZE));
+}
+
+/// Sends a descriptor with no byte of data over a socketpair of `kind`,
+/// and returns how many bytes and descriptors the other end receives:
+/// `None` if nothing arrived at all.
+fn descriptors_without_data(
+    kind: nix::sys::socket::SockType,
+) -> Option<(usize, usize)> {
+    use nix::sys::socket::{
+        AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag,
+        recvmsg, sendmsg, socketpair,
+    };
+    use std::os::fd::AsRawFd;
+    let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+    let (a, b) = socketpair(AddressFamily::Unix, kind, None, flags).unwrap();
+    let passed = [a.as_raw_fd()];
+    let rights = [ControlMessage::ScmRights(&passed)];
+    let sent =
+        sendmsg::<()>(a.as_raw_fd(), &[], &rights, MsgFlags::empty(), None)
+            .unwrap();
+    assert_eq!(sent, 0);
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+    let mut buf = [0; 16];
+    let mut data = [std::io::IoSliceMut::new(&mut buf)];
+    let flags = MsgFlags::MSG_CMSG_CLOEXEC;
+    let msg = match recvmsg::<()>(
+        b.as_raw_fd(),
+        &mut data,
+        Some(&mut space),
+        flags,
+    ) {
+        Err(nix::errno::Errno::EAGAIN) => return None,
+        result => result.unwrap(),
+    };
+    let mut fds = 0;
+    for cmsg in msg.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(received) = cmsg {
+            fds += received.len();
+            for fd in received {
+                nix::unistd::close(fd).unwrap();
+            }
+        }
+    }
+    Some((msg.bytes, fds))
+}
+
+#[test]
+fn a_stream_socket_passes_no_descriptor_without_a_byte_of_data() {
+    // Linux 6.18: on a stream socket, sendmsg with no data sends nothing,
+    // its descriptors included, and says it sent 0 bytes; a seqpacket or
+    // datagram socket delivers them in an empty message.
+    use nix::sys::socket::SockType;
+    assert_eq!(descriptors_without_data(SockType::Stream), None);
+    assert_eq!(descriptors_without_data(SockType::SeqPacket), Some((0, 1)));
+    assert_eq!(descriptors_without_data(SockType::Datagram), Some((0, 1)));
 }
 
 // ---------------------------------------------------------------------------

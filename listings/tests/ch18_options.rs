@@ -3,6 +3,7 @@
 //! (`net-keepalive`) and 18-6 (`net-handover`).
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use crate::line_server::start_server;
 use crate::support::{
@@ -222,6 +223,52 @@ fn reuse_options_on_linux_allow_what_the_book_says() {
         &[],
         &out.stdout,
     );
+}
+
+/// Binds `127.0.0.1:port` with SO_REUSEADDR and listens, after a listener
+/// with SO_REUSEADDR `old_had_it`, on the same port, served a connection
+/// that it closed first: its side of that connection is in TIME_WAIT.
+fn listen_over_time_wait(old_had_it: bool) -> std::io::Result<()> {
+    use std::io::Read;
+    use std::net::{SocketAddr, TcpStream};
+    let stream = || {
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+    };
+    let old = stream()?;
+    old.set_reuse_address(old_had_it)?;
+    old.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    old.listen(1)?;
+    let addr = old.local_addr()?.as_socket().unwrap();
+    let old = TcpListener::from(old);
+    let mut client = TcpStream::connect(addr)?;
+    drop(old.accept()?); // The server's side closes first.
+    assert_eq!(client.read(&mut [0; 1])?, 0);
+    drop(client);
+    drop(old);
+    let local = format!("0100007F:{:04X}", addr.port());
+    crate::support::wait_until("the server's side to reach TIME_WAIT", || {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        table.lines().any(|line| {
+            let fields: Vec<_> = line.split_whitespace().collect();
+            fields.get(1) == Some(&local.as_str())
+                && fields.get(3) == Some(&"06")
+        })
+    });
+    let new = stream()?;
+    new.set_reuse_address(true)?;
+    new.bind(&addr.into())?;
+    new.listen(1)
+}
+
+#[test]
+fn so_reuseaddr_binds_over_time_wait_only_if_the_old_sockets_had_it_too() {
+    // Linux 6.18: inet_bind_conflict() lets the new bind through only if
+    // both sockets have sk_reuse; a TIME_WAIT socket keeps its own, and an
+    // accepted socket takes the listener's.
+    let refused =
+        listen_over_time_wait(false).expect_err("bound over TIME_WAIT");
+    assert_eq!(refused.kind(), std::io::ErrorKind::AddrInUse, "{refused}");
+    listen_over_time_wait(true).unwrap();
 }
 
 #[test]
@@ -618,6 +665,81 @@ fn the_new_process_makes_the_socket_it_takes_close_on_exec() {
     client.shutdown(std::net::Shutdown::Write).unwrap();
     let out = server.finish();
     assert!(out.status.success(), "{}", out.stderr);
+}
+
+/// The new process's answer to a client that sent `hello` and half-closed.
+fn asks_the_new_process(port: &str) -> String {
+    use std::io::{Read, Write};
+    let mut good =
+        std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    good.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    good.write_all(b"hello\n").unwrap();
+    good.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    good.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn the_new_process_drops_a_client_that_sends_without_end_and_serves_the_next() {
+    // The queue's only owner must not read one client's request without
+    // limit: it would grow by the gigabyte while everyone else waits.
+    use std::io::Write;
+    if !have("python3") {
+        return;
+    }
+    let mut server =
+        Listing::start("python3", &["-c", HAND_OVER, bin!("net-handover")]);
+    let port = server.next_line();
+    let mut flood =
+        std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    flood
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let chunk = [b'x'; 65536];
+    let (mut sent, most) = (0, 64 << 20);
+    while sent < most && flood.write_all(&chunk).is_ok() {
+        sent += chunk.len();
+    }
+    assert!(sent < most, "the new process took {sent} bytes and read on");
+    assert_eq!(asks_the_new_process(&port), "served by the new process\n");
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("longer than 1024 bytes"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn the_new_process_drops_a_client_that_trickles_its_request() {
+    // A byte every quarter of a second: each read comes in time, but the
+    // whole request must come within ten seconds.
+    use std::io::Write;
+    if !have("python3") {
+        return;
+    }
+    let mut server =
+        Listing::start("python3", &["-c", HAND_OVER, bin!("net-handover")]);
+    let port = server.next_line();
+    let started = std::time::Instant::now();
+    let mut trickle =
+        std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    let mut dropped = false;
+    while started.elapsed() < Duration::from_secs(25) {
+        if trickle.write_all(b"x").is_err() {
+            dropped = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250)); // The pace.
+    }
+    assert!(dropped, "still connected after {:?}", started.elapsed());
+    assert_eq!(asks_the_new_process(&port), "served by the new process\n");
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stderr.contains(": timed out"), "{}", out.stderr);
 }
 
 /// Python listens, queues a client that resets and then one that sends
