@@ -95,6 +95,16 @@ const FAMILIES: &[Family] = &[
                  is told when a reply is being written, which it spares",
             ),
             (
+                "struct Deadline",
+                "a pool's connection goes back into the queue between \
+                 requests, with what it read of the next one",
+            ),
+            (
+                "impl Read for Deadline < '_ >",
+                "a pool's connection goes back into the queue between \
+                 requests, with what it read of the next one",
+            ),
+            (
                 "fn write_all_by",
                 "the pool's evicting thread is told when a reply waits for \
                  room, a stall it closes; a thread's table sees it as a \

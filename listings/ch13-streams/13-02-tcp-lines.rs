@@ -229,9 +229,11 @@ fn client(addrs: &[SocketAddr], lines: Vec<String>) -> io::Result<()> {
             let result = if lines.is_empty() {
                 copy_to_socket(&mut io::stdin().lock(), &mut sending)
             } else {
-                lines
-                    .iter()
-                    .try_for_each(|line| writeln!(sending, "{line}"))
+                // Each line built whole, then written once: `writeln!` on
+                // the bare socket would send the newline apart (Chapter 14).
+                lines.iter().try_for_each(|line| {
+                    sending.write_all(format!("{line}\n").as_bytes())
+                })
             }
             // The end of our requests: the server sees the end of the
             // stream, and can still answer.

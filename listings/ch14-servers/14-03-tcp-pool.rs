@@ -8,7 +8,9 @@
 // for a second or more, every one whose request has stalled as long, and
 // every one whose reply has waited as long for room in a full socket
 // buffer: an idle or stalled client must not hold a worker that others
-// need.
+// need. For the same reason, a worker that has answered a request puts
+// its connection back at the end of the queue, rather than wait for the
+// next request, while others wait for a worker.
 // Everything else, the deadlines, the maximum line, the
 // backoff after a failed `accept`, the backlog, is Listing 14-2's.
 //
@@ -19,11 +21,12 @@ use std::collections::HashMap;
 use std::error::Error;
 use std::fmt::Display;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::mem;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd};
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, TrySendError};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -84,10 +87,14 @@ fn run() -> Result<(), Box<dyn Error>> {
     // whoever holds the lock waits for the next connection.
     let (queue, jobs) = mpsc::sync_channel::<Job>(config.queue);
     let jobs = Arc::new(Mutex::new(jobs));
+    // The workers' way back into the queue, for a connection that goes
+    // idle while others wait; taken away when the server ends.
+    let requeue = Arc::new(Mutex::new(Some(queue.clone())));
     let conns = Conns::new();
     let mut workers = Vec::new();
     for _ in 0..config.workers {
         let jobs = Arc::clone(&jobs);
+        let requeue = Arc::clone(&requeue);
         let timeout = config.timeout;
         let conns = Arc::clone(&conns);
         workers.push(thread::Builder::new().spawn(move || {
@@ -97,9 +104,9 @@ fn run() -> Result<(), Box<dyn Error>> {
                     jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
                 // The lock is released here, before serving.
                 match next {
-                    Ok((conn, peer, mut slot)) => {
-                        slot.taken();
-                        serve(&conn, peer, &slot, timeout);
+                    Ok(mut job) => {
+                        job.slot.taken();
+                        serve(job, timeout, &requeue);
                     }
                     Err(_) => break, // The queue is closed: we are done.
                 }
@@ -133,9 +140,16 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
         let conn = Arc::new(conn);
         let slot = conns.queued(&conn);
-        match queue.try_send((conn, peer, slot)) {
+        let job = Job {
+            conn,
+            peer,
+            slot,
+            answered: 0,
+            carried: Vec::new(),
+        };
+        match queue.try_send(job) {
             Ok(()) => served += 1,
-            Err(TrySendError::Full((conn, ..))) => refuse(&conn),
+            Err(TrySendError::Full(job)) => refuse(&job.conn),
             Err(TrySendError::Disconnected(_)) => break,
         }
     }
@@ -143,6 +157,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     // refused at once, not left in the backlog to be reset when we end.
     // Closing the queue ends each worker once the queue is empty.
     drop(listener);
+    requeue
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
     drop(queue);
     for worker in workers {
         worker.join().map_err(|_| "a worker panicked")?;
@@ -191,9 +209,16 @@ fn refuse(mut conn: &TcpStream) {
 // ANCHOR_END: refuse
 
 // ANCHOR: shed
-/// A connection for a worker, its client's address, and its place in the
-/// table of connections.
-type Job = (Arc<TcpStream>, SocketAddr, Slot);
+/// A connection for a worker: its client's address, as `accept` gave it,
+/// its place in the table of connections, the lines answered so far, and
+/// what it had sent of its next request when it went back into the queue.
+struct Job {
+    conn: Arc<TcpStream>,
+    peer: SocketAddr,
+    slot: Slot,
+    answered: usize,
+    carried: Vec<u8>,
+}
 
 /// How long a connection must have been idle, or stalled in a request,
 /// before it may be closed for others that wait. Shorter, and the queue of
@@ -366,6 +391,31 @@ impl Slot {
         self.queued = false;
     }
 
+    /// Whether connections wait in the queue with no worker free.
+    fn others_wait(&self) -> bool {
+        let table = self.conns.lock();
+        table.waiting > table.free
+    }
+
+    /// The connection goes back into the queue, waiting for (the rest
+    /// of) a request from now on; or, if the queue would not take it,
+    /// stays with its worker (`queued` false).
+    fn requeued(&mut self, queued: bool) {
+        let mut table = self.conns.lock();
+        if queued {
+            table.waiting += 1;
+            if let Some((_, since)) = table.open.get_mut(&self.id) {
+                if !matches!(since, Since::Shut) {
+                    *since = Since::Idle(Instant::now());
+                }
+            }
+            self.conns.changed.notify_all();
+        } else {
+            table.waiting -= 1;
+        }
+        self.queued = queued;
+    }
+
     /// Marks the connection idle, from now on, or busy with a request
     /// that begins now.
     fn set_idle(&self, idle: bool) {
@@ -463,15 +513,28 @@ fn in_backlog(listener: &TcpListener) -> bool {
 // ANCHOR_END: shed
 
 // ANCHOR: serve
-/// Serves one connection, logs how it went, and closes it.
-fn serve(conn: &TcpStream, peer: SocketAddr, slot: &Slot, timeout: Duration) {
-    let answered = answer(conn, slot, timeout);
+/// Serves one connection until its client is done, logs how it went, and
+/// closes it; unless it goes idle while others wait for a worker, and
+/// goes back into the queue.
+fn serve(mut job: Job, timeout: Duration, requeue: &Requeue) {
+    let answered = loop {
+        match answer(&mut job, timeout) {
+            Ok(Turn::Idle) => match put_back(requeue, job) {
+                Ok(()) => return,
+                // The queue is full, or closing: serve on.
+                Err(back) => job = back,
+            },
+            done => break done,
+        }
+    };
+    let Job { conn, peer, .. } = &job;
     // The client sees the end of the stream now, not once the log line
     // is written: writing it waits while the log's reader does (a paused
     // terminal, a stuck log collector).
     let _ = conn.shutdown(Shutdown::Write);
     match answered {
-        Ok(lines) => {
+        Ok(_) => {
+            let lines = job.answered;
             let logged =
                 writeln!(io::stdout(), "{peer}: answered {lines} lines");
             // Nobody reads the log any more: the server ends at the
@@ -487,26 +550,42 @@ fn serve(conn: &TcpStream, peer: SocketAddr, slot: &Slot, timeout: Duration) {
 /// Set once writing the log has failed with `BrokenPipe`.
 static LOG_CLOSED: AtomicBool = AtomicBool::new(false);
 
-/// Answers every line of one connection; returns how many.
-fn answer(
-    conn: &TcpStream,
-    slot: &Slot,
-    timeout: Duration,
-) -> io::Result<usize> {
+/// Where a worker's turn with a connection ended.
+enum Turn {
+    /// The client half-closed: it has no more requests.
+    Done,
+    /// Between two requests, while others wait for a worker.
+    Idle,
+}
+
+/// Answers the lines of one connection, counting them in `job`, until
+/// its client is done, or until it has had a reply and others wait for a
+/// worker: an idle client must not hold a worker for the second of grace
+/// that it gets before it is closed, one after another.
+fn answer(job: &mut Job, timeout: Duration) -> io::Result<Turn> {
+    let (conn, slot) = (&*job.conn, &job.slot);
     let mut reader = BufReader::new(Deadline {
         conn,
         by: Instant::now(),
         slot,
+        carried: mem::take(&mut job.carried),
     });
     let mut line = Vec::new();
-    let mut answered = 0;
+    let mut replied = false;
     loop {
         // Each request must arrive whole within `timeout`: a client that
         // sends one byte a second cannot hold the connection for longer.
         reader.get_mut().by = Instant::now() + timeout;
-        // Idle, from now on, unless the next request is in the buffer;
-        // the first byte of a request marks it busy (`Deadline::read`).
-        if answered > 0 {
+        if replied {
+            // No whole request is buffered, and others wait: back into
+            // the queue, with what has come of the next request.
+            if !reader.buffer().contains(&b'\n') && slot.others_wait() {
+                let deadline = reader.get_ref();
+                job.carried = [reader.buffer(), &deadline.carried].concat();
+                return Ok(Turn::Idle);
+            }
+            // Idle, from now on, unless the next request is in the
+            // buffer; its first byte marks it busy (`Deadline::read`).
             slot.set_idle(reader.buffer().is_empty());
         }
         match read_line(&mut reader, &mut line)? {
@@ -517,7 +596,8 @@ fn answer(
                 reply.extend_from_slice(b"]\n");
                 // And each reply must be taken within `timeout`.
                 write_all_by(conn, slot, &reply, Instant::now() + timeout)?;
-                answered += 1;
+                job.answered += 1;
+                replied = true;
             }
             Line::TooLong => {
                 let error =
@@ -530,7 +610,29 @@ fn answer(
                     format!("a line longer than {MAX_LINE} bytes"),
                 ));
             }
-            Line::End => return Ok(answered),
+            Line::End => return Ok(Turn::Done),
+        }
+    }
+}
+
+/// The workers' way back into the queue; `None` once the server ends.
+type Requeue = Mutex<Option<SyncSender<Job>>>;
+
+/// Puts a connection back at the end of the queue, counted among those
+/// waiting; gives it back if the queue is full or the server is ending.
+fn put_back(requeue: &Requeue, mut job: Job) -> Result<(), Job> {
+    let queue = requeue.lock().unwrap_or_else(PoisonError::into_inner);
+    let Some(queue) = queue.as_ref() else {
+        return Err(job);
+    };
+    job.slot.requeued(true);
+    match queue.try_send(job) {
+        Ok(()) => Ok(()),
+        Err(
+            TrySendError::Full(mut job) | TrySendError::Disconnected(mut job),
+        ) => {
+            job.slot.requeued(false);
+            Err(job)
         }
     }
 }
@@ -540,18 +642,27 @@ fn answer(
 /// A socket whose reads must all be done `by` a point in time. A read
 /// timeout (`SO_RCVTIMEO`) bounds one `read` call; this bounds them all
 /// together, by giving each call only the time that is left. Bytes that
-/// arrive mark the connection busy.
+/// arrive mark the connection busy. What a connection brought back from
+/// the queue (`carried`) is read first.
 struct Deadline<'a> {
     conn: &'a TcpStream,
     by: Instant,
     slot: &'a Slot,
+    carried: Vec<u8>,
 }
 
 impl Read for Deadline<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.conn.set_read_timeout(Some(time_left(self.by)?))?;
-        let mut conn = self.conn;
-        let n = conn.read(buf)?;
+        let n = if self.carried.is_empty() {
+            self.conn.set_read_timeout(Some(time_left(self.by)?))?;
+            let mut conn = self.conn;
+            conn.read(buf)?
+        } else {
+            let n = buf.len().min(self.carried.len());
+            buf[..n].copy_from_slice(&self.carried[..n]);
+            self.carried.drain(..n);
+            n
+        };
         if n > 0 {
             self.slot.request_begun();
         }

@@ -9,8 +9,10 @@
 // 3. a listener whose queue is full: its kernel drops our SYN, and
 //    nothing happens for a second, when ours sends it again;
 // 4. a blocking `connect` interrupted by a signal handler: EINTR, though
-//    the handshake goes on; a second `connect` says EALREADY; `poll` and
-//    SO_ERROR say when it is done.
+//    the handshake goes on; `poll` and SO_ERROR say when it is done, and
+//    a `connect` after that says it is. (A second blocking `connect`
+//    before then would wait for the same handshake on Linux; EALREADY is
+//    scene 3's, on a nonblocking socket.)
 //
 // `poll-connect` takes no arguments. Linux: other systems may answer
 // scene 2 at once, or report the refusal differently.

@@ -600,6 +600,44 @@ fn hanging_up_server() -> (String, std::thread::JoinHandle<()>) {
 }
 
 #[test]
+fn line_client_sends_each_line_of_its_arguments_in_one_write() {
+    // `writeln!` on the bare socket sent each line in two `send` calls,
+    // the line and its newline: the pattern Chapter 14 warns of, where the
+    // second waits for a delayed ACK.
+    if !have("strace") {
+        return;
+    }
+    let (server, addr) = start_server(
+        bin!("tcp-lines"),
+        &["server", "127.0.0.1:0", "--count", "1"],
+    );
+    let args = [
+        "-f",
+        "-qq",
+        "-e",
+        "trace=sendto,write,writev",
+        "-e",
+        "signal=none",
+        bin!("tcp-lines"),
+        "client",
+        &addr,
+        "one",
+        "two",
+    ];
+    let out = run("strace", &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    let sends: Vec<_> = out
+        .stderr
+        .lines()
+        .filter(|line| line.contains("sendto(") || line.contains("writev("))
+        .collect();
+    assert_eq!(sends.len(), 2, "{sends:#?}");
+    assert!(sends[0].contains(r#""one\n""#), "{sends:#?}");
+    assert!(sends[1].contains(r#""two\n""#), "{sends:#?}");
+    assert!(server.finish().status.success());
+}
+
+#[test]
 fn line_client_reports_a_hang_up_instead_of_dying_of_sigpipe() {
     // Fifty megabytes from a pipe, as `yes | head -c 50M` gives them: far
     // more than the socket buffers hold when the server hangs up.

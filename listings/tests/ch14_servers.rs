@@ -536,6 +536,34 @@ fn pool_serves_a_new_client_while_a_thousand_stalled_ones_wait() {
 }
 
 #[test]
+fn pool_serves_a_new_client_behind_many_that_sent_a_line_and_went_silent() {
+    // Each sends one whole line, then nothing (half of them one byte of a
+    // next line, in the same segment), and takes no reply. In the queue
+    // each is a client waiting for a worker, rightly spared; answered, each
+    // held its worker for the second of grace, two workers at a time:
+    // twenty of them kept a new client waiting ten seconds.
+    let (server, addr) =
+        start_server(bin!("tcp-pool"), &["127.0.0.1:0", "--workers", "2"]);
+    let before = open_fds(server.pid());
+    let silent: Vec<_> = (0..20)
+        .map(|i| {
+            let mut sock = connect(&addr);
+            let sent: &[u8] = if i % 2 == 0 { b"x\n" } else { b"x\ny" };
+            sock.write_all(sent).unwrap();
+            sock
+        })
+        .collect();
+    wait_until("the server to accept every silent client", || {
+        open_fds(server.pid()) >= before + 20
+    });
+    let started = Instant::now();
+    assert_eq!(ask(&addr, "new").unwrap(), "server got: [new]\n");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(4), "served after {waited:?}");
+    drop(silent);
+}
+
+#[test]
 fn pool_keeps_a_queued_client_whose_whole_request_has_come() {
     // One worker, held by a client that stalls for a second; behind it in
     // the queue, a client that has sent its whole request and half-closed,
