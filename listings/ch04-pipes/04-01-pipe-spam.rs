@@ -161,21 +161,31 @@ fn parent_reads(
 struct Unreaped(Option<Pid>);
 
 impl Unreaped {
-    /// `waitpid` on the child; a status that says it ended says it is
-    /// reaped.
+    /// `waitpid` on the child. A status that says it ended says it is
+    /// reaped; so does ECHILD: with SIGCHLD ignored, the kernel reaps the
+    /// child itself the moment it exits.
     fn wait(&mut self, flags: WaitPidFlag) -> nix::Result<WaitStatus> {
         let pid = self.0.ok_or(Errno::ECHILD)?;
-        let status = waitpid(pid, Some(flags))?;
-        if matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) {
+        let result = waitpid(pid, Some(flags));
+        if matches!(
+            result,
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..))
+                | Err(Errno::ECHILD)
+        ) {
             self.0 = None;
         }
-        Ok(status)
+        result
     }
 }
 
 impl Drop for Unreaped {
     fn drop(&mut self) {
-        if let Some(pid) = self.0 {
+        let Some(pid) = self.0 else { return };
+        // Only a child that is still there. With SIGCHLD ignored, one
+        // that exits between this `waitpid` and the `kill` is reaped by
+        // the kernel: a window of two system calls, which only a pidfd
+        // closes (Chapter 9).
+        if let Ok(WaitStatus::StillAlive) = self.wait(WaitPidFlag::WNOHANG) {
             // SIGKILL ends a stopped child too.
             let _ = kill(pid, Signal::SIGKILL);
             let _ = waitpid(pid, None);

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SigHandler, SigSet, Signal, kill, signal};
-use nix::sys::wait::{WaitStatus, waitpid};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork, getpid, pipe2};
 
 const USAGE: &str = "usage: pipe-lines [--count N]";
@@ -55,10 +55,16 @@ fn run() -> Result<(), Box<dyn Error>> {
         ForkResult::Parent { child } => {
             drop(write_end); // The parent only reads.
             if let Err(err) = parent(File::from(read_end)) {
-                // A full disk, say: the child, not yet reaped, would go
-                // on writing. End it and reap it before saying why.
-                let _ = kill(child, Signal::SIGKILL);
-                let _ = waitpid(child, None);
+                // A full disk, say: a child still there would go on
+                // writing. End it and reap it before saying why; but not
+                // a pid that is no longer our child (ECHILD): with SIGCHLD
+                // ignored the kernel reaps a child the moment it exits,
+                // and the number may be another process's by now.
+                let flags = Some(WaitPidFlag::WNOHANG);
+                if let Ok(WaitStatus::StillAlive) = waitpid(child, flags) {
+                    let _ = kill(child, Signal::SIGKILL);
+                    let _ = waitpid(child, None);
+                }
                 return Err(err.into());
             }
             match waitpid(child, None)? {

@@ -409,6 +409,48 @@ fn pipe_listings_get_echild_when_started_with_sigchld_ignored() {
     }
 }
 
+/// With SIGCHLD ignored, the kernel reaps a child the moment it exits, and
+/// its pid is free for any new process: a listing that then sent it
+/// SIGKILL could kill a stranger. strace shows each `kill` the two
+/// listings with a kill-and-reap guard make. Listing 4-1 reaches its guard
+/// through the ECHILD of its last `waitpid`. Listing 4-3 reaches its own
+/// through a full disk, once its child has exited: strace holds each
+/// process's first `write` for half a second before it starts, the
+/// parent's to stdout among them, while the child, whose `write` has
+/// returned, exits. A `kill` answered with ESRCH hit a pid that no longer
+/// named the child.
+#[test]
+fn pipe_listings_never_signal_a_child_the_kernel_has_reaped() {
+    if !have("strace") {
+        return;
+    }
+    let full = || {
+        let disk = std::fs::OpenOptions::new().write(true).open("/dev/full");
+        Stdio::from(disk.expect("/dev/full"))
+    };
+    let mut freed = Vec::new();
+    for (name, bin, stdout) in [
+        ("pipe-spam", bin!("pipe-spam"), Stdio::piped()),
+        ("pipe-lines", bin!("pipe-lines"), full()),
+    ] {
+        let mut command = Command::new("strace");
+        command.args(["-f", "-q", "-e", "trace=kill,wait4,write"]);
+        command.args(["-e", "signal=none", "-e"]);
+        command.arg("inject=write:delay_enter=500000:when=1");
+        command.args(["--", "env", "--ignore-signal=CHLD"]);
+        command.args([bin, "--count", "1"]);
+        let out = Listing::spawn(&mut command, stdout).finish();
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", out.stderr);
+        freed.extend(
+            out.stderr
+                .lines()
+                .filter(|line| line.contains("kill(") && line.contains("ESRCH"))
+                .map(|line| format!("{name}: {line}")),
+        );
+    }
+    assert!(freed.is_empty(), "signalled a reaped pid: {freed:#?}");
+}
+
 #[test]
 fn fork_exit_prints_the_buffered_half_line_twice_with_process_exit() {
     let out = run(bin!("fork-exit"), &["--std-exit"]);
