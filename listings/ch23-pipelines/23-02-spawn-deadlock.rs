@@ -57,10 +57,15 @@ fn run() -> Result<(), Box<dyn Error>> {
     let (way, bytes, wait) =
         parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let mut out = io::stdout();
-    let cat = Command::new("cat")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let mut command = Command::new("cat");
+    command.stdin(Stdio::piped()).stdout(Stdio::piped());
+    if way == Way::Output {
+        // Read by `wait_with_output`, together with stdout. The other ways
+        // read stdout only: a stderr piped there and never read would fill,
+        // and the child would wait in its write for ever.
+        command.stderr(Stdio::piped());
+    }
+    let cat = command
         .spawn()
         .map_err(|err| format!("cannot start cat: {err}"))?;
     let data = vec![b'x'; bytes];

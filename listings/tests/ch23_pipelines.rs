@@ -348,6 +348,42 @@ fn spawn_deadlock_a_writer_thread_gets_every_byte_back_either_way() {
     }
 }
 
+/// Both ways out must survive a child that writes to stderr: one that
+/// fills a pipe there before it ends its stdout would wait in that write
+/// for ever if stderr were piped and nobody read it, the deadlock of
+/// `reading_stdout_to_its_end_first_deadlocks_on_a_full_stderr`. A
+/// stand-in `cat`, first on PATH, writes 100000 bytes to stderr, then runs
+/// the real `cat`. `thread` used to pipe stderr and never read it.
+#[test]
+fn spawn_deadlock_a_writer_thread_survives_a_child_that_fills_stderr() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cat = dir.path().join("cat");
+    std::fs::write(
+        &cat,
+        "#!/bin/sh\nhead -c 100000 /dev/zero >&2\nPATH=${PATH#*:}\nexec cat\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&cat, std::fs::Permissions::from_mode(0o755))
+        .unwrap();
+    let path = std::env::var("PATH").unwrap_or_default();
+    for (way, also) in [("thread", ""), ("output", " and 100000 on stderr")] {
+        let mut command = Command::new(bin!("spawn-deadlock"));
+        command
+            .args([way, "--bytes", "1000"])
+            .env("PATH", format!("{}:{path}", dir.path().display()));
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        assert!(out.status.success(), "{way}: {:?}", out.status);
+        assert_eq!(
+            out.stdout,
+            [format!(
+                "Sent 1000 bytes, got 1000 back{also}; cat exited with status 0"
+            )],
+            "{way}"
+        );
+    }
+}
+
 /// Runs `bin` with `args` under strace, which holds each `wait4` for
 /// `delay` on its way out, after the child is reaped, and returns the
 /// trace of `kill` and `wait4` calls, after checking that the listing
