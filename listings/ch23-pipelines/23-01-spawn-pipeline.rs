@@ -425,10 +425,11 @@ fn wait_all(
 ) -> nix::Result<Vec<WaitStatus>> {
     let mut statuses = vec![None; pids.len()];
     while statuses.contains(&None) {
-        // A stage that has ended or stopped: any child of ours, since the
-        // stages are our only children, even one that left the group.
-        // WNOWAIT leaves an ended one a zombie, unreaped, until `reap`
-        // takes it under the lock.
+        // A stage that has ended or stopped: any child of ours, even one
+        // that left the group. Children survive exec, so a process that
+        // exec'd us may have left us others: those are reaped and their
+        // stops ignored. WNOWAIT leaves an ended one a zombie, unreaped,
+        // until `reap` takes it under the lock.
         let flags =
             WaitPidFlag::WEXITED | WaitPidFlag::WSTOPPED | WaitPidFlag::WNOWAIT;
         let status = match waitid(Id::All, flags) {
@@ -445,7 +446,7 @@ fn wait_all(
                 Ok(_) | Err(Errno::ECHILD) => {}
                 Err(err) => return Err(err),
             }
-            if let Some(terminal) = terminal {
+            if let Some(terminal) = terminal.filter(|_| pids.contains(&pid)) {
                 terminal.suspend(group, why)?;
             }
             continue;

@@ -967,6 +967,55 @@ fn spawn_pipeline_at_a_terminal_stops_and_continues_with_its_stages() {
     }
 }
 
+/// Children survive `exec`: a program exec'd by a shell that had started
+/// a job of its own inherits that job as its child. Here the job stops
+/// itself with SIGSTOP; the program must not take that for a stage's stop,
+/// take the terminal from `cat` and stop the whole job. It used to: `cat`,
+/// in the background, was stopped by SIGTTIN as soon as it read.
+#[test]
+fn spawn_pipeline_at_a_terminal_ignores_the_stop_of_a_child_it_did_not_start() {
+    if !have("bash") {
+        return;
+    }
+    let script = format!(
+        "set -m; echo READY; \
+         sh -c 'sh -c \"kill -STOP \\$\\$\" & exec {} cat'; \
+         echo \"ended: $?\"",
+        bin!("spawn-pipeline")
+    );
+    let mut terminal =
+        AtTerminal::start("bash", &["--norc", "--noprofile", "-c", &script]);
+    terminal.wait_for("READY", || None);
+    let comm = |pid: Pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|comm| comm.trim_end().to_string())
+            .unwrap_or_default()
+    };
+    let mut found = None;
+    wait_until("spawn-pipeline to start cat, and its job to stop", || {
+        let Some(listing) = descendants(terminal.pid())
+            .into_iter()
+            .find(|&pid| comm(pid) == "spawn-pipeline")
+        else {
+            return false;
+        };
+        let children = children_of(listing);
+        let cat = children.iter().copied().find(|&c| comm(c) == "cat");
+        let job_stopped = children
+            .iter()
+            .any(|&c| comm(c) == "sh" && state_of(c) == Some('T'));
+        found = cat.filter(|_| job_stopped).map(|cat| (listing, cat));
+        found.is_some()
+    });
+    let (listing, cat) = found.unwrap();
+    let _job = KillGroupOnDrop(pgid_of(listing).expect("the job's group"));
+    let _stages = KillGroupOnDrop(pgid_of(cat).expect("the stages' group"));
+    terminal.type_keys("one\n");
+    terminal.wait_for("one\r\none\r\n", || a_stage_stopped(&[cat]));
+    terminal.type_keys("\x04");
+    terminal.wait_for("ended: 0", || None);
+}
+
 /// Every process below `pid`: children, their children, and so on.
 fn descendants(pid: Pid) -> Vec<Pid> {
     let mut found = children_of(pid);
