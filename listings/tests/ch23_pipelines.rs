@@ -1016,6 +1016,21 @@ fn spawn_pipeline_at_a_terminal_ignores_the_stop_of_a_child_it_did_not_start() {
     terminal.wait_for("ended: 0", || None);
 }
 
+/// A wait made around std's back takes the status that a `Child` needs:
+/// here a wait for the child's group reaps it, and `Child::wait` then
+/// fails with ECHILD. A program that waits for any child, as Listing 23-1
+/// does, must own every child it has.
+#[test]
+fn a_wait_for_a_group_takes_the_status_a_child_needed() {
+    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+    let mut child = Command::new("true").process_group(0).spawn().unwrap();
+    let group = Pid::from_raw(child.id() as i32);
+    let status = waitid(Id::PGid(group), WaitPidFlag::WEXITED).unwrap();
+    assert_eq!(status.pid(), Some(group));
+    let err = child.wait().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(nix::libc::ECHILD), "{err}");
+}
+
 /// Every process below `pid`: children, their children, and so on.
 fn descendants(pid: Pid) -> Vec<Pid> {
     let mut found = children_of(pid);
