@@ -232,9 +232,16 @@ fn start(
 fn die_with_parent(command: &mut Command) {
     let parent = getpid();
     // SAFETY: the closure runs between fork and exec, and makes only
-    // async-signal-safe system calls; it allocates nothing.
+    // async-signal-safe system calls (sigaction, prctl, getppid); it
+    // allocates nothing.
     unsafe {
         command.pre_exec(move || {
+            // Until exec, this stage has our handlers, and ours catch the
+            // signals we pass on: a Ctrl-C that came now would run ours and
+            // be lost, and the stage would run on. Their default first.
+            for caught in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+                signal(caught, SigHandler::SigDfl)?;
+            }
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
             if getppid() != parent {
                 // The parent died before the line above: nobody is left

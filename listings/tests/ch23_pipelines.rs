@@ -19,8 +19,8 @@ use crate::support::{
     assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
     group_is_gone, have, is_dead, like_a_listing, pgid_of,
-    reaps_with_stdout_full, run_clean, state_of, wait_until,
-    with_sigchld_ignored, with_thread_limit,
+    reaps_with_stdout_full, run_clean, state_of, threads_blocked_in,
+    wait_until, with_sigchld_ignored, with_thread_limit,
 };
 
 /// The stages of a running pipeline, once all `n` have started and
@@ -1029,6 +1029,53 @@ fn a_wait_for_a_group_takes_the_status_a_child_needed() {
     assert_eq!(status.pid(), Some(group));
     let err = child.wait().unwrap_err();
     assert_eq!(err.raw_os_error(), Some(nix::libc::ECHILD), "{err}");
+}
+
+/// Until exec, a stage runs the program's handlers, and the program
+/// catches SIGINT, SIGTERM and SIGHUP (signal-hook): a Ctrl-C that reaches
+/// a stage in its hooks, once it has joined the stages' group, would run
+/// that handler and be lost, and the stage would run on. strace holds the
+/// stage for two seconds on its way out of `getppid`, in `die_with_parent`;
+/// the test sends SIGINT to the stages' group then, as Ctrl-C would, and
+/// the stage must die of it instead of running `sleep`.
+#[test]
+fn spawn_pipeline_stage_dies_of_a_sigint_that_comes_before_its_exec() {
+    if !have("strace") {
+        return;
+    }
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-q", "-o", "/dev/null", "--seccomp-bpf"])
+        .args(["-e", "trace=getppid", "-e", "signal=none"])
+        .arg("--inject=getppid:delay_exit=2000000")
+        .arg("--")
+        .arg(bin!("spawn-pipeline"))
+        .args(["sleep", "60"]);
+    let traced = Listing::spawn(&mut command, Stdio::piped());
+    let mut held = None;
+    wait_until("the stage to be held in getppid", || {
+        let Some(&pipeline) = children_of(traced.pid()).first() else {
+            return false;
+        };
+        held = children_of(pipeline).first().copied().filter(|&stage| {
+            threads_blocked_in(stage, nix::libc::SYS_getppid) == 1
+                && state_of(stage) == Some('t')
+        });
+        held.is_some()
+    });
+    let stage = held.unwrap();
+    killpg(pgid_of(stage).expect("the stages' group"), Signal::SIGINT).unwrap();
+    wait_until("the stage to die, or to run sleep", || {
+        is_dead(stage)
+            || std::fs::read_to_string(format!("/proc/{stage}/comm"))
+                .is_ok_and(|name| name.trim() == "sleep")
+    });
+    let survived = !is_dead(stage);
+    drop(traced); // Kills the group, the program with it.
+    assert!(
+        !survived,
+        "{stage} ran sleep after a SIGINT before its exec"
+    );
 }
 
 /// Every process below `pid`: children, their children, and so on.
