@@ -1033,49 +1033,53 @@ fn a_wait_for_a_group_takes_the_status_a_child_needed() {
 
 /// Until exec, a stage runs the program's handlers, and the program
 /// catches SIGINT, SIGTERM and SIGHUP (signal-hook): a Ctrl-C that reaches
-/// a stage in its hooks, once it has joined the stages' group, would run
-/// that handler and be lost, and the stage would run on. strace holds the
-/// stage for two seconds on its way out of `getppid`, in `die_with_parent`;
-/// the test sends SIGINT to the stages' group then, as Ctrl-C would, and
+/// a stage once it has joined the stages' group, before its exec, would
+/// run that handler and be lost, and the stage would run on. strace holds
+/// the stage for two seconds on its way out of a system call: `setpgid`,
+/// which std makes before the hooks, then `getppid`, in `die_with_parent`.
+/// The test sends SIGINT to the stages' group then, as Ctrl-C would, and
 /// the stage must die of it instead of running `sleep`.
 #[test]
 fn spawn_pipeline_stage_dies_of_a_sigint_that_comes_before_its_exec() {
     if !have("strace") {
         return;
     }
-    let mut command = Command::new("strace");
-    command
-        .args(["-f", "-q", "-o", "/dev/null", "--seccomp-bpf"])
-        .args(["-e", "trace=getppid", "-e", "signal=none"])
-        .arg("--inject=getppid:delay_exit=2000000")
-        .arg("--")
-        .arg(bin!("spawn-pipeline"))
-        .args(["sleep", "60"]);
-    let traced = Listing::spawn(&mut command, Stdio::piped());
-    let mut held = None;
-    wait_until("the stage to be held in getppid", || {
-        let Some(&pipeline) = children_of(traced.pid()).first() else {
-            return false;
-        };
-        held = children_of(pipeline).first().copied().filter(|&stage| {
-            threads_blocked_in(stage, nix::libc::SYS_getppid) == 1
-                && state_of(stage) == Some('t')
+    for (call, number) in [
+        ("setpgid", nix::libc::SYS_setpgid),
+        ("getppid", nix::libc::SYS_getppid),
+    ] {
+        let mut command = Command::new("strace");
+        command
+            .args(["-f", "-q", "-o", "/dev/null", "--seccomp-bpf"])
+            .args(["-e", &format!("trace={call}"), "-e", "signal=none"])
+            .arg(format!("--inject={call}:delay_exit=2000000"))
+            .arg("--")
+            .arg(bin!("spawn-pipeline"))
+            .args(["sleep", "60"]);
+        let traced = Listing::spawn(&mut command, Stdio::piped());
+        let mut held = None;
+        wait_until("the stage to be held in its call", || {
+            let Some(&pipeline) = children_of(traced.pid()).first() else {
+                return false;
+            };
+            held = children_of(pipeline).first().copied().filter(|&stage| {
+                threads_blocked_in(stage, number) == 1
+                    && state_of(stage) == Some('t')
+            });
+            held.is_some()
         });
-        held.is_some()
-    });
-    let stage = held.unwrap();
-    killpg(pgid_of(stage).expect("the stages' group"), Signal::SIGINT).unwrap();
-    wait_until("the stage to die, or to run sleep", || {
-        is_dead(stage)
-            || std::fs::read_to_string(format!("/proc/{stage}/comm"))
-                .is_ok_and(|name| name.trim() == "sleep")
-    });
-    let survived = !is_dead(stage);
-    drop(traced); // Kills the group, the program with it.
-    assert!(
-        !survived,
-        "{stage} ran sleep after a SIGINT before its exec"
-    );
+        let stage = held.unwrap();
+        let group = pgid_of(stage).expect("the stages' group");
+        killpg(group, Signal::SIGINT).unwrap();
+        wait_until("the stage to die, or to run sleep", || {
+            is_dead(stage)
+                || std::fs::read_to_string(format!("/proc/{stage}/comm"))
+                    .is_ok_and(|name| name.trim() == "sleep")
+        });
+        let survived = !is_dead(stage);
+        drop(traced); // Kills the group, the program with it.
+        assert!(!survived, "{call}: {stage} ran sleep after a SIGINT");
+    }
 }
 
 /// Every process below `pid`: children, their children, and so on.
