@@ -79,16 +79,17 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     // SIGHUP, neither we nor the stages would ever take them; had it
     // blocked SIGPIPE, a producer whose consumer has gone would fail with
     // EPIPE instead of dying of the signal (`Command` restores only its
-    // action). Unblocked here, before any thread starts: for us, for our
-    // threads, which inherit this thread's mask, and for the stages.
-    let unblocked = [
-        Signal::SIGPIPE,
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-    ];
-    SigSet::from_iter(unblocked).thread_unblock()?;
-    let children = start(&stages, terminal.as_ref())?;
+    // action). SIGPIPE is unblocked now, for us and the stages. The three
+    // we pass on are blocked while the stages start: until its exec, a
+    // stage runs our handlers, which would take one and lose it, so each
+    // stage unblocks them itself, at their default (`die_with_parent`).
+    // Unblocked here afterwards, before any thread starts: for us, and
+    // for our threads, which inherit this thread's mask.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()?;
+    passed_signals().thread_block()?;
+    let children = start(&stages, terminal.as_ref());
+    passed_signals().thread_unblock()?;
+    let children = children?;
     let pids: Vec<Pid> = children
         .iter()
         .map(|c| Pid::from_raw(c.id() as i32))
@@ -227,14 +228,30 @@ fn start(
     Ok(children)
 }
 
+/// The signals this program catches and passes on to the stages. A set
+/// built on the stack: it may be made between fork and exec.
+fn passed_signals() -> SigSet {
+    SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP])
+}
+
 /// Makes the kernel kill the stage if this process dies, even by
 /// SIGKILL, when nothing could pass a signal on (see Chapter 25).
 fn die_with_parent(command: &mut Command) {
     let parent = getpid();
     // SAFETY: the closure runs between fork and exec, and makes only
-    // async-signal-safe system calls; it allocates nothing.
+    // async-signal-safe system calls (sigaction, prctl, getppid); it
+    // allocates nothing.
     unsafe {
         command.pre_exec(move || {
+            // Until exec, this stage has our handlers, and ours catch the
+            // signals we pass on: a Ctrl-C that came now would run ours and
+            // be lost, and the stage would run on. `run` blocked them while
+            // we fork: their default action, then unblocked, and one that
+            // came meanwhile ends the stage here.
+            for caught in passed_signals().iter() {
+                signal(caught, SigHandler::SigDfl)?;
+            }
+            passed_signals().thread_unblock()?;
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
             if getppid() != parent {
                 // The parent died before the line above: nobody is left
@@ -425,10 +442,11 @@ fn wait_all(
 ) -> nix::Result<Vec<WaitStatus>> {
     let mut statuses = vec![None; pids.len()];
     while statuses.contains(&None) {
-        // A stage that has ended or stopped: any child of ours, since the
-        // stages are our only children, even one that left the group.
-        // WNOWAIT leaves an ended one a zombie, unreaped, until `reap`
-        // takes it under the lock.
+        // A stage that has ended or stopped: any child of ours, even one
+        // that left the group. Children survive exec, so a process that
+        // exec'd us may have left us others: those are reaped and their
+        // stops ignored. WNOWAIT leaves an ended one a zombie, unreaped,
+        // until `reap` takes it under the lock.
         let flags =
             WaitPidFlag::WEXITED | WaitPidFlag::WSTOPPED | WaitPidFlag::WNOWAIT;
         let status = match waitid(Id::All, flags) {
@@ -445,7 +463,7 @@ fn wait_all(
                 Ok(_) | Err(Errno::ECHILD) => {}
                 Err(err) => return Err(err),
             }
-            if let Some(terminal) = terminal {
+            if let Some(terminal) = terminal.filter(|_| pids.contains(&pid)) {
                 terminal.suspend(group, why)?;
             }
             continue;

@@ -59,10 +59,15 @@ fn run() -> Result<(), Box<dyn Error>> {
     // Before any child starts: each must stay a zombie until reaped.
     keep_zombies()?;
     let mut out = io::stdout();
-    let cat = Command::new("cat")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let mut command = Command::new("cat");
+    command.stdin(Stdio::piped()).stdout(Stdio::piped());
+    if way == Way::Output {
+        // Read by `wait_with_output`, together with stdout. The other ways
+        // read stdout only: a stderr piped there and never read would fill,
+        // and the child would wait in its write for ever.
+        command.stderr(Stdio::piped());
+    }
+    let cat = command
         .spawn()
         .map_err(|err| format!("cannot start cat: {err}"))?;
     let data = vec![b'x'; bytes];

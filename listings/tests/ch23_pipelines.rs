@@ -19,8 +19,8 @@ use crate::support::{
     assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
     group_is_gone, have, is_dead, like_a_listing, pgid_of,
-    reaps_with_stdout_full, run_clean, state_of, wait_until,
-    with_sigchld_ignored, with_thread_limit,
+    reaps_with_stdout_full, run_clean, state_of, threads_blocked_in,
+    wait_until, with_sigchld_ignored, with_thread_limit,
 };
 
 /// The stages of a running pipeline, once all `n` have started and
@@ -344,6 +344,42 @@ fn spawn_deadlock_a_writer_thread_gets_every_byte_back_either_way() {
                 "Sent 1000000 bytes, got 1000000 back{also}; cat exited with \
                  status 0"
             )]
+        );
+    }
+}
+
+/// Both ways out must survive a child that writes to stderr: one that
+/// fills a pipe there before it ends its stdout would wait in that write
+/// for ever if stderr were piped and nobody read it, the deadlock of
+/// `reading_stdout_to_its_end_first_deadlocks_on_a_full_stderr`. A
+/// stand-in `cat`, first on PATH, writes 100000 bytes to stderr, then runs
+/// the real `cat`. `thread` used to pipe stderr and never read it.
+#[test]
+fn spawn_deadlock_a_writer_thread_survives_a_child_that_fills_stderr() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cat = dir.path().join("cat");
+    std::fs::write(
+        &cat,
+        "#!/bin/sh\nhead -c 100000 /dev/zero >&2\nPATH=${PATH#*:}\nexec cat\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&cat, std::fs::Permissions::from_mode(0o755))
+        .unwrap();
+    let path = std::env::var("PATH").unwrap_or_default();
+    for (way, also) in [("thread", ""), ("output", " and 100000 on stderr")] {
+        let mut command = Command::new(bin!("spawn-deadlock"));
+        command
+            .args([way, "--bytes", "1000"])
+            .env("PATH", format!("{}:{path}", dir.path().display()));
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        assert!(out.status.success(), "{way}: {:?}", out.status);
+        assert_eq!(
+            out.stdout,
+            [format!(
+                "Sent 1000 bytes, got 1000 back{also}; cat exited with status 0"
+            )],
+            "{way}"
         );
     }
 }
@@ -928,6 +964,121 @@ fn spawn_pipeline_at_a_terminal_stops_and_continues_with_its_stages() {
         terminal.type_keys("\x04");
         terminal.wait_for("done: 0", || None);
         assert!(terminal.finish().success(), "{command}");
+    }
+}
+
+/// Children survive `exec`: a program exec'd by a shell that had started
+/// a job of its own inherits that job as its child. Here the job stops
+/// itself with SIGSTOP; the program must not take that for a stage's stop,
+/// take the terminal from `cat` and stop the whole job. It used to: `cat`,
+/// in the background, was stopped by SIGTTIN as soon as it read.
+#[test]
+fn spawn_pipeline_at_a_terminal_ignores_the_stop_of_a_child_it_did_not_start() {
+    if !have("bash") {
+        return;
+    }
+    let script = format!(
+        "set -m; echo READY; \
+         sh -c 'sh -c \"kill -STOP \\$\\$\" & exec {} cat'; \
+         echo \"ended: $?\"",
+        bin!("spawn-pipeline")
+    );
+    let mut terminal =
+        AtTerminal::start("bash", &["--norc", "--noprofile", "-c", &script]);
+    terminal.wait_for("READY", || None);
+    let comm = |pid: Pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|comm| comm.trim_end().to_string())
+            .unwrap_or_default()
+    };
+    let mut found = None;
+    wait_until("spawn-pipeline to start cat, and its job to stop", || {
+        let Some(listing) = descendants(terminal.pid())
+            .into_iter()
+            .find(|&pid| comm(pid) == "spawn-pipeline")
+        else {
+            return false;
+        };
+        let children = children_of(listing);
+        let cat = children.iter().copied().find(|&c| comm(c) == "cat");
+        let job_stopped = children
+            .iter()
+            .any(|&c| comm(c) == "sh" && state_of(c) == Some('T'));
+        found = cat.filter(|_| job_stopped).map(|cat| (listing, cat));
+        found.is_some()
+    });
+    let (listing, cat) = found.unwrap();
+    let _job = KillGroupOnDrop(pgid_of(listing).expect("the job's group"));
+    let _stages = KillGroupOnDrop(pgid_of(cat).expect("the stages' group"));
+    terminal.type_keys("one\n");
+    terminal.wait_for("one\r\none\r\n", || a_stage_stopped(&[cat]));
+    terminal.type_keys("\x04");
+    terminal.wait_for("ended: 0", || None);
+}
+
+/// A wait made around std's back takes the status that a `Child` needs:
+/// here a wait for the child's group reaps it, and `Child::wait` then
+/// fails with ECHILD. A program that waits for any child, as Listing 23-1
+/// does, must own every child it has.
+#[test]
+fn a_wait_for_a_group_takes_the_status_a_child_needed() {
+    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+    let mut child = Command::new("true").process_group(0).spawn().unwrap();
+    let group = Pid::from_raw(child.id() as i32);
+    let status = waitid(Id::PGid(group), WaitPidFlag::WEXITED).unwrap();
+    assert_eq!(status.pid(), Some(group));
+    let err = child.wait().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(nix::libc::ECHILD), "{err}");
+}
+
+/// Until exec, a stage runs the program's handlers, and the program
+/// catches SIGINT, SIGTERM and SIGHUP (signal-hook): a Ctrl-C that reaches
+/// a stage once it has joined the stages' group, before its exec, would
+/// run that handler and be lost, and the stage would run on. strace holds
+/// the stage for two seconds on its way out of a system call: `setpgid`,
+/// which std makes before the hooks, then `getppid`, in `die_with_parent`.
+/// The test sends SIGINT to the stages' group then, as Ctrl-C would, and
+/// the stage must die of it instead of running `sleep`.
+#[test]
+fn spawn_pipeline_stage_dies_of_a_sigint_that_comes_before_its_exec() {
+    if !have("strace") {
+        return;
+    }
+    for (call, number) in [
+        ("setpgid", nix::libc::SYS_setpgid),
+        ("getppid", nix::libc::SYS_getppid),
+    ] {
+        let mut command = Command::new("strace");
+        command
+            .args(["-f", "-q", "-o", "/dev/null", "--seccomp-bpf"])
+            .args(["-e", &format!("trace={call}"), "-e", "signal=none"])
+            .arg(format!("--inject={call}:delay_exit=2000000"))
+            .arg("--")
+            .arg(bin!("spawn-pipeline"))
+            .args(["sleep", "60"]);
+        let traced = Listing::spawn(&mut command, Stdio::piped());
+        let mut held = None;
+        wait_until("the stage to be held in its call", || {
+            let Some(&pipeline) = children_of(traced.pid()).first() else {
+                return false;
+            };
+            held = children_of(pipeline).first().copied().filter(|&stage| {
+                threads_blocked_in(stage, number) == 1
+                    && state_of(stage) == Some('t')
+            });
+            held.is_some()
+        });
+        let stage = held.unwrap();
+        let group = pgid_of(stage).expect("the stages' group");
+        killpg(group, Signal::SIGINT).unwrap();
+        wait_until("the stage to die, or to run sleep", || {
+            is_dead(stage)
+                || std::fs::read_to_string(format!("/proc/{stage}/comm"))
+                    .is_ok_and(|name| name.trim() == "sleep")
+        });
+        let survived = !is_dead(stage);
+        drop(traced); // Kills the group, the program with it.
+        assert!(!survived, "{call}: {stage} ran sleep after a SIGINT");
     }
 }
 
