@@ -145,7 +145,7 @@ fn seen_in(stdout: &[String], scheme: &str, signal: &str) -> u64 {
 #[test]
 fn sig_count_kill_drops_real_time_signals_past_the_queue_limit() {
     // RLIMIT_SIGPENDING bounds the signals queued for a user. `sigqueue`
-    // fails past it, but `kill` succeeds, and the real-time signals it
+    // of a real-time signal fails past it, but `kill` succeeds, and the real-time signals it
     // sends beyond the limit only set the pending bit, which goes with the
     // last one queued: they add no delivery.
     if !have("prlimit") {
@@ -197,6 +197,36 @@ fn sig_queue_says_who_sent_each_signal_and_with_what_value() {
     let session: Vec<_> =
         terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
     assert_session_matches_book("ch11-timers/11-04-terminal-2.out", &session);
+}
+
+/// Past RLIMIT_SIGPENDING, `sigqueue` fails only for a real-time signal
+/// (EAGAIN). A standard one is still delivered, but with no siginfo queued:
+/// it arrives as SI_USER from pid 0, and its value is lost
+/// (`__send_signal_locked()` and `collect_signal()`, kernel/signal.c; seen
+/// on Linux 6.18). A limit of 0 is past for the first signal.
+#[test]
+fn sig_queue_past_the_queue_limit_a_standard_signal_loses_its_sender() {
+    use nix::libc;
+    if !have("prlimit") {
+        return;
+    }
+    let mut command = std::process::Command::new("prlimit");
+    command.args(["--sigpending=0", bin!("sig-queue"), "--count", "1"]);
+    let mut queue = Listing::spawn(&mut command, std::process::Stdio::piped());
+    queue.expect(r"Waiting for SIGUSR1 and SIGRTMIN as pid \d+");
+    let pid = queue.pid().as_raw(); // prlimit execs the listing.
+    let value = libc::sigval {
+        sival_ptr: 42 as *mut libc::c_void,
+    };
+    // SAFETY: plain system calls on the listing's pid.
+    let rt = unsafe { libc::sigqueue(pid, libc::SIGRTMIN(), value) };
+    let rt_errno = std::io::Error::last_os_error().raw_os_error();
+    assert_eq!((rt, rt_errno), (-1, Some(libc::EAGAIN)));
+    // SAFETY: as above.
+    let usr1 = unsafe { libc::sigqueue(pid, libc::SIGUSR1, value) };
+    assert_eq!(usr1, 0, "{}", std::io::Error::last_os_error());
+    queue.expect(r"SIGUSR1: sent with kill by pid 0 \(uid 0\)");
+    assert!(queue.finish().status.success());
 }
 
 #[test]
