@@ -9,11 +9,14 @@
 use std::error::Error;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{self, ExitCode};
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
+use nix::sys::socket::{
+    AddressFamily, MsgFlags, SockFlag, SockType, send, socketpair,
+};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, pipe2};
 
@@ -41,8 +44,14 @@ fn run() -> Result<(), Box<dyn Error>> {
     let (mut out, parent) = (io::stdout(), getpid());
     writeln!(out, "Parent: pid {parent}, subreaper: {subreaper}")?;
     // The parent writes to `ask` when the grandchild should look again;
-    // the grandchild holds `done` open until it has finished.
-    let (ask_read, ask_write) = pipe2(OFlag::O_CLOEXEC)?;
+    // the grandchild holds `done` open until it has finished. `ask` is a
+    // socket, not a pipe: see `adopt`.
+    let (ask_read, ask_write) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
     let (done_read, done_write) = pipe2(OFlag::O_CLOEXEC)?;
     io::stdout().flush()?;
     // SAFETY: no other thread exists, so no lock can be held by one.
@@ -88,8 +97,11 @@ fn adopt(
     // grandchild has been given its new parent.
     let status = describe(waitpid(middle, None)?);
     writeln!(out, "Parent: the middle child {status}")?;
-    let mut ask = File::from(ask);
-    ask.write_all(b"?")?;
+    // The grandchild may be gone by now (killed, or never forked). A write
+    // to a pipe would raise SIGPIPE, at its default here, and end us
+    // without a word; `send` with MSG_NOSIGNAL fails with EPIPE instead.
+    send(ask.as_raw_fd(), b"?", MsgFlags::MSG_NOSIGNAL)
+        .map_err(|err| format!("cannot ask the grandchild to look: {err}"))?;
     drop(ask);
     let mut done = File::from(done);
     done.read_to_end(&mut Vec::new())?; // Until the grandchild is done.

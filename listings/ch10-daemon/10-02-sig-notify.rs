@@ -56,6 +56,8 @@ const LISTEN_FDS_START: i32 = 3;
 const LINGER: Duration = Duration::from_secs(1);
 /// How long a stop waits for the greetings in flight.
 const DRAIN: Duration = Duration::from_secs(3);
+/// How long a notification may wait for a manager whose queue is full.
+const NOTIFY_WAIT: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
     let ran = run();
@@ -297,7 +299,8 @@ impl Backoff {
 /// Sends one datagram of `KEY=value` lines to the service manager, at the
 /// socket `$NOTIFY_SOCKET` names: a path, or with `@` a name in Linux's
 /// abstract namespace. Without the variable, there is no one to tell; a
-/// manager that does not listen is logged, and the daemon goes on.
+/// manager that does not listen, or reads too slowly, is logged, and the
+/// daemon goes on.
 fn notify(state: &str) {
     if let Err(err) = send_notification(state) {
         let first = state.lines().next().unwrap_or_default();
@@ -313,7 +316,12 @@ fn send_notification(state: &str) -> io::Result<()> {
         Some(name) => SocketAddr::from_abstract_name(name)?,
         None => SocketAddr::from_pathname(&socket)?,
     };
-    UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &addr)?;
+    let socket = UnixDatagram::unbound()?;
+    // A manager that stops reading lets its queue fill, and a send would
+    // then wait until it reads: the main thread, our only reader of
+    // signals, waits at most NOTIFY_WAIT, and the loss is logged.
+    socket.set_write_timeout(Some(NOTIFY_WAIT))?;
+    socket.send_to_addr(state.as_bytes(), &addr)?;
     Ok(())
 }
 

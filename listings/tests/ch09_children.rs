@@ -275,6 +275,59 @@ fn sig_orphan_is_adopted_by_init_or_by_its_subreaper() {
     );
 }
 
+/// The grandchild gone before the parent asks it to look again (killed
+/// here at its first `getppid`, a call only it makes): the parent must
+/// say so in one line and exit 1, not die of SIGPIPE on its write to
+/// `ask`, and as a subreaper it reaps the grandchild it has adopted.
+#[test]
+fn sig_orphan_says_so_when_its_grandchild_is_gone_before_it_asks() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let trace = dir.path().join("trace");
+    let trace_arg = trace.to_str().expect("a UTF-8 path");
+    let strace = [
+        "-f",
+        "-q",
+        "-o",
+        trace_arg,
+        "-e",
+        "trace=clone,wait4,getppid",
+        "-e",
+        "inject=getppid:signal=SIGKILL:when=1",
+        bin!("sig-orphan"),
+        "--subreaper",
+    ];
+    let out = Listing::start("strace", &strace).finish();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{:?}: {}",
+        out.status,
+        out.stderr
+    );
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", out.stderr);
+    assert!(lines[0].starts_with("sig-orphan: "), "{}", out.stderr);
+    let text = std::fs::read_to_string(&trace).expect("the trace");
+    let line = regex::Regex::new(r"^(\d+) .*(clone|wait4).* = (\d+)$").unwrap();
+    let parent = text.split_whitespace().next().unwrap_or_default();
+    let (mut forked, mut reaped) = (Vec::new(), Vec::new());
+    for caps in text.lines().filter_map(|l| line.captures(l)) {
+        let pid = caps[3].to_string();
+        match &caps[2] {
+            "clone" => forked.push(pid),
+            _ if &caps[1] == parent => reaped.push(pid),
+            _ => {}
+        }
+    }
+    forked.sort();
+    reaped.sort();
+    assert_eq!(forked.len(), 2, "forked {forked:?}\n{text}");
+    assert_eq!(reaped, forked, "reaped before it exited\n{text}");
+}
+
 #[test]
 fn sig_orphan_reaps_the_grandchild_it_adopted_when_its_output_fails() {
     // As a subreaper it adopts the grandchild once the middle child is

@@ -487,6 +487,49 @@ fn sig_notify_tells_the_manager_ready_reloading_and_stopping() {
     assert_died_of(&notify.finish(), Signal::SIGTERM);
 }
 
+/// A manager that stops reading its socket (stalled, or a stand-in
+/// suspended with Ctrl-Z) lets its queue fill, and a send to it would
+/// then wait until it reads: the main thread, the daemon's only reader of
+/// signals, must not wait there for ever. Reloads fill the queue until a
+/// notification is refused, and then SIGTERM must still end the daemon.
+#[test]
+fn sig_notify_stops_while_its_manager_does_not_read() {
+    let manager = Manager::new(); // Never read.
+    let socket = manager.path.to_str().unwrap();
+    let (mut notify, _) = start_notify(&[("NOTIFY_SOCKET", socket)], &[]);
+    let refused = |line: &str| line.starts_with("Cannot tell the manager ");
+    let mut full = false;
+    for _ in 0..1000 {
+        notify.signal(Signal::SIGHUP);
+        loop {
+            let line = notify.next_line();
+            full |= refused(&line);
+            if line.starts_with("Reloaded: ") {
+                break;
+            }
+        }
+        if full {
+            break;
+        }
+    }
+    assert!(full, "the manager's queue never filled");
+    notify.signal(Signal::SIGTERM);
+    loop {
+        let line = notify.next_line();
+        if line == "Got SIGTERM: stopping" {
+            break;
+        }
+        assert!(refused(&line), "{line:?}");
+    }
+    let out = notify.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+    let stopping = out
+        .stdout
+        .iter()
+        .any(|line| line.starts_with("Cannot tell the manager STOPPING=1: "));
+    assert!(stopping, "{:#?}", out.stdout);
+}
+
 #[test]
 fn sig_notify_pings_the_watchdog_twice_per_period() {
     let manager = Manager::new();
