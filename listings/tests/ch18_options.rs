@@ -225,6 +225,37 @@ fn reuse_options_on_linux_allow_what_the_book_says() {
     );
 }
 
+#[test]
+fn net_reuse_says_why_when_accept_fails_rather_than_counting_an_empty_queue() {
+    // Scene 5 needs two listeners, 100 clients and one descriptor more for
+    // each accepted connection. Just below that, `accept` fails with
+    // EMFILE: that is an error, not a queue with nothing in it, which
+    // would print "each socket accepted some: false".
+    for limit in 100..=112 {
+        let mut command = std::process::Command::new(bin!("net-reuse"));
+        crate::support::with_fd_limit(&mut command, limit, limit);
+        let out =
+            Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+        let what = format!("net-reuse under ulimit -n {limit}");
+        assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
+        if out.status.success() {
+            assert_eq!(
+                out.stdout.last().map(String::as_str),
+                Some("   of 100 connections, each socket accepted some: true"),
+                "{what}: {}",
+                out.stderr
+            );
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{what}: {}", out.stderr);
+            assert_eq!(
+                out.stderr.lines().collect::<Vec<_>>(),
+                ["net-reuse: Too many open files (os error 24)"],
+                "{what}"
+            );
+        }
+    }
+}
+
 /// Binds `127.0.0.1:port` with SO_REUSEADDR and listens, after a listener
 /// with SO_REUSEADDR `old_had_it`, on the same port, served a connection
 /// that it closed first: its side of that connection is in TIME_WAIT.
