@@ -456,6 +456,34 @@ fn after(line: &str) -> f64 {
 }
 
 #[test]
+fn net_keepalive_waits_on_through_a_stop_and_continue() {
+    // Linux 6.18. Stopped and continued (Ctrl-Z and `fg`) while scene 1's
+    // read waits, the read, which has a timeout, fails with EINTR though
+    // no handler is installed: the scene must wait for the rest of its
+    // time, not report the EINTR as what became of the peer.
+    use nix::sys::signal::Signal;
+    let mut listing = Listing::start(bin!("net-keepalive"), &[]);
+    listing.expect("1. A peer that is gone; no keepalive");
+    let pid = listing.pid();
+    crate::support::wait_until("scene 1's read to wait", || {
+        crate::support::wchan_of(pid) == "wait_woken"
+    });
+    listing.signal(Signal::SIGSTOP);
+    crate::support::wait_until("the listing to stop", || {
+        crate::support::state_of(pid) == Some('T')
+    });
+    listing.signal(Signal::SIGCONT);
+    let read = listing.next_line();
+    listing.signal(Signal::SIGKILL);
+    listing.finish();
+    assert!(
+        read.starts_with("   read: still waiting after ")
+            && read.ends_with(" s (measured), our timeout"),
+        "{read}"
+    );
+}
+
+#[test]
 fn keepalive_and_user_timeout_find_a_dead_peer_and_only_a_heartbeat_a_hung_one()
 {
     // Linux 6.18: a socket filter that accepts nothing makes a peer that
