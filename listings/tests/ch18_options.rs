@@ -580,6 +580,29 @@ fn reuseport_resets_the_old_listeners_queue_and_a_handed_over_socket_loses_none(
 }
 
 #[test]
+fn net_handover_says_why_when_the_new_listener_cannot_accept() {
+    // Scene 1 accepts what the new listener holds until `accept` would
+    // block. Out of descriptors, `accept` fails with EMFILE first: that
+    // is the error to report, at once, not a read of a client nobody
+    // accepted, which times out ten seconds later with EAGAIN.
+    for limit in 26..=40 {
+        let mut command = std::process::Command::new(bin!("net-handover"));
+        crate::support::with_fd_limit(&mut command, limit, limit);
+        let out =
+            Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+        let what = format!("net-handover under ulimit -n {limit}");
+        assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
+        if !out.status.success() {
+            assert_eq!(
+                out.stderr.lines().collect::<Vec<_>>(),
+                ["net-handover: Too many open files (os error 24)"],
+                "{what}"
+            );
+        }
+    }
+}
+
+#[test]
 fn the_old_process_reaps_the_new_one_when_its_own_output_fails() {
     // The fifth line of the old process's output, written after it has
     // started the new one, fails (strace injects ENOSPC, as a full disk
