@@ -6,7 +6,7 @@
 // and counts the connections each one gets.
 
 use std::error::Error;
-use std::io::{self, Write};
+use std::io::{self, ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{self, ExitCode};
 use std::time::Duration;
@@ -151,14 +151,21 @@ fn spread(
     Ok((queued(&a)?, queued(&b)?))
 }
 
-/// How many connections wait in a listening socket's queue.
+/// How many connections wait in a listening socket's queue: accepted
+/// until `accept` would block. Any other failure (EMFILE, out of
+/// descriptors) is an error, not an empty queue.
 fn queued(listener: &TcpListener) -> io::Result<usize> {
     listener.set_nonblocking(true)?;
     let mut count = 0;
-    while listener.accept().is_ok() {
-        count += 1;
+    loop {
+        match listener.accept() {
+            Ok(_) => count += 1,
+            Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                return Ok(count);
+            }
+            Err(err) => return Err(err),
+        }
     }
-    Ok(count)
 }
 
 /// "ok", or the error.

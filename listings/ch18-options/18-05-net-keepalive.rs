@@ -139,9 +139,18 @@ fn vanish(peer: &TcpStream) -> io::Result<()> {
 /// One `read`, with `patience` for a timeout: what it returned, and when.
 fn read_within(sock: &mut TcpStream, patience: Duration) -> String {
     let started = Instant::now();
-    let result = sock
-        .set_read_timeout(Some(patience))
-        .and_then(|()| sock.read(&mut [0; 64]));
+    let result = loop {
+        let left = patience.saturating_sub(started.elapsed());
+        let result = sock
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .and_then(|()| sock.read(&mut [0; 64]));
+        match result {
+            // Stopped and continued (Ctrl-Z, `fg`): Linux fails a read
+            // with a timeout with EINTR. Wait for the time that is left.
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            result => break result,
+        }
+    };
     let took = started.elapsed().as_secs_f64();
     match result {
         Err(err) if err.kind() == ErrorKind::WouldBlock => {

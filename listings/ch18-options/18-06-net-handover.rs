@@ -80,8 +80,13 @@ fn reuseport() -> Result<(), Box<dyn Error>> {
     new.set_nonblocking(true)?;
     let (mut answered, mut reset) = (0, 0);
     let mut accepted = Vec::new();
-    while let Ok((conn, _)) = new.accept() {
-        accepted.push(conn);
+    loop {
+        match new.accept() {
+            Ok((conn, _)) => accepted.push(conn),
+            Err(err) if err.kind() == ErrorKind::WouldBlock => break,
+            // Out of descriptors (EMFILE): say so, not "no more queued".
+            Err(err) => return Err(err.into()),
+        }
     }
     for conn in &accepted {
         answer(conn, "the new listener")?;

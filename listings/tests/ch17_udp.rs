@@ -321,6 +321,53 @@ fn one_udp_socket_serves_many_clients_each_its_own_reply() {
 }
 
 #[test]
+fn one_clients_flood_costs_the_other_clients_their_requests() {
+    // Linux 6.18. All clients share the server's receive buffer: while the
+    // server is stopped, one client fills it, and another client's request
+    // is dropped with the flood's excess. Once the server runs again it
+    // answers what the buffer held, in order, and never the other's.
+    let (server, addr) = start_server(bin!("udp-echo"), &["127.0.0.1:0"]);
+    let pid = server.pid();
+    server.signal(nix::sys::signal::Signal::SIGSTOP);
+    wait_until("the server to stop", || {
+        crate::support::state_of(pid) == Some('T')
+    });
+    let buffer: usize =
+        std::fs::read_to_string("/proc/sys/net/core/rmem_default")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+    // Datagrams as small as the other client's, so that the room left
+    // when the flood ends is too small for that one too; each costs the
+    // buffer several hundred bytes, so these are more than it holds.
+    let flooder = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..buffer / 50 {
+        flooder.send_to(b"f", &addr).unwrap();
+    }
+    let other = UdpSocket::bind("127.0.0.1:0").unwrap();
+    other.send_to(b"other", &addr).unwrap();
+    server.signal(nix::sys::signal::Signal::SIGCONT);
+    // A third client asks until it is answered: by then the server has
+    // read everything that was queued before, and answered it.
+    let last = UdpSocket::bind("127.0.0.1:0").unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut buf = [0; 100];
+    let answered = (0..30).any(|_| {
+        last.send_to(b"last", &addr).unwrap();
+        matches!(last.recv(&mut buf), Ok(n) if &buf[..n] == b"server got: [last]")
+    });
+    assert!(answered, "the server never answered the last client");
+    other.set_nonblocking(true).unwrap();
+    let reply = other.recv(&mut buf);
+    assert!(
+        matches!(&reply, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the other client's request was answered: {reply:?}"
+    );
+    drop(server);
+}
+
+#[test]
 fn udp_echo_answers_netcat_and_python() {
     let (server, addr) =
         start_server(bin!("udp-echo"), &["127.0.0.1:0", "--count", "2"]);

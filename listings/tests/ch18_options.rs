@@ -225,6 +225,37 @@ fn reuse_options_on_linux_allow_what_the_book_says() {
     );
 }
 
+#[test]
+fn net_reuse_says_why_when_accept_fails_rather_than_counting_an_empty_queue() {
+    // Scene 5 needs two listeners, 100 clients and one descriptor more for
+    // each accepted connection. Just below that, `accept` fails with
+    // EMFILE: that is an error, not a queue with nothing in it, which
+    // would print "each socket accepted some: false".
+    for limit in 100..=112 {
+        let mut command = std::process::Command::new(bin!("net-reuse"));
+        crate::support::with_fd_limit(&mut command, limit, limit);
+        let out =
+            Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+        let what = format!("net-reuse under ulimit -n {limit}");
+        assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
+        if out.status.success() {
+            assert_eq!(
+                out.stdout.last().map(String::as_str),
+                Some("   of 100 connections, each socket accepted some: true"),
+                "{what}: {}",
+                out.stderr
+            );
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{what}: {}", out.stderr);
+            assert_eq!(
+                out.stderr.lines().collect::<Vec<_>>(),
+                ["net-reuse: Too many open files (os error 24)"],
+                "{what}"
+            );
+        }
+    }
+}
+
 /// Binds `127.0.0.1:port` with SO_REUSEADDR and listens, after a listener
 /// with SO_REUSEADDR `old_had_it`, on the same port, served a connection
 /// that it closed first: its side of that connection is in TIME_WAIT.
@@ -425,6 +456,34 @@ fn after(line: &str) -> f64 {
 }
 
 #[test]
+fn net_keepalive_waits_on_through_a_stop_and_continue() {
+    // Linux 6.18. Stopped and continued (Ctrl-Z and `fg`) while scene 1's
+    // read waits, the read, which has a timeout, fails with EINTR though
+    // no handler is installed: the scene must wait for the rest of its
+    // time, not report the EINTR as what became of the peer.
+    use nix::sys::signal::Signal;
+    let mut listing = Listing::start(bin!("net-keepalive"), &[]);
+    listing.expect("1. A peer that is gone; no keepalive");
+    let pid = listing.pid();
+    crate::support::wait_until("scene 1's read to wait", || {
+        crate::support::wchan_of(pid) == "wait_woken"
+    });
+    listing.signal(Signal::SIGSTOP);
+    crate::support::wait_until("the listing to stop", || {
+        crate::support::state_of(pid) == Some('T')
+    });
+    listing.signal(Signal::SIGCONT);
+    let read = listing.next_line();
+    listing.signal(Signal::SIGKILL);
+    listing.finish();
+    assert!(
+        read.starts_with("   read: still waiting after ")
+            && read.ends_with(" s (measured), our timeout"),
+        "{read}"
+    );
+}
+
+#[test]
 fn keepalive_and_user_timeout_find_a_dead_peer_and_only_a_heartbeat_a_hung_one()
 {
     // Linux 6.18: a socket filter that accepts nothing makes a peer that
@@ -518,6 +577,29 @@ fn reuseport_resets_the_old_listeners_queue_and_a_handed_over_socket_loses_none(
         &[],
         &out.stdout,
     );
+}
+
+#[test]
+fn net_handover_says_why_when_the_new_listener_cannot_accept() {
+    // Scene 1 accepts what the new listener holds until `accept` would
+    // block. Out of descriptors, `accept` fails with EMFILE first: that
+    // is the error to report, at once, not a read of a client nobody
+    // accepted, which times out ten seconds later with EAGAIN.
+    for limit in 26..=40 {
+        let mut command = std::process::Command::new(bin!("net-handover"));
+        crate::support::with_fd_limit(&mut command, limit, limit);
+        let out =
+            Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+        let what = format!("net-handover under ulimit -n {limit}");
+        assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
+        if !out.status.success() {
+            assert_eq!(
+                out.stderr.lines().collect::<Vec<_>>(),
+                ["net-handover: Too many open files (os error 24)"],
+                "{what}"
+            );
+        }
+    }
 }
 
 #[test]
