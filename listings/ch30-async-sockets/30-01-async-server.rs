@@ -106,9 +106,21 @@ fn main() -> ExitCode {
 /// some of its own to start; then runs the server on the runtime.
 fn start() -> Result<(), Box<dyn Error>> {
     let fds = raise_fd_limit()?;
+    unblock_stop_signals()?;
     let runtime = runtime()
         .map_err(|err| format!("cannot start tokio's runtime: {err}"))?;
     runtime.block_on(run(fds))
+}
+
+/// A parent that blocked SIGINT, SIGTERM or SIGHUP passed its mask on
+/// through `exec`: every thread the runtime starts, and every child, would
+/// inherit it, and tokio's handler would never run. Unblocked on the main
+/// thread before the runtime starts its threads. A signal already pending
+/// takes its default action here, as one sent a moment before tokio's
+/// handler is installed would.
+fn unblock_stop_signals() -> io::Result<()> {
+    use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGTERM};
+    Ok(SigSet::from_iter([SIGINT, SIGTERM, SIGHUP]).thread_unblock()?)
 }
 
 /// The multi-threaded runtime of `#[tokio::main]`, with an error where

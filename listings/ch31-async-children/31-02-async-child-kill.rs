@@ -58,7 +58,7 @@ enum Way {
 const PATIENCE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
-    let ran = match runtime() {
+    let ran = match unblock_stop_signals().and_then(|()| runtime()) {
         Ok(runtime) => runtime.block_on(run()),
         Err(err) => Err(format!("cannot start tokio's runtime: {err}").into()),
     };
@@ -70,6 +70,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A parent that blocked SIGINT, SIGTERM or SIGHUP passed its mask on
+/// through `exec`: every thread the runtime starts, and every child, would
+/// inherit it, and tokio's handler would never run. Unblocked on the main
+/// thread before the runtime starts its threads. A signal already pending
+/// takes its default action here, as one sent a moment before tokio's
+/// handler is installed would.
+fn unblock_stop_signals() -> io::Result<()> {
+    use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGTERM};
+    Ok(SigSet::from_iter([SIGINT, SIGTERM, SIGHUP]).thread_unblock()?)
 }
 
 /// A runtime with one thread, as `#[tokio::main(flavor = "current_thread")]`

@@ -31,7 +31,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SigHandler, Signal, kill};
+use nix::sys::signal::{SigHandler, SigSet, Signal, kill};
 use nix::sys::wait::waitpid;
 use nix::unistd::{Pid, getpid, pipe2};
 use signal_hook::consts::SIGUSR1;
@@ -80,7 +80,10 @@ fn main() -> ExitCode {
     exit_on_panic();
     let ran = parse_args()
         .map_err(|e| format!("{e}; {USAGE}").into())
-        .and_then(|args| runtime(args.workers)?.block_on(run(args)));
+        .and_then(|args| {
+            unblock_usr1()?;
+            runtime(args.workers)?.block_on(run(args))
+        });
     let ran = ran.and_then(|()| Ok(unsaid()?));
     match ran {
         Ok(()) => ExitCode::SUCCESS,
@@ -89,6 +92,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A parent that blocked SIGUSR1 passed its mask on through `exec`, and
+/// every thread the runtime starts would inherit it: the signal that the
+/// `signal` way sends itself would stay pending, and the wait would never
+/// end. Unblocked on the main thread before the runtime starts its
+/// threads.
+fn unblock_usr1() -> io::Result<()> {
+    Ok(SigSet::from(Signal::SIGUSR1).thread_unblock()?)
 }
 
 /// tokio panics where the system refuses it a thread (`ulimit -u`): in

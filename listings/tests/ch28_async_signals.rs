@@ -386,3 +386,32 @@ fn multi_threaded_listings_say_why_when_the_system_refuses_a_thread() {
         });
     }
 }
+
+/// A parent may leave SIGINT, SIGTERM and SIGHUP blocked (`env
+/// --block-signal`, coreutils 9.1 here, does so and execs), and `exec`
+/// keeps the mask, which every thread of tokio's runtime inherits: the
+/// listing must unblock them before the runtime starts. It used to run
+/// on after each of them, its signals pending.
+#[test]
+fn async_signals_hears_signals_its_parent_had_blocked() {
+    for stop in [Signal::SIGTERM, Signal::SIGINT] {
+        let mut command = std::process::Command::new("env");
+        command
+            .arg("--block-signal=INT,TERM,HUP")
+            .arg(bin!("async-signals"))
+            .args(["--reload-secs", "0", "--cleanup-secs", "0"]);
+        let mut listing =
+            Listing::spawn(&mut command, std::process::Stdio::piped());
+        listing.expect(SIGNALS_READY);
+        listing.signal(Signal::SIGHUP);
+        listing.expect("Got SIGHUP: reloading, which takes 0 s");
+        listing.expect("Reloaded");
+        listing.signal(stop);
+        listing.expect(&format!(
+            "Got {stop}: cleaning up for 0 s; a second signal stops me now"
+        ));
+        listing.expect("Clean exit");
+        let out = listing.finish();
+        assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
+    }
+}

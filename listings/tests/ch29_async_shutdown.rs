@@ -702,3 +702,32 @@ fn async_daemon_says_at_the_end_how_many_log_lines_it_could_not_write() {
         "async-daemon"
     ));
 }
+
+/// A parent may leave SIGINT, SIGTERM and SIGHUP blocked (`env
+/// --block-signal`, coreutils 9.1 here, does so and execs), and `exec`
+/// keeps the mask, which every thread of tokio's runtime inherits: the
+/// daemon must unblock them before the runtime starts. It used to run on
+/// after each of them, its signals pending.
+#[test]
+fn async_daemon_hears_signals_its_parent_had_blocked() {
+    for stop in [Signal::SIGTERM, Signal::SIGINT] {
+        let mut command = std::process::Command::new("env");
+        command
+            .arg("--block-signal=INT,TERM,HUP")
+            .arg(bin!("async-daemon"))
+            .arg("127.0.0.1:0");
+        let mut daemon =
+            crate::support::Listing::spawn(&mut command, Stdio::piped());
+        let ready = daemon
+            .expect(r"Listening on 127\.0\.0\.1:\d+ as pid \d+; config (.*)");
+        daemon.signal(Signal::SIGHUP);
+        daemon.expect(r"Reloaded .*: greeting .*");
+        daemon.signal(stop);
+        let draining = r"no new connections; draining 0 connection\(s\)";
+        daemon.expect(&format!(r"Got {stop}: {draining}, at most \d+ s"));
+        daemon.expect("All connections closed; exiting");
+        let out = daemon.finish();
+        assert_died_of(&out, stop);
+        assert!(!Path::new(&ready[1]).exists(), "{} left behind", ready[1]);
+    }
+}

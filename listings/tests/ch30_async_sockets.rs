@@ -1378,3 +1378,25 @@ fn async_server_says_at_the_end_how_many_report_lines_it_could_not_write() {
     );
     assert!(fs::metadata(&log).unwrap().len() <= 1024);
 }
+
+/// A parent may leave SIGINT, SIGTERM and SIGHUP blocked (`env
+/// --block-signal`, coreutils 9.1 here, does so and execs), and `exec`
+/// keeps the mask, which every thread of tokio's runtime inherits: the
+/// server must unblock them before the runtime starts. It used to run on
+/// after each of them, its signals pending.
+#[test]
+fn async_server_stops_on_a_signal_its_parent_had_blocked() {
+    for stop in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        let mut command = std::process::Command::new("env");
+        command
+            .arg("--block-signal=INT,TERM,HUP")
+            .arg(bin!("async-server"))
+            .arg("127.0.0.1:0");
+        let mut server =
+            Listing::spawn(&mut command, std::process::Stdio::piped());
+        server.expect(r"Server listening on 127\.0\.0\.1:\d+");
+        server.signal(stop);
+        let out = server.finish();
+        assert_died_of(&out, stop);
+    }
+}

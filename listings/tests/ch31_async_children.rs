@@ -731,3 +731,42 @@ fn killpg_finds_a_group_of_one_zombie_and_fails_once_it_is_reaped() {
     assert!(out.status.success(), "{:?}", out.status);
     assert_eq!(killpg(pid, Signal::SIGKILL), Err(Errno::ESRCH));
 }
+
+/// A parent may leave SIGINT, SIGTERM and SIGHUP blocked (`env
+/// --block-signal`, coreutils 9.1 here, does so and execs), and `exec`
+/// keeps the mask; tokio's runtime thread and every child, through
+/// `Command`, inherit it. The listing must unblock them before the
+/// runtime starts: then its own SIGTERM to the group ends sh, and a kill
+/// of the listing ends it and the group. It used to send SIGKILL after
+/// the SIGTERM sh could not take, and to run on after a kill of its own.
+#[test]
+fn async_child_kill_hears_signals_its_parent_had_blocked() {
+    let sh_started = r"sh \(pid (\d+)\) runs in a process group of its own; it started sleep \(pid (\d+)\)";
+    let blocked = |args: &[&str]| {
+        let mut command = Command::new("env");
+        command
+            .arg("--block-signal=INT,TERM,HUP")
+            .arg(bin!("async-child-kill"))
+            .args(args);
+        Listing::spawn(&mut command, Stdio::piped())
+    };
+    let mut careful = blocked(&["timeout", "--wait", "1"]);
+    let pids = careful.expect(sh_started);
+    let _group = KillGroupOnDrop(Pid::from_raw(pids[1].parse().unwrap()));
+    careful.expect("No exit within 1 s: sent SIGTERM to its process group");
+    careful.expect("sh was killed by SIGTERM");
+    careful.expect("End of stdout");
+    let out = finish_clean(careful);
+    assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
+
+    for stop in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        let mut listing = blocked(&["timeout", "--wait", "30"]);
+        let pids = listing.expect(sh_started);
+        let sh = Pid::from_raw(pids[1].parse().unwrap());
+        let _group = KillGroupOnDrop(sh);
+        listing.signal(stop);
+        let out = finish_clean(listing);
+        assert_eq!(out.status.signal(), Some(stop as i32), "{}", out.stderr);
+        wait_until("sh's group to end", || group_is_gone(sh));
+    }
+}

@@ -533,3 +533,32 @@ fn async_blocking_listings_start_or_say_why_when_descriptors_are_short() {
         assert!(started.contains(&12), "{bin} started at {started:?}");
     }
 }
+
+/// A parent may leave SIGUSR1 blocked (`env --block-signal`, coreutils
+/// 9.1 here, does so and execs), and `exec` keeps the mask, which every
+/// thread of the runtime inherits: the `signal` way must unblock it
+/// before the runtime starts, or the signal it sends itself stays pending
+/// and the wait never ends. It used to hang, each fix alike.
+#[test]
+fn async_block_hears_a_sigusr1_its_parent_had_blocked() {
+    for fix in ["async", "spawn-blocking"] {
+        let mut command = std::process::Command::new("env");
+        command
+            .arg("--block-signal=USR1")
+            .arg(bin!("async-block"))
+            .args(["signal", "--fix", fix, "--secs", "0"]);
+        let listing = crate::support::Listing::spawn(
+            &mut command,
+            std::process::Stdio::piped(),
+        );
+        let out = crate::support::finish_clean(listing);
+        assert!(
+            out.status.success(),
+            "{fix}: {:?} {}",
+            out.status,
+            out.stderr
+        );
+        let got = out.stdout.iter().any(|line| line.contains("got SIGUSR1"));
+        assert!(got, "{fix}: {:?}", out.stdout);
+    }
+}
