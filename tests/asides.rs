@@ -214,3 +214,78 @@ fn the_aside_check_finds_each_fault() {
         }
     }
 }
+
+/// The chapters of Part I, which every reader starts with.
+const PART_ONE: [&str; 4] = [
+    "ch01-introduction.md",
+    "ch02-signals.md",
+    "ch03-sockets.md",
+    "ch04-pipes.md",
+];
+
+/// Part I tells a story: what the original does, what it gets wrong, the
+/// port. How often a race struck on the book's machine, run after run and
+/// load average after load average, is evidence for the curious, and it
+/// goes in an aside: in the running text it buried the one rule each of
+/// those paragraphs had to say (issue 19's reader pass).
+#[test]
+fn part_one_keeps_its_measurement_counts_in_asides() {
+    let src = crate::support::workspace_root().join("src");
+    let mut problems = Vec::new();
+    for chapter in PART_ONE {
+        let text = crate::support::read(&src.join(chapter));
+        problems.extend(counts_outside_asides(chapter, &text));
+    }
+    assert!(
+        problems.is_empty(),
+        "{} measurement(s) in Part I's running text; move the counts into \
+         an aside and keep the rule in the text:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// The lines of `text`, outside asides, code blocks and figures, that
+/// report a measurement: they name the machine's load average.
+fn counts_outside_asides(name: &str, text: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let (mut fence, mut aside, mut figure) = (false, false, false);
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+            fence = !fence;
+            continue;
+        }
+        if fence {
+            continue;
+        }
+        if line == "<div class=\"aside\">" {
+            aside = true;
+        } else if aside && trimmed.starts_with("</div>") {
+            aside = false;
+        } else if trimmed.starts_with("<figure") {
+            figure = true;
+        } else if trimmed.starts_with("</figure>") {
+            figure = false;
+        } else if !aside
+            && !figure
+            && without_code_spans(line)
+                .to_lowercase()
+                .contains("load average")
+        {
+            problems.push(format!("src/{name}:{}: {}", i + 1, line.trim()));
+        }
+    }
+    problems
+}
+
+#[test]
+fn counts_outside_asides_are_caught() {
+    let inside = "Rule.\n\n<div class=\"aside\">\n\n**How often.** At load \
+                  averages of 8, 3 of 12.\n\n</div>\n";
+    assert!(counts_outside_asides("f", inside).is_empty());
+    let outside = "Rule. At a load average of 8, it struck 3 of 12 times.\n";
+    assert_eq!(counts_outside_asides("f", outside).len(), 1);
+    let code = "```console\n$ cat /proc/loadavg # load average\n```\n";
+    assert!(counts_outside_asides("f", code).is_empty());
+}
