@@ -214,3 +214,103 @@ fn the_aside_check_finds_each_fault() {
         }
     }
 }
+
+/// The chapters of Part I, which every reader starts with.
+const PART_ONE: [&str; 4] = [
+    "ch01-introduction.md",
+    "ch02-signals.md",
+    "ch03-sockets.md",
+    "ch04-pipes.md",
+];
+
+/// Part I tells a story: what the original does, what it gets wrong, the
+/// port. How often a race struck on the book's machine, run after run and
+/// load average after load average, is evidence for the curious, and it
+/// goes in an aside: in the running text it buried the one rule each of
+/// those paragraphs had to say (issue 19's reader pass).
+#[test]
+fn part_one_keeps_its_measurement_counts_in_asides() {
+    let src = crate::support::workspace_root().join("src");
+    let mut problems = Vec::new();
+    for chapter in PART_ONE {
+        let text = crate::support::read(&src.join(chapter));
+        problems.extend(counts_outside_asides(chapter, &text));
+    }
+    assert!(
+        problems.is_empty(),
+        "{} measurement(s) or bits of the book's history in Part I's \
+         running text; move them into an aside and keep the rule in the \
+         text:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// What marks a line as a report on the book's own runs rather than as
+/// the story: the machine's load average, or an earlier version of a
+/// listing or a count.
+const MEASUREMENT_MARKS: [&str; 2] = ["load average", "earlier version"];
+
+/// The lines of `text`, outside asides, code blocks and figures, that
+/// report a measurement or the book's own history (`MEASUREMENT_MARKS`).
+fn counts_outside_asides(name: &str, text: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let (mut fence, mut aside, mut figure) = (false, false, false);
+    // The paragraph of running text being read, joined into one line,
+    // since a mark may be broken across two: its first line and its words.
+    let mut paragraph: Option<(usize, String)> = None;
+    for (i, line) in text.lines().chain([""]).enumerate() {
+        let trimmed = line.trim_start();
+        let structure = trimmed.is_empty()
+            || trimmed.starts_with("```")
+            || trimmed.starts_with("~~~")
+            || trimmed.starts_with("<div")
+            || trimmed.starts_with("</div>")
+            || trimmed.starts_with("<figure")
+            || trimmed.starts_with("</figure>");
+        if (structure || fence || aside || figure)
+            && let Some((start, words)) = paragraph.take()
+            && is_marked(&words)
+        {
+            problems.push(format!("src/{name}:{}: {words}", start + 1));
+        }
+        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+            fence = !fence;
+        } else if fence {
+            // Code: never running text.
+        } else if line == "<div class=\"aside\">" {
+            aside = true;
+        } else if aside && trimmed.starts_with("</div>") {
+            aside = false;
+        } else if trimmed.starts_with("<figure") {
+            figure = true;
+        } else if trimmed.starts_with("</figure>") {
+            figure = false;
+        } else if !structure && !aside && !figure {
+            let (_, words) = paragraph.get_or_insert((i, String::new()));
+            words.push(' ');
+            words.push_str(trimmed);
+        }
+    }
+    problems
+}
+
+/// True if `text`, code spans aside, carries one of `MEASUREMENT_MARKS`.
+fn is_marked(text: &str) -> bool {
+    let words = without_code_spans(text).to_lowercase();
+    MEASUREMENT_MARKS.iter().any(|mark| words.contains(mark))
+}
+
+#[test]
+fn counts_outside_asides_are_caught() {
+    let inside = "Rule.\n\n<div class=\"aside\">\n\n**How often.** At load \
+                  averages of 8, 3 of 12.\n\n</div>\n";
+    assert!(counts_outside_asides("f", inside).is_empty());
+    let outside = "Rule. At a load average of 8, it struck 3 of 12 times.\n";
+    assert_eq!(counts_outside_asides("f", outside).len(), 1);
+    let history = "A loop that spun: an earlier\nversion of Listing 3-3 \
+                   did.\n";
+    assert_eq!(counts_outside_asides("f", history).len(), 1);
+    let code = "```console\n$ cat /proc/loadavg # load average\n```\n";
+    assert!(counts_outside_asides("f", code).is_empty());
+}
