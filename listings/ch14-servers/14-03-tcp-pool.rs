@@ -77,11 +77,6 @@ fn run() -> Result<(), Box<dyn Error>> {
     let config = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     raise_fd_limit()?;
     let listener = listen(&config)?;
-    writeln!(
-        io::stdout(),
-        "Server listening on {}",
-        listener.local_addr()?
-    )?;
     // The queue between the accepting thread and the workers. A
     // `Receiver` has one owner, so the workers share it behind a mutex:
     // whoever holds the lock waits for the next connection.
@@ -97,7 +92,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         let requeue = Arc::clone(&requeue);
         let timeout = config.timeout;
         let conns = Arc::clone(&conns);
-        workers.push(thread::Builder::new().spawn(move || {
+        let worker = thread::Builder::new().spawn(move || {
             loop {
                 conns.worker_free();
                 let next =
@@ -111,12 +106,21 @@ fn run() -> Result<(), Box<dyn Error>> {
                     Err(_) => break, // The queue is closed: we are done.
                 }
             }
-        })?);
+        });
+        workers.push(worker.map_err(cannot_start)?);
     }
-    thread::Builder::new().spawn({
-        let conns = Arc::clone(&conns);
-        move || conns.shed_idle_while_others_wait()
-    })?;
+    thread::Builder::new()
+        .spawn({
+            let conns = Arc::clone(&conns);
+            move || conns.shed_idle_while_others_wait()
+        })
+        .map_err(cannot_start)?;
+    // Every thread is running: only now is the server ready.
+    writeln!(
+        io::stdout(),
+        "Server listening on {}",
+        listener.local_addr()?
+    )?;
     let mut served = 0;
     let mut backoff = Backoff::new();
     while config.count.is_none_or(|count| served < count) {
@@ -853,6 +857,11 @@ fn log(message: impl Display) {
 fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
     err.downcast_ref::<io::Error>()
         .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+}
+
+/// The system refused a thread: say so, not only its errno.
+fn cannot_start(err: io::Error) -> String {
+    format!("cannot start a thread: {err}")
 }
 
 /// Every address `HOST:PORT` names (`localhost` may name several).

@@ -1240,3 +1240,30 @@ fn naive_server_ends_in_one_line_when_a_thread_is_refused() {
         ],
     );
 }
+
+/// Allowed its main thread only, the pool is refused its first worker. It
+/// ends in one line that says what it could not start, and before it says
+/// that it listens: a client that took that line for "ready" would connect
+/// to a server about to end. (It printed the bare errno, after the line.)
+#[test]
+fn pool_ends_in_one_line_when_a_worker_thread_is_refused() {
+    let mut plain =
+        std::process::Command::new(crate::support::bin_path("tcp-pool"));
+    plain.arg("127.0.0.1:0");
+    let Some((mut command, _dir)) =
+        crate::support::with_thread_limit(&plain, 1)
+    else {
+        return;
+    };
+    let server = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let out = server.finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(out.stdout, Vec::<String>::new(), "no 'listening' line");
+    assert_eq!(
+        out.stderr.lines().collect::<Vec<_>>(),
+        [
+            "tcp-pool: cannot start a thread: Resource temporarily unavailable \
+          (os error 11)"
+        ],
+    );
+}
