@@ -576,7 +576,12 @@ fn parse_args() -> Result<(Option<Duration>, Vec<Vec<OsString>>), lexopt::Error>
     while let Some(arg) = args.next()? {
         match arg {
             Long("timeout") => {
-                timeout = Some(Duration::from_secs(args.value()?.parse()?));
+                // For `timeout(1)`, 0 means no limit; here it would end
+                // every stage at once.
+                match args.value()?.parse()? {
+                    0 => return Err("--timeout must be at least 1".into()),
+                    secs => timeout = Some(Duration::from_secs(secs)),
+                }
             }
             Short('h') | Long("help") => {
                 let _ = writeln!(io::stdout(), "{USAGE}; {ALONE}");

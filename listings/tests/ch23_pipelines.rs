@@ -1396,6 +1396,13 @@ fn pipeline_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("spawn-pipeline"), &[], "every stage needs a command");
     assert_rejects(bin!("spawn-pipeline"), &["ls", "|"], "every stage needs");
     assert_rejects(bin!("spawn-pipeline"), &["--timeout", "x", "ls"], r#""x""#);
+    // For `timeout(1)`, 0 means no limit; here it would kill every stage
+    // at once: refused.
+    assert_rejects(
+        bin!("spawn-pipeline"),
+        &["--timeout", "0", "sleep", "60"],
+        "--timeout",
+    );
     assert_rejects(bin!("spawn-deadlock"), &["later"], "unknown way");
     assert_rejects(bin!("spawn-deadlock"), &["--bytes", "-1"], "--bytes");
     // More than it could ever hold in memory: refused, not a panic.

@@ -516,6 +516,21 @@ fn command_makes_its_own_pipes_close_on_exec() {
     assert!(cat.wait().unwrap().success());
 }
 
+/// std sends the parent only the errno of a hook's error: one that has
+/// none, an `ErrorKind` made into an `io::Error` here, comes back from
+/// `spawn` as EINVAL, its kind lost.
+#[test]
+fn a_pre_exec_error_without_an_errno_comes_back_as_einval() {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new("true");
+    // SAFETY: the hook only returns an error that holds no allocation.
+    unsafe {
+        command.pre_exec(|| Err(std::io::ErrorKind::PermissionDenied.into()))
+    };
+    let err = command.spawn().map(|_| ()).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(nix::libc::EINVAL), "{err}");
+}
+
 #[test]
 fn exec_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("proc-exec"), &[], "command or fork?");
