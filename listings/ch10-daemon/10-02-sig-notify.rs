@@ -93,6 +93,11 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         Some(listener) => (listener, "descriptor 3, from the service manager"),
         None => (TcpListener::bind(&addr)?, "bound by us"),
     };
+    // Non-blocking, as in Listing 10-1: a manager may pass the same socket
+    // to several processes, and another may take the client that `poll`
+    // woke us for. A blocking `accept` would then wait, deaf to signals,
+    // for the next one. (Accepted sockets do not inherit the flag.)
+    listener.set_nonblocking(true)?;
     let pid = getpid();
     let local = listener.local_addr()?;
     let ready =
@@ -162,6 +167,8 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
                     let _ = thread::Builder::new().spawn(goodbye);
                     backoff.accepted();
                 }
+                // Taken by another process first: nothing has failed.
+                Err(err) if err.kind() == ErrorKind::WouldBlock => {}
                 Err(err) => backoff.failed(&err),
             }
         }

@@ -1517,3 +1517,56 @@ fn sig_notify_stops_while_nobody_reads_its_log() {
     assert_died_of(&listing.finish(), Signal::SIGTERM);
     drop(log);
 }
+
+#[test]
+fn sig_notify_stops_even_when_another_process_took_the_client_it_polled() {
+    // A manager may pass one listening socket to several processes
+    // (systemd.service(5), `Sockets=`). `poll` then wakes each of them for
+    // one client, and only one gets it: on a blocking listener the others
+    // would wait in `accept`, signals blocked, deaf to SIGTERM until the
+    // next client. strace holds the daemon for a second as it enters
+    // `accept4`, and the test, which kept a copy of the socket, takes the
+    // client meanwhile.
+    if !have("strace") {
+        assert!(std::env::var_os("CI").is_none(), "no strace");
+        eprintln!("skipped: no strace");
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shared = std::os::fd::AsRawFd::as_raw_fd(&listener);
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-q", "-o", "/dev/null", "-e", "trace=accept4"])
+        .args(["-e", "inject=accept4:delay_enter=1000000"])
+        .args(["--", "setpriv", "--pdeathsig", "KILL", "--", "bash", "-c"])
+        .arg(
+            r#"exec 3<&0 0</dev/null; export LISTEN_PID=$$ LISTEN_FDS=1
+            exec "$0""#,
+        )
+        .arg(bin!("sig-notify"));
+    // The socket goes in as standard input, the one descriptor the harness
+    // neither replaces after this (std sets up 0, 1 and 2 before any
+    // `pre_exec`) nor closes; bash makes it descriptor 3, and `exec` keeps
+    // bash's pid for $LISTEN_PID. SAFETY: runs between fork and exec;
+    // `dup2` is one system call, async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+            if nix::libc::dup2(shared, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut notify = Listing::spawn(&mut command, std::process::Stdio::piped());
+    notify.expect(r"Listening on \S+ \(descriptor 3, .*\) as pid \d+");
+    let daemon = crate::support::children_of(notify.pid())[0];
+    let _client = TcpStream::connect(addr).unwrap();
+    wait_until("the daemon to enter accept4", || {
+        state_of(daemon) == Some('t')
+    });
+    let (_taken, _) = listener.accept().unwrap();
+    nix::sys::signal::kill(daemon, Signal::SIGTERM).unwrap();
+    notify.expect("Got SIGTERM: stopping");
+    assert_died_of(&notify.finish(), Signal::SIGTERM);
+}
