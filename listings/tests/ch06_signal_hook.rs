@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book, cargo_run, have,
-    pending_signals, run, shell, signal_after_iterator_closes,
+    like_a_listing, pending_signals, run, shell, signal_after_iterator_closes,
     signal_after_iterator_closes_thread_refused, start_with_pending, state_of,
     wait_until,
 };
@@ -760,7 +760,11 @@ fn sig_hook_flag_takes_a_sigint_that_comes_while_it_registers() {
     }
     let dir = tempfile::tempdir().expect("a temporary directory");
     let trace = dir.path().join("trace");
-    let probe = std::process::Command::new("strace")
+    // Started as a listing is, every signal at its default: started with
+    // SIGINT ignored (a test run from a script's `&` job), the listing
+    // rightly installs no handler for it, and there is nothing to find.
+    let mut probe = std::process::Command::new("strace");
+    let probe = like_a_listing(&mut probe)
         .args(["-qq", "-e", "trace=rt_sigaction", "-o"])
         .arg(&trace)
         .args([bin!("sig-hook-flag"), "--count", "0", "--cleanup-secs", "0"])
