@@ -132,7 +132,8 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     let statuses = statuses?;
     let mut signal = passed_on.load(Ordering::SeqCst);
     if signal == 0 {
-        // Ctrl-C at the terminal went to the stages, not to us.
+        // Ctrl-C at the terminal went to the stages, not to us. Whoever
+        // sent it, a stage that died of SIGINT or SIGQUIT ends us too.
         signal = interrupted(&statuses);
     }
     if signal != 0 {

@@ -33,7 +33,7 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SigHandler, SigSet, Signal, kill, killpg, raise};
 use nix::sys::wait::{Id, WaitPidFlag, waitid};
-use nix::unistd::{Pid, getpid, getppid, pipe2};
+use nix::unistd::{Pid, getpgid, getpid, getppid, pipe2};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -267,8 +267,8 @@ fn die_with_parent(command: &mut Command) {
 /// Stops the children, however they were started: by closing the
 /// lifeline, by killing their group, or one by one. Only children not
 /// reaped yet are signalled, under the lock that `reap` takes: a reaped
-/// child's pid, or the id of a group whose every member is reaped, may
-/// already be a stranger's. Each is then continued: a child stopped by
+/// child's pid, or the id of a group that none of them is in any more,
+/// may already be a stranger's. Each is then continued: a child stopped by
 /// SIGSTOP or Ctrl-Z takes its SIGTERM, or reads the end of its input,
 /// only once it runs again.
 fn stop(
@@ -280,11 +280,18 @@ fn stop(
     let unreaped = unreaped.lock().unwrap_or_else(PoisonError::into_inner);
     match way {
         Way::Pipe => drop(writer.lock().map(|mut end| end.take())),
-        // A member is not reaped yet: the group's id is still theirs.
-        Way::Group if !unreaped.is_empty() => {
-            let _ = killpg(group, Signal::SIGTERM);
+        Way::Group => {
+            // The group's id is theirs only while a child not reaped is in
+            // it. A child that left it (`setsid`) keeps its own pid until
+            // reaped: it gets the signal by that.
+            let in_group = |&pid: &Pid| getpgid(Some(pid)) == Ok(group);
+            if unreaped.iter().any(in_group) {
+                let _ = killpg(group, Signal::SIGTERM);
+            }
+            for &pid in unreaped.iter().filter(|pid| !in_group(pid)) {
+                let _ = kill(pid, Signal::SIGTERM);
+            }
         }
-        Way::Group => {}
         Way::None | Way::Pdeathsig => {
             for &pid in unreaped.iter() {
                 let _ = kill(pid, Signal::SIGTERM);

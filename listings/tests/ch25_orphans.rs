@@ -123,6 +123,56 @@ fn proc_orphans_group_survives_a_parent_killed_with_sigkill_until_killed_as_one(
     wait_until("the group to die", || group_is_gone(group));
 }
 
+/// A child may leave the children's group, as a worker that calls `setsid`
+/// does: asked to stop, the parent must still reach it, by its pid, as
+/// Listing 23-1 reaches a stage that left its group. A stand-in `sleep`
+/// first on PATH runs the real one under `setsid(1)` in every child but
+/// the leader. The parent used to `killpg` the group alone: the child
+/// outside it never got SIGTERM, and the parent waited out its `--for`.
+#[test]
+fn proc_orphans_group_stops_a_child_that_left_the_group() {
+    if !have("setsid") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let sleep = dir.path().join("sleep");
+    std::fs::write(
+        &sleep,
+        format!(
+            "#!/bin/sh\nPATH='{path}'\n\
+             read -r _ _ _ _ group _ < /proc/$$/stat\n\
+             if [ \"$group\" = $$ ]; then exec sleep \"$@\"; fi\n\
+             exec setsid sleep \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &sleep,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut command = Command::new(bin!("proc-orphans"));
+    command
+        .args(["group", "--for", "100"])
+        .env("PATH", format!("{}:{path}", dir.path().display()));
+    let listing = Listing::spawn(&mut command, Stdio::piped());
+    let (orphans, children, _) = read_children(listing);
+    let (parent, left) = (orphans.pid(), children[1]);
+    // Neither child is in the listing's group, which its drop kills.
+    let _cleanup = (KillGroupOnDrop(children[0]), KillGroupOnDrop(left));
+    wait_until("a child to start a session of its own", || {
+        nix::unistd::getsid(Some(left)) == Ok(left)
+    });
+    orphans.signal(Signal::SIGTERM);
+    wait_until("the parent to end", || is_dead(parent));
+    let out = finish_clean(orphans);
+    assert_died_of(&out, Signal::SIGTERM);
+    for &child in &children {
+        assert!(is_dead(child), "{child} outlived its parent");
+    }
+}
+
 /// Listing 25-1 keeps Chapter 23's rule: it signals a child, or the
 /// children's group, only while a child is not reaped. strace holds the
 /// parent for two seconds on its way out of each `wait4`; the test kills
