@@ -189,8 +189,7 @@ async fn run(fds: u64) -> Result<(), Box<dyn Error>> {
         }
     };
     // The log's thread is the last step that can fail: started before the
-    // line that says we are ready, which whoever waits for takes as the
-    // sign to connect.
+    // line that says we are ready, on which whoever waits for it connects.
     let ready = start_log()
         .map_err(|err| {
             let why = format!("cannot start the log thread: {err}");
