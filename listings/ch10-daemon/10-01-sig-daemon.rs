@@ -149,13 +149,17 @@ fn run() -> Result<Ending, Box<dyn Error>> {
     // say) stays ignored. SIGPIPE stays ignored too: a client that goes
     // away is an error on its connection, not the end of the server.
     let int_ignored = is_ignored(SIGINT)?;
+    let handle = |signal| {
+        wake_on(signal)
+            .map_err(|err| format!("cannot install a signal handler: {err}"))
+    };
     let wakeups = Wakeups {
-        hup: wake_on(SIGHUP)?,
-        term: wake_on(SIGTERM)?,
+        hup: handle(SIGHUP)?,
+        term: handle(SIGTERM)?,
         int: if int_ignored {
             None
         } else {
-            Some(wake_on(SIGINT)?)
+            Some(handle(SIGINT)?)
         },
     };
     // A parent that blocked these for its own `sigwait` or signalfd passes
@@ -178,9 +182,13 @@ fn run() -> Result<Ending, Box<dyn Error>> {
     let (config_path, private_dir) = match &args.config {
         Some(path) => (path.clone(), None),
         None => {
-            let dir = PrivateDir::new()?;
+            let dir = PrivateDir::new().map_err(|err| {
+                format!("cannot make a private directory: {err}")
+            })?;
             let path = dir.0.join(CONFIG_FILE);
-            fs::write(&path, DEFAULT_CONFIG)?;
+            fs::write(&path, DEFAULT_CONFIG).map_err(|err| {
+                format!("cannot write {}: {err}", path.display())
+            })?;
             (path, Some(dir))
         }
     };
@@ -188,6 +196,11 @@ fn run() -> Result<Ending, Box<dyn Error>> {
     let listener = TcpListener::bind(&addrs[..])
         .map_err(|err| format!("cannot listen on {}: {err}", args.addr))?;
     let addr = listener.local_addr()?;
+    // The last steps that can fail, before the line that says we are
+    // ready: whoever waits for that line connects at once.
+    start_log().map_err(|err| format!("cannot start the log thread: {err}"))?;
+    let server = Server::new(config)
+        .map_err(|err| format!("cannot make the drain's pipes: {err}"))?;
     let pid = getpid();
     let ready = writeln!(
         io::stdout(),
@@ -202,9 +215,7 @@ fn run() -> Result<Ending, Box<dyn Error>> {
         // Another failure, such as a full disk, is an error.
         other => other?,
     }
-    start_log()?;
 
-    let server = Server::new(config)?;
     let stop_signal = if args.flag_only {
         accept_until_flag(&listener, &server, &stop)?;
         // The wake-up channels heard the signal too, and say which. Both

@@ -87,11 +87,16 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         signals.add(Signal::SIGINT);
     }
     signals.thread_block()?;
-    let signalfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC)?;
+    let signalfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC)
+        .map_err(|err| format!("cannot make a signalfd: {err}"))?;
     let mut greeting = read_greeting(config.as_ref())?;
     let (listener, origin) = match passed {
         Some(listener) => (listener, "descriptor 3, from the service manager"),
-        None => (TcpListener::bind(&addr)?, "bound by us"),
+        None => {
+            let bound = TcpListener::bind(&addr)
+                .map_err(|err| format!("cannot listen on {addr}: {err}"))?;
+            (bound, "bound by us")
+        }
     };
     // Non-blocking, as in Listing 10-1: a manager may pass the same socket
     // to several processes, and another may take the client that `poll`
@@ -100,6 +105,10 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     listener.set_nonblocking(true)?;
     let pid = getpid();
     let local = listener.local_addr()?;
+    // From here on the log is written by a thread of its own: a stdout
+    // that nobody reads blocks that thread, never this one (Listing 10-1).
+    // Started before we say we are ready, as the last step that can fail.
+    start_log().map_err(|err| format!("cannot start the log thread: {err}"))?;
     let ready =
         writeln!(io::stdout(), "Listening on {local} ({origin}) as pid {pid}");
     match ready {
@@ -110,9 +119,6 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         // Another failure, such as a full disk, is an error.
         other => other?,
     }
-    // From here on the log is written by a thread of its own: a stdout
-    // that nobody reads blocks that thread, never this one (Listing 10-1).
-    start_log()?;
     notify(&format!("READY=1\nSTATUS=Listening on {local}"));
 
     let watchdog = watchdog_interval();

@@ -173,9 +173,13 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
     let (config_path, private_dir) = match &args.config {
         Some(path) => (path.clone(), None),
         None => {
-            let dir = PrivateDir::new()?;
+            let dir = PrivateDir::new().map_err(|err| {
+                format!("cannot make a private directory: {err}")
+            })?;
             let path = dir.0.join(CONFIG_FILE);
-            fs::write(&path, DEFAULT_CONFIG)?;
+            fs::write(&path, DEFAULT_CONFIG).map_err(|err| {
+                format!("cannot write {}: {err}", path.display())
+            })?;
             (path, Some(dir))
         }
     };
@@ -183,12 +187,19 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
     let listener = TcpListener::bind(&addrs[..])
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", args.addr))?;
+    let handle = |kind| {
+        signal(kind)
+            .map_err(|err| format!("cannot install a signal handler: {err}"))
+    };
     let mut signals = Signals {
-        hup: signal(SignalKind::hangup())?,
-        term: signal(SignalKind::terminate())?,
-        int: signal(SignalKind::interrupt())?,
+        hup: handle(SignalKind::hangup())?,
+        term: handle(SignalKind::terminate())?,
+        int: handle(SignalKind::interrupt())?,
     };
     let addr = listener.local_addr()?;
+    // The last step that can fail, before the line that says we are
+    // ready: whoever waits for that line connects at once.
+    start_log().map_err(|err| format!("cannot start the log thread: {err}"))?;
     let pid = getpid();
     let ready = writeln!(
         io::stdout(),
@@ -202,7 +213,6 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
         }
         ready => ready?,
     }
-    start_log()?;
 
     let server = Server {
         config,

@@ -188,13 +188,19 @@ async fn run(fds: u64) -> Result<(), Box<dyn Error>> {
             (Listener::Unix(listener), Some(file))
         }
     };
-    let ready = listener
-        .name()
+    // The log's thread is the last step that can fail: started before the
+    // line that says we are ready, on which whoever waits for it connects.
+    let ready = start_log()
+        .map_err(|err| {
+            let why = format!("cannot start the log thread: {err}");
+            io::Error::new(err.kind(), why)
+        })
+        .and_then(|()| listener.name())
         .and_then(|name| writeln!(io::stdout(), "Server listening on {name}"));
     // The loop runs as a task, on the runtime's worker threads: this
     // future runs in `block_on`, on the main thread, and every task it
     // spawned would be handed over to a worker.
-    let stopped = match ready.and_then(|()| start_log()) {
+    let stopped = match ready {
         // The loop closes the listening socket when it is done with it.
         Ok(()) => {
             tokio::spawn(async move {

@@ -1099,6 +1099,12 @@ fn sig_daemon_leaves_no_directory_when_descriptors_run_out_as_it_starts() {
         let why = format!("limit {fds}: {:?} {:?}", out.status, out.stderr);
         assert_eq!(out.status.code(), Some(1), "{why}");
         assert_eq!(out.stderr.lines().count(), 1, "{why}");
+        // Every step that can fail comes before "Listening on …", which
+        // whoever waits for it takes for "ready" (it came before the log
+        // thread and the drain's pipes, with 10 to 14 descriptors); and
+        // the line names the step that failed.
+        assert!(out.stdout.is_empty(), "{why}: said {:?}", out.stdout);
+        assert!(out.stderr.starts_with("sig-daemon: cannot "), "{why}");
         let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
         assert!(left.is_empty(), "limit {fds}: left behind: {left:?}");
     }
@@ -1468,6 +1474,24 @@ fn no_backoff_measures_the_spin_and_the_chapter_quotes_its_recorded_run() {
 #[test]
 fn sig_daemon_logs_a_reset_that_ends_its_gentle_close() {
     daemon::logs_a_reset_that_ends_its_gentle_close(bin!("sig-daemon"));
+}
+
+#[test]
+fn sig_daemon_never_says_it_listens_when_its_log_thread_is_refused() {
+    daemon::never_says_it_listens_when_its_log_thread_is_refused(
+        bin!("sig-daemon"),
+        1,
+    );
+}
+
+/// Listing 10-2 the same: no "Listening on …" (nor READY=1, which comes
+/// after it) from a start that then fails.
+#[test]
+fn sig_notify_never_says_it_listens_when_its_log_thread_is_refused() {
+    daemon::never_says_it_listens_when_its_log_thread_is_refused(
+        bin!("sig-notify"),
+        1,
+    );
 }
 
 #[test]

@@ -637,6 +637,15 @@ fn async_shutdown_listings_start_or_say_why_when_descriptors_are_short() {
 }
 
 #[test]
+fn async_daemon_never_says_it_listens_when_its_log_thread_is_refused() {
+    // The main thread and tokio's one worker take the two threads allowed.
+    daemon::never_says_it_listens_when_its_log_thread_is_refused(
+        bin!("async-daemon"),
+        2,
+    );
+}
+
+#[test]
 fn async_daemon_backs_off_and_says_so_once_a_run_when_descriptors_run_out() {
     daemon::backs_off_and_says_so_once_a_run_when_descriptors_run_out(bin!(
         "async-daemon"

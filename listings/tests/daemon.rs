@@ -627,3 +627,31 @@ pub fn says_at_the_end_how_many_log_lines_it_could_not_write(bin: &str) {
     );
     assert!(fs::metadata(&log).unwrap().len() <= 1024);
 }
+
+/// Refused the thread of its log (`ulimit -u`, `threads` being the main
+/// thread and tokio's one worker, if any), the daemon ends in one line
+/// that names that step, and it has not said before that it is listening:
+/// whoever waits for that line takes it for "ready" and would connect to
+/// a daemon that is about to end. (It said so, then exited with a bare
+/// errno.)
+pub fn never_says_it_listens_when_its_log_thread_is_refused(
+    bin: &str,
+    threads: u64,
+) {
+    let name = std::path::Path::new(bin).file_name().unwrap();
+    let name = name.to_str().unwrap();
+    let mut plain = Command::new(bin);
+    plain.arg("127.0.0.1:0").env("TOKIO_WORKER_THREADS", "1");
+    let Some((mut command, _dir)) =
+        crate::support::with_thread_limit(&plain, threads)
+    else {
+        return;
+    };
+    let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+    assert_exited_with(&out, 1);
+    assert!(out.stdout.is_empty(), "{bin}: said {:?}", out.stdout);
+    let lines: Vec<_> = out.stderr.lines().collect();
+    let start = format!("{name}: cannot start the log thread: ");
+    assert_eq!(lines.len(), 1, "one line: {:?}", out.stderr);
+    assert!(lines[0].starts_with(&start), "{}", lines[0]);
+}
