@@ -373,6 +373,50 @@ fn a_second_server_on_the_same_path_is_refused_and_the_first_keeps_it() {
 }
 
 #[test]
+fn unix_server_leaves_alone_a_live_socket_of_a_program_that_takes_no_lock() {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, listen,
+        socket,
+    };
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    // Linux 6.x. A server that takes no lock (this test, `nc -lU`, an
+    // older version) holds the path: the lock is free, the file is live.
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir, "server.sock");
+    let other = UnixListener::bind(&path).unwrap();
+    let inode = fs::metadata(&path).unwrap().ino();
+    assert_rejects(
+        bin!("unix-server"),
+        &[&path],
+        &format!("{path} is in use by a program that takes no lock"),
+    );
+    assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
+    let _client = UnixStream::connect(&path).unwrap();
+    drop(other);
+    fs::remove_file(&path).unwrap();
+    // The same with its backlog full: a connection is not accepted at
+    // once (EAGAIN), and the socket is as live.
+    let full = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(full.as_raw_fd(), &UnixAddr::new(path.as_str()).unwrap()).unwrap();
+    listen(&full, Backlog::new(0).unwrap()).unwrap();
+    let _queued = UnixStream::connect(&path).unwrap();
+    let inode = fs::metadata(&path).unwrap().ino();
+    assert_rejects(
+        bin!("unix-server"),
+        &[&path],
+        &format!("{path} is in use by a program that takes no lock"),
+    );
+    assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
+}
+
+#[test]
 fn another_user_cannot_open_the_lock_file_and_keep_the_server_out() {
     if !can_switch_users() || !have("flock") {
         return;
