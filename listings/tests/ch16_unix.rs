@@ -2116,3 +2116,72 @@ fn unix_pass_fd_does_not_count_a_failed_accept_as_a_client() {
          103)\n"
     );
 }
+
+#[test]
+fn fetch_says_it_timed_out_when_no_descriptor_comes() {
+    // A server that accepts and sends nothing: after fetch's 10 s, the
+    // error names the timeout, not EAGAIN ("Try again").
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir, "silent.sock");
+    let _listener = UnixListener::bind(&path).unwrap();
+    let out = run(bin!("unix-pass-fd"), &["fetch", &path]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    assert_eq!(
+        out.stderr,
+        format!("unix-pass-fd: {path}: timed out waiting for the descriptor\n")
+    );
+}
+
+#[test]
+fn fetch_receives_its_descriptor_close_on_exec() {
+    // Linux 6.x: MSG_CMSG_CLOEXEC sets O_CLOEXEC (octal 02000000 in the
+    // `flags:` of /proc/PID/fdinfo) on the descriptor as it arrives.
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::io::IoSlice;
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir, "cloexec.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let mut fetch = Listing::start(bin!("unix-pass-fd"), &["fetch", &path]);
+    let (conn, _) = listener.accept().unwrap();
+    // Close-on-exec here: no listing another test starts may hold it.
+    let (reader, writer) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let pipe =
+        fs::read_link(format!("/proc/self/fd/{}", reader.as_raw_fd())).unwrap();
+    sendmsg::<()>(
+        conn.as_raw_fd(),
+        &[IoSlice::new(b"x")],
+        &[ControlMessage::ScmRights(&[reader.as_raw_fd()])],
+        MsgFlags::empty(),
+        None,
+    )
+    .unwrap();
+    drop(reader);
+    let mut writer = fs::File::from(writer);
+    writer.write_all(b"through the pipe\n").unwrap();
+    // Once the line is out, fetch holds the pipe and copies from it.
+    fetch.expect("through the pipe");
+    let pid = fetch.pid();
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).unwrap();
+    let received: Vec<_> = fds
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let target = fs::read_link(entry.path()).ok()?;
+            (target == pipe).then(|| entry.file_name())
+        })
+        .collect();
+    assert_eq!(received.len(), 1, "{received:?}");
+    let fd = received[0].to_string_lossy();
+    let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap();
+    let flags = info
+        .lines()
+        .find_map(|line| line.strip_prefix("flags:"))
+        .map(|octal| u32::from_str_radix(octal.trim(), 8).unwrap())
+        .unwrap();
+    assert_ne!(flags & 0o2000000, 0, "not close-on-exec: {info}");
+    drop(writer);
+    let out = fetch.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
