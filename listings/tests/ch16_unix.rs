@@ -1450,6 +1450,7 @@ fn unix_pair_reaps_its_child_when_its_output_fails() {
 #[test]
 fn a_seqpacket_socketpair_keeps_message_boundaries() {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    use std::os::fd::AsRawFd;
     let (a, b) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -1474,8 +1475,30 @@ fn a_seqpacket_socketpair_keeps_message_boundaries() {
     assert_eq!(&buf[..5], b"three");
     assert_eq!(b.read(&mut buf).unwrap(), 4);
     assert_eq!(&buf[..4], b"five");
-    // Larger than the send buffer: refused whole, never split.
+    // `recvmsg` says what `read` cannot: the message was cut (MSG_TRUNC).
+    a.write_all(b"six seven").unwrap();
+    let mut small = [0; 3];
+    let mut iov = [std::io::IoSliceMut::new(&mut small)];
+    let msg = nix::sys::socket::recvmsg::<()>(
+        b.as_raw_fd(),
+        &mut iov,
+        None,
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
+    assert_eq!(msg.bytes, 3);
+    assert!(msg.flags.contains(nix::sys::socket::MsgFlags::MSG_TRUNC));
+    // Larger than the send buffer: refused whole, never split. Linux 6.18:
+    // the limit is the send buffer less 32 bytes (`unix_dgram_sendmsg`).
     let err = a.write(&vec![b'x'; 1 << 20]).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(nix::libc::EMSGSIZE));
+    let sndbuf: usize =
+        nix::sys::socket::getsockopt(&a, nix::sys::socket::sockopt::SndBuf)
+            .unwrap();
+    assert_eq!(a.write(&vec![b'x'; sndbuf - 32]).unwrap(), sndbuf - 32);
+    let mut whole = vec![0; sndbuf];
+    assert_eq!(b.read(&mut whole).unwrap(), sndbuf - 32);
+    let err = a.write(&vec![b'x'; sndbuf - 31]).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(nix::libc::EMSGSIZE));
 }
 
