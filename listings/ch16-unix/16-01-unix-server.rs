@@ -16,6 +16,7 @@ use std::fmt::Display;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::Shutdown;
+use std::os::fd::AsRawFd;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::{
     FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt,
@@ -28,6 +29,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{SigHandler, SigSet, Signal, raise};
@@ -151,10 +153,18 @@ fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
     lock_file.set_permissions(fs::Permissions::from_mode(0o600))?;
     let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
         .map_err(|_| format!("another server is using {}", path.display()))?;
-    // We hold the lock: a socket file here belongs to a server that is
-    // gone, and may be removed. Anything else is not ours to touch.
+    // We hold the lock: no server that takes it is running. A socket file
+    // here is stale, and may be removed, unless a program that takes no
+    // lock listens on it. Anything else is not ours to touch.
     match fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => fs::remove_file(path)?,
+        Ok(meta) if meta.file_type().is_socket() => {
+            if !nobody_listens(path)? {
+                let path = path.display();
+                let why = "is in use by a program that takes no lock";
+                return Err(format!("{path} {why}").into());
+            }
+            fs::remove_file(path)?;
+        }
         Ok(_) => {
             return Err(format!(
                 "{} exists and is not a socket",
@@ -179,6 +189,26 @@ fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
             dir: None,
         },
     ))
+}
+
+/// Whether nothing listens on the socket file at `path`: a connection
+/// refused (ECONNREFUSED) says so. One accepted, or one that would wait
+/// for room in a full backlog (EAGAIN, since we do not wait), says that
+/// something does; any other error, that we cannot tell.
+fn nobody_listens(path: &Path) -> Result<bool, Box<dyn Error>> {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, UnixAddr, connect, socket,
+    };
+    let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+    let probe = socket(AddressFamily::Unix, SockType::Stream, flags, None)?;
+    match connect(probe.as_raw_fd(), &UnixAddr::new(path)?) {
+        Err(Errno::ECONNREFUSED) => Ok(true),
+        Ok(()) | Err(Errno::EAGAIN) => Ok(false),
+        Err(err) => {
+            let path = path.display();
+            Err(format!("cannot tell whether {path} is in use: {err}").into())
+        }
+    }
 }
 // ANCHOR_END: stale
 

@@ -112,6 +112,11 @@ fn receive_fd(sock: &UnixStream) -> Result<(Vec<u8>, OwnedFd), Box<dyn Error>> {
             // Stopped and continued (Ctrl-Z, `fg`): Linux fails a read
             // with a timeout with EINTR (Chapter 3). Wait again.
             Err(Errno::EINTR) => {}
+            // The read timeout that `fetch` set has passed, and nothing
+            // came: say so, not EAGAIN's "Try again".
+            Err(Errno::EAGAIN) => {
+                return Err("timed out waiting for the descriptor".into());
+            }
             result => break result?,
         }
     };

@@ -373,6 +373,50 @@ fn a_second_server_on_the_same_path_is_refused_and_the_first_keeps_it() {
 }
 
 #[test]
+fn unix_server_leaves_alone_a_live_socket_of_a_program_that_takes_no_lock() {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, listen,
+        socket,
+    };
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    // Linux 6.x. A server that takes no lock (this test, `nc -lU`, an
+    // older version) holds the path: the lock is free, the file is live.
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir, "server.sock");
+    let other = UnixListener::bind(&path).unwrap();
+    let inode = fs::metadata(&path).unwrap().ino();
+    assert_rejects(
+        bin!("unix-server"),
+        &[&path],
+        &format!("{path} is in use by a program that takes no lock"),
+    );
+    assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
+    let _client = UnixStream::connect(&path).unwrap();
+    drop(other);
+    fs::remove_file(&path).unwrap();
+    // The same with its backlog full: a connection is not accepted at
+    // once (EAGAIN), and the socket is as live.
+    let full = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(full.as_raw_fd(), &UnixAddr::new(path.as_str()).unwrap()).unwrap();
+    listen(&full, Backlog::new(0).unwrap()).unwrap();
+    let _queued = UnixStream::connect(&path).unwrap();
+    let inode = fs::metadata(&path).unwrap().ino();
+    assert_rejects(
+        bin!("unix-server"),
+        &[&path],
+        &format!("{path} is in use by a program that takes no lock"),
+    );
+    assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
+}
+
+#[test]
 fn another_user_cannot_open_the_lock_file_and_keep_the_server_out() {
     if !can_switch_users() || !have("flock") {
         return;
@@ -1406,6 +1450,7 @@ fn unix_pair_reaps_its_child_when_its_output_fails() {
 #[test]
 fn a_seqpacket_socketpair_keeps_message_boundaries() {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    use std::os::fd::AsRawFd;
     let (a, b) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -1430,8 +1475,30 @@ fn a_seqpacket_socketpair_keeps_message_boundaries() {
     assert_eq!(&buf[..5], b"three");
     assert_eq!(b.read(&mut buf).unwrap(), 4);
     assert_eq!(&buf[..4], b"five");
-    // Larger than the send buffer: refused whole, never split.
+    // `recvmsg` says what `read` cannot: the message was cut (MSG_TRUNC).
+    a.write_all(b"six seven").unwrap();
+    let mut small = [0; 3];
+    let mut iov = [std::io::IoSliceMut::new(&mut small)];
+    let msg = nix::sys::socket::recvmsg::<()>(
+        b.as_raw_fd(),
+        &mut iov,
+        None,
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
+    assert_eq!(msg.bytes, 3);
+    assert!(msg.flags.contains(nix::sys::socket::MsgFlags::MSG_TRUNC));
+    // Larger than the send buffer: refused whole, never split. Linux 6.18:
+    // the limit is the send buffer less 32 bytes (`unix_dgram_sendmsg`).
     let err = a.write(&vec![b'x'; 1 << 20]).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(nix::libc::EMSGSIZE));
+    let sndbuf: usize =
+        nix::sys::socket::getsockopt(&a, nix::sys::socket::sockopt::SndBuf)
+            .unwrap();
+    assert_eq!(a.write(&vec![b'x'; sndbuf - 32]).unwrap(), sndbuf - 32);
+    let mut whole = vec![0; sndbuf];
+    assert_eq!(b.read(&mut whole).unwrap(), sndbuf - 32);
+    let err = a.write(&vec![b'x'; sndbuf - 31]).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(nix::libc::EMSGSIZE));
 }
 
@@ -2071,4 +2138,73 @@ fn unix_pass_fd_does_not_count_a_failed_accept_as_a_client() {
         "unix-pass-fd: accept: Software caused connection abort (os error \
          103)\n"
     );
+}
+
+#[test]
+fn fetch_says_it_timed_out_when_no_descriptor_comes() {
+    // A server that accepts and sends nothing: after fetch's 10 s, the
+    // error names the timeout, not EAGAIN ("Try again").
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir, "silent.sock");
+    let _listener = UnixListener::bind(&path).unwrap();
+    let out = run(bin!("unix-pass-fd"), &["fetch", &path]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    assert_eq!(
+        out.stderr,
+        format!("unix-pass-fd: {path}: timed out waiting for the descriptor\n")
+    );
+}
+
+#[test]
+fn fetch_receives_its_descriptor_close_on_exec() {
+    // Linux 6.x: MSG_CMSG_CLOEXEC sets O_CLOEXEC (octal 02000000 in the
+    // `flags:` of /proc/PID/fdinfo) on the descriptor as it arrives.
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::io::IoSlice;
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir, "cloexec.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let mut fetch = Listing::start(bin!("unix-pass-fd"), &["fetch", &path]);
+    let (conn, _) = listener.accept().unwrap();
+    // Close-on-exec here: no listing another test starts may hold it.
+    let (reader, writer) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let pipe =
+        fs::read_link(format!("/proc/self/fd/{}", reader.as_raw_fd())).unwrap();
+    sendmsg::<()>(
+        conn.as_raw_fd(),
+        &[IoSlice::new(b"x")],
+        &[ControlMessage::ScmRights(&[reader.as_raw_fd()])],
+        MsgFlags::empty(),
+        None,
+    )
+    .unwrap();
+    drop(reader);
+    let mut writer = fs::File::from(writer);
+    writer.write_all(b"through the pipe\n").unwrap();
+    // Once the line is out, fetch holds the pipe and copies from it.
+    fetch.expect("through the pipe");
+    let pid = fetch.pid();
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).unwrap();
+    let received: Vec<_> = fds
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let target = fs::read_link(entry.path()).ok()?;
+            (target == pipe).then(|| entry.file_name())
+        })
+        .collect();
+    assert_eq!(received.len(), 1, "{received:?}");
+    let fd = received[0].to_string_lossy();
+    let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap();
+    let flags = info
+        .lines()
+        .find_map(|line| line.strip_prefix("flags:"))
+        .map(|octal| u32::from_str_radix(octal.trim(), 8).unwrap())
+        .unwrap();
+    assert_ne!(flags & 0o2000000, 0, "not close-on-exec: {info}");
+    drop(writer);
+    let out = fetch.finish();
+    assert!(out.status.success(), "{}", out.stderr);
 }
