@@ -289,7 +289,15 @@ fn copy_to_socket(
             Ok(0) => return Ok(()),
             Ok(n) => sock.write_all(&buf[..n])?,
             Err(err) if err.kind() == ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
+            Err(err) => {
+                // The requests cannot end as they should. Shut the reading
+                // side too (what is queued is still read), so that the
+                // replies end now, and this error, not a wait for the
+                // server's, is what the client reports.
+                let _ = sock.shutdown(Shutdown::Both);
+                let why = format!("standard input: {err}");
+                return Err(io::Error::new(err.kind(), why));
+            }
         }
     }
 }

@@ -178,10 +178,21 @@ fn herd() -> Result<(), Box<dyn Error>> {
             })
             .collect::<io::Result<Vec<_>>>()
             .map_err(|err| format!("cannot start a thread: {err}"))?;
+        // Only the threads hold a sender now: one that fails before it
+        // sends (no descriptor left for its epoll) ends this wait, instead
+        // of leaving it waiting for ever; its error says why.
+        drop(tids);
+        let tids: Vec<_> = waiting.iter().take(THREADS).collect();
+        if tids.len() < THREADS {
+            for waiter in waiters {
+                waiter.join().map_err(|_| "a thread died")??;
+            }
+            return Err("a thread ended before it waited".into());
+        }
         // EPOLLEXCLUSIVE wakes one thread among those asleep in
         // `epoll_wait`; an epoll that nobody waits on yet keeps the event
         // for later. So connect only once all four sleep there.
-        for tid in waiting.iter().take(THREADS) {
+        for tid in tids {
             asleep_in_epoll_wait(tid)?;
         }
         let _client = TcpStream::connect(listener.local_addr()?)?;

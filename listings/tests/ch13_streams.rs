@@ -657,6 +657,33 @@ fn line_client_reports_a_hang_up_instead_of_dying_of_sigpipe() {
 }
 
 #[test]
+fn line_client_says_at_once_that_its_input_failed() {
+    // Standard input that cannot be read (a directory: EISDIR). The
+    // sending thread failed without a half-close, so the server waited
+    // for more requests, the client for replies, until its 10-second
+    // timeout, which it then reported as the server's fault.
+    let (server, addr) = start_server(
+        bin!("tcp-lines"),
+        &["server", "127.0.0.1:0", "--count", "1"],
+    );
+    let started = Instant::now();
+    let script = "\"$0\" client \"$1\" < /";
+    let out = Listing::start("bash", &["-c", script, bin!("tcp-lines"), &addr])
+        .finish();
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr.lines().collect::<Vec<_>>(),
+        [format!(
+            "tcp-lines: {addr}: sending: standard input: Is a directory \
+             (os error 21)"
+        )]
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    drop(server);
+}
+
+#[test]
 fn line_client_refuses_a_reply_without_end_from_a_hostile_server() {
     // A server that answers with 20 MB and no newline: the client must
     // stop at the longest reply there can be, not read it all into memory.

@@ -11,7 +11,7 @@ use crate::line_server::{
     silent_clients, start_limited, start_server, typed,
 };
 use crate::support::{
-    assert_matches_book, assert_rejects, assert_session_matches_book,
+    Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
     cargo_run, cpu_time, default_port, have, open_fds, run, status_kib,
     threads_of, unless_blessing, wait_until,
 };
@@ -774,6 +774,26 @@ fn epoll_reports_by_level_by_edge_once_and_for_a_closed_descriptor() {
         &[],
         &out.stdout,
     );
+}
+
+#[test]
+fn epoll_modes_ends_in_one_line_whatever_descriptor_runs_out() {
+    // Under each limit some step fails, in whichever scene: each run must
+    // end, in success or in a one-line error. With 14 descriptors a thread
+    // of scene 4 could not make its epoll, returned before it sent its
+    // thread id, and left the main thread waiting for it for ever.
+    for fds in 4..=20 {
+        let script = format!("ulimit -n {fds} && exec \"$0\" \"$@\"");
+        let mut command = std::process::Command::new("bash");
+        command.args(["-c", &script, bin!("epoll-modes")]);
+        let out =
+            Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+        let why = format!("limit {fds}: {:?} {:?}", out.status, out.stderr);
+        if !out.status.success() {
+            assert_eq!(out.status.code(), Some(1), "{why}");
+            assert_eq!(out.stderr.lines().count(), 1, "{why}");
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
