@@ -188,8 +188,12 @@ fn job_main() -> Result<ExitCode, Box<dyn Error>> {
     // Unblocked, now that they have a handler: a parent's mask passes
     // through `exec`, and our shell's `Command` passed its own on. A
     // blocked Ctrl-Z or Ctrl-C would only wait (Chapter 12). And SIGTTIN,
-    // which stops us when we read from the background: the kernel counts
-    // a blocked one as ignored, and fails that read with EIO instead.
+    // which stops us when we read from the background: a parent may have
+    // left it ignored or blocked, both pass through `exec`, and either
+    // makes the kernel fail that read with EIO instead. So its default
+    // action too.
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGTTIN, SigHandler::SigDfl) }?;
     let mut unblocked = SigSet::from(Signal::SIGTTIN);
     for number in taken {
         unblocked.add(Signal::try_from(number)?);

@@ -1012,8 +1012,21 @@ fn sig_jobs_job_takes_ctrl_c_even_when_started_with_sigint_blocked() {
 /// the job (`__tty_check_change()`, drivers/tty/tty_jobctrl.c, Linux 6.18).
 #[test]
 fn sig_jobs_job_stops_on_sigttin_even_when_started_with_it_blocked() {
+    job_stops_on_sigttin_under("--block-signal=TTIN");
+}
+
+/// The same with SIGTTIN ignored, which a parent may leave so and `exec`
+/// keeps: ignored, it too makes the read fail with EIO.
+#[test]
+fn sig_jobs_job_stops_on_sigttin_even_when_started_with_it_ignored() {
+    job_stops_on_sigttin_under("--ignore-signal=TTIN");
+}
+
+/// Runs the shell as `env OPTION sig-jobs`: the job still stops on its
+/// first read from the background, and runs to its end.
+fn job_stops_on_sigttin_under(option: &str) {
     let mut command = std::process::Command::new("env");
-    command.arg("--block-signal=TTIN").arg(bin!("sig-jobs"));
+    command.arg(option).arg(bin!("sig-jobs"));
     let mut term = Terminal::start_command(command);
     term.expect("Shell: starting a job in the background");
     term.expect("Job: reading the terminal");
