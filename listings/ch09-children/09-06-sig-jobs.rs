@@ -94,6 +94,9 @@ fn shell_main() -> Result<ExitCode, Box<dyn Error>> {
     let job = Pid::from_raw(command.spawn()?.id() as i32);
     // Until the job is reaped, an error on the way kills and reaps it. The
     // shell errs only while the job is stopped, its terminal put back.
+    // Then the terminal is given back to our group, declared first so that
+    // it is dropped last: the job may hold it when a step fails.
+    let _terminal = TakeBack(shell);
     let mut left = Unreaped(Some(job));
     let mut seen = Vec::new();
     loop {
@@ -155,6 +158,19 @@ impl Drop for Unreaped {
             let _ = kill(pid, Signal::SIGKILL);
             let _ = waitpid(pid, None);
         }
+    }
+}
+
+/// The terminal's foreground group, given back to the shell's when
+/// dropped: on an error path after `fg`, the killed job's group would keep
+/// it, and whoever started the shell (a script, say) would be left in the
+/// background of its own terminal, its next read failing.
+struct TakeBack(Pid);
+
+impl Drop for TakeBack {
+    fn drop(&mut self) {
+        // Allowed from the background: SIGTTOU is ignored.
+        let _ = tcsetpgrp(io::stdin(), self.0);
     }
 }
 

@@ -1086,6 +1086,42 @@ fn sig_jobs_shell_reaps_its_stopped_job_when_a_step_fails() {
     assert!(trace.contains(&reaped), "not reaped: {trace}");
 }
 
+/// The same refused `SIGCONT`, with the shell run from a script: once it
+/// has ended, the terminal's foreground group must be the script's again,
+/// not the dead job's, or the script is in the background of its own
+/// terminal and its next read fails. `cut` prints its own process group
+/// and the terminal's foreground group (fields 5 and 8 of
+/// /proc/self/stat). Linux 6.18, strace 6.1.
+#[test]
+fn sig_jobs_shell_gives_the_terminal_back_when_a_step_fails() {
+    if !have("strace") {
+        return;
+    }
+    let script = format!(
+        "strace -q -o /dev/null -e trace=kill \
+         -e inject=kill:error=EPERM:when=1 {}; \
+         cut -d ' ' -f 5,8 /proc/self/stat",
+        bin!("sig-jobs")
+    );
+    let mut command = std::process::Command::new("sh");
+    command.args(["-c", &script]);
+    let mut term = Terminal::start_command(command);
+    term.expect("Shell: starting a job in the background");
+    term.expect("Job: reading the terminal");
+    term.expect(
+        r"Shell: the job, pid \d+, stopped by SIGTTIN; echo is on: true",
+    );
+    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    term.expect("sig-jobs: EPERM: Operation not permitted");
+    let groups = term.expect(r"(\d+) (\d+)");
+    assert_eq!(
+        groups[1], groups[2],
+        "the script's group, then the terminal's foreground group"
+    );
+    let status = term.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
 /// Runs `bin` under strace with its third `fork` refused, EAGAIN as
 /// `ulimit -u` would refuse it, and returns how it ended, the pids of the
 /// children it forked, and those its own `wait4` reaped before it exited.
