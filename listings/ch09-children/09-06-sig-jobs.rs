@@ -63,6 +63,9 @@ fn shell_main() -> Result<ExitCode, Box<dyn Error>> {
     if tcgetpgrp(io::stdin())? != shell {
         return Err("run me in the foreground".into());
     }
+    // The terminal's modes as we found them: a job that a signal ends may
+    // not have put them back (SIGKILL leaves it no chance).
+    let modes = tcgetattr(io::stdin())?;
     // A shell in the background must still take the terminal back: with
     // SIGTTOU ignored, `tcsetpgrp` does not stop it. What this changed is
     // given back to the job, as Listing 12-3 teaches.
@@ -121,12 +124,23 @@ fn shell_main() -> Result<ExitCode, Box<dyn Error>> {
             }
             status => {
                 tcsetpgrp(io::stdin(), shell)?;
+                // Ended by a signal that gave it no chance to put the
+                // terminal back (SIGKILL): put back the modes we found.
+                let left = tcgetattr(io::stdin())?.local_flags;
+                let put_back = matches!(status, WaitStatus::Signaled(..))
+                    && left != modes.local_flags;
+                if put_back {
+                    tcsetattr(io::stdin(), SetArg::TCSADRAIN, &modes)?;
+                }
                 seen.push(describe(status));
                 writeln!(
                     out,
                     "Shell: the job, pid {job}, {}",
                     seen.join(", then ")
                 )?;
+                if put_back {
+                    writeln!(out, "Shell: the terminal's modes put back")?;
+                }
                 return Ok(ExitCode::SUCCESS);
             }
         }

@@ -554,6 +554,20 @@ impl Terminal {
             .collect()
     }
 
+    /// Every line the terminal shows until every process has closed it.
+    fn rest(&mut self) -> Vec<String> {
+        let mut rest = Vec::new();
+        loop {
+            match self.lines.recv_timeout(crate::support::PATIENCE) {
+                Ok(line) => rest.push(line),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return rest;
+                }
+                Err(err) => panic!("the terminal stayed open: {err}"),
+            }
+        }
+    }
+
     /// Types `keys`, once the listing waits for its child (`do_wait`):
     /// then every change of the child before this one has been seen.
     fn type_keys(&mut self, keys: &[u8]) {
@@ -657,6 +671,42 @@ fn sig_jobs_job_puts_the_terminal_back_before_ctrl_c_ends_it() {
     assert!(echo(&term), "the job died with the echo off");
     let status = term.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+    // The job put it back itself: the shell found nothing to put back.
+    assert_eq!(term.rest(), Vec::<String>::new());
+}
+
+/// A job can die of a signal it cannot take, SIGKILL from elsewhere say,
+/// with the echo still off: the shell puts back the terminal's modes it
+/// found, as bash does for a job that a signal ended (`wait_for()`, in
+/// bash's jobs.c).
+#[test]
+fn sig_jobs_shell_puts_the_terminal_back_when_a_signal_kills_its_job() {
+    let mut term = Terminal::start(bin!("sig-jobs"));
+    term.expect("Shell: starting a job in the background");
+    term.expect("Job: reading the terminal");
+    let job = term.expect(
+        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
+    );
+    let job = Pid::from_raw(job[1].parse().unwrap());
+    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    term.type_keys(b"\n");
+    term.expect("");
+    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    let echo = |term: &Terminal| {
+        nix::sys::termios::tcgetattr(&term.master)
+            .unwrap()
+            .local_flags
+            .contains(nix::sys::termios::LocalFlags::ECHO)
+    };
+    assert!(!echo(&term), "the job turned the echo off");
+    nix::sys::signal::kill(job, nix::sys::signal::Signal::SIGKILL).unwrap();
+    term.expect(&format!(
+        r"Shell: the job, pid {job}, continued, then was killed by SIGKILL"
+    ));
+    term.expect("Shell: the terminal's modes put back");
+    let status = term.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(echo(&term), "the shell left the terminal without echo");
 }
 
 #[test]
