@@ -1253,6 +1253,49 @@ fn sig_chld_flags_reaps_its_child_when_a_step_after_the_fork_fails() {
     assert_eq!(reaped, forked, "reaped before it exited");
 }
 
+/// The write to `ns_last_pid` made to succeed without effect (strace
+/// injects its return value), so that B gets the next pid, not A's: the
+/// listing must say so, not print that B has A's number. Linux 6.18,
+/// strace 6.1, util-linux 2.38.
+#[test]
+fn sig_pidfd_checks_that_b_got_a_s_pid_before_it_says_so() {
+    if !have("strace") || !have("unshare") {
+        return;
+    }
+    let args = [
+        "-f",
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=write",
+        "-P",
+        "/proc/sys/kernel/ns_last_pid",
+        "-e",
+        "inject=write:retval=1",
+        "unshare",
+        "--map-root-user",
+        "--pid",
+        "--fork",
+        bin!("sig-pidfd"),
+    ];
+    let out = run("strace", &args);
+    if !out.status.success() && out.stderr.contains("unshare:") {
+        assert!(std::env::var_os("CI").is_none(), "{}", out.stderr);
+        eprintln!("skipped: no PID namespace here: {}", out.stderr);
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        !out.stdout.iter().any(|line| line.starts_with("Child B")),
+        "{:?}",
+        out.stdout
+    );
+    let refused = r"sig-pidfd: child B got pid \d+, not A's \d+";
+    let refused = regex::Regex::new(refused).unwrap();
+    assert!(refused.is_match(&out.stderr), "{}", out.stderr);
+}
+
 #[test]
 fn sig_pidfd_reaps_its_child_when_pidfd_open_fails() {
     // The step after the fork fails (pidfd_open refused, as with a full
