@@ -709,6 +709,53 @@ fn sig_jobs_shell_puts_the_terminal_back_when_a_signal_kills_its_job() {
     assert!(echo(&term), "the shell left the terminal without echo");
 }
 
+/// The shell killed while its job has the terminal: the job's group is
+/// orphaned, and the kernel drops the job's own SIGTSTP (`get_signal()`,
+/// kernel/signal.c, Linux 6.18). Ctrl-Z then has the job put the terminal
+/// back and say it is stopping, and it runs on, the echo on and reading
+/// lines: a `q` needs its Enter. `tail` keeps the session's leader alive.
+#[test]
+fn sig_jobs_job_in_an_orphaned_group_runs_on_after_ctrl_z() {
+    use std::io::Write;
+    let script = format!("{}; exec tail -f /dev/null", bin!("sig-jobs"));
+    let mut command = std::process::Command::new("sh");
+    command.args(["-c", &script]);
+    let mut term = Terminal::start_command(command);
+    term.expect("Shell: starting a job in the background");
+    term.expect("Job: reading the terminal");
+    let job = term.expect(
+        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
+    );
+    let job = Pid::from_raw(job[1].parse().unwrap());
+    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    term.master.write_all(b"\n").unwrap();
+    term.expect("");
+    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    let parent_of = |pid: Pid| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default();
+        let after = stat.rsplit_once(") ").map_or("", |(_, tail)| tail);
+        after.split(' ').nth(1).unwrap_or("").to_string()
+    };
+    let shell = Pid::from_raw(parent_of(job).parse().unwrap());
+    nix::sys::signal::kill(shell, nix::sys::signal::Signal::SIGKILL).unwrap();
+    crate::support::wait_until("the job to be adopted", || {
+        parent_of(job) != shell.to_string()
+    });
+    term.master.write_all(b"\x1a").unwrap(); // Ctrl-Z.
+    // `sh` may first report its child killed, in words of its own.
+    let stopping = "Job: SIGTSTP: terminal put back; stopping";
+    let seen = (0..3).any(|_| {
+        let line = term.lines.recv_timeout(crate::support::PATIENCE);
+        line.as_deref() == Ok(stopping)
+    });
+    assert!(seen, "no {stopping:?}");
+    term.master.write_all(b"q").unwrap();
+    term.master.write_all(b"\n").unwrap();
+    term.expect("q"); // Echoed, and read only with its Enter.
+    term.expect("Job: q: terminal put back; exiting");
+}
+
 #[test]
 fn sig_jobs_shell_reaps_its_job_when_started_with_sigchld_ignored() {
     // Ignored SIGCHLD passes through exec; the kernel would reap the job
