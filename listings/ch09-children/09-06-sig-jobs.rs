@@ -63,6 +63,9 @@ fn shell_main() -> Result<ExitCode, Box<dyn Error>> {
     if tcgetpgrp(io::stdin())? != shell {
         return Err("run me in the foreground".into());
     }
+    // The terminal's modes as we found them: a job that a signal ends may
+    // not have put them back (SIGKILL leaves it no chance).
+    let modes = tcgetattr(io::stdin())?;
     // A shell in the background must still take the terminal back: with
     // SIGTTOU ignored, `tcsetpgrp` does not stop it. What this changed is
     // given back to the job, as Listing 12-3 teaches.
@@ -94,6 +97,9 @@ fn shell_main() -> Result<ExitCode, Box<dyn Error>> {
     let job = Pid::from_raw(command.spawn()?.id() as i32);
     // Until the job is reaped, an error on the way kills and reaps it. The
     // shell errs only while the job is stopped, its terminal put back.
+    // Then the terminal is given back to our group, declared first so that
+    // it is dropped last: the job may hold it when a step fails.
+    let _terminal = TakeBack(shell);
     let mut left = Unreaped(Some(job));
     let mut seen = Vec::new();
     loop {
@@ -118,12 +124,23 @@ fn shell_main() -> Result<ExitCode, Box<dyn Error>> {
             }
             status => {
                 tcsetpgrp(io::stdin(), shell)?;
+                // Ended by a signal that gave it no chance to put the
+                // terminal back (SIGKILL): put back the modes we found.
+                let left = tcgetattr(io::stdin())?.local_flags;
+                let put_back = matches!(status, WaitStatus::Signaled(..))
+                    && left != modes.local_flags;
+                if put_back {
+                    tcsetattr(io::stdin(), SetArg::TCSADRAIN, &modes)?;
+                }
                 seen.push(describe(status));
                 writeln!(
                     out,
                     "Shell: the job, pid {job}, {}",
                     seen.join(", then ")
                 )?;
+                if put_back {
+                    writeln!(out, "Shell: the terminal's modes put back")?;
+                }
                 return Ok(ExitCode::SUCCESS);
             }
         }
@@ -158,6 +175,19 @@ impl Drop for Unreaped {
     }
 }
 
+/// The terminal's foreground group, given back to the shell's when
+/// dropped: on an error path after `fg`, the killed job's group would keep
+/// it, and whoever started the shell (a script, say) would be left in the
+/// background of its own terminal, its next read failing.
+struct TakeBack(Pid);
+
+impl Drop for TakeBack {
+    fn drop(&mut self) {
+        // Allowed from the background: SIGTTOU is ignored.
+        let _ = tcsetpgrp(io::stdin(), self.0);
+    }
+}
+
 // ANCHOR: job
 /// What the job has done to the terminal. Both threads change the
 /// terminal, and each change is made with its `Mode` under one lock.
@@ -188,8 +218,12 @@ fn job_main() -> Result<ExitCode, Box<dyn Error>> {
     // Unblocked, now that they have a handler: a parent's mask passes
     // through `exec`, and our shell's `Command` passed its own on. A
     // blocked Ctrl-Z or Ctrl-C would only wait (Chapter 12). And SIGTTIN,
-    // which stops us when we read from the background: the kernel counts
-    // a blocked one as ignored, and fails that read with EIO instead.
+    // which stops us when we read from the background: a parent may have
+    // left it ignored or blocked, both pass through `exec`, and either
+    // makes the kernel fail that read with EIO instead. So its default
+    // action too.
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGTTIN, SigHandler::SigDfl) }?;
     let mut unblocked = SigSet::from(Signal::SIGTTIN);
     for number in taken {
         unblocked.add(Signal::try_from(number)?);

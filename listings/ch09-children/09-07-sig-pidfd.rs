@@ -113,6 +113,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     }
     let b = fork_child()?;
     let mut b_left = Unreaped(Some(b.pid));
+    if b.pid != a.pid {
+        let why = format!("child B got pid {}, not A's {}", b.pid, a.pid);
+        return Err(why.into());
+    }
     writeln!(out, "Child B: pid {}, A's number", b.pid)?;
     kill(a.pid, None)?; // Signal 0: only asks whether it would reach.
     writeln!(out, "kill({}, 0): succeeds, it reaches B", a.pid)?;

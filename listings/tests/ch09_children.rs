@@ -554,6 +554,20 @@ impl Terminal {
             .collect()
     }
 
+    /// Every line the terminal shows until every process has closed it.
+    fn rest(&mut self) -> Vec<String> {
+        let mut rest = Vec::new();
+        loop {
+            match self.lines.recv_timeout(crate::support::PATIENCE) {
+                Ok(line) => rest.push(line),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return rest;
+                }
+                Err(err) => panic!("the terminal stayed open: {err}"),
+            }
+        }
+    }
+
     /// Types `keys`, once the listing waits for its child (`do_wait`):
     /// then every change of the child before this one has been seen.
     fn type_keys(&mut self, keys: &[u8]) {
@@ -657,6 +671,89 @@ fn sig_jobs_job_puts_the_terminal_back_before_ctrl_c_ends_it() {
     assert!(echo(&term), "the job died with the echo off");
     let status = term.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+    // The job put it back itself: the shell found nothing to put back.
+    assert_eq!(term.rest(), Vec::<String>::new());
+}
+
+/// A job can die of a signal it cannot take, SIGKILL from elsewhere say,
+/// with the echo still off: the shell puts back the terminal's modes it
+/// found, as bash does for a job that a signal ended (`wait_for()`, in
+/// bash's jobs.c).
+#[test]
+fn sig_jobs_shell_puts_the_terminal_back_when_a_signal_kills_its_job() {
+    let mut term = Terminal::start(bin!("sig-jobs"));
+    term.expect("Shell: starting a job in the background");
+    term.expect("Job: reading the terminal");
+    let job = term.expect(
+        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
+    );
+    let job = Pid::from_raw(job[1].parse().unwrap());
+    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    term.type_keys(b"\n");
+    term.expect("");
+    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    let echo = |term: &Terminal| {
+        nix::sys::termios::tcgetattr(&term.master)
+            .unwrap()
+            .local_flags
+            .contains(nix::sys::termios::LocalFlags::ECHO)
+    };
+    assert!(!echo(&term), "the job turned the echo off");
+    nix::sys::signal::kill(job, nix::sys::signal::Signal::SIGKILL).unwrap();
+    term.expect(&format!(
+        r"Shell: the job, pid {job}, continued, then was killed by SIGKILL"
+    ));
+    term.expect("Shell: the terminal's modes put back");
+    let status = term.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(echo(&term), "the shell left the terminal without echo");
+}
+
+/// The shell killed while its job has the terminal: the job's group is
+/// orphaned, and the kernel drops the job's own SIGTSTP (`get_signal()`,
+/// kernel/signal.c, Linux 6.18). Ctrl-Z then has the job put the terminal
+/// back and say it is stopping, and it runs on, the echo on and reading
+/// lines: a `q` needs its Enter. `tail` keeps the session's leader alive.
+#[test]
+fn sig_jobs_job_in_an_orphaned_group_runs_on_after_ctrl_z() {
+    use std::io::Write;
+    let script = format!("{}; exec tail -f /dev/null", bin!("sig-jobs"));
+    let mut command = std::process::Command::new("sh");
+    command.args(["-c", &script]);
+    let mut term = Terminal::start_command(command);
+    term.expect("Shell: starting a job in the background");
+    term.expect("Job: reading the terminal");
+    let job = term.expect(
+        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
+    );
+    let job = Pid::from_raw(job[1].parse().unwrap());
+    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    term.master.write_all(b"\n").unwrap();
+    term.expect("");
+    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    let parent_of = |pid: Pid| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default();
+        let after = stat.rsplit_once(") ").map_or("", |(_, tail)| tail);
+        after.split(' ').nth(1).unwrap_or("").to_string()
+    };
+    let shell = Pid::from_raw(parent_of(job).parse().unwrap());
+    nix::sys::signal::kill(shell, nix::sys::signal::Signal::SIGKILL).unwrap();
+    crate::support::wait_until("the job to be adopted", || {
+        parent_of(job) != shell.to_string()
+    });
+    term.master.write_all(b"\x1a").unwrap(); // Ctrl-Z.
+    // `sh` may first report its child killed, in words of its own.
+    let stopping = "Job: SIGTSTP: terminal put back; stopping";
+    let seen = (0..3).any(|_| {
+        let line = term.lines.recv_timeout(crate::support::PATIENCE);
+        line.as_deref() == Ok(stopping)
+    });
+    assert!(seen, "no {stopping:?}");
+    term.master.write_all(b"q").unwrap();
+    term.master.write_all(b"\n").unwrap();
+    term.expect("q"); // Echoed, and read only with its Enter.
+    term.expect("Job: q: terminal put back; exiting");
 }
 
 #[test]
@@ -1012,8 +1109,21 @@ fn sig_jobs_job_takes_ctrl_c_even_when_started_with_sigint_blocked() {
 /// the job (`__tty_check_change()`, drivers/tty/tty_jobctrl.c, Linux 6.18).
 #[test]
 fn sig_jobs_job_stops_on_sigttin_even_when_started_with_it_blocked() {
+    job_stops_on_sigttin_under("--block-signal=TTIN");
+}
+
+/// The same with SIGTTIN ignored, which a parent may leave so and `exec`
+/// keeps: ignored, it too makes the read fail with EIO.
+#[test]
+fn sig_jobs_job_stops_on_sigttin_even_when_started_with_it_ignored() {
+    job_stops_on_sigttin_under("--ignore-signal=TTIN");
+}
+
+/// Runs the shell as `env OPTION sig-jobs`: the job still stops on its
+/// first read from the background, and runs to its end.
+fn job_stops_on_sigttin_under(option: &str) {
     let mut command = std::process::Command::new("env");
-    command.arg("--block-signal=TTIN").arg(bin!("sig-jobs"));
+    command.arg(option).arg(bin!("sig-jobs"));
     let mut term = Terminal::start_command(command);
     term.expect("Shell: starting a job in the background");
     term.expect("Job: reading the terminal");
@@ -1071,6 +1181,42 @@ fn sig_jobs_shell_reaps_its_stopped_job_when_a_step_fails() {
         job[1]
     );
     assert!(trace.contains(&reaped), "not reaped: {trace}");
+}
+
+/// The same refused `SIGCONT`, with the shell run from a script: once it
+/// has ended, the terminal's foreground group must be the script's again,
+/// not the dead job's, or the script is in the background of its own
+/// terminal and its next read fails. `cut` prints its own process group
+/// and the terminal's foreground group (fields 5 and 8 of
+/// /proc/self/stat). Linux 6.18, strace 6.1.
+#[test]
+fn sig_jobs_shell_gives_the_terminal_back_when_a_step_fails() {
+    if !have("strace") {
+        return;
+    }
+    let script = format!(
+        "strace -q -o /dev/null -e trace=kill \
+         -e inject=kill:error=EPERM:when=1 {}; \
+         cut -d ' ' -f 5,8 /proc/self/stat",
+        bin!("sig-jobs")
+    );
+    let mut command = std::process::Command::new("sh");
+    command.args(["-c", &script]);
+    let mut term = Terminal::start_command(command);
+    term.expect("Shell: starting a job in the background");
+    term.expect("Job: reading the terminal");
+    term.expect(
+        r"Shell: the job, pid \d+, stopped by SIGTTIN; echo is on: true",
+    );
+    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    term.expect("sig-jobs: EPERM: Operation not permitted");
+    let groups = term.expect(r"(\d+) (\d+)");
+    assert_eq!(
+        groups[1], groups[2],
+        "the script's group, then the terminal's foreground group"
+    );
+    let status = term.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
 }
 
 /// Runs `bin` under strace with its third `fork` refused, EAGAIN as
@@ -1152,6 +1298,49 @@ fn sig_chld_flags_reaps_its_child_when_a_step_after_the_fork_fails() {
     assert!(out.stderr.contains("sig-chld-flags: "), "{}", out.stderr);
     assert_eq!(forked.len(), 1, "forked {forked:?}");
     assert_eq!(reaped, forked, "reaped before it exited");
+}
+
+/// The write to `ns_last_pid` made to succeed without effect (strace
+/// injects its return value), so that B gets the next pid, not A's: the
+/// listing must say so, not print that B has A's number. Linux 6.18,
+/// strace 6.1, util-linux 2.38.
+#[test]
+fn sig_pidfd_checks_that_b_got_a_s_pid_before_it_says_so() {
+    if !have("strace") || !have("unshare") {
+        return;
+    }
+    let args = [
+        "-f",
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=write",
+        "-P",
+        "/proc/sys/kernel/ns_last_pid",
+        "-e",
+        "inject=write:retval=1",
+        "unshare",
+        "--map-root-user",
+        "--pid",
+        "--fork",
+        bin!("sig-pidfd"),
+    ];
+    let out = run("strace", &args);
+    if !out.status.success() && out.stderr.contains("unshare:") {
+        assert!(std::env::var_os("CI").is_none(), "{}", out.stderr);
+        eprintln!("skipped: no PID namespace here: {}", out.stderr);
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        !out.stdout.iter().any(|line| line.starts_with("Child B")),
+        "{:?}",
+        out.stdout
+    );
+    let refused = r"sig-pidfd: child B got pid \d+, not A's \d+";
+    let refused = regex::Regex::new(refused).unwrap();
+    assert!(refused.is_match(&out.stderr), "{}", out.stderr);
 }
 
 #[test]
