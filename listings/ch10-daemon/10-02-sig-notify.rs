@@ -206,11 +206,13 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
                 // the part it got, and the end, for the whole reply.
                 let unfinished = Arc::downgrade(&in_flight);
                 drop(in_flight);
-                if all_done.recv_timeout(DRAIN) == Err(Timeout) {
+                let timed_out = all_done.recv_timeout(DRAIN) == Err(Timeout);
+                // (The last may have finished as the time ran out.)
+                let open = unfinished.strong_count();
+                if timed_out && open > 0 {
                     // A client that reads slowly keeps every write going:
                     // its greeting is cut now. Not a clean stop, and the
                     // manager learns so from the status (Listing 10-1).
-                    let open = unfinished.strong_count();
                     log(format_args!(
                         "Deadline passed with {open} greeting(s) \
                          unfinished; exiting"
