@@ -60,7 +60,8 @@ delay_ms = 0
 ";
 /// How long a connection may stay silent before the server closes it.
 const IDLE: Duration = Duration::from_secs(60);
-/// How long a client may take to read a reply, or to close after ours.
+/// How long a client may leave a reply untaken; and from the stop, how
+/// long it has in all to take the last replies and to close after ours.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest request line.
 const MAX_LINE: usize = 64 * 1024;
@@ -558,12 +559,15 @@ fn serve(
     stop: &OwnedFd,
 ) -> io::Result<()> {
     stream.set_nonblocking(false)?;
-    stream.set_write_timeout(Some(PEER_TIMEOUT))?;
     let mut received = Vec::new();
     let mut chunk = [0u8; 4096];
     // Once stopping: how many of the bytes the kernel held at the stop
     // are still to be read. Nothing sent after the stop is read.
     let mut before_stop: Option<u64> = None;
+    // Once stopping: when the client's time is up. One deadline, from
+    // the moment this connection sees the stop, for every wait on the
+    // client that is left: taking the replies, and closing.
+    let mut deadline: Option<Instant> = None;
     loop {
         while let Some(end) = received.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = received.drain(..=end).collect();
@@ -578,7 +582,7 @@ fn serve(
             // One write: a second small one would wait for the client to
             // acknowledge the first (Nagle), which it may delay by 40 ms.
             let reply = format!("{}, {request}\n", config.greeting);
-            stream.write_all(reply.as_bytes())?;
+            send_all(&stream, reply.as_bytes(), stop, &mut deadline)?;
         }
         let want = match before_stop {
             Some(0) => break, // All that came before the stop is answered.
@@ -601,6 +605,7 @@ fn serve(
                     // The stop comes first, or a client that keeps
                     // sending would keep the connection for ever.
                     before_stop = Some(unread_bytes(&stream)?);
+                    deadline.get_or_insert(Instant::now() + PEER_TIMEOUT);
                     continue;
                 }
                 if fds[1].any() != Some(true) {
@@ -618,11 +623,59 @@ fn serve(
         }
         received.extend_from_slice(&chunk[..n]);
         if received.len() > MAX_LINE {
-            writeln!(stream, "error: line too long")?;
+            let refusal = b"error: line too long\n";
+            send_all(&stream, refusal, stop, &mut deadline)?;
             break;
         }
     }
-    close_gently(stream)
+    close_gently(stream, deadline)
+}
+
+/// Sends all of `bytes`, waiting in `poll`, never in `write`, so that a
+/// stop that comes while the client is slow to take them is seen at once:
+/// it sets `deadline`. Fails when the client makes no room for
+/// PEER_TIMEOUT, or has not taken everything by the deadline. (A write
+/// timeout would not do: it starts again with every write that sends a
+/// little, and a client can take a little at a time for ever.)
+fn send_all(
+    stream: &TcpStream,
+    mut bytes: &[u8],
+    stop: &OwnedFd,
+    deadline: &mut Option<Instant>,
+) -> io::Result<()> {
+    use nix::sys::socket::{MsgFlags, send};
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+    let mut stalled = Instant::now() + PEER_TIMEOUT;
+    while !bytes.is_empty() {
+        match send(stream.as_raw_fd(), bytes, flags) {
+            Ok(sent) => {
+                bytes = &bytes[sent..];
+                stalled = Instant::now() + PEER_TIMEOUT;
+                continue;
+            }
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
+            Err(err) => return Err(err.into()),
+        }
+        let give_up = deadline.map_or(stalled, |end| end.min(stalled));
+        let left = give_up
+            .checked_duration_since(Instant::now())
+            .ok_or(ErrorKind::TimedOut)?;
+        let mut fds = vec![PollFd::new(stream.as_fd(), PollFlags::POLLOUT)];
+        if deadline.is_none() {
+            fds.push(PollFd::new(stop.as_fd(), PollFlags::POLLIN));
+        }
+        // Rounded up: `poll` counts whole milliseconds.
+        let left = left + Duration::from_micros(999);
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, timeout) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => other?,
+        };
+        if fds.get(1).is_some_and(|fd| fd.any() == Some(true)) {
+            *deadline = Some(Instant::now() + PEER_TIMEOUT);
+        }
+    }
+    Ok(())
 }
 
 /// How many bytes the kernel has received on `socket` that nobody has
@@ -638,11 +691,16 @@ fn unread_bytes(socket: &TcpStream) -> io::Result<u64> {
 }
 
 /// Half-closes, then reads and discards until the client closes too, for
-/// at most PEER_TIMEOUT: closing with unread bytes would send a reset
-/// (RST), which can destroy replies the client has not read yet.
-fn close_gently(mut stream: TcpStream) -> io::Result<()> {
+/// at most PEER_TIMEOUT, and not past the stop's `deadline`: closing with
+/// unread bytes would send a reset (RST), which can destroy replies the
+/// client has not read yet.
+fn close_gently(
+    mut stream: TcpStream,
+    deadline: Option<Instant>,
+) -> io::Result<()> {
     stream.shutdown(Shutdown::Write)?;
-    let deadline = Instant::now() + PEER_TIMEOUT;
+    let patience = Instant::now() + PEER_TIMEOUT;
+    let deadline = deadline.map_or(patience, |end| end.min(patience));
     let mut scratch = [0u8; 4096];
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;

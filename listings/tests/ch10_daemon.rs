@@ -111,6 +111,13 @@ fn sig_daemon_stops_taking_requests_from_a_client_that_keeps_sending() {
 }
 
 #[test]
+fn sig_daemon_gives_a_client_that_never_reads_five_seconds_after_the_stop() {
+    daemon::gives_a_client_that_never_reads_five_seconds_after_the_stop(bin!(
+        "sig-daemon"
+    ));
+}
+
+#[test]
 fn sig_daemon_answers_every_request_that_came_before_the_signal() {
     daemon::answers_every_request_that_came_before_the_signal(bin!(
         "sig-daemon"
@@ -837,6 +844,46 @@ fn sig_notify_finishes_the_greetings_in_flight_before_it_dies() {
         "the whole greeting and its newline"
     );
     assert_died_of(&notify.finish(), Signal::SIGTERM);
+}
+
+#[test]
+fn sig_notify_exits_1_when_a_slow_reader_outlasts_the_drain() {
+    // A client that reads its greeting, too big for the socket buffers,
+    // a little at a time: every write the daemon makes goes on, and the
+    // greeting takes longer than the drain's three seconds. At the end of
+    // those the daemon must say that it gives up, and exit 1, as Listing
+    // 10-1 does at its deadline: dying of SIGTERM would tell the manager
+    // that the stop was clean, with the greeting cut short.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("greeting");
+    let big = "g".repeat(8 << 20);
+    fs::write(&config, &big).unwrap();
+    let (mut notify, addr) =
+        start_notify(&[], &["--config", config.to_str().unwrap()]);
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    // The greeting has begun: its thread is writing, and cannot finish.
+    client.peek(&mut [0u8; 1]).unwrap();
+    let reader = std::thread::spawn(move || {
+        // 64 KiB every 100 ms: 8 MiB would take 13 s.
+        let mut got = 0;
+        let mut chunk = vec![0u8; 64 << 10];
+        while let Ok(n @ 1..) = client.read(&mut chunk) {
+            got += n;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        got
+    });
+    let sent = Instant::now();
+    notify.signal(Signal::SIGTERM);
+    notify.expect("Got SIGTERM: stopping");
+    notify.expect(r"Deadline passed with 1 greeting\(s\) unfinished; exiting");
+    let out = notify.finish();
+    assert_exited_with(&out, 1);
+    let took = sent.elapsed();
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    let got = reader.join().unwrap();
+    assert!(got < big.len(), "cut short: {got} bytes");
 }
 
 #[test]

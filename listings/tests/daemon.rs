@@ -19,7 +19,8 @@ use nix::sys::signal::Signal;
 
 use crate::support::{
     Finished, Listing, PATIENCE, assert_died_of, assert_exited_with,
-    assert_rejects, blessing, open_fds, runnable_time, sleeps_of, wait_until,
+    assert_rejects, blessing, open_fds, runnable_time, sleeps_of,
+    unsent_by_server, wait_until,
 };
 
 /// A started daemon: its address, its configuration file.
@@ -224,6 +225,45 @@ pub fn stops_taking_requests_from_a_client_that_keeps_sending(bin: &str) {
     assert_died_of(&out, Signal::SIGTERM);
     assert!(sent_term.elapsed() < Duration::from_secs(5));
     assert!((2..=sent).contains(&answered), "{answered} of {sent}");
+}
+
+/// A client that keeps sending requests and never reads a reply: once the
+/// daemon's replies fill both ends' buffers, SIGTERM comes. The daemon
+/// gives such a client five seconds in all from the stop, to take its
+/// replies and to close; then it drops the connection, and the drain
+/// ends, well inside its eight-second deadline.
+pub fn gives_a_client_that_never_reads_five_seconds_after_the_stop(bin: &str) {
+    let mut daemon = start(bin, &[]);
+    let client = Client::connect(daemon.addr);
+    let port = client.stream.local_addr().unwrap().port();
+    let mut writer = client.stream.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        let line = format!("{}\n", "x".repeat(1000));
+        // Until the daemon is gone: its close fails the next write.
+        while writer.write_all(line.as_bytes()).is_ok() {}
+    });
+    logged_request(&mut daemon, "x+");
+    // The client's receive window is shut: replies wait at the daemon.
+    wait_until("the daemon's replies to back up", || {
+        unsent_by_server(daemon.addr.port(), port) > 0
+    });
+    let sent = Instant::now();
+    daemon.listing.signal(Signal::SIGTERM);
+    let out = daemon.finish();
+    let took = sent.elapsed();
+    drop(client);
+    sender.join().unwrap();
+    let last = out.stdout.last().map(String::as_str);
+    assert!(
+        out.status.signal() == Some(Signal::SIGTERM as i32)
+            && took < Duration::from_secs(6),
+        "{:?} after {took:?}; last line {last:?}",
+        out.status
+    );
+    assert!(
+        out.stdout.iter().any(|line| line.ends_with(": timed out")),
+        "the connection's end is logged"
+    );
 }
 
 /// One round: `clients` connect and send a request each, the daemon gets
