@@ -23,7 +23,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigHandler, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::runtime::{Builder, Runtime};
@@ -80,6 +80,8 @@ fn runtime() -> io::Result<Runtime> {
 async fn run() -> Result<(), Box<dyn Error>> {
     let (way, bytes, wait) =
         parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // Our children are ours to reap, even if our parent ignored SIGCHLD.
+    keep_zombies()?;
     // More than memory can hold is an error, not an abort.
     let mut data = Vec::new();
     data.try_reserve_exact(bytes)
@@ -215,6 +217,17 @@ async fn count(
             n => *got += n,
         }
     }
+}
+
+/// Gives SIGCHLD its default action back. A parent that left it ignored
+/// passed that on through `exec` (Chapter 24), and then the kernel reaps
+/// our children itself: every wait fails with ECHILD, and a child's pid,
+/// or its group's id, may go to a stranger as soon as the child exits,
+/// while we may still signal it.
+fn keep_zombies() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
+    Ok(())
 }
 
 /// How a child ended, in words.

@@ -82,6 +82,7 @@ fn main() -> ExitCode {
         .map_err(|e| format!("{e}; {USAGE}").into())
         .and_then(|args| {
             unblock_usr1()?;
+            keep_zombies()?;
             runtime(args.workers)?.block_on(run(args))
         });
     let ran = ran.and_then(|()| Ok(unsaid()?));
@@ -374,6 +375,17 @@ fn send_usr1_after(takes: Duration) -> io::Result<()> {
     Ok(())
 }
 // ANCHOR_END: signal
+
+/// Gives SIGCHLD its default action back. A parent that left it ignored
+/// passed that on through `exec` (Chapter 24), and then the kernel reaps
+/// our children itself: every wait fails with ECHILD, and a child's pid,
+/// or its group's id, may go to a stranger as soon as the child exits,
+/// while we may still signal it.
+fn keep_zombies() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
+    Ok(())
+}
 
 /// Prints a line, if anyone still reads our output. A write that fails
 /// otherwise (a full disk) is kept for `main` to report, at the end.

@@ -732,6 +732,42 @@ fn killpg_finds_a_group_of_one_zombie_and_fails_once_it_is_reaped() {
     assert_eq!(killpg(pid, Signal::SIGKILL), Err(Errno::ESRCH));
 }
 
+/// A parent may leave SIGCHLD ignored (`env --ignore-signal`, coreutils
+/// 9.1 here, does so and execs), and `exec` keeps it: the kernel then
+/// reaps every child itself, tokio's wait fails with ECHILD, and sh's
+/// pid, the group's id, is free the moment sh exits. The listing gives
+/// SIGCHLD its default back before the runtime starts. It used to exit 1
+/// with `No child processes` and leave `sleep` running for its minute.
+#[test]
+fn async_child_kill_ends_the_group_when_its_parent_ignored_sigchld() {
+    let mut command = Command::new("env");
+    command
+        .arg("--ignore-signal=CHLD")
+        .arg(bin!("async-child-kill"))
+        .arg("pipe");
+    let mut listing = Listing::spawn(&mut command, Stdio::piped());
+    let first = listing.expect(
+        r"sh \(pid (\d+)\) runs in a process group of its own; it started sleep \(pid (\d+)\)",
+    );
+    let sh = Pid::from_raw(first[1].parse().unwrap());
+    let sleep = Pid::from_raw(first[2].parse().unwrap());
+    let _cleanup = KillGroupOnDrop(sh);
+    // Before `finish`: a `sleep` left running holds the listing's stderr.
+    wait_until("the shell's group to end", || {
+        group_is_gone(sh) && is_dead(sleep)
+    });
+    let out = finish_clean(listing);
+    assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
+    assert_eq!(
+        out.stdout[1..],
+        [
+            "sh exited with status 0",
+            "No end of stdout within 1 s: killed its process group",
+            "End of stdout",
+        ]
+    );
+}
+
 /// A parent may leave SIGINT, SIGTERM and SIGHUP blocked (`env
 /// --block-signal`, coreutils 9.1 here, does so and execs), and `exec`
 /// keeps the mask; tokio's runtime thread and every child, through
