@@ -18,7 +18,7 @@ use crate::support::{
     KillGroupOnDrop, Listing, as_pid_1, assert_exited_with, assert_rejects,
     assert_session_matches_book_masking, assert_starts_or_says_why, cargo_run,
     children_of, finish_clean, group_is_gone, have, is_dead, run_clean,
-    state_of, wait_until,
+    state_of, wait_until, with_sigchld_ignored,
 };
 
 /// The counts of a `Sent … of … bytes, got … on stdout and … on stderr`
@@ -740,11 +740,7 @@ fn killpg_finds_a_group_of_one_zombie_and_fails_once_it_is_reaped() {
 /// with `No child processes` and leave `sleep` running for its minute.
 #[test]
 fn async_child_kill_ends_the_group_when_its_parent_ignored_sigchld() {
-    let mut command = Command::new("env");
-    command
-        .arg("--ignore-signal=CHLD")
-        .arg(bin!("async-child-kill"))
-        .arg("pipe");
+    let mut command = with_sigchld_ignored(bin!("async-child-kill"), &["pipe"]);
     let mut listing = Listing::spawn(&mut command, Stdio::piped());
     let first = listing.expect(
         r"sh \(pid (\d+)\) runs in a process group of its own; it started sleep \(pid (\d+)\)",
