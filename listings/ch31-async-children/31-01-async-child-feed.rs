@@ -101,7 +101,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let exchange = exchange(&mut tee, way, &data, &mut moved);
     let outcome = tokio::time::timeout(wait, exchange).await;
     if !matches!(outcome, Ok(Ok(()))) {
-        // A deadlock, or a pipe that failed because tee died: `kill`
+        // No end in time, or a pipe that failed because tee died: `kill`
         // sends SIGKILL, in case tee still runs, then waits, reaping it.
         tee.kill().await?;
     }
@@ -119,8 +119,13 @@ async fn run() -> Result<(), Box<dyn Error>> {
         // Not our stdout: tee's stdin, or one of its outputs.
         Ok(Err(err)) => return Err(format!("talking to tee: {err}").into()),
         Err(_) => {
+            // A timeout cannot tell a deadlock from an exchange that needs
+            // more time than it was given: say both.
             let secs = wait.as_secs();
-            return Err(format!("deadlock: tee killed after {secs} s").into());
+            let why = "a deadlock, or too short a --wait";
+            return Err(
+                format!("no end within {secs} s ({why}): tee killed").into()
+            );
         }
     }
     // Should nobody read our stdout any more, the report is lost, and the
@@ -248,7 +253,13 @@ fn parse_args() -> Result<(Way, usize, Duration), lexopt::Error> {
     while let Some(arg) = args.next()? {
         match arg {
             Long("bytes") => bytes = args.value()?.parse()?,
-            Long("wait") => wait = args.value()?.parse()?,
+            Long("wait") => {
+                // Nothing ends within 0 s: every run would time out.
+                match args.value()?.parse()? {
+                    0 => return Err("--wait must be at least 1".into()),
+                    secs => wait = secs,
+                }
+            }
             Value(value) if way.is_none() => {
                 way = Some(match value.string()?.as_str() {
                     "write-first" => Way::WriteFirst,

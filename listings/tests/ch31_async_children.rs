@@ -55,7 +55,10 @@ fn deadlocked(way: &str, wait: &str) -> (usize, usize, usize) {
     assert_eq!(out.status.code(), Some(1), "{way}: {}", out.stderr);
     assert_eq!(
         out.stderr,
-        format!("async-child-feed: deadlock: tee killed after {wait} s\n")
+        format!(
+            "async-child-feed: no end within {wait} s (a deadlock, or too \
+             short a --wait): tee killed\n"
+        )
     );
     let limit = Duration::from_secs(wait.parse().unwrap());
     assert!(started.elapsed() >= limit, "{way}: too soon");
@@ -493,6 +496,8 @@ fn async_children_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("async-child-feed"), &["later"], "unknown way");
     assert_rejects(bin!("async-child-feed"), &["--bytes", "-1"], "--bytes");
     assert_rejects(bin!("async-child-feed"), &["--wait", "x"], r#""x""#);
+    // No exchange ends within 0 s: every run would be a timeout.
+    assert_rejects(bin!("async-child-feed"), &["--wait", "0"], "at least 1");
     // More bytes than memory can hold: an error, not a panic or an abort.
     let most = usize::MAX.to_string();
     assert_rejects(
