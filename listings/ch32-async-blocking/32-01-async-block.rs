@@ -104,10 +104,12 @@ fn unblock_usr1() -> io::Result<()> {
     Ok(SigSet::from(Signal::SIGUSR1).thread_unblock()?)
 }
 
-/// tokio panics where the system refuses it a thread (`ulimit -u`): in
-/// `build`, for a worker; in `block_in_place`, for the thread that takes
-/// the worker over; and in `spawn_blocking`, when its pool has no thread
-/// at all. No check can come first: say why in one line, and exit
+/// tokio panics where the system refuses it a thread (`ulimit -u`) that
+/// nothing else can stand in for: in `build`, for a worker; in
+/// `spawn_blocking`, and in `block_in_place` for the thread that takes the
+/// worker over, when the pool has no thread yet besides the workers (which
+/// do not count, though they are threads of the pool; with one, the call
+/// waits for it). No check can come first: say why in one line, and exit
 /// at once, since unwinding through a runtime may wait for ever. No
 /// destructor runs then, so the hook first ends the child that was to be
 /// waited for, if any, and reaps it.
