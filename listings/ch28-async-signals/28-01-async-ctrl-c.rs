@@ -1,11 +1,13 @@
 // ANCHOR: whole
 // Listing 28-1: how most tokio programs stop: wait for Ctrl-C, then clean
-// up (`--cleanup-secs`, 3 by default) and exit. It has three flaws, which
+// up (`--cleanup-secs`, 3 by default) and exit. It has four flaws, which
 // the chapter shows one by one: SIGTERM, what `kill`, systemd and
 // `docker stop` send, ends it at once without any clean-up (or, as PID 1
 // of a container, does nothing at all); a second Ctrl-C during the
-// clean-up does nothing either; and tokio's handler for SIGINT stays
-// installed after the program has stopped listening.
+// clean-up does nothing either; tokio's handler for SIGINT stays
+// installed after the program has stopped listening; and under a parent
+// that left SIGINT blocked, Ctrl-C stays pending and is never heard
+// (Listing 28-2 unblocks its signals first).
 
 use std::error::Error;
 use std::io::{self, Write};

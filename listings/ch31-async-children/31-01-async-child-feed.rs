@@ -23,7 +23,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigHandler, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::runtime::{Builder, Runtime};
@@ -80,6 +80,8 @@ fn runtime() -> io::Result<Runtime> {
 async fn run() -> Result<(), Box<dyn Error>> {
     let (way, bytes, wait) =
         parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // Our children are ours to reap, even if our parent ignored SIGCHLD.
+    keep_zombies()?;
     // More than memory can hold is an error, not an abort.
     let mut data = Vec::new();
     data.try_reserve_exact(bytes)
@@ -99,7 +101,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let exchange = exchange(&mut tee, way, &data, &mut moved);
     let outcome = tokio::time::timeout(wait, exchange).await;
     if !matches!(outcome, Ok(Ok(()))) {
-        // A deadlock, or a pipe that failed because tee died: `kill`
+        // No end in time, or a pipe that failed because tee died: `kill`
         // sends SIGKILL, in case tee still runs, then waits, reaping it.
         tee.kill().await?;
     }
@@ -117,8 +119,13 @@ async fn run() -> Result<(), Box<dyn Error>> {
         // Not our stdout: tee's stdin, or one of its outputs.
         Ok(Err(err)) => return Err(format!("talking to tee: {err}").into()),
         Err(_) => {
+            // A timeout cannot tell a deadlock from an exchange that needs
+            // more time than it was given: say both.
             let secs = wait.as_secs();
-            return Err(format!("deadlock: tee killed after {secs} s").into());
+            let why = "a deadlock, or too short a --wait";
+            return Err(
+                format!("no end within {secs} s ({why}): tee killed").into()
+            );
         }
     }
     // Should nobody read our stdout any more, the report is lost, and the
@@ -217,6 +224,17 @@ async fn count(
     }
 }
 
+/// Gives SIGCHLD its default action back. A parent that left it ignored
+/// passed that on through `exec` (Chapter 24), and then the kernel reaps
+/// our children itself: every wait fails with ECHILD, and a child's pid,
+/// or its group's id, may go to a stranger as soon as the child exits,
+/// while we may still signal it.
+fn keep_zombies() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
+    Ok(())
+}
+
 /// How a child ended, in words.
 fn describe(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
@@ -235,7 +253,13 @@ fn parse_args() -> Result<(Way, usize, Duration), lexopt::Error> {
     while let Some(arg) = args.next()? {
         match arg {
             Long("bytes") => bytes = args.value()?.parse()?,
-            Long("wait") => wait = args.value()?.parse()?,
+            Long("wait") => {
+                // Nothing ends within 0 s: every run would time out.
+                match args.value()?.parse()? {
+                    0 => return Err("--wait must be at least 1".into()),
+                    secs => wait = secs,
+                }
+            }
             Value(value) if way.is_none() => {
                 way = Some(match value.string()?.as_str() {
                     "write-first" => Way::WriteFirst,

@@ -101,6 +101,9 @@ fn runtime() -> io::Result<Runtime> {
 async fn run() -> Result<(), Box<dyn Error>> {
     let (way, limit, ignore_term) =
         parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // Our children are ours to reap, even if our parent ignored SIGCHLD:
+    // until sh is reaped, its pid keeps the group's id ours.
+    keep_zombies()?;
     let script = match way {
         Way::Pipe => "sleep 60 & echo $!",
         _ => "sleep 60 & echo $!; wait",
@@ -395,6 +398,17 @@ fn state(pid: Pid) -> &'static str {
         Some('Z') => "is a zombie",
         Some(_) => "is still running",
     }
+}
+
+/// Gives SIGCHLD its default action back. A parent that left it ignored
+/// passed that on through `exec` (Chapter 24), and then the kernel reaps
+/// our children itself: every wait fails with ECHILD, and a child's pid,
+/// or its group's id, may go to a stranger as soon as the child exits,
+/// while we may still signal it.
+fn keep_zombies() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
+    Ok(())
 }
 
 /// How a child ended, in words.

@@ -82,6 +82,7 @@ fn main() -> ExitCode {
         .map_err(|e| format!("{e}; {USAGE}").into())
         .and_then(|args| {
             unblock_usr1()?;
+            keep_zombies()?;
             runtime(args.workers)?.block_on(run(args))
         });
     let ran = ran.and_then(|()| Ok(unsaid()?));
@@ -103,10 +104,12 @@ fn unblock_usr1() -> io::Result<()> {
     Ok(SigSet::from(Signal::SIGUSR1).thread_unblock()?)
 }
 
-/// tokio panics where the system refuses it a thread (`ulimit -u`): in
-/// `build`, for a worker; in `block_in_place`, for the thread that takes
-/// the worker over; and in `spawn_blocking`, when its pool has no thread
-/// at all. No check can come first: say why in one line, and exit
+/// tokio panics where the system refuses it a thread (`ulimit -u`) that
+/// nothing else can stand in for: in `build`, for a worker; in
+/// `spawn_blocking`, and in `block_in_place` for the thread that takes the
+/// worker over, when the pool has no thread yet besides the workers (which
+/// do not count, though they are threads of the pool; with one, the call
+/// waits for it). No check can come first: say why in one line, and exit
 /// at once, since unwinding through a runtime may wait for ever. No
 /// destructor runs then, so the hook first ends the child that was to be
 /// waited for, if any, and reaps it.
@@ -374,6 +377,17 @@ fn send_usr1_after(takes: Duration) -> io::Result<()> {
     Ok(())
 }
 // ANCHOR_END: signal
+
+/// Gives SIGCHLD its default action back. A parent that left it ignored
+/// passed that on through `exec` (Chapter 24), and then the kernel reaps
+/// our children itself: every wait fails with ECHILD, and a child's pid,
+/// or its group's id, may go to a stranger as soon as the child exits,
+/// while we may still signal it.
+fn keep_zombies() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
+    Ok(())
+}
 
 /// Prints a line, if anyone still reads our output. A write that fails
 /// otherwise (a full disk) is kept for `main` to report, at the end.

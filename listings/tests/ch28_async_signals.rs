@@ -87,6 +87,33 @@ fn async_ctrl_c_dies_of_sigterm_without_cleaning_up() {
     assert_eq!(out.stdout.len(), 1, "no clean-up: {:?}", out.stdout);
 }
 
+/// A parent may leave SIGINT blocked (`env --block-signal`, coreutils 9.1
+/// here, does so and execs), and `exec` keeps the mask, which every thread
+/// of tokio's runtime inherits. Listing 28-1 does not unblock it, one more
+/// of its flaws: Ctrl-C stays pending, tokio's handler never runs, and the
+/// program runs on. Listing 28-2 unblocks its signals before the runtime.
+#[test]
+fn async_ctrl_c_never_hears_a_ctrl_c_its_parent_had_blocked() {
+    let mut command = std::process::Command::new("env");
+    command.arg("--block-signal=INT").arg(bin!("async-ctrl-c"));
+    let mut listing =
+        Listing::spawn(&mut command, std::process::Stdio::piped());
+    listing.expect(CTRL_C_READY);
+    let pid = listing.pid();
+    listing.signal(Signal::SIGINT);
+    wait_until("SIGINT to be pending", || {
+        pending_signals(pid).contains(&(Signal::SIGINT as i32))
+    });
+    assert!(
+        listing.no_line_within(Duration::from_secs(1)),
+        "no clean-up"
+    );
+    assert!(matches!(state_of(pid), Some('S')), "still running");
+    listing.signal(Signal::SIGKILL);
+    let out = listing.finish();
+    assert_eq!(out.status.signal(), Some(Signal::SIGKILL as i32));
+}
+
 #[test]
 fn async_ctrl_c_as_pid_1_of_a_container_does_not_even_die_of_sigterm() {
     let Some((mut init, pid)) = as_pid_1(

@@ -18,7 +18,7 @@ use crate::support::{
     KillGroupOnDrop, Listing, as_pid_1, assert_exited_with, assert_rejects,
     assert_session_matches_book_masking, assert_starts_or_says_why, cargo_run,
     children_of, finish_clean, group_is_gone, have, is_dead, run_clean,
-    state_of, wait_until,
+    state_of, wait_until, with_sigchld_ignored,
 };
 
 /// The counts of a `Sent … of … bytes, got … on stdout and … on stderr`
@@ -55,7 +55,10 @@ fn deadlocked(way: &str, wait: &str) -> (usize, usize, usize) {
     assert_eq!(out.status.code(), Some(1), "{way}: {}", out.stderr);
     assert_eq!(
         out.stderr,
-        format!("async-child-feed: deadlock: tee killed after {wait} s\n")
+        format!(
+            "async-child-feed: no end within {wait} s (a deadlock, or too \
+             short a --wait): tee killed\n"
+        )
     );
     let limit = Duration::from_secs(wait.parse().unwrap());
     assert!(started.elapsed() >= limit, "{way}: too soon");
@@ -493,6 +496,8 @@ fn async_children_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("async-child-feed"), &["later"], "unknown way");
     assert_rejects(bin!("async-child-feed"), &["--bytes", "-1"], "--bytes");
     assert_rejects(bin!("async-child-feed"), &["--wait", "x"], r#""x""#);
+    // No exchange ends within 0 s: every run would be a timeout.
+    assert_rejects(bin!("async-child-feed"), &["--wait", "0"], "at least 1");
     // More bytes than memory can hold: an error, not a panic or an abort.
     let most = usize::MAX.to_string();
     assert_rejects(
@@ -730,6 +735,38 @@ fn killpg_finds_a_group_of_one_zombie_and_fails_once_it_is_reaped() {
     let out = shell.finish();
     assert!(out.status.success(), "{:?}", out.status);
     assert_eq!(killpg(pid, Signal::SIGKILL), Err(Errno::ESRCH));
+}
+
+/// A parent may leave SIGCHLD ignored (`env --ignore-signal`, coreutils
+/// 9.1 here, does so and execs), and `exec` keeps it: the kernel then
+/// reaps every child itself, tokio's wait fails with ECHILD, and sh's
+/// pid, the group's id, is free the moment sh exits. The listing gives
+/// SIGCHLD its default back before the runtime starts. It used to exit 1
+/// with `No child processes` and leave `sleep` running for its minute.
+#[test]
+fn async_child_kill_ends_the_group_when_its_parent_ignored_sigchld() {
+    let mut command = with_sigchld_ignored(bin!("async-child-kill"), &["pipe"]);
+    let mut listing = Listing::spawn(&mut command, Stdio::piped());
+    let first = listing.expect(
+        r"sh \(pid (\d+)\) runs in a process group of its own; it started sleep \(pid (\d+)\)",
+    );
+    let sh = Pid::from_raw(first[1].parse().unwrap());
+    let sleep = Pid::from_raw(first[2].parse().unwrap());
+    let _cleanup = KillGroupOnDrop(sh);
+    // Before `finish`: a `sleep` left running holds the listing's stderr.
+    wait_until("the shell's group to end", || {
+        group_is_gone(sh) && is_dead(sleep)
+    });
+    let out = finish_clean(listing);
+    assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
+    assert_eq!(
+        out.stdout[1..],
+        [
+            "sh exited with status 0",
+            "No end of stdout within 1 s: killed its process group",
+            "End of stdout",
+        ]
+    );
 }
 
 /// A parent may leave SIGINT, SIGTERM and SIGHUP blocked (`env

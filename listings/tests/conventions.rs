@@ -883,6 +883,10 @@ const WAITS_ON_SIGNALS: &[(&str, &[&str], &[&str])] = &[
     ("bench-pingpong", &["--count", "10"], &["CHLD"]),
     ("async-child-feed", &["join"], &["CHLD"]),
     ("async-child-kill", &["timeout"], &["CHLD"]),
+    ("async-child-kill", &["pipe"], &["CHLD"]),
+    ("async-block", &["wait"], &["CHLD"]),
+    ("async-block", &["wait", "--fix", "async"], &["CHLD"]),
+    ("async-block", &["signal"], &["USR1"]),
 ];
 
 /// Rows that end otherwise when their parent left SIGCHLD ignored: each
@@ -902,8 +906,6 @@ const ECHILD_WHEN_SIGCHLD_IGNORED: &[&str] = &[
     "unix-pair",
     "orphan-hangup",
     "bench-pingpong",
-    "async-child-feed",
-    "async-child-kill",
 ];
 
 /// How a run ended, and its stdout with every number made `N`: pids,
