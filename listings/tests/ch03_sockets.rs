@@ -1455,6 +1455,43 @@ fn rerun_original_counts_the_second_runs_that_cannot_bind() {
     );
 }
 
+/// A client of the counted program that fails otherwise than refused (a
+/// name that does not resolve, a reset) raises in its thread, which leaves
+/// the run's exit status 0: both counting commands must say the run failed,
+/// not count it as clean. A `sitecustomize` module, which Python imports at
+/// start-up from `PYTHONPATH`, makes every `connect` fail with a reset.
+#[test]
+fn counting_commands_fail_when_a_client_fails_otherwise() {
+    if !have("python3") || !have("ss") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sitecustomize.py"),
+        "import socket\n\
+         def reset(self, address):\n\
+         \x20   raise ConnectionResetError('reset by the test')\n\
+         socket.socket.connect = reset\n",
+    )
+    .unwrap();
+    for (name, flag) in
+        [("race-original", "--runs"), ("rerun-original", "--tries")]
+    {
+        let script =
+            format!("{}/ch03-sockets/{name}", env!("CARGO_MANIFEST_DIR"));
+        let mut command = Command::new(&script);
+        command.args([flag, "1"]).env("PYTHONPATH", dir.path());
+        let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+        assert_eq!(out.status.code(), Some(1), "{name}: {:#?}", out.stdout);
+        assert!(
+            out.stderr.starts_with(&format!("{name}: a run failed"))
+                && out.stderr.contains("reset by the test"),
+            "{name}: {}",
+            out.stderr
+        );
+    }
+}
+
 #[test]
 fn race_original_counts_the_clients_that_connect_before_the_server_listens() {
     if !have("python3") {
