@@ -43,6 +43,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     // SIGALRM passed its mask on through `exec`: unblock it, or wait for
     // ever.
     SigSet::from(Signal::SIGALRM).thread_unblock()?;
+    // Pending signals come through `exec` too: a SIGALRM the parent left
+    // pending reached the handler at that unblock. It is no alarm of ours.
+    signals.pending().for_each(drop);
 
     let (mut out, mut alarms) = (io::stdout(), 0);
     while count.is_none_or(|n| alarms < n) {

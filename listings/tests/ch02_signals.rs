@@ -300,6 +300,30 @@ fn alarm_rings_five_seconds_after_it_is_set() {
     assert_eq!(out.stdout.len(), 4, "nothing printed after the last alarm");
 }
 
+/// Pending signals pass through `exec` as the mask does: a parent that
+/// blocked SIGALRM and had one arrive hands it on, and the listing's
+/// unblock delivers it at once. It is no alarm the listing set, and each
+/// alarm loop must still wait its five seconds. `sh` plays that parent:
+/// it blocks SIGALRM (through `env`), sends itself one, and execs.
+#[test]
+fn alarm_listings_ignore_an_alarm_their_parent_left_pending() {
+    for bin in [bin!("alarm"), bin!("alarm-pause")] {
+        let mut command = Command::new("env");
+        command.args([
+            "--block-signal=ALRM",
+            "sh",
+            "-c",
+            "kill -ALRM $$; exec \"$0\" --count 1",
+            bin,
+        ]);
+        let started = Instant::now();
+        let mut alarm = Listing::spawn(&mut command, Stdio::piped());
+        expect_one_alarm(&mut alarm, started, 1);
+        let out = alarm.finish();
+        assert!(out.status.success(), "{bin}: {}", out.stderr);
+    }
+}
+
 #[test]
 fn alarm_survives_a_sigalrm_as_it_ends() {
     // Dropped, `signals` would close the socket it reads before signal-hook

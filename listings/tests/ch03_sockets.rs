@@ -942,6 +942,44 @@ fn client_tries_every_address_a_name_resolves_to() {
     assert!(server.finish().status.success());
 }
 
+/// The client's error says "timed out after 10 s", and means it: when a
+/// name gives two addresses and neither answers, the two attempts share
+/// the ten seconds rather than take ten each. Two full queues on one
+/// port, at 127.0.0.1 and 127.0.0.2, both named `twofull`.
+#[test]
+fn client_gives_up_on_every_address_within_its_ten_seconds() {
+    if !private_hosts_file() {
+        return;
+    }
+    let full = |ip: [u8; 4], port: u16| {
+        let sock = tcp_socket();
+        let [a, b, c, d] = ip;
+        bind(sock.as_raw_fd(), &SockaddrIn::new(a, b, c, d, port))
+            .expect("bind");
+        listen(&sock, Backlog::new(0).unwrap()).expect("listen");
+        let bound: SockaddrIn = getsockname(sock.as_raw_fd()).expect("name");
+        // A backlog of 0 admits one: take it, and the queue is full.
+        let first = TcpStream::connect(bound.to_string()).expect("first");
+        (sock, first, bound.port())
+    };
+    let (_one, _first_one, port) = full([127, 0, 0, 1], 0);
+    let (_two, _first_two, _) = full([127, 0, 0, 2], port);
+    let started = Instant::now();
+    let client = run_with_hosts(
+        "127.0.0.1 twofull\n127.0.0.2 twofull\n",
+        bin!("socket-modes"),
+        &["client", &format!("twofull:{port}")],
+    );
+    let took = started.elapsed();
+    assert_eq!(client.status.code(), Some(1), "{}", client.stderr);
+    assert!(
+        client.stderr.ends_with("timed out after 10 s\n"),
+        "{}",
+        client.stderr
+    );
+    assert!(took < Duration::from_secs(15), "gave up after {took:?}");
+}
+
 #[test]
 fn two_terminal_session_matches_the_book() {
     if !have("ss") {
@@ -1453,6 +1491,43 @@ fn rerun_original_counts_the_second_runs_that_cannot_bind() {
         "{:#?}",
         out.stdout
     );
+}
+
+/// A client of the counted program that fails otherwise than refused (a
+/// name that does not resolve, a reset) raises in its thread, which leaves
+/// the run's exit status 0: both counting commands must say the run failed,
+/// not count it as clean. A `sitecustomize` module, which Python imports at
+/// start-up from `PYTHONPATH`, makes every `connect` fail with a reset.
+#[test]
+fn counting_commands_fail_when_a_client_fails_otherwise() {
+    if !have("python3") || !have("ss") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sitecustomize.py"),
+        "import socket\n\
+         def reset(self, address):\n\
+         \x20   raise ConnectionResetError('reset by the test')\n\
+         socket.socket.connect = reset\n",
+    )
+    .unwrap();
+    for (name, flag) in
+        [("race-original", "--runs"), ("rerun-original", "--tries")]
+    {
+        let script =
+            format!("{}/ch03-sockets/{name}", env!("CARGO_MANIFEST_DIR"));
+        let mut command = Command::new(&script);
+        command.args([flag, "1"]).env("PYTHONPATH", dir.path());
+        let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+        assert_eq!(out.status.code(), Some(1), "{name}: {:#?}", out.stdout);
+        assert!(
+            out.stderr.starts_with(&format!("{name}: a run failed"))
+                && out.stderr.contains("reset by the test"),
+            "{name}: {}",
+            out.stderr
+        );
+    }
 }
 
 #[test]
