@@ -18,7 +18,7 @@ use crate::support::{
     ChildExt, KillGroupOnDrop, Listing, PATIENCE, as_pid_1, assert_exited_with,
     assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
-    group_is_gone, have, is_dead, like_a_listing, pgid_of,
+    group_is_gone, have, is_dead, kernel, like_a_listing, pgid_of,
     reaps_with_stdout_full, run_clean, state_of, threads_blocked_in,
     wait_until, with_sigchld_ignored, with_thread_limit,
 };
@@ -805,7 +805,7 @@ fn a_pidfd_becomes_readable_when_its_process_exits() {
             result => break result.unwrap(),
         }
     };
-    assert_eq!(ready, 1);
+    assert_eq!(ready, 1, "Linux {}", kernel());
     assert!(sleep.wait().unwrap().success());
 }
 
@@ -1096,9 +1096,14 @@ fn a_wait_for_a_group_takes_the_status_a_child_needed() {
     let mut child = Command::new("true").process_group(0).spawn().unwrap();
     let group = Pid::from_raw(child.id() as i32);
     let status = waitid(Id::PGid(group), WaitPidFlag::WEXITED).unwrap();
-    assert_eq!(status.pid(), Some(group));
+    assert_eq!(status.pid(), Some(group), "Linux {}", kernel());
     let err = child.wait().unwrap_err();
-    assert_eq!(err.raw_os_error(), Some(nix::libc::ECHILD), "{err}");
+    let linux = kernel();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(nix::libc::ECHILD),
+        "{err} (Linux {linux})"
+    );
 }
 
 /// Until exec, a stage runs the program's handlers, and the program

@@ -68,7 +68,7 @@ fn proc_orphans_none_children_outlive_a_parent_killed_with_sigkill() {
     });
     for &child in &children {
         // Alive: asleep, or, on a busy machine, just being scheduled.
-        assert!(!is_dead(child), "{child} lives on");
+        assert!(!is_dead(child), "{child} lives on (Linux {})", kernel());
     }
     // The test's clean-up kills the group they are still in.
     drop(orphans);
@@ -79,7 +79,8 @@ fn proc_orphans_none_children_outlive_a_parent_killed_with_sigkill() {
 fn proc_orphans_pdeathsig_children_die_with_a_parent_killed_with_sigkill() {
     let (orphans, children) = start(&["pdeathsig", "--for", "60"]);
     kill_parent(&orphans, &children);
-    wait_until("the kernel to kill the children", || {
+    let linux = format!("Linux {}", kernel());
+    wait_until(&format!("{linux} to kill the children"), || {
         children.iter().all(|&c| is_dead(c))
     });
 }
@@ -100,9 +101,8 @@ fn proc_orphans_pipe_children_end_when_the_lifeline_breaks() {
         .collect();
     assert_eq!(parent_ends.len(), 1, "the write end only: {parent_ends:?}");
     kill_parent(&orphans, &children);
-    wait_until("the cats to read the end", || {
-        children.iter().all(|&c| is_dead(c))
-    });
+    let waited = format!("the cats to read the end (Linux {})", kernel());
+    wait_until(&waited, || children.iter().all(|&c| is_dead(c)));
 }
 
 #[test]
@@ -116,7 +116,7 @@ fn proc_orphans_group_survives_a_parent_killed_with_sigkill_until_killed_as_one(
     kill_parent(&orphans, &children);
     for &child in &children {
         // Alive: asleep, or, on a busy machine, just being scheduled.
-        assert!(!is_dead(child), "{child} lives on");
+        assert!(!is_dead(child), "{child} lives on (Linux {})", kernel());
     }
     // What `kill -KILL -- -PGID` does.
     killpg(group, Signal::SIGKILL).unwrap();
@@ -423,7 +423,11 @@ fn proc_orphans_pdeathsig_fires_when_the_thread_that_started_them_exits() {
     assert!(out.stdout[0].contains(", from a thread that has exited; try: "));
     assert_eq!(out.stdout.len(), 3, "{:?}", out.stdout);
     for line in &out.stdout[1..] {
-        assert!(line.ends_with(" was killed by SIGTERM"), "{line}");
+        assert!(
+            line.ends_with(" was killed by SIGTERM"),
+            "{line} (Linux {})",
+            kernel()
+        );
     }
     wait_until("everything to end", || group_is_gone(pgid));
     assert_session_matches_book_masking(
@@ -479,7 +483,11 @@ fn proc_orphans_pdeathsig_child_dies_when_its_parent_dies_just_before_exec() {
     });
     let survived = !is_dead(child);
     drop(traced); // Kills the group, the child with it.
-    assert!(!survived, "{child} ran sleep after its parent had died");
+    assert!(
+        !survived,
+        "{child} ran sleep after its parent had died (Linux {})",
+        kernel()
+    );
 }
 
 #[test]
