@@ -85,6 +85,62 @@ fn proc_orphans_pdeathsig_children_die_with_a_parent_killed_with_sigkill() {
     });
 }
 
+/// A subreaper, in Python: it starts the command of its arguments, passes
+/// on its first line, kills it with SIGKILL, then reaps every process
+/// that ends below it, orphans included, and says how each ended.
+const KILL_AND_REAP: &str = "
+import os, signal, subprocess, sys
+command = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, text=True)
+print(command.stdout.readline(), end='', flush=True)
+os.kill(command.pid, signal.SIGKILL)
+while True:
+    try:
+        pid, status = os.wait()
+    except ChildProcessError:
+        break
+    if pid == command.pid:
+        continue
+    if os.WIFSIGNALED(status):
+        how = 'killed by ' + signal.Signals(os.WTERMSIG(status)).name
+    else:
+        how = 'exited with %d' % os.waitstatus_to_exitcode(status)
+    print('reaped', pid, how, flush=True)
+";
+
+/// Not only dead: the children die of the signal their hook asked for,
+/// SIGTERM. Whoever adopts them reaps them and alone sees how they
+/// ended, so the test runs the listing under a subreaper that says so.
+#[test]
+fn proc_orphans_pdeathsig_children_die_of_sigterm_when_the_parent_is_killed() {
+    use std::os::unix::process::CommandExt;
+    if !have("python3") {
+        return;
+    }
+    let mut command = Command::new("python3");
+    command
+        .args(["-c", KILL_AND_REAP, bin!("proc-orphans")])
+        .args(["pdeathsig", "--for", "60"]);
+    // SAFETY: prctl() is async-signal-safe, and nothing allocates.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_child_subreaper(true)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert!(out.status.success(), "{}", out.stderr);
+    let mut expected: Vec<String> = regex::Regex::new(r"sleep (\d+)")
+        .unwrap()
+        .captures_iter(&out.stdout[0])
+        .map(|c| format!("reaped {} killed by SIGTERM", &c[1]))
+        .collect();
+    assert_eq!(expected.len(), 2, "{:?}", out.stdout);
+    let mut reaped = out.stdout[1..].to_vec();
+    reaped.sort();
+    expected.sort();
+    assert_eq!(reaped, expected, "Linux {}", kernel());
+}
+
 #[test]
 fn proc_orphans_pipe_children_end_when_the_lifeline_breaks() {
     let (orphans, children) = start(&["pipe", "--for", "60"]);
