@@ -141,6 +141,35 @@ fn proc_orphans_pdeathsig_children_die_of_sigterm_when_the_parent_is_killed() {
     assert_eq!(reaped, expected, "Linux {}", kernel());
 }
 
+/// A fourth way, Linux's: a parent that is process 1 of a PID namespace
+/// of its own. When it dies, even by SIGKILL, the kernel kills every
+/// other process of the namespace (`zap_pid_ns_processes()`, in
+/// kernel/pid_namespace.c): here `none`, whose children outlive a parent
+/// that is not an init, loses them at once.
+#[test]
+fn proc_orphans_none_children_die_with_a_parent_that_is_a_namespaces_init() {
+    if !pid_namespaces() {
+        return;
+    }
+    let args = ["--map-root-user", "--pid", "--fork", "--mount-proc"];
+    let mut command = Command::new("unshare");
+    command
+        .args(args)
+        .args([bin!("proc-orphans"), "none", "--for", "60"]);
+    let mut listing = Listing::spawn(&mut command, Stdio::piped());
+    let line = listing.next_line();
+    assert!(line.starts_with("Parent 1 started"), "{line}");
+    let parent = children_of(listing.pid())[0];
+    let children = children_of(parent);
+    assert_eq!(children.len(), 2, "{line}");
+    kill(parent, Signal::SIGKILL).unwrap();
+    wait_until(
+        &format!("Linux {} to kill the namespace's processes", kernel()),
+        || children.iter().all(|&c| is_dead(c)),
+    );
+    let _ = finish_clean(listing);
+}
+
 #[test]
 fn proc_orphans_pipe_children_end_when_the_lifeline_breaks() {
     let (orphans, children) = start(&["pipe", "--for", "60"]);
