@@ -129,14 +129,17 @@ const PIPE_BUF: usize = 4096;
 /// not past `deadline`: false if no room came. `poll` reports a pipe
 /// writable while one of its page slots is free, enough for PIPE_BUF
 /// bytes; the time limit is part of the call, so nothing can slip
-/// between setting it and waiting.
+/// between setting it and waiting. It is rounded up to whole
+/// milliseconds: rounded down, the last fraction of one would be a
+/// `poll` of 0 ms, which returns at once, again and again.
 fn room_before(pipe: &ChildStdin, deadline: Instant) -> io::Result<bool> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let ms = left.as_nanos().div_ceil(1_000_000);
+        let ms = u16::try_from(ms).unwrap_or(u16::MAX);
         let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLOUT)];
         match poll(&mut fds, PollTimeout::from(ms)) {
-            Ok(0) if left.is_zero() => return Ok(false),
+            Ok(0) if Instant::now() >= deadline => return Ok(false),
             Ok(0) | Err(Errno::EINTR) => {} // Not there yet: again.
             Ok(_) => return Ok(true),
             Err(err) => return Err(err.into()),

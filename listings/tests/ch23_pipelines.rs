@@ -18,7 +18,7 @@ use crate::support::{
     ChildExt, KillGroupOnDrop, Listing, PATIENCE, as_pid_1, assert_exited_with,
     assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
-    group_is_gone, have, is_dead, like_a_listing, pgid_of,
+    group_is_gone, have, is_dead, kernel, like_a_listing, pgid_of,
     reaps_with_stdout_full, run_clean, state_of, threads_blocked_in,
     wait_until, with_sigchld_ignored, with_thread_limit,
 };
@@ -426,6 +426,76 @@ fn spawn_deadlock_never_signals_cat_once_it_is_reaped() {
     }
 }
 
+/// A C library to preload that counts the calls to `poll` for one
+/// descriptor with a time limit of 0 ms that found nothing ready, and
+/// says how many at exit. (std's start-up polls descriptors 0 to 2 once,
+/// with 0 ms: three descriptors, not counted.)
+const COUNT_POLLS_THAT_DO_NOT_WAIT: &str = r#"
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <poll.h>
+#include <stdio.h>
+#include <unistd.h>
+static int no_wait;
+int poll(struct pollfd *fds, nfds_t n, int timeout) {
+    static int (*real)(struct pollfd *, nfds_t, int);
+    if (!real) real = (int (*)(struct pollfd *, nfds_t, int))dlsym(RTLD_NEXT, "poll");
+    int ready = real(fds, n, timeout);
+    if (n == 1 && timeout == 0 && ready == 0)
+        __atomic_add_fetch(&no_wait, 1, __ATOMIC_RELAXED);
+    return ready;
+}
+__attribute__((destructor)) static void report(void) {
+    char line[80];
+    int len = snprintf(line, sizeof line, "pid %d: %d polls of 0 ms\n", (int)getpid(), no_wait);
+    if (len > 0) write(2, line, (size_t)len);
+}
+"#;
+
+/// `room_before` hands `poll` the time left, rounded up to a whole
+/// millisecond, and gives up once the deadline has passed. Rounded down,
+/// as it first was, the wait ended short of the deadline, and the loop
+/// then called `poll` with 0 ms, which returns at once, until the
+/// deadline had passed: once in most runs here, 1228 times in one. Now
+/// the wait that times out lasts to the deadline, and no poll of 0 ms is
+/// left.
+#[test]
+fn spawn_deadlock_waits_for_room_without_spinning_at_the_deadline() {
+    if !have("cc") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("count-polls.c");
+    let library = dir.path().join("count-polls.so");
+    std::fs::write(&source, COUNT_POLLS_THAT_DO_NOT_WAIT).unwrap();
+    let built = Command::new("cc")
+        .args(["-O2", "-shared", "-fPIC", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .arg("-ldl")
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{built:?}");
+    let mut command = Command::new(bin!("spawn-deadlock"));
+    command
+        .args(["write-first", "--wait", "1"])
+        .env("LD_PRELOAD", &library);
+    let listing = Listing::spawn(&mut command, Stdio::piped());
+    let counted = format!("pid {}: ", listing.pid());
+    let out = finish_clean(listing);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let polls: usize = out
+        .stderr
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(&counted)?.strip_suffix(" polls of 0 ms")
+        })
+        .unwrap_or_else(|| panic!("no count: {}", out.stderr))
+        .parse()
+        .unwrap();
+    assert_eq!(polls, 0, "polls of 0 ms at the deadline");
+}
+
 #[test]
 fn spawn_deadlock_output_matches_the_book() {
     let mut session = Vec::new();
@@ -735,7 +805,7 @@ fn a_pidfd_becomes_readable_when_its_process_exits() {
             result => break result.unwrap(),
         }
     };
-    assert_eq!(ready, 1);
+    assert_eq!(ready, 1, "Linux {}", kernel());
     assert!(sleep.wait().unwrap().success());
 }
 
@@ -1026,9 +1096,14 @@ fn a_wait_for_a_group_takes_the_status_a_child_needed() {
     let mut child = Command::new("true").process_group(0).spawn().unwrap();
     let group = Pid::from_raw(child.id() as i32);
     let status = waitid(Id::PGid(group), WaitPidFlag::WEXITED).unwrap();
-    assert_eq!(status.pid(), Some(group));
+    assert_eq!(status.pid(), Some(group), "Linux {}", kernel());
     let err = child.wait().unwrap_err();
-    assert_eq!(err.raw_os_error(), Some(nix::libc::ECHILD), "{err}");
+    let linux = kernel();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(nix::libc::ECHILD),
+        "{err} (Linux {linux})"
+    );
 }
 
 /// Until exec, a stage runs the program's handlers, and the program

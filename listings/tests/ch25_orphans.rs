@@ -68,7 +68,7 @@ fn proc_orphans_none_children_outlive_a_parent_killed_with_sigkill() {
     });
     for &child in &children {
         // Alive: asleep, or, on a busy machine, just being scheduled.
-        assert!(!is_dead(child), "{child} lives on");
+        assert!(!is_dead(child), "{child} lives on (Linux {})", kernel());
     }
     // The test's clean-up kills the group they are still in.
     drop(orphans);
@@ -79,9 +79,95 @@ fn proc_orphans_none_children_outlive_a_parent_killed_with_sigkill() {
 fn proc_orphans_pdeathsig_children_die_with_a_parent_killed_with_sigkill() {
     let (orphans, children) = start(&["pdeathsig", "--for", "60"]);
     kill_parent(&orphans, &children);
-    wait_until("the kernel to kill the children", || {
+    let linux = format!("Linux {}", kernel());
+    wait_until(&format!("{linux} to kill the children"), || {
         children.iter().all(|&c| is_dead(c))
     });
+}
+
+/// A subreaper, in Python: it starts the command of its arguments, passes
+/// on its first line, kills it with SIGKILL, then reaps every process
+/// that ends below it, orphans included, and says how each ended.
+const KILL_AND_REAP: &str = "
+import os, signal, subprocess, sys
+command = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, text=True)
+print(command.stdout.readline(), end='', flush=True)
+os.kill(command.pid, signal.SIGKILL)
+while True:
+    try:
+        pid, status = os.wait()
+    except ChildProcessError:
+        break
+    if pid == command.pid:
+        continue
+    if os.WIFSIGNALED(status):
+        how = 'killed by ' + signal.Signals(os.WTERMSIG(status)).name
+    else:
+        how = 'exited with %d' % os.waitstatus_to_exitcode(status)
+    print('reaped', pid, how, flush=True)
+";
+
+/// Not only dead: the children die of the signal their hook asked for,
+/// SIGTERM. Whoever adopts them reaps them and alone sees how they
+/// ended, so the test runs the listing under a subreaper that says so.
+#[test]
+fn proc_orphans_pdeathsig_children_die_of_sigterm_when_the_parent_is_killed() {
+    use std::os::unix::process::CommandExt;
+    if !have("python3") {
+        return;
+    }
+    let mut command = Command::new("python3");
+    command
+        .args(["-c", KILL_AND_REAP, bin!("proc-orphans")])
+        .args(["pdeathsig", "--for", "60"]);
+    // SAFETY: prctl() is async-signal-safe, and nothing allocates.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_child_subreaper(true)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert!(out.status.success(), "{}", out.stderr);
+    let mut expected: Vec<String> = regex::Regex::new(r"sleep (\d+)")
+        .unwrap()
+        .captures_iter(&out.stdout[0])
+        .map(|c| format!("reaped {} killed by SIGTERM", &c[1]))
+        .collect();
+    assert_eq!(expected.len(), 2, "{:?}", out.stdout);
+    let mut reaped = out.stdout[1..].to_vec();
+    reaped.sort();
+    expected.sort();
+    assert_eq!(reaped, expected, "Linux {}", kernel());
+}
+
+/// A fourth way, Linux's: a parent that is process 1 of a PID namespace
+/// of its own. When it dies, even by SIGKILL, the kernel kills every
+/// other process of the namespace (`zap_pid_ns_processes()`, in
+/// kernel/pid_namespace.c): here `none`, whose children outlive a parent
+/// that is not an init, loses them at once.
+#[test]
+fn proc_orphans_none_children_die_with_a_parent_that_is_a_namespaces_init() {
+    if !pid_namespaces() {
+        return;
+    }
+    let args = ["--map-root-user", "--pid", "--fork", "--mount-proc"];
+    let mut command = Command::new("unshare");
+    command
+        .args(args)
+        .args([bin!("proc-orphans"), "none", "--for", "60"]);
+    let mut listing = Listing::spawn(&mut command, Stdio::piped());
+    let line = listing.next_line();
+    assert!(line.starts_with("Parent 1 started"), "{line}");
+    let parent = children_of(listing.pid())[0];
+    let children = children_of(parent);
+    assert_eq!(children.len(), 2, "{line}");
+    kill(parent, Signal::SIGKILL).unwrap();
+    wait_until(
+        &format!("Linux {} to kill the namespace's processes", kernel()),
+        || children.iter().all(|&c| is_dead(c)),
+    );
+    let _ = finish_clean(listing);
 }
 
 #[test]
@@ -100,9 +186,8 @@ fn proc_orphans_pipe_children_end_when_the_lifeline_breaks() {
         .collect();
     assert_eq!(parent_ends.len(), 1, "the write end only: {parent_ends:?}");
     kill_parent(&orphans, &children);
-    wait_until("the cats to read the end", || {
-        children.iter().all(|&c| is_dead(c))
-    });
+    let waited = format!("the cats to read the end (Linux {})", kernel());
+    wait_until(&waited, || children.iter().all(|&c| is_dead(c)));
 }
 
 #[test]
@@ -116,7 +201,7 @@ fn proc_orphans_group_survives_a_parent_killed_with_sigkill_until_killed_as_one(
     kill_parent(&orphans, &children);
     for &child in &children {
         // Alive: asleep, or, on a busy machine, just being scheduled.
-        assert!(!is_dead(child), "{child} lives on");
+        assert!(!is_dead(child), "{child} lives on (Linux {})", kernel());
     }
     // What `kill -KILL -- -PGID` does.
     killpg(group, Signal::SIGKILL).unwrap();
@@ -423,7 +508,11 @@ fn proc_orphans_pdeathsig_fires_when_the_thread_that_started_them_exits() {
     assert!(out.stdout[0].contains(", from a thread that has exited; try: "));
     assert_eq!(out.stdout.len(), 3, "{:?}", out.stdout);
     for line in &out.stdout[1..] {
-        assert!(line.ends_with(" was killed by SIGTERM"), "{line}");
+        assert!(
+            line.ends_with(" was killed by SIGTERM"),
+            "{line} (Linux {})",
+            kernel()
+        );
     }
     wait_until("everything to end", || group_is_gone(pgid));
     assert_session_matches_book_masking(
@@ -479,7 +568,11 @@ fn proc_orphans_pdeathsig_child_dies_when_its_parent_dies_just_before_exec() {
     });
     let survived = !is_dead(child);
     drop(traced); // Kills the group, the child with it.
-    assert!(!survived, "{child} ran sleep after its parent had died");
+    assert!(
+        !survived,
+        "{child} ran sleep after its parent had died (Linux {})",
+        kernel()
+    );
 }
 
 #[test]
