@@ -581,6 +581,11 @@ fn answer(job: &mut Job, timeout: Duration) -> io::Result<Turn> {
         // sends one byte a second cannot hold the connection for longer.
         reader.get_mut().by = Instant::now() + timeout;
         if replied {
+            // Idle, from now on, unless the next request is in the
+            // buffer; its first byte marks it busy (`Deadline::read`).
+            // Marked before it may go back into the queue: a queue that
+            // is closing sends it back to this worker, to be timed.
+            slot.set_idle(reader.buffer().is_empty());
             // No whole request is buffered, and others wait: back into
             // the queue, with what has come of the next request.
             if !reader.buffer().contains(&b'\n') && slot.others_wait() {
@@ -588,9 +593,6 @@ fn answer(job: &mut Job, timeout: Duration) -> io::Result<Turn> {
                 job.carried = [reader.buffer(), &deadline.carried].concat();
                 return Ok(Turn::Idle);
             }
-            // Idle, from now on, unless the next request is in the
-            // buffer; its first byte marks it busy (`Deadline::read`).
-            slot.set_idle(reader.buffer().is_empty());
         }
         match read_line(&mut reader, &mut line)? {
             Line::Complete => {

@@ -7,8 +7,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::line_server::{
-    self, ask, connect, idle_clients_held, many_at_once, silent_clients,
-    start_limited, start_server,
+    self, ask, connect, idle_clients_held, listening_on, many_at_once,
+    silent_clients, start_limited, start_server,
 };
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book,
@@ -642,6 +642,39 @@ fn threaded_server_stops_listening_once_its_count_is_reached() {
 #[test]
 fn pool_stops_listening_once_its_count_is_reached() {
     line_server::stops_listening_once_its_count_is_reached(bin!("tcp-pool"));
+}
+
+#[test]
+fn pool_at_its_count_still_closes_a_client_that_went_idle_while_others_wait() {
+    // One worker and a count of three: the third client closes the queue,
+    // and no connection can go back into it. The first one is answered
+    // once the other two wait, then says nothing. It must be shed after
+    // its second of grace, as before the count, not hold the worker for
+    // its whole deadline (thirty seconds here) while the others wait.
+    let args = ["127.0.0.1:0", "--workers", "1", "--count", "3"];
+    let (server, addr) = start_server(
+        bin!("tcp-pool"),
+        &[&args[..], &["--timeout", "30"]].concat(),
+    );
+    let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let mut first = connect(&addr);
+    let mut waiting = silent_clients(&addr, 2);
+    wait_until("the server to close its listening socket", || {
+        !listening_on(port)
+    });
+    first.write_all(b"first\n").unwrap();
+    let mut reply = [0; 20];
+    first.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"server got: [first]\n");
+    let started = Instant::now();
+    waiting[0].write_all(b"next\n").unwrap();
+    waiting[0].shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    waiting[0].read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "server got: [next]\n");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
+    drop((first, waiting, server));
 }
 
 #[test]
