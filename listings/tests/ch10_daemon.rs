@@ -679,6 +679,42 @@ fn sig_notify_greets_a_client_that_sent_a_request_first() {
 }
 
 #[test]
+fn sig_notify_greets_every_client_that_connected_before_the_stop() {
+    // Five clients connect while the daemon is frozen, and SIGTERM comes
+    // before it runs again: it wakes to a queue of connections and the
+    // signal in one `poll`. Every client that connected before the signal
+    // is the daemon's to greet; a listener closed with connections still
+    // queued resets them. Accepting one client per round, the daemon reset
+    // four of the five, every time.
+    let (notify, addr) = start_notify(&[], &[]);
+    notify.signal(Signal::SIGSTOP);
+    wait_until("the daemon to stop", || {
+        crate::support::all_threads_stopped(notify.pid())
+    });
+    let mut clients: Vec<Client> =
+        (0..5).map(|_| Client::connect(addr)).collect();
+    notify.signal(Signal::SIGTERM);
+    notify.signal(Signal::SIGCONT);
+    let mut bad = Vec::new();
+    for (n, client) in clients.iter_mut().enumerate() {
+        let mut got = Vec::new();
+        match client.reader.read_to_end(&mut got) {
+            Ok(_) if got == b"hello\n" => {}
+            other => bad.push(format!("client {n}: {other:?} {got:?}")),
+        }
+    }
+    drop(clients);
+    let out = notify.finish();
+    assert!(
+        bad.is_empty(),
+        "{} of 5: {bad:#?}\n{:#?}",
+        bad.len(),
+        out.stdout
+    );
+    assert_died_of(&out, Signal::SIGTERM);
+}
+
+#[test]
 fn sig_notify_half_closes_before_it_drains() {
     // The client's end of the stream is the half-close's FIN, sent with
     // the greeting; without it the client would see the end only once the
