@@ -162,7 +162,11 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
             notify("WATCHDOG=1");
             last_ping = Instant::now();
         }
-        if fds[0].any() == Some(true) {
+        // Every client that waits, not one: a stop in this same round
+        // closes the listener, and the kernel resets whoever is still in
+        // its queue, clients that connected before the signal.
+        let mut waiting = fds[0].any() == Some(true);
+        while waiting {
             match listener.accept() {
                 // One line and goodbye, on a thread of its own, so that a
                 // slow client holds up nobody. Without a thread, the client
@@ -177,9 +181,15 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
                     let _ = thread::Builder::new().spawn(goodbye);
                     backoff.accepted();
                 }
-                // Taken by another process first: nothing has failed.
-                Err(err) if err.kind() == ErrorKind::WouldBlock => {}
-                Err(err) => backoff.failed(&err),
+                // None left, or taken by another process first: nothing
+                // has failed.
+                Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                    waiting = false;
+                }
+                Err(err) => {
+                    backoff.failed(&err);
+                    waiting = false;
+                }
             }
         }
         if fds[1].any() == Some(true) {
