@@ -380,7 +380,7 @@ fn unix_server_leaves_alone_a_live_socket_of_a_program_that_takes_no_lock() {
     };
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::MetadataExt;
-    // Linux 6.x. A server that takes no lock (this test, `nc -lU`, an
+    // Linux 6.18. A server that takes no lock (this test, `nc -lU`, an
     // older version) holds the path: the lock is free, the file is live.
     let dir = tempfile::tempdir().unwrap();
     let path = path_in(&dir, "server.sock");
@@ -414,6 +414,45 @@ fn unix_server_leaves_alone_a_live_socket_of_a_program_that_takes_no_lock() {
         &format!("{path} is in use by a program that takes no lock"),
     );
     assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
+    drop(full);
+    fs::remove_file(&path).unwrap();
+    // A live datagram socket: the stream probe is refused with
+    // EPROTOTYPE, which unix_find_bsd() returns only once it has found a
+    // socket bound to the file, of another type. In use, and said so.
+    let datagram = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    let inode = fs::metadata(&path).unwrap().ino();
+    assert_rejects(
+        bin!("unix-server"),
+        &[&path],
+        &format!("{path} is in use by a program that takes no lock"),
+    );
+    assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
+    drop(datagram);
+}
+
+#[test]
+fn unix_server_takes_a_bound_socket_that_does_not_listen_for_stale() {
+    use std::os::unix::fs::MetadataExt;
+    // Linux 6.18. unix_stream_connect() refuses a stream socket in any
+    // state but listening: a live socket between its program's `bind` and
+    // `listen` answers the probe as a stale file does, and loses its file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir, "server.sock");
+    let bound = socket2::Socket::new(
+        socket2::Domain::UNIX,
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    bound
+        .bind(&socket2::SockAddr::unix(&path).unwrap())
+        .unwrap();
+    let inode = fs::metadata(&path).unwrap().ino();
+    let (server, _) = start(bin!("unix-server"), &[&path, "--count", "1"]);
+    assert_ne!(fs::metadata(&path).unwrap().ino(), inode);
+    assert_eq!(ask(&path, "mine now"), "server got: [mine now]\n");
+    assert!(server.finish().status.success());
+    drop(bound);
 }
 
 #[test]
