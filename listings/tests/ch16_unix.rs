@@ -338,6 +338,8 @@ fn unix_servers_as_pid_1_remove_their_socket_and_exit_143_on_sigterm() {
 
 #[test]
 fn a_stale_socket_file_refuses_bind_and_the_server_replaces_it() {
+    // Linux 6.18: bind() fails with EADDRINUSE on a socket file that no
+    // socket holds any more, as on any existing file.
     let dir = tempfile::tempdir().unwrap();
     let path = path_in(&dir, "server.sock");
     let (server, _) = start(bin!("unix-server"), &[&path]);
@@ -703,6 +705,7 @@ fn only_its_owner_can_reach_a_socket_in_a_private_directory() {
 
 #[test]
 fn connecting_needs_write_permission_on_the_socket_file() {
+    // Linux 6.18: unix_find_bsd() asks for MAY_WRITE on the socket file.
     if !can_switch_users() || !have("nc") {
         return;
     }
@@ -773,6 +776,8 @@ fn ask_abstract(name: &str, line: &str) -> String {
 
 #[test]
 fn a_unix_socket_closed_with_unread_bytes_resets_its_peer_after_the_data() {
+    // Linux 6.18: unix_release_sock() sets ECONNRESET on the peer of a
+    // socket closed with bytes in its receive queue.
     // Like TCP: the reply arrives, then an error instead of the end.
     let (mut client, mut server) = UnixStream::pair().unwrap();
     client.write_all(b"request").unwrap();
@@ -1764,7 +1769,7 @@ fn fetch_given_more_descriptors(extra: usize) -> (usize, String) {
 
 #[test]
 fn fetch_closes_and_reports_descriptors_beyond_the_one_it_asked_for() {
-    // Linux 6.x: with room for one descriptor, the kernel installed two
+    // Linux 6.18: with room for one descriptor, the kernel installed two
     // and set MSG_CTRUNC, and nix refused to hand them over.
     let (alone, said) = fetch_given_more_descriptors(0);
     assert_eq!(said, "");
@@ -1785,6 +1790,7 @@ fn fetch_closes_and_reports_descriptors_beyond_the_one_it_asked_for() {
 
 #[test]
 fn fetch_with_a_full_descriptor_table_says_so_and_ends() {
+    // Linux 6.18 (scm_detach_fds) and nix 0.32.
     // 0, 1, 2 and the socket: no room for the descriptor that comes. The
     // kernel closes it and sets MSG_CTRUNC, and nix's `cmsgs` fails with
     // ENOBUFS, "No buffer space available", which names no cause.
@@ -1809,6 +1815,8 @@ fn fetch_with_a_full_descriptor_table_says_so_and_ends() {
 
 #[test]
 fn a_passed_descriptor_shares_its_file_offset_with_the_sender() {
+    // Linux 6.18: SCM_RIGHTS installs a new descriptor for the sender's
+    // open file description, offset and all.
     use nix::sys::socket::{
         ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg,
     };
@@ -2197,7 +2205,7 @@ fn fetch_says_it_timed_out_when_no_descriptor_comes() {
 
 #[test]
 fn fetch_receives_its_descriptor_close_on_exec() {
-    // Linux 6.x: MSG_CMSG_CLOEXEC sets O_CLOEXEC (octal 02000000 in the
+    // Linux 6.18: MSG_CMSG_CLOEXEC sets O_CLOEXEC (octal 02000000 in the
     // `flags:` of /proc/PID/fdinfo) on the descriptor as it arrives.
     use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
     use std::io::IoSlice;

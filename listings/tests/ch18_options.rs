@@ -95,6 +95,7 @@ fn net_resolve_tries_every_address_in_order_until_one_accepts() {
 
 #[test]
 fn an_ipv6_socket_takes_ipv4_clients_unless_v6only_is_set_before_bind() {
+    // Linux 6.18, where /proc/sys/net/ipv6/bindv6only is 0 by default.
     if !ipv6() {
         return;
     }
@@ -196,6 +197,7 @@ fn a_listeners_mss_and_buffer_count_for_every_later_handshake() {
 
 #[test]
 fn reuse_options_on_linux_allow_what_the_book_says() {
+    // Linux 6.18: inet_bind_conflict(), at bind and again at listen.
     let out = run(bin!("net-reuse"), &[]);
     assert!(out.status.success(), "{}", out.stderr);
     // The last line fails only if all 100 connections went to one of two
@@ -304,6 +306,8 @@ fn so_reuseaddr_binds_over_time_wait_only_if_the_old_sockets_had_it_too() {
 
 #[test]
 fn so_reuseport_shares_a_port_only_with_the_same_user() {
+    // Linux 6.18: SO_REUSEPORT shares a port only between sockets of one
+    // user (sk_uid), in inet_bind_conflict().
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { nix::libc::geteuid() } != 0 {
         eprintln!("skipped: only root can run a program as another user");
@@ -883,6 +887,8 @@ fn the_new_process_logs_a_client_that_resets_and_serves_the_next() {
 
 #[test]
 fn with_tcp_migrate_req_the_old_listeners_queue_moves_to_the_new_one() {
+    // Linux 6.18 (the sysctl came in 5.14): with tcp_migrate_req 1,
+    // inet_csk_listen_stop() moves the queue to another listener.
     // A network namespace of our own, where the sysctl is ours to set.
     if !have("unshare") || !have("ip") {
         return;
