@@ -194,7 +194,9 @@ fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
 /// Whether nothing listens on the socket file at `path`: a connection
 /// refused (ECONNREFUSED) says so. One accepted, or one that would wait
 /// for room in a full backlog (EAGAIN, since we do not wait), says that
-/// something does; any other error, that we cannot tell.
+/// something does, and so does EPROTOTYPE: the kernel found a live socket
+/// bound to the file, of another type (datagram, seqpacket). Any other
+/// error says that we cannot tell.
 fn nobody_listens(path: &Path) -> Result<bool, Box<dyn Error>> {
     use nix::sys::socket::{
         AddressFamily, SockFlag, SockType, UnixAddr, connect, socket,
@@ -203,7 +205,7 @@ fn nobody_listens(path: &Path) -> Result<bool, Box<dyn Error>> {
     let probe = socket(AddressFamily::Unix, SockType::Stream, flags, None)?;
     match connect(probe.as_raw_fd(), &UnixAddr::new(path)?) {
         Err(Errno::ECONNREFUSED) => Ok(true),
-        Ok(()) | Err(Errno::EAGAIN) => Ok(false),
+        Ok(()) | Err(Errno::EAGAIN | Errno::EPROTOTYPE) => Ok(false),
         Err(err) => {
             let path = path.display();
             Err(format!("cannot tell whether {path} is in use: {err}").into())

@@ -21,12 +21,14 @@ use std::error::Error;
 use std::fs;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{self, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::libc;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::socket::{getsockopt, sockopt};
 use nix::unistd::getpid;
@@ -75,35 +77,75 @@ fn reuseport() -> Result<(), Box<dyn Error>> {
     let new = reuse_port_listener(old.local_addr()?)?;
     let clients = connect_all(old.local_addr()?)?;
     drop(old);
-    // Each client sends a line, and the new listener answers whatever
-    // reaches it; a client queued on the old one has been reset.
-    new.set_nonblocking(true)?;
-    let (mut answered, mut reset) = (0, 0);
-    let mut accepted = Vec::new();
-    loop {
-        match new.accept() {
-            Ok((conn, _)) => accepted.push(conn),
-            Err(err) if err.kind() == ErrorKind::WouldBlock => break,
-            // Out of descriptors (EMFILE): say so, not "no more queued".
-            Err(err) => return Err(err.into()),
-        }
-    }
-    for conn in &accepted {
-        answer(conn, "the new listener")?;
-    }
-    for client in clients {
-        match reply(&client) {
-            Ok(_) => answered += 1,
-            Err(err) if err.kind() == ErrorKind::ConnectionReset => reset += 1,
-            Err(err) => return Err(err.into()),
-        }
-    }
+    // Each client sent a line; the new listener answers whatever reaches
+    // it, and a client queued on the old one has been reset.
+    let (answered, reset) = serve_every_client(&new, &clients)?;
     writeln!(
         io::stdout(),
         "   of {CLIENTS} clients: {answered} (measured) answered by the new \
          listener, {reset} (measured) reset"
     )?;
     Ok(())
+}
+
+/// Accepts and answers on `new` until each client has its answer or has
+/// been reset. Not until the queue is once empty: the kernel queues a
+/// connection when the client's last ACK of the handshake arrives, which
+/// on a loaded machine can be after the client's `connect` has returned
+/// and after the queue was seen empty. Such a client would never be
+/// accepted. `poll` waits for either a connection or a client's news.
+fn serve_every_client(
+    new: &TcpListener,
+    clients: &[TcpStream],
+) -> io::Result<(usize, usize)> {
+    new.set_nonblocking(true)?;
+    let by = Instant::now() + REQUEST_TIME;
+    let mut waiting: Vec<&TcpStream> = clients.iter().collect();
+    let (mut answered, mut reset) = (0, 0);
+    while !waiting.is_empty() {
+        loop {
+            match new.accept() {
+                Ok((conn, _)) => answer(&conn, "the new listener")?,
+                Err(err) if err.kind() == ErrorKind::WouldBlock => break,
+                // Out of descriptors (EMFILE): say so, not "no more queued".
+                Err(err) => return Err(err),
+            }
+        }
+        let left = by
+            .checked_duration_since(Instant::now())
+            .filter(|left| !left.is_zero())
+            .ok_or(ErrorKind::TimedOut)?;
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let flags = PollFlags::POLLIN;
+        let mut fds: Vec<PollFd> = std::iter::once(new.as_fd())
+            .chain(waiting.iter().map(|client| client.as_fd()))
+            .map(|fd| PollFd::new(fd, flags))
+            .collect();
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(err) => return Err(err.into()),
+        }
+        // A client with news has its answer, or its reset, to read.
+        let news: Vec<bool> =
+            fds[1..].iter().map(|fd| fd.any() == Some(true)).collect();
+        drop(fds);
+        let mut still = Vec::new();
+        for (client, news) in waiting.into_iter().zip(news) {
+            if !news {
+                still.push(client);
+                continue;
+            }
+            match reply(client) {
+                Ok(_) => answered += 1,
+                Err(err) if err.kind() == ErrorKind::ConnectionReset => {
+                    reset += 1
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        waiting = still;
+    }
+    Ok((answered, reset))
 }
 
 /// A listening socket with SO_REUSEPORT (and SO_REUSEADDR, as std sets).

@@ -338,6 +338,8 @@ fn unix_servers_as_pid_1_remove_their_socket_and_exit_143_on_sigterm() {
 
 #[test]
 fn a_stale_socket_file_refuses_bind_and_the_server_replaces_it() {
+    // Linux 6.18: bind() fails with EADDRINUSE on a socket file that no
+    // socket holds any more, as on any existing file.
     let dir = tempfile::tempdir().unwrap();
     let path = path_in(&dir, "server.sock");
     let (server, _) = start(bin!("unix-server"), &[&path]);
@@ -380,7 +382,7 @@ fn unix_server_leaves_alone_a_live_socket_of_a_program_that_takes_no_lock() {
     };
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::MetadataExt;
-    // Linux 6.x. A server that takes no lock (this test, `nc -lU`, an
+    // Linux 6.18. A server that takes no lock (this test, `nc -lU`, an
     // older version) holds the path: the lock is free, the file is live.
     let dir = tempfile::tempdir().unwrap();
     let path = path_in(&dir, "server.sock");
@@ -414,6 +416,45 @@ fn unix_server_leaves_alone_a_live_socket_of_a_program_that_takes_no_lock() {
         &format!("{path} is in use by a program that takes no lock"),
     );
     assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
+    drop(full);
+    fs::remove_file(&path).unwrap();
+    // A live datagram socket: the stream probe is refused with
+    // EPROTOTYPE, which unix_find_bsd() returns only once it has found a
+    // socket bound to the file, of another type. In use, and said so.
+    let datagram = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    let inode = fs::metadata(&path).unwrap().ino();
+    assert_rejects(
+        bin!("unix-server"),
+        &[&path],
+        &format!("{path} is in use by a program that takes no lock"),
+    );
+    assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
+    drop(datagram);
+}
+
+#[test]
+fn unix_server_takes_a_bound_socket_that_does_not_listen_for_stale() {
+    use std::os::unix::fs::MetadataExt;
+    // Linux 6.18. unix_stream_connect() refuses a stream socket in any
+    // state but listening: a live socket between its program's `bind` and
+    // `listen` answers the probe as a stale file does, and loses its file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir, "server.sock");
+    let bound = socket2::Socket::new(
+        socket2::Domain::UNIX,
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    bound
+        .bind(&socket2::SockAddr::unix(&path).unwrap())
+        .unwrap();
+    let inode = fs::metadata(&path).unwrap().ino();
+    let (server, _) = start(bin!("unix-server"), &[&path, "--count", "1"]);
+    assert_ne!(fs::metadata(&path).unwrap().ino(), inode);
+    assert_eq!(ask(&path, "mine now"), "server got: [mine now]\n");
+    assert!(server.finish().status.success());
+    drop(bound);
 }
 
 #[test]
@@ -664,6 +705,7 @@ fn only_its_owner_can_reach_a_socket_in_a_private_directory() {
 
 #[test]
 fn connecting_needs_write_permission_on_the_socket_file() {
+    // Linux 6.18: unix_find_bsd() asks for MAY_WRITE on the socket file.
     if !can_switch_users() || !have("nc") {
         return;
     }
@@ -734,6 +776,8 @@ fn ask_abstract(name: &str, line: &str) -> String {
 
 #[test]
 fn a_unix_socket_closed_with_unread_bytes_resets_its_peer_after_the_data() {
+    // Linux 6.18: unix_release_sock() sets ECONNRESET on the peer of a
+    // socket closed with bytes in its receive queue.
     // Like TCP: the reply arrives, then an error instead of the end.
     let (mut client, mut server) = UnixStream::pair().unwrap();
     client.write_all(b"request").unwrap();
@@ -1725,7 +1769,7 @@ fn fetch_given_more_descriptors(extra: usize) -> (usize, String) {
 
 #[test]
 fn fetch_closes_and_reports_descriptors_beyond_the_one_it_asked_for() {
-    // Linux 6.x: with room for one descriptor, the kernel installed two
+    // Linux 6.18: with room for one descriptor, the kernel installed two
     // and set MSG_CTRUNC, and nix refused to hand them over.
     let (alone, said) = fetch_given_more_descriptors(0);
     assert_eq!(said, "");
@@ -1746,6 +1790,7 @@ fn fetch_closes_and_reports_descriptors_beyond_the_one_it_asked_for() {
 
 #[test]
 fn fetch_with_a_full_descriptor_table_says_so_and_ends() {
+    // Linux 6.18 (scm_detach_fds) and nix 0.32.
     // 0, 1, 2 and the socket: no room for the descriptor that comes. The
     // kernel closes it and sets MSG_CTRUNC, and nix's `cmsgs` fails with
     // ENOBUFS, "No buffer space available", which names no cause.
@@ -1770,6 +1815,8 @@ fn fetch_with_a_full_descriptor_table_says_so_and_ends() {
 
 #[test]
 fn a_passed_descriptor_shares_its_file_offset_with_the_sender() {
+    // Linux 6.18: SCM_RIGHTS installs a new descriptor for the sender's
+    // open file description, offset and all.
     use nix::sys::socket::{
         ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg,
     };
@@ -2158,7 +2205,7 @@ fn fetch_says_it_timed_out_when_no_descriptor_comes() {
 
 #[test]
 fn fetch_receives_its_descriptor_close_on_exec() {
-    // Linux 6.x: MSG_CMSG_CLOEXEC sets O_CLOEXEC (octal 02000000 in the
+    // Linux 6.18: MSG_CMSG_CLOEXEC sets O_CLOEXEC (octal 02000000 in the
     // `flags:` of /proc/PID/fdinfo) on the descriptor as it arrives.
     use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
     use std::io::IoSlice;

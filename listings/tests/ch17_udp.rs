@@ -37,6 +37,8 @@ fn rcvbuf_errors() -> u64 {
 
 #[test]
 fn datagrams_keep_boundaries_truncate_silently_and_get_lost() {
+    // Linux 6.18: MSG_TRUNC returns a datagram's real length, and drops at
+    // a full receive buffer count in /proc/net/snmp's RcvbufErrors.
     let dropped_before = rcvbuf_errors();
     let out = run(bin!("udp-datagrams"), &[]);
     assert!(out.status.success(), "{}", out.stderr);
@@ -186,6 +188,8 @@ fn udp_client_gives_up_after_its_tries_each_twice_as_long() {
 
 #[test]
 fn a_connected_udp_client_hears_that_nobody_listens() {
+    // Linux 6.18: the ICMP "port unreachable" of a loopback port comes
+    // back to a connected socket as ECONNREFUSED (__udp4_lib_err).
     // A port nobody listens on: bound a moment ago, and closed.
     let addr = {
         let gone = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -432,6 +436,7 @@ fn udp_listings_reject_bad_arguments_in_one_line() {
 
 #[test]
 fn udp_echo_answers_even_the_largest_datagram() {
+    // Linux 6.18, whose IPv4 UDP carries at most 65,507 bytes of data.
     // The reply is the request and 14 bytes: near the largest datagram
     // (65,507 bytes over IPv4) it cannot be one, and the client must
     // still get an answer rather than wait for ever.
@@ -541,6 +546,8 @@ fn udp_echo_on_a_wildcard_address_answers_from_the_address_asked() {
 
 #[test]
 fn udp_echo_over_ipv6_answers_what_ipv6_can_carry() {
+    // Linux 6.18: with the default IPV6_MTU_DISCOVER, ip6_append_data()
+    // lets a datagram reach IPv6's largest payload, 65,535 bytes.
     // IPv6's payload length leaves out its own header: a reply may be
     // 65,527 bytes, where IPv4 stops at 65,507. The server refused every
     // request over 65,493 bytes, whatever the family.
