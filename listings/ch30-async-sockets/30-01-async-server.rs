@@ -373,27 +373,31 @@ impl Listener {
 }
 
 // ANCHOR: serve
-/// Serves one connection, logs how it went, and closes it.
+/// Serves one connection, logs how it went, and closes it, in that
+/// order: the protocols only borrow the socket, so that a client that
+/// sees the end of the stream knows its line is in the log's queue.
 async fn serve(
-    socket: Box<dyn Socket>,
+    mut socket: Box<dyn Socket>,
     peer: String,
     frames: Frames,
     limit: Duration,
     slot: Slot,
 ) {
+    let conn = &mut *socket;
     let (served, what) = match frames {
-        Frames::Lines => (serve_lines(socket, limit, &slot).await, "lines"),
-        Frames::Length => (serve_frames(socket, limit, &slot).await, "frames"),
+        Frames::Lines => (serve_lines(conn, limit, &slot).await, "lines"),
+        Frames::Length => (serve_frames(conn, limit, &slot).await, "frames"),
     };
     match served {
         Ok(count) => report(format_args!("{peer}: answered {count} {what}")),
         Err(err) => log(format_args!("{peer}: {}", explain(&err))),
     }
+    drop(socket);
 }
 
 /// Answers every line of one connection; returns how many.
 async fn serve_lines(
-    socket: Box<dyn Socket>,
+    socket: &mut dyn Socket,
     limit: Duration,
     slot: &Slot,
 ) -> io::Result<usize> {
@@ -450,7 +454,7 @@ async fn serve_lines(
 /// stream, is an error: the codec checks the length before it reserves
 /// room for the frame.
 async fn serve_frames(
-    socket: Box<dyn Socket>,
+    socket: &mut dyn Socket,
     limit: Duration,
     slot: &Slot,
 ) -> io::Result<usize> {
@@ -521,13 +525,13 @@ fn to_io(err: LinesCodecError) -> io::Error {
 /// Half-closes, then reads and discards until the client closes too,
 /// within `limit`. Closing with unread bytes would send a reset (RST).
 async fn close_gently(
-    socket: Box<dyn Socket>,
+    socket: &mut dyn Socket,
     limit: Duration,
 ) -> io::Result<()> {
     within(limit, drain_until_closed(socket)).await?
 }
 
-async fn drain_until_closed(mut socket: Box<dyn Socket>) -> io::Result<()> {
+async fn drain_until_closed(socket: &mut dyn Socket) -> io::Result<()> {
     socket.shutdown().await?;
     // On the heap, and only now: an array here would be part of every
     // connection's future, idle or not, all its life.
@@ -693,7 +697,7 @@ impl Drop for Slot {
 /// other whole request that the same read brought, sees the token
 /// cancelled, and closes.
 async fn next_request<C: Decoder + Unpin>(
-    framed: &mut Framed<Box<dyn Socket>, C>,
+    framed: &mut Framed<&mut dyn Socket, C>,
     limit: Duration,
     slot: &Slot,
 ) -> io::Result<Option<Result<C::Item, C::Error>>> {
@@ -723,7 +727,7 @@ async fn next_request<C: Decoder + Unpin>(
 /// one write, and one read takes them all. Decoded from copies, so that
 /// nothing is consumed.
 fn has_whole_request<C: Decoder + Clone>(
-    framed: &Framed<Box<dyn Socket>, C>,
+    framed: &Framed<&mut dyn Socket, C>,
 ) -> bool {
     let mut buffered = framed.read_buffer().clone();
     matches!(framed.codec().clone().decode(&mut buffered), Ok(Some(_)))
@@ -1245,7 +1249,8 @@ mod tests {
         let slot = slots.take().unwrap();
         let limit = Duration::from_secs(600);
         let serving = tokio::spawn(async move {
-            serve_lines(Box::new(server), limit, &slot).await
+            let mut server = server;
+            serve_lines(&mut server, limit, &slot).await
         });
         // Idle for a second: the connection may now make room.
         sleep(EVICT_AFTER).await;
