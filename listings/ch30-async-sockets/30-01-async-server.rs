@@ -558,8 +558,9 @@ async fn refuse(mut socket: Box<dyn Socket>) {
 }
 
 /// How many bytes the kernel has received on `fd` that nobody has read
-/// yet: `ioctl(FIONREAD)`. Not a read through tokio, which answers "not
-/// ready" for a socket its driver has not yet seen ready (Chapter 29).
+/// yet: `ioctl(FIONREAD)`. Not a read through tokio, which does not try
+/// again a socket that a read found empty until its driver has seen it
+/// ready (Chapter 29).
 fn unread_bytes(fd: RawFd) -> io::Result<u64> {
     let mut count: nix::libc::c_int = 0;
     // SAFETY: FIONREAD stores one int through the pointer, which points
@@ -587,9 +588,9 @@ struct Slots {
 
 /// How long a connection must have waited for a request before it may be
 /// closed to make room, as in Listing 14-2. A connection accepted a moment
-/// ago may have its request in the kernel already, which tokio does not
-/// report until its driver has seen the socket ready: closed then, its
-/// client would get a reset instead of a reply.
+/// ago may not have its request yet: its client's `connect` returned once
+/// the handshake was done, and the request follows. Closed then, its
+/// client would get a reset or the end of the stream instead of a reply.
 const EVICT_AFTER: Duration = Duration::from_secs(1);
 
 /// Since when a connection waits for a request (`None` while it works
@@ -1276,6 +1277,36 @@ mod tests {
         let (reply, served) = evicted_just_after(b"one\ntwo\n").await;
         let both = "server got: [one]\nserver got: [two]\n";
         assert_eq!((reply.as_str(), served), (both, 2));
+    }
+
+    #[tokio::test]
+    async fn tokio_reads_a_fresh_socket_at_once_an_emptied_one_when_told() {
+        // tokio 1.54 and later: a socket fresh from `accept` starts out
+        // ready, so its first read asks the kernel. A read that finds
+        // nothing clears that readiness, and the next bytes stay unread
+        // by tokio until its driver has seen the socket ready, which on
+        // this one-thread runtime takes an `.await`.
+        let listener = listen("127.0.0.1:0", 8).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        (&client).write_all(b"hello\n").unwrap();
+        let (socket, _) = listener.accept().await.unwrap();
+        let fd = socket.as_raw_fd();
+        while unread_bytes(fd).unwrap() < 6 {
+            thread::yield_now();
+        }
+        let mut buf = [0; 64];
+        assert_eq!(socket.try_read(&mut buf).unwrap(), 6);
+        let empty = socket.try_read(&mut buf).unwrap_err();
+        assert_eq!(empty.kind(), ErrorKind::WouldBlock);
+        (&client).write_all(b"again\n").unwrap();
+        while unread_bytes(fd).unwrap() < 6 {
+            thread::yield_now();
+        }
+        let unseen = socket.try_read(&mut buf).unwrap_err();
+        assert_eq!(unseen.kind(), ErrorKind::WouldBlock, "in the kernel");
+        socket.readable().await.unwrap();
+        assert_eq!(socket.try_read(&mut buf).unwrap(), 6);
     }
 
     #[tokio::test]
