@@ -52,7 +52,8 @@ const USAGE: &str = "usage: async-server [HOST:PORT] [--unix PATH] \
                      [--frames lines|length] [--count N] [--max-conns N] \
                      [--timeout SECS] [--backlog N]";
 const DEFAULT_ADDR: &str = "127.0.0.1:50008";
-/// The longest line a client may send, newline not counted.
+/// The longest line a client may send, newline not counted; a `\r`
+/// before it is (`LinesCodec` drops it only after the check).
 const MAX_LINE: usize = 1024;
 /// The largest frame a client may send.
 const MAX_FRAME: usize = 64 * 1024;
