@@ -52,7 +52,8 @@ const USAGE: &str = "usage: async-server [HOST:PORT] [--unix PATH] \
                      [--frames lines|length] [--count N] [--max-conns N] \
                      [--timeout SECS] [--backlog N]";
 const DEFAULT_ADDR: &str = "127.0.0.1:50008";
-/// The longest line a client may send, newline not counted.
+/// The longest line a client may send, newline not counted; a `\r`
+/// before it is (`LinesCodec` drops it only after the check).
 const MAX_LINE: usize = 1024;
 /// The largest frame a client may send.
 const MAX_FRAME: usize = 64 * 1024;
@@ -373,27 +374,31 @@ impl Listener {
 }
 
 // ANCHOR: serve
-/// Serves one connection, logs how it went, and closes it.
+/// Serves one connection, logs how it went, and closes it, in that
+/// order: the protocols only borrow the socket, so that a client that
+/// sees the end of the stream knows its line is in the log's queue.
 async fn serve(
-    socket: Box<dyn Socket>,
+    mut socket: Box<dyn Socket>,
     peer: String,
     frames: Frames,
     limit: Duration,
     slot: Slot,
 ) {
+    let conn = &mut *socket;
     let (served, what) = match frames {
-        Frames::Lines => (serve_lines(socket, limit, &slot).await, "lines"),
-        Frames::Length => (serve_frames(socket, limit, &slot).await, "frames"),
+        Frames::Lines => (serve_lines(conn, limit, &slot).await, "lines"),
+        Frames::Length => (serve_frames(conn, limit, &slot).await, "frames"),
     };
     match served {
         Ok(count) => report(format_args!("{peer}: answered {count} {what}")),
         Err(err) => log(format_args!("{peer}: {}", explain(&err))),
     }
+    drop(socket);
 }
 
 /// Answers every line of one connection; returns how many.
 async fn serve_lines(
-    socket: Box<dyn Socket>,
+    socket: &mut dyn Socket,
     limit: Duration,
     slot: &Slot,
 ) -> io::Result<usize> {
@@ -450,7 +455,7 @@ async fn serve_lines(
 /// stream, is an error: the codec checks the length before it reserves
 /// room for the frame.
 async fn serve_frames(
-    socket: Box<dyn Socket>,
+    socket: &mut dyn Socket,
     limit: Duration,
     slot: &Slot,
 ) -> io::Result<usize> {
@@ -521,13 +526,13 @@ fn to_io(err: LinesCodecError) -> io::Error {
 /// Half-closes, then reads and discards until the client closes too,
 /// within `limit`. Closing with unread bytes would send a reset (RST).
 async fn close_gently(
-    socket: Box<dyn Socket>,
+    socket: &mut dyn Socket,
     limit: Duration,
 ) -> io::Result<()> {
     within(limit, drain_until_closed(socket)).await?
 }
 
-async fn drain_until_closed(mut socket: Box<dyn Socket>) -> io::Result<()> {
+async fn drain_until_closed(socket: &mut dyn Socket) -> io::Result<()> {
     socket.shutdown().await?;
     // On the heap, and only now: an array here would be part of every
     // connection's future, idle or not, all its life.
@@ -554,8 +559,9 @@ async fn refuse(mut socket: Box<dyn Socket>) {
 }
 
 /// How many bytes the kernel has received on `fd` that nobody has read
-/// yet: `ioctl(FIONREAD)`. Not a read through tokio, which answers "not
-/// ready" for a socket its driver has not yet seen ready (Chapter 29).
+/// yet: `ioctl(FIONREAD)`. Not a read through tokio, which does not try
+/// again a socket that a read found empty until its driver has seen it
+/// ready (Chapter 29).
 fn unread_bytes(fd: RawFd) -> io::Result<u64> {
     let mut count: nix::libc::c_int = 0;
     // SAFETY: FIONREAD stores one int through the pointer, which points
@@ -583,9 +589,9 @@ struct Slots {
 
 /// How long a connection must have waited for a request before it may be
 /// closed to make room, as in Listing 14-2. A connection accepted a moment
-/// ago may have its request in the kernel already, which tokio does not
-/// report until its driver has seen the socket ready: closed then, its
-/// client would get a reset instead of a reply.
+/// ago may not have its request yet: its client's `connect` returned once
+/// the handshake was done, and the request follows. Closed then, its
+/// client would get a reset or the end of the stream instead of a reply.
 const EVICT_AFTER: Duration = Duration::from_secs(1);
 
 /// Since when a connection waits for a request (`None` while it works
@@ -693,7 +699,7 @@ impl Drop for Slot {
 /// other whole request that the same read brought, sees the token
 /// cancelled, and closes.
 async fn next_request<C: Decoder + Unpin>(
-    framed: &mut Framed<Box<dyn Socket>, C>,
+    framed: &mut Framed<&mut dyn Socket, C>,
     limit: Duration,
     slot: &Slot,
 ) -> io::Result<Option<Result<C::Item, C::Error>>> {
@@ -723,7 +729,7 @@ async fn next_request<C: Decoder + Unpin>(
 /// one write, and one read takes them all. Decoded from copies, so that
 /// nothing is consumed.
 fn has_whole_request<C: Decoder + Clone>(
-    framed: &Framed<Box<dyn Socket>, C>,
+    framed: &Framed<&mut dyn Socket, C>,
 ) -> bool {
     let mut buffered = framed.read_buffer().clone();
     matches!(framed.codec().clone().decode(&mut buffered), Ok(Some(_)))
@@ -1245,7 +1251,8 @@ mod tests {
         let slot = slots.take().unwrap();
         let limit = Duration::from_secs(600);
         let serving = tokio::spawn(async move {
-            serve_lines(Box::new(server), limit, &slot).await
+            let mut server = server;
+            serve_lines(&mut server, limit, &slot).await
         });
         // Idle for a second: the connection may now make room.
         sleep(EVICT_AFTER).await;
@@ -1271,6 +1278,36 @@ mod tests {
         let (reply, served) = evicted_just_after(b"one\ntwo\n").await;
         let both = "server got: [one]\nserver got: [two]\n";
         assert_eq!((reply.as_str(), served), (both, 2));
+    }
+
+    #[tokio::test]
+    async fn tokio_reads_a_fresh_socket_at_once_an_emptied_one_when_told() {
+        // tokio 1.54 and later: a socket fresh from `accept` starts out
+        // ready, so its first read asks the kernel. A read that finds
+        // nothing clears that readiness, and the next bytes stay unread
+        // by tokio until its driver has seen the socket ready, which on
+        // this one-thread runtime takes an `.await`.
+        let listener = listen("127.0.0.1:0", 8).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        (&client).write_all(b"hello\n").unwrap();
+        let (socket, _) = listener.accept().await.unwrap();
+        let fd = socket.as_raw_fd();
+        while unread_bytes(fd).unwrap() < 6 {
+            thread::yield_now();
+        }
+        let mut buf = [0; 64];
+        assert_eq!(socket.try_read(&mut buf).unwrap(), 6);
+        let empty = socket.try_read(&mut buf).unwrap_err();
+        assert_eq!(empty.kind(), ErrorKind::WouldBlock);
+        (&client).write_all(b"again\n").unwrap();
+        while unread_bytes(fd).unwrap() < 6 {
+            thread::yield_now();
+        }
+        let unseen = socket.try_read(&mut buf).unwrap_err();
+        assert_eq!(unseen.kind(), ErrorKind::WouldBlock, "in the kernel");
+        socket.readable().await.unwrap();
+        assert_eq!(socket.try_read(&mut buf).unwrap(), 6);
     }
 
     #[tokio::test]

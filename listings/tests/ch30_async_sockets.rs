@@ -81,6 +81,22 @@ fn async_server_refuses_a_line_that_is_not_utf8() {
     );
 }
 
+/// `LinesCodec` counts a `\r` before the newline in its maximum, and then
+/// drops it: with CRLF, the longest line is a byte shorter.
+#[test]
+fn async_server_counts_a_carriage_return_in_the_longest_line() {
+    let (server, addr) = start_server(SERVER, &["127.0.0.1:0", "--count", "3"]);
+    let most = "x".repeat(1024);
+    let reply = format!("server got: [{most}]\n");
+    assert_eq!(ask(&addr, &most).unwrap(), reply);
+    let refused = "error: line longer than 1024 bytes\n";
+    assert_eq!(ask(&addr, &format!("{most}\r")).unwrap(), refused);
+    let shorter = &most[1..];
+    let reply = format!("server got: [{shorter}]\n");
+    assert_eq!(ask(&addr, &format!("{shorter}\r")).unwrap(), reply);
+    drop(server);
+}
+
 #[test]
 fn async_server_writes_many_replies_as_the_client_reads_them() {
     line_server::writes_many_replies_as_the_client_reads_them(SERVER);
