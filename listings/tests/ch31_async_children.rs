@@ -507,6 +507,9 @@ fn async_children_listings_reject_bad_arguments_in_one_line() {
     );
     assert_rejects(bin!("async-child-kill"), &["forget"], "unknown way");
     assert_rejects(bin!("async-child-kill"), &["--wait", "-1"], "--wait");
+    // Every limit would elapse before the end of stdout could be seen, and
+    // the listing would blame a holder outside the group that is not there.
+    assert_rejects(bin!("async-child-kill"), &["--wait", "0"], "at least 1");
 }
 
 /// A tee that dies in the middle of the exchange is a failure, told and
@@ -704,17 +707,28 @@ fn async_children_listings_start_or_say_why_when_descriptors_are_short() {
     // tokio's runtime needs six descriptors to start, and its signal
     // driver panics when it cannot make its socket pair: each listing must
     // say so in one line instead.
-    for (bin, args) in [
-        (bin!("async-child-feed"), ["join", "--bytes", "1000"]),
-        (bin!("async-child-kill"), ["timeout", "--wait", "0"]),
+    // async-child-kill, once started, is stopped as a user would: its
+    // SIGTERM ends the group, then the listing.
+    for (bin, args, stop) in [
+        (bin!("async-child-feed"), ["join", "--bytes", "1000"], None),
+        (
+            bin!("async-child-kill"),
+            ["timeout", "--wait", "30"],
+            Some(Signal::SIGTERM),
+        ),
     ] {
         let command = || {
             let mut command = std::process::Command::new(bin);
             command.args(args);
             command
         };
+        let stop = |listing: &Listing| {
+            if let Some(stop) = stop {
+                listing.signal(stop);
+            }
+        };
         // Sixteen: enough for the runtime, `tee`'s three pipes, and more.
-        let started = assert_starts_or_says_why(command, 4..=16, |_| {});
+        let started = assert_starts_or_says_why(command, 4..=16, stop);
         assert!(started.contains(&16), "{bin} started at {started:?}");
     }
 }
