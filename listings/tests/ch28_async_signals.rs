@@ -40,6 +40,34 @@ fn caught_signals(pid: Pid) -> Vec<i32> {
     (1..=64).filter(|n| mask & (1 << (n - 1)) != 0).collect()
 }
 
+/// The book's two terminals of one session must name one process: the pid
+/// that Terminal 1 prints is the one Terminal 2 signals. The masks of
+/// `assert_session_matches_book` hide pids in each file alone, so a pair
+/// recorded in different runs would pass them.
+fn assert_terminals_name_one_pid(terminal1: &str, terminal2: &str) {
+    let read = |file: &str| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"))
+    };
+    let printed = read(terminal1);
+    let printed = regex::Regex::new(r"as pid (\d+)")
+        .unwrap()
+        .captures(&printed)
+        .map(|c| c[1].to_string())
+        .unwrap_or_else(|| panic!("{terminal1}: no pid"));
+    let used = regex::Regex::new(r"(?:kill -\w+ |/proc/)(\d+)").unwrap();
+    let terminal = read(terminal2);
+    let pids: Vec<&str> = used
+        .captures_iter(&terminal)
+        .map(|c| c.get(1).unwrap().as_str())
+        .collect();
+    assert!(!pids.is_empty(), "{terminal2}: no pid");
+    assert!(
+        pids.iter().all(|pid| *pid == printed),
+        "{terminal1} prints pid {printed}, {terminal2} uses {pids:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Listing 28-1: Ctrl-C only
 
@@ -70,6 +98,10 @@ fn async_ctrl_c_ignores_a_second_ctrl_c_because_tokio_keeps_its_handler() {
     assert_session_matches_book(
         "ch28-async-signals/28-01-terminal-2.out",
         &session,
+    );
+    assert_terminals_name_one_pid(
+        "ch28-async-signals/28-01-async-ctrl-c.out",
+        "ch28-async-signals/28-01-terminal-2.out",
     );
 }
 
@@ -173,6 +205,10 @@ fn async_signals_reloads_on_hup_and_dies_of_a_second_term() {
         "ch28-async-signals/28-02-terminal-2.out",
         &session,
     );
+    assert_terminals_name_one_pid(
+        "ch28-async-signals/28-02-async-signals.out",
+        "ch28-async-signals/28-02-terminal-2.out",
+    );
 }
 
 #[test]
@@ -264,6 +300,10 @@ fn signal_streams_made_in_the_loop_lose_a_term_sent_during_a_reload() {
     assert_session_matches_book(
         "ch28-async-signals/28-02-in-loop-terminal-2.out",
         &session,
+    );
+    assert_terminals_name_one_pid(
+        "ch28-async-signals/28-02-in-loop.out",
+        "ch28-async-signals/28-02-in-loop-terminal-2.out",
     );
 }
 
