@@ -71,6 +71,8 @@ fn assert_terminals_name_one_pid(terminal1: &str, terminal2: &str) {
 // ---------------------------------------------------------------------------
 // Listing 28-1: Ctrl-C only
 
+/// `SigCgt` in /proc/PID/status, one bit per caught signal, as Linux 6.18
+/// here shows it.
 #[test]
 fn async_ctrl_c_ignores_a_second_ctrl_c_because_tokio_keeps_its_handler() {
     let mut listing =
@@ -120,7 +122,8 @@ fn async_ctrl_c_dies_of_sigterm_without_cleaning_up() {
 }
 
 /// A parent may leave SIGINT blocked (`env --block-signal`, coreutils 9.1
-/// here, does so and execs), and `exec` keeps the mask, which every thread
+/// here, does so and execs), and `exec` keeps the mask (Linux 6.18 here, as
+/// execve(2) promises), which every thread
 /// of tokio's runtime inherits. Listing 28-1 does not unblock it, one more
 /// of its flaws: Ctrl-C stays pending, tokio's handler never runs, and the
 /// program runs on. Listing 28-2 unblocks its signals before the runtime.
@@ -146,6 +149,9 @@ fn async_ctrl_c_never_hears_a_ctrl_c_its_parent_had_blocked() {
     assert_eq!(out.status.signal(), Some(Signal::SIGKILL as i32));
 }
 
+/// Linux 6.18 here: the init of a PID namespace is sent no signal whose
+/// action is the default, except SIGKILL and SIGSTOP from outside the
+/// namespace (`sig_task_ignored` in kernel/signal.c).
 #[test]
 fn async_ctrl_c_as_pid_1_of_a_container_does_not_even_die_of_sigterm() {
     let Some((mut init, pid)) = as_pid_1(
@@ -229,6 +235,8 @@ fn async_signals_takes_two_terms_sent_together_for_one() {
     assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
 }
 
+/// Linux 6.18 here: an init's own raise of a signal at its default action
+/// is dropped (`sig_task_ignored` in kernel/signal.c).
 #[test]
 fn async_signals_as_pid_1_exits_143_on_a_second_term() {
     // The kernel drops a PID 1's own raise of SIGTERM: `die_of` that ended
@@ -361,6 +369,7 @@ fn signal_hooks_action_ends_it_even_while_the_task_is_blocked() {
     assert!(!out.stdout.iter().any(|l| l == "Clean exit"));
 }
 
+/// Linux 6.18 here, as the test above.
 #[test]
 fn signal_hooks_action_as_pid_1_exits_143_even_while_the_task_is_blocked() {
     // signal-hook's register_conditional_default calls

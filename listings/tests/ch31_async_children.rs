@@ -163,6 +163,8 @@ fn async_child_kill_ends_the_group_when_it_is_stopped_itself() {
     }
 }
 
+/// Linux 6.18 here: an init's own raise of a signal at its default action
+/// is dropped (`sig_task_ignored` in kernel/signal.c).
 #[test]
 fn async_child_kill_as_pid_1_exits_143_on_sigterm() {
     // The kernel drops a PID 1's own raise of SIGTERM: `die_of` then
@@ -543,7 +545,8 @@ fn async_child_feed_reports_a_tee_that_dies_mid_exchange() {
 }
 
 /// What the chapter says of how tokio waits on Linux: a pidfd in its
-/// epoll set, then `wait4` with WNOHANG once the pidfd is readable.
+/// epoll set, then `wait4` with WNOHANG once the pidfd is readable. Linux
+/// 6.18 here, which sends SIGCHLD to the parent whatever its disposition.
 #[test]
 fn tokio_waits_for_a_child_on_a_pidfd_then_reaps_it_with_wait4() {
     if !crate::support::have("strace") {
@@ -689,6 +692,8 @@ fn death_signal_from_a_task(in_place: bool) -> bool {
     died.is_some()
 }
 
+/// Linux 6.18 here: the death signal fires when the thread that forked the
+/// child ends, not the process (prctl(2), PR_SET_PDEATHSIG).
 #[test]
 fn a_death_signal_set_from_a_task_holds_until_block_in_place_moves_it() {
     // A worker thread lives as long as its runtime: the child lives on.
