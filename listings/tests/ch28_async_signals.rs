@@ -465,7 +465,8 @@ fn multi_threaded_listings_say_why_when_the_system_refuses_a_thread() {
 
 /// A parent may leave SIGINT, SIGTERM and SIGHUP blocked (`env
 /// --block-signal`, coreutils 9.1 here, does so and execs), and `exec`
-/// keeps the mask, which every thread of tokio's runtime inherits: the
+/// keeps the mask (Linux 6.18 here), which every thread of tokio's
+/// runtime inherits: the
 /// listing must unblock them before the runtime starts. It used to run
 /// on after each of them, its signals pending.
 #[test]

@@ -597,7 +597,8 @@ fn tokio_handles_sigchld_only_for_a_dropped_child() {
 /// tokio asks for a nonblocking pidfd (`PIDFD_NONBLOCK`, Linux 5.10), and
 /// any error makes it wait through a SIGCHLD handler instead: ENOSYS of a
 /// kernel before 5.3, EINVAL of one before 5.10, EPERM of a seccomp filter,
-/// EMFILE of a full descriptor table. strace injects each error. The
+/// EMFILE of a full descriptor table. strace injects each error, on
+/// Linux 6.18 here, whose own pidfd_open would succeed. The
 /// handler has `SA_RESTART`, and not `SA_NOCLDSTOP`: calls that Linux never
 /// restarts fail with EINTR as children end or stop (the book says so).
 #[test]
@@ -757,7 +758,8 @@ fn killpg_finds_a_group_of_one_zombie_and_fails_once_it_is_reaped() {
 }
 
 /// A parent may leave SIGCHLD ignored (`env --ignore-signal`, coreutils
-/// 9.1 here, does so and execs), and `exec` keeps it: the kernel then
+/// 9.1 here, does so and execs), and `exec` keeps it (Linux 6.18 here, as
+/// execve(2) promises): the kernel then
 /// reaps every child itself, tokio's wait fails with ECHILD, and sh's
 /// pid, the group's id, is free the moment sh exits. The listing gives
 /// SIGCHLD its default back before the runtime starts. It used to exit 1
@@ -790,7 +792,7 @@ fn async_child_kill_ends_the_group_when_its_parent_ignored_sigchld() {
 
 /// A parent may leave SIGINT, SIGTERM and SIGHUP blocked (`env
 /// --block-signal`, coreutils 9.1 here, does so and execs), and `exec`
-/// keeps the mask; tokio's runtime thread and every child, through
+/// keeps the mask (Linux 6.18 here); tokio's runtime thread and every child, through
 /// `Command`, inherit it. The listing must unblock them before the
 /// runtime starts: then its own SIGTERM to the group ends sh, and a kill
 /// of the listing ends it and the group. It used to send SIGKILL after

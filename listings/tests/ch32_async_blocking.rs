@@ -539,7 +539,8 @@ fn async_blocking_listings_start_or_say_why_when_descriptors_are_short() {
 }
 
 /// A parent may leave SIGUSR1 blocked (`env --block-signal`, coreutils
-/// 9.1 here, does so and execs), and `exec` keeps the mask, which every
+/// 9.1 here, does so and execs), and `exec` keeps the mask (Linux 6.18
+/// here), which every
 /// thread of the runtime inherits: the `signal` way must unblock it
 /// before the runtime starts, or the signal it sends itself stays pending
 /// and the wait never ends. It used to hang, each fix alike.
