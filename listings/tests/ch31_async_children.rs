@@ -356,6 +356,49 @@ fn async_child_kill_gives_up_on_a_stdout_held_from_outside_the_group() {
     assert_eq!(state_of(sh), None, "sh reaped");
 }
 
+/// Linux 6.18 here: an orphan of a PID namespace is handed to its init, and
+/// tokio reaps only the children it started, each by its own pid. As pid 1,
+/// the `pipe` way's `sleep` (inside pid 3) is adopted once tokio has reaped
+/// sh; the test kills it, and a holder of stdout outside the group keeps
+/// the listing waiting: the `sleep` stays a zombie of the listing through
+/// the whole limit and the listing's kill of the group that follows it.
+#[test]
+fn async_child_kill_as_pid_1_leaves_an_adopted_orphan_a_zombie() {
+    if !have("setsid") {
+        eprintln!("skipped: no setsid");
+        return;
+    }
+    let (dir, path) = first_in_path("sleep", HOLDER_OUTSIDE_THE_GROUP);
+    let _outside = KillPidInFileOnDrop(dir.path().join("sleep.outside"));
+    let path = format!("PATH={path}");
+    let args = [&path[..], bin!("async-child-kill"), "pipe", "--wait", "2"];
+    let ready = r"sh \(pid 2\) runs in a process group of its own; it started sleep \(pid 3\)";
+    let Some((mut init, pid)) = as_pid_1("env", &args, ready) else {
+        return;
+    };
+    init.expect("sh exited with status 0");
+    // sh is reaped: the listing's one child now is the adopted `sleep`.
+    let mut adopted = Vec::new();
+    wait_until("the listing to adopt sleep", || {
+        adopted = children_of(pid);
+        adopted.len() == 1
+    });
+    let sleep = adopted[0];
+    nix::sys::signal::kill(sleep, Signal::SIGKILL).unwrap();
+    wait_until("sleep to die", || state_of(sleep) == Some('Z'));
+    // Two seconds on, the listing has woken, killed the group, and still
+    // not reaped it.
+    init.expect("No end of stdout within 2 s: killed its process group");
+    assert_eq!(state_of(sleep), Some('Z'), "reaped by the listing");
+    // Beside the holder, whom the listing adopted from `sleep`.
+    assert!(
+        children_of(pid).contains(&sleep),
+        "still the listing's child"
+    );
+    let out = init.finish();
+    assert_exited_with(&out, 1);
+}
+
 /// Once a way has killed the group, the id may be given to a stranger's
 /// group, and a signal that comes later must not make the listing use it
 /// again. The holder outside the group keeps the listing waiting after its
