@@ -10,7 +10,7 @@
 // - `no-wait`: `start_kill` and no `wait`: the shell stays a zombie until
 //   it is waited for;
 // - `timeout`: the careful way: a wait with a time limit (`--wait SECS`,
-//   default 1), then SIGTERM to the whole group, then a wait;
+//   at least 1, default 1), then SIGTERM to the whole group, then a wait;
 // - `pipe`: the shell exits at once, but `sleep` still holds its stdout:
 //   the careful way kills the group when the end of stdout does not come.
 //
@@ -450,7 +450,14 @@ fn parse_args() -> Result<(Way, Duration, bool), lexopt::Error> {
     let mut args = lexopt::Parser::from_env();
     while let Some(arg) = args.next()? {
         match arg {
-            Long("wait") => wait = args.value()?.parse()?,
+            Long("wait") => {
+                // A limit of 0 s elapses before the end of stdout can be
+                // seen, and a holder outside the group would be blamed.
+                match args.value()?.parse()? {
+                    0 => return Err("--wait must be at least 1".into()),
+                    secs => wait = secs,
+                }
+            }
             Long("ignore-term") => ignore_term = true,
             Value(value) if way.is_none() => {
                 way = Some(match value.string()?.as_str() {

@@ -40,9 +40,39 @@ fn caught_signals(pid: Pid) -> Vec<i32> {
     (1..=64).filter(|n| mask & (1 << (n - 1)) != 0).collect()
 }
 
+/// The book's two terminals of one session must name one process: the pid
+/// that Terminal 1 prints is the one Terminal 2 signals. The masks of
+/// `assert_session_matches_book` hide pids in each file alone, so a pair
+/// recorded in different runs would pass them.
+fn assert_terminals_name_one_pid(terminal1: &str, terminal2: &str) {
+    let read = |file: &str| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"))
+    };
+    let printed = read(terminal1);
+    let printed = regex::Regex::new(r"as pid (\d+)")
+        .unwrap()
+        .captures(&printed)
+        .map(|c| c[1].to_string())
+        .unwrap_or_else(|| panic!("{terminal1}: no pid"));
+    let used = regex::Regex::new(r"(?:kill -\w+ |/proc/)(\d+)").unwrap();
+    let terminal = read(terminal2);
+    let pids: Vec<&str> = used
+        .captures_iter(&terminal)
+        .map(|c| c.get(1).unwrap().as_str())
+        .collect();
+    assert!(!pids.is_empty(), "{terminal2}: no pid");
+    assert!(
+        pids.iter().all(|pid| *pid == printed),
+        "{terminal1} prints pid {printed}, {terminal2} uses {pids:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Listing 28-1: Ctrl-C only
 
+/// `SigCgt` in /proc/PID/status, one bit per caught signal, as Linux 6.18
+/// here shows it.
 #[test]
 fn async_ctrl_c_ignores_a_second_ctrl_c_because_tokio_keeps_its_handler() {
     let mut listing =
@@ -71,6 +101,10 @@ fn async_ctrl_c_ignores_a_second_ctrl_c_because_tokio_keeps_its_handler() {
         "ch28-async-signals/28-01-terminal-2.out",
         &session,
     );
+    assert_terminals_name_one_pid(
+        "ch28-async-signals/28-01-async-ctrl-c.out",
+        "ch28-async-signals/28-01-terminal-2.out",
+    );
 }
 
 #[test]
@@ -88,7 +122,8 @@ fn async_ctrl_c_dies_of_sigterm_without_cleaning_up() {
 }
 
 /// A parent may leave SIGINT blocked (`env --block-signal`, coreutils 9.1
-/// here, does so and execs), and `exec` keeps the mask, which every thread
+/// here, does so and execs), and `exec` keeps the mask (Linux 6.18 here, as
+/// execve(2) promises), which every thread
 /// of tokio's runtime inherits. Listing 28-1 does not unblock it, one more
 /// of its flaws: Ctrl-C stays pending, tokio's handler never runs, and the
 /// program runs on. Listing 28-2 unblocks its signals before the runtime.
@@ -114,6 +149,9 @@ fn async_ctrl_c_never_hears_a_ctrl_c_its_parent_had_blocked() {
     assert_eq!(out.status.signal(), Some(Signal::SIGKILL as i32));
 }
 
+/// Linux 6.18 here: the init of a PID namespace is sent no signal whose
+/// action is the default, except SIGKILL and SIGSTOP from outside the
+/// namespace (`sig_task_ignored` in kernel/signal.c).
 #[test]
 fn async_ctrl_c_as_pid_1_of_a_container_does_not_even_die_of_sigterm() {
     let Some((mut init, pid)) = as_pid_1(
@@ -173,6 +211,10 @@ fn async_signals_reloads_on_hup_and_dies_of_a_second_term() {
         "ch28-async-signals/28-02-terminal-2.out",
         &session,
     );
+    assert_terminals_name_one_pid(
+        "ch28-async-signals/28-02-async-signals.out",
+        "ch28-async-signals/28-02-terminal-2.out",
+    );
 }
 
 #[test]
@@ -193,6 +235,8 @@ fn async_signals_takes_two_terms_sent_together_for_one() {
     assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
 }
 
+/// Linux 6.18 here: an init's own raise of a signal at its default action
+/// is dropped (`sig_task_ignored` in kernel/signal.c).
 #[test]
 fn async_signals_as_pid_1_exits_143_on_a_second_term() {
     // The kernel drops a PID 1's own raise of SIGTERM: `die_of` that ended
@@ -265,6 +309,10 @@ fn signal_streams_made_in_the_loop_lose_a_term_sent_during_a_reload() {
         "ch28-async-signals/28-02-in-loop-terminal-2.out",
         &session,
     );
+    assert_terminals_name_one_pid(
+        "ch28-async-signals/28-02-in-loop.out",
+        "ch28-async-signals/28-02-in-loop-terminal-2.out",
+    );
 }
 
 #[test]
@@ -321,6 +369,7 @@ fn signal_hooks_action_ends_it_even_while_the_task_is_blocked() {
     assert!(!out.stdout.iter().any(|l| l == "Clean exit"));
 }
 
+/// Linux 6.18 here, as the test above.
 #[test]
 fn signal_hooks_action_as_pid_1_exits_143_even_while_the_task_is_blocked() {
     // signal-hook's register_conditional_default calls
@@ -416,7 +465,8 @@ fn multi_threaded_listings_say_why_when_the_system_refuses_a_thread() {
 
 /// A parent may leave SIGINT, SIGTERM and SIGHUP blocked (`env
 /// --block-signal`, coreutils 9.1 here, does so and execs), and `exec`
-/// keeps the mask, which every thread of tokio's runtime inherits: the
+/// keeps the mask (Linux 6.18 here), which every thread of tokio's
+/// runtime inherits: the
 /// listing must unblock them before the runtime starts. It used to run
 /// on after each of them, its signals pending.
 #[test]

@@ -163,6 +163,8 @@ fn async_child_kill_ends_the_group_when_it_is_stopped_itself() {
     }
 }
 
+/// Linux 6.18 here: an init's own raise of a signal at its default action
+/// is dropped (`sig_task_ignored` in kernel/signal.c).
 #[test]
 fn async_child_kill_as_pid_1_exits_143_on_sigterm() {
     // The kernel drops a PID 1's own raise of SIGTERM: `die_of` then
@@ -354,6 +356,49 @@ fn async_child_kill_gives_up_on_a_stdout_held_from_outside_the_group() {
     assert_eq!(state_of(sh), None, "sh reaped");
 }
 
+/// Linux 6.18 here: an orphan of a PID namespace is handed to its init, and
+/// tokio reaps only the children it started, each by its own pid. As pid 1,
+/// the `pipe` way's `sleep` (inside pid 3) is adopted once tokio has reaped
+/// sh; the test kills it, and a holder of stdout outside the group keeps
+/// the listing waiting: the `sleep` stays a zombie of the listing through
+/// the whole limit and the listing's kill of the group that follows it.
+#[test]
+fn async_child_kill_as_pid_1_leaves_an_adopted_orphan_a_zombie() {
+    if !have("setsid") {
+        eprintln!("skipped: no setsid");
+        return;
+    }
+    let (dir, path) = first_in_path("sleep", HOLDER_OUTSIDE_THE_GROUP);
+    let _outside = KillPidInFileOnDrop(dir.path().join("sleep.outside"));
+    let path = format!("PATH={path}");
+    let args = [&path[..], bin!("async-child-kill"), "pipe", "--wait", "2"];
+    let ready = r"sh \(pid 2\) runs in a process group of its own; it started sleep \(pid 3\)";
+    let Some((mut init, pid)) = as_pid_1("env", &args, ready) else {
+        return;
+    };
+    init.expect("sh exited with status 0");
+    // sh is reaped: the listing's one child now is the adopted `sleep`.
+    let mut adopted = Vec::new();
+    wait_until("the listing to adopt sleep", || {
+        adopted = children_of(pid);
+        adopted.len() == 1
+    });
+    let sleep = adopted[0];
+    nix::sys::signal::kill(sleep, Signal::SIGKILL).unwrap();
+    wait_until("sleep to die", || state_of(sleep) == Some('Z'));
+    // Two seconds on, the listing has woken, killed the group, and still
+    // not reaped it.
+    init.expect("No end of stdout within 2 s: killed its process group");
+    assert_eq!(state_of(sleep), Some('Z'), "reaped by the listing");
+    // Beside the holder, whom the listing adopted from `sleep`.
+    assert!(
+        children_of(pid).contains(&sleep),
+        "still the listing's child"
+    );
+    let out = init.finish();
+    assert_exited_with(&out, 1);
+}
+
 /// Once a way has killed the group, the id may be given to a stranger's
 /// group, and a signal that comes later must not make the listing use it
 /// again. The holder outside the group keeps the listing waiting after its
@@ -507,6 +552,9 @@ fn async_children_listings_reject_bad_arguments_in_one_line() {
     );
     assert_rejects(bin!("async-child-kill"), &["forget"], "unknown way");
     assert_rejects(bin!("async-child-kill"), &["--wait", "-1"], "--wait");
+    // Every limit would elapse before the end of stdout could be seen, and
+    // the listing would blame a holder outside the group that is not there.
+    assert_rejects(bin!("async-child-kill"), &["--wait", "0"], "at least 1");
 }
 
 /// A tee that dies in the middle of the exchange is a failure, told and
@@ -540,7 +588,8 @@ fn async_child_feed_reports_a_tee_that_dies_mid_exchange() {
 }
 
 /// What the chapter says of how tokio waits on Linux: a pidfd in its
-/// epoll set, then `wait4` with WNOHANG once the pidfd is readable.
+/// epoll set, then `wait4` with WNOHANG once the pidfd is readable. Linux
+/// 6.18 here, which sends SIGCHLD to the parent whatever its disposition.
 #[test]
 fn tokio_waits_for_a_child_on_a_pidfd_then_reaps_it_with_wait4() {
     if !crate::support::have("strace") {
@@ -591,7 +640,8 @@ fn tokio_handles_sigchld_only_for_a_dropped_child() {
 /// tokio asks for a nonblocking pidfd (`PIDFD_NONBLOCK`, Linux 5.10), and
 /// any error makes it wait through a SIGCHLD handler instead: ENOSYS of a
 /// kernel before 5.3, EINVAL of one before 5.10, EPERM of a seccomp filter,
-/// EMFILE of a full descriptor table. strace injects each error. The
+/// EMFILE of a full descriptor table. strace injects each error, on
+/// Linux 6.18 here, whose own pidfd_open would succeed. The
 /// handler has `SA_RESTART`, and not `SA_NOCLDSTOP`: calls that Linux never
 /// restarts fail with EINTR as children end or stop (the book says so).
 #[test]
@@ -686,6 +736,8 @@ fn death_signal_from_a_task(in_place: bool) -> bool {
     died.is_some()
 }
 
+/// Linux 6.18 here: the death signal fires when the thread that forked the
+/// child ends, not the process (prctl(2), PR_SET_PDEATHSIG).
 #[test]
 fn a_death_signal_set_from_a_task_holds_until_block_in_place_moves_it() {
     // A worker thread lives as long as its runtime: the child lives on.
@@ -704,17 +756,28 @@ fn async_children_listings_start_or_say_why_when_descriptors_are_short() {
     // tokio's runtime needs six descriptors to start, and its signal
     // driver panics when it cannot make its socket pair: each listing must
     // say so in one line instead.
-    for (bin, args) in [
-        (bin!("async-child-feed"), ["join", "--bytes", "1000"]),
-        (bin!("async-child-kill"), ["timeout", "--wait", "0"]),
+    // async-child-kill, once started, is stopped as a user would: its
+    // SIGTERM ends the group, then the listing.
+    for (bin, args, stop) in [
+        (bin!("async-child-feed"), ["join", "--bytes", "1000"], None),
+        (
+            bin!("async-child-kill"),
+            ["timeout", "--wait", "30"],
+            Some(Signal::SIGTERM),
+        ),
     ] {
         let command = || {
             let mut command = std::process::Command::new(bin);
             command.args(args);
             command
         };
+        let stop = |listing: &Listing| {
+            if let Some(stop) = stop {
+                listing.signal(stop);
+            }
+        };
         // Sixteen: enough for the runtime, `tee`'s three pipes, and more.
-        let started = assert_starts_or_says_why(command, 4..=16, |_| {});
+        let started = assert_starts_or_says_why(command, 4..=16, stop);
         assert!(started.contains(&16), "{bin} started at {started:?}");
     }
 }
@@ -738,7 +801,8 @@ fn killpg_finds_a_group_of_one_zombie_and_fails_once_it_is_reaped() {
 }
 
 /// A parent may leave SIGCHLD ignored (`env --ignore-signal`, coreutils
-/// 9.1 here, does so and execs), and `exec` keeps it: the kernel then
+/// 9.1 here, does so and execs), and `exec` keeps it (Linux 6.18 here, as
+/// execve(2) promises): the kernel then
 /// reaps every child itself, tokio's wait fails with ECHILD, and sh's
 /// pid, the group's id, is free the moment sh exits. The listing gives
 /// SIGCHLD its default back before the runtime starts. It used to exit 1
@@ -771,7 +835,7 @@ fn async_child_kill_ends_the_group_when_its_parent_ignored_sigchld() {
 
 /// A parent may leave SIGINT, SIGTERM and SIGHUP blocked (`env
 /// --block-signal`, coreutils 9.1 here, does so and execs), and `exec`
-/// keeps the mask; tokio's runtime thread and every child, through
+/// keeps the mask (Linux 6.18 here); tokio's runtime thread and every child, through
 /// `Command`, inherit it. The listing must unblock them before the
 /// runtime starts: then its own SIGTERM to the group ends sh, and a kill
 /// of the listing ends it and the group. It used to send SIGKILL after
