@@ -43,7 +43,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::{Builder, Runtime};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::{Instant, sleep, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -62,7 +62,9 @@ delay_ms = 0
 ";
 /// How long a client may take to send a whole request.
 const IDLE: Duration = Duration::from_secs(60);
-/// How long a client may take to read a reply, or to close after ours.
+/// How long a client may take to read a reply, or to close after ours;
+/// and from the stop, how long it has in all to take the last replies and
+/// to close.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest request line, newline included.
 const MAX_LINE: usize = 64 * 1024;
@@ -487,9 +489,14 @@ async fn serve(
     // How many bytes the kernel held for us when the stop came: noted at
     // once, even while this task is busy answering.
     let mut at_stop = None;
+    // From the stop, one deadline for every wait on the client.
+    let cutoff = Cutoff::default();
     loop {
-        let answering = answer(&mut received, &mut write, peer, &config);
-        match noting_the_stop(answering, &stop, &read, &mut at_stop).await? {
+        let answering =
+            answer(&mut received, &mut write, peer, &config, &cutoff);
+        match noting_the_stop(answering, &stop, &read, &mut at_stop, &cutoff)
+            .await?
+        {
             Answered::Lines(0) => {}
             Answered::Lines(_) => idle.as_mut().reset(Instant::now() + IDLE),
             Answered::TooLong => break, // The client has been told.
@@ -502,8 +509,11 @@ async fn serve(
                     Some(waiting) => waiting,
                     None => unread_bytes(read.as_ref())?,
                 };
-                read_what_came(&mut read, waiting, &mut received).await?;
-                answer(&mut received, &mut write, peer, &config).await?;
+                cutoff.start();
+                read_what_came(&mut read, waiting, &mut received, &cutoff)
+                    .await?;
+                answer(&mut received, &mut write, peer, &config, &cutoff)
+                    .await?;
                 break;
             }
             () = &mut idle => break, // No whole request for too long.
@@ -513,7 +523,7 @@ async fn serve(
             },
         }
     }
-    close_gently(write, read).await
+    close_gently(write, read, &cutoff).await
 }
 
 /// What `answer` did.
@@ -530,6 +540,7 @@ async fn answer(
     write: &mut OwnedWriteHalf,
     peer: SocketAddr,
     config: &watch::Receiver<Arc<Config>>,
+    cutoff: &Cutoff,
 ) -> io::Result<Answered> {
     let mut answered = 0;
     while let Some(newline) = received.iter().position(|&b| b == b'\n') {
@@ -548,12 +559,13 @@ async fn answer(
         if !config.delay.is_zero() {
             sleep(config.delay).await;
         }
-        reply(write, &format!("{}, {request}", config.greeting)).await?;
+        let line = format!("{}, {request}", config.greeting);
+        reply(write, &line, cutoff).await?;
         answered += 1;
     }
     // What is left is a line too long, or the start of the next one.
     if received.len() > MAX_LINE {
-        reply(write, "error: line too long").await?;
+        reply(write, "error: line too long", cutoff).await?;
         return Ok(Answered::TooLong);
     }
     Ok(Answered::Lines(answered))
@@ -563,19 +575,24 @@ async fn answer(
 // ANCHOR: read_what_came
 /// Runs `work` to its end. Should the stop come meanwhile, notes at once
 /// in `at_stop` how many bytes the kernel holds for the connection: those
-/// came before the stop, and what comes later does not.
+/// came before the stop, and what comes later does not. It starts the
+/// client's `cutoff` too, which the rest of `work` keeps.
 async fn noting_the_stop<T>(
     work: impl Future<Output = io::Result<T>>,
     stop: &CancellationToken,
     read: &OwnedReadHalf,
     at_stop: &mut Option<u64>,
+    cutoff: &Cutoff,
 ) -> io::Result<T> {
     tokio::pin!(work);
     if at_stop.is_none() {
         tokio::select! {
             biased;
             done = &mut work => return done,
-            () = stop.cancelled() => *at_stop = Some(unread_bytes(read.as_ref())?),
+            () = stop.cancelled() => {
+                cutoff.start();
+                *at_stop = Some(unread_bytes(read.as_ref())?);
+            }
         }
     }
     work.await
@@ -591,9 +608,10 @@ async fn read_what_came(
     read: &mut OwnedReadHalf,
     waiting: u64,
     received: &mut Vec<u8>,
+    cutoff: &Cutoff,
 ) -> io::Result<()> {
     let mut before_the_stop = read.take(waiting);
-    timeout(PEER_TIMEOUT, before_the_stop.read_to_end(received))
+    timeout_at(cutoff.give_up(), before_the_stop.read_to_end(received))
         .await
         .map_err(|_| io::Error::new(ErrorKind::TimedOut, "timed out"))??;
     Ok(())
@@ -613,28 +631,58 @@ fn unread_bytes(socket: &TcpStream) -> io::Result<u64> {
 // ANCHOR_END: read_what_came
 
 // ANCHOR: close
-/// Writes one line, within PEER_TIMEOUT.
-async fn reply(write: &mut OwnedWriteHalf, line: &str) -> io::Result<()> {
+/// From the stop, the one deadline for every wait on the client: the
+/// replies still to write, the bytes that came before the stop, and the
+/// close. Without it each of those would have PEER_TIMEOUT of its own, in
+/// series, and a client that takes each reply just in time would hold the
+/// drain past its deadline.
+#[derive(Default)]
+struct Cutoff(OnceLock<Instant>);
+
+impl Cutoff {
+    /// The stop has come: the client has PEER_TIMEOUT from now, in all.
+    /// Later calls change nothing.
+    fn start(&self) {
+        let _ = self.0.set(Instant::now() + PEER_TIMEOUT);
+    }
+
+    /// When a wait on the client that starts now gives up: PEER_TIMEOUT
+    /// from now, and never past the cutoff, once it has started.
+    fn give_up(&self) -> Instant {
+        let patience = Instant::now() + PEER_TIMEOUT;
+        self.0.get().map_or(patience, |&end| end.min(patience))
+    }
+}
+
+/// Writes one line, within PEER_TIMEOUT and the cutoff.
+async fn reply(
+    write: &mut OwnedWriteHalf,
+    line: &str,
+    cutoff: &Cutoff,
+) -> io::Result<()> {
     let line = format!("{line}\n");
-    timeout(PEER_TIMEOUT, write.write_all(line.as_bytes()))
+    timeout_at(cutoff.give_up(), write.write_all(line.as_bytes()))
         .await
         .map_err(|_| io::Error::new(ErrorKind::TimedOut, "timed out"))?
 }
 
 /// Half-closes, then reads and discards until the client closes too, for
-/// at most PEER_TIMEOUT: closing with unread bytes would send a reset
-/// (RST), which can destroy replies the client has not read yet.
+/// at most PEER_TIMEOUT and not past the cutoff: closing with unread bytes
+/// would send a reset (RST), which can destroy replies the client has not
+/// read yet.
 async fn close_gently(
     mut write: OwnedWriteHalf,
     mut read: OwnedReadHalf,
+    cutoff: &Cutoff,
 ) -> io::Result<()> {
+    let give_up = cutoff.give_up();
     write.shutdown().await?;
     let discard = async {
         let mut scratch = vec![0u8; 4096];
         while read.read(&mut scratch).await? > 0 {}
         Ok(())
     };
-    timeout(PEER_TIMEOUT, discard)
+    timeout_at(give_up, discard)
         .await
         .map_err(|_| io::Error::new(ErrorKind::TimedOut, "timed out"))?
 }

@@ -23,7 +23,7 @@ use crate::support::{
     PATIENCE, as_pid_1, assert_died_of, assert_exited_with,
     assert_says_why_on_bad_worker_threads, assert_session_matches_book,
     assert_starts_or_says_why, cargo_run, default_port, have, open_fds, shell,
-    unless_blessing, unread_by_server, wait_until,
+    unless_blessing, unread_by_server, unsent_by_server, wait_until,
 };
 
 fn start(args: &[&str]) -> Daemon {
@@ -330,6 +330,53 @@ fn a_client_that_sends_after_the_end_of_stream_holds_the_close_five_seconds() {
     let out = daemon.finish();
     assert_died_of(&out, Signal::SIGTERM);
     assert!(held >= Duration::from_millis(4500), "closed after {held:?}");
+}
+
+/// A client that takes the reply it was slow to read just before that
+/// reply's five seconds run out, and then neither reads nor closes, has
+/// five seconds from the stop in all, as with Listing 10-1: not five for
+/// the reply and five more for the close, which held the default drain of
+/// 8 s to its deadline and ended it with status 1.
+#[test]
+fn async_daemon_gives_a_slow_reader_five_seconds_in_all_after_the_stop() {
+    let mut daemon = start(&[]);
+    let client = Client::connect(daemon.addr);
+    let port = client.stream.local_addr().unwrap().port();
+    let mut writer = client.stream.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        let line = format!("{}\n", "x".repeat(1000));
+        // Until the daemon is gone: its close fails the next write.
+        while writer.write_all(line.as_bytes()).is_ok() {}
+    });
+    logged_request(&mut daemon, "x+");
+    // The client's receive window is shut, and so is the daemon's: its
+    // reply waits, and it reads no more requests.
+    let daemon_port = daemon.addr.port();
+    wait_until("the daemon to stop reading", || {
+        unsent_by_server(daemon_port, port) > 0
+            && unsent_by_server(port, daemon_port) > 0
+    });
+    let sent_term = Instant::now();
+    daemon.listing.signal(Signal::SIGTERM);
+    // The client's pace, not a wait for the daemon: it makes room four
+    // seconds after the stop, within the waiting reply's five.
+    thread::sleep(Duration::from_secs(4));
+    // Every reply, up to the daemon's end of stream; then the client holds
+    // its end open, and its sender goes on.
+    let mut reader = client.stream.try_clone().unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    while reader.read(&mut buf).expect("the replies") > 0 {}
+    let out = daemon.finish();
+    let took = sent_term.elapsed();
+    drop(client);
+    sender.join().unwrap();
+    let last = out.stdout.last().map(String::as_str);
+    assert!(
+        out.status.signal() == Some(Signal::SIGTERM as i32)
+            && took < Duration::from_secs(7),
+        "{:?} after {took:?}; last line {last:?}",
+        out.status
+    );
 }
 
 /// Sends `bytes`, half-closes, and returns everything the daemon sent
