@@ -119,13 +119,14 @@ fn pipe_spam_child_dies_with_its_parent_however_the_parent_dies() {
         wait_until(&format!("pipe-spam to die of {signal}"), || {
             is_dead(parent)
         });
-        let out = spam_run.finish();
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(out.status.signal(), Some(signal as i32), "{signal}");
-        // Checked before the test's own clean-up kills the group.
+        // Checked before `finish`, which ends by killing the listing's
+        // process group, the orphan included.
         wait_until(&format!("the child to die after {signal}"), || {
             is_dead(child)
         });
+        let out = spam_run.finish();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(signal as i32), "{signal}");
     }
 }
 
