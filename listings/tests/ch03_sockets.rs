@@ -22,7 +22,8 @@ use crate::support::{
     assert_session_matches_book, assert_session_matches_book_masking,
     assert_trace_matches_book, blessing, can_trace, cargo_run, default_port,
     have, out_of_descriptors_waits_then_serves, private_hosts_file, run,
-    run_with_hosts, shell, state_of, strace_command, wait_until,
+    run_with_hosts, shell, state_of, strace_command, threads_blocked_in,
+    wait_until,
 };
 
 /// The default port's lock, the one every chapter's tests share, taken
@@ -628,14 +629,15 @@ fn server_survives_being_stopped_and_continued_in_the_middle_of_a_read() {
     let mut client = TcpStream::connect(&addr).expect("connect");
     // Stopped and continued while it waits in `recvfrom` with a timeout:
     // Linux makes that read fail with EINTR, and the server tries again.
+    // In `recvfrom` itself, not still in `accept`, where it sleeps too
+    // but a stop changes nothing.
     let pid = server.pid();
-    wait_until("the server to wait for the request", || {
-        state_of(pid) == Some('S')
-    });
+    let reading = || threads_blocked_in(pid, nix::libc::SYS_recvfrom) == 1;
+    wait_until("the server to wait for the request", reading);
     server.signal(Signal::SIGSTOP);
     wait_until("the server to stop", || state_of(pid) == Some('T'));
     server.signal(Signal::SIGCONT);
-    wait_until("the server to wait again", || state_of(pid) == Some('S'));
+    wait_until("the server to wait again", reading);
     client.write_all(b"stopped").unwrap();
     client.shutdown(Shutdown::Write).unwrap();
     let mut reply = String::new();
