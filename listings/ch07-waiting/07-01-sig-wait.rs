@@ -72,6 +72,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let alarm_only = SigSet::from(Signal::SIGALRM);
+    // Pending signals pass through `exec` as the mask does: a SIGALRM our
+    // parent blocked and left pending would end the first wait at once,
+    // an alarm we never set. Take it now, before anything unblocks it.
+    timed_wait(&alarm_only, 0)?;
     match args.method {
         Method::Pause | Method::Suspend => {
             let action = SigAction::new(

@@ -32,6 +32,13 @@ fn run() -> Result<(), Box<dyn Error>> {
     parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let (mut out, alarm_only) = (io::stdout(), SigSet::from(Signal::SIGALRM));
     alarm_only.thread_block()?;
+    // A SIGALRM our parent blocked and left pending came through `exec`
+    // with the mask, and the first wait would take it at once. Ignoring a
+    // signal discards it, pending and blocked too; then the default again.
+    // SAFETY: neither action runs code of ours.
+    unsafe { signal(Signal::SIGALRM, SigHandler::SigIgn) }?;
+    // SAFETY: as above.
+    unsafe { signal(Signal::SIGALRM, SigHandler::SigDfl) }?;
 
     // 1. Whole seconds only: `alarm` takes an unsigned number of seconds.
     let start = Instant::now();

@@ -93,6 +93,9 @@ fn receive(
     match scheme {
         Scheme::HandlerBlocked | Scheme::HandlerRunning => {
             install_counter(number)?;
+            // One our parent blocked and left pending came through `exec`
+            // with the mask: let the handler take it before the count.
+            set.thread_unblock()?;
             HANDLED.store(0, Ordering::SeqCst);
             if matches!(scheme, Scheme::HandlerBlocked) {
                 set.thread_block()?;

@@ -908,48 +908,214 @@ const ECHILD_WHEN_SIGCHLD_IGNORED: &[&str] = &[
     "bench-pingpong",
 ];
 
+/// Rows that die when their parent blocked the signal and left it
+/// pending (the third way below): each unblocks it before a handler is in
+/// place, so it takes the default action, which kills. Still to fix in
+/// their chapters; the check fails once one of them ends alike, so that
+/// it leaves this list.
+const DIES_OF_A_SIGNAL_LEFT_PENDING: &[(&str, &str)] = &[
+    // Chapter 24: `clean_slate` empties the mask before the SIGALRM
+    // handler is installed.
+    ("proc-exec", "ALRM"),
+    // Chapter 32: `unblock_usr1` runs before any handler for SIGUSR1 is
+    // in place.
+    ("async-block", "USR1"),
+];
+
+/// The rows that wait on a timer they set, the line that reports the wait
+/// over, and the least time that line can come after the listing starts:
+/// a parent's pending signal would end the wait at once, and the line
+/// would come early, though the ending, numbers aside, looks the same.
+/// A lower bound only: load can only make a line later.
+const TIMER_WAITS: &[(&str, &[&str], &str, Duration)] = &[
+    (
+        "alarm-pause",
+        &["--count", "1"],
+        "Got alarm",
+        Duration::from_secs(5),
+    ),
+    (
+        "alarm",
+        &["--count", "1"],
+        "Got alarm",
+        Duration::from_secs(5),
+    ),
+    (
+        "sig-wait",
+        &["pause", "--count", "1"],
+        "Round 1: SIGALRM",
+        SECOND,
+    ),
+    (
+        "sig-wait",
+        &["suspend", "--count", "1"],
+        "Round 1: SIGALRM",
+        SECOND,
+    ),
+    (
+        "sig-wait",
+        &["sigwait", "--count", "1"],
+        "Round 1: SIGALRM",
+        SECOND,
+    ),
+    (
+        "sig-wait",
+        &["timedwait", "--count", "1"],
+        "Round 1: SIGALRM",
+        SECOND,
+    ),
+    ("sig-alarm-limits", &[], "alarm(1): SIGALRM", SECOND),
+    (
+        "sig-timers",
+        &[],
+        "Took SIGRTMIN",
+        Duration::from_millis(300),
+    ),
+    // A poll of 500 ms, then a timer's first signal 200 ms later.
+    (
+        "poll-connect",
+        &[],
+        "   connect: EINTR",
+        Duration::from_millis(700),
+    ),
+    // A poll of 1 s, then alarm(1).
+    (
+        "pipe-capacity",
+        &[],
+        "A blocking write",
+        Duration::from_secs(2),
+    ),
+    (
+        "pipe-deadlock",
+        &[],
+        "Gave up waiting",
+        Duration::from_secs(2),
+    ),
+    (
+        "proc-pre-exec",
+        &["alarm"],
+        "sleep 5, with alarm(1)",
+        SECOND,
+    ),
+];
+
+const SECOND: Duration = Duration::from_secs(1);
+
 /// How a run ended, and its stdout with every number made `N`: pids,
-/// times and counts vary from run to run.
-fn ending(command: &mut Command) -> String {
-    let out = Listing::spawn(command, Stdio::piped()).finish();
+/// times and counts vary from run to run. Also each line of stdout with
+/// the time it came, counted from just before the start.
+fn ending(command: &mut Command) -> (String, Vec<(Duration, String)>) {
+    let started = Instant::now();
+    let mut listing = Listing::spawn(command, Stdio::piped());
+    let mut lines = Vec::new();
+    while let Some(line) = listing.next_line_or_exit() {
+        lines.push((started.elapsed(), line));
+    }
+    let out = listing.finish();
     let number = regex::Regex::new(r"[0-9]+").unwrap();
     let stdout = number.replace_all(&out.stdout.join("\n"), "N").into_owned();
-    format!("{:?}\n{stdout}\n{}", out.status, out.stderr)
+    (format!("{:?}\n{stdout}\n{}", out.status, out.stderr), lines)
+}
+
+/// The rows of Listing 11-3's table (`scheme  signal  sent  seen`) that
+/// say more signals were seen than sent.
+fn counted_more_than_sent(
+    lines: &[(Duration, String)],
+) -> impl Iterator<Item = &str> {
+    let row =
+        regex::Regex::new(r" ([0-9]+)  ([0-9]+)( \(measured\))?$").unwrap();
+    lines
+        .iter()
+        .map(|(_, line)| line.as_str())
+        .filter(move |line| {
+            row.captures(line).is_some_and(|c| {
+                c[2].parse::<u64>().unwrap() > c[1].parse::<u64>().unwrap()
+            })
+        })
 }
 
 /// A parent may start a listing with a signal blocked or ignored: `exec`
 /// keeps both, and a shell, a supervisor or a test harness does so (a
-/// background job of a non-interactive shell ignores SIGINT). Each
-/// listing that relies on a signal to end a wait ends as a plain run does
-/// (same status, stdout and stderr, numbers aside) under `env
-/// --block-signal=SIG` and under `env --ignore-signal=SIG` (coreutils
-/// 9's `env`), for each signal of its row in `WAITS_ON_SIGNALS`.
+/// background job of a non-interactive shell ignores SIGINT). A signal
+/// that came while it was blocked passes through `exec` too, pending.
+/// Each listing that relies on a signal to end a wait ends as a plain run
+/// does (same status, stdout and stderr, numbers aside) under `env
+/// --block-signal=SIG`, under `env --ignore-signal=SIG` (coreutils 9's
+/// `env`), and with SIG blocked and pending (`env` blocks it, `sh` sends
+/// it to itself and execs the listing), for each signal of its row in
+/// `WAITS_ON_SIGNALS`. Left pending, a signal must not end a wait on a
+/// timer early either (`TIMER_WAITS`), nor pass for one of the signals
+/// Listing 11-3 counts. Seen on Linux 6.18: a pending SIGCHLD, SIGTSTP or
+/// SIGCONT changes no row's ending today; they stay, since a listing that
+/// counted SIGCHLDs, or unblocked SIGTSTP at its default action, would
+/// end otherwise.
 #[test]
 fn every_listing_that_waits_on_a_signal_ends_alike_when_its_parent_blocked_or_ignored_it()
  {
     let mut failures = Vec::new();
     for (bin, args, signals) in WAITS_ON_SIGNALS {
         let path = bin_path(bin);
-        let plain = ending(Command::new(&path).args(*args));
+        let (plain, _) = ending(Command::new(&path).args(*args));
         for signal in *signals {
-            for how in ["block", "ignore"] {
+            for how in ["block", "ignore", "pending"] {
                 let mut command = Command::new("env");
-                command.arg(format!("--{how}-signal={signal}"));
+                if how == "pending" {
+                    command.arg(format!("--block-signal={signal}"));
+                    command.args([
+                        "sh",
+                        "-c",
+                        &format!("kill -{signal} $$ && exec \"$0\" \"$@\""),
+                    ]);
+                } else {
+                    command.arg(format!("--{how}-signal={signal}"));
+                }
                 command.arg(&path).args(*args);
-                let got = ending(&mut command);
-                let known = how == "ignore"
-                    && *signal == "CHLD"
-                    && ECHILD_WHEN_SIGCHLD_IGNORED.contains(bin);
+                let (got, lines) = ending(&mut command);
+                let known = match how {
+                    "ignore" => {
+                        *signal == "CHLD"
+                            && ECHILD_WHEN_SIGCHLD_IGNORED.contains(bin)
+                    }
+                    "pending" => {
+                        DIES_OF_A_SIGNAL_LEFT_PENDING.contains(&(bin, signal))
+                    }
+                    _ => false,
+                };
+                let list = if how == "ignore" {
+                    "ECHILD_WHEN_SIGCHLD_IGNORED"
+                } else {
+                    "DIES_OF_A_SIGNAL_LEFT_PENDING"
+                };
                 if known && got == plain {
                     failures.push(format!(
-                        "{bin} {args:?} is fixed: take it off \
-                         ECHILD_WHEN_SIGCHLD_IGNORED"
+                        "{bin} {args:?} with SIG{signal} {how} is fixed: \
+                         take it off {list}"
                     ));
                 } else if !known && got != plain {
                     failures.push(format!(
-                        "{bin} {args:?} with SIG{signal} {how}ed:\n\
-                         plain: {plain}\n{how}ed: {got}"
+                        "{bin} {args:?} with SIG{signal} {how}:\n\
+                         plain: {plain}\n{how}: {got}"
                     ));
+                }
+                // Listing 11-3 counts the signals a child sends it: one
+                // its parent left pending is not among them.
+                if *bin == "sig-count" {
+                    failures.extend(counted_more_than_sent(&lines).map(
+                        |line| format!("{bin} with SIG{signal} {how}: {line}"),
+                    ));
+                }
+                let timer =
+                    TIMER_WAITS.iter().find(|(b, a, ..)| b == bin && a == args);
+                if let (false, Some((_, _, start, least))) = (known, timer) {
+                    let came = lines.iter().find(|(_, l)| l.starts_with(start));
+                    match came {
+                        Some((at, _)) if at >= least => {}
+                        _ => failures.push(format!(
+                            "{bin} {args:?} with SIG{signal} {how}: \
+                             {start:?} not at least {least:?} after the \
+                             start: {lines:?}"
+                        )),
+                    }
                 }
             }
         }
