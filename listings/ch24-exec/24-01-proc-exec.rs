@@ -131,16 +131,24 @@ fn report(
 /// Rust runtime ignores itself. Without this, what our own parent left
 /// us would show below as if we had set it: `nohup` ignores SIGHUP, and
 /// a shell script's background job starts ignoring SIGINT and SIGQUIT.
+/// A signal the parent left blocked and pending is thrown away first:
+/// unblocked at its default action, it would end this process.
 fn clean_slate() -> Result<(), Box<dyn Error>> {
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
     let status = fs::read_to_string("/proc/self/status")?;
+    let pending = mask(&status, "SigPnd") | mask(&status, "ShdPnd");
     for signal in Signal::iterator() {
         let ignored = mask(&status, "SigIgn") & bit(signal) != 0;
-        if ignored && signal != Signal::SIGPIPE {
-            // SAFETY: the default action runs no code of ours.
+        let left_pending = pending & bit(signal) != 0;
+        if (ignored || left_pending) && signal != Signal::SIGPIPE {
+            // Ignoring a signal discards it if it is pending (POSIX,
+            // sigaction); then back to the default.
+            // SAFETY: neither action runs code of ours.
+            unsafe { nix::sys::signal::signal(signal, SigHandler::SigIgn) }?;
+            // SAFETY: as above.
             unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) }?;
         }
     }
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
     Ok(())
 }
 // ANCHOR_END: clean_slate

@@ -99,8 +99,14 @@ fn main() -> ExitCode {
 /// every thread the runtime starts would inherit it: the signal that the
 /// `signal` way sends itself would stay pending, and the wait would never
 /// end. Unblocked on the main thread before the runtime starts its
-/// threads.
+/// threads; and first, a SIGUSR1 that parent left pending is thrown away
+/// (ignoring a signal discards it), or it would come at once, at its
+/// default action, and end the program before any handler is in place.
 fn unblock_usr1() -> io::Result<()> {
+    // SAFETY: neither action runs code of ours.
+    unsafe { nix::sys::signal::signal(Signal::SIGUSR1, SigHandler::SigIgn) }?;
+    // SAFETY: as above.
+    unsafe { nix::sys::signal::signal(Signal::SIGUSR1, SigHandler::SigDfl) }?;
     Ok(SigSet::from(Signal::SIGUSR1).thread_unblock()?)
 }
 
