@@ -165,8 +165,12 @@ fn async_server_dies_of_sigterm_at_once_while_accept_keeps_failing() {
     let silent = silent_clients(&addr, free);
     let _queued = connect(&addr);
     assert!(server.next_line().starts_with("async-server: accept: "));
-    // Not a synchronisation: the back-off grows to its second meanwhile.
-    thread::sleep(Duration::from_secs(2));
+    // Not a synchronisation: the back-off's waits (5 ms, doubling) reach
+    // their second 1.275 s after the first failure, and the signal comes
+    // early in that wait. A server that sleeps without listening would
+    // hear it some 0.9 s later, whichever branch its next `select!` takes;
+    // sent two seconds in, it heard it 0.275 s later, often enough.
+    thread::sleep(Duration::from_millis(1400));
     let sent = Instant::now();
     server.signal(Signal::SIGTERM);
     let out = server.finish();
