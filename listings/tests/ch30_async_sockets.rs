@@ -81,6 +81,30 @@ fn async_server_refuses_a_line_that_is_not_utf8() {
     );
 }
 
+/// The log names a line too long, whatever the client does next: one that
+/// reads the error and keeps its end open past `--timeout` makes the
+/// gentle close time out, and that is not why the connection ended.
+#[test]
+fn async_server_logs_a_line_too_long_even_when_the_client_stays() {
+    let (server, addr) = start_server(
+        SERVER,
+        &["127.0.0.1:0", "--count", "1", "--timeout", "1"],
+    );
+    let mut sock = connect(&addr);
+    sock.write_all(&[b'x'; 2000]).unwrap();
+    let mut reply = String::new();
+    sock.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "error: line longer than 1024 bytes\n");
+    // Still open: the server's gentle close waits for us, and gives up.
+    let out = server.finish();
+    assert!(
+        out.stderr.contains(": a line longer than 1024 bytes"),
+        "{}",
+        out.stderr
+    );
+    drop(sock);
+}
+
 /// `LinesCodec` counts a `\r` before the newline in its maximum, and then
 /// drops it: with CRLF, the longest line is a byte shorter.
 #[test]
