@@ -836,6 +836,43 @@ fn request_cost_measures_each_servers_cpu_per_request() {
     }
 }
 
+/// `request-cost` gives the servers turns, run by run, so that a drift
+/// during a set falls on all of them, not on the last server's block.
+#[test]
+fn request_cost_lets_the_servers_take_turns() {
+    if !have("python3") {
+        return;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/ch30-async-sockets/request-cost"
+    );
+    // Two names for one wrapper that notes which name started it. The
+    // wrapper is written by a child: no file of ours open for writing,
+    // which a child forked by another test could hold (ETXTBSY).
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("wrapper");
+    let body = format!(
+        "#!/bin/sh\necho \"${{0##*/}}\" >> \"${{0%/*}}/order\"\nexec {SERVER} \"$@\"\n"
+    );
+    let made = std::process::Command::new("sh")
+        .args(["-c", "printf %s \"$2\" > \"$1\" && chmod 755 \"$1\""])
+        .args(["sh", wrapper.to_str().unwrap(), &body])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let names = ["first", "second"].map(|name| dir.path().join(name));
+    for name in &names {
+        std::os::unix::fs::symlink(&wrapper, name).unwrap();
+    }
+    let names = names.map(|name| name.to_str().unwrap().to_string());
+    let args = ["--requests", "10", "--runs", "2", &names[0], &names[1]];
+    let out = run(script, &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    let order = fs::read_to_string(dir.path().join("order")).unwrap();
+    assert_eq!(order, "first\nsecond\nfirst\nsecond\n");
+}
+
 // ----------------------------------------------------------------------------
 // What chapter 30 says of the runs of `net-load --with-async` and of
 // `request-cost`, checked against their reports: the recorded run
