@@ -418,7 +418,8 @@ async fn serve_lines(
             }
             // A line too long, or not UTF-8: the connection ends here, by
             // our choice. `Framed` would read on, after a single `None`.
-            // Say why, and close.
+            // Say why, and close; what the log says is this line, however
+            // the client then takes the reply and the close.
             Some(Err(err)) => {
                 let (reply, why) = match err {
                     LinesCodecError::MaxLineLengthExceeded => (
@@ -430,8 +431,10 @@ async fn serve_lines(
                         "a line that is not UTF-8".to_string(),
                     ),
                 };
-                within(limit, framed.send(reply)).await?.map_err(to_io)?;
-                close_gently(framed.into_inner(), limit).await?;
+                let sent = within(limit, framed.send(reply)).await;
+                if matches!(sent, Ok(Ok(()))) {
+                    let _ = close_gently(framed.into_inner(), limit).await;
+                }
                 return Err(io::Error::new(ErrorKind::InvalidData, why));
             }
         };

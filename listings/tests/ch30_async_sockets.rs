@@ -81,6 +81,30 @@ fn async_server_refuses_a_line_that_is_not_utf8() {
     );
 }
 
+/// The log names a line too long, whatever the client does next: one that
+/// reads the error and keeps its end open past `--timeout` makes the
+/// gentle close time out, and that is not why the connection ended.
+#[test]
+fn async_server_logs_a_line_too_long_even_when_the_client_stays() {
+    let (server, addr) = start_server(
+        SERVER,
+        &["127.0.0.1:0", "--count", "1", "--timeout", "1"],
+    );
+    let mut sock = connect(&addr);
+    sock.write_all(&[b'x'; 2000]).unwrap();
+    let mut reply = String::new();
+    sock.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "error: line longer than 1024 bytes\n");
+    // Still open: the server's gentle close waits for us, and gives up.
+    let out = server.finish();
+    assert!(
+        out.stderr.contains(": a line longer than 1024 bytes"),
+        "{}",
+        out.stderr
+    );
+    drop(sock);
+}
+
 /// `LinesCodec` counts a `\r` before the newline in its maximum, and then
 /// drops it: with CRLF, the longest line is a byte shorter.
 #[test]
@@ -165,8 +189,12 @@ fn async_server_dies_of_sigterm_at_once_while_accept_keeps_failing() {
     let silent = silent_clients(&addr, free);
     let _queued = connect(&addr);
     assert!(server.next_line().starts_with("async-server: accept: "));
-    // Not a synchronisation: the back-off grows to its second meanwhile.
-    thread::sleep(Duration::from_secs(2));
+    // Not a synchronisation: the back-off's waits (5 ms, doubling) reach
+    // their second 1.275 s after the first failure, and the signal comes
+    // early in that wait. A server that sleeps without listening would
+    // hear it some 0.9 s later, whichever branch its next `select!` takes;
+    // sent two seconds in, it heard it 0.275 s later, often enough.
+    thread::sleep(Duration::from_millis(1400));
     let sent = Instant::now();
     server.signal(Signal::SIGTERM);
     let out = server.finish();
@@ -428,9 +456,11 @@ fn async_server_refuses_a_frame_over_the_maximum_before_reading_it() {
         &["127.0.0.1:0", "--frames", "length", "--count", "2"],
     );
     let mut sock = connect(&addr);
-    // A header that claims four gigabytes, and a little of the body.
+    // A header that claims four gigabytes, and 64 MiB of the body: a
+    // codec that made room for the frame would hold those bytes, resident,
+    // where room reserved and never written costs no resident memory.
     sock.write_all(&u32::MAX.to_be_bytes()).unwrap();
-    sock.write_all(&[b'x'; 1000]).unwrap();
+    sock.write_all(&vec![b'x'; 64 << 20]).unwrap();
     sock.shutdown(Shutdown::Write).unwrap();
     let mut reply = Vec::new();
     sock.read_to_end(&mut reply).expect("a FIN, not a reset");
@@ -804,6 +834,43 @@ fn request_cost_measures_each_servers_cpu_per_request() {
             assert!(line.contains("recvfrom 1.0"), "{line}");
         }
     }
+}
+
+/// `request-cost` gives the servers turns, run by run, so that a drift
+/// during a set falls on all of them, not on the last server's block.
+#[test]
+fn request_cost_lets_the_servers_take_turns() {
+    if !have("python3") {
+        return;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/ch30-async-sockets/request-cost"
+    );
+    // Two names for one wrapper that notes which name started it. The
+    // wrapper is written by a child: no file of ours open for writing,
+    // which a child forked by another test could hold (ETXTBSY).
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("wrapper");
+    let body = format!(
+        "#!/bin/sh\necho \"${{0##*/}}\" >> \"${{0%/*}}/order\"\nexec {SERVER} \"$@\"\n"
+    );
+    let made = std::process::Command::new("sh")
+        .args(["-c", "printf %s \"$2\" > \"$1\" && chmod 755 \"$1\""])
+        .args(["sh", wrapper.to_str().unwrap(), &body])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let names = ["first", "second"].map(|name| dir.path().join(name));
+    for name in &names {
+        std::os::unix::fs::symlink(&wrapper, name).unwrap();
+    }
+    let names = names.map(|name| name.to_str().unwrap().to_string());
+    let args = ["--requests", "10", "--runs", "2", &names[0], &names[1]];
+    let out = run(script, &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    let order = fs::read_to_string(dir.path().join("order")).unwrap();
+    assert_eq!(order, "first\nsecond\nfirst\nsecond\n");
 }
 
 // ----------------------------------------------------------------------------
