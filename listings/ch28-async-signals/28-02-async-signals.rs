@@ -247,8 +247,9 @@ async fn clean_up(takes: Duration, stuck: bool) {
 /// Ends the process by `stop`, as its default action would have: the
 /// shell and the service manager see a death by that signal. The init of
 /// a PID namespace (a container's PID 1) cannot die so: the kernel drops
-/// the signal it raises, as it dropped the first one. There it exits with
-/// 128 + n, the status a shell would report.
+/// a signal whose action is the default, and so the one it raises here,
+/// though it delivered the first one to tokio's handler. There it exits
+/// with 128 + n, the status a shell would report.
 fn die_of(stop: i32) -> ! {
     let name = low_level::signal_name(stop).unwrap_or("a signal");
     // Ending either way: a line that cannot be written is lost.

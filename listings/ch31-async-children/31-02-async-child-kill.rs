@@ -161,21 +161,24 @@ async fn run() -> Result<(), Box<dyn Error>> {
             }
         }
     };
+    // Polled through `&mut`, so that `select!` does not drop it.
+    let mut ended = Box::pin(ended);
     let stop = tokio::select! {
-        ended = ended => return ended,
+        ended = &mut ended => return ended,
         _ = int.recv() => Signal::SIGINT,
         _ = term.recv() => Signal::SIGTERM,
         _ = hup.recv() => Signal::SIGHUP,
     };
-    // The way's future is dropped, and `sh` with it (killed, with
-    // `kill_on_drop`, and reaped on the spot if already dead). The group's
-    // id names no one else's group while a member, alive or a zombie, is
-    // not reaped: `sleep` is one until the way has killed the group. After
-    // that the id may be free, and given to a stranger's group: leave it.
-    // End the group, then die of the signal.
+    // The group's id names no one else's group while a member, alive or a
+    // zombie, is not reaped. The way's future still holds `sh`, unreaped
+    // unless the way has waited for it; dropping it would reap a dead `sh`
+    // on the spot. So the group is killed first, and the future dropped
+    // after. Once the way has killed the group itself, the id may be free,
+    // and given to a stranger's group: leave it. Then die of the signal.
     if !killed.get() {
         let _ = killpg(pid, Signal::SIGKILL);
     }
+    drop(ended);
     die_of(stop)
 }
 

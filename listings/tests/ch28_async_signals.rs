@@ -492,3 +492,69 @@ fn async_signals_hears_signals_its_parent_had_blocked() {
         assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
     }
 }
+
+/// Why the chapter restores a default only where nothing listens again:
+/// tokio installs its handler for a signal once per process, and does not
+/// look again, so a `Signal` made after a hand-made `SIG_DFL` never hears
+/// its signal, and the next one takes the default action. The test runs
+/// itself again, as a child, to let that child die of it (tokio 1.54.1).
+#[test]
+fn a_signal_stream_made_after_a_hand_made_default_never_hears_it() {
+    const IN_CHILD: &str = "CH28_LISTEN_AGAIN_AFTER_SIG_DFL";
+    if std::env::var_os(IN_CHILD).is_some() {
+        listen_again_after_a_hand_made_default();
+        return;
+    }
+    let name = "ch28_async_signals::\
+                a_signal_stream_made_after_a_hand_made_default_never_hears_it";
+    let mut command =
+        std::process::Command::new(std::env::current_exe().expect("this"));
+    command
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(IN_CHILD, "1");
+    let out =
+        Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+    assert_eq!(
+        out.status.signal(),
+        Some(Signal::SIGUSR1 as i32),
+        "{:?}: {}",
+        out.status,
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("heard the first SIGUSR1"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("heard the second"), "{}", out.stderr);
+}
+
+/// The child of the test above: hears SIGUSR1 once, restores its default
+/// as Listing 32-1's `restore_default` does, listens again, and sends it
+/// once more. Each wait is bounded, so that the child ends either way.
+fn listen_again_after_a_hand_made_default() {
+    use nix::sys::signal::{SigHandler, signal};
+    use tokio::signal::unix::{SignalKind, signal as listen};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let me = nix::unistd::getpid();
+    runtime.block_on(async {
+        let limit = Duration::from_secs(5);
+        let mut usr1 = listen(SignalKind::user_defined1()).expect("listen");
+        kill(me, Signal::SIGUSR1).expect("send SIGUSR1");
+        tokio::time::timeout(limit, usr1.recv())
+            .await
+            .expect("the first");
+        eprintln!("heard the first SIGUSR1");
+        // SAFETY: the default action runs no code of ours.
+        unsafe { signal(Signal::SIGUSR1, SigHandler::SigDfl) }.expect("dfl");
+        drop(usr1);
+        let mut again = listen(SignalKind::user_defined1()).expect("again");
+        kill(me, Signal::SIGUSR1).expect("send SIGUSR1 again");
+        if tokio::time::timeout(limit, again.recv()).await.is_ok() {
+            eprintln!("heard the second SIGUSR1");
+        }
+    });
+}

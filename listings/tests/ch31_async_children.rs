@@ -441,6 +441,65 @@ fn async_child_kill_stopped_after_its_own_kill_leaves_the_group_id_alone() {
     assert_eq!(trace.matches(&kills).count(), 1, "{trace}");
 }
 
+/// A signal that comes while the shell is a zombie that no one has reaped
+/// yet: the listing must kill the group while that zombie still holds the
+/// group's id, before dropping the way's future, whose `Child` reaps a dead
+/// shell as it is dropped. `no-wait` leaves the shell a zombie for a second;
+/// a SIGINT then, under strace, shows the `kill` of the group before the
+/// `wait4` that reaps the shell (before, the `wait4` came first, and with
+/// no other member left the kill could have hit a stranger's group).
+#[test]
+fn async_child_kill_stopped_kills_the_group_before_it_reaps_the_shell() {
+    if !have("strace") {
+        eprintln!("skipped: no strace");
+        return;
+    }
+    // The zombie lasts a second; a test slowed past it tries again.
+    let (trace, sh) = (0..3)
+        .find_map(|_| stop_no_wait_while_sh_is_a_zombie())
+        .expect("a SIGINT within the second sh is a zombie, in three tries");
+    let lines: Vec<&str> = trace.lines().collect();
+    let killed = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("kill(-{sh}, SIGKILL)")));
+    let reaped = lines.iter().position(|l| {
+        l.starts_with(&format!("wait4({sh}, "))
+            && l.ends_with(&format!("= {sh}"))
+    });
+    let killed =
+        killed.unwrap_or_else(|| panic!("no kill of the group: {trace}"));
+    if let Some(reaped) = reaped {
+        assert!(killed < reaped, "the shell reaped before the kill: {trace}");
+    }
+}
+
+/// Runs the `no-wait` way under strace and sends SIGINT once its shell is
+/// a zombie; returns the trace and the shell's pid, or `None` if the way
+/// had already waited for the shell when the signal came.
+fn stop_no_wait_while_sh_is_a_zombie() -> Option<(String, Pid)> {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    // Not `-f`: the runtime has one thread, the one traced.
+    let mut command = Command::new("strace");
+    command.args(["-q", "-e", "trace=kill,wait4", "-e", "signal=none", "-o"]);
+    command.arg(&trace).arg("--");
+    if have("setpriv") {
+        // The listing dies with strace, should the test kill strace.
+        command.args(["setpriv", "--pdeathsig", "KILL", "--"]);
+    }
+    command.arg(bin!("async-child-kill")).arg("no-wait");
+    let mut listing = Listing::spawn(&mut command, Stdio::piped());
+    let first = listing.expect(r"sh \(pid (\d+)\) .* sleep \(pid (\d+)\)");
+    let sh = Pid::from_raw(first[1].parse().unwrap());
+    let _cleanup = KillGroupOnDrop(sh);
+    wait_until("sh to be a zombie", || state_of(sh) == Some('Z'));
+    let tracee = children_of(listing.pid())[0];
+    nix::sys::signal::kill(tracee, Signal::SIGINT).unwrap();
+    let out = listing.finish();
+    // More than the first line: the way went on to wait for sh.
+    (out.stdout.len() == 1).then(|| (fs::read_to_string(&trace).unwrap(), sh))
+}
+
 /// A signal that comes while the listing waits for the shell's first line
 /// is acted on at once: an `sh` that says nothing stands in for a slow
 /// one. Before, the wait was outside the `select!`, tokio caught the
