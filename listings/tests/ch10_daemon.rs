@@ -375,9 +375,13 @@ fn sig_daemon_closes_anyway_when_the_client_does_not_close_in_5_s() {
     client.send("first");
     logged_request(&mut daemon, "first");
     assert_eq!(client.reply().as_deref(), Some("hello, first\n"));
+    // Taken before the signal: the connection starts its five seconds
+    // when it sees the stop, after the signal, and so never before this.
+    // Taken once the log line is read, it had the test's own delays in
+    // it: a stall of 100 ms on a busy machine failed a correct daemon.
+    let stopped = Instant::now();
     daemon.listing.signal(Signal::SIGTERM);
     daemon.listing.expect(r"Got SIGTERM: .*");
-    let stopped = Instant::now();
     assert_eq!(client.reply(), None);
     // The client keeps its end open: five seconds, then the server gives
     // up on it, says so in words, and the drain ends.
