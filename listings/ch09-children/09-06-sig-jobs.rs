@@ -95,12 +95,16 @@ fn shell_main() -> Result<ExitCode, Box<dyn Error>> {
     writeln!(out, "Shell: starting a job in the background")?;
     out.flush()?;
     let job = Pid::from_raw(command.spawn()?.id() as i32);
-    // Until the job is reaped, an error on the way kills and reaps it. The
-    // shell errs only while the job is stopped, its terminal put back.
-    // Then the terminal is given back to our group, declared first so that
-    // it is dropped last: the job may hold it when a step fails.
+    // Until the job is reaped, an error on the way kills and reaps it, and
+    // puts back the modes we found: the shell errs only while the job is
+    // stopped, but a SIGSTOP stops it with its own modes still set. Then
+    // the terminal is given back to our group, declared first so that it
+    // is dropped last: the job may hold it when a step fails.
     let _terminal = TakeBack(shell);
-    let mut left = Unreaped(Some(job));
+    let mut left = Unreaped {
+        pid: Some(job),
+        modes: modes.clone(),
+    };
     let mut seen = Vec::new();
     loop {
         let flags = WaitPidFlag::WUNTRACED | WaitPidFlag::WCONTINUED;
@@ -126,19 +130,15 @@ fn shell_main() -> Result<ExitCode, Box<dyn Error>> {
                 tcsetpgrp(io::stdin(), shell)?;
                 // Ended by a signal that gave it no chance to put the
                 // terminal back (SIGKILL): put back the modes we found.
-                let left = tcgetattr(io::stdin())?.local_flags;
-                let put_back = matches!(status, WaitStatus::Signaled(..))
-                    && left != modes.local_flags;
-                if put_back {
-                    tcsetattr(io::stdin(), SetArg::TCSADRAIN, &modes)?;
-                }
+                let signaled = matches!(status, WaitStatus::Signaled(..));
+                let restored = signaled && put_back(&modes)?;
                 seen.push(describe(status));
                 writeln!(
                     out,
                     "Shell: the job, pid {job}, {}",
                     seen.join(", then ")
                 )?;
-                if put_back {
+                if restored {
                     writeln!(out, "Shell: the terminal's modes put back")?;
                 }
                 return Ok(ExitCode::SUCCESS);
@@ -148,18 +148,23 @@ fn shell_main() -> Result<ExitCode, Box<dyn Error>> {
 }
 // ANCHOR_END: shell
 
-/// A child not reaped yet. Dropped on an error path, it kills and reaps
-/// it; once reaped, its pid is `None`: the number may be another's now.
-struct Unreaped(Option<Pid>);
+/// A job not reaped yet. Dropped on an error path, it kills and reaps it,
+/// and puts back the terminal's modes as the shell found them, since a
+/// killed job cannot; once reaped, its pid is `None`: the number may be
+/// another's now.
+struct Unreaped {
+    pid: Option<Pid>,
+    modes: Termios,
+}
 
 impl Unreaped {
-    /// `waitpid` on the child; a status that says it ended says it is
+    /// `waitpid` on the job; a status that says it ended says it is
     /// reaped.
     fn wait_status(&mut self, flags: WaitPidFlag) -> nix::Result<WaitStatus> {
-        let pid = self.0.ok_or(Errno::ECHILD)?;
+        let pid = self.pid.ok_or(Errno::ECHILD)?;
         let status = waitpid(pid, Some(flags))?;
         if matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) {
-            self.0 = None;
+            self.pid = None;
         }
         Ok(status)
     }
@@ -167,12 +172,24 @@ impl Unreaped {
 
 impl Drop for Unreaped {
     fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            // SIGKILL ends a stopped child too.
+        if let Some(pid) = self.pid {
+            // SIGKILL ends a stopped job too.
             let _ = kill(pid, Signal::SIGKILL);
             let _ = waitpid(pid, None);
+            // Allowed from the background: SIGTTOU is ignored.
+            let _ = put_back(&self.modes);
         }
     }
+}
+
+/// Puts back the terminal's `modes` if what is set differs from them (a
+/// job changed them and died); true if it did.
+fn put_back(modes: &Termios) -> nix::Result<bool> {
+    if tcgetattr(io::stdin())?.local_flags == modes.local_flags {
+        return Ok(false);
+    }
+    tcsetattr(io::stdin(), SetArg::TCSADRAIN, modes)?;
+    Ok(true)
 }
 
 /// The terminal's foreground group, given back to the shell's when

@@ -149,7 +149,8 @@ fn run() -> Result<Ending, Box<dyn Error>> {
     // behind. A SIGINT that the parent ignored (a shell's background job,
     // say) stays ignored. SIGPIPE stays ignored too: a client that goes
     // away is an error on its connection, not the end of the server.
-    let int_ignored = is_ignored(SIGINT)?;
+    let int_ignored = is_ignored(SIGINT)
+        .map_err(|err| format!("cannot read SIGINT's action: {err}"))?;
     let handle = |signal| {
         wake_on(signal)
             .map_err(|err| format!("cannot install a signal handler: {err}"))
@@ -171,13 +172,20 @@ fn run() -> Result<Ending, Box<dyn Error>> {
     if !int_ignored {
         handled.add(Signal::SIGINT);
     }
-    handled.thread_unblock()?;
+    handled
+        .thread_unblock()
+        .map_err(|err| format!("cannot unblock the signals: {err}"))?;
     // For `--flag-only`: registered now, before we say we are ready.
     let stop = Arc::new(AtomicBool::new(false));
     if args.flag_only {
-        flag::register(SIGTERM, Arc::clone(&stop))?;
+        let set_stop = |signal| {
+            flag::register(signal, Arc::clone(&stop)).map_err(|err| {
+                format!("cannot install a signal handler: {err}")
+            })
+        };
+        set_stop(SIGTERM)?;
         if !int_ignored {
-            flag::register(SIGINT, Arc::clone(&stop))?;
+            set_stop(SIGINT)?;
         }
     }
     let (config_path, private_dir) = match &args.config {
@@ -196,7 +204,9 @@ fn run() -> Result<Ending, Box<dyn Error>> {
     let config: Shared = Arc::new(RwLock::new(Arc::new(load(&config_path)?)));
     let listener = TcpListener::bind(&addrs[..])
         .map_err(|err| format!("cannot listen on {}: {err}", args.addr))?;
-    let addr = listener.local_addr()?;
+    let addr = listener.local_addr().map_err(|err| {
+        format!("cannot read the address of {}: {err}", args.addr)
+    })?;
     // The last steps that can fail, before the line that says we are
     // ready: whoever waits for that line connects at once.
     start_log().map_err(|err| format!("cannot start the log thread: {err}"))?;

@@ -85,10 +85,14 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGHUP);
     signals.add(Signal::SIGTERM);
-    if !is_ignored(Signal::SIGINT)? {
+    let int_ignored = is_ignored(Signal::SIGINT)
+        .map_err(|err| format!("cannot read SIGINT's action: {err}"))?;
+    if !int_ignored {
         signals.add(Signal::SIGINT);
     }
-    signals.thread_block()?;
+    signals
+        .thread_block()
+        .map_err(|err| format!("cannot block the signals: {err}"))?;
     let signalfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC)
         .map_err(|err| format!("cannot make a signalfd: {err}"))?;
     let mut greeting = read_greeting(config.as_ref())?;
@@ -104,9 +108,13 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     // to several processes, and another may take the client that `poll`
     // woke us for. A blocking `accept` would then wait, deaf to signals,
     // for the next one. (Accepted sockets do not inherit the flag.)
-    listener.set_nonblocking(true)?;
+    listener.set_nonblocking(true).map_err(|err| {
+        format!("cannot make the listening socket non-blocking: {err}")
+    })?;
     let pid = getpid();
-    let local = listener.local_addr()?;
+    let local = listener.local_addr().map_err(|err| {
+        format!("cannot read the listening socket's address: {err}")
+    })?;
     // From here on the log is written by a thread of its own: a stdout
     // that nobody reads blocks that thread, never this one (Listing 10-1).
     // Started before we say we are ready, as the last step that can fail.
@@ -392,7 +400,9 @@ fn activated() -> Result<Option<TcpListener>, Box<dyn Error>> {
     // made no descriptor yet; from here on the listener owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(LISTEN_FDS_START) };
     // The manager passes it without close-on-exec: set it.
-    fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(|err| {
+        format!("descriptor 3: cannot make it close-on-exec: {err}")
+    })?;
     // A socket that listens (SO_ACCEPTCONN, as sd_is_socket() checks): a
     // UDP or a connected socket has an address too, and would serve nobody.
     if !getsockopt(&fd, sockopt::AcceptConn).unwrap_or(false) {

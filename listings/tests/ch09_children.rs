@@ -1219,6 +1219,51 @@ fn sig_jobs_shell_gives_the_terminal_back_when_a_step_fails() {
     assert!(status.success(), "{status:?}");
 }
 
+/// A job stopped by SIGSTOP, which no handler sees, has not put the
+/// terminal back: the shell reports "echo is on: false". The shell's
+/// second `kill`, the SIGCONT of that `fg`, is refused; the guard kills
+/// and reaps the job, and must put back the modes the shell found, as the
+/// shell does for a job that a signal killed. Linux 6.18, strace 6.1.
+#[test]
+fn sig_jobs_shell_puts_the_terminal_back_when_a_step_fails_after_a_sigstop() {
+    if !have("strace") {
+        return;
+    }
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-q", "-o", "/dev/null", "-e", "trace=kill"])
+        .args(["-e", "inject=kill:error=EPERM:when=2"])
+        .arg(bin!("sig-jobs"));
+    let mut term = Terminal::start_command(command);
+    term.expect("Shell: starting a job in the background");
+    term.expect("Job: reading the terminal");
+    let job = term.expect(
+        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
+    );
+    let job = Pid::from_raw(job[1].parse().unwrap());
+    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    term.type_keys(b"\n");
+    term.expect("");
+    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    let echo = |term: &Terminal| {
+        nix::sys::termios::tcgetattr(&term.master)
+            .unwrap()
+            .local_flags
+            .contains(nix::sys::termios::LocalFlags::ECHO)
+    };
+    assert!(!echo(&term), "the job turned the echo off");
+    nix::sys::signal::kill(job, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    term.expect(&format!(
+        "Shell: the job, pid {job}, continued, then stopped by SIGSTOP; \
+         echo is on: false"
+    ));
+    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    term.expect("sig-jobs: EPERM: Operation not permitted");
+    let status = term.child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    assert!(echo(&term), "the job killed on the way left the echo off");
+}
+
 /// Runs `bin` under strace with its third `fork` refused, EAGAIN as
 /// `ulimit -u` would refuse it, and returns how it ended, the pids of the
 /// children it forked, and those its own `wait4` reaped before it exited.

@@ -375,9 +375,13 @@ fn sig_daemon_closes_anyway_when_the_client_does_not_close_in_5_s() {
     client.send("first");
     logged_request(&mut daemon, "first");
     assert_eq!(client.reply().as_deref(), Some("hello, first\n"));
+    // Taken before the signal: the connection starts its five seconds
+    // when it sees the stop, after the signal, and so never before this.
+    // Taken once the log line is read, it had the test's own delays in
+    // it: a stall of 100 ms on a busy machine failed a correct daemon.
+    let stopped = Instant::now();
     daemon.listing.signal(Signal::SIGTERM);
     daemon.listing.expect(r"Got SIGTERM: .*");
-    let stopped = Instant::now();
     assert_eq!(client.reply(), None);
     // The client keeps its end open: five seconds, then the server gives
     // up on it, says so in words, and the drain ends.
@@ -1573,6 +1577,45 @@ fn sig_daemon_never_says_it_listens_when_its_log_thread_is_refused() {
         bin!("sig-daemon"),
         1,
     );
+}
+
+/// A step of the start that fails names itself in the one line, and
+/// nothing is said on stdout: here `getsockname`, which reads the address
+/// the ready line gives, fails under strace. (Both said a bare "No buffer
+/// space available".) Linux 6.18, strace 6.1.
+#[test]
+fn daemons_name_the_step_when_reading_their_address_fails() {
+    if !have("strace") {
+        return;
+    }
+    for (bin, step) in [
+        (
+            bin!("sig-daemon"),
+            "cannot read the address of 127.0.0.1:0: ",
+        ),
+        (
+            bin!("sig-notify"),
+            "cannot read the listening socket's address: ",
+        ),
+    ] {
+        let mut command = std::process::Command::new("strace");
+        command
+            .args(["-q", "-o", "/dev/null", "-e", "trace=getsockname"])
+            .args(["-e", "inject=getsockname:error=ENOBUFS"])
+            .args([bin, "127.0.0.1:0"]);
+        let out =
+            Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+        assert_exited_with(&out, 1);
+        assert!(out.stdout.is_empty(), "{bin}: said {:?}", out.stdout);
+        let name = Path::new(bin).file_name().unwrap().to_str().unwrap();
+        let want = format!("{name}: {step}No buffer space available");
+        let lines: Vec<_> = out.stderr.lines().collect();
+        assert!(
+            lines.len() == 1 && lines[0].starts_with(&want),
+            "{bin}: {:?}",
+            out.stderr
+        );
+    }
 }
 
 /// Listing 10-2 the same: no "Listening on …" (nor READY=1, which comes

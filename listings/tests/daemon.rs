@@ -492,7 +492,10 @@ pub fn logs_a_reset_that_ends_its_gentle_close(bin: &str) {
     daemon
         .listing
         .expect(r"127\.0\.0\.1:\d+: Connection reset by peer \(os error 104\)");
-    assert!(started.elapsed() < Duration::from_secs(1), "{bin}");
+    // Well before the five seconds a gentle close waits for a client
+    // without a stop, the time-out this must not be; a bound of one second
+    // left a loaded machine too little room for two threads to run.
+    assert!(started.elapsed() < Duration::from_secs(4), "{bin}");
     daemon.listing.signal(Signal::SIGTERM);
     let out = daemon.finish();
     assert_died_of(&out, Signal::SIGTERM);
