@@ -620,6 +620,83 @@ fn spawn_grandchild_killing_the_group_ends_every_grandchild() {
     }
 }
 
+/// A member of the group that is stopped keeps the listing's SIGTERM
+/// pending, and the pipe open, until it runs again: `--group` must
+/// continue the group too, as Listing 23-1 does for its stages. A stand-in
+/// `sh`, first on PATH, stops its background `sleep 31342` and prints its
+/// line only once the kernel shows it stopped. The listing runs under a
+/// subreaper of the same session, as in a container whose first process
+/// shares it: else the kernel finds the group orphaned when the child
+/// exits, and its own SIGHUP and SIGCONT end the `sleep` (Chapter 25).
+/// The listing used to send SIGTERM alone: no end of stream came, and it
+/// waited for a minute.
+#[test]
+fn spawn_grandchild_group_ends_a_stopped_grandchild_too() {
+    if !have("python3") {
+        return;
+    }
+    /// The processes that run `sleep 31342`, the stand-in's background job.
+    fn marked() -> Vec<Pid> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline")).ok().as_deref()
+                    == Some(&b"sleep\x0031342\x00"[..])
+            })
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .map(Pid::from_raw)
+            .collect()
+    }
+    /// Kills what the test leaves behind, should it fail.
+    struct KillMarked;
+    impl Drop for KillMarked {
+        fn drop(&mut self) {
+            for pid in marked() {
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            }
+        }
+    }
+    let _cleanup = KillMarked;
+    let dir = tempfile::tempdir().unwrap();
+    let sh = dir.path().join("sh");
+    // The job holds the pipe as its stdout; its state is the third field
+    // of /proc/PID/stat.
+    let script = "#!/bin/sh\n\
+                  sleep 31342 &\n\
+                  kill -STOP $!\n\
+                  until [ \"$(cut -d' ' -f3 /proc/$!/stat)\" = T ]; do\n\
+                  sleep 0.01\n\
+                  done\n\
+                  echo \"Child $$ started sleep as pid $!\"\n";
+    std::fs::write(&sh, script).unwrap();
+    std::fs::set_permissions(
+        &sh,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = std::env::var("PATH").unwrap_or_default();
+    // PR_SET_CHILD_SUBREAPER is 36.
+    let subreaper = "import ctypes, subprocess, sys\n\
+                     ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)\n\
+                     sys.exit(subprocess.call(sys.argv[1:]))\n";
+    let mut command = Command::new("python3");
+    command
+        .args(["-c", subreaper, bin!("spawn-grandchild")])
+        .args(["--group", "--cloexec"])
+        .env("PATH", format!("{}:{path}", dir.path().display()));
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout[1..],
+        [
+            "The child has exited; killed its process group",
+            "End of stream"
+        ]
+    );
+    wait_until("the stopped job to end", || marked().is_empty());
+}
+
 /// With `--group`, an output that fails (a full disk, or a reader gone,
 /// which ends the listing by SIGPIPE) must not keep the group from being
 /// killed: the listing used to fail at its first write, before `killpg`,
