@@ -269,7 +269,6 @@ fn spawn_pipeline_stops_the_stages_it_started_when_one_cannot_start() {
         bin!("spawn-pipeline"),
         &["sleep", "60", "|", "no-such-program"],
     );
-    let pgid = pipeline.pid();
     let out = finish_clean(pipeline);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
@@ -277,10 +276,41 @@ fn spawn_pipeline_stops_the_stages_it_started_when_one_cannot_start() {
         "spawn-pipeline: cannot run \"no-such-program\": No such file or \
          directory (os error 2)\n"
     );
-    // `sleep` ran in the pipeline's own group; it is gone too.
-    wait_until("everything to end", || {
-        group_is_gone(pgid) && children_of(pgid).is_empty()
+}
+
+/// The stages already running are killed and reaped before the error is
+/// reported. After it, nothing would tell: `sleep` is in the stages' group,
+/// not the listing's, and its parent-death signal ends it once the listing
+/// exits. So strace holds the listing two seconds on its way into the
+/// write of its error line, and the test looks for its children then.
+#[test]
+fn spawn_pipeline_reaps_the_stages_it_started_before_it_reports() {
+    if !have("strace") || !have("setpriv") {
+        return;
+    }
+    let mut command = Command::new("strace");
+    command
+        .args(["-q", "-o", "/dev/null", "-e", "trace=write"])
+        .args(["-e", "inject=write:delay_enter=2000000"])
+        .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
+        .args([
+            bin!("spawn-pipeline"),
+            "sleep",
+            "60",
+            "|",
+            "no-such-program",
+        ]);
+    let traced = Listing::spawn(&mut command, Stdio::piped());
+    let pipeline = traced_listing(&traced);
+    wait_until("the listing to be held in its write", || {
+        threads_blocked_in(pipeline, nix::libc::SYS_write) == 1
+            && state_of(pipeline) == Some('t')
     });
+    // Running, or a zombie not reaped: either is listed.
+    let left = children_of(pipeline);
+    let out = finish_clean(traced);
+    assert!(left.is_empty(), "stages left when it reported: {left:?}");
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
 }
 
 #[test]
