@@ -98,7 +98,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     // SIGPIPE that ends us, or a child that failed before its line must
     // not leave the group running, or the child unreaped.
     let killed = if args.group {
+        // Then SIGCONT: a member that is stopped takes SIGTERM, and lets
+        // the pipe go, only once it runs again.
         killpg(child, Signal::SIGTERM)
+            .and_then(|()| killpg(child, Signal::SIGCONT))
     } else {
         Ok(())
     };

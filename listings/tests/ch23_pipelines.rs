@@ -269,7 +269,6 @@ fn spawn_pipeline_stops_the_stages_it_started_when_one_cannot_start() {
         bin!("spawn-pipeline"),
         &["sleep", "60", "|", "no-such-program"],
     );
-    let pgid = pipeline.pid();
     let out = finish_clean(pipeline);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
@@ -277,10 +276,41 @@ fn spawn_pipeline_stops_the_stages_it_started_when_one_cannot_start() {
         "spawn-pipeline: cannot run \"no-such-program\": No such file or \
          directory (os error 2)\n"
     );
-    // `sleep` ran in the pipeline's own group; it is gone too.
-    wait_until("everything to end", || {
-        group_is_gone(pgid) && children_of(pgid).is_empty()
+}
+
+/// The stages already running are killed and reaped before the error is
+/// reported. After it, nothing would tell: `sleep` is in the stages' group,
+/// not the listing's, and its parent-death signal ends it once the listing
+/// exits. So strace holds the listing two seconds on its way into the
+/// write of its error line, and the test looks for its children then.
+#[test]
+fn spawn_pipeline_reaps_the_stages_it_started_before_it_reports() {
+    if !have("strace") || !have("setpriv") {
+        return;
+    }
+    let mut command = Command::new("strace");
+    command
+        .args(["-q", "-o", "/dev/null", "-e", "trace=write"])
+        .args(["-e", "inject=write:delay_enter=2000000"])
+        .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
+        .args([
+            bin!("spawn-pipeline"),
+            "sleep",
+            "60",
+            "|",
+            "no-such-program",
+        ]);
+    let traced = Listing::spawn(&mut command, Stdio::piped());
+    let pipeline = traced_listing(&traced);
+    wait_until("the listing to be held in its write", || {
+        threads_blocked_in(pipeline, nix::libc::SYS_write) == 1
+            && state_of(pipeline) == Some('t')
     });
+    // Running, or a zombie not reaped: either is listed.
+    let left = children_of(pipeline);
+    let out = finish_clean(traced);
+    assert!(left.is_empty(), "stages left when it reported: {left:?}");
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
 }
 
 #[test]
@@ -618,6 +648,83 @@ fn spawn_grandchild_killing_the_group_ends_every_grandchild() {
         );
         assert!(took < Duration::from_secs(5), "{args:?} took {took:?}");
     }
+}
+
+/// A member of the group that is stopped keeps the listing's SIGTERM
+/// pending, and the pipe open, until it runs again: `--group` must
+/// continue the group too, as Listing 23-1 does for its stages. A stand-in
+/// `sh`, first on PATH, stops its background `sleep 31342` and prints its
+/// line only once the kernel shows it stopped. The listing runs under a
+/// subreaper of the same session, as in a container whose first process
+/// shares it: else the kernel finds the group orphaned when the child
+/// exits, and its own SIGHUP and SIGCONT end the `sleep` (Chapter 25).
+/// The listing used to send SIGTERM alone: no end of stream came, and it
+/// waited for a minute.
+#[test]
+fn spawn_grandchild_group_ends_a_stopped_grandchild_too() {
+    if !have("python3") {
+        return;
+    }
+    /// The processes that run `sleep 31342`, the stand-in's background job.
+    fn marked() -> Vec<Pid> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline")).ok().as_deref()
+                    == Some(&b"sleep\x0031342\x00"[..])
+            })
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .map(Pid::from_raw)
+            .collect()
+    }
+    /// Kills what the test leaves behind, should it fail.
+    struct KillMarked;
+    impl Drop for KillMarked {
+        fn drop(&mut self) {
+            for pid in marked() {
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            }
+        }
+    }
+    let _cleanup = KillMarked;
+    let dir = tempfile::tempdir().unwrap();
+    let sh = dir.path().join("sh");
+    // The job holds the pipe as its stdout; its state is the third field
+    // of /proc/PID/stat.
+    let script = "#!/bin/sh\n\
+                  sleep 31342 &\n\
+                  kill -STOP $!\n\
+                  until [ \"$(cut -d' ' -f3 /proc/$!/stat)\" = T ]; do\n\
+                  sleep 0.01\n\
+                  done\n\
+                  echo \"Child $$ started sleep as pid $!\"\n";
+    std::fs::write(&sh, script).unwrap();
+    std::fs::set_permissions(
+        &sh,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = std::env::var("PATH").unwrap_or_default();
+    // PR_SET_CHILD_SUBREAPER is 36.
+    let subreaper = "import ctypes, subprocess, sys\n\
+                     ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)\n\
+                     sys.exit(subprocess.call(sys.argv[1:]))\n";
+    let mut command = Command::new("python3");
+    command
+        .args(["-c", subreaper, bin!("spawn-grandchild")])
+        .args(["--group", "--cloexec"])
+        .env("PATH", format!("{}:{path}", dir.path().display()));
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout[1..],
+        [
+            "The child has exited; killed its process group",
+            "End of stream"
+        ]
+    );
+    wait_until("the stopped job to end", || marked().is_empty());
 }
 
 /// With `--group`, an output that fails (a full disk, or a reader gone,

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{self, SigHandler, SigSet, Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::support::{ENVIRONMENT, Listing, PATIENCE, children_of, shell};
+use crate::support::{
+    ENVIRONMENT, Listing, PATIENCE, children_of, finish_clean, shell,
+};
 
 /// The helper test below, by its full name in this binary.
 const HELPER: &str = "harness::helper_holds_listings_until_killed";
@@ -277,5 +279,24 @@ fn the_default_port_has_one_lock() {
     assert!(
         own_locks.is_empty(),
         "use support::default_port: {own_locks:#?}"
+    );
+}
+
+/// `finish_clean` fails when a listing leaves a process in its group,
+/// here a background `sleep` with its output elsewhere. It used to pass:
+/// it let the `Listing` go, whose `Drop` kills the group, and only then
+/// looked for what was left. (Takes PATIENCE.)
+#[test]
+fn finish_clean_fails_when_a_listing_leaves_a_process_behind() {
+    let script = "sleep 31341 >/dev/null 2>&1 & exit 0";
+    let listing = Listing::start("sh", &["-c", script]);
+    // Either way the `Listing` is dropped in there, and `sleep` with it.
+    let checked =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            finish_clean(listing)
+        }));
+    assert!(
+        checked.is_err(),
+        "finish_clean passed with `sleep` left in the group"
     );
 }

@@ -238,6 +238,13 @@ impl Listing {
     /// returns everything it printed.
     #[track_caller]
     pub fn finish(mut self) -> Finished {
+        self.ended()
+    }
+
+    /// What [`Listing::finish`] does, leaving the listing's group alone:
+    /// dropping the `Listing` kills it.
+    #[track_caller]
+    fn ended(&mut self) -> Finished {
         let status = self
             .child
             .wait_timeout(PATIENCE)
@@ -550,9 +557,11 @@ impl Drop for KillGroupOnDrop {
 /// Waits for a listing to end, as [`Listing::finish`] does, and then
 /// until no process of its group is left: forked children included.
 #[track_caller]
-pub fn finish_clean(listing: Listing) -> Finished {
+pub fn finish_clean(mut listing: Listing) -> Finished {
     let pgid = listing.pid();
-    let out = listing.finish();
+    let out = listing.ended();
+    // Before `listing` is dropped, whose `Drop` kills the group: whatever
+    // is still in it then, the listing left behind.
     wait_until("the listing's processes to end", || group_is_gone(pgid));
     out
 }
