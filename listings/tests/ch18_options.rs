@@ -99,11 +99,10 @@ fn an_ipv6_socket_takes_ipv4_clients_unless_v6only_is_set_before_bind() {
     if !ipv6() {
         return;
     }
-    // In a network namespace of its own when the machine allows one:
-    // step 3 binds 0.0.0.0 on the port the kernel chose for an IPv6-only
-    // socket, and in the shared namespace another test's IPv4 socket may
-    // hold that port number (it did, once in CI: "Address already in
-    // use"). The namespace's own default is printed first.
+    // In a network namespace of its own when the machine allows one, so
+    // that no other test's sockets share its ports (scene 3 asks for
+    // another port when an IPv4 socket holds the one the kernel chose:
+    // the test below). The namespace's own default is printed first.
     let script = "ip link set lo up && cat /proc/sys/net/ipv6/bindv6only \
                   && exec \"$0\"";
     let (default, out) = if private_network() {
@@ -146,6 +145,56 @@ fn an_ipv6_socket_takes_ipv4_clients_unless_v6only_is_set_before_bind() {
         &[],
         &out.stdout,
     );
+}
+
+/// Linux 6.18. For an IPv6-only socket the kernel picks a port without
+/// looking at IPv4 (`inet_csk_find_open_port()` in
+/// `net/ipv4/inet_connection_sock.c` takes the first port without a
+/// conflict, and a v6-only socket has none with IPv4 sockets). In a
+/// network namespace whose ephemeral range is 400 ports, IPv4 listeners
+/// hold all but one port in ten; scene 3 must still be refused at
+/// 127.0.0.1, by nobody else's server, and bind 0.0.0.0 on its port. The
+/// first version connected to one of those listeners and printed "ok".
+#[test]
+fn dual_stack_scene_3_reaches_no_stranger_on_a_port_ipv4_already_uses() {
+    if !ipv6() || !have("python3") || !private_network() {
+        return;
+    }
+    let hold = r#"
+import socket, subprocess, sys
+held = []
+for port in range(40000, 40400):
+    if port % 10 != 3:
+        s = socket.socket()
+        s.bind(("127.0.0.1", port))
+        s.listen(1)
+        held.append(s)
+for _ in range(3):
+    out = subprocess.run([sys.argv[1]], capture_output=True, text=True, timeout=60)
+    print(out.returncode, out.stderr.strip())
+    print("\n".join(out.stdout.splitlines()[5:8]))
+"#;
+    let script = "ip link set lo up \
+        && echo '40000 40399' > /proc/sys/net/ipv4/ip_local_port_range \
+        && exec python3 -c \"$1\" \"$0\"";
+    let args = [
+        "--map-root-user",
+        "--net",
+        "sh",
+        "-c",
+        script,
+        bin!("net-dual-stack"),
+        hold,
+    ];
+    let out = run("unshare", &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    let scene = [
+        "0 ",
+        "3. [::] with IPV6_V6ONLY on: IPv6 only",
+        "   a client of 127.0.0.1: Connection refused (os error 111)",
+        "   binding 0.0.0.0 on the same port: ok",
+    ];
+    assert_eq!(out.stdout, scene.repeat(3), "{}", out.stderr);
 }
 
 #[test]
