@@ -1454,6 +1454,23 @@ fn unix_pair_child_ends_when_the_parent_is_killed() {
 }
 
 #[test]
+fn unix_pair_says_how_its_child_died_not_that_a_pipe_broke() {
+    // The child killed mid-talk: the parent's next write to the pair
+    // fails (EPIPE) or its read sees the end; either way the cause is the
+    // child's death, and the one line says so, not "Broken pipe", which
+    // in this book means our own output's reader went away.
+    let mut pair = Listing::start(bin!("unix-pair"), &["--count", "100000000"]);
+    pair.next_line();
+    let child = crate::support::children_of(pair.pid())[0];
+    nix::sys::signal::kill(child, Signal::SIGKILL).unwrap();
+    let out = pair.finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("SIGKILL"), "{}", out.stderr);
+    assert!(!out.stderr.contains("Broken pipe"), "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+}
+
+#[test]
 fn unix_pair_reaps_its_child_when_its_output_fails() {
     // With stdout full, the parent's first line of output fails and it
     // exits 1; "every child reaped" holds on that path too: its own
