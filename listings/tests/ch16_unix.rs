@@ -2221,6 +2221,34 @@ fn fetch_says_it_timed_out_when_no_descriptor_comes() {
 }
 
 #[test]
+fn fetch_keeps_its_ten_seconds_through_a_stop_and_continue() {
+    // Linux 6.18: stopped and continued while its `recvmsg` waits with a
+    // timeout, fetch gets EINTR (signal(7)) and waits again. Six seconds
+    // in, a stop and a continue must not give it ten more: it ends about
+    // ten seconds after it started, not sixteen.
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir, "stopped.sock");
+    let _listener = UnixListener::bind(&path).unwrap();
+    let started = std::time::Instant::now();
+    let fetch = Listing::start(bin!("unix-pass-fd"), &["fetch", &path]);
+    let pid = fetch.pid();
+    // The subject is the passing of time: six of fetch's ten seconds.
+    std::thread::sleep(Duration::from_secs(6));
+    fetch.signal(Signal::SIGSTOP);
+    crate::support::wait_until("fetch to stop", || {
+        crate::support::state_of(pid) == Some('T')
+    });
+    fetch.signal(Signal::SIGCONT);
+    let out = fetch.finish();
+    let took = started.elapsed();
+    assert_eq!(
+        out.stderr,
+        format!("unix-pass-fd: {path}: timed out waiting for the descriptor\n")
+    );
+    assert!(took < Duration::from_secs(14), "took {took:?}");
+}
+
+#[test]
 fn fetch_receives_its_descriptor_close_on_exec() {
     // Linux 6.18: MSG_CMSG_CLOEXEC sets O_CLOEXEC (octal 02000000 in the
     // `flags:` of /proc/PID/fdinfo) on the descriptor as it arrives.
