@@ -117,6 +117,9 @@ fn v6_only_pair() -> io::Result<(TcpListener, Socket)> {
 
 /// Accepts connections until the one from `client`, our own, comes; any
 /// other (someone else reaching the wildcard address) is closed at once.
+/// Ours by address and port: a stranger on another address may have the
+/// same port. (Our 127.0.0.1 arrives as `::ffff:127.0.0.1`, which
+/// `to_canonical` turns back into 127.0.0.1.)
 fn accept_own(
     listener: &TcpListener,
     client: &TcpStream,
@@ -124,7 +127,7 @@ fn accept_own(
     let ours = client.local_addr()?;
     loop {
         let (_conn, peer) = listener.accept()?;
-        if peer.port() == ours.port() {
+        if (peer.ip().to_canonical(), peer.port()) == (ours.ip(), ours.port()) {
             return Ok(peer);
         }
     }

@@ -197,6 +197,63 @@ for _ in range(3):
     assert_eq!(out.stdout, scene.repeat(3), "{}", out.stderr);
 }
 
+/// Linux 6.18. Scene 1 listens on `[::]`, every interface, so a stranger
+/// may connect before the listing's own client does, from another address
+/// but the same port. In a namespace whose ephemeral range is two ports,
+/// the listener gets 40001 and every client 40000; strace holds the
+/// listing's `connect` for a second while a stranger connects from
+/// 127.0.0.2 (IP_BIND_ADDRESS_NO_PORT lets `connect` pick its port), and
+/// widens the range once the listing's client is connected. The first
+/// version matched by port alone and took the stranger for its own.
+#[test]
+fn dual_stack_takes_only_its_own_client_not_one_with_the_same_port() {
+    if !ipv6() || !have("python3") || !have("strace") || !private_network() {
+        return;
+    }
+    let stranger = r#"
+import socket, time
+for _ in range(2000):
+    s = socket.socket()
+    s.setsockopt(socket.IPPROTO_IP, 24, 1)  # IP_BIND_ADDRESS_NO_PORT
+    s.bind(("127.0.0.2", 0))
+    try:
+        s.connect(("127.0.0.1", 40001))
+        break
+    except ConnectionRefusedError:
+        s.close()
+        time.sleep(0.005)
+# Once the listing's own client has port 40000 (0x9C40), later scenes get
+# a range wide enough for their sockets.
+ours = "0100007F:9C40 0100007F:9C41"
+for _ in range(2000):
+    if ours in open("/proc/net/tcp").read():
+        break
+    time.sleep(0.005)
+open("/proc/sys/net/ipv4/ip_local_port_range", "w").write("40000 40999")
+"#;
+    let script = "ip link set lo up \
+        && echo '40000 40001' > /proc/sys/net/ipv4/ip_local_port_range \
+        && { python3 -c \"$1\" & } \
+        && exec strace -f -q -o /dev/null -e trace=connect \
+           -e inject=connect:delay_enter=1000000 \"$0\"";
+    let args = [
+        "--map-root-user",
+        "--net",
+        "sh",
+        "-c",
+        script,
+        bin!("net-dual-stack"),
+        stranger,
+    ];
+    let out = run("unshare", &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout[2], "   a client of 127.0.0.1 is seen as ::ffff:127.0.0.1",
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 #[allow(deprecated)]
 fn std_can_only_set_v6only_after_bind_which_is_too_late() {
