@@ -201,7 +201,7 @@ for _ in range(3):
 /// may connect before the listing's own client does, from another address
 /// but the same port. In a namespace whose ephemeral range is two ports,
 /// the listener gets 40001 and every client 40000; strace holds the
-/// listing's `connect` for a second while a stranger connects from
+/// listing's `connect` for two seconds while a stranger connects from
 /// 127.0.0.2 (IP_BIND_ADDRESS_NO_PORT lets `connect` pick its port), and
 /// widens the range once the listing's client is connected. The first
 /// version matched by port alone and took the stranger for its own.
@@ -211,8 +211,15 @@ fn dual_stack_takes_only_its_own_client_not_one_with_the_same_port() {
         return;
     }
     let stranger = r#"
-import socket, time
-for _ in range(2000):
+import socket, subprocess, sys, time
+# The listing, its every `connect` held for two seconds.
+hold = "inject=connect:delay_enter=2000000"
+listing = subprocess.Popen(
+    ["strace", "-f", "-q", "-o", "/dev/null", "-e", "trace=connect",
+     "-e", hold, sys.argv[1]],
+    stdout=subprocess.PIPE, text=True)
+# The stranger: as soon as scene 1 listens, from 127.0.0.2, port 40000.
+for _ in range(5000):
     s = socket.socket()
     s.setsockopt(socket.IPPROTO_IP, 24, 1)  # IP_BIND_ADDRESS_NO_PORT
     s.bind(("127.0.0.2", 0))
@@ -221,21 +228,22 @@ for _ in range(2000):
         break
     except ConnectionRefusedError:
         s.close()
-        time.sleep(0.005)
+        time.sleep(0.002)
 # Once the listing's own client has port 40000 (0x9C40), later scenes get
 # a range wide enough for their sockets.
 ours = "0100007F:9C40 0100007F:9C41"
-for _ in range(2000):
+for _ in range(5000):
     if ours in open("/proc/net/tcp").read():
         break
-    time.sleep(0.005)
+    time.sleep(0.002)
 open("/proc/sys/net/ipv4/ip_local_port_range", "w").write("40000 40999")
+out, _ = listing.communicate(timeout=25)
+sys.stdout.write(out)
+sys.exit(listing.returncode)
 "#;
     let script = "ip link set lo up \
         && echo '40000 40001' > /proc/sys/net/ipv4/ip_local_port_range \
-        && { python3 -c \"$1\" & } \
-        && exec strace -f -q -o /dev/null -e trace=connect \
-           -e inject=connect:delay_enter=1000000 \"$0\"";
+        && exec python3 -c \"$1\" \"$0\"";
     let args = [
         "--map-root-user",
         "--net",
