@@ -61,13 +61,13 @@ fn run() -> Result<(), Box<dyn Error>> {
             // the stream and exits, and only then does the error count.
             let talked = parent(parent_end, count);
             let status = waitpid(child, None)?;
-            talked?;
-            match status {
-                WaitStatus::Exited(_, 0) => {
-                    writeln!(io::stdout(), "Child {child} exited")?
-                }
-                status => return Err(format!("child: {status:?}").into()),
+            // A child that failed, or died, comes first: its end closing
+            // is why the talk failed ("Broken pipe", "Connection reset").
+            if !matches!(status, WaitStatus::Exited(_, 0)) {
+                return Err(format!("child: {status:?}").into());
             }
+            talked?;
+            writeln!(io::stdout(), "Child {child} exited")?;
         }
     }
     Ok(())

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigHandler, SigSet, Signal, raise, signal};
@@ -90,9 +90,13 @@ fn send_fd(sock: &UnixStream, fd: RawFd, note: &[u8]) -> nix::Result<()> {
 /// The most descriptors Linux passes in one message (`SCM_MAX_FD`).
 const SCM_MAX_FD: usize = 253;
 
-/// Receives one message and the one descriptor it must carry. Any more
-/// that came with it are closed, and reported in one line.
-fn receive_fd(sock: &UnixStream) -> Result<(Vec<u8>, OwnedFd), Box<dyn Error>> {
+/// Receives one message and the one descriptor it must carry, waiting
+/// at most `patience`. Any more that came with it are closed, and
+/// reported in one line.
+fn receive_fd(
+    sock: &UnixStream,
+    patience: Duration,
+) -> Result<(Vec<u8>, OwnedFd), Box<dyn Error>> {
     let mut note = [0; 256];
     let mut data = [IoSliceMut::new(&mut note)];
     // Room for as many descriptors as a sender may pass. With room for
@@ -102,7 +106,12 @@ fn receive_fd(sock: &UnixStream) -> Result<(Vec<u8>, OwnedFd), Box<dyn Error>> {
     // MSG_CMSG_CLOEXEC: the new descriptor is close-on-exec from the
     // start, so no program we might run inherits it by accident.
     let flags = MsgFlags::MSG_CMSG_CLOEXEC;
+    let by = Instant::now() + patience;
     let msg = loop {
+        // The time left, not `patience` again: a wait that starts over
+        // after each interruption could last for ever.
+        let left = by.saturating_duration_since(Instant::now());
+        sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
         match recvmsg::<()>(
             sock.as_raw_fd(),
             &mut data,
@@ -110,10 +119,10 @@ fn receive_fd(sock: &UnixStream) -> Result<(Vec<u8>, OwnedFd), Box<dyn Error>> {
             flags,
         ) {
             // Stopped and continued (Ctrl-Z, `fg`): Linux fails a read
-            // with a timeout with EINTR (Chapter 3). Wait again.
+            // with a timeout with EINTR (Chapter 3). Wait for the rest.
             Err(Errno::EINTR) => {}
-            // The read timeout that `fetch` set has passed, and nothing
-            // came: say so, not EAGAIN's "Try again".
+            // The time has passed, and nothing came: say so, not
+            // EAGAIN's "Try again".
             Err(Errno::EAGAIN) => {
                 return Err("timed out waiting for the descriptor".into());
             }
@@ -264,8 +273,7 @@ fn out_of_resources(err: &io::Error) -> bool {
 /// Connects, receives a descriptor, and copies what it reads to stdout.
 fn fetch(path: &Path) -> Result<(), Box<dyn Error>> {
     let sock = UnixStream::connect(path)?;
-    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let (_name, fd) = receive_fd(&sock)?;
+    let (_name, fd) = receive_fd(&sock, Duration::from_secs(10))?;
     io::copy(&mut File::from(fd), &mut io::stdout().lock())?;
     Ok(())
 }

@@ -6,7 +6,7 @@
 // lasts, and accepts only the connection it makes itself.
 
 use std::error::Error;
-use std::io::{self, Write};
+use std::io::{self, ErrorKind, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{self, ExitCode};
 use std::time::Duration;
@@ -61,8 +61,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     drop(listener);
 
     writeln!(io::stdout(), "3. [::] with IPV6_V6ONLY on: IPv6 only")?;
-    let listener = ipv6_wildcard(true)?;
+    let (listener, v4) = v6_only_pair()?;
     let port = listener.local_addr()?.port();
+    // Our IPv4 socket holds the port, and does not listen: nobody can.
     let refused = TcpStream::connect_timeout(
         &SocketAddr::from(([127, 0, 0, 1], port)),
         Duration::from_secs(10),
@@ -72,11 +73,9 @@ fn run() -> Result<(), Box<dyn Error>> {
         "   a client of 127.0.0.1: {}",
         outcome(&refused)
     )?;
-    writeln!(
-        io::stdout(),
-        "   binding 0.0.0.0 on the same port: {}",
-        outcome(&bind_v4(port))
-    )?;
+    // It did: `v6_only_pair` returns the two sockets only then.
+    writeln!(io::stdout(), "   binding 0.0.0.0 on the same port: ok")?;
+    drop((listener, v4));
 
     writeln!(io::stdout(), "4. IPV6_V6ONLY set after bind")?;
     let socket = Socket::new(Domain::IPV6, Type::STREAM, None)?;
@@ -95,10 +94,32 @@ fn ipv6_wildcard(only_v6: bool) -> io::Result<TcpListener> {
     socket.listen(16)?;
     Ok(socket.into())
 }
+
+/// An IPv6-only listener on `[::]`, and an IPv4 socket bound to 0.0.0.0
+/// on the same port. For an IPv6-only socket the kernel picks a port
+/// without looking at IPv4, where another program may already use it:
+/// a client of 127.0.0.1 would then reach that program. So we bind the
+/// IPv4 socket at once, and ask for another port while it is in use.
+fn v6_only_pair() -> io::Result<(TcpListener, Socket)> {
+    let mut tries = 0;
+    loop {
+        let listener = ipv6_wildcard(true)?;
+        match bind_v4(listener.local_addr()?.port()) {
+            Ok(v4) => return Ok((listener, v4)),
+            Err(err) if err.kind() == ErrorKind::AddrInUse && tries < 100 => {
+                tries += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
 // ANCHOR_END: run
 
 /// Accepts connections until the one from `client`, our own, comes; any
 /// other (someone else reaching the wildcard address) is closed at once.
+/// Ours by address and port: a stranger on another address may have the
+/// same port. (Our 127.0.0.1 arrives as `::ffff:127.0.0.1`, which
+/// `to_canonical` turns back into 127.0.0.1.)
 fn accept_own(
     listener: &TcpListener,
     client: &TcpStream,
@@ -106,7 +127,7 @@ fn accept_own(
     let ours = client.local_addr()?;
     loop {
         let (_conn, peer) = listener.accept()?;
-        if peer.port() == ours.port() {
+        if (peer.ip().to_canonical(), peer.port()) == (ours.ip(), ours.port()) {
             return Ok(peer);
         }
     }

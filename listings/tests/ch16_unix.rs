@@ -1454,6 +1454,23 @@ fn unix_pair_child_ends_when_the_parent_is_killed() {
 }
 
 #[test]
+fn unix_pair_says_how_its_child_died_not_that_a_pipe_broke() {
+    // The child killed mid-talk: the parent's next write to the pair
+    // fails (EPIPE) or its read sees the end; either way the cause is the
+    // child's death, and the one line says so, not "Broken pipe", which
+    // in this book means our own output's reader went away.
+    let mut pair = Listing::start(bin!("unix-pair"), &["--count", "100000000"]);
+    pair.next_line();
+    let child = crate::support::children_of(pair.pid())[0];
+    nix::sys::signal::kill(child, Signal::SIGKILL).unwrap();
+    let out = pair.finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("SIGKILL"), "{}", out.stderr);
+    assert!(!out.stderr.contains("Broken pipe"), "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+}
+
+#[test]
 fn unix_pair_reaps_its_child_when_its_output_fails() {
     // With stdout full, the parent's first line of output fails and it
     // exits 1; "every child reaped" holds on that path too: its own
@@ -2201,6 +2218,34 @@ fn fetch_says_it_timed_out_when_no_descriptor_comes() {
         out.stderr,
         format!("unix-pass-fd: {path}: timed out waiting for the descriptor\n")
     );
+}
+
+#[test]
+fn fetch_keeps_its_ten_seconds_through_a_stop_and_continue() {
+    // Linux 6.18: stopped and continued while its `recvmsg` waits with a
+    // timeout, fetch gets EINTR (signal(7)) and waits again. Six seconds
+    // in, a stop and a continue must not give it ten more: it ends about
+    // ten seconds after it started, not sixteen.
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir, "stopped.sock");
+    let _listener = UnixListener::bind(&path).unwrap();
+    let started = std::time::Instant::now();
+    let fetch = Listing::start(bin!("unix-pass-fd"), &["fetch", &path]);
+    let pid = fetch.pid();
+    // The subject is the passing of time: six of fetch's ten seconds.
+    std::thread::sleep(Duration::from_secs(6));
+    fetch.signal(Signal::SIGSTOP);
+    crate::support::wait_until("fetch to stop", || {
+        crate::support::state_of(pid) == Some('T')
+    });
+    fetch.signal(Signal::SIGCONT);
+    let out = fetch.finish();
+    let took = started.elapsed();
+    assert_eq!(
+        out.stderr,
+        format!("unix-pass-fd: {path}: timed out waiting for the descriptor\n")
+    );
+    assert!(took < Duration::from_secs(14), "took {took:?}");
 }
 
 #[test]

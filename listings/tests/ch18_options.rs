@@ -99,11 +99,10 @@ fn an_ipv6_socket_takes_ipv4_clients_unless_v6only_is_set_before_bind() {
     if !ipv6() {
         return;
     }
-    // In a network namespace of its own when the machine allows one:
-    // step 3 binds 0.0.0.0 on the port the kernel chose for an IPv6-only
-    // socket, and in the shared namespace another test's IPv4 socket may
-    // hold that port number (it did, once in CI: "Address already in
-    // use"). The namespace's own default is printed first.
+    // In a network namespace of its own when the machine allows one, so
+    // that no other test's sockets share its ports (scene 3 asks for
+    // another port when an IPv4 socket holds the one the kernel chose:
+    // the test below). The namespace's own default is printed first.
     let script = "ip link set lo up && cat /proc/sys/net/ipv6/bindv6only \
                   && exec \"$0\"";
     let (default, out) = if private_network() {
@@ -145,6 +144,121 @@ fn an_ipv6_socket_takes_ipv4_clients_unless_v6only_is_set_before_bind() {
         "net-dual-stack",
         &[],
         &out.stdout,
+    );
+}
+
+/// Linux 6.18. For an IPv6-only socket the kernel picks a port without
+/// looking at IPv4 (`inet_csk_find_open_port()` in
+/// `net/ipv4/inet_connection_sock.c` takes the first port without a
+/// conflict, and a v6-only socket has none with IPv4 sockets). In a
+/// network namespace whose ephemeral range is 400 ports, IPv4 listeners
+/// hold all but one port in ten; scene 3 must still be refused at
+/// 127.0.0.1, by nobody else's server, and bind 0.0.0.0 on its port. The
+/// first version connected to one of those listeners and printed "ok".
+#[test]
+fn dual_stack_scene_3_reaches_no_stranger_on_a_port_ipv4_already_uses() {
+    if !ipv6() || !have("python3") || !private_network() {
+        return;
+    }
+    let hold = r#"
+import socket, subprocess, sys
+held = []
+for port in range(40000, 40400):
+    if port % 10 != 3:
+        s = socket.socket()
+        s.bind(("127.0.0.1", port))
+        s.listen(1)
+        held.append(s)
+for _ in range(3):
+    out = subprocess.run([sys.argv[1]], capture_output=True, text=True, timeout=60)
+    print(out.returncode, out.stderr.strip())
+    print("\n".join(out.stdout.splitlines()[5:8]))
+"#;
+    let script = "ip link set lo up \
+        && echo '40000 40399' > /proc/sys/net/ipv4/ip_local_port_range \
+        && exec python3 -c \"$1\" \"$0\"";
+    let args = [
+        "--map-root-user",
+        "--net",
+        "sh",
+        "-c",
+        script,
+        bin!("net-dual-stack"),
+        hold,
+    ];
+    let out = run("unshare", &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    let scene = [
+        "0 ",
+        "3. [::] with IPV6_V6ONLY on: IPv6 only",
+        "   a client of 127.0.0.1: Connection refused (os error 111)",
+        "   binding 0.0.0.0 on the same port: ok",
+    ];
+    assert_eq!(out.stdout, scene.repeat(3), "{}", out.stderr);
+}
+
+/// Linux 6.18. Scene 1 listens on `[::]`, every interface, so a stranger
+/// may connect before the listing's own client does, from another address
+/// but the same port. In a namespace whose ephemeral range is two ports,
+/// the listener gets 40001 and every client 40000; strace holds the
+/// listing's `connect` for two seconds while a stranger connects from
+/// 127.0.0.2 (IP_BIND_ADDRESS_NO_PORT lets `connect` pick its port), and
+/// widens the range once the listing's client is connected. The first
+/// version matched by port alone and took the stranger for its own.
+#[test]
+fn dual_stack_takes_only_its_own_client_not_one_with_the_same_port() {
+    if !ipv6() || !have("python3") || !have("strace") || !private_network() {
+        return;
+    }
+    let stranger = r#"
+import socket, subprocess, sys, time
+# The listing, its every `connect` held for two seconds.
+hold = "inject=connect:delay_enter=2000000"
+listing = subprocess.Popen(
+    ["strace", "-f", "-q", "-o", "/dev/null", "-e", "trace=connect",
+     "-e", hold, sys.argv[1]],
+    stdout=subprocess.PIPE, text=True)
+# The stranger: as soon as scene 1 listens, from 127.0.0.2, port 40000.
+for _ in range(5000):
+    s = socket.socket()
+    s.setsockopt(socket.IPPROTO_IP, 24, 1)  # IP_BIND_ADDRESS_NO_PORT
+    s.bind(("127.0.0.2", 0))
+    try:
+        s.connect(("127.0.0.1", 40001))
+        break
+    except ConnectionRefusedError:
+        s.close()
+        time.sleep(0.002)
+# Once the listing's own client has port 40000 (0x9C40), later scenes get
+# a range wide enough for their sockets.
+ours = "0100007F:9C40 0100007F:9C41"
+for _ in range(5000):
+    if ours in open("/proc/net/tcp").read():
+        break
+    time.sleep(0.002)
+open("/proc/sys/net/ipv4/ip_local_port_range", "w").write("40000 40999")
+out, _ = listing.communicate(timeout=25)
+sys.stdout.write(out)
+sys.exit(listing.returncode)
+"#;
+    let script = "ip link set lo up \
+        && echo '40000 40001' > /proc/sys/net/ipv4/ip_local_port_range \
+        && exec python3 -c \"$1\" \"$0\"";
+    let args = [
+        "--map-root-user",
+        "--net",
+        "sh",
+        "-c",
+        script,
+        bin!("net-dual-stack"),
+        stranger,
+    ];
+    let out = run("unshare", &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout[2], "   a client of 127.0.0.1 is seen as ::ffff:127.0.0.1",
+        "{}",
+        out.stderr
     );
 }
 
