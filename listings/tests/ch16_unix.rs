@@ -19,7 +19,7 @@ use tempfile::TempDir;
 
 use crate::support::{
     Listing, as_pid_1, assert_died_of, assert_matches_book, assert_rejects,
-    assert_session_matches_book, blessing, cargo_run, group_is_gone, have,
+    assert_session_matches_book, blessing, cargo_run, finish_clean, have,
     is_dead, run, wait_until,
 };
 
@@ -1449,8 +1449,8 @@ fn unix_pair_child_ends_when_the_parent_is_killed() {
     wait_until("the child to end", || {
         matches!(crate::support::state_of(child), None | Some('Z'))
     });
-    drop(pair);
-    wait_until("the group to be gone", || group_is_gone(parent));
+    // Nothing of its group is left, seen before the group is killed.
+    finish_clean(pair);
 }
 
 #[test]

@@ -8,8 +8,8 @@ use nix::unistd::Pid;
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
-    group_is_gone, have, kernel, pending_signals, run_clean, shell, state_of,
-    wait_until, wchan_of,
+    have, kernel, pending_signals, run_clean, shell, state_of, wait_until,
+    wchan_of,
 };
 
 #[test]
@@ -407,7 +407,6 @@ fn pipe_deadlock_child_waits_in_write_and_the_parent_in_waitpid() {
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     let mut terminal1 = out.stdout;
     terminal1.extend(out.stderr.lines().map(String::from));
-    wait_until("pipe-deadlock's processes to end", || group_is_gone(parent));
 
     let read_first = run_clean(bin!("pipe-deadlock"), &["--read-first"]);
     let small = ["--bytes", "40980", "--write-size", "2049"];

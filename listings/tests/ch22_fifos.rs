@@ -19,8 +19,8 @@ use tempfile::TempDir;
 use crate::support::{
     Listing, assert_exited_with, assert_rejects,
     assert_session_matches_book_masking, bin_path, cargo_run, children_of,
-    finish_clean, group_is_gone, have, run_clean, shell, state_of, wait_until,
-    wchan_of, with_thread_limit,
+    finish_clean, have, run_clean, shell, state_of, wait_until, wchan_of,
+    with_thread_limit,
 };
 
 /// A `fifo-spam` reader that makes its private directory in `tmp`.
@@ -85,10 +85,8 @@ fn fifo_spam_reader_makes_a_private_fifo_and_removes_it_at_the_end() {
             "Spam 000"
         ]
     );
-    let writer_group = writer.pid();
     let out = finish_clean(writer);
     assert!(out.status.success(), "{}", out.stderr);
-    let pgid = reader.pid();
     let out = finish_clean(reader);
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(
@@ -100,9 +98,6 @@ fn fifo_spam_reader_makes_a_private_fifo_and_removes_it_at_the_end() {
         "{:?}",
         contents(tmp.path())
     );
-    wait_until("the reader and writer to end", || {
-        group_is_gone(pgid) && group_is_gone(writer_group)
-    });
 }
 
 #[test]
@@ -450,7 +445,6 @@ fn fifo_open_follows_the_rules_and_removes_its_fifo() {
     let mut command = Command::new(bin_path("fifo-open"));
     command.env("TMPDIR", tmp.path());
     let listing = Listing::spawn(&mut command, Stdio::piped());
-    let pgid = listing.pid();
     let out = finish_clean(listing);
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(
@@ -467,7 +461,6 @@ fn fifo_open_follows_the_rules_and_removes_its_fifo() {
         ]
     );
     assert!(contents(tmp.path()).is_empty());
-    wait_until("fifo-open to end", || group_is_gone(pgid));
     // The book shows a run in the system's temporary directory.
     let out = finish_clean(Listing::start(bin!("fifo-open"), &[]));
     let dir = out.stdout[0]

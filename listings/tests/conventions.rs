@@ -12,9 +12,7 @@ use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
 use nix::unistd::pipe2;
 
-use crate::support::{
-    Listing, bin_path, group_is_gone, is_dead, listing_names, run, wait_until,
-};
+use crate::support::{Listing, bin_path, is_dead, listing_names, run};
 
 /// Listings that no test runs: Listing 5-1 is wrong on purpose, and may
 /// hang or abort; Chapter 5 says so. They are compiled like all others.
@@ -419,8 +417,8 @@ fn every_listing_reports_a_full_disk_in_one_line() {
         let mut command = Command::new(bin_path(abuse.bin));
         command.args(&abuse.args);
         let listing = Listing::spawn(&mut command, Stdio::from(full));
-        let pgid = listing.pid();
-        let out = listing.finish();
+        // Forked children too: none is left once the listing has ended.
+        let out = listing.finish_clean();
         assert_eq!(out.status.code(), Some(1), "{what}: {}", out.stderr);
         let mut lines: Vec<_> = out.stderr.lines().collect();
         let foreign = FOREIGN_WRITERS.iter().find(|(bin, _)| *bin == abuse.bin);
@@ -453,9 +451,6 @@ fn every_listing_reports_a_full_disk_in_one_line() {
             "{what}: {}",
             out.stderr
         );
-        wait_until(&format!("the processes of {what} to end"), || {
-            group_is_gone(pgid)
-        });
     }
 }
 
@@ -526,8 +521,8 @@ fn ends_quietly(abuse: Abuse, mut command: Command) {
     drop(reader);
     command.args(&abuse.args);
     let listing = Listing::spawn(&mut command, Stdio::from(writer));
-    let pgid = listing.pid();
-    let out = listing.finish();
+    // Forked children too: none is left once the listing has ended.
+    let out = listing.finish_clean();
     let what = format!("{} {:?}", abuse.bin, abuse.args);
     assert!(
         !out.stderr.contains("panicked"),
@@ -543,11 +538,7 @@ fn ends_quietly(abuse: Abuse, mut command: Command) {
     if ended == End::Sigpipe || ended == End::Exits(0) {
         assert_eq!(out.stderr, "", "{what} says nothing");
     }
-    // Forked children too.
-    wait_until(&format!("the processes of {what} to end"), || {
-        group_is_gone(pgid)
-    });
-    // And the files it made.
+    // And no files it made.
     if let (Some(dir), true) = (&abuse._dir, abuse.scratch) {
         let left: Vec<_> = std::fs::read_dir(dir.path())
             .expect("the scratch directory")
@@ -743,8 +734,7 @@ fn refused_a_thread(abuse: &Abuse, closed: bool) -> Option<String> {
             killed = true;
         }
     }
-    let out = listing.finish();
-    wait_until("the listing's processes to end", || group_is_gone(pgid));
+    let out = listing.finish_clean();
     let what = format!(
         "{} {:?} with stdout {}",
         abuse.bin,

@@ -29,6 +29,8 @@ pub struct Listing {
     pub(super) stderr: Receiver<String>,
     /// Every stdout line read so far, in order.
     pub(super) transcript: Vec<String>,
+    /// The program and its arguments, for messages.
+    pub(super) command_line: String,
 }
 
 /// What a listing printed, and how it ended.
@@ -106,6 +108,11 @@ impl Listing {
     fn spawn_as_is(command: &mut Command, stdout: Stdio) -> Listing {
         no_signal_caught_in_the_test_process();
         let program = command.get_program().to_string_lossy().into_owned();
+        let command_line = std::iter::once(command.get_program())
+            .chain(command.get_args())
+            .map(|word| word.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ");
         die_with_this_thread(command);
         only_standard_descriptors(command);
         default_signals(command);
@@ -142,6 +149,7 @@ impl Listing {
             lines,
             stderr,
             transcript: Vec::new(),
+            command_line,
         }
     }
 
@@ -235,16 +243,48 @@ impl Listing {
     }
 
     /// Waits for the listing to exit and for its stdout to close, then
-    /// returns everything it printed.
+    /// returns everything it printed. What is left of its group is killed
+    /// afterwards, unseen: a test that says nothing may be left uses
+    /// [`Listing::finish_clean`].
     #[track_caller]
     pub fn finish(mut self) -> Finished {
-        self.ended()
+        self.wait_for_the_end()
     }
 
-    /// What [`Listing::finish`] does, leaving the listing's group alone:
-    /// dropping the `Listing` kills it.
+    /// Waits for the listing as [`Listing::finish`] does, then, before
+    /// anything is killed, until no process of its group is left; fails
+    /// the test naming those that stay. `finish` alone cannot tell: its
+    /// wait for stdout to close sees only a process that holds the pipe,
+    /// and the group is killed when the `Listing` is dropped, so a wait
+    /// for the group after it always succeeds. The group is still killed
+    /// at the end, so a survivor dies with the failing test.
     #[track_caller]
-    fn ended(&mut self) -> Finished {
+    pub fn finish_clean(mut self) -> Finished {
+        let pgid = self.pid();
+        let out = self.wait_for_the_end();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = survivors_in_group(pgid);
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`{}` ended ({:?}) but left {} process(es) in its group \
+                 after {PATIENCE:?}:\n  {}\nstderr: {}",
+                self.command_line,
+                out.status,
+                left.len(),
+                left.join("\n  "),
+                out.stderr
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        out
+    }
+
+    #[track_caller]
+    fn wait_for_the_end(&mut self) -> Finished {
         let status = self
             .child
             .wait_timeout(PATIENCE)
@@ -261,9 +301,12 @@ impl Listing {
             match self.lines.recv_timeout(left) {
                 Ok(line) => self.transcript.push(line),
                 Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!("the listing exited but its stdout stayed open")
-                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "`{}` exited but its stdout stayed open; its group \
+                     holds:\n  {}",
+                    self.command_line,
+                    survivors_in_group(self.pid()).join("\n  ")
+                ),
             }
         }
         Finished {
@@ -465,19 +508,49 @@ pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
 /// True if no live process is in process group `pgid`: all gone, or
 /// zombies waiting for a parent to reap them.
 pub fn group_is_gone(pgid: Pid) -> bool {
+    members_of_group(pgid).is_empty()
+}
+
+/// The live processes (zombies apart) of process group `pgid`, read from
+/// /proc.
+fn members_of_group(pgid: Pid) -> Vec<(Pid, Vec<String>)> {
     let Ok(entries) = fs::read_dir("/proc") else {
-        return false;
+        panic!("cannot read /proc");
     };
-    entries.flatten().all(|entry| {
-        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse().ok())
-        else {
-            return true;
-        };
-        match stat_fields(Pid::from_raw(pid)) {
-            Some(fields) => fields[0] == "Z" || fields[2] != pgid.to_string(),
-            None => true,
-        }
-    })
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = Pid::from_raw(entry.file_name().to_str()?.parse().ok()?);
+            let fields = stat_fields(pid)?;
+            (fields[0] != "Z" && fields[2] == pgid.to_string())
+                .then_some((pid, fields))
+        })
+        .collect()
+}
+
+/// One line for each live process of group `pgid`: its pid, command line,
+/// state, parent and descriptors, to say which process a listing left and
+/// why no pipe showed it (its stdout and stderr elsewhere).
+pub fn survivors_in_group(pgid: Pid) -> Vec<String> {
+    members_of_group(pgid)
+        .into_iter()
+        .map(|(pid, fields)| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+                .unwrap_or_default();
+            let fds: Vec<String> = fds_of(pid)
+                .into_iter()
+                .map(|(fd, target)| format!("{fd}→{target}"))
+                .collect();
+            format!(
+                "pid {pid} `{}`, state {}, parent {}, fds [{}]",
+                cmdline.trim_end(),
+                fields[0],
+                fields[1],
+                fds.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// The path of any listing's binary, by name: they all sit together.
@@ -554,20 +627,16 @@ impl Drop for KillGroupOnDrop {
     }
 }
 
-/// Waits for a listing to end, as [`Listing::finish`] does, and then
-/// until no process of its group is left: forked children included.
+/// Waits for a listing to end and then until no process of its group is
+/// left, before the group is killed: [`Listing::finish_clean`].
 #[track_caller]
-pub fn finish_clean(mut listing: Listing) -> Finished {
-    let pgid = listing.pid();
-    let out = listing.ended();
-    // Before `listing` is dropped, whose `Drop` kills the group: whatever
-    // is still in it then, the listing left behind.
-    wait_until("the listing's processes to end", || group_is_gone(pgid));
-    out
+pub fn finish_clean(listing: Listing) -> Finished {
+    listing.finish_clean()
 }
 
 /// Runs a listing that ends by itself, as [`run`] does, and checks that
 /// none of its processes is left.
+#[track_caller]
 pub fn run_clean(bin: &str, args: &[&str]) -> Finished {
     finish_clean(Listing::start(bin, args))
 }
