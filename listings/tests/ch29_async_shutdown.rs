@@ -290,6 +290,93 @@ fn async_daemon_busy_at_the_stop_answers_no_request_sent_after_it() {
     assert_died_of(&out, Signal::SIGTERM);
 }
 
+/// Work that outlasts the five seconds from the stop: every request
+/// received before it is still answered, since a reply that can go at once
+/// goes, but the waits after the cutoff get no time. A client that reads
+/// every reply and the end of the stream, and has not closed yet, is cut
+/// off at once, logged `timed out`, not given five seconds more.
+#[test]
+fn async_daemon_answers_work_past_the_cutoff_then_closes_at_once() {
+    let mut daemon = start(&[]);
+    reconfigure(&mut daemon, "delay_ms = 300\n");
+    let mut client = Client::connect(daemon.addr);
+    // Twenty requests in one write: six seconds of work.
+    let early: String = (0..20).map(|i| format!("early{i}\n")).collect();
+    client.stream.write_all(early.as_bytes()).unwrap();
+    logged_request(&mut daemon, "early0");
+    let sent_term = Instant::now();
+    daemon.listing.signal(Signal::SIGTERM);
+    let mut replies = Vec::new();
+    while let Some(reply) = client.reply() {
+        replies.push(reply);
+    }
+    let ended = Instant::now();
+    let answered: Vec<_> =
+        (0..20).map(|i| format!("hello, early{i}\n")).collect();
+    assert_eq!(replies, answered);
+    assert!(
+        sent_term.elapsed() > Duration::from_secs(5),
+        "work outlasted"
+    );
+    // The client holds its end open: the daemon does not wait for it.
+    while !daemon.listing.next_line().ends_with(": timed out") {}
+    let waited = ended.elapsed();
+    drop(client);
+    let out = daemon.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+    assert!(
+        waited < Duration::from_secs(2),
+        "the close waited {waited:?}"
+    );
+}
+
+/// The trap of the stop, on tokio 1.54: a socket that `from_std` has just
+/// registered is believed empty until the runtime's driver has seen it
+/// ready, and a read returns `Pending` however many bytes the kernel holds;
+/// one from tokio's own `accept` starts out readable, and the same read
+/// takes the request at once. Each read is polled once, with the driver
+/// kept from running since the socket was registered.
+#[test]
+fn a_socket_from_std_is_unread_until_tokios_driver_has_seen_it() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    use tokio::io::AsyncReadExt;
+    /// Polls one read of `stream` once, as a task would the first time.
+    fn first_read(stream: &mut tokio::net::TcpStream) -> Poll<usize> {
+        let mut buf = [0u8; 64];
+        let read = std::pin::pin!(stream.read(&mut buf));
+        let mut context = Context::from_waker(Waker::noop());
+        read.poll(&mut context).map(|n| n.expect("read"))
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _inside = runtime.enter();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Two clients, each with its request in the kernel before any accept.
+    let clients = [TcpStream::connect(addr), TcpStream::connect(addr)];
+    for mut client in clients.iter().map(|c| c.as_ref().unwrap()) {
+        client.write_all(b"hello\n").unwrap();
+        let port = client.local_addr().unwrap().port();
+        wait_until("the request to reach the server", || {
+            unread_by_server(addr.port(), port) == 6
+        });
+    }
+    // As `accept_waiting` takes a client: std's accept, then `from_std`.
+    let (taken, _) = listener.accept().unwrap();
+    taken.set_nonblocking(true).unwrap();
+    let mut from_std = tokio::net::TcpStream::from_std(taken).unwrap();
+    assert_eq!(first_read(&mut from_std), Poll::Pending);
+    // As the accept loop takes one: `block_on` returns as soon as the
+    // accept is done, before its driver runs again.
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let (mut accepted, _) = runtime.block_on(listener.accept()).unwrap();
+    assert_eq!(first_read(&mut accepted), Poll::Ready(6));
+}
+
 // ---------------------------------------------------------------------------
 // The protocol of Chapter 10's daemon, byte for byte
 
