@@ -330,6 +330,61 @@ fn async_daemon_answers_work_past_the_cutoff_then_closes_at_once() {
     );
 }
 
+/// A reply begun after the stop that cannot go gives up at the cutoff, not
+/// five seconds after it began. Replies of 60 KB to a client with a small
+/// receive buffer, which floods without reading, takes one burst of
+/// replies four seconds after the stop, and then holds its end open: the
+/// replies to what came before the stop fill the buffers again, and the
+/// next one waits. With five seconds of its own it held the daemon to its
+/// eight-second deadline.
+#[test]
+fn async_daemon_gives_up_a_reply_blocked_after_the_stop_at_the_cutoff() {
+    let mut daemon = start(&[]);
+    let greeting = "g".repeat(60_000);
+    reconfigure(&mut daemon, &format!("greeting = {greeting}\n"));
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    socket.set_recv_buffer_size(8192).unwrap();
+    socket.connect(&daemon.addr.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    let port = stream.local_addr().unwrap().port();
+    let mut writer = stream.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        let line = format!("{}\n", "x".repeat(1000));
+        while writer.write_all(line.as_bytes()).is_ok() {}
+    });
+    let daemon_port = daemon.addr.port();
+    wait_until("the daemon to stop reading", || {
+        unsent_by_server(daemon_port, port) > 0
+            && unsent_by_server(port, daemon_port) > 0
+    });
+    let sent_term = Instant::now();
+    daemon.listing.signal(Signal::SIGTERM);
+    // The client's pace, not a wait for the daemon.
+    thread::sleep(Duration::from_secs(4));
+    let mut reader = stream.try_clone().unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut taken = 0;
+    while taken < 2_500_000 {
+        taken += reader.read(&mut buf).expect("a burst of replies");
+    }
+    let out = daemon.finish();
+    let took = sent_term.elapsed();
+    drop(stream);
+    sender.join().unwrap();
+    let last = out.stdout.last().map(String::as_str);
+    assert!(
+        out.status.signal() == Some(Signal::SIGTERM as i32)
+            && took < Duration::from_secs(7),
+        "{:?} after {took:?}; last line {last:?}",
+        out.status
+    );
+}
+
 /// The trap of the stop, on tokio 1.54: a socket that `from_std` has just
 /// registered is believed empty until the runtime's driver has seen it
 /// ready, and a read returns `Pending` however many bytes the kernel holds;
