@@ -601,9 +601,9 @@ async fn noting_the_stop<T>(
 /// Reads the `waiting` bytes the kernel held for this connection when the
 /// stop came, and nothing sent after them. Waiting for the socket to be
 /// ready would not do: tokio answers "not ready" without asking the
-/// kernel until its driver has seen the socket ready, and a socket
-/// accepted a moment ago has not been seen yet. So the kernel was asked
-/// how many bytes it holds, and exactly those are read.
+/// kernel until its driver has seen the socket ready, and a socket that
+/// `accept_waiting` registered a moment ago has not been seen yet. So the
+/// kernel was asked how many bytes it holds, and exactly those are read.
 async fn read_what_came(
     read: &mut OwnedReadHalf,
     waiting: u64,

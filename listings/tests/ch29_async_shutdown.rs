@@ -290,6 +290,148 @@ fn async_daemon_busy_at_the_stop_answers_no_request_sent_after_it() {
     assert_died_of(&out, Signal::SIGTERM);
 }
 
+/// Work that outlasts the five seconds from the stop: every request
+/// received before it is still answered, since a reply that can go at once
+/// goes, but the waits after the cutoff get no time. A client that reads
+/// every reply and the end of the stream, and has not closed yet, is cut
+/// off at once, logged `timed out`, not given five seconds more.
+#[test]
+fn async_daemon_answers_work_past_the_cutoff_then_closes_at_once() {
+    let mut daemon = start(&[]);
+    reconfigure(&mut daemon, "delay_ms = 300\n");
+    let mut client = Client::connect(daemon.addr);
+    // Twenty requests in one write: six seconds of work.
+    let early: String = (0..20).map(|i| format!("early{i}\n")).collect();
+    client.stream.write_all(early.as_bytes()).unwrap();
+    logged_request(&mut daemon, "early0");
+    let sent_term = Instant::now();
+    daemon.listing.signal(Signal::SIGTERM);
+    let mut replies = Vec::new();
+    while let Some(reply) = client.reply() {
+        replies.push(reply);
+    }
+    let ended = Instant::now();
+    let answered: Vec<_> =
+        (0..20).map(|i| format!("hello, early{i}\n")).collect();
+    assert_eq!(replies, answered);
+    assert!(
+        sent_term.elapsed() > Duration::from_secs(5),
+        "work outlasted"
+    );
+    // The client holds its end open: the daemon does not wait for it.
+    while !daemon.listing.next_line().ends_with(": timed out") {}
+    let waited = ended.elapsed();
+    drop(client);
+    let out = daemon.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+    assert!(
+        waited < Duration::from_secs(2),
+        "the close waited {waited:?}"
+    );
+}
+
+/// A reply begun after the stop that cannot go gives up at the cutoff, not
+/// five seconds after it began. Replies of 60 KB to a client with a small
+/// receive buffer, which floods without reading, takes one burst of
+/// replies four seconds after the stop, and then holds its end open: the
+/// replies to what came before the stop fill the buffers again, and the
+/// next one waits. With five seconds of its own it held the daemon to its
+/// eight-second deadline.
+#[test]
+fn async_daemon_gives_up_a_reply_blocked_after_the_stop_at_the_cutoff() {
+    let mut daemon = start(&[]);
+    let greeting = "g".repeat(60_000);
+    reconfigure(&mut daemon, &format!("greeting = {greeting}\n"));
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    socket.set_recv_buffer_size(8192).unwrap();
+    socket.connect(&daemon.addr.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    let port = stream.local_addr().unwrap().port();
+    let mut writer = stream.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        let line = format!("{}\n", "x".repeat(1000));
+        while writer.write_all(line.as_bytes()).is_ok() {}
+    });
+    let daemon_port = daemon.addr.port();
+    wait_until("the daemon to stop reading", || {
+        unsent_by_server(daemon_port, port) > 0
+            && unsent_by_server(port, daemon_port) > 0
+    });
+    let sent_term = Instant::now();
+    daemon.listing.signal(Signal::SIGTERM);
+    // The client's pace, not a wait for the daemon.
+    thread::sleep(Duration::from_secs(4));
+    let mut reader = stream.try_clone().unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut taken = 0;
+    while taken < 2_500_000 {
+        taken += reader.read(&mut buf).expect("a burst of replies");
+    }
+    let out = daemon.finish();
+    let took = sent_term.elapsed();
+    drop(stream);
+    sender.join().unwrap();
+    let last = out.stdout.last().map(String::as_str);
+    assert!(
+        out.status.signal() == Some(Signal::SIGTERM as i32)
+            && took < Duration::from_secs(7),
+        "{:?} after {took:?}; last line {last:?}",
+        out.status
+    );
+}
+
+/// The trap of the stop, on tokio 1.54: a socket that `from_std` has just
+/// registered is believed empty until the runtime's driver has seen it
+/// ready, and a read returns `Pending` however many bytes the kernel holds;
+/// one from tokio's own `accept` starts out readable, and the same read
+/// takes the request at once. Each read is polled once, with the driver
+/// kept from running since the socket was registered.
+#[test]
+fn a_socket_from_std_is_unread_until_tokios_driver_has_seen_it() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    use tokio::io::AsyncReadExt;
+    /// Polls one read of `stream` once, as a task would the first time.
+    fn first_read(stream: &mut tokio::net::TcpStream) -> Poll<usize> {
+        let mut buf = [0u8; 64];
+        let read = std::pin::pin!(stream.read(&mut buf));
+        let mut context = Context::from_waker(Waker::noop());
+        read.poll(&mut context).map(|n| n.expect("read"))
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _inside = runtime.enter();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Two clients, each with its request in the kernel before any accept.
+    let clients = [TcpStream::connect(addr), TcpStream::connect(addr)];
+    for mut client in clients.iter().map(|c| c.as_ref().unwrap()) {
+        client.write_all(b"hello\n").unwrap();
+        let port = client.local_addr().unwrap().port();
+        wait_until("the request to reach the server", || {
+            unread_by_server(addr.port(), port) == 6
+        });
+    }
+    // As `accept_waiting` takes a client: std's accept, then `from_std`.
+    let (taken, _) = listener.accept().unwrap();
+    taken.set_nonblocking(true).unwrap();
+    let mut from_std = tokio::net::TcpStream::from_std(taken).unwrap();
+    assert_eq!(first_read(&mut from_std), Poll::Pending);
+    // As the accept loop takes one: `block_on` returns as soon as the
+    // accept is done, before its driver runs again.
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let (mut accepted, _) = runtime.block_on(listener.accept()).unwrap();
+    assert_eq!(first_read(&mut accepted), Poll::Ready(6));
+}
+
 // ---------------------------------------------------------------------------
 // The protocol of Chapter 10's daemon, byte for byte
 
