@@ -198,7 +198,9 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
         term: handle(SignalKind::terminate())?,
         int: handle(SignalKind::interrupt())?,
     };
-    let addr = listener.local_addr()?;
+    let addr = listener.local_addr().map_err(|err| {
+        format!("cannot read the address of {}: {err}", args.addr)
+    })?;
     // The last step that can fail, before the line that says we are
     // ready: whoever waits for that line connects at once.
     start_log().map_err(|err| format!("cannot start the log thread: {err}"))?;

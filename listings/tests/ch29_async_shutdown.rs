@@ -20,7 +20,7 @@ use crate::daemon::{
     self, Client, Daemon, logged_request, reconfigure, start_exactly,
 };
 use crate::support::{
-    PATIENCE, as_pid_1, assert_died_of, assert_exited_with,
+    Listing, PATIENCE, as_pid_1, assert_died_of, assert_exited_with,
     assert_says_why_on_bad_worker_threads, assert_session_matches_book,
     assert_starts_or_says_why, cargo_run, default_port, have, open_fds, shell,
     unless_blessing, unread_by_server, unsent_by_server, wait_until,
@@ -935,4 +935,31 @@ fn async_daemon_hears_signals_its_parent_had_blocked() {
         assert_died_of(&out, stop);
         assert!(!Path::new(&ready[1]).exists(), "{} left behind", ready[1]);
     }
+}
+
+/// Every start step before the ready line names itself, as in Listing
+/// 10-1: here the reading of the listener's address (strace makes
+/// `getsockname` fail).
+#[test]
+fn async_daemon_names_the_step_when_reading_its_address_fails() {
+    if !have("strace") {
+        return;
+    }
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-f", "-q", "-o", "/dev/null", "-e", "trace=getsockname"])
+        .args(["-e", "inject=getsockname:error=ENOBUFS"])
+        .args([bin!("async-daemon"), "127.0.0.1:0"]);
+    let out =
+        Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+    assert_exited_with(&out, 1);
+    assert!(out.stdout.is_empty(), "said {:?}", out.stdout);
+    let want = "async-daemon: cannot read the address of 127.0.0.1:0: \
+                No buffer space available";
+    let lines: Vec<_> = out.stderr.lines().collect();
+    assert!(
+        lines.len() == 1 && lines[0].starts_with(want),
+        "{:?}",
+        out.stderr
+    );
 }
