@@ -656,14 +656,17 @@ fn signal_hook_aborts_the_process_on_a_forbidden_signal() {
     }
     let name =
         "ch02_signals::signal_hook_aborts_the_process_on_a_forbidden_signal";
-    let out = Command::new(std::env::current_exe().expect("this test binary"))
+    // Started as every listing is, with a deadline, in a process group
+    // that dies with this test: should the child hang instead of
+    // aborting, the test fails rather than waits for ever.
+    let mut again =
+        Command::new(std::env::current_exe().expect("this test binary"));
+    again
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
         .env(IN_CHILD, "1")
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run the test binary again");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+        .env("RUST_BACKTRACE", "0");
+    let out = Listing::spawn(&mut again, Stdio::piped()).finish();
+    let stderr = &out.stderr;
     assert_eq!(
         out.status.signal(),
         Some(Signal::SIGABRT as i32),

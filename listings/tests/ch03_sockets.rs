@@ -715,6 +715,59 @@ fn client_waits_in_vain_for_the_original_server_to_end_its_reply() {
     drop(server);
 }
 
+/// The original's server thread, reset by a client before it reads:
+/// `recv` raises, the exception ends the thread, and the listening socket,
+/// a local variable of that thread's function, is closed with it. Every
+/// client that comes after is refused. The reset comes from a client that
+/// closes with SO_LINGER set to 0; the five clients start once the server
+/// thread has ended (`join`), so nothing here depends on timing.
+#[test]
+fn the_original_server_dies_of_a_reset_and_every_later_client_is_refused() {
+    if !have("python3") {
+        return;
+    }
+    let original = "import socket, struct, threading\n\
+        listener = None\n\
+        def server():\n\
+        \x20   sock = socket.socket()\n\
+        \x20   sock.bind(('127.0.0.1', 0))\n\
+        \x20   sock.listen(5)\n\
+        \x20   global listener\n\
+        \x20   listener = sock.getsockname()\n\
+        \x20   ready.set()\n\
+        \x20   while True:\n\
+        \x20       conn, addr = sock.accept()\n\
+        \x20       data = conn.recv(1024)\n\
+        \x20       conn.send(('server got: [%s]' % data).encode())\n\
+        ready = threading.Event()\n\
+        thread = threading.Thread(target=server, daemon=True)\n\
+        thread.start()\n\
+        ready.wait()\n\
+        rude = socket.socket()\n\
+        linger = struct.pack('ii', 1, 0)\n\
+        rude.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)\n\
+        rude.connect(listener)\n\
+        rude.close()\n\
+        thread.join()\n\
+        for i in range(5):\n\
+        \x20   sock = socket.socket()\n\
+        \x20   try:\n\
+        \x20       sock.connect(listener)\n\
+        \x20       print('client%d connected' % i)\n\
+        \x20   except ConnectionRefusedError:\n\
+        \x20       print('client%d refused' % i)\n";
+    let out = run("python3", &["-c", original]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("ConnectionResetError"),
+        "the server thread's end: {}",
+        out.stderr
+    );
+    let refused: Vec<_> =
+        (0..5).map(|i| format!("client{i} refused")).collect();
+    assert_eq!(out.stdout, refused, "{}", out.stderr);
+}
+
 /// A reply longer than the client accepts is an error in one line, not
 /// its first 64 KiB printed as if they were the whole reply; a reply of
 /// exactly 64 KiB is whole.
