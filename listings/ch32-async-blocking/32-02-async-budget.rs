@@ -70,8 +70,8 @@ fn runtime() -> io::Result<Runtime> {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn Error>> {
-    // Unbounded, which is safe only because the run bounds it: a tick
-    // every 100 ms for a few seconds.
+    // Unbounded: the ticks are read only once the wait is over, ten a
+    // second of `--secs`, a few bytes each, which a run of hours holds.
     let (tx, mut ticks) = mpsc::unbounded_channel();
     let ticker = tokio::spawn(async move {
         let mut every = interval(Duration::from_millis(100));
