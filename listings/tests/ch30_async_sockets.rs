@@ -1485,3 +1485,41 @@ fn async_server_stops_on_a_signal_its_parent_had_blocked() {
         assert_died_of(&out, stop);
     }
 }
+
+/// Every start step before the ready line names itself, as in Listings
+/// 10-1 and 29-1: strace makes one system call of each step fail.
+#[test]
+fn async_server_names_each_start_step_that_fails() {
+    if !have("strace") {
+        return;
+    }
+    for (call, errno, step) in [
+        ("socket", "EACCES", "cannot listen on 127.0.0.1:0: "),
+        ("setsockopt", "ENOBUFS", "cannot listen on 127.0.0.1:0: "),
+        ("listen", "ENOBUFS", "cannot listen on 127.0.0.1:0: "),
+        (
+            "getsockname",
+            "ENOBUFS",
+            "cannot read the address of 127.0.0.1:0: ",
+        ),
+    ] {
+        let mut command = std::process::Command::new("strace");
+        command
+            .args(["-f", "-q", "-o", "/dev/null", "-e"])
+            .arg(format!("trace={call}"))
+            .arg("-e")
+            .arg(format!("inject={call}:error={errno}"))
+            .args([SERVER, "127.0.0.1:0"]);
+        let out =
+            Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+        assert_exited_with(&out, 1);
+        assert!(out.stdout.is_empty(), "{call}: said {:?}", out.stdout);
+        let lines: Vec<_> = out.stderr.lines().collect();
+        let want = format!("async-server: {step}");
+        assert!(
+            lines.len() == 1 && lines[0].starts_with(&want),
+            "{call}: {:?}",
+            out.stderr
+        );
+    }
+}
