@@ -287,7 +287,7 @@ async fn accept_loop(
         // A free slot, or the slot of the connection that has waited
         // longest for a request; none if every connection is busy.
         let Some(slot) = slots.take() else {
-            tasks.spawn(refuse(socket));
+            tasks.spawn(refuse(socket, config.frames));
             continue;
         };
         served += 1;
@@ -565,15 +565,26 @@ async fn drain_until_closed(socket: &mut dyn Socket) -> io::Result<()> {
 /// the message; what it sends later is not waited for, as in Listing
 /// 14-2: a refused client holds a descriptor for no longer than that. A
 /// task of its own: the accept loop does not wait for it.
-async fn refuse(mut socket: Box<dyn Socket>) {
+async fn refuse(mut socket: Box<dyn Socket>, frames: Frames) {
     let _ = timeout(BUSY_LIMIT, async {
         let waiting = unread_bytes(socket.as_raw_fd())?;
         let mut sent = (&mut socket).take(waiting);
         tokio::io::copy(&mut sent, &mut tokio::io::sink()).await?;
-        socket.write_all(b"error: server busy\n").await?;
+        socket.write_all(&busy_message(frames)).await?;
         socket.shutdown().await
     })
     .await;
+}
+
+/// `error: server busy` in the client's protocol: a line, or a frame. A
+/// frames client would read the line's first four bytes as a length.
+fn busy_message(frames: Frames) -> Vec<u8> {
+    const BUSY: &[u8] = b"error: server busy";
+    match frames {
+        Frames::Lines => [BUSY, b"\n"].concat(),
+        // 18 bytes: the length fits the 4-byte header.
+        Frames::Length => [&(BUSY.len() as u32).to_be_bytes(), BUSY].concat(),
+    }
 }
 
 /// How many bytes the kernel has received on `fd` that nobody has read
