@@ -179,7 +179,12 @@ async fn run(fds: u64) -> Result<(), Box<dyn Error>> {
     let max_conns = config.max_conns.unwrap_or(default_max_conns(fds));
     // Made before the server says it is ready, so that a signal is never
     // taken by its default action: the socket file must go with us.
-    let mut signals = Signals::new()?;
+    let mut signals = Signals::new()
+        .map_err(|err| format!("cannot install a signal handler: {err}"))?;
+    let place = match &config.place {
+        Place::Tcp(spec) => spec.clone(),
+        Place::Unix(path) => path.display().to_string(),
+    };
     let (listener, socket_file) = match &config.place {
         Place::Tcp(spec) => {
             (Listener::Tcp(listen(spec, config.backlog)?), None)
@@ -196,7 +201,12 @@ async fn run(fds: u64) -> Result<(), Box<dyn Error>> {
             let why = format!("cannot start the log thread: {err}");
             io::Error::new(err.kind(), why)
         })
-        .and_then(|()| listener.name())
+        .and_then(|()| {
+            listener.name().map_err(|err| {
+                let why = format!("cannot read the address of {place}: {err}");
+                io::Error::new(err.kind(), why)
+            })
+        })
         .and_then(|name| writeln!(io::stdout(), "Server listening on {name}"));
     // The loop runs as a task, on the runtime's worker threads: this
     // future runs in `block_on`, on the main thread, and every task it
@@ -277,7 +287,7 @@ async fn accept_loop(
         // A free slot, or the slot of the connection that has waited
         // longest for a request; none if every connection is busy.
         let Some(slot) = slots.take() else {
-            tasks.spawn(refuse(socket));
+            tasks.spawn(refuse(socket, config.frames));
             continue;
         };
         served += 1;
@@ -307,12 +317,17 @@ fn listen(spec: &str, backlog: u32) -> Result<TcpListener, Box<dyn Error>> {
     let mut last = None;
     for addr in resolve(spec)? {
         let socket = match addr {
-            SocketAddr::V4(_) => TcpSocket::new_v4()?,
-            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+            SocketAddr::V4(_) => TcpSocket::new_v4(),
+            SocketAddr::V6(_) => TcpSocket::new_v6(),
         };
-        socket.set_reuseaddr(true)?;
-        match socket.bind(addr) {
-            Ok(()) => return Ok(socket.listen(backlog)?),
+        // Each step's error names the step: "cannot listen on ...".
+        let listening = socket.and_then(|socket| {
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr)?;
+            socket.listen(backlog)
+        });
+        match listening {
+            Ok(listener) => return Ok(listener),
             Err(err) => last = Some(err),
         }
     }
@@ -550,15 +565,26 @@ async fn drain_until_closed(socket: &mut dyn Socket) -> io::Result<()> {
 /// the message; what it sends later is not waited for, as in Listing
 /// 14-2: a refused client holds a descriptor for no longer than that. A
 /// task of its own: the accept loop does not wait for it.
-async fn refuse(mut socket: Box<dyn Socket>) {
+async fn refuse(mut socket: Box<dyn Socket>, frames: Frames) {
     let _ = timeout(BUSY_LIMIT, async {
         let waiting = unread_bytes(socket.as_raw_fd())?;
         let mut sent = (&mut socket).take(waiting);
         tokio::io::copy(&mut sent, &mut tokio::io::sink()).await?;
-        socket.write_all(b"error: server busy\n").await?;
+        socket.write_all(&busy_message(frames)).await?;
         socket.shutdown().await
     })
     .await;
+}
+
+/// `error: server busy` in the client's protocol: a line, or a frame. A
+/// frames client would read the line's first four bytes as a length.
+fn busy_message(frames: Frames) -> Vec<u8> {
+    const BUSY: &[u8] = b"error: server busy";
+    match frames {
+        Frames::Lines => [BUSY, b"\n"].concat(),
+        // 18 bytes: the length fits the 4-byte header.
+        Frames::Length => [&(BUSY.len() as u32).to_be_bytes(), BUSY].concat(),
+    }
 }
 
 /// How many bytes the kernel has received on `fd` that nobody has read

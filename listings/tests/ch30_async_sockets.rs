@@ -210,12 +210,16 @@ fn async_server_dies_of_sigterm_at_once_while_accept_keeps_failing() {
 /// connection then holds requests it does not read, and their number
 /// stays the same, as /proc/net/tcp shows.
 fn stuck_client(addr: &str) -> std::net::TcpStream {
+    stuck_client_sending(addr, &b"are you there?\n".repeat(1000))
+}
+
+/// `stuck_client`, sending `requests` again and again.
+fn stuck_client_sending(addr: &str, requests: &[u8]) -> std::net::TcpStream {
     let mut sock = connect(addr);
     sock.set_write_timeout(Some(Duration::from_millis(100)))
         .unwrap();
-    let requests = b"are you there?\n".repeat(1000);
     let started = Instant::now();
-    while sock.write_all(&requests).is_ok() {
+    while sock.write_all(requests).is_ok() {
         assert!(started.elapsed() < Duration::from_secs(30), "still read");
     }
     let server = sock.peer_addr().unwrap().port();
@@ -240,6 +244,31 @@ fn async_server_tells_a_client_that_it_is_busy_when_no_one_is_idle() {
     // Both slots hold a connection stuck in the middle of a reply.
     let _stuck = [stuck_client(&addr), stuck_client(&addr)];
     assert_eq!(ask(&addr, "third").unwrap(), "error: server busy\n");
+    drop(server);
+}
+
+#[test]
+fn async_server_tells_a_frames_client_that_it_is_busy_in_a_frame() {
+    // With `--frames length` the refusal is a frame too, as Listing
+    // 13-3's client reads it: not a line, whose first four bytes would be
+    // read as a length.
+    let (server, addr) = start_server(
+        SERVER,
+        &["127.0.0.1:0", "--frames", "length", "--max-conns", "1"],
+    );
+    let body = [b'x'; 60_000];
+    let frame = [&60_000_u32.to_be_bytes()[..], &body].concat();
+    let _stuck = stuck_client_sending(&addr, &frame);
+    // A client that sends nothing: the server does not wait for what a
+    // refused client sends, so one that sends may be reset first.
+    let mut refused = connect(&addr);
+    let mut reply = Vec::new();
+    refused.read_to_end(&mut reply).expect("a FIN, not a reset");
+    let busy = [&18_u32.to_be_bytes()[..], b"error: server busy"].concat();
+    assert_eq!(
+        reply.escape_ascii().to_string(),
+        busy.escape_ascii().to_string()
+    );
     drop(server);
 }
 
@@ -1483,5 +1512,43 @@ fn async_server_stops_on_a_signal_its_parent_had_blocked() {
         server.signal(stop);
         let out = server.finish();
         assert_died_of(&out, stop);
+    }
+}
+
+/// Every start step before the ready line names itself, as in Listings
+/// 10-1 and 29-1: strace makes one system call of each step fail.
+#[test]
+fn async_server_names_each_start_step_that_fails() {
+    if !have("strace") {
+        return;
+    }
+    for (call, errno, step) in [
+        ("socket", "EACCES", "cannot listen on 127.0.0.1:0: "),
+        ("setsockopt", "ENOBUFS", "cannot listen on 127.0.0.1:0: "),
+        ("listen", "ENOBUFS", "cannot listen on 127.0.0.1:0: "),
+        (
+            "getsockname",
+            "ENOBUFS",
+            "cannot read the address of 127.0.0.1:0: ",
+        ),
+    ] {
+        let mut command = std::process::Command::new("strace");
+        command
+            .args(["-f", "-q", "-o", "/dev/null", "-e"])
+            .arg(format!("trace={call}"))
+            .arg("-e")
+            .arg(format!("inject={call}:error={errno}"))
+            .args([SERVER, "127.0.0.1:0"]);
+        let out =
+            Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+        assert_exited_with(&out, 1);
+        assert!(out.stdout.is_empty(), "{call}: said {:?}", out.stdout);
+        let lines: Vec<_> = out.stderr.lines().collect();
+        let want = format!("async-server: {step}");
+        assert!(
+            lines.len() == 1 && lines[0].starts_with(&want),
+            "{call}: {:?}",
+            out.stderr
+        );
     }
 }
