@@ -587,9 +587,14 @@ fn answer(job: &mut Job, timeout: Duration) -> io::Result<Turn> {
             // is closing sends it back to this worker, to be timed.
             slot.set_idle(reader.buffer().is_empty());
             // No whole request is buffered, and others wait: back into
-            // the queue, with what has come of the next request.
-            if !reader.buffer().contains(&b'\n') && slot.others_wait() {
-                let deadline = reader.get_ref();
+            // the queue, with what has come of the next request. A line
+            // already too long is a whole request (its error): served on,
+            // since the queue, which looks only at the socket, would take
+            // it for a stalled one.
+            let deadline = reader.get_ref();
+            let buffered = reader.buffer().len() + deadline.carried.len();
+            let whole = reader.buffer().contains(&b'\n') || buffered > MAX_LINE;
+            if !whole && slot.others_wait() {
                 job.carried = [reader.buffer(), &deadline.carried].concat();
                 return Ok(Turn::Idle);
             }
