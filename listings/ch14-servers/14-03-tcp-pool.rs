@@ -251,6 +251,9 @@ struct Table {
     /// gets a time again must tell it.
     untimed: bool,
     open: HashMap<u64, (Arc<TcpStream>, Since)>,
+    /// How many bytes of its next request each connection put back in
+    /// the queue carries: they count toward a line too long.
+    carried: HashMap<u64, usize>,
 }
 
 /// What a connection is doing, and since when.
@@ -346,7 +349,8 @@ impl Conns {
             }
             let now = Instant::now();
             let mut next: Option<Instant> = None;
-            for (conn, since) in table.open.values_mut() {
+            let Table { open, carried, .. } = &mut *table;
+            for (id, (conn, since)) in open.iter_mut() {
                 let (Since::Idle(at) | Since::Request(at) | Since::Blocked(at)) =
                     *since
                 else {
@@ -355,7 +359,9 @@ impl Conns {
                 let due = at + EVICT_AFTER;
                 if due > now {
                     next = Some(next.map_or(due, |n| n.min(due)));
-                } else if matches!(since, Since::Idle(_)) && has_request(conn) {
+                } else if matches!(since, Since::Idle(_))
+                    && has_request(conn, carried.get(id).copied().unwrap_or(0))
+                {
                     // A whole request came while it was queued: a client
                     // waiting for a worker, not one that stalls.
                     *since = Since::Waiting;
@@ -392,6 +398,8 @@ impl Slot {
         let mut table = self.conns.lock();
         table.waiting -= 1;
         table.free -= 1;
+        // What it carried is its worker's buffer again.
+        table.carried.remove(&self.id);
         self.queued = false;
     }
 
@@ -402,11 +410,13 @@ impl Slot {
     }
 
     /// The connection goes back into the queue, waiting for (the rest
-    /// of) a request from now on; or, if the queue would not take it,
-    /// stays with its worker (`queued` false).
-    fn requeued(&mut self, queued: bool) {
+    /// of) a request from now on, of which it carries `carried` bytes; or,
+    /// if the queue would not take it, stays with its worker (`queued`
+    /// false).
+    fn requeued(&mut self, queued: bool, carried: usize) {
         let mut table = self.conns.lock();
         if queued {
+            table.carried.insert(self.id, carried);
             table.waiting += 1;
             if let Some((_, since)) = table.open.get_mut(&self.id) {
                 if !matches!(since, Since::Shut) {
@@ -415,6 +425,7 @@ impl Slot {
             }
             self.conns.changed.notify_all();
         } else {
+            table.carried.remove(&self.id);
             table.waiting -= 1;
         }
         self.queued = queued;
@@ -487,6 +498,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut table = self.conns.lock();
         table.open.remove(&self.id);
+        table.carried.remove(&self.id);
         if self.queued {
             table.waiting -= 1;
         }
@@ -494,9 +506,10 @@ impl Drop for Slot {
 }
 
 /// Whether a whole request waits on `conn`: a newline, or more bytes than
-/// a line may have, or the client's half-close after its last line. Looks
-/// without taking anything, and without waiting.
-fn has_request(conn: &TcpStream) -> bool {
+/// a line may have, with the `carried` ones a worker read already, or the
+/// client's half-close after its last line. Looks without taking
+/// anything, and without waiting.
+fn has_request(conn: &TcpStream, carried: usize) -> bool {
     // POLLRDHUP (Linux): the client has shut down its sending side.
     let rdhup = PollFlags::from_bits_retain(nix::libc::POLLRDHUP);
     let mut fds = [PollFd::new(conn.as_fd(), rdhup)];
@@ -504,7 +517,7 @@ fn has_request(conn: &TcpStream) -> bool {
     let mut start = [0; MAX_LINE + 1];
     let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
     let seen = recv(conn.as_raw_fd(), &mut start, flags).unwrap_or(0);
-    finished || seen > MAX_LINE || start[..seen].contains(&b'\n')
+    finished || seen + carried > MAX_LINE || start[..seen].contains(&b'\n')
 }
 
 /// Whether a connection waits in the listener's backlog. A listening
@@ -587,9 +600,14 @@ fn answer(job: &mut Job, timeout: Duration) -> io::Result<Turn> {
             // is closing sends it back to this worker, to be timed.
             slot.set_idle(reader.buffer().is_empty());
             // No whole request is buffered, and others wait: back into
-            // the queue, with what has come of the next request.
-            if !reader.buffer().contains(&b'\n') && slot.others_wait() {
-                let deadline = reader.get_ref();
+            // the queue, with what has come of the next request. A line
+            // already too long is a whole request (its error): served on,
+            // since the queue, which looks only at the socket, would take
+            // it for a stalled one.
+            let deadline = reader.get_ref();
+            let buffered = reader.buffer().len() + deadline.carried.len();
+            let whole = reader.buffer().contains(&b'\n') || buffered > MAX_LINE;
+            if !whole && slot.others_wait() {
                 job.carried = [reader.buffer(), &deadline.carried].concat();
                 return Ok(Turn::Idle);
             }
@@ -631,13 +649,14 @@ fn put_back(requeue: &Requeue, mut job: Job) -> Result<(), Job> {
     let Some(queue) = queue.as_ref() else {
         return Err(job);
     };
-    job.slot.requeued(true);
+    let carried = job.carried.len();
+    job.slot.requeued(true, carried);
     match queue.try_send(job) {
         Ok(()) => Ok(()),
         Err(
             TrySendError::Full(mut job) | TrySendError::Disconnected(mut job),
         ) => {
-            job.slot.requeued(false);
+            job.slot.requeued(false, 0);
             Err(job)
         }
     }

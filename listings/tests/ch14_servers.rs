@@ -931,6 +931,107 @@ fn pool_keeps_a_queued_client_whose_line_is_already_too_long() {
 }
 
 #[test]
+fn pool_answers_a_line_too_long_that_came_with_a_request_rather_than_queue_it()
+{
+    use nix::sys::signal::Signal;
+    // One worker, serving a client; a silent one waits in the queue. The
+    // client sends a line and, in the same segment, more than a line may
+    // have without a newline: once the line is answered, the rest is a
+    // whole request too (too long: it gets the error), not a client that
+    // stalls, and must not go back into the queue as one. There it would
+    // be marked idle with its socket empty (the bytes are the worker's),
+    // and the server is stopped for over a second, so that the sweep finds
+    // it a second old while the silent one holds the worker: shed, its
+    // client would never see the error.
+    let (server, addr) =
+        start_server(bin!("tcp-pool"), &["127.0.0.1:0", "--workers", "1"]);
+    let pid = server.pid();
+    let before = open_fds(pid);
+    let mut long = connect(&addr);
+    wait_until("the worker to take the client", || {
+        open_fds(pid) > before
+            && threads_blocked_in(pid, nix::libc::SYS_recvfrom) == 1
+    });
+    let silent = connect(&addr);
+    wait_until("the server to queue the silent client", || {
+        open_fds(pid) > before + 1
+    });
+    let mut sent = b"a\n".to_vec();
+    sent.extend_from_slice(&[b'x'; 2000]);
+    long.write_all(&sent).unwrap();
+    let mut reply = [0; 16];
+    long.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"server got: [a]\n");
+    // The worker waits in a read again: draining the long line, or, put
+    // back, serving the silent client.
+    wait_until("the worker to read again", || {
+        threads_blocked_in(pid, nix::libc::SYS_recvfrom) == 1
+    });
+    server.signal(Signal::SIGSTOP);
+    wait_until("the server to stop", || {
+        crate::support::all_threads_stopped(pid)
+    });
+    // Not a synchronisation: the age every connection must reach.
+    thread::sleep(Duration::from_millis(1100));
+    server.signal(Signal::SIGCONT);
+    let mut error = Vec::new();
+    long.shutdown(Shutdown::Write).unwrap();
+    long.read_to_end(&mut error).unwrap();
+    assert_eq!(
+        error.escape_ascii().to_string(),
+        "error: line longer than 1024 bytes\\n"
+    );
+    drop((silent, server));
+}
+
+#[test]
+fn pool_counts_what_a_queued_connection_carries_toward_a_line_too_long() {
+    use nix::sys::signal::Signal;
+    // As above, but the client sends a line and 600 bytes of the next,
+    // which goes back into the queue with them, and then 600 bytes more:
+    // a line too long, though its socket holds only 600 of it. The queue
+    // must count the bytes it carries, or take it for a stalled client.
+    let (server, addr) =
+        start_server(bin!("tcp-pool"), &["127.0.0.1:0", "--workers", "1"]);
+    let pid = server.pid();
+    let before = open_fds(pid);
+    let mut long = connect(&addr);
+    wait_until("the worker to take the client", || {
+        open_fds(pid) > before
+            && threads_blocked_in(pid, nix::libc::SYS_recvfrom) == 1
+    });
+    let silent = connect(&addr);
+    wait_until("the server to queue the silent client", || {
+        open_fds(pid) > before + 1
+    });
+    let mut sent = b"a\n".to_vec();
+    sent.extend_from_slice(&[b'x'; 600]);
+    long.write_all(&sent).unwrap();
+    let mut reply = [0; 16];
+    long.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"server got: [a]\n");
+    wait_until("the worker to serve the silent client", || {
+        threads_blocked_in(pid, nix::libc::SYS_recvfrom) == 1
+    });
+    long.write_all(&[b'x'; 600]).unwrap();
+    server.signal(Signal::SIGSTOP);
+    wait_until("the server to stop", || {
+        crate::support::all_threads_stopped(pid)
+    });
+    // Not a synchronisation: the age every connection must reach.
+    thread::sleep(Duration::from_millis(1100));
+    server.signal(Signal::SIGCONT);
+    let mut error = Vec::new();
+    long.shutdown(Shutdown::Write).unwrap();
+    long.read_to_end(&mut error).unwrap();
+    assert_eq!(
+        error.escape_ascii().to_string(),
+        "error: line longer than 1024 bytes\\n"
+    );
+    drop((silent, server));
+}
+
+#[test]
 fn pool_waits_without_spinning_and_sheds_only_for_a_client_in_the_backlog() {
     // 16 descriptors: twelve silent clients, each with a worker of its
     // own, fill them, and `accept` fails while nobody waits. The pool backs
