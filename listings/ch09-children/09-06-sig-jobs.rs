@@ -182,10 +182,17 @@ impl Drop for Unreaped {
     }
 }
 
-/// Puts back the terminal's `modes` if what is set differs from them (a
-/// job changed them and died); true if it did.
+/// Puts back the terminal's `modes` if what is set differs from them in
+/// any flag or control character (a job changed them and died); true if
+/// it did.
 fn put_back(modes: &Termios) -> nix::Result<bool> {
-    if tcgetattr(io::stdin())?.local_flags == modes.local_flags {
+    let now = tcgetattr(io::stdin())?;
+    if now.input_flags == modes.input_flags
+        && now.output_flags == modes.output_flags
+        && now.control_flags == modes.control_flags
+        && now.local_flags == modes.local_flags
+        && now.control_chars == modes.control_chars
+    {
         return Ok(false);
     }
     tcsetattr(io::stdin(), SetArg::TCSADRAIN, modes)?;

@@ -207,6 +207,12 @@ fn run() -> Result<Ending, Box<dyn Error>> {
     let addr = listener.local_addr().map_err(|err| {
         format!("cannot read the address of {}: {err}", args.addr)
     })?;
+    // Non-blocking for the poll loop (the naive loop blocks in `accept`).
+    if !args.flag_only {
+        listener.set_nonblocking(true).map_err(|err| {
+            format!("cannot make the listening socket non-blocking: {err}")
+        })?;
+    }
     // The last steps that can fail, before the line that says we are
     // ready: whoever waits for that line connects at once.
     start_log().map_err(|err| format!("cannot start the log thread: {err}"))?;
@@ -258,7 +264,6 @@ fn accept_until_signal(
     config_path: &Path,
     no_backoff: bool,
 ) -> io::Result<i32> {
-    listener.set_nonblocking(true)?;
     let mut backoff = Backoff::new();
     loop {
         // While backing off, the listener is left out of the poll, and the

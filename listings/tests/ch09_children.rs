@@ -709,6 +709,42 @@ fn sig_jobs_shell_puts_the_terminal_back_when_a_signal_kills_its_job() {
     assert!(echo(&term), "the shell left the terminal without echo");
 }
 
+/// The shell puts back every mode a killed job changed, not only the local
+/// flags: here the test turns off IXON (an input flag, as `stty -ixon`
+/// does) while the job reads its line, and SIGKILLs the job. (The shell
+/// compared only the local flags, found them equal, and left IXON off.)
+#[test]
+fn sig_jobs_shell_puts_back_input_flags_a_killed_job_changed() {
+    use nix::sys::termios::{InputFlags, SetArg, tcgetattr, tcsetattr};
+    let mut term = Terminal::start(bin!("sig-jobs"));
+    term.expect("Shell: starting a job in the background");
+    term.expect("Job: reading the terminal");
+    let job = term.expect(
+        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
+    );
+    let job = Pid::from_raw(job[1].parse().unwrap());
+    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    let ixon = |term: &Terminal| {
+        tcgetattr(&term.master)
+            .unwrap()
+            .input_flags
+            .contains(InputFlags::IXON)
+    };
+    assert!(ixon(&term), "the terminal starts with IXON");
+    let mut changed = tcgetattr(&term.master).unwrap();
+    changed.input_flags.remove(InputFlags::IXON);
+    tcsetattr(&term.master, SetArg::TCSANOW, &changed).unwrap();
+    nix::sys::signal::kill(job, nix::sys::signal::Signal::SIGKILL).unwrap();
+    // "continued" only if the shell collected it before the kill.
+    term.expect(&format!(
+        r"Shell: the job, pid {job}, (continued, then )?was killed by SIGKILL"
+    ));
+    term.expect("Shell: the terminal's modes put back");
+    let status = term.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(ixon(&term), "the shell left IXON off");
+}
+
 /// The shell killed while its job has the terminal: the job's group is
 /// orphaned, and the kernel drops the job's own SIGTSTP (`get_signal()`,
 /// kernel/signal.c, Linux 6.18). Ctrl-Z then has the job put the terminal

@@ -1618,6 +1618,40 @@ fn daemons_name_the_step_when_reading_their_address_fails() {
     }
 }
 
+/// Making the listener non-blocking is a step of the start too: it fails
+/// before the ready line, naming itself. std does it with
+/// `ioctl(FIONBIO)`; the listener's is 10-1's fourth (after its three
+/// wake-up channels') and 10-2's first. (10-1 made it after the line, with
+/// a bare "Bad file descriptor".) Linux 6.18, strace 6.1.
+#[test]
+fn daemons_name_the_step_when_making_their_listener_non_blocking_fails() {
+    if !have("strace") {
+        return;
+    }
+    for (bin, nth) in [(bin!("sig-daemon"), 4), (bin!("sig-notify"), 1)] {
+        let mut command = std::process::Command::new("strace");
+        command
+            .args(["-q", "-o", "/dev/null", "-e", "trace=ioctl"])
+            .arg(format!("--inject=ioctl:error=EBADF:when={nth}"))
+            .args([bin, "127.0.0.1:0"]);
+        let out =
+            Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+        assert_exited_with(&out, 1);
+        assert!(out.stdout.is_empty(), "{bin}: said {:?}", out.stdout);
+        let name = Path::new(bin).file_name().unwrap().to_str().unwrap();
+        let want = format!(
+            "{name}: cannot make the listening socket non-blocking: \
+             Bad file descriptor"
+        );
+        let lines: Vec<_> = out.stderr.lines().collect();
+        assert!(
+            lines.len() == 1 && lines[0].starts_with(&want),
+            "{bin}: {:?}",
+            out.stderr
+        );
+    }
+}
+
 /// Listing 10-2 the same: no "Listening on …" (nor READY=1, which comes
 /// after it) from a start that then fails.
 #[test]
