@@ -240,8 +240,8 @@ fn passed_signals() -> SigSet {
 fn die_with_parent(command: &mut Command) {
     let parent = getpid();
     // SAFETY: the closure runs between fork and exec, and makes only
-    // async-signal-safe system calls (sigaction, prctl, getppid); it
-    // allocates nothing.
+    // async-signal-safe system calls (sigaction, pthread_sigmask, prctl,
+    // getppid); it allocates nothing.
     unsafe {
         command.pre_exec(move || {
             // Until exec, this stage has our handlers, and ours catch the

@@ -16,19 +16,21 @@ use std::env;
 use std::error::Error;
 use std::ffi::CString;
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
-use std::os::fd::OwnedFd;
+use std::io::{self, ErrorKind, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::raw::c_char;
 use std::os::unix::ffi::OsStringExt;
 use std::process::{self, Command, ExitCode, Stdio};
 use std::ptr;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::libc::c_int;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{
-    SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction,
-    signal, sigprocmask,
+    SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, kill,
+    sigaction, signal, sigprocmask,
 };
 use nix::sys::stat::fstat;
 use nix::sys::wait::waitpid;
@@ -99,6 +101,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     result
 }
 
+/// How long `cat` has to echo our line.
+const ECHO_LIMIT: Duration = Duration::from_secs(5);
+
 /// Checks that `cat` runs, prints what it inherited, and reaps it.
 fn report(
     pid: Pid,
@@ -109,20 +114,54 @@ fn report(
     // Proof that `cat` runs its own code: exec is over. Whatever else
     // runs under that name, or a `cat` that died, fails the proof, and
     // is reaped and reported, not described as if it were `cat`.
-    let mut stdout = BufReader::new(stdout);
-    let mut line = String::new();
+    let deadline = Instant::now() + ECHO_LIMIT;
     let echoed = stdin
         .write_all(b"ready\n")
-        .and_then(|()| stdout.read_line(&mut line));
-    if echoed.is_err() || line != "ready\n" {
+        .and_then(|()| line_before(&stdout, deadline));
+    if !matches!(&echoed, Ok(Some(line)) if line == "ready\n") {
+        // A program that reads and does not answer, such as `sort`,
+        // would keep us waiting: not reaped, the pid is still its own.
+        // Killed before its input ends, so that the status says so.
+        let _ = kill(pid, Signal::SIGKILL);
         drop(stdin);
         let status = waitpid(pid, None)?;
-        return Err(format!("cat did not echo our line: {status:?}").into());
+        let within = match echoed {
+            Ok(None) => format!(" within {} s", ECHO_LIMIT.as_secs()),
+            _ => String::new(),
+        };
+        return Err(
+            format!("cat did not echo our line{within}: {status:?}").into()
+        );
     }
     writeln!(io::stdout(), "{}", inherited(pid.as_raw() as u32, pipes)?)?;
     drop(stdin); // The end of cat's input: it exits.
     waitpid(pid, None)?;
     Ok(())
+}
+
+/// One line from `from`, or `None` if none has come by `deadline`. The
+/// end of the stream before a newline gives what came.
+fn line_before(from: &File, deadline: Instant) -> io::Result<Option<String>> {
+    let mut line = Vec::new();
+    let mut byte = [0];
+    while line.last() != Some(&b'\n') {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let limit = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(from.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, limit) {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(err) => return Err(err.into()),
+        }
+        match (&*from).read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) => line.push(byte[0]),
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(Some(String::from_utf8_lossy(&line).into_owned()))
 }
 
 // ANCHOR: clean_slate

@@ -143,6 +143,38 @@ fn proc_exec_fails_when_cat_does_not_echo_its_line() {
     }
 }
 
+/// A `cat` that reads its input and does not echo it line by line (here
+/// `sort`, which answers only at the end of its input): the line never
+/// comes back, and the listing, which keeps `cat`'s stdin open while it
+/// waits, must give up after its limit, kill the stand-in and reap it. It
+/// used to wait for the line for ever, both ways.
+#[test]
+fn proc_exec_gives_up_on_a_cat_that_never_echoes() {
+    let Some(sort) = ["/usr/bin/sort", "/bin/sort"]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).exists())
+    else {
+        return;
+    };
+    // A link, as above.
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(sort, dir.path().join("cat")).unwrap();
+    for way in ["fork", "command"] {
+        let mut command = Command::new(bin_path("proc-exec"));
+        command.arg(way).env("PATH", dir.path());
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        assert_eq!(out.status.code(), Some(1), "{way}: {}", out.stderr);
+        assert!(
+            out.stderr.starts_with(
+                "proc-exec: cat did not echo our line within 5 s: "
+            ) && out.stderr.contains("SIGKILL")
+                && out.stderr.lines().count() == 1,
+            "{way}: {}",
+            out.stderr
+        );
+    }
+}
+
 /// A report that cannot be written once `cat` runs: the reader of the
 /// listing's stdout leaves after the line `cat, started by …`, and only
 /// then does a stand-in `cat`, first on PATH, echo the line the listing
