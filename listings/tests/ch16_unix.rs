@@ -1508,6 +1508,24 @@ fn unix_pair_reaps_its_child_when_its_output_fails() {
     assert_eq!(reaped, forked, "reaped before it exited:\n{text}");
 }
 
+/// An ignored SIGCHLD passes through `exec`, and then the kernel reaps
+/// the child itself and `waitpid` fails with ECHILD (Chapter 4 shows it).
+/// The listing gives SIGCHLD its default back before it forks, so a
+/// parent that left it ignored (`env --ignore-signal`) gets the same talk
+/// and the same ending as any other. Seen on Linux 6.18: before the fix,
+/// the three pings, then `unix-pair: ECHILD: No child processes`.
+#[test]
+fn unix_pair_reaps_its_child_when_started_with_sigchld_ignored() {
+    let mut command = std::process::Command::new("env");
+    command.args(["--ignore-signal=CHLD", bin!("unix-pair")]);
+    let out =
+        Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+    let linux = crate::support::kernel();
+    assert!(out.status.success(), "{} (Linux {linux})", out.stderr);
+    assert_eq!(out.stdout.len(), 4, "{:?}", out.stdout);
+    assert!(out.stdout[3].ends_with(" exited"), "{:?}", out.stdout);
+}
+
 #[test]
 fn a_seqpacket_socketpair_keeps_message_boundaries() {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
