@@ -34,6 +34,7 @@ fn main() -> ExitCode {
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
+    keep_zombies()?;
     let count = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Two connected sockets, each open for reading and writing.
     let (parent_end, child_end) = UnixStream::pair()?;
@@ -117,6 +118,17 @@ fn restore_sigpipe() -> nix::Result<()> {
     // A parent that blocked SIGPIPE passed its mask on through `exec`:
     // blocked, the signal would only wait, and `println!` would panic.
     SigSet::from(Signal::SIGPIPE).thread_unblock()
+}
+
+/// Gives SIGCHLD its default action back. A parent that left it ignored
+/// passed that on through `exec` (Chapter 24), and then the kernel reaps
+/// our children itself: every wait fails with ECHILD, and a child's pid,
+/// or its group's id, may go to a stranger as soon as the child exits,
+/// while we may still signal it.
+fn keep_zombies() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
+    Ok(())
 }
 
 /// Reads `[--count N]`.

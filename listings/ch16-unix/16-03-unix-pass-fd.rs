@@ -29,6 +29,7 @@ use nix::sys::socket::{
 };
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+use socket2::{Domain, SockAddr, Socket, Type};
 
 const USAGE: &str =
     "usage: unix-pass-fd serve PATH FILE [--count N] | fetch PATH";
@@ -271,11 +272,41 @@ fn out_of_resources(err: &io::Error) -> bool {
 
 // ANCHOR: fetch
 /// Connects, receives a descriptor, and copies what it reads to stdout.
+/// Ten seconds in all, to connect and to receive.
 fn fetch(path: &Path) -> Result<(), Box<dyn Error>> {
-    let sock = UnixStream::connect(path)?;
-    let (_name, fd) = receive_fd(&sock, Duration::from_secs(10))?;
+    let by = Instant::now() + Duration::from_secs(10);
+    let sock = connect_by(path, by)?;
+    let left = by.saturating_duration_since(Instant::now());
+    let (_name, fd) = receive_fd(&sock, left)?;
     io::copy(&mut File::from(fd), &mut io::stdout().lock())?;
     Ok(())
+}
+
+/// Connects to the socket at `path`, waiting until `by` at most. While
+/// the server's queue is full, `connect` waits for it to accept, for ever
+/// unless the socket's send timeout (SO_SNDTIMEO) bounds the wait
+/// (`unix_stream_connect()` in `net/unix/af_unix.c`). `UnixStream::connect`
+/// cannot set it first; socket2 can, and opens the socket close-on-exec.
+fn connect_by(path: &Path, by: Instant) -> Result<UnixStream, Box<dyn Error>> {
+    let sock = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    let addr = SockAddr::unix(path)?;
+    loop {
+        let left = by.saturating_duration_since(Instant::now());
+        sock.set_write_timeout(Some(left.max(Duration::from_millis(1))))?;
+        match sock.connect(&addr) {
+            Ok(()) => break,
+            // Stopped and continued: the wait fails with EINTR, and the
+            // socket is as it was (a Unix connect is all or nothing).
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            // The time has passed, and the queue is still full.
+            Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                return Err("timed out waiting for the server to accept".into());
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    sock.set_write_timeout(None)?;
+    Ok(sock.into())
 }
 // ANCHOR_END: fetch
 

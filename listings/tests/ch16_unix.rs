@@ -1508,6 +1508,24 @@ fn unix_pair_reaps_its_child_when_its_output_fails() {
     assert_eq!(reaped, forked, "reaped before it exited:\n{text}");
 }
 
+/// An ignored SIGCHLD passes through `exec`, and then the kernel reaps
+/// the child itself and `waitpid` fails with ECHILD (Chapter 4 shows it).
+/// The listing gives SIGCHLD its default back before it forks, so a
+/// parent that left it ignored (`env --ignore-signal`) gets the same talk
+/// and the same ending as any other. Seen on Linux 6.18: before the fix,
+/// the three pings, then `unix-pair: ECHILD: No child processes`.
+#[test]
+fn unix_pair_reaps_its_child_when_started_with_sigchld_ignored() {
+    let mut command = std::process::Command::new("env");
+    command.args(["--ignore-signal=CHLD", bin!("unix-pair")]);
+    let out =
+        Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+    let linux = crate::support::kernel();
+    assert!(out.status.success(), "{} (Linux {linux})", out.stderr);
+    assert_eq!(out.stdout.len(), 4, "{:?}", out.stdout);
+    assert!(out.stdout[3].ends_with(" exited"), "{:?}", out.stdout);
+}
+
 #[test]
 fn a_seqpacket_socketpair_keeps_message_boundaries() {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
@@ -2217,6 +2235,48 @@ fn fetch_says_it_timed_out_when_no_descriptor_comes() {
     assert_eq!(
         out.stderr,
         format!("unix-pass-fd: {path}: timed out waiting for the descriptor\n")
+    );
+}
+
+#[test]
+fn fetch_gives_up_on_a_server_whose_queue_is_full() {
+    // Linux 6.18: a Unix stream `connect` to a listener whose queue is
+    // full waits until the server accepts (`unix_stream_connect()`), for
+    // ever unless the socket's SO_SNDTIMEO bounds it. A listener with a
+    // backlog of 0 that never accepts, one client queued: fetch must end
+    // within its ten seconds and say why. Before the fix it hung in
+    // `connect` (wchan `unix_wait_for_peer`).
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir, "full.sock");
+    let listener = socket2::Socket::new(
+        socket2::Domain::UNIX,
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    listener
+        .bind(&socket2::SockAddr::unix(&path).unwrap())
+        .unwrap();
+    listener.listen(0).unwrap();
+    // One connection waiting fills a queue of 0: its length is over it.
+    let _queued = UnixStream::connect(&path).unwrap();
+    let started = std::time::Instant::now();
+    let fetch = Listing::start(bin!("unix-pass-fd"), &["fetch", &path]);
+    crate::support::wait_until("fetch to end, or 20 s", || {
+        is_dead(fetch.pid()) || started.elapsed() > Duration::from_secs(20)
+    });
+    let linux = crate::support::kernel();
+    assert!(
+        is_dead(fetch.pid()),
+        "fetch still waits after 20 s (Linux {linux})"
+    );
+    let out = fetch.finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "unix-pass-fd: {path}: timed out waiting for the server to accept\n"
+        )
     );
 }
 

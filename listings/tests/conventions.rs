@@ -893,7 +893,6 @@ const ECHILD_WHEN_SIGCHLD_IGNORED: &[&str] = &[
     "pipe-lines",
     "fork-exit",
     // Still to fix.
-    "unix-pair",
     "orphan-hangup",
     "bench-pingpong",
 ];
