@@ -5,6 +5,7 @@
 use crate::support::{
     Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
     cargo_run, have, run, shell, signal_after_iterator_closes,
+    start_with_pending,
 };
 
 /// The number a listing printed just before " (measured)".
@@ -63,6 +64,28 @@ fn sig_timers_posix_timers_carry_values_and_count_overruns() {
         &[],
         &out.stdout,
     );
+}
+
+/// Real-time signals queue: a parent that blocked them may leave several
+/// of each pending, and `exec` keeps them all. Listing 11-2 must throw
+/// every one away before it starts its timers, not just the first, or a
+/// leftover passes for a timer's signal.
+#[test]
+fn sig_timers_throws_away_every_queued_signal_its_parent_left() {
+    let pending = "RTMIN,RTMIN,RTMIN,RTMIN+1,RTMIN+1,RTMIN+2";
+    let out = start_with_pending(pending, bin!("sig-timers"), &[]).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let lines = &out.stdout;
+    assert_eq!(lines.len(), 8, "{lines:?}");
+    assert!(
+        lines[2].starts_with("Took SIGRTMIN with value 1 after"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[3].starts_with("Took SIGRTMIN+1 with value 2 after"),
+        "{lines:?}"
+    );
+    assert!(measured(&lines[5]) >= 5.0, "{}", lines[5]);
 }
 
 #[test]
