@@ -186,15 +186,32 @@ fn udp_client_gives_up_after_its_tries_each_twice_as_long() {
     drop(server);
 }
 
+/// A UDP port of 127.0.0.1 where nobody listens, held for as long as the
+/// socket returned lives. Linux 6.18: the socket is bound, so that no
+/// other program can take the port, and connected to itself, so that it
+/// accepts datagrams from itself only: a datagram from anyone else finds
+/// no socket, and the kernel answers it with ICMP "port unreachable". (A
+/// port bound a moment ago and closed is free for any program to take.)
+fn a_port_nobody_listens_on() -> (UdpSocket, SocketAddr) {
+    let held = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap();
+    held.connect(addr).unwrap();
+    let taken = UdpSocket::bind(addr).map(|_| ());
+    assert!(
+        taken
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrInUse),
+        "another socket could bind {addr}: {taken:?}"
+    );
+    (held, addr)
+}
+
 #[test]
 fn a_connected_udp_client_hears_that_nobody_listens() {
     // Linux 6.18: the ICMP "port unreachable" of a loopback port comes
     // back to a connected socket as ECONNREFUSED (__udp4_lib_err).
-    // A port nobody listens on: bound a moment ago, and closed.
-    let addr = {
-        let gone = UdpSocket::bind("127.0.0.1:0").unwrap();
-        gone.local_addr().unwrap().to_string()
-    };
+    let (_held, addr) = a_port_nobody_listens_on();
+    let addr = addr.to_string();
     let started = Instant::now();
     let out = run(bin!("udp-request"), &[&addr, "hello"]);
     assert_eq!(out.status.code(), Some(1));
@@ -281,10 +298,7 @@ fn a_connected_udp_socket_reports_a_refusal_once_to_the_next_call_even_a_send()
     // `poll` reports it as POLLERR, and the next call, here a `send`,
     // fails with it and clears it: the datagram is not sent, and the
     // `recv` after it has nothing to report.
-    let addr = {
-        let gone = UdpSocket::bind("127.0.0.1:0").unwrap();
-        gone.local_addr().unwrap()
-    };
+    let (_held, addr) = a_port_nobody_listens_on();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.connect(addr).unwrap();
     sock.send(b"1 hello").unwrap();
