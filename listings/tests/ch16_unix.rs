@@ -1452,6 +1452,30 @@ fn unix_pair_parent_and_child_talk_both_ways() {
     );
 }
 
+/// Each line goes to the socket in one system call. `writeln!` on a
+/// socket, which has no buffer, writes each piece of its format on its
+/// own: "ping ", the number, "\n", each a `sendto` of its own (and, on a
+/// stream, a segment), and, on a `SOCK_SEQPACKET` pair, a message.
+#[test]
+fn unix_pair_sends_each_line_in_one_write() {
+    if !have("strace") {
+        return;
+    }
+    let tmp = TempDir::new().unwrap();
+    let trace = tmp.path().join("trace");
+    let trace = trace.to_str().unwrap();
+    let args = ["-f", "-qq", "-o", trace, "-e", "trace=sendto,sendmsg"];
+    let mut args = args.to_vec();
+    args.extend([bin!("unix-pair"), "--count", "3"]);
+    let out = run("strace", &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    let text = fs::read_to_string(trace).unwrap();
+    let sends: Vec<&str> =
+        text.lines().filter(|l| l.contains("send")).collect();
+    // Three pings and three pongs.
+    assert_eq!(sends.len(), 6, "{sends:#?}");
+}
+
 #[test]
 fn unix_pair_child_ends_when_the_parent_is_killed() {
     let mut pair = Listing::start(bin!("unix-pair"), &["--count", "100000000"]);
