@@ -80,7 +80,9 @@ fn parent(sock: UnixStream, count: usize) -> Result<(), Box<dyn Error>> {
     let mut writer = &sock;
     let me = getpid();
     for n in 1..=count {
-        writeln!(writer, "ping {n}")?;
+        // One write per line: `writeln!` on a socket, which has no
+        // buffer, would send each piece of the format on its own.
+        writer.write_all(format!("ping {n}\n").as_bytes())?;
         let mut answer = String::new();
         if answers.read_line(&mut answer)? == 0 {
             return Err("the child hung up".into());
@@ -103,7 +105,8 @@ fn child(sock: UnixStream) -> io::Result<()> {
     for line in BufReader::new(&sock).lines() {
         let line = line?;
         let number = line.strip_prefix("ping ").unwrap_or(&line);
-        writeln!(writer, "pong {number} from Child {me}")?;
+        let answer = format!("pong {number} from Child {me}\n");
+        writer.write_all(answer.as_bytes())?;
     }
     Ok(())
 }

@@ -186,15 +186,40 @@ fn udp_client_gives_up_after_its_tries_each_twice_as_long() {
     drop(server);
 }
 
+/// A UDP port of 127.0.0.1 where nobody listens, held for as long as the
+/// socket returned lives (`hold`). A port bound a moment ago and closed
+/// is free for any program to take.
+fn a_port_nobody_listens_on() -> (UdpSocket, SocketAddr) {
+    let held = hold(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let addr = held.local_addr().unwrap();
+    (held, addr)
+}
+
+/// A socket that holds `addr` where nobody listens. Linux 6.18: it is
+/// bound, so that no other program can take the address, and connected
+/// to itself, so that it accepts datagrams from itself only: a datagram
+/// from anyone else finds no socket, and the kernel answers it with ICMP
+/// "port unreachable". Fails if another socket has the address already.
+fn hold(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let held = UdpSocket::bind(addr)?;
+    let addr = held.local_addr()?;
+    held.connect(addr)?;
+    let taken = UdpSocket::bind(addr).map(|_| ());
+    assert!(
+        taken
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrInUse),
+        "another socket could bind {addr}: {taken:?}"
+    );
+    Ok(held)
+}
+
 #[test]
 fn a_connected_udp_client_hears_that_nobody_listens() {
     // Linux 6.18: the ICMP "port unreachable" of a loopback port comes
     // back to a connected socket as ECONNREFUSED (__udp4_lib_err).
-    // A port nobody listens on: bound a moment ago, and closed.
-    let addr = {
-        let gone = UdpSocket::bind("127.0.0.1:0").unwrap();
-        gone.local_addr().unwrap().to_string()
-    };
+    let (_held, addr) = a_port_nobody_listens_on();
+    let addr = addr.to_string();
     let started = Instant::now();
     let out = run(bin!("udp-request"), &[&addr, "hello"]);
     assert_eq!(out.status.code(), Some(1));
@@ -215,9 +240,18 @@ fn udp_client_tries_the_next_address_of_a_name_that_refuses() {
     }
     // A server on 127.0.0.1 only, and Debian's /etc/hosts, in a mount
     // namespace of the client's own: `localhost` names ::1 first, where
-    // nobody listens, and the refusal comes back at once.
-    let (server, addr) =
-        start_server(bin!("udp-echo"), &["127.0.0.1:0", "--count", "2"]);
+    // nobody listens, and the refusal comes back at once. Nobody: the
+    // server's port on ::1 is held for the test, or, if another program
+    // has it, a new server is started.
+    let (server, addr, _held) = (0..20)
+        .find_map(|_| {
+            let args = ["127.0.0.1:0", "--count", "2"];
+            let (server, addr) = start_server(bin!("udp-echo"), &args);
+            let port = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+            let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+            Some((server, addr, hold(v6).ok()?))
+        })
+        .expect("a port free on ::1 for one of 20 servers");
     let port = addr.rsplit_once(':').unwrap().1;
     let target = format!("localhost:{port}");
     let out = run_with_hosts(
@@ -281,10 +315,7 @@ fn a_connected_udp_socket_reports_a_refusal_once_to_the_next_call_even_a_send()
     // `poll` reports it as POLLERR, and the next call, here a `send`,
     // fails with it and clears it: the datagram is not sent, and the
     // `recv` after it has nothing to report.
-    let addr = {
-        let gone = UdpSocket::bind("127.0.0.1:0").unwrap();
-        gone.local_addr().unwrap()
-    };
+    let (_held, addr) = a_port_nobody_listens_on();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.connect(addr).unwrap();
     sock.send(b"1 hello").unwrap();

@@ -2,7 +2,7 @@
 //! (`net-dual-stack`), 18-3 (`net-reuse`), 18-4 (`net-nagle`), 18-5
 //! (`net-keepalive`) and 18-6 (`net-handover`).
 
-use std::net::TcpListener;
+use std::net::{Ipv6Addr, TcpListener};
 use std::time::Duration;
 
 use crate::line_server::start_server;
@@ -42,10 +42,27 @@ fn net_resolve_tries_every_address_in_order_until_one_accepts() {
     // Debian's /etc/hosts, given to the client in a mount namespace of
     // its own. The order of the file does not matter: getaddrinfo sorts
     // the addresses (RFC 6724) and puts ::1 first.
-    let (server, addr) = start_server(
-        bin!("tcp-lines"),
-        &unless_blessing(&["server", "--count", "1"], "127.0.0.1:0"),
-    );
+    // Nobody listens on ::1 at the server's port: the port is held there
+    // for the test by a socket that does not listen, or, if another
+    // program has it, a new server is started.
+    let (server, addr, _held) = (0..20)
+        .find_map(|_| {
+            let (server, addr) = start_server(
+                bin!("tcp-lines"),
+                &unless_blessing(&["server", "--count", "1"], "127.0.0.1:0"),
+            );
+            let port = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+            let v6 = std::net::SocketAddr::from((Ipv6Addr::LOCALHOST, port));
+            let held = socket2::Socket::new(
+                socket2::Domain::IPV6,
+                socket2::Type::STREAM,
+                None,
+            )
+            .unwrap();
+            held.bind(&v6.into()).ok()?;
+            Some((server, addr, held))
+        })
+        .expect("a port free on ::1 for one of 20 servers");
     let port = addr.rsplit_once(':').unwrap().1;
     let target = format!("localhost:{port}");
     let out = run_with_hosts(DEBIAN_HOSTS, bin!("net-resolve"), &[&target]);
