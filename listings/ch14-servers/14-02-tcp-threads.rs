@@ -236,6 +236,13 @@ impl Slot {
         }
     }
 
+    /// Whether `Conns::take` closed the connection to make room. Its
+    /// reads then return what was queued and then 0, our own shutdown,
+    /// not the client's (Chapter 13), and its writes fail with EPIPE.
+    fn evicted(&self) -> bool {
+        !self.conns.lock().open.contains_key(&self.id)
+    }
+
     /// A byte of a request has come: an idle connection is busy from now
     /// on; a busy one stays busy since its request began.
     fn request_begun(&self) {
@@ -277,13 +284,19 @@ fn serve(conn: &TcpStream, slot: &Slot, timeout: Duration) {
         // Reset before we got to it: nothing to serve.
         Err(err) => return log(format_args!("a client: {err}")),
     };
-    let answered = answer(conn, slot, timeout);
+    let mut lines = 0;
+    let answered = answer(conn, slot, timeout, &mut lines);
     // The client sees the end of the stream now, not once the log line
     // is written: writing it waits while the log's reader does (a paused
     // terminal, a stuck log collector).
     let _ = conn.shutdown(Shutdown::Write);
     match answered {
-        Ok(lines) => {
+        // Closed to make room (`Conns::take`): what failed after that, a
+        // reply to half a request, failed because of us, not the client.
+        Err(err) if !slot.evicted() => {
+            log(format_args!("{peer}: {}", explain(&err)));
+        }
+        _ => {
             let logged =
                 writeln!(io::stdout(), "{peer}: answered {lines} lines");
             // Nobody reads the log any more: the server ends, at the
@@ -292,26 +305,25 @@ fn serve(conn: &TcpStream, slot: &Slot, timeout: Duration) {
                 LOG_CLOSED.store(true, Ordering::Relaxed);
             }
         }
-        Err(err) => log(format_args!("{peer}: {}", explain(&err))),
     }
 }
 
 /// Set once writing the log has failed with `BrokenPipe`.
 static LOG_CLOSED: AtomicBool = AtomicBool::new(false);
 
-/// Answers every line of one connection; returns how many.
+/// Answers every line of one connection, counting them in `answered`.
 fn answer(
     conn: &TcpStream,
     slot: &Slot,
     timeout: Duration,
-) -> io::Result<usize> {
+    answered: &mut usize,
+) -> io::Result<()> {
     let mut reader = BufReader::new(Deadline {
         conn,
         by: Instant::now(),
         slot,
     });
     let mut line = Vec::new();
-    let mut answered = 0;
     loop {
         // Each request must arrive whole within `timeout`: a client that
         // sends one byte a second cannot hold the connection for longer.
@@ -319,7 +331,7 @@ fn answer(
         // Idle from now on (from `accept` for the first request), unless
         // the next request is in the buffer already; the first byte of a
         // request marks it busy (`Deadline::read`).
-        if answered > 0 {
+        if *answered > 0 {
             slot.set_idle(reader.buffer().is_empty());
         }
         match read_line(&mut reader, &mut line)? {
@@ -329,7 +341,7 @@ fn answer(
                 reply.extend_from_slice(b"]\n");
                 // And each reply must be taken within `timeout`.
                 write_all_by(conn, &reply, Instant::now() + timeout)?;
-                answered += 1;
+                *answered += 1;
             }
             Line::TooLong => {
                 let error =
@@ -341,7 +353,7 @@ fn answer(
                     format!("a line longer than {MAX_LINE} bytes"),
                 ));
             }
-            Line::End => return Ok(answered),
+            Line::End => return Ok(()),
         }
     }
 }

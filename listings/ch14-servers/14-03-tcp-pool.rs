@@ -403,6 +403,14 @@ impl Slot {
         self.queued = false;
     }
 
+    /// Whether the evicting thread shut the connection down. Its reads
+    /// then return what was queued and then 0, our own shutdown, not the
+    /// client's (Chapter 13), and its writes fail with EPIPE.
+    fn shed(&self) -> bool {
+        let table = self.conns.lock();
+        matches!(table.open.get(&self.id), Some((_, Since::Shut)))
+    }
+
     /// Whether connections wait in the queue with no worker free.
     fn others_wait(&self) -> bool {
         let table = self.conns.lock();
@@ -550,7 +558,12 @@ fn serve(mut job: Job, timeout: Duration, requeue: &Requeue) {
     // terminal, a stuck log collector).
     let _ = conn.shutdown(Shutdown::Write);
     match answered {
-        Ok(_) => {
+        // Shed to make room: what failed after that, a reply to half a
+        // request or to a client that took none, failed because of us.
+        Err(err) if !job.slot.shed() => {
+            log(format_args!("{peer}: {}", explain(&err)));
+        }
+        _ => {
             let lines = job.answered;
             let logged =
                 writeln!(io::stdout(), "{peer}: answered {lines} lines");
@@ -560,7 +573,6 @@ fn serve(mut job: Job, timeout: Duration, requeue: &Requeue) {
                 LOG_CLOSED.store(true, Ordering::Relaxed);
             }
         }
-        Err(err) => log(format_args!("{peer}: {}", explain(&err))),
     }
 }
 

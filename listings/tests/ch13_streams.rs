@@ -347,6 +347,40 @@ fn length_server_gives_a_silent_client_one_timeout_not_two() {
 }
 
 #[test]
+fn length_server_is_held_past_its_timeout_by_a_client_that_trickles_a_frame() {
+    // The timeout bounds each read, not the frame: a client that sends a
+    // byte of its frame every five seconds satisfies every read, and holds
+    // the one-at-a-time server for longer than the ten-second timeout.
+    let (server, addr) = start_server(
+        bin!("tcp-length"),
+        &["server", "127.0.0.1:0", "--count", "2"],
+    );
+    let mut slow = connect(&addr);
+    slow.write_all(b"\0\0\0\x03").unwrap();
+    let started = Instant::now();
+    let trickler = std::thread::spawn(move || {
+        for byte in [b"a", b"b", b"c"] {
+            std::thread::sleep(Duration::from_secs(5)); // The pace.
+            slow.write_all(byte).unwrap();
+        }
+        slow.shutdown(Shutdown::Write).unwrap();
+        let mut reply = Vec::new();
+        slow.read_to_end(&mut reply).unwrap();
+        reply
+    });
+    let mut next = connect(&addr);
+    next.write_all(b"\0\0\0\x02hi").unwrap();
+    next.shutdown(Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    next.read_to_end(&mut reply).unwrap();
+    let waited = started.elapsed();
+    assert_eq!(reply, b"\0\0\0\x10server got: [hi]");
+    assert!(waited > Duration::from_secs(12), "served after {waited:?}");
+    assert_eq!(trickler.join().unwrap(), b"\0\0\0\x11server got: [abc]");
+    assert!(server.finish().status.success());
+}
+
+#[test]
 fn with_capacity_session_matches_the_book() {
     let _port = default_port();
     let server_args = ["server", "--count", "1", "--with-capacity"];

@@ -1204,12 +1204,15 @@ fn pool_does_not_log_the_connections_it_shed_as_errors_of_their_clients() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     // One worker, kept by a client that sends a request every 100 ms and
-    // so is never idle for a second. Behind it, ten idle clients wait in
-    // the queue; after a second the pool sheds them, and each closes as
-    // soon as it sees the end of the stream, as an attacker that
-    // reconnects would. When the worker takes them, they are over on
-    // both sides: `peer_addr` fails with ENOTCONN, and the pool used to
-    // log a client's error for each connection it had shed itself.
+    // so is never idle for a second. Behind it, ten clients wait in the
+    // queue, idle, or stalled after one byte of a request; after a second
+    // the pool sheds them, and each closes as soon as it sees the end of
+    // the stream, as an attacker that reconnects would. When the worker
+    // takes them, they are over on both sides: `peer_addr` fails with
+    // ENOTCONN, and the pool used to log a client's error for each
+    // connection it had shed itself. A stalled one's byte, read after
+    // the pool's own shutdown, made a reply whose write failed: logged as
+    // the client's "Broken pipe", until the worker learned it was shed.
     let (server, addr) = start_server(
         bin!("tcp-pool"),
         &["127.0.0.1:0", "--workers", "1", "--count", "11"],
@@ -1236,7 +1239,11 @@ fn pool_does_not_log_the_connections_it_shed_as_errors_of_their_clients() {
             chatty.read_to_end(&mut rest).unwrap();
         }
     });
-    for mut sock in silent_clients(&addr, 10) {
+    let mut shed = silent_clients(&addr, 10);
+    for sock in shed.iter_mut().skip(1).step_by(2) {
+        sock.write_all(b"x").unwrap();
+    }
+    for mut sock in shed {
         let mut rest = Vec::new();
         // `read_to_end` retries a read that a signal interrupted.
         assert_eq!(sock.read_to_end(&mut rest).unwrap(), 0);
