@@ -392,6 +392,35 @@ fn alarm_listings_ignore_an_alarm_their_parent_left_pending() {
     }
 }
 
+/// An alarm crosses `exec` too: its timer belongs to the process. Python
+/// plays a parent that set one for two seconds and then exec'd the
+/// listing. Each alarm loop sets its own five seconds before it waits,
+/// which replaces the inherited one: that never rings, and the loop's
+/// own alarm comes after its full five seconds.
+#[test]
+fn alarm_listings_replace_an_alarm_they_inherit_through_exec() {
+    if !have("python3") {
+        return;
+    }
+    let script = "import os, signal, sys\n\
+        signal.alarm(2)\n\
+        os.execv(sys.argv[1], sys.argv[1:])\n";
+    for bin in [bin!("alarm"), bin!("alarm-pause")] {
+        let mut command = Command::new("python3");
+        command.args(["-c", script, bin, "--count", "1"]);
+        let started = Instant::now();
+        let mut alarm = Listing::spawn(&mut command, Stdio::piped());
+        expect_one_alarm(&mut alarm, started, 1);
+        let out = alarm.finish();
+        assert!(
+            out.status.success(),
+            "{bin}: {:?} {}",
+            out.status,
+            out.stderr
+        );
+    }
+}
+
 #[test]
 fn alarm_survives_a_sigalrm_as_it_ends() {
     // Dropped, `signals` would close the socket it reads before signal-hook
