@@ -5,10 +5,14 @@
 
 use std::error::Error;
 use std::io::{self, ErrorKind, Write};
+use std::mem::MaybeUninit;
 use std::process::{self, ExitCode};
 
 use chrono::Local;
-use nix::libc::{SIGBUS, SIGRTMAX, SIGRTMIN, c_int};
+use nix::errno::Errno;
+use nix::libc::{
+    SIGBUS, SIGRTMAX, SIGRTMIN, c_int, sigaddset, sigemptyset, sigset_t,
+};
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::getpid;
 use signal_hook::consts::FORBIDDEN;
@@ -49,10 +53,13 @@ fn run() -> Result<(), Box<dyn Error>> {
         return Err(format!("{name} cannot be caught this way").into());
     }
     let mut signals = Signals::new([signal])?;
-    // A parent's mask comes through `exec`: block nothing, so that the
-    // signal, which may be a real-time one that `SigSet` cannot name,
-    // reaches the handler.
-    SigSet::empty().thread_set_mask()?;
+    // A parent's mask comes through `exec`: unblock our signal, and leave
+    // the rest of the mask, the parent's choice, alone.
+    unblock(signal)?;
+    // Pending signals come through `exec` too: one our parent left pending
+    // reached the handler at that unblock. It came before we said we were
+    // waiting, and it is not ours to report.
+    signals.pending().for_each(drop);
 
     // Only now is the handler in place: tell the world it is safe to send.
     let mut out = io::stdout();
@@ -66,6 +73,21 @@ fn run() -> Result<(), Box<dyn Error>> {
         writeln!(out, "Got signal {number} at {}", asctime())?;
     }
     Ok(())
+}
+
+/// Unblocks `signal` in this thread. nix's `Signal` has no name for a
+/// real-time signal, so the set is made with libc.
+fn unblock(signal: c_int) -> nix::Result<()> {
+    let mut set = MaybeUninit::<sigset_t>::uninit();
+    // SAFETY: both calls write only to `set`. `sigemptyset` initialises
+    // it, as `from_sigset_t_unchecked` requires, and a failure of either
+    // returns before the set is read.
+    let set = unsafe {
+        Errno::result(sigemptyset(set.as_mut_ptr()))?;
+        Errno::result(sigaddset(set.as_mut_ptr(), signal))?;
+        SigSet::from_sigset_t_unchecked(set.assume_init())
+    };
+    set.thread_unblock()
 }
 // ANCHOR_END: run
 

@@ -246,6 +246,74 @@ fn signal_listings_unblock_the_signal_their_parent_left_blocked() {
     }
 }
 
+/// The signals `pid` blocks, from the `SigBlk` line of its status (the
+/// main thread's mask: a single-threaded listing has no other).
+fn blocked_signals(pid: nix::unistd::Pid) -> Vec<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("the listing's status");
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigBlk:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .expect("a SigBlk line");
+    (1..=64).filter(|n| mask & (1 << (n - 1)) != 0).collect()
+}
+
+/// `catch-signal ARGS` started by `sh`, which inherits from `env` a mask
+/// that blocks `blocked`, sends itself `sent` and execs the catcher: the
+/// catcher has the same pid, the same mask, and the signal pending.
+fn catcher_left_pending(blocked: &str, sent: &str, args: &[&str]) -> Listing {
+    let mut command = Command::new("env");
+    command
+        .arg(format!("--block-signal={blocked}"))
+        .args([
+            "sh",
+            "-c",
+            &format!("kill -{sent} $$ && exec \"$0\" \"$@\""),
+        ])
+        .arg(bin!("catch-signal"))
+        .args(args);
+    Listing::spawn(&mut command, Stdio::piped())
+}
+
+/// The rule's second half, for the catcher: a signal its parent left
+/// pending came before the `Waiting for` line that every sender waits
+/// for, and it is the parent's. It reaches the handler at the unblock and
+/// is thrown away: once back in its wait, the catcher has reported
+/// nothing, and a signal sent now is its first.
+#[test]
+fn catch_signal_does_not_report_a_signal_its_parent_left_pending() {
+    let mut catcher = catcher_left_pending("USR1", "USR1", &["USR1"]);
+    catcher.expect(r"Waiting for SIGUSR1 \(10\) as pid \d+; try: .*");
+    let pid = catcher.pid();
+    // Sleeping: in its wait, past anything it had to print first.
+    wait_until("the catcher to wait", || state_of(pid) == Some('S'));
+    catcher.signal(Signal::SIGTERM);
+    let out = catcher.finish();
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+    assert_eq!(out.stdout.len(), 1, "it reported: {:?}", out.stdout);
+}
+
+/// The rule's first half: the catcher unblocks the signal it waits for,
+/// and leaves the rest of the mask as its parent set it. A SIGTERM that
+/// parent blocked and left pending stays blocked and pending, the
+/// parent's; emptying the whole mask would deliver it at its default
+/// action, and end the catcher before it said a word.
+#[test]
+fn catch_signal_unblocks_its_own_signal_only() {
+    let mut catcher =
+        catcher_left_pending("USR1,TERM", "TERM", &["USR1", "--count", "1"]);
+    catcher.expect(r"Waiting for SIGUSR1 \(10\) as pid \d+; try: .*");
+    let pid = catcher.pid();
+    let term = Signal::SIGTERM as i32;
+    assert_eq!(blocked_signals(pid), [term], "only SIGUSR1 unblocked");
+    assert_eq!(pending_signals(pid), [term], "SIGTERM still pending");
+    catcher.signal(Signal::SIGUSR1);
+    catcher.expect(&format!("Got signal 10 at {TIME}"));
+    let out = catcher.finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+}
+
 /// The original's shape under CPython, started with SIGALRM blocked: the
 /// alarm rings and stays pending, and `signal.pause()` waits for ever.
 #[test]
@@ -321,6 +389,35 @@ fn alarm_listings_ignore_an_alarm_their_parent_left_pending() {
         expect_one_alarm(&mut alarm, started, 1);
         let out = alarm.finish();
         assert!(out.status.success(), "{bin}: {}", out.stderr);
+    }
+}
+
+/// An alarm crosses `exec` too: its timer belongs to the process. Python
+/// plays a parent that set one for two seconds and then exec'd the
+/// listing. Each alarm loop sets its own five seconds before it waits,
+/// which replaces the inherited one: that never rings, and the loop's
+/// own alarm comes after its full five seconds.
+#[test]
+fn alarm_listings_replace_an_alarm_they_inherit_through_exec() {
+    if !have("python3") {
+        return;
+    }
+    let script = "import os, signal, sys\n\
+        signal.alarm(2)\n\
+        os.execv(sys.argv[1], sys.argv[1:])\n";
+    for bin in [bin!("alarm"), bin!("alarm-pause")] {
+        let mut command = Command::new("python3");
+        command.args(["-c", script, bin, "--count", "1"]);
+        let started = Instant::now();
+        let mut alarm = Listing::spawn(&mut command, Stdio::piped());
+        expect_one_alarm(&mut alarm, started, 1);
+        let out = alarm.finish();
+        assert!(
+            out.status.success(),
+            "{bin}: {:?} {}",
+            out.status,
+            out.stderr
+        );
     }
 }
 

@@ -130,6 +130,62 @@ fn pipe_spam_child_dies_with_its_parent_however_the_parent_dies() {
     }
 }
 
+/// The race that `die_with_parent` closes: the parent dies after `fork`
+/// but before its child has asked for `PR_SET_PDEATHSIG`, so no signal
+/// will ever come, and only the child's `getppid` check sees that it has
+/// been adopted. strace holds the child for two seconds on its way into
+/// `prctl`, and the parent is killed then. A child that got past the check
+/// would write its first message and sleep before the next: it must be
+/// gone instead. Linux 6.18 here; `prctl` is the child's only call to it.
+#[test]
+fn pipe_spam_child_leaves_when_its_parent_died_before_it_asked_for_pdeathsig() {
+    if !have("strace") {
+        return;
+    }
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-q", "-o", "/dev/null", "--seccomp-bpf"])
+        .args(["-e", "trace=prctl", "-e", "signal=none"])
+        .arg("--inject=prctl:delay_enter=2000000")
+        .arg("--")
+        .arg(bin!("pipe-spam"));
+    let traced = Listing::spawn(&mut command, Stdio::piped());
+    let mut held = None;
+    wait_until("the child to be held on its way into prctl", || {
+        let Some(&parent) = children_of(traced.pid()).first() else {
+            return false;
+        };
+        held = children_of(parent)
+            .first()
+            .copied()
+            .filter(|&child| {
+                crate::support::threads_blocked_in(child, nix::libc::SYS_prctl)
+                    == 1
+            })
+            .map(|child| (parent, child));
+        held.is_some()
+    });
+    let (parent, child) = held.unwrap();
+    kill(parent, Signal::SIGKILL).unwrap();
+    wait_until(
+        "the child to leave, or to sleep before its next write",
+        || {
+            is_dead(child)
+                || crate::support::threads_blocked_in(
+                    child,
+                    nix::libc::SYS_clock_nanosleep,
+                ) == 1
+        },
+    );
+    let survived = !is_dead(child);
+    drop(traced); // Kills the group, the child with it.
+    assert!(
+        !survived,
+        "{child} went on writing after its parent had died (Linux {})",
+        kernel()
+    );
+}
+
 #[test]
 fn pipe_spam_parent_notices_within_seconds_that_its_child_was_killed() {
     let mut spam_run = Listing::start(bin!("pipe-spam"), &[]);
