@@ -275,24 +275,39 @@ fn sig_daemon_flag_only_tells_sigint_from_sigterm() {
 
 #[test]
 fn sig_daemon_answers_a_line_of_64_kib_and_refuses_a_longer_one() {
-    let mut daemon = start(&[]);
-    // 65,535 bytes and the newline: the longest line there is.
+    let daemon = start(&[]);
+    // 65,536 bytes before the newline: the longest line there is, however
+    // the reads split it. Sent in one write between two short lines, so
+    // that the read that brings its newline brings the next line too (the
+    // daemon counted those bytes, and refused it).
+    let line = "x".repeat(65_536);
     let mut client = Client::connect(daemon.addr);
-    let line = "x".repeat(65_535);
-    client.send(&line);
-    assert_eq!(client.reply(), Some(format!("hello, {line}\n")));
-    // A longer one, with no end in sight, is refused.
-    let mut flood = Client::connect(daemon.addr);
-    flood.stream.write_all(&[b'x'; 70_000]).unwrap();
-    flood.stream.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(flood.reply().as_deref(), Some("error: line too long\n"));
-    assert_eq!(flood.reply(), None);
-    drop((client, flood));
+    let three = format!("a\n{line}\nb\n");
+    client.stream.write_all(three.as_bytes()).unwrap();
+    assert_eq!(client.reply().as_deref(), Some("hello, a\n"));
+    let reply = client.reply().unwrap_or_default();
+    let start = &reply[..reply.len().min(30)];
+    let whole = reply == format!("hello, {line}\n");
+    assert!(whole, "the longest line: {} bytes, {start:?}…", reply.len());
+    assert_eq!(client.reply().as_deref(), Some("hello, b\n"));
+    // One byte more is refused, with its newline or with no end in sight.
+    for end in ["\n", ""] {
+        let mut flood = Client::connect(daemon.addr);
+        let longer = format!("{line}x{end}");
+        flood.stream.write_all(longer.as_bytes()).unwrap();
+        flood.stream.shutdown(Shutdown::Write).unwrap();
+        let refused = flood.reply();
+        assert_eq!(
+            refused.as_deref(),
+            Some("error: line too long\n"),
+            "{end:?}"
+        );
+        assert_eq!(flood.reply(), None);
+    }
+    drop(client);
     daemon.listing.signal(Signal::SIGTERM);
-    until(
-        &mut daemon.listing,
-        r"All connections closed; dying of SIGTERM",
-    );
+    let out = daemon.finish();
+    assert_died_of(&out, Signal::SIGTERM);
 }
 
 #[test]
