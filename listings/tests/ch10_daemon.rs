@@ -1777,3 +1777,33 @@ fn sig_notify_stops_even_when_another_process_took_the_client_it_polled() {
     notify.expect("Got SIGTERM: stopping");
     assert_died_of(&notify.finish(), Signal::SIGTERM);
 }
+
+/// Refused the thread that would greet a client (`ulimit -u`, say; here
+/// strace fails every `clone3` after the log's thread with EAGAIN), the
+/// daemon closes the client unserved: it must say so, once, and back off
+/// as for a failed `accept`, as Listing 10-1 does. (It closed the client
+/// without a word, and took the next one at once.) Linux 6.18, strace 6.1.
+#[test]
+fn sig_notify_says_so_when_a_client_cannot_get_its_thread() {
+    if !have("strace") {
+        return;
+    }
+    let mut command = std::process::Command::new("strace");
+    command.args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=clone3"]);
+    command.args(["-e", "signal=none"]);
+    command.args(["-e", "inject=clone3:error=EAGAIN:when=2+"]);
+    command.args([bin!("sig-notify"), "127.0.0.1:0"]);
+    let mut notify = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let ready =
+        notify.expect(r"Listening on (\S+) \(bound by us\) as pid (\d+)");
+    let addr: SocketAddr = ready[1].parse().unwrap();
+    let pid = nix::unistd::Pid::from_raw(ready[2].parse().unwrap());
+    let mut client = Client::connect(addr);
+    assert_eq!(client.reply(), None, "closed unserved");
+    notify.expect(
+        r"accept: Resource temporarily unavailable \(os error 11\); trying again, less often",
+    );
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    notify.expect("Got SIGTERM: stopping");
+    assert_died_of(&notify.finish(), Signal::SIGTERM);
+}
