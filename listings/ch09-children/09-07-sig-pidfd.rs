@@ -147,13 +147,16 @@ impl Drop for Unreaped {
 }
 
 /// Makes `pid` the next pid the kernel gives out in this PID namespace,
-/// if this process is its init; `false` if not.
+/// if this process is its init; `false` if not. An init without the
+/// capability (a container's, often) fails, and says where.
 fn reuse_next(pid: Pid) -> io::Result<bool> {
     if getpid().as_raw() != 1 {
         return Ok(false);
     }
-    let before = (pid.as_raw() - 1).to_string();
-    fs::write("/proc/sys/kernel/ns_last_pid", before)?;
+    let (last, before) = ("/proc/sys/kernel/ns_last_pid", pid.as_raw() - 1);
+    fs::write(last, before.to_string()).map_err(|err| {
+        io::Error::new(err.kind(), format!("cannot write {last}: {err}"))
+    })?;
     Ok(true)
 }
 // ANCHOR_END: run

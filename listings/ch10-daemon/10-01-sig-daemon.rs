@@ -63,7 +63,7 @@ const IDLE: Duration = Duration::from_secs(60);
 /// How long a client may leave a reply untaken; and from the stop, how
 /// long it has in all to take the last replies and to close after ours.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest request line.
+/// The longest request line, its newline not counted.
 const MAX_LINE: usize = 64 * 1024;
 
 // ANCHOR: main
@@ -585,6 +585,9 @@ fn serve(
     let mut deadline: Option<Instant> = None;
     loop {
         while let Some(end) = received.iter().position(|&b| b == b'\n') {
+            if end > MAX_LINE {
+                break; // Refused below.
+            }
             let line: Vec<u8> = received.drain(..=end).collect();
             let request = String::from_utf8_lossy(&line);
             let request = request.trim_end();
@@ -598,6 +601,15 @@ fn serve(
             // acknowledge the first (Nagle), which it may delay by 40 ms.
             let reply = format!("{}, {request}\n", config.greeting);
             send_all(&stream, reply.as_bytes(), stop, &mut deadline)?;
+        }
+        // The first line left, whole or begun: longer than MAX_LINE, it is
+        // refused. Its own bytes are counted, not those that came after
+        // its newline in the same read.
+        let first = received.iter().position(|&b| b == b'\n');
+        if first.unwrap_or(received.len()) > MAX_LINE {
+            let refusal = b"error: line too long\n";
+            send_all(&stream, refusal, stop, &mut deadline)?;
+            break;
         }
         let want = match before_stop {
             Some(0) => break, // All that came before the stop is answered.
@@ -637,11 +649,6 @@ fn serve(
             *left -= n as u64;
         }
         received.extend_from_slice(&chunk[..n]);
-        if received.len() > MAX_LINE {
-            let refusal = b"error: line too long\n";
-            send_all(&stream, refusal, stop, &mut deadline)?;
-            break;
-        }
     }
     close_gently(stream, deadline)
 }

@@ -177,8 +177,9 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         while waiting {
             match listener.accept() {
                 // One line and goodbye, on a thread of its own, so that a
-                // slow client holds up nobody. Without a thread, the client
-                // is closed unserved.
+                // slow client holds up nobody. Refused a thread (`ulimit
+                // -u`), the client is closed unserved, and the shortage is
+                // met as a failed `accept` is: logged once, backed off from.
                 Ok((client, _)) => {
                     let (greeting, held) =
                         (greeting.clone(), Arc::clone(&in_flight));
@@ -186,8 +187,13 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
                         goodbye(client, &greeting);
                         drop(held);
                     };
-                    let _ = thread::Builder::new().spawn(goodbye);
-                    backoff.accepted();
+                    match thread::Builder::new().spawn(goodbye) {
+                        Ok(_) => backoff.accepted(),
+                        Err(err) => {
+                            backoff.failed(&err);
+                            waiting = false;
+                        }
+                    }
                 }
                 // None left, or taken by another process first: nothing
                 // has failed.

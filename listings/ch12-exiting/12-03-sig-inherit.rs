@@ -228,15 +228,21 @@ fn forked(exec: bool) -> Result<String, Box<dyn Error>> {
     match unsafe { fork() }? {
         ForkResult::Child => {
             drop(read_end);
-            if exec {
+            // A step that fails must not pass for success: 127 if `cat`
+            // could not be run, as a shell says it, 1 if the copy failed.
+            let status = if exec {
                 if dup2_stdout(&write_end).is_ok() {
-                    let _ = execvp(&cat, &args);
+                    let _ = execvp(&cat, &args); // Returns only if it failed.
                 }
+                127
             } else {
-                let _ = copy_status(write_end);
-            }
+                match copy_status(write_end) {
+                    Ok(()) => 0,
+                    Err(_) => 1,
+                }
+            };
             // SAFETY: `_exit` only ends the process.
-            unsafe { nix::libc::_exit(0) }
+            unsafe { nix::libc::_exit(status) }
         }
         ForkResult::Parent { child } => {
             drop(write_end);

@@ -1696,3 +1696,35 @@ fn sig_group_reaps_its_children_when_its_output_fails() {
     assert_eq!(forked.len(), 3, "forked {forked:?}");
     assert_eq!(reaped, forked, "reaped before it exited");
 }
+
+/// As PID 1 without the capability that writing `ns_last_pid` needs (a
+/// container's init usually lacks it; here `setpriv` drops every one in
+/// the new namespaces), the write fails: the listing's one line must name
+/// what it could not do, not give a bare errno. Linux 6.18, util-linux
+/// 2.38.
+#[test]
+fn sig_pidfd_names_ns_last_pid_when_it_may_not_write_it() {
+    if !have("setpriv") || !crate::support::pid_namespaces() {
+        return;
+    }
+    let args = [
+        "--map-root-user",
+        "--pid",
+        "--fork",
+        "setpriv",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        bin!("sig-pidfd"),
+    ];
+    let out = run("unshare", &args);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "sig-pidfd: cannot write /proc/sys/kernel/ns_last_pid: Operation \
+         not permitted (os error 1)\n"
+    );
+    assert_eq!(
+        out.stdout.last().map(String::as_str),
+        Some("waitpid: A was killed by SIGKILL; pid 2 is free")
+    );
+}

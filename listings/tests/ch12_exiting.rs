@@ -1026,6 +1026,59 @@ fn sig_inherit_gives_a_child_back_the_sigchld_it_found_ignored() {
     assert!(row("restored").contains("SIGCHLD"), "{:?}", out.stdout);
 }
 
+/// Where `tool` is on the test's own PATH.
+fn on_path(tool: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|file| file.is_file())
+        .unwrap_or_else(|| panic!("no {tool} on PATH"))
+}
+
+/// `fork + exec`'s child cannot run `cat`: it must not look like a child
+/// that did. The listing runs alone on a private PATH, whose `cat` is the
+/// test's: it runs the real one, and on its fourth run (`thread mask`)
+/// takes itself away, so that the fifth `cat`, `fork + exec`'s `execvp`,
+/// is not found. The child exited 0, and the listing printed a row for a
+/// child with nothing ignored, blocked or caught, and exited 0; it must
+/// exit 127, as a shell says "not found", and the listing say so.
+#[test]
+fn sig_inherit_says_so_when_its_forked_child_cannot_exec() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cat = dir.path().join("cat");
+    let script = format!(
+        "#!/bin/sh\n\
+         echo >> \"$0.runs\"\n\
+         n=0\n\
+         while read -r _; do n=$((n + 1)); done < \"$0.runs\"\n\
+         if [ \"$n\" -ge 4 ]; then {rm} -f \"$0\"; fi\n\
+         exec {cat} \"$@\"\n",
+        rm = on_path("rm").display(),
+        cat = on_path("cat").display(),
+    );
+    std::fs::write(&cat, script).unwrap();
+    let executable = std::fs::Permissions::from_mode(0o755);
+    std::fs::set_permissions(&cat, executable).unwrap();
+    // For the `sleep` that follows, reached only when the failure is
+    // missed.
+    std::os::unix::fs::symlink(on_path("sleep"), dir.path().join("sleep"))
+        .unwrap();
+    let mut command = Command::new(bin!("sig-inherit"));
+    command.env("PATH", dir.path());
+    let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{:?}: {:#?}",
+        out.status,
+        out.stdout
+    );
+    assert!(out.stderr.contains("127"), "{}", out.stderr);
+    let forked = out.stdout.iter().any(|line| line.starts_with("fork"));
+    assert!(!forked, "{:#?}", out.stdout);
+}
+
 #[test]
 fn sig_init_leaves_a_sigint_ignored_when_it_was_started_so() {
     // A script's `&` job starts with SIGINT ignored. Blocked for `sigwait`,
