@@ -222,6 +222,30 @@ fn async_daemon_session_matches_the_book() {
     );
 }
 
+/// The log says who ended a connection: a client that closes is
+/// `closed`; one the stop ends is `closed at the stop`, not the same line
+/// as if its client had left. (An idle minute and a line too long have
+/// words of their own too: the first is checked in the listing's unit
+/// tests, on tokio's paused clock.)
+#[test]
+fn async_daemon_logs_a_connection_ended_by_the_stop_as_such() {
+    let mut daemon = start(&[]);
+    let mut client = Client::connect(daemon.addr);
+    let port = client.stream.local_addr().unwrap().port();
+    daemon
+        .listing
+        .expect(&format!(r"127\.0\.0\.1:{port}: connected"));
+    daemon.listing.signal(Signal::SIGTERM);
+    daemon.listing.expect(r"Got SIGTERM: .*");
+    assert_eq!(client.reply(), None, "the end of the stream");
+    drop(client);
+    daemon
+        .listing
+        .expect(&format!(r"127\.0\.0\.1:{port}: closed at the stop"));
+    daemon.listing.expect("All connections closed; exiting");
+    assert_died_of(&daemon.finish(), Signal::SIGTERM);
+}
+
 #[test]
 fn async_daemon_rejects_bad_arguments_and_configurations_in_one_line() {
     daemon::rejects_bad_arguments_and_configurations_in_one_line(bin!(
