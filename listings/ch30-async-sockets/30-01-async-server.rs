@@ -423,6 +423,14 @@ async fn serve(
             // it has not taken yet. Within a second, as for the request.
             let _ = close_gently(conn, BUSY_LIMIT).await;
         }
+        Ok((count, Ending::TimedOut)) => {
+            log(format_args!(
+                "{peer}: timed out waiting for a request, after answering \
+                 {count} {what}"
+            ));
+            // Gently too: a client that trickles is still sending.
+            let _ = close_gently(conn, BUSY_LIMIT).await;
+        }
         Err(err) => log(format_args!("{peer}: {}", explain(&err))),
     }
     drop(socket);
@@ -436,6 +444,8 @@ enum Ending {
     /// Told to make room for a new client, with every request it had
     /// received whole answered; `partial` if part of one had come too.
     Evicted { partial: bool },
+    /// No whole request within `--timeout`.
+    TimedOut,
 }
 
 /// The ending of an evicted connection: whether part of a request had
@@ -462,6 +472,7 @@ async fn serve_lines(
         // its bytes: `timeout` bounds the future, not one `read`.
         let line = match next_request(&mut framed, limit, slot).await? {
             Next::Evicted => return Ok((answered, evicted(&framed))),
+            Next::TimedOut => return Ok((answered, Ending::TimedOut)),
             Next::Got(None) => return Ok((answered, Ending::Client)),
             Next::Got(Some(Ok(line))) => line,
             Next::Got(Some(Err(LinesCodecError::Io(err))))
@@ -525,6 +536,7 @@ async fn serve_frames(
     loop {
         let frame = match next_request(&mut framed, limit, slot).await? {
             Next::Evicted => return Ok((answered, evicted(&framed))),
+            Next::TimedOut => return Ok((answered, Ending::TimedOut)),
             Next::Got(None) => return Ok((answered, Ending::Client)),
             Next::Got(Some(frame)) => frame,
         };
@@ -767,6 +779,8 @@ enum Next<T> {
     Got(Option<T>),
     /// A new client took the slot, and no whole request had come.
     Evicted,
+    /// No whole request came within the limit.
+    TimedOut,
 }
 
 /// The next request, or the end of the stream, within `limit`, unless a
@@ -799,7 +813,10 @@ async fn next_request<C: Decoder + Unpin>(
                 Err(_) => return Ok(Next::Evicted),
             }
         }
-        next = within(limit, framed.next()) => next?,
+        next = timeout(limit, framed.next()) => match next {
+            Ok(next) => next,
+            Err(_) => return Ok(Next::TimedOut),
+        },
     };
     slot.set_waiting(false);
     Ok(Next::Got(next))
