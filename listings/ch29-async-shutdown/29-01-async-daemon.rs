@@ -397,7 +397,8 @@ impl Server {
         let connection = async move {
             log(format_args!("{peer}: connected"));
             match serve(stream, peer, config, stop).await {
-                Ok(()) => log(format_args!("{peer}: closed")),
+                Ok(Ended::ByClient) => log(format_args!("{peer}: closed")),
+                Ok(ended) => log(format_args!("{peer}: closed {ended}")),
                 Err(err) => log(format_args!("{peer}: {err}")),
             }
         };
@@ -470,13 +471,13 @@ fn accept_waiting(listener: TcpListener, server: &Server) -> io::Result<()> {
 // ANCHOR: serve
 /// Answers each line the client sends, until the client closes, stays
 /// silent for too long, or the server stops: then it answers the lines
-/// that had reached the server by then, and closes.
+/// that had reached the server by then, and closes. Says which it was.
 async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     config: watch::Receiver<Arc<Config>>,
     stop: CancellationToken,
-) -> io::Result<()> {
+) -> io::Result<Ended> {
     let (mut read, mut write) = stream.into_split();
     // What the client has sent and we have not answered yet.
     let mut received = Vec::new();
@@ -493,7 +494,7 @@ async fn serve(
     let mut at_stop = None;
     // From the stop, one deadline for every wait on the client.
     let cutoff = Cutoff::default();
-    loop {
+    let ended = loop {
         let answering =
             answer(&mut received, &mut write, peer, &config, &cutoff);
         match noting_the_stop(answering, &stop, &read, &mut at_stop, &cutoff)
@@ -501,7 +502,7 @@ async fn serve(
         {
             Answered::Lines(0) => {}
             Answered::Lines(_) => idle.as_mut().reset(Instant::now() + IDLE),
-            Answered::TooLong => break, // The client has been told.
+            Answered::TooLong => break Ended::TooLong, // Said so.
         }
         tokio::select! {
             // The stop first: it takes everything sent before it anyway.
@@ -516,16 +517,44 @@ async fn serve(
                     .await?;
                 answer(&mut received, &mut write, peer, &config, &cutoff)
                     .await?;
-                break;
+                break Ended::AtTheStop;
             }
-            () = &mut idle => break, // No whole request for too long.
+            () = &mut idle => break Ended::Idle,
             n = read.read(&mut chunk) => match n? {
-                0 => return Ok(()), // The client closed.
+                0 => return Ok(Ended::ByClient),
                 n => received.extend_from_slice(&chunk[..n]),
             },
         }
+    };
+    close_gently(write, read, &cutoff).await?;
+    Ok(ended)
+}
+
+/// Who, or what, ended a connection that no error ended.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Ended {
+    /// The client closed its end.
+    ByClient,
+    /// No whole request came within IDLE.
+    Idle,
+    /// A line longer than MAX_LINE, which the client was told.
+    TooLong,
+    /// The stop, once what had come before it was answered.
+    AtTheStop,
+}
+
+/// How the log says it, after "closed".
+impl Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Ended::ByClient => write!(f, "by the client"),
+            Ended::Idle => {
+                write!(f, "after {} s without a request", IDLE.as_secs())
+            }
+            Ended::TooLong => write!(f, "after a line too long"),
+            Ended::AtTheStop => write!(f, "at the stop"),
+        }
     }
-    close_gently(write, read, &cutoff).await
 }
 
 /// What `answer` did.
@@ -894,6 +923,12 @@ mod tests {
 
     /// A connection to `serve`, on a free port; the client's end.
     async fn served() -> TcpStream {
+        served_until_it_ends().await.0
+    }
+
+    /// As `served`, with what `serve` returns when it is done.
+    async fn served_until_it_ends()
+    -> (TcpStream, tokio::task::JoinHandle<io::Result<Ended>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap());
         let client = client.await.unwrap();
@@ -904,8 +939,9 @@ mod tests {
         };
         let (config, _) = watch::channel(Arc::new(config));
         let stop = CancellationToken::new();
-        tokio::spawn(serve(stream, peer, config.subscribe(), stop));
-        client
+        let serving =
+            tokio::spawn(serve(stream, peer, config.subscribe(), stop));
+        (client, serving)
     }
 
     /// The end of the stream, or the next bytes, as text.
@@ -917,7 +953,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_request_trickled_byte_by_byte_gets_one_minute_in_all() {
-        let mut client = served().await;
+        let (mut client, serving) = served_until_it_ends().await;
         let started = Instant::now();
         client.write_all(b"x").await.unwrap();
         sleep(Duration::from_secs(50)).await;
@@ -925,6 +961,9 @@ mod tests {
         // Closed a minute after the start, not a minute after a byte.
         assert_eq!(next(&mut client).await, "");
         assert_eq!(started.elapsed(), IDLE);
+        // And said to be idle, not closed by its client.
+        drop(client);
+        assert_eq!(serving.await.unwrap().unwrap(), Ended::Idle);
     }
 
     #[tokio::test(start_paused = true)]

@@ -405,18 +405,65 @@ async fn serve(
         Frames::Length => (serve_frames(conn, limit, &slot).await, "frames"),
     };
     match served {
-        Ok(count) => report(format_args!("{peer}: answered {count} {what}")),
+        Ok((count, Ending::Client)) => {
+            report(format_args!("{peer}: answered {count} {what}"));
+        }
+        Ok((count, Ending::Evicted { partial })) => {
+            let part = if partial {
+                ", with part of a request unanswered"
+            } else {
+                ""
+            };
+            report(format_args!(
+                "{peer}: answered {count} {what}, then closed to make room \
+                 for a new client{part}"
+            ));
+            // Gently: what the client sends now is read, not left to make
+            // the kernel reset the connection, and with it the replies
+            // it has not taken yet. Within a second, as for the request.
+            let _ = close_gently(conn, BUSY_LIMIT).await;
+        }
+        Ok((count, Ending::TimedOut)) => {
+            log(format_args!(
+                "{peer}: timed out waiting for a request, after answering \
+                 {count} {what}"
+            ));
+            // Gently too: a client that trickles is still sending.
+            let _ = close_gently(conn, BUSY_LIMIT).await;
+        }
         Err(err) => log(format_args!("{peer}: {}", explain(&err))),
     }
     drop(socket);
 }
 
-/// Answers every line of one connection; returns how many.
+/// How a connection ended, when no error ended it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Ending {
+    /// The client ended the stream.
+    Client,
+    /// Told to make room for a new client, with every request it had
+    /// received whole answered; `partial` if part of one had come too.
+    Evicted { partial: bool },
+    /// No whole request within `--timeout`.
+    TimedOut,
+}
+
+/// The ending of an evicted connection: whether part of a request had
+/// come, in the `Framed`'s buffer or in the kernel.
+fn evicted<C>(framed: &Framed<&mut dyn Socket, C>) -> Ending {
+    let in_kernel = unread_bytes(framed.get_ref().as_raw_fd()).unwrap_or(0);
+    let partial = in_kernel > 0 || !framed.read_buffer().is_empty();
+    Ending::Evicted { partial }
+}
+
+/// Answers every line of one connection; returns how many, and how it
+/// ended. An evicted connection is closed by `serve`, once it has logged
+/// it.
 async fn serve_lines(
     socket: &mut dyn Socket,
     limit: Duration,
     slot: &Slot,
-) -> io::Result<usize> {
+) -> io::Result<(usize, Ending)> {
     let codec = LinesCodec::new_with_max_length(MAX_LINE);
     let mut framed = Framed::new(socket, codec);
     let mut answered = 0;
@@ -424,9 +471,11 @@ async fn serve_lines(
         // The whole request within `limit`, however the client spreads
         // its bytes: `timeout` bounds the future, not one `read`.
         let line = match next_request(&mut framed, limit, slot).await? {
-            None => return Ok(answered),
-            Some(Ok(line)) => line,
-            Some(Err(LinesCodecError::Io(err)))
+            Next::Evicted => return Ok((answered, evicted(&framed))),
+            Next::TimedOut => return Ok((answered, Ending::TimedOut)),
+            Next::Got(None) => return Ok((answered, Ending::Client)),
+            Next::Got(Some(Ok(line))) => line,
+            Next::Got(Some(Err(LinesCodecError::Io(err))))
                 if err.kind() != ErrorKind::InvalidData =>
             {
                 return Err(err);
@@ -435,7 +484,7 @@ async fn serve_lines(
             // our choice. `Framed` would read on, after a single `None`.
             // Say why, and close; what the log says is this line, however
             // the client then takes the reply and the close.
-            Some(Err(err)) => {
+            Next::Got(Some(Err(err))) => {
                 let (reply, why) = match err {
                     LinesCodecError::MaxLineLengthExceeded => (
                         format!("error: line longer than {MAX_LINE} bytes"),
@@ -460,8 +509,7 @@ async fn serve_lines(
         if slot.evict.is_cancelled() && !has_whole_request(&framed) {
             // Evicted, with every request it had read answered: now it
             // goes.
-            let _ = close_gently(framed.into_inner(), BUSY_LIMIT).await;
-            return Ok(answered);
+            return Ok((answered, evicted(&framed)));
         }
     }
 }
@@ -476,7 +524,7 @@ async fn serve_frames(
     socket: &mut dyn Socket,
     limit: Duration,
     slot: &Slot,
-) -> io::Result<usize> {
+) -> io::Result<(usize, Ending)> {
     // The codec has one maximum, for what it reads and what it writes:
     // the longest reply's. A request has a smaller one, checked below.
     let codec = LengthDelimitedCodec::builder()
@@ -485,7 +533,13 @@ async fn serve_frames(
         .new_codec();
     let mut framed = Framed::new(socket, codec);
     let mut answered = 0;
-    while let Some(frame) = next_request(&mut framed, limit, slot).await? {
+    loop {
+        let frame = match next_request(&mut framed, limit, slot).await? {
+            Next::Evicted => return Ok((answered, evicted(&framed))),
+            Next::TimedOut => return Ok((answered, Ending::TimedOut)),
+            Next::Got(None) => return Ok((answered, Ending::Client)),
+            Next::Got(Some(frame)) => frame,
+        };
         let frame = frame.and_then(checked_frame);
         let frame = match frame {
             Ok(frame) => frame,
@@ -504,11 +558,9 @@ async fn serve_frames(
         within(limit, framed.send(reply)).await??;
         answered += 1;
         if slot.evict.is_cancelled() && !has_whole_request(&framed) {
-            let _ = close_gently(framed.into_inner(), BUSY_LIMIT).await;
-            break;
+            return Ok((answered, evicted(&framed)));
         }
     }
-    Ok(answered)
 }
 
 /// A request of at most `MAX_FRAME` bytes, or an error.
@@ -721,6 +773,16 @@ impl Drop for Slot {
     }
 }
 
+/// What `next_request` found.
+enum Next<T> {
+    /// A request, a codec's error, or the end of the stream (`None`).
+    Got(Option<T>),
+    /// A new client took the slot, and no whole request had come.
+    Evicted,
+    /// No whole request came within the limit.
+    TimedOut,
+}
+
 /// The next request, or the end of the stream, within `limit`, unless a
 /// new client takes this connection's slot first. An evicted connection
 /// whose request had come already, in the kernel or in the `Framed`'s
@@ -731,7 +793,7 @@ async fn next_request<C: Decoder + Unpin>(
     framed: &mut Framed<&mut dyn Socket, C>,
     limit: Duration,
     slot: &Slot,
-) -> io::Result<Option<Result<C::Item, C::Error>>> {
+) -> io::Result<Next<Result<C::Item, C::Error>>> {
     slot.set_waiting(true);
     let next = tokio::select! {
         // `next` on a `Framed` is cancel safe: nothing read is lost.
@@ -740,17 +802,24 @@ async fn next_request<C: Decoder + Unpin>(
             // tokio may not have seen a request the kernel holds: ask.
             let unread = unread_bytes(framed.get_ref().as_raw_fd())?;
             if unread == 0 && framed.read_buffer().is_empty() {
-                let why = "closed to make room for a new client";
-                return Err(io::Error::other(why));
+                return Ok(Next::Evicted);
             }
             // Had come: a whole request takes no time to arrive, and a
             // slot given away is not held for a client that trickles.
-            within(BUSY_LIMIT, framed.next()).await?
+            match timeout(BUSY_LIMIT, framed.next()).await {
+                Ok(next) => next,
+                // Part of one, and not the rest: what was read stays in
+                // the buffer, and says so.
+                Err(_) => return Ok(Next::Evicted),
+            }
         }
-        next = within(limit, framed.next()) => next?,
+        next = timeout(limit, framed.next()) => match next {
+            Ok(next) => next,
+            Err(_) => return Ok(Next::TimedOut),
+        },
     };
     slot.set_waiting(false);
-    Ok(next)
+    Ok(Next::Got(next))
 }
 
 /// True if the `Framed`'s buffer holds a whole request, which `next`
@@ -1292,7 +1361,9 @@ mod tests {
         let mut reply = String::new();
         let read = client.read_to_string(&mut reply).await;
         assert!(read.is_ok(), "{read:?} after {reply:?}");
-        (reply, serving.await.unwrap().unwrap())
+        let (served, ending) = serving.await.unwrap().unwrap();
+        assert_eq!(ending, Ending::Evicted { partial: false });
+        (reply, served)
     }
 
     #[tokio::test(start_paused = true)]

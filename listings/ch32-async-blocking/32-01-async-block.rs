@@ -24,6 +24,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::num::NonZeroUsize;
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::process::{self, ExitCode, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -33,7 +34,7 @@ use std::time::{Duration, Instant};
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SigHandler, SigSet, Signal, kill};
 use nix::sys::wait::waitpid;
-use nix::unistd::{Pid, getpid, pipe2};
+use nix::unistd::{Pid, getpid, getppid, pipe2};
 use signal_hook::consts::SIGUSR1;
 use signal_hook::iterator::Signals;
 use tokio::io::AsyncReadExt;
@@ -285,9 +286,14 @@ async fn wait_child(fix: Fix, takes: Duration) -> Outcome {
     let status = if fix == Fix::Async {
         let mut command = tokio::process::Command::new("sleep");
         command.arg(&secs).stdin(Stdio::null()).kill_on_drop(true);
+        // SAFETY: runs between fork and exec: two system calls, and an
+        // error built without allocating.
+        unsafe { command.pre_exec(dies_with_us()) };
         command.spawn()?.wait().await?
     } else {
         let mut command = process::Command::new("sleep");
+        // SAFETY: as above.
+        unsafe { command.pre_exec(dies_with_us()) };
         let mut child = command.arg(&secs).stdin(Stdio::null()).spawn()?;
         // For the panic hook, should the thread that waits be refused.
         UNWAITED.store(child.id() as i32, Ordering::SeqCst);
@@ -302,6 +308,24 @@ async fn wait_child(fix: Fix, takes: Duration) -> Outcome {
         status?
     };
     Ok(format!("sleep {secs} ended: {status}"))
+}
+
+/// For `pre_exec`: the child asks the kernel for SIGKILL when its parent
+/// dies (Linux's `PR_SET_PDEATHSIG`, Chapter 25). A `kill -TERM` ends this
+/// program without running any code of ours, and `sleep` would run on,
+/// adopted by init, holding our stdout. The parent is the *thread* that
+/// forked: the main thread, or a worker, which outlives the wait.
+fn dies_with_us() -> impl FnMut() -> io::Result<()> + Send + Sync + 'static {
+    // Taken before the fork: the child compares its parent with it.
+    let parent = getpid();
+    move || {
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+        // We died before that call: no signal will come. Do not run.
+        if getppid() != parent {
+            return Err(io::Error::from_raw_os_error(nix::libc::ESRCH));
+        }
+        Ok(())
+    }
 }
 // ANCHOR_END: wait
 

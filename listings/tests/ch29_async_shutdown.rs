@@ -222,6 +222,30 @@ fn async_daemon_session_matches_the_book() {
     );
 }
 
+/// The log says who ended a connection: a client that closes is
+/// `closed`; one the stop ends is `closed at the stop`, not the same line
+/// as if its client had left. (An idle minute and a line too long have
+/// words of their own too: the first is checked in the listing's unit
+/// tests, on tokio's paused clock.)
+#[test]
+fn async_daemon_logs_a_connection_ended_by_the_stop_as_such() {
+    let mut daemon = start(&[]);
+    let mut client = Client::connect(daemon.addr);
+    let port = client.stream.local_addr().unwrap().port();
+    daemon
+        .listing
+        .expect(&format!(r"127\.0\.0\.1:{port}: connected"));
+    daemon.listing.signal(Signal::SIGTERM);
+    daemon.listing.expect(r"Got SIGTERM: .*");
+    assert_eq!(client.reply(), None, "the end of the stream");
+    drop(client);
+    daemon
+        .listing
+        .expect(&format!(r"127\.0\.0\.1:{port}: closed at the stop"));
+    daemon.listing.expect("All connections closed; exiting");
+    assert_died_of(&daemon.finish(), Signal::SIGTERM);
+}
+
 #[test]
 fn async_daemon_rejects_bad_arguments_and_configurations_in_one_line() {
     daemon::rejects_bad_arguments_and_configurations_in_one_line(bin!(
@@ -709,6 +733,65 @@ async fn a_dropped_read_to_end_keeps_its_bytes_and_read_exact_starts_over() {
     client.write_all(b"defghi").await.unwrap();
     server.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"defghi", "the first three bytes are lost");
+}
+
+/// `SinkExt::send` on a `Framed`, under a timeout that expires while the
+/// flush waits for a reader: the message is not lost. The first poll put
+/// it, whole, in the `Framed`'s write buffer; only the flush was given up,
+/// and a later flush delivers it. It is lost only if the future is dropped
+/// before the `Framed` takes it, while a fuller buffer is being flushed.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_framed_send_has_its_message_in_the_buffer() {
+    use futures_util::SinkExt;
+    use tokio::io::{AsyncReadExt, duplex};
+    use tokio::time::timeout;
+    use tokio_util::codec::{Framed, LinesCodec};
+    let (client, mut server) = duplex(4);
+    let mut framed = Framed::new(client, LinesCodec::new());
+    let reply = "a reply".to_string();
+    let sent = timeout(Duration::from_secs(1), framed.send(reply));
+    assert!(sent.await.is_err(), "4 bytes of room, 8 to write: blocked");
+    assert!(!framed.write_buffer().is_empty(), "part of it is waiting");
+    let mut got = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 8];
+        while got.len() < 8 {
+            let n = server.read(&mut buf).await.unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    let flush = SinkExt::<String>::flush(&mut framed);
+    let (flushed, ()) = tokio::join!(flush, read);
+    flushed.unwrap();
+    assert_eq!(got, b"a reply\n", "delivered whole, once");
+    // And the chapter's table says so.
+    let send = table_row("`SinkExt::send`");
+    assert!(send.contains("| no | the flush:"), "{send}");
+}
+
+/// The row of the chapter's cancel-safety table that begins with `future`.
+fn table_row(future: &str) -> String {
+    let chapter = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../src/ch29-async-shutdown.md"
+    ))
+    .expect("the chapter");
+    let start = format!("| {future}");
+    let row = chapter.lines().find(|line| line.starts_with(&start));
+    row.unwrap_or_else(|| panic!("no row for {future}"))
+        .to_string()
+}
+
+/// A future that loses only time when dropped is not cancel safe by the
+/// chapter's own definition (made again, it does not pick up where the
+/// last one was), nor by tokio's, which counts a place lost in a queue as
+/// a loss: the table says "no", and what is lost.
+#[test]
+fn the_table_counts_lost_time_as_a_loss() {
+    for future in ["`sleep`", "`Backoff::failed`"] {
+        let row = table_row(future);
+        assert!(row.contains(" | no | "), "{row}");
+    }
 }
 
 /// `Child::wait` under a timeout that expires: the child runs on, but the

@@ -423,6 +423,38 @@ fn async_block_leaves_no_child_when_the_waiting_thread_is_refused() {
     }
 }
 
+/// `kill -TERM` while the `wait` way waits: the program dies of it at
+/// once, and no destructor runs, so nothing of its own can end its
+/// `sleep`. The kernel does: the child asked for SIGKILL at its parent's
+/// death before it ran `sleep`. Each fix, and the multi-threaded runtime,
+/// whose workers start the child (before, `sleep 100` ran on, adopted by
+/// init, holding the listing's stdout).
+#[test]
+fn async_block_takes_its_child_with_it_when_killed() {
+    use crate::support::{Listing, assert_died_of, children_of, wait_until};
+    use nix::sys::signal::Signal;
+    let runs: [&[&str]; 4] = [
+        &["wait"],
+        &["wait", "--fix", "spawn-blocking"],
+        &["wait", "--workers", "2", "--fix", "block-in-place"],
+        &["wait", "--workers", "2", "--fix", "async"],
+    ];
+    for args in runs {
+        let mut all = args.to_vec();
+        all.extend(["--secs", "100"]);
+        let mut listing = Listing::start(bin!("async-block"), &all);
+        listing.expect("Ticking every 100 ms; now waiting .*");
+        let pid = listing.pid();
+        wait_until("the listing to start its sleep", || {
+            !children_of(pid).is_empty()
+        });
+        listing.signal(Signal::SIGTERM);
+        // Fails if `sleep` holds stdout, or is left in the group.
+        let out = listing.finish_clean();
+        assert_died_of(&out, Signal::SIGTERM);
+    }
+}
+
 #[test]
 fn async_block_rejects_bad_arguments_in_one_line() {
     assert_rejects(bin!("async-block"), &["spin"], "unknown way");
