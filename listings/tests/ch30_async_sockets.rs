@@ -360,6 +360,10 @@ fn server_end_state(server: u16, client: u16) -> Option<String> {
 /// replies still queued at the server. Its log said `timed out`.
 #[test]
 fn async_server_closes_an_evicted_connection_gently_mid_request() {
+    in_rounds(evicted_mid_request);
+}
+
+fn evicted_mid_request() -> Result<(), Slow> {
     use crate::support::unsent_by_server;
     let (server, addr) = start_server(
         SERVER,
@@ -386,10 +390,9 @@ fn async_server_closes_an_evicted_connection_gently_mid_request() {
     });
     // The server gives up on the rest and closes its end; the client sends
     // more of its request.
-    wait_until("the server to close its end", || {
-        server_end_state(server_port, port).as_deref() == Some("04")
-    });
-    client.write_all(b"est").unwrap();
+    if !send_within_the_grace(&mut client, server_port, port) {
+        return Err(Slow);
+    }
     let mut got = Vec::new();
     let read = client.read_to_end(&mut got);
     let expected = format!("server got: [{line}]\n").repeat(requests as usize);
@@ -407,6 +410,7 @@ fn async_server_closes_an_evicted_connection_gently_mid_request() {
          room for a new client, with part of a request unanswered"
     );
     assert!(out.stdout.contains(&said), "{:#?}", out.stdout);
+    Ok(())
 }
 
 /// A request that does not come whole within `--timeout`, from a client
@@ -417,6 +421,10 @@ fn async_server_closes_an_evicted_connection_gently_mid_request() {
 /// its 8,120 bytes of replies.
 #[test]
 fn async_server_closes_gently_when_a_request_times_out() {
+    in_rounds(timed_out_mid_request);
+}
+
+fn timed_out_mid_request() -> Result<(), Slow> {
     use crate::support::unsent_by_server;
     let (server, addr) =
         start_server(SERVER, &["127.0.0.1:0", "--timeout", "2"]);
@@ -432,10 +440,9 @@ fn async_server_closes_gently_when_a_request_times_out() {
         unsent > 0 && unsent + unread_by_server(port, server_port) == replies
     });
     client.write_all(b"half a requ").unwrap();
-    wait_until("the server to close its end", || {
-        server_end_state(server_port, port).as_deref() == Some("04")
-    });
-    client.write_all(b"est").unwrap();
+    if !send_within_the_grace(&mut client, server_port, port) {
+        return Err(Slow);
+    }
     let mut got = Vec::new();
     let read = client.read_to_end(&mut got);
     assert!(
@@ -451,6 +458,47 @@ fn async_server_closes_gently_when_a_request_times_out() {
          answering {requests} lines"
     );
     assert!(out.stderr.contains(&said), "{}", out.stderr);
+    Ok(())
+}
+
+/// A round that could not check what it is for: the machine was too slow.
+#[derive(Debug)]
+struct Slow;
+
+/// Runs `round` until one checks what it is for, three times at most.
+#[track_caller]
+fn in_rounds(round: fn() -> Result<(), Slow>) {
+    for _ in 0..3 {
+        if round().is_ok() {
+            return;
+        }
+        eprintln!("too slow to send within the server's second; again");
+    }
+    panic!("three rounds too slow to send within the server's second");
+}
+
+/// Waits for the server to close its end of the client's connection (state
+/// FIN-WAIT-1, "04" in /proc/net/tcp), then sends the rest of a request.
+/// True if that send came well within the second the server gives the
+/// client to close: at most half a second after the last look that saw the
+/// connection still open. Later, on a loaded machine, the server may
+/// already have given up and dropped the socket, and the kernel answers
+/// the bytes with a reset; that tells nothing of the listing.
+fn send_within_the_grace(
+    client: &mut std::net::TcpStream,
+    server: u16,
+    port: u16,
+) -> bool {
+    let mut open_at = std::time::Instant::now();
+    wait_until("the server to close its end", || {
+        let closed = server_end_state(server, port).as_deref() == Some("04");
+        if !closed {
+            open_at = std::time::Instant::now();
+        }
+        closed
+    });
+    client.write_all(b"est").unwrap();
+    open_at.elapsed() < Duration::from_millis(500)
 }
 
 /// A client of `addr` whose receive buffer is small from the start, so
