@@ -155,6 +155,43 @@ fn spawn_pipeline_ends_by_a_signal_its_parent_had_blocked() {
     }
 }
 
+/// A signal that comes while the stages start waits, blocked, until they
+/// have started; when one of them cannot run, the listing must still end
+/// by that signal, saying nothing, as it does once they run. Here the
+/// signal is pending before the listing starts (`env` blocks it, `sh`
+/// sends it to itself and execs the listing), which puts the listing in
+/// the same state without a race: the signal is there while it starts
+/// its stages. It used to report the stage it could not run and exit 1,
+/// the signal swallowed by signal-hook's handler, which nothing read.
+#[test]
+fn spawn_pipeline_ends_by_a_signal_that_came_while_a_stage_could_not_start() {
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        let name = &signal.as_str()[3..];
+        let mut command = Command::new("env");
+        command
+            .arg(format!("--block-signal={name}"))
+            .args([
+                "sh",
+                "-c",
+                &format!("kill -{name} $$ && exec \"$0\" \"$@\""),
+            ])
+            .arg(bin!("spawn-pipeline"))
+            .args(["sleep", "60", "|", "no-such-program"]);
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        assert_eq!(
+            out.status.signal(),
+            Some(signal as i32),
+            "{signal}: {:?} {}",
+            out.status,
+            out.stderr
+        );
+        assert_eq!(
+            out.stderr, "",
+            "{signal}: an interrupted pipeline says nothing"
+        );
+    }
+}
+
 /// Ctrl-\ kills a stage with SIGQUIT, and the listing ends by the same
 /// signal, but without a core dump of its own: it did not crash, and
 /// SIGQUIT's default action dumps core (coreutils' `timeout` takes the
