@@ -1490,23 +1490,44 @@ fn spawn_pipeline_waits_for_a_stage_that_left_the_group() {
 
 /// A stage that left the group, as `setsid` does, when a later stage
 /// cannot start: the listing must kill it by its pid, not only the group,
-/// and report at once. It used to wait for it: here, for a minute. strace
-/// holds the listing a second before it signals, so that `setsid` has
-/// left the group by then (without, the group's SIGKILL could come first).
+/// and report at once. It used to wait for it: here, for a minute. The
+/// stage must have left the group before the listing signals, or the
+/// group's SIGKILL would reach it: strace stops the listing with SIGSTOP
+/// at its first `wait4`, std's reap of the stage that could not run,
+/// before any `kill`; the test waits until strace reports it stopped and
+/// `setsid` has made its session, then continues it. (The first version
+/// held the listing's `kill` for a second, and trusted `setsid` to be
+/// done by then.)
 #[test]
 fn spawn_pipeline_kills_a_stage_that_left_the_group_when_another_cannot_run() {
     if !have("setsid") || !have("strace") || !have("setpriv") {
         return;
     }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
     let mut command = Command::new("strace");
     command
-        .args(["-q", "-o", "/dev/null", "-e", "trace=kill"])
-        .args(["-e", "inject=kill:delay_enter=1000000"])
+        .args(["-q", "-e", "trace=wait4", "-o"])
+        .arg(&trace)
+        .args(["-e", "inject=wait4:signal=STOP:when=1"])
         .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
         .args([bin!("spawn-pipeline"), "sleep", "60", "|", "setsid"])
         .args(["sleep", "61", "|", "no-such-program"]);
     let started = Instant::now();
-    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    let traced = Listing::spawn(&mut command, Stdio::piped());
+    let pipeline = traced_listing(&traced);
+    wait_until(
+        "the listing to stop, and a stage to leave the group",
+        || {
+            std::fs::read_to_string(&trace)
+                .is_ok_and(|t| t.contains("--- stopped by SIGSTOP ---"))
+                && children_of(pipeline)
+                    .iter()
+                    .any(|&stage| nix::unistd::getsid(Some(stage)) == Ok(stage))
+        },
+    );
+    nix::sys::signal::kill(pipeline, Signal::SIGCONT).unwrap();
+    let out = finish_clean(traced);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert_eq!(
         out.stderr,
