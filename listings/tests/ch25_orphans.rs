@@ -749,6 +749,47 @@ fn proc_orphans_leaves_no_child_behind_when_a_spawn_fails() {
     );
 }
 
+/// A signal that comes while the children start, when a later spawn then
+/// fails: the parent stops those it started, as it does, and ends by the
+/// signal, as it does once they run, rather than report the failed spawn.
+/// The signal is pending before the listing starts (`env` blocks it, `sh`
+/// sends it to itself and execs the listing), the same state without a
+/// race; the spawn fails as above, under a limit of four processes. It
+/// used to exit 1 with the spawn's error, the signal taken by
+/// signal-hook's handler and never read.
+#[test]
+fn proc_orphans_ends_by_a_signal_that_came_while_a_spawn_failed() {
+    use std::os::unix::fs::PermissionsExt;
+    let (listing, _listing_dir) = crate::support::reachable_by_anyone(
+        std::path::Path::new(bin!("proc-orphans")),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755))
+        .unwrap();
+    let script = dir.path().join("pending-term");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh
+exec env --block-signal=TERM sh -c \
+             'kill -TERM $$ && exec \"$0\" \"$@\"' '{}' \
+             none --children 10 --for 60\n",
+            listing.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, PermissionsExt::from_mode(0o755))
+        .unwrap();
+    let Some((mut command, _dir)) =
+        with_thread_limit(&Command::new(&script), 4)
+    else {
+        return;
+    };
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert_died_of(&out, Signal::SIGTERM);
+    assert_eq!(out.stderr, "", "an interrupted parent says nothing");
+}
+
 /// The system may refuse the thread that watches for signals (`ulimit -u`
 /// counts threads) once the children run: the parent must stop and reap
 /// them, and say why in one line. It used to panic (exit 101) and leave
