@@ -89,7 +89,17 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     passed_signals().thread_block()?;
     let children = start(&stages, terminal.as_ref());
     passed_signals().thread_unblock()?;
-    let children = children?;
+    let children = match children {
+        Ok(children) => children,
+        // A stage could not run, and `start` has ended the others. A
+        // signal that came meanwhile waited, blocked, and signal-hook's
+        // handler has just taken it: we were interrupted, so end by it,
+        // as we do once the stages run, rather than report.
+        Err(err) => match signals.pending().next() {
+            Some(signal) => return Ok(die_of(signal)),
+            None => return Err(err),
+        },
+    };
     let pids: Vec<Pid> = children
         .iter()
         .map(|c| Pid::from_raw(c.id() as i32))

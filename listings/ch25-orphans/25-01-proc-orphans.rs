@@ -89,15 +89,25 @@ fn run() -> Result<(), Box<dyn Error>> {
         _ => (None, None),
     };
     let (way, n, secs) = (args.way, args.children, args.secs);
-    let mut children = if args.from_thread {
+    let started = if args.from_thread {
         // The thread that starts them exits here.
         thread::Builder::new()
             .spawn(move || start(way, n, secs, reader))
             .map_err(|err| format!("cannot start a thread: {err}"))?
             .join()
-            .map_err(|_| "the starting thread panicked")??
+            .map_err(|_| "the starting thread panicked")?
     } else {
-        start(way, n, secs, reader)?
+        start(way, n, secs, reader)
+    };
+    let mut children = match started {
+        Ok(children) => children,
+        // A spawn failed, and `start` has stopped the others. A signal
+        // that came meanwhile is signal-hook's, and no thread will read
+        // it: we were asked to stop, so end by it, as once they run.
+        Err(err) => match signals.pending().next() {
+            Some(signal) => die_of(signal),
+            None => return Err(err.into()),
+        },
     };
     let pids: Vec<Pid> = children
         .iter()

@@ -102,6 +102,9 @@ struct Timing {
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // Before any child starts: each must stay a zombie until reaped. And
+    // before `Channel::new`, which may install a SIGCHLD handler of ours.
+    keep_zombies()?;
     let (parent_cpu, child_cpu) = choose_cpus(args.cpus)?;
     // Both ends exist before the fork, so that both processes have them.
     let channel = Channel::new(&args)?;
@@ -897,5 +900,16 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         return Err("--wait spin needs --cpus different".into());
     }
     Ok(parsed)
+}
+
+/// Gives SIGCHLD its default action back. A parent that left it ignored
+/// passed that on through `exec` (Chapter 24), and then the kernel reaps
+/// our children itself: every wait fails with ECHILD, and a child's pid,
+/// or its group's id, may go to a stranger as soon as the child exits,
+/// while we may still signal it.
+fn keep_zombies() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
+    Ok(())
 }
 // ANCHOR_END: whole

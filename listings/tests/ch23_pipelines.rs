@@ -155,6 +155,43 @@ fn spawn_pipeline_ends_by_a_signal_its_parent_had_blocked() {
     }
 }
 
+/// A signal that comes while the stages start waits, blocked, until they
+/// have started; when one of them cannot run, the listing must still end
+/// by that signal, saying nothing, as it does once they run. Here the
+/// signal is pending before the listing starts (`env` blocks it, `sh`
+/// sends it to itself and execs the listing), which puts the listing in
+/// the same state without a race: the signal is there while it starts
+/// its stages. It used to report the stage it could not run and exit 1,
+/// the signal swallowed by signal-hook's handler, which nothing read.
+#[test]
+fn spawn_pipeline_ends_by_a_signal_that_came_while_a_stage_could_not_start() {
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        let name = &signal.as_str()[3..];
+        let mut command = Command::new("env");
+        command
+            .arg(format!("--block-signal={name}"))
+            .args([
+                "sh",
+                "-c",
+                &format!("kill -{name} $$ && exec \"$0\" \"$@\""),
+            ])
+            .arg(bin!("spawn-pipeline"))
+            .args(["sleep", "60", "|", "no-such-program"]);
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        assert_eq!(
+            out.status.signal(),
+            Some(signal as i32),
+            "{signal}: {:?} {}",
+            out.status,
+            out.stderr
+        );
+        assert_eq!(
+            out.stderr, "",
+            "{signal}: an interrupted pipeline says nothing"
+        );
+    }
+}
+
 /// Ctrl-\ kills a stage with SIGQUIT, and the listing ends by the same
 /// signal, but without a core dump of its own: it did not crash, and
 /// SIGQUIT's default action dumps core (coreutils' `timeout` takes the
@@ -1453,23 +1490,44 @@ fn spawn_pipeline_waits_for_a_stage_that_left_the_group() {
 
 /// A stage that left the group, as `setsid` does, when a later stage
 /// cannot start: the listing must kill it by its pid, not only the group,
-/// and report at once. It used to wait for it: here, for a minute. strace
-/// holds the listing a second before it signals, so that `setsid` has
-/// left the group by then (without, the group's SIGKILL could come first).
+/// and report at once. It used to wait for it: here, for a minute. The
+/// stage must have left the group before the listing signals, or the
+/// group's SIGKILL would reach it: strace stops the listing with SIGSTOP
+/// at its first `wait4`, std's reap of the stage that could not run,
+/// before any `kill`; the test waits until strace reports it stopped and
+/// `setsid` has made its session, then continues it. (The first version
+/// held the listing's `kill` for a second, and trusted `setsid` to be
+/// done by then.)
 #[test]
 fn spawn_pipeline_kills_a_stage_that_left_the_group_when_another_cannot_run() {
     if !have("setsid") || !have("strace") || !have("setpriv") {
         return;
     }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
     let mut command = Command::new("strace");
     command
-        .args(["-q", "-o", "/dev/null", "-e", "trace=kill"])
-        .args(["-e", "inject=kill:delay_enter=1000000"])
+        .args(["-q", "-e", "trace=wait4", "-o"])
+        .arg(&trace)
+        .args(["-e", "inject=wait4:signal=STOP:when=1"])
         .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
         .args([bin!("spawn-pipeline"), "sleep", "60", "|", "setsid"])
         .args(["sleep", "61", "|", "no-such-program"]);
     let started = Instant::now();
-    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    let traced = Listing::spawn(&mut command, Stdio::piped());
+    let pipeline = traced_listing(&traced);
+    wait_until(
+        "the listing to stop, and a stage to leave the group",
+        || {
+            std::fs::read_to_string(&trace)
+                .is_ok_and(|t| t.contains("--- stopped by SIGSTOP ---"))
+                && children_of(pipeline)
+                    .iter()
+                    .any(|&stage| nix::unistd::getsid(Some(stage)) == Ok(stage))
+        },
+    );
+    nix::sys::signal::kill(pipeline, Signal::SIGCONT).unwrap();
+    let out = finish_clean(traced);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert_eq!(
         out.stderr,
