@@ -396,13 +396,19 @@ fn answer_and_log(conn: &UnixStream, slot: &Slot, timeout: Duration) {
         Ok(cred) => format!("pid {} (uid {})", cred.pid(), cred.uid()),
         Err(err) => format!("a client ({err})"),
     };
-    let answered = answer(conn, slot, timeout);
+    let mut lines = 0;
+    let answered = answer(conn, slot, timeout, &mut lines);
     // The client sees the end of the stream now, not once the log line
     // is written: writing it waits while the log's reader does (a paused
     // terminal, a stuck log collector).
     let _ = conn.shutdown(Shutdown::Write);
     match answered {
-        Ok(lines) => {
+        // Closed to make room (`Conns::take`): what failed after that, a
+        // reply to half a request, failed because of us, not the client.
+        Err(err) if !slot.evicted() => {
+            log(format_args!("{who}: {}", explain(&err)));
+        }
+        _ => {
             let logged =
                 writeln!(io::stdout(), "{who}: answered {lines} lines");
             // Nobody reads the log any more: the server ends, at the
@@ -411,7 +417,6 @@ fn answer_and_log(conn: &UnixStream, slot: &Slot, timeout: Duration) {
                 LOG_CLOSED.store(true, Ordering::Relaxed);
             }
         }
-        Err(err) => log(format_args!("{who}: {}", explain(&err))),
     }
 }
 
@@ -420,25 +425,25 @@ static LOG_CLOSED: AtomicBool = AtomicBool::new(false);
 // ANCHOR_END: serve
 
 /// Answers every line of one connection, each request and reply within
-/// `timeout` (Listing 14-2).
+/// `timeout` (Listing 14-2), counting them in `answered`.
 fn answer(
     conn: &UnixStream,
     slot: &Slot,
     timeout: Duration,
-) -> io::Result<usize> {
+    answered: &mut usize,
+) -> io::Result<()> {
     let mut reader = BufReader::new(Deadline {
         conn,
         by: Instant::now(),
         slot,
     });
     let mut line = Vec::new();
-    let mut answered = 0;
     loop {
         reader.get_mut().by = Instant::now() + timeout;
         // Idle from now on (from `accept` for the first request), unless
         // the next request is in the buffer already; the first byte of a
         // request marks it busy (`Deadline::read`).
-        if answered > 0 {
+        if *answered > 0 {
             slot.set_idle(reader.buffer().is_empty());
         }
         match read_line(&mut reader, &mut line)? {
@@ -447,7 +452,7 @@ fn answer(
                 reply.extend_from_slice(&line);
                 reply.extend_from_slice(b"]\n");
                 write_all_by(conn, &reply, Instant::now() + timeout)?;
-                answered += 1;
+                *answered += 1;
             }
             Line::TooLong => {
                 let error =
@@ -459,7 +464,7 @@ fn answer(
                     format!("a line longer than {MAX_LINE} bytes"),
                 ));
             }
-            Line::End => return Ok(answered),
+            Line::End => return Ok(()),
         }
     }
 }
@@ -634,6 +639,13 @@ impl Conns {
 }
 
 impl Slot {
+    /// Whether `Conns::take` closed the connection to make room. Its
+    /// reads then return what was queued and then 0, our own shutdown,
+    /// not the client's (Chapter 13), and its writes fail with EPIPE.
+    fn evicted(&self) -> bool {
+        !self.conns.lock().open.contains_key(&self.id)
+    }
+
     /// Marks the connection idle, or busy with a request that begins now.
     fn set_idle(&self, idle: bool) {
         let now = Instant::now();
