@@ -63,7 +63,7 @@ const IDLE: Duration = Duration::from_secs(60);
 /// How long a client may leave a reply untaken; and from the stop, how
 /// long it has in all to take the last replies and to close after ours.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest request line, its newline not counted.
+/// The longest request line, newline included.
 const MAX_LINE: usize = 64 * 1024;
 
 // ANCHOR: main
@@ -588,7 +588,7 @@ fn serve(
     let mut deadline: Option<Instant> = None;
     let ended = loop {
         while let Some(end) = received.iter().position(|&b| b == b'\n') {
-            if end > MAX_LINE {
+            if end >= MAX_LINE {
                 break; // Refused below.
             }
             let line: Vec<u8> = received.drain(..=end).collect();
@@ -605,11 +605,11 @@ fn serve(
             let reply = format!("{}, {request}\n", config.greeting);
             send_all(&stream, reply.as_bytes(), stop, &mut deadline)?;
         }
-        // The first line left, whole or begun: longer than MAX_LINE, it is
-        // refused. Its own bytes are counted, not those that came after
-        // its newline in the same read.
+        // The first line left, whole or begun: longer than MAX_LINE, its
+        // newline counted, it is refused. Its own bytes are counted, not
+        // those that came after its newline in the same read.
         let first = received.iter().position(|&b| b == b'\n');
-        if first.unwrap_or(received.len()) > MAX_LINE {
+        if first.map_or(received.len(), |end| end + 1) > MAX_LINE {
             let refusal = b"error: line too long\n";
             send_all(&stream, refusal, stop, &mut deadline)?;
             break Ended::TooLong;
