@@ -63,7 +63,7 @@ const IDLE: Duration = Duration::from_secs(60);
 /// How long a client may leave a reply untaken; and from the stop, how
 /// long it has in all to take the last replies and to close after ours.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest request line, its newline not counted.
+/// The longest request line, newline included.
 const MAX_LINE: usize = 64 * 1024;
 
 // ANCHOR: main
@@ -201,7 +201,9 @@ fn run() -> Result<Ending, Box<dyn Error>> {
             (path, Some(dir))
         }
     };
-    let config: Shared = Arc::new(RwLock::new(Arc::new(load(&config_path)?)));
+    let loaded = load(&config_path)
+        .map_err(|err| format!("cannot load the configuration: {err}"))?;
+    let config: Shared = Arc::new(RwLock::new(Arc::new(loaded)));
     let listener = TcpListener::bind(&addrs[..])
         .map_err(|err| format!("cannot listen on {}: {err}", args.addr))?;
     let addr = listener.local_addr().map_err(|err| {
@@ -524,7 +526,8 @@ impl Server {
         let started = thread::Builder::new().spawn(move || {
             log(format_args!("{peer}: connected"));
             match serve(stream, peer, &config, &stop) {
-                Ok(()) => log(format_args!("{peer}: closed")),
+                Ok(Ended::ByClient) => log(format_args!("{peer}: closed")),
+                Ok(ended) => log(format_args!("{peer}: closed {ended}")),
                 Err(err) => log(format_args!("{peer}: {}", explain(&err))),
             }
             open.fetch_sub(1, Ordering::SeqCst);
@@ -566,13 +569,13 @@ impl Server {
 // ANCHOR: serve
 /// Answers each line the client sends, until the client closes, stays
 /// silent for too long, or the server stops: then it answers the lines
-/// the kernel had received when the stop came, and closes.
+/// the kernel had received when the stop came, and closes. Says which.
 fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
     config: &Shared,
     stop: &OwnedFd,
-) -> io::Result<()> {
+) -> io::Result<Ended> {
     stream.set_nonblocking(false)?;
     let mut received = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -583,9 +586,9 @@ fn serve(
     // the moment this connection sees the stop, for every wait on the
     // client that is left: taking the replies, and closing.
     let mut deadline: Option<Instant> = None;
-    loop {
+    let ended = loop {
         while let Some(end) = received.iter().position(|&b| b == b'\n') {
-            if end > MAX_LINE {
+            if end >= MAX_LINE {
                 break; // Refused below.
             }
             let line: Vec<u8> = received.drain(..=end).collect();
@@ -602,17 +605,18 @@ fn serve(
             let reply = format!("{}, {request}\n", config.greeting);
             send_all(&stream, reply.as_bytes(), stop, &mut deadline)?;
         }
-        // The first line left, whole or begun: longer than MAX_LINE, it is
-        // refused. Its own bytes are counted, not those that came after
-        // its newline in the same read.
+        // The first line left, whole or begun: longer than MAX_LINE, its
+        // newline counted, it is refused. Its own bytes are counted, not
+        // those that came after its newline in the same read.
         let first = received.iter().position(|&b| b == b'\n');
-        if first.unwrap_or(received.len()) > MAX_LINE {
+        if first.map_or(received.len(), |end| end + 1) > MAX_LINE {
             let refusal = b"error: line too long\n";
             send_all(&stream, refusal, stop, &mut deadline)?;
-            break;
+            break Ended::TooLong;
         }
         let want = match before_stop {
-            Some(0) => break, // All that came before the stop is answered.
+            // All that came before the stop is answered.
+            Some(0) => break Ended::AtTheStop,
             // There already: no need to wait.
             Some(left) => {
                 chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX))
@@ -636,21 +640,49 @@ fn serve(
                     continue;
                 }
                 if fds[1].any() != Some(true) {
-                    break; // Idle for too long.
+                    break Ended::Idle;
                 }
                 chunk.len()
             }
         };
         let n = stream.read(&mut chunk[..want])?;
         if n == 0 {
-            return Ok(()); // The client closed.
+            return Ok(Ended::ByClient);
         }
         if let Some(left) = &mut before_stop {
             *left -= n as u64;
         }
         received.extend_from_slice(&chunk[..n]);
+    };
+    close_gently(stream, deadline)?;
+    Ok(ended)
+}
+
+/// Who, or what, ended a connection that no error ended.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Ended {
+    /// The client closed its end.
+    ByClient,
+    /// No whole request came within IDLE.
+    Idle,
+    /// A line longer than MAX_LINE, which the client was told.
+    TooLong,
+    /// The stop, once what had come before it was answered.
+    AtTheStop,
+}
+
+/// How the log says it, after "closed".
+impl Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Ended::ByClient => write!(f, "by the client"),
+            Ended::Idle => {
+                write!(f, "after {} s without a request", IDLE.as_secs())
+            }
+            Ended::TooLong => write!(f, "after a line too long"),
+            Ended::AtTheStop => write!(f, "at the stop"),
+        }
     }
-    close_gently(stream, deadline)
 }
 
 /// Sends all of `bytes`, waiting in `poll`, never in `write`, so that a

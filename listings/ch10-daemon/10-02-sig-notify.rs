@@ -95,7 +95,8 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         .map_err(|err| format!("cannot block the signals: {err}"))?;
     let signalfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC)
         .map_err(|err| format!("cannot make a signalfd: {err}"))?;
-    let mut greeting = read_greeting(config.as_ref())?;
+    let mut greeting = read_greeting(config.as_ref())
+        .map_err(|err| format!("cannot read the greeting: {err}"))?;
     let (listener, origin) = match passed {
         Some(listener) => (listener, "descriptor 3, from the service manager"),
         None => {
@@ -219,13 +220,15 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
                 let status = match read_greeting(config.as_ref()) {
                     Ok(new) => {
                         greeting = new;
+                        log(format_args!("Reloaded: Greeting {greeting:?}"));
                         format!("Greeting {greeting:?}")
                     }
                     Err(err) => {
-                        format!("Reload failed, keeping the old: {err}")
+                        let kept = "Reload failed, keeping the old greeting";
+                        log(format_args!("{kept}: {err}"));
+                        format!("{kept}: {err}")
                     }
                 };
-                log(format_args!("Reloaded: {status}"));
                 notify(&format!("READY=1\nSTATUS={status}"));
             } else {
                 notify("STOPPING=1");
@@ -455,12 +458,14 @@ fn is_ignored(signal: Signal) -> nix::Result<bool> {
     Ok(current.sa_sigaction == libc::SIG_IGN)
 }
 
-/// The greeting in `config`, or "hello" without one.
-fn read_greeting(config: Option<&PathBuf>) -> io::Result<String> {
+/// The greeting in `config`, or "hello" without one; an error names the
+/// file.
+fn read_greeting(config: Option<&PathBuf>) -> Result<String, String> {
     let Some(path) = config else {
         return Ok("hello".into());
     };
-    let text = fs::read_to_string(path)?;
+    let text = fs::read_to_string(path)
+        .map_err(|err| format!("{}: {err}", path.display()))?;
     Ok(text.trim().to_string())
 }
 

@@ -24,7 +24,6 @@ use std::thread;
 use std::time::Duration;
 
 use nix::sys::signal::{SigSet, Signal};
-use nix::unistd::getpid;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::{flag, low_level};
 
@@ -97,9 +96,9 @@ fn run() -> Result<Option<(i32, End)>, Box<dyn Error>> {
     let file = scratch.dir.join("file");
     fs::write(&file, "temporary\n")?;
     let mut out = io::stdout();
-    let pid = getpid();
-    let shown = file.display();
-    writeln!(out, "Created {shown} as pid {pid}; try: kill {pid}")?;
+    let (shown, pid) = (file.display(), whoami()?);
+    let outside = pid.outside.unwrap_or(pid.here);
+    writeln!(out, "Created {shown} as {pid}; try: kill {outside}")?;
 
     while stop.load(Ordering::SeqCst) == 0 {
         thread::sleep(Duration::from_millis(50));
@@ -116,6 +115,50 @@ fn run() -> Result<Option<(i32, End)>, Box<dyn Error>> {
     Ok(Some((number, end)))
 }
 // ANCHOR_END: run
+
+/// This process's pid, and, in a PID namespace of its own (`unshare
+/// --pid`, a container), the pid the reader's shell outside knows it by:
+/// there, `kill 1` would signal the machine's init.
+struct Whoami {
+    here: u32,
+    outside: Option<u32>,
+}
+
+/// "pid 4242", or "pid 1 (pid 4242 outside)" in a PID namespace.
+impl std::fmt::Display for Whoami {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "pid {}", self.here)?;
+        match self.outside {
+            Some(outside) => write!(f, " (pid {outside} outside)"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Reads the NSpid line of /proc/self/status, which lists the pid in
+/// every namespace from /proc's own (the machine's, unless /proc was
+/// mounted anew, as `unshare --mount-proc` does) to ours, as Listing
+/// 12-4 does.
+fn whoami() -> io::Result<Whoami> {
+    let status = fs::read_to_string("/proc/self/status")?;
+    let pids: Vec<u32> = status
+        .lines()
+        .find_map(|line| line.strip_prefix("NSpid:"))
+        .map(|pids| pids.split_whitespace().filter_map(|p| p.parse().ok()))
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok(match pids.as_slice() {
+        [outside, .., here] => Whoami {
+            here: *here,
+            outside: Some(*outside),
+        },
+        _ => Whoami {
+            here: process::id(),
+            outside: None,
+        },
+    })
+}
 
 /// SIGINT and SIGTERM, less a SIGINT that the parent left ignored (a job
 /// that a script starts with `&`): ignoring it was the user's choice, and

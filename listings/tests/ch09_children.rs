@@ -957,6 +957,15 @@ fn children_listings_reap_even_when_started_with_sigchld_ignored() {
         let out = run_under_env("--ignore-signal=CHLD", bin);
         assert!(out.status.success(), "{bin}: {}", out.stderr);
     }
+    // 9-2 and 9-5 have no `restore_sigchld`: signal-hook's handler, and
+    // each action 9-5 tries, replace the "ignore" before the first fork.
+    let reaper = run_under_env("--ignore-signal=CHLD", bin!("sig-reaper"));
+    assert!(reaper.status.success(), "sig-reaper: {}", reaper.stderr);
+    let last = reaper.stdout.last().map(String::as_str).unwrap_or_default();
+    assert!(last.ends_with("reaped 20 of 20 children"), "{last:?}");
+    let flags = run_under_env("--ignore-signal=CHLD", bin!("sig-chld-flags"));
+    assert!(flags.status.success(), "sig-chld-flags: {}", flags.stderr);
+    assert_eq!(flags.stdout, run(bin!("sig-chld-flags"), &[]).stdout);
     let mut command = std::process::Command::new("env");
     command.args(["--ignore-signal=CHLD", bin!("sig-zombie")]);
     let mut zombie = Listing::spawn(&mut command, std::process::Stdio::piped());

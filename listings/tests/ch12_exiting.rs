@@ -883,14 +883,19 @@ fn sig_cleanup_as_pid_1_cleans_up_then_cannot_die_of_its_signal() {
         .arg(dir.path())
         .current_dir(dir.path());
     let mut cleanup = Listing::spawn(&mut command, Stdio::piped());
-    cleanup.expect(r"Created \S+/file as pid 1; try: kill 1");
+    // The `kill` it suggests is for the reader's shell, outside: not
+    // `kill 1`, the machine's init, but its own pid as seen from there.
+    let made = cleanup.expect(
+        r"Created \S+/file as pid 1 \(pid (\d+) outside\); try: kill (\d+)",
+    );
+    assert_eq!(made[1], made[2], "{made:?}");
     let unshare = cleanup.pid();
     let children = std::fs::read_to_string(format!(
         "/proc/{unshare}/task/{unshare}/children"
     ))
     .unwrap();
-    let inside = nix::unistd::Pid::from_raw(children.trim().parse().unwrap());
-    nix::sys::signal::kill(inside, Signal::SIGTERM).unwrap();
+    assert_eq!(children.trim(), made[2], "unshare's child");
+    shell(&format!("kill {}", made[2]));
     cleanup.expect("Got SIGTERM: returning from run");
     cleanup.expect(r"Drop: removed \S+/");
     let out = cleanup.finish();
