@@ -803,6 +803,33 @@ fn signal_hook_aborts_the_process_on_a_forbidden_signal() {
     assert!(stderr.contains("PoisonError"), "{stderr}");
 }
 
+/// Asked to catch SIGPIPE, the catcher must still end. Dropped, its
+/// `signals` would close the socket it reads while signal-hook's handler
+/// still writes to the other end: a SIGPIPE then makes that write fail
+/// with EPIPE and raise SIGPIPE again, blocked until the handler returns
+/// and delivered at once after it, to the same handler, for ever, and
+/// the main thread never gets back to unregister it. strace holds the
+/// catcher there, if it ever closes that socket, and the SIGPIPE comes
+/// then.
+#[test]
+fn catch_signal_catching_sigpipe_ends_after_a_sigpipe_as_it_ends() {
+    if !have("strace") {
+        return;
+    }
+    let out = signal_after_iterator_closes(
+        bin!("catch-signal"),
+        &["PIPE", "--count", "1"],
+        Signal::SIGPIPE,
+        |catcher| {
+            catcher.expect(r"Waiting for SIGPIPE \(13\) as pid \d+; try: .*");
+            let pid = catcher.tracee();
+            nix::sys::signal::kill(pid, Signal::SIGPIPE).expect("kill");
+            catcher.expect(&format!("Got signal 13 at {TIME}"));
+        },
+    );
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+}
+
 // ---------------------------------------------------------------------------
 // What the kernel sees
 
