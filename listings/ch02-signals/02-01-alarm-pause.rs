@@ -63,6 +63,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     unsafe { sigaction(Signal::SIGALRM, &action) }?;
     // A parent that blocked SIGALRM passed its mask on through `exec`.
     SigSet::from(Signal::SIGALRM).thread_unblock()?;
+    // An alarm the parent set crosses `exec` too: cancel it, or it could
+    // ring before ours is set, and `--fix` would take it for ours.
+    alarm::cancel();
     // With --fix: SIGALRM blocked from here on, and the mask to wait with.
     let waiting = if fix { Some(block_sigalrm()?) } else { None };
 

@@ -43,8 +43,11 @@ fn run() -> Result<(), Box<dyn Error>> {
     // SIGALRM passed its mask on through `exec`: unblock it, or wait for
     // ever.
     SigSet::from(Signal::SIGALRM).thread_unblock()?;
-    // Pending signals come through `exec` too: a SIGALRM the parent left
-    // pending reached the handler at that unblock. It is no alarm of ours.
+    // An alarm the parent set crosses `exec` too, and could ring while
+    // our first line is written, before ours replaces it: cancel it. A
+    // SIGALRM the parent left pending, or that alarm if it rang already,
+    // has reached the handler by now. Neither is an alarm of ours.
+    alarm::cancel();
     signals.pending().for_each(drop);
 
     let (mut out, mut alarms) = (io::stdout(), 0);

@@ -52,7 +52,11 @@ fn run() -> Result<(), Box<dyn Error>> {
     if FORBIDDEN.contains(&signal) || signal == SIGBUS {
         return Err(format!("{name} cannot be caught this way").into());
     }
-    let mut signals = Signals::new([signal])?;
+    // Kept until the process ends (`Box::leak`), as in Listing 2-2:
+    // dropped, it would close its socket while the handler still writes
+    // to it, and a SIGPIPE we catch, coming then, would make that write
+    // raise SIGPIPE again, for ever.
+    let signals = Box::leak(Box::new(Signals::new([signal])?));
     // A parent's mask comes through `exec`: unblock our signal, and leave
     // the rest of the mask, the parent's choice, alone.
     unblock(signal)?;

@@ -394,23 +394,49 @@ fn alarm_listings_ignore_an_alarm_their_parent_left_pending() {
 
 /// An alarm crosses `exec` too: its timer belongs to the process. Python
 /// plays a parent that set one for two seconds and then exec'd the
-/// listing. Each alarm loop sets its own five seconds before it waits,
-/// which replaces the inherited one: that never rings, and the loop's
-/// own alarm comes after its full five seconds.
+/// listing. The listing's own alarm would replace it, but only once its
+/// first line is written, and a write waits as long as its reader makes
+/// it: strace holds that first `write` for three seconds, and the
+/// inherited alarm rings inside it. A loop that left it set would take
+/// it for its own and report it at once; each alarm loop cancels it
+/// instead, and its own alarm comes five seconds after that write, eight
+/// at least after the start. Listing 2-1 runs both ways, `--fix` being
+/// the one whose blocked SIGALRM would stay pending for `sigsuspend`.
 #[test]
-fn alarm_listings_replace_an_alarm_they_inherit_through_exec() {
-    if !have("python3") {
+fn alarm_listings_cancel_an_alarm_they_inherit_through_exec() {
+    if !have("python3") || !have("strace") {
         return;
     }
     let script = "import os, signal, sys\n\
         signal.alarm(2)\n\
         os.execv(sys.argv[1], sys.argv[1:])\n";
-    for bin in [bin!("alarm"), bin!("alarm-pause")] {
-        let mut command = Command::new("python3");
-        command.args(["-c", script, bin, "--count", "1"]);
+    // The interpreter itself, not a wrapper script that runs others
+    // first: strace must hold the listing's first write, no one else's.
+    let python = run("python3", &["-c", "import sys; print(sys.executable)"])
+        .stdout
+        .remove(0);
+    for (bin, args) in [
+        (bin!("alarm"), &["--count", "1"][..]),
+        (bin!("alarm-pause"), &["--count", "1"][..]),
+        (bin!("alarm-pause"), &["--fix", "--count", "1"][..]),
+    ] {
+        let mut command = Command::new("strace");
+        command
+            .args(["-q", "-o", "/dev/null", "-e", "trace=write"])
+            .args(["-e", "signal=none"])
+            .arg("--inject=write:delay_enter=3000000:when=1")
+            .args(["--", &python, "-c", script, bin])
+            .args(args);
         let started = Instant::now();
         let mut alarm = Listing::spawn(&mut command, Stdio::piped());
-        expect_one_alarm(&mut alarm, started, 1);
+        alarm.expect(&format!("Setting at {TIME}"));
+        alarm.expect(&format!("Got alarm 14 at {TIME}"));
+        // Lines reach the test late, never early: a lower bound.
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_secs(8),
+            "{bin} {args:?}: an alarm after only {took:?}"
+        );
         let out = alarm.finish();
         assert!(
             out.status.success(),
@@ -775,6 +801,33 @@ fn signal_hook_aborts_the_process_on_a_forbidden_signal() {
         "{stderr}"
     );
     assert!(stderr.contains("PoisonError"), "{stderr}");
+}
+
+/// Asked to catch SIGPIPE, the catcher must still end. Dropped, its
+/// `signals` would close the socket it reads while signal-hook's handler
+/// still writes to the other end: a SIGPIPE then makes that write fail
+/// with EPIPE and raise SIGPIPE again, blocked until the handler returns
+/// and delivered at once after it, to the same handler, for ever, and
+/// the main thread never gets back to unregister it. strace holds the
+/// catcher there, if it ever closes that socket, and the SIGPIPE comes
+/// then.
+#[test]
+fn catch_signal_catching_sigpipe_ends_after_a_sigpipe_as_it_ends() {
+    if !have("strace") {
+        return;
+    }
+    let out = signal_after_iterator_closes(
+        bin!("catch-signal"),
+        &["PIPE", "--count", "1"],
+        Signal::SIGPIPE,
+        |catcher| {
+            catcher.expect(r"Waiting for SIGPIPE \(13\) as pid \d+; try: .*");
+            let pid = catcher.tracee();
+            nix::sys::signal::kill(pid, Signal::SIGPIPE).expect("kill");
+            catcher.expect(&format!("Got signal 13 at {TIME}"));
+        },
+    );
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
 }
 
 // ---------------------------------------------------------------------------
