@@ -128,6 +128,9 @@ fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
     }
     SocketAddr::from_pathname(path)
         .map_err(|err| format!("cannot listen on {}: {err}", path.display()))?;
+    // Nor beside a file that is not a socket: a typo that names someone's
+    // file must leave nothing behind.
+    socket_at(path)?;
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
     let lock_path = PathBuf::from(lock_path);
@@ -156,24 +159,13 @@ fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
     // We hold the lock: no server that takes it is running. A socket file
     // here is stale, and may be removed, unless a program that takes no
     // lock listens on it. Anything else is not ours to touch.
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            if !nobody_listens(path)? {
-                let path = path.display();
-                let why = "is in use by a program that takes no lock";
-                return Err(format!("{path} {why}").into());
-            }
-            fs::remove_file(path)?;
+    if socket_at(path)? {
+        if !nobody_listens(path)? {
+            let path = path.display();
+            let why = "is in use by a program that takes no lock";
+            return Err(format!("{path} {why}").into());
         }
-        Ok(_) => {
-            return Err(format!(
-                "{} exists and is not a socket",
-                path.display()
-            )
-            .into());
-        }
-        Err(err) if err.kind() == ErrorKind::NotFound => {}
-        Err(err) => return Err(err.into()),
+        fs::remove_file(path)?;
     }
     let listener = UnixListener::bind(path)
         .map_err(|err| format!("cannot listen on {}: {err}", path.display()))?;
@@ -189,6 +181,20 @@ fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
             dir: None,
         },
     ))
+}
+
+/// Whether a socket file is at `path` (`false`: nothing is). Anything
+/// else there is an error: it is not ours to touch.
+fn socket_at(path: &Path) -> Result<bool, Box<dyn Error>> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => Ok(true),
+        Ok(_) => {
+            let path = path.display();
+            Err(format!("{path} exists and is not a socket").into())
+        }
+        Err(err) if err.kind() == ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(format!("{}: {err}", path.display()).into()),
+    }
 }
 
 /// Whether nothing listens on the socket file at `path`: a connection

@@ -533,15 +533,32 @@ fn std_binds_a_path_of_107_bytes_and_refuses_108() {
 
 #[test]
 fn unix_server_will_not_remove_a_file_that_is_not_a_socket() {
+    // Nor leave a lock file beside it: a typo that names someone's file
+    // or directory must cost nothing. The first version made PATH.lock
+    // before it looked, and kept it: `unix-server /etc/passwd`, as root,
+    // left /etc/passwd.lock, and then `useradd` refused to run ("existing
+    // lock file without a PID").
     let dir = tempfile::tempdir().unwrap();
     let path = path_in(&dir, "precious");
     fs::write(&path, "keep me").unwrap();
-    assert_rejects(
-        bin!("unix-server"),
-        &[&path],
-        &format!("{path} exists and is not a socket"),
-    );
+    let sub = path_in(&dir, "directory");
+    fs::create_dir(&sub).unwrap();
+    let inside = format!("{sub}/.");
+    for path in [&path, &sub, &inside] {
+        assert_rejects(
+            bin!("unix-server"),
+            &[path],
+            &format!("{path} exists and is not a socket"),
+        );
+    }
     assert_eq!(fs::read_to_string(&path).unwrap(), "keep me");
+    let mut left: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .chain(fs::read_dir(&sub).unwrap())
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["directory", "precious"], "no lock file beside them");
 }
 
 #[test]
