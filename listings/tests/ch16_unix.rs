@@ -839,6 +839,36 @@ fn unix_server_refuses_a_client_over_the_limit_and_the_client_reads_why() {
 
 // Listing 14-2's promises, which Listing 16-1 keeps on a Unix socket.
 
+/// Chapter 16 shows none of 16-1's serving half: it sends the reader to
+/// Chapter 14, and to the whole file, "under the names it has in Listing
+/// 14-2". Each name the chapter gives is defined in both files.
+#[test]
+fn unix_server_serves_with_the_pieces_chapter_16_names_from_listing_14_2() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |path: &str| fs::read_to_string(root.join(path)).unwrap();
+    let chapter = read("../src/ch16-unix.md");
+    let fixed = read("ch14-servers/14-02-tcp-threads.rs");
+    let unix = read("ch16-unix/16-01-unix-server.rs");
+    for name in [
+        "Conns",
+        "Slot",
+        "answer",
+        "Deadline",
+        "write_all_by",
+        "read_line",
+        "close_gently",
+        "Backoff",
+        "raise_fd_limit",
+        "default_max_conns",
+    ] {
+        assert!(chapter.contains(&format!("`{name}`")), "ch16 names {name}");
+        let defined =
+            regex::Regex::new(&format!(r"(?m)^(fn|struct) {name}\b")).unwrap();
+        assert!(defined.is_match(&fixed), "14-2 defines {name}");
+        assert!(defined.is_match(&unix), "16-1 defines {name}");
+    }
+}
+
 /// Sends `pieces` on one connection to the server at `path`, then
 /// half-closes, and returns the replies.
 fn ask_in_pieces(path: &str, pieces: &[&[u8]]) -> String {
