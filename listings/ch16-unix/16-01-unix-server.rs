@@ -73,6 +73,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     // `bind` and the thread that removes the file waits for that thread,
     // instead of killing us with the file left behind.
     let signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    // Unblocked too: a parent that blocked them passed its mask on.
+    unblock_stop_signals()?;
     let (listener, place) = match config.address.as_deref() {
         Some(name) if name.starts_with('@') => {
             (bind_abstract(&name[1..])?, Place::Abstract)
@@ -316,6 +318,17 @@ fn remove_on_signals(
         .map_err(|err| {
             io::Error::new(err.kind(), format!("cannot start a thread: {err}"))
         })
+}
+
+/// Unblocks SIGINT, SIGTERM and SIGHUP. A parent that blocked them passed
+/// its mask on through `exec`, and signal-hook's handlers, blocked, would
+/// never run: the server would go on, and keep its file, after `kill`.
+/// Called before any thread starts, since each thread inherits its mask,
+/// and after the handlers are in: one already pending waits, like any
+/// other, for the thread that removes the file.
+fn unblock_stop_signals() -> io::Result<()> {
+    use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGTERM};
+    Ok(SigSet::from_iter([SIGINT, SIGTERM, SIGHUP]).thread_unblock()?)
 }
 
 /// Dies of `signal`, by its default action, from any thread. The init of

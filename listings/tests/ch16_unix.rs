@@ -227,6 +227,31 @@ fn unix_servers_leave_alone_a_socket_that_another_bound_at_their_path() {
     }
 }
 
+/// A parent that blocked SIGINT, SIGTERM or SIGHUP passed its mask on
+/// through `exec` (signal(7)), and signal-hook installs handlers without
+/// unblocking them. The first version of both servers ran on through
+/// `kill -TERM` from such a parent, its socket file in place; each now
+/// unblocks the three, as Listing 30-1 does. Linux 6.18, coreutils 9's
+/// `env --block-signal`.
+#[test]
+fn unix_servers_remove_their_socket_on_a_signal_their_parent_had_blocked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, file) = (path_in(&dir, "server.sock"), secret(&dir));
+    for args in [
+        [bin!("unix-server"), &path].as_slice(),
+        &[bin!("unix-pass-fd"), "serve", &path, &file],
+    ] {
+        let mut command = std::process::Command::new("env");
+        command.arg("--block-signal=INT,TERM,HUP").args(args);
+        let mut server =
+            Listing::spawn(&mut command, std::process::Stdio::piped());
+        server.expect(r"Server listening on .+");
+        server.signal(Signal::SIGTERM);
+        assert_died_of(&server.finish(), Signal::SIGTERM);
+        assert!(!Path::new(&path).exists(), "{} left {path}", args[0]);
+    }
+}
+
 #[test]
 fn unix_servers_remove_their_socket_on_a_signal_that_comes_just_after_bind() {
     // strace holds each server for a second as `bind` returns, and
