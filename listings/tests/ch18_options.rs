@@ -758,6 +758,26 @@ fn net_handover_says_why_when_the_new_listener_cannot_accept() {
     }
 }
 
+/// An ignored SIGCHLD passes through `exec`, and then the kernel reaps
+/// the new process itself, and the old one's wait fails with ECHILD after
+/// a handover that went well. Seen on Linux 6.18 before the fix: every
+/// client served, then `net-handover: No child processes (os error 10)`.
+/// The listing gives SIGCHLD its default back first, as Listing 16-2 does.
+#[test]
+fn the_old_process_waits_for_the_new_one_when_started_with_sigchld_ignored() {
+    let mut command = std::process::Command::new("env");
+    command.args(["--ignore-signal=CHLD", bin!("net-handover")]);
+    let out =
+        Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout.last().map(String::as_str),
+        Some("   of 20 clients: 20 answered by the new process, 0 lost"),
+        "{:?}",
+        out.stdout
+    );
+}
+
 #[test]
 fn the_old_process_reaps_the_new_one_when_its_own_output_fails() {
     // The fifth line of the old process's output, written after it has
