@@ -73,6 +73,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     // `bind` and the thread that removes the file waits for that thread,
     // instead of killing us with the file left behind.
     let signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    // Unblocked too: a parent that blocked them passed its mask on.
+    unblock_stop_signals()?;
     let (listener, place) = match config.address.as_deref() {
         Some(name) if name.starts_with('@') => {
             (bind_abstract(&name[1..])?, Place::Abstract)
@@ -128,6 +130,9 @@ fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
     }
     SocketAddr::from_pathname(path)
         .map_err(|err| format!("cannot listen on {}: {err}", path.display()))?;
+    // Nor beside a file that is not a socket: a typo that names someone's
+    // file must leave nothing behind.
+    socket_at(path)?;
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
     let lock_path = PathBuf::from(lock_path);
@@ -156,24 +161,13 @@ fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
     // We hold the lock: no server that takes it is running. A socket file
     // here is stale, and may be removed, unless a program that takes no
     // lock listens on it. Anything else is not ours to touch.
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            if !nobody_listens(path)? {
-                let path = path.display();
-                let why = "is in use by a program that takes no lock";
-                return Err(format!("{path} {why}").into());
-            }
-            fs::remove_file(path)?;
+    if socket_at(path)? {
+        if !nobody_listens(path)? {
+            let path = path.display();
+            let why = "is in use by a program that takes no lock";
+            return Err(format!("{path} {why}").into());
         }
-        Ok(_) => {
-            return Err(format!(
-                "{} exists and is not a socket",
-                path.display()
-            )
-            .into());
-        }
-        Err(err) if err.kind() == ErrorKind::NotFound => {}
-        Err(err) => return Err(err.into()),
+        fs::remove_file(path)?;
     }
     let listener = UnixListener::bind(path)
         .map_err(|err| format!("cannot listen on {}: {err}", path.display()))?;
@@ -189,6 +183,20 @@ fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
             dir: None,
         },
     ))
+}
+
+/// Whether a socket file is at `path` (`false`: nothing is). Anything
+/// else there is an error: it is not ours to touch.
+fn socket_at(path: &Path) -> Result<bool, Box<dyn Error>> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => Ok(true),
+        Ok(_) => {
+            let path = path.display();
+            Err(format!("{path} exists and is not a socket").into())
+        }
+        Err(err) if err.kind() == ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(format!("{}: {err}", path.display()).into()),
+    }
 }
 
 /// Whether nothing listens on the socket file at `path`: a connection
@@ -310,6 +318,17 @@ fn remove_on_signals(
         .map_err(|err| {
             io::Error::new(err.kind(), format!("cannot start a thread: {err}"))
         })
+}
+
+/// Unblocks SIGINT, SIGTERM and SIGHUP. A parent that blocked them passed
+/// its mask on through `exec`, and signal-hook's handlers, blocked, would
+/// never run: the server would go on, and keep its file, after `kill`.
+/// Called before any thread starts, since each thread inherits its mask,
+/// and after the handlers are in: one already pending waits, like any
+/// other, for the thread that removes the file.
+fn unblock_stop_signals() -> io::Result<()> {
+    use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGTERM};
+    Ok(SigSet::from_iter([SIGINT, SIGTERM, SIGHUP]).thread_unblock()?)
 }
 
 /// Dies of `signal`, by its default action, from any thread. The init of

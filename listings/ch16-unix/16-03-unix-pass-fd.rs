@@ -178,6 +178,8 @@ fn serve(
     // Handlers before `bind`, as in Listing 16-1: a signal that comes in
     // between must not leave the file behind.
     let signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    // Unblocked too: a parent that blocked them passed its mask on.
+    unblock_stop_signals()?;
     let listener = bind_for_anyone(path)
         .map_err(|err| format!("cannot listen on {}: {err}", path.display()))?;
     let socket_file = Arc::new(SocketFile::bound(path)?);
@@ -355,6 +357,17 @@ fn remove_on_signals(
         .map_err(|err| {
             io::Error::new(err.kind(), format!("cannot start a thread: {err}"))
         })
+}
+
+/// Unblocks SIGINT, SIGTERM and SIGHUP. A parent that blocked them passed
+/// its mask on through `exec`, and signal-hook's handlers, blocked, would
+/// never run: the server would go on, and keep its file, after `kill`.
+/// Called before any thread starts, since each thread inherits its mask,
+/// and after the handlers are in: one already pending waits, like any
+/// other, for the thread that removes the file.
+fn unblock_stop_signals() -> io::Result<()> {
+    use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGTERM};
+    Ok(SigSet::from_iter([SIGINT, SIGTERM, SIGHUP]).thread_unblock()?)
 }
 
 /// Dies of `signal`, by its default action, from any thread. The init of

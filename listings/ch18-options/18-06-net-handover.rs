@@ -54,6 +54,7 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
+    keep_zombies()?;
     match parse_args().map_err(|e| format!("{e}; {USAGE}"))? {
         Some(count) => new_process(count),
         None => {
@@ -370,6 +371,16 @@ fn restore_sigpipe() -> nix::Result<()> {
     // A parent that blocked SIGPIPE passed its mask on through `exec`:
     // blocked, the signal would only wait, and `println!` would panic.
     SigSet::from(Signal::SIGPIPE).thread_unblock()
+}
+
+/// Gives SIGCHLD its default action back. A parent that left it ignored
+/// passed that on through `exec` (Chapter 24), and then the kernel reaps
+/// our children itself: the wait for the new process fails with ECHILD,
+/// after a handover that went well.
+fn keep_zombies() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
+    Ok(())
 }
 
 /// Reads `[--inherit N]`.

@@ -227,6 +227,31 @@ fn unix_servers_leave_alone_a_socket_that_another_bound_at_their_path() {
     }
 }
 
+/// A parent that blocked SIGINT, SIGTERM or SIGHUP passed its mask on
+/// through `exec` (signal(7)), and signal-hook installs handlers without
+/// unblocking them. The first version of both servers ran on through
+/// `kill -TERM` from such a parent, its socket file in place; each now
+/// unblocks the three, as Listing 30-1 does. Linux 6.18, coreutils 9's
+/// `env --block-signal`.
+#[test]
+fn unix_servers_remove_their_socket_on_a_signal_their_parent_had_blocked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, file) = (path_in(&dir, "server.sock"), secret(&dir));
+    for args in [
+        [bin!("unix-server"), &path].as_slice(),
+        &[bin!("unix-pass-fd"), "serve", &path, &file],
+    ] {
+        let mut command = std::process::Command::new("env");
+        command.arg("--block-signal=INT,TERM,HUP").args(args);
+        let mut server =
+            Listing::spawn(&mut command, std::process::Stdio::piped());
+        server.expect(r"Server listening on .+");
+        server.signal(Signal::SIGTERM);
+        assert_died_of(&server.finish(), Signal::SIGTERM);
+        assert!(!Path::new(&path).exists(), "{} left {path}", args[0]);
+    }
+}
+
 #[test]
 fn unix_servers_remove_their_socket_on_a_signal_that_comes_just_after_bind() {
     // strace holds each server for a second as `bind` returns, and
@@ -533,15 +558,32 @@ fn std_binds_a_path_of_107_bytes_and_refuses_108() {
 
 #[test]
 fn unix_server_will_not_remove_a_file_that_is_not_a_socket() {
+    // Nor leave a lock file beside it: a typo that names someone's file
+    // or directory must cost nothing. The first version made PATH.lock
+    // before it looked, and kept it: `unix-server /etc/passwd`, as root,
+    // left /etc/passwd.lock, and then `useradd` refused to run ("existing
+    // lock file without a PID").
     let dir = tempfile::tempdir().unwrap();
     let path = path_in(&dir, "precious");
     fs::write(&path, "keep me").unwrap();
-    assert_rejects(
-        bin!("unix-server"),
-        &[&path],
-        &format!("{path} exists and is not a socket"),
-    );
+    let sub = path_in(&dir, "directory");
+    fs::create_dir(&sub).unwrap();
+    let inside = format!("{sub}/.");
+    for path in [&path, &sub, &inside] {
+        assert_rejects(
+            bin!("unix-server"),
+            &[path],
+            &format!("{path} exists and is not a socket"),
+        );
+    }
     assert_eq!(fs::read_to_string(&path).unwrap(), "keep me");
+    let mut left: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .chain(fs::read_dir(&sub).unwrap())
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["directory", "precious"], "no lock file beside them");
 }
 
 #[test]
@@ -792,6 +834,28 @@ fn a_unix_socket_closed_with_unread_bytes_resets_its_peer_after_the_data() {
 
 #[test]
 fn unix_server_refuses_a_client_over_the_limit_and_the_client_reads_why() {
+    // A stalled request makes room for a new client once it has waited a
+    // second (Listing 14-2's grace): a run that took that long, on a
+    // loaded machine, shows an eviction, not a refusal, and is tried
+    // again. One that took less cannot have evicted: the server marked
+    // the request after `began`, and took the new client before its
+    // reply came.
+    for _ in 0..5 {
+        let began = std::time::Instant::now();
+        let reply = a_client_over_the_limit_of_one();
+        if reply == "error: server busy\n" {
+            return;
+        }
+        let took = began.elapsed();
+        assert!(took >= Duration::from_secs(1), "{reply:?} after {took:?}");
+    }
+    panic!("five tries each took the second of grace or longer");
+}
+
+/// What a client reads from a server with room for one connection, whose
+/// one client has sent half a request, when it sends 10,000 bytes before
+/// the server (stopped meanwhile) accepts it.
+fn a_client_over_the_limit_of_one() -> String {
     let tmp = tempfile::tempdir().unwrap();
     let (server, path) = start_private(&tmp, &["--max-conns", "1"]);
     // Not idle, so that it is not closed to make room for the next.
@@ -816,11 +880,41 @@ fn unix_server_refuses_a_client_over_the_limit_and_the_client_reads_why() {
     // end of the stream, not with ECONNRESET.
     let mut reply = String::new();
     second.read_to_string(&mut reply).unwrap();
-    assert_eq!(reply, "error: server busy\n");
-    drop(server);
+    drop((first, server));
+    reply
 }
 
 // Listing 14-2's promises, which Listing 16-1 keeps on a Unix socket.
+
+/// Chapter 16 shows none of 16-1's serving half: it sends the reader to
+/// Chapter 14, and to the whole file, "under the names it has in Listing
+/// 14-2". Each name the chapter gives is defined in both files.
+#[test]
+fn unix_server_serves_with_the_pieces_chapter_16_names_from_listing_14_2() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |path: &str| fs::read_to_string(root.join(path)).unwrap();
+    let chapter = read("../src/ch16-unix.md");
+    let fixed = read("ch14-servers/14-02-tcp-threads.rs");
+    let unix = read("ch16-unix/16-01-unix-server.rs");
+    for name in [
+        "Conns",
+        "Slot",
+        "answer",
+        "Deadline",
+        "write_all_by",
+        "read_line",
+        "close_gently",
+        "Backoff",
+        "raise_fd_limit",
+        "default_max_conns",
+    ] {
+        assert!(chapter.contains(&format!("`{name}`")), "ch16 names {name}");
+        let defined =
+            regex::Regex::new(&format!(r"(?m)^(fn|struct) {name}\b")).unwrap();
+        assert!(defined.is_match(&fixed), "14-2 defines {name}");
+        assert!(defined.is_match(&unix), "16-1 defines {name}");
+    }
+}
 
 /// Sends `pieces` on one connection to the server at `path`, then
 /// half-closes, and returns the replies.

@@ -853,6 +853,7 @@ const WAITS_ON_SIGNALS: &[(&str, &[&str], &[&str])] = &[
     ("sig-crash", &[], &["CHLD"]),
     ("sig-restart-table", &[], &["CHLD"]),
     ("unix-pair", &[], &["CHLD"]),
+    ("net-handover", &[], &["CHLD"]),
     ("pipe-no-eof", &["--close"], &["CHLD"]),
     ("pipe-leak", &["--cloexec"], &["CHLD"]),
     ("pipe-writers", &["--writes", "1"], &["CHLD"]),
