@@ -269,9 +269,9 @@ pub fn serves_others_while_clients_stay_silent(
 }
 
 /// Ten clients send half a request and reset the connection (`SO_LINGER`
-/// of zero); the server goes on serving. No `--count`: a client that
-/// resets before the server accepts it is no client served, and how many
-/// do varies from run to run.
+/// of zero); the server goes on serving, and logs a line for each at
+/// most. No `--count`: a client that resets before the server accepts it
+/// is no client served, and how many do varies from run to run.
 #[track_caller]
 pub fn outlives_clients_that_reset(bin: &str) {
     let (server, addr) = start_server(bin, &["127.0.0.1:0"]);
@@ -294,6 +294,15 @@ pub fn outlives_clients_that_reset(bin: &str) {
         "server got: [still here]\n"
     );
     assert!(!is_dead(server.pid()), "the server ended");
+    // And each cost a line of log at most, as the book says.
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = server.finish();
+    let logged = out.stderr.lines().count();
+    assert!(
+        logged <= 10,
+        "{logged} lines for 10 resets:\n{}",
+        out.stderr
+    );
 }
 
 /// 64 MiB without a newline: the server refuses the line after 1024
