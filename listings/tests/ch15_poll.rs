@@ -12,7 +12,7 @@ use crate::line_server::{
 };
 use crate::support::{
     Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
-    cargo_run, cpu_time, default_port, have, open_fds, run, status_kib,
+    cargo_run, cpu_time, default_port, have, lasting_fds, run, status_kib,
     threads_of, unless_blessing, wait_until,
 };
 
@@ -474,7 +474,7 @@ fn poll_server_pauses_and_recovers_when_file_descriptors_run_out() {
     );
     let pid = server.pid();
     let silent = silent_clients(&addr, 12);
-    wait_until("all 16 descriptors in use", || open_fds(pid) == 16);
+    wait_until("all 16 descriptors in use", || lasting_fds(pid) == 16);
     // This server calls `accept` only when `poll` says a connection is
     // waiting: the next client makes it fail.
     let waiting = thread::spawn({

@@ -1295,13 +1295,13 @@ fn unix_server_backs_off_and_logs_once_when_descriptors_run_out() {
     // Silent clients until the server has no descriptor left.
     let mut silent = Vec::new();
     loop {
-        let before = lasting_fds(pid);
+        let before = crate::support::lasting_fds(pid);
         if before >= 16 {
             break;
         }
         silent.push(UnixStream::connect(&path).unwrap());
         let deadline = std::time::Instant::now() + crate::support::PATIENCE;
-        while lasting_fds(pid) <= before {
+        while crate::support::lasting_fds(pid) <= before {
             if std::time::Instant::now() > deadline {
                 not_accepted(&mut server, &silent);
             }
@@ -1326,22 +1326,6 @@ fn unix_server_backs_off_and_logs_once_when_descriptors_run_out() {
         server.transcript()
     );
     drop((silent, waiting));
-}
-
-/// The descriptors `pid` keeps: its standard three and its sockets. Not
-/// a file a thread opens for a moment: glibc's malloc (Debian's 2.36),
-/// the first time it must decide how many arenas threads may have, reads
-/// /sys/devices/system/cpu/online (`get_nprocs`), here in the eighth
-/// client's thread. Counted, that file passed for a client accepted; once
-/// it was in `before`, the ninth client, accepted on the number the file
-/// had had, left the count where it was, and the test waited for a client
-/// the server already held (seen in CI: "client 8 of 9", the server idle
-/// in `accept`; made certain with strace holding the file open).
-fn lasting_fds(pid: nix::unistd::Pid) -> usize {
-    crate::support::fds_of(pid)
-        .iter()
-        .filter(|(fd, what)| *fd < 3 || what.starts_with("socket:"))
-        .count()
 }
 
 /// Fails the test with what the server was doing when it did not accept
@@ -1492,7 +1476,7 @@ fn unix_server_evicts_a_request_stalled_past_the_grace() {
     let tmp = tempfile::tempdir().unwrap();
     let (server, path) = start_private(&tmp, &["--max-conns", "2"]);
     let pid = server.pid();
-    let before = lasting_fds(pid);
+    let before = crate::support::lasting_fds(pid);
     let slow: Vec<_> = (0..2)
         .map(|_| {
             let mut sock = UnixStream::connect(&path).unwrap();
@@ -1501,7 +1485,7 @@ fn unix_server_evicts_a_request_stalled_past_the_grace() {
         })
         .collect();
     wait_until("the server to accept both slow clients", || {
-        lasting_fds(pid) >= before + 2
+        crate::support::lasting_fds(pid) >= before + 2
     });
     // Past the grace, and far from the ten-second deadline.
     std::thread::sleep(Duration::from_millis(1500)); // The wait is the test.
@@ -1520,7 +1504,7 @@ fn unix_server_evicts_a_request_stalled_past_the_grace() {
     // their log lines are written: one slow client is left. The eviction
     // is the server's doing, not an error of the client's to log.
     wait_until("the server to close what it evicted", || {
-        lasting_fds(pid) <= before + 1
+        crate::support::lasting_fds(pid) <= before + 1
     });
     server.signal(nix::sys::signal::Signal::SIGTERM);
     let out = server.finish();
