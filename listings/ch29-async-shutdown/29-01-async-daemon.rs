@@ -66,7 +66,7 @@ const IDLE: Duration = Duration::from_secs(60);
 /// and from the stop, how long it has in all to take the last replies and
 /// to close.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest request line, newline included.
+/// The longest request line, its newline not counted (as in Listing 10-1).
 const MAX_LINE: usize = 64 * 1024;
 
 fn main() -> ExitCode {
@@ -575,8 +575,9 @@ async fn answer(
 ) -> io::Result<Answered> {
     let mut answered = 0;
     while let Some(newline) = received.iter().position(|&b| b == b'\n') {
-        if newline >= MAX_LINE {
-            break;
+        // The line's own bytes, before its newline.
+        if newline > MAX_LINE {
+            break; // Refused below.
         }
         let line: Vec<u8> = received.drain(..=newline).collect();
         // Bytes that are not UTF-8 become U+FFFD, as in Chapter 10.
@@ -594,7 +595,8 @@ async fn answer(
         reply(write, &line, cutoff).await?;
         answered += 1;
     }
-    // What is left is a line too long, or the start of the next one.
+    // What is left is a line too long, or the start of the next one: its
+    // own bytes either way, since every line before it was taken out.
     if received.len() > MAX_LINE {
         reply(write, "error: line too long", cutoff).await?;
         return Ok(Answered::TooLong);

@@ -584,7 +584,9 @@ fn async_daemon_speaks_sig_daemons_protocol_byte_for_byte() {
         line
     };
     let hello = |what: &str| format!("hello, {what}\n").into_bytes();
-    let longest = 64 * 1024 - 1; // and its newline: 64 KiB
+    // 64 KiB before the newline, which is not counted: the longest line,
+    // however the reads split it.
+    let longest = 64 * 1024;
     let cases: Vec<(Vec<u8>, Vec<u8>)> = vec![
         // Not UTF-8: answered with U+FFFD, and the next line too.
         (
@@ -600,6 +602,12 @@ fn async_daemon_speaks_sig_daemons_protocol_byte_for_byte() {
         (b"one\nunfinished".to_vec(), hello("one")),
         (line(longest), hello(&"x".repeat(longest))),
         (line(longest + 1), b"error: line too long\n".to_vec()),
+        // The longest between two short lines, in one write: the bytes
+        // after its newline are the next line's, not its own.
+        (
+            [&b"a\n"[..], &line(longest), b"b\n"].concat(),
+            [hello("a"), hello(&"x".repeat(longest)), hello("b")].concat(),
+        ),
         // 16 MiB without a newline, more than the socket buffers hold:
         // refused while the client still sends, and read to its end, so
         // that the refusal arrives rather than a reset.
@@ -623,6 +631,9 @@ fn async_daemon_speaks_sig_daemons_protocol_byte_for_byte() {
         // 64 KiB of it.
         let got = converse_in_two(daemon.addr, &[b'x'; 64 * 1024 - 1], b"xx");
         assert_eq!(got, b"error: line too long\n", "{bin}");
+        // 64 KiB, read; then its newline alone: the longest line still.
+        let got = converse_in_two(daemon.addr, &[b'x'; 64 * 1024], b"\n");
+        assert_eq!(got, hello(&"x".repeat(longest)), "{bin}");
     }
 }
 
