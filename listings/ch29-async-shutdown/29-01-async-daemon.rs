@@ -997,6 +997,19 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::ZERO);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_client_that_does_not_close_in_turn_is_timed_out() {
+        let (mut client, serving) = served_until_it_ends().await;
+        let started = Instant::now();
+        assert_eq!(next(&mut client).await, "");
+        // The client neither speaks nor closes its end: after the idle
+        // minute, the gentle close gives up, and that is what is logged.
+        let ended = serving.await.unwrap();
+        assert_eq!(ended.unwrap_err().kind(), ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), IDLE + PEER_TIMEOUT);
+        drop(client);
+    }
+
     #[test]
     fn a_client_the_runtime_cannot_take_does_not_end_the_drain() {
         // A runtime that has shut down refuses to register a socket, as
