@@ -515,9 +515,13 @@ async fn serve(
                 cutoff.start();
                 read_what_came(&mut read, waiting, &mut received, &cutoff)
                     .await?;
-                answer(&mut received, &mut write, peer, &config, &cutoff)
-                    .await?;
-                break Ended::AtTheStop;
+                match answer(&mut received, &mut write, peer, &config, &cutoff)
+                    .await?
+                {
+                    Answered::Lines(_) => break Ended::AtTheStop,
+                    // Among what came before the stop.
+                    Answered::TooLong => break Ended::TooLong,
+                }
             }
             () = &mut idle => break Ended::Idle,
             n = read.read(&mut chunk) => match n? {

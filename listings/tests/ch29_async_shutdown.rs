@@ -314,6 +314,42 @@ fn async_daemon_busy_at_the_stop_answers_no_request_sent_after_it() {
     assert_died_of(&out, Signal::SIGTERM);
 }
 
+/// A line too long that the daemon first finds at the stop, among the
+/// bytes that had come before it, is refused, and the log says so: the
+/// daemon closed after a line too long, not merely at the stop.
+#[test]
+fn async_daemon_logs_a_line_too_long_found_at_the_stop_as_such() {
+    use crate::support::unsent_by_server;
+    let mut daemon = start(&[]);
+    reconfigure(&mut daemon, "delay_ms = 1000\n");
+    let mut client = Client::connect(daemon.addr);
+    let port = client.stream.local_addr().unwrap().port();
+    // A request, and in the same write the start of a line longer than
+    // 64 KiB: the daemon reads a chunk of it, then works on the request.
+    let mut bytes = b"a\n".to_vec();
+    bytes.extend_from_slice(&[b'x'; 66_000]);
+    client.stream.write_all(&bytes).unwrap();
+    logged_request(&mut daemon, "a");
+    wait_until("the rest to reach the daemon", || {
+        unsent_by_server(port, daemon.addr.port()) == 0
+    });
+    daemon.listing.signal(Signal::SIGTERM);
+    assert_eq!(client.reply().as_deref(), Some("hello, a\n"));
+    assert_eq!(client.reply().as_deref(), Some("error: line too long\n"));
+    assert_eq!(client.reply(), None);
+    drop(client);
+    // The connection's last line, whatever it says.
+    let peer = format!("127.0.0.1:{port}: ");
+    let ended = loop {
+        let line = daemon.listing.next_line();
+        if line.starts_with(&peer) && !line.contains(": request ") {
+            break line;
+        }
+    };
+    assert_eq!(ended, format!("{peer}closed after a line too long"));
+    assert_died_of(&daemon.finish(), Signal::SIGTERM);
+}
+
 /// Work that outlasts the five seconds from the stop: every request
 /// received before it is still answered, since a reply that can go at once
 /// goes, but the waits after the cutoff get no time. A client that reads
