@@ -66,7 +66,7 @@ const IDLE: Duration = Duration::from_secs(60);
 /// and from the stop, how long it has in all to take the last replies and
 /// to close.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest request line, newline included.
+/// The longest request line, newline included (as in Listing 10-1).
 const MAX_LINE: usize = 64 * 1024;
 
 fn main() -> ExitCode {
@@ -515,9 +515,13 @@ async fn serve(
                 cutoff.start();
                 read_what_came(&mut read, waiting, &mut received, &cutoff)
                     .await?;
-                answer(&mut received, &mut write, peer, &config, &cutoff)
-                    .await?;
-                break Ended::AtTheStop;
+                match answer(&mut received, &mut write, peer, &config, &cutoff)
+                    .await?
+                {
+                    Answered::Lines(_) => break Ended::AtTheStop,
+                    // Among what came before the stop.
+                    Answered::TooLong => break Ended::TooLong,
+                }
             }
             () = &mut idle => break Ended::Idle,
             n = read.read(&mut chunk) => match n? {
@@ -575,8 +579,9 @@ async fn answer(
 ) -> io::Result<Answered> {
     let mut answered = 0;
     while let Some(newline) = received.iter().position(|&b| b == b'\n') {
+        // The line's own bytes and its newline.
         if newline >= MAX_LINE {
-            break;
+            break; // Refused below.
         }
         let line: Vec<u8> = received.drain(..=newline).collect();
         // Bytes that are not UTF-8 become U+FFFD, as in Chapter 10.
@@ -594,7 +599,8 @@ async fn answer(
         reply(write, &line, cutoff).await?;
         answered += 1;
     }
-    // What is left is a line too long, or the start of the next one.
+    // What is left is a line too long, or the start of the next one: its
+    // own bytes either way, since every line before it was taken out.
     if received.len() > MAX_LINE {
         reply(write, "error: line too long", cutoff).await?;
         return Ok(Answered::TooLong);
@@ -993,6 +999,19 @@ mod tests {
         // A sleep of zero would wait for the timer's next millisecond,
         // and the paused clock would have jumped to it.
         assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_client_that_does_not_close_in_turn_is_timed_out() {
+        let (mut client, serving) = served_until_it_ends().await;
+        let started = Instant::now();
+        assert_eq!(next(&mut client).await, "");
+        // The client neither speaks nor closes its end: after the idle
+        // minute, the gentle close gives up, and that is what is logged.
+        let ended = serving.await.unwrap();
+        assert_eq!(ended.unwrap_err().kind(), ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), IDLE + PEER_TIMEOUT);
+        drop(client);
     }
 
     #[test]

@@ -314,6 +314,42 @@ fn async_daemon_busy_at_the_stop_answers_no_request_sent_after_it() {
     assert_died_of(&out, Signal::SIGTERM);
 }
 
+/// A line too long that the daemon first finds at the stop, among the
+/// bytes that had come before it, is refused, and the log says so: the
+/// daemon closed after a line too long, not merely at the stop.
+#[test]
+fn async_daemon_logs_a_line_too_long_found_at_the_stop_as_such() {
+    use crate::support::unsent_by_server;
+    let mut daemon = start(&[]);
+    reconfigure(&mut daemon, "delay_ms = 1000\n");
+    let mut client = Client::connect(daemon.addr);
+    let port = client.stream.local_addr().unwrap().port();
+    // A request, and in the same write the start of a line longer than
+    // 64 KiB: the daemon reads a chunk of it, then works on the request.
+    let mut bytes = b"a\n".to_vec();
+    bytes.extend_from_slice(&[b'x'; 66_000]);
+    client.stream.write_all(&bytes).unwrap();
+    logged_request(&mut daemon, "a");
+    wait_until("the rest to reach the daemon", || {
+        unsent_by_server(port, daemon.addr.port()) == 0
+    });
+    daemon.listing.signal(Signal::SIGTERM);
+    assert_eq!(client.reply().as_deref(), Some("hello, a\n"));
+    assert_eq!(client.reply().as_deref(), Some("error: line too long\n"));
+    assert_eq!(client.reply(), None);
+    drop(client);
+    // The connection's last line, whatever it says.
+    let peer = format!("127.0.0.1:{port}: ");
+    let ended = loop {
+        let line = daemon.listing.next_line();
+        if line.starts_with(&peer) && !line.contains(": request ") {
+            break line;
+        }
+    };
+    assert_eq!(ended, format!("{peer}closed after a line too long"));
+    assert_died_of(&daemon.finish(), Signal::SIGTERM);
+}
+
 /// Work that outlasts the five seconds from the stop: every request
 /// received before it is still answered, since a reply that can go at once
 /// goes, but the waits after the cutoff get no time. A client that reads
@@ -394,7 +430,13 @@ fn async_daemon_gives_up_a_reply_blocked_after_the_stop_at_the_cutoff() {
     let mut buf = vec![0u8; 1 << 16];
     let mut taken = 0;
     while taken < 2_500_000 {
-        taken += reader.read(&mut buf).expect("a burst of replies");
+        // The end of the stream ends the burst too: a daemon that gave up
+        // before it wrote that much has closed, and read would return 0
+        // for ever.
+        match reader.read(&mut buf).expect("a burst of replies") {
+            0 => break,
+            n => taken += n,
+        }
     }
     let out = daemon.finish();
     let took = sent_term.elapsed();
@@ -584,7 +626,9 @@ fn async_daemon_speaks_sig_daemons_protocol_byte_for_byte() {
         line
     };
     let hello = |what: &str| format!("hello, {what}\n").into_bytes();
-    let longest = 64 * 1024 - 1; // and its newline: 64 KiB
+    // 64 KiB with its newline: the longest line, however the reads split
+    // it.
+    let longest = 64 * 1024 - 1;
     let cases: Vec<(Vec<u8>, Vec<u8>)> = vec![
         // Not UTF-8: answered with U+FFFD, and the next line too.
         (
@@ -600,6 +644,12 @@ fn async_daemon_speaks_sig_daemons_protocol_byte_for_byte() {
         (b"one\nunfinished".to_vec(), hello("one")),
         (line(longest), hello(&"x".repeat(longest))),
         (line(longest + 1), b"error: line too long\n".to_vec()),
+        // The longest between two short lines, in one write: the bytes
+        // after its newline are the next line's, not its own.
+        (
+            [&b"a\n"[..], &line(longest), b"b\n"].concat(),
+            [hello("a"), hello(&"x".repeat(longest)), hello("b")].concat(),
+        ),
         // 16 MiB without a newline, more than the socket buffers hold:
         // refused while the client still sends, and read to its end, so
         // that the refusal arrives rather than a reset.
@@ -623,6 +673,10 @@ fn async_daemon_speaks_sig_daemons_protocol_byte_for_byte() {
         // 64 KiB of it.
         let got = converse_in_two(daemon.addr, &[b'x'; 64 * 1024 - 1], b"xx");
         assert_eq!(got, b"error: line too long\n", "{bin}");
+        // 64 KiB less a byte, read; then its newline alone: the longest
+        // line still.
+        let got = converse_in_two(daemon.addr, &[b'x'; 64 * 1024 - 1], b"\n");
+        assert_eq!(got, hello(&"x".repeat(longest)), "{bin}");
     }
 }
 
