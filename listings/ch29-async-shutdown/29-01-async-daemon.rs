@@ -185,7 +185,9 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
             (path, Some(dir))
         }
     };
-    let (config, _) = watch::channel(Arc::new(load(&config_path)?));
+    let config = load(&config_path)
+        .map_err(|err| format!("cannot load the configuration: {err}"))?;
+    let (config, _) = watch::channel(Arc::new(config));
     let listener = TcpListener::bind(&addrs[..])
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", args.addr))?;

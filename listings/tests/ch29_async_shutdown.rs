@@ -1100,3 +1100,26 @@ fn async_daemon_names_the_step_when_reading_its_address_fails() {
         out.stderr
     );
 }
+
+/// A start that fails names its step, as Chapter 10's daemon does: a
+/// configuration that cannot be read or parsed says so, with the file.
+#[test]
+fn async_daemon_names_the_step_when_its_configuration_cannot_be_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let missing = missing.to_str().unwrap();
+    let bad = dir.path().join("bad.conf");
+    std::fs::write(&bad, "delay_ms = soon\n").unwrap();
+    let bad = bad.to_str().unwrap();
+    let step = "cannot load the configuration: ";
+    crate::support::assert_rejects(
+        bin!("async-daemon"),
+        &["127.0.0.1:0", "--config", missing],
+        &format!("{step}{missing}: No such file or directory"),
+    );
+    crate::support::assert_rejects(
+        bin!("async-daemon"),
+        &["127.0.0.1:0", "--config", bad],
+        &format!("{step}{bad} line 1: delay_ms: invalid digit"),
+    );
+}
