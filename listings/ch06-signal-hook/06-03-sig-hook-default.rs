@@ -7,11 +7,11 @@
 // SIGINT ignored (a script's `&` job), it leaves it so.
 
 use std::error::Error;
+use std::fs;
 use std::io::{self, Write};
 use std::process::{self, ExitCode};
 
 use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
-use nix::unistd::getpid;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use signal_hook::low_level;
@@ -39,10 +39,11 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     // its default, in place of the exit status (Listing 6-2).
     let signals = Box::leak(Box::new(Signals::new(&stop_signals)?));
     unblock(&stop_signals)?; // Once the handlers are in place.
-    let (mut out, pid) = (io::stdout(), getpid());
+    let (mut out, pid) = (io::stdout(), whoami()?);
+    let outside = pid.outside.unwrap_or(pid.here);
     writeln!(
         out,
-        "Working as pid {pid}; stop me with Ctrl-C or kill {pid}"
+        "Working as {pid}; stop me with Ctrl-C or kill {outside}"
     )?;
 
     let number = signals.forever().next().ok_or("iterator closed")?;
@@ -61,6 +62,50 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     Err(format!("{name} did not end the process").into())
 }
 // ANCHOR_END: run
+
+/// This process's pid, and, in a PID namespace of its own (`unshare
+/// --pid`, a container), the pid the reader's shell outside knows it by:
+/// there, `kill 1` would signal the machine's init.
+struct Whoami {
+    here: u32,
+    outside: Option<u32>,
+}
+
+/// "pid 4242", or "pid 1 (pid 4242 outside)" in a PID namespace.
+impl std::fmt::Display for Whoami {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "pid {}", self.here)?;
+        match self.outside {
+            Some(outside) => write!(f, " (pid {outside} outside)"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Reads the NSpid line of /proc/self/status, which lists the pid in
+/// every namespace from /proc's own (the machine's, unless /proc was
+/// mounted anew, as `unshare --mount-proc` does) to ours, as Listing
+/// 12-4 does.
+fn whoami() -> io::Result<Whoami> {
+    let status = fs::read_to_string("/proc/self/status")?;
+    let pids: Vec<u32> = status
+        .lines()
+        .find_map(|line| line.strip_prefix("NSpid:"))
+        .map(|pids| pids.split_whitespace().filter_map(|p| p.parse().ok()))
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok(match pids.as_slice() {
+        [outside, .., here] => Whoami {
+            here: *here,
+            outside: Some(*outside),
+        },
+        _ => Whoami {
+            here: process::id(),
+            outside: None,
+        },
+    })
+}
 
 /// SIGINT and SIGTERM, less a SIGINT that the parent left ignored (a job
 /// that a script starts with `&`): ignoring it was the user's choice, and

@@ -792,3 +792,42 @@ fn sig_hook_flag_takes_a_sigint_that_comes_while_it_registers() {
     let out = hook.finish();
     assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
 }
+
+/// Run as the first process of a PID namespace (`unshare --pid`, a
+/// container), 6-3 is pid 1 there; the `kill` it suggests is for the
+/// reader's shell, outside, so it names the pid that shell knows, not 1,
+/// the machine's init. Stopped that way, it cleans up, and then cannot die
+/// of the signal (Chapter 12): its status is the SIGSEGV of glibc's abort.
+#[test]
+fn sig_hook_default_as_pid_1_suggests_a_pid_the_reader_can_kill() {
+    if !crate::support::pid_namespaces() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new("prlimit");
+    command
+        .args(["--core=0", "unshare", "--map-root-user", "--pid", "--fork"])
+        .arg(bin!("sig-hook-default"))
+        .current_dir(dir.path());
+    let mut hook = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let working = hook.expect(
+        r"Working as pid 1 \(pid (\d+) outside\); stop me with Ctrl-C or kill (\d+)",
+    );
+    assert_eq!(working[1], working[2], "{working:?}");
+    let unshare = hook.pid();
+    let children = std::fs::read_to_string(format!(
+        "/proc/{unshare}/task/{unshare}/children"
+    ))
+    .unwrap();
+    assert_eq!(children.trim(), working[2], "unshare's child");
+    shell(&format!("kill {}", working[2]));
+    hook.expect("Got SIGTERM: cleaning up");
+    let out = hook.finish();
+    assert_eq!(
+        out.status.signal(),
+        Some(Signal::SIGSEGV as i32),
+        "{:?} {}",
+        out.status,
+        out.stderr
+    );
+}
