@@ -355,40 +355,35 @@ fn server_end(server: u16, client: u16) -> Option<(String, u64, u64)> {
     Some((row[3].to_string(), unread, row[9].parse().ok()?))
 }
 
-/// Once the server has half-closed its end, sends `rest` and waits until
-/// the server has read it or has closed the socket. True if the server
-/// read it while it still held the socket, in its gentle close: what the
-/// tests below are about. False if the gentle close's second was over
-/// first, this test being too slow to send (a loaded machine): the kernel
-/// then resets the connection, as the chapter's aside says, and the round
-/// shows nothing either way.
+/// Waits for the server to half-close its end (state `04`), then sends
+/// `rest`. True if that send came well within the second of the server's
+/// gentle close: at most half a second after the last look that saw the
+/// connection still open, so that the server, reading all that second,
+/// takes the rest before it lets the socket go; what the tests below are
+/// about. False if this test was slower than that (a loaded machine: a
+/// look at /proc/net/tcp, which lists every socket of the machine, can
+/// itself take most of a second): the server may have closed first, the
+/// kernel then resets the connection, as the chapter's aside says, and the
+/// round shows nothing either way. (Waiting afterwards for /proc to show
+/// the rest read while the socket was still held proved as slow: five
+/// rounds in a row missed it in a full run of the suite.)
 fn rest_read_in_the_gentle_close(
     client: &mut std::net::TcpStream,
     server: u16,
     port: u16,
     rest: &[u8],
 ) -> bool {
-    use crate::support::unsent_by_server;
+    let mut open_at = std::time::Instant::now();
     wait_until("the server to close its end", || {
-        server_end(server, port).is_some_and(|(state, ..)| state == "04")
+        let closed =
+            server_end(server, port).is_some_and(|(state, ..)| state == "04");
+        if !closed {
+            open_at = std::time::Instant::now();
+        }
+        closed
     });
     client.write_all(rest).unwrap();
-    // Taken by the server's kernel: nothing unacknowledged at the client.
-    wait_until("the rest to reach the server", || {
-        unsent_by_server(port, server) == 0
-    });
-    let mut read_while_open = false;
-    wait_until(
-        "the server to read the rest, or to close",
-        || match server_end(server, port) {
-            Some((_, unread, inode)) if inode != 0 => {
-                read_while_open = unread == 0;
-                read_while_open
-            }
-            _ => true,
-        },
-    );
-    read_while_open
+    open_at.elapsed() < Duration::from_millis(500)
 }
 
 /// How many rounds a test gives itself to send the rest of a request
