@@ -386,6 +386,30 @@ fn rest_read_in_the_gentle_close(
     open_at.elapsed() < Duration::from_millis(500)
 }
 
+/// Waits until the server has written all `replies` bytes, some taken by
+/// the client's kernel (unread there), the rest still queued at the
+/// server: what a reset would destroy. True if some stayed queued. False
+/// if the client's small window held them all after all (the kernel
+/// sizes it by the memory its segments take, and a loaded server sends
+/// fewer, larger ones), or if the server gave up first, its reply not
+/// taken within `--timeout`: such a round shows nothing either way.
+fn replies_queued(server: u16, port: u16, replies: u64) -> bool {
+    use crate::support::unsent_by_server;
+    let mut queued = false;
+    wait_until("every reply to be written", || {
+        match server_end(server, port) {
+            Some((state, ..)) if state == "01" => {
+                let unsent = unsent_by_server(server, port);
+                let written = unsent + unread_by_server(port, server);
+                queued = unsent > 0;
+                written == replies
+            }
+            _ => true,
+        }
+    });
+    queued && server_end(server, port).is_some_and(|(state, ..)| state == "01")
+}
+
 /// How many rounds a test gives itself to send the rest of a request
 /// within the server's gentle close of a second.
 const ROUNDS: usize = 5;
@@ -398,7 +422,6 @@ const ROUNDS: usize = 5;
 /// replies still queued at the server. Its log said `timed out`.
 #[test]
 fn async_server_closes_an_evicted_connection_gently_mid_request() {
-    use crate::support::unsent_by_server;
     let (server, addr) = start_server(
         SERVER,
         &["127.0.0.1:0", "--max-conns", "1", "--timeout", "600"],
@@ -415,11 +438,10 @@ fn async_server_closes_an_evicted_connection_gently_mid_request() {
             client.write_all(format!("{line}\n").as_bytes()).unwrap();
         }
         // Every reply written, some still queued at the server.
-        wait_until("every reply to be written, some unread", || {
-            let unsent = unsent_by_server(server_port, port);
-            unsent > 0
-                && unsent + unread_by_server(port, server_port) == replies
-        });
+        if !replies_queued(server_port, port, replies) {
+            assert!(round < ROUNDS, "{ROUNDS} rounds: no reply stayed queued");
+            continue;
+        }
         // Half a request; then, once the connection has waited a second,
         // a new client takes its slot.
         client.write_all(b"half a requ").unwrap();
@@ -469,7 +491,6 @@ fn async_server_closes_an_evicted_connection_gently_mid_request() {
 /// its 8,120 bytes of replies.
 #[test]
 fn async_server_closes_gently_when_a_request_times_out() {
-    use crate::support::unsent_by_server;
     let (server, addr) =
         start_server(SERVER, &["127.0.0.1:0", "--timeout", "2"]);
     let line = "x".repeat(1000);
@@ -482,11 +503,10 @@ fn async_server_closes_gently_when_a_request_times_out() {
         for _ in 0..requests {
             client.write_all(format!("{line}\n").as_bytes()).unwrap();
         }
-        wait_until("every reply to be written, some unread", || {
-            let unsent = unsent_by_server(server_port, port);
-            unsent > 0
-                && unsent + unread_by_server(port, server_port) == replies
-        });
+        if !replies_queued(server_port, port, replies) {
+            assert!(round < ROUNDS, "{ROUNDS} rounds: no reply stayed queued");
+            continue;
+        }
         client.write_all(b"half a requ").unwrap();
         if !rest_read_in_the_gentle_close(
             &mut client,
