@@ -1380,6 +1380,27 @@ fn spawn_pipeline_at_a_terminal_takes_it_back_when_a_stage_cannot_run() {
     assert!(terminal.finish().success());
 }
 
+/// At its end the listing takes the terminal back from the stages' group,
+/// for a script that ran it: without job control, nobody else does. Here
+/// `sh`, the terminal's session leader, runs the listing with `true` as
+/// its one stage, then changes the terminal's settings, which only a
+/// process of the foreground group may do. With `take_back` left out of
+/// `run`, `stty` failed with EIO (the script's group, orphaned, was in the
+/// background) while every other test of the chapter passed.
+#[test]
+fn spawn_pipeline_at_a_terminal_gives_it_back_to_the_script_that_ran_it() {
+    if !have("stty") {
+        return;
+    }
+    let script = format!(
+        "{} true; stty sane; echo \"stty: $?\"",
+        bin!("spawn-pipeline")
+    );
+    let mut terminal = AtTerminal::start("sh", &["-c", &script]);
+    terminal.wait_for("stty: 0", || None);
+    assert!(terminal.finish().success());
+}
+
 /// The pid of `spawn-pipeline` under `traced`, a strace that runs it:
 /// strace's child once it runs the listing (strace forks a child or two
 /// of its own first, to test what ptrace can do).
