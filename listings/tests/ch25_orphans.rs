@@ -616,18 +616,61 @@ fn proc_orphans_pdeathsig_child_dies_when_its_parent_dies_just_before_exec() {
     if !have("strace") {
         return;
     }
+    let ran = pdeathsig_child_runs_sleep_when_its_parent_dies_in(
+        "getppid",
+        nix::libc::SYS_getppid,
+        "delay_exit",
+    );
+    assert!(
+        !ran,
+        "the child ran sleep, its parent dead (Linux {})",
+        kernel()
+    );
+}
+
+/// The other moment: the parent dies before its child has asked for
+/// anything. No signal will ever come; the hook's `getppid` check must end
+/// the child, which finds itself adopted. strace holds the child for two
+/// seconds on its way into `prctl`, and the parent is killed then. With
+/// the check left out, the child ran `sleep`.
+#[test]
+fn proc_orphans_pdeathsig_child_ends_when_its_parent_dies_before_it_asks() {
+    if !have("strace") {
+        return;
+    }
+    let ran = pdeathsig_child_runs_sleep_when_its_parent_dies_in(
+        "prctl",
+        nix::libc::SYS_prctl,
+        "delay_enter",
+    );
+    assert!(
+        !ran,
+        "the child ran sleep, its parent dead (Linux {})",
+        kernel()
+    );
+}
+
+/// Runs `proc-orphans pdeathsig` with one child under strace, which holds
+/// the child for two seconds in the system call `call` (`when`:
+/// `delay_enter` on its way in, `delay_exit` on its way out); kills the
+/// parent then, and says whether the child went on to run `sleep`.
+fn pdeathsig_child_runs_sleep_when_its_parent_dies_in(
+    call: &str,
+    number: i64,
+    when: &str,
+) -> bool {
     let args = ["pdeathsig", "--children", "1", "--for", "60"];
     let mut command = Command::new("strace");
     command
         .args(["-f", "-q", "-o", "/dev/null", "--seccomp-bpf"])
-        .args(["-e", "trace=getppid", "-e", "signal=none"])
-        .arg("--inject=getppid:delay_exit=2000000")
+        .args(["-e", &format!("trace={call}"), "-e", "signal=none"])
+        .arg(format!("--inject={call}:{when}=2000000"))
         .arg("--")
         .arg(bin!("proc-orphans"))
         .args(args);
     let traced = Listing::spawn(&mut command, Stdio::piped());
     let mut held = None;
-    wait_until("the child to be held in getppid", || {
+    wait_until(&format!("the child to be held in {call}"), || {
         let parents = children_of(traced.pid());
         let Some(&parent) = parents.first() else {
             return false;
@@ -635,8 +678,7 @@ fn proc_orphans_pdeathsig_child_dies_when_its_parent_dies_just_before_exec() {
         let child = children_of(parent).first().copied();
         held = child
             .filter(|&c| {
-                threads_blocked_in(c, nix::libc::SYS_getppid) == 1
-                    && state_of(c) == Some('t')
+                threads_blocked_in(c, number) == 1 && state_of(c) == Some('t')
             })
             .map(|c| (parent, c));
         held.is_some()
@@ -648,13 +690,9 @@ fn proc_orphans_pdeathsig_child_dies_when_its_parent_dies_just_before_exec() {
             || std::fs::read_to_string(format!("/proc/{child}/comm"))
                 .is_ok_and(|name| name.trim() == "sleep")
     });
-    let survived = !is_dead(child);
+    let ran = !is_dead(child);
     drop(traced); // Kills the group, the child with it.
-    assert!(
-        !survived,
-        "{child} ran sleep after its parent had died (Linux {})",
-        kernel()
-    );
+    ran
 }
 
 #[test]
