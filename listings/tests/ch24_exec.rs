@@ -680,3 +680,33 @@ fn proc_exec_clears_real_time_signals_its_parent_left_pending_or_ignored() {
         }
     }
 }
+
+/// glibc's `posix_spawn` (`spawni.c`) sets the two signals that glibc
+/// keeps for itself, 32 and 33, to be ignored in the child, and exec keeps
+/// that; std's fork path leaves the child whatever its parent has, here
+/// this test's own disposition, which may be ignored too if `cargo test`
+/// was itself started by `posix_spawn`. Seen with glibc 2.36.
+#[test]
+fn posix_spawn_starts_a_child_with_glibcs_own_signals_ignored() {
+    use std::os::unix::process::CommandExt;
+    fn sig_ign(status: &str) -> u64 {
+        let hex = status
+            .lines()
+            .find_map(|line| line.strip_prefix("SigIgn:"))
+            .expect("a SigIgn line");
+        u64::from_str_radix(hex.trim(), 16).expect("a hexadecimal mask")
+    }
+    fn child_sig_ign(command: &mut Command) -> u64 {
+        let out = command.args(["SigIgn", "/proc/self/status"]).output();
+        sig_ign(&String::from_utf8_lossy(&out.expect("grep").stdout))
+    }
+    let glibcs_own = 0b11u64 << 31; // Signals 32 and 33.
+    let ours = sig_ign(&std::fs::read_to_string("/proc/self/status").unwrap());
+    let spawned = child_sig_ign(&mut Command::new("grep"));
+    let mut forked = Command::new("grep");
+    // SAFETY: the hook does nothing; it only makes std fork.
+    unsafe { forked.pre_exec(|| Ok(())) };
+    let forked = child_sig_ign(&mut forked);
+    assert_eq!(spawned & glibcs_own, glibcs_own, "posix_spawn: {spawned:x}");
+    assert_eq!(forked & glibcs_own, ours & glibcs_own, "fork: {forked:x}");
+}
