@@ -171,20 +171,26 @@ fn line_before(from: &File, deadline: Instant) -> io::Result<Option<String>> {
 /// us would show below as if we had set it: `nohup` ignores SIGHUP, and
 /// a shell script's background job starts ignoring SIGINT and SIGQUIT.
 /// A signal the parent left blocked and pending is thrown away first:
-/// unblocked at its default action, it would end this process.
+/// unblocked at its default action, it would end this process. Every
+/// signal counts, the real-time ones too (SIGRTMIN to SIGRTMAX), whose
+/// default action ends a process as well; nix's `Signal` has none of
+/// them, so the calls are libc's. The C library keeps the two numbers
+/// below SIGRTMIN for itself, and refuses to change them.
 fn clean_slate() -> Result<(), Box<dyn Error>> {
+    use nix::libc::{SIG_DFL, SIG_ERR, SIG_IGN, SIGPIPE, SIGRTMAX, SIGRTMIN};
     let status = fs::read_to_string("/proc/self/status")?;
     let pending = mask(&status, "SigPnd") | mask(&status, "ShdPnd");
-    for signal in Signal::iterator() {
-        let ignored = mask(&status, "SigIgn") & bit(signal) != 0;
-        let left_pending = pending & bit(signal) != 0;
-        if (ignored || left_pending) && signal != Signal::SIGPIPE {
+    let ignored = mask(&status, "SigIgn");
+    for number in (1..32).chain(SIGRTMIN()..=SIGRTMAX()) {
+        if (ignored | pending) & bit(number) != 0 && number != SIGPIPE {
             // Ignoring a signal discards it if it is pending (POSIX,
             // sigaction); then back to the default.
-            // SAFETY: neither action runs code of ours.
-            unsafe { nix::sys::signal::signal(signal, SigHandler::SigIgn) }?;
-            // SAFETY: as above.
-            unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) }?;
+            for action in [SIG_IGN, SIG_DFL] {
+                // SAFETY: neither action runs code of ours.
+                if unsafe { nix::libc::signal(number, action) } == SIG_ERR {
+                    return Err(io::Error::last_os_error().into());
+                }
+            }
         }
     }
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
@@ -366,15 +372,15 @@ fn mask(status: &str, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The bit of `signal` in such a mask.
-fn bit(signal: Signal) -> u64 {
-    1 << (signal as i32 - 1)
+/// The bit of signal number `n` in such a mask.
+fn bit(n: i32) -> u64 {
+    1 << (n - 1)
 }
 
 /// The names of the standard signals (1 to 31) whose bits are set.
 fn signal_names(mask: u64) -> String {
     let names: Vec<String> = (1..=31)
-        .filter(|n| mask & (1 << (n - 1)) != 0)
+        .filter(|&n| mask & bit(n) != 0)
         .map(|n| Signal::try_from(n).map_or(n.to_string(), |s| s.to_string()))
         .collect();
     none_if_empty(&names)

@@ -348,7 +348,24 @@ fn announce(args: &Args, children: &[Child]) -> io::Result<()> {
     if args.from_thread {
         line.push_str(", from a thread that has exited");
     }
-    writeln!(io::stdout(), "{line}; try: kill -KILL {me}")
+    // Process 1 of a PID namespace of its own sees itself as 1, which any
+    // other terminal takes for the machine's init. A namespace that kept
+    // the machine's /proc (`unshare --pid --fork`, no `--mount-proc`)
+    // still shows there the pid the rest of the machine knows us by.
+    match pid_in_proc().filter(|&pid| pid != me) {
+        Some(outside) => writeln!(
+            io::stdout(),
+            "{line}; try, from outside its PID namespace: kill -KILL {outside}"
+        ),
+        None => writeln!(io::stdout(), "{line}; try: kill -KILL {me}"),
+    }
+}
+
+/// This process's pid as the /proc mounted here numbers it (Linux):
+/// `/proc/self` names it so, in the PID namespace of whoever mounted it.
+fn pid_in_proc() -> Option<Pid> {
+    let link = std::fs::read_link("/proc/self").ok()?;
+    link.to_str()?.parse().ok().map(Pid::from_raw)
 }
 
 fn name(way: Way) -> &'static str {

@@ -900,6 +900,60 @@ fn spawn_grandchild_gives_up_on_a_silent_child_whose_job_holds_the_pipe() {
     wait_until("the background process to end", || marked().is_empty());
 }
 
+/// A child that says nothing and runs on, its stdout the pipe: past the
+/// two seconds the listing kills it, or its wait for the child would last
+/// as long as the child runs. A stand-in `sh`, first on PATH, runs `sleep
+/// 31344` in the foreground and prints nothing; `--group` then ends that
+/// `sleep` with the group. The test above has a child that exits at once,
+/// and passed with the kill removed; this one then waited for `sleep`.
+#[test]
+fn spawn_grandchild_kills_a_silent_child_that_runs_on() {
+    fn marked() -> Vec<Pid> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline")).ok().as_deref()
+                    == Some(&b"sleep\x0031344\x00"[..])
+            })
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .map(Pid::from_raw)
+            .collect()
+    }
+    /// Kills what the test leaves behind, should it fail.
+    struct KillMarked;
+    impl Drop for KillMarked {
+        fn drop(&mut self) {
+            for pid in marked() {
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            }
+        }
+    }
+    let _cleanup = KillMarked;
+    let dir = tempfile::tempdir().unwrap();
+    let sh = dir.path().join("sh");
+    std::fs::write(&sh, "#!/bin/sh\nsleep 31344\n").unwrap();
+    std::fs::set_permissions(
+        &sh,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut command = Command::new(bin!("spawn-grandchild"));
+    command
+        .args(["--group", "--cloexec"])
+        .env("PATH", format!("{}:{path}", dir.path().display()));
+    let started = Instant::now();
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "spawn-grandchild: the child said nothing in 2000 ms\n"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    wait_until("the child's sleep to end", || marked().is_empty());
+}
+
 #[test]
 fn spawn_grandchild_output_matches_the_book() {
     let mut session = Vec::new();
@@ -1377,6 +1431,27 @@ fn spawn_pipeline_at_a_terminal_takes_it_back_when_a_stage_cannot_run() {
         AtTerminal::start("bash", &["--norc", "--noprofile", "-c", &script]);
     terminal.wait_for(r#"cannot run "no-such-program-p4f""#, || None);
     terminal.wait_for("status: 1\r\n", || None);
+    assert!(terminal.finish().success());
+}
+
+/// At its end the listing takes the terminal back from the stages' group,
+/// for a script that ran it: without job control, nobody else does. Here
+/// `sh`, the terminal's session leader, runs the listing with `true` as
+/// its one stage, then changes the terminal's settings, which only a
+/// process of the foreground group may do. With `take_back` left out of
+/// `run`, `stty` failed with EIO (the script's group, orphaned, was in the
+/// background) while every other test of the chapter passed.
+#[test]
+fn spawn_pipeline_at_a_terminal_gives_it_back_to_the_script_that_ran_it() {
+    if !have("stty") {
+        return;
+    }
+    let script = format!(
+        "{} true; stty sane; echo \"stty: $?\"",
+        bin!("spawn-pipeline")
+    );
+    let mut terminal = AtTerminal::start("sh", &["-c", &script]);
+    terminal.wait_for("stty: 0", || None);
     assert!(terminal.finish().success());
 }
 

@@ -169,6 +169,91 @@ fn proc_orphans_none_children_die_with_a_parent_that_is_a_namespaces_init() {
     let _ = finish_clean(listing);
 }
 
+/// The parent's first line names the command that kills it from another
+/// terminal. As process 1 of a PID namespace of its own, its `getpid()` is
+/// 1, which any other terminal takes for the machine's init; under
+/// `unshare` without `--mount-proc` the namespace keeps the machine's
+/// /proc, which names the parent as the rest of the machine does, and the
+/// hint must use that pid. The session is the chapter's: Terminal 1 starts
+/// the listing so; Terminal 2 lists the children, types the hint, and
+/// finds them gone. The first version printed `try: kill -KILL 1`.
+#[test]
+fn proc_orphans_as_a_namespaces_init_names_the_pid_to_kill_from_outside() {
+    if !pid_namespaces() {
+        return;
+    }
+    let args = ["none", "--for", "600"];
+    let namespace = ["--user", "--map-root-user", "--pid", "--fork"];
+    let mut command = Command::new("unshare");
+    command.args(namespace).arg(bin!("proc-orphans")).args(args);
+    let mut listing = Listing::spawn(&mut command, Stdio::piped());
+    let line = listing.next_line();
+    // unshare's child, the listing, as the rest of the machine numbers it.
+    let parent = children_of(listing.pid())[0];
+    let hint = regex::Regex::new(
+        r"^Parent 1 started sleep \d+ sleep \d+; try, from outside its PID namespace: (kill -KILL (\d+))$",
+    )
+    .unwrap();
+    let caps = hint.captures(&line).unwrap_or_else(|| panic!("{line}"));
+    assert_eq!(caps[2].parse::<i32>().unwrap(), parent.as_raw(), "{line}");
+    let children = children_of(parent);
+    assert_eq!(children.len(), 2, "{line}");
+    // Terminal 2. `ps -p` with no process left exits with 1: its output
+    // is what the reader sees all the same.
+    let typed = |command: &str| -> Vec<String> {
+        Listing::start("bash", &["-c", command]).finish().stdout
+    };
+    let mut session = Vec::new();
+    let listed = format!("ps -o pid,ppid,comm --ppid {parent}");
+    session.push((listed.clone(), typed(&listed)));
+    let kill = caps[1].to_string();
+    session.push((kill.clone(), typed(&kill)));
+    wait_until(
+        &format!("Linux {} to kill the namespace's processes", kernel()),
+        || children.iter().all(|&c| is_dead(c)),
+    );
+    let gone = format!("ps -o pid,comm -p {},{}", children[0], children[1]);
+    session.push((gone.clone(), typed(&gone)));
+    let out = finish_clean(listing);
+    // util-linux 2.38.1's unshare, this book's, fails on its way out when
+    // its child was killed by SIGKILL (util-linux issue #2614): it tries to
+    // give SIGKILL its default action before it raises it.
+    let version = run("unshare", &["--version"]).stdout.join(" ");
+    if version.ends_with(" 2.38.1") {
+        assert_eq!(out.status.code(), Some(1), "{version}: {:?}", out.status);
+        assert_eq!(
+            out.stderr,
+            "unshare: sigprocmask unblock failed: Invalid argument\n",
+            "{version}"
+        );
+    }
+    let masks = &[
+        (r"(sleep) \d+", "$1 <pid>"),
+        (r"--ppid \d+", "--ppid <pid>"),
+        (r"-p \d+,\d+", "-p <pid>,<pid>"),
+        (r"(?m)^ *\d+ +\d+ +(\w+)$", "<pid> <ppid> $1"),
+    ];
+    assert_session_matches_book_masking(
+        "ch25-orphans/25-01-pid-namespace.out",
+        &[(
+            format!(
+                "unshare {} target/debug/proc-orphans {}",
+                namespace.join(" "),
+                args.join(" ")
+            ),
+            &[line][..],
+        )],
+        masks,
+    );
+    let session: Vec<_> =
+        session.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book_masking(
+        "ch25-orphans/25-01-pid-namespace-terminal-2.out",
+        &session,
+        masks,
+    );
+}
+
 #[test]
 fn proc_orphans_pipe_children_end_when_the_lifeline_breaks() {
     let (orphans, children) = start(&["pipe", "--for", "60"]);
@@ -531,18 +616,61 @@ fn proc_orphans_pdeathsig_child_dies_when_its_parent_dies_just_before_exec() {
     if !have("strace") {
         return;
     }
+    let ran = pdeathsig_child_runs_sleep_when_its_parent_dies_in(
+        "getppid",
+        nix::libc::SYS_getppid,
+        "delay_exit",
+    );
+    assert!(
+        !ran,
+        "the child ran sleep, its parent dead (Linux {})",
+        kernel()
+    );
+}
+
+/// The other moment: the parent dies before its child has asked for
+/// anything. No signal will ever come; the hook's `getppid` check must end
+/// the child, which finds itself adopted. strace holds the child for two
+/// seconds on its way into `prctl`, and the parent is killed then. With
+/// the check left out, the child ran `sleep`.
+#[test]
+fn proc_orphans_pdeathsig_child_ends_when_its_parent_dies_before_it_asks() {
+    if !have("strace") {
+        return;
+    }
+    let ran = pdeathsig_child_runs_sleep_when_its_parent_dies_in(
+        "prctl",
+        nix::libc::SYS_prctl,
+        "delay_enter",
+    );
+    assert!(
+        !ran,
+        "the child ran sleep, its parent dead (Linux {})",
+        kernel()
+    );
+}
+
+/// Runs `proc-orphans pdeathsig` with one child under strace, which holds
+/// the child for two seconds in the system call `call` (`when`:
+/// `delay_enter` on its way in, `delay_exit` on its way out); kills the
+/// parent then, and says whether the child went on to run `sleep`.
+fn pdeathsig_child_runs_sleep_when_its_parent_dies_in(
+    call: &str,
+    number: i64,
+    when: &str,
+) -> bool {
     let args = ["pdeathsig", "--children", "1", "--for", "60"];
     let mut command = Command::new("strace");
     command
         .args(["-f", "-q", "-o", "/dev/null", "--seccomp-bpf"])
-        .args(["-e", "trace=getppid", "-e", "signal=none"])
-        .arg("--inject=getppid:delay_exit=2000000")
+        .args(["-e", &format!("trace={call}"), "-e", "signal=none"])
+        .arg(format!("--inject={call}:{when}=2000000"))
         .arg("--")
         .arg(bin!("proc-orphans"))
         .args(args);
     let traced = Listing::spawn(&mut command, Stdio::piped());
     let mut held = None;
-    wait_until("the child to be held in getppid", || {
+    wait_until(&format!("the child to be held in {call}"), || {
         let parents = children_of(traced.pid());
         let Some(&parent) = parents.first() else {
             return false;
@@ -550,8 +678,7 @@ fn proc_orphans_pdeathsig_child_dies_when_its_parent_dies_just_before_exec() {
         let child = children_of(parent).first().copied();
         held = child
             .filter(|&c| {
-                threads_blocked_in(c, nix::libc::SYS_getppid) == 1
-                    && state_of(c) == Some('t')
+                threads_blocked_in(c, number) == 1 && state_of(c) == Some('t')
             })
             .map(|c| (parent, c));
         held.is_some()
@@ -563,13 +690,9 @@ fn proc_orphans_pdeathsig_child_dies_when_its_parent_dies_just_before_exec() {
             || std::fs::read_to_string(format!("/proc/{child}/comm"))
                 .is_ok_and(|name| name.trim() == "sleep")
     });
-    let survived = !is_dead(child);
+    let ran = !is_dead(child);
     drop(traced); // Kills the group, the child with it.
-    assert!(
-        !survived,
-        "{child} ran sleep after its parent had died (Linux {})",
-        kernel()
-    );
+    ran
 }
 
 #[test]
