@@ -778,8 +778,15 @@ fn sig_jobs_job_in_an_orphaned_group_runs_on_after_ctrl_z() {
     crate::support::wait_until("the job to be adopted", || {
         parent_of(job) != shell.to_string()
     });
+    // `sh` reports its child killed, in words of its own, before it runs
+    // `exec tail`: once it is `tail`, that line is on the terminal, and
+    // cannot come after the job's.
+    let sh = term.pid();
+    crate::support::wait_until("sh to report and exec tail", || {
+        std::fs::read_to_string(format!("/proc/{sh}/comm")).unwrap_or_default()
+            == "tail\n"
+    });
     term.master.write_all(b"\x1a").unwrap(); // Ctrl-Z.
-    // `sh` may first report its child killed, in words of its own.
     let stopping = "Job: SIGTSTP: terminal put back; stopping";
     let seen = (0..3).any(|_| {
         let line = term.lines.recv_timeout(crate::support::PATIENCE);
