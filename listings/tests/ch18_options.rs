@@ -526,30 +526,45 @@ fn figure_ms(line: &str, name: &str) -> f64 {
 
 #[test]
 fn two_small_writes_then_a_read_stall_for_the_delayed_ack() {
-    let out = run(bin!("net-nagle"), &[]);
-    assert!(out.status.success(), "{}", out.stderr);
-    assert_eq!(out.stdout.len(), 3);
-    let (two, nodelay, one) = (
-        figure_ms(&out.stdout[0], "median"),
-        figure_ms(&out.stdout[1], "median"),
-        figure_ms(&out.stdout[2], "median"),
-    );
-    // A lower bound the kernel guarantees: the delayed ACK timer waits at
-    // least 40 ms on Linux, for most requests (a busy machine sees a few
-    // acknowledged at once). The first, which a new connection
-    // acknowledges at once, and the other two rows wait for no timer:
-    // however busy the machine, which slows all alike, they are faster by
-    // most of those 40 ms.
-    let first = figure_ms(&out.stdout[0], "first");
-    assert!(two >= 30.0, "two writes: {two} ms");
-    assert!(first <= two - 20.0, "two writes, the first: {first} ms");
-    assert!(nodelay <= two - 20.0, "TCP_NODELAY: {nodelay} ms");
-    assert!(one <= two - 20.0, "one write: {one} ms");
-    assert_matches_book(
-        "ch18-options/18-04-net-nagle.out",
-        "net-nagle",
-        &[],
-        &out.stdout,
+    // Linux 6.18. The first round trip is one sample, not a median: on a
+    // machine busy with the rest of the suite, a single delay of the
+    // scheduler's makes it slow (seen: 255 ms, once in six runs of three
+    // chapters' tests). So up to three runs; a new connection's quick
+    // acknowledgement shows in the first run whose first round trip the
+    // scheduler left alone, and a listing whose first round trip waited
+    // for the timer would fail all three.
+    let mut firsts = Vec::new();
+    for _ in 0..3 {
+        let out = run(bin!("net-nagle"), &[]);
+        assert!(out.status.success(), "{}", out.stderr);
+        assert_eq!(out.stdout.len(), 3);
+        let (two, nodelay, one) = (
+            figure_ms(&out.stdout[0], "median"),
+            figure_ms(&out.stdout[1], "median"),
+            figure_ms(&out.stdout[2], "median"),
+        );
+        // A lower bound the kernel guarantees: the delayed ACK timer
+        // waits at least 40 ms on Linux, for most requests (a busy
+        // machine sees a few acknowledged at once). The other two rows
+        // wait for no timer: however busy the machine, which slows all
+        // alike, their medians are faster by most of those 40 ms.
+        assert!(two >= 30.0, "two writes: {two} ms");
+        assert!(nodelay <= two - 20.0, "TCP_NODELAY: {nodelay} ms");
+        assert!(one <= two - 20.0, "one write: {one} ms");
+        let first = figure_ms(&out.stdout[0], "first");
+        if first <= two - 20.0 {
+            assert_matches_book(
+                "ch18-options/18-04-net-nagle.out",
+                "net-nagle",
+                &[],
+                &out.stdout,
+            );
+            return;
+        }
+        firsts.push((first, two));
+    }
+    panic!(
+        "two writes: the first round trip, and the median, in ms: {firsts:?}"
     );
 }
 
