@@ -617,6 +617,58 @@ fn net_resolve_fails_in_one_line_when_no_address_accepts() {
     );
 }
 
+#[test]
+fn net_resolve_gives_up_on_a_silent_address_and_tries_the_next() {
+    // Linux 6.18. A listener with a backlog of 0, and one connection
+    // queued that it never accepts, has a full queue: the kernel drops
+    // every SYN that comes after it (`tcp_conn_request()`), and `connect`
+    // sends its SYN again and again, as to an address whose packets are
+    // lost. Here ::1 is such an address, and 127.0.0.1 a listener, in
+    // Debian's order: without a timeout of its own for each attempt, the
+    // listing would wait about two minutes at ::1.
+    if !ipv6() || !private_hosts_file() {
+        return;
+    }
+    let (listener, silent, _queued) = (0..20)
+        .find_map(|_| {
+            let listener = TcpListener::bind("127.0.0.1:0").ok()?;
+            let port = listener.local_addr().ok()?.port();
+            let v6 = std::net::SocketAddr::from((Ipv6Addr::LOCALHOST, port));
+            let silent = socket2::Socket::new(
+                socket2::Domain::IPV6,
+                socket2::Type::STREAM,
+                None,
+            )
+            .ok()?;
+            silent.bind(&v6.into()).ok()?;
+            silent.listen(0).ok()?;
+            let queued = std::net::TcpStream::connect(v6).ok()?;
+            Some((listener, silent, queued))
+        })
+        .expect("a port free on ::1 for one of 20 listeners");
+    let port = listener.local_addr().unwrap().port();
+    let target = format!("localhost:{port}");
+    let args = [target.as_str(), "--timeout", "500"];
+    let started = std::time::Instant::now();
+    let out = run_with_hosts(DEBIAN_HOSTS, bin!("net-resolve"), &args);
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout[3],
+        format!("[::1]:{port}: connection timed out"),
+        "{:?}",
+        out.stdout
+    );
+    assert!(
+        out.stdout[4]
+            .starts_with(&format!("connected to 127.0.0.1:{port} from ")),
+        "{:?}",
+        out.stdout
+    );
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    drop(silent);
+}
+
 // ---------------------------------------------------------------------------
 // Listing 18-5: dead and hung peers
 
