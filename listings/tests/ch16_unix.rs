@@ -2024,6 +2024,25 @@ fn a_passed_descriptor_shares_its_file_offset_with_the_sender() {
 }
 
 #[test]
+fn pass_fd_server_opens_the_file_anew_for_each_client() {
+    // Two clients, one after the other, each read the whole file. A
+    // server that opened it once and passed that one descriptor to both
+    // would give them one offset (the test above), left at the end of the
+    // file by the first: the second would read nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let (file, path) = (secret(&dir), path_in(&dir, "pass.sock"));
+    let (server, _) = start(
+        bin!("unix-pass-fd"),
+        &["serve", &path, &file, "--count", "2"],
+    );
+    for client in ["first", "second"] {
+        let out = run(bin!("unix-pass-fd"), &["fetch", &path]);
+        assert_eq!(out.stdout, ["the secret"], "{client}: {}", out.stderr);
+    }
+    assert!(server.finish().status.success());
+}
+
+#[test]
 fn unix_listings_reject_bad_arguments_in_one_line() {
     let server = bin!("unix-server");
     assert_rejects(server, &["--timeout", "0"], "--timeout must be at least 1");
