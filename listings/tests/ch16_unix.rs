@@ -1694,6 +1694,16 @@ fn a_seqpacket_socketpair_keeps_message_boundaries() {
     .unwrap();
     assert_eq!(msg.bytes, 3);
     assert!(msg.flags.contains(nix::sys::socket::MsgFlags::MSG_TRUNC));
+    // And `recv` with the flag MSG_TRUNC, as for UDP: it copies what fits,
+    // and returns the message's real length (`unix_dgram_recvmsg()`).
+    a.write_all(b"eight nine").unwrap();
+    let n = nix::sys::socket::recv(
+        b.as_raw_fd(),
+        &mut small,
+        nix::sys::socket::MsgFlags::MSG_TRUNC,
+    )
+    .unwrap();
+    assert_eq!((n, &small), (10, b"eig"));
     // Larger than the send buffer: refused whole, never split. Linux 6.18:
     // the limit is the send buffer less 32 bytes (`unix_dgram_sendmsg`).
     let err = a.write(&vec![b'x'; 1 << 20]).unwrap_err();
