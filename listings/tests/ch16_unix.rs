@@ -696,7 +696,11 @@ fn stale_socket_session_matches_the_book() {
         shows.extend(out.stderr.lines().map(|l| as_shown(l, &dir)));
         terminal2.push((as_shown(&shown, &dir), shows));
     }
-    drop(server);
+    // Terminal 1's shell reports how its job ended, as bash words a
+    // death by SIGKILL.
+    assert_eq!(server.finish().status.signal(), Some(9));
+    let mut first = first;
+    first.push("Killed".to_string());
     let args = [path.as_str(), "--count", "1"];
     let (again, _) = start(bin!("unix-server"), &args);
     let second = again.transcript();
