@@ -696,7 +696,11 @@ fn stale_socket_session_matches_the_book() {
         shows.extend(out.stderr.lines().map(|l| as_shown(l, &dir)));
         terminal2.push((as_shown(&shown, &dir), shows));
     }
-    drop(server);
+    // Terminal 1's shell reports how its job ended, as bash words a
+    // death by SIGKILL.
+    assert_eq!(server.finish().status.signal(), Some(9));
+    let mut first = first;
+    first.push("Killed".to_string());
     let args = [path.as_str(), "--count", "1"];
     let (again, _) = start(bin!("unix-server"), &args);
     let second = again.transcript();
@@ -1694,6 +1698,16 @@ fn a_seqpacket_socketpair_keeps_message_boundaries() {
     .unwrap();
     assert_eq!(msg.bytes, 3);
     assert!(msg.flags.contains(nix::sys::socket::MsgFlags::MSG_TRUNC));
+    // And `recv` with the flag MSG_TRUNC, as for UDP: it copies what fits,
+    // and returns the message's real length (`unix_dgram_recvmsg()`).
+    a.write_all(b"eight nine").unwrap();
+    let n = nix::sys::socket::recv(
+        b.as_raw_fd(),
+        &mut small,
+        nix::sys::socket::MsgFlags::MSG_TRUNC,
+    )
+    .unwrap();
+    assert_eq!((n, &small), (10, b"eig"));
     // Larger than the send buffer: refused whole, never split. Linux 6.18:
     // the limit is the send buffer less 32 bytes (`unix_dgram_sendmsg`).
     let err = a.write(&vec![b'x'; 1 << 20]).unwrap_err();
@@ -2021,6 +2035,25 @@ fn a_passed_descriptor_shares_its_file_offset_with_the_sender() {
     assert_eq!(mine.stream_position().unwrap(), 4);
     mine.seek(SeekFrom::Start(0)).unwrap();
     assert_eq!(theirs.stream_position().unwrap(), 0);
+}
+
+#[test]
+fn pass_fd_server_opens_the_file_anew_for_each_client() {
+    // Two clients, one after the other, each read the whole file. A
+    // server that opened it once and passed that one descriptor to both
+    // would give them one offset (the test above), left at the end of the
+    // file by the first: the second would read nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let (file, path) = (secret(&dir), path_in(&dir, "pass.sock"));
+    let (server, _) = start(
+        bin!("unix-pass-fd"),
+        &["serve", &path, &file, "--count", "2"],
+    );
+    for client in ["first", "second"] {
+        let out = run(bin!("unix-pass-fd"), &["fetch", &path]);
+        assert_eq!(out.stdout, ["the secret"], "{client}: {}", out.stderr);
+    }
+    assert!(server.finish().status.success());
 }
 
 #[test]

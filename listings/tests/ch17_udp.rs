@@ -61,9 +61,11 @@ fn datagrams_keep_boundaries_truncate_silently_and_get_lost() {
         .rsplit_once("received ")
         .and_then(|(_, rest)| rest.split(' ').next()?.parse().ok())
         .expect("received <n> of 1000");
-    // Certain: a buffer of a few kilobytes cannot hold a thousand
-    // datagrams. How many it holds depends on the kernel.
-    assert!(received < 1000, "{received}");
+    // A handful, as the chapter says: the 8 KiB the kernel makes of the
+    // 4096 bytes asked for, each datagram charged several hundred bytes of
+    // accounting (Linux 6.18: 9 of them fit). A receive buffer left at its
+    // default size, 212,992 bytes here, holds hundreds (256).
+    assert!(received <= 32, "{received} datagrams survived");
     // And the kernel counted drops at a full socket buffer. (Not
     // necessarily all of ours: on a busy machine a few may be dropped
     // earlier, in the loopback device's own queue, which counts them

@@ -526,30 +526,45 @@ fn figure_ms(line: &str, name: &str) -> f64 {
 
 #[test]
 fn two_small_writes_then_a_read_stall_for_the_delayed_ack() {
-    let out = run(bin!("net-nagle"), &[]);
-    assert!(out.status.success(), "{}", out.stderr);
-    assert_eq!(out.stdout.len(), 3);
-    let (two, nodelay, one) = (
-        figure_ms(&out.stdout[0], "median"),
-        figure_ms(&out.stdout[1], "median"),
-        figure_ms(&out.stdout[2], "median"),
-    );
-    // A lower bound the kernel guarantees: the delayed ACK timer waits at
-    // least 40 ms on Linux, for most requests (a busy machine sees a few
-    // acknowledged at once). The first, which a new connection
-    // acknowledges at once, and the other two rows wait for no timer:
-    // however busy the machine, which slows all alike, they are faster by
-    // most of those 40 ms.
-    let first = figure_ms(&out.stdout[0], "first");
-    assert!(two >= 30.0, "two writes: {two} ms");
-    assert!(first <= two - 20.0, "two writes, the first: {first} ms");
-    assert!(nodelay <= two - 20.0, "TCP_NODELAY: {nodelay} ms");
-    assert!(one <= two - 20.0, "one write: {one} ms");
-    assert_matches_book(
-        "ch18-options/18-04-net-nagle.out",
-        "net-nagle",
-        &[],
-        &out.stdout,
+    // Linux 6.18. The first round trip is one sample, not a median: on a
+    // machine busy with the rest of the suite, a single delay of the
+    // scheduler's makes it slow (seen: 255 ms, once in six runs of three
+    // chapters' tests). So up to three runs; a new connection's quick
+    // acknowledgement shows in the first run whose first round trip the
+    // scheduler left alone, and a listing whose first round trip waited
+    // for the timer would fail all three.
+    let mut firsts = Vec::new();
+    for _ in 0..3 {
+        let out = run(bin!("net-nagle"), &[]);
+        assert!(out.status.success(), "{}", out.stderr);
+        assert_eq!(out.stdout.len(), 3);
+        let (two, nodelay, one) = (
+            figure_ms(&out.stdout[0], "median"),
+            figure_ms(&out.stdout[1], "median"),
+            figure_ms(&out.stdout[2], "median"),
+        );
+        // A lower bound the kernel guarantees: the delayed ACK timer
+        // waits at least 40 ms on Linux, for most requests (a busy
+        // machine sees a few acknowledged at once). The other two rows
+        // wait for no timer: however busy the machine, which slows all
+        // alike, their medians are faster by most of those 40 ms.
+        assert!(two >= 30.0, "two writes: {two} ms");
+        assert!(nodelay <= two - 20.0, "TCP_NODELAY: {nodelay} ms");
+        assert!(one <= two - 20.0, "one write: {one} ms");
+        let first = figure_ms(&out.stdout[0], "first");
+        if first <= two - 20.0 {
+            assert_matches_book(
+                "ch18-options/18-04-net-nagle.out",
+                "net-nagle",
+                &[],
+                &out.stdout,
+            );
+            return;
+        }
+        firsts.push((first, two));
+    }
+    panic!(
+        "two writes: the first round trip, and the median, in ms: {firsts:?}"
     );
 }
 
@@ -600,6 +615,58 @@ fn net_resolve_fails_in_one_line_when_no_address_accepts() {
         out.stderr,
         format!("net-resolve: no address of '127.0.0.1:{port}' accepted\n")
     );
+}
+
+#[test]
+fn net_resolve_gives_up_on_a_silent_address_and_tries_the_next() {
+    // Linux 6.18. A listener with a backlog of 0, and one connection
+    // queued that it never accepts, has a full queue: the kernel drops
+    // every SYN that comes after it (`tcp_conn_request()`), and `connect`
+    // sends its SYN again and again, as to an address whose packets are
+    // lost. Here ::1 is such an address, and 127.0.0.1 a listener, in
+    // Debian's order: without a timeout of its own for each attempt, the
+    // listing would wait about two minutes at ::1.
+    if !ipv6() || !private_hosts_file() {
+        return;
+    }
+    let (listener, silent, _queued) = (0..20)
+        .find_map(|_| {
+            let listener = TcpListener::bind("127.0.0.1:0").ok()?;
+            let port = listener.local_addr().ok()?.port();
+            let v6 = std::net::SocketAddr::from((Ipv6Addr::LOCALHOST, port));
+            let silent = socket2::Socket::new(
+                socket2::Domain::IPV6,
+                socket2::Type::STREAM,
+                None,
+            )
+            .ok()?;
+            silent.bind(&v6.into()).ok()?;
+            silent.listen(0).ok()?;
+            let queued = std::net::TcpStream::connect(v6).ok()?;
+            Some((listener, silent, queued))
+        })
+        .expect("a port free on ::1 for one of 20 listeners");
+    let port = listener.local_addr().unwrap().port();
+    let target = format!("localhost:{port}");
+    let args = [target.as_str(), "--timeout", "500"];
+    let started = std::time::Instant::now();
+    let out = run_with_hosts(DEBIAN_HOSTS, bin!("net-resolve"), &args);
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout[3],
+        format!("[::1]:{port}: connection timed out"),
+        "{:?}",
+        out.stdout
+    );
+    assert!(
+        out.stdout[4]
+            .starts_with(&format!("connected to 127.0.0.1:{port} from ")),
+        "{:?}",
+        out.stdout
+    );
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    drop(silent);
 }
 
 // ---------------------------------------------------------------------------
