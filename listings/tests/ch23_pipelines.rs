@@ -1355,6 +1355,61 @@ fn spawn_pipeline_stage_dies_of_a_sigint_that_comes_before_its_exec() {
     }
 }
 
+/// The race that `die_with_parent`'s `getppid` check closes: the program
+/// dies after a stage's `fork`, before the stage has asked for
+/// `PR_SET_PDEATHSIG`, so that no signal will ever come. strace holds the
+/// stage for two seconds on its way into `prctl`, the stage's only call to
+/// it, and the program is killed then. The stage must end in its hook;
+/// with the check left out, it ran `sleep`, adopted, in a group of its own
+/// that nothing would kill. Linux 6.18 here.
+#[test]
+fn spawn_pipeline_stage_ends_when_the_program_died_before_it_asked_for_pdeathsig()
+ {
+    if !have("strace") {
+        return;
+    }
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-q", "-o", "/dev/null", "--seccomp-bpf"])
+        .args(["-e", "trace=prctl", "-e", "signal=none"])
+        .arg("--inject=prctl:delay_enter=2000000")
+        .arg("--")
+        .arg(bin!("spawn-pipeline"))
+        .args(["sleep", "60"]);
+    let traced = Listing::spawn(&mut command, Stdio::piped());
+    let mut held = None;
+    wait_until("the stage to be held on its way into prctl", || {
+        let Some(&pipeline) = children_of(traced.pid()).first() else {
+            return false;
+        };
+        held = children_of(pipeline)
+            .first()
+            .copied()
+            .filter(|&stage| {
+                threads_blocked_in(stage, nix::libc::SYS_prctl) == 1
+                    && state_of(stage) == Some('t')
+            })
+            .map(|stage| (pipeline, stage));
+        held.is_some()
+    });
+    let (pipeline, stage) = held.unwrap();
+    // The stage leads the stages' group (std's `setpgid` came first).
+    let _cleanup = KillGroupOnDrop(stage);
+    nix::sys::signal::kill(pipeline, Signal::SIGKILL).unwrap();
+    wait_until("the stage to end, or to run sleep", || {
+        is_dead(stage)
+            || std::fs::read_to_string(format!("/proc/{stage}/comm"))
+                .is_ok_and(|name| name.trim() == "sleep")
+    });
+    let survived = !is_dead(stage);
+    drop(traced);
+    assert!(
+        !survived,
+        "{stage} ran sleep, the program dead (Linux {})",
+        kernel()
+    );
+}
+
 /// Every process below `pid`: children, their children, and so on.
 fn descendants(pid: Pid) -> Vec<Pid> {
     let mut found = children_of(pid);

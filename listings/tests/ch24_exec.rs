@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book, bin_path, cargo_run,
-    children_of, finish_clean, have, kernel, run_clean, shell, wait_until,
-    wchan_of, with_thread_limit,
+    children_of, finish_clean, have, is_dead, kernel, run_clean, shell,
+    state_of, threads_blocked_in, wait_until, wchan_of, with_thread_limit,
 };
 
 /// What `proc-exec` says about `cat`: the lines after the one that
@@ -506,6 +506,56 @@ fn proc_pre_exec_lock_child_dies_with_its_parent() {
     listing.signal(nix::sys::signal::Signal::SIGTERM);
     let out = finish_clean(listing);
     assert_eq!(out.status.signal(), Some(nix::libc::SIGTERM));
+}
+
+/// The race that the `lock` hook's `getppid` check closes: the listing
+/// dies after `fork`, before its child has asked for `PR_SET_PDEATHSIG`,
+/// so that no signal will ever come, and the child would go on to wait
+/// for the lock on stdout for good. strace holds the child for two seconds
+/// on its way into `prctl`, its only call to it, and the listing is
+/// killed then. The child must end in its hook; with the check left out,
+/// it waited on the lock (a futex). Linux 6.18 here.
+#[test]
+fn proc_pre_exec_lock_child_ends_when_its_parent_died_before_it_asked() {
+    if !have("strace") {
+        return;
+    }
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-q", "-o", "/dev/null", "--seccomp-bpf"])
+        .args(["-e", "trace=prctl", "-e", "signal=none"])
+        .arg("--inject=prctl:delay_enter=2000000")
+        .arg("--")
+        .arg(bin!("proc-pre-exec"))
+        .arg("lock");
+    let traced = Listing::spawn(&mut command, Stdio::piped());
+    let mut held = None;
+    wait_until("the child to be held on its way into prctl", || {
+        let Some(&parent) = children_of(traced.pid()).first() else {
+            return false;
+        };
+        held = children_of(parent)
+            .first()
+            .copied()
+            .filter(|&child| {
+                threads_blocked_in(child, nix::libc::SYS_prctl) == 1
+                    && state_of(child) == Some('t')
+            })
+            .map(|child| (parent, child));
+        held.is_some()
+    });
+    let (parent, child) = held.unwrap();
+    nix::sys::signal::kill(parent, nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_until("the child to end, or to wait for the lock", || {
+        is_dead(child) || wchan_of(child).contains("futex")
+    });
+    let survived = !is_dead(child);
+    drop(traced); // Kills the group, a stuck child with it.
+    assert!(
+        !survived,
+        "{child} waited for the lock, its parent dead (Linux {})",
+        kernel()
+    );
 }
 
 #[test]
