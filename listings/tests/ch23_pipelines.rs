@@ -20,7 +20,7 @@ use crate::support::{
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
     group_is_gone, have, is_dead, kernel, like_a_listing, pgid_of,
     reaps_with_stdout_full, run_clean, state_of, threads_blocked_in,
-    wait_until, with_sigchld_ignored, with_thread_limit,
+    wait_until, with_sigchld_ignored, with_thread_limit, write_program,
 };
 
 /// The stages of a running pipeline, once all `n` have started and
@@ -423,16 +423,12 @@ fn spawn_deadlock_a_writer_thread_gets_every_byte_back_either_way() {
 /// the real `cat`. `thread` used to pipe stderr and never read it.
 #[test]
 fn spawn_deadlock_a_writer_thread_survives_a_child_that_fills_stderr() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let cat = dir.path().join("cat");
-    std::fs::write(
+    write_program(
         &cat,
         "#!/bin/sh\nhead -c 100000 /dev/zero >&2\nPATH=${PATH#*:}\nexec cat\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&cat, std::fs::Permissions::from_mode(0o755))
-        .unwrap();
+    );
     let path = std::env::var("PATH").unwrap_or_default();
     for (way, also) in [("thread", ""), ("output", " and 100000 on stderr")] {
         let mut command = Command::new(bin!("spawn-deadlock"));
@@ -736,12 +732,7 @@ fn spawn_grandchild_group_ends_a_stopped_grandchild_too() {
                   sleep 0.01\n\
                   done\n\
                   echo \"Child $$ started sleep as pid $!\"\n";
-    std::fs::write(&sh, script).unwrap();
-    std::fs::set_permissions(
-        &sh,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    write_program(&sh, script);
     let path = std::env::var("PATH").unwrap_or_default();
     // PR_SET_CHILD_SUBREAPER is 36.
     let subreaper = "import ctypes, subprocess, sys\n\
@@ -827,13 +818,7 @@ fn spawn_grandchild_group_kills_the_group_when_the_child_says_nothing() {
     let _cleanup = KillMarked;
     let dir = tempfile::tempdir().unwrap();
     let sh = dir.path().join("sh");
-    std::fs::write(&sh, "#!/bin/sh\nsleep 31336 >/dev/null 2>&1 &\nexit 3\n")
-        .unwrap();
-    std::fs::set_permissions(
-        &sh,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    write_program(&sh, "#!/bin/sh\nsleep 31336 >/dev/null 2>&1 &\nexit 3\n");
     let path = std::env::var("PATH").unwrap_or_default();
     let mut command = Command::new(bin!("spawn-grandchild"));
     command
@@ -877,13 +862,7 @@ fn spawn_grandchild_gives_up_on_a_silent_child_whose_job_holds_the_pipe() {
     let _cleanup = KillMarked;
     let dir = tempfile::tempdir().unwrap();
     let sh = dir.path().join("sh");
-    std::fs::write(&sh, "#!/bin/sh\nsleep 31338 2>/dev/null &\nexit 0\n")
-        .unwrap();
-    std::fs::set_permissions(
-        &sh,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    write_program(&sh, "#!/bin/sh\nsleep 31338 2>/dev/null &\nexit 0\n");
     let path = std::env::var("PATH").unwrap_or_default();
     let mut command = Command::new(bin!("spawn-grandchild"));
     command
@@ -932,12 +911,7 @@ fn spawn_grandchild_kills_a_silent_child_that_runs_on() {
     let _cleanup = KillMarked;
     let dir = tempfile::tempdir().unwrap();
     let sh = dir.path().join("sh");
-    std::fs::write(&sh, "#!/bin/sh\nsleep 31344\n").unwrap();
-    std::fs::set_permissions(
-        &sh,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    write_program(&sh, "#!/bin/sh\nsleep 31344\n");
     let path = std::env::var("PATH").unwrap_or_default();
     let mut command = Command::new(bin!("spawn-grandchild"));
     command

@@ -9,6 +9,7 @@ use crate::support::{
     Listing, assert_rejects, assert_session_matches_book, bin_path, cargo_run,
     children_of, finish_clean, have, is_dead, kernel, run_clean, shell,
     state_of, threads_blocked_in, wait_until, wchan_of, with_thread_limit,
+    write_program,
 };
 
 /// What `proc-exec` says about `cat`: the lines after the one that
@@ -199,21 +200,15 @@ fn proc_exec_reaps_cat_when_its_report_cannot_be_written() {
         let go = dir.path().join("go");
         nix::unistd::mkfifo(&go, nix::sys::stat::Mode::S_IRWXU).unwrap();
         let cat = dir.path().join("cat");
-        std::fs::write(
+        write_program(
             &cat,
-            format!(
+            &format!(
                 "#!/bin/sh\nIFS= read -r line\nread word < '{}'\n\
                  printf '%s\\n' \"$line\"\n\
                  while IFS= read -r line; do printf '%s\\n' \"$line\"; done\n",
                 go.display()
             ),
-        )
-        .unwrap();
-        std::fs::set_permissions(
-            &cat,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        );
         let trace = dir.path().join("trace");
         let (read_end, write_end) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
@@ -682,17 +677,13 @@ fn proc_pre_exec_alarm_kills_sleep_whatever_the_parent_did_with_sigalrm() {
 /// SIGRTMIN, and `cat` ignored it.
 #[test]
 fn proc_exec_clears_real_time_signals_its_parent_left_pending_or_ignored() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let cat = dir.path().join("cat");
-    std::fs::write(
+    write_program(
         &cat,
         "#!/bin/sh\nsed -n 's/^SigIgn:/cat ignores/p' /proc/$$/status >&2\n\
          PATH=${PATH#*:}\nexec cat\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&cat, std::fs::Permissions::from_mode(0o755))
-        .unwrap();
+    );
     let path = std::env::var("PATH").unwrap_or_default();
     let rtmin_bit = 1u64 << (nix::libc::SIGRTMIN() - 1);
     for way in ["command", "fork"] {
