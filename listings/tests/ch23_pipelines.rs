@@ -993,6 +993,9 @@ struct AtTerminal {
     shown: Receiver<Vec<u8>>,
     /// Everything the terminal has shown so far.
     screen: Vec<u8>,
+    /// Whether `finish` has reaped the program: from then on its pid, the
+    /// id of its group, may be anyone's.
+    reaped: bool,
 }
 
 impl AtTerminal {
@@ -1049,6 +1052,7 @@ impl AtTerminal {
             master,
             shown,
             screen: Vec::new(),
+            reaped: false,
         }
     }
 
@@ -1094,19 +1098,28 @@ impl AtTerminal {
 
     /// How the program ended, within PATIENCE.
     fn finish(mut self) -> std::process::ExitStatus {
-        self.child
+        let status = self
+            .child
             .wait_timeout(PATIENCE)
             .unwrap()
-            .expect("the program to end")
+            .expect("the program to end");
+        self.reaped = true;
+        status
     }
 }
 
 impl Drop for AtTerminal {
     fn drop(&mut self) {
         // The session's first group: the program, and what it started in
-        // its own group. Groups it made for others die with them.
-        let _ = killpg(self.pid(), Signal::SIGKILL);
-        let _ = self.child.wait();
+        // its own group. Groups it made for others die with them. Chapter
+        // 23's rule: signalled by the program's pid only while it is not
+        // reaped; once it is, only while a process is left in its group.
+        if self.reaped {
+            drop(KillGroupOnDrop(self.pid()));
+        } else {
+            let _ = killpg(self.pid(), Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
     }
 }
 
