@@ -15,8 +15,8 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::support::{
-    ChildExt, KillGroupOnDrop, Listing, PATIENCE, as_pid_1, assert_exited_with,
-    assert_rejects, assert_session_matches_book,
+    ChildExt, KillGroupOnDrop, Listing, PATIENCE, all_threads_stopped,
+    as_pid_1, assert_exited_with, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
     group_is_gone, have, is_dead, kernel, like_a_listing, pgid_of,
     reaps_with_stdout_full, run_clean, state_of, threads_blocked_in,
@@ -1438,9 +1438,14 @@ fn spawn_pipeline_started_in_the_background_waits_for_fg() {
         });
         let (stages, group) = stages_of(listing[0], 1);
         let _cleanup = KillGroupOnDrop(group);
+        // Every thread of the listing: the kernel tells bash that its job
+        // stopped (SIGCHLD) only once the last thread has stopped, while
+        // the first may show `T` before. And bash's `fg` sends SIGCONT
+        // only to a job it knows to be stopped (`start_job`, jobs.c):
+        // typed before, `fg` would give the listing the terminal and leave
+        // it stopped.
         wait_until("cat and spawn-pipeline to stop", || {
-            state_of(stages[0]) == Some('T')
-                && state_of(listing[0]) == Some('T')
+            state_of(stages[0]) == Some('T') && all_threads_stopped(listing[0])
         });
         terminal.type_keys("go\n"); // bash's `read`, then `fg`.
         wait_until("the stages to own the terminal, and cat to go on", || {
