@@ -15,12 +15,12 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::support::{
-    ChildExt, KillGroupOnDrop, Listing, PATIENCE, as_pid_1, assert_exited_with,
-    assert_rejects, assert_session_matches_book,
+    ChildExt, KillGroupOnDrop, Listing, PATIENCE, all_threads_stopped,
+    as_pid_1, assert_exited_with, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
     group_is_gone, have, is_dead, kernel, like_a_listing, pgid_of,
     reaps_with_stdout_full, run_clean, state_of, threads_blocked_in,
-    wait_until, with_sigchld_ignored, with_thread_limit,
+    wait_until, with_sigchld_ignored, with_thread_limit, write_program,
 };
 
 /// The stages of a running pipeline, once all `n` have started and
@@ -423,16 +423,12 @@ fn spawn_deadlock_a_writer_thread_gets_every_byte_back_either_way() {
 /// the real `cat`. `thread` used to pipe stderr and never read it.
 #[test]
 fn spawn_deadlock_a_writer_thread_survives_a_child_that_fills_stderr() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let cat = dir.path().join("cat");
-    std::fs::write(
+    write_program(
         &cat,
         "#!/bin/sh\nhead -c 100000 /dev/zero >&2\nPATH=${PATH#*:}\nexec cat\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&cat, std::fs::Permissions::from_mode(0o755))
-        .unwrap();
+    );
     let path = std::env::var("PATH").unwrap_or_default();
     for (way, also) in [("thread", ""), ("output", " and 100000 on stderr")] {
         let mut command = Command::new(bin!("spawn-deadlock"));
@@ -736,12 +732,7 @@ fn spawn_grandchild_group_ends_a_stopped_grandchild_too() {
                   sleep 0.01\n\
                   done\n\
                   echo \"Child $$ started sleep as pid $!\"\n";
-    std::fs::write(&sh, script).unwrap();
-    std::fs::set_permissions(
-        &sh,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    write_program(&sh, script);
     let path = std::env::var("PATH").unwrap_or_default();
     // PR_SET_CHILD_SUBREAPER is 36.
     let subreaper = "import ctypes, subprocess, sys\n\
@@ -827,13 +818,7 @@ fn spawn_grandchild_group_kills_the_group_when_the_child_says_nothing() {
     let _cleanup = KillMarked;
     let dir = tempfile::tempdir().unwrap();
     let sh = dir.path().join("sh");
-    std::fs::write(&sh, "#!/bin/sh\nsleep 31336 >/dev/null 2>&1 &\nexit 3\n")
-        .unwrap();
-    std::fs::set_permissions(
-        &sh,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    write_program(&sh, "#!/bin/sh\nsleep 31336 >/dev/null 2>&1 &\nexit 3\n");
     let path = std::env::var("PATH").unwrap_or_default();
     let mut command = Command::new(bin!("spawn-grandchild"));
     command
@@ -877,13 +862,7 @@ fn spawn_grandchild_gives_up_on_a_silent_child_whose_job_holds_the_pipe() {
     let _cleanup = KillMarked;
     let dir = tempfile::tempdir().unwrap();
     let sh = dir.path().join("sh");
-    std::fs::write(&sh, "#!/bin/sh\nsleep 31338 2>/dev/null &\nexit 0\n")
-        .unwrap();
-    std::fs::set_permissions(
-        &sh,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    write_program(&sh, "#!/bin/sh\nsleep 31338 2>/dev/null &\nexit 0\n");
     let path = std::env::var("PATH").unwrap_or_default();
     let mut command = Command::new(bin!("spawn-grandchild"));
     command
@@ -932,12 +911,7 @@ fn spawn_grandchild_kills_a_silent_child_that_runs_on() {
     let _cleanup = KillMarked;
     let dir = tempfile::tempdir().unwrap();
     let sh = dir.path().join("sh");
-    std::fs::write(&sh, "#!/bin/sh\nsleep 31344\n").unwrap();
-    std::fs::set_permissions(
-        &sh,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    write_program(&sh, "#!/bin/sh\nsleep 31344\n");
     let path = std::env::var("PATH").unwrap_or_default();
     let mut command = Command::new(bin!("spawn-grandchild"));
     command
@@ -1019,6 +993,9 @@ struct AtTerminal {
     shown: Receiver<Vec<u8>>,
     /// Everything the terminal has shown so far.
     screen: Vec<u8>,
+    /// Whether `finish` has reaped the program: from then on its pid, the
+    /// id of its group, may be anyone's.
+    reaped: bool,
 }
 
 impl AtTerminal {
@@ -1075,6 +1052,7 @@ impl AtTerminal {
             master,
             shown,
             screen: Vec::new(),
+            reaped: false,
         }
     }
 
@@ -1120,19 +1098,28 @@ impl AtTerminal {
 
     /// How the program ended, within PATIENCE.
     fn finish(mut self) -> std::process::ExitStatus {
-        self.child
+        let status = self
+            .child
             .wait_timeout(PATIENCE)
             .unwrap()
-            .expect("the program to end")
+            .expect("the program to end");
+        self.reaped = true;
+        status
     }
 }
 
 impl Drop for AtTerminal {
     fn drop(&mut self) {
         // The session's first group: the program, and what it started in
-        // its own group. Groups it made for others die with them.
-        let _ = killpg(self.pid(), Signal::SIGKILL);
-        let _ = self.child.wait();
+        // its own group. Groups it made for others die with them. Chapter
+        // 23's rule: signalled by the program's pid only while it is not
+        // reaped; once it is, only while a process is left in its group.
+        if self.reaped {
+            drop(KillGroupOnDrop(self.pid()));
+        } else {
+            let _ = killpg(self.pid(), Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -1355,6 +1342,61 @@ fn spawn_pipeline_stage_dies_of_a_sigint_that_comes_before_its_exec() {
     }
 }
 
+/// The race that `die_with_parent`'s `getppid` check closes: the program
+/// dies after a stage's `fork`, before the stage has asked for
+/// `PR_SET_PDEATHSIG`, so that no signal will ever come. strace holds the
+/// stage for two seconds on its way into `prctl`, the stage's only call to
+/// it, and the program is killed then. The stage must end in its hook;
+/// with the check left out, it ran `sleep`, adopted, in a group of its own
+/// that nothing would kill. Linux 6.18 here.
+#[test]
+fn spawn_pipeline_stage_ends_when_the_program_died_before_it_asked_for_pdeathsig()
+ {
+    if !have("strace") {
+        return;
+    }
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-q", "-o", "/dev/null", "--seccomp-bpf"])
+        .args(["-e", "trace=prctl", "-e", "signal=none"])
+        .arg("--inject=prctl:delay_enter=2000000")
+        .arg("--")
+        .arg(bin!("spawn-pipeline"))
+        .args(["sleep", "60"]);
+    let traced = Listing::spawn(&mut command, Stdio::piped());
+    let mut held = None;
+    wait_until("the stage to be held on its way into prctl", || {
+        let Some(&pipeline) = children_of(traced.pid()).first() else {
+            return false;
+        };
+        held = children_of(pipeline)
+            .first()
+            .copied()
+            .filter(|&stage| {
+                threads_blocked_in(stage, nix::libc::SYS_prctl) == 1
+                    && state_of(stage) == Some('t')
+            })
+            .map(|stage| (pipeline, stage));
+        held.is_some()
+    });
+    let (pipeline, stage) = held.unwrap();
+    // The stage leads the stages' group (std's `setpgid` came first).
+    let _cleanup = KillGroupOnDrop(stage);
+    nix::sys::signal::kill(pipeline, Signal::SIGKILL).unwrap();
+    wait_until("the stage to end, or to run sleep", || {
+        is_dead(stage)
+            || std::fs::read_to_string(format!("/proc/{stage}/comm"))
+                .is_ok_and(|name| name.trim() == "sleep")
+    });
+    let survived = !is_dead(stage);
+    drop(traced);
+    assert!(
+        !survived,
+        "{stage} ran sleep, the program dead (Linux {})",
+        kernel()
+    );
+}
+
 /// Every process below `pid`: children, their children, and so on.
 fn descendants(pid: Pid) -> Vec<Pid> {
     let mut found = children_of(pid);
@@ -1396,9 +1438,14 @@ fn spawn_pipeline_started_in_the_background_waits_for_fg() {
         });
         let (stages, group) = stages_of(listing[0], 1);
         let _cleanup = KillGroupOnDrop(group);
+        // Every thread of the listing: the kernel tells bash that its job
+        // stopped (SIGCHLD) only once the last thread has stopped, while
+        // the first may show `T` before. And bash's `fg` sends SIGCONT
+        // only to a job it knows to be stopped (`start_job`, jobs.c):
+        // typed before, `fg` would give the listing the terminal and leave
+        // it stopped.
         wait_until("cat and spawn-pipeline to stop", || {
-            state_of(stages[0]) == Some('T')
-                && state_of(listing[0]) == Some('T')
+            state_of(stages[0]) == Some('T') && all_threads_stopped(listing[0])
         });
         terminal.type_keys("go\n"); // bash's `read`, then `fg`.
         wait_until("the stages to own the terminal, and cat to go on", || {

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book, bin_path, cargo_run,
-    children_of, finish_clean, have, kernel, run_clean, shell, wait_until,
-    wchan_of, with_thread_limit,
+    children_of, finish_clean, have, is_dead, kernel, run_clean, shell,
+    state_of, threads_blocked_in, wait_until, wchan_of, with_thread_limit,
+    write_program,
 };
 
 /// What `proc-exec` says about `cat`: the lines after the one that
@@ -199,21 +200,15 @@ fn proc_exec_reaps_cat_when_its_report_cannot_be_written() {
         let go = dir.path().join("go");
         nix::unistd::mkfifo(&go, nix::sys::stat::Mode::S_IRWXU).unwrap();
         let cat = dir.path().join("cat");
-        std::fs::write(
+        write_program(
             &cat,
-            format!(
+            &format!(
                 "#!/bin/sh\nIFS= read -r line\nread word < '{}'\n\
                  printf '%s\\n' \"$line\"\n\
                  while IFS= read -r line; do printf '%s\\n' \"$line\"; done\n",
                 go.display()
             ),
-        )
-        .unwrap();
-        std::fs::set_permissions(
-            &cat,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        );
         let trace = dir.path().join("trace");
         let (read_end, write_end) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
@@ -508,6 +503,56 @@ fn proc_pre_exec_lock_child_dies_with_its_parent() {
     assert_eq!(out.status.signal(), Some(nix::libc::SIGTERM));
 }
 
+/// The race that the `lock` hook's `getppid` check closes: the listing
+/// dies after `fork`, before its child has asked for `PR_SET_PDEATHSIG`,
+/// so that no signal will ever come, and the child would go on to wait
+/// for the lock on stdout for good. strace holds the child for two seconds
+/// on its way into `prctl`, its only call to it, and the listing is
+/// killed then. The child must end in its hook; with the check left out,
+/// it waited on the lock (a futex). Linux 6.18 here.
+#[test]
+fn proc_pre_exec_lock_child_ends_when_its_parent_died_before_it_asked() {
+    if !have("strace") {
+        return;
+    }
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-q", "-o", "/dev/null", "--seccomp-bpf"])
+        .args(["-e", "trace=prctl", "-e", "signal=none"])
+        .arg("--inject=prctl:delay_enter=2000000")
+        .arg("--")
+        .arg(bin!("proc-pre-exec"))
+        .arg("lock");
+    let traced = Listing::spawn(&mut command, Stdio::piped());
+    let mut held = None;
+    wait_until("the child to be held on its way into prctl", || {
+        let Some(&parent) = children_of(traced.pid()).first() else {
+            return false;
+        };
+        held = children_of(parent)
+            .first()
+            .copied()
+            .filter(|&child| {
+                threads_blocked_in(child, nix::libc::SYS_prctl) == 1
+                    && state_of(child) == Some('t')
+            })
+            .map(|child| (parent, child));
+        held.is_some()
+    });
+    let (parent, child) = held.unwrap();
+    nix::sys::signal::kill(parent, nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_until("the child to end, or to wait for the lock", || {
+        is_dead(child) || wchan_of(child).contains("futex")
+    });
+    let survived = !is_dead(child);
+    drop(traced); // Kills the group, a stuck child with it.
+    assert!(
+        !survived,
+        "{child} waited for the lock, its parent dead (Linux {})",
+        kernel()
+    );
+}
+
 #[test]
 fn proc_pre_exec_output_matches_the_book() {
     let mut session = Vec::new();
@@ -632,17 +677,13 @@ fn proc_pre_exec_alarm_kills_sleep_whatever_the_parent_did_with_sigalrm() {
 /// SIGRTMIN, and `cat` ignored it.
 #[test]
 fn proc_exec_clears_real_time_signals_its_parent_left_pending_or_ignored() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let cat = dir.path().join("cat");
-    std::fs::write(
+    write_program(
         &cat,
         "#!/bin/sh\nsed -n 's/^SigIgn:/cat ignores/p' /proc/$$/status >&2\n\
          PATH=${PATH#*:}\nexec cat\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&cat, std::fs::Permissions::from_mode(0o755))
-        .unwrap();
+    );
     let path = std::env::var("PATH").unwrap_or_default();
     let rtmin_bit = 1u64 << (nix::libc::SIGRTMIN() - 1);
     for way in ["command", "fork"] {

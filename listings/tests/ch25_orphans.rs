@@ -13,7 +13,7 @@ use crate::support::{
     children_of, finish_clean, group_is_gone, have, is_dead, kernel,
     pending_signals, pgid_of, pid_namespaces, ppid_of, run, shell, state_of,
     threads_blocked_in, wait_until, wchan_of, with_sigchld_ignored,
-    with_thread_limit,
+    with_thread_limit, write_program,
 };
 
 /// Starts proc-orphans and returns it with the pids of its children,
@@ -306,21 +306,15 @@ fn proc_orphans_group_stops_a_child_that_left_the_group() {
     let dir = tempfile::tempdir().unwrap();
     let path = std::env::var("PATH").unwrap_or_default();
     let sleep = dir.path().join("sleep");
-    std::fs::write(
+    write_program(
         &sleep,
-        format!(
+        &format!(
             "#!/bin/sh\nPATH='{path}'\n\
              read -r _ _ _ _ group _ < /proc/$$/stat\n\
              if [ \"$group\" = $$ ]; then exec sleep \"$@\"; fi\n\
              exec setsid sleep \"$@\"\n"
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &sleep,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    );
     let mut command = Command::new(bin!("proc-orphans"));
     command
         .args(["group", "--for", "100"])
@@ -890,19 +884,16 @@ fn proc_orphans_ends_by_a_signal_that_came_while_a_spawn_failed() {
     std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755))
         .unwrap();
     let script = dir.path().join("pending-term");
-    std::fs::write(
+    write_program(
         &script,
-        format!(
+        &format!(
             "#!/bin/sh
 exec env --block-signal=TERM sh -c \
              'kill -TERM $$ && exec \"$0\" \"$@\"' '{}' \
              none --children 10 --for 60\n",
             listing.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, PermissionsExt::from_mode(0o755))
-        .unwrap();
+    );
     let Some((mut command, _dir)) =
         with_thread_limit(&Command::new(&script), 4)
     else {

@@ -788,3 +788,21 @@ pub fn with_sigchld_ignored(bin: &str, args: &[&str]) -> Command {
     command.args(["--ignore-signal=CHLD", bin]).args(args);
     command
 }
+
+/// Writes `text` to `path` as a program that anyone may run, from a child
+/// process, so that the test process never has the file open for writing.
+/// Had it written the file itself, a child that another test forked in
+/// that instant would keep a copy of the descriptor until its own `exec`,
+/// and an `exec` of the file meanwhile fails with ETXTBSY ("Text file
+/// busy"): a listing's spawn of a stand-in written so failed once.
+pub fn write_program(path: &Path, text: &str) {
+    let made = Command::new("sh")
+        .args(["-c", "printf %s \"$2\" > \"$1\" && chmod 755 \"$1\""])
+        .arg("sh")
+        .arg(path)
+        .arg(text)
+        .stdin(Stdio::null())
+        .status()
+        .expect("sh, to write a program");
+    assert!(made.success(), "writing {}: {made:?}", path.display());
+}
