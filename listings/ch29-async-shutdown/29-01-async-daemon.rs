@@ -170,8 +170,19 @@ struct Signals {
 async fn run() -> Result<ExitCode, Box<dyn Error>> {
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let addrs = resolve(&args.addr)?;
-    // SIGPIPE stays ignored: a client that goes away is an error on its
-    // connection, not the end of the server.
+    // The signal streams come first: a SIGTERM that came between making
+    // the private directory and making them would leave the directory
+    // behind. SIGPIPE stays ignored: a client that goes away is an error
+    // on its connection, not the end of the server.
+    let handle = |kind| {
+        signal(kind)
+            .map_err(|err| format!("cannot install a signal handler: {err}"))
+    };
+    let mut signals = Signals {
+        hup: handle(SignalKind::hangup())?,
+        term: handle(SignalKind::terminate())?,
+        int: handle(SignalKind::interrupt())?,
+    };
     let (config_path, private_dir) = match &args.config {
         Some(path) => (path.clone(), None),
         None => {
@@ -191,15 +202,6 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
     let listener = TcpListener::bind(&addrs[..])
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", args.addr))?;
-    let handle = |kind| {
-        signal(kind)
-            .map_err(|err| format!("cannot install a signal handler: {err}"))
-    };
-    let mut signals = Signals {
-        hup: handle(SignalKind::hangup())?,
-        term: handle(SignalKind::terminate())?,
-        int: handle(SignalKind::interrupt())?,
-    };
     let addr = listener.local_addr().map_err(|err| {
         format!("cannot read the address of {}: {err}", args.addr)
     })?;

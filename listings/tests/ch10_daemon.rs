@@ -1161,38 +1161,9 @@ fn sig_notify_leaves_a_sigint_ignored_when_it_was_started_so() {
 
 #[test]
 fn sig_daemon_leaves_no_directory_when_sigterm_comes_as_it_starts() {
-    // strace holds the daemon for a second just after mkdtemp's mkdir, so
-    // that the SIGTERM comes right after the directory is made: the
-    // handlers must be in place by then.
-    if !have("strace") {
-        assert!(std::env::var_os("CI").is_none(), "no strace");
-        eprintln!("skipped: no strace");
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let mut command = std::process::Command::new("strace");
-    command
-        .args(["-q", "-o", "/dev/null", "-e", "trace=mkdir"])
-        .args(["-e", "inject=mkdir:delay_exit=1000000"])
-        .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
-        .args([bin!("sig-daemon"), "127.0.0.1:0"])
-        .env("TMPDIR", tmp.path());
-    let mut listing =
-        Listing::spawn(&mut command, std::process::Stdio::piped());
-    let mut daemon = None;
-    wait_until("the daemon to make its directory", || {
-        let made = fs::read_dir(tmp.path()).unwrap().next().is_some();
-        daemon = crate::support::children_of(listing.pid()).first().copied();
-        made && daemon.is_some()
-    });
-    let daemon = daemon.unwrap();
-    nix::sys::signal::kill(daemon, Signal::SIGTERM).unwrap();
-    listing.expect(r"Listening on .*");
-    listing.expect(r"Got SIGTERM: .*");
-    listing.expect("All connections closed; dying of SIGTERM");
-    listing.finish();
-    let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    daemon::leaves_no_directory_when_sigterm_comes_as_it_starts(bin!(
+        "sig-daemon"
+    ));
 }
 
 #[test]

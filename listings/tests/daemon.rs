@@ -19,8 +19,8 @@ use nix::sys::signal::Signal;
 
 use crate::support::{
     Finished, Listing, PATIENCE, assert_died_of, assert_exited_with,
-    assert_rejects, blessing, open_fds, runnable_time, sleeps_of,
-    unsent_by_server, wait_until,
+    assert_rejects, blessing, children_of, have, open_fds, runnable_time,
+    sleeps_of, unsent_by_server, wait_until,
 };
 
 /// A started daemon: its address, its configuration file.
@@ -373,6 +373,40 @@ pub fn dies_of_a_second_signal_and_removes_its_directory_first(bin: &str) {
     assert!(!dir.exists(), "{} is left behind", dir.display());
     // The client in flight lost its connection, without a reply.
     let _ = client.stream.shutdown(Shutdown::Write);
+}
+
+/// A SIGTERM that comes as the daemon starts, just after it made its
+/// private directory, is handled like any other: the daemon says it is
+/// ready, drains, and removes the directory. Its handlers come before the
+/// directory. strace holds the daemon for a second as `mkdtemp`'s `mkdir`
+/// returns; the directory's appearance says the daemon is there.
+pub fn leaves_no_directory_when_sigterm_comes_as_it_starts(bin: &str) {
+    if !have("strace") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=mkdir"])
+        .args(["-e", "inject=mkdir:delay_exit=1000000"])
+        .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
+        .args([bin, "127.0.0.1:0"])
+        .env("TMPDIR", tmp.path());
+    let mut listing = Listing::spawn(&mut command, Stdio::piped());
+    let mut daemon = None;
+    wait_until("the daemon to make its directory", || {
+        let made = fs::read_dir(tmp.path()).unwrap().next().is_some();
+        daemon = children_of(listing.pid()).first().copied();
+        made && daemon.is_some()
+    });
+    let daemon = daemon.unwrap();
+    nix::sys::signal::kill(daemon, Signal::SIGTERM).unwrap();
+    listing.expect(r"Listening on .*");
+    listing.expect(r"Got SIGTERM: .*");
+    listing.expect("All connections closed; .*");
+    listing.finish();
+    let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 /// A bad address, option, extra argument, missing or bad configuration:
