@@ -1075,6 +1075,13 @@ fn async_daemon_hears_signals_its_parent_had_blocked() {
 }
 
 #[test]
+fn async_daemon_leaves_a_sigint_ignored_when_it_was_started_so() {
+    daemon::leaves_a_sigint_ignored_when_it_was_started_so(bin!(
+        "async-daemon"
+    ));
+}
+
+#[test]
 fn async_daemon_leaves_no_directory_when_sigterm_comes_as_it_starts() {
     daemon::leaves_no_directory_when_sigterm_comes_as_it_starts(bin!(
         "async-daemon"

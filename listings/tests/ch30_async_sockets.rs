@@ -23,9 +23,9 @@ use crate::support::{
     Listing, as_pid_1, assert_died_of, assert_exited_with, assert_rejects,
     assert_says_why_on_bad_worker_threads, assert_session_matches_book,
     assert_session_matches_book_masking, assert_starts_or_says_why, blessing,
-    cargo_run, cpu_time, default_port, have, open_fds, run, shell, status_kib,
-    threads_of, unless_blessing, unread_by_server, wait_until, with_fd_limit,
-    with_thread_limit,
+    cargo_run, cpu_time, default_port, have, open_fds, run, shell, signal_in,
+    status_kib, threads_of, unless_blessing, unread_by_server, wait_until,
+    with_fd_limit, with_thread_limit,
 };
 
 const SERVER: &str = bin!("async-server");
@@ -602,6 +602,25 @@ fn async_server_dies_of_sigterm_while_it_waits_for_its_last_clients() {
     let out = server.finish();
     assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
     drop(sock);
+}
+
+/// Started with SIGINT ignored, as a script starts a background job, the
+/// server leaves it ignored (Chapter 12), as Listing 29-1 does: it
+/// installs no handler for it, a SIGINT does not stop it, and SIGTERM
+/// still does.
+#[test]
+fn async_server_leaves_a_sigint_ignored_when_it_was_started_so() {
+    let args = ["--ignore-signal=INT", SERVER, "127.0.0.1:0"];
+    let (server, addr) = start_server("env", &args);
+    let pid = server.pid();
+    assert!(signal_in(pid, "SigIgn:", Signal::SIGINT), "not ignored");
+    assert!(!signal_in(pid, "SigCgt:", Signal::SIGINT), "caught");
+    server.signal(Signal::SIGINT);
+    // Still serving: the SIGINT was the user's to ignore.
+    let reply = ask(&addr, "after SIGINT").unwrap();
+    assert_eq!(reply, "server got: [after SIGINT]\n");
+    server.signal(Signal::SIGTERM);
+    assert_died_of(&server.finish(), Signal::SIGTERM);
 }
 
 #[test]
