@@ -858,6 +858,37 @@ fn async_server_removes_its_socket_file_then_dies_of_the_signal() {
     }
 }
 
+/// A SIGTERM that comes just after `bind` made the socket file, before
+/// the server says it is ready, is handled as any other: the signal
+/// streams come first. strace holds the server for a second as `bind`
+/// returns; the file's appearance says the server is there. Only the main
+/// thread, which runs `run` and binds, is traced.
+#[test]
+fn async_server_leaves_no_socket_file_when_sigterm_comes_as_it_starts() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.sock");
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-qq", "-o", "/dev/null", "-e", "trace=bind"])
+        .args(["-e", "inject=bind:delay_exit=1000000"])
+        .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
+        .args([SERVER, "--unix", path.to_str().unwrap()]);
+    let mut listing =
+        Listing::spawn(&mut command, std::process::Stdio::piped());
+    let mut server = None;
+    wait_until("the server to make its socket file", || {
+        server = crate::support::children_of(listing.pid()).first().copied();
+        path.exists() && server.is_some()
+    });
+    nix::sys::signal::kill(server.unwrap(), Signal::SIGTERM).unwrap();
+    listing.expect("Server listening on .+");
+    listing.finish();
+    assert!(!path.exists(), "the socket file is left behind");
+}
+
 #[test]
 fn async_server_as_pid_1_removes_its_socket_file_and_exits_143_on_sigterm() {
     // The kernel drops a PID 1's own raise of SIGTERM: a server that ended

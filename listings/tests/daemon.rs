@@ -414,7 +414,8 @@ pub fn leaves_a_sigint_ignored_when_it_was_started_so(bin: &str) {
 /// private directory, is handled like any other: the daemon says it is
 /// ready, drains, and removes the directory. Its handlers come before the
 /// directory. strace holds the daemon for a second as `mkdtemp`'s `mkdir`
-/// returns; the directory's appearance says the daemon is there.
+/// returns; the directory's appearance says the daemon is there. Only the
+/// main thread, which makes the directory, is traced.
 pub fn leaves_no_directory_when_sigterm_comes_as_it_starts(bin: &str) {
     if !have("strace") {
         return;
@@ -422,7 +423,7 @@ pub fn leaves_no_directory_when_sigterm_comes_as_it_starts(bin: &str) {
     let tmp = tempfile::tempdir().expect("a temporary directory");
     let mut command = Command::new("strace");
     command
-        .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=mkdir"])
+        .args(["-qq", "-o", "/dev/null", "-e", "trace=mkdir"])
         .args(["-e", "inject=mkdir:delay_exit=1000000"])
         .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
         .args([bin, "127.0.0.1:0"])
