@@ -160,18 +160,38 @@ struct Config {
 }
 
 /// One stream per signal, made once, before the daemon says it is ready.
+/// No stream for SIGINT if it was ignored when we started: making one
+/// would install tokio's handler over the user's choice (Chapter 12).
 struct Signals {
     hup: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
+    int: Interrupt,
 }
 
 // ANCHOR: run
 async fn run() -> Result<ExitCode, Box<dyn Error>> {
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let addrs = resolve(&args.addr)?;
-    // SIGPIPE stays ignored: a client that goes away is an error on its
-    // connection, not the end of the server.
+    // The signal streams come first: a SIGTERM that came between making
+    // the private directory and making them would leave the directory
+    // behind. A SIGINT that the parent ignored (a shell's background job,
+    // say) stays ignored. SIGPIPE stays ignored too: a client that goes
+    // away is an error on its connection, not the end of the server.
+    let int_ignored = is_ignored(SIGINT)
+        .map_err(|err| format!("cannot read SIGINT's action: {err}"))?;
+    let handle = |kind| {
+        signal(kind)
+            .map_err(|err| format!("cannot install a signal handler: {err}"))
+    };
+    let mut signals = Signals {
+        hup: handle(SignalKind::hangup())?,
+        term: handle(SignalKind::terminate())?,
+        int: Interrupt(if int_ignored {
+            None
+        } else {
+            Some(handle(SignalKind::interrupt())?)
+        }),
+    };
     let (config_path, private_dir) = match &args.config {
         Some(path) => (path.clone(), None),
         None => {
@@ -191,15 +211,6 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
     let listener = TcpListener::bind(&addrs[..])
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", args.addr))?;
-    let handle = |kind| {
-        signal(kind)
-            .map_err(|err| format!("cannot install a signal handler: {err}"))
-    };
-    let mut signals = Signals {
-        hup: handle(SignalKind::hangup())?,
-        term: handle(SignalKind::terminate())?,
-        int: handle(SignalKind::interrupt())?,
-    };
     let addr = listener.local_addr().map_err(|err| {
         format!("cannot read the address of {}: {err}", args.addr)
     })?;
@@ -757,6 +768,35 @@ fn load(path: &Path) -> Result<Config, String> {
         }
     }
     Ok(config)
+}
+
+/// SIGINT's stream, or none if SIGINT was ignored when we started.
+struct Interrupt(Option<tokio::signal::unix::Signal>);
+
+impl Interrupt {
+    /// The next SIGINT, as `Signal::recv` says it; without a stream, it
+    /// never comes.
+    async fn recv(&mut self) -> Option<()> {
+        match &mut self.0 {
+            Some(int) => int.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Whether `signal` is ignored: inherited so from the parent, through
+/// `exec`. A null new action makes `sigaction` only report the current one.
+fn is_ignored(signal: i32) -> io::Result<bool> {
+    let mut current = std::mem::MaybeUninit::<nix::libc::sigaction>::zeroed();
+    // SAFETY: `current` is writable and as large as a `sigaction`; with a
+    // null new action nothing is changed.
+    let done = unsafe {
+        nix::libc::sigaction(signal, std::ptr::null(), current.as_mut_ptr())
+    };
+    nix::errno::Errno::result(done)?;
+    // SAFETY: `sigaction` succeeded, and filled it in.
+    let current = unsafe { current.assume_init() };
+    Ok(current.sa_sigaction == nix::libc::SIG_IGN)
 }
 
 /// A directory only we can use, removed when dropped.

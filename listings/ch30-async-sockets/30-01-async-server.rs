@@ -947,9 +947,11 @@ impl Drop for SocketFile {
 // ANCHOR_END: unix
 
 /// The signals that stop the server; made once, before it says it is
-/// ready.
+/// ready. No stream for SIGINT if it was ignored when we started (a
+/// shell's background job, say): making one would install tokio's handler
+/// over the user's choice (Chapter 12).
 struct Signals {
-    int: Signal,
+    int: Interrupt,
     term: Signal,
     hup: Signal,
 }
@@ -957,11 +959,45 @@ struct Signals {
 impl Signals {
     fn new() -> io::Result<Signals> {
         Ok(Signals {
-            int: signal(SignalKind::interrupt())?,
+            int: Interrupt(if is_ignored(SIGINT)? {
+                None
+            } else {
+                Some(signal(SignalKind::interrupt())?)
+            }),
             term: signal(SignalKind::terminate())?,
             hup: signal(SignalKind::hangup())?,
         })
     }
+}
+
+/// SIGINT's stream, or none if SIGINT was ignored when we started.
+struct Interrupt(Option<Signal>);
+
+impl Interrupt {
+    /// The next SIGINT, as `Signal::recv` says it; without a stream, it
+    /// never comes.
+    async fn recv(&mut self) -> Option<()> {
+        match &mut self.0 {
+            Some(int) => int.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Whether `signal` is ignored: inherited so from the parent, through
+/// `exec`. A null new action makes `sigaction` only report the current
+/// one (Listing 10-1).
+fn is_ignored(signal: i32) -> io::Result<bool> {
+    let mut current = std::mem::MaybeUninit::<nix::libc::sigaction>::zeroed();
+    // SAFETY: `current` is writable and as large as a `sigaction`; with a
+    // null new action nothing is changed.
+    let done = unsafe {
+        nix::libc::sigaction(signal, std::ptr::null(), current.as_mut_ptr())
+    };
+    nix::errno::Errno::result(done)?;
+    // SAFETY: `sigaction` succeeded, and filled it in.
+    let current = unsafe { current.assume_init() };
+    Ok(current.sa_sigaction == nix::libc::SIG_IGN)
 }
 
 /// Dies of `signal`, by its default action. The init of a PID namespace

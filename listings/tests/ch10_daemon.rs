@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::daemon::{
-    self, Client, Daemon, logged_request, reconfigure, start_command,
+    self, Client, Daemon, ignoring_sigint, logged_request, reconfigure,
+    start_command,
 };
 use crate::support::{
     Listing, PATIENCE, Trace, as_pid_1, assert_died_of, assert_exited_with,
     assert_rejects, assert_session_matches_book, blessing, can_trace,
-    cargo_run, default_port, have, runnable_time, shell, state_of,
+    cargo_run, default_port, have, runnable_time, shell, signal_in, state_of,
     unless_blessing, wait_until,
 };
 
@@ -30,15 +31,6 @@ fn start(args: &[&str]) -> Daemon {
 /// Starts the daemon with exactly `args`.
 fn start_exactly(args: &[&str]) -> Daemon {
     daemon::start_exactly(bin!("sig-daemon"), args)
-}
-
-/// A command that runs `bin` with SIGINT ignored, as a shell starts a
-/// background job (the harness resets every signal to its default, so the
-/// ignoring is done by `env`, which then execs the program).
-fn ignoring_sigint(bin: &str) -> std::process::Command {
-    let mut command = std::process::Command::new("env");
-    command.args(["--ignore-signal=INT", bin]);
-    command
 }
 
 /// Whether `pid` sleeps in a kernel function whose name contains `name`.
@@ -1106,39 +1098,9 @@ fn sig_notify_session_under_systemd_socket_activate_matches_the_book() {
     );
 }
 
-/// Whether `pid` catches, ignores or blocks `signal`, from the SigCgt,
-/// SigIgn or SigBlk line of its /proc status.
-fn signal_in(pid: nix::unistd::Pid, field: &str, signal: Signal) -> bool {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let mask = status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .expect(field);
-    mask & (1 << (signal as i32 - 1)) != 0
-}
-
 #[test]
 fn sig_daemon_leaves_a_sigint_ignored_when_it_was_started_so() {
-    let mut command = ignoring_sigint(bin!("sig-daemon"));
-    command.arg("127.0.0.1:0");
-    let mut daemon = start_command(command);
-    let pid = daemon.listing.pid();
-    assert!(signal_in(pid, "SigIgn:", Signal::SIGINT));
-    assert!(!signal_in(pid, "SigCgt:", Signal::SIGINT));
-    daemon.listing.signal(Signal::SIGINT);
-    // Still serving: the SIGINT was the user's to ignore.
-    let mut client = Client::connect(daemon.addr);
-    client.send("after SIGINT");
-    assert_eq!(client.reply().as_deref(), Some("hello, after SIGINT\n"));
-    drop(client);
-    daemon.listing.signal(Signal::SIGTERM);
-    until(&mut daemon.listing, r"Got SIGTERM: .*");
-    until(
-        &mut daemon.listing,
-        "All connections closed; dying of SIGTERM",
-    );
-    assert_died_of(&daemon.finish(), Signal::SIGTERM);
+    daemon::leaves_a_sigint_ignored_when_it_was_started_so(bin!("sig-daemon"));
 }
 
 #[test]
@@ -1161,38 +1123,9 @@ fn sig_notify_leaves_a_sigint_ignored_when_it_was_started_so() {
 
 #[test]
 fn sig_daemon_leaves_no_directory_when_sigterm_comes_as_it_starts() {
-    // strace holds the daemon for a second just after mkdtemp's mkdir, so
-    // that the SIGTERM comes right after the directory is made: the
-    // handlers must be in place by then.
-    if !have("strace") {
-        assert!(std::env::var_os("CI").is_none(), "no strace");
-        eprintln!("skipped: no strace");
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let mut command = std::process::Command::new("strace");
-    command
-        .args(["-q", "-o", "/dev/null", "-e", "trace=mkdir"])
-        .args(["-e", "inject=mkdir:delay_exit=1000000"])
-        .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
-        .args([bin!("sig-daemon"), "127.0.0.1:0"])
-        .env("TMPDIR", tmp.path());
-    let mut listing =
-        Listing::spawn(&mut command, std::process::Stdio::piped());
-    let mut daemon = None;
-    wait_until("the daemon to make its directory", || {
-        let made = fs::read_dir(tmp.path()).unwrap().next().is_some();
-        daemon = crate::support::children_of(listing.pid()).first().copied();
-        made && daemon.is_some()
-    });
-    let daemon = daemon.unwrap();
-    nix::sys::signal::kill(daemon, Signal::SIGTERM).unwrap();
-    listing.expect(r"Listening on .*");
-    listing.expect(r"Got SIGTERM: .*");
-    listing.expect("All connections closed; dying of SIGTERM");
-    listing.finish();
-    let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    daemon::leaves_no_directory_when_sigterm_comes_as_it_starts(bin!(
+        "sig-daemon"
+    ));
 }
 
 #[test]

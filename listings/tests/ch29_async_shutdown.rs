@@ -1074,6 +1074,20 @@ fn async_daemon_hears_signals_its_parent_had_blocked() {
     }
 }
 
+#[test]
+fn async_daemon_leaves_a_sigint_ignored_when_it_was_started_so() {
+    daemon::leaves_a_sigint_ignored_when_it_was_started_so(bin!(
+        "async-daemon"
+    ));
+}
+
+#[test]
+fn async_daemon_leaves_no_directory_when_sigterm_comes_as_it_starts() {
+    daemon::leaves_no_directory_when_sigterm_comes_as_it_starts(bin!(
+        "async-daemon"
+    ));
+}
+
 /// Every start step before the ready line names itself, as in Listing
 /// 10-1: here the reading of the listener's address (strace makes
 /// `getsockname` fail).

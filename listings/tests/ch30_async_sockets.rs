@@ -23,9 +23,9 @@ use crate::support::{
     Listing, as_pid_1, assert_died_of, assert_exited_with, assert_rejects,
     assert_says_why_on_bad_worker_threads, assert_session_matches_book,
     assert_session_matches_book_masking, assert_starts_or_says_why, blessing,
-    cargo_run, cpu_time, default_port, have, open_fds, run, shell, status_kib,
-    threads_of, unless_blessing, unread_by_server, wait_until, with_fd_limit,
-    with_thread_limit,
+    cargo_run, cpu_time, default_port, have, open_fds, run, shell, signal_in,
+    status_kib, threads_of, unless_blessing, unread_by_server, wait_until,
+    with_fd_limit, with_thread_limit,
 };
 
 const SERVER: &str = bin!("async-server");
@@ -604,6 +604,25 @@ fn async_server_dies_of_sigterm_while_it_waits_for_its_last_clients() {
     drop(sock);
 }
 
+/// Started with SIGINT ignored, as a script starts a background job, the
+/// server leaves it ignored (Chapter 12), as Listing 29-1 does: it
+/// installs no handler for it, a SIGINT does not stop it, and SIGTERM
+/// still does.
+#[test]
+fn async_server_leaves_a_sigint_ignored_when_it_was_started_so() {
+    let args = ["--ignore-signal=INT", SERVER, "127.0.0.1:0"];
+    let (server, addr) = start_server("env", &args);
+    let pid = server.pid();
+    assert!(signal_in(pid, "SigIgn:", Signal::SIGINT), "not ignored");
+    assert!(!signal_in(pid, "SigCgt:", Signal::SIGINT), "caught");
+    server.signal(Signal::SIGINT);
+    // Still serving: the SIGINT was the user's to ignore.
+    let reply = ask(&addr, "after SIGINT").unwrap();
+    assert_eq!(reply, "server got: [after SIGINT]\n");
+    server.signal(Signal::SIGTERM);
+    assert_died_of(&server.finish(), Signal::SIGTERM);
+}
+
 #[test]
 fn async_server_stops_listening_once_its_count_is_reached() {
     line_server::stops_listening_once_its_count_is_reached(SERVER);
@@ -837,6 +856,37 @@ fn async_server_removes_its_socket_file_then_dies_of_the_signal() {
         assert_eq!(out.status.signal(), Some(signal as i32), "{signal}");
         assert!(!path.exists(), "{signal}: the socket file is left");
     }
+}
+
+/// A SIGTERM that comes just after `bind` made the socket file, before
+/// the server says it is ready, is handled as any other: the signal
+/// streams come first. strace holds the server for a second as `bind`
+/// returns; the file's appearance says the server is there. Only the main
+/// thread, which runs `run` and binds, is traced.
+#[test]
+fn async_server_leaves_no_socket_file_when_sigterm_comes_as_it_starts() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.sock");
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-qq", "-o", "/dev/null", "-e", "trace=bind"])
+        .args(["-e", "inject=bind:delay_exit=1000000"])
+        .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
+        .args([SERVER, "--unix", path.to_str().unwrap()]);
+    let mut listing =
+        Listing::spawn(&mut command, std::process::Stdio::piped());
+    let mut server = None;
+    wait_until("the server to make its socket file", || {
+        server = crate::support::children_of(listing.pid()).first().copied();
+        path.exists() && server.is_some()
+    });
+    nix::sys::signal::kill(server.unwrap(), Signal::SIGTERM).unwrap();
+    listing.expect("Server listening on .+");
+    listing.finish();
+    assert!(!path.exists(), "the socket file is left behind");
 }
 
 #[test]

@@ -19,8 +19,8 @@ use nix::sys::signal::Signal;
 
 use crate::support::{
     Finished, Listing, PATIENCE, assert_died_of, assert_exited_with,
-    assert_rejects, blessing, open_fds, runnable_time, sleeps_of,
-    unsent_by_server, wait_until,
+    assert_rejects, blessing, children_of, have, open_fds, runnable_time,
+    signal_in, sleeps_of, unsent_by_server, wait_until,
 };
 
 /// A started daemon: its address, its configuration file.
@@ -94,6 +94,15 @@ pub fn start_command(mut command: Command) -> Daemon {
         config: PathBuf::from(&ready[3]),
         tmp,
     }
+}
+
+/// A command that runs `bin` with SIGINT ignored, as a shell starts a
+/// background job (the harness resets every signal to its default, so the
+/// ignoring is done by `env`, which then execs the program).
+pub fn ignoring_sigint(bin: &str) -> Command {
+    let mut command = Command::new("env");
+    command.args(["--ignore-signal=INT", bin]);
+    command
 }
 
 /// Replaces the configuration and has the daemon reload it.
@@ -373,6 +382,67 @@ pub fn dies_of_a_second_signal_and_removes_its_directory_first(bin: &str) {
     assert!(!dir.exists(), "{} is left behind", dir.display());
     // The client in flight lost its connection, without a reply.
     let _ = client.stream.shutdown(Shutdown::Write);
+}
+
+/// Started with SIGINT ignored, as a script starts a background job, the
+/// daemon leaves it ignored (Chapter 12): it installs no handler for it,
+/// a SIGINT does not stop it, and SIGTERM still does.
+pub fn leaves_a_sigint_ignored_when_it_was_started_so(bin: &str) {
+    let mut command = ignoring_sigint(bin);
+    command.arg("127.0.0.1:0");
+    let mut daemon = start_command(command);
+    let pid = daemon.listing.pid();
+    assert!(signal_in(pid, "SigIgn:", Signal::SIGINT), "not ignored");
+    assert!(!signal_in(pid, "SigCgt:", Signal::SIGINT), "caught");
+    daemon.listing.signal(Signal::SIGINT);
+    // Still serving: the SIGINT was the user's to ignore.
+    let mut client = Client::connect(daemon.addr);
+    client.send("after SIGINT");
+    assert_eq!(client.reply().as_deref(), Some("hello, after SIGINT\n"));
+    logged_request(&mut daemon, "after SIGINT");
+    drop(client);
+    daemon.listing.expect(r"127\.0\.0\.1:\d+: closed");
+    daemon.listing.signal(Signal::SIGTERM);
+    daemon
+        .listing
+        .expect(r"Got SIGTERM: no new connections; .*");
+    daemon.listing.expect("All connections closed; .*");
+    assert_died_of(&daemon.finish(), Signal::SIGTERM);
+}
+
+/// A SIGTERM that comes as the daemon starts, just after it made its
+/// private directory, is handled like any other: the daemon says it is
+/// ready, drains, and removes the directory. Its handlers come before the
+/// directory. strace holds the daemon for a second as `mkdtemp`'s `mkdir`
+/// returns; the directory's appearance says the daemon is there. Only the
+/// main thread, which makes the directory, is traced.
+pub fn leaves_no_directory_when_sigterm_comes_as_it_starts(bin: &str) {
+    if !have("strace") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let mut command = Command::new("strace");
+    command
+        .args(["-qq", "-o", "/dev/null", "-e", "trace=mkdir"])
+        .args(["-e", "inject=mkdir:delay_exit=1000000"])
+        .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
+        .args([bin, "127.0.0.1:0"])
+        .env("TMPDIR", tmp.path());
+    let mut listing = Listing::spawn(&mut command, Stdio::piped());
+    let mut daemon = None;
+    wait_until("the daemon to make its directory", || {
+        let made = fs::read_dir(tmp.path()).unwrap().next().is_some();
+        daemon = children_of(listing.pid()).first().copied();
+        made && daemon.is_some()
+    });
+    let daemon = daemon.unwrap();
+    nix::sys::signal::kill(daemon, Signal::SIGTERM).unwrap();
+    listing.expect(r"Listening on .*");
+    listing.expect(r"Got SIGTERM: .*");
+    listing.expect("All connections closed; .*");
+    listing.finish();
+    let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 /// A bad address, option, extra argument, missing or bad configuration:

@@ -58,6 +58,22 @@ pub fn pending_signals(pid: Pid) -> Vec<i32> {
     (1..=64).filter(|n| mask & (1 << (n - 1)) != 0).collect()
 }
 
+/// Whether `pid` catches, ignores or blocks `signal`, from the SigCgt,
+/// SigIgn or SigBlk line of its /proc status.
+pub fn signal_in(
+    pid: Pid,
+    field: &str,
+    signal: nix::sys::signal::Signal,
+) -> bool {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .expect(field);
+    mask & (1 << (signal as i32 - 1)) != 0
+}
+
 /// The open descriptors of a process and what each names (`pipe:[123]`,
 /// `/dev/null`), from /proc/<pid>/fd, in order; empty once it is gone.
 pub fn fds_of(pid: Pid) -> Vec<(u32, String)> {
