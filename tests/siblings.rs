@@ -29,6 +29,40 @@ type Renamed =
 
 const FAMILIES: &[Family] = &[
     Family {
+        // 3-3 is 3-2 split by mode; Chapter 3 shows some of 3-2's claims
+        // (the stop and continue, the trickle, the 64 KiB cap) on 3-3.
+        only: &[],
+        files: &[
+            "ch03-sockets/03-02-socket-preview.rs",
+            "ch03-sockets/03-03-socket-modes.rs",
+        ],
+        renamed: &[(
+            "ch03-sockets/03-03-socket-modes.rs",
+            &[("socket-modes", "socket-preview")],
+        )],
+        different: &[
+            ("const USAGE", "3-3 runs one mode of three"),
+            ("fn parse_args", "3-3 runs one mode of three"),
+            ("fn main", "3-3's server ends when its log has no reader"),
+            (
+                "fn run",
+                "3-2 runs a server and its clients in one process, 3-3 one \
+                 mode",
+            ),
+            (
+                "fn serve",
+                "3-3 counts what it answered, and logs each answer and each \
+                 failure with `log`",
+            ),
+            ("fn answer", "3-3 returns the request, for its log"),
+            (
+                "fn client",
+                "3-3 tries every address a name gives, within CLIENT_TIMEOUT \
+                 in all",
+            ),
+        ],
+    },
+    Family {
         only: &[],
         files: &[
             "ch14-servers/14-02-tcp-threads.rs",

@@ -9,6 +9,7 @@
 // replies, and the server thread with it.
 
 use std::error::Error;
+use std::fmt::Display;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::process::{self, ExitCode};
@@ -60,8 +61,7 @@ fn run() -> Result<(), Box<dyn Error>> {
 }
 /// Every address `HOST:PORT` names (`localhost` may name several).
 fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
-    let bad =
-        |why: &dyn std::fmt::Display| format!("bad address '{spec}': {why}");
+    let bad = |why: &dyn Display| format!("bad address '{spec}': {why}");
     let addrs: Vec<_> = spec.to_socket_addrs().map_err(|e| bad(&e))?.collect();
     if addrs.is_empty() {
         return Err(bad(&"it names no address"));

@@ -749,6 +749,12 @@ fn catch_signal_refuses_what_cannot_be_caught() {
     // handler, which signal-hook would chain to, resets it to the default.
     assert_rejects(catch, &["BUS"], "SIGBUS cannot be caught");
     assert_rejects(catch, &["99"], r#"argument "99": no such signal"#);
+    // What bash's `kill` sends but no handler can take: the null signal,
+    // by number and by bash's name for it, and glibc's own two, whose
+    // `sigaction` fails with EINVAL.
+    assert_rejects(catch, &["0"], r#"argument "0": no such signal"#);
+    assert_rejects(catch, &["EXIT"], r#"argument "EXIT": no such signal"#);
+    assert_rejects(catch, &["32"], r#"argument "32": no such signal"#);
     assert_rejects(catch, &["33"], r#"argument "33": no such signal"#);
     assert_rejects(catch, &["RTMAX+1"], "no such signal");
     assert_rejects(catch, &["RTMIN+"], "no such signal");

@@ -549,6 +549,40 @@ fn server_waits_without_spinning_when_out_of_descriptors_and_recovers() {
     );
 }
 
+/// `socket-modes server | head -1`, as the chapter runs it: the server
+/// prints its address, and its reader goes. Waiting in `accept`, it does
+/// not notice until the next connection, which it answers in full; only
+/// then does its log line fail with `BrokenPipe`, and it ends through
+/// `main`, status 0, without a word.
+#[test]
+fn server_whose_log_reader_left_answers_the_next_client_then_ends() {
+    use std::io::BufRead;
+    let (reader, writer) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
+    let mut command = Command::new(bin!("socket-modes"));
+    command.args(["server", "127.0.0.1:0"]);
+    let server = Listing::spawn(&mut command, Stdio::from(writer));
+    // The command holds our copy of the write end: without this, the
+    // reader would not be the only one to go.
+    drop(command);
+    // `head -1`: one line, then gone.
+    let mut first = String::new();
+    std::io::BufReader::new(std::fs::File::from(reader))
+        .read_line(&mut first)
+        .expect("the server's first line");
+    let addr = first
+        .trim_end()
+        .strip_prefix("Server listening on ")
+        .unwrap_or_else(|| panic!("{first:?}"))
+        .to_string();
+    let client = run(bin!("socket-modes"), &["client", &addr]);
+    assert!(client.status.success(), "{}", client.stderr);
+    assert_eq!(client.stdout, ["client got: [server got: [client]]"]);
+    let out = server.finish();
+    assert_eq!(out.status.code(), Some(0), "{:?}", out.status);
+    assert_eq!(out.stderr, "", "it ends without a word");
+}
+
 #[test]
 fn server_mode_outlives_a_client_that_hangs_up_at_once() {
     let (server, addr) =

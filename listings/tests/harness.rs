@@ -300,3 +300,26 @@ fn finish_clean_fails_when_a_listing_leaves_a_process_behind() {
         "finish_clean passed with `sleep` left in the group"
     );
 }
+
+/// A listing still running after PATIENCE fails the test with its command
+/// line, so that a check that runs a table of listings, such as
+/// `conventions::every_listing_ends_quietly_when_its_stdout_is_closed`,
+/// says which row hung, and with what its group still holds. It used to
+/// say only `still running after 30s: []`. Stdout goes nowhere, as in that
+/// check. (Takes PATIENCE.)
+#[test]
+fn a_listing_that_outlasts_patience_is_named_in_the_failure() {
+    let mut command = Command::new("sleep");
+    command.arg("31342");
+    let listing = Listing::spawn(&mut command, Stdio::null());
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        listing.finish()
+    }));
+    let failure = failed.err().expect("finish returned while `sleep` runs");
+    let message = failure
+        .downcast_ref::<String>()
+        .map_or("(not a formatted message)", String::as_str);
+    assert!(message.contains("`sleep 31342`"), "{message}");
+    // And what its group holds: the process itself, still sleeping.
+    assert!(message.contains("pid "), "{message}");
+}

@@ -290,8 +290,13 @@ impl Listing {
             .wait_timeout(PATIENCE)
             .expect("wait for the listing")
             .unwrap_or_else(|| {
+                // Named, program and arguments: a check that runs a table
+                // of listings must say which row hung.
                 panic!(
-                    "still running after {PATIENCE:?}: {:#?}",
+                    "`{}` still running after {PATIENCE:?}; its group \
+                     holds:\n  {}\nstdout so far: {:#?}",
+                    self.command_line,
+                    survivors_in_group(self.pid()).join("\n  "),
                     self.transcript
                 )
             });
