@@ -914,6 +914,42 @@ fn sig_notify_finishes_the_greetings_in_flight_before_it_dies() {
     assert_died_of(&notify.finish(), Signal::SIGTERM);
 }
 
+/// Unlike Listing 10-1's drain, 10-2's hears no second signal: its main
+/// thread reads the signalfd only in its loop, and while it waits for the
+/// greetings in flight the signals stay blocked, and pending. A Ctrl-C
+/// after the SIGTERM must neither end it at once (the greeting cut short)
+/// nor change what it dies of; it stays pending until the end. A version
+/// that unblocked its signals for the drain died of the SIGINT at once.
+#[test]
+fn sig_notify_hears_no_second_signal_while_it_finishes_its_greetings() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("greeting");
+    let big = "g".repeat(16 << 20);
+    fs::write(&config, &big).unwrap();
+    let (mut notify, addr) =
+        start_notify(&[], &["--config", config.to_str().unwrap()]);
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    // The greeting has begun: its thread is writing, and cannot finish.
+    client.peek(&mut [0u8; 1]).unwrap();
+    let pid = notify.pid();
+    notify.signal(Signal::SIGTERM);
+    notify.expect("Got SIGTERM: stopping");
+    notify.signal(Signal::SIGINT);
+    let sigint = Signal::SIGINT as i32;
+    wait_until("the SIGINT to wait, pending", || {
+        crate::support::pending_signals(pid).contains(&sigint)
+    });
+    let mut got = Vec::new();
+    let end = client.read_to_end(&mut got);
+    assert!(end.is_ok(), "{end:?} after {} bytes", got.len());
+    assert_eq!(got.len(), big.len() + 1, "the whole greeting");
+    let out = notify.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+    let heard = out.stdout.iter().any(|line| line.contains("SIGINT"));
+    assert!(!heard, "{:#?}", out.stdout);
+}
+
 #[test]
 fn sig_notify_exits_1_when_a_slow_reader_outlasts_the_drain() {
     // A client that reads its greeting, too big for the socket buffers,
