@@ -599,6 +599,46 @@ fn sig_init_passes_the_signal_to_its_service_alone_and_waits_for_no_other() {
     });
 }
 
+/// An orphan of the namespace is re-parented to its init, and the init
+/// must reap it when it ends. Here a `sleep` whose parent, a subshell,
+/// has exited before the shell becomes the init by `exec`: the test kills
+/// it, and it must not stay a zombie. A version that reaped its service
+/// alone left it `Z` until the init exited.
+#[test]
+fn sig_init_as_pid_1_reaps_an_orphan_it_adopted() {
+    if !pid_namespaces() {
+        return;
+    }
+    let script = format!("(sleep 1000 &); exec {} --forward", bin!("sig-init"));
+    let args = ["--map-root-user", "--pid", "--fork", "sh", "-c", &script];
+    let mut init = Listing::start("unshare", &args);
+    let pid = |s: &str| nix::unistd::Pid::from_raw(s.parse().unwrap());
+    let me = init.expect(
+        r"Running as pid 1 \(pid (\d+) outside\); on SIGTERM: forward .*",
+    );
+    let me = pid(&me[1]);
+    let service =
+        init.expect(r"Child: running as pid (\d+) \(pid (\d+) outside\)");
+    let (inside, service) = (service[1].clone(), pid(&service[2]));
+    let children = format!("/proc/{me}/task/{me}/children");
+    let listed =
+        std::fs::read_to_string(children).expect("the init's children");
+    let orphans: Vec<_> = listed
+        .split_whitespace()
+        .map(pid)
+        .filter(|&p| p != service)
+        .collect();
+    assert_eq!(orphans.len(), 1, "the adopted sleep: {listed:?}");
+    let orphan = orphans[0];
+    nix::sys::signal::kill(orphan, Signal::SIGKILL).unwrap();
+    wait_until("the init to reap the orphan", || state_of(orphan).is_none());
+    nix::sys::signal::kill(me, Signal::SIGTERM).unwrap();
+    init.expect(&format!("Got SIGTERM: passing it on to pid {inside}"));
+    init.expect("Child: got SIGTERM; cleaning up");
+    init.expect("Child was killed by SIGTERM; exiting with 143");
+    assert_eq!(init.finish().status.code(), Some(143));
+}
+
 #[test]
 fn sig_init_outside_a_namespace_dies_of_sigterm_like_anyone() {
     let mut init = Listing::start(bin!("sig-init"), &[]);
