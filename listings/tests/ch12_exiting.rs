@@ -1171,7 +1171,6 @@ fn on_path(tool: &str) -> PathBuf {
 /// exit 127, as a shell says "not found", and the listing say so.
 #[test]
 fn sig_inherit_says_so_when_its_forked_child_cannot_exec() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let cat = dir.path().join("cat");
     let script = format!(
@@ -1184,9 +1183,16 @@ fn sig_inherit_says_so_when_its_forked_child_cannot_exec() {
         rm = on_path("rm").display(),
         cat = on_path("cat").display(),
     );
-    std::fs::write(&cat, script).unwrap();
-    let executable = std::fs::Permissions::from_mode(0o755);
-    std::fs::set_permissions(&cat, executable).unwrap();
+    // Written by a child, not by this process: a file of ours open for
+    // writing is inherited by every child another test forks meanwhile,
+    // until its `exec`, and an `execve` of the file then fails with
+    // ETXTBSY ("sig-inherit: Text file busy", seen in a full run).
+    let made = Command::new("sh")
+        .args(["-c", "printf %s \"$2\" > \"$1\" && chmod 755 \"$1\""])
+        .args(["sh", cat.to_str().unwrap(), &script])
+        .status()
+        .unwrap();
+    assert!(made.success(), "the test's cat: {made:?}");
     // For the `sleep` that follows, reached only when the failure is
     // missed.
     std::os::unix::fs::symlink(on_path("sleep"), dir.path().join("sleep"))
