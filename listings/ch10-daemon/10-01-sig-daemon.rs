@@ -302,13 +302,13 @@ fn accept_until_signal(
             drain_bytes(&wakeups.hup)?;
             server.reload(config_path);
         }
-        if ready[2] {
-            drain_bytes(&wakeups.term)?;
-            return Ok(SIGTERM);
-        }
-        if ready.get(3) == Some(&true) {
-            wakeups.heard_int()?;
-            return Ok(SIGINT);
+        if ready[2] || ready.get(3) == Some(&true) {
+            // Both channels emptied: a SIGTERM and a SIGINT that came
+            // together (a Ctrl-C, and a script passing it on as SIGTERM)
+            // are one stop. Only one that comes later is a second signal.
+            let term = drain_bytes(&wakeups.term)?;
+            let int = wakeups.heard_int()?;
+            return Ok(if term || !int { SIGTERM } else { SIGINT });
         }
     }
 }

@@ -16,9 +16,11 @@
 // on SIGHUP; "hello" without one. SIGTERM or SIGINT ends it, once the
 // greetings in flight are done, with the signal (as a container's PID 1,
 // with status 128 + n); if they are not done within 3 s, it exits 1. A
-// SIGINT that the parent ignored stays ignored. Out of file descriptors,
-// it stops accepting for a while instead of spinning, and logs the
-// shortage once, as Listing 10-1 does.
+// second signal meanwhile waits, blocked, and is never delivered: unlike
+// Listing 10-1's, this drain has no second way out. A SIGINT that the
+// parent ignored stays ignored. Out of file descriptors, it stops
+// accepting for a while instead of spinning, and logs the shortage once,
+// as Listing 10-1 does.
 
 use std::error::Error;
 use std::fmt::Display;

@@ -1650,17 +1650,20 @@ fn sig_reaper_reaps_what_it_started_when_its_output_fails() {
 /// first on PATH, writes its `SigBlk` line to the file `MASK_FILE` names.
 /// An awk script, not a shell's: dash sets its children's mask itself.
 fn mask_of_true(bin: &str, args: &[&str]) -> String {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let fake = dir.path().join("true");
-    std::fs::write(
-        &fake,
-        "#!/usr/bin/awk -f\nBEGIN { while ((getline l < \"/proc/self/status\") > 0)\n\
-         if (l ~ /^SigBlk/) print l > ENVIRON[\"MASK_FILE\"] }\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))
+    let awk = "#!/usr/bin/awk -f\nBEGIN { while ((getline l < \"/proc/self/status\") > 0)\n\
+               if (l ~ /^SigBlk/) print l > ENVIRON[\"MASK_FILE\"] }\n";
+    // Written by a child, not by this process: a file of ours open for
+    // writing is inherited by every child another test forks meanwhile,
+    // until its `exec`, and an `execve` of the file then fails with
+    // ETXTBSY.
+    let made = Command::new("sh")
+        .args(["-c", "printf %s \"$2\" > \"$1\" && chmod 755 \"$1\""])
+        .args(["sh", fake.to_str().unwrap(), awk])
+        .status()
         .unwrap();
+    assert!(made.success(), "the test's true: {made:?}");
     let mask = dir.path().join("mask");
     let path = format!(
         "{}:{}",

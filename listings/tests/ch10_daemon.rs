@@ -128,6 +128,38 @@ fn sig_daemon_dies_of_a_second_signal_and_removes_its_directory_first() {
     ));
 }
 
+/// A SIGTERM and a SIGINT that come together (a Ctrl-C reaches the
+/// daemon, and the wrapper script it runs under passes the Ctrl-C on as
+/// SIGTERM) are one stop: the drain runs, and the request in flight gets
+/// its reply. Only a signal that comes once the drain has begun is a
+/// second one. The daemon is frozen while both are sent, so that it wakes
+/// to both at once. The listing took the SIGINT left in its channel for a
+/// second signal, and died of it at once, the reply lost.
+#[test]
+fn sig_daemon_takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop() {
+    let mut daemon = start(&[]);
+    reconfigure(&mut daemon, "delay_ms = 500\n");
+    let mut client = Client::connect(daemon.addr);
+    client.send("both");
+    logged_request(&mut daemon, "both");
+    daemon.listing.signal(Signal::SIGSTOP);
+    let pid = daemon.listing.pid();
+    wait_until("the daemon to stop", || state_of(pid) == Some('T'));
+    daemon.listing.signal(Signal::SIGTERM);
+    daemon.listing.signal(Signal::SIGINT);
+    daemon.listing.signal(Signal::SIGCONT);
+    assert_eq!(client.reply().as_deref(), Some("hello, both\n"));
+    assert_eq!(client.reply(), None, "then the end");
+    drop(client); // Closed: the daemon's gentle close ends at once.
+    let out = daemon.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+    let second = out
+        .stdout
+        .iter()
+        .any(|line| line.contains("while draining"));
+    assert!(!second, "{:#?}", out.stdout);
+}
+
 #[test]
 fn sig_daemon_flag_only_does_not_wake_a_blocked_accept() {
     let mut daemon = start(&["--flag-only"]);
@@ -904,6 +936,42 @@ fn sig_notify_finishes_the_greetings_in_flight_before_it_dies() {
         "the whole greeting and its newline"
     );
     assert_died_of(&notify.finish(), Signal::SIGTERM);
+}
+
+/// Unlike Listing 10-1's drain, 10-2's hears no second signal: its main
+/// thread reads the signalfd only in its loop, and while it waits for the
+/// greetings in flight the signals stay blocked, and pending. A Ctrl-C
+/// after the SIGTERM must neither end it at once (the greeting cut short)
+/// nor change what it dies of; it stays pending until the end. A version
+/// that unblocked its signals for the drain died of the SIGINT at once.
+#[test]
+fn sig_notify_hears_no_second_signal_while_it_finishes_its_greetings() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("greeting");
+    let big = "g".repeat(16 << 20);
+    fs::write(&config, &big).unwrap();
+    let (mut notify, addr) =
+        start_notify(&[], &["--config", config.to_str().unwrap()]);
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    // The greeting has begun: its thread is writing, and cannot finish.
+    client.peek(&mut [0u8; 1]).unwrap();
+    let pid = notify.pid();
+    notify.signal(Signal::SIGTERM);
+    notify.expect("Got SIGTERM: stopping");
+    notify.signal(Signal::SIGINT);
+    let sigint = Signal::SIGINT as i32;
+    wait_until("the SIGINT to wait, pending", || {
+        crate::support::pending_signals(pid).contains(&sigint)
+    });
+    let mut got = Vec::new();
+    let end = client.read_to_end(&mut got);
+    assert!(end.is_ok(), "{end:?} after {} bytes", got.len());
+    assert_eq!(got.len(), big.len() + 1, "the whole greeting");
+    let out = notify.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+    let heard = out.stdout.iter().any(|line| line.contains("SIGINT"));
+    assert!(!heard, "{:#?}", out.stdout);
 }
 
 #[test]

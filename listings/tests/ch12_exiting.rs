@@ -517,6 +517,128 @@ fn sig_init_forwards_sigint_as_sigint_which_its_child_does_not_handle() {
     );
 }
 
+/// `--forward` waits for, and passes on, SIGTERM and SIGINT alone. A
+/// SIGHUP, meant to make the service reload, reaches the init only, with
+/// its default action, and the kernel drops it: nothing is printed,
+/// nothing stays pending, the service runs on, and a SIGTERM after it
+/// ends the run as usual. A version that waited for SIGHUP too passed it
+/// on, and the service, which does not handle it, died of it (129).
+#[test]
+fn sig_init_as_pid_1_drops_a_sighup_and_its_service_never_hears_it() {
+    let Some(mut init) = pid_namespace(&["--forward"]) else {
+        return;
+    };
+    let (pid, child) = init_started(&mut init, "forward it to the child");
+    nix::sys::signal::kill(pid, Signal::SIGHUP).unwrap();
+    assert!(
+        init.no_line_within(Duration::from_secs(1)),
+        "{:?}",
+        init.transcript()
+    );
+    assert_eq!(pending_signals(pid), Vec::<i32>::new(), "dropped");
+    assert_eq!(state_of(child), Some('S'), "the service runs on");
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    init.expect("Got SIGTERM: passing it on to pid 2");
+    init.expect("Child: got SIGTERM; cleaning up");
+    init.expect("Child was killed by SIGTERM; exiting with 143");
+    assert_eq!(init.finish().status.code(), Some(143));
+}
+
+/// `--forward` passes the signal to the service it started, and to no
+/// one else, and exits once that one is reaped: another process of the
+/// namespace (here a `sleep` that the shell started before it became the
+/// init, by `exec`) hears nothing, and is killed with the namespace when
+/// the init exits. The service is held stopped while the test looks, so
+/// that the init cannot exit meanwhile. A version that passed the signal
+/// to every process of the namespace (`kill(-1, …)`) killed the `sleep`.
+#[test]
+fn sig_init_passes_the_signal_to_its_service_alone_and_waits_for_no_other() {
+    if !pid_namespaces() {
+        return;
+    }
+    let script = format!("sleep 1000 & exec {} --forward", bin!("sig-init"));
+    let args = ["--map-root-user", "--pid", "--fork", "sh", "-c", &script];
+    let mut init = Listing::start("unshare", &args);
+    let pid = |s: &str| nix::unistd::Pid::from_raw(s.parse().unwrap());
+    let me = init.expect(
+        r"Running as pid 1 \(pid (\d+) outside\); on SIGTERM: forward .*",
+    );
+    let me = pid(&me[1]);
+    let service = init.expect(r"Child: running as pid 3 \(pid (\d+) outside\)");
+    let service = pid(&service[1]);
+    let children = format!("/proc/{me}/task/{me}/children");
+    let listed =
+        std::fs::read_to_string(children).expect("the init's children");
+    let others: Vec<_> = listed
+        .split_whitespace()
+        .map(pid)
+        .filter(|&p| p != service)
+        .collect();
+    assert_eq!(others.len(), 1, "the sleep beside the service: {listed:?}");
+    let sleep = others[0];
+    nix::sys::signal::kill(service, Signal::SIGSTOP).unwrap();
+    wait_until("the service to stop", || state_of(service) == Some('T'));
+    nix::sys::signal::kill(me, Signal::SIGTERM).unwrap();
+    init.expect("Got SIGTERM: passing it on to pid 3");
+    // Said before it is sent: once the SIGTERM waits, pending, in the
+    // stopped service, the init's `kill` is done. The sleep has none, and
+    // runs on.
+    let term = Signal::SIGTERM as i32;
+    wait_until("the SIGTERM to wait in the stopped service", || {
+        pending_signals(service).contains(&term)
+    });
+    assert_eq!(state_of(sleep), Some('S'), "the sleep got a signal");
+    assert_eq!(pending_signals(sleep), Vec::<i32>::new());
+    nix::sys::signal::kill(service, Signal::SIGCONT).unwrap();
+    init.expect("Child: got SIGTERM; cleaning up");
+    init.expect("Child was killed by SIGTERM; exiting with 143");
+    let out = init.finish();
+    assert_eq!(out.status.code(), Some(143), "{}", out.stderr);
+    wait_until("the kernel to end the sleep with the namespace", || {
+        matches!(state_of(sleep), None | Some('Z'))
+    });
+}
+
+/// An orphan of the namespace is re-parented to its init, and the init
+/// must reap it when it ends. Here a `sleep` whose parent, a subshell,
+/// has exited before the shell becomes the init by `exec`: the test kills
+/// it, and it must not stay a zombie. A version that reaped its service
+/// alone left it `Z` until the init exited.
+#[test]
+fn sig_init_as_pid_1_reaps_an_orphan_it_adopted() {
+    if !pid_namespaces() {
+        return;
+    }
+    let script = format!("(sleep 1000 &); exec {} --forward", bin!("sig-init"));
+    let args = ["--map-root-user", "--pid", "--fork", "sh", "-c", &script];
+    let mut init = Listing::start("unshare", &args);
+    let pid = |s: &str| nix::unistd::Pid::from_raw(s.parse().unwrap());
+    let me = init.expect(
+        r"Running as pid 1 \(pid (\d+) outside\); on SIGTERM: forward .*",
+    );
+    let me = pid(&me[1]);
+    let service =
+        init.expect(r"Child: running as pid (\d+) \(pid (\d+) outside\)");
+    let (inside, service) = (service[1].clone(), pid(&service[2]));
+    let children = format!("/proc/{me}/task/{me}/children");
+    let listed =
+        std::fs::read_to_string(children).expect("the init's children");
+    let orphans: Vec<_> = listed
+        .split_whitespace()
+        .map(pid)
+        .filter(|&p| p != service)
+        .collect();
+    assert_eq!(orphans.len(), 1, "the adopted sleep: {listed:?}");
+    let orphan = orphans[0];
+    nix::sys::signal::kill(orphan, Signal::SIGKILL).unwrap();
+    wait_until("the init to reap the orphan", || state_of(orphan).is_none());
+    nix::sys::signal::kill(me, Signal::SIGTERM).unwrap();
+    init.expect(&format!("Got SIGTERM: passing it on to pid {inside}"));
+    init.expect("Child: got SIGTERM; cleaning up");
+    init.expect("Child was killed by SIGTERM; exiting with 143");
+    assert_eq!(init.finish().status.code(), Some(143));
+}
+
 #[test]
 fn sig_init_outside_a_namespace_dies_of_sigterm_like_anyone() {
     let mut init = Listing::start(bin!("sig-init"), &[]);
@@ -1049,7 +1171,6 @@ fn on_path(tool: &str) -> PathBuf {
 /// exit 127, as a shell says "not found", and the listing say so.
 #[test]
 fn sig_inherit_says_so_when_its_forked_child_cannot_exec() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let cat = dir.path().join("cat");
     let script = format!(
@@ -1062,9 +1183,16 @@ fn sig_inherit_says_so_when_its_forked_child_cannot_exec() {
         rm = on_path("rm").display(),
         cat = on_path("cat").display(),
     );
-    std::fs::write(&cat, script).unwrap();
-    let executable = std::fs::Permissions::from_mode(0o755);
-    std::fs::set_permissions(&cat, executable).unwrap();
+    // Written by a child, not by this process: a file of ours open for
+    // writing is inherited by every child another test forks meanwhile,
+    // until its `exec`, and an `execve` of the file then fails with
+    // ETXTBSY ("sig-inherit: Text file busy", seen in a full run).
+    let made = Command::new("sh")
+        .args(["-c", "printf %s \"$2\" > \"$1\" && chmod 755 \"$1\""])
+        .args(["sh", cat.to_str().unwrap(), &script])
+        .status()
+        .unwrap();
+    assert!(made.success(), "the test's cat: {made:?}");
     // For the `sleep` that follows, reached only when the failure is
     // missed.
     std::os::unix::fs::symlink(on_path("sleep"), dir.path().join("sleep"))
