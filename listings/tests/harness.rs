@@ -306,14 +306,15 @@ fn finish_clean_fails_when_a_listing_leaves_a_process_behind() {
 /// `conventions::every_listing_ends_quietly_when_its_stdout_is_closed`,
 /// says which row hung, and with what its group still holds. It used to
 /// say only `still running after 30s: []`. Stdout goes nowhere, as in that
-/// check. (Takes PATIENCE.)
+/// check. The failure is the one `finish` gives after `PATIENCE`, here
+/// after a second.
 #[test]
 fn a_listing_that_outlasts_patience_is_named_in_the_failure() {
     let mut command = Command::new("sleep");
     command.arg("31342");
     let listing = Listing::spawn(&mut command, Stdio::null());
     let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        listing.finish()
+        listing.finish_within(Duration::from_secs(1))
     }));
     let failure = failed.err().expect("finish returned while `sleep` runs");
     let message = failure

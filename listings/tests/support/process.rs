@@ -285,15 +285,27 @@ impl Listing {
 
     #[track_caller]
     fn wait_for_the_end(&mut self) -> Finished {
+        self.wait_for_the_end_within(PATIENCE)
+    }
+
+    /// [`Listing::finish`], failing after `patience` instead of
+    /// `PATIENCE`: for a test of the failure itself.
+    #[track_caller]
+    pub fn finish_within(mut self, patience: Duration) -> Finished {
+        self.wait_for_the_end_within(patience)
+    }
+
+    #[track_caller]
+    fn wait_for_the_end_within(&mut self, patience: Duration) -> Finished {
         let status = self
             .child
-            .wait_timeout(PATIENCE)
+            .wait_timeout(patience)
             .expect("wait for the listing")
             .unwrap_or_else(|| {
                 // Named, program and arguments: a check that runs a table
                 // of listings must say which row hung.
                 panic!(
-                    "`{}` still running after {PATIENCE:?}; its group \
+                    "`{}` still running after {patience:?}; its group \
                      holds:\n  {}\nstdout so far: {:#?}",
                     self.command_line,
                     survivors_in_group(self.pid()).join("\n  "),
