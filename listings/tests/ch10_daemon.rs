@@ -128,36 +128,11 @@ fn sig_daemon_dies_of_a_second_signal_and_removes_its_directory_first() {
     ));
 }
 
-/// A SIGTERM and a SIGINT that come together (a Ctrl-C reaches the
-/// daemon, and the wrapper script it runs under passes the Ctrl-C on as
-/// SIGTERM) are one stop: the drain runs, and the request in flight gets
-/// its reply. Only a signal that comes once the drain has begun is a
-/// second one. The daemon is frozen while both are sent, so that it wakes
-/// to both at once. The listing took the SIGINT left in its channel for a
-/// second signal, and died of it at once, the reply lost.
 #[test]
 fn sig_daemon_takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop() {
-    let mut daemon = start(&[]);
-    reconfigure(&mut daemon, "delay_ms = 500\n");
-    let mut client = Client::connect(daemon.addr);
-    client.send("both");
-    logged_request(&mut daemon, "both");
-    daemon.listing.signal(Signal::SIGSTOP);
-    let pid = daemon.listing.pid();
-    wait_until("the daemon to stop", || state_of(pid) == Some('T'));
-    daemon.listing.signal(Signal::SIGTERM);
-    daemon.listing.signal(Signal::SIGINT);
-    daemon.listing.signal(Signal::SIGCONT);
-    assert_eq!(client.reply().as_deref(), Some("hello, both\n"));
-    assert_eq!(client.reply(), None, "then the end");
-    drop(client); // Closed: the daemon's gentle close ends at once.
-    let out = daemon.finish();
-    assert_died_of(&out, Signal::SIGTERM);
-    let second = out
-        .stdout
-        .iter()
-        .any(|line| line.contains("while draining"));
-    assert!(!second, "{:#?}", out.stdout);
+    daemon::takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop(bin!(
+        "sig-daemon"
+    ));
 }
 
 #[test]

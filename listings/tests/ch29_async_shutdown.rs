@@ -1074,6 +1074,15 @@ fn async_daemon_hears_signals_its_parent_had_blocked() {
     }
 }
 
+/// Listing 29-1 took the SIGINT left in its stream for a second signal,
+/// and died of it at once, the reply lost.
+#[test]
+fn async_daemon_takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop() {
+    daemon::takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop(bin!(
+        "async-daemon"
+    ));
+}
+
 #[test]
 fn async_daemon_leaves_a_sigint_ignored_when_it_was_started_so() {
     daemon::leaves_a_sigint_ignored_when_it_was_started_so(bin!(

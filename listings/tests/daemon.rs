@@ -20,7 +20,7 @@ use nix::sys::signal::Signal;
 use crate::support::{
     Finished, Listing, PATIENCE, assert_died_of, assert_exited_with,
     assert_rejects, blessing, children_of, have, open_fds, runnable_time,
-    signal_in, sleeps_of, unsent_by_server, wait_until,
+    signal_in, sleeps_of, state_of, unsent_by_server, wait_until,
 };
 
 /// A started daemon: its address, its configuration file.
@@ -382,6 +382,42 @@ pub fn dies_of_a_second_signal_and_removes_its_directory_first(bin: &str) {
     assert!(!dir.exists(), "{} is left behind", dir.display());
     // The client in flight lost its connection, without a reply.
     let _ = client.stream.shutdown(Shutdown::Write);
+}
+
+/// A SIGTERM and a SIGINT that come together (a Ctrl-C reaches the
+/// daemon, and the wrapper script it runs under passes the Ctrl-C on as
+/// SIGTERM) are one stop: the drain runs, and the request in flight gets
+/// its reply. Only a signal that comes once the drain has begun is a
+/// second one. The daemon is frozen while both are sent, so that it wakes
+/// to both at once; it dies of whichever it took as the stop.
+pub fn takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop(bin: &str) {
+    let mut daemon = start(bin, &[]);
+    reconfigure(&mut daemon, "delay_ms = 500\n");
+    let mut client = Client::connect(daemon.addr);
+    client.send("both");
+    logged_request(&mut daemon, "both");
+    daemon.listing.signal(Signal::SIGSTOP);
+    let pid = daemon.listing.pid();
+    wait_until("the daemon to stop", || state_of(pid) == Some('T'));
+    daemon.listing.signal(Signal::SIGTERM);
+    daemon.listing.signal(Signal::SIGINT);
+    daemon.listing.signal(Signal::SIGCONT);
+    assert_eq!(client.reply().as_deref(), Some("hello, both\n"));
+    assert_eq!(client.reply(), None, "then the end");
+    drop(client); // Closed: the daemon's gentle close ends at once.
+    let out = daemon.finish();
+    let died_of = out.status.signal();
+    assert!(
+        [Signal::SIGTERM as i32, Signal::SIGINT as i32]
+            .contains(&died_of.unwrap_or(0)),
+        "{:?}",
+        out.status
+    );
+    let second = out
+        .stdout
+        .iter()
+        .any(|line| line.contains("while draining"));
+    assert!(!second, "{:#?}", out.stdout);
 }
 
 /// Started with SIGINT ignored, as a script starts a background job, the
