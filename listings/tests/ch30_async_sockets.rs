@@ -1722,6 +1722,56 @@ fn async_server_says_at_the_end_how_many_report_lines_it_could_not_write() {
     assert!(fs::metadata(&log).unwrap().len() <= 1024);
 }
 
+/// That count is a line of the log like any other: one `write`, so that
+/// another writer of the same stderr cannot land in its middle. (Written
+/// with `writeln!`, it was eight, one per piece of its format.)
+#[test]
+fn async_server_says_how_many_report_lines_it_lost_in_one_write() {
+    if !crate::support::have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (log, trace) = (dir.path().join("log"), dir.path().join("trace"));
+    // Ended by its count, not by a signal, which would go to strace.
+    let script =
+        "trap '' XFSZ; ulimit -f 1; exec \"$0\" 127.0.0.1:0 --count 40";
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-f", "-q", "-s", "4096", "-e", "trace=write"])
+        .args(["-e", "signal=none", "-o"])
+        .arg(&trace)
+        .args(["--", "sh", "-c", script, SERVER]);
+    let file = fs::File::create(&log).unwrap();
+    let server = Listing::spawn(&mut command, std::process::Stdio::from(file));
+    let mut addr = None;
+    wait_until("the server's first line", || {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        let found = text.lines().next().and_then(|l| l.rsplit(' ').next());
+        addr = found.and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+        addr.is_some()
+    });
+    let addr = addr.unwrap().to_string();
+    for _ in 0..40 {
+        let reply = line_server::ask(&addr, "x").unwrap();
+        assert_eq!(reply, "server got: [x]\n");
+    }
+    let out = server.finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    let trace = fs::read_to_string(&trace).unwrap();
+    let writes: Vec<&str> = trace
+        .lines()
+        .filter_map(|line| line.split_once("write(2, ").map(|(_, w)| w))
+        .collect();
+    assert_eq!(writes.len(), 1, "one write: {writes:#?}");
+    assert!(
+        writes[0].starts_with("\"async-server: ")
+            && writes[0].contains("not written: File too large")
+            && writes[0].contains("\\n\", "),
+        "the whole line in one write: {}",
+        writes[0]
+    );
+}
+
 /// A parent may leave SIGINT, SIGTERM and SIGHUP blocked (`env
 /// --block-signal`, coreutils 9.1 here, does so and execs), and `exec`
 /// keeps the mask, which every thread of tokio's runtime inherits: the
