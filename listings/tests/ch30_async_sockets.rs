@@ -604,6 +604,60 @@ fn async_server_dies_of_sigterm_while_it_waits_for_its_last_clients() {
     drop(sock);
 }
 
+/// The server does not drain: a signal ends it with its connections as
+/// they are, and the kernel closes each socket (Linux 6.18). A client
+/// whose bytes the server had read gets the end of the stream, and no
+/// reply to the half of a request it had sent; one whose bytes it had not
+/// read yet gets a reset, which takes with it the replies still queued at
+/// the server. The chapter says so.
+#[test]
+fn async_server_dies_of_sigterm_without_answering_the_requests_in_flight() {
+    let (server, addr) = start_server(SERVER, &["127.0.0.1:0"]);
+    let server_port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    // Each served once, so that the server has accepted them.
+    let served = || {
+        let mut sock = connect(&addr);
+        sock.write_all(b"one\n").unwrap();
+        let mut reply = [0; 64];
+        let n = sock.read(&mut reply).unwrap();
+        assert_eq!(&reply[..n], b"server got: [one]\n");
+        sock
+    };
+    let mut idle = served();
+    let mut half = served();
+    half.write_all(b"hal").unwrap();
+    let port = half.local_addr().unwrap().port();
+    wait_until("the server to read the half request", || {
+        crate::support::unsent_by_server(port, server_port) == 0
+            && unread_by_server(server_port, port) == 0
+    });
+    // Sends and does not read: the server is stuck writing it a reply,
+    // with its next requests unread. That takes some 4 MB of replies (the
+    // server's send buffer grows to `tcp_wmem`'s most): long lines, many
+    // to a write, make them in few requests and few writes, which a
+    // loaded machine makes slow.
+    let long = format!("{}\n", "x".repeat(1000)).repeat(256);
+    let mut stuck = stuck_client_sending(&addr, long.as_bytes());
+    server.signal(Signal::SIGTERM);
+    assert_died_of(&server.finish(), Signal::SIGTERM);
+    for (name, sock) in [("idle", &mut idle), ("half", &mut half)] {
+        let mut rest = Vec::new();
+        let read = sock.read_to_end(&mut rest);
+        assert!(read.is_ok() && rest.is_empty(), "{name}: {read:?} {rest:?}");
+    }
+    // What had reached it before the reset it still reads; then the error.
+    let mut got = Vec::new();
+    let read = stuck.read_to_end(&mut got);
+    assert_eq!(
+        read.map_err(|e| e.kind()).err(),
+        Some(ErrorKind::ConnectionReset)
+    );
+    assert!(got.starts_with(b"server got: [x"), "{} bytes", got.len());
+    let chapter = chapter_30();
+    assert_says(&chapter, "Its connections are not told of the signal");
+    assert_says(&chapter, "gets a reset (`ECONNRESET`)");
+}
+
 #[test]
 fn async_server_stops_listening_once_its_count_is_reached() {
     line_server::stops_listening_once_its_count_is_reached(SERVER);
