@@ -208,29 +208,52 @@ fn async_server_dies_of_sigterm_at_once_while_accept_keeps_failing() {
 /// A client that sends requests and never reads a reply, until the
 /// server is stuck writing a reply to it: the server's end of the
 /// connection then holds requests it does not read, and their number
-/// stays the same, as /proc/net/tcp shows.
+/// stays the same, as /proc/net/tcp shows. The server blocks only once
+/// some 4 MB of replies wait (its send buffer grows to `tcp_wmem`'s
+/// most): long lines make them in fewer requests.
 fn stuck_client(addr: &str) -> std::net::TcpStream {
-    stuck_client_sending(addr, &b"are you there?\n".repeat(1000))
+    let line = format!("{}\n", "x".repeat(1000));
+    stuck_client_sending(addr, line.repeat(16).as_bytes())
 }
 
-/// `stuck_client`, sending `requests` again and again.
+/// `stuck_client`, sending `requests`, whole requests, again and again.
+/// A write that waits 100 ms is not the sign: a loaded machine (load
+/// average 40) makes a server that still reads that slow, and a client
+/// that stopped there saw the server read everything and never get
+/// stuck. Nor is a write that fails: the server's receive buffer grows
+/// as it reads, and filling it took longer than the server's deadline
+/// for a reply. The sign is replies held at the server (the client's
+/// window is shut) while the requests it has not read stay the same for
+/// five looks; until then the client writes on, from where the last
+/// write stopped, whenever the server has read everything.
 fn stuck_client_sending(addr: &str, requests: &[u8]) -> std::net::TcpStream {
+    use crate::support::unsent_by_server;
     let mut sock = connect(addr);
     sock.set_write_timeout(Some(Duration::from_millis(100)))
         .unwrap();
-    let started = Instant::now();
-    while sock.write_all(requests).is_ok() {
-        assert!(started.elapsed() < Duration::from_secs(30), "still read");
-    }
     let server = sock.peer_addr().unwrap().port();
     let client = sock.local_addr().unwrap().port();
-    let mut last = (0, 0);
+    let (mut at, mut last) = (0, (0, 0));
     wait_until("the server to stop reading the client", || {
-        let now = unread_by_server(server, client);
-        let same = now == last.0;
-        last = (now, if same && now > 0 { last.1 + 1 } else { 0 });
-        thread::sleep(Duration::from_millis(20));
-        last.1 >= 5
+        let unread = unread_by_server(server, client);
+        if unread > 0 && unsent_by_server(server, client) > 0 {
+            let same = unread == last.0;
+            last = (unread, if same { last.1 + 1 } else { 0 });
+            thread::sleep(Duration::from_millis(20));
+            return last.1 >= 5;
+        }
+        last = (0, 0);
+        // Until a write waits: the server is slow, or the window shut.
+        loop {
+            match sock.write(&requests[at..]) {
+                Ok(n) => at = (at + n) % requests.len(),
+                Err(err) if err.kind() == ErrorKind::WouldBlock => break,
+                // A signal for this test process (wait-timeout's SIGCHLD).
+                Err(err) if err.kind() == ErrorKind::Interrupted => break,
+                Err(err) => panic!("the stuck client's write: {err}"),
+            }
+        }
+        false
     });
     sock
 }
@@ -632,12 +655,8 @@ fn async_server_dies_of_sigterm_without_answering_the_requests_in_flight() {
             && unread_by_server(server_port, port) == 0
     });
     // Sends and does not read: the server is stuck writing it a reply,
-    // with its next requests unread. That takes some 4 MB of replies (the
-    // server's send buffer grows to `tcp_wmem`'s most): long lines, many
-    // to a write, make them in few requests and few writes, which a
-    // loaded machine makes slow.
-    let long = format!("{}\n", "x".repeat(1000)).repeat(256);
-    let mut stuck = stuck_client_sending(&addr, long.as_bytes());
+    // with its next requests unread.
+    let mut stuck = stuck_client(&addr);
     server.signal(Signal::SIGTERM);
     assert_died_of(&server.finish(), Signal::SIGTERM);
     for (name, sock) in [("idle", &mut idle), ("half", &mut half)] {
