@@ -1189,10 +1189,9 @@ fn flush_log() {
         .wait_timeout_while(written, limit, |n| *n < queued);
     let mut failed = log.failed.lock().unwrap_or_else(|e| e.into_inner());
     if let (lost, Some(err)) = (failed.0, failed.1.take()) {
-        let _ = writeln!(
-            io::stderr(),
-            "async-server: {lost} report line(s) not written: {err}"
-        );
+        // In one write, as every line of the log.
+        let why = format!("{lost} report line(s) not written: {err}");
+        write_line(Line::Err(why));
     }
 }
 // ANCHOR_END: log

@@ -208,29 +208,52 @@ fn async_server_dies_of_sigterm_at_once_while_accept_keeps_failing() {
 /// A client that sends requests and never reads a reply, until the
 /// server is stuck writing a reply to it: the server's end of the
 /// connection then holds requests it does not read, and their number
-/// stays the same, as /proc/net/tcp shows.
+/// stays the same, as /proc/net/tcp shows. The server blocks only once
+/// some 4 MB of replies wait (its send buffer grows to `tcp_wmem`'s
+/// most): long lines make them in fewer requests.
 fn stuck_client(addr: &str) -> std::net::TcpStream {
-    stuck_client_sending(addr, &b"are you there?\n".repeat(1000))
+    let line = format!("{}\n", "x".repeat(1000));
+    stuck_client_sending(addr, line.repeat(16).as_bytes())
 }
 
-/// `stuck_client`, sending `requests` again and again.
+/// `stuck_client`, sending `requests`, whole requests, again and again.
+/// A write that waits 100 ms is not the sign: a loaded machine (load
+/// average 40) makes a server that still reads that slow, and a client
+/// that stopped there saw the server read everything and never get
+/// stuck. Nor is a write that fails: the server's receive buffer grows
+/// as it reads, and filling it took longer than the server's deadline
+/// for a reply. The sign is replies held at the server (the client's
+/// window is shut) while the requests it has not read stay the same for
+/// five looks; until then the client writes on, from where the last
+/// write stopped, whenever the server has read everything.
 fn stuck_client_sending(addr: &str, requests: &[u8]) -> std::net::TcpStream {
+    use crate::support::unsent_by_server;
     let mut sock = connect(addr);
     sock.set_write_timeout(Some(Duration::from_millis(100)))
         .unwrap();
-    let started = Instant::now();
-    while sock.write_all(requests).is_ok() {
-        assert!(started.elapsed() < Duration::from_secs(30), "still read");
-    }
     let server = sock.peer_addr().unwrap().port();
     let client = sock.local_addr().unwrap().port();
-    let mut last = (0, 0);
+    let (mut at, mut last) = (0, (0, 0));
     wait_until("the server to stop reading the client", || {
-        let now = unread_by_server(server, client);
-        let same = now == last.0;
-        last = (now, if same && now > 0 { last.1 + 1 } else { 0 });
-        thread::sleep(Duration::from_millis(20));
-        last.1 >= 5
+        let unread = unread_by_server(server, client);
+        if unread > 0 && unsent_by_server(server, client) > 0 {
+            let same = unread == last.0;
+            last = (unread, if same { last.1 + 1 } else { 0 });
+            thread::sleep(Duration::from_millis(20));
+            return last.1 >= 5;
+        }
+        last = (0, 0);
+        // Until a write waits: the server is slow, or the window shut.
+        loop {
+            match sock.write(&requests[at..]) {
+                Ok(n) => at = (at + n) % requests.len(),
+                Err(err) if err.kind() == ErrorKind::WouldBlock => break,
+                // A signal for this test process (wait-timeout's SIGCHLD).
+                Err(err) if err.kind() == ErrorKind::Interrupted => break,
+                Err(err) => panic!("the stuck client's write: {err}"),
+            }
+        }
+        false
     });
     sock
 }
@@ -621,6 +644,56 @@ fn async_server_leaves_a_sigint_ignored_when_it_was_started_so() {
     assert_eq!(reply, "server got: [after SIGINT]\n");
     server.signal(Signal::SIGTERM);
     assert_died_of(&server.finish(), Signal::SIGTERM);
+}
+
+/// The server does not drain: a signal ends it with its connections as
+/// they are, and the kernel closes each socket (Linux 6.18). A client
+/// whose bytes the server had read gets the end of the stream, and no
+/// reply to the half of a request it had sent; one whose bytes it had not
+/// read yet gets a reset, which takes with it the replies still queued at
+/// the server. The chapter says so.
+#[test]
+fn async_server_dies_of_sigterm_without_answering_the_requests_in_flight() {
+    let (server, addr) = start_server(SERVER, &["127.0.0.1:0"]);
+    let server_port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    // Each served once, so that the server has accepted them.
+    let served = || {
+        let mut sock = connect(&addr);
+        sock.write_all(b"one\n").unwrap();
+        let mut reply = [0; 64];
+        let n = sock.read(&mut reply).unwrap();
+        assert_eq!(&reply[..n], b"server got: [one]\n");
+        sock
+    };
+    let mut idle = served();
+    let mut half = served();
+    half.write_all(b"hal").unwrap();
+    let port = half.local_addr().unwrap().port();
+    wait_until("the server to read the half request", || {
+        crate::support::unsent_by_server(port, server_port) == 0
+            && unread_by_server(server_port, port) == 0
+    });
+    // Sends and does not read: the server is stuck writing it a reply,
+    // with its next requests unread.
+    let mut stuck = stuck_client(&addr);
+    server.signal(Signal::SIGTERM);
+    assert_died_of(&server.finish(), Signal::SIGTERM);
+    for (name, sock) in [("idle", &mut idle), ("half", &mut half)] {
+        let mut rest = Vec::new();
+        let read = sock.read_to_end(&mut rest);
+        assert!(read.is_ok() && rest.is_empty(), "{name}: {read:?} {rest:?}");
+    }
+    // What had reached it before the reset it still reads; then the error.
+    let mut got = Vec::new();
+    let read = stuck.read_to_end(&mut got);
+    assert_eq!(
+        read.map_err(|e| e.kind()).err(),
+        Some(ErrorKind::ConnectionReset)
+    );
+    assert!(got.starts_with(b"server got: [x"), "{} bytes", got.len());
+    let chapter = chapter_30();
+    assert_says(&chapter, "Its connections are not told of the signal");
+    assert_says(&chapter, "gets a reset (`ECONNRESET`)");
 }
 
 #[test]
@@ -1770,6 +1843,56 @@ fn async_server_says_at_the_end_how_many_report_lines_it_could_not_write() {
         lines[0]
     );
     assert!(fs::metadata(&log).unwrap().len() <= 1024);
+}
+
+/// That count is a line of the log like any other: one `write`, so that
+/// another writer of the same stderr cannot land in its middle. (Written
+/// with `writeln!`, it was eight, one per piece of its format.)
+#[test]
+fn async_server_says_how_many_report_lines_it_lost_in_one_write() {
+    if !crate::support::have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (log, trace) = (dir.path().join("log"), dir.path().join("trace"));
+    // Ended by its count, not by a signal, which would go to strace.
+    let script =
+        "trap '' XFSZ; ulimit -f 1; exec \"$0\" 127.0.0.1:0 --count 40";
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-f", "-q", "-s", "4096", "-e", "trace=write"])
+        .args(["-e", "signal=none", "-o"])
+        .arg(&trace)
+        .args(["--", "sh", "-c", script, SERVER]);
+    let file = fs::File::create(&log).unwrap();
+    let server = Listing::spawn(&mut command, std::process::Stdio::from(file));
+    let mut addr = None;
+    wait_until("the server's first line", || {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        let found = text.lines().next().and_then(|l| l.rsplit(' ').next());
+        addr = found.and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+        addr.is_some()
+    });
+    let addr = addr.unwrap().to_string();
+    for _ in 0..40 {
+        let reply = line_server::ask(&addr, "x").unwrap();
+        assert_eq!(reply, "server got: [x]\n");
+    }
+    let out = server.finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    let trace = fs::read_to_string(&trace).unwrap();
+    let writes: Vec<&str> = trace
+        .lines()
+        .filter_map(|line| line.split_once("write(2, ").map(|(_, w)| w))
+        .collect();
+    assert_eq!(writes.len(), 1, "one write: {writes:#?}");
+    assert!(
+        writes[0].starts_with("\"async-server: ")
+            && writes[0].contains("not written: File too large")
+            && writes[0].contains("\\n\", "),
+        "the whole line in one write: {}",
+        writes[0]
+    );
 }
 
 /// A parent may leave SIGINT, SIGTERM and SIGHUP blocked (`env
