@@ -298,6 +298,20 @@ fn threaded_server_drops_a_client_that_does_not_read_its_replies() {
 }
 
 #[test]
+fn threaded_server_holds_little_in_the_kernel_for_clients_that_never_read() {
+    line_server::holds_little_in_the_kernel_for_clients_that_never_read(bin!(
+        "tcp-threads"
+    ));
+}
+
+#[test]
+fn pool_holds_little_in_the_kernel_for_clients_that_never_read() {
+    line_server::holds_little_in_the_kernel_for_clients_that_never_read(bin!(
+        "tcp-pool"
+    ));
+}
+
+#[test]
 fn threaded_server_drops_a_client_that_trickles_its_request() {
     line_server::drops_a_client_that_trickles_its_request(bin!("tcp-threads"));
 }
