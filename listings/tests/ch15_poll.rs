@@ -717,6 +717,46 @@ fn load_generator_runs_every_scenario_and_every_reply_is_right() {
     assert_eq!(garbage.len(), 3, "{:#?}", out.stdout);
 }
 
+/// A step of the benchmark that fails says which step it was: the
+/// system refusing the burst's client threads (run as a user allowed 50
+/// threads in all, `ulimit -u`) and the report's file (a path under
+/// /dev/null) each came out as a bare errno, "Resource temporarily
+/// unavailable (os error 11)" and "File exists (os error 17)".
+#[test]
+fn load_generator_names_the_step_that_failed() {
+    let out = run(bin!("net-load"), &["--record", "/dev/null/report.out"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("net-load: cannot write /dev/null/report.out: "),
+        "{}",
+        out.stderr
+    );
+    let mut plain = std::process::Command::new(bin!("net-load"));
+    plain.args(["--clients", "500", "--rounds", "1", "--record", "/dev/null"]);
+    let Some((mut limited, dir)) =
+        crate::support::with_thread_limit(&plain, 50)
+    else {
+        return;
+    };
+    // The first server it starts, next to it, as it expects.
+    let server = crate::support::bin_path("tcp-threads");
+    let beside = dir.path().join("tcp-threads");
+    if std::fs::hard_link(&server, &beside).is_err() {
+        std::fs::copy(&server, &beside).unwrap();
+    }
+    let out =
+        Listing::spawn(&mut limited, std::process::Stdio::null()).finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(
+            "net-load: 500 clients at once: cannot start a thread: "
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn poll_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("poll-spin"), &["x"], "unexpected argument");
