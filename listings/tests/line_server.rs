@@ -95,6 +95,16 @@ pub fn ask(addr: &str, line: &str) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&reply).into_owned())
 }
 
+/// Connects, half-closes at once, and returns what the server said
+/// before it closed too: a client with nothing to ask.
+pub fn ask_nothing(addr: &str) -> String {
+    let mut sock = connect(addr);
+    sock.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    sock.read_to_string(&mut reply).unwrap();
+    reply
+}
+
 /// `count` connections that say nothing.
 pub fn silent_clients(addr: &str, count: usize) -> Vec<TcpStream> {
     (0..count).map(|_| connect(addr)).collect()
