@@ -68,6 +68,15 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
         Mode::Client { messages } => {
             restore_sigpipe()?;
+            // Ours, not the server's: said before connecting, without its
+            // address in front.
+            if let Some(long) = messages.iter().find(|m| m.len() > MAX_FRAME) {
+                let len = long.len();
+                return Err(format!(
+                    "a message of {len} bytes; the most is {MAX_FRAME}"
+                )
+                .into());
+            }
             client(&addrs, &messages)
                 .map_err(|err| format!("{spec}: {}", explain(&err)))?;
         }

@@ -174,8 +174,16 @@ fn run() -> Result<(), Box<dyn Error>> {
 // ANCHOR_END: run
 
 // ANCHOR: listen
+/// What each connection's socket buffers may hold, each way: the size
+/// asked for, which Linux doubles for its bookkeeping. Left to size them
+/// itself, Linux grows them with the traffic, a send buffer up to 4 MiB
+/// (`tcp_wmem`), and a client that sends requests and reads no replies
+/// has the kernel hold megabytes of them for it, where none of the
+/// server's limits sees them. Replies of a line need no more than this.
+const SOCKET_BUFFER: usize = 64 * 1024;
+
 /// Binds and listens with socket2, which, unlike `TcpListener::bind`,
-/// lets us choose the backlog. `SO_REUSEADDR` as std sets it: a restarted
+/// lets us choose the backlog and the buffers. `SO_REUSEADDR` as std sets it: a restarted
 /// server must not wait for old connections in TIME_WAIT.
 fn listen(config: &Config) -> Result<TcpListener, Box<dyn Error>> {
     let mut last = None;
@@ -183,6 +191,10 @@ fn listen(config: &Config) -> Result<TcpListener, Box<dyn Error>> {
         let socket =
             Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         socket.set_reuse_address(true)?;
+        // Inherited by every connection accepted (the receive side must be
+        // set before `listen`): see SOCKET_BUFFER.
+        socket.set_send_buffer_size(SOCKET_BUFFER)?;
+        socket.set_recv_buffer_size(SOCKET_BUFFER)?;
         match socket.bind(&addr.into()) {
             Ok(()) => {
                 socket.listen(config.backlog)?;

@@ -176,7 +176,13 @@ fn burst(addr: SocketAddr, clients: usize) -> io::Result<Vec<Outcome>> {
             }
         };
         let thread = thread::Builder::new().stack_size(64 * 1024);
-        handles.push(thread.spawn(client)?);
+        let started = thread.spawn(client).map_err(|err| {
+            let why = format!(
+                "{clients} clients at once: cannot start a thread: {err}"
+            );
+            io::Error::new(err.kind(), why)
+        })?;
+        handles.push(started);
     }
     let panicked = || Outcome::Failed(io::ErrorKind::Other);
     Ok(handles
@@ -286,7 +292,9 @@ fn idle_row(server: &Server, idle: usize) -> Result<String, Box<dyn Error>> {
     let before = open_fds(server.pid());
     let mut held = Vec::with_capacity(idle);
     for _ in 0..idle {
-        held.push(TcpStream::connect_timeout(&server.addr, PATIENCE)?);
+        let sock = TcpStream::connect_timeout(&server.addr, PATIENCE)
+            .map_err(|err| format!("an idle connection: {err}"))?;
+        held.push(sock);
     }
     let deadline = Instant::now() + PATIENCE;
     let mut last = (open_fds(server.pid()), Instant::now());
@@ -348,12 +356,15 @@ fn garbage_row(
     bytes: usize,
 ) -> Result<String, Box<dyn Error>> {
     let before = status_field(server.pid(), "VmHWM")?;
-    let mut sock = TcpStream::connect_timeout(&server.addr, PATIENCE)?;
-    sock.set_read_timeout(Some(PATIENCE))?;
-    sock.set_write_timeout(Some(PATIENCE))?;
-    sock.write_all(&vec![b'x'; bytes])?;
-    sock.shutdown(Shutdown::Write)?;
-    io::copy(&mut sock, &mut io::sink())?;
+    let without_end = || -> io::Result<()> {
+        let mut sock = TcpStream::connect_timeout(&server.addr, PATIENCE)?;
+        sock.set_read_timeout(Some(PATIENCE))?;
+        sock.set_write_timeout(Some(PATIENCE))?;
+        sock.write_all(&vec![b'x'; bytes])?;
+        sock.shutdown(Shutdown::Write)?;
+        io::copy(&mut sock, &mut io::sink()).map(drop)
+    };
+    without_end().map_err(|err| format!("a line without an end: {err}"))?;
     let after = status_field(server.pid(), "VmHWM")?;
     let mib = |kib: u64| kib as f64 / 1024.0;
     Ok(format!(
@@ -433,9 +444,14 @@ fn requests_row(
     let start = Arc::new(Barrier::new(conns + 1));
     let mut handles = Vec::new();
     for _ in 0..conns {
-        let sock = TcpStream::connect_timeout(&server.addr, PATIENCE)?;
-        sock.set_read_timeout(Some(PATIENCE))?;
-        sock.set_write_timeout(Some(PATIENCE))?;
+        let connected = || -> io::Result<TcpStream> {
+            let sock = TcpStream::connect_timeout(&server.addr, PATIENCE)?;
+            sock.set_read_timeout(Some(PATIENCE))?;
+            sock.set_write_timeout(Some(PATIENCE))?;
+            Ok(sock)
+        };
+        let sock = connected()
+            .map_err(|err| format!("a client's connection: {err}"))?;
         let start = Arc::clone(&start);
         let client =
             thread::Builder::new().spawn(move || -> io::Result<(u64, u64)> {
@@ -465,7 +481,10 @@ fn requests_row(
     start.wait();
     let (mut right, mut wrong) = (0, 0);
     for handle in handles {
-        let (r, w) = handle.join().map_err(|_| "a client panicked")??;
+        let (r, w) = handle
+            .join()
+            .map_err(|_| "a client panicked")?
+            .map_err(|err| format!("a client's requests: {err}"))?;
         right += r;
         wrong += w;
     }
@@ -479,7 +498,9 @@ fn requests_row(
 
 /// A number from `/proc/PID/status`: in kB for sizes.
 fn status_field(pid: Pid, field: &str) -> Result<u64, Box<dyn Error>> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let path = format!("/proc/{pid}/status");
+    let status =
+        fs::read_to_string(&path).map_err(|err| format!("{path}: {err}"))?;
     status
         .lines()
         .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
@@ -497,13 +518,16 @@ fn ms(time: Option<Duration>) -> String {
 
 /// The CPU model, the number of CPUs, the kernel, the build and the date.
 fn machine() -> Result<String, Box<dyn Error>> {
-    let cpuinfo = fs::read_to_string("/proc/cpuinfo")?;
+    let read = |path: &str| {
+        fs::read_to_string(path).map_err(|err| format!("{path}: {err}"))
+    };
+    let cpuinfo = read("/proc/cpuinfo")?;
     let model = cpuinfo
         .lines()
         .find_map(|line| line.strip_prefix("model name")?.split_once(':'))
         .map_or("unknown CPU", |(_, model)| model.trim());
     let cpus = thread::available_parallelism()?;
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")?;
+    let kernel = read("/proc/sys/kernel/osrelease")?;
     let build = if cfg!(debug_assertions) {
         "debug"
     } else {
@@ -512,7 +536,7 @@ fn machine() -> Result<String, Box<dyn Error>> {
     let date = chrono::Local::now().format("%Y-%m-%d");
     // How busy the machine already was: the load average over the last
     // minute, the first number in /proc/loadavg.
-    let loadavg = fs::read_to_string("/proc/loadavg")?;
+    let loadavg = read("/proc/loadavg")?;
     let load = loadavg.split_whitespace().next().unwrap_or("?");
     Ok(format!(
         "machine: {model}, {cpus} CPUs, Linux {}; {build} build; {date}\n\
@@ -675,10 +699,15 @@ impl Report {
         writeln!(io::stdout(), "{line}")?;
         self.text.push_str(line);
         self.text.push('\n');
-        if let Some(dir) = self.file.parent() {
-            fs::create_dir_all(dir)?;
+        let written = match self.file.parent() {
+            Some(dir) => fs::create_dir_all(dir),
+            None => Ok(()),
         }
-        fs::write(&self.file, &self.text)
+        .and_then(|()| fs::write(&self.file, &self.text));
+        written.map_err(|err| {
+            let why = format!("cannot write {}: {err}", self.file.display());
+            io::Error::new(err.kind(), why)
+        })
     }
 }
 

@@ -275,6 +275,36 @@ with socket.create_connection(("127.0.0.1", $PORT)) as s:
 }
 
 #[test]
+fn length_client_says_a_message_is_too_long_before_it_connects() {
+    // A message too long for a frame is the user's mistake: it was
+    // reported as "127.0.0.1:PORT: frame too large to send", the server's
+    // address in front, after a connection that the server logged as a
+    // client that sent nothing.
+    let (server, addr) = start_server(
+        bin!("tcp-length"),
+        &["server", "127.0.0.1:0", "--count", "1"],
+    );
+    let long = "x".repeat(65537);
+    let out = run(bin!("tcp-length"), &["client", &addr, "hi", &long]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "tcp-length: a message of 65537 bytes; the most is 65536\n"
+    );
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    // Nothing reached the server: the next client is its first.
+    let client = run(bin!("tcp-length"), &["client", &addr, "first"]);
+    assert_eq!(client.stdout, ["server got: [first]"], "{}", client.stderr);
+    let out = server.finish();
+    assert_eq!(out.stdout.len(), 2, "{:?}", out.stdout);
+    assert!(
+        out.stdout[1].ends_with(": answered 1 frames"),
+        "{:?}",
+        out.stdout
+    );
+}
+
+#[test]
 fn length_server_refuses_a_frame_larger_than_the_maximum_before_allocating() {
     let (server, addr) = start_server(
         bin!("tcp-length"),

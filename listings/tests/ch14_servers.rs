@@ -264,6 +264,44 @@ fn threaded_server_outlives_clients_that_reset() {
 }
 
 #[test]
+fn threaded_server_logs_a_line_per_connection_polite_or_reset() {
+    // Ten clients that connect and half-close at once, and ten that send
+    // a byte and reset: a line each, on stdout for the first, on stderr
+    // for the second (at most: the test does not wait for them all).
+    // Resets cost the log no more than polite clients do.
+    let (mut server, addr) =
+        start_server(bin!("tcp-threads"), &["127.0.0.1:0"]);
+    for _ in 0..10 {
+        assert_eq!(line_server::ask_nothing(&addr), "");
+        let logged = server.next_line();
+        assert!(logged.ends_with(": answered 0 lines"), "{logged}");
+    }
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    for _ in 0..10 {
+        let rude = connect(&addr);
+        (&rude).write_all(b"x").unwrap();
+        nix::sys::socket::setsockopt(
+            &rude,
+            nix::sys::socket::sockopt::Linger,
+            &linger,
+        )
+        .unwrap();
+    }
+    assert_eq!(ask(&addr, "last").unwrap(), "server got: [last]\n");
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = server.finish();
+    let resets = out.stderr.lines().count();
+    assert!(
+        resets <= 10,
+        "{resets} lines for 10 resets:\n{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn threaded_server_drains_a_refused_client_through_a_stop_and_continue() {
     line_server::drains_a_refused_client_through_a_stop_and_continue(
         bin!("tcp-threads"),
@@ -294,6 +332,20 @@ fn threaded_server_refuses_a_long_line_and_keeps_little_memory() {
 fn threaded_server_drops_a_client_that_does_not_read_its_replies() {
     line_server::drops_a_client_that_does_not_read_its_replies(bin!(
         "tcp-threads"
+    ));
+}
+
+#[test]
+fn threaded_server_holds_little_in_the_kernel_for_clients_that_never_read() {
+    line_server::holds_little_in_the_kernel_for_clients_that_never_read(bin!(
+        "tcp-threads"
+    ));
+}
+
+#[test]
+fn pool_holds_little_in_the_kernel_for_clients_that_never_read() {
+    line_server::holds_little_in_the_kernel_for_clients_that_never_read(bin!(
+        "tcp-pool"
     ));
 }
 

@@ -147,6 +147,39 @@ fn poll_server_drops_a_client_that_does_not_read_its_replies() {
 }
 
 #[test]
+fn poll_server_keeps_a_client_that_reads_slowly_but_steadily() {
+    // A line and a byte of reply every quarter of a second, for five
+    // times the one-second deadline: each request finished moves the
+    // deadline on, and the replies it has not read yet fit in the kernel's
+    // buffers, so the server has no reason to drop it, and does not.
+    let (server, addr) =
+        start_server(bin!("poll-server"), &["127.0.0.1:0", "--timeout", "1"]);
+    let mut sock = line_server::connect(&addr);
+    let started = Instant::now();
+    let mut lines = 0;
+    while started.elapsed() < Duration::from_secs(5) {
+        sock.write_all(b"\n").unwrap();
+        lines += 1;
+        sock.read_exact(&mut [0; 1]).unwrap();
+        thread::sleep(Duration::from_millis(250)); // The pace of the client.
+    }
+    sock.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    sock.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest.len() + lines, b"server got: []\n".len() * lines);
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = server.finish();
+    assert_eq!(out.stderr, "", "dropped");
+}
+
+#[test]
+fn poll_server_holds_little_in_the_kernel_for_clients_that_never_read() {
+    line_server::holds_little_in_the_kernel_for_clients_that_never_read(bin!(
+        "poll-server"
+    ));
+}
+
+#[test]
 fn poll_server_keeps_the_replies_of_clients_that_never_read_bounded() {
     // Fifty clients send empty lines as fast as the server takes them and
     // never read: each line queues a 15-byte reply. Once the kernel's
@@ -682,6 +715,46 @@ fn load_generator_runs_every_scenario_and_every_reply_is_right() {
         .filter(|r| r.len() == 3 && r[1].parse::<f64>().is_ok())
         .collect();
     assert_eq!(garbage.len(), 3, "{:#?}", out.stdout);
+}
+
+/// A step of the benchmark that fails says which step it was: the
+/// system refusing the burst's client threads (run as a user allowed 50
+/// threads in all, `ulimit -u`) and the report's file (a path under
+/// /dev/null) each came out as a bare errno, "Resource temporarily
+/// unavailable (os error 11)" and "File exists (os error 17)".
+#[test]
+fn load_generator_names_the_step_that_failed() {
+    let out = run(bin!("net-load"), &["--record", "/dev/null/report.out"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("net-load: cannot write /dev/null/report.out: "),
+        "{}",
+        out.stderr
+    );
+    let mut plain = std::process::Command::new(bin!("net-load"));
+    plain.args(["--clients", "500", "--rounds", "1", "--record", "/dev/null"]);
+    let Some((mut limited, dir)) =
+        crate::support::with_thread_limit(&plain, 50)
+    else {
+        return;
+    };
+    // The first server it starts, next to it, as it expects.
+    let server = crate::support::bin_path("tcp-threads");
+    let beside = dir.path().join("tcp-threads");
+    if std::fs::hard_link(&server, &beside).is_err() {
+        std::fs::copy(&server, &beside).unwrap();
+    }
+    let out =
+        Listing::spawn(&mut limited, std::process::Stdio::null()).finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(
+            "net-load: 500 clients at once: cannot start a thread: "
+        ),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

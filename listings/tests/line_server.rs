@@ -95,6 +95,16 @@ pub fn ask(addr: &str, line: &str) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&reply).into_owned())
 }
 
+/// Connects, half-closes at once, and returns what the server said
+/// before it closed too: a client with nothing to ask.
+pub fn ask_nothing(addr: &str) -> String {
+    let mut sock = connect(addr);
+    sock.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    sock.read_to_string(&mut reply).unwrap();
+    reply
+}
+
 /// `count` connections that say nothing.
 pub fn silent_clients(addr: &str, count: usize) -> Vec<TcpStream> {
     (0..count).map(|_| connect(addr)).collect()
@@ -374,6 +384,76 @@ pub fn writes_many_replies_as_the_client_reads_them(bin: &str) {
             .starts_with("10000 server got: [xxx")
     );
     assert!(server.finish().status.success());
+}
+
+/// The server's end of each established connection to `port` on
+/// 127.0.0.1, from /proc/net/tcp: the bytes in its send queue (written,
+/// not yet acknowledged by the client's kernel) and in its receive queue
+/// (arrived, not yet read by the server).
+pub fn kernel_queues(port: u16) -> Vec<(u64, u64)> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let local = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<_> = line.split_whitespace().collect();
+            if fields.get(1) != Some(&local.as_str()) || fields[3] != "01" {
+                return None;
+            }
+            let (tx, rx) = fields[4].split_once(':')?;
+            let hex = |n| u64::from_str_radix(n, 16).ok();
+            Some((hex(tx)?, hex(rx)?))
+        })
+        .collect()
+}
+
+/// Linux 6.18. Clients that send requests and never read the replies:
+/// once their own buffers are full, the replies wait in the server's
+/// kernel, in each connection's send buffer, and, once the
+/// server stops reading, the requests wait in its receive buffer. Linux
+/// grows a send buffer it sizes itself up to `tcp_wmem`'s maximum (4 MiB
+/// by default), invisible in the server's memory; the server fixes both
+/// sizes instead, so that each such client costs its kernel little.
+#[track_caller]
+pub fn holds_little_in_the_kernel_for_clients_that_never_read(bin: &str) {
+    let (server, addr) = start_server(bin, &["127.0.0.1:0", "--timeout", "60"]);
+    let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let clients: Vec<TcpStream> = (0..5)
+        .map(|_| {
+            let sock = connect(&addr);
+            sock.set_nonblocking(true).unwrap();
+            sock
+        })
+        .collect();
+    // Requests until no client can send more, and the server holds
+    // requests of each unread: it has stopped reading from every one, so
+    // its buffers for each are as full as they get.
+    let newlines = [b'\n'; 64 * 1024];
+    wait_until("the server to stop reading from every client", || {
+        let mut blocked = true;
+        for mut sock in &clients {
+            loop {
+                match sock.write(&newlines) {
+                    Ok(_) => blocked = false,
+                    Err(err) if err.kind() == ErrorKind::WouldBlock => break,
+                    Err(err) => panic!("{err}"),
+                }
+            }
+        }
+        blocked && {
+            let queues = kernel_queues(port);
+            queues.len() == clients.len()
+                && queues.iter().all(|&(tx, rx)| tx > 0 && rx > 0)
+        }
+    });
+    // The server's 64 KiB become 128 KiB, which a send may overrun by a
+    // segment: some 165 KB to send, here. Sized by Linux, the send buffers
+    // held 600 KB to 4 MB each.
+    for (tx, rx) in kernel_queues(port) {
+        let most = 256 * 1024;
+        assert!(tx < most && rx < most, "{tx} bytes to send, {rx} to read");
+    }
+    drop((clients, server));
 }
 
 /// A client sends requests and never reads the replies: once the socket
