@@ -6,7 +6,6 @@
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::ExitStatusExt;
@@ -24,9 +23,9 @@ use crate::support::{
     Listing, as_pid_1, assert_died_of, assert_exited_with, assert_rejects,
     assert_says_why_on_bad_worker_threads, assert_session_matches_book,
     assert_session_matches_book_masking, assert_starts_or_says_why, blessing,
-    cargo_run, cpu_time, default_port, have, open_fds, run, shell, signal_in,
-    status_kib, threads_of, unless_blessing, unread_by_server, wait_until,
-    with_fd_limit, with_thread_limit,
+    cargo_run, cpu_time, default_port, have, open_fds, run, server_end, shell,
+    signal_in, status_kib, threads_of, unless_blessing, unread_by_server,
+    wait_until, with_fd_limit, with_thread_limit,
 };
 
 const SERVER: &str = bin!("async-server");
@@ -360,85 +359,6 @@ fn async_server_serves_a_new_client_while_1000_idle_connections_are_held() {
         "{:#?}",
         out.stdout
     );
-}
-
-/// The server's end of a loopback connection, as the kernel's socket
-/// diagnostics (`sock_diag`, what `ss` uses) report it: its state (`01`
-/// established, `04` FIN_WAIT1: the server has closed its end, or
-/// half-closed it, and its FIN waits behind what it sent), the bytes it
-/// has received and not read, the bytes it has written that the client
-/// has not taken, and its inode, 0 once the server has closed the socket
-/// and the kernel alone finishes what was queued. `None` once it is gone.
-///
-/// Asked for by its four-tuple, the kernel looks the socket up in its
-/// hash table: a look takes microseconds however many sockets the machine
-/// holds. /proc/net/tcp lists every one of them, and a full run of the
-/// suite leaves tens of thousands in TIME_WAIT: one look there took up to
-/// three seconds on a loaded machine, longer than the server's gentle
-/// close of a second, and the rounds below, timed by those looks, sent
-/// the rest of the request after the server had let the socket go.
-fn server_end(server: u16, client: u16) -> Option<(String, u64, u64, u64)> {
-    use nix::sys::socket::{
-        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
-        recv, sendto, socket,
-    };
-    // linux/sock_diag.h, linux/inet_diag.h: one `inet_diag_req_v2`, its
-    // `inet_diag_sockid` naming the socket, cookie "none".
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
-    const NLM_F_REQUEST: u16 = 1;
-    const NLMSG_ERROR: u16 = 2;
-    const LOOPBACK: [u8; 4] = [127, 0, 0, 1];
-    let mut request = Vec::with_capacity(72);
-    request.extend_from_slice(&72u32.to_ne_bytes());
-    request.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    request.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
-    request.extend_from_slice(&[0; 8]); // sequence number, port id
-    request.extend_from_slice(&[
-        nix::libc::AF_INET as u8,
-        nix::libc::IPPROTO_TCP as u8,
-    ]);
-    request.extend_from_slice(&[0; 2]); // no extensions, padding
-    request.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
-    request.extend_from_slice(&server.to_be_bytes());
-    request.extend_from_slice(&client.to_be_bytes());
-    request.extend_from_slice(&LOOPBACK);
-    request.extend_from_slice(&[0; 12]);
-    request.extend_from_slice(&LOOPBACK);
-    request.extend_from_slice(&[0; 12]);
-    request.extend_from_slice(&[0; 4]); // any interface
-    request.extend_from_slice(&[0xff; 8]); // INET_DIAG_NOCOOKIE
-    let diag = socket(
-        AddressFamily::Netlink,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkSockDiag,
-    )
-    .expect("a sock_diag socket");
-    sendto(
-        diag.as_raw_fd(),
-        &request,
-        &NetlinkAddr::new(0, 0),
-        MsgFlags::empty(),
-    )
-    .expect("a sock_diag request");
-    let mut reply = [0; 512];
-    let len = recv(diag.as_raw_fd(), &mut reply, MsgFlags::empty())
-        .expect("a sock_diag reply");
-    let reply = &reply[..len];
-    let word =
-        |at: usize| u32::from_ne_bytes(reply[at..at + 4].try_into().unwrap());
-    // An error (ENOENT: no such socket), or an `inet_diag_msg` after the
-    // 16-byte header: state at 17, ports at 20 and 22, then at 72 rqueue,
-    // wqueue, uid, inode. A connection gone may be answered with the
-    // listening socket of its port: not the one asked for.
-    let kind = u16::from_ne_bytes([reply[4], reply[5]]);
-    if kind == NLMSG_ERROR || len < 88 || reply[22..24] != client.to_be_bytes()
-    {
-        return None;
-    }
-    let state = format!("{:02X}", reply[17]);
-    let (unread, unsent) = (u64::from(word(72)), u64::from(word(76)));
-    Some((state, unread, unsent, u64::from(word(84))))
 }
 
 /// Waits for the server to half-close its end (state `04`), then sends

@@ -263,30 +263,14 @@ impl Listing {
 }
 
 /// How many bytes the server's end of a loopback connection has received
-/// and not read: `rx_queue` in /proc/net/tcp, where ports are in hex.
+/// and not read (`rx_queue` in /proc/net/tcp); 0 once it is gone.
 pub fn unread_by_server(server: u16, client: u16) -> u64 {
-    let table = fs::read_to_string("/proc/net/tcp").unwrap();
-    let (local, remote) = (format!(":{server:04X}"), format!(":{client:04X}"));
-    table
-        .lines()
-        .skip(1)
-        .map(|line| line.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f[1].ends_with(&local) && f[2].ends_with(&remote))
-        .and_then(|f| u64::from_str_radix(f[4].split(':').nth(1)?, 16).ok())
-        .unwrap_or(0)
+    server_end(server, client).map_or(0, |(_, unread, ..)| unread)
 }
 
 /// How many bytes the server's end of a loopback connection has written
-/// and the client has not taken: `tx_queue` in /proc/net/tcp. It stays
-/// above zero while the client's receive window is shut.
+/// and the client has not taken (`tx_queue` in /proc/net/tcp); 0 once it
+/// is gone. It stays above zero while the client's receive window is shut.
 pub fn unsent_by_server(server: u16, client: u16) -> u64 {
-    let table = fs::read_to_string("/proc/net/tcp").unwrap();
-    let (local, remote) = (format!(":{server:04X}"), format!(":{client:04X}"));
-    table
-        .lines()
-        .skip(1)
-        .map(|line| line.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f[1].ends_with(&local) && f[2].ends_with(&remote))
-        .and_then(|f| u64::from_str_radix(f[4].split(':').next()?, 16).ok())
-        .unwrap_or(0)
+    server_end(server, client).map_or(0, |(_, _, unsent, _)| unsent)
 }
