@@ -353,7 +353,8 @@ fn answer(mut conn: &TcpStream, who: &str) -> io::Result<()> {
             Err(err) => return Err(err),
         }
     }
-    writeln!(conn, "served by {who}")?;
+    // One write: a reply in pieces waits on Nagle's algorithm (18-4).
+    conn.write_all(format!("served by {who}\n").as_bytes())?;
     conn.shutdown(Shutdown::Write)
 }
 

@@ -802,6 +802,41 @@ fn reuseport_resets_the_old_listeners_queue_and_a_handed_over_socket_loses_none(
     );
 }
 
+/// Each reply goes out in one write: a reply in pieces, under Nagle's
+/// algorithm, waits for the delayed ACK (Listing 18-4) in any server that
+/// keeps its connection open; here the half-close that follows would hide
+/// it. `writeln!` sent "served by ", the name and "\n" apart.
+#[test]
+fn net_handover_sends_each_reply_in_one_write() {
+    if !have("strace") {
+        return;
+    }
+    let tmp = tempfile::TempDir::new().unwrap();
+    let trace = tmp.path().join("trace");
+    let trace = trace.to_str().unwrap();
+    let args = [
+        "-f",
+        "-qq",
+        "-s",
+        "64",
+        "-o",
+        trace,
+        "-e",
+        "trace=sendto,write",
+    ];
+    let mut args = args.to_vec();
+    args.push(bin!("net-handover"));
+    let out = run("strace", &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    let text = std::fs::read_to_string(trace).unwrap();
+    let replies: Vec<&str> =
+        text.lines().filter(|l| l.contains("\"served by")).collect();
+    assert!(!replies.is_empty(), "no reply traced:\n{text}");
+    for reply in &replies {
+        assert!(reply.contains("\\n\""), "a reply in pieces: {reply}");
+    }
+}
+
 #[test]
 fn net_handover_says_why_when_the_new_listener_cannot_accept() {
     // Scene 1 accepts what the new listener holds until `accept` would
