@@ -177,7 +177,7 @@ fn serve(
     File::open(file).map_err(|err| format!("{}: {err}", file.display()))?;
     // Handlers before `bind`, as in Listing 16-1: a signal that comes in
     // between must not leave the file behind.
-    let signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    let signals = Signals::new(stop_signals()?)?;
     // Unblocked too: a parent that blocked them passed its mask on.
     unblock_stop_signals()?;
     let listener = bind_for_anyone(path)
@@ -368,6 +368,34 @@ fn remove_on_signals(
 fn unblock_stop_signals() -> io::Result<()> {
     use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGTERM};
     Ok(SigSet::from_iter([SIGINT, SIGTERM, SIGHUP]).thread_unblock()?)
+}
+
+/// SIGTERM, SIGINT and SIGHUP, less those the parent left ignored: SIGINT
+/// in a script's `&` job, SIGHUP under `nohup`. That was the user's
+/// choice, which a handler would undo (Chapter 12).
+fn stop_signals() -> io::Result<Vec<i32>> {
+    let mut signals = vec![SIGTERM];
+    for number in [SIGINT, SIGHUP] {
+        if !is_ignored(number)? {
+            signals.push(number);
+        }
+    }
+    Ok(signals)
+}
+
+/// Whether `signal` is ignored: inherited so from the parent, through
+/// `exec`. A null new action makes `sigaction` only report the current one.
+fn is_ignored(signal: i32) -> io::Result<bool> {
+    let mut current = std::mem::MaybeUninit::<nix::libc::sigaction>::zeroed();
+    // SAFETY: `current` is writable and as large as a `sigaction`; with a
+    // null new action nothing is changed.
+    let done = unsafe {
+        nix::libc::sigaction(signal, std::ptr::null(), current.as_mut_ptr())
+    };
+    nix::errno::Errno::result(done)?;
+    // SAFETY: `sigaction` succeeded, and filled it in.
+    let current = unsafe { current.assume_init() };
+    Ok(current.sa_sigaction == nix::libc::SIG_IGN)
 }
 
 /// Dies of `signal`, by its default action, from any thread. The init of

@@ -36,7 +36,6 @@ use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{
     Pid, getpgid, getpgrp, getpid, getppid, getsid, tcgetpgrp, tcsetpgrp,
 };
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 const USAGE: &str = "usage: spawn-pipeline [--timeout SECS] \
@@ -68,7 +67,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     // Before any child starts: each must stay a zombie until reaped.
     keep_zombies()?;
     // Caught before the first stage starts, so that none is missed.
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    let mut signals = Signals::new(passed_signals().iter().map(|s| s as i32))?;
     // Our terminal, if any: the stages will get it while we have it.
     let terminal = Terminal::controlling();
     if terminal.is_some() {
@@ -239,10 +238,34 @@ fn start(
     Ok(children)
 }
 
-/// The signals this program catches and passes on to the stages. A set
-/// built on the stack: it may be made between fork and exec.
+/// The signals this program catches and passes on to the stages: SIGTERM,
+/// and SIGINT and SIGHUP unless our parent left them ignored (a script's
+/// `&` job, `nohup`). Those stay ignored, for us and for the stages, as
+/// the user chose. A set built on the stack: it may be made between fork
+/// and exec, where `sigaction` is safe too.
 fn passed_signals() -> SigSet {
-    SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP])
+    let mut set = SigSet::from(Signal::SIGTERM);
+    for signal in [Signal::SIGINT, Signal::SIGHUP] {
+        if !is_ignored(signal) {
+            set.add(signal);
+        }
+    }
+    set
+}
+
+/// Whether `signal` is ignored. A null new action makes `sigaction` only
+/// report the current one; it cannot fail for a valid signal.
+fn is_ignored(signal: Signal) -> bool {
+    let mut current = std::mem::MaybeUninit::<nix::libc::sigaction>::zeroed();
+    // SAFETY: `current` is writable and as large as a `sigaction`; with a
+    // null new action nothing is changed.
+    let done = unsafe {
+        let number = signal as i32;
+        nix::libc::sigaction(number, std::ptr::null(), current.as_mut_ptr())
+    };
+    // SAFETY: zeroed, and filled in when `sigaction` succeeded.
+    let current = unsafe { current.assume_init() };
+    done == 0 && current.sa_sigaction == nix::libc::SIG_IGN
 }
 
 /// Makes the kernel kill the stage if this process dies, even by

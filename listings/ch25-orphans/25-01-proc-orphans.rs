@@ -15,7 +15,8 @@
 //
 // `--for SECS` (default 3600) bounds the children's work. SIGINT, SIGTERM
 // and SIGHUP make the parent stop its children, reap them, and then end
-// by the signal it got; SIGKILL gives it no chance.
+// by the signal it got (a SIGINT or SIGHUP that it was started with
+// ignored stays ignored); SIGKILL gives it no chance.
 
 use std::error::Error;
 use std::fmt::Write as _;
@@ -73,12 +74,13 @@ fn run() -> Result<(), Box<dyn Error>> {
     keep_zombies()?;
     // Caught before any child starts, so none is missed; kept until the
     // process ends, even if its thread is refused (Chapter 6).
-    let signals = Box::leak(Box::new(Signals::new([SIGINT, SIGTERM, SIGHUP])?));
+    let caught = stop_signals()?;
+    let signals = Box::leak(Box::new(Signals::new(&caught)?));
     // A parent that blocked them passed its mask on through `exec`, and
     // `Command` would pass it on to the children: neither we nor they
     // would ever take them. Unblocked before any thread or child starts.
-    let stop_signals = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
-    SigSet::from_iter(stop_signals).thread_unblock()?;
+    let all = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+    SigSet::from_iter(all).thread_unblock()?;
     // The lifeline, for `pipe`: the children read it; its write end stays
     // here, and only here (CLOEXEC).
     let (reader, writer) = match args.way {
@@ -145,7 +147,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         // No thread listens for signals: give them their default action
         // back first, or signal-hook's handler would swallow them while we
         // wait.
-        restore_defaults();
+        restore_defaults(&caught);
         stop(way, &unreaped, group, &writer);
         for child in &mut children {
             let _ = child.wait();
@@ -175,14 +177,45 @@ fn run() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// Gives SIGINT, SIGTERM and SIGHUP back their default action, death.
+/// Gives the signals we `caught` back their default action, death.
 /// Nothing else does: signal-hook's handler stays installed for good, and
 /// runs whatever is registered, or nothing.
-fn restore_defaults() {
-    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+fn restore_defaults(caught: &[i32]) {
+    for &number in caught {
+        let Ok(signal) = Signal::try_from(number) else {
+            continue;
+        };
         // SAFETY: the default action runs no code of ours.
         let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
     }
+}
+
+/// SIGTERM, SIGINT and SIGHUP, less those the parent left ignored: SIGINT
+/// in a script's `&` job, SIGHUP under `nohup`. That was the user's
+/// choice, which a handler would undo (Chapter 12).
+fn stop_signals() -> io::Result<Vec<i32>> {
+    let mut signals = vec![SIGTERM];
+    for number in [SIGINT, SIGHUP] {
+        if !is_ignored(number)? {
+            signals.push(number);
+        }
+    }
+    Ok(signals)
+}
+
+/// Whether `signal` is ignored: inherited so from the parent, through
+/// `exec`. A null new action makes `sigaction` only report the current one.
+fn is_ignored(signal: i32) -> io::Result<bool> {
+    let mut current = std::mem::MaybeUninit::<nix::libc::sigaction>::zeroed();
+    // SAFETY: `current` is writable and as large as a `sigaction`; with a
+    // null new action nothing is changed.
+    let done = unsafe {
+        nix::libc::sigaction(signal, std::ptr::null(), current.as_mut_ptr())
+    };
+    nix::errno::Errno::result(done)?;
+    // SAFETY: `sigaction` succeeded, and filled it in.
+    let current = unsafe { current.assume_init() };
+    Ok(current.sa_sigaction == nix::libc::SIG_IGN)
 }
 
 /// Dies of `signal`, by its default action, from any thread. The init of

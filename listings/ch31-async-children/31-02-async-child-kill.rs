@@ -38,7 +38,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::runtime::{Builder, Runtime};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal as TokioSignal, SignalKind, signal};
 use tokio::time::{sleep, timeout};
 
 const USAGE: &str = "usage: async-child-kill \
@@ -112,9 +112,9 @@ async fn run() -> Result<(), Box<dyn Error>> {
     // Ctrl-C, a `kill` of our pid, or the hangup of our terminal reaches
     // us and not sh's group: we pass it on. Made first, so that no such
     // signal finds no handler.
-    let mut int = signal(SignalKind::interrupt())?;
+    let mut int = unless_ignored(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
+    let mut hup = unless_ignored(SignalKind::hangup())?;
     let before = children_of_this_thread();
     let spawned = Command::new("sh")
         .args(["-c", &format!("{trap}{script}")])
@@ -165,9 +165,9 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let mut ended = Box::pin(ended);
     let stop = tokio::select! {
         ended = &mut ended => return ended,
-        _ = int.recv() => Signal::SIGINT,
+        () = next(&mut int) => Signal::SIGINT,
         _ = term.recv() => Signal::SIGTERM,
-        _ = hup.recv() => Signal::SIGHUP,
+        () = next(&mut hup) => Signal::SIGHUP,
     };
     // The group's id names no one else's group while a member, alive or a
     // zombie, is not reaped. The way's future still holds `sh`, unreaped
@@ -234,6 +234,34 @@ fn die_of(stop: Signal) -> ! {
     process::exit(128 + stop as i32)
 }
 // ANCHOR_END: run
+
+/// A stream of `kind`, or none if our parent left that signal ignored
+/// (SIGINT in a script's `&` job, SIGHUP under `nohup`): the user chose
+/// that, and a stream would take it over.
+fn unless_ignored(kind: SignalKind) -> io::Result<Option<TokioSignal>> {
+    let mut current = std::mem::MaybeUninit::<nix::libc::sigaction>::zeroed();
+    // SAFETY: `current` is writable and as large as a `sigaction`; with a
+    // null new action, `sigaction` only reports the current one.
+    let done = unsafe {
+        let number = kind.as_raw_value();
+        nix::libc::sigaction(number, std::ptr::null(), current.as_mut_ptr())
+    };
+    nix::errno::Errno::result(done)?;
+    // SAFETY: `sigaction` succeeded, and filled it in.
+    let current = unsafe { current.assume_init() };
+    if current.sa_sigaction == nix::libc::SIG_IGN {
+        return Ok(None);
+    }
+    signal(kind).map(Some)
+}
+
+/// The next signal of `stream`; without a stream, it never comes.
+async fn next(stream: &mut Option<TokioSignal>) {
+    match stream {
+        Some(stream) => drop(stream.recv().await),
+        None => std::future::pending().await,
+    }
+}
 
 // ANCHOR: dropped
 /// Drops the `Child`, and looks at what is left.

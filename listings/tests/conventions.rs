@@ -12,7 +12,9 @@ use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
 use nix::unistd::pipe2;
 
-use crate::support::{Listing, bin_path, is_dead, listing_names, run};
+use crate::support::{
+    Listing, bin_path, children_of, is_dead, listing_names, run, signal_in,
+};
 
 /// Listings that no test runs: Listing 5-1 is wrong on purpose, and may
 /// hang or abort; Chapter 5 says so. They are compiled like all others.
@@ -1095,6 +1097,153 @@ fn every_listing_that_waits_on_a_signal_ends_alike_when_its_parent_blocked_or_ig
                         )),
                     }
                 }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The listings that catch SIGINT to end, each with arguments that keep
+/// it running until a signal ends it (`{dir}` names a fresh directory),
+/// and the signals of its own that a parent may leave ignored on purpose
+/// and that would end it: SIGINT in a script's `&` job, and SIGHUP under
+/// `nohup` where SIGHUP would end it too. Each prints a line once its
+/// handlers are in place.
+const ENDED_BY_SIGINT: &[(&str, &[&str], &[Signal])] = &[
+    ("sig-flag", &[], &[Signal::SIGINT]),
+    ("sig-selfpipe", &[], &[Signal::SIGINT]),
+    ("sig-hook-flag", &["--cleanup-secs", "0"], &[Signal::SIGINT]),
+    ("sig-hook-thread", &[], &[Signal::SIGINT]),
+    ("sig-hook-default", &[], &[Signal::SIGINT]),
+    ("sig-signalfd", &[], &[Signal::SIGINT]),
+    ("sig-daemon", &["127.0.0.1:0"], &[Signal::SIGINT]),
+    ("sig-notify", &["127.0.0.1:0"], &[Signal::SIGINT]),
+    (
+        "sig-cleanup",
+        &["--end", "reraise", "--dir", "{dir}"],
+        &[Signal::SIGINT],
+    ),
+    ("sig-init", &["--exit"], &[Signal::SIGINT]),
+    ("unix-server", &[], &[Signal::SIGINT, Signal::SIGHUP]),
+    (
+        "unix-pass-fd",
+        &["serve", "{dir}/pass.sock", "/dev/null"],
+        &[Signal::SIGINT, Signal::SIGHUP],
+    ),
+    ("fifo-spam", &["reader"], &[Signal::SIGINT, Signal::SIGHUP]),
+    (
+        "spawn-pipeline",
+        &["sh", "-c", "echo Ready; exec sleep 60"],
+        &[Signal::SIGINT, Signal::SIGHUP],
+    ),
+    (
+        "proc-orphans",
+        &["none", "--for", "60"],
+        &[Signal::SIGINT, Signal::SIGHUP],
+    ),
+    ("async-daemon", &["127.0.0.1:0"], &[Signal::SIGINT]),
+    ("async-server", &["127.0.0.1:0"], &[Signal::SIGINT]),
+    (
+        "async-child-kill",
+        &["timeout", "--wait", "60"],
+        &[Signal::SIGINT, Signal::SIGHUP],
+    ),
+    ("async-ctrl-c", &[], &[Signal::SIGINT]),
+    ("async-signals", &["--cleanup-secs", "0"], &[Signal::SIGINT]),
+];
+
+/// Rows of `ENDED_BY_SIGINT` that take SIGINT over even when they find it
+/// ignored, each with why. The check fails once such a row keeps it
+/// ignored, so that it leaves this list.
+const TAKE_AN_IGNORED_SIGINT: &[(&str, &str)] = &[
+    (
+        "async-ctrl-c",
+        "Chapter 28: it is what tokio's `ctrl_c` does, which takes SIGINT \
+         whatever it finds; Chapter 29's daemon shows the check",
+    ),
+    (
+        "async-signals",
+        "Chapter 28: it shows tokio's signal streams as they are; Chapter \
+         29's daemon shows the check",
+    ),
+];
+
+/// How a row ended: its status and stderr. Its stdout is drained, and
+/// only counted: ticks and pids differ from run to run.
+fn ended_by(
+    bin: &str,
+    args: &[&str],
+    ignored: Option<Signal>,
+    signals: &[Signal],
+) -> (String, Vec<String>) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let dir_path = dir.path().to_str().expect("a UTF-8 path");
+    let args: Vec<String> =
+        args.iter().map(|a| a.replace("{dir}", dir_path)).collect();
+    let mut command = Command::new("env");
+    if let Some(signal) = ignored {
+        command.arg(format!("--ignore-signal={}", &signal.as_str()[3..]));
+    }
+    // Private directories go in ours, and go with it.
+    command
+        .arg(bin_path(bin))
+        .args(&args)
+        .env("TMPDIR", dir.path());
+    let mut listing = Listing::spawn(&mut command, Stdio::piped());
+    listing.next_line(); // Its handlers are in place.
+    let pid = listing.pid();
+    let mut kept = Vec::new();
+    if let Some(signal) = ignored {
+        // The listing, and each child it has started by now.
+        for process in std::iter::once(pid).chain(children_of(pid)) {
+            let field = |name| signal_in(process, name, signal);
+            if !field("SigIgn:") || field("SigCgt:") {
+                kept.push(format!("{signal} not ignored in {process}"));
+            }
+        }
+    }
+    for &signal in signals {
+        listing.signal(signal);
+    }
+    if let Some(signal) = ignored {
+        // An ignored signal is discarded as it is sent: never pending.
+        if !is_dead(pid) && !signal_in(pid, "SigIgn:", signal) {
+            kept.push(format!("{signal} no longer ignored after one came"));
+        }
+    }
+    let out = listing.finish_clean();
+    (format!("{:?}\n{}", out.status, out.stderr), kept)
+}
+
+/// What Chapters 10 and 12 teach: a SIGINT that a parent left ignored (a
+/// script starts its `&` jobs so), or a SIGHUP (`nohup`), is the user's
+/// choice, which a program keeps. Each row of `ENDED_BY_SIGINT` starts
+/// with the signal ignored (`env --ignore-signal`), must still have it
+/// ignored, not caught, once it says it is ready (SigIgn and SigCgt in
+/// /proc/PID/status), and so must each child it has started by then, and
+/// then ends on that signal followed by SIGTERM
+/// exactly as it ends on SIGTERM alone: the signal changed nothing.
+#[test]
+fn every_listing_that_ends_on_sigint_keeps_it_ignored_when_it_was_started_so() {
+    let mut failures = Vec::new();
+    for (bin, args, signals) in ENDED_BY_SIGINT {
+        let (plain, _) = ended_by(bin, args, None, &[Signal::SIGTERM]);
+        for &signal in *signals {
+            let (got, kept) =
+                ended_by(bin, args, Some(signal), &[signal, Signal::SIGTERM]);
+            let taken = !kept.is_empty() || got != plain;
+            let known = signal == Signal::SIGINT
+                && TAKE_AN_IGNORED_SIGINT.iter().any(|(b, _)| b == bin);
+            if known && !taken {
+                failures.push(format!(
+                    "{bin} keeps an ignored {signal}: take it off \
+                     TAKE_AN_IGNORED_SIGINT"
+                ));
+            } else if !known && taken {
+                failures.push(format!(
+                    "{bin} {args:?} started with {signal} ignored: {kept:?}\n\
+                     SIGTERM alone: {plain}\n{signal}, SIGTERM: {got}"
+                ));
             }
         }
     }
