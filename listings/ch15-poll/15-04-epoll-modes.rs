@@ -209,11 +209,15 @@ fn herd() -> Result<(), Box<dyn Error>> {
 }
 
 /// Waits until thread `tid` of this process sleeps in `epoll_wait`, as
-/// /proc says, for a second at most.
+/// /proc says, for a second at most. The kernel function it sleeps in is
+/// `do_epoll_wait` where the compiler inlined `ep_poll` into it, as on
+/// this book's machines, and `ep_poll` where it did not.
 fn asleep_in_epoll_wait(tid: Pid) -> Result<(), Box<dyn Error>> {
     let wchan = format!("/proc/self/task/{tid}/wchan");
     let deadline = Instant::now() + Duration::from_secs(1);
-    while fs::read_to_string(&wchan)? != "do_epoll_wait" {
+    let in_epoll_wait =
+        |name: &str| matches!(name, "do_epoll_wait" | "ep_poll");
+    while !in_epoll_wait(&fs::read_to_string(&wchan)?) {
         if Instant::now() > deadline {
             return Err("a thread never reached epoll_wait".into());
         }

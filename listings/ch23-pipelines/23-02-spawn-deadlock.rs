@@ -268,8 +268,8 @@ fn parse_args() -> Result<(Way, usize, Duration), lexopt::Error> {
     if bytes > MAX_BYTES {
         return Err(format!("--bytes must be at most {MAX_BYTES}").into());
     }
-    if wait > MAX_WAIT {
-        return Err(format!("--wait must be at most {MAX_WAIT}").into());
+    if wait == 0 || wait > MAX_WAIT {
+        return Err(format!("--wait must be from 1 to {MAX_WAIT}").into());
     }
     let way = way.unwrap_or(Way::WriteFirst);
     Ok((way, bytes, Duration::from_secs(wait)))

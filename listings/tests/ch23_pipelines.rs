@@ -1772,6 +1772,8 @@ fn pipeline_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("spawn-deadlock"), &["--bytes", &huge], "--bytes");
     // A deadline past what `Instant` can hold: refused, not a panic.
     assert_rejects(bin!("spawn-deadlock"), &["--wait", &huge], "--wait");
+    // A wait of nothing would report a deadlock that never happened.
+    assert_rejects(bin!("spawn-deadlock"), &["--wait", "0"], "--wait");
     assert_rejects(bin!("spawn-grandchild"), &["--fix"], "invalid option");
 }
 
