@@ -92,14 +92,19 @@ fn run() -> Result<(), Box<dyn Error>> {
             refuse(&conn);
             continue;
         };
-        served += 1;
         let timeout = config.timeout;
+        let kept = Arc::clone(&conn);
         // `Builder::spawn` returns an error where `thread::spawn` would
-        // panic: the system may refuse a thread too.
+        // panic: the system may refuse a thread too. The client is then
+        // told, as one over the limit is, and not counted.
         let spawned =
             thread::Builder::new().spawn(move || serve(&conn, &slot, timeout));
-        if let Err(err) = spawned {
-            log(format_args!("cannot start a thread: {err}"));
+        match spawned {
+            Ok(_) => served += 1,
+            Err(err) => {
+                log(format_args!("cannot start a thread: {err}"));
+                refuse(&kept);
+            }
         }
     }
     // With --count: no more clients. Close the listening socket first, so

@@ -1438,6 +1438,34 @@ fn naive_server_ends_in_one_line_when_a_thread_is_refused() {
     );
 }
 
+/// Refused a client's thread (`ulimit -u 1`: its main thread only), the
+/// threaded server tells that client it is busy, as it tells one over its
+/// limit, and does not count it: with `--count 1` it still takes the next.
+/// (It counted the client first, then dropped it unanswered: the first
+/// client read the end of the stream, the second was refused.)
+#[test]
+fn threaded_server_refuses_a_client_whose_thread_is_refused() {
+    let mut plain =
+        std::process::Command::new(crate::support::bin_path("tcp-threads"));
+    plain.args(["127.0.0.1:0", "--count", "1"]);
+    let Some((mut command, _dir)) =
+        crate::support::with_thread_limit(&plain, 1)
+    else {
+        return;
+    };
+    let mut server = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let addr = server.expect(r"Server listening on (\S+)")[1].clone();
+    for client in ["first", "second"] {
+        let mut sock = std::net::TcpStream::connect(&addr)
+            .unwrap_or_else(|err| panic!("{client}: {err}"));
+        sock.set_read_timeout(Some(crate::support::PATIENCE))
+            .unwrap();
+        let mut reply = String::new();
+        std::io::Read::read_to_string(&mut sock, &mut reply).unwrap();
+        assert_eq!(reply, "error: server busy\n", "{client}");
+    }
+}
+
 /// Allowed its main thread only, the pool is refused its first worker. It
 /// ends in one line that says what it could not start, and before it says
 /// that it listens: a client that took that line for "ready" would connect
