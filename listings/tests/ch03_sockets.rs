@@ -851,11 +851,13 @@ fn client_gives_up_connecting_to_a_server_whose_queue_is_full() {
 }
 
 /// While the queue is full the kernel drops each SYN, and the client's
-/// kernel sends it again, with doubling waits, `tcp_syn_retries` times
-/// (six by default: about two minutes); then `connect` fails with
-/// ETIMEDOUT. `TCP_SYNCNT` sets that count for one socket: with one
-/// retry, the SYNs go at 0 and 1 s, and the wait ends at 3 s. Linux's
-/// behaviour (`tcp_conn_request()` drops the SYN); seen on Linux 6.18.
+/// kernel sends it again until a time that `tcp_syn_retries` sets (six by
+/// default: about two minutes); then `connect` fails with ETIMEDOUT.
+/// Since Linux 6.5 the first resends (`tcp_syn_linear_timeouts`, 4) come
+/// a second apart, and the waits double after them. `TCP_SYNCNT` sets the
+/// count for one socket: with one, SYNs went at 0, 1 and 2 s on Linux
+/// 6.18, and the wait ended at about 3 s. Linux's behaviour
+/// (`tcp_conn_request()` drops the SYN).
 #[test]
 fn a_connect_to_a_full_queue_retries_then_fails_with_etimedout() {
     let full = tcp_socket();

@@ -384,12 +384,12 @@ pub fn dies_of_a_second_signal_and_removes_its_directory_first(bin: &str) {
     let _ = client.stream.shutdown(Shutdown::Write);
 }
 
-/// A SIGTERM and a SIGINT that come together (a Ctrl-C reaches the
-/// daemon, and the wrapper script it runs under passes the Ctrl-C on as
-/// SIGTERM) are one stop: the drain runs, and the request in flight gets
-/// its reply. Only a signal that comes once the drain has begun is a
-/// second one. The daemon is frozen while both are sent, so that it wakes
-/// to both at once; it dies of whichever it took as the stop.
+/// A SIGTERM and a SIGINT that are both there when the daemon takes its
+/// stop are one stop: the drain runs, and the request in flight gets its
+/// reply. Only a signal that comes once the drain has begun is a second
+/// one (a wrapper that passes a Ctrl-C on a moment later is such a one:
+/// the chapters say so). The daemon is frozen while both are sent, so that
+/// it wakes to both at once; it dies of whichever it took as the stop.
 pub fn takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop(bin: &str) {
     let mut daemon = start(bin, &[]);
     reconfigure(&mut daemon, "delay_ms = 500\n");
