@@ -78,8 +78,10 @@ fn main() -> ExitCode {
     match ran {
         Ok(code) => code,
         Err(err) => {
-            // Not `eprintln!`, which panics if stderr is a closed pipe.
-            let _ = writeln!(io::stderr(), "async-daemon: {err}");
+            // Not `eprintln!`, which panics if stderr is a closed pipe;
+            // and one write, so that no other writer splits the line.
+            let line = format!("async-daemon: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }

@@ -767,7 +767,7 @@ fn refused_a_thread(abuse: &Abuse, closed: bool) -> Option<String> {
 /// The listings that log while other processes may write to the same
 /// stderr (a supervisor's pipe, `2>>log` shared by two servers), each
 /// through its `log` function.
-const LOGGING_LISTINGS: [&str; 12] = [
+const LOGGING_LISTINGS: [&str; 13] = [
     "socket-modes",
     "tcp-lines",
     "tcp-length",
@@ -780,6 +780,7 @@ const LOGGING_LISTINGS: [&str; 12] = [
     "udp-echo",
     "spawn-pipeline",
     "async-server",
+    "async-daemon",
 ];
 
 /// A line of the log is one `write`: stderr is unbuffered, so a line
