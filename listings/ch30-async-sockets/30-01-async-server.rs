@@ -497,7 +497,9 @@ async fn serve_lines(
                 };
                 let sent = within(limit, framed.send(reply)).await;
                 if matches!(sent, Ok(Ok(()))) {
-                    let _ = close_gently(framed.into_inner(), limit).await;
+                    // Within a second, as for an eviction: the slot is
+                    // still ours, and nothing else may take it from us.
+                    let _ = close_gently(framed.into_inner(), BUSY_LIMIT).await;
                 }
                 return Err(io::Error::new(ErrorKind::InvalidData, why));
             }
@@ -545,8 +547,9 @@ async fn serve_frames(
             Ok(frame) => frame,
             Err(err) => {
                 // Too long, or cut short: whatever the client still
-                // sends goes unread. Drain it, so it gets a FIN.
-                let _ = close_gently(framed.into_inner(), limit).await;
+                // sends goes unread. Drain it, so it gets a FIN, within a
+                // second, as for the lines' bad request.
+                let _ = close_gently(framed.into_inner(), BUSY_LIMIT).await;
                 return Err(err);
             }
         };

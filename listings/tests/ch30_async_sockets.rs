@@ -437,6 +437,35 @@ fn replies_queued(server: u16, port: u16, replies: u64) -> bool {
 /// within the server's gentle close of a second.
 const ROUNDS: usize = 5;
 
+/// A connection that ended in a bad request (not UTF-8, a line or a frame
+/// too long) is told why and closed gently within a second, as an
+/// evicted one is, not within `--timeout`: its client keeps its end open
+/// and reads nothing more, and the slot must come back all the same. It
+/// waited out `--timeout` (ten minutes here) while the next client was
+/// told the server was busy: two bad bytes held a slot that no eviction
+/// could take.
+#[test]
+fn async_server_lets_a_bad_request_go_within_a_second() {
+    let (_server, addr) = start_server(
+        SERVER,
+        &["127.0.0.1:0", "--max-conns", "1", "--timeout", "600"],
+    );
+    let server_port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let mut bad = connect(&addr);
+    bad.write_all(b"\xff\n").unwrap();
+    let mut reply = [0; 64];
+    let n = bad.read(&mut reply).unwrap();
+    assert_eq!(&reply[..n], b"error: line is not UTF-8\n");
+    let port = bad.local_addr().unwrap().port();
+    // Closed by the server: its end has no socket left (inode 0), or is
+    // gone, though this client keeps its own end open.
+    wait_until("the server to let the bad request go", || {
+        server_end(server_port, port).is_none_or(|(.., inode)| inode == 0)
+    });
+    assert_eq!(ask(&addr, "next").unwrap(), "server got: [next]\n");
+    drop(bad);
+}
+
 /// A connection evicted with half a request received, whose client has
 /// not yet taken its last replies: the server waits a second for the rest,
 /// then closes gently, and its log says so. It used to drop the socket:
