@@ -434,7 +434,11 @@ fn watchdog_interval() -> Option<Duration> {
         return None;
     }
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-    (usec > 0).then(|| Duration::from_micros(usec / 2))
+    // Twice per period, but at most once a millisecond: a period of a
+    // microsecond, which the protocol allows, would otherwise never let
+    // the loop sleep.
+    (usec > 0)
+        .then(|| Duration::from_micros(usec / 2).max(Duration::from_millis(1)))
 }
 
 /// CLOCK_MONOTONIC in microseconds, as RELOADING=1 wants it.

@@ -47,7 +47,10 @@ fn main() -> ExitCode {
             // gone. Tell the parent the truth: the signal ended us.
             let _ = io::stdout().flush();
             let _ = low_level::emulate_default_handler(signal);
-            ExitCode::FAILURE // Only if the signal did not end us.
+            // Not reached: the signal ends us, or, as a PID namespace's
+            // first process, which the raise cannot end, the function
+            // aborts (see Chapter 12; Listing 10-1's `die_of` exits there).
+            ExitCode::FAILURE
         }
         Ok(Some((signal, _))) => ExitCode::from(128 + signal as u8),
         // Nobody reads our output: we left through here, so Drop ran.

@@ -560,6 +560,28 @@ fn sig_notify_stops_while_its_manager_does_not_read() {
     assert!(stopping, "{:#?}", out.stdout);
 }
 
+/// A period of a microsecond, which the manager's rules allow, would be a
+/// ping every half microsecond: a loop that never sleeps (its `poll`
+/// timeout rounds down to 0 ms). The daemon pings at most once a
+/// millisecond: its n-th ping cannot come sooner than n ms after it
+/// started. (It spun: 57,927 pings in two seconds.)
+#[test]
+fn sig_notify_pings_at_most_once_a_millisecond_for_a_tiny_period() {
+    let manager = Manager::new();
+    let socket = manager.path.to_str().unwrap();
+    let env = [("NOTIFY_SOCKET", socket), ("WATCHDOG_USEC", "1")];
+    let started = Instant::now();
+    let (notify, _) = start_notify(&env, &[]);
+    assert!(manager.next().starts_with("READY=1"));
+    for _ in 0..50 {
+        assert_eq!(manager.next(), "WATCHDOG=1");
+    }
+    let since = started.elapsed();
+    assert!(since >= Duration::from_millis(50), "50 pings in {since:?}");
+    notify.signal(Signal::SIGTERM);
+    assert_died_of(&notify.finish(), Signal::SIGTERM);
+}
+
 #[test]
 fn sig_notify_pings_the_watchdog_twice_per_period() {
     let manager = Manager::new();
