@@ -478,64 +478,17 @@ fn async_server_closes_an_evicted_connection_gently_mid_request() {
         SERVER,
         &["127.0.0.1:0", "--max-conns", "1", "--timeout", "600"],
     );
-    let line = "x".repeat(1000);
-    let requests = 8;
-    let replies = requests * format!("server got: [{line}]\n").len() as u64;
-    let mut round = 0;
-    let port = loop {
-        round += 1;
-        // A small receive window from the start: the replies back up.
-        let (mut client, server_port, port) = client_with_a_small_window(&addr);
-        for _ in 0..requests {
-            client.write_all(format!("{line}\n").as_bytes()).unwrap();
-        }
-        // Every reply written, some still queued at the server.
-        if !replies_queued(server_port, port, replies) {
-            assert!(round < ROUNDS, "{ROUNDS} rounds: no reply stayed queued");
-            continue;
-        }
-        // Half a request; then, once the connection has waited a second,
-        // a new client takes its slot.
-        client.write_all(b"half a requ").unwrap();
+    // Once the connection has waited a second, a new client takes its
+    // slot.
+    let port = half_a_request_then_the_rest(&addr, || {
         wait_until("a new client to be served", || {
             ask(&addr, "new").is_ok_and(|reply| reply == "server got: [new]\n")
         });
-        // The server gives up on the rest and closes its end; the client
-        // sends more of its request.
-        if !rest_read_in_the_gentle_close(
-            &mut client,
-            server_port,
-            port,
-            b"est",
-        ) {
-            assert!(
-                round < ROUNDS,
-                "{ROUNDS} rounds: the server closed before the rest came"
-            );
-            continue;
-        }
-        let mut got = Vec::new();
-        let read = client.read_to_end(&mut got);
-        let expected =
-            format!("server got: [{line}]\n").repeat(requests as usize);
-        assert!(
-            read.is_ok() && got == expected.as_bytes(),
-            "{read:?} after {} of {} bytes",
-            got.len(),
-            expected.len()
-        );
-        // The client holds its end open: the server lets go of its own
-        // when its gentle close runs out, and must not reset it then.
-        assert!(
-            let_go_gently(server_port, port),
-            "reset as the server closed: the rest was left unread"
-        );
-        break port;
-    };
+    });
     server.signal(Signal::SIGTERM);
     let out = server.finish();
     let said = format!(
-        "127.0.0.1:{port}: answered {requests} lines, then closed to make \
+        "127.0.0.1:{port}: answered {REQUESTS} lines, then closed to make \
          room for a new client, with part of a request unanswered"
     );
     assert!(out.stdout.contains(&said), "{:#?}", out.stdout);
@@ -553,21 +506,45 @@ fn async_server_closes_gently_when_a_request_times_out() {
     // time is up, on a loaded machine too.
     let (server, addr) =
         start_server(SERVER, &["127.0.0.1:0", "--timeout", "5"]);
+    // The request's time runs out by itself.
+    let port = half_a_request_then_the_rest(&addr, || {});
+    server.signal(Signal::SIGTERM);
+    let out = server.finish();
+    let said = format!(
+        "127.0.0.1:{port}: timed out waiting for a request, after \
+         answering {REQUESTS} lines"
+    );
+    assert!(out.stderr.contains(&said), "{}", out.stderr);
+}
+
+/// The requests of a gentle-close round: lines of 1000 bytes, whose
+/// replies back up in a small window.
+const REQUESTS: usize = 8;
+
+/// The round of both gentle-close tests, up to `ROUNDS` times: a client
+/// with a small window sends `REQUESTS` lines and takes no reply until
+/// every one is written and some are still queued at the server; sends
+/// half a request; lets `meanwhile` make the server close (a newcomer, or
+/// the request's time running out); then sends the rest as the server
+/// closes its end, and must read every reply, then the end of the stream,
+/// with no reset when the server lets its end go. Returns the client's
+/// port, for the server's log.
+fn half_a_request_then_the_rest(addr: &str, meanwhile: impl Fn()) -> u16 {
     let line = "x".repeat(1000);
-    let requests = 8;
-    let replies = requests * format!("server got: [{line}]\n").len() as u64;
+    let expected = format!("server got: [{line}]\n").repeat(REQUESTS);
     let mut round = 0;
-    let port = loop {
+    loop {
         round += 1;
-        let (mut client, server_port, port) = client_with_a_small_window(&addr);
-        for _ in 0..requests {
+        let (mut client, server_port, port) = client_with_a_small_window(addr);
+        for _ in 0..REQUESTS {
             client.write_all(format!("{line}\n").as_bytes()).unwrap();
         }
-        if !replies_queued(server_port, port, replies) {
+        if !replies_queued(server_port, port, expected.len() as u64) {
             assert!(round < ROUNDS, "{ROUNDS} rounds: no reply stayed queued");
             continue;
         }
         client.write_all(b"half a requ").unwrap();
+        meanwhile();
         if !rest_read_in_the_gentle_close(
             &mut client,
             server_port,
@@ -583,9 +560,10 @@ fn async_server_closes_gently_when_a_request_times_out() {
         let mut got = Vec::new();
         let read = client.read_to_end(&mut got);
         assert!(
-            read.is_ok() && got.len() as u64 == replies,
-            "{read:?} after {} of {replies} bytes",
-            got.len()
+            read.is_ok() && got == expected.as_bytes(),
+            "{read:?} after {} of {} bytes",
+            got.len(),
+            expected.len()
         );
         // The client holds its end open: the server lets go of its own
         // when its gentle close runs out, and must not reset it then.
@@ -593,15 +571,8 @@ fn async_server_closes_gently_when_a_request_times_out() {
             let_go_gently(server_port, port),
             "reset as the server closed: the rest was left unread"
         );
-        break port;
-    };
-    server.signal(Signal::SIGTERM);
-    let out = server.finish();
-    let said = format!(
-        "127.0.0.1:{port}: timed out waiting for a request, after \
-         answering {requests} lines"
-    );
-    assert!(out.stderr.contains(&said), "{}", out.stderr);
+        return port;
+    }
 }
 
 /// A client of `addr` whose receive buffer is small from the start, so
