@@ -708,10 +708,20 @@ pub fn ends_at_the_next_connection_once_nobody_reads_its_log(bin: &str) {
     // fails with EPIPE a moment later; the server ends at the next client
     // after that. Another test's child may also hold the pipe's reading
     // end for a moment, between its fork and its exec, and let a line
-    // through. So clients come until the server has ended.
+    // through. So clients come until the server has ended. Each is
+    // served, or refused by a listening socket already closed: a client
+    // accepted only to be dropped, its request unread, got the end of the
+    // stream or a reset instead of its reply.
     let pid = server.pid();
     wait_until("the server to end once nobody reads its log", || {
-        let _ = ask(&addr, "more");
+        match ask(&addr, "more") {
+            Ok(reply) => assert_eq!(reply, "server got: [more]\n"),
+            Err(err) => assert_eq!(
+                err.kind(),
+                ErrorKind::ConnectionRefused,
+                "a client after the log was gone: {err}"
+            ),
+        }
         is_dead(pid)
     });
     let out = server.finish();
