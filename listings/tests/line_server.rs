@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     Finished, Listing, all_threads_stopped, blessing, is_dead, lasting_fds,
-    status_kib, threads_waiting_in, wait_until,
+    server_end, status_kib, threads_waiting_in, wait_until,
 };
 
 // ---------------------------------------------------------------------------
@@ -176,14 +176,13 @@ pub fn closed_by_the_server(idle: &[TcpStream]) -> usize {
         .count()
 }
 
-/// Whether a TCP socket listens on `port` of 127.0.0.1 (/proc/net/tcp).
+/// Whether a TCP socket listens on `port` of 127.0.0.1. Asked of the
+/// kernel's socket diagnostics for the socket with no peer: a lookup that
+/// finds no connection falls back to the listening socket of the port.
+/// Not /proc/net/tcp, which lists every socket of the machine, and took
+/// seconds to read under the suite.
 pub fn listening_on(port: u16) -> bool {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    let local = format!("0100007F:{port:04X}");
-    table.lines().any(|line| {
-        let fields: Vec<_> = line.split_whitespace().collect();
-        fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")
-    })
+    server_end(port, 0).is_some_and(|(state, ..)| state == "0A")
 }
 
 // ---------------------------------------------------------------------------
@@ -199,6 +198,7 @@ pub fn stops_listening_once_its_count_is_reached(bin: &str) {
     let args = ["127.0.0.1:0", "--count", "1", "--timeout", "60"];
     let (server, addr) = start_server(bin, &args);
     let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    assert!(listening_on(port), "not listening before its count");
     // The one client the count allows; it says nothing for now.
     let last = connect(&addr);
     wait_until("the server to close its listening socket", || {
@@ -386,23 +386,23 @@ pub fn writes_many_replies_as_the_client_reads_them(bin: &str) {
     assert!(server.finish().status.success());
 }
 
-/// The server's end of each established connection to `port` on
-/// 127.0.0.1, from /proc/net/tcp: the bytes in its send queue (written,
-/// not yet acknowledged by the client's kernel) and in its receive queue
-/// (arrived, not yet read by the server).
-pub fn kernel_queues(port: u16) -> Vec<(u64, u64)> {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    let local = format!("0100007F:{port:04X}");
-    table
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<_> = line.split_whitespace().collect();
-            if fields.get(1) != Some(&local.as_str()) || fields[3] != "01" {
-                return None;
+/// The server's end of each of `clients`' connections to `port` on
+/// 127.0.0.1 that is still established: the bytes in its send queue
+/// (written, not yet acknowledged by the client's kernel) and in its
+/// receive queue (arrived, not yet read by the server). Each is asked of
+/// the kernel by its four-tuple (`server_end`), not looked for in
+/// /proc/net/tcp, which lists every socket of the machine.
+pub fn kernel_queues(port: u16, clients: &[TcpStream]) -> Vec<(u64, u64)> {
+    clients
+        .iter()
+        .filter_map(|sock| {
+            let client = sock.local_addr().ok()?.port();
+            match server_end(port, client)? {
+                (state, unread, unsent, _) if state == "01" => {
+                    Some((unsent, unread))
+                }
+                _ => None,
             }
-            let (tx, rx) = fields[4].split_once(':')?;
-            let hex = |n| u64::from_str_radix(n, 16).ok();
-            Some((hex(tx)?, hex(rx)?))
         })
         .collect()
 }
@@ -441,7 +441,7 @@ pub fn holds_little_in_the_kernel_for_clients_that_never_read(bin: &str) {
             }
         }
         blocked && {
-            let queues = kernel_queues(port);
+            let queues = kernel_queues(port, &clients);
             queues.len() == clients.len()
                 && queues.iter().all(|&(tx, rx)| tx > 0 && rx > 0)
         }
@@ -449,7 +449,7 @@ pub fn holds_little_in_the_kernel_for_clients_that_never_read(bin: &str) {
     // The server's 64 KiB become 128 KiB, which a send may overrun by a
     // segment: some 165 KB to send, here. Sized by Linux, the send buffers
     // held 600 KB to 4 MB each.
-    for (tx, rx) in kernel_queues(port) {
+    for (tx, rx) in kernel_queues(port, &clients) {
         let most = 256 * 1024;
         assert!(tx < most && rx < most, "{tx} bytes to send, {rx} to read");
     }
