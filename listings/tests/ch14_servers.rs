@@ -675,6 +675,13 @@ fn threaded_server_evicts_a_request_stalled_past_the_grace() {
 }
 
 #[test]
+fn threaded_server_makes_room_with_an_idle_client_before_a_request_begun() {
+    line_server::an_idle_client_makes_room_before_a_request_that_has_begun(
+        bin!("tcp-threads"),
+    );
+}
+
+#[test]
 fn threaded_server_stops_listening_once_its_count_is_reached() {
     line_server::stops_listening_once_its_count_is_reached(bin!("tcp-threads"));
 }

@@ -954,6 +954,13 @@ fn poll_server_evicts_a_request_stalled_past_the_grace() {
 }
 
 #[test]
+fn poll_server_makes_room_with_an_idle_client_before_a_request_begun() {
+    crate::line_server::an_idle_client_makes_room_before_a_request_that_has_begun(
+        bin!("poll-server"),
+    );
+}
+
+#[test]
 fn poll_server_count_leaves_out_a_client_that_reset_in_the_queue() {
     // Linux 6.18. A client that connects and resets while the server is
     // stopped is accepted when it goes on, and its `peer_addr` fails with

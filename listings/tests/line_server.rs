@@ -550,6 +550,49 @@ pub fn a_stalled_request_gives_up_its_place(bin: &str) {
     drop(slow);
 }
 
+/// At the limit, an idle connection makes room before one whose request
+/// has begun, even when the idle one is the younger: the first byte of a
+/// request marks a connection busy, and idle ones go first. Two places;
+/// the older client sends half a line at once, the younger says nothing,
+/// and both wait past the grace. A new client takes the idle one's place,
+/// and the older client, its line finished, is still answered. A server
+/// that took no note of the bytes that came would judge the older client
+/// idle since it connected, the idlest of the two, and close it with its
+/// request half sent.
+#[track_caller]
+pub fn an_idle_client_makes_room_before_a_request_that_has_begun(bin: &str) {
+    let (server, addr) =
+        start_server(bin, &["127.0.0.1:0", "--max-conns", "2"]);
+    let pid = server.pid();
+    let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let before = lasting_fds(pid);
+    let mut begun = connect(&addr);
+    begun.write_all(b"hal").unwrap();
+    let begun_port = begun.local_addr().unwrap().port();
+    let idle = connect(&addr);
+    wait_until(
+        "the server to accept both clients and read the bytes",
+        || {
+            lasting_fds(pid) >= before + 2
+                && server_end(port, begun_port)
+                    .is_some_and(|(_, unread, ..)| unread == 0)
+        },
+    );
+    // Both past the grace, and far from the ten-second deadline.
+    thread::sleep(Duration::from_millis(1500)); // The wait is the test.
+    assert_eq!(ask(&addr, "new").unwrap(), "server got: [new]\n");
+    wait_until("the idle client to be closed", || {
+        closed_by_the_server(std::slice::from_ref(&idle)) == 1
+    });
+    begun.write_all(b"f a line\n").unwrap();
+    begun.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    begun.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "server got: [half a line]\n", "the request begun");
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    drop((server, idle));
+}
+
 /// `max_conns` idle clients hold every place (each idle past a second);
 /// new clients are served all the same, each making room by closing the
 /// client idle longest. Returns the server and the idle clients, for the
