@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     Finished, Listing, all_threads_stopped, blessing, is_dead, lasting_fds,
-    server_end, status_kib, threads_waiting_in, wait_until,
+    server_end, status_kib, threads_blocked_in, threads_waiting_in, wait_until,
 };
 
 // ---------------------------------------------------------------------------
@@ -754,9 +754,16 @@ pub fn ends_at_the_next_connection_once_nobody_reads_its_log(bin: &str) {
     // through. So clients come until the server has ended. Each is
     // served, or refused by a listening socket already closed: a client
     // accepted only to be dropped, its request unread, got the end of the
-    // stream or a reset instead of its reply.
+    // stream or a reset instead of its reply. Each comes once the server
+    // waits in `accept`, or has closed its listening socket: one that came
+    // just before that close would wait in the backlog, and be reset by it.
     let pid = server.pid();
+    let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
     wait_until("the server to end once nobody reads its log", || {
+        wait_until("the server to accept, or to stop listening", || {
+            threads_blocked_in(pid, nix::libc::SYS_accept4) == 1
+                || !listening_on(port)
+        });
         match ask(&addr, "more") {
             Ok(reply) => assert_eq!(reply, "server got: [more]\n"),
             Err(err) => assert_eq!(
