@@ -319,8 +319,9 @@ fn serve(conn: &TcpStream, slot: &Slot, timeout: Duration) {
         _ => {
             let logged =
                 writeln!(io::stdout(), "{peer}: answered {lines} lines");
-            // Nobody reads the log any more: the server ends once the
-            // accepting thread has served the next connection.
+            // Nobody reads the log any more: the server ends. The
+            // accepting thread sees it before its next `accept`, once it
+            // has started a thread for the connection it was waiting for.
             if logged.is_err_and(|e| e.kind() == ErrorKind::BrokenPipe) {
                 LOG_CLOSED.store(true, Ordering::Relaxed);
             }

@@ -582,8 +582,9 @@ fn serve(mut job: Job, timeout: Duration, requeue: &Requeue) {
             let lines = job.answered;
             let logged =
                 writeln!(io::stdout(), "{peer}: answered {lines} lines");
-            // Nobody reads the log any more: the server ends once the
-            // accepting thread has queued the next connection.
+            // Nobody reads the log any more: the server ends. The
+            // accepting thread sees it before its next `accept`, once it
+            // has queued the connection it was waiting for.
             if logged.is_err_and(|e| e.kind() == ErrorKind::BrokenPipe) {
                 LOG_CLOSED.store(true, Ordering::Relaxed);
             }
