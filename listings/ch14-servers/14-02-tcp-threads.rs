@@ -73,6 +73,12 @@ fn run() -> Result<(), Box<dyn Error>> {
     let mut served = 0;
     let mut backoff = Backoff::new();
     while config.count.is_none_or(|count| served < count) {
+        // Nobody reads the log any more: the server ends. Asked before
+        // `accept`, not after: a client accepted is served, where one
+        // dropped with its request unread would be reset.
+        if LOG_CLOSED.load(Ordering::Relaxed) {
+            break;
+        }
         let conn = match listener.accept() {
             Ok((conn, _)) => conn,
             Err(err) => {
@@ -84,9 +90,6 @@ fn run() -> Result<(), Box<dyn Error>> {
             }
         };
         backoff.accepted();
-        if LOG_CLOSED.load(Ordering::Relaxed) {
-            break;
-        }
         let conn = Arc::new(conn);
         let Some(slot) = conns.take(&conn) else {
             refuse(&conn);
@@ -316,8 +319,9 @@ fn serve(conn: &TcpStream, slot: &Slot, timeout: Duration) {
         _ => {
             let logged =
                 writeln!(io::stdout(), "{peer}: answered {lines} lines");
-            // Nobody reads the log any more: the server ends, at the
-            // next connection, as a one-thread server would.
+            // Nobody reads the log any more: the server ends. The
+            // accepting thread sees it before its next `accept`, once it
+            // has started a thread for the connection it was waiting for.
             if logged.is_err_and(|e| e.kind() == ErrorKind::BrokenPipe) {
                 LOG_CLOSED.store(true, Ordering::Relaxed);
             }

@@ -124,6 +124,12 @@ fn run() -> Result<(), Box<dyn Error>> {
     let mut served = 0;
     let mut backoff = Backoff::new();
     while config.count.is_none_or(|count| served < count) {
+        // Nobody reads the log any more: the server ends. Asked before
+        // `accept`, not after: a client accepted is queued, where one
+        // dropped with its request unread would be reset.
+        if LOG_CLOSED.load(Ordering::Relaxed) {
+            break;
+        }
         // The peer's address, as `accept` gives it: once a connection is
         // over on both sides, which one shed in the queue may be by the
         // time a worker takes it, `peer_addr` fails with ENOTCONN.
@@ -139,9 +145,6 @@ fn run() -> Result<(), Box<dyn Error>> {
         };
         backoff.accepted();
         conns.starved(false);
-        if LOG_CLOSED.load(Ordering::Relaxed) {
-            break;
-        }
         let conn = Arc::new(conn);
         let slot = conns.queued(&conn);
         let job = Job {
@@ -579,8 +582,9 @@ fn serve(mut job: Job, timeout: Duration, requeue: &Requeue) {
             let lines = job.answered;
             let logged =
                 writeln!(io::stdout(), "{peer}: answered {lines} lines");
-            // Nobody reads the log any more: the server ends at the
-            // next connection.
+            // Nobody reads the log any more: the server ends. The
+            // accepting thread sees it before its next `accept`, once it
+            // has queued the connection it was waiting for.
             if logged.is_err_and(|e| e.kind() == ErrorKind::BrokenPipe) {
                 LOG_CLOSED.store(true, Ordering::Relaxed);
             }

@@ -13,8 +13,8 @@ use crate::line_server::{
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, blessing, cargo_run, cpu_time,
-    default_port, have, lasting_fds, status_kib, threads_blocked_in,
-    threads_of, unless_blessing, wait_until,
+    default_port, have, lasting_fds, server_end, status_kib,
+    threads_blocked_in, threads_of, unless_blessing, wait_until,
 };
 
 /// A python3 script for Terminal 2, as the book shows it (port 50008),
@@ -90,21 +90,6 @@ fn a_connection_still_in_the_backlog_is_reset_when_the_server_dies() {
     assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
 }
 
-/// Whether /proc/net/tcp still lists the connection from local port
-/// `local` to remote port `remote` on 127.0.0.1.
-fn tcp_entry_exists(local: u16, remote: u16) -> bool {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    let wanted = (
-        format!("0100007F:{local:04X}"),
-        format!("0100007F:{remote:04X}"),
-    );
-    table.lines().skip(1).any(|line| {
-        let mut fields = line.split_whitespace().skip(1);
-        (fields.next(), fields.next())
-            == (Some(wanted.0.as_str()), Some(wanted.1.as_str()))
-    })
-}
-
 #[test]
 fn linux_accepts_a_client_that_reset_in_the_queue_and_its_first_call_fails() {
     // Linux 6.18: no ECONNABORTED, as the BSDs give, for a client that
@@ -116,7 +101,10 @@ fn linux_accepts_a_client_that_reset_in_the_queue_and_its_first_call_fails() {
     let client =
         std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let client_port = client.local_addr().unwrap().port();
-    assert!(tcp_entry_exists(port, client_port), "queued, and listed");
+    assert!(
+        server_end(port, client_port).is_some(),
+        "queued, and listed"
+    );
     socket2::SockRef::from(&client)
         .set_linger(Some(Duration::ZERO))
         .unwrap();
@@ -124,7 +112,7 @@ fn linux_accepts_a_client_that_reset_in_the_queue_and_its_first_call_fails() {
     // The reset has reached the queued connection once the kernel's
     // table of connections no longer has it.
     wait_until("the reset to arrive", || {
-        !tcp_entry_exists(port, client_port)
+        server_end(port, client_port).is_none()
     });
     let (mut conn, _) = listener.accept().expect("accepted anyway");
     let err = conn.peer_addr().unwrap_err();
@@ -687,6 +675,13 @@ fn threaded_server_evicts_a_request_stalled_past_the_grace() {
 }
 
 #[test]
+fn threaded_server_makes_room_with_an_idle_client_before_a_request_begun() {
+    line_server::an_idle_client_makes_room_before_a_request_that_has_begun(
+        bin!("tcp-threads"),
+    );
+}
+
+#[test]
 fn threaded_server_stops_listening_once_its_count_is_reached() {
     line_server::stops_listening_once_its_count_is_reached(bin!("tcp-threads"));
 }
@@ -711,9 +706,9 @@ fn pool_at_its_count_still_closes_a_client_that_went_idle_while_others_wait() {
     let mut first = connect(&addr);
     let mut waiting = silent_clients(&addr, 2);
     // `first` is shed once it has been idle a second while others wait,
-    // so its request must come sooner: not `listening_on`, whose read of
-    // /proc/net/tcp took up to 0.8 s while other tests held thousands of
-    // sockets. A connection refused says the listener is closed; one made
+    // so its request must come sooner: not `listening_on`, which once
+    // read /proc/net/tcp and took up to 0.8 s while other tests held
+    // thousands of sockets. A connection refused says the listener is closed; one made
     // before that is a fourth client, past the count, never accepted.
     wait_until("the server to close its listening socket", || {
         std::net::TcpStream::connect(&addr).is_err()
@@ -1296,6 +1291,10 @@ fn pool_does_not_log_the_connections_it_shed_as_errors_of_their_clients() {
         }
     });
     let mut shed = silent_clients(&addr, 10);
+    let ports: Vec<u16> = shed
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect();
     for sock in shed.iter_mut().skip(1).step_by(2) {
         sock.write_all(b"x").unwrap();
     }
@@ -1305,9 +1304,11 @@ fn pool_does_not_log_the_connections_it_shed_as_errors_of_their_clients() {
         assert_eq!(sock.read_to_end(&mut rest).unwrap(), 0);
     }
     // Each shed connection has the client's FIN too: the server's end
-    // waits in TIME_WAIT (state 06 in /proc/net/tcp).
+    // waits in TIME_WAIT (state 06).
     wait_until("ten shed connections over on both sides", || {
-        time_wait_at(port) >= 10
+        ports.iter().all(|&client| {
+            server_end(port, client).is_some_and(|(state, ..)| state == "06")
+        })
     });
     stop.store(true, Ordering::Relaxed);
     chatter.join().unwrap();
@@ -1316,18 +1317,6 @@ fn pool_does_not_log_the_connections_it_shed_as_errors_of_their_clients() {
     assert_eq!(out.stderr, "", "the pool logged its own shedding");
     let answered = out.stdout.iter().filter(|l| l.contains(": answered "));
     assert_eq!(answered.count(), 11, "{:#?}", out.stdout);
-}
-
-/// How many connections whose local port is `port` wait in TIME_WAIT.
-fn time_wait_at(port: u16) -> usize {
-    let local = format!(":{port:04X}");
-    std::fs::read_to_string("/proc/net/tcp")
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|line| line.split_whitespace().collect::<Vec<_>>())
-        .filter(|f| f.len() > 3 && f[1].ends_with(&local) && f[3] == "06")
-        .count()
 }
 
 #[test]

@@ -396,6 +396,61 @@ fn poll_server_sends_the_error_after_every_reply_to_a_client_that_half_closed()
 }
 
 #[test]
+fn poll_server_accepts_a_flood_a_round_at_a_time() {
+    // Linux 6.18. A flood of new clients must not keep the loop from the
+    // connected ones: each round accepts at most ACCEPTS_PER_ROUND (64)
+    // before it polls again. The server is stopped while 200 clients
+    // connect, so that all of them wait in the backlog at once; then,
+    // under strace, no run of `accept4` between two `poll` calls may be
+    // longer than 64 and the one that says EAGAIN. Without the bound it
+    // took all 200 in one round (checked).
+    if !have("strace") {
+        return;
+    }
+    use nix::sys::signal::{Signal, kill};
+    let tmp = tempfile::tempdir().unwrap();
+    let trace = tmp.path().join("trace");
+    let trace = trace.to_str().unwrap();
+    let args = [
+        "-o",
+        trace,
+        "-e",
+        "trace=poll,accept4",
+        bin!("poll-server"),
+        "127.0.0.1:0",
+        "--count",
+        "200",
+    ];
+    let (server, addr) = start_server("strace", &args);
+    let traced = crate::support::children_of(server.pid())[0];
+    kill(traced, Signal::SIGSTOP).unwrap();
+    wait_until("the server to stop", || {
+        std::fs::read_to_string(format!("/proc/{traced}/stat"))
+            .unwrap()
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| matches!(&rest[..1], "t" | "T"))
+    });
+    let clients = silent_clients(&addr, 200);
+    kill(traced, Signal::SIGCONT).unwrap();
+    drop(clients); // Each closes: so does the server, and then it ends.
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let (mut run, mut longest) = (0, 0);
+    for line in std::fs::read_to_string(trace).unwrap().lines() {
+        if line.starts_with("poll(") {
+            run = 0;
+        } else if line.starts_with("accept4(") {
+            run += 1;
+            longest = longest.max(run);
+        }
+    }
+    assert!(
+        (64..=65).contains(&longest),
+        "{longest} accepts in one round"
+    );
+}
+
+#[test]
 fn poll_server_takes_a_reset_for_a_reset_even_when_it_has_no_room_to_read() {
     // Linux 6.18. A client fills the server's replies to MAX_OUTPUT, so
     // that `room` is 0 and the server waits for POLLOUT alone, and then
@@ -951,6 +1006,13 @@ fn a_blocking_connect_is_interrupted_even_when_the_first_alarm_comes_early() {
 #[test]
 fn poll_server_evicts_a_request_stalled_past_the_grace() {
     a_stalled_request_gives_up_its_place(bin!("poll-server"));
+}
+
+#[test]
+fn poll_server_makes_room_with_an_idle_client_before_a_request_begun() {
+    crate::line_server::an_idle_client_makes_room_before_a_request_that_has_begun(
+        bin!("poll-server"),
+    );
 }
 
 #[test]

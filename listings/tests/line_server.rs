@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     Finished, Listing, all_threads_stopped, blessing, is_dead, lasting_fds,
-    status_kib, threads_waiting_in, wait_until,
+    server_end, status_kib, threads_blocked_in, threads_waiting_in, wait_until,
 };
 
 // ---------------------------------------------------------------------------
@@ -176,14 +176,13 @@ pub fn closed_by_the_server(idle: &[TcpStream]) -> usize {
         .count()
 }
 
-/// Whether a TCP socket listens on `port` of 127.0.0.1 (/proc/net/tcp).
+/// Whether a TCP socket listens on `port` of 127.0.0.1. Asked of the
+/// kernel's socket diagnostics for the socket with no peer: a lookup that
+/// finds no connection falls back to the listening socket of the port.
+/// Not /proc/net/tcp, which lists every socket of the machine, and took
+/// seconds to read under the suite.
 pub fn listening_on(port: u16) -> bool {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    let local = format!("0100007F:{port:04X}");
-    table.lines().any(|line| {
-        let fields: Vec<_> = line.split_whitespace().collect();
-        fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")
-    })
+    server_end(port, 0).is_some_and(|(state, ..)| state == "0A")
 }
 
 // ---------------------------------------------------------------------------
@@ -199,6 +198,7 @@ pub fn stops_listening_once_its_count_is_reached(bin: &str) {
     let args = ["127.0.0.1:0", "--count", "1", "--timeout", "60"];
     let (server, addr) = start_server(bin, &args);
     let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    assert!(listening_on(port), "not listening before its count");
     // The one client the count allows; it says nothing for now.
     let last = connect(&addr);
     wait_until("the server to close its listening socket", || {
@@ -386,23 +386,23 @@ pub fn writes_many_replies_as_the_client_reads_them(bin: &str) {
     assert!(server.finish().status.success());
 }
 
-/// The server's end of each established connection to `port` on
-/// 127.0.0.1, from /proc/net/tcp: the bytes in its send queue (written,
-/// not yet acknowledged by the client's kernel) and in its receive queue
-/// (arrived, not yet read by the server).
-pub fn kernel_queues(port: u16) -> Vec<(u64, u64)> {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    let local = format!("0100007F:{port:04X}");
-    table
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<_> = line.split_whitespace().collect();
-            if fields.get(1) != Some(&local.as_str()) || fields[3] != "01" {
-                return None;
+/// The server's end of each of `clients`' connections to `port` on
+/// 127.0.0.1 that is still established: the bytes in its send queue
+/// (written, not yet acknowledged by the client's kernel) and in its
+/// receive queue (arrived, not yet read by the server). Each is asked of
+/// the kernel by its four-tuple (`server_end`), not looked for in
+/// /proc/net/tcp, which lists every socket of the machine.
+pub fn kernel_queues(port: u16, clients: &[TcpStream]) -> Vec<(u64, u64)> {
+    clients
+        .iter()
+        .filter_map(|sock| {
+            let client = sock.local_addr().ok()?.port();
+            match server_end(port, client)? {
+                (state, unread, unsent, _) if state == "01" => {
+                    Some((unsent, unread))
+                }
+                _ => None,
             }
-            let (tx, rx) = fields[4].split_once(':')?;
-            let hex = |n| u64::from_str_radix(n, 16).ok();
-            Some((hex(tx)?, hex(rx)?))
         })
         .collect()
 }
@@ -441,7 +441,7 @@ pub fn holds_little_in_the_kernel_for_clients_that_never_read(bin: &str) {
             }
         }
         blocked && {
-            let queues = kernel_queues(port);
+            let queues = kernel_queues(port, &clients);
             queues.len() == clients.len()
                 && queues.iter().all(|&(tx, rx)| tx > 0 && rx > 0)
         }
@@ -449,7 +449,7 @@ pub fn holds_little_in_the_kernel_for_clients_that_never_read(bin: &str) {
     // The server's 64 KiB become 128 KiB, which a send may overrun by a
     // segment: some 165 KB to send, here. Sized by Linux, the send buffers
     // held 600 KB to 4 MB each.
-    for (tx, rx) in kernel_queues(port) {
+    for (tx, rx) in kernel_queues(port, &clients) {
         let most = 256 * 1024;
         assert!(tx < most && rx < most, "{tx} bytes to send, {rx} to read");
     }
@@ -548,6 +548,49 @@ pub fn a_stalled_request_gives_up_its_place(bin: &str) {
     let out = server.finish();
     assert_eq!(out.stderr, "", "the eviction logged as the client's error");
     drop(slow);
+}
+
+/// At the limit, an idle connection makes room before one whose request
+/// has begun, even when the idle one is the younger: the first byte of a
+/// request marks a connection busy, and idle ones go first. Two places;
+/// the older client sends half a line at once, the younger says nothing,
+/// and both wait past the grace. A new client takes the idle one's place,
+/// and the older client, its line finished, is still answered. A server
+/// that took no note of the bytes that came would judge the older client
+/// idle since it connected, the idlest of the two, and close it with its
+/// request half sent.
+#[track_caller]
+pub fn an_idle_client_makes_room_before_a_request_that_has_begun(bin: &str) {
+    let (server, addr) =
+        start_server(bin, &["127.0.0.1:0", "--max-conns", "2"]);
+    let pid = server.pid();
+    let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let before = lasting_fds(pid);
+    let mut begun = connect(&addr);
+    begun.write_all(b"hal").unwrap();
+    let begun_port = begun.local_addr().unwrap().port();
+    let idle = connect(&addr);
+    wait_until(
+        "the server to accept both clients and read the bytes",
+        || {
+            lasting_fds(pid) >= before + 2
+                && server_end(port, begun_port)
+                    .is_some_and(|(_, unread, ..)| unread == 0)
+        },
+    );
+    // Both past the grace, and far from the ten-second deadline.
+    thread::sleep(Duration::from_millis(1500)); // The wait is the test.
+    assert_eq!(ask(&addr, "new").unwrap(), "server got: [new]\n");
+    wait_until("the idle client to be closed", || {
+        closed_by_the_server(std::slice::from_ref(&idle)) == 1
+    });
+    begun.write_all(b"f a line\n").unwrap();
+    begun.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    begun.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "server got: [half a line]\n", "the request begun");
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    drop((server, idle));
 }
 
 /// `max_conns` idle clients hold every place (each idle past a second);
@@ -708,10 +751,27 @@ pub fn ends_at_the_next_connection_once_nobody_reads_its_log(bin: &str) {
     // fails with EPIPE a moment later; the server ends at the next client
     // after that. Another test's child may also hold the pipe's reading
     // end for a moment, between its fork and its exec, and let a line
-    // through. So clients come until the server has ended.
+    // through. So clients come until the server has ended. Each is
+    // served, or refused by a listening socket already closed: a client
+    // accepted only to be dropped, its request unread, got the end of the
+    // stream or a reset instead of its reply. Each comes once the server
+    // waits in `accept`, or has closed its listening socket: one that came
+    // just before that close would wait in the backlog, and be reset by it.
     let pid = server.pid();
+    let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
     wait_until("the server to end once nobody reads its log", || {
-        let _ = ask(&addr, "more");
+        wait_until("the server to accept, or to stop listening", || {
+            threads_blocked_in(pid, nix::libc::SYS_accept4) == 1
+                || !listening_on(port)
+        });
+        match ask(&addr, "more") {
+            Ok(reply) => assert_eq!(reply, "server got: [more]\n"),
+            Err(err) => assert_eq!(
+                err.kind(),
+                ErrorKind::ConnectionRefused,
+                "a client after the log was gone: {err}"
+            ),
+        }
         is_dead(pid)
     });
     let out = server.finish();
