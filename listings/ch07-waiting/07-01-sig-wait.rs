@@ -19,7 +19,7 @@ use std::io::{self, Write};
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::libc::{self, c_int};
@@ -177,11 +177,15 @@ fn wait_with_sigsuspend(args: &Args, alarm_only: &SigSet) -> io::Result<()> {
 /// `sigtimedwait`, which nix 0.32 does not wrap: the signal taken from
 /// `set`, or `None` if none came within `secs` seconds.
 fn timed_wait(set: &SigSet, secs: u32) -> nix::Result<Option<Signal>> {
-    let timeout = libc::timespec {
-        tv_sec: secs.into(),
-        tv_nsec: 0,
-    };
+    let deadline = Instant::now() + Duration::from_secs(secs.into());
     loop {
+        // What is left of the timeout: after an interruption, not all of
+        // it again, or a stream of other signals would wait for ever.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = libc::timespec {
+            tv_sec: left.as_secs() as libc::time_t,
+            tv_nsec: left.subsec_nanos().into(),
+        };
         // SAFETY: valid pointers; the siginfo is not wanted.
         let number = unsafe {
             libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &timeout)
@@ -189,8 +193,7 @@ fn timed_wait(set: &SigSet, secs: u32) -> nix::Result<Option<Signal>> {
         match Errno::result(number) {
             Ok(number) => return Signal::try_from(number).map(Some),
             Err(Errno::EAGAIN) => return Ok(None),
-            // Another signal's handler ran; a real program would wait for
-            // the time that is left.
+            // Another signal's handler ran: wait on, for what is left.
             Err(Errno::EINTR) => continue,
             Err(err) => return Err(err),
         }

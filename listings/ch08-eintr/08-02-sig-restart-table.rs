@@ -211,10 +211,16 @@ fn run() -> Result<(), Box<dyn Error>> {
             // SAFETY: the handler only touches atomics.
             unsafe { sigaction(Signal::SIGUSR1, &action) }?;
             // A parent's mask passes through `exec`: blocked, every
-            // interruption would only wait, and every row read `Ok`.
+            // interruption would only wait, and no cell could be measured.
             SigSet::from(Signal::SIGUSR1).thread_unblock()?;
             let (call, finish) = setup()?;
-            let outcome = measure(main_thread, call, finish)?;
+            let (outcome, landed) = measure(main_thread, call, finish)?;
+            // With no interruption inside it, a call's `Ok` says only that
+            // its wait came true, not that it was restarted.
+            if landed == 0 {
+                let why = format!("{name}: no SIGUSR1 landed while it ran");
+                return Err(why.into());
+            }
             let cell = match outcome {
                 Ok(()) => "Ok".to_string(),
                 Err(err) => format!("Err({err})"),
@@ -227,14 +233,16 @@ fn run() -> Result<(), Box<dyn Error>> {
 }
 
 /// Runs `call` on this thread while a helper interrupts it every 10 ms,
-/// and runs `finish` once three interruptions have landed while it runs.
-/// Without a helper, runs `finish` then `call`, which ends what the row
-/// started (a child is killed and reaped), and fails.
+/// and runs `finish` once three interruptions have landed while it runs
+/// (or five seconds have passed); returns what the call returned, and how
+/// many interruptions landed. Without a helper, runs `finish` then
+/// `call`, which ends what the row started (a child is killed and
+/// reaped), and fails.
 fn measure(
     main: libc::pthread_t,
     call: Call,
     finish: Finish,
-) -> io::Result<Outcome> {
+) -> io::Result<(Outcome, u64)> {
     HIT.store(0, Ordering::SeqCst);
     let done = Arc::new(AtomicBool::new(false));
     let helper_done = Arc::clone(&done);
@@ -275,7 +283,7 @@ fn measure(
     IN_CALL.store(false, Ordering::SeqCst);
     done.store(true, Ordering::SeqCst);
     let _ = helper.join();
-    Ok(outcome)
+    Ok((outcome, HIT.load(Ordering::SeqCst)))
 }
 // ANCHOR_END: run
 

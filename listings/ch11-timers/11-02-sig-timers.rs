@@ -195,14 +195,18 @@ fn block(numbers: &[c_int]) -> io::Result<libc::sigset_t> {
 /// within `secs` seconds.
 fn take(
     set: &libc::sigset_t,
-    secs: libc::time_t,
+    secs: u64,
 ) -> io::Result<Option<libc::siginfo_t>> {
-    let timeout = libc::timespec {
-        tv_sec: secs,
-        tv_nsec: 0,
-    };
+    let deadline = Instant::now() + Duration::from_secs(secs);
     let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::uninit();
     loop {
+        // What is left of the timeout: after an interruption, not all of
+        // it again, or a stream of other signals would wait for ever.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = libc::timespec {
+            tv_sec: left.as_secs() as libc::time_t,
+            tv_nsec: left.subsec_nanos().into(),
+        };
         // SAFETY: valid pointers; the kernel fills `info` on success.
         let rc =
             unsafe { libc::sigtimedwait(set, info.as_mut_ptr(), &timeout) };

@@ -390,3 +390,58 @@ fn sig_wait_timedwait_does_not_take_an_alarm_left_over_from_a_timeout() {
     let out = wait.finish();
     assert!(out.status.success(), "{}", out.stderr);
 }
+
+/// Interrupted, `sigtimedwait` must wait on only for what is left of its
+/// timeout, not the whole of it again: strace makes the round's call fail
+/// with EINTR once (the first call is the one that takes a signal left
+/// pending by the parent, with no timeout), and the next call must ask
+/// for less than that call did.
+#[test]
+fn sig_wait_timedwait_waits_only_for_what_is_left_after_eintr() {
+    if !have("strace") {
+        return;
+    }
+    let args = [
+        "-q",
+        "-e",
+        "trace=rt_sigtimedwait",
+        "-e",
+        "inject=rt_sigtimedwait:error=EINTR:when=2",
+        bin!("sig-wait"),
+        "timedwait",
+        "--alarm-secs",
+        "5",
+        "--timeout-secs",
+        "2",
+        "--count",
+        "1",
+    ];
+    let out = Listing::start("strace", &args).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout[2], "Round 1: no signal within 2 s");
+    // strace writes its trace on stderr: the timeout of each call.
+    let re = regex::Regex::new(
+        r"^rt_sigtimedwait\(.*\{tv_sec=(\d+), tv_nsec=(\d+)\}.*\) += (.*)$",
+    )
+    .unwrap();
+    let calls: Vec<(Duration, String)> = out
+        .stderr
+        .lines()
+        .filter_map(|line| re.captures(line))
+        .map(|c| {
+            let secs: u64 = c[1].parse().unwrap();
+            let nanos: u32 = c[2].parse().unwrap();
+            (Duration::new(secs, nanos), c[3].to_string())
+        })
+        .collect();
+    assert!(calls.len() >= 3, "{}", out.stderr);
+    let (first, retry) = (calls[1].0, calls[2].0);
+    assert!(first > Duration::from_secs(1), "{}", out.stderr);
+    assert!(first <= Duration::from_secs(2), "{}", out.stderr);
+    assert!(calls[1].1.contains("EINTR"), "{}", out.stderr);
+    assert!(
+        retry < first,
+        "the whole timeout again after EINTR:\n{}",
+        out.stderr
+    );
+}

@@ -7,7 +7,7 @@ use nix::sys::signal::Signal;
 
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book, can_trace, cargo_run,
-    run, shell, state_of, wait_until,
+    have, run, shell, state_of, wait_until,
 };
 
 #[test]
@@ -100,6 +100,41 @@ fn sig_restart_table_says_which_calls_give_up_and_matches_the_book() {
     );
 }
 
+/// A row says something only if interruptions landed while its call ran.
+/// strace makes every `tgkill` fail, so that the helper's `pthread_kill`
+/// reaches nothing: each call then returns only once the helper gives up
+/// and ends its wait, and a table printed so would read `Ok` in every
+/// cell, as if every call were restarted. The listing must stop at the
+/// first cell, with a one-line error, instead.
+#[test]
+fn sig_restart_table_stops_when_no_interruption_lands() {
+    if !have("strace") {
+        return;
+    }
+    let out = Listing::start(
+        "strace",
+        &[
+            "-f",
+            "-q",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=tgkill",
+            "-e",
+            "inject=tgkill:error=EPERM",
+            bin!("sig-restart-table"),
+        ],
+    )
+    .finish();
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.stdout);
+    assert_eq!(out.stdout.len(), 1, "a row was printed: {:?}", out.stdout);
+    assert_eq!(
+        out.stderr.trim(),
+        "sig-restart-table: std File::read, pipe: no SIGUSR1 landed while \
+         it ran"
+    );
+}
+
 #[test]
 fn sig_restart_table_prints_the_same_table_when_started_with_sigchld_ignored() {
     // An ignored SIGCHLD passes through exec, and makes the kernel reap
@@ -153,8 +188,8 @@ fn sig_eintr_never_closes_the_pipe_its_handler_writes_into() {
 fn eintr_listings_are_interrupted_even_when_started_with_their_signals_blocked()
 {
     // A parent's mask passes through exec: blocked, SIGUSR1 would only
-    // wait, the read would never fail, and every row of the table would
-    // read `Ok` once the helper gave up waiting for its interruptions.
+    // wait, the read would never fail, and the table would stop at its
+    // first call, in which no interruption landed.
     let mut command = std::process::Command::new("env");
     command.args(["--block-signal=USR1,USR2", bin!("sig-eintr")]);
     let mut eintr = Listing::spawn(&mut command, std::process::Stdio::piped());

@@ -454,3 +454,48 @@ fn sig_queue_reports_even_when_started_with_its_signals_blocked() {
     let out = queue.finish();
     assert!(out.status.success(), "{}", out.stderr);
 }
+
+/// Interrupted, the `sigtimedwait` that waits for timer A must wait on
+/// only for what is left of its five seconds: strace makes that call (the
+/// second; the first finds nothing left pending by the parent) fail with
+/// EINTR once, and the next call must ask for less.
+#[test]
+fn sig_timers_waits_only_for_what_is_left_after_eintr() {
+    if !have("strace") {
+        return;
+    }
+    let args = [
+        "-q",
+        "-e",
+        "trace=rt_sigtimedwait",
+        "-e",
+        "inject=rt_sigtimedwait:error=EINTR:when=2",
+        bin!("sig-timers"),
+    ];
+    let out = Listing::start("strace", &args).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    // strace writes its trace on stderr: the timeout of each call.
+    let re = regex::Regex::new(
+        r"^rt_sigtimedwait\(.*\{tv_sec=(\d+), tv_nsec=(\d+)\}",
+    )
+    .unwrap();
+    let timeouts: Vec<std::time::Duration> = out
+        .stderr
+        .lines()
+        .filter_map(|line| re.captures(line))
+        .map(|c| {
+            std::time::Duration::new(
+                c[1].parse().unwrap(),
+                c[2].parse().unwrap(),
+            )
+        })
+        .collect();
+    assert!(timeouts.len() >= 3, "{}", out.stderr);
+    let (first, retry) = (timeouts[1], timeouts[2]);
+    assert!(first > std::time::Duration::from_secs(4), "{}", out.stderr);
+    assert!(
+        retry < first,
+        "the whole timeout again after EINTR:\n{}",
+        out.stderr
+    );
+}
