@@ -10,10 +10,12 @@
 //   signal, as its sender expects; if they have not within
 //   `--drain-secs` (8), it exits 1. Keep the deadline shorter than the
 //   grace period of whatever stops the daemon (`docker stop`: 10 s).
-// - A second SIGTERM or SIGINT during that drain ends it at once, killed
-//   by that signal. As a container's PID 1, which the kernel shields
-//   from the default action of every signal, even one it raises itself,
-//   it exits with 128 + n instead.
+// - A second signal during that drain ends it at once, killed by that
+//   signal: the same one again, or the other one a second or more after
+//   the first (sooner, it is a wrapper passing a Ctrl-C on: one stop).
+//   As a container's PID 1, which the kernel shields from the default
+//   action of every signal, even one it raises itself, it exits with
+//   128 + n instead.
 // - When it runs out of file descriptors, it stops accepting for a while,
 //   longer each time, instead of spinning.
 //
@@ -426,6 +428,9 @@ fn drain(
     stop_signal: i32,
     deadline: Duration,
 ) -> io::Result<Ending> {
+    // Before the first line of the drain: a second signal is timed from
+    // here.
+    let started = Instant::now();
     let name = low_level::signal_name(stop_signal).unwrap_or("a signal");
     let open = server.open.load(Ordering::SeqCst);
     log(format_args!(
@@ -445,7 +450,6 @@ fn drain(
     } = server;
     drop(stop);
     drop(alive);
-    let started = Instant::now();
     loop {
         let left = deadline.saturating_sub(started.elapsed());
         let mut fds = vec![
@@ -474,14 +478,43 @@ fn drain(
             return Ok(Ending::Signal(stop_signal));
         }
         if ready[1] || ready.get(2) == Some(&true) {
-            let again = if ready[1] { SIGTERM } else { SIGINT };
-            let name = low_level::signal_name(again).unwrap_or("a signal");
-            log(format_args!("Got {name} while draining: exiting now"));
-            // No more waiting: `run` drops the private directory on its
-            // way out, and `main` dies of the signal.
-            return Ok(Ending::Signal(again));
+            let term = drain_bytes(&wakeups.term)?;
+            let int = wakeups.heard_int()?;
+            let heard = [(term, SIGTERM), (int, SIGINT)];
+            for (_, again) in heard.into_iter().filter(|&(came, _)| came) {
+                if is_second(again, stop_signal, started) {
+                    let name = low_level::signal_name(again).unwrap_or("?");
+                    log(format_args!("Got {name} while draining: exiting now"));
+                    // No more waiting: `run` drops the private directory
+                    // on its way out, and `main` dies of the signal.
+                    return Ok(Ending::Signal(again));
+                }
+                same_stop(again, stop_signal);
+            }
         }
     }
+}
+
+/// How long after the stop the other stop signal is taken as part of it:
+/// a Ctrl-C reaches a whole process group, and a wrapper in it that
+/// passes the Ctrl-C on as SIGTERM sends that a moment after the SIGINT.
+const SAME_STOP: Duration = Duration::from_secs(1);
+
+/// Whether `signal`, come during the drain that `stop_signal` began at
+/// `since`, asks for the end at once: the same signal again always does,
+/// the other one only after SAME_STOP.
+fn is_second(signal: i32, stop_signal: i32, since: Instant) -> bool {
+    signal == stop_signal || since.elapsed() >= SAME_STOP
+}
+
+/// Says that `signal` came too soon after `stop_signal` to be a second.
+fn same_stop(signal: i32, stop_signal: i32) {
+    let name = low_level::signal_name(signal).unwrap_or("a signal");
+    let stop = low_level::signal_name(stop_signal).unwrap_or("the stop");
+    log(format_args!(
+        "Got {name} within {} s of {stop}: the same stop, draining on",
+        SAME_STOP.as_secs()
+    ));
 }
 // ANCHOR_END: drain
 

@@ -9,8 +9,10 @@
 //   signal, as its sender expects; if they have not closed within
 //   `--drain-secs` (8), it exits 1. Keep the deadline shorter than the
 //   grace period of whatever stops the daemon (`docker stop`: 10 s).
-// - A second SIGTERM or SIGINT during that drain ends it at once (after
-//   at most a second for a slow reader of the log), killed by that signal.
+// - A second signal during that drain ends it at once (after at most a
+//   second for a slow reader of the log), killed by that signal: the same
+//   one again, or the other one a second or more after the first (sooner,
+//   it is a wrapper passing a Ctrl-C on: one stop).
 //
 // Without `--config PATH` it writes a default configuration into a private
 // temporary directory, which it removes when it exits. `--untracked`
@@ -43,7 +45,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::{Builder, Runtime};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
-use tokio::time::{Instant, sleep, timeout_at};
+use tokio::time::{Instant, sleep, sleep_until, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -334,6 +336,9 @@ async fn drain(
     deadline: Duration,
     private_dir: Option<PrivateDir>,
 ) -> io::Result<ExitCode> {
+    // Before the first line of the drain: a second signal is timed from
+    // here.
+    let started = Instant::now();
     let name = low_level::signal_name(stop_signal).unwrap_or("a signal");
     let Server { stop, tracker, .. } = server;
     log(format_args!(
@@ -347,22 +352,29 @@ async fn drain(
     // stop anyone from spawning more on it.
     stop.cancel();
     tracker.close();
-    let signal = tokio::select! {
-        () = tracker.wait() => {
-            log(format_args!("All connections closed; exiting"));
-            stop_signal
+    let end = started + deadline;
+    let signal = loop {
+        let heard = tokio::select! {
+            () = tracker.wait() => {
+                log(format_args!("All connections closed; exiting"));
+                break stop_signal;
+            }
+            () = sleep_until(end) => {
+                log(format_args!(
+                    "Deadline passed with {} connection(s) open; exiting",
+                    tracker.len()
+                ));
+                // Returning from `main` drops the runtime, which cancels
+                // every task still running: their connections close.
+                return Ok(ExitCode::FAILURE);
+            }
+            _ = signals.term.recv() => SIGTERM,
+            _ = signals.int.recv() => SIGINT,
+        };
+        if is_second(heard, stop_signal, started) {
+            break again(heard);
         }
-        () = sleep(deadline) => {
-            log(format_args!(
-                "Deadline passed with {} connection(s) open; exiting",
-                tracker.len()
-            ));
-            // Returning from `main` drops the runtime, which cancels
-            // every task still running: their connections close.
-            return Ok(ExitCode::FAILURE);
-        }
-        _ = signals.term.recv() => again(SIGTERM),
-        _ = signals.int.recv() => again(SIGINT),
+        same_stop(heard, stop_signal);
     };
     // Die of the signal, as the sender expects, whether the drain ended
     // or a second signal cut it short. Drop does not run then: clean up
@@ -406,6 +418,28 @@ fn again(signal: i32) -> i32 {
     let name = low_level::signal_name(signal).unwrap_or("a signal");
     log(format_args!("Got {name} while draining: exiting now"));
     signal
+}
+
+/// How long after the stop the other stop signal is taken as part of it:
+/// a Ctrl-C reaches a whole process group, and a wrapper in it that
+/// passes the Ctrl-C on as SIGTERM sends that a moment after the SIGINT.
+const SAME_STOP: Duration = Duration::from_secs(1);
+
+/// Whether `signal`, come during the drain that `stop_signal` began at
+/// `since`, asks for the end at once: the same signal again always does,
+/// the other one only after SAME_STOP.
+fn is_second(signal: i32, stop_signal: i32, since: Instant) -> bool {
+    signal == stop_signal || since.elapsed() >= SAME_STOP
+}
+
+/// Says that `signal` came too soon after `stop_signal` to be a second.
+fn same_stop(signal: i32, stop_signal: i32) {
+    let name = low_level::signal_name(signal).unwrap_or("a signal");
+    let stop = low_level::signal_name(stop_signal).unwrap_or("the stop");
+    log(format_args!(
+        "Got {name} within {} s of {stop}: the same stop, draining on",
+        SAME_STOP.as_secs()
+    ));
 }
 // ANCHOR_END: drain
 

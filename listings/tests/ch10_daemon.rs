@@ -129,6 +129,13 @@ fn sig_daemon_dies_of_a_second_signal_and_removes_its_directory_first() {
 }
 
 #[test]
+fn sig_daemon_takes_a_ctrl_c_and_its_wrappers_sigterm_as_one_stop() {
+    daemon::takes_a_ctrl_c_and_its_wrappers_sigterm_as_one_stop(bin!(
+        "sig-daemon"
+    ));
+}
+
+#[test]
 fn sig_daemon_takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop() {
     daemon::takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop(bin!(
         "sig-daemon"
