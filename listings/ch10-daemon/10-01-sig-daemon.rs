@@ -240,7 +240,7 @@ fn run() -> Result<Ending, Box<dyn Error>> {
     let stop_signal = if args.flag_only {
         accept_until_flag(&listener, &server, &stop)?;
         // The wake-up channels heard the signal too, and say which. Both
-        // are emptied, so that the drain does not take it for a second.
+        // are emptied: the drain hears only what comes after.
         drain_bytes(&wakeups.term)?;
         if wakeups.heard_int()? {
             SIGINT
@@ -306,8 +306,7 @@ fn accept_until_signal(
         }
         if ready[2] || ready.get(3) == Some(&true) {
             // Both channels emptied: a SIGTERM and a SIGINT that came
-            // together (a Ctrl-C, and a script passing it on as SIGTERM)
-            // are one stop. Only one that comes later is a second signal.
+            // together are one stop, which the drain does not hear again.
             let term = drain_bytes(&wakeups.term)?;
             let int = wakeups.heard_int()?;
             return Ok(if term || !int { SIGTERM } else { SIGINT });

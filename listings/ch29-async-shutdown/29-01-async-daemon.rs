@@ -263,9 +263,6 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
             _ = signals.int.recv() => break SIGINT,
         }
     };
-    // A SIGTERM and a SIGINT that came together are one stop: take what
-    // is already there, or the drain would take it for a second signal.
-    take_pending_stops(&mut signals).await;
     // Clients that connected before the signal are served; from here on,
     // new connections are refused.
     accept_waiting(listener, &server)?;
@@ -398,19 +395,6 @@ fn die_of(signal: i32) -> ExitCode {
         let _ = raise(signal); // The end, unless we are an init.
     }
     ExitCode::from(128 + signal as u8)
-}
-
-/// Empties the stop signals' streams of what has already come, without
-/// waiting for more.
-async fn take_pending_stops(signals: &mut Signals) {
-    loop {
-        tokio::select! {
-            biased;
-            _ = signals.term.recv() => {}
-            _ = signals.int.recv() => {}
-            () = std::future::ready(()) => break,
-        }
-    }
 }
 
 /// Says that a second signal came during the drain; returns it.
