@@ -45,7 +45,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::{Builder, Runtime};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
-use tokio::time::{Instant, sleep, sleep_until, timeout_at};
+use tokio::time::{Instant, sleep, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -349,14 +349,17 @@ async fn drain(
     // stop anyone from spawning more on it.
     stop.cancel();
     tracker.close();
-    let end = started + deadline;
+    // One sleep for the whole loop: its end survives each round, and
+    // `sleep` takes any length (`started + deadline` could overflow).
+    let passed = sleep(deadline);
+    tokio::pin!(passed);
     let signal = loop {
         let heard = tokio::select! {
             () = tracker.wait() => {
                 log(format_args!("All connections closed; exiting"));
                 break stop_signal;
             }
-            () = sleep_until(end) => {
+            () = &mut passed => {
                 log(format_args!(
                     "Deadline passed with {} connection(s) open; exiting",
                     tracker.len()

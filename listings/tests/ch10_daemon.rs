@@ -129,6 +129,11 @@ fn sig_daemon_dies_of_a_second_signal_and_removes_its_directory_first() {
 }
 
 #[test]
+fn sig_daemon_drains_under_the_longest_deadline_it_accepts() {
+    daemon::drains_under_the_longest_deadline_it_accepts(bin!("sig-daemon"));
+}
+
+#[test]
 fn sig_daemon_takes_a_ctrl_c_and_its_wrappers_sigterm_as_one_stop() {
     daemon::takes_a_ctrl_c_and_its_wrappers_sigterm_as_one_stop(bin!(
         "sig-daemon"

@@ -394,6 +394,21 @@ pub fn dies_of_a_second_signal_and_removes_its_directory_first(bin: &str) {
     }
 }
 
+/// The largest `--drain-secs` the parser takes, u64::MAX seconds, is a
+/// drain without a deadline, not a panic: the drain's end is computed
+/// without overflowing. (An `Instant` plus that many seconds panicked in
+/// Listing 29-1, "overflow when adding duration to instant", status 101.)
+pub fn drains_under_the_longest_deadline_it_accepts(bin: &str) {
+    let most = u64::MAX.to_string();
+    let mut daemon = start(bin, &["--drain-secs", &most]);
+    daemon.listing.signal(Signal::SIGTERM);
+    daemon
+        .listing
+        .expect(&format!(r"Got SIGTERM: .*at most {most} s"));
+    let out = daemon.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+}
+
 /// A SIGTERM and a SIGINT that are both there when the daemon takes its
 /// stop are one stop: the drain runs, and the request in flight gets its
 /// reply. The daemon is frozen while both are sent, so that it wakes to
