@@ -9,10 +9,10 @@
 //   signal, as its sender expects; if they have not closed within
 //   `--drain-secs` (8), it exits 1. Keep the deadline shorter than the
 //   grace period of whatever stops the daemon (`docker stop`: 10 s).
-// - A second signal during that drain ends it at once (after at most a
-//   second for a slow reader of the log), killed by that signal: the same
-//   one again, or the other one a second or more after the first (sooner,
-//   it is a wrapper passing a Ctrl-C on: one stop).
+// - A second SIGTERM or SIGINT during that drain ends it at once (after
+//   at most a second for a slow reader of the log), killed by that
+//   signal, if it comes a second or more after the first: sooner, it is a
+//   wrapper passing the first on, and the same stop.
 //
 // Without `--config PATH` it writes a default configuration into a private
 // temporary directory, which it removes when it exits. `--untracked`
@@ -371,7 +371,7 @@ async fn drain(
             _ = signals.term.recv() => SIGTERM,
             _ = signals.int.recv() => SIGINT,
         };
-        if is_second(heard, stop_signal, started) {
+        if is_second(started) {
             break again(heard);
         }
         same_stop(heard, stop_signal);
@@ -407,19 +407,20 @@ fn again(signal: i32) -> i32 {
     signal
 }
 
-/// How long after the stop the other stop signal is taken as part of it:
-/// a Ctrl-C reaches a whole process group, and a wrapper in it that
-/// passes the Ctrl-C on as SIGTERM sends that a moment after the SIGINT.
+/// How long after the stop a stop signal, either one, is taken as part of
+/// it: a Ctrl-C reaches a whole process group, and a wrapper in it passes
+/// it on a moment later, as SIGTERM or as SIGINT; systemd signals every
+/// process of a unit, and a wrapper there passes its SIGTERM on too.
 const SAME_STOP: Duration = Duration::from_secs(1);
 
-/// Whether `signal`, come during the drain that `stop_signal` began at
-/// `since`, asks for the end at once: the same signal again always does,
-/// the other one only after SAME_STOP.
-fn is_second(signal: i32, stop_signal: i32, since: Instant) -> bool {
-    signal == stop_signal || since.elapsed() >= SAME_STOP
+/// Whether a stop signal, come during the drain that began at `since`,
+/// asks for the end at once: only once SAME_STOP has passed.
+fn is_second(since: Instant) -> bool {
+    since.elapsed() >= SAME_STOP
 }
 
-/// Says that `signal` came too soon after `stop_signal` to be a second.
+/// Says that `signal` came too soon after `stop_signal` to be a second
+/// signal.
 fn same_stop(signal: i32, stop_signal: i32) {
     let name = low_level::signal_name(signal).unwrap_or("a signal");
     let stop = low_level::signal_name(stop_signal).unwrap_or("the stop");

@@ -362,15 +362,12 @@ pub fn gives_up_at_the_deadline_with_status_1(bin: &str) {
 
 /// A second signal while draining ends the daemon at once, by that signal,
 /// and still removes the private directory first: the same signal again,
-/// at once, or the other one once a second has passed since the drain
-/// began (sooner, it is taken as part of the stop, which the test of a
-/// wrapper's SIGTERM checks). The pause is the rule under test, not a
-/// wait for the daemon: the drain's log line comes after its clock starts.
+/// or the other one, once a second has passed since the drain began
+/// (sooner, it is taken as part of the stop, which the test of a
+/// wrapper's signal checks). The pause is the rule under test, not a wait
+/// for the daemon: the drain's log line comes after its clock starts.
 pub fn dies_of_a_second_signal_and_removes_its_directory_first(bin: &str) {
-    for (again, after) in [
-        (Signal::SIGTERM, Duration::ZERO),
-        (Signal::SIGINT, Duration::from_millis(1200)),
-    ] {
+    for again in [Signal::SIGTERM, Signal::SIGINT] {
         let mut daemon = start(bin, &[]);
         reconfigure(&mut daemon, "delay_ms = 20000\n");
         let mut client = Client::connect(daemon.addr);
@@ -378,7 +375,7 @@ pub fn dies_of_a_second_signal_and_removes_its_directory_first(bin: &str) {
         logged_request(&mut daemon, "slow");
         daemon.listing.signal(Signal::SIGTERM);
         daemon.listing.expect(r"Got SIGTERM: .*");
-        thread::sleep(after);
+        thread::sleep(Duration::from_millis(1200));
         let second = Instant::now();
         daemon.listing.signal(again);
         daemon
@@ -445,16 +442,23 @@ pub fn takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop(bin: &str) {
 
 /// A Ctrl-C that a wrapper passes on: the terminal's SIGINT reaches the
 /// whole process group, the wrapper's and the daemon's, and the wrapper,
-/// interrupted, sends the daemon SIGTERM a moment later (Python's
-/// `try: p.wait() except KeyboardInterrupt: p.terminate()`). The test
-/// plays the wrapper: SIGINT to the group, then SIGTERM to the daemon,
-/// at once, and again once the daemon has logged that it drains. Both are
-/// one stop: the request in flight gets its reply, and the daemon dies of
-/// the signal it took as the stop, the SIGINT once it was draining.
-/// Taking the SIGTERM for a second signal, both daemons lost the request
-/// in every round.
+/// interrupted, passes it on a moment later (Python's `try: p.wait()
+/// except KeyboardInterrupt: p.terminate()`, or `p.send_signal(SIGINT)`).
+/// The test plays the wrapper: SIGINT to the group, then SIGTERM to the
+/// daemon, at once, and again once the daemon has logged that it drains;
+/// and SIGINT again once it drains. Each is one stop: the request in
+/// flight gets its reply, and the daemon dies of the signal it took as
+/// the stop, the SIGINT once it was draining. Taking the wrapper's signal
+/// for a second one, both daemons lost the request in every round: the
+/// SIGTERM before any rule, the SIGINT while the same signal again still
+/// counted as a second at once.
 pub fn takes_a_ctrl_c_and_its_wrappers_sigterm_as_one_stop(bin: &str) {
-    for wait_for_the_drain in [false, true] {
+    let rounds = [
+        (false, Signal::SIGTERM),
+        (true, Signal::SIGTERM),
+        (true, Signal::SIGINT),
+    ];
+    for (wait_for_the_drain, passed_on) in rounds {
         let mut daemon = start(bin, &[]);
         reconfigure(&mut daemon, "delay_ms = 500\n");
         let mut client = Client::connect(daemon.addr);
@@ -465,12 +469,12 @@ pub fn takes_a_ctrl_c_and_its_wrappers_sigterm_as_one_stop(bin: &str) {
         if wait_for_the_drain {
             daemon.listing.expect(r"Got SIGINT: .*");
         }
-        daemon.listing.signal(Signal::SIGTERM);
+        daemon.listing.signal(passed_on);
         let reply = client.reply();
         assert_eq!(
             reply.as_deref(),
             Some("hello, wrapped\n"),
-            "waiting for the drain: {wait_for_the_drain}"
+            "waiting for the drain: {wait_for_the_drain}; {passed_on:?}"
         );
         assert_eq!(client.reply(), None, "then the end");
         drop(client);
