@@ -11,9 +11,11 @@
 //   `--drain-secs` (8), it exits 1. Keep the deadline shorter than the
 //   grace period of whatever stops the daemon (`docker stop`: 10 s).
 // - A second SIGTERM or SIGINT during that drain ends it at once, killed
-//   by that signal. As a container's PID 1, which the kernel shields
-//   from the default action of every signal, even one it raises itself,
-//   it exits with 128 + n instead.
+//   by that signal, if it comes a second or more after the first: sooner,
+//   it is a wrapper passing the first on, and the same stop.
+//   As a container's PID 1, which the kernel shields from the default
+//   action of every signal, even one it raises itself, it exits with
+//   128 + n instead.
 // - When it runs out of file descriptors, it stops accepting for a while,
 //   longer each time, instead of spinning.
 //
@@ -238,7 +240,7 @@ fn run() -> Result<Ending, Box<dyn Error>> {
     let stop_signal = if args.flag_only {
         accept_until_flag(&listener, &server, &stop)?;
         // The wake-up channels heard the signal too, and say which. Both
-        // are emptied, so that the drain does not take it for a second.
+        // are emptied: the drain hears only what comes after.
         drain_bytes(&wakeups.term)?;
         if wakeups.heard_int()? {
             SIGINT
@@ -304,8 +306,7 @@ fn accept_until_signal(
         }
         if ready[2] || ready.get(3) == Some(&true) {
             // Both channels emptied: a SIGTERM and a SIGINT that came
-            // together (a Ctrl-C, and a script passing it on as SIGTERM)
-            // are one stop. Only one that comes later is a second signal.
+            // together are one stop, which the drain does not hear again.
             let term = drain_bytes(&wakeups.term)?;
             let int = wakeups.heard_int()?;
             return Ok(if term || !int { SIGTERM } else { SIGINT });
@@ -426,6 +427,9 @@ fn drain(
     stop_signal: i32,
     deadline: Duration,
 ) -> io::Result<Ending> {
+    // Before the first line of the drain: a second signal is timed from
+    // here.
+    let started = Instant::now();
     let name = low_level::signal_name(stop_signal).unwrap_or("a signal");
     let open = server.open.load(Ordering::SeqCst);
     log(format_args!(
@@ -445,7 +449,6 @@ fn drain(
     } = server;
     drop(stop);
     drop(alive);
-    let started = Instant::now();
     loop {
         let left = deadline.saturating_sub(started.elapsed());
         let mut fds = vec![
@@ -474,14 +477,44 @@ fn drain(
             return Ok(Ending::Signal(stop_signal));
         }
         if ready[1] || ready.get(2) == Some(&true) {
-            let again = if ready[1] { SIGTERM } else { SIGINT };
-            let name = low_level::signal_name(again).unwrap_or("a signal");
-            log(format_args!("Got {name} while draining: exiting now"));
-            // No more waiting: `run` drops the private directory on its
-            // way out, and `main` dies of the signal.
-            return Ok(Ending::Signal(again));
+            let term = drain_bytes(&wakeups.term)?;
+            let int = wakeups.heard_int()?;
+            let heard = [(term, SIGTERM), (int, SIGINT)];
+            for (_, again) in heard.into_iter().filter(|&(came, _)| came) {
+                if is_second(started) {
+                    let name = low_level::signal_name(again).unwrap_or("?");
+                    log(format_args!("Got {name} while draining: exiting now"));
+                    // No more waiting: `run` drops the private directory
+                    // on its way out, and `main` dies of the signal.
+                    return Ok(Ending::Signal(again));
+                }
+                same_stop(again, stop_signal);
+            }
         }
     }
+}
+
+/// How long after the stop a stop signal, either one, is taken as part of
+/// it: a Ctrl-C reaches a whole process group, and a wrapper in it passes
+/// it on a moment later, as SIGTERM or as SIGINT; systemd signals every
+/// process of a unit, and a wrapper there passes its SIGTERM on too.
+const SAME_STOP: Duration = Duration::from_secs(1);
+
+/// Whether a stop signal, come during the drain that began at `since`,
+/// asks for the end at once: only once SAME_STOP has passed.
+fn is_second(since: Instant) -> bool {
+    since.elapsed() >= SAME_STOP
+}
+
+/// Says that `signal` came too soon after `stop_signal` to be a second
+/// signal.
+fn same_stop(signal: i32, stop_signal: i32) {
+    let name = low_level::signal_name(signal).unwrap_or("a signal");
+    let stop = low_level::signal_name(stop_signal).unwrap_or("the stop");
+    log(format_args!(
+        "Got {name} within {} s of {stop}: the same stop, draining on",
+        SAME_STOP.as_secs()
+    ));
 }
 // ANCHOR_END: drain
 

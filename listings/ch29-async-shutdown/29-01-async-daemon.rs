@@ -10,7 +10,9 @@
 //   `--drain-secs` (8), it exits 1. Keep the deadline shorter than the
 //   grace period of whatever stops the daemon (`docker stop`: 10 s).
 // - A second SIGTERM or SIGINT during that drain ends it at once (after
-//   at most a second for a slow reader of the log), killed by that signal.
+//   at most a second for a slow reader of the log), killed by that
+//   signal, if it comes a second or more after the first: sooner, it is a
+//   wrapper passing the first on, and the same stop.
 //
 // Without `--config PATH` it writes a default configuration into a private
 // temporary directory, which it removes when it exits. `--untracked`
@@ -261,9 +263,6 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
             _ = signals.int.recv() => break SIGINT,
         }
     };
-    // A SIGTERM and a SIGINT that came together are one stop: take what
-    // is already there, or the drain would take it for a second signal.
-    take_pending_stops(&mut signals).await;
     // Clients that connected before the signal are served; from here on,
     // new connections are refused.
     accept_waiting(listener, &server)?;
@@ -334,6 +333,9 @@ async fn drain(
     deadline: Duration,
     private_dir: Option<PrivateDir>,
 ) -> io::Result<ExitCode> {
+    // Before the first line of the drain: a second signal is timed from
+    // here.
+    let started = Instant::now();
     let name = low_level::signal_name(stop_signal).unwrap_or("a signal");
     let Server { stop, tracker, .. } = server;
     log(format_args!(
@@ -347,22 +349,32 @@ async fn drain(
     // stop anyone from spawning more on it.
     stop.cancel();
     tracker.close();
-    let signal = tokio::select! {
-        () = tracker.wait() => {
-            log(format_args!("All connections closed; exiting"));
-            stop_signal
+    // One sleep for the whole loop: its end survives each round, and
+    // `sleep` takes any length (`started + deadline` could overflow).
+    let passed = sleep(deadline);
+    tokio::pin!(passed);
+    let signal = loop {
+        let heard = tokio::select! {
+            () = tracker.wait() => {
+                log(format_args!("All connections closed; exiting"));
+                break stop_signal;
+            }
+            () = &mut passed => {
+                log(format_args!(
+                    "Deadline passed with {} connection(s) open; exiting",
+                    tracker.len()
+                ));
+                // Returning from `main` drops the runtime, which cancels
+                // every task still running: their connections close.
+                return Ok(ExitCode::FAILURE);
+            }
+            _ = signals.term.recv() => SIGTERM,
+            _ = signals.int.recv() => SIGINT,
+        };
+        if is_second(started) {
+            break again(heard);
         }
-        () = sleep(deadline) => {
-            log(format_args!(
-                "Deadline passed with {} connection(s) open; exiting",
-                tracker.len()
-            ));
-            // Returning from `main` drops the runtime, which cancels
-            // every task still running: their connections close.
-            return Ok(ExitCode::FAILURE);
-        }
-        _ = signals.term.recv() => again(SIGTERM),
-        _ = signals.int.recv() => again(SIGINT),
+        same_stop(heard, stop_signal);
     };
     // Die of the signal, as the sender expects, whether the drain ended
     // or a second signal cut it short. Drop does not run then: clean up
@@ -388,24 +400,34 @@ fn die_of(signal: i32) -> ExitCode {
     ExitCode::from(128 + signal as u8)
 }
 
-/// Empties the stop signals' streams of what has already come, without
-/// waiting for more.
-async fn take_pending_stops(signals: &mut Signals) {
-    loop {
-        tokio::select! {
-            biased;
-            _ = signals.term.recv() => {}
-            _ = signals.int.recv() => {}
-            () = std::future::ready(()) => break,
-        }
-    }
-}
-
 /// Says that a second signal came during the drain; returns it.
 fn again(signal: i32) -> i32 {
     let name = low_level::signal_name(signal).unwrap_or("a signal");
     log(format_args!("Got {name} while draining: exiting now"));
     signal
+}
+
+/// How long after the stop a stop signal, either one, is taken as part of
+/// it: a Ctrl-C reaches a whole process group, and a wrapper in it passes
+/// it on a moment later, as SIGTERM or as SIGINT; systemd signals every
+/// process of a unit, and a wrapper there passes its SIGTERM on too.
+const SAME_STOP: Duration = Duration::from_secs(1);
+
+/// Whether a stop signal, come during the drain that began at `since`,
+/// asks for the end at once: only once SAME_STOP has passed.
+fn is_second(since: Instant) -> bool {
+    since.elapsed() >= SAME_STOP
+}
+
+/// Says that `signal` came too soon after `stop_signal` to be a second
+/// signal.
+fn same_stop(signal: i32, stop_signal: i32) {
+    let name = low_level::signal_name(signal).unwrap_or("a signal");
+    let stop = low_level::signal_name(stop_signal).unwrap_or("the stop");
+    log(format_args!(
+        "Got {name} within {} s of {stop}: the same stop, draining on",
+        SAME_STOP.as_secs()
+    ));
 }
 // ANCHOR_END: drain
 

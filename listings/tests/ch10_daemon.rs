@@ -129,6 +129,18 @@ fn sig_daemon_dies_of_a_second_signal_and_removes_its_directory_first() {
 }
 
 #[test]
+fn sig_daemon_drains_under_the_longest_deadline_it_accepts() {
+    daemon::drains_under_the_longest_deadline_it_accepts(bin!("sig-daemon"));
+}
+
+#[test]
+fn sig_daemon_takes_a_ctrl_c_and_its_wrappers_sigterm_as_one_stop() {
+    daemon::takes_a_ctrl_c_and_its_wrappers_sigterm_as_one_stop(bin!(
+        "sig-daemon"
+    ));
+}
+
+#[test]
 fn sig_daemon_takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop() {
     daemon::takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop(bin!(
         "sig-daemon"
@@ -1033,16 +1045,6 @@ s.bind("\0sig-notify")
 while True:
     print(s.recv(999).decode().replace("\n", " "), flush=True)'"#;
 
-/// Whether a TCP socket listens on `port` of 127.0.0.1 (/proc/net/tcp).
-fn listening_on(port: u16) -> bool {
-    let table = fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    let local = format!("0100007F:{port:04X}");
-    table.lines().any(|line| {
-        let fields: Vec<_> = line.split_whitespace().collect();
-        fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")
-    })
-}
-
 /// Whether a Unix socket is bound to `@name` (/proc/net/unix).
 fn bound_abstract(name: &str) -> bool {
     let table = fs::read_to_string("/proc/net/unix").unwrap_or_default();
@@ -1092,9 +1094,9 @@ fn sig_notify_session_under_systemd_socket_activate_matches_the_book() {
             Listing::spawn(&mut command, std::process::Stdio::piped());
         let pid = activate.pid();
         wait_until("systemd-socket-activate to listen", || {
-            listening_on(port) || crate::support::is_dead(pid)
+            crate::support::listens_on(port) || crate::support::is_dead(pid)
         });
-        if listening_on(port) {
+        if crate::support::listens_on(port) {
             break (activate, port);
         }
         assert!(

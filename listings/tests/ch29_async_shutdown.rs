@@ -1077,6 +1077,18 @@ fn async_daemon_hears_signals_its_parent_had_blocked() {
 /// Listing 29-1 took the SIGINT left in its stream for a second signal,
 /// and died of it at once, the reply lost.
 #[test]
+fn async_daemon_drains_under_the_longest_deadline_it_accepts() {
+    daemon::drains_under_the_longest_deadline_it_accepts(bin!("async-daemon"));
+}
+
+#[test]
+fn async_daemon_takes_a_ctrl_c_and_its_wrappers_sigterm_as_one_stop() {
+    daemon::takes_a_ctrl_c_and_its_wrappers_sigterm_as_one_stop(bin!(
+        "async-daemon"
+    ));
+}
+
+#[test]
 fn async_daemon_takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop() {
     daemon::takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop(bin!(
         "async-daemon"

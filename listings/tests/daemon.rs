@@ -361,35 +361,55 @@ pub fn gives_up_at_the_deadline_with_status_1(bin: &str) {
 }
 
 /// A second signal while draining ends the daemon at once, by that signal,
-/// and still removes the private directory first.
+/// and still removes the private directory first: the same signal again,
+/// or the other one, once a second has passed since the drain began
+/// (sooner, it is taken as part of the stop, which the test of a
+/// wrapper's signal checks). The pause is the rule under test, not a wait
+/// for the daemon: the drain's log line comes after its clock starts.
 pub fn dies_of_a_second_signal_and_removes_its_directory_first(bin: &str) {
-    let mut daemon = start(bin, &[]);
-    reconfigure(&mut daemon, "delay_ms = 20000\n");
-    let mut client = Client::connect(daemon.addr);
-    client.send("slow");
-    logged_request(&mut daemon, "slow");
+    for again in [Signal::SIGTERM, Signal::SIGINT] {
+        let mut daemon = start(bin, &[]);
+        reconfigure(&mut daemon, "delay_ms = 20000\n");
+        let mut client = Client::connect(daemon.addr);
+        client.send("slow");
+        logged_request(&mut daemon, "slow");
+        daemon.listing.signal(Signal::SIGTERM);
+        daemon.listing.expect(r"Got SIGTERM: .*");
+        thread::sleep(Duration::from_millis(1200));
+        let second = Instant::now();
+        daemon.listing.signal(again);
+        daemon
+            .listing
+            .expect(&format!("Got {again:?} while draining: exiting now"));
+        let dir = daemon.config.parent().unwrap().to_path_buf();
+        let out = daemon.finish();
+        assert_died_of(&out, again);
+        assert!(second.elapsed() < Duration::from_secs(10));
+        assert!(!dir.exists(), "{} is left behind", dir.display());
+        // The client in flight lost its connection, without a reply.
+        let _ = client.stream.shutdown(Shutdown::Write);
+    }
+}
+
+/// The largest `--drain-secs` the parser takes, u64::MAX seconds, is a
+/// drain without a deadline, not a panic: the drain's end is computed
+/// without overflowing. (An `Instant` plus that many seconds panicked in
+/// Listing 29-1, "overflow when adding duration to instant", status 101.)
+pub fn drains_under_the_longest_deadline_it_accepts(bin: &str) {
+    let most = u64::MAX.to_string();
+    let mut daemon = start(bin, &["--drain-secs", &most]);
     daemon.listing.signal(Signal::SIGTERM);
-    daemon.listing.expect(r"Got SIGTERM: .*");
-    let second = Instant::now();
-    daemon.listing.signal(Signal::SIGINT);
     daemon
         .listing
-        .expect("Got SIGINT while draining: exiting now");
-    let dir = daemon.config.parent().unwrap().to_path_buf();
+        .expect(&format!(r"Got SIGTERM: .*at most {most} s"));
     let out = daemon.finish();
-    assert_died_of(&out, Signal::SIGINT);
-    assert!(second.elapsed() < Duration::from_secs(10));
-    assert!(!dir.exists(), "{} is left behind", dir.display());
-    // The client in flight lost its connection, without a reply.
-    let _ = client.stream.shutdown(Shutdown::Write);
+    assert_died_of(&out, Signal::SIGTERM);
 }
 
 /// A SIGTERM and a SIGINT that are both there when the daemon takes its
 /// stop are one stop: the drain runs, and the request in flight gets its
-/// reply. Only a signal that comes once the drain has begun is a second
-/// one (a wrapper that passes a Ctrl-C on a moment later is such a one:
-/// the chapters say so). The daemon is frozen while both are sent, so that
-/// it wakes to both at once; it dies of whichever it took as the stop.
+/// reply. The daemon is frozen while both are sent, so that it wakes to
+/// both at once; it dies of whichever it took as the stop.
 pub fn takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop(bin: &str) {
     let mut daemon = start(bin, &[]);
     reconfigure(&mut daemon, "delay_ms = 500\n");
@@ -418,6 +438,59 @@ pub fn takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop(bin: &str) {
         .iter()
         .any(|line| line.contains("while draining"));
     assert!(!second, "{:#?}", out.stdout);
+}
+
+/// A Ctrl-C that a wrapper passes on: the terminal's SIGINT reaches the
+/// whole process group, the wrapper's and the daemon's, and the wrapper,
+/// interrupted, passes it on a moment later (Python's `try: p.wait()
+/// except KeyboardInterrupt: p.terminate()`, or `p.send_signal(SIGINT)`).
+/// The test plays the wrapper: SIGINT to the group, then SIGTERM to the
+/// daemon, at once, and again once the daemon has logged that it drains;
+/// and SIGINT again once it drains. Each is one stop: the request in
+/// flight gets its reply, and the daemon dies of the signal it took as
+/// the stop, the SIGINT once it was draining. Taking the wrapper's signal
+/// for a second one, both daemons lost the request in every round: the
+/// SIGTERM before any rule, the SIGINT while the same signal again still
+/// counted as a second at once.
+pub fn takes_a_ctrl_c_and_its_wrappers_sigterm_as_one_stop(bin: &str) {
+    let rounds = [
+        (false, Signal::SIGTERM),
+        (true, Signal::SIGTERM),
+        (true, Signal::SIGINT),
+    ];
+    for (wait_for_the_drain, passed_on) in rounds {
+        let mut daemon = start(bin, &[]);
+        reconfigure(&mut daemon, "delay_ms = 500\n");
+        let mut client = Client::connect(daemon.addr);
+        client.send("wrapped");
+        logged_request(&mut daemon, "wrapped");
+        let pid = daemon.listing.pid();
+        nix::sys::signal::killpg(pid, Signal::SIGINT).expect("the group");
+        if wait_for_the_drain {
+            daemon.listing.expect(r"Got SIGINT: .*");
+        }
+        daemon.listing.signal(passed_on);
+        let reply = client.reply();
+        assert_eq!(
+            reply.as_deref(),
+            Some("hello, wrapped\n"),
+            "waiting for the drain: {wait_for_the_drain}; {passed_on:?}"
+        );
+        assert_eq!(client.reply(), None, "then the end");
+        drop(client);
+        let out = daemon.finish();
+        if wait_for_the_drain {
+            assert_died_of(&out, Signal::SIGINT);
+        } else {
+            // Both may be there when the daemon wakes, and either taken
+            // as the stop (tokio's `select!` picks one of the ready).
+            let died_of = out.status.signal().unwrap_or(0);
+            let stops = [Signal::SIGTERM as i32, Signal::SIGINT as i32];
+            assert!(stops.contains(&died_of), "{:?}", out.status);
+        }
+        let second = out.stdout.iter().any(|line| line.contains("exiting now"));
+        assert!(!second, "{:#?}", out.stdout);
+    }
 }
 
 /// Started with SIGINT ignored, as a script starts a background job, the

@@ -126,22 +126,14 @@ pub fn run_with_hosts(hosts: &str, bin: &str, args: &[&str]) -> Finished {
     run("unshare", &all)
 }
 
-/// The server's end of a loopback connection, as the kernel's socket
-/// diagnostics (`sock_diag`, what `ss` uses) report it: its state (`01`
-/// established, `04` FIN_WAIT1: the server has closed its end, or
-/// half-closed it, and its FIN waits behind what it sent), the bytes it
-/// has received and not read, the bytes it has written that the client
-/// has not taken, and its inode, 0 once the server has closed the socket
-/// and the kernel alone finishes what was queued. `None` once it is gone.
-///
-/// Asked for by its four-tuple, the kernel looks the socket up in its
-/// hash table: a look takes microseconds however many sockets the machine
-/// holds. /proc/net/tcp lists every one of them, and a full run of the
-/// suite leaves tens of thousands in TIME_WAIT: one look there took up to
-/// three seconds on a loaded machine, longer than a server's gentle close
-/// of a second (chapter 30's rounds, timed by those looks, sent the rest
-/// of a request after the server had let the socket go).
-pub fn server_end(server: u16, client: u16) -> Option<(String, u64, u64, u64)> {
+/// The type of a netlink message that reports an error (ENOENT: no such
+/// socket) instead of a socket.
+const NLMSG_ERROR: u16 = 2;
+
+/// The kernel's answer to one `sock_diag` lookup of the TCP socket on
+/// 127.0.0.1 that a packet from 127.0.0.1:`client` to port `server` would
+/// reach: the connection, if there is one, or else the port's listener.
+fn diag_lookup(server: u16, client: u16) -> Vec<u8> {
     use nix::sys::socket::{
         AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
         recv, sendto, socket,
@@ -150,7 +142,6 @@ pub fn server_end(server: u16, client: u16) -> Option<(String, u64, u64, u64)> {
     // `inet_diag_sockid` naming the socket, cookie "none".
     const SOCK_DIAG_BY_FAMILY: u16 = 20;
     const NLM_F_REQUEST: u16 = 1;
-    const NLMSG_ERROR: u16 = 2;
     const LOOPBACK: [u8; 4] = [127, 0, 0, 1];
     let mut request = Vec::with_capacity(72);
     request.extend_from_slice(&72u32.to_ne_bytes());
@@ -188,7 +179,27 @@ pub fn server_end(server: u16, client: u16) -> Option<(String, u64, u64, u64)> {
     let mut reply = [0; 512];
     let len = recv(diag.as_raw_fd(), &mut reply, MsgFlags::empty())
         .expect("a sock_diag reply");
-    let reply = &reply[..len];
+    reply[..len].to_vec()
+}
+
+/// The server's end of a loopback connection, as the kernel's socket
+/// diagnostics (`sock_diag`, what `ss` uses) report it: its state (`01`
+/// established, `04` FIN_WAIT1: the server has closed its end, or
+/// half-closed it, and its FIN waits behind what it sent), the bytes it
+/// has received and not read, the bytes it has written that the client
+/// has not taken, and its inode, 0 once the server has closed the socket
+/// and the kernel alone finishes what was queued. `None` once it is gone.
+///
+/// Asked for by its four-tuple, the kernel looks the socket up in its
+/// hash table: a look takes microseconds however many sockets the machine
+/// holds. /proc/net/tcp lists every one of them, and a full run of the
+/// suite leaves tens of thousands in TIME_WAIT: one look there took up to
+/// three seconds on a loaded machine, longer than a server's gentle close
+/// of a second (chapter 30's rounds, timed by those looks, sent the rest
+/// of a request after the server had let the socket go).
+pub fn server_end(server: u16, client: u16) -> Option<(String, u64, u64, u64)> {
+    let reply = diag_lookup(server, client);
+    let (reply, len) = (&reply[..], reply.len());
     let word =
         |at: usize| u32::from_ne_bytes(reply[at..at + 4].try_into().unwrap());
     // An error (ENOENT: no such socket), or an `inet_diag_msg` after the
@@ -203,4 +214,17 @@ pub fn server_end(server: u16, client: u16) -> Option<(String, u64, u64, u64)> {
     let state = format!("{:02X}", reply[17]);
     let (unread, unsent) = (u64::from(word(72)), u64::from(word(76)));
     Some((state, unread, unsent, u64::from(word(84))))
+}
+
+/// Whether a TCP socket listens on `port` of 127.0.0.1: one `sock_diag`
+/// lookup, as [`server_end`] makes, from a client port no connection
+/// uses, which only the listener answers (state 0A, TCP_LISTEN).
+pub fn listens_on(port: u16) -> bool {
+    const TCP_LISTEN: u8 = 10;
+    let reply = diag_lookup(port, 0);
+    let kind = u16::from_ne_bytes([reply[4], reply[5]]);
+    kind != NLMSG_ERROR
+        && reply.len() >= 88
+        && reply[17] == TCP_LISTEN
+        && reply[20..22] == port.to_be_bytes()
 }
