@@ -618,6 +618,37 @@ fn reading_stdout_to_its_end_first_deadlocks_on_a_full_stderr() {
     assert_eq!(out.stderr.len(), 100_000);
 }
 
+/// The live processes whose command line is `sleep SECS`, with a number
+/// no other test uses: the background job of a stand-in `sh`, which the
+/// test has no pid of its own to reach by, and which may be in no group the
+/// test knows. Dropped, it kills every one still there, should the test
+/// fail half-way. (A zombie's command line is empty: it does not count.)
+struct Sleepers(&'static str);
+
+impl Sleepers {
+    fn pids(&self) -> Vec<Pid> {
+        let cmdline = format!("sleep\0{}\0", self.0);
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| c == cmdline.as_bytes())
+            })
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .map(Pid::from_raw)
+            .collect()
+    }
+}
+
+impl Drop for Sleepers {
+    fn drop(&mut self) {
+        for pid in self.pids() {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        }
+    }
+}
+
 /// Runs spawn-grandchild, checks that nothing is left behind (in its
 /// group, and in the child's when it made one), and returns its output
 /// with the pid of the grandchild and how long it took.
@@ -698,29 +729,7 @@ fn spawn_grandchild_group_ends_a_stopped_grandchild_too() {
     if !have("python3") {
         return;
     }
-    /// The processes that run `sleep 31342`, the stand-in's background job.
-    fn marked() -> Vec<Pid> {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter(|e| {
-                std::fs::read(e.path().join("cmdline")).ok().as_deref()
-                    == Some(&b"sleep\x0031342\x00"[..])
-            })
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .map(Pid::from_raw)
-            .collect()
-    }
-    /// Kills what the test leaves behind, should it fail.
-    struct KillMarked;
-    impl Drop for KillMarked {
-        fn drop(&mut self) {
-            for pid in marked() {
-                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-            }
-        }
-    }
-    let _cleanup = KillMarked;
+    let job = Sleepers("31342");
     let dir = tempfile::tempdir().unwrap();
     let sh = dir.path().join("sh");
     // The job holds the pipe as its stdout; its state is the third field
@@ -752,7 +761,7 @@ fn spawn_grandchild_group_ends_a_stopped_grandchild_too() {
             "End of stream"
         ]
     );
-    wait_until("the stopped job to end", || marked().is_empty());
+    wait_until("the stopped job to end", || job.pids().is_empty());
 }
 
 /// With `--group`, an output that fails (a full disk, or a reader gone,
@@ -793,29 +802,7 @@ fn spawn_grandchild_group_kills_the_group_even_when_its_output_fails() {
 /// at once and leave the background process running.
 #[test]
 fn spawn_grandchild_group_kills_the_group_when_the_child_says_nothing() {
-    /// Kills what the test leaves behind, should it fail.
-    struct KillMarked;
-    impl Drop for KillMarked {
-        fn drop(&mut self) {
-            for pid in marked() {
-                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-            }
-        }
-    }
-    /// The processes that run `sleep 31336`, the stand-in's background job.
-    fn marked() -> Vec<Pid> {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter(|e| {
-                std::fs::read(e.path().join("cmdline")).ok().as_deref()
-                    == Some(&b"sleep\x0031336\x00"[..])
-            })
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .map(Pid::from_raw)
-            .collect()
-    }
-    let _cleanup = KillMarked;
+    let job = Sleepers("31336");
     let dir = tempfile::tempdir().unwrap();
     let sh = dir.path().join("sh");
     write_program(&sh, "#!/bin/sh\nsleep 31336 >/dev/null 2>&1 &\nexit 3\n");
@@ -827,7 +814,7 @@ fn spawn_grandchild_group_kills_the_group_when_the_child_says_nothing() {
     let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert_eq!(out.stderr, "spawn-grandchild: the child said nothing\n");
-    wait_until("the background process to end", || marked().is_empty());
+    wait_until("the background process to end", || job.pids().is_empty());
 }
 
 /// A child that exits without a word while its background job holds the
@@ -838,28 +825,7 @@ fn spawn_grandchild_group_kills_the_group_when_the_child_says_nothing() {
 /// line. Its read used to have no limit and block until `sleep` ended.
 #[test]
 fn spawn_grandchild_gives_up_on_a_silent_child_whose_job_holds_the_pipe() {
-    fn marked() -> Vec<Pid> {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter(|e| {
-                std::fs::read(e.path().join("cmdline")).ok().as_deref()
-                    == Some(&b"sleep\x0031338\x00"[..])
-            })
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .map(Pid::from_raw)
-            .collect()
-    }
-    /// Kills what the test leaves behind, should it fail.
-    struct KillMarked;
-    impl Drop for KillMarked {
-        fn drop(&mut self) {
-            for pid in marked() {
-                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-            }
-        }
-    }
-    let _cleanup = KillMarked;
+    let job = Sleepers("31338");
     let dir = tempfile::tempdir().unwrap();
     let sh = dir.path().join("sh");
     write_program(&sh, "#!/bin/sh\nsleep 31338 2>/dev/null &\nexit 0\n");
@@ -876,7 +842,7 @@ fn spawn_grandchild_gives_up_on_a_silent_child_whose_job_holds_the_pipe() {
         "spawn-grandchild: the child said nothing in 2000 ms\n"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
-    wait_until("the background process to end", || marked().is_empty());
+    wait_until("the background process to end", || job.pids().is_empty());
 }
 
 /// A child that says nothing and runs on, its stdout the pipe: past the
@@ -887,28 +853,7 @@ fn spawn_grandchild_gives_up_on_a_silent_child_whose_job_holds_the_pipe() {
 /// and passed with the kill removed; this one then waited for `sleep`.
 #[test]
 fn spawn_grandchild_kills_a_silent_child_that_runs_on() {
-    fn marked() -> Vec<Pid> {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter(|e| {
-                std::fs::read(e.path().join("cmdline")).ok().as_deref()
-                    == Some(&b"sleep\x0031344\x00"[..])
-            })
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .map(Pid::from_raw)
-            .collect()
-    }
-    /// Kills what the test leaves behind, should it fail.
-    struct KillMarked;
-    impl Drop for KillMarked {
-        fn drop(&mut self) {
-            for pid in marked() {
-                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-            }
-        }
-    }
-    let _cleanup = KillMarked;
+    let job = Sleepers("31344");
     let dir = tempfile::tempdir().unwrap();
     let sh = dir.path().join("sh");
     write_program(&sh, "#!/bin/sh\nsleep 31344\n");
@@ -925,7 +870,7 @@ fn spawn_grandchild_kills_a_silent_child_that_runs_on() {
         "spawn-grandchild: the child said nothing in 2000 ms\n"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
-    wait_until("the child's sleep to end", || marked().is_empty());
+    wait_until("the child's sleep to end", || job.pids().is_empty());
 }
 
 #[test]
