@@ -18,7 +18,7 @@ use crate::support::{
     ChildExt, KillGroupOnDrop, Listing, PATIENCE, all_threads_stopped,
     as_pid_1, assert_exited_with, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
-    group_is_gone, have, is_dead, kernel, like_a_listing, pgid_of,
+    group_is_gone, have, is_dead, kernel, like_a_listing, pgid_of, ppid_of,
     reaps_with_stdout_full, run_clean, state_of, threads_blocked_in,
     wait_until, with_sigchld_ignored, with_thread_limit, write_program,
 };
@@ -1641,6 +1641,44 @@ fn spawn_pipeline_signals_a_stage_that_left_the_group_too() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+/// The limit of the test above, which the chapter states: as the first
+/// stage, the group's leader, `setsid(1)` cannot leave the group, so it
+/// forks, exits at once, and its command runs on as a grandchild in a
+/// session of its own. No `killpg`, no pid the listing knows, and no
+/// PR_SET_PDEATHSIG (a fork does not inherit it) reaches that command: the
+/// listing ends by the SIGTERM it passed on, and `sleep 31348` runs on
+/// until the test kills it. With `setsid` moved to the second stage
+/// (`cat | setsid sleep 31348`), the same test fails: that `sleep` is the
+/// stage itself, and dies of the SIGTERM sent to its pid.
+#[test]
+fn spawn_pipeline_cannot_reach_the_command_of_setsid_as_its_first_stage() {
+    if !have("setsid") {
+        return;
+    }
+    let job = Sleepers("31348");
+    let args = ["setsid", "sleep", "31348", "|", "cat"];
+    let pipeline = Listing::start(bin!("spawn-pipeline"), &args);
+    let pid = pipeline.pid();
+    wait_until("setsid's command to run in a session of its own", || {
+        job.pids()
+            .iter()
+            .any(|&p| nix::unistd::getsid(Some(p)) == Ok(p))
+    });
+    let sleep = job.pids()[0];
+    killpg(pid, Signal::SIGTERM).unwrap();
+    wait_until("the listing to end", || is_dead(pid));
+    assert!(
+        !is_dead(sleep) && ppid_of(sleep) != Some(pid),
+        "setsid's sleep {sleep} ended with the listing (Linux {})",
+        kernel()
+    );
+    // It holds the listing's stderr: killed now, so that the end comes.
+    drop(job);
+    let out = finish_clean(pipeline);
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+    assert_eq!(out.stderr, "");
 }
 
 /// The system may refuse a thread (`ulimit -u` counts threads): once the
