@@ -1828,3 +1828,20 @@ fn spawn_pipeline_and_grandchild_survive_an_ignored_sigchld() {
     // Its `sleep 5` was killed, not waited for.
     assert!(started.elapsed() < Duration::from_secs(4));
 }
+
+/// A child that cannot start, here with no `sh` on PATH: the one line
+/// names the program. It used to say only "No such file or directory",
+/// which names no file.
+#[test]
+fn spawn_grandchild_names_the_child_it_cannot_start() {
+    let empty = tempfile::tempdir().unwrap();
+    let mut command = Command::new(bin!("spawn-grandchild"));
+    command.env("PATH", empty.path());
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "spawn-grandchild: cannot start sh: No such file or directory (os \
+         error 2)\n"
+    );
+}

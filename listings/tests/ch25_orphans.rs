@@ -845,6 +845,28 @@ fn orphans_listing_rejects_bad_arguments_in_one_line() {
     assert_rejects(bin!("proc-orphans"), &["none", "--for", "x"], r#""x""#);
 }
 
+/// A child that cannot start, with nothing on PATH: the one line names
+/// the program, `sleep` or `cat`. It used to say only "No such file or
+/// directory", which names no file.
+#[test]
+fn proc_orphans_names_the_child_it_cannot_start() {
+    let empty = tempfile::tempdir().unwrap();
+    for (way, program) in [("none", "sleep"), ("pipe", "cat")] {
+        let mut command = Command::new(bin!("proc-orphans"));
+        command.arg(way).env("PATH", empty.path());
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        assert_eq!(out.status.code(), Some(1), "{way}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            format!(
+                "proc-orphans: cannot start {program}: No such file or \
+                 directory (os error 2)\n"
+            ),
+            "{way}"
+        );
+    }
+}
+
 /// When a spawn fails half-way, the children already started are stopped
 /// and reaped, not left behind. Run as a user of its own allowed four
 /// processes and threads (`ulimit -u`, which does not bind root), the
@@ -872,7 +894,8 @@ fn proc_orphans_leaves_no_child_behind_when_a_spawn_fails() {
     );
     assert_eq!(
         out.stderr,
-        "proc-orphans: Resource temporarily unavailable (os error 11)\n"
+        "proc-orphans: cannot start sleep: Resource temporarily unavailable \
+         (os error 11)\n"
     );
 }
 
