@@ -1845,3 +1845,26 @@ fn spawn_grandchild_names_the_child_it_cannot_start() {
          error 2)\n"
     );
 }
+
+/// `--timeout` against coreutils' `timeout -k`, for a stage that ignores
+/// SIGTERM and so needs the SIGKILL: the listing exits with 124, while
+/// `timeout`, which sends SIGKILL to its whole group, itself included,
+/// ends with 137 (coreutils 9.1 here). The chapter once said the listing
+/// exits with 124 "as timeout(1) does", which holds only when SIGTERM
+/// suffices.
+#[test]
+fn spawn_pipeline_exits_124_after_sigkill_where_timeout_k_ends_with_137() {
+    if !have("timeout") {
+        return;
+    }
+    let stage = ["sh", "-c", "trap '' TERM; sleep 60"];
+    let mut args = vec!["--timeout", "1"];
+    args.extend(stage);
+    let out = run_clean(bin!("spawn-pipeline"), &args);
+    assert_eq!(out.status.code(), Some(124), "{}", out.stderr);
+    let mut args = vec!["-k", "1", "1"];
+    args.extend(stage);
+    let out = run_clean("timeout", &args);
+    // Killed by its own SIGKILL: status 137 in a shell.
+    assert_eq!(out.status.signal(), Some(Signal::SIGKILL as i32));
+}
