@@ -1117,8 +1117,8 @@ fn proc_orphans_reaps_its_children_when_started_with_sigchld_ignored() {
 
 /// A cgroup of this test's own, below the cgroup it runs in: made on the
 /// cgroup2 mount, emptied with `cgroup.kill` and removed when dropped.
-/// `None` where it cannot be made (no cgroup2 mount, not root, a kernel
-/// older than 5.14 without `cgroup.kill`).
+/// `None` where it cannot be made or used (no cgroup2 mount, not root, a
+/// kernel older than 5.14 without `cgroup.kill`).
 struct OwnCgroup(std::path::PathBuf);
 
 impl OwnCgroup {
@@ -1135,7 +1135,12 @@ impl OwnCgroup {
             .join(format!("book-ch25-{}", std::process::id()));
         std::fs::create_dir(&dir).ok()?;
         let cgroup = OwnCgroup(dir);
-        cgroup.0.join("cgroup.kill").exists().then_some(cgroup)
+        // A process must be able to move in (root, or a delegated subtree).
+        let probe = format!("echo 0 > '{}/cgroup.procs'", cgroup.0.display());
+        let moved = Listing::start("sh", &["-c", &probe]).finish();
+        let usable =
+            moved.status.success() && cgroup.0.join("cgroup.kill").exists();
+        usable.then_some(cgroup)
     }
 
     /// The pids of its processes, and of those in the cgroups below.
