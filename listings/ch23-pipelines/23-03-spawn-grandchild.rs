@@ -72,7 +72,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     if args.group {
         command.process_group(0);
     }
-    let child = command.spawn()?;
+    let child = command
+        .spawn()
+        .map_err(|err| format!("cannot start sh: {err}"))?;
     // The command holds our write end until it is dropped: drop it now.
     drop(command);
     let child = Pid::from_raw(child.id() as i32);

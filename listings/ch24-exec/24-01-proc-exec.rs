@@ -201,13 +201,14 @@ fn clean_slate() -> Result<(), Box<dyn Error>> {
 // ANCHOR: command
 /// `cat` with stdin and stdout piped, by `Command`. The `Child` is
 /// dropped without waiting: the caller reaps `cat` by its pid.
-fn spawn_with_command() -> io::Result<(Pid, OwnedFd, OwnedFd)> {
+fn spawn_with_command() -> Result<(Pid, OwnedFd, OwnedFd), Box<dyn Error>> {
     let mut cat = Command::new("cat")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .spawn()?;
-    let stdin = cat.stdin.take().ok_or(ErrorKind::BrokenPipe)?;
-    let stdout = cat.stdout.take().ok_or(ErrorKind::BrokenPipe)?;
+        .spawn()
+        .map_err(|err| format!("cannot run cat: {err}"))?;
+    let stdin = cat.stdin.take().ok_or("no stdin")?;
+    let stdout = cat.stdout.take().ok_or("no stdout")?;
     Ok((Pid::from_raw(cat.id() as i32), stdin.into(), stdout.into()))
 }
 // ANCHOR_END: command

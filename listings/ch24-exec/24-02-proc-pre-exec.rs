@@ -76,7 +76,10 @@ fn with_alarm() -> Result<(), Box<dyn Error>> {
             Ok(())
         })
     };
-    let status = command.spawn()?.wait()?;
+    let mut child = command
+        .spawn()
+        .map_err(|err| format!("cannot start sleep: {err}"))?;
+    let status = child.wait()?;
     writeln!(
         io::stdout(),
         "sleep 5, with alarm(1) in pre_exec: {}",

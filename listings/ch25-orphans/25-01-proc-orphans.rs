@@ -108,7 +108,9 @@ fn run() -> Result<(), Box<dyn Error>> {
         // it: we were asked to stop, so end by it, as once they run.
         Err(err) => match signals.pending().next() {
             Some(signal) => die_of(signal),
-            None => return Err(err.into()),
+            None => {
+                return Err(format!("cannot start {}: {err}", name(way)).into());
+            }
         },
     };
     let pids: Vec<Pid> = children

@@ -18,7 +18,7 @@ use crate::support::{
     ChildExt, KillGroupOnDrop, Listing, PATIENCE, all_threads_stopped,
     as_pid_1, assert_exited_with, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
-    group_is_gone, have, is_dead, kernel, like_a_listing, pgid_of,
+    group_is_gone, have, is_dead, kernel, like_a_listing, pgid_of, ppid_of,
     reaps_with_stdout_full, run_clean, state_of, threads_blocked_in,
     wait_until, with_sigchld_ignored, with_thread_limit, write_program,
 };
@@ -618,6 +618,37 @@ fn reading_stdout_to_its_end_first_deadlocks_on_a_full_stderr() {
     assert_eq!(out.stderr.len(), 100_000);
 }
 
+/// The live processes whose command line is `sleep SECS`, with a number
+/// no other test uses: the background job of a stand-in `sh`, which the
+/// test has no pid of its own to reach by, and which may be in no group the
+/// test knows. Dropped, it kills every one still there, should the test
+/// fail half-way. (A zombie's command line is empty: it does not count.)
+struct Sleepers(&'static str);
+
+impl Sleepers {
+    fn pids(&self) -> Vec<Pid> {
+        let cmdline = format!("sleep\0{}\0", self.0);
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| c == cmdline.as_bytes())
+            })
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .map(Pid::from_raw)
+            .collect()
+    }
+}
+
+impl Drop for Sleepers {
+    fn drop(&mut self) {
+        for pid in self.pids() {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        }
+    }
+}
+
 /// Runs spawn-grandchild, checks that nothing is left behind (in its
 /// group, and in the child's when it made one), and returns its output
 /// with the pid of the grandchild and how long it took.
@@ -698,29 +729,7 @@ fn spawn_grandchild_group_ends_a_stopped_grandchild_too() {
     if !have("python3") {
         return;
     }
-    /// The processes that run `sleep 31342`, the stand-in's background job.
-    fn marked() -> Vec<Pid> {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter(|e| {
-                std::fs::read(e.path().join("cmdline")).ok().as_deref()
-                    == Some(&b"sleep\x0031342\x00"[..])
-            })
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .map(Pid::from_raw)
-            .collect()
-    }
-    /// Kills what the test leaves behind, should it fail.
-    struct KillMarked;
-    impl Drop for KillMarked {
-        fn drop(&mut self) {
-            for pid in marked() {
-                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-            }
-        }
-    }
-    let _cleanup = KillMarked;
+    let job = Sleepers("31342");
     let dir = tempfile::tempdir().unwrap();
     let sh = dir.path().join("sh");
     // The job holds the pipe as its stdout; its state is the third field
@@ -752,7 +761,7 @@ fn spawn_grandchild_group_ends_a_stopped_grandchild_too() {
             "End of stream"
         ]
     );
-    wait_until("the stopped job to end", || marked().is_empty());
+    wait_until("the stopped job to end", || job.pids().is_empty());
 }
 
 /// With `--group`, an output that fails (a full disk, or a reader gone,
@@ -793,29 +802,7 @@ fn spawn_grandchild_group_kills_the_group_even_when_its_output_fails() {
 /// at once and leave the background process running.
 #[test]
 fn spawn_grandchild_group_kills_the_group_when_the_child_says_nothing() {
-    /// Kills what the test leaves behind, should it fail.
-    struct KillMarked;
-    impl Drop for KillMarked {
-        fn drop(&mut self) {
-            for pid in marked() {
-                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-            }
-        }
-    }
-    /// The processes that run `sleep 31336`, the stand-in's background job.
-    fn marked() -> Vec<Pid> {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter(|e| {
-                std::fs::read(e.path().join("cmdline")).ok().as_deref()
-                    == Some(&b"sleep\x0031336\x00"[..])
-            })
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .map(Pid::from_raw)
-            .collect()
-    }
-    let _cleanup = KillMarked;
+    let job = Sleepers("31336");
     let dir = tempfile::tempdir().unwrap();
     let sh = dir.path().join("sh");
     write_program(&sh, "#!/bin/sh\nsleep 31336 >/dev/null 2>&1 &\nexit 3\n");
@@ -827,7 +814,7 @@ fn spawn_grandchild_group_kills_the_group_when_the_child_says_nothing() {
     let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert_eq!(out.stderr, "spawn-grandchild: the child said nothing\n");
-    wait_until("the background process to end", || marked().is_empty());
+    wait_until("the background process to end", || job.pids().is_empty());
 }
 
 /// A child that exits without a word while its background job holds the
@@ -838,28 +825,7 @@ fn spawn_grandchild_group_kills_the_group_when_the_child_says_nothing() {
 /// line. Its read used to have no limit and block until `sleep` ended.
 #[test]
 fn spawn_grandchild_gives_up_on_a_silent_child_whose_job_holds_the_pipe() {
-    fn marked() -> Vec<Pid> {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter(|e| {
-                std::fs::read(e.path().join("cmdline")).ok().as_deref()
-                    == Some(&b"sleep\x0031338\x00"[..])
-            })
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .map(Pid::from_raw)
-            .collect()
-    }
-    /// Kills what the test leaves behind, should it fail.
-    struct KillMarked;
-    impl Drop for KillMarked {
-        fn drop(&mut self) {
-            for pid in marked() {
-                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-            }
-        }
-    }
-    let _cleanup = KillMarked;
+    let job = Sleepers("31338");
     let dir = tempfile::tempdir().unwrap();
     let sh = dir.path().join("sh");
     write_program(&sh, "#!/bin/sh\nsleep 31338 2>/dev/null &\nexit 0\n");
@@ -876,7 +842,7 @@ fn spawn_grandchild_gives_up_on_a_silent_child_whose_job_holds_the_pipe() {
         "spawn-grandchild: the child said nothing in 2000 ms\n"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
-    wait_until("the background process to end", || marked().is_empty());
+    wait_until("the background process to end", || job.pids().is_empty());
 }
 
 /// A child that says nothing and runs on, its stdout the pipe: past the
@@ -887,28 +853,7 @@ fn spawn_grandchild_gives_up_on_a_silent_child_whose_job_holds_the_pipe() {
 /// and passed with the kill removed; this one then waited for `sleep`.
 #[test]
 fn spawn_grandchild_kills_a_silent_child_that_runs_on() {
-    fn marked() -> Vec<Pid> {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter(|e| {
-                std::fs::read(e.path().join("cmdline")).ok().as_deref()
-                    == Some(&b"sleep\x0031344\x00"[..])
-            })
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .map(Pid::from_raw)
-            .collect()
-    }
-    /// Kills what the test leaves behind, should it fail.
-    struct KillMarked;
-    impl Drop for KillMarked {
-        fn drop(&mut self) {
-            for pid in marked() {
-                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-            }
-        }
-    }
-    let _cleanup = KillMarked;
+    let job = Sleepers("31344");
     let dir = tempfile::tempdir().unwrap();
     let sh = dir.path().join("sh");
     write_program(&sh, "#!/bin/sh\nsleep 31344\n");
@@ -925,7 +870,7 @@ fn spawn_grandchild_kills_a_silent_child_that_runs_on() {
         "spawn-grandchild: the child said nothing in 2000 ms\n"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
-    wait_until("the child's sleep to end", || marked().is_empty());
+    wait_until("the child's sleep to end", || job.pids().is_empty());
 }
 
 #[test]
@@ -1698,6 +1643,44 @@ fn spawn_pipeline_signals_a_stage_that_left_the_group_too() {
     );
 }
 
+/// The limit of the test above, which the chapter states: as the first
+/// stage, the group's leader, `setsid(1)` cannot leave the group, so it
+/// forks, exits at once, and its command runs on as a grandchild in a
+/// session of its own. No `killpg`, no pid the listing knows, and no
+/// PR_SET_PDEATHSIG (a fork does not inherit it) reaches that command: the
+/// listing ends by the SIGTERM it passed on, and `sleep 31348` runs on
+/// until the test kills it. With `setsid` moved to the second stage
+/// (`cat | setsid sleep 31348`), the same test fails: that `sleep` is the
+/// stage itself, and dies of the SIGTERM sent to its pid.
+#[test]
+fn spawn_pipeline_cannot_reach_the_command_of_setsid_as_its_first_stage() {
+    if !have("setsid") {
+        return;
+    }
+    let job = Sleepers("31348");
+    let args = ["setsid", "sleep", "31348", "|", "cat"];
+    let pipeline = Listing::start(bin!("spawn-pipeline"), &args);
+    let pid = pipeline.pid();
+    wait_until("setsid's command to run in a session of its own", || {
+        job.pids()
+            .iter()
+            .any(|&p| nix::unistd::getsid(Some(p)) == Ok(p))
+    });
+    let sleep = job.pids()[0];
+    killpg(pid, Signal::SIGTERM).unwrap();
+    wait_until("the listing to end", || is_dead(pid));
+    assert!(
+        !is_dead(sleep) && ppid_of(sleep) != Some(pid),
+        "setsid's sleep {sleep} ended with the listing (Linux {})",
+        kernel()
+    );
+    // It holds the listing's stderr: killed now, so that the end comes.
+    drop(job);
+    let out = finish_clean(pipeline);
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+    assert_eq!(out.stderr, "");
+}
+
 /// The system may refuse a thread (`ulimit -u` counts threads): once the
 /// stages run, the thread that passes signals on, or with `--timeout` the
 /// watchdog, cannot start. The listing must end its stages and say why in
@@ -1844,4 +1827,44 @@ fn spawn_pipeline_and_grandchild_survive_an_ignored_sigchld() {
     );
     // Its `sleep 5` was killed, not waited for.
     assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+/// A child that cannot start, here with no `sh` on PATH: the one line
+/// names the program. It used to say only "No such file or directory",
+/// which names no file.
+#[test]
+fn spawn_grandchild_names_the_child_it_cannot_start() {
+    let empty = tempfile::tempdir().unwrap();
+    let mut command = Command::new(bin!("spawn-grandchild"));
+    command.env("PATH", empty.path());
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "spawn-grandchild: cannot start sh: No such file or directory (os \
+         error 2)\n"
+    );
+}
+
+/// `--timeout` against coreutils' `timeout -k`, for a stage that ignores
+/// SIGTERM and so needs the SIGKILL: the listing exits with 124, while
+/// `timeout`, which sends SIGKILL to its whole group, itself included,
+/// ends with 137 (coreutils 9.1 here). The chapter once said the listing
+/// exits with 124 "as timeout(1) does", which holds only when SIGTERM
+/// suffices.
+#[test]
+fn spawn_pipeline_exits_124_after_sigkill_where_timeout_k_ends_with_137() {
+    if !have("timeout") {
+        return;
+    }
+    let stage = ["sh", "-c", "trap '' TERM; sleep 60"];
+    let mut args = vec!["--timeout", "1"];
+    args.extend(stage);
+    let out = run_clean(bin!("spawn-pipeline"), &args);
+    assert_eq!(out.status.code(), Some(124), "{}", out.stderr);
+    let mut args = vec!["-k", "1", "1"];
+    args.extend(stage);
+    let out = run_clean("timeout", &args);
+    // Killed by its own SIGKILL: status 137 in a shell.
+    assert_eq!(out.status.signal(), Some(Signal::SIGKILL as i32));
 }

@@ -98,7 +98,7 @@ fn proc_exec_by_hand_reports_a_failed_exec_through_its_cloexec_pipe() {
     ] {
         for (way, error) in [
             ("fork", format!("proc-exec: cannot run cat: {why}\n")),
-            ("command", format!("proc-exec: {why}\n")),
+            ("command", format!("proc-exec: cannot run cat: {why}\n")),
         ] {
             let mut command = Command::new(bin_path("proc-exec"));
             command.arg(way).env("PATH", path);
@@ -623,6 +623,29 @@ fn exec_listings_reject_bad_arguments_in_one_line() {
         &["lock", "now"],
         "takes no argument",
     );
+}
+
+/// A program that cannot start, with nothing on PATH: the one line names
+/// it, as `chdir` always did. `alarm` used to say only "No such file or
+/// directory", which names no file.
+#[test]
+fn proc_pre_exec_names_the_program_it_cannot_start() {
+    let empty = tempfile::tempdir().unwrap();
+    for (args, program) in [(&["alarm"][..], "sleep"), (&["chdir", "/"], "pwd")]
+    {
+        let mut command = Command::new(bin_path("proc-pre-exec"));
+        command.args(args).env("PATH", empty.path());
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            format!(
+                "proc-pre-exec: cannot start {program}: No such file or \
+                 directory (os error 2)\n"
+            ),
+            "{args:?}"
+        );
+    }
 }
 
 /// `lock` needs a second thread, which the system may refuse (`ulimit -u`

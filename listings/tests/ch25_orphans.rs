@@ -845,6 +845,28 @@ fn orphans_listing_rejects_bad_arguments_in_one_line() {
     assert_rejects(bin!("proc-orphans"), &["none", "--for", "x"], r#""x""#);
 }
 
+/// A child that cannot start, with nothing on PATH: the one line names
+/// the program, `sleep` or `cat`. It used to say only "No such file or
+/// directory", which names no file.
+#[test]
+fn proc_orphans_names_the_child_it_cannot_start() {
+    let empty = tempfile::tempdir().unwrap();
+    for (way, program) in [("none", "sleep"), ("pipe", "cat")] {
+        let mut command = Command::new(bin!("proc-orphans"));
+        command.arg(way).env("PATH", empty.path());
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        assert_eq!(out.status.code(), Some(1), "{way}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            format!(
+                "proc-orphans: cannot start {program}: No such file or \
+                 directory (os error 2)\n"
+            ),
+            "{way}"
+        );
+    }
+}
+
 /// When a spawn fails half-way, the children already started are stopped
 /// and reaped, not left behind. Run as a user of its own allowed four
 /// processes and threads (`ulimit -u`, which does not bind root), the
@@ -872,7 +894,8 @@ fn proc_orphans_leaves_no_child_behind_when_a_spawn_fails() {
     );
     assert_eq!(
         out.stderr,
-        "proc-orphans: Resource temporarily unavailable (os error 11)\n"
+        "proc-orphans: cannot start sleep: Resource temporarily unavailable \
+         (os error 11)\n"
     );
 }
 
@@ -1089,5 +1112,123 @@ fn proc_orphans_reaps_its_children_when_started_with_sigchld_ignored() {
     assert_eq!(out.stdout.len(), 3, "{:?}", out.stdout);
     for line in &out.stdout[1..] {
         assert!(line.ends_with(" exited with status 0"), "{line}");
+    }
+}
+
+/// A cgroup of this test's own, below the cgroup it runs in: made on the
+/// cgroup2 mount, emptied with `cgroup.kill` and removed when dropped.
+/// `None` where it cannot be made or used (no cgroup2 mount, not root, a
+/// kernel older than 5.14 without `cgroup.kill`).
+struct OwnCgroup(std::path::PathBuf);
+
+impl OwnCgroup {
+    fn new() -> Option<OwnCgroup> {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+        let mount = mounts.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            (fields.get(2) == Some(&"cgroup2")).then(|| fields[1].to_string())
+        })?;
+        let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+        let own = own.lines().find_map(|line| line.strip_prefix("0::"))?;
+        let dir = std::path::Path::new(&mount)
+            .join(own.trim_start_matches('/'))
+            .join(format!("book-ch25-{}", std::process::id()));
+        std::fs::create_dir(&dir).ok()?;
+        let cgroup = OwnCgroup(dir);
+        // A process must be able to move in (root, or a delegated subtree).
+        let probe = format!("echo 0 > '{}/cgroup.procs'", cgroup.0.display());
+        let moved = Listing::start("sh", &["-c", &probe]).finish();
+        let usable =
+            moved.status.success() && cgroup.0.join("cgroup.kill").exists();
+        usable.then_some(cgroup)
+    }
+
+    /// The pids of its processes, and of those in the cgroups below.
+    fn procs(&self) -> Vec<Pid> {
+        let mut found = Vec::new();
+        for dir in [self.0.clone(), self.0.join("below")] {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs"));
+            found.extend(
+                procs
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|pid| pid.parse().ok().map(Pid::from_raw)),
+            );
+        }
+        found
+    }
+
+    /// Whether a live process is left in it or below (`cgroup.events`).
+    fn populated(&self) -> bool {
+        let events = std::fs::read_to_string(self.0.join("cgroup.events"));
+        !events.unwrap_or_default().contains("populated 0")
+    }
+}
+
+impl Drop for OwnCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0.join("cgroup.kill"), "1");
+        let deadline = std::time::Instant::now() + crate::support::PATIENCE;
+        while self.populated() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let _ = std::fs::remove_dir(self.0.join("below"));
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// What the chapter says of `cgroup.kill` (Linux 5.14): one write kills
+/// every process of a cgroup and of the cgroups below it, whatever its
+/// group, its session or its parent. In a cgroup of the test's own (as
+/// root; skipped where none can be made), a shell moves itself in, starts
+/// a `sleep` in a session of its own and one that a subshell leaves to be
+/// adopted, and execs a third; a shell in a cgroup below execs a fourth.
+/// Then `1` into `cgroup.kill`: the kernel reports the cgroup empty, and
+/// all four are dead. Linux 6.18 here.
+#[test]
+fn cgroup_kill_ends_every_process_of_a_cgroup_and_below() {
+    let Some(cgroup) = OwnCgroup::new() else {
+        eprintln!("skipped: no cgroup of our own with cgroup.kill");
+        return;
+    };
+    let below = cgroup.0.join("below");
+    std::fs::create_dir(&below).unwrap();
+    let moved = |dir: &std::path::Path| {
+        format!("echo 0 > '{}/cgroup.procs'", dir.display())
+    };
+    let top = format!(
+        "{} && {{ setsid sleep 31350 & (sleep 31351 &); exec sleep 31352; }}",
+        moved(&cgroup.0)
+    );
+    let low = format!("{} && exec sleep 31353", moved(&below));
+    let top = Listing::start("sh", &["-c", &top]);
+    let low = Listing::start("sh", &["-c", &low]);
+    let sleeps = || {
+        let procs = cgroup.procs();
+        let all_sleep = procs.iter().all(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.starts_with(b"sleep\0"))
+        });
+        (procs.len() == 4 && all_sleep).then_some(procs)
+    };
+    wait_until("four sleeps in the cgroups", || sleeps().is_some());
+    let pids = sleeps().unwrap();
+    let sessions: Vec<_> =
+        pids.iter().map(|&p| nix::unistd::getsid(Some(p))).collect();
+    assert!(
+        pids.iter().zip(&sessions).any(|(&p, &s)| s == Ok(p)),
+        "one sleep leads a session of its own: {pids:?} {sessions:?}"
+    );
+    std::fs::write(cgroup.0.join("cgroup.kill"), "1").unwrap();
+    wait_until("the cgroup to be empty", || !cgroup.populated());
+    for pid in pids {
+        assert!(
+            is_dead(pid),
+            "{pid} outlived cgroup.kill (Linux {})",
+            kernel()
+        );
+    }
+    for shell in [top, low] {
+        assert_died_of(&shell.finish(), Signal::SIGKILL);
     }
 }
