@@ -68,6 +68,8 @@ const IDLE: Duration = Duration::from_secs(60);
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest request line, newline included (as in Listing 10-1).
 const MAX_LINE: usize = 64 * 1024;
+/// The most characters of a request that the log shows.
+const LOGGED: usize = 1024;
 
 fn main() -> ExitCode {
     let ran = match unblock_stop_signals().and_then(|()| runtime()) {
@@ -620,7 +622,7 @@ async fn answer(
         let request = request.trim_end();
         // One configuration for the whole request.
         let config = Arc::clone(&config.borrow());
-        log(format_args!("{peer}: request {request:?}"));
+        log(format_args!("{peer}: request {}", shown(request)));
         // The work. Not `sleep` when there is none: tokio's timer rounds
         // a deadline up to its next millisecond, even a deadline of now.
         if !config.delay.is_zero() {
@@ -637,6 +639,19 @@ async fn answer(
         return Ok(Answered::TooLong);
     }
     Ok(Answered::Lines(answered))
+}
+
+/// `request` as the log shows it: quoted and escaped, and past LOGGED
+/// characters cut, with its length. The log's queue holds 1024 lines, and
+/// a line may be 64 KiB, escaped six bytes for one (`\u{1}`): queued
+/// whole, one client's lines would hold hundreds of megabytes.
+fn shown(request: &str) -> String {
+    match request.char_indices().nth(LOGGED) {
+        None => format!("{request:?}"),
+        Some((cut, _)) => {
+            format!("{:?}… ({} bytes)", &request[..cut], request.len())
+        }
+    }
 }
 // ANCHOR_END: serve
 
