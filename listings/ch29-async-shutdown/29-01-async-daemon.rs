@@ -124,8 +124,10 @@ fn runtime() -> io::Result<Runtime> {
         let why = (payload.downcast_ref::<String>().map(String::as_str))
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or("a panic in tokio");
-        let start = "async-daemon: cannot start tokio's runtime";
-        let _ = writeln!(io::stderr(), "{start}: {why}");
+        // One write, so that no other writer lands inside the line.
+        let line =
+            format!("async-daemon: cannot start tokio's runtime: {why}\n");
+        let _ = io::stderr().write_all(line.as_bytes());
         process::exit(1);
     }));
     let runtime = builder.enable_all().build();
@@ -942,10 +944,9 @@ fn flush_log() {
         .wait_timeout_while(written, limit, |n| *n < queued);
     let mut failed = log.failed.lock().unwrap_or_else(|e| e.into_inner());
     if let (lost, Some(err)) = (failed.0, failed.1.take()) {
-        let _ = writeln!(
-            io::stderr(),
-            "{NAME}: {lost} log line(s) not written: {err}"
-        );
+        // One write, so that no other writer lands inside the line.
+        let line = format!("{NAME}: {lost} log line(s) not written: {err}\n");
+        let _ = io::stderr().write_all(line.as_bytes());
     }
 }
 // ANCHOR_END: log

@@ -1204,3 +1204,49 @@ fn async_daemon_keeps_little_memory_while_long_requests_wait_for_its_log() {
         format!(r#": request "{}"… (65534 bytes)"#, r"\u{1}".repeat(1024));
     assert!(rest.contains(&shown), "{:?}", &rest[..rest.len().min(300)]);
 }
+
+/// Refused every thread (strace makes `clone3` fail), tokio's `build`
+/// panics, and the panic hook of each multi-threaded tokio listing says
+/// why in one line: one `write`, as every line of a log, so that another
+/// writer of the same stderr cannot land in its middle. `writeln!` on
+/// unbuffered stderr made it four.
+#[test]
+fn async_listings_say_in_one_write_that_their_runtime_cannot_start() {
+    if !crate::support::can_trace() {
+        return;
+    }
+    for name in [
+        "async-ctrl-c",
+        "async-signals",
+        "async-daemon",
+        "async-server",
+        "async-shutdown-tools",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let trace = dir.path().join("trace");
+        let mut command = std::process::Command::new("strace");
+        command
+            .args(["-f", "-qq", "-s", "4096", "-o"])
+            .arg(&trace)
+            .args(["-e", "trace=write,clone,clone3", "-e", "signal=none"])
+            .args(["-e", "inject=clone:error=EAGAIN"])
+            .args(["-e", "inject=clone3:error=EAGAIN", "--"])
+            .arg(crate::support::bin_path(name))
+            .env("TMPDIR", dir.path());
+        let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+        assert_exited_with(&out, 1);
+        let trace = fs::read_to_string(&trace).unwrap();
+        let writes: Vec<_> = trace
+            .lines()
+            .filter(|line| line.contains(" write(2, "))
+            .collect();
+        let line = format!(
+            "write(2, \"{name}: cannot start tokio's runtime: OS can't spawn \
+             worker thread: "
+        );
+        assert!(
+            writes.len() == 1 && writes[0].contains(&line),
+            "{name}: {writes:#?}"
+        );
+    }
+}
