@@ -40,7 +40,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
 use tokio::runtime::{Builder, Runtime};
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::{Instant, sleep, timeout, timeout_at};
 use tokio_util::bytes::{BufMut, Bytes, BytesMut};
 use tokio_util::codec::{
     Decoder, Framed, LengthDelimitedCodec, LinesCodec, LinesCodecError,
@@ -469,10 +469,13 @@ async fn serve_lines(
     let codec = LinesCodec::new_with_max_length(MAX_LINE);
     let mut framed = Framed::new(socket, codec);
     let mut answered = 0;
+    // Once evicted, until when what the client sends is still answered.
+    let mut leave_by = None;
     loop {
         // The whole request within `limit`, however the client spreads
         // its bytes: `timeout` bounds the future, not one `read`.
-        let line = match next_request(&mut framed, limit, slot).await? {
+        let next = next_request(&mut framed, limit, slot, &mut leave_by);
+        let line = match next.await? {
             Next::Evicted => return Ok((answered, evicted(&framed))),
             Next::TimedOut => return Ok((answered, Ending::TimedOut)),
             Next::Got(None) => return Ok((answered, Ending::Client)),
@@ -510,9 +513,10 @@ async fn serve_lines(
         let reply = format!("server got: [{line}]");
         within(limit, framed.send(reply)).await?.map_err(to_io)?;
         answered += 1;
-        if slot.evict.is_cancelled() && !has_whole_request(&framed) {
-            // Evicted, with every request it had read answered: now it
-            // goes.
+        if slot.evict.is_cancelled() && !more_to_answer(&framed, &mut leave_by)?
+        {
+            // Evicted, with every request it had received answered: now
+            // it goes.
             return Ok((answered, evicted(&framed)));
         }
     }
@@ -537,8 +541,10 @@ async fn serve_frames(
         .new_codec();
     let mut framed = Framed::new(socket, codec);
     let mut answered = 0;
+    let mut leave_by = None;
     loop {
-        let frame = match next_request(&mut framed, limit, slot).await? {
+        let next = next_request(&mut framed, limit, slot, &mut leave_by);
+        let frame = match next.await? {
             Next::Evicted => return Ok((answered, evicted(&framed))),
             Next::TimedOut => return Ok((answered, Ending::TimedOut)),
             Next::Got(None) => return Ok((answered, Ending::Client)),
@@ -562,7 +568,8 @@ async fn serve_frames(
         let reply: Bytes = reply.freeze();
         within(limit, framed.send(reply)).await??;
         answered += 1;
-        if slot.evict.is_cancelled() && !has_whole_request(&framed) {
+        if slot.evict.is_cancelled() && !more_to_answer(&framed, &mut leave_by)?
+        {
             return Ok((answered, evicted(&framed)));
         }
     }
@@ -791,13 +798,14 @@ enum Next<T> {
 /// The next request, or the end of the stream, within `limit`, unless a
 /// new client takes this connection's slot first. An evicted connection
 /// whose request had come already, in the kernel or in the `Framed`'s
-/// buffer, still gets that request: the caller answers it, and every
-/// other whole request that the same read brought, sees the token
-/// cancelled, and closes.
+/// buffer, still gets that request, if it comes whole by `leave_by`
+/// (BUSY_LIMIT after the connection first saw the token cancelled): the
+/// caller answers it, and what else `more_to_answer` finds, and closes.
 async fn next_request<C: Decoder + Unpin>(
     framed: &mut Framed<&mut dyn Socket, C>,
     limit: Duration,
     slot: &Slot,
+    leave_by: &mut Option<Instant>,
 ) -> io::Result<Next<Result<C::Item, C::Error>>> {
     slot.set_waiting(true);
     let next = tokio::select! {
@@ -811,7 +819,8 @@ async fn next_request<C: Decoder + Unpin>(
             }
             // Had come: a whole request takes no time to arrive, and a
             // slot given away is not held for a client that trickles.
-            match timeout(BUSY_LIMIT, framed.next()).await {
+            let by = *leave_by.get_or_insert(Instant::now() + BUSY_LIMIT);
+            match timeout_at(by, framed.next()).await {
                 Ok(next) => next,
                 // Part of one, and not the rest: what was read stays in
                 // the buffer, and says so.
@@ -825,6 +834,22 @@ async fn next_request<C: Decoder + Unpin>(
     };
     slot.set_waiting(false);
     Ok(Next::Got(next))
+}
+
+/// Whether an evicted connection has more to answer after a reply: a
+/// whole request in the `Framed`'s buffer, or bytes in the kernel that
+/// came by `leave_by`, within BUSY_LIMIT of its learning that it must go
+/// (sent while it wrote its last replies, say). The limit stops a client
+/// that goes on sending from keeping the connection for ever.
+fn more_to_answer<C: Decoder + Clone>(
+    framed: &Framed<&mut dyn Socket, C>,
+    leave_by: &mut Option<Instant>,
+) -> io::Result<bool> {
+    if has_whole_request(framed) {
+        return Ok(true);
+    }
+    let by = *leave_by.get_or_insert(Instant::now() + BUSY_LIMIT);
+    Ok(Instant::now() < by && unread_bytes(framed.get_ref().as_raw_fd())? > 0)
 }
 
 /// True if the `Framed`'s buffer holds a whole request, which `next`
@@ -1418,6 +1443,46 @@ mod tests {
         let (reply, served) = evicted_just_after(b"one\ntwo\n").await;
         let both = "server got: [one]\nserver got: [two]\n";
         assert_eq!((reply.as_str(), served), (both, 2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_evicted_connection_answers_a_request_sent_during_its_replies() {
+        // More replies than the server's small send buffer holds: the
+        // client's next request comes while the server is writing them.
+        let (server, client) = std::os::unix::net::UnixStream::pair().unwrap();
+        socket2::SockRef::from(&server)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        server.set_nonblocking(true).unwrap();
+        let server = tokio::net::UnixStream::from_std(server).unwrap();
+        let slots = Slots::new(1, Duration::from_secs(600));
+        let slot = slots.take().unwrap();
+        let limit = Duration::from_secs(600);
+        let serving = tokio::spawn(async move {
+            let mut server = server;
+            serve_lines(&mut server, limit, &slot).await
+        });
+        sleep(EVICT_AFTER).await;
+        let line = format!("{}\n", "x".repeat(1000));
+        (&client).write_all(line.repeat(20).as_bytes()).unwrap();
+        let _newcomer = slots.take().expect("room made");
+        // The replies have begun to arrive, and fill what the server may
+        // send: it waits to write the rest.
+        let mut turns = 0;
+        while unread_bytes(client.as_raw_fd()).unwrap() == 0 {
+            turns += 1;
+            assert!(turns < 1_000_000, "no reply came");
+            tokio::task::yield_now().await;
+        }
+        (&client).write_all(b"two\n").unwrap();
+        client.set_nonblocking(true).unwrap();
+        let mut client = tokio::net::UnixStream::from_std(client).unwrap();
+        let mut reply = String::new();
+        client.read_to_string(&mut reply).await.unwrap();
+        let long = format!("server got: [{}]\n", "x".repeat(1000));
+        assert_eq!(reply, long.repeat(20) + "server got: [two]\n");
+        let (served, ending) = serving.await.unwrap().unwrap();
+        assert_eq!((served, ending), (21, Ending::Evicted { partial: false }));
     }
 
     #[tokio::test]
