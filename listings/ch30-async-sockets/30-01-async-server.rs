@@ -452,10 +452,40 @@ enum Ending {
 
 /// The ending of an evicted connection: whether part of a request had
 /// come, in the `Framed`'s buffer or in the kernel.
-fn evicted<C>(framed: &Framed<&mut dyn Socket, C>) -> Ending {
+fn evicted<C: Begun>(framed: &Framed<&mut dyn Socket, C>) -> Ending {
     let in_kernel = unread_bytes(framed.get_ref().as_raw_fd()).unwrap_or(0);
-    let partial = in_kernel > 0 || !framed.read_buffer().is_empty();
+    let partial = in_kernel > 0 || begun(framed);
     Ending::Evicted { partial }
+}
+
+/// Whether part of a request has come: in the `Framed`'s buffer, or
+/// taken out of it by the codec.
+fn begun<C: Begun>(framed: &Framed<&mut dyn Socket, C>) -> bool {
+    !framed.read_buffer().is_empty() || framed.codec().mid_frame()
+}
+
+/// A codec that may hold part of a request that its buffer no longer
+/// shows.
+trait Begun {
+    fn mid_frame(&self) -> bool;
+}
+
+impl Begun for LinesCodec {
+    /// A line is in the buffer until it is whole.
+    fn mid_frame(&self) -> bool {
+        false
+    }
+}
+
+impl Begun for LengthDelimitedCodec {
+    /// Takes a header out of the buffer as soon as it has it, and keeps
+    /// the length in its private state. A copy given a header of length
+    /// 0 decodes an empty frame only while it waits for a header.
+    fn mid_frame(&self) -> bool {
+        let mut probe = BytesMut::from(&[0u8; 4][..]);
+        let decoded = self.clone().decode(&mut probe);
+        !matches!(decoded, Ok(Some(frame)) if frame.is_empty())
+    }
 }
 
 /// Answers every line of one connection; returns how many, and how it
@@ -801,7 +831,7 @@ enum Next<T> {
 /// buffer, still gets that request, if it comes whole by `leave_by`
 /// (BUSY_LIMIT after the connection first saw the token cancelled): the
 /// caller answers it, and what else `more_to_answer` finds, and closes.
-async fn next_request<C: Decoder + Unpin>(
+async fn next_request<C: Decoder + Begun + Unpin>(
     framed: &mut Framed<&mut dyn Socket, C>,
     limit: Duration,
     slot: &Slot,
@@ -814,7 +844,7 @@ async fn next_request<C: Decoder + Unpin>(
         () = slot.evict.cancelled() => {
             // tokio may not have seen a request the kernel holds: ask.
             let unread = unread_bytes(framed.get_ref().as_raw_fd())?;
-            if unread == 0 && framed.read_buffer().is_empty() {
+            if unread == 0 && !begun(framed) {
                 return Ok(Next::Evicted);
             }
             // Had come: a whole request takes no time to arrive, and a
@@ -1483,6 +1513,47 @@ mod tests {
         assert_eq!(reply, long.repeat(20) + "server got: [two]\n");
         let (served, ending) = serving.await.unwrap().unwrap();
         assert_eq!((served, ending), (21, Ending::Evicted { partial: false }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_evicted_connection_waits_for_the_body_of_a_frame_begun() {
+        // `LengthDelimitedCodec` takes a frame's header out of the buffer
+        // as soon as it has it: a client that has sent a header and no
+        // body has left nothing in the buffer or in the kernel, and is in
+        // the middle of a request all the same.
+        let (server, client) = tokio::net::UnixStream::pair().unwrap();
+        let server_fd = server.as_raw_fd();
+        let slots = Slots::new(1, Duration::from_secs(600));
+        let slot = slots.take().unwrap();
+        let limit = Duration::from_secs(600);
+        let serving = tokio::spawn(async move {
+            let mut server = server;
+            serve_frames(&mut server, limit, &slot).await
+        });
+        sleep(EVICT_AFTER).await;
+        let mut client = client;
+        client.write_all(&3_u32.to_be_bytes()).await.unwrap();
+        let mut turns = 0;
+        while unread_bytes(server_fd).unwrap() > 0 {
+            turns += 1;
+            assert!(turns < 1_000_000, "the header was not read");
+            tokio::task::yield_now().await;
+        }
+        let _newcomer = slots.take().expect("room made");
+        // The evicted connection runs, and sees its token cancelled.
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        client.write_all(b"abc").await.unwrap();
+        let mut reply = Vec::new();
+        client.read_to_end(&mut reply).await.unwrap();
+        let want = [&17_u32.to_be_bytes()[..], b"server got: [abc]"].concat();
+        assert_eq!(
+            reply.escape_ascii().to_string(),
+            want.escape_ascii().to_string()
+        );
+        let (served, ending) = serving.await.unwrap().unwrap();
+        assert_eq!((served, ending), (1, Ending::Evicted { partial: false }));
     }
 
     #[tokio::test]
