@@ -1005,10 +1005,9 @@ fn flush_log() {
         .wait_timeout_while(written, limit, |n| *n < queued);
     let mut failed = log.failed.lock().unwrap_or_else(|e| e.into_inner());
     if let (lost, Some(err)) = (failed.0, failed.1.take()) {
-        let _ = writeln!(
-            io::stderr(),
-            "{NAME}: {lost} log line(s) not written: {err}"
-        );
+        // One write, so that no other writer lands inside the line.
+        let line = format!("{NAME}: {lost} log line(s) not written: {err}\n");
+        let _ = io::stderr().write_all(line.as_bytes());
     }
 }
 // ANCHOR_END: log

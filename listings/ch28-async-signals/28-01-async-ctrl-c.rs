@@ -64,8 +64,10 @@ fn runtime() -> io::Result<Runtime> {
         let why = (payload.downcast_ref::<String>().map(String::as_str))
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or("a panic in tokio");
-        let start = "async-ctrl-c: cannot start tokio's runtime";
-        let _ = writeln!(io::stderr(), "{start}: {why}");
+        // One write, so that no other writer lands inside the line.
+        let line =
+            format!("async-ctrl-c: cannot start tokio's runtime: {why}\n");
+        let _ = io::stderr().write_all(line.as_bytes());
         process::exit(1);
     }));
     let runtime = builder.enable_all().build();

@@ -70,6 +70,8 @@ const IDLE: Duration = Duration::from_secs(60);
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest request line, newline included (as in Listing 10-1).
 const MAX_LINE: usize = 64 * 1024;
+/// The most characters of a request that the log shows.
+const LOGGED: usize = 1024;
 
 fn main() -> ExitCode {
     let ran = match unblock_stop_signals().and_then(|()| runtime()) {
@@ -124,8 +126,10 @@ fn runtime() -> io::Result<Runtime> {
         let why = (payload.downcast_ref::<String>().map(String::as_str))
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or("a panic in tokio");
-        let start = "async-daemon: cannot start tokio's runtime";
-        let _ = writeln!(io::stderr(), "{start}: {why}");
+        // One write, so that no other writer lands inside the line.
+        let line =
+            format!("async-daemon: cannot start tokio's runtime: {why}\n");
+        let _ = io::stderr().write_all(line.as_bytes());
         process::exit(1);
     }));
     let runtime = builder.enable_all().build();
@@ -642,7 +646,7 @@ async fn answer(
         let request = request.trim_end();
         // One configuration for the whole request.
         let config = Arc::clone(&config.borrow());
-        log(format_args!("{peer}: request {request:?}"));
+        log(format_args!("{peer}: request {}", shown(request)));
         // The work. Not `sleep` when there is none: tokio's timer rounds
         // a deadline up to its next millisecond, even a deadline of now.
         if !config.delay.is_zero() {
@@ -659,6 +663,19 @@ async fn answer(
         return Ok(Answered::TooLong);
     }
     Ok(Answered::Lines(answered))
+}
+
+/// `request` as the log shows it: quoted and escaped, and past LOGGED
+/// characters cut, with its length. The log's queue holds 1024 lines, and
+/// a line may be 64 KiB, escaped six bytes for one (`\u{1}`): queued
+/// whole, one client's lines would hold hundreds of megabytes.
+fn shown(request: &str) -> String {
+    match request.char_indices().nth(LOGGED) {
+        None => format!("{request:?}"),
+        Some((cut, _)) => {
+            format!("{:?}… ({} bytes)", &request[..cut], request.len())
+        }
+    }
 }
 // ANCHOR_END: serve
 
@@ -949,10 +966,9 @@ fn flush_log() {
         .wait_timeout_while(written, limit, |n| *n < queued);
     let mut failed = log.failed.lock().unwrap_or_else(|e| e.into_inner());
     if let (lost, Some(err)) = (failed.0, failed.1.take()) {
-        let _ = writeln!(
-            io::stderr(),
-            "{NAME}: {lost} log line(s) not written: {err}"
-        );
+        // One write, so that no other writer lands inside the line.
+        let line = format!("{NAME}: {lost} log line(s) not written: {err}\n");
+        let _ = io::stderr().write_all(line.as_bytes());
     }
 }
 // ANCHOR_END: log

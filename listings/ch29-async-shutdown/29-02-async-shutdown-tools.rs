@@ -39,7 +39,8 @@ fn main() -> ExitCode {
         // Nobody reads our output any more: that ends it.
         Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
         Err(err) => {
-            let _ = writeln!(io::stderr(), "async-shutdown-tools: {err}");
+            let line = format!("async-shutdown-tools: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }
@@ -91,7 +92,9 @@ fn exit_on_panic<T>(what: &'static str, call: impl FnOnce() -> T) -> T {
         let why = (payload.downcast_ref::<String>().map(String::as_str))
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or("a panic in tokio");
-        let _ = writeln!(io::stderr(), "async-shutdown-tools: {what}: {why}");
+        // One write, so that no other writer lands inside the line.
+        let line = format!("async-shutdown-tools: {what}: {why}\n");
+        let _ = io::stderr().write_all(line.as_bytes());
         process::exit(1);
     }));
     let done = call();

@@ -40,7 +40,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
 use tokio::runtime::{Builder, Runtime};
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::{Instant, sleep, timeout, timeout_at};
 use tokio_util::bytes::{BufMut, Bytes, BytesMut};
 use tokio_util::codec::{
     Decoder, Framed, LengthDelimitedCodec, LinesCodec, LinesCodecError,
@@ -148,8 +148,10 @@ fn runtime() -> io::Result<Runtime> {
         let why = (payload.downcast_ref::<String>().map(String::as_str))
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or("a panic in tokio");
-        let start = "async-server: cannot start tokio's runtime";
-        let _ = writeln!(io::stderr(), "{start}: {why}");
+        // One write, so that no other writer lands inside the line.
+        let line =
+            format!("async-server: cannot start tokio's runtime: {why}\n");
+        let _ = io::stderr().write_all(line.as_bytes());
         process::exit(1);
     }));
     let runtime = builder.enable_all().build();
@@ -450,10 +452,40 @@ enum Ending {
 
 /// The ending of an evicted connection: whether part of a request had
 /// come, in the `Framed`'s buffer or in the kernel.
-fn evicted<C>(framed: &Framed<&mut dyn Socket, C>) -> Ending {
+fn evicted<C: Begun>(framed: &Framed<&mut dyn Socket, C>) -> Ending {
     let in_kernel = unread_bytes(framed.get_ref().as_raw_fd()).unwrap_or(0);
-    let partial = in_kernel > 0 || !framed.read_buffer().is_empty();
+    let partial = in_kernel > 0 || begun(framed);
     Ending::Evicted { partial }
+}
+
+/// Whether part of a request has come: in the `Framed`'s buffer, or
+/// taken out of it by the codec.
+fn begun<C: Begun>(framed: &Framed<&mut dyn Socket, C>) -> bool {
+    !framed.read_buffer().is_empty() || framed.codec().mid_frame()
+}
+
+/// A codec that may hold part of a request that its buffer no longer
+/// shows.
+trait Begun {
+    fn mid_frame(&self) -> bool;
+}
+
+impl Begun for LinesCodec {
+    /// A line is in the buffer until it is whole.
+    fn mid_frame(&self) -> bool {
+        false
+    }
+}
+
+impl Begun for LengthDelimitedCodec {
+    /// Takes a header out of the buffer as soon as it has it, and keeps
+    /// the length in its private state. A copy given a header of length
+    /// 0 decodes an empty frame only while it waits for a header.
+    fn mid_frame(&self) -> bool {
+        let mut probe = BytesMut::from(&[0u8; 4][..]);
+        let decoded = self.clone().decode(&mut probe);
+        !matches!(decoded, Ok(Some(frame)) if frame.is_empty())
+    }
 }
 
 /// Answers every line of one connection; returns how many, and how it
@@ -467,10 +499,13 @@ async fn serve_lines(
     let codec = LinesCodec::new_with_max_length(MAX_LINE);
     let mut framed = Framed::new(socket, codec);
     let mut answered = 0;
+    // Once evicted, until when what the client sends is still answered.
+    let mut leave_by = None;
     loop {
         // The whole request within `limit`, however the client spreads
         // its bytes: `timeout` bounds the future, not one `read`.
-        let line = match next_request(&mut framed, limit, slot).await? {
+        let next = next_request(&mut framed, limit, slot, &mut leave_by);
+        let line = match next.await? {
             Next::Evicted => return Ok((answered, evicted(&framed))),
             Next::TimedOut => return Ok((answered, Ending::TimedOut)),
             Next::Got(None) => return Ok((answered, Ending::Client)),
@@ -508,9 +543,10 @@ async fn serve_lines(
         let reply = format!("server got: [{line}]");
         within(limit, framed.send(reply)).await?.map_err(to_io)?;
         answered += 1;
-        if slot.evict.is_cancelled() && !has_whole_request(&framed) {
-            // Evicted, with every request it had read answered: now it
-            // goes.
+        if slot.evict.is_cancelled() && !more_to_answer(&framed, &mut leave_by)?
+        {
+            // Evicted, with every request it had received answered: now
+            // it goes.
             return Ok((answered, evicted(&framed)));
         }
     }
@@ -535,8 +571,10 @@ async fn serve_frames(
         .new_codec();
     let mut framed = Framed::new(socket, codec);
     let mut answered = 0;
+    let mut leave_by = None;
     loop {
-        let frame = match next_request(&mut framed, limit, slot).await? {
+        let next = next_request(&mut framed, limit, slot, &mut leave_by);
+        let frame = match next.await? {
             Next::Evicted => return Ok((answered, evicted(&framed))),
             Next::TimedOut => return Ok((answered, Ending::TimedOut)),
             Next::Got(None) => return Ok((answered, Ending::Client)),
@@ -560,7 +598,8 @@ async fn serve_frames(
         let reply: Bytes = reply.freeze();
         within(limit, framed.send(reply)).await??;
         answered += 1;
-        if slot.evict.is_cancelled() && !has_whole_request(&framed) {
+        if slot.evict.is_cancelled() && !more_to_answer(&framed, &mut leave_by)?
+        {
             return Ok((answered, evicted(&framed)));
         }
     }
@@ -789,13 +828,14 @@ enum Next<T> {
 /// The next request, or the end of the stream, within `limit`, unless a
 /// new client takes this connection's slot first. An evicted connection
 /// whose request had come already, in the kernel or in the `Framed`'s
-/// buffer, still gets that request: the caller answers it, and every
-/// other whole request that the same read brought, sees the token
-/// cancelled, and closes.
-async fn next_request<C: Decoder + Unpin>(
+/// buffer, still gets that request, if it comes whole by `leave_by`
+/// (BUSY_LIMIT after the connection first saw the token cancelled): the
+/// caller answers it, and what else `more_to_answer` finds, and closes.
+async fn next_request<C: Decoder + Begun + Unpin>(
     framed: &mut Framed<&mut dyn Socket, C>,
     limit: Duration,
     slot: &Slot,
+    leave_by: &mut Option<Instant>,
 ) -> io::Result<Next<Result<C::Item, C::Error>>> {
     slot.set_waiting(true);
     let next = tokio::select! {
@@ -804,12 +844,13 @@ async fn next_request<C: Decoder + Unpin>(
         () = slot.evict.cancelled() => {
             // tokio may not have seen a request the kernel holds: ask.
             let unread = unread_bytes(framed.get_ref().as_raw_fd())?;
-            if unread == 0 && framed.read_buffer().is_empty() {
+            if unread == 0 && !begun(framed) {
                 return Ok(Next::Evicted);
             }
             // Had come: a whole request takes no time to arrive, and a
             // slot given away is not held for a client that trickles.
-            match timeout(BUSY_LIMIT, framed.next()).await {
+            let by = *leave_by.get_or_insert(Instant::now() + BUSY_LIMIT);
+            match timeout_at(by, framed.next()).await {
                 Ok(next) => next,
                 // Part of one, and not the rest: what was read stays in
                 // the buffer, and says so.
@@ -823,6 +864,22 @@ async fn next_request<C: Decoder + Unpin>(
     };
     slot.set_waiting(false);
     Ok(Next::Got(next))
+}
+
+/// Whether an evicted connection has more to answer after a reply: a
+/// whole request in the `Framed`'s buffer, or bytes in the kernel that
+/// came by `leave_by`, within BUSY_LIMIT of its learning that it must go
+/// (sent while it wrote its last replies, say). The limit stops a client
+/// that goes on sending from keeping the connection for ever.
+fn more_to_answer<C: Decoder + Clone>(
+    framed: &Framed<&mut dyn Socket, C>,
+    leave_by: &mut Option<Instant>,
+) -> io::Result<bool> {
+    if has_whole_request(framed) {
+        return Ok(true);
+    }
+    let by = *leave_by.get_or_insert(Instant::now() + BUSY_LIMIT);
+    Ok(Instant::now() < by && unread_bytes(framed.get_ref().as_raw_fd())? > 0)
 }
 
 /// True if the `Framed`'s buffer holds a whole request, which `next`
@@ -1416,6 +1473,87 @@ mod tests {
         let (reply, served) = evicted_just_after(b"one\ntwo\n").await;
         let both = "server got: [one]\nserver got: [two]\n";
         assert_eq!((reply.as_str(), served), (both, 2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_evicted_connection_answers_a_request_sent_during_its_replies() {
+        // More replies than the server's small send buffer holds: the
+        // client's next request comes while the server is writing them.
+        let (server, client) = std::os::unix::net::UnixStream::pair().unwrap();
+        socket2::SockRef::from(&server)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        server.set_nonblocking(true).unwrap();
+        let server = tokio::net::UnixStream::from_std(server).unwrap();
+        let slots = Slots::new(1, Duration::from_secs(600));
+        let slot = slots.take().unwrap();
+        let limit = Duration::from_secs(600);
+        let serving = tokio::spawn(async move {
+            let mut server = server;
+            serve_lines(&mut server, limit, &slot).await
+        });
+        sleep(EVICT_AFTER).await;
+        let line = format!("{}\n", "x".repeat(1000));
+        (&client).write_all(line.repeat(20).as_bytes()).unwrap();
+        let _newcomer = slots.take().expect("room made");
+        // The replies have begun to arrive, and fill what the server may
+        // send: it waits to write the rest.
+        let mut turns = 0;
+        while unread_bytes(client.as_raw_fd()).unwrap() == 0 {
+            turns += 1;
+            assert!(turns < 1_000_000, "no reply came");
+            tokio::task::yield_now().await;
+        }
+        (&client).write_all(b"two\n").unwrap();
+        client.set_nonblocking(true).unwrap();
+        let mut client = tokio::net::UnixStream::from_std(client).unwrap();
+        let mut reply = String::new();
+        client.read_to_string(&mut reply).await.unwrap();
+        let long = format!("server got: [{}]\n", "x".repeat(1000));
+        assert_eq!(reply, long.repeat(20) + "server got: [two]\n");
+        let (served, ending) = serving.await.unwrap().unwrap();
+        assert_eq!((served, ending), (21, Ending::Evicted { partial: false }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_evicted_connection_waits_for_the_body_of_a_frame_begun() {
+        // `LengthDelimitedCodec` takes a frame's header out of the buffer
+        // as soon as it has it: a client that has sent a header and no
+        // body has left nothing in the buffer or in the kernel, and is in
+        // the middle of a request all the same.
+        let (server, client) = tokio::net::UnixStream::pair().unwrap();
+        let server_fd = server.as_raw_fd();
+        let slots = Slots::new(1, Duration::from_secs(600));
+        let slot = slots.take().unwrap();
+        let limit = Duration::from_secs(600);
+        let serving = tokio::spawn(async move {
+            let mut server = server;
+            serve_frames(&mut server, limit, &slot).await
+        });
+        sleep(EVICT_AFTER).await;
+        let mut client = client;
+        client.write_all(&3_u32.to_be_bytes()).await.unwrap();
+        let mut turns = 0;
+        while unread_bytes(server_fd).unwrap() > 0 {
+            turns += 1;
+            assert!(turns < 1_000_000, "the header was not read");
+            tokio::task::yield_now().await;
+        }
+        let _newcomer = slots.take().expect("room made");
+        // The evicted connection runs, and sees its token cancelled.
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        client.write_all(b"abc").await.unwrap();
+        let mut reply = Vec::new();
+        client.read_to_end(&mut reply).await.unwrap();
+        let want = [&17_u32.to_be_bytes()[..], b"server got: [abc]"].concat();
+        assert_eq!(
+            reply.escape_ascii().to_string(),
+            want.escape_ascii().to_string()
+        );
+        let (served, ending) = serving.await.unwrap().unwrap();
+        assert_eq!((served, ending), (1, Ending::Evicted { partial: false }));
     }
 
     #[tokio::test]

@@ -814,18 +814,32 @@ pub fn says_at_the_end_how_many_log_lines_it_could_not_write(bin: &str) {
     // One block of 512 bytes (dash's unit; bash's is 1024): the ready
     // line fits, and the lines of a few clients do not.
     let script = "trap '' XFSZ; ulimit -f 1; exec \"$0\" 127.0.0.1:0";
-    let mut command = Command::new("sh");
+    // Traced, where strace can, to count the writes of the last line.
+    let trace = dir.path().join("trace");
+    let traced = crate::support::can_trace();
+    let mut command = Command::new(if traced { "strace" } else { "sh" });
+    if traced {
+        command.args(["-f", "-qq", "-s", "4096", "-e", "trace=write"]);
+        command.args(["-e", "signal=none", "-o"]).arg(&trace);
+        command.args(["--", "sh"]);
+    }
     command.args(["-c", script, bin]);
     let file = fs::File::create(&log).unwrap();
     let daemon = Listing::spawn(&mut command, Stdio::from(file));
-    let mut addr = None;
+    let mut ready = None;
     crate::support::wait_until("the ready line", || {
         let text = fs::read_to_string(&log).unwrap_or_default();
-        let found = text.split_whitespace().nth(2).map(str::parse);
-        addr = found.and_then(Result::ok);
-        addr.is_some()
+        let words: Vec<_> =
+            text.lines().next().unwrap_or("").split(' ').collect();
+        let addr = words.get(2).and_then(|word| word.parse().ok());
+        let at = words.iter().position(|&word| word == "pid");
+        let pid = at.and_then(|at| {
+            words.get(at + 1)?.trim_end_matches(';').parse().ok()
+        });
+        ready = addr.zip(pid);
+        ready.is_some()
     });
-    let addr: SocketAddr = addr.unwrap();
+    let (addr, pid): (SocketAddr, i32) = ready.unwrap();
     for _ in 0..20 {
         let mut stream = TcpStream::connect_timeout(&addr, PATIENCE).unwrap();
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -835,7 +849,9 @@ pub fn says_at_the_end_how_many_log_lines_it_could_not_write(bin: &str) {
         stream.read_to_string(&mut reply).unwrap();
         assert_eq!(reply, "hello, x\n");
     }
-    daemon.signal(Signal::SIGTERM);
+    // The daemon's own pid: under strace, the listing's is strace's.
+    let pid = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
     let out = daemon.finish();
     assert_died_of(&out, Signal::SIGTERM);
     let name = bin.rsplit('/').next().unwrap();
@@ -848,6 +864,21 @@ pub fn says_at_the_end_how_many_log_lines_it_could_not_write(bin: &str) {
         lines[0]
     );
     assert!(fs::metadata(&log).unwrap().len() <= 1024);
+    // One write, as every line of a log: `writeln!` on unbuffered stderr
+    // writes each piece of its format by itself, and another writer of
+    // the same stderr could land in the middle of the line.
+    if traced {
+        let trace = fs::read_to_string(&trace).unwrap();
+        let writes: Vec<_> = trace
+            .lines()
+            .filter(|line| line.contains(" write(2, "))
+            .collect();
+        assert!(
+            writes.len() == 1
+                && writes[0].contains(" log line(s) not written: "),
+            "{name}: {writes:#?}"
+        );
+    }
 }
 
 /// Refused the thread of its log (`ulimit -u`, `threads` being the main
