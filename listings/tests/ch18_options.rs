@@ -426,18 +426,16 @@ fn listen_over_time_wait(old_had_it: bool) -> std::io::Result<()> {
     let addr = old.local_addr()?.as_socket().unwrap();
     let old = TcpListener::from(old);
     let mut client = TcpStream::connect(addr)?;
+    let client_port = client.local_addr()?.port();
     drop(old.accept()?); // The server's side closes first.
     assert_eq!(client.read(&mut [0; 1])?, 0);
     drop(client);
     drop(old);
-    let local = format!("0100007F:{:04X}", addr.port());
+    // Asked of sock_diag by its four-tuple, not looked for in all of
+    // /proc/net/tcp, which the suite's TIME_WAIT sockets make slow.
     crate::support::wait_until("the server's side to reach TIME_WAIT", || {
-        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-        table.lines().any(|line| {
-            let fields: Vec<_> = line.split_whitespace().collect();
-            fields.get(1) == Some(&local.as_str())
-                && fields.get(3) == Some(&"06")
-        })
+        crate::support::server_end(addr.port(), client_port)
+            .is_some_and(|(state, ..)| state == "06")
     });
     let new = stream()?;
     new.set_reuse_address(true)?;
