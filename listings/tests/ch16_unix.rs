@@ -8,7 +8,7 @@
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -1793,8 +1793,29 @@ fn secret(dir: &TempDir) -> String {
 }
 
 /// What Terminal 1 types first: a file that only `root` may read.
-const MAKE_SECRET: &str =
-    "printf 'the secret\\n' > /tmp/secret && chmod 600 /tmp/secret";
+const MAKE_SECRET: &str = "(umask 077 && printf 'the secret\\n' > /tmp/secret)";
+
+/// Terminal 1's secret is its owner's only from the moment it exists. A
+/// file made with the shell's umask (022: `-rw-r--r--`) and then given
+/// `chmod 600` can be opened by anyone in between, and a descriptor, once
+/// open, reads on after the chmod. Run with a `chmod` that does nothing,
+/// the file must still be born `-rw-------`.
+#[test]
+fn the_sessions_secret_is_never_readable_by_others_even_for_a_moment() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("bin");
+    fs::create_dir(&fake).unwrap();
+    let chmod = fake.join("chmod");
+    fs::write(&chmod, "#!/bin/sh\nexit 0\n").unwrap();
+    fs::set_permissions(&chmod, fs::Permissions::from_mode(0o755)).unwrap();
+    let make = MAKE_SECRET.replace(SHOWN_DIR, dir.path().to_str().unwrap());
+    let script =
+        format!("umask 022 && PATH={}:$PATH && {make}", fake.display());
+    let made = Listing::start("bash", &["-c", &script]).finish();
+    assert!(made.status.success(), "{}", made.stderr);
+    let mode = fs::metadata(dir.path().join("secret")).unwrap().mode();
+    assert_eq!(mode & 0o777, 0o600, "born {:o}", mode & 0o777);
+}
 
 #[test]
 fn a_passed_descriptor_reads_a_file_its_receiver_may_not_open() {
