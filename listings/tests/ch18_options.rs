@@ -300,6 +300,44 @@ sys.exit(listing.returncode)
     );
 }
 
+/// `ipv6_wildcard` is `TcpListener::bind` taken one step at a time, so a
+/// reader may build a server on it: it must set what std sets before
+/// `bind`, SO_REUSEADDR, or that server's restart fails with EADDRINUSE
+/// while its old connections are in TIME_WAIT (Chapter 3). strace shows
+/// std setting it; every socket the listing listens on must have it too.
+#[test]
+fn dual_stack_listeners_set_so_reuseaddr_as_std_does() {
+    if !have("strace") {
+        return;
+    }
+    let tmp = tempfile::TempDir::new().unwrap();
+    let trace = tmp.path().join("trace");
+    let trace = trace.to_str().unwrap();
+    let args = ["-qq", "-o", trace, "-e", "trace=socket,setsockopt,listen"];
+    let mut args = args.to_vec();
+    args.push(bin!("net-dual-stack"));
+    let out = run("strace", &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    let text = std::fs::read_to_string(trace).unwrap();
+    let fd = |line: &str| line.split(['(', ',']).nth(1).map(str::to_string);
+    let (mut reuse, mut listened) = (std::collections::HashSet::new(), 0);
+    for line in text.lines() {
+        if line.starts_with("socket(") {
+            // A new socket on a number: whatever was set on it is gone.
+            if let Some(number) = line.rsplit("= ").next() {
+                reuse.remove(number.trim());
+            }
+        } else if line.contains("SO_REUSEADDR, [1]") {
+            reuse.extend(fd(line));
+        } else if line.starts_with("listen(") {
+            listened += 1;
+            let number = fd(line).unwrap_or_default();
+            assert!(reuse.contains(&number), "listens without it:\n{text}");
+        }
+    }
+    assert!(listened >= 2, "scenes 1 and 3 listen:\n{text}");
+}
+
 #[test]
 #[allow(deprecated)]
 fn std_can_only_set_v6only_after_bind_which_is_too_late() {
