@@ -916,6 +916,53 @@ fn the_old_process_waits_for_the_new_one_when_started_with_sigchld_ignored() {
     );
 }
 
+/// Python, a subreaper (PR_SET_CHILD_SUBREAPER), runs the listing under
+/// strace, which holds its fifth write, the first line after the new
+/// process has started, for half a second; Python reads four lines and
+/// closes the pipe meanwhile, as `| head -4` would. It then prints what
+/// the old process left: `none`, or a new process orphaned to Python,
+/// running (and then killed here) or ended.
+const READER_GOES: &str = r#"
+import ctypes, os, signal, subprocess, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+hold = "inject=write:delay_enter=500000:when=5"
+old = subprocess.Popen(["strace", "-qq", "-o", "/dev/null", "-e", "trace=write",
+                        "-e", hold, sys.argv[1]],
+                       stdout=subprocess.PIPE, start_new_session=True)
+for _ in range(4):
+    old.stdout.readline()
+old.stdout.close()
+print("old:", old.wait())
+try:
+    pid, _ = os.waitpid(-1, os.WNOHANG)
+    print("orphaned, and ended" if pid else "orphaned, and running")
+except ChildProcessError:
+    print("none")
+try:
+    os.killpg(old.pid, signal.SIGKILL)
+except ProcessLookupError:
+    pass
+"#;
+
+/// The reader of the old process's output goes away after the handover
+/// has begun (Linux 6.18). The old process dies of SIGPIPE at its next
+/// write, as a filter should; the new process must have been reaped by
+/// then. The first version wrote its own line between the spawn and the
+/// wait, died there, and left the new process to init, blocked for ever
+/// in `accept`, holding the port, waiting for clients whose sockets had
+/// closed with the old one.
+#[test]
+fn the_old_process_leaves_no_new_one_behind_when_its_reader_goes() {
+    if !have("strace") || !have("python3") {
+        return;
+    }
+    let out =
+        Listing::start("python3", &["-c", READER_GOES, bin!("net-handover")])
+            .finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, ["old: -13", "none"], "{}", out.stderr);
+}
+
 #[test]
 fn the_old_process_reaps_the_new_one_when_its_own_output_fails() {
     // The fifth line of the old process's output, written after it has
