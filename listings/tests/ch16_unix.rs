@@ -1605,6 +1605,44 @@ fn unix_pair_says_how_its_child_died_not_that_a_pipe_broke() {
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
 }
 
+/// Python, a subreaper (PR_SET_CHILD_SUBREAPER), reads one line of a long
+/// talk and closes the pipe, as `| head -1` would; it prints how the
+/// parent ended, then what it left: `none`, or a child orphaned to Python.
+const PAIR_READER_GOES: &str = r#"
+import ctypes, os, signal, subprocess, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+pair = subprocess.Popen([sys.argv[1], "--count", "100000000"],
+                        stdout=subprocess.PIPE, start_new_session=True)
+pair.stdout.readline()
+pair.stdout.close()
+print("parent:", pair.wait())
+try:
+    pid, _ = os.waitpid(-1, os.WNOHANG)
+    print("orphaned, and ended" if pid else "orphaned, and running")
+except ChildProcessError:
+    print("none")
+try:
+    os.killpg(pair.pid, signal.SIGKILL)
+except ProcessLookupError:
+    pass
+"#;
+
+/// Nobody reads the parent's output any more (Linux 6.18): it ends
+/// quietly, as every listing does, but through `main`, after it has
+/// reaped its child. The first version died of SIGPIPE mid-talk, and left
+/// its child to be reaped by whoever inherited it.
+#[test]
+fn unix_pair_reaps_its_child_when_its_reader_goes() {
+    if !have("python3") {
+        return;
+    }
+    let out =
+        Listing::start("python3", &["-c", PAIR_READER_GOES, bin!("unix-pair")])
+            .finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, ["parent: 0", "none"], "{}", out.stderr);
+}
+
 #[test]
 fn unix_pair_reaps_its_child_when_its_output_fails() {
     // With stdout full, the parent's first line of output fails and it
