@@ -86,9 +86,12 @@ fn run() -> Result<(), Box<dyn Error>> {
 
 /// A listening socket on `[::]`, port chosen by the kernel, with
 /// IPV6_V6ONLY set as asked: socket2 lets us set it between `socket` and
-/// `bind`, where it must go.
+/// `bind`, where it must go. SO_REUSEADDR goes there too, as
+/// `TcpListener::bind` sets it: a server restarted without it fails to
+/// bind while its old connections are in TIME_WAIT (Chapter 3).
 fn ipv6_wildcard(only_v6: bool) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::IPV6, Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
     socket.set_only_v6(only_v6)?;
     socket.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)).into())?;
     socket.listen(16)?;

@@ -215,19 +215,18 @@ fn handover() -> Result<(), Box<dyn Error>> {
     // accept no more, and close our copy of the socket.
     drop(listener);
     // Whatever fails from here on, the new process is waited for before
-    // the error is reported: every child reaped.
-    let finished = answer(&serving, "the old process")
-        .and_then(|()| reply(&first))
-        .and_then(|reply| {
-            writeln!(io::stdout(), "   old: finished its client, {reply}")
-        });
+    // the error is reported: every child reaped. Nothing is written to
+    // stdout before that either: if its reader has gone (`| head`), the
+    // write kills us (SIGPIPE), and would leave the new process to init.
+    let finished =
+        answer(&serving, "the old process").and_then(|()| reply(&first));
     let mut report = String::new();
     let read = new
         .stdout
         .take()
         .map_or(Ok(0), |mut out| out.read_to_string(&mut report));
     let status = new.wait()?;
-    finished?;
+    writeln!(io::stdout(), "   old: finished its client, {}", finished?)?;
     read?;
     if !status.success() {
         return Err(format!("the new process ended badly: {status}").into());

@@ -8,7 +8,7 @@
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -1605,6 +1605,44 @@ fn unix_pair_says_how_its_child_died_not_that_a_pipe_broke() {
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
 }
 
+/// Python, a subreaper (PR_SET_CHILD_SUBREAPER), reads one line of a long
+/// talk and closes the pipe, as `| head -1` would; it prints how the
+/// parent ended, then what it left: `none`, or a child orphaned to Python.
+const PAIR_READER_GOES: &str = r#"
+import ctypes, os, signal, subprocess, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+pair = subprocess.Popen([sys.argv[1], "--count", "100000000"],
+                        stdout=subprocess.PIPE, start_new_session=True)
+pair.stdout.readline()
+pair.stdout.close()
+print("parent:", pair.wait())
+try:
+    pid, _ = os.waitpid(-1, os.WNOHANG)
+    print("orphaned, and ended" if pid else "orphaned, and running")
+except ChildProcessError:
+    print("none")
+try:
+    os.killpg(pair.pid, signal.SIGKILL)
+except ProcessLookupError:
+    pass
+"#;
+
+/// Nobody reads the parent's output any more (Linux 6.18): it ends
+/// quietly, as every listing does, but through `main`, after it has
+/// reaped its child. The first version died of SIGPIPE mid-talk, and left
+/// its child to be reaped by whoever inherited it.
+#[test]
+fn unix_pair_reaps_its_child_when_its_reader_goes() {
+    if !have("python3") {
+        return;
+    }
+    let out =
+        Listing::start("python3", &["-c", PAIR_READER_GOES, bin!("unix-pair")])
+            .finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, ["parent: 0", "none"], "{}", out.stderr);
+}
+
 #[test]
 fn unix_pair_reaps_its_child_when_its_output_fails() {
     // With stdout full, the parent's first line of output fails and it
@@ -1793,8 +1831,29 @@ fn secret(dir: &TempDir) -> String {
 }
 
 /// What Terminal 1 types first: a file that only `root` may read.
-const MAKE_SECRET: &str =
-    "printf 'the secret\\n' > /tmp/secret && chmod 600 /tmp/secret";
+const MAKE_SECRET: &str = "(umask 077 && printf 'the secret\\n' > /tmp/secret)";
+
+/// Terminal 1's secret is its owner's only from the moment it exists. A
+/// file made with the shell's umask (022: `-rw-r--r--`) and then given
+/// `chmod 600` can be opened by anyone in between, and a descriptor, once
+/// open, reads on after the chmod. Run with a `chmod` that does nothing,
+/// the file must still be born `-rw-------`.
+#[test]
+fn the_sessions_secret_is_never_readable_by_others_even_for_a_moment() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("bin");
+    fs::create_dir(&fake).unwrap();
+    let chmod = fake.join("chmod");
+    fs::write(&chmod, "#!/bin/sh\nexit 0\n").unwrap();
+    fs::set_permissions(&chmod, fs::Permissions::from_mode(0o755)).unwrap();
+    let make = MAKE_SECRET.replace(SHOWN_DIR, dir.path().to_str().unwrap());
+    let script =
+        format!("umask 022 && PATH={}:$PATH && {make}", fake.display());
+    let made = Listing::start("bash", &["-c", &script]).finish();
+    assert!(made.status.success(), "{}", made.stderr);
+    let mode = fs::metadata(dir.path().join("secret")).unwrap().mode();
+    assert_eq!(mode & 0o777, 0o600, "born {:o}", mode & 0o777);
+}
 
 #[test]
 fn a_passed_descriptor_reads_a_file_its_receiver_may_not_open() {

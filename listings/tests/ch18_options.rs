@@ -300,6 +300,44 @@ sys.exit(listing.returncode)
     );
 }
 
+/// `ipv6_wildcard` is `TcpListener::bind` taken one step at a time, so a
+/// reader may build a server on it: it must set what std sets before
+/// `bind`, SO_REUSEADDR, or that server's restart fails with EADDRINUSE
+/// while its old connections are in TIME_WAIT (Chapter 3). strace shows
+/// std setting it; every socket the listing listens on must have it too.
+#[test]
+fn dual_stack_listeners_set_so_reuseaddr_as_std_does() {
+    if !have("strace") {
+        return;
+    }
+    let tmp = tempfile::TempDir::new().unwrap();
+    let trace = tmp.path().join("trace");
+    let trace = trace.to_str().unwrap();
+    let args = ["-qq", "-o", trace, "-e", "trace=socket,setsockopt,listen"];
+    let mut args = args.to_vec();
+    args.push(bin!("net-dual-stack"));
+    let out = run("strace", &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    let text = std::fs::read_to_string(trace).unwrap();
+    let fd = |line: &str| line.split(['(', ',']).nth(1).map(str::to_string);
+    let (mut reuse, mut listened) = (std::collections::HashSet::new(), 0);
+    for line in text.lines() {
+        if line.starts_with("socket(") {
+            // A new socket on a number: whatever was set on it is gone.
+            if let Some(number) = line.rsplit("= ").next() {
+                reuse.remove(number.trim());
+            }
+        } else if line.contains("SO_REUSEADDR, [1]") {
+            reuse.extend(fd(line));
+        } else if line.starts_with("listen(") {
+            listened += 1;
+            let number = fd(line).unwrap_or_default();
+            assert!(reuse.contains(&number), "listens without it:\n{text}");
+        }
+    }
+    assert!(listened >= 2, "scenes 1 and 3 listen:\n{text}");
+}
+
 #[test]
 #[allow(deprecated)]
 fn std_can_only_set_v6only_after_bind_which_is_too_late() {
@@ -426,18 +464,16 @@ fn listen_over_time_wait(old_had_it: bool) -> std::io::Result<()> {
     let addr = old.local_addr()?.as_socket().unwrap();
     let old = TcpListener::from(old);
     let mut client = TcpStream::connect(addr)?;
+    let client_port = client.local_addr()?.port();
     drop(old.accept()?); // The server's side closes first.
     assert_eq!(client.read(&mut [0; 1])?, 0);
     drop(client);
     drop(old);
-    let local = format!("0100007F:{:04X}", addr.port());
+    // Asked of sock_diag by its four-tuple, not looked for in all of
+    // /proc/net/tcp, which the suite's TIME_WAIT sockets make slow.
     crate::support::wait_until("the server's side to reach TIME_WAIT", || {
-        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-        table.lines().any(|line| {
-            let fields: Vec<_> = line.split_whitespace().collect();
-            fields.get(1) == Some(&local.as_str())
-                && fields.get(3) == Some(&"06")
-        })
+        crate::support::server_end(addr.port(), client_port)
+            .is_some_and(|(state, ..)| state == "06")
     });
     let new = stream()?;
     new.set_reuse_address(true)?;
@@ -878,6 +914,53 @@ fn the_old_process_waits_for_the_new_one_when_started_with_sigchld_ignored() {
         "{:?}",
         out.stdout
     );
+}
+
+/// Python, a subreaper (PR_SET_CHILD_SUBREAPER), runs the listing under
+/// strace, which holds its fifth write, the first line after the new
+/// process has started, for half a second; Python reads four lines and
+/// closes the pipe meanwhile, as `| head -4` would. It then prints what
+/// the old process left: `none`, or a new process orphaned to Python,
+/// running (and then killed here) or ended.
+const READER_GOES: &str = r#"
+import ctypes, os, signal, subprocess, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+hold = "inject=write:delay_enter=500000:when=5"
+old = subprocess.Popen(["strace", "-qq", "-o", "/dev/null", "-e", "trace=write",
+                        "-e", hold, sys.argv[1]],
+                       stdout=subprocess.PIPE, start_new_session=True)
+for _ in range(4):
+    old.stdout.readline()
+old.stdout.close()
+print("old:", old.wait())
+try:
+    pid, _ = os.waitpid(-1, os.WNOHANG)
+    print("orphaned, and ended" if pid else "orphaned, and running")
+except ChildProcessError:
+    print("none")
+try:
+    os.killpg(old.pid, signal.SIGKILL)
+except ProcessLookupError:
+    pass
+"#;
+
+/// The reader of the old process's output goes away after the handover
+/// has begun (Linux 6.18). The old process dies of SIGPIPE at its next
+/// write, as a filter should; the new process must have been reaped by
+/// then. The first version wrote its own line between the spawn and the
+/// wait, died there, and left the new process to init, blocked for ever
+/// in `accept`, holding the port, waiting for clients whose sockets had
+/// closed with the old one.
+#[test]
+fn the_old_process_leaves_no_new_one_behind_when_its_reader_goes() {
+    if !have("strace") || !have("python3") {
+        return;
+    }
+    let out =
+        Listing::start("python3", &["-c", READER_GOES, bin!("net-handover")])
+            .finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, ["old: -13", "none"], "{}", out.stderr);
 }
 
 #[test]
