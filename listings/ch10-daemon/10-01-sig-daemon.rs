@@ -67,6 +67,8 @@ const IDLE: Duration = Duration::from_secs(60);
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest request line, newline included.
 const MAX_LINE: usize = 64 * 1024;
+/// The most characters of a request that the log shows.
+const LOGGED: usize = 1024;
 
 // ANCHOR: main
 fn main() -> ExitCode {
@@ -572,6 +574,19 @@ impl Server {
         started.map(drop)
     }
 }
+
+/// `request` as the log shows it: quoted and escaped, and past LOGGED
+/// characters cut, with its length. The log's queue holds 1024 lines, and
+/// a line may be 64 KiB, escaped six bytes for one (`\u{1}`): queued
+/// whole, one client's lines would hold hundreds of megabytes.
+fn shown(request: &str) -> String {
+    match request.char_indices().nth(LOGGED) {
+        None => format!("{request:?}"),
+        Some((cut, _)) => {
+            format!("{:?}… ({} bytes)", &request[..cut], request.len())
+        }
+    }
+}
 // ANCHOR_END: server
 
 impl Server {
@@ -631,7 +646,7 @@ fn serve(
                 config.read().map(|c| Arc::clone(&c)).map_err(|_| {
                     io::Error::other("the configuration lock is poisoned")
                 })?;
-            log(format_args!("{peer}: request {request:?}"));
+            log(format_args!("{peer}: request {}", shown(request)));
             thread::sleep(config.delay); // The work.
             // One write: a second small one would wait for the client to
             // acknowledge the first (Nagle), which it may delay by 40 ms.

@@ -1466,6 +1466,15 @@ fn sig_daemon_serves_and_stops_while_nobody_reads_its_log() {
     daemon::serves_and_stops_while_nobody_reads_its_log(bin!("sig-daemon"));
 }
 
+/// A client's long lines, queued for a log nobody reads, cost the daemon
+/// little memory: the log shows the start of a long request and its length.
+#[test]
+fn sig_daemon_keeps_little_memory_while_long_requests_wait_for_its_log() {
+    daemon::keeps_little_memory_while_long_requests_wait_for_its_log(bin!(
+        "sig-daemon"
+    ));
+}
+
 /// A log that fills its disk: lines that cannot be written are counted
 /// and reported on stderr, in one line, at the end.
 #[test]

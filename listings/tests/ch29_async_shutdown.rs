@@ -1159,62 +1159,11 @@ fn async_daemon_names_the_step_when_its_configuration_cannot_be_loaded() {
     );
 }
 
-/// The log's queue holds 1024 lines, whatever their length: a request
-/// logged whole, up to 64 KiB and escaped (a control byte is written as
-/// six, `\u{1}`), would make each queued line up to 390 KB while nobody
-/// reads the log, and one client hundreds of megabytes of the daemon's
-/// memory. The log shows the start of a long request and its length.
-/// Logged whole, 2000 such requests took the daemon to 336 MB.
 #[test]
 fn async_daemon_keeps_little_memory_while_long_requests_wait_for_its_log() {
-    use crate::support::status_kib;
-    let (log, log_end) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
-    let mut command = std::process::Command::new(bin!("async-daemon"));
-    command.arg("127.0.0.1:0");
-    let tmp = daemon::private_tmp(&mut command);
-    let listing = Listing::spawn(&mut command, Stdio::from(log_end));
-    drop(command);
-    // The ready line, and then the log is left unread.
-    let mut log = fs::File::from(log);
-    let mut ready = Vec::new();
-    let mut byte = [0u8];
-    while ready.last() != Some(&b'\n') {
-        assert_eq!(log.read(&mut byte).expect("read the log"), 1);
-        ready.push(byte[0]);
-    }
-    let ready = String::from_utf8(ready).unwrap();
-    let addr: SocketAddr = ready.split(' ').nth(2).unwrap().parse().unwrap();
-    let pid = listing.pid();
-    let mut client = Client::connect(addr);
-    let mut request = vec![1u8; 64 * 1024 - 2];
-    request.push(b'\n');
-    let reply = format!("hello, {}\n", "\u{1}".repeat(64 * 1024 - 2));
-    for _ in 0..2000 {
-        client.stream.write_all(&request).unwrap();
-        assert_eq!(client.reply().as_deref(), Some(reply.as_str()));
-    }
-    let rss = status_kib(pid, "VmRSS").expect("the daemon's VmRSS");
-    assert!(rss < 64 * 1024, "{rss} KiB resident");
-    drop(client);
-    listing.signal(Signal::SIGTERM);
-    // Read the log again, so that the daemon can flush it and end.
-    let reader = thread::spawn(move || {
-        let mut rest = Vec::new();
-        let _ = log.read_to_end(&mut rest);
-        rest
-    });
-    let daemon = Daemon {
-        listing,
-        addr,
-        config: std::path::PathBuf::new(),
-        tmp,
-    };
-    assert_died_of(&daemon.finish(), Signal::SIGTERM);
-    let rest = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
-    let shown =
-        format!(r#": request "{}"… (65534 bytes)"#, r"\u{1}".repeat(1024));
-    assert!(rest.contains(&shown), "{:?}", &rest[..rest.len().min(300)]);
+    daemon::keeps_little_memory_while_long_requests_wait_for_its_log(bin!(
+        "async-daemon"
+    ));
 }
 
 /// Refused every thread (strace makes `clone3` fail), tokio's `build`

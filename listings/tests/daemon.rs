@@ -586,7 +586,9 @@ pub fn rejects_bad_arguments_and_configurations_in_one_line(bin: &str) {
 /// its queue of lines hold, and still stops on SIGTERM: the log never
 /// holds up the work. Read again once stopping, the log says how many
 /// lines it dropped.
-pub fn serves_and_stops_while_nobody_reads_its_log(bin: &str) {
+/// Starts the daemon with its log, stdout, on a pipe, and reads its ready
+/// line from that pipe: the caller then leaves the log unread.
+fn start_with_its_log_unread(bin: &str) -> (Daemon, fs::File) {
     let (log, log_end) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
     let mut command = Command::new(bin);
@@ -610,6 +612,11 @@ pub fn serves_and_stops_while_nobody_reads_its_log(bin: &str) {
         config: PathBuf::new(),
         tmp,
     };
+    (daemon, log)
+}
+
+pub fn serves_and_stops_while_nobody_reads_its_log(bin: &str) {
+    let (daemon, mut log) = start_with_its_log_unread(bin);
     let mut client = Client::connect(daemon.addr);
     client
         .stream
@@ -650,6 +657,44 @@ pub fn serves_and_stops_while_nobody_reads_its_log(bin: &str) {
     // Lines are dropped whole, never cut: the last lines may be among
     // those dropped, since the queue was full when they came.
     assert!(rest.ends_with('\n'), "{bin}: a line was cut");
+}
+
+/// The log's queue holds 1024 lines, whatever their length: a request
+/// logged whole, up to 64 KiB and escaped (a control byte is written as
+/// six, `\u{1}`), would make each queued line up to 390 KB while nobody
+/// reads the log, and one client hundreds of megabytes of the daemon's
+/// memory. The log shows the start of a long request and its length.
+/// Logged whole, 2000 such requests took either daemon past 330 MB.
+pub fn keeps_little_memory_while_long_requests_wait_for_its_log(bin: &str) {
+    let (daemon, mut log) = start_with_its_log_unread(bin);
+    let mut client = Client::connect(daemon.addr);
+    let mut request = vec![1u8; 64 * 1024 - 2];
+    request.push(b'\n');
+    let reply = format!("hello, {}\n", "\u{1}".repeat(64 * 1024 - 2));
+    for _ in 0..2000 {
+        client.stream.write_all(&request).unwrap();
+        assert_eq!(client.reply().as_deref(), Some(reply.as_str()));
+    }
+    let pid = daemon.listing.pid();
+    let rss = crate::support::status_kib(pid, "VmRSS").expect("its VmRSS");
+    assert!(rss < 64 * 1024, "{bin}: {rss} KiB resident");
+    drop(client);
+    daemon.listing.signal(Signal::SIGTERM);
+    // Read the log again, so that the daemon can write what it queued.
+    let reader = thread::spawn(move || {
+        let mut rest = Vec::new();
+        let _ = log.read_to_end(&mut rest);
+        rest
+    });
+    assert_died_of(&daemon.finish(), Signal::SIGTERM);
+    let rest = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    let shown =
+        format!(r#": request "{}"… (65534 bytes)"#, r"\u{1}".repeat(1024));
+    assert!(
+        rest.contains(&shown),
+        "{bin}: {:?}",
+        &rest[..rest.len().min(300)]
+    );
 }
 
 /// A client that resets the connection while the daemon reads out its
