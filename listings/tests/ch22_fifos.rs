@@ -142,6 +142,50 @@ fn fifo_spam_writers_share_a_fifo_and_every_line_arrives_whole() {
     assert!(contents(tmp.path()).is_empty());
 }
 
+/// Each line goes into the FIFO with one `write`, the whole line, which is
+/// what keeps several writers' lines apart: strace shows the writer's
+/// writes, one per line. The test of three writers above cannot show it
+/// alone: the writers write together only at their first line, and with
+/// each line split in two writes it passed in 7 runs of 11.
+#[test]
+fn fifo_spam_writer_puts_each_line_in_with_one_write() {
+    if !have("strace") {
+        return;
+    }
+    let tmp = tmp();
+    let (reader, fifo) = reader_in(tmp.path(), &[]);
+    let trace = tmp.path().join("trace");
+    let mut command = Command::new("strace");
+    command
+        .args(["-qq", "-e", "trace=write", "-e", "signal=none", "-o"])
+        .arg(&trace)
+        .arg("--")
+        .arg(bin_path("fifo-spam"))
+        .arg("writer")
+        .arg(&fifo)
+        .args(["--count", "3"]);
+    let writer = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert!(writer.status.success(), "{}", writer.stderr);
+    let out = finish_clean(reader);
+    assert!(out.status.success(), "{}", out.stderr);
+    // `write(FD, "…", N) = N` (strace pads before the `=`), to any
+    // descriptor but standard output.
+    let write =
+        regex::Regex::new(r#"^write\((\d+), "(.*)", \d+\) += \d+$"#).unwrap();
+    let trace = fs::read_to_string(&trace).unwrap();
+    let to_fifo: Vec<String> = trace
+        .lines()
+        .filter_map(|line| write.captures(line))
+        .filter(|w| &w[1] != "1")
+        .map(|w| w[2].to_string())
+        .collect();
+    assert_eq!(
+        to_fifo,
+        [r"Spam 000\n", r"Spam 001\n", r"Spam 002\n"],
+        "{trace}"
+    );
+}
+
 #[test]
 fn fifo_spam_reader_removes_its_fifo_when_a_signal_ends_it() {
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
