@@ -191,10 +191,11 @@ impl Drop for Made {
     }
 }
 
-/// SIGINT, SIGTERM and SIGHUP, less those the parent left ignored:
+/// SIGTERM, and SIGINT and SIGHUP unless the parent left them ignored:
 /// SIGHUP under `nohup`, SIGINT in a job that a script starts with `&`.
-/// Ignoring them was the user's choice, and signal-hook would replace the
+/// Ignoring those was the user's choice, and signal-hook would replace the
 /// "ignore" with its handler, and die of a signal meant for others.
+/// SIGTERM is taken even if ignored: `kill` addresses it to us.
 fn end_signals() -> io::Result<Vec<i32>> {
     let mut signals = vec![SIGTERM];
     for number in [SIGINT, SIGHUP] {

@@ -239,6 +239,27 @@ fn fifo_spam_reader_keeps_ignored_signals_ignored_and_unblocks_the_others() {
     assert!(contents(tmp.path()).is_empty(), "left behind");
 }
 
+/// SIGTERM is the one stop signal the reader takes whatever it found: a
+/// parent that left it ignored does not make the reader ignore `kill`.
+/// It dies of it, its directory removed, as without `env`.
+#[test]
+fn fifo_spam_reader_stops_on_sigterm_even_when_started_with_it_ignored() {
+    let tmp = tmp();
+    let mut command = Command::new("env");
+    command
+        .arg("--ignore-signal=TERM")
+        .arg(bin_path("fifo-spam"))
+        .arg("reader")
+        .env("TMPDIR", tmp.path());
+    let mut reader = Listing::spawn(&mut command, Stdio::piped());
+    reader.expect(r"Waiting for a writer on \S+ \(pid \d+\)");
+    reader.signal(Signal::SIGTERM);
+    let out = finish_clean(reader);
+    let term = Some(Signal::SIGTERM as i32);
+    assert_eq!(out.status.signal(), term, "{:?} {}", out.status, out.stderr);
+    assert!(contents(tmp.path()).is_empty(), "left behind");
+}
+
 #[test]
 fn fifo_spam_reader_as_pid_1_removes_its_fifo_and_exits_143_on_sigterm() {
     // The kernel drops a PID 1's own raise of SIGTERM: a reader that ended
