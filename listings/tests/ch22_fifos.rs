@@ -447,6 +447,65 @@ fn fifo_spam_reader_leaves_a_fifo_it_did_not_make() {
     assert_eq!(fs::read_to_string(&file).unwrap(), "Spam\n");
 }
 
+/// A FIFO that others may open is refused by both sides before a byte goes
+/// through it: one open to everyone (mode 0666) at a path given with
+/// `--fifo`, and, when the test runs as root, one of the reader's own mode
+/// but another user's. Either could be read or fed by someone else, the
+/// original's second fault. The FIFO is left where it was.
+#[test]
+fn fifo_spam_refuses_a_fifo_that_others_may_open() {
+    let tmp = tmp();
+    let fifo = tmp.path().join("fifo");
+    mkfifo(&fifo, Mode::S_IRUSR | Mode::S_IWUSR).unwrap();
+    let fifo_arg = fifo.to_str().unwrap();
+    let mut cases = vec![("open to everyone", 0o666, None)];
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { nix::libc::geteuid() } == 0 {
+        cases.push(("another user's", 0o600, Some(54321)));
+    }
+    for (what, mode, owner) in cases {
+        fs::set_permissions(&fifo, PermissionsExt::from_mode(mode)).unwrap();
+        let uid = owner.map(nix::unistd::Uid::from_raw);
+        nix::unistd::chown(&fifo, uid, None).unwrap();
+        let expected = |uid: u32| {
+            format!(
+                "fifo-spam: {fifo_arg} is not ours alone (owner {uid}, mode \
+                 {mode:o})\n"
+            )
+        };
+        let uid = owner.unwrap_or_else(|| nix::unistd::geteuid().as_raw());
+
+        // The reader, once a writer has opened the FIFO.
+        let mut command = Command::new(bin_path("fifo-spam"));
+        command.args(["reader", "--fifo", fifo_arg]);
+        let mut reader = Listing::spawn(&mut command, Stdio::piped());
+        reader.next_line();
+        let mut writer = OpenOptions::new().write(true).open(&fifo).unwrap();
+        let out = finish_clean(reader);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", out.stderr);
+        assert_eq!(out.stderr, expected(uid), "{what}");
+        assert_eq!(out.stdout.len(), 1, "{what}: {:?}", out.stdout);
+        // Nobody reads: the reader took nothing, and is gone.
+        assert!(writer.write_all(b"Spam\n").is_err(), "{what}");
+        drop(writer);
+
+        // The writer, with a reader waiting that gets nothing.
+        let flags =
+            nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC;
+        let reader = nix::fcntl::open(
+            &fifo,
+            nix::fcntl::OFlag::O_RDONLY | flags,
+            Mode::empty(),
+        )
+        .unwrap();
+        let out = run_clean(bin!("fifo-spam"), &["writer", fifo_arg]);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", out.stderr);
+        assert_eq!(out.stderr, expected(uid), "{what}");
+        assert_eq!(nix::unistd::read(&reader, &mut [0; 16]), Ok(0), "{what}");
+        assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    }
+}
+
 /// The names the book shows for what varies: the private directory's
 /// random name (in whatever TMPDIR is), the FIFO's line in `ls -l`.
 const FIFO_MASKS: &[(&str, &str)] = &[
