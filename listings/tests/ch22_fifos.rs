@@ -186,6 +186,34 @@ fn fifo_spam_writer_puts_each_line_in_with_one_write() {
     );
 }
 
+/// A reader that should outlive its writers keeps a write end open: the
+/// end of the stream does not come while writers come and go, one after
+/// the other. The test holds that write end, as such a reader would.
+/// Without it, the reader ends when the first writer exits, and the
+/// second waits in `open` for a reader that is gone. (The test of three
+/// writers above cannot show this: its writers run together.)
+#[test]
+fn fifo_spam_reader_outlives_writers_one_after_another_while_a_write_end_is_held()
+ {
+    let tmp = tmp();
+    let (mut reader, fifo) = reader_in(tmp.path(), &[]);
+    let keep_open = OpenOptions::new().write(true).open(&fifo).unwrap();
+    let fifo_arg = fifo.to_str().unwrap();
+    for _ in 0..3 {
+        let args = ["writer", fifo_arg, "--count", "1"];
+        let writer = run_clean(bin!("fifo-spam"), &args);
+        assert!(writer.status.success(), "{}", writer.stderr);
+        reader.expect(r#"Parent \d+ got "Spam 000" at \d+\.\d+"#);
+    }
+    drop(keep_open);
+    let out = finish_clean(reader);
+    assert!(out.status.success(), "{}", out.stderr);
+    // "Waiting…", three lines, and only then the end of the stream.
+    assert_eq!(out.stdout.len(), 5, "{:?}", out.stdout);
+    assert_eq!(out.stdout[4], "End of stream: no writer has the FIFO open");
+    assert!(contents(tmp.path()).is_empty());
+}
+
 #[test]
 fn fifo_spam_reader_removes_its_fifo_when_a_signal_ends_it() {
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
