@@ -423,25 +423,26 @@ fn fill(pipe: &impl AsRawFd) -> usize {
     filled
 }
 
-/// The port of the TCP socket that `pid` listens on, from /proc: its
-/// descriptors name socket inodes, and /proc/net/tcp gives each inode's
-/// local address and state (0A is LISTEN).
+/// The port of the TCP socket that `pid` listens on: its descriptors name
+/// socket inodes, and the kernel's socket diagnostics name the inode and
+/// port of every listening socket. (Not /proc/net/tcp, which lists every
+/// connection too, tens of thousands in TIME_WAIT in a full run of the
+/// suite, and takes seconds to read on a loaded machine.)
 fn listening_port(pid: nix::unistd::Pid) -> Option<u16> {
-    let inodes: Vec<String> = crate::support::fds_of(pid)
+    let inodes: Vec<u64> = crate::support::fds_of(pid)
         .into_iter()
         .filter_map(|(_, target)| {
-            Some(target.strip_prefix("socket:[")?.strip_suffix(']')?.into())
+            target
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
         })
         .collect();
-    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (local, state, inode) = (fields[1], fields[3], fields[9]);
-        if state != "0A" || !inodes.iter().any(|i| i == inode) {
-            return None;
-        }
-        u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok()
-    })
+    crate::support::tcp_listeners()
+        .into_iter()
+        .find(|(_, inode)| inodes.contains(inode))
+        .map(|(port, _)| port)
 }
 
 /// Connects, then resets the connection without a word: with a linger
