@@ -24,10 +24,7 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // Not `eprintln!`, which panics if stderr cannot be written;
-            // and one write, so that no other writer splits the line.
-            let line = format!("socket-preview: {err}\n");
-            let _ = io::stderr().write_all(line.as_bytes());
+            log(format_args!("{err}"));
             ExitCode::FAILURE
         }
     }

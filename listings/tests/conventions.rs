@@ -767,7 +767,8 @@ fn refused_a_thread(abuse: &Abuse, closed: bool) -> Option<String> {
 /// The listings that log while other processes may write to the same
 /// stderr (a supervisor's pipe, `2>>log` shared by two servers), each
 /// through its `log` function.
-const LOGGING_LISTINGS: [&str; 13] = [
+const LOGGING_LISTINGS: [&str; 14] = [
+    "socket-preview",
     "socket-modes",
     "tcp-lines",
     "tcp-length",
