@@ -28,8 +28,10 @@ fn main() -> ExitCode {
         // Whoever read our output has gone: there is nobody left to tell.
         Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
         Err(err) => {
-            // Not `eprintln!`, which panics if stderr is a closed pipe.
-            let _ = writeln!(io::stderr(), "catch-signal: {err}");
+            // Not `eprintln!`, which panics if stderr is a closed pipe;
+            // and one write, so that no other writer splits the line.
+            let line = format!("catch-signal: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }

@@ -24,8 +24,7 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // Not `eprintln!`, which panics if stderr cannot be written.
-            let _ = writeln!(io::stderr(), "socket-preview: {err}");
+            log(format_args!("{err}"));
             ExitCode::FAILURE
         }
     }
@@ -101,7 +100,7 @@ fn serve(listener: &TcpListener) {
             // and wait before trying again, instead of spinning.
             Err(err) if out_of_resources(&err) => {
                 if !short {
-                    report(&err);
+                    log(format_args!("a connection failed: {err}"));
                 }
                 short = true;
                 thread::sleep(ACCEPT_PAUSE);
@@ -110,7 +109,7 @@ fn serve(listener: &TcpListener) {
             Err(err) => Err(err),
         };
         if let Err(err) = result {
-            report(&err);
+            log(format_args!("a connection failed: {err}"));
         }
     }
 }
@@ -126,10 +125,14 @@ fn out_of_resources(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
 }
 
-/// One line on stderr; not `eprintln!`, which panics if stderr is closed.
-fn report(err: &io::Error) {
-    let _ =
-        writeln!(io::stderr(), "socket-preview: a connection failed: {err}");
+/// One line on stderr, formatted whole, then written with one `write`:
+/// stderr is unbuffered, and `writeln!` would write each piece on its
+/// own, letting another process writing to the same pipe land inside the
+/// line. Not `eprintln!`, which panics if stderr is a
+/// closed pipe (`2>&1 | head -1`): a log that cannot be written is lost.
+fn log(message: impl Display) {
+    let line = format!("socket-preview: {message}\n");
+    let _ = io::stderr().write_all(line.as_bytes());
 }
 
 /// Reads one request, answers it and closes the connection. One deadline

@@ -29,8 +29,10 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // Not `eprintln!`, which panics if stderr cannot be written.
-            let _ = writeln!(io::stderr(), "pipe-spam: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written;
+            // and one write, so that no other writer splits the line.
+            let line = format!("pipe-spam: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }
@@ -63,7 +65,9 @@ fn run() -> Result<(), Box<dyn Error>> {
             let status = match child(parent, &write_end, count) {
                 Ok(()) => 0,
                 Err(err) => {
-                    let _ = writeln!(io::stderr(), "pipe-spam child: {err}");
+                    // One write, as in `main`: the parent shares stderr.
+                    let line = format!("pipe-spam child: {err}\n");
+                    let _ = io::stderr().write_all(line.as_bytes());
                     1
                 }
             };

@@ -23,8 +23,10 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // Not `eprintln!`, which panics if stderr cannot be written.
-            let _ = writeln!(io::stderr(), "pipe-lines: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written;
+            // and one write, so that no other writer splits the line.
+            let line = format!("pipe-lines: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }
@@ -45,7 +47,9 @@ fn run() -> Result<(), Box<dyn Error>> {
             let status = match child(File::from(write_end), count) {
                 Ok(()) => 0,
                 Err(err) => {
-                    let _ = writeln!(io::stderr(), "pipe-lines child: {err}");
+                    // One write, as in `main`: the parent shares stderr.
+                    let line = format!("pipe-lines child: {err}\n");
+                    let _ = io::stderr().write_all(line.as_bytes());
                     1
                 }
             };

@@ -81,8 +81,10 @@ fn run() -> Result<(), Box<dyn Error>> {
                 let status = match write_blocks(write_end, letter, &args) {
                     Ok(()) => 0,
                     Err(err) => {
-                        let _ =
-                            writeln!(io::stderr(), "pipe-writers child: {err}");
+                        // The whole line in one `write`: writers that fail
+                        // together share stderr, and must not mix lines.
+                        let line = format!("pipe-writers child: {err}\n");
+                        let _ = io::stderr().write_all(line.as_bytes());
                         1
                     }
                 };

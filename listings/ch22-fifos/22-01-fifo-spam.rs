@@ -17,7 +17,7 @@
 use std::error::Error;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +28,7 @@ use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::signal::{SigHandler, SigSet, Signal, raise, signal};
 use nix::sys::stat::Mode;
-use nix::unistd::{getpid, mkdtemp, mkfifo};
+use nix::unistd::{geteuid, getpid, mkdtemp, mkfifo};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -98,9 +98,7 @@ fn reader(
     )?;
     // Blocks until a writer opens the FIFO too.
     let file = File::open(path)?;
-    if !file.metadata()?.file_type().is_fifo() {
-        return Err(format!("{} is not a FIFO", path.display()).into());
-    }
+    check_ours_alone(&file, path)?;
     let mut fifo = BufReader::new(file);
     let mut line = Vec::new();
     for _ in 0..count.unwrap_or(usize::MAX) {
@@ -191,10 +189,11 @@ impl Drop for Made {
     }
 }
 
-/// SIGINT, SIGTERM and SIGHUP, less those the parent left ignored:
+/// SIGTERM, and SIGINT and SIGHUP unless the parent left them ignored:
 /// SIGHUP under `nohup`, SIGINT in a job that a script starts with `&`.
-/// Ignoring them was the user's choice, and signal-hook would replace the
+/// Ignoring those was the user's choice, and signal-hook would replace the
 /// "ignore" with its handler, and die of a signal meant for others.
+/// SIGTERM is taken even if ignored: `kill` addresses it to us.
 fn end_signals() -> io::Result<Vec<i32>> {
     let mut signals = vec![SIGTERM];
     for number in [SIGINT, SIGHUP] {
@@ -293,9 +292,7 @@ fn writer(
             ),
             _ => format!("{}: {err}", path.display()),
         })?;
-    if !file.metadata()?.file_type().is_fifo() {
-        return Err(format!("{} is not a FIFO", path.display()).into());
-    }
+    check_ours_alone(&file, path)?;
     if no_wait {
         // Blocking writes from here on: wait while the pipe is full.
         let flags = OFlag::from_bits_retain(fcntl(&file, FcntlArg::F_GETFL)?);
@@ -316,6 +313,25 @@ fn writer(
         // gone, this write raises SIGPIPE, and the writer ends with it.
         fifo.write_all(format!("Spam {zzz:03}\n").as_bytes())?;
         zzz = (zzz + 1) % 5;
+    }
+    Ok(())
+}
+
+/// Refuses, before a byte goes through it, what is not a FIFO, or is one
+/// that someone else could open: another user's, or ours with a mode that
+/// lets others in. They could read what is sent, or send lines of their
+/// own. Checked on the file we opened, not on a path that may change.
+fn check_ours_alone(file: &File, path: &Path) -> Result<(), Box<dyn Error>> {
+    let meta = file.metadata()?;
+    if !meta.file_type().is_fifo() {
+        return Err(format!("{} is not a FIFO", path.display()).into());
+    }
+    let mode = meta.mode() & 0o777;
+    if meta.uid() != geteuid().as_raw() || mode & 0o077 != 0 {
+        let (uid, path) = (meta.uid(), path.display());
+        let why =
+            format!("{path} is not ours alone (owner {uid}, mode {mode:o})");
+        return Err(why.into());
     }
     Ok(())
 }

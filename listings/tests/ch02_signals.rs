@@ -809,6 +809,70 @@ fn signal_hook_aborts_the_process_on_a_forbidden_signal() {
     assert!(stderr.contains("PoisonError"), "{stderr}");
 }
 
+/// Why Listing 2-3 refuses SIGBUS, which signal-hook does not: the Rust
+/// runtime's own handler for it, installed before `main`, runs first
+/// (signal-hook calls the action it replaced), and for a fault that is
+/// not a stack overflow puts the default action back. So the first
+/// `kill -BUS` reaches signal-hook's iterator, and leaves SIGBUS no longer
+/// caught (`SigCgt`); the second ends the process, by SIGBUS. The test
+/// runs itself again as a child, as the one above does, with core dumps
+/// off, so that no core file is left where the test ran.
+#[test]
+fn a_second_sigbus_ends_a_process_that_registered_it_with_signal_hook() {
+    const IN_CHILD: &str = "CH02_REGISTER_SIGBUS";
+    let caught = || {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let mask = status
+            .lines()
+            .find_map(|line| line.strip_prefix("SigCgt:"))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            .expect("a SigCgt line");
+        mask & (1 << (Signal::SIGBUS as i32 - 1)) != 0
+    };
+    if std::env::var_os(IN_CHILD).is_some() {
+        use nix::sys::resource::{Resource, setrlimit};
+        setrlimit(Resource::RLIMIT_CORE, 0, 0).expect("no core dump");
+        let mut signals =
+            signal_hook::iterator::Signals::new([signal_hook::consts::SIGBUS])
+                .expect("SIGBUS registered");
+        let me = nix::unistd::getpid();
+        println!("caught before: {}", caught());
+        nix::sys::signal::kill(me, Signal::SIGBUS).expect("kill");
+        let got = signals.forever().next().expect("a signal");
+        println!("got {got}; caught after: {}", caught());
+        nix::sys::signal::kill(me, Signal::SIGBUS).expect("kill");
+        // Only if signal-hook caught it again does this wait end.
+        let again = signals.forever().next();
+        println!("caught again: {again:?}");
+        return;
+    }
+    let name = "ch02_signals::\
+        a_second_sigbus_ends_a_process_that_registered_it_with_signal_hook";
+    let mut again =
+        Command::new(std::env::current_exe().expect("this test binary"));
+    again
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(IN_CHILD, "1");
+    let out = Listing::spawn(&mut again, Stdio::piped()).finish();
+    assert_eq!(
+        out.status.signal(),
+        Some(Signal::SIGBUS as i32),
+        "{:?}: {:?} {}",
+        out.status,
+        out.stdout,
+        out.stderr
+    );
+    // libtest writes the test's name on the line of its first output.
+    let said = out.stdout.join("\n");
+    assert!(
+        said.contains("caught before: true")
+            && said.contains("got 7; caught after: false")
+            && !said.contains("caught again"),
+        "Linux {}: {said}",
+        crate::support::kernel()
+    );
+}
+
 /// Asked to catch SIGPIPE, the catcher must still end. Dropped, its
 /// `signals` would close the socket it reads while signal-hook's handler
 /// still writes to the other end: a SIGPIPE then makes that write fail

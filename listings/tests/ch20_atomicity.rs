@@ -280,6 +280,48 @@ fn pipe_writers_reaps_every_writer_when_writers_fail() {
     assert_eq!(reaps_in(&trace), 4, "{trace}");
 }
 
+/// Writers that fail together share standard error: each must report with
+/// one `write` of its whole line, as the chapter advises, or their lines
+/// mix. strace makes every writer's second write fail with EIO, and then
+/// finds each writer's report in one `write`. With `writeln!`, three
+/// writes a line, it printed "pipe-writers child: pipe-writers child:
+/// Input/output errorInput/output error (os error 5 (os error )".
+#[test]
+fn pipe_writers_report_a_failed_writer_in_one_write() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let out = run(
+        "strace",
+        &["-f", "-qq", "-s", "256", "-e", "trace=write", "-o"]
+            .into_iter()
+            .chain([trace.to_str().unwrap()])
+            .chain(["-e", "inject=write:error=EIO:when=2", "--"])
+            .chain([bin!("pipe-writers"), "--writers", "4", "--writes", "2"])
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    // `PID write(2, "…"`, whole or to be resumed; the listing is the pid
+    // that writes the first line of its output.
+    let write = regex::Regex::new(r#"^(\d+) +write\((\d+), "(.*?)""#).unwrap();
+    let writes: Vec<(String, String, String)> = trace
+        .lines()
+        .filter_map(|line| write.captures(line))
+        .map(|w| (w[1].to_string(), w[2].to_string(), w[3].to_string()))
+        .collect();
+    let listing = &writes.first().expect("a first write").0;
+    let reports: Vec<&str> = writes
+        .iter()
+        .filter(|(pid, fd, _)| pid != listing && fd == "2")
+        .map(|(_, _, text)| text.as_str())
+        .collect();
+    let line = r"pipe-writers child: Input/output error (os error 5)\n";
+    assert_eq!(reports, [line; 4], "{trace}");
+}
+
 /// A packet pipe, `pipe2(O_DIRECT)` (Linux 3.4): three writes come back
 /// as three reads, where an ordinary pipe returns them in one; a read
 /// with a buffer smaller than the packet gets its first bytes, and the

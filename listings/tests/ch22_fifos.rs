@@ -142,6 +142,78 @@ fn fifo_spam_writers_share_a_fifo_and_every_line_arrives_whole() {
     assert!(contents(tmp.path()).is_empty());
 }
 
+/// Each line goes into the FIFO with one `write`, the whole line, which is
+/// what keeps several writers' lines apart: strace shows the writer's
+/// writes, one per line. The test of three writers above cannot show it
+/// alone: the writers write together only at their first line, and with
+/// each line split in two writes it passed in 7 runs of 11.
+#[test]
+fn fifo_spam_writer_puts_each_line_in_with_one_write() {
+    if !have("strace") {
+        return;
+    }
+    let tmp = tmp();
+    let (reader, fifo) = reader_in(tmp.path(), &[]);
+    let trace = tmp.path().join("trace");
+    let mut command = Command::new("strace");
+    command
+        .args(["-qq", "-e", "trace=write", "-e", "signal=none", "-o"])
+        .arg(&trace)
+        .arg("--")
+        .arg(bin_path("fifo-spam"))
+        .arg("writer")
+        .arg(&fifo)
+        .args(["--count", "3"]);
+    let writer = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert!(writer.status.success(), "{}", writer.stderr);
+    let out = finish_clean(reader);
+    assert!(out.status.success(), "{}", out.stderr);
+    // `write(FD, "…", N) = N` (strace pads before the `=`), to any
+    // descriptor but standard output.
+    let write =
+        regex::Regex::new(r#"^write\((\d+), "(.*)", \d+\) += \d+$"#).unwrap();
+    let trace = fs::read_to_string(&trace).unwrap();
+    let to_fifo: Vec<String> = trace
+        .lines()
+        .filter_map(|line| write.captures(line))
+        .filter(|w| &w[1] != "1")
+        .map(|w| w[2].to_string())
+        .collect();
+    assert_eq!(
+        to_fifo,
+        [r"Spam 000\n", r"Spam 001\n", r"Spam 002\n"],
+        "{trace}"
+    );
+}
+
+/// A reader that should outlive its writers keeps a write end open: the
+/// end of the stream does not come while writers come and go, one after
+/// the other. The test holds that write end, as such a reader would.
+/// Without it, the reader ends when the first writer exits, and the
+/// second waits in `open` for a reader that is gone. (The test of three
+/// writers above cannot show this: its writers run together.)
+#[test]
+fn fifo_spam_reader_outlives_writers_one_after_another_while_a_write_end_is_held()
+ {
+    let tmp = tmp();
+    let (mut reader, fifo) = reader_in(tmp.path(), &[]);
+    let keep_open = OpenOptions::new().write(true).open(&fifo).unwrap();
+    let fifo_arg = fifo.to_str().unwrap();
+    for _ in 0..3 {
+        let args = ["writer", fifo_arg, "--count", "1"];
+        let writer = run_clean(bin!("fifo-spam"), &args);
+        assert!(writer.status.success(), "{}", writer.stderr);
+        reader.expect(r#"Parent \d+ got "Spam 000" at \d+\.\d+"#);
+    }
+    drop(keep_open);
+    let out = finish_clean(reader);
+    assert!(out.status.success(), "{}", out.stderr);
+    // "Waiting…", three lines, and only then the end of the stream.
+    assert_eq!(out.stdout.len(), 5, "{:?}", out.stdout);
+    assert_eq!(out.stdout[4], "End of stream: no writer has the FIFO open");
+    assert!(contents(tmp.path()).is_empty());
+}
+
 #[test]
 fn fifo_spam_reader_removes_its_fifo_when_a_signal_ends_it() {
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
@@ -188,6 +260,27 @@ fn fifo_spam_reader_keeps_ignored_signals_ignored_and_unblocks_the_others() {
     reader.expect(r"Waiting for a writer on \S+ \(pid \d+\)");
     reader.signal(Signal::SIGHUP);
     reader.signal(Signal::SIGINT);
+    reader.signal(Signal::SIGTERM);
+    let out = finish_clean(reader);
+    let term = Some(Signal::SIGTERM as i32);
+    assert_eq!(out.status.signal(), term, "{:?} {}", out.status, out.stderr);
+    assert!(contents(tmp.path()).is_empty(), "left behind");
+}
+
+/// SIGTERM is the one stop signal the reader takes whatever it found: a
+/// parent that left it ignored does not make the reader ignore `kill`.
+/// It dies of it, its directory removed, as without `env`.
+#[test]
+fn fifo_spam_reader_stops_on_sigterm_even_when_started_with_it_ignored() {
+    let tmp = tmp();
+    let mut command = Command::new("env");
+    command
+        .arg("--ignore-signal=TERM")
+        .arg(bin_path("fifo-spam"))
+        .arg("reader")
+        .env("TMPDIR", tmp.path());
+    let mut reader = Listing::spawn(&mut command, Stdio::piped());
+    reader.expect(r"Waiting for a writer on \S+ \(pid \d+\)");
     reader.signal(Signal::SIGTERM);
     let out = finish_clean(reader);
     let term = Some(Signal::SIGTERM as i32);
@@ -380,6 +473,65 @@ fn fifo_spam_reader_leaves_a_fifo_it_did_not_make() {
         finish_clean(Listing::start(bin!("fifo-spam"), &["writer", file_arg]));
     assert_eq!(out.stderr, format!("fifo-spam: {file_arg} is not a FIFO\n"));
     assert_eq!(fs::read_to_string(&file).unwrap(), "Spam\n");
+}
+
+/// A FIFO that others may open is refused by both sides before a byte goes
+/// through it: one open to everyone (mode 0666) at a path given with
+/// `--fifo`, and, when the test runs as root, one of the reader's own mode
+/// but another user's. Either could be read or fed by someone else, the
+/// original's second fault. The FIFO is left where it was.
+#[test]
+fn fifo_spam_refuses_a_fifo_that_others_may_open() {
+    let tmp = tmp();
+    let fifo = tmp.path().join("fifo");
+    mkfifo(&fifo, Mode::S_IRUSR | Mode::S_IWUSR).unwrap();
+    let fifo_arg = fifo.to_str().unwrap();
+    let mut cases = vec![("open to everyone", 0o666, None)];
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { nix::libc::geteuid() } == 0 {
+        cases.push(("another user's", 0o600, Some(54321)));
+    }
+    for (what, mode, owner) in cases {
+        fs::set_permissions(&fifo, PermissionsExt::from_mode(mode)).unwrap();
+        let uid = owner.map(nix::unistd::Uid::from_raw);
+        nix::unistd::chown(&fifo, uid, None).unwrap();
+        let expected = |uid: u32| {
+            format!(
+                "fifo-spam: {fifo_arg} is not ours alone (owner {uid}, mode \
+                 {mode:o})\n"
+            )
+        };
+        let uid = owner.unwrap_or_else(|| nix::unistd::geteuid().as_raw());
+
+        // The reader, once a writer has opened the FIFO.
+        let mut command = Command::new(bin_path("fifo-spam"));
+        command.args(["reader", "--fifo", fifo_arg]);
+        let mut reader = Listing::spawn(&mut command, Stdio::piped());
+        reader.next_line();
+        let mut writer = OpenOptions::new().write(true).open(&fifo).unwrap();
+        let out = finish_clean(reader);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", out.stderr);
+        assert_eq!(out.stderr, expected(uid), "{what}");
+        assert_eq!(out.stdout.len(), 1, "{what}: {:?}", out.stdout);
+        // Nobody reads: the reader took nothing, and is gone.
+        assert!(writer.write_all(b"Spam\n").is_err(), "{what}");
+        drop(writer);
+
+        // The writer, with a reader waiting that gets nothing.
+        let flags =
+            nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC;
+        let reader = nix::fcntl::open(
+            &fifo,
+            nix::fcntl::OFlag::O_RDONLY | flags,
+            Mode::empty(),
+        )
+        .unwrap();
+        let out = run_clean(bin!("fifo-spam"), &["writer", fifo_arg]);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", out.stderr);
+        assert_eq!(out.stderr, expected(uid), "{what}");
+        assert_eq!(nix::unistd::read(&reader, &mut [0; 16]), Ok(0), "{what}");
+        assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    }
 }
 
 /// The names the book shows for what varies: the private directory's

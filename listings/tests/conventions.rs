@@ -767,7 +767,8 @@ fn refused_a_thread(abuse: &Abuse, closed: bool) -> Option<String> {
 /// The listings that log while other processes may write to the same
 /// stderr (a supervisor's pipe, `2>>log` shared by two servers), each
 /// through its `log` function.
-const LOGGING_LISTINGS: [&str; 13] = [
+const LOGGING_LISTINGS: [&str; 14] = [
+    "socket-preview",
     "socket-modes",
     "tcp-lines",
     "tcp-length",
@@ -815,6 +816,77 @@ fn every_logging_listing_writes_a_line_of_its_log_with_one_write() {
             writes[0]
         );
     }
+}
+
+/// Part I's listings and the arguments of a run that writes to stdout at
+/// once. Their lines of error are one `write` each too: Chapter 4's
+/// parents and children share one stderr, and any program's stderr may
+/// be a pipe that other processes write to.
+const PART_ONE_LISTINGS: [(&str, &[&str]); 10] = [
+    ("alarm-pause", &["--count", "1"]),
+    ("alarm", &["--count", "1"]),
+    ("catch-signal", &["USR1"]),
+    ("socket-race", &[]),
+    ("socket-preview", &["127.0.0.1:0"]),
+    ("socket-modes", &["server", "127.0.0.1:0"]),
+    ("pipe-spam", &[]),
+    ("pipe-glued", &[]),
+    ("pipe-lines", &[]),
+    ("fork-exit", &[]),
+];
+
+/// The strings of the `write(2, …)` calls of `bin args` under `strace -f`,
+/// with stdout as given: each process's lines of error.
+fn writes_to_stderr(bin: &str, args: &[&str], stdout: Stdio) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = dir.path().join("writes");
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-q", "-s", "4096", "-e", "trace=write"])
+        .args(["-e", "signal=none", "-o"])
+        .arg(&log)
+        .arg("--")
+        .arg(bin_path(bin))
+        .args(args);
+    Listing::spawn(&mut command, stdout).finish();
+    std::fs::read_to_string(&log)
+        .expect("strace's log")
+        .lines()
+        .filter_map(|line| line.split_once("write(2, ").map(|(_, w)| w))
+        .map(String::from)
+        .collect()
+}
+
+/// Each line of error of a Part I listing is one `write`, formatted whole
+/// first: `writeln!` on the unbuffered stderr writes the program's name,
+/// the message and the newline each on its own, and another writer of
+/// the same pipe can land between them. A bad argument gives one line;
+/// a full disk under stdout gives the parent's line, and in Listing 4-2
+/// the child's before it.
+#[test]
+fn every_part_one_listing_writes_a_line_of_error_with_one_write() {
+    if !crate::support::can_trace() {
+        return;
+    }
+    let whole = |name: &str, write: &str| {
+        write.starts_with(&format!("\"{name}"))
+            && write.contains("\\n\", ")
+            && write.matches("\\n").count() == 1
+    };
+    let mut failures = Vec::new();
+    for (name, args) in PART_ONE_LISTINGS {
+        let bad = writes_to_stderr(name, &["--no-such-option"], Stdio::null());
+        if bad.len() != 1 || !whole(name, &bad[0]) {
+            failures.push(format!("{name} --no-such-option: {bad:#?}"));
+        }
+        let disk = std::fs::OpenOptions::new().write(true).open("/dev/full");
+        let full =
+            writes_to_stderr(name, args, Stdio::from(disk.expect("/dev/full")));
+        if full.is_empty() || !full.iter().all(|write| whole(name, write)) {
+            failures.push(format!("{name} {args:?} > /dev/full: {full:#?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// The listings that rely on a signal to end a wait, or to learn that a

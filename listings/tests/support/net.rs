@@ -228,3 +228,82 @@ pub fn listens_on(port: u16) -> bool {
         && reply[17] == TCP_LISTEN
         && reply[20..22] == port.to_be_bytes()
 }
+
+/// Every IPv4 TCP socket that listens on this machine, as `(port,
+/// inode)`, from the kernel's socket diagnostics, as [`server_end`] asks.
+///
+/// Asked for listening sockets only, the kernel walks its table of
+/// listeners and never the connections (`inet_diag_dump_icsk()`), so an
+/// answer takes microseconds however many connections wait in TIME_WAIT.
+/// /proc/net/tcp lists them all: with 22,000 of them, in a network
+/// namespace of its own, one read of it took 180 ms where this took
+/// 0.1 ms, and a full run of the suite on a loaded machine holds more.
+pub fn tcp_listeners() -> Vec<(u16, u64)> {
+    use nix::sys::socket::{
+        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
+        recv, sendto, socket,
+    };
+    // linux/netlink.h, linux/sock_diag.h, linux/inet_diag.h: a dump of
+    // the sockets in the states of the bit mask, here TCP_LISTEN (10).
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const NLM_F_REQUEST_DUMP: u16 = 0x301;
+    const NLMSG_DONE: u16 = 3;
+    const LISTEN: u32 = 1 << 10;
+    let mut request = Vec::with_capacity(72);
+    request.extend_from_slice(&72u32.to_ne_bytes());
+    request.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    request.extend_from_slice(&NLM_F_REQUEST_DUMP.to_ne_bytes());
+    request.extend_from_slice(&[0; 8]); // sequence number, port id
+    request.extend_from_slice(&[
+        nix::libc::AF_INET as u8,
+        nix::libc::IPPROTO_TCP as u8,
+    ]);
+    request.extend_from_slice(&[0; 2]); // no extensions, padding
+    request.extend_from_slice(&LISTEN.to_ne_bytes());
+    request.extend_from_slice(&[0; 40]); // any ports, addresses, interface
+    request.extend_from_slice(&[0xff; 8]); // INET_DIAG_NOCOOKIE
+    let diag = socket(
+        AddressFamily::Netlink,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkSockDiag,
+    )
+    .expect("a sock_diag socket");
+    sendto(
+        diag.as_raw_fd(),
+        &request,
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    )
+    .expect("a sock_diag request");
+    // The answer comes in datagrams of one or more messages each, until
+    // NLMSG_DONE: each an `inet_diag_msg` after the 16-byte header, its
+    // local port at 20 and its inode at 84, as in `server_end`.
+    let mut listeners = Vec::new();
+    let mut reply = vec![0; 32 * 1024];
+    loop {
+        let len = recv(diag.as_raw_fd(), &mut reply, MsgFlags::empty())
+            .expect("a sock_diag reply");
+        let mut at = 0;
+        while at + 16 <= len {
+            let field =
+                |from: usize, n: usize| &reply[at + from..at + from + n];
+            let size = u32::from_ne_bytes(field(0, 4).try_into().unwrap());
+            let kind = u16::from_ne_bytes(field(4, 2).try_into().unwrap());
+            match kind {
+                NLMSG_DONE => return listeners,
+                NLMSG_ERROR => panic!("sock_diag refused the dump"),
+                _ if size >= 88 => {
+                    let port =
+                        u16::from_be_bytes(field(20, 2).try_into().unwrap());
+                    let inode =
+                        u32::from_ne_bytes(field(84, 4).try_into().unwrap());
+                    listeners.push((port, u64::from(inode)));
+                }
+                _ => panic!("a sock_diag message of {size} bytes"),
+            }
+            // Messages start on four-byte boundaries.
+            at += (size as usize).div_ceil(4) * 4;
+        }
+    }
+}
