@@ -389,6 +389,12 @@ fn serve(
     let mut served = 0;
     let mut backoff = Backoff::new();
     while config.count.is_none_or(|count| served < count) {
+        // Nobody reads the log any more: the server ends. Asked before
+        // `accept`, not after: a client accepted is served, where one
+        // dropped with its request unread would be reset.
+        if LOG_CLOSED.load(Ordering::Relaxed) {
+            break;
+        }
         let conn = match listener.accept() {
             Ok((conn, _)) => Arc::new(conn),
             Err(err) => {
@@ -397,9 +403,6 @@ fn serve(
             }
         };
         backoff.accepted();
-        if LOG_CLOSED.load(Ordering::Relaxed) {
-            break;
-        }
         let Some(slot) = conns.take(&conn) else {
             refuse(&conn);
             continue;
@@ -458,8 +461,9 @@ fn answer_and_log(conn: &UnixStream, slot: &Slot, timeout: Duration) {
         _ => {
             let logged =
                 writeln!(io::stdout(), "{who}: answered {lines} lines");
-            // Nobody reads the log any more: the server ends, at the
-            // next connection, as Listing 14-2 does.
+            // Nobody reads the log any more: the server ends. The
+            // accepting thread sees it before its next `accept`, once it
+            // has started a thread for the connection it was waiting for.
             if logged.is_err_and(|e| e.kind() == ErrorKind::BrokenPipe) {
                 LOG_CLOSED.store(true, Ordering::Relaxed);
             }

@@ -262,6 +262,12 @@ async fn accept_loop(
     let mut backoff = Backoff::new();
     let mut served = 0;
     while config.count.is_none_or(|count| served < count) {
+        // Nobody reads the log any more: the server ends. Asked before
+        // `accept`, not after: a client accepted is served, where one
+        // dropped with its request unread would be reset.
+        if LOG_CLOSED.load(Ordering::Relaxed) {
+            break;
+        }
         let (socket, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -283,9 +289,6 @@ async fn accept_loop(
             _ = signals.hup.recv() => return Ok(Stop::Signal(SIGHUP)),
         };
         backoff.accepted();
-        if LOG_CLOSED.load(Ordering::Relaxed) {
-            break;
-        }
         // A free slot, or the slot of the connection that has waited
         // longest for a request; none if every connection is busy.
         let Some(slot) = slots.take() else {
@@ -1181,8 +1184,9 @@ fn write_line(line: Line) {
     match line {
         Line::Out(text) => match writeln!(io::stdout(), "{text}") {
             Ok(()) => {}
-            // Nobody reads the log any more: the server ends, at the
-            // next connection, as a one-thread server would.
+            // Nobody reads the log any more: the server ends. The
+            // accepting loop sees it before its next `accept`, once it
+            // has started a task for the connection it was waiting for.
             Err(err) if err.kind() == ErrorKind::BrokenPipe => {
                 LOG_CLOSED.store(true, Ordering::Relaxed);
             }

@@ -1211,13 +1211,35 @@ fn unix_server_ends_at_the_next_connection_once_nobody_reads_its_log() {
     // fails with EPIPE a moment later; the server ends at the next client
     // after that. Another test's child may also hold the pipe's reading
     // end for a moment, between its fork and its exec, and let a line
-    // through. So clients come until it has ended.
+    // through. So clients come until it has ended. Each is served, or
+    // refused by a socket already closed: one accepted only to be dropped,
+    // its request unread, would get a reset instead of its reply. Each
+    // comes once the server waits in `accept`, or has ended: one that came
+    // just before the listener's close would wait in the backlog, and be
+    // reset by that close.
     let pid = server.pid();
     wait_until("the server to end once nobody reads its log", || {
-        if let Ok(mut next) = UnixStream::connect_addr(&addr) {
-            let _ = next.write_all(b"more\n");
-            let _ = next.shutdown(Shutdown::Write);
-            let _ = next.read_to_string(&mut String::new());
+        wait_until("the server to accept, or to end", || {
+            crate::support::threads_blocked_in(pid, nix::libc::SYS_accept4) == 1
+                || is_dead(pid)
+        });
+        match UnixStream::connect_addr(&addr) {
+            Ok(mut next) => {
+                next.write_all(b"more\n").unwrap();
+                next.shutdown(Shutdown::Write).unwrap();
+                let mut reply = String::new();
+                let read = next.read_to_string(&mut reply);
+                assert_eq!(
+                    (read.map_err(|e| e.kind()), reply.as_str()),
+                    (Ok(19), "server got: [more]\n"),
+                    "a client after the log was gone"
+                );
+            }
+            Err(err) => assert_eq!(
+                err.kind(),
+                std::io::ErrorKind::ConnectionRefused,
+                "a client after the log was gone: {err}"
+            ),
         }
         is_dead(pid)
     });

@@ -1960,3 +1960,61 @@ fn async_server_names_each_start_step_that_fails() {
         );
     }
 }
+
+/// How many `write` calls (failed ones too) the server's log thread has
+/// made: `syscw` in its /proc/PID/task/TID/io. `None` until the thread
+/// has named itself, the first thing it does, before any write.
+fn log_thread_writes(pid: nix::unistd::Pid) -> Option<u64> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    tasks.flatten().find_map(|task| {
+        let path = task.path();
+        let comm = fs::read_to_string(path.join("comm")).ok()?;
+        if comm.trim_end() != "log" {
+            return None;
+        }
+        let io = fs::read_to_string(path.join("io")).ok()?;
+        let syscw = io.lines().find_map(|l| l.strip_prefix("syscw: "))?;
+        syscw.parse().ok()
+    })
+}
+
+/// The log's reader takes the ready line and goes, as `head -1` would.
+/// The first client's log line then fails with EPIPE, and the server
+/// ends after the next client, whom it serves: a client accepted only to
+/// be dropped, its request unread, would get a reset instead of its reply.
+#[test]
+fn async_server_serves_the_next_client_and_ends_once_nobody_reads_its_log() {
+    use std::io::BufRead;
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let mut command = std::process::Command::new(SERVER);
+    command.arg("127.0.0.1:0");
+    let server = Listing::spawn(&mut command, std::process::Stdio::from(write));
+    drop(command); // our copy of the pipe's writing end
+    let mut log = std::io::BufReader::new(fs::File::from(read));
+    let mut line = String::new();
+    log.read_line(&mut line).unwrap();
+    let addr = line
+        .strip_prefix("Server listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .trim_end()
+        .to_string();
+    drop(log); // nobody reads the log any more
+    let pid = server.pid();
+    let mut before = None;
+    wait_until("the log thread to name itself", || {
+        before = log_thread_writes(pid);
+        before.is_some()
+    });
+    assert_eq!(ask(&addr, "one").unwrap(), "server got: [one]\n");
+    // The log thread has tried the first client's line, and failed.
+    wait_until("the log thread to write the first client's line", || {
+        log_thread_writes(pid) > before
+    });
+    match ask(&addr, "two") {
+        Ok(reply) => assert_eq!(reply, "server got: [two]\n"),
+        Err(err) => panic!("the client after the log was gone: {err}"),
+    }
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
