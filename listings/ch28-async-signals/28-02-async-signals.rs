@@ -3,28 +3,31 @@
 // (which takes `--reload-secs`, 1 by default); SIGTERM or SIGINT starts
 // the clean-up (`--cleanup-secs`, 3), after which it exits 0; a second
 // SIGTERM or SIGINT during the clean-up ends it at once, killed by that
-// signal. Three options show what goes wrong otherwise:
+// signal. A stop signal within a second of the first is part of the same
+// stop (a wrapper passing a Ctrl-C on), and the clean-up goes on. Three
+// options show what goes wrong otherwise:
 //
 // - `--in-loop` makes the signal streams anew each time round the loop,
 //   and loses a signal that comes while a reload runs;
 // - `--stuck` cleans up with a call that blocks the thread, and then the
 //   second signal cannot be heard;
 // - `--hook` adds an action to signal-hook's handler that ends the
-//   process from inside the handler on a second signal, which works even
-//   then.
+//   process from inside the handler on a second signal, a second or more
+//   after the first, which works even then.
 
 use std::error::Error;
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigHandler, SigSet, Signal as NixSignal, raise};
+use nix::time::{ClockId, clock_gettime};
 use nix::unistd::getpid;
 use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::{flag, low_level};
+use signal_hook::low_level;
 use tokio::runtime::{Builder, Runtime};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -142,20 +145,27 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let mut signals = Signals::new()?;
     if args.hook {
-        // Both run inside signal-hook's handler, in this order: on the
-        // second signal the flag is already set, and the first action
-        // ends the process there and then.
-        let stopping = Arc::new(AtomicBool::new(false));
+        // Runs inside signal-hook's handler. The first stop signal notes
+        // when it came; one that comes SAME_STOP or more after it ends the
+        // process there and then; one sooner is the same stop.
+        let first = Arc::new(AtomicU64::new(0));
         for stop in [SIGTERM, SIGINT] {
-            let again = Arc::clone(&stopping);
+            let first = Arc::clone(&first);
             let die = move || {
-                if again.load(Ordering::SeqCst) {
-                    die_in_handler(stop);
+                let now = monotonic_nanos();
+                if let Err(then) = first.compare_exchange(
+                    0,
+                    now,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                ) {
+                    if now.saturating_sub(then) >= SAME_STOP.as_nanos() as u64 {
+                        die_in_handler(stop);
+                    }
                 }
             };
             // SAFETY: `die` makes async-signal-safe calls only.
             unsafe { low_level::register(stop, die) }?;
-            flag::register(stop, Arc::clone(&stopping))?;
         }
     }
     let pid = getpid();
@@ -165,23 +175,60 @@ async fn run() -> Result<(), Box<dyn Error>> {
     )?;
 
     let stop = until_stopped(&mut signals, args.reload, args.in_loop).await?;
+    // Before the line: a second signal is timed from here.
+    let started = Instant::now();
     let name = low_level::signal_name(stop).unwrap_or("a signal");
     let secs = args.cleanup.as_secs();
     writeln!(
         io::stdout(),
         "Got {name}: cleaning up for {secs} s; a second signal stops me now"
     )?;
-    tokio::select! {
-        // In this order: the clean-up starts first even when the second
-        // signal has already come (`select!` otherwise picks at random).
-        biased;
-        () = clean_up(args.cleanup, args.stuck) => {
-            writeln!(io::stdout(), "Clean exit")?;
-            Ok(())
+    let cleaning = clean_up(args.cleanup, args.stuck);
+    tokio::pin!(cleaning);
+    loop {
+        let heard = tokio::select! {
+            // In this order: the clean-up starts first even when another
+            // signal has already come (`select!` otherwise picks at random).
+            biased;
+            () = &mut cleaning => {
+                writeln!(io::stdout(), "Clean exit")?;
+                return Ok(());
+            }
+            _ = signals.term.recv() => SIGTERM,
+            _ = signals.int.recv() => SIGINT,
+        };
+        if started.elapsed() >= SAME_STOP {
+            die_of(heard);
         }
-        _ = signals.term.recv() => die_of(SIGTERM),
-        _ = signals.int.recv() => die_of(SIGINT),
+        same_stop(heard, stop)?;
     }
+}
+
+/// How long after the stop a stop signal, either one, is taken as part of
+/// it: a Ctrl-C reaches a whole process group, and a wrapper in it passes
+/// it on a moment later, as SIGTERM or as SIGINT; systemd signals every
+/// process of a unit, and a wrapper there passes its SIGTERM on too.
+const SAME_STOP: Duration = Duration::from_secs(1);
+
+/// Says that `signal` came too soon after `stop` to be a second signal.
+fn same_stop(signal: i32, stop: i32) -> io::Result<()> {
+    let name = low_level::signal_name(signal).unwrap_or("a signal");
+    let stop = low_level::signal_name(stop).unwrap_or("the stop");
+    let within = SAME_STOP.as_secs();
+    writeln!(
+        io::stdout(),
+        "Got {name} within {within} s of {stop}: the same stop, cleaning up on"
+    )
+}
+
+/// Now, in nanoseconds of the monotonic clock, for the handler:
+/// `clock_gettime` is async-signal-safe, where `Instant` does not promise
+/// it. Never 0, which stands for "no stop yet".
+fn monotonic_nanos() -> u64 {
+    clock_gettime(ClockId::CLOCK_MONOTONIC).map_or(1, |now| {
+        let nanos = now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64;
+        nanos.max(1)
+    })
 }
 
 /// What signal-hook's `flag::register_conditional_default` does once its
