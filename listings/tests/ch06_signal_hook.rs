@@ -36,6 +36,24 @@ fn sig_hook_flag_second_signal_exits_at_once_with_status_1() {
     assert_eq!(out.stdout.len(), 2, "no clean exit: {:?}", out.stdout);
 }
 
+/// A Ctrl-C reaches the terminal's whole foreground group, and a wrapper
+/// in that group (a script that passes the Ctrl-C on as SIGTERM) sends
+/// its own signal a moment later: to `register_conditional_shutdown`,
+/// that is a second signal, and the clean-up is cut short. Chapter 10's
+/// daemon counts a second signal only a second after the first.
+#[test]
+fn sig_hook_flag_takes_a_wrappers_sigterm_after_a_ctrl_c_for_a_second_signal() {
+    let args = ["--cleanup-secs", "30"];
+    let mut hook = Listing::start(bin!("sig-hook-flag"), &args);
+    hook.expect(r"Working as pid \d+; stop me with Ctrl-C or kill \d+");
+    nix::sys::signal::killpg(hook.pid(), Signal::SIGINT).expect("the group");
+    hook.expect("Cleaning up for 30 s; a second signal stops me now");
+    hook.signal(Signal::SIGTERM);
+    let out = hook.finish();
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.status);
+    assert_eq!(out.stdout.len(), 2, "no clean exit: {:?}", out.stdout);
+}
+
 #[test]
 fn sig_hook_flag_stopped_by_its_count_exits_at_once_on_a_signal() {
     // No signal asked it to stop: `--count` did. It says that a signal
