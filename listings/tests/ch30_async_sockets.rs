@@ -1961,10 +1961,11 @@ fn async_server_names_each_start_step_that_fails() {
     }
 }
 
-/// How many `write` calls (failed ones too) the server's log thread has
-/// made: `syscw` in its /proc/PID/task/TID/io. `None` until the thread
-/// has named itself, the first thing it does, before any write.
-fn log_thread_writes(pid: nix::unistd::Pid) -> Option<u64> {
+/// The writes of the server's log thread, from its /proc/PID/task/TID/io:
+/// how many `write` calls it has made, failed ones too (`syscw`), and how
+/// many bytes went through (`wchar`). `None` until the thread has named
+/// itself, the first thing it does, before any write.
+fn log_thread_writes(pid: nix::unistd::Pid) -> Option<(u64, u64)> {
     let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     tasks.flatten().find_map(|task| {
         let path = task.path();
@@ -1973,15 +1974,21 @@ fn log_thread_writes(pid: nix::unistd::Pid) -> Option<u64> {
             return None;
         }
         let io = fs::read_to_string(path.join("io")).ok()?;
-        let syscw = io.lines().find_map(|l| l.strip_prefix("syscw: "))?;
-        syscw.parse().ok()
+        let field = |name: &str| -> Option<u64> {
+            io.lines().find_map(|l| l.strip_prefix(name))?.parse().ok()
+        };
+        Some((field("syscw: ")?, field("wchar: ")?))
     })
 }
 
 /// The log's reader takes the ready line and goes, as `head -1` would.
-/// The first client's log line then fails with EPIPE, and the server
-/// ends after the next client, whom it serves: a client accepted only to
-/// be dropped, its request unread, would get a reset instead of its reply.
+/// A client's log line then fails with EPIPE, and the server ends after
+/// the next client, whom it serves: a client accepted only to be dropped,
+/// its request unread, would get a reset instead of its reply. Another
+/// test's child may hold the pipe's reading end for a moment, between its
+/// fork and its exec, and let a line through: clients come one at a time,
+/// each after the log thread has tried the last one's line, until a line
+/// fails (a write that wrote nothing); then one more, the last.
 #[test]
 fn async_server_serves_the_next_client_and_ends_once_nobody_reads_its_log() {
     use std::io::BufRead;
@@ -2006,13 +2013,28 @@ fn async_server_serves_the_next_client_and_ends_once_nobody_reads_its_log() {
         before = log_thread_writes(pid);
         before.is_some()
     });
-    assert_eq!(ask(&addr, "one").unwrap(), "server got: [one]\n");
-    // The log thread has tried the first client's line, and failed.
-    wait_until("the log thread to write the first client's line", || {
-        log_thread_writes(pid) > before
-    });
-    match ask(&addr, "two") {
-        Ok(reply) => assert_eq!(reply, "server got: [two]\n"),
+    let (mut calls, mut bytes) = before.unwrap();
+    for n in 0.. {
+        match ask(&addr, &format!("r{n}")) {
+            Ok(reply) => assert_eq!(reply, format!("server got: [r{n}]\n")),
+            Err(err) => panic!("client {n}, after the log was gone: {err}"),
+        }
+        let mut now = None;
+        wait_until("the log thread to write the client's line", || {
+            now = log_thread_writes(pid);
+            now.is_some_and(|(c, _)| c > calls)
+        });
+        let (new_calls, new_bytes) = now.unwrap();
+        let failed = new_bytes == bytes;
+        (calls, bytes) = (new_calls, new_bytes);
+        if failed {
+            break;
+        }
+    }
+    // The line failed, so LOG_CLOSED is set: this client is served, and
+    // the server ends after it.
+    match ask(&addr, "last") {
+        Ok(reply) => assert_eq!(reply, "server got: [last]\n"),
         Err(err) => panic!("the client after the log was gone: {err}"),
     }
     let out = server.finish();
