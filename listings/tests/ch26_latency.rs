@@ -267,6 +267,29 @@ fn pingpong_c_reference_speaks_the_same_protocol() {
     }
 }
 
+/// A parent that left SIGCHLD ignored passes that on through `exec`; the
+/// kernel would then reap the child at once, and the C twin's `waitpid`
+/// would fail with ECHILD. It gives SIGCHLD its default action back, as
+/// Listing 26-1's `keep_zombies` does, and runs as it runs plainly.
+#[test]
+fn pingpong_c_reference_reaps_its_child_when_started_with_sigchld_ignored() {
+    if !have("cc") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let c = compile_c("ch26-latency/26-02-pingpong.c", dir.path());
+    let c = c.to_str().unwrap();
+    for via in ["pipe", "unix", "tcp"] {
+        let args = ["--via", via, "--count", "10"];
+        let plain = one_line(c, &args);
+        let ignored = one_line(
+            "env",
+            &[&["--ignore-signal=CHLD", c][..], &args].concat(),
+        );
+        assert_eq!(protocol(&plain), protocol(&ignored), "{via}");
+    }
+}
+
 /// System calls per round trip, by name: the difference between a run of
 /// 300 round trips and one of 100, under `strace -c -f`, divided by 200.
 fn syscalls_per_round_trip(bin: &str, via: &str) -> BTreeMap<String, f64> {

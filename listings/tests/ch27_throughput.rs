@@ -92,6 +92,30 @@ fn throughput_c_reference_moves_the_same_bytes() {
     }
 }
 
+/// A parent that left SIGCHLD ignored passes that on through `exec`; the
+/// kernel would then reap the child at once, and the C twin's `waitpid`
+/// would fail with ECHILD. It gives SIGCHLD its default action back, as
+/// Listing 27-2 does (the Rust listings' row is in `conventions`), and
+/// runs as it runs plainly.
+#[test]
+fn throughput_c_reference_reaps_its_child_when_started_with_sigchld_ignored() {
+    if !have("cc") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let c = compile_c("ch27-throughput/27-04-throughput.c", dir.path());
+    let c = c.to_str().unwrap();
+    for via in MECHANISMS {
+        let args = [&["--via", via][..], &sizes(via)].concat();
+        let plain = one_line(c, &args);
+        let ignored = one_line(
+            "env",
+            &[&["--ignore-signal=CHLD", c][..], &args].concat(),
+        );
+        assert_eq!(protocol(&plain), protocol(&ignored), "{via}");
+    }
+}
+
 #[test]
 fn throughput_delivers_every_byte_through_a_resized_pipe_and_huge_pages() {
     for via in MECHANISMS {
