@@ -1766,6 +1766,37 @@ fn chapter_26_states_the_count_of_the_published_run() {
     assert_eq!((number(1), number(2)), (count, rounds), "{}", &said[0]);
 }
 
+/// The bench command's own note on the "CPUs kept awake" rows says what
+/// would isolate the cost of a halted CPU, and names what the chapter's
+/// aside names: `idle=poll`, or `haltpoll.guest_halt_poll_ns` above 0.
+/// Loading the haltpoll driver (`cpuidle_haltpoll.force=1`) is no such
+/// test: the published run had that driver, set to poll for 0 ns, and its
+/// CPUs halted.
+#[test]
+fn bench_command_names_the_direct_test_of_a_halt_that_the_chapter_names() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = fs::read_to_string(root.join("bench/run")).unwrap();
+    let note = script
+        .split("class cpus_awake:")
+        .nth(1)
+        .and_then(|class| class.split("\"\"\"").nth(1))
+        .expect("cpus_awake has a docstring");
+    let note = note.split_whitespace().collect::<Vec<_>>().join(" ");
+    let chapter =
+        fs::read_to_string(root.join("../src/ch26-latency.md")).unwrap();
+    let raw = published();
+    assert_eq!(raw["machine"]["idle"]["driver"], "haltpoll");
+    assert_eq!(
+        raw["machine"]["idle"]["haltpoll"]["guest_halt_poll_ns"],
+        "0"
+    );
+    assert!(!note.contains("cpuidle_haltpoll.force"), "{note}");
+    for setting in ["idle=poll", "haltpoll.guest_halt_poll_ns"] {
+        assert!(note.contains(setting), "the note lacks {setting}: {note}");
+        assert!(chapter.contains(setting), "ch26 lacks {setting}");
+    }
+}
+
 // ----------------------------------------------------------------------------
 // What chapter 26 says of the published results, checked against them: if
 // a new run of the bench command contradicts the prose, these fail.
