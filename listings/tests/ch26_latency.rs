@@ -1797,6 +1797,73 @@ fn bench_command_names_the_direct_test_of_a_halt_that_the_chapter_names() {
     }
 }
 
+/// "In 3 of the 15 rounds, shared memory spinning took 0.27 to 0.39 µs,
+/// in Rust and in C alike, against 0.12 to 0.14 µs in the other 12 [...]
+/// found CPU 0 below 40 GiB/s before 2 of those 3 figures".
+#[test]
+fn chapter_26_states_the_slow_rounds_of_shared_memory_spinning() {
+    let raw = published();
+    let chapter = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/ch26-latency.md"),
+    )
+    .unwrap();
+    let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
+    let rounds = raw["settings"]["rounds"].as_u64().unwrap();
+    let runs: Vec<&serde_json::Value> = raw["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["kind"] == "latency"
+                && r["mechanism"] == "shm"
+                && r["wait"] == "spin"
+        })
+        .collect();
+    assert_eq!(runs.len() as u64, 2 * rounds);
+    let p50 = |r: &serde_json::Value| r["p50"].as_f64().unwrap();
+    let slow: std::collections::BTreeSet<u64> = runs
+        .iter()
+        .filter(|r| p50(r) > 0.2)
+        .map(|r| r["round"].as_u64().unwrap())
+        .collect();
+    // Both languages slow in each slow round: the machine, not the program.
+    let in_slow =
+        |r: &&&serde_json::Value| slow.contains(&r["round"].as_u64().unwrap());
+    assert!(runs.iter().filter(in_slow).all(|r| p50(r) > 0.2));
+    let range = |values: Vec<f64>| {
+        let low = values.iter().copied().fold(f64::MAX, f64::min);
+        let high = values.iter().copied().fold(f64::MIN, f64::max);
+        (low, high)
+    };
+    let (slow_low, slow_high) =
+        range(runs.iter().filter(in_slow).map(|r| p50(r)).collect());
+    let (fast_low, fast_high) = range(
+        runs.iter()
+            .filter(|r| !in_slow(r))
+            .map(|r| p50(r))
+            .collect(),
+    );
+    assert!(1.5 * fast_high < slow_low, "{fast_high} {slow_low}");
+    let n = slow.len() as u64;
+    let foretold = runs
+        .iter()
+        .filter(in_slow)
+        .filter(|r| r["language"] == "rust")
+        .filter(|r| r["speed"]["0"].as_f64().unwrap() < 40.0)
+        .count();
+    let sentence = format!(
+        "In {n} of the {rounds} rounds, shared memory spinning took \
+         {slow_low:.2} to {slow_high:.2} µs, in Rust and in C alike, against \
+         {fast_low:.2} to {fast_high:.2} µs in the other {}.",
+        rounds - n
+    );
+    assert!(chapter.contains(&sentence), "ch26 does not say: {sentence}");
+    let check = format!(
+        "found CPU 0 below 40 GiB/s before {foretold} of those {n} figures"
+    );
+    assert!(chapter.contains(&check), "ch26 does not say: {check}");
+}
+
 // ----------------------------------------------------------------------------
 // What chapter 26 says of the published results, checked against them: if
 // a new run of the bench command contradicts the prose, these fail.
