@@ -508,6 +508,9 @@ int main(int argc, char **argv) {
 
     int parent_cpu, child_cpu;
     choose_cpus(cpus, &parent_cpu, &child_cpu);
+    // As Listing 26-1's keep_zombies does: a SIGCHLD left ignored by our
+    // parent would make the kernel reap the child, and waitpid fail.
+    if (signal(SIGCHLD, SIG_DFL) == SIG_ERR) die("signal");
     struct channel c = make_channel(via, spin, (size_t)size);
     pid_t parent = getpid();
     pin_to(parent_cpu);

@@ -32,6 +32,8 @@ fn main() -> ExitCode {
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
+    // Before the child starts: it must stay a zombie until reaped.
+    keep_zombies()?;
     let (chunk, count) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // A chunk's buffer, which both processes keep after the fork. Memory
     // the system cannot give is an error, not an abort.
@@ -105,6 +107,16 @@ fn restore_sigpipe() -> nix::Result<()> {
     // A parent that blocked SIGPIPE passed its mask on through `exec`:
     // blocked, the signal would only wait, and `println!` would panic.
     SigSet::from(Signal::SIGPIPE).thread_unblock()
+}
+
+/// Gives SIGCHLD its default action back. A parent that left it ignored
+/// passed that on through `exec` (Chapter 24): the kernel would then reap
+/// the child itself, no zombie would show, and `waitpid` would fail with
+/// ECHILD.
+fn keep_zombies() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
+    Ok(())
 }
 
 /// The largest chunk: 1 GiB.

@@ -86,6 +86,8 @@ struct Report {
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // Before the child starts: it must stay a zombie until reaped.
+    keep_zombies()?;
     let (parent_cpu, child_cpu) = choose_cpus(args.cpus)?;
     let (rx, tx) = channel(&args)?;
     // The pipe's capacity, as the kernel set it: a power of two pages.
@@ -541,6 +543,15 @@ fn restore_sigpipe() -> nix::Result<()> {
     // A parent that blocked SIGPIPE passed its mask on through `exec`:
     // blocked, the signal would only wait, and `println!` would panic.
     SigSet::from(Signal::SIGPIPE).thread_unblock()
+}
+
+/// Gives SIGCHLD its default action back. A parent that left it ignored
+/// passed that on through `exec` (Chapter 24), and then the kernel reaps
+/// our child itself: the final `waitpid` fails with ECHILD.
+fn keep_zombies() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
+    Ok(())
 }
 
 /// The largest chunk: a buffer of it is allocated in each process, and

@@ -266,6 +266,9 @@ int main(int argc, char **argv) {
 
     int parent_cpu, child_cpu, fds[2], report[2];
     choose_cpus(cpus, &parent_cpu, &child_cpu);
+    // As Listing 27-2's keep_zombies does: a SIGCHLD left ignored by our
+    // parent would make the kernel reap the child, and waitpid fail.
+    if (signal(SIGCHLD, SIG_DFL) == SIG_ERR) die("signal");
     make_channel(via, fds, pipe_size);
     // The pipe's capacity, as the kernel set it: a power of two pages.
     if (pipe_size) {

@@ -92,6 +92,109 @@ fn throughput_c_reference_moves_the_same_bytes() {
     }
 }
 
+/// A parent that left SIGCHLD ignored passes that on through `exec`; the
+/// kernel would then reap the child at once, and the C twin's `waitpid`
+/// would fail with ECHILD. It gives SIGCHLD its default action back, as
+/// Listing 27-2 does (the Rust listings' row is in `conventions`), and
+/// runs as it runs plainly.
+#[test]
+fn throughput_c_reference_reaps_its_child_when_started_with_sigchld_ignored() {
+    if !have("cc") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let c = compile_c("ch27-throughput/27-04-throughput.c", dir.path());
+    let c = c.to_str().unwrap();
+    for via in MECHANISMS {
+        let args = [&["--via", via][..], &sizes(via)].concat();
+        let plain = one_line(c, &args);
+        let ignored = one_line(
+            "env",
+            &[&["--ignore-signal=CHLD", c][..], &args].concat(),
+        );
+        assert_eq!(protocol(&plain), protocol(&ignored), "{via}");
+    }
+}
+
+/// A shim for `LD_PRELOAD`: `fcntl(F_GETPIPE_SZ)` answers one page, and
+/// every other `fcntl` goes to the kernel as it came.
+const ONE_PAGE_PIPE: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdarg.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+static int answer(int fd, int cmd, long arg) {
+    if (cmd == F_GETPIPE_SZ) return 4096;
+    return (int)syscall(SYS_fcntl, fd, cmd, arg);
+}
+int fcntl(int fd, int cmd, ...) {
+    va_list ap;
+    va_start(ap, cmd);
+    long arg = va_arg(ap, long);
+    va_end(ap);
+    return answer(fd, cmd, arg);
+}
+int fcntl64(int fd, int cmd, ...) {
+    va_list ap;
+    va_start(ap, cmd);
+    long arg = va_arg(ap, long);
+    va_end(ap);
+    return answer(fd, cmd, arg);
+}
+"#;
+
+/// "The stamps check it on every run, and they catch the mistake": a
+/// ring too small for the pipe, whose buffers are written again while the
+/// pipe still refers to their pages. Told by the shim that the pipe holds
+/// one page, `Ring` keeps two buffers of one page for a pipe of sixteen,
+/// and so does the C twin's ring: the child must find a later stamp where
+/// chunk 0's should be, and fail, in Rust and in C. Without the stamps,
+/// every other test here would pass on a stream so corrupted.
+#[test]
+fn throughput_stamps_catch_a_ring_smaller_than_the_pipe() {
+    if !have("cc") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("one-page-pipe.c");
+    fs::write(&source, ONE_PAGE_PIPE).unwrap();
+    let shim = dir.path().join("one-page-pipe.so");
+    let out = std::process::Command::new("cc")
+        .args(["-O2", "-shared", "-fPIC", "-o"])
+        .arg(&shim)
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let preload = format!("LD_PRELOAD={}", shim.display());
+    let c = compile_c("ch27-throughput/27-04-throughput.c", dir.path());
+    let twins = [
+        (bin!("bench-throughput"), "expected stamp 0, got "),
+        (c.to_str().unwrap(), "a chunk's stamp is wrong"),
+    ];
+    for cpus in placements() {
+        let args = [
+            "--via", "vmsplice", "--chunk", "4096", "--bytes", "1M", "--cpus",
+        ];
+        for (bin, says) in twins {
+            let command = [&[preload.as_str(), bin][..], &args, &[cpus]];
+            let out = run("env", &command.concat());
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{bin} {cpus}: {}",
+                out.stderr
+            );
+            assert!(out.stderr.contains(says), "{bin} {cpus}: {}", out.stderr);
+        }
+    }
+}
+
 #[test]
 fn throughput_delivers_every_byte_through_a_resized_pipe_and_huge_pages() {
     for via in MECHANISMS {

@@ -947,6 +947,12 @@ const WAITS_ON_SIGNALS: &[(&str, &[&str], &[&str])] = &[
     ),
     ("orphan-hangup", &[], &["CHLD", "TSTP", "CONT"]),
     ("bench-pingpong", &["--count", "10"], &["CHLD"]),
+    (
+        "bench-naive",
+        &["--chunk", "65536", "--count", "4"],
+        &["CHLD"],
+    ),
+    ("bench-throughput", &["--bytes", "64K"], &["CHLD"]),
     ("async-child-feed", &["join"], &["CHLD"]),
     ("async-child-kill", &["timeout"], &["CHLD"]),
     ("async-child-kill", &["pipe"], &["CHLD"]),
