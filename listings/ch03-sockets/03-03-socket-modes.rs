@@ -178,8 +178,10 @@ fn out_of_resources(err: &io::Error) -> bool {
 /// One line on stderr, formatted whole, then written with one `write`:
 /// stderr is unbuffered, and `writeln!` would write each piece on its
 /// own, letting another process writing to the same pipe land inside the
-/// line. Not `eprintln!`, which panics if stderr is a
-/// closed pipe (`2>&1 | head -1`): a log that cannot be written is lost.
+/// line. Not `eprintln!`, which panics if stderr cannot be written (a
+/// full disk). A closed pipe, in a filter whose SIGPIPE has its default
+/// action back, ends the program, as a closed stdout does; where SIGPIPE
+/// stays ignored (a server), a line that cannot be written is lost.
 fn log(message: impl Display) {
     let line = format!("socket-modes: {message}\n");
     let _ = io::stderr().write_all(line.as_bytes());

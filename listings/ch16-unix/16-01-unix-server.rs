@@ -167,7 +167,9 @@ fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
             let why = "is in use by a program that takes no lock";
             return Err(format!("{path} {why}").into());
         }
-        fs::remove_file(path)?;
+        fs::remove_file(path).map_err(|err| {
+            format!("cannot remove the stale socket {}: {err}", path.display())
+        })?;
     }
     let listener = UnixListener::bind(path)
         .map_err(|err| format!("cannot listen on {}: {err}", path.display()))?;

@@ -385,6 +385,36 @@ fn a_stale_socket_file_refuses_bind_and_the_server_replaces_it() {
     assert!(!Path::new(&path).exists());
 }
 
+/// A stale socket the server may not remove (root's, in a sticky
+/// directory, the server run as `nobody`): the one line of error names
+/// the file and what failed, not just "Operation not permitted".
+#[test]
+fn unix_server_names_a_stale_socket_it_cannot_remove() {
+    if !can_switch_users() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let sticky = dir.path().join("sticky");
+    fs::create_dir(&sticky).unwrap();
+    fs::set_permissions(&sticky, fs::Permissions::from_mode(0o1777)).unwrap();
+    let path = sticky.join("s.sock");
+    drop(UnixListener::bind(&path).unwrap());
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o777)).unwrap();
+    let path = path.to_str().unwrap();
+    let mut args = AS_NOBODY[1..].to_vec();
+    args.extend(["--", bin!("unix-server"), path]);
+    let out = run(AS_NOBODY[0], &args);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "unix-server: cannot remove the stale socket {path}: \
+             Operation not permitted (os error 1)\n"
+        )
+    );
+}
+
 #[test]
 fn a_second_server_on_the_same_path_is_refused_and_the_first_keeps_it() {
     let dir = tempfile::tempdir().unwrap();
