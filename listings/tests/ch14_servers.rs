@@ -184,6 +184,19 @@ fn naive_server_keeps_a_thread_for_every_silent_client() {
 }
 
 #[test]
+fn naive_server_answers_its_last_client_before_it_stops() {
+    // `--count 1`: the server stops after one connection, but only once
+    // that connection's thread has answered. It returned as soon as it had
+    // started the thread, and the process's end closed the socket with
+    // the request unread: the client got a reset, never its reply.
+    let (server, addr) =
+        start_server(bin!("tcp-naive"), &["127.0.0.1:0", "--count", "1"]);
+    assert_eq!(ask(&addr, "x").unwrap(), "server got: [x]\n");
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
+#[test]
 fn naive_memory_session_matches_the_book() {
     naive_and_fixed_memory_session("tcp-naive", "14-01-memory.out", |kib| {
         assert!(kib >= 64 << 10, "peak {kib} kB: it held the whole line");
