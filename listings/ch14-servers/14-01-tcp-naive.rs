@@ -11,7 +11,7 @@ use std::fmt::Display;
 use std::io::{self, BufRead, BufReader, ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::process::{self, ExitCode};
-use std::thread;
+use std::thread::{self, JoinHandle};
 
 const USAGE: &str = "usage: tcp-naive [HOST:PORT] [--count N]";
 const DEFAULT_ADDR: &str = "127.0.0.1:50008";
@@ -40,13 +40,14 @@ fn run() -> Result<(), Box<dyn Error>> {
         "Server listening on {}",
         listener.local_addr()?
     )?;
+    let mut threads = Vec::new();
     for conn in listener.incoming().take(count.unwrap_or(usize::MAX)) {
         // Flaw 1: one failed `accept` ends the server.
         let conn = conn?;
         // Flaw 4: no limit. Every connection gets a thread, however
         // many come.
         // A thread the system refuses ends the server too, as Flaw 1.
-        thread::Builder::new()
+        let thread = thread::Builder::new()
             .spawn(move || {
                 let peer = conn.peer_addr().map(|p| p.to_string());
                 if let Err(err) = answer(conn) {
@@ -55,6 +56,14 @@ fn run() -> Result<(), Box<dyn Error>> {
                 }
             })
             .map_err(|err| format!("cannot start a thread: {err}"))?;
+        // Kept, to be waited for; those already finished are let go.
+        threads.retain(|t: &JoinHandle<()>| !t.is_finished());
+        threads.push(thread);
+    }
+    // With --count: the last clients are answered before the process ends,
+    // which would close their sockets with their requests unread.
+    for thread in threads {
+        let _ = thread.join();
     }
     Ok(())
 }

@@ -183,6 +183,12 @@ struct Table {
 enum Since {
     Idle(Instant),
     Request(Instant),
+    /// Done with, or shut down to make room (`evicted`): its thread has
+    /// only to log and end. It keeps its place until then, since a log
+    /// line can wait, and is never closed to make room again.
+    Closing {
+        evicted: bool,
+    },
 }
 
 /// One connection's place; dropping it frees the place.
@@ -207,7 +213,8 @@ impl Conns {
     /// A place for `conn`. At the limit, the connection idle longest
     /// gives up its place, or else the one whose request has stalled
     /// longest, if it has waited EVICT_AFTER at least: shutting it down
-    /// ends its thread's wait. Otherwise there is no place.
+    /// ends its thread's wait, and the place is free once that thread has
+    /// ended. Otherwise there is no place.
     fn take(self: &Arc<Self>, conn: &Arc<TcpStream>) -> Option<Slot> {
         let mut table = self.lock();
         if table.open.len() >= self.max {
@@ -215,14 +222,30 @@ impl Conns {
             let (_, _, id) = table
                 .open
                 .iter()
-                .map(|(id, (_, since))| match *since {
-                    Since::Idle(at) => (false, at, *id),
-                    Since::Request(at) => (true, at, *id),
+                .filter_map(|(id, (_, since))| match *since {
+                    Since::Idle(at) => Some((false, at, *id)),
+                    Since::Request(at) => Some((true, at, *id)),
+                    Since::Closing { .. } => None,
                 })
                 .filter(|&(_, at, _)| at.elapsed() >= EVICT_AFTER)
                 .min()?;
-            if let Some((evicted, _)) = table.open.remove(&id) {
+            if let Some((evicted, since)) = table.open.get_mut(&id) {
                 let _ = evicted.shutdown(Shutdown::Both);
+                *since = Since::Closing { evicted: true };
+            }
+            // Its place is free once its thread has ended: at once, as a
+            // rule, since the shutdown ends its wait, but not while its log
+            // line waits. Until then it counts, so that the limit bounds
+            // threads and descriptors.
+            table = self
+                .closed
+                .wait_timeout_while(table, EVICT_AFTER, |t| {
+                    t.open.contains_key(&id)
+                })
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            if table.open.len() >= self.max {
+                return None;
             }
         }
         let id = table.next;
@@ -247,7 +270,9 @@ impl Slot {
     fn set_idle(&self, idle: bool) {
         let now = Instant::now();
         let mut table = self.conns.lock();
-        if let Some((_, since)) = table.open.get_mut(&self.id) {
+        if let Some((_, since @ (Since::Idle(_) | Since::Request(_)))) =
+            table.open.get_mut(&self.id)
+        {
             *since = if idle {
                 Since::Idle(now)
             } else {
@@ -260,7 +285,19 @@ impl Slot {
     /// reads then return what was queued and then 0, our own shutdown,
     /// not the client's (Chapter 13), and its writes fail with EPIPE.
     fn evicted(&self) -> bool {
-        !self.conns.lock().open.contains_key(&self.id)
+        let table = self.conns.lock();
+        let since = table.open.get(&self.id).map(|(_, since)| since);
+        matches!(since, Some(Since::Closing { evicted: true }))
+    }
+
+    /// The connection is done with: its thread has only to log and end.
+    fn set_closing(&self) {
+        let mut table = self.conns.lock();
+        if let Some((_, since @ (Since::Idle(_) | Since::Request(_)))) =
+            table.open.get_mut(&self.id)
+        {
+            *since = Since::Closing { evicted: false };
+        }
     }
 
     /// A byte of a request has come: an idle connection is busy from now
@@ -302,7 +339,10 @@ fn serve(conn: &TcpStream, slot: &Slot, timeout: Duration) {
     let peer = match conn.peer_addr() {
         Ok(peer) => peer.to_string(),
         // Reset before we got to it: nothing to serve.
-        Err(err) => return log(format_args!("a client: {err}")),
+        Err(err) => {
+            slot.set_closing();
+            return log(format_args!("a client: {err}"));
+        }
     };
     let mut lines = 0;
     let answered = answer(conn, slot, timeout, &mut lines);
@@ -310,6 +350,8 @@ fn serve(conn: &TcpStream, slot: &Slot, timeout: Duration) {
     // is written: writing it waits while the log's reader does (a paused
     // terminal, a stuck log collector).
     let _ = conn.shutdown(Shutdown::Write);
+    // From here on the thread only logs, and its place is not taken.
+    slot.set_closing();
     match answered {
         // Closed to make room (`Conns::take`): what failed after that, a
         // reply to half a request, failed because of us, not the client.

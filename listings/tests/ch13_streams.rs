@@ -618,8 +618,7 @@ fn only_tcp_stream_write_turns_sigpipe_into_epipe() {
     });
     assert_eq!(vectored, (broken, true));
     // `io::copy` from a pipe, as from a shell's `|`: splice(2), which
-    // has no flags either. (From a regular file, Rust 1.95 copies through
-    // a buffer with `write`, and so with MSG_NOSIGNAL.)
+    // has no flags either.
     let (reader, mut writer) = std::io::pipe().unwrap();
     writer.write_all(&[b'x'; 4096]).unwrap();
     drop(writer);
@@ -627,6 +626,24 @@ fn only_tcp_stream_write_turns_sigpipe_into_epipe() {
     let mut sock = reset_socket();
     let spliced = raises_sigpipe(move || copy(&mut from_pipe, &mut sock));
     assert_eq!(spliced, (broken, true));
+    // `io::copy` from a socket, as a proxy copies one connection into
+    // another, or from a regular file: std's own loop, a buffer and
+    // `TcpStream::write`, and so MSG_NOSIGNAL.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut sender =
+        TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut from_socket, _) = listener.accept().unwrap();
+    sender.write_all(&[b'x'; 4096]).unwrap();
+    drop(sender);
+    let mut sock = reset_socket();
+    let proxied = raises_sigpipe(move || copy(&mut from_socket, &mut sock));
+    assert_eq!(proxied, (broken, false));
+    let mut from_file = tempfile::tempfile().unwrap();
+    from_file.write_all(&[b'x'; 4096]).unwrap();
+    std::io::Seek::rewind(&mut from_file).unwrap();
+    let mut sock = reset_socket();
+    let sent = raises_sigpipe(move || copy(&mut from_file, &mut sock));
+    assert_eq!(sent, (broken, false));
 }
 
 #[test]

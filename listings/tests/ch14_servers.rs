@@ -184,6 +184,19 @@ fn naive_server_keeps_a_thread_for_every_silent_client() {
 }
 
 #[test]
+fn naive_server_answers_its_last_client_before_it_stops() {
+    // `--count 1`: the server stops after one connection, but only once
+    // that connection's thread has answered. It returned as soon as it had
+    // started the thread, and the process's end closed the socket with
+    // the request unread: the client got a reset, never its reply.
+    let (server, addr) =
+        start_server(bin!("tcp-naive"), &["127.0.0.1:0", "--count", "1"]);
+    assert_eq!(ask(&addr, "x").unwrap(), "server got: [x]\n");
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
+#[test]
 fn naive_memory_session_matches_the_book() {
     naive_and_fixed_memory_session("tcp-naive", "14-01-memory.out", |kib| {
         assert!(kib >= 64 << 10, "peak {kib} kB: it held the whole line");
@@ -797,6 +810,69 @@ fn threaded_server_ends_a_connection_before_its_log_line_can_wait() {
     line_server::ends_a_connection_before_its_log_line_can_wait(bin!(
         "tcp-threads"
     ));
+}
+
+#[test]
+fn threaded_server_keeps_the_places_of_threads_that_wait_for_the_log() {
+    // The log is a full pipe that nobody reads; `--max-conns 2`. A client
+    // is answered, and its thread waits to log it; a second is silent.
+    // After the grace, a new client has the silent one closed, whose
+    // thread then waits to log too, and is told the server is busy: a
+    // thread keeps its place until it ends, so the limit still bounds
+    // threads and descriptors. The table gave a waiting thread's place
+    // away, and each new client, a second apart, started one more thread.
+    let args = ["127.0.0.1:0", "--max-conns", "2"];
+    let (server, addr, _log) =
+        line_server::start_with_full_log(bin!("tcp-threads"), &args);
+    let pid = server.pid();
+    // One thread waits in `write`, any other for the lock on stdout.
+    let waiting_for_the_log = || {
+        threads_blocked_in(pid, nix::libc::SYS_write)
+            + threads_blocked_in(pid, nix::libc::SYS_futex)
+    };
+    assert_eq!(ask(&addr, "one").unwrap(), "server got: [one]\n");
+    let mut silent = connect(&addr);
+    wait_until("a thread to wait for the log", || {
+        waiting_for_the_log() == 1
+    });
+    thread::sleep(Duration::from_millis(1100)); // The grace is the test.
+    assert_eq!(ask(&addr, "two").unwrap(), "error: server busy\n");
+    assert_eq!(silent.read_to_end(&mut Vec::new()).unwrap(), 0, "closed");
+    wait_until("two threads to wait for the log", || {
+        waiting_for_the_log() == 2
+    });
+    thread::sleep(Duration::from_millis(1100));
+    assert_eq!(ask(&addr, "three").unwrap(), "error: server busy\n");
+    // The main thread and the two that wait; 0, 1, 2, the listening
+    // socket and their two connections.
+    assert_eq!(threads_of(pid), 3);
+    assert_eq!(lasting_fds(pid), 6);
+}
+
+#[test]
+fn pool_serves_nobody_new_once_its_workers_wait_for_the_log() {
+    // The log is a full pipe that nobody reads; one worker, a queue of
+    // one. The first client is answered, and the worker then waits to log
+    // it, for as long as the log does not move. The next client waits in
+    // the queue, its request unanswered, and the one after finds the
+    // queue full. The threads stay the same: the main thread, the
+    // worker, and the one that sheds idle connections.
+    let args = ["127.0.0.1:0", "--workers", "1", "--queue", "1"];
+    let (server, addr, _log) =
+        line_server::start_with_full_log(bin!("tcp-pool"), &args);
+    let pid = server.pid();
+    assert_eq!(ask(&addr, "one").unwrap(), "server got: [one]\n");
+    wait_until("the worker to wait for the log", || {
+        threads_blocked_in(pid, nix::libc::SYS_write) == 1
+    });
+    let mut queued = connect(&addr);
+    queued.write_all(b"two\n").unwrap();
+    queued.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(ask(&addr, "three").unwrap(), "error: server busy\n");
+    queued.set_nonblocking(true).unwrap();
+    let err = queued.read(&mut [0; 64]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WouldBlock, "{err}");
+    assert_eq!(threads_of(pid), 3);
 }
 
 #[test]

@@ -20,7 +20,7 @@ use tempfile::TempDir;
 use crate::support::{
     Listing, as_pid_1, assert_died_of, assert_matches_book, assert_rejects,
     assert_session_matches_book, blessing, cargo_run, finish_clean, have,
-    is_dead, run, wait_until,
+    is_dead, run, threads_blocked_in, threads_of, wait_until,
 };
 
 /// Starts a listing that prints `Server listening on <address>`.
@@ -1324,6 +1324,63 @@ fn unix_server_ends_a_connection_before_its_log_line_can_wait() {
     );
     assert_eq!(reply, "server got: [one]\n");
     drop((server, log));
+}
+
+#[test]
+fn unix_server_keeps_the_places_of_threads_that_wait_for_the_log() {
+    // Listing 14-2's table, on a Unix socket: with the log a full pipe
+    // that nobody reads, a thread that waits to log keeps its place until
+    // it ends, evicted or not, and `--max-conns` still bounds the threads.
+    // (The table gave a waiting thread's place away: each new client, a
+    // second apart, started one more thread.)
+    use std::os::linux::net::SocketAddrExt;
+    use std::thread;
+    let name = abstract_name("full-log-places");
+    let args = [name.as_str(), "--max-conns", "2"];
+    let (server, shown, _log) =
+        crate::line_server::start_with_full_log(bin!("unix-server"), &args);
+    assert_eq!(shown, name);
+    let pid = server.pid();
+    let addr =
+        std::os::unix::net::SocketAddr::from_abstract_name(&name[1..]).unwrap();
+    let connect = || {
+        let sock = UnixStream::connect_addr(&addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        sock
+    };
+    // A server that refuses us may close before our request comes, or
+    // with it unread: the write fails, or the read after its answer fails
+    // with ECONNRESET. What it said is still ours to read.
+    let ask = |line: &str| {
+        let mut sock = connect();
+        let _ = sock.write_all(format!("{line}\n").as_bytes());
+        let _ = sock.shutdown(Shutdown::Write);
+        let mut reply = Vec::new();
+        let read = sock.read_to_end(&mut reply);
+        assert!(read.is_ok() || !reply.is_empty(), "{read:?}");
+        String::from_utf8(reply).unwrap()
+    };
+    // One thread waits in `write`, any other for the lock on stdout.
+    let waiting_for_the_log = || {
+        threads_blocked_in(pid, nix::libc::SYS_write)
+            + threads_blocked_in(pid, nix::libc::SYS_futex)
+    };
+    assert_eq!(ask("one"), "server got: [one]\n");
+    let mut silent = connect();
+    wait_until("a thread to wait for the log", || {
+        waiting_for_the_log() == 1
+    });
+    thread::sleep(Duration::from_millis(1100)); // The grace is the test.
+    assert_eq!(ask("two"), "error: server busy\n");
+    assert_eq!(silent.read_to_end(&mut Vec::new()).unwrap(), 0, "closed");
+    wait_until("two threads to wait for the log", || {
+        waiting_for_the_log() == 2
+    });
+    thread::sleep(Duration::from_millis(1100));
+    assert_eq!(ask("three"), "error: server busy\n");
+    // Before the clients: the main thread and the signals' thread.
+    assert_eq!(threads_of(pid), 4);
 }
 
 #[test]

@@ -778,19 +778,35 @@ pub fn ends_at_the_next_connection_once_nobody_reads_its_log(bin: &str) {
     assert!(out.status.success(), "{}", out.stderr);
 }
 
-/// The server's log goes into a pipe that is full and that nobody reads
-/// any more, as when the terminal is paused or the log's reader is stuck:
-/// writing a log line then waits. A client that has had its reply must
-/// still see the end of the stream, at once, not when the log moves again.
+/// Fills the pipe whose writing end is `end`, through an open file of its
+/// own: O_NONBLOCK on a copy of a server's would make the server's writes
+/// fail instead of wait.
+pub fn fill_pipe(end: &impl std::os::fd::AsRawFd) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = format!("/proc/self/fd/{}", end.as_raw_fd());
+    let mut full = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .unwrap();
+    while full.write(&[b'.'; 4096]).is_ok() {}
+}
+
+/// Starts a server whose log goes into a pipe that is full and that
+/// nobody reads, as when the terminal is paused or the log's reader is
+/// stuck: writing a log line then waits. Returns the server, its address,
+/// and the pipe's reading end, to keep open, unread.
 #[track_caller]
-pub fn ends_a_connection_before_its_log_line_can_wait(bin: &str) {
+pub fn start_with_full_log(
+    bin: &str,
+    args: &[&str],
+) -> (Listing, String, std::io::BufReader<std::fs::File>) {
     use std::io::BufRead;
-    use std::os::fd::AsRawFd;
     let (read, write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     let filler = write.try_clone().unwrap();
     let mut command = std::process::Command::new(bin);
-    command.arg("127.0.0.1:0");
+    command.args(args);
     let server = Listing::spawn(&mut command, std::process::Stdio::from(write));
     drop(command); // our copy of the pipe's writing end
     let mut log = std::io::BufReader::new(std::fs::File::from(read));
@@ -801,21 +817,17 @@ pub fn ends_a_connection_before_its_log_line_can_wait(bin: &str) {
         .unwrap_or_else(|| panic!("{line:?}"))
         .trim_end()
         .to_string();
-    // Fill the pipe, through an open file of its own (O_NONBLOCK on a
-    // copy of the server's would make the server's writes fail instead of
-    // wait); `log` keeps the reading end open, unread.
-    let mut full = {
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = format!("/proc/self/fd/{}", filler.as_raw_fd());
-        std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(nix::libc::O_NONBLOCK)
-            .open(path)
-            .unwrap()
-    };
-    drop(filler);
-    while full.write(&[b'.'; 4096]).is_ok() {}
-    drop(full);
+    fill_pipe(&filler);
+    (server, addr, log)
+}
+
+/// The server's log goes into a pipe that is full and that nobody reads
+/// any more, as when the terminal is paused or the log's reader is stuck:
+/// writing a log line then waits. A client that has had its reply must
+/// still see the end of the stream, at once, not when the log moves again.
+#[track_caller]
+pub fn ends_a_connection_before_its_log_line_can_wait(bin: &str) {
+    let (server, addr, log) = start_with_full_log(bin, &["127.0.0.1:0"]);
     let mut sock = TcpStream::connect(&addr).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
