@@ -141,6 +141,43 @@ fn async_server_keeps_its_default_limit_below_the_descriptors() {
     line_server::served_past_idle_clients_with_few_descriptors(SERVER);
 }
 
+/// Under `ulimit -n 200` the default limit is 176 slots. 176 silent
+/// clients take them all; once they have waited a second, 176 more come,
+/// and the first of those finds the server crowded and tells every old
+/// one to leave. Each of those keeps its descriptor for up to a second
+/// more (its gentle close, which a silent client never ends): were their
+/// slots given out again at once, the descriptors would run out and
+/// `accept` would fail. Then one more client must get its reply, or
+/// `error: server busy`, and the server must never have failed to accept.
+#[test]
+fn async_server_counts_evicted_connections_until_they_close() {
+    let (server, addr) = start_limited(200, SERVER, &["127.0.0.1:0"]);
+    let pid = server.pid();
+    let first = line_server::idle_clients_held(pid, &addr, 176);
+    let second = silent_clients(&addr, 176);
+    // Accepted after every client of the second wave: `accept` takes
+    // them in the order they came.
+    let reply = ask(&addr, "hello").unwrap();
+    assert!(
+        ["server got: [hello]\n", "error: server busy\n"]
+            .contains(&reply.as_str()),
+        "{reply:?}"
+    );
+    server.signal(Signal::SIGTERM);
+    let out = server.finish();
+    drop((first, second));
+    assert!(
+        !out.stdout
+            .iter()
+            .any(|line| line.contains("Too many open files")),
+        "{:#?}",
+        out.stdout
+    );
+    assert!(out.stdout.iter().any(|line| line.ends_with(
+        ": answered 0 lines, then closed to make room for a new client"
+    )));
+}
+
 #[test]
 fn async_server_backs_off_and_recovers_when_file_descriptors_run_out() {
     let (mut server, addr) =
