@@ -41,6 +41,7 @@ use tokio::net::{TcpListener, TcpSocket, UnixListener};
 use tokio::runtime::{Builder, Runtime};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::Semaphore;
+use tokio::task::{JoinError, JoinHandle};
 use tokio::time::{Instant, sleep, timeout, timeout_at};
 use tokio_util::bytes::{BufMut, Bytes, BytesMut};
 use tokio_util::codec::{
@@ -217,19 +218,19 @@ async fn run(fds: u64) -> Result<(), Box<dyn Error>> {
     let stopped = match ready {
         // The loop closes the listening socket when it is done with it.
         Ok(()) => {
-            tokio::spawn(async move {
+            let accepting = tokio::spawn(async move {
                 accept_loop(listener, &config, max_conns, &mut signals).await
-            })
-            .await?
+            });
+            join_loop(accepting, socket_file).await?
         }
+        // The file goes whatever happened after `bind`, even a closed
+        // stdout.
         Err(err) => {
             drop(listener);
+            drop(socket_file);
             Err(err)
         }
     };
-    // The file goes whatever happened after `bind`, even a closed stdout;
-    // dropped here, or on the way out if the task above panicked.
-    drop(socket_file);
     match stopped? {
         Stop::Done => Ok(()),
         // Die of the signal, now that the file is gone, as the shell or
@@ -240,6 +241,19 @@ async fn run(fds: u64) -> Result<(), Box<dyn Error>> {
             die_of(number)
         }
     }
+}
+
+/// How the accept loop ended, once the socket file, if any, is gone: it
+/// goes whatever ended the loop. If the loop's task panicked, its
+/// `JoinError` returns through `?`, and `socket_file` is dropped on the
+/// way out.
+async fn join_loop(
+    accepting: JoinHandle<io::Result<Stop>>,
+    socket_file: Option<SocketFile>,
+) -> Result<io::Result<Stop>, JoinError> {
+    let stopped = accepting.await?;
+    drop(socket_file);
+    Ok(stopped)
 }
 
 /// Why the accept loop ended.
@@ -1416,19 +1430,24 @@ where
 mod tests {
     use super::*;
 
+    /// An accept loop with a bug.
+    async fn panicking_loop(listener: UnixListener) -> io::Result<Stop> {
+        let _held = listener;
+        panic!("a bug in the accept loop");
+    }
+
     #[tokio::test]
-    async fn the_socket_file_goes_even_when_its_owner_panics() {
+    async fn the_socket_file_goes_even_when_the_accept_loop_panics() {
         // A directory of our own, removed when `tmp` is dropped, with the
         // lock file that the server leaves by design.
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("server.sock");
         let (listener, file) = bind_unix(&path).unwrap();
         assert!(path.exists());
-        let owner = tokio::spawn(async move {
-            let _held = (listener, file);
-            panic!("a bug in the accept loop");
-        });
-        assert!(owner.await.unwrap_err().is_panic());
+        // As `run` does, but with a loop that panics.
+        let accepting = tokio::spawn(panicking_loop(listener));
+        let ended = join_loop(accepting, Some(file)).await;
+        assert!(ended.is_err_and(|err| err.is_panic()));
         assert!(!path.exists(), "the socket file is left behind");
         let dir = tmp.path().to_path_buf();
         drop(tmp);
