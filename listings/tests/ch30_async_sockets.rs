@@ -853,11 +853,26 @@ fn async_server_refuses_a_frame_over_the_maximum_before_reading_it() {
     // codec that made room for the frame would hold those bytes, resident,
     // where room reserved and never written costs no resident memory.
     sock.write_all(&u32::MAX.to_be_bytes()).unwrap();
-    sock.write_all(&vec![b'x'; 64 << 20]).unwrap();
-    sock.shutdown(Shutdown::Write).unwrap();
-    let mut reply = Vec::new();
-    sock.read_to_end(&mut reply).expect("a FIN, not a reset");
-    assert!(reply.is_empty());
+    // The server drains what follows for a second (BUSY_LIMIT), then
+    // closes. A loaded machine can take longer to send 64 MiB: the write
+    // then fails, EPIPE or ECONNRESET, and only the memory is checked.
+    // That the close is a FIN and not a reset when the client is done in
+    // time is the test above's.
+    match sock.write_all(&vec![b'x'; 64 << 20]) {
+        Ok(()) => {
+            sock.shutdown(Shutdown::Write).unwrap();
+            let mut reply = Vec::new();
+            sock.read_to_end(&mut reply).expect("a FIN, not a reset");
+            assert!(reply.is_empty());
+        }
+        Err(err) => assert!(
+            matches!(
+                err.kind(),
+                ErrorKind::BrokenPipe | ErrorKind::ConnectionReset
+            ),
+            "the body's write: {err}"
+        ),
+    }
     let peak = status_kib(server.pid(), "VmHWM").unwrap();
     assert!(peak < 32 << 10, "peak {peak} kB");
     let next = run(bin!("tcp-length"), &["client", &addr, "next"]);
