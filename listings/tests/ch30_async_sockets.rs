@@ -1215,6 +1215,48 @@ fn idle_memory_measures_a_server_holding_idle_connections() {
     assert_eq!(out.stderr, "", "the server's log is not the command's");
 }
 
+/// A server whose report fills more than a pipe (64 KiB) before it
+/// accepts anyone, as a server offered more than its limit does with its
+/// thousands of "closed to make room" lines: measured by `idle-memory`,
+/// it must not be one whose log is stuck in a full pipe. A stand-in that
+/// accepts only once its report is written shows it: left in the pipe,
+/// the report blocks it, and the connections are never taken.
+#[test]
+fn idle_memory_reads_the_servers_report_so_that_it_never_blocks() {
+    if !have("python3") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = dir.path().join("reporting-server");
+    fs::write(
+        &server,
+        "#!/usr/bin/env python3\n\
+         import signal, socket, sys\n\
+         listener = socket.create_server(('127.0.0.1', 0), backlog=64)\n\
+         port = listener.getsockname()[1]\n\
+         print(f'Server listening on 127.0.0.1:{port}', flush=True)\n\
+         sys.stdout.write('a report line of 32 bytes, say.\\n' * 8192)\n\
+         sys.stdout.flush()\n\
+         held = [listener.accept() for _ in range(5)]\n\
+         signal.pause()\n",
+    )
+    .unwrap();
+    let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    fs::set_permissions(&server, executable).unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/ch30-async-sockets/idle-memory"
+    );
+    let server = server.to_str().unwrap();
+    let out = run(script, &["--connections", "5", "--runs", "1", server]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout[1].ends_with(" KiB per connection"),
+        "{:#?}",
+        out.stdout
+    );
+}
+
 #[test]
 fn request_cost_measures_each_servers_cpu_per_request() {
     if !have("python3") {
