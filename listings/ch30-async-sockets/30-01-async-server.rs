@@ -1687,6 +1687,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn tokio_takes_a_short_read_as_an_empty_socket() {
+        // On epoll, a read through tokio that fills less than its buffer
+        // clears the readiness too, with no EAGAIN ever seen: the next
+        // bytes stay unread by tokio until its driver has seen them. A
+        // read that fills its buffer leaves the readiness as it was.
+        let listener = listen("127.0.0.1:0", 8).unwrap();
+        let addr = listener.local_addr().unwrap();
+        for (room, read_at_once) in [(64, false), (6, true)] {
+            let client = std::net::TcpStream::connect(addr).unwrap();
+            (&client).write_all(b"hello\n").unwrap();
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let fd = socket.as_raw_fd();
+            while unread_bytes(fd).unwrap() < 6 {
+                thread::yield_now();
+            }
+            let mut buf = vec![0; room];
+            assert_eq!(socket.read(&mut buf).await.unwrap(), 6);
+            (&client).write_all(b"again\n").unwrap();
+            while unread_bytes(fd).unwrap() < 6 {
+                thread::yield_now();
+            }
+            let next = socket.try_read(&mut buf);
+            assert_eq!(next.is_ok(), read_at_once, "{room}: {next:?}");
+        }
+    }
+
+    #[tokio::test]
     async fn after_a_codec_error_framed_pauses_then_reads_on() {
         // The server closes after a codec error because it chooses to:
         // `Framed` returns `None` once, a pause and not the end of the
