@@ -692,7 +692,8 @@ async fn drain_until_closed(socket: &mut dyn Socket) -> io::Result<()> {
 /// count, so that closing sends a FIN and not a reset that could destroy
 /// the message; what it sends later is not waited for, as in Listing
 /// 14-2: a refused client holds a descriptor for no longer than that. A
-/// task of its own: the accept loop does not wait for it.
+/// task of its own: the accept loop does not wait for it, unless
+/// REFUSALS are under way already.
 async fn refuse(mut socket: Box<dyn Socket>, frames: Frames) {
     let _ = timeout(BUSY_LIMIT, async {
         let waiting = unread_bytes(socket.as_raw_fd())?;
