@@ -40,6 +40,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
 use tokio::runtime::{Builder, Runtime};
 use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::Semaphore;
+use tokio::task::{JoinError, JoinHandle};
 use tokio::time::{Instant, sleep, timeout, timeout_at};
 use tokio_util::bytes::{BufMut, Bytes, BytesMut};
 use tokio_util::codec::{
@@ -216,19 +218,19 @@ async fn run(fds: u64) -> Result<(), Box<dyn Error>> {
     let stopped = match ready {
         // The loop closes the listening socket when it is done with it.
         Ok(()) => {
-            tokio::spawn(async move {
+            let accepting = tokio::spawn(async move {
                 accept_loop(listener, &config, max_conns, &mut signals).await
-            })
-            .await?
+            });
+            join_loop(accepting, socket_file).await?
         }
+        // The file goes whatever happened after `bind`, even a closed
+        // stdout.
         Err(err) => {
             drop(listener);
+            drop(socket_file);
             Err(err)
         }
     };
-    // The file goes whatever happened after `bind`, even a closed stdout;
-    // dropped here, or on the way out if the task above panicked.
-    drop(socket_file);
     match stopped? {
         Stop::Done => Ok(()),
         // Die of the signal, now that the file is gone, as the shell or
@@ -239,6 +241,19 @@ async fn run(fds: u64) -> Result<(), Box<dyn Error>> {
             die_of(number)
         }
     }
+}
+
+/// How the accept loop ended, once the socket file, if any, is gone: it
+/// goes whatever ended the loop. If the loop's task panicked, its
+/// `JoinError` returns through `?`, and `socket_file` is dropped on the
+/// way out.
+async fn join_loop(
+    accepting: JoinHandle<io::Result<Stop>>,
+    socket_file: Option<SocketFile>,
+) -> Result<io::Result<Stop>, JoinError> {
+    let stopped = accepting.await?;
+    drop(socket_file);
+    Ok(stopped)
 }
 
 /// Why the accept loop ended.
@@ -259,6 +274,7 @@ async fn accept_loop(
 ) -> io::Result<Stop> {
     let slots = Slots::new(max_conns, config.timeout);
     let tasks = TaskTracker::new();
+    let refusals = Arc::new(Semaphore::new(REFUSALS));
     let mut backoff = Backoff::new();
     let mut served = 0;
     while config.count.is_none_or(|count| served < count) {
@@ -292,7 +308,22 @@ async fn accept_loop(
         // A free slot, or the slot of the connection that has waited
         // longest for a request; none if every connection is busy.
         let Some(slot) = slots.take() else {
-            tasks.spawn(refuse(socket, config.frames));
+            // A refused client holds a descriptor too, for up to
+            // BUSY_LIMIT: a crowd of them, accepted faster than they are
+            // told, would use up the descriptors kept spare. So at most
+            // REFUSALS at once; the next waits, listening meanwhile.
+            let refusing = Arc::clone(&refusals).acquire_owned();
+            let permit = tokio::select! {
+                permit = refusing => permit,
+                _ = signals.int.recv() => return Ok(Stop::Signal(SIGINT)),
+                _ = signals.term.recv() => return Ok(Stop::Signal(SIGTERM)),
+                _ = signals.hup.recv() => return Ok(Stop::Signal(SIGHUP)),
+            };
+            let frames = config.frames;
+            tasks.spawn(async move {
+                refuse(socket, frames).await;
+                drop(permit);
+            });
             continue;
         };
         served += 1;
@@ -661,7 +692,8 @@ async fn drain_until_closed(socket: &mut dyn Socket) -> io::Result<()> {
 /// count, so that closing sends a FIN and not a reset that could destroy
 /// the message; what it sends later is not waited for, as in Listing
 /// 14-2: a refused client holds a descriptor for no longer than that. A
-/// task of its own: the accept loop does not wait for it.
+/// task of its own: the accept loop does not wait for it, unless
+/// REFUSALS are under way already.
 async fn refuse(mut socket: Box<dyn Socket>, frames: Frames) {
     let _ = timeout(BUSY_LIMIT, async {
         let waiting = unread_bytes(socket.as_raw_fd())?;
@@ -703,15 +735,31 @@ fn unread_bytes(fd: RawFd) -> io::Result<u64> {
 /// waited for its next request. When all the slots are taken, a new
 /// client takes the slot of the connection that has waited longest; and
 /// once three quarters are taken, every connection that has waited more
-/// than `crowded_idle` makes room as the next client comes.
+/// than `crowded_idle` makes room as the next client comes. A connection
+/// told to leave keeps its descriptor until it has closed, a second
+/// later or more: it is counted until then, so that the slots never
+/// promise more descriptors than there are.
 struct Slots {
     max: usize,
     crowded_idle: Duration,
-    open: Mutex<BTreeMap<u64, Waiting>>,
+    table: Mutex<Held>,
     /// The id of the next connection: never one that is still in use,
     /// not even by a connection that was evicted and has yet to end.
     next_id: AtomicU64,
 }
+
+/// The connections that hold a slot, and those told to leave that have
+/// yet to close.
+struct Held {
+    open: BTreeMap<u64, Waiting>,
+    leaving: usize,
+}
+
+/// How many connections told to leave may still be closing while their
+/// slots serve new clients: what lets a newcomer take the slot of one
+/// that has waited longest, without waiting for it to close. Counted in
+/// SPARE_FDS.
+const HANDOVERS: usize = 4;
 
 /// How long a connection must have waited for a request before it may be
 /// closed to make room, as in Listing 14-2. A connection accepted a moment
@@ -742,16 +790,21 @@ impl Slots {
         Arc::new(Slots {
             max,
             crowded_idle: crowded_idle.min(limit),
-            open: Mutex::new(BTreeMap::new()),
+            table: Mutex::new(Held {
+                open: BTreeMap::new(),
+                leaving: 0,
+            }),
             next_id: AtomicU64::new(0),
         })
     }
 
     /// A slot for a new connection, if need be the slot of one that has
     /// waited for a request for EVICT_AFTER at least, which is told to
-    /// leave. `None` if no connection has.
+    /// leave. `None` if no connection has, or if too many of those told
+    /// to leave are still closing.
     fn take(self: &Arc<Self>) -> Option<Slot> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let Held { open, leaving } = &mut *table;
         let now = Instant::now();
         // Saturating: `--max-conns` may be any number.
         if (open.len() + 1).saturating_mul(4) > self.max.saturating_mul(3) {
@@ -759,10 +812,15 @@ impl Slots {
             open.retain(|_, waiting| match waiting.since {
                 Some(since) if now - since >= self.crowded_idle => {
                     waiting.evict.cancel();
+                    *leaving += 1;
                     false
                 }
                 _ => true,
             });
+        }
+        // Each connection, serving or leaving, holds a descriptor.
+        if open.len() + *leaving >= self.max.saturating_add(HANDOVERS) {
+            return None;
         }
         if open.len() >= self.max {
             // Full: the longest wait ends, if it has lasted EVICT_AFTER.
@@ -775,6 +833,7 @@ impl Slots {
                 .min_by_key(|(_, waiting)| waiting.since)?;
             if let Some(evicted) = open.remove(&oldest) {
                 evicted.evict.cancel();
+                *leaving += 1;
             }
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -798,9 +857,9 @@ impl Slot {
     /// connection that already waits keeps its time: a new one has waited
     /// since it was accepted, however late its task first runs.
     fn set_waiting(&self, waiting: bool) {
-        let mut open =
-            self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(me) = open.get_mut(&self.id) {
+        let mut table =
+            self.slots.table.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(me) = table.open.get_mut(&self.id) {
             me.since = if waiting {
                 me.since.or_else(|| Some(Instant::now()))
             } else {
@@ -811,10 +870,15 @@ impl Slot {
 }
 
 impl Drop for Slot {
+    /// The connection has closed, or is about to: its descriptor, and
+    /// its slot if it still had one, are free.
     fn drop(&mut self) {
-        let mut open =
-            self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
-        open.remove(&self.id);
+        let mut table =
+            self.slots.table.lock().unwrap_or_else(|e| e.into_inner());
+        if table.open.remove(&self.id).is_none() {
+            // Told to leave: it had given up its slot already.
+            table.leaving -= 1;
+        }
     }
 }
 
@@ -1094,9 +1158,13 @@ const MAX_CONNS: usize = 1000;
 
 /// Descriptors kept for all but connections: the standard three, tokio's
 /// own (two for `epoll`, an `eventfd`, three for the signal socket pair),
-/// the listening socket, the lock file, and a margin for the clients
-/// being refused or made room for.
+/// the listening socket, the lock file, the connections told to leave
+/// whose slots already serve new clients (HANDOVERS), the clients being
+/// refused (REFUSALS), and a margin.
 const SPARE_FDS: u64 = 24;
+
+/// How many refused clients may be told at once, in SPARE_FDS.
+const REFUSALS: usize = 4;
 
 /// The limit on connections when `--max-conns` is not given: MAX_CONNS,
 /// or fewer if the descriptors allow fewer. Below the descriptors, the
@@ -1363,19 +1431,24 @@ where
 mod tests {
     use super::*;
 
+    /// An accept loop with a bug.
+    async fn panicking_loop(listener: UnixListener) -> io::Result<Stop> {
+        let _held = listener;
+        panic!("a bug in the accept loop");
+    }
+
     #[tokio::test]
-    async fn the_socket_file_goes_even_when_its_owner_panics() {
+    async fn the_socket_file_goes_even_when_the_accept_loop_panics() {
         // A directory of our own, removed when `tmp` is dropped, with the
         // lock file that the server leaves by design.
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("server.sock");
         let (listener, file) = bind_unix(&path).unwrap();
         assert!(path.exists());
-        let owner = tokio::spawn(async move {
-            let _held = (listener, file);
-            panic!("a bug in the accept loop");
-        });
-        assert!(owner.await.unwrap_err().is_panic());
+        // As `run` does, but with a loop that panics.
+        let accepting = tokio::spawn(panicking_loop(listener));
+        let ended = join_loop(accepting, Some(file)).await;
+        assert!(ended.is_err_and(|err| err.is_panic()));
         assert!(!path.exists(), "the socket file is left behind");
         let dir = tmp.path().to_path_buf();
         drop(tmp);
@@ -1396,6 +1469,30 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn connections_told_to_leave_count_until_they_close() {
+        let slots = Slots::new(1, Duration::from_secs(600));
+        let mut leaving = Vec::new();
+        let mut current = slots.take().unwrap();
+        // Each newcomer takes the slot of the one before, which is
+        // still closing: HANDOVERS of those at most.
+        for _ in 0..HANDOVERS {
+            sleep(EVICT_AFTER).await;
+            let next = slots.take().expect("handed over");
+            assert!(current.evict.is_cancelled());
+            leaving.push(std::mem::replace(&mut current, next));
+        }
+        sleep(EVICT_AFTER).await;
+        assert!(slots.take().is_none(), "more descriptors than counted");
+        assert!(!current.evict.is_cancelled());
+        // One closes: its descriptor serves the next newcomer.
+        leaving.pop();
+        let next = slots.take().expect("room once one has closed");
+        assert!(current.evict.is_cancelled());
+        drop((leaving, current, next));
+        assert_eq!(slots.table.lock().unwrap().leaving, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_new_client_takes_the_slot_of_the_longest_waiting() {
         let slots = Slots::new(3, Duration::from_secs(600));
         let first = slots.take().unwrap();
@@ -1413,7 +1510,7 @@ mod tests {
         assert!(!second.evict.is_cancelled());
         // The evicted connection ends later; its slot is the new one's.
         drop(first);
-        assert_eq!(slots.open.lock().unwrap().len(), 3);
+        assert_eq!(slots.table.lock().unwrap().open.len(), 3);
         // Nobody waits for a request: no room, the newcomer is refused.
         for busy in [&second, &third, &fourth] {
             busy.set_waiting(false);
@@ -1588,6 +1685,33 @@ mod tests {
         assert_eq!(unseen.kind(), ErrorKind::WouldBlock, "in the kernel");
         socket.readable().await.unwrap();
         assert_eq!(socket.try_read(&mut buf).unwrap(), 6);
+    }
+
+    #[tokio::test]
+    async fn tokio_takes_a_short_read_as_an_empty_socket() {
+        // On epoll, a read through tokio that fills less than its buffer
+        // clears the readiness too, with no EAGAIN ever seen: the next
+        // bytes stay unread by tokio until its driver has seen them. A
+        // read that fills its buffer leaves the readiness as it was.
+        let listener = listen("127.0.0.1:0", 8).unwrap();
+        let addr = listener.local_addr().unwrap();
+        for (room, read_at_once) in [(64, false), (6, true)] {
+            let client = std::net::TcpStream::connect(addr).unwrap();
+            (&client).write_all(b"hello\n").unwrap();
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let fd = socket.as_raw_fd();
+            while unread_bytes(fd).unwrap() < 6 {
+                thread::yield_now();
+            }
+            let mut buf = vec![0; room];
+            assert_eq!(socket.read(&mut buf).await.unwrap(), 6);
+            (&client).write_all(b"again\n").unwrap();
+            while unread_bytes(fd).unwrap() < 6 {
+                thread::yield_now();
+            }
+            let next = socket.try_read(&mut buf);
+            assert_eq!(next.is_ok(), read_at_once, "{room}: {next:?}");
+        }
     }
 
     #[tokio::test]
