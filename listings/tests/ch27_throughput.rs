@@ -8,6 +8,7 @@ use std::fs;
 use std::path::Path;
 
 use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use regex::Regex;
 
 use crate::bench::{
@@ -17,8 +18,8 @@ use crate::bench::{
 };
 use crate::support::{
     Listing, assert_matches_book, assert_measurements_match_book,
-    assert_rejects, assert_session_matches_book, cargo_run, have, run, shell,
-    state_of, wait_until,
+    assert_rejects, assert_session_matches_book, cargo_run, children_of, have,
+    run, shell, state_of, wait_until,
 };
 
 const MECHANISMS: [&str; 5] = ["pipe", "unix", "tcp", "vmsplice", "splice"];
@@ -228,15 +229,19 @@ fn throughput_delivers_every_byte_through_a_resized_pipe_and_huge_pages() {
     }
 }
 
-/// Huge pages the kernel has handed out at page faults so far.
-fn thp_faults() -> u64 {
-    let vmstat = fs::read_to_string("/proc/vmstat").unwrap();
-    vmstat
+/// Kilobytes of a process's memory in transparent huge pages
+/// (`AnonHugePages` in /proc/<pid>/smaps_rollup), 0 once it is gone. The
+/// process's own: a count for the whole machine (`thp_fault_alloc` in
+/// /proc/vmstat) also grows with every other program's huge pages, such
+/// as the C twin's `--huge` runs in the tests beside this one.
+fn huge_kib(pid: Pid) -> u64 {
+    let rollup = fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default();
+    rollup
         .lines()
-        .find_map(|l| l.strip_prefix("thp_fault_alloc "))
-        .expect("thp_fault_alloc in /proc/vmstat")
-        .parse()
-        .unwrap()
+        .find_map(|l| l.strip_prefix("AnonHugePages:"))
+        .and_then(|kib| kib.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -244,7 +249,8 @@ fn huge_buffers_are_backed_by_huge_pages() {
     // Where the kernel offers transparent huge pages (Linux 6.18 here, in
     // `madvise` mode), the sender's buffer and the receiver's each take
     // one; a buffer whose huge page reaches past the advised range gets
-    // none.
+    // none. A run long enough to look at both processes while they send;
+    // the test kills it once both have theirs.
     let enabled = "/sys/kernel/mm/transparent_hugepage/enabled";
     let Ok(mode) = fs::read_to_string(enabled) else {
         return;
@@ -252,10 +258,14 @@ fn huge_buffers_are_backed_by_huge_pages() {
     if mode.contains("[never]") {
         return;
     }
-    let before = thp_faults();
-    let args = ["--via", "pipe", "--huge", "--bytes", "1M"];
-    one_line(bin!("bench-throughput"), &args);
-    assert!(thp_faults() >= before + 2, "no huge pages: {mode}");
+    let args = ["--via", "pipe", "--huge", "--bytes", "1000G"];
+    let listing = Listing::start(bin!("bench-throughput"), &args);
+    let sender = listing.pid();
+    wait_until("a huge page in the sender and in the receiver", || {
+        let receivers = children_of(sender);
+        huge_kib(sender) >= 2048
+            && receivers.iter().any(|&r| huge_kib(r) >= 2048)
+    });
 }
 
 /// The counts of `write` and `read` calls in a result line.
