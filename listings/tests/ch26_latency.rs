@@ -148,8 +148,9 @@ fn pingpong_64_kib_fits_a_pipe_and_one_byte_more_does_not() {
     // nobody is preempted, waits are voluntary context switches only.
     // Not always exact: CI, running the whole suite, once counted 5.49
     // (two busy loops on both CPUs did not reproduce it: 6.04). The test
-    // asks for what held in every run: clearly more than two waits, at
-    // least one more per direction.
+    // takes the median of three runs, which one such run cannot move, and
+    // wants it within half a wait of six: four or five waits, one step of
+    // the account above missing, fail it.
     if usable_cpus().len() < 2 {
         return;
     }
@@ -173,8 +174,10 @@ fn pingpong_64_kib_fits_a_pipe_and_one_byte_more_does_not() {
     };
     let fits = waits("65536");
     assert!((1.5..2.5).contains(&fits), "65536 bytes: {fits} waits");
-    let fills = waits("65537");
-    assert!((4.0..6.5).contains(&fills), "65537 bytes: {fills} waits");
+    let mut fills = [waits("65537"), waits("65537"), waits("65537")];
+    fills.sort_by(f64::total_cmp);
+    let median = fills[1];
+    assert!((5.5..6.5).contains(&median), "65537 bytes: {fills:?} waits");
 }
 
 #[test]
