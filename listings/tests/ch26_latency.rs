@@ -1751,6 +1751,47 @@ fn results_in_the_book_come_from_a_full_run_of_the_bench_command() {
     assert_eq!(rounds_seen.len() as u64, rounds);
 }
 
+/// The command records what a vendor kernel may change beside mainline:
+/// the whole kernel command line, every `kernel.sched_*` setting, and the
+/// process's control groups (the memory one is charged for every page a
+/// pipe allocates, Chapter 27).
+#[test]
+fn bench_command_records_the_kernel_command_line_and_scheduler_settings() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/run");
+    let driver = "\
+import importlib.machinery as m, importlib.util as u, json, sys
+loader = m.SourceFileLoader('bench', sys.argv[1])
+bench = u.module_from_spec(u.spec_from_loader('bench', loader))
+loader.exec_module(bench)
+print(json.dumps(bench.describe_machine()))
+";
+    let out = Command::new("python3")
+        .args(["-c", driver])
+        .arg(&script)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let machine: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap();
+    let cmdline = fs::read_to_string("/proc/cmdline").unwrap();
+    assert_eq!(machine["cmdline"], cmdline.trim(), "{machine}");
+    let cgroup = fs::read_to_string("/proc/self/cgroup").unwrap();
+    let recorded = machine["cgroup"].as_str().unwrap_or_default();
+    // The command's group and this test's are the same on a machine that
+    // does not move processes between groups.
+    assert_eq!(recorded.lines().count(), cgroup.trim().lines().count());
+    for entry in fs::read_dir("/proc/sys/kernel").unwrap().flatten() {
+        let name = entry.file_name().into_string().unwrap();
+        if name.starts_with("sched_") && entry.path().is_file() {
+            assert!(machine["sched"][&name].is_string(), "{name}: {machine}");
+        }
+    }
+}
+
 #[test]
 fn chapter_26_states_the_count_of_the_published_run() {
     let raw = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/raw.json");
