@@ -588,6 +588,47 @@ fn memcpy_output_matches_the_book() {
     );
 }
 
+/// "here most of it is the charging: 18.9 of its 31.5 points [...] the
+/// 12.7 points of the page allocator itself would remain": the row of the
+/// plain pipe's profile, split by the names the chapter gives, and an
+/// allocation row that lies above the copying row by more than twice the
+/// sampling error of the difference.
+#[test]
+fn chapter_27_splits_the_allocation_row_as_the_profile_does() {
+    let raw = published();
+    let profile = &raw["profiles"]["throughput pipe same"];
+    let charging = Regex::new("memcg|page_counter|charge").unwrap();
+    let memcg: f64 = profile["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| charging.is_match(s[0].as_str().unwrap()))
+        .map(|s| s[1].as_f64().unwrap())
+        .sum();
+    let row = "page allocation, freeing, memcg";
+    let share = |r: &str| profile["categories"][r].as_f64().unwrap();
+    let all = share(row);
+    assert!(memcg > all / 2.0, "{memcg} of {all}");
+    let chapter = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/ch27-throughput.md"),
+    )
+    .unwrap();
+    let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
+    for words in [
+        format!(
+            "most of it is the charging: {memcg:.1} of its {all:.1} points"
+        ),
+        format!("the {:.1} points of the page allocator itself", all - memcg),
+    ] {
+        assert!(chapter.contains(&words), "ch27 does not say: {words}");
+    }
+    // "That row is as large as the copying row, or larger."
+    let (p, q) = (all / 100.0, share("copying data") / 100.0);
+    let n = profile["samples"].as_f64().unwrap();
+    let error = ((p + q - (p - q).powi(2)) / n).sqrt();
+    assert!(p - q > 2.0 * error, "{p} {q} {error}");
+}
+
 /// What chapter 27 says of the published results, checked against them.
 #[test]
 fn chapter_27_claims_hold_in_the_published_results() {
