@@ -148,8 +148,9 @@ fn pingpong_64_kib_fits_a_pipe_and_one_byte_more_does_not() {
     // nobody is preempted, waits are voluntary context switches only.
     // Not always exact: CI, running the whole suite, once counted 5.49
     // (two busy loops on both CPUs did not reproduce it: 6.04). The test
-    // asks for what held in every run: clearly more than two waits, at
-    // least one more per direction.
+    // takes the median of three runs, which one such run cannot move, and
+    // wants it within half a wait of six: four or five waits, one step of
+    // the account above missing, fail it.
     if usable_cpus().len() < 2 {
         return;
     }
@@ -173,8 +174,10 @@ fn pingpong_64_kib_fits_a_pipe_and_one_byte_more_does_not() {
     };
     let fits = waits("65536");
     assert!((1.5..2.5).contains(&fits), "65536 bytes: {fits} waits");
-    let fills = waits("65537");
-    assert!((4.0..6.5).contains(&fills), "65537 bytes: {fills} waits");
+    let mut fills = [waits("65537"), waits("65537"), waits("65537")];
+    fills.sort_by(f64::total_cmp);
+    let median = fills[1];
+    assert!((5.5..6.5).contains(&median), "65537 bytes: {fills:?} waits");
 }
 
 #[test]
@@ -1748,6 +1751,47 @@ fn results_in_the_book_come_from_a_full_run_of_the_bench_command() {
     assert_eq!(rounds_seen.len() as u64, rounds);
 }
 
+/// The command records what a vendor kernel may change beside mainline:
+/// the whole kernel command line, every `kernel.sched_*` setting, and the
+/// process's control groups (the memory one is charged for every page a
+/// pipe allocates, Chapter 27).
+#[test]
+fn bench_command_records_the_kernel_command_line_and_scheduler_settings() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/run");
+    let driver = "\
+import importlib.machinery as m, importlib.util as u, json, sys
+loader = m.SourceFileLoader('bench', sys.argv[1])
+bench = u.module_from_spec(u.spec_from_loader('bench', loader))
+loader.exec_module(bench)
+print(json.dumps(bench.describe_machine()))
+";
+    let out = Command::new("python3")
+        .args(["-c", driver])
+        .arg(&script)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let machine: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap();
+    let cmdline = fs::read_to_string("/proc/cmdline").unwrap();
+    assert_eq!(machine["cmdline"], cmdline.trim(), "{machine}");
+    let cgroup = fs::read_to_string("/proc/self/cgroup").unwrap();
+    let recorded = machine["cgroup"].as_str().unwrap_or_default();
+    // The command's group and this test's are the same on a machine that
+    // does not move processes between groups.
+    assert_eq!(recorded.lines().count(), cgroup.trim().lines().count());
+    for entry in fs::read_dir("/proc/sys/kernel").unwrap().flatten() {
+        let name = entry.file_name().into_string().unwrap();
+        if name.starts_with("sched_") && entry.path().is_file() {
+            assert!(machine["sched"][&name].is_string(), "{name}: {machine}");
+        }
+    }
+}
+
 #[test]
 fn chapter_26_states_the_count_of_the_published_run() {
     let raw = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/raw.json");
@@ -1867,6 +1911,134 @@ fn chapter_26_states_the_slow_rounds_of_shared_memory_spinning() {
 // ----------------------------------------------------------------------------
 // What chapter 26 says of the published results, checked against them: if
 // a new run of the bench command contradicts the prose, these fail.
+
+/// Two shares of one profile column, `a` over `b`: true when `a` exceeds
+/// `b` by more than twice the sampling error of their difference (the
+/// samples are one multinomial draw: the variance of the difference of
+/// two shares is (p + q - (p - q)^2) / n).
+fn in_order(raw: &serde_json::Value, profile: &str, a: &str, b: &str) -> bool {
+    let (gap, error) = share_gap(raw, profile, a, b);
+    gap > 2.0 * error
+}
+
+/// The difference of two rows' shares of a profile and its standard
+/// error, both in points.
+fn share_gap(
+    raw: &serde_json::Value,
+    profile: &str,
+    a: &str,
+    b: &str,
+) -> (f64, f64) {
+    let profile = &raw["profiles"][profile];
+    let share =
+        |row: &str| profile["categories"][row].as_f64().unwrap() / 100.0;
+    let (p, q) = (share(a), share(b));
+    let n = profile["samples"].as_f64().unwrap();
+    let error = ((p + q - (p - q).powi(2)) / n).sqrt();
+    (100.0 * (p - q), 100.0 * error)
+}
+
+/// What the chapter says of its profiles and of the debug run it shows:
+/// the orderings it states between rows of one column lie outside the
+/// sampling error, and the pair it names lies inside; the whole-machine
+/// profile ran faster than every run of its row; the debug run's two-CPU
+/// median is below every release run's on two CPUs.
+#[test]
+fn chapter_26_profile_shares_and_runs_are_read_as_stated() {
+    let raw = published();
+    let chapter = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/ch26-latency.md"),
+    )
+    .unwrap();
+    let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
+    let says = |words: &str| {
+        assert!(chapter.contains(words), "ch26 does not say: {words}");
+    };
+    // "the profile's network row is the largest part of its time" (TCP).
+    let tcp = "latency tcp same";
+    let network = "network and socket code";
+    let rows = raw["profiles"][tcp]["categories"].as_object().unwrap();
+    for row in rows.keys().filter(|r| *r != network) {
+        assert!(in_order(&raw, tcp, network, row), "{row}");
+    }
+    says("the profile's network row is the largest part of its time");
+    // "(3.7 points for the eventfd column's user-space row, 11.1%, and its
+    // system call row, 9.4%, which are therefore not in order)".
+    let eventfd = "latency eventfd same";
+    let (user, syscall) = ("user space", "system call entry and exit");
+    let (gap, error) = share_gap(&raw, eventfd, user, syscall);
+    assert!(!in_order(&raw, eventfd, user, syscall));
+    let share = |row: &str| raw["profiles"][eventfd]["categories"][row].clone();
+    says(&format!(
+        "({:.1} points for the eventfd column's user-space row, {:.1}%, and \
+         its system call row, {:.1}%, which are therefore not in order)",
+        2.0 * error,
+        share(user).as_f64().unwrap(),
+        share(syscall).as_f64().unwrap(),
+    ));
+    assert!(gap > 0.0);
+    // "its median round trip, 34.43 µs, was shorter than all 30 runs of its
+    // row (37.66 µs and up)".
+    let p50 = Regex::new(r"p50 ([\d.]+),").unwrap();
+    let median =
+        |line: &str| -> f64 { p50.captures(line).unwrap()[1].parse().unwrap() };
+    let two_cpus = |wait: &str| -> Vec<f64> {
+        raw["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r["kind"] == "latency"
+                    && r["mechanism"] == "pipe"
+                    && r["placement"] == "different"
+                    && r["wait"] == wait
+            })
+            .map(|r| r["p50"].as_f64().unwrap())
+            .collect()
+    };
+    let plain = two_cpus("block");
+    assert_eq!(plain.len(), 30);
+    let lowest = plain.iter().copied().fold(f64::MAX, f64::min);
+    let whole = raw["profiles"]["latency pipe different"]["line"]
+        .as_str()
+        .unwrap();
+    let own = median(whole);
+    assert!(own < lowest, "{own} {lowest}");
+    says(&format!(
+        "its median round trip, {own:.2} µs, was shorter than all 30 runs \
+         of its row ({lowest:.2} µs and up)"
+    ));
+    // "Its two-CPU median is even below that of every release run on two
+    // CPUs there, kept awake or not".
+    let out = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("ch26-latency/26-01-bench-pingpong.out"),
+    )
+    .unwrap();
+    let debug = out
+        .lines()
+        .find(|l| l.starts_with("pipe on CPUs"))
+        .map(median)
+        .unwrap();
+    let awake = two_cpus("awake");
+    assert_eq!(awake.len(), 30);
+    for release in plain.iter().chain(&awake) {
+        assert!(debug < *release, "{debug} {release}");
+    }
+    // "whose command line on this machine sets `sched_vcpu_pack=15`": where
+    // this machine's kernel has that vendor knob, the chapter names its
+    // setting.
+    let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    for knob in cmdline.split_whitespace() {
+        if knob.starts_with("sched_vcpu_pack=") {
+            says(&format!("command line on this machine sets `{knob}`"));
+        }
+    }
+    says(
+        "Its two-CPU median is even below that of every release run on two \
+         CPUs there, kept awake or not",
+    );
+}
 
 #[test]
 fn chapter_26_claims_hold_in_the_published_results() {
