@@ -209,6 +209,27 @@ fn pipe_frames_notices_a_stream_cut_inside_a_message() {
     );
 }
 
+/// A line cut short counts every byte that came: the first version
+/// popped the last byte before it counted, and said 2 of the 3.
+#[test]
+fn pipe_frames_notices_a_stream_cut_inside_a_line() {
+    let out = run_clean(bin!("pipe-frames"), &["cut-line"]);
+    assert_eq!(out.status.code(), Some(1));
+    let mut expected = four_messages();
+    expected.splice(
+        1..2,
+        [
+            r#"Got 3 bytes: "two""#.to_string(),
+            r#"Got 5 bytes: "lines""#.to_string(),
+        ],
+    );
+    assert_eq!(out.stdout, expected);
+    assert_eq!(
+        out.stderr,
+        "pipe-frames: the stream ended after 3 bytes of a line\n"
+    );
+}
+
 #[test]
 fn pipe_frames_output_matches_the_book() {
     let mut session = Vec::new();

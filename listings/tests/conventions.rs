@@ -931,7 +931,9 @@ const WAITS_ON_SIGNALS: &[(&str, &[&str], &[&str])] = &[
     ("net-handover", &[], &["CHLD"]),
     ("pipe-no-eof", &["--close"], &["CHLD"]),
     ("pipe-leak", &["--cloexec"], &["CHLD"]),
+    ("pipe-epipe", &[], &["CHLD"]),
     ("pipe-writers", &["--writes", "1"], &["CHLD"]),
+    ("pipe-frames", &["length"], &["CHLD"]),
     (
         "spawn-pipeline",
         &["echo", "Spam"],
