@@ -39,6 +39,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     // and our child and `yes` would inherit it: blocked, the signal
     // kills neither. Ignored here, unblocked it changes nothing for us.
     SigSet::from(Signal::SIGPIPE).thread_unblock()?;
+    // Before any child starts: each must stay a zombie until reaped.
+    keep_zombies()?;
     let mut out = io::stdout();
 
     // 1. SIGPIPE ignored, as the Rust runtime set it before `main`: the
@@ -150,6 +152,17 @@ fn parse_args() -> Result<(), lexopt::Error> {
             _ => return Err(arg.unexpected()),
         }
     }
+    Ok(())
+}
+
+/// Gives SIGCHLD its default action back. A parent that left it ignored
+/// passed that on through `exec` (Chapter 24), and then the kernel reaps
+/// our children itself: every wait fails with ECHILD, and a child's pid,
+/// or its group's id, may go to a stranger as soon as the child exits,
+/// while we may still signal it.
+fn keep_zombies() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
     Ok(())
 }
 // ANCHOR_END: whole

@@ -15,7 +15,7 @@ use std::process::{self, Child, Command, ExitCode, Stdio};
 
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
+use nix::sys::signal::{SigHandler, Signal};
 use nix::unistd::{pipe, pipe2};
 
 const USAGE: &str = "usage: pipe-leak [--cloexec]";
@@ -26,6 +26,9 @@ const QUIET_MS: u16 = 1000;
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
+        // Nobody reads our output any more: the end, once the child is
+        // reaped (`run` waits for it first).
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
         Err(err) => {
             // Not `eprintln!`, which panics if stderr cannot be written.
             let _ = writeln!(io::stderr(), "pipe-leak: {err}");
@@ -36,7 +39,9 @@ fn main() -> ExitCode {
 
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
-    restore_sigpipe()?;
+    // SIGPIPE stays ignored, as Rust leaves it: a parent killed by it
+    // would leave its child unreaped. A closed stdout is an error like
+    // any other, reported once the child is reaped.
     let cloexec = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Before any child starts: each must stay a zombie until reaped.
     keep_zombies()?;
@@ -164,15 +169,10 @@ fn opened_for_writing(pid: u32, fd: u32) -> bool {
 }
 // ANCHOR_END: holders
 
-/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
-/// before `main`: when whoever reads our output goes away, we end quietly,
-/// like `cat`, instead of failing on the next `println!`.
-fn restore_sigpipe() -> nix::Result<()> {
-    // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
-    // A parent that blocked SIGPIPE passed its mask on through `exec`:
-    // blocked, the signal would only wait, and `println!` would panic.
-    SigSet::from(Signal::SIGPIPE).thread_unblock()
+/// True if `err` says that the reader of our output has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
 }
 
 /// Reads `[--cloexec]` from the command line.

@@ -7,7 +7,9 @@
 // - `lines`: each message ends with a newline;
 // - `length`: each message follows its length, as four bytes;
 // - `cut`: like `length`, but the child dies half-way through its last
-//   message, and the reader must notice.
+//   message, and the reader must notice;
+// - `cut-line`: like `lines`, but the child dies half-way through its
+//   last line.
 
 use std::error::Error;
 use std::fs::File;
@@ -20,7 +22,7 @@ use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork, pipe2};
 
-const USAGE: &str = "usage: pipe-frames lines|length|cut";
+const USAGE: &str = "usage: pipe-frames lines|length|cut|cut-line";
 /// The largest message the reader accepts: a corrupt or hostile length
 /// must not make it allocate gigabytes.
 const MAX_MESSAGE: usize = 1 << 20;
@@ -30,11 +32,15 @@ enum Framing {
     Lines,
     Length,
     Cut,
+    CutLine,
 }
 
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
+        // Nobody reads our output any more: the end, once the child is
+        // reaped (`run` waits for it first).
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
         Err(err) => {
             // Not `eprintln!`, which panics if stderr cannot be written.
             let _ = writeln!(io::stderr(), "pipe-frames: {err}");
@@ -55,14 +61,20 @@ fn messages() -> Vec<Vec<u8>> {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    restore_sigpipe()?;
+    // SIGPIPE stays ignored, as Rust leaves it: a parent killed by it
+    // would leave its child unreaped. A closed stdout is an error like
+    // any other, reported once the child is reaped.
     let framing = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // Before any child starts: each must stay a zombie until reaped.
+    keep_zombies()?;
     let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
     io::stdout().flush()?;
     // SAFETY: no other thread exists, so no lock can be held by one.
     match unsafe { fork() }? {
         ForkResult::Child => {
             drop(read_end);
+            // A child whose reader is gone dies quietly of SIGPIPE.
+            let _ = restore_sigpipe();
             let status = match send(write_end, framing) {
                 Ok(()) => 0,
                 Err(err) => {
@@ -101,7 +113,7 @@ fn send(write_end: OwnedFd, framing: Framing) -> io::Result<()> {
     let mut pipe = File::from(write_end);
     for message in messages() {
         let frame = match framing {
-            Framing::Lines => [&message[..], b"\n"].concat(),
+            Framing::Lines | Framing::CutLine => [&message[..], b"\n"].concat(),
             Framing::Length | Framing::Cut => {
                 let len = u32::try_from(message.len())
                     .map_err(|_| io::Error::other("message too long"))?;
@@ -114,6 +126,10 @@ fn send(write_end: OwnedFd, framing: Framing) -> io::Result<()> {
         // A length that promises 9 bytes, then 3 of them, then exit.
         pipe.write_all(&[0, 0, 0, 9, b'S', b'p', b'a'])?;
     }
+    if framing == Framing::CutLine {
+        // The first 3 bytes of a line, without its newline, then exit.
+        pipe.write_all(b"Spa")?;
+    }
     Ok(())
 }
 // ANCHOR_END: send
@@ -125,7 +141,7 @@ fn receive(pipe: File, framing: Framing) -> io::Result<usize> {
     let mut count = 0;
     loop {
         let message = match framing {
-            Framing::Lines => read_line(&mut reader)?,
+            Framing::Lines | Framing::CutLine => read_line(&mut reader)?,
             Framing::Length | Framing::Cut => read_frame(&mut reader)?,
         };
         let Some(message) = message else {
@@ -145,9 +161,10 @@ fn read_line(reader: &mut impl BufRead) -> io::Result<Option<Vec<u8>>> {
     if reader.read_until(b'\n', &mut line)? == 0 {
         return Ok(None);
     }
-    if line.pop() != Some(b'\n') {
+    if line.last() != Some(&b'\n') {
         return Err(cut_short(line.len(), "a line"));
     }
+    line.pop();
     Ok(Some(line))
 }
 
@@ -195,9 +212,16 @@ fn cut_short(got: usize, what: &str) -> io::Error {
 }
 // ANCHOR_END: receive
 
+/// True if `err` says that the reader of our output has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+}
+
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"
-/// before `main`: when whoever reads our output goes away, we end quietly,
-/// like `cat`, instead of failing on the next `println!`.
+/// before `main`. Called in the child only, after `fork` (two system
+/// calls, no allocation): a child whose reader, the parent, has gone
+/// dies quietly at its next write, like `cat`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
@@ -206,7 +230,7 @@ fn restore_sigpipe() -> nix::Result<()> {
     SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
-/// Reads `lines|length|cut` from the command line.
+/// Reads `lines|length|cut|cut-line` from the command line.
 fn parse_args() -> Result<Framing, lexopt::Error> {
     use lexopt::prelude::*;
     let mut framing = None;
@@ -218,6 +242,7 @@ fn parse_args() -> Result<Framing, lexopt::Error> {
                     "lines" => Framing::Lines,
                     "length" => Framing::Length,
                     "cut" => Framing::Cut,
+                    "cut-line" => Framing::CutLine,
                     other => {
                         return Err(format!("unknown framing '{other}'").into());
                     }
@@ -231,5 +256,16 @@ fn parse_args() -> Result<Framing, lexopt::Error> {
         }
     }
     framing.ok_or_else(|| "which framing?".into())
+}
+
+/// Gives SIGCHLD its default action back. A parent that left it ignored
+/// passed that on through `exec` (Chapter 24), and then the kernel reaps
+/// our children itself: every wait fails with ECHILD, and a child's pid,
+/// or its group's id, may go to a stranger as soon as the child exits,
+/// while we may still signal it.
+fn keep_zombies() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
+    Ok(())
 }
 // ANCHOR_END: whole

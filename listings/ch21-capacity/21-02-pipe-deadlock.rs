@@ -39,6 +39,9 @@ struct Args {
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
+        // Nobody reads our output any more: the end, once the child is
+        // reaped (`run` waits for it first).
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
         Err(err) => {
             // Not `eprintln!`, which panics if stderr cannot be written.
             let _ = writeln!(io::stderr(), "pipe-deadlock: {err}");
@@ -49,7 +52,9 @@ fn main() -> ExitCode {
 
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
-    restore_sigpipe()?;
+    // SIGPIPE stays ignored, as Rust leaves it: a parent killed by it
+    // would leave its child unreaped. A closed stdout is an error like
+    // any other, reported once the child is reaped.
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Before any child starts: each must stay a zombie until reaped.
     keep_zombies()?;
@@ -59,6 +64,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     match unsafe { fork() }? {
         ForkResult::Child => {
             drop(read_end);
+            // A child whose reader is gone dies quietly of SIGPIPE.
+            let _ = restore_sigpipe();
             let status = match child(write_end, args.bytes, args.write_size) {
                 Ok(()) => 0,
                 Err(err) => {
@@ -191,6 +198,12 @@ fn unread_bytes(pipe: &File) -> nix::Result<c_int> {
 }
 // ANCHOR_END: bounded
 
+/// True if `err` says that the reader of our output has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
 /// How a child ended, in words.
 fn describe(status: WaitStatus) -> String {
     match status {
@@ -201,8 +214,9 @@ fn describe(status: WaitStatus) -> String {
 }
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"
-/// before `main`: when whoever reads our output goes away, we end quietly,
-/// like `cat`, instead of failing on the next `println!`.
+/// before `main`. Called in the child only, after `fork` (two system
+/// calls, no allocation): a child whose reader, the parent, has gone
+/// dies quietly at its next write, like `cat`.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;

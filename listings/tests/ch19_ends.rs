@@ -9,7 +9,7 @@ use nix::unistd::Pid;
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book, cargo_run,
     children_of, fds_of, finish_clean, have, reaps_with_stdout_full, run_clean,
-    wait_until,
+    wait_until, with_output_closed,
 };
 
 fn three_lines() -> Vec<String> {
@@ -305,6 +305,37 @@ fn pipe_leak_reaps_cat_when_its_output_fails() {
             "{args:?}"
         );
         assert_eq!(reaped, 1, "{args:?}");
+    }
+}
+
+/// Nobody reads the output (a closed pipe, Linux 6.18): with and without
+/// `--close`, the parent ends quietly, through `main`, once it has reaped
+/// its child. The first version restored SIGPIPE's default, died of it at
+/// its first line, and left its child to whoever adopted it.
+#[test]
+fn pipe_no_eof_reaps_its_child_when_its_reader_is_gone() {
+    for args in [&["--close"][..], &[]] {
+        let Some(out) = with_output_closed(bin!("pipe-no-eof"), args) else {
+            return;
+        };
+        assert!(out.status.success(), "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr, "", "{args:?}");
+        assert_eq!(out.stdout, ["parent: 0", "none"], "{args:?}");
+    }
+}
+
+/// The same for `cat`: with a closed pipe as its output the program ends
+/// quietly, once `cat` is ended and reaped. The first version died of
+/// SIGPIPE and left `cat` to whoever adopted it.
+#[test]
+fn pipe_leak_reaps_cat_when_its_reader_is_gone() {
+    for args in [&["--cloexec"][..], &[]] {
+        let Some(out) = with_output_closed(bin!("pipe-leak"), args) else {
+            return;
+        };
+        assert!(out.status.success(), "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr, "", "{args:?}");
+        assert_eq!(out.stdout, ["parent: 0", "none"], "{args:?}");
     }
 }
 

@@ -10,7 +10,7 @@ use crate::support::{
     Finished, Listing, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
     have, kernel, reachable_by_anyone, reaps_in, run, run_clean,
-    traced_for_reaps, wait_until,
+    traced_for_reaps, wait_until, with_output_closed,
 };
 
 /// The numbers N and M of the last line, "Writes cut…: N of M".
@@ -207,6 +207,44 @@ fn pipe_frames_notices_a_stream_cut_inside_a_message() {
         "pipe-frames: the stream ended after 3 bytes of a message of 9 \
          bytes\n"
     );
+}
+
+/// A line cut short counts every byte that came: the first version
+/// popped the last byte before it counted, and said 2 of the 3.
+#[test]
+fn pipe_frames_notices_a_stream_cut_inside_a_line() {
+    let out = run_clean(bin!("pipe-frames"), &["cut-line"]);
+    assert_eq!(out.status.code(), Some(1));
+    let mut expected = four_messages();
+    expected.splice(
+        1..2,
+        [
+            r#"Got 3 bytes: "two""#.to_string(),
+            r#"Got 5 bytes: "lines""#.to_string(),
+        ],
+    );
+    assert_eq!(out.stdout, expected);
+    assert_eq!(
+        out.stderr,
+        "pipe-frames: the stream ended after 3 bytes of a line\n"
+    );
+}
+
+/// Nobody reads the output (a closed pipe, Linux 6.18): in every mode
+/// the parent ends quietly, through `main`, once it has reaped its child.
+/// The first version restored SIGPIPE's default, died of it at its first
+/// line, and left its child to whoever adopted it.
+#[test]
+fn pipe_frames_reaps_its_child_when_its_reader_is_gone() {
+    for framing in ["lines", "length", "cut", "cut-line"] {
+        let Some(out) = with_output_closed(bin!("pipe-frames"), &[framing])
+        else {
+            return;
+        };
+        assert!(out.status.success(), "{framing}: {}", out.stderr);
+        assert_eq!(out.stderr, "", "{framing}");
+        assert_eq!(out.stdout, ["parent: 0", "none"], "{framing}");
+    }
 }
 
 #[test]

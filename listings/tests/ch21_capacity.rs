@@ -9,7 +9,7 @@ use crate::support::{
     Listing, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
     have, kernel, pending_signals, run_clean, shell, state_of, wait_until,
-    wchan_of,
+    wchan_of, with_output_closed,
 };
 
 #[test]
@@ -357,6 +357,22 @@ fn pipe_deadlock_reaps_its_child_when_its_output_fails() {
         let trace = std::fs::read_to_string(&trace).unwrap();
         let reaped = trace.lines().filter(|l| returned.is_match(l)).count();
         assert_eq!(reaped, 1, "{args:?}: {trace}");
+    }
+}
+
+/// Nobody reads the output (a closed pipe, Linux 6.18): in either order
+/// the listing ends quietly, through `main`, once it has reaped its child.
+/// The first version restored SIGPIPE's default, died of it at its first
+/// line, and left its child to whoever adopted it.
+#[test]
+fn pipe_deadlock_reaps_its_child_when_its_reader_is_gone() {
+    for args in [&["--read-first"][..], &[]] {
+        let Some(out) = with_output_closed(bin!("pipe-deadlock"), args) else {
+            return;
+        };
+        assert!(out.status.success(), "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr, "", "{args:?}");
+        assert_eq!(out.stdout, ["parent: 0", "none"], "{args:?}");
     }
 }
 

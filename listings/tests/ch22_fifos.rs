@@ -214,6 +214,62 @@ fn fifo_spam_reader_outlives_writers_one_after_another_while_a_write_end_is_held
     assert!(contents(tmp.path()).is_empty());
 }
 
+/// Why a reader that outlives its writers holds a write end instead of
+/// opening the FIFO again at the end of the stream (Linux 6.18; POSIX
+/// discards a pipe's bytes when its last descriptor closes). Between the
+/// end of the stream and the reader's close, a writer's `open` and
+/// `write` succeed, and its line goes with the pipe when the reader
+/// closes: the new open reads an empty pipe. Held open with `O_RDWR`
+/// (Linux), the FIFO never reaches the end of the stream, and the same
+/// line arrives.
+#[test]
+fn fifo_reader_that_reopens_loses_a_line_that_a_held_write_end_keeps() {
+    use std::io::{ErrorKind, Read};
+    use std::os::unix::fs::OpenOptionsExt;
+    let linux = format!("Linux {}", crate::support::kernel());
+    let tmp = tmp();
+    let fifo = tmp.path().join("fifo");
+    mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
+    let open_reader = |rdwr: bool| {
+        OpenOptions::new()
+            .read(true)
+            .write(rdwr)
+            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+            .open(&fifo)
+            .unwrap()
+    };
+    let send = |line: &[u8]| {
+        let mut writer = OpenOptions::new().write(true).open(&fifo).unwrap();
+        assert_eq!(writer.write(line).unwrap(), line.len(), "{linux}");
+    };
+    let read = |reader: &mut fs::File| {
+        let mut buf = [0; 64];
+        reader.read(&mut buf).map(|n| buf[..n].to_vec())
+    };
+    for rdwr in [false, true] {
+        let mut reader = open_reader(rdwr);
+        send(b"one\n");
+        assert_eq!(read(&mut reader).unwrap(), b"one\n", "{linux}");
+        let after = read(&mut reader);
+        if rdwr {
+            // A write end is open, ours: no end of the stream.
+            let err = after.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::WouldBlock, "{linux}");
+        } else {
+            assert_eq!(after.unwrap(), b"", "end of stream; {linux}");
+        }
+        // A writer comes before the reader has reopened: accepted.
+        send(b"two\n");
+        if !rdwr {
+            drop(reader);
+            reader = open_reader(false);
+        }
+        let got = read(&mut reader).unwrap();
+        let expected: &[u8] = if rdwr { b"two\n" } else { b"" };
+        assert_eq!(got, expected, "O_RDWR: {rdwr}; {linux}");
+    }
+}
+
 #[test]
 fn fifo_spam_reader_removes_its_fifo_when_a_signal_ends_it() {
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {

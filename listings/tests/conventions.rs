@@ -275,13 +275,15 @@ fn later_abuses() -> Vec<Abuse> {
         abuse("net-handover", &[], End::Sigpipe),
         // Part IV. Filters die of SIGPIPE; a program that writes to
         // children, or removes files on the way out, leaves through `main`.
-        abuse("pipe-no-eof", &["--close"], End::Sigpipe),
+        // Each has a child to reap: it leaves through `main`, once reaped.
+        abuse("pipe-no-eof", &["--close"], End::Exits(0)),
         abuse("pipe-epipe", &[], End::Exits(0)),
-        abuse("pipe-leak", &["--cloexec"], End::Sigpipe),
+        abuse("pipe-leak", &["--cloexec"], End::Exits(0)),
         abuse("pipe-writers", &["--writes", "1"], End::Sigpipe),
-        abuse("pipe-frames", &["lines"], End::Sigpipe),
+        abuse("pipe-frames", &["lines"], End::Exits(0)),
         abuse("pipe-capacity", &[], End::Sigpipe),
-        abuse("pipe-deadlock", &[], End::Sigpipe),
+        // It has a child to reap: it leaves through `main`, once reaped.
+        abuse("pipe-deadlock", &[], End::Exits(0)),
         abuse("fifo-spam", &["reader"], End::Exits(0)),
         with_fifo_reader(),
         abuse("fifo-open", &[], End::Exits(0)),
@@ -931,7 +933,9 @@ const WAITS_ON_SIGNALS: &[(&str, &[&str], &[&str])] = &[
     ("net-handover", &[], &["CHLD"]),
     ("pipe-no-eof", &["--close"], &["CHLD"]),
     ("pipe-leak", &["--cloexec"], &["CHLD"]),
+    ("pipe-epipe", &[], &["CHLD"]),
     ("pipe-writers", &["--writes", "1"], &["CHLD"]),
+    ("pipe-frames", &["length"], &["CHLD"]),
     (
         "spawn-pipeline",
         &["echo", "Spam"],

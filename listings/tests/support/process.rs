@@ -658,6 +658,42 @@ pub fn run_clean(bin: &str, args: &[&str]) -> Finished {
     finish_clean(Listing::start(bin, args))
 }
 
+/// Python, a subreaper (PR_SET_CHILD_SUBREAPER), runs a listing with its
+/// stdout a pipe whose read end is already closed, as `| head -c0` would
+/// leave it; it prints how the listing ended, then what the listing left
+/// behind: `none`, or a child orphaned to Python, which it then kills.
+const OUTPUT_CLOSED: &str = r#"
+import ctypes, os, signal, subprocess, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+r, w = os.pipe()
+os.close(r)
+listing = subprocess.Popen(sys.argv[1:], stdout=w, start_new_session=True)
+os.close(w)
+print("parent:", listing.wait(), flush=True)
+try:
+    pid, _ = os.waitpid(-1, os.WNOHANG)
+    print("orphaned, and ended" if pid else "orphaned, and running")
+except ChildProcessError:
+    print("none")
+try:
+    os.killpg(listing.pid, signal.SIGKILL)
+except ProcessLookupError:
+    pass
+"#;
+
+/// Runs `bin` with `args` and its stdout a pipe nobody reads (see
+/// `OUTPUT_CLOSED`): stdout says `parent: STATUS` (negative: killed by
+/// that signal), then `none` if the listing reaped every child it started.
+/// `None` where python3 is missing.
+pub fn with_output_closed(bin: &str, args: &[&str]) -> Option<Finished> {
+    if !have("python3") {
+        return None;
+    }
+    let mut argv = vec!["-c", OUTPUT_CLOSED, bin];
+    argv.extend_from_slice(args);
+    Some(Listing::start("python3", &argv).finish())
+}
+
 /// Whether `unshare` can make a new PID namespace here, as root or through
 /// a user namespace. Where it cannot, the test is skipped with a line on
 /// stderr, except under CI, whose machines allow it: there it fails.
