@@ -55,9 +55,16 @@ fn sig_timers_posix_timers_carry_values_and_count_overruns() {
     assert!(lines[3].starts_with("Took SIGRTMIN+1 with value 2 after"));
     assert!(measured(&lines[3]) >= 0.59);
     // Blocked for 100 ms of 10 ms ticks: one signal, the rest counted.
+    // Both timers are armed before their 100 ms sleep starts, so at least
+    // ten ticks are due when the listing looks. The signal stands for the
+    // first, the overrun count for the rest: at least 9 (Linux 6.18:
+    // when the signal is taken, `posixtimer_deliver_signal` moves the
+    // timer past now with `hrtimer_forward_now` and reports the ticks
+    // after the first). The timerfd counts every expiration: at least 10.
+    // Load can only raise both.
     eprintln!("sig-timers: {} / {}", lines[5], lines[7]);
-    assert!(measured(&lines[5]) >= 5.0, "{}", lines[5]);
-    assert!(measured(&lines[7]) >= 9.0, "{}", lines[7]);
+    assert!(measured(&lines[5]) >= 9.0, "{}", lines[5]);
+    assert!(measured(&lines[7]) >= 10.0, "{}", lines[7]);
     assert_matches_book(
         "ch11-timers/11-02-sig-timers.out",
         "sig-timers",
@@ -85,7 +92,7 @@ fn sig_timers_throws_away_every_queued_signal_its_parent_left() {
         lines[3].starts_with("Took SIGRTMIN+1 with value 2 after"),
         "{lines:?}"
     );
-    assert!(measured(&lines[5]) >= 5.0, "{}", lines[5]);
+    assert!(measured(&lines[5]) >= 9.0, "{}", lines[5]);
 }
 
 #[test]
