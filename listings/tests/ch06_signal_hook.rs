@@ -766,6 +766,21 @@ fn sig_coalesce_counts_even_when_started_with_its_signals_blocked() {
 }
 
 #[test]
+fn sig_coalesce_does_not_count_a_sigusr1_its_parent_left_pending() {
+    // A SIGUSR1 that came while the parent had it blocked passes through
+    // `exec`, pending. Nobody sent it to the counter: counted, the stopped
+    // session's hundred would read "2 times" (seen before the fix).
+    let mut coalesce = start_with_pending("USR1", bin!("sig-coalesce"), &[]);
+    coalesce
+        .expect(r"Counting SIGUSR1 as pid \d+; kill -TERM \d+ for the totals");
+    coalesce.signal(Signal::SIGTERM);
+    coalesce
+        .expect("SIGUSR1: handler ran 0 times, iterator reported it 0 times");
+    let out = coalesce.finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+}
+
+#[test]
 fn sig_hook_flag_takes_a_sigint_that_comes_while_it_registers() {
     // Listing 6-1 registers two actions per signal, the conditional
     // shutdown first. A SIGINT between the two would run the first alone,
