@@ -241,7 +241,7 @@ fn sig_queue_past_the_queue_limit_a_standard_signal_loses_its_sender() {
         return;
     }
     let mut command = std::process::Command::new("prlimit");
-    command.args(["--sigpending=0", bin!("sig-queue"), "--count", "1"]);
+    command.args(["--sigpending=0", bin!("sig-queue"), "--count", "2"]);
     let mut queue = Listing::spawn(&mut command, std::process::Stdio::piped());
     queue.expect(r"Waiting for SIGUSR1 and SIGRTMIN as pid \d+");
     let pid = queue.pid().as_raw(); // prlimit execs the listing.
@@ -256,6 +256,12 @@ fn sig_queue_past_the_queue_limit_a_standard_signal_loses_its_sender() {
     let usr1 = unsafe { libc::sigqueue(pid, libc::SIGUSR1, value) };
     assert_eq!(usr1, 0, "{}", std::io::Error::last_os_error());
     queue.expect(r"SIGUSR1: sent with kill by pid 0 \(uid 0\)");
+    // `kill` of a standard signal ignores the limit (Linux 6.18: for
+    // `si_code >= 0`, `__send_signal_locked()` sets `override_rlimit`):
+    // its siginfo is queued, and it keeps its sender.
+    queue.signal(nix::sys::signal::Signal::SIGUSR1);
+    let me = std::process::id();
+    queue.expect(&format!(r"SIGUSR1: sent with kill by pid {me} \(uid \d+\)"));
     assert!(queue.finish().status.success());
 }
 
