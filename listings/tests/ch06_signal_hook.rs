@@ -513,6 +513,9 @@ fn sig_coalesce_reports_again_a_signal_delivered_during_its_report() {
 
 #[test]
 fn sig_coalesce_counts_one_for_a_hundred_sent_while_it_is_stopped() {
+    // Kernel behaviour, seen on Linux 6.18: one pending bit per standard
+    // signal, so a hundred sent to a stopped process leave one pending
+    // (`legacy_queue()` in `__send_signal_locked()`, kernel/signal.c).
     let mut counter = Listing::start(bin!("sig-coalesce"), &[]);
     counter
         .expect(r"Counting SIGUSR1 as pid \d+; kill -TERM \d+ for the totals");

@@ -148,6 +148,9 @@ fn sig_wait_timedwait_gives_up_after_its_timeout() {
 
 #[test]
 fn sig_signalfd_reads_each_signal_and_its_sender_lowest_number_first() {
+    // Kernel behaviour, seen on Linux 6.18: of the standard signals
+    // pending, `next_signal()` (kernel/signal.c) hands out the lowest
+    // number first, whatever the order they came in.
     let mut fd = Listing::start(bin!("sig-signalfd"), &[]);
     fd.expect(r"Waiting as pid \d+; try: kill -USR1 \d+, or type a line");
     let pid = fd.pid();
@@ -229,7 +232,9 @@ fn takers(mode: &str, n: usize) -> (Vec<String>, Vec<String>, Vec<String>) {
 #[test]
 fn sig_threads_a_process_signal_goes_to_a_thread_that_does_not_block_it() {
     // The kernel prefers the main thread when it does not block the
-    // signal; otherwise it picks another thread that does not.
+    // signal; otherwise it picks another thread that does not. Seen on
+    // Linux 6.18 (`complete_signal()` and `wants_signal()` in
+    // kernel/signal.c): Linux's choice, not a promise.
     let (names, handler, mut typed) = takers("handler", 3);
     assert_eq!(names, ["main"; 3]);
     let (names, _, _) = takers("mask-main", 3);

@@ -97,6 +97,9 @@ fn sig_timers_throws_away_every_queued_signal_its_parent_left() {
 
 #[test]
 fn sig_count_standard_signals_merge_and_real_time_signals_queue() {
+    // Kernel behaviour, seen on Linux 6.18: a standard signal pending
+    // once at most (`legacy_queue()`), a real-time one queued each time
+    // it is sent (`__send_signal_locked()`, kernel/signal.c).
     let out = run(bin!("sig-count"), &[]);
     assert!(out.status.success(), "{}", out.stderr);
     // Each row: scheme, signal, sent, seen, and "(measured)" if it is.
@@ -174,6 +177,7 @@ fn seen_in(stdout: &[String], scheme: &str, signal: &str) -> u64 {
 
 #[test]
 fn sig_count_kill_drops_real_time_signals_past_the_queue_limit() {
+    // Kernel behaviour, seen on Linux 6.18 (kernel/signal.c).
     // RLIMIT_SIGPENDING bounds the signals queued for a user. `sigqueue`
     // of a real-time signal fails past it, but `kill` succeeds, and the real-time signals it
     // sends beyond the limit only set the pending bit, which goes with the
