@@ -39,6 +39,11 @@ static DELIVERED: AtomicU64 = AtomicU64::new(0);
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let busy = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
+    // A SIGUSR1 our parent blocked and left pending passes through `exec`:
+    // nobody sent it to us, and it would be counted. Ignoring a signal
+    // throws away one pending; the handler goes in next.
+    // SAFETY: ignoring runs no code of ours.
+    unsafe { signal(Signal::SIGUSR1, SigHandler::SigIgn) }?;
     // SAFETY: the action only increments an atomic.
     unsafe {
         low_level::register(SIGUSR1, || {

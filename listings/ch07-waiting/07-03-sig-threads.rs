@@ -69,6 +69,13 @@ fn run() -> Result<(), Box<dyn Error>> {
     let (mode, count) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let usr1 = SigSet::from(Signal::SIGUSR1);
     let names: Names = Arc::new(Mutex::new(vec![(gettid(), "main".into())]));
+    // A SIGUSR1 our parent blocked and left pending passes through `exec`:
+    // nobody sent it, and it would be reported. Ignoring a signal throws
+    // away one pending; then the default action again, for every mode.
+    // SAFETY: neither action runs code of ours.
+    unsafe { signal(Signal::SIGUSR1, SigHandler::SigIgn) }?;
+    // SAFETY: as above.
+    unsafe { signal(Signal::SIGUSR1, SigHandler::SigDfl) }?;
     if mode == Mode::Sigwait {
         // Before any thread exists: every thread inherits this mask.
         usr1.thread_block()?;

@@ -298,6 +298,10 @@ fn handler_pipes_stay_open_until_the_process_ends() {
 
 #[test]
 fn sig_action_mask_nodefer_and_resethand_change_when_handlers_run() {
+    // Kernel behaviour, seen on Linux 6.18: the handler runs with its
+    // `sa_mask` and its own signal blocked unless SA_NODEFER, and
+    // SA_RESETHAND puts the default back first (`signal_delivered()` and
+    // `get_signal()` in kernel/signal.c).
     let out = run(bin!("sig-action"), &[]);
     assert!(out.status.success(), "{}", out.stderr);
     let rows: Vec<String> = out

@@ -12,6 +12,8 @@ use crate::support::{
 
 #[test]
 fn sig_eintr_read_fails_with_eintr_without_sa_restart() {
+    // Kernel behaviour, seen on Linux 6.18: a `read` of a pipe that a
+    // handler interrupts fails with EINTR unless SA_RESTART is set.
     let mut eintr = Listing::start(bin!("sig-eintr"), &[]);
     eintr.expect("SIGUSR1 handler installed with SA_RESTART: false");
     eintr.expect(r"Reading an empty pipe as pid \d+; try: kill -USR1 \d+");
@@ -71,6 +73,9 @@ fn sig_eintr_read_is_restarted_with_sa_restart_and_with_signal_hook() {
 
 #[test]
 fn sig_restart_table_says_which_calls_give_up_and_matches_the_book() {
+    // Kernel behaviour, seen on Linux 6.18: which calls SA_RESTART
+    // restarts and which give up with EINTR all the same (the lists in
+    // signal(7)).
     let out = run(bin!("sig-restart-table"), &[]);
     assert!(out.status.success(), "{}", out.stderr);
     let row = |call: &str| -> (String, String) {

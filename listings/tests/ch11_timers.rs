@@ -55,9 +55,16 @@ fn sig_timers_posix_timers_carry_values_and_count_overruns() {
     assert!(lines[3].starts_with("Took SIGRTMIN+1 with value 2 after"));
     assert!(measured(&lines[3]) >= 0.59);
     // Blocked for 100 ms of 10 ms ticks: one signal, the rest counted.
+    // Both timers are armed before their 100 ms sleep starts, so at least
+    // ten ticks are due when the listing looks. The signal stands for the
+    // first, the overrun count for the rest: at least 9 (Linux 6.18:
+    // when the signal is taken, `posixtimer_deliver_signal` moves the
+    // timer past now with `hrtimer_forward_now` and reports the ticks
+    // after the first). The timerfd counts every expiration: at least 10.
+    // Load can only raise both.
     eprintln!("sig-timers: {} / {}", lines[5], lines[7]);
-    assert!(measured(&lines[5]) >= 5.0, "{}", lines[5]);
-    assert!(measured(&lines[7]) >= 9.0, "{}", lines[7]);
+    assert!(measured(&lines[5]) >= 9.0, "{}", lines[5]);
+    assert!(measured(&lines[7]) >= 10.0, "{}", lines[7]);
     assert_matches_book(
         "ch11-timers/11-02-sig-timers.out",
         "sig-timers",
@@ -85,11 +92,14 @@ fn sig_timers_throws_away_every_queued_signal_its_parent_left() {
         lines[3].starts_with("Took SIGRTMIN+1 with value 2 after"),
         "{lines:?}"
     );
-    assert!(measured(&lines[5]) >= 5.0, "{}", lines[5]);
+    assert!(measured(&lines[5]) >= 9.0, "{}", lines[5]);
 }
 
 #[test]
 fn sig_count_standard_signals_merge_and_real_time_signals_queue() {
+    // Kernel behaviour, seen on Linux 6.18: a standard signal pending
+    // once at most (`legacy_queue()`), a real-time one queued each time
+    // it is sent (`__send_signal_locked()`, kernel/signal.c).
     let out = run(bin!("sig-count"), &[]);
     assert!(out.status.success(), "{}", out.stderr);
     // Each row: scheme, signal, sent, seen, and "(measured)" if it is.
@@ -167,6 +177,7 @@ fn seen_in(stdout: &[String], scheme: &str, signal: &str) -> u64 {
 
 #[test]
 fn sig_count_kill_drops_real_time_signals_past_the_queue_limit() {
+    // Kernel behaviour, seen on Linux 6.18 (kernel/signal.c).
     // RLIMIT_SIGPENDING bounds the signals queued for a user. `sigqueue`
     // of a real-time signal fails past it, but `kill` succeeds, and the real-time signals it
     // sends beyond the limit only set the pending bit, which goes with the
@@ -234,7 +245,7 @@ fn sig_queue_past_the_queue_limit_a_standard_signal_loses_its_sender() {
         return;
     }
     let mut command = std::process::Command::new("prlimit");
-    command.args(["--sigpending=0", bin!("sig-queue"), "--count", "1"]);
+    command.args(["--sigpending=0", bin!("sig-queue"), "--count", "2"]);
     let mut queue = Listing::spawn(&mut command, std::process::Stdio::piped());
     queue.expect(r"Waiting for SIGUSR1 and SIGRTMIN as pid \d+");
     let pid = queue.pid().as_raw(); // prlimit execs the listing.
@@ -249,6 +260,12 @@ fn sig_queue_past_the_queue_limit_a_standard_signal_loses_its_sender() {
     let usr1 = unsafe { libc::sigqueue(pid, libc::SIGUSR1, value) };
     assert_eq!(usr1, 0, "{}", std::io::Error::last_os_error());
     queue.expect(r"SIGUSR1: sent with kill by pid 0 \(uid 0\)");
+    // `kill` of a standard signal ignores the limit (Linux 6.18: for
+    // `si_code >= 0`, `__send_signal_locked()` sets `override_rlimit`):
+    // its siginfo is queued, and it keeps its sender.
+    queue.signal(nix::sys::signal::Signal::SIGUSR1);
+    let me = std::process::id();
+    queue.expect(&format!(r"SIGUSR1: sent with kill by pid {me} \(uid \d+\)"));
     assert!(queue.finish().status.success());
 }
 
