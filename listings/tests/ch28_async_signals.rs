@@ -641,3 +641,65 @@ fn listen_again_after_a_hand_made_default() {
         }
     });
 }
+
+/// The threads of `pid` (from /proc/PID/task) and, of those, the ones that
+/// block `signal` (`SigBlk` in their status), by name and id.
+fn threads_blocking(pid: Pid, signal: Signal) -> (usize, Vec<String>) {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let (mut threads, mut blocking) = (0, Vec::new());
+    for task in tasks {
+        let status =
+            std::fs::read_to_string(task.unwrap().path().join("status"))
+                .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_string()
+        };
+        threads += 1;
+        let mask = u64::from_str_radix(&field("SigBlk:"), 16).unwrap_or(0);
+        if mask & (1 << (signal as i32 - 1)) != 0 {
+            blocking.push(format!("{} ({})", field("Name:"), field("Pid:")));
+        }
+    }
+    (threads, blocking)
+}
+
+/// A parent may leave SIGPIPE blocked (`env --block-signal`, coreutils 9.1
+/// here), and every thread inherits the mask of the thread that starts it
+/// (Linux 6.18 here, as pthread_create(3) says): both listings unblock it
+/// in `main`, before the runtime starts its workers, so that a write to a
+/// closed pipe from any task ends the program quietly. Unblocked inside
+/// `block_on`, as before, it stayed blocked on every worker.
+#[test]
+fn async_signal_listings_unblock_sigpipe_on_every_thread() {
+    let listings = [
+        (bin!("async-ctrl-c"), CTRL_C_READY, Signal::SIGINT),
+        (bin!("async-signals"), SIGNALS_READY, Signal::SIGTERM),
+    ];
+    for (bin, ready, stop) in listings {
+        let mut command = std::process::Command::new("env");
+        command
+            .arg("--block-signal=PIPE")
+            .arg(bin)
+            .args(["--cleanup-secs", "0"]);
+        let mut listing =
+            Listing::spawn(&mut command, std::process::Stdio::piped());
+        listing.expect(ready);
+        let (threads, blocking) =
+            threads_blocking(listing.pid(), Signal::SIGPIPE);
+        assert!(threads > 1, "{bin}: the runtime's workers are running");
+        assert_eq!(blocking, Vec::<String>::new(), "{bin}: SIGPIPE blocked");
+        listing.signal(stop);
+        let out = listing.finish();
+        assert!(
+            out.status.success(),
+            "{bin}: {:?} {}",
+            out.status,
+            out.stderr
+        );
+    }
+}
