@@ -24,7 +24,10 @@ const USAGE: &str = "usage: async-ctrl-c [--cleanup-secs N]";
 
 // ANCHOR: runtime
 fn main() -> ExitCode {
-    let ran = match runtime() {
+    // Before the runtime starts its threads, which inherit this thread's
+    // mask of blocked signals.
+    let ready = restore_sigpipe().map_err(io::Error::from);
+    let ran = match ready.and_then(|()| runtime()) {
         Ok(runtime) => runtime.block_on(run()),
         Err(err) => Err(format!("cannot start tokio's runtime: {err}").into()),
     };
@@ -94,7 +97,6 @@ fn worker_threads() -> io::Result<Option<usize>> {
 
 // ANCHOR: run
 async fn run() -> Result<(), Box<dyn Error>> {
-    restore_sigpipe()?;
     let cleanup = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // What `tokio::signal::ctrl_c()` does, in two steps: install the
     // handler (now, before we say we are ready), then wait.

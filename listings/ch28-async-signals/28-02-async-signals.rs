@@ -43,7 +43,11 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let ran = match unblock_stop_signals().and_then(|()| runtime()) {
+    // Before the runtime starts its threads, which inherit this thread's
+    // mask of blocked signals.
+    let ready = restore_sigpipe().map_err(io::Error::from);
+    let ready = ready.and_then(|()| unblock_stop_signals());
+    let ran = match ready.and_then(|()| runtime()) {
         Ok(runtime) => runtime.block_on(run()),
         Err(err) => Err(format!("cannot start tokio's runtime: {err}").into()),
     };
@@ -141,7 +145,6 @@ impl Signals {
 
 // ANCHOR: run
 async fn run() -> Result<(), Box<dyn Error>> {
-    restore_sigpipe()?;
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let mut signals = Signals::new()?;
     if args.hook {

@@ -215,11 +215,23 @@ struct Group<'a> {
 }
 
 impl Group<'_> {
+    /// Asks every member to end, with SIGTERM. A member may catch or
+    /// ignore it and run on, keeping the group's id in use: nothing is
+    /// noted.
+    fn terminate(self) -> nix::Result<()> {
+        killpg(self.pid, Signal::SIGTERM)
+    }
+
     /// Kills every member with SIGKILL, and notes that the group's id is
     /// no longer ours to use.
     fn kill_all(self) -> nix::Result<()> {
         self.killed.set(true);
         killpg(self.pid, Signal::SIGKILL)
+    }
+
+    /// Whether `kill_all` has been called.
+    fn is_killed(self) -> bool {
+        self.killed.get()
     }
 }
 
@@ -335,13 +347,12 @@ async fn supervise(
     limit: Duration,
     group: Group<'_>,
 ) -> Result<(), Box<dyn Error>> {
-    let pid = group.pid;
     let secs = limit.as_secs();
     let status = match timeout(limit, sh.wait()).await {
         Ok(status) => status?,
         Err(_) => {
             // Not reaped yet, so its pid is still the group's id.
-            killpg(pid, Signal::SIGTERM)?;
+            group.terminate()?;
             say(format!(
                 "No exit within {secs} s: sent SIGTERM to its process group"
             ));
@@ -349,7 +360,7 @@ async fn supervise(
                 Ok(status) => status?,
                 Err(_) => {
                     // SIGTERM can be caught or ignored; SIGKILL cannot.
-                    killpg(pid, Signal::SIGKILL)?;
+                    group.kill_all()?;
                     say(format!("Still there {secs} s later: sent SIGKILL"));
                     sh.wait().await?
                 }
@@ -362,7 +373,18 @@ async fn supervise(
         io::Result::Ok(())
     };
     tokio::pin!(rest);
+    let outside = || {
+        format!(
+            "stdout still held {secs} s after the kill of its group: by a \
+             process outside it"
+        )
+    };
     if timeout(limit, &mut rest).await.is_err() {
+        // Killed above, with sh: everyone in the group has had the limit
+        // to die, and its id may be free. Leave it.
+        if group.is_killed() {
+            return Err(outside().into());
+        }
         // sh is reaped. The group's id is still ours while a member,
         // alive or a zombie, is not reaped: the holder of the pipe, alive,
         // unless it left the group. `killpg` succeeds if it finds any
@@ -377,12 +399,6 @@ async fn supervise(
                 return Err(format!("stdout held from outside: {err}").into());
             }
         }
-        let outside = || {
-            format!(
-                "stdout still held {secs} s after the kill of its group: \
-                 by a process outside it"
-            )
-        };
         timeout(limit, &mut rest).await.map_err(|_| outside())??;
     }
     say("End of stdout".to_string());

@@ -406,9 +406,54 @@ fn async_child_kill_as_pid_1_leaves_an_adopted_orphan_a_zombie() {
 /// way's own (before, the signal's path sent a second one).
 #[test]
 fn async_child_kill_stopped_after_its_own_kill_leaves_the_group_id_alone() {
+    let Some((trace, sh, stdout)) = stopped_after(
+        &["pipe", "--wait", "5"],
+        &[
+            "sh exited with status 0",
+            "No end of stdout within 5 s: killed its process group",
+        ],
+    ) else {
+        return;
+    };
+    assert_eq!(stdout.len(), 3, "{stdout:?}");
+    let kills = format!("kill(-{sh}, SIGKILL)");
+    assert_eq!(trace.matches(&kills).count(), 1, "{trace}");
+}
+
+/// The same for the `timeout` way's own SIGKILL, which follows an ignored
+/// SIGTERM: a SIGINT after the shell is reaped shows one `kill` of the
+/// group with SIGKILL. Before, that SIGKILL bypassed `Group::kill_all`,
+/// and the signal's path sent a second one; so did the way itself, when
+/// the end of stdout did not come.
+#[test]
+fn async_child_kill_stopped_after_its_sigkill_leaves_the_group_id_alone() {
+    let Some((trace, sh, stdout)) = stopped_after(
+        &["timeout", "--wait", "2", "--ignore-term"],
+        &[
+            "No exit within 2 s: sent SIGTERM to its process group",
+            "Still there 2 s later: sent SIGKILL",
+            "sh was killed by SIGKILL",
+        ],
+    ) else {
+        return;
+    };
+    assert_eq!(stdout.len(), 4, "{stdout:?}");
+    assert_eq!(trace.matches(&format!("kill(-{sh}, SIGTERM)")).count(), 1);
+    let kills = format!("kill(-{sh}, SIGKILL)");
+    assert_eq!(trace.matches(&kills).count(), 1, "{trace}");
+}
+
+/// Runs async-child-kill with `args` under strace, tracing `kill`, with a
+/// `sleep` that leaves a holder of stdout outside the group; sends SIGINT
+/// once `lines` have been printed. Returns the trace, the shell's pid and
+/// the output, or `None` without setsid or strace.
+fn stopped_after(
+    args: &[&str],
+    lines: &[&str],
+) -> Option<(String, Pid, Vec<String>)> {
     if !have("setsid") || !have("strace") {
         eprintln!("skipped: no setsid or no strace");
-        return;
+        return None;
     }
     let (dir, path) = first_in_path("sleep", HOLDER_OUTSIDE_THE_GROUP);
     let _outside = KillPidInFileOnDrop(dir.path().join("sleep.outside"));
@@ -422,23 +467,19 @@ fn async_child_kill_stopped_after_its_own_kill_leaves_the_group_id_alone() {
         // The listing dies with strace, should the test kill strace.
         command.args(["setpriv", "--pdeathsig", "KILL", "--"]);
     }
-    command
-        .arg(bin!("async-child-kill"))
-        .args(["pipe", "--wait", "5"]);
+    command.arg(bin!("async-child-kill")).args(args);
     command.env("PATH", path);
     let mut listing = Listing::spawn(&mut command, Stdio::piped());
     let first = listing.expect(r"sh \(pid (\d+)\) .* sleep \(pid (\d+)\)");
     let sh = Pid::from_raw(first[1].parse().unwrap());
     let _cleanup = KillGroupOnDrop(sh);
-    listing.expect("sh exited with status 0");
-    listing.expect("No end of stdout within 5 s: killed its process group");
+    for line in lines {
+        listing.expect(&regex::escape(line));
+    }
     let tracee = children_of(listing.pid())[0];
     nix::sys::signal::kill(tracee, Signal::SIGINT).unwrap();
     let out = listing.finish();
-    assert_eq!(out.stdout.len(), 3, "{:?}", out.stdout);
-    let trace = fs::read_to_string(&trace).unwrap();
-    let kills = format!("kill(-{sh}, SIGKILL)");
-    assert_eq!(trace.matches(&kills).count(), 1, "{trace}");
+    Some((fs::read_to_string(&trace).unwrap(), sh, out.stdout))
 }
 
 /// A signal that comes while the shell is a zombie that no one has reaped
