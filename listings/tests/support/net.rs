@@ -134,33 +134,49 @@ const NLMSG_ERROR: u16 = 2;
 /// 127.0.0.1 that a packet from 127.0.0.1:`client` to port `server` would
 /// reach: the connection, if there is one, or else the port's listener.
 fn diag_lookup(server: u16, client: u16) -> Vec<u8> {
-    use nix::sys::socket::{
-        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
-        recv, sendto, socket,
-    };
-    // linux/sock_diag.h, linux/inet_diag.h: one `inet_diag_req_v2`, its
-    // `inet_diag_sockid` naming the socket, cookie "none".
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    use nix::sys::socket::{MsgFlags, recv};
+    // linux/netlink.h: a request for one socket, named by `id`.
     const NLM_F_REQUEST: u16 = 1;
     const LOOPBACK: [u8; 4] = [127, 0, 0, 1];
+    let mut id = Vec::with_capacity(40);
+    id.extend_from_slice(&server.to_be_bytes());
+    id.extend_from_slice(&client.to_be_bytes());
+    id.extend_from_slice(&LOOPBACK);
+    id.extend_from_slice(&[0; 12]);
+    id.extend_from_slice(&LOOPBACK);
+    id.extend_from_slice(&[0; 12]);
+    id.extend_from_slice(&[0; 4]); // any interface
+    let diag = diag_request(NLM_F_REQUEST, u32::MAX, &id); // every state
+    let mut reply = [0; 512];
+    let len = recv(diag.as_raw_fd(), &mut reply, MsgFlags::empty())
+        .expect("a sock_diag reply");
+    reply[..len].to_vec()
+}
+
+/// Sends one `sock_diag` request for TCP over IPv4 (linux/sock_diag.h,
+/// linux/inet_diag.h: an `inet_diag_req_v2`): `flags` for the netlink
+/// header, `states` a bit mask of TCP states, `id` the 40 bytes of its
+/// `inet_diag_sockid` before the cookie, which is "none". Returns the
+/// socket to read the answer from.
+fn diag_request(flags: u16, states: u32, id: &[u8]) -> std::os::fd::OwnedFd {
+    use nix::sys::socket::{
+        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
+        sendto, socket,
+    };
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    assert_eq!(id.len(), 40, "an inet_diag_sockid before its cookie");
     let mut request = Vec::with_capacity(72);
     request.extend_from_slice(&72u32.to_ne_bytes());
     request.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    request.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    request.extend_from_slice(&flags.to_ne_bytes());
     request.extend_from_slice(&[0; 8]); // sequence number, port id
     request.extend_from_slice(&[
         nix::libc::AF_INET as u8,
         nix::libc::IPPROTO_TCP as u8,
     ]);
     request.extend_from_slice(&[0; 2]); // no extensions, padding
-    request.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
-    request.extend_from_slice(&server.to_be_bytes());
-    request.extend_from_slice(&client.to_be_bytes());
-    request.extend_from_slice(&LOOPBACK);
-    request.extend_from_slice(&[0; 12]);
-    request.extend_from_slice(&LOOPBACK);
-    request.extend_from_slice(&[0; 12]);
-    request.extend_from_slice(&[0; 4]); // any interface
+    request.extend_from_slice(&states.to_ne_bytes());
+    request.extend_from_slice(id);
     request.extend_from_slice(&[0xff; 8]); // INET_DIAG_NOCOOKIE
     let diag = socket(
         AddressFamily::Netlink,
@@ -176,10 +192,7 @@ fn diag_lookup(server: u16, client: u16) -> Vec<u8> {
         MsgFlags::empty(),
     )
     .expect("a sock_diag request");
-    let mut reply = [0; 512];
-    let len = recv(diag.as_raw_fd(), &mut reply, MsgFlags::empty())
-        .expect("a sock_diag reply");
-    reply[..len].to_vec()
+    diag
 }
 
 /// The server's end of a loopback connection, as the kernel's socket
@@ -239,43 +252,14 @@ pub fn listens_on(port: u16) -> bool {
 /// namespace of its own, one read of it took 180 ms where this took
 /// 0.1 ms, and a full run of the suite on a loaded machine holds more.
 pub fn tcp_listeners() -> Vec<(u16, u64)> {
-    use nix::sys::socket::{
-        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
-        recv, sendto, socket,
-    };
-    // linux/netlink.h, linux/sock_diag.h, linux/inet_diag.h: a dump of
-    // the sockets in the states of the bit mask, here TCP_LISTEN (10).
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    use nix::sys::socket::{MsgFlags, recv};
+    // linux/netlink.h, linux/inet_diag.h: a dump of the sockets in the
+    // states of the bit mask, here TCP_LISTEN (10), on any ports,
+    // addresses and interface.
     const NLM_F_REQUEST_DUMP: u16 = 0x301;
     const NLMSG_DONE: u16 = 3;
     const LISTEN: u32 = 1 << 10;
-    let mut request = Vec::with_capacity(72);
-    request.extend_from_slice(&72u32.to_ne_bytes());
-    request.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    request.extend_from_slice(&NLM_F_REQUEST_DUMP.to_ne_bytes());
-    request.extend_from_slice(&[0; 8]); // sequence number, port id
-    request.extend_from_slice(&[
-        nix::libc::AF_INET as u8,
-        nix::libc::IPPROTO_TCP as u8,
-    ]);
-    request.extend_from_slice(&[0; 2]); // no extensions, padding
-    request.extend_from_slice(&LISTEN.to_ne_bytes());
-    request.extend_from_slice(&[0; 40]); // any ports, addresses, interface
-    request.extend_from_slice(&[0xff; 8]); // INET_DIAG_NOCOOKIE
-    let diag = socket(
-        AddressFamily::Netlink,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkSockDiag,
-    )
-    .expect("a sock_diag socket");
-    sendto(
-        diag.as_raw_fd(),
-        &request,
-        &NetlinkAddr::new(0, 0),
-        MsgFlags::empty(),
-    )
-    .expect("a sock_diag request");
+    let diag = diag_request(NLM_F_REQUEST_DUMP, LISTEN, &[0; 40]);
     // The answer comes in datagrams of one or more messages each, until
     // NLMSG_DONE: each an `inet_diag_msg` after the 16-byte header, its
     // local port at 20 and its inode at 84, as in `server_end`.
