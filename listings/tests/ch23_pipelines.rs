@@ -116,8 +116,9 @@ fn spawn_pipeline_passes_ctrl_c_to_the_whole_group_and_ends_by_it() {
         );
         let (stages, group) = stages(&pipeline, 2);
         let _cleanup = KillGroupOnDrop(group);
-        // Ctrl-C signals the terminal's foreground process group, which
-        // is the listing's; the stages' group is not in it.
+        // The listing's group, as `kill -INT -PGID` would; a terminal
+        // sends Ctrl-C to the stages instead, which have it (the tests
+        // at a terminal, below).
         killpg(pipeline.pid(), signal).unwrap();
         let out = finish_clean(pipeline);
         assert_eq!(out.status.signal(), Some(signal as i32), "{}", out.stderr);
@@ -127,6 +128,45 @@ fn spawn_pipeline_passes_ctrl_c_to_the_whole_group_and_ends_by_it() {
         }
         wait_until("the pipeline to end", || group_is_gone(group));
     }
+}
+
+/// A shell script stops for a command killed by SIGINT only if its shell
+/// got the SIGINT too (Chapter 12): `kill -INT` sent to the listing alone
+/// ends it by the signal, and the script sees status 130 and goes on.
+#[test]
+fn spawn_pipeline_sent_sigint_alone_lets_the_script_that_ran_it_go_on() {
+    let script = format!(
+        "{} sleep 60 '|' sleep 60; echo \"continued: $?\"",
+        bin!("spawn-pipeline")
+    );
+    for shell in ["bash", "sh"] {
+        if !have(shell) {
+            continue;
+        }
+        let mut command = Command::new(shell);
+        command.args(["-c", &script]);
+        let script = Listing::spawn(&mut command, Stdio::piped());
+        let listing = spawn_pipeline_under(script.pid());
+        let (_, group) = stages_of(listing, 2);
+        let _cleanup = KillGroupOnDrop(group);
+        nix::sys::signal::kill(listing, Signal::SIGINT).unwrap();
+        let out = finish_clean(script);
+        assert_eq!(out.stdout, ["continued: 130"], "{shell}: {}", out.stderr);
+        assert!(out.status.success(), "{shell}: {:?}", out.status);
+    }
+}
+
+/// The listing, once the shell `shell` has started it as its child.
+fn spawn_pipeline_under(shell: Pid) -> Pid {
+    let mut listing = None;
+    wait_until("the shell to start spawn-pipeline", || {
+        listing = children_of(shell).into_iter().find(|&pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == "spawn-pipeline")
+        });
+        listing.is_some()
+    });
+    listing.unwrap()
 }
 
 /// A parent may leave SIGINT, SIGTERM and SIGHUP blocked (`env
@@ -1051,6 +1091,28 @@ impl AtTerminal {
         self.reaped = true;
         status
     }
+
+    /// How the program ended, within PATIENCE, and everything the
+    /// terminal showed that `wait_for` has not taken, up to the moment
+    /// nothing has the terminal open any more.
+    fn finish_showing(mut self) -> (std::process::ExitStatus, String) {
+        let status = self
+            .child
+            .wait_timeout(PATIENCE)
+            .unwrap()
+            .expect("the program to end");
+        self.reaped = true;
+        let deadline = Instant::now() + PATIENCE;
+        // The reader ends, and the channel with it, once the terminal is
+        // closed everywhere: by then nothing more can be shown.
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.shown.recv_timeout(left) {
+                Ok(bytes) => self.screen.extend(bytes),
+                Err(_) => break,
+            }
+        }
+        (status, String::from_utf8_lossy(&self.screen).into_owned())
+    }
 }
 
 impl Drop for AtTerminal {
@@ -1114,6 +1176,47 @@ fn spawn_pipeline_at_a_terminal_ctrl_c_ends_the_stages_and_then_itself() {
     assert_eq!(status.signal(), Some(Signal::SIGINT as i32), "{status:?}");
     for stage in stages {
         assert!(is_dead(stage), "a stage lives on");
+    }
+}
+
+/// Ctrl-C at a terminal stops a shell script that ran the listing, as it
+/// stops one that ran the stages itself. A shell without job control runs
+/// the listing in its own group, the terminal's foreground; bash and dash
+/// stop only when they got the SIGINT themselves while they waited (bash's
+/// "wait and cooperative exit"; Chapter 12), not because a command died
+/// of it. The listing hands that group's terminal to the stages, so the
+/// key reaches the stages alone, and the listing must send the signal on
+/// to its own group once it has the terminal back. It used to end by
+/// SIGINT alone, and the script went on: "continued: 130".
+#[test]
+fn spawn_pipeline_at_a_terminal_ctrl_c_stops_the_script_that_ran_it() {
+    let script = format!(
+        "{} sleep 60 '|' cat; echo \"continued: $?\"",
+        bin!("spawn-pipeline")
+    );
+    for shell in ["bash", "sh"] {
+        if !have(shell) {
+            continue;
+        }
+        let mut terminal = AtTerminal::start(shell, &["-c", &script]);
+        let listing = spawn_pipeline_under(terminal.pid());
+        let (stages, group) = stages_of(listing, 2);
+        let _cleanup = KillGroupOnDrop(group);
+        wait_until("the stages to own the terminal", || {
+            nix::unistd::tcgetpgrp(&terminal.master).ok() == Some(group)
+        });
+        terminal.type_keys("\x03");
+        let (status, screen) = terminal.finish_showing();
+        assert_eq!(
+            status.signal(),
+            Some(Signal::SIGINT as i32),
+            "{shell}: {status:?}, the terminal shows {screen:?} (Linux {})",
+            kernel()
+        );
+        assert!(!screen.contains("continued"), "{shell}: {screen:?}");
+        for stage in stages {
+            assert!(is_dead(stage), "{shell}: a stage lives on");
+        }
     }
 }
 
