@@ -804,6 +804,68 @@ fn spawn_grandchild_group_ends_a_stopped_grandchild_too() {
     wait_until("the stopped job to end", || job.pids().is_empty());
 }
 
+/// The group reaches only the grandchildren that stay in it: a job that
+/// starts a session of its own, as a daemon does, escapes `--group`, and
+/// holds the pipe until it ends. A stand-in `sh`, first on PATH, runs
+/// `setsid sleep 31356 &`, whose stdout is the pipe (`setsid(1)`, not a
+/// group's leader, calls `setsid(2)` and execs `sleep`, so `$!` is
+/// `sleep`), and prints its line once `sleep` runs in its new session.
+/// The listing kills the group and reports no end of stream, while
+/// `sleep`, orphaned, has been adopted by the subreaper the test runs the
+/// listing under; the test then kills `sleep` itself, and the end comes.
+#[test]
+fn spawn_grandchild_group_misses_a_grandchild_in_a_session_of_its_own() {
+    if !have("setsid") || !have("python3") {
+        return;
+    }
+    let job = Sleepers("31356");
+    let dir = tempfile::tempdir().unwrap();
+    let sh = dir.path().join("sh");
+    // The line only once the job runs `sleep` in its own session (the
+    // second and sixth fields of /proc/PID/stat): before, the listing's
+    // `killpg` would still reach it.
+    let script = "#!/bin/sh\n\
+                  setsid sleep 31356 &\n\
+                  until [ \"$(cut -d' ' -f2,6 /proc/$!/stat)\" = \"(sleep) $!\" ]\n\
+                  do sleep 0.01; done\n\
+                  echo \"Child $$ started sleep as pid $!\"\n";
+    write_program(&sh, script);
+    let path = std::env::var("PATH").unwrap_or_default();
+    // PR_SET_CHILD_SUBREAPER is 36.
+    let subreaper = "import ctypes, subprocess, sys\n\
+                     ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)\n\
+                     sys.exit(subprocess.call(sys.argv[1:]))\n";
+    let mut command = Command::new("python3");
+    command
+        .args(["-c", subreaper, bin!("spawn-grandchild")])
+        .args(["--careless", "--cloexec", "--group"])
+        .env("PATH", format!("{}:{path}", dir.path().display()));
+    let mut listing = Listing::spawn(&mut command, Stdio::piped());
+    let first = listing.expect(r"Child (\d+) started sleep as pid (\d+)");
+    let sleep = Pid::from_raw(first[2].parse().unwrap());
+    listing.expect("The child has exited; killed its process group");
+    let line = listing.next_line();
+    assert_eq!(
+        line,
+        format!(
+            "No end of stream: sleep (pid {sleep}) has the write end as \
+             descriptor 1"
+        ),
+        "Linux {}",
+        kernel()
+    );
+    assert_eq!(nix::unistd::getsid(Some(sleep)), Ok(sleep), "its session");
+    assert_eq!(
+        ppid_of(sleep),
+        Some(listing.pid()),
+        "adopted by the subreaper"
+    );
+    drop(job); // Kills the sleep: the end of the stream comes.
+    let out = finish_clean(listing);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout[3..], ["End of stream once sleep had exited"]);
+}
+
 /// With `--group`, an output that fails (a full disk, or a reader gone,
 /// which ends the listing by SIGPIPE) must not keep the group from being
 /// killed: the listing used to fail at its first write, before `killpg`,
