@@ -7,12 +7,13 @@
 // -HUP` sent to this program are passed on to the whole group, and to a
 // stage that has left it (`setsid`) by its pid, as `--timeout` is. At a
 // terminal, the stages' group gets the terminal while this program has
-// it, and Ctrl-Z stops the pipeline and this program together, as a
-// shell's job. So run it alone in its shell's job: piped into `less`,
-// it would take the terminal from `less` too. Every stage's status is
-// checked, as `set -o pipefail` does: the pipeline fails with the status
-// of the last stage that failed. `--timeout SECS` stops the pipeline if
-// it runs longer.
+// it; Ctrl-Z stops the pipeline and this program together, as a shell's
+// job, and Ctrl-C, once it has ended the stages, ends this program's
+// group, a script that ran it included. So run it alone in its shell's
+// job: piped into `less`, it would take the terminal from `less` too.
+// Every stage's status is checked, as `set -o pipefail` does: the
+// pipeline fails with the status of the last stage that failed.
+// `--timeout SECS` stops the pipeline if it runs longer.
 
 use std::error::Error;
 use std::ffi::OsString;
@@ -95,7 +96,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         // handler has just taken it: we were interrupted, so end by it,
         // as we do once the stages run, rather than report.
         Err(err) => match signals.pending().next() {
-            Some(signal) => return Ok(die_of(signal)),
+            Some(signal) => return Ok(die_of(signal, None)),
             None => return Err(err),
         },
     };
@@ -140,15 +141,21 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     }
     let statuses = statuses?;
     let mut signal = passed_on.load(Ordering::SeqCst);
+    // Where the signal we end by goes: to us alone, or to our group.
+    let mut job = None;
     if signal == 0 {
-        // Ctrl-C at the terminal went to the stages, not to us. Whoever
-        // sent it, a stage that died of SIGINT or SIGQUIT ends us too.
+        // Ctrl-C at the terminal went to the stages, which had our job's
+        // terminal, and not to our group. Whoever sent it, a stage that
+        // died of SIGINT or SIGQUIT ends us too; and if we have the
+        // terminal back, our whole group, as the key would have: a shell
+        // script that ran us stops only if its shell gets the signal.
         signal = interrupted(&statuses);
+        job = terminal.as_ref().filter(|t| t.foreground()).map(|t| t.ours);
     }
     if signal != 0 {
         // We were interrupted: end the way an interrupted program ends,
-        // so that whoever started us knows (a shell script stops).
-        return Ok(die_of(signal));
+        // so that whoever started us sees it in our status.
+        return Ok(die_of(signal, job));
     }
     if timed_out.load(Ordering::SeqCst) {
         let secs = timeout.unwrap_or_default().as_secs();
@@ -158,11 +165,13 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     Ok(pipefail(&stages, &statuses))
 }
 
-/// Dies of `signal`, by its default action. The init of a PID namespace
-/// (a container's PID 1) cannot: the kernel drops every signal whose
-/// action for it is the default, even one it raises itself (Chapter 12).
-/// There it exits with 128 + n, the status a shell would report.
-fn die_of(signal: i32) -> ExitCode {
+/// Dies of `signal`, by its default action: raised, or sent to `job`,
+/// our own process group, so that every process in it gets it too. The
+/// init of a PID namespace (a container's PID 1) cannot: the kernel drops
+/// every signal whose action for it is the default, even one it sends
+/// itself (Chapter 12). There it exits with 128 + n, the status a shell
+/// would report.
+fn die_of(signal: i32, job: Option<Pid>) -> ExitCode {
     if let Ok(signal) = Signal::try_from(signal) {
         // The default action of SIGQUIT (Ctrl-\) dumps core: we pass on
         // how a stage ended, we did not crash, so no core file of ours.
@@ -170,7 +179,11 @@ fn die_of(signal: i32) -> ExitCode {
         // SAFETY: the default action runs no code of ours.
         let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
         let _ = SigSet::from(signal).thread_unblock();
-        let _ = raise(signal); // The end, unless we are an init.
+        // The end, unless we are an init.
+        let _ = match job {
+            Some(group) => killpg(group, signal),
+            None => raise(signal),
+        };
     }
     ExitCode::from(128 + signal as u8)
 }

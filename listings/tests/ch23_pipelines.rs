@@ -116,8 +116,9 @@ fn spawn_pipeline_passes_ctrl_c_to_the_whole_group_and_ends_by_it() {
         );
         let (stages, group) = stages(&pipeline, 2);
         let _cleanup = KillGroupOnDrop(group);
-        // Ctrl-C signals the terminal's foreground process group, which
-        // is the listing's; the stages' group is not in it.
+        // The listing's group, as `kill -INT -PGID` would; a terminal
+        // sends Ctrl-C to the stages instead, which have it (the tests
+        // at a terminal, below).
         killpg(pipeline.pid(), signal).unwrap();
         let out = finish_clean(pipeline);
         assert_eq!(out.status.signal(), Some(signal as i32), "{}", out.stderr);
@@ -127,6 +128,45 @@ fn spawn_pipeline_passes_ctrl_c_to_the_whole_group_and_ends_by_it() {
         }
         wait_until("the pipeline to end", || group_is_gone(group));
     }
+}
+
+/// A shell script stops for a command killed by SIGINT only if its shell
+/// got the SIGINT too (Chapter 12): `kill -INT` sent to the listing alone
+/// ends it by the signal, and the script sees status 130 and goes on.
+#[test]
+fn spawn_pipeline_sent_sigint_alone_lets_the_script_that_ran_it_go_on() {
+    let script = format!(
+        "{} sleep 60 '|' sleep 60; echo \"continued: $?\"",
+        bin!("spawn-pipeline")
+    );
+    for shell in ["bash", "sh"] {
+        if !have(shell) {
+            continue;
+        }
+        let mut command = Command::new(shell);
+        command.args(["-c", &script]);
+        let script = Listing::spawn(&mut command, Stdio::piped());
+        let listing = spawn_pipeline_under(script.pid());
+        let (_, group) = stages_of(listing, 2);
+        let _cleanup = KillGroupOnDrop(group);
+        nix::sys::signal::kill(listing, Signal::SIGINT).unwrap();
+        let out = finish_clean(script);
+        assert_eq!(out.stdout, ["continued: 130"], "{shell}: {}", out.stderr);
+        assert!(out.status.success(), "{shell}: {:?}", out.status);
+    }
+}
+
+/// The listing, once the shell `shell` has started it as its child.
+fn spawn_pipeline_under(shell: Pid) -> Pid {
+    let mut listing = None;
+    wait_until("the shell to start spawn-pipeline", || {
+        listing = children_of(shell).into_iter().find(|&pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == "spawn-pipeline")
+        });
+        listing.is_some()
+    });
+    listing.unwrap()
 }
 
 /// A parent may leave SIGINT, SIGTERM and SIGHUP blocked (`env
@@ -764,6 +804,68 @@ fn spawn_grandchild_group_ends_a_stopped_grandchild_too() {
     wait_until("the stopped job to end", || job.pids().is_empty());
 }
 
+/// The group reaches only the grandchildren that stay in it: a job that
+/// starts a session of its own, as a daemon does, escapes `--group`, and
+/// holds the pipe until it ends. A stand-in `sh`, first on PATH, runs
+/// `setsid sleep 31356 &`, whose stdout is the pipe (`setsid(1)`, not a
+/// group's leader, calls `setsid(2)` and execs `sleep`, so `$!` is
+/// `sleep`), and prints its line once `sleep` runs in its new session.
+/// The listing kills the group and reports no end of stream, while
+/// `sleep`, orphaned, has been adopted by the subreaper the test runs the
+/// listing under; the test then kills `sleep` itself, and the end comes.
+#[test]
+fn spawn_grandchild_group_misses_a_grandchild_in_a_session_of_its_own() {
+    if !have("setsid") || !have("python3") {
+        return;
+    }
+    let job = Sleepers("31356");
+    let dir = tempfile::tempdir().unwrap();
+    let sh = dir.path().join("sh");
+    // The line only once the job runs `sleep` in its own session (the
+    // second and sixth fields of /proc/PID/stat): before, the listing's
+    // `killpg` would still reach it.
+    let script = "#!/bin/sh\n\
+                  setsid sleep 31356 &\n\
+                  until [ \"$(cut -d' ' -f2,6 /proc/$!/stat)\" = \"(sleep) $!\" ]\n\
+                  do sleep 0.01; done\n\
+                  echo \"Child $$ started sleep as pid $!\"\n";
+    write_program(&sh, script);
+    let path = std::env::var("PATH").unwrap_or_default();
+    // PR_SET_CHILD_SUBREAPER is 36.
+    let subreaper = "import ctypes, subprocess, sys\n\
+                     ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)\n\
+                     sys.exit(subprocess.call(sys.argv[1:]))\n";
+    let mut command = Command::new("python3");
+    command
+        .args(["-c", subreaper, bin!("spawn-grandchild")])
+        .args(["--careless", "--cloexec", "--group"])
+        .env("PATH", format!("{}:{path}", dir.path().display()));
+    let mut listing = Listing::spawn(&mut command, Stdio::piped());
+    let first = listing.expect(r"Child (\d+) started sleep as pid (\d+)");
+    let sleep = Pid::from_raw(first[2].parse().unwrap());
+    listing.expect("The child has exited; killed its process group");
+    let line = listing.next_line();
+    assert_eq!(
+        line,
+        format!(
+            "No end of stream: sleep (pid {sleep}) has the write end as \
+             descriptor 1"
+        ),
+        "Linux {}",
+        kernel()
+    );
+    assert_eq!(nix::unistd::getsid(Some(sleep)), Ok(sleep), "its session");
+    assert_eq!(
+        ppid_of(sleep),
+        Some(listing.pid()),
+        "adopted by the subreaper"
+    );
+    drop(job); // Kills the sleep: the end of the stream comes.
+    let out = finish_clean(listing);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout[3..], ["End of stream once sleep had exited"]);
+}
+
 /// With `--group`, an output that fails (a full disk, or a reader gone,
 /// which ends the listing by SIGPIPE) must not keep the group from being
 /// killed: the listing used to fail at its first write, before `killpg`,
@@ -1051,6 +1153,28 @@ impl AtTerminal {
         self.reaped = true;
         status
     }
+
+    /// How the program ended, within PATIENCE, and everything the
+    /// terminal showed that `wait_for` has not taken, up to the moment
+    /// nothing has the terminal open any more.
+    fn finish_showing(mut self) -> (std::process::ExitStatus, String) {
+        let status = self
+            .child
+            .wait_timeout(PATIENCE)
+            .unwrap()
+            .expect("the program to end");
+        self.reaped = true;
+        let deadline = Instant::now() + PATIENCE;
+        // The reader ends, and the channel with it, once the terminal is
+        // closed everywhere: by then nothing more can be shown.
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.shown.recv_timeout(left) {
+                Ok(bytes) => self.screen.extend(bytes),
+                Err(_) => break,
+            }
+        }
+        (status, String::from_utf8_lossy(&self.screen).into_owned())
+    }
 }
 
 impl Drop for AtTerminal {
@@ -1114,6 +1238,47 @@ fn spawn_pipeline_at_a_terminal_ctrl_c_ends_the_stages_and_then_itself() {
     assert_eq!(status.signal(), Some(Signal::SIGINT as i32), "{status:?}");
     for stage in stages {
         assert!(is_dead(stage), "a stage lives on");
+    }
+}
+
+/// Ctrl-C at a terminal stops a shell script that ran the listing, as it
+/// stops one that ran the stages itself. A shell without job control runs
+/// the listing in its own group, the terminal's foreground; bash and dash
+/// stop only when they got the SIGINT themselves while they waited (bash's
+/// "wait and cooperative exit"; Chapter 12), not because a command died
+/// of it. The listing hands that group's terminal to the stages, so the
+/// key reaches the stages alone, and the listing must send the signal on
+/// to its own group once it has the terminal back. It used to end by
+/// SIGINT alone, and the script went on: "continued: 130".
+#[test]
+fn spawn_pipeline_at_a_terminal_ctrl_c_stops_the_script_that_ran_it() {
+    let script = format!(
+        "{} sleep 60 '|' cat; echo \"continued: $?\"",
+        bin!("spawn-pipeline")
+    );
+    for shell in ["bash", "sh"] {
+        if !have(shell) {
+            continue;
+        }
+        let mut terminal = AtTerminal::start(shell, &["-c", &script]);
+        let listing = spawn_pipeline_under(terminal.pid());
+        let (stages, group) = stages_of(listing, 2);
+        let _cleanup = KillGroupOnDrop(group);
+        wait_until("the stages to own the terminal", || {
+            nix::unistd::tcgetpgrp(&terminal.master).ok() == Some(group)
+        });
+        terminal.type_keys("\x03");
+        let (status, screen) = terminal.finish_showing();
+        assert_eq!(
+            status.signal(),
+            Some(Signal::SIGINT as i32),
+            "{shell}: {status:?}, the terminal shows {screen:?} (Linux {})",
+            kernel()
+        );
+        assert!(!screen.contains("continued"), "{shell}: {screen:?}");
+        for stage in stages {
+            assert!(is_dead(stage), "{shell}: a stage lives on");
+        }
     }
 }
 
