@@ -782,16 +782,8 @@ fn spawn_grandchild_group_ends_a_stopped_grandchild_too() {
                   done\n\
                   echo \"Child $$ started sleep as pid $!\"\n";
     write_program(&sh, script);
-    let path = std::env::var("PATH").unwrap_or_default();
-    // PR_SET_CHILD_SUBREAPER is 36.
-    let subreaper = "import ctypes, subprocess, sys\n\
-                     ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)\n\
-                     sys.exit(subprocess.call(sys.argv[1:]))\n";
-    let mut command = Command::new("python3");
-    command
-        .args(["-c", subreaper, bin!("spawn-grandchild")])
-        .args(["--group", "--cloexec"])
-        .env("PATH", format!("{}:{path}", dir.path().display()));
+    let mut command =
+        grandchild_under_a_subreaper(&["--group", "--cloexec"], dir.path());
     let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(
@@ -802,6 +794,26 @@ fn spawn_grandchild_group_ends_a_stopped_grandchild_too() {
         ]
     );
     wait_until("the stopped job to end", || job.pids().is_empty());
+}
+
+/// `spawn-grandchild` with `args`, run by a python3 parent that is a
+/// subreaper (PR_SET_CHILD_SUBREAPER, 36), so that a grandchild orphaned
+/// by the listing is adopted there, not by the machine's init; `dir`, with
+/// a stand-in `sh`, comes first on PATH.
+fn grandchild_under_a_subreaper(
+    args: &[&str],
+    dir: &std::path::Path,
+) -> Command {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let subreaper = "import ctypes, subprocess, sys\n\
+                     ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)\n\
+                     sys.exit(subprocess.call(sys.argv[1:]))\n";
+    let mut command = Command::new("python3");
+    command
+        .args(["-c", subreaper, bin!("spawn-grandchild")])
+        .args(args)
+        .env("PATH", format!("{}:{path}", dir.display()));
+    command
 }
 
 /// The group reaches only the grandchildren that stay in it: a job that
@@ -830,16 +842,10 @@ fn spawn_grandchild_group_misses_a_grandchild_in_a_session_of_its_own() {
                   do sleep 0.01; done\n\
                   echo \"Child $$ started sleep as pid $!\"\n";
     write_program(&sh, script);
-    let path = std::env::var("PATH").unwrap_or_default();
-    // PR_SET_CHILD_SUBREAPER is 36.
-    let subreaper = "import ctypes, subprocess, sys\n\
-                     ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)\n\
-                     sys.exit(subprocess.call(sys.argv[1:]))\n";
-    let mut command = Command::new("python3");
-    command
-        .args(["-c", subreaper, bin!("spawn-grandchild")])
-        .args(["--careless", "--cloexec", "--group"])
-        .env("PATH", format!("{}:{path}", dir.path().display()));
+    let mut command = grandchild_under_a_subreaper(
+        &["--careless", "--cloexec", "--group"],
+        dir.path(),
+    );
     let mut listing = Listing::spawn(&mut command, Stdio::piped());
     let first = listing.expect(r"Child (\d+) started sleep as pid (\d+)");
     let sleep = Pid::from_raw(first[2].parse().unwrap());
