@@ -53,6 +53,8 @@ const NEW_CLIENTS: usize = 200;
 const IDLE_AGE: Duration = Duration::from_millis(1100);
 /// The longest any one wait may take before the benchmark gives up.
 const PATIENCE: Duration = Duration::from_secs(30);
+/// How the latency tables count a client that got no right reply.
+const LAST_RANK: &str = "percentiles are of all clients: one not answered right ranks last, shown as -";
 
 struct Config {
     clients: usize,
@@ -103,6 +105,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         "{clients} clients at once (rounds: {rounds}); latency from \
          connect to the end of the reply, in ms"
     ))?;
+    report.line(LAST_RANK)?;
     report.line(&format!(
         "{:<12} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>8}",
         "server",
@@ -217,15 +220,16 @@ fn burst_row(name: &str, backlog: i32, results: &[Outcome]) -> String {
         }
     }
     times.sort();
+    let all = results.len();
     let slow = times.iter().filter(|t| t.as_secs() >= 1).count();
     let mut row = format!(
         "{name:<12} {backlog:>7} {:>6} {wrong:>6} {:>6} {:>7} {:>7} {:>7} \
          {slow:>8}",
         times.len(),
         failures.len(),
-        ms(percentile(&times, 50)),
-        ms(percentile(&times, 99)),
-        ms(times.last().copied()),
+        ms(percentile(&times, all, 50)),
+        ms(percentile(&times, all, 99)),
+        ms(percentile(&times, all, 100)),
     );
     failures.sort_by_key(|kind| format!("{kind:?}"));
     failures.dedup_by(|a, b| a == b);
@@ -239,10 +243,12 @@ fn burst_row(name: &str, backlog: i32, results: &[Outcome]) -> String {
     row
 }
 
-/// The nearest-rank percentile of sorted `times`: the smallest value
-/// with at least `p` percent of the values at or below it.
-fn percentile(times: &[Duration], p: usize) -> Option<Duration> {
-    let rank = (times.len() * p).div_ceil(100);
+/// The nearest-rank percentile of `all` clients, of which the sorted
+/// `times` are those answered right: the smallest value with at least `p`
+/// percent of all the clients at or below it. The others rank last, as if
+/// never answered, so a percentile that lands on one of them is `None`.
+fn percentile(times: &[Duration], all: usize, p: usize) -> Option<Duration> {
+    let rank = (all * p).div_ceil(100);
     times.get(rank.checked_sub(1)?).copied()
 }
 // ANCHOR_END: burst
@@ -271,6 +277,7 @@ fn idle_table(
         "{idle} idle connections, then {NEW_CLIENTS} new clients one after \
          another; latency in ms"
     ))?;
+    report.line(LAST_RANK)?;
     report.line(&format!(
         "{:<12} {:>9} {:>8} {:>8} {:>8} {:>8}",
         "server", "idle held", "new p50", "new p99", "RSS MiB", "threads"
@@ -331,8 +338,8 @@ fn idle_row(server: &Server, idle: usize) -> Result<String, Box<dyn Error>> {
     let mut row = format!(
         "{:<12} {holds:>9} {:>8} {:>8} {:>8.1} {threads:>8}",
         server.name,
-        ms(percentile(&times, 50)),
-        ms(percentile(&times, 99)),
+        ms(percentile(&times, NEW_CLIENTS, 50)),
+        ms(percentile(&times, NEW_CLIENTS, 99)),
         rss as f64 / 1024.0,
     );
     if refused > 0 {
@@ -391,6 +398,7 @@ fn compare_async(
         "{clients} clients at once (rounds: {rounds}); latency from \
          connect to the end of the reply, in ms"
     ))?;
+    report.line(LAST_RANK)?;
     report.line(&format!(
         "{:<12} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>8}",
         "server",
@@ -790,5 +798,41 @@ fn within(
     }
     let _ = write!(shown, " {name} {number}");
     Ok(number)
+}
+// Unit tests (`cargo test`).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_that_failed_rank_last_in_the_percentiles() {
+        // 98 clients answered in 1 ms, one reset, one wrong: the p50 is
+        // theirs, but the p99 and the max land on a client that failed.
+        let fast = Duration::from_millis(1);
+        let mut results: Vec<_> =
+            (0..98).map(|_| Outcome::Right(fast)).collect();
+        results.push(Outcome::Failed(io::ErrorKind::ConnectionReset));
+        results.push(Outcome::Wrong);
+        let row = burst_row("server", 128, &results);
+        let first: Vec<_> =
+            row.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(
+            first,
+            ["server", "128", "98", "1", "1", "1.0", "-", "-", "0"]
+        );
+        assert_eq!(row.lines().nth(1), Some("  1 failed: connection reset"));
+        // When all are answered, the p99 of 100 is the 99th smallest.
+        let times: Vec<_> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(
+            percentile(&times, 100, 99),
+            Some(Duration::from_millis(99))
+        );
+        assert_eq!(
+            percentile(&times, 100, 100),
+            Some(Duration::from_millis(100))
+        );
+        assert_eq!(percentile(&times[..98], 100, 99), None);
+        assert_eq!(percentile(&[], 0, 50), None);
+    }
 }
 // ANCHOR_END: whole
