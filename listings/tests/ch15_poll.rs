@@ -772,6 +772,160 @@ fn load_generator_runs_every_scenario_and_every_reply_is_right() {
     assert_eq!(garbage.len(), 3, "{:#?}", out.stdout);
 }
 
+// ---------------------------------------------------------------------------
+// The figures the chapter quotes, from the recorded run
+// (15-03-net-load.out) and the four made right after it, in runs/. If new
+// runs replace them and contradict the prose, this fails.
+
+/// One net-load report's rows, split into words: the burst's (backlog
+/// 128 first), the idle connections' and the line without an end's.
+struct Report {
+    burst: Vec<Vec<String>>,
+    idle: Vec<Vec<String>>,
+    garbage: Vec<Vec<String>>,
+}
+
+fn net_load_reports() -> Vec<Report> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/ch15-poll");
+    let mut files = vec![format!("{dir}/15-03-net-load.out")];
+    files.extend((2..=5).map(|i| format!("{dir}/runs/net-load-{i}.txt")));
+    let servers = ["tcp-naive", "tcp-threads", "tcp-pool", "poll-server"];
+    files
+        .iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(file).unwrap();
+            let rows: Vec<Vec<String>> = text
+                .lines()
+                .map(|l| l.split_whitespace().map(String::from).collect())
+                .filter(|w: &Vec<String>| {
+                    w.first().is_some_and(|n| servers.contains(&n.as_str()))
+                })
+                .collect();
+            let of = |len: usize| -> Vec<Vec<String>> {
+                rows.iter().filter(|r| r.len() == len).cloned().collect()
+            };
+            let report = Report {
+                burst: of(9),
+                idle: of(6),
+                garbage: of(3),
+            };
+            assert_eq!(
+                (report.burst.len(), report.idle.len(), report.garbage.len()),
+                (4, 3, 3),
+                "{file}"
+            );
+            report
+        })
+        .collect()
+}
+
+#[test]
+fn chapter_15_figures_hold_in_the_recorded_runs() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../src/ch15-poll.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    let chapter = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let says = |phrase: &str| {
+        assert!(
+            chapter.contains(phrase),
+            "chapter 15 does not say {phrase:?}"
+        );
+    };
+    let runs = net_load_reports();
+    assert_eq!(runs.len(), 5);
+    let num = |word: &str| word.parse::<f64>().unwrap();
+    let range = |values: &[f64], unit: &str| {
+        let low = values.iter().copied().fold(f64::MAX, f64::min);
+        let high = values.iter().copied().fold(f64::MIN, f64::max);
+        format!("{low:.1} to {high:.1}{unit}")
+    };
+    // The backlog: "7 to 384 of the 1500 in the five runs", the p99 a
+    // second "in four of the five runs", resets in one, its p99 "-".
+    let small: Vec<&Vec<String>> = runs.iter().map(|r| &r.burst[0]).collect();
+    assert!(small.iter().all(|r| r[1] == "128"));
+    let late: Vec<f64> = small.iter().map(|r| num(&r[8])).collect();
+    says(&format!(
+        "{} to {} of the 1500 in the five runs",
+        late.iter().copied().fold(f64::MAX, f64::min),
+        late.iter().copied().fold(f64::MIN, f64::max)
+    ));
+    let second = small
+        .iter()
+        .filter(|r| r[6] == "-" || num(&r[6]) >= 1000.0)
+        .count();
+    assert_eq!(second, 4, "p99s of a second");
+    let reset: Vec<&&Vec<String>> =
+        small.iter().filter(|r| r[4] != "0").collect();
+    assert_eq!(reset.len(), 1);
+    assert_eq!(reset[0][6], "-");
+    says(&format!(
+        "In one of them, {} clients also had their connections reset",
+        reset[0][4]
+    ));
+    // With 1024: every client answered, none after a second.
+    for run in &runs {
+        for row in &run.burst[1..] {
+            assert_eq!(row[1], "1024");
+            assert_eq!(row[2..5], ["1500", "0", "0"], "{row:?}");
+            assert_eq!(row[8], "0", "{row:?}");
+        }
+    }
+    // "the pool's p99 (5.9 to 16.4 ms) was the lowest of the three in all
+    // five runs", while the other two take turns.
+    let p99 = |i: usize| -> Vec<f64> {
+        runs.iter().map(|r| num(&r.burst[i][6])).collect()
+    };
+    let (threads, pool, poll) = (p99(1), p99(2), p99(3));
+    assert!((0..5).all(|i| pool[i] < threads[i].min(poll[i])));
+    let threads_lower = (0..5).filter(|&i| threads[i] < poll[i]).count();
+    assert!(0 < threads_lower && threads_lower < 5, "{threads_lower}");
+    says(&format!(
+        "the pool's p99 ({}) was the lowest of the three in all five runs",
+        range(&pool, " ms")
+    ));
+    says(&format!(
+        "Between the threaded server ({}) and the `poll` server ({})",
+        range(&threads, " ms"),
+        range(&poll, " ms")
+    ));
+    // Idle connections.
+    let idle = |i: usize, col: usize| -> Vec<f64> {
+        runs.iter().map(|r| num(&r.idle[i][col])).collect()
+    };
+    assert!(idle(0, 1).iter().all(|&h| h == 1000.0));
+    assert!(idle(2, 1).iter().all(|&h| h == 10000.0));
+    let pool_held = idle(1, 1);
+    let none = pool_held.iter().filter(|&&h| h == 0.0).count();
+    let most = pool_held.iter().copied().fold(0.0, f64::max);
+    says(&format!(
+        "(none in {} of the five runs, at most {most})",
+        ["no", "one", "two", "three", "four", "five"][none]
+    ));
+    says(&format!(
+        "in one thread and {}, since",
+        range(&idle(2, 4), " MiB")
+    ));
+    let others: Vec<f64> = idle(0, 2).into_iter().chain(idle(1, 2)).collect();
+    says(&format!(
+        "with a p50 of {} against {} for the other two",
+        range(&idle(2, 2), " ms"),
+        range(&others, " ms")
+    ));
+    says(&format!(
+        "the `poll` server's p99 for a new client was {}, the threaded \
+         server's {}, the pool's {}.",
+        range(&idle(2, 3), " ms"),
+        range(&idle(0, 3), " ms"),
+        range(&idle(1, 3), "")
+    ));
+    // The line without an end: the other two move by 0.2 MiB at most.
+    for run in &runs {
+        for row in &run.garbage[1..] {
+            assert!(num(&row[2]) - num(&row[1]) <= 0.2 + 1e-9, "{row:?}");
+        }
+        assert!(num(&run.garbage[0][2]) - num(&run.garbage[0][1]) >= 0.5);
+    }
+}
+
 /// A step of the benchmark that fails says which step it was: the
 /// system refusing the burst's client threads (run as a user allowed 50
 /// threads in all, `ulimit -u`) and the report's file (a path under
