@@ -409,12 +409,18 @@ fn serve(
             refuse(&conn);
             continue;
         };
-        served += 1;
         let timeout = config.timeout;
+        let kept = Arc::clone(&conn);
+        // The system may refuse a thread: the client is then told, as one
+        // over the limit is, and not counted.
         let spawned = thread::Builder::new()
             .spawn(move || answer_and_log(&conn, &slot, timeout));
-        if let Err(err) = spawned {
-            log(format_args!("cannot start a thread: {err}"));
+        match spawned {
+            Ok(_) => served += 1,
+            Err(err) => {
+                log(format_args!("cannot start a thread: {err}"));
+                refuse(&kept);
+            }
         }
     }
     // No more clients. Close the listening socket first, so that a new one

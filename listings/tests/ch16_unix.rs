@@ -2692,3 +2692,34 @@ fn fetch_receives_its_descriptor_close_on_exec() {
     let out = fetch.finish();
     assert!(out.status.success(), "{}", out.stderr);
 }
+
+/// Refused a client's thread (`ulimit -u 2`: its main thread and the one
+/// that waits for signals), the server tells that client it is busy, as it
+/// tells one over its limit, and does not count it: with `--count 1` it
+/// still takes the next. (It counted the client first, then dropped it:
+/// the first client read the end of the stream, and one that had sent a
+/// request had its read reset.)
+#[test]
+fn unix_server_refuses_a_client_whose_thread_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o1777))
+        .unwrap();
+    let mut plain = std::process::Command::new(bin!("unix-server"));
+    plain.args(["--count", "1"]).env("TMPDIR", tmp.path());
+    let Some((mut command, _dir)) =
+        crate::support::with_thread_limit(&plain, 2)
+    else {
+        return;
+    };
+    let mut server = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let path = server.expect(r"Server listening on (.+)").remove(1);
+    for client in ["first", "second"] {
+        let mut sock = UnixStream::connect(&path)
+            .unwrap_or_else(|err| panic!("{client}: {err}"));
+        sock.set_read_timeout(Some(crate::support::PATIENCE))
+            .unwrap();
+        let mut reply = String::new();
+        sock.read_to_string(&mut reply).unwrap();
+        assert_eq!(reply, "error: server busy\n", "{client}");
+    }
+}
