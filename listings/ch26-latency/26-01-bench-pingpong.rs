@@ -625,6 +625,16 @@ impl Channel {
             }
             Via::Signal => {
                 blocked_signals().thread_block()?;
+                // A SIGUSR1 or SIGUSR2 that our parent left pending passes
+                // through `exec`, and `sigwait` would take it for a message.
+                // Ignoring a signal throws away one pending, blocked or not.
+                for signal in [Signal::SIGUSR1, Signal::SIGUSR2] {
+                    // SAFETY: neither action runs any code of ours.
+                    unsafe {
+                        nix::sys::signal::signal(signal, SigHandler::SigIgn)?;
+                        nix::sys::signal::signal(signal, SigHandler::SigDfl)?;
+                    }
+                }
                 // SIGCHLD also comes when the child stops or continues
                 // (`kill -STOP`), unless its action says SA_NOCLDSTOP:
                 // only the child's end must wake the parent.
@@ -729,7 +739,12 @@ fn install_child_gone() -> nix::Result<()> {
     );
     // SAFETY: the handler only loads atomics, adds to one, and calls
     // `write` and `futex`, all async-signal-safe.
-    unsafe { sigaction(Signal::SIGCHLD, &handler) }.map(drop)
+    unsafe { sigaction(Signal::SIGCHLD, &handler) }?;
+    // A parent may have started us with SIGCHLD blocked: the mask passes
+    // through `exec`, and a blocked SIGCHLD would never run the handler.
+    // None left pending by that parent comes now: `keep_zombies` set the
+    // default action first, and that throws a pending SIGCHLD away.
+    SigSet::from(Signal::SIGCHLD).thread_unblock()
 }
 
 fn stream<R: Read + 'static, W: Write + 'static>(

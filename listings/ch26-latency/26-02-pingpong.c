@@ -258,6 +258,12 @@ static void install_child_gone(void) {
     sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGCHLD, &sa, NULL) < 0) die("sigaction");
+    // As in Listing 26-1: a SIGCHLD blocked by our parent stays blocked
+    // through exec, and would never run the handler.
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    if (sigprocmask(SIG_UNBLOCK, &chld, NULL) < 0) die("sigprocmask");
 }
 
 static struct channel make_channel(enum via via, int spin, size_t size) {
@@ -314,6 +320,12 @@ static struct channel make_channel(enum via via, int spin, size_t size) {
         sigaddset(&blocked, SIGUSR2);
         sigaddset(&blocked, SIGCHLD);
         if (sigprocmask(SIG_BLOCK, &blocked, NULL) < 0) die("sigprocmask");
+        // A SIGUSR1 or SIGUSR2 left pending by our parent: thrown away.
+        if (signal(SIGUSR1, SIG_IGN) == SIG_ERR ||
+            signal(SIGUSR1, SIG_DFL) == SIG_ERR ||
+            signal(SIGUSR2, SIG_IGN) == SIG_ERR ||
+            signal(SIGUSR2, SIG_DFL) == SIG_ERR)
+            die("signal");
         // SIGCHLD only when the child ends, not when it stops or continues.
         struct sigaction ends_only = {.sa_handler = SIG_DFL};
         ends_only.sa_flags = SA_NOCLDSTOP;

@@ -511,18 +511,30 @@ fn pingpong_parent_reports_a_child_that_dies() {
     }
     for (bin, name) in &programs {
         for args in &runs {
-            child_dies_under(bin, name, args);
+            child_dies_under(bin, name, args, false);
+        }
+        // Started with SIGCHLD blocked, which passes through `exec`, the
+        // ways that learn of the child's end from a SIGCHLD handler must
+        // unblock it: they hung until killed.
+        for via in ["eventfd", "shm"] {
+            child_dies_under(bin, name, &["--via", via], true);
         }
     }
 }
 
-/// Runs `bin` with `args`, kills its child, and expects one line naming
-/// the program, and status 1.
-fn child_dies_under(bin: &str, name: &str, args: &[&str]) {
+/// Runs `bin` with `args` (with SIGCHLD blocked, if `blocked`), kills its
+/// child, and expects one line naming the program, and status 1.
+fn child_dies_under(bin: &str, name: &str, args: &[&str], blocked: bool) {
     let via = args.join(" ");
     let mut args = args.to_vec();
     args.extend(["--count", "100000000"]);
-    let pingpong = Listing::start(bin, &args);
+    let pingpong = if blocked {
+        let mut env = vec!["--block-signal=CHLD", bin];
+        env.extend(&args);
+        Listing::start("env", &env)
+    } else {
+        Listing::start(bin, &args)
+    };
     let parent = pingpong.pid();
     let mut children = Vec::new();
     crate::support::wait_until("the fork", || {

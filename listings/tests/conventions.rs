@@ -952,6 +952,11 @@ const WAITS_ON_SIGNALS: &[(&str, &[&str], &[&str])] = &[
     ("orphan-hangup", &[], &["CHLD", "TSTP", "CONT"]),
     ("bench-pingpong", &["--count", "10"], &["CHLD"]),
     (
+        "bench-pingpong",
+        &["--via", "signal", "--count", "10"],
+        &["USR1", "USR2", "CHLD"],
+    ),
+    (
         "bench-naive",
         &["--chunk", "65536", "--count", "4"],
         &["CHLD"],
