@@ -1819,9 +1819,42 @@ fn chapter_30_request_costs_hold_in_the_recorded_runs() {
             range(&column(0, &[0, 1]), 1)
         ),
     );
-    // The profile: each server's share of samples in its own binary, and
-    // no function of tokio's binary among those with 1% or more.
-    let (_, _, perf) = request_cost("request-cost-perf.txt");
+    // The profile: made under load, as the prose says; each server's
+    // share of samples in its own binary, and no function of tokio's
+    // binary among those with 1% or more.
+    let (perf_load, _, perf) = request_cost("request-cost-perf.txt");
+    assert_says(
+        &chapter,
+        &format!(
+            "under load (`--runs 3 --strace --perf`, at a load average of {perf_load:.2}"
+        ),
+    );
+    // "Every server makes one `recvfrom` and one reply a request
+    // (`sendto`, or `writev` from tokio's `Framed`); the `poll` server adds
+    // a `poll`, tokio an `epoll_wait`, and the threaded server two
+    // `setsockopt`": the calls per request that strace counted.
+    let calls: Vec<String> = perf
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("system calls per request: "))
+        .map(|l| {
+            let mut calls: Vec<&str> = l.split(", ").collect();
+            calls.sort();
+            calls.join(", ")
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "recvfrom 1.00, sendto 1.00, setsockopt 2.00",
+            "poll 1.00, recvfrom 1.00, sendto 1.00",
+            "epoll_wait 1.00, recvfrom 1.00, writev 1.00",
+        ],
+        "tcp-threads, poll-server, async-server"
+    );
+    assert_says(
+        &chapter,
+        "Every server makes one `recvfrom` and one reply a request (`sendto`, or `writev` from tokio's `Framed`); the `poll` server adds a `poll`, tokio an `epoll_wait`, and the threaded server two `setsockopt`",
+    );
     for (server, name) in [
         ("async-server", "tokio's"),
         ("poll-server", "the `poll` server"),
