@@ -95,8 +95,11 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     };
     say(format_args!("Running as {}; on SIGTERM: {what}", whoami()?));
     let service = start_child(unblocked, found)?;
+    // A child that ended before SIGCHLD was blocked (or one already a
+    // zombie when we became the init by `exec`) sent no SIGCHLD we will
+    // take: reap first, as if one had come, then on every SIGCHLD.
+    let mut signal = Signal::SIGCHLD;
     loop {
-        let signal = waited.wait()?;
         if signal == Signal::SIGCHLD {
             // The child, and any orphan re-parented to us.
             if let Some(status) = reap_all(service)? {
@@ -114,6 +117,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
             say(format_args!("Got {signal}: exiting at once"));
             return Ok(ExitCode::SUCCESS);
         }
+        signal = waited.wait()?;
     }
 }
 

@@ -639,6 +639,38 @@ fn sig_init_as_pid_1_reaps_an_orphan_it_adopted() {
     assert_eq!(init.finish().status.code(), Some(143));
 }
 
+/// A child that ended before the init took SIGCHLD in hand (here one
+/// already a zombie when its parent became the init by `exec`) sends no
+/// SIGCHLD the init will take: it must be reaped all the same. (It stayed
+/// a zombie until the init ended.)
+#[test]
+fn sig_init_reaps_a_zombie_it_inherits_through_exec() {
+    if !have("python3") {
+        return;
+    }
+    // WNOWAIT: wait until the child is a zombie, and leave it one.
+    let script = format!(
+        "import os, sys\n\
+         pid = os.fork()\n\
+         if pid == 0:\n    os._exit(0)\n\
+         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)\n\
+         print(f'zombie {{pid}}', flush=True)\n\
+         os.execv({init:?}, [{init:?}, '--forward'])\n",
+        init = bin!("sig-init")
+    );
+    let mut init = Listing::start("python3", &["-c", &script]);
+    let zombie = init.expect(r"zombie (\d+)")[1].parse().unwrap();
+    let zombie = nix::unistd::Pid::from_raw(zombie);
+    init.expect(r"Running as pid \d+; on SIGTERM: forward it to the child");
+    init.expect(r"Child: running as pid \d+");
+    wait_until("the init to reap the zombie", || state_of(zombie).is_none());
+    init.signal(Signal::SIGTERM);
+    init.expect(r"Got SIGTERM: passing it on to pid \d+");
+    init.expect("Child: got SIGTERM; cleaning up");
+    init.expect("Child was killed by SIGTERM; exiting with 143");
+    assert_eq!(init.finish().status.code(), Some(143));
+}
+
 #[test]
 fn sig_init_outside_a_namespace_dies_of_sigterm_like_anyone() {
     let mut init = Listing::start(bin!("sig-init"), &[]);
