@@ -142,9 +142,10 @@ fn sig_daemon_takes_a_ctrl_c_and_its_wrappers_sigterm_as_one_stop() {
 
 #[test]
 fn sig_daemon_takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop() {
-    daemon::takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop(bin!(
-        "sig-daemon"
-    ));
+    daemon::takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop(
+        bin!("sig-daemon"),
+        true,
+    );
 }
 
 #[test]

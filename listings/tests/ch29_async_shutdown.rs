@@ -1090,9 +1090,10 @@ fn async_daemon_takes_a_ctrl_c_and_its_wrappers_sigterm_as_one_stop() {
 
 #[test]
 fn async_daemon_takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop() {
-    daemon::takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop(bin!(
-        "async-daemon"
-    ));
+    daemon::takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop(
+        bin!("async-daemon"),
+        false,
+    );
 }
 
 #[test]

@@ -409,8 +409,14 @@ pub fn drains_under_the_longest_deadline_it_accepts(bin: &str) {
 /// A SIGTERM and a SIGINT that are both there when the daemon takes its
 /// stop are one stop: the drain runs, and the request in flight gets its
 /// reply. The daemon is frozen while both are sent, so that it wakes to
-/// both at once; it dies of whichever it took as the stop.
-pub fn takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop(bin: &str) {
+/// both at once; it dies of whichever it took as the stop. A daemon that
+/// `empties_both` channels when it takes the stop (Listing 10-1) must
+/// not hear the other signal again in the drain, as a second one that
+/// SAME_STOP then forgives; Listing 29-1 does hear it, and says so.
+pub fn takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop(
+    bin: &str,
+    empties_both: bool,
+) {
     let mut daemon = start(bin, &[]);
     reconfigure(&mut daemon, "delay_ms = 500\n");
     let mut client = Client::connect(daemon.addr);
@@ -438,6 +444,11 @@ pub fn takes_a_sigterm_and_a_sigint_that_come_together_as_one_stop(bin: &str) {
         .iter()
         .any(|line| line.contains("while draining"));
     assert!(!second, "{:#?}", out.stdout);
+    if empties_both {
+        let heard_again =
+            out.stdout.iter().any(|line| line.contains("within 1 s of"));
+        assert!(!heard_again, "{:#?}", out.stdout);
+    }
 }
 
 /// A Ctrl-C that a wrapper passes on: the terminal's SIGINT reaches the
