@@ -1115,8 +1115,8 @@ fn client_tries_every_address_a_name_resolves_to() {
 
 /// The client's error says "timed out after 10 s", and means it: when a
 /// name gives two addresses and neither answers, the two attempts share
-/// the ten seconds rather than take ten each. Two full queues on one
-/// port, at 127.0.0.1 and 127.0.0.2, both named `twofull`.
+/// the ten seconds, five each, rather than take ten each. Two full queues
+/// on one port, at 127.0.0.1 and 127.0.0.2, both named `twofull`.
 #[test]
 fn client_gives_up_on_every_address_within_its_ten_seconds() {
     if !private_hosts_file() {
@@ -1149,6 +1149,53 @@ fn client_gives_up_on_every_address_within_its_ten_seconds() {
         client.stderr
     );
     assert!(took < Duration::from_secs(15), "gave up after {took:?}");
+}
+
+/// An address that never answers cannot starve the ones after it: each
+/// address gets its share of the ten seconds. `mixed` names 127.0.0.1,
+/// a full queue that drops every SYN, then 127.0.0.2, where the server
+/// listens on the same port; the client gives up on the first after five
+/// seconds and gets its reply from the second.
+#[test]
+fn client_gives_a_later_address_its_turn_when_the_first_never_answers() {
+    if !private_hosts_file() {
+        return;
+    }
+    let full = tcp_socket();
+    bind(full.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0)).expect("bind");
+    listen(&full, Backlog::new(0).unwrap()).expect("listen");
+    let bound: SockaddrIn = getsockname(full.as_raw_fd()).expect("address");
+    // A backlog of 0 admits one: take it, and the queue is full.
+    let _first =
+        TcpStream::connect(bound.to_string()).expect("the queue's one place");
+    let port = bound.port();
+    let live = format!("127.0.0.2:{port}");
+    let (server, addr) = {
+        let mut server = Listing::start(
+            bin!("socket-modes"),
+            &["server", &live, "--count", "1"],
+        );
+        let addr = server
+            .expect(r"Server listening on (127\.0\.0\.2:\d+)")
+            .remove(1);
+        (server, addr)
+    };
+    assert_eq!(addr, live);
+    let started = Instant::now();
+    let client = run_with_hosts(
+        "127.0.0.1 mixed\n127.0.0.2 mixed\n",
+        bin!("socket-modes"),
+        &["client", &format!("mixed:{port}")],
+    );
+    let took = started.elapsed();
+    assert!(client.status.success(), "after {took:?}: {}", client.stderr);
+    assert_eq!(client.stdout, ["client got: [server got: [client]]"]);
+    assert!(server.finish().status.success());
+    // Five seconds on the first address, then the second at once.
+    assert!(
+        (Duration::from_secs(4)..Duration::from_secs(9)).contains(&took),
+        "connected after {took:?}"
+    );
 }
 
 #[test]
