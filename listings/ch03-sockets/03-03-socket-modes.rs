@@ -294,18 +294,24 @@ impl Read for Before<'_> {
 }
 
 /// Tries each address in turn, as `TcpStream::connect` does, but all of
-/// them within CLIENT_TIMEOUT: a timeout then means what it says.
+/// them within CLIENT_TIMEOUT: a timeout then means what it says. Each
+/// address gets an equal share of the time left, so that one that never
+/// answers (a full queue, a route to nowhere) cannot use up the time of
+/// those after it.
 fn connect(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
     let deadline = Instant::now() + CLIENT_TIMEOUT;
     let mut last = io::Error::new(ErrorKind::InvalidInput, "no address");
-    for addr in addrs {
-        match TcpStream::connect_timeout(addr, time_left(deadline)?) {
+    for (tried, addr) in addrs.iter().enumerate() {
+        let untried = u32::try_from(addrs.len() - tried).unwrap_or(u32::MAX);
+        let share = time_left(deadline)? / untried;
+        match TcpStream::connect_timeout(addr, share) {
             Ok(sock) => return Ok(sock),
             Err(err) => last = err,
         }
     }
     Err(last)
 }
+
 /// A read that times out fails with `WouldBlock` ("Resource temporarily
 /// unavailable"); say what happened instead.
 fn explain(err: io::Error, timeout: Duration) -> String {

@@ -872,13 +872,17 @@ fn client_gives_up_connecting_to_a_server_whose_queue_is_full() {
 }
 
 /// While the queue is full the kernel drops each SYN, and the client's
-/// kernel sends it again until a time that `tcp_syn_retries` sets (six by
-/// default: about two minutes); then `connect` fails with ETIMEDOUT.
-/// Since Linux 6.5 the first resends (`tcp_syn_linear_timeouts`, 4) come
-/// a second apart, and the waits double after them. `TCP_SYNCNT` sets the
-/// count for one socket: with one, SYNs went at 0, 1 and 2 s on Linux
-/// 6.18, and the wait ended at about 3 s. Linux's behaviour
-/// (`tcp_conn_request()` drops the SYN).
+/// kernel sends it again until the first of two limits, then `connect`
+/// fails with ETIMEDOUT: a count, `tcp_syn_retries` resends (six by
+/// default), and a time, what that many resends take if every wait
+/// doubles from one second (127 s for six). Since Linux 6.5 the first
+/// five resends come a second apart (`tcp_syn_linear_timeouts`, 4, after
+/// the first) and the count grows by four: ten resends, and about two
+/// minutes, by default. `TCP_SYNCNT` sets `tcp_syn_retries` for one
+/// socket: with one, the time limit is 3 s and comes first; on Linux 6.18
+/// the SYNs went at 0, 1 and 2 s, two resends, and the wait ended at
+/// about 3 s (before 6.5: one resend, at 1 s). Linux's behaviour
+/// (`tcp_conn_request()` drops the SYN; `tcp_write_timeout()` gives up).
 #[test]
 fn a_connect_to_a_full_queue_retries_then_fails_with_etimedout() {
     let full = tcp_socket();
@@ -909,6 +913,48 @@ fn a_connect_to_a_full_queue_retries_then_fails_with_etimedout() {
         (Duration::from_millis(2500)..Duration::from_secs(10)).contains(&took),
         "gave up after {took:?} (Linux {linux})"
     );
+    // The kernel counts the SYNs it sent again (`tcpi_retransmits`), and
+    // the count stays after it gave up: two, a second apart, since 6.5;
+    // one, after a second, before.
+    let resent = syn_resends(&late);
+    let expected = if at_least_linux(6, 5) { 2 } else { 1 };
+    assert_eq!(
+        resent, expected,
+        "SYN resent {resent} times (Linux {linux})"
+    );
+}
+
+/// True if the running kernel is Linux `major`.`minor` or later.
+fn at_least_linux(major: u32, minor: u32) -> bool {
+    let release = kernel();
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let found = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    found >= (major, minor)
+}
+
+/// How many times the kernel sent `sock`'s SYN again, from
+/// `getsockopt(TCP_INFO)`: `tcpi_retransmits`, the retransmissions since
+/// the last one answered, which for a connection never made is all of
+/// them.
+fn syn_resends(sock: &OwnedFd) -> u8 {
+    use nix::libc;
+    let mut info = std::mem::MaybeUninit::<libc::tcp_info>::zeroed();
+    let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is writable and `len` says how large it is.
+    let done = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(done, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    // SAFETY: zeroed, then filled in by the kernel.
+    unsafe { info.assume_init() }.tcpi_retransmits
 }
 
 #[test]
@@ -1115,8 +1161,8 @@ fn client_tries_every_address_a_name_resolves_to() {
 
 /// The client's error says "timed out after 10 s", and means it: when a
 /// name gives two addresses and neither answers, the two attempts share
-/// the ten seconds rather than take ten each. Two full queues on one
-/// port, at 127.0.0.1 and 127.0.0.2, both named `twofull`.
+/// the ten seconds, five each, rather than take ten each. Two full queues
+/// on one port, at 127.0.0.1 and 127.0.0.2, both named `twofull`.
 #[test]
 fn client_gives_up_on_every_address_within_its_ten_seconds() {
     if !private_hosts_file() {
@@ -1149,6 +1195,53 @@ fn client_gives_up_on_every_address_within_its_ten_seconds() {
         client.stderr
     );
     assert!(took < Duration::from_secs(15), "gave up after {took:?}");
+}
+
+/// An address that never answers cannot starve the ones after it: each
+/// address gets its share of the ten seconds. `mixed` names 127.0.0.1,
+/// a full queue that drops every SYN, then 127.0.0.2, where the server
+/// listens on the same port; the client gives up on the first after five
+/// seconds and gets its reply from the second.
+#[test]
+fn client_gives_a_later_address_its_turn_when_the_first_never_answers() {
+    if !private_hosts_file() {
+        return;
+    }
+    let full = tcp_socket();
+    bind(full.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0)).expect("bind");
+    listen(&full, Backlog::new(0).unwrap()).expect("listen");
+    let bound: SockaddrIn = getsockname(full.as_raw_fd()).expect("address");
+    // A backlog of 0 admits one: take it, and the queue is full.
+    let _first =
+        TcpStream::connect(bound.to_string()).expect("the queue's one place");
+    let port = bound.port();
+    let live = format!("127.0.0.2:{port}");
+    let (server, addr) = {
+        let mut server = Listing::start(
+            bin!("socket-modes"),
+            &["server", &live, "--count", "1"],
+        );
+        let addr = server
+            .expect(r"Server listening on (127\.0\.0\.2:\d+)")
+            .remove(1);
+        (server, addr)
+    };
+    assert_eq!(addr, live);
+    let started = Instant::now();
+    let client = run_with_hosts(
+        "127.0.0.1 mixed\n127.0.0.2 mixed\n",
+        bin!("socket-modes"),
+        &["client", &format!("mixed:{port}")],
+    );
+    let took = started.elapsed();
+    assert!(client.status.success(), "after {took:?}: {}", client.stderr);
+    assert_eq!(client.stdout, ["client got: [server got: [client]]"]);
+    assert!(server.finish().status.success());
+    // Five seconds on the first address, then the second at once.
+    assert!(
+        (Duration::from_secs(4)..Duration::from_secs(9)).contains(&took),
+        "connected after {took:?}"
+    );
 }
 
 #[test]

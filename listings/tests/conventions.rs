@@ -4,6 +4,7 @@
 //! listings/Cargo.toml must have a row in `abuses`, so a new listing is
 //! covered as soon as it exists.
 
+use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +14,8 @@ use nix::sys::signal::Signal;
 use nix::unistd::pipe2;
 
 use crate::support::{
-    Listing, bin_path, children_of, is_dead, listing_names, run, signal_in,
+    ChildExt, Listing, PATIENCE, bin_path, children_of, die_with_this_thread,
+    is_dead, listing_names, run, signal_in,
 };
 
 /// Listings that no test runs: Listing 5-1 is wrong on purpose, and may
@@ -648,18 +650,52 @@ fn ignores_sigpipe(status: &str) -> bool {
     mask & (1 << (Signal::SIGPIPE as i32 - 1)) != 0
 }
 
+/// std's `Command` gives SIGPIPE its default action back in the child
+/// (`do_exec` in std's sys/process/unix/unix.rs, and `POSIX_SPAWN_SETSIGDEF`
+/// on its posix_spawn path). The child is started by std alone: `run` and
+/// `Listing` set every signal to its default in the child themselves, and
+/// would hide a `Command` that did not. A plain `Command` goes through
+/// posix_spawn; one with a `pre_exec` hook, here the harness's own that
+/// only asks for SIGKILL when the test dies, through fork and exec.
 #[test]
 fn rust_ignores_sigpipe_but_command_children_get_the_default_back() {
     // This test binary is a Rust program: the runtime ignored SIGPIPE.
     let own = std::fs::read_to_string("/proc/self/status").unwrap();
     assert!(ignores_sigpipe(&own));
     // A program it starts with Command has the default again.
-    let child = run("cat", &["/proc/self/status"]);
-    assert!(!ignores_sigpipe(&child.stdout.join("\n")));
+    let plain = Command::new("cat");
+    assert!(!ignores_sigpipe(&status_of_cat(plain)), "posix_spawn");
+    let mut hooked = Command::new("cat");
+    die_with_this_thread(&mut hooked);
+    assert!(!ignores_sigpipe(&status_of_cat(hooked)), "fork and exec");
 }
 
+/// What `cat /proc/self/status` prints when `command` starts it, with
+/// nothing added that touches its signals.
+fn status_of_cat(mut command: Command) -> String {
+    let mut child = command
+        .arg("/proc/self/status")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("cat");
+    // The file is a few KiB: all of it fits in the pipe, and cat exits.
+    let Some(status) = child.wait_timeout(PATIENCE).expect("wait") else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("cat /proc/self/status still running after {PATIENCE:?}");
+    };
+    assert!(status.success(), "cat: {status:?}");
+    let mut text = String::new();
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    stdout.read_to_string(&mut text).expect("cat's output");
+    text
+}
+
+/// `fork` and `exec` pass on what the parent set SIGPIPE to, whatever it
+/// is; `Command`, which resets it, is the test above.
 #[test]
-fn fork_and_exec_keep_an_ignored_sigpipe_and_command_does_not() {
+fn fork_and_exec_keep_an_ignored_sigpipe_and_fork_keeps_the_default() {
     // A shell ignores SIGPIPE, then forks and execs `cat`: the child
     // starts with SIGPIPE ignored, a reset did not happen.
     let out = run("sh", &["-c", "trap '' PIPE; cat /proc/self/status"]);
