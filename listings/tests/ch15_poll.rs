@@ -1014,6 +1014,54 @@ fn nonblocking_writes_take_part_and_write_all_fails_without_saying_how_much() {
     assert!(!got.is_empty() && got.len() < data.len(), "{}", got.len());
 }
 
+#[test]
+fn no_socket_listing_calls_write_all_where_it_makes_a_socket_nonblocking() {
+    // The rule just shown, kept by Part III's own listings: no function
+    // that makes a socket nonblocking calls `write_all` (read in the
+    // source, from each `fn` to the next). The `refuse` of Listings 14-2,
+    // 14-3, 15-2 and 16-1 did, for their one line to a client over the
+    // limit (checked).
+    use std::fs;
+    use std::path::Path;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut breaches = Vec::new();
+    for dir in fs::read_dir(root).unwrap() {
+        let dir = dir.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let part_three =
+            (13..=18).any(|n| name.starts_with(&format!("ch{n}-")));
+        if !part_three {
+            continue;
+        }
+        for file in fs::read_dir(&dir).unwrap() {
+            let file = file.unwrap().path();
+            if file.extension().is_none_or(|ext| ext != "rs") {
+                continue;
+            }
+            let source = fs::read_to_string(&file).unwrap();
+            let mut functions: Vec<Vec<&str>> = vec![Vec::new()];
+            for line in source.lines() {
+                let item = line.trim_start();
+                let item = item.strip_prefix("pub ").unwrap_or(item);
+                if item.starts_with("fn ") {
+                    functions.push(Vec::new());
+                }
+                functions.last_mut().unwrap().push(line);
+            }
+            for function in functions {
+                let text = function.join("\n");
+                if text.contains("set_nonblocking(true)")
+                    && text.contains(".write_all(")
+                {
+                    let file = file.file_name().unwrap().to_string_lossy();
+                    breaches.push(format!("{file}: {}", function[0]));
+                }
+            }
+        }
+    }
+    assert!(breaches.is_empty(), "{breaches:#?}");
+}
+
 // ---------------------------------------------------------------------------
 // Listing 15-4: epoll
 
