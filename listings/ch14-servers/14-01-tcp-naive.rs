@@ -60,8 +60,11 @@ fn run() -> Result<(), Box<dyn Error>> {
         threads.retain(|t: &JoinHandle<()>| !t.is_finished());
         threads.push(thread);
     }
-    // With --count: the last clients are answered before the process ends,
-    // which would close their sockets with their requests unread.
+    // With --count: stop listening first, or a client past the count would
+    // wait in the backlog and be reset at the end. Then the last clients
+    // are answered before the process ends, which would close their
+    // sockets with their requests unread.
+    drop(listener);
     for thread in threads {
         let _ = thread.join();
     }

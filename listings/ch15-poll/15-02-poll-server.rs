@@ -364,7 +364,10 @@ fn refuse(mut sock: TcpStream) {
             break;
         }
     }
-    let _ = sock.write_all(b"error: server busy\n");
+    // One `write`, not `write_all`, which is of no use on a nonblocking
+    // socket: the empty send buffer of a connection just accepted takes
+    // these 19 bytes whole; should it fail, the client goes without them.
+    let _ = sock.write(b"error: server busy\n");
 }
 // ANCHOR_END: accept
 

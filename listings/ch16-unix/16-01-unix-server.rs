@@ -443,7 +443,11 @@ fn refuse(mut conn: &UnixStream) {
             break;
         }
     }
-    let _ = conn.write_all(b"error: server busy\n");
+    // One `write`, not `write_all`, which is of no use on a nonblocking
+    // socket (Chapter 15): the empty send buffer of a connection just
+    // accepted takes these 19 bytes whole; should it fail, the client
+    // goes without them.
+    let _ = conn.write(b"error: server busy\n");
 }
 
 /// Serves one client, and logs who it was, as the kernel tells it.

@@ -12,8 +12,8 @@ use crate::line_server::{
 use crate::support::{
     Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
     blessing, cargo_run, default_port, have,
-    out_of_descriptors_waits_then_serves, run, server_end, unless_blessing,
-    wait_until,
+    out_of_descriptors_waits_then_serves, run, server_end, status_kib,
+    unless_blessing, wait_until,
 };
 
 // ---------------------------------------------------------------------------
@@ -309,7 +309,7 @@ fn length_client_says_a_message_is_too_long_before_it_connects() {
 fn length_server_refuses_a_frame_larger_than_the_maximum_before_allocating() {
     let (server, addr) = start_server(
         bin!("tcp-length"),
-        &["server", "127.0.0.1:0", "--count", "1"],
+        &["server", "127.0.0.1:0", "--count", "2"],
     );
     let mut sock = connect(&addr);
     // A header that claims four gigabytes, and nothing after it.
@@ -318,6 +318,14 @@ fn length_server_refuses_a_frame_larger_than_the_maximum_before_allocating() {
     // The server closes without a reply.
     sock.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty());
+    // And it never asked for the four gigabytes. Linux 6.18 hands out
+    // zeroed memory lazily, so a server that allocated first and checked
+    // after would pass everything above, its resident memory unchanged;
+    // its peak address space (VmPeak) is what grows by 4 GiB (checked).
+    let peak = status_kib(server.pid(), "VmPeak").expect("VmPeak");
+    assert!(peak < 256 * 1024, "VmPeak: {peak} kB");
+    // The second connection, which ends the server: a clean end.
+    drop(connect(&addr));
     let out = server.finish();
     assert!(
         out.stderr

@@ -197,6 +197,18 @@ fn naive_server_answers_its_last_client_before_it_stops() {
 }
 
 #[test]
+fn naive_server_stops_listening_once_its_count_is_reached() {
+    // While it waits for its last threads, it no longer listens: a client
+    // past the count is refused at once. Left open until the end, the
+    // listening socket took that client into its backlog, and the end of
+    // the process reset it, its request unread (checked).
+    line_server::stops_listening_once_its_count_is_reached_with(
+        bin!("tcp-naive"),
+        &["127.0.0.1:0", "--count", "1"],
+    );
+}
+
+#[test]
 fn naive_memory_session_matches_the_book() {
     naive_and_fixed_memory_session("tcp-naive", "14-01-memory.out", |kib| {
         assert!(kib >= 64 << 10, "peak {kib} kB: it held the whole line");

@@ -196,7 +196,17 @@ pub fn listening_on(port: u16) -> bool {
 #[track_caller]
 pub fn stops_listening_once_its_count_is_reached(bin: &str) {
     let args = ["127.0.0.1:0", "--count", "1", "--timeout", "60"];
-    let (server, addr) = start_server(bin, &args);
+    stops_listening_once_its_count_is_reached_with(bin, &args);
+}
+
+/// As [`stops_listening_once_its_count_is_reached`], for a server started
+/// with `args` (which must say `--count 1`): Listing 14-1 has no timeout.
+#[track_caller]
+pub fn stops_listening_once_its_count_is_reached_with(
+    bin: &str,
+    args: &[&str],
+) {
+    let (server, addr) = start_server(bin, args);
     let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
     assert!(listening_on(port), "not listening before its count");
     // The one client the count allows; it says nothing for now.
