@@ -1953,8 +1953,9 @@ fn share_gap(
 /// What the chapter says of its profiles and of the debug run it shows:
 /// the orderings it states between rows of one column lie outside the
 /// sampling error, and the pair it names lies inside; the whole-machine
-/// profile ran faster than every run of its row; the debug run's two-CPU
-/// median is below every release run's on two CPUs.
+/// profile ran faster than every run of its row; and the debug run, which
+/// the tests record on whatever machine runs them, busy, is set against
+/// no figure of the published release runs.
 #[test]
 fn chapter_26_profile_shares_and_runs_are_read_as_stated() {
     let raw = published();
@@ -2020,23 +2021,6 @@ fn chapter_26_profile_shares_and_runs_are_read_as_stated() {
         "its median round trip, {own:.2} µs, was shorter than all 30 runs \
          of its row ({lowest:.2} µs and up)"
     ));
-    // "Its two-CPU median is even below that of every release run on two
-    // CPUs there, kept awake or not".
-    let out = fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("ch26-latency/26-01-bench-pingpong.out"),
-    )
-    .unwrap();
-    let debug = out
-        .lines()
-        .find(|l| l.starts_with("pipe on CPUs"))
-        .map(median)
-        .unwrap();
-    let awake = two_cpus("awake");
-    assert_eq!(awake.len(), 30);
-    for release in plain.iter().chain(&awake) {
-        assert!(debug < *release, "{debug} {release}");
-    }
     // "whose command line on this machine sets `sched_vcpu_pack=15`": where
     // this machine's kernel has that vendor knob, the chapter names its
     // setting.
@@ -2046,10 +2030,15 @@ fn chapter_26_profile_shares_and_runs_are_read_as_stated() {
             says(&format!("command line on this machine sets `{knob}`"));
         }
     }
-    says(
-        "Its two-CPU median is even below that of every release run on two \
-         CPUs there, kept awake or not",
-    );
+    // The debug run beside Listing 26-1 is recorded by the tests, on a
+    // machine they keep busy and that need not be the published one: the
+    // chapter compares none of its figures with the release runs.
+    for words in ["every release run", "release runs on", "than the release"] {
+        assert!(
+            !chapter.contains(words),
+            "ch26 compares the debug run with the release runs: {words}"
+        );
+    }
 }
 
 #[test]
