@@ -992,8 +992,8 @@ fn bench_command_gives_no_verdict_where_nobody_chose_the_placement() {
         let miss = miss_probability(rounds);
         let expected = rows as f64 * miss;
         let said = format!(
-            "If the two programs took exactly the same time, each interval \
-             would still exclude 1 with probability {:.1}% (not 5%: the \
+            "If each round's ratio were as likely above 1 as below, each \
+             interval would still exclude 1 with probability {:.1}% (not 5%: the \
              interval's ends are whole rounds), about {expected:.1} of the \
              {rows} by chance alone",
             100.0 * miss
@@ -1023,6 +1023,15 @@ fn bench_command_publishes_what_it_writes_and_no_probability_as_zero() {
     assert!(out.status.success(), "{}", out.stderr);
     let written = fs::read_to_string(dir.path().join("results.md")).unwrap();
     assert!(!written.contains("probability 0.00"), "{written}");
+    // The chance it counts is that of a ratio as likely above 1 as below
+    // in each round: two programs that took exactly the same time would
+    // give intervals of [1, 1], none of which excludes 1.
+    assert!(!written.contains("exactly the same time"), "{written}");
+    assert!(
+        written
+            .contains("If each round's ratio were as likely above 1 as below"),
+        "{written}"
+    );
     let latency = anchored(&written, "latency-verdict");
     assert!(
         latency.contains("6 or more about one time in 2,700."),
@@ -2785,9 +2794,9 @@ fn chapter_26_claims_hold_in_the_published_results() {
     assert_eq!(excluding.len(), 8);
     says("Eight do here, far more than chance alone would give");
     says(&format!(
-        "2 × P(at most 3 heads in 15 tosses), {:.1}%. So if Rust and C took \
-         exactly the same time on every figure, about one and a half of the \
-         {intervals} intervals",
+        "2 × P(at most 3 heads in 15 tosses), {:.1}%. So if in every round \
+         Rust's time were as likely as C's to be the longer of the two, on \
+         every figure, about one and a half of the {intervals} intervals",
         miss * 100.0
     ));
     let gap = |row: &str| format!("{:.1}%", (ratio(row).0 - 1.0).abs() * 100.0);
