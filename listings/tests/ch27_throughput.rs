@@ -694,6 +694,52 @@ fn chapter_27_splits_the_allocation_row_as_the_profile_does() {
     assert!(p - q > 2.0 * error, "{p} {q} {error}");
 }
 
+/// "they hand out the same bytes in other pieces (more reads than writes
+/// in every run below [...])": every published run over a Unix socket or
+/// TCP made more reads than writes, and on one CPU TCP's surplus, which
+/// the Reads column rounds away, is the one the chapter states.
+#[test]
+fn chapter_27_sockets_make_more_reads_than_writes_in_every_run() {
+    let raw = published();
+    let (mut least, mut most) = (u64::MAX, 0);
+    let mut writes_of_tcp = BTreeMap::new();
+    for r in raw["runs"].as_array().unwrap() {
+        let socket = r["mechanism"] == "unix" || r["mechanism"] == "tcp";
+        if r["kind"] != "throughput" || !socket {
+            continue;
+        }
+        // Counts, stored as JSON numbers with a fraction.
+        let count = |key: &str| r[key].as_f64().unwrap() as u64;
+        let (writes, reads) = (count("writes"), count("reads"));
+        assert!(reads > writes, "{}", r["line"]);
+        if r["mechanism"] == "tcp" && r["placement"] == "same" {
+            least = least.min(reads - writes);
+            most = most.max(reads - writes);
+            writes_of_tcp.insert(writes, ());
+        }
+    }
+    assert_eq!(writes_of_tcp.len(), 1, "{writes_of_tcp:?}");
+    let writes = *writes_of_tcp.keys().next().unwrap();
+    let chapter = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/ch27-throughput.md"),
+    )
+    .unwrap();
+    let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
+    let thousands = |n: u64| {
+        let s = n.to_string();
+        match s.len() {
+            4.. => format!("{},{}", &s[..s.len() - 3], &s[s.len() - 3..]),
+            _ => s,
+        }
+    };
+    let words = format!(
+        "more reads than writes in every run below, though on one CPU TCP \
+         made only {least} to {most} more than its {} writes",
+        thousands(writes)
+    );
+    assert!(chapter.contains(&words), "ch27 does not say: {words}");
+}
+
 /// What chapter 27 says of the published results, checked against them.
 #[test]
 fn chapter_27_claims_hold_in_the_published_results() {
