@@ -992,8 +992,8 @@ fn bench_command_gives_no_verdict_where_nobody_chose_the_placement() {
         let miss = miss_probability(rounds);
         let expected = rows as f64 * miss;
         let said = format!(
-            "If the two programs took exactly the same time, each interval \
-             would still exclude 1 with probability {:.1}% (not 5%: the \
+            "If each round's ratio were as likely above 1 as below, each \
+             interval would still exclude 1 with probability {:.1}% (not 5%: the \
              interval's ends are whole rounds), about {expected:.1} of the \
              {rows} by chance alone",
             100.0 * miss
@@ -1023,6 +1023,15 @@ fn bench_command_publishes_what_it_writes_and_no_probability_as_zero() {
     assert!(out.status.success(), "{}", out.stderr);
     let written = fs::read_to_string(dir.path().join("results.md")).unwrap();
     assert!(!written.contains("probability 0.00"), "{written}");
+    // The chance it counts is that of a ratio as likely above 1 as below
+    // in each round: two programs that took exactly the same time would
+    // give intervals of [1, 1], none of which excludes 1.
+    assert!(!written.contains("exactly the same time"), "{written}");
+    assert!(
+        written
+            .contains("If each round's ratio were as likely above 1 as below"),
+        "{written}"
+    );
     let latency = anchored(&written, "latency-verdict");
     assert!(
         latency.contains("6 or more about one time in 2,700."),
@@ -1953,8 +1962,9 @@ fn share_gap(
 /// What the chapter says of its profiles and of the debug run it shows:
 /// the orderings it states between rows of one column lie outside the
 /// sampling error, and the pair it names lies inside; the whole-machine
-/// profile ran faster than every run of its row; the debug run's two-CPU
-/// median is below every release run's on two CPUs.
+/// profile ran faster than every run of its row; and the debug run, which
+/// the tests record on whatever machine runs them, busy, is set against
+/// no figure of the published release runs.
 #[test]
 fn chapter_26_profile_shares_and_runs_are_read_as_stated() {
     let raw = published();
@@ -2020,23 +2030,6 @@ fn chapter_26_profile_shares_and_runs_are_read_as_stated() {
         "its median round trip, {own:.2} µs, was shorter than all 30 runs \
          of its row ({lowest:.2} µs and up)"
     ));
-    // "Its two-CPU median is even below that of every release run on two
-    // CPUs there, kept awake or not".
-    let out = fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("ch26-latency/26-01-bench-pingpong.out"),
-    )
-    .unwrap();
-    let debug = out
-        .lines()
-        .find(|l| l.starts_with("pipe on CPUs"))
-        .map(median)
-        .unwrap();
-    let awake = two_cpus("awake");
-    assert_eq!(awake.len(), 30);
-    for release in plain.iter().chain(&awake) {
-        assert!(debug < *release, "{debug} {release}");
-    }
     // "whose command line on this machine sets `sched_vcpu_pack=15`": where
     // this machine's kernel has that vendor knob, the chapter names its
     // setting.
@@ -2046,10 +2039,15 @@ fn chapter_26_profile_shares_and_runs_are_read_as_stated() {
             says(&format!("command line on this machine sets `{knob}`"));
         }
     }
-    says(
-        "Its two-CPU median is even below that of every release run on two \
-         CPUs there, kept awake or not",
-    );
+    // The debug run beside Listing 26-1 is recorded by the tests, on a
+    // machine they keep busy and that need not be the published one: the
+    // chapter compares none of its figures with the release runs.
+    for words in ["every release run", "release runs on", "than the release"] {
+        assert!(
+            !chapter.contains(words),
+            "ch26 compares the debug run with the release runs: {words}"
+        );
+    }
 }
 
 #[test]
@@ -2796,9 +2794,9 @@ fn chapter_26_claims_hold_in_the_published_results() {
     assert_eq!(excluding.len(), 8);
     says("Eight do here, far more than chance alone would give");
     says(&format!(
-        "2 × P(at most 3 heads in 15 tosses), {:.1}%. So if Rust and C took \
-         exactly the same time on every figure, about one and a half of the \
-         {intervals} intervals",
+        "2 × P(at most 3 heads in 15 tosses), {:.1}%. So if in every round \
+         Rust's time were as likely as C's to be the longer of the two, on \
+         every figure, about one and a half of the {intervals} intervals",
         miss * 100.0
     ));
     let gap = |row: &str| format!("{:.1}%", (ratio(row).0 - 1.0).abs() * 100.0);
