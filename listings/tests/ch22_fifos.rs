@@ -416,6 +416,28 @@ fn fifo_spam_reader_removes_its_fifo_when_it_fails() {
     assert!(contents(tmp.path()).is_empty());
 }
 
+/// A last line of 4096 bytes without its newline, then the end of the
+/// stream: the line is whole, not longer than the cap, and is printed.
+/// The first version refused it as "longer than 4096 bytes".
+#[test]
+fn fifo_spam_reader_takes_a_last_line_of_4096_bytes_without_its_newline() {
+    let tmp = tmp();
+    let (reader, fifo) = reader_in(tmp.path(), &[]);
+    let mut fifo = OpenOptions::new().write(true).open(&fifo).unwrap();
+    fifo.write_all(&[b'a'; 4096]).unwrap();
+    drop(fifo);
+    let out = finish_clean(reader);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stderr, "");
+    let stdout = out.stdout.join("\n");
+    assert!(stdout.contains(&format!("got \"{}\"", "a".repeat(4096))));
+    assert_eq!(
+        out.stdout.last().map(String::as_str),
+        Some("End of stream: no writer has the FIFO open")
+    );
+    assert!(contents(tmp.path()).is_empty());
+}
+
 #[test]
 fn fifo_spam_reader_refuses_a_line_longer_than_pipe_buf() {
     let tmp = tmp();
