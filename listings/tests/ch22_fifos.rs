@@ -268,6 +268,21 @@ fn fifo_reader_that_reopens_loses_a_line_that_a_held_write_end_keeps() {
         let expected: &[u8] = if rdwr { b"two\n" } else { b"" };
         assert_eq!(got, expected, "O_RDWR: {rdwr}; {linux}");
     }
+    // A writer that still has the FIFO open when the reader closes keeps
+    // the pipe and its line for the reader's new open; what it loses is
+    // its next write while no reader has the FIFO open (EPIPE here, where
+    // SIGPIPE is ignored; SIGPIPE kills a writer that has its default).
+    let mut reader = open_reader(false);
+    send(b"one\n");
+    assert_eq!(read(&mut reader).unwrap(), b"one\n", "{linux}");
+    assert_eq!(read(&mut reader).unwrap(), b"", "end of stream; {linux}");
+    let mut writer = OpenOptions::new().write(true).open(&fifo).unwrap();
+    assert_eq!(writer.write(b"two\n").unwrap(), 4, "{linux}");
+    drop(reader);
+    let err = writer.write(b"three\n").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BrokenPipe, "{linux}");
+    let mut reader = open_reader(false);
+    assert_eq!(read(&mut reader).unwrap(), b"two\n", "{linux}");
 }
 
 #[test]
