@@ -9,7 +9,9 @@
 // - `cut`: like `length`, but the child dies half-way through its last
 //   message, and the reader must notice;
 // - `cut-line`: like `lines`, but the child dies half-way through its
-//   last line.
+//   last line;
+// - `huge`: like `length`, but the child then sends a length of 4 GiB,
+//   which the reader must refuse before allocating anything.
 
 use std::error::Error;
 use std::fs::File;
@@ -22,7 +24,7 @@ use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork, pipe2};
 
-const USAGE: &str = "usage: pipe-frames lines|length|cut|cut-line";
+const USAGE: &str = "usage: pipe-frames lines|length|cut|cut-line|huge";
 /// The largest message the reader accepts: a corrupt or hostile length
 /// must not make it allocate gigabytes.
 const MAX_MESSAGE: usize = 1 << 20;
@@ -33,6 +35,7 @@ enum Framing {
     Length,
     Cut,
     CutLine,
+    Huge,
 }
 
 fn main() -> ExitCode {
@@ -114,7 +117,7 @@ fn send(write_end: OwnedFd, framing: Framing) -> io::Result<()> {
     for message in messages() {
         let frame = match framing {
             Framing::Lines | Framing::CutLine => [&message[..], b"\n"].concat(),
-            Framing::Length | Framing::Cut => {
+            Framing::Length | Framing::Cut | Framing::Huge => {
                 let len = u32::try_from(message.len())
                     .map_err(|_| io::Error::other("message too long"))?;
                 [&len.to_be_bytes()[..], &message].concat()
@@ -130,6 +133,10 @@ fn send(write_end: OwnedFd, framing: Framing) -> io::Result<()> {
         // The first 3 bytes of a line, without its newline, then exit.
         pipe.write_all(b"Spa")?;
     }
+    if framing == Framing::Huge {
+        // The largest length four bytes can hold, and nothing after it.
+        pipe.write_all(&u32::MAX.to_be_bytes())?;
+    }
     Ok(())
 }
 // ANCHOR_END: send
@@ -142,7 +149,9 @@ fn receive(pipe: File, framing: Framing) -> io::Result<usize> {
     loop {
         let message = match framing {
             Framing::Lines | Framing::CutLine => read_line(&mut reader)?,
-            Framing::Length | Framing::Cut => read_frame(&mut reader)?,
+            Framing::Length | Framing::Cut | Framing::Huge => {
+                read_frame(&mut reader)?
+            }
         };
         let Some(message) = message else {
             return Ok(count);
@@ -230,7 +239,7 @@ fn restore_sigpipe() -> nix::Result<()> {
     SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
-/// Reads `lines|length|cut|cut-line` from the command line.
+/// Reads `lines|length|cut|cut-line|huge` from the command line.
 fn parse_args() -> Result<Framing, lexopt::Error> {
     use lexopt::prelude::*;
     let mut framing = None;
@@ -243,6 +252,7 @@ fn parse_args() -> Result<Framing, lexopt::Error> {
                     "length" => Framing::Length,
                     "cut" => Framing::Cut,
                     "cut-line" => Framing::CutLine,
+                    "huge" => Framing::Huge,
                     other => {
                         return Err(format!("unknown framing '{other}'").into());
                     }

@@ -109,7 +109,10 @@ fn reader(
         let text = match line.strip_suffix(b"\n") {
             _ if n == 0 => break, // The end of the stream.
             Some(text) => text.strip_suffix(b"\r").unwrap_or(text),
-            None if n as u64 == MAX_LINE => {
+            // MAX_LINE bytes and no newline: a longer line, unless the
+            // stream ends right here (which waits for a byte or the end,
+            // as the next line's read would).
+            None if n as u64 == MAX_LINE && !fifo.fill_buf()?.is_empty() => {
                 let e = format!("a line longer than {MAX_LINE} bytes, refused");
                 return Err(e.into());
             }

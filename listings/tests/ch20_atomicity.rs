@@ -80,11 +80,13 @@ fn pipe_writers_whole_page_writes_are_cut_by_a_reader_of_one_page() {
 #[test]
 fn pipe_writers_counts_each_cut_write_once() {
     // A write larger than the pipe always goes in in parts, so nearly
-    // every one is cut, some more than once: a count of pieces, or of
-    // runs of odd length, exceeds the number of writes; this may not.
+    // every one is cut, and with one-page reads most are cut many times:
+    // a count of pieces, or of runs of odd length, exceeds the number of
+    // writes; this may not. (With 64 KiB reads a 65537-byte write is cut
+    // at most once, and a count of pieces would pass unseen.)
     let out = run_clean(
         bin!("pipe-writers"),
-        &["--size", "65537", "--writes", "100"],
+        &["--size", "65537", "--writes", "100", "--read-size", "4096"],
     );
     assert!(out.status.success(), "{}", out.stderr);
     let (n, writes) = cut(&out);
@@ -209,6 +211,20 @@ fn pipe_frames_notices_a_stream_cut_inside_a_message() {
     );
 }
 
+/// A length over the reader's limit (1 MiB) is refused before anything
+/// is allocated or read: without the check, the reader allocated 4 GiB
+/// (Linux 6.18 lends it, untouched) and reported a stream cut short.
+#[test]
+fn pipe_frames_refuses_a_length_over_its_limit() {
+    let out = run_clean(bin!("pipe-frames"), &["huge"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.stdout, four_messages());
+    assert_eq!(
+        out.stderr,
+        "pipe-frames: a message of 4294967295 bytes is over the limit\n"
+    );
+}
+
 /// A line cut short counts every byte that came: the first version
 /// popped the last byte before it counted, and said 2 of the 3.
 #[test]
@@ -236,7 +252,7 @@ fn pipe_frames_notices_a_stream_cut_inside_a_line() {
 /// line, and left its child to whoever adopted it.
 #[test]
 fn pipe_frames_reaps_its_child_when_its_reader_is_gone() {
-    for framing in ["lines", "length", "cut", "cut-line"] {
+    for framing in ["lines", "length", "cut", "cut-line", "huge"] {
         let Some(out) = with_output_closed(bin!("pipe-frames"), &[framing])
         else {
             return;
@@ -250,7 +266,7 @@ fn pipe_frames_reaps_its_child_when_its_reader_is_gone() {
 #[test]
 fn pipe_frames_output_matches_the_book() {
     let mut session = Vec::new();
-    for framing in ["lines", "length", "cut"] {
+    for framing in ["lines", "length", "cut", "huge"] {
         let out = run_clean(bin!("pipe-frames"), &[framing]);
         let mut lines = out.stdout;
         lines.extend(out.stderr.lines().map(String::from));

@@ -562,3 +562,42 @@ fn a_pipe_shrinks_to_one_page_only_once_it_holds_no_more() {
         "{linux}"
     );
 }
+
+/// `poll` bounds only its own wait: with one slot free it reports a pipe
+/// writable (POLLOUT, Linux 6.18, `pipe_poll` in fs/pipe.c), and a
+/// blocking write of two pages that follows puts its first page in the
+/// free slot and then waits in `pipe_write`, for as long as nobody reads,
+/// whatever timeout `poll` had. Here the test reads, and the write ends.
+#[test]
+fn a_blocking_write_after_pollout_still_waits_for_room() {
+    use nix::fcntl::OFlag;
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::unistd::{gettid, pipe2, read, write};
+    use std::os::fd::AsFd;
+    use std::sync::mpsc;
+    let linux = format!("Linux {}", kernel());
+    let (reader, writer) = pipe2(OFlag::O_CLOEXEC).unwrap();
+    for _ in 0..15 {
+        assert_eq!(write(&writer, &[b'x'; 4096]), Ok(4096)); // 15 slots.
+    }
+    let (tell, told) = mpsc::channel();
+    // The writer moves into the thread: if the test fails, the read end
+    // closes as it unwinds, and the write ends with EPIPE.
+    let writing = std::thread::spawn(move || {
+        let mut fds = [PollFd::new(writer.as_fd(), PollFlags::POLLOUT)];
+        let ready = poll(&mut fds, PollTimeout::from(1000u16));
+        let revents = fds[0].revents();
+        tell.send((gettid(), ready, revents)).unwrap();
+        write(&writer, &[b'y'; 8192])
+    });
+    let (tid, ready, revents) = told.recv().unwrap();
+    assert_eq!(ready, Ok(1), "{linux}");
+    assert!(revents.unwrap().contains(PollFlags::POLLOUT), "{linux}");
+    wait_until("the write after POLLOUT to wait for room", || {
+        wchan_of(tid).ends_with("pipe_write")
+    });
+    // Room for the second page: the write goes on and returns.
+    let mut buf = [0; 65536];
+    assert_eq!(read(&reader, &mut buf), Ok(65536));
+    assert_eq!(writing.join().unwrap(), Ok(8192), "{linux}");
+}

@@ -268,6 +268,21 @@ fn fifo_reader_that_reopens_loses_a_line_that_a_held_write_end_keeps() {
         let expected: &[u8] = if rdwr { b"two\n" } else { b"" };
         assert_eq!(got, expected, "O_RDWR: {rdwr}; {linux}");
     }
+    // A writer that still has the FIFO open when the reader closes keeps
+    // the pipe and its line for the reader's new open; what it loses is
+    // its next write while no reader has the FIFO open (EPIPE here, where
+    // SIGPIPE is ignored; SIGPIPE kills a writer that has its default).
+    let mut reader = open_reader(false);
+    send(b"one\n");
+    assert_eq!(read(&mut reader).unwrap(), b"one\n", "{linux}");
+    assert_eq!(read(&mut reader).unwrap(), b"", "end of stream; {linux}");
+    let mut writer = OpenOptions::new().write(true).open(&fifo).unwrap();
+    assert_eq!(writer.write(b"two\n").unwrap(), 4, "{linux}");
+    drop(reader);
+    let err = writer.write(b"three\n").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BrokenPipe, "{linux}");
+    let mut reader = open_reader(false);
+    assert_eq!(read(&mut reader).unwrap(), b"two\n", "{linux}");
 }
 
 #[test]
@@ -412,6 +427,28 @@ fn fifo_spam_reader_removes_its_fifo_when_it_fails() {
     assert_eq!(
         out.stderr,
         "fifo-spam: stream did not contain valid UTF-8\n"
+    );
+    assert!(contents(tmp.path()).is_empty());
+}
+
+/// A last line of 4096 bytes without its newline, then the end of the
+/// stream: the line is whole, not longer than the cap, and is printed.
+/// The first version refused it as "longer than 4096 bytes".
+#[test]
+fn fifo_spam_reader_takes_a_last_line_of_4096_bytes_without_its_newline() {
+    let tmp = tmp();
+    let (reader, fifo) = reader_in(tmp.path(), &[]);
+    let mut fifo = OpenOptions::new().write(true).open(&fifo).unwrap();
+    fifo.write_all(&[b'a'; 4096]).unwrap();
+    drop(fifo);
+    let out = finish_clean(reader);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stderr, "");
+    let stdout = out.stdout.join("\n");
+    assert!(stdout.contains(&format!("got \"{}\"", "a".repeat(4096))));
+    assert_eq!(
+        out.stdout.last().map(String::as_str),
+        Some("End of stream: no writer has the FIFO open")
     );
     assert!(contents(tmp.path()).is_empty());
 }
