@@ -181,6 +181,9 @@ fn worker_threads() -> io::Result<Option<usize>> {
 async fn run(fds: u64) -> Result<(), Box<dyn Error>> {
     let config = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let max_conns = config.max_conns.unwrap_or(default_max_conns(fds));
+    // A log grown to the file size limit is an error on that write, as a
+    // client gone is one on its connection: neither ends the server.
+    ignore_sigxfsz()?;
     // Made before the server says it is ready, so that a signal is never
     // taken by its default action: the socket file must go with us.
     let mut signals = Signals::new()
@@ -1125,6 +1128,23 @@ fn is_ignored(signal: i32) -> io::Result<bool> {
     // SAFETY: `sigaction` succeeded, and filled it in.
     let current = unsafe { current.assume_init() };
     Ok(current.sa_sigaction == nix::libc::SIG_IGN)
+}
+
+/// A write past the file size limit (`ulimit -f`, systemd's
+/// `LimitFSIZE=`) raises SIGXFSZ, whose default action ends the process
+/// before the write returns: no drain, no last line, and what the process
+/// made is left behind. Ignored, as SIGPIPE is, the write fails with
+/// `EFBIG` instead, an error like a full disk's `ENOSPC`. Nothing inherits
+/// the choice: these servers start no program.
+fn ignore_sigxfsz() -> io::Result<()> {
+    use nix::sys::signal::{SigHandler::SigIgn, Signal::SIGXFSZ};
+    // SAFETY: ignoring a signal runs no code of ours.
+    match unsafe { nix::sys::signal::signal(SIGXFSZ, SigIgn) } {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            Err(io::Error::other(format!("cannot ignore SIGXFSZ: {err}")))
+        }
+    }
 }
 
 /// Dies of `signal`, by its default action. The init of a PID namespace
