@@ -197,7 +197,7 @@ async fn run(fds: u64) -> Result<(), Box<dyn Error>> {
             (Listener::Tcp(listen(spec, config.backlog)?), None)
         }
         Place::Unix(path) => {
-            let (listener, file) = bind_unix(path)?;
+            let (listener, file) = bind_unix(path, config.backlog)?;
             (Listener::Unix(listener), Some(file))
         }
     };
@@ -1030,6 +1030,7 @@ struct SocketFile {
 /// 16-1's way).
 fn bind_unix(
     path: &Path,
+    backlog: u32,
 ) -> Result<(UnixListener, SocketFile), Box<dyn Error>> {
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
@@ -1053,8 +1054,7 @@ fn bind_unix(
         Err(err) if err.kind() == ErrorKind::NotFound => {}
         Err(err) => return Err(err.into()),
     }
-    // `bind` on tokio's UnixListener is not `async`: it does not wait.
-    let listener = UnixListener::bind(path)
+    let listener = listen_unix(path, backlog)
         .map_err(|err| format!("cannot listen on {}: {err}", path.display()))?;
     let meta = fs::metadata(path)?;
     let file = SocketFile {
@@ -1063,6 +1063,22 @@ fn bind_unix(
         _lock: lock,
     };
     Ok((listener, file))
+}
+
+/// A Unix socket listening at `path` with our backlog, handed to tokio.
+/// tokio's `UnixListener::bind` would not do: it listens with the largest
+/// backlog the system allows (`net.core.somaxconn`, 4096 by default), as
+/// mio asks for -1, and has no way to choose another.
+fn listen_unix(path: &Path, backlog: u32) -> io::Result<UnixListener> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    // Close-on-exec, as every socket std and tokio make.
+    let socket = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None)?;
+    socket.bind(&SockAddr::unix(path)?)?;
+    // The kernel lowers a backlog above `somaxconn` to it.
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    // tokio's reactor wants a socket that never blocks.
+    socket.set_nonblocking(true)?;
+    UnixListener::from_std(socket.into())
 }
 
 impl Drop for SocketFile {
@@ -1463,7 +1479,7 @@ mod tests {
         // lock file that the server leaves by design.
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("server.sock");
-        let (listener, file) = bind_unix(&path).unwrap();
+        let (listener, file) = bind_unix(&path, 1024).unwrap();
         assert!(path.exists());
         // As `run` does, but with a loop that panics.
         let accepting = tokio::spawn(panicking_loop(listener));

@@ -940,6 +940,32 @@ fn start_server_at(path: &Path, args: &[&str]) -> (Listing, String) {
     (server, shown)
 }
 
+/// `--backlog` sets the Unix listener's queue as it sets TCP's: for a
+/// listening socket, `ss` shows the backlog as Send-Q. (Through tokio's
+/// `UnixListener::bind` the option was ignored: mio listens with -1, which
+/// Linux 6.18 turns into `net.core.somaxconn`, 4096 here.)
+#[test]
+fn async_server_listens_on_a_unix_socket_with_the_backlog_asked_for() {
+    if !crate::support::have("ss") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.sock");
+    let (server, _) = start_server_at(&path, &["--backlog", "5"]);
+    let name = path.to_str().unwrap();
+    let table = crate::support::shell("ss -xlnH");
+    let row: Vec<&str> = table
+        .iter()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|words| words.get(4) == Some(&name))
+        .unwrap_or_else(|| panic!("no listening socket at {name}: {table:#?}"));
+    // Netid, State, Recv-Q, Send-Q, Local Address.
+    assert_eq!(row[3], "5", "{row:?}");
+    server.signal(Signal::SIGTERM);
+    let out = server.finish();
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+}
+
 #[test]
 fn async_server_replaces_a_stale_socket_file_but_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
