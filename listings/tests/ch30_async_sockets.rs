@@ -1455,6 +1455,23 @@ fn assert_says(chapter: &str, phrase: &str) {
     );
 }
 
+/// The aside on where `block_on`'s future runs quotes no timing: runs/
+/// keeps no report that compares the accept loop in `main` with the loop
+/// in a task of its own, so a figure there would rest on nothing shown.
+/// (It quoted sixteen pairs of runs and two medians, kept nowhere.)
+#[test]
+fn chapter_30_quotes_no_timing_of_the_accept_loop_in_main() {
+    let chapter = chapter_30();
+    let start = chapter
+        .find("**Where `block_on`'s future runs.**")
+        .expect("the aside");
+    let aside = &chapter[start..];
+    let aside = &aside[..aside.find("</div>").expect("the aside's end")];
+    let timing =
+        regex::Regex::new(r"\d+(\.\d+)? ?(ms|µs|s)\b|pairs of runs").unwrap();
+    assert!(!timing.is_match(aside), "{aside}");
+}
+
 const SERVERS: [&str; 3] = ["tcp-threads", "poll-server", "async-server"];
 
 /// One net-load report: the load average at its start, and for each
