@@ -525,6 +525,7 @@ const EVERYWHERE_THE_SAME: &[(&str, usize)] = &[
     ("fn default_sigchld", 5),
     ("fn log", 11),
     ("fn keep_zombies", 15),
+    ("fn ignore_sigxfsz", 4),
 ];
 
 /// Listings whose `log` is not the one line on stderr the others write

@@ -81,6 +81,9 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     // The manager's socket first, before this program makes a descriptor
     // of its own that could take the number 3.
     let passed = activated()?;
+    // A log grown to the file size limit is an error on that write, as in
+    // Listing 10-1, not the end of the daemon.
+    ignore_sigxfsz()?;
     // Blocked before anything else, and read from a signalfd in the loop;
     // SIGINT only if the parent did not ignore it (a blocked signal that
     // is ignored would still reach the signalfd).
@@ -462,6 +465,23 @@ fn is_ignored(signal: Signal) -> nix::Result<bool> {
     // SAFETY: `sigaction` succeeded, and filled it in.
     let current = unsafe { current.assume_init() };
     Ok(current.sa_sigaction == libc::SIG_IGN)
+}
+
+/// A write past the file size limit (`ulimit -f`, systemd's
+/// `LimitFSIZE=`) raises SIGXFSZ, whose default action ends the process
+/// before the write returns: no drain, no last line, and what the process
+/// made is left behind. Ignored, as SIGPIPE is, the write fails with
+/// `EFBIG` instead, an error like a full disk's `ENOSPC`. Nothing inherits
+/// the choice: these servers start no program.
+fn ignore_sigxfsz() -> io::Result<()> {
+    use nix::sys::signal::{SigHandler::SigIgn, Signal::SIGXFSZ};
+    // SAFETY: ignoring a signal runs no code of ours.
+    match unsafe { nix::sys::signal::signal(SIGXFSZ, SigIgn) } {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            Err(io::Error::other(format!("cannot ignore SIGXFSZ: {err}")))
+        }
+    }
 }
 
 /// The greeting in `config`, or "hello" without one; an error names the

@@ -184,7 +184,10 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
     // the private directory and making them would leave the directory
     // behind. A SIGINT that the parent ignored (a shell's background job,
     // say) stays ignored. SIGPIPE stays ignored too: a client that goes
-    // away is an error on its connection, not the end of the server.
+    // away is an error on its connection, not the end of the server. And
+    // SIGXFSZ is ignored: a file grown to its limit is an error on that
+    // write, not the end of the server either.
+    ignore_sigxfsz()?;
     let int_ignored = is_ignored(SIGINT)
         .map_err(|err| format!("cannot read SIGINT's action: {err}"))?;
     let handle = |kind| {
@@ -854,6 +857,23 @@ fn is_ignored(signal: i32) -> io::Result<bool> {
     // SAFETY: `sigaction` succeeded, and filled it in.
     let current = unsafe { current.assume_init() };
     Ok(current.sa_sigaction == nix::libc::SIG_IGN)
+}
+
+/// A write past the file size limit (`ulimit -f`, systemd's
+/// `LimitFSIZE=`) raises SIGXFSZ, whose default action ends the process
+/// before the write returns: no drain, no last line, and what the process
+/// made is left behind. Ignored, as SIGPIPE is, the write fails with
+/// `EFBIG` instead, an error like a full disk's `ENOSPC`. Nothing inherits
+/// the choice: these servers start no program.
+fn ignore_sigxfsz() -> io::Result<()> {
+    use nix::sys::signal::{SigHandler::SigIgn, Signal::SIGXFSZ};
+    // SAFETY: ignoring a signal runs no code of ours.
+    match unsafe { nix::sys::signal::signal(SIGXFSZ, SigIgn) } {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            Err(io::Error::other(format!("cannot ignore SIGXFSZ: {err}")))
+        }
+    }
 }
 
 /// A directory only we can use, removed when dropped.

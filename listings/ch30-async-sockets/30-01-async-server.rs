@@ -181,6 +181,9 @@ fn worker_threads() -> io::Result<Option<usize>> {
 async fn run(fds: u64) -> Result<(), Box<dyn Error>> {
     let config = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let max_conns = config.max_conns.unwrap_or(default_max_conns(fds));
+    // A log grown to the file size limit is an error on that write, as a
+    // client gone is one on its connection: neither ends the server.
+    ignore_sigxfsz()?;
     // Made before the server says it is ready, so that a signal is never
     // taken by its default action: the socket file must go with us.
     let mut signals = Signals::new()
@@ -194,7 +197,7 @@ async fn run(fds: u64) -> Result<(), Box<dyn Error>> {
             (Listener::Tcp(listen(spec, config.backlog)?), None)
         }
         Place::Unix(path) => {
-            let (listener, file) = bind_unix(path)?;
+            let (listener, file) = bind_unix(path, config.backlog)?;
             (Listener::Unix(listener), Some(file))
         }
     };
@@ -1027,6 +1030,7 @@ struct SocketFile {
 /// 16-1's way).
 fn bind_unix(
     path: &Path,
+    backlog: u32,
 ) -> Result<(UnixListener, SocketFile), Box<dyn Error>> {
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
@@ -1050,8 +1054,7 @@ fn bind_unix(
         Err(err) if err.kind() == ErrorKind::NotFound => {}
         Err(err) => return Err(err.into()),
     }
-    // `bind` on tokio's UnixListener is not `async`: it does not wait.
-    let listener = UnixListener::bind(path)
+    let listener = listen_unix(path, backlog)
         .map_err(|err| format!("cannot listen on {}: {err}", path.display()))?;
     let meta = fs::metadata(path)?;
     let file = SocketFile {
@@ -1060,6 +1063,22 @@ fn bind_unix(
         _lock: lock,
     };
     Ok((listener, file))
+}
+
+/// A Unix socket listening at `path` with our backlog, handed to tokio.
+/// tokio's `UnixListener::bind` would not do: it listens with the largest
+/// backlog the system allows (`net.core.somaxconn`, 4096 by default), as
+/// mio asks for -1, and has no way to choose another.
+fn listen_unix(path: &Path, backlog: u32) -> io::Result<UnixListener> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    // Close-on-exec, as every socket std and tokio make.
+    let socket = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None)?;
+    socket.bind(&SockAddr::unix(path)?)?;
+    // The kernel lowers a backlog above `somaxconn` to it.
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    // tokio's reactor wants a socket that never blocks.
+    socket.set_nonblocking(true)?;
+    UnixListener::from_std(socket.into())
 }
 
 impl Drop for SocketFile {
@@ -1125,6 +1144,23 @@ fn is_ignored(signal: i32) -> io::Result<bool> {
     // SAFETY: `sigaction` succeeded, and filled it in.
     let current = unsafe { current.assume_init() };
     Ok(current.sa_sigaction == nix::libc::SIG_IGN)
+}
+
+/// A write past the file size limit (`ulimit -f`, systemd's
+/// `LimitFSIZE=`) raises SIGXFSZ, whose default action ends the process
+/// before the write returns: no drain, no last line, and what the process
+/// made is left behind. Ignored, as SIGPIPE is, the write fails with
+/// `EFBIG` instead, an error like a full disk's `ENOSPC`. Nothing inherits
+/// the choice: these servers start no program.
+fn ignore_sigxfsz() -> io::Result<()> {
+    use nix::sys::signal::{SigHandler::SigIgn, Signal::SIGXFSZ};
+    // SAFETY: ignoring a signal runs no code of ours.
+    match unsafe { nix::sys::signal::signal(SIGXFSZ, SigIgn) } {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            Err(io::Error::other(format!("cannot ignore SIGXFSZ: {err}")))
+        }
+    }
 }
 
 /// Dies of `signal`, by its default action. The init of a PID namespace
@@ -1443,7 +1479,7 @@ mod tests {
         // lock file that the server leaves by design.
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("server.sock");
-        let (listener, file) = bind_unix(&path).unwrap();
+        let (listener, file) = bind_unix(&path, 1024).unwrap();
         assert!(path.exists());
         // As `run` does, but with a loop that panics.
         let accepting = tokio::spawn(panicking_loop(listener));
@@ -1457,8 +1493,11 @@ mod tests {
 
     #[tokio::test]
     async fn the_future_of_a_connection_is_small() {
-        // What an idle connection costs is mostly its task, whose future
-        // holds everything the connection keeps across an `.await`.
+        // A task's future holds everything the connection keeps across an
+        // `.await`, and is allocated whole when the task is spawned: keep
+        // it small. It is one part of what an idle connection costs;
+        // `Framed`'s buffers, on the heap, are another (Chapter 30
+        // measures the whole, and gives no split).
         let (socket, _) = tokio::net::UnixStream::pair().unwrap();
         let slot = Slots::new(1, Duration::from_secs(1)).take().unwrap();
         let limit = Duration::from_secs(1);

@@ -839,13 +839,21 @@ fn table_row(future: &str) -> String {
 /// A future that loses only time when dropped is not cancel safe by the
 /// chapter's own definition (made again, it does not pick up where the
 /// last one was), nor by tokio's, which counts a place lost in a queue as
-/// a loss: the table says "no", and what is lost.
+/// a loss: the table says "no", and what is lost. 30-1's accept loop
+/// waits for a semaphore's permit in a `select!`, and tokio documents
+/// that dropping `acquire_owned` loses its place in the queue: it has a
+/// row too, which says so.
 #[test]
 fn the_table_counts_lost_time_as_a_loss() {
     for future in ["`sleep`", "`Backoff::failed`"] {
         let row = table_row(future);
         assert!(row.contains(" | no | "), "{row}");
     }
+    let row = table_row("`Semaphore::acquire_owned`");
+    assert!(
+        row.contains(" | 30-1 | no | its place in the queue"),
+        "{row}"
+    );
 }
 
 /// `Child::wait` under a timeout that expires: the child runs on, but the
