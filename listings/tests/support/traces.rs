@@ -596,7 +596,7 @@ pub fn signal_after_iterator_closes_disk_full(
 ///
 /// A first run finds which call that is: it logs every `rt_sigaction`,
 /// waits for a line of output that matches `ready` (printed once the
-/// listing has registered), and kills the listing. Both runs go through
+/// listing has registered), and ends the listing with SIGTERM. Both runs go through
 /// `setpriv --pdeathsig KILL`, when it is installed, as
 /// [`Listing::start_traced`] does.
 pub fn signal_as_its_handler_goes_in(
@@ -605,9 +605,21 @@ pub fn signal_as_its_handler_goes_in(
     signal: Signal,
     ready: &str,
 ) -> Listing {
+    signal_as_its_handler_goes_in_with(bin, args, None, signal, ready)
+}
+
+/// [`signal_as_its_handler_goes_in`], with `TMPDIR` set to `tmpdir`, if
+/// given, for a listing that makes private directories there.
+pub fn signal_as_its_handler_goes_in_with(
+    bin: &str,
+    args: &[&str],
+    tmpdir: Option<&Path>,
+    signal: Signal,
+    ready: &str,
+) -> Listing {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let log = dir.path().join("calls");
-    let mut probe = sigaction_traced(bin, args, &log, None);
+    let mut probe = sigaction_traced(bin, args, tmpdir, &log, None);
     probe.expect(ready);
     let mut pid = None;
     wait_until("strace to start the listing", || {
@@ -618,7 +630,9 @@ pub fn signal_as_its_handler_goes_in(
         pid.is_some()
     });
     let pid = pid.expect("found");
-    nix::sys::signal::kill(pid, Signal::SIGKILL).expect("the listing is alive");
+    // SIGTERM, not SIGKILL: the listings this serves end on it, and
+    // remove what they made, a socket's path, before the second run.
+    nix::sys::signal::kill(pid, Signal::SIGTERM).expect("the listing is alive");
     probe.finish();
     let calls = fs::read_to_string(&log).expect("strace's log");
     let install = format!("rt_sigaction({signal}, {{sa_handler=0x");
@@ -630,7 +644,8 @@ pub fn signal_as_its_handler_goes_in(
             panic!("no handler installed for {signal}:\n{calls}")
         })
         + 1;
-    sigaction_traced(bin, args, Path::new("/dev/null"), Some((signal, nth)))
+    let inject = Some((signal, nth));
+    sigaction_traced(bin, args, tmpdir, Path::new("/dev/null"), inject)
 }
 
 /// `bin args` under strace, logging its `rt_sigaction` calls to `log`,
@@ -638,10 +653,14 @@ pub fn signal_as_its_handler_goes_in(
 fn sigaction_traced(
     bin: &str,
     args: &[&str],
+    tmpdir: Option<&Path>,
     log: &Path,
     inject: Option<(Signal, usize)>,
 ) -> Listing {
     let mut command = Command::new("strace");
+    if let Some(tmpdir) = tmpdir {
+        command.env("TMPDIR", tmpdir);
+    }
     command.args(["-qq", "-o"]).arg(log);
     command.args(["-e", "signal=none", "-e", "trace=rt_sigaction"]);
     if let Some((signal, nth)) = inject {
