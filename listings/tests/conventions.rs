@@ -1343,7 +1343,7 @@ fn every_listing_that_ends_on_sigint_keeps_it_ignored_when_it_was_started_so() {
 /// register it: they let signal-hook install its handler with the signal
 /// unblocked (Chapter 6, "Flags, and the second Ctrl-C"). The check fails
 /// once such a row takes the signal, so that it leaves this list.
-const LOSE_A_SIGTERM_WHILE_THEY_REGISTER: &[&str] = &["sig-daemon"];
+const LOSE_A_SIGTERM_WHILE_THEY_REGISTER: &[&str] = &[];
 
 /// Rows of `ENDED_BY_SIGINT` this check leaves out, each with why.
 const NOT_INJECTED_AT_REGISTERING: &[(&str, &str)] = &[
