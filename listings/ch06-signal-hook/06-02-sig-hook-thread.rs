@@ -45,11 +45,13 @@ fn run() -> Result<(), Box<dyn Error>> {
     // handlers stay installed while a `Handle` lives, and wake the iterator
     // through a socket pair. Closed, a signal would make that write raise
     // SIGPIPE, which now has its default action (Listing 5-4 keeps its pipe
-    // for good too).
+    // for good too). Blocked while it registers them, so that none comes
+    // before signal-hook knows what to do with it.
+    block(&wanted)?;
     let signals = Box::leak(Box::new(Signals::new(&wanted)?));
     // Unblocked once the handlers are in: a parent's mask passes through
     // `exec`, and a blocked SIGHUP would never arrive; one that is already
-    // pending arrives now, and is handled.
+    // pending, or came while they went in, arrives now, and is handled.
     unblock(&wanted)?;
     let handle = signals.handle();
     let ticks = Arc::new(AtomicU64::new(0));
@@ -125,6 +127,18 @@ fn stop_signals() -> io::Result<Vec<i32>> {
         .into_iter()
         .filter(|&number| !(number == SIGINT && int_ignored))
         .collect())
+}
+
+/// Blocks `numbers` while signal-hook registers them: it installs its
+/// handler in the kernel before it records what the handler is to do, and
+/// a signal in between would run it for nothing, the default action
+/// already gone. Blocked, the signal waits, pending, for `unblock`.
+fn block(numbers: &[i32]) -> io::Result<()> {
+    let mut set = SigSet::empty();
+    for &number in numbers {
+        set.add(Signal::try_from(number)?);
+    }
+    Ok(set.thread_block()?)
 }
 
 /// Unblocks `numbers`, once their handlers are in place. A parent's mask

@@ -36,7 +36,9 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     let stop_signals = stop_signals()?;
     // Never dropped: it would close its socket before signal-hook stops
     // writing to it, and a second signal then would raise SIGPIPE, now at
-    // its default, in place of the exit status (Listing 6-2).
+    // its default, in place of the exit status (Listing 6-2). Blocked
+    // while it registers them, as there.
+    block(&stop_signals)?;
     let signals = Box::leak(Box::new(Signals::new(&stop_signals)?));
     unblock(&stop_signals)?; // Once the handlers are in place.
     let (mut out, pid) = (io::stdout(), whoami()?);
@@ -116,6 +118,18 @@ fn stop_signals() -> io::Result<Vec<i32>> {
         .into_iter()
         .filter(|&number| !(number == SIGINT && int_ignored))
         .collect())
+}
+
+/// Blocks `numbers` while signal-hook registers them: it installs its
+/// handler in the kernel before it records what the handler is to do, and
+/// a signal in between would run it for nothing, the default action
+/// already gone. Blocked, the signal waits, pending, for `unblock`.
+fn block(numbers: &[i32]) -> io::Result<()> {
+    let mut set = SigSet::empty();
+    for &number in numbers {
+        set.add(Signal::try_from(number)?);
+    }
+    Ok(set.thread_block()?)
 }
 
 /// Unblocks `numbers`, once their handlers are in place. A parent's mask

@@ -44,6 +44,11 @@ fn run() -> Result<(), Box<dyn Error>> {
     // throws away one pending; the handler goes in next.
     // SAFETY: ignoring runs no code of ours.
     unsafe { signal(Signal::SIGUSR1, SigHandler::SigIgn) }?;
+    // Blocked while signal-hook installs its handlers, which know what to
+    // do only once registered: a signal in between would be lost.
+    let mut handled = SigSet::from(Signal::SIGUSR1);
+    handled.add(Signal::SIGTERM);
+    handled.thread_block()?;
     // SAFETY: the action only increments an atomic.
     unsafe {
         low_level::register(SIGUSR1, || {
@@ -52,10 +57,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     }?;
     // Never dropped, for a SIGUSR1 that comes as we exit (Listing 6-2).
     let signals = Box::leak(Box::new(Signals::new([SIGUSR1, SIGTERM])?));
-    // A parent's mask passes through `exec`: blocked, they would only
-    // ever be pending, and `kill -TERM` would do nothing.
-    let mut handled = SigSet::from(Signal::SIGUSR1);
-    handled.add(Signal::SIGTERM);
+    // Unblocked, also for a parent's mask, which passes through `exec`:
+    // blocked, they would only ever be pending, and `kill -TERM` would do
+    // nothing.
     handled.thread_unblock()?;
     let (mut out, pid) = (io::stdout(), getpid());
     writeln!(

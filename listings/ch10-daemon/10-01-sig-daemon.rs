@@ -158,6 +158,17 @@ fn run() -> Result<Ending, Box<dyn Error>> {
     ignore_sigxfsz()?;
     let int_ignored = is_ignored(SIGINT)
         .map_err(|err| format!("cannot read SIGINT's action: {err}"))?;
+    // Blocked while signal-hook installs its handlers: it records what a
+    // handler is to do only once it is in, and a signal in between would
+    // be lost (Chapter 6).
+    let mut handled = SigSet::from(Signal::SIGHUP);
+    handled.add(Signal::SIGTERM);
+    if !int_ignored {
+        handled.add(Signal::SIGINT);
+    }
+    handled
+        .thread_block()
+        .map_err(|err| format!("cannot block the signals: {err}"))?;
     let handle = |signal| {
         wake_on(signal)
             .map_err(|err| format!("cannot install a signal handler: {err}"))
@@ -174,11 +185,6 @@ fn run() -> Result<Ending, Box<dyn Error>> {
     // A parent that blocked these for its own `sigwait` or signalfd passes
     // its mask on (Chapter 12): blocked, they would never reach a handler.
     // Unblocked here, before any thread starts, for every thread.
-    let mut handled = SigSet::from(Signal::SIGHUP);
-    handled.add(Signal::SIGTERM);
-    if !int_ignored {
-        handled.add(Signal::SIGINT);
-    }
     handled
         .thread_unblock()
         .map_err(|err| format!("cannot unblock the signals: {err}"))?;

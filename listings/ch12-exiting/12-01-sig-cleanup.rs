@@ -85,6 +85,7 @@ fn run() -> Result<Option<(i32, End)>, Box<dyn Error>> {
     let (end, dir) = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let stop = Arc::new(AtomicUsize::new(0));
     let stop_signals = stop_signals()?;
+    block(&stop_signals)?;
     for &number in &stop_signals {
         if end != End::Default {
             flag::register_usize(number, Arc::clone(&stop), number as usize)?;
@@ -172,6 +173,18 @@ fn stop_signals() -> io::Result<Vec<i32>> {
         .into_iter()
         .filter(|&number| !(number == SIGINT && int_ignored))
         .collect())
+}
+
+/// Blocks `numbers` while signal-hook registers them: it installs its
+/// handler in the kernel before it records what the handler is to do, and
+/// a signal in between would run it for nothing, the default action
+/// already gone. Blocked, the signal waits, pending, for `unblock`.
+fn block(numbers: &[i32]) -> io::Result<()> {
+    let mut set = SigSet::empty();
+    for &number in numbers {
+        set.add(Signal::try_from(number)?);
+    }
+    Ok(set.thread_block()?)
 }
 
 /// Unblocks `numbers`, once their handlers are in place. A parent's mask

@@ -144,7 +144,10 @@ fn reap_all(service: Pid) -> nix::Result<Option<WaitStatus>> {
 fn child() -> Result<ExitCode, Box<dyn Error>> {
     // Never dropped, even on an error: it would close its socket before
     // signal-hook stops writing to it, and a SIGTERM then would raise
-    // SIGPIPE, at its default here (Listing 6-2).
+    // SIGPIPE, at its default here (Listing 6-2). Blocked while it is
+    // registered, so that a SIGTERM passed on at once is not lost
+    // (Chapter 6).
+    SigSet::from(Signal::SIGTERM).thread_block()?;
     let signals = Box::leak(Box::new(Signals::new([SIGTERM])?));
     // Our mask is the one the init started with: a parent may have blocked
     // SIGTERM, and blocked it would never come.

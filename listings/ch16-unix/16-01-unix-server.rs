@@ -72,6 +72,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     // The handlers go in before `bind`: a signal that comes between
     // `bind` and the thread that removes the file waits for that thread,
     // instead of killing us with the file left behind.
+    // Blocked while they are registered, so that none is lost (Chapter 6).
+    block_stop_signals()?;
     let signals = Signals::new(stop_signals()?)?;
     // Unblocked too: a parent that blocked them passed its mask on.
     unblock_stop_signals()?;
@@ -320,6 +322,14 @@ fn remove_on_signals(
         .map_err(|err| {
             io::Error::new(err.kind(), format!("cannot start a thread: {err}"))
         })
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP while signal-hook registers them:
+/// it installs its handler before it records what the handler is to do,
+/// and a signal in between would be lost (Chapter 6).
+fn block_stop_signals() -> io::Result<()> {
+    use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGTERM};
+    Ok(SigSet::from_iter([SIGINT, SIGTERM, SIGHUP]).thread_block()?)
 }
 
 /// Unblocks SIGINT, SIGTERM and SIGHUP. A parent that blocked them passed

@@ -177,6 +177,8 @@ fn serve(
     File::open(file).map_err(|err| format!("{}: {err}", file.display()))?;
     // Handlers before `bind`, as in Listing 16-1: a signal that comes in
     // between must not leave the file behind.
+    // Blocked while they are registered, so that none is lost (Chapter 6).
+    block_stop_signals()?;
     let signals = Signals::new(stop_signals()?)?;
     // Unblocked too: a parent that blocked them passed its mask on.
     unblock_stop_signals()?;
@@ -357,6 +359,14 @@ fn remove_on_signals(
         .map_err(|err| {
             io::Error::new(err.kind(), format!("cannot start a thread: {err}"))
         })
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP while signal-hook registers them:
+/// it installs its handler before it records what the handler is to do,
+/// and a signal in between would be lost (Chapter 6).
+fn block_stop_signals() -> io::Result<()> {
+    use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGTERM};
+    Ok(SigSet::from_iter([SIGINT, SIGTERM, SIGHUP]).thread_block()?)
 }
 
 /// Unblocks SIGINT, SIGTERM and SIGHUP. A parent that blocked them passed

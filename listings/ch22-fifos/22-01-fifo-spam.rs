@@ -82,7 +82,9 @@ fn reader(
 ) -> Result<(), Box<dyn Error>> {
     // Caught before anything is made, so that a signal that comes while
     // we make the directory and the FIFO still removes them.
+    // Blocked while they are registered, so that none is lost (Chapter 6).
     let ends = end_signals()?;
+    block(&ends)?;
     let signals = Signals::new(&ends)?;
     unblock(&ends)?;
     let made = Made::create(fifo)?;
@@ -243,6 +245,18 @@ fn die_of(signal: i32) -> ! {
     process::exit(128 + signal)
 }
 // ANCHOR_END: made
+
+/// Blocks `numbers` while signal-hook registers them: it installs its
+/// handler in the kernel before it records what the handler is to do, and
+/// a signal in between would run it for nothing, the default action
+/// already gone. Blocked, the signal waits, pending, for `unblock`.
+fn block(numbers: &[i32]) -> io::Result<()> {
+    let mut set = SigSet::empty();
+    for &number in numbers {
+        set.add(Signal::try_from(number)?);
+    }
+    Ok(set.thread_block()?)
+}
 
 /// Unblocks `numbers`, once their handlers are in place. A parent's mask
 /// passes through `exec`, and a blocked signal reaches neither a handler

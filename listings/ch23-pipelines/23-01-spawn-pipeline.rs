@@ -67,7 +67,9 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Before any child starts: each must stay a zombie until reaped.
     keep_zombies()?;
-    // Caught before the first stage starts, so that none is missed.
+    // Caught before the first stage starts, so that none is missed, and
+    // blocked while they are registered, so that none is lost (Chapter 6).
+    passed_signals().thread_block()?;
     let mut signals = Signals::new(passed_signals().iter().map(|s| s as i32))?;
     // Our terminal, if any: the stages will get it while we have it.
     let terminal = Terminal::controlling();
@@ -80,13 +82,12 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     // blocked SIGPIPE, a producer whose consumer has gone would fail with
     // EPIPE instead of dying of the signal (`Command` restores only its
     // action). SIGPIPE is unblocked now, for us and the stages. The three
-    // we pass on are blocked while the stages start: until its exec, a
+    // we pass on stay blocked while the stages start: until its exec, a
     // stage runs our handlers, which would take one and lose it, so each
     // stage unblocks them itself, at their default (`die_with_parent`).
     // Unblocked here afterwards, before any thread starts: for us, and
     // for our threads, which inherit this thread's mask.
     SigSet::from(Signal::SIGPIPE).thread_unblock()?;
-    passed_signals().thread_block()?;
     let children = start(&stages, terminal.as_ref());
     passed_signals().thread_unblock()?;
     let children = match children {

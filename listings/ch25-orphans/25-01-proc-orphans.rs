@@ -74,12 +74,14 @@ fn run() -> Result<(), Box<dyn Error>> {
     keep_zombies()?;
     // Caught before any child starts, so none is missed; kept until the
     // process ends, even if its thread is refused (Chapter 6).
+    // Blocked while they are registered, so that none is lost (Chapter 6).
     let caught = stop_signals()?;
+    let all = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+    SigSet::from_iter(all).thread_block()?;
     let signals = Box::leak(Box::new(Signals::new(&caught)?));
     // A parent that blocked them passed its mask on through `exec`, and
     // `Command` would pass it on to the children: neither we nor they
     // would ever take them. Unblocked before any thread or child starts.
-    let all = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
     SigSet::from_iter(all).thread_unblock()?;
     // The lifeline, for `pipe`: the children read it; its write end stays
     // here, and only here (CLOEXEC).

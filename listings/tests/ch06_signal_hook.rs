@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::support::{
-    Listing, assert_rejects, assert_session_matches_book, cargo_run, have,
-    like_a_listing, pending_signals, run, shell, signal_after_iterator_closes,
-    signal_after_iterator_closes_thread_refused, start_with_pending, state_of,
-    wait_until,
+    Listing, assert_died_of, assert_rejects, assert_session_matches_book,
+    cargo_run, have, like_a_listing, pending_signals, run, shell,
+    signal_after_iterator_closes, signal_after_iterator_closes_thread_refused,
+    signal_as_its_handler_goes_in, start_with_pending, state_of, wait_until,
 };
 
 /// Waits until `signal` is no longer pending for the listing: delivered.
@@ -825,6 +825,64 @@ fn sig_hook_flag_takes_a_sigint_that_comes_while_it_registers() {
     // Lost, the SIGINT would leave it working until PATIENCE runs out.
     hook.expect("Cleaning up for 0 s; a second signal stops me now");
     hook.expect("Clean exit");
+    let out = hook.finish();
+    assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
+}
+
+// A single action is no safer than 6-1's two: signal-hook installs its
+// handler before it records the action, and a signal in between runs the
+// handler, finds nothing to do, and is gone, the default action with it
+// (`signal_as_its_handler_goes_in` says where). strace sends SIGTERM just
+// as the handler for it goes in; each listing must stop on it.
+
+#[test]
+fn sig_hook_thread_takes_a_sigterm_that_comes_while_it_registers() {
+    if !have("strace") {
+        return;
+    }
+    let ready = r"Working as pid \d+; try: kill -HUP \d+";
+    let bin = bin!("sig-hook-thread");
+    let mut hook =
+        signal_as_its_handler_goes_in(bin, &[], Signal::SIGTERM, ready);
+    hook.expect(ready);
+    // Lost, the SIGTERM would leave it ticking until PATIENCE runs out.
+    hook.expect("Main thread: stopping on signal 15");
+    hook.expect("Main thread: closing the iterator, joining its thread");
+    hook.expect("Signal thread: iterator closed, leaving");
+    hook.expect("Clean exit");
+    let out = hook.finish();
+    assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
+}
+
+#[test]
+fn sig_hook_default_takes_a_sigterm_that_comes_while_it_registers() {
+    if !have("strace") {
+        return;
+    }
+    let ready = r"Working as pid \d+; stop me with Ctrl-C or kill \d+";
+    let bin = bin!("sig-hook-default");
+    let mut hook =
+        signal_as_its_handler_goes_in(bin, &[], Signal::SIGTERM, ready);
+    hook.expect(ready);
+    // Lost, the SIGTERM would leave it waiting until PATIENCE runs out.
+    hook.expect("Got SIGTERM: cleaning up");
+    hook.expect("Cleaned up; dying of SIGTERM");
+    // strace ends as its tracee did: killed by the same signal.
+    assert_died_of(&hook.finish(), Signal::SIGTERM);
+}
+
+#[test]
+fn sig_coalesce_takes_a_sigterm_that_comes_while_it_registers() {
+    if !have("strace") {
+        return;
+    }
+    let ready = r"Counting SIGUSR1 as pid \d+; kill -TERM \d+ for the totals";
+    let bin = bin!("sig-coalesce");
+    let mut hook =
+        signal_as_its_handler_goes_in(bin, &[], Signal::SIGTERM, ready);
+    hook.expect(ready);
+    // Lost, the SIGTERM would leave it counting until PATIENCE runs out.
+    hook.expect("SIGUSR1: handler ran 0 times, iterator reported it 0 times");
     let out = hook.finish();
     assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
 }

@@ -585,6 +585,100 @@ pub fn signal_after_iterator_closes_disk_full(
     signal_after_closing(bin, args, Some(full), signal, drive)
 }
 
+/// Starts `bin args` under strace, which sends it `signal` at the
+/// `rt_sigaction` that installs a handler for that signal, the first one
+/// to do so. signal-hook-registry 1.4.8 (src/lib.rs:672-681) installs its
+/// handler in the kernel before it records the signal's actions: a signal
+/// delivered when that call returns runs the handler, which finds no
+/// action, and falls back on the previous action only if that was a
+/// function, not the default. A listing that blocks the signal first
+/// holds it pending, and takes it when it unblocks it.
+///
+/// A first run finds which call that is: it logs every `rt_sigaction`,
+/// waits for a line of output that matches `ready` (printed once the
+/// listing has registered), and ends the listing with SIGTERM. Both runs go through
+/// `setpriv --pdeathsig KILL`, when it is installed, as
+/// [`Listing::start_traced`] does.
+pub fn signal_as_its_handler_goes_in(
+    bin: &str,
+    args: &[&str],
+    signal: Signal,
+    ready: &str,
+) -> Listing {
+    signal_as_its_handler_goes_in_with(bin, args, None, signal, ready)
+}
+
+/// [`signal_as_its_handler_goes_in`], with `TMPDIR` set to `tmpdir`, if
+/// given, for a listing that makes private directories there.
+pub fn signal_as_its_handler_goes_in_with(
+    bin: &str,
+    args: &[&str],
+    tmpdir: Option<&Path>,
+    signal: Signal,
+    ready: &str,
+) -> Listing {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = dir.path().join("calls");
+    let mut probe = sigaction_traced(bin, args, tmpdir, &log, None);
+    probe.expect(ready);
+    let mut pid = None;
+    wait_until("strace to start the listing", || {
+        pid = children_of(probe.pid()).into_iter().find(|child| {
+            fs::read_link(format!("/proc/{child}/exe"))
+                .is_ok_and(|exe| exe == Path::new(bin))
+        });
+        pid.is_some()
+    });
+    let pid = pid.expect("found");
+    // SIGTERM, not SIGKILL: the listings this serves end on it, and
+    // remove what they made, a socket's path, before the second run.
+    nix::sys::signal::kill(pid, Signal::SIGTERM).expect("the listing is alive");
+    probe.finish();
+    let calls = fs::read_to_string(&log).expect("strace's log");
+    let install = format!("rt_sigaction({signal}, {{sa_handler=0x");
+    let nth = calls
+        .lines()
+        .filter(|line| line.starts_with("rt_sigaction("))
+        .position(|call| call.starts_with(&install))
+        .unwrap_or_else(|| {
+            panic!("no handler installed for {signal}:\n{calls}")
+        })
+        + 1;
+    let inject = Some((signal, nth));
+    sigaction_traced(bin, args, tmpdir, Path::new("/dev/null"), inject)
+}
+
+/// `bin args` under strace, logging its `rt_sigaction` calls to `log`,
+/// and sending it `signal` at the `nth` of them, if asked.
+fn sigaction_traced(
+    bin: &str,
+    args: &[&str],
+    tmpdir: Option<&Path>,
+    log: &Path,
+    inject: Option<(Signal, usize)>,
+) -> Listing {
+    let mut command = Command::new("strace");
+    if let Some(tmpdir) = tmpdir {
+        command.env("TMPDIR", tmpdir);
+    }
+    command.args(["-qq", "-o"]).arg(log);
+    command.args(["-e", "signal=none", "-e", "trace=rt_sigaction"]);
+    if let Some((signal, nth)) = inject {
+        let send = format!("inject=rt_sigaction:signal={signal}:when={nth}");
+        command.args(["-e", &send]);
+    }
+    command.arg("--");
+    let setpriv = Command::new("sh")
+        .args(["-c", "command -v setpriv"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if setpriv {
+        command.args(["setpriv", "--pdeathsig", "KILL", "--"]);
+    }
+    command.arg(bin).args(args);
+    Listing::spawn(&mut command, Stdio::piped())
+}
+
 /// `tamper`: a call for strace to trace too, and what to inject.
 fn signal_after_closing(
     bin: &str,
