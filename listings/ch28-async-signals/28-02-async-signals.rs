@@ -11,9 +11,10 @@
 //   and loses a signal that comes while a reload runs;
 // - `--stuck` cleans up with a call that blocks the thread, and then the
 //   second signal cannot be heard;
-// - `--hook` adds an action to signal-hook's handler that ends the
-//   process from inside the handler on a second signal, a second or more
-//   after the first, which works even then.
+// - `--hook` makes the action that notes each stop signal in
+//   signal-hook's handler also end the process, from inside the handler,
+//   on a second signal a second or more after the first, which works
+//   even then.
 
 use std::error::Error;
 use std::io::{self, Write};
