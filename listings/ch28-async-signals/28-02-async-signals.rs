@@ -11,9 +11,10 @@
 //   and loses a signal that comes while a reload runs;
 // - `--stuck` cleans up with a call that blocks the thread, and then the
 //   second signal cannot be heard;
-// - `--hook` adds an action to signal-hook's handler that ends the
-//   process from inside the handler on a second signal, a second or more
-//   after the first, which works even then.
+// - `--hook` makes the action that notes each stop signal in
+//   signal-hook's handler also end the process, from inside the handler,
+//   on a second signal a second or more after the first, which works
+//   even then.
 
 use std::error::Error;
 use std::io::{self, Write};
@@ -21,7 +22,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{SigHandler, SigSet, Signal as NixSignal, raise};
 use nix::time::{ClockId, clock_gettime};
@@ -147,29 +148,22 @@ impl Signals {
 async fn run() -> Result<(), Box<dyn Error>> {
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let mut signals = Signals::new()?;
-    if args.hook {
-        // Runs inside signal-hook's handler. The first stop signal notes
-        // when it came; one that comes SAME_STOP or more after it ends the
-        // process there and then; one sooner is the same stop.
-        let first = Arc::new(AtomicU64::new(0));
-        for stop in [SIGTERM, SIGINT] {
-            let first = Arc::clone(&first);
-            let die = move || {
-                let now = monotonic_nanos();
-                if let Err(then) = first.compare_exchange(
-                    0,
-                    now,
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                ) {
-                    if now.saturating_sub(then) >= SAME_STOP.as_nanos() as u64 {
-                        die_in_handler(stop);
-                    }
-                }
-            };
-            // SAFETY: `die` makes async-signal-safe calls only.
-            unsafe { low_level::register(stop, die) }?;
-        }
+    // Runs inside signal-hook's handler, after tokio's action: notes when
+    // each stop signal came, so that a second one is timed from when the
+    // stop's signal came, not from when the task heard it. With `--hook`,
+    // one that comes SAME_STOP or more after that ends the process there
+    // and then; one sooner is the same stop.
+    let came = Arc::new(Arrivals::default());
+    for stop in [SIGTERM, SIGINT] {
+        let came = Arc::clone(&came);
+        let hook = args.hook;
+        let note = move || {
+            if came.note() >= SAME_STOP && hook {
+                die_in_handler(stop);
+            }
+        };
+        // SAFETY: `note` makes async-signal-safe calls only.
+        unsafe { low_level::register(stop, note) }?;
     }
     let pid = getpid();
     writeln!(
@@ -178,8 +172,8 @@ async fn run() -> Result<(), Box<dyn Error>> {
     )?;
 
     let stop = until_stopped(&mut signals, args.reload, args.in_loop).await?;
-    // Before the line: a second signal is timed from here.
-    let started = Instant::now();
+    // It may have come seconds ago, while a reload ran.
+    came.stop_began();
     let name = low_level::signal_name(stop).unwrap_or("a signal");
     let secs = args.cleanup.as_secs();
     writeln!(
@@ -200,7 +194,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
             _ = signals.term.recv() => SIGTERM,
             _ = signals.int.recv() => SIGINT,
         };
-        if started.elapsed() >= SAME_STOP {
+        if came.since_stop() >= SAME_STOP {
             die_of(heard);
         }
         same_stop(heard, stop)?;
@@ -212,6 +206,45 @@ async fn run() -> Result<(), Box<dyn Error>> {
 /// it on a moment later, as SIGTERM or as SIGINT; systemd signals every
 /// process of a unit, and a wrapper there passes its SIGTERM on too.
 const SAME_STOP: Duration = Duration::from_secs(1);
+
+/// When the latest stop signal came, and when the one that began the
+/// stop did, in nanoseconds of the monotonic clock; 0 for "none yet".
+#[derive(Default)]
+struct Arrivals {
+    latest: AtomicU64,
+    stop: AtomicU64,
+}
+
+impl Arrivals {
+    /// In the handler: notes a stop signal that comes now, and returns how
+    /// long after the stop's signal it came, zero before a stop began.
+    fn note(&self) -> Duration {
+        let now = monotonic_nanos();
+        self.latest.fetch_max(now, Ordering::SeqCst);
+        match self.stop.load(Ordering::SeqCst) {
+            0 => Duration::ZERO,
+            stop => Duration::from_nanos(now.saturating_sub(stop)),
+        }
+    }
+
+    /// In the task, once it has taken a stop signal: the stop began when
+    /// the latest came (now, if it came before the action was registered,
+    /// and only its stream heard it).
+    fn stop_began(&self) {
+        let now = monotonic_nanos();
+        let latest = match self.latest.load(Ordering::SeqCst) {
+            0 => now,
+            latest => latest,
+        };
+        self.stop.store(latest, Ordering::SeqCst);
+    }
+
+    /// How long ago the stop's signal came.
+    fn since_stop(&self) -> Duration {
+        let stop = self.stop.load(Ordering::SeqCst);
+        Duration::from_nanos(monotonic_nanos().saturating_sub(stop))
+    }
+}
 
 /// Says that `signal` came too soon after `stop` to be a second signal.
 fn same_stop(signal: i32, stop: i32) -> io::Result<()> {

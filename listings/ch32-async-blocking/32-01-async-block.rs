@@ -32,7 +32,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SigHandler, SigSet, Signal, kill};
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, Signal, kill, sigaction,
+};
 use nix::sys::wait::waitpid;
 use nix::unistd::{Pid, getpid, getppid, pipe2};
 use signal_hook::consts::SIGUSR1;
@@ -103,11 +105,15 @@ fn main() -> ExitCode {
 /// threads; and first, a SIGUSR1 that parent left pending is thrown away
 /// (ignoring a signal discards it), or it would come at once, at its
 /// default action, and end the program before any handler is in place.
+/// The action found is put back after: a SIGUSR1 the parent ignored stays
+/// ignored in the ways that never listen for it.
 fn unblock_usr1() -> io::Result<()> {
-    // SAFETY: neither action runs code of ours.
-    unsafe { nix::sys::signal::signal(Signal::SIGUSR1, SigHandler::SigIgn) }?;
+    let ignore =
+        SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    // SAFETY: neither action runs code of ours: none is installed yet.
+    let found = unsafe { sigaction(Signal::SIGUSR1, &ignore) }?;
     // SAFETY: as above.
-    unsafe { nix::sys::signal::signal(Signal::SIGUSR1, SigHandler::SigDfl) }?;
+    unsafe { sigaction(Signal::SIGUSR1, &found) }?;
     Ok(SigSet::from(Signal::SIGUSR1).thread_unblock()?)
 }
 

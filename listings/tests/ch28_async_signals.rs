@@ -450,6 +450,48 @@ fn signal_streams_made_once_keep_a_term_sent_during_a_reload() {
     assert!(listing.finish().status.success());
 }
 
+/// A stop signal that comes while a reload runs waits in its stream, and
+/// the clean-up starts only when the reload ends. A second signal, sent
+/// at once after the "cleaning up" line but seconds after the first, is
+/// a second signal all the same: the window is timed from when the first
+/// came, with and without `--hook`, and both end alike.
+#[test]
+fn async_signals_times_the_same_stop_from_the_first_signal_not_the_clean_up() {
+    for hook in [false, true] {
+        let mut args = vec!["--reload-secs", "3", "--cleanup-secs", "3"];
+        if hook {
+            args.push("--hook");
+        }
+        let mut listing = start(bin!("async-signals"), &args, SIGNALS_READY);
+        listing.signal(Signal::SIGHUP);
+        listing.expect("Got SIGHUP: reloading, which takes 3 s");
+        let first = Instant::now();
+        listing.signal(Signal::SIGTERM);
+        listing.expect("Reloaded");
+        listing.expect(
+            "Got SIGTERM: cleaning up for 3 s; a second signal stops me now",
+        );
+        // The reload took its seconds: more than SAME_STOP since the first.
+        while first.elapsed() < Duration::from_millis(1200) {
+            past_the_same_stop();
+        }
+        listing.signal(Signal::SIGTERM);
+        let out = listing.finish();
+        assert_eq!(
+            out.status.signal(),
+            Some(Signal::SIGTERM as i32),
+            "hook: {hook}; {:?} {:?}",
+            out.status,
+            out.stdout
+        );
+        assert!(
+            !out.stdout.iter().any(|l| l.contains("the same stop")),
+            "hook: {hook}; {:?}",
+            out.stdout
+        );
+    }
+}
+
 #[test]
 fn a_blocked_task_cannot_hear_the_second_signal() {
     let args = ["--stuck", "--cleanup-secs", "3"];

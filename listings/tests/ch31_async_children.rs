@@ -905,7 +905,8 @@ fn killpg_finds_a_group_of_one_zombie_and_fails_once_it_is_reaped() {
 /// execve(2) promises): the kernel then
 /// reaps every child itself, tokio's wait fails with ECHILD, and sh's
 /// pid, the group's id, is free the moment sh exits. The listing gives
-/// SIGCHLD its default back before the runtime starts. It used to exit 1
+/// SIGCHLD its default back before it starts its first child (the first
+/// thing `run` does, inside the runtime). It used to exit 1
 /// with `No child processes` and leave `sleep` running for its minute.
 #[test]
 fn async_child_kill_ends_the_group_when_its_parent_ignored_sigchld() {

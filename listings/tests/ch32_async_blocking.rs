@@ -599,3 +599,34 @@ fn async_block_hears_a_sigusr1_its_parent_had_blocked() {
         assert!(got, "{fix}: {:?}", out.stdout);
     }
 }
+
+/// A parent may leave SIGUSR1 ignored (`env --ignore-signal`, coreutils
+/// 9.1 here), and `exec` keeps an ignored action (Linux 6.18 here). The
+/// `wait` and `read` ways never listen for SIGUSR1: it must stay ignored,
+/// as Chapter 12 asks of a signal the user chose to ignore. Throwing a
+/// pending one away used to end with the default action put back, and a
+/// SIGUSR1 sent during the wait then killed the listing.
+#[test]
+fn async_block_leaves_an_ignored_sigusr1_ignored_in_the_ways_without_it() {
+    for way in ["wait", "read"] {
+        let mut command = std::process::Command::new("env");
+        command
+            .arg("--ignore-signal=USR1")
+            .arg(bin!("async-block"))
+            .args([way, "--secs", "1"]);
+        let mut listing = crate::support::Listing::spawn(
+            &mut command,
+            std::process::Stdio::piped(),
+        );
+        listing.expect(r"Ticking every 100 ms; now waiting .*");
+        listing.signal(nix::sys::signal::Signal::SIGUSR1);
+        let out = crate::support::finish_clean(listing);
+        assert!(
+            out.status.success(),
+            "{way}: {:?} {}",
+            out.status,
+            out.stderr
+        );
+        assert_eq!(out.stdout.len(), 5, "{way}: {:?}", out.stdout);
+    }
+}
