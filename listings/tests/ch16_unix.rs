@@ -2026,6 +2026,47 @@ fn a_passed_descriptor_reads_a_file_its_receiver_may_not_open() {
     assert_session_matches_book("ch16-unix/16-03-client.out", &terminal2);
 }
 
+/// Terminal 2's command works from a clone that `nobody` may not reach,
+/// such as one inside `/root`: `setpriv` runs the program while it still
+/// has root's capabilities, which go only at that `exec`, and the program
+/// as `nobody` then needs only the socket. Shown with the binary named
+/// from the clone's top, as the session names it, and by its full path.
+#[test]
+fn the_sessions_client_runs_from_a_clone_that_nobody_may_enter() {
+    if !can_switch_users() {
+        return;
+    }
+    let dir = open_dir();
+    let (file, path) = (path_in(&dir, "secret"), path_in(&dir, "pass.sock"));
+    fs::write(&file, "the secret\n").unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+    let root_only = tempfile::tempdir().unwrap();
+    fs::set_permissions(root_only.path(), fs::Permissions::from_mode(0o700))
+        .unwrap();
+    let clone = root_only.path().join("book");
+    fs::create_dir_all(clone.join("target/debug")).unwrap();
+    let binary = clone.join("target/debug/unix-pass-fd");
+    fs::copy(bin!("unix-pass-fd"), &binary).unwrap();
+    let binary = binary.to_str().unwrap();
+    let as_nobody = AS_NOBODY.join(" ");
+    let out = run("bash", &["-c", &format!("{as_nobody} test -e {binary}")]);
+    assert!(!out.status.success(), "nobody reaches {binary}");
+    let args = ["serve", &path, &file, "--count", "2"];
+    let (server, _) = start(bin!("unix-pass-fd"), &args);
+    for fetch in [
+        format!(
+            "cd {} && {as_nobody} target/debug/unix-pass-fd fetch {path}",
+            clone.to_str().unwrap()
+        ),
+        format!("cd / && {as_nobody} {binary} fetch {path}"),
+    ] {
+        let out = run("bash", &["-c", &fetch]);
+        assert_eq!(out.stdout, ["the secret"], "{fetch}: {}", out.stderr);
+    }
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
 #[test]
 fn python_receives_a_descriptor_from_the_server() {
     if !have("python3") {
