@@ -762,6 +762,66 @@ fn stale_socket_session_matches_the_book() {
     assert_session_matches_book("ch16-unix/16-01-stale-client.out", &terminal2);
 }
 
+/// `SO_PEERCRED` carries one group, the client's effective one, and not
+/// the groups it is a member of besides: a client run as `nobody`, with
+/// `nogroup` its group and `users` (gid 100) a supplementary group, shows
+/// `nogroup` there, and `users` only in `SO_PEERGROUPS` (Linux 4.13; the
+/// test expects Linux 6.18).
+#[test]
+fn so_peercred_gives_the_clients_group_and_so_peergroups_its_others() {
+    use nix::sys::socket::{getsockopt, sockopt};
+    use std::os::fd::AsRawFd;
+    // The system's Python: `nobody` may not run one under `/root`.
+    let python = "/usr/bin/python3";
+    if !can_switch_users() || !Path::new(python).exists() {
+        return;
+    }
+    let dir = open_dir();
+    let path = path_in(&dir, "groups.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o777)).unwrap();
+    let connect = "import socket, sys\n\
+                   s = socket.socket(socket.AF_UNIX)\n\
+                   s.connect(sys.argv[1])\n\
+                   s.recv(1)\n";
+    let mut command = std::process::Command::new("setpriv");
+    command
+        .args(["--reuid=nobody", "--regid=nogroup", "--groups=100"])
+        .args([python, "-c", connect, &path]);
+    let client = Listing::spawn(&mut command, std::process::Stdio::piped());
+    listener.set_nonblocking(true).unwrap();
+    let mut accepted = None;
+    wait_until("the client to connect", || {
+        accepted = listener.accept().ok();
+        accepted.is_some() || is_dead(client.pid())
+    });
+    let Some((conn, _)) = accepted else {
+        panic!("the client did not connect: {}", client.finish().stderr);
+    };
+    conn.set_nonblocking(false).unwrap();
+    let cred = getsockopt(&conn, sockopt::PeerCredentials).unwrap();
+    assert_eq!((cred.uid(), cred.gid()), (65534, 65534), "nobody, nogroup");
+    let mut groups = [0 as nix::libc::gid_t; 16];
+    let mut len = std::mem::size_of_val(&groups) as nix::libc::socklen_t;
+    // SAFETY: the buffer and its length are valid for the call, which
+    // writes at most `len` bytes and sets `len` to what it wrote.
+    let done = unsafe {
+        nix::libc::getsockopt(
+            conn.as_raw_fd(),
+            nix::libc::SOL_SOCKET,
+            nix::libc::SO_PEERGROUPS,
+            groups.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(done, 0, "{}", std::io::Error::last_os_error());
+    let count = len as usize / size_of::<nix::libc::gid_t>();
+    assert_eq!(groups[..count], [100], "users only");
+    drop(conn);
+    let out = client.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
 #[test]
 fn only_its_owner_can_reach_a_socket_in_a_private_directory() {
     if !can_switch_users() || !have("nc") {
