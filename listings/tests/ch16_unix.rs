@@ -762,6 +762,66 @@ fn stale_socket_session_matches_the_book() {
     assert_session_matches_book("ch16-unix/16-01-stale-client.out", &terminal2);
 }
 
+/// `SO_PEERCRED` carries one group, the client's effective one, and not
+/// the groups it is a member of besides: a client run as `nobody`, with
+/// `nogroup` its group and `users` (gid 100) a supplementary group, shows
+/// `nogroup` there, and `users` only in `SO_PEERGROUPS` (Linux 4.13; the
+/// test expects Linux 6.18).
+#[test]
+fn so_peercred_gives_the_clients_group_and_so_peergroups_its_others() {
+    use nix::sys::socket::{getsockopt, sockopt};
+    use std::os::fd::AsRawFd;
+    // The system's Python: `nobody` may not run one under `/root`.
+    let python = "/usr/bin/python3";
+    if !can_switch_users() || !Path::new(python).exists() {
+        return;
+    }
+    let dir = open_dir();
+    let path = path_in(&dir, "groups.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o777)).unwrap();
+    let connect = "import socket, sys\n\
+                   s = socket.socket(socket.AF_UNIX)\n\
+                   s.connect(sys.argv[1])\n\
+                   s.recv(1)\n";
+    let mut command = std::process::Command::new("setpriv");
+    command
+        .args(["--reuid=nobody", "--regid=nogroup", "--groups=100"])
+        .args([python, "-c", connect, &path]);
+    let client = Listing::spawn(&mut command, std::process::Stdio::piped());
+    listener.set_nonblocking(true).unwrap();
+    let mut accepted = None;
+    wait_until("the client to connect", || {
+        accepted = listener.accept().ok();
+        accepted.is_some() || is_dead(client.pid())
+    });
+    let Some((conn, _)) = accepted else {
+        panic!("the client did not connect: {}", client.finish().stderr);
+    };
+    conn.set_nonblocking(false).unwrap();
+    let cred = getsockopt(&conn, sockopt::PeerCredentials).unwrap();
+    assert_eq!((cred.uid(), cred.gid()), (65534, 65534), "nobody, nogroup");
+    let mut groups = [0 as nix::libc::gid_t; 16];
+    let mut len = std::mem::size_of_val(&groups) as nix::libc::socklen_t;
+    // SAFETY: the buffer and its length are valid for the call, which
+    // writes at most `len` bytes and sets `len` to what it wrote.
+    let done = unsafe {
+        nix::libc::getsockopt(
+            conn.as_raw_fd(),
+            nix::libc::SOL_SOCKET,
+            nix::libc::SO_PEERGROUPS,
+            groups.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(done, 0, "{}", std::io::Error::last_os_error());
+    let count = len as usize / size_of::<nix::libc::gid_t>();
+    assert_eq!(groups[..count], [100], "users only");
+    drop(conn);
+    let out = client.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
 #[test]
 fn only_its_owner_can_reach_a_socket_in_a_private_directory() {
     if !can_switch_users() || !have("nc") {
@@ -2024,6 +2084,47 @@ fn a_passed_descriptor_reads_a_file_its_receiver_may_not_open() {
     let terminal2: Vec<_> =
         terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
     assert_session_matches_book("ch16-unix/16-03-client.out", &terminal2);
+}
+
+/// Terminal 2's command works from a clone that `nobody` may not reach,
+/// such as one inside `/root`: `setpriv` runs the program while it still
+/// has root's capabilities, which go only at that `exec`, and the program
+/// as `nobody` then needs only the socket. Shown with the binary named
+/// from the clone's top, as the session names it, and by its full path.
+#[test]
+fn the_sessions_client_runs_from_a_clone_that_nobody_may_enter() {
+    if !can_switch_users() {
+        return;
+    }
+    let dir = open_dir();
+    let (file, path) = (path_in(&dir, "secret"), path_in(&dir, "pass.sock"));
+    fs::write(&file, "the secret\n").unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+    let root_only = tempfile::tempdir().unwrap();
+    fs::set_permissions(root_only.path(), fs::Permissions::from_mode(0o700))
+        .unwrap();
+    let clone = root_only.path().join("book");
+    fs::create_dir_all(clone.join("target/debug")).unwrap();
+    let binary = clone.join("target/debug/unix-pass-fd");
+    fs::copy(bin!("unix-pass-fd"), &binary).unwrap();
+    let binary = binary.to_str().unwrap();
+    let as_nobody = AS_NOBODY.join(" ");
+    let out = run("bash", &["-c", &format!("{as_nobody} test -e {binary}")]);
+    assert!(!out.status.success(), "nobody reaches {binary}");
+    let args = ["serve", &path, &file, "--count", "2"];
+    let (server, _) = start(bin!("unix-pass-fd"), &args);
+    for fetch in [
+        format!(
+            "cd {} && {as_nobody} target/debug/unix-pass-fd fetch {path}",
+            clone.to_str().unwrap()
+        ),
+        format!("cd / && {as_nobody} {binary} fetch {path}"),
+    ] {
+        let out = run("bash", &["-c", &fetch]);
+        assert_eq!(out.stdout, ["the secret"], "{fetch}: {}", out.stderr);
+    }
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
 }
 
 #[test]

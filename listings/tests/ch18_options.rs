@@ -842,6 +842,30 @@ fn reuseport_resets_the_old_listeners_queue_and_a_handed_over_socket_loses_none(
     );
 }
 
+/// Started with descriptor 3 already open, the old process's listening
+/// socket has another number, and `pre_exec` must copy it to 3 with
+/// `dup2`: the runs above take the other branch, where the socket is 3
+/// already and only loses its close-on-exec flag.
+#[test]
+fn net_handover_hands_its_socket_over_when_descriptor_3_was_taken() {
+    let out = run(
+        "sh",
+        &[
+            "-c",
+            "exec 3</dev/null && exec \"$0\"",
+            bin!("net-handover"),
+        ],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout.last().map(String::as_str),
+        Some("   of 20 clients: 20 answered by the new process, 0 lost"),
+        "{:?} {}",
+        out.stdout,
+        out.stderr
+    );
+}
+
 /// Each reply goes out in one write: a reply in pieces, under Nagle's
 /// algorithm, waits for the delayed ACK (Listing 18-4) in any server that
 /// keeps its connection open; here the half-close that follows would hide

@@ -107,15 +107,31 @@ fn spawn_pipeline_fails_with_the_last_failing_stage_like_pipefail() {
     assert_eq!(out.stderr, "spawn-pipeline: yes: killed by SIGPIPE\n");
 }
 
+/// The last stage traps the signal and says so on the listing's stdout,
+/// which is its own: a listing that died without passing the signal on
+/// would leave its stages to the parent-death `SIGKILL`, which no trap
+/// sees, and the test would read nothing.
 #[test]
 fn spawn_pipeline_passes_ctrl_c_to_the_whole_group_and_ends_by_it() {
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        let name = &signal.as_str()[3..];
+        // `sh` runs `sleep` in the background with SIGINT ignored, so
+        // the trap ends it; its output goes elsewhere, so that it holds
+        // none of the listing's pipes should it outlive the test.
+        let trap = format!(
+            "trap 'echo took {name}; kill $!; exit 0' {name}; \
+             sleep 60 >/dev/null 2>&1 & wait"
+        );
         let pipeline = Listing::start(
             bin!("spawn-pipeline"),
-            &["sleep", "60", "|", "sleep", "60"],
+            &["sleep", "60", "|", "sh", "-c", &trap],
         );
         let (stages, group) = stages(&pipeline, 2);
         let _cleanup = KillGroupOnDrop(group);
+        // The trap is set once `sh` has started its `sleep`.
+        wait_until("the last stage to set its trap", || {
+            stages.iter().any(|&stage| !children_of(stage).is_empty())
+        });
         // The listing's group, as `kill -INT -PGID` would; a terminal
         // sends Ctrl-C to the stages instead, which have it (the tests
         // at a terminal, below).
@@ -123,6 +139,7 @@ fn spawn_pipeline_passes_ctrl_c_to_the_whole_group_and_ends_by_it() {
         let out = finish_clean(pipeline);
         assert_eq!(out.status.signal(), Some(signal as i32), "{}", out.stderr);
         assert_eq!(out.stderr, "", "an interrupted pipeline says nothing");
+        assert_eq!(out.stdout, [format!("took {name}")], "{signal}");
         for stage in stages {
             assert!(is_dead(stage), "{signal}: a stage lives on");
         }

@@ -252,7 +252,8 @@ fn proc_exec_reaps_cat_when_its_report_cannot_be_written() {
 }
 
 /// What `fork` does not copy (fork(2)): the child starts with no pending
-/// signal, no alarm, and none of its parent's record locks. Shown with
+/// signal, no alarm, and none of its parent's process-associated record
+/// locks, but it shares the open file description locks. Shown with
 /// Python, whose `os.fork` is the plain system call, since a Rust test
 /// must not fork (the harness has threads). Each side reads its timer
 /// with `getitimer`, which leaves it running: the first version asked
@@ -264,7 +265,7 @@ fn fork_leaves_pending_signals_the_alarm_and_record_locks_behind() {
         return;
     }
     let script = r#"
-import fcntl, os, signal, sys, tempfile
+import fcntl, os, signal, struct, sys, tempfile
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
 os.kill(os.getpid(), signal.SIGUSR1)
 signal.alarm(3600)
@@ -284,6 +285,33 @@ if pid == 0:
     sys.stdout.flush()
     os._exit(0)
 os.waitpid(pid, 0)
+# An open file description lock (F_OFD_SETLK) is the description's, which
+# the child shares: with the parent's descriptor closed, the child's copy
+# still holds it against another open, until the child closes it too.
+def ofd_lock(fd):
+    # struct flock: l_type, l_whence, l_start, l_len, l_pid (0 here).
+    try:
+        flock = struct.pack("hhqqi4x", fcntl.F_WRLCK, 0, 0, 10, 0)
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, flock)
+        return "free"
+    except OSError:
+        return "held"
+ofd = tempfile.TemporaryFile()
+ofd_lock(ofd.fileno())
+closed_r, closed_w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(closed_w)
+    os.read(closed_r, 1)
+    other = os.open(f"/proc/self/fd/{ofd.fileno()}", os.O_RDWR)
+    shared = ofd_lock(other)
+    ofd.close()
+    print("child ofd lock", shared, "then", ofd_lock(other))
+    sys.stdout.flush()
+    os._exit(0)
+ofd.close()
+os.close(closed_w)
+os.waitpid(pid, 0)
 "#;
     let out = run_clean("python3", &["-c", script]);
     assert!(out.status.success(), "{}", out.stderr);
@@ -292,6 +320,7 @@ os.waitpid(pid, 0)
         [
             "parent ['SIGUSR1'] True",
             "child [] False lock held by the parent",
+            "child ofd lock held then free",
         ],
         "Linux {}",
         kernel()
