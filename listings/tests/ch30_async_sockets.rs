@@ -1436,7 +1436,7 @@ fn request_cost_lets_the_servers_take_turns() {
 // What chapter 30 says of the runs of `net-load --with-async` and of
 // `request-cost`, checked against their reports: the recorded run
 // (30-02-net-load.out) and the five made right after it, and the three sets
-// of `request-cost --runs 7` with the fourth, profiled, in runs/. If new
+// of `request-cost --runs 7` with the profiled one made earlier, in runs/. If new
 // runs replace them and contradict the prose, this fails.
 
 /// The chapter's text, every run of white space made one space, so that a
