@@ -1249,37 +1249,11 @@ fn idle_memory_measures_a_server_holding_idle_connections() {
 /// the report blocks it, and the connections are never taken.
 #[test]
 fn idle_memory_reads_the_servers_report_so_that_it_never_blocks() {
-    if !have("python3") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let server = dir.path().join("reporting-server");
-    fs::write(
-        &server,
-        "#!/usr/bin/env python3\n\
-         import signal, socket, sys\n\
-         listener = socket.create_server(('127.0.0.1', 0), backlog=64)\n\
-         port = listener.getsockname()[1]\n\
-         print(f'Server listening on 127.0.0.1:{port}', flush=True)\n\
-         sys.stdout.write('a report line of 32 bytes, say.\\n' * 8192)\n\
+    idle_memory_measures_a_stand_in(
+        "sys.stdout.write('a report line of 32 bytes, say.\\n' * 8192)\n\
          sys.stdout.flush()\n\
-         held = [listener.accept() for _ in range(5)]\n\
-         signal.pause()\n",
-    )
-    .unwrap();
-    let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
-    fs::set_permissions(&server, executable).unwrap();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/ch30-async-sockets/idle-memory"
-    );
-    let server = server.to_str().unwrap();
-    let out = run(script, &["--connections", "5", "--runs", "1", server]);
-    assert!(out.status.success(), "{}", out.stderr);
-    assert!(
-        out.stdout[1].ends_with(" KiB per connection"),
-        "{:#?}",
-        out.stdout
+         held = [listener.accept() for _ in range(5)]\n",
+        &["--connections", "5"],
     );
 }
 
@@ -1291,42 +1265,43 @@ fn idle_memory_reads_the_servers_report_so_that_it_never_blocks() {
 /// connections, closes three at once and two a second later shows it.
 #[test]
 fn idle_memory_waits_for_the_connections_told_to_leave() {
+    idle_memory_measures_a_stand_in(
+        "held = [listener.accept()[0] for _ in range(10)]\n\
+         for sock in held[5:8]:\n    sock.close()\n\
+         time.sleep(1)\n\
+         for sock in held[8:]:\n    sock.close()\n",
+        &["--connections", "5", "--offered", "10"],
+    );
+}
+
+/// Runs `idle-memory` once, with `args`, on a stand-in server in Python
+/// that listens, says so as the book's servers do, runs `body`, and waits
+/// for the end; its report must come out whole.
+fn idle_memory_measures_a_stand_in(body: &str, args: &[&str]) {
     if !have("python3") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let server = dir.path().join("evicting-server");
-    fs::write(
-        &server,
+    let server = dir.path().join("stand-in-server");
+    let text = format!(
         "#!/usr/bin/env python3\n\
-         import signal, socket, time\n\
+         import signal, socket, sys, time\n\
          listener = socket.create_server(('127.0.0.1', 0), backlog=64)\n\
          port = listener.getsockname()[1]\n\
-         print(f'Server listening on 127.0.0.1:{port}', flush=True)\n\
-         held = [listener.accept()[0] for _ in range(10)]\n\
-         for sock in held[5:8]:\n    sock.close()\n\
-         time.sleep(1)\n\
-         for sock in held[8:]:\n    sock.close()\n\
-         signal.pause()\n",
-    )
-    .unwrap();
+         print(f'Server listening on 127.0.0.1:{{port}}', flush=True)\n\
+         {body}\
+         signal.pause()\n"
+    );
+    fs::write(&server, text).unwrap();
     let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
     fs::set_permissions(&server, executable).unwrap();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/ch30-async-sockets/idle-memory"
     );
-    let server = server.to_str().unwrap();
-    let args = [
-        "--connections",
-        "5",
-        "--offered",
-        "10",
-        "--runs",
-        "1",
-        server,
-    ];
-    let out = run(script, &args);
+    let mut all = args.to_vec();
+    all.extend(["--runs", "1", server.to_str().unwrap()]);
+    let out = run(script, &all);
     assert!(out.status.success(), "{}", out.stderr);
     assert!(
         out.stdout[1].ends_with(" KiB per connection"),
