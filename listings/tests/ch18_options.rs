@@ -1219,11 +1219,22 @@ fn the_new_process_drops_a_client_that_trickles_its_request() {
 /// client's reply, then the new process's exit code; the new process's
 /// report shares the output, in any order before the code.
 const RESET_FIRST: &str = r#"
-import os, socket, struct, sys
+import os, socket, struct, sys, time
 listener = socket.socket()
 listener.bind(("127.0.0.1", 0))
 listener.listen()
+def queued(n):
+    # A listener's tcpi_unacked is its accept queue's length. connect()
+    # returns before the server has the client's last ACK; a reset sent
+    # before it would drop the client from the handshake, not the queue.
+    for _ in range(3000):
+        info = listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        if struct.unpack_from("I", info, 24)[0] >= n:
+            return
+        time.sleep(0.01)
+    sys.exit(f"the accept queue never held {n}")
 bad = socket.create_connection(listener.getsockname())
+queued(1)
 bad.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 bad.close()
 good = socket.create_connection(listener.getsockname())
