@@ -74,7 +74,7 @@ const MAX_LINE: usize = 64 * 1024;
 const LOGGED: usize = 1024;
 
 fn main() -> ExitCode {
-    let ran = match unblock_stop_signals().and_then(|()| runtime()) {
+    let ran = match block_stop_signals().and_then(|()| runtime()) {
         Ok(runtime) => runtime.block_on(run()),
         Err(err) => Err(format!("cannot start tokio's runtime: {err}").into()),
     };
@@ -91,12 +91,21 @@ fn main() -> ExitCode {
     }
 }
 
-/// A parent that blocked SIGINT, SIGTERM or SIGHUP passed its mask on
-/// through `exec`: every thread the runtime starts, and every child, would
-/// inherit it, and tokio's handler would never run. Unblocked on the main
-/// thread before the runtime starts its threads. A signal already pending
-/// takes its default action here, as one sent a moment before tokio's
-/// handler is installed would.
+/// Blocks SIGINT, SIGTERM and SIGHUP on the main thread before the runtime
+/// starts its threads, which inherit the block. tokio installs its handler
+/// through signal-hook's registry, before it records what the handler is
+/// to do, and a signal in between would be lost (Chapter 6); blocked, it
+/// waits, pending.
+fn block_stop_signals() -> io::Result<()> {
+    use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGTERM};
+    Ok(SigSet::from_iter([SIGINT, SIGTERM, SIGHUP]).thread_block()?)
+}
+
+/// Unblocks them on the main thread alone, where `block_on` runs our
+/// future, once the signal streams exist: one that came meanwhile is taken
+/// now, and every later one goes to this thread, the only one that does
+/// not block them. A parent that blocked them passed its mask on through
+/// `exec`, and that is undone too.
 fn unblock_stop_signals() -> io::Result<()> {
     use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGTERM};
     Ok(SigSet::from_iter([SIGINT, SIGTERM, SIGHUP]).thread_unblock()?)
@@ -203,6 +212,8 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
             Some(handle(SignalKind::interrupt())?)
         }),
     };
+    unblock_stop_signals()
+        .map_err(|err| format!("cannot unblock the stop signals: {err}"))?;
     let (config_path, private_dir) = match &args.config {
         Some(path) => (path.clone(), None),
         None => {

@@ -109,18 +109,27 @@ fn main() -> ExitCode {
 /// some of its own to start; then runs the server on the runtime.
 fn start() -> Result<(), Box<dyn Error>> {
     let fds = raise_fd_limit()?;
-    unblock_stop_signals()?;
+    block_stop_signals()?;
     let runtime = runtime()
         .map_err(|err| format!("cannot start tokio's runtime: {err}"))?;
     runtime.block_on(run(fds))
 }
 
-/// A parent that blocked SIGINT, SIGTERM or SIGHUP passed its mask on
-/// through `exec`: every thread the runtime starts, and every child, would
-/// inherit it, and tokio's handler would never run. Unblocked on the main
-/// thread before the runtime starts its threads. A signal already pending
-/// takes its default action here, as one sent a moment before tokio's
-/// handler is installed would.
+/// Blocks SIGINT, SIGTERM and SIGHUP on the main thread before the runtime
+/// starts its threads, which inherit the block. tokio installs its handler
+/// through signal-hook's registry, before it records what the handler is
+/// to do, and a signal in between would be lost (Chapter 6); blocked, it
+/// waits, pending.
+fn block_stop_signals() -> io::Result<()> {
+    use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGTERM};
+    Ok(SigSet::from_iter([SIGINT, SIGTERM, SIGHUP]).thread_block()?)
+}
+
+/// Unblocks them on the main thread alone, where `block_on` runs our
+/// future, once the signal streams exist: one that came meanwhile is taken
+/// now, and every later one goes to this thread, the only one that does
+/// not block them. A parent that blocked them passed its mask on through
+/// `exec`, and that is undone too.
 fn unblock_stop_signals() -> io::Result<()> {
     use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGTERM};
     Ok(SigSet::from_iter([SIGINT, SIGTERM, SIGHUP]).thread_unblock()?)
@@ -188,6 +197,8 @@ async fn run(fds: u64) -> Result<(), Box<dyn Error>> {
     // taken by its default action: the socket file must go with us.
     let mut signals = Signals::new()
         .map_err(|err| format!("cannot install a signal handler: {err}"))?;
+    unblock_stop_signals()
+        .map_err(|err| format!("cannot unblock the stop signals: {err}"))?;
     let place = match &config.place {
         Place::Tcp(spec) => spec.clone(),
         Place::Unix(path) => path.display().to_string(),

@@ -1397,14 +1397,6 @@ const NOT_INJECTED_AT_REGISTERING: &[(&str, &str)] = &[
          service, which has one, is a row of ALSO_ENDED_BY_SIGTERM",
     ),
     (
-        "async-daemon",
-        "tokio registers its signals on a thread of its own",
-    ),
-    (
-        "async-server",
-        "tokio registers its signals on a thread of its own",
-    ),
-    (
         "async-child-kill",
         "tokio registers its signals on a thread of its own",
     ),
