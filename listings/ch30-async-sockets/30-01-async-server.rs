@@ -1667,6 +1667,25 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_evicted_connection_stops_answering_once_its_time_is_up() {
+        // A client that goes on sending after its eviction is answered
+        // for BUSY_LIMIT, not for as long as it sends.
+        let (mut server, mut client) = tokio::net::UnixStream::pair().unwrap();
+        client.write_all(b"more\n").await.unwrap();
+        let socket: &mut dyn Socket = &mut server;
+        let framed = Framed::new(socket, LinesCodec::new());
+        let mut leave_by = None;
+        assert!(more_to_answer(&framed, &mut leave_by).unwrap());
+        tokio::time::advance(BUSY_LIMIT - Duration::from_millis(1)).await;
+        assert!(more_to_answer(&framed, &mut leave_by).unwrap());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(
+            !more_to_answer(&framed, &mut leave_by).unwrap(),
+            "still answering {BUSY_LIMIT:?} after the eviction"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn an_evicted_connection_waits_for_the_body_of_a_frame_begun() {
         // `LengthDelimitedCodec` takes a frame's header out of the buffer
         // as soon as it has it: a client that has sent a header and no
