@@ -525,6 +525,7 @@ const EVERYWHERE_THE_SAME: &[(&str, usize)] = &[
     ("fn default_sigchld", 5),
     ("fn log", 11),
     ("fn keep_zombies", 15),
+    ("fn unblock_sigchld", 3),
     ("fn ignore_sigxfsz", 4),
 ];
 

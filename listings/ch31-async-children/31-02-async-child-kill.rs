@@ -58,7 +58,8 @@ enum Way {
 const PATIENCE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
-    let ran = match unblock_stop_signals().and_then(|()| runtime()) {
+    let ready = unblock_stop_signals().and_then(|()| Ok(unblock_sigchld()?));
+    let ran = match ready.and_then(|()| runtime()) {
         Ok(runtime) => runtime.block_on(run()),
         Err(err) => Err(format!("cannot start tokio's runtime: {err}").into()),
     };
@@ -81,6 +82,18 @@ fn main() -> ExitCode {
 fn unblock_stop_signals() -> io::Result<()> {
     use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGTERM};
     Ok(SigSet::from_iter([SIGINT, SIGTERM, SIGHUP]).thread_unblock()?)
+}
+
+/// tokio learns that a child has ended from SIGCHLD wherever it does not
+/// wait on a pidfd: for a `Child` dropped before its process was reaped
+/// (the orphan queue), and for every child where `pidfd_open` fails. A
+/// parent that blocked SIGCHLD passed its mask on through `exec`, and every
+/// thread the runtime starts would inherit it: such a child would never be
+/// reaped, and a wait for it would never end. Unblocked on the main thread
+/// before the runtime starts its threads; a SIGCHLD left pending then takes
+/// its default action, which does nothing.
+fn unblock_sigchld() -> nix::Result<()> {
+    SigSet::from(Signal::SIGCHLD).thread_unblock()
 }
 
 /// A runtime with one thread, as `#[tokio::main(flavor = "current_thread")]`

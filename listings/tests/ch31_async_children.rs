@@ -780,6 +780,45 @@ fn tokio_falls_back_to_sigchld_whenever_pidfd_open_fails() {
     }
 }
 
+/// Where `pidfd_open` fails, tokio waits for every child through SIGCHLD,
+/// and it reaps a dropped `Child` from its orphan queue after a SIGCHLD
+/// whatever the pidfd does. Under a parent that blocked SIGCHLD, each
+/// listing that starts children through tokio still ends as a plain run
+/// does, since it unblocks SIGCHLD before it builds the runtime. strace
+/// makes `pidfd_open` fail with EPERM, as a seccomp filter does, on Linux
+/// 6.18 here. Before the listings unblocked it, `async-block` never ended
+/// and `async-child-kill drop` said "tokio has not reaped sh".
+#[test]
+fn tokio_listings_reap_their_children_under_a_blocked_sigchld_without_a_pidfd()
+{
+    if !have("strace") {
+        return;
+    }
+    let rows: &[(&str, &[&str])] = &[
+        (bin!("async-child-feed"), &["join", "--bytes", "10"]),
+        (bin!("async-child-kill"), &["drop"]),
+        (bin!("async-block"), &["wait", "--fix", "async"]),
+    ];
+    for (bin, args) in rows {
+        let mut command = Command::new("env");
+        command
+            .arg("--block-signal=CHLD")
+            .args(["strace", "-f", "-qq", "-o", "/dev/null"])
+            .args(["-e", "trace=pidfd_open"])
+            .args(["-e", "inject=pidfd_open:error=EPERM", "--", bin])
+            .args(*args);
+        let listing = Listing::spawn(&mut command, Stdio::piped());
+        let out = listing.finish_within(Duration::from_secs(30));
+        assert!(
+            out.status.success(),
+            "{bin} {args:?}: {:?} {:?} {}",
+            out.status,
+            out.stdout,
+            out.stderr
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // PR_SET_PDEATHSIG and tokio's threads: which thread is the parent?
 

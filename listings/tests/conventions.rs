@@ -1001,6 +1001,8 @@ const WAITS_ON_SIGNALS: &[(&str, &[&str], &[&str])] = &[
     ("bench-throughput", &["--bytes", "64K"], &["CHLD"]),
     ("async-child-feed", &["join"], &["CHLD"]),
     ("async-child-kill", &["timeout"], &["CHLD"]),
+    ("async-child-kill", &["drop"], &["CHLD"]),
+    ("async-child-kill", &["kill-on-drop"], &["CHLD"]),
     ("async-child-kill", &["pipe"], &["CHLD"]),
     ("async-block", &["wait"], &["CHLD"]),
     ("async-block", &["wait", "--fix", "async"], &["CHLD"]),
