@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     // Before the runtime starts its threads, which inherit this thread's
     // mask of blocked signals.
     let ready = restore_sigpipe().map_err(io::Error::from);
-    let ready = ready.and_then(|()| unblock_stop_signals());
+    let ready = ready.and_then(|()| block_stop_signals());
     let ran = match ready.and_then(|()| runtime()) {
         Ok(runtime) => runtime.block_on(run()),
         Err(err) => Err(format!("cannot start tokio's runtime: {err}").into()),
@@ -62,12 +62,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// A parent that blocked SIGINT, SIGTERM or SIGHUP passed its mask on
-/// through `exec`: every thread the runtime starts, and every child, would
-/// inherit it, and tokio's handler would never run. Unblocked on the main
-/// thread before the runtime starts its threads. A signal already pending
-/// takes its default action here, as one sent a moment before tokio's
-/// handler is installed would.
+/// Blocks SIGINT, SIGTERM and SIGHUP on the main thread, before the
+/// runtime starts its threads: they inherit the mask, and never take
+/// these signals. signal-hook's registry, which tokio registers through,
+/// installs a handler before it records what the handler is to do, and a
+/// signal that comes in between finds nothing to do and is lost (Chapter
+/// 6). Blocked, it waits, pending, until `run` has made its streams and
+/// unblocks the three on the main thread, the one thread left to take
+/// them.
+fn block_stop_signals() -> io::Result<()> {
+    use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGTERM};
+    Ok(SigSet::from_iter([SIGINT, SIGTERM, SIGHUP]).thread_block()?)
+}
+
+/// Unblocks SIGINT, SIGTERM and SIGHUP on the calling thread, the main
+/// thread, on which `block_on` runs `run`, once `run` has made their
+/// streams: blocked by `block_stop_signals`, or by a parent, which passed
+/// its mask on through `exec`, they would never reach tokio's handler. A
+/// signal that came meanwhile, or that the parent left pending, reaches
+/// it now.
 fn unblock_stop_signals() -> io::Result<()> {
     use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGTERM};
     Ok(SigSet::from_iter([SIGINT, SIGTERM, SIGHUP]).thread_unblock()?)
@@ -166,6 +179,8 @@ async fn run() -> Result<(), Box<dyn Error>> {
         unsafe { low_level::register(stop, note) }?;
     }
     let mut signals = Signals::new()?;
+    // Handlers and actions in place: let the stop signals in.
+    unblock_stop_signals()?;
     let pid = getpid();
     writeln!(
         io::stdout(),

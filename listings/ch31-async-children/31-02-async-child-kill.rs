@@ -58,7 +58,7 @@ enum Way {
 const PATIENCE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
-    let ready = unblock_stop_signals().and_then(|()| Ok(unblock_sigchld()?));
+    let ready = block_stop_signals().and_then(|()| Ok(unblock_sigchld()?));
     let ran = match ready.and_then(|()| runtime()) {
         Ok(runtime) => runtime.block_on(run()),
         Err(err) => Err(format!("cannot start tokio's runtime: {err}").into()),
@@ -73,12 +73,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// A parent that blocked SIGINT, SIGTERM or SIGHUP passed its mask on
-/// through `exec`: every thread the runtime starts, and every child, would
-/// inherit it, and tokio's handler would never run. Unblocked on the main
-/// thread before the runtime starts its threads. A signal already pending
-/// takes its default action here, as one sent a moment before tokio's
-/// handler is installed would.
+/// Blocks SIGINT, SIGTERM and SIGHUP on the main thread, before the
+/// runtime starts its threads: they inherit the mask, and never take
+/// these signals. signal-hook's registry, which tokio registers through,
+/// installs a handler before it records what the handler is to do, and a
+/// signal that comes in between finds nothing to do and is lost (Chapter
+/// 6). Blocked, it waits, pending, until `run` has made its streams and
+/// unblocks the three on the main thread, the one thread left to take
+/// them.
+fn block_stop_signals() -> io::Result<()> {
+    use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGTERM};
+    Ok(SigSet::from_iter([SIGINT, SIGTERM, SIGHUP]).thread_block()?)
+}
+
+/// Unblocks SIGINT, SIGTERM and SIGHUP on the calling thread, the main
+/// thread, on which `block_on` runs `run`, once `run` has made their
+/// streams: blocked by `block_stop_signals`, or by a parent, which passed
+/// its mask on through `exec`, they would never reach tokio's handler. A
+/// signal that came meanwhile, or that the parent left pending, reaches
+/// it now.
 fn unblock_stop_signals() -> io::Result<()> {
     use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGTERM};
     Ok(SigSet::from_iter([SIGINT, SIGTERM, SIGHUP]).thread_unblock()?)
@@ -123,11 +136,13 @@ async fn run() -> Result<(), Box<dyn Error>> {
     };
     let trap = if ignore_term { "trap '' TERM; " } else { "" };
     // Ctrl-C, a `kill` of our pid, or the hangup of our terminal reaches
-    // us and not sh's group: we pass it on. Made first, so that no such
-    // signal finds no handler.
+    // us and not sh's group: we pass it on. Made before sh starts, and
+    // only then let in: `main` blocked them, so that none comes while
+    // tokio registers it.
     let mut int = unless_ignored(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = unless_ignored(SignalKind::hangup())?;
+    unblock_stop_signals()?;
     let before = children_of_this_thread();
     let spawned = Command::new("sh")
         .args(["-c", &format!("{trap}{script}")])
