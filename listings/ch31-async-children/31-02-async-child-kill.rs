@@ -16,8 +16,8 @@
 //
 // `--ignore-term` makes the shell, and so `sleep`, ignore SIGTERM: the
 // careful way follows up with SIGKILL. Ctrl-C, a `kill` of this program or
-// the hangup of its terminal ends the group, then this program, by that
-// signal.
+// the hangup of its terminal ends the group with SIGKILL, then this
+// program by that signal.
 //
 // Every way cleans up after itself before it ends. Our own output may go
 // away: SIGPIPE stays ignored, and what we cannot print is not printed,
@@ -136,9 +136,9 @@ async fn run() -> Result<(), Box<dyn Error>> {
     };
     let trap = if ignore_term { "trap '' TERM; " } else { "" };
     // Ctrl-C, a `kill` of our pid, or the hangup of our terminal reaches
-    // us and not sh's group: we pass it on. Made before sh starts, and
-    // only then let in: `main` blocked them, so that none comes while
-    // tokio registers it.
+    // us and not sh's group: we end the group with SIGKILL, whichever
+    // came, then die of it. Made before sh starts, and only then let in:
+    // `main` blocked them, so that none comes while tokio registers it.
     let mut int = unless_ignored(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = unless_ignored(SignalKind::hangup())?;

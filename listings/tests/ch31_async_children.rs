@@ -163,6 +163,40 @@ fn async_child_kill_ends_the_group_when_it_is_stopped_itself() {
     }
 }
 
+/// Whatever signal stops the listing, it ends sh's group with SIGKILL,
+/// not with that signal: a group that ignores SIGTERM (`--ignore-term`)
+/// is gone at once after a SIGTERM to the listing, long before the 30 s
+/// after which the `timeout` way follows a SIGTERM of its own with
+/// SIGKILL. Passed on, the SIGTERM would have left both running.
+#[test]
+fn async_child_kill_ends_the_group_with_sigkill_whatever_stopped_it() {
+    let args = ["timeout", "--wait", "30", "--ignore-term"];
+    let mut listing = Listing::start(bin!("async-child-kill"), &args);
+    let first = listing.expect(
+        r"sh \(pid (\d+)\) runs in a process group of its own; it started sleep \(pid (\d+)\)",
+    );
+    let sh = Pid::from_raw(first[1].parse().unwrap());
+    let sleep = Pid::from_raw(first[2].parse().unwrap());
+    let _cleanup = KillGroupOnDrop(sh);
+    let sent = Instant::now();
+    listing.signal(Signal::SIGTERM);
+    wait_until("the shell's group to end", || {
+        group_is_gone(sh) && is_dead(sleep)
+    });
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        sent.elapsed()
+    );
+    let out = listing.finish();
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+    assert!(
+        !out.stdout.iter().any(|l| l.contains("No exit within")),
+        "{:?}",
+        out.stdout
+    );
+}
+
 /// Linux 6.18 here: an init's own raise of a signal at its default action
 /// is dropped (`sig_task_ignored` in kernel/signal.c).
 #[test]
