@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     // Before the runtime starts its threads, which inherit this thread's
     // mask of blocked signals.
     let ready = restore_sigpipe().map_err(io::Error::from);
-    let ready = ready.and_then(|()| unblock_stop_signals());
+    let ready = ready.and_then(|()| block_stop_signals());
     let ran = match ready.and_then(|()| runtime()) {
         Ok(runtime) => runtime.block_on(run()),
         Err(err) => Err(format!("cannot start tokio's runtime: {err}").into()),
@@ -62,12 +62,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// A parent that blocked SIGINT, SIGTERM or SIGHUP passed its mask on
-/// through `exec`: every thread the runtime starts, and every child, would
-/// inherit it, and tokio's handler would never run. Unblocked on the main
-/// thread before the runtime starts its threads. A signal already pending
-/// takes its default action here, as one sent a moment before tokio's
-/// handler is installed would.
+/// Blocks SIGINT, SIGTERM and SIGHUP on the main thread, before the
+/// runtime starts its threads: they inherit the mask, and never take
+/// these signals. signal-hook's registry, which tokio registers through,
+/// installs a handler before it records what the handler is to do, and a
+/// signal that comes in between finds nothing to do and is lost (Chapter
+/// 6). Blocked, it waits, pending, until `run` has made its streams and
+/// unblocks the three on the main thread, the one thread left to take
+/// them.
+fn block_stop_signals() -> io::Result<()> {
+    use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGTERM};
+    Ok(SigSet::from_iter([SIGINT, SIGTERM, SIGHUP]).thread_block()?)
+}
+
+/// Unblocks SIGINT, SIGTERM and SIGHUP on the calling thread, the main
+/// thread, on which `block_on` runs `run`, once `run` has made their
+/// streams: blocked by `block_stop_signals`, or by a parent, which passed
+/// its mask on through `exec`, they would never reach tokio's handler. A
+/// signal that came meanwhile, or that the parent left pending, reaches
+/// it now.
 fn unblock_stop_signals() -> io::Result<()> {
     use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGTERM};
     Ok(SigSet::from_iter([SIGINT, SIGTERM, SIGHUP]).thread_unblock()?)
@@ -147,24 +160,27 @@ impl Signals {
 // ANCHOR: run
 async fn run() -> Result<(), Box<dyn Error>> {
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    let mut signals = Signals::new()?;
-    // Runs inside signal-hook's handler, after tokio's action: notes when
-    // each stop signal came, so that a second one is timed from when the
-    // stop's signal came, not from when the task heard it. With `--hook`,
-    // one that comes SAME_STOP or more after that ends the process there
+    // Runs inside signal-hook's handler, before tokio's action (registered
+    // first), so no task hears a signal before its time is noted: notes
+    // when each stop signal came, so that a signal is judged by when it
+    // came, not by when the task heard it. With `--hook`, one that comes
+    // SAME_STOP or more after the stop's signal ends the process there
     // and then; one sooner is the same stop.
     let came = Arc::new(Arrivals::default());
     for stop in [SIGTERM, SIGINT] {
         let came = Arc::clone(&came);
         let hook = args.hook;
         let note = move || {
-            if came.note() >= SAME_STOP && hook {
+            if came.note(stop) >= SAME_STOP && hook {
                 die_in_handler(stop);
             }
         };
         // SAFETY: `note` makes async-signal-safe calls only.
         unsafe { low_level::register(stop, note) }?;
     }
+    let mut signals = Signals::new()?;
+    // Handlers and actions in place: let the stop signals in.
+    unblock_stop_signals()?;
     let pid = getpid();
     writeln!(
         io::stdout(),
@@ -194,7 +210,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
             _ = signals.term.recv() => SIGTERM,
             _ = signals.int.recv() => SIGINT,
         };
-        if came.since_stop() >= SAME_STOP {
+        if came.since_stop(heard) >= SAME_STOP {
             die_of(heard);
         }
         same_stop(heard, stop)?;
@@ -207,20 +223,29 @@ async fn run() -> Result<(), Box<dyn Error>> {
 /// process of a unit, and a wrapper there passes its SIGTERM on too.
 const SAME_STOP: Duration = Duration::from_secs(1);
 
-/// When the latest stop signal came, and when the one that began the
-/// stop did, in nanoseconds of the monotonic clock; 0 for "none yet".
+/// When each stop signal last came, and when the one that began the stop
+/// did, in nanoseconds of the monotonic clock; 0 for "none yet".
 #[derive(Default)]
 struct Arrivals {
-    latest: AtomicU64,
+    term: AtomicU64,
+    int: AtomicU64,
     stop: AtomicU64,
 }
 
 impl Arrivals {
-    /// In the handler: notes a stop signal that comes now, and returns how
-    /// long after the stop's signal it came, zero before a stop began.
-    fn note(&self) -> Duration {
+    fn of(&self, signal: i32) -> &AtomicU64 {
+        if signal == SIGTERM {
+            &self.term
+        } else {
+            &self.int
+        }
+    }
+
+    /// In the handler: notes that `signal` comes now, and returns how long
+    /// after the stop's signal it came, zero before a stop began.
+    fn note(&self, signal: i32) -> Duration {
         let now = monotonic_nanos();
-        self.latest.fetch_max(now, Ordering::SeqCst);
+        self.of(signal).store(now, Ordering::SeqCst);
         match self.stop.load(Ordering::SeqCst) {
             0 => Duration::ZERO,
             stop => Duration::from_nanos(now.saturating_sub(stop)),
@@ -228,21 +253,23 @@ impl Arrivals {
     }
 
     /// In the task, once it has taken a stop signal: the stop began when
-    /// the latest came (now, if it came before the action was registered,
-    /// and only its stream heard it).
+    /// the latest stop signal came (now, if none was noted).
     fn stop_began(&self) {
-        let now = monotonic_nanos();
-        let latest = match self.latest.load(Ordering::SeqCst) {
-            0 => now,
+        let term = self.term.load(Ordering::SeqCst);
+        let int = self.int.load(Ordering::SeqCst);
+        let latest = match term.max(int) {
+            0 => monotonic_nanos(),
             latest => latest,
         };
         self.stop.store(latest, Ordering::SeqCst);
     }
 
-    /// How long ago the stop's signal came.
-    fn since_stop(&self) -> Duration {
+    /// How long after the stop's signal `signal` last came: zero if it
+    /// came before, already there when the stop began.
+    fn since_stop(&self, signal: i32) -> Duration {
+        let came = self.of(signal).load(Ordering::SeqCst);
         let stop = self.stop.load(Ordering::SeqCst);
-        Duration::from_nanos(monotonic_nanos().saturating_sub(stop))
+        Duration::from_nanos(came.saturating_sub(stop))
     }
 }
 

@@ -23,7 +23,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::{SigHandler, Signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::runtime::{Builder, Runtime};
@@ -49,7 +49,8 @@ struct Moved {
 }
 
 fn main() -> ExitCode {
-    let ran = match runtime() {
+    let ready = unblock_sigchld().map_err(io::Error::from);
+    let ran = match ready.and_then(|()| runtime()) {
         Ok(runtime) => runtime.block_on(run()),
         Err(err) => Err(format!("cannot start tokio's runtime: {err}").into()),
     };
@@ -60,6 +61,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// tokio learns that a child has ended from SIGCHLD wherever it does not
+/// wait on a pidfd: for a `Child` dropped before its process was reaped
+/// (the orphan queue), and for every child where `pidfd_open` fails. A
+/// parent that blocked SIGCHLD passed its mask on through `exec`, and every
+/// thread the runtime starts would inherit it: such a child would never be
+/// reaped, and a wait for it would never end. Unblocked on the main thread
+/// before the runtime starts its threads; a SIGCHLD left pending then takes
+/// its default action, which does nothing.
+fn unblock_sigchld() -> nix::Result<()> {
+    SigSet::from(Signal::SIGCHLD).thread_unblock()
 }
 
 /// A runtime with one thread, as `#[tokio::main(flavor = "current_thread")]`

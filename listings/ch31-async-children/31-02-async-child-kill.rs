@@ -16,8 +16,8 @@
 //
 // `--ignore-term` makes the shell, and so `sleep`, ignore SIGTERM: the
 // careful way follows up with SIGKILL. Ctrl-C, a `kill` of this program or
-// the hangup of its terminal ends the group, then this program, by that
-// signal.
+// the hangup of its terminal ends the group with SIGKILL, then this
+// program by that signal.
 //
 // Every way cleans up after itself before it ends. Our own output may go
 // away: SIGPIPE stays ignored, and what we cannot print is not printed,
@@ -58,7 +58,8 @@ enum Way {
 const PATIENCE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
-    let ran = match unblock_stop_signals().and_then(|()| runtime()) {
+    let ready = block_stop_signals().and_then(|()| Ok(unblock_sigchld()?));
+    let ran = match ready.and_then(|()| runtime()) {
         Ok(runtime) => runtime.block_on(run()),
         Err(err) => Err(format!("cannot start tokio's runtime: {err}").into()),
     };
@@ -72,15 +73,40 @@ fn main() -> ExitCode {
     }
 }
 
-/// A parent that blocked SIGINT, SIGTERM or SIGHUP passed its mask on
-/// through `exec`: every thread the runtime starts, and every child, would
-/// inherit it, and tokio's handler would never run. Unblocked on the main
-/// thread before the runtime starts its threads. A signal already pending
-/// takes its default action here, as one sent a moment before tokio's
-/// handler is installed would.
+/// Blocks SIGINT, SIGTERM and SIGHUP on the main thread, before the
+/// runtime starts its threads: they inherit the mask, and never take
+/// these signals. signal-hook's registry, which tokio registers through,
+/// installs a handler before it records what the handler is to do, and a
+/// signal that comes in between finds nothing to do and is lost (Chapter
+/// 6). Blocked, it waits, pending, until `run` has made its streams and
+/// unblocks the three on the main thread, the one thread left to take
+/// them.
+fn block_stop_signals() -> io::Result<()> {
+    use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGTERM};
+    Ok(SigSet::from_iter([SIGINT, SIGTERM, SIGHUP]).thread_block()?)
+}
+
+/// Unblocks SIGINT, SIGTERM and SIGHUP on the calling thread, the main
+/// thread, on which `block_on` runs `run`, once `run` has made their
+/// streams: blocked by `block_stop_signals`, or by a parent, which passed
+/// its mask on through `exec`, they would never reach tokio's handler. A
+/// signal that came meanwhile, or that the parent left pending, reaches
+/// it now.
 fn unblock_stop_signals() -> io::Result<()> {
     use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGTERM};
     Ok(SigSet::from_iter([SIGINT, SIGTERM, SIGHUP]).thread_unblock()?)
+}
+
+/// tokio learns that a child has ended from SIGCHLD wherever it does not
+/// wait on a pidfd: for a `Child` dropped before its process was reaped
+/// (the orphan queue), and for every child where `pidfd_open` fails. A
+/// parent that blocked SIGCHLD passed its mask on through `exec`, and every
+/// thread the runtime starts would inherit it: such a child would never be
+/// reaped, and a wait for it would never end. Unblocked on the main thread
+/// before the runtime starts its threads; a SIGCHLD left pending then takes
+/// its default action, which does nothing.
+fn unblock_sigchld() -> nix::Result<()> {
+    SigSet::from(Signal::SIGCHLD).thread_unblock()
 }
 
 /// A runtime with one thread, as `#[tokio::main(flavor = "current_thread")]`
@@ -110,11 +136,13 @@ async fn run() -> Result<(), Box<dyn Error>> {
     };
     let trap = if ignore_term { "trap '' TERM; " } else { "" };
     // Ctrl-C, a `kill` of our pid, or the hangup of our terminal reaches
-    // us and not sh's group: we pass it on. Made first, so that no such
-    // signal finds no handler.
+    // us and not sh's group: we end the group with SIGKILL, whichever
+    // came, then die of it. Made before sh starts, and only then let in:
+    // `main` blocked them, so that none comes while tokio registers it.
     let mut int = unless_ignored(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = unless_ignored(SignalKind::hangup())?;
+    unblock_stop_signals()?;
     let before = children_of_this_thread();
     let spawned = Command::new("sh")
         .args(["-c", &format!("{trap}{script}")])

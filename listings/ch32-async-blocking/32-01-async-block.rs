@@ -86,6 +86,7 @@ fn main() -> ExitCode {
         .and_then(|args| {
             unblock_usr1()?;
             keep_zombies()?;
+            unblock_sigchld()?;
             runtime(args.workers)?.block_on(run(args))
         });
     let ran = ran.and_then(|()| Ok(unsaid()?));
@@ -115,6 +116,18 @@ fn unblock_usr1() -> io::Result<()> {
     // SAFETY: as above.
     unsafe { sigaction(Signal::SIGUSR1, &found) }?;
     Ok(SigSet::from(Signal::SIGUSR1).thread_unblock()?)
+}
+
+/// tokio learns that a child has ended from SIGCHLD wherever it does not
+/// wait on a pidfd: for a `Child` dropped before its process was reaped
+/// (the orphan queue), and for every child where `pidfd_open` fails. A
+/// parent that blocked SIGCHLD passed its mask on through `exec`, and every
+/// thread the runtime starts would inherit it: such a child would never be
+/// reaped, and a wait for it would never end. Unblocked on the main thread
+/// before the runtime starts its threads; a SIGCHLD left pending then takes
+/// its default action, which does nothing.
+fn unblock_sigchld() -> nix::Result<()> {
+    SigSet::from(Signal::SIGCHLD).thread_unblock()
 }
 
 /// tokio panics where the system refuses it a thread (`ulimit -u`) that

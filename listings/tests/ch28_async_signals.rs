@@ -354,6 +354,44 @@ fn async_signals_takes_a_ctrl_c_and_its_wrappers_sigterm_as_one_stop() {
     }
 }
 
+/// The same Ctrl-C and wrapper's SIGTERM, sent while a reload runs: both
+/// wait in their streams, the loop takes one when the reload ends, and the
+/// clean-up hears the other at once, seconds after the two came. Each is
+/// judged by when it came, so they are one stop, with and without
+/// `--hook`. Judged by when the clean-up heard it, the second killed the
+/// listing, in both modes.
+#[test]
+fn async_signals_takes_a_ctrl_c_and_its_wrappers_sigterm_during_a_reload_as_one_stop()
+ {
+    for hook in [false, true] {
+        let mut args = vec!["--reload-secs", "3", "--cleanup-secs", "1"];
+        if hook {
+            args.push("--hook");
+        }
+        let mut listing = start(bin!("async-signals"), &args, SIGNALS_READY);
+        let pid = listing.pid();
+        listing.signal(Signal::SIGHUP);
+        listing.expect("Got SIGHUP: reloading, which takes 3 s");
+        nix::sys::signal::killpg(pid, Signal::SIGINT).expect("the group");
+        listing.signal(Signal::SIGTERM);
+        listing.expect("Reloaded");
+        listing.expect(
+            r"Got SIG(INT|TERM): cleaning up for 1 s; a second signal stops me now",
+        );
+        listing.expect(
+            r"Got SIG(TERM|INT) within 1 s of SIG(INT|TERM): the same stop, cleaning up on",
+        );
+        listing.expect("Clean exit");
+        let out = listing.finish();
+        assert!(
+            out.status.success(),
+            "hook: {hook}: {:?} {:?}",
+            out.status,
+            out.stdout
+        );
+    }
+}
+
 /// Linux 6.18 here: an init's own raise of a signal at its default action
 /// is dropped (`sig_task_ignored` in kernel/signal.c).
 #[test]

@@ -163,6 +163,40 @@ fn async_child_kill_ends_the_group_when_it_is_stopped_itself() {
     }
 }
 
+/// Whatever signal stops the listing, it ends sh's group with SIGKILL,
+/// not with that signal: a group that ignores SIGTERM (`--ignore-term`)
+/// is gone at once after a SIGTERM to the listing, long before the 30 s
+/// after which the `timeout` way follows a SIGTERM of its own with
+/// SIGKILL. Passed on, the SIGTERM would have left both running.
+#[test]
+fn async_child_kill_ends_the_group_with_sigkill_whatever_stopped_it() {
+    let args = ["timeout", "--wait", "30", "--ignore-term"];
+    let mut listing = Listing::start(bin!("async-child-kill"), &args);
+    let first = listing.expect(
+        r"sh \(pid (\d+)\) runs in a process group of its own; it started sleep \(pid (\d+)\)",
+    );
+    let sh = Pid::from_raw(first[1].parse().unwrap());
+    let sleep = Pid::from_raw(first[2].parse().unwrap());
+    let _cleanup = KillGroupOnDrop(sh);
+    let sent = Instant::now();
+    listing.signal(Signal::SIGTERM);
+    wait_until("the shell's group to end", || {
+        group_is_gone(sh) && is_dead(sleep)
+    });
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        sent.elapsed()
+    );
+    let out = listing.finish();
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+    assert!(
+        !out.stdout.iter().any(|l| l.contains("No exit within")),
+        "{:?}",
+        out.stdout
+    );
+}
+
 /// Linux 6.18 here: an init's own raise of a signal at its default action
 /// is dropped (`sig_task_ignored` in kernel/signal.c).
 #[test]
@@ -777,6 +811,45 @@ fn tokio_falls_back_to_sigchld_whenever_pidfd_open_fails() {
             out.stderr
         );
         assert!(handler.is_match(&out.stderr), "{errno}: {}", out.stderr);
+    }
+}
+
+/// Where `pidfd_open` fails, tokio waits for every child through SIGCHLD,
+/// and it reaps a dropped `Child` from its orphan queue after a SIGCHLD
+/// whatever the pidfd does. Under a parent that blocked SIGCHLD, each
+/// listing that starts children through tokio still ends as a plain run
+/// does, since it unblocks SIGCHLD before it builds the runtime. strace
+/// makes `pidfd_open` fail with EPERM, as a seccomp filter does, on Linux
+/// 6.18 here. Before the listings unblocked it, `async-block` never ended
+/// and `async-child-kill drop` said "tokio has not reaped sh".
+#[test]
+fn tokio_listings_reap_their_children_under_a_blocked_sigchld_without_a_pidfd()
+{
+    if !have("strace") {
+        return;
+    }
+    let rows: &[(&str, &[&str])] = &[
+        (bin!("async-child-feed"), &["join", "--bytes", "10"]),
+        (bin!("async-child-kill"), &["drop"]),
+        (bin!("async-block"), &["wait", "--fix", "async"]),
+    ];
+    for (bin, args) in rows {
+        let mut command = Command::new("env");
+        command
+            .arg("--block-signal=CHLD")
+            .args(["strace", "-f", "-qq", "-o", "/dev/null"])
+            .args(["-e", "trace=pidfd_open"])
+            .args(["-e", "inject=pidfd_open:error=EPERM", "--", bin])
+            .args(*args);
+        let listing = Listing::spawn(&mut command, Stdio::piped());
+        let out = listing.finish_within(Duration::from_secs(30));
+        assert!(
+            out.status.success(),
+            "{bin} {args:?}: {:?} {:?} {}",
+            out.status,
+            out.stdout,
+            out.stderr
+        );
     }
 }
 

@@ -124,6 +124,10 @@ fn async_block_block_in_place_hands_the_other_tasks_to_a_new_thread() {
     for way in ["wait", "read", "signal"] {
         let report = block(&[way, "--workers", "1", "--fix", "block-in-place"]);
         assert_eq!(report.outcome, outcome(way));
+        // The worker's core, with its metrics, went to another thread: the
+        // blocking call is no worker's busy time.
+        assert_eq!(report.busy.len(), 1);
+        assert!(report.busy[0] < 0.5, "{way}: {:?}", report.busy);
         // One worker, blocked, and yet everything else runs.
         assert!(report.ticks >= 1, "{way}: no tick");
         assert!(report.spawned_ran < 1.0, "{way}: {}", report.spawned_ran);
