@@ -332,8 +332,8 @@ fn sig_daemon_sends_each_reply_in_one_write() {
     // Linux delays that by 40 ms or more, for every request of a client
     // that waits for each reply. strace shows each send the daemon makes;
     // its log goes to stdout with `write`, and signal-hook's wake-ups are
-    // sent with MSG_DONTWAIT, so a reply's sends are those with
-    // MSG_NOSIGNAL, which std uses for a TcpStream.
+    // sent with MSG_DONTWAIT alone, so a reply's sends are those with
+    // MSG_DONTWAIT|MSG_NOSIGNAL, the flags of the listing's `send_all`.
     if !can_trace() {
         return;
     }
@@ -358,7 +358,8 @@ fn sig_daemon_sends_each_reply_in_one_write() {
         .stderr
         .lines()
         .filter(|line| {
-            line.contains("sendto(") && line.contains("MSG_NOSIGNAL")
+            line.contains("sendto(")
+                && line.contains("MSG_DONTWAIT|MSG_NOSIGNAL")
         })
         .collect();
     assert_eq!(sends.len(), 3, "{sends:#?}");
