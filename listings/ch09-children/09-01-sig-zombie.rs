@@ -13,7 +13,10 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{self, Command, ExitCode, Stdio};
 
-use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal};
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction,
+    signal,
+};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid};
 
@@ -33,7 +36,7 @@ fn main() -> ExitCode {
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
-    restore_sigchld()?;
+    let chld = restore_sigchld()?;
     let std_child = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Blocked now, taken later with sigwait: no handler needed.
     let usr1 = SigSet::from(Signal::SIGUSR1);
@@ -41,11 +44,17 @@ fn run() -> Result<(), Box<dyn Error>> {
     let child = if std_child {
         let mut command = Command::new("true");
         command.stdin(Stdio::null());
-        // `Command` passes our mask on: give the child back the one we
-        // found, not SIGUSR1 blocked (Chapter 12).
-        // SAFETY: between fork and exec the child makes one system call,
-        // sigprocmask, and allocates nothing.
-        unsafe { command.pre_exec(move || Ok(found.thread_set_mask()?)) };
+        // `Command` passes our mask on, and SIGCHLD ignored if we found
+        // it so: give the child back what we found, not SIGUSR1 blocked
+        // and SIGCHLD at its default (Chapter 12).
+        // SAFETY: between fork and exec the child makes two system calls,
+        // sigaction and sigprocmask, and allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                sigaction(Signal::SIGCHLD, &chld)?;
+                Ok(found.thread_set_mask()?)
+            })
+        };
         let child = command.spawn()?;
         let pid = Pid::from_raw(child.id() as i32);
         drop(child); // Neither waits nor kills.
@@ -103,12 +112,15 @@ fn restore_sigpipe() -> nix::Result<()> {
     SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
-/// Gives SIGCHLD its default action back. A parent may have left it
-/// ignored, which passes through `exec`; ignored, it makes the kernel
-/// reap our children itself, and every `waitpid` fail with ECHILD.
-fn restore_sigchld() -> nix::Result<()> {
+/// Gives SIGCHLD its default action back, and returns the action found,
+/// for a child of ours to get back. A parent may have left it ignored,
+/// which passes through `exec`; ignored, it makes the kernel reap our
+/// children itself, and every `waitpid` fail with ECHILD.
+fn restore_sigchld() -> nix::Result<SigAction> {
+    let default =
+        SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGCHLD, SigHandler::SigDfl) }.map(drop)
+    unsafe { sigaction(Signal::SIGCHLD, &default) }
 }
 
 /// Reads `[--std]` from the command line.

@@ -26,7 +26,9 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction, signal,
+};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, pipe2};
 use signal_hook::consts::SIGCHLD;
@@ -69,6 +71,12 @@ fn run() -> Result<(), Box<dyn Error>> {
         // SIGCHLD would never wake us, and no child would be reaped.
         sigchld.thread_unblock()?;
     }
+    // The action SIGCHLD had, ignored perhaps, for `Command`'s child to
+    // get back: `Signals::new` replaces it with a handler of its own.
+    let default =
+        SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: the default action runs no code of ours.
+    let chld = unsafe { sigaction(Signal::SIGCHLD, &default) }?;
     // Before the first fork, so that no SIGCHLD can come too early.
     let signals = Signals::new([SIGCHLD])?;
     // From here on every way out, an error's too, reaps what was started.
@@ -80,10 +88,17 @@ fn run() -> Result<(), Box<dyn Error>> {
         let mut command = Command::new("true");
         command.stdin(Stdio::null());
         // `Command` passes our mask on: give the child back the one we
-        // found, not our SIGCHLD blocked by `--hold` (Chapter 12).
-        // SAFETY: between fork and exec the child makes one system call,
-        // sigprocmask, and allocates nothing.
-        unsafe { command.pre_exec(move || Ok(found.thread_set_mask()?)) };
+        // found, not our SIGCHLD blocked by `--hold`, and SIGCHLD's action
+        // as we found it, not the default that `exec` makes of our
+        // handler (Chapter 12).
+        // SAFETY: between fork and exec the child makes two system calls,
+        // sigaction and sigprocmask, and allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                sigaction(Signal::SIGCHLD, &chld)?;
+                Ok(found.thread_set_mask()?)
+            })
+        };
         started.other = Some(command.spawn()?);
         writeln!(out, "Forked {n} children and started `true`; they exit now")?;
     } else {
