@@ -5,7 +5,7 @@
 use crate::support::{
     Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
     cargo_run, have, run, shell, signal_after_iterator_closes,
-    start_with_pending,
+    signal_as_its_handler_goes_in, start_with_pending,
 };
 
 /// The number a listing printed just before " (measured)".
@@ -470,6 +470,32 @@ fn sig_queue_reports_even_when_started_with_its_signals_blocked() {
     queue.expect(r"SIGRTMIN: sent with kill by pid \d+ \(uid \d+\)");
     let out = queue.finish();
     assert!(out.status.success(), "{}", out.stderr);
+}
+
+/// signal-hook installs its handler before it records what the handler is
+/// to do (Chapter 6): a SIGUSR1 in between would be lost, unless the
+/// listing blocks it while it registers. strace sends one just as the
+/// handler goes in; the listing must report it.
+#[test]
+fn sig_queue_takes_a_sigusr1_that_comes_while_it_registers() {
+    if !have("strace") {
+        return;
+    }
+    let ready = r"Waiting for SIGUSR1 and SIGRTMIN as pid \d+";
+    let bin = bin!("sig-queue");
+    let args = ["--count", "1"];
+    let mut queue = signal_as_its_handler_goes_in(
+        bin,
+        &args,
+        nix::sys::signal::Signal::SIGUSR1,
+        ready,
+    );
+    queue.expect(ready);
+    // Lost, the SIGUSR1 would leave it waiting until PATIENCE runs out.
+    // strace's injected signal comes with si_code SI_KERNEL.
+    queue.expect("SIGUSR1: sent by the kernel");
+    let out = queue.finish();
+    assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
 }
 
 /// Interrupted, the `sigtimedwait` that waits for timer A must wait on
