@@ -10,7 +10,8 @@ use crate::support::{
     Listing, assert_died_of, assert_rejects, assert_session_matches_book,
     cargo_run, have, like_a_listing, pending_signals, run, shell,
     signal_after_iterator_closes, signal_after_iterator_closes_thread_refused,
-    signal_as_its_handler_goes_in, start_with_pending, state_of, wait_until,
+    signal_as_its_handler_goes_in, start_with_pending, state_of, still_blocked,
+    wait_until,
 };
 
 /// Waits until `signal` is no longer pending for the listing: delivered.
@@ -410,28 +411,38 @@ fn sig_hook_default_leaves_a_sigint_ignored_when_it_was_started_so() {
 
 #[test]
 fn signal_hook_listings_stop_even_when_started_with_their_signals_blocked() {
-    // A parent's mask passes through exec: started with SIGTERM and SIGINT
+    // A parent's mask passes through exec: started with their signals
     // blocked, as `env --block-signal` starts them, each listing unblocks
-    // its stop signals itself, or `kill` would leave them pending for ever.
-    let start = |bin: &str, args: &[&str]| {
+    // those it handles itself, or `kill` would leave them pending for
+    // ever. Its first line comes after the unblock: by then none of them
+    // may be blocked (SIGTERM ends each below, and alone would not tell).
+    let start = |bin: &str, args: &[&str], handled: &[Signal]| {
         let mut command = std::process::Command::new("env");
-        command.arg("--block-signal=TERM,INT").arg(bin).args(args);
+        command
+            .arg("--block-signal=TERM,INT,HUP,USR1")
+            .arg(bin)
+            .args(args);
         let mut listing =
             Listing::spawn(&mut command, std::process::Stdio::piped());
         listing.next_line();
+        let blocked = still_blocked(listing.pid(), handled);
+        assert!(blocked.is_empty(), "{bin} left {blocked:?} blocked");
         listing.signal(Signal::SIGTERM);
         listing
     };
-    let mut flag = start(bin!("sig-hook-flag"), &["--cleanup-secs", "0"]);
+    let stop = [Signal::SIGTERM, Signal::SIGINT];
+    let args = ["--cleanup-secs", "0"];
+    let mut flag = start(bin!("sig-hook-flag"), &args, &stop);
     flag.expect("Cleaning up for 0 s; a second signal stops me now");
     flag.expect("Clean exit");
     let out = flag.finish();
     assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
-    let mut thread = start(bin!("sig-hook-thread"), &[]);
+    let handled = [Signal::SIGHUP, Signal::SIGUSR1, stop[0], stop[1]];
+    let mut thread = start(bin!("sig-hook-thread"), &[], &handled);
     thread.expect("Main thread: stopping on signal 15");
     let out = thread.finish();
     assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
-    let mut hook = start(bin!("sig-hook-default"), &[]);
+    let mut hook = start(bin!("sig-hook-default"), &[], &stop);
     hook.expect("Got SIGTERM: cleaning up");
     let out = hook.finish();
     assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
