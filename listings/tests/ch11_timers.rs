@@ -472,6 +472,30 @@ fn sig_queue_reports_even_when_started_with_its_signals_blocked() {
     assert!(out.status.success(), "{}", out.stderr);
 }
 
+/// nix 0.32's `SigevNotify::SigevSignal` takes nix's `Signal` enum, which
+/// has no real-time signals; a `SigEvent` made from a `libc::sigevent`
+/// carries any number, and nix's `Timer` takes it (Chapter 11 says why
+/// Listing 11-2 calls libc all the same). Never armed, the timer sends
+/// nothing to the test process.
+#[test]
+fn nix_timer_takes_a_real_time_signal_only_through_a_libc_sigevent() {
+    use nix::libc;
+    use nix::sys::signal::{SigEvent, Signal};
+    use nix::sys::timer::Timer;
+    use nix::time::ClockId;
+
+    assert!(Signal::try_from(libc::SIGRTMIN()).is_err());
+    // SAFETY: a `sigevent` of zeros is valid; the fields a signal needs
+    // are set below.
+    let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
+    sev.sigev_notify = libc::SIGEV_SIGNAL;
+    sev.sigev_signo = libc::SIGRTMIN();
+    let event = SigEvent::from(&sev);
+    assert_eq!(event.sigevent().sigev_signo, libc::SIGRTMIN());
+    let timer = Timer::new(ClockId::CLOCK_MONOTONIC, event);
+    assert!(timer.is_ok(), "{timer:?}");
+}
+
 /// signal-hook installs its handler before it records what the handler is
 /// to do (Chapter 6): a SIGUSR1 in between would be lost, unless the
 /// listing blocks it while it registers. strace sends one just as the
