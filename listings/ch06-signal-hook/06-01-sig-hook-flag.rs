@@ -95,7 +95,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     } else {
         writeln!(
             out,
-            "Cleaning up for {secs} s; signals are ignored meanwhile"
+            "Cleaning up for {secs} s; a second signal changes \
+             nothing meanwhile"
         )?;
     }
     thread::sleep(args.cleanup);

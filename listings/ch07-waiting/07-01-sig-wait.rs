@@ -281,6 +281,10 @@ fn parse_args() -> Result<Args, lexopt::Error> {
     if parsed.alarm_secs == 0 {
         return Err("--alarm-secs must be at least 1".into());
     }
+    // Zero would give up on every round at once, before any alarm.
+    if parsed.timeout_secs == 0 {
+        return Err("--timeout-secs must be at least 1".into());
+    }
     Ok(parsed)
 }
 // ANCHOR_END: whole

@@ -88,6 +88,11 @@ fn run() -> Result<(), Box<dyn Error>> {
     // byte. The read end, whose `read` this listing is about, blocks.
     fcntl(write_end, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
     FEED.store(write_end.as_raw_fd(), Ordering::SeqCst);
+    // Blocked while the handlers go in: signal-hook installs its handler
+    // before it records the action, and a signal in between would run it
+    // for nothing (Chapter 6). Blocked, it waits for the unblock below.
+    let handled = SigSet::from_iter([Signal::SIGUSR1, Signal::SIGUSR2]);
+    handled.thread_block()?;
     match install {
         Install::SignalHook => {
             // SAFETY: both actions only make async-signal-safe calls.
@@ -115,9 +120,10 @@ fn run() -> Result<(), Box<dyn Error>> {
             }
         }
     }
-    // A parent's mask passes through `exec`: blocked, the signals would
-    // only wait, and the read would never be interrupted (Chapter 12).
-    SigSet::from_iter([Signal::SIGUSR1, Signal::SIGUSR2]).thread_unblock()?;
+    // Unblocked once they are in, and a parent's mask passes through
+    // `exec`: blocked, the signals would only wait, and the read would
+    // never be interrupted (Chapter 12).
+    handled.thread_unblock()?;
     let restart = installed_with_restart(Signal::SIGUSR1)?;
     let (mut out, pid) = (io::stdout(), getpid());
     writeln!(out, "SIGUSR1 handler installed with SA_RESTART: {restart}")?;

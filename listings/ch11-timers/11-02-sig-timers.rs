@@ -105,8 +105,10 @@ fn run() -> Result<(), Box<dyn Error>> {
 
 // ANCHOR: posix_timer
 /// A POSIX timer that sends `signal` with `value`, first after `first`,
-/// then every `every` (zero: once). nix 0.32's `Timer` takes only the
-/// standard signals, so this calls libc directly.
+/// then every `every` (zero: once). nix 0.32's `SigevNotify::SigevSignal`
+/// takes only its `Signal` enum, which has no real-time signals; a nix
+/// `Timer` on one needs a `libc::sigevent` anyway, so this calls libc
+/// directly.
 struct PosixTimer(libc::timer_t);
 
 impl PosixTimer {

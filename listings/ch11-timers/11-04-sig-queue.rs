@@ -32,11 +32,15 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn Error>> {
     let count = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let rtmin = libc::SIGRTMIN();
-    let mut signals =
-        SignalsInfo::<WithRawSiginfo>::new([libc::SIGUSR1, rtmin])?;
-    // A parent's mask passes through `exec` (Chapter 12): blocked, they
-    // would never reach signal-hook's handler.
-    unblock(&[libc::SIGUSR1, rtmin])?;
+    let wanted = [libc::SIGUSR1, rtmin];
+    // Blocked while signal-hook registers them (Chapter 6): one that came
+    // before its handler knew what to do would be lost.
+    block(&wanted)?;
+    let mut signals = SignalsInfo::<WithRawSiginfo>::new(wanted)?;
+    // Unblocked once the handlers are in: a parent's mask passes through
+    // `exec` (Chapter 12), and blocked, they would never reach the
+    // handler. One that came meanwhile arrives now.
+    unblock(&wanted)?;
     let pid = getpid();
     let mut out = io::stdout();
     writeln!(out, "Waiting for SIGUSR1 and SIGRTMIN as pid {pid}")?;
@@ -76,9 +80,20 @@ fn describe(info: &siginfo_t) -> String {
 }
 // ANCHOR_END: run
 
-/// Unblocks `signals` in this thread. nix's `SigSet` cannot hold a
-/// real-time signal, so the set is built with libc.
+/// Blocks `signals` in this thread.
+fn block(signals: &[libc::c_int]) -> io::Result<()> {
+    change_mask(libc::SIG_BLOCK, signals)
+}
+
+/// Unblocks `signals` in this thread.
 fn unblock(signals: &[libc::c_int]) -> io::Result<()> {
+    change_mask(libc::SIG_UNBLOCK, signals)
+}
+
+/// Blocks or unblocks (`how`) `signals` in this thread. nix's
+/// `SigSet::add` takes only its `Signal` enum, which has no real-time
+/// signals, so the set is built with libc.
+fn change_mask(how: libc::c_int, signals: &[libc::c_int]) -> io::Result<()> {
     let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: `sigemptyset` initialises the set before anything reads it;
     // every number is a valid signal.
@@ -87,11 +102,7 @@ fn unblock(signals: &[libc::c_int]) -> io::Result<()> {
         for &signal in signals {
             libc::sigaddset(set.as_mut_ptr(), signal);
         }
-        libc::pthread_sigmask(
-            libc::SIG_UNBLOCK,
-            set.as_ptr(),
-            std::ptr::null_mut(),
-        )
+        libc::pthread_sigmask(how, set.as_ptr(), std::ptr::null_mut())
     };
     match rc {
         0 => Ok(()),

@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book, can_trace, cargo_run,
-    pipe_ends_closed, run, shell, state_of, trace_of_pipes,
+    pipe_ends_closed, run, shell, state_of, still_blocked, trace_of_pipes,
 };
 
 /// The pid a listing names in its readiness line (`as pid 123`).
@@ -379,8 +379,16 @@ fn handler_listings_take_their_signals_even_when_started_with_them_blocked() {
     // Blocked, a signal stays pending: the `kill` a listing suggests would
     // do nothing, and a `raise` would run no handler. Each listing
     // unblocks the signals it installs handlers for.
+    // Each listing's first line comes after its unblock: by then none of
+    // the signals it handles may be blocked (a SIGINT left blocked would
+    // make Ctrl-C do nothing, and a SIGTERM alone would not tell).
+    let unblocked = |listing: &Listing, handled: &[Signal], name: &str| {
+        let blocked = still_blocked(listing.pid(), handled);
+        assert!(blocked.is_empty(), "{name} left {blocked:?} blocked");
+    };
     let mut flag = start_blocking("INT,TERM", bin!("sig-flag"), &[]);
     flag.next_line();
+    unblocked(&flag, &[Signal::SIGINT, Signal::SIGTERM], "sig-flag");
     flag.signal(Signal::SIGTERM);
     flag.expect("Got SIGTERM: finishing the tick and cleaning up");
     let out = flag.finish();
@@ -389,6 +397,7 @@ fn handler_listings_take_their_signals_even_when_started_with_them_blocked() {
     let args = ["--count", "2"];
     let mut writer = start_blocking("USR1,USR2", bin!("sig-write"), &args);
     writer.next_line();
+    unblocked(&writer, &[Signal::SIGUSR1, Signal::SIGUSR2], "sig-write");
     writer.signal(Signal::SIGUSR1);
     writer.expect("Handler: got signal 10");
     writer.signal(Signal::SIGUSR2);
@@ -400,6 +409,13 @@ fn handler_listings_take_their_signals_even_when_started_with_them_blocked() {
     let blocked = "USR1,HUP,TERM,INT";
     let mut selfpipe = start_blocking(blocked, bin!("sig-selfpipe"), &[]);
     selfpipe.next_line();
+    let handled = [
+        Signal::SIGUSR1,
+        Signal::SIGHUP,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+    ];
+    unblocked(&selfpipe, &handled, "sig-selfpipe");
     selfpipe.signal(Signal::SIGHUP);
     selfpipe.expect("Main loop: got SIGHUP");
     selfpipe.signal(Signal::SIGTERM);

@@ -10,7 +10,8 @@ use crate::support::{
     Listing, assert_died_of, assert_rejects, assert_session_matches_book,
     cargo_run, have, like_a_listing, pending_signals, run, shell,
     signal_after_iterator_closes, signal_after_iterator_closes_thread_refused,
-    signal_as_its_handler_goes_in, start_with_pending, state_of, wait_until,
+    signal_as_its_handler_goes_in, start_with_pending, state_of, still_blocked,
+    wait_until,
 };
 
 /// Waits until `signal` is no longer pending for the listing: delivered.
@@ -71,12 +72,14 @@ fn sig_hook_flag_stopped_by_its_count_exits_at_once_on_a_signal() {
 }
 
 #[test]
-fn sig_hook_flag_without_force_ignores_a_second_signal() {
+fn sig_hook_flag_without_force_a_second_signal_changes_nothing() {
     let args = ["--no-force", "--cleanup-secs", "2"];
     let mut hook = Listing::start(bin!("sig-hook-flag"), &args);
     hook.next_line();
     hook.signal(Signal::SIGINT);
-    hook.expect("Cleaning up for 2 s; signals are ignored meanwhile");
+    hook.expect(
+        "Cleaning up for 2 s; a second signal changes nothing meanwhile",
+    );
     let cleaning = Instant::now();
     hook.signal(Signal::SIGINT);
     delivered(&hook, Signal::SIGINT);
@@ -232,7 +235,7 @@ fn sig_hook_thread_refused_its_thread_survives_a_signal_as_it_ends() {
 }
 
 #[test]
-fn sig_hook_thread_without_close_never_ends_and_only_sigkill_stops_it() {
+fn sig_hook_thread_without_close_hangs_until_a_signal_it_did_not_register() {
     let mut thread = Listing::start(bin!("sig-hook-thread"), &["--no-close"]);
     thread.next_line();
     thread.signal(Signal::SIGTERM);
@@ -241,13 +244,19 @@ fn sig_hook_thread_without_close_never_ends_and_only_sigkill_stops_it() {
     // The join waits for a loop that nothing ends.
     assert!(thread.no_line_within(Duration::from_secs(2)));
     assert_eq!(state_of(thread.pid()), Some('S'));
-    // Another SIGTERM is caught by the iterator, as the first was.
-    thread.signal(Signal::SIGTERM);
-    delivered(&thread, Signal::SIGTERM);
+    // Another SIGTERM, or a SIGINT, is caught by the iterator, as the
+    // first was, and passed on to a main thread that no longer listens.
+    for stop in [Signal::SIGTERM, Signal::SIGINT] {
+        thread.signal(stop);
+        delivered(&thread, stop);
+    }
     assert!(thread.no_line_within(Duration::from_millis(500)));
-    thread.signal(Signal::SIGKILL);
+    assert_eq!(state_of(thread.pid()), Some('S'));
+    // A signal it never registered keeps its default action: SIGUSR2's
+    // ends it, as SIGKILL would.
+    thread.signal(Signal::SIGUSR2);
     let out = thread.finish();
-    assert_eq!(out.status.signal(), Some(Signal::SIGKILL as i32));
+    assert_eq!(out.status.signal(), Some(Signal::SIGUSR2 as i32));
 }
 
 #[test]
@@ -410,28 +419,38 @@ fn sig_hook_default_leaves_a_sigint_ignored_when_it_was_started_so() {
 
 #[test]
 fn signal_hook_listings_stop_even_when_started_with_their_signals_blocked() {
-    // A parent's mask passes through exec: started with SIGTERM and SIGINT
+    // A parent's mask passes through exec: started with their signals
     // blocked, as `env --block-signal` starts them, each listing unblocks
-    // its stop signals itself, or `kill` would leave them pending for ever.
-    let start = |bin: &str, args: &[&str]| {
+    // those it handles itself, or `kill` would leave them pending for
+    // ever. Its first line comes after the unblock: by then none of them
+    // may be blocked (SIGTERM ends each below, and alone would not tell).
+    let start = |bin: &str, args: &[&str], handled: &[Signal]| {
         let mut command = std::process::Command::new("env");
-        command.arg("--block-signal=TERM,INT").arg(bin).args(args);
+        command
+            .arg("--block-signal=TERM,INT,HUP,USR1")
+            .arg(bin)
+            .args(args);
         let mut listing =
             Listing::spawn(&mut command, std::process::Stdio::piped());
         listing.next_line();
+        let blocked = still_blocked(listing.pid(), handled);
+        assert!(blocked.is_empty(), "{bin} left {blocked:?} blocked");
         listing.signal(Signal::SIGTERM);
         listing
     };
-    let mut flag = start(bin!("sig-hook-flag"), &["--cleanup-secs", "0"]);
+    let stop = [Signal::SIGTERM, Signal::SIGINT];
+    let args = ["--cleanup-secs", "0"];
+    let mut flag = start(bin!("sig-hook-flag"), &args, &stop);
     flag.expect("Cleaning up for 0 s; a second signal stops me now");
     flag.expect("Clean exit");
     let out = flag.finish();
     assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
-    let mut thread = start(bin!("sig-hook-thread"), &[]);
+    let handled = [Signal::SIGHUP, Signal::SIGUSR1, stop[0], stop[1]];
+    let mut thread = start(bin!("sig-hook-thread"), &[], &handled);
     thread.expect("Main thread: stopping on signal 15");
     let out = thread.finish();
     assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
-    let mut hook = start(bin!("sig-hook-default"), &[]);
+    let mut hook = start(bin!("sig-hook-default"), &[], &stop);
     hook.expect("Got SIGTERM: cleaning up");
     let out = hook.finish();
     assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));

@@ -303,6 +303,13 @@ fn waiting_listings_reject_bad_arguments_in_one_line() {
         &["pause", "--alarm-secs", "0"],
         "at least 1",
     );
+    // A zero timeout would give up on every round at once, before any
+    // alarm could ring: a loop that prints without end.
+    assert_rejects(
+        bin!("sig-wait"),
+        &["timedwait", "--timeout-secs", "0"],
+        "--timeout-secs must be at least 1",
+    );
     assert_rejects(bin!("sig-signalfd"), &["--count", "x"], r#"argument "x""#);
     assert_rejects(bin!("sig-threads"), &["all"], "unknown mode 'all'");
 }

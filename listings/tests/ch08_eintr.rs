@@ -7,7 +7,7 @@ use nix::sys::signal::Signal;
 
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book, can_trace, cargo_run,
-    have, run, shell, state_of, wait_until,
+    have, run, shell, signal_as_its_handler_goes_in, state_of, wait_until,
 };
 
 #[test]
@@ -222,6 +222,40 @@ fn eintr_listings_are_interrupted_even_when_started_with_their_signals_blocked()
         "{:#?}",
         out.stdout
     );
+}
+
+/// signal-hook installs its handler before it records what the handler is
+/// to do (Chapter 6): a SIGUSR1 in between would run it for nothing, and
+/// be lost, unless the listing blocks it while it registers. strace sends
+/// one just as the handler goes in; the handler must run, once, when the
+/// listing unblocks it, before the read starts.
+#[test]
+fn sig_eintr_signal_hook_takes_a_sigusr1_that_comes_while_it_registers() {
+    if !have("strace") {
+        return;
+    }
+    // Its first line, printed once the handlers are in.
+    let ready = "SIGUSR1 handler installed with SA_RESTART: true";
+    let bin = bin!("sig-eintr");
+    let mut eintr = signal_as_its_handler_goes_in(
+        bin,
+        &["--signal-hook"],
+        Signal::SIGUSR1,
+        ready,
+    );
+    // Lost, the SIGUSR1 would leave no line of its handler's.
+    eintr.expect("Handler: SIGUSR1 arrived");
+    eintr.expect(ready);
+    let reading = r"Reading an empty pipe as pid (\d+); try: kill -USR1 \d+";
+    let pid = eintr.expect(reading)[1].parse().expect("a pid");
+    let pid = nix::unistd::Pid::from_raw(pid);
+    wait_until("the read to block", || state_of(pid) == Some('S'));
+    nix::sys::signal::kill(pid, Signal::SIGUSR2).expect("the listing is alive");
+    eintr.expect(
+        r"read returned 1 byte\(s\) \[!\]; the handler ran 1 time\(s\)",
+    );
+    let out = eintr.finish();
+    assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
 }
 
 /// The SIGUSR2 handler writes a byte into the pipe: were the pipe full (a

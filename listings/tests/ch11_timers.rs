@@ -5,7 +5,7 @@
 use crate::support::{
     Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
     cargo_run, have, run, shell, signal_after_iterator_closes,
-    start_with_pending,
+    signal_as_its_handler_goes_in, start_with_pending,
 };
 
 /// The number a listing printed just before " (measured)".
@@ -470,6 +470,56 @@ fn sig_queue_reports_even_when_started_with_its_signals_blocked() {
     queue.expect(r"SIGRTMIN: sent with kill by pid \d+ \(uid \d+\)");
     let out = queue.finish();
     assert!(out.status.success(), "{}", out.stderr);
+}
+
+/// nix 0.32's `SigevNotify::SigevSignal` takes nix's `Signal` enum, which
+/// has no real-time signals; a `SigEvent` made from a `libc::sigevent`
+/// carries any number, and nix's `Timer` takes it (Chapter 11 says why
+/// Listing 11-2 calls libc all the same). Never armed, the timer sends
+/// nothing to the test process.
+#[test]
+fn nix_timer_takes_a_real_time_signal_only_through_a_libc_sigevent() {
+    use nix::libc;
+    use nix::sys::signal::{SigEvent, Signal};
+    use nix::sys::timer::Timer;
+    use nix::time::ClockId;
+
+    assert!(Signal::try_from(libc::SIGRTMIN()).is_err());
+    // SAFETY: a `sigevent` of zeros is valid; the fields a signal needs
+    // are set below.
+    let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
+    sev.sigev_notify = libc::SIGEV_SIGNAL;
+    sev.sigev_signo = libc::SIGRTMIN();
+    let event = SigEvent::from(&sev);
+    assert_eq!(event.sigevent().sigev_signo, libc::SIGRTMIN());
+    let timer = Timer::new(ClockId::CLOCK_MONOTONIC, event);
+    assert!(timer.is_ok(), "{timer:?}");
+}
+
+/// signal-hook installs its handler before it records what the handler is
+/// to do (Chapter 6): a SIGUSR1 in between would be lost, unless the
+/// listing blocks it while it registers. strace sends one just as the
+/// handler goes in; the listing must report it.
+#[test]
+fn sig_queue_takes_a_sigusr1_that_comes_while_it_registers() {
+    if !have("strace") {
+        return;
+    }
+    let ready = r"Waiting for SIGUSR1 and SIGRTMIN as pid \d+";
+    let bin = bin!("sig-queue");
+    let args = ["--count", "1"];
+    let mut queue = signal_as_its_handler_goes_in(
+        bin,
+        &args,
+        nix::sys::signal::Signal::SIGUSR1,
+        ready,
+    );
+    queue.expect(ready);
+    // Lost, the SIGUSR1 would leave it waiting until PATIENCE runs out.
+    // strace's injected signal comes with si_code SI_KERNEL.
+    queue.expect("SIGUSR1: sent by the kernel");
+    let out = queue.finish();
+    assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
 }
 
 /// Interrupted, the `sigtimedwait` that waits for timer A must wait on

@@ -74,6 +74,20 @@ pub fn signal_in(
     mask & (1 << (signal as i32 - 1)) != 0
 }
 
+/// Those of `signals` that `pid`'s main thread still blocks, from the
+/// SigBlk line of its /proc status: for a listing started with them
+/// blocked, which must unblock each signal it handles.
+pub fn still_blocked(
+    pid: Pid,
+    signals: &[nix::sys::signal::Signal],
+) -> Vec<nix::sys::signal::Signal> {
+    signals
+        .iter()
+        .copied()
+        .filter(|&signal| signal_in(pid, "SigBlk:", signal))
+        .collect()
+}
+
 /// The open descriptors of a process and what each names (`pipe:[123]`,
 /// `/dev/null`), from /proc/<pid>/fd, in order; empty once it is gone.
 pub fn fds_of(pid: Pid) -> Vec<(u32, String)> {
