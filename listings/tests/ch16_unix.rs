@@ -2079,17 +2079,25 @@ fn a_passed_descriptor_reads_a_file_its_receiver_may_not_open() {
     if !can_switch_users() {
         return;
     }
-    let (dir, secret_dir) = (open_dir(), open_dir());
-    let make =
-        MAKE_SECRET.replace(SECRET_DIR, secret_dir.path().to_str().unwrap());
+    // One directory standing for each of the session's, named so that they
+    // sort as theirs do (`ls` lists its arguments in order).
+    let top = open_dir();
+    let [secret_dir, socket_dir] = [SECRET_DIR, SHOWN_DIR].map(|shown| {
+        let standing = top.path().join(&shown[1..]);
+        fs::create_dir(&standing).unwrap();
+        fs::set_permissions(&standing, fs::Permissions::from_mode(0o755))
+            .unwrap();
+        standing.to_str().unwrap().to_string()
+    });
+    let make = MAKE_SECRET.replace(SECRET_DIR, &secret_dir);
     let made = Listing::start("bash", &["-c", &make]).finish();
     assert!(made.status.success(), "{}", made.stderr);
-    let file = path_in(&secret_dir, "secret");
-    let path = path_in(&dir, "pass.sock");
-    // Both temporary directories as the session shows them.
-    let as_shown = |text: &str, dir: &TempDir| {
-        as_shown(text, dir)
-            .replace(secret_dir.path().to_str().unwrap(), SECRET_DIR)
+    let file = format!("{secret_dir}/secret");
+    let path = format!("{socket_dir}/pass.sock");
+    // Both directories as the session shows them.
+    let as_shown = |text: &str| {
+        text.replace(&secret_dir, SECRET_DIR)
+            .replace(&socket_dir, SHOWN_DIR)
     };
     let args = ["serve", &path, &file, "--count", "1"];
     let (server, _) = start(bin!("unix-pass-fd"), &args);
@@ -2116,9 +2124,9 @@ fn a_passed_descriptor_reads_a_file_its_receiver_may_not_open() {
     ] {
         let out = Listing::start("bash", &["-c", &command]).finish();
         let mut shows: Vec<_> =
-            out.stdout.iter().map(|l| as_shown(l, &dir)).collect();
-        shows.extend(out.stderr.lines().map(|l| as_shown(l, &dir)));
-        terminal2.push((as_shown(&shown, &dir), shows));
+            out.stdout.iter().map(|l| as_shown(l)).collect();
+        shows.extend(out.stderr.lines().map(&as_shown));
+        terminal2.push((as_shown(&shown), shows));
     }
     assert!(terminal2[1].1[0].ends_with("Permission denied"));
     assert_eq!(terminal2[2].1, ["the secret"]);
@@ -2130,12 +2138,12 @@ fn a_passed_descriptor_reads_a_file_its_receiver_may_not_open() {
         out.stdout
     );
     assert!(!Path::new(&path).exists());
-    let served: Vec<_> = out.stdout.iter().map(|l| as_shown(l, &dir)).collect();
+    let served: Vec<_> = out.stdout.iter().map(|l| as_shown(l)).collect();
     assert_session_matches_book(
         "ch16-unix/16-03-server.out",
         &[
             (MAKE_SECRET.to_string(), &[] as &[String]),
-            (as_shown(&cargo_run("unix-pass-fd", &args), &dir), &served),
+            (as_shown(&cargo_run("unix-pass-fd", &args)), &served),
         ],
     );
     let terminal2: Vec<_> =
