@@ -1999,8 +1999,12 @@ fn secret(dir: &TempDir) -> String {
     path
 }
 
+/// Where Terminal 1 makes its secret: a directory that anyone may enter and
+/// only `root` may write.
+const SECRET_DIR: &str = "/srv";
+
 /// What Terminal 1 types first: a file that only `root` may read.
-const MAKE_SECRET: &str = "(umask 077 && printf 'the secret\\n' > /tmp/secret)";
+const MAKE_SECRET: &str = "(umask 077 && printf 'the secret\\n' > /srv/secret)";
 
 /// Terminal 1's secret is its owner's only from the moment it exists. A
 /// file made with the shell's umask (022: `-rw-r--r--`) and then given
@@ -2015,7 +2019,7 @@ fn the_sessions_secret_is_never_readable_by_others_even_for_a_moment() {
     let chmod = fake.join("chmod");
     fs::write(&chmod, "#!/bin/sh\nexit 0\n").unwrap();
     fs::set_permissions(&chmod, fs::Permissions::from_mode(0o755)).unwrap();
-    let make = MAKE_SECRET.replace(SHOWN_DIR, dir.path().to_str().unwrap());
+    let make = MAKE_SECRET.replace(SECRET_DIR, dir.path().to_str().unwrap());
     let script =
         format!("umask 022 && PATH={}:$PATH && {make}", fake.display());
     let made = Listing::start("bash", &["-c", &script]).finish();
@@ -2024,16 +2028,77 @@ fn the_sessions_secret_is_never_readable_by_others_even_for_a_moment() {
     assert_eq!(mode & 0o777, 0o600, "born {:o}", mode & 0o777);
 }
 
+/// Terminal 1's secret cannot be caught by a name that another user made
+/// first. The umask applies only to a file that `>` creates: `>` opens
+/// without `O_EXCL`, and writes into a file that exists, which keeps its
+/// owner and mode (or follows a symbolic link, or feeds a FIFO). Here
+/// `nobody` tries to make the name first, in a directory standing for the
+/// one the session names: `/tmp`, sticky and open to all, or one only
+/// `root` may write. The secret must still be `root`'s, `-rw-------`.
+#[test]
+fn the_sessions_secret_stays_roots_when_another_user_made_its_name_first() {
+    if !can_switch_users() {
+        return;
+    }
+    let dir = open_dir();
+    let mut make = MAKE_SECRET.to_string();
+    for (shown, mode) in [("/tmp", 0o1777), (SECRET_DIR, 0o755)] {
+        let standing = dir.path().join(&shown[1..]);
+        fs::create_dir(&standing).unwrap();
+        fs::set_permissions(&standing, fs::Permissions::from_mode(mode))
+            .unwrap();
+        make = make
+            .replace(&format!("{shown}/"), &format!("{}/", standing.display()));
+    }
+    let file = make.rsplit("> ").next().unwrap().trim_end_matches(')');
+    let as_nobody = AS_NOBODY.join(" ");
+    // Refused where only root may write; that is the point.
+    run(
+        "bash",
+        &[
+            "-c",
+            &format!("{as_nobody} sh -c ': > {file}; chmod 644 {file}'"),
+        ],
+    );
+    let made = run("bash", &["-c", &make]);
+    assert!(made.status.success(), "{}", made.stderr);
+    let meta = fs::metadata(file).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.mode() & 0o777),
+        (0, 0o600),
+        "{file}: owner {}, mode {:o}",
+        meta.uid(),
+        meta.mode() & 0o777
+    );
+    let peek = run("bash", &["-c", &format!("{as_nobody} cat {file}")]);
+    assert!(peek.stdout.is_empty(), "nobody reads {:?}", peek.stdout);
+}
+
 #[test]
 fn a_passed_descriptor_reads_a_file_its_receiver_may_not_open() {
     if !can_switch_users() {
         return;
     }
-    let dir = open_dir();
-    let make = MAKE_SECRET.replace(SHOWN_DIR, dir.path().to_str().unwrap());
+    // One directory standing for each of the session's, named so that they
+    // sort as theirs do (`ls` lists its arguments in order).
+    let top = open_dir();
+    let [secret_dir, socket_dir] = [SECRET_DIR, SHOWN_DIR].map(|shown| {
+        let standing = top.path().join(&shown[1..]);
+        fs::create_dir(&standing).unwrap();
+        fs::set_permissions(&standing, fs::Permissions::from_mode(0o755))
+            .unwrap();
+        standing.to_str().unwrap().to_string()
+    });
+    let make = MAKE_SECRET.replace(SECRET_DIR, &secret_dir);
     let made = Listing::start("bash", &["-c", &make]).finish();
     assert!(made.status.success(), "{}", made.stderr);
-    let (file, path) = (path_in(&dir, "secret"), path_in(&dir, "pass.sock"));
+    let file = format!("{secret_dir}/secret");
+    let path = format!("{socket_dir}/pass.sock");
+    // Both directories as the session shows them.
+    let as_shown = |text: &str| {
+        text.replace(&secret_dir, SECRET_DIR)
+            .replace(&socket_dir, SHOWN_DIR)
+    };
     let args = ["serve", &path, &file, "--count", "1"];
     let (server, _) = start(bin!("unix-pass-fd"), &args);
     let fetch = format!(
@@ -2059,9 +2124,9 @@ fn a_passed_descriptor_reads_a_file_its_receiver_may_not_open() {
     ] {
         let out = Listing::start("bash", &["-c", &command]).finish();
         let mut shows: Vec<_> =
-            out.stdout.iter().map(|l| as_shown(l, &dir)).collect();
-        shows.extend(out.stderr.lines().map(|l| as_shown(l, &dir)));
-        terminal2.push((as_shown(&shown, &dir), shows));
+            out.stdout.iter().map(|l| as_shown(l)).collect();
+        shows.extend(out.stderr.lines().map(&as_shown));
+        terminal2.push((as_shown(&shown), shows));
     }
     assert!(terminal2[1].1[0].ends_with("Permission denied"));
     assert_eq!(terminal2[2].1, ["the secret"]);
@@ -2073,12 +2138,12 @@ fn a_passed_descriptor_reads_a_file_its_receiver_may_not_open() {
         out.stdout
     );
     assert!(!Path::new(&path).exists());
-    let served: Vec<_> = out.stdout.iter().map(|l| as_shown(l, &dir)).collect();
+    let served: Vec<_> = out.stdout.iter().map(|l| as_shown(l)).collect();
     assert_session_matches_book(
         "ch16-unix/16-03-server.out",
         &[
             (MAKE_SECRET.to_string(), &[] as &[String]),
-            (as_shown(&cargo_run("unix-pass-fd", &args), &dir), &served),
+            (as_shown(&cargo_run("unix-pass-fd", &args)), &served),
         ],
     );
     let terminal2: Vec<_> =
