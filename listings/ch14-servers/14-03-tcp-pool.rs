@@ -145,6 +145,14 @@ fn run() -> Result<(), Box<dyn Error>> {
         };
         backoff.accepted();
         conns.starved(false);
+        // A client that reset while it waited in the backlog is accepted
+        // all the same (Linux), and `peer_addr` fails, where `accept`
+        // gave an address: nobody to serve, and not one served, for
+        // `--count`.
+        if let Err(err) = conn.peer_addr() {
+            log(format_args!("{peer}: {err}"));
+            continue;
+        }
         let conn = Arc::new(conn);
         let slot = conns.queued(&conn);
         let job = Job {

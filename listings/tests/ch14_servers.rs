@@ -717,6 +717,16 @@ fn pool_stops_listening_once_its_count_is_reached() {
 }
 
 #[test]
+fn threaded_server_count_leaves_out_a_client_that_reset_in_the_queue() {
+    line_server::counts_no_client_that_reset_in_the_queue(bin!("tcp-threads"));
+}
+
+#[test]
+fn pool_count_leaves_out_a_client_that_reset_in_the_queue() {
+    line_server::counts_no_client_that_reset_in_the_queue(bin!("tcp-pool"));
+}
+
+#[test]
 fn pool_at_its_count_still_closes_a_client_that_went_idle_while_others_wait() {
     // One worker and a count of three: the third client closes the queue,
     // and no connection can go back into it. The first one is answered

@@ -1220,31 +1220,5 @@ fn poll_server_makes_room_with_an_idle_client_before_a_request_begun() {
 
 #[test]
 fn poll_server_count_leaves_out_a_client_that_reset_in_the_queue() {
-    // Linux 6.18. A client that connects and resets while the server is
-    // stopped is accepted when it goes on, and its `peer_addr` fails with
-    // ENOTCONN: not a client served, so `--count 1` still serves the next.
-    use nix::sys::signal::{Signal, kill};
-    let (server, addr) =
-        start_server(bin!("poll-server"), &["127.0.0.1:0", "--count", "1"]);
-    let pid = server.pid();
-    kill(pid, Signal::SIGSTOP).unwrap();
-    wait_until("the server to stop", || {
-        crate::support::all_threads_stopped(pid)
-    });
-    let reset = std::net::TcpStream::connect(&addr).unwrap();
-    let linger = nix::libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    nix::sys::socket::setsockopt(
-        &reset,
-        nix::sys::socket::sockopt::Linger,
-        &linger,
-    )
-    .unwrap();
-    drop(reset);
-    kill(pid, Signal::SIGCONT).unwrap();
-    assert_eq!(ask(&addr, "next").unwrap(), "server got: [next]\n");
-    let out = server.finish();
-    assert!(out.status.success(), "{}", out.stderr);
+    line_server::counts_no_client_that_reset_in_the_queue(bin!("poll-server"));
 }

@@ -227,6 +227,36 @@ pub fn stops_listening_once_its_count_is_reached_with(
     assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
 }
 
+/// `--count` counts the clients served. A client that connects and resets
+/// while the server is stopped is accepted when it goes on (Linux 6.18),
+/// and its `peer_addr` fails with ENOTCONN: nobody to serve, so `--count 1`
+/// still serves the next client. A server that counted it would close its
+/// listening socket, and refuse the next one.
+#[track_caller]
+pub fn counts_no_client_that_reset_in_the_queue(bin: &str) {
+    use nix::sys::signal::{Signal, kill};
+    let (server, addr) = start_server(bin, &["127.0.0.1:0", "--count", "1"]);
+    let pid = server.pid();
+    kill(pid, Signal::SIGSTOP).unwrap();
+    wait_until("the server to stop", || all_threads_stopped(pid));
+    let reset = TcpStream::connect(&addr).unwrap();
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    nix::sys::socket::setsockopt(
+        &reset,
+        nix::sys::socket::sockopt::Linger,
+        &linger,
+    )
+    .unwrap();
+    drop(reset);
+    kill(pid, Signal::SIGCONT).unwrap();
+    assert_eq!(ask(&addr, "next").unwrap(), "server got: [next]\n");
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
 /// Lines arrive cut anywhere, an empty one among them and the last without
 /// a newline: each gets its own reply, and the server counts four.
 #[track_caller]
