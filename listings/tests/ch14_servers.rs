@@ -727,6 +727,38 @@ fn pool_count_leaves_out_a_client_that_reset_in_the_queue() {
 }
 
 #[test]
+fn threaded_server_logs_a_line_too_long_from_a_client_that_leaves_unread() {
+    line_server::logs_a_line_too_long_from_a_client_that_leaves_unread(
+        bin!("tcp-threads"),
+        &["127.0.0.1:0", "--count", "1"],
+    );
+}
+
+#[test]
+fn pool_logs_a_line_too_long_from_a_client_that_leaves_unread() {
+    line_server::logs_a_line_too_long_from_a_client_that_leaves_unread(
+        bin!("tcp-pool"),
+        &["127.0.0.1:0", "--count", "1"],
+    );
+}
+
+#[test]
+fn threaded_server_logs_a_line_too_long_from_a_client_closed_to_make_room() {
+    line_server::logs_a_line_too_long_from_a_client_closed_to_make_room(
+        bin!("tcp-threads"),
+        &["127.0.0.1:0", "--max-conns", "1", "--count", "2"],
+    );
+}
+
+#[test]
+fn pool_logs_a_line_too_long_from_a_client_closed_to_make_room() {
+    line_server::logs_a_line_too_long_from_a_client_closed_to_make_room(
+        bin!("tcp-pool"),
+        &["127.0.0.1:0", "--workers", "1", "--count", "2"],
+    );
+}
+
+#[test]
 fn pool_at_its_count_still_closes_a_client_that_went_idle_while_others_wait() {
     // One worker and a count of three: the third client closes the queue,
     // and no connection can go back into it. The first one is answered

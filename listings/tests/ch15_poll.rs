@@ -1222,3 +1222,19 @@ fn poll_server_makes_room_with_an_idle_client_before_a_request_begun() {
 fn poll_server_count_leaves_out_a_client_that_reset_in_the_queue() {
     line_server::counts_no_client_that_reset_in_the_queue(bin!("poll-server"));
 }
+
+#[test]
+fn poll_server_logs_a_line_too_long_from_a_client_that_leaves_unread() {
+    line_server::logs_a_line_too_long_from_a_client_that_leaves_unread(
+        bin!("poll-server"),
+        &["127.0.0.1:0", "--count", "1"],
+    );
+}
+
+#[test]
+fn poll_server_logs_a_line_too_long_from_a_client_closed_to_make_room() {
+    line_server::logs_a_line_too_long_from_a_client_closed_to_make_room(
+        bin!("poll-server"),
+        &["127.0.0.1:0", "--max-conns", "1", "--count", "2"],
+    );
+}
