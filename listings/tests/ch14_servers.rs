@@ -91,6 +91,42 @@ fn a_connection_still_in_the_backlog_is_reset_when_the_server_dies() {
 }
 
 #[test]
+fn linux_keeps_a_server_off_a_port_that_a_client_left_in_time_wait() {
+    // Linux 6.18. The port is one that `connect` chose for a client of
+    // this test, from the ephemeral range (32768-60999 by default), as it
+    // may choose 50008. The client closes first, so its end waits in
+    // TIME_WAIT; that socket, made without SO_REUSEADDR, keeps a server
+    // from binding the port even with SO_REUSEADDR, which tcp-threads sets.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client =
+        std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let port = client.local_addr().unwrap().port();
+    let (mut conn, _) = listener.accept().unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(conn.read(&mut [0; 1]).unwrap(), 0);
+    drop(conn);
+    // The server's FIN has come: the client, which closed first, is in
+    // TIME_WAIT.
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(client.read(&mut [0; 1]).unwrap(), 0);
+    drop((client, listener));
+    let addr = format!("127.0.0.1:{port}");
+    let out = crate::support::run(bin!("tcp-threads"), &[&addr]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "tcp-threads: cannot listen on {addr}: Address already in use \
+             (os error 98)\n"
+        )
+    );
+}
+
+#[test]
 fn linux_accepts_a_client_that_reset_in_the_queue_and_its_first_call_fails() {
     // Linux 6.18: no ECONNABORTED, as the BSDs give, for a client that
     // reset its connection while it waited in the queue. `accept` hands
