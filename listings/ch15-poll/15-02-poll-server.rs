@@ -342,12 +342,16 @@ impl Server {
         match candidate {
             Some((_, _, i)) => {
                 let conn = self.conns.swap_remove(i);
-                let _ = writeln!(
-                    io::stdout(),
-                    "{}: answered {} lines",
-                    conn.peer,
-                    conn.answered
-                );
+                // One that failed (a line too long, being drained) has
+                // had its line in the log already.
+                if !conn.failed {
+                    let _ = writeln!(
+                        io::stdout(),
+                        "{}: answered {} lines",
+                        conn.peer,
+                        conn.answered
+                    );
+                }
                 true
             }
             _ => false,

@@ -479,7 +479,8 @@ fn answer_and_log(conn: &UnixStream, slot: &Slot, timeout: Duration) {
     match answered {
         // Closed to make room (`Conns::take`): what failed after that, a
         // reply to half a request, failed because of us, not the client.
-        Err(err) if !slot.evicted() => {
+        // A line too long (`InvalidData`) came before, and is the client's.
+        Err(err) if err.kind() == ErrorKind::InvalidData || !slot.evicted() => {
             log(format_args!("{who}: {}", explain(&err)));
         }
         _ => {
@@ -532,8 +533,13 @@ fn answer(
             Line::TooLong => {
                 let error =
                     format!("error: line longer than {MAX_LINE} bytes\n");
-                write_all_by(conn, error.as_bytes(), Instant::now() + timeout)?;
-                close_gently(conn, Instant::now() + timeout)?;
+                // The line too long is what the log says, however telling
+                // the client goes: one that leaves without reading the
+                // error resets the connection, and one closed to make room
+                // meanwhile ends the drain early. Neither is news.
+                let by = Instant::now() + timeout;
+                let _ = write_all_by(conn, error.as_bytes(), by)
+                    .and_then(|()| close_gently(conn, by));
                 return Err(io::Error::new(
                     ErrorKind::InvalidData,
                     format!("a line longer than {MAX_LINE} bytes"),

@@ -116,6 +116,14 @@ fn line_server_refuses_a_megabyte_without_newline_and_says_why() {
 }
 
 #[test]
+fn line_server_logs_a_line_too_long_from_a_client_that_leaves_unread() {
+    crate::line_server::logs_a_line_too_long_from_a_client_that_leaves_unread(
+        bin!("tcp-lines"),
+        &["server", "127.0.0.1:0", "--count", "1"],
+    );
+}
+
+#[test]
 fn line_client_reads_while_it_writes_so_large_input_cannot_deadlock() {
     // Ten megabytes of requests, and as much in replies: far more than
     // the socket buffers hold. A client that wrote everything before

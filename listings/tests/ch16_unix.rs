@@ -2494,6 +2494,40 @@ fn figure_16_1_numbers_the_servers_descriptors_as_the_server_does() {
 }
 
 #[test]
+fn unix_server_logs_a_line_too_long_from_a_client_that_leaves_unread() {
+    // Linux 6.18. As Chapter 14's servers: a client that sends a line too
+    // long and closes without reading the error makes the server's drain
+    // fail with ECONNRESET; the log must still name the line too long.
+    let tmp = TempDir::new().unwrap();
+    let (server, path) = start_private(&tmp, &["--count", "1"]);
+    let client = UnixStream::connect(&path).expect("connect");
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    (&client).write_all(&[b'x'; 2000]).unwrap();
+    // The error line has come, and stays unread.
+    let flags = nix::sys::socket::MsgFlags::MSG_PEEK;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&client);
+    nix::sys::socket::recv(fd, &mut [0; 1], flags).unwrap();
+    drop(client);
+    let out = server.finish();
+    let who = format!("pid {} (uid ", std::process::id());
+    assert!(
+        out.stderr
+            .lines()
+            .any(|line| line.starts_with(&format!("unix-server: {who}"))
+                && line.ends_with(": a line longer than 1024 bytes")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stdout.iter().any(|line| line.contains("answered")),
+        "{:?}",
+        out.stdout
+    );
+}
+
+#[test]
 fn unix_server_drains_a_refused_client_through_a_stop_and_continue() {
     // Linux 6.18. As Chapter 14's servers: stopped and continued while it
     // drains a client whose line was too long, the server's read, which

@@ -227,6 +227,104 @@ pub fn stops_listening_once_its_count_is_reached_with(
     assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
 }
 
+/// `--count` counts the clients served. A client that connects and resets
+/// while the server is stopped is accepted when it goes on (Linux 6.18),
+/// and its `peer_addr` fails with ENOTCONN: nobody to serve, so `--count 1`
+/// still serves the next client. A server that counted it would close its
+/// listening socket, and refuse the next one.
+#[track_caller]
+pub fn counts_no_client_that_reset_in_the_queue(bin: &str) {
+    use nix::sys::signal::{Signal, kill};
+    let (server, addr) = start_server(bin, &["127.0.0.1:0", "--count", "1"]);
+    let pid = server.pid();
+    kill(pid, Signal::SIGSTOP).unwrap();
+    wait_until("the server to stop", || all_threads_stopped(pid));
+    let reset = TcpStream::connect(&addr).unwrap();
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    nix::sys::socket::setsockopt(
+        &reset,
+        nix::sys::socket::sockopt::Linger,
+        &linger,
+    )
+    .unwrap();
+    drop(reset);
+    kill(pid, Signal::SIGCONT).unwrap();
+    assert_eq!(ask(&addr, "next").unwrap(), "server got: [next]\n");
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
+/// A client sends a line too long, and closes without reading the error
+/// line, which makes its close a reset (Linux 6.18). The error was the
+/// client's, and the log must name it: a server that logged how its drain
+/// ended logged `Connection reset by peer` and lost the line too long.
+/// `args` start the server with `--count 1`.
+#[track_caller]
+pub fn logs_a_line_too_long_from_a_client_that_leaves_unread(
+    bin: &str,
+    args: &[&str],
+) {
+    let (server, addr) = start_server(bin, args);
+    let mut sock = connect(&addr);
+    let peer = sock.local_addr().unwrap().to_string();
+    sock.write_all(&[b'x'; 2000]).unwrap();
+    // The error line has come, and stays unread: the close sends RST.
+    sock.peek(&mut [0; 1]).unwrap();
+    drop(sock);
+    let out = server.finish();
+    assert_line_too_long_logged(&out, &peer);
+}
+
+/// A client sends a line too long, reads the error line, and stays open
+/// while the server drains its connection; at the limit of one connection
+/// (`args`, with `--count 2`), a second client a second and a half later
+/// has the first closed to make room. The eviction cut the drain short,
+/// nothing more: the log must still name the line too long, and not
+/// report the first client as one that was answered.
+#[track_caller]
+pub fn logs_a_line_too_long_from_a_client_closed_to_make_room(
+    bin: &str,
+    args: &[&str],
+) {
+    let (server, addr) = start_server(bin, args);
+    let mut first = connect(&addr);
+    let peer = first.local_addr().unwrap().to_string();
+    first.write_all(&[b'x'; 2000]).unwrap();
+    let mut reply = [0; 35];
+    first.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"error: line longer than 1024 bytes\n");
+    // Past the grace after which a stalled connection makes room.
+    thread::sleep(Duration::from_millis(1500)); // The wait is the test.
+    assert_eq!(ask(&addr, "next").unwrap(), "server got: [next]\n");
+    let mut rest = Vec::new();
+    let _ = first.read_to_end(&mut rest);
+    let out = server.finish();
+    assert_line_too_long_logged(&out, &peer);
+    drop(first);
+}
+
+/// The log of a server whose client `peer` sent a line too long names the
+/// error on stderr, and has no `answered` line for that client.
+#[track_caller]
+fn assert_line_too_long_logged(out: &Finished, peer: &str) {
+    let logged = format!("{peer}: a line longer than 1024 bytes");
+    assert!(
+        out.stderr.lines().any(|line| line.ends_with(&logged)),
+        "no '{logged}' on stderr:\n{}\nstdout:\n{}",
+        out.stderr,
+        out.stdout.join("\n")
+    );
+    let answered = format!("{peer}: answered");
+    assert!(
+        !out.stdout.iter().any(|line| line.contains(&answered)),
+        "'{answered}' on stdout for a failed client:\n{}",
+        out.stdout.join("\n")
+    );
+}
+
 /// Lines arrive cut anywhere, an empty one among them and the last without
 /// a newline: each gets its own reply, and the server counts four.
 #[track_caller]
