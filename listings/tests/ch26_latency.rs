@@ -1772,6 +1772,60 @@ fn results_in_the_book_come_from_a_full_run_of_the_bench_command() {
     assert_eq!(rounds_seen.len() as u64, rounds);
 }
 
+/// What a function of the bench command returns, called in a Python that
+/// loads the command as a module: `call` is the call, `bench.` before it.
+fn from_bench_module(call: &str) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/run");
+    let driver = format!(
+        "\
+import importlib.machinery as m, importlib.util as u, json, sys
+loader = m.SourceFileLoader('bench', sys.argv[1])
+bench = u.module_from_spec(u.spec_from_loader('bench', loader))
+loader.exec_module(bench)
+print(json.dumps(bench.{call}))
+"
+    );
+    let out = Command::new("python3")
+        .args(["-c", &driver])
+        .arg(&script)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The published figures describe the code the book shows: every region
+/// of code that runs while the clock runs (the timed loops and what they
+/// call, in the listings and their C twins, and the command's measuring
+/// function) hashes today as it did at the commit measured, whose hashes
+/// raw.json keeps. A change to any of them, a timed line or a call the
+/// loop makes, fails here until the command is run again with --publish;
+/// a change to a comment does not.
+#[test]
+fn published_figures_measured_the_code_in_the_book() {
+    let raw = published();
+    let measured = raw["source"]["timed"]
+        .as_object()
+        .expect("raw.json keeps a hash of every timed region");
+    let today = from_bench_module("timed_regions()");
+    let today = today.as_object().unwrap();
+    let changed: Vec<_> = today
+        .iter()
+        .filter(|(region, hash)| measured.get(*region) != Some(*hash))
+        .map(|(region, _)| region.as_str())
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "the published run measured other code than the book shows in \
+         {changed:?}: run listings/bench/run --publish"
+    );
+    assert_eq!(measured.len(), today.len(), "regions measured and today");
+}
+
 /// The command records what a vendor kernel may change beside mainline:
 /// the whole kernel command line, every `kernel.sched_*` setting, and the
 /// process's control groups (the memory one is charged for every page a
