@@ -17,7 +17,8 @@ use regex::Regex;
 use crate::bench::{
     assert_reports_a_full_stdout, at_least, compile_c, interval_rank,
     median_of, miss_probability, one_line, placement_pattern, placements,
-    protocol, published, ratios_by_row, rust_over_c, usable_cpus,
+    protocol, published, ratios_by_row, ratios_by_row_at, rust_over_c,
+    usable_cpus,
 };
 use crate::support::{
     Listing, assert_measurements_match_book, assert_rejects, cargo_run,
@@ -1867,6 +1868,79 @@ print(json.dumps(bench.describe_machine()))
     }
 }
 
+/// The verdicts judge the median; the chapter says what the same rule
+/// decides at p99 and p99.9, from the published runs: how many of the rows
+/// with a verdict meet the target there and how many cannot be decided,
+/// and which of those tail intervals exclude 1.
+#[test]
+fn chapter_26_says_what_the_rule_decides_in_the_tail() {
+    let raw = published();
+    let rounds = raw["settings"]["rounds"].as_u64().unwrap();
+    let k = interval_rank(rounds) as usize;
+    let chapter =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/ch26-latency.md");
+    let chapter = fs::read_to_string(chapter).unwrap();
+    let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
+    let says = |words: &str| {
+        assert!(chapter.contains(words), "chapter 26 does not say {words:?}");
+    };
+    let mut counts = Vec::new();
+    let mut excluding = Vec::new();
+    for percentile in ["p99", "p999"] {
+        let (mut met, mut undecided, mut missed) = (0, 0, 0);
+        for (row, ratios) in ratios_by_row_at(&raw, percentile) {
+            if !row.starts_with("latency") || row.contains(" any ") {
+                continue;
+            }
+            let (low, high) = (ratios[k - 1], ratios[ratios.len() - k]);
+            if high <= 1.05 {
+                met += 1;
+            } else if low > 1.05 {
+                missed += 1;
+            } else {
+                undecided += 1;
+            }
+            if low > 1.0 || high < 1.0 {
+                excluding
+                    .push(format!("{percentile} {row}: {low:.3} to {high:.3}"));
+            }
+        }
+        assert_eq!(missed, 0, "{percentile}: a missed target to say");
+        counts.push((met, undecided));
+    }
+    let rows = counts[0].0 + counts[0].1;
+    says(&format!(
+        "Of the {rows} rows with a verdict, at p99 the target is met in {} \
+         and not decidable in {}; at p99.9, met in {} and not decidable in {}.",
+        counts[0].0, counts[0].1, counts[1].0, counts[1].1
+    ));
+    assert_eq!(
+        excluding,
+        [
+            "p99 latency pipe different spin: 1.043 to 1.118",
+            "p99 latency unix different spin: 0.907 to 0.983",
+            "p999 latency tcp same block: 1.003 to 1.071",
+        ]
+    );
+    says(
+        "Three of those intervals exclude 1: at p99, pipes spinning, 1.043 to 1.118,",
+    );
+    says("Unix sockets spinning on two CPUs, 0.907 to 0.983");
+    says("at p99.9, TCP on one CPU, 1.003 to 1.071");
+    says("The verdicts judge the median round trip only.");
+    // And the closing note, which states the targets, says so too.
+    let closing =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/ch27-throughput.md");
+    let closing = fs::read_to_string(closing).unwrap();
+    let closing = closing.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        closing.contains(
+            "on every figure, judged for latency at the median round trip only"
+        ),
+        "chapter 27's closing note states the targets without saying so"
+    );
+}
+
 #[test]
 fn chapter_26_states_the_count_of_the_published_run() {
     let raw = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/raw.json");
@@ -2841,7 +2915,7 @@ fn chapter_26_claims_hold_in_the_published_results() {
         })
         .count() as u64;
     says(&format!(
-        "The two chapters hold {intervals} such intervals, {latency_rows} \
+        "The two chapters' verdict tables hold {intervals} such intervals, {latency_rows} \
          for latency and {} for throughput.",
         intervals - latency_rows
     ));
