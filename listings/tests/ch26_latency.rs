@@ -1941,6 +1941,61 @@ fn chapter_26_says_what_the_rule_decides_in_the_tail() {
     );
 }
 
+/// Booted with `isolcpus=`, Linux moves init, and so every process after
+/// it, off the isolated CPUs (`sched_init_smp()` in kernel/sched/core.c,
+/// Linux 6.18), and the listings choose their CPUs from the affinity they
+/// inherit: the advice to isolate CPUs must say how the command gets
+/// there, with the same CPUs.
+#[test]
+fn chapter_26_puts_the_command_on_the_cpus_it_isolates() {
+    let chapter =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/ch26-latency.md");
+    let chapter = fs::read_to_string(chapter).unwrap();
+    let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
+    let isolated = Regex::new(r"`isolcpus=([\d,-]+)`")
+        .unwrap()
+        .captures(&chapter)
+        .expect("chapter 26 names isolcpus")[1]
+        .to_string();
+    let bullet = chapter
+        .split("- keep CPUs for the benchmark alone")
+        .nth(1)
+        .expect("the bullet on isolated CPUs")
+        .split("; - ")
+        .next()
+        .unwrap();
+    assert!(
+        bullet.contains(&format!("`taskset -c {isolated} listings/bench/run`")),
+        "the isolcpus advice does not start the command on CPUs {isolated}"
+    );
+    assert!(
+        bullet.contains("from the affinity they inherit"),
+        "{bullet}"
+    );
+}
+
+/// The command says so when CPUs are isolated and it may use none of
+/// them, and records the CPUs it may use.
+#[test]
+fn bench_command_warns_when_it_runs_beside_the_isolated_cpus() {
+    if !have("python3") {
+        return;
+    }
+    let warning = from_bench_module("isolation_warning('2-3', [0, 1])");
+    let warning = warning.as_str().expect("a warning");
+    assert!(
+        warning.contains("taskset -c 2-3 listings/bench/run"),
+        "{warning}"
+    );
+    for (isolated, allowed) in [("2-3", "[1, 3]"), ("none", "[0, 1]")] {
+        let call = format!("isolation_warning('{isolated}', {allowed})");
+        assert!(from_bench_module(&call).is_null(), "{call}");
+    }
+    let machine = from_bench_module("describe_machine()");
+    let allowed: Vec<u64> = usable_cpus().iter().map(|&c| c as u64).collect();
+    assert_eq!(machine["allowed_cpus"], serde_json::json!(allowed));
+}
+
 #[test]
 fn chapter_26_states_the_count_of_the_published_run() {
     let raw = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/raw.json");
