@@ -842,6 +842,21 @@ fn bench_command_runs_everything_in_a_tiny_configuration() {
     assert!(raw["source"]["commit"].is_string(), "{}", raw["source"]);
     let machine = anchored(&results, "machine");
     assert!(machine.contains("binaries from --bin-dir"), "{machine}");
+    // The clock's step, beside the clock source: the fastest figures are
+    // a few steps long, and the step differs from machine to machine.
+    let clock = &raw["machine"]["clock"];
+    assert!(clock["resolution_ns"].as_f64().is_some(), "{clock}");
+    let step = clock["step_ns"].as_f64();
+    assert!(step.is_some() || clock["step_ns"].is_null(), "{clock}");
+    assert!(machine.contains(", which reads in steps "), "{machine}");
+    // And the TCP settings that decide how the TCP rows move their bytes.
+    for name in ["tcp_congestion_control", "tcp_rmem", "tcp_wmem"] {
+        assert!(
+            raw["machine"]["tcp"][name].is_string(),
+            "{name}: {}",
+            raw["machine"]
+        );
+    }
     // Load and steal time cannot show a host that runs the CPUs slower
     // without taking time away: a speed check can, made on every CPU,
     // pinned there, right before every figure of the runs and every point
@@ -1994,6 +2009,103 @@ fn bench_command_warns_when_it_runs_beside_the_isolated_cpus() {
     let machine = from_bench_module("describe_machine()");
     let allowed: Vec<u64> = usable_cpus().iter().map(|&c| c as u64).collect();
     assert_eq!(machine["allowed_cpus"], serde_json::json!(allowed));
+}
+
+/// The command records the clock's step (the fastest figures are a few
+/// steps long) and the TCP settings that decide how the TCP rows move
+/// their bytes, as this machine has them; and, with every run, the TCP
+/// counters that show a stalled sender.
+#[test]
+fn bench_command_records_the_clock_step_and_tcp_settings() {
+    if !have("python3") {
+        return;
+    }
+    let machine = from_bench_module("describe_machine()");
+    let clock = &machine["clock"];
+    assert_eq!(clock["name"], "CLOCK_MONOTONIC", "{clock}");
+    assert!(clock["resolution_ns"].as_f64().unwrap() > 0.0, "{clock}");
+    let step = &clock["step_ns"];
+    assert!(step.is_null() || step.as_f64().unwrap() >= 2.0, "{clock}");
+    for (name, path) in [
+        ("tcp_congestion_control", "ipv4/tcp_congestion_control"),
+        ("tcp_rmem", "ipv4/tcp_rmem"),
+        ("tcp_wmem", "ipv4/tcp_wmem"),
+        ("default_qdisc", "core/default_qdisc"),
+    ] {
+        let Ok(value) = fs::read_to_string(format!("/proc/sys/net/{path}"))
+        else {
+            continue;
+        };
+        let value = value.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(machine["tcp"][name], value, "{name}");
+    }
+    let counters =
+        from_bench_module("between(bench.snapshot(), bench.snapshot())");
+    for name in ["TCPLossProbes", "RetransSegs"] {
+        assert!(
+            counters["tcp_counters"][name].is_i64(),
+            "{name}: {counters}"
+        );
+    }
+}
+
+/// "Every one of the 420 medians of the C runs in `raw.json` lies within a
+/// nanosecond of a multiple of 10.015 ns: [...] 26 cycles at a time, at
+/// 2,596 MHz. So 0.13 µs is 13 steps, and one step is 8% of it".
+#[test]
+fn chapter_26_states_the_step_of_the_published_clock() {
+    let raw = published();
+    let medians: Vec<f64> = raw["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "latency" && r["language"] == "c")
+        .map(|r| r["p50"].as_f64().unwrap() * 1000.0)
+        .collect();
+    let mhz: f64 = raw["machine"]["cpu_id"]["cpu MHz"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let step = 26.0 * 1000.0 / mhz;
+    let off = |s: f64| {
+        medians
+            .iter()
+            .map(|v| (v - (v / s).round() * s).abs())
+            .fold(0.0, f64::max)
+    };
+    assert!(off(step) <= 1.0, "a median {} ns off the grid", off(step));
+    // A grid a little off, or of whole nanoseconds, does not fit: the
+    // medians sit on this one.
+    assert!(off(10.0) > 1.0 && off(step * 1.001) > 1.0);
+    let fastest = median_of(
+        &raw["runs"],
+        &[
+            ("kind", serde_json::json!("latency")),
+            ("mechanism", serde_json::json!("shm")),
+            ("placement", serde_json::json!("different")),
+            ("wait", serde_json::json!("spin")),
+            ("language", serde_json::json!("c")),
+        ],
+        "p50",
+    );
+    let chapter =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/ch26-latency.md");
+    let chapter = fs::read_to_string(chapter).unwrap();
+    let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
+    let said = format!(
+        "Every one of the {} medians of the C runs in `raw.json` lies within \
+         a nanosecond of a multiple of {step:.3} ns: the time-stamp counter \
+         that this machine's clock is computed from advances 26 cycles at a \
+         time, at {},{:03} MHz. So {fastest:.2} µs is {:.0} steps, and one \
+         step is {:.0}% of it, more than the 5% of the target",
+        medians.len(),
+        mhz as u64 / 1000,
+        mhz as u64 % 1000,
+        fastest * 1000.0 / step,
+        step / (fastest * 1000.0) * 100.0,
+    );
+    assert!(chapter.contains(&said), "chapter 26 does not say {said:?}");
 }
 
 #[test]
