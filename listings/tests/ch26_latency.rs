@@ -2108,6 +2108,72 @@ fn chapter_26_states_the_step_of_the_published_clock() {
     assert!(chapter.contains(&said), "chapter 26 does not say {said:?}");
 }
 
+/// The earlier run the chapter quotes, on an Intel virtual machine, is
+/// kept in listings/bench/earlier/: its pipe figures on two CPUs, plain
+/// and kept awake, and on one, and the four intervals of its verdict
+/// tables that exclude 1, as the chapter gives them.
+#[test]
+fn chapter_26_quotes_the_earlier_run_as_its_file_keeps_it() {
+    let earlier =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/earlier/results.md");
+    let earlier = fs::read_to_string(earlier).unwrap();
+    assert!(earlier.contains("Intel(R) Xeon(R)"), "not the Intel run");
+    assert!(earlier.contains("Idle: no cpuidle driver"));
+    // The median of a row: "| pipe | different | Rust | 12.01 [...".
+    let median = |row: &str| -> String {
+        let line = earlier
+            .lines()
+            .find(|l| l.starts_with(&format!("| {row} | Rust | ")))
+            .unwrap_or_else(|| panic!("no row {row}"));
+        line.split(" | ")
+            .nth(3)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .into()
+    };
+    let chapter =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/ch26-latency.md");
+    let chapter = fs::read_to_string(chapter).unwrap();
+    let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
+    let said = format!(
+        "{} µs plain, {} kept awake and {} on one CPU for pipes",
+        median("pipe | different"),
+        median("pipe, CPUs kept awake | different"),
+        median("pipe | same"),
+    );
+    assert!(chapter.contains(&said), "chapter 26 does not say {said:?}");
+    // Every verdict row, "| shm | same | 1.018 | 1.010–1.032 | met |":
+    // those whose interval lies wholly on one side of 1.
+    let excluding: Vec<String> = earlier
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split(" | ").collect();
+            let (low, high) = cells.get(3)?.split_once('–')?;
+            let (low, high) =
+                (low.parse::<f64>().ok()?, high.parse::<f64>().ok()?);
+            let row =
+                format!("{} {}", cells[0].trim_start_matches("| "), cells[1]);
+            (low > 1.0 || high < 1.0).then(|| format!("{row}: {}", high < 1.0))
+        })
+        .collect();
+    assert_eq!(
+        excluding,
+        [
+            "eventfd same: false",
+            "shm same: false",
+            "shm, spinning different: false",
+            "vmsplice any: true",
+        ]
+    );
+    let said = "found four intervals that exclude 1 (C faster for eventfds \
+                and shared memory on one CPU and for shared memory spinning, \
+                Rust faster for `vmsplice` on any CPU)";
+    assert!(chapter.contains(said), "chapter 26 does not say {said:?}");
+    assert!(chapter.contains("`listings/bench/earlier/results.md` keeps"));
+}
+
 #[test]
 fn chapter_26_states_the_count_of_the_published_run() {
     let raw = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/raw.json");
