@@ -1840,6 +1840,13 @@ fn published_figures_measured_the_code_in_the_book() {
          {changed:?}: run listings/bench/run --publish"
     );
     assert_eq!(measured.len(), today.len(), "regions measured and today");
+    let chapter =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/ch26-latency.md");
+    let chapter = fs::read_to_string(chapter).unwrap();
+    let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(chapter.contains(
+        "a hash of every piece of code that runs while the clock runs"
+    ));
 }
 
 /// The command records what a vendor kernel may change beside mainline:
