@@ -129,6 +129,15 @@ pub fn profile_samples(raw: &serde_json::Value, name: &str, work: &str) -> f64 {
 /// Rust's time over C's, round by round, for every row of both verdict
 /// tables ("latency pipe same block", "throughput tcp different"), sorted.
 pub fn ratios_by_row(raw: &serde_json::Value) -> BTreeMap<String, Vec<f64>> {
+    ratios_by_row_at(raw, "p50")
+}
+
+/// As `ratios_by_row`, with the latency rows compared at `percentile`
+/// ("p50", "p99", "p999") instead of the median.
+pub fn ratios_by_row_at(
+    raw: &serde_json::Value,
+    percentile: &str,
+) -> BTreeMap<String, Vec<f64>> {
     let mut rows: BTreeMap<String, BTreeMap<String, BTreeMap<u64, f64>>> =
         BTreeMap::new();
     for run in raw["runs"].as_array().unwrap() {
@@ -140,7 +149,7 @@ pub fn ratios_by_row(raw: &serde_json::Value) -> BTreeMap<String, Vec<f64>> {
         );
         let field = if kind == "latency" {
             row += &format!(" {}", run["wait"].as_str().unwrap());
-            "p50"
+            percentile
         } else {
             "rate"
         };
