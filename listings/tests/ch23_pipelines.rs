@@ -1595,6 +1595,92 @@ fn spawn_pipeline_started_in_the_background_waits_for_fg() {
     }
 }
 
+/// `fg` of a job that is running, not stopped: bash gives the terminal to
+/// the listing's group and sends no SIGCONT (`start_job`, jobs.c, only
+/// continues a job it knows to be stopped), so the listing is not told.
+/// Its stage, in the background, waits on a FIFO that the test opens only
+/// once `fg` has run. Then either the stage reads a line the test types,
+/// gets SIGTTIN, and the listing, which has the terminal, must hand it
+/// over and continue the stage rather than stop the job (bash used to
+/// report it stopped, 148); or the test types Ctrl-Z, which reaches the
+/// listing's group, not the stages', and the listing must stop its stage
+/// too (it used to stop alone, the stage running on).
+#[test]
+fn spawn_pipeline_brought_to_the_foreground_while_it_runs_hands_over_the_terminal()
+ {
+    use std::os::unix::fs::OpenOptionsExt;
+    if !have("bash") {
+        return;
+    }
+    for ctrl_z in [false, true] {
+        let dir = tempfile::TempDir::new().unwrap();
+        let gate = dir.path().join("gate");
+        nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let stage = format!(
+            "read -r go < '{}'; read -r x && echo \"got: $x\"",
+            gate.display()
+        );
+        let after_fg = if ctrl_z {
+            "echo \"stopped: $?\"; read -r again; fg; echo \"status: $?\""
+        } else {
+            "echo \"status: $?\""
+        };
+        let script = format!(
+            "set -m; {} sh -c '{}' & read -r go; fg; {after_fg}",
+            bin!("spawn-pipeline"),
+            stage.replace('\'', "'\\''"),
+        );
+        let mut terminal = AtTerminal::start(
+            "bash",
+            &["--norc", "--noprofile", "-c", &script],
+        );
+        let mut listing = Vec::new();
+        wait_until("bash to start spawn-pipeline", || {
+            listing = children_of(terminal.pid());
+            listing.len() == 1
+                && std::fs::read_to_string(format!("/proc/{}/comm", listing[0]))
+                    .is_ok_and(|comm| comm.trim_end() == "spawn-pipeline")
+        });
+        let listing = listing[0];
+        let (stages, group) = stages_of(listing, 1);
+        let _cleanup = KillGroupOnDrop(group);
+        terminal.type_keys("go\n"); // bash's `read`, then `fg`.
+        wait_until("fg to give the listing's group the terminal", || {
+            nix::unistd::tcgetpgrp(&terminal.master).ok() == pgid_of(listing)
+        });
+        assert_ne!(state_of(stages[0]), Some('T'), "the job was running");
+        if ctrl_z {
+            terminal.type_keys("\x1a");
+            terminal.wait_for("stopped: 148", || None);
+            assert_eq!(
+                state_of(stages[0]),
+                Some('T'),
+                "bash reports the job stopped: its stage must be stopped \
+                 too (Linux {})",
+                kernel()
+            );
+            terminal.type_keys("again\n"); // bash's `read`, then `fg`.
+        }
+        // The stage's first read, of the FIFO: it goes on to the terminal.
+        let mut opened = None;
+        wait_until("the stage to open the FIFO", || {
+            opened = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(nix::libc::O_NONBLOCK)
+                .open(&gate)
+                .ok();
+            opened.is_some()
+        });
+        opened.unwrap().write_all(b"\n").unwrap();
+        terminal.type_keys("hello\n");
+        terminal.wait_for("got: hello\r\nstatus: 0", || {
+            (state_of(listing) == Some('T') && all_threads_stopped(listing))
+                .then(|| format!("spawn-pipeline stopped (Linux {})", kernel()))
+        });
+        assert!(terminal.finish().success(), "ctrl_z: {ctrl_z}");
+    }
+}
+
 /// A first stage that cannot run has already, in its `pre_exec` hook,
 /// given the terminal to its own group, empty once it has failed: the
 /// listing must take the terminal back before it reports, or, with the
