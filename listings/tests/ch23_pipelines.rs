@@ -1000,6 +1000,51 @@ fn spawn_grandchild_kills_a_silent_child_that_runs_on() {
     wait_until("the child's sleep to end", || job.pids().is_empty());
 }
 
+/// A holder that outlives the last wait: the listing has named it, and no
+/// end of stream comes. It must say so and fail, not exit 0 as if the
+/// stream had ended. A stand-in `sh`, first on PATH, starts `sleep 31364`
+/// with the pipe as its stdout, says its line, and exits; `--wait 1`
+/// makes the last wait one second. The listing used to end there with
+/// status 0 and no word about it.
+#[test]
+fn spawn_grandchild_fails_when_the_end_of_stream_never_comes() {
+    let job = Sleepers("31364");
+    let dir = tempfile::tempdir().unwrap();
+    let sh = dir.path().join("sh");
+    let script = "#!/bin/sh\n\
+                  sleep 31364 2>/dev/null &\n\
+                  echo \"Child $$ started sleep as pid $!\"\n";
+    write_program(&sh, script);
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut command = Command::new(bin!("spawn-grandchild"));
+    command
+        .args(["--cloexec", "--wait", "1"])
+        .env("PATH", format!("{}:{path}", dir.path().display()));
+    let mut listing = Listing::spawn(&mut command, Stdio::piped());
+    let first = listing.expect(r"Child (\d+) started sleep as pid (\d+)");
+    let sleep = Pid::from_raw(first[2].parse().unwrap());
+    // The holder is left running on purpose: `finish`, not `finish_clean`.
+    let out = listing.finish();
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.stdout);
+    assert_eq!(
+        out.stdout[1..],
+        [
+            "The child has exited".to_string(),
+            format!(
+                "No end of stream: sleep (pid {sleep}) has the write end as \
+                 descriptor 1"
+            ),
+        ]
+    );
+    assert_eq!(
+        out.stderr,
+        "spawn-grandchild: no end of stream after 1 s more: the write end \
+         is still held\n"
+    );
+    assert!(!is_dead(sleep), "the holder still runs");
+    drop(job);
+}
+
 #[test]
 fn spawn_grandchild_output_matches_the_book() {
     let mut session = Vec::new();
