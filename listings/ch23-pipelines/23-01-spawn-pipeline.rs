@@ -31,7 +31,8 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{
-    SigHandler, SigSet, SigmaskHow, Signal, kill, killpg, raise, signal,
+    SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, kill, killpg,
+    raise, sigaction, signal,
 };
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{
@@ -106,12 +107,24 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         .map(|c| Pid::from_raw(c.id() as i32))
         .collect();
     let group = Arc::new(Group::new(pids[0], &pids));
+    // At a terminal, SIGTSTP too, now that no stage is left to run our
+    // handler before its exec: once `fg` has given the terminal to us and
+    // not to the stages, Ctrl-Z reaches us alone (see `suspend`).
+    let tstp = match terminal {
+        Some(_) => signals.add_signal(Signal::SIGTSTP as i32),
+        None => Ok(()),
+    };
 
-    // Pass each signal on to the whole pipeline, and remember it.
+    // Pass each signal on to the whole pipeline, and remember it; pass
+    // SIGTSTP on only, for `wait_all` to see the stages stop.
     let passed_on = Arc::new(AtomicI32::new(0));
     let (remember, stages_group) = (Arc::clone(&passed_on), Arc::clone(&group));
     let passer = thread::Builder::new().spawn(move || {
         for signal in signals.forever() {
+            if signal == Signal::SIGTSTP as i32 {
+                stages_group.signal(Signal::SIGTSTP);
+                continue;
+            }
             remember.store(signal, Ordering::SeqCst);
             if let Ok(signal) = Signal::try_from(signal) {
                 stages_group.signal(signal);
@@ -120,20 +133,25 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
             }
         }
     });
-    let (finished, timed_out) =
-        match passer.and_then(|_| watch(timeout, &group)) {
-            Ok(watchdog) => watchdog,
-            Err(err) => {
-                // Out of threads (`ulimit -u`): nothing would pass a signal
-                // on, or keep the time. End the stages, then say why.
-                group.signal(Signal::SIGKILL);
-                let _ = wait_all(&pids, &group, None);
-                if let Some(terminal) = &terminal {
-                    terminal.take_back(group.id);
-                }
-                return Err(format!("cannot start a thread: {err}").into());
+    let started = match tstp {
+        Ok(()) => passer
+            .and_then(|_| watch(timeout, &group))
+            .map_err(|err| format!("cannot start a thread: {err}")),
+        Err(err) => Err(format!("cannot catch SIGTSTP: {err}")),
+    };
+    let (finished, timed_out) = match started {
+        Ok(watchdog) => watchdog,
+        Err(why) => {
+            // Out of threads (`ulimit -u`): nothing would pass a signal
+            // on, or keep the time. End the stages, then say why.
+            group.signal(Signal::SIGKILL);
+            let _ = wait_all(&pids, &group, None);
+            if let Some(terminal) = &terminal {
+                terminal.take_back(group.id);
             }
-        };
+            return Err(why.into());
+        }
+    };
 
     let statuses = wait_all(&pids, &group, terminal.as_ref());
     drop(finished); // The watchdog, if any, ends.
@@ -381,18 +399,16 @@ impl Terminal {
     /// it, with our whole group, so that our shell sees the job stop. Once the
     /// shell continues us, give the stages the terminal if we have it,
     /// and continue them; a stage that needs the terminal goes on only
-    /// once we have it (`fg`): until then we stop again.
+    /// once we have it (`fg`): until then we stop again. If we have it
+    /// already, `fg` gave it to us while the job ran, with no SIGCONT,
+    /// and it goes on at once.
     fn suspend(&self, group: &Group, why: Signal) -> nix::Result<()> {
-        self.take_back(group.id);
         let needs_terminal = matches!(why, Signal::SIGTTIN | Signal::SIGTTOU);
-        while self.can_stop() {
-            // Our whole group, as Ctrl-Z would: a script that started us
-            // stops too, and its shell sees the job stop. It returns once
-            // a SIGCONT has come.
-            killpg(self.ours, Signal::SIGTSTP)?;
-            if self.foreground() || !needs_terminal {
-                break;
-            }
+        let mut stop = !(needs_terminal && self.foreground());
+        self.take_back(group.id);
+        while stop && self.can_stop() {
+            self.stop_job()?;
+            stop = needs_terminal && !self.foreground();
         }
         if self.foreground() {
             set_foreground(&self.tty, group.id)?;
@@ -401,6 +417,25 @@ impl Terminal {
         }
         group.signal(Signal::SIGCONT);
         Ok(())
+    }
+
+    /// Sends SIGTSTP to our whole group, as Ctrl-Z would: a script that
+    /// started us stops too, and its shell sees the job stop. Our catch of
+    /// SIGTSTP is set aside meanwhile, so that the signal stops us. Returns
+    /// once a SIGCONT has come.
+    fn stop_job(&self) -> nix::Result<()> {
+        let default = SigAction::new(
+            SigHandler::SigDfl,
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
+        // SAFETY: the default action runs no code of ours, and the action
+        // put back is the one that was there.
+        let caught = unsafe { sigaction(Signal::SIGTSTP, &default) }?;
+        let stopped = killpg(self.ours, Signal::SIGTSTP);
+        // SAFETY: signal-hook's handler, as it was installed.
+        unsafe { sigaction(Signal::SIGTSTP, &caught) }?;
+        stopped
     }
 }
 

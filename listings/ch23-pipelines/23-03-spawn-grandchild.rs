@@ -12,6 +12,9 @@
 //   flag on our side can close;
 // - `--group` starts the shell in a process group of its own, and kills
 //   the group once the shell has exited: that ends every grandchild.
+//
+// Once it has named whoever holds the write end, it waits `--wait SECS`
+// (60) more for the end of the stream, and fails if none comes.
 
 use std::error::Error;
 use std::fs::{self, File};
@@ -29,15 +32,19 @@ use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{Pid, pipe, pipe2};
 
 const USAGE: &str =
-    "usage: spawn-grandchild [--cloexec] [--careless] [--group]";
+    "usage: spawn-grandchild [--cloexec] [--careless] [--group] [--wait SECS]";
 /// How long the parent waits for the end of the stream, once the child
 /// has exited, before it looks for whoever holds the pipe open.
 const QUIET_MS: u16 = 2000;
+/// How long it then waits for the end, unless `--wait` says otherwise.
+const LAST_WAIT: Duration = Duration::from_secs(60);
 
 struct Args {
     cloexec: bool,
     careless: bool,
     group: bool,
+    /// The last wait for the end of the stream.
+    wait: Duration,
 }
 
 fn main() -> ExitCode {
@@ -123,7 +130,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         status => return Err(format!("the child failed: {status:?}").into()),
     }
     // ANCHOR_END: reap
-    if read_for(&mut reader, QUIET_MS)? {
+    if read_for(&mut reader, Duration::from_millis(QUIET_MS.into()))? {
         writeln!(io::stdout(), "End of stream")?;
         return Ok(());
     }
@@ -133,10 +140,15 @@ fn run() -> Result<(), Box<dyn Error>> {
             "No end of stream: {name} (pid {pid}) has the write end as descriptor {fd}"
         )?;
     }
-    if read_for(&mut reader, u16::MAX)? {
+    if read_for(&mut reader, args.wait)? {
         writeln!(io::stdout(), "End of stream once sleep had exited")?;
+        return Ok(());
     }
-    Ok(())
+    let secs = args.wait.as_secs();
+    Err(format!(
+        "no end of stream after {secs} s more: the write end is still held"
+    )
+    .into())
 }
 // ANCHOR_END: run
 
@@ -175,12 +187,14 @@ fn read_line(reader: &mut File, limit_ms: u16) -> io::Result<String> {
 }
 
 /// Prints the lines that come, until the end of the stream (true) or
-/// until nothing has come for `quiet_ms` (false).
-fn read_for(reader: &mut File, quiet_ms: u16) -> io::Result<bool> {
+/// until nothing has come for `quiet` (false).
+fn read_for(reader: &mut File, quiet: Duration) -> io::Result<bool> {
+    // poll's limit, 24 days, at most.
+    let quiet = PollTimeout::try_from(quiet).unwrap_or(PollTimeout::MAX);
     let mut buf = [0; 1024];
     loop {
         let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
-        if poll(&mut fds, PollTimeout::from(quiet_ms))? == 0 {
+        if poll(&mut fds, quiet)? == 0 {
             return Ok(false);
         }
         let n = reader.read(&mut buf)?;
@@ -248,13 +262,15 @@ fn restore_sigpipe() -> nix::Result<()> {
     SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
-/// Reads `[--cloexec] [--careless] [--group]` from the command line.
+/// Reads `[--cloexec] [--careless] [--group] [--wait SECS]` from the
+/// command line.
 fn parse_args() -> Result<Args, lexopt::Error> {
     use lexopt::prelude::*;
     let mut args = Args {
         cloexec: false,
         careless: false,
         group: false,
+        wait: LAST_WAIT,
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
@@ -262,6 +278,9 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("cloexec") => args.cloexec = true,
             Long("careless") => args.careless = true,
             Long("group") => args.group = true,
+            Long("wait") => {
+                args.wait = Duration::from_secs(parser.value()?.parse()?);
+            }
             Short('h') | Long("help") => {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);

@@ -1000,6 +1000,51 @@ fn spawn_grandchild_kills_a_silent_child_that_runs_on() {
     wait_until("the child's sleep to end", || job.pids().is_empty());
 }
 
+/// A holder that outlives the last wait: the listing has named it, and no
+/// end of stream comes. It must say so and fail, not exit 0 as if the
+/// stream had ended. A stand-in `sh`, first on PATH, starts `sleep 31364`
+/// with the pipe as its stdout, says its line, and exits; `--wait 1`
+/// makes the last wait one second. The listing used to end there with
+/// status 0 and no word about it.
+#[test]
+fn spawn_grandchild_fails_when_the_end_of_stream_never_comes() {
+    let job = Sleepers("31364");
+    let dir = tempfile::tempdir().unwrap();
+    let sh = dir.path().join("sh");
+    let script = "#!/bin/sh\n\
+                  sleep 31364 2>/dev/null &\n\
+                  echo \"Child $$ started sleep as pid $!\"\n";
+    write_program(&sh, script);
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut command = Command::new(bin!("spawn-grandchild"));
+    command
+        .args(["--cloexec", "--wait", "1"])
+        .env("PATH", format!("{}:{path}", dir.path().display()));
+    let mut listing = Listing::spawn(&mut command, Stdio::piped());
+    let first = listing.expect(r"Child (\d+) started sleep as pid (\d+)");
+    let sleep = Pid::from_raw(first[2].parse().unwrap());
+    // The holder is left running on purpose: `finish`, not `finish_clean`.
+    let out = listing.finish();
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.stdout);
+    assert_eq!(
+        out.stdout[1..],
+        [
+            "The child has exited".to_string(),
+            format!(
+                "No end of stream: sleep (pid {sleep}) has the write end as \
+                 descriptor 1"
+            ),
+        ]
+    );
+    assert_eq!(
+        out.stderr,
+        "spawn-grandchild: no end of stream after 1 s more: the write end \
+         is still held\n"
+    );
+    assert!(!is_dead(sleep), "the holder still runs");
+    drop(job);
+}
+
 #[test]
 fn spawn_grandchild_output_matches_the_book() {
     let mut session = Vec::new();
@@ -1592,6 +1637,92 @@ fn spawn_pipeline_started_in_the_background_waits_for_fg() {
         terminal.type_keys("\x04");
         terminal.wait_for("done: 0", || None);
         assert!(terminal.finish().success(), "{prefix}");
+    }
+}
+
+/// `fg` of a job that is running, not stopped: bash gives the terminal to
+/// the listing's group and sends no SIGCONT (`start_job`, jobs.c, only
+/// continues a job it knows to be stopped), so the listing is not told.
+/// Its stage, in the background, waits on a FIFO that the test opens only
+/// once `fg` has run. Then either the stage reads a line the test types,
+/// gets SIGTTIN, and the listing, which has the terminal, must hand it
+/// over and continue the stage rather than stop the job (bash used to
+/// report it stopped, 148); or the test types Ctrl-Z, which reaches the
+/// listing's group, not the stages', and the listing must stop its stage
+/// too (it used to stop alone, the stage running on).
+#[test]
+fn spawn_pipeline_brought_to_the_foreground_while_it_runs_hands_over_the_terminal()
+ {
+    use std::os::unix::fs::OpenOptionsExt;
+    if !have("bash") {
+        return;
+    }
+    for ctrl_z in [false, true] {
+        let dir = tempfile::TempDir::new().unwrap();
+        let gate = dir.path().join("gate");
+        nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let stage = format!(
+            "read -r go < '{}'; read -r x && echo \"got: $x\"",
+            gate.display()
+        );
+        let after_fg = if ctrl_z {
+            "echo \"stopped: $?\"; read -r again; fg; echo \"status: $?\""
+        } else {
+            "echo \"status: $?\""
+        };
+        let script = format!(
+            "set -m; {} sh -c '{}' & read -r go; fg; {after_fg}",
+            bin!("spawn-pipeline"),
+            stage.replace('\'', "'\\''"),
+        );
+        let mut terminal = AtTerminal::start(
+            "bash",
+            &["--norc", "--noprofile", "-c", &script],
+        );
+        let mut listing = Vec::new();
+        wait_until("bash to start spawn-pipeline", || {
+            listing = children_of(terminal.pid());
+            listing.len() == 1
+                && std::fs::read_to_string(format!("/proc/{}/comm", listing[0]))
+                    .is_ok_and(|comm| comm.trim_end() == "spawn-pipeline")
+        });
+        let listing = listing[0];
+        let (stages, group) = stages_of(listing, 1);
+        let _cleanup = KillGroupOnDrop(group);
+        terminal.type_keys("go\n"); // bash's `read`, then `fg`.
+        wait_until("fg to give the listing's group the terminal", || {
+            nix::unistd::tcgetpgrp(&terminal.master).ok() == pgid_of(listing)
+        });
+        assert_ne!(state_of(stages[0]), Some('T'), "the job was running");
+        if ctrl_z {
+            terminal.type_keys("\x1a");
+            terminal.wait_for("stopped: 148", || None);
+            assert_eq!(
+                state_of(stages[0]),
+                Some('T'),
+                "bash reports the job stopped: its stage must be stopped \
+                 too (Linux {})",
+                kernel()
+            );
+            terminal.type_keys("again\n"); // bash's `read`, then `fg`.
+        }
+        // The stage's first read, of the FIFO: it goes on to the terminal.
+        let mut opened = None;
+        wait_until("the stage to open the FIFO", || {
+            opened = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(nix::libc::O_NONBLOCK)
+                .open(&gate)
+                .ok();
+            opened.is_some()
+        });
+        opened.unwrap().write_all(b"\n").unwrap();
+        terminal.type_keys("hello\n");
+        terminal.wait_for("got: hello\r\nstatus: 0", || {
+            (state_of(listing) == Some('T') && all_threads_stopped(listing))
+                .then(|| format!("spawn-pipeline stopped (Linux {})", kernel()))
+        });
+        assert!(terminal.finish().success(), "ctrl_z: {ctrl_z}");
     }
 }
 
