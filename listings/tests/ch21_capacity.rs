@@ -64,12 +64,28 @@ fn pipe_write_model(size: usize, page: usize, slots: usize) -> (usize, usize) {
     }
 }
 
+/// The chapter's rule for the sizes of nonblocking writes that fill a new
+/// pipe of 16 pages to the last byte: a size that divides a page or is
+/// whole pages; whole pages and a half (6144 bytes), two writes filling
+/// three pages; 15 pages and a divisor of a page, whose later writes fill
+/// the 16th page; and any size of 16 pages or more, whose first write
+/// fills all 16 and returns a short count.
+fn fills_every_page(size: usize, page: usize) -> bool {
+    let (pages, rest) = (size / page, size % page);
+    rest == 0
+        || page % rest == 0 && (pages == 0 || pages == 15)
+        || pages >= 1 && rest == page / 2
+        || pages >= 16
+}
+
 /// Linux 2.6.11 and later (checked on the book's 6.18): a pipe is 16
 /// slots, each holding at most one page, and a write that does not fit
 /// in the last page's free space starts a new one. So how much a full
 /// pipe holds depends on the writes: 64000 bytes with writes of 1000,
-/// 32784 with writes of 2049, and 65536 only with sizes that divide a
-/// page or are whole pages.
+/// 32784 with writes of 2049, and 65536 with sizes that divide a page or
+/// are whole pages, but also with 6144, 10240 (whole pages and a half)
+/// and any size over 65536 (the first write fills the pipe and returns a
+/// short count): `fills_every_page` has the whole rule.
 #[test]
 fn pipe_capacity_depends_on_the_write_size_as_fs_pipe_c_says() {
     let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
@@ -77,7 +93,8 @@ fn pipe_capacity_depends_on_the_write_size_as_fs_pipe_c_says() {
         .unwrap() as usize;
     let sizes: Vec<usize> = [1, 100, 1000, 1024, 1365, 1366, 2048, 2049]
         .into_iter()
-        .chain([3000, 4095, 4096, 4097, 5000, 8192, 10000, 65536, 100000])
+        .chain([3000, 4095, 4096, 4097, 5000, 6144, 8192, 10000, 10240])
+        .chain([61441, 65536, 65537, 100000])
         .collect();
     let list: Vec<String> = sizes.iter().map(usize::to_string).collect();
     let out =
@@ -96,6 +113,24 @@ fn pipe_capacity_depends_on_the_write_size_as_fs_pipe_c_says() {
         .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect();
     assert_eq!(got, expected, "Linux {}", kernel());
+    // The sizes that fill every byte of the 16 pages are those of the
+    // chapter's rule: here, and in the model for every size up to 17 pages.
+    let filled: Vec<usize> = sizes
+        .iter()
+        .zip(&got)
+        .filter(|(_, line)| line.ends_with(&format!(" {} bytes", 16 * page)))
+        .map(|(&size, _)| size)
+        .collect();
+    let rule: Vec<usize> = sizes
+        .iter()
+        .copied()
+        .filter(|&size| fills_every_page(size, page))
+        .collect();
+    assert_eq!(filled, rule, "Linux {}", kernel());
+    for size in 1..=17 * page {
+        let filled = pipe_write_model(size, page, 16).1 == 16 * page;
+        assert_eq!(filled, fills_every_page(size, page), "{size}-byte writes");
+    }
     // The figures the chapter quotes, for 4096-byte pages.
     if page == 4096 {
         assert!(
@@ -106,6 +141,12 @@ fn pipe_capacity_depends_on_the_write_size_as_fs_pipe_c_says() {
         );
         assert!(
             got.contains(&"4097-byte writes: 11 went in, 45066 bytes".into())
+        );
+        assert!(
+            got.contains(&"6144-byte writes: 11 went in, 65536 bytes".into())
+        );
+        assert!(
+            got.contains(&"100000-byte writes: 1 went in, 65536 bytes".into())
         );
     }
 }
