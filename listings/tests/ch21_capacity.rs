@@ -642,3 +642,93 @@ fn a_blocking_write_after_pollout_still_waits_for_room() {
     assert_eq!(read(&reader, &mut buf), Ok(65536));
     assert_eq!(writing.join().unwrap(), Ok(8192), "{linux}");
 }
+
+/// Why the chapter leaves the wait-timeout crate out of the waits that
+/// have no window: its first `Child::wait_timeout` installs a handler for
+/// SIGCHLD, for the whole process and for good (wait-timeout 0.2.1,
+/// src/unix.rs). A child's end is then a signal caught in the thread that
+/// started it, and a `poll` waiting there fails with EINTR, which
+/// SA_RESTART never restarts (signal(7)). And the handler calls the
+/// action it replaced as a function, even `SIG_IGN`: in a process that
+/// inherited SIGCHLD ignored, a child's end is a SIGSEGV. The test runs
+/// itself again, as a child, once for each, so that the handler is never
+/// installed in this test process (Linux 6.18). The child starts with
+/// SIGCHLD blocked, so that only the thread that unblocks it may take it.
+#[test]
+fn wait_timeout_crate_makes_a_childs_end_interrupt_poll_or_crash() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    const IN_CHILD: &str = "CH21_WAIT_TIMEOUT_CRATE";
+    if std::env::var_os(IN_CHILD).is_some() {
+        wait_with_the_wait_timeout_crate();
+        return;
+    }
+    let name = "ch21_capacity::\
+                wait_timeout_crate_makes_a_childs_end_interrupt_poll_or_crash";
+    let again = |chld: &str| {
+        let exe = std::env::current_exe().expect("this test binary");
+        let mut command = Command::new("env");
+        command
+            .args(["--block-signal=CHLD", chld])
+            .arg(exe)
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(IN_CHILD, "1");
+        Listing::spawn(&mut command, Stdio::piped()).finish()
+    };
+    let linux = format!("Linux {}", kernel());
+    let out = again("--default-signal=CHLD");
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    assert!(
+        out.stderr.contains("poll: Err(EINTR)"),
+        "{linux}: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("wait_timeout: signal Some(9)"),
+        "{}",
+        out.stderr
+    );
+    let out = again("--ignore-signal=CHLD");
+    assert_eq!(
+        out.status.signal(),
+        Some(nix::sys::signal::Signal::SIGSEGV as i32),
+        "{linux}: {:?}: {}",
+        out.status,
+        out.stderr
+    );
+}
+
+/// The child of the test above. This thread starts `sleep 60` and polls a
+/// pipe that stays silent, for at most 10 s; another thread, which blocks
+/// SIGCHLD, waits for `sleep` with the crate, first for no time at all
+/// (which installs the handler), then, once this thread waits in `poll`,
+/// kills it and waits for its end.
+fn wait_with_the_wait_timeout_crate() {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::resource::{Resource, setrlimit};
+    use nix::sys::signal::{SigSet, Signal};
+    use std::os::fd::AsFd;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Command;
+    use wait_timeout::ChildExt;
+    setrlimit(Resource::RLIMIT_CORE, 0, 0).expect("no core dump");
+    SigSet::from(Signal::SIGCHLD).thread_unblock().unwrap();
+    let mut sleeper = Command::new("sleep").arg("60").spawn().expect("sleep");
+    let this = nix::unistd::gettid();
+    let waiter = std::thread::spawn(move || {
+        SigSet::from(Signal::SIGCHLD).thread_block().unwrap();
+        assert_eq!(sleeper.wait_timeout(Duration::ZERO).unwrap(), None);
+        wait_until("the first thread to wait in poll", || {
+            wchan_of(this).contains("poll")
+        });
+        sleeper.kill().unwrap();
+        sleeper.wait_timeout(Duration::from_secs(10))
+    });
+    let (silent, _writer) = nix::unistd::pipe().unwrap();
+    let mut fds = [PollFd::new(silent.as_fd(), PollFlags::POLLIN)];
+    let started = Instant::now();
+    let polled = poll(&mut fds, PollTimeout::from(10_000u16));
+    eprintln!("poll: {polled:?} after {:?}", started.elapsed());
+    let status = waiter.join().unwrap().unwrap().expect("sleep ended");
+    eprintln!("wait_timeout: signal {:?}", status.signal());
+}
