@@ -732,3 +732,37 @@ fn wait_with_the_wait_timeout_crate() {
     let status = waiter.join().unwrap().unwrap().expect("sleep ended");
     eprintln!("wait_timeout: signal {:?}", status.signal());
 }
+
+/// Why a loop that bounds a write with `poll` must write after any event:
+/// once the last reader has gone, `poll` on the write end reports POLLERR,
+/// at once and at every call, and POLLOUT only while a slot is free
+/// (`pipe_poll` in fs/pipe.c, checked on Linux 6.18). With the pipe full,
+/// a loop that waits for POLLOUT would poll again for ever; the write it
+/// should have made fails with EPIPE (this test process ignores SIGPIPE,
+/// as every Rust program does).
+#[test]
+fn poll_reports_only_pollerr_on_a_full_pipe_whose_reader_has_gone() {
+    use nix::errno::Errno;
+    use nix::fcntl::OFlag;
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::unistd::{pipe2, write};
+    use std::os::fd::AsFd;
+    let linux = format!("Linux {}", kernel());
+    let (reader, writer) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).unwrap();
+    loop {
+        match write(&writer, &[b'x'; 4096]) {
+            Ok(_) => {}
+            Err(Errno::EAGAIN) => break, // Full.
+            Err(err) => panic!("write: {err}"),
+        }
+    }
+    drop(reader);
+    let started = Instant::now();
+    for _ in 0..3 {
+        let mut fds = [PollFd::new(writer.as_fd(), PollFlags::POLLOUT)];
+        assert_eq!(poll(&mut fds, PollTimeout::from(10_000u16)), Ok(1));
+        assert_eq!(fds[0].revents(), Some(PollFlags::POLLERR), "{linux}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "{linux}");
+    assert_eq!(write(&writer, b"x"), Err(Errno::EPIPE), "{linux}");
+}
