@@ -264,6 +264,39 @@ fn std_makes_pipes_files_and_sockets_close_on_exec_and_so_does_pipe2() {
     assert_ne!(flags_of(&writer) & O_CLOEXEC, 0);
 }
 
+/// A `Command` keeps the stdin, stdout and stderr it was given until it
+/// is dropped: `spawn` borrows it, and the child gets copies. So a parent
+/// that keeps its `Command` holds the write end of the pipe it gave as
+/// stdout, and reading the `PipeReader` never comes to the end of the
+/// stream, even once the child has exited. `POLLHUP` on the read end says
+/// that no write end is left (`pipe_poll` in fs/pipe.c), without waiting.
+#[test]
+fn a_kept_command_holds_the_write_end_it_was_given() {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let hung_up = |reader: &std::io::PipeReader| {
+        let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO).unwrap();
+        fds[0].revents().unwrap().contains(PollFlags::POLLHUP)
+    };
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    let mut command = std::process::Command::new("echo");
+    command.arg("hello");
+    let out = Listing::spawn(&mut command, writer.into()).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let mut buf = [0; 64];
+    let n = reader.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"hello\n");
+    // `echo` has exited; the `Command` still holds the write end.
+    assert!(!hung_up(&reader));
+    drop(command);
+    // Another test's `fork` may hold a copy of the write end until its
+    // `exec` closes it: a moment, so wait for the event.
+    wait_until("the end of the stream", || hung_up(&reader));
+    assert_eq!(reader.read(&mut buf).unwrap(), 0); // The end of the stream.
+}
+
 #[test]
 fn ends_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("pipe-no-eof"), &["--count", "2"], "invalid option");

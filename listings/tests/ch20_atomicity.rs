@@ -337,9 +337,10 @@ fn pipe_writers_reaps_every_writer_when_writers_fail() {
 /// Writers that fail together share standard error: each must report with
 /// one `write` of its whole line, as the chapter advises, or their lines
 /// mix. strace makes every writer's second write fail with EIO, and then
-/// finds each writer's report in one `write`. With `writeln!`, three
-/// writes a line, it printed "pipe-writers child: pipe-writers child:
-/// Input/output errorInput/output error (os error 5 (os error )".
+/// finds each writer's report in one `write`. With `writeln!`, six
+/// writes a line (the test below), it printed "pipe-writers child:
+/// pipe-writers child: Input/output errorInput/output error (os error 5
+/// (os error )".
 #[test]
 fn pipe_writers_report_a_failed_writer_in_one_write() {
     if !have("strace") {
@@ -374,6 +375,58 @@ fn pipe_writers_report_a_failed_writer_in_one_write() {
         .collect();
     let line = r"pipe-writers child: Input/output error (os error 5)\n";
     assert_eq!(reports, [line; 4], "{trace}");
+}
+
+/// Why the chapter's listings format a line before they write it: standard
+/// error has no buffer, so `writeln!` writes each piece of its format, and
+/// each piece of every argument's own `Display`, with a `write` of its own.
+/// The report of a failed writer, with an `io::Error`, is six. The test
+/// runs itself again, as a child, under strace, which counts them.
+#[test]
+fn writeln_to_stderr_writes_each_piece_of_a_line_apart() {
+    const IN_CHILD: &str = "CH20_WRITELN_TO_STDERR";
+    if std::env::var_os(IN_CHILD).is_some() {
+        use std::io::Write;
+        let err = std::io::Error::from_raw_os_error(5);
+        writeln!(std::io::stderr(), "pipe-writers child: {err}").unwrap();
+        return;
+    }
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let exe = std::env::current_exe().expect("this test binary");
+    let name =
+        "ch20_atomicity::writeln_to_stderr_writes_each_piece_of_a_line_apart";
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-f", "-qq", "-s", "256", "-e", "trace=write", "-o"])
+        .arg(&trace)
+        .arg("--")
+        .arg(exe)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(IN_CHILD, "1");
+    let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let write = regex::Regex::new(r#"write\(2, "(.*?)""#).unwrap();
+    let pieces: Vec<&str> = trace
+        .lines()
+        .filter_map(|line| Some(write.captures(line)?.get(1)?.as_str()))
+        .collect();
+    assert_eq!(
+        pieces,
+        [
+            "pipe-writers child: ",
+            "Input/output error",
+            " (os error ",
+            "5",
+            ")",
+            r"\n"
+        ],
+        "{trace}"
+    );
 }
 
 /// A packet pipe, `pipe2(O_DIRECT)` (Linux 3.4): three writes come back

@@ -64,12 +64,28 @@ fn pipe_write_model(size: usize, page: usize, slots: usize) -> (usize, usize) {
     }
 }
 
+/// The chapter's rule for the sizes of nonblocking writes that fill a new
+/// pipe of 16 pages to the last byte: a size that divides a page or is
+/// whole pages; whole pages and a half (6144 bytes), two writes filling
+/// three pages; 15 pages and a divisor of a page, whose later writes fill
+/// the 16th page; and any size of 16 pages or more, whose first write
+/// fills all 16 and returns a short count.
+fn fills_every_page(size: usize, page: usize) -> bool {
+    let (pages, rest) = (size / page, size % page);
+    rest == 0
+        || page % rest == 0 && (pages == 0 || pages == 15)
+        || pages >= 1 && rest == page / 2
+        || pages >= 16
+}
+
 /// Linux 2.6.11 and later (checked on the book's 6.18): a pipe is 16
 /// slots, each holding at most one page, and a write that does not fit
 /// in the last page's free space starts a new one. So how much a full
 /// pipe holds depends on the writes: 64000 bytes with writes of 1000,
-/// 32784 with writes of 2049, and 65536 only with sizes that divide a
-/// page or are whole pages.
+/// 32784 with writes of 2049, and 65536 with sizes that divide a page or
+/// are whole pages, but also with 6144, 10240 (whole pages and a half)
+/// and any size over 65536 (the first write fills the pipe and returns a
+/// short count): `fills_every_page` has the whole rule.
 #[test]
 fn pipe_capacity_depends_on_the_write_size_as_fs_pipe_c_says() {
     let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
@@ -77,7 +93,8 @@ fn pipe_capacity_depends_on_the_write_size_as_fs_pipe_c_says() {
         .unwrap() as usize;
     let sizes: Vec<usize> = [1, 100, 1000, 1024, 1365, 1366, 2048, 2049]
         .into_iter()
-        .chain([3000, 4095, 4096, 4097, 5000, 8192, 10000, 65536, 100000])
+        .chain([3000, 4095, 4096, 4097, 5000, 6144, 8192, 10000, 10240])
+        .chain([61441, 65536, 65537, 100000])
         .collect();
     let list: Vec<String> = sizes.iter().map(usize::to_string).collect();
     let out =
@@ -96,6 +113,24 @@ fn pipe_capacity_depends_on_the_write_size_as_fs_pipe_c_says() {
         .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect();
     assert_eq!(got, expected, "Linux {}", kernel());
+    // The sizes that fill every byte of the 16 pages are those of the
+    // chapter's rule: here, and in the model for every size up to 17 pages.
+    let filled: Vec<usize> = sizes
+        .iter()
+        .zip(&got)
+        .filter(|(_, line)| line.ends_with(&format!(" {} bytes", 16 * page)))
+        .map(|(&size, _)| size)
+        .collect();
+    let rule: Vec<usize> = sizes
+        .iter()
+        .copied()
+        .filter(|&size| fills_every_page(size, page))
+        .collect();
+    assert_eq!(filled, rule, "Linux {}", kernel());
+    for size in 1..=17 * page {
+        let filled = pipe_write_model(size, page, 16).1 == 16 * page;
+        assert_eq!(filled, fills_every_page(size, page), "{size}-byte writes");
+    }
     // The figures the chapter quotes, for 4096-byte pages.
     if page == 4096 {
         assert!(
@@ -106,6 +141,12 @@ fn pipe_capacity_depends_on_the_write_size_as_fs_pipe_c_says() {
         );
         assert!(
             got.contains(&"4097-byte writes: 11 went in, 45066 bytes".into())
+        );
+        assert!(
+            got.contains(&"6144-byte writes: 11 went in, 65536 bytes".into())
+        );
+        assert!(
+            got.contains(&"100000-byte writes: 1 went in, 65536 bytes".into())
         );
     }
 }
@@ -600,4 +641,128 @@ fn a_blocking_write_after_pollout_still_waits_for_room() {
     let mut buf = [0; 65536];
     assert_eq!(read(&reader, &mut buf), Ok(65536));
     assert_eq!(writing.join().unwrap(), Ok(8192), "{linux}");
+}
+
+/// Why the chapter leaves the wait-timeout crate out of the waits that
+/// have no window: its first `Child::wait_timeout` installs a handler for
+/// SIGCHLD, for the whole process and for good (wait-timeout 0.2.1,
+/// src/unix.rs). A child's end is then a signal caught in the thread that
+/// started it, and a `poll` waiting there fails with EINTR, which
+/// SA_RESTART never restarts (signal(7)). And the handler calls the
+/// action it replaced as a function, even `SIG_IGN`: in a process that
+/// inherited SIGCHLD ignored, a child's end is a SIGSEGV. The test runs
+/// itself again, as a child, once for each, so that the handler is never
+/// installed in this test process (Linux 6.18). The child starts with
+/// SIGCHLD blocked, so that only the thread that unblocks it may take it.
+#[test]
+fn wait_timeout_crate_makes_a_childs_end_interrupt_poll_or_crash() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    const IN_CHILD: &str = "CH21_WAIT_TIMEOUT_CRATE";
+    if std::env::var_os(IN_CHILD).is_some() {
+        wait_with_the_wait_timeout_crate();
+        return;
+    }
+    let name = "ch21_capacity::\
+                wait_timeout_crate_makes_a_childs_end_interrupt_poll_or_crash";
+    let again = |chld: &str| {
+        let exe = std::env::current_exe().expect("this test binary");
+        let mut command = Command::new("env");
+        command
+            .args(["--block-signal=CHLD", chld])
+            .arg(exe)
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(IN_CHILD, "1");
+        Listing::spawn(&mut command, Stdio::piped()).finish()
+    };
+    let linux = format!("Linux {}", kernel());
+    let out = again("--default-signal=CHLD");
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    assert!(
+        out.stderr.contains("poll: Err(EINTR)"),
+        "{linux}: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("wait_timeout: signal Some(9)"),
+        "{}",
+        out.stderr
+    );
+    let out = again("--ignore-signal=CHLD");
+    assert_eq!(
+        out.status.signal(),
+        Some(nix::sys::signal::Signal::SIGSEGV as i32),
+        "{linux}: {:?}: {}",
+        out.status,
+        out.stderr
+    );
+}
+
+/// The child of the test above. This thread starts `sleep 60` and polls a
+/// pipe that stays silent, for at most 10 s; another thread, which blocks
+/// SIGCHLD, waits for `sleep` with the crate, first for no time at all
+/// (which installs the handler), then, once this thread waits in `poll`,
+/// kills it and waits for its end.
+fn wait_with_the_wait_timeout_crate() {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::resource::{Resource, setrlimit};
+    use nix::sys::signal::{SigSet, Signal};
+    use std::os::fd::AsFd;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Command;
+    use wait_timeout::ChildExt;
+    setrlimit(Resource::RLIMIT_CORE, 0, 0).expect("no core dump");
+    SigSet::from(Signal::SIGCHLD).thread_unblock().unwrap();
+    let mut sleeper = Command::new("sleep").arg("60").spawn().expect("sleep");
+    let this = nix::unistd::gettid();
+    let waiter = std::thread::spawn(move || {
+        SigSet::from(Signal::SIGCHLD).thread_block().unwrap();
+        assert_eq!(sleeper.wait_timeout(Duration::ZERO).unwrap(), None);
+        wait_until("the first thread to wait in poll", || {
+            wchan_of(this).contains("poll")
+        });
+        sleeper.kill().unwrap();
+        sleeper.wait_timeout(Duration::from_secs(10))
+    });
+    let (silent, _writer) = nix::unistd::pipe().unwrap();
+    let mut fds = [PollFd::new(silent.as_fd(), PollFlags::POLLIN)];
+    let started = Instant::now();
+    let polled = poll(&mut fds, PollTimeout::from(10_000u16));
+    eprintln!("poll: {polled:?} after {:?}", started.elapsed());
+    let status = waiter.join().unwrap().unwrap().expect("sleep ended");
+    eprintln!("wait_timeout: signal {:?}", status.signal());
+}
+
+/// Why a loop that bounds a write with `poll` must write after any event:
+/// once the last reader has gone, `poll` on the write end reports POLLERR,
+/// at once and at every call, and POLLOUT only while a slot is free
+/// (`pipe_poll` in fs/pipe.c, checked on Linux 6.18). With the pipe full,
+/// a loop that waits for POLLOUT would poll again for ever; the write it
+/// should have made fails with EPIPE (this test process ignores SIGPIPE,
+/// as every Rust program does).
+#[test]
+fn poll_reports_only_pollerr_on_a_full_pipe_whose_reader_has_gone() {
+    use nix::errno::Errno;
+    use nix::fcntl::OFlag;
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::unistd::{pipe2, write};
+    use std::os::fd::AsFd;
+    let linux = format!("Linux {}", kernel());
+    let (reader, writer) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).unwrap();
+    loop {
+        match write(&writer, &[b'x'; 4096]) {
+            Ok(_) => {}
+            Err(Errno::EAGAIN) => break, // Full.
+            Err(err) => panic!("write: {err}"),
+        }
+    }
+    drop(reader);
+    let started = Instant::now();
+    for _ in 0..3 {
+        let mut fds = [PollFd::new(writer.as_fd(), PollFlags::POLLOUT)];
+        assert_eq!(poll(&mut fds, PollTimeout::from(10_000u16)), Ok(1));
+        assert_eq!(fds[0].revents(), Some(PollFlags::POLLERR), "{linux}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "{linux}");
+    assert_eq!(write(&writer, b"x"), Err(Errno::EPIPE), "{linux}");
 }
