@@ -319,6 +319,14 @@ async fn accept_loop(
             _ = signals.hup.recv() => return Ok(Stop::Signal(SIGHUP)),
         };
         backoff.accepted();
+        // Not one served, for `--count`.
+        let peer = match peer {
+            Ok(peer) => peer,
+            Err(err) => {
+                log(format_args!("a client: {err}"));
+                continue;
+            }
+        };
         // A free slot, or the slot of the connection that has waited
         // longest for a request; none if every connection is busy.
         let Some(slot) = slots.take() else {
@@ -403,12 +411,17 @@ impl<T: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static> Socket
 // ANCHOR: accept
 impl Listener {
     /// The next connection, and who is at the other end: an address, or
-    /// for a Unix socket the process and user the kernel names.
-    async fn accept(&self) -> io::Result<(Box<dyn Socket>, String)> {
+    /// for a Unix socket the process and user the kernel names. A TCP
+    /// client that reset while it waited in the backlog is accepted all
+    /// the same (Linux), and has no address left: nobody to serve.
+    async fn accept(
+        &self,
+    ) -> io::Result<(Box<dyn Socket>, io::Result<String>)> {
         match self {
             Listener::Tcp(listener) => {
-                let (socket, peer) = listener.accept().await?;
-                Ok((Box::new(socket), peer.to_string()))
+                let (socket, _) = listener.accept().await?;
+                let peer = socket.peer_addr().map(|peer| peer.to_string());
+                Ok((Box::new(socket), peer))
             }
             Listener::Unix(listener) => {
                 let (socket, _) = listener.accept().await?;
@@ -420,7 +433,7 @@ impl Listener {
                     },
                     Err(err) => format!("a client ({err})"),
                 };
-                Ok((Box::new(socket), who))
+                Ok((Box::new(socket), Ok(who)))
             }
         }
     }

@@ -2350,3 +2350,10 @@ fn async_server_serves_the_next_client_and_ends_once_nobody_reads_its_log() {
     let out = server.finish();
     assert!(out.status.success(), "{}", out.stderr);
 }
+
+/// `--count` counts the clients served, as Part III's servers do: a client
+/// that reset while it waited in the backlog is not one of them.
+#[test]
+fn async_server_count_leaves_out_a_client_that_reset_in_the_queue() {
+    line_server::counts_no_client_that_reset_in_the_queue(SERVER);
+}
