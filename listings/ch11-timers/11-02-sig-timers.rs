@@ -2,8 +2,8 @@
 // Listing 11-2: timers beyond `alarm`. POSIX timers (`timer_create`): as
 // many as you like, each with its own clock, its own signal and a value
 // that comes with it; here two one-shot timers on two real-time signals,
-// then a fast periodic one whose signals pile up while they are blocked,
-// which the kernel reports as an overrun count. Then Linux's timerfd,
+// then a fast periodic one whose expirations pile up while its signal is
+// blocked: one signal waits, and the kernel counts the rest as overruns. Then Linux's timerfd,
 // which needs no signal at all: a read returns how many times the timer
 // expired. Counts and times that vary from run to run are marked
 // "(measured)".

@@ -371,3 +371,42 @@ fn sig_restart_table_kills_and_reaps_every_child_even_when_a_wait_gives_up() {
         out.stderr
     );
 }
+
+/// Python, with a handler for SIGUSR1 installed with SA_RESTART
+/// (`restart`) or without (`interrupt`): the main thread writes 1 MiB
+/// into a pipe nobody reads, which blocks once the pipe's 64 KiB are
+/// full; another thread waits until the write sleeps in the kernel (its
+/// wchan) and sends the main thread SIGUSR1. Prints what `write` returned.
+const SHORT_WRITE: &str = r#"
+import os, signal, sys, threading, time
+signal.signal(signal.SIGUSR1, lambda *_: None)
+signal.siginterrupt(signal.SIGUSR1, sys.argv[1] == "interrupt")
+r, w = os.pipe()
+main = threading.main_thread()
+tid = threading.get_native_id()
+def poke():
+    wchan = f"/proc/self/task/{tid}/wchan"
+    for _ in range(30000):
+        with open(wchan) as f:
+            if "pipe_write" in f.read():
+                break
+        time.sleep(0.001)
+    signal.pthread_kill(main.ident, signal.SIGUSR1)
+threading.Thread(target=poke).start()
+print(os.write(w, b"x" * (1 << 20)))
+"#;
+
+/// Kernel behaviour, seen on Linux 6.18 (signal(7)): a blocking write
+/// that has moved some bytes when a handler runs returns that short count,
+/// with SA_RESTART or without; it is neither failed nor restarted.
+#[test]
+fn a_write_interrupted_after_some_bytes_returns_a_short_count_either_way() {
+    if !have("python3") {
+        return;
+    }
+    for flags in ["interrupt", "restart"] {
+        let out = run("python3", &["-c", SHORT_WRITE, flags]);
+        assert!(out.status.success(), "{flags}: {}", out.stderr);
+        assert_eq!(out.stdout, ["65536"], "{flags}");
+    }
+}
