@@ -127,8 +127,10 @@ fn block_stop_signals() -> io::Result<()> {
 
 /// Unblocks them on the main thread alone, where `block_on` runs our
 /// future, once the signal streams exist: one that came meanwhile is taken
-/// now, and every later one goes to this thread, the only one that does
-/// not block them. A parent that blocked them passed its mask on through
+/// now. Every later one goes to this thread, or to the log's, which it
+/// starts afterwards with the same mask; never to the runtime's workers,
+/// which keep the block. Wherever it lands, tokio's handler only wakes
+/// the runtime. A parent that blocked them passed its mask on through
 /// `exec`, and that is undone too.
 fn unblock_stop_signals() -> io::Result<()> {
     use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGTERM};

@@ -1220,3 +1220,41 @@ fn async_listings_say_in_one_write_that_their_runtime_cannot_start() {
         );
     }
 }
+
+/// Which threads may take a stop signal, once the daemon is ready: the
+/// runtime's workers keep the block they inherited from `main`, and the
+/// main thread, which unblocked them, does not block them (Linux 6.18,
+/// /proc/PID/task/TID/status). The log's thread, started after the
+/// unblock, has the main thread's mask.
+#[test]
+fn async_daemon_workers_keep_the_stop_signals_blocked_and_main_takes_them() {
+    // SIGHUP (1), SIGINT (2), SIGTERM (15), as bits of SigBlk.
+    const STOP: u64 = 1 << 0 | 1 << 1 | 1 << 14;
+    let daemon = start(&[]);
+    let pid = daemon.listing.pid();
+    let mut seen = Vec::new();
+    for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let name = fs::read_to_string(task.join("comm")).unwrap();
+        let status = fs::read_to_string(task.join("status")).unwrap();
+        let blocked = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:\t"))
+            .map(|hex| u64::from_str_radix(hex.trim(), 16).unwrap())
+            .unwrap();
+        seen.push((name.trim().to_string(), blocked & STOP));
+    }
+    let main = seen.iter().find(|(name, _)| name == "async-daemon");
+    assert_eq!(main.map(|m| m.1), Some(0), "{seen:?}");
+    let workers: Vec<u64> = seen
+        .iter()
+        .filter(|(name, _)| name.starts_with("tokio-rt-worker"))
+        .map(|w| w.1)
+        .collect();
+    assert!(!workers.is_empty(), "{seen:?}");
+    assert!(workers.iter().all(|&b| b == STOP), "{seen:?}");
+    let log = seen.iter().find(|(name, _)| name == "log");
+    assert_eq!(log.map(|l| l.1), Some(0), "{seen:?}");
+    daemon.listing.signal(Signal::SIGTERM);
+    assert_died_of(&daemon.finish(), Signal::SIGTERM);
+}
