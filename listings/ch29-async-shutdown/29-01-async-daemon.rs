@@ -683,8 +683,8 @@ async fn answer(
 
 /// `request` as the log shows it: quoted and escaped, and past LOGGED
 /// characters cut, with its length. The log's queue holds 1024 lines, and
-/// a line may be 64 KiB, escaped six bytes for one (`\u{1}`): queued
-/// whole, one client's lines would hold hundreds of megabytes.
+/// a line may be 64 KiB, escaped up to six bytes for one (`\u{1f}`):
+/// queued whole, one client's lines would hold hundreds of megabytes.
 fn shown(request: &str) -> String {
     match request.char_indices().nth(LOGGED) {
         None => format!("{request:?}"),
