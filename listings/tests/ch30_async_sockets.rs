@@ -1926,6 +1926,30 @@ fn chapter_30_request_costs_hold_in_the_recorded_runs() {
     // server's share of samples in its own binary, and no function of
     // tokio's binary among those with 1% or more.
     let (perf_load, perf_rows, perf) = request_cost("request-cost-perf.txt");
+    // "weighted by each server's total, tokio's extra over the `poll`
+    // server there was some 1.8 µs a request outside the kernel and 1.4
+    // in it": each total times its kernel's share of the samples.
+    let kernel_share = |server: &str| -> f64 {
+        let part = perf.split(&format!("{server}: ")).nth(1).unwrap();
+        regex::Regex::new(r"(?m)^\s+([\d.]+)% \[kernel\.kallsyms\]$")
+            .unwrap()
+            .captures(part)
+            .unwrap_or_else(|| panic!("no kernel share for {server}"))[1]
+            .parse::<f64>()
+            .unwrap()
+            / 100.0
+    };
+    let (poll_total, tokio_total) = (perf_rows[1][2], perf_rows[2][2]);
+    let poll_kernel = poll_total * kernel_share("poll-server");
+    let tokio_kernel = tokio_total * kernel_share("async-server");
+    let outside = (tokio_total - tokio_kernel) - (poll_total - poll_kernel);
+    assert_says(
+        &chapter,
+        &format!(
+            "tokio's extra over the `poll` server there was some {outside:.1} µs a request outside the kernel and {:.1} in it",
+            tokio_kernel - poll_kernel
+        ),
+    );
     assert_says(
         &chapter,
         &format!(
