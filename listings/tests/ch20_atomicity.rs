@@ -75,6 +75,13 @@ fn pipe_writers_whole_page_writes_are_cut_by_a_reader_of_one_page() {
     );
     let (n, writes) = cut(&paged);
     assert!(n > 20, "{n} of {writes} cut; {linux}");
+    // Three pages do not divide the pipe's sixteen: with the same reader
+    // of 64 KiB, a writer finds too few slots left, and is cut.
+    let three = ["--size", "12288", "--writes", "200"];
+    let three = run_clean(bin!("pipe-writers"), &three);
+    assert!(three.status.success(), "{}", three.stderr);
+    let (n, writes) = cut(&three);
+    assert!(n > 0, "{n} of {writes} writes of three pages cut; {linux}");
 }
 
 #[test]
