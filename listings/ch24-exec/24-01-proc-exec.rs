@@ -170,6 +170,9 @@ fn line_before(from: &File, deadline: Instant) -> io::Result<Option<String>> {
 /// Rust runtime ignores itself. Without this, what our own parent left
 /// us would show below as if we had set it: `nohup` ignores SIGHUP, and
 /// a shell script's background job starts ignoring SIGINT and SIGQUIT.
+/// That is for this demonstration only, which must show just what it
+/// set: a program that shows nothing keeps what its user left ignored,
+/// and restores only what it changed itself (Chapter 12).
 /// A signal the parent left blocked and pending is thrown away first:
 /// unblocked at its default action, it would end this process. Every
 /// signal counts, the real-time ones too (SIGRTMIN to SIGRTMAX), whose
