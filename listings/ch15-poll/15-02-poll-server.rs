@@ -284,12 +284,9 @@ impl Server {
                 }
             };
             self.pause = PAUSE_FIRST;
-            if self.conns.len() >= self.max_conns && !self.evict_idlest(now) {
-                refuse(sock);
-                continue;
-            }
             // A client that reset in the backlog is accepted all the
-            // same, and `peer_addr` fails: not one served, for `--count`.
+            // same, and `peer_addr` fails: not one served, for `--count`,
+            // and asked first, so that it costs nobody a place.
             let peer = match sock.peer_addr().and_then(|peer| {
                 sock.set_nonblocking(true)?;
                 Ok(peer)
@@ -300,6 +297,10 @@ impl Server {
                     continue;
                 }
             };
+            if self.conns.len() >= self.max_conns && !self.evict_idlest(now) {
+                refuse(sock);
+                continue;
+            }
             self.served += 1;
             self.conns.push(Conn {
                 sock,

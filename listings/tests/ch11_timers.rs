@@ -406,16 +406,42 @@ fn sig_count_runs_shown_come_from_the_commands_shown() {
 /// Kernel behaviour, seen on Linux 6.18 (kernel/time/posix-timers.c): a
 /// POSIX timer holds a slot of RLIMIT_SIGPENDING from `timer_create` on,
 /// armed or not, and `timer_create` fails with EAGAIN when none is left.
-/// Listing 11-2 makes three timers: under a limit of two it stops, in one
-/// line, at the third (or sooner, if other processes of the user hold
-/// slots).
+/// Listing 11-2 makes three timers. The limit counts every process of the
+/// user, so the run is made as a user nothing else runs as (uid 54321):
+/// under a limit of two, timers A and B run, and the third fails, in one
+/// line. Root only (`setpriv`); skipped otherwise.
 #[test]
 fn sig_timers_needs_a_pending_signal_slot_for_each_timer() {
-    if !have("prlimit") {
+    if !have("prlimit") || !have("setpriv") || !nix::unistd::geteuid().is_root()
+    {
         return;
     }
-    let out = run("prlimit", &["--sigpending=2", bin!("sig-timers")]);
+    // prlimit first, as root: setpriv then execs the listing with root's
+    // right to enter the checkout, which may be a directory of mode 700.
+    let args = [
+        "--sigpending=2",
+        "setpriv",
+        "--reuid=54321",
+        "--regid=54321",
+        "--clear-groups",
+        bin!("sig-timers"),
+    ];
+    let out = run("prlimit", &args);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let firsts: Vec<&str> = out
+        .stdout
+        .iter()
+        .map(|l| l.split(" after ").next().unwrap())
+        .collect();
+    assert_eq!(
+        firsts,
+        [
+            "timer A: SIGRTMIN with value 1, once,",
+            "timer B: SIGRTMIN+1 with value 2, once,",
+            "Took SIGRTMIN with value 1",
+            "Took SIGRTMIN+1 with value 2",
+        ]
+    );
     assert_eq!(
         out.stderr,
         "sig-timers: Resource temporarily unavailable (os error 11)\n"
@@ -426,8 +452,7 @@ fn sig_timers_needs_a_pending_signal_slot_for_each_timer() {
     ))
     .unwrap();
     let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
-    let said =
-        "under `prlimit --sigpending=2`, Listing 11-2 stops at its third timer";
+    let said = "as a user with nothing else running, under `prlimit --sigpending=2`, Listing 11-2 stops at its third timer";
     assert!(chapter.contains(said), "ch11 does not say {said:?}");
 }
 

@@ -1642,3 +1642,10 @@ fn pool_ends_in_one_line_when_a_worker_thread_is_refused() {
         ],
     );
 }
+
+#[test]
+fn threaded_server_evicts_nobody_for_a_client_that_reset_in_the_queue() {
+    line_server::evicts_nobody_for_a_client_that_reset_in_the_queue(bin!(
+        "tcp-threads"
+    ));
+}

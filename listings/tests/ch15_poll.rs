@@ -1248,3 +1248,10 @@ fn poll_server_logs_a_line_too_long_from_a_client_closed_to_make_room() {
         &["127.0.0.1:0", "--max-conns", "1", "--count", "2"],
     );
 }
+
+#[test]
+fn poll_server_evicts_nobody_for_a_client_that_reset_in_the_queue() {
+    line_server::evicts_nobody_for_a_client_that_reset_in_the_queue(bin!(
+        "poll-server"
+    ));
+}

@@ -274,6 +274,76 @@ pub fn counts_no_client_that_reset_in_the_queue(bin: &str) {
     assert!(out.status.success(), "{}", out.stderr);
 }
 
+/// A connection that reset in the backlog has nobody to serve, and must
+/// cost nobody a place: at its limit (`--max-conns 2`, with two idle
+/// clients), a server that made room before it asked `peer_addr` closed
+/// the longest idle client for a connection it then threw away.
+#[track_caller]
+pub fn evicts_nobody_for_a_client_that_reset_in_the_queue(bin: &str) {
+    use nix::sys::signal::{Signal, kill};
+    let (server, addr) =
+        start_server(bin, &["127.0.0.1:0", "--max-conns", "2"]);
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let mut idle = [connect(&addr), connect(&addr)];
+    for sock in &mut idle {
+        sock.write_all(b"hi\n").unwrap();
+        let mut reply = [0; 17];
+        sock.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply, b"server got: [hi]\n");
+    }
+    let answered = Instant::now();
+    let pid = server.pid();
+    kill(pid, Signal::SIGSTOP).unwrap();
+    wait_until("the server to stop", || all_threads_stopped(pid));
+    let reset = TcpStream::connect(&addr).unwrap();
+    let client = reset.local_addr().unwrap().port();
+    wait_until("the connection in the queue", || {
+        server_end(port, client).is_some_and(|(state, ..)| state == "01")
+    });
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    nix::sys::socket::setsockopt(
+        &reset,
+        nix::sys::socket::sockopt::Linger,
+        &linger,
+    )
+    .unwrap();
+    drop(reset);
+    wait_until("the reset to end the queued connection", || {
+        server_end(port, client).is_none()
+    });
+    // Idle long enough to be closed for a newcomer (a second, in each
+    // server): the place is there to be given away.
+    let idle_enough = Duration::from_millis(1200);
+    thread::sleep(idle_enough.saturating_sub(answered.elapsed())); // A duration, not a wait.
+    kill(pid, Signal::SIGCONT).unwrap();
+    // The listener's queue (its unread count) empties once the server
+    // has taken the connection; then a place given away would show as
+    // the end of the stream on an idle client.
+    wait_until("the server to take it", || {
+        server_end(port, 0).is_some_and(|(_, queued, ..)| queued == 0)
+    });
+    for sock in &mut idle {
+        sock.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let got = sock.read(&mut [0; 64]);
+        assert!(
+            matches!(&got, Err(e) if e.kind() == ErrorKind::WouldBlock),
+            "an idle client was closed for a client that had reset: {got:?}"
+        );
+    }
+    server.signal(Signal::SIGTERM);
+    let out = server.finish();
+    assert!(
+        out.stderr.contains("a client: "),
+        "{:?} {}",
+        out.stdout,
+        out.stderr
+    );
+}
+
 /// A client sends a line too long, and closes without reading the error
 /// line, which makes its close a reset (Linux 6.18). The error was the
 /// client's, and the log must name it: a server that logged how its drain
