@@ -56,8 +56,11 @@ fn main() -> ExitCode {
         }
         Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
         Err(err) => {
-            // Not `eprintln!`, which panics if stderr is a closed pipe.
-            let _ = writeln!(io::stderr(), "fifo-spam: {err}");
+            // One `write` for the whole line, so that writers sharing a
+            // terminal do not mix their reports; and not `eprintln!`, which
+            // panics if stderr is a closed pipe.
+            let line = format!("fifo-spam: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }
@@ -404,6 +407,9 @@ fn parse_args() -> Result<(Role, Option<usize>), lexopt::Error> {
         (Some("writer"), Some(fifo), None) => Role::Writer { fifo, no_wait },
         (Some("reader"), _, _) => {
             return Err("a reader takes only --fifo PATH and --count".into());
+        }
+        (Some("writer"), None, None) => {
+            return Err("a writer needs the FIFO's path".into());
         }
         (Some("writer"), _, _) => {
             return Err("a writer takes the FIFO's path, not --fifo".into());

@@ -491,6 +491,50 @@ fn fifo_spam_reader_removes_its_fifo_when_its_output_goes_away() {
     assert!(contents(tmp.path()).is_empty());
 }
 
+/// Several writers may share one standard error (Chapter 22 starts them
+/// from one shell), so each reports its failure in one `write`, as Chapter
+/// 20's writers do; `writeln!` on stderr would write the prefix, the
+/// message and the newline apart, and lines of writers failing together
+/// would mix.
+#[test]
+fn fifo_spam_writer_reports_its_failure_in_one_write() {
+    if !have("strace") {
+        return;
+    }
+    let tmp = tmp();
+    let fifo = tmp.path().join("fifo");
+    mkfifo(&fifo, Mode::S_IRUSR | Mode::S_IWUSR).unwrap();
+    let trace = tmp.path().join("trace");
+    let out = crate::support::run(
+        "strace",
+        &[
+            "-qq",
+            "-s",
+            "512",
+            "-e",
+            "trace=write",
+            "-o",
+            trace.to_str().unwrap(),
+            "--",
+            bin!("fifo-spam"),
+            "writer",
+            fifo.to_str().unwrap(),
+            "--no-wait",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let trace = fs::read_to_string(&trace).unwrap();
+    let to_stderr: Vec<&str> = trace
+        .lines()
+        .filter(|line| line.starts_with("write(2, "))
+        .collect();
+    assert_eq!(to_stderr.len(), 1, "{trace}");
+    assert!(
+        to_stderr[0].contains(r#"or leave out --no-wait to wait for it\n""#),
+        "{trace}"
+    );
+}
+
 #[test]
 fn fifo_spam_writer_without_a_reader_fails_with_enxio_or_waits() {
     let tmp = tmp();
@@ -722,7 +766,16 @@ fn fifo_open_follows_the_rules_and_removes_its_fifo() {
 #[test]
 fn fifo_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("fifo-spam"), &[], "reader or writer?");
-    assert_rejects(bin!("fifo-spam"), &["writer"], "the FIFO's path");
+    assert_rejects(
+        bin!("fifo-spam"),
+        &["writer"],
+        "fifo-spam: a writer needs the FIFO's path; usage:",
+    );
+    assert_rejects(
+        bin!("fifo-spam"),
+        &["writer", "--fifo", "x"],
+        "fifo-spam: a writer takes the FIFO's path, not --fifo; usage:",
+    );
     assert_rejects(bin!("fifo-spam"), &["reader", "/tmp/x"], "a reader takes");
     assert_rejects(bin!("fifo-spam"), &["talker"], "unknown mode");
     assert_rejects(
