@@ -143,18 +143,29 @@ fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
     };
     // Only our user may open it: `flock` needs no write permission, so a
     // lock file others can read is one they can hold for ever. Never
-    // through a symbolic link (O_NOFOLLOW), and never someone else's.
+    // through a symbolic link (O_NOFOLLOW), never a FIFO's open that waits
+    // for a reader (O_NONBLOCK: it fails with ENXIO), never someone else's.
     let lock_file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(&lock_path)
         .map_err(|err| cannot(&err))?;
-    let owner = lock_file.metadata()?.uid();
-    if owner != nix::unistd::geteuid().as_raw() {
+    let meta = lock_file.metadata()?;
+    if meta.uid() != nix::unistd::geteuid().as_raw() {
+        let owner = meta.uid();
         return Err(cannot(&format!("it belongs to uid {owner}")).into());
+    }
+    // A hard link to a file of ours passes the owner check: changing its
+    // mode below would change that file's. A lock file is a plain file
+    // with one name.
+    if !meta.is_file() || meta.nlink() != 1 {
+        let lock = lock_path.display();
+        return Err(
+            format!("cannot use {lock}: it is not a file of its own").into()
+        );
     }
     // A lock file an older version made with the umask's mode.
     lock_file.set_permissions(fs::Permissions::from_mode(0o600))?;

@@ -571,6 +571,40 @@ fn unix_server_will_not_lock_a_file_of_another_user_or_a_symlink() {
     );
 }
 
+/// A lock file is opened by name in a directory others may write, so
+/// what is found there is checked before it is used. A hard link to a
+/// file of ours passes the owner check; the first version then changed
+/// that file's mode to 0600 (and as root, any root file's on the same
+/// file system). A FIFO with no reader made the first version's `open`
+/// wait for ever, before its signal thread ran, so Ctrl-C did nothing.
+#[test]
+fn unix_server_will_not_lock_a_hard_link_or_a_fifo() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir, "s.sock");
+    let victim = path_in(&dir, "victim");
+    fs::write(&victim, "precious\n").unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::hard_link(&victim, format!("{path}.lock")).unwrap();
+    assert_rejects(
+        bin!("unix-server"),
+        &[&path],
+        &format!("cannot use {path}.lock: it is not a file of its own"),
+    );
+    let mode = fs::metadata(&victim).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o644, "the linked file's mode is unchanged");
+    fs::remove_file(format!("{path}.lock")).unwrap();
+    nix::unistd::mkfifo(
+        Path::new(&format!("{path}.lock")),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    assert_rejects(
+        bin!("unix-server"),
+        &[&path],
+        &format!("cannot open {path}.lock: No such device or address"),
+    );
+}
+
 #[test]
 fn std_binds_a_path_of_107_bytes_and_refuses_108() {
     // Linux: sun_path is 108 bytes, and std keeps one for the NUL.
