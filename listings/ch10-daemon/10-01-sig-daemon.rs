@@ -638,8 +638,8 @@ impl Server {
 }
 
 // ANCHOR: serve
-/// Answers each line the client sends, until the client closes, stays
-/// silent for too long, or the server stops: then it answers the lines
+/// Answers each line the client sends, until the client closes, takes
+/// too long over a request, or the server stops: then it answers the lines
 /// the kernel had received when the stop came, and closes. Says which.
 fn serve(
     mut stream: TcpStream,
@@ -668,6 +668,7 @@ fn serve(
         // one write: a reply each would meet Nagle's algorithm, the second
         // held until the client acknowledges the first (Chapter 18).
         let mut replies = Vec::new();
+        let mut answered = false;
         while let Some(end) = received.iter().position(|&b| b == b'\n') {
             if end >= MAX_LINE {
                 break; // Refused below.
@@ -683,6 +684,7 @@ fn serve(
             thread::sleep(config.delay); // The work.
             let reply = format!("{}, {request}\n", config.greeting);
             replies.extend_from_slice(reply.as_bytes());
+            answered = true;
             if replies.len() >= MAX_LINE {
                 send_all(&stream, &replies, stop, &mut deadline)?;
                 replies.clear();
@@ -698,6 +700,8 @@ fn serve(
         }
         if !replies.is_empty() {
             send_all(&stream, &replies, stop, &mut deadline)?;
+        }
+        if answered {
             idle_end = Instant::now().checked_add(idle_time);
         }
         if too_long {

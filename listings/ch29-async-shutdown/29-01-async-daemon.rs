@@ -550,8 +550,8 @@ fn accept_waiting(listener: TcpListener, server: &Server) -> io::Result<()> {
 // ANCHOR_END: accept_waiting
 
 // ANCHOR: serve
-/// Answers each line the client sends, until the client closes, stays
-/// silent for too long, or the server stops: then it answers the lines
+/// Answers each line the client sends, until the client closes, takes
+/// too long over a request, or the server stops: then it answers the lines
 /// that had reached the server by then, and closes. Says which it was.
 async fn serve(
     stream: TcpStream,
