@@ -16,6 +16,8 @@
 //   As a container's PID 1, which the kernel shields from the default
 //   action of every signal, even one it raises itself, it exits with
 //   128 + n instead.
+// - A client has a minute (`--idle-secs`) to send each whole request,
+//   however it spreads its bytes; then its connection is closed.
 // - When it runs out of file descriptors, it stops accepting for a while,
 //   longer each time, instead of spinning.
 //
@@ -51,7 +53,8 @@ use signal_hook::{flag, low_level};
 /// Listings 10-1, 10-2 and 29-1 share.
 const NAME: &str = "sig-daemon";
 const USAGE: &str = "usage: sig-daemon [HOST:PORT] [--config PATH] \
-                     [--drain-secs N] [--flag-only] [--no-backoff]";
+                     [--drain-secs N] [--idle-secs N] [--flag-only] \
+                     [--no-backoff]";
 const DEFAULT_ADDR: &str = "127.0.0.1:50008";
 /// The default configuration's name, in the private directory.
 const CONFIG_FILE: &str = "daemon.conf";
@@ -60,14 +63,15 @@ const DEFAULT_CONFIG: &str = "\
 greeting = hello
 delay_ms = 0
 ";
-/// How long a connection may stay silent before the server closes it.
+/// How long a client may take to send a whole request, unless
+/// `--idle-secs` says otherwise.
 const IDLE: Duration = Duration::from_secs(60);
 /// How long a client may leave a reply untaken; and from the stop, how
 /// long it has in all to take the last replies and to close after ours.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest request line, newline included.
 const MAX_LINE: usize = 64 * 1024;
-/// The most characters of a request that the log shows.
+/// The most bytes of a request, escaped, that the log shows.
 const LOGGED: usize = 1024;
 
 // ANCHOR: main
@@ -120,6 +124,7 @@ struct Args {
     addr: String,
     config: Option<PathBuf>,
     drain: Duration,
+    idle: Duration,
     flag_only: bool,
     no_backoff: bool,
 }
@@ -231,7 +236,7 @@ fn run() -> Result<Ending, Box<dyn Error>> {
     // The last steps that can fail, before the line that says we are
     // ready: whoever waits for that line connects at once.
     start_log().map_err(|err| format!("cannot start the log thread: {err}"))?;
-    let server = Server::new(config)
+    let server = Server::new(config, args.idle)
         .map_err(|err| format!("cannot make the drain's pipes: {err}"))?;
     let pid = getpid();
     let ready = writeln!(
@@ -540,10 +545,12 @@ struct Server {
     alive: OwnedFd,
     alive_read: OwnedFd,
     open: Arc<AtomicUsize>,
+    /// How long a client may take to send a whole request.
+    idle: Duration,
 }
 
 impl Server {
-    fn new(config: Shared) -> io::Result<Server> {
+    fn new(config: Shared, idle: Duration) -> io::Result<Server> {
         // Close-on-exec: a program this daemon ever started would hold
         // the write ends, and the drain would wait for it.
         let (stop_read, stop) = pipe2(OFlag::O_CLOEXEC)?;
@@ -555,6 +562,7 @@ impl Server {
             alive,
             alive_read,
             open: Arc::new(AtomicUsize::new(0)),
+            idle,
         })
     }
 
@@ -566,10 +574,11 @@ impl Server {
         let stop = Arc::clone(&self.stop_read);
         let alive = self.alive.try_clone()?;
         let open = Arc::clone(&self.open);
+        let idle = self.idle;
         self.open.fetch_add(1, Ordering::SeqCst);
         let started = thread::Builder::new().spawn(move || {
             log(format_args!("{peer}: connected"));
-            match serve(stream, peer, &config, &stop) {
+            match serve(stream, peer, &config, &stop, idle) {
                 Ok(Ended::ByClient) => log(format_args!("{peer}: closed")),
                 Ok(ended) => log(format_args!("{peer}: closed {ended}")),
                 Err(err) => log(format_args!("{peer}: {}", explain(&err))),
@@ -584,17 +593,22 @@ impl Server {
     }
 }
 
-/// `request` as the log shows it: quoted and escaped, and past LOGGED
-/// characters cut, with its length. The log's queue holds 1024 lines, and
-/// a line may be 64 KiB, escaped six bytes for one (`\u{1}`): queued
-/// whole, one client's lines would hold hundreds of megabytes.
+/// `request` as the log shows it: quoted and escaped, and cut once its
+/// escaped text passes LOGGED bytes, with its length. The log's queue
+/// holds 1024 lines, and a line may be 64 KiB, escaped up to six bytes
+/// for one (`\u{1f}`): queued whole, one client's lines would hold
+/// hundreds of megabytes. Cut so, a line stays far under LOG_LINE.
 fn shown(request: &str) -> String {
-    match request.char_indices().nth(LOGGED) {
-        None => format!("{request:?}"),
-        Some((cut, _)) => {
-            format!("{:?}… ({} bytes)", &request[..cut], request.len())
+    let mut escaped = 0;
+    for (at, c) in request.char_indices() {
+        // `escape_debug` escapes a character as `{:?}` does, or more.
+        escaped += c.escape_debug().len();
+        if escaped > LOGGED {
+            let cut = &request[..at];
+            return format!("{cut:?}… ({} bytes)", request.len());
         }
     }
+    format!("{request:?}")
 }
 // ANCHOR_END: server
 
@@ -624,14 +638,15 @@ impl Server {
 }
 
 // ANCHOR: serve
-/// Answers each line the client sends, until the client closes, stays
-/// silent for too long, or the server stops: then it answers the lines
+/// Answers each line the client sends, until the client closes, takes
+/// too long over a request, or the server stops: then it answers the lines
 /// the kernel had received when the stop came, and closes. Says which.
 fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
     config: &Shared,
     stop: &OwnedFd,
+    idle_time: Duration,
 ) -> io::Result<Ended> {
     stream.set_nonblocking(false)?;
     let mut received = Vec::new();
@@ -643,7 +658,17 @@ fn serve(
     // the moment this connection sees the stop, for every wait on the
     // client that is left: taking the replies, and closing.
     let mut deadline: Option<Instant> = None;
+    // One deadline for each whole request, however the client spreads its
+    // bytes: set as the connection starts, and moved on only once a
+    // request has been answered, never by a byte that comes. (`None`: an
+    // `--idle-secs` too large for the clock, and no bound.)
+    let mut idle_end = Instant::now().checked_add(idle_time);
     let ended = loop {
+        // The replies to every whole request already here, to be sent in
+        // one write: a reply each would meet Nagle's algorithm, the second
+        // held until the client acknowledges the first (Chapter 18).
+        let mut replies = Vec::new();
+        let mut answered = false;
         while let Some(end) = received.iter().position(|&b| b == b'\n') {
             if end >= MAX_LINE {
                 break; // Refused below.
@@ -657,18 +682,29 @@ fn serve(
                 })?;
             log(format_args!("{peer}: request {}", shown(request)));
             thread::sleep(config.delay); // The work.
-            // One write: a second small one would wait for the client to
-            // acknowledge the first (Nagle), which it may delay by 40 ms.
             let reply = format!("{}, {request}\n", config.greeting);
-            send_all(&stream, reply.as_bytes(), stop, &mut deadline)?;
+            replies.extend_from_slice(reply.as_bytes());
+            answered = true;
+            if replies.len() >= MAX_LINE {
+                send_all(&stream, &replies, stop, &mut deadline)?;
+                replies.clear();
+            }
         }
         // The first line left, whole or begun: longer than MAX_LINE, its
         // newline counted, it is refused. Its own bytes are counted, not
         // those that came after its newline in the same read.
         let first = received.iter().position(|&b| b == b'\n');
-        if first.map_or(received.len(), |end| end + 1) > MAX_LINE {
-            let refusal = b"error: line too long\n";
-            send_all(&stream, refusal, stop, &mut deadline)?;
+        let too_long = first.map_or(received.len(), |end| end + 1) > MAX_LINE;
+        if too_long {
+            replies.extend_from_slice(b"error: line too long\n");
+        }
+        if !replies.is_empty() {
+            send_all(&stream, &replies, stop, &mut deadline)?;
+        }
+        if answered {
+            idle_end = Instant::now().checked_add(idle_time);
+        }
+        if too_long {
             break Ended::TooLong;
         }
         let want = match before_stop {
@@ -679,13 +715,24 @@ fn serve(
                 chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX))
             }
             None => {
+                let now = Instant::now();
+                let left =
+                    idle_end.map(|end| end.saturating_duration_since(now));
+                if left == Some(Duration::ZERO) {
+                    break Ended::Idle(idle_time);
+                }
                 let mut fds = [
                     PollFd::new(stop.as_fd(), PollFlags::POLLIN),
                     PollFd::new(stream.as_fd(), PollFlags::POLLIN),
                 ];
-                let idle =
-                    PollTimeout::try_from(IDLE).unwrap_or(PollTimeout::MAX);
-                match poll(&mut fds, idle) {
+                // What is left of the deadline, rounded up: `poll` counts
+                // whole milliseconds. A longer wait than `poll` takes ends
+                // early, and the loop waits again.
+                let timeout = left.map_or(PollTimeout::NONE, |left| {
+                    let left = left + Duration::from_micros(999);
+                    PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
+                });
+                match poll(&mut fds, timeout) {
                     Err(nix::errno::Errno::EINTR) => continue,
                     other => other?,
                 };
@@ -697,7 +744,7 @@ fn serve(
                     continue;
                 }
                 if fds[1].any() != Some(true) {
-                    break Ended::Idle;
+                    continue; // Time is up, or `poll` took only part of it.
                 }
                 chunk.len()
             }
@@ -720,8 +767,8 @@ fn serve(
 enum Ended {
     /// The client closed its end.
     ByClient,
-    /// No whole request came within IDLE.
-    Idle,
+    /// No whole request came within this time (`--idle-secs`).
+    Idle(Duration),
     /// A line longer than MAX_LINE, which the client was told.
     TooLong,
     /// The stop, once what had come before it was answered.
@@ -733,8 +780,8 @@ impl Display for Ended {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         match self {
             Ended::ByClient => write!(f, "by the client"),
-            Ended::Idle => {
-                write!(f, "after {} s without a request", IDLE.as_secs())
+            Ended::Idle(idle) => {
+                write!(f, "after {} s without a request", idle.as_secs())
             }
             Ended::TooLong => write!(f, "after a line too long"),
             Ended::AtTheStop => write!(f, "at the stop"),
@@ -968,12 +1015,14 @@ fn explain(err: &io::Error) -> String {
 /// slow or stopped, and every thread would stop there, the main thread
 /// too, which then no longer hears SIGTERM. `log` hands each line to a
 /// thread of its own through a bounded queue, and drops the line if the
-/// queue is full; the thread says how many it dropped. A log nobody reads
-/// any more is lost; a line that cannot be written for another reason (a
-/// full disk) is counted, and `flush_log` says so on stderr at the end.
+/// queue is full; the thread says how many it dropped. Each line is one
+/// `write` of at most PIPE_BUF bytes, which no other writer of the same
+/// pipe can split (Chapter 20): a longer one is cut. A line that cannot
+/// be written, to a full disk or to a pipe whose reader has gone, is
+/// counted, and `flush_log` says on stderr at the end how many, and why.
 struct Log {
     queue: SyncSender<String>,
-    /// Lines queued so far, and lines written (or lost to a closed stdout).
+    /// Lines queued so far, and lines written (or failed).
     queued: AtomicU64,
     written: Mutex<u64>,
     progress: Condvar,
@@ -984,6 +1033,10 @@ struct Log {
 
 /// How many lines may wait for a slow reader of the log.
 const LOG_QUEUE: usize = 1024;
+
+/// The longest line of the log, its newline included: PIPE_BUF, 4096 on
+/// Linux, the most that one `write` puts into a pipe in one piece.
+const LOG_LINE: usize = nix::libc::PIPE_BUF;
 
 static LOG: OnceLock<Log> = OnceLock::new();
 
@@ -999,21 +1052,27 @@ fn start_log() -> io::Result<()> {
         failed: Mutex::new((0, None)),
     });
     thread::Builder::new().name("log".into()).spawn(move || {
+        let lost = |lines: u64, err: io::Error| {
+            let mut failed =
+                log.failed.lock().unwrap_or_else(|e| e.into_inner());
+            failed.0 += lines;
+            failed.1.get_or_insert(err);
+        };
         for line in lines {
+            // `write_all` of a whole line, not `writeln!`, which hands the
+            // text and the newline over apart: stdout's buffer passes a
+            // line of 1024 bytes or more straight on, in a `write` of its
+            // own, and the newline follows in another.
             let mut out = io::stdout().lock();
             let dropped = log.dropped.swap(0, Ordering::Relaxed);
             if dropped > 0 {
-                let _ =
-                    writeln!(out, "({dropped} log lines dropped: not read)");
-            }
-            match writeln!(out, "{line}") {
-                Err(err) if err.kind() != ErrorKind::BrokenPipe => {
-                    let mut failed =
-                        log.failed.lock().unwrap_or_else(|e| e.into_inner());
-                    failed.0 += 1;
-                    failed.1.get_or_insert(err);
+                let note = format!("({dropped} log lines dropped: not read)");
+                if let Err(err) = out.write_all(whole(&note).as_bytes()) {
+                    lost(dropped, err);
                 }
-                _ => {}
+            }
+            if let Err(err) = out.write_all(whole(&line).as_bytes()) {
+                lost(1, err);
             }
             drop(out);
             *log.written.lock().unwrap_or_else(|e| e.into_inner()) += 1;
@@ -1021,6 +1080,20 @@ fn start_log() -> io::Result<()> {
         }
     })?;
     Ok(())
+}
+
+/// `text` as one line of the log: with its newline, in LOG_LINE bytes at
+/// most; a longer text is cut, and ends in "[cut]".
+fn whole(text: &str) -> String {
+    if text.len() < LOG_LINE {
+        return format!("{text}\n");
+    }
+    const CUT: &str = " [cut]\n";
+    let mut end = LOG_LINE - CUT.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{CUT}", &text[..end])
 }
 
 /// Queues one line of the log, or drops it; never waits.
@@ -1063,14 +1136,15 @@ fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
     Ok(addrs)
 }
 
-/// Reads `[HOST:PORT] [--config PATH] [--drain-secs N] [--flag-only]
-/// [--no-backoff]`.
+/// Reads `[HOST:PORT] [--config PATH] [--drain-secs N] [--idle-secs N]
+/// [--flag-only] [--no-backoff]`.
 fn parse_args() -> Result<Args, lexopt::Error> {
     use lexopt::prelude::*;
     let mut parsed = Args {
         addr: DEFAULT_ADDR.into(),
         config: None,
         drain: Duration::from_secs(8),
+        idle: IDLE,
         flag_only: false,
         no_backoff: false,
     };
@@ -1081,6 +1155,9 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("config") => parsed.config = Some(args.value()?.into()),
             Long("drain-secs") => {
                 parsed.drain = Duration::from_secs(args.value()?.parse()?);
+            }
+            Long("idle-secs") => {
+                parsed.idle = Duration::from_secs(args.value()?.parse()?);
             }
             Long("flag-only") => parsed.flag_only = true,
             Long("no-backoff") => parsed.no_backoff = true,

@@ -500,12 +500,14 @@ fn read_greeting(config: Option<&PathBuf>) -> Result<String, String> {
 /// slow or stopped, and every thread would stop there, the main thread
 /// too, which then no longer hears SIGTERM. `log` hands each line to a
 /// thread of its own through a bounded queue, and drops the line if the
-/// queue is full; the thread says how many it dropped. A log nobody reads
-/// any more is lost; a line that cannot be written for another reason (a
-/// full disk) is counted, and `flush_log` says so on stderr at the end.
+/// queue is full; the thread says how many it dropped. Each line is one
+/// `write` of at most PIPE_BUF bytes, which no other writer of the same
+/// pipe can split (Chapter 20): a longer one is cut. A line that cannot
+/// be written, to a full disk or to a pipe whose reader has gone, is
+/// counted, and `flush_log` says on stderr at the end how many, and why.
 struct Log {
     queue: SyncSender<String>,
-    /// Lines queued so far, and lines written (or lost to a closed stdout).
+    /// Lines queued so far, and lines written (or failed).
     queued: AtomicU64,
     written: Mutex<u64>,
     progress: Condvar,
@@ -516,6 +518,10 @@ struct Log {
 
 /// How many lines may wait for a slow reader of the log.
 const LOG_QUEUE: usize = 1024;
+
+/// The longest line of the log, its newline included: PIPE_BUF, 4096 on
+/// Linux, the most that one `write` puts into a pipe in one piece.
+const LOG_LINE: usize = nix::libc::PIPE_BUF;
 
 static LOG: OnceLock<Log> = OnceLock::new();
 
@@ -531,21 +537,27 @@ fn start_log() -> io::Result<()> {
         failed: Mutex::new((0, None)),
     });
     thread::Builder::new().name("log".into()).spawn(move || {
+        let lost = |lines: u64, err: io::Error| {
+            let mut failed =
+                log.failed.lock().unwrap_or_else(|e| e.into_inner());
+            failed.0 += lines;
+            failed.1.get_or_insert(err);
+        };
         for line in lines {
+            // `write_all` of a whole line, not `writeln!`, which hands the
+            // text and the newline over apart: stdout's buffer passes a
+            // line of 1024 bytes or more straight on, in a `write` of its
+            // own, and the newline follows in another.
             let mut out = io::stdout().lock();
             let dropped = log.dropped.swap(0, Ordering::Relaxed);
             if dropped > 0 {
-                let _ =
-                    writeln!(out, "({dropped} log lines dropped: not read)");
-            }
-            match writeln!(out, "{line}") {
-                Err(err) if err.kind() != ErrorKind::BrokenPipe => {
-                    let mut failed =
-                        log.failed.lock().unwrap_or_else(|e| e.into_inner());
-                    failed.0 += 1;
-                    failed.1.get_or_insert(err);
+                let note = format!("({dropped} log lines dropped: not read)");
+                if let Err(err) = out.write_all(whole(&note).as_bytes()) {
+                    lost(dropped, err);
                 }
-                _ => {}
+            }
+            if let Err(err) = out.write_all(whole(&line).as_bytes()) {
+                lost(1, err);
             }
             drop(out);
             *log.written.lock().unwrap_or_else(|e| e.into_inner()) += 1;
@@ -553,6 +565,20 @@ fn start_log() -> io::Result<()> {
         }
     })?;
     Ok(())
+}
+
+/// `text` as one line of the log: with its newline, in LOG_LINE bytes at
+/// most; a longer text is cut, and ends in "[cut]".
+fn whole(text: &str) -> String {
+    if text.len() < LOG_LINE {
+        return format!("{text}\n");
+    }
+    const CUT: &str = " [cut]\n";
+    let mut end = LOG_LINE - CUT.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{CUT}", &text[..end])
 }
 
 /// Queues one line of the log, or drops it; never waits.

@@ -13,6 +13,8 @@
 //   at most a second for a slow reader of the log), killed by that
 //   signal, if it comes a second or more after the first: sooner, it is a
 //   wrapper passing the first on, and the same stop.
+// - A client has a minute (`--idle-secs`) to send each whole request,
+//   however it spreads its bytes; then its connection is closed.
 //
 // Without `--config PATH` it writes a default configuration into a private
 // temporary directory, which it removes when it exits. `--untracked`
@@ -53,7 +55,7 @@ use tokio_util::task::TaskTracker;
 /// Listings 10-1, 10-2 and 29-1 share.
 const NAME: &str = "async-daemon";
 const USAGE: &str = "usage: async-daemon [HOST:PORT] [--config PATH] \
-                     [--drain-secs N] [--untracked]";
+                     [--drain-secs N] [--idle-secs N] [--untracked]";
 const DEFAULT_ADDR: &str = "127.0.0.1:50008";
 /// The default configuration's name, in the private directory.
 const CONFIG_FILE: &str = "daemon.conf";
@@ -62,7 +64,8 @@ const DEFAULT_CONFIG: &str = "\
 greeting = hello
 delay_ms = 0
 ";
-/// How long a client may take to send a whole request.
+/// How long a client may take to send a whole request, unless
+/// `--idle-secs` says otherwise.
 const IDLE: Duration = Duration::from_secs(60);
 /// How long a client may take to read a reply, or to close after ours;
 /// and from the stop, how long it has in all to take the last replies and
@@ -70,7 +73,7 @@ const IDLE: Duration = Duration::from_secs(60);
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest request line, newline included (as in Listing 10-1).
 const MAX_LINE: usize = 64 * 1024;
-/// The most characters of a request that the log shows.
+/// The most bytes of a request, escaped, that the log shows.
 const LOGGED: usize = 1024;
 
 fn main() -> ExitCode {
@@ -168,6 +171,7 @@ struct Args {
     addr: String,
     config: Option<PathBuf>,
     drain: Duration,
+    idle: Duration,
     untracked: bool,
 }
 
@@ -259,6 +263,7 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
         config,
         stop: CancellationToken::new(),
         tracker: TaskTracker::new(),
+        idle: args.idle,
         untracked: args.untracked,
     };
     let mut backoff = Backoff::new();
@@ -459,6 +464,8 @@ struct Server {
     stop: CancellationToken,
     /// Knows every connection task, and when the last has ended.
     tracker: TaskTracker,
+    /// How long a client may take to send a whole request.
+    idle: Duration,
     untracked: bool,
 }
 
@@ -467,9 +474,10 @@ impl Server {
     fn spawn(&self, stream: TcpStream, peer: SocketAddr) {
         let config = self.config.subscribe();
         let stop = self.stop.clone();
+        let idle = self.idle;
         let connection = async move {
             log(format_args!("{peer}: connected"));
-            match serve(stream, peer, config, stop).await {
+            match serve(stream, peer, config, stop, idle).await {
                 Ok(Ended::ByClient) => log(format_args!("{peer}: closed")),
                 Ok(ended) => log(format_args!("{peer}: closed {ended}")),
                 Err(err) => log(format_args!("{peer}: {err}")),
@@ -542,14 +550,15 @@ fn accept_waiting(listener: TcpListener, server: &Server) -> io::Result<()> {
 // ANCHOR_END: accept_waiting
 
 // ANCHOR: serve
-/// Answers each line the client sends, until the client closes, stays
-/// silent for too long, or the server stops: then it answers the lines
+/// Answers each line the client sends, until the client closes, takes
+/// too long over a request, or the server stops: then it answers the lines
 /// that had reached the server by then, and closes. Says which it was.
 async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     config: watch::Receiver<Arc<Config>>,
     stop: CancellationToken,
+    idle_time: Duration,
 ) -> io::Result<Ended> {
     let (mut read, mut write) = stream.into_split();
     // What the client has sent and we have not answered yet.
@@ -560,7 +569,7 @@ async fn serve(
     // One deadline for each whole request, however the client spreads its
     // bytes: made once, pinned, polled again each time round, and moved on
     // only when a request has been answered.
-    let idle = sleep(IDLE);
+    let idle = sleep(idle_time);
     tokio::pin!(idle);
     // How many bytes the kernel held for us when the stop came: noted at
     // once, even while this task is busy answering.
@@ -574,7 +583,9 @@ async fn serve(
             .await?
         {
             Answered::Lines(0) => {}
-            Answered::Lines(_) => idle.as_mut().reset(Instant::now() + IDLE),
+            // A new `sleep` in its place, rather than `reset(now + ...)`:
+            // `sleep` takes any length, a huge `--idle-secs` too.
+            Answered::Lines(_) => idle.set(sleep(idle_time)),
             Answered::TooLong => break Ended::TooLong, // Said so.
         }
         tokio::select! {
@@ -596,7 +607,7 @@ async fn serve(
                     Answered::TooLong => break Ended::TooLong,
                 }
             }
-            () = &mut idle => break Ended::Idle,
+            () = &mut idle => break Ended::Idle(idle_time),
             n = read.read(&mut chunk) => match n? {
                 0 => return Ok(Ended::ByClient),
                 n => received.extend_from_slice(&chunk[..n]),
@@ -612,8 +623,8 @@ async fn serve(
 enum Ended {
     /// The client closed its end.
     ByClient,
-    /// No whole request came within IDLE.
-    Idle,
+    /// No whole request came within this time (`--idle-secs`).
+    Idle(Duration),
     /// A line longer than MAX_LINE, which the client was told.
     TooLong,
     /// The stop, once what had come before it was answered.
@@ -625,8 +636,8 @@ impl Display for Ended {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         match self {
             Ended::ByClient => write!(f, "by the client"),
-            Ended::Idle => {
-                write!(f, "after {} s without a request", IDLE.as_secs())
+            Ended::Idle(idle) => {
+                write!(f, "after {} s without a request", idle.as_secs())
             }
             Ended::TooLong => write!(f, "after a line too long"),
             Ended::AtTheStop => write!(f, "at the stop"),
@@ -651,6 +662,10 @@ async fn answer(
     cutoff: &Cutoff,
 ) -> io::Result<Answered> {
     let mut answered = 0;
+    // The replies to every whole request already here, sent in one write:
+    // a reply each would meet Nagle's algorithm, the second held until the
+    // client acknowledges the first (Chapter 18).
+    let mut replies = String::new();
     while let Some(newline) = received.iter().position(|&b| b == b'\n') {
         // The line's own bytes and its newline.
         if newline >= MAX_LINE {
@@ -668,30 +683,44 @@ async fn answer(
         if !config.delay.is_zero() {
             sleep(config.delay).await;
         }
-        let line = format!("{}, {request}", config.greeting);
-        reply(write, &line, cutoff).await?;
+        replies.push_str(&format!("{}, {request}\n", config.greeting));
         answered += 1;
+        if replies.len() >= MAX_LINE {
+            reply(write, &replies, cutoff).await?;
+            replies.clear();
+        }
     }
     // What is left is a line too long, or the start of the next one: its
     // own bytes either way, since every line before it was taken out.
-    if received.len() > MAX_LINE {
-        reply(write, "error: line too long", cutoff).await?;
+    let too_long = received.len() > MAX_LINE;
+    if too_long {
+        replies.push_str("error: line too long\n");
+    }
+    if !replies.is_empty() {
+        reply(write, &replies, cutoff).await?;
+    }
+    if too_long {
         return Ok(Answered::TooLong);
     }
     Ok(Answered::Lines(answered))
 }
 
-/// `request` as the log shows it: quoted and escaped, and past LOGGED
-/// characters cut, with its length. The log's queue holds 1024 lines, and
-/// a line may be 64 KiB, escaped up to six bytes for one (`\u{1f}`):
-/// queued whole, one client's lines would hold hundreds of megabytes.
+/// `request` as the log shows it: quoted and escaped, and cut once its
+/// escaped text passes LOGGED bytes, with its length. The log's queue
+/// holds 1024 lines, and a line may be 64 KiB, escaped up to six bytes
+/// for one (`\u{1f}`): queued whole, one client's lines would hold
+/// hundreds of megabytes. Cut so, a line stays far under LOG_LINE.
 fn shown(request: &str) -> String {
-    match request.char_indices().nth(LOGGED) {
-        None => format!("{request:?}"),
-        Some((cut, _)) => {
-            format!("{:?}… ({} bytes)", &request[..cut], request.len())
+    let mut escaped = 0;
+    for (at, c) in request.char_indices() {
+        // `escape_debug` escapes a character as `{:?}` does, or more.
+        escaped += c.escape_debug().len();
+        if escaped > LOGGED {
+            let cut = &request[..at];
+            return format!("{cut:?}… ({} bytes)", request.len());
         }
     }
+    format!("{request:?}")
 }
 // ANCHOR_END: serve
 
@@ -777,14 +806,13 @@ impl Cutoff {
     }
 }
 
-/// Writes one line, within PEER_TIMEOUT and the cutoff.
+/// Writes replies, whole lines, within PEER_TIMEOUT and the cutoff.
 async fn reply(
     write: &mut OwnedWriteHalf,
-    line: &str,
+    lines: &str,
     cutoff: &Cutoff,
 ) -> io::Result<()> {
-    let line = format!("{line}\n");
-    timeout_at(cutoff.give_up(), write.write_all(line.as_bytes()))
+    timeout_at(cutoff.give_up(), write.write_all(lines.as_bytes()))
         .await
         .map_err(|_| io::Error::new(ErrorKind::TimedOut, "timed out"))?
 }
@@ -919,12 +947,14 @@ impl Drop for PrivateDir {
 /// and a worker blocked in it stops every task it would run, the stop
 /// included (Chapter 32). `log` hands each line to a thread of its own
 /// through a bounded queue, and drops the line if the queue is full; the
-/// thread says how many it dropped. A log nobody reads any more is lost;
-/// a line that cannot be written for another reason (a full disk) is
-/// counted, and `flush_log` says so on stderr at the end.
+/// thread says how many it dropped. Each line is one `write` of at most
+/// PIPE_BUF bytes, which no other writer of the same pipe can split
+/// (Chapter 20): a longer one is cut. A line that cannot be written, to a
+/// full disk or to a pipe whose reader has gone, is counted, and
+/// `flush_log` says on stderr at the end how many, and why.
 struct Log {
     queue: SyncSender<String>,
-    /// Lines queued so far, and lines written (or lost to a closed stdout).
+    /// Lines queued so far, and lines written (or failed).
     queued: AtomicU64,
     written: Mutex<u64>,
     progress: Condvar,
@@ -935,6 +965,10 @@ struct Log {
 
 /// How many lines may wait for a slow reader of the log.
 const LOG_QUEUE: usize = 1024;
+
+/// The longest line of the log, its newline included: PIPE_BUF, 4096 on
+/// Linux, the most that one `write` puts into a pipe in one piece.
+const LOG_LINE: usize = nix::libc::PIPE_BUF;
 
 static LOG: OnceLock<Log> = OnceLock::new();
 
@@ -950,21 +984,27 @@ fn start_log() -> io::Result<()> {
         failed: Mutex::new((0, None)),
     });
     thread::Builder::new().name("log".into()).spawn(move || {
+        let lost = |lines: u64, err: io::Error| {
+            let mut failed =
+                log.failed.lock().unwrap_or_else(|e| e.into_inner());
+            failed.0 += lines;
+            failed.1.get_or_insert(err);
+        };
         for line in lines {
+            // `write_all` of a whole line, not `writeln!`, which hands the
+            // text and the newline over apart: stdout's buffer passes a
+            // line of 1024 bytes or more straight on, in a `write` of its
+            // own, and the newline follows in another.
             let mut out = io::stdout().lock();
             let dropped = log.dropped.swap(0, Ordering::Relaxed);
             if dropped > 0 {
-                let _ =
-                    writeln!(out, "({dropped} log lines dropped: not read)");
-            }
-            match writeln!(out, "{line}") {
-                Err(err) if err.kind() != ErrorKind::BrokenPipe => {
-                    let mut failed =
-                        log.failed.lock().unwrap_or_else(|e| e.into_inner());
-                    failed.0 += 1;
-                    failed.1.get_or_insert(err);
+                let note = format!("({dropped} log lines dropped: not read)");
+                if let Err(err) = out.write_all(whole(&note).as_bytes()) {
+                    lost(dropped, err);
                 }
-                _ => {}
+            }
+            if let Err(err) = out.write_all(whole(&line).as_bytes()) {
+                lost(1, err);
             }
             drop(out);
             *log.written.lock().unwrap_or_else(|e| e.into_inner()) += 1;
@@ -972,6 +1012,20 @@ fn start_log() -> io::Result<()> {
         }
     })?;
     Ok(())
+}
+
+/// `text` as one line of the log: with its newline, in LOG_LINE bytes at
+/// most; a longer text is cut, and ends in "[cut]".
+fn whole(text: &str) -> String {
+    if text.len() < LOG_LINE {
+        return format!("{text}\n");
+    }
+    const CUT: &str = " [cut]\n";
+    let mut end = LOG_LINE - CUT.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{CUT}", &text[..end])
 }
 
 /// Queues one line of the log, or drops it; never waits.
@@ -1016,7 +1070,8 @@ fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
     Ok(addrs)
 }
 
-/// Reads `[HOST:PORT] [--config PATH] [--drain-secs N] [--untracked]`.
+/// Reads `[HOST:PORT] [--config PATH] [--drain-secs N] [--idle-secs N]
+/// [--untracked]`.
 fn parse_args() -> Result<Args, lexopt::Error> {
     use lexopt::prelude::*;
     let mut parsed = Args {
@@ -1024,6 +1079,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         config: None,
         // Under the 10 s that `docker stop` waits before its SIGKILL.
         drain: Duration::from_secs(8),
+        idle: IDLE,
         untracked: false,
     };
     let mut addr_seen = false;
@@ -1033,6 +1089,9 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("config") => parsed.config = Some(args.value()?.into()),
             Long("drain-secs") => {
                 parsed.drain = Duration::from_secs(args.value()?.parse()?);
+            }
+            Long("idle-secs") => {
+                parsed.idle = Duration::from_secs(args.value()?.parse()?);
             }
             Long("untracked") => parsed.untracked = true,
             Value(value) if !addr_seen => {
@@ -1077,7 +1136,7 @@ mod tests {
         let (config, _) = watch::channel(Arc::new(config));
         let stop = CancellationToken::new();
         let serving =
-            tokio::spawn(serve(stream, peer, config.subscribe(), stop));
+            tokio::spawn(serve(stream, peer, config.subscribe(), stop, IDLE));
         (client, serving)
     }
 
@@ -1100,7 +1159,7 @@ mod tests {
         assert_eq!(started.elapsed(), IDLE);
         // And said to be idle, not closed by its client.
         drop(client);
-        assert_eq!(serving.await.unwrap().unwrap(), Ended::Idle);
+        assert_eq!(serving.await.unwrap().unwrap(), Ended::Idle(IDLE));
     }
 
     #[tokio::test(start_paused = true)]
@@ -1168,6 +1227,7 @@ mod tests {
             config: watch::channel(Arc::new(config)).0,
             stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            idle: IDLE,
             untracked: false,
         };
         let _in_gone = handle.enter();
@@ -1196,7 +1256,7 @@ mod tests {
         };
         let (config, _) = watch::channel(Arc::new(config));
         let stop = CancellationToken::new();
-        let serving = serve(stream, peer, config.subscribe(), stop);
+        let serving = serve(stream, peer, config.subscribe(), stop, IDLE);
         let size = std::mem::size_of_val(&serving);
         assert!(size < 2048, "{size} bytes");
     }

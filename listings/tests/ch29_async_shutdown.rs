@@ -40,6 +40,33 @@ fn async_daemon_reloads_on_sighup_without_dropping_a_connection() {
 }
 
 #[test]
+fn async_daemon_answers_requests_that_came_together_in_one_write() {
+    daemon::answers_requests_that_came_together_in_one_write(bin!(
+        "async-daemon"
+    ));
+}
+
+#[test]
+fn async_daemon_writes_each_line_of_its_log_whole_in_one_write() {
+    daemon::writes_each_line_of_its_log_whole_in_one_write(bin!(
+        "async-daemon"
+    ));
+}
+
+#[test]
+fn async_daemon_counts_the_log_lines_it_could_not_write_once_the_reader_has_gone()
+ {
+    daemon::counts_the_log_lines_it_could_not_write_once_the_reader_has_gone(
+        bin!("async-daemon"),
+    );
+}
+
+#[test]
+fn async_daemon_closes_a_trickled_request_at_its_idle_bound() {
+    daemon::closes_a_trickled_request_at_its_idle_bound(bin!("async-daemon"));
+}
+
+#[test]
 fn async_daemon_drains_every_request_in_flight_and_refuses_new_clients() {
     let mut daemon = start(&[]);
     reconfigure(&mut daemon, "delay_ms = 3000\n");

@@ -223,8 +223,9 @@ fn later_abuses() -> Vec<Abuse> {
         // It needs a terminal: without one it says so, and exits 1.
         abuse("sig-jobs", &[], End::Exits(1)),
         abuse("sig-pidfd", &[], End::Sigpipe),
-        // A server: a closed log ends it, through `main`, which also
-        // removes its private configuration directory.
+        // A server: a log closed before its ready line ends it, through
+        // `main`, which also removes its private configuration directory
+        // (one closed later, it serves on, and counts the lines lost).
         abuse("sig-daemon", &["127.0.0.1:0"], End::Exits(0)),
         abuse("sig-notify", &["127.0.0.1:0"], End::Exits(0)),
         abuse("sig-alarm-limits", &[], End::Sigpipe),
@@ -310,8 +311,8 @@ fn later_abuses() -> Vec<Abuse> {
         abuse("bench-throughput", &["--bytes", "64K"], End::Sigpipe),
         abuse("bench-vmsplice-reuse", &[], End::Sigpipe),
         abuse("bench-memcpy", &["--bytes", "64K"], End::Sigpipe),
-        // Part VI, async. The signal demonstrations are filters; the
-        // daemon and the server treat a closed log as the end.
+        // Part VI, async. The signal demonstrations are filters; a log
+        // closed before the ready line ends the daemon and the server.
         abuse("async-ctrl-c", &[], End::Sigpipe),
         abuse("async-signals", &[], End::Sigpipe),
         abuse("async-daemon", &["127.0.0.1:0"], End::Exits(0)),

@@ -580,6 +580,207 @@ pub fn leaves_no_directory_when_sigterm_comes_as_it_starts(bin: &str) {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
+/// A client that trickles a request, a byte every half second and never a
+/// newline, is closed once its idle time (`--idle-secs 2`) has passed
+/// since it connected, and the log says so: the bound is on the whole
+/// request, not on the silence between two bytes. (Listing 10-1 gave
+/// each `poll` the whole idle time, so that every byte started it again,
+/// and kept such a client, its thread and its descriptors, for as long
+/// as it trickled.) Three times the bound is ample for the close.
+pub fn closes_a_trickled_request_at_its_idle_bound(bin: &str) {
+    let mut daemon = start(bin, &["--idle-secs", "2"]);
+    let started = Instant::now();
+    let mut client = Client::connect(daemon.addr);
+    let pace = Duration::from_millis(500);
+    client.stream.set_read_timeout(Some(pace)).unwrap();
+    let closed = loop {
+        if started.elapsed() > Duration::from_secs(6) {
+            break false;
+        }
+        client.stream.write_all(b"x").expect("trickle a byte");
+        // The read's timeout is the pace of the trickle.
+        let mut bytes = [0u8; 64];
+        match client.stream.read(&mut bytes) {
+            Ok(0) => break true,
+            Ok(n) => panic!("{bin}: a reply to no request: {:?}", &bytes[..n]),
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(err) => panic!("{bin}: {err}"),
+        }
+    };
+    let after = started.elapsed();
+    assert!(closed, "{bin}: still open {after:?} after connecting");
+    assert!(
+        after >= Duration::from_secs(2),
+        "{bin}: closed after {after:?}"
+    );
+    drop(client);
+    daemon.listing.expect(r"127\.0\.0\.1:\d+: connected");
+    daemon
+        .listing
+        .expect(r"127\.0\.0\.1:\d+: closed after 2 s without a request");
+    daemon.listing.signal(Signal::SIGTERM);
+    assert_died_of(&daemon.finish(), Signal::SIGTERM);
+}
+
+/// Two requests in one segment get their two replies in one write, which
+/// the client takes in one read. A reply each, in a write of its own, met
+/// Nagle's algorithm: the second waited for the client to acknowledge the
+/// first, which Linux (6.18 here) delays by 40 ms once a connection is
+/// past its first exchanges, when it acknowledges at once ("quickack"):
+/// so two hundred round trips come first. The read is the check, not a
+/// clock: a reply held back is not there when the first one is read.
+pub fn answers_requests_that_came_together_in_one_write(bin: &str) {
+    let daemon = start(bin, &[]);
+    let mut client = Client::connect(daemon.addr);
+    let read_once = |stream: &mut TcpStream| {
+        let mut bytes = [0u8; 256];
+        let n = stream.read(&mut bytes).expect("read replies");
+        String::from_utf8_lossy(&bytes[..n]).into_owned()
+    };
+    for n in 0..200 {
+        client
+            .stream
+            .write_all(format!("r{n}\n").as_bytes())
+            .unwrap();
+        assert_eq!(read_once(&mut client.stream), format!("hello, r{n}\n"));
+    }
+    for round in 0..5 {
+        client.stream.write_all(b"x\ny\n").unwrap();
+        assert_eq!(
+            read_once(&mut client.stream),
+            "hello, x\nhello, y\n",
+            "{bin}, round {round}: the second reply came later"
+        );
+    }
+    drop(client);
+    daemon.listing.signal(Signal::SIGTERM);
+    assert_died_of(&daemon.finish(), Signal::SIGTERM);
+}
+
+/// Every line of the log is one `write` of at most `PIPE_BUF` (4096)
+/// bytes, ending in its newline: a request of 1100 bytes, whose line
+/// `writeln!` wrote as the text and then its newline (the text did not
+/// fit the 1024 bytes of stdout's buffer); a request of 1024 control
+/// bytes, six bytes each once escaped; and a greeting of 5000 bytes,
+/// whose "Reloaded" line is cut, and says so. Traced with strace, which
+/// shows each `write` whole (`-s 8192`).
+pub fn writes_each_line_of_its_log_whole_in_one_write(bin: &str) {
+    if !crate::support::can_trace() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let config = dir.path().join("daemon.conf");
+    fs::write(&config, "greeting = hello\n").unwrap();
+    let mut command = Command::new("strace");
+    command.args(["-f", "-qq", "-s", "8192", "-e", "trace=write"]);
+    command.args(["-e", "signal=none", "-o"]).arg(&trace);
+    command
+        .arg("--")
+        .arg(bin)
+        .arg("127.0.0.1:0")
+        .arg("--config");
+    command.arg(&config);
+    let mut listing = Listing::spawn(&mut command, Stdio::piped());
+    let ready = listing.expect(r"Listening on (\S+) as pid (\d+); config \S+");
+    let addr: SocketAddr = ready[1].parse().unwrap();
+    let pid = nix::unistd::Pid::from_raw(ready[2].parse().unwrap());
+    let mut client = Client::connect(addr);
+    let mut request = vec![b'y'; 1100];
+    request.push(b'\n');
+    request.extend([0x1f; 1024]);
+    request.push(b'\n');
+    client.stream.write_all(&request).unwrap();
+    for _ in 0..2 {
+        client.reply().expect("a reply");
+    }
+    drop(client);
+    fs::write(&config, format!("greeting = {}\n", "g".repeat(5000))).unwrap();
+    nix::sys::signal::kill(pid, Signal::SIGHUP).unwrap();
+    while !listing.next_line().starts_with("Reloaded ") {}
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    assert_died_of(&listing.finish(), Signal::SIGTERM);
+    let trace = fs::read_to_string(&trace).unwrap();
+    let write =
+        regex::Regex::new(r#"write\(1, "(.*)"(\.\.\.)?, (\d+)"#).unwrap();
+    let writes: Vec<(String, usize)> = trace
+        .lines()
+        .filter_map(|line| write.captures(line))
+        .map(|c| (c[1].to_string(), c[3].parse().unwrap()))
+        .collect();
+    for (text, count) in &writes {
+        assert!(
+            text.ends_with(r"\n") && *count <= 4096,
+            "{bin}: a line in pieces, or longer than PIPE_BUF: {count} \
+             bytes, {:?} … {:?}",
+            &text[..text.len().min(80)],
+            &text[text.len().saturating_sub(80)..]
+        );
+    }
+    let has = |what: &str| writes.iter().any(|(text, _)| text.contains(what));
+    assert!(has(r#": request \"yyyy"#), "{bin}: {writes:#?}");
+    assert!(has(r#": request \"\\u{1f}"#), "{bin}: {writes:#?}");
+    assert!(has("Reloaded "), "{bin}: {writes:#?}");
+}
+
+/// Once the log's reader has gone, the daemon serves on, and the lines it
+/// could not write are not lost unseen: as it ends, it says on stderr, in
+/// one line, how many there were and why. Three clients are each logged
+/// connecting, asking and closing, and the drain in two lines: eleven.
+/// (It said nothing: a closed pipe's `EPIPE` was the one error it did not
+/// count.)
+pub fn counts_the_log_lines_it_could_not_write_once_the_reader_has_gone(
+    bin: &str,
+) {
+    let (daemon, log) = start_with_its_log_unread(bin);
+    drop(log);
+    // A process that another test forks at that moment holds a copy of the
+    // read end until its `exec` closes it (close-on-exec), and the log's
+    // pipe has a reader until then: wait until the daemon alone holds it.
+    let pid = daemon.listing.pid();
+    let pipe = crate::support::fds_of(pid)
+        .into_iter()
+        .find(|(fd, _)| *fd == 1)
+        .map(|(_, pipe)| pipe)
+        .expect("the daemon's stdout");
+    wait_until("the daemon alone to hold its log's pipe", || {
+        let procs = fs::read_dir("/proc").expect("/proc");
+        !procs.flatten().any(|entry| {
+            let other = entry.file_name().to_str().and_then(|n| n.parse().ok());
+            other.is_some_and(|other: i32| {
+                let other = nix::unistd::Pid::from_raw(other);
+                other != pid
+                    && crate::support::fds_of(other)
+                        .iter()
+                        .any(|(_, name)| *name == pipe)
+            })
+        })
+    });
+    for _ in 0..3 {
+        let mut client = Client::connect(daemon.addr);
+        client.send("hi");
+        assert_eq!(client.reply().as_deref(), Some("hello, hi\n"));
+        client.stream.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(client.reply(), None);
+    }
+    daemon.listing.signal(Signal::SIGTERM);
+    let out = daemon.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+    let name = bin.rsplit('/').next().unwrap();
+    assert_eq!(
+        out.stderr,
+        format!(
+            "{name}: 11 log line(s) not written: Broken pipe (os error 32)\n"
+        ),
+        "{bin}"
+    );
+}
+
 /// A bad address, option, extra argument, missing or bad configuration:
 /// each a one-line error before the daemon starts.
 pub fn rejects_bad_arguments_and_configurations_in_one_line(bin: &str) {
@@ -687,9 +888,10 @@ pub fn serves_and_stops_while_nobody_reads_its_log(bin: &str) {
 
 /// The log's queue holds 1024 lines, whatever their length: a request
 /// logged whole, up to 64 KiB and escaped (a control byte is written as
-/// six, `\u{1}`), would make each queued line up to 390 KB while nobody
-/// reads the log, and one client hundreds of megabytes of the daemon's
-/// memory. The log shows the start of a long request and its length.
+/// five or six, `\u{1}`, `\u{1f}`), would make each queued line up to
+/// 390 KB while nobody reads the log, and one client hundreds of megabytes
+/// of the daemon's memory. The log shows the first 1024 bytes of a long
+/// request's escaped text, and its length.
 /// Logged whole, 2000 such requests took either daemon past 330 MB.
 pub fn keeps_little_memory_while_long_requests_wait_for_its_log(bin: &str) {
     let (daemon, mut log) = start_with_its_log_unread(bin);
@@ -714,8 +916,9 @@ pub fn keeps_little_memory_while_long_requests_wait_for_its_log(bin: &str) {
     });
     assert_died_of(&daemon.finish(), Signal::SIGTERM);
     let rest = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    // As many escaped characters as fit in 1024 bytes: 204 of five.
     let shown =
-        format!(r#": request "{}"… (65534 bytes)"#, r"\u{1}".repeat(1024));
+        format!(r#": request "{}"… (65534 bytes)"#, r"\u{1}".repeat(204));
     assert!(
         rest.contains(&shown),
         "{bin}: {:?}",
