@@ -12,8 +12,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Finished, Listing, all_threads_stopped, blessing, is_dead, lasting_fds,
-    server_end, status_kib, threads_blocked_in, threads_waiting_in, wait_until,
+    Finished, Listing, all_threads_asleep, all_threads_stopped, blessing,
+    is_dead, lasting_fds, server_end, status_kib, threads_blocked_in,
+    threads_waiting_in, wait_until,
 };
 
 // ---------------------------------------------------------------------------
@@ -506,6 +507,85 @@ pub fn outlives_clients_that_reset(bin: &str) {
     assert!(
         logged <= 10,
         "{logged} lines for 10 resets:\n{}",
+        out.stderr
+    );
+}
+
+/// Linux 6.18. A client sends 8,000 empty lines, half-closes, reads
+/// nothing, and resets the connection once the server has read every
+/// request and the FIN, and holds replies that do not fit in the kernel:
+/// 120,000 bytes of them, where the server's send buffer and the client's
+/// receive buffer (4 KiB asked for) take some 98,000 here. The replies
+/// never reach the client, and the log must say so: the client's error on
+/// stderr, and no `answered` line. After the FIN, a `read` returns 0
+/// whatever comes next (Chapter 13): a server that took the reset from
+/// `read` saw the end of a client it had answered. The error, EPIPE for a
+/// reset in CLOSE_WAIT, waits in `SO_ERROR`, for a write or `take_error`.
+#[track_caller]
+pub fn logs_a_reset_that_comes_after_the_half_close(bin: &str) {
+    let (server, addr) =
+        start_server(bin, &["127.0.0.1:0", "--count", "1", "--timeout", "60"]);
+    let pid = server.pid();
+    let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let sock = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let mut sock = TcpStream::from(sock);
+    let client = sock.local_addr().unwrap();
+    sock.write_all(&[b'\n'; 8000]).unwrap();
+    sock.shutdown(Shutdown::Write).unwrap();
+    // The FIN is in (CLOSE_WAIT), and the server sleeps with replies it
+    // cannot write: in a blocking write, or, having read every request,
+    // in `poll` (a FIN not yet read would wake it at once). A server that
+    // wrote everything has closed its end instead (LAST_ACK).
+    wait_until(
+        "the server to wait to write its replies",
+        || match server_end(port, client.port()) {
+            Some((state, unread, ..)) if state == "08" => {
+                let writing = threads_blocked_in(pid, nix::libc::SYS_sendto);
+                (unread == 0 || writing > 0) && all_threads_asleep(pid)
+            }
+            _ => true,
+        },
+    );
+    let end = server_end(port, client.port());
+    assert!(
+        end.as_ref().is_some_and(|(state, ..)| state == "08"),
+        "the server closed: its replies all fit in the kernel ({end:?})"
+    );
+    socket2::SockRef::from(&sock)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(sock);
+    let out = server.finish();
+    let answered = format!("{client}: answered");
+    assert!(
+        !out.stdout.iter().any(|line| line.contains(&answered)),
+        "a client whose replies were lost reported answered:\n{}\nstderr:\n{}",
+        out.stdout.join("\n"),
+        out.stderr
+    );
+    let logged: Vec<_> = out
+        .stderr
+        .lines()
+        .filter(|line| line.contains(&format!("{client}: ")))
+        .collect();
+    assert_eq!(
+        logged,
+        [format!(
+            "{}: {client}: Broken pipe (os error 32)",
+            std::path::Path::new(bin)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+        )],
+        "{}",
         out.stderr
     );
 }
