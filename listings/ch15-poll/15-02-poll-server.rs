@@ -571,9 +571,12 @@ impl Conn {
         }
     }
 
-    /// Marks the connection done; it is closed when it is dropped.
+    /// Marks the connection done; it is closed when it is dropped. An
+    /// error is logged, unless the connection has failed already: a
+    /// client whose line was too long, and then reset, or timed out,
+    /// while it was drained, has had its line in the log.
     fn close(&mut self, err: Option<io::Error>) {
-        if let Some(err) = err {
+        if let Some(err) = err.filter(|_| !self.failed) {
             let why = match err.kind() {
                 ErrorKind::TimedOut => "timed out".to_string(),
                 _ => err.to_string(),
