@@ -489,8 +489,9 @@ fn a_reset_reads_as_econnreset_once_then_as_the_end() {
             "   client write: Broken pipe (os error 32)",
             "2. The server closes normally; the client writes anyway",
             "   client write: 5 bytes",
-            "   client write: Broken pipe (os error 32)",
             "   client read: 0 bytes",
+            "   client SO_ERROR: Broken pipe (os error 32)",
+            "   client write: Broken pipe (os error 32)",
             "3. The same, written by a child through a File (write(2))",
             "   the child was killed by SIGPIPE",
         ]
@@ -501,6 +502,40 @@ fn a_reset_reads_as_econnreset_once_then_as_the_end() {
         &[],
         &out.stdout,
     );
+}
+
+#[test]
+fn a_reset_after_the_fin_reads_as_the_end_and_leaves_its_error_in_so_error() {
+    // Linux 6.18. The peer shuts down its writing side, then resets the
+    // connection. Once the FIN is in, `read` returns 0 before it looks
+    // for an error (tcp_recvmsg checks SOCK_DONE first), so the reset is
+    // never reported by `read`; its error, EPIPE for a reset that comes
+    // in CLOSE_WAIT, waits in SO_ERROR. FreeBSD's soreceive looks at the
+    // error first.
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut sock = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let (peer, _) = listener.accept().unwrap();
+    peer.shutdown(Shutdown::Write).unwrap();
+    // A blocking peek: it waits for the FIN, and leaves it to `read`.
+    let mut buf = [0; 16];
+    assert_eq!(sock.peek(&mut buf).unwrap(), 0, "the FIN");
+    socket2::SockRef::from(&peer)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(peer);
+    // The reset: POLLERR, with no event asked for.
+    let mut fds = [PollFd::new(sock.as_fd(), PollFlags::empty())];
+    let ready = poll(&mut fds, PollTimeout::from(30_000u16)).unwrap();
+    assert_eq!(ready, 1, "no reset in 30 s");
+    let events = fds[0].revents().unwrap();
+    assert!(events.contains(PollFlags::POLLERR), "{events:?}");
+    assert_eq!(sock.read(&mut buf).unwrap(), 0, "read reports no reset");
+    let pending = sock.take_error().unwrap().expect("an error in SO_ERROR");
+    assert_eq!(pending.raw_os_error(), Some(nix::libc::EPIPE), "{pending}");
 }
 
 #[test]
