@@ -12,8 +12,8 @@ use crate::line_server::{
 use crate::support::{
     Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
     blessing, cargo_run, default_port, have,
-    out_of_descriptors_waits_then_serves, run, server_end, status_kib,
-    unless_blessing, wait_until,
+    out_of_descriptors_waits_then_serves, reset_in_the_accept_queue, run,
+    status_kib, unless_blessing,
 };
 
 // ---------------------------------------------------------------------------
@@ -1015,30 +1015,10 @@ fn a_connection_that_failed_is_not_counted(
     first.read_exact(&mut got).unwrap();
     assert_eq!(got, reply);
     // ...while a second one connects and resets in the accept queue.
-    let reset = connect(&addr);
-    let ports = (
-        addr.rsplit_once(':').unwrap().1.parse::<u16>().unwrap(),
-        reset.local_addr().unwrap().port(),
-    );
-    assert!(server_end(ports.0, ports.1).is_some(), "queued, and listed");
-    let linger = nix::libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    nix::sys::socket::setsockopt(
-        &reset,
-        nix::sys::socket::sockopt::Linger,
-        &linger,
-    )
-    .unwrap();
-    drop(reset);
-    // The reset has reached the queued connection once the kernel no
-    // longer has it (Linux 6.18). Until then the server, let go by the
-    // first client, could accept it whole, and serve it, and count it:
-    // under the full suite the third client then found the server gone.
-    wait_until("the reset to reach the queued connection", || {
-        server_end(ports.0, ports.1).is_none()
-    });
+    // Until the reset has reached it, the server, let go by the first
+    // client, could accept it whole, serve it and count it: under the
+    // full suite the third client then found the server gone.
+    reset_in_the_accept_queue(&addr);
     first.shutdown(Shutdown::Write).unwrap();
     let mut rest = Vec::new();
     first.read_to_end(&mut rest).unwrap();

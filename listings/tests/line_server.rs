@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     Finished, Listing, all_threads_asleep, all_threads_stopped, blessing,
-    is_dead, lasting_fds, server_end, status_kib, threads_blocked_in,
-    threads_waiting_in, wait_until,
+    is_dead, lasting_fds, reset_in_the_accept_queue, server_end, status_kib,
+    threads_blocked_in, threads_waiting_in, wait_until,
 };
 
 // ---------------------------------------------------------------------------
@@ -233,12 +233,6 @@ pub fn stops_listening_once_its_count_is_reached_with(
 /// and its `peer_addr` fails with ENOTCONN: nobody to serve, so `--count 1`
 /// still serves the next client. A server that counted it would close its
 /// listening socket, and refuse the next one.
-///
-/// The server's kernel takes each packet in its own time: the client's
-/// last ACK must have put the connection in the queue before the reset
-/// comes (a reset first ends the handshake, and no connection is queued),
-/// and the reset must have ended the queued connection before the server
-/// goes on (else it is accepted whole, and counted; seen under load).
 #[track_caller]
 pub fn counts_no_client_that_reset_in_the_queue(bin: &str) {
     use nix::sys::signal::{Signal, kill};
@@ -246,29 +240,7 @@ pub fn counts_no_client_that_reset_in_the_queue(bin: &str) {
     let pid = server.pid();
     kill(pid, Signal::SIGSTOP).unwrap();
     wait_until("the server to stop", || all_threads_stopped(pid));
-    let reset = TcpStream::connect(&addr).unwrap();
-    let ports = (
-        reset.peer_addr().unwrap().port(),
-        reset.local_addr().unwrap().port(),
-    );
-    // Established (01), not a handshake still waiting for that ACK.
-    wait_until("the connection in the queue", || {
-        server_end(ports.0, ports.1).is_some_and(|(state, ..)| state == "01")
-    });
-    let linger = nix::libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    nix::sys::socket::setsockopt(
-        &reset,
-        nix::sys::socket::sockopt::Linger,
-        &linger,
-    )
-    .unwrap();
-    drop(reset);
-    wait_until("the reset to end the queued connection", || {
-        server_end(ports.0, ports.1).is_none()
-    });
+    reset_in_the_accept_queue(&addr);
     kill(pid, Signal::SIGCONT).unwrap();
     assert_eq!(ask(&addr, "next").unwrap(), "server got: [next]\n");
     let out = server.finish();
@@ -296,25 +268,7 @@ pub fn evicts_nobody_for_a_client_that_reset_in_the_queue(bin: &str) {
     let pid = server.pid();
     kill(pid, Signal::SIGSTOP).unwrap();
     wait_until("the server to stop", || all_threads_stopped(pid));
-    let reset = TcpStream::connect(&addr).unwrap();
-    let client = reset.local_addr().unwrap().port();
-    wait_until("the connection in the queue", || {
-        server_end(port, client).is_some_and(|(state, ..)| state == "01")
-    });
-    let linger = nix::libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    nix::sys::socket::setsockopt(
-        &reset,
-        nix::sys::socket::sockopt::Linger,
-        &linger,
-    )
-    .unwrap();
-    drop(reset);
-    wait_until("the reset to end the queued connection", || {
-        server_end(port, client).is_none()
-    });
+    reset_in_the_accept_queue(&addr);
     // Idle long enough to be closed for a newcomer (a second, in each
     // server): the place is there to be given away.
     let idle_enough = Duration::from_millis(1200);
