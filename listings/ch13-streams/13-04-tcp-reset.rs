@@ -4,7 +4,8 @@
 //
 // 1. The server closes with SO_LINGER set to zero seconds, which makes
 //    the kernel reset the connection (RST) instead of ending it (FIN).
-// 2. The server closes normally, and the client goes on writing.
+// 2. The server closes normally, and the client goes on writing; the
+//    reset that comes after the FIN reads as the end of the stream.
 // 3. The same as 2, but a child process writes through a `File`, which
 //    uses write(2) and so has no MSG_NOSIGNAL to protect it.
 //
@@ -71,8 +72,13 @@ fn run() -> Result<(), Box<dyn Error>> {
     // The server's kernel answers those bytes with RST, since no socket
     // is left to read them. Wait for it.
     wait_for_hangup(&client)?;
-    report("client write", client.write(b"hello"))?;
+    // The FIN came before the reset: `read` says the stream has ended,
+    // and the reset's error waits in SO_ERROR.
     report("client read", client.read(&mut [0; 64]))?;
+    let pending = client.take_error()?;
+    let pending = pending.map_or("none".to_string(), |err| err.to_string());
+    writeln!(io::stdout(), "   client SO_ERROR: {pending}")?;
+    report("client write", client.write(b"hello"))?;
 
     writeln!(
         io::stdout(),

@@ -402,10 +402,19 @@ impl Conn {
         timeout: Duration,
         now: Instant,
     ) {
-        let failed =
-            PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL;
-        if events.intersects(PollFlags::POLLIN | failed) {
-            // A hang-up or an error shows up as the result of `read`.
+        if events.contains(PollFlags::POLLERR) {
+            // A reset, most likely: the error is the socket's SO_ERROR.
+            // `read` would not tell it once the client's FIN has come,
+            // and returns 0 then, as for the FIN alone (Chapter 13).
+            match self.sock.take_error() {
+                Ok(None) => {}
+                Ok(Some(err)) | Err(err) => return self.close(Some(err)),
+            }
+        }
+        let to_read =
+            PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLNVAL;
+        if events.intersects(to_read) {
+            // The client's FIN shows up as the result of `read`.
             self.read(scratch, timeout, now);
         }
         if self.state != State::Closed && self.output.len() > self.written {
@@ -430,13 +439,9 @@ impl Conn {
             _ => self.room().min(scratch.len()),
         };
         if most == 0 {
-            // No room, and POLLERR or POLLHUP came anyway: a read of zero
-            // bytes would return 0, which looks like the client's FIN
-            // (Chapter 13's trap). The error is the socket's SO_ERROR.
-            match self.sock.take_error() {
-                Ok(None) => {}
-                Ok(Some(err)) | Err(err) => self.close(Some(err)),
-            }
+            // No room, and POLLHUP came anyway: a read of zero bytes
+            // would return 0, which looks like the client's FIN (Chapter
+            // 13's trap). The FIN waits until there is room.
             return;
         }
         match self.sock.read(&mut scratch[..most]) {
@@ -566,9 +571,12 @@ impl Conn {
         }
     }
 
-    /// Marks the connection done; it is closed when it is dropped.
+    /// Marks the connection done; it is closed when it is dropped. An
+    /// error is logged, unless the connection has failed already: a
+    /// client whose line was too long, and then reset, or timed out,
+    /// while it was drained, has had its line in the log.
     fn close(&mut self, err: Option<io::Error>) {
-        if let Some(err) = err {
+        if let Some(err) = err.filter(|_| !self.failed) {
             let why = match err.kind() {
                 ErrorKind::TimedOut => "timed out".to_string(),
                 _ => err.to_string(),

@@ -12,8 +12,8 @@ use crate::line_server::{
 use crate::support::{
     Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
     blessing, cargo_run, default_port, have,
-    out_of_descriptors_waits_then_serves, run, server_end, status_kib,
-    unless_blessing, wait_until,
+    out_of_descriptors_waits_then_serves, reset_in_the_accept_queue, run,
+    status_kib, unless_blessing,
 };
 
 // ---------------------------------------------------------------------------
@@ -489,8 +489,9 @@ fn a_reset_reads_as_econnreset_once_then_as_the_end() {
             "   client write: Broken pipe (os error 32)",
             "2. The server closes normally; the client writes anyway",
             "   client write: 5 bytes",
-            "   client write: Broken pipe (os error 32)",
             "   client read: 0 bytes",
+            "   client SO_ERROR: Broken pipe (os error 32)",
+            "   client write: Broken pipe (os error 32)",
             "3. The same, written by a child through a File (write(2))",
             "   the child was killed by SIGPIPE",
         ]
@@ -501,6 +502,40 @@ fn a_reset_reads_as_econnreset_once_then_as_the_end() {
         &[],
         &out.stdout,
     );
+}
+
+#[test]
+fn a_reset_after_the_fin_reads_as_the_end_and_leaves_its_error_in_so_error() {
+    // Linux 6.18. The peer shuts down its writing side, then resets the
+    // connection. Once the FIN is in, `read` returns 0 before it looks
+    // for an error (tcp_recvmsg checks SOCK_DONE first), so the reset is
+    // never reported by `read`; its error, EPIPE for a reset that comes
+    // in CLOSE_WAIT, waits in SO_ERROR. FreeBSD's soreceive looks at the
+    // error first.
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut sock = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let (peer, _) = listener.accept().unwrap();
+    peer.shutdown(Shutdown::Write).unwrap();
+    // A blocking peek: it waits for the FIN, and leaves it to `read`.
+    let mut buf = [0; 16];
+    assert_eq!(sock.peek(&mut buf).unwrap(), 0, "the FIN");
+    socket2::SockRef::from(&peer)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(peer);
+    // The reset: POLLERR, with no event asked for.
+    let mut fds = [PollFd::new(sock.as_fd(), PollFlags::empty())];
+    let ready = poll(&mut fds, PollTimeout::from(30_000u16)).unwrap();
+    assert_eq!(ready, 1, "no reset in 30 s");
+    let events = fds[0].revents().unwrap();
+    assert!(events.contains(PollFlags::POLLERR), "{events:?}");
+    assert_eq!(sock.read(&mut buf).unwrap(), 0, "read reports no reset");
+    let pending = sock.take_error().unwrap().expect("an error in SO_ERROR");
+    assert_eq!(pending.raw_os_error(), Some(nix::libc::EPIPE), "{pending}");
 }
 
 #[test]
@@ -980,30 +1015,10 @@ fn a_connection_that_failed_is_not_counted(
     first.read_exact(&mut got).unwrap();
     assert_eq!(got, reply);
     // ...while a second one connects and resets in the accept queue.
-    let reset = connect(&addr);
-    let ports = (
-        addr.rsplit_once(':').unwrap().1.parse::<u16>().unwrap(),
-        reset.local_addr().unwrap().port(),
-    );
-    assert!(server_end(ports.0, ports.1).is_some(), "queued, and listed");
-    let linger = nix::libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    nix::sys::socket::setsockopt(
-        &reset,
-        nix::sys::socket::sockopt::Linger,
-        &linger,
-    )
-    .unwrap();
-    drop(reset);
-    // The reset has reached the queued connection once the kernel no
-    // longer has it (Linux 6.18). Until then the server, let go by the
-    // first client, could accept it whole, and serve it, and count it:
-    // under the full suite the third client then found the server gone.
-    wait_until("the reset to reach the queued connection", || {
-        server_end(ports.0, ports.1).is_none()
-    });
+    // Until the reset has reached it, the server, let go by the first
+    // client, could accept it whole, serve it and count it: under the
+    // full suite the third client then found the server gone.
+    reset_in_the_accept_queue(&addr);
     first.shutdown(Shutdown::Write).unwrap();
     let mut rest = Vec::new();
     first.read_to_end(&mut rest).unwrap();

@@ -1255,3 +1255,10 @@ fn poll_server_evicts_nobody_for_a_client_that_reset_in_the_queue() {
         "poll-server"
     ));
 }
+
+#[test]
+fn poll_server_logs_a_reset_that_comes_after_the_half_close() {
+    line_server::logs_a_reset_that_comes_after_the_half_close(bin!(
+        "poll-server"
+    ));
+}

@@ -12,8 +12,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Finished, Listing, all_threads_stopped, blessing, is_dead, lasting_fds,
-    server_end, status_kib, threads_blocked_in, threads_waiting_in, wait_until,
+    Finished, Listing, all_threads_asleep, all_threads_stopped, blessing,
+    is_dead, lasting_fds, reset_in_the_accept_queue, server_end, status_kib,
+    threads_blocked_in, threads_waiting_in, wait_until,
 };
 
 // ---------------------------------------------------------------------------
@@ -232,12 +233,6 @@ pub fn stops_listening_once_its_count_is_reached_with(
 /// and its `peer_addr` fails with ENOTCONN: nobody to serve, so `--count 1`
 /// still serves the next client. A server that counted it would close its
 /// listening socket, and refuse the next one.
-///
-/// The server's kernel takes each packet in its own time: the client's
-/// last ACK must have put the connection in the queue before the reset
-/// comes (a reset first ends the handshake, and no connection is queued),
-/// and the reset must have ended the queued connection before the server
-/// goes on (else it is accepted whole, and counted; seen under load).
 #[track_caller]
 pub fn counts_no_client_that_reset_in_the_queue(bin: &str) {
     use nix::sys::signal::{Signal, kill};
@@ -245,29 +240,7 @@ pub fn counts_no_client_that_reset_in_the_queue(bin: &str) {
     let pid = server.pid();
     kill(pid, Signal::SIGSTOP).unwrap();
     wait_until("the server to stop", || all_threads_stopped(pid));
-    let reset = TcpStream::connect(&addr).unwrap();
-    let ports = (
-        reset.peer_addr().unwrap().port(),
-        reset.local_addr().unwrap().port(),
-    );
-    // Established (01), not a handshake still waiting for that ACK.
-    wait_until("the connection in the queue", || {
-        server_end(ports.0, ports.1).is_some_and(|(state, ..)| state == "01")
-    });
-    let linger = nix::libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    nix::sys::socket::setsockopt(
-        &reset,
-        nix::sys::socket::sockopt::Linger,
-        &linger,
-    )
-    .unwrap();
-    drop(reset);
-    wait_until("the reset to end the queued connection", || {
-        server_end(ports.0, ports.1).is_none()
-    });
+    reset_in_the_accept_queue(&addr);
     kill(pid, Signal::SIGCONT).unwrap();
     assert_eq!(ask(&addr, "next").unwrap(), "server got: [next]\n");
     let out = server.finish();
@@ -295,25 +268,7 @@ pub fn evicts_nobody_for_a_client_that_reset_in_the_queue(bin: &str) {
     let pid = server.pid();
     kill(pid, Signal::SIGSTOP).unwrap();
     wait_until("the server to stop", || all_threads_stopped(pid));
-    let reset = TcpStream::connect(&addr).unwrap();
-    let client = reset.local_addr().unwrap().port();
-    wait_until("the connection in the queue", || {
-        server_end(port, client).is_some_and(|(state, ..)| state == "01")
-    });
-    let linger = nix::libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    nix::sys::socket::setsockopt(
-        &reset,
-        nix::sys::socket::sockopt::Linger,
-        &linger,
-    )
-    .unwrap();
-    drop(reset);
-    wait_until("the reset to end the queued connection", || {
-        server_end(port, client).is_none()
-    });
+    reset_in_the_accept_queue(&addr);
     // Idle long enough to be closed for a newcomer (a second, in each
     // server): the place is there to be given away.
     let idle_enough = Duration::from_millis(1200);
@@ -394,13 +349,20 @@ pub fn logs_a_line_too_long_from_a_client_closed_to_make_room(
 }
 
 /// The log of a server whose client `peer` sent a line too long names the
-/// error on stderr, and has no `answered` line for that client.
+/// error on stderr, in the one line it has for that client (how the drain
+/// after it ended is no news: a reset, with the error line unread, made a
+/// second line), and has no `answered` line for that client.
 #[track_caller]
 fn assert_line_too_long_logged(out: &Finished, peer: &str) {
     let logged = format!("{peer}: a line longer than 1024 bytes");
+    let lines: Vec<_> = out
+        .stderr
+        .lines()
+        .filter(|line| line.contains(&format!("{peer}: ")))
+        .collect();
     assert!(
-        out.stderr.lines().any(|line| line.ends_with(&logged)),
-        "no '{logged}' on stderr:\n{}\nstdout:\n{}",
+        matches!(&lines[..], [line] if line.ends_with(&logged)),
+        "not one '{logged}' on stderr:\n{}\nstdout:\n{}",
         out.stderr,
         out.stdout.join("\n")
     );
@@ -506,6 +468,85 @@ pub fn outlives_clients_that_reset(bin: &str) {
     assert!(
         logged <= 10,
         "{logged} lines for 10 resets:\n{}",
+        out.stderr
+    );
+}
+
+/// Linux 6.18. A client sends 8,000 empty lines, half-closes, reads
+/// nothing, and resets the connection once the server has read every
+/// request and the FIN, and holds replies that do not fit in the kernel:
+/// 120,000 bytes of them, where the server's send buffer and the client's
+/// receive buffer (4 KiB asked for) take some 98,000 here. The replies
+/// never reach the client, and the log must say so: the client's error on
+/// stderr, and no `answered` line. After the FIN, a `read` returns 0
+/// whatever comes next (Chapter 13): a server that took the reset from
+/// `read` saw the end of a client it had answered. The error, EPIPE for a
+/// reset in CLOSE_WAIT, waits in `SO_ERROR`, for a write or `take_error`.
+#[track_caller]
+pub fn logs_a_reset_that_comes_after_the_half_close(bin: &str) {
+    let (server, addr) =
+        start_server(bin, &["127.0.0.1:0", "--count", "1", "--timeout", "60"]);
+    let pid = server.pid();
+    let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let sock = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let mut sock = TcpStream::from(sock);
+    let client = sock.local_addr().unwrap();
+    sock.write_all(&[b'\n'; 8000]).unwrap();
+    sock.shutdown(Shutdown::Write).unwrap();
+    // The FIN is in (CLOSE_WAIT), and the server sleeps with replies it
+    // cannot write: in a blocking write, or, having read every request,
+    // in `poll` (a FIN not yet read would wake it at once). A server that
+    // wrote everything has closed its end instead (LAST_ACK).
+    wait_until(
+        "the server to wait to write its replies",
+        || match server_end(port, client.port()) {
+            Some((state, unread, ..)) if state == "08" => {
+                let writing = threads_blocked_in(pid, nix::libc::SYS_sendto);
+                (unread == 0 || writing > 0) && all_threads_asleep(pid)
+            }
+            _ => true,
+        },
+    );
+    let end = server_end(port, client.port());
+    assert!(
+        end.as_ref().is_some_and(|(state, ..)| state == "08"),
+        "the server closed: its replies all fit in the kernel ({end:?})"
+    );
+    socket2::SockRef::from(&sock)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(sock);
+    let out = server.finish();
+    let answered = format!("{client}: answered");
+    assert!(
+        !out.stdout.iter().any(|line| line.contains(&answered)),
+        "a client whose replies were lost reported answered:\n{}\nstderr:\n{}",
+        out.stdout.join("\n"),
+        out.stderr
+    );
+    let logged: Vec<_> = out
+        .stderr
+        .lines()
+        .filter(|line| line.contains(&format!("{client}: ")))
+        .collect();
+    assert_eq!(
+        logged,
+        [format!(
+            "{}: {client}: Broken pipe (os error 32)",
+            std::path::Path::new(bin)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+        )],
+        "{}",
         out.stderr
     );
 }

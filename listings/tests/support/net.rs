@@ -229,6 +229,36 @@ pub fn server_end(server: u16, client: u16) -> Option<(String, u64, u64, u64)> {
     Some((state, unread, unsent, u64::from(word(84))))
 }
 
+/// Connects to `addr` (on 127.0.0.1) and resets the connection while it
+/// waits in the listening socket's accept queue; the server must not take
+/// it meanwhile (stopped, or busy with another client). Linux 6.18 then
+/// hands the dead connection to the server's next `accept` all the same,
+/// and its `peer_addr` fails with ENOTCONN: a client that gave up in the
+/// queue.
+///
+/// The server's kernel takes each packet in its own time, so this waits
+/// twice: for the client's last ACK to have put the connection in the
+/// queue (established, 01), since a reset that comes first only ends the
+/// handshake and queues nothing; and for the reset to have ended the
+/// queued connection (the kernel no longer lists it), since a server let
+/// go before that accepts it whole, and serves it (seen under load).
+#[track_caller]
+pub fn reset_in_the_accept_queue(addr: &str) {
+    let server: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let reset = std::net::TcpStream::connect(addr).unwrap();
+    let client = reset.local_addr().unwrap().port();
+    wait_until("the connection in the queue", || {
+        server_end(server, client).is_some_and(|(state, ..)| state == "01")
+    });
+    socket2::SockRef::from(&reset)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(reset);
+    wait_until("the reset to end the queued connection", || {
+        server_end(server, client).is_none()
+    });
+}
+
 /// Whether a TCP socket listens on `port` of 127.0.0.1: one `sock_diag`
 /// lookup, as [`server_end`] makes, from a client port no connection
 /// uses, which only the listener answers (state 0A, TCP_LISTEN).

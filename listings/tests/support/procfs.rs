@@ -181,6 +181,18 @@ pub fn threads_blocked_in(pid: Pid, number: i64) -> usize {
 
 /// True once every thread of `pid` is stopped (state `T`).
 pub fn all_threads_stopped(pid: Pid) -> bool {
+    all_threads_in_state(pid, 'T')
+}
+
+/// True while every thread of `pid` sleeps (state `S`), waiting in the
+/// kernel for something to happen: none runs, and none has been woken and
+/// waits for a CPU (a thread woken is `R` at once).
+pub fn all_threads_asleep(pid: Pid) -> bool {
+    all_threads_in_state(pid, 'S')
+}
+
+/// True if `pid` is there and every thread of it is in `state`.
+fn all_threads_in_state(pid: Pid, state: char) -> bool {
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
         return false;
     };
@@ -188,7 +200,7 @@ pub fn all_threads_stopped(pid: Pid) -> bool {
         fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
             // The state follows the command's closing parenthesis.
             stat.rsplit_once(") ")
-                .is_some_and(|(_, rest)| rest.starts_with('T'))
+                .is_some_and(|(_, rest)| rest.starts_with(state))
         })
     })
 }
