@@ -687,6 +687,53 @@ fn sig_init_outside_a_namespace_dies_of_sigterm_like_anyone() {
 fn sig_init_forwards_and_exits_even_when_started_with_sigchld_ignored() {
     // An ignored SIGCHLD passes through exec, and with it the kernel
     // reaps the child itself and sends no SIGCHLD at all: an init that
+/// A SIGTERM passed on before the service has taken SIGTERM in hand
+/// finds it at its default action: `exec` reset it, and the service was
+/// given the init's first mask, SIGTERM unblocked. It dies at once, with
+/// no clean-up, and the init reports the same 143 as after a clean stop;
+/// the chapter says so. strace holds the service for a second at the end
+/// of its `exec` (its first `execve`: strace counts each process's calls
+/// apart, and the init's own `exec` is not held), the window a slow
+/// service's start would be. The test sends the init its SIGTERM when
+/// the init's first line comes, about when it starts the service, and
+/// the init passes it on once `spawn` has returned, well within the
+/// second; a service that got past the window would print its `running`
+/// line, which fails the test. Linux 6.18, strace 6.1.
+#[test]
+fn sig_init_forwarding_to_a_service_still_starting_kills_it_without_a_clean_up()
+{
+    if !have("strace") {
+        return;
+    }
+    let mut command = Command::new("strace");
+    command.args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=execve"]);
+    command.args(["-e", "inject=execve:delay_exit=1000000:when=1"]);
+    command.args([bin!("sig-init"), "--forward"]);
+    let mut init = Listing::spawn(&mut command, Stdio::piped());
+    let me = init
+        .expect(r"Running as pid (\d+); on SIGTERM: forward it to the child");
+    let pid = nix::unistd::Pid::from_raw(me[1].parse().unwrap());
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    init.expect(r"Got SIGTERM: passing it on to pid \d+");
+    init.expect("Child was killed by SIGTERM; exiting with 143");
+    let out = init.finish();
+    assert_eq!(out.status.code(), Some(143), "{}", out.stderr);
+    assert!(
+        !out.stdout.iter().any(|l| l.starts_with("Child:")),
+        "the service never ran its code: {:?}",
+        out.stdout
+    );
+    let chapter = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../src/ch12-exiting.md"
+    ))
+    .unwrap();
+    let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
+    let said = "A status of 143 says that `SIGTERM` ended the service, \
+                not that the service cleaned up.";
+    assert!(chapter.contains(said), "ch12 does not say {said:?}");
+}
+
     // waits for one would wait for ever after its child died.
     let mut command = Command::new("env");
     command.args(["--ignore-signal=CHLD", bin!("sig-init"), "--forward"]);
