@@ -314,3 +314,120 @@ fn counts_outside_asides_are_caught() {
     let code = "```console\n$ cat /proc/loadavg # load average\n```\n";
     assert!(counts_outside_asides("f", code).is_empty());
 }
+
+/// First sentences after an aside that say "also" or "too" of something
+/// the running text before the aside said, each with what that is. Any
+/// other such sentence leans on the aside, which a reader may have
+/// skipped.
+const LEANS_ON_THE_TEXT_BEFORE: &[(&str, &str, &str)] = &[
+    (
+        "ch03-sockets.md",
+        "The client half-closes too",
+        "the server's half-close, in the steps before",
+    ),
+    (
+        "ch16-unix.md",
+        "A lock is also something",
+        "the lock's other dangers, before",
+    ),
+    (
+        "ch16-unix.md",
+        "A server should also remove",
+        "the lock file it must keep, before",
+    ),
+    (
+        "ch25-orphans.md",
+        "**`pipe`.** The children end",
+        "the ends of the other modes, before",
+    ),
+    (
+        "ch30-async-sockets.md",
+        "And once three quarters",
+        "the evictions of the paragraph before",
+    ),
+];
+
+/// Asides hold the detail a reader may skip, so the running text after
+/// one must stand without it: a first sentence that says "also" or "too"
+/// reads, to a reader who skipped the aside, as "as well as" something
+/// they never read. (Chapter 6 said "Every listing in this chapter also
+/// blocks its signals" right after the aside that holds the start-up
+/// rule: reader pass HA-2.)
+#[test]
+fn the_text_after_an_aside_stands_without_it() {
+    let mut problems = Vec::new();
+    for (file, text) in markdown_sources() {
+        let name = from_root(&file);
+        let short = name.rsplit('/').next().unwrap_or(&name).to_string();
+        for sentence in first_sentences_after_asides(&text) {
+            let allowed =
+                LEANS_ON_THE_TEXT_BEFORE.iter().any(|(f, start, _)| {
+                    *f == short && sentence.starts_with(start)
+                });
+            if leans_back(&sentence) && !allowed {
+                problems.push(format!("{name}: {sentence:?}"));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "running text that leans on the aside before it:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// True if `sentence` says "also" or "too".
+fn leans_back(sentence: &str) -> bool {
+    sentence
+        .split(|c: char| !c.is_alphanumeric())
+        .any(|word| word.eq_ignore_ascii_case("also") || word == "too")
+}
+
+/// The first sentence of the paragraph after each aside of `text`, past
+/// blank lines and "Checked by" lines, joined into one line.
+fn first_sentences_after_asides(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let (mut found, mut fence, mut aside) = (Vec::new(), false, false);
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim_start().starts_with("```") {
+            fence = !fence;
+        }
+        if fence {
+            continue;
+        }
+        if *line == "<div class=\"aside\">" {
+            aside = true;
+        } else if aside && line.starts_with("</div>") {
+            aside = false;
+            let paragraph: Vec<&str> = lines[i + 1..]
+                .iter()
+                .skip_while(|l| {
+                    l.trim().is_empty() || l.starts_with("<p class=\"checked\"")
+                })
+                .take_while(|l| !l.trim().is_empty())
+                .copied()
+                .collect();
+            let joined = paragraph.join(" ");
+            let end = joined
+                .find(". ")
+                .or_else(|| joined.find(": "))
+                .map_or(joined.len(), |at| at + 1);
+            found.push(joined[..end].to_string());
+        }
+    }
+    found
+}
+
+#[test]
+fn text_that_leans_on_an_aside_is_found() {
+    let text = "Rule.\n\n<div class=\"aside\">\n\n**T.** Detail.\n\n</div>\n\n\
+                Every listing also does it. More.\n";
+    assert_eq!(
+        first_sentences_after_asides(text),
+        ["Every listing also does it."]
+    );
+    assert!(leans_back("Every listing also does it."));
+    assert!(leans_back("The client half-closes too:"));
+    assert!(!leans_back("Every listing blocks its signals first."));
+    assert!(!leans_back("A tool, a total."));
+}

@@ -526,7 +526,7 @@ fn siblings_are_compared_by_code_not_comments() {
 /// blocked) must reach them all. With the fewest copies each must have.
 const EVERYWHERE_THE_SAME: &[(&str, usize)] = &[
     ("fn restore_sigpipe", 50),
-    ("fn default_sigchld", 5),
+    ("fn default_sigchld", 4),
     ("fn log", 11),
     ("fn keep_zombies", 15),
     ("fn unblock_sigchld", 3),

@@ -16,7 +16,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{self, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, OnceLock, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,16 @@ fn main() -> ExitCode {
 static IN_CALL: AtomicBool = AtomicBool::new(false);
 /// Interruptions that landed while it was.
 static HIT: AtomicU64 = AtomicU64::new(0);
+/// What `main` found, for the `sleep` children to get back (Chapter 12).
+static FOUND: OnceLock<Found> = OnceLock::new();
+
+/// The signal mask, and SIGCHLD's action, before this program changed
+/// them.
+#[derive(Clone, Copy)]
+struct Found {
+    mask: SigSet,
+    chld: SigAction,
+}
 
 extern "C" fn on_usr1(_: c_int) {
     if IN_CALL.load(Ordering::SeqCst) {
@@ -193,9 +203,13 @@ fn cases() -> Vec<(&'static str, Setup)> {
 
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
+    // The mask as found, before `restore_sigpipe` unblocks SIGPIPE and
+    // each row SIGUSR1: the `sleep` children get it back.
+    let mask = SigSet::thread_get_mask()?;
     restore_sigpipe()?;
     parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    default_sigchld()?; // For the rows that wait for a child.
+    let chld = restore_sigchld()?; // For the rows that wait for a child.
+    let _ = FOUND.set(Found { mask, chld });
     // SAFETY: `pthread_self` has no preconditions.
     let main_thread = unsafe { libc::pthread_self() };
     let mut out = io::stdout();
@@ -318,18 +332,27 @@ fn tcp_pair() -> io::Result<(TcpStream, TcpStream)> {
 }
 
 /// A child that would sleep for a minute; the helper kills it sooner, and
-/// the kernel does if this process dies first.
+/// the kernel does if this process dies first. It gets back the mask and
+/// SIGCHLD's action that `main` found, not what this program made of them
+/// (Chapter 12).
 fn sleeper() -> io::Result<std::process::Child> {
     let parent = nix::unistd::getpid();
+    let found = *FOUND
+        .get()
+        .ok_or_else(|| io::Error::other("sleeper before run"))?;
     let mut command = Command::new("sleep");
     command.arg("60").stdin(Stdio::null()).stdout(Stdio::null());
-    // SAFETY: between fork and exec the child makes two system calls.
+    // SAFETY: between fork and exec the child makes four system calls,
+    // all async-signal-safe, and allocates nothing: `found` was copied
+    // into the closure before the fork.
     unsafe {
         command.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
             if nix::unistd::getppid() != parent {
                 return Err(ErrorKind::Other.into()); // Orphaned already.
             }
+            sigaction(Signal::SIGCHLD, &found.chld)?;
+            found.mask.thread_set_mask()?;
             Ok(())
         })
     };
@@ -340,12 +363,15 @@ fn child_pid(child: &std::process::Child) -> Pid {
     Pid::from_raw(child.id() as i32)
 }
 
-/// Gives SIGCHLD its default action. A parent may have left it ignored,
-/// which passes through `exec`; then the kernel reaps our children itself,
-/// and waiting for one fails with ECHILD (Listing 12-4).
-fn default_sigchld() -> nix::Result<()> {
+/// Gives SIGCHLD its default action back, and returns the action found,
+/// for a child of ours to get back. A parent may have left it ignored,
+/// which passes through `exec`; ignored, it makes the kernel reap our
+/// children itself, and every `waitpid` fail with ECHILD.
+fn restore_sigchld() -> nix::Result<SigAction> {
+    let default =
+        SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGCHLD, SigHandler::SigDfl) }.map(drop)
+    unsafe { sigaction(Signal::SIGCHLD, &default) }
 }
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"

@@ -113,7 +113,11 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     // Non-blocking, as in Listing 10-1: a manager may pass the same socket
     // to several processes, and another may take the client that `poll`
     // woke us for. A blocking `accept` would then wait, deaf to signals,
-    // for the next one. (Accepted sockets do not inherit the flag.)
+    // for the next one. (Accepted sockets do not inherit the flag.) The
+    // flag is the socket's, not this descriptor's: the manager's copy, and
+    // every other process's, turn non-blocking too. A unit should set it
+    // for all who share the socket (`NonBlocking=yes`); then this changes
+    // nothing.
     listener.set_nonblocking(true).map_err(|err| {
         format!("cannot make the listening socket non-blocking: {err}")
     })?;

@@ -7,10 +7,11 @@
 // N signals.
 
 use std::error::Error;
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, Write};
 use std::process::{self, ExitCode};
 
 use nix::libc::{self, siginfo_t};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::unistd::getpid;
 use signal_hook::iterator::SignalsInfo;
 use signal_hook::iterator::exfiltrator::WithRawSiginfo;
@@ -20,7 +21,6 @@ const USAGE: &str = "usage: sig-queue [--count N]";
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
         Err(err) => {
             let _ = writeln!(io::stderr(), "sig-queue: {err}");
             ExitCode::FAILURE
@@ -30,13 +30,18 @@ fn main() -> ExitCode {
 
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
+    restore_sigpipe()?;
     let count = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let rtmin = libc::SIGRTMIN();
     let wanted = [libc::SIGUSR1, rtmin];
     // Blocked while signal-hook registers them (Chapter 6): one that came
     // before its handler knew what to do would be lost.
     block(&wanted)?;
-    let mut signals = SignalsInfo::<WithRawSiginfo>::new(wanted)?;
+    // Never dropped, even after `--count` signals: signal-hook's actions
+    // would outlive its socket for a moment, and a signal then would raise
+    // SIGPIPE, at its default here (Listing 6-2).
+    let signals =
+        Box::leak(Box::new(SignalsInfo::<WithRawSiginfo>::new(wanted)?));
     // Unblocked once the handlers are in: a parent's mask passes through
     // `exec` (Chapter 12), and blocked, they would never reach the
     // handler. One that came meanwhile arrives now.
@@ -110,10 +115,15 @@ fn change_mask(how: libc::c_int, signals: &[libc::c_int]) -> io::Result<()> {
     }
 }
 
-/// True if `err` says that the reader of a pipe we wrote to has gone.
-fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
-    err.downcast_ref::<io::Error>()
-        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
+/// before `main`: when whoever reads our output goes away, we end quietly,
+/// like `cat`, instead of failing on the next `println!`.
+fn restore_sigpipe() -> nix::Result<()> {
+    // SAFETY: the default action runs no code of ours.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    // A parent that blocked SIGPIPE passed its mask on through `exec`:
+    // blocked, the signal would only wait, and `println!` would panic.
+    SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
 /// Reads `[--count N]` from the command line.

@@ -61,9 +61,12 @@ struct Saved {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
+    // What `main` found, noted before the first change, `restore_sigpipe`
+    // (which unblocks SIGPIPE): the mask is given back as it was found.
+    let started = fs::read_to_string("/proc/self/status")?;
+    let found_mask = SigSet::thread_get_mask()?;
     restore_sigpipe()?;
     parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    let started = fs::read_to_string("/proc/self/status")?;
     let ignore =
         SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
     let catch = SigAction::new(
@@ -73,7 +76,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     );
     let default =
         SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    // Each change returns what it replaced: that is what to give back.
+    // Each change of an action returns what it replaced: that is what to
+    // give back. The mask to give back is the one `main` found.
     let saved = Saved {
         // SAFETY: ignoring runs no code.
         int: unsafe { sigaction(Signal::SIGINT, &ignore) }?,
@@ -83,8 +87,10 @@ fn run() -> Result<(), Box<dyn Error>> {
         // makes the kernel reap the children, and `wait` fail (ECHILD).
         // SAFETY: the default action runs no code of ours.
         chld: unsafe { sigaction(Signal::SIGCHLD, &default) }?,
-        mask: SigSet::from(Signal::SIGUSR1)
-            .thread_swap_mask(SigmaskHow::SIG_BLOCK)?,
+        mask: {
+            SigSet::from(Signal::SIGUSR1).thread_block()?;
+            found_mask
+        },
     };
 
     let mut out = io::stdout();
@@ -283,7 +289,7 @@ fn summary(status: &str) -> String {
         }
     };
     format!(
-        "ignores {:<13} blocks {:<8} catches {}",
+        "ignores {:<14} blocks {:<8} catches {}",
         list("SigIgn:"),
         list("SigBlk:"),
         list("SigCgt:")

@@ -145,8 +145,10 @@ fn child() -> Result<ExitCode, Box<dyn Error>> {
     // Never dropped, even on an error: it would close its socket before
     // signal-hook stops writing to it, and a SIGTERM then would raise
     // SIGPIPE, at its default here (Listing 6-2). Blocked while it is
-    // registered, so that a SIGTERM passed on at once is not lost
-    // (Chapter 6).
+    // registered, so that a SIGTERM passed on meanwhile is not lost
+    // (Chapter 6). One passed on before this line, while the program was
+    // still starting, met SIGTERM's default action (`exec` resets it) and
+    // killed it with no clean-up: the init reports 143 all the same.
     SigSet::from(Signal::SIGTERM).thread_block()?;
     let signals = Box::leak(Box::new(Signals::new([SIGTERM])?));
     // Our mask is the one the init started with: a parent may have blocked

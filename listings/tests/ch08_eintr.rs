@@ -159,6 +159,57 @@ fn sig_restart_table_prints_the_same_table_when_started_with_sigchld_ignored() {
     }
 }
 
+/// Chapter 12's rule, for the `sleep` children of Listing 8-2: a child
+/// gets back what the program found, not what it changed. The listing puts
+/// SIGCHLD at its default and unblocks SIGUSR1 (and SIGPIPE) for itself;
+/// started with SIGCHLD ignored and SIGUSR1 blocked, each child must set
+/// both back before it execs `sleep`. Under strace, each child's last
+/// `rt_sigaction` of SIGCHLD and last mask before its `execve` are what
+/// `sleep` starts with. (The children made neither call, and started
+/// `sleep` with SIGCHLD at its default and SIGUSR1 unblocked.) A child
+/// lives some 30 ms before the listing kills it: too short for a program
+/// of the test's to report reliably from inside it. strace 6.1.
+#[test]
+fn sig_restart_table_gives_its_children_back_the_mask_and_sigchld_it_found() {
+    if !crate::support::have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let trace = dir.path().join("trace");
+    let mut command = std::process::Command::new("strace");
+    command.args(["-f", "-q", "-o", trace.to_str().unwrap()]);
+    command.args(["-e", "trace=rt_sigaction,rt_sigprocmask,execve"]);
+    command.args(["-e", "signal=none", "env", "--ignore-signal=CHLD"]);
+    command.args(["--block-signal=USR1", bin!("sig-restart-table")]);
+    let out =
+        Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let text = std::fs::read_to_string(&trace).expect("the trace");
+    // The children that ran `sleep`: an `execve` of it that did not fail
+    // (strace may split the one that succeeds into two lines).
+    let mut sleeps: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("sleep\", [\"sleep\"") && !l.contains("= -1"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    sleeps.dedup();
+    // Two rows start a child, once without SA_RESTART and once with.
+    assert_eq!(sleeps.len(), 4, "{text}");
+    for pid in sleeps {
+        let own: Vec<&str> = text
+            .lines()
+            .filter(|l| l.split_whitespace().next() == Some(pid))
+            .take_while(|l| !l.contains("execve("))
+            .collect();
+        let last =
+            |call: &str| own.iter().rev().find(|l| l.contains(call)).copied();
+        let chld = last("rt_sigaction(SIGCHLD, {").unwrap_or_default();
+        assert!(chld.contains("sa_handler=SIG_IGN"), "{pid}: {own:#?}");
+        let mask = last("rt_sigprocmask(SIG_SETMASK, [").unwrap_or_default();
+        assert!(mask.contains("SIG_SETMASK, [USR1],"), "{pid}: {own:#?}");
+    }
+}
+
 #[test]
 fn eintr_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(

@@ -1827,6 +1827,66 @@ fn sig_notify_stops_even_when_another_process_took_the_client_it_polled() {
     assert_died_of(&notify.finish(), Signal::SIGTERM);
 }
 
+/// `O_NONBLOCK` is a flag of the open file description, which every
+/// descriptor of a passed socket shares (fcntl(2); Linux 6.18): the
+/// daemon's `set_nonblocking` on descriptor 3 makes the manager's copy,
+/// and any other holder's, non-blocking too. The test, as the manager,
+/// passes a blocking socket, keeps its copy, and looks at that copy once
+/// the daemon listens; the chapter must say so. (It did not: it gave the
+/// shared socket as the reason for the flag, and never said that the flag
+/// is shared.)
+#[test]
+fn sig_notify_makes_a_passed_socket_non_blocking_for_every_holder() {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let non_blocking = |listener: &std::net::TcpListener| {
+        let flags = fcntl(listener, FcntlArg::F_GETFL).unwrap();
+        OFlag::from_bits_truncate(flags).contains(OFlag::O_NONBLOCK)
+    };
+    assert!(!non_blocking(&listener), "std's listener starts blocking");
+    let shared = std::os::fd::AsRawFd::as_raw_fd(&listener);
+    let mut command = std::process::Command::new("setpriv");
+    command.args(["--pdeathsig", "KILL", "--", "bash", "-c"]);
+    command.arg(
+        r#"exec 3<&0 0</dev/null; export LISTEN_PID=$$ LISTEN_FDS=1
+        exec "$0""#,
+    );
+    command.arg(bin!("sig-notify"));
+    // As in the test above: the socket goes in as standard input, and bash
+    // makes it descriptor 3. SAFETY: runs between fork and exec; `dup2` is
+    // one system call, async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+            if nix::libc::dup2(shared, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut notify = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let ready =
+        notify.expect(r"Listening on \S+ \(descriptor 3, .*\) as pid (\d+)");
+    assert!(
+        non_blocking(&listener),
+        "the manager's copy is non-blocking"
+    );
+    let pid = nix::unistd::Pid::from_raw(ready[1].parse().unwrap());
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    assert_died_of(&notify.finish(), Signal::SIGTERM);
+    let chapter = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../src/ch10-daemon.md"
+    ))
+    .unwrap();
+    let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
+    for said in [
+        "The flag is the socket's, not this process's:",
+        "`NonBlocking=yes`",
+    ] {
+        assert!(chapter.contains(said), "ch10 does not say {said:?}");
+    }
+}
+
 /// Refused the thread that would greet a client (`ulimit -u`, say; here
 /// strace fails every `clone3` after the log's thread with EAGAIN), the
 /// daemon closes the client unserved: it must say so, once, and back off

@@ -269,6 +269,37 @@ fn sig_queue_past_the_queue_limit_a_standard_signal_loses_its_sender() {
     assert!(queue.finish().status.success());
 }
 
+/// 11-4 is a reporting program, and ends quietly as a filter does: it
+/// gives SIGPIPE its default action (the introduction's conventions check
+/// that), and so keeps its iterator until the process ends. Had it
+/// dropped it after `--count` signals, it would close its socket before
+/// signal-hook unregistered its action, and a SIGUSR1 from anyone in
+/// between would make that action's write raise SIGPIPE: a death by
+/// SIGPIPE after its report. strace holds that close, if it comes, and
+/// sends the SIGUSR1 then.
+#[test]
+fn sig_queue_survives_a_sigusr1_after_its_last_report() {
+    if !have("strace") {
+        return;
+    }
+    let out = signal_after_iterator_closes(
+        bin!("sig-queue"),
+        &["--count", "1"],
+        nix::sys::signal::Signal::SIGUSR1,
+        |queue| {
+            queue.expect(r"Waiting for SIGUSR1 and SIGRTMIN as pid \d+");
+            nix::sys::signal::kill(
+                queue.tracee(),
+                nix::sys::signal::Signal::SIGUSR1,
+            )
+            .expect("kill");
+            queue.expect(r"SIGUSR1: sent with kill by pid \d+ \(uid \d+\)");
+        },
+    );
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    assert_eq!(out.stdout.len(), 2, "{:?}", out.stdout);
+}
+
 #[test]
 fn sig_queue_names_the_process_that_sent_the_signal() {
     let mut queue = Listing::start(bin!("sig-queue"), &["--count", "1"]);

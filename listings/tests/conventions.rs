@@ -231,7 +231,7 @@ fn later_abuses() -> Vec<Abuse> {
         abuse("sig-alarm-limits", &[], End::Sigpipe),
         abuse("sig-timers", &[], End::Sigpipe),
         abuse("sig-count", &[], End::Sigpipe),
-        abuse("sig-queue", &[], End::Exits(0)),
+        abuse("sig-queue", &[], End::Sigpipe),
         // It leaves through `main` so that Drop removes its file.
         in_scratch_dir("sig-cleanup", &["--end", "return"], End::Exits(0)),
         abuse("sig-status", &[], End::Sigpipe),
