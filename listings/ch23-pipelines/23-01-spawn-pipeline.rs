@@ -116,10 +116,16 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     };
 
     // Pass each signal on to the whole pipeline, and remember it; pass
-    // SIGTSTP on only, for `wait_all` to see the stages stop.
+    // SIGTSTP on only, for `wait_all` to see the stages stop. The thread
+    // gets `signals` only once it runs: should the system refuse it, a
+    // signal that came meanwhile is still ours to ask for.
     let passed_on = Arc::new(AtomicI32::new(0));
     let (remember, stages_group) = (Arc::clone(&passed_on), Arc::clone(&group));
-    let passer = thread::Builder::new().spawn(move || {
+    let (hand_over, handed) = channel::<Signals>();
+    let passer = move || {
+        let Ok(mut signals) = handed.recv() else {
+            return;
+        };
         for signal in signals.forever() {
             if signal == Signal::SIGTSTP as i32 {
                 stages_group.signal(Signal::SIGTSTP);
@@ -132,24 +138,37 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
                 stages_group.signal(Signal::SIGCONT);
             }
         }
-    });
+    };
+    // The watchdog first, then the signal thread.
     let started = match tstp {
-        Ok(()) => passer
-            .and_then(|_| watch(timeout, &group))
+        Ok(()) => watch(timeout, &group)
+            .and_then(|watchdog| {
+                thread::Builder::new().spawn(passer).map(|_| watchdog)
+            })
             .map_err(|err| format!("cannot start a thread: {err}")),
         Err(err) => Err(format!("cannot catch SIGTSTP: {err}")),
     };
     let (finished, timed_out) = match started {
-        Ok(watchdog) => watchdog,
+        Ok(watchdog) => {
+            // It waits for them: the send cannot fail.
+            let _ = hand_over.send(signals);
+            watchdog
+        }
         Err(why) => {
             // Out of threads (`ulimit -u`): nothing would pass a signal
-            // on, or keep the time. End the stages, then say why.
+            // on, or keep the time. End the stages; then, as when a stage
+            // cannot run, end by a signal that came meanwhile, which
+            // signal-hook's handler has taken, or say why.
             group.signal(Signal::SIGKILL);
             let _ = wait_all(&pids, &group, None);
             if let Some(terminal) = &terminal {
                 terminal.take_back(group.id);
             }
-            return Err(why.into());
+            let tstp = Signal::SIGTSTP as i32;
+            return match signals.pending().find(|&signal| signal != tstp) {
+                Some(signal) => Ok(die_of(signal, None)),
+                None => Err(why.into()),
+            };
         }
     };
 

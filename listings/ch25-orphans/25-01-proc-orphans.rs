@@ -93,26 +93,29 @@ fn run() -> Result<(), Box<dyn Error>> {
         _ => (None, None),
     };
     let (way, n, secs) = (args.way, args.children, args.secs);
+    let cannot = |err| format!("cannot start {}: {err}", name(way));
     let started = if args.from_thread {
         // The thread that starts them exits here.
-        thread::Builder::new()
-            .spawn(move || start(way, n, secs, reader))
-            .map_err(|err| format!("cannot start a thread: {err}"))?
-            .join()
-            .map_err(|_| "the starting thread panicked")?
+        match thread::Builder::new().spawn(move || start(way, n, secs, reader))
+        {
+            Ok(starter) => starter
+                .join()
+                .map_err(|_| "the starting thread panicked")?
+                .map_err(cannot),
+            Err(err) => Err(format!("cannot start a thread: {err}")),
+        }
     } else {
-        start(way, n, secs, reader)
+        start(way, n, secs, reader).map_err(cannot)
     };
     let mut children = match started {
         Ok(children) => children,
-        // A spawn failed, and `start` has stopped the others. A signal
-        // that came meanwhile is signal-hook's, and no thread will read
-        // it: we were asked to stop, so end by it, as once they run.
+        // No child runs: a spawn failed, and `start` has stopped the
+        // others, or the thread that would start them was refused. A
+        // signal that came meanwhile is signal-hook's, and no thread will
+        // read it: we were asked to stop, so end by it, as once they run.
         Err(err) => match signals.pending().next() {
             Some(signal) => die_of(signal),
-            None => {
-                return Err(format!("cannot start {}: {err}", name(way)).into());
-            }
+            None => return Err(err.into()),
         },
     };
     let pids: Vec<Pid> = children
@@ -125,11 +128,17 @@ fn run() -> Result<(), Box<dyn Error>> {
     // On a signal: stop the children, and remember the signal.
     let (stopped, is_stopped) = channel();
     let got = Arc::new(AtomicI32::new(0));
+    // The thread gets `signals` only once it runs: a refused thread's
+    // closure is dropped, and with it whatever was moved in.
+    let (hand_over, handed) = channel::<&'static mut Signals>();
     let started = announce(&args, &children).map_err(Box::<dyn Error>::from);
     let started = started.and_then(|()| {
         let (writer, got) = (Arc::clone(&writer), Arc::clone(&got));
         let unreaped = Arc::clone(&unreaped);
         let passer = thread::Builder::new().spawn(move || {
+            let Ok(signals) = handed.recv() else {
+                return;
+            };
             let mut forever = signals.forever();
             if let Some(signal) = forever.next() {
                 got.store(signal, Ordering::SeqCst);
@@ -150,14 +159,20 @@ fn run() -> Result<(), Box<dyn Error>> {
         // (`ulimit -u` counts threads): stop what we started, then leave.
         // No thread listens for signals: give them their default action
         // back first, or signal-hook's handler would swallow them while we
-        // wait.
+        // wait. One that came before is the handler's: end by it.
         restore_defaults(&caught);
+        let came = signals.pending().next();
         stop(way, &unreaped, group, &writer);
         for child in &mut children {
             let _ = child.wait();
         }
+        if let Some(signal) = came {
+            die_of(signal);
+        }
         return Err(err);
     }
+    // It waits for them: the send cannot fail.
+    let _ = hand_over.send(signals);
     if way == Way::Pipe {
         // The `cat`s work until we close the lifeline: after SECS, or
         // sooner, on a signal.

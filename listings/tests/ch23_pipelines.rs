@@ -2008,10 +2008,12 @@ fn spawn_pipeline_cannot_reach_the_command_of_setsid_as_its_first_stage() {
 /// one line; it used to panic (exit 101).
 #[test]
 fn spawn_pipeline_says_why_when_a_thread_is_refused() {
-    // The main thread and the stage fill the first limit, so the signal
-    // thread is refused; with one more, the watchdog is.
+    // The main thread and the stage fill a limit of 2, so the signal
+    // thread is refused, or with `--timeout` the watchdog, which starts
+    // first; with one more, the signal thread, the watchdog running.
     for (threads, args) in [
         (2, &["sleep", "60"][..]),
+        (2, &["--timeout", "60", "sleep", "60"][..]),
         (3, &["--timeout", "60", "sleep", "60"][..]),
     ] {
         let mut command = Command::new(bin!("spawn-pipeline"));
@@ -2029,6 +2031,62 @@ fn spawn_pipeline_says_why_when_a_thread_is_refused() {
             "spawn-pipeline: cannot start a thread: Resource temporarily \
              unavailable (os error 11)\n",
             "{what}"
+        );
+    }
+}
+
+/// A signal that came while the stages started, when the system then
+/// refuses a thread: the listing ends its stages, as above, and then ends
+/// by the signal, as it does once the stages run, rather than report the
+/// thread. The signal is pending before the listing starts (`env` blocks
+/// it, `sh` sends it to itself and execs the listing), the same state
+/// without a race: signal-hook's handler takes it once `run` unblocks it.
+/// Refused are the signal thread (a limit of 2: the main thread and the
+/// stage), the watchdog (2, with `--timeout`), and the signal thread with
+/// the watchdog running (3). It used to exit 1 with "cannot start a
+/// thread", the signal gone with the `Signals` moved into the refused
+/// thread's closure.
+#[test]
+fn spawn_pipeline_ends_by_a_signal_that_came_while_a_thread_was_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let (listing, _listing_dir) = crate::support::reachable_by_anyone(
+        std::path::Path::new(bin!("spawn-pipeline")),
+    );
+    for (threads, args) in [
+        (2, "sleep 60"),
+        (2, "--timeout 60 sleep 60"),
+        (3, "--timeout 60 sleep 60"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let script = dir.path().join("pending-term");
+        write_program(
+            &script,
+            &format!(
+                "#!/bin/sh
+exec env --block-signal=TERM sh -c \
+                 'kill -TERM $$ && exec \"$0\" \"$@\"' '{}' {args}\n",
+                listing.display()
+            ),
+        );
+        let Some((mut command, _dir)) =
+            with_thread_limit(&Command::new(&script), threads)
+        else {
+            return;
+        };
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        let what = format!("ulimit -u {threads}, {args}");
+        assert_eq!(
+            out.status.signal(),
+            Some(Signal::SIGTERM as i32),
+            "{what}: {:?} {}",
+            out.status,
+            out.stderr
+        );
+        assert_eq!(
+            out.stderr, "",
+            "{what}: an interrupted pipeline says nothing"
         );
     }
 }
