@@ -67,7 +67,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     let (timeout, stages) =
         parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Before any child starts: each must stay a zombie until reaped.
-    keep_zombies()?;
+    let chld = keep_own_zombies()?;
     // Caught before the first stage starts, so that none is missed, and
     // blocked while they are registered, so that none is lost (Chapter 6).
     passed_signals().thread_block()?;
@@ -89,7 +89,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     // Unblocked here afterwards, before any thread starts: for us, and
     // for our threads, which inherit this thread's mask.
     SigSet::from(Signal::SIGPIPE).thread_unblock()?;
-    let children = start(&stages, terminal.as_ref());
+    let children = start(&stages, terminal.as_ref(), chld);
     passed_signals().thread_unblock()?;
     let children = match children {
         Ok(children) => children,
@@ -230,10 +230,11 @@ fn die_of(signal: i32, job: Option<Pid>) -> ExitCode {
 // ANCHOR: start
 /// Starts every stage, each reading what the one before writes, all in
 /// the process group of the first; at a terminal, that group is made its
-/// foreground.
+/// foreground. Each gets SIGCHLD's action as we found it, `chld`.
 fn start(
     stages: &[Vec<OsString>],
     terminal: Option<&Terminal>,
+    chld: SigAction,
 ) -> Result<Vec<Child>, Box<dyn Error>> {
     let mut children: Vec<Child> = Vec::new();
     let mut previous: Option<ChildStdout> = None;
@@ -254,6 +255,7 @@ fn start(
         // join it.
         let group = children.first().map_or(0, |first| first.id() as i32);
         command.process_group(group);
+        sigchld_as_found(&mut command, chld);
         die_with_parent(&mut command);
         if let Some(terminal) = terminal {
             terminal.give_to_stage(&mut command);
@@ -655,15 +657,30 @@ fn log(message: impl Display) {
     let _ = io::stderr().write_all(line.as_bytes());
 }
 
-/// Gives SIGCHLD its default action back. A parent that left it ignored
-/// passed that on through `exec` (Chapter 24), and then the kernel reaps
-/// our children itself: every wait fails with ECHILD, and a child's pid,
-/// or its group's id, may go to a stranger as soon as the child exits,
-/// while we may still signal it.
-fn keep_zombies() -> nix::Result<()> {
+/// Gives SIGCHLD its default action back, and returns the action found.
+/// A parent that left it ignored passed that on through `exec` (Chapter
+/// 24), and then the kernel reaps our children itself: every wait fails
+/// with ECHILD, and a child's pid, or its group's id, may go to a stranger
+/// as soon as the child exits, while we may still signal it.
+fn keep_own_zombies() -> nix::Result<SigAction> {
+    let default =
+        SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: the default action runs no code of ours.
-    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
-    Ok(())
+    unsafe { sigaction(Signal::SIGCHLD, &default) }
+}
+
+/// Gives the child that `command` starts SIGCHLD's action as we `found`
+/// it, ignored perhaps: `keep_own_zombies` changed it for our own
+/// waits, not for the programs we start (Chapter 12).
+fn sigchld_as_found(command: &mut Command, found: SigAction) {
+    // SAFETY: between fork and exec the child makes one system call,
+    // sigaction, and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            sigaction(Signal::SIGCHLD, &found)?;
+            Ok(())
+        })
+    };
 }
 
 /// Reads `[--timeout SECS] COMMAND [ARG]... ['|' COMMAND [ARG]...]...`.

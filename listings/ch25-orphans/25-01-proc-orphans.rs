@@ -32,7 +32,10 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SigHandler, SigSet, Signal, kill, killpg, raise};
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, Signal, kill, killpg, raise,
+    sigaction,
+};
 use nix::sys::wait::{Id, WaitPidFlag, waitid};
 use nix::unistd::{Pid, getpgid, getpid, getppid, pipe2};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -71,7 +74,7 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn Error>> {
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Before any child starts: each must stay a zombie until reaped.
-    keep_zombies()?;
+    let chld = keep_own_zombies()?;
     // Caught before any child starts, so none is missed; kept until the
     // process ends, even if its thread is refused (Chapter 6).
     // Blocked while they are registered, so that none is lost (Chapter 6).
@@ -96,7 +99,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     let cannot = |err| format!("cannot start {}: {err}", name(way));
     let started = if args.from_thread {
         // The thread that starts them exits here.
-        match thread::Builder::new().spawn(move || start(way, n, secs, reader))
+        match thread::Builder::new()
+            .spawn(move || start(way, n, secs, reader, chld))
         {
             Ok(starter) => starter
                 .join()
@@ -105,7 +109,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             Err(err) => Err(format!("cannot start a thread: {err}")),
         }
     } else {
-        start(way, n, secs, reader).map_err(cannot)
+        start(way, n, secs, reader, chld).map_err(cannot)
     };
     let mut children = match started {
         Ok(children) => children,
@@ -255,13 +259,15 @@ fn die_of(signal: i32) -> ! {
 // ANCHOR_END: run
 
 // ANCHOR: start
-/// Starts `n` children the chosen way. The read end of the lifeline, if
-/// any, is closed here when they have their copies.
+/// Starts `n` children the chosen way, each with SIGCHLD's action as we
+/// found it, `chld`. The read end of the lifeline, if any, is closed here
+/// when they have their copies.
 fn start(
     way: Way,
     n: usize,
     secs: u64,
     reader: Option<OwnedFd>,
+    chld: SigAction,
 ) -> io::Result<Vec<Child>> {
     let mut children: Vec<Child> = Vec::new();
     for _ in 0..n {
@@ -277,6 +283,7 @@ fn start(
                 sleep
             }
         };
+        sigchld_as_found(&mut command, chld);
         match way {
             Way::Pdeathsig => die_with_parent(&mut command),
             Way::Group => {
@@ -439,15 +446,30 @@ fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
         .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
 }
 
-/// Gives SIGCHLD its default action back. A parent that left it ignored
-/// passed that on through `exec` (Chapter 24), and then the kernel reaps
-/// our children itself: every wait fails with ECHILD, and a child's pid,
-/// or its group's id, may go to a stranger as soon as the child exits,
-/// while we may still signal it.
-fn keep_zombies() -> nix::Result<()> {
+/// Gives SIGCHLD its default action back, and returns the action found.
+/// A parent that left it ignored passed that on through `exec` (Chapter
+/// 24), and then the kernel reaps our children itself: every wait fails
+/// with ECHILD, and a child's pid, or its group's id, may go to a stranger
+/// as soon as the child exits, while we may still signal it.
+fn keep_own_zombies() -> nix::Result<SigAction> {
+    let default =
+        SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: the default action runs no code of ours.
-    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
-    Ok(())
+    unsafe { sigaction(Signal::SIGCHLD, &default) }
+}
+
+/// Gives the child that `command` starts SIGCHLD's action as we `found`
+/// it, ignored perhaps: `keep_own_zombies` changed it for our own
+/// waits, not for the programs we start (Chapter 12).
+fn sigchld_as_found(command: &mut Command, found: SigAction) {
+    // SAFETY: between fork and exec the child makes one system call,
+    // sigaction, and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            sigaction(Signal::SIGCHLD, &found)?;
+            Ok(())
+        })
+    };
 }
 
 /// Reads `WAY [--children N] [--for SECS] [--from-thread]`.

@@ -2091,6 +2091,35 @@ exec env --block-signal=TERM sh -c \
     }
 }
 
+/// Chapter 12's rule: give a child back what you found. `keep_zombies`
+/// sets SIGCHLD's default action, for the listing's own waits; started
+/// with SIGCHLD ignored, the listing must still start its stages with it
+/// ignored. The stage prints its own /proc status. The stages used to get
+/// the default.
+#[test]
+fn spawn_pipeline_gives_its_stages_back_the_sigchld_it_found() {
+    let args = ["cat", "/proc/self/status", "|", "cat"];
+    for ignored in [false, true] {
+        let mut command = with_sigchld_ignored(bin!("spawn-pipeline"), &args);
+        if !ignored {
+            command = Command::new(bin!("spawn-pipeline"));
+            command.args(args);
+        }
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        assert!(out.status.success(), "{}", out.stderr);
+        let status = out.stdout.join("\n");
+        assert_eq!(
+            crate::support::signal_in_status(
+                &status,
+                "SigIgn:",
+                Signal::SIGCHLD
+            ),
+            ignored,
+            "started with SIGCHLD ignored: {ignored}\n{status}"
+        );
+    }
+}
+
 /// The writer thread of `thread` and `output` may be refused (`ulimit -u`
 /// counts threads) once `cat` runs: one line, and `cat` reaped, where
 /// `thread::spawn` panicked (exit 101). The main thread and `cat` fill the

@@ -1181,6 +1181,37 @@ fn proc_orphans_reaps_its_children_when_started_with_sigchld_ignored() {
     }
 }
 
+/// Chapter 12's rule: give a child back what you found. `keep_zombies`
+/// sets SIGCHLD's default action, for the parent's own waits; started
+/// with SIGCHLD ignored, the parent must still start every child with it
+/// ignored, whichever way. The children used to get the default.
+#[test]
+fn proc_orphans_gives_its_children_back_the_sigchld_it_found() {
+    for way in ["none", "pdeathsig", "pipe", "group"] {
+        for ignored in [false, true] {
+            let args = [way, "--children", "1", "--for", "60"];
+            let mut command = with_sigchld_ignored(bin!("proc-orphans"), &args);
+            if !ignored {
+                command = Command::new(bin!("proc-orphans"));
+                command.args(args);
+            }
+            let listing = Listing::spawn(&mut command, Stdio::piped());
+            let (orphans, children, _) = read_children(listing);
+            let child = children[0];
+            let _cleanup = (way == "group").then(|| KillGroupOnDrop(child));
+            let seen =
+                crate::support::signal_in(child, "SigIgn:", Signal::SIGCHLD);
+            orphans.signal(Signal::SIGTERM);
+            let out = finish_clean(orphans);
+            assert_died_of(&out, Signal::SIGTERM);
+            assert_eq!(
+                seen, ignored,
+                "{way}, started with SIGCHLD ignored: {ignored}"
+            );
+        }
+    }
+}
+
 /// A cgroup of this test's own, below the cgroup it runs in: made on the
 /// cgroup2 mount, emptied with `cgroup.kill` and removed when dropped.
 /// `None` where it cannot be made or used (no cgroup2 mount, not root, a
