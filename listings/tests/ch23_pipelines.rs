@@ -641,6 +641,38 @@ fn spawn_deadlock_output_matches_the_book() {
     );
 }
 
+/// What the chapter promises of `write-first`, where the numbers vary
+/// from run to run (Linux 6.18, pipes of 64 KiB): the writes stop past
+/// both full pipes (128 KiB) and at most one pipe further, what `cat`
+/// read and could not write; what comes back is at least `cat`'s full
+/// stdout, one pipe, and at most all that `cat` read, the writes less
+/// the pipe left in its stdin. Five runs, each to its one-second
+/// deadlock; only the bounds are checked, never how often each end comes.
+#[test]
+fn spawn_deadlock_write_first_stops_and_gets_back_within_the_pipes() {
+    const PIPE: u64 = 65536;
+    let line = regex::Regex::new(
+        r"^Wrote (\d+) of 1000000 bytes, got (\d+) back; cat was killed by SIGKILL$",
+    )
+    .unwrap();
+    for run in 1..=5 {
+        let out = finish_clean(Listing::start(
+            bin!("spawn-deadlock"),
+            &["write-first", "--wait", "1"],
+        ));
+        assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+        let report = out.stdout.first().map(String::as_str).unwrap_or("");
+        let numbers = line
+            .captures(report)
+            .unwrap_or_else(|| panic!("run {run}: {report:?}"));
+        let (wrote, got): (u64, u64) =
+            (numbers[1].parse().unwrap(), numbers[2].parse().unwrap());
+        let what = format!("run {run}, Linux {}: {report}", kernel());
+        assert!(2 * PIPE < wrote && wrote <= 3 * PIPE, "{what}");
+        assert!(PIPE <= got && got <= wrote - PIPE, "{what}");
+    }
+}
+
 #[test]
 fn reading_stdout_to_its_end_first_deadlocks_on_a_full_stderr() {
     use std::io::Read;
