@@ -529,6 +529,8 @@ const EVERYWHERE_THE_SAME: &[(&str, usize)] = &[
     ("fn default_sigchld", 4),
     ("fn log", 11),
     ("fn keep_zombies", 15),
+    ("fn keep_own_zombies", 4),
+    ("fn sigchld_as_found", 4),
     ("fn unblock_sigchld", 3),
     ("fn ignore_sigxfsz", 4),
 ];

@@ -29,7 +29,9 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::libc;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction, signal,
+};
 use nix::sys::socket::{getsockopt, sockopt};
 use nix::unistd::getpid;
 use socket2::{Domain, Socket, Type};
@@ -54,12 +56,12 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
-    keep_zombies()?;
+    let chld = keep_own_zombies()?;
     match parse_args().map_err(|e| format!("{e}; {USAGE}"))? {
         Some(count) => new_process(count),
         None => {
             reuseport()?;
-            handover()
+            handover(chld)
         }
     }
 }
@@ -164,7 +166,7 @@ fn reuse_port_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 /// Scene 2: the old process serves one client; twenty more wait in the
 /// queue. It starts the new process with the listening socket, which
 /// serves them, and finishes its own client meanwhile: draining.
-fn handover() -> Result<(), Box<dyn Error>> {
+fn handover(chld: SigAction) -> Result<(), Box<dyn Error>> {
     writeln!(
         io::stdout(),
         "2. The old process hands its listening socket to a new one"
@@ -188,6 +190,7 @@ fn handover() -> Result<(), Box<dyn Error>> {
         .arg(env::current_exe()?)
         .args(["--inherit", &CLIENTS.to_string()]);
     new.env("LISTEN_FDS", "1");
+    sigchld_as_found(&mut new, chld);
     let fd = listener.as_raw_fd();
     // SAFETY: between fork and exec only `dup2` and `fcntl` run, system
     // calls that allocate nothing and take no lock, and an error is made
@@ -373,14 +376,29 @@ fn restore_sigpipe() -> nix::Result<()> {
     SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 
-/// Gives SIGCHLD its default action back. A parent that left it ignored
-/// passed that on through `exec` (Chapter 24), and then the kernel reaps
-/// our children itself: the wait for the new process fails with ECHILD,
-/// after a handover that went well.
-fn keep_zombies() -> nix::Result<()> {
+/// Gives SIGCHLD its default action back, and returns the action found.
+/// A parent that left it ignored passed that on through `exec` (Chapter
+/// 24), and then the kernel reaps our children itself: the wait for the
+/// new process fails with ECHILD, after a handover that went well.
+fn keep_own_zombies() -> nix::Result<SigAction> {
+    let default =
+        SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: the default action runs no code of ours.
-    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
-    Ok(())
+    unsafe { sigaction(Signal::SIGCHLD, &default) }
+}
+
+/// Gives the child that `command` starts SIGCHLD's action as we `found`
+/// it, ignored perhaps: `keep_own_zombies` changed it for our own
+/// wait, not for the programs we start (Chapter 12).
+fn sigchld_as_found(command: &mut Command, found: SigAction) {
+    // SAFETY: between fork and exec the child makes one system call,
+    // sigaction, and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            sigaction(Signal::SIGCHLD, &found)?;
+            Ok(())
+        })
+    };
 }
 
 /// Reads `[--inherit N]`.

@@ -67,7 +67,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     let (timeout, stages) =
         parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Before any child starts: each must stay a zombie until reaped.
-    keep_zombies()?;
+    let chld = keep_own_zombies()?;
     // Caught before the first stage starts, so that none is missed, and
     // blocked while they are registered, so that none is lost (Chapter 6).
     passed_signals().thread_block()?;
@@ -89,7 +89,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     // Unblocked here afterwards, before any thread starts: for us, and
     // for our threads, which inherit this thread's mask.
     SigSet::from(Signal::SIGPIPE).thread_unblock()?;
-    let children = start(&stages, terminal.as_ref());
+    let children = start(&stages, terminal.as_ref(), chld);
     passed_signals().thread_unblock()?;
     let children = match children {
         Ok(children) => children,
@@ -116,10 +116,16 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     };
 
     // Pass each signal on to the whole pipeline, and remember it; pass
-    // SIGTSTP on only, for `wait_all` to see the stages stop.
+    // SIGTSTP on only, for `wait_all` to see the stages stop. The thread
+    // gets `signals` only once it runs: should the system refuse it, a
+    // signal that came meanwhile is still ours to ask for.
     let passed_on = Arc::new(AtomicI32::new(0));
     let (remember, stages_group) = (Arc::clone(&passed_on), Arc::clone(&group));
-    let passer = thread::Builder::new().spawn(move || {
+    let (hand_over, handed) = channel::<Signals>();
+    let passer = move || {
+        let Ok(mut signals) = handed.recv() else {
+            return;
+        };
         for signal in signals.forever() {
             if signal == Signal::SIGTSTP as i32 {
                 stages_group.signal(Signal::SIGTSTP);
@@ -132,24 +138,37 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
                 stages_group.signal(Signal::SIGCONT);
             }
         }
-    });
+    };
+    // The watchdog first, then the signal thread.
     let started = match tstp {
-        Ok(()) => passer
-            .and_then(|_| watch(timeout, &group))
+        Ok(()) => watch(timeout, &group)
+            .and_then(|watchdog| {
+                thread::Builder::new().spawn(passer).map(|_| watchdog)
+            })
             .map_err(|err| format!("cannot start a thread: {err}")),
         Err(err) => Err(format!("cannot catch SIGTSTP: {err}")),
     };
     let (finished, timed_out) = match started {
-        Ok(watchdog) => watchdog,
+        Ok(watchdog) => {
+            // It waits for them: the send cannot fail.
+            let _ = hand_over.send(signals);
+            watchdog
+        }
         Err(why) => {
             // Out of threads (`ulimit -u`): nothing would pass a signal
-            // on, or keep the time. End the stages, then say why.
+            // on, or keep the time. End the stages; then, as when a stage
+            // cannot run, end by a signal that came meanwhile, which
+            // signal-hook's handler has taken, or say why.
             group.signal(Signal::SIGKILL);
             let _ = wait_all(&pids, &group, None);
             if let Some(terminal) = &terminal {
                 terminal.take_back(group.id);
             }
-            return Err(why.into());
+            let tstp = Signal::SIGTSTP as i32;
+            return match signals.pending().find(|&signal| signal != tstp) {
+                Some(signal) => Ok(die_of(signal, None)),
+                None => Err(why.into()),
+            };
         }
     };
 
@@ -211,10 +230,11 @@ fn die_of(signal: i32, job: Option<Pid>) -> ExitCode {
 // ANCHOR: start
 /// Starts every stage, each reading what the one before writes, all in
 /// the process group of the first; at a terminal, that group is made its
-/// foreground.
+/// foreground. Each gets SIGCHLD's action as we found it, `chld`.
 fn start(
     stages: &[Vec<OsString>],
     terminal: Option<&Terminal>,
+    chld: SigAction,
 ) -> Result<Vec<Child>, Box<dyn Error>> {
     let mut children: Vec<Child> = Vec::new();
     let mut previous: Option<ChildStdout> = None;
@@ -235,6 +255,7 @@ fn start(
         // join it.
         let group = children.first().map_or(0, |first| first.id() as i32);
         command.process_group(group);
+        sigchld_as_found(&mut command, chld);
         die_with_parent(&mut command);
         if let Some(terminal) = terminal {
             terminal.give_to_stage(&mut command);
@@ -636,15 +657,30 @@ fn log(message: impl Display) {
     let _ = io::stderr().write_all(line.as_bytes());
 }
 
-/// Gives SIGCHLD its default action back. A parent that left it ignored
-/// passed that on through `exec` (Chapter 24), and then the kernel reaps
-/// our children itself: every wait fails with ECHILD, and a child's pid,
-/// or its group's id, may go to a stranger as soon as the child exits,
-/// while we may still signal it.
-fn keep_zombies() -> nix::Result<()> {
+/// Gives SIGCHLD its default action back, and returns the action found.
+/// A parent that left it ignored passed that on through `exec` (Chapter
+/// 24), and then the kernel reaps our children itself: every wait fails
+/// with ECHILD, and a child's pid, or its group's id, may go to a stranger
+/// as soon as the child exits, while we may still signal it.
+fn keep_own_zombies() -> nix::Result<SigAction> {
+    let default =
+        SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: the default action runs no code of ours.
-    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
-    Ok(())
+    unsafe { sigaction(Signal::SIGCHLD, &default) }
+}
+
+/// Gives the child that `command` starts SIGCHLD's action as we `found`
+/// it, ignored perhaps: `keep_own_zombies` changed it for our own
+/// waits, not for the programs we start (Chapter 12).
+fn sigchld_as_found(command: &mut Command, found: SigAction) {
+    // SAFETY: between fork and exec the child makes one system call,
+    // sigaction, and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            sigaction(Signal::SIGCHLD, &found)?;
+            Ok(())
+        })
+    };
 }
 
 /// Reads `[--timeout SECS] COMMAND [ARG]... ['|' COMMAND [ARG]...]...`.

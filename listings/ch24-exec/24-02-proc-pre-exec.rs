@@ -24,7 +24,9 @@ use std::thread;
 use std::time::Duration;
 
 use nix::sys::prctl::set_pdeathsig;
-use nix::sys::signal::{SigHandler, SigSet, Signal, kill, signal};
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, Signal, kill, sigaction, signal,
+};
 use nix::unistd::{Pid, alarm, getpid, getppid};
 
 const USAGE: &str = "usage: proc-pre-exec alarm|chdir DIR|lock";
@@ -51,18 +53,19 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     // Before any child starts: each must stay a zombie until reaped.
-    keep_zombies()?;
+    let chld = keep_own_zombies()?;
     match parse_args().map_err(|e| format!("{e}; {USAGE}"))? {
-        Demo::Alarm => with_alarm(),
-        Demo::Chdir(dir) => with_chdir(dir),
-        Demo::Lock => with_lock(),
+        Demo::Alarm => with_alarm(chld),
+        Demo::Chdir(dir) => with_chdir(dir, chld),
+        Demo::Lock => with_lock(chld),
     }
 }
 
 // ANCHOR: alarm
-fn with_alarm() -> Result<(), Box<dyn Error>> {
+fn with_alarm(chld: SigAction) -> Result<(), Box<dyn Error>> {
     let mut command = Command::new("sleep");
     command.arg("5");
+    sigchld_as_found(&mut command, chld);
     // SAFETY: `signal` (sigaction), `pthread_sigmask` and `alarm` are
     // system calls, async-signal-safe; an error is a bare errno, and
     // nothing here allocates.
@@ -90,10 +93,11 @@ fn with_alarm() -> Result<(), Box<dyn Error>> {
 // ANCHOR_END: alarm
 
 // ANCHOR: chdir
-fn with_chdir(dir: OsString) -> Result<(), Box<dyn Error>> {
+fn with_chdir(dir: OsString, chld: SigAction) -> Result<(), Box<dyn Error>> {
     // Made now, in the parent: the child must not allocate.
     let path = CString::new(dir.as_bytes())?;
     let mut command = Command::new("pwd");
+    sigchld_as_found(&mut command, chld);
     // SAFETY: `chdir` is a system call, async-signal-safe; the closure
     // only reads `path`, and `last_os_error` holds errno without
     // allocating.
@@ -121,7 +125,7 @@ fn with_chdir(dir: OsString) -> Result<(), Box<dyn Error>> {
 // ANCHOR_END: chdir
 
 // ANCHOR: lock
-fn with_lock() -> Result<(), Box<dyn Error>> {
+fn with_lock(chld: SigAction) -> Result<(), Box<dyn Error>> {
     let (locked, is_locked) = channel();
     let (release, released) = channel::<()>();
     let holder = thread::Builder::new().spawn(move || {
@@ -140,6 +144,7 @@ fn with_lock() -> Result<(), Box<dyn Error>> {
         holder.map_err(|err| format!("cannot start a thread: {err}"))?;
     is_locked.recv()?;
     let mut command = Command::new("true");
+    sigchld_as_found(&mut command, chld);
     let parent = getpid();
     // SAFETY: NONE. This breaks the rule on purpose: `println!` takes a
     // lock and may allocate. Never do this. (The two calls before it are
@@ -243,14 +248,29 @@ fn parse_args() -> Result<Demo, lexopt::Error> {
     Ok(demo)
 }
 
-/// Gives SIGCHLD its default action back. A parent that left it ignored
-/// passed that on through `exec` (Chapter 24), and then the kernel reaps
-/// our children itself: every wait fails with ECHILD, and a child's pid,
-/// or its group's id, may go to a stranger as soon as the child exits,
-/// while we may still signal it.
-fn keep_zombies() -> nix::Result<()> {
+/// Gives SIGCHLD its default action back, and returns the action found.
+/// A parent that left it ignored passed that on through `exec` (Chapter
+/// 24), and then the kernel reaps our children itself: every wait fails
+/// with ECHILD, and a child's pid, or its group's id, may go to a stranger
+/// as soon as the child exits, while we may still signal it.
+fn keep_own_zombies() -> nix::Result<SigAction> {
+    let default =
+        SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: the default action runs no code of ours.
-    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
-    Ok(())
+    unsafe { sigaction(Signal::SIGCHLD, &default) }
+}
+
+/// Gives the child that `command` starts SIGCHLD's action as we `found`
+/// it, ignored perhaps: `keep_own_zombies` changed it for our own
+/// waits, not for the programs we start (Chapter 12).
+fn sigchld_as_found(command: &mut Command, found: SigAction) {
+    // SAFETY: between fork and exec the child makes one system call,
+    // sigaction, and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            sigaction(Signal::SIGCHLD, &found)?;
+            Ok(())
+        })
+    };
 }
 // ANCHOR_END: whole

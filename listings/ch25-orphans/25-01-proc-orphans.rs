@@ -32,7 +32,10 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SigHandler, SigSet, Signal, kill, killpg, raise};
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, Signal, kill, killpg, raise,
+    sigaction,
+};
 use nix::sys::wait::{Id, WaitPidFlag, waitid};
 use nix::unistd::{Pid, getpgid, getpid, getppid, pipe2};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -71,7 +74,7 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn Error>> {
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Before any child starts: each must stay a zombie until reaped.
-    keep_zombies()?;
+    let chld = keep_own_zombies()?;
     // Caught before any child starts, so none is missed; kept until the
     // process ends, even if its thread is refused (Chapter 6).
     // Blocked while they are registered, so that none is lost (Chapter 6).
@@ -93,26 +96,30 @@ fn run() -> Result<(), Box<dyn Error>> {
         _ => (None, None),
     };
     let (way, n, secs) = (args.way, args.children, args.secs);
+    let cannot = |err| format!("cannot start {}: {err}", name(way));
     let started = if args.from_thread {
         // The thread that starts them exits here.
-        thread::Builder::new()
-            .spawn(move || start(way, n, secs, reader))
-            .map_err(|err| format!("cannot start a thread: {err}"))?
-            .join()
-            .map_err(|_| "the starting thread panicked")?
+        match thread::Builder::new()
+            .spawn(move || start(way, n, secs, reader, chld))
+        {
+            Ok(starter) => starter
+                .join()
+                .map_err(|_| "the starting thread panicked")?
+                .map_err(cannot),
+            Err(err) => Err(format!("cannot start a thread: {err}")),
+        }
     } else {
-        start(way, n, secs, reader)
+        start(way, n, secs, reader, chld).map_err(cannot)
     };
     let mut children = match started {
         Ok(children) => children,
-        // A spawn failed, and `start` has stopped the others. A signal
-        // that came meanwhile is signal-hook's, and no thread will read
-        // it: we were asked to stop, so end by it, as once they run.
+        // No child runs: a spawn failed, and `start` has stopped the
+        // others, or the thread that would start them was refused. A
+        // signal that came meanwhile is signal-hook's, and no thread will
+        // read it: we were asked to stop, so end by it, as once they run.
         Err(err) => match signals.pending().next() {
             Some(signal) => die_of(signal),
-            None => {
-                return Err(format!("cannot start {}: {err}", name(way)).into());
-            }
+            None => return Err(err.into()),
         },
     };
     let pids: Vec<Pid> = children
@@ -125,11 +132,17 @@ fn run() -> Result<(), Box<dyn Error>> {
     // On a signal: stop the children, and remember the signal.
     let (stopped, is_stopped) = channel();
     let got = Arc::new(AtomicI32::new(0));
+    // The thread gets `signals` only once it runs: a refused thread's
+    // closure is dropped, and with it whatever was moved in.
+    let (hand_over, handed) = channel::<&'static mut Signals>();
     let started = announce(&args, &children).map_err(Box::<dyn Error>::from);
     let started = started.and_then(|()| {
         let (writer, got) = (Arc::clone(&writer), Arc::clone(&got));
         let unreaped = Arc::clone(&unreaped);
         let passer = thread::Builder::new().spawn(move || {
+            let Ok(signals) = handed.recv() else {
+                return;
+            };
             let mut forever = signals.forever();
             if let Some(signal) = forever.next() {
                 got.store(signal, Ordering::SeqCst);
@@ -150,14 +163,20 @@ fn run() -> Result<(), Box<dyn Error>> {
         // (`ulimit -u` counts threads): stop what we started, then leave.
         // No thread listens for signals: give them their default action
         // back first, or signal-hook's handler would swallow them while we
-        // wait.
+        // wait. One that came before is the handler's: end by it.
         restore_defaults(&caught);
+        let came = signals.pending().next();
         stop(way, &unreaped, group, &writer);
         for child in &mut children {
             let _ = child.wait();
         }
+        if let Some(signal) = came {
+            die_of(signal);
+        }
         return Err(err);
     }
+    // It waits for them: the send cannot fail.
+    let _ = hand_over.send(signals);
     if way == Way::Pipe {
         // The `cat`s work until we close the lifeline: after SECS, or
         // sooner, on a signal.
@@ -240,13 +259,15 @@ fn die_of(signal: i32) -> ! {
 // ANCHOR_END: run
 
 // ANCHOR: start
-/// Starts `n` children the chosen way. The read end of the lifeline, if
-/// any, is closed here when they have their copies.
+/// Starts `n` children the chosen way, each with SIGCHLD's action as we
+/// found it, `chld`. The read end of the lifeline, if any, is closed here
+/// when they have their copies.
 fn start(
     way: Way,
     n: usize,
     secs: u64,
     reader: Option<OwnedFd>,
+    chld: SigAction,
 ) -> io::Result<Vec<Child>> {
     let mut children: Vec<Child> = Vec::new();
     for _ in 0..n {
@@ -262,6 +283,7 @@ fn start(
                 sleep
             }
         };
+        sigchld_as_found(&mut command, chld);
         match way {
             Way::Pdeathsig => die_with_parent(&mut command),
             Way::Group => {
@@ -424,15 +446,30 @@ fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
         .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
 }
 
-/// Gives SIGCHLD its default action back. A parent that left it ignored
-/// passed that on through `exec` (Chapter 24), and then the kernel reaps
-/// our children itself: every wait fails with ECHILD, and a child's pid,
-/// or its group's id, may go to a stranger as soon as the child exits,
-/// while we may still signal it.
-fn keep_zombies() -> nix::Result<()> {
+/// Gives SIGCHLD its default action back, and returns the action found.
+/// A parent that left it ignored passed that on through `exec` (Chapter
+/// 24), and then the kernel reaps our children itself: every wait fails
+/// with ECHILD, and a child's pid, or its group's id, may go to a stranger
+/// as soon as the child exits, while we may still signal it.
+fn keep_own_zombies() -> nix::Result<SigAction> {
+    let default =
+        SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: the default action runs no code of ours.
-    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
-    Ok(())
+    unsafe { sigaction(Signal::SIGCHLD, &default) }
+}
+
+/// Gives the child that `command` starts SIGCHLD's action as we `found`
+/// it, ignored perhaps: `keep_own_zombies` changed it for our own
+/// waits, not for the programs we start (Chapter 12).
+fn sigchld_as_found(command: &mut Command, found: SigAction) {
+    // SAFETY: between fork and exec the child makes one system call,
+    // sigaction, and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            sigaction(Signal::SIGCHLD, &found)?;
+            Ok(())
+        })
+    };
 }
 
 /// Reads `WAY [--children N] [--for SECS] [--from-thread]`.

@@ -1570,3 +1570,49 @@ fn a_user_timeout_replaces_keepalives_count_of_probes() {
         "with a user timeout: {with:.1} s"
     );
 }
+
+/// Chapter 12's rule: give a child back what you found. `keep_zombies`
+/// sets SIGCHLD's default action, for the old process's wait; started
+/// with SIGCHLD ignored, it must still start the new process's `sh` with
+/// it ignored. A stand-in `sh`, first on `PATH`, records its /proc status
+/// and execs the real one. It used to get the default.
+#[test]
+fn net_handover_gives_the_new_process_back_the_sigchld_it_found() {
+    for ignored in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        if crate::support::status_recorder(dir.path(), "sh").is_none() {
+            return;
+        }
+        let recorded = dir.path().join("status");
+        let mut command =
+            crate::support::with_sigchld_ignored(bin!("net-handover"), &[]);
+        if !ignored {
+            command = std::process::Command::new(bin!("net-handover"));
+        }
+        let path = std::env::var("PATH").unwrap_or_default();
+        command
+            .env("PATH", format!("{}:{path}", dir.path().display()))
+            .env("STATUS_FILE", &recorded);
+        let out = crate::support::finish_clean(crate::support::Listing::spawn(
+            &mut command,
+            std::process::Stdio::piped(),
+        ));
+        let what = format!("started with SIGCHLD ignored: {ignored}");
+        assert!(out.status.success(), "{what}: {}", out.stderr);
+        assert_eq!(
+            out.stdout.last().map(String::as_str),
+            Some("   of 20 clients: 20 answered by the new process, 0 lost"),
+            "{what}"
+        );
+        let status = std::fs::read_to_string(&recorded).expect(&what);
+        assert_eq!(
+            crate::support::signal_in_status(
+                &status,
+                "SigIgn:",
+                nix::sys::signal::Signal::SIGCHLD
+            ),
+            ignored,
+            "{what}"
+        );
+    }
+}

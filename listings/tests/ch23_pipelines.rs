@@ -641,6 +641,38 @@ fn spawn_deadlock_output_matches_the_book() {
     );
 }
 
+/// What the chapter promises of `write-first`, where the numbers vary
+/// from run to run (Linux 6.18, pipes of 64 KiB): the writes stop past
+/// both full pipes (128 KiB) and at most one pipe further, what `cat`
+/// read and could not write; what comes back is at least `cat`'s full
+/// stdout, one pipe, and at most all that `cat` read, the writes less
+/// the pipe left in its stdin. Five runs, each to its one-second
+/// deadlock; only the bounds are checked, never how often each end comes.
+#[test]
+fn spawn_deadlock_write_first_stops_and_gets_back_within_the_pipes() {
+    const PIPE: u64 = 65536;
+    let line = regex::Regex::new(
+        r"^Wrote (\d+) of 1000000 bytes, got (\d+) back; cat was killed by SIGKILL$",
+    )
+    .unwrap();
+    for run in 1..=5 {
+        let out = finish_clean(Listing::start(
+            bin!("spawn-deadlock"),
+            &["write-first", "--wait", "1"],
+        ));
+        assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+        let report = out.stdout.first().map(String::as_str).unwrap_or("");
+        let numbers = line
+            .captures(report)
+            .unwrap_or_else(|| panic!("run {run}: {report:?}"));
+        let (wrote, got): (u64, u64) =
+            (numbers[1].parse().unwrap(), numbers[2].parse().unwrap());
+        let what = format!("run {run}, Linux {}: {report}", kernel());
+        assert!(2 * PIPE < wrote && wrote <= 3 * PIPE, "{what}");
+        assert!(PIPE <= got && got <= wrote - PIPE, "{what}");
+    }
+}
+
 #[test]
 fn reading_stdout_to_its_end_first_deadlocks_on_a_full_stderr() {
     use std::io::Read;
@@ -2008,10 +2040,12 @@ fn spawn_pipeline_cannot_reach_the_command_of_setsid_as_its_first_stage() {
 /// one line; it used to panic (exit 101).
 #[test]
 fn spawn_pipeline_says_why_when_a_thread_is_refused() {
-    // The main thread and the stage fill the first limit, so the signal
-    // thread is refused; with one more, the watchdog is.
+    // The main thread and the stage fill a limit of 2, so the signal
+    // thread is refused, or with `--timeout` the watchdog, which starts
+    // first; with one more, the signal thread, the watchdog running.
     for (threads, args) in [
         (2, &["sleep", "60"][..]),
+        (2, &["--timeout", "60", "sleep", "60"][..]),
         (3, &["--timeout", "60", "sleep", "60"][..]),
     ] {
         let mut command = Command::new(bin!("spawn-pipeline"));
@@ -2029,6 +2063,91 @@ fn spawn_pipeline_says_why_when_a_thread_is_refused() {
             "spawn-pipeline: cannot start a thread: Resource temporarily \
              unavailable (os error 11)\n",
             "{what}"
+        );
+    }
+}
+
+/// A signal that came while the stages started, when the system then
+/// refuses a thread: the listing ends its stages, as above, and then ends
+/// by the signal, as it does once the stages run, rather than report the
+/// thread. The signal is pending before the listing starts (`env` blocks
+/// it, `sh` sends it to itself and execs the listing), the same state
+/// without a race: signal-hook's handler takes it once `run` unblocks it.
+/// Refused are the signal thread (a limit of 2: the main thread and the
+/// stage), the watchdog (2, with `--timeout`), and the signal thread with
+/// the watchdog running (3). It used to exit 1 with "cannot start a
+/// thread", the signal gone with the `Signals` moved into the refused
+/// thread's closure.
+#[test]
+fn spawn_pipeline_ends_by_a_signal_that_came_while_a_thread_was_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let (listing, _listing_dir) = crate::support::reachable_by_anyone(
+        std::path::Path::new(bin!("spawn-pipeline")),
+    );
+    for (threads, args) in [
+        (2, "sleep 60"),
+        (2, "--timeout 60 sleep 60"),
+        (3, "--timeout 60 sleep 60"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let script = dir.path().join("pending-term");
+        write_program(
+            &script,
+            &format!(
+                "#!/bin/sh
+exec env --block-signal=TERM sh -c \
+                 'kill -TERM $$ && exec \"$0\" \"$@\"' '{}' {args}\n",
+                listing.display()
+            ),
+        );
+        let Some((mut command, _dir)) =
+            with_thread_limit(&Command::new(&script), threads)
+        else {
+            return;
+        };
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        let what = format!("ulimit -u {threads}, {args}");
+        assert_eq!(
+            out.status.signal(),
+            Some(Signal::SIGTERM as i32),
+            "{what}: {:?} {}",
+            out.status,
+            out.stderr
+        );
+        assert_eq!(
+            out.stderr, "",
+            "{what}: an interrupted pipeline says nothing"
+        );
+    }
+}
+
+/// Chapter 12's rule: give a child back what you found. `keep_zombies`
+/// sets SIGCHLD's default action, for the listing's own waits; started
+/// with SIGCHLD ignored, the listing must still start its stages with it
+/// ignored. The stage prints its own /proc status. The stages used to get
+/// the default.
+#[test]
+fn spawn_pipeline_gives_its_stages_back_the_sigchld_it_found() {
+    let args = ["cat", "/proc/self/status", "|", "cat"];
+    for ignored in [false, true] {
+        let mut command = with_sigchld_ignored(bin!("spawn-pipeline"), &args);
+        if !ignored {
+            command = Command::new(bin!("spawn-pipeline"));
+            command.args(args);
+        }
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        assert!(out.status.success(), "{}", out.stderr);
+        let status = out.stdout.join("\n");
+        assert_eq!(
+            crate::support::signal_in_status(
+                &status,
+                "SigIgn:",
+                Signal::SIGCHLD
+            ),
+            ignored,
+            "started with SIGCHLD ignored: {ignored}\n{status}"
         );
     }
 }

@@ -803,3 +803,50 @@ fn posix_spawn_starts_a_child_with_glibcs_own_signals_ignored() {
     assert_eq!(spawned & glibcs_own, glibcs_own, "posix_spawn: {spawned:x}");
     assert_eq!(forked & glibcs_own, ours & glibcs_own, "fork: {forked:x}");
 }
+
+/// Chapter 12's rule: give a child back what you found. `keep_zombies`
+/// sets SIGCHLD's default action, for the listing's own waits; started
+/// with SIGCHLD ignored, the listing must still start `sleep` and `pwd`
+/// with it ignored. A stand-in for each, first on `PATH`, records its
+/// /proc status and execs the real one. They used to get the default.
+#[test]
+fn proc_pre_exec_gives_its_children_back_the_sigchld_it_found() {
+    for (name, demo) in
+        [("sleep", &["alarm"][..]), ("pwd", &["chdir", "/"][..])]
+    {
+        for ignored in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            if crate::support::status_recorder(dir.path(), name).is_none() {
+                return;
+            }
+            let recorded = dir.path().join("status");
+            let mut command = crate::support::with_sigchld_ignored(
+                bin!("proc-pre-exec"),
+                demo,
+            );
+            if !ignored {
+                command = Command::new(bin!("proc-pre-exec"));
+                command.args(demo);
+            }
+            let path = std::env::var("PATH").unwrap_or_default();
+            command
+                .env("PATH", format!("{}:{path}", dir.path().display()))
+                .env("STATUS_FILE", &recorded);
+            let out =
+                finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+            let what =
+                format!("{name}, started with SIGCHLD ignored: {ignored}");
+            assert!(out.status.success(), "{what}: {}", out.stderr);
+            let status = std::fs::read_to_string(&recorded).expect(&what);
+            assert_eq!(
+                crate::support::signal_in_status(
+                    &status,
+                    "SigIgn:",
+                    nix::sys::signal::Signal::SIGCHLD
+                ),
+                ignored,
+                "{what}"
+            );
+        }
+    }
+}

@@ -909,8 +909,26 @@ fn proc_orphans_leaves_no_child_behind_when_a_spawn_fails() {
 /// signal-hook's handler and never read.
 #[test]
 fn proc_orphans_ends_by_a_signal_that_came_while_a_spawn_failed() {
+    let (script, _dirs) = with_sigterm_pending("none --children 10 --for 60");
+    let Some((mut command, _dir)) =
+        with_thread_limit(&Command::new(&script), 4)
+    else {
+        return;
+    };
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert_died_of(&out, Signal::SIGTERM);
+    assert_eq!(out.stderr, "", "an interrupted parent says nothing");
+}
+
+/// A program, anyone may run, that starts proc-orphans with `args` and a
+/// SIGTERM pending: `env` blocks it, `sh` sends it to itself and execs the
+/// listing, which takes it once it unblocks SIGTERM. Returns the program
+/// and the directories to keep while it runs.
+fn with_sigterm_pending(
+    args: &str,
+) -> (std::path::PathBuf, [tempfile::TempDir; 2]) {
     use std::os::unix::fs::PermissionsExt;
-    let (listing, _listing_dir) = crate::support::reachable_by_anyone(
+    let (listing, listing_dir) = crate::support::reachable_by_anyone(
         std::path::Path::new(bin!("proc-orphans")),
     );
     let dir = tempfile::tempdir().unwrap();
@@ -922,18 +940,66 @@ fn proc_orphans_ends_by_a_signal_that_came_while_a_spawn_failed() {
         &format!(
             "#!/bin/sh
 exec env --block-signal=TERM sh -c \
-             'kill -TERM $$ && exec \"$0\" \"$@\"' '{}' \
-             none --children 10 --for 60\n",
+             'kill -TERM $$ && exec \"$0\" \"$@\"' '{}' {args}\n",
             listing.display()
         ),
     );
-    let Some((mut command, _dir)) =
-        with_thread_limit(&Command::new(&script), 4)
-    else {
-        return;
-    };
-    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
-    assert_died_of(&out, Signal::SIGTERM);
+    (script, [listing_dir, dir])
+}
+
+/// The same signal, when what is refused is a thread: the one that
+/// starts the children with `--from-thread` (a limit of one: the main
+/// thread), or the one that watches for signals (three: the main thread
+/// and two children). The parent stops what it started, and ends by the
+/// signal. It used to exit 1 with "cannot start a thread": the starting
+/// thread's refusal was reported at once, and the watching thread's took
+/// the leaked iterator with the refused closure, the signal with it.
+#[test]
+fn proc_orphans_ends_by_a_signal_that_came_while_a_thread_was_refused() {
+    for (threads, args) in [
+        (1, "none --children 1 --for 60 --from-thread"),
+        (3, "none --children 2 --for 60"),
+    ] {
+        let (script, _dirs) = with_sigterm_pending(args);
+        let Some((mut command, _dir)) =
+            with_thread_limit(&Command::new(&script), threads)
+        else {
+            return;
+        };
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        let what = format!("ulimit -u {threads}, {args}");
+        assert_eq!(
+            out.status.signal(),
+            Some(Signal::SIGTERM as i32),
+            "{what}: {:?} {}",
+            out.status,
+            out.stderr
+        );
+        assert_eq!(
+            out.stderr, "",
+            "{what}: an interrupted parent says nothing"
+        );
+    }
+}
+
+/// And when nobody reads its output: the parent's first line fails with
+/// EPIPE, which it takes quietly (status 0), but a signal that came first
+/// ends it. It used to exit 0, the signal lost with the iterator moved
+/// into the closure of a thread it never started.
+#[test]
+fn proc_orphans_ends_by_a_signal_that_came_before_its_output_failed() {
+    let (script, _dirs) = with_sigterm_pending("none --children 1 --for 60");
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let mut command = Command::new(&script);
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::from(writer)));
+    assert_eq!(
+        out.status.signal(),
+        Some(Signal::SIGTERM as i32),
+        "{:?} {}",
+        out.status,
+        out.stderr
+    );
     assert_eq!(out.stderr, "", "an interrupted parent says nothing");
 }
 
@@ -1112,6 +1178,37 @@ fn proc_orphans_reaps_its_children_when_started_with_sigchld_ignored() {
     assert_eq!(out.stdout.len(), 3, "{:?}", out.stdout);
     for line in &out.stdout[1..] {
         assert!(line.ends_with(" exited with status 0"), "{line}");
+    }
+}
+
+/// Chapter 12's rule: give a child back what you found. `keep_zombies`
+/// sets SIGCHLD's default action, for the parent's own waits; started
+/// with SIGCHLD ignored, the parent must still start every child with it
+/// ignored, whichever way. The children used to get the default.
+#[test]
+fn proc_orphans_gives_its_children_back_the_sigchld_it_found() {
+    for way in ["none", "pdeathsig", "pipe", "group"] {
+        for ignored in [false, true] {
+            let args = [way, "--children", "1", "--for", "60"];
+            let mut command = with_sigchld_ignored(bin!("proc-orphans"), &args);
+            if !ignored {
+                command = Command::new(bin!("proc-orphans"));
+                command.args(args);
+            }
+            let listing = Listing::spawn(&mut command, Stdio::piped());
+            let (orphans, children, _) = read_children(listing);
+            let child = children[0];
+            let _cleanup = (way == "group").then(|| KillGroupOnDrop(child));
+            let seen =
+                crate::support::signal_in(child, "SigIgn:", Signal::SIGCHLD);
+            orphans.signal(Signal::SIGTERM);
+            let out = finish_clean(orphans);
+            assert_died_of(&out, Signal::SIGTERM);
+            assert_eq!(
+                seen, ignored,
+                "{way}, started with SIGCHLD ignored: {ignored}"
+            );
+        }
     }
 }
 

@@ -842,6 +842,41 @@ pub fn with_sigchld_ignored(bin: &str, args: &[&str]) -> Command {
     command
 }
 
+/// Puts in `dir` a stand-in for the program `name` that a listing starts:
+/// it writes its own /proc status to the file that `$STATUS_FILE` names,
+/// the signal settings it started with, and then execs the real `name`,
+/// found on `$PATH` without `dir`, with its arguments. Put `dir` first
+/// on the listing's `PATH`. Written in Python, which leaves `SIGCHLD` as
+/// it found it (Perl, for one, resets an ignored one); `None` without
+/// python3.
+pub fn status_recorder(dir: &Path, name: &str) -> Option<PathBuf> {
+    if !have("python3") {
+        return None;
+    }
+    // The interpreter itself, not a wrapper script that may run `sh`.
+    let python = run("python3", &["-c", "import sys; print(sys.executable)"]);
+    let python = python.stdout.first()?.clone();
+    let program = dir.join(name);
+    write_program(
+        &program,
+        &format!(
+            "#!{python}
+import os, shutil, sys
+with open(\"/proc/self/status\") as status:
+    text = status.read()
+with open(os.environ[\"STATUS_FILE\"], \"w\") as out:
+    out.write(text)
+here = os.path.dirname(os.path.abspath(__file__))
+path = os.pathsep.join(d for d in os.environ[\"PATH\"].split(os.pathsep)
+                       if os.path.abspath(d) != here)
+real = shutil.which({name:?}, path=path)
+os.execv(real, [{name:?}] + sys.argv[1:])
+"
+        ),
+    );
+    Some(program)
+}
+
 /// Writes `text` to `path` as a program that anyone may run, from a child
 /// process, so that the test process never has the file open for writing.
 /// Had it written the file itself, a child that another test forked in

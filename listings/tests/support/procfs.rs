@@ -66,6 +66,15 @@ pub fn signal_in(
     signal: nix::sys::signal::Signal,
 ) -> bool {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    signal_in_status(&status, field, signal)
+}
+
+/// The same, from the text of a /proc status that a child read of itself.
+pub fn signal_in_status(
+    status: &str,
+    field: &str,
+    signal: nix::sys::signal::Signal,
+) -> bool {
     let mask = status
         .lines()
         .find_map(|line| line.strip_prefix(field))
