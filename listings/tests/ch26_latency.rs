@@ -1817,10 +1817,14 @@ print(json.dumps(bench.{call}))
 /// The published figures describe the code the book shows: every region
 /// of code that runs while the clock runs (the timed loops and what they
 /// call, in the listings and their C twins, and the command's measuring
-/// function) hashes today as it did at the commit measured, whose hashes
-/// raw.json keeps. A change to any of them, a timed line or a call the
-/// loop makes, fails here until the command is run again with --publish;
-/// a change to a comment does not.
+/// function), and every region that decides what they time and what the
+/// figures are (the channels' setup, the CPUs, the C twin's pattern, the
+/// reports and their percentile rules), hashes today as it did at the
+/// commit measured, whose hashes raw.json keeps. A change to any of them,
+/// a timed line, a call the loop makes, the rank of C's p99, fails here
+/// until the command is run again with --publish; a change to a comment
+/// does not. With the timed loops alone hashed, C's `quantile` rounding
+/// its rank down, or its pipes made non-blocking, passed.
 #[test]
 fn published_figures_measured_the_code_in_the_book() {
     let raw = published();
@@ -1847,6 +1851,45 @@ fn published_figures_measured_the_code_in_the_book() {
     assert!(chapter.contains(
         "a hash of every piece of code that runs while the clock runs"
     ));
+}
+
+/// The published run recorded hashes of the timed loops only; those of
+/// the code that decides the figures were added to raw.json later
+/// (`timed_added`), and must be the hashes of that code at the commit the
+/// run measured, not of a later one: recomputed here from that commit,
+/// where git and the commit are at hand.
+#[test]
+fn published_hashes_added_later_are_those_of_the_commit_measured() {
+    let raw = published();
+    let commit = raw["source"]["commit"].as_str().expect("a commit");
+    let added = raw["source"]["timed_added"].clone();
+    if added.is_null() {
+        return; // A run made after the regions were added records them.
+    }
+    assert_eq!(added["from_commit"].as_str(), Some(commit));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let known = Command::new("git")
+        .args(["cat-file", "-e", &format!("{commit}^{{commit}}")])
+        .current_dir(&root)
+        .stderr(Stdio::null())
+        .status();
+    if !known.is_ok_and(|status| status.success()) {
+        eprintln!("skipped: no git, or commit {commit} not in this clone");
+        return;
+    }
+    let call = format!(
+        "timed_regions(lambda path: __import__('subprocess').run(\
+         ['git', 'show', '{commit}:' + path], cwd=str(bench.ROOT), \
+         capture_output=True, text=True, check=True).stdout)"
+    );
+    let then = from_bench_module(&call);
+    for region in added["regions"].as_array().expect("regions") {
+        let region = region.as_str().unwrap();
+        assert_eq!(
+            raw["source"]["timed"][region], then[region],
+            "{region}: raw.json's hash is not that of commit {commit}"
+        );
+    }
 }
 
 /// The command records what a vendor kernel may change beside mainline:
