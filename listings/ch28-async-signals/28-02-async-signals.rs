@@ -189,7 +189,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
 
     let stop = until_stopped(&mut signals, args.reload, args.in_loop).await?;
     // It may have come seconds ago, while a reload ran.
-    came.stop_began();
+    came.stop_began(stop);
     let name = low_level::signal_name(stop).unwrap_or("a signal");
     let secs = args.cleanup.as_secs();
     writeln!(
@@ -252,24 +252,24 @@ impl Arrivals {
         }
     }
 
-    /// In the task, once it has taken a stop signal: the stop began when
-    /// the latest stop signal came (now, if none was noted).
-    fn stop_began(&self) {
-        let term = self.term.load(Ordering::SeqCst);
-        let int = self.int.load(Ordering::SeqCst);
-        let latest = match term.max(int) {
+    /// In the task, once it has taken the stop signal `signal`: the stop
+    /// began when that signal came (now, if it was not noted). Not when
+    /// the other came: it may have come seconds earlier or later.
+    fn stop_began(&self, signal: i32) {
+        let came = match self.of(signal).load(Ordering::SeqCst) {
             0 => monotonic_nanos(),
-            latest => latest,
+            came => came,
         };
-        self.stop.store(latest, Ordering::SeqCst);
+        self.stop.store(came, Ordering::SeqCst);
     }
 
-    /// How long after the stop's signal `signal` last came: zero if it
-    /// came before, already there when the stop began.
+    /// How far apart `signal`, when it last came, and the stop's signal
+    /// came, before or after it: while a reload runs, both wait in their
+    /// streams, and the loop may take the later of the two.
     fn since_stop(&self, signal: i32) -> Duration {
         let came = self.of(signal).load(Ordering::SeqCst);
         let stop = self.stop.load(Ordering::SeqCst);
-        Duration::from_nanos(came.saturating_sub(stop))
+        Duration::from_nanos(came.abs_diff(stop))
     }
 }
 
