@@ -25,7 +25,7 @@ use std::mem;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd};
 use std::process::{self, ExitCode};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
@@ -115,6 +115,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             move || conns.shed_idle_while_others_wait()
         })
         .map_err(cannot_start)?;
+    let accept_log = AcceptLog::start().map_err(cannot_start)?;
     // Every thread is running: only now is the server ready.
     writeln!(
         io::stdout(),
@@ -139,7 +140,7 @@ fn run() -> Result<(), Box<dyn Error>> {
                 // EMFILE and the like: wait before trying again. Clients
                 // left in the backlog meanwhile wait for a worker too.
                 conns.starved(in_backlog(&listener));
-                backoff.failed(&err);
+                backoff.failed(&err, &accept_log);
                 continue;
             }
         };
@@ -150,7 +151,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         // gave an address: nobody to serve, and not one served, for
         // `--count`.
         if let Err(err) = conn.peer_addr() {
-            log(format_args!("{peer}: {err}"));
+            accept_log.line(format_args!("{peer}: {err}"));
             continue;
         }
         let conn = Arc::new(conn);
@@ -180,6 +181,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     for worker in workers {
         worker.join().map_err(|_| "a worker panicked")?;
     }
+    accept_log.finish();
     Ok(())
 }
 // ANCHOR_END: run
@@ -837,6 +839,61 @@ fn close_gently(mut conn: &TcpStream, by: Instant) -> io::Result<()> {
     }
 }
 
+// ANCHOR: accept_log
+/// The accepting thread's log: a client that reset in the backlog, the
+/// first failure of a shortage, a thread the system refused. Written
+/// there, a line would stop that thread while the log does not move (a
+/// paused terminal, a stuck log collector), and with it the server: no
+/// client accepted, refused or served, though places are free. So each
+/// line goes to a thread of its own through a bounded queue, which never
+/// waits: a line that finds the queue full is dropped, and counted, and
+/// that thread says how many once the log moves again.
+struct AcceptLog {
+    queue: SyncSender<String>,
+    dropped: Arc<AtomicU64>,
+    writer: thread::JoinHandle<()>,
+}
+
+/// How many of the accepting thread's lines may wait for the log.
+const ACCEPT_LOG_QUEUE: usize = 64;
+
+impl AcceptLog {
+    /// Starts the thread that writes the lines.
+    fn start() -> io::Result<AcceptLog> {
+        let (queue, lines) = mpsc::sync_channel::<String>(ACCEPT_LOG_QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&dropped);
+        let writer = thread::Builder::new().spawn(move || {
+            for line in lines {
+                log(line);
+                let dropped = counted.swap(0, Ordering::Relaxed);
+                if dropped > 0 {
+                    log(format_args!("{dropped} log lines dropped: not read"));
+                }
+            }
+        })?;
+        Ok(AcceptLog {
+            queue,
+            dropped,
+            writer,
+        })
+    }
+
+    /// Queues one line, or drops it and counts it; never waits.
+    fn line(&self, message: impl Display) {
+        if self.queue.try_send(message.to_string()).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Closes the queue, and waits until the lines in it are written.
+    fn finish(self) {
+        drop(self.queue);
+        let _ = self.writer.join();
+    }
+}
+// ANCHOR_END: accept_log
+
 // ANCHOR: backoff
 /// What to do after a failed `accept`: wait, from 5 ms, doubling up to a
 /// second while the failures go on; log the first failure of a shortage
@@ -864,7 +921,7 @@ impl Backoff {
         }
     }
 
-    fn failed(&mut self, err: &io::Error) {
+    fn failed(&mut self, err: &io::Error, accept_log: &AcceptLog) {
         // A client that gave up before we accepted it, as the BSDs say (on
         // Linux, its first call fails instead): no reason to wait.
         if err.kind() == ErrorKind::ConnectionAborted {
@@ -875,7 +932,8 @@ impl Backoff {
             .failed_at
             .is_none_or(|at| now.duration_since(at) >= Backoff::QUIET)
         {
-            log(format_args!("accept: {err}; trying again, less often"));
+            accept_log
+                .line(format_args!("accept: {err}; trying again, less often"));
         }
         self.failed_at = Some(now);
         thread::sleep(self.wait);

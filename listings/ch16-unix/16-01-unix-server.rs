@@ -24,7 +24,8 @@ use std::os::unix::fs::{
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -77,6 +78,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     let signals = Signals::new(stop_signals()?)?;
     // Unblocked too: a parent that blocked them passed its mask on.
     unblock_stop_signals()?;
+    let accept_log = AcceptLog::start()
+        .map_err(|e| format!("cannot start the log's thread: {e}"))?;
     let (listener, place) = match config.address.as_deref() {
         Some(name) if name.starts_with('@') => {
             (bind_abstract(&name[1..])?, Place::Abstract)
@@ -95,7 +98,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     let served = remove_on_signals(signals, Arc::clone(&place))
         .and_then(|()| writeln!(io::stdout(), "Server listening on {shown}"))
         .map_err(Box::from)
-        .and_then(|()| serve(listener, &config, max_conns));
+        .and_then(|()| serve(listener, &config, max_conns, accept_log));
     // Whatever happened after `bind`, even a closed stdout, the file goes.
     place.remove();
     served
@@ -396,6 +399,7 @@ fn serve(
     listener: UnixListener,
     config: &Config,
     max_conns: usize,
+    accept_log: AcceptLog,
 ) -> Result<(), Box<dyn Error>> {
     let conns = Conns::new(max_conns);
     let mut served = 0;
@@ -410,7 +414,7 @@ fn serve(
         let conn = match listener.accept() {
             Ok((conn, _)) => Arc::new(conn),
             Err(err) => {
-                backoff.failed(&err);
+                backoff.failed(&err, &accept_log);
                 continue;
             }
         };
@@ -428,7 +432,7 @@ fn serve(
         match spawned {
             Ok(_) => served += 1,
             Err(err) => {
-                log(format_args!("cannot start a thread: {err}"));
+                accept_log.line(format_args!("cannot start a thread: {err}"));
                 refuse(&kept);
             }
         }
@@ -438,6 +442,7 @@ fn serve(
     // clients and then be reset; then let those finish.
     drop(listener);
     conns.wait_until_all_closed();
+    accept_log.finish();
     Ok(())
 }
 
@@ -794,6 +799,54 @@ impl Drop for Slot {
     }
 }
 
+/// The accepting thread's log lines, handed to a thread of their own
+/// through a bounded queue, and dropped, and counted, if it is full: that
+/// thread must never wait for the log (Listing 14-2).
+struct AcceptLog {
+    queue: SyncSender<String>,
+    dropped: Arc<AtomicU64>,
+    writer: thread::JoinHandle<()>,
+}
+
+/// How many of the accepting thread's lines may wait for the log.
+const ACCEPT_LOG_QUEUE: usize = 64;
+
+impl AcceptLog {
+    /// Starts the thread that writes the lines.
+    fn start() -> io::Result<AcceptLog> {
+        let (queue, lines) = mpsc::sync_channel::<String>(ACCEPT_LOG_QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&dropped);
+        let writer = thread::Builder::new().spawn(move || {
+            for line in lines {
+                log(line);
+                let dropped = counted.swap(0, Ordering::Relaxed);
+                if dropped > 0 {
+                    log(format_args!("{dropped} log lines dropped: not read"));
+                }
+            }
+        })?;
+        Ok(AcceptLog {
+            queue,
+            dropped,
+            writer,
+        })
+    }
+
+    /// Queues one line, or drops it and counts it; never waits.
+    fn line(&self, message: impl Display) {
+        if self.queue.try_send(message.to_string()).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Closes the queue, and waits until the lines in it are written.
+    fn finish(self) {
+        drop(self.queue);
+        let _ = self.writer.join();
+    }
+}
+
 /// After a failed `accept`, waits from 5 ms, doubling up to a second while
 /// the failures go on, and logs the first failure of a shortage only
 /// (Listing 14-2).
@@ -817,7 +870,7 @@ impl Backoff {
         }
     }
 
-    fn failed(&mut self, err: &io::Error) {
+    fn failed(&mut self, err: &io::Error, accept_log: &AcceptLog) {
         if err.kind() == ErrorKind::ConnectionAborted {
             return;
         }
@@ -826,7 +879,8 @@ impl Backoff {
             .failed_at
             .is_none_or(|at| now.duration_since(at) >= Backoff::QUIET)
         {
-            log(format_args!("accept: {err}; trying again, less often"));
+            accept_log
+                .line(format_args!("accept: {err}; trying again, less often"));
         }
         self.failed_at = Some(now);
         thread::sleep(self.wait);
