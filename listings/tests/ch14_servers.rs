@@ -898,6 +898,18 @@ fn threaded_server_ends_a_connection_before_its_log_line_can_wait() {
 }
 
 #[test]
+fn threaded_server_answers_requests_sent_together_in_one_write() {
+    line_server::answers_requests_sent_together_in_one_write(bin!(
+        "tcp-threads"
+    ));
+}
+
+#[test]
+fn pool_answers_requests_sent_together_in_one_write() {
+    line_server::answers_requests_sent_together_in_one_write(bin!("tcp-pool"));
+}
+
+#[test]
 fn threaded_server_accepts_on_while_its_log_is_stuck_after_resets() {
     line_server::accepts_on_while_its_log_is_stuck_after_resets_in_the_queue(
         bin!("tcp-threads"),

@@ -59,6 +59,11 @@ fn async_server_outlives_clients_that_reset() {
 }
 
 #[test]
+fn async_server_answers_requests_sent_together_in_one_write() {
+    line_server::answers_requests_sent_together_in_one_write(SERVER);
+}
+
+#[test]
 fn async_server_refuses_a_long_line_and_keeps_little_memory() {
     line_server::refuses_a_long_line_and_keeps_little_memory(SERVER);
 }

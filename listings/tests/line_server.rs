@@ -1016,6 +1016,41 @@ pub fn start_with_full_log(
     (server, addr, log)
 }
 
+/// Linux 6.18. Requests sent together are answered together: a client
+/// that sends two lines in one write gets both replies in one read. After
+/// a few hundred exchanges the client's kernel delays its ACKs (it leaves
+/// the "quick ACK" mode of a new connection), and a server that writes
+/// each reply on its own has the second held by Nagle's algorithm until
+/// the first is acknowledged, 40 ms later on loopback (Chapter 18): the
+/// client's read returned the first reply alone.
+#[track_caller]
+pub fn answers_requests_sent_together_in_one_write(bin: &str) {
+    let (server, addr) = start_server(bin, &["127.0.0.1:0"]);
+    let mut sock = connect(&addr);
+    let mut reply = [0; 64];
+    for _ in 0..200 {
+        sock.write_all(b"warm\n").unwrap();
+        sock.read_exact(&mut reply[..b"server got: [warm]\n".len()])
+            .unwrap();
+    }
+    for round in 0..5 {
+        sock.write_all(b"x\ny\n").unwrap();
+        let n = loop {
+            match sock.read(&mut reply) {
+                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                read => break read.unwrap(),
+            }
+        };
+        assert_eq!(
+            String::from_utf8_lossy(&reply[..n]),
+            "server got: [x]\nserver got: [y]\n",
+            "round {round}: the replies to two requests sent together, in \
+             one read"
+        );
+    }
+    drop((sock, server));
+}
+
 /// As [`start_with_full_log`], but stderr goes into the same pipe as
 /// stdout, as under a service manager or `2>&1 | logger`: every line the
 /// server writes, error or not, waits once the pipe is full.
