@@ -18,7 +18,8 @@ use std::fmt::Display;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::process::{self, ExitCode};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -31,6 +32,10 @@ const USAGE: &str = "usage: tcp-threads [HOST:PORT] [--count N] \
 const DEFAULT_ADDR: &str = "127.0.0.1:50008";
 /// The longest line a client may send, newline not counted.
 const MAX_LINE: usize = 1024;
+/// The most bytes of replies held back to go out with the next one in one
+/// write. A buffer of short requests sent together asks for more: 4096
+/// lines of `x` are answered with 64 KiB.
+const MAX_HELD: usize = 8 * 1024;
 
 /// What the command line sets.
 struct Config {
@@ -64,6 +69,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     let fds = raise_fd_limit()?;
     let max_conns = config.max_conns.unwrap_or(default_max_conns(fds));
     let listener = listen(&config)?;
+    let accept_log = AcceptLog::start()
+        .map_err(|e| format!("cannot start the log's thread: {e}"))?;
     writeln!(
         io::stdout(),
         "Server listening on {}",
@@ -85,7 +92,7 @@ fn run() -> Result<(), Box<dyn Error>> {
                 // EMFILE (no file descriptor left) and the like. Trying
                 // again at once would fail at once, in a loop that eats a
                 // CPU; wait first, longer and longer.
-                backoff.failed(&err);
+                backoff.failed(&err, &accept_log);
                 continue;
             }
         };
@@ -96,7 +103,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         let peer = match conn.peer_addr() {
             Ok(peer) => peer,
             Err(err) => {
-                log(format_args!("a client: {err}"));
+                accept_log.line(format_args!("a client: {err}"));
                 continue;
             }
         };
@@ -115,7 +122,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         match spawned {
             Ok(_) => served += 1,
             Err(err) => {
-                log(format_args!("cannot start a thread: {err}"));
+                accept_log.line(format_args!("cannot start a thread: {err}"));
                 refuse(&kept);
             }
         }
@@ -125,6 +132,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     // for the last clients and then be reset; then let those finish.
     drop(listener);
     conns.wait_until_all_closed();
+    accept_log.finish();
     Ok(())
 }
 // ANCHOR_END: run
@@ -394,6 +402,9 @@ fn answer(
         slot,
     });
     let mut line = Vec::new();
+    // Replies not written yet, and how many: see below.
+    let mut replies = Vec::new();
+    let mut held = 0;
     loop {
         // Each request must arrive whole within `timeout`: a client that
         // sends one byte a second cannot hold the connection for longer.
@@ -406,22 +417,36 @@ fn answer(
         }
         match read_line(&mut reader, &mut line)? {
             Line::Complete => {
-                let mut reply = b"server got: [".to_vec();
-                reply.extend_from_slice(&line);
-                reply.extend_from_slice(b"]\n");
-                // And each reply must be taken within `timeout`.
-                write_all_by(conn, &reply, Instant::now() + timeout)?;
-                *answered += 1;
+                replies.extend_from_slice(b"server got: [");
+                replies.extend_from_slice(&line);
+                replies.extend_from_slice(b"]\n");
+                held += 1;
+                // The replies to requests that came together go out
+                // together, in one write, once no whole request is left
+                // in the buffer. Written one by one, the second would
+                // wait for the client to acknowledge the first (Nagle's
+                // algorithm), which a client may delay by 40 ms.
+                if replies.len() < MAX_HELD && reader.buffer().contains(&b'\n')
+                {
+                    continue;
+                }
+                // And the replies must be taken within `timeout`.
+                write_all_by(conn, &replies, Instant::now() + timeout)?;
+                *answered += held;
+                replies.clear();
+                held = 0;
             }
             Line::TooLong => {
+                // After the replies held, if any.
                 let error =
                     format!("error: line longer than {MAX_LINE} bytes\n");
+                replies.extend_from_slice(error.as_bytes());
                 // The line too long is what the log says, however telling
                 // the client goes: one that leaves without reading the
                 // error resets the connection, and one closed to make room
                 // meanwhile ends the drain early. Neither is news.
                 let by = Instant::now() + timeout;
-                let _ = write_all_by(conn, error.as_bytes(), by)
+                let _ = write_all_by(conn, &replies, by)
                     .and_then(|()| close_gently(conn, by));
                 return Err(io::Error::new(
                     ErrorKind::InvalidData,
@@ -534,6 +559,61 @@ fn close_gently(mut conn: &TcpStream, by: Instant) -> io::Result<()> {
     }
 }
 
+// ANCHOR: accept_log
+/// The accepting thread's log: a client that reset in the backlog, the
+/// first failure of a shortage, a thread the system refused. Written
+/// there, a line would stop that thread while the log does not move (a
+/// paused terminal, a stuck log collector), and with it the server: no
+/// client accepted, refused or served, though places are free. So each
+/// line goes to a thread of its own through a bounded queue, which never
+/// waits: a line that finds the queue full is dropped, and counted, and
+/// that thread says how many once the log moves again.
+struct AcceptLog {
+    queue: SyncSender<String>,
+    dropped: Arc<AtomicU64>,
+    writer: thread::JoinHandle<()>,
+}
+
+/// How many of the accepting thread's lines may wait for the log.
+const ACCEPT_LOG_QUEUE: usize = 64;
+
+impl AcceptLog {
+    /// Starts the thread that writes the lines.
+    fn start() -> io::Result<AcceptLog> {
+        let (queue, lines) = mpsc::sync_channel::<String>(ACCEPT_LOG_QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&dropped);
+        let writer = thread::Builder::new().spawn(move || {
+            for line in lines {
+                log(line);
+                let dropped = counted.swap(0, Ordering::Relaxed);
+                if dropped > 0 {
+                    log(format_args!("{dropped} log lines dropped: not read"));
+                }
+            }
+        })?;
+        Ok(AcceptLog {
+            queue,
+            dropped,
+            writer,
+        })
+    }
+
+    /// Queues one line, or drops it and counts it; never waits.
+    fn line(&self, message: impl Display) {
+        if self.queue.try_send(message.to_string()).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Closes the queue, and waits until the lines in it are written.
+    fn finish(self) {
+        drop(self.queue);
+        let _ = self.writer.join();
+    }
+}
+// ANCHOR_END: accept_log
+
 // ANCHOR: backoff
 /// What to do after a failed `accept`: wait, from 5 ms, doubling up to a
 /// second while the failures go on; log the first failure of a shortage
@@ -561,7 +641,7 @@ impl Backoff {
         }
     }
 
-    fn failed(&mut self, err: &io::Error) {
+    fn failed(&mut self, err: &io::Error, accept_log: &AcceptLog) {
         // A client that gave up before we accepted it, as the BSDs say (on
         // Linux, its first call fails instead): no reason to wait.
         if err.kind() == ErrorKind::ConnectionAborted {
@@ -572,7 +652,8 @@ impl Backoff {
             .failed_at
             .is_none_or(|at| now.duration_since(at) >= Backoff::QUIET)
         {
-            log(format_args!("accept: {err}; trying again, less often"));
+            accept_log
+                .line(format_args!("accept: {err}; trying again, less often"));
         }
         self.failed_at = Some(now);
         thread::sleep(self.wait);

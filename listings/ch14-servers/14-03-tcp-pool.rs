@@ -25,7 +25,7 @@ use std::mem;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd};
 use std::process::{self, ExitCode};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
@@ -42,6 +42,10 @@ const USAGE: &str = "usage: tcp-pool [HOST:PORT] [--count N] \
 const DEFAULT_ADDR: &str = "127.0.0.1:50008";
 /// The longest line a client may send, newline not counted.
 const MAX_LINE: usize = 1024;
+/// The most bytes of replies held back to go out with the next one in one
+/// write. A buffer of short requests sent together asks for more: 4096
+/// lines of `x` are answered with 64 KiB.
+const MAX_HELD: usize = 8 * 1024;
 
 /// What the command line sets.
 struct Config {
@@ -115,6 +119,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             move || conns.shed_idle_while_others_wait()
         })
         .map_err(cannot_start)?;
+    let accept_log = AcceptLog::start().map_err(cannot_start)?;
     // Every thread is running: only now is the server ready.
     writeln!(
         io::stdout(),
@@ -139,7 +144,7 @@ fn run() -> Result<(), Box<dyn Error>> {
                 // EMFILE and the like: wait before trying again. Clients
                 // left in the backlog meanwhile wait for a worker too.
                 conns.starved(in_backlog(&listener));
-                backoff.failed(&err);
+                backoff.failed(&err, &accept_log);
                 continue;
             }
         };
@@ -150,7 +155,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         // gave an address: nobody to serve, and not one served, for
         // `--count`.
         if let Err(err) = conn.peer_addr() {
-            log(format_args!("{peer}: {err}"));
+            accept_log.line(format_args!("{peer}: {err}"));
             continue;
         }
         let conn = Arc::new(conn);
@@ -180,6 +185,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     for worker in workers {
         worker.join().map_err(|_| "a worker panicked")?;
     }
+    accept_log.finish();
     Ok(())
 }
 // ANCHOR_END: run
@@ -632,6 +638,9 @@ fn answer(job: &mut Job, timeout: Duration) -> io::Result<Turn> {
     });
     let mut line = Vec::new();
     let mut replied = false;
+    // Replies not written yet, and how many (Listing 14-2).
+    let mut replies = Vec::new();
+    let mut held = 0;
     loop {
         // Each request must arrive whole within `timeout`: a client that
         // sends one byte a second cannot hold the connection for longer.
@@ -658,23 +667,38 @@ fn answer(job: &mut Job, timeout: Duration) -> io::Result<Turn> {
         match read_line(&mut reader, &mut line)? {
             Line::Complete => {
                 slot.replying();
-                let mut reply = b"server got: [".to_vec();
-                reply.extend_from_slice(&line);
-                reply.extend_from_slice(b"]\n");
-                // And each reply must be taken within `timeout`.
-                write_all_by(conn, slot, &reply, Instant::now() + timeout)?;
-                job.answered += 1;
+                replies.extend_from_slice(b"server got: [");
+                replies.extend_from_slice(&line);
+                replies.extend_from_slice(b"]\n");
+                held += 1;
+                // The replies to requests that came together go out
+                // together, in one write, once no whole request is left
+                // in the buffer, as in Listing 14-2: written one by one,
+                // the second would wait for the client's acknowledgement
+                // of the first (Nagle's algorithm).
+                if replies.len() < MAX_HELD && reader.buffer().contains(&b'\n')
+                {
+                    continue;
+                }
+                // And the replies must be taken within `timeout`.
+                let by = Instant::now() + timeout;
+                write_all_by(conn, slot, &replies, by)?;
+                job.answered += held;
+                replies.clear();
+                held = 0;
                 replied = true;
             }
             Line::TooLong => {
+                // After the replies held, if any.
                 let error =
                     format!("error: line longer than {MAX_LINE} bytes\n");
+                replies.extend_from_slice(error.as_bytes());
                 // The line too long is what the log says, however telling
                 // the client goes: one that leaves without reading the
                 // error resets the connection, and one shed meanwhile ends
                 // the drain early. Neither is news.
                 let by = Instant::now() + timeout;
-                let _ = write_all_by(conn, slot, error.as_bytes(), by)
+                let _ = write_all_by(conn, slot, &replies, by)
                     .and_then(|()| close_gently(conn, by));
                 return Err(io::Error::new(
                     ErrorKind::InvalidData,
@@ -837,6 +861,61 @@ fn close_gently(mut conn: &TcpStream, by: Instant) -> io::Result<()> {
     }
 }
 
+// ANCHOR: accept_log
+/// The accepting thread's log: a client that reset in the backlog, the
+/// first failure of a shortage, a thread the system refused. Written
+/// there, a line would stop that thread while the log does not move (a
+/// paused terminal, a stuck log collector), and with it the server: no
+/// client accepted, refused or served, though places are free. So each
+/// line goes to a thread of its own through a bounded queue, which never
+/// waits: a line that finds the queue full is dropped, and counted, and
+/// that thread says how many once the log moves again.
+struct AcceptLog {
+    queue: SyncSender<String>,
+    dropped: Arc<AtomicU64>,
+    writer: thread::JoinHandle<()>,
+}
+
+/// How many of the accepting thread's lines may wait for the log.
+const ACCEPT_LOG_QUEUE: usize = 64;
+
+impl AcceptLog {
+    /// Starts the thread that writes the lines.
+    fn start() -> io::Result<AcceptLog> {
+        let (queue, lines) = mpsc::sync_channel::<String>(ACCEPT_LOG_QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&dropped);
+        let writer = thread::Builder::new().spawn(move || {
+            for line in lines {
+                log(line);
+                let dropped = counted.swap(0, Ordering::Relaxed);
+                if dropped > 0 {
+                    log(format_args!("{dropped} log lines dropped: not read"));
+                }
+            }
+        })?;
+        Ok(AcceptLog {
+            queue,
+            dropped,
+            writer,
+        })
+    }
+
+    /// Queues one line, or drops it and counts it; never waits.
+    fn line(&self, message: impl Display) {
+        if self.queue.try_send(message.to_string()).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Closes the queue, and waits until the lines in it are written.
+    fn finish(self) {
+        drop(self.queue);
+        let _ = self.writer.join();
+    }
+}
+// ANCHOR_END: accept_log
+
 // ANCHOR: backoff
 /// What to do after a failed `accept`: wait, from 5 ms, doubling up to a
 /// second while the failures go on; log the first failure of a shortage
@@ -864,7 +943,7 @@ impl Backoff {
         }
     }
 
-    fn failed(&mut self, err: &io::Error) {
+    fn failed(&mut self, err: &io::Error, accept_log: &AcceptLog) {
         // A client that gave up before we accepted it, as the BSDs say (on
         // Linux, its first call fails instead): no reason to wait.
         if err.kind() == ErrorKind::ConnectionAborted {
@@ -875,7 +954,8 @@ impl Backoff {
             .failed_at
             .is_none_or(|at| now.duration_since(at) >= Backoff::QUIET)
         {
-            log(format_args!("accept: {err}; trying again, less often"));
+            accept_log
+                .line(format_args!("accept: {err}; trying again, less often"));
         }
         self.failed_at = Some(now);
         thread::sleep(self.wait);

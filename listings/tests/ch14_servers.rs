@@ -898,6 +898,32 @@ fn threaded_server_ends_a_connection_before_its_log_line_can_wait() {
 }
 
 #[test]
+fn threaded_server_answers_requests_sent_together_in_one_write() {
+    line_server::answers_requests_sent_together_in_one_write(bin!(
+        "tcp-threads"
+    ));
+}
+
+#[test]
+fn pool_answers_requests_sent_together_in_one_write() {
+    line_server::answers_requests_sent_together_in_one_write(bin!("tcp-pool"));
+}
+
+#[test]
+fn threaded_server_accepts_on_while_its_log_is_stuck_after_resets() {
+    line_server::accepts_on_while_its_log_is_stuck_after_resets_in_the_queue(
+        bin!("tcp-threads"),
+    );
+}
+
+#[test]
+fn pool_accepts_on_while_its_log_is_stuck_after_resets() {
+    line_server::accepts_on_while_its_log_is_stuck_after_resets_in_the_queue(
+        bin!("tcp-pool"),
+    );
+}
+
+#[test]
 fn threaded_server_keeps_the_places_of_threads_that_wait_for_the_log() {
     // The log is a full pipe that nobody reads; `--max-conns 2`. A client
     // is answered, and its thread waits to log it; a second is silent.
@@ -910,10 +936,13 @@ fn threaded_server_keeps_the_places_of_threads_that_wait_for_the_log() {
     let (server, addr, _log) =
         line_server::start_with_full_log(bin!("tcp-threads"), &args);
     let pid = server.pid();
-    // One thread waits in `write`, any other for the lock on stdout.
+    // One thread waits in `write`, any other for the lock on stdout; the
+    // thread that writes the accepting thread's lines waits for one, in
+    // `futex` too.
     let waiting_for_the_log = || {
-        threads_blocked_in(pid, nix::libc::SYS_write)
-            + threads_blocked_in(pid, nix::libc::SYS_futex)
+        (threads_blocked_in(pid, nix::libc::SYS_write)
+            + threads_blocked_in(pid, nix::libc::SYS_futex))
+        .saturating_sub(1)
     };
     assert_eq!(ask(&addr, "one").unwrap(), "server got: [one]\n");
     let mut silent = connect(&addr);
@@ -928,9 +957,9 @@ fn threaded_server_keeps_the_places_of_threads_that_wait_for_the_log() {
     });
     thread::sleep(Duration::from_millis(1100));
     assert_eq!(ask(&addr, "three").unwrap(), "error: server busy\n");
-    // The main thread and the two that wait; 0, 1, 2, the listening
-    // socket and their two connections.
-    assert_eq!(threads_of(pid), 3);
+    // The main thread, the accepting thread's log, and the two that wait;
+    // 0, 1, 2, the listening socket and their two connections.
+    assert_eq!(threads_of(pid), 4);
     assert_eq!(lasting_fds(pid), 6);
 }
 
@@ -941,7 +970,8 @@ fn pool_serves_nobody_new_once_its_workers_wait_for_the_log() {
     // it, for as long as the log does not move. The next client waits in
     // the queue, its request unanswered, and the one after finds the
     // queue full. The threads stay the same: the main thread, the
-    // worker, and the one that sheds idle connections.
+    // worker, the one that sheds idle connections, and the one that
+    // writes the accepting thread's lines.
     let args = ["127.0.0.1:0", "--workers", "1", "--queue", "1"];
     let (server, addr, _log) =
         line_server::start_with_full_log(bin!("tcp-pool"), &args);
@@ -957,7 +987,7 @@ fn pool_serves_nobody_new_once_its_workers_wait_for_the_log() {
     queued.set_nonblocking(true).unwrap();
     let err = queued.read(&mut [0; 64]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::WouldBlock, "{err}");
-    assert_eq!(threads_of(pid), 3);
+    assert_eq!(threads_of(pid), 4);
 }
 
 #[test]
@@ -1588,8 +1618,8 @@ fn naive_server_ends_in_one_line_when_a_thread_is_refused() {
     );
 }
 
-/// Refused a client's thread (`ulimit -u 1`: its main thread only), the
-/// threaded server tells that client it is busy, as it tells one over its
+/// Refused a client's thread (`ulimit -u 2`: its main thread and the one
+/// that writes the accepting thread's log lines), the threaded server tells that client it is busy, as it tells one over its
 /// limit, and does not count it: with `--count 1` it still takes the next.
 /// (It counted the client first, then dropped it unanswered: the first
 /// client read the end of the stream, the second was refused.)
@@ -1599,7 +1629,7 @@ fn threaded_server_refuses_a_client_whose_thread_is_refused() {
         std::process::Command::new(crate::support::bin_path("tcp-threads"));
     plain.args(["127.0.0.1:0", "--count", "1"]);
     let Some((mut command, _dir)) =
-        crate::support::with_thread_limit(&plain, 1)
+        crate::support::with_thread_limit(&plain, 2)
     else {
         return;
     };

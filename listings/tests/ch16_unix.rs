@@ -1036,6 +1036,7 @@ fn unix_server_serves_with_the_pieces_chapter_16_names_from_listing_14_2() {
         "write_all_by",
         "read_line",
         "close_gently",
+        "AcceptLog",
         "Backoff",
         "raise_fd_limit",
         "default_max_conns",
@@ -1455,10 +1456,13 @@ fn unix_server_keeps_the_places_of_threads_that_wait_for_the_log() {
         assert!(read.is_ok() || !reply.is_empty(), "{read:?}");
         String::from_utf8(reply).unwrap()
     };
-    // One thread waits in `write`, any other for the lock on stdout.
+    // One thread waits in `write`, any other for the lock on stdout; the
+    // thread that writes the accepting thread's lines waits for one, in
+    // `futex` too.
     let waiting_for_the_log = || {
-        threads_blocked_in(pid, nix::libc::SYS_write)
-            + threads_blocked_in(pid, nix::libc::SYS_futex)
+        (threads_blocked_in(pid, nix::libc::SYS_write)
+            + threads_blocked_in(pid, nix::libc::SYS_futex))
+        .saturating_sub(1)
     };
     assert_eq!(ask("one"), "server got: [one]\n");
     let mut silent = connect();
@@ -1473,8 +1477,9 @@ fn unix_server_keeps_the_places_of_threads_that_wait_for_the_log() {
     });
     thread::sleep(Duration::from_millis(1100));
     assert_eq!(ask("three"), "error: server busy\n");
-    // Before the clients: the main thread and the signals' thread.
-    assert_eq!(threads_of(pid), 4);
+    // Before the clients: the main thread, the signals' thread and the
+    // accepting thread's log.
+    assert_eq!(threads_of(pid), 5);
 }
 
 #[test]
@@ -1537,6 +1542,69 @@ fn unix_server_backs_off_and_logs_once_when_descriptors_run_out() {
         server.transcript()
     );
     drop((silent, waiting));
+}
+
+#[test]
+fn unix_server_accepts_on_while_its_error_log_is_stuck() {
+    // Linux 6.18. Stderr is a full pipe that nobody reads; stdout is read.
+    // Under `ulimit -n 16`, silent clients take every descriptor, and one
+    // more waits in the queue: `accept` fails, and the backoff logs it, on
+    // stderr, where the line waits. When the silent clients leave, their
+    // threads log on stdout and end, and the client in the queue must be
+    // served. (Written by the accepting thread itself, the line stopped
+    // that thread in `write` for as long as the log did not move, and the
+    // client waited for ever.)
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, stderr) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    crate::line_server::fill_pipe(&stderr);
+    let script = "ulimit -n 16 && exec \"$0\" \"$@\"";
+    let mut command = std::process::Command::new("bash");
+    command
+        .args(["-c", script, bin!("unix-server")])
+        .args(["--max-conns", "100", "--timeout", "600"])
+        .env("TMPDIR", tmp.path());
+    let mut server = Listing::spawn_with_stderr(
+        &mut command,
+        std::process::Stdio::piped(),
+        stderr,
+    );
+    drop(command); // our copy of the pipe's writing end
+    let path = server.expect(r"Server listening on (.+)").remove(1);
+    let pid = server.pid();
+    let mut silent = Vec::new();
+    loop {
+        let before = crate::support::lasting_fds(pid);
+        if before >= 16 {
+            break;
+        }
+        silent.push(UnixStream::connect(&path).unwrap());
+        let deadline = std::time::Instant::now() + crate::support::PATIENCE;
+        while crate::support::lasting_fds(pid) <= before {
+            if std::time::Instant::now() > deadline {
+                not_accepted(&mut server, &silent);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let mut waiting = UnixStream::connect(&path).unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    waiting.write_all(b"waiting\n").unwrap();
+    waiting.shutdown(Shutdown::Write).unwrap();
+    wait_until("the failure of `accept` to wait for the log", || {
+        threads_blocked_in(pid, nix::libc::SYS_write) == 1
+    });
+    drop(silent);
+    let mut reply = String::new();
+    let read = waiting.read_to_string(&mut reply);
+    assert!(
+        read.is_ok() && reply == "server got: [waiting]\n",
+        "the client in the queue, once descriptors came back: {read:?}, \
+         {reply:?}"
+    );
+    drop((server, log));
 }
 
 /// Fails the test with what the server was doing when it did not accept
@@ -2927,8 +2995,9 @@ fn fetch_receives_its_descriptor_close_on_exec() {
     assert!(out.status.success(), "{}", out.stderr);
 }
 
-/// Refused a client's thread (`ulimit -u 2`: its main thread and the one
-/// that waits for signals), the server tells that client it is busy, as it
+/// Refused a client's thread (`ulimit -u 3`: its main thread, the one
+/// that waits for signals and the one that writes the accepting thread's
+/// log lines), the server tells that client it is busy, as it
 /// tells one over its limit, and does not count it: with `--count 1` it
 /// still takes the next. (It counted the client first, then dropped it:
 /// the first client read the end of the stream, and one that had sent a
@@ -2941,7 +3010,7 @@ fn unix_server_refuses_a_client_whose_thread_is_refused() {
     let mut plain = std::process::Command::new(bin!("unix-server"));
     plain.args(["--count", "1"]).env("TMPDIR", tmp.path());
     let Some((mut command, _dir)) =
-        crate::support::with_thread_limit(&plain, 2)
+        crate::support::with_thread_limit(&plain, 3)
     else {
         return;
     };

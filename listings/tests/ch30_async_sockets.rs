@@ -59,6 +59,11 @@ fn async_server_outlives_clients_that_reset() {
 }
 
 #[test]
+fn async_server_answers_requests_sent_together_in_one_write() {
+    line_server::answers_requests_sent_together_in_one_write(SERVER);
+}
+
+#[test]
 fn async_server_refuses_a_long_line_and_keeps_little_memory() {
     line_server::refuses_a_long_line_and_keeps_little_memory(SERVER);
 }
@@ -810,6 +815,45 @@ fn async_server_speaks_listing_13_3s_frames() {
         "{:?}",
         out.stdout
     );
+}
+
+/// Linux 6.18. As with lines: two frames sent in one write get both
+/// replies in one read, once the connection has left the quick ACKs of
+/// its start (two hundred exchanges). Sent one by one, the second reply
+/// waited 40 ms for the client's delayed ACK of the first (Nagle).
+#[test]
+fn async_server_answers_frames_sent_together_in_one_write() {
+    use std::io::{Read, Write};
+    let (server, addr) =
+        start_server(SERVER, &["127.0.0.1:0", "--frames", "length"]);
+    let mut sock = crate::line_server::connect(&addr);
+    let frame = |body: &[u8]| {
+        let len = u32::try_from(body.len()).unwrap().to_be_bytes();
+        [&len[..], body].concat()
+    };
+    let reply = |body: &str| frame(format!("server got: [{body}]").as_bytes());
+    let mut got = [0; 64];
+    for _ in 0..200 {
+        sock.write_all(&frame(b"warm")).unwrap();
+        sock.read_exact(&mut got[..reply("warm").len()]).unwrap();
+    }
+    let both = [reply("x"), reply("y")].concat();
+    for round in 0..5 {
+        sock.write_all(&[frame(b"x"), frame(b"y")].concat())
+            .unwrap();
+        let n = loop {
+            match sock.read(&mut got) {
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                read => break read.unwrap(),
+            }
+        };
+        assert_eq!(
+            got[..n],
+            both[..],
+            "round {round}: both replies in one read"
+        );
+    }
+    drop((sock, server));
 }
 
 /// A frame of the maximum length gets its reply, 14 bytes longer than the

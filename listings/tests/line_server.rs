@@ -1057,6 +1057,151 @@ pub fn start_with_full_log(
     (server, addr, log)
 }
 
+/// Linux 6.18. Requests sent together are answered together: a client
+/// that sends two lines in one write gets both replies in one read. After
+/// a few hundred exchanges the client's kernel delays its ACKs (it leaves
+/// the "quick ACK" mode of a new connection), and a server that writes
+/// each reply on its own has the second held by Nagle's algorithm until
+/// the first is acknowledged, 40 ms later on loopback (Chapter 18): the
+/// client's read returned the first reply alone.
+#[track_caller]
+pub fn answers_requests_sent_together_in_one_write(bin: &str) {
+    let (server, addr) = start_server(bin, &["127.0.0.1:0"]);
+    let mut sock = connect(&addr);
+    let mut reply = [0; 64];
+    for _ in 0..200 {
+        sock.write_all(b"warm\n").unwrap();
+        sock.read_exact(&mut reply[..b"server got: [warm]\n".len()])
+            .unwrap();
+    }
+    for round in 0..5 {
+        sock.write_all(b"x\ny\n").unwrap();
+        let n = loop {
+            match sock.read(&mut reply) {
+                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                read => break read.unwrap(),
+            }
+        };
+        assert_eq!(
+            String::from_utf8_lossy(&reply[..n]),
+            "server got: [x]\nserver got: [y]\n",
+            "round {round}: the replies to two requests sent together, in \
+             one read"
+        );
+    }
+    drop((sock, server));
+}
+
+/// As [`start_with_full_log`], but stderr goes into the same pipe as
+/// stdout, as under a service manager or `2>&1 | logger`: every line the
+/// server writes, error or not, waits once the pipe is full.
+#[track_caller]
+pub fn start_with_full_shared_log(
+    bin: &str,
+    args: &[&str],
+) -> (Listing, String, std::io::BufReader<std::fs::File>) {
+    use std::io::BufRead;
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let filler = write.try_clone().unwrap();
+    let stdout = std::process::Stdio::from(write.try_clone().unwrap());
+    let mut command = std::process::Command::new(bin);
+    command.args(args);
+    let server = Listing::spawn_with_stderr(&mut command, stdout, write);
+    drop(command); // our copies of the pipe's writing end
+    let mut log = std::io::BufReader::new(std::fs::File::from(read));
+    let mut line = String::new();
+    log.read_line(&mut line).unwrap();
+    let addr = line
+        .strip_prefix("Server listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .trim_end()
+        .to_string();
+    fill_pipe(&filler);
+    (server, addr, log)
+}
+
+/// Linux 6.18. The server's stdout and stderr are one pipe, full and
+/// unread, as under a service manager whose log collector is stuck. While
+/// the server is stopped, a hundred clients connect and reset in the
+/// backlog: Linux hands each to `accept` all the same, and each costs the
+/// accepting thread a log line. That thread must never wait for the log:
+/// a new client is still answered. (A blocking write to stderr stopped it
+/// at the first line, and nobody was accepted, refused or served any
+/// more.) Once the log is read again, each reset has its line there, or
+/// is counted among the lines dropped.
+#[track_caller]
+pub fn accepts_on_while_its_log_is_stuck_after_resets_in_the_queue(bin: &str) {
+    use nix::sys::signal::{Signal, kill};
+    use std::os::fd::AsFd;
+    // More than the queue of the accepting thread's lines holds (64).
+    const RESETS: usize = 100;
+    let (server, addr, mut log) =
+        start_with_full_shared_log(bin, &["127.0.0.1:0"]);
+    let pid = server.pid();
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    kill(pid, Signal::SIGSTOP).unwrap();
+    wait_until("the server to stop", || all_threads_stopped(pid));
+    let resets: Vec<_> = (0..RESETS)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    let clients: Vec<u16> = resets
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect();
+    // Established (01), not handshakes still waiting for their ACK.
+    wait_until("the connections in the queue", || {
+        clients.iter().all(|&client| {
+            server_end(port, client).is_some_and(|(state, ..)| state == "01")
+        })
+    });
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    for reset in &resets {
+        let linger_0 = nix::sys::socket::sockopt::Linger;
+        nix::sys::socket::setsockopt(reset, linger_0, &linger).unwrap();
+    }
+    drop(resets);
+    wait_until("the resets to end the queued connections", || {
+        clients
+            .iter()
+            .all(|&client| server_end(port, client).is_none())
+    });
+    kill(pid, Signal::SIGCONT).unwrap();
+    let reply = ask(&addr, "next");
+    assert!(
+        matches!(&reply, Ok(r) if r == "server got: [next]\n"),
+        "a new client after {RESETS} resets, the log stuck: {reply:?}"
+    );
+    // The log moves again: a line for each reset, or a count of the lines
+    // dropped.
+    nix::fcntl::fcntl(
+        log.get_ref().as_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .unwrap();
+    let mut text = Vec::new();
+    let dropped = regex::Regex::new(r"(\d+) log lines dropped").unwrap();
+    let mut counted = (0, 0);
+    wait_until("a line or a count for each reset", || {
+        let _ = log.read_to_end(&mut text);
+        let text = String::from_utf8_lossy(&text);
+        let lines = text.lines();
+        let reset = lines.clone().filter(|l| l.contains("not connected"));
+        let dropped: usize = lines
+            .filter_map(|l| dropped.captures(l))
+            .map(|c| c[1].parse::<usize>().unwrap())
+            .sum();
+        counted = (reset.count(), dropped);
+        counted.0 + counted.1 >= RESETS
+    });
+    assert_eq!(counted.0 + counted.1, RESETS, "{counted:?}");
+    assert!(counted.1 > 0, "{counted:?}");
+    drop(server);
+}
+
 /// The server's log goes into a pipe that is full and that nobody reads
 /// any more, as when the terminal is paused or the log's reader is stuck:
 /// writing a log line then waits. A client that has had its reply must

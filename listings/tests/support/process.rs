@@ -8,6 +8,7 @@ use nix::unistd::{Pid, getpid, getppid};
 use regex::Regex;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -105,7 +106,31 @@ impl Listing {
         Listing::spawn_as_is(&mut command, Stdio::piped())
     }
 
+    /// As [`Listing::spawn`], but with stderr on `stderr`: for a test of
+    /// what the listing does when its error log is not read, as under a
+    /// service manager or `2>&1 | logger` (give stdout the same pipe).
+    /// Its stderr is then not this module's to read, and `finish` shows
+    /// it empty.
+    pub fn spawn_with_stderr(
+        command: &mut Command,
+        stdout: Stdio,
+        stderr: OwnedFd,
+    ) -> Listing {
+        command.process_group(0).stderr(stderr);
+        Listing::spawn_with(command, stdout, None)
+    }
+
     fn spawn_as_is(command: &mut Command, stdout: Stdio) -> Listing {
+        Listing::spawn_with(command, stdout, Some(Stdio::piped()))
+    }
+
+    /// Starts `command`; `stderr`, if given, replaces what the command
+    /// was given, and must be `Stdio::piped()`, which this module reads.
+    fn spawn_with(
+        command: &mut Command,
+        stdout: Stdio,
+        stderr: Option<Stdio>,
+    ) -> Listing {
         no_signal_caught_in_the_test_process();
         let program = command.get_program().to_string_lossy().into_owned();
         let command_line = std::iter::once(command.get_program())
@@ -117,10 +142,11 @@ impl Listing {
         only_standard_descriptors(command);
         default_signals(command);
         same_environment(command);
+        command.stdin(Stdio::null()).stdout(stdout);
+        if let Some(stderr) = stderr {
+            command.stderr(stderr);
+        }
         let mut child = command
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start {program}: {err}"));
 
@@ -138,12 +164,16 @@ impl Listing {
             });
         }
         let (tx, stderr) = channel();
-        let mut pipe = child.stderr.take().expect("stderr is piped");
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            let _ = tx.send(text);
-        });
+        match child.stderr.take() {
+            Some(mut pipe) => {
+                thread::spawn(move || {
+                    let mut text = String::new();
+                    let _ = pipe.read_to_string(&mut text);
+                    let _ = tx.send(text);
+                });
+            }
+            None => tx.send(String::new()).expect("the receiver is here"),
+        }
         Listing {
             child,
             lines,
