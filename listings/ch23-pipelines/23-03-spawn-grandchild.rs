@@ -187,14 +187,27 @@ fn read_line(reader: &mut File, limit_ms: u16) -> io::Result<String> {
 }
 
 /// Prints the lines that come, until the end of the stream (true) or
-/// until nothing has come for `quiet` (false).
-fn read_for(reader: &mut File, quiet: Duration) -> io::Result<bool> {
-    // poll's limit, 24 days, at most.
-    let quiet = PollTimeout::try_from(quiet).unwrap_or(PollTimeout::MAX);
+/// until `limit` has passed (false). One deadline for the whole wait: a
+/// holder that keeps writing must not keep us waiting.
+fn read_for(reader: &mut File, limit: Duration) -> io::Result<bool> {
+    let deadline = Instant::now().checked_add(limit);
     let mut buf = [0; 1024];
     loop {
+        let left = match deadline {
+            Some(deadline) => {
+                deadline.saturating_duration_since(Instant::now())
+            }
+            None => limit,
+        };
+        // Checked here too, not only by poll: a holder that always has
+        // something written would keep poll(0) ready for ever.
+        if left.is_zero() {
+            return Ok(false);
+        }
+        // poll's limit, 24 days, at most.
+        let left = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
         let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
-        if poll(&mut fds, quiet)? == 0 {
+        if poll(&mut fds, left)? == 0 {
             return Ok(false);
         }
         let n = reader.read(&mut buf)?;

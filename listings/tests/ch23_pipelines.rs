@@ -1077,6 +1077,48 @@ fn spawn_grandchild_fails_when_the_end_of_stream_never_comes() {
     drop(job);
 }
 
+/// The last wait is a limit on the whole wait, not on a quiet spell: a
+/// holder that keeps writing must not keep the listing waiting. The first
+/// version polled with the full limit again after every line, and waited
+/// as long as such a holder ran, then exited 0.
+#[test]
+fn spawn_grandchild_fails_when_a_holder_keeps_writing_past_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let sh = dir.path().join("sh");
+    let script = "#!/bin/sh\n\
+                  python3 -c 'import time\nwhile True: print(\"tick\", \
+                  flush=True); time.sleep(0.2)' 2>/dev/null &\n\
+                  echo \"Child $$ started sleep as pid $!\"\n";
+    write_program(&sh, script);
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut command = Command::new(bin!("spawn-grandchild"));
+    command
+        .args(["--cloexec", "--wait", "1"])
+        .env("PATH", format!("{}:{path}", dir.path().display()));
+    let mut listing = Listing::spawn(&mut command, Stdio::piped());
+    let first = listing.expect(r"Child (\d+) started sleep as pid (\d+)");
+    /// The holder runs on after the listing, whatever the test's end.
+    struct Holder(Pid);
+    impl Drop for Holder {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(self.0, Signal::SIGKILL);
+        }
+    }
+    let _holder = Holder(Pid::from_raw(first[2].parse().unwrap()));
+    let out = listing.finish();
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.stdout);
+    assert_eq!(
+        out.stderr,
+        "spawn-grandchild: no end of stream after 1 s more: the write end \
+         is still held\n"
+    );
+    assert!(
+        out.stdout.iter().any(|line| line == "tick"),
+        "{:?}",
+        out.stdout
+    );
+}
+
 #[test]
 fn spawn_grandchild_output_matches_the_book() {
     let mut session = Vec::new();
