@@ -3,16 +3,26 @@
 //! block (for highlighting, and for screen readers and search engines
 //! that read it). Contrast needs a browser: `.ci/browser-check.py`
 //! measures it in every theme.
+//!
+//! The Markdown is read as mdBook reads it (pulldown-cmark), and the HTML
+//! in it as a browser does (scraper, on html5ever): the figure checks see
+//! a `<figure>`, its `<figcaption>` and the picture inside it, not lines
+//! that look like them. Regular expressions read only prose ("Figure
+//! 2-1 shows…") and file names.
 
+use std::cell::OnceCell;
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::LazyLock;
 
 use mdbook_markdown::pulldown_cmark::{CodeBlockKind, Event, Tag, TagEnd};
 use mdbook_markdown::{MarkdownOptions, new_cmark_parser};
 use regex::Regex;
-use scraper::{ElementRef, Html, Selector};
+use scraper::{CaseSensitivity, ElementRef, Html, Selector};
 
-use crate::includes::includes_in;
+use crate::includes::{Include, includes_in};
 use crate::support::{
     files_with_extension, from_root, line_of, markdown_sources, read,
     workspace_root,
@@ -154,17 +164,189 @@ fn has_alt(img: &ElementRef) -> bool {
         .is_some_and(|alt| !alt.trim().is_empty())
 }
 
+/// The HTML of one Markdown page, read as mdBook reads the Markdown and
+/// as a browser reads the HTML.
+struct PageHtml {
+    file: PathBuf,
+    text: String,
+    /// Its `{{#include}}`s of figures (SVG files).
+    figures: Vec<Include>,
+    /// Each HTML block that may hold a caption, parsed alone, with the
+    /// bytes of the page it spans.
+    blocks: Vec<(Range<usize>, Html)>,
+    /// All the page's HTML in one fragment, in order, so that a `<figure>`
+    /// opened in one block holds the caption of a later one. Each
+    /// `{{#include}}` of a figure sits in it as an `<x-include>` element
+    /// whose `data-line` is the line of the directive.
+    whole: String,
+    /// `whole`, parsed when first asked for.
+    parsed: OnceCell<Html>,
+}
+
+impl PageHtml {
+    fn read(file: PathBuf, text: String) -> PageHtml {
+        let figures: Vec<Include> = includes_in(&file, &text)
+            .into_iter()
+            .filter(|i| i.target().extension().is_some_and(|e| e == "svg"))
+            .collect();
+        let lines: BTreeSet<usize> = figures.iter().map(|i| i.line).collect();
+        let mut marked = BTreeSet::new();
+        let mut marker = |line: usize, html: &mut String| {
+            if lines.contains(&line) && marked.insert(line) {
+                write!(html, "<x-include data-line=\"{line}\"></x-include>")
+                    .unwrap();
+                true
+            } else {
+                false
+            }
+        };
+        // The offset each line starts at, to find an event's line at once.
+        let starts: Vec<usize> = [0]
+            .into_iter()
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        let mut blocks = Vec::new();
+        let mut whole = String::new();
+        let mut block: Option<(Range<usize>, String)> = None;
+        let parser = new_cmark_parser(&text, &MarkdownOptions::default());
+        for (event, range) in parser.into_offset_iter() {
+            let line = starts.partition_point(|&start| start <= range.start);
+            match event {
+                Event::Start(Tag::HtmlBlock) => {
+                    block = Some((range, String::new()))
+                }
+                Event::Html(html) => {
+                    let into = match block.as_mut() {
+                        Some((_, lines)) => lines,
+                        None => &mut whole,
+                    };
+                    // A directive written inside an HTML block is spliced
+                    // into it by mdBook.
+                    if !marker(line, into) {
+                        into.push_str(&html);
+                    }
+                }
+                Event::InlineHtml(html) => whole.push_str(&html),
+                Event::Text(_) => {
+                    marker(line, &mut whole);
+                }
+                Event::End(TagEnd::HtmlBlock) => {
+                    if let Some((range, html)) = block.take() {
+                        whole.push_str(&html);
+                        // Only a block with a caption is read alone.
+                        if html.contains("caption") {
+                            blocks.push((range, Html::parse_fragment(&html)));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        PageHtml {
+            file,
+            text,
+            figures,
+            blocks,
+            whole,
+            parsed: OnceCell::new(),
+        }
+    }
+
+    /// All the page's HTML, as one fragment.
+    fn whole(&self) -> &Html {
+        self.parsed
+            .get_or_init(|| Html::parse_fragment(&self.whole))
+    }
+
+    /// Whether the page shows `include` (one of its `figures`) inside a
+    /// `<figure class="figure" id="figure-…">` with a `<figcaption>Figure
+    /// N-M: …`.
+    fn frames(&self, include: &Include) -> bool {
+        static MARKER: LazyLock<Selector> =
+            LazyLock::new(|| Selector::parse("x-include").unwrap());
+        let line = include.line.to_string();
+        let figure = self
+            .whole()
+            .select(&MARKER)
+            .find(|m| m.value().attr("data-line") == Some(&line))
+            .and_then(|m| figure_around(&m));
+        figure.is_some_and(|figure| {
+            let element = figure.value();
+            element.has_class("figure", CaseSensitivity::CaseSensitive)
+                && element.id().is_some_and(|id| id.starts_with("figure-"))
+                && figcaption_of(&figure)
+                    .is_some_and(|c| figure_number(&c).is_some())
+        })
+    }
+
+    /// `file:line` of byte `offset`, for messages.
+    fn place(&self, offset: usize) -> String {
+        format!("{}:{}", from_root(&self.file), line_of(&self.text, offset))
+    }
+
+    /// Its figure captions, `Figure N-M: …` (the `<figcaption>` of a drawn
+    /// figure, or the `<p class="caption">` under a plot): N, M and the
+    /// bytes of the HTML block that holds the caption.
+    fn captions(&self) -> Vec<(u32, u32, Range<usize>)> {
+        static CAPTION: LazyLock<Selector> =
+            LazyLock::new(|| Selector::parse("figcaption, p.caption").unwrap());
+        let mut found = Vec::new();
+        for (range, html) in &self.blocks {
+            for caption in html.select(&CAPTION) {
+                if let Some((n, m)) = figure_number(&caption) {
+                    found.push((n, m, range.clone()));
+                }
+            }
+        }
+        found
+    }
+}
+
+/// The pages of the book, read once for the figure checks.
+fn pages() -> Vec<PageHtml> {
+    markdown_sources()
+        .into_iter()
+        .map(|(file, text)| PageHtml::read(file, text))
+        .collect()
+}
+
+/// N and M of a caption whose text starts `Figure N-M:`.
+fn figure_number(caption: &ElementRef) -> Option<(u32, u32)> {
+    let text = caption.text().collect::<String>();
+    let (number, _) =
+        text.trim_start().strip_prefix("Figure ")?.split_once(':')?;
+    let (n, m) = number.split_once('-')?;
+    Some((n.parse().ok()?, m.parse().ok()?))
+}
+
+/// The `<figcaption>` of a `<figure>`: the first, among its descendants.
+fn figcaption_of<'a>(figure: &ElementRef<'a>) -> Option<ElementRef<'a>> {
+    static FIGCAPTION: LazyLock<Selector> =
+        LazyLock::new(|| Selector::parse("figcaption").unwrap());
+    figure.select(&FIGCAPTION).next()
+}
+
+/// The `<figure>` around `element`, if one is.
+fn figure_around<'a>(element: &ElementRef<'a>) -> Option<ElementRef<'a>> {
+    element
+        .ancestors()
+        .filter_map(ElementRef::wrap)
+        .find(|a| a.value().name() == "figure")
+}
+
 /// The figures are SVG written inline into the page, so that they take
 /// the theme's colours. Each is a picture with a text alternative: `role=
 /// "img"` and `aria-labelledby` naming its `<title>` and `<desc>`; it has
 /// no blank line, which would end the HTML block in Markdown and turn the
 /// rest of the picture into text; its ids are its own; and a chapter shows
-/// it inside a `<figure>` with a numbered `<figcaption>`.
+/// it inside a `<figure class="figure" id="figure-N-M">` with a
+/// `<figcaption>Figure N-M: …`.
 #[test]
 fn every_figure_is_labelled_and_shown_with_a_caption() {
     let root = Selector::parse("svg").unwrap();
     let with_id = Selector::parse("[id]").unwrap();
     let figures = workspace_root().join("src").join("figures");
+    let pages = pages();
     let mut problems = Vec::new();
     let mut ids = BTreeSet::new();
     for svg in files_with_extension(&figures, "svg") {
@@ -177,8 +359,8 @@ fn every_figure_is_labelled_and_shown_with_a_caption() {
         let picture = Html::parse_fragment(&text);
         let labels = picture.select(&root).next().and_then(|svg| {
             let svg = svg.value();
-            let is_figure = svg
-                .has_class("figure", scraper::CaseSensitivity::CaseSensitive);
+            let is_figure =
+                svg.has_class("figure", CaseSensitivity::CaseSensitive);
             (text.starts_with("<svg ")
                 && is_figure
                 && svg.attr("role") == Some("img"))
@@ -218,22 +400,13 @@ fn every_figure_is_labelled_and_shown_with_a_caption() {
         }
         // Shown in a chapter, inside <figure> … <figcaption>Figure N-M:.
         let mut shown = false;
-        for (file, text) in markdown_sources() {
-            for include in includes_in(&file, &text) {
+        for page in &pages {
+            for include in &page.figures {
                 if include.target() != svg {
                     continue;
                 }
                 shown = true;
-                let lines: Vec<&str> = text.lines().collect();
-                let before = lines[..include.line - 1].iter().rev().take(3);
-                let after = lines[include.line..].iter().take(3);
-                let opened = before.into_iter().any(|l| {
-                    l.starts_with("<figure class=\"figure\" id=\"figure-")
-                });
-                let captioned = after
-                    .into_iter()
-                    .any(|l| l.starts_with("<figcaption>Figure "));
-                if !opened || !captioned {
+                if !page.frames(include) {
                     problems.push(format!(
                         "{}: {name} is not inside <figure class=\"figure\" \
                          id=\"figure-N-M\"> with a <figcaption>Figure N-M: …",
@@ -254,27 +427,19 @@ fn every_figure_is_labelled_and_shown_with_a_caption() {
 /// with no word of what to look at in it.
 #[test]
 fn every_figure_is_mentioned_by_its_chapter() {
-    static CAPTION: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(
-            r#"(?m)^(?:<figcaption>|<p class="caption">)Figure (\d+-\d+):"#,
-        )
-        .unwrap()
-    });
     let mut problems = Vec::new();
-    for (file, text) in markdown_sources() {
-        let prose: String = text
-            .lines()
-            .filter(|line| !CAPTION.is_match(line))
-            .collect::<Vec<_>>()
-            .join("\n");
-        for cap in CAPTION.captures_iter(&text) {
-            let id = &cap[1];
-            let mention = Regex::new(&format!(r"\bFigure {id}\b")).unwrap();
+    for page in pages() {
+        let captions = page.captions();
+        let mut prose = page.text.clone();
+        for (_, _, range) in &captions {
+            prose.replace_range(range.clone(), &" ".repeat(range.len()));
+        }
+        for (n, m, range) in &captions {
+            let mention = Regex::new(&format!(r"\bFigure {n}-{m}\b")).unwrap();
             if !mention.is_match(&prose) {
                 problems.push(format!(
-                    "{}:{}: no sentence mentions Figure {id}",
-                    from_root(&file),
-                    line_of(&text, cap.get(0).unwrap().start())
+                    "{}: no sentence mentions Figure {n}-{m}",
+                    page.place(range.start)
                 ));
             }
         }
@@ -292,66 +457,57 @@ fn every_figure_is_mentioned_by_its_chapter() {
 fn figures_are_numbered_in_order_and_every_mention_finds_its_figure() {
     static CHAPTER: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"^ch(\d\d)-.*\.md$").unwrap());
-    static CAPTION: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(
-            r#"(?m)^(?:<figcaption>|<p class="caption">)Figure (\d+)-(\d+):"#,
-        )
-        .unwrap()
-    });
-    static FIGURE: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(
-            r#"(?ms)^<figure class="figure" id="figure-(\d+)-(\d+)">(.*?)^</figure>"#,
-        )
-        .unwrap()
-    });
     static MENTION: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"\bFigure (\d+)-(\d+)\b").unwrap());
+    let drawn = Selector::parse(r#"figure.figure[id^="figure-"]"#).unwrap();
     let mut problems = Vec::new();
     let mut numbered = BTreeSet::new();
     let mut mentions = Vec::new();
-    for (file, text) in markdown_sources() {
-        let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        let place =
-            |offset| format!("{}:{}", from_root(&file), line_of(&text, offset));
+    for page in pages() {
+        let name = page.file.file_name().unwrap().to_string_lossy();
         let chapter: Option<u32> =
             CHAPTER.captures(&name).map(|c| c[1].parse().unwrap());
+        let captions = page.captions();
         let mut next = 1;
-        for cap in CAPTION.captures_iter(&text) {
-            let (n, m): (u32, u32) =
-                (cap[1].parse().unwrap(), cap[2].parse().unwrap());
-            let at = place(cap.get(0).unwrap().start());
+        for (n, m, range) in captions.iter().cloned() {
             if chapter != Some(n) || m != next {
                 problems.push(format!(
-                    "{at}: Figure {n}-{m} where Figure {}-{next} comes next",
+                    "{}: Figure {n}-{m} where Figure {}-{next} comes next",
+                    page.place(range.start),
                     chapter.map_or("?".to_string(), |c| c.to_string())
                 ));
             }
             numbered.insert((n, m));
             next = m + 1;
         }
-        for cap in FIGURE.captures_iter(&text) {
-            let caption =
-                format!("<figcaption>Figure {}-{}:", &cap[1], &cap[2]);
-            if !cap[3].contains(&caption) {
+        // Only a page with a <figure> has one to check.
+        let figures = page.text.contains("<figure").then(|| page.whole());
+        for figure in figures.into_iter().flat_map(|w| w.select(&drawn)) {
+            let id = figure.value().id().unwrap();
+            let number = id.strip_prefix("figure-").unwrap();
+            let captioned = figcaption_of(&figure)
+                .and_then(|c| figure_number(&c))
+                .is_some_and(|(n, m)| format!("{n}-{m}") == number);
+            if !captioned {
+                let at = page.text.find(&format!("id=\"{id}\"")).unwrap_or(0);
                 problems.push(format!(
-                    "{}: <figure id=\"figure-{}-{}\"> has no {caption}",
-                    place(cap.get(0).unwrap().start()),
-                    &cap[1],
-                    &cap[2]
+                    "{}: <figure id=\"{id}\"> has no <figcaption>Figure \
+                     {number}:",
+                    page.place(at)
                 ));
             }
         }
         for line_start in
-            text.match_indices('\n').map(|(i, _)| i + 1).chain([0])
+            page.text.match_indices('\n').map(|(i, _)| i + 1).chain([0])
         {
-            let line = text[line_start..].lines().next().unwrap_or("");
-            if CAPTION.is_match(line) {
+            if captions.iter().any(|(_, _, r)| r.contains(&line_start)) {
                 continue;
             }
+            let line = page.text[line_start..].lines().next().unwrap_or("");
             for cap in MENTION.captures_iter(line) {
                 let (n, m): (u32, u32) =
                     (cap[1].parse().unwrap(), cap[2].parse().unwrap());
-                mentions.push(((n, m), place(line_start)));
+                mentions.push(((n, m), page.place(line_start)));
             }
         }
     }
@@ -364,4 +520,36 @@ fn figures_are_numbered_in_order_and_every_mention_finds_its_figure() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The figure checks read the page's structure, not its lines: a figure
+/// is framed only by the `<figure>` around it, with its own caption, and
+/// a caption is found wherever its block starts.
+#[test]
+fn figures_are_read_from_the_structure_of_the_page() {
+    let page = |text: &str| {
+        PageHtml::read(workspace_root().join("src/ch09-x.md"), text.into())
+    };
+    let framed = |text: &str| {
+        let page = page(text);
+        let frames: Vec<bool> =
+            page.figures.iter().map(|i| page.frames(i)).collect();
+        frames
+    };
+    let inside = "Figure 9-1 shows it.\n\n\
+                  <figure class=\"figure\" id=\"figure-9-1\">\n\n\
+                  {{#include figures/a.svg}}\n\n\
+                  <figcaption>Figure 9-1: A <code>b</code>.</figcaption>\n\
+                  </figure>\n";
+    assert_eq!(framed(inside), [true]);
+    let caption_outside =
+        inside.replace("\n\n<figcaption>", "\n\n</figure>\n<figcaption>");
+    assert_eq!(framed(&caption_outside), [false]);
+    let no_figure = inside.replace("<figure class=\"figure\"", "<div");
+    assert_eq!(framed(&no_figure), [false]);
+    let in_a_code_block = format!("```html\n{inside}```\n");
+    assert!(page(&in_a_code_block).captions().is_empty());
+    let captions: Vec<(u32, u32)> =
+        page(inside).captions().iter().map(|c| (c.0, c.1)).collect();
+    assert_eq!(captions, [(9, 1)]);
 }

@@ -20,9 +20,13 @@ pub struct Bin {
     pub name: String,
     /// Relative to `listings/`, as written in Cargo.toml.
     pub path: String,
+    /// Whether `cargo test` builds its own tests (`test = true`).
+    pub test: bool,
 }
 
-/// The binaries of the listings crate, as Cargo reads its manifest.
+/// The binaries of the listings crate, as Cargo reads its manifest: the
+/// one reading of `listings/Cargo.toml` that every check needing their
+/// names or paths goes through.
 pub fn listing_bins() -> Vec<Bin> {
     let listings = workspace_root().join("listings");
     let package = workspace_package("listings");
@@ -36,7 +40,8 @@ pub fn listing_bins() -> Vec<Bin> {
             let path = PathBuf::from(target["src_path"].as_str().unwrap());
             let path = path.strip_prefix(&listings).unwrap_or(&path);
             let path = path.to_string_lossy().replace('\\', "/");
-            Bin { name, path }
+            let test = target["test"] == serde_json::json!(true);
+            Bin { name, path, test }
         })
         .collect();
     assert!(!bins.is_empty(), "no [[bin]] found in listings/Cargo.toml");

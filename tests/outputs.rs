@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use crate::includes::includes_in;
+use crate::layout::listing_bins;
 use crate::support::{
     files_with_extension, from_root, markdown_sources, read, workspace_root,
 };
@@ -386,12 +387,9 @@ fn a_program_continued_from_another_terminal_still_ends() {
         r"^\$ .*\bkill (-(TERM|KILL|INT|HUP|QUIT|9|15) )?\d+\s*$",
     )
     .unwrap();
-    let manifest = read(&workspace_root().join("listings/Cargo.toml"));
-    let binaries: Vec<String> = regex::Regex::new(r#"(?m)^name = "([^"]+)""#)
-        .unwrap()
-        .captures_iter(&manifest)
-        .map(|c| format!("`{}`", &c[1]))
-        .filter(|name| name != "`listings`")
+    let binaries: Vec<String> = listing_bins()
+        .into_iter()
+        .map(|bin| format!("`{}`", bin.name))
         .collect();
     assert!(binaries.len() > 50, "only {} binaries", binaries.len());
     let mut problems = Vec::new();

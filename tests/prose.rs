@@ -8,9 +8,10 @@ use mdbook_markdown::pulldown_cmark::{Event, Tag, TagEnd};
 use mdbook_markdown::{MarkdownOptions, new_cmark_parser};
 use regex::Regex;
 
+use crate::layout::listing_bins;
 use crate::support::{
     files_with_extension, from_root, line_of, markdown_sources, read,
-    workspace_package, workspace_root,
+    workspace_root,
 };
 
 /// How a chapter cites the tests behind its claims: a paragraph of its
@@ -133,13 +134,10 @@ fn every_listing_with_tests_inside_says_how_to_run_them() {
         .flat_map(|(_, text)| text.split_whitespace())
         .collect::<Vec<_>>()
         .join(" ");
-    let with_tests: Vec<&str> = workspace_package("listings")["targets"]
-        .as_array()
-        .expect("cargo metadata lists targets")
-        .iter()
-        .filter(|target| target["kind"] == serde_json::json!(["bin"]))
-        .filter(|target| target["test"] == serde_json::json!(true))
-        .map(|target| target["name"].as_str().expect("a name"))
+    let with_tests: Vec<String> = listing_bins()
+        .into_iter()
+        .filter(|bin| bin.test)
+        .map(|bin| bin.name)
         .collect();
     assert!(
         !with_tests.is_empty(),
