@@ -184,11 +184,30 @@ fn handler_listings_reject_bad_arguments_in_one_line() {
 #[test]
 #[ignore = "runs Listing 5-1, which is wrong on purpose"]
 fn sig_wrong_handler_fails_sooner_or_later() {
+    // The panic of a handler's `println!` aborts in one of two ways, and
+    // the chapter names both messages.
+    let chapter = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../src/ch05-handlers.md"
+    ))
+    .unwrap();
+    let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
+    for message in PANIC_ABORTS {
+        assert!(chapter.contains(message), "ch05 does not say {message:?}");
+    }
     for mode in [&[][..], &["--quiet"][..]] {
         let ends = wrong_handler_ends(mode, None, 10);
         assert!(ends.failed() > 0, "it never failed: lucky, not right");
     }
 }
+
+/// How std aborts when a handler panics: the unwinder cannot walk back
+/// through the interrupted code (error 3 is `_URC_FATAL_PHASE1_ERROR`),
+/// or it reaches the `extern "C"` handler, which no panic may leave.
+const PANIC_ABORTS: [&str; 2] = [
+    "failed to initiate panic, error 3",
+    "panic in a function that cannot unwind",
+];
 
 /// Started with SIGALRM blocked, as a parent's mask can leave it, Listing
 /// 5-1 must still take its alarms: blocked, they would only wait, the
@@ -206,6 +225,8 @@ fn sig_wrong_handler_fails_even_when_started_with_sigalrm_blocked() {
 #[derive(Default)]
 struct Ends {
     aborted: usize,
+    /// Of the aborts, how many printed each of `PANIC_ABORTS`.
+    panic_aborts: [usize; 2],
     crashed: usize,
     deadlocked: usize,
     finished: usize,
@@ -262,6 +283,13 @@ fn wrong_handler_ends(
                     !l.starts_with("thread ") && !l.trim().is_empty()
                 });
                 eprintln!("  aborted: {}", why.unwrap_or("?"));
+                for (count, message) in
+                    ends.panic_aborts.iter_mut().zip(PANIC_ABORTS)
+                {
+                    if out.stderr.contains(message) {
+                        *count += 1;
+                    }
+                }
             }
             Some(n) => {
                 ends.crashed += 1;
@@ -274,12 +302,15 @@ fn wrong_handler_ends(
     }
     eprintln!(
         "sig-wrong-handler {mode:?}: {} aborted, {} crashed, {} deadlocked, \
-         {} finished, {} still running, of {runs}",
+         {} finished, {} still running, of {runs}; of the aborts, {} \
+         failed to initiate a panic, {} panicked where it cannot unwind",
         ends.aborted,
         ends.crashed,
         ends.deadlocked,
         ends.finished,
-        ends.running
+        ends.running,
+        ends.panic_aborts[0],
+        ends.panic_aborts[1]
     );
     ends
 }
