@@ -1240,7 +1240,7 @@ fn chapter_27_claims_hold_in_the_published_results() {
         median_of(&raw["sweeps"], &what, "waits")
     };
     // "On one CPU, small chunks cost [...] for a pipe, a turn of the two
-    // processes for every 17 to 20 KiB, against one per 64 KiB with chunks
+    // processes for every 17 to 23 KiB, against one per 64 KiB with chunks
     // of 64 KiB".
     let waits_on = |place: &str, chunk: &str| {
         let what = [
