@@ -1776,6 +1776,28 @@ fn sig_reaper_reaps_what_it_started_when_its_output_fails() {
     }
 }
 
+/// A reader that has gone (`| true`) is the one way out that does not
+/// pass through `run`: SIGPIPE, at its default, kills the parent at its
+/// first line, and its children are left to init, not reaped by it. The
+/// chapter says so; this checks that it is still true.
+#[test]
+fn sig_reaper_killed_by_sigpipe_leaves_its_children_to_init() {
+    if !have("strace") {
+        return;
+    }
+    let (read, write) = nix::unistd::pipe().unwrap();
+    drop(read);
+    let args = ["--children", "3"];
+    let (out, forked, reaped) =
+        forked_and_reaped(bin!("sig-reaper"), &args, &[], Stdio::from(write));
+    // strace ends as its tracee did: by the same signal.
+    use std::os::unix::process::ExitStatusExt;
+    let pipe = nix::sys::signal::Signal::SIGPIPE as i32;
+    assert_eq!(out.status.signal(), Some(pipe), "{}", out.stderr);
+    assert_eq!(forked.len(), 3, "started {forked:?}");
+    assert!(reaped.is_empty(), "reaped {reaped:?} of {forked:?}");
+}
+
 /// The mask and the ignored signals a child started with `Command` got:
 /// a `true` of the test's, first on PATH, writes its `SigBlk` and `SigIgn`
 /// lines to the file `MASK_FILE` names. An awk script, not a shell's: dash
