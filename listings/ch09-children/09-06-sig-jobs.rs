@@ -28,7 +28,9 @@ use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, Signal, kill, killpg, sigaction,
     signal,
 };
-use nix::sys::termios::{LocalFlags, SetArg, Termios, tcgetattr, tcsetattr};
+use nix::sys::termios::{
+    LocalFlags, SetArg, SpecialCharacterIndices, Termios, tcgetattr, tcsetattr,
+};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getpgrp, isatty, tcgetpgrp, tcsetpgrp};
 use signal_hook::consts::{SIGCONT, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTSTP};
@@ -278,7 +280,14 @@ fn job_main() -> Result<ExitCode, Box<dyn Error>> {
     }
     writeln!(out, "Job: echo is off; Ctrl-Z stops me, q ends me")?;
     let mut key = [0u8; 1];
-    while io::stdin().read(&mut key)? == 1 && key[0] != b'q' {}
+    // A read of 0 bytes is the end of input (a terminal hung up), not `q`.
+    let ending = loop {
+        match io::stdin().read(&mut key)? {
+            0 => break "end of input",
+            _ if key[0] == b'q' => break "q",
+            _ => {}
+        }
+    };
     {
         // Done: a SIGCONT after this, from a Ctrl-Z just after `q`, finds
         // nothing to take again, and the terminal stays put back.
@@ -286,7 +295,7 @@ fn job_main() -> Result<ExitCode, Box<dyn Error>> {
         *mode = Mode::Done;
         tcsetattr(io::stdin(), SetArg::TCSADRAIN, &original)?;
     }
-    writeln!(out, "Job: q: terminal put back; exiting")?;
+    writeln!(out, "Job: {ending}: terminal put back; exiting")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -351,10 +360,15 @@ fn by_default(signal: Signal) -> nix::Result<()> {
 }
 
 /// Echo and line editing off, one key at a time; signals from keys on.
+/// Out of canonical mode a read waits for VMIN bytes or VTIME tenths of a
+/// second, left over from whoever set them last (`stty min 0` makes every
+/// read return 0 bytes at once): so a read waits for one key, unbounded.
 fn set_raw(original: &Termios) -> nix::Result<()> {
     let mut raw = original.clone();
     raw.local_flags
         .remove(LocalFlags::ECHO | LocalFlags::ICANON);
+    raw.control_chars[SpecialCharacterIndices::VMIN as usize] = 1;
+    raw.control_chars[SpecialCharacterIndices::VTIME as usize] = 0;
     tcsetattr(io::stdin(), SetArg::TCSADRAIN, &raw)
 }
 // ANCHOR_END: job

@@ -694,6 +694,45 @@ fn sig_jobs_stops_and_continues_a_job_in_a_terminal() {
     );
 }
 
+/// Out of canonical mode a read waits for `VMIN` bytes or `VTIME`
+/// tenths of a second, which the terminal carries over from whoever set
+/// them last: here `stty min 0 time 0`, under which every read returns 0
+/// bytes at once. The job sets `VMIN` 1 and `VTIME` 0 itself, and waits
+/// for its keys. (It read 0 bytes, took it for `q`, and exited.)
+#[test]
+fn sig_jobs_job_waits_for_a_key_whatever_min_and_time_it_found() {
+    use std::io::Write;
+    let script = format!("stty min 0 time 0 && exec {}", bin!("sig-jobs"));
+    let mut command = std::process::Command::new("sh");
+    command.args(["-c", &script]);
+    let mut term = Terminal::start_command(command);
+    term.expect("Shell: starting a job in the background");
+    term.expect("Job: reading the terminal");
+    let job = term.expect(
+        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
+    );
+    let job = job[1].clone();
+    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    term.type_keys(b"\n");
+    term.expect("");
+    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    // Ctrl-Z, typed at once: a job that had ended would say `q` first.
+    term.master.write_all(b"\x1a").unwrap();
+    term.expect("Job: SIGTSTP: terminal put back; stopping");
+    term.expect(&format!(
+        r"Shell: the job, pid {job}, continued, then stopped by SIGTSTP; echo is on: true"
+    ));
+    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    term.expect("Job: SIGCONT: echo is off again; q ends me");
+    term.type_keys(b"q");
+    term.expect("Job: q: terminal put back; exiting");
+    term.expect(&format!(
+        r"Shell: the job, pid {job}, continued, then exited with status 0"
+    ));
+    let status = term.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
 #[test]
 fn sig_jobs_job_puts_the_terminal_back_before_ctrl_c_ends_it() {
     let mut term = Terminal::start(bin!("sig-jobs"));
@@ -1735,6 +1774,28 @@ fn sig_reaper_reaps_what_it_started_when_its_output_fails() {
         assert_eq!(forked.len(), want, "{args:?}: started {forked:?}");
         assert_eq!(reaped, forked, "{args:?}: reaped before it exited");
     }
+}
+
+/// A reader that has gone (`| true`) is the one way out that does not
+/// pass through `run`: SIGPIPE, at its default, kills the parent at its
+/// first line, and its children are left to init, not reaped by it. The
+/// chapter says so; this checks that it is still true.
+#[test]
+fn sig_reaper_killed_by_sigpipe_leaves_its_children_to_init() {
+    if !have("strace") {
+        return;
+    }
+    let (read, write) = nix::unistd::pipe().unwrap();
+    drop(read);
+    let args = ["--children", "3"];
+    let (out, forked, reaped) =
+        forked_and_reaped(bin!("sig-reaper"), &args, &[], Stdio::from(write));
+    // strace ends as its tracee did: by the same signal.
+    use std::os::unix::process::ExitStatusExt;
+    let pipe = nix::sys::signal::Signal::SIGPIPE as i32;
+    assert_eq!(out.status.signal(), Some(pipe), "{}", out.stderr);
+    assert_eq!(forked.len(), 3, "started {forked:?}");
+    assert!(reaped.is_empty(), "reaped {reaped:?} of {forked:?}");
 }
 
 /// The mask and the ignored signals a child started with `Command` got:

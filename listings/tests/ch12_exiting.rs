@@ -72,6 +72,40 @@ fn sig_cleanup_leaves_its_file_behind_unless_it_unwinds() {
 }
 
 #[test]
+fn sig_cleanup_stopped_after_its_reader_has_gone_still_ends_by_the_signal() {
+    // `| head -1`: the reader takes the first line and goes. The stop
+    // signal that comes later must still decide how the process ends,
+    // though the "Got ..." line it then writes fails with EPIPE.
+    use std::io::BufRead;
+    for (end, signal, code) in [
+        ("reraise", Some(Signal::SIGTERM as i32), None),
+        ("return", None, Some(143)),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (read, write) = nix::unistd::pipe().unwrap();
+        let mut command = Command::new(bin!("sig-cleanup"));
+        command.args(["--end", end, "--dir"]).arg(dir.path());
+        let cleanup = Listing::spawn(&mut command, Stdio::from(write));
+        let mut first = String::new();
+        std::io::BufReader::new(std::fs::File::from(read))
+            .read_line(&mut first)
+            .unwrap();
+        assert!(first.starts_with("Created "), "{end}: {first:?}");
+        // The reader is dropped, and closed, here: the pipe has none left.
+        cleanup.signal(Signal::SIGTERM);
+        let out = cleanup.finish();
+        assert_eq!(
+            (out.status.signal(), out.status.code()),
+            (signal, code),
+            "{end}: {}",
+            out.stderr
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{end}: left behind: {left:?}");
+    }
+}
+
+#[test]
 fn sig_cleanup_leaves_nothing_in_the_directory_it_runs_in() {
     // Run from a fresh directory, as a reader runs it from the top of a
     // clone: nothing appears there, whatever the end.
