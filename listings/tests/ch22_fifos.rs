@@ -288,9 +288,14 @@ fn fifo_reader_that_reopens_loses_a_line_that_a_held_write_end_keeps() {
 #[test]
 fn fifo_spam_reader_removes_its_fifo_when_a_signal_ends_it() {
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        // Once blocked in `open`, waiting for a writer...
+        // Once blocked in `open`, waiting for a writer: the "Waiting" line
+        // comes just before the `open`, so the main thread (whose tid is
+        // the pid) must be seen asleep in it...
         let tmp = tmp();
         let (reader, _) = reader_in(tmp.path(), &[]);
+        wait_until("the reader to wait in open", || {
+            wchan_of(reader.pid()) == "wait_for_partner"
+        });
         reader.signal(signal);
         let out = finish_clean(reader);
         assert_eq!(out.status.signal(), Some(signal as i32), "{}", out.stderr);
