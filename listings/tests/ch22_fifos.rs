@@ -186,6 +186,24 @@ fn fifo_spam_writer_puts_each_line_in_with_one_write() {
     );
 }
 
+/// A line may end in "\r\n", as lines of network protocols and of
+/// Windows programs do: the reader drops the "\r" too, as `lines()` does,
+/// rather than print it inside the quotes, where a terminal would move
+/// back to the start of the line. A "\r" elsewhere in a line is kept.
+#[test]
+fn fifo_spam_reader_drops_the_carriage_return_of_a_crlf_line() {
+    let tmp = tmp();
+    let (mut reader, fifo) = reader_in(tmp.path(), &[]);
+    // Blocks until the reader has the FIFO open too.
+    let mut writer = OpenOptions::new().write(true).open(&fifo).unwrap();
+    writer.write_all(b"Spam 000\r\nSpam\r001\n").unwrap();
+    drop(writer);
+    reader.expect(r#"^Parent \d+ got "Spam 000" at \d+\.\d+$"#);
+    reader.expect("^Parent \\d+ got \"Spam\r001\" at \\d+\\.\\d+$");
+    let out = finish_clean(reader);
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
 /// A reader that should outlive its writers keeps a write end open: the
 /// end of the stream does not come while writers come and go, one after
 /// the other. The test holds that write end, as such a reader would.
