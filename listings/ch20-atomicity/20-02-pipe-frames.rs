@@ -148,7 +148,7 @@ fn receive(pipe: File, framing: Framing) -> io::Result<usize> {
     let mut count = 0;
     loop {
         let message = match framing {
-            Framing::Lines | Framing::CutLine => read_line(&mut reader)?,
+            Framing::Lines | Framing::CutLine => read_line_frame(&mut reader)?,
             Framing::Length | Framing::Cut | Framing::Huge => {
                 read_frame(&mut reader)?
             }
@@ -165,7 +165,7 @@ fn receive(pipe: File, framing: Framing) -> io::Result<usize> {
 
 /// One message up to a newline, which is not part of it; `None` at the
 /// end of the stream.
-fn read_line(reader: &mut impl BufRead) -> io::Result<Option<Vec<u8>>> {
+fn read_line_frame(reader: &mut impl BufRead) -> io::Result<Option<Vec<u8>>> {
     let mut line = Vec::new();
     if reader.read_until(b'\n', &mut line)? == 0 {
         return Ok(None);

@@ -113,6 +113,8 @@ fn reader(
         let n = (&mut fifo).take(MAX_LINE).read_until(b'\n', &mut line)?;
         let text = match line.strip_suffix(b"\n") {
             _ if n == 0 => break, // The end of the stream.
+            // "\r\n" too, as `lines()` would: a "\r" printed inside the
+            // quotes would send the terminal's cursor back.
             Some(text) => text.strip_suffix(b"\r").unwrap_or(text),
             // MAX_LINE bytes and no newline: a longer line, unless the
             // stream ends right here (which waits for a byte or the end,

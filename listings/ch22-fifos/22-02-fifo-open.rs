@@ -1,8 +1,10 @@
 // ANCHOR: whole
 // Listing 22-2: the rules for opening a FIFO, tried one after another on
 // a FIFO in a private temporary directory, which the program removes when
-// it ends. Only nonblocking opens are tried, so that nothing waits: a
-// blocking open waits for the other side, as Listing 22-1 shows.
+// it ends. Only opens that cannot wait are tried: nonblocking ones, and a
+// last `O_RDWR` one, which Linux never makes wait (POSIX leaves it
+// undefined). A blocking open of one end alone waits for the other side,
+// as Listing 22-1 shows.
 //
 // SIGPIPE stays ignored, and the output is written with `writeln!`: if
 // nobody reads it any more, the error ends the program through `main`,

@@ -12,8 +12,9 @@ use crate::line_server::{
 };
 use crate::support::{
     Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
-    cargo_run, cpu_time, default_port, have, lasting_fds, run, status_kib,
-    threads_of, unless_blessing, wait_until,
+    cargo_run, children_of, cpu_time, default_port, have, lasting_fds, run,
+    server_end, state_of, status_kib, threads_of, unless_blessing, wait_until,
+    wchan_of,
 };
 
 // ---------------------------------------------------------------------------
@@ -487,23 +488,29 @@ fn poll_server_takes_a_reset_for_a_reset_even_when_it_has_no_room_to_read() {
     sock.connect(&addr.into()).unwrap();
     sock.set_nonblocking(true).unwrap();
     let mut sock: std::net::TcpStream = sock.into();
-    // Empty lines until nothing more goes in for half a second: the
-    // server has stopped reading.
+    // Empty lines until the server has stopped reading: it sleeps in
+    // `poll` while its socket holds bytes it has not read, so it asks
+    // for POLLOUT alone (with POLLIN, those bytes would have woken it, as
+    // they came, before the client's `write` returned). strace's child
+    // is the server.
+    let pid = *children_of(server.pid()).first().expect("strace's child");
+    let (port, client) = (addr.port(), sock.local_addr().unwrap().port());
+    let stopped_reading = || {
+        state_of(pid) == Some('S')
+            && wchan_of(pid).starts_with("poll_schedule_timeout")
+            && server_end(port, client)
+                .is_some_and(|(_, unread, ..)| unread > 0)
+    };
     let newlines = [b'\n'; 16 * 1024];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut quiet = 0;
-    while quiet < 10 {
-        assert!(
-            Instant::now() < deadline,
-            "the server never stopped reading"
-        );
+    wait_until("the server to stop reading", || {
         match sock.write(&newlines) {
-            Ok(_) => quiet = 0,
-            Err(err) if err.kind() == ErrorKind::WouldBlock => quiet += 1,
+            Ok(_) => false,
+            Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                stopped_reading()
+            }
             Err(err) => panic!("{err}"),
         }
-        thread::sleep(Duration::from_millis(50));
-    }
+    });
     socket2::SockRef::from(&sock)
         .set_linger(Some(Duration::ZERO))
         .unwrap();

@@ -345,9 +345,9 @@ fn pipe_writers_reaps_every_writer_when_writers_fail() {
 /// one `write` of its whole line, as the chapter advises, or their lines
 /// mix. strace makes every writer's second write fail with EIO, and then
 /// finds each writer's report in one `write`. With `writeln!`, six
-/// writes a line (the test below), it printed "pipe-writers child:
-/// pipe-writers child: Input/output errorInput/output error (os error 5
-/// (os error )".
+/// writes a line (the test below), the four reports came mixed, as the
+/// chapter shows: "pipe-writers child: pipe-writers child: ...
+/// Input/output errorInput/output error ... (os error 5 (os error 5)55".
 #[test]
 fn pipe_writers_report_a_failed_writer_in_one_write() {
     if !have("strace") {

@@ -604,6 +604,117 @@ fn a_pipe_shrinks_to_one_page_only_once_it_holds_no_more() {
     );
 }
 
+/// A user without privilege whose pipes would pass
+/// /proc/sys/fs/pipe-user-pages-soft, the new pipe's 16 pages counted,
+/// gets new pipes of 2 slots (`alloc_pipe_info` and
+/// `too_many_pipe_buffers_soft` in fs/pipe.c, Linux 6.18). Root is
+/// privileged, so the listing runs as a user id nothing else runs as,
+/// after its `pre_exec` made that user hold pipes of 16 pages each, in a
+/// process that lives as long as the listing. With the default 16384
+/// pages: holding 1023, the
+/// listing's pipe is the 1024th and takes 16 writes of 4096 bytes; holding
+/// 1024, its pipe is the 1025th and takes 2. The limit is read, not
+/// changed: it is the whole machine's.
+#[test]
+fn an_unprivileged_user_past_the_soft_limit_gets_pipes_of_two_slots() {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { nix::libc::geteuid() } != 0 {
+        eprintln!("skipped: only root can run the listing as another user");
+        return;
+    }
+    let read = |name| {
+        let path = format!("/proc/sys/fs/{name}");
+        std::fs::read_to_string(path)
+            .unwrap()
+            .trim()
+            .parse::<usize>()
+            .unwrap()
+    };
+    let (soft, max) = (read("pipe-user-pages-soft"), read("pipe-max-size"));
+    if !(16..=16 * 4096).contains(&soft) || max < 65536 {
+        eprintln!("skipped: pipe-user-pages-soft {soft}, pipe-max-size {max}");
+        return;
+    }
+    let linux = format!("Linux {}", kernel());
+    let (copy, _dir) = crate::support::reachable_by_anyone(
+        std::path::Path::new(bin!("pipe-capacity")),
+    );
+    let full = soft / 16; // Pipes of 16 pages the user may hold.
+    for (held, writes) in [(full - 1, 16), (full, 2)] {
+        let mut command = std::process::Command::new(&copy);
+        command.args(["--write-sizes", "4096"]);
+        // SAFETY: only system calls between `fork` and `exec`: nothing
+        // allocates or takes a lock.
+        unsafe { command.pre_exec(move || hold_pipes_as(54322, held)) };
+        let listing =
+            Listing::spawn(&mut command, std::process::Stdio::piped());
+        let out = listing.finish_clean();
+        assert!(out.status.success(), "{held} held: {}", out.stderr);
+        assert_eq!(
+            out.stdout,
+            [format!(
+                "4096-byte writes: {writes:>5} went in, {:>5} bytes",
+                writes * 4096
+            )],
+            "{held} pipes held, {linux}"
+        );
+    }
+}
+
+/// In a child between `fork` and `exec`: becomes user `uid` (group too,
+/// no supplementary groups), which drops root's capabilities, opens
+/// `held` pipes, counted as that user's, and forks a holder that keeps
+/// them open until the child, then the listing, ends (`PR_SET_PDEATHSIG`):
+/// `Listing` marks every descriptor but 0, 1 and 2 close-on-exec, so the
+/// listing itself cannot hold them. System calls only.
+fn hold_pipes_as(uid: u32, held: usize) -> std::io::Result<()> {
+    use nix::libc;
+    let check = |done: libc::c_int| {
+        if done == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    let descriptors = (2 * held + 64) as libc::rlim_t;
+    let limit = libc::rlimit {
+        rlim_cur: descriptors,
+        rlim_max: descriptors,
+    };
+    // SAFETY: plain system calls on values of our own; `fds` is writable
+    // and holds two descriptors. The holder returns into no Rust code: it
+    // waits until it is killed, or exits at once if the child is gone.
+    unsafe {
+        check(libc::setrlimit(libc::RLIMIT_NOFILE, &limit))?;
+        check(libc::setgroups(0, std::ptr::null()))?;
+        check(libc::setresgid(uid, uid, uid))?;
+        check(libc::setresuid(uid, uid, uid))?;
+        let mut fds = [0; 2];
+        for _ in 0..held {
+            check(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC))?;
+        }
+        let child = libc::getpid();
+        match libc::fork() {
+            -1 => return Err(std::io::Error::last_os_error()),
+            0 => {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() != child {
+                    libc::_exit(0);
+                }
+                for fd in 0..3 {
+                    libc::close(fd); // Not the test's pipes: only ours.
+                }
+                loop {
+                    libc::pause();
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// `poll` bounds only its own wait: with one slot free it reports a pipe
 /// writable (POLLOUT, Linux 6.18, `pipe_poll` in fs/pipe.c), and a
 /// blocking write of two pages that follows puts its first page in the

@@ -186,6 +186,24 @@ fn fifo_spam_writer_puts_each_line_in_with_one_write() {
     );
 }
 
+/// A line may end in "\r\n", as lines of network protocols and of
+/// Windows programs do: the reader drops the "\r" too, as `lines()` does,
+/// rather than print it inside the quotes, where a terminal would move
+/// back to the start of the line. A "\r" elsewhere in a line is kept.
+#[test]
+fn fifo_spam_reader_drops_the_carriage_return_of_a_crlf_line() {
+    let tmp = tmp();
+    let (mut reader, fifo) = reader_in(tmp.path(), &[]);
+    // Blocks until the reader has the FIFO open too.
+    let mut writer = OpenOptions::new().write(true).open(&fifo).unwrap();
+    writer.write_all(b"Spam 000\r\nSpam\r001\n").unwrap();
+    drop(writer);
+    reader.expect(r#"^Parent \d+ got "Spam 000" at \d+\.\d+$"#);
+    reader.expect("^Parent \\d+ got \"Spam\r001\" at \\d+\\.\\d+$");
+    let out = finish_clean(reader);
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
 /// A reader that should outlive its writers keeps a write end open: the
 /// end of the stream does not come while writers come and go, one after
 /// the other. The test holds that write end, as such a reader would.
@@ -288,9 +306,14 @@ fn fifo_reader_that_reopens_loses_a_line_that_a_held_write_end_keeps() {
 #[test]
 fn fifo_spam_reader_removes_its_fifo_when_a_signal_ends_it() {
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        // Once blocked in `open`, waiting for a writer...
+        // Once blocked in `open`, waiting for a writer: the "Waiting" line
+        // comes just before the `open`, so the main thread (whose tid is
+        // the pid) must be seen asleep in it...
         let tmp = tmp();
         let (reader, _) = reader_in(tmp.path(), &[]);
+        wait_until("the reader to wait in open", || {
+            wchan_of(reader.pid()) == "wait_for_partner"
+        });
         reader.signal(signal);
         let out = finish_clean(reader);
         assert_eq!(out.status.signal(), Some(signal as i32), "{}", out.stderr);
