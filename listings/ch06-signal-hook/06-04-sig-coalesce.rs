@@ -92,12 +92,12 @@ fn run() -> Result<(), Box<dyn Error>> {
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"
 /// before `main`: when whoever reads our output goes away, we end quietly,
-/// like `cat`, instead of failing on the next `println!`.
+/// like `cat`, instead of failing on its next write.
 fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
     // A parent that blocked SIGPIPE passed its mask on through `exec`:
-    // blocked, the signal would only wait, and `println!` would panic.
+    // blocked, the signal would only wait, and writes would fail with EPIPE.
     SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 

@@ -70,7 +70,7 @@ fn restore_sigpipe() -> nix::Result<()> {
     // SAFETY: the default action runs no code of ours.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
     // A parent that blocked SIGPIPE passed its mask on through `exec`:
-    // blocked, the signal would only wait, and `println!` would panic.
+    // blocked, the signal would only wait, and writes would fail with EPIPE.
     SigSet::from(Signal::SIGPIPE).thread_unblock()
 }
 

@@ -483,8 +483,8 @@ fn pipe_deadlock_child_waits_in_write_and_the_parent_in_waitpid() {
     );
     let session: Vec<_> =
         terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
-    // Linux 6.x names the place `anon_pipe_write`; older kernels,
-    // `pipe_write`.
+    // Linux 6.18 names the place `anon_pipe_write` (renamed in 2025);
+    // earlier kernels, such as 6.12, `pipe_write`.
     assert_session_matches_book_masking(
         "ch21-capacity/21-02-terminal-2.out",
         &session,
