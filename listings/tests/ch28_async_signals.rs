@@ -783,7 +783,7 @@ fn a_signal_stream_made_after_a_hand_made_default_never_hears_it() {
 }
 
 /// The child of the test above: hears SIGUSR1 once, restores its default
-/// as Listing 32-1's `restore_default` does, listens again, and sends it
+/// as Listing 32-1's `put_back` does, listens again, and sends it
 /// once more. Each wait is bounded, so that the child ends either way.
 fn listen_again_after_a_hand_made_default() {
     use nix::sys::signal::{SigHandler, signal};
