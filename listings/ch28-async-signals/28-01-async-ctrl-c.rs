@@ -7,7 +7,8 @@
 // clean-up does nothing either; tokio's handler for SIGINT stays
 // installed after the program has stopped listening; and under a parent
 // that left SIGINT blocked, Ctrl-C stays pending and is never heard
-// (Listing 28-2 unblocks its signals first).
+// (Listing 28-2 blocks its stop signals before it builds the runtime, and
+// unblocks them on the main thread once their streams exist).
 
 use std::error::Error;
 use std::io::{self, Write};

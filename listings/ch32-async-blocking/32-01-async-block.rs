@@ -84,10 +84,10 @@ fn main() -> ExitCode {
     let ran = parse_args()
         .map_err(|e| format!("{e}; {USAGE}").into())
         .and_then(|args| {
-            unblock_usr1()?;
+            let usr1 = unblock_usr1()?;
             keep_zombies()?;
             unblock_sigchld()?;
-            runtime(args.workers)?.block_on(run(args))
+            runtime(args.workers)?.block_on(run(args, usr1))
         });
     let ran = ran.and_then(|()| Ok(unsaid()?));
     match ran {
@@ -106,16 +106,18 @@ fn main() -> ExitCode {
 /// threads; and first, a SIGUSR1 that parent left pending is thrown away
 /// (ignoring a signal discards it), or it would come at once, at its
 /// default action, and end the program before any handler is in place.
-/// The action found is put back after: a SIGUSR1 the parent ignored stays
-/// ignored in the ways that never listen for it.
-fn unblock_usr1() -> io::Result<()> {
+/// The action found is put back after, and returned: a SIGUSR1 the
+/// parent ignored stays ignored in the ways that never listen for it, and
+/// in the `signal` way once it stops listening.
+fn unblock_usr1() -> io::Result<SigAction> {
     let ignore =
         SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
     // SAFETY: neither action runs code of ours: none is installed yet.
     let found = unsafe { sigaction(Signal::SIGUSR1, &ignore) }?;
     // SAFETY: as above.
     unsafe { sigaction(Signal::SIGUSR1, &found) }?;
-    Ok(SigSet::from(Signal::SIGUSR1).thread_unblock()?)
+    SigSet::from(Signal::SIGUSR1).thread_unblock()?;
+    Ok(found)
 }
 
 /// tokio learns that a child has ended from SIGCHLD wherever it does not
@@ -186,7 +188,10 @@ fn runtime(workers: Option<NonZeroUsize>) -> io::Result<Runtime> {
 // ANCHOR_END: main
 
 // ANCHOR: run
-async fn run(args: Args) -> Result<(), Box<dyn Error + Send + Sync>> {
+async fn run(
+    args: Args,
+    usr1: SigAction,
+) -> Result<(), Box<dyn Error + Send + Sync>> {
     let Args { way, fix, secs, .. } = args;
     // Unbounded: the ticks are read only once the wait is over, ten a
     // second of `--secs`, a few bytes each, which a run of hours holds.
@@ -208,7 +213,8 @@ async fn run(args: Args) -> Result<(), Box<dyn Error + Send + Sync>> {
 
     let metrics = Handle::current().metrics();
     let busy_before = busy_times(&metrics);
-    let waiter = tokio::spawn(wait_for(way, fix, Duration::from_secs(secs)));
+    let takes = Duration::from_secs(secs);
+    let waiter = tokio::spawn(wait_for(way, fix, takes, usr1));
     let (started, outcome, spawned_ran) = waiter.await?;
     let ended = Instant::now();
     sleep(Duration::from_millis(300)).await;
@@ -281,18 +287,20 @@ fn what(way: Way, fix: Fix) -> &'static str {
 
 // ANCHOR: wait_for
 /// The waiting task: when it started, what it got, and when a task it
-/// spawned just before the wait first ran.
+/// spawned just before the wait first ran. `usr1` is the action SIGUSR1
+/// had at start, for the `signal` way to put back.
 async fn wait_for(
     way: Way,
     fix: Fix,
     takes: Duration,
+    usr1: SigAction,
 ) -> (Instant, Outcome, Instant) {
     let spawned = tokio::spawn(async { Instant::now() });
     let started = Instant::now();
     let outcome = match way {
         Way::Wait => wait_child(fix, takes).await,
         Way::Read => read_pipe(fix, takes).await,
-        Way::Signal => wait_signal(fix, takes).await,
+        Way::Signal => wait_signal(fix, takes, usr1).await,
     };
     let ran = spawned.await.unwrap_or(started);
     (started, outcome, ran)
@@ -382,20 +390,20 @@ async fn read_pipe(fix: Fix, takes: Duration) -> Outcome {
 // ANCHOR_END: read
 
 // ANCHOR: signal
-async fn wait_signal(fix: Fix, takes: Duration) -> Outcome {
+async fn wait_signal(fix: Fix, takes: Duration, found: SigAction) -> Outcome {
     // Listen first, then let the signal be sent.
     if fix == Fix::Async {
         let mut usr1 = signal(SignalKind::user_defined1())?;
         send_usr1_after(takes)?;
         usr1.recv().await;
-        restore_default();
+        put_back(found);
     } else {
         let mut signals = Signals::new([SIGUSR1])?;
         send_usr1_after(takes)?;
-        // The iterator goes with the closure, after the default is back.
+        // The iterator goes with the closure, after the action is back.
         let mut wait = move || {
             signals.forever().next();
-            restore_default();
+            put_back(found);
         };
         match fix {
             Fix::SpawnBlocking => task::spawn_blocking(wait).await?,
@@ -406,14 +414,14 @@ async fn wait_signal(fix: Fix, takes: Duration) -> Outcome {
     Ok("got SIGUSR1".to_string())
 }
 
-/// Gives SIGUSR1 back its default action, death, once we stop listening:
+/// Gives SIGUSR1 back the action it had at start, once we stop listening:
 /// the handler that signal-hook or tokio installed stays, and would
-/// swallow the next one.
-fn restore_default() {
-    // SAFETY: the default action runs no code of ours.
-    let _ = unsafe {
-        nix::sys::signal::signal(Signal::SIGUSR1, SigHandler::SigDfl)
-    };
+/// swallow the next one. That action is the default, death, or `SIG_IGN`
+/// where our parent ignored the signal: `exec` resets a handler to the
+/// default, and leaves an ignored signal ignored.
+fn put_back(found: SigAction) {
+    // SAFETY: neither action runs code of ours.
+    let _ = unsafe { sigaction(Signal::SIGUSR1, &found) };
 }
 
 /// Stands in for someone typing `kill -USR1 PID`, `takes` from now.

@@ -783,7 +783,7 @@ fn a_signal_stream_made_after_a_hand_made_default_never_hears_it() {
 }
 
 /// The child of the test above: hears SIGUSR1 once, restores its default
-/// as Listing 32-1's `restore_default` does, listens again, and sends it
+/// as Listing 32-1's `put_back` does, listens again, and sends it
 /// once more. Each wait is bounded, so that the child ends either way.
 fn listen_again_after_a_hand_made_default() {
     use nix::sys::signal::{SigHandler, signal};
@@ -879,5 +879,57 @@ fn async_signal_listings_unblock_sigpipe_on_every_thread() {
             out.status,
             out.stderr
         );
+    }
+}
+
+/// The Summary gives the stop signals the two steps that Listing 28-2
+/// takes: blocked before the runtime is built, so that its threads inherit
+/// the mask and a signal that comes while tokio registers waits, pending;
+/// unblocked on the main thread once the streams exist. It used to say to
+/// unblock the signals you rely on before building the runtime, the
+/// opposite of the first step, with no word of the second.
+#[test]
+fn chapter_28_summary_blocks_the_stop_signals_first_and_unblocks_them_last() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let read =
+        |path: &str| std::fs::read_to_string(format!("{root}/{path}")).unwrap();
+    let listing = read("listings/ch28-async-signals/28-02-async-signals.rs");
+    let at = |text: &str| {
+        listing
+            .find(text)
+            .unwrap_or_else(|| panic!("28-2 lacks {text:?}"))
+    };
+    assert!(at("block_stop_signals())") < at("runtime())"));
+    assert!(at("Signals::new()?;") < at("    unblock_stop_signals()?;"));
+
+    let chapter = read("src/ch28-async-signals.md");
+    let summary = chapter.split("\n## Summary\n").nth(1).expect("a Summary");
+    let bullets: Vec<String> = summary
+        .split("\n- ")
+        .skip(1)
+        .map(|b| b.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let steps = [
+        "Block the stop signals",
+        "before you build the runtime",
+        "unblock them",
+        "once their streams exist",
+    ];
+    let in_order = |bullet: &String| {
+        let places: Option<Vec<usize>> =
+            steps.iter().map(|step| bullet.find(step)).collect();
+        places.is_some_and(|p| p.windows(2).all(|w| w[0] < w[1]))
+    };
+    assert_eq!(
+        bullets.iter().filter(|b| in_order(b)).count(),
+        1,
+        "no bullet says, in order, {steps:?}: {bullets:#?}"
+    );
+    // No other bullet may tell the reader to unblock them early.
+    let stop = ["stop signals", "SIGINT", "SIGTERM", "SIGHUP", "rely on"];
+    for bullet in bullets.iter().filter(|b| b.starts_with("Unblock")) {
+        for name in stop {
+            assert!(!bullet.contains(name), "{name:?} in {bullet:?}");
+        }
     }
 }

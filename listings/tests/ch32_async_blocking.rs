@@ -289,59 +289,82 @@ fn async_block_output_matches_the_book() {
 /// tokio for may be refused: a one-line error, status 1, never a panic.
 /// Once the wait is over, a SIGUSR1 has its default action again: death.
 /// The handler that signal-hook or tokio installed stays after the
-/// iterator or the `Signal` is dropped, and used to swallow it. The run
-/// waits 60 s for the listing's own SIGUSR1; the test sends one as soon as
-/// the thread that would send it is asleep, which it starts only once the
-/// listener is in place. Its stdout is a pipe the test fills after the
-/// first line: the listing blocks in the write of its next line, after
-/// the wait, and the second SIGUSR1 comes then.
+/// iterator or the `Signal` is dropped, and used to swallow it.
 #[test]
 fn async_block_dies_of_a_second_sigusr1_after_the_wait() {
-    use crate::support::{
-        Listing, assert_died_of, is_dead, threads_blocked_in, wait_until,
-    };
-    use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    use nix::libc::{SYS_clock_nanosleep, SYS_write};
+    use crate::support::{assert_died_of, is_dead, wait_until};
     use nix::sys::signal::Signal;
-    use std::io::{BufRead, BufReader, Write};
-    use std::process::{Command, Stdio};
-    let runs: [&[&str]; 4] = [
-        &[],
-        &["--fix", "spawn-blocking"],
-        &["--workers", "1", "--fix", "block-in-place"],
-        &["--fix", "async"],
-    ];
-    for fix in runs {
-        let (reader, mut writer) = std::io::pipe().expect("a pipe");
-        let mut command = Command::new(bin!("async-block"));
+    for fix in SIGNAL_FIXES {
+        let mut command = std::process::Command::new(bin!("async-block"));
         command.args(["signal", "--secs", "60"]).args(fix);
-        let stdout = writer.try_clone().expect("a second write end");
-        let block = Listing::spawn(&mut command, Stdio::from(stdout));
-        let pid = block.pid();
-        let mut first = String::new();
-        let mut reader = BufReader::new(reader);
-        reader.read_line(&mut first).expect("the first line");
-        assert!(first.starts_with("Ticking"), "{fix:?}: {first:?}");
-        // Filled without blocking; the listing writes nothing meanwhile.
-        let flags = OFlag::from_bits_truncate(
-            fcntl(&writer, FcntlArg::F_GETFL).expect("F_GETFL"),
-        );
-        fcntl(&writer, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).unwrap();
-        while writer.write(&[b'x'; 4096]).is_ok() {}
-        fcntl(&writer, FcntlArg::F_SETFL(flags)).unwrap();
-        wait_until("the thread that sends SIGUSR1 to sleep", || {
-            threads_blocked_in(pid, SYS_clock_nanosleep) == 1
-        });
+        let (block, reader) = blocked_writing_after_the_wait(command);
         block.signal(Signal::SIGUSR1);
-        wait_until("the listing to block writing after the wait", || {
-            threads_blocked_in(pid, SYS_write) == 1
-        });
-        block.signal(Signal::SIGUSR1);
-        wait_until("the listing to die of SIGUSR1", || is_dead(pid));
+        wait_until("the listing to die of SIGUSR1", || is_dead(block.pid()));
         let out = block.finish();
         assert_died_of(&out, Signal::SIGUSR1);
         drop(reader);
     }
+}
+
+/// Each fix of the `signal` way, as arguments.
+const SIGNAL_FIXES: [&[&str]; 4] = [
+    &[],
+    &["--fix", "spawn-blocking"],
+    &["--workers", "1", "--fix", "block-in-place"],
+    &["--fix", "async"],
+];
+
+/// Starts `command`, the `signal` way waiting 60 s for the listing's own
+/// SIGUSR1, and returns once the wait is over and the listing is blocked
+/// writing its report, with the read end of its stdout. The test sends
+/// the SIGUSR1 as soon as the thread that would send it is asleep, which
+/// the listing starts only once the listener is in place. Its stdout is a
+/// pipe the test fills after the first line: the listing blocks in the
+/// write of its next line, after the wait. The read end holds the fill,
+/// then whatever the listing writes after.
+fn blocked_writing_after_the_wait(
+    mut command: std::process::Command,
+) -> (crate::support::Listing, std::fs::File) {
+    use crate::support::{Listing, threads_blocked_in, wait_until};
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use nix::libc::{SYS_clock_nanosleep, SYS_write};
+    use nix::sys::signal::Signal;
+    use std::fs::File;
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    let (reader, writer) = nix::unistd::pipe().expect("a pipe");
+    let (reader, mut writer) = (File::from(reader), File::from(writer));
+    let stdout = writer.try_clone().expect("a second write end");
+    let block = Listing::spawn(&mut command, Stdio::from(stdout));
+    // The command holds a write end too: the reader sees the end of the
+    // listing's output only once both are gone.
+    drop(command);
+    let pid = block.pid();
+    // One byte at a time, so that nothing after the first line is taken.
+    let mut first = Vec::new();
+    let mut reader = BufReader::with_capacity(1, reader);
+    reader
+        .read_until(b'\n', &mut first)
+        .expect("the first line");
+    let first = String::from_utf8_lossy(&first);
+    assert!(first.starts_with("Ticking"), "{first:?}");
+    // Filled without blocking; the listing writes nothing meanwhile.
+    let flags = OFlag::from_bits_truncate(
+        fcntl(&writer, FcntlArg::F_GETFL).expect("F_GETFL"),
+    );
+    fcntl(&writer, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).unwrap();
+    while writer.write(&[b'x'; 4096]).is_ok() {}
+    // The flag belongs to the open file description, the listing's too.
+    fcntl(&writer, FcntlArg::F_SETFL(flags)).unwrap();
+    drop(writer);
+    wait_until("the thread that sends SIGUSR1 to sleep", || {
+        threads_blocked_in(pid, SYS_clock_nanosleep) == 1
+    });
+    block.signal(Signal::SIGUSR1);
+    wait_until("the listing to block writing after the wait", || {
+        threads_blocked_in(pid, SYS_write) == 1
+    });
+    (block, reader.into_inner())
 }
 
 /// With `--workers`, tokio's `build` asks for each worker, and
@@ -605,25 +628,33 @@ fn async_block_hears_a_sigusr1_its_parent_had_blocked() {
 }
 
 /// A parent may leave SIGUSR1 ignored (`env --ignore-signal`, coreutils
-/// 9.1 here), and `exec` keeps an ignored action (Linux 6.18 here). The
-/// `wait` and `read` ways never listen for SIGUSR1: it must stay ignored,
-/// as Chapter 12 asks of a signal the user chose to ignore. Throwing a
-/// pending one away used to end with the default action put back, and a
-/// SIGUSR1 sent during the wait then killed the listing.
+/// 9.1 here), and `exec` keeps an ignored action (Linux 6.18 here). It
+/// must stay ignored, as Chapter 12 asks of a signal the user chose to
+/// ignore: all along in the `wait` and `read` ways, which never listen
+/// for SIGUSR1, and once the wait is over in the `signal` way, each fix.
+/// Throwing a pending one away used to end with the default action put
+/// back, and a SIGUSR1 sent during the wait then killed the listing; the
+/// `signal` way used to put the default back after its wait, and a
+/// SIGUSR1 sent then killed it.
 #[test]
-fn async_block_leaves_an_ignored_sigusr1_ignored_in_the_ways_without_it() {
-    for way in ["wait", "read"] {
-        let mut command = std::process::Command::new("env");
+fn async_block_leaves_an_ignored_sigusr1_ignored() {
+    use nix::sys::signal::Signal;
+    use std::process::Command;
+    let ignoring = |args: &[&str]| {
+        let mut command = Command::new("env");
         command
             .arg("--ignore-signal=USR1")
             .arg(bin!("async-block"))
-            .args([way, "--secs", "1"]);
+            .args(args);
+        command
+    };
+    for way in ["wait", "read"] {
         let mut listing = crate::support::Listing::spawn(
-            &mut command,
+            &mut ignoring(&[way, "--secs", "1"]),
             std::process::Stdio::piped(),
         );
         listing.expect(r"Ticking every 100 ms; now waiting .*");
-        listing.signal(nix::sys::signal::Signal::SIGUSR1);
+        listing.signal(Signal::SIGUSR1);
         let out = crate::support::finish_clean(listing);
         assert!(
             out.status.success(),
@@ -632,5 +663,28 @@ fn async_block_leaves_an_ignored_sigusr1_ignored_in_the_ways_without_it() {
             out.stderr
         );
         assert_eq!(out.stdout.len(), 5, "{way}: {:?}", out.stdout);
+    }
+    for fix in SIGNAL_FIXES {
+        let args = [&["signal", "--secs", "60"], fix].concat();
+        let (listing, mut reader) =
+            blocked_writing_after_the_wait(ignoring(&args));
+        listing.signal(Signal::SIGUSR1);
+        // Read on a thread: the listing's end closes the pipe, and a
+        // listing that hangs is killed when `finish` gives up.
+        let report = std::thread::spawn(move || {
+            let mut all = String::new();
+            std::io::Read::read_to_string(&mut reader, &mut all).map(|_| all)
+        });
+        let out = crate::support::finish_clean(listing);
+        let all = report.join().unwrap().expect("the report");
+        assert!(
+            out.status.success(),
+            "{fix:?}: {:?} {}",
+            out.status,
+            out.stderr
+        );
+        let report: Vec<_> = all.trim_start_matches('x').lines().collect();
+        assert_eq!(report.len(), 4, "{fix:?}: {report:?}");
+        assert!(report[0].starts_with("got SIGUSR1 after "), "{report:?}");
     }
 }
