@@ -8,14 +8,13 @@
 // kills when a `Child` is dropped, so the zombie is the same.
 
 use std::error::Error;
-use std::io::{self, Write};
+use std::io::{self, ErrorKind, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{self, Command, ExitCode, Stdio};
 
 use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction,
-    signal,
 };
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid};
@@ -25,6 +24,9 @@ const USAGE: &str = "usage: sig-zombie [--std]";
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
+        // Nobody reads our output: we left through `run`, which reaped
+        // every child it started.
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
         Err(err) => {
             // Not `eprintln!`, which panics if stderr cannot be written.
             let _ = writeln!(io::stderr(), "sig-zombie: {err}");
@@ -35,7 +37,6 @@ fn main() -> ExitCode {
 
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
-    restore_sigpipe()?;
     let chld = restore_sigchld()?;
     let std_child = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Blocked now, taken later with sigwait: no handler needed.
@@ -101,15 +102,10 @@ fn show_then_reap(child: Pid, usr1: &SigSet) -> Result<(), Box<dyn Error>> {
 }
 // ANCHOR_END: run
 
-/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
-/// before `main`: when whoever reads our output goes away, we end quietly,
-/// like `cat`, instead of failing on its next write.
-fn restore_sigpipe() -> nix::Result<()> {
-    // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
-    // A parent that blocked SIGPIPE passed its mask on through `exec`:
-    // blocked, the signal would only wait, and writes would fail with EPIPE.
-    SigSet::from(Signal::SIGPIPE).thread_unblock()
+/// True if `err` says that the reader of our output has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
 }
 
 /// Gives SIGCHLD its default action back, and returns the action found,

@@ -16,7 +16,7 @@
 
 use std::error::Error;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{self, Child, Command, ExitCode, Stdio};
@@ -27,7 +27,7 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::signal::{
-    SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction, signal,
+    SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction,
 };
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, pipe2};
@@ -50,6 +50,9 @@ struct Args {
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
+        // Nobody reads our output: we left through `run`, which reaped
+        // every child it started.
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
         Err(err) => {
             // Not `eprintln!`, which panics if stderr cannot be written.
             let _ = writeln!(io::stderr(), "sig-reaper: {err}");
@@ -60,7 +63,6 @@ fn main() -> ExitCode {
 
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
-    restore_sigpipe()?;
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     let sigchld = SigSet::from(Signal::SIGCHLD);
     let found = SigSet::thread_get_mask()?;
@@ -122,7 +124,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     // Never dropped, not even by a thread that the system refuses: the
     // handler stays installed while `handle` lives, and a SIGCHLD then
     // (from a child still exiting, or `Command`'s) would write to a closed
-    // socket, and SIGPIPE would end us (Listing 6-2).
+    // socket: EPIPE here, where SIGPIPE is ignored, but death by SIGPIPE in
+    // a program that restores its default (Listing 6-2).
     let signals = Box::leak(Box::new(signals));
     let handle = signals.handle();
     let waiter = thread::Builder::new().spawn(move || {
@@ -290,15 +293,10 @@ fn fork_children(n: usize) -> Result<Children, Box<dyn Error>> {
     Ok(Children { pids, go: go_write })
 }
 
-/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
-/// before `main`: when whoever reads our output goes away, we end quietly,
-/// like `cat`, instead of failing on its next write.
-fn restore_sigpipe() -> nix::Result<()> {
-    // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
-    // A parent that blocked SIGPIPE passed its mask on through `exec`:
-    // blocked, the signal would only wait, and writes would fail with EPIPE.
-    SigSet::from(Signal::SIGPIPE).thread_unblock()
+/// True if `err` says that the reader of our output has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
 }
 
 /// Reads `[--children N] [--one-per-signal] [--hold]`.

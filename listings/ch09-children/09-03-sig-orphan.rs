@@ -8,12 +8,12 @@
 
 use std::error::Error;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{self, ExitCode};
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
+use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::socket::{
     AddressFamily, MsgFlags, SockFlag, SockType, send, socketpair,
 };
@@ -25,6 +25,9 @@ const USAGE: &str = "usage: sig-orphan [--subreaper]";
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
+        // Nobody reads our output: we left through `run`, which reaped
+        // every child it started.
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
         Err(err) => {
             // Not `eprintln!`, which panics if stderr cannot be written.
             let _ = writeln!(io::stderr(), "sig-orphan: {err}");
@@ -35,7 +38,6 @@ fn main() -> ExitCode {
 
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
-    restore_sigpipe()?;
     restore_sigchld()?;
     let subreaper = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     if subreaper {
@@ -60,6 +62,8 @@ fn run() -> Result<(), Box<dyn Error>> {
             drop((ask_write, done_read));
             let status = match middle_child(ask_read, done_write) {
                 Ok(()) => 0,
+                // Nobody reads our output: end quietly, as `main` does.
+                Err(err) if err.kind() == ErrorKind::BrokenPipe => 0,
                 Err(err) => {
                     let _ = writeln!(
                         io::stderr(),
@@ -98,8 +102,10 @@ fn adopt(
     let status = describe(waitpid(middle, None)?);
     writeln!(out, "Parent: the middle child {status}")?;
     // The grandchild may be gone by now (killed, or never forked). A write
-    // to a pipe would raise SIGPIPE, at its default here, and end us
-    // without a word; `send` with MSG_NOSIGNAL fails with EPIPE instead.
+    // to a pipe would raise SIGPIPE, which ends a program that has its
+    // default action; `send` with MSG_NOSIGNAL fails with EPIPE whatever
+    // the action. Made a message, the error is not taken for our output
+    // closing: `main` reports it.
     send(ask.as_raw_fd(), b"?", MsgFlags::MSG_NOSIGNAL)
         .map_err(|err| format!("cannot ask the grandchild to look: {err}"))?;
     drop(ask);
@@ -124,6 +130,8 @@ fn middle_child(ask: OwnedFd, done: OwnedFd) -> io::Result<()> {
             drop(looked_read);
             let status = match grandchild(ask, done, looked_write) {
                 Ok(()) => 0,
+                // Nobody reads our output: end quietly, as `main` does.
+                Err(err) if err.kind() == ErrorKind::BrokenPipe => 0,
                 Err(err) => {
                     let _ =
                         writeln!(io::stderr(), "sig-orphan grandchild: {err}");
@@ -171,15 +179,10 @@ fn describe(status: WaitStatus) -> String {
 }
 // ANCHOR_END: run
 
-/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
-/// before `main`: when whoever reads our output goes away, we end quietly,
-/// like `cat`, instead of failing on its next write.
-fn restore_sigpipe() -> nix::Result<()> {
-    // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
-    // A parent that blocked SIGPIPE passed its mask on through `exec`:
-    // blocked, the signal would only wait, and writes would fail with EPIPE.
-    SigSet::from(Signal::SIGPIPE).thread_unblock()
+/// True if `err` says that the reader of our output has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
 }
 
 /// Gives SIGCHLD its default action back. A parent may have left it

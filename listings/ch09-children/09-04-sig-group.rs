@@ -8,7 +8,7 @@
 
 use std::error::Error;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::OwnedFd;
 use std::process::{self, ExitCode};
 
@@ -24,6 +24,9 @@ const USAGE: &str = "usage: sig-group";
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
+        // Nobody reads our output: we left through `run`, which reaped
+        // every child it started.
+        Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
         Err(err) => {
             // Not `eprintln!`, which panics if stderr cannot be written.
             let _ = writeln!(io::stderr(), "sig-group: {err}");
@@ -34,7 +37,6 @@ fn main() -> ExitCode {
 
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
-    restore_sigpipe()?;
     restore_sigchld()?;
     parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // The children wait for this pipe's end: our word, or our exit.
@@ -151,15 +153,10 @@ fn describe(status: WaitStatus) -> String {
     }
 }
 
-/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
-/// before `main`: when whoever reads our output goes away, we end quietly,
-/// like `cat`, instead of failing on its next write.
-fn restore_sigpipe() -> nix::Result<()> {
-    // SAFETY: the default action runs no code of ours.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
-    // A parent that blocked SIGPIPE passed its mask on through `exec`:
-    // blocked, the signal would only wait, and writes would fail with EPIPE.
-    SigSet::from(Signal::SIGPIPE).thread_unblock()
+/// True if `err` says that the reader of our output has gone.
+fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
 }
 
 /// Gives SIGCHLD its default action back. A parent may have left it

@@ -173,8 +173,9 @@ fn sig_reaper_survives_a_sigchld_once_its_waiter_thread_has_gone() {
     // handler stays installed while the main thread's `Handle` lives, and
     // wakes the iterator with a `send` on a socket pair. Had the thread
     // dropped its iterator, a SIGCHLD then (from `Command`'s child, which
-    // `--own` leaves to `Child::wait`) would make that `send` raise
-    // SIGPIPE, which the listing has at its default action. strace holds
+    // `--own` leaves to `Child::wait`) would make that `send` fail with
+    // EPIPE: only that, with SIGPIPE ignored, as the listing keeps it, but
+    // death in a copy that restores SIGPIPE's default. strace holds
     // the main thread's second write for three seconds; the SIGCHLD comes
     // then, with the waiter thread gone.
     if !have("strace") {
@@ -329,8 +330,9 @@ fn sig_orphan_is_adopted_by_init_or_by_its_subreaper() {
 
 /// The grandchild gone before the parent asks it to look again (killed
 /// here at its first `getppid`, a call only it makes): the parent must
-/// say so in one line and exit 1, not die of SIGPIPE on its write to
-/// `ask`, and as a subreaper it reaps the grandchild it has adopted.
+/// say so in one line and exit 1, not take the EPIPE of its write to
+/// `ask` for its output closing, and as a subreaper it reaps the
+/// grandchild it has adopted.
 #[test]
 fn sig_orphan_says_so_when_its_grandchild_is_gone_before_it_asks() {
     if !have("strace") {
@@ -1183,8 +1185,9 @@ fn sig_pidfd_polls_again_when_poll_fails_with_eintr() {
 /// had the refused thread's closure dropped the iterator (as it did when
 /// the thread was the one to leak it), its socket would be closed while
 /// `handle` keeps signal-hook's action registered, and the first SIGCHLD
-/// would make that action's write raise SIGPIPE, at its default here:
-/// death by SIGPIPE, not the one-line error. strace refuses the thread
+/// would make that action's write fail with EPIPE (death by SIGPIPE, not
+/// the one-line error, in a copy that restores SIGPIPE's default; the
+/// listing keeps it ignored). strace refuses the thread
 /// (`clone3` fails with EAGAIN, as under `ulimit -u`) and holds each
 /// child's exit for two seconds, so that the SIGCHLDs come after.
 #[test]
@@ -1776,26 +1779,73 @@ fn sig_reaper_reaps_what_it_started_when_its_output_fails() {
     }
 }
 
-/// A reader that has gone (`| true`) is the one way out that does not
-/// pass through `run`: SIGPIPE, at its default, kills the parent at its
-/// first line, and its children are left to init, not reaped by it. The
-/// chapter says so; this checks that it is still true.
+/// A reader that has gone (`| true`) is an error like any other: the
+/// listings keep SIGPIPE ignored, so the first line after the forks fails
+/// with EPIPE, `run` reaps every child it started on its way out, and
+/// `main` exits 0 without a word. Each runs under `strace -f` with a pipe
+/// whose reader has already closed as its stdout.
 #[test]
-fn sig_reaper_killed_by_sigpipe_leaves_its_children_to_init() {
+fn children_listings_reap_every_child_when_their_reader_has_gone() {
     if !have("strace") {
         return;
     }
-    let (read, write) = nix::unistd::pipe().unwrap();
-    drop(read);
-    let args = ["--children", "3"];
-    let (out, forked, reaped) =
-        forked_and_reaped(bin!("sig-reaper"), &args, &[], Stdio::from(write));
-    // strace ends as its tracee did: by the same signal.
-    use std::os::unix::process::ExitStatusExt;
-    let pipe = nix::sys::signal::Signal::SIGPIPE as i32;
-    assert_eq!(out.status.signal(), Some(pipe), "{}", out.stderr);
-    assert_eq!(forked.len(), 3, "started {forked:?}");
-    assert!(reaped.is_empty(), "reaped {reaped:?} of {forked:?}");
+    let runs: [(&str, &[&str], usize); 6] = [
+        (bin!("sig-zombie"), &[], 1),
+        (bin!("sig-zombie"), &["--std"], 1),
+        (bin!("sig-reaper"), &["--children", "3"], 3),
+        (bin!("sig-reaper"), &["--children", "3", "--command"], 4),
+        (bin!("sig-group"), &[], 3),
+        (bin!("sig-pidfd"), &[], 1),
+    ];
+    for (bin, args, children) in runs {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        drop(read);
+        let (out, forked, reaped) =
+            forked_and_reaped(bin, args, &[], Stdio::from(write));
+        let what = format!("{bin} {args:?}");
+        // strace ends as its tracee did.
+        assert_eq!(out.status.code(), Some(0), "{what}: {:?}", out.status);
+        assert_eq!(out.stderr, "", "{what} says nothing");
+        assert_eq!(forked.len(), children, "{what}: started {forked:?}");
+        assert_eq!(reaped, forked, "{what}: reaped before it exited");
+    }
+}
+
+/// `sig-orphan` writes its first line before it forks, so here its
+/// reader goes after that line, as `| head -n 1` does: the lines of the
+/// children, or the parent's next, fail with EPIPE. The children end
+/// quietly, and the parent reaps what is its to reap: the middle child,
+/// and, as a subreaper, the grandchild too.
+#[test]
+fn sig_orphan_reaps_its_children_when_its_reader_goes_after_one_line() {
+    use std::io::BufRead;
+    if !have("strace") {
+        return;
+    }
+    for (args, reaps) in [(&[][..], 1), (&["--subreaper"][..], 2)] {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        // The reader reads one line, then closes its end.
+        let reader = std::thread::spawn(move || {
+            let mut line = String::new();
+            let mut read = std::io::BufReader::new(std::fs::File::from(read));
+            read.read_line(&mut line).map(|_| line)
+        });
+        let (out, forked, reaped) = forked_and_reaped(
+            bin!("sig-orphan"),
+            args,
+            &[],
+            Stdio::from(write),
+        );
+        let line = reader.join().unwrap().expect("the first line");
+        assert!(line.starts_with("Parent: pid "), "{args:?}: {line:?}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {:?}", out.status);
+        assert_eq!(out.stderr, "", "{args:?}: parent and children say nothing");
+        // The parent forks the middle child; the middle child forks the
+        // grandchild, which only a subreaper reaps.
+        assert_eq!(forked.len(), 1, "{args:?}: started {forked:?}");
+        assert_eq!(reaped.len(), reaps, "{args:?}: reaped {reaped:?}");
+        assert!(reaped.contains(&forked[0]), "{args:?}: reaped {reaped:?}");
+    }
 }
 
 /// The mask and the ignored signals a child started with `Command` got:
