@@ -677,15 +677,19 @@ fn hold_pipes_as(uid: u32, held: usize) -> std::io::Result<()> {
             Err(std::io::Error::last_os_error())
         }
     };
-    let descriptors = (2 * held + 64) as libc::rlim_t;
-    let limit = libc::rlimit {
-        rlim_cur: descriptors,
-        rlim_max: descriptors,
+    // The child has every descriptor the test program had open when it
+    // forked, other tests' among them: a limit of the pipes' count plus a
+    // margin failed with EMFILE in a full run. The hard limit, then.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
     };
     // SAFETY: plain system calls on values of our own; `fds` is writable
     // and holds two descriptors. The holder returns into no Rust code: it
     // waits until it is killed, or exits at once if the child is gone.
     unsafe {
+        check(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit))?;
+        limit.rlim_cur = limit.rlim_max;
         check(libc::setrlimit(libc::RLIMIT_NOFILE, &limit))?;
         check(libc::setgroups(0, std::ptr::null()))?;
         check(libc::setresgid(uid, uid, uid))?;
