@@ -694,6 +694,24 @@ fn async_server_leaves_a_sigint_ignored_when_it_was_started_so() {
     assert_died_of(&server.finish(), Signal::SIGTERM);
 }
 
+/// Started under `nohup`, which ignores SIGHUP so that a job outlives
+/// the terminal session, the server leaves it ignored (Chapter 12), as
+/// Listing 16-1 does: it installs no handler for it, the SIGHUP of a
+/// logout does not stop it, and SIGTERM still does.
+#[test]
+fn async_server_leaves_a_sighup_ignored_under_nohup() {
+    let (server, addr) = start_server("nohup", &[SERVER, "127.0.0.1:0"]);
+    let pid = server.pid();
+    assert!(signal_in(pid, "SigIgn:", Signal::SIGHUP), "not ignored");
+    assert!(!signal_in(pid, "SigCgt:", Signal::SIGHUP), "caught");
+    server.signal(Signal::SIGHUP);
+    // Still serving: the SIGHUP was the user's to ignore.
+    let reply = ask(&addr, "after SIGHUP").unwrap();
+    assert_eq!(reply, "server got: [after SIGHUP]\n");
+    server.signal(Signal::SIGTERM);
+    assert_died_of(&server.finish(), Signal::SIGTERM);
+}
+
 /// The server does not drain: a signal ends it with its connections as
 /// they are, and the kernel closes each socket (Linux 6.18). A client
 /// whose bytes the server had read gets the end of the stream, and no
