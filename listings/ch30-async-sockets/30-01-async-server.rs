@@ -1147,38 +1147,44 @@ impl Drop for SocketFile {
 // ANCHOR_END: unix
 
 /// The signals that stop the server; made once, before it says it is
-/// ready. No stream for SIGINT if it was ignored when we started (a
-/// shell's background job, say): making one would install tokio's handler
-/// over the user's choice (Chapter 12).
+/// ready. No stream for SIGINT or SIGHUP if it was ignored when we
+/// started (SIGINT in a shell's background job, SIGHUP under `nohup`):
+/// making one would install tokio's handler over the user's choice
+/// (Chapter 12).
 struct Signals {
-    int: Interrupt,
+    int: UnlessIgnored,
     term: Signal,
-    hup: Signal,
+    hup: UnlessIgnored,
 }
 
 impl Signals {
     fn new() -> io::Result<Signals> {
         Ok(Signals {
-            int: Interrupt(if is_ignored(SIGINT)? {
-                None
-            } else {
-                Some(signal(SignalKind::interrupt())?)
-            }),
+            int: UnlessIgnored::new(SIGINT)?,
             term: signal(SignalKind::terminate())?,
-            hup: signal(SignalKind::hangup())?,
+            hup: UnlessIgnored::new(SIGHUP)?,
         })
     }
 }
 
-/// SIGINT's stream, or none if SIGINT was ignored when we started.
-struct Interrupt(Option<Signal>);
+/// A signal's stream, or none if the signal was ignored when we started.
+struct UnlessIgnored(Option<Signal>);
 
-impl Interrupt {
-    /// The next SIGINT, as `Signal::recv` says it; without a stream, it
+impl UnlessIgnored {
+    /// The stream of signal `number`, unless it is ignored.
+    fn new(number: i32) -> io::Result<UnlessIgnored> {
+        Ok(UnlessIgnored(if is_ignored(number)? {
+            None
+        } else {
+            Some(signal(SignalKind::from_raw(number))?)
+        }))
+    }
+
+    /// The next signal, as `Signal::recv` says it; without a stream, it
     /// never comes.
     async fn recv(&mut self) -> Option<()> {
         match &mut self.0 {
-            Some(int) => int.recv().await,
+            Some(stream) => stream.recv().await,
             None => std::future::pending().await,
         }
     }

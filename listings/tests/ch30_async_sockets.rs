@@ -694,6 +694,24 @@ fn async_server_leaves_a_sigint_ignored_when_it_was_started_so() {
     assert_died_of(&server.finish(), Signal::SIGTERM);
 }
 
+/// Started under `nohup`, which ignores SIGHUP so that a job outlives
+/// the terminal session, the server leaves it ignored (Chapter 12), as
+/// Listing 16-1 does: it installs no handler for it, the SIGHUP of a
+/// logout does not stop it, and SIGTERM still does.
+#[test]
+fn async_server_leaves_a_sighup_ignored_under_nohup() {
+    let (server, addr) = start_server("nohup", &[SERVER, "127.0.0.1:0"]);
+    let pid = server.pid();
+    assert!(signal_in(pid, "SigIgn:", Signal::SIGHUP), "not ignored");
+    assert!(!signal_in(pid, "SigCgt:", Signal::SIGHUP), "caught");
+    server.signal(Signal::SIGHUP);
+    // Still serving: the SIGHUP was the user's to ignore.
+    let reply = ask(&addr, "after SIGHUP").unwrap();
+    assert_eq!(reply, "server got: [after SIGHUP]\n");
+    server.signal(Signal::SIGTERM);
+    assert_died_of(&server.finish(), Signal::SIGTERM);
+}
+
 /// The server does not drain: a signal ends it with its connections as
 /// they are, and the kernel closes each socket (Linux 6.18). A client
 /// whose bytes the server had read gets the end of the stream, and no
@@ -1469,6 +1487,52 @@ fn request_cost_measures_each_servers_cpu_per_request() {
     }
 }
 
+/// `--perf` names the event its profile sampled: perf falls back from
+/// `cycles` to the `cpu-clock` timer where the CPU has no counters for it
+/// (a virtual machine, such as the one that made the chapter's profile),
+/// and the two put their samples in different places.
+#[test]
+fn request_cost_names_the_event_its_profile_samples() {
+    if !have("python3") || !have("perf") {
+        return;
+    }
+    let probe = tempfile::tempdir().unwrap();
+    let perf_works = std::process::Command::new("perf")
+        .args(["record", "-q", "-o"])
+        .arg(probe.path().join("perf.data"))
+        .args(["--", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !perf_works {
+        eprintln!("skipped: perf record does not work here");
+        return;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/ch30-async-sockets/request-cost"
+    );
+    let args = ["--requests", "300", "--runs", "1", "--perf", SERVER];
+    let out = run(script, &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    let named =
+        regex::Regex::new(r"^  profile of (\S+) \(share of the samples\):$")
+            .unwrap();
+    let events: Vec<&str> = out
+        .stdout
+        .iter()
+        .filter_map(|line| named.captures(line))
+        .map(|c| c.get(1).unwrap().as_str())
+        .collect();
+    assert_eq!(events.len(), 1, "{:#?}", out.stdout);
+    assert!(
+        ["cycles", "cpu-clock"]
+            .iter()
+            .any(|name| events[0].split(':').next() == Some(name)),
+        "{:#?}",
+        out.stdout
+    );
+}
+
 /// `request-cost` gives the servers turns, run by run, so that a drift
 /// during a set falls on all of them, not on the last server's block.
 #[test]
@@ -2121,6 +2185,87 @@ fn chapter_30_request_costs_hold_in_the_recorded_runs() {
         .filter_map(|l| l.split_once("[.] ").map(|(_, f)| f))
         .collect();
     assert!(user.iter().all(|f| f.starts_with("__")), "{user:?}");
+    // "The profile samples `cpu-clock`": the event the report names, or,
+    // in a report made before `request-cost` named it, the one the runs'
+    // README says perf sampled on that machine.
+    let events: Vec<String> = regex::Regex::new(
+        r"(?m)^  profile(?: of (\S+))? \(share of the samples\):$",
+    )
+    .unwrap()
+    .captures_iter(&perf)
+    .map(|c| c.get(1).map_or("", |e| e.as_str()).to_string())
+    .collect();
+    assert_eq!(events.len(), SERVERS.len(), "{perf}");
+    let readme = fs::read_to_string(format!(
+        "{}/ch30-async-sockets/runs/README.md",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let in_readme = regex::Regex::new(
+        r"`request-cost-perf.txt`[^;]*;[^;]*perf` sampled\.\s+On this machine, which has no hardware counters, it is `([^`]+)`",
+    )
+    .unwrap()
+    .captures(&readme)
+    .map(|c| c[1].to_string());
+    for event in &events {
+        let name = if event.is_empty() {
+            in_readme.clone().expect("the runs' README names the event")
+        } else {
+            event.split(':').next().unwrap().to_string()
+        };
+        assert_says(
+            &chapter,
+            &format!(
+                "The profile samples `{name}`, a timer, since this virtual machine has no hardware counters"
+            ),
+        );
+    }
+    // "a sample due there is taken where they are turned back on, which
+    // is why `_raw_spin_unlock_irqrestore` and `finish_task_switch` head
+    // every server's profile, with 24 to 28% of its samples each": the
+    // first two functions of each profile, and their shares.
+    let mut heads = Vec::new();
+    let function =
+        regex::Regex::new(r"(?m)^\s+([\d.]+)% \[[k.]\] (\S+)$").unwrap();
+    for server in SERVERS {
+        let part = perf.split(&format!("{server}: ")).nth(1).unwrap();
+        let top: Vec<(f64, String)> = function
+            .captures_iter(part)
+            .take(2)
+            .map(|c| {
+                (
+                    c[1].parse().unwrap(),
+                    c[2].trim_end_matches(".isra.0").to_string(),
+                )
+            })
+            .collect();
+        let mut names: Vec<&str> =
+            top.iter().map(|(_, n)| n.as_str()).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["_raw_spin_unlock_irqrestore", "finish_task_switch"],
+            "{server}"
+        );
+        heads.extend(top.iter().map(|(share, _)| *share));
+    }
+    assert_says(
+        &chapter,
+        &format!(
+            "which is why `_raw_spin_unlock_irqrestore` and `finish_task_switch` head every server's profile, with {}% of its samples each",
+            range(&heads, 0)
+        ),
+    );
+    // "On loopback that time includes some of the client's kernel work":
+    // the method, said where the chapter says what is measured.
+    assert_says(
+        &chapter,
+        "On loopback that time includes some of the client's kernel work: the client's socket takes in each reply during the server's `sendto` or `writev`, in a softirq that the kernel runs before the call returns",
+    );
+    assert_says(
+        &chapter,
+        "every server sends one reply a request, so that part is much the same for the three, and their figures compare within a set",
+    );
 }
 
 /// A log that nobody reads (a reader that stopped, a terminal suspended)

@@ -1272,7 +1272,11 @@ const ENDED_BY_SIGINT: &[(&str, &[&str], &[Signal])] = &[
         &[Signal::SIGINT, Signal::SIGHUP],
     ),
     ("async-daemon", &["127.0.0.1:0"], &[Signal::SIGINT]),
-    ("async-server", &["127.0.0.1:0"], &[Signal::SIGINT]),
+    (
+        "async-server",
+        &["127.0.0.1:0"],
+        &[Signal::SIGINT, Signal::SIGHUP],
+    ),
     (
         "async-child-kill",
         &["timeout", "--wait", "60"],
