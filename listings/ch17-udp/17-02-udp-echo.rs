@@ -13,7 +13,7 @@
 use std::error::Error;
 use std::fmt::Display;
 use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Write};
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::{self, ExitCode};
 
@@ -208,7 +208,19 @@ fn send_reply(
             };
             send(&[ControlMessage::Ipv4PacketInfo(&info)])?
         }
-        Sent::V6(info) => send(&[ControlMessage::Ipv6PacketInfo(info)])?,
+        // The interface goes too, unless the address needs it: a
+        // link-local one (fe80::/10) names a place only with its link.
+        // An IPv4 client of a socket bound to `[::]` (`::ffff:a.b.c.d`)
+        // is answered by IPv4, and Linux would send the reply out of the
+        // interface given, whatever the route back says.
+        Sent::V6(info) => {
+            let mut info = *info;
+            let local = Ipv6Addr::from(info.ipi6_addr.s6_addr);
+            if !local.is_unicast_link_local() {
+                info.ipi6_ifindex = 0;
+            }
+            send(&[ControlMessage::Ipv6PacketInfo(&info)])?
+        }
         Sent::Unknown => send(&[])?,
     };
     Ok(())

@@ -577,6 +577,119 @@ fn udp_echo_on_a_wildcard_address_answers_from_the_address_asked() {
     }
 }
 
+/// Two network namespaces joined by two links, as a server is joined to
+/// a client that sits behind a router: the client, 10.9.0.9 (and
+/// fd09::9), asks at the server's address on the first link, 10.1.0.1;
+/// the server's route back to it goes by the second. The client's side
+/// answers no ARP for its address on the first link, as a router would
+/// not, so a reply sent out of the interface the request came in by is
+/// lost. The last case asks at a link-local address, which names a
+/// place only with its link. The script prints one line for each case.
+const ROUTED_BACK: &str = r#"
+set -e
+mount -t tmpfs tmpfs /run
+ip netns add B
+for ns in "" "ip netns exec B"; do
+    $ns sh -c 'echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad
+               echo 1 > /proc/sys/net/ipv4/conf/all/arp_ignore
+               echo 2 > /proc/sys/net/ipv4/conf/all/arp_announce
+               ip link set lo up'
+done
+ip link add v1a type veth peer name v1b netns B
+ip link add v2a type veth peer name v2b netns B
+ip addr add 10.1.0.1/24 dev v1a
+ip addr add fd01::1/64 dev v1a
+ip addr add fe80::1/64 dev v1a
+ip addr add 10.2.0.1/24 dev v2a
+ip addr add fd02::1/64 dev v2a
+ip link set v1a up
+ip link set v2a up
+ip route add 10.9.0.9 via 10.2.0.2
+ip route add fd09::9 via fd02::2
+ip -n B addr add 10.9.0.9/32 dev lo
+ip -n B addr add fd09::9/128 dev lo
+ip -n B addr add 10.1.0.2/24 dev v1b
+ip -n B addr add fd01::2/64 dev v1b
+ip -n B addr add fe80::2/64 dev v1b
+ip -n B addr add 10.2.0.2/24 dev v2b
+ip -n B addr add fd02::2/64 dev v2b
+ip -n B link set v1b up
+ip -n B link set v2b up
+mkfifo /run/up
+while read -r bind me server; do
+    "$0" "$bind:5000" --count 1 >/run/up 2>/dev/null &
+    read -r listening </run/up
+    ip netns exec B python3 -c "$1" "$bind" "$me" "$server"
+    wait
+done <<CASES
+0.0.0.0 10.9.0.9 10.1.0.1
+[::] 10.9.0.9 10.1.0.1
+[::] fd09::9 fd01::1
+[::] fe80::2%v1b fe80::1%v1b
+CASES
+"#;
+
+/// The client of `ROUTED_BACK`: one request, three seconds for the reply.
+const ROUTED_BACK_CLIENT: &str = r#"
+import socket, sys
+bind, me, server = sys.argv[1:]
+family = socket.AF_INET6 if ":" in me else socket.AF_INET
+def at(host, port):
+    host, _, link = host.partition("%")
+    if family == socket.AF_INET:
+        return (host, port)
+    return (host, port, 0, socket.if_nametoindex(link) if link else 0)
+s = socket.socket(family, socket.SOCK_DGRAM)
+s.bind(at(me, 0))
+s.settimeout(3)
+s.sendto(b"hi", at(server, 5000))
+try:
+    print(f"{bind}, from {me}:", s.recv(100).decode())
+except OSError as e:
+    print(f"{bind}, from {me}: no reply: {e}")
+"#;
+
+#[test]
+fn udp_echo_on_a_wildcard_address_sends_each_reply_by_the_route_back() {
+    // Linux 6.18. An IPv4 request to a socket bound to [::] comes with an
+    // IPV6_PKTINFO whose interface is the one it came in by; sent back
+    // with the reply, ip_cmsg_send() makes that interface the only one
+    // the IPv4 reply may leave by, whatever the route back says. The
+    // first version passed it back: the [::] server logged "answered"
+    // and the client timed out. It now clears the interface unless the
+    // address is link-local, which needs it: the last case.
+    if !have("unshare") || !have("ip") || !have("python3") {
+        return;
+    }
+    let args = [
+        "--map-root-user",
+        "--net",
+        "--mount",
+        "sh",
+        "-c",
+        ROUTED_BACK,
+        bin!("udp-echo"),
+        ROUTED_BACK_CLIENT,
+    ];
+    let out = run("unshare", &args);
+    if out.stderr.contains("Operation not permitted") {
+        eprintln!("skipped: no network namespace here: {}", out.stderr);
+        return;
+    }
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        [
+            "0.0.0.0, from 10.9.0.9: server got: [hi]",
+            "[::], from 10.9.0.9: server got: [hi]",
+            "[::], from fd09::9: server got: [hi]",
+            "[::], from fe80::2%v1b: server got: [hi]",
+        ],
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn udp_echo_over_ipv6_answers_what_ipv6_can_carry() {
     // Linux 6.18: with the default IPV6_MTU_DISCOVER, ip6_append_data()
