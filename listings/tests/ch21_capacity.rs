@@ -694,9 +694,20 @@ fn hold_pipes_as(uid: u32, held: usize) -> std::io::Result<()> {
         check(libc::setgroups(0, std::ptr::null()))?;
         check(libc::setresgid(uid, uid, uid))?;
         check(libc::setresuid(uid, uid, uid))?;
+        // Which descriptors are the pipes made here, so that the holder
+        // keeps only those: it inherits every descriptor the test program
+        // had when it forked, other tests' pipes among them, and holding
+        // one of those kept a daemon's log pipe open in a full run.
+        let mut ours = [0u64; 1024];
         let mut fds = [0; 2];
         for _ in 0..held {
             check(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC))?;
+            for fd in fds {
+                let fd = fd as usize;
+                if fd < 64 * ours.len() {
+                    ours[fd / 64] |= 1 << (fd % 64);
+                }
+            }
         }
         let child = libc::getpid();
         match libc::fork() {
@@ -706,8 +717,10 @@ fn hold_pipes_as(uid: u32, held: usize) -> std::io::Result<()> {
                 if libc::getppid() != child {
                     libc::_exit(0);
                 }
-                for fd in 0..3 {
-                    libc::close(fd); // Not the test's pipes: only ours.
+                for fd in 0..64 * ours.len() {
+                    if ours[fd / 64] & (1 << (fd % 64)) == 0 {
+                        libc::close(fd as libc::c_int); // Only our pipes.
+                    }
                 }
                 loop {
                     libc::pause();
