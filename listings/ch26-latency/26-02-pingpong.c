@@ -7,6 +7,7 @@
 // the top of the book's repository, beside the release build of Listing
 // 26-1:
 //
+//     mkdir -p target/release
 //     cc -O2 -o target/release/pingpong-c listings/ch26-latency/26-02-pingpong.c
 //
 // Every call is checked; an error ends the program with one line and

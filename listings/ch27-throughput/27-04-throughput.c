@@ -4,6 +4,7 @@
 // from the top of the book's repository, beside the release build of
 // Listing 27-2:
 //
+//     mkdir -p target/release
 //     cc -O2 -o target/release/throughput-c listings/ch27-throughput/27-04-throughput.c
 //
 // Every call is checked; an error ends the program with one line and

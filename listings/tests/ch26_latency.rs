@@ -1228,11 +1228,14 @@ fn every_c_twin_build_command_runs_from_the_top_and_writes_under_target() {
         "listings/ch27-throughput/27-04-throughput.c",
     ] {
         let text = fs::read_to_string(root.join(file)).unwrap();
-        for line in text.lines() {
-            let line = line.trim_start_matches(['/', '$', ' ']);
+        let mut previous = "";
+        for whole in text.lines() {
+            let before = std::mem::replace(&mut previous, whole);
+            let line = whole.trim_start_matches(['/', '$', ' ']);
             let Some(args) = line.strip_prefix("cc ") else {
                 continue;
             };
+            let previous = before;
             found += 1;
             let words: Vec<&str> = args.split_whitespace().collect();
             let output = words
@@ -1249,6 +1252,22 @@ fn every_c_twin_build_command_runs_from_the_top_and_writes_under_target() {
                 root.join(source).is_file(),
                 "{file}: {line:?}: no {source} at the top of a clone"
             );
+            // Run as written, after the `mkdir` the line before gives, in
+            // a directory that has the source and nothing else: the first
+            // version of Chapter 27's command failed where no release
+            // build had made target/release.
+            let before = previous.trim_start_matches(['/', '$', ' ']);
+            let top = tempfile::tempdir().unwrap();
+            let copy = top.path().join(source);
+            fs::create_dir_all(copy.parent().unwrap()).unwrap();
+            fs::copy(root.join(source), &copy).unwrap();
+            let status = std::process::Command::new("sh")
+                .args(["-c", &format!("{before} && {line}")])
+                .current_dir(top.path())
+                .status()
+                .unwrap();
+            assert!(status.success(), "{file}: {before:?}, {line:?}");
+            assert!(top.path().join(output).is_file(), "{file}: {line:?}");
         }
     }
     assert!(found >= 4, "only {found} cc commands found");
