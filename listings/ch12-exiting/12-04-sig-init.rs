@@ -204,6 +204,11 @@ fn whoami() -> io::Result<String> {
         [outside, .., inside] => {
             format!("pid {inside} (pid {outside} outside)")
         }
+        // pid 1 of a namespace whose /proc is its own (`unshare
+        // --mount-proc`): `kill 1` outside would signal the machine's init.
+        _ if getpid().as_raw() == 1 => {
+            "pid 1 (find it outside with: pgrep -n sig-init)".into()
+        }
         _ => format!("pid {}", getpid()),
     })
 }

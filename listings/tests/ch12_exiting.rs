@@ -1598,3 +1598,58 @@ fn sig_init_gives_its_service_a_sigpipe_found_blocked() {
         .unwrap_or_else(|| panic!("no mask set by {child}: {trace}"));
     assert!(set.contains("SIG_SETMASK, [PIPE]"), "{set}");
 }
+
+/// `unshare --mount-proc` gives the namespace a /proc of its own, whose
+/// NSpid line lists only the pid inside: a pid 1 there suggests no `kill
+/// 1`, which from the reader's shell outside would signal the machine's
+/// init, but says how to find its pid from there.
+fn under_mount_proc(bin: &str, args: &[&str]) -> Option<Listing> {
+    if !pid_namespaces() {
+        return None;
+    }
+    let mut command = Command::new("unshare");
+    command.args(["--map-root-user", "--pid", "--fork", "--mount-proc"]);
+    command.arg(bin).args(args);
+    Some(Listing::spawn(&mut command, Stdio::piped()))
+}
+
+/// SIGKILL to `unshare`'s child, the namespace's init.
+fn kill_init_of(listing: &Listing) {
+    let unshare = listing.pid();
+    let children = std::fs::read_to_string(format!(
+        "/proc/{unshare}/task/{unshare}/children"
+    ))
+    .unwrap();
+    let child = nix::unistd::Pid::from_raw(children.trim().parse().unwrap());
+    nix::sys::signal::kill(child, Signal::SIGKILL).unwrap();
+}
+
+#[test]
+fn sig_cleanup_as_pid_1_with_its_own_proc_suggests_no_kill_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir_arg = dir.path().to_str().unwrap();
+    let Some(mut cleanup) = under_mount_proc(
+        bin!("sig-cleanup"),
+        &["--end", "default", "--dir", dir_arg],
+    ) else {
+        return;
+    };
+    cleanup.expect(
+        r"Created \S+/file as pid 1; find its pid outside with: pgrep -n sig-cleanup",
+    );
+    kill_init_of(&cleanup);
+    cleanup.finish();
+}
+
+#[test]
+fn sig_init_as_pid_1_with_its_own_proc_says_how_to_find_its_pid() {
+    let Some(mut init) = under_mount_proc(bin!("sig-init"), &["--forward"])
+    else {
+        return;
+    };
+    init.expect(
+        r"Running as pid 1 \(find it outside with: pgrep -n sig-init\); on SIGTERM: forward it to the child",
+    );
+    kill_init_of(&init);
+    init.finish();
+}
