@@ -1594,7 +1594,14 @@ fn sig_init_gives_its_service_a_sigpipe_found_blocked() {
     let set = lines[..exec]
         .iter()
         .rev()
-        .find(|line| line.starts_with(&format!("{child} rt_sigprocmask")))
+        // strace pads the pid to five places: "123   rt_sigprocmask(".
+        .find(|line| {
+            let mut words = line.split_whitespace();
+            words.next() == Some(child)
+                && words
+                    .next()
+                    .is_some_and(|w| w.starts_with("rt_sigprocmask("))
+        })
         .unwrap_or_else(|| panic!("no mask set by {child}: {trace}"));
     assert!(set.contains("SIG_SETMASK, [PIPE]"), "{set}");
 }
