@@ -42,11 +42,11 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     let signals = Box::leak(Box::new(Signals::new(&stop_signals)?));
     unblock(&stop_signals)?; // Once the handlers are in place.
     let (mut out, pid) = (io::stdout(), whoami()?);
-    let outside = pid.outside.unwrap_or(pid.here);
-    writeln!(
-        out,
-        "Working as {pid}; stop me with Ctrl-C or kill {outside}"
-    )?;
+    let how = match pid.to_kill() {
+        Some(target) => format!("or kill {target}"),
+        None => "or find my pid outside with: pidof sig-hook-default".into(),
+    };
+    writeln!(out, "Working as {pid}; stop me with Ctrl-C {how}")?;
 
     let number = signals.forever().next().ok_or("iterator closed")?;
     let name = Signal::try_from(number)?;
@@ -71,6 +71,20 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
 struct Whoami {
     here: u32,
     outside: Option<u32>,
+}
+
+impl Whoami {
+    /// The pid a shell outside can `kill`: none for pid 1 of a namespace
+    /// whose /proc is its own (`unshare --mount-proc`, a container), where
+    /// NSpid lists no pid outside and `kill 1` would signal the machine's
+    /// init.
+    fn to_kill(&self) -> Option<u32> {
+        match self.outside {
+            Some(outside) => Some(outside),
+            None if self.here == 1 => None,
+            None => Some(self.here),
+        }
+    }
 }
 
 /// "pid 4242", or "pid 1 (pid 4242 outside)" in a PID namespace.

@@ -101,8 +101,11 @@ fn run() -> Result<Option<(i32, End)>, Box<dyn Error>> {
     fs::write(&file, "temporary\n")?;
     let mut out = io::stdout();
     let (shown, pid) = (file.display(), whoami()?);
-    let outside = pid.outside.unwrap_or(pid.here);
-    writeln!(out, "Created {shown} as {pid}; try: kill {outside}")?;
+    let hint = match pid.to_kill() {
+        Some(target) => format!("try: kill {target}"),
+        None => "find its pid outside with: pgrep -n sig-cleanup".into(),
+    };
+    writeln!(out, "Created {shown} as {pid}; {hint}")?;
 
     while stop.load(Ordering::SeqCst) == 0 {
         thread::sleep(Duration::from_millis(50));
@@ -130,6 +133,20 @@ fn run() -> Result<Option<(i32, End)>, Box<dyn Error>> {
 struct Whoami {
     here: u32,
     outside: Option<u32>,
+}
+
+impl Whoami {
+    /// The pid a shell outside can `kill`: none for pid 1 of a namespace
+    /// whose /proc is its own (`unshare --mount-proc`, a container), where
+    /// NSpid lists no pid outside and `kill 1` would signal the machine's
+    /// init.
+    fn to_kill(&self) -> Option<u32> {
+        match self.outside {
+            Some(outside) => Some(outside),
+            None if self.here == 1 => None,
+            None => Some(self.here),
+        }
+    }
 }
 
 /// "pid 4242", or "pid 1 (pid 4242 outside)" in a PID namespace.

@@ -32,8 +32,7 @@ use std::process::{self, Command, ExitCode, Stdio};
 use nix::errno::Errno;
 use nix::sys::prctl;
 use nix::sys::signal::{
-    SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, kill,
-    sigaction, signal,
+    SaFlags, SigAction, SigHandler, SigSet, Signal, kill, sigaction, signal,
 };
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getpid, getppid};
@@ -63,6 +62,9 @@ fn main() -> ExitCode {
 
 // ANCHOR: run
 fn run() -> Result<ExitCode, Box<dyn Error>> {
+    // The mask the service is given, noted before `restore_sigpipe`
+    // unblocks SIGPIPE, as in Listing 12-3.
+    let found_mask = SigSet::thread_get_mask()?;
     restore_sigpipe()?;
     let on_term = match parse_args().map_err(|e| format!("{e}; {USAGE}"))? {
         None => return child(),
@@ -87,14 +89,14 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     // Blocked, and taken with sigwait. The kernel never drops a blocked
     // signal, not even for PID 1; SIGTERM that is not blocked has its
     // default action, and is dropped.
-    let unblocked = waited.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
+    waited.thread_block()?;
     let what = match on_term {
         OnTerm::Nothing => "nothing",
         OnTerm::Exit => "exit",
         OnTerm::Forward => "forward it to the child",
     };
     say(format_args!("Running as {}; on SIGTERM: {what}", whoami()?));
-    let service = start_child(unblocked, found)?;
+    let service = start_child(found_mask, found)?;
     // A child that ended before SIGCHLD was blocked (or one already a
     // zombie when we became the init by `exec`) sent no SIGCHLD we will
     // take: reap first, as if one had come, then on every SIGCHLD.
@@ -201,6 +203,11 @@ fn whoami() -> io::Result<String> {
     Ok(match pids.as_slice() {
         [outside, .., inside] => {
             format!("pid {inside} (pid {outside} outside)")
+        }
+        // pid 1 of a namespace whose /proc is its own (`unshare
+        // --mount-proc`): `kill 1` outside would signal the machine's init.
+        _ if getpid().as_raw() == 1 => {
+            "pid 1 (find it outside with: pgrep -n sig-init)".into()
         }
         _ => format!("pid {}", getpid()),
     })

@@ -944,3 +944,30 @@ fn sig_hook_default_as_pid_1_suggests_a_pid_the_reader_can_kill() {
         out.stderr
     );
 }
+
+/// Under `unshare --mount-proc` the namespace has a /proc of its own, and
+/// NSpid lists only the pid inside: as pid 1 there, the listing suggests
+/// no `kill 1` (the machine's init, from the reader's shell outside), but
+/// how to find its pid from outside.
+#[test]
+fn sig_hook_default_as_pid_1_with_its_own_proc_suggests_no_kill_1() {
+    if !crate::support::pid_namespaces() {
+        return;
+    }
+    let mut command = std::process::Command::new("prlimit");
+    command.args(["--core=0", "unshare", "--map-root-user", "--pid"]);
+    command.args(["--fork", "--mount-proc", bin!("sig-hook-default")]);
+    command.arg("--exit-code");
+    let mut hook = Listing::spawn(&mut command, std::process::Stdio::piped());
+    hook.expect(
+        r"Working as pid 1; stop me with Ctrl-C or find my pid outside with: pidof sig-hook-default",
+    );
+    let unshare = hook.pid();
+    let children = std::fs::read_to_string(format!(
+        "/proc/{unshare}/task/{unshare}/children"
+    ))
+    .unwrap();
+    let child = nix::unistd::Pid::from_raw(children.trim().parse().unwrap());
+    nix::sys::signal::kill(child, Signal::SIGKILL).unwrap();
+    hook.finish();
+}

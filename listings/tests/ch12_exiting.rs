@@ -1556,3 +1556,107 @@ fn sig_status_ends_and_reaps_its_child_when_it_cannot_send_the_ctrl_c() {
     assert_eq!(started.len(), 1, "{text}");
     assert_eq!(reaped, started, "{text}");
 }
+
+/// The service gets the mask the init started with, SIGPIPE blocked here,
+/// as Listing 12-3's children do: the init reads it before its own
+/// `restore_sigpipe` unblocks SIGPIPE. The service unblocks SIGPIPE at
+/// once itself, so the test reads the mask the init's child sets just
+/// before its `execve`, in a strace trace. strace 6.1, Linux 6.18.
+#[test]
+fn sig_init_gives_its_service_a_sigpipe_found_blocked() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let mut command = Command::new("strace");
+    command.args(["-f", "-qq", "-e", "trace=rt_sigprocmask,execve", "-o"]);
+    command.arg(&trace);
+    command.args(["env", "--block-signal=PIPE", bin!("sig-init")]);
+    command.arg("--forward");
+    let mut init = Listing::spawn(&mut command, Stdio::piped());
+    let me = init
+        .expect(r"Running as pid (\d+); on SIGTERM: forward it to the child");
+    init.expect(r"Child: running as pid \d+");
+    let pid = nix::unistd::Pid::from_raw(me[1].parse().unwrap());
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    init.expect(r"Got SIGTERM: passing it on to pid \d+");
+    init.expect("Child: got SIGTERM; cleaning up");
+    init.expect("Child was killed by SIGTERM; exiting with 143");
+    assert_eq!(init.finish().status.code(), Some(143));
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<&str> = trace.lines().collect();
+    let exec = lines
+        .iter()
+        .position(|line| line.contains("execve(") && line.contains("--child"))
+        .unwrap_or_else(|| panic!("no execve of the service: {trace}"));
+    let child = lines[exec].split_whitespace().next().unwrap();
+    let set = lines[..exec]
+        .iter()
+        .rev()
+        // strace pads the pid to five places: "123   rt_sigprocmask(".
+        .find(|line| {
+            let mut words = line.split_whitespace();
+            words.next() == Some(child)
+                && words
+                    .next()
+                    .is_some_and(|w| w.starts_with("rt_sigprocmask("))
+        })
+        .unwrap_or_else(|| panic!("no mask set by {child}: {trace}"));
+    assert!(set.contains("SIG_SETMASK, [PIPE]"), "{set}");
+}
+
+/// `unshare --mount-proc` gives the namespace a /proc of its own, whose
+/// NSpid line lists only the pid inside: a pid 1 there suggests no `kill
+/// 1`, which from the reader's shell outside would signal the machine's
+/// init, but says how to find its pid from there.
+fn under_mount_proc(bin: &str, args: &[&str]) -> Option<Listing> {
+    if !pid_namespaces() {
+        return None;
+    }
+    let mut command = Command::new("unshare");
+    command.args(["--map-root-user", "--pid", "--fork", "--mount-proc"]);
+    command.arg(bin).args(args);
+    Some(Listing::spawn(&mut command, Stdio::piped()))
+}
+
+/// SIGKILL to `unshare`'s child, the namespace's init.
+fn kill_init_of(listing: &Listing) {
+    let unshare = listing.pid();
+    let children = std::fs::read_to_string(format!(
+        "/proc/{unshare}/task/{unshare}/children"
+    ))
+    .unwrap();
+    let child = nix::unistd::Pid::from_raw(children.trim().parse().unwrap());
+    nix::sys::signal::kill(child, Signal::SIGKILL).unwrap();
+}
+
+#[test]
+fn sig_cleanup_as_pid_1_with_its_own_proc_suggests_no_kill_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir_arg = dir.path().to_str().unwrap();
+    let Some(mut cleanup) = under_mount_proc(
+        bin!("sig-cleanup"),
+        &["--end", "default", "--dir", dir_arg],
+    ) else {
+        return;
+    };
+    cleanup.expect(
+        r"Created \S+/file as pid 1; find its pid outside with: pgrep -n sig-cleanup",
+    );
+    kill_init_of(&cleanup);
+    cleanup.finish();
+}
+
+#[test]
+fn sig_init_as_pid_1_with_its_own_proc_says_how_to_find_its_pid() {
+    let Some(mut init) = under_mount_proc(bin!("sig-init"), &["--forward"])
+    else {
+        return;
+    };
+    init.expect(
+        r"Running as pid 1 \(find it outside with: pgrep -n sig-init\); on SIGTERM: forward it to the child",
+    );
+    kill_init_of(&init);
+    init.finish();
+}
