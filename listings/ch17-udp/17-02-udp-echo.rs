@@ -1,7 +1,8 @@
 // ANCHOR: whole
 // Listing 17-2: a UDP server. Each datagram is a request, answered with
 // one datagram, `server got: [<request>]`, sent back to whoever sent it,
-// from the address it was sent to;
+// from the address it was sent to (from one of this machine's own, if
+// that was a broadcast or multicast address);
 // a request too large for that gets `error: ...` instead, and a datagram
 // that is itself a reply gets nothing.
 // There are no connections: one socket serves every client, one datagram
@@ -142,11 +143,13 @@ enum Sent {
 /// (IP_PKTINFO, IPV6_RECVPKTINFO). On a wildcard address, 0.0.0.0 or
 /// `[::]`, a reply otherwise leaves from whichever address the route back
 /// to the client picks, and a client that connected its socket to the
-/// address it asked ignores a reply from any other.
+/// address it asked ignores a reply from any other. On `[::]`, Linux
+/// gives IPv4 datagrams both: IP_PKTINFO's `ipi_spec_dst` is a local
+/// address even for a broadcast request, where IPV6_PKTINFO gives the
+/// broadcast address itself, which no reply can come from.
 fn ask_where_each_datagram_went(sock: &UdpSocket) -> io::Result<()> {
-    if sock.local_addr()?.is_ipv4() {
-        setsockopt(sock, sockopt::Ipv4PacketInfo, &true)?;
-    } else {
+    setsockopt(sock, sockopt::Ipv4PacketInfo, &true)?;
+    if sock.local_addr()?.is_ipv6() {
         setsockopt(sock, sockopt::Ipv6RecvPacketInfo, &true)?;
     }
     Ok(())
@@ -157,7 +160,7 @@ fn receive(
     sock: &UdpSocket,
     buf: &mut [u8],
 ) -> io::Result<(usize, SocketAddr, Sent)> {
-    let mut space = nix::cmsg_space!(libc::in6_pktinfo);
+    let mut space = nix::cmsg_space!(libc::in_pktinfo, libc::in6_pktinfo);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = recvmsg::<SockaddrStorage>(
         sock.as_raw_fd(),
@@ -178,7 +181,12 @@ fn receive(
     for cmsg in msg.cmsgs()? {
         match cmsg {
             ControlMessageOwned::Ipv4PacketInfo(info) => sent = Sent::V4(info),
-            ControlMessageOwned::Ipv6PacketInfo(info) => sent = Sent::V6(info),
+            // An IPv4 datagram's IP_PKTINFO, when it has one, wins.
+            ControlMessageOwned::Ipv6PacketInfo(info)
+                if !matches!(sent, Sent::V4(_)) =>
+            {
+                sent = Sent::V6(info)
+            }
             _ => {}
         }
     }
@@ -199,8 +207,9 @@ fn send_reply(
         sendmsg(sock.as_raw_fd(), &iov, cmsgs, flags, Some(&to))
     };
     match sent {
-        // `ipi_spec_dst` is the local address the request came to; no
-        // interface, so that the route back chooses it.
+        // `ipi_spec_dst` is the local address the request came to (for
+        // a broadcast or multicast request, the arrival interface's own);
+        // no interface, so that the route back chooses it.
         Sent::V4(info) => {
             let info = libc::in_pktinfo {
                 ipi_ifindex: 0,
@@ -212,7 +221,15 @@ fn send_reply(
         // link-local one (fe80::/10) names a place only with its link.
         // An IPv4 client of a socket bound to `[::]` (`::ffff:a.b.c.d`)
         // is answered by IPv4, and Linux would send the reply out of the
-        // interface given, whatever the route back says.
+        // interface given, whatever the route back says. A request to a
+        // multicast group (ff02::1 reaches every host on a link) is
+        // answered from an address the kernel picks: a group cannot be
+        // a source, and the kernel refuses it (EINVAL).
+        Sent::V6(info)
+            if Ipv6Addr::from(info.ipi6_addr.s6_addr).is_multicast() =>
+        {
+            send(&[])?
+        }
         Sent::V6(info) => {
             let mut info = *info;
             let local = Ipv6Addr::from(info.ipi6_addr.s6_addr);

@@ -583,8 +583,11 @@ fn udp_echo_on_a_wildcard_address_answers_from_the_address_asked() {
 /// the server's route back to it goes by the second. The client's side
 /// answers no ARP for its address on the first link, as a router would
 /// not, so a reply sent out of the interface the request came in by is
-/// lost. The last case asks at a link-local address, which names a
-/// place only with its link. The script prints one line for each case.
+/// lost. The fourth case asks at a link-local address, which names a
+/// place only with its link; the last two ask every host on the first
+/// link, at the all-nodes group ff02::1 and at the IPv4 broadcast
+/// address, whose replies must come from a unicast address. The script
+/// prints one line for each case.
 const ROUTED_BACK: &str = r#"
 set -e
 mount -t tmpfs tmpfs /run
@@ -626,6 +629,8 @@ done <<CASES
 [::] 10.9.0.9 10.1.0.1
 [::] fd09::9 fd01::1
 [::] fe80::2%v1b fe80::1%v1b
+[::] fe80::2%v1b ff02::1%v1b
+[::] 10.1.0.2 10.1.0.255
 CASES
 "#;
 
@@ -640,6 +645,7 @@ def at(host, port):
         return (host, port)
     return (host, port, 0, socket.if_nametoindex(link) if link else 0)
 s = socket.socket(family, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
 s.bind(at(me, 0))
 s.settimeout(3)
 s.sendto(b"hi", at(server, 5000))
@@ -684,6 +690,8 @@ fn udp_echo_on_a_wildcard_address_sends_each_reply_by_the_route_back() {
             "[::], from 10.9.0.9: server got: [hi]",
             "[::], from fd09::9: server got: [hi]",
             "[::], from fe80::2%v1b: server got: [hi]",
+            "[::], from fe80::2%v1b: server got: [hi]",
+            "[::], from 10.1.0.2: server got: [hi]",
         ],
         "{}",
         out.stderr
