@@ -2,8 +2,8 @@
 // Listing 28-2: signals in a tokio program, done right. SIGHUP reloads
 // (which takes `--reload-secs`, 1 by default); SIGTERM or SIGINT starts
 // the clean-up (`--cleanup-secs`, 3), after which it exits 0; a second
-// SIGTERM or SIGINT during the clean-up ends it at once, killed by that
-// signal. A stop signal within a second of the first is part of the same
+// SIGTERM or SIGINT, during the clean-up or during a reload before it,
+// ends it at once, killed by that signal. A stop signal within a second of the first is part of the same
 // stop (a wrapper passing a Ctrl-C on), and the clean-up goes on. Three
 // options show what goes wrong otherwise:
 //
@@ -21,7 +21,7 @@ use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use nix::sys::signal::{SigHandler, SigSet, Signal as NixSignal, raise};
@@ -187,15 +187,19 @@ async fn run() -> Result<(), Box<dyn Error>> {
         "Waiting for signals as pid {pid}: HUP reloads, TERM or INT stops"
     )?;
 
-    let stop = until_stopped(&mut signals, args.reload, args.in_loop).await?;
-    // It may have come seconds ago, while a reload ran.
-    came.stop_began(stop);
+    let stop =
+        until_stopped(&mut signals, &came, args.reload, args.in_loop).await?;
+    // It may have come seconds ago, while a reload ran, and come again.
+    let repeated = came.stop_began(stop);
     let name = low_level::signal_name(stop).unwrap_or("a signal");
     let secs = args.cleanup.as_secs();
     writeln!(
         io::stdout(),
         "Got {name}: cleaning up for {secs} s; a second signal stops me now"
     )?;
+    if repeated {
+        die_of(stop, stop);
+    }
     let cleaning = clean_up(args.cleanup, args.stuck);
     tokio::pin!(cleaning);
     loop {
@@ -211,7 +215,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
             _ = signals.int.recv() => SIGINT,
         };
         if came.since_stop(heard) >= SAME_STOP {
-            die_of(heard);
+            die_of(heard, stop);
         }
         same_stop(heard, stop)?;
     }
@@ -223,21 +227,26 @@ async fn run() -> Result<(), Box<dyn Error>> {
 /// process of a unit, and a wrapper there passes its SIGTERM on too.
 const SAME_STOP: Duration = Duration::from_secs(1);
 
-/// When each stop signal last came, and when the one that began the stop
-/// did, in nanoseconds of the monotonic clock; 0 for "none yet".
+/// When each stop signal first came since the task last took it, and
+/// when the one that began the stop did, in nanoseconds of the monotonic
+/// clock; 0 for "none yet". A stream merges the deliveries that come
+/// before one `recv()`, so a repeat SAME_STOP or more after the first is
+/// noted apart: the task would hear the two as one.
 #[derive(Default)]
 struct Arrivals {
     term: AtomicU64,
     int: AtomicU64,
     stop: AtomicU64,
+    term_again: AtomicBool,
+    int_again: AtomicBool,
 }
 
 impl Arrivals {
-    fn of(&self, signal: i32) -> &AtomicU64 {
+    fn of(&self, signal: i32) -> (&AtomicU64, &AtomicBool) {
         if signal == SIGTERM {
-            &self.term
+            (&self.term, &self.term_again)
         } else {
-            &self.int
+            (&self.int, &self.int_again)
         }
     }
 
@@ -245,29 +254,59 @@ impl Arrivals {
     /// after the stop's signal it came, zero before a stop began.
     fn note(&self, signal: i32) -> Duration {
         let now = monotonic_nanos();
-        self.of(signal).store(now, Ordering::SeqCst);
+        let (came, again) = self.of(signal);
+        // The first time is kept until the task takes it.
+        if let Err(first) =
+            came.compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst)
+            && now.saturating_sub(first) >= SAME_STOP.as_nanos() as u64
+        {
+            again.store(true, Ordering::SeqCst);
+        }
         match self.stop.load(Ordering::SeqCst) {
             0 => Duration::ZERO,
             stop => Duration::from_nanos(now.saturating_sub(stop)),
         }
     }
 
+    /// With `--in-loop`, as the streams are dropped: forgets the signals
+    /// they heard, which no task will take.
+    fn forget(&self) {
+        for signal in [SIGTERM, SIGINT] {
+            let (came, again) = self.of(signal);
+            came.store(0, Ordering::SeqCst);
+            again.store(false, Ordering::SeqCst);
+        }
+    }
+
     /// In the task, once it has taken the stop signal `signal`: the stop
-    /// began when that signal came (now, if it was not noted). Not when
-    /// the other came: it may have come seconds earlier or later.
-    fn stop_began(&self, signal: i32) {
-        let came = match self.of(signal).load(Ordering::SeqCst) {
+    /// began when that signal first came (now, if it was not noted). Not
+    /// when the other came: it may have come seconds earlier or later.
+    /// Returns whether `signal` came again SAME_STOP or more after that.
+    fn stop_began(&self, signal: i32) -> bool {
+        let (came, again) = self.of(signal);
+        let came = match came.swap(0, Ordering::SeqCst) {
             0 => monotonic_nanos(),
             came => came,
         };
         self.stop.store(came, Ordering::SeqCst);
+        again.swap(false, Ordering::SeqCst)
     }
 
-    /// How far apart `signal`, when it last came, and the stop's signal
-    /// came, before or after it: while a reload runs, both wait in their
-    /// streams, and the loop may take the later of the two.
+    /// In the task, once it has heard `signal` in the clean-up: how far
+    /// apart it first came and the stop's signal came, before or after it
+    /// (while a reload runs, both wait in their streams, and the loop may
+    /// take the later of the two); at least SAME_STOP if it came again
+    /// that long after. Zero if its time was already taken: a delivery
+    /// that the stream merged into one the task has judged.
     fn since_stop(&self, signal: i32) -> Duration {
-        let came = self.of(signal).load(Ordering::SeqCst);
+        let (came, again) = self.of(signal);
+        let came = came.swap(0, Ordering::SeqCst);
+        if again.swap(false, Ordering::SeqCst) {
+            return SAME_STOP;
+        }
+        if came == 0 {
+            return Duration::ZERO;
+        }
         let stop = self.stop.load(Ordering::SeqCst);
         Duration::from_nanos(came.abs_diff(stop))
     }
@@ -318,6 +357,7 @@ fn die_in_handler(stop: i32) -> ! {
 /// runs waits in its stream for the next time round.
 async fn until_stopped(
     signals: &mut Signals,
+    came: &Arrivals,
     reload: Duration,
     in_loop: bool,
 ) -> std::io::Result<i32> {
@@ -327,6 +367,7 @@ async fn until_stopped(
             // the signals that come after it was made; this assignment
             // drops the old ones, with any signal they heard meanwhile.
             *signals = Signals::new()?;
+            came.forget(); // And the times noted for what they heard.
         }
         tokio::select! {
             _ = signals.hup.recv() => reload_config(reload).await?,
@@ -356,16 +397,22 @@ async fn clean_up(takes: Duration, stuck: bool) {
     }
 }
 
-/// Ends the process by `stop`, as its default action would have: the
+/// Says that `stop` came again, or after `first`, the stop's signal, and
+/// ends the process by `stop`, as its default action would have: the
 /// shell and the service manager see a death by that signal. The init of
 /// a PID namespace (a container's PID 1) cannot die so: the kernel drops
 /// a signal whose action is the default, and so the one it raises here,
 /// though it delivered the first one to tokio's handler. There it exits
 /// with 128 + n, the status a shell would report.
-fn die_of(stop: i32) -> ! {
+fn die_of(stop: i32, first: i32) -> ! {
     let name = low_level::signal_name(stop).unwrap_or("a signal");
+    let first = low_level::signal_name(first).unwrap_or("the stop");
     // Ending either way: a line that cannot be written is lost.
-    let _ = writeln!(io::stdout(), "Got {name} again: exiting now");
+    let _ = if name == first {
+        writeln!(io::stdout(), "Got {name} again: exiting now")
+    } else {
+        writeln!(io::stdout(), "Got {name} after {first}: exiting now")
+    };
     if let Ok(signal) = NixSignal::try_from(stop) {
         // SAFETY: the default action runs no code of ours.
         let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
