@@ -206,8 +206,9 @@ fn whoami() -> io::Result<String> {
         }
         // pid 1 of a namespace whose /proc is its own (`unshare
         // --mount-proc`): `kill 1` outside would signal the machine's init.
+        // The oldest of the name, since the service, younger, has it too.
         _ if getpid().as_raw() == 1 => {
-            "pid 1 (find it outside with: pgrep -n sig-init)".into()
+            "pid 1 (find it outside with: pgrep -o -x sig-init)".into()
         }
         _ => format!("pid {}", getpid()),
     })

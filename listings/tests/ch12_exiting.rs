@@ -1654,8 +1654,42 @@ fn sig_init_as_pid_1_with_its_own_proc_says_how_to_find_its_pid() {
     else {
         return;
     };
-    init.expect(
-        r"Running as pid 1 \(find it outside with: pgrep -n sig-init\); on SIGTERM: forward it to the child",
+    let hint = init.expect(
+        r"Running as pid 1 \(find it outside with: (pgrep [^)]+)\); on SIGTERM: forward it to the child",
+    );
+    // The hint must name the init, not its service, which has the same
+    // name and is younger: the first version said `pgrep -n`, the newest,
+    // and a SIGTERM sent there went to the service. Run it here within
+    // the namespace (`--ns`), so that other tests' sig-init are not seen.
+    let unshare = init.pid();
+    let children = || {
+        std::fs::read_to_string(format!(
+            "/proc/{unshare}/task/{unshare}/children"
+        ))
+        .unwrap_or_default()
+    };
+    let pid1: i32 = children().trim().parse().unwrap();
+    wait_until("the init's service to start", || {
+        std::fs::read_to_string(format!("/proc/{pid1}/task/{pid1}/children"))
+            .is_ok_and(|c| !c.trim().is_empty())
+    });
+    let mut words: Vec<String> =
+        hint[1].split_whitespace().map(str::to_string).collect();
+    words.extend([
+        "--ns".into(),
+        pid1.to_string(),
+        "--nslist".into(),
+        "pid".into(),
+    ]);
+    let found = std::process::Command::new(&words[0])
+        .args(&words[1..])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&found.stdout).trim(),
+        pid1.to_string(),
+        "{:?} named another process than the init",
+        hint[1]
     );
     kill_init_of(&init);
     init.finish();

@@ -1679,3 +1679,27 @@ fn threaded_server_evicts_nobody_for_a_client_that_reset_in_the_queue() {
         "tcp-threads"
     ));
 }
+
+/// Chapter 14's aside on a full queue gives the number of SYN retries
+/// made a second apart as this machine's
+/// `net.ipv4.tcp_syn_linear_timeouts` (Linux 6.5 and later): the first
+/// version said the waits doubled from the first, which 6.18 does not do.
+#[test]
+fn chapter_14_gives_the_linear_syn_retries_of_this_kernel() {
+    let Ok(linear) =
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_syn_linear_timeouts")
+    else {
+        return; // Before Linux 6.5: no such setting.
+    };
+    let chapter = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../src/ch14-servers.md"),
+    )
+    .unwrap();
+    let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
+    let said = format!(
+        "(`net.ipv4.tcp_syn_linear_timeouts`, {} here, new in Linux 6.5)",
+        linear.trim()
+    );
+    assert!(chapter.contains(&said), "chapter 14 does not say {said:?}");
+}
