@@ -256,10 +256,11 @@ impl Arrivals {
         let now = monotonic_nanos();
         let (came, again) = self.of(signal);
         // The first time is kept until the task takes it.
-        if let Err(first) =
-            came.compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst)
-            && now.saturating_sub(first) >= SAME_STOP.as_nanos() as u64
-        {
+        let kept =
+            came.compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst);
+        if kept.is_err_and(|first| {
+            now.saturating_sub(first) >= SAME_STOP.as_nanos() as u64
+        }) {
             again.store(true, Ordering::SeqCst);
         }
         match self.stop.load(Ordering::SeqCst) {
