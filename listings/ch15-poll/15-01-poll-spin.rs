@@ -13,6 +13,7 @@ use std::process::{self, ExitCode};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::resource::{UsageWho, getrusage};
 use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
@@ -71,7 +72,9 @@ fn spin(sock: &mut TcpStream, buf: &mut [u8]) -> io::Result<(usize, u64)> {
 }
 
 /// Right: asks the kernel to wake us when the socket is readable, then
-/// reads. (A real program also gives `poll` a timeout.)
+/// reads; a signal handler that interrupts `poll` (EINTR, never
+/// restarted) sends us round again. (A real program also gives `poll` a
+/// timeout.)
 fn sleep(sock: &mut TcpStream, buf: &mut [u8]) -> io::Result<(usize, u64)> {
     let mut reads = 0;
     loop {
@@ -79,7 +82,10 @@ fn sleep(sock: &mut TcpStream, buf: &mut [u8]) -> io::Result<(usize, u64)> {
         match sock.read(buf) {
             Err(err) if err.kind() == ErrorKind::WouldBlock => {
                 let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
-                poll(&mut fds, PollTimeout::NONE)?;
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(err) => return Err(err.into()),
+                }
             }
             result => return Ok((result?, reads)),
         }

@@ -54,6 +54,37 @@ fn a_busy_loop_burns_cpu_where_poll_sleeps() {
     );
 }
 
+/// The wait the chapter shows as right is the one readers copy into
+/// programs that have signal handlers, where `poll` fails with EINTR
+/// whatever the handler's flags: it polls again. The first version
+/// returned the error, "Interrupted system call", status 1. strace makes
+/// the listing's own `poll` fail (the first is std's, at start).
+#[test]
+fn poll_spin_polls_again_after_eintr() {
+    if !have("strace") {
+        return;
+    }
+    let out = run(
+        "strace",
+        &[
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=poll",
+            "-e",
+            "inject=poll:error=EINTR:when=2",
+            bin!("poll-spin"),
+        ],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout[1].starts_with("poll: got \"hello\" after "),
+        "{:?}",
+        out.stdout
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Listing 15-2: the same server in one thread
 
