@@ -85,6 +85,14 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         if !is_ignored(Signal::SIGINT)? {
             waited.add(Signal::SIGINT);
         }
+    } else {
+        // Left to their default actions, which the kernel drops for PID 1:
+        // a parent that blocked them must not leave them queued instead.
+        let mut stop = SigSet::from(Signal::SIGTERM);
+        if !is_ignored(Signal::SIGINT)? {
+            stop.add(Signal::SIGINT);
+        }
+        stop.thread_unblock()?;
     }
     // Blocked, and taken with sigwait. The kernel never drops a blocked
     // signal, not even for PID 1; SIGTERM that is not blocked has its

@@ -1694,3 +1694,22 @@ fn sig_init_as_pid_1_with_its_own_proc_says_how_to_find_its_pid() {
     kill_init_of(&init);
     init.finish();
 }
+
+/// Without `--exit` or `--forward`, SIGTERM keeps its default action:
+/// outside a namespace the init dies of it, even when its parent left it
+/// blocked (coreutils' `env --block-signal`). The first version never
+/// unblocked it in that mode, and the SIGTERM stayed queued.
+#[test]
+fn sig_init_without_a_flag_dies_of_sigterm_its_parent_had_blocked() {
+    let mut init =
+        Listing::start("env", &["--block-signal=TERM", bin!("sig-init")]);
+    init.expect(r"Running as pid \d+; on SIGTERM: nothing");
+    init.signal(Signal::SIGTERM);
+    let out = init.finish();
+    assert_eq!(
+        out.status.signal(),
+        Some(Signal::SIGTERM as i32),
+        "{}",
+        out.stderr
+    );
+}
