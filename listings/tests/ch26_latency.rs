@@ -2261,6 +2261,59 @@ fn bench_command_records_the_clock_step_and_tcp_settings() {
     }
 }
 
+/// The command records the clock's step, the TCP settings, the kernel
+/// command line and the scheduler settings with every run, --publish
+/// included; the published run, made before it did, has none of them,
+/// and the chapters say so where they need them. When a new published run
+/// records them, those sentences are no longer true: this fails until
+/// they are rewritten from the new figures.
+#[test]
+fn chapters_say_the_published_run_lacks_a_setting_only_while_it_does() {
+    let raw = published();
+    let text = |name: &str| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../src")
+            .join(name);
+        let text = fs::read_to_string(path).unwrap();
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let (ch26, ch27) = (text("ch26-latency.md"), text("ch27-throughput.md"));
+    for (field, chapter, says) in [
+        (
+            "clock",
+            &ch26,
+            "the command now records the step it sees beside the clock \
+             source, which the published run, made before that, does not.",
+        ),
+        (
+            "sched",
+            &ch26,
+            "The published run did not record it, so the \"any\" rows \
+             describe that scheduler",
+        ),
+        (
+            "cmdline",
+            &ch26,
+            "The command now records the whole kernel command line and every \
+             `kernel.sched_*` setting in `raw.json`.",
+        ),
+        (
+            "tcp",
+            &ch27,
+            "but no run recorded the size they reached, nor those settings",
+        ),
+    ] {
+        let lacks = raw["machine"][field].is_null();
+        assert_eq!(
+            chapter.contains(says),
+            lacks,
+            "raw.json {} machine.{field}, and a chapter says {says:?}: \
+             rewrite it from the published run",
+            if lacks { "lacks" } else { "has" },
+        );
+    }
+}
+
 /// "Every one of the 420 medians of the C runs in `raw.json` lies within a
 /// nanosecond of a multiple of 10.01488 ns: [...] 26 cycles at a time, at
 /// 2,596 MHz. So 0.13 µs is 13 steps, and one step is 8% of it".
