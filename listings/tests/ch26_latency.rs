@@ -1956,20 +1956,30 @@ fn published_figures_measured_the_code_in_the_book() {
     ));
 }
 
-/// The published run recorded hashes of the timed loops only; those of
-/// the code that decides the figures were added to raw.json later
-/// (`timed_added`), and must be the hashes of that code at the commit the
-/// run measured, not of a later one: recomputed here from that commit,
-/// where git and the commit are at hand.
+/// raw.json's hashes of the code are those of the commit measured: a run
+/// hashes its working tree, which is that commit when nothing was
+/// uncommitted. A run records the hashes of the regions its own command
+/// names; any other hash in raw.json was added afterwards, and
+/// `timed_added` must list it, as it must list nothing the run recorded.
+/// The published run came from a command that named no region, so every
+/// one of its hashes was added later, from that commit; a run made today
+/// records every region itself and adds nothing. Recomputed here from the
+/// commit, where git and the commit are at hand.
 #[test]
 fn published_hashes_added_later_are_those_of_the_commit_measured() {
+    // Today's command, as --publish runs it: every region hashed by the
+    // run, none added.
+    let source = from_bench_module("describe_source(None)");
+    let today = from_bench_module("timed_regions()");
+    assert_eq!(source["timed"], today);
+    assert!(source.get("timed_added").is_none(), "{source}");
     let raw = published();
     let commit = raw["source"]["commit"].as_str().expect("a commit");
-    let added = raw["source"]["timed_added"].clone();
-    if added.is_null() {
-        return; // A run made after the regions were added records them.
-    }
-    assert_eq!(added["from_commit"].as_str(), Some(commit));
+    // Figures of code that no commit holds could not be checked at all.
+    assert_eq!(
+        raw["source"]["uncommitted_changes"], false,
+        "the published run measured uncommitted changes"
+    );
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let known = Command::new("git")
         .args(["cat-file", "-e", &format!("{commit}^{{commit}}")])
@@ -1980,19 +1990,68 @@ fn published_hashes_added_later_are_those_of_the_commit_measured() {
         eprintln!("skipped: no git, or commit {commit} not in this clone");
         return;
     }
-    let call = format!(
-        "timed_regions(lambda path: __import__('subprocess').run(\
-         ['git', 'show', '{commit}:' + path], cwd=str(bench.ROOT), \
-         capture_output=True, text=True, check=True).stdout)"
-    );
-    let then = from_bench_module(&call);
-    for region in added["regions"].as_array().expect("regions") {
-        let region = region.as_str().unwrap();
+    let show = "lambda path: __import__('subprocess').run(['git', 'show', \
+                '{commit}:' + path], cwd=str(bench.ROOT), capture_output=True, \
+                text=True, check=True).stdout"
+        .replace("{commit}", commit);
+    // Every hash in raw.json, recorded or added, against that commit.
+    let then = from_bench_module(&format!("timed_regions({show})"));
+    let timed = raw["source"]["timed"].as_object().expect("hashes");
+    for (region, hash) in timed {
         assert_eq!(
-            raw["source"]["timed"][region], then[region],
+            Some(hash),
+            then.get(region),
             "{region}: raw.json's hash is not that of commit {commit}"
         );
     }
+    // The regions the command at that commit named: what the run could
+    // record itself (none, before the command hashed any).
+    let driver = "\
+import json, subprocess, sys
+text = subprocess.run(['git', 'show', sys.argv[1] + ':listings/bench/run'],
+                      capture_output=True, text=True, check=True).stdout
+then = {'__name__': 'then', '__file__': sys.argv[2]}
+exec(compile(text, 'listings/bench/run at ' + sys.argv[1], 'exec'), then)
+regions = then.get('TIMED_REGIONS', []) + then.get('DECIDING_REGIONS', [])
+print(json.dumps([f'{path}: {first.strip()}' for path, first, _ in regions]))
+";
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/run");
+    let out = Command::new("python3")
+        .args(["-c", driver, commit])
+        .arg(&script)
+        .current_dir(&root)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let named: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut added_later: Vec<&str> = timed
+        .keys()
+        .map(String::as_str)
+        .filter(|region| !named.iter().any(|n| n == region))
+        .collect();
+    added_later.sort();
+    let listed = &raw["source"]["timed_added"];
+    let mut listed: Vec<&str> = if listed.is_null() {
+        Vec::new()
+    } else {
+        assert_eq!(listed["from_commit"].as_str(), Some(commit));
+        listed["regions"]
+            .as_array()
+            .expect("regions")
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect()
+    };
+    listed.sort();
+    assert_eq!(
+        listed, added_later,
+        "raw.json's timed_added must list exactly the hashes the run did not \
+         record itself"
+    );
 }
 
 /// The command records what a vendor kernel may change beside mainline:
@@ -2198,6 +2257,59 @@ fn bench_command_records_the_clock_step_and_tcp_settings() {
         assert!(
             counters["tcp_counters"][name].is_i64(),
             "{name}: {counters}"
+        );
+    }
+}
+
+/// The command records the clock's step, the TCP settings, the kernel
+/// command line and the scheduler settings with every run, --publish
+/// included; the published run, made before it did, has none of them,
+/// and the chapters say so where they need them. When a new published run
+/// records them, those sentences are no longer true: this fails until
+/// they are rewritten from the new figures.
+#[test]
+fn chapters_say_the_published_run_lacks_a_setting_only_while_it_does() {
+    let raw = published();
+    let text = |name: &str| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../src")
+            .join(name);
+        let text = fs::read_to_string(path).unwrap();
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let (ch26, ch27) = (text("ch26-latency.md"), text("ch27-throughput.md"));
+    for (field, chapter, says) in [
+        (
+            "clock",
+            &ch26,
+            "the command now records the step it sees beside the clock \
+             source, which the published run, made before that, does not.",
+        ),
+        (
+            "sched",
+            &ch26,
+            "The published run did not record it, so the \"any\" rows \
+             describe that scheduler",
+        ),
+        (
+            "cmdline",
+            &ch26,
+            "The command now records the whole kernel command line and every \
+             `kernel.sched_*` setting in `raw.json`.",
+        ),
+        (
+            "tcp",
+            &ch27,
+            "but no run recorded the size they reached, nor those settings",
+        ),
+    ] {
+        let lacks = raw["machine"][field].is_null();
+        assert_eq!(
+            chapter.contains(says),
+            lacks,
+            "raw.json {} machine.{field}, and a chapter says {says:?}: \
+             rewrite it from the published run",
+            if lacks { "lacks" } else { "has" },
         );
     }
 }
