@@ -363,10 +363,10 @@ impl Backoff {
 
 // ANCHOR: protocol
 /// Sends one datagram of `KEY=value` lines to the service manager, at the
-/// socket `$NOTIFY_SOCKET` names: a path, or with `@` a name in Linux's
-/// abstract namespace. Without the variable, there is no one to tell; a
-/// manager that does not listen, or reads too slowly, is logged, and the
-/// daemon goes on.
+/// socket `$NOTIFY_SOCKET` names: an absolute path, or with `@` a name in
+/// Linux's abstract namespace. Without the variable, there is no one to
+/// tell; a manager that does not listen, or reads too slowly, is logged,
+/// and the daemon goes on.
 fn notify(state: &str) {
     if let Err(err) = send_notification(state) {
         let first = state.lines().next().unwrap_or_default();
@@ -378,9 +378,18 @@ fn send_notification(state: &str) -> io::Result<()> {
     let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
         return Ok(());
     };
-    let addr = match socket.as_encoded_bytes().strip_prefix(b"@") {
-        Some(name) => SocketAddr::from_abstract_name(name)?,
-        None => SocketAddr::from_pathname(&socket)?,
+    let addr = match socket.as_encoded_bytes() {
+        [b'@', name @ ..] => SocketAddr::from_abstract_name(name)?,
+        [b'/', ..] => SocketAddr::from_pathname(&socket)?,
+        // systemd also reads `vsock:CID:PORT`, for a virtual machine's
+        // manager; we speak AF_UNIX only, and a relative path it refuses.
+        _ => {
+            let socket = socket.to_string_lossy();
+            return Err(io::Error::other(format!(
+                "NOTIFY_SOCKET={socket}: only an absolute path \
+                 or an @abstract name is supported"
+            )));
+        }
     };
     let socket = UnixDatagram::unbound()?;
     // A manager that stops reading lets its queue fill, and a send would

@@ -11,8 +11,9 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::support::{
-    Listing, assert_rejects, assert_session_matches_book, can_trace, cargo_run,
-    pipe_ends_closed, run, shell, state_of, still_blocked, trace_of_pipes,
+    Listing, assert_rejects, assert_session_matches_book, blessing, can_trace,
+    cargo_run, pipe_ends_closed, run, shell, state_of, still_blocked,
+    trace_of_pipes,
 };
 
 /// The pid a listing names in its readiness line (`as pid 123`).
@@ -195,10 +196,116 @@ fn sig_wrong_handler_fails_sooner_or_later() {
     for message in PANIC_ABORTS {
         assert!(chapter.contains(message), "ch05 does not say {message:?}");
     }
+    let mut report = format!("$ {WRONG_HANDLER_RUNS}\n");
     for mode in [&[][..], &["--quiet"][..]] {
         let ends = wrong_handler_ends(mode, None, 10);
         assert!(ends.failed() > 0, "it never failed: lucky, not right");
+        for line in &ends.report {
+            report.push_str(line);
+            report.push('\n');
+        }
     }
+    // Runs differ: the book's copy is compared with nothing, only
+    // rewritten, and the test below checks what the chapter says of it.
+    if blessing() {
+        std::fs::write(WRONG_HANDLER_OUT, report).expect("write the runs");
+    }
+}
+
+/// The command that runs the test above, and the file where, blessed, it
+/// records the lines it printed.
+const WRONG_HANDLER_RUNS: &str = "cargo test -p listings --test listings \
+    ch05_handlers::sig_wrong_handler_fails_sooner_or_later -- --ignored \
+    --nocapture";
+const WRONG_HANDLER_OUT: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/ch05-handlers/05-01-runs.out");
+
+/// The run of Listing 5-1 that the chapter shows was made by the ignored
+/// test above, in the format it prints now, and is what the chapter says
+/// it is: every run that prints in the handler aborted, with one of the
+/// two messages of items 1 and 2; with `--quiet`, the runs deadlocked or
+/// aborted with item 3's message, and at least one deadlocked.
+#[test]
+fn sig_wrong_handler_runs_in_the_book_are_what_the_chapter_says() {
+    let shown = std::fs::read_to_string(WRONG_HANDLER_OUT).unwrap();
+    let mut lines = shown.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("$ {WRONG_HANDLER_RUNS}").as_str())
+    );
+    let summary = regex::Regex::new(
+        r"^sig-wrong-handler (\[.*\]): (\d+) aborted, (\d+) crashed, (\d+) deadlocked, (\d+) finished, (\d+) still running, of (\d+); of the aborts, (\d+) failed to initiate a panic, (\d+) panicked where it cannot unwind$",
+    )
+    .unwrap();
+    let mut modes = Vec::new();
+    let mut aborts = Vec::new();
+    for line in lines {
+        if let Some(why) = line.strip_prefix("  aborted: ") {
+            aborts.push(why);
+            continue;
+        }
+        if line.starts_with("  crashed: ") {
+            continue; // Counted in the summary, which must say 0.
+        }
+        let caps = summary
+            .captures(line)
+            .unwrap_or_else(|| panic!("not a line the test prints: {line:?}"));
+        let n = |i: usize| caps[i].parse::<usize>().unwrap();
+        let mode = caps[1].to_string();
+        let (aborted, crashed, deadlocked) = (n(2), n(3), n(4));
+        assert_eq!(
+            aborted + crashed + deadlocked + n(5) + n(6),
+            n(7),
+            "{line}"
+        );
+        assert_eq!(aborts.len(), aborted, "one line per abort: {line}");
+        assert_eq!(crashed, 0, "the chapter shows no crash: {line}");
+        assert!(n(8) + n(9) <= aborted, "{line}");
+        if mode == "[]" {
+            assert_eq!(aborted, n(7), "every run aborted: {line}");
+            for why in &aborts {
+                assert!(
+                    *why == "RefCell already borrowed"
+                        || why.starts_with(
+                            "Fatal glibc error: malloc assertion failure in sysmalloc"
+                        ),
+                    "{why}"
+                );
+            }
+            let refcell =
+                aborts.iter().filter(|w| **w == "RefCell already borrowed");
+            assert_eq!(refcell.count(), n(8) + n(9), "the split: {line}");
+        } else {
+            assert_eq!(mode, r#"["--quiet"]"#);
+            assert!(deadlocked > 0, "{line}");
+            assert_eq!(aborted + deadlocked, n(7), "{line}");
+            for why in &aborts {
+                assert!(
+                    why.starts_with(
+                        "fatal runtime error: current thread handle already set during thread spawn"
+                    ),
+                    "{why}"
+                );
+            }
+        }
+        modes.push(mode);
+        aborts.clear();
+    }
+    assert_eq!(modes, ["[]", r#"["--quiet"]"#]);
+    assert!(
+        aborts.is_empty(),
+        "aborts after the last summary: {aborts:?}"
+    );
+    let chapter = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../src/ch05-handlers.md"
+    ))
+    .unwrap();
+    assert!(
+        chapter
+            .contains("{{#include ../listings/ch05-handlers/05-01-runs.out}}"),
+        "the chapter shows the recorded run"
+    );
 }
 
 /// How std aborts when a handler panics: the unwinder cannot walk back
@@ -224,6 +331,8 @@ fn sig_wrong_handler_fails_even_when_started_with_sigalrm_blocked() {
 /// How runs of Listing 5-1 ended.
 #[derive(Default)]
 struct Ends {
+    /// The lines printed about these runs, in order.
+    report: Vec<String>,
     aborted: usize,
     /// Of the aborts, how many printed each of `PANIC_ABORTS`.
     panic_aborts: [usize; 2],
@@ -234,6 +343,12 @@ struct Ends {
 }
 
 impl Ends {
+    /// Prints `line` and keeps it for the report.
+    fn say(&mut self, line: String) {
+        eprintln!("{line}");
+        self.report.push(line);
+    }
+
     fn failed(&self) -> usize {
         self.aborted + self.crashed + self.deadlocked
     }
@@ -282,7 +397,7 @@ fn wrong_handler_ends(
                 let why = out.stderr.lines().find(|l| {
                     !l.starts_with("thread ") && !l.trim().is_empty()
                 });
-                eprintln!("  aborted: {}", why.unwrap_or("?"));
+                ends.say(format!("  aborted: {}", why.unwrap_or("?")));
                 for (count, message) in
                     ends.panic_aborts.iter_mut().zip(PANIC_ABORTS)
                 {
@@ -294,13 +409,13 @@ fn wrong_handler_ends(
             Some(n) => {
                 ends.crashed += 1;
                 let name = Signal::try_from(n).map_or("?", |s| s.as_str());
-                eprintln!("  crashed: killed by {name}");
+                ends.say(format!("  crashed: killed by {name}"));
             }
             _ if out.status.success() => ends.finished += 1,
             _ => panic!("unexpected end: {:?} {}", out.status, out.stderr),
         }
     }
-    eprintln!(
+    let summary = format!(
         "sig-wrong-handler {mode:?}: {} aborted, {} crashed, {} deadlocked, \
          {} finished, {} still running, of {runs}; of the aborts, {} \
          failed to initiate a panic, {} panicked where it cannot unwind",
@@ -312,6 +427,7 @@ fn wrong_handler_ends(
         ends.panic_aborts[0],
         ends.panic_aborts[1]
     );
+    ends.say(summary);
     ends
 }
 

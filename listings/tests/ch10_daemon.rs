@@ -906,6 +906,25 @@ fn sig_notify_goes_on_when_the_manager_does_not_listen() {
     assert_died_of(&notify.finish(), Signal::SIGTERM);
 }
 
+/// systemd (256 and later) also reads a `$NOTIFY_SOCKET` of the form
+/// `vsock:CID:PORT`, for a virtual machine's manager. 10-2 speaks only
+/// AF_UNIX: it must say so in one line, not take the value for a relative
+/// path and log that no such file exists.
+#[test]
+fn sig_notify_says_which_forms_of_notify_socket_it_supports() {
+    for socket in ["vsock:2:1234", "run/notify"] {
+        let (mut notify, addr) =
+            start_notify(&[("NOTIFY_SOCKET", socket)], &[]);
+        notify.expect(&format!(
+            "Cannot tell the manager READY=1: NOTIFY_SOCKET={socket}: \
+             only an absolute path or an @abstract name is supported"
+        ));
+        assert_eq!(greeting(addr), "hello\n");
+        notify.signal(Signal::SIGTERM);
+        assert_died_of(&notify.finish(), Signal::SIGTERM);
+    }
+}
+
 #[test]
 fn sig_notify_binds_itself_when_the_descriptors_are_not_for_it() {
     // LISTEN_PID names another process: the variables were inherited, and

@@ -355,7 +355,7 @@ fn sig_inherit_children_keep_the_mask_and_what_is_ignored() {
     assert_eq!(row("fork alone")[11..], row("parent")[7..]);
     assert_eq!(
         out.stdout.last().unwrap(),
-        "sleep, sent SIGINT: still running after 200 ms: true"
+        "sleep, sent SIGINT then SIGKILL: killed by SIGKILL"
     );
     assert_session_matches_book(
         "ch12-exiting/12-03-sig-inherit.out",

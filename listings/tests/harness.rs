@@ -324,3 +324,66 @@ fn a_listing_that_outlasts_patience_is_named_in_the_failure() {
     // And what its group holds: the process itself, still sleeping.
     assert!(message.contains("pid "), "{message}");
 }
+
+/// The helper test below, and the variable that makes it do its work.
+const NS_HELPER: &str = "harness::helper_asks_for_pid_namespaces";
+const ASK_NS: &str = "LISTINGS_HARNESS_ASK_NS";
+
+/// The PID-1 tests run only where `unshare` can make a PID namespace.
+/// Where `unshare` is not installed they are skipped, with a line that
+/// says so; under CI, whose machines have it, its absence fails them
+/// instead of letting every one of them pass unseen. This test binary is
+/// run again with a PATH that holds a shell and nothing else.
+#[test]
+fn pid_1_tests_fail_under_ci_when_unshare_is_missing() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::os::unix::fs::symlink("/bin/sh", dir.path().join("sh"))
+        .expect("a link to sh");
+    let ask = |ci: bool| {
+        let exe = env::current_exe().expect("the path of this test binary");
+        let mut command = Command::new(exe);
+        command
+            .args(["--ignored", "--exact", NS_HELPER, "--nocapture"])
+            .env(ASK_NS, "1")
+            .env("PATH", dir.path());
+        if ci {
+            command.env("CI", "1");
+        } else {
+            command.env_remove("CI");
+        }
+        Listing::spawn(&mut command, Stdio::piped()).finish()
+    };
+    let local = ask(false);
+    assert!(local.status.success(), "{}", local.stderr);
+    assert_eq!(
+        local
+            .stdout
+            .iter()
+            .filter(|l| l.starts_with("pid namespaces: "))
+            .collect::<Vec<_>>(),
+        ["pid namespaces: false"]
+    );
+    assert!(
+        local.stderr.contains("skipped: unshare is not installed"),
+        "{}",
+        local.stderr
+    );
+    let ci = ask(true);
+    assert!(!ci.status.success(), "{:?}", ci.stdout);
+    assert!(
+        ci.stderr.contains("unshare is missing in CI"),
+        "{}",
+        ci.stderr
+    );
+}
+
+/// Run by the test above, in the environment it sets: asks whether PID
+/// namespaces can be made.
+#[test]
+#[ignore = "a helper, run by pid_1_tests_fail_under_ci_when_unshare_is_missing"]
+fn helper_asks_for_pid_namespaces() {
+    if env::var_os(ASK_NS).is_none() {
+        return;
+    }
+    println!("pid namespaces: {}", crate::support::pid_namespaces());
+}

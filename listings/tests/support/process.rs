@@ -725,8 +725,9 @@ pub fn with_output_closed(bin: &str, args: &[&str]) -> Option<Finished> {
 }
 
 /// Whether `unshare` can make a new PID namespace here, as root or through
-/// a user namespace. Where it cannot, the test is skipped with a line on
-/// stderr, except under CI, whose machines allow it: there it fails.
+/// a user namespace. Where it cannot, or is not installed ([`have`]), the
+/// test is skipped with a line on stderr, except under CI, whose machines
+/// allow it: there it fails.
 pub fn pid_namespaces() -> bool {
     if !have("unshare") {
         return false;
