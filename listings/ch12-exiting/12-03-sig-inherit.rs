@@ -300,18 +300,22 @@ fn summary(status: &str) -> String {
 }
 // ANCHOR_END: decode
 
-/// Waits until `pid` has exec'ed and its status shows `signal` ignored.
+/// Waits until `pid` has exec'ed, gone to sleep, and shows `signal`
+/// ignored. The name changes part-way through `execve`; "sleeping" comes
+/// only once `sleep` runs its own code, so a signal sent then cannot cut
+/// the `execve` short (which would hide it from a trace).
 fn wait_until_ignored(pid: Pid, signal: Signal) -> Result<(), Box<dyn Error>> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
         let name = status.lines().next().unwrap_or_default();
+        let asleep = status.lines().any(|line| line.starts_with("State:\tS"));
         let ignored = status
             .lines()
             .find_map(|line| line.strip_prefix("SigIgn:"))
             .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
             .is_some_and(|mask| mask & (1 << (signal as i32 - 1)) != 0);
-        if name.ends_with("sleep") && ignored {
+        if name.ends_with("sleep") && asleep && ignored {
             return Ok(());
         }
         if Instant::now() > deadline {
