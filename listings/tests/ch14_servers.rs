@@ -738,6 +738,14 @@ fn threaded_server_makes_room_with_an_idle_client_before_a_request_begun() {
 }
 
 #[test]
+fn threaded_server_keeps_a_client_that_asks_more_often_than_the_grace() {
+    line_server::keeps_a_client_that_asks_more_often_than_the_grace(
+        bin!("tcp-threads"),
+        &["127.0.0.1:0", "--max-conns", "1"],
+    );
+}
+
+#[test]
 fn threaded_server_stops_listening_once_its_count_is_reached() {
     line_server::stops_listening_once_its_count_is_reached(bin!("tcp-threads"));
 }

@@ -6,7 +6,7 @@
 //! own (threads, memory, the book's sessions). The helpers that talk to a
 //! line server live here too, so that no chapter's tests borrow another's.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -829,6 +829,45 @@ pub fn an_idle_client_makes_room_before_a_request_that_has_begun(bin: &str) {
     drop((server, idle));
 }
 
+/// Where eviction stops: a client that asks, however little, more often
+/// than the grace is neither idle nor stalled for a grace, and keeps its
+/// place for as long as it goes on. One place; the steady client sends an
+/// empty line, reads the reply, and waits 0.4 s before the next, for three
+/// times the grace; a new client that comes in each pause is refused. Once
+/// the steady client stops asking, it is idle, and the first new client
+/// past the grace takes its place.
+#[track_caller]
+pub fn keeps_a_client_that_asks_more_often_than_the_grace(
+    bin: &str,
+    args: &[&str],
+) {
+    let (server, addr) = start_server(bin, args);
+    let mut steady = connect(&addr);
+    let mut replies = BufReader::new(steady.try_clone().unwrap());
+    let started = Instant::now();
+    let mut rounds = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        steady.write_all(b"\n").unwrap();
+        let mut reply = String::new();
+        replies.read_line(&mut reply).unwrap();
+        assert_eq!(reply, "server got: []\n", "round {rounds}");
+        // The steady client's pace, under the grace: the wait is the test.
+        thread::sleep(Duration::from_millis(400));
+        let new = ask(&addr, "new").unwrap();
+        assert_eq!(new, "error: server busy\n", "round {rounds}");
+        rounds += 1;
+    }
+    assert!(rounds >= 5, "{rounds} rounds in {:?}", started.elapsed());
+    // It stops asking, and is idle past the grace: the wait is the test.
+    thread::sleep(Duration::from_millis(1500));
+    assert_eq!(ask(&addr, "new").unwrap(), "server got: [new]\n");
+    wait_until("the steady client to be closed", || {
+        closed_by_the_server(std::slice::from_ref(&steady)) == 1
+    });
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    drop((server, replies));
+}
+
 /// `max_conns` idle clients hold every place (each idle past a second);
 /// new clients are served all the same, each making room by closing the
 /// client idle longest. Returns the server and the idle clients, for the
@@ -966,7 +1005,6 @@ pub fn logs_a_shortage_once_while_exactly_enough_clients_come_and_go(
 /// with EPIPE, and the server ends when the next client comes.
 #[track_caller]
 pub fn ends_at_the_next_connection_once_nobody_reads_its_log(bin: &str) {
-    use std::io::BufRead;
     let (read, write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     let mut command = std::process::Command::new(bin);
