@@ -563,10 +563,13 @@ fn poll_server_takes_a_reset_for_a_reset_even_when_it_has_no_room_to_read() {
 #[test]
 fn poll_server_serves_a_new_client_while_a_thousand_idle_ones_hold_every_place()
 {
+    let (server, addr) = start_server(
+        bin!("poll-server"),
+        &["127.0.0.1:0", "--max-conns", "1000", "--timeout", "3600"],
+    );
     let (_server, idle) =
         line_server::serves_new_clients_while_idle_ones_hold_every_place(
-            bin!("poll-server"),
-            1000,
+            server, &addr, 1000,
         );
     drop(idle);
 }

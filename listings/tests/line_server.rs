@@ -868,26 +868,36 @@ pub fn keeps_a_client_that_asks_more_often_than_the_grace(
     drop((server, replies));
 }
 
-/// `max_conns` idle clients hold every place (each idle past a second);
-/// new clients are served all the same, each making room by closing the
-/// client idle longest. Returns the server and the idle clients, for the
-/// chapter's own checks.
+/// `max_conns` idle clients hold every place of `server`, listening on
+/// `addr` (each idle past a second); three new clients are served all
+/// the same, and stay connected, so that each must make room by closing
+/// an idle client (one that left would free its place for the next). A
+/// server whose limit is not `max_conns` fails: fewer places refuse an
+/// idle client, and the wait for all of them to be accepted times out;
+/// more leave an idle client unclosed (give the server a request deadline
+/// far longer than the test, or the deadline closes the idle clients
+/// instead). Returns the server and the idle clients, for the chapter's
+/// own checks.
 #[track_caller]
 pub fn serves_new_clients_while_idle_ones_hold_every_place(
-    bin: &str,
+    server: Listing,
+    addr: &str,
     max_conns: usize,
 ) -> (Listing, Vec<TcpStream>) {
-    let limit = max_conns.to_string();
-    let (server, addr) =
-        start_server(bin, &["127.0.0.1:0", "--max-conns", &limit]);
-    let idle = idle_clients_held(server.pid(), &addr, max_conns);
+    let idle = idle_clients_held(server.pid(), addr, max_conns);
+    let mut new = Vec::new();
     for i in 0..3 {
-        let reply = ask(&addr, &format!("new {i}")).unwrap();
+        let mut sock = connect(addr);
+        sock.write_all(format!("new {i}\n").as_bytes()).unwrap();
+        let mut reply = String::new();
+        BufReader::new(&sock).read_line(&mut reply).unwrap();
         assert_eq!(reply, format!("server got: [new {i}]\n"));
+        new.push(sock);
     }
-    wait_until("three idle clients to be closed", || {
+    wait_until("three idle clients to be closed to make room", || {
         closed_by_the_server(&idle) >= 3
     });
+    drop(new);
     (server, idle)
 }
 
