@@ -267,15 +267,29 @@ fn client(addrs: &[SocketAddr], lines: Vec<String>) -> io::Result<()> {
     out.flush().map_err(to_stdout)?;
     // The server has closed. It does that after our half-close, unless
     // it hung up early; then the input may still be open, and we leave
-    // without it.
+    // without it, or our requests met the closed connection, and sending
+    // failed on the socket's own error.
+    let early = || {
+        io::Error::other(
+            "the server closed the connection before the end of the input",
+        )
+    };
     match done.recv_timeout(Duration::from_secs(1)) {
+        Ok(Err(err)) if hung_up(&err) => Err(early()),
         Ok(result) => result.map_err(|err| {
             io::Error::new(err.kind(), format!("sending: {err}"))
         }),
-        Err(_) => Err(io::Error::other(
-            "the server closed the connection before the end of the input",
-        )),
+        Err(_) => Err(early()),
     }
+}
+
+/// True for a socket's error that says the peer has closed: EPIPE and
+/// ECONNRESET from a write, ENOTCONN from the half-close once a reset has
+/// come. An error of standard input carries words of ours, not an errno.
+fn hung_up(err: &io::Error) -> bool {
+    use ErrorKind::{BrokenPipe, ConnectionReset, NotConnected};
+    err.raw_os_error().is_some()
+        && matches!(err.kind(), BrokenPipe | ConnectionReset | NotConnected)
 }
 
 /// Copies `input` to the socket with `TcpStream::write`, which sends with

@@ -9,8 +9,8 @@
 // 4. four threads, each with its own epoll, wait on one listening socket:
 //    one connection wakes all four, or, with EPOLLEXCLUSIVE, one;
 // 5. an entry belongs to the open file, not to the descriptor: closed
-//    while a `dup` of it lives, it goes on reporting, and cannot be
-//    removed.
+//    while a `dup` of it lives, it goes on reporting, and only a
+//    descriptor with the old number on the same file can remove it.
 //
 // `epoll-modes` takes no arguments. Linux only.
 
@@ -29,7 +29,7 @@ use nix::sys::epoll::{
     Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout,
 };
 use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
-use nix::unistd::{Pid, gettid};
+use nix::unistd::{Pid, dup2_raw, gettid};
 
 const USAGE: &str = "usage: epoll-modes";
 
@@ -236,14 +236,14 @@ fn registered_to_the_file() -> Result<(), Box<dyn Error>> {
     writeln!(io::stdout(), "5. Registered, duplicated, closed")?;
     let (mut writer, reader) = pair()?;
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-    let original = reader.as_raw_fd() as u64;
-    epoll.add(&reader, EpollEvent::new(EpollFlags::EPOLLIN, original))?;
+    let number = reader.as_raw_fd();
+    epoll.add(&reader, EpollEvent::new(EpollFlags::EPOLLIN, number as u64))?;
     let copy = reader.try_clone()?; // dup(2)
     drop(reader); // close(2), without EPOLL_CTL_DEL first
     writer.write_all(b"x")?;
     let mut events = [EpollEvent::empty()];
     let n = epoll.wait(&mut events, EpollTimeout::from(QUIET))?;
-    let closed = n == 1 && events[0].data() == original;
+    let closed = n == 1 && events[0].data() == number as u64;
     writeln!(
         io::stdout(),
         "   wait: {n} ready, for the closed descriptor: {closed}"
@@ -254,6 +254,20 @@ fn registered_to_the_file() -> Result<(), Box<dyn Error>> {
         Err(err) => err.to_string(),
     };
     writeln!(io::stdout(), "   EPOLL_CTL_DEL with the copy: {removed}")?;
+    // The entry is found by open file and number: put the copy back on
+    // the old number, and that descriptor matches it.
+    // SAFETY: the number has been free since `drop(reader)`, and nothing
+    // has been opened since (no other thread runs), so the new descriptor
+    // has no other owner. In a threaded program another thread could have
+    // been given the number meanwhile, and `dup2` would close its file.
+    let again = unsafe { dup2_raw(&copy, number) }?;
+    epoll.delete(&again)?;
+    writeln!(
+        io::stdout(),
+        "   the copy put back on the old number (dup2); EPOLL_CTL_DEL: removed"
+    )?;
+    writer.write_all(b"y")?;
+    writeln!(io::stdout(), "   more bytes come; wait: {}", wait(&epoll)?)?;
     Ok(())
 }
 // ANCHOR_END: file

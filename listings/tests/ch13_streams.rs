@@ -13,7 +13,7 @@ use crate::support::{
     Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
     blessing, cargo_run, default_port, have,
     out_of_descriptors_waits_then_serves, reset_in_the_accept_queue, run,
-    status_kib, unless_blessing,
+    server_end, status_kib, unless_blessing, wait_until,
 };
 
 // ---------------------------------------------------------------------------
@@ -814,6 +814,65 @@ fn line_client_says_at_once_that_its_input_failed() {
     );
     assert!(took < Duration::from_secs(5), "took {took:?}");
     drop(server);
+}
+
+#[test]
+fn line_client_says_the_server_closed_when_its_request_meets_a_reset() {
+    // A server that refuses as a full one does: one line, then the close,
+    // before the client's request has come. Linux 6.18 answers the request
+    // that comes after with a reset, and the client's half-close then
+    // fails with ENOTCONN, which it reported as "sending: Transport
+    // endpoint is not connected (os error 107)", blaming nobody. The
+    // request is held back in a FIFO until the server's end has closed.
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("input");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let script = "exec \"$0\" client \"$1\" < \"$2\"";
+    let input = fifo.to_str().unwrap();
+    let mut client = Listing::start(
+        "bash",
+        &["-c", script, bin!("tcp-lines"), &addr, input],
+    );
+    let mut input = None;
+    wait_until("the client to open its input", || {
+        let mut open = std::fs::OpenOptions::new();
+        open.write(true).custom_flags(nix::libc::O_NONBLOCK);
+        input = open.open(&fifo).ok();
+        input.is_some()
+    });
+    let mut input = input.unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let mut conn = None;
+    wait_until("the client to connect", || {
+        conn = listener.accept().ok();
+        conn.is_some()
+    });
+    let (mut conn, peer) = conn.unwrap();
+    conn.set_nonblocking(false).unwrap();
+    conn.write_all(b"error: server busy\n").unwrap();
+    drop(conn);
+    client.expect("error: server busy");
+    wait_until("the server's end to wait in FIN_WAIT2", || {
+        server_end(port, peer.port()).is_some_and(|(state, ..)| state == "05")
+    });
+    input.write_all(b"hello\n").unwrap();
+    wait_until("the request to draw a reset", || {
+        server_end(port, peer.port()).is_none()
+    });
+    drop(input);
+    let out = client.finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr.lines().collect::<Vec<_>>(),
+        [format!(
+            "tcp-lines: {addr}: the server closed the connection before \
+             the end of the input"
+        )]
+    );
 }
 
 #[test]

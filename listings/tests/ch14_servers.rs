@@ -14,7 +14,7 @@ use crate::support::{
     Listing, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, blessing, cargo_run, cpu_time,
     default_port, have, lasting_fds, server_end, status_kib,
-    threads_blocked_in, threads_of, unless_blessing, wait_until,
+    threads_blocked_in, threads_of, unless_blessing, wait_until, with_fd_limit,
 };
 
 /// A python3 script for Terminal 2, as the book shows it (port 50008),
@@ -572,12 +572,21 @@ fn threaded_server_tells_a_client_over_the_limit_that_it_is_busy() {
 #[test]
 fn threaded_server_serves_a_new_client_while_a_thousand_idle_ones_hold_every_place()
  {
-    // The default limit, 1000 connections, all taken by idle clients;
-    // the one idle longest makes room for each new client.
+    // The default limit, 1000 connections (no --max-conns), all taken by
+    // idle clients; the one idle longest makes room for each new client.
+    // Descriptors are no bound here: a soft limit of 1024, which the
+    // server raises to the hard one, 4096. The request deadline is an
+    // hour, so that only the making of room closes an idle client.
+    let mut command = std::process::Command::new(bin!("tcp-threads"));
+    command.args(["127.0.0.1:0", "--timeout", "3600"]);
+    with_fd_limit(&mut command, 1024, 4096);
+    let mut server = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let addr = server
+        .expect(r"Server listening on (127\.0\.0\.1:\d+)")
+        .remove(1);
     let (server, idle) =
         line_server::serves_new_clients_while_idle_ones_hold_every_place(
-            bin!("tcp-threads"),
-            1000,
+            server, &addr, 1000,
         );
     assert!(lasting_fds(server.pid()) <= 1000 + 10);
     drop(idle);
@@ -734,6 +743,14 @@ fn threaded_server_evicts_a_request_stalled_past_the_grace() {
 fn threaded_server_makes_room_with_an_idle_client_before_a_request_begun() {
     line_server::an_idle_client_makes_room_before_a_request_that_has_begun(
         bin!("tcp-threads"),
+    );
+}
+
+#[test]
+fn threaded_server_keeps_a_client_that_asks_more_often_than_the_grace() {
+    line_server::keeps_a_client_that_asks_more_often_than_the_grace(
+        bin!("tcp-threads"),
+        &["127.0.0.1:0", "--max-conns", "1"],
     );
 }
 

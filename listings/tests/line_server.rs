@@ -6,7 +6,7 @@
 //! own (threads, memory, the book's sessions). The helpers that talk to a
 //! line server live here too, so that no chapter's tests borrow another's.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -829,26 +829,75 @@ pub fn an_idle_client_makes_room_before_a_request_that_has_begun(bin: &str) {
     drop((server, idle));
 }
 
-/// `max_conns` idle clients hold every place (each idle past a second);
-/// new clients are served all the same, each making room by closing the
-/// client idle longest. Returns the server and the idle clients, for the
-/// chapter's own checks.
+/// Where eviction stops: a client that asks, however little, more often
+/// than the grace is neither idle nor stalled for a grace, and keeps its
+/// place for as long as it goes on. One place; the steady client sends an
+/// empty line, reads the reply, and waits 0.4 s before the next, for three
+/// times the grace; a new client that comes in each pause is refused. Once
+/// the steady client stops asking, it is idle, and the first new client
+/// past the grace takes its place.
+#[track_caller]
+pub fn keeps_a_client_that_asks_more_often_than_the_grace(
+    bin: &str,
+    args: &[&str],
+) {
+    let (server, addr) = start_server(bin, args);
+    let mut steady = connect(&addr);
+    let mut replies = BufReader::new(steady.try_clone().unwrap());
+    let started = Instant::now();
+    let mut rounds = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        steady.write_all(b"\n").unwrap();
+        let mut reply = String::new();
+        replies.read_line(&mut reply).unwrap();
+        assert_eq!(reply, "server got: []\n", "round {rounds}");
+        // The steady client's pace, under the grace: the wait is the test.
+        thread::sleep(Duration::from_millis(400));
+        let new = ask(&addr, "new").unwrap();
+        assert_eq!(new, "error: server busy\n", "round {rounds}");
+        rounds += 1;
+    }
+    assert!(rounds >= 5, "{rounds} rounds in {:?}", started.elapsed());
+    // It stops asking, and is idle past the grace: the wait is the test.
+    thread::sleep(Duration::from_millis(1500));
+    assert_eq!(ask(&addr, "new").unwrap(), "server got: [new]\n");
+    wait_until("the steady client to be closed", || {
+        closed_by_the_server(std::slice::from_ref(&steady)) == 1
+    });
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    drop((server, replies));
+}
+
+/// `max_conns` idle clients hold every place of `server`, listening on
+/// `addr` (each idle past a second); three new clients are served all
+/// the same, and stay connected, so that each must make room by closing
+/// an idle client (one that left would free its place for the next). A
+/// server whose limit is not `max_conns` fails: fewer places refuse an
+/// idle client, and the wait for all of them to be accepted times out;
+/// more leave an idle client unclosed (give the server a request deadline
+/// far longer than the test, or the deadline closes the idle clients
+/// instead). Returns the server and the idle clients, for the chapter's
+/// own checks.
 #[track_caller]
 pub fn serves_new_clients_while_idle_ones_hold_every_place(
-    bin: &str,
+    server: Listing,
+    addr: &str,
     max_conns: usize,
 ) -> (Listing, Vec<TcpStream>) {
-    let limit = max_conns.to_string();
-    let (server, addr) =
-        start_server(bin, &["127.0.0.1:0", "--max-conns", &limit]);
-    let idle = idle_clients_held(server.pid(), &addr, max_conns);
+    let idle = idle_clients_held(server.pid(), addr, max_conns);
+    let mut new = Vec::new();
     for i in 0..3 {
-        let reply = ask(&addr, &format!("new {i}")).unwrap();
+        let mut sock = connect(addr);
+        sock.write_all(format!("new {i}\n").as_bytes()).unwrap();
+        let mut reply = String::new();
+        BufReader::new(&sock).read_line(&mut reply).unwrap();
         assert_eq!(reply, format!("server got: [new {i}]\n"));
+        new.push(sock);
     }
-    wait_until("three idle clients to be closed", || {
+    wait_until("three idle clients to be closed to make room", || {
         closed_by_the_server(&idle) >= 3
     });
+    drop(new);
     (server, idle)
 }
 
@@ -966,7 +1015,6 @@ pub fn logs_a_shortage_once_while_exactly_enough_clients_come_and_go(
 /// with EPIPE, and the server ends when the next client comes.
 #[track_caller]
 pub fn ends_at_the_next_connection_once_nobody_reads_its_log(bin: &str) {
-    use std::io::BufRead;
     let (read, write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     let mut command = std::process::Command::new(bin);
