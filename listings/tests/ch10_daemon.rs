@@ -64,6 +64,20 @@ fn sig_daemon_answers_requests_that_came_together_in_one_write() {
 }
 
 #[test]
+fn sig_daemon_sends_each_reply_before_the_work_of_later_requests() {
+    daemon::sends_each_reply_before_the_work_of_later_requests(bin!(
+        "sig-daemon"
+    ));
+}
+
+#[test]
+fn sig_daemon_sends_a_reply_that_follows_work_without_waiting_for_an_ack() {
+    daemon::sends_a_reply_that_follows_work_without_waiting_for_an_ack(bin!(
+        "sig-daemon"
+    ));
+}
+
+#[test]
 fn sig_daemon_writes_each_line_of_its_log_whole_in_one_write() {
     daemon::writes_each_line_of_its_log_whole_in_one_write(bin!("sig-daemon"));
 }

@@ -47,6 +47,20 @@ fn async_daemon_answers_requests_that_came_together_in_one_write() {
 }
 
 #[test]
+fn async_daemon_sends_each_reply_before_the_work_of_later_requests() {
+    daemon::sends_each_reply_before_the_work_of_later_requests(bin!(
+        "async-daemon"
+    ));
+}
+
+#[test]
+fn async_daemon_sends_a_reply_that_follows_work_without_waiting_for_an_ack() {
+    daemon::sends_a_reply_that_follows_work_without_waiting_for_an_ack(bin!(
+        "async-daemon"
+    ));
+}
+
+#[test]
 fn async_daemon_writes_each_line_of_its_log_whole_in_one_write() {
     daemon::writes_each_line_of_its_log_whole_in_one_write(bin!(
         "async-daemon"
