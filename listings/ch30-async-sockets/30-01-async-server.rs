@@ -473,15 +473,19 @@ async fn serve(
         Ok((count, Ending::Client)) => {
             report(format_args!("{peer}: answered {count} {what}"));
         }
-        Ok((count, Ending::Evicted { partial })) => {
-            let part = if partial {
-                ", with part of a request unanswered"
-            } else {
-                ""
+        Ok((count, Ending::Evicted { partial, unread })) => {
+            let left = match (partial, unread) {
+                (false, 0) => String::new(),
+                (true, 0) => ", with part of a request unanswered".into(),
+                (false, n) => format!(", with {n} byte(s) unread"),
+                (true, n) => format!(
+                    ", with part of a request unanswered and {n} byte(s) \
+                     unread"
+                ),
             };
             report(format_args!(
                 "{peer}: answered {count} {what}, then closed to make room \
-                 for a new client{part}"
+                 for a new client{left}"
             ));
             // Gently: what the client sends now is read, not left to make
             // the kernel reset the connection, and with it the replies
@@ -513,8 +517,10 @@ enum Ending {
     /// The client ended the stream.
     Client,
     /// Told to make room for a new client, with every request it had
-    /// received whole answered; `partial` if part of one had come too.
-    Evicted { partial: bool },
+    /// read whole answered; `partial` if it had read part of one too, and
+    /// `unread` bytes left in the kernel, sent too late to be read: whole
+    /// requests or parts, it cannot tell.
+    Evicted { partial: bool, unread: u64 },
     /// No whole request within `--timeout`.
     TimedOut,
     /// A request it would not answer, or could not read whole: why, as
@@ -523,11 +529,13 @@ enum Ending {
 }
 
 /// The ending of an evicted connection: whether part of a request had
-/// come, in the `Framed`'s buffer or in the kernel.
+/// been read, and how many bytes the kernel holds that were not.
 fn evicted<C: Begun>(framed: &Framed<&mut dyn Socket, C>) -> Ending {
-    let in_kernel = unread_bytes(framed.get_ref().as_raw_fd()).unwrap_or(0);
-    let partial = in_kernel > 0 || begun(framed);
-    Ending::Evicted { partial }
+    let unread = unread_bytes(framed.get_ref().as_raw_fd()).unwrap_or(0);
+    Ending::Evicted {
+        partial: begun(framed),
+        unread,
+    }
 }
 
 /// Whether part of a request has come: in the `Framed`'s buffer, or
@@ -1535,6 +1543,12 @@ where
 mod tests {
     use super::*;
 
+    /// Evicted with nothing unanswered.
+    const EVICTED_CLEAN: Ending = Ending::Evicted {
+        partial: false,
+        unread: 0,
+    };
+
     /// An accept loop with a bug.
     async fn panicking_loop(listener: UnixListener) -> io::Result<Stop> {
         let _held = listener;
@@ -1665,7 +1679,7 @@ mod tests {
         let read = client.read_to_string(&mut reply).await;
         assert!(read.is_ok(), "{read:?} after {reply:?}");
         let (served, ending) = serving.await.unwrap().unwrap();
-        assert_eq!(ending, Ending::Evicted { partial: false });
+        assert_eq!(ending, EVICTED_CLEAN);
         (reply, served)
     }
 
@@ -1720,7 +1734,7 @@ mod tests {
         let long = format!("server got: [{}]\n", "x".repeat(1000));
         assert_eq!(reply, long.repeat(20) + "server got: [two]\n");
         let (served, ending) = serving.await.unwrap().unwrap();
-        assert_eq!((served, ending), (21, Ending::Evicted { partial: false }));
+        assert_eq!((served, ending), (21, EVICTED_CLEAN));
     }
 
     #[tokio::test(start_paused = true)]
@@ -1740,6 +1754,13 @@ mod tests {
             !more_to_answer(&framed, &mut leave_by).unwrap(),
             "still answering {BUSY_LIMIT:?} after the eviction"
         );
+        // A whole request left unread, not part of one: the log counts
+        // its bytes.
+        let left = Ending::Evicted {
+            partial: false,
+            unread: 5,
+        };
+        assert_eq!(evicted(&framed), left);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1780,7 +1801,7 @@ mod tests {
             want.escape_ascii().to_string()
         );
         let (served, ending) = serving.await.unwrap().unwrap();
-        assert_eq!((served, ending), (1, Ending::Evicted { partial: false }));
+        assert_eq!((served, ending), (1, EVICTED_CLEAN));
     }
 
     /// Serves one connection with `protocol` after the client has sent
