@@ -791,8 +791,12 @@ fn async_daemon_says_so_when_it_cannot_accept_the_clients_still_queued() {
     );
     // The queued client gets no reply: its connection was reset.
     let mut rest = String::new();
-    let _ = queued.reader.read_to_string(&mut rest);
-    assert_eq!(rest, "");
+    let read = queued.reader.read_to_string(&mut rest);
+    assert_eq!(
+        read.map_err(|err| err.kind()),
+        Err(ErrorKind::ConnectionReset),
+        "{rest:?}"
+    );
     drop(idle);
     let out = daemon.finish();
     assert_died_of(&out, Signal::SIGTERM);

@@ -697,11 +697,12 @@ pub fn sends_each_reply_before_the_work_of_later_requests(bin: &str) {
 /// A reply written after work, while the one before it may still be
 /// unacknowledged, goes at once: the daemon sets `TCP_NODELAY`. Two
 /// requests of 1 ms each in one write, five times, on a connection past
-/// its first exchanges (as in the test above): without `TCP_NODELAY`,
-/// Nagle's algorithm held the second reply until the client's delayed
-/// acknowledgement of the first, at least 40 ms later on Linux (6.18
-/// here; `TCP_DELACK_MIN`), and the median of the five rounds was over
-/// 40 ms. With it, a few milliseconds; the bound is 25 ms.
+/// its first exchanges, as in
+/// `answers_requests_that_came_together_in_one_write`: without
+/// `TCP_NODELAY`, Nagle's algorithm held the second reply until the
+/// client's delayed acknowledgement of the first, at least 40 ms later on
+/// Linux (6.18 here; `TCP_DELACK_MIN`), and the median of the five rounds
+/// was over 40 ms. With it, a few milliseconds; the bound is 25 ms.
 pub fn sends_a_reply_that_follows_work_without_waiting_for_an_ack(bin: &str) {
     let mut daemon = start(bin, &[]);
     reconfigure(&mut daemon, "delay_ms = 1\n");
