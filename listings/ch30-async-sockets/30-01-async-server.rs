@@ -473,15 +473,19 @@ async fn serve(
         Ok((count, Ending::Client)) => {
             report(format_args!("{peer}: answered {count} {what}"));
         }
-        Ok((count, Ending::Evicted { partial })) => {
-            let part = if partial {
-                ", with part of a request unanswered"
-            } else {
-                ""
+        Ok((count, Ending::Evicted { partial, unread })) => {
+            let left = match (partial, unread) {
+                (false, 0) => String::new(),
+                (true, 0) => ", with part of a request unanswered".into(),
+                (false, n) => format!(", with {n} byte(s) unread"),
+                (true, n) => format!(
+                    ", with part of a request unanswered and {n} byte(s) \
+                     unread"
+                ),
             };
             report(format_args!(
                 "{peer}: answered {count} {what}, then closed to make room \
-                 for a new client{part}"
+                 for a new client{left}"
             ));
             // Gently: what the client sends now is read, not left to make
             // the kernel reset the connection, and with it the replies
@@ -496,29 +500,42 @@ async fn serve(
             // Gently too: a client that trickles is still sending.
             let _ = close_gently(conn, BUSY_LIMIT).await;
         }
+        Ok((_, Ending::Bad(why))) => {
+            log(format_args!("{peer}: {why}"));
+            // Gently, within a second, as for an eviction: the slot is
+            // still ours, and nothing else may take it from us.
+            let _ = close_gently(conn, BUSY_LIMIT).await;
+        }
         Err(err) => log(format_args!("{peer}: {}", explain(&err))),
     }
     drop(socket);
 }
 
 /// How a connection ended, when no error ended it.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 enum Ending {
     /// The client ended the stream.
     Client,
     /// Told to make room for a new client, with every request it had
-    /// received whole answered; `partial` if part of one had come too.
-    Evicted { partial: bool },
+    /// read whole answered; `partial` if it had read part of one too, and
+    /// `unread` bytes left in the kernel, sent too late to be read: whole
+    /// requests or parts, it cannot tell.
+    Evicted { partial: bool, unread: u64 },
     /// No whole request within `--timeout`.
     TimedOut,
+    /// A request it would not answer, or could not read whole: why, as
+    /// the log says it. The client was told, if its protocol can say so.
+    Bad(String),
 }
 
 /// The ending of an evicted connection: whether part of a request had
-/// come, in the `Framed`'s buffer or in the kernel.
+/// been read, and how many bytes the kernel holds that were not.
 fn evicted<C: Begun>(framed: &Framed<&mut dyn Socket, C>) -> Ending {
-    let in_kernel = unread_bytes(framed.get_ref().as_raw_fd()).unwrap_or(0);
-    let partial = in_kernel > 0 || begun(framed);
-    Ending::Evicted { partial }
+    let unread = unread_bytes(framed.get_ref().as_raw_fd()).unwrap_or(0);
+    Ending::Evicted {
+        partial: begun(framed),
+        unread,
+    }
 }
 
 /// Whether part of a request has come: in the `Framed`'s buffer, or
@@ -552,8 +569,8 @@ impl Begun for LengthDelimitedCodec {
 }
 
 /// Answers every line of one connection; returns how many, and how it
-/// ended. An evicted connection is closed by `serve`, once it has logged
-/// it.
+/// ended. A connection evicted, timed out or refused a bad line is closed
+/// by `serve`, once it has logged it.
 async fn serve_lines(
     socket: &mut dyn Socket,
     limit: Duration,
@@ -580,8 +597,9 @@ async fn serve_lines(
             }
             // A line too long, or not UTF-8: the connection ends here, by
             // our choice. `Framed` would read on, after a single `None`.
-            // Say why, and close; what the log says is this line, however
-            // the client then takes the reply and the close.
+            // Say why; `serve` logs it, and closes. What the log says is
+            // this line, however the client then takes the reply and the
+            // close.
             Next::Got(Some(Err(err))) => {
                 let (reply, why) = match err {
                     LinesCodecError::MaxLineLengthExceeded => (
@@ -595,10 +613,9 @@ async fn serve_lines(
                 };
                 let sent = within(limit, framed.send(reply)).await;
                 if matches!(sent, Ok(Ok(()))) {
-                    // Within a second, as for an eviction: the slot is
-                    // still ours, and nothing else may take it from us.
-                    let _ = close_gently(framed.into_inner(), BUSY_LIMIT).await;
+                    return Ok((answered, Ending::Bad(why)));
                 }
+                // Not told: no gentle close for a client that takes nothing.
                 return Err(io::Error::new(ErrorKind::InvalidData, why));
             }
         };
@@ -651,14 +668,13 @@ async fn serve_frames(
             Ok(frame) => frame,
             Err(err) => {
                 // Too long, or cut short: whatever the client still
-                // sends goes unread. The replies held go first; then drain
-                // it, so it gets a FIN, within a second, as for the lines'
-                // bad request.
+                // sends goes unread. The replies held go first; then
+                // `serve` logs it and drains the connection, so that the
+                // client gets a FIN, as for the lines' bad request.
                 let _ =
                     within(BUSY_LIMIT, SinkExt::<Bytes>::flush(&mut framed))
                         .await;
-                let _ = close_gently(framed.into_inner(), BUSY_LIMIT).await;
-                return Err(err);
+                return Ok((answered, Ending::Bad(explain(&err))));
             }
         };
         let mut reply = BytesMut::with_capacity(frame.len() + 14);
@@ -1527,6 +1543,12 @@ where
 mod tests {
     use super::*;
 
+    /// Evicted with nothing unanswered.
+    const EVICTED_CLEAN: Ending = Ending::Evicted {
+        partial: false,
+        unread: 0,
+    };
+
     /// An accept loop with a bug.
     async fn panicking_loop(listener: UnixListener) -> io::Result<Stop> {
         let _held = listener;
@@ -1657,7 +1679,7 @@ mod tests {
         let read = client.read_to_string(&mut reply).await;
         assert!(read.is_ok(), "{read:?} after {reply:?}");
         let (served, ending) = serving.await.unwrap().unwrap();
-        assert_eq!(ending, Ending::Evicted { partial: false });
+        assert_eq!(ending, EVICTED_CLEAN);
         (reply, served)
     }
 
@@ -1712,7 +1734,7 @@ mod tests {
         let long = format!("server got: [{}]\n", "x".repeat(1000));
         assert_eq!(reply, long.repeat(20) + "server got: [two]\n");
         let (served, ending) = serving.await.unwrap().unwrap();
-        assert_eq!((served, ending), (21, Ending::Evicted { partial: false }));
+        assert_eq!((served, ending), (21, EVICTED_CLEAN));
     }
 
     #[tokio::test(start_paused = true)]
@@ -1732,6 +1754,13 @@ mod tests {
             !more_to_answer(&framed, &mut leave_by).unwrap(),
             "still answering {BUSY_LIMIT:?} after the eviction"
         );
+        // A whole request left unread, not part of one: the log counts
+        // its bytes.
+        let left = Ending::Evicted {
+            partial: false,
+            unread: 5,
+        };
+        assert_eq!(evicted(&framed), left);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1772,7 +1801,67 @@ mod tests {
             want.escape_ascii().to_string()
         );
         let (served, ending) = serving.await.unwrap().unwrap();
-        assert_eq!((served, ending), (1, Ending::Evicted { partial: false }));
+        assert_eq!((served, ending), (1, EVICTED_CLEAN));
+    }
+
+    /// Serves one connection with `protocol` after the client has sent
+    /// `sent`; returns what the client has received by the time the
+    /// protocol returns, whether the end of the stream had come by then,
+    /// and what the protocol returned.
+    async fn served_to_its_end<F, T>(
+        protocol: F,
+        sent: &[u8],
+    ) -> (Vec<u8>, bool, T)
+    where
+        F: AsyncFnOnce(&mut dyn Socket, Duration, &Slot) -> T,
+    {
+        use nix::sys::socket::{MsgFlags, recv};
+        let (server, client) = UnixStream::pair().unwrap();
+        (&client).write_all(sent).unwrap();
+        server.set_nonblocking(true).unwrap();
+        let mut server = tokio::net::UnixStream::from_std(server).unwrap();
+        let slots = Slots::new(1, Duration::from_secs(600));
+        let slot = slots.take().unwrap();
+        let served = protocol(&mut server, Duration::from_secs(600), &slot);
+        let served = served.await;
+        let (mut got, mut ended) = (Vec::new(), false);
+        let mut buf = [0u8; 256];
+        loop {
+            match recv(client.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(0) => break ended = true,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(nix::errno::Errno::EAGAIN) => break,
+                Err(err) => panic!("{err}"),
+            }
+        }
+        (got, ended, served)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bad_line_is_told_and_left_open_for_serve_to_log_first() {
+        // `serve` logs how a connection went, then closes it: a client
+        // that sees the end of the stream finds its line already queued.
+        // So the protocol returns with the socket still open.
+        let line = [&[b'x'; MAX_LINE + 1][..], b"\n"].concat();
+        let (got, ended, served) = served_to_its_end(serve_lines, &line).await;
+        let told = format!("error: line longer than {MAX_LINE} bytes\n");
+        assert_eq!(String::from_utf8_lossy(&got), told);
+        assert!(!ended, "closed before `serve` could log it");
+        let why = format!("a line longer than {MAX_LINE} bytes");
+        assert_eq!(served.unwrap(), (0, Ending::Bad(why)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bad_frame_is_left_open_for_serve_to_log_first() {
+        // A header longer than any frame the codec takes.
+        let header = (MAX_REPLY as u32 + 1).to_be_bytes();
+        let (got, ended, served) =
+            served_to_its_end(serve_frames, &header).await;
+        assert_eq!(got, b"");
+        assert!(!ended, "closed before `serve` could log it");
+        let (count, ending) = served.unwrap();
+        assert!(matches!(ending, Ending::Bad(_)), "{ending:?}");
+        assert_eq!(count, 0);
     }
 
     #[tokio::test]

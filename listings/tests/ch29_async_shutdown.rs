@@ -47,6 +47,20 @@ fn async_daemon_answers_requests_that_came_together_in_one_write() {
 }
 
 #[test]
+fn async_daemon_sends_each_reply_before_the_work_of_later_requests() {
+    daemon::sends_each_reply_before_the_work_of_later_requests(bin!(
+        "async-daemon"
+    ));
+}
+
+#[test]
+fn async_daemon_sends_a_reply_that_follows_work_without_waiting_for_an_ack() {
+    daemon::sends_a_reply_that_follows_work_without_waiting_for_an_ack(bin!(
+        "async-daemon"
+    ));
+}
+
+#[test]
 fn async_daemon_writes_each_line_of_its_log_whole_in_one_write() {
     daemon::writes_each_line_of_its_log_whole_in_one_write(bin!(
         "async-daemon"
@@ -777,8 +791,12 @@ fn async_daemon_says_so_when_it_cannot_accept_the_clients_still_queued() {
     );
     // The queued client gets no reply: its connection was reset.
     let mut rest = String::new();
-    let _ = queued.reader.read_to_string(&mut rest);
-    assert_eq!(rest, "");
+    let read = queued.reader.read_to_string(&mut rest);
+    assert_eq!(
+        read.map_err(|err| err.kind()),
+        Err(ErrorKind::ConnectionReset),
+        "{rest:?}"
+    );
     drop(idle);
     let out = daemon.finish();
     assert_died_of(&out, Signal::SIGTERM);

@@ -662,6 +662,71 @@ pub fn answers_requests_that_came_together_in_one_write(bin: &str) {
     assert_died_of(&daemon.finish(), Signal::SIGTERM);
 }
 
+/// Requests that came together are answered in order, and a reply does
+/// not wait for the work of the requests after it: four requests of
+/// 500 ms each, in one write, and the first reply comes alone, in a read
+/// of its own, within a second. When the replies waited to go out in one
+/// write after all the work, all four came in one read, after 2 s. The
+/// read is the check, and the clock a loose one: a reply sent once its
+/// own work was done is alone until the next request's work is done,
+/// 500 ms later.
+pub fn sends_each_reply_before_the_work_of_later_requests(bin: &str) {
+    let mut daemon = start(bin, &[]);
+    reconfigure(&mut daemon, "delay_ms = 500\n");
+    let mut client = Client::connect(daemon.addr);
+    let started = Instant::now();
+    client.stream.write_all(b"r0\nr1\nr2\nr3\n").unwrap();
+    let mut bytes = [0u8; 256];
+    let n = client.stream.read(&mut bytes).expect("read a reply");
+    let took = started.elapsed();
+    let first = String::from_utf8_lossy(&bytes[..n]).into_owned();
+    assert_eq!(first, "hello, r0\n", "{bin}: after {took:?}");
+    assert!(took < Duration::from_secs(1), "{bin}: after {took:?}");
+    let mut rest = String::new();
+    client.stream.shutdown(Shutdown::Write).unwrap();
+    client
+        .stream
+        .read_to_string(&mut rest)
+        .expect("read the replies");
+    assert_eq!(rest, "hello, r1\nhello, r2\nhello, r3\n", "{bin}");
+    drop(client);
+    daemon.listing.signal(Signal::SIGTERM);
+    assert_died_of(&daemon.finish(), Signal::SIGTERM);
+}
+
+/// A reply written after work, while the one before it may still be
+/// unacknowledged, goes at once: the daemon sets `TCP_NODELAY`. Two
+/// requests of 1 ms each in one write, five times, on a connection past
+/// its first exchanges, as in
+/// `answers_requests_that_came_together_in_one_write`: without
+/// `TCP_NODELAY`, Nagle's algorithm held the second reply until the
+/// client's delayed acknowledgement of the first, at least 40 ms later on
+/// Linux (6.18 here; `TCP_DELACK_MIN`), and the median of the five rounds
+/// was over 40 ms. With it, a few milliseconds; the bound is 25 ms.
+pub fn sends_a_reply_that_follows_work_without_waiting_for_an_ack(bin: &str) {
+    let mut daemon = start(bin, &[]);
+    reconfigure(&mut daemon, "delay_ms = 1\n");
+    let mut client = Client::connect(daemon.addr);
+    for n in 0..200 {
+        client.send(&format!("r{n}"));
+        assert_eq!(client.reply().unwrap(), format!("hello, r{n}\n"));
+    }
+    let mut took: Vec<Duration> = (0..5)
+        .map(|_| {
+            let started = Instant::now();
+            client.stream.write_all(b"x\ny\n").unwrap();
+            assert_eq!(client.reply().unwrap(), "hello, x\n");
+            assert_eq!(client.reply().unwrap(), "hello, y\n");
+            started.elapsed()
+        })
+        .collect();
+    took.sort();
+    assert!(took[2] < Duration::from_millis(25), "{bin}: {took:?}");
+    drop(client);
+    daemon.listing.signal(Signal::SIGTERM);
+    assert_died_of(&daemon.finish(), Signal::SIGTERM);
+}
+
 /// Every line of the log is one `write` of at most `PIPE_BUF` (4096)
 /// bytes, ending in its newline: a request of 1100 bytes, whose line
 /// `writeln!` wrote as the text and then its newline (the text did not
