@@ -77,15 +77,19 @@ fn run() -> Result<(), Box<dyn Error>> {
     let chld = keep_own_zombies()?;
     // Caught before any child starts, so none is missed; kept until the
     // process ends, even if its thread is refused (Chapter 6).
-    // Blocked while they are registered, so that none is lost (Chapter 6).
+    // Blocked while they are registered, so that none is lost (Chapter 6),
+    // and while the children start: until its exec, a child runs our
+    // handlers, which would take a signal meant for it, and lose it. Each
+    // child unblocks them itself, at their default (`stop_signals_reset`).
     let caught = stop_signals()?;
-    let all = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
-    SigSet::from_iter(all).thread_block()?;
+    let all =
+        SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP]);
+    all.thread_block()?;
     let signals = Box::leak(Box::new(Signals::new(&caught)?));
-    // A parent that blocked them passed its mask on through `exec`, and
-    // `Command` would pass it on to the children: neither we nor they
-    // would ever take them. Unblocked before any thread or child starts.
-    SigSet::from_iter(all).thread_unblock()?;
+    let caught_set: SigSet = caught
+        .iter()
+        .filter_map(|&n| Signal::try_from(n).ok())
+        .collect();
     // The lifeline, for `pipe`: the children read it; its write end stays
     // here, and only here (CLOEXEC).
     let (reader, writer) = match args.way {
@@ -97,11 +101,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     };
     let (way, n, secs) = (args.way, args.children, args.secs);
     let cannot = |err| format!("cannot start {}: {err}", name(way));
+    let spawn = move || start(way, n, secs, reader, chld, caught_set);
     let started = if args.from_thread {
-        // The thread that starts them exits here.
-        match thread::Builder::new()
-            .spawn(move || start(way, n, secs, reader, chld))
-        {
+        // The thread that starts them exits here. It inherits our mask.
+        match thread::Builder::new().spawn(spawn) {
             Ok(starter) => starter
                 .join()
                 .map_err(|_| "the starting thread panicked")?
@@ -109,8 +112,13 @@ fn run() -> Result<(), Box<dyn Error>> {
             Err(err) => Err(format!("cannot start a thread: {err}")),
         }
     } else {
-        start(way, n, secs, reader, chld).map_err(cannot)
+        spawn().map_err(cannot)
     };
+    // A parent that blocked them passed its mask on through `exec`: we
+    // would never take them. Unblocked now, before any other thread
+    // starts: a signal that came while the children started reaches
+    // signal-hook's handler here.
+    all.thread_unblock()?;
     let mut children = match started {
         Ok(children) => children,
         // No child runs: a spawn failed, and `start` has stopped the
@@ -260,14 +268,16 @@ fn die_of(signal: i32) -> ! {
 
 // ANCHOR: start
 /// Starts `n` children the chosen way, each with SIGCHLD's action as we
-/// found it, `chld`. The read end of the lifeline, if any, is closed here
-/// when they have their copies.
+/// found it, `chld`, and the stop signals we `caught` at their default.
+/// The read end of the lifeline, if any, is closed here when they have
+/// their copies.
 fn start(
     way: Way,
     n: usize,
     secs: u64,
     reader: Option<OwnedFd>,
     chld: SigAction,
+    caught: SigSet,
 ) -> io::Result<Vec<Child>> {
     let mut children: Vec<Child> = Vec::new();
     for _ in 0..n {
@@ -284,6 +294,7 @@ fn start(
             }
         };
         sigchld_as_found(&mut command, chld);
+        stop_signals_reset(&mut command, caught);
         match way {
             Way::Pdeathsig => die_with_parent(&mut command),
             Way::Group => {
@@ -310,18 +321,38 @@ fn start(
     Ok(children)
 }
 
+/// Gives the child that `command` starts the stop signals we `caught`
+/// back their default action, then unblocks all three. Until exec, the
+/// child has our handlers, which would take a signal meant for it, and
+/// lose it, and `sleep` would run on: `run` keeps the three blocked while
+/// the children start, and one that came meanwhile ends the child here.
+/// One we found ignored stays ignored, as the user chose.
+fn stop_signals_reset(command: &mut Command, caught: SigSet) {
+    // SAFETY: the closure runs between fork and exec, and makes only
+    // sigaction and sigprocmask calls, on sets made before the fork; it
+    // allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            for signal in caught.iter() {
+                nix::sys::signal::signal(signal, SigHandler::SigDfl)?;
+            }
+            let all = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+            SigSet::from_iter(all).thread_unblock()?;
+            Ok(())
+        })
+    };
+}
+
 /// Asks the kernel to send the child SIGTERM when its parent dies, and
-/// checks that the parent has not died already.
+/// checks that the parent has not died already. SIGTERM is at its default
+/// by then (`stop_signals_reset`, the hook before this one): a parent
+/// dying now sends a signal that ends the child.
 fn die_with_parent(command: &mut Command) {
     let parent = getpid();
     // SAFETY: the closure runs between fork and exec, and makes only
     // async-signal-safe system calls; it allocates nothing.
     unsafe {
         command.pre_exec(move || {
-            // Until exec, this child has our handlers, and ours catches
-            // SIGTERM: a parent dying now would send a signal that the
-            // handler takes, and `sleep` would run on. Its default first.
-            nix::sys::signal::signal(Signal::SIGTERM, SigHandler::SigDfl)?;
             nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
             if getppid() != parent {
                 return Err(io::Error::from_raw_os_error(nix::libc::ESRCH));

@@ -2,10 +2,11 @@
 // Listing 28-2: signals in a tokio program, done right. SIGHUP reloads
 // (which takes `--reload-secs`, 1 by default); SIGTERM or SIGINT starts
 // the clean-up (`--cleanup-secs`, 3), after which it exits 0; a second
-// SIGTERM or SIGINT, during the clean-up or during a reload before it,
-// ends it at once, killed by that signal. A stop signal within a second of the first is part of the same
-// stop (a wrapper passing a Ctrl-C on), and the clean-up goes on. Three
-// options show what goes wrong otherwise:
+// SIGTERM or SIGINT during the clean-up ends it at once, killed by that
+// signal, and one that came during a reload before it does so as soon as
+// the reload is over. A stop signal within a second of the first is part
+// of the same stop (a wrapper passing a Ctrl-C on), and the clean-up goes
+// on. Three options show what goes wrong otherwise, and a way out:
 //
 // - `--in-loop` makes the signal streams anew each time round the loop,
 //   and loses a signal that comes while a reload runs;
@@ -14,7 +15,7 @@
 // - `--hook` makes the action that notes each stop signal in
 //   signal-hook's handler also end the process, from inside the handler,
 //   on a second signal a second or more after the first, which works
-//   even then.
+//   even then, and during a reload.
 
 use std::error::Error;
 use std::io::{self, Write};
@@ -163,15 +164,17 @@ async fn run() -> Result<(), Box<dyn Error>> {
     // Runs inside signal-hook's handler, before tokio's action (registered
     // first), so no task hears a signal before its time is noted: notes
     // when each stop signal came, so that a signal is judged by when it
-    // came, not by when the task heard it. With `--hook`, one that comes
-    // SAME_STOP or more after the stop's signal ends the process there
-    // and then; one sooner is the same stop.
+    // came, not by when the task heard it. With `--hook`, a second signal
+    // ends the process there and then, whatever the task is doing: one
+    // that comes SAME_STOP or more after the stop's signal, or after the
+    // same signal's first coming that no task has taken yet (a reload
+    // runs); one sooner is the same stop.
     let came = Arc::new(Arrivals::default());
     for stop in [SIGTERM, SIGINT] {
         let came = Arc::clone(&came);
         let hook = args.hook;
         let note = move || {
-            if came.note(stop) >= SAME_STOP && hook {
+            if came.note(stop) && hook {
                 die_in_handler(stop);
             }
         };
@@ -226,6 +229,8 @@ async fn run() -> Result<(), Box<dyn Error>> {
 /// it on a moment later, as SIGTERM or as SIGINT; systemd signals every
 /// process of a unit, and a wrapper there passes its SIGTERM on too.
 const SAME_STOP: Duration = Duration::from_secs(1);
+/// SAME_STOP, in the unit of the times the handler keeps.
+const SAME_STOP_NANOS: u64 = SAME_STOP.as_nanos() as u64;
 
 /// When each stop signal first came since the task last took it, and
 /// when the one that began the stop did, in nanoseconds of the monotonic
@@ -250,23 +255,24 @@ impl Arrivals {
         }
     }
 
-    /// In the handler: notes that `signal` comes now, and returns how long
-    /// after the stop's signal it came, zero before a stop began.
-    fn note(&self, signal: i32) -> Duration {
+    /// In the handler: notes that `signal` comes now, and returns whether
+    /// it is a second signal: SAME_STOP or more after the stop's signal,
+    /// or after the first time `signal` came, which it keeps until the task
+    /// takes it. The second needs no task: a repeat is judged even while
+    /// the task is busy elsewhere and has taken no stop yet.
+    fn note(&self, signal: i32) -> bool {
         let now = monotonic_nanos();
+        let after = |then: u64| now.saturating_sub(then) >= SAME_STOP_NANOS;
         let (came, again) = self.of(signal);
         // The first time is kept until the task takes it.
         let kept =
             came.compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst);
-        if kept.is_err_and(|first| {
-            now.saturating_sub(first) >= SAME_STOP.as_nanos() as u64
-        }) {
+        let repeat = kept.is_err_and(after);
+        if repeat {
             again.store(true, Ordering::SeqCst);
         }
-        match self.stop.load(Ordering::SeqCst) {
-            0 => Duration::ZERO,
-            stop => Duration::from_nanos(now.saturating_sub(stop)),
-        }
+        let stop = self.stop.load(Ordering::SeqCst);
+        repeat || (stop != 0 && after(stop))
     }
 
     /// With `--in-loop`, as the streams are dropped: forgets the signals

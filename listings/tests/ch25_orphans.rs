@@ -1329,3 +1329,61 @@ fn cgroup_kill_ends_every_process_of_a_cgroup_and_below() {
         assert_died_of(&shell.finish(), Signal::SIGKILL);
     }
 }
+
+/// Until its exec, a child runs the parent's handlers, and the parent
+/// catches SIGTERM, SIGINT and SIGHUP (signal-hook): a `kill -- -PGID`
+/// that reaches a `group` child once it has joined its group, before its
+/// exec, would run that handler and be lost, and `sleep` would run on.
+/// strace holds the child for two seconds on its way out of `setpgid`,
+/// which std makes before the hooks; the test signals the children's
+/// group then, and the child must die of the signal instead of running
+/// `sleep`. It ran `sleep` while the parent unblocked the three before it
+/// started its children. Linux 6.18 here.
+#[test]
+fn proc_orphans_child_dies_of_a_signal_that_comes_before_its_exec() {
+    if !have("strace") {
+        return;
+    }
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        let args = ["group", "--children", "1", "--for", "60"];
+        let mut command = Command::new("strace");
+        command
+            .args(["-f", "-q", "-o", "/dev/null", "--seccomp-bpf"])
+            .args(["-e", "trace=setpgid", "-e", "signal=none"])
+            .arg("--inject=setpgid:delay_exit=2000000")
+            .arg("--")
+            .arg(bin!("proc-orphans"))
+            .args(args);
+        let traced = Listing::spawn(&mut command, Stdio::piped());
+        let mut held = None;
+        wait_until("the child to be held in setpgid", || {
+            let Some(&parent) = children_of(traced.pid()).first() else {
+                return false;
+            };
+            held = children_of(parent).first().copied().filter(|&child| {
+                threads_blocked_in(child, nix::libc::SYS_setpgid) == 1
+                    && state_of(child) == Some('t')
+            });
+            held.is_some()
+        });
+        let child = held.unwrap();
+        let group = pgid_of(child).expect("the children's group");
+        assert_eq!(group, child, "the child leads its group");
+        killpg(group, signal).unwrap();
+        wait_until("the child to die, or to run sleep", || {
+            is_dead(child)
+                || std::fs::read_to_string(format!("/proc/{child}/comm"))
+                    .is_ok_and(|name| name.trim() == "sleep")
+        });
+        let survived = !is_dead(child);
+        drop(traced); // Kills the group, the parent with it.
+        if survived {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+        assert!(
+            !survived,
+            "{signal}: {child} ran sleep (Linux {})",
+            kernel()
+        );
+    }
+}
