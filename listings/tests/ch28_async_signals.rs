@@ -540,6 +540,37 @@ fn async_signals_times_the_same_stop_from_the_first_signal_not_the_clean_up() {
 #[test]
 fn async_signals_takes_a_term_and_an_int_seconds_apart_during_a_reload_for_two()
 {
+    two_signals_seconds_apart_during_a_reload(
+        Signal::SIGINT,
+        r"Got SIG(TERM|INT): cleaning up for 3 s; a second signal stops me now",
+        r"Got (SIGINT after SIGTERM|SIGTERM after SIGINT): exiting now",
+        &[Signal::SIGTERM, Signal::SIGINT],
+    );
+}
+
+/// The same with two `SIGTERM`s: the stream merges the two, and only the
+/// handler's note tells that a second came.
+#[test]
+fn async_signals_takes_two_terms_seconds_apart_during_a_reload_for_two() {
+    two_signals_seconds_apart_during_a_reload(
+        Signal::SIGTERM,
+        "Got SIGTERM: cleaning up for 3 s; a second signal stops me now",
+        "Got SIGTERM again: exiting now",
+        &[Signal::SIGTERM],
+    );
+}
+
+/// Sends a `SIGTERM` while a six-second reload runs, then `second` more
+/// than `SAME_STOP` later, the reload still running; with and without
+/// `--hook`, expects the clean-up line `cleaning_up`, then `exiting`, no
+/// "the same stop", and an end by one of `ends_by`.
+#[track_caller]
+fn two_signals_seconds_apart_during_a_reload(
+    second: Signal,
+    cleaning_up: &str,
+    exiting: &str,
+    ends_by: &[Signal],
+) {
     for hook in [false, true] {
         let mut args = vec!["--reload-secs", "6", "--cleanup-secs", "3"];
         if hook {
@@ -558,14 +589,10 @@ fn async_signals_takes_a_term_and_an_int_seconds_apart_during_a_reload_for_two()
                 "hook: {hook}: the reload ended too soon to test"
             );
         }
-        listing.signal(Signal::SIGINT);
+        listing.signal(second);
         listing.expect("Reloaded");
-        listing.expect(
-            r"Got SIG(TERM|INT): cleaning up for 3 s; a second signal stops me now",
-        );
-        listing.expect(
-            r"Got (SIGINT after SIGTERM|SIGTERM after SIGINT): exiting now",
-        );
+        listing.expect(cleaning_up);
+        listing.expect(exiting);
         let out = listing.finish();
         assert!(
             !out.stdout.iter().any(|l| l.contains("the same stop")),
@@ -573,46 +600,9 @@ fn async_signals_takes_a_term_and_an_int_seconds_apart_during_a_reload_for_two()
             out.stdout
         );
         assert!(
-            [Signal::SIGTERM as i32, Signal::SIGINT as i32]
-                .map(Some)
-                .contains(&out.status.signal()),
-            "hook: {hook}; {:?} {:?}",
-            out.status,
-            out.stdout
-        );
-    }
-}
-
-#[test]
-fn async_signals_takes_two_terms_seconds_apart_during_a_reload_for_two() {
-    for hook in [false, true] {
-        let mut args = vec!["--reload-secs", "6", "--cleanup-secs", "3"];
-        if hook {
-            args.push("--hook");
-        }
-        let mut listing = start(bin!("async-signals"), &args, SIGNALS_READY);
-        listing.signal(Signal::SIGHUP);
-        listing.expect("Got SIGHUP: reloading, which takes 6 s");
-        let first = Instant::now();
-        listing.signal(Signal::SIGTERM);
-        // Past SAME_STOP after the first, with the reload still running:
-        // the stream merges the two, and only the handler's note tells.
-        while first.elapsed() < Duration::from_millis(1500) {
-            assert!(
-                listing.no_line_within(Duration::from_millis(300)),
-                "hook: {hook}: the reload ended too soon to test"
-            );
-        }
-        listing.signal(Signal::SIGTERM);
-        listing.expect("Reloaded");
-        listing.expect(
-            "Got SIGTERM: cleaning up for 3 s; a second signal stops me now",
-        );
-        listing.expect("Got SIGTERM again: exiting now");
-        let out = listing.finish();
-        assert_eq!(
-            out.status.signal(),
-            Some(Signal::SIGTERM as i32),
+            ends_by
+                .iter()
+                .any(|&signal| out.status.signal() == Some(signal as i32)),
             "hook: {hook}; {:?} {:?}",
             out.status,
             out.stdout
