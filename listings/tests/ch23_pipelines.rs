@@ -2122,47 +2122,15 @@ fn spawn_pipeline_says_why_when_a_thread_is_refused() {
 /// thread's closure.
 #[test]
 fn spawn_pipeline_ends_by_a_signal_that_came_while_a_thread_was_refused() {
-    use std::os::unix::fs::PermissionsExt;
-    let (listing, _listing_dir) = crate::support::reachable_by_anyone(
-        std::path::Path::new(bin!("spawn-pipeline")),
+    crate::support::assert_ends_by_a_pending_sigterm_with_threads_refused(
+        bin!("spawn-pipeline"),
+        &[
+            (2, "sleep 60"),
+            (2, "--timeout 60 sleep 60"),
+            (3, "--timeout 60 sleep 60"),
+        ],
+        "pipeline",
     );
-    for (threads, args) in [
-        (2, "sleep 60"),
-        (2, "--timeout 60 sleep 60"),
-        (3, "--timeout 60 sleep 60"),
-    ] {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755))
-            .unwrap();
-        let script = dir.path().join("pending-term");
-        write_program(
-            &script,
-            &format!(
-                "#!/bin/sh
-exec env --block-signal=TERM sh -c \
-                 'kill -TERM $$ && exec \"$0\" \"$@\"' '{}' {args}\n",
-                listing.display()
-            ),
-        );
-        let Some((mut command, _dir)) =
-            with_thread_limit(&Command::new(&script), threads)
-        else {
-            return;
-        };
-        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
-        let what = format!("ulimit -u {threads}, {args}");
-        assert_eq!(
-            out.status.signal(),
-            Some(Signal::SIGTERM as i32),
-            "{what}: {:?} {}",
-            out.status,
-            out.stderr
-        );
-        assert_eq!(
-            out.stderr, "",
-            "{what}: an interrupted pipeline says nothing"
-        );
-    }
 }
 
 /// Chapter 12's rule: give a child back what you found. `keep_zombies`
