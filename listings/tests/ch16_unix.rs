@@ -65,6 +65,21 @@ fn path_in(dir: &TempDir, name: &str) -> String {
     dir.path().join(name).to_str().unwrap().to_string()
 }
 
+/// A Unix stream socket bound to `path` that does not listen yet: a
+/// program between its `bind` and its `listen`.
+fn bound_stream_socket(path: &str) -> socket2::Socket {
+    let socket = socket2::Socket::new(
+        socket2::Domain::UNIX,
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    socket
+        .bind(&socket2::SockAddr::unix(path).unwrap())
+        .unwrap();
+    socket
+}
+
 /// Whether the tests run as root, which may act as another user.
 fn root() -> bool {
     uid() == 0
@@ -495,15 +510,7 @@ fn unix_server_takes_a_bound_socket_that_does_not_listen_for_stale() {
     // `listen` answers the probe as a stale file does, and loses its file.
     let dir = tempfile::tempdir().unwrap();
     let path = path_in(&dir, "server.sock");
-    let bound = socket2::Socket::new(
-        socket2::Domain::UNIX,
-        socket2::Type::STREAM,
-        None,
-    )
-    .unwrap();
-    bound
-        .bind(&socket2::SockAddr::unix(&path).unwrap())
-        .unwrap();
+    let bound = bound_stream_socket(&path);
     let inode = fs::metadata(&path).unwrap().ino();
     let (server, _) = start(bin!("unix-server"), &[&path, "--count", "1"]);
     assert_ne!(fs::metadata(&path).unwrap().ino(), inode);
@@ -1509,21 +1516,7 @@ fn unix_server_backs_off_and_logs_once_when_descriptors_run_out() {
     let (mut server, path) = start_private_limited(&tmp, "-n 16", &args);
     let pid = server.pid();
     // Silent clients until the server has no descriptor left.
-    let mut silent = Vec::new();
-    loop {
-        let before = crate::support::lasting_fds(pid);
-        if before >= 16 {
-            break;
-        }
-        silent.push(UnixStream::connect(&path).unwrap());
-        let deadline = std::time::Instant::now() + crate::support::PATIENCE;
-        while crate::support::lasting_fds(pid) <= before {
-            if std::time::Instant::now() > deadline {
-                not_accepted(&mut server, &silent);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
+    let silent = silent_clients_until(&mut server, &path, 16);
     // One more waits in the queue; the server fails to accept it, and
     // keeps failing, without spinning and without a line per failure.
     let waiting = UnixStream::connect(&path).unwrap();
@@ -1572,21 +1565,7 @@ fn unix_server_accepts_on_while_its_error_log_is_stuck() {
     drop(command); // our copy of the pipe's writing end
     let path = server.expect(r"Server listening on (.+)").remove(1);
     let pid = server.pid();
-    let mut silent = Vec::new();
-    loop {
-        let before = crate::support::lasting_fds(pid);
-        if before >= 16 {
-            break;
-        }
-        silent.push(UnixStream::connect(&path).unwrap());
-        let deadline = std::time::Instant::now() + crate::support::PATIENCE;
-        while crate::support::lasting_fds(pid) <= before {
-            if std::time::Instant::now() > deadline {
-                not_accepted(&mut server, &silent);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
+    let silent = silent_clients_until(&mut server, &path, 16);
     let mut waiting = UnixStream::connect(&path).unwrap();
     waiting
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -1605,6 +1584,33 @@ fn unix_server_accepts_on_while_its_error_log_is_stuck() {
          {reply:?}"
     );
     drop((server, log));
+}
+
+/// Silent clients of `server`, listening at `path`, connected one at a
+/// time, each accepted before the next connects, until the server holds
+/// `fds` descriptors (its last one taken); fails the test, saying what the
+/// server was doing, if one is not accepted within the harness's patience.
+fn silent_clients_until(
+    server: &mut Listing,
+    path: &str,
+    fds: usize,
+) -> Vec<UnixStream> {
+    let pid = server.pid();
+    let mut silent = Vec::new();
+    loop {
+        let before = crate::support::lasting_fds(pid);
+        if before >= fds {
+            return silent;
+        }
+        silent.push(UnixStream::connect(path).unwrap());
+        let deadline = std::time::Instant::now() + crate::support::PATIENCE;
+        while crate::support::lasting_fds(pid) <= before {
+            if std::time::Instant::now() > deadline {
+                not_accepted(server, &silent);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
 
 /// Fails the test with what the server was doing when it did not accept
@@ -2882,15 +2888,7 @@ fn fetch_gives_up_on_a_server_whose_queue_is_full() {
     // `connect` (wchan `unix_wait_for_peer`).
     let dir = tempfile::tempdir().unwrap();
     let path = path_in(&dir, "full.sock");
-    let listener = socket2::Socket::new(
-        socket2::Domain::UNIX,
-        socket2::Type::STREAM,
-        None,
-    )
-    .unwrap();
-    listener
-        .bind(&socket2::SockAddr::unix(&path).unwrap())
-        .unwrap();
+    let listener = bound_stream_socket(&path);
     listener.listen(0).unwrap();
     // One connection waiting fills a queue of 0: its length is over it.
     let _queued = UnixStream::connect(&path).unwrap();
