@@ -847,6 +847,23 @@ fn spawn_grandchild_group_ends_a_stopped_grandchild_too() {
     wait_until("the stopped job to end", || job.pids().is_empty());
 }
 
+/// `spawn-grandchild` with `args`, its child a stand-in `sh` that runs
+/// `script`, first on PATH; and the directory that holds it, to keep
+/// while the listing runs.
+fn grandchild_with_stand_in_sh(
+    script: &str,
+    args: &[&str],
+) -> (Command, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    write_program(&dir.path().join("sh"), script);
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut command = Command::new(bin!("spawn-grandchild"));
+    command
+        .args(args)
+        .env("PATH", format!("{}:{path}", dir.path().display()));
+    (command, dir)
+}
+
 /// `spawn-grandchild` with `args`, run by a python3 parent that is a
 /// subreaper (PR_SET_CHILD_SUBREAPER, 36), so that a grandchild orphaned
 /// by the listing is adopted there, not by the machine's init; `dir`, with
@@ -962,14 +979,10 @@ fn spawn_grandchild_group_kills_the_group_even_when_its_output_fails() {
 #[test]
 fn spawn_grandchild_group_kills_the_group_when_the_child_says_nothing() {
     let job = Sleepers("31336");
-    let dir = tempfile::tempdir().unwrap();
-    let sh = dir.path().join("sh");
-    write_program(&sh, "#!/bin/sh\nsleep 31336 >/dev/null 2>&1 &\nexit 3\n");
-    let path = std::env::var("PATH").unwrap_or_default();
-    let mut command = Command::new(bin!("spawn-grandchild"));
-    command
-        .args(["--group", "--cloexec"])
-        .env("PATH", format!("{}:{path}", dir.path().display()));
+    let (mut command, _dir) = grandchild_with_stand_in_sh(
+        "#!/bin/sh\nsleep 31336 >/dev/null 2>&1 &\nexit 3\n",
+        &["--group", "--cloexec"],
+    );
     let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert_eq!(out.stderr, "spawn-grandchild: the child said nothing\n");
@@ -984,24 +997,11 @@ fn spawn_grandchild_group_kills_the_group_when_the_child_says_nothing() {
 /// line. Its read used to have no limit and block until `sleep` ended.
 #[test]
 fn spawn_grandchild_gives_up_on_a_silent_child_whose_job_holds_the_pipe() {
-    let job = Sleepers("31338");
-    let dir = tempfile::tempdir().unwrap();
-    let sh = dir.path().join("sh");
-    write_program(&sh, "#!/bin/sh\nsleep 31338 2>/dev/null &\nexit 0\n");
-    let path = std::env::var("PATH").unwrap_or_default();
-    let mut command = Command::new(bin!("spawn-grandchild"));
-    command
-        .args(["--group", "--cloexec"])
-        .env("PATH", format!("{}:{path}", dir.path().display()));
-    let started = Instant::now();
-    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
-    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
-    assert_eq!(
-        out.stderr,
-        "spawn-grandchild: the child said nothing in 2000 ms\n"
+    gives_up_on_a_silent_child(
+        "31338",
+        "#!/bin/sh\nsleep 31338 2>/dev/null &\nexit 0\n",
+        "the background process to end",
     );
-    assert!(started.elapsed() < Duration::from_secs(10));
-    wait_until("the background process to end", || job.pids().is_empty());
 }
 
 /// A child that says nothing and runs on, its stdout the pipe: past the
@@ -1012,15 +1012,22 @@ fn spawn_grandchild_gives_up_on_a_silent_child_whose_job_holds_the_pipe() {
 /// and passed with the kill removed; this one then waited for `sleep`.
 #[test]
 fn spawn_grandchild_kills_a_silent_child_that_runs_on() {
-    let job = Sleepers("31344");
-    let dir = tempfile::tempdir().unwrap();
-    let sh = dir.path().join("sh");
-    write_program(&sh, "#!/bin/sh\nsleep 31344\n");
-    let path = std::env::var("PATH").unwrap_or_default();
-    let mut command = Command::new(bin!("spawn-grandchild"));
-    command
-        .args(["--group", "--cloexec"])
-        .env("PATH", format!("{}:{path}", dir.path().display()));
+    gives_up_on_a_silent_child(
+        "31344",
+        "#!/bin/sh\nsleep 31344\n",
+        "the child's sleep to end",
+    );
+}
+
+/// Runs `spawn-grandchild --group --cloexec`, its child a stand-in `sh`
+/// running `script`, which starts `sleep <sleep>` and prints nothing:
+/// the listing must give up after its two seconds, in one line, well
+/// within ten, and leave no `sleep` behind (`what` names the wait for it).
+#[track_caller]
+fn gives_up_on_a_silent_child(sleep: &'static str, script: &str, what: &str) {
+    let job = Sleepers(sleep);
+    let (mut command, _dir) =
+        grandchild_with_stand_in_sh(script, &["--group", "--cloexec"]);
     let started = Instant::now();
     let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
@@ -1029,7 +1036,7 @@ fn spawn_grandchild_kills_a_silent_child_that_runs_on() {
         "spawn-grandchild: the child said nothing in 2000 ms\n"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
-    wait_until("the child's sleep to end", || job.pids().is_empty());
+    wait_until(what, || job.pids().is_empty());
 }
 
 /// A holder that outlives the last wait: the listing has named it, and no
@@ -1041,17 +1048,11 @@ fn spawn_grandchild_kills_a_silent_child_that_runs_on() {
 #[test]
 fn spawn_grandchild_fails_when_the_end_of_stream_never_comes() {
     let job = Sleepers("31364");
-    let dir = tempfile::tempdir().unwrap();
-    let sh = dir.path().join("sh");
     let script = "#!/bin/sh\n\
                   sleep 31364 2>/dev/null &\n\
                   echo \"Child $$ started sleep as pid $!\"\n";
-    write_program(&sh, script);
-    let path = std::env::var("PATH").unwrap_or_default();
-    let mut command = Command::new(bin!("spawn-grandchild"));
-    command
-        .args(["--cloexec", "--wait", "1"])
-        .env("PATH", format!("{}:{path}", dir.path().display()));
+    let (mut command, _dir) =
+        grandchild_with_stand_in_sh(script, &["--cloexec", "--wait", "1"]);
     let mut listing = Listing::spawn(&mut command, Stdio::piped());
     let first = listing.expect(r"Child (\d+) started sleep as pid (\d+)");
     let sleep = Pid::from_raw(first[2].parse().unwrap());
@@ -1083,18 +1084,12 @@ fn spawn_grandchild_fails_when_the_end_of_stream_never_comes() {
 /// as long as such a holder ran, then exited 0.
 #[test]
 fn spawn_grandchild_fails_when_a_holder_keeps_writing_past_the_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let sh = dir.path().join("sh");
     let script = "#!/bin/sh\n\
                   python3 -c 'import time\nwhile True: print(\"tick\", \
                   flush=True); time.sleep(0.2)' 2>/dev/null &\n\
                   echo \"Child $$ started sleep as pid $!\"\n";
-    write_program(&sh, script);
-    let path = std::env::var("PATH").unwrap_or_default();
-    let mut command = Command::new(bin!("spawn-grandchild"));
-    command
-        .args(["--cloexec", "--wait", "1"])
-        .env("PATH", format!("{}:{path}", dir.path().display()));
+    let (mut command, _dir) =
+        grandchild_with_stand_in_sh(script, &["--cloexec", "--wait", "1"]);
     let mut listing = Listing::spawn(&mut command, Stdio::piped());
     let first = listing.expect(r"Child (\d+) started sleep as pid (\d+)");
     /// The holder runs on after the listing, whatever the test's end.
