@@ -1678,14 +1678,8 @@ fn spawn_pipeline_started_in_the_background_waits_for_fg() {
             "bash",
             &["--norc", "--noprofile", "-c", &script],
         );
-        let mut listing = Vec::new();
-        wait_until("bash to start spawn-pipeline", || {
-            listing = children_of(terminal.pid());
-            listing.len() == 1
-                && std::fs::read_to_string(format!("/proc/{}/comm", listing[0]))
-                    .is_ok_and(|comm| comm.trim_end() == "spawn-pipeline")
-        });
-        let (stages, group) = stages_of(listing[0], 1);
+        let listing = spawn_pipeline_under(terminal.pid());
+        let (stages, group) = stages_of(listing, 1);
         let _cleanup = KillGroupOnDrop(group);
         // Every thread of the listing: the kernel tells bash that its job
         // stopped (SIGCHLD) only once the last thread has stopped, while
@@ -1694,7 +1688,7 @@ fn spawn_pipeline_started_in_the_background_waits_for_fg() {
         // typed before, `fg` would give the listing the terminal and leave
         // it stopped.
         wait_until("cat and spawn-pipeline to stop", || {
-            state_of(stages[0]) == Some('T') && all_threads_stopped(listing[0])
+            state_of(stages[0]) == Some('T') && all_threads_stopped(listing)
         });
         terminal.type_keys("go\n"); // bash's `read`, then `fg`.
         wait_until("the stages to own the terminal, and cat to go on", || {
@@ -1748,14 +1742,7 @@ fn spawn_pipeline_brought_to_the_foreground_while_it_runs_hands_over_the_termina
             "bash",
             &["--norc", "--noprofile", "-c", &script],
         );
-        let mut listing = Vec::new();
-        wait_until("bash to start spawn-pipeline", || {
-            listing = children_of(terminal.pid());
-            listing.len() == 1
-                && std::fs::read_to_string(format!("/proc/{}/comm", listing[0]))
-                    .is_ok_and(|comm| comm.trim_end() == "spawn-pipeline")
-        });
-        let listing = listing[0];
+        let listing = spawn_pipeline_under(terminal.pid());
         let (stages, group) = stages_of(listing, 1);
         let _cleanup = KillGroupOnDrop(group);
         terminal.type_keys("go\n"); // bash's `read`, then `fg`.
@@ -1852,6 +1839,23 @@ fn traced_listing(traced: &Listing) -> Pid {
     pipeline.unwrap()
 }
 
+/// `spawn-pipeline sleep 60` run by strace with the options `strace`,
+/// under setpriv's death signal: strace's run, the listing's pid, its one
+/// stage once it runs, and the stage's group, killed when dropped.
+fn traced_sleep_pipeline(
+    strace: &[&str],
+) -> (Listing, Pid, Pid, KillGroupOnDrop) {
+    let mut command = Command::new("strace");
+    command
+        .args(strace)
+        .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
+        .args([bin!("spawn-pipeline"), "sleep", "60"]);
+    let traced = Listing::spawn(&mut command, Stdio::piped());
+    let pipeline = traced_listing(&traced);
+    let (stages, group) = stages_of(pipeline, 1);
+    (traced, pipeline, stages[0], KillGroupOnDrop(group))
+}
+
 /// Chapter 23's rule, `killpg` only while a stage of the group is not
 /// reaped, where it matters: a signal that comes just after the last
 /// stage is reaped. strace holds the listing's main thread for two
@@ -1864,17 +1868,17 @@ fn spawn_pipeline_never_signals_its_group_once_every_stage_is_reaped() {
     if !have("strace") || !have("setpriv") {
         return;
     }
-    let mut command = Command::new("strace");
-    command
-        .args(["-f", "-q", "-e", "trace=kill,wait4", "-e", "signal=none"])
-        .args(["-e", "inject=wait4:delay_exit=2000000"])
-        .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
-        .args([bin!("spawn-pipeline"), "sleep", "60"]);
-    let traced = Listing::spawn(&mut command, Stdio::piped());
-    let pipeline = traced_listing(&traced);
-    let (stages, group) = stages_of(pipeline, 1);
-    let _cleanup = KillGroupOnDrop(group);
-    nix::sys::signal::kill(stages[0], Signal::SIGKILL).unwrap();
+    let (traced, pipeline, stage, group) = traced_sleep_pipeline(&[
+        "-f",
+        "-q",
+        "-e",
+        "trace=kill,wait4",
+        "-e",
+        "signal=none",
+        "-e",
+        "inject=wait4:delay_exit=2000000",
+    ]);
+    nix::sys::signal::kill(stage, Signal::SIGKILL).unwrap();
     wait_until("the stage to be reaped, and wait4 held", || {
         children_of(pipeline).is_empty() && state_of(pipeline) == Some('t')
     });
@@ -1882,7 +1886,7 @@ fn spawn_pipeline_never_signals_its_group_once_every_stage_is_reaped() {
     let out = finish_clean(traced);
     // strace ends the way the listing did.
     assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
-    let stray = format!("kill(-{group}, ");
+    let stray = format!("kill(-{}, ", group.0);
     assert!(
         !out.stderr.contains(&stray),
         "signalled its group after reaping it:\n{}",
@@ -1903,22 +1907,21 @@ fn spawn_pipeline_keeps_the_status_of_a_stage_that_died_after_it_stopped() {
     if !have("strace") || !have("setpriv") {
         return;
     }
-    let mut command = Command::new("strace");
-    command
-        .args(["-q", "-o", "/dev/null", "-e", "trace=waitid"])
-        .args(["-e", "inject=waitid:delay_exit=2000000"])
-        .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
-        .args([bin!("spawn-pipeline"), "sleep", "60"]);
-    let traced = Listing::spawn(&mut command, Stdio::piped());
-    let pipeline = traced_listing(&traced);
-    let (stages, group) = stages_of(pipeline, 1);
-    let _cleanup = KillGroupOnDrop(group);
-    nix::sys::signal::kill(stages[0], Signal::SIGSTOP).unwrap();
+    let (traced, pipeline, stage, _group) = traced_sleep_pipeline(&[
+        "-q",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=waitid",
+        "-e",
+        "inject=waitid:delay_exit=2000000",
+    ]);
+    nix::sys::signal::kill(stage, Signal::SIGSTOP).unwrap();
     wait_until("the stage to stop, and waitid to be held", || {
-        state_of(stages[0]) == Some('T') && state_of(pipeline) == Some('t')
+        state_of(stage) == Some('T') && state_of(pipeline) == Some('t')
     });
     nix::sys::signal::kill(pipeline, Signal::SIGTERM).unwrap();
-    wait_until("the stage to die", || state_of(stages[0]) == Some('Z'));
+    wait_until("the stage to die", || state_of(stage) == Some('Z'));
     let out = finish_clean(traced);
     // strace ends the way the listing did.
     assert_eq!(
