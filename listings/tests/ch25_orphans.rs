@@ -1067,11 +1067,20 @@ impl Drop for Traced {
 fn proc_orphans_dies_of_a_second_signal_while_it_reaps() {
     let (orphans, children) =
         start(&["none", "--children", "1", "--for", "60"]);
-    let (parent, child) = (orphans.pid(), children[0]);
+    let child = children[0];
     let Some(held) = hold_stopped(child) else {
         return;
     };
     orphans.signal(Signal::SIGTERM);
+    dies_of_sigint_while_it_reaps(orphans, child, held);
+}
+
+/// Once the parent has stopped `child`, which `held` keeps from ending
+/// (its SIGTERM pending), a SIGINT must end the parent by its default
+/// action, there and then.
+#[track_caller]
+fn dies_of_sigint_while_it_reaps(orphans: Listing, child: Pid, held: Traced) {
+    let parent = orphans.pid();
     wait_until("the parent to stop its child", || {
         pending_signals(child).contains(&(Signal::SIGTERM as i32))
     });
@@ -1115,14 +1124,7 @@ fn proc_orphans_dies_of_a_signal_while_it_reaps_after_its_output_failed() {
         return;
     };
     drop(reader);
-    wait_until("the parent to stop its child", || {
-        pending_signals(child).contains(&(Signal::SIGTERM as i32))
-    });
-    orphans.signal(Signal::SIGINT);
-    wait_until("the parent to die of SIGINT", || is_dead(parent));
-    drop(held);
-    let out = finish_clean(orphans);
-    assert_died_of(&out, Signal::SIGINT);
+    dies_of_sigint_while_it_reaps(orphans, child, held);
 }
 
 /// Started with `SIGCHLD` ignored, which `exec` keeps, the parent sets its
