@@ -8,7 +8,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::support::{
-    Listing, as_pid_1, assert_exited_with, assert_rejects,
+    Listing, as_pid_1, assert_died_of, assert_exited_with, assert_rejects,
     assert_says_why_on_bad_worker_threads,
     assert_says_why_when_threads_are_refused, assert_session_matches_book,
     assert_starts_or_says_why, cargo_run, pending_signals, shell, state_of,
@@ -121,12 +121,7 @@ fn async_ctrl_c_dies_of_sigterm_without_cleaning_up() {
     let listing = start(bin!("async-ctrl-c"), &[], CTRL_C_READY);
     listing.signal(Signal::SIGTERM);
     let out = listing.finish();
-    assert_eq!(
-        out.status.signal(),
-        Some(Signal::SIGTERM as i32),
-        "{:?}",
-        out.status
-    );
+    assert_died_of(&out, Signal::SIGTERM);
     assert_eq!(out.stdout.len(), 1, "no clean-up: {:?}", out.stdout);
 }
 
@@ -206,12 +201,7 @@ fn async_signals_reloads_on_hup_and_dies_of_a_second_term() {
     terminal2.push((term.clone(), shell(&term)));
     listing.expect("Got SIGTERM again: exiting now");
     let out = listing.finish();
-    assert_eq!(
-        out.status.signal(),
-        Some(Signal::SIGTERM as i32),
-        "{:?}",
-        out.status
-    );
+    assert_died_of(&out, Signal::SIGTERM);
     assert_session_matches_book(
         "ch28-async-signals/28-02-async-signals.out",
         &[(cargo_run("async-signals", &[]), &out.stdout)],
@@ -641,12 +631,7 @@ fn signal_hooks_action_ends_it_even_while_the_task_is_blocked() {
     let second = Instant::now();
     listing.signal(Signal::SIGTERM);
     let out = listing.finish();
-    assert_eq!(
-        out.status.signal(),
-        Some(Signal::SIGTERM as i32),
-        "{:?}",
-        out.status
-    );
+    assert_died_of(&out, Signal::SIGTERM);
     assert!(second.elapsed() < Duration::from_secs(20), "not stuck");
     assert!(!out.stdout.iter().any(|l| l == "Clean exit"));
 }
@@ -797,13 +782,7 @@ fn a_signal_stream_made_after_a_hand_made_default_never_hears_it() {
         .env(IN_CHILD, "1");
     let out =
         Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
-    assert_eq!(
-        out.status.signal(),
-        Some(Signal::SIGUSR1 as i32),
-        "{:?}: {}",
-        out.status,
-        out.stderr
-    );
+    assert_died_of(&out, Signal::SIGUSR1);
     assert!(
         out.stderr.contains("heard the first SIGUSR1"),
         "{}",
