@@ -1185,6 +1185,11 @@ struct AtTerminal {
 }
 
 impl AtTerminal {
+    /// bash, with no start-up files, running `script` at the terminal.
+    fn bash(script: &str) -> AtTerminal {
+        AtTerminal::start("bash", &["--norc", "--noprofile", "-c", script])
+    }
+
     fn start(program: &str, args: &[&str]) -> AtTerminal {
         use nix::fcntl::OFlag;
         use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
@@ -1284,6 +1289,11 @@ impl AtTerminal {
 
     /// How the program ended, within PATIENCE.
     fn finish(mut self) -> std::process::ExitStatus {
+        self.reap()
+    }
+
+    /// Waits for the program to end, within PATIENCE, and reaps it.
+    fn reap(&mut self) -> std::process::ExitStatus {
         let status = self
             .child
             .wait_timeout(PATIENCE)
@@ -1297,12 +1307,7 @@ impl AtTerminal {
     /// terminal showed that `wait_for` has not taken, up to the moment
     /// nothing has the terminal open any more.
     fn finish_showing(mut self) -> (std::process::ExitStatus, String) {
-        let status = self
-            .child
-            .wait_timeout(PATIENCE)
-            .unwrap()
-            .expect("the program to end");
-        self.reaped = true;
+        let status = self.reap();
         let deadline = Instant::now() + PATIENCE;
         // The reader ends, and the channel with it, once the terminal is
         // closed everywhere: by then nothing more can be shown.
@@ -1439,10 +1444,7 @@ fn spawn_pipeline_at_a_terminal_stops_and_continues_with_its_stages() {
             "set -m; echo READY; {command}; echo \"stopped: $?\"; \
              fg; echo \"done: $?\""
         );
-        let mut terminal = AtTerminal::start(
-            "bash",
-            &["--norc", "--noprofile", "-c", &script],
-        );
+        let mut terminal = AtTerminal::bash(&script);
         terminal.wait_for("READY", || None);
         let mut listing = None;
         wait_until("bash to start spawn-pipeline", || {
@@ -1487,8 +1489,7 @@ fn spawn_pipeline_at_a_terminal_ignores_the_stop_of_a_child_it_did_not_start() {
          echo \"ended: $?\"",
         bin!("spawn-pipeline")
     );
-    let mut terminal =
-        AtTerminal::start("bash", &["--norc", "--noprofile", "-c", &script]);
+    let mut terminal = AtTerminal::bash(&script);
     terminal.wait_for("READY", || None);
     let comm = |pid: Pid| {
         std::fs::read_to_string(format!("/proc/{pid}/comm"))
@@ -1674,10 +1675,7 @@ fn spawn_pipeline_started_in_the_background_waits_for_fg() {
             "set -m; {prefix}{} cat & read -r go; fg; echo \"done: $?\"",
             bin!("spawn-pipeline")
         );
-        let mut terminal = AtTerminal::start(
-            "bash",
-            &["--norc", "--noprofile", "-c", &script],
-        );
+        let mut terminal = AtTerminal::bash(&script);
         let listing = spawn_pipeline_under(terminal.pid());
         let (stages, group) = stages_of(listing, 1);
         let _cleanup = KillGroupOnDrop(group);
@@ -1738,10 +1736,7 @@ fn spawn_pipeline_brought_to_the_foreground_while_it_runs_hands_over_the_termina
             bin!("spawn-pipeline"),
             stage.replace('\'', "'\\''"),
         );
-        let mut terminal = AtTerminal::start(
-            "bash",
-            &["--norc", "--noprofile", "-c", &script],
-        );
+        let mut terminal = AtTerminal::bash(&script);
         let listing = spawn_pipeline_under(terminal.pid());
         let (stages, group) = stages_of(listing, 1);
         let _cleanup = KillGroupOnDrop(group);
@@ -1796,8 +1791,7 @@ fn spawn_pipeline_at_a_terminal_takes_it_back_when_a_stage_cannot_run() {
         "set -m; stty tostop; {} no-such-program-p4f; echo \"status: $?\"",
         bin!("spawn-pipeline")
     );
-    let mut terminal =
-        AtTerminal::start("bash", &["--norc", "--noprofile", "-c", &script]);
+    let mut terminal = AtTerminal::bash(&script);
     terminal.wait_for(r#"cannot run "no-such-program-p4f""#, || None);
     terminal.wait_for("status: 1\r\n", || None);
     assert!(terminal.finish().success());
