@@ -65,6 +65,21 @@ fn path_in(dir: &TempDir, name: &str) -> String {
     dir.path().join(name).to_str().unwrap().to_string()
 }
 
+/// A Unix stream socket bound to `path` that does not listen yet: a
+/// program between its `bind` and its `listen`.
+fn bound_stream_socket(path: &str) -> socket2::Socket {
+    let socket = socket2::Socket::new(
+        socket2::Domain::UNIX,
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    socket
+        .bind(&socket2::SockAddr::unix(path).unwrap())
+        .unwrap();
+    socket
+}
+
 /// Whether the tests run as root, which may act as another user.
 fn root() -> bool {
     uid() == 0
@@ -431,60 +446,43 @@ fn a_second_server_on_the_same_path_is_refused_and_the_first_keeps_it() {
 
 #[test]
 fn unix_server_leaves_alone_a_live_socket_of_a_program_that_takes_no_lock() {
-    use nix::sys::socket::{
-        AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, listen,
-        socket,
-    };
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::MetadataExt;
     // Linux 6.18. A server that takes no lock (this test, `nc -lU`, an
     // older version) holds the path: the lock is free, the file is live.
     let dir = tempfile::tempdir().unwrap();
     let path = path_in(&dir, "server.sock");
     let other = UnixListener::bind(&path).unwrap();
-    let inode = fs::metadata(&path).unwrap().ino();
-    assert_rejects(
-        bin!("unix-server"),
-        &[&path],
-        &format!("{path} is in use by a program that takes no lock"),
-    );
-    assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
+    refused_as_in_use_and_left_alone(&path);
     let _client = UnixStream::connect(&path).unwrap();
     drop(other);
     fs::remove_file(&path).unwrap();
     // The same with its backlog full: a connection is not accepted at
     // once (EAGAIN), and the socket is as live.
-    let full = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    bind(full.as_raw_fd(), &UnixAddr::new(path.as_str()).unwrap()).unwrap();
-    listen(&full, Backlog::new(0).unwrap()).unwrap();
+    let full = bound_stream_socket(&path);
+    full.listen(0).unwrap();
     let _queued = UnixStream::connect(&path).unwrap();
-    let inode = fs::metadata(&path).unwrap().ino();
-    assert_rejects(
-        bin!("unix-server"),
-        &[&path],
-        &format!("{path} is in use by a program that takes no lock"),
-    );
-    assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
+    refused_as_in_use_and_left_alone(&path);
     drop(full);
     fs::remove_file(&path).unwrap();
     // A live datagram socket: the stream probe is refused with
     // EPROTOTYPE, which unix_find_bsd() returns only once it has found a
     // socket bound to the file, of another type. In use, and said so.
     let datagram = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-    let inode = fs::metadata(&path).unwrap().ino();
+    refused_as_in_use_and_left_alone(&path);
+    drop(datagram);
+}
+
+/// Asks that unix-server refuse `path`, a live socket of a program that
+/// takes no lock, saying so, and leave the file as it was.
+#[track_caller]
+fn refused_as_in_use_and_left_alone(path: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let inode = fs::metadata(path).unwrap().ino();
     assert_rejects(
         bin!("unix-server"),
-        &[&path],
+        &[path],
         &format!("{path} is in use by a program that takes no lock"),
     );
-    assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
-    drop(datagram);
+    assert_eq!(fs::metadata(path).unwrap().ino(), inode);
 }
 
 #[test]
@@ -495,15 +493,7 @@ fn unix_server_takes_a_bound_socket_that_does_not_listen_for_stale() {
     // `listen` answers the probe as a stale file does, and loses its file.
     let dir = tempfile::tempdir().unwrap();
     let path = path_in(&dir, "server.sock");
-    let bound = socket2::Socket::new(
-        socket2::Domain::UNIX,
-        socket2::Type::STREAM,
-        None,
-    )
-    .unwrap();
-    bound
-        .bind(&socket2::SockAddr::unix(&path).unwrap())
-        .unwrap();
+    let bound = bound_stream_socket(&path);
     let inode = fs::metadata(&path).unwrap().ino();
     let (server, _) = start(bin!("unix-server"), &[&path, "--count", "1"]);
     assert_ne!(fs::metadata(&path).unwrap().ino(), inode);
@@ -1304,17 +1294,16 @@ fn unix_server_keeps_its_default_limit_below_the_descriptors() {
     drop((server, idle));
 }
 
-#[test]
-fn unix_server_ends_at_the_next_connection_once_nobody_reads_its_log() {
-    // The server's log goes into a pipe whose reader reads the first line
-    // and goes, as `head -1` would. The first client's log line then fails
-    // with EPIPE, and the server ends when the next client comes, as
-    // Listing 14-2 does.
+/// unix-server at the abstract address `@<prefix>-<our pid>`, its log
+/// (stdout) the pipe of `read` and `write`, once it has said it listens
+/// there: the server, the address's name, and the reading end.
+fn logging_to_a_pipe(
+    prefix: &str,
+    read: std::os::fd::OwnedFd,
+    write: std::os::fd::OwnedFd,
+) -> (Listing, String, std::io::BufReader<fs::File>) {
     use std::io::BufRead;
-    use std::os::linux::net::SocketAddrExt;
-    let (read, write) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-    let name = format!("unix-server-log-{}", std::process::id());
+    let name = format!("{prefix}-{}", std::process::id());
     let mut command = std::process::Command::new(bin!("unix-server"));
     command.arg(format!("@{name}"));
     let server = Listing::spawn(&mut command, std::process::Stdio::from(write));
@@ -1323,6 +1312,19 @@ fn unix_server_ends_at_the_next_connection_once_nobody_reads_its_log() {
     let mut line = String::new();
     log.read_line(&mut line).unwrap();
     assert_eq!(line, format!("Server listening on @{name}\n"));
+    (server, name, log)
+}
+
+#[test]
+fn unix_server_ends_at_the_next_connection_once_nobody_reads_its_log() {
+    // The server's log goes into a pipe whose reader reads the first line
+    // and goes, as `head -1` would. The first client's log line then fails
+    // with EPIPE, and the server ends when the next client comes, as
+    // Listing 14-2 does.
+    use std::os::linux::net::SocketAddrExt;
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let (server, name, log) = logging_to_a_pipe("unix-server-log", read, write);
     drop(log); // nobody reads the log any more
     let addr =
         std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
@@ -1377,22 +1379,14 @@ fn unix_server_ends_a_connection_before_its_log_line_can_wait() {
     // The server's log goes into a pipe that is full and that nobody
     // reads, as when the terminal is paused: a log line waits. The client
     // that had its reply still sees the end of the stream at once.
-    use std::io::BufRead;
     use std::os::fd::AsRawFd;
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::fs::OpenOptionsExt;
     let (read, write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     let filler = write.try_clone().unwrap();
-    let name = format!("unix-server-full-log-{}", std::process::id());
-    let mut command = std::process::Command::new(bin!("unix-server"));
-    command.arg(format!("@{name}"));
-    let server = Listing::spawn(&mut command, std::process::Stdio::from(write));
-    drop(command); // our copy of the pipe's writing end
-    let mut log = std::io::BufReader::new(fs::File::from(read));
-    let mut line = String::new();
-    log.read_line(&mut line).unwrap();
-    assert_eq!(line, format!("Server listening on @{name}\n"));
+    let (server, name, log) =
+        logging_to_a_pipe("unix-server-full-log", read, write);
     // Fill the pipe through an open file of its own: O_NONBLOCK on a copy
     // of the server's would make its writes fail instead of wait.
     let mut full = fs::OpenOptions::new()
@@ -1509,21 +1503,7 @@ fn unix_server_backs_off_and_logs_once_when_descriptors_run_out() {
     let (mut server, path) = start_private_limited(&tmp, "-n 16", &args);
     let pid = server.pid();
     // Silent clients until the server has no descriptor left.
-    let mut silent = Vec::new();
-    loop {
-        let before = crate::support::lasting_fds(pid);
-        if before >= 16 {
-            break;
-        }
-        silent.push(UnixStream::connect(&path).unwrap());
-        let deadline = std::time::Instant::now() + crate::support::PATIENCE;
-        while crate::support::lasting_fds(pid) <= before {
-            if std::time::Instant::now() > deadline {
-                not_accepted(&mut server, &silent);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
+    let silent = silent_clients_until(&mut server, &path, 16);
     // One more waits in the queue; the server fails to accept it, and
     // keeps failing, without spinning and without a line per failure.
     let waiting = UnixStream::connect(&path).unwrap();
@@ -1572,21 +1552,7 @@ fn unix_server_accepts_on_while_its_error_log_is_stuck() {
     drop(command); // our copy of the pipe's writing end
     let path = server.expect(r"Server listening on (.+)").remove(1);
     let pid = server.pid();
-    let mut silent = Vec::new();
-    loop {
-        let before = crate::support::lasting_fds(pid);
-        if before >= 16 {
-            break;
-        }
-        silent.push(UnixStream::connect(&path).unwrap());
-        let deadline = std::time::Instant::now() + crate::support::PATIENCE;
-        while crate::support::lasting_fds(pid) <= before {
-            if std::time::Instant::now() > deadline {
-                not_accepted(&mut server, &silent);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
+    let silent = silent_clients_until(&mut server, &path, 16);
     let mut waiting = UnixStream::connect(&path).unwrap();
     waiting
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -1605,6 +1571,33 @@ fn unix_server_accepts_on_while_its_error_log_is_stuck() {
          {reply:?}"
     );
     drop((server, log));
+}
+
+/// Silent clients of `server`, listening at `path`, connected one at a
+/// time, each accepted before the next connects, until the server holds
+/// `fds` descriptors (its last one taken); fails the test, saying what the
+/// server was doing, if one is not accepted within the harness's patience.
+fn silent_clients_until(
+    server: &mut Listing,
+    path: &str,
+    fds: usize,
+) -> Vec<UnixStream> {
+    let pid = server.pid();
+    let mut silent = Vec::new();
+    loop {
+        let before = crate::support::lasting_fds(pid);
+        if before >= fds {
+            return silent;
+        }
+        silent.push(UnixStream::connect(path).unwrap());
+        let deadline = std::time::Instant::now() + crate::support::PATIENCE;
+        while crate::support::lasting_fds(pid) <= before {
+            if std::time::Instant::now() > deadline {
+                not_accepted(server, &silent);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
 
 /// Fails the test with what the server was doing when it did not accept
@@ -1640,6 +1633,37 @@ fn not_accepted(server: &mut Listing, silent: &[UnixStream]) -> ! {
     )
 }
 
+/// The start of the line the server logs when `accept` fails.
+const ACCEPT_FAILED: &str = "unix-server: accept: ";
+
+/// unix-server under `ulimit -n 64`, with room for a thousand clients
+/// that may each stay ten minutes, and its socket's path.
+fn with_64_descriptors(tmp: &TempDir) -> (Listing, String) {
+    let args = ["--max-conns", "1000", "--timeout", "600"];
+    start_private_limited(tmp, "-n 64", &args)
+}
+
+/// The end of a shortage of descriptors: `held`, the clients that made
+/// it, leave; a new client must be served, and the server, stopped, must
+/// have logged the shortage once in all.
+#[track_caller]
+fn logged_the_shortage_once(
+    server: Listing,
+    path: &str,
+    held: std::collections::VecDeque<UnixStream>,
+) {
+    drop(held);
+    assert_eq!(ask(path, "new\n"), "server got: [new]\n");
+    server.signal(Signal::SIGTERM);
+    let out = server.finish();
+    let again: Vec<_> = out
+        .stdout
+        .iter()
+        .filter(|l| l.starts_with(ACCEPT_FAILED))
+        .collect();
+    assert_eq!(again.len(), 1, "logged {} times: {again:#?}", again.len());
+}
+
 #[test]
 fn unix_server_logs_a_shortage_of_descriptors_once_while_clients_come_and_go() {
     // As for Listing 14-2: a hundred idle clients fill 64 descriptors;
@@ -1648,31 +1672,20 @@ fn unix_server_logs_a_shortage_of_descriptors_once_while_clients_come_and_go() {
     // log again: 200 lines for one shortage.
     use crate::support::open_fds;
     let tmp = tempfile::tempdir().unwrap();
-    let args = ["--max-conns", "1000", "--timeout", "600"];
-    let (mut server, path) = start_private_limited(&tmp, "-n 64", &args);
+    let (mut server, path) = with_64_descriptors(&tmp);
     let pid = server.pid();
     let mut held: std::collections::VecDeque<_> = (0..100)
         .map(|_| UnixStream::connect(&path).unwrap())
         .collect();
     wait_until("all 64 descriptors in use", || open_fds(pid) == 64);
-    let failure = "unix-server: accept: ";
     let failed = server.next_line();
-    assert!(failed.starts_with(failure), "{failed}");
+    assert!(failed.starts_with(ACCEPT_FAILED), "{failed}");
     for _ in 0..200 {
         held.pop_front();
         held.push_back(UnixStream::connect(&path).unwrap());
         std::thread::sleep(Duration::from_millis(10)); // The attack's pace.
     }
-    drop(held);
-    assert_eq!(ask(&path, "new\n"), "server got: [new]\n");
-    server.signal(Signal::SIGTERM);
-    let out = server.finish();
-    let again: Vec<_> = out
-        .stdout
-        .iter()
-        .filter(|l| l.starts_with(failure))
-        .collect();
-    assert_eq!(again.len(), 1, "logged {} times: {again:#?}", again.len());
+    logged_the_shortage_once(server, &path, held);
 }
 
 #[test]
@@ -1684,8 +1697,7 @@ fn unix_server_logs_a_shortage_once_while_exactly_enough_clients_come_and_go() {
     // empty backlog ended the shortage, and the next failure logged again.
     use crate::support::open_fds;
     let tmp = tempfile::tempdir().unwrap();
-    let args = ["--max-conns", "1000", "--timeout", "600"];
-    let (mut server, path) = start_private_limited(&tmp, "-n 64", &args);
+    let (mut server, path) = with_64_descriptors(&tmp);
     let pid = server.pid();
     // As many clients as there are descriptors left, one at a time, each
     // accepted before the next connects: nobody waits in the backlog.
@@ -1695,25 +1707,15 @@ fn unix_server_logs_a_shortage_once_while_exactly_enough_clients_come_and_go() {
         held.push_back(UnixStream::connect(&path).unwrap());
         wait_until("the server to accept", || open_fds(pid) >= open);
     }
-    let failure = "unix-server: accept: ";
     let failed = server.next_line();
-    assert!(failed.starts_with(failure), "{failed}");
+    assert!(failed.starts_with(ACCEPT_FAILED), "{failed}");
     for _ in 0..100 {
         held.pop_front();
         wait_until("the server to close", || open_fds(pid) < 64);
         held.push_back(UnixStream::connect(&path).unwrap());
         wait_until("the server to accept", || open_fds(pid) == 64);
     }
-    drop(held);
-    assert_eq!(ask(&path, "new\n"), "server got: [new]\n");
-    server.signal(Signal::SIGTERM);
-    let out = server.finish();
-    let again: Vec<_> = out
-        .stdout
-        .iter()
-        .filter(|l| l.starts_with(failure))
-        .collect();
-    assert_eq!(again.len(), 1, "logged {} times: {again:#?}", again.len());
+    logged_the_shortage_once(server, &path, held);
 }
 
 #[test]
@@ -2699,6 +2701,34 @@ fn unix_server_writes_on_through_a_stop_and_continue() {
     assert!(!out.stderr.contains("Interrupted"), "{}", out.stderr);
 }
 
+/// `unix-pass-fd serve` of a file anyone may read, for 41 clients, run
+/// by `setpriv` with the options `as_user` under `ulimit -n 32`; forty
+/// clients that connect and never read, then one `fetch`. Returns the
+/// socket's path, what `fetch` printed, and, once the forty have gone,
+/// what the server did.
+fn fetch_past_forty_unread_clients(
+    as_user: &[&str],
+) -> (String, crate::support::Finished, crate::support::Finished) {
+    let dir = TempDir::new().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let file = path_in(&dir, "public");
+    fs::write(&file, "public\n").unwrap();
+    let path = path_in(&dir, "pass.sock");
+    let script = "ulimit -n 32 && exec \"$@\"";
+    let mut args = vec!["-c", script, "sh"];
+    args.extend(as_user);
+    // Forty clients that do not read, and one that does.
+    args.extend([bin!("unix-pass-fd"), "serve", &path, &file, "--count"]);
+    args.push("41");
+    let (server, _) = start("bash", &args);
+    let unread: Vec<UnixStream> = (0..40)
+        .map(|_| UnixStream::connect(&path).expect("connect"))
+        .collect();
+    let out = run(bin!("unix-pass-fd"), &["fetch", &path]);
+    drop(unread);
+    (path, out, server.finish())
+}
+
 #[test]
 fn descriptors_in_flight_count_against_the_senders_limit() {
     // Linux 6.18. A descriptor sent and not yet received counts against
@@ -2717,29 +2747,13 @@ fn descriptors_in_flight_count_against_the_senders_limit() {
     let Some(user) = a_user_of_its_own() else {
         return;
     };
-    let dir = TempDir::new().unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
-    let file = path_in(&dir, "public");
-    fs::write(&file, "public\n").unwrap();
-    let path = path_in(&dir, "pass.sock");
-    let script = "ulimit -n 32 && exec \"$@\"";
     let (reuid, regid) = (format!("--reuid={user}"), format!("--regid={user}"));
-    let mut args = vec!["-c", script, "sh", "setpriv", &reuid, &regid];
-    args.push("--clear-groups");
-    // Forty clients that do not read, and one that does.
-    args.extend([bin!("unix-pass-fd"), "serve", &path, &file, "--count"]);
-    args.push("41");
-    let (server, _) = start("bash", &args);
-    let unread: Vec<UnixStream> = (0..40)
-        .map(|_| UnixStream::connect(&path).expect("connect"))
-        .collect();
-    let out = run(bin!("unix-pass-fd"), &["fetch", &path]);
+    let as_user = ["setpriv", &reuid, &regid, "--clear-groups"];
+    let (path, out, log) = fetch_past_forty_unread_clients(&as_user);
     assert_eq!(
         out.stderr.trim_end(),
         format!("unix-pass-fd: {path}: the server hung up")
     );
-    drop(unread);
-    let log = server.finish();
     assert!(
         log.stderr.contains("a client: ETOOMANYREFS"),
         "{}",
@@ -2755,25 +2769,10 @@ fn cap_sys_admin_exempts_a_sender_from_the_limit_on_descriptors_in_flight() {
     if !can_switch_users() {
         return;
     }
-    let dir = TempDir::new().unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
-    let file = path_in(&dir, "public");
-    fs::write(&file, "public\n").unwrap();
-    let path = path_in(&dir, "pass.sock");
-    let script = "ulimit -n 32 && exec \"$@\"";
-    let mut args = vec!["-c", script, "sh"];
-    args.extend(AS_NOBODY);
-    args.extend(["--inh-caps=+sys_admin", "--ambient-caps=+sys_admin"]);
-    args.extend([bin!("unix-pass-fd"), "serve", &path, &file, "--count"]);
-    args.push("41");
-    let (server, _) = start("bash", &args);
-    let unread: Vec<UnixStream> = (0..40)
-        .map(|_| UnixStream::connect(&path).expect("connect"))
-        .collect();
-    let out = run(bin!("unix-pass-fd"), &["fetch", &path]);
+    let mut as_nobody = AS_NOBODY.to_vec();
+    as_nobody.extend(["--inh-caps=+sys_admin", "--ambient-caps=+sys_admin"]);
+    let (_, out, log) = fetch_past_forty_unread_clients(&as_nobody);
     assert_eq!(out.stdout, ["public"], "{}", out.stderr);
-    drop(unread);
-    let log = server.finish();
     assert!(!log.stderr.contains("ETOOMANYREFS"), "{}", log.stderr);
 }
 
@@ -2882,15 +2881,7 @@ fn fetch_gives_up_on_a_server_whose_queue_is_full() {
     // `connect` (wchan `unix_wait_for_peer`).
     let dir = tempfile::tempdir().unwrap();
     let path = path_in(&dir, "full.sock");
-    let listener = socket2::Socket::new(
-        socket2::Domain::UNIX,
-        socket2::Type::STREAM,
-        None,
-    )
-    .unwrap();
-    listener
-        .bind(&socket2::SockAddr::unix(&path).unwrap())
-        .unwrap();
+    let listener = bound_stream_socket(&path);
     listener.listen(0).unwrap();
     // One connection waiting fills a queue of 0: its length is over it.
     let _queued = UnixStream::connect(&path).unwrap();

@@ -847,6 +847,23 @@ fn spawn_grandchild_group_ends_a_stopped_grandchild_too() {
     wait_until("the stopped job to end", || job.pids().is_empty());
 }
 
+/// `spawn-grandchild` with `args`, its child a stand-in `sh` that runs
+/// `script`, first on PATH; and the directory that holds it, to keep
+/// while the listing runs.
+fn grandchild_with_stand_in_sh(
+    script: &str,
+    args: &[&str],
+) -> (Command, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    write_program(&dir.path().join("sh"), script);
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut command = Command::new(bin!("spawn-grandchild"));
+    command
+        .args(args)
+        .env("PATH", format!("{}:{path}", dir.path().display()));
+    (command, dir)
+}
+
 /// `spawn-grandchild` with `args`, run by a python3 parent that is a
 /// subreaper (PR_SET_CHILD_SUBREAPER, 36), so that a grandchild orphaned
 /// by the listing is adopted there, not by the machine's init; `dir`, with
@@ -962,14 +979,10 @@ fn spawn_grandchild_group_kills_the_group_even_when_its_output_fails() {
 #[test]
 fn spawn_grandchild_group_kills_the_group_when_the_child_says_nothing() {
     let job = Sleepers("31336");
-    let dir = tempfile::tempdir().unwrap();
-    let sh = dir.path().join("sh");
-    write_program(&sh, "#!/bin/sh\nsleep 31336 >/dev/null 2>&1 &\nexit 3\n");
-    let path = std::env::var("PATH").unwrap_or_default();
-    let mut command = Command::new(bin!("spawn-grandchild"));
-    command
-        .args(["--group", "--cloexec"])
-        .env("PATH", format!("{}:{path}", dir.path().display()));
+    let (mut command, _dir) = grandchild_with_stand_in_sh(
+        "#!/bin/sh\nsleep 31336 >/dev/null 2>&1 &\nexit 3\n",
+        &["--group", "--cloexec"],
+    );
     let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert_eq!(out.stderr, "spawn-grandchild: the child said nothing\n");
@@ -984,24 +997,11 @@ fn spawn_grandchild_group_kills_the_group_when_the_child_says_nothing() {
 /// line. Its read used to have no limit and block until `sleep` ended.
 #[test]
 fn spawn_grandchild_gives_up_on_a_silent_child_whose_job_holds_the_pipe() {
-    let job = Sleepers("31338");
-    let dir = tempfile::tempdir().unwrap();
-    let sh = dir.path().join("sh");
-    write_program(&sh, "#!/bin/sh\nsleep 31338 2>/dev/null &\nexit 0\n");
-    let path = std::env::var("PATH").unwrap_or_default();
-    let mut command = Command::new(bin!("spawn-grandchild"));
-    command
-        .args(["--group", "--cloexec"])
-        .env("PATH", format!("{}:{path}", dir.path().display()));
-    let started = Instant::now();
-    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
-    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
-    assert_eq!(
-        out.stderr,
-        "spawn-grandchild: the child said nothing in 2000 ms\n"
+    gives_up_on_a_silent_child(
+        "31338",
+        "#!/bin/sh\nsleep 31338 2>/dev/null &\nexit 0\n",
+        "the background process to end",
     );
-    assert!(started.elapsed() < Duration::from_secs(10));
-    wait_until("the background process to end", || job.pids().is_empty());
 }
 
 /// A child that says nothing and runs on, its stdout the pipe: past the
@@ -1012,15 +1012,22 @@ fn spawn_grandchild_gives_up_on_a_silent_child_whose_job_holds_the_pipe() {
 /// and passed with the kill removed; this one then waited for `sleep`.
 #[test]
 fn spawn_grandchild_kills_a_silent_child_that_runs_on() {
-    let job = Sleepers("31344");
-    let dir = tempfile::tempdir().unwrap();
-    let sh = dir.path().join("sh");
-    write_program(&sh, "#!/bin/sh\nsleep 31344\n");
-    let path = std::env::var("PATH").unwrap_or_default();
-    let mut command = Command::new(bin!("spawn-grandchild"));
-    command
-        .args(["--group", "--cloexec"])
-        .env("PATH", format!("{}:{path}", dir.path().display()));
+    gives_up_on_a_silent_child(
+        "31344",
+        "#!/bin/sh\nsleep 31344\n",
+        "the child's sleep to end",
+    );
+}
+
+/// Runs `spawn-grandchild --group --cloexec`, its child a stand-in `sh`
+/// running `script`, which starts `sleep <sleep>` and prints nothing:
+/// the listing must give up after its two seconds, in one line, well
+/// within ten, and leave no `sleep` behind (`what` names the wait for it).
+#[track_caller]
+fn gives_up_on_a_silent_child(sleep: &'static str, script: &str, what: &str) {
+    let job = Sleepers(sleep);
+    let (mut command, _dir) =
+        grandchild_with_stand_in_sh(script, &["--group", "--cloexec"]);
     let started = Instant::now();
     let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
@@ -1029,7 +1036,7 @@ fn spawn_grandchild_kills_a_silent_child_that_runs_on() {
         "spawn-grandchild: the child said nothing in 2000 ms\n"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
-    wait_until("the child's sleep to end", || job.pids().is_empty());
+    wait_until(what, || job.pids().is_empty());
 }
 
 /// A holder that outlives the last wait: the listing has named it, and no
@@ -1041,17 +1048,11 @@ fn spawn_grandchild_kills_a_silent_child_that_runs_on() {
 #[test]
 fn spawn_grandchild_fails_when_the_end_of_stream_never_comes() {
     let job = Sleepers("31364");
-    let dir = tempfile::tempdir().unwrap();
-    let sh = dir.path().join("sh");
     let script = "#!/bin/sh\n\
                   sleep 31364 2>/dev/null &\n\
                   echo \"Child $$ started sleep as pid $!\"\n";
-    write_program(&sh, script);
-    let path = std::env::var("PATH").unwrap_or_default();
-    let mut command = Command::new(bin!("spawn-grandchild"));
-    command
-        .args(["--cloexec", "--wait", "1"])
-        .env("PATH", format!("{}:{path}", dir.path().display()));
+    let (mut command, _dir) =
+        grandchild_with_stand_in_sh(script, &["--cloexec", "--wait", "1"]);
     let mut listing = Listing::spawn(&mut command, Stdio::piped());
     let first = listing.expect(r"Child (\d+) started sleep as pid (\d+)");
     let sleep = Pid::from_raw(first[2].parse().unwrap());
@@ -1083,18 +1084,12 @@ fn spawn_grandchild_fails_when_the_end_of_stream_never_comes() {
 /// as long as such a holder ran, then exited 0.
 #[test]
 fn spawn_grandchild_fails_when_a_holder_keeps_writing_past_the_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let sh = dir.path().join("sh");
     let script = "#!/bin/sh\n\
                   python3 -c 'import time\nwhile True: print(\"tick\", \
                   flush=True); time.sleep(0.2)' 2>/dev/null &\n\
                   echo \"Child $$ started sleep as pid $!\"\n";
-    write_program(&sh, script);
-    let path = std::env::var("PATH").unwrap_or_default();
-    let mut command = Command::new(bin!("spawn-grandchild"));
-    command
-        .args(["--cloexec", "--wait", "1"])
-        .env("PATH", format!("{}:{path}", dir.path().display()));
+    let (mut command, _dir) =
+        grandchild_with_stand_in_sh(script, &["--cloexec", "--wait", "1"]);
     let mut listing = Listing::spawn(&mut command, Stdio::piped());
     let first = listing.expect(r"Child (\d+) started sleep as pid (\d+)");
     /// The holder runs on after the listing, whatever the test's end.
@@ -1190,6 +1185,11 @@ struct AtTerminal {
 }
 
 impl AtTerminal {
+    /// bash, with no start-up files, running `script` at the terminal.
+    fn bash(script: &str) -> AtTerminal {
+        AtTerminal::start("bash", &["--norc", "--noprofile", "-c", script])
+    }
+
     fn start(program: &str, args: &[&str]) -> AtTerminal {
         use nix::fcntl::OFlag;
         use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
@@ -1289,6 +1289,11 @@ impl AtTerminal {
 
     /// How the program ended, within PATIENCE.
     fn finish(mut self) -> std::process::ExitStatus {
+        self.reap()
+    }
+
+    /// Waits for the program to end, within PATIENCE, and reaps it.
+    fn reap(&mut self) -> std::process::ExitStatus {
         let status = self
             .child
             .wait_timeout(PATIENCE)
@@ -1302,12 +1307,7 @@ impl AtTerminal {
     /// terminal showed that `wait_for` has not taken, up to the moment
     /// nothing has the terminal open any more.
     fn finish_showing(mut self) -> (std::process::ExitStatus, String) {
-        let status = self
-            .child
-            .wait_timeout(PATIENCE)
-            .unwrap()
-            .expect("the program to end");
-        self.reaped = true;
+        let status = self.reap();
         let deadline = Instant::now() + PATIENCE;
         // The reader ends, and the channel with it, once the terminal is
         // closed everywhere: by then nothing more can be shown.
@@ -1444,10 +1444,7 @@ fn spawn_pipeline_at_a_terminal_stops_and_continues_with_its_stages() {
             "set -m; echo READY; {command}; echo \"stopped: $?\"; \
              fg; echo \"done: $?\""
         );
-        let mut terminal = AtTerminal::start(
-            "bash",
-            &["--norc", "--noprofile", "-c", &script],
-        );
+        let mut terminal = AtTerminal::bash(&script);
         terminal.wait_for("READY", || None);
         let mut listing = None;
         wait_until("bash to start spawn-pipeline", || {
@@ -1492,8 +1489,7 @@ fn spawn_pipeline_at_a_terminal_ignores_the_stop_of_a_child_it_did_not_start() {
          echo \"ended: $?\"",
         bin!("spawn-pipeline")
     );
-    let mut terminal =
-        AtTerminal::start("bash", &["--norc", "--noprofile", "-c", &script]);
+    let mut terminal = AtTerminal::bash(&script);
     terminal.wait_for("READY", || None);
     let comm = |pid: Pid| {
         std::fs::read_to_string(format!("/proc/{pid}/comm"))
@@ -1679,18 +1675,9 @@ fn spawn_pipeline_started_in_the_background_waits_for_fg() {
             "set -m; {prefix}{} cat & read -r go; fg; echo \"done: $?\"",
             bin!("spawn-pipeline")
         );
-        let mut terminal = AtTerminal::start(
-            "bash",
-            &["--norc", "--noprofile", "-c", &script],
-        );
-        let mut listing = Vec::new();
-        wait_until("bash to start spawn-pipeline", || {
-            listing = children_of(terminal.pid());
-            listing.len() == 1
-                && std::fs::read_to_string(format!("/proc/{}/comm", listing[0]))
-                    .is_ok_and(|comm| comm.trim_end() == "spawn-pipeline")
-        });
-        let (stages, group) = stages_of(listing[0], 1);
+        let mut terminal = AtTerminal::bash(&script);
+        let listing = spawn_pipeline_under(terminal.pid());
+        let (stages, group) = stages_of(listing, 1);
         let _cleanup = KillGroupOnDrop(group);
         // Every thread of the listing: the kernel tells bash that its job
         // stopped (SIGCHLD) only once the last thread has stopped, while
@@ -1699,7 +1686,7 @@ fn spawn_pipeline_started_in_the_background_waits_for_fg() {
         // typed before, `fg` would give the listing the terminal and leave
         // it stopped.
         wait_until("cat and spawn-pipeline to stop", || {
-            state_of(stages[0]) == Some('T') && all_threads_stopped(listing[0])
+            state_of(stages[0]) == Some('T') && all_threads_stopped(listing)
         });
         terminal.type_keys("go\n"); // bash's `read`, then `fg`.
         wait_until("the stages to own the terminal, and cat to go on", || {
@@ -1749,18 +1736,8 @@ fn spawn_pipeline_brought_to_the_foreground_while_it_runs_hands_over_the_termina
             bin!("spawn-pipeline"),
             stage.replace('\'', "'\\''"),
         );
-        let mut terminal = AtTerminal::start(
-            "bash",
-            &["--norc", "--noprofile", "-c", &script],
-        );
-        let mut listing = Vec::new();
-        wait_until("bash to start spawn-pipeline", || {
-            listing = children_of(terminal.pid());
-            listing.len() == 1
-                && std::fs::read_to_string(format!("/proc/{}/comm", listing[0]))
-                    .is_ok_and(|comm| comm.trim_end() == "spawn-pipeline")
-        });
-        let listing = listing[0];
+        let mut terminal = AtTerminal::bash(&script);
+        let listing = spawn_pipeline_under(terminal.pid());
         let (stages, group) = stages_of(listing, 1);
         let _cleanup = KillGroupOnDrop(group);
         terminal.type_keys("go\n"); // bash's `read`, then `fg`.
@@ -1814,8 +1791,7 @@ fn spawn_pipeline_at_a_terminal_takes_it_back_when_a_stage_cannot_run() {
         "set -m; stty tostop; {} no-such-program-p4f; echo \"status: $?\"",
         bin!("spawn-pipeline")
     );
-    let mut terminal =
-        AtTerminal::start("bash", &["--norc", "--noprofile", "-c", &script]);
+    let mut terminal = AtTerminal::bash(&script);
     terminal.wait_for(r#"cannot run "no-such-program-p4f""#, || None);
     terminal.wait_for("status: 1\r\n", || None);
     assert!(terminal.finish().success());
@@ -1857,6 +1833,23 @@ fn traced_listing(traced: &Listing) -> Pid {
     pipeline.unwrap()
 }
 
+/// `spawn-pipeline sleep 60` run by strace with the options `strace`,
+/// under setpriv's death signal: strace's run, the listing's pid, its one
+/// stage once it runs, and the stage's group, killed when dropped.
+fn traced_sleep_pipeline(
+    strace: &[&str],
+) -> (Listing, Pid, Pid, KillGroupOnDrop) {
+    let mut command = Command::new("strace");
+    command
+        .args(strace)
+        .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
+        .args([bin!("spawn-pipeline"), "sleep", "60"]);
+    let traced = Listing::spawn(&mut command, Stdio::piped());
+    let pipeline = traced_listing(&traced);
+    let (stages, group) = stages_of(pipeline, 1);
+    (traced, pipeline, stages[0], KillGroupOnDrop(group))
+}
+
 /// Chapter 23's rule, `killpg` only while a stage of the group is not
 /// reaped, where it matters: a signal that comes just after the last
 /// stage is reaped. strace holds the listing's main thread for two
@@ -1869,17 +1862,17 @@ fn spawn_pipeline_never_signals_its_group_once_every_stage_is_reaped() {
     if !have("strace") || !have("setpriv") {
         return;
     }
-    let mut command = Command::new("strace");
-    command
-        .args(["-f", "-q", "-e", "trace=kill,wait4", "-e", "signal=none"])
-        .args(["-e", "inject=wait4:delay_exit=2000000"])
-        .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
-        .args([bin!("spawn-pipeline"), "sleep", "60"]);
-    let traced = Listing::spawn(&mut command, Stdio::piped());
-    let pipeline = traced_listing(&traced);
-    let (stages, group) = stages_of(pipeline, 1);
-    let _cleanup = KillGroupOnDrop(group);
-    nix::sys::signal::kill(stages[0], Signal::SIGKILL).unwrap();
+    let (traced, pipeline, stage, group) = traced_sleep_pipeline(&[
+        "-f",
+        "-q",
+        "-e",
+        "trace=kill,wait4",
+        "-e",
+        "signal=none",
+        "-e",
+        "inject=wait4:delay_exit=2000000",
+    ]);
+    nix::sys::signal::kill(stage, Signal::SIGKILL).unwrap();
     wait_until("the stage to be reaped, and wait4 held", || {
         children_of(pipeline).is_empty() && state_of(pipeline) == Some('t')
     });
@@ -1887,7 +1880,7 @@ fn spawn_pipeline_never_signals_its_group_once_every_stage_is_reaped() {
     let out = finish_clean(traced);
     // strace ends the way the listing did.
     assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
-    let stray = format!("kill(-{group}, ");
+    let stray = format!("kill(-{}, ", group.0);
     assert!(
         !out.stderr.contains(&stray),
         "signalled its group after reaping it:\n{}",
@@ -1908,22 +1901,21 @@ fn spawn_pipeline_keeps_the_status_of_a_stage_that_died_after_it_stopped() {
     if !have("strace") || !have("setpriv") {
         return;
     }
-    let mut command = Command::new("strace");
-    command
-        .args(["-q", "-o", "/dev/null", "-e", "trace=waitid"])
-        .args(["-e", "inject=waitid:delay_exit=2000000"])
-        .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
-        .args([bin!("spawn-pipeline"), "sleep", "60"]);
-    let traced = Listing::spawn(&mut command, Stdio::piped());
-    let pipeline = traced_listing(&traced);
-    let (stages, group) = stages_of(pipeline, 1);
-    let _cleanup = KillGroupOnDrop(group);
-    nix::sys::signal::kill(stages[0], Signal::SIGSTOP).unwrap();
+    let (traced, pipeline, stage, _group) = traced_sleep_pipeline(&[
+        "-q",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=waitid",
+        "-e",
+        "inject=waitid:delay_exit=2000000",
+    ]);
+    nix::sys::signal::kill(stage, Signal::SIGSTOP).unwrap();
     wait_until("the stage to stop, and waitid to be held", || {
-        state_of(stages[0]) == Some('T') && state_of(pipeline) == Some('t')
+        state_of(stage) == Some('T') && state_of(pipeline) == Some('t')
     });
     nix::sys::signal::kill(pipeline, Signal::SIGTERM).unwrap();
-    wait_until("the stage to die", || state_of(stages[0]) == Some('Z'));
+    wait_until("the stage to die", || state_of(stage) == Some('Z'));
     let out = finish_clean(traced);
     // strace ends the way the listing did.
     assert_eq!(
@@ -2122,47 +2114,15 @@ fn spawn_pipeline_says_why_when_a_thread_is_refused() {
 /// thread's closure.
 #[test]
 fn spawn_pipeline_ends_by_a_signal_that_came_while_a_thread_was_refused() {
-    use std::os::unix::fs::PermissionsExt;
-    let (listing, _listing_dir) = crate::support::reachable_by_anyone(
-        std::path::Path::new(bin!("spawn-pipeline")),
+    crate::support::assert_ends_by_a_pending_sigterm_with_threads_refused(
+        bin!("spawn-pipeline"),
+        &[
+            (2, "sleep 60"),
+            (2, "--timeout 60 sleep 60"),
+            (3, "--timeout 60 sleep 60"),
+        ],
+        "pipeline",
     );
-    for (threads, args) in [
-        (2, "sleep 60"),
-        (2, "--timeout 60 sleep 60"),
-        (3, "--timeout 60 sleep 60"),
-    ] {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755))
-            .unwrap();
-        let script = dir.path().join("pending-term");
-        write_program(
-            &script,
-            &format!(
-                "#!/bin/sh
-exec env --block-signal=TERM sh -c \
-                 'kill -TERM $$ && exec \"$0\" \"$@\"' '{}' {args}\n",
-                listing.display()
-            ),
-        );
-        let Some((mut command, _dir)) =
-            with_thread_limit(&Command::new(&script), threads)
-        else {
-            return;
-        };
-        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
-        let what = format!("ulimit -u {threads}, {args}");
-        assert_eq!(
-            out.status.signal(),
-            Some(Signal::SIGTERM as i32),
-            "{what}: {:?} {}",
-            out.status,
-            out.stderr
-        );
-        assert_eq!(
-            out.stderr, "",
-            "{what}: an interrupted pipeline says nothing"
-        );
-    }
 }
 
 /// Chapter 12's rule: give a child back what you found. `keep_zombies`

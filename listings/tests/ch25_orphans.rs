@@ -921,30 +921,11 @@ fn proc_orphans_ends_by_a_signal_that_came_while_a_spawn_failed() {
 }
 
 /// A program, anyone may run, that starts proc-orphans with `args` and a
-/// SIGTERM pending: `env` blocks it, `sh` sends it to itself and execs the
-/// listing, which takes it once it unblocks SIGTERM. Returns the program
-/// and the directories to keep while it runs.
+/// SIGTERM pending, and the directories to keep while it runs.
 fn with_sigterm_pending(
     args: &str,
 ) -> (std::path::PathBuf, [tempfile::TempDir; 2]) {
-    use std::os::unix::fs::PermissionsExt;
-    let (listing, listing_dir) = crate::support::reachable_by_anyone(
-        std::path::Path::new(bin!("proc-orphans")),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755))
-        .unwrap();
-    let script = dir.path().join("pending-term");
-    write_program(
-        &script,
-        &format!(
-            "#!/bin/sh
-exec env --block-signal=TERM sh -c \
-             'kill -TERM $$ && exec \"$0\" \"$@\"' '{}' {args}\n",
-            listing.display()
-        ),
-    );
-    (script, [listing_dir, dir])
+    crate::support::with_sigterm_pending(bin!("proc-orphans"), args)
 }
 
 /// The same signal, when what is refused is a thread: the one that
@@ -956,30 +937,14 @@ exec env --block-signal=TERM sh -c \
 /// the leaked iterator with the refused closure, the signal with it.
 #[test]
 fn proc_orphans_ends_by_a_signal_that_came_while_a_thread_was_refused() {
-    for (threads, args) in [
-        (1, "none --children 1 --for 60 --from-thread"),
-        (3, "none --children 2 --for 60"),
-    ] {
-        let (script, _dirs) = with_sigterm_pending(args);
-        let Some((mut command, _dir)) =
-            with_thread_limit(&Command::new(&script), threads)
-        else {
-            return;
-        };
-        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
-        let what = format!("ulimit -u {threads}, {args}");
-        assert_eq!(
-            out.status.signal(),
-            Some(Signal::SIGTERM as i32),
-            "{what}: {:?} {}",
-            out.status,
-            out.stderr
-        );
-        assert_eq!(
-            out.stderr, "",
-            "{what}: an interrupted parent says nothing"
-        );
-    }
+    crate::support::assert_ends_by_a_pending_sigterm_with_threads_refused(
+        bin!("proc-orphans"),
+        &[
+            (1, "none --children 1 --for 60 --from-thread"),
+            (3, "none --children 2 --for 60"),
+        ],
+        "parent",
+    );
 }
 
 /// And when nobody reads its output: the parent's first line fails with
@@ -993,13 +958,7 @@ fn proc_orphans_ends_by_a_signal_that_came_before_its_output_failed() {
     drop(reader);
     let mut command = Command::new(&script);
     let out = finish_clean(Listing::spawn(&mut command, Stdio::from(writer)));
-    assert_eq!(
-        out.status.signal(),
-        Some(Signal::SIGTERM as i32),
-        "{:?} {}",
-        out.status,
-        out.stderr
-    );
+    assert_died_of(&out, Signal::SIGTERM);
     assert_eq!(out.stderr, "", "an interrupted parent says nothing");
 }
 
@@ -1108,11 +1067,20 @@ impl Drop for Traced {
 fn proc_orphans_dies_of_a_second_signal_while_it_reaps() {
     let (orphans, children) =
         start(&["none", "--children", "1", "--for", "60"]);
-    let (parent, child) = (orphans.pid(), children[0]);
+    let child = children[0];
     let Some(held) = hold_stopped(child) else {
         return;
     };
     orphans.signal(Signal::SIGTERM);
+    dies_of_sigint_while_it_reaps(orphans, child, held);
+}
+
+/// Once the parent has stopped `child`, which `held` keeps from ending
+/// (its SIGTERM pending), a SIGINT must end the parent by its default
+/// action, there and then.
+#[track_caller]
+fn dies_of_sigint_while_it_reaps(orphans: Listing, child: Pid, held: Traced) {
+    let parent = orphans.pid();
     wait_until("the parent to stop its child", || {
         pending_signals(child).contains(&(Signal::SIGTERM as i32))
     });
@@ -1156,14 +1124,7 @@ fn proc_orphans_dies_of_a_signal_while_it_reaps_after_its_output_failed() {
         return;
     };
     drop(reader);
-    wait_until("the parent to stop its child", || {
-        pending_signals(child).contains(&(Signal::SIGTERM as i32))
-    });
-    orphans.signal(Signal::SIGINT);
-    wait_until("the parent to die of SIGINT", || is_dead(parent));
-    drop(held);
-    let out = finish_clean(orphans);
-    assert_died_of(&out, Signal::SIGINT);
+    dies_of_sigint_while_it_reaps(orphans, child, held);
 }
 
 /// Started with `SIGCHLD` ignored, which `exec` keeps, the parent sets its

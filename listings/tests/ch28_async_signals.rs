@@ -8,7 +8,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::support::{
-    Listing, as_pid_1, assert_exited_with, assert_rejects,
+    Listing, as_pid_1, assert_died_of, assert_exited_with, assert_rejects,
     assert_says_why_on_bad_worker_threads,
     assert_says_why_when_threads_are_refused, assert_session_matches_book,
     assert_starts_or_says_why, cargo_run, pending_signals, shell, state_of,
@@ -121,12 +121,7 @@ fn async_ctrl_c_dies_of_sigterm_without_cleaning_up() {
     let listing = start(bin!("async-ctrl-c"), &[], CTRL_C_READY);
     listing.signal(Signal::SIGTERM);
     let out = listing.finish();
-    assert_eq!(
-        out.status.signal(),
-        Some(Signal::SIGTERM as i32),
-        "{:?}",
-        out.status
-    );
+    assert_died_of(&out, Signal::SIGTERM);
     assert_eq!(out.stdout.len(), 1, "no clean-up: {:?}", out.stdout);
 }
 
@@ -206,12 +201,7 @@ fn async_signals_reloads_on_hup_and_dies_of_a_second_term() {
     terminal2.push((term.clone(), shell(&term)));
     listing.expect("Got SIGTERM again: exiting now");
     let out = listing.finish();
-    assert_eq!(
-        out.status.signal(),
-        Some(Signal::SIGTERM as i32),
-        "{:?}",
-        out.status
-    );
+    assert_died_of(&out, Signal::SIGTERM);
     assert_session_matches_book(
         "ch28-async-signals/28-02-async-signals.out",
         &[(cargo_run("async-signals", &[]), &out.stdout)],
@@ -540,7 +530,42 @@ fn async_signals_times_the_same_stop_from_the_first_signal_not_the_clean_up() {
 #[test]
 fn async_signals_takes_a_term_and_an_int_seconds_apart_during_a_reload_for_two()
 {
-    for hook in [false, true] {
+    two_signals_seconds_apart_during_a_reload(
+        Signal::SIGINT,
+        r"Got SIG(TERM|INT): cleaning up for 3 s; a second signal stops me now",
+        r"Got (SIGINT after SIGTERM|SIGTERM after SIGINT): exiting now",
+        &[Signal::SIGTERM, Signal::SIGINT],
+        &[false, true],
+    );
+}
+
+/// The same with two `SIGTERM`s, without `--hook`: the stream merges the
+/// two, and only the handler's note tells that a second came. With
+/// `--hook` the handler ends it during the reload: the last test.
+#[test]
+fn async_signals_takes_two_terms_seconds_apart_during_a_reload_for_two() {
+    two_signals_seconds_apart_during_a_reload(
+        Signal::SIGTERM,
+        "Got SIGTERM: cleaning up for 3 s; a second signal stops me now",
+        "Got SIGTERM again: exiting now",
+        &[Signal::SIGTERM],
+        &[false],
+    );
+}
+
+/// Sends a `SIGTERM` while a six-second reload runs, then `second` more
+/// than `SAME_STOP` later, the reload still running; with `--hook` as
+/// `hooks` says, expects the clean-up line `cleaning_up`, then `exiting`, no
+/// "the same stop", and an end by one of `ends_by`.
+#[track_caller]
+fn two_signals_seconds_apart_during_a_reload(
+    second: Signal,
+    cleaning_up: &str,
+    exiting: &str,
+    ends_by: &[Signal],
+    hooks: &[bool],
+) {
+    for &hook in hooks {
         let mut args = vec!["--reload-secs", "6", "--cleanup-secs", "3"];
         if hook {
             args.push("--hook");
@@ -558,14 +583,10 @@ fn async_signals_takes_a_term_and_an_int_seconds_apart_during_a_reload_for_two()
                 "hook: {hook}: the reload ended too soon to test"
             );
         }
-        listing.signal(Signal::SIGINT);
+        listing.signal(second);
         listing.expect("Reloaded");
-        listing.expect(
-            r"Got SIG(TERM|INT): cleaning up for 3 s; a second signal stops me now",
-        );
-        listing.expect(
-            r"Got (SIGINT after SIGTERM|SIGTERM after SIGINT): exiting now",
-        );
+        listing.expect(cleaning_up);
+        listing.expect(exiting);
         let out = listing.finish();
         assert!(
             !out.stdout.iter().any(|l| l.contains("the same stop")),
@@ -573,47 +594,9 @@ fn async_signals_takes_a_term_and_an_int_seconds_apart_during_a_reload_for_two()
             out.stdout
         );
         assert!(
-            [Signal::SIGTERM as i32, Signal::SIGINT as i32]
-                .map(Some)
-                .contains(&out.status.signal()),
-            "hook: {hook}; {:?} {:?}",
-            out.status,
-            out.stdout
-        );
-    }
-}
-
-#[test]
-fn async_signals_takes_two_terms_seconds_apart_during_a_reload_for_two() {
-    // With `--hook` the handler ends it during the reload: the last test.
-    for hook in [false] {
-        let mut args = vec!["--reload-secs", "6", "--cleanup-secs", "3"];
-        if hook {
-            args.push("--hook");
-        }
-        let mut listing = start(bin!("async-signals"), &args, SIGNALS_READY);
-        listing.signal(Signal::SIGHUP);
-        listing.expect("Got SIGHUP: reloading, which takes 6 s");
-        let first = Instant::now();
-        listing.signal(Signal::SIGTERM);
-        // Past SAME_STOP after the first, with the reload still running:
-        // the stream merges the two, and only the handler's note tells.
-        while first.elapsed() < Duration::from_millis(1500) {
-            assert!(
-                listing.no_line_within(Duration::from_millis(300)),
-                "hook: {hook}: the reload ended too soon to test"
-            );
-        }
-        listing.signal(Signal::SIGTERM);
-        listing.expect("Reloaded");
-        listing.expect(
-            "Got SIGTERM: cleaning up for 3 s; a second signal stops me now",
-        );
-        listing.expect("Got SIGTERM again: exiting now");
-        let out = listing.finish();
-        assert_eq!(
-            out.status.signal(),
-            Some(Signal::SIGTERM as i32),
+            ends_by
+                .iter()
+                .any(|&signal| out.status.signal() == Some(signal as i32)),
             "hook: {hook}; {:?} {:?}",
             out.status,
             out.stdout
@@ -652,12 +635,7 @@ fn signal_hooks_action_ends_it_even_while_the_task_is_blocked() {
     let second = Instant::now();
     listing.signal(Signal::SIGTERM);
     let out = listing.finish();
-    assert_eq!(
-        out.status.signal(),
-        Some(Signal::SIGTERM as i32),
-        "{:?}",
-        out.status
-    );
+    assert_died_of(&out, Signal::SIGTERM);
     assert!(second.elapsed() < Duration::from_secs(20), "not stuck");
     assert!(!out.stdout.iter().any(|l| l == "Clean exit"));
 }
@@ -808,13 +786,7 @@ fn a_signal_stream_made_after_a_hand_made_default_never_hears_it() {
         .env(IN_CHILD, "1");
     let out =
         Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
-    assert_eq!(
-        out.status.signal(),
-        Some(Signal::SIGUSR1 as i32),
-        "{:?}: {}",
-        out.status,
-        out.stderr
-    );
+    assert_died_of(&out, Signal::SIGUSR1);
     assert!(
         out.stderr.contains("heard the first SIGUSR1"),
         "{}",

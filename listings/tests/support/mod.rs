@@ -37,6 +37,7 @@ macro_rules! bin {
 mod limits;
 mod net;
 mod outputs;
+mod pending;
 mod process;
 mod procfs;
 mod traces;
@@ -44,6 +45,7 @@ mod traces;
 pub use limits::*;
 pub use net::*;
 pub use outputs::*;
+pub use pending::*;
 pub use process::*;
 pub use procfs::*;
 pub use traces::*;
