@@ -580,3 +580,103 @@ fn is_external(url: &str) -> bool {
                     .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
         })
 }
+
+/// A `cargo test` command the book shows with `--ignored` runs every
+/// ignored test whose full name contains its filter: it must name exactly
+/// one, or two tests run at once and their lines mix, and the reader sees
+/// output the page does not show.
+#[test]
+fn every_ignored_test_command_shown_runs_one_test() {
+    let ignored = ignored_tests(&test_modules());
+    assert!(
+        ignored
+            .iter()
+            .any(|name| name.starts_with("ch05_handlers::")),
+        "found no ignored test: is `#[ignore = \"…\"]` still how they are marked?"
+    );
+    let outputs =
+        files_with_extension(&workspace_root().join("listings"), "out")
+            .into_iter()
+            .map(|path| {
+                let text = read(&path);
+                (path, text)
+            });
+    let mut problems = Vec::new();
+    for (path, text) in markdown_sources().into_iter().chain(outputs) {
+        problems.extend(commands_running_other_than_one(
+            &from_root(&path),
+            &text,
+            &ignored,
+        ));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The full names (`module::function`) of the tests marked `#[ignore]`.
+fn ignored_tests(modules: &[(String, String)]) -> Vec<String> {
+    static IGNORED: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"#\[ignore[^\]]*\]\s*fn ([a-z0-9_]+)").unwrap()
+    });
+    modules
+        .iter()
+        .flat_map(|(module, source)| {
+            IGNORED
+                .captures_iter(source)
+                .map(move |name| format!("{module}::{}", &name[1]))
+        })
+        .collect()
+}
+
+/// The shown `cargo test … --ignored` commands of `text` whose filter
+/// matches no ignored test, or more than one.
+fn commands_running_other_than_one(
+    file: &str,
+    text: &str,
+    ignored: &[String],
+) -> Vec<String> {
+    static COMMAND: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"(?m)^\$ cargo test -p listings --test listings ([^\s-]\S*) .*--ignored",
+        )
+        .unwrap()
+    });
+    COMMAND
+        .captures_iter(text)
+        .filter_map(|command| {
+            let filter = &command[1];
+            let runs: Vec<&str> = ignored
+                .iter()
+                .filter(|name| name.contains(filter))
+                .map(String::as_str)
+                .collect();
+            (runs.len() != 1).then(|| {
+                format!(
+                    "{file}:{}: `{filter}` runs {} ignored tests ({}): give \
+                     the one whose output the page shows by its full name",
+                    line_of(text, command.get(0).unwrap().start()),
+                    runs.len(),
+                    runs.join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
+/// The check above catches a filter that runs two tests, and one that
+/// runs none.
+#[test]
+fn commands_running_other_than_one_are_caught() {
+    let ignored = ignored_tests(&[(
+        "ch05_handlers".to_string(),
+        "#[test]\n#[ignore = \"wrong\"]\nfn wrong_fails_soon() {}\n\
+         #[test]\n#[ignore = \"wrong\"]\nfn wrong_fails_blocked() {}\n"
+            .to_string(),
+    )]);
+    let shown = "$ cargo test -p listings --test listings ch05_handlers::wrong -- --ignored --nocapture\n\
+                 $ cargo test -p listings --test listings ch05_handlers::wrong_fails_soon -- --ignored\n\
+                 $ cargo test -p listings --test listings ch05_handlers::right -- --ignored\n";
+    let problems = commands_running_other_than_one("f", shown, &ignored);
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert!(problems[0].starts_with("f:1: `ch05_handlers::wrong` runs 2"));
+    assert!(problems[1].starts_with("f:3: `ch05_handlers::right` runs 0"));
+}
