@@ -363,25 +363,26 @@ fn accept_waiting(
     backoff: &mut Backoff,
 ) {
     loop {
-        let failed = match listener.accept() {
+        match listener.accept() {
             Ok((stream, peer)) => match server.spawn(stream, peer) {
-                Ok(()) => {
-                    backoff.accepted();
-                    continue;
+                Ok(()) => backoff.accepted(),
+                // Its connection is closed, unserved; the log names the
+                // step that failed, not `accept`, which did not.
+                Err(err) => {
+                    return backoff
+                        .failed(format_args!("{peer}: not served: {err}"));
                 }
-                Err(err) => err, // Its connection is closed, unserved.
             },
             Err(err) if err.kind() == ErrorKind::WouldBlock => return,
-            Err(err) => err,
-        };
-        backoff.failed(&failed);
-        return;
+            Err(err) => return backoff.failed(format_args!("accept: {err}")),
+        }
     }
 }
 
-/// After a failed `accept`: stop accepting for 5 ms, then 10, 20, up to
-/// a second while the failures go on; log the first failure of a shortage
-/// only, so that the log does not fill up either.
+/// After a failed `accept`, or a client that could not be served: stop
+/// accepting for 5 ms, then 10, 20, up to a second while the failures go
+/// on; log the first failure of a shortage only, so that the log does not
+/// fill up either.
 struct Backoff {
     wait: Duration,
     /// The end of the pause in progress, if any.
@@ -407,13 +408,14 @@ impl Backoff {
         }
     }
 
-    fn failed(&mut self, err: &io::Error) {
+    /// `what` names the step that failed, and its error.
+    fn failed(&mut self, what: impl Display) {
         let now = Instant::now();
         if self
             .failed_at
             .is_none_or(|at| now.duration_since(at) >= Backoff::QUIET)
         {
-            log(format_args!("accept: {err}; trying again, less often"));
+            log(format_args!("{what}; trying again, less often"));
         }
         self.failed_at = Some(now);
         self.until = Some(now + self.wait);
@@ -572,7 +574,9 @@ impl Server {
     fn spawn(&self, stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
         let config = Arc::clone(&self.config);
         let stop = Arc::clone(&self.stop_read);
-        let alive = self.alive.try_clone()?;
+        let alive = self.alive.try_clone().map_err(|err| {
+            io::Error::new(err.kind(), format!("cannot copy `alive`: {err}"))
+        })?;
         let open = Arc::clone(&self.open);
         let idle = self.idle;
         self.open.fetch_add(1, Ordering::SeqCst);
@@ -586,10 +590,10 @@ impl Server {
             open.fetch_sub(1, Ordering::SeqCst);
             drop(alive);
         });
-        if started.is_err() {
+        started.map(drop).map_err(|err| {
             self.open.fetch_sub(1, Ordering::SeqCst);
-        }
-        started.map(drop)
+            io::Error::new(err.kind(), format!("cannot start a thread: {err}"))
+        })
     }
 }
 

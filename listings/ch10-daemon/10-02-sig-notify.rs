@@ -190,7 +190,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
                 // slow client holds up nobody. Refused a thread (`ulimit
                 // -u`), the client is closed unserved, and the shortage is
                 // met as a failed `accept` is: logged once, backed off from.
-                Ok((client, _)) => {
+                Ok((client, peer)) => {
                     let (greeting, held) =
                         (greeting.clone(), Arc::clone(&in_flight));
                     let goodbye = move || {
@@ -200,7 +200,9 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
                     match thread::Builder::new().spawn(goodbye) {
                         Ok(_) => backoff.accepted(),
                         Err(err) => {
-                            backoff.failed(&err);
+                            backoff.failed(format_args!(
+                                "{peer}: not served: cannot start a thread: {err}"
+                            ));
                             waiting = false;
                         }
                     }
@@ -211,7 +213,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
                     waiting = false;
                 }
                 Err(err) => {
-                    backoff.failed(&err);
+                    backoff.failed(format_args!("accept: {err}"));
                     waiting = false;
                 }
             }
@@ -307,9 +309,10 @@ fn goodbye(mut client: TcpStream, greeting: &str) {
 }
 // ANCHOR_END: run
 
-/// After a failed `accept`: stop accepting for 5 ms, then 10, 20, up to
-/// a second while the failures go on; log the first failure of a shortage
-/// only, so that the log does not fill up either.
+/// After a failed `accept`, or a client that could not be served: stop
+/// accepting for 5 ms, then 10, 20, up to a second while the failures go
+/// on; log the first failure of a shortage only, so that the log does not
+/// fill up either.
 struct Backoff {
     wait: Duration,
     /// The end of the pause in progress, if any.
@@ -335,13 +338,14 @@ impl Backoff {
         }
     }
 
-    fn failed(&mut self, err: &io::Error) {
+    /// `what` names the step that failed, and its error.
+    fn failed(&mut self, what: impl Display) {
         let now = Instant::now();
         if self
             .failed_at
             .is_none_or(|at| now.duration_since(at) >= Backoff::QUIET)
         {
-            log(format_args!("accept: {err}; trying again, less often"));
+            log(format_args!("{what}; trying again, less often"));
         }
         self.failed_at = Some(now);
         self.until = Some(now + self.wait);

@@ -226,6 +226,7 @@ fn sig_cleanup_sessions_match_the_book() {
     let session: Vec<_> =
         session.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
     assert_session_matches_book("ch12-exiting/12-01-sig-cleanup.out", &session);
+    assert_chapter_names_what_bash_prints(Signal::SIGTERM);
     let terminal2: Vec<_> =
         terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
     assert_session_matches_book(
@@ -812,6 +813,27 @@ fn sig_test_threads_one_test_kills_the_other_unless_isolated() {
         "ch12-exiting/12-05-sig-test-threads.out",
         &session,
     );
+    assert_chapter_names_what_bash_prints(Signal::SIGUSR1);
+}
+
+/// A recorded session whose command dies of `signal` leaves out the line
+/// that a reader's interactive bash prints then (bash 5.2, from
+/// `strsignal`): the chapter must name it. (It did not, for 12-1's and
+/// 12-5's sessions.)
+fn assert_chapter_names_what_bash_prints(signal: Signal) {
+    let line = match signal {
+        Signal::SIGTERM => "Terminated",
+        Signal::SIGUSR1 => "User defined signal 1",
+        other => panic!("no line known for {other}"),
+    };
+    let chapter = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../src/ch12-exiting.md"
+    ))
+    .unwrap();
+    let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
+    let said = format!("interactive bash also prints `{line}`");
+    assert!(chapter.contains(&said), "ch12 does not say {said:?}");
 }
 
 #[test]
