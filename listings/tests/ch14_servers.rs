@@ -487,6 +487,14 @@ fn threaded_server_keeps_its_default_limit_below_the_descriptors() {
 }
 
 #[test]
+fn threaded_server_leaves_room_in_its_default_limit_for_inherited_descriptors()
+{
+    line_server::served_past_idle_clients_with_inherited_descriptors(bin!(
+        "tcp-threads"
+    ));
+}
+
+#[test]
 fn pool_serves_past_idle_clients_with_few_descriptors() {
     // The pool's limit, workers and queue, is not kept below the
     // descriptors: `accept` fails first, and the shedding makes room.
