@@ -7,10 +7,11 @@
 // own closes every connection that has been idle, waiting for a request,
 // for a second or more, every one whose request has stalled as long, and
 // every one whose reply has waited as long for room in a full socket
-// buffer: an idle or stalled client must not hold a worker that others
-// need. For the same reason, a worker that has answered a request puts
-// its connection back at the end of the queue, rather than wait for the
-// next request, while others wait for a worker.
+// buffer, and at once one whose reply finds no room while others wait:
+// an idle or stalled client must not hold a worker that others need.
+// For the same reason, a worker that has answered a request puts its
+// connection back at the end of the queue, rather than wait for the next
+// request, while others wait for a worker.
 // Everything else, the deadlines, the maximum line, the
 // backoff after a failed `accept`, the backlog, is Listing 14-2's.
 //
@@ -504,17 +505,24 @@ impl Slot {
         }
     }
 
-    /// The reply being written found no room: the worker now waits for
-    /// the client to read, which, after EVICT_AFTER, is a stall.
-    fn reply_blocked(&self) {
+    /// The reply being written found no room: the client has left the
+    /// buffers full of replies. While others wait for a worker, it is not
+    /// worth one: shut down at once, as shed (false). Otherwise the worker
+    /// waits for the client to read, which, after EVICT_AFTER, is a stall.
+    fn reply_blocked(&self, conn: &TcpStream) -> bool {
         let mut table = self.conns.lock();
-        if let Some((_, since @ Since::Replying)) = table.open.get_mut(&self.id)
-        {
-            *since = Since::Blocked(Instant::now());
+        let others_wait = table.waiting > table.free;
+        if let Some((_, since)) = table.open.get_mut(&self.id) {
+            if others_wait {
+                let _ = conn.shutdown(Shutdown::Both);
+                *since = Since::Shut;
+                return false;
+            }
+            if matches!(since, Since::Replying) {
+                *since = Since::Blocked(Instant::now());
+            }
         }
-        if table.waiting > table.free {
-            self.conns.changed.notify_all();
-        }
+        true
     }
 
     /// A byte of a request has come: an idle or waiting connection is
@@ -770,7 +778,8 @@ impl Read for Deadline<'_> {
 /// Writes all of `buf` by the deadline `by`, however slowly the peer
 /// reads. Each write is tried first without waiting: if the socket's
 /// buffers are full, the client is not taking its replies, and the slot
-/// says so, before the worker waits for it.
+/// says so, before the worker waits for it; or, if others wait for a
+/// worker, the connection is shed there and then.
 fn write_all_by(
     mut conn: &TcpStream,
     slot: &Slot,
@@ -783,7 +792,9 @@ fn write_all_by(
             Ok(n) => n,
             Err(Errno::EINTR) => continue,
             Err(Errno::EAGAIN) => {
-                slot.reply_blocked();
+                if !slot.reply_blocked(conn) {
+                    return Err(ErrorKind::BrokenPipe.into());
+                }
                 conn.set_write_timeout(Some(time_left(by)?))?;
                 match conn.write(buf) {
                     Err(err) if err.kind() == ErrorKind::Interrupted => {

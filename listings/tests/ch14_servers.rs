@@ -487,6 +487,14 @@ fn threaded_server_keeps_its_default_limit_below_the_descriptors() {
 }
 
 #[test]
+fn threaded_server_leaves_room_in_its_default_limit_for_inherited_descriptors()
+{
+    line_server::served_past_idle_clients_with_inherited_descriptors(bin!(
+        "tcp-threads"
+    ));
+}
+
+#[test]
 fn pool_serves_past_idle_clients_with_few_descriptors() {
     // The pool's limit, workers and queue, is not kept below the
     // descriptors: `accept` fails first, and the shedding makes room.
@@ -666,6 +674,46 @@ fn pool_serves_a_new_client_behind_many_that_sent_a_line_and_went_silent() {
     let waited = started.elapsed();
     assert!(waited < Duration::from_secs(4), "served after {waited:?}");
     drop(silent);
+}
+
+#[test]
+fn pool_serves_a_new_client_behind_many_that_flood_and_read_nothing() {
+    // Each sends 20,000 requests at once (40 KB of "x\n") with a small
+    // receive buffer, and takes no reply. In the queue each is a client
+    // waiting for a worker with a whole request, rightly spared; taken,
+    // each filled its buffers with replies and held its worker for the
+    // second of grace, two workers at a time: twenty of them kept a new
+    // client waiting ten seconds.
+    let (server, addr) =
+        start_server(bin!("tcp-pool"), &["127.0.0.1:0", "--workers", "2"]);
+    let sockaddr: std::net::SocketAddr = addr.parse().unwrap();
+    let flood = b"x\n".repeat(20_000);
+    let flooders: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| {
+            let sock = socket2::Socket::new(
+                socket2::Domain::IPV4,
+                socket2::Type::STREAM,
+                None,
+            )
+            .unwrap();
+            sock.set_recv_buffer_size(4096).unwrap();
+            sock.connect(&sockaddr.into()).unwrap();
+            let mut sock = std::net::TcpStream::from(sock);
+            sock.set_write_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+            // A client the pool has shed already fails here: no matter.
+            let _ = sock.write_all(&flood);
+            sock
+        })
+        .collect();
+    // `accept` takes the connections in order: the new one is queued
+    // behind every flooding one.
+    let started = Instant::now();
+    assert_eq!(ask(&addr, "new").unwrap(), "server got: [new]\n");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(4), "served after {waited:?}");
+    drop(flooders);
+    drop(server);
 }
 
 #[test]

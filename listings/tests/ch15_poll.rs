@@ -655,6 +655,13 @@ fn poll_server_keeps_its_default_limit_below_the_descriptors() {
 }
 
 #[test]
+fn poll_server_leaves_room_in_its_default_limit_for_inherited_descriptors() {
+    line_server::served_past_idle_clients_with_inherited_descriptors(bin!(
+        "poll-server"
+    ));
+}
+
+#[test]
 fn poll_server_tells_a_client_over_the_limit_that_it_is_busy() {
     let (server, addr) =
         start_server(bin!("poll-server"), &["127.0.0.1:0", "--max-conns", "2"]);

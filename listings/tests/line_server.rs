@@ -1342,3 +1342,35 @@ pub fn drains_a_refused_client_through_a_stop_and_continue(
     let out = server.finish();
     assert!(!out.stderr.contains("Interrupted"), "{}", out.stderr);
 }
+
+/// As `served_past_idle_clients_with_few_descriptors`, but the server
+/// inherits twenty descriptors open without close-on-exec, as a careless
+/// launcher leaves them: its default limit must leave room for them, or
+/// `accept` fails before the table is full, no idle client is closed to
+/// make room, and the new client waits for their deadlines.
+#[track_caller]
+pub fn served_past_idle_clients_with_inherited_descriptors(bin: &str) {
+    let inherited: String =
+        (3..23).map(|fd| format!(" {fd}</dev/null")).collect();
+    let script = format!("ulimit -n 64 && exec \"$0\" \"$@\"{inherited} 2>&1");
+    let (server, addr) = start_server(
+        "bash",
+        &["-c", &script, bin, "127.0.0.1:0", "--timeout", "600"],
+    );
+    let pid = server.pid();
+    wait_until(
+        "the server to hold its twenty inherited descriptors",
+        || lasting_fds(pid) > 3 + 20,
+    );
+    let idle = silent_clients(&addr, 100);
+    wait_until("the server to hold twenty idle clients", || {
+        lasting_fds(pid) >= 3 + 20 + 1 + 20
+    });
+    // Not a synchronisation: the time a connection must have been idle.
+    thread::sleep(Duration::from_millis(1100));
+    let started = Instant::now();
+    assert_eq!(ask(&addr, "new").unwrap(), "server got: [new]\n");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
+    drop(idle);
+}
