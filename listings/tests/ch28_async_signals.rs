@@ -738,9 +738,11 @@ fn multi_threaded_listings_say_why_when_the_system_refuses_a_thread() {
 /// A parent may leave SIGINT, SIGTERM and SIGHUP blocked (`env
 /// --block-signal`, coreutils 9.1 here, does so and execs), and `exec`
 /// keeps the mask (Linux 6.18 here), which every thread of tokio's
-/// runtime inherits: the
-/// listing must unblock them before the runtime starts. It used to run
-/// on after each of them, its signals pending.
+/// runtime inherits. The listing keeps them blocked on purpose while the
+/// runtime starts, so that its workers never take them, and unblocks them
+/// on the main thread alone once its streams exist: that unblock must undo
+/// a parent's block too. It used to run on after each of them, its
+/// signals pending.
 #[test]
 fn async_signals_hears_signals_its_parent_had_blocked() {
     for stop in [Signal::SIGTERM, Signal::SIGINT] {

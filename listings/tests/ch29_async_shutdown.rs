@@ -1100,9 +1100,11 @@ fn async_daemon_says_at_the_end_how_many_log_lines_it_could_not_write() {
 
 /// A parent may leave SIGINT, SIGTERM and SIGHUP blocked (`env
 /// --block-signal`, coreutils 9.1 here, does so and execs), and `exec`
-/// keeps the mask, which every thread of tokio's runtime inherits: the
-/// daemon must unblock them before the runtime starts. It used to run on
-/// after each of them, its signals pending.
+/// keeps the mask, which every thread of tokio's runtime inherits. The
+/// daemon keeps them blocked on purpose while the runtime starts, so that
+/// its workers never take them, and unblocks them on the main thread
+/// alone once its streams exist: that unblock must undo a parent's block
+/// too. It used to run on after each of them, its signals pending.
 #[test]
 fn async_daemon_hears_signals_its_parent_had_blocked() {
     for stop in [Signal::SIGTERM, Signal::SIGINT] {

@@ -1009,10 +1009,12 @@ fn async_child_kill_ends_the_group_when_its_parent_ignored_sigchld() {
 
 /// A parent may leave SIGINT, SIGTERM and SIGHUP blocked (`env
 /// --block-signal`, coreutils 9.1 here, does so and execs), and `exec`
-/// keeps the mask (Linux 6.18 here); tokio's runtime thread and every child, through
-/// `Command`, inherit it. The listing must unblock them before the
-/// runtime starts: then its own SIGTERM to the group ends sh, and a kill
-/// of the listing ends it and the group. It used to send SIGKILL after
+/// keeps the mask (Linux 6.18 here). The listing keeps them blocked on
+/// purpose while it makes its streams, and then unblocks them on the main
+/// thread, which runs the runtime and spawns sh through `Command`: that
+/// unblock must undo a parent's block too, for the listing and for sh.
+/// Then its own SIGTERM to the group ends sh, and a kill of the listing
+/// ends it and the group. It used to send SIGKILL after
 /// the SIGTERM sh could not take, and to run on after a kill of its own.
 #[test]
 fn async_child_kill_hears_signals_its_parent_had_blocked() {
