@@ -735,7 +735,8 @@ fn stale_socket_session_matches_the_book() {
     for (command, shown) in [
         (
             format!("kill -KILL {}", server.pid()),
-            "kill -KILL $(pgrep -n unix-server)".to_string(),
+            r#"kill -KILL $(pgrep -n -x -u "$(id -u)" unix-server)"#
+                .to_string(),
         ),
         (format!("ls -l {path}"), format!("ls -l {path}")),
         (
@@ -755,7 +756,7 @@ fn stale_socket_session_matches_the_book() {
     assert_eq!(server.finish().status.signal(), Some(9));
     let mut first = first;
     first.push("Killed".to_string());
-    let args = [path.as_str(), "--count", "1"];
+    let args = [path.as_str()];
     let (again, _) = start(bin!("unix-server"), &args);
     let second = again.transcript();
     // Ctrl-C, as the book stops it: the server removes its socket, and
