@@ -735,7 +735,8 @@ fn stale_socket_session_matches_the_book() {
     for (command, shown) in [
         (
             format!("kill -KILL {}", server.pid()),
-            "kill -KILL $(pgrep -n unix-server)".to_string(),
+            r#"kill -KILL $(pgrep -n -x -u "$(id -u)" unix-server)"#
+                .to_string(),
         ),
         (format!("ls -l {path}"), format!("ls -l {path}")),
         (
@@ -755,7 +756,7 @@ fn stale_socket_session_matches_the_book() {
     assert_eq!(server.finish().status.signal(), Some(9));
     let mut first = first;
     first.push("Killed".to_string());
-    let args = [path.as_str(), "--count", "1"];
+    let args = [path.as_str()];
     let (again, _) = start(bin!("unix-server"), &args);
     let second = again.transcript();
     // Ctrl-C, as the book stops it: the server removes its socket, and
@@ -1721,8 +1722,15 @@ fn unix_server_logs_a_shortage_once_while_exactly_enough_clients_come_and_go() {
 #[test]
 fn unix_server_serves_a_new_client_while_a_thousand_idle_ones_hold_every_place()
 {
+    // The default limit, 1000 connections (no --max-conns), all taken by
+    // idle clients; the one idle longest makes room for each new client.
+    // The new clients stay connected, so that each must make room (one
+    // that left would free its place for the next), and the request
+    // deadline is an hour, so that only the making of room closes an idle
+    // client: with the default ten seconds, the deadline closed them, and
+    // a server with room for 1001 passed.
     let tmp = tempfile::tempdir().unwrap();
-    let (server, path) = start_private(&tmp, &[]);
+    let (server, path) = start_private(&tmp, &["--timeout", "3600"]);
     let before = crate::support::open_fds(server.pid());
     let idle: Vec<_> = (0..1000)
         .map(|_| UnixStream::connect(&path).unwrap())
@@ -1732,11 +1740,20 @@ fn unix_server_serves_a_new_client_while_a_thousand_idle_ones_hold_every_place()
     });
     // Not a synchronisation: the time a connection must have been idle.
     std::thread::sleep(Duration::from_millis(1100));
+    let mut new = Vec::new();
     for i in 0..3 {
-        assert_eq!(
-            ask(&path, &format!("new {i}\n")),
-            format!("server got: [new {i}]\n")
-        );
+        let mut sock = UnixStream::connect(&path).unwrap();
+        sock.set_read_timeout(Some(crate::support::PATIENCE))
+            .unwrap();
+        sock.write_all(format!("new {i}\n").as_bytes()).unwrap();
+        let mut reply = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(&sock),
+            &mut reply,
+        )
+        .unwrap();
+        assert_eq!(reply, format!("server got: [new {i}]\n"));
+        new.push(sock);
     }
     let closed = |idle: &[UnixStream]| {
         idle.iter()
@@ -1747,8 +1764,10 @@ fn unix_server_serves_a_new_client_while_a_thousand_idle_ones_hold_every_place()
             })
             .count()
     };
-    wait_until("three idle clients to be closed", || closed(&idle) >= 3);
-    drop(server);
+    wait_until("three idle clients to be closed to make room", || {
+        closed(&idle) >= 3
+    });
+    drop((new, server));
 }
 
 #[test]

@@ -16,11 +16,12 @@ use nix::unistd::Pid;
 
 use crate::support::{
     ChildExt, KillGroupOnDrop, Listing, PATIENCE, all_threads_stopped,
-    as_pid_1, assert_exited_with, assert_rejects, assert_session_matches_book,
-    assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
-    group_is_gone, have, is_dead, kernel, like_a_listing, pgid_of, ppid_of,
-    reaps_with_stdout_full, run_clean, state_of, threads_blocked_in,
-    wait_until, with_sigchld_ignored, with_thread_limit, write_program,
+    as_pid_1, assert_died_of, assert_exited_with, assert_rejects,
+    assert_session_matches_book, assert_session_matches_book_masking,
+    cargo_run, children_of, finish_clean, group_is_gone, have, is_dead, kernel,
+    like_a_listing, pgid_of, ppid_of, reaps_with_stdout_full, run_clean,
+    state_of, threads_blocked_in, wait_until, with_sigchld_ignored,
+    with_thread_limit, write_program,
 };
 
 /// The stages of a running pipeline, once all `n` have started and
@@ -1056,7 +1057,13 @@ fn spawn_grandchild_fails_when_the_end_of_stream_never_comes() {
     let mut listing = Listing::spawn(&mut command, Stdio::piped());
     let first = listing.expect(r"Child (\d+) started sleep as pid (\d+)");
     let sleep = Pid::from_raw(first[2].parse().unwrap());
-    // The holder is left running on purpose: `finish`, not `finish_clean`.
+    // The holder is left running on purpose. Look at it once the listing
+    // has exited but before `finish`: dropping the `Listing` kills its
+    // group, the holder with it, and a look after that races the SIGKILL.
+    // The test has not reaped the listing, so it waits as a zombie.
+    let pid = listing.pid();
+    wait_until("spawn-grandchild to exit", || is_dead(pid));
+    assert!(!is_dead(sleep), "the holder still runs");
     let out = listing.finish();
     assert_eq!(out.status.code(), Some(1), "{:?}", out.stdout);
     assert_eq!(
@@ -1074,7 +1081,6 @@ fn spawn_grandchild_fails_when_the_end_of_stream_never_comes() {
         "spawn-grandchild: no end of stream after 1 s more: the write end \
          is still held\n"
     );
-    assert!(!is_dead(sleep), "the holder still runs");
     drop(job);
 }
 
@@ -2054,6 +2060,17 @@ fn spawn_pipeline_cannot_reach_the_command_of_setsid_as_its_first_stage() {
             .any(|&p| nix::unistd::getsid(Some(p)) == Ok(p))
     });
     let sleep = job.pids()[0];
+    // And `cat` must have left the listing's group, which a stage does
+    // between its fork and its exec: one still in it takes the SIGTERM
+    // sent to that group itself, and may die of it before the listing has
+    // passed it on, which then ends by pipefail's 143, not by the signal.
+    // A stage that runs `cat` has left.
+    wait_until("cat to run, outside the listing's group", || {
+        children_of(pid).iter().any(|&stage| {
+            std::fs::read_to_string(format!("/proc/{stage}/comm"))
+                .is_ok_and(|comm| comm == "cat\n")
+        })
+    });
     killpg(pid, Signal::SIGTERM).unwrap();
     wait_until("the listing to end", || is_dead(pid));
     assert!(
@@ -2064,7 +2081,7 @@ fn spawn_pipeline_cannot_reach_the_command_of_setsid_as_its_first_stage() {
     // It holds the listing's stderr: killed now, so that the end comes.
     drop(job);
     let out = finish_clean(pipeline);
-    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+    assert_died_of(&out, Signal::SIGTERM);
     assert_eq!(out.stderr, "");
 }
 
