@@ -1348,3 +1348,34 @@ fn proc_orphans_child_dies_of_a_signal_that_comes_before_its_exec() {
         );
     }
 }
+
+/// A child killed by a real-time signal, which nix 0.32's `waitid` cannot
+/// name: the listing once failed with "Invalid argument" and left the
+/// other child running, adopted by process 1. It reaps and reports that
+/// child as any other, and stops the rest when asked.
+#[test]
+fn proc_orphans_carries_on_when_a_child_dies_of_a_real_time_signal() {
+    let rtmin = nix::libc::SIGRTMIN();
+    for way in ["none", "pdeathsig", "group"] {
+        let (orphans, children) = start(&[way, "--for", "60"]);
+        let parent = orphans.pid();
+        // SAFETY: a plain kill(2) of a child not yet reaped.
+        assert_eq!(unsafe { nix::libc::kill(children[0].as_raw(), rtmin) }, 0);
+        wait_until("the parent to reap the killed child", || {
+            children_of(parent) == children[1..]
+        });
+        orphans.signal(Signal::SIGTERM);
+        let out = finish_clean(orphans);
+        assert_eq!(out.stderr, "", "{way}");
+        assert_eq!(
+            out.stdout[1..],
+            [
+                format!("sleep {} was killed by signal {rtmin}", children[0]),
+                format!("sleep {} was killed by SIGTERM", children[1]),
+            ],
+            "{way}"
+        );
+        assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32), "{way}");
+        assert!(is_dead(children[1]), "{way}: {} left running", children[1]);
+    }
+}
