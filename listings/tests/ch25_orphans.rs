@@ -1241,8 +1241,11 @@ impl Drop for OwnCgroup {
 /// root; skipped where none can be made), a shell moves itself in, starts
 /// a `sleep` in a session of its own and one that a subshell leaves to be
 /// adopted, and execs a third; a shell in a cgroup below execs a fourth.
-/// Then `1` into `cgroup.kill`: the kernel reports the cgroup empty, and
-/// all four are dead. Linux 6.18 here.
+/// First each shell's process group is killed, as `kill -- -PGID` would:
+/// that ends the adopted `sleep` too, which adoption does not take out of
+/// its group, and leaves only the one in a session of its own. Then `1`
+/// into `cgroup.kill`: the kernel reports the cgroup empty, and all four
+/// are dead. Linux 6.18 here.
 #[test]
 fn cgroup_kill_ends_every_process_of_a_cgroup_and_below() {
     let Some(cgroup) = OwnCgroup::new() else {
@@ -1277,6 +1280,20 @@ fn cgroup_kill_ends_every_process_of_a_cgroup_and_below() {
         pids.iter().zip(&sessions).any(|(&p, &s)| s == Ok(p)),
         "one sleep leads a session of its own: {pids:?} {sessions:?}"
     );
+    // Each shell leads its group (`Listing::start`), and has become a
+    // `sleep` by exec.
+    for shell in [&top, &low] {
+        killpg(shell.pid(), Signal::SIGKILL).unwrap();
+    }
+    let escaped: Vec<Pid> = pids
+        .iter()
+        .zip(&sessions)
+        .filter(|&(&p, &s)| s == Ok(p))
+        .map(|(&p, _)| p)
+        .collect();
+    wait_until("only the sleep in a session of its own to be left", || {
+        cgroup.procs() == escaped
+    });
     std::fs::write(cgroup.0.join("cgroup.kill"), "1").unwrap();
     wait_until("the cgroup to be empty", || !cgroup.populated());
     for pid in pids {
