@@ -463,8 +463,9 @@ impl Terminal {
 
 /// Makes SIGTSTP stop this process, as a job-control shell does for its
 /// jobs: `suspend` stops with it, and would loop for ever if a parent
-/// had left it ignored or blocked, both of which survive exec (see
-/// Chapter 24). The stages inherit the default action too.
+/// had left it blocked, which survives exec (see Chapter 24). A parent
+/// may also have left it ignored, which survives too: the stages, which
+/// inherit our action, would not stop at Ctrl-Z. They get the default.
 fn stoppable_by_tstp() -> nix::Result<()> {
     // SAFETY: the default action installs no handler.
     unsafe { signal(Signal::SIGTSTP, SigHandler::SigDfl) }?;
