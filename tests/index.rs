@@ -265,6 +265,8 @@ const SYSTEM_CALLS: &[(&str, &str)] = &[
     ("libc::timer_create", "timer_create(2)"),
     ("libc::timer_delete", "timer_delete(2)"),
     ("libc::timer_settime", "timer_settime(2)"),
+    ("libc::waitid", "waitid(2)"),
+    ("libc::waitpid", "waitpid(2)"),
     ("libc::write", "write(2)"),
     ("nix::errno::Errno::last", "errno(3)"),
     ("nix::errno::Errno::last_raw", "errno(3)"),

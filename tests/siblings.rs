@@ -534,6 +534,8 @@ const EVERYWHERE_THE_SAME: &[(&str, usize)] = &[
     ("fn sigchld_as_found", 4),
     ("fn unblock_sigchld", 3),
     ("fn ignore_sigxfsz", 4),
+    ("fn waitid_raw", 3),
+    ("fn reap_raw", 2),
 ];
 
 /// Listings whose `log` is not the one line on stderr the others write

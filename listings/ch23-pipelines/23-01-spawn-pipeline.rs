@@ -21,8 +21,8 @@ use std::fmt::Display;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsFd;
-use std::os::unix::process::CommandExt;
-use std::process::{self, Child, ChildStdout, Command, ExitCode};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{self, Child, ChildStdout, Command, ExitCode, ExitStatus};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,11 +30,12 @@ use std::thread;
 use std::time::Duration;
 
 use nix::errno::Errno;
+use nix::libc;
 use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, kill, killpg,
     raise, sigaction, signal,
 };
-use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+use nix::sys::wait::WaitPidFlag;
 use nix::unistd::{
     Pid, getpgid, getpgrp, getpid, getppid, getsid, tcgetpgrp, tcsetpgrp,
 };
@@ -462,8 +463,9 @@ impl Terminal {
 
 /// Makes SIGTSTP stop this process, as a job-control shell does for its
 /// jobs: `suspend` stops with it, and would loop for ever if a parent
-/// had left it ignored or blocked, both of which survive exec (see
-/// Chapter 24). The stages inherit the default action too.
+/// had left it blocked, which survives exec (see Chapter 24). A parent
+/// may also have left it ignored, which survives too: the stages, which
+/// inherit our action, would not stop at Ctrl-Z. They get the default.
 fn stoppable_by_tstp() -> nix::Result<()> {
     // SAFETY: the default action installs no handler.
     unsafe { signal(Signal::SIGTSTP, SigHandler::SigDfl) }?;
@@ -525,9 +527,9 @@ impl Group {
     }
 
     /// Reaps a stage that has ended, and counts it.
-    fn reap(&self, pid: Pid) -> nix::Result<WaitStatus> {
+    fn reap(&self, pid: Pid) -> nix::Result<ExitStatus> {
         let mut unreaped = self.lock();
-        let status = waitpid(pid, None)?;
+        let status = reap_raw(pid)?;
         unreaped.retain(|&stage| stage != pid);
         Ok(status)
     }
@@ -543,7 +545,7 @@ fn wait_all(
     pids: &[Pid],
     group: &Group,
     terminal: Option<&Terminal>,
-) -> nix::Result<Vec<WaitStatus>> {
+) -> nix::Result<Vec<ExitStatus>> {
     let mut statuses = vec![None; pids.len()];
     while statuses.contains(&None) {
         // A stage that has ended or stopped: any child of ours, even one
@@ -553,20 +555,21 @@ fn wait_all(
         // until `reap` takes it under the lock.
         let flags =
             WaitPidFlag::WEXITED | WaitPidFlag::WSTOPPED | WaitPidFlag::WNOWAIT;
-        let status = match waitid(Id::All, flags) {
-            Err(Errno::EINTR) => continue,
-            result => result?,
+        let (pid, status) = match waitid_raw(None, flags) {
+            Ok(Some(report)) => report,
+            Ok(None) | Err(Errno::EINTR) => continue,
+            Err(err) => return Err(err),
         };
-        let Some(pid) = status.pid() else { continue };
-        if let WaitStatus::Stopped(_, why) = status {
+        if let Some(why) = status.stopped_signal() {
             // Take the report, so that the next waitid waits for news.
             // WSTOPPED alone never reaps: a stage that has died since is
             // left for the next waitid, and this one fails with ECHILD.
             let stopped = WaitPidFlag::WSTOPPED | WaitPidFlag::WNOHANG;
-            match waitid(Id::Pid(pid), stopped) {
+            match waitid_raw(Some(pid), stopped) {
                 Ok(_) | Err(Errno::ECHILD) => {}
                 Err(err) => return Err(err),
             }
+            let why = Signal::try_from(why)?;
             if let Some(terminal) = terminal.filter(|_| pids.contains(&pid)) {
                 terminal.suspend(group, why)?;
             }
@@ -611,41 +614,83 @@ fn watch(
 
 /// The signal a stage died of, if it is one a terminal sends: SIGINT for
 /// Ctrl-C, SIGQUIT for `Ctrl-\`. 0 otherwise.
-fn interrupted(statuses: &[WaitStatus]) -> i32 {
+fn interrupted(statuses: &[ExitStatus]) -> i32 {
+    let by_terminal = [Signal::SIGINT as i32, Signal::SIGQUIT as i32];
     statuses
         .iter()
-        .find_map(|status| match status {
-            WaitStatus::Signaled(
-                _,
-                s @ (Signal::SIGINT | Signal::SIGQUIT),
-                _,
-            ) => Some(*s as i32),
-            _ => None,
-        })
+        .filter_map(|status| status.signal())
+        .find(|signal| by_terminal.contains(signal))
         .unwrap_or(0)
 }
 
 /// Reports every stage that failed, and returns the status of the last
 /// one, as `set -o pipefail` does: 128 + N for a stage killed by signal N.
-fn pipefail(stages: &[Vec<OsString>], statuses: &[WaitStatus]) -> ExitCode {
+fn pipefail(stages: &[Vec<OsString>], statuses: &[ExitStatus]) -> ExitCode {
     let mut code = 0;
     for (stage, status) in stages.iter().zip(statuses) {
         let name = stage[0].to_string_lossy();
-        match *status {
-            WaitStatus::Signaled(_, signal, _) => {
-                log(format_args!("{name}: killed by {signal}"));
-                code = 128 + signal as i32;
+        if let Some(signal) = status.signal() {
+            // A real-time signal (SIGRTMIN and above) has no name in nix.
+            match Signal::try_from(signal) {
+                Ok(named) => log(format_args!("{name}: killed by {named}")),
+                Err(_) => {
+                    log(format_args!("{name}: killed by signal {signal}"))
+                }
             }
-            WaitStatus::Exited(_, status) if status != 0 => {
-                log(format_args!("{name}: exited with status {status}"));
-                code = status;
-            }
-            _ => {}
+            code = 128 + signal;
+        } else if let Some(status) = status.code().filter(|&s| s != 0) {
+            log(format_args!("{name}: exited with status {status}"));
+            code = status;
         }
     }
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 // ANCHOR_END: wait
+
+/// Waits as `waitid` does, for `child` or, if `None`, any child, and
+/// returns the pid of the child it reports, with its status as `waitpid`
+/// would give it; `None` if WNOHANG found no news. Not nix's `waitid`:
+/// nix 0.32 turns a status into a `Signal`, which names no real-time
+/// signal, so a child killed by SIGRTMIN makes it fail with EINVAL, the
+/// report taken, and a caller that gives up leaves the other children.
+fn waitid_raw(
+    child: Option<Pid>,
+    flags: WaitPidFlag,
+) -> nix::Result<Option<(Pid, ExitStatus)>> {
+    let (idtype, id) = match child {
+        Some(pid) => (libc::P_PID, pid.as_raw() as libc::id_t),
+        None => (libc::P_ALL, 0),
+    };
+    // SAFETY: zeros are a valid `siginfo_t`.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `waitid` writes only `info`, which is ours.
+    let done = unsafe { libc::waitid(idtype, id, &mut info, flags.bits()) };
+    Errno::result(done)?;
+    // SAFETY: `waitid` filled in a child's report, or left the zeros.
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    // The status packed as `waitpid` packs it, for `ExitStatus`.
+    let raw = match info.si_code {
+        libc::CLD_EXITED => (status & 0xff) << 8,
+        libc::CLD_KILLED => status,
+        libc::CLD_DUMPED => status | 0x80,
+        libc::CLD_CONTINUED => 0xffff,
+        _ => (status << 8) | 0x7f, // CLD_STOPPED, CLD_TRAPPED
+    };
+    Ok(Some((Pid::from_raw(pid), ExitStatus::from_raw(raw))))
+}
+
+/// Reaps `child` with `waitpid`, which blocks until it has ended, and
+/// returns how it ended, whatever the signal: raw, as `waitid_raw`.
+fn reap_raw(child: Pid) -> nix::Result<ExitStatus> {
+    let mut status = 0;
+    // SAFETY: `waitpid` writes only `status`, which is ours.
+    let done = unsafe { libc::waitpid(child.as_raw(), &mut status, 0) };
+    Errno::result(done)?;
+    Ok(ExitStatus::from_raw(status))
+}
 
 /// One line on stderr, formatted whole, then written with one `write`:
 /// stderr is unbuffered, and `writeln!` would write each piece on its

@@ -21,14 +21,16 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
-use std::process::{self, Command, ExitCode};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{self, Command, ExitCode, ExitStatus};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::libc;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigHandler, SigSet, Signal, kill, killpg, signal};
-use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+use nix::sys::wait::WaitPidFlag;
 use nix::unistd::{Pid, pipe, pipe2};
 
 const USAGE: &str =
@@ -101,7 +103,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     // Wait for the child to exit, but leave it a zombie for now: while it
     // is one, its pid, and so its group's id, cannot be given to anyone
     // else, and killing that group cannot hit a stranger.
-    waitid(Id::Pid(child), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)?;
+    waitid_raw(Some(child), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)?;
     // The group is killed, and the child reaped, before we write a byte,
     // or report that the child said nothing: a write that fails, a
     // SIGPIPE that ends us, or a child that failed before its line must
@@ -114,7 +116,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     } else {
         Ok(())
     };
-    let status = waitpid(child, None)?;
+    let status = reap_raw(child)?;
     killed?;
     write!(io::stdout(), "{}", line?)?;
     if args.group {
@@ -125,9 +127,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     } else {
         writeln!(io::stdout(), "The child has exited")?;
     }
-    match status {
-        WaitStatus::Exited(_, 0) => {}
-        status => return Err(format!("the child failed: {status:?}").into()),
+    if !status.success() {
+        return Err(format!("the child failed: {status}").into());
     }
     // ANCHOR_END: reap
     if read_for(&mut reader, Duration::from_millis(QUIET_MS.into()))? {
@@ -152,6 +153,50 @@ fn run() -> Result<(), Box<dyn Error>> {
 }
 // ANCHOR_END: run
 
+/// Waits as `waitid` does, for `child` or, if `None`, any child, and
+/// returns the pid of the child it reports, with its status as `waitpid`
+/// would give it; `None` if WNOHANG found no news. Not nix's `waitid`:
+/// nix 0.32 turns a status into a `Signal`, which names no real-time
+/// signal, so a child killed by SIGRTMIN makes it fail with EINVAL, the
+/// report taken, and a caller that gives up leaves the other children.
+fn waitid_raw(
+    child: Option<Pid>,
+    flags: WaitPidFlag,
+) -> nix::Result<Option<(Pid, ExitStatus)>> {
+    let (idtype, id) = match child {
+        Some(pid) => (libc::P_PID, pid.as_raw() as libc::id_t),
+        None => (libc::P_ALL, 0),
+    };
+    // SAFETY: zeros are a valid `siginfo_t`.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `waitid` writes only `info`, which is ours.
+    let done = unsafe { libc::waitid(idtype, id, &mut info, flags.bits()) };
+    Errno::result(done)?;
+    // SAFETY: `waitid` filled in a child's report, or left the zeros.
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    // The status packed as `waitpid` packs it, for `ExitStatus`.
+    let raw = match info.si_code {
+        libc::CLD_EXITED => (status & 0xff) << 8,
+        libc::CLD_KILLED => status,
+        libc::CLD_DUMPED => status | 0x80,
+        libc::CLD_CONTINUED => 0xffff,
+        _ => (status << 8) | 0x7f, // CLD_STOPPED, CLD_TRAPPED
+    };
+    Ok(Some((Pid::from_raw(pid), ExitStatus::from_raw(raw))))
+}
+
+/// Reaps `child` with `waitpid`, which blocks until it has ended, and
+/// returns how it ended, whatever the signal: raw, as `waitid_raw`.
+fn reap_raw(child: Pid) -> nix::Result<ExitStatus> {
+    let mut status = 0;
+    // SAFETY: `waitpid` writes only `status`, which is ours.
+    let done = unsafe { libc::waitpid(child.as_raw(), &mut status, 0) };
+    Errno::result(done)?;
+    Ok(ExitStatus::from_raw(status))
+}
 /// Gives SIGCHLD its default action back. A parent that left it ignored
 /// passed that on through `exec` (Chapter 24), and then the kernel reaps
 /// our children itself: every wait fails with ECHILD, and a child's pid,

@@ -32,11 +32,12 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::libc;
 use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, Signal, kill, killpg, raise,
     sigaction,
 };
-use nix::sys::wait::{Id, WaitPidFlag, waitid};
+use nix::sys::wait::WaitPidFlag;
 use nix::unistd::{Pid, getpgid, getpid, getppid, pipe2};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -413,7 +414,7 @@ fn reap(
     // WNOWAIT: report the exit, but leave the child a zombie, its pid
     // still its own.
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
-    while let Err(err) = waitid(Id::Pid(pid), flags) {
+    while let Err(err) = waitid_raw(Some(pid), flags) {
         if err != Errno::EINTR {
             return Err(err.into());
         }
@@ -424,6 +425,41 @@ fn reap(
     Ok(status)
 }
 // ANCHOR_END: stop
+
+/// Waits as `waitid` does, for `child` or, if `None`, any child, and
+/// returns the pid of the child it reports, with its status as `waitpid`
+/// would give it; `None` if WNOHANG found no news. Not nix's `waitid`:
+/// nix 0.32 turns a status into a `Signal`, which names no real-time
+/// signal, so a child killed by SIGRTMIN makes it fail with EINVAL, the
+/// report taken, and a caller that gives up leaves the other children.
+fn waitid_raw(
+    child: Option<Pid>,
+    flags: WaitPidFlag,
+) -> nix::Result<Option<(Pid, ExitStatus)>> {
+    let (idtype, id) = match child {
+        Some(pid) => (libc::P_PID, pid.as_raw() as libc::id_t),
+        None => (libc::P_ALL, 0),
+    };
+    // SAFETY: zeros are a valid `siginfo_t`.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `waitid` writes only `info`, which is ours.
+    let done = unsafe { libc::waitid(idtype, id, &mut info, flags.bits()) };
+    Errno::result(done)?;
+    // SAFETY: `waitid` filled in a child's report, or left the zeros.
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    // The status packed as `waitpid` packs it, for `ExitStatus`.
+    let raw = match info.si_code {
+        libc::CLD_EXITED => (status & 0xff) << 8,
+        libc::CLD_KILLED => status,
+        libc::CLD_DUMPED => status | 0x80,
+        libc::CLD_CONTINUED => 0xffff,
+        _ => (status << 8) | 0x7f, // CLD_STOPPED, CLD_TRAPPED
+    };
+    Ok(Some((Pid::from_raw(pid), ExitStatus::from_raw(raw))))
+}
 
 /// Says who is who, with the command that kills the parent.
 fn announce(args: &Args, children: &[Child]) -> io::Result<()> {
@@ -464,9 +500,13 @@ fn name(way: Way) -> &'static str {
 
 /// How a child ended, in words.
 fn describe(status: ExitStatus) -> String {
-    match (status.code(), status.signal().map(Signal::try_from)) {
+    match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with status {code}"),
-        (_, Some(Ok(signal))) => format!("was killed by {signal}"),
+        (_, Some(signal)) => match Signal::try_from(signal) {
+            Ok(named) => format!("was killed by {named}"),
+            // A real-time signal (SIGRTMIN and above) has no name in nix.
+            Err(_) => format!("was killed by signal {signal}"),
+        },
         _ => format!("ended: {status}"),
     }
 }

@@ -100,6 +100,16 @@ fn run() -> Result<(), Box<dyn Error>> {
             None => writeln!(out, "{pid} ({role}): no report")?,
         }
     }
+    // A member whose patience ran out before its parent died reports that
+    // parent: its group was not orphaned yet, and its "no signal" says
+    // nothing of the kernel. Slow to kill the parent, a busy machine would
+    // otherwise have us name the wrong kind of kernel.
+    let parent_name = parent.to_string();
+    if got.iter().any(|r| r.adopter == parent_name) {
+        return Err("inconclusive: a member gave up before its group was \
+                    orphaned; run it again"
+            .into());
+    }
     let hung_up = |pid| {
         got.iter()
             .any(|r| r.pid == pid && r.signals.contains(&"SIGHUP".into()))

@@ -2327,3 +2327,74 @@ fn spawn_pipeline_exits_124_after_sigkill_where_timeout_k_ends_with_137() {
     // Killed by its own SIGKILL: status 137 in a shell.
     assert_eq!(out.status.signal(), Some(Signal::SIGKILL as i32));
 }
+
+/// A stage killed by a real-time signal, which nix 0.32's `WaitStatus`
+/// cannot name: the listing once failed with "EINVAL: Invalid argument"
+/// and left the other stages to the parent-death SIGKILL. It reports the
+/// death as pipefail would (128 + n), and, asked to stop afterwards,
+/// passes SIGTERM on to the stages left and ends by it.
+#[test]
+fn spawn_pipeline_reports_a_stage_killed_by_a_real_time_signal() {
+    let rtmin = nix::libc::SIGRTMIN();
+    let pipeline =
+        Listing::start(bin!("spawn-pipeline"), &["sleep", "60", "|", "cat"]);
+    let _cleanup = KillGroupOnDrop(pipeline.pid());
+    let (first, _) = stages(&pipeline, 2);
+    // SAFETY: a plain kill(2) of a stage not yet reaped.
+    assert_eq!(unsafe { nix::libc::kill(first[0].as_raw(), rtmin) }, 0);
+    let out = finish_clean(pipeline);
+    assert_eq!(
+        out.stderr,
+        format!("spawn-pipeline: sleep: killed by signal {rtmin}\n")
+    );
+    assert_eq!(out.status.code(), Some(128 + rtmin));
+
+    let pipeline = Listing::start(
+        bin!("spawn-pipeline"),
+        &["sleep", "60", "|", "sleep", "61"],
+    );
+    let pid = pipeline.pid();
+    let _cleanup = KillGroupOnDrop(pid);
+    let (stages, _) = stages(&pipeline, 2);
+    // SAFETY: as above.
+    assert_eq!(unsafe { nix::libc::kill(stages[0].as_raw(), rtmin) }, 0);
+    wait_until("the listing to reap the killed stage", || {
+        children_of(pid) == [stages[1]]
+    });
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    let out = finish_clean(pipeline);
+    assert_eq!(out.stderr, "");
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+    assert!(is_dead(stages[1]), "the second stage was left running");
+}
+
+/// A child killed by a real-time signal, with `--group`: the listing once
+/// failed with "EINVAL: Invalid argument" at its wait, before `killpg`,
+/// and left the group's `sleep 31377` running. A stand-in `sh`, first on
+/// PATH, starts it, says its line, and kills itself with SIGRTMIN; the
+/// listing kills the group, reports, and says how the child ended.
+#[test]
+fn spawn_grandchild_group_kills_the_group_of_a_child_killed_by_a_real_time_signal()
+ {
+    let job = Sleepers("31377");
+    let (mut command, _dir) = grandchild_with_stand_in_sh(
+        "#!/bin/sh\nsleep 31377 >/dev/null 2>&1 &\n\
+         echo \"Child $$ started sleep as pid $!\"\nkill -s RTMIN $$\n",
+        &["--group", "--cloexec"],
+    );
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    let rtmin = nix::libc::SIGRTMIN();
+    assert!(
+        out.stderr.starts_with(&format!(
+            "spawn-grandchild: the child failed: signal: {rtmin}"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.stdout[1..],
+        ["The child has exited; killed its process group"]
+    );
+    wait_until("the group's sleep to end", || job.pids().is_empty());
+}

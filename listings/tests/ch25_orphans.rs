@@ -1241,8 +1241,11 @@ impl Drop for OwnCgroup {
 /// root; skipped where none can be made), a shell moves itself in, starts
 /// a `sleep` in a session of its own and one that a subshell leaves to be
 /// adopted, and execs a third; a shell in a cgroup below execs a fourth.
-/// Then `1` into `cgroup.kill`: the kernel reports the cgroup empty, and
-/// all four are dead. Linux 6.18 here.
+/// First each shell's process group is killed, as `kill -- -PGID` would:
+/// that ends the adopted `sleep` too, which adoption does not take out of
+/// its group, and leaves only the one in a session of its own. Then `1`
+/// into `cgroup.kill`: the kernel reports the cgroup empty, and all four
+/// are dead. Linux 6.18 here.
 #[test]
 fn cgroup_kill_ends_every_process_of_a_cgroup_and_below() {
     let Some(cgroup) = OwnCgroup::new() else {
@@ -1277,6 +1280,20 @@ fn cgroup_kill_ends_every_process_of_a_cgroup_and_below() {
         pids.iter().zip(&sessions).any(|(&p, &s)| s == Ok(p)),
         "one sleep leads a session of its own: {pids:?} {sessions:?}"
     );
+    // Each shell leads its group (`Listing::start`), and has become a
+    // `sleep` by exec.
+    for shell in [&top, &low] {
+        killpg(shell.pid(), Signal::SIGKILL).unwrap();
+    }
+    let escaped: Vec<Pid> = pids
+        .iter()
+        .zip(&sessions)
+        .filter(|&(&p, &s)| s == Ok(p))
+        .map(|(&p, _)| p)
+        .collect();
+    wait_until("only the sleep in a session of its own to be left", || {
+        cgroup.procs() == escaped
+    });
     std::fs::write(cgroup.0.join("cgroup.kill"), "1").unwrap();
     wait_until("the cgroup to be empty", || !cgroup.populated());
     for pid in pids {
@@ -1347,4 +1364,73 @@ fn proc_orphans_child_dies_of_a_signal_that_comes_before_its_exec() {
             kernel()
         );
     }
+}
+
+/// A child killed by a real-time signal, which nix 0.32's `waitid` cannot
+/// name: the listing once failed with "Invalid argument" and left the
+/// other child running, adopted by process 1. It reaps and reports that
+/// child as any other, and stops the rest when asked.
+#[test]
+fn proc_orphans_carries_on_when_a_child_dies_of_a_real_time_signal() {
+    let rtmin = nix::libc::SIGRTMIN();
+    for way in ["none", "pdeathsig", "group"] {
+        let (orphans, children) = start(&[way, "--for", "60"]);
+        let parent = orphans.pid();
+        // SAFETY: a plain kill(2) of a child not yet reaped.
+        assert_eq!(unsafe { nix::libc::kill(children[0].as_raw(), rtmin) }, 0);
+        wait_until("the parent to reap the killed child", || {
+            children_of(parent) == children[1..]
+        });
+        orphans.signal(Signal::SIGTERM);
+        let out = finish_clean(orphans);
+        assert_eq!(out.stderr, "", "{way}");
+        assert_eq!(
+            out.stdout[1..],
+            [
+                format!("sleep {} was killed by signal {rtmin}", children[0]),
+                format!("sleep {} was killed by SIGTERM", children[1]),
+            ],
+            "{way}"
+        );
+        assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32), "{way}");
+        assert!(is_dead(children[1]), "{way}: {} left running", children[1]);
+    }
+}
+
+/// Listing 25-2 on a machine slow to kill the parent: strace holds the
+/// program's one `kill`, of the parent, six seconds, past a member's five
+/// seconds of patience. The running member gives up while its parent
+/// lives, and reports that parent as its own. The listing once printed a
+/// verdict all the same, which on this kernel and on POSIX's alike says
+/// "the stopped member only"; it now says the run is inconclusive, and
+/// fails.
+#[test]
+fn orphan_hangup_names_no_kernel_when_a_member_gave_up_before_the_orphaning() {
+    if !have("strace") {
+        return;
+    }
+    let out = run(
+        "strace",
+        &[
+            "-q",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=kill",
+            "-e",
+            "inject=kill:delay_enter=6000000:when=1",
+            bin!("orphan-hangup"),
+        ],
+    );
+    assert_eq!(
+        out.stderr,
+        "orphan-hangup: inconclusive: a member gave up before its group was \
+         orphaned; run it again\n"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !out.stdout.iter().any(|line| line.starts_with("Linux ")),
+        "a verdict: {:?}",
+        out.stdout
+    );
 }
