@@ -11,8 +11,8 @@ use crate::support::{
     Listing, as_pid_1, assert_died_of, assert_exited_with, assert_rejects,
     assert_says_why_on_bad_worker_threads,
     assert_says_why_when_threads_are_refused, assert_session_matches_book,
-    assert_starts_or_says_why, cargo_run, pending_signals, shell, state_of,
-    wait_until,
+    assert_starts_or_says_why, cargo_run, pending_signals, shell, signal_in,
+    state_of, wait_until,
 };
 
 /// Starts `bin` and waits for its readiness line, which ends with its pid.
@@ -1004,5 +1004,88 @@ fn hook_ends_it_on_a_second_signal_while_a_reload_runs(second: Signal) {
         !out.stdout.iter().any(|l| l == "Reloaded"),
         "it waited for the reload: {:?}",
         out.stdout
+    );
+}
+
+/// What the chapter warns of after `block_stop_signals`: the workers of a
+/// runtime built with the stop signals blocked keep them blocked, and a
+/// child spawned from a task there inherits the block, since std's
+/// `Command`, which tokio's uses, leaves the mask alone (Linux 6.18 and
+/// Rust's std here). Spawned from a task with a `pre_exec` that empties
+/// the mask, or from `block_on`'s thread once it has unblocked them, the
+/// child has none of them blocked. The test blocks the three on its own
+/// thread, as 28-2's `main` does, builds a runtime of two workers, and
+/// reads each child's `SigBlk` once it runs `sleep`.
+#[test]
+fn a_child_spawned_from_a_worker_inherits_the_blocked_stop_signals() {
+    use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
+    use tokio::process::{Child, Command};
+    let stops =
+        SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP]);
+    stops.thread_block().expect("block the stop signals");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let sleep = || {
+        let mut command = Command::new("sleep");
+        command.arg("30").kill_on_drop(true);
+        command
+    };
+    let children: Vec<(&str, Child)> = runtime.block_on(async {
+        let plain = tokio::spawn(async move { sleep().spawn() });
+        let emptied = tokio::spawn(async move {
+            let mut command = sleep();
+            // SAFETY: pthread_sigmask is async-signal-safe and allocates
+            // nothing.
+            unsafe {
+                command.pre_exec(|| {
+                    let none = SigSet::empty();
+                    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&none), None)
+                        .map_err(std::io::Error::from)
+                })
+            };
+            command.spawn()
+        });
+        let plain = plain.await.expect("task").expect("spawn");
+        let emptied = emptied.await.expect("task").expect("spawn");
+        // block_on's own future runs on this thread, which unblocks them
+        // as 28-2's `run` does once its streams exist.
+        stops.thread_unblock().expect("unblock");
+        let main = sleep().spawn().expect("spawn");
+        vec![
+            ("from a worker", plain),
+            ("from a worker, mask emptied in pre_exec", emptied),
+            ("from block_on's thread, unblocked", main),
+        ]
+    });
+    let mut blocked = Vec::new();
+    for (how, child) in &children {
+        let pid = Pid::from_raw(child.id().expect("running") as i32);
+        // Read the mask of `sleep`, not of the child before its exec.
+        wait_until(&format!("{how}: sleep runs"), || {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|name| name.trim() == "sleep")
+        });
+        let held: Vec<Signal> = stops
+            .iter()
+            .filter(|&signal| signal_in(pid, "SigBlk:", signal))
+            .collect();
+        blocked.push((*how, held));
+    }
+    runtime.block_on(async {
+        for (_, mut child) in children {
+            let _ = child.kill().await;
+        }
+    });
+    let all = vec![Signal::SIGHUP, Signal::SIGINT, Signal::SIGTERM];
+    assert_eq!(
+        blocked,
+        [
+            ("from a worker", all),
+            ("from a worker, mask emptied in pre_exec", vec![]),
+            ("from block_on's thread, unblocked", vec![]),
+        ]
     );
 }
