@@ -167,8 +167,8 @@ async fn run() -> Result<(), Box<dyn Error>> {
     // came, not by when the task heard it. With `--hook`, a second signal
     // ends the process there and then, whatever the task is doing: one
     // that comes SAME_STOP or more after the stop's signal, or after the
-    // same signal's first coming that no task has taken yet (a reload
-    // runs); one sooner is the same stop.
+    // first coming of either stop signal that no task has taken yet (a
+    // reload runs); one sooner is the same stop.
     let came = Arc::new(Arrivals::default());
     for stop in [SIGTERM, SIGINT] {
         let came = Arc::clone(&came);
@@ -257,12 +257,16 @@ impl Arrivals {
 
     /// In the handler: notes that `signal` comes now, and returns whether
     /// it is a second signal: SAME_STOP or more after the stop's signal,
-    /// or after the first time `signal` came, which it keeps until the task
-    /// takes it. The second needs no task: a repeat is judged even while
-    /// the task is busy elsewhere and has taken no stop yet.
+    /// or after the earliest first coming, kept until the task takes it,
+    /// of either stop signal: a SIGINT seconds after a SIGTERM is a second
+    /// signal as much as a repeat of the SIGTERM. The second needs no
+    /// task: it is judged even while the task is busy elsewhere and has
+    /// taken no stop yet.
     fn note(&self, signal: i32) -> bool {
         let now = monotonic_nanos();
-        let after = |then: u64| now.saturating_sub(then) >= SAME_STOP_NANOS;
+        let after = |then: u64| {
+            then != 0 && now.saturating_sub(then) >= SAME_STOP_NANOS
+        };
         let (came, again) = self.of(signal);
         // The first time is kept until the task takes it.
         let kept =
@@ -271,8 +275,14 @@ impl Arrivals {
         if repeat {
             again.store(true, Ordering::SeqCst);
         }
-        let stop = self.stop.load(Ordering::SeqCst);
-        repeat || (stop != 0 && after(stop))
+        let other = if signal == SIGTERM {
+            &self.int
+        } else {
+            &self.term
+        };
+        repeat
+            || after(other.load(Ordering::SeqCst))
+            || after(self.stop.load(Ordering::SeqCst))
     }
 
     /// With `--in-loop`, as the streams are dropped: forgets the signals

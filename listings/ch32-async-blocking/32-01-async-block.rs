@@ -27,7 +27,6 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{self, ExitCode, Stdio};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -35,8 +34,7 @@ use nix::fcntl::OFlag;
 use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, Signal, kill, sigaction,
 };
-use nix::sys::wait::waitpid;
-use nix::unistd::{Pid, getpid, getppid, pipe2};
+use nix::unistd::{getpid, getppid, pipe2};
 use signal_hook::consts::SIGUSR1;
 use signal_hook::iterator::Signals;
 use tokio::io::AsyncReadExt;
@@ -139,8 +137,8 @@ fn unblock_sigchld() -> nix::Result<()> {
 /// do not count, though they are threads of the pool; with one, the call
 /// waits for it). No check can come first: say why in one line, and exit
 /// at once, since unwinding through a runtime may wait for ever. No
-/// destructor runs then, so the hook first ends the child that was to be
-/// waited for, if any, and reaps it.
+/// destructor runs then; the child that was to be waited for, if any,
+/// dies all the same, of the death signal it asked for (`dies_with_us`).
 fn exit_on_panic() {
     std::panic::set_hook(Box::new(|panic| {
         let payload = panic.payload();
@@ -148,19 +146,9 @@ fn exit_on_panic() {
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or("a panic in tokio");
         let _ = writeln!(io::stderr(), "async-block: {why}");
-        let child = UNWAITED.swap(0, Ordering::SeqCst);
-        if child > 0 {
-            let child = Pid::from_raw(child);
-            let _ = kill(child, Signal::SIGKILL);
-            let _ = waitpid(child, None);
-        }
         process::exit(1);
     }));
 }
-
-/// The pid of the `sleep` of the `wait` way while nothing has waited for
-/// it, or 0.
-static UNWAITED: AtomicI32 = AtomicI32::new(0);
 
 /// A runtime with one thread for every task, so that what a blocking call
 /// does to the others shows at once; with `--workers N`, the multi-threaded
@@ -322,17 +310,13 @@ async fn wait_child(fix: Fix, takes: Duration) -> Outcome {
         // SAFETY: as above.
         unsafe { command.pre_exec(dies_with_us()) };
         let mut child = command.arg(&secs).stdin(Stdio::null()).spawn()?;
-        // For the panic hook, should the thread that waits be refused.
-        UNWAITED.store(child.id() as i32, Ordering::SeqCst);
-        let status = match fix {
+        match fix {
             Fix::SpawnBlocking => {
                 task::spawn_blocking(move || child.wait()).await?
             }
             Fix::BlockInPlace => task::block_in_place(|| child.wait()),
             _ => child.wait(), // WRONG: holds the runtime's thread.
-        };
-        UNWAITED.store(0, Ordering::SeqCst);
-        status?
+        }?
     };
     Ok(format!("sleep {secs} ended: {status}"))
 }

@@ -424,8 +424,11 @@ fn async_block_says_why_in_one_line_when_a_thread_is_refused() {
 
 /// The child of the `wait` way is started before the thread that would
 /// wait for it is refused; the panic hook exits at once, and no destructor
-/// runs then. The hook kills and reaps that child first: no `sleep` is
-/// left behind (before, `sleep 100` ran on, re-parented).
+/// runs then. The child's death signal (`dies_with_us`) ends it when the
+/// exit ends the thread that forked it: no `sleep` is left behind (built
+/// without the death signal, `sleep 100` ran on, re-parented, and this
+/// test failed; the hook's own kill and reap, since removed, added
+/// nothing it could see).
 #[test]
 fn async_block_leaves_no_child_when_the_waiting_thread_is_refused() {
     use crate::support::{Listing, finish_clean};
