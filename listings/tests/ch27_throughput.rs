@@ -151,7 +151,9 @@ int fcntl64(int fd, int cmd, ...) {
 /// pipe still refers to their pages. Told by the shim that the pipe holds
 /// one page, `Ring` keeps two buffers of one page for a pipe of sixteen,
 /// and so does the C twin's ring: the child must find a later stamp where
-/// chunk 0's should be, and fail, in Rust and in C. Without the stamps,
+/// an earlier chunk's should be, and fail, in Rust and in C. Which chunk
+/// it catches first depends on how far the writer got ahead: on two CPUs
+/// the reader may take the first chunks before they are overwritten. Without the stamps,
 /// every other test here would pass on a stream so corrupted.
 #[test]
 fn throughput_stamps_catch_a_ring_smaller_than_the_pipe() {
@@ -176,7 +178,7 @@ fn throughput_stamps_catch_a_ring_smaller_than_the_pipe() {
     let preload = format!("LD_PRELOAD={}", shim.display());
     let c = compile_c("ch27-throughput/27-04-throughput.c", dir.path());
     let twins = [
-        (bin!("bench-throughput"), "expected stamp 0, got "),
+        (bin!("bench-throughput"), "expected stamp "),
         (c.to_str().unwrap(), "a chunk's stamp is wrong"),
     ];
     for cpus in placements() {
