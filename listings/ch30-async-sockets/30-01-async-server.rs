@@ -105,10 +105,11 @@ fn main() -> ExitCode {
     code
 }
 
-/// Raises the limit on descriptors first, since tokio's runtime needs
-/// some of its own to start; then runs the server on the runtime.
+/// Raises the limit on descriptors and counts those inherited first,
+/// since tokio's runtime opens some of its own as it starts; then runs the
+/// server on the runtime.
 fn start() -> Result<(), Box<dyn Error>> {
-    let fds = raise_fd_limit()?;
+    let fds = raise_fd_limit()?.saturating_sub(inherited_fds());
     block_stop_signals()?;
     let runtime = runtime()
         .map_err(|err| format!("cannot start tokio's runtime: {err}"))?;
@@ -1287,6 +1288,17 @@ fn default_max_conns(fds: u64) -> usize {
     usize::try_from(room)
         .unwrap_or(usize::MAX)
         .clamp(1, MAX_CONNS)
+}
+
+/// How many descriptors are open at start beyond the standard three, which
+/// SPARE_FDS counts: those that whoever started us left open without
+/// close-on-exec (Listing 14-1's session shows a shell passing them on).
+/// They take room that connections cannot have. Counted once, before
+/// tokio's runtime opens its own, in `/proc/self/fd` (Linux), less the one
+/// descriptor reading that directory takes; none if it cannot be read.
+fn inherited_fds() -> u64 {
+    let open = std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count);
+    u64::try_from(open.saturating_sub(3 + 1)).unwrap_or(0)
 }
 
 /// A timed-out read or write in words.

@@ -3036,3 +3036,41 @@ fn unix_server_refuses_a_client_whose_thread_is_refused() {
         assert_eq!(reply, "error: server busy\n", "{client}");
     }
 }
+
+/// As `unix_server_keeps_its_default_limit_below_the_descriptors`, but the
+/// server inherits twenty descriptors open without close-on-exec, as a
+/// careless launcher leaves them: its default limit must leave room for
+/// them, or `accept` fails before the table is full, no idle client is
+/// closed to make room, and the new client waits for their deadlines.
+#[test]
+fn unix_server_leaves_room_in_its_default_limit_for_inherited_descriptors() {
+    use crate::support::lasting_fds;
+    let tmp = tempfile::tempdir().unwrap();
+    let inherited: String =
+        (3..23).map(|fd| format!(" {fd}</dev/null")).collect();
+    let script = format!("ulimit -n 64 && exec \"$0\" \"$@\"{inherited} 2>&1");
+    let mut command = std::process::Command::new("bash");
+    command
+        .args(["-c", &script, bin!("unix-server"), "--timeout", "600"])
+        .env("TMPDIR", tmp.path());
+    let mut server = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let path = server.expect(r"Server listening on (.+)").remove(1);
+    let pid = server.pid();
+    wait_until(
+        "the server to hold its twenty inherited descriptors",
+        || lasting_fds(pid) > 3 + 20,
+    );
+    let idle: Vec<_> = (0..100)
+        .map(|_| UnixStream::connect(&path).unwrap())
+        .collect();
+    wait_until("the server to hold twenty idle clients", || {
+        lasting_fds(pid) >= 3 + 20 + 1 + 20
+    });
+    // Not a synchronisation: the time a connection must have been idle.
+    std::thread::sleep(Duration::from_millis(1100));
+    let started = std::time::Instant::now();
+    assert_eq!(ask(&path, "new\n"), "server got: [new]\n");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
+    drop((server, idle));
+}

@@ -2747,3 +2747,8 @@ fn threaded_server_has_a_thread_more_than_the_recorded_runs_show() {
         "the chapter does not say the runs predate the log thread"
     );
 }
+
+#[test]
+fn async_server_leaves_room_in_its_default_limit_for_inherited_descriptors() {
+    line_server::served_past_idle_clients_with_inherited_descriptors(SERVER);
+}
