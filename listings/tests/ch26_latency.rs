@@ -3281,6 +3281,18 @@ fn chapter_26_claims_hold_in_the_published_results() {
          the row's {eventfd_row}%; for shared memory, `syscall` holds \
          {shm}% of {shm_row}%"
     ));
+    // "One function in the shared-memory column is the futex's own cost
+    // [...]: `gup_fast_fallback`, with 6.0% of the samples."
+    let gup = raw["profiles"]["latency shm same"]["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s[0] == "gup_fast_fallback")
+        .map(|s| s[1].as_f64().unwrap())
+        .expect("no gup_fast_fallback in the shared-memory profile");
+    says(&format!(
+        "`gup_fast_fallback`, with {gup:.1}% of the samples"
+    ));
     // "an untraced one makes more, since the waits column counts 1.17
     // sleeps per round trip on one CPU".
     assert_eq!(
