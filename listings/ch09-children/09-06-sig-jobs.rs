@@ -240,6 +240,14 @@ fn job_main() -> Result<ExitCode, Box<dyn Error>> {
             taken.push(ending);
         }
     }
+    // Blocked while signal-hook installs the handlers: one that came
+    // after a handler went in, before signal-hook knew what it was for,
+    // would be lost (Chapter 6). Blocked, it waits for the unblocking.
+    let mut registering = SigSet::empty();
+    for &number in &taken {
+        registering.add(Signal::try_from(number)?);
+    }
+    registering.thread_block()?;
     let signals = Signals::new(&taken)?;
     // Unblocked, now that they have a handler: a parent's mask passes
     // through `exec`, and our shell's `Command` passed its own on. A
@@ -250,10 +258,8 @@ fn job_main() -> Result<ExitCode, Box<dyn Error>> {
     // action too.
     // SAFETY: the default action runs no code of ours.
     unsafe { signal(Signal::SIGTTIN, SigHandler::SigDfl) }?;
-    let mut unblocked = SigSet::from(Signal::SIGTTIN);
-    for number in taken {
-        unblocked.add(Signal::try_from(number)?);
-    }
+    let mut unblocked = registering;
+    unblocked.add(Signal::SIGTTIN);
     unblocked.thread_unblock()?;
     let (theirs, ours) = (original.clone(), Arc::clone(&mode));
     // Never dropped, not even by a thread the system refuses: dropped, it

@@ -112,7 +112,8 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
 /// Starts `command` in a process group of its own, waits for the child's
 /// "ready" (and, for a shell, until the shell waits for its child), sends
 /// SIGINT to the whole group, and returns how it ended. What the command
-/// prints after "ready" is passed on.
+/// prints after "ready" is passed on once it is reaped: if our reader has
+/// gone, that write ends us by SIGPIPE, and no child is left to init.
 fn interrupt(
     command: &mut Command,
     shell: bool,
@@ -128,7 +129,13 @@ fn interrupt(
         None => Err("no stdout".into()),
     };
     match interrupted {
-        Ok(()) => Ok(running.wait()?),
+        Ok(rest) => {
+            let status = running.wait()?;
+            let mut stdout = io::stdout();
+            write!(stdout, "{rest}")?;
+            stdout.flush()?;
+            Ok(status)
+        }
         Err(err) => {
             // The child waits for a SIGINT that will not come: end its
             // group, and reap it, before we report the error.
@@ -140,12 +147,12 @@ fn interrupt(
 }
 
 /// Waits for the child's "ready" (and, for a shell, until the shell waits
-/// for its child), sends SIGINT to the group, and passes on the rest.
+/// for its child), sends SIGINT to the group, and returns the rest.
 fn ready_then_ctrl_c(
     out: ChildStdout,
     group: Pid,
     shell: bool,
-) -> Result<(), Box<dyn Error>> {
+) -> Result<String, Box<dyn Error>> {
     let mut out = BufReader::new(out);
     let mut line = String::new();
     out.read_line(&mut line)?;
@@ -161,10 +168,7 @@ fn ready_then_ctrl_c(
     killpg(group, Signal::SIGINT)?; // What Ctrl-C does.
     let mut rest = String::new();
     out.read_to_string(&mut rest)?;
-    let mut stdout = io::stdout();
-    write!(stdout, "{rest}")?;
-    stdout.flush()?;
-    Ok(())
+    Ok(rest)
 }
 
 /// Whether `signal` is ignored, as a parent may have left it. A null new

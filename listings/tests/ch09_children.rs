@@ -1993,3 +1993,63 @@ fn sig_pidfd_names_ns_last_pid_when_it_may_not_write_it() {
         Some("waitpid: A was killed by SIGKILL; pid 2 is free")
     );
 }
+
+/// Chapter 6's rule, for the job of Listing 9-6: signal-hook installs its
+/// handler for SIGTERM before it records what the handler is to do, and a
+/// SIGTERM in between would be lost unless the job blocked it first. The
+/// job needs a terminal, so the conventions check cannot run it; here
+/// strace, in a terminal of its own, sends SIGTERM at the `rt_sigaction`
+/// that installs that handler (found in a first run, which `q` ends), and
+/// the job must die of it rather than read on. The first version blocked
+/// nothing while it registered. strace 6.1, Linux 6.18.
+#[test]
+fn sig_jobs_job_dies_of_a_sigterm_that_comes_while_it_registers() {
+    use std::io::Write;
+    use std::os::unix::process::ExitStatusExt;
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = dir.path().join("calls");
+    let traced = |inject: Option<usize>| {
+        let mut strace = Command::new("strace");
+        strace.args(["-qq", "-o"]).arg(&log);
+        strace.args(["-e", "signal=none", "-e", "trace=rt_sigaction"]);
+        if let Some(nth) = inject {
+            let send = format!("inject=rt_sigaction:signal=SIGTERM:when={nth}");
+            strace.args(["-e", &send]);
+        }
+        strace.args(["--", bin!("sig-jobs"), "--job"]);
+        Terminal::start_command(strace)
+    };
+    let mut term = traced(None);
+    term.expect("Job: reading the terminal");
+    term.master.write_all(b"\n").unwrap();
+    term.expect(""); // The terminal echoes the Enter.
+    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    term.master.write_all(b"q").unwrap();
+    term.expect("Job: q: terminal put back; exiting");
+    assert_eq!(term.rest(), Vec::<String>::new());
+    let status = term.child.wait().expect("strace ends");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let calls = std::fs::read_to_string(&log).expect("strace's log");
+    let nth = calls
+        .lines()
+        .filter(|line| line.starts_with("rt_sigaction("))
+        .position(|call| {
+            call.starts_with("rt_sigaction(SIGTERM, {sa_handler=0x")
+        })
+        .unwrap_or_else(|| {
+            panic!("no handler installed for SIGTERM:\n{calls}")
+        })
+        + 1;
+    drop(term);
+    let mut term = traced(Some(nth));
+    let shown = term.rest();
+    let status = term.child.wait().expect("strace ends");
+    assert_eq!(
+        status.signal(),
+        Some(nix::libc::SIGTERM),
+        "{status:?}, at call {nth}; the terminal showed {shown:?}"
+    );
+}

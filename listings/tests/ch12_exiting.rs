@@ -1735,3 +1735,109 @@ fn sig_init_without_a_flag_dies_of_sigterm_its_parent_had_blocked() {
         out.stderr
     );
 }
+
+/// `sig-status | head -1`: the reader goes after the first line, while
+/// the listing runs its `bash -c` child. Passing on what the script
+/// printed then kills the listing by SIGPIPE, which it keeps at its
+/// default, so it must have reaped that child first, not leave it to init.
+/// The first version wrote before it waited. Run under `strace -f` with a
+/// pipe whose reader reads one line and closes it; strace 6.1, Linux 6.18.
+#[test]
+fn sig_status_reaps_its_child_before_a_reader_gone_after_one_line_kills_it() {
+    use std::io::BufRead;
+    if !have("strace") {
+        return;
+    }
+    let (read, write) = nix::unistd::pipe().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut line = String::new();
+        let mut read = std::io::BufReader::new(std::fs::File::from(read));
+        read.read_line(&mut line).map(|_| line)
+    });
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let trace = dir.path().join("trace");
+    let mut strace = Command::new("strace");
+    strace.args(["-f", "-q", "-o", trace.to_str().expect("a UTF-8 path")]);
+    strace.args(["-e", "trace=clone,clone3,vfork,wait4", bin!("sig-status")]);
+    let out = Listing::spawn(&mut strace, Stdio::from(write)).finish();
+    let line = reader.join().unwrap().expect("the first line");
+    assert!(line.starts_with("exit130  child alone:"), "{line:?}");
+    // strace ends as its tracee did: by SIGPIPE, at a write after that line.
+    assert_eq!(
+        out.status.signal(),
+        Some(Signal::SIGPIPE as i32),
+        "{:?} {}",
+        out.status,
+        out.stderr
+    );
+    let text = std::fs::read_to_string(&trace).expect("the trace");
+    let calls = crate::support::joined_calls(&text);
+    let call = regex::Regex::new(r"^(\d+) (clone3?|vfork|wait4)\(.* = (\d+)$")
+        .unwrap();
+    let parent = text.split_whitespace().next().unwrap_or_default();
+    let (mut started, mut reaped) = (Vec::new(), Vec::new());
+    for caps in calls.iter().filter_map(|l| call.captures(l)) {
+        if &caps[1] == parent {
+            match &caps[2] {
+                "wait4" => reaped.push(caps[3].to_string()),
+                _ => started.push(caps[3].to_string()),
+            }
+        }
+    }
+    assert!(started.len() >= 2, "the direct child and a shell: {text}");
+    started.sort();
+    reaped.sort();
+    assert_eq!(reaped, started, "every child reaped: {text}");
+}
+
+/// `all_blocked` puts the spawning thread's mask back when `spawn`
+/// returns, and on the fork path std returns only once the child's
+/// `execve` has closed its close-on-exec pipe: strace delays each
+/// process's first `execve` by 0.3 s, and the parent's `SIG_SETMASK` comes
+/// at least that long after the child's last mask call. strace 6.1, Linux
+/// 6.18; `-ff` writes each process's calls to a file of its own.
+#[test]
+fn sig_inherit_all_blocked_keeps_the_mask_until_the_child_has_execd() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let prefix = dir.path().join("trace");
+    let mut command = Command::new("strace");
+    command.args(["-ff", "-q", "-ttt", "-o"]).arg(&prefix);
+    command.args(["-e", "trace=clone,clone3,execve,rt_sigprocmask"]);
+    command.args(["-e", "signal=none"]);
+    command.args(["-e", "inject=execve:delay_enter=300000:when=1"]);
+    command.arg(bin!("sig-inherit"));
+    let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let of = |pid: &str| {
+        let path = format!("{}.{pid}", prefix.display());
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    // Each line: seconds since the epoch, then the call.
+    let time = |line: &str| -> f64 {
+        line.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    // The listing's own file: the one with `all_blocked`'s block.
+    let all_blocked = "rt_sigprocmask(SIG_BLOCK, ~[RTMIN RT_1], [USR1]";
+    let parent = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
+        .find(|calls| calls.contains(all_blocked))
+        .expect("a process that ran all_blocked");
+    let mut calls = parent.lines();
+    calls.find(|l| l.contains(all_blocked));
+    let forked = calls.find(|l| l.contains(" clone(")).expect("the fork");
+    let child = forked.rsplit(" = ").next().unwrap();
+    let back = calls
+        .find(|l| l.contains("rt_sigprocmask(SIG_SETMASK, [USR1], NULL"))
+        .expect("the mask put back");
+    let child_calls = of(child);
+    let last = child_calls
+        .lines()
+        .rfind(|l| l.contains("rt_sigprocmask("))
+        .unwrap_or_else(|| panic!("no mask call in the child:\n{child_calls}"));
+    let held = time(back) - time(last);
+    assert!(held >= 0.3, "held {held} s:\n{last}\n{back}");
+}

@@ -1238,7 +1238,10 @@ fn every_listing_that_waits_on_a_signal_ends_alike_when_its_parent_blocked_or_ig
 /// and the signals of its own that a parent may leave ignored on purpose
 /// and that would end it: SIGINT in a script's `&` job, and SIGHUP under
 /// `nohup` where SIGHUP would end it too. Each prints a line once its
-/// handlers are in place.
+/// handlers are in place. `sig-jobs` is not a row: it needs a terminal
+/// (`NEEDS_A_TERMINAL`), and Chapter 9's
+/// `sig_jobs_job_dies_of_a_sigterm_that_comes_while_it_registers` sends
+/// its job SIGTERM as it registers, in a pseudo-terminal.
 const ENDED_BY_SIGINT: &[(&str, &[&str], &[Signal])] = &[
     ("sig-flag", &[], &[Signal::SIGINT]),
     ("sig-selfpipe", &[], &[Signal::SIGINT]),
