@@ -1993,3 +1993,98 @@ fn sig_pidfd_names_ns_last_pid_when_it_may_not_write_it() {
         Some("waitpid: A was killed by SIGKILL; pid 2 is free")
     );
 }
+
+/// A child killed by a real-time signal, which nix 0.32's `waitpid`
+/// cannot name: the reaper once failed with "EINVAL: Invalid argument" at
+/// it, and reaped no child after it. Its stdout is a pipe the test has
+/// filled, so that its first line blocks while every child still waits
+/// to be let go; the test kills one with SIGRTMIN then, and drains the
+/// pipe. All three are reaped.
+#[test]
+fn sig_reaper_reaps_a_child_killed_by_a_real_time_signal() {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use std::io::{ErrorKind, Read, Write};
+
+    use crate::support::{children_of, wait_until};
+    let (reader, writer) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+    fcntl(&writer, FcntlArg::F_SETPIPE_SZ(4096)).unwrap();
+    fcntl(&writer, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
+    let mut filler = std::fs::File::from(writer);
+    loop {
+        match filler.write(&[b'x'; 512]) {
+            Ok(_) => {}
+            Err(err) if err.kind() == ErrorKind::WouldBlock => break,
+            Err(err) => panic!("filling the pipe: {err}"),
+        }
+    }
+    // Blocking again, for the listing's write.
+    fcntl(&filler, FcntlArg::F_SETFL(OFlag::empty())).unwrap();
+    let timeout = Command::new("timeout")
+        .args(["30", bin!("sig-reaper"), "--children", "3"])
+        .stdin(Stdio::null())
+        .stdout(filler)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let outer = Pid::from_raw(timeout.id() as i32);
+    wait_until("timeout to start sig-reaper", || {
+        children_of(outer).len() == 1
+    });
+    let reaper = children_of(outer)[0];
+    wait_until("sig-reaper to fork its three children", || {
+        children_of(reaper).len() == 3
+    });
+    let killed = children_of(reaper)[0];
+    let rtmin = nix::libc::SIGRTMIN();
+    // SAFETY: a plain kill(2) of a child its parent has not reaped.
+    assert_eq!(unsafe { nix::libc::kill(killed.as_raw(), rtmin) }, 0);
+    wait_until("the child to die", || state_of(killed) == Some('Z'));
+    let mut stdout = String::new();
+    std::fs::File::from(reader)
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let out = timeout.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr, "", "Linux 6.18, SIGRTMIN {rtmin}");
+    assert!(out.status.success(), "{:?}", out.status);
+    let last = stdout.trim_start_matches('x').lines().last().unwrap_or("");
+    assert!(last.ends_with("reaped 3 of 3 children"), "{stdout:?}");
+}
+
+/// A job killed by a real-time signal, whose default action ends a
+/// process as SIGKILL's does. nix 0.32's `waitpid` cannot name it: the
+/// shell once failed with "EINVAL: Invalid argument" after the job was
+/// reaped, and its `Unreaped` guard, still holding the pid, then sent
+/// SIGKILL to a pid that may have been another process's by then. The
+/// shell reports the death, strikes the pid off, and puts the terminal
+/// back (Linux 6.18: SIGRTMIN is 34 with glibc).
+#[test]
+fn sig_jobs_shell_reports_a_job_killed_by_a_real_time_signal() {
+    let mut term = Terminal::start(bin!("sig-jobs"));
+    term.expect("Shell: starting a job in the background");
+    term.expect("Job: reading the terminal");
+    let job = term.expect(
+        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
+    );
+    let job = Pid::from_raw(job[1].parse().unwrap());
+    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    term.type_keys(b"\n");
+    term.expect("");
+    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    let rtmin = nix::libc::SIGRTMIN();
+    // SAFETY: a plain kill(2) of a job its shell has not reaped.
+    assert_eq!(unsafe { nix::libc::kill(job.as_raw(), rtmin) }, 0);
+    term.expect(&format!(
+        r"Shell: the job, pid {job}, continued, then was killed by signal {rtmin}"
+    ));
+    term.expect("Shell: the terminal's modes put back");
+    let status = term.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        nix::sys::termios::tcgetattr(&term.master)
+            .unwrap()
+            .local_flags
+            .contains(nix::sys::termios::LocalFlags::ECHO),
+        "the shell left the terminal without echo"
+    );
+}
