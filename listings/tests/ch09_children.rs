@@ -2088,3 +2088,50 @@ fn sig_jobs_shell_reports_a_job_killed_by_a_real_time_signal() {
         "the shell left the terminal without echo"
     );
 }
+
+/// Listing 9-5's guard once kept the pid of a child that nix 0.32's
+/// `waitpid` had reaped but could not describe, one killed by a real-time
+/// signal (EINVAL), and on the way out sent SIGKILL to that pid, which
+/// may be a stranger's by then. strace kills the child with SIGRTMIN once
+/// it has written its byte (its first `write`), and the parent with it at
+/// its own first `write`, the error line; the trace must show no `kill`
+/// after the wait that reaped the child (the last one, or, on a slow
+/// machine, the one that waited for the continue). (Linux 6.18, strace 6.1.)
+#[test]
+fn sig_chld_flags_never_signals_a_child_reaped_by_a_wait_that_failed() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let trace = dir.path().join("trace");
+    let trace_arg = trace.to_str().expect("a UTF-8 path");
+    // glibc's SIGRTMIN (34 here), not strace's, which is the kernel's 32,
+    // reserved by glibc and ignored in some test runners.
+    let inject =
+        format!("inject=write:signal={}:when=1", nix::libc::SIGRTMIN());
+    let strace = [
+        "-f",
+        "-qq",
+        "-o",
+        trace_arg,
+        "-e",
+        "trace=kill,wait4,write",
+        "-e",
+        &inject,
+        bin!("sig-chld-flags"),
+    ];
+    Listing::start("strace", &strace).finish();
+    let text = std::fs::read_to_string(&trace).expect("the trace");
+    let killed = r"WIFSIGNALED\(s\) && WTERMSIG\(s\) == SIGRT_\d+";
+    // The wait's report, on its line or, when strace split it, resumed.
+    let reaped = regex::Regex::new(&format!(
+        r"(wait4\(\d+, |<\.\.\. wait4 resumed>)\[\{{{killed}\}}\]"
+    ));
+    let reaped = reaped.unwrap();
+    let at = reaped.find(&text).map(|m| m.end());
+    let at = at.unwrap_or_else(|| panic!("no wait reaped the child:\n{text}"));
+    assert!(
+        !text[at..].contains("kill("),
+        "signalled after the reap:\n{text}"
+    );
+}
