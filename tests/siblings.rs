@@ -534,7 +534,7 @@ const EVERYWHERE_THE_SAME: &[(&str, usize)] = &[
     ("fn sigchld_as_found", 4),
     ("fn unblock_sigchld", 3),
     ("fn ignore_sigxfsz", 4),
-    ("fn waitid_raw", 3),
+    ("fn waitid_raw", 6),
     ("fn reap_raw", 2),
 ];
 

@@ -18,18 +18,19 @@ use std::error::Error;
 use std::fs::File;
 use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
-use std::process::{self, Child, Command, ExitCode, Stdio};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{self, Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::libc;
 use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction,
 };
-use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, pipe2};
 use signal_hook::consts::SIGCHLD;
 use signal_hook::iterator::Signals;
@@ -114,7 +115,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         // Wait until each one is a zombie, without reaping any.
         let others = other.iter().map(|c| Pid::from_raw(c.id() as i32));
         for pid in mine.iter().copied().chain(others) {
-            waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)?;
+            waitid_raw(Some(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)?;
         }
         sigchld.thread_unblock()?;
     }
@@ -173,7 +174,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         let left = mine.len();
         writeln!(out, "{left} zombies left; reaping them before leaving")?;
         for pid in mine.drain(..) {
-            waitpid(pid, None)?;
+            waitid_raw(Some(pid), WaitPidFlag::WEXITED)?;
         }
         failure = Some(format!("{left} children were not reaped on SIGCHLD"));
     }
@@ -181,23 +182,24 @@ fn run() -> Result<(), Box<dyn Error>> {
 }
 
 /// Reaps exited children without blocking: any child of this process
-/// (`waitpid(-1)`) or, with `own`, only the pids in `mine`; all that have
-/// exited, or only one. Removes from `mine` each one reaped; returns how
-/// many were not in it.
+/// (`waitpid(-1)`, here `waitid` with P_ALL) or, with `own`, only the pids
+/// in `mine`; all that have exited, or only one, whatever killed them
+/// (`waitid_raw`). Removes from `mine` each one reaped; returns how many
+/// were not in it.
 fn reap(mine: &mut Vec<Pid>, own: bool, only_one: bool) -> nix::Result<usize> {
     let mut stolen = 0;
     let candidates = if own {
-        mine.clone()
+        mine.iter().copied().map(Some).collect()
     } else {
-        vec![Pid::from_raw(-1)]
+        vec![None]
     };
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG;
     for pid in candidates {
         loop {
-            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
-                Ok(status) => {
-                    let reaped = status.pid();
-                    match mine.iter().position(|&p| Some(p) == reaped) {
+            match waitid_raw(pid, flags) {
+                Ok(None) | Err(Errno::ECHILD) => break,
+                Ok(Some((reaped, _))) => {
+                    match mine.iter().position(|&p| p == reaped) {
                         Some(i) => drop(mine.remove(i)),
                         None => stolen += 1,
                     }
@@ -291,6 +293,41 @@ fn fork_children(n: usize) -> Result<Children, Box<dyn Error>> {
     }
     drop(go_read);
     Ok(Children { pids, go: go_write })
+}
+
+/// Waits as `waitid` does, for `child` or, if `None`, any child, and
+/// returns the pid of the child it reports, with its status as `waitpid`
+/// would give it; `None` if WNOHANG found no news. Not nix's `waitid`:
+/// nix 0.32 turns a status into a `Signal`, which names no real-time
+/// signal, so a child killed by SIGRTMIN makes it fail with EINVAL, the
+/// report taken, and a caller that gives up leaves the other children.
+fn waitid_raw(
+    child: Option<Pid>,
+    flags: WaitPidFlag,
+) -> nix::Result<Option<(Pid, ExitStatus)>> {
+    let (idtype, id) = match child {
+        Some(pid) => (libc::P_PID, pid.as_raw() as libc::id_t),
+        None => (libc::P_ALL, 0),
+    };
+    // SAFETY: zeros are a valid `siginfo_t`.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `waitid` writes only `info`, which is ours.
+    let done = unsafe { libc::waitid(idtype, id, &mut info, flags.bits()) };
+    Errno::result(done)?;
+    // SAFETY: `waitid` filled in a child's report, or left the zeros.
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    // The status packed as `waitpid` packs it, for `ExitStatus`.
+    let raw = match info.si_code {
+        libc::CLD_EXITED => (status & 0xff) << 8,
+        libc::CLD_KILLED => status,
+        libc::CLD_DUMPED => status | 0x80,
+        libc::CLD_CONTINUED => 0xffff,
+        _ => (status << 8) | 0x7f, // CLD_STOPPED, CLD_TRAPPED
+    };
+    Ok(Some((Pid::from_raw(pid), ExitStatus::from_raw(raw))))
 }
 
 /// True if `err` says that the reader of our output has gone.

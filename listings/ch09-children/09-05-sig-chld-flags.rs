@@ -110,14 +110,20 @@ struct Unreaped(Option<Pid>);
 
 impl Unreaped {
     /// `waitpid` on the child; a status that says it ended says it is
-    /// reaped.
+    /// reaped. So does EINVAL: nix 0.32 returns it for a child killed by a
+    /// real-time signal, which its `Signal` cannot name, after the kernel
+    /// has reaped the child.
     fn wait(&mut self, flags: WaitPidFlag) -> nix::Result<WaitStatus> {
         let pid = self.0.ok_or(Errno::ECHILD)?;
-        let status = waitpid(pid, Some(flags))?;
-        if matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) {
+        let status = waitpid(pid, Some(flags));
+        if matches!(
+            status,
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..))
+                | Err(Errno::EINVAL)
+        ) {
             self.0 = None;
         }
-        Ok(status)
+        status
     }
 }
 

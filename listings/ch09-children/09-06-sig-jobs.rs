@@ -2,7 +2,7 @@
 // Listing 9-6: job control, both sides of it. Run in a terminal, the
 // program plays a shell: it starts a job (itself, with `--job`) in a
 // process group of its own, in the background, and follows it with
-// `waitpid(WUNTRACED | WCONTINUED)`:
+// `waitid(WEXITED | WSTOPPED | WCONTINUED)`:
 //
 // 1. The job reads the terminal from the background: the kernel stops it
 //    with SIGTTIN.
@@ -18,12 +18,13 @@
 
 use std::error::Error;
 use std::io::{self, Read, Write};
-use std::os::unix::process::CommandExt;
-use std::process::{self, Command, ExitCode};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{self, Command, ExitCode, ExitStatus};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 
 use nix::errno::Errno;
+use nix::libc;
 use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, Signal, kill, killpg, sigaction,
     signal,
@@ -31,7 +32,7 @@ use nix::sys::signal::{
 use nix::sys::termios::{
     LocalFlags, SetArg, SpecialCharacterIndices, Termios, tcgetattr, tcsetattr,
 };
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::{Pid, getpgrp, isatty, tcgetpgrp, tcsetpgrp};
 use signal_hook::consts::{SIGCONT, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTSTP};
 use signal_hook::iterator::Signals;
@@ -109,42 +110,39 @@ fn shell_main() -> Result<ExitCode, Box<dyn Error>> {
     };
     let mut seen = Vec::new();
     loop {
-        let flags = WaitPidFlag::WUNTRACED | WaitPidFlag::WCONTINUED;
-        match left.wait_status(flags)? {
+        let status = left.wait_status()?;
+        if status.continued() {
             // The job runs, and may print: say so later, once it is still.
-            WaitStatus::Continued(_) => seen.push("continued".to_string()),
-            WaitStatus::Stopped(_, signal) => {
-                tcsetpgrp(io::stdin(), shell)?; // The terminal is ours again.
-                seen.push(format!("stopped by {signal}"));
-                let echo = echo_is_on()?;
-                let what = seen.join(", then ");
-                writeln!(
-                    out,
-                    "Shell: the job, pid {job}, {what}; echo is on: {echo}"
-                )?;
-                seen.clear();
-                writeln!(out, "Shell: fg: the terminal is the job's; SIGCONT")?;
-                out.flush()?;
-                tcsetpgrp(io::stdin(), job)?;
-                killpg(job, Signal::SIGCONT)?;
+            seen.push("continued".to_string());
+        } else if let Some(signal) = status.stopped_signal() {
+            tcsetpgrp(io::stdin(), shell)?; // The terminal is ours again.
+            seen.push(format!("stopped by {}", signal_name(signal)));
+            let echo = echo_is_on()?;
+            let what = seen.join(", then ");
+            writeln!(
+                out,
+                "Shell: the job, pid {job}, {what}; echo is on: {echo}"
+            )?;
+            seen.clear();
+            writeln!(out, "Shell: fg: the terminal is the job's; SIGCONT")?;
+            out.flush()?;
+            tcsetpgrp(io::stdin(), job)?;
+            killpg(job, Signal::SIGCONT)?;
+        } else {
+            tcsetpgrp(io::stdin(), shell)?;
+            // Ended by a signal that gave it no chance to put the
+            // terminal back (SIGKILL): put back the modes we found.
+            let restored = status.signal().is_some() && put_back(&modes)?;
+            seen.push(describe(status));
+            writeln!(
+                out,
+                "Shell: the job, pid {job}, {}",
+                seen.join(", then ")
+            )?;
+            if restored {
+                writeln!(out, "Shell: the terminal's modes put back")?;
             }
-            status => {
-                tcsetpgrp(io::stdin(), shell)?;
-                // Ended by a signal that gave it no chance to put the
-                // terminal back (SIGKILL): put back the modes we found.
-                let signaled = matches!(status, WaitStatus::Signaled(..));
-                let restored = signaled && put_back(&modes)?;
-                seen.push(describe(status));
-                writeln!(
-                    out,
-                    "Shell: the job, pid {job}, {}",
-                    seen.join(", then ")
-                )?;
-                if restored {
-                    writeln!(out, "Shell: the terminal's modes put back")?;
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
+            return Ok(ExitCode::SUCCESS);
         }
     }
 }
@@ -160,12 +158,17 @@ struct Unreaped {
 }
 
 impl Unreaped {
-    /// `waitpid` on the job; a status that says it ended says it is
-    /// reaped.
-    fn wait_status(&mut self, flags: WaitPidFlag) -> nix::Result<WaitStatus> {
+    /// Waits for the job to stop, continue or end; an end says it is
+    /// reaped, whatever signal killed it: not nix's `waitpid`, which fails
+    /// with EINVAL at a real-time signal, the job reaped, its pid kept.
+    fn wait_status(&mut self) -> nix::Result<ExitStatus> {
         let pid = self.pid.ok_or(Errno::ECHILD)?;
-        let status = waitpid(pid, Some(flags))?;
-        if matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) {
+        let flags = WaitPidFlag::WEXITED
+            | WaitPidFlag::WSTOPPED
+            | WaitPidFlag::WCONTINUED;
+        // Without WNOHANG, a report or an error: never `None`.
+        let (_, status) = waitid_raw(Some(pid), flags)?.ok_or(Errno::ECHILD)?;
+        if status.code().is_some() || status.signal().is_some() {
             self.pid = None;
         }
         Ok(status)
@@ -401,13 +404,56 @@ fn echo_is_on() -> nix::Result<bool> {
         .contains(LocalFlags::ECHO))
 }
 
-/// "exited with status 0", "was killed by SIGKILL".
-fn describe(status: WaitStatus) -> String {
-    match status {
-        WaitStatus::Exited(_, code) => format!("exited with status {code}"),
-        WaitStatus::Signaled(_, signal, _) => format!("was killed by {signal}"),
-        other => format!("changed state: {other:?}"),
+/// "exited with status 0", "was killed by SIGKILL", "was killed by
+/// signal 34".
+fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (_, Some(signal)) => format!("was killed by {}", signal_name(signal)),
+        _ => format!("changed state: {status}"),
     }
+}
+
+/// "SIGTSTP", or "signal 34" for a real-time signal, which nix's `Signal`
+/// does not name.
+fn signal_name(signal: i32) -> String {
+    Signal::try_from(signal)
+        .map_or(format!("signal {signal}"), |s| s.to_string())
+}
+
+/// Waits as `waitid` does, for `child` or, if `None`, any child, and
+/// returns the pid of the child it reports, with its status as `waitpid`
+/// would give it; `None` if WNOHANG found no news. Not nix's `waitid`:
+/// nix 0.32 turns a status into a `Signal`, which names no real-time
+/// signal, so a child killed by SIGRTMIN makes it fail with EINVAL, the
+/// report taken, and a caller that gives up leaves the other children.
+fn waitid_raw(
+    child: Option<Pid>,
+    flags: WaitPidFlag,
+) -> nix::Result<Option<(Pid, ExitStatus)>> {
+    let (idtype, id) = match child {
+        Some(pid) => (libc::P_PID, pid.as_raw() as libc::id_t),
+        None => (libc::P_ALL, 0),
+    };
+    // SAFETY: zeros are a valid `siginfo_t`.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `waitid` writes only `info`, which is ours.
+    let done = unsafe { libc::waitid(idtype, id, &mut info, flags.bits()) };
+    Errno::result(done)?;
+    // SAFETY: `waitid` filled in a child's report, or left the zeros.
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    // The status packed as `waitpid` packs it, for `ExitStatus`.
+    let raw = match info.si_code {
+        libc::CLD_EXITED => (status & 0xff) << 8,
+        libc::CLD_KILLED => status,
+        libc::CLD_DUMPED => status | 0x80,
+        libc::CLD_CONTINUED => 0xffff,
+        _ => (status << 8) | 0x7f, // CLD_STOPPED, CLD_TRAPPED
+    };
+    Ok(Some((Pid::from_raw(pid), ExitStatus::from_raw(raw))))
 }
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"

@@ -96,8 +96,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
     }
     writeln!(out, "poll on A's pidfd: readable, A has ended")?;
-    let status = waitpid(a.pid, None)?;
-    a_left.0 = None;
+    let status = a_left.reap()?;
     writeln!(
         out,
         "waitpid: A {}; pid {} is free",
@@ -129,8 +128,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         other => return Err(format!("A's pidfd: {other:?}").into()),
     }
     drop(b.go); // B exits once its pipe ends.
-    let status = waitpid(b.pid, None)?;
-    b_left.0 = None;
+    let status = b_left.reap()?;
     writeln!(out, "waitpid: B {}", describe(status))?;
     Ok(())
 }
@@ -138,6 +136,21 @@ fn run() -> Result<(), Box<dyn Error>> {
 /// A child not reaped yet. Dropped on an error path, it kills and reaps
 /// it; once reaped, its pid is `None`: the number may be another's now.
 struct Unreaped(Option<Pid>);
+
+impl Unreaped {
+    /// Waits for the child and reaps it; forgets its pid once the kernel
+    /// has reaped it: on success, and on EINVAL too, which nix 0.32
+    /// returns for a child killed by a real-time signal, a signal its
+    /// `Signal` cannot name.
+    fn reap(&mut self) -> nix::Result<WaitStatus> {
+        let pid = self.0.ok_or(Errno::ECHILD)?;
+        let status = waitpid(pid, None);
+        if matches!(status, Ok(_) | Err(Errno::EINVAL)) {
+            self.0 = None;
+        }
+        status
+    }
+}
 
 impl Drop for Unreaped {
     fn drop(&mut self) {

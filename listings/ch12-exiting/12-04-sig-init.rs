@@ -26,15 +26,16 @@
 use std::error::Error;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::process::CommandExt;
-use std::process::{self, Command, ExitCode, Stdio};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{self, Command, ExitCode, ExitStatus, Stdio};
 
 use nix::errno::Errno;
+use nix::libc;
 use nix::sys::prctl;
 use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, Signal, kill, sigaction, signal,
 };
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::wait::WaitPidFlag;
 use nix::unistd::{Pid, getpid, getppid};
 use signal_hook::consts::SIGTERM;
 use signal_hook::iterator::Signals;
@@ -132,16 +133,16 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
 }
 
 /// Reaps every child that has exited, as init must; returns the status
-/// of `service` if it was one of them.
-fn reap_all(service: Pid) -> nix::Result<Option<WaitStatus>> {
+/// of `service` if it was one of them. Whatever killed it: an orphan that
+/// died of a real-time signal must not make the init give up, and end
+/// the namespace with it (`waitid_raw`).
+fn reap_all(service: Pid) -> nix::Result<Option<ExitStatus>> {
     let mut found = None;
     loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => {
-                return Ok(found);
-            }
-            Ok(status) if status.pid() == Some(service) => found = Some(status),
-            Ok(_) => {} // An orphan, now reaped.
+        match waitid_raw(None, WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG) {
+            Ok(None) | Err(Errno::ECHILD) => return Ok(found),
+            Ok(Some((pid, status))) if pid == service => found = Some(status),
+            Ok(Some(_)) => {} // An orphan, now reaped.
             Err(err) => return Err(err),
         }
     }
@@ -225,7 +226,6 @@ fn whoami() -> io::Result<String> {
 /// Whether `signal` is ignored, as a parent may have left it. A null new
 /// action makes `sigaction` only report the current one.
 fn is_ignored(signal: Signal) -> nix::Result<bool> {
-    use nix::libc;
     let mut current = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
     // SAFETY: `current` is writable and as large as a `sigaction`; with a
     // null new action nothing is changed.
@@ -240,21 +240,61 @@ fn is_ignored(signal: Signal) -> nix::Result<bool> {
 
 /// The status an init passes on: the child's, or 128 + n for a death by
 /// signal n, as a shell would say it.
-fn exit_code(status: WaitStatus) -> u8 {
-    match status {
-        WaitStatus::Exited(_, code) => code as u8,
-        WaitStatus::Signaled(_, signal, _) => 128 + signal as u8,
+fn exit_code(status: ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code as u8,
+        (_, Some(signal)) => 128 + signal as u8,
         _ => 1,
     }
 }
 
-/// "exited with status 0", "was killed by SIGKILL".
-fn describe(status: WaitStatus) -> String {
-    match status {
-        WaitStatus::Exited(_, code) => format!("exited with status {code}"),
-        WaitStatus::Signaled(_, signal, _) => format!("was killed by {signal}"),
-        other => format!("changed state: {other:?}"),
+/// "exited with status 0", "was killed by SIGKILL", "was killed by
+/// signal 34".
+fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (_, Some(signal)) => match Signal::try_from(signal) {
+            Ok(named) => format!("was killed by {named}"),
+            // A real-time signal (SIGRTMIN and above) has no name in nix.
+            Err(_) => format!("was killed by signal {signal}"),
+        },
+        _ => format!("ended: {status}"),
     }
+}
+
+/// Waits as `waitid` does, for `child` or, if `None`, any child, and
+/// returns the pid of the child it reports, with its status as `waitpid`
+/// would give it; `None` if WNOHANG found no news. Not nix's `waitid`:
+/// nix 0.32 turns a status into a `Signal`, which names no real-time
+/// signal, so a child killed by SIGRTMIN makes it fail with EINVAL, the
+/// report taken, and a caller that gives up leaves the other children.
+fn waitid_raw(
+    child: Option<Pid>,
+    flags: WaitPidFlag,
+) -> nix::Result<Option<(Pid, ExitStatus)>> {
+    let (idtype, id) = match child {
+        Some(pid) => (libc::P_PID, pid.as_raw() as libc::id_t),
+        None => (libc::P_ALL, 0),
+    };
+    // SAFETY: zeros are a valid `siginfo_t`.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `waitid` writes only `info`, which is ours.
+    let done = unsafe { libc::waitid(idtype, id, &mut info, flags.bits()) };
+    Errno::result(done)?;
+    // SAFETY: `waitid` filled in a child's report, or left the zeros.
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    // The status packed as `waitpid` packs it, for `ExitStatus`.
+    let raw = match info.si_code {
+        libc::CLD_EXITED => (status & 0xff) << 8,
+        libc::CLD_KILLED => status,
+        libc::CLD_DUMPED => status | 0x80,
+        libc::CLD_CONTINUED => 0xffff,
+        _ => (status << 8) | 0x7f, // CLD_STOPPED, CLD_TRAPPED
+    };
+    Ok(Some((Pid::from_raw(pid), ExitStatus::from_raw(raw))))
 }
 
 /// One line of the init's on stdout. As PID 1 a closed output cannot end

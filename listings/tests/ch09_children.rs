@@ -2053,3 +2053,145 @@ fn sig_jobs_job_dies_of_a_sigterm_that_comes_while_it_registers() {
         "{status:?}, at call {nth}; the terminal showed {shown:?}"
     );
 }
+
+/// A child killed by a real-time signal, which nix 0.32's `waitpid`
+/// cannot name: the reaper once failed with "EINVAL: Invalid argument" at
+/// it, and reaped no child after it. Its stdout is a pipe the test has
+/// filled, so that its first line blocks while every child still waits
+/// to be let go; the test kills one with SIGRTMIN then, and drains the
+/// pipe. All three are reaped.
+#[test]
+fn sig_reaper_reaps_a_child_killed_by_a_real_time_signal() {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use std::io::{ErrorKind, Read, Write};
+
+    use crate::support::{children_of, wait_until};
+    let (reader, writer) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+    fcntl(&writer, FcntlArg::F_SETPIPE_SZ(4096)).unwrap();
+    fcntl(&writer, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
+    let mut filler = std::fs::File::from(writer);
+    loop {
+        match filler.write(&[b'x'; 512]) {
+            Ok(_) => {}
+            Err(err) if err.kind() == ErrorKind::WouldBlock => break,
+            Err(err) => panic!("filling the pipe: {err}"),
+        }
+    }
+    // Blocking again, for the listing's write.
+    fcntl(&filler, FcntlArg::F_SETFL(OFlag::empty())).unwrap();
+    let timeout = Command::new("timeout")
+        .args(["30", bin!("sig-reaper"), "--children", "3"])
+        .stdin(Stdio::null())
+        .stdout(filler)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let outer = Pid::from_raw(timeout.id() as i32);
+    wait_until("timeout to start sig-reaper", || {
+        children_of(outer).len() == 1
+    });
+    let reaper = children_of(outer)[0];
+    wait_until("sig-reaper to fork its three children", || {
+        children_of(reaper).len() == 3
+    });
+    let killed = children_of(reaper)[0];
+    let rtmin = nix::libc::SIGRTMIN();
+    // SAFETY: a plain kill(2) of a child its parent has not reaped.
+    assert_eq!(unsafe { nix::libc::kill(killed.as_raw(), rtmin) }, 0);
+    wait_until("the child to die", || state_of(killed) == Some('Z'));
+    let mut stdout = String::new();
+    std::fs::File::from(reader)
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let out = timeout.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr, "", "Linux 6.18, SIGRTMIN {rtmin}");
+    assert!(out.status.success(), "{:?}", out.status);
+    let last = stdout.trim_start_matches('x').lines().last().unwrap_or("");
+    assert!(last.ends_with("reaped 3 of 3 children"), "{stdout:?}");
+}
+
+/// A job killed by a real-time signal, whose default action ends a
+/// process as SIGKILL's does. nix 0.32's `waitpid` cannot name it: the
+/// shell once failed with "EINVAL: Invalid argument" after the job was
+/// reaped, and its `Unreaped` guard, still holding the pid, then sent
+/// SIGKILL to a pid that may have been another process's by then. The
+/// shell reports the death, strikes the pid off, and puts the terminal
+/// back (Linux 6.18: SIGRTMIN is 34 with glibc).
+#[test]
+fn sig_jobs_shell_reports_a_job_killed_by_a_real_time_signal() {
+    let mut term = Terminal::start(bin!("sig-jobs"));
+    term.expect("Shell: starting a job in the background");
+    term.expect("Job: reading the terminal");
+    let job = term.expect(
+        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
+    );
+    let job = Pid::from_raw(job[1].parse().unwrap());
+    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    term.type_keys(b"\n");
+    term.expect("");
+    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    let rtmin = nix::libc::SIGRTMIN();
+    // SAFETY: a plain kill(2) of a job its shell has not reaped.
+    assert_eq!(unsafe { nix::libc::kill(job.as_raw(), rtmin) }, 0);
+    term.expect(&format!(
+        r"Shell: the job, pid {job}, continued, then was killed by signal {rtmin}"
+    ));
+    term.expect("Shell: the terminal's modes put back");
+    let status = term.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        nix::sys::termios::tcgetattr(&term.master)
+            .unwrap()
+            .local_flags
+            .contains(nix::sys::termios::LocalFlags::ECHO),
+        "the shell left the terminal without echo"
+    );
+}
+
+/// Listing 9-5's guard once kept the pid of a child that nix 0.32's
+/// `waitpid` had reaped but could not describe, one killed by a real-time
+/// signal (EINVAL), and on the way out sent SIGKILL to that pid, which
+/// may be a stranger's by then. strace kills the child with SIGRTMIN once
+/// it has written its byte (its first `write`), and the parent with it at
+/// its own first `write`, the error line; the trace must show no `kill`
+/// after the wait that reaped the child (the last one, or, on a slow
+/// machine, the one that waited for the continue). (Linux 6.18, strace 6.1.)
+#[test]
+fn sig_chld_flags_never_signals_a_child_reaped_by_a_wait_that_failed() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let trace = dir.path().join("trace");
+    let trace_arg = trace.to_str().expect("a UTF-8 path");
+    // glibc's SIGRTMIN (34 here), not strace's, which is the kernel's 32,
+    // reserved by glibc and ignored in some test runners.
+    let inject =
+        format!("inject=write:signal={}:when=1", nix::libc::SIGRTMIN());
+    let strace = [
+        "-f",
+        "-qq",
+        "-o",
+        trace_arg,
+        "-e",
+        "trace=kill,wait4,write",
+        "-e",
+        &inject,
+        bin!("sig-chld-flags"),
+    ];
+    Listing::start("strace", &strace).finish();
+    let text = std::fs::read_to_string(&trace).expect("the trace");
+    let killed = r"WIFSIGNALED\(s\) && WTERMSIG\(s\) == SIGRT_\d+";
+    // The wait's report, on its line or, when strace split it, resumed.
+    let reaped = regex::Regex::new(&format!(
+        r"(wait4\(\d+, |<\.\.\. wait4 resumed>)\[\{{{killed}\}}\]"
+    ));
+    let reaped = reaped.unwrap();
+    let at = reaped.find(&text).map(|m| m.end());
+    let at = at.unwrap_or_else(|| panic!("no wait reaped the child:\n{text}"));
+    assert!(
+        !text[at..].contains("kill("),
+        "signalled after the reap:\n{text}"
+    );
+}

@@ -1841,3 +1841,52 @@ fn sig_inherit_all_blocked_keeps_the_mask_until_the_child_has_execd() {
     let held = time(back) - time(last);
     assert!(held >= 0.3, "held {held} s:\n{last}\n{back}");
 }
+
+/// An init reaps whatever killed its children, real-time signals included,
+/// which nix 0.32's `waitpid` cannot name: the listing once failed with
+/// "sig-init: EINVAL: Invalid argument" at an orphan killed by SIGRTMIN,
+/// and an init that exits ends every process of its namespace, the
+/// service included. It reaps the orphan and carries on, and reports a
+/// service killed so as 128 + n (Linux 6.18: SIGRTMIN is 34 with glibc).
+#[test]
+fn sig_init_carries_on_when_a_child_dies_of_a_real_time_signal() {
+    if !pid_namespaces() {
+        return;
+    }
+    let rtmin = nix::libc::SIGRTMIN();
+    let script = format!("(sleep 1000 &); exec {} --forward", bin!("sig-init"));
+    let args = ["--map-root-user", "--pid", "--fork", "sh", "-c", &script];
+    let mut init = Listing::start("unshare", &args);
+    let pid = |s: &str| nix::unistd::Pid::from_raw(s.parse().unwrap());
+    let me = init.expect(
+        r"Running as pid 1 \(pid (\d+) outside\); on SIGTERM: forward .*",
+    );
+    let me = pid(&me[1]);
+    let service =
+        init.expect(r"Child: running as pid \d+ \(pid (\d+) outside\)");
+    let service = pid(&service[1]);
+    let children = format!("/proc/{me}/task/{me}/children");
+    let listed =
+        std::fs::read_to_string(children).expect("the init's children");
+    let orphans: Vec<_> = listed
+        .split_whitespace()
+        .map(pid)
+        .filter(|&p| p != service)
+        .collect();
+    assert_eq!(orphans.len(), 1, "the adopted sleep: {listed:?}");
+    let orphan = orphans[0];
+    // SAFETY: a plain kill(2) of a process not yet reaped.
+    assert_eq!(unsafe { nix::libc::kill(orphan.as_raw(), rtmin) }, 0);
+    wait_until("the init to reap the orphan", || state_of(orphan).is_none());
+    assert_eq!(state_of(me).map(|s| s != 'Z'), Some(true), "the init ended");
+    assert_eq!(state_of(service).map(|s| s != 'Z'), Some(true));
+    // SAFETY: as above, the service.
+    assert_eq!(unsafe { nix::libc::kill(service.as_raw(), rtmin) }, 0);
+    init.expect(&format!(
+        "Child was killed by signal {rtmin}; exiting with {}",
+        128 + rtmin
+    ));
+    let out = init.finish();
+    assert_eq!(out.status.code(), Some(128 + rtmin), "{}", out.stderr);
+    assert!(!out.stderr.contains("Invalid argument"), "{}", out.stderr);
+}
