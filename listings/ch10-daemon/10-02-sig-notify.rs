@@ -287,9 +287,9 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
 /// reset, RST, instead of a FIN, which throws away whatever was not sent
 /// yet and fails the client's reads at the end; so it half-closes, which
 /// sends the end first, and reads and discards until the client closes
-/// too, for at most a second. The thread inherits the blocked signals.
+/// too, for at most a second from the half-close (a long greeting may take
+/// longer than that to send). The thread inherits the blocked signals.
 fn goodbye(mut client: TcpStream, greeting: &str) {
-    let deadline = Instant::now() + LINGER;
     let _ = client.set_write_timeout(Some(LINGER));
     let line = format!("{greeting}\n"); // One write (Chapter 13).
     if client.write_all(line.as_bytes()).is_err()
@@ -297,6 +297,7 @@ fn goodbye(mut client: TcpStream, greeting: &str) {
     {
         return; // The client went away: its loss.
     }
+    let deadline = Instant::now() + LINGER;
     let mut scratch = [0u8; 4096];
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         let _ =

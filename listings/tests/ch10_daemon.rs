@@ -2162,3 +2162,58 @@ fn sig_daemon_resets_the_clients_still_queued_when_it_cannot_accept_them() {
         out.stdout
     );
 }
+
+/// A greeting that takes more than a second to send, to a client that sent
+/// a request first and reads steadily: the daemon must still read that
+/// request after its half-close, or its close sends a reset that throws
+/// away the rest of the greeting. The second once ran from before the
+/// greeting was written, so a long greeting left no time to read, and the
+/// client got part of it and ECONNRESET.
+#[test]
+fn sig_notify_sends_a_long_greeting_whole_to_a_client_that_sent_a_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("greeting");
+    let greeting = "x".repeat(8 << 20);
+    fs::write(&config, &greeting).unwrap();
+    let (notify, addr) =
+        start_notify(&[], &["--config", config.to_str().unwrap()]);
+    let sock = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    // A small window, so that the greeting waits in the daemon's send
+    // buffer and its `write_all` lasts as long as the reading does.
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let mut client = TcpStream::from(sock);
+    client.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 64 << 10];
+    let end = loop {
+        match client.read(&mut chunk) {
+            Ok(0) => break Ok(()),
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(err) => break Err(err),
+        }
+        // A steady, slow reader: never a second's pause, but well over a
+        // second in all.
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let took = started.elapsed();
+    assert!(
+        end.is_ok() && got.len() == greeting.len() + 1,
+        "{end:?} after {} of {} bytes, in {took:?}",
+        got.len(),
+        greeting.len() + 1
+    );
+    assert!(took > Duration::from_secs(1), "too quick to test: {took:?}");
+    drop(client);
+    notify.signal(Signal::SIGTERM);
+    assert_died_of(&notify.finish(), Signal::SIGTERM);
+}
