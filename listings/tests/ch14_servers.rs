@@ -1026,6 +1026,16 @@ fn threaded_server_keeps_the_places_of_threads_that_wait_for_the_log() {
     // 0, 1, 2, the listening socket and their two connections.
     assert_eq!(threads_of(pid), 4);
     assert_eq!(lasting_fds(pid), 6);
+    // The chapter gives the same count.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../src/ch14-servers.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    let chapter = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        chapter.contains(
+            "refused, a second apart, and four threads: the main thread,"
+        ),
+        "chapter 14 does not count the four threads"
+    );
 }
 
 #[test]
