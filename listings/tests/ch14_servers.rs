@@ -1792,3 +1792,13 @@ fn chapter_14_gives_the_linear_syn_retries_of_this_kernel() {
     );
     assert!(chapter.contains(&said), "chapter 14 does not say {said:?}");
 }
+
+#[test]
+fn threaded_server_serves_on_when_its_log_disk_is_full() {
+    line_server::serves_on_when_its_log_disk_is_full(bin!("tcp-threads"));
+}
+
+#[test]
+fn pool_serves_on_when_its_log_disk_is_full() {
+    line_server::serves_on_when_its_log_disk_is_full(bin!("tcp-pool"));
+}

@@ -1360,3 +1360,8 @@ fn poll_server_logs_a_reset_that_comes_after_the_half_close() {
         "poll-server"
     ));
 }
+
+#[test]
+fn poll_server_serves_on_when_its_log_disk_is_full() {
+    line_server::serves_on_when_its_log_disk_is_full(bin!("poll-server"));
+}

@@ -1423,3 +1423,40 @@ pub fn unless_the_machine_paused<T>(
          not refused",
     )
 }
+
+/// `bin`, run under strace so that every `write` after its first (the
+/// line saying it listens) fails with ENOSPC, as on a full disk: a full
+/// log loses its lines, and the clients are served on. A client is
+/// answered and stays connected; another is answered and leaves, whose
+/// line in the log fails; the first is still answered. Only a log that
+/// nobody reads (`BrokenPipe`) ends a server. Linux 6.18's strace.
+#[track_caller]
+pub fn serves_on_when_its_log_disk_is_full(bin: &str) {
+    if !crate::support::have("strace") {
+        return;
+    }
+    let strace = [
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=write",
+        "-e",
+        "inject=write:error=ENOSPC:when=2+",
+        bin,
+        "127.0.0.1:0",
+    ];
+    let (server, addr) = start_server("strace", &strace);
+    let mut other = connect(&addr);
+    let mut replies = BufReader::new(other.try_clone().unwrap());
+    let mut reply = String::new();
+    other.write_all(b"first\n").unwrap();
+    replies.read_line(&mut reply).unwrap();
+    assert_eq!(reply, "server got: [first]\n");
+    assert_eq!(ask(&addr, "x").unwrap(), "server got: [x]\n");
+    other.write_all(b"second\n").unwrap();
+    reply.clear();
+    replies.read_line(&mut reply).unwrap();
+    assert_eq!(reply, "server got: [second]\n", "the server ended");
+    drop(server);
+}
