@@ -1203,7 +1203,7 @@ fn epoll_reports_by_level_by_edge_once_and_for_a_closed_descriptor() {
             "5. Registered, duplicated, closed",
             "   wait: 1 ready, for the closed descriptor: true",
             "   EPOLL_CTL_DEL with the copy: ENOENT, it was never added",
-            "   the copy put back on the old number (dup2); EPOLL_CTL_DEL: removed",
+            "   the copy put back on the old number (dup3); EPOLL_CTL_DEL: removed",
             "   more bytes come; wait: nothing within 200 ms",
         ]
     );
@@ -1364,4 +1364,23 @@ fn poll_server_logs_a_reset_that_comes_after_the_half_close() {
 #[test]
 fn poll_server_serves_on_when_its_log_disk_is_full() {
     line_server::serves_on_when_its_log_disk_is_full(bin!("poll-server"));
+}
+
+#[test]
+fn epoll_modes_puts_the_copy_back_close_on_exec() {
+    // The repair readers copy: the descriptor it makes is close-on-exec,
+    // as every other of the book's. `dup2` cannot say so; `dup3` can.
+    if !have("strace") {
+        return;
+    }
+    let out = run(
+        "strace",
+        &["-f", "-qq", "-e", "trace=dup2,dup3", bin!("epoll-modes")],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(!out.stderr.contains("dup2("), "{}", out.stderr);
+    let dup3: Vec<&str> =
+        out.stderr.lines().filter(|l| l.contains("dup3(")).collect();
+    assert_eq!(dup3.len(), 1, "{}", out.stderr);
+    assert!(dup3[0].contains("O_CLOEXEC"), "{}", dup3[0]);
 }
