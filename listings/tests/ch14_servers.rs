@@ -1802,3 +1802,17 @@ fn threaded_server_serves_on_when_its_log_disk_is_full() {
 fn pool_serves_on_when_its_log_disk_is_full() {
     line_server::serves_on_when_its_log_disk_is_full(bin!("tcp-pool"));
 }
+
+#[test]
+fn threaded_server_counts_the_lines_a_burst_drops_as_the_log_falling_behind() {
+    line_server::counts_the_lines_a_burst_drops_as_the_log_falling_behind(
+        bin!("tcp-threads"),
+    );
+}
+
+#[test]
+fn pool_counts_the_lines_a_burst_drops_as_the_log_falling_behind() {
+    line_server::counts_the_lines_a_burst_drops_as_the_log_falling_behind(
+        bin!("tcp-pool"),
+    );
+}

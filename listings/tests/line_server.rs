@@ -1460,3 +1460,44 @@ pub fn serves_on_when_its_log_disk_is_full(bin: &str) {
     assert_eq!(reply, "server got: [second]\n", "the server ended");
     drop(server);
 }
+
+/// `bin`, its stderr a regular file, which never stops moving: 200
+/// clients reset in the backlog while the server is stopped, and once it
+/// runs on, its accepting thread makes their 200 lines faster than the
+/// thread that writes them is scheduled, so the queue of 64 may fill. Each
+/// reset has its line or is counted among the dropped, and a count says
+/// the log fell behind, not that it was not read: the file was.
+#[track_caller]
+pub fn counts_the_lines_a_burst_drops_as_the_log_falling_behind(bin: &str) {
+    use nix::sys::signal::Signal;
+    const RESETS: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let err = dir.path().join("stderr");
+    let script = "exec \"$0\" 127.0.0.1:0 2>\"$1\"";
+    let (server, addr) =
+        start_server("bash", &["-c", script, bin, err.to_str().unwrap()]);
+    let pid = server.pid();
+    server.signal(Signal::SIGSTOP);
+    wait_until("the server to stop", || all_threads_stopped(pid));
+    for _ in 0..RESETS {
+        reset_in_the_accept_queue(&addr);
+    }
+    server.signal(Signal::SIGCONT);
+    assert_eq!(ask(&addr, "next").unwrap(), "server got: [next]\n");
+    let dropped = regex::Regex::new(r"^\S+: (\d+) log lines dropped").unwrap();
+    let mut text = String::new();
+    wait_until("a line or a count for each reset", || {
+        text = std::fs::read_to_string(&err).unwrap();
+        let resets = text.lines().filter(|l| l.contains("not connected"));
+        let counted: usize = text
+            .lines()
+            .filter_map(|l| dropped.captures(l))
+            .map(|c| c[1].parse::<usize>().unwrap())
+            .sum();
+        resets.count() + counted == RESETS
+    });
+    for line in text.lines().filter(|l| dropped.is_match(l)) {
+        assert!(line.ends_with(": the log fell behind"), "{line}");
+    }
+    drop(server);
+}
