@@ -1114,3 +1114,27 @@ fn length_server_count_leaves_out_a_connection_that_failed() {
         &framed,
     );
 }
+
+#[test]
+fn line_client_escapes_what_is_not_printable_ascii() {
+    // The chapter: a tab or a UTF-8 letter comes out escaped, as
+    // `escape_ascii` writes it; the server got the bytes as they were.
+    let (server, addr) = start_server(
+        bin!("tcp-lines"),
+        &["server", "127.0.0.1:0", "--count", "1"],
+    );
+    let script =
+        format!("printf 'h\\303\\251llo\\ttab\\n' | \"$0\" client {addr}");
+    let out =
+        Listing::start("bash", &["-c", &script, bin!("tcp-lines")]).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, [r"server got: [h\xc3\xa9llo\ttab]"]);
+    assert!(server.finish().status.success());
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../src/ch13-streams.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    let chapter = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        chapter.contains(r"prints `server got: [h\xc3\xa9llo\ttab]`"),
+        "chapter 13 does not show the escaped reply"
+    );
+}
