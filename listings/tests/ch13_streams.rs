@@ -1138,3 +1138,36 @@ fn line_client_escapes_what_is_not_printable_ascii() {
         "chapter 13 does not show the escaped reply"
     );
 }
+
+#[test]
+fn line_and_length_servers_serve_on_when_their_log_disk_is_full() {
+    // Every `write` after the ready line fails with ENOSPC, as on a full
+    // disk: the first client's log line is lost, and the next client is
+    // served all the same. Only a log nobody reads ends a server.
+    if !have("strace") {
+        return;
+    }
+    for bin in [bin!("tcp-lines"), bin!("tcp-length")] {
+        let (server, addr) = start_server(
+            "strace",
+            &[
+                "-qq",
+                "-o",
+                "/dev/null",
+                "-e",
+                "trace=write",
+                "-e",
+                "inject=write:error=ENOSPC:when=2+",
+                bin,
+                "server",
+                "127.0.0.1:0",
+            ],
+        );
+        for word in ["one", "two"] {
+            let client = run(bin, &["client", &addr, word]);
+            assert!(client.status.success(), "{bin} {word}: {}", client.stderr);
+            assert_eq!(client.stdout, [format!("server got: [{word}]")]);
+        }
+        drop(server);
+    }
+}
