@@ -293,7 +293,7 @@ const SYSTEM_CALLS: &[(&str, &str)] = &[
     ("nix::sys::stat::umask", "umask(2)"),
     ("nix::sys::wait::waitid", "waitid(2)"),
     ("nix::unistd::alarm::cancel", "alarm(2)"),
-    ("nix::unistd::dup2_raw", "dup2(2)"),
+    ("nix::unistd::dup3_raw", "dup3(2)"),
     ("nix::unistd::dup2_stdin", "dup2(2)"),
     ("nix::unistd::dup2_stdout", "dup2(2)"),
     ("nix::unistd::execvp", "execvp(3)"),

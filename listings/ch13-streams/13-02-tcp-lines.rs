@@ -117,7 +117,16 @@ fn serve(listener: &TcpListener, count: Option<usize>) -> io::Result<()> {
             .and_then(|(conn, _)| Ok((conn.peer_addr()?, conn)));
         match result {
             Ok((peer, conn)) => match answer(&conn) {
-                Ok(lines) => writeln!(out, "{peer}: answered {lines} lines")?,
+                Ok(lines) => {
+                    // Only a log nobody reads ends the server; a full
+                    // disk costs the line.
+                    let logged =
+                        writeln!(out, "{peer}: answered {lines} lines");
+                    if logged.is_err_and(|e| e.kind() == ErrorKind::BrokenPipe)
+                    {
+                        return Err(ErrorKind::BrokenPipe.into());
+                    }
+                }
                 Err(err) => log(format_args!("{peer}: {}", explain(&err))),
             },
             // Out of descriptors, `accept` fails at once, and again until

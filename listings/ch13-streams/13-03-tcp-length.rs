@@ -200,7 +200,15 @@ fn serve(
             .and_then(|(conn, _)| Ok((conn.peer_addr()?, conn)));
         match result {
             Ok((peer, conn)) => match answer(&conn, with_capacity) {
-                Ok(n) => writeln!(out, "{peer}: answered {n} frames")?,
+                Ok(n) => {
+                    // Only a log nobody reads ends the server; a full
+                    // disk costs the line.
+                    let logged = writeln!(out, "{peer}: answered {n} frames");
+                    if logged.is_err_and(|e| e.kind() == ErrorKind::BrokenPipe)
+                    {
+                        return Err(ErrorKind::BrokenPipe.into());
+                    }
+                }
                 Err(err) => {
                     log(format_args!("{peer}: {}", explain(&err)));
                     // Whatever the client still sends is unread; drain

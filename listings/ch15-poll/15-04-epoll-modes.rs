@@ -25,11 +25,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::sys::epoll::{
     Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout,
 };
 use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
-use nix::unistd::{Pid, dup2_raw, gettid};
+use nix::unistd::{Pid, dup3_raw, gettid};
 
 const USAGE: &str = "usage: epoll-modes";
 
@@ -259,12 +260,13 @@ fn registered_to_the_file() -> Result<(), Box<dyn Error>> {
     // SAFETY: the number has been free since `drop(reader)`, and nothing
     // has been opened since (no other thread runs), so the new descriptor
     // has no other owner. In a threaded program another thread could have
-    // been given the number meanwhile, and `dup2` would close its file.
-    let again = unsafe { dup2_raw(&copy, number) }?;
+    // been given the number meanwhile, and `dup3` would close its file.
+    // `dup3`, not `dup2`: only it makes the new descriptor close-on-exec.
+    let again = unsafe { dup3_raw(&copy, number, OFlag::O_CLOEXEC) }?;
     epoll.delete(&again)?;
     writeln!(
         io::stdout(),
-        "   the copy put back on the old number (dup2); EPOLL_CTL_DEL: removed"
+        "   the copy put back on the old number (dup3); EPOLL_CTL_DEL: removed"
     )?;
     writer.write_all(b"y")?;
     writeln!(io::stdout(), "   more bytes come; wait: {}", wait(&epoll)?)?;

@@ -854,7 +854,9 @@ impl AcceptLog {
                 log(line);
                 let dropped = counted.swap(0, Ordering::Relaxed);
                 if dropped > 0 {
-                    log(format_args!("{dropped} log lines dropped: not read"));
+                    log(format_args!(
+                        "{dropped} log lines dropped: the log fell behind"
+                    ));
                 }
             }
         })?;

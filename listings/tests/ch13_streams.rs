@@ -1114,3 +1114,60 @@ fn length_server_count_leaves_out_a_connection_that_failed() {
         &framed,
     );
 }
+
+#[test]
+fn line_client_escapes_what_is_not_printable_ascii() {
+    // The chapter: a tab or a UTF-8 letter comes out escaped, as
+    // `escape_ascii` writes it; the server got the bytes as they were.
+    let (server, addr) = start_server(
+        bin!("tcp-lines"),
+        &["server", "127.0.0.1:0", "--count", "1"],
+    );
+    let script =
+        format!("printf 'h\\303\\251llo\\ttab\\n' | \"$0\" client {addr}");
+    let out =
+        Listing::start("bash", &["-c", &script, bin!("tcp-lines")]).finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, [r"server got: [h\xc3\xa9llo\ttab]"]);
+    assert!(server.finish().status.success());
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../src/ch13-streams.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    let chapter = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        chapter.contains(r"prints `server got: [h\xc3\xa9llo\ttab]`"),
+        "chapter 13 does not show the escaped reply"
+    );
+}
+
+#[test]
+fn line_and_length_servers_serve_on_when_their_log_disk_is_full() {
+    // Every `write` after the ready line fails with ENOSPC, as on a full
+    // disk: the first client's log line is lost, and the next client is
+    // served all the same. Only a log nobody reads ends a server.
+    if !have("strace") {
+        return;
+    }
+    for bin in [bin!("tcp-lines"), bin!("tcp-length")] {
+        let (server, addr) = start_server(
+            "strace",
+            &[
+                "-qq",
+                "-o",
+                "/dev/null",
+                "-e",
+                "trace=write",
+                "-e",
+                "inject=write:error=ENOSPC:when=2+",
+                bin,
+                "server",
+                "127.0.0.1:0",
+            ],
+        );
+        for word in ["one", "two"] {
+            let client = run(bin, &["client", &addr, word]);
+            assert!(client.status.success(), "{bin} {word}: {}", client.stderr);
+            assert_eq!(client.stdout, [format!("server got: [{word}]")]);
+        }
+        drop(server);
+    }
+}
