@@ -424,7 +424,8 @@ impl Conn {
 
     /// One `read`: it returns what is there now, and never waits. It
     /// asks for no more than `room`; a draining connection's bytes are
-    /// thrown away, so they need none.
+    /// thrown away, so they need none, though `interest` asks `poll` for
+    /// them only while room is left, as for an open connection.
     fn read(&mut self, scratch: &mut [u8], timeout: Duration, now: Instant) {
         let most = match self.state {
             State::Draining => scratch.len(),

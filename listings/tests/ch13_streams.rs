@@ -332,6 +332,9 @@ fn length_server_refuses_a_frame_larger_than_the_maximum_before_allocating() {
     // its peak address space (VmPeak) is what grows by 4 GiB (checked).
     let peak = status_kib(server.pid(), "VmPeak").expect("VmPeak");
     assert!(peak < 256 * 1024, "VmPeak: {peak} kB");
+    // Closed, so that the server's gentle close, which reads until the
+    // client closes too, ends now rather than after its ten seconds.
+    drop(sock);
     // The second connection, which ends the server: a clean end.
     drop(connect(&addr));
     let out = server.finish();
