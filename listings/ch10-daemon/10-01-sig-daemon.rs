@@ -1171,6 +1171,10 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             }
             Long("idle-secs") => {
                 parsed.idle = Duration::from_secs(args.value()?.parse()?);
+                if parsed.idle.is_zero() {
+                    // Zero would close every client before its request.
+                    return Err("--idle-secs must be at least 1".into());
+                }
             }
             Long("flag-only") => parsed.flag_only = true,
             Long("no-backoff") => parsed.no_backoff = true,

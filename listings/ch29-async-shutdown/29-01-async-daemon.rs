@@ -1101,6 +1101,10 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             }
             Long("idle-secs") => {
                 parsed.idle = Duration::from_secs(args.value()?.parse()?);
+                if parsed.idle.is_zero() {
+                    // Zero would close every client before its request.
+                    return Err("--idle-secs must be at least 1".into());
+                }
             }
             Long("untracked") => parsed.untracked = true,
             Value(value) if !addr_seen => {

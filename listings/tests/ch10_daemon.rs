@@ -2217,3 +2217,18 @@ fn sig_notify_sends_a_long_greeting_whole_to_a_client_that_sent_a_request() {
     notify.signal(Signal::SIGTERM);
     assert_died_of(&notify.finish(), Signal::SIGTERM);
 }
+
+/// `--idle-secs 0` once closed every connection before reading its request,
+/// even one already waiting in the socket ("closed after 0 s without a
+/// request"), where many daemons take 0 for "no limit": both daemons now
+/// refuse it in one line.
+#[test]
+fn daemons_refuse_an_idle_limit_of_zero() {
+    for daemon in [bin!("sig-daemon"), bin!("async-daemon")] {
+        assert_rejects(
+            daemon,
+            &["127.0.0.1:0", "--idle-secs", "0"],
+            "--idle-secs must be at least 1",
+        );
+    }
+}
