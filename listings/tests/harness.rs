@@ -387,3 +387,22 @@ fn helper_asks_for_pid_namespaces() {
     }
     println!("pid namespaces: {}", crate::support::pid_namespaces());
 }
+
+/// A listing starts with umask 022 whoever runs the tests: a runner with
+/// umask 077 (set here in the child, before the harness's own hooks) or
+/// 002 would otherwise change the modes the book's sessions show.
+#[test]
+fn listings_get_the_usual_umask_whoever_runs_the_tests() {
+    let mut command = Command::new("sh");
+    command.args(["-c", "umask"]);
+    // SAFETY: `umask` is one async-signal-safe system call that cannot
+    // fail; nothing allocates.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            nix::libc::umask(0o077);
+            Ok(())
+        });
+    }
+    let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+    assert_eq!(out.stdout, ["0022"], "{}", out.stderr);
+}

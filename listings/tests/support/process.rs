@@ -141,6 +141,7 @@ impl Listing {
         die_with_this_thread(command);
         only_standard_descriptors(command);
         default_signals(command);
+        usual_umask(command);
         same_environment(command);
         command.stdin(Stdio::null()).stdout(stdout);
         if let Some(stderr) = stderr {
@@ -434,6 +435,22 @@ pub(crate) fn default_signals(command: &mut Command) {
             let mut none: sigset_t = std::mem::zeroed();
             sigemptyset(&mut none);
             sigprocmask(SIG_SETMASK, &none, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+}
+
+/// Makes a listing start with the usual umask, 022, whatever the test
+/// runner's: the modes of the files a listing makes, which the book's
+/// outputs show (`srwxr-xr-x`), must not depend on the user who runs the
+/// tests (002 is the default for ordinary users on many systems). It runs
+/// after any hook of the test's own.
+pub(crate) fn usual_umask(command: &mut Command) {
+    // SAFETY: runs between fork and exec; `umask` is one
+    // async-signal-safe system call that cannot fail; nothing allocates.
+    unsafe {
+        command.pre_exec(|| {
+            nix::libc::umask(0o022);
             Ok(())
         });
     }
