@@ -152,8 +152,8 @@ int fcntl64(int fd, int cmd, ...) {
 /// one page, `Ring` keeps two buffers of one page for a pipe of sixteen,
 /// and so does the C twin's ring: the child must find a later stamp where
 /// an earlier chunk's should be, and fail, in Rust and in C. Which chunk
-/// it catches first depends on how far the writer got ahead: on two CPUs
-/// the reader may take the first chunks before they are overwritten. Without the stamps,
+/// it catches first depends on how far the writer got ahead, and on two
+/// CPUs a run may even stay uncorrupted, the reader close behind. Without the stamps,
 /// every other test here would pass on a stream so corrupted.
 #[test]
 fn throughput_stamps_catch_a_ring_smaller_than_the_pipe() {
@@ -187,14 +187,21 @@ fn throughput_stamps_catch_a_ring_smaller_than_the_pipe() {
         ];
         for (bin, says) in twins {
             let command = [&[preload.as_str(), bin][..], &args, &[cpus]];
-            let out = run("env", &command.concat());
-            assert_eq!(
-                out.status.code(),
-                Some(1),
-                "{bin} {cpus}: {}",
-                out.stderr
-            );
-            assert!(out.stderr.contains(says), "{bin} {cpus}: {}", out.stderr);
+            // A reader on another CPU can keep so close behind the writer
+            // that no buffer is written again before it was read: that run
+            // is not corrupted, and ends well. Whenever one is, the stamps
+            // must say so; a few runs are enough to meet one.
+            let caught = (0..5).any(|_| {
+                let out = run("env", &command.concat());
+                match out.status.code() {
+                    Some(0) => false,
+                    Some(1) if out.stderr.contains(says) => true,
+                    _ => {
+                        panic!("{bin} {cpus}: {:?} {}", out.status, out.stderr)
+                    }
+                }
+            });
+            assert!(caught, "{bin} {cpus}: five runs, no stamp caught");
         }
     }
 }
