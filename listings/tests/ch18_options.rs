@@ -1716,3 +1716,60 @@ fn net_handover_scene_1_closes_a_strangers_connection_and_goes_on() {
         );
     }
 }
+
+/// Holds `bin`'s first `connect` on its way in, when its listener is
+/// bound, and has a stranger connect to that port first. Returns the
+/// listing and the stranger's connection.
+fn stranger_first(bin: &str, args: &[&str]) -> (Listing, std::net::TcpStream) {
+    let (listing, pid) =
+        held_at(bin, args, "connect", nix::libc::SYS_connect, 1);
+    let port = listening_port(pid).expect("the listing's listener");
+    let stranger = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    (listing, stranger)
+}
+
+/// Whether the stranger's connection was closed without a byte.
+fn closed_unanswered(mut stranger: std::net::TcpStream) -> bool {
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut stranger, &mut rest).is_ok_and(|n| n == 0)
+}
+
+#[test]
+fn net_nagle_takes_its_own_connection_not_a_strangers_that_came_first() {
+    // Linux 6.18. strace holds the client's `connect`; a stranger
+    // connects to the listener first. The first version accepted the
+    // stranger as its server's end, and its own connection, left in the
+    // queue, was reset when the listener closed (exit 1, ECONNRESET).
+    if !have("strace") {
+        return;
+    }
+    let (nagle, stranger) =
+        stranger_first(bin!("net-nagle"), &["--rounds", "2"]);
+    let out = nagle.finish();
+    assert!(out.status.success(), "{:?} {}", out.stdout, out.stderr);
+    assert_eq!(out.stdout.len(), 3, "{:?}", out.stdout);
+    assert!(closed_unanswered(stranger));
+}
+
+#[test]
+fn net_keepalive_takes_its_own_connection_not_a_strangers_that_came_first() {
+    // Linux 6.18. As above, for scene 1's pair: the first version took the
+    // stranger as the peer, and its own connection, left in the queue,
+    // was reset when the listener closed: "read: Connection reset by
+    // peer" at once, where the book shows a read still waiting.
+    if !have("strace") {
+        return;
+    }
+    let (mut keepalive, stranger) = stranger_first(bin!("net-keepalive"), &[]);
+    assert_eq!(
+        keepalive.next_line(),
+        "1. A peer that is gone; no keepalive"
+    );
+    let read = keepalive.next_line();
+    assert!(read.starts_with("   read: still waiting after "), "{read}");
+    drop(keepalive);
+    assert!(closed_unanswered(stranger));
+}
