@@ -3,7 +3,8 @@
 // acknowledgements, measured. A client sends requests of two parts, a
 // header and a body, to a server that answers once it has both; it times
 // ROUNDS round trips three ways: two writes, two writes with TCP_NODELAY,
-// and one write of both parts. It prints the median of each.
+// and one write of both parts. For each it prints the first round trip,
+// then the least, the median and the greatest of the rest.
 //
 // `net-nagle [--rounds N]`
 
