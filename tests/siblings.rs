@@ -33,6 +33,7 @@ const FAMILIES: &[Family] = &[
             "ch18-options/18-02-net-dual-stack.rs",
             "ch18-options/18-04-net-nagle.rs",
             "ch18-options/18-05-net-keepalive.rs",
+            "ch18-options/18-06-net-handover.rs",
         ],
         // The guard against a stranger who connects to a listener on
         // loopback before the listing's own client does.

@@ -188,7 +188,7 @@ fn handover(chld: SigAction) -> Result<(), Box<dyn Error>> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let first = connect_one(addr)?;
-    let (serving, _) = listener.accept()?;
+    let (serving, _) = accept_own(&listener, &first)?;
     let clients = connect_all(addr)?;
     writeln!(
         io::stdout(),
@@ -326,6 +326,22 @@ fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
     client.write_all(b"hello\n")?;
     client.shutdown(Shutdown::Write)?;
     Ok(client)
+}
+
+/// Accepts connections until the one from `client`, our own, comes; any
+/// other (someone else on this machine, which can reach 127.0.0.1 too) is
+/// closed at once, as Listing 18-2 does. Ours by address and port.
+fn accept_own(
+    listener: &TcpListener,
+    client: &TcpStream,
+) -> io::Result<(TcpStream, SocketAddr)> {
+    let ours = client.local_addr()?;
+    loop {
+        let (conn, peer) = listener.accept()?;
+        if (peer.ip().to_canonical(), peer.port()) == (ours.ip(), ours.port()) {
+            return Ok((conn, peer));
+        }
+    }
 }
 
 /// Logs what became of the connection from `peer`, in one line written

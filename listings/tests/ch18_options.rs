@@ -1773,3 +1773,38 @@ fn net_keepalive_takes_its_own_connection_not_a_strangers_that_came_first() {
     drop(keepalive);
     assert!(closed_unanswered(stranger));
 }
+
+#[test]
+fn net_handover_scene_2_serves_its_own_first_client_not_a_stranger() {
+    // Linux 6.18. strace holds scene 2's first `connect`, the 21st of the
+    // program (scene 1 makes 20), once its listener is bound; a stranger
+    // connects first and says nothing. The first version took the
+    // stranger for the client the old process serves, waited ten
+    // seconds for its request, and ended with an error (exit 1).
+    if !have("strace") {
+        return;
+    }
+    let (handover, pid) = held_at(
+        bin!("net-handover"),
+        &[],
+        "connect",
+        nix::libc::SYS_connect,
+        21,
+    );
+    let port = listening_port(pid).expect("scene 2's listener");
+    let stranger = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let out = handover.finish();
+    assert!(out.status.success(), "{:?} {}", out.stdout, out.stderr);
+    assert_eq!(
+        out.stdout[4],
+        "   old: finished its client, served by the old process"
+    );
+    assert_eq!(
+        out.stdout.last().map(String::as_str),
+        Some("   of 20 clients: 20 answered by the new process, 0 lost")
+    );
+    assert!(closed_unanswered(stranger));
+}
