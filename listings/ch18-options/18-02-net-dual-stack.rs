@@ -44,7 +44,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     let listener = ipv6_wildcard(false)?;
     let port = listener.local_addr()?.port();
     let client = TcpStream::connect(("127.0.0.1", port))?;
-    let peer = accept_own(&listener, &client)?;
+    let (_, peer) = accept_own(&listener, &client)?;
     writeln!(
         io::stdout(),
         "   a client of 127.0.0.1 is seen as {}",
@@ -126,12 +126,12 @@ fn v6_only_pair() -> io::Result<(TcpListener, Socket)> {
 fn accept_own(
     listener: &TcpListener,
     client: &TcpStream,
-) -> io::Result<SocketAddr> {
+) -> io::Result<(TcpStream, SocketAddr)> {
     let ours = client.local_addr()?;
     loop {
-        let (_conn, peer) = listener.accept()?;
+        let (conn, peer) = listener.accept()?;
         if (peer.ip().to_canonical(), peer.port()) == (ours.ip(), ours.port()) {
-            return Ok(peer);
+            return Ok((conn, peer));
         }
     }
 }

@@ -3,13 +3,14 @@
 // acknowledgements, measured. A client sends requests of two parts, a
 // header and a body, to a server that answers once it has both; it times
 // ROUNDS round trips three ways: two writes, two writes with TCP_NODELAY,
-// and one write of both parts. It prints the median of each.
+// and one write of both parts. For each it prints the first round trip,
+// then the least, the median and the greatest of the rest.
 //
 // `net-nagle [--rounds N]`
 
 use std::error::Error;
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{self, ExitCode};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -81,7 +82,7 @@ fn run() -> Result<(), Box<dyn Error>> {
 fn connected() -> io::Result<(TcpStream, thread::JoinHandle<io::Result<()>>)> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let client = TcpStream::connect(listener.local_addr()?)?;
-    let (mut conn, _) = listener.accept()?;
+    let (mut conn, _) = accept_own(&listener, &client)?;
     let timeout = Some(Duration::from_secs(10));
     client.set_read_timeout(timeout)?;
     conn.set_read_timeout(timeout)?;
@@ -104,6 +105,22 @@ fn connected() -> io::Result<(TcpStream, thread::JoinHandle<io::Result<()>>)> {
     Ok((client, server))
 }
 // ANCHOR_END: run
+
+/// Accepts connections until the one from `client`, our own, comes; any
+/// other (someone else on this machine, which can reach 127.0.0.1 too) is
+/// closed at once, as Listing 18-2 does. Ours by address and port.
+fn accept_own(
+    listener: &TcpListener,
+    client: &TcpStream,
+) -> io::Result<(TcpStream, SocketAddr)> {
+    let ours = client.local_addr()?;
+    loop {
+        let (conn, peer) = listener.accept()?;
+        if (peer.ip().to_canonical(), peer.port()) == (ours.ip(), ours.port()) {
+            return Ok((conn, peer));
+        }
+    }
+}
 
 /// Gives SIGPIPE back its default action: this is a filter, which ends
 /// quietly, like `cat`, when its output goes away.

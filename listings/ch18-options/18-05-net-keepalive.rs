@@ -22,7 +22,7 @@
 
 use std::error::Error;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{self, ExitCode};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -207,8 +207,24 @@ fn pong_slowly(mut peer: TcpStream) -> io::Result<()> {
 fn pair() -> io::Result<(TcpStream, TcpStream)> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let ours = TcpStream::connect(listener.local_addr()?)?;
-    let (peer, _) = listener.accept()?;
+    let (peer, _) = accept_own(&listener, &ours)?;
     Ok((ours, peer))
+}
+
+/// Accepts connections until the one from `client`, our own, comes; any
+/// other (someone else on this machine, which can reach 127.0.0.1 too) is
+/// closed at once, as Listing 18-2 does. Ours by address and port.
+fn accept_own(
+    listener: &TcpListener,
+    client: &TcpStream,
+) -> io::Result<(TcpStream, SocketAddr)> {
+    let ours = client.local_addr()?;
+    loop {
+        let (conn, peer) = listener.accept()?;
+        if (peer.ip().to_canonical(), peer.port()) == (ours.ip(), ours.port()) {
+            return Ok((conn, peer));
+        }
+    }
 }
 
 /// Gives SIGPIPE back its default action: this is a filter.

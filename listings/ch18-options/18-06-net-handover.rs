@@ -97,18 +97,32 @@ fn reuseport() -> Result<(), Box<dyn Error>> {
 /// on a loaded machine can be after the client's `connect` has returned
 /// and after the queue was seen empty. Such a client would never be
 /// accepted. `poll` waits for either a connection or a client's news.
+/// Only our own clients are answered, known by their addresses: anyone
+/// else on the port, a stranger that resets or says nothing, is closed
+/// and logged in one line, and the scene goes on.
 fn serve_every_client(
     new: &TcpListener,
     clients: &[TcpStream],
 ) -> io::Result<(usize, usize)> {
     new.set_nonblocking(true)?;
     let by = Instant::now() + REQUEST_TIME;
+    let ours = clients
+        .iter()
+        .map(TcpStream::local_addr)
+        .collect::<io::Result<Vec<SocketAddr>>>()?;
     let mut waiting: Vec<&TcpStream> = clients.iter().collect();
     let (mut answered, mut reset) = (0, 0);
     while !waiting.is_empty() {
         loop {
             match new.accept() {
-                Ok((conn, _)) => answer(&conn, "the new listener")?,
+                Ok((_, peer)) if !ours.contains(&peer) => {
+                    log_client(peer, "not one of ours; closed");
+                }
+                Ok((conn, peer)) => {
+                    if let Err(err) = answer(&conn, "the new listener") {
+                        log_client(peer, &why(&err));
+                    }
+                }
                 Err(err) if err.kind() == ErrorKind::WouldBlock => break,
                 // Out of descriptors (EMFILE): say so, not "no more queued".
                 Err(err) => return Err(err),
@@ -174,7 +188,7 @@ fn handover(chld: SigAction) -> Result<(), Box<dyn Error>> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let first = connect_one(addr)?;
-    let (serving, _) = listener.accept()?;
+    let (serving, _) = accept_own(&listener, &first)?;
     let clients = connect_all(addr)?;
     writeln!(
         io::stdout(),
@@ -288,17 +302,7 @@ fn new_process(count: usize) -> Result<(), Box<dyn Error>> {
         let (conn, peer) = listener.accept()?;
         match answer(&conn, "the new process") {
             Ok(()) => served += 1,
-            Err(err) => {
-                let why = match err.kind() {
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut => {
-                        "timed out".to_string()
-                    }
-                    _ => err.to_string(),
-                };
-                // One line, written whole (not `eprintln!`).
-                let line = format!("net-handover: a client ({peer}): {why}\n");
-                let _ = io::stderr().write_all(line.as_bytes());
-            }
+            Err(err) => log_client(peer, &why(&err)),
         }
     }
     writeln!(
@@ -322,6 +326,37 @@ fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
     client.write_all(b"hello\n")?;
     client.shutdown(Shutdown::Write)?;
     Ok(client)
+}
+
+/// Accepts connections until the one from `client`, our own, comes; any
+/// other (someone else on this machine, which can reach 127.0.0.1 too) is
+/// closed at once, as Listing 18-2 does. Ours by address and port.
+fn accept_own(
+    listener: &TcpListener,
+    client: &TcpStream,
+) -> io::Result<(TcpStream, SocketAddr)> {
+    let ours = client.local_addr()?;
+    loop {
+        let (conn, peer) = listener.accept()?;
+        if (peer.ip().to_canonical(), peer.port()) == (ours.ip(), ours.port()) {
+            return Ok((conn, peer));
+        }
+    }
+}
+
+/// Logs what became of the connection from `peer`, in one line written
+/// whole (not `eprintln!`, which panics if stderr cannot be written).
+fn log_client(peer: SocketAddr, what: &str) {
+    let line = format!("net-handover: a client ({peer}): {what}\n");
+    let _ = io::stderr().write_all(line.as_bytes());
+}
+
+/// Why a client's request failed: "timed out" for its deadline.
+fn why(err: &io::Error) -> String {
+    match err.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => "timed out".into(),
+        _ => err.to_string(),
+    }
 }
 
 /// The longest request a client may send.

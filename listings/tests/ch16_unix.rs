@@ -677,12 +677,11 @@ fn unix_server_makes_no_lock_file_for_a_path_that_names_no_socket() {
 
 #[test]
 fn nobody_can_take_the_name_of_the_private_directory_first() {
-    // Linux 6.18. The server runs as PID 1 of a new PID namespace, so its
-    // pid is known before it starts, as another user might predict it.
-    // Directories planted under the names a pid-based scheme would try,
-    // unix-server-1-0 to unix-server-1-99, once kept it from starting
-    // ("no free name for a private directory"); mkdtemp's random names
-    // cannot be taken first.
+    // Linux 6.18. The server runs twice as PID 1 of a new PID namespace,
+    // with the same TMPDIR: everything another user could predict is the
+    // same in both runs, the pid too. A name built from those would be
+    // the same twice, and could be made first; mkdtemp's random names
+    // differ (the same six characters twice: once in 62^6 runs).
     if !have("unshare") {
         return;
     }
@@ -693,21 +692,23 @@ fn nobody_can_take_the_name_of_the_private_directory_first() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    for n in 0..100 {
-        fs::create_dir(tmp.path().join(format!("unix-server-1-{n}"))).unwrap();
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        let mut command = std::process::Command::new("unshare");
+        command
+            .args(["--map-root-user", "--pid", "--fork", bin!("unix-server")])
+            .args(["--count", "0"])
+            .env("TMPDIR", tmp.path());
+        let out =
+            Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+        assert!(out.status.success(), "{}", out.stderr);
+        let shown = out.stdout[0].strip_prefix("Server listening on ").unwrap();
+        let dir = Path::new(shown).parent().unwrap().to_path_buf();
+        assert_eq!(dir.parent(), Some(tmp.path()));
+        assert!(!dir.exists(), "{} is still there", dir.display());
+        names.push(dir);
     }
-    let mut command = std::process::Command::new("unshare");
-    command
-        .args(["--map-root-user", "--pid", "--fork", bin!("unix-server")])
-        .args(["--count", "0"])
-        .env("TMPDIR", tmp.path());
-    let out =
-        Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
-    assert!(out.status.success(), "{}", out.stderr);
-    let shown = out.stdout[0].strip_prefix("Server listening on ").unwrap();
-    let dir = Path::new(shown).parent().unwrap();
-    assert_eq!(dir.parent(), Some(tmp.path()));
-    assert!(!dir.exists(), "{} is still there", dir.display());
+    assert_ne!(names[0], names[1], "the same name for the same pid");
 }
 
 /// Where the book's sessions put their files, as a reader types them. The
@@ -3073,4 +3074,80 @@ fn unix_server_leaves_room_in_its_default_limit_for_inherited_descriptors() {
     let waited = started.elapsed();
     assert!(waited < Duration::from_secs(5), "served after {waited:?}");
     drop((server, idle));
+}
+
+/// The path that the thread `tid` of `pid`, held on its way into
+/// `mkdir`, is about to make: the call's first argument, read from
+/// /proc/<pid>/task/<tid>/syscall, points at it in the process's memory.
+fn path_being_made(pid: nix::unistd::Pid) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::FileExt;
+    for task in fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let call = fs::read_to_string(task.path().join("syscall")).ok()?;
+        let mut fields = call.split(' ');
+        if fields.next() != Some(&nix::libc::SYS_mkdir.to_string()) {
+            continue;
+        }
+        let at = fields.next()?.strip_prefix("0x")?;
+        let at = u64::from_str_radix(at, 16).ok()?;
+        let mem = fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+        let mut bytes = [0; 256];
+        let n = mem.read_at(&mut bytes, at).ok()?;
+        let end = bytes[..n].iter().position(|&b| b == 0)?;
+        let path = std::ffi::OsStr::from_bytes(&bytes[..end]);
+        return Some(std::path::PathBuf::from(path));
+    }
+    None
+}
+
+#[test]
+fn a_directory_someone_else_made_under_the_servers_own_name_is_not_used() {
+    // Linux 6.18, glibc's mkdtemp, which calls mkdir. strace holds the
+    // server's first `mkdir` on its way in; the test reads the name it is
+    // about to make and makes that directory first, open to all and, as
+    // root, another user's: a stand-in for someone who guessed the name.
+    // The server must neither use it nor give up, but make another of its
+    // own, mode 0700. A copy of the listing that made a name from its pid
+    // (`create_dir` of unix-server.<pid>) ended here: "cannot make a
+    // directory ...: File exists".
+    if !have("strace") {
+        return;
+    }
+    let tmp = open_dir();
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-f", "-q", "-o", "/dev/null", "-e", "trace=mkdir"])
+        .args(["-e", "signal=none"])
+        .arg("--inject=mkdir:delay_enter=3000000:when=1")
+        .args(["--", bin!("unix-server"), "--count", "1"])
+        .env("TMPDIR", tmp.path());
+    let mut server = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let mut planted = None;
+    crate::support::wait_until("strace to hold the server's mkdir", || {
+        planted = crate::support::children_of(server.pid())
+            .first()
+            .and_then(|&pid| path_being_made(pid));
+        planted.is_some()
+    });
+    let planted = planted.unwrap();
+    assert_eq!(planted.parent(), Some(tmp.path()), "{}", planted.display());
+    fs::create_dir(&planted).unwrap();
+    fs::set_permissions(&planted, fs::Permissions::from_mode(0o777)).unwrap();
+    if root() {
+        std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).unwrap();
+    }
+    let shown = server.expect(r"Server listening on (.+)").remove(1);
+    let dir = Path::new(&shown).parent().unwrap().to_path_buf();
+    assert_eq!(dir.parent(), Some(tmp.path()));
+    assert_ne!(dir, planted, "the server took the planted directory");
+    let meta = fs::metadata(&dir).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o700, "{}", dir.display());
+    assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
+    assert_eq!(ask(&shown, "mine\n"), "server got: [mine]\n");
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    // The stranger's directory is as it was; the server's is gone.
+    assert!(fs::read_dir(&planted).unwrap().next().is_none());
+    assert_eq!(fs::metadata(&planted).unwrap().mode() & 0o7777, 0o777);
+    assert!(!dir.exists(), "{} is still there", dir.display());
 }

@@ -1616,3 +1616,195 @@ fn net_handover_gives_the_new_process_back_the_sigchld_it_found() {
         );
     }
 }
+
+/// The port of the TCP socket that `pid` listens on (as Chapter 3's tests
+/// find it): its descriptors name socket inodes, and the kernel's socket
+/// diagnostics name the inode and port of every listening socket.
+fn listening_port(pid: nix::unistd::Pid) -> Option<u16> {
+    let inodes: Vec<u64> = crate::support::fds_of(pid)
+        .into_iter()
+        .filter_map(|(_, target)| {
+            target
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    crate::support::tcp_listeners()
+        .into_iter()
+        .find(|(_, inode)| inodes.contains(inode))
+        .map(|(port, _)| port)
+}
+
+/// Starts `bin` with `args` under strace, which holds the `when`th call
+/// to `call` of the listing's own process (not its children) for three
+/// seconds on its way in, and returns the listing and its pid once it is
+/// held there: `number` is the call's number (`libc::SYS_accept4`).
+fn held_at(
+    bin: &str,
+    args: &[&str],
+    call: &str,
+    number: i64,
+    when: u32,
+) -> (Listing, nix::unistd::Pid) {
+    let inject = format!("--inject={call}:delay_enter=3000000:when={when}");
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-q", "-o", "/dev/null", "-e", &format!("trace={call}")])
+        .args(["-e", "signal=none", &inject, "--", bin])
+        .args(args);
+    let traced = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let mut pid = None;
+    crate::support::wait_until("strace to hold the listing", || {
+        pid = crate::support::children_of(traced.pid())
+            .first()
+            .copied()
+            .filter(|&child| {
+                crate::support::threads_blocked_in(child, number) == 1
+            });
+        pid.is_some()
+    });
+    (traced, pid.unwrap())
+}
+
+#[test]
+fn net_handover_scene_1_closes_a_strangers_connection_and_goes_on() {
+    // Linux 6.18. strace holds the first `accept` of scene 1, when the old
+    // listener has closed and the new one is the port's only listener;
+    // two strangers connect then, one that says nothing and one that
+    // resets. The first version answered whatever it accepted, and ended
+    // the whole program, before scene 2, on the reset (or, had the silent
+    // one come first, on its ten seconds of silence).
+    if !have("strace") {
+        return;
+    }
+    let (handover, pid) = held_at(
+        bin!("net-handover"),
+        &[],
+        "accept4",
+        nix::libc::SYS_accept4,
+        1,
+    );
+    let port = listening_port(pid).expect("scene 1's new listener");
+    let addr = format!("127.0.0.1:{port}");
+    let mut silent = std::net::TcpStream::connect(&addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    crate::support::reset_in_the_accept_queue(&addr);
+    let out = handover.finish();
+    assert!(out.status.success(), "{:?} {}", out.stdout, out.stderr);
+    let (answered, reset) = answered_and_reset(&out.stdout[1]);
+    assert_eq!(answered + reset, 20, "{:?}", out.stdout);
+    assert_eq!(
+        out.stdout.last().map(String::as_str),
+        Some("   of 20 clients: 20 answered by the new process, 0 lost")
+    );
+    // The silent one was closed, not answered.
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut silent, &mut rest).unwrap();
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stderr);
+    for line in lines {
+        assert!(
+            line.starts_with("net-handover: a client (127.0.0.1:")
+                && line.ends_with("): not one of ours; closed"),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
+/// Holds `bin`'s first `connect` on its way in, when its listener is
+/// bound, and has a stranger connect to that port first. Returns the
+/// listing and the stranger's connection.
+fn stranger_first(bin: &str, args: &[&str]) -> (Listing, std::net::TcpStream) {
+    let (listing, pid) =
+        held_at(bin, args, "connect", nix::libc::SYS_connect, 1);
+    let port = listening_port(pid).expect("the listing's listener");
+    let stranger = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    (listing, stranger)
+}
+
+/// Whether the stranger's connection was closed without a byte.
+fn closed_unanswered(mut stranger: std::net::TcpStream) -> bool {
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut stranger, &mut rest).is_ok_and(|n| n == 0)
+}
+
+#[test]
+fn net_nagle_takes_its_own_connection_not_a_strangers_that_came_first() {
+    // Linux 6.18. strace holds the client's `connect`; a stranger
+    // connects to the listener first. The first version accepted the
+    // stranger as its server's end, and its own connection, left in the
+    // queue, was reset when the listener closed (exit 1, ECONNRESET).
+    if !have("strace") {
+        return;
+    }
+    let (nagle, stranger) =
+        stranger_first(bin!("net-nagle"), &["--rounds", "2"]);
+    let out = nagle.finish();
+    assert!(out.status.success(), "{:?} {}", out.stdout, out.stderr);
+    assert_eq!(out.stdout.len(), 3, "{:?}", out.stdout);
+    assert!(closed_unanswered(stranger));
+}
+
+#[test]
+fn net_keepalive_takes_its_own_connection_not_a_strangers_that_came_first() {
+    // Linux 6.18. As above, for scene 1's pair: the first version took the
+    // stranger as the peer, and its own connection, left in the queue,
+    // was reset when the listener closed: "read: Connection reset by
+    // peer" at once, where the book shows a read still waiting.
+    if !have("strace") {
+        return;
+    }
+    let (mut keepalive, stranger) = stranger_first(bin!("net-keepalive"), &[]);
+    assert_eq!(
+        keepalive.next_line(),
+        "1. A peer that is gone; no keepalive"
+    );
+    let read = keepalive.next_line();
+    assert!(read.starts_with("   read: still waiting after "), "{read}");
+    drop(keepalive);
+    assert!(closed_unanswered(stranger));
+}
+
+#[test]
+fn net_handover_scene_2_serves_its_own_first_client_not_a_stranger() {
+    // Linux 6.18. strace holds scene 2's first `connect`, the 21st of the
+    // program (scene 1 makes 20), once its listener is bound; a stranger
+    // connects first and says nothing. The first version took the
+    // stranger for the client the old process serves, waited ten
+    // seconds for its request, and ended with an error (exit 1).
+    if !have("strace") {
+        return;
+    }
+    let (handover, pid) = held_at(
+        bin!("net-handover"),
+        &[],
+        "connect",
+        nix::libc::SYS_connect,
+        21,
+    );
+    let port = listening_port(pid).expect("scene 2's listener");
+    let stranger = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let out = handover.finish();
+    assert!(out.status.success(), "{:?} {}", out.stdout, out.stderr);
+    assert_eq!(
+        out.stdout[4],
+        "   old: finished its client, served by the old process"
+    );
+    assert_eq!(
+        out.stdout.last().map(String::as_str),
+        Some("   of 20 clients: 20 answered by the new process, 0 lost")
+    );
+    assert!(closed_unanswered(stranger));
+}
