@@ -2398,3 +2398,53 @@ fn spawn_grandchild_group_kills_the_group_of_a_child_killed_by_a_real_time_signa
     );
     wait_until("the group's sleep to end", || job.pids().is_empty());
 }
+
+/// Chapter 12's rule for Listings 23-2 and 23-3 too: their `keep_zombies`
+/// set SIGCHLD's default for their own waits, and started with SIGCHLD
+/// ignored, they used to start `cat` and `sh` with the default. A
+/// stand-in for each, first on PATH, records its /proc status, then execs
+/// the real one; `--group` ends the shell's `sleep` at once.
+#[test]
+fn spawn_deadlock_and_grandchild_give_their_child_back_the_sigchld_it_found() {
+    let programs = [
+        (
+            bin!("spawn-deadlock"),
+            "cat",
+            &["thread", "--bytes", "10"][..],
+        ),
+        (bin!("spawn-grandchild"), "sh", &["--group"][..]),
+    ];
+    for (listing, child, args) in programs {
+        for ignored in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            if crate::support::status_recorder(dir.path(), child).is_none() {
+                return;
+            }
+            let recorded = dir.path().join("status");
+            let mut command = with_sigchld_ignored(listing, args);
+            if !ignored {
+                command = Command::new(listing);
+                command.args(args);
+            }
+            let path = std::env::var("PATH").unwrap_or_default();
+            command
+                .env("PATH", format!("{}:{path}", dir.path().display()))
+                .env("STATUS_FILE", &recorded);
+            let out =
+                finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+            let what =
+                format!("{child}, started with SIGCHLD ignored: {ignored}");
+            assert!(out.status.success(), "{what}: {}", out.stderr);
+            let status = std::fs::read_to_string(&recorded).expect(&what);
+            assert_eq!(
+                crate::support::signal_in_status(
+                    &status,
+                    "SigIgn:",
+                    Signal::SIGCHLD
+                ),
+                ignored,
+                "{what}"
+            );
+        }
+    }
+}
