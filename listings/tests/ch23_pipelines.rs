@@ -2448,3 +2448,40 @@ fn spawn_deadlock_and_grandchild_give_their_child_back_the_sigchld_it_found() {
         }
     }
 }
+
+/// A SIGINT or SIGQUIT the listing found ignored (a script's `&` job,
+/// `nohup`) is the user's choice, which Chapter 12 keeps for the program
+/// too: a stage that dies of it (here one that gives it its default
+/// action and sends it to itself) is reported, and the listing exits with
+/// 128 + n, as a shell would report the stage. Found at its default, the
+/// listing ends by the signal, as before. It used to set the ignored
+/// signal to its default and die of it.
+#[test]
+fn spawn_pipeline_does_not_die_of_a_signal_it_found_ignored() {
+    for (signal, name) in [(Signal::SIGINT, "INT"), (Signal::SIGQUIT, "QUIT")] {
+        let stage = [
+            &format!("--default-signal={name}"),
+            "sh",
+            "-c",
+            &format!("ulimit -c 0; kill -{name} $$"),
+        ];
+        for ignored in [false, true] {
+            let mut command = Command::new("env");
+            if ignored {
+                command.arg(format!("--ignore-signal={name}"));
+            }
+            command.arg(bin!("spawn-pipeline")).arg("env").args(stage);
+            let out =
+                finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+            if !ignored {
+                assert_eq!(out.status.signal(), Some(signal as i32), "{name}");
+                continue;
+            }
+            assert_exited_with(&out, 128 + signal as i32);
+            assert_eq!(
+                out.stderr,
+                format!("spawn-pipeline: env: killed by {signal}\n")
+            );
+        }
+    }
+}
