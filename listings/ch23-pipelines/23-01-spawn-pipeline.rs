@@ -185,7 +185,8 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     if signal == 0 {
         // Ctrl-C at the terminal went to the stages, which had our job's
         // terminal, and not to our group. Whoever sent it, a stage that
-        // died of SIGINT or SIGQUIT ends us too; and if we have the
+        // died of SIGINT or SIGQUIT ends us too, unless we found that
+        // signal ignored; and if we have the
         // terminal back, our whole group, as the key would have: a shell
         // script that ran us stops only if its shell gets the signal.
         signal = interrupted(&statuses);
@@ -613,14 +614,17 @@ fn watch(
 }
 
 /// The signal a stage died of, if it is one a terminal sends: SIGINT for
-/// Ctrl-C, SIGQUIT for `Ctrl-\`. 0 otherwise.
+/// Ctrl-C, SIGQUIT for `Ctrl-\`. 0 otherwise, and 0 for one that we found
+/// ignored (a script's `&` job, `nohup`): the user chose not to be ended
+/// by it, so the stage is reported as any other that failed.
 fn interrupted(statuses: &[ExitStatus]) -> i32 {
-    let by_terminal = [Signal::SIGINT as i32, Signal::SIGQUIT as i32];
+    let by_terminal = [Signal::SIGINT, Signal::SIGQUIT];
     statuses
         .iter()
         .filter_map(|status| status.signal())
-        .find(|signal| by_terminal.contains(signal))
-        .unwrap_or(0)
+        .filter_map(|signal| Signal::try_from(signal).ok())
+        .find(|&signal| by_terminal.contains(&signal) && !is_ignored(signal))
+        .map_or(0, |signal| signal as i32)
 }
 
 /// Reports every stage that failed, and returns the status of the last

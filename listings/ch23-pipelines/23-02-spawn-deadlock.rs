@@ -17,13 +17,16 @@
 use std::error::Error;
 use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
 use std::process::{self, Child, ChildStdin, Command, ExitCode, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigHandler, Signal};
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction,
+};
 
 const USAGE: &str = "usage: spawn-deadlock [write-first|thread|output] \
                      [--bytes N] [--wait SECS]";
@@ -57,10 +60,11 @@ fn run() -> Result<(), Box<dyn Error>> {
     let (way, bytes, wait) =
         parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Before any child starts: each must stay a zombie until reaped.
-    keep_zombies()?;
+    let chld = keep_own_zombies()?;
     let mut out = io::stdout();
     let mut command = Command::new("cat");
     command.stdin(Stdio::piped()).stdout(Stdio::piped());
+    sigchld_as_found(&mut command, chld);
     if way == Way::Output {
         // Read by `wait_with_output`, together with stdout. The other ways
         // read stdout only: a stderr piped there and never read would fill,
@@ -275,14 +279,29 @@ fn parse_args() -> Result<(Way, usize, Duration), lexopt::Error> {
     Ok((way, bytes, Duration::from_secs(wait)))
 }
 
-/// Gives SIGCHLD its default action back. A parent that left it ignored
-/// passed that on through `exec` (Chapter 24), and then the kernel reaps
-/// our children itself: every wait fails with ECHILD, and a child's pid,
-/// or its group's id, may go to a stranger as soon as the child exits,
-/// while we may still signal it.
-fn keep_zombies() -> nix::Result<()> {
+/// Gives SIGCHLD its default action back, and returns the action found.
+/// A parent that left it ignored passed that on through `exec` (Chapter
+/// 24), and then the kernel reaps our children itself: every wait fails
+/// with ECHILD, and a child's pid, or its group's id, may go to a stranger
+/// as soon as the child exits, while we may still signal it.
+fn keep_own_zombies() -> nix::Result<SigAction> {
+    let default =
+        SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: the default action runs no code of ours.
-    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
-    Ok(())
+    unsafe { sigaction(Signal::SIGCHLD, &default) }
+}
+
+/// Gives the child that `command` starts SIGCHLD's action as we `found`
+/// it, ignored perhaps: `keep_own_zombies` changed it for our own
+/// waits, not for the programs we start (Chapter 12).
+fn sigchld_as_found(command: &mut Command, found: SigAction) {
+    // SAFETY: between fork and exec the child makes one system call,
+    // sigaction, and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            sigaction(Signal::SIGCHLD, &found)?;
+            Ok(())
+        })
+    };
 }
 // ANCHOR_END: whole

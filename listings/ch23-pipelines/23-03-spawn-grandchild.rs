@@ -29,7 +29,10 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::libc;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigHandler, SigSet, Signal, kill, killpg, signal};
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, Signal, kill, killpg, sigaction,
+    signal,
+};
 use nix::sys::wait::WaitPidFlag;
 use nix::unistd::{Pid, pipe, pipe2};
 
@@ -65,7 +68,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Before any child starts: each must stay a zombie until reaped.
-    keep_zombies()?;
+    let chld = keep_own_zombies()?;
     let (read_end, write_end) = if args.cloexec {
         pipe2(OFlag::O_CLOEXEC)?
     } else {
@@ -78,6 +81,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     };
     let mut command = Command::new("sh");
     command.args(["-c", script]).stdout(write_end);
+    sigchld_as_found(&mut command, chld);
     if args.group {
         command.process_group(0);
     }
@@ -197,15 +201,31 @@ fn reap_raw(child: Pid) -> nix::Result<ExitStatus> {
     Errno::result(done)?;
     Ok(ExitStatus::from_raw(status))
 }
-/// Gives SIGCHLD its default action back. A parent that left it ignored
-/// passed that on through `exec` (Chapter 24), and then the kernel reaps
-/// our children itself: every wait fails with ECHILD, and a child's pid,
-/// or its group's id, may go to a stranger as soon as the child exits,
-/// while we may still signal it.
-fn keep_zombies() -> nix::Result<()> {
+
+/// Gives SIGCHLD its default action back, and returns the action found.
+/// A parent that left it ignored passed that on through `exec` (Chapter
+/// 24), and then the kernel reaps our children itself: every wait fails
+/// with ECHILD, and a child's pid, or its group's id, may go to a stranger
+/// as soon as the child exits, while we may still signal it.
+fn keep_own_zombies() -> nix::Result<SigAction> {
+    let default =
+        SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: the default action runs no code of ours.
-    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
-    Ok(())
+    unsafe { sigaction(Signal::SIGCHLD, &default) }
+}
+
+/// Gives the child that `command` starts SIGCHLD's action as we `found`
+/// it, ignored perhaps: `keep_own_zombies` changed it for our own
+/// waits, not for the programs we start (Chapter 12).
+fn sigchld_as_found(command: &mut Command, found: SigAction) {
+    // SAFETY: between fork and exec the child makes one system call,
+    // sigaction, and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            sigaction(Signal::SIGCHLD, &found)?;
+            Ok(())
+        })
+    };
 }
 
 /// Reads one line, however many reads it takes, if it comes within

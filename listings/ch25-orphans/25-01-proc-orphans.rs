@@ -25,7 +25,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{self, Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::mpsc::channel;
+use std::sync::mpsc::{RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
@@ -138,7 +138,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     let group = pids[0];
     let unreaped = Arc::new(Mutex::new(pids));
     let writer = Arc::new(Mutex::new(writer));
-    // On a signal: stop the children, and remember the signal.
+    // On a signal: stop the children, remember the signal, and tell the
+    // timer, if any, that the children are stopped already.
     let (stopped, is_stopped) = channel();
     let got = Arc::new(AtomicI32::new(0));
     // The thread gets `signals` only once it runs: a refused thread's
@@ -167,9 +168,28 @@ fn run() -> Result<(), Box<dyn Error>> {
         });
         passer.map_err(|err| format!("cannot start a thread: {err}").into())
     });
+    // For `pipe`, a timer: the `cat`s work until we close the lifeline,
+    // after SECS, unless a signal has made the signal thread close it
+    // first. We wait for the children meanwhile, as in the other ways.
+    let started = started.and_then(|_| {
+        if way != Way::Pipe {
+            return Ok(());
+        }
+        let (writer, unreaped) = (Arc::clone(&writer), Arc::clone(&unreaped));
+        let timer = thread::Builder::new().spawn(move || {
+            let waited = is_stopped.recv_timeout(Duration::from_secs(secs));
+            if waited == Err(RecvTimeoutError::Timeout) {
+                stop(way, &unreaped, group, &writer);
+            }
+        });
+        timer
+            .map(drop)
+            .map_err(|err| format!("cannot start a thread: {err}").into())
+    });
     if let Err(err) = started {
-        // Nobody reads our output, or no thread would watch for signals
-        // (`ulimit -u` counts threads): stop what we started, then leave.
+        // Nobody reads our output, or no thread would watch for signals,
+        // or close the lifeline in time (`ulimit -u` counts threads): stop
+        // what we started, then leave.
         // No thread listens for signals: give them their default action
         // back first, or signal-hook's handler would swallow them while we
         // wait. One that came before is the handler's: end by it.
@@ -186,12 +206,6 @@ fn run() -> Result<(), Box<dyn Error>> {
     }
     // It waits for them: the send cannot fail.
     let _ = hand_over.send(signals);
-    if way == Way::Pipe {
-        // The `cat`s work until we close the lifeline: after SECS, or
-        // sooner, on a signal.
-        let _ = is_stopped.recv_timeout(Duration::from_secs(secs));
-        stop(way, &unreaped, group, &writer);
-    }
     // Reap them all first, then report: a report that fails must not
     // leave a child unreaped.
     let mut statuses = Vec::new();

@@ -2398,3 +2398,90 @@ fn spawn_grandchild_group_kills_the_group_of_a_child_killed_by_a_real_time_signa
     );
     wait_until("the group's sleep to end", || job.pids().is_empty());
 }
+
+/// Chapter 12's rule for Listings 23-2 and 23-3 too: their `keep_zombies`
+/// set SIGCHLD's default for their own waits, and started with SIGCHLD
+/// ignored, they used to start `cat` and `sh` with the default. A
+/// stand-in for each, first on PATH, records its /proc status, then execs
+/// the real one; `--group` ends the shell's `sleep` at once.
+#[test]
+fn spawn_deadlock_and_grandchild_give_their_child_back_the_sigchld_it_found() {
+    let programs = [
+        (
+            bin!("spawn-deadlock"),
+            "cat",
+            &["thread", "--bytes", "10"][..],
+        ),
+        (bin!("spawn-grandchild"), "sh", &["--group"][..]),
+    ];
+    for (listing, child, args) in programs {
+        for ignored in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            if crate::support::status_recorder(dir.path(), child).is_none() {
+                return;
+            }
+            let recorded = dir.path().join("status");
+            let mut command = with_sigchld_ignored(listing, args);
+            if !ignored {
+                command = Command::new(listing);
+                command.args(args);
+            }
+            let path = std::env::var("PATH").unwrap_or_default();
+            command
+                .env("PATH", format!("{}:{path}", dir.path().display()))
+                .env("STATUS_FILE", &recorded);
+            let out =
+                finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+            let what =
+                format!("{child}, started with SIGCHLD ignored: {ignored}");
+            assert!(out.status.success(), "{what}: {}", out.stderr);
+            let status = std::fs::read_to_string(&recorded).expect(&what);
+            assert_eq!(
+                crate::support::signal_in_status(
+                    &status,
+                    "SigIgn:",
+                    Signal::SIGCHLD
+                ),
+                ignored,
+                "{what}"
+            );
+        }
+    }
+}
+
+/// A SIGINT or SIGQUIT the listing found ignored (a script's `&` job,
+/// `nohup`) is the user's choice, which Chapter 12 keeps for the program
+/// too: a stage that dies of it (here one that gives it its default
+/// action and sends it to itself) is reported, and the listing exits with
+/// 128 + n, as a shell would report the stage. Found at its default, the
+/// listing ends by the signal, as before. It used to set the ignored
+/// signal to its default and die of it.
+#[test]
+fn spawn_pipeline_does_not_die_of_a_signal_it_found_ignored() {
+    for (signal, name) in [(Signal::SIGINT, "INT"), (Signal::SIGQUIT, "QUIT")] {
+        let stage = [
+            &format!("--default-signal={name}"),
+            "sh",
+            "-c",
+            &format!("ulimit -c 0; kill -{name} $$"),
+        ];
+        for ignored in [false, true] {
+            let mut command = Command::new("env");
+            if ignored {
+                command.arg(format!("--ignore-signal={name}"));
+            }
+            command.arg(bin!("spawn-pipeline")).arg("env").args(stage);
+            let out =
+                finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+            if !ignored {
+                assert_eq!(out.status.signal(), Some(signal as i32), "{name}");
+                continue;
+            }
+            assert_exited_with(&out, 128 + signal as i32);
+            assert_eq!(
+                out.stderr,
+                format!("spawn-pipeline: env: killed by {signal}\n")
+            );
+        }
+    }
+}

@@ -1434,3 +1434,53 @@ fn orphan_hangup_names_no_kernel_when_a_member_gave_up_before_the_orphaning() {
         out.stdout
     );
 }
+
+/// In the `pipe` way too, the parent waits for its children, not for the
+/// clock: `cat`s killed by someone else are reaped and reported at once,
+/// and the parent ends, long before `--for` runs out. It used to sleep out
+/// `--for` before its first wait, the dead `cat`s zombies all that time.
+#[test]
+fn proc_orphans_pipe_reaps_and_reports_children_that_die_before_for_ends() {
+    let (mut orphans, children) = start(&["pipe", "--for", "3600"]);
+    for &child in &children {
+        kill(child, Signal::SIGKILL).unwrap();
+    }
+    // Each line within PATIENCE, a bound far below `--for`.
+    let mut reported: Vec<String> =
+        children.iter().map(|_| orphans.next_line()).collect();
+    reported.sort();
+    let mut expected: Vec<String> = children
+        .iter()
+        .map(|child| format!("cat {child} was killed by SIGKILL"))
+        .collect();
+    expected.sort();
+    assert_eq!(reported, expected);
+    let out = finish_clean(orphans);
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+}
+
+/// The `pipe` way's timer is a thread too, which the system may refuse
+/// once the signal thread runs: the parent closes the lifeline, reaps the
+/// `cat`s and says why in one line, as when the signal thread is refused.
+/// The main thread, two `cat`s and the signal thread fill the limit.
+#[test]
+fn proc_orphans_pipe_stops_its_children_when_its_timer_is_refused() {
+    let mut command = Command::new(bin!("proc-orphans"));
+    command.args(["pipe", "--children", "2", "--for", "3600"]);
+    let Some((mut command, _dir)) = with_thread_limit(&command, 4) else {
+        return;
+    };
+    let (orphans, children, _) =
+        read_children(Listing::spawn(&mut command, Stdio::piped()));
+    let out = finish_clean(orphans);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert_exited_with(&out, 1);
+    assert_eq!(
+        out.stderr,
+        "proc-orphans: cannot start a thread: Resource temporarily \
+         unavailable (os error 11)\n"
+    );
+    for &child in &children {
+        assert!(is_dead(child), "{child} lives");
+    }
+}
