@@ -130,6 +130,23 @@ impl PosixTimer {
         // SAFETY: valid pointers; the kernel writes the new timer's id.
         cvt(unsafe {
             libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut id)
+        })
+        .map_err(|err| {
+            // EAGAIN: every timer holds a slot for its signal in the
+            // user's queue of pending signals, and none is left.
+            let why = match err.raw_os_error() {
+                Some(libc::EAGAIN) => {
+                    "; no slot left for its signal \
+                    under RLIMIT_SIGPENDING (ulimit -i)"
+                }
+                _ => "",
+            };
+            let name = match signal - libc::SIGRTMIN() {
+                0 => "SIGRTMIN".to_string(),
+                n => format!("SIGRTMIN+{n}"),
+            };
+            let what = format!("timer_create for a timer on {name}");
+            io::Error::new(err.kind(), format!("{what}: {err}{why}"))
         })?;
         let timer = PosixTimer(id);
         timer.set(first, every)?;
