@@ -2232,3 +2232,54 @@ fn daemons_refuse_an_idle_limit_of_zero() {
         );
     }
 }
+
+/// A daemon's start error is the line a supervisor collects from every
+/// process that shares its stderr, so it goes out in one `write`, as the
+/// log's lines do: `writeln!` on the unbuffered stderr once wrote the
+/// name, the message and the newline each on its own, and a second
+/// daemon failing at the same moment could land between them. The three
+/// daemons share this `main`; a bad option and a missing configuration
+/// each end `run` with an error.
+#[test]
+fn daemons_write_their_start_error_with_one_write() {
+    if !can_trace() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = dir.path().join("writes");
+    let mut failures = Vec::new();
+    for (name, bin) in [
+        ("sig-daemon", bin!("sig-daemon")),
+        ("sig-notify", bin!("sig-notify")),
+        ("async-daemon", bin!("async-daemon")),
+    ] {
+        for args in [&["--no-such-option"][..], &["--config", "/nonexistent"]] {
+            let mut command = std::process::Command::new("strace");
+            command
+                .args(["-f", "-q", "-s", "4096", "-e", "trace=write"])
+                .args(["-e", "signal=none", "-o"])
+                .arg(&log)
+                .arg("--")
+                .arg(bin)
+                .args(args);
+            let out = Listing::spawn(&mut command, std::process::Stdio::null())
+                .finish();
+            let traced = fs::read_to_string(&log).expect("strace's log");
+            let writes: Vec<&str> = traced
+                .lines()
+                .filter_map(|line| line.split_once("write(2, ").map(|(_, w)| w))
+                .collect();
+            let whole = writes.len() == 1
+                && writes[0].starts_with(&format!("\"{name}: "))
+                && writes[0].contains("\\n\", ")
+                && writes[0].matches("\\n").count() == 1;
+            if out.status.code() != Some(1) || !whole {
+                failures.push(format!(
+                    "{name} {args:?}: {:?}, {writes:#?}",
+                    out.status
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
