@@ -6,7 +6,7 @@
 
 use regex::Regex;
 
-use crate::support::{read, workspace_root};
+use crate::support::{files_with_extension, read, workspace_root};
 
 /// One number drawn in a figure, and the output it comes from: each
 /// pattern has one group, which captures the number.
@@ -106,5 +106,50 @@ fn figures_quote_the_outputs_they_draw() {
             }
         }
     }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// A figure that names a type or an enum variant of the code it draws, in
+/// its picture or in the text a screen reader reads (`CancellationToken`,
+/// nix's `StillAlive`), names one that a listing of its chapter uses: when
+/// a listing moves to other calls, the figure must follow, as the prose
+/// does. Such a name is a word in CamelCase, with a capital inside it; the
+/// chapter is the figure's prefix, `ch09-` for the listings of
+/// `listings/ch09-*`.
+#[test]
+fn figures_name_only_identifiers_their_chapters_listings_use() {
+    let root = workspace_root();
+    let camel = Regex::new(r"\b[A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*\b")
+        .expect("a valid pattern");
+    let mut named = 0;
+    let mut problems = Vec::new();
+    for figure in files_with_extension(&root.join("src/figures"), "svg") {
+        let name = figure.file_name().unwrap().to_string_lossy().into_owned();
+        let Some((chapter, _)) = name.split_once('-') else {
+            continue;
+        };
+        let listings: String = std::fs::read_dir(root.join("listings"))
+            .expect("the listings directory")
+            .map(|entry| entry.expect("a listings entry").path())
+            .filter(|dir| {
+                dir.file_name()
+                    .is_some_and(|d| d.to_string_lossy().starts_with(chapter))
+            })
+            .flat_map(|dir| files_with_extension(&dir, "rs"))
+            .map(|file| read(&file))
+            .collect();
+        let text = read(&figure);
+        for word in camel.find_iter(&text).map(|m| m.as_str()) {
+            named += 1;
+            if !listings.contains(word) {
+                problems.push(format!(
+                    "src/figures/{name} names {word}, which no listing of \
+                     listings/{chapter}-* uses"
+                ));
+            }
+        }
+    }
+    assert!(named >= 2, "only {named} identifiers named in figures");
+    problems.dedup();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

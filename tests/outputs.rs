@@ -467,3 +467,63 @@ fn a_program_continued_from_another_terminal_still_ends() {
     assert!(paragraphs >= 1, "no paragraph continues a program");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// A session that starts a listing as the first process of a new PID
+/// namespace (`unshare --pid`) shows the pids the listing's children get
+/// there, and runs the built binary, `target/debug/NAME`, as a reader does
+/// after `cargo build -p listings`: under `cargo run`, Cargo is the
+/// namespace's first process, and its threads and the commands it starts
+/// take the next pids before it hands over to the listing, so the reader's
+/// children would get higher numbers than the session shows (pid 5 where
+/// it shows 2, with Cargo 1.95). Prose that has the reader type such a
+/// command follows the same rule.
+#[test]
+fn a_session_in_a_new_pid_namespace_runs_the_built_binary() {
+    let in_new_pid_namespace = |command: &str| {
+        command.contains("unshare ") && command.contains("--pid")
+    };
+    let mut problems = Vec::new();
+    let mut sessions = 0;
+    let listings = workspace_root().join("listings");
+    for out in files_with_extension(&listings, "out") {
+        for command in read(&out).lines().filter_map(|l| l.strip_prefix("$ ")) {
+            if !in_new_pid_namespace(command) {
+                continue;
+            }
+            sessions += 1;
+            if command.contains("cargo run")
+                || !command.contains("target/debug/")
+            {
+                problems.push(format!("{}: $ {command}", from_root(&out)));
+            }
+        }
+    }
+    for (file, text) in markdown_sources() {
+        for paragraph in text.split("\n\n") {
+            let joined =
+                paragraph.split_whitespace().collect::<Vec<_>>().join(" ");
+            let runs_cargo_there =
+                joined.split('`').skip(1).step_by(2).any(|code| {
+                    in_new_pid_namespace(code) && code.contains("cargo run")
+                });
+            if runs_cargo_there {
+                let first = paragraph.trim().lines().next().unwrap_or("");
+                problems.push(format!(
+                    "{}: the paragraph that begins `{first}` runs `cargo run` \
+                     in a new PID namespace",
+                    from_root(&file)
+                ));
+            }
+        }
+    }
+    assert!(
+        sessions >= 3,
+        "only {sessions} sessions in a new PID namespace"
+    );
+    assert!(
+        problems.is_empty(),
+        "run target/debug/NAME, not cargo run, as the first process of a \
+         new PID namespace:\n{}",
+        problems.join("\n")
+    );
+}

@@ -680,3 +680,37 @@ fn commands_running_other_than_one_are_caught() {
     assert!(problems[0].starts_with("f:1: `ch05_handlers::wrong` runs 2"));
     assert!(problems[1].starts_with("f:3: `ch05_handlers::right` runs 0"));
 }
+
+/// The kernel drops a signal sent to the init of a PID namespace whose
+/// action is the default, but not all of them: `SIGKILL` and `SIGSTOP`
+/// from an ancestor namespace still act (that is how `docker kill` ends a
+/// container), and so does the signal of the init's own fault (Chapter
+/// 12's aside). A sentence that says an init ignores or is shielded from
+/// every signal names those that still reach it, `SIGKILL` at least, so
+/// that a summary cannot drop what the body says.
+#[test]
+fn a_sentence_that_shields_pid_1_from_every_signal_names_sigkill() {
+    static SHIELDED: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"(?i)\b(ignores|drops|shielded|immune)\b.{0,60}\bevery signal\b",
+        )
+        .unwrap()
+    });
+    let mut problems = Vec::new();
+    for (path, text) in markdown_sources() {
+        for block in text.split("\n\n") {
+            let block = block.split_whitespace().collect::<Vec<_>>().join(" ");
+            for sentence in block.split(". ") {
+                let about_init =
+                    sentence.contains("PID 1") || sentence.contains("an init");
+                if about_init
+                    && SHIELDED.is_match(sentence)
+                    && !sentence.contains("SIGKILL")
+                {
+                    problems.push(format!("{}: {sentence}", from_root(&path)));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

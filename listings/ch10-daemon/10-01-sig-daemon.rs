@@ -87,8 +87,10 @@ fn main() -> ExitCode {
             die_of(signal)
         }
         Err(err) => {
-            // Not `eprintln!`, which panics if stderr is a closed pipe.
-            let _ = writeln!(io::stderr(), "sig-daemon: {err}");
+            // Not `eprintln!`, which panics if stderr is a closed pipe;
+            // and one write, so that no other writer splits the line.
+            let line = format!("sig-daemon: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }

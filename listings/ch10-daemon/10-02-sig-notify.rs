@@ -69,7 +69,10 @@ fn main() -> ExitCode {
     match ran {
         Ok(code) => code,
         Err(err) => {
-            let _ = writeln!(io::stderr(), "sig-notify: {err}");
+            // Not `eprintln!`, which panics if stderr is a closed pipe;
+            // and one write, so that no other writer splits the line.
+            let line = format!("sig-notify: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }

@@ -1044,7 +1044,7 @@ fn sig_pidfd_names_one_process_even_once_its_pid_is_reused() {
     );
     let command = format!(
         "unshare --map-root-user --pid --fork {}",
-        cargo_run("sig-pidfd", &[])
+        crate::support::built("sig-pidfd", &[])
     );
     assert_session_matches_book(
         "ch09-children/09-07-sig-pidfd.out",

@@ -491,8 +491,8 @@ impl Manager {
     fn next(&self) -> String {
         let mut buf = [0u8; 4096];
         let n = loop {
-            // This test process catches SIGCHLD (wait-timeout's handler),
-            // and a socket call with a timeout is never restarted.
+            // No handler runs in this test process (the harness checks), but
+            // one would end a read with a timeout, which is never restarted.
             match self.socket.recv(&mut buf) {
                 Err(err) if err.kind() == ErrorKind::Interrupted => continue,
                 other => break other.expect("a notification"),
@@ -2231,4 +2231,89 @@ fn daemons_refuse_an_idle_limit_of_zero() {
             "--idle-secs must be at least 1",
         );
     }
+}
+
+/// A daemon's start error is the line a supervisor collects from every
+/// process that shares its stderr, so it goes out in one `write`, as the
+/// log's lines do: `writeln!` on the unbuffered stderr once wrote the
+/// name, the message and the newline each on its own, and a second
+/// daemon failing at the same moment could land between them. The three
+/// daemons share this `main`; a bad option and a missing configuration
+/// each end `run` with an error.
+#[test]
+fn daemons_write_their_start_error_with_one_write() {
+    if !can_trace() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = dir.path().join("writes");
+    let mut failures = Vec::new();
+    for (name, bin) in [
+        ("sig-daemon", bin!("sig-daemon")),
+        ("sig-notify", bin!("sig-notify")),
+        ("async-daemon", bin!("async-daemon")),
+    ] {
+        for args in [&["--no-such-option"][..], &["--config", "/nonexistent"]] {
+            let mut command = std::process::Command::new("strace");
+            command
+                .args(["-f", "-q", "-s", "4096", "-e", "trace=write"])
+                .args(["-e", "signal=none", "-o"])
+                .arg(&log)
+                .arg("--")
+                .arg(bin)
+                .args(args);
+            let out = Listing::spawn(&mut command, std::process::Stdio::null())
+                .finish();
+            let traced = fs::read_to_string(&log).expect("strace's log");
+            let writes: Vec<&str> = traced
+                .lines()
+                .filter_map(|line| line.split_once("write(2, ").map(|(_, w)| w))
+                .collect();
+            let whole = writes.len() == 1
+                && writes[0].starts_with(&format!("\"{name}: "))
+                && writes[0].contains("\\n\", ")
+                && writes[0].matches("\\n").count() == 1;
+            if out.status.code() != Some(1) || !whole {
+                failures.push(format!(
+                    "{name} {args:?}: {:?}, {writes:#?}",
+                    out.status
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The test process catches no signal: the harness checks before it starts
+/// each listing, and wait-timeout, whose `SIGCHLD` handler once interrupted
+/// the tests' reads with a timeout, runs only in a child process of its
+/// own. A comment that explains a retry on EINTR by a handler in this
+/// process tells the reader of the tests the opposite of their rule.
+#[test]
+fn no_test_comment_blames_a_handler_in_the_test_process() {
+    let stale = regex::Regex::new(
+        r"wait-timeout's (handler|SIGCHLD)|installed\s+(//\s*)?by\s+(//\s*)?wait-timeout|test process catch(es) SIGCHLD",
+    )
+    .unwrap();
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut files = [tests.clone(), tests.join("support")]
+        .into_iter()
+        .flat_map(|dir| fs::read_dir(dir).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "rs"))
+        .collect::<Vec<_>>();
+    files.sort();
+    let mut problems = Vec::new();
+    for file in files {
+        let text = fs::read_to_string(&file).unwrap();
+        for found in stale.find_iter(&text) {
+            let line = text[..found.start()].lines().count();
+            problems.push(format!(
+                "{}:{line}: {}",
+                file.display(),
+                found.as_str()
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

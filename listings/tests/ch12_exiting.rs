@@ -522,7 +522,7 @@ fn sig_init_forwards_sigterm_and_exits_with_the_childs_status() {
     assert_eq!(out.status.code(), Some(143), "{}", out.stderr);
     let command = format!(
         "unshare --map-root-user --pid --fork {}",
-        cargo_run("sig-init", &["--forward"])
+        crate::support::built("sig-init", &["--forward"])
     );
     assert_session_matches_book(
         "ch12-exiting/12-04-sig-init.out",

@@ -1161,8 +1161,8 @@ fn a_pidfd_becomes_readable_when_its_process_exits() {
     // Not yet: the process runs.
     assert_eq!(poll(&mut fds, PollTimeout::ZERO).unwrap(), 0);
     // Readable within a deadline once it exits; then `wait` reaps it.
-    // (Other tests' children make SIGCHLD come, whose handler, installed
-    // by wait-timeout, interrupts poll, which is never restarted.)
+    // (No handler runs in this test process, as the harness checks; one
+    // would interrupt poll, which is never restarted.)
     let ready = loop {
         match poll(&mut fds, PollTimeout::from(30_000u16)) {
             Err(nix::errno::Errno::EINTR) => continue,

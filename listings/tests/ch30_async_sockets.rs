@@ -290,7 +290,7 @@ fn stuck_client_sending(addr: &str, requests: &[u8]) -> std::net::TcpStream {
             match sock.write(&requests[at..]) {
                 Ok(n) => at = (at + n) % requests.len(),
                 Err(err) if err.kind() == ErrorKind::WouldBlock => break,
-                // A signal for this test process (wait-timeout's SIGCHLD).
+                // Only a handler would do this; the harness forbids one.
                 Err(err) if err.kind() == ErrorKind::Interrupted => break,
                 Err(err) => panic!("the stuck client's write: {err}"),
             }

@@ -83,8 +83,8 @@ pub fn ask(addr: &str, line: &str) -> std::io::Result<String> {
         match sock.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => reply.extend_from_slice(&buf[..n]),
-            // A SIGCHLD for this test process (wait-timeout's handler)
-            // ends a read that has a timeout: it is never restarted.
+            // No handler runs in this test process (the harness checks), but
+            // one would end a read with a timeout, which is never restarted.
             Err(err) if err.kind() == ErrorKind::Interrupted => continue,
             Err(err) if reply.is_empty() => return Err(err),
             Err(_) => break,

@@ -39,6 +39,18 @@ pub fn cargo_run(bin: &str, args: &[&str]) -> String {
     command
 }
 
+/// The command line a reader types to run `bin` with `args` once built
+/// (`cargo build -p listings`, from the top of a clone): for a session
+/// whose numbers `cargo run` would change, such as pids in a new PID
+/// namespace, where Cargo's own threads and commands take the first ones.
+pub fn built(bin: &str, args: &[&str]) -> String {
+    let mut command = format!("target/debug/{bin}");
+    for arg in args {
+        command = format!("{command} {arg}");
+    }
+    command
+}
+
 /// Like [`assert_matches_book`], for a session of several commands, each
 /// shown as `$ command` followed by what it printed. The commands are
 /// the ones the test really ran, as a reader would type them.
