@@ -8,7 +8,7 @@ use nix::unistd::Pid;
 
 use crate::support::{
     Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
-    bin_path, cargo_run, have, run, shell, state_of,
+    bin_path, cargo_run, forked_and_reaped, have, run, shell, state_of,
 };
 
 #[test]
@@ -1387,7 +1387,7 @@ fn sig_chld_flags_reaps_its_child_when_a_step_after_the_fork_fails() {
     }
     // Traced too: strace injects only into calls it traces.
     let inject = ["trace=clone,wait4,kill", "inject=kill:error=EPERM:when=1"];
-    let (out, forked, reaped) =
+    let (out, forked, reaped, _) =
         forked_and_reaped(bin!("sig-chld-flags"), &[], &inject, Stdio::piped());
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("sig-chld-flags: "), "{}", out.stderr);
@@ -1445,7 +1445,7 @@ fn sig_pidfd_reaps_its_child_when_pidfd_open_fails() {
         "trace=clone,wait4,pidfd_open",
         "inject=pidfd_open:error=EMFILE",
     ];
-    let (out, forked, reaped) =
+    let (out, forked, reaped, _) =
         forked_and_reaped(bin!("sig-pidfd"), &[], &inject, Stdio::piped());
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("sig-pidfd: "), "{}", out.stderr);
@@ -1532,51 +1532,6 @@ fn sig_jobs_job_refused_its_thread_says_so_in_one_line() {
     assert_eq!(status.code(), Some(1), "{status:?}: {:?}", term.shown);
 }
 
-/// Runs `bin` under `strace -f` with `inject` and stdout as given, and
-/// returns how it ended, the pids of the processes it started (`clone`,
-/// `clone3`: `Command` uses either) and those its own `wait4` reaped.
-fn forked_and_reaped(
-    bin: &str,
-    args: &[&str],
-    inject: &[&str],
-    stdout: Stdio,
-) -> (crate::support::Finished, Vec<String>, Vec<String>) {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let trace = dir.path().join("trace");
-    let trace_arg = trace.to_str().expect("a UTF-8 path");
-    let mut command = Command::new("strace");
-    command.args(["-f", "-q", "-o", trace_arg]);
-    command.args(["-e", "trace=clone,clone3,vfork,wait4,waitid"]);
-    for what in inject {
-        command.args(["-e", what]);
-    }
-    command.arg(bin).args(args);
-    let out = Listing::spawn(&mut command, stdout).finish();
-    let text = std::fs::read_to_string(&trace).expect("the trace");
-    // One call to a line, whether or not another process cut it in two.
-    let calls = crate::support::joined_calls(&text);
-    let line = regex::Regex::new(r"^(\d+) (clone3?|vfork|wait4)\(.* = (\d+)$")
-        .unwrap();
-    let parent = text.split_whitespace().next().unwrap_or_default();
-    let (mut forked, mut reaped) = (Vec::new(), Vec::new());
-    for caps in calls.iter().filter_map(|l| line.captures(l)) {
-        // A wait4 that reports a stop or a continue reaps nothing.
-        if caps[0].contains("WIFSTOPPED") || caps[0].contains("WIFCONTINUED") {
-            continue;
-        }
-        if &caps[1] == parent {
-            let pid = caps[3].to_string();
-            match &caps[2] {
-                "wait4" => reaped.push(pid),
-                _ => forked.push(pid),
-            }
-        }
-    }
-    forked.sort();
-    reaped.sort();
-    (out, forked, reaped)
-}
-
 /// Its output on a full disk, `sig-zombie` fails at its first line, with
 /// its child already exited: it must reap that zombie before it reports
 /// the error, not leave it to init.
@@ -1588,7 +1543,7 @@ fn sig_zombie_reaps_its_child_when_its_output_fails() {
     for args in [&[][..], &["--std"]] {
         let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
         let full = Stdio::from(full.expect("/dev/full"));
-        let (out, forked, reaped) =
+        let (out, forked, reaped, _) =
             forked_and_reaped(bin!("sig-zombie"), args, &[], full);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr);
         assert_eq!(
@@ -1611,7 +1566,7 @@ fn sig_reaper_reaps_what_it_started_when_its_output_fails() {
     for args in [&["--children", "2"][..], &["--children", "2", "--command"]] {
         let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
         let full = Stdio::from(full.expect("/dev/full"));
-        let (out, forked, reaped) =
+        let (out, forked, reaped, _) =
             forked_and_reaped(bin!("sig-reaper"), args, &[], full);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr);
         assert_eq!(
@@ -1645,7 +1600,7 @@ fn children_listings_reap_every_child_when_their_reader_has_gone() {
     for (bin, args, children) in runs {
         let (read, write) = nix::unistd::pipe().unwrap();
         drop(read);
-        let (out, forked, reaped) =
+        let (out, forked, reaped, _) =
             forked_and_reaped(bin, args, &[], Stdio::from(write));
         let what = format!("{bin} {args:?}");
         // strace ends as its tracee did.
@@ -1675,7 +1630,7 @@ fn sig_orphan_reaps_its_children_when_its_reader_goes_after_one_line() {
             let mut read = std::io::BufReader::new(std::fs::File::from(read));
             read.read_line(&mut line).map(|_| line)
         });
-        let (out, forked, reaped) = forked_and_reaped(
+        let (out, forked, reaped, _) = forked_and_reaped(
             bin!("sig-orphan"),
             args,
             &[],
@@ -1786,7 +1741,7 @@ fn sig_group_reaps_its_children_when_its_output_fails() {
     }
     let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
     let full = Stdio::from(full.expect("/dev/full"));
-    let (out, forked, reaped) =
+    let (out, forked, reaped, _) =
         forked_and_reaped(bin!("sig-group"), &[], &[], full);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("sig-group: "), "{}", out.stderr);
