@@ -8,7 +8,7 @@ use nix::unistd::Pid;
 
 use crate::support::{
     Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
-    bin_path, cargo_run, have, run, shell, state_of,
+    bin_path, cargo_run, forked_and_reaped, have, run, shell, state_of,
 };
 
 #[test]
@@ -350,46 +350,17 @@ fn sig_orphan_says_so_when_its_grandchild_is_gone_before_it_asks() {
     if !have("strace") {
         return;
     }
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let trace = dir.path().join("trace");
-    let trace_arg = trace.to_str().expect("a UTF-8 path");
-    let strace = [
-        "-f",
-        "-q",
-        "-o",
-        trace_arg,
-        "-e",
+    let killed = [
         "trace=clone,wait4,getppid",
-        "-e",
         "inject=getppid:signal=SIGKILL:when=1",
-        bin!("sig-orphan"),
-        "--subreaper",
     ];
-    let out = Listing::start("strace", &strace).finish();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{:?}: {}",
-        out.status,
-        out.stderr
-    );
+    // The middle child, and the grandchild the middle one forked.
+    let (out, forked, reaped, text) =
+        clones_and_reaps(bin!("sig-orphan"), &["--subreaper"], killed, true);
+    crate::support::assert_exited_with(&out, 1);
     let lines: Vec<&str> = out.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{}", out.stderr);
     assert!(lines[0].starts_with("sig-orphan: "), "{}", out.stderr);
-    let text = std::fs::read_to_string(&trace).expect("the trace");
-    let line = regex::Regex::new(r"^(\d+) .*(clone|wait4).* = (\d+)$").unwrap();
-    let parent = text.split_whitespace().next().unwrap_or_default();
-    let (mut forked, mut reaped) = (Vec::new(), Vec::new());
-    for caps in text.lines().filter_map(|l| line.captures(l)) {
-        let pid = caps[3].to_string();
-        match &caps[2] {
-            "clone" => forked.push(pid),
-            _ if &caps[1] == parent => reaped.push(pid),
-            _ => {}
-        }
-    }
-    forked.sort();
-    reaped.sort();
     assert_eq!(forked.len(), 2, "forked {forked:?}\n{text}");
     assert_eq!(reaped, forked, "reaped before it exited\n{text}");
 }
@@ -402,39 +373,15 @@ fn sig_orphan_reaps_the_grandchild_it_adopted_when_its_output_fails() {
     if !have("strace") {
         return;
     }
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let trace = dir.path().join("trace");
-    let trace_arg = trace.to_str().expect("a UTF-8 path");
-    let strace = [
-        "-f",
-        "-q",
-        "-o",
-        trace_arg,
-        "-e",
+    let refused = [
         "trace=clone,wait4,write",
-        "-e",
         "inject=write:error=ENOSPC:when=2",
-        bin!("sig-orphan"),
-        "--subreaper",
     ];
-    let out = Listing::start("strace", &strace).finish();
+    // The middle child, and the grandchild the middle one forked.
+    let (out, forked, reaped, text) =
+        clones_and_reaps(bin!("sig-orphan"), &["--subreaper"], refused, true);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("sig-orphan: "), "{}", out.stderr);
-    let text = std::fs::read_to_string(&trace).expect("the trace");
-    let line = regex::Regex::new(r"^(\d+) .*(clone|wait4).* = (\d+)$").unwrap();
-    let parent = text.split_whitespace().next().unwrap_or_default();
-    let (mut forked, mut reaped) = (Vec::new(), Vec::new());
-    for caps in text.lines().filter_map(|l| line.captures(l)) {
-        let pid = caps[3].to_string();
-        match &caps[2] {
-            // The middle child, and the grandchild the middle one forked.
-            "clone" => forked.push(pid),
-            _ if &caps[1] == parent => reaped.push(pid),
-            _ => {}
-        }
-    }
-    forked.sort();
-    reaped.sort();
     assert_eq!(forked.len(), 2, "forked {forked:?}\n{text}");
     assert_eq!(reaped, forked, "reaped before it exited\n{text}");
 }
@@ -644,6 +591,69 @@ impl Terminal {
         });
         self.master.write_all(keys).unwrap();
     }
+
+    /// How every run of `sig-jobs` begins: the shell starts the job in the
+    /// background, where its first read stops it (SIGTTIN), then gives it
+    /// the terminal and continues it. Returns the job's pid.
+    #[track_caller]
+    fn job_given_the_terminal(&mut self) -> Pid {
+        self.expect("Shell: starting a job in the background");
+        self.expect("Job: reading the terminal");
+        // A read from the background: SIGTTIN stops the job.
+        let job = self.expect(
+            r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
+        );
+        let job = Pid::from_raw(job[1].parse().unwrap());
+        self.expect("Shell: fg: the terminal is the job's; SIGCONT");
+        job
+    }
+
+    /// `job_given_the_terminal`, then Enter for the job's line: the job
+    /// turns the echo off and reads single keys. Returns the job's pid.
+    #[track_caller]
+    fn job_reading_keys(&mut self) -> Pid {
+        let job = self.job_given_the_terminal();
+        self.type_keys(b"\n");
+        self.expect(""); // The terminal echoes the Enter.
+        self.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+        job
+    }
+
+    /// After a `q`: the job puts the terminal back and exits 0, and the
+    /// shell reports it and exits 0 too.
+    #[track_caller]
+    fn job_ends_on_q(&mut self, job: Pid) {
+        self.expect("Job: q: terminal put back; exiting");
+        self.expect(&format!(
+            r"Shell: the job, pid {job}, continued, then exited with status 0"
+        ));
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status:?}");
+    }
+
+    /// Kills the job, which has turned the echo off, with `signal` (the
+    /// shell names it `named`): the shell reports it, puts back the modes
+    /// it found, and exits 0, the terminal echoing again.
+    #[track_caller]
+    fn job_killed_with_echo_off(&mut self, job: Pid, signal: i32, named: &str) {
+        // SAFETY: a plain kill(2) of a job its shell has not reaped.
+        assert_eq!(unsafe { nix::libc::kill(job.as_raw(), signal) }, 0);
+        self.expect(&format!(
+            r"Shell: the job, pid {job}, continued, then was killed by {named}"
+        ));
+        self.expect("Shell: the terminal's modes put back");
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status:?}");
+        assert!(self.echoes(), "the shell left the terminal without echo");
+    }
+
+    /// Whether the terminal echoes what is typed (ECHO, a local flag).
+    fn echoes(&self) -> bool {
+        nix::sys::termios::tcgetattr(&self.master)
+            .unwrap()
+            .local_flags
+            .contains(nix::sys::termios::LocalFlags::ECHO)
+    }
 }
 
 impl Drop for Terminal {
@@ -674,17 +684,7 @@ impl Drop for Terminal {
 #[test]
 fn sig_jobs_stops_and_continues_a_job_in_a_terminal() {
     let mut term = Terminal::start(bin!("sig-jobs"));
-    term.expect("Shell: starting a job in the background");
-    term.expect("Job: reading the terminal");
-    // A read from the background: SIGTTIN stops the job.
-    let job = term.expect(
-        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
-    );
-    let job = Pid::from_raw(job[1].parse().unwrap());
-    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
-    term.type_keys(b"\n");
-    term.expect(""); // The terminal echoes the Enter.
-    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    let job = term.job_reading_keys();
     // The job's group is the terminal's foreground group: Ctrl-Z is for it.
     assert_eq!(nix::unistd::tcgetpgrp(&term.master).ok(), Some(job));
     term.type_keys(b"\x1a"); // Ctrl-Z: SIGTSTP to the foreground group.
@@ -695,12 +695,7 @@ fn sig_jobs_stops_and_continues_a_job_in_a_terminal() {
     term.expect("Shell: fg: the terminal is the job's; SIGCONT");
     term.expect("Job: SIGCONT: echo is off again; q ends me");
     term.type_keys(b"xq"); // Not echoed; q ends the job.
-    term.expect("Job: q: terminal put back; exiting");
-    term.expect(&format!(
-        r"Shell: the job, pid {job}, continued, then exited with status 0"
-    ));
-    let status = term.child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
+    term.job_ends_on_q(job);
     let shown = std::mem::take(&mut term.shown);
     assert_session_matches_book(
         "ch09-children/09-06-sig-jobs.out",
@@ -720,16 +715,7 @@ fn sig_jobs_job_waits_for_a_key_whatever_min_and_time_it_found() {
     let mut command = std::process::Command::new("sh");
     command.args(["-c", &script]);
     let mut term = Terminal::start_command(command);
-    term.expect("Shell: starting a job in the background");
-    term.expect("Job: reading the terminal");
-    let job = term.expect(
-        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
-    );
-    let job = job[1].clone();
-    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
-    term.type_keys(b"\n");
-    term.expect("");
-    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    let job = term.job_reading_keys();
     // Ctrl-Z, typed at once: a job that had ended would say `q` first.
     term.master.write_all(b"\x1a").unwrap();
     term.expect("Job: SIGTSTP: terminal put back; stopping");
@@ -739,41 +725,21 @@ fn sig_jobs_job_waits_for_a_key_whatever_min_and_time_it_found() {
     term.expect("Shell: fg: the terminal is the job's; SIGCONT");
     term.expect("Job: SIGCONT: echo is off again; q ends me");
     term.type_keys(b"q");
-    term.expect("Job: q: terminal put back; exiting");
-    term.expect(&format!(
-        r"Shell: the job, pid {job}, continued, then exited with status 0"
-    ));
-    let status = term.child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
+    term.job_ends_on_q(job);
 }
 
 #[test]
 fn sig_jobs_job_puts_the_terminal_back_before_ctrl_c_ends_it() {
     let mut term = Terminal::start(bin!("sig-jobs"));
-    term.expect("Shell: starting a job in the background");
-    term.expect("Job: reading the terminal");
-    let job = term.expect(
-        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
-    );
-    let job = Pid::from_raw(job[1].parse().unwrap());
-    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
-    term.type_keys(b"\n");
-    term.expect("");
-    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
-    let echo = |term: &Terminal| {
-        nix::sys::termios::tcgetattr(&term.master)
-            .unwrap()
-            .local_flags
-            .contains(nix::sys::termios::LocalFlags::ECHO)
-    };
-    assert!(!echo(&term), "the job turned the echo off");
+    let job = term.job_reading_keys();
+    assert!(!term.echoes(), "the job turned the echo off");
     term.type_keys(b"\x03"); // Ctrl-C: SIGINT to the foreground group.
     term.expect("Job: SIGINT: terminal put back; ending");
     term.expect(&format!(
         r"Shell: the job, pid {job}, continued, then was killed by SIGINT"
     ));
     // Killed by the signal, as Ctrl-C should, and yet the terminal echoes.
-    assert!(echo(&term), "the job died with the echo off");
+    assert!(term.echoes(), "the job died with the echo off");
     let status = term.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     // The job put it back itself: the shell found nothing to put back.
@@ -787,31 +753,9 @@ fn sig_jobs_job_puts_the_terminal_back_before_ctrl_c_ends_it() {
 #[test]
 fn sig_jobs_shell_puts_the_terminal_back_when_a_signal_kills_its_job() {
     let mut term = Terminal::start(bin!("sig-jobs"));
-    term.expect("Shell: starting a job in the background");
-    term.expect("Job: reading the terminal");
-    let job = term.expect(
-        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
-    );
-    let job = Pid::from_raw(job[1].parse().unwrap());
-    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
-    term.type_keys(b"\n");
-    term.expect("");
-    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
-    let echo = |term: &Terminal| {
-        nix::sys::termios::tcgetattr(&term.master)
-            .unwrap()
-            .local_flags
-            .contains(nix::sys::termios::LocalFlags::ECHO)
-    };
-    assert!(!echo(&term), "the job turned the echo off");
-    nix::sys::signal::kill(job, nix::sys::signal::Signal::SIGKILL).unwrap();
-    term.expect(&format!(
-        r"Shell: the job, pid {job}, continued, then was killed by SIGKILL"
-    ));
-    term.expect("Shell: the terminal's modes put back");
-    let status = term.child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
-    assert!(echo(&term), "the shell left the terminal without echo");
+    let job = term.job_reading_keys();
+    assert!(!term.echoes(), "the job turned the echo off");
+    term.job_killed_with_echo_off(job, nix::libc::SIGKILL, "SIGKILL");
 }
 
 /// The shell puts back every mode a killed job changed, not only the local
@@ -822,13 +766,7 @@ fn sig_jobs_shell_puts_the_terminal_back_when_a_signal_kills_its_job() {
 fn sig_jobs_shell_puts_back_input_flags_a_killed_job_changed() {
     use nix::sys::termios::{InputFlags, SetArg, tcgetattr, tcsetattr};
     let mut term = Terminal::start(bin!("sig-jobs"));
-    term.expect("Shell: starting a job in the background");
-    term.expect("Job: reading the terminal");
-    let job = term.expect(
-        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
-    );
-    let job = Pid::from_raw(job[1].parse().unwrap());
-    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    let job = term.job_given_the_terminal();
     let ixon = |term: &Terminal| {
         tcgetattr(&term.master)
             .unwrap()
@@ -862,13 +800,7 @@ fn sig_jobs_job_in_an_orphaned_group_runs_on_after_ctrl_z() {
     let mut command = std::process::Command::new("sh");
     command.args(["-c", &script]);
     let mut term = Terminal::start_command(command);
-    term.expect("Shell: starting a job in the background");
-    term.expect("Job: reading the terminal");
-    let job = term.expect(
-        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
-    );
-    let job = Pid::from_raw(job[1].parse().unwrap());
-    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    let job = term.job_given_the_terminal();
     term.master.write_all(b"\n").unwrap();
     term.expect("");
     term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
@@ -911,23 +843,9 @@ fn sig_jobs_shell_reaps_its_job_when_started_with_sigchld_ignored() {
     let mut command = std::process::Command::new("env");
     command.arg("--ignore-signal=CHLD").arg(bin!("sig-jobs"));
     let mut term = Terminal::start_command(command);
-    term.expect("Shell: starting a job in the background");
-    term.expect("Job: reading the terminal");
-    let job = term.expect(
-        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
-    );
-    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
-    term.type_keys(b"\n");
-    term.expect("");
-    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    let job = term.job_reading_keys();
     term.type_keys(b"q");
-    term.expect("Job: q: terminal put back; exiting");
-    term.expect(&format!(
-        r"Shell: the job, pid {}, continued, then exited with status 0",
-        job[1]
-    ));
-    let status = term.child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
+    term.job_ends_on_q(job);
 }
 
 #[test]
@@ -937,16 +855,7 @@ fn sig_jobs_job_leaves_a_sigint_ignored_when_it_was_started_so() {
     let mut command = std::process::Command::new("env");
     command.arg("--ignore-signal=INT").arg(bin!("sig-jobs"));
     let mut term = Terminal::start_command(command);
-    term.expect("Shell: starting a job in the background");
-    term.expect("Job: reading the terminal");
-    let job = term.expect(
-        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
-    );
-    let job = Pid::from_raw(job[1].parse().unwrap());
-    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
-    term.type_keys(b"\n");
-    term.expect("");
-    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    let job = term.job_reading_keys();
     // Still ignored, not caught: the kernel discards a SIGINT at once.
     let status = std::fs::read_to_string(format!("/proc/{job}/status"))
         .expect("the job's status");
@@ -964,12 +873,7 @@ fn sig_jobs_job_leaves_a_sigint_ignored_when_it_was_started_so() {
         "SIGINT (ignored, caught)"
     );
     term.type_keys(b"\x03q"); // Ctrl-C, discarded; then q.
-    term.expect("Job: q: terminal put back; exiting");
-    term.expect(&format!(
-        r"Shell: the job, pid {job}, continued, then exited with status 0"
-    ));
-    let status = term.child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
+    term.job_ends_on_q(job);
 }
 
 /// The conventions' full-disk and blocked-SIGPIPE checks start `sig-jobs`
@@ -1163,6 +1067,15 @@ fn sig_pidfd_ends_its_child_even_if_sigterm_was_ignored_or_blocked() {
     }
 }
 
+/// Runs `strace -f -qq -o /dev/null` with `args`, its options and then
+/// the command: what the command printed, and how it ended (strace ends
+/// as its tracee did); the trace itself is thrown away.
+fn run_traced_quietly(args: &[&str]) -> crate::support::Finished {
+    let mut strace = vec!["-f", "-qq", "-o", "/dev/null"];
+    strace.extend(args);
+    run("strace", &strace)
+}
+
 #[test]
 fn sig_pidfd_polls_again_when_poll_fails_with_eintr() {
     // Nothing in Listing 9-7 installs a handler, so strace makes its
@@ -1171,18 +1084,13 @@ fn sig_pidfd_polls_again_when_poll_fails_with_eintr() {
     if !have("strace") {
         return;
     }
-    let args = [
-        "-f",
-        "-qq",
-        "-o",
-        "/dev/null",
+    let out = run_traced_quietly(&[
         "-e",
         "trace=poll,ppoll",
         "-e",
         "inject=poll,ppoll:error=EINTR:when=2..3",
         bin!("sig-pidfd"),
-    ];
-    let out = run("strace", &args);
+    ]);
     assert!(out.status.success(), "{}", out.stderr);
     assert!(
         out.stdout
@@ -1216,13 +1124,7 @@ fn sig_reaper_refused_its_thread_survives_the_sigchlds_that_follow() {
     command.args([bin_path("sig-reaper").to_str().unwrap(), "--children"]);
     command.arg("2");
     let out = Listing::spawn(&mut command, Stdio::null()).finish();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{:?}: {}",
-        out.status,
-        out.stderr
-    );
+    crate::support::assert_exited_with(&out, 1);
     assert!(
         out.stderr
             .starts_with("sig-reaper: cannot start a thread: "),
@@ -1280,20 +1182,11 @@ fn sig_jobs_job_takes_ctrl_c_even_when_started_with_sigint_blocked() {
     let mut command = std::process::Command::new("env");
     command.arg("--block-signal=INT").arg(bin!("sig-jobs"));
     let mut term = Terminal::start_command(command);
-    term.expect("Shell: starting a job in the background");
-    term.expect("Job: reading the terminal");
-    let job = term.expect(
-        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
-    );
-    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
-    term.type_keys(b"\n");
-    term.expect("");
-    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    let job = term.job_reading_keys();
     term.type_keys(b"\x03"); // Ctrl-C: SIGINT to the foreground group.
     term.expect("Job: SIGINT: terminal put back; ending");
     term.expect(&format!(
-        r"Shell: the job, pid {}, continued, then was killed by SIGINT",
-        job[1]
+        r"Shell: the job, pid {job}, continued, then was killed by SIGINT"
     ));
     let status = term.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
@@ -1321,23 +1214,9 @@ fn job_stops_on_sigttin_under(option: &str) {
     let mut command = std::process::Command::new("env");
     command.arg(option).arg(bin!("sig-jobs"));
     let mut term = Terminal::start_command(command);
-    term.expect("Shell: starting a job in the background");
-    term.expect("Job: reading the terminal");
-    let job = term.expect(
-        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
-    );
-    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
-    term.type_keys(b"\n");
-    term.expect("");
-    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    let job = term.job_reading_keys();
     term.type_keys(b"q");
-    term.expect("Job: q: terminal put back; exiting");
-    term.expect(&format!(
-        r"Shell: the job, pid {}, continued, then exited with status 0",
-        job[1]
-    ));
-    let status = term.child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
+    term.job_ends_on_q(job);
 }
 
 /// The shell's `SIGCONT` refused (its first `kill`): the shell ends with
@@ -1362,20 +1241,13 @@ fn sig_jobs_shell_reaps_its_stopped_job_when_a_step_fails() {
         ])
         .arg(bin!("sig-jobs"));
     let mut term = Terminal::start_command(command);
-    term.expect("Shell: starting a job in the background");
-    term.expect("Job: reading the terminal");
-    let job = term.expect(
-        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
-    );
-    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    let job = term.job_given_the_terminal();
     term.expect("sig-jobs: EPERM: Operation not permitted");
     let status = term.child.wait().unwrap();
     assert_eq!(status.code(), Some(1), "{status:?}");
     let trace = std::fs::read_to_string(&trace).expect("the trace");
-    let reaped = format!(
-        "wait4({}, [{{WIFSIGNALED(s) && WTERMSIG(s) == SIGKILL}}]",
-        job[1]
-    );
+    let reaped =
+        format!("wait4({job}, [{{WIFSIGNALED(s) && WTERMSIG(s) == SIGKILL}}]");
     assert!(trace.contains(&reaped), "not reaped: {trace}");
 }
 
@@ -1399,12 +1271,7 @@ fn sig_jobs_shell_gives_the_terminal_back_when_a_step_fails() {
     let mut command = std::process::Command::new("sh");
     command.args(["-c", &script]);
     let mut term = Terminal::start_command(command);
-    term.expect("Shell: starting a job in the background");
-    term.expect("Job: reading the terminal");
-    term.expect(
-        r"Shell: the job, pid \d+, stopped by SIGTTIN; echo is on: true",
-    );
-    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
+    term.job_given_the_terminal();
     term.expect("sig-jobs: EPERM: Operation not permitted");
     let groups = term.expect(r"(\d+) (\d+)");
     assert_eq!(
@@ -1431,23 +1298,8 @@ fn sig_jobs_shell_puts_the_terminal_back_when_a_step_fails_after_a_sigstop() {
         .args(["-e", "inject=kill:error=EPERM:when=2"])
         .arg(bin!("sig-jobs"));
     let mut term = Terminal::start_command(command);
-    term.expect("Shell: starting a job in the background");
-    term.expect("Job: reading the terminal");
-    let job = term.expect(
-        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
-    );
-    let job = Pid::from_raw(job[1].parse().unwrap());
-    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
-    term.type_keys(b"\n");
-    term.expect("");
-    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
-    let echo = |term: &Terminal| {
-        nix::sys::termios::tcgetattr(&term.master)
-            .unwrap()
-            .local_flags
-            .contains(nix::sys::termios::LocalFlags::ECHO)
-    };
-    assert!(!echo(&term), "the job turned the echo off");
+    let job = term.job_reading_keys();
+    assert!(!term.echoes(), "the job turned the echo off");
     nix::sys::signal::kill(job, nix::sys::signal::Signal::SIGSTOP).unwrap();
     // Whether the shell's wait still sees the job's continuing (from the
     // fg) before its stop depends on when it runs: either line will do.
@@ -1459,30 +1311,26 @@ fn sig_jobs_shell_puts_the_terminal_back_when_a_step_fails_after_a_sigstop() {
     term.expect("sig-jobs: EPERM: Operation not permitted");
     let status = term.child.wait().unwrap();
     assert_eq!(status.code(), Some(1), "{status:?}");
-    assert!(echo(&term), "the job killed on the way left the echo off");
+    assert!(term.echoes(), "the job killed on the way left the echo off");
 }
 
-/// Runs `bin` under strace with its third `fork` refused, EAGAIN as
-/// `ulimit -u` would refuse it, and returns how it ended, the pids of the
-/// children it forked, and those its own `wait4` reaped before it exited.
-fn with_third_fork_refused(
+/// Runs `bin` under `strace -f`, tracing `calls` (`clone` and `wait4`
+/// among them) with `inject`, and returns how it ended, the pids that
+/// `clone` returned (in the listing itself, or with `any_process` in any
+/// process, a child that forks too), and those the listing's own `wait4`
+/// reaped before it exited, each sorted; and the trace.
+fn clones_and_reaps(
     bin: &str,
     args: &[&str],
-) -> (crate::support::Finished, Vec<String>, Vec<String>) {
+    [calls, inject]: [&str; 2],
+    any_process: bool,
+) -> (crate::support::Finished, Vec<String>, Vec<String>, String) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let trace = dir.path().join("trace");
     let trace_arg = trace.to_str().expect("a UTF-8 path");
-    let mut strace = vec![
-        "-f",
-        "-q",
-        "-o",
-        trace_arg,
-        "-e",
-        "trace=clone,wait4,exit_group",
-        "-e",
-        "inject=clone:error=EAGAIN:when=3",
-        bin,
-    ];
+    let mut strace =
+        vec!["-f", "-q", "-o", trace_arg, "-e", calls, "-e", inject];
+    strace.push(bin);
     strace.extend(args);
     let out = Listing::start("strace", &strace).finish();
     let text = std::fs::read_to_string(&trace).expect("the trace");
@@ -1490,15 +1338,16 @@ fn with_third_fork_refused(
     let parent = text.split_whitespace().next().unwrap_or_default();
     let (mut forked, mut reaped) = (Vec::new(), Vec::new());
     for caps in text.lines().filter_map(|l| line.captures(l)) {
-        if &caps[1] == parent {
-            let pid = caps[3].to_string();
-            match &caps[2] {
-                "clone" => forked.push(pid),
-                _ => reaped.push(pid),
-            }
+        let pid = caps[3].to_string();
+        match &caps[2] {
+            "clone" if any_process || &caps[1] == parent => forked.push(pid),
+            "wait4" if &caps[1] == parent => reaped.push(pid),
+            _ => {}
         }
     }
-    (out, forked, reaped)
+    forked.sort();
+    reaped.sort();
+    (out, forked, reaped, text)
 }
 
 #[test]
@@ -1512,12 +1361,15 @@ fn sig_reaper_and_sig_group_reap_what_they_forked_when_a_fork_is_refused() {
         (bin!("sig-reaper"), &["--children", "5", "--hold"][..]),
         (bin!("sig-group"), &[][..]),
     ] {
-        let (out, forked, mut reaped) = with_third_fork_refused(bin, args);
+        // Its third `fork` refused, EAGAIN as `ulimit -u` would refuse it.
+        let third_refused = [
+            "trace=clone,wait4,exit_group",
+            "inject=clone:error=EAGAIN:when=3",
+        ];
+        let (out, forked, reaped, _) =
+            clones_and_reaps(bin, args, third_refused, false);
         assert_eq!(out.status.code(), Some(1), "{bin}: {}", out.stderr);
         assert_eq!(forked.len(), 2, "{bin}: forked {forked:?}");
-        reaped.sort();
-        let mut forked = forked;
-        forked.sort();
         assert_eq!(reaped, forked, "{bin}: reaped before it exited");
         assert!(out.stderr.contains("cannot fork child"), "{}", out.stderr);
     }
@@ -1535,7 +1387,7 @@ fn sig_chld_flags_reaps_its_child_when_a_step_after_the_fork_fails() {
     }
     // Traced too: strace injects only into calls it traces.
     let inject = ["trace=clone,wait4,kill", "inject=kill:error=EPERM:when=1"];
-    let (out, forked, reaped) =
+    let (out, forked, reaped, _) =
         forked_and_reaped(bin!("sig-chld-flags"), &[], &inject, Stdio::piped());
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("sig-chld-flags: "), "{}", out.stderr);
@@ -1552,11 +1404,7 @@ fn sig_pidfd_checks_that_b_got_a_s_pid_before_it_says_so() {
     if !have("strace") || !have("unshare") {
         return;
     }
-    let args = [
-        "-f",
-        "-qq",
-        "-o",
-        "/dev/null",
+    let out = run_traced_quietly(&[
         "-e",
         "trace=write",
         "-P",
@@ -1568,8 +1416,7 @@ fn sig_pidfd_checks_that_b_got_a_s_pid_before_it_says_so() {
         "--pid",
         "--fork",
         bin!("sig-pidfd"),
-    ];
-    let out = run("strace", &args);
+    ]);
     if !out.status.success() && out.stderr.contains("unshare:") {
         assert!(std::env::var_os("CI").is_none(), "{}", out.stderr);
         eprintln!("skipped: no PID namespace here: {}", out.stderr);
@@ -1598,7 +1445,7 @@ fn sig_pidfd_reaps_its_child_when_pidfd_open_fails() {
         "trace=clone,wait4,pidfd_open",
         "inject=pidfd_open:error=EMFILE",
     ];
-    let (out, forked, reaped) =
+    let (out, forked, reaped, _) =
         forked_and_reaped(bin!("sig-pidfd"), &[], &inject, Stdio::piped());
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("sig-pidfd: "), "{}", out.stderr);
@@ -1616,27 +1463,12 @@ fn sig_pidfd_reaps_its_child_when_pidfd_open_fails() {
 /// however the two fall.
 #[test]
 fn sig_jobs_leaves_the_echo_on_when_ctrl_z_follows_q() {
-    let echo = |term: &Terminal| {
-        nix::sys::termios::tcgetattr(&term.master)
-            .unwrap()
-            .local_flags
-            .contains(nix::sys::termios::LocalFlags::ECHO)
-    };
     // Not anchored: a job that ends mid-line leaves its part before it.
     let end = regex::Regex::new(r"Shell: the job, pid \d+, .*exited").unwrap();
     let mut blind = Vec::new();
     for run in 0..120 {
         let mut term = Terminal::start(bin!("sig-jobs"));
-        term.expect("Shell: starting a job in the background");
-        term.expect("Job: reading the terminal");
-        let job = term.expect(
-            r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
-        );
-        let job = Pid::from_raw(job[1].parse().unwrap());
-        term.expect("Shell: fg: the terminal is the job's; SIGCONT");
-        term.type_keys(b"\n");
-        term.expect("");
-        term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+        let job = term.job_reading_keys();
         // Either order: the stop may come while the job reads, or while
         // it is on its way out.
         let stop = || {
@@ -1669,7 +1501,7 @@ fn sig_jobs_leaves_the_echo_on_when_ctrl_z_follows_q() {
         }
         let status = term.child.wait().unwrap();
         assert!(status.success(), "{status:?}: {:#?}", term.shown);
-        if !echo(&term) {
+        if !term.echoes() {
             blind.push(run);
         }
     }
@@ -1700,51 +1532,6 @@ fn sig_jobs_job_refused_its_thread_says_so_in_one_line() {
     assert_eq!(status.code(), Some(1), "{status:?}: {:?}", term.shown);
 }
 
-/// Runs `bin` under `strace -f` with `inject` and stdout as given, and
-/// returns how it ended, the pids of the processes it started (`clone`,
-/// `clone3`: `Command` uses either) and those its own `wait4` reaped.
-fn forked_and_reaped(
-    bin: &str,
-    args: &[&str],
-    inject: &[&str],
-    stdout: Stdio,
-) -> (crate::support::Finished, Vec<String>, Vec<String>) {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let trace = dir.path().join("trace");
-    let trace_arg = trace.to_str().expect("a UTF-8 path");
-    let mut command = Command::new("strace");
-    command.args(["-f", "-q", "-o", trace_arg]);
-    command.args(["-e", "trace=clone,clone3,vfork,wait4,waitid"]);
-    for what in inject {
-        command.args(["-e", what]);
-    }
-    command.arg(bin).args(args);
-    let out = Listing::spawn(&mut command, stdout).finish();
-    let text = std::fs::read_to_string(&trace).expect("the trace");
-    // One call to a line, whether or not another process cut it in two.
-    let calls = crate::support::joined_calls(&text);
-    let line = regex::Regex::new(r"^(\d+) (clone3?|vfork|wait4)\(.* = (\d+)$")
-        .unwrap();
-    let parent = text.split_whitespace().next().unwrap_or_default();
-    let (mut forked, mut reaped) = (Vec::new(), Vec::new());
-    for caps in calls.iter().filter_map(|l| line.captures(l)) {
-        // A wait4 that reports a stop or a continue reaps nothing.
-        if caps[0].contains("WIFSTOPPED") || caps[0].contains("WIFCONTINUED") {
-            continue;
-        }
-        if &caps[1] == parent {
-            let pid = caps[3].to_string();
-            match &caps[2] {
-                "wait4" => reaped.push(pid),
-                _ => forked.push(pid),
-            }
-        }
-    }
-    forked.sort();
-    reaped.sort();
-    (out, forked, reaped)
-}
-
 /// Its output on a full disk, `sig-zombie` fails at its first line, with
 /// its child already exited: it must reap that zombie before it reports
 /// the error, not leave it to init.
@@ -1756,7 +1543,7 @@ fn sig_zombie_reaps_its_child_when_its_output_fails() {
     for args in [&[][..], &["--std"]] {
         let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
         let full = Stdio::from(full.expect("/dev/full"));
-        let (out, forked, reaped) =
+        let (out, forked, reaped, _) =
             forked_and_reaped(bin!("sig-zombie"), args, &[], full);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr);
         assert_eq!(
@@ -1779,7 +1566,7 @@ fn sig_reaper_reaps_what_it_started_when_its_output_fails() {
     for args in [&["--children", "2"][..], &["--children", "2", "--command"]] {
         let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
         let full = Stdio::from(full.expect("/dev/full"));
-        let (out, forked, reaped) =
+        let (out, forked, reaped, _) =
             forked_and_reaped(bin!("sig-reaper"), args, &[], full);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr);
         assert_eq!(
@@ -1813,7 +1600,7 @@ fn children_listings_reap_every_child_when_their_reader_has_gone() {
     for (bin, args, children) in runs {
         let (read, write) = nix::unistd::pipe().unwrap();
         drop(read);
-        let (out, forked, reaped) =
+        let (out, forked, reaped, _) =
             forked_and_reaped(bin, args, &[], Stdio::from(write));
         let what = format!("{bin} {args:?}");
         // strace ends as its tracee did.
@@ -1843,7 +1630,7 @@ fn sig_orphan_reaps_its_children_when_its_reader_goes_after_one_line() {
             let mut read = std::io::BufReader::new(std::fs::File::from(read));
             read.read_line(&mut line).map(|_| line)
         });
-        let (out, forked, reaped) = forked_and_reaped(
+        let (out, forked, reaped, _) = forked_and_reaped(
             bin!("sig-orphan"),
             args,
             &[],
@@ -1954,7 +1741,7 @@ fn sig_group_reaps_its_children_when_its_output_fails() {
     }
     let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
     let full = Stdio::from(full.expect("/dev/full"));
-    let (out, forked, reaped) =
+    let (out, forked, reaped, _) =
         forked_and_reaped(bin!("sig-group"), &[], &[], full);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("sig-group: "), "{}", out.stderr);
@@ -2121,32 +1908,9 @@ fn sig_reaper_reaps_a_child_killed_by_a_real_time_signal() {
 #[test]
 fn sig_jobs_shell_reports_a_job_killed_by_a_real_time_signal() {
     let mut term = Terminal::start(bin!("sig-jobs"));
-    term.expect("Shell: starting a job in the background");
-    term.expect("Job: reading the terminal");
-    let job = term.expect(
-        r"Shell: the job, pid (\d+), stopped by SIGTTIN; echo is on: true",
-    );
-    let job = Pid::from_raw(job[1].parse().unwrap());
-    term.expect("Shell: fg: the terminal is the job's; SIGCONT");
-    term.type_keys(b"\n");
-    term.expect("");
-    term.expect("Job: echo is off; Ctrl-Z stops me, q ends me");
+    let job = term.job_reading_keys();
     let rtmin = nix::libc::SIGRTMIN();
-    // SAFETY: a plain kill(2) of a job its shell has not reaped.
-    assert_eq!(unsafe { nix::libc::kill(job.as_raw(), rtmin) }, 0);
-    term.expect(&format!(
-        r"Shell: the job, pid {job}, continued, then was killed by signal {rtmin}"
-    ));
-    term.expect("Shell: the terminal's modes put back");
-    let status = term.child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
-    assert!(
-        nix::sys::termios::tcgetattr(&term.master)
-            .unwrap()
-            .local_flags
-            .contains(nix::sys::termios::LocalFlags::ECHO),
-        "the shell left the terminal without echo"
-    );
+    term.job_killed_with_echo_off(job, rtmin, &format!("signal {rtmin}"));
 }
 
 /// Listing 9-5's guard once kept the pid of a child that nix 0.32's

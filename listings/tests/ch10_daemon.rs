@@ -18,8 +18,8 @@ use crate::daemon::{
 use crate::support::{
     Listing, PATIENCE, Trace, as_pid_1, assert_died_of, assert_exited_with,
     assert_rejects, assert_session_matches_book, blessing, can_trace,
-    cargo_run, default_port, have, open_fds, runnable_time, shell, signal_in,
-    state_of, unless_blessing, wait_until,
+    cargo_run, default_port, have, runnable_time, shell, signal_in, state_of,
+    wait_until,
 };
 
 fn start(args: &[&str]) -> Daemon {
@@ -97,25 +97,8 @@ fn sig_daemon_closes_a_trickled_request_at_its_idle_bound() {
 
 #[test]
 fn sig_daemon_drains_every_request_in_flight_and_refuses_new_clients() {
-    let mut daemon = start(&[]);
-    reconfigure(&mut daemon, "delay_ms = 3000\n");
-    let mut clients = Vec::new();
-    for i in 0..3 {
-        let mut client = Client::connect(daemon.addr);
-        client.send(&format!("client{i}"));
-        logged_request(&mut daemon, &format!("client{i}"));
-        clients.push(client);
-    }
-    // All three requests are being worked on: now SIGTERM.
-    let sent = Instant::now();
-    daemon.listing.signal(Signal::SIGTERM);
-    daemon.listing.expect(r"Got SIGTERM: no new connections; draining 3 connection\(s\), at most 8 s");
-    let refused = TcpStream::connect_timeout(&daemon.addr, PATIENCE);
-    assert_eq!(
-        refused.map_err(|e| e.kind()).err(),
-        Some(ErrorKind::ConnectionRefused),
-        "a new client after SIGTERM"
-    );
+    let (daemon, clients, sent) =
+        daemon::sigterm_with_three_requests_in_flight(bin!("sig-daemon"), "8");
     // Each client closes once it has read the end, as a client does: the
     // server waits for that close (up to 5 s), within the deadline.
     for (i, mut client) in clients.into_iter().enumerate() {
@@ -217,43 +200,10 @@ fn sig_daemon_flag_only_does_not_wake_a_blocked_accept() {
 
 #[test]
 fn sig_daemon_session_matches_the_book() {
-    if !have("nc") {
+    let Some((out, terminal2)) = daemon::book_session(bin!("sig-daemon"))
+    else {
         return;
-    }
-    // The book shows the default port, which only blessing binds.
-    let _port = default_port();
-    let mut daemon = start_exactly(&unless_blessing(&[], "127.0.0.1:0"));
-    let (pid, port, config) = (
-        daemon.listing.pid(),
-        daemon.addr.port(),
-        daemon.config.clone(),
-    );
-    let mut terminal2 = Vec::new();
-    let client = |daemon: &mut Daemon, line: &str, terminal2: &mut Vec<_>| {
-        let command = format!("printf '{line}\\n' | nc -N 127.0.0.1 {port}");
-        let reply = shell(&command);
-        terminal2.push((command, reply));
-        // The server logs the connection's end after the client has gone.
-        daemon.listing.expect(r"127\.0\.0\.1:\d+: connected");
-        daemon
-            .listing
-            .expect(&format!(r#"127\.0\.0\.1:\d+: request "{line}""#));
-        daemon.listing.expect(r"127\.0\.0\.1:\d+: closed");
     };
-    client(&mut daemon, "world", &mut terminal2);
-    let edit = format!("sed -i 's/hello/bonjour/' {}", config.display());
-    terminal2.push((edit.clone(), shell(&edit)));
-    let hup = format!("kill -HUP {pid}");
-    terminal2.push((hup.clone(), shell(&hup)));
-    daemon.listing.expect("Reloaded .*");
-    client(&mut daemon, "again", &mut terminal2);
-    let term = format!("kill -TERM {pid}");
-    terminal2.push((term.clone(), shell(&term)));
-    let out = daemon.finish();
-    assert_died_of(&out, Signal::SIGTERM);
-    assert_eq!(terminal2[0].1, ["hello, world"]);
-    assert_eq!(terminal2[3].1, ["bonjour, again"]);
-    assert!(!Path::new(&config).exists());
     let status = ["143".to_string()];
     assert_session_matches_book(
         "ch10-daemon/10-01-sig-daemon.out",
@@ -2107,55 +2057,16 @@ fn daemons_name_the_step_when_their_configuration_cannot_be_loaded() {
 #[test]
 fn sig_daemon_resets_the_clients_still_queued_when_it_cannot_accept_them() {
     const LIMIT: usize = 40;
-    let script = format!("ulimit -n {LIMIT} && exec \"$0\" \"$@\"");
-    let bin = bin!("sig-daemon");
-    let mut daemon =
-        daemon::start_exactly("bash", &["-c", &script, bin, "127.0.0.1:0"]);
-    let pid = daemon.listing.pid();
+    let mut daemon = daemon::start_with_fd_limit(bin!("sig-daemon"), LIMIT);
     let backing_off =
         "accept: Too many open files (os error 24); trying again, less often";
-    let mut said = 0;
-    // Idle clients, each accepted, until no descriptor is left.
-    let mut idle = Vec::new();
-    while open_fds(pid) < LIMIT {
-        idle.push(Client::connect(daemon.addr));
-        loop {
-            let line = daemon.listing.next_line();
-            if line == backing_off {
-                said += 1;
-                continue;
-            }
-            assert!(line.ends_with(": connected"), "{line}");
-            break;
-        }
-    }
-    if said == 0 {
-        assert_eq!(daemon.listing.next_line(), backing_off);
-    }
-    // One more, which waits in the queue with its request.
-    let mut queued = Client::connect(daemon.addr);
-    queued.send("lost");
-    daemon.listing.signal(Signal::SIGTERM);
-    let draining = format!(
-        r"Got SIGTERM: no new connections; draining {} connection\(s\), at most \d+ s",
-        idle.len()
-    );
-    let line = daemon.listing.next_line();
-    assert!(
-        regex::Regex::new(&draining).unwrap().is_match(&line),
-        "{line}"
-    );
-    // The queued client gets no reply: its connection was reset.
-    let mut rest = String::new();
-    let read = queued.reader.read_to_string(&mut rest);
-    assert_eq!(
-        read.map_err(|err| err.kind()),
-        Err(ErrorKind::ConnectionReset),
-        "{rest:?}"
-    );
-    drop(idle);
-    let out = daemon.finish();
-    assert_died_of(&out, Signal::SIGTERM);
+    let failing =
+        regex::Regex::new(&format!("^{}$", regex::escape(backing_off)))
+            .unwrap();
+    let (idle, _) =
+        daemon::fill_with_idle_clients(&mut daemon, LIMIT, &failing);
+    // Nothing said at the stop of the clients still queued.
+    let out = daemon::stop_resets_the_client_still_queued(daemon, idle, None);
     assert!(
         !out.stdout.iter().any(|line| line.contains("lost")),
         "{:#?}",

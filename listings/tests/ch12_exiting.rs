@@ -12,8 +12,8 @@ use nix::sys::signal::Signal;
 use crate::support::{
     Listing, Trace, assert_matches_book, assert_rejects,
     assert_session_matches_book, assert_session_matches_book_masking,
-    assert_trace_matches_book, bin_path, blessing, can_trace, cargo_run, have,
-    pending_signals, pid_namespaces, run, shell,
+    assert_trace_matches_book, bin_path, blessing, can_trace, cargo_run,
+    forked_and_reaped, have, pending_signals, pid_namespaces, run, shell,
     signal_after_iterator_closes_disk_full, start_with_pending, state_of,
     wait_until,
 };
@@ -465,6 +465,70 @@ fn init_started(
     (pid(&me[1]), pid(&child[1]))
 }
 
+/// `sig-init --forward` outside a namespace, begun: its first line, with
+/// its pid, which it returns, then its service's.
+#[track_caller]
+fn forwarder_started(init: &mut Listing) -> nix::unistd::Pid {
+    let me = init
+        .expect(r"Running as pid (\d+); on SIGTERM: forward it to the child");
+    init.expect(r"Child: running as pid \d+");
+    nix::unistd::Pid::from_raw(me[1].parse().unwrap())
+}
+
+/// The end of a `sig-init --forward` run, once it has been sent SIGTERM:
+/// it passes it on to its service, pid `service` (a pattern) as it sees
+/// it, which cleans up and dies of it, and the init exits 143.
+#[track_caller]
+fn assert_passes_sigterm_on_and_exits_143(mut init: Listing, service: &str) {
+    init.expect(&format!("Got SIGTERM: passing it on to pid {service}"));
+    init.expect("Child: got SIGTERM; cleaning up");
+    init.expect("Child was killed by SIGTERM; exiting with 143");
+    assert_eq!(init.finish().status.code(), Some(143));
+}
+
+/// `sig-init --forward` as the init of a new PID namespace, by the `exec`
+/// that ends `sh -c "{before} exec sig-init --forward"`: `before` starts
+/// a `sleep` that runs beside the service, the init's child or an orphan
+/// it adopted (`what` it is, for the message). The init's line, then the
+/// service's, whose number inside must match `inside` (a pattern).
+/// Returns the init, its pid, the service's pid, the service's number
+/// inside, and the sleep's pid.
+#[track_caller]
+fn init_beside_a_sleep(
+    before: &str,
+    inside: &str,
+    what: &str,
+) -> (
+    Listing,
+    nix::unistd::Pid,
+    nix::unistd::Pid,
+    String,
+    nix::unistd::Pid,
+) {
+    let script = format!("{before} exec {} --forward", bin!("sig-init"));
+    let args = ["--map-root-user", "--pid", "--fork", "sh", "-c", &script];
+    let mut init = Listing::start("unshare", &args);
+    let pid = |s: &str| nix::unistd::Pid::from_raw(s.parse().unwrap());
+    let me = init.expect(
+        r"Running as pid 1 \(pid (\d+) outside\); on SIGTERM: forward .*",
+    );
+    let me = pid(&me[1]);
+    let service = init.expect(&format!(
+        r"Child: running as pid ({inside}) \(pid (\d+) outside\)"
+    ));
+    let (number, service) = (service[1].clone(), pid(&service[2]));
+    let children = format!("/proc/{me}/task/{me}/children");
+    let listed =
+        std::fs::read_to_string(children).expect("the init's children");
+    let others: Vec<_> = listed
+        .split_whitespace()
+        .map(pid)
+        .filter(|&p| p != service)
+        .collect();
+    assert_eq!(others.len(), 1, "{what}: {listed:?}");
+    (init, me, service, number, others[0])
+}
+
 #[test]
 fn sig_init_as_pid_1_drops_sigterm_until_it_takes_it_itself() {
     let Some(mut init) = pid_namespace(&[]) else {
@@ -577,10 +641,7 @@ fn sig_init_as_pid_1_drops_a_sighup_and_its_service_never_hears_it() {
     assert_eq!(pending_signals(pid), Vec::<i32>::new(), "dropped");
     assert_eq!(state_of(child), Some('S'), "the service runs on");
     nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
-    init.expect("Got SIGTERM: passing it on to pid 2");
-    init.expect("Child: got SIGTERM; cleaning up");
-    init.expect("Child was killed by SIGTERM; exiting with 143");
-    assert_eq!(init.finish().status.code(), Some(143));
+    assert_passes_sigterm_on_and_exits_143(init, "2");
 }
 
 /// `--forward` passes the signal to the service it started, and to no
@@ -595,26 +656,11 @@ fn sig_init_passes_the_signal_to_its_service_alone_and_waits_for_no_other() {
     if !pid_namespaces() {
         return;
     }
-    let script = format!("sleep 1000 & exec {} --forward", bin!("sig-init"));
-    let args = ["--map-root-user", "--pid", "--fork", "sh", "-c", &script];
-    let mut init = Listing::start("unshare", &args);
-    let pid = |s: &str| nix::unistd::Pid::from_raw(s.parse().unwrap());
-    let me = init.expect(
-        r"Running as pid 1 \(pid (\d+) outside\); on SIGTERM: forward .*",
+    let (mut init, me, service, _, sleep) = init_beside_a_sleep(
+        "sleep 1000 &",
+        "3",
+        "the sleep beside the service",
     );
-    let me = pid(&me[1]);
-    let service = init.expect(r"Child: running as pid 3 \(pid (\d+) outside\)");
-    let service = pid(&service[1]);
-    let children = format!("/proc/{me}/task/{me}/children");
-    let listed =
-        std::fs::read_to_string(children).expect("the init's children");
-    let others: Vec<_> = listed
-        .split_whitespace()
-        .map(pid)
-        .filter(|&p| p != service)
-        .collect();
-    assert_eq!(others.len(), 1, "the sleep beside the service: {listed:?}");
-    let sleep = others[0];
     nix::sys::signal::kill(service, Signal::SIGSTOP).unwrap();
     wait_until("the service to stop", || state_of(service) == Some('T'));
     nix::sys::signal::kill(me, Signal::SIGTERM).unwrap();
@@ -648,34 +694,12 @@ fn sig_init_as_pid_1_reaps_an_orphan_it_adopted() {
     if !pid_namespaces() {
         return;
     }
-    let script = format!("(sleep 1000 &); exec {} --forward", bin!("sig-init"));
-    let args = ["--map-root-user", "--pid", "--fork", "sh", "-c", &script];
-    let mut init = Listing::start("unshare", &args);
-    let pid = |s: &str| nix::unistd::Pid::from_raw(s.parse().unwrap());
-    let me = init.expect(
-        r"Running as pid 1 \(pid (\d+) outside\); on SIGTERM: forward .*",
-    );
-    let me = pid(&me[1]);
-    let service =
-        init.expect(r"Child: running as pid (\d+) \(pid (\d+) outside\)");
-    let (inside, service) = (service[1].clone(), pid(&service[2]));
-    let children = format!("/proc/{me}/task/{me}/children");
-    let listed =
-        std::fs::read_to_string(children).expect("the init's children");
-    let orphans: Vec<_> = listed
-        .split_whitespace()
-        .map(pid)
-        .filter(|&p| p != service)
-        .collect();
-    assert_eq!(orphans.len(), 1, "the adopted sleep: {listed:?}");
-    let orphan = orphans[0];
+    let (init, me, _, inside, orphan) =
+        init_beside_a_sleep("(sleep 1000 &);", r"\d+", "the adopted sleep");
     nix::sys::signal::kill(orphan, Signal::SIGKILL).unwrap();
     wait_until("the init to reap the orphan", || state_of(orphan).is_none());
     nix::sys::signal::kill(me, Signal::SIGTERM).unwrap();
-    init.expect(&format!("Got SIGTERM: passing it on to pid {inside}"));
-    init.expect("Child: got SIGTERM; cleaning up");
-    init.expect("Child was killed by SIGTERM; exiting with 143");
-    assert_eq!(init.finish().status.code(), Some(143));
+    assert_passes_sigterm_on_and_exits_143(init, &inside);
 }
 
 /// A child that ended before the init took SIGCHLD in hand (here one
@@ -700,14 +724,10 @@ fn sig_init_reaps_a_zombie_it_inherits_through_exec() {
     let mut init = Listing::start("python3", &["-c", &script]);
     let zombie = init.expect(r"zombie (\d+)")[1].parse().unwrap();
     let zombie = nix::unistd::Pid::from_raw(zombie);
-    init.expect(r"Running as pid \d+; on SIGTERM: forward it to the child");
-    init.expect(r"Child: running as pid \d+");
+    forwarder_started(&mut init);
     wait_until("the init to reap the zombie", || state_of(zombie).is_none());
     init.signal(Signal::SIGTERM);
-    init.expect(r"Got SIGTERM: passing it on to pid \d+");
-    init.expect("Child: got SIGTERM; cleaning up");
-    init.expect("Child was killed by SIGTERM; exiting with 143");
-    assert_eq!(init.finish().status.code(), Some(143));
+    assert_passes_sigterm_on_and_exits_143(init, r"\d+");
 }
 
 #[test]
@@ -777,13 +797,9 @@ fn sig_init_forwards_and_exits_even_when_started_with_sigchld_ignored() {
     let mut command = Command::new("env");
     command.args(["--ignore-signal=CHLD", bin!("sig-init"), "--forward"]);
     let mut init = Listing::spawn(&mut command, Stdio::piped());
-    init.expect(r"Running as pid \d+; on SIGTERM: forward it to the child");
-    init.expect(r"Child: running as pid \d+");
+    forwarder_started(&mut init);
     init.signal(Signal::SIGTERM);
-    init.expect(r"Got SIGTERM: passing it on to pid \d+");
-    init.expect("Child: got SIGTERM; cleaning up");
-    init.expect("Child was killed by SIGTERM; exiting with 143");
-    assert_eq!(init.finish().status.code(), Some(143));
+    assert_passes_sigterm_on_and_exits_143(init, r"\d+");
 }
 
 #[test]
@@ -1410,43 +1426,18 @@ fn sig_inherit_ends_and_reaps_its_sleep_when_the_sigint_cannot_be_sent() {
     if !crate::support::have("strace") {
         return;
     }
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let trace = dir.path().join("trace");
-    let strace = [
-        "-f",
-        "-q",
-        "-o",
-        trace.to_str().expect("a UTF-8 path"),
-        "-e",
+    let refused = [
         "trace=clone,clone3,vfork,wait4,kill",
-        "-e",
         "inject=kill:error=EPERM:when=1",
-        bin!("sig-inherit"),
     ];
-    let out = Listing::start("strace", &strace).finish();
+    let (out, started, reaped, text) =
+        forked_and_reaped(bin!("sig-inherit"), &[], &refused, Stdio::piped());
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(
         out.stderr.starts_with("sig-inherit: EPERM"),
         "{}",
         out.stderr
     );
-    let text = std::fs::read_to_string(&trace).expect("the trace");
-    let line = regex::Regex::new(
-        r"^(\d+) .*(clone3|clone|vfork|wait4)[( ].* = ([1-9]\d*)$",
-    )
-    .unwrap();
-    let parent = text.split_whitespace().next().unwrap_or_default();
-    let (mut started, mut reaped) = (Vec::new(), Vec::new());
-    for caps in text.lines().filter_map(|l| line.captures(l)) {
-        if &caps[1] == parent {
-            match &caps[2] {
-                "wait4" => reaped.push(caps[3].to_string()),
-                _ => started.push(caps[3].to_string()),
-            }
-        }
-    }
-    started.sort();
-    reaped.sort();
     assert!(started.len() >= 7, "{text}");
     assert_eq!(reaped, started, "{text}");
 }
@@ -1504,13 +1495,9 @@ fn sig_init_forwards_even_when_started_with_sigterm_blocked() {
     let mut command = Command::new("env");
     command.args(["--block-signal=TERM", bin!("sig-init"), "--forward"]);
     let mut init = Listing::spawn(&mut command, Stdio::piped());
-    init.expect(r"Running as pid \d+; on SIGTERM: forward it to the child");
-    init.expect(r"Child: running as pid \d+");
+    forwarder_started(&mut init);
     init.signal(Signal::SIGTERM);
-    init.expect(r"Got SIGTERM: passing it on to pid \d+");
-    init.expect("Child: got SIGTERM; cleaning up");
-    init.expect("Child was killed by SIGTERM; exiting with 143");
-    assert_eq!(init.finish().status.code(), Some(143));
+    assert_passes_sigterm_on_and_exits_143(init, r"\d+");
 }
 
 #[test]
@@ -1541,40 +1528,18 @@ fn sig_status_ends_and_reaps_its_child_when_it_cannot_send_the_ctrl_c() {
     if !crate::support::have("strace") {
         return;
     }
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let trace = dir.path().join("trace");
-    let strace = [
-        "-f",
-        "-q",
-        "-o",
-        trace.to_str().expect("a UTF-8 path"),
-        "-e",
+    let refused = [
         "trace=clone,clone3,wait4,kill",
-        "-e",
         "inject=kill:error=EPERM:when=1",
-        bin!("sig-status"),
     ];
-    let out = Listing::start("strace", &strace).finish();
+    let (out, started, reaped, text) =
+        forked_and_reaped(bin!("sig-status"), &[], &refused, Stdio::piped());
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(
         out.stderr.starts_with("sig-status: EPERM"),
         "{}",
         out.stderr
     );
-    let text = std::fs::read_to_string(&trace).expect("the trace");
-    let line =
-        regex::Regex::new(r"^(\d+) .*(clone3|clone|wait4)[( ].* = (\d+)$")
-            .unwrap();
-    let parent = text.split_whitespace().next().unwrap_or_default();
-    let (mut started, mut reaped) = (Vec::new(), Vec::new());
-    for caps in text.lines().filter_map(|l| line.captures(l)) {
-        if &caps[1] == parent {
-            match &caps[2] {
-                "wait4" => reaped.push(caps[3].to_string()),
-                _ => started.push(caps[3].to_string()),
-            }
-        }
-    }
     assert_eq!(started.len(), 1, "{text}");
     assert_eq!(reaped, started, "{text}");
 }
@@ -1597,10 +1562,7 @@ fn sig_init_gives_its_service_a_sigpipe_found_blocked() {
     command.args(["env", "--block-signal=PIPE", bin!("sig-init")]);
     command.arg("--forward");
     let mut init = Listing::spawn(&mut command, Stdio::piped());
-    let me = init
-        .expect(r"Running as pid (\d+); on SIGTERM: forward it to the child");
-    init.expect(r"Child: running as pid \d+");
-    let pid = nix::unistd::Pid::from_raw(me[1].parse().unwrap());
+    let pid = forwarder_started(&mut init);
     nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
     init.expect(r"Got SIGTERM: passing it on to pid \d+");
     init.expect("Child: got SIGTERM; cleaning up");
@@ -1754,12 +1716,8 @@ fn sig_status_reaps_its_child_before_a_reader_gone_after_one_line_kills_it() {
         let mut read = std::io::BufReader::new(std::fs::File::from(read));
         read.read_line(&mut line).map(|_| line)
     });
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let trace = dir.path().join("trace");
-    let mut strace = Command::new("strace");
-    strace.args(["-f", "-q", "-o", trace.to_str().expect("a UTF-8 path")]);
-    strace.args(["-e", "trace=clone,clone3,vfork,wait4", bin!("sig-status")]);
-    let out = Listing::spawn(&mut strace, Stdio::from(write)).finish();
+    let (out, started, reaped, text) =
+        forked_and_reaped(bin!("sig-status"), &[], &[], Stdio::from(write));
     let line = reader.join().unwrap().expect("the first line");
     assert!(line.starts_with("exit130  child alone:"), "{line:?}");
     // strace ends as its tracee did: by SIGPIPE, at a write after that line.
@@ -1770,23 +1728,7 @@ fn sig_status_reaps_its_child_before_a_reader_gone_after_one_line_kills_it() {
         out.status,
         out.stderr
     );
-    let text = std::fs::read_to_string(&trace).expect("the trace");
-    let calls = crate::support::joined_calls(&text);
-    let call = regex::Regex::new(r"^(\d+) (clone3?|vfork|wait4)\(.* = (\d+)$")
-        .unwrap();
-    let parent = text.split_whitespace().next().unwrap_or_default();
-    let (mut started, mut reaped) = (Vec::new(), Vec::new());
-    for caps in calls.iter().filter_map(|l| call.captures(l)) {
-        if &caps[1] == parent {
-            match &caps[2] {
-                "wait4" => reaped.push(caps[3].to_string()),
-                _ => started.push(caps[3].to_string()),
-            }
-        }
-    }
     assert!(started.len() >= 2, "the direct child and a shell: {text}");
-    started.sort();
-    reaped.sort();
     assert_eq!(reaped, started, "every child reaped: {text}");
 }
 
@@ -1854,27 +1796,8 @@ fn sig_init_carries_on_when_a_child_dies_of_a_real_time_signal() {
         return;
     }
     let rtmin = nix::libc::SIGRTMIN();
-    let script = format!("(sleep 1000 &); exec {} --forward", bin!("sig-init"));
-    let args = ["--map-root-user", "--pid", "--fork", "sh", "-c", &script];
-    let mut init = Listing::start("unshare", &args);
-    let pid = |s: &str| nix::unistd::Pid::from_raw(s.parse().unwrap());
-    let me = init.expect(
-        r"Running as pid 1 \(pid (\d+) outside\); on SIGTERM: forward .*",
-    );
-    let me = pid(&me[1]);
-    let service =
-        init.expect(r"Child: running as pid \d+ \(pid (\d+) outside\)");
-    let service = pid(&service[1]);
-    let children = format!("/proc/{me}/task/{me}/children");
-    let listed =
-        std::fs::read_to_string(children).expect("the init's children");
-    let orphans: Vec<_> = listed
-        .split_whitespace()
-        .map(pid)
-        .filter(|&p| p != service)
-        .collect();
-    assert_eq!(orphans.len(), 1, "the adopted sleep: {listed:?}");
-    let orphan = orphans[0];
+    let (mut init, me, service, _, orphan) =
+        init_beside_a_sleep("(sleep 1000 &);", r"\d+", "the adopted sleep");
     // SAFETY: a plain kill(2) of a process not yet reaped.
     assert_eq!(unsafe { nix::libc::kill(orphan.as_raw(), rtmin) }, 0);
     wait_until("the init to reap the orphan", || state_of(orphan).is_none());

@@ -2,7 +2,7 @@
 //! (`tcp-naive`), 14-2 (`tcp-threads`) and 14-3 (`tcp-pool`).
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -1130,7 +1130,6 @@ fn threaded_server_refuses_with_the_end_of_the_stream_having_read_what_was_sent(
 
 #[test]
 fn pool_closes_a_client_idle_since_its_reply_while_others_wait() {
-    use nix::sys::signal::Signal;
     // One worker, held by a silent client; behind it, two clients whose
     // whole requests have come. The server is stopped for over a second,
     // so that when it goes on, all three are a second old at once: the
@@ -1139,32 +1138,8 @@ fn pool_closes_a_client_idle_since_its_reply_while_others_wait() {
     // which then says nothing more. Idle from its reply on, it must be
     // shed a second later, so the thread must be told; the last client is
     // served then, not after the idle one's ten-second request deadline.
-    let (server, addr) =
-        start_server(bin!("tcp-pool"), &["127.0.0.1:0", "--workers", "1"]);
-    let pid = server.pid();
-    let before = lasting_fds(pid);
-    let silent = connect(&addr);
-    let mut kept = connect(&addr);
-    kept.write_all(b"kept\n").unwrap();
-    let mut last = connect(&addr);
-    last.write_all(b"last\n").unwrap();
-    last.shutdown(Shutdown::Write).unwrap();
-    wait_until("the server to accept all three", || {
-        lasting_fds(pid) >= before + 3
-    });
-    server.signal(Signal::SIGSTOP);
-    wait_until("the server to stop", || {
-        crate::support::all_threads_stopped(pid)
-    });
-    // Not a synchronisation: the age every connection must reach.
-    thread::sleep(Duration::from_millis(1100));
-    server.signal(Signal::SIGCONT);
-    let started = Instant::now();
-    let mut reply = String::new();
-    last.read_to_string(&mut reply).unwrap();
-    let waited = started.elapsed();
-    assert_eq!(reply, "server got: [last]\n");
-    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
+    let (server, silent, mut kept) =
+        pool_serves_the_third_once_the_first_is_shed(b"kept\n", "last");
     // The idle one had its reply, and then the end of the stream.
     let mut reply = String::new();
     kept.read_to_string(&mut reply).unwrap();
@@ -1172,9 +1147,42 @@ fn pool_closes_a_client_idle_since_its_reply_while_others_wait() {
     drop((silent, server));
 }
 
+/// `tcp-pool --workers 1`, its worker held by a silent client; behind it
+/// a second client that has sent `second` and keeps its connection open,
+/// and a third that sends the request `third` and half-closes. All three
+/// a second old at once, the silent one is shed, and the third is served
+/// within five seconds, not after the second one's ten-second deadline.
+/// Returns the server, the silent client and the second.
+#[track_caller]
+fn pool_serves_the_third_once_the_first_is_shed(
+    second: &[u8],
+    third: &str,
+) -> (Listing, TcpStream, TcpStream) {
+    let (server, addr) =
+        start_server(bin!("tcp-pool"), &["127.0.0.1:0", "--workers", "1"]);
+    let pid = server.pid();
+    let before = lasting_fds(pid);
+    let silent = connect(&addr);
+    let mut waiting = connect(&addr);
+    waiting.write_all(second).unwrap();
+    let mut last = connect(&addr);
+    last.write_all(format!("{third}\n").as_bytes()).unwrap();
+    last.shutdown(Shutdown::Write).unwrap();
+    wait_until("the server to accept all three", || {
+        lasting_fds(pid) >= before + 3
+    });
+    age_every_connection_a_second(&server);
+    let started = Instant::now();
+    let mut reply = String::new();
+    last.read_to_string(&mut reply).unwrap();
+    let waited = started.elapsed();
+    assert_eq!(reply, format!("server got: [{third}]\n"));
+    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
+    (server, silent, waiting)
+}
+
 #[test]
 fn pool_sheds_a_client_drained_after_a_too_long_line_while_others_wait() {
-    use nix::sys::signal::Signal;
     // One worker, held by a silent client; behind it, a client that has
     // sent more than a line without a newline and keeps its connection
     // open, and a polite one. The server is stopped for over a second, so
@@ -1185,32 +1193,8 @@ fn pool_sheds_a_client_drained_after_a_too_long_line_while_others_wait() {
     // it. Busy with a request from then on, it must be shed a second
     // later, so the thread must be told; the polite client is served
     // then, not after the long one's ten-second drain.
-    let (server, addr) =
-        start_server(bin!("tcp-pool"), &["127.0.0.1:0", "--workers", "1"]);
-    let pid = server.pid();
-    let before = lasting_fds(pid);
-    let silent = connect(&addr);
-    let mut long = connect(&addr);
-    long.write_all(&[b'x'; 2000]).unwrap();
-    let mut polite = connect(&addr);
-    polite.write_all(b"polite\n").unwrap();
-    polite.shutdown(Shutdown::Write).unwrap();
-    wait_until("the server to accept all three", || {
-        lasting_fds(pid) >= before + 3
-    });
-    server.signal(Signal::SIGSTOP);
-    wait_until("the server to stop", || {
-        crate::support::all_threads_stopped(pid)
-    });
-    // Not a synchronisation: the age every connection must reach.
-    thread::sleep(Duration::from_millis(1100));
-    server.signal(Signal::SIGCONT);
-    let started = Instant::now();
-    let mut reply = String::new();
-    polite.read_to_string(&mut reply).unwrap();
-    let waited = started.elapsed();
-    assert_eq!(reply, "server got: [polite]\n");
-    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
+    let (server, silent, mut long) =
+        pool_serves_the_third_once_the_first_is_shed(&[b'x'; 2000], "polite");
     // The long one had its error, and then the end of the stream.
     let mut reply = Vec::new();
     long.read_to_end(&mut reply).unwrap();
@@ -1247,10 +1231,59 @@ fn pool_keeps_a_queued_client_whose_line_is_already_too_long() {
     drop((server, staller));
 }
 
+/// Stops the server for over a second, so that every connection it holds
+/// is a second old at once when it goes on: what it sheds, it sheds
+/// together.
+fn age_every_connection_a_second(server: &Listing) {
+    use nix::sys::signal::Signal;
+    let pid = server.pid();
+    server.signal(Signal::SIGSTOP);
+    wait_until("the server to stop", || {
+        crate::support::all_threads_stopped(pid)
+    });
+    // Not a synchronisation: the age every connection must reach.
+    thread::sleep(Duration::from_millis(1100));
+    server.signal(Signal::SIGCONT);
+}
+
+/// `tcp-pool --workers 1`, its worker reading from a first client, and a
+/// silent second client in its queue: the server, its pid, the first
+/// client and the silent one.
+#[track_caller]
+fn one_worker_serving_one_client()
+-> (Listing, nix::unistd::Pid, TcpStream, TcpStream) {
+    let (server, addr) =
+        start_server(bin!("tcp-pool"), &["127.0.0.1:0", "--workers", "1"]);
+    let pid = server.pid();
+    let before = lasting_fds(pid);
+    let long = connect(&addr);
+    wait_until("the worker to take the client", || {
+        lasting_fds(pid) > before
+            && threads_blocked_in(pid, nix::libc::SYS_recvfrom) == 1
+    });
+    let silent = connect(&addr);
+    wait_until("the server to queue the silent client", || {
+        lasting_fds(pid) > before + 1
+    });
+    (server, pid, long, silent)
+}
+
+/// Ends `client`'s requests: its reply is the error for a line too long
+/// (it sent one), then the end of the stream.
+#[track_caller]
+fn assert_gets_the_error_for_a_line_too_long(client: &mut TcpStream) {
+    let mut error = Vec::new();
+    client.shutdown(Shutdown::Write).unwrap();
+    client.read_to_end(&mut error).unwrap();
+    assert_eq!(
+        error.escape_ascii().to_string(),
+        "error: line longer than 1024 bytes\\n"
+    );
+}
+
 #[test]
 fn pool_answers_a_line_too_long_that_came_with_a_request_rather_than_queue_it()
 {
-    use nix::sys::signal::Signal;
     // One worker, serving a client; a silent one waits in the queue. The
     // client sends a line and, in the same segment, more than a line may
     // have without a newline: once the line is answered, the rest is a
@@ -1260,19 +1293,7 @@ fn pool_answers_a_line_too_long_that_came_with_a_request_rather_than_queue_it()
     // and the server is stopped for over a second, so that the sweep finds
     // it a second old while the silent one holds the worker: shed, its
     // client would never see the error.
-    let (server, addr) =
-        start_server(bin!("tcp-pool"), &["127.0.0.1:0", "--workers", "1"]);
-    let pid = server.pid();
-    let before = lasting_fds(pid);
-    let mut long = connect(&addr);
-    wait_until("the worker to take the client", || {
-        lasting_fds(pid) > before
-            && threads_blocked_in(pid, nix::libc::SYS_recvfrom) == 1
-    });
-    let silent = connect(&addr);
-    wait_until("the server to queue the silent client", || {
-        lasting_fds(pid) > before + 1
-    });
+    let (server, pid, mut long, silent) = one_worker_serving_one_client();
     let mut sent = b"a\n".to_vec();
     sent.extend_from_slice(&[b'x'; 2000]);
     long.write_all(&sent).unwrap();
@@ -1284,43 +1305,18 @@ fn pool_answers_a_line_too_long_that_came_with_a_request_rather_than_queue_it()
     wait_until("the worker to read again", || {
         threads_blocked_in(pid, nix::libc::SYS_recvfrom) == 1
     });
-    server.signal(Signal::SIGSTOP);
-    wait_until("the server to stop", || {
-        crate::support::all_threads_stopped(pid)
-    });
-    // Not a synchronisation: the age every connection must reach.
-    thread::sleep(Duration::from_millis(1100));
-    server.signal(Signal::SIGCONT);
-    let mut error = Vec::new();
-    long.shutdown(Shutdown::Write).unwrap();
-    long.read_to_end(&mut error).unwrap();
-    assert_eq!(
-        error.escape_ascii().to_string(),
-        "error: line longer than 1024 bytes\\n"
-    );
+    age_every_connection_a_second(&server);
+    assert_gets_the_error_for_a_line_too_long(&mut long);
     drop((silent, server));
 }
 
 #[test]
 fn pool_counts_what_a_queued_connection_carries_toward_a_line_too_long() {
-    use nix::sys::signal::Signal;
     // As above, but the client sends a line and 600 bytes of the next,
     // which goes back into the queue with them, and then 600 bytes more:
     // a line too long, though its socket holds only 600 of it. The queue
     // must count the bytes it carries, or take it for a stalled client.
-    let (server, addr) =
-        start_server(bin!("tcp-pool"), &["127.0.0.1:0", "--workers", "1"]);
-    let pid = server.pid();
-    let before = lasting_fds(pid);
-    let mut long = connect(&addr);
-    wait_until("the worker to take the client", || {
-        lasting_fds(pid) > before
-            && threads_blocked_in(pid, nix::libc::SYS_recvfrom) == 1
-    });
-    let silent = connect(&addr);
-    wait_until("the server to queue the silent client", || {
-        lasting_fds(pid) > before + 1
-    });
+    let (server, pid, mut long, silent) = one_worker_serving_one_client();
     let mut sent = b"a\n".to_vec();
     sent.extend_from_slice(&[b'x'; 600]);
     long.write_all(&sent).unwrap();
@@ -1331,20 +1327,8 @@ fn pool_counts_what_a_queued_connection_carries_toward_a_line_too_long() {
         threads_blocked_in(pid, nix::libc::SYS_recvfrom) == 1
     });
     long.write_all(&[b'x'; 600]).unwrap();
-    server.signal(Signal::SIGSTOP);
-    wait_until("the server to stop", || {
-        crate::support::all_threads_stopped(pid)
-    });
-    // Not a synchronisation: the age every connection must reach.
-    thread::sleep(Duration::from_millis(1100));
-    server.signal(Signal::SIGCONT);
-    let mut error = Vec::new();
-    long.shutdown(Shutdown::Write).unwrap();
-    long.read_to_end(&mut error).unwrap();
-    assert_eq!(
-        error.escape_ascii().to_string(),
-        "error: line longer than 1024 bytes\\n"
-    );
+    age_every_connection_a_second(&server);
+    assert_gets_the_error_for_a_line_too_long(&mut long);
     drop((silent, server));
 }
 
@@ -1449,6 +1433,30 @@ fn asked_behind_clients_that_do_not_take_their_replies(
     (reply.unwrap(), waited)
 }
 
+/// `bin` with `args`, whose two workers or connection threads each wait
+/// (`stopped`, what the wait is for) to send a reply to a client that
+/// does not read: a third client is answered within five seconds.
+#[track_caller]
+fn assert_served_behind_two_that_do_not_take_their_replies(
+    bin: &str,
+    args: &[&str],
+    stopped: &str,
+) {
+    let (server, addr) = start_server(bin, args);
+    let until_stopped = || {
+        wait_until(stopped, || {
+            threads_blocked_in(server.pid(), nix::libc::SYS_sendto) == 2
+        });
+    };
+    let (reply, waited) = asked_behind_clients_that_do_not_take_their_replies(
+        &addr,
+        until_stopped,
+    );
+    assert_eq!(reply, "server got: [third]\n");
+    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
+    drop(server);
+}
+
 #[test]
 fn pool_closes_clients_that_do_not_take_their_replies_while_others_wait() {
     // Two workers, each waiting to write a reply to a client that does not
@@ -1457,20 +1465,14 @@ fn pool_closes_clients_that_do_not_take_their_replies_while_others_wait() {
     // client waited for the reply's deadline, twenty seconds here, and
     // behind clients that read slowly, for ever.
     let args = ["127.0.0.1:0", "--workers", "2", "--timeout", "20"];
-    let (server, addr) = start_server(bin!("tcp-pool"), &args);
     // Each worker has stopped once it waits in a send. Until then it is
     // still answering the flood it has read, busy and not stalled, which
     // on a loaded machine took long enough to fail the bound below.
-    let stopped = || {
-        wait_until("both workers to wait for room to send", || {
-            threads_blocked_in(server.pid(), nix::libc::SYS_sendto) == 2
-        });
-    };
-    let (reply, waited) =
-        asked_behind_clients_that_do_not_take_their_replies(&addr, stopped);
-    assert_eq!(reply, "server got: [third]\n");
-    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
-    drop(server);
+    assert_served_behind_two_that_do_not_take_their_replies(
+        bin!("tcp-pool"),
+        &args,
+        "both workers to wait for room to send",
+    );
 }
 
 #[test]
@@ -1479,18 +1481,12 @@ fn threaded_server_evicts_a_client_that_does_not_take_its_replies() {
     // reply: each has been busy with its request for over a second, and
     // the older gives up its place.
     let args = ["127.0.0.1:0", "--max-conns", "2", "--timeout", "20"];
-    let (server, addr) = start_server(bin!("tcp-threads"), &args);
     // Each connection's thread has stopped once it waits in a send.
-    let stopped = || {
-        wait_until("both connection threads to wait for room to send", || {
-            threads_blocked_in(server.pid(), nix::libc::SYS_sendto) == 2
-        });
-    };
-    let (reply, waited) =
-        asked_behind_clients_that_do_not_take_their_replies(&addr, stopped);
-    assert_eq!(reply, "server got: [third]\n");
-    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
-    drop(server);
+    assert_served_behind_two_that_do_not_take_their_replies(
+        bin!("tcp-threads"),
+        &args,
+        "both connection threads to wait for room to send",
+    );
 }
 
 #[test]

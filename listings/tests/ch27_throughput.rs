@@ -854,18 +854,7 @@ fn chapter_27_sets_the_columns_of_the_rows_where_c_came_out_faster_side_by_side(
     );
     // The runs of one row, by round, in each language.
     let row_runs = |mech: &str, place: &str, language: &str| {
-        raw["runs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| {
-                r["kind"] == "throughput"
-                    && r["mechanism"] == mech
-                    && r["placement"] == place
-                    && r["language"] == language
-            })
-            .map(|r| (r["round"].as_u64().unwrap(), r))
-            .collect::<BTreeMap<u64, &serde_json::Value>>()
+        row_by_round(&raw, mech, place, language)
     };
     let per_chunk = |r: &serde_json::Value, field: &str| {
         let value = r[field].as_f64().unwrap();
@@ -1013,6 +1002,35 @@ fn chapter_27_sets_the_columns_of_the_rows_where_c_came_out_faster_side_by_side(
     );
 }
 
+/// The published runs of one throughput row (`mech`, `place`, `language`),
+/// by round.
+fn row_by_round<'a>(
+    raw: &'a serde_json::Value,
+    mech: &str,
+    place: &str,
+    language: &str,
+) -> BTreeMap<u64, &'a serde_json::Value> {
+    raw["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["kind"] == "throughput"
+                && r["mechanism"] == mech
+                && r["placement"] == place
+                && r["language"] == language
+        })
+        .map(|r| (r["round"].as_u64().unwrap(), r))
+        .collect()
+}
+
+/// The rate of each run of `runs`, by round.
+fn rates_of(runs: BTreeMap<u64, &serde_json::Value>) -> BTreeMap<u64, f64> {
+    runs.into_iter()
+        .map(|(round, r)| (round, r["rate"].as_f64().unwrap()))
+        .collect()
+}
+
 #[test]
 fn chapter_27_claims_hold_in_the_published_results() {
     use serde_json::json;
@@ -1148,20 +1166,7 @@ fn chapter_27_claims_hold_in_the_published_results() {
     }
     // The runs of one mechanism on one CPU, by round.
     let one_cpu = |mech: &str, lang: &str| -> BTreeMap<u64, f64> {
-        raw["runs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| {
-                r["kind"] == "throughput"
-                    && r["mechanism"] == mech
-                    && r["placement"] == "same"
-                    && r["language"] == lang
-            })
-            .map(|r| {
-                (r["round"].as_u64().unwrap(), r["rate"].as_f64().unwrap())
-            })
-            .collect()
+        rates_of(row_by_round(&raw, mech, "same", lang))
     };
     // "all three were slow runs: the plain pipe's moved 3.49 GiB/s, slower
     // than 14 of the fifteen rounds (3.46 to 4.08), and the zero-copy ways'
@@ -1309,20 +1314,7 @@ fn chapter_27_claims_hold_in_the_published_results() {
     // 3.197)." Within each round, as the command computes them.
     let gain = |mech: &str, place: &str| {
         let by_round = |m: &str| -> BTreeMap<u64, f64> {
-            raw["runs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|r| {
-                    r["kind"] == "throughput"
-                        && r["mechanism"] == m
-                        && r["placement"] == place
-                        && r["language"] == "rust"
-                })
-                .map(|r| {
-                    (r["round"].as_u64().unwrap(), r["rate"].as_f64().unwrap())
-                })
-                .collect()
+            rates_of(row_by_round(&raw, m, place, "rust"))
         };
         let (zero, pipe) = (by_round(mech), by_round("pipe"));
         let mut gains: Vec<f64> =

@@ -4,7 +4,7 @@
 //! same protocol.
 
 use std::fs;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -22,8 +22,8 @@ use crate::daemon::{
 use crate::support::{
     Listing, PATIENCE, as_pid_1, assert_died_of, assert_exited_with,
     assert_says_why_on_bad_worker_threads, assert_session_matches_book,
-    assert_starts_or_says_why, cargo_run, default_port, have, open_fds, shell,
-    unless_blessing, unread_by_server, unsent_by_server, wait_until,
+    assert_starts_or_says_why, cargo_run, have, open_fds, unread_by_server,
+    unsent_by_server, wait_until,
 };
 
 fn start(args: &[&str]) -> Daemon {
@@ -82,25 +82,11 @@ fn async_daemon_closes_a_trickled_request_at_its_idle_bound() {
 
 #[test]
 fn async_daemon_drains_every_request_in_flight_and_refuses_new_clients() {
-    let mut daemon = start(&[]);
-    reconfigure(&mut daemon, "delay_ms = 3000\n");
-    let mut clients = Vec::new();
-    for i in 0..3 {
-        let mut client = Client::connect(daemon.addr);
-        client.send(&format!("client{i}"));
-        logged_request(&mut daemon, &format!("client{i}"));
-        clients.push(client);
-    }
-    // All three requests are being worked on: now SIGTERM.
-    let sent = Instant::now();
-    daemon.listing.signal(Signal::SIGTERM);
-    daemon.listing.expect(r"Got SIGTERM: no new connections; draining 3 connection\(s\), at most \d+ s");
-    let refused = TcpStream::connect_timeout(&daemon.addr, PATIENCE);
-    assert_eq!(
-        refused.map_err(|e| e.kind()).err(),
-        Some(ErrorKind::ConnectionRefused),
-        "a new client after SIGTERM"
-    );
+    let (daemon, mut clients, sent) =
+        daemon::sigterm_with_three_requests_in_flight(
+            bin!("async-daemon"),
+            r"\d+",
+        );
     for (i, client) in clients.iter_mut().enumerate() {
         assert_eq!(client.reply(), Some(format!("hello, client{i}\n")));
         assert_eq!(client.reply(), None, "then the end");
@@ -205,47 +191,10 @@ fn async_daemon_as_pid_1_exits_143_after_a_clean_drain() {
 
 #[test]
 fn async_daemon_session_matches_the_book() {
-    if !have("nc") {
+    let Some((out, terminal2)) = daemon::book_session(bin!("async-daemon"))
+    else {
         return;
-    }
-    // The book shows the default address; checks run on a free port.
-    let _port = default_port();
-    let mut daemon = start_exactly(
-        bin!("async-daemon"),
-        &unless_blessing(&[], "127.0.0.1:0"),
-    );
-    let (pid, port, config) = (
-        daemon.listing.pid(),
-        daemon.addr.port(),
-        daemon.config.clone(),
-    );
-    let mut terminal2 = Vec::new();
-    let client = |daemon: &mut Daemon, line: &str, terminal2: &mut Vec<_>| {
-        let command = format!("printf '{line}\\n' | nc -N 127.0.0.1 {port}");
-        let reply = shell(&command);
-        terminal2.push((command, reply));
-        // The server logs the connection's end after the client has gone.
-        daemon.listing.expect(r"127\.0\.0\.1:\d+: connected");
-        daemon
-            .listing
-            .expect(&format!(r#"127\.0\.0\.1:\d+: request "{line}""#));
-        daemon.listing.expect(r"127\.0\.0\.1:\d+: closed");
     };
-    client(&mut daemon, "world", &mut terminal2);
-    let edit = format!("sed -i 's/hello/bonjour/' {}", config.display());
-    terminal2.push((edit.clone(), shell(&edit)));
-    let hup = format!("kill -HUP {pid}");
-    terminal2.push((hup.clone(), shell(&hup)));
-    daemon.listing.expect("Reloaded .*");
-    client(&mut daemon, "again", &mut terminal2);
-    let term = format!("kill -TERM {pid}");
-    terminal2.push((term.clone(), shell(&term)));
-    let out = daemon.finish();
-    // Drained, and then dead of the signal: the shell says `Terminated`.
-    assert_died_of(&out, Signal::SIGTERM);
-    assert_eq!(terminal2[0].1, ["hello, world"]);
-    assert_eq!(terminal2[3].1, ["bonjour, again"]);
-    assert!(!Path::new(&config).exists());
     // `cargo run` execs the daemon: its status is the shell's `$?`.
     let status = [(128 + out.status.signal().unwrap()).to_string()];
     assert_session_matches_book(
@@ -738,68 +687,29 @@ fn async_shutdown_tools_output_matches_the_book() {
 #[test]
 fn async_daemon_says_so_when_it_cannot_accept_the_clients_still_queued() {
     const LIMIT: usize = 40;
-    let script = format!("ulimit -n {LIMIT} && exec \"$0\" \"$@\"");
-    let bin = bin!("async-daemon");
-    let mut daemon =
-        start_exactly("bash", &["-c", &script, bin, "127.0.0.1:0"]);
-    let pid = daemon.listing.pid();
+    let mut daemon = daemon::start_with_fd_limit(bin!("async-daemon"), LIMIT);
     // `accept` fails with EMFILE once the table is full, whether or not a
     // client is queued; the daemon says so once, and then backs off.
     let emfile = "accept failed: Too many open files (os error 24)";
     let backing_off = format!("{emfile}; trying again, less often");
-    let mut said = 0;
-    // Idle clients, each accepted, until no descriptor is left.
-    let mut idle = Vec::new();
-    while open_fds(pid) < LIMIT {
-        idle.push(Client::connect(daemon.addr));
-        loop {
-            let line = daemon.listing.next_line();
-            if line == backing_off {
-                said += 1;
-                continue;
-            }
-            assert!(line.ends_with(": connected"), "{line}");
-            break;
-        }
-    }
-    if said == 0 {
-        assert_eq!(daemon.listing.next_line(), backing_off);
-        said += 1;
-    }
+    let failing =
+        regex::Regex::new(&format!("^{}$", regex::escape(&backing_off)))
+            .unwrap();
+    let (idle, said) =
+        daemon::fill_with_idle_clients(&mut daemon, LIMIT, &failing);
     assert_eq!(said, 1);
     // It fails five or six times in half a second, and says nothing more.
     assert!(
         daemon.listing.no_line_within(Duration::from_millis(500)),
         "the log goes on"
     );
-    // One more, which waits in the queue with its request.
-    let mut queued = Client::connect(daemon.addr);
-    queued.send("lost");
-    daemon.listing.signal(Signal::SIGTERM);
-    assert_eq!(
-        daemon.listing.next_line(),
-        format!("{emfile}; clients still queued, if any, are turned away")
+    let turned_away =
+        format!("{emfile}; clients still queued, if any, are turned away");
+    daemon::stop_resets_the_client_still_queued(
+        daemon,
+        idle,
+        Some(&turned_away),
     );
-    let draining = format!(
-        r"Got SIGTERM: no new connections; draining {} connection\(s\), at most \d+ s",
-        idle.len()
-    );
-    let line = daemon.listing.next_line();
-    assert!(
-        regex::Regex::new(&draining).unwrap().is_match(&line),
-        "{line}"
-    );
-    // The queued client gets no reply: its connection was reset.
-    let mut rest = String::new();
-    let read = queued.reader.read_to_string(&mut rest);
-    assert_eq!(
-        read.map_err(|err| err.kind()),
-        Err(ErrorKind::ConnectionReset),
-        "{rest:?}"
-    );
-    drop(idle);
-    let out = daemon.finish();
-    assert_died_of(&out, Signal::SIGTERM);
 }
 
 // ---------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 //! same name that runs one of these on its own listing.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -19,8 +19,9 @@ use nix::sys::signal::Signal;
 
 use crate::support::{
     Finished, Listing, PATIENCE, assert_died_of, assert_exited_with,
-    assert_rejects, blessing, children_of, have, open_fds, runnable_time,
-    signal_in, sleeps_of, state_of, unsent_by_server, wait_until,
+    assert_rejects, blessing, children_of, default_port, have, open_fds,
+    runnable_time, shell, signal_in, sleeps_of, state_of, unless_blessing,
+    unsent_by_server, wait_until,
 };
 
 /// A started daemon: its address, its configuration file.
@@ -148,6 +149,176 @@ impl Client {
             _ => Some(line),
         }
     }
+}
+
+/// Starts `bin` (either daemon) on a port the kernel picks, under
+/// `ulimit -n limit`.
+pub fn start_with_fd_limit(bin: &str, limit: usize) -> Daemon {
+    let script = format!("ulimit -n {limit} && exec \"$0\" \"$@\"");
+    let mut command = Command::new("bash");
+    command.args(["-c", &script, bin, "127.0.0.1:0"]);
+    start_command(command)
+}
+
+/// Connects idle clients to `daemon`, each accepted (its `: connected`
+/// logged) before the next, until the daemon holds `limit` descriptors.
+/// `accept` fails as soon as the table is full, whether or not a client
+/// waits, and the daemon logs a line that `failing` matches, before or
+/// after the last client's: returns the idle clients and how many such
+/// lines it logged meanwhile (at least one; it waits for the first).
+#[track_caller]
+pub fn fill_with_idle_clients(
+    daemon: &mut Daemon,
+    limit: usize,
+    failing: &regex::Regex,
+) -> (Vec<Client>, usize) {
+    let pid = daemon.listing.pid();
+    let mut said = 0;
+    let mut idle = Vec::new();
+    while open_fds(pid) < limit {
+        idle.push(Client::connect(daemon.addr));
+        loop {
+            let line = daemon.listing.next_line();
+            if failing.is_match(&line) {
+                said += 1;
+                continue;
+            }
+            assert!(line.ends_with(": connected"), "{line}");
+            break;
+        }
+    }
+    if said == 0 {
+        let line = daemon.listing.next_line();
+        assert!(failing.is_match(&line), "{line}");
+        said += 1;
+    }
+    (idle, said)
+}
+
+/// Stops `daemon`, out of descriptors with the `idle` clients connected,
+/// while one more client waits in the queue with a request it cannot
+/// accept: after the line `at_the_stop`, if given, the drain names the
+/// idle connections, the queued client is reset, its request
+/// unanswered, and the daemon dies of SIGTERM. Returns how it ended.
+#[track_caller]
+pub fn stop_resets_the_client_still_queued(
+    mut daemon: Daemon,
+    idle: Vec<Client>,
+    at_the_stop: Option<&str>,
+) -> Finished {
+    let mut queued = Client::connect(daemon.addr);
+    queued.send("lost");
+    daemon.listing.signal(Signal::SIGTERM);
+    if let Some(said) = at_the_stop {
+        assert_eq!(daemon.listing.next_line(), said);
+    }
+    let draining = format!(
+        r"Got SIGTERM: no new connections; draining {} connection\(s\), at most \d+ s",
+        idle.len()
+    );
+    let line = daemon.listing.next_line();
+    assert!(
+        regex::Regex::new(&draining).unwrap().is_match(&line),
+        "{line}"
+    );
+    // The queued client gets no reply: its connection was reset.
+    let mut rest = String::new();
+    let read = queued.reader.read_to_string(&mut rest);
+    assert_eq!(
+        read.map_err(|err| err.kind()),
+        Err(ErrorKind::ConnectionReset),
+        "{rest:?}"
+    );
+    drop(idle);
+    let out = daemon.finish();
+    assert_died_of(&out, Signal::SIGTERM);
+    out
+}
+
+/// Commands typed in a terminal, each with what it printed.
+pub type Session = Vec<(String, Vec<String>)>;
+
+/// The session the chapter shows, with `bin` (either daemon) in the first
+/// terminal and `nc` in the second: a client, an edit of the
+/// configuration and a SIGHUP, a second client, then a SIGTERM. Checks
+/// the replies, before and after the reload, the death by SIGTERM once
+/// drained, and the configuration removed; returns how the daemon ended
+/// and the second terminal's commands with their output. `None` without
+/// `nc`.
+#[track_caller]
+pub fn book_session(bin: &str) -> Option<(Finished, Session)> {
+    if !have("nc") {
+        return None;
+    }
+    // The book shows the default address, which only blessing binds.
+    let _port = default_port();
+    let mut daemon = start_exactly(bin, &unless_blessing(&[], "127.0.0.1:0"));
+    let (pid, port, config) = (
+        daemon.listing.pid(),
+        daemon.addr.port(),
+        daemon.config.clone(),
+    );
+    let mut terminal2 = Vec::new();
+    let client = |daemon: &mut Daemon, line: &str, terminal2: &mut Vec<_>| {
+        let command = format!("printf '{line}\\n' | nc -N 127.0.0.1 {port}");
+        let reply = shell(&command);
+        terminal2.push((command, reply));
+        // The server logs the connection's end after the client has gone.
+        daemon.listing.expect(r"127\.0\.0\.1:\d+: connected");
+        daemon
+            .listing
+            .expect(&format!(r#"127\.0\.0\.1:\d+: request "{line}""#));
+        daemon.listing.expect(r"127\.0\.0\.1:\d+: closed");
+    };
+    client(&mut daemon, "world", &mut terminal2);
+    let edit = format!("sed -i 's/hello/bonjour/' {}", config.display());
+    terminal2.push((edit.clone(), shell(&edit)));
+    let hup = format!("kill -HUP {pid}");
+    terminal2.push((hup.clone(), shell(&hup)));
+    daemon.listing.expect("Reloaded .*");
+    client(&mut daemon, "again", &mut terminal2);
+    let term = format!("kill -TERM {pid}");
+    terminal2.push((term.clone(), shell(&term)));
+    let out = daemon.finish();
+    // Drained, and then dead of the signal: the shell says `Terminated`.
+    assert_died_of(&out, Signal::SIGTERM);
+    assert_eq!(terminal2[0].1, ["hello, world"]);
+    assert_eq!(terminal2[3].1, ["bonjour, again"]);
+    assert!(!config.exists());
+    Some((out, terminal2))
+}
+
+/// `bin` (either daemon) with three requests being worked on (3 s each)
+/// when SIGTERM comes: it says it drains all three, within the deadline
+/// `at_most` (a pattern), and refuses a new client at once. Returns the
+/// daemon, the three clients, and when the signal was sent.
+#[track_caller]
+pub fn sigterm_with_three_requests_in_flight(
+    bin: &str,
+    at_most: &str,
+) -> (Daemon, Vec<Client>, Instant) {
+    let mut daemon = start(bin, &[]);
+    reconfigure(&mut daemon, "delay_ms = 3000\n");
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let mut client = Client::connect(daemon.addr);
+        client.send(&format!("client{i}"));
+        logged_request(&mut daemon, &format!("client{i}"));
+        clients.push(client);
+    }
+    // All three requests are being worked on: now SIGTERM.
+    let sent = Instant::now();
+    daemon.listing.signal(Signal::SIGTERM);
+    daemon.listing.expect(&format!(
+        r"Got SIGTERM: no new connections; draining 3 connection\(s\), at most {at_most} s"
+    ));
+    let refused = TcpStream::connect_timeout(&daemon.addr, PATIENCE);
+    assert_eq!(
+        refused.map_err(|e| e.kind()).err(),
+        Some(ErrorKind::ConnectionRefused),
+        "a new client after SIGTERM"
+    );
+    (daemon, clients, sent)
 }
 
 // ---------------------------------------------------------------------------
@@ -1027,36 +1198,13 @@ pub fn logs_a_reset_that_ends_its_gentle_close(bin: &str) {
 /// success does not end the shortage, and nothing more is said.
 pub fn backs_off_and_says_so_once_a_run_when_descriptors_run_out(bin: &str) {
     const LIMIT: usize = 40;
-    let script = format!("ulimit -n {LIMIT} && exec \"$0\" \"$@\"");
-    let mut command = Command::new("bash");
-    command.args(["-c", &script, bin, "127.0.0.1:0"]);
-    let mut daemon = start_command(command);
+    let mut daemon = start_with_fd_limit(bin, LIMIT);
     let pid = daemon.listing.pid();
     let failing = regex::Regex::new(
         r"^accept( failed)?: Too many open files \(os error 24\); trying again, less often$",
     )
     .unwrap();
-    // Idle clients, each accepted, until no descriptor is left; `accept`
-    // fails as soon as the table is full, whether or not a client waits.
-    let mut said = 0;
-    let mut idle = Vec::new();
-    while open_fds(pid) < LIMIT {
-        idle.push(Client::connect(daemon.addr));
-        loop {
-            let line = daemon.listing.next_line();
-            if failing.is_match(&line) {
-                said += 1;
-                continue;
-            }
-            assert!(line.ends_with(": connected"), "{line}");
-            break;
-        }
-    }
-    if said == 0 {
-        let line = daemon.listing.next_line();
-        assert!(failing.is_match(&line), "{line}");
-        said += 1;
-    }
+    let (mut idle, said) = fill_with_idle_clients(&mut daemon, LIMIT, &failing);
     assert_eq!(said, 1, "{bin}");
     let mut waiting = Client::connect(daemon.addr);
     waiting.send("patient");
@@ -1109,10 +1257,7 @@ pub fn backs_off_and_says_so_once_a_run_when_descriptors_run_out(bin: &str) {
 /// as it did while each success ended the shortage.
 pub fn logs_a_shortage_once_while_clients_come_and_go(bin: &str) {
     const LIMIT: usize = 40;
-    let script = format!("ulimit -n {LIMIT} && exec \"$0\" \"$@\"");
-    let mut command = Command::new("bash");
-    command.args(["-c", &script, bin, "127.0.0.1:0"]);
-    let mut daemon = start_command(command);
+    let mut daemon = start_with_fd_limit(bin, LIMIT);
     let pid = daemon.listing.pid();
     let failing = regex::Regex::new(
         r"^accept( failed)?: Too many open files \(os error 24\); trying again, less often$",

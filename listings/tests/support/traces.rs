@@ -998,3 +998,51 @@ pub fn unreaped_with_stdout_full(
     let out = finish_clean(Listing::spawn(&mut command, full.into()));
     (out, unreaped_children(dir.path(), bin))
 }
+
+/// Runs `bin` under `strace -f` with `inject` (further `-e` options; a
+/// `trace=` among them replaces the default set, and must name the calls
+/// counted here and each that an `inject=` aims at, since strace injects
+/// only into calls it traces) and stdout as given, and returns how it ended,
+/// the pids of the processes it started (`clone`, `clone3`, `vfork`:
+/// `Command` uses any of them) and those its own `wait4` reaped, each
+/// sorted, and the trace. A `wait4` that reports a stop or a continue, or
+/// returns 0 (`WNOHANG`, nothing yet), reaps nothing.
+pub fn forked_and_reaped(
+    bin: &str,
+    args: &[&str],
+    inject: &[&str],
+    stdout: Stdio,
+) -> (Finished, Vec<String>, Vec<String>, String) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let trace = dir.path().join("trace");
+    let mut command = Command::new("strace");
+    command.args(["-f", "-q", "-o"]).arg(&trace);
+    command.args(["-e", "trace=clone,clone3,vfork,wait4,waitid"]);
+    for what in inject {
+        command.args(["-e", what]);
+    }
+    command.arg(bin).args(args);
+    let out = Listing::spawn(&mut command, stdout).finish();
+    let text = fs::read_to_string(&trace).expect("the trace");
+    // One call to a line, whether or not another process cut it in two.
+    let calls = joined_calls(&text);
+    let line =
+        Regex::new(r"^(\d+) (clone3?|vfork|wait4)\(.* = ([1-9]\d*)$").unwrap();
+    let parent = text.split_whitespace().next().unwrap_or_default();
+    let (mut forked, mut reaped) = (Vec::new(), Vec::new());
+    for caps in calls.iter().filter_map(|l| line.captures(l)) {
+        if caps[0].contains("WIFSTOPPED") || caps[0].contains("WIFCONTINUED") {
+            continue;
+        }
+        if &caps[1] == parent {
+            let pid = caps[3].to_string();
+            match &caps[2] {
+                "wait4" => reaped.push(pid),
+                _ => forked.push(pid),
+            }
+        }
+    }
+    forked.sort();
+    reaped.sort();
+    (out, forked, reaped, text)
+}
