@@ -2549,7 +2549,7 @@ fn pass_fd_server_waits_without_spinning_when_out_of_descriptors() {
         bin!("unix-pass-fd"),
         &["serve", &path, &file],
         6,
-        "unix-pass-fd: a client: Too many open files",
+        "unix-pass-fd: accept: Too many open files",
         |path| {
             let path = path.to_string();
             std::thread::spawn(move || {
@@ -3073,4 +3073,38 @@ fn unix_server_leaves_room_in_its_default_limit_for_inherited_descriptors() {
     let waited = started.elapsed();
     assert!(waited < Duration::from_secs(5), "served after {waited:?}");
     drop((server, idle));
+}
+
+/// Linux 6.18: a security policy (an LSM hook, `security_socket_accept()`,
+/// or a seccomp filter) can make every `accept` fail at once, before any
+/// wait for a client; strace plays one with EPERM. The server must pause
+/// after each failure and log the run of them once. It used to retry at
+/// once, with a line per failure: tens of thousands of lines in two
+/// seconds, and all the CPU it could get.
+#[test]
+fn pass_fd_server_pauses_and_logs_once_when_accept_keeps_failing() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (file, path) = (secret(&dir), path_in(&dir, "refused.sock"));
+    let (cpu, stderr) = crate::support::under_a_refused_call(
+        bin!("unix-pass-fd"),
+        &["serve", &path, &file],
+        "accept4",
+        "EPERM",
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some(
+            "unix-pass-fd: accept: Operation not permitted (os error 1); \
+             trying again, less often"
+        ),
+        "{} lines",
+        lines.len()
+    );
+    assert_eq!(lines.len(), 1, "{:?}", &lines[..lines.len().min(5)]);
+    assert!(cpu < Duration::from_millis(300), "{cpu:?} of CPU in 2 s");
+    assert!(!Path::new(&path).exists());
 }

@@ -988,3 +988,33 @@ fn udp_datagrams_skips_a_strangers_datagram_queued_before_connect() {
         )
     );
 }
+
+/// Linux 6.18: a security policy (an LSM hook or a seccomp filter) can
+/// make every `recvmsg` fail at once; strace plays one with EPERM. The
+/// server must pause after each failure and log the run of them once. It
+/// used to retry at once, with a line per failure: tens of thousands of
+/// lines in two seconds, and all the CPU it could get.
+#[test]
+fn udp_echo_pauses_and_logs_once_when_recv_keeps_failing() {
+    if !have("strace") {
+        return;
+    }
+    let (cpu, stderr) = crate::support::under_a_refused_call(
+        bin!("udp-echo"),
+        &["127.0.0.1:0"],
+        "recvmsg",
+        "EPERM",
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some(
+            "udp-echo: recv: Operation not permitted (os error 1); trying \
+             again, less often"
+        ),
+        "{} lines",
+        lines.len()
+    );
+    assert_eq!(lines.len(), 1, "{:?}", &lines[..lines.len().min(5)]);
+    assert!(cpu < Duration::from_millis(300), "{cpu:?} of CPU in 2 s");
+}
