@@ -3108,3 +3108,41 @@ fn pass_fd_server_pauses_and_logs_once_when_accept_keeps_failing() {
     assert!(cpu < Duration::from_millis(300), "{cpu:?} of CPU in 2 s");
     assert!(!Path::new(&path).exists());
 }
+
+/// Only EWOULDBLOCK from `flock` means that another server holds the
+/// lock. Any other failure (ENOLCK: a file system without locks, or a
+/// kernel out of lock records; strace plays it here) must be named as
+/// itself, in one line; the server used to say "another server is using
+/// PATH", of a server that did not exist.
+#[test]
+fn unix_server_names_a_failed_lock_and_blames_no_other_server() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir, "nolock.sock");
+    let out = run(
+        "strace",
+        &[
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=flock",
+            "-e",
+            "inject=flock:error=ENOLCK",
+            bin!("unix-server"),
+            &path,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "unix-server: cannot lock {path}.lock: No locks available (os \
+             error 37)\n"
+        )
+    );
+    assert!(!Path::new(&path).exists());
+}
