@@ -1018,3 +1018,15 @@ fn udp_echo_pauses_and_logs_once_when_recv_keeps_failing() {
     assert_eq!(lines.len(), 1, "{:?}", &lines[..lines.len().min(5)]);
     assert!(cpu < Duration::from_millis(300), "{cpu:?} of CPU in 2 s");
 }
+
+/// Linux 6.18: loopback's MTU is 65,536 bytes (`ip link show lo`), room
+/// for the largest IPv4 datagram, 65,507 bytes of data and 28 of headers,
+/// in one packet: the listings' runs never see a fragment, which the
+/// chapter's aside on the MTU says of real links.
+#[test]
+fn loopback_carries_the_largest_datagram_in_one_packet() {
+    let mtu = std::fs::read_to_string("/sys/class/net/lo/mtu").unwrap();
+    let mtu: usize = mtu.trim().parse().unwrap();
+    assert_eq!(mtu, 65_536);
+    assert!(65_507 + 20 + 8 <= mtu);
+}
