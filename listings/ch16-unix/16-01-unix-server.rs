@@ -177,7 +177,18 @@ fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
     // A lock file an older version made with the umask's mode.
     lock_file.set_permissions(fs::Permissions::from_mode(0o600))?;
     let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
-        .map_err(|_| format!("another server is using {}", path.display()))?;
+        .map_err(|(_, errno)| match errno {
+            // Held: by another server of this path, alive.
+            Errno::EWOULDBLOCK => {
+                format!("another server is using {}", path.display())
+            }
+            // Anything else (ENOLCK: a file system without locks) says
+            // nothing of other servers.
+            _ => {
+                let err = io::Error::from(errno);
+                format!("cannot lock {}: {err}", lock_path.display())
+            }
+        })?;
     // We hold the lock: no server that takes it is running. A socket file
     // here is stale, and may be removed, unless a program that takes no
     // lock listens on it. Anything else is not ours to touch.

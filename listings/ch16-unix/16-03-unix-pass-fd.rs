@@ -203,28 +203,18 @@ fn send_to_each(
     // not say yes to everyone checks the uid from SO_PEERCRED before it
     // sends.
     writeln!(io::stdout(), "Server listening on {}", path.display())?;
-    let (mut served, mut short) = (0, false);
+    let (mut served, mut backoff) = (0, Backoff::new());
     while count.is_none_or(|count| served < count) {
         let conn = match listener.accept() {
-            // Out of descriptors, `accept` fails at once, and again until
-            // one comes free: say so once, and pause instead of spinning.
-            Err(err) if out_of_resources(&err) => {
-                if !short {
-                    log(format_args!("a client: {err}"));
-                }
-                short = true;
-                thread::sleep(ACCEPT_PAUSE);
-                continue;
-            }
-            // No client came of it: say so, and do not count it.
+            // No client came of it: it is not counted.
             Err(err) => {
-                log(format_args!("accept: {err}"));
-                short = false;
+                backoff.failed(&err);
                 continue;
             }
             Ok((conn, _)) => conn,
         };
-        (served, short) = (served + 1, false);
+        served += 1;
+        backoff.accepted();
         let cred = getsockopt(&conn, sockopt::PeerCredentials);
         let result = cred.map_err(Box::<dyn Error>::from).and_then(|cred| {
             // A new open file per client: each gets its own offset.
@@ -263,15 +253,54 @@ fn bind_for_anyone(path: &Path) -> io::Result<UnixListener> {
 }
 // ANCHOR_END: serve
 
-/// How long the server waits after `accept` failed for want of resources.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// After a failed `accept`, waits from 5 ms, doubling up to a second while
+/// the failures go on, and logs the first failure of a run only, as
+/// Listing 16-1's `Backoff` does. Out of descriptors, or refused by a
+/// security policy, `accept` fails at once, and again on every try: a
+/// loop that tried again at once would spin, with a line per turn.
+struct Backoff {
+    wait: Duration,
+    /// When `accept` last failed, if it has.
+    failed_at: Option<Instant>,
+}
 
-/// True for the errors of `accept` that mean the process or the system is
-/// out of descriptors (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM), rather
-/// than that one client went wrong.
-fn out_of_resources(err: &io::Error) -> bool {
-    use nix::libc::{EMFILE, ENFILE, ENOBUFS, ENOMEM};
-    matches!(err.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MOST: Duration = Duration::from_secs(1);
+    /// How long `accept` must go without failing before a run of
+    /// failures is over, and the next one is logged.
+    const QUIET: Duration = Duration::from_secs(10);
+
+    fn new() -> Backoff {
+        Backoff {
+            wait: Backoff::FIRST,
+            failed_at: None,
+        }
+    }
+
+    fn failed(&mut self, err: &io::Error) {
+        // One client that gave up while it waited in the queue: logged,
+        // since it is one line per client, and no reason to pause.
+        if err.kind() == ErrorKind::ConnectionAborted {
+            log(format_args!("accept: {err}"));
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .failed_at
+            .is_none_or(|at| now.duration_since(at) >= Backoff::QUIET)
+        {
+            log(format_args!("accept: {err}; trying again, less often"));
+        }
+        self.failed_at = Some(now);
+        thread::sleep(self.wait);
+        self.wait = (self.wait * 2).min(Backoff::MOST);
+    }
+
+    /// A connection came: the next failure waits 5 ms again.
+    fn accepted(&mut self) {
+        self.wait = Backoff::FIRST;
+    }
 }
 
 // ANCHOR: fetch

@@ -44,7 +44,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         sender.send(message)?;
     }
     for _ in 0..3 {
-        let n = receiver.recv(&mut buf)?;
+        let n = recv_ours(&receiver, &mut buf)?;
         writeln!(io::stdout(), "   recv: {n} bytes, {}", preview(&buf[..n]))?;
     }
 
@@ -53,13 +53,14 @@ fn run() -> Result<(), Box<dyn Error>> {
         "2. A datagram of 1200 bytes, a buffer of 1024"
     )?;
     sender.send(&[b'x'; 1200])?;
-    let n = receiver.recv(&mut buf)?;
+    let n = recv_ours(&receiver, &mut buf)?;
     writeln!(
         io::stdout(),
         "   std's recv: {n} bytes, and no sign of the other {}",
         1200 - n
     )?;
     sender.send(&[b'x'; 1200])?;
+    skip_strangers(&receiver)?;
     // Linux: with MSG_TRUNC, recv returns the datagram's real length.
     let real = recv(receiver.as_raw_fd(), &mut buf, MsgFlags::MSG_TRUNC)?;
     writeln!(
@@ -69,7 +70,7 @@ fn run() -> Result<(), Box<dyn Error>> {
 
     writeln!(io::stdout(), "3. An empty datagram")?;
     sender.send(b"")?;
-    let n = receiver.recv(&mut buf)?;
+    let n = recv_ours(&receiver, &mut buf)?;
     writeln!(
         io::stdout(),
         "   recv: {n} bytes, and the socket is as open as before"
@@ -95,7 +96,9 @@ fn run() -> Result<(), Box<dyn Error>> {
 // ANCHOR_END: run
 
 /// Two UDP sockets on loopback, each connected to the other: `send` and
-/// `recv` need no address, and nothing from anyone else gets in.
+/// `recv` need no address, and nothing from anyone else gets in once `b`
+/// is connected. What reached `b`'s port before that, from anyone, is
+/// still queued: `skip_strangers` throws it away.
 fn pair() -> io::Result<(UdpSocket, UdpSocket)> {
     let a = UdpSocket::bind("127.0.0.1:0")?;
     let b = UdpSocket::bind("127.0.0.1:0")?;
@@ -107,14 +110,39 @@ fn pair() -> io::Result<(UdpSocket, UdpSocket)> {
     Ok((a, b))
 }
 
-/// Reads every datagram waiting, without waiting for more; returns how
-/// many there were.
+/// std's `recv`, for the next datagram from the socket's peer.
+fn recv_ours(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<usize> {
+    skip_strangers(sock)?;
+    sock.recv(buf)
+}
+
+/// Waits for a datagram, and reads and drops each one at the head of the
+/// queue that did not come from the peer: one that arrived between `bind`
+/// and `connect`, which the filter of a connected socket lets stay.
+/// Peeking leaves the peer's datagram for the read that follows.
+fn skip_strangers(sock: &UdpSocket) -> io::Result<()> {
+    let peer = sock.peer_addr()?;
+    loop {
+        let (_, from) = sock.peek_from(&mut [])?;
+        if from == peer {
+            return Ok(());
+        }
+        sock.recv(&mut [])?;
+        let _ = writeln!(
+            io::stderr(),
+            "udp-datagrams: ignored a datagram from {from}"
+        );
+    }
+}
+
+/// Reads every datagram from the peer that is waiting, without waiting
+/// for more; returns how many there were.
 fn drain(sock: &UdpSocket) -> io::Result<usize> {
     sock.set_nonblocking(true)?;
     let mut buf = [0; 16];
     let mut count = 0;
     loop {
-        match sock.recv(&mut buf) {
+        match recv_ours(sock, &mut buf) {
             Ok(_) => count += 1,
             Err(err) if err.kind() == ErrorKind::WouldBlock => {
                 return Ok(count);

@@ -17,6 +17,8 @@ use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Write};
 use std::net::{Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::{self, ExitCode};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use nix::libc;
 use nix::sys::socket::{
@@ -57,20 +59,21 @@ fn run() -> Result<(), Box<dyn Error>> {
     let mut out = io::stdout();
     writeln!(out, "Server listening on {}", sock.local_addr()?)?;
     let mut buf = vec![0; MAX_DATAGRAM];
-    let mut seen = 0;
+    let (mut seen, mut backoff) = (0, Backoff::new());
     while count.is_none_or(|count| seen < count) {
         // One datagram, whole, who sent it, and to which address. No
         // timeout needed: a server with nothing to do may wait as long as
         // it likes, and no client can make it wait for anything else.
         let (n, peer, to) = match receive(&sock, &mut buf) {
             Ok(got) => got,
-            // An ICMP error about an earlier reply, on some systems:
-            // that client's problem, not ours.
+            // An ICMP error about an earlier reply, on some systems, or
+            // a security policy's refusal, which comes back at once.
             Err(err) => {
-                log(format_args!("recv: {err}"));
+                backoff.failed(&err);
                 continue;
             }
         };
+        backoff.received();
         let request = &buf[..n];
         // A reply is never a request. Answered, a datagram forged to come
         // from this very socket, or from another server of this protocol,
@@ -129,6 +132,50 @@ fn shown(request: &[u8]) -> String {
     format!("{start}... ({} bytes)", request.len())
 }
 // ANCHOR_END: serve
+
+/// After a failed `recvmsg`, waits from 5 ms, doubling up to a second
+/// while the failures go on, and logs the first failure of a run only, as
+/// Listing 16-1's `Backoff` does after a failed `accept`: an error that
+/// comes back at once on every try would otherwise make the loop spin,
+/// with a line per turn.
+struct Backoff {
+    wait: Duration,
+    /// When `recvmsg` last failed, if it has.
+    failed_at: Option<Instant>,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MOST: Duration = Duration::from_secs(1);
+    /// How long `recvmsg` must go without failing before a run of
+    /// failures is over, and the next one is logged.
+    const QUIET: Duration = Duration::from_secs(10);
+
+    fn new() -> Backoff {
+        Backoff {
+            wait: Backoff::FIRST,
+            failed_at: None,
+        }
+    }
+
+    fn failed(&mut self, err: &io::Error) {
+        let now = Instant::now();
+        if self
+            .failed_at
+            .is_none_or(|at| now.duration_since(at) >= Backoff::QUIET)
+        {
+            log(format_args!("recv: {err}; trying again, less often"));
+        }
+        self.failed_at = Some(now);
+        thread::sleep(self.wait);
+        self.wait = (self.wait * 2).min(Backoff::MOST);
+    }
+
+    /// A datagram came: the next failure waits 5 ms again.
+    fn received(&mut self) {
+        self.wait = Backoff::FIRST;
+    }
+}
 
 /// Where a datagram was sent: the address (and, over IPv6, the
 /// interface) its reply must come from.

@@ -2550,7 +2550,7 @@ fn pass_fd_server_waits_without_spinning_when_out_of_descriptors() {
         bin!("unix-pass-fd"),
         &["serve", &path, &file],
         6,
-        "unix-pass-fd: a client: Too many open files",
+        "unix-pass-fd: accept: Too many open files",
         |path| {
             let path = path.to_string();
             std::thread::spawn(move || {
@@ -3150,4 +3150,76 @@ fn a_directory_someone_else_made_under_the_servers_own_name_is_not_used() {
     assert!(fs::read_dir(&planted).unwrap().next().is_none());
     assert_eq!(fs::metadata(&planted).unwrap().mode() & 0o7777, 0o777);
     assert!(!dir.exists(), "{} is still there", dir.display());
+}
+
+/// Linux 6.18: a security policy (an LSM hook, `security_socket_accept()`,
+/// or a seccomp filter) can make every `accept` fail at once, before any
+/// wait for a client; strace plays one with EPERM. The server must pause
+/// after each failure and log the run of them once. It used to retry at
+/// once, with a line per failure: tens of thousands of lines in two
+/// seconds, and all the CPU it could get.
+#[test]
+fn pass_fd_server_pauses_and_logs_once_when_accept_keeps_failing() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (file, path) = (secret(&dir), path_in(&dir, "refused.sock"));
+    let (cpu, stderr) = crate::support::under_a_refused_call(
+        bin!("unix-pass-fd"),
+        &["serve", &path, &file],
+        "accept4",
+        "EPERM",
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some(
+            "unix-pass-fd: accept: Operation not permitted (os error 1); \
+             trying again, less often"
+        ),
+        "{} lines",
+        lines.len()
+    );
+    assert_eq!(lines.len(), 1, "{:?}", &lines[..lines.len().min(5)]);
+    assert!(cpu < Duration::from_millis(300), "{cpu:?} of CPU in 2 s");
+    assert!(!Path::new(&path).exists());
+}
+
+/// Only EWOULDBLOCK from `flock` means that another server holds the
+/// lock. Any other failure (ENOLCK: a file system without locks, or a
+/// kernel out of lock records; strace plays it here) must be named as
+/// itself, in one line; the server used to say "another server is using
+/// PATH", of a server that did not exist.
+#[test]
+fn unix_server_names_a_failed_lock_and_blames_no_other_server() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir, "nolock.sock");
+    let out = run(
+        "strace",
+        &[
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=flock",
+            "-e",
+            "inject=flock:error=ENOLCK",
+            bin!("unix-server"),
+            &path,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "unix-server: cannot lock {path}.lock: No locks available (os \
+             error 37)\n"
+        )
+    );
+    assert!(!Path::new(&path).exists());
 }

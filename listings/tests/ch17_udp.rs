@@ -895,3 +895,138 @@ fn udp_client_ignores_a_datagram_queued_before_it_connects() {
     server.join().unwrap();
     drop(keep_open);
 }
+
+/// The local port of the UDP socket of `pid` that is bound and not yet
+/// connected (its remote address still zero), from /proc/<pid>/fd and
+/// /proc/<pid>/net/udp; `None` until there is one.
+fn unconnected_udp_port(pid: i32) -> Option<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/udp")).ok()?;
+    text.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() <= 9
+            || !inodes.iter().any(|i| i == fields[9])
+            || fields[2] != "00000000:0000"
+        {
+            return None;
+        }
+        let port = fields[1].rsplit_once(':')?.1;
+        let port = u16::from_str_radix(port, 16).ok()?;
+        (port != 0).then_some(port)
+    })
+}
+
+/// Listing 17-1's receiving socket is bound, then connected; a datagram
+/// that reaches its port in between is queued whatever its sender, and
+/// the filter of the connected socket does not take it back. strace holds
+/// the receiver's `connect` (the second) for three seconds; a stranger
+/// sends a datagram to its port meanwhile. The listing used to read it as
+/// scene 1's first message, and every later line of its output shifted
+/// ("recv: 8 bytes, \"stranger\"" ... "std's recv: 1000 bytes"); it now
+/// skips it, says so on stderr, and prints the book's output.
+#[test]
+fn udp_datagrams_skips_a_strangers_datagram_queued_before_connect() {
+    if !have("strace") {
+        return;
+    }
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let listing = Listing::start(
+        "strace",
+        &[
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=connect",
+            "-e",
+            "inject=connect:delay_enter=3000000:when=2",
+            bin!("udp-datagrams"),
+        ],
+    );
+    let tracer = listing.pid();
+    let children = format!("/proc/{tracer}/task/{tracer}/children");
+    // strace forks children of its own to probe the kernel first.
+    let mut pid = 0;
+    wait_until("strace to start the listing", || {
+        let text = std::fs::read_to_string(&children).unwrap_or_default();
+        pid = text.trim().parse().unwrap_or(0);
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"));
+        comm.is_ok_and(|comm| comm == "udp-datagrams\n")
+    });
+    let mut port = 0;
+    wait_until("the receiver to be bound, not yet connected", || {
+        port = unconnected_udp_port(pid).unwrap_or(0);
+        port != 0
+    });
+    stranger.send_to(b"stranger", ("127.0.0.1", port)).unwrap();
+    let out = listing.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_session_matches_book_masking(
+        "ch17-udp/17-01-udp-datagrams.out",
+        &[(cargo_run("udp-datagrams", &[]), &out.stdout)],
+        &[(r"\breceived \d+ of\b", "received <n> of")],
+    );
+    // The stranger's datagram was there, and was skipped.
+    assert_eq!(
+        out.stderr.trim_end(),
+        format!(
+            "udp-datagrams: ignored a datagram from {}",
+            stranger.local_addr().unwrap()
+        )
+    );
+}
+
+/// Linux 6.18: a security policy (an LSM hook or a seccomp filter) can
+/// make every `recvmsg` fail at once; strace plays one with EPERM. The
+/// server must pause after each failure and log the run of them once. It
+/// used to retry at once, with a line per failure: tens of thousands of
+/// lines in two seconds, and all the CPU it could get.
+#[test]
+fn udp_echo_pauses_and_logs_once_when_recv_keeps_failing() {
+    if !have("strace") {
+        return;
+    }
+    let (cpu, stderr) = crate::support::under_a_refused_call(
+        bin!("udp-echo"),
+        &["127.0.0.1:0"],
+        "recvmsg",
+        "EPERM",
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some(
+            "udp-echo: recv: Operation not permitted (os error 1); trying \
+             again, less often"
+        ),
+        "{} lines",
+        lines.len()
+    );
+    assert_eq!(lines.len(), 1, "{:?}", &lines[..lines.len().min(5)]);
+    assert!(cpu < Duration::from_millis(300), "{cpu:?} of CPU in 2 s");
+}
+
+/// Linux 6.18: loopback's MTU is 65,536 bytes (`ip link show lo`), room
+/// for the largest IPv4 datagram, 65,507 bytes of data and 28 of headers,
+/// in one packet: the listings' runs never see a fragment, which the
+/// chapter's aside on the MTU says of real links.
+#[test]
+fn loopback_carries_the_largest_datagram_in_one_packet() {
+    let mtu = std::fs::read_to_string("/sys/class/net/lo/mtu").unwrap();
+    let mtu: usize = mtu.trim().parse().unwrap();
+    assert_eq!(mtu, 65_536);
+    assert!(65_507 + 20 + 8 <= mtu);
+}

@@ -321,3 +321,44 @@ pub fn tcp_listeners() -> Vec<(u16, u64)> {
         }
     }
 }
+
+/// Runs the server `bin` under strace, which makes every call of
+/// `syscall` fail with `errno`, as a security policy (an LSM or seccomp)
+/// that refuses it would: the call fails at once, and again on every try.
+/// Once the server listens, lets it run for two seconds, then ends it
+/// with SIGTERM. Returns the CPU time it used in those two seconds and
+/// its stderr: a server that retried at once would use all the CPU it
+/// could get, and write a line per try.
+pub fn under_a_refused_call(
+    bin: &str,
+    args: &[&str],
+    syscall: &str,
+    errno: &str,
+) -> (Duration, String) {
+    let name = std::path::Path::new(bin).file_name().unwrap();
+    let comm = format!("{}\n", name.to_string_lossy());
+    let inject = format!("inject={syscall}:error={errno}");
+    let trace = format!("trace={syscall}");
+    let mut strace = vec!["-qq", "-o", "/dev/null", "-e", &trace];
+    strace.extend(["-e", &inject, bin]);
+    strace.extend(args);
+    let mut server = Listing::start("strace", &strace);
+    server.expect(r"Server listening on (\S+)");
+    let tracer = server.pid();
+    // strace's only child by now: its probes of the kernel have ended.
+    let children = format!("/proc/{tracer}/task/{tracer}/children");
+    let pid: i32 = std::fs::read_to_string(children)
+        .unwrap()
+        .trim()
+        .parse()
+        .expect("strace's child");
+    let pid = nix::unistd::Pid::from_raw(pid);
+    let named = std::fs::read_to_string(format!("/proc/{pid}/comm"));
+    assert_eq!(named.unwrap(), comm);
+    let (cpu, started) = (cpu_time(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(2)); // The wait is the test.
+    let used = cpu_time(pid) - cpu;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    (used, server.finish().stderr)
+}
