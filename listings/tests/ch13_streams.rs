@@ -1166,3 +1166,22 @@ fn line_and_length_servers_serve_on_when_their_log_disk_is_full() {
         assert_eq!(out.stdout.len(), 1, "{bin} logged: {:?}", out.stdout);
     }
 }
+
+#[test]
+fn line_and_length_servers_stop_listening_once_their_count_is_reached() {
+    // With `--count 1`, the one client is accepted, the listening socket
+    // closed at once, and a client that comes while the first is answered
+    // is refused (ECONNREFUSED), not taken into the backlog and reset when
+    // the server ends. Linux 6.18.
+    let args = ["server", "127.0.0.1:0", "--count", "1"];
+    crate::line_server::stops_listening_once_its_count_is_reached_with(
+        bin!("tcp-lines"),
+        &args,
+    );
+    crate::line_server::stops_listening_once_its_count_is_reached_asking(
+        bin!("tcp-length"),
+        &args,
+        b"\x00\x00\x00\x03bye",
+        b"\x00\x00\x00\x11server got: [bye]",
+    );
+}

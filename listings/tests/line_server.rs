@@ -207,6 +207,24 @@ pub fn stops_listening_once_its_count_is_reached_with(
     bin: &str,
     args: &[&str],
 ) {
+    stops_listening_once_its_count_is_reached_asking(
+        bin,
+        args,
+        b"bye\n",
+        b"server got: [bye]\n",
+    );
+}
+
+/// As [`stops_listening_once_its_count_is_reached_with`], for a server
+/// whose last client sends `request` and must be answered `reply`: the
+/// length-prefixed server of Listing 13-3 frames both.
+#[track_caller]
+pub fn stops_listening_once_its_count_is_reached_asking(
+    bin: &str,
+    args: &[&str],
+    request: &[u8],
+    reply: &[u8],
+) {
     let (server, addr) = start_server(bin, args);
     let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
     assert!(listening_on(port), "not listening before its count");
@@ -219,11 +237,14 @@ pub fn stops_listening_once_its_count_is_reached_with(
     assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
     // The last client is still served, and then the server ends.
     let mut last = last;
-    last.write_all(b"bye\n").unwrap();
+    last.write_all(request).unwrap();
     last.shutdown(Shutdown::Write).unwrap();
-    let mut reply = String::new();
-    last.read_to_string(&mut reply).unwrap();
-    assert_eq!(reply, "server got: [bye]\n");
+    let mut got = Vec::new();
+    last.read_to_end(&mut got).unwrap();
+    assert_eq!(
+        got.escape_ascii().to_string(),
+        reply.escape_ascii().to_string()
+    );
     let out = server.finish();
     assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
 }
