@@ -58,7 +58,7 @@ fn run() -> Result<(), Box<dyn Error>> {
                 .map_err(|err| format!("cannot listen on {spec}: {err}"))?;
             let addr = listener.local_addr()?;
             writeln!(io::stdout(), "Server listening on {addr}")?;
-            serve(&listener, count)?;
+            serve(listener, count)?;
         }
         Mode::Client { lines } => {
             restore_sigpipe()?;
@@ -108,27 +108,39 @@ fn read_line(
 // ANCHOR: server
 /// Answers one client at a time, each until it has sent everything it
 /// meant to; the next chapter serves many at once.
-fn serve(listener: &TcpListener, count: Option<usize>) -> io::Result<()> {
+fn serve(listener: TcpListener, count: Option<usize>) -> io::Result<()> {
     let mut out = io::stdout();
     let (mut served, mut short) = (0, false);
-    while count.is_none_or(|count| served < count) {
-        let result = listener
+    // Closed as soon as the last client the count allows is accepted (at
+    // once for `--count 0`): left open while we answer that client, the
+    // socket would take one who comes meanwhile into its backlog, and our
+    // end would reset them. Closed, it refuses them at once.
+    let mut listener = Some(listener).filter(|_| count != Some(0));
+    while let Some(open) = &listener {
+        let result = open
             .accept()
             .and_then(|(conn, _)| Ok((conn.peer_addr()?, conn)));
         match result {
-            Ok((peer, conn)) => match answer(&conn) {
-                Ok(lines) => {
-                    // Only a log nobody reads ends the server; a full
-                    // disk costs the line.
-                    let logged =
-                        writeln!(out, "{peer}: answered {lines} lines");
-                    if logged.is_err_and(|e| e.kind() == ErrorKind::BrokenPipe)
-                    {
-                        return Err(ErrorKind::BrokenPipe.into());
-                    }
+            Ok((peer, conn)) => {
+                (served, short) = (served + 1, false);
+                if count == Some(served) {
+                    listener = None;
                 }
-                Err(err) => log(format_args!("{peer}: {}", explain(&err))),
-            },
+                match answer(&conn) {
+                    Ok(lines) => {
+                        // Only a log nobody reads ends the server; a full
+                        // disk costs the line.
+                        let logged =
+                            writeln!(out, "{peer}: answered {lines} lines");
+                        if logged
+                            .is_err_and(|e| e.kind() == ErrorKind::BrokenPipe)
+                        {
+                            return Err(ErrorKind::BrokenPipe.into());
+                        }
+                    }
+                    Err(err) => log(format_args!("{peer}: {}", explain(&err))),
+                }
+            }
             // Out of descriptors, `accept` fails at once, and again until
             // one comes free: say so once, and pause instead of spinning.
             Err(err) if out_of_resources(&err) => {
@@ -137,17 +149,14 @@ fn serve(listener: &TcpListener, count: Option<usize>) -> io::Result<()> {
                 }
                 short = true;
                 thread::sleep(ACCEPT_PAUSE);
-                continue;
             }
             // A client that reset before we took it, say: not one
             // served, so `--count` does not count it.
             Err(err) => {
                 log(format_args!("a connection failed: {err}"));
                 short = false;
-                continue;
             }
         }
-        (served, short) = (served + 1, false);
     }
     Ok(())
 }

@@ -64,7 +64,7 @@ fn run() -> Result<(), Box<dyn Error>> {
                 .map_err(|err| format!("cannot listen on {spec}: {err}"))?;
             let addr = listener.local_addr()?;
             writeln!(io::stdout(), "Server listening on {addr}")?;
-            serve(&listener, count, with_capacity)?;
+            serve(listener, count, with_capacity)?;
         }
         Mode::Client { messages } => {
             restore_sigpipe()?;
@@ -188,38 +188,51 @@ fn read_frame_with_capacity(
 /// Answers one client at a time, every frame it sends, until it
 /// half-closes.
 fn serve(
-    listener: &TcpListener,
+    listener: TcpListener,
     count: Option<usize>,
     with_capacity: bool,
 ) -> io::Result<()> {
     let mut out = io::stdout();
     let (mut served, mut short) = (0, false);
-    while count.is_none_or(|count| served < count) {
-        let result = listener
+    // Closed as soon as the last client the count allows is accepted (at
+    // once for `--count 0`): left open while we answer that client, the
+    // socket would take one who comes meanwhile into its backlog, and our
+    // end would reset them. Closed, it refuses them at once.
+    let mut listener = Some(listener).filter(|_| count != Some(0));
+    while let Some(open) = &listener {
+        let result = open
             .accept()
             .and_then(|(conn, _)| Ok((conn.peer_addr()?, conn)));
         match result {
-            Ok((peer, conn)) => match answer(&conn, with_capacity) {
-                Ok(n) => {
-                    // Only a log nobody reads ends the server; a full
-                    // disk costs the line.
-                    let logged = writeln!(out, "{peer}: answered {n} frames");
-                    if logged.is_err_and(|e| e.kind() == ErrorKind::BrokenPipe)
-                    {
-                        return Err(ErrorKind::BrokenPipe.into());
+            Ok((peer, conn)) => {
+                (served, short) = (served + 1, false);
+                if count == Some(served) {
+                    listener = None;
+                }
+                match answer(&conn, with_capacity) {
+                    Ok(n) => {
+                        // Only a log nobody reads ends the server; a full
+                        // disk costs the line.
+                        let logged =
+                            writeln!(out, "{peer}: answered {n} frames");
+                        if logged
+                            .is_err_and(|e| e.kind() == ErrorKind::BrokenPipe)
+                        {
+                            return Err(ErrorKind::BrokenPipe.into());
+                        }
+                    }
+                    Err(err) => {
+                        log(format_args!("{peer}: {}", explain(&err)));
+                        // Whatever the client still sends is unread; drain
+                        // it, so that it gets a FIN, not a reset. Not after
+                        // a timeout: a client that has gone silent would
+                        // hold the server for another TIMEOUT.
+                        if !timed_out(&err) {
+                            let _ = close_gently(&conn);
+                        }
                     }
                 }
-                Err(err) => {
-                    log(format_args!("{peer}: {}", explain(&err)));
-                    // Whatever the client still sends is unread; drain
-                    // it, so that it gets a FIN, not a reset. Not after a
-                    // timeout: a client that has gone silent would hold
-                    // the server for another TIMEOUT.
-                    if !timed_out(&err) {
-                        let _ = close_gently(&conn);
-                    }
-                }
-            },
+            }
             // Out of descriptors, `accept` fails at once, and again until
             // one comes free: say so once, and pause instead of spinning.
             Err(err) if out_of_resources(&err) => {
@@ -228,17 +241,14 @@ fn serve(
                 }
                 short = true;
                 thread::sleep(ACCEPT_PAUSE);
-                continue;
             }
             // A client that reset before we took it, say: not one
             // served, so `--count` does not count it.
             Err(err) => {
                 log(format_args!("a connection failed: {err}"));
                 short = false;
-                continue;
             }
         }
-        (served, short) = (served + 1, false);
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{self, ExitCode};
+use std::time::Duration;
 
 use nix::libc::linger;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -123,9 +124,12 @@ fn write_twice(client: TcpStream) -> Result<(), Box<dyn Error>> {
 }
 // ANCHOR_END: run
 
-/// A new connection through `listener`: (client end, server end).
+/// A new connection through `listener`: (client end, server end). The
+/// client's reads wait PATIENCE_MS at most, then fail with `WouldBlock`.
 fn connected(listener: &TcpListener) -> io::Result<(TcpStream, TcpStream)> {
     let client = TcpStream::connect(listener.local_addr()?)?;
+    let patience = Duration::from_millis(PATIENCE_MS.into());
+    client.set_read_timeout(Some(patience))?;
     let (server, _) = listener.accept()?;
     Ok((client, server))
 }

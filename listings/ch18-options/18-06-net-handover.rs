@@ -14,7 +14,8 @@
 //    lost.
 //
 // `net-handover` takes no arguments; `net-handover --inherit N` is the
-// new process, which serves N clients on the socket it inherits. Linux.
+// new process, which serves clients on the socket it inherits until N of
+// them have sent the listing's own request. Linux.
 
 use std::env;
 use std::error::Error;
@@ -236,7 +237,7 @@ fn handover(chld: SigAction) -> Result<(), Box<dyn Error>> {
     // stdout before that either: if its reader has gone (`| head`), the
     // write kills us (SIGPIPE), and would leave the new process to init.
     let finished =
-        answer(&serving, "the old process").and_then(|()| reply(&first));
+        answer(&serving, "the old process").and_then(|_| reply(&first));
     let mut report = String::new();
     let read = new
         .stdout
@@ -265,7 +266,7 @@ fn handover(chld: SigAction) -> Result<(), Box<dyn Error>> {
 }
 
 /// The new process: the listening socket is descriptor 3; it serves
-/// `count` clients on it, and ends.
+/// clients on it until `count` of them have sent REQUEST, and ends.
 fn new_process(count: usize) -> Result<(), Box<dyn Error>> {
     // As sd_listen_fds(3) checks: the socket is ours only if LISTEN_PID
     // is our pid; otherwise the variables were meant for another process.
@@ -297,11 +298,14 @@ fn new_process(count: usize) -> Result<(), Box<dyn Error>> {
     // The queue is ours alone now: ending on one client's error (a reset,
     // a silence past the timeout) would close it and reset every client
     // waiting in it. That client is logged, not counted, and we go on.
+    // So is anyone whose request is not our clients' own: served, but
+    // counted, it would leave one of ours in the queue when we end.
     let mut served = 0;
     while served < count {
         let (conn, peer) = listener.accept()?;
         match answer(&conn, "the new process") {
-            Ok(()) => served += 1,
+            Ok(request) if request == REQUEST => served += 1,
+            Ok(_) => log_client(peer, "not one of ours; served, not counted"),
             Err(err) => log_client(peer, &why(&err)),
         }
     }
@@ -319,11 +323,14 @@ fn connect_all(addr: SocketAddr) -> io::Result<Vec<TcpStream>> {
     (0..CLIENTS).map(|_| connect_one(addr)).collect()
 }
 
-/// Connects a client that sends a line and half-closes.
+/// What each of our clients sends: the new process counts only this.
+const REQUEST: &[u8] = b"hello\n";
+
+/// Connects a client that sends REQUEST and half-closes.
 fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
     let mut client = TcpStream::connect(addr)?;
     client.set_read_timeout(Some(Duration::from_secs(10)))?;
-    client.write_all(b"hello\n")?;
+    client.write_all(REQUEST)?;
     client.shutdown(Shutdown::Write)?;
     Ok(client)
 }
@@ -364,15 +371,15 @@ const MAX_REQUEST: usize = 1024;
 /// How long a client has to send its whole request.
 const REQUEST_TIME: Duration = Duration::from_secs(10);
 
-/// Reads a client's request to its end, answers who served it, and ends
-/// the stream. The request has a length limit and a deadline for the
+/// Reads a client's request to its end, answers who served it, ends the
+/// stream, and returns the request. The request has a length limit and a deadline for the
 /// whole of it (Chapter 14): a client that sends without end, or a byte
 /// at a time, fails here instead of holding the one process that serves
 /// the queue.
-fn answer(mut conn: &TcpStream, who: &str) -> io::Result<()> {
+fn answer(mut conn: &TcpStream, who: &str) -> io::Result<Vec<u8>> {
     conn.set_nonblocking(false)?;
     let by = Instant::now() + REQUEST_TIME;
-    let (mut got, mut buf) = (0, [0; 512]);
+    let (mut request, mut buf) = (Vec::new(), [0; 512]);
     loop {
         let left = by
             .checked_duration_since(Instant::now())
@@ -381,18 +388,19 @@ fn answer(mut conn: &TcpStream, who: &str) -> io::Result<()> {
         conn.set_read_timeout(Some(left))?;
         match conn.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) if got + n > MAX_REQUEST => {
+            Ok(n) if request.len() + n > MAX_REQUEST => {
                 let what = format!("a request longer than {MAX_REQUEST} bytes");
                 return Err(io::Error::new(ErrorKind::InvalidData, what));
             }
-            Ok(n) => got += n,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
             Err(err) if err.kind() == ErrorKind::Interrupted => {}
             Err(err) => return Err(err),
         }
     }
     // One write: a reply in pieces waits on Nagle's algorithm (18-4).
     conn.write_all(format!("served by {who}\n").as_bytes())?;
-    conn.shutdown(Shutdown::Write)
+    conn.shutdown(Shutdown::Write)?;
+    Ok(request)
 }
 
 /// A client's reply, to its end.

@@ -1285,9 +1285,7 @@ fn the_new_process_makes_the_socket_it_takes_close_on_exec() {
             .and_then(|octal| u32::from_str_radix(octal.trim(), 8).ok());
         flags.is_some_and(|flags| flags & 0o2000000 != 0)
     });
-    let client =
-        std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
-    client.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(asks_the_new_process(&port), "served by the new process\n");
     let out = server.finish();
     assert!(out.status.success(), "{}", out.stderr);
 }
@@ -1807,4 +1805,50 @@ fn net_handover_scene_2_serves_its_own_first_client_not_a_stranger() {
         Some("   of 20 clients: 20 answered by the new process, 0 lost")
     );
     assert!(closed_unanswered(stranger));
+}
+
+#[test]
+fn net_handover_new_process_counts_only_its_own_clients_requests() {
+    // Linux 6.18. strace holds scene 2's tenth queued client's `connect`
+    // (the 30th of the program: scene 1 makes 20, scene 2's first is the
+    // 21st); a stranger connects then and sends a whole request of its
+    // own. The first version served it and counted it as one of its 20,
+    // and ended with the listing's last client still queued: "19
+    // answered by the new process, 1 lost".
+    use std::io::{Read, Write};
+    if !have("strace") {
+        return;
+    }
+    let (handover, pid) = held_at(
+        bin!("net-handover"),
+        &[],
+        "connect",
+        nix::libc::SYS_connect,
+        30,
+    );
+    let port = listening_port(pid).expect("scene 2's listener");
+    let mut stranger =
+        std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stranger.write_all(b"hi\n").unwrap();
+    stranger.shutdown(std::net::Shutdown::Write).unwrap();
+    let out = handover.finish();
+    assert!(out.status.success(), "{:?} {}", out.stdout, out.stderr);
+    assert_eq!(
+        out.stdout.last().map(String::as_str),
+        Some("   of 20 clients: 20 answered by the new process, 0 lost"),
+        "{}",
+        out.stderr
+    );
+    let mut reply = String::new();
+    stranger.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "served by the new process\n");
+    assert!(
+        out.stderr
+            .contains("): not one of ours; served, not counted\n"),
+        "{}",
+        out.stderr
+    );
 }

@@ -207,6 +207,24 @@ pub fn stops_listening_once_its_count_is_reached_with(
     bin: &str,
     args: &[&str],
 ) {
+    stops_listening_once_its_count_is_reached_asking(
+        bin,
+        args,
+        b"bye\n",
+        b"server got: [bye]\n",
+    );
+}
+
+/// As [`stops_listening_once_its_count_is_reached_with`], for a server
+/// whose last client sends `request` and must be answered `reply`: the
+/// length-prefixed server of Listing 13-3 frames both.
+#[track_caller]
+pub fn stops_listening_once_its_count_is_reached_asking(
+    bin: &str,
+    args: &[&str],
+    request: &[u8],
+    reply: &[u8],
+) {
     let (server, addr) = start_server(bin, args);
     let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
     assert!(listening_on(port), "not listening before its count");
@@ -219,11 +237,14 @@ pub fn stops_listening_once_its_count_is_reached_with(
     assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
     // The last client is still served, and then the server ends.
     let mut last = last;
-    last.write_all(b"bye\n").unwrap();
+    last.write_all(request).unwrap();
     last.shutdown(Shutdown::Write).unwrap();
-    let mut reply = String::new();
-    last.read_to_string(&mut reply).unwrap();
-    assert_eq!(reply, "server got: [bye]\n");
+    let mut got = Vec::new();
+    last.read_to_end(&mut got).unwrap();
+    assert_eq!(
+        got.escape_ascii().to_string(),
+        reply.escape_ascii().to_string()
+    );
     let out = server.finish();
     assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
 }
@@ -1424,29 +1445,85 @@ pub fn unless_the_machine_paused<T>(
     )
 }
 
-/// `bin`, run under strace so that every `write` after its first (the
-/// line saying it listens) fails with ENOSPC, as on a full disk: a full
-/// log loses its lines, and the clients are served on. A client is
-/// answered and stays connected; another is answered and leaves, whose
-/// line in the log fails; the first is still answered. Only a log that
-/// nobody reads (`BrokenPipe`) ends a server. Linux 6.18's strace.
+/// Attaches strace to every thread of `server`, and with `-f` to every
+/// thread it starts later, so that each of their `write`s fails with
+/// ENOSPC, as on a full disk; returns strace, whose stdout is the trace of
+/// those writes, once every thread is traced. Attached after the ready
+/// line, which is written. Not strace started with the server: without
+/// `-f` it traces only the first thread, and a threaded server logs from
+/// others; with `-f`, `when=2+` counts each thread's writes apart, and a
+/// new thread's first write (its one log line) would go through.
+/// Linux 6.18's strace.
+#[track_caller]
+pub fn fill_the_log_disk(server: &Listing) -> Listing {
+    let pid = server.pid().to_string();
+    let strace = Listing::start(
+        "strace",
+        &[
+            "-f",
+            "-p",
+            &pid,
+            "-qq",
+            "-s",
+            "256",
+            "-o",
+            "/dev/stdout",
+            "-e",
+            "trace=write",
+            "-e",
+            "inject=write:error=ENOSPC",
+        ],
+    );
+    wait_until("strace to trace every thread of the server", || {
+        every_thread_traced(&pid)
+    });
+    strace
+}
+
+/// True if every thread of process `pid` has a tracer (`TracerPid` in its
+/// /proc status is not 0).
+fn every_thread_traced(pid: &str) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("status")).is_ok_and(
+            |status| {
+                status.lines().any(|line| {
+                    line.starts_with("TracerPid:")
+                        && line.split_whitespace().nth(1) != Some("0")
+                })
+            },
+        )
+    })
+}
+
+/// Waits for the trace of `fill_the_log_disk` to show a log line holding
+/// `what` written and failed with ENOSPC: the disk was full for that line.
+#[track_caller]
+pub fn lost_to_a_full_disk(strace: &mut Listing, what: &str) {
+    loop {
+        let line = strace.next_line();
+        if line.contains(what) && line.contains("ENOSPC") {
+            return;
+        }
+    }
+}
+
+/// `bin` with its log disk full (`fill_the_log_disk`) once it has said it
+/// listens: a full log loses its lines, and the clients are served on. A
+/// client is answered and stays connected; another is answered and
+/// leaves, whose line in the log fails; the first is still answered. The
+/// trace shows that line failed, and the log holds none: the test cannot
+/// pass with a disk that was never full. Only a log that nobody reads
+/// (`BrokenPipe`) ends a server.
 #[track_caller]
 pub fn serves_on_when_its_log_disk_is_full(bin: &str) {
     if !crate::support::have("strace") {
         return;
     }
-    let strace = [
-        "-qq",
-        "-o",
-        "/dev/null",
-        "-e",
-        "trace=write",
-        "-e",
-        "inject=write:error=ENOSPC:when=2+",
-        bin,
-        "127.0.0.1:0",
-    ];
-    let (server, addr) = start_server("strace", &strace);
+    let (server, addr) = start_server(bin, &["127.0.0.1:0"]);
+    let mut strace = fill_the_log_disk(&server);
     let mut other = connect(&addr);
     let mut replies = BufReader::new(other.try_clone().unwrap());
     let mut reply = String::new();
@@ -1454,11 +1531,21 @@ pub fn serves_on_when_its_log_disk_is_full(bin: &str) {
     replies.read_line(&mut reply).unwrap();
     assert_eq!(reply, "server got: [first]\n");
     assert_eq!(ask(&addr, "x").unwrap(), "server got: [x]\n");
+    lost_to_a_full_disk(&mut strace, "answered");
     other.write_all(b"second\n").unwrap();
     reply.clear();
     replies.read_line(&mut reply).unwrap();
     assert_eq!(reply, "server got: [second]\n", "the server ended");
-    drop(server);
+    other.shutdown(Shutdown::Write).unwrap();
+    lost_to_a_full_disk(&mut strace, "answered");
+    server.signal(nix::sys::signal::Signal::SIGKILL);
+    let out = server.finish();
+    assert_eq!(
+        out.stdout.len(),
+        1,
+        "lines the full disk kept: {:?}",
+        out.stdout
+    );
 }
 
 /// `bin`, its stderr a regular file, which never stops moving: 200
