@@ -136,7 +136,8 @@ fn fill_each(
         let (_reader, write_end) = pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
         let mut writer = File::from(write_end);
         if let Some(size) = size {
-            fcntl(&writer, FcntlArg::F_SETPIPE_SZ(size))?;
+            fcntl(&writer, FcntlArg::F_SETPIPE_SZ(size))
+                .map_err(|err| format!("F_SETPIPE_SZ {size}: {err}"))?;
         }
         let (writes, total, _) = fill_quietly(&mut writer, write_size)?;
         writeln!(
