@@ -27,8 +27,10 @@ fn main() -> ExitCode {
         // reaped (`run` waits for it first).
         Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
         Err(err) => {
-            // Not `eprintln!`, which panics if stderr cannot be written.
-            let _ = writeln!(io::stderr(), "pipe-no-eof: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written;
+            // and one write, so that no other writer splits the line.
+            let line = format!("pipe-no-eof: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }
@@ -51,7 +53,9 @@ fn run() -> Result<(), Box<dyn Error>> {
             let status = match child(write_end) {
                 Ok(()) => 0,
                 Err(err) => {
-                    let _ = writeln!(io::stderr(), "pipe-no-eof child: {err}");
+                    // One write, as in `main`: the parent shares stderr.
+                    let line = format!("pipe-no-eof child: {err}\n");
+                    let _ = io::stderr().write_all(line.as_bytes());
                     1
                 }
             };

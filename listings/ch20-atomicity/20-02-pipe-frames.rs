@@ -45,8 +45,10 @@ fn main() -> ExitCode {
         // reaped (`run` waits for it first).
         Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
         Err(err) => {
-            // Not `eprintln!`, which panics if stderr cannot be written.
-            let _ = writeln!(io::stderr(), "pipe-frames: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written;
+            // and one write, so that no other writer splits the line.
+            let line = format!("pipe-frames: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }
@@ -81,7 +83,9 @@ fn run() -> Result<(), Box<dyn Error>> {
             let status = match send(write_end, framing) {
                 Ok(()) => 0,
                 Err(err) => {
-                    let _ = writeln!(io::stderr(), "pipe-frames child: {err}");
+                    // One write, as in `main`: the parent shares stderr.
+                    let line = format!("pipe-frames child: {err}\n");
+                    let _ = io::stderr().write_all(line.as_bytes());
                     1
                 }
             };

@@ -42,8 +42,10 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // Not `eprintln!`, which panics if stderr cannot be written.
-            let _ = writeln!(io::stderr(), "pipe-capacity: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written;
+            // and one write, so that no other writer splits the line.
+            let line = format!("pipe-capacity: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }
@@ -134,7 +136,8 @@ fn fill_each(
         let (_reader, write_end) = pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
         let mut writer = File::from(write_end);
         if let Some(size) = size {
-            fcntl(&writer, FcntlArg::F_SETPIPE_SZ(size))?;
+            fcntl(&writer, FcntlArg::F_SETPIPE_SZ(size))
+                .map_err(|err| format!("F_SETPIPE_SZ {size}: {err}"))?;
         }
         let (writes, total, _) = fill_quietly(&mut writer, write_size)?;
         writeln!(

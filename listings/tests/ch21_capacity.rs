@@ -894,3 +894,76 @@ fn poll_reports_only_pollerr_on_a_full_pipe_whose_reader_has_gone() {
     assert!(started.elapsed() < Duration::from_secs(5), "{linux}");
     assert_eq!(write(&writer, b"x"), Err(Errno::EPIPE), "{linux}");
 }
+
+/// A size above /proc/sys/fs/pipe-max-size is refused with EPERM to a
+/// process without `CAP_SYS_RESOURCE` (`pipe_set_size` in fs/pipe.c,
+/// Linux 6.18). Both ways the listing asks, alone and with
+/// `--write-sizes`, report it on one line that names the call and the
+/// size. Root runs the listing as a user nothing else runs as, which
+/// holds no capability; another user runs it as itself.
+#[test]
+fn pipe_capacity_names_the_call_when_a_size_is_refused() {
+    let privileged = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|caps| u64::from_str_radix(caps.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << 24) != 0); // CAP_SYS_RESOURCE
+    let root = nix::unistd::geteuid().is_root();
+    if !root && privileged {
+        eprintln!("skipped: this user holds CAP_SYS_RESOURCE");
+        return;
+    }
+    if root && !have("setpriv") {
+        eprintln!("skipped: no setpriv to run the listing as another user");
+        return;
+    }
+    let max = std::fs::read_to_string("/proc/sys/fs/pipe-max-size").unwrap();
+    let max: i64 = max.trim().parse().unwrap();
+    let Ok(size) = i32::try_from(2 * max) else {
+        eprintln!("skipped: pipe-max-size {max}");
+        return;
+    };
+    let size = size.to_string();
+    let linux = format!("Linux {}", kernel());
+    let complaint = format!("F_SETPIPE_SZ {size}: EPERM: ");
+    let with_sizes = ["--size", &size, "--write-sizes", "4096"];
+    let alone = if root {
+        let (copy, _dir) = crate::support::reachable_by_anyone(
+            std::path::Path::new(bin!("pipe-capacity")),
+        );
+        let as_a_user = |args: &[&str]| {
+            let mut command = std::process::Command::new("setpriv");
+            command
+                .args(["--reuid=54323", "--regid=54323", "--clear-groups"])
+                .arg(&copy)
+                .args(args);
+            Listing::spawn(&mut command, std::process::Stdio::piped()).finish()
+        };
+        // What `assert_rejects` checks, for a listing run by setpriv.
+        let out = as_a_user(&with_sizes);
+        assert_eq!(out.status.code(), Some(1), "{}, {linux}", out.stderr);
+        assert!(out.stdout.is_empty(), "stdout: {:?}", out.stdout);
+        let lines: Vec<_> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line of error, got {:?}", out.stderr);
+        assert!(
+            lines[0].starts_with(&format!("pipe-capacity: {complaint}")),
+            "{:?}, {linux}",
+            lines[0]
+        );
+        as_a_user(&["--size", &size])
+    } else {
+        assert_rejects(bin!("pipe-capacity"), &with_sizes, &complaint);
+        crate::support::run(bin!("pipe-capacity"), &["--size", &size])
+    };
+    // The same complaint as the listing gives when it asks without
+    // `--write-sizes`, after its first lines of output.
+    assert_eq!(alone.status.code(), Some(1), "{}, {linux}", alone.stderr);
+    let lines: Vec<_> = alone.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line of error, got {:?}", alone.stderr);
+    assert!(
+        lines[0].starts_with(&format!("pipe-capacity: {complaint}")),
+        "{:?}, {linux}",
+        lines[0]
+    );
+}

@@ -1483,3 +1483,94 @@ fn every_listing_that_ends_on_sigterm_takes_one_that_comes_while_it_registers()
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Part IV's listings, the arguments of a run that writes to stdout at
+/// once, and whether that run forks a child of the listing's own that
+/// reports its errors on the stderr it shares with its parent.
+const PART_FOUR_LISTINGS: [(&str, &[&str], bool); 8] = [
+    ("pipe-no-eof", &["--close"], true),
+    ("pipe-epipe", &[], false),
+    ("pipe-leak", &["--cloexec"], false),
+    ("pipe-writers", &["--writes", "1"], false),
+    ("pipe-frames", &["length"], true),
+    ("pipe-capacity", &[], false),
+    ("pipe-deadlock", &["--read-first"], true),
+    ("fifo-open", &[], false),
+];
+
+/// The strings of the `write(2, …)` calls of `bin args` under `strace -f`
+/// with these options of strace's added, such as a fault to inject.
+fn writes_to_stderr_with(
+    bin: &str,
+    args: &[&str],
+    stdout: Stdio,
+    strace_options: &[&str],
+) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = dir.path().join("writes");
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-q", "-s", "4096", "-e", "trace=write"])
+        .args(strace_options)
+        .args(["-e", "signal=none", "-o"])
+        .arg(&log)
+        .arg("--")
+        .arg(bin_path(bin))
+        .args(args);
+    Listing::spawn(&mut command, stdout).finish();
+    std::fs::read_to_string(&log)
+        .expect("strace's log")
+        .lines()
+        .filter_map(|line| line.split_once("write(2, ").map(|(_, w)| w))
+        .map(String::from)
+        .collect()
+}
+
+/// Whether a `write` that strace shows holds one whole line of `name`'s,
+/// its newline last.
+fn is_one_whole_line(name: &str, write: &str) -> bool {
+    write.starts_with(&format!("\"{name}"))
+        && write.contains("\\n\", ")
+        && write.matches("\\n").count() == 1
+}
+
+/// Each line of error of a Part IV listing is one `write`, formatted whole
+/// first, for the reason Chapter 20 gives: `writeln!` writes each piece of
+/// its format on its own, and another writer of the same stderr can land
+/// between them. A bad argument gives one line; a full disk under stdout
+/// gives the parent's line; and where the listing's child reports its own
+/// errors, a first `write` that fails in every process (the child's is
+/// into the pipe) gives the child's line, and the parent's if it has one.
+#[test]
+fn every_part_four_listing_writes_a_line_of_error_with_one_write() {
+    if !crate::support::can_trace() {
+        return;
+    }
+    let mut failures = Vec::new();
+    for (name, args, child) in PART_FOUR_LISTINGS {
+        let bad = writes_to_stderr(name, &["--no-such-option"], Stdio::null());
+        if bad.len() != 1 || !is_one_whole_line(name, &bad[0]) {
+            failures.push(format!("{name} --no-such-option: {bad:#?}"));
+        }
+        let disk = std::fs::OpenOptions::new().write(true).open("/dev/full");
+        let full =
+            writes_to_stderr(name, args, Stdio::from(disk.expect("/dev/full")));
+        if full.is_empty() || !full.iter().all(|w| is_one_whole_line(name, w)) {
+            failures.push(format!("{name} {args:?} > /dev/full: {full:#?}"));
+        }
+        if child {
+            let inject = ["-e", "inject=write:error=EIO:when=1"];
+            let failed =
+                writes_to_stderr_with(name, args, Stdio::null(), &inject);
+            let of_child = format!("\"{name} child: ");
+            if !failed.iter().any(|w| w.starts_with(&of_child))
+                || !failed.iter().all(|w| is_one_whole_line(name, w))
+            {
+                failures.push(format!(
+                    "{name} {args:?}, first writes failing: {failed:#?}"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
