@@ -95,10 +95,11 @@ fn serve(listener: &TcpListener) {
                 short = false;
                 answer(conn)
             }
-            // Out of descriptors or memory, `accept` fails at once, and
-            // again until some come free: report the first failure only,
-            // and wait before trying again, instead of spinning.
-            Err(err) if out_of_resources(&err) => {
+            // Out of descriptors or memory, or refused by a security
+            // policy, `accept` fails at once, and again on every try:
+            // report the first failure of a run only, and wait before
+            // trying again, instead of spinning.
+            Err(err) => {
                 if !short {
                     log(format_args!("a connection failed: {err}"));
                 }
@@ -106,7 +107,6 @@ fn serve(listener: &TcpListener) {
                 thread::sleep(ACCEPT_PAUSE);
                 continue;
             }
-            Err(err) => Err(err),
         };
         if let Err(err) = result {
             log(format_args!("a connection failed: {err}"));
@@ -114,16 +114,8 @@ fn serve(listener: &TcpListener) {
     }
 }
 
-/// How long the server waits after `accept` failed for want of resources.
+/// How long the server waits after a failed `accept`.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-
-/// True for the errors of `accept` that mean the process or the system is
-/// out of descriptors (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM), rather
-/// than that one client went wrong.
-fn out_of_resources(err: &io::Error) -> bool {
-    use nix::libc::{EMFILE, ENFILE, ENOBUFS, ENOMEM};
-    matches!(err.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
-}
 
 /// One line on stderr, formatted whole, then written with one `write`:
 /// stderr is unbuffered, and `writeln!` would write each piece on its

@@ -126,19 +126,16 @@ fn serve(listener: &TcpListener, count: Option<usize>) -> io::Result<()> {
     while count.is_none_or(|n| answered < n) {
         let (conn, peer) = match listener.accept() {
             Ok(accepted) => accepted,
-            // Out of descriptors or memory, `accept` fails at once, and
-            // again until some come free: log the first failure only, and
-            // wait before trying again, instead of spinning.
-            Err(err) if out_of_resources(&err) => {
+            // Out of descriptors or memory, or refused by a security
+            // policy, `accept` fails at once, and again on every try: log
+            // the first failure of a run only, and wait before trying
+            // again, instead of spinning.
+            Err(err) => {
                 if !short {
                     log(format_args!("a connection failed: {err}"));
                 }
                 short = true;
                 thread::sleep(ACCEPT_PAUSE);
-                continue;
-            }
-            Err(err) => {
-                log(format_args!("a connection failed: {err}"));
                 continue;
             }
         };
@@ -164,16 +161,8 @@ fn serve(listener: &TcpListener, count: Option<usize>) -> io::Result<()> {
     Ok(())
 }
 
-/// How long the server waits after `accept` failed for want of resources.
+/// How long the server waits after a failed `accept`.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-
-/// True for the errors of `accept` that mean the process or the system is
-/// out of descriptors (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM), rather
-/// than that one client went wrong.
-fn out_of_resources(err: &io::Error) -> bool {
-    use nix::libc::{EMFILE, ENFILE, ENOBUFS, ENOMEM};
-    matches!(err.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
-}
 
 /// One line on stderr, formatted whole, then written with one `write`:
 /// stderr is unbuffered, and `writeln!` would write each piece on its

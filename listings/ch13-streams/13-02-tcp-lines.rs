@@ -110,52 +110,48 @@ fn read_line(
 /// meant to; the next chapter serves many at once.
 fn serve(listener: TcpListener, count: Option<usize>) -> io::Result<()> {
     let mut out = io::stdout();
-    let (mut served, mut short) = (0, false);
+    let (mut served, mut backoff) = (0, Backoff::new());
     // Closed as soon as the last client the count allows is accepted (at
     // once for `--count 0`): left open while we answer that client, the
     // socket would take one who comes meanwhile into its backlog, and our
     // end would reset them. Closed, it refuses them at once.
     let mut listener = Some(listener).filter(|_| count != Some(0));
     while let Some(open) = &listener {
-        let result = open
-            .accept()
-            .and_then(|(conn, _)| Ok((conn.peer_addr()?, conn)));
-        match result {
-            Ok((peer, conn)) => {
-                (served, short) = (served + 1, false);
-                if count == Some(served) {
-                    listener = None;
-                }
-                match answer(&conn) {
-                    Ok(lines) => {
-                        // Only a log nobody reads ends the server; a full
-                        // disk costs the line.
-                        let logged =
-                            writeln!(out, "{peer}: answered {lines} lines");
-                        if logged
-                            .is_err_and(|e| e.kind() == ErrorKind::BrokenPipe)
-                        {
-                            return Err(ErrorKind::BrokenPipe.into());
-                        }
-                    }
-                    Err(err) => log(format_args!("{peer}: {}", explain(&err))),
-                }
+        let conn = match open.accept() {
+            Ok((conn, _)) => conn,
+            // Out of descriptors, say, `accept` fails at once, and again
+            // until one comes free: wait, longer after each failure, and
+            // log the run once, instead of spinning.
+            Err(err) => {
+                backoff.failed(&err);
+                continue;
             }
-            // Out of descriptors, `accept` fails at once, and again until
-            // one comes free: say so once, and pause instead of spinning.
-            Err(err) if out_of_resources(&err) => {
-                if !short {
-                    log(format_args!("a connection failed: {err}"));
-                }
-                short = true;
-                thread::sleep(ACCEPT_PAUSE);
-            }
-            // A client that reset before we took it, say: not one
-            // served, so `--count` does not count it.
+        };
+        backoff.accepted();
+        // A client that reset before we took it is still accepted, and
+        // asking its address fails: not one served, so `--count` does
+        // not count it.
+        let peer = match conn.peer_addr() {
+            Ok(peer) => peer,
             Err(err) => {
                 log(format_args!("a connection failed: {err}"));
-                short = false;
+                continue;
             }
+        };
+        served += 1;
+        if count == Some(served) {
+            listener = None;
+        }
+        match answer(&conn) {
+            Ok(lines) => {
+                // Only a log nobody reads ends the server; a full disk
+                // costs the line.
+                let logged = writeln!(out, "{peer}: answered {lines} lines");
+                if logged.is_err_and(|e| e.kind() == ErrorKind::BrokenPipe) {
+                    return Err(ErrorKind::BrokenPipe.into());
+                }
+            }
+            Err(err) => log(format_args!("{peer}: {}", explain(&err))),
         }
     }
     Ok(())
@@ -222,15 +218,56 @@ fn close_gently(mut conn: &TcpStream) -> io::Result<()> {
 }
 // ANCHOR_END: server
 
-/// How long the server waits after `accept` failed for want of resources.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// After a failed `accept`, waits from 5 ms, doubling up to a second while
+/// the failures go on, and logs the first failure of a run only: Listing
+/// 14-2's `Backoff`, which Chapter 14 explains, logging with `log`. Out of
+/// descriptors or memory, or refused by a security policy, `accept` fails
+/// at once, and again on every try: a loop that tried again at once would
+/// spin, with a line per turn.
+struct Backoff {
+    wait: Duration,
+    /// When `accept` last failed, if it has.
+    failed_at: Option<Instant>,
+}
 
-/// True for the errors of `accept` that mean the process or the system is
-/// out of descriptors (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM), rather
-/// than that one client went wrong.
-fn out_of_resources(err: &io::Error) -> bool {
-    use nix::libc::{EMFILE, ENFILE, ENOBUFS, ENOMEM};
-    matches!(err.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MOST: Duration = Duration::from_secs(1);
+    /// How long `accept` must go without failing before a run of
+    /// failures is over, and the next one is logged.
+    const QUIET: Duration = Duration::from_secs(10);
+
+    fn new() -> Backoff {
+        Backoff {
+            wait: Backoff::FIRST,
+            failed_at: None,
+        }
+    }
+
+    fn failed(&mut self, err: &io::Error) {
+        // One client that gave up while it waited in the queue (the BSDs
+        // say so; Linux hands the connection over): logged, since it is
+        // one line per client, and no reason to pause.
+        if err.kind() == ErrorKind::ConnectionAborted {
+            log(format_args!("accept: {err}"));
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .failed_at
+            .is_none_or(|at| now.duration_since(at) >= Backoff::QUIET)
+        {
+            log(format_args!("accept: {err}; trying again, less often"));
+        }
+        self.failed_at = Some(now);
+        thread::sleep(self.wait);
+        self.wait = (self.wait * 2).min(Backoff::MOST);
+    }
+
+    /// A connection came: the next failure waits 5 ms again.
+    fn accepted(&mut self) {
+        self.wait = Backoff::FIRST;
+    }
 }
 
 // ANCHOR: client

@@ -1826,3 +1826,55 @@ fn race_original_counts_the_clients_that_connect_before_the_server_listens() {
     assert!(runs <= clients && clients <= 5 * runs, "{:#?}", out.stdout);
     assert_rejects(script, &["--runs", "0"], "--runs must be");
 }
+
+/// Linux 6.18: a security policy (an LSM hook, `security_socket_accept()`,
+/// or a seccomp filter) can make every `accept` fail at once, and again on
+/// every try; strace plays one with EPERM for two seconds. The server must
+/// wait `ACCEPT_PAUSE` after each failure and report the run once. It used
+/// to wait only when out of descriptors or memory, and to retry any other
+/// failure at once: thousands of lines, and all the CPU it could get.
+fn pauses_and_reports_once_when_accept_keeps_failing(
+    bin: &str,
+    args: &[&str],
+    name: &str,
+) {
+    if !have("strace") {
+        eprintln!("skipped: no strace");
+        return;
+    }
+    let (cpu, stderr) =
+        crate::support::under_a_refused_call(bin, args, "accept4", "EPERM");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some(
+            format!(
+                "{name}: a connection failed: Operation not permitted \
+                 (os error 1)"
+            )
+            .as_str()
+        ),
+        "{} lines",
+        lines.len()
+    );
+    assert_eq!(lines.len(), 1, "{:?}", &lines[..lines.len().min(5)]);
+    assert!(cpu < Duration::from_millis(300), "{cpu:?} of CPU in 2 s");
+}
+
+#[test]
+fn preview_server_pauses_and_reports_once_when_accept_keeps_failing() {
+    pauses_and_reports_once_when_accept_keeps_failing(
+        bin!("socket-preview"),
+        &["127.0.0.1:0"],
+        "socket-preview",
+    );
+}
+
+#[test]
+fn server_mode_pauses_and_reports_once_when_accept_keeps_failing() {
+    pauses_and_reports_once_when_accept_keeps_failing(
+        bin!("socket-modes"),
+        &["server", "127.0.0.1:0"],
+        "socket-modes",
+    );
+}

@@ -963,7 +963,7 @@ fn line_server_waits_without_spinning_when_out_of_descriptors() {
         bin!("tcp-lines"),
         &["server", "127.0.0.1:0"],
         4,
-        "tcp-lines: a connection failed: Too many open files",
+        "tcp-lines: accept: Too many open files",
         |addr| {
             let addr = addr.to_string();
             std::thread::spawn(move || {
@@ -985,7 +985,7 @@ fn length_server_waits_without_spinning_when_out_of_descriptors() {
         bin!("tcp-length"),
         &["server", "127.0.0.1:0"],
         4,
-        "tcp-length: a connection failed: Too many open files",
+        "tcp-length: accept: Too many open files",
         |addr| {
             let addr = addr.to_string();
             std::thread::spawn(move || {
@@ -1183,5 +1183,55 @@ fn line_and_length_servers_stop_listening_once_their_count_is_reached() {
         &args,
         b"\x00\x00\x00\x03bye",
         b"\x00\x00\x00\x11server got: [bye]",
+    );
+}
+
+/// Linux 6.18: a security policy (an LSM hook, `security_socket_accept()`,
+/// or a seccomp filter) can make every `accept` fail at once, and again on
+/// every try; strace plays one with EPERM for two seconds. The server must
+/// pause after each failure and log the run once. It used to pause only
+/// when out of descriptors or memory, and to retry any other failure at
+/// once: thousands of lines, and all the CPU it could get.
+fn pauses_and_logs_once_when_accept_keeps_failing(bin: &str, name: &str) {
+    if !have("strace") {
+        eprintln!("skipped: no strace");
+        return;
+    }
+    let (cpu, stderr) = crate::support::under_a_refused_call(
+        bin,
+        &["server", "127.0.0.1:0"],
+        "accept4",
+        "EPERM",
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some(
+            format!(
+                "{name}: accept: Operation not permitted (os error 1); \
+                 trying again, less often"
+            )
+            .as_str()
+        ),
+        "{} lines",
+        lines.len()
+    );
+    assert_eq!(lines.len(), 1, "{:?}", &lines[..lines.len().min(5)]);
+    assert!(cpu < Duration::from_millis(300), "{cpu:?} of CPU in 2 s");
+}
+
+#[test]
+fn line_server_pauses_and_logs_once_when_accept_keeps_failing() {
+    pauses_and_logs_once_when_accept_keeps_failing(
+        bin!("tcp-lines"),
+        "tcp-lines",
+    );
+}
+
+#[test]
+fn length_server_pauses_and_logs_once_when_accept_keeps_failing() {
+    pauses_and_logs_once_when_accept_keeps_failing(
+        bin!("tcp-length"),
+        "tcp-length",
     );
 }

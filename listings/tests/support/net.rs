@@ -324,7 +324,8 @@ pub fn tcp_listeners() -> Vec<(u16, u64)> {
 
 /// Runs the server `bin` under strace, which makes every call of
 /// `syscall` fail with `errno`, as a security policy (an LSM or seccomp)
-/// that refuses it would: the call fails at once, and again on every try.
+/// that refuses it would: the call fails at once, and again on every try,
+/// in whichever thread makes it (`-f`: Listing 3-2's server is a thread).
 /// Once the server listens, lets it run for two seconds, then ends it
 /// with SIGTERM. Returns the CPU time it used in those two seconds and
 /// its stderr: a server that retried at once would use all the CPU it
@@ -339,7 +340,7 @@ pub fn under_a_refused_call(
     let comm = format!("{}\n", name.to_string_lossy());
     let inject = format!("inject={syscall}:error={errno}");
     let trace = format!("trace={syscall}");
-    let mut strace = vec!["-qq", "-o", "/dev/null", "-e", &trace];
+    let mut strace = vec!["-f", "-qq", "-o", "/dev/null", "-e", &trace];
     strace.extend(["-e", &inject, bin]);
     strace.extend(args);
     let mut server = Listing::start("strace", &strace);
