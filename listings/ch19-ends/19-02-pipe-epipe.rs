@@ -11,11 +11,13 @@
 use std::error::Error;
 use std::fs;
 use std::io::{self, BufRead, BufReader, ErrorKind, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{self, ChildStdout, Command, ExitCode, Stdio};
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction, signal,
+};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork, pipe2, write};
 
@@ -43,7 +45,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     // kills neither. Ignored here, unblocked it changes nothing for us.
     SigSet::from(Signal::SIGPIPE).thread_unblock()?;
     // Before any child starts: each must stay a zombie until reaped.
-    keep_zombies()?;
+    let chld = keep_own_zombies()?;
     let mut out = io::stdout();
 
     // 1. SIGPIPE ignored, as the Rust runtime set it before `main`: the
@@ -83,8 +85,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     // ANCHOR: command
     // 3. A program started by `Command`: it reads as much as it likes of
     // `yes`, then drops the read end, the only one.
-    let mut yes = Command::new("yes")
-        .stdout(Stdio::piped())
+    let mut yes = Command::new("yes");
+    yes.stdout(Stdio::piped());
+    sigchld_as_found(&mut yes, chld);
+    let mut yes = yes
         .spawn()
         .map_err(|err| format!("cannot start yes: {err}"))?;
     let reader = BufReader::new(yes.stdout.take().ok_or("no stdout")?);
@@ -158,14 +162,29 @@ fn parse_args() -> Result<(), lexopt::Error> {
     Ok(())
 }
 
-/// Gives SIGCHLD its default action back. A parent that left it ignored
-/// passed that on through `exec` (Chapter 24), and then the kernel reaps
-/// our children itself: every wait fails with ECHILD, and a child's pid,
-/// or its group's id, may go to a stranger as soon as the child exits,
-/// while we may still signal it.
-fn keep_zombies() -> nix::Result<()> {
+/// Gives SIGCHLD its default action back, and returns the action found.
+/// A parent that left it ignored passed that on through `exec` (Chapter
+/// 24), and then the kernel reaps our children itself: every wait fails
+/// with ECHILD, and a child's pid, or its group's id, may go to a stranger
+/// as soon as the child exits, while we may still signal it.
+fn keep_own_zombies() -> nix::Result<SigAction> {
+    let default =
+        SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: the default action runs no code of ours.
-    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
-    Ok(())
+    unsafe { sigaction(Signal::SIGCHLD, &default) }
+}
+
+/// Gives the child that `command` starts SIGCHLD's action as we `found`
+/// it, ignored perhaps: `keep_own_zombies` changed it for our own
+/// waits, not for the programs we start (Chapter 12).
+fn sigchld_as_found(command: &mut Command, found: SigAction) {
+    // SAFETY: between fork and exec the child makes one system call,
+    // sigaction, and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            sigaction(Signal::SIGCHLD, &found)?;
+            Ok(())
+        })
+    };
 }
 // ANCHOR_END: whole

@@ -11,11 +11,14 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::process::{self, Child, Command, ExitCode, Stdio};
 
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigHandler, Signal};
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction,
+};
 use nix::unistd::{pipe, pipe2};
 
 const USAGE: &str = "usage: pipe-leak [--cloexec]";
@@ -46,7 +49,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     // any other, reported once the child is reaped.
     let cloexec = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Before any child starts: each must stay a zombie until reaped.
-    keep_zombies()?;
+    let chld = keep_own_zombies()?;
     // ANCHOR: pipe
     let (read_end, write_end) = if cloexec {
         pipe2(OFlag::O_CLOEXEC)?
@@ -56,9 +59,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     // ANCHOR_END: pipe
     // A helper that knows nothing of our pipe, and runs as long as we
     // keep its stdin open, as a long-running child would.
-    let mut helper = Command::new("cat")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+    let mut helper = Command::new("cat");
+    helper.stdin(Stdio::piped()).stdout(Stdio::null());
+    sigchld_as_found(&mut helper, chld);
+    let mut helper = helper
         .spawn()
         .map_err(|err| format!("cannot start cat: {err}"))?;
     let result = show(&mut helper, read_end, write_end);
@@ -195,14 +199,29 @@ fn parse_args() -> Result<bool, lexopt::Error> {
     Ok(cloexec)
 }
 
-/// Gives SIGCHLD its default action back. A parent that left it ignored
-/// passed that on through `exec` (Chapter 24), and then the kernel reaps
-/// our children itself: every wait fails with ECHILD, and a child's pid,
-/// or its group's id, may go to a stranger as soon as the child exits,
-/// while we may still signal it.
-fn keep_zombies() -> nix::Result<()> {
+/// Gives SIGCHLD its default action back, and returns the action found.
+/// A parent that left it ignored passed that on through `exec` (Chapter
+/// 24), and then the kernel reaps our children itself: every wait fails
+/// with ECHILD, and a child's pid, or its group's id, may go to a stranger
+/// as soon as the child exits, while we may still signal it.
+fn keep_own_zombies() -> nix::Result<SigAction> {
+    let default =
+        SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: the default action runs no code of ours.
-    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
-    Ok(())
+    unsafe { sigaction(Signal::SIGCHLD, &default) }
+}
+
+/// Gives the child that `command` starts SIGCHLD's action as we `found`
+/// it, ignored perhaps: `keep_own_zombies` changed it for our own
+/// waits, not for the programs we start (Chapter 12).
+fn sigchld_as_found(command: &mut Command, found: SigAction) {
+    // SAFETY: between fork and exec the child makes one system call,
+    // sigaction, and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            sigaction(Signal::SIGCHLD, &found)?;
+            Ok(())
+        })
+    };
 }
 // ANCHOR_END: whole

@@ -96,7 +96,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     let inode = reader.metadata()?.ino();
     // The child's one line, or why it said nothing. A grandchild can
     // hold the pipe open after the child has gone without a word, so
-    // the wait has a limit, past which a child that still runs is killed:
+    // the wait has a limit. Whenever no line comes, at the end of the
+    // stream or past the limit, a child that still runs is killed:
     // waiting for it below must not block either.
     let line = read_line(&mut reader, QUIET_MS);
     if line.is_err() {

@@ -24,8 +24,8 @@ use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{self, Child, Command, ExitCode, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::mpsc::{RecvTimeoutError, channel};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, SendError, channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
@@ -142,22 +142,33 @@ fn run() -> Result<(), Box<dyn Error>> {
     // timer, if any, that the children are stopped already.
     let (stopped, is_stopped) = channel();
     let got = Arc::new(AtomicI32::new(0));
+    // Set once the first line is written, or has failed (below).
+    let announced = Arc::new(AtomicBool::new(false));
+    let handle = signals.handle();
     // The thread gets `signals` only once it runs: a refused thread's
-    // closure is dropped, and with it whatever was moved in.
+    // closure is dropped, and with it whatever was moved in. It gives
+    // them back when `handle` closes them.
     let (hand_over, handed) = channel::<&'static mut Signals>();
-    let started = announce(&args, &children).map_err(Box::<dyn Error>::from);
-    let started = started.and_then(|()| {
+    let listener = thread::Builder::new().spawn({
         let (writer, got) = (Arc::clone(&writer), Arc::clone(&got));
-        let unreaped = Arc::clone(&unreaped);
-        let passer = thread::Builder::new().spawn(move || {
-            let Ok(signals) = handed.recv() else {
-                return;
-            };
+        let (unreaped, announced) =
+            (Arc::clone(&unreaped), Arc::clone(&announced));
+        let caught = caught.clone();
+        move || {
+            let signals = handed.recv().ok()?;
             let mut forever = signals.forever();
             if let Some(signal) = forever.next() {
                 got.store(signal, Ordering::SeqCst);
                 stop(way, &unreaped, group, &writer);
                 let _ = stopped.send(());
+                if !announced.load(Ordering::SeqCst) {
+                    // The main thread is still in its first write, which
+                    // may never return (a full pipe that nobody reads):
+                    // end here, once the children have.
+                    restore_defaults(&caught);
+                    wait_for_exits(&unreaped);
+                    die_of(signal);
+                }
             }
             // Another, while we reap: its default action, at once. Not
             // listened for, it would be swallowed by signal-hook's
@@ -165,13 +176,25 @@ fn run() -> Result<(), Box<dyn Error>> {
             if let Some(signal) = forever.next() {
                 die_of(signal);
             }
-        });
-        passer.map_err(|err| format!("cannot start a thread: {err}").into())
+            Some(signals)
+        }
     });
+    // Handed over before our first write, which may wait for ever: a
+    // signal that comes meanwhile must find a thread to stop the
+    // children. If the thread was refused, the send gives them back.
+    let kept = hand_over.send(signals).err().map(|SendError(s)| s);
+    let started = match &listener {
+        Ok(_) => {
+            let said = announce(&args, &children);
+            announced.store(true, Ordering::SeqCst);
+            said.map_err(Box::<dyn Error>::from)
+        }
+        Err(err) => Err(format!("cannot start a thread: {err}").into()),
+    };
     // For `pipe`, a timer: the `cat`s work until we close the lifeline,
     // after SECS, unless a signal has made the signal thread close it
     // first. We wait for the children meanwhile, as in the other ways.
-    let started = started.and_then(|_| {
+    let started = started.and_then(|()| {
         if way != Way::Pipe {
             return Ok(());
         }
@@ -189,13 +212,25 @@ fn run() -> Result<(), Box<dyn Error>> {
     if let Err(err) = started {
         // Nobody reads our output, or no thread would watch for signals,
         // or close the lifeline in time (`ulimit -u` counts threads): stop
-        // what we started, then leave.
-        // No thread listens for signals: give them their default action
-        // back first, or signal-hook's handler would swallow them while we
-        // wait. One that came before is the handler's: end by it.
-        restore_defaults(&caught);
-        let came = signals.pending().next();
+        // what we started, then leave. Stopped first, while signal-hook's
+        // handler still takes the signals: once they have their default
+        // action back, one ends us at once, with no chance to stop them.
         stop(way, &unreaped, group, &writer);
+        restore_defaults(&caught);
+        // One that came before is the handler's: ask for it, from the
+        // signal thread, if it runs, then from the iterator, which it
+        // gives back once closed.
+        let signals = match listener {
+            Ok(listener) => {
+                handle.close();
+                listener.join().ok().flatten()
+            }
+            Err(_) => kept,
+        };
+        let came = match got.load(Ordering::SeqCst) {
+            0 => signals.and_then(|signals| signals.pending().next()),
+            signal => Some(signal),
+        };
         for child in &mut children {
             let _ = child.wait();
         }
@@ -204,8 +239,6 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
         return Err(err);
     }
-    // It waits for them: the send cannot fail.
-    let _ = hand_over.send(signals);
     // Reap them all first, then report: a report that fails must not
     // leave a child unreaped.
     let mut statuses = Vec::new();
@@ -437,6 +470,20 @@ fn reap(
     let status = child.wait()?;
     unreaped.retain(|&p| p != pid);
     Ok(status)
+}
+
+/// Waits until every child not reaped yet has exited, and leaves each a
+/// zombie: for `reap`, if the main thread gets there, or else for whoever
+/// adopts it once we are gone.
+fn wait_for_exits(unreaped: &Mutex<Vec<Pid>>) {
+    let pids = unreaped
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+    for pid in pids {
+        while waitid_raw(Some(pid), flags) == Err(Errno::EINTR) {}
+    }
 }
 // ANCHOR_END: stop
 

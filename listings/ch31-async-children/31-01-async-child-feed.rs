@@ -23,7 +23,9 @@ use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::{SigHandler, SigSet, Signal};
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::runtime::{Builder, Runtime};
@@ -94,13 +96,15 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let (way, bytes, wait) =
         parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Our children are ours to reap, even if our parent ignored SIGCHLD.
-    keep_zombies()?;
+    let chld = keep_own_zombies()?;
     // More than memory can hold is an error, not an abort.
     let mut data = Vec::new();
     data.try_reserve_exact(bytes)
         .map_err(|_| format!("cannot hold {bytes} bytes in memory"))?;
     data.resize(bytes, b'x');
-    let mut tee = Command::new("tee")
+    let mut tee = Command::new("tee");
+    sigchld_as_found(&mut tee, chld);
+    let mut tee = tee
         .arg("/dev/stderr")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -237,15 +241,30 @@ async fn count(
     }
 }
 
-/// Gives SIGCHLD its default action back. A parent that left it ignored
-/// passed that on through `exec` (Chapter 24), and then the kernel reaps
-/// our children itself: every wait fails with ECHILD, and a child's pid,
-/// or its group's id, may go to a stranger as soon as the child exits,
-/// while we may still signal it.
-fn keep_zombies() -> nix::Result<()> {
+/// Gives SIGCHLD its default action back, and returns the action found.
+/// A parent that left it ignored passed that on through `exec` (Chapter
+/// 24), and then the kernel reaps our children itself: every wait fails
+/// with ECHILD, and a child's pid, or its group's id, may go to a stranger
+/// as soon as the child exits, while we may still signal it.
+fn keep_own_zombies() -> nix::Result<SigAction> {
+    let default =
+        SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: the default action runs no code of ours.
-    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
-    Ok(())
+    unsafe { sigaction(Signal::SIGCHLD, &default) }
+}
+
+/// Gives the child that `command` starts SIGCHLD's action as we `found`
+/// it, ignored perhaps: `keep_own_zombies` changed it for our own
+/// waits, not for the programs we start (Chapter 12).
+fn sigchld_as_found(command: &mut Command, found: SigAction) {
+    // SAFETY: between fork and exec the child makes one system call,
+    // sigaction, and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            sigaction(Signal::SIGCHLD, &found)?;
+            Ok(())
+        })
+    };
 }
 
 /// How a child ended, in words.

@@ -32,7 +32,9 @@ use std::process::{self, ExitCode, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use nix::sys::signal::{SigHandler, SigSet, Signal, killpg};
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, Signal, killpg, sigaction,
+};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
@@ -129,7 +131,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Our children are ours to reap, even if our parent ignored SIGCHLD:
     // until sh is reaped, its pid keeps the group's id ours.
-    keep_zombies()?;
+    let chld = keep_own_zombies()?;
     let script = match way {
         Way::Pipe => "sleep 60 & echo $!",
         _ => "sleep 60 & echo $!; wait",
@@ -144,7 +146,9 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let mut hup = unless_ignored(SignalKind::hangup())?;
     unblock_stop_signals()?;
     let before = children_of_this_thread();
-    let spawned = Command::new("sh")
+    let mut sh = Command::new("sh");
+    sigchld_as_found(&mut sh, chld);
+    let spawned = sh
         .args(["-c", &format!("{trap}{script}")])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -475,15 +479,30 @@ fn state(pid: Pid) -> &'static str {
     }
 }
 
-/// Gives SIGCHLD its default action back. A parent that left it ignored
-/// passed that on through `exec` (Chapter 24), and then the kernel reaps
-/// our children itself: every wait fails with ECHILD, and a child's pid,
-/// or its group's id, may go to a stranger as soon as the child exits,
-/// while we may still signal it.
-fn keep_zombies() -> nix::Result<()> {
+/// Gives SIGCHLD its default action back, and returns the action found.
+/// A parent that left it ignored passed that on through `exec` (Chapter
+/// 24), and then the kernel reaps our children itself: every wait fails
+/// with ECHILD, and a child's pid, or its group's id, may go to a stranger
+/// as soon as the child exits, while we may still signal it.
+fn keep_own_zombies() -> nix::Result<SigAction> {
+    let default =
+        SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: the default action runs no code of ours.
-    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
-    Ok(())
+    unsafe { sigaction(Signal::SIGCHLD, &default) }
+}
+
+/// Gives the child that `command` starts SIGCHLD's action as we `found`
+/// it, ignored perhaps: `keep_own_zombies` changed it for our own
+/// waits, not for the programs we start (Chapter 12).
+fn sigchld_as_found(command: &mut Command, found: SigAction) {
+    // SAFETY: between fork and exec the child makes one system call,
+    // sigaction, and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            sigaction(Signal::SIGCHLD, &found)?;
+            Ok(())
+        })
+    };
 }
 
 /// How a child ended, in words.

@@ -485,3 +485,48 @@ fn a_write_cut_short_by_the_last_reader_raises_sigpipe_all_the_same() {
         out.stderr
     );
 }
+
+/// Chapter 12's rule for Listings 19-2 and 19-3: their `keep_zombies`
+/// sets SIGCHLD's default for their own waits, and started with SIGCHLD
+/// ignored, they used to start `yes` and `cat` with the default. A
+/// stand-in for each, first on PATH, records its /proc status, then execs
+/// the real one.
+#[test]
+fn pipe_epipe_and_leak_give_their_child_back_the_sigchld_they_found() {
+    use nix::sys::signal::Signal;
+    use std::process::{Command, Stdio};
+    let programs = [(bin!("pipe-epipe"), "yes"), (bin!("pipe-leak"), "cat")];
+    for (listing, child) in programs {
+        for ignored in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            if crate::support::status_recorder(dir.path(), child).is_none() {
+                return;
+            }
+            let recorded = dir.path().join("status");
+            let mut command = if ignored {
+                crate::support::with_sigchld_ignored(listing, &[])
+            } else {
+                Command::new(listing)
+            };
+            let path = std::env::var("PATH").unwrap_or_default();
+            command
+                .env("PATH", format!("{}:{path}", dir.path().display()))
+                .env("STATUS_FILE", &recorded);
+            let out =
+                finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+            let what =
+                format!("{child}, started with SIGCHLD ignored: {ignored}");
+            assert!(out.status.success(), "{what}: {}", out.stderr);
+            let status = std::fs::read_to_string(&recorded).expect(&what);
+            assert_eq!(
+                crate::support::signal_in_status(
+                    &status,
+                    "SigIgn:",
+                    Signal::SIGCHLD
+                ),
+                ignored,
+                "{what}"
+            );
+        }
+    }
+}

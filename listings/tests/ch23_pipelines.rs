@@ -2485,3 +2485,21 @@ fn spawn_pipeline_does_not_die_of_a_signal_it_found_ignored() {
         }
     }
 }
+
+/// A child that closes its stdout without a line and works on: the end
+/// of the stream is as good as silence, and the listing kills the child
+/// then, at once, not only past its two seconds. A stand-in `sh`, first on
+/// PATH, execs `sleep 31379` with its stdout closed; the listing says the
+/// child said nothing, names no limit, and leaves no `sleep` running.
+#[test]
+fn spawn_grandchild_kills_a_child_that_closes_its_stdout_without_a_line() {
+    let job = Sleepers("31379");
+    let (mut command, _dir) = grandchild_with_stand_in_sh(
+        "#!/bin/sh\nexec sleep 31379 >&-\n",
+        &["--cloexec"],
+    );
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(out.stderr, "spawn-grandchild: the child said nothing\n");
+    wait_until("the child's sleep to end", || job.pids().is_empty());
+}

@@ -966,31 +966,25 @@ fn proc_orphans_ends_by_a_signal_that_came_before_its_output_failed() {
 /// counts threads) once the children run: the parent must stop and reap
 /// them, and say why in one line. It used to panic (exit 101) and leave
 /// its `sleep`s behind. Here the main thread and two children fill the
-/// limit.
+/// limit. The thread starts before the parent's first line, which it
+/// then never writes; the children are in its group, which
+/// `finish_clean` sees empty.
 #[test]
 fn proc_orphans_stops_its_children_when_a_thread_is_refused() {
     let mut command = Command::new(bin!("proc-orphans"));
-    command.args(["group", "--children", "2", "--for", "60"]);
+    command.args(["none", "--children", "2", "--for", "60"]);
     let Some((mut command, _dir)) = with_thread_limit(&command, 3) else {
         return;
     };
-    let mut orphans = Listing::spawn(&mut command, Stdio::piped());
-    let group = orphans.expect(
-        r"Parent \d+ started sleep \d+ sleep \d+ in process group (\d+); .*",
-    )[1]
-    .parse()
-    .map(Pid::from_raw)
-    .unwrap();
-    let _cleanup = KillGroupOnDrop(group);
-    let out = finish_clean(orphans);
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     assert_exited_with(&out, 1);
+    assert_eq!(out.stdout, Vec::<String>::new());
     assert_eq!(
         out.stderr,
         "proc-orphans: cannot start a thread: Resource temporarily \
          unavailable (os error 11)\n"
     );
-    wait_until("the children to end", || group_is_gone(group));
 }
 
 /// A child stopped by SIGSTOP (or Ctrl-Z) takes the SIGTERM that `stop`
@@ -1092,8 +1086,9 @@ fn dies_of_sigint_while_it_reaps(orphans: Listing, child: Pid, held: Traced) {
 }
 
 /// When the parent cannot announce its children (nobody reads its
-/// output), it stops and reaps them with no thread listening for
-/// signals; meanwhile a signal must have its default action. Its stdout
+/// output), it stops them, gives the signals it catches their default
+/// action back, and reaps them; meanwhile a signal must have its default
+/// action. Its stdout
 /// is a full pipe: the parent blocks in the write of its first line, the
 /// test holds its child stopped, then closes the pipe's read end. The parent
 /// stops the child, whose SIGTERM stays pending, and waits. It used to
@@ -1124,6 +1119,9 @@ fn proc_orphans_dies_of_a_signal_while_it_reaps_after_its_output_failed() {
         return;
     };
     drop(reader);
+    // Past the default actions it gives back, which come after it has
+    // stopped the child: waiting for it.
+    wait_until("the parent to reap", || wchan_of(parent) == "do_wait");
     dies_of_sigint_while_it_reaps(orphans, child, held);
 }
 
@@ -1483,4 +1481,135 @@ fn proc_orphans_pipe_stops_its_children_when_its_timer_is_refused() {
     for &child in &children {
         assert!(is_dead(child), "{child} lives");
     }
+}
+
+/// A pipe whose read end is returned unread, and its write end, which the
+/// listing gets, full: a write to it waits until someone reads.
+fn full_pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let (reader, writer) = nix::unistd::pipe().expect("a pipe");
+    // Filled without blocking; then the listing gets a blocking end.
+    let flags = OFlag::from_bits_truncate(
+        fcntl(&writer, FcntlArg::F_GETFL).expect("F_GETFL"),
+    );
+    fcntl(&writer, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).unwrap();
+    while nix::unistd::write(&writer, &[b'x'; 4096]).is_ok() {}
+    fcntl(&writer, FcntlArg::F_SETFL(flags)).unwrap();
+    (reader, writer)
+}
+
+/// A parent whose first line waits in `write` (its stdout a full pipe
+/// whose reader reads nothing, as a stopped pager's) must still stop on a
+/// signal: stop its children, and end by the signal once they have. It
+/// used to run on, its children with it, until SIGKILL: signal-hook's
+/// handler took the SIGTERM, the `write` went on waiting (the handler is
+/// installed with SA_RESTART), and the thread that reads the signals was
+/// started only after that first line.
+#[test]
+fn proc_orphans_stops_on_a_signal_while_its_first_line_waits() {
+    let (reader, writer) = full_pipe();
+    let mut command = Command::new(bin!("proc-orphans"));
+    command.args(["none", "--children", "2", "--for", "3600"]);
+    let orphans = Listing::spawn(&mut command, Stdio::from(writer));
+    let parent = orphans.pid();
+    // `pipe_write`, or `anon_pipe_write` as Linux 6.18 names it.
+    wait_until("the parent to block writing its first line", || {
+        wchan_of(parent).ends_with("pipe_write")
+    });
+    let children = children_of(parent);
+    assert_eq!(children.len(), 2, "{children:?}");
+    orphans.signal(Signal::SIGTERM);
+    // Within PATIENCE, and no process of its group left.
+    let out = finish_clean(orphans);
+    assert_died_of(&out, Signal::SIGTERM);
+    for &child in &children {
+        assert!(is_dead(child), "{child} lives");
+    }
+    drop(reader);
+}
+
+/// Where no thread will stop the children (nobody reads the parent's
+/// output, or the signal thread is refused), the parent stops them before
+/// it gives the signals it catches their default action back: a signal
+/// that comes once the defaults are back ends the parent at once, and its
+/// children must be on their way out by then. strace sends SIGTERM as the
+/// last of those calls, the one for SIGHUP, returns. The parent used to
+/// give the defaults back first, then stop its children: it died of that
+/// SIGTERM and left them running, adopted by process 1.
+#[test]
+fn proc_orphans_stops_its_children_before_it_gives_back_the_default_actions() {
+    if !have("strace") {
+        return;
+    }
+    let args = ["none", "--children", "2", "--for", "3600"];
+    // Its first line fails (EPIPE); or its first thread, the signal
+    // thread, is refused, as under `ulimit -u`.
+    for refuse in [None, Some("clone3:error=EAGAIN:when=1")] {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let log = dir.path().join("calls");
+        let probe = sigaction_traced(&args, refuse, &log, None);
+        finish_clean(probe);
+        let calls = std::fs::read_to_string(&log).expect("strace's log");
+        let actions: Vec<&str> = calls
+            .lines()
+            .filter(|line| line.starts_with("rt_sigaction("))
+            .collect();
+        let given_back = "rt_sigaction(SIGHUP, {sa_handler=SIG_DFL";
+        let nth = actions
+            .iter()
+            .rposition(|call| call.starts_with(given_back))
+            .unwrap_or_else(|| panic!("{refuse:?}: no default back:\n{calls}"))
+            + 1;
+        let held = sigaction_traced(
+            &args,
+            refuse,
+            std::path::Path::new("/dev/null"),
+            Some(nth),
+        );
+        // The listing, its children and strace share the group that
+        // `finish_clean` waits to see empty.
+        let out = finish_clean(held);
+        assert_died_of(&out, Signal::SIGTERM);
+    }
+}
+
+/// `proc-orphans args` under strace, which follows its main thread only,
+/// logs its `rt_sigaction` calls to `log`, and sends it SIGTERM as the
+/// `nth` returns, if asked. Its stdout is a pipe nobody reads, unless
+/// `refuse` makes a call fail (strace's `inject=`): then the test reads it.
+/// Through `setpriv --pdeathsig KILL`, as in [`Listing::start_traced`].
+fn sigaction_traced(
+    args: &[&str],
+    refuse: Option<&str>,
+    log: &std::path::Path,
+    nth: Option<usize>,
+) -> Listing {
+    let mut command = Command::new("strace");
+    command
+        .args(["-qq", "-o"])
+        .arg(log)
+        .args(["-e", "signal=none"]);
+    match refuse {
+        Some(inject) => {
+            // strace tampers only with the calls it traces.
+            let call = inject.split(':').next().expect("a call");
+            command.args(["-e", &format!("trace=rt_sigaction,{call}")]);
+            command.args(["-e", &format!("inject={inject}")]);
+        }
+        None => {
+            command.args(["-e", "trace=rt_sigaction"]);
+        }
+    }
+    if let Some(nth) = nth {
+        let send = format!("inject=rt_sigaction:signal=SIGTERM:when={nth}");
+        command.args(["-e", &send]);
+    }
+    command.args(["--", "setpriv", "--pdeathsig", "KILL", "--"]);
+    command.arg(bin!("proc-orphans")).args(args);
+    if refuse.is_some() {
+        return Listing::spawn(&mut command, Stdio::piped());
+    }
+    let (reader, writer) = nix::unistd::pipe().expect("a pipe");
+    drop(reader);
+    Listing::spawn(&mut command, Stdio::from(writer))
 }

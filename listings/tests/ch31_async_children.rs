@@ -949,9 +949,11 @@ fn async_children_listings_start_or_say_why_when_descriptors_are_short() {
                 listing.signal(stop);
             }
         };
-        // Sixteen: enough for the runtime, `tee`'s three pipes, and more.
-        let started = assert_starts_or_says_why(command, 4..=16, stop);
-        assert!(started.contains(&16), "{bin} started at {started:?}");
+        // Eighteen: enough for the runtime, `tee`'s three pipes, the
+        // socket pair by which a forked child reports a failed `exec` (the
+        // `pre_exec` hook makes `Command` fork), and more.
+        let started = assert_starts_or_says_why(command, 4..=18, stop);
+        assert!(started.contains(&18), "{bin} started at {started:?}");
     }
 }
 
@@ -1045,5 +1047,62 @@ fn async_child_kill_hears_signals_its_parent_had_blocked() {
         let out = finish_clean(listing);
         assert_eq!(out.status.signal(), Some(stop as i32), "{}", out.stderr);
         wait_until("sh's group to end", || group_is_gone(sh));
+    }
+}
+
+/// Chapter 12's rule for Listings 31-1 and 31-2: their `keep_zombies`
+/// set SIGCHLD's default for their own waits, and started with SIGCHLD
+/// ignored, they used to start `tee` and `sh` with the default. A
+/// stand-in for each, first on PATH, records its /proc status, then execs
+/// the real one.
+#[test]
+fn async_children_give_their_child_back_the_sigchld_they_found() {
+    let programs = [
+        (
+            bin!("async-child-feed"),
+            "tee",
+            &["join", "--bytes", "10"][..],
+        ),
+        (
+            bin!("async-child-kill"),
+            "sh",
+            &["timeout", "--wait", "1"][..],
+        ),
+    ];
+    for (listing, child, args) in programs {
+        for ignored in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            if crate::support::status_recorder(dir.path(), child).is_none() {
+                return;
+            }
+            let recorded = dir.path().join("status");
+            let mut command = if ignored {
+                crate::support::with_sigchld_ignored(listing, args)
+            } else {
+                let mut plain = Command::new(listing);
+                plain.args(args);
+                plain
+            };
+            let path = env::var("PATH").unwrap_or_default();
+            command
+                .env("PATH", format!("{}:{path}", dir.path().display()))
+                .env("STATUS_FILE", &recorded);
+            let out = crate::support::finish_clean(
+                crate::support::Listing::spawn(&mut command, Stdio::piped()),
+            );
+            let what =
+                format!("{child}, started with SIGCHLD ignored: {ignored}");
+            assert!(out.status.success(), "{what}: {}", out.stderr);
+            let status = fs::read_to_string(&recorded).expect(&what);
+            assert_eq!(
+                crate::support::signal_in_status(
+                    &status,
+                    "SigIgn:",
+                    Signal::SIGCHLD
+                ),
+                ignored,
+                "{what}"
+            );
+        }
     }
 }
