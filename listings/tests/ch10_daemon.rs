@@ -133,6 +133,20 @@ fn sig_daemon_gives_a_client_that_never_reads_five_seconds_after_the_stop() {
 
 #[test]
 fn sig_daemon_answers_every_request_that_came_before_the_signal() {
+    // The chapter counts the rounds in words: all of them, half frozen.
+    let said = match 2 * daemon::ROUNDS_OF_EACH {
+        80 => {
+            "gets its reply, eighty times, half of them with the daemon frozen"
+        }
+        rounds => panic!("ch10 says eighty rounds; the test runs {rounds}"),
+    };
+    let chapter = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../src/ch10-daemon.md"
+    ))
+    .unwrap();
+    let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(chapter.contains(said), "ch10 does not say {said:?}");
     daemon::answers_every_request_that_came_before_the_signal(bin!(
         "sig-daemon"
     ));
