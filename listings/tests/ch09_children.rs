@@ -1133,22 +1133,26 @@ fn sig_reaper_refused_its_thread_survives_the_sigchlds_that_follow() {
     );
 }
 
-/// Allowed three processes and threads (`ulimit -u 3`), `sig-reaper`
-/// forks its two children, and the system refuses the signal thread: it
-/// reaps both and says so in one line, leaving no process behind.
+/// The signal thread refused (strace fails the first `clone3`, the
+/// thread's, with EAGAIN, as under `ulimit -u`; the children are forked
+/// with `clone`), `sig-reaper` reaps the two children it forked and says
+/// why in one line. The reaping is seen in the trace, as `wait4`s of the
+/// listing's own: a look at its process group once it has exited cannot
+/// tell, since children it left behind exit when their pipe ends, and are
+/// reaped by their new parent. A listing that skipped the reaping on this
+/// path passed that look.
 #[test]
 fn sig_reaper_reaps_its_children_when_its_thread_is_refused() {
-    let mut plain = Command::new(bin_path("sig-reaper"));
-    plain.args(["--children", "2", "--hold"]);
-    let Some((mut command, _dir)) =
-        crate::support::with_thread_limit(&plain, 3)
-    else {
+    if !have("strace") {
         return;
-    };
-    let listing = Listing::spawn(&mut command, Stdio::null());
-    // The children hold neither of the test's pipes (stdout is
-    // /dev/null): only a look at the group before it is killed sees them.
-    let out = listing.finish_clean();
+    }
+    let inject = ["inject=clone3:error=EAGAIN:when=1"];
+    let (out, forked, reaped, trace) = forked_and_reaped(
+        bin!("sig-reaper"),
+        &["--children", "2", "--hold"],
+        &inject,
+        Stdio::null(),
+    );
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     let lines: Vec<_> = out.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{}", out.stderr);
@@ -1157,6 +1161,8 @@ fn sig_reaper_reaps_its_children_when_its_thread_is_refused() {
         "{}",
         lines[0]
     );
+    assert_eq!(forked.len(), 2, "{trace}");
+    assert_eq!(reaped, forked, "{trace}");
 }
 
 #[test]
