@@ -371,9 +371,17 @@ async fn accept_loop(
 // ANCHOR_END: run
 
 // ANCHOR: listen
+/// What each connection's socket buffers may hold, each way, as in
+/// Listing 14-2: the size asked for, which Linux doubles for its
+/// bookkeeping. Left to size them itself, Linux grows a send buffer up to
+/// 4 MiB (`tcp_wmem`), and a client that sends requests and reads no
+/// replies has the kernel hold megabytes of them for it, where neither the
+/// slots nor `Framed`'s backpressure sees them.
+const SOCKET_BUFFER: u32 = 64 * 1024;
+
 /// Binds and listens with tokio's `TcpSocket`, which, unlike
-/// `TcpListener::bind`, lets us choose the backlog. `SO_REUSEADDR` as std
-/// sets it.
+/// `TcpListener::bind`, lets us choose the backlog and the buffers.
+/// `SO_REUSEADDR` as std sets it.
 fn listen(spec: &str, backlog: u32) -> Result<TcpListener, Box<dyn Error>> {
     let mut last = None;
     for addr in resolve(spec)? {
@@ -384,6 +392,10 @@ fn listen(spec: &str, backlog: u32) -> Result<TcpListener, Box<dyn Error>> {
         // Each step's error names the step: "cannot listen on ...".
         let listening = socket.and_then(|socket| {
             socket.set_reuseaddr(true)?;
+            // Inherited by every connection accepted (the receive side
+            // must be set before `listen`): see SOCKET_BUFFER.
+            socket.set_send_buffer_size(SOCKET_BUFFER)?;
+            socket.set_recv_buffer_size(SOCKET_BUFFER)?;
             socket.bind(addr)?;
             socket.listen(backlog)
         });
@@ -1139,7 +1151,10 @@ fn bind_unix(
 /// A Unix socket listening at `path` with our backlog, handed to tokio.
 /// tokio's `UnixListener::bind` would not do: it listens with the largest
 /// backlog the system allows (`net.core.somaxconn`, 4096 by default), as
-/// mio asks for -1, and has no way to choose another.
+/// mio asks for -1, and has no way to choose another. Its buffers are
+/// left alone: Linux gives each Unix connection the default ones
+/// (`net.core.wmem_default`, 208 KiB), whatever the listener has, and never
+/// grows them, so a client that reads no replies costs no more than that.
 fn listen_unix(path: &Path, backlog: u32) -> io::Result<UnixListener> {
     use socket2::{Domain, SockAddr, Socket, Type};
     // Close-on-exec, as every socket std and tokio make.

@@ -2752,3 +2752,50 @@ fn threaded_server_has_a_thread_more_than_the_recorded_runs_show() {
 fn async_server_leaves_room_in_its_default_limit_for_inherited_descriptors() {
     line_server::served_past_idle_clients_with_inherited_descriptors(SERVER);
 }
+
+#[test]
+fn async_server_holds_little_in_the_kernel_for_clients_that_never_read() {
+    line_server::holds_little_in_the_kernel_for_clients_that_never_read(SERVER);
+}
+
+#[test]
+fn async_server_logs_a_reset_that_comes_after_the_half_close() {
+    line_server::logs_a_reset_that_comes_after_the_half_close_while_it_waits_to_write(
+        SERVER,
+    );
+}
+
+#[test]
+fn linux_gives_a_unix_connection_fixed_buffers_whatever_its_listener_asked() {
+    // Linux 6.18: a Unix listener's buffer sizes are not passed on to the
+    // connections it accepts, which start with `net.core.wmem_default`;
+    // nor does a send buffer grow as it fills, as a TCP one does. So
+    // Listing 30-1 sets no size on its Unix socket.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let default =
+        fs::read_to_string("/proc/sys/net/core/wmem_default").unwrap();
+    let default: usize = default.trim().parse().unwrap();
+    socket2::SockRef::from(&listener)
+        .set_send_buffer_size(default / 4)
+        .unwrap();
+    let client = UnixStream::connect(&path).unwrap();
+    let (accepted, _) = listener.accept().unwrap();
+    let size =
+        |s: &UnixStream| socket2::SockRef::from(s).send_buffer_size().unwrap();
+    assert_eq!(size(&accepted), default, "the listener's size passed on");
+    accepted.set_nonblocking(true).unwrap();
+    let chunk = [b'x'; 64 * 1024];
+    let mut sent = 0;
+    loop {
+        match (&accepted).write(&chunk) {
+            Ok(n) => sent += n,
+            Err(err) if err.kind() == ErrorKind::WouldBlock => break,
+            Err(err) => panic!("{err}"),
+        }
+    }
+    assert!(sent < 2 * default, "{sent} bytes taken");
+    assert_eq!(size(&accepted), default, "grown as it filled");
+    drop(client);
+}

@@ -1501,3 +1501,77 @@ pub fn counts_the_lines_a_burst_drops_as_the_log_falling_behind(bin: &str) {
     }
     drop(server);
 }
+
+/// [`logs_a_reset_that_comes_after_the_half_close`], for a server that
+/// stops reading while its replies wait to be written, as Listing 30-1's
+/// `Framed` does (its backpressure): it sleeps in `epoll_wait`, with
+/// requests still unread and no thread in a `write`, which the shared
+/// test's wait takes for a server still at work. Here the wait ends once
+/// the server has the FIN (CLOSE_WAIT), holds replies it could not send,
+/// and sleeps. The client, the reset and what the log must say are the
+/// same (Linux 6.18).
+#[track_caller]
+pub fn logs_a_reset_that_comes_after_the_half_close_while_it_waits_to_write(
+    bin: &str,
+) {
+    let (server, addr) =
+        start_server(bin, &["127.0.0.1:0", "--count", "1", "--timeout", "60"]);
+    let pid = server.pid();
+    let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let sock = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let mut sock = TcpStream::from(sock);
+    let client = sock.local_addr().unwrap();
+    sock.write_all(&[b'\n'; 8000]).unwrap();
+    sock.shutdown(Shutdown::Write).unwrap();
+    // Replies unsent, the FIN in, every thread asleep; or the server has
+    // closed its end (LAST_ACK), having written everything.
+    wait_until(
+        "the server to wait to write its replies",
+        || match server_end(port, client.port()) {
+            Some((state, _, unsent, _)) if state == "08" => {
+                unsent > 0 && all_threads_asleep(pid)
+            }
+            _ => true,
+        },
+    );
+    let end = server_end(port, client.port());
+    assert!(
+        end.as_ref().is_some_and(|(state, ..)| state == "08"),
+        "the server closed: its replies all fit in the kernel ({end:?})"
+    );
+    socket2::SockRef::from(&sock)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(sock);
+    let out = server.finish();
+    let answered = format!("{client}: answered");
+    assert!(
+        !out.stdout.iter().any(|line| line.contains(&answered)),
+        "a client whose replies were lost reported answered:\n{}\nstderr:\n{}",
+        out.stdout.join("\n"),
+        out.stderr
+    );
+    let logged: Vec<_> = out
+        .stderr
+        .lines()
+        .filter(|line| line.contains(&format!("{client}: ")))
+        .collect();
+    let name = std::path::Path::new(bin).file_name().unwrap();
+    assert_eq!(
+        logged,
+        [format!(
+            "{}: {client}: Broken pipe (os error 32)",
+            name.to_string_lossy()
+        )],
+        "{}",
+        out.stderr
+    );
+}
