@@ -2799,3 +2799,15 @@ fn linux_gives_a_unix_connection_fixed_buffers_whatever_its_listener_asked() {
     assert_eq!(size(&accepted), default, "grown as it filled");
     drop(client);
 }
+
+#[test]
+fn async_server_makes_room_with_an_idle_client_before_a_request_begun() {
+    line_server::an_idle_client_makes_room_before_a_request_that_has_begun(
+        SERVER,
+    );
+}
+
+#[test]
+fn async_server_keeps_a_request_begun_while_an_idle_client_makes_room() {
+    line_server::keeps_a_request_begun_while_an_idle_client_makes_room(SERVER);
+}

@@ -1575,3 +1575,50 @@ pub fn logs_a_reset_that_comes_after_the_half_close_while_it_waits_to_write(
         out.stderr
     );
 }
+
+/// [`an_idle_client_makes_room_before_a_request_that_has_begun`], with
+/// the older client finishing its line only well after the newcomer was
+/// served: past the second in which Listing 30-1 still answers a request
+/// begun on a connection it has closed to make room. A server that took
+/// the begun connection for the idler of the two closed it, and passed
+/// the shared test only by that second's grace; here its client gets no
+/// reply. Closed or not, nothing else tells the two apart from outside.
+#[track_caller]
+pub fn keeps_a_request_begun_while_an_idle_client_makes_room(bin: &str) {
+    let (server, addr) =
+        start_server(bin, &["127.0.0.1:0", "--max-conns", "2"]);
+    let pid = server.pid();
+    let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let before = lasting_fds(pid);
+    let mut begun = connect(&addr);
+    begun.write_all(b"hal").unwrap();
+    let begun_port = begun.local_addr().unwrap().port();
+    let idle = connect(&addr);
+    wait_until(
+        "the server to accept both clients and read the bytes",
+        || {
+            lasting_fds(pid) >= before + 2
+                && server_end(port, begun_port)
+                    .is_some_and(|(_, unread, ..)| unread == 0)
+        },
+    );
+    // Both past the grace, and far from the ten-second deadline.
+    thread::sleep(Duration::from_millis(1500)); // The wait is the test.
+    assert_eq!(ask(&addr, "new").unwrap(), "server got: [new]\n");
+    wait_until("the idle client to be closed", || {
+        closed_by_the_server(std::slice::from_ref(&idle)) == 1
+    });
+    // Past the second an evicted request has to finish, still far from
+    // the deadline: the wait is the test.
+    thread::sleep(Duration::from_millis(1500));
+    begun.write_all(b"f a line\n").unwrap();
+    begun.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    let read = begun.read_to_string(&mut reply);
+    assert_eq!(
+        reply, "server got: [half a line]\n",
+        "the request begun ({read:?})"
+    );
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    drop((server, idle));
+}
