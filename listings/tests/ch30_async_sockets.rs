@@ -2811,3 +2811,65 @@ fn async_server_makes_room_with_an_idle_client_before_a_request_begun() {
 fn async_server_keeps_a_request_begun_while_an_idle_client_makes_room() {
     line_server::keeps_a_request_begun_while_an_idle_client_makes_room(SERVER);
 }
+
+#[test]
+fn async_server_answers_lines_of_the_longest_length() {
+    line_server::answers_lines_of_the_longest_length(SERVER);
+}
+
+#[test]
+fn async_server_refuses_with_the_end_of_the_stream_having_read_what_was_sent() {
+    line_server::refuses_with_the_end_of_the_stream_having_read_what_was_sent(
+        SERVER,
+        &["127.0.0.1:0", "--max-conns", "2"],
+    );
+}
+
+#[test]
+fn async_server_logs_a_line_too_long_from_a_client_that_leaves_unread() {
+    line_server::logs_a_line_too_long_from_a_client_that_leaves_unread(
+        SERVER,
+        &["127.0.0.1:0", "--count", "1"],
+    );
+}
+
+#[test]
+fn async_server_logs_a_line_too_long_from_a_client_closed_to_make_room() {
+    line_server::logs_a_line_too_long_from_a_client_closed_to_make_room(
+        SERVER,
+        &["127.0.0.1:0", "--max-conns", "1", "--count", "2"],
+    );
+}
+
+#[test]
+fn async_server_ends_a_connection_before_its_log_line_can_wait() {
+    line_server::ends_a_connection_before_its_log_line_can_wait(SERVER);
+}
+
+#[test]
+fn async_server_accepts_on_while_its_log_is_stuck_after_resets() {
+    // Its queue of log lines holds 1024 (`LOG_QUEUE`).
+    line_server::accepts_on_while_its_log_is_stuck_after_more_resets_than_its_queue(
+        SERVER,
+        1024,
+        &["127.0.0.1:0", "--backlog", "2048"],
+    );
+}
+
+#[test]
+fn async_server_evicts_nobody_for_a_client_that_reset_in_the_queue() {
+    line_server::evicts_nobody_for_a_client_that_reset_in_the_queue(SERVER);
+}
+
+#[test]
+fn async_server_gives_up_the_place_of_a_stalled_request() {
+    line_server::a_stalled_request_gives_up_its_place(SERVER);
+}
+
+#[test]
+fn async_server_keeps_a_client_that_asks_more_often_than_the_grace() {
+    line_server::keeps_a_client_that_asks_more_often_than_the_grace(
+        SERVER,
+        &["127.0.0.1:0", "--max-conns", "1"],
+    );
+}

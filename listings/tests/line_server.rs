@@ -1622,3 +1622,89 @@ pub fn keeps_a_request_begun_while_an_idle_client_makes_room(bin: &str) {
     server.signal(nix::sys::signal::Signal::SIGTERM);
     drop((server, idle));
 }
+
+/// [`accepts_on_while_its_log_is_stuck_after_resets_in_the_queue`], for a
+/// server whose one queue of log lines, the reports' included, holds
+/// `queue` lines, not 64: an eighth more resets than that, so that some
+/// lines must be dropped, and counted. `args` start the server with a
+/// backlog that takes them all.
+#[track_caller]
+pub fn accepts_on_while_its_log_is_stuck_after_more_resets_than_its_queue(
+    bin: &str,
+    queue: usize,
+    args: &[&str],
+) {
+    use nix::sys::signal::{Signal, kill};
+    use std::os::fd::AsFd;
+    // More than the queue of log lines holds.
+    let resets_made = queue + queue / 8;
+    let (server, addr, mut log) = start_with_full_shared_log(bin, args);
+    let pid = server.pid();
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    kill(pid, Signal::SIGSTOP).unwrap();
+    wait_until("the server to stop", || all_threads_stopped(pid));
+    let resets: Vec<_> = (0..resets_made)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    let clients: Vec<u16> = resets
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect();
+    // Established (01), not handshakes still waiting for their ACK.
+    wait_until("the connections in the queue", || {
+        clients.iter().all(|&client| {
+            server_end(port, client).is_some_and(|(state, ..)| state == "01")
+        })
+    });
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    for reset in &resets {
+        let linger_0 = nix::sys::socket::sockopt::Linger;
+        nix::sys::socket::setsockopt(reset, linger_0, &linger).unwrap();
+    }
+    drop(resets);
+    wait_until("the resets to end the queued connections", || {
+        clients
+            .iter()
+            .all(|&client| server_end(port, client).is_none())
+    });
+    kill(pid, Signal::SIGCONT).unwrap();
+    let reply = ask(&addr, "next");
+    assert!(
+        matches!(&reply, Ok(r) if r == "server got: [next]\n"),
+        "a new client after {resets_made} resets, the log stuck: {reply:?}"
+    );
+    // The log moves again: a line for each reset, or a count of the lines
+    // dropped.
+    nix::fcntl::fcntl(
+        log.get_ref().as_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .unwrap();
+    let mut text = Vec::new();
+    let dropped = regex::Regex::new(r"(\d+) log lines dropped").unwrap();
+    let mut counted = (0, 0);
+    wait_until("a line or a count for each reset", || {
+        let _ = log.read_to_end(&mut text);
+        let text = String::from_utf8_lossy(&text);
+        let lines = text.lines();
+        let reset = lines.clone().filter(|l| l.contains("not connected"));
+        let dropped: usize = lines
+            .filter_map(|l| dropped.captures(l))
+            .map(|c| c[1].parse::<usize>().unwrap())
+            .sum();
+        counted = (reset.count(), dropped);
+        counted.0 + counted.1 >= resets_made
+    });
+    // One queue for every line: the next client's report may be among
+    // those dropped.
+    let total = counted.0 + counted.1;
+    assert!(
+        (resets_made..=resets_made + 1).contains(&total),
+        "{counted:?} for {resets_made} resets"
+    );
+    assert!(counted.1 > 0, "{counted:?}");
+    drop(server);
+}
