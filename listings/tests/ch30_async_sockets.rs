@@ -2261,6 +2261,25 @@ fn chapter_30_request_costs_hold_in_the_recorded_runs() {
         .filter_map(|l| l.split_once("[.] ").map(|(_, f)| f))
         .collect();
     assert!(user.iter().all(|f| f.starts_with("__")), "{user:?}");
+    // "reading the clock [...] (`__vdso_clock_gettime`, 1.28% of tokio's
+    // samples, some 0.35 µs a request; neither other profile has the vDSO
+    // at 1%)": the share times tokio's total.
+    let clock =
+        regex::Regex::new(r"(?m)^\s+([\d.]+)% \[\.\] __vdso_clock_gettime$")
+            .unwrap()
+            .captures(tokio)
+            .expect("tokio's profile reads the clock")[1]
+            .parse::<f64>()
+            .unwrap();
+    assert_says(
+        &chapter,
+        &format!(
+            "(`__vdso_clock_gettime`, {clock:.2}% of tokio's samples, some {:.2} µs a request; neither other profile has the vDSO at 1%)",
+            tokio_total * clock / 100.0
+        ),
+    );
+    let others = perf.split("async-server: ").next().unwrap();
+    assert!(!others.contains("vdso"), "{others}");
     // "The profile samples `cpu-clock`": the event the report names, or,
     // in a report made before `request-cost` named it, the one the runs'
     // README says perf sampled on that machine.
