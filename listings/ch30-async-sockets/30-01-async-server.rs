@@ -7,8 +7,9 @@
 // reply has a deadline, lines and frames have a maximum length, the number
 // of connections has a limit (when it is reached, the connection that has
 // waited longest for a request, a second at least, makes room for the new
-// one; if none has, the new client is told that the server is busy), a
-// failed `accept` waits and tries again, and the backlog is set.
+// one, or else the one whose request has stalled longest; if none has, the
+// new client is told that the server is busy), a failed `accept` waits and
+// tries again, and the backlog and the socket buffers are set.
 //
 // `async-server [HOST:PORT] [--unix PATH] [--frames lines|length]
 // [--count N] [--max-conns N] [--timeout SECS] [--backlog N]`
@@ -371,9 +372,17 @@ async fn accept_loop(
 // ANCHOR_END: run
 
 // ANCHOR: listen
+/// What each connection's socket buffers may hold, each way, as in
+/// Listing 14-2: the size asked for, which Linux doubles for its
+/// bookkeeping. Left to size them itself, Linux grows a send buffer up to
+/// 4 MiB (`tcp_wmem`), and a client that sends requests and reads no
+/// replies has the kernel hold megabytes of them for it, where neither the
+/// slots nor `Framed`'s backpressure sees them.
+const SOCKET_BUFFER: u32 = 64 * 1024;
+
 /// Binds and listens with tokio's `TcpSocket`, which, unlike
-/// `TcpListener::bind`, lets us choose the backlog. `SO_REUSEADDR` as std
-/// sets it.
+/// `TcpListener::bind`, lets us choose the backlog and the buffers.
+/// `SO_REUSEADDR` as std sets it.
 fn listen(spec: &str, backlog: u32) -> Result<TcpListener, Box<dyn Error>> {
     let mut last = None;
     for addr in resolve(spec)? {
@@ -384,6 +393,10 @@ fn listen(spec: &str, backlog: u32) -> Result<TcpListener, Box<dyn Error>> {
         // Each step's error names the step: "cannot listen on ...".
         let listening = socket.and_then(|socket| {
             socket.set_reuseaddr(true)?;
+            // Inherited by every connection accepted (the receive side
+            // must be set before `listen`): see SOCKET_BUFFER.
+            socket.set_send_buffer_size(SOCKET_BUFFER)?;
+            socket.set_recv_buffer_size(SOCKET_BUFFER)?;
             socket.bind(addr)?;
             socket.listen(backlog)
         });
@@ -806,10 +819,12 @@ fn unread_bytes(fd: RawFd) -> io::Result<u64> {
 
 // ANCHOR: slots
 /// The connections being served, at most `max`, and since when each has
-/// waited for its next request. When all the slots are taken, a new
-/// client takes the slot of the connection that has waited longest; and
-/// once three quarters are taken, every connection that has waited more
-/// than `crowded_idle` makes room as the next client comes. A connection
+/// waited for its next request, or for the rest of one begun. When all
+/// the slots are taken, a new client takes the slot of the idle
+/// connection that has waited longest, or if none is idle, of the one
+/// whose request began longest ago, as in Listing 14-2; and once three
+/// quarters are taken, every idle connection that has waited more than
+/// `crowded_idle` makes room as the next client comes. A connection
 /// told to leave keeps its descriptor until it has closed, a second
 /// later or more: it is counted until then, so that the slots never
 /// promise more descriptors than there are.
@@ -835,18 +850,29 @@ struct Held {
 /// SPARE_FDS.
 const HANDOVERS: usize = 4;
 
-/// How long a connection must have waited for a request before it may be
-/// closed to make room, as in Listing 14-2. A connection accepted a moment
+/// How long a connection must have waited for a request, or for the rest
+/// of one, before it may be closed to make room, as in Listing 14-2. A connection accepted a moment
 /// ago may not have its request yet: its client's `connect` returned once
 /// the handshake was done, and the request follows. Closed then, its
 /// client would get a reset or the end of the stream instead of a reply.
 const EVICT_AFTER: Duration = Duration::from_secs(1);
 
-/// Since when a connection waits for a request (`None` while it works
-/// on one), and how to tell it to leave.
+/// What a connection is doing, and how to tell it to leave.
 struct Waiting {
-    since: Option<Instant>,
+    since: Doing,
     evict: CancellationToken,
+}
+
+/// Since when a connection has waited, and for what. Idle ones make room
+/// first: their loss costs least.
+#[derive(Clone, Copy)]
+enum Doing {
+    /// Waiting for a request, with nothing of it read yet.
+    Idle(Instant),
+    /// Waiting for the rest of a request, begun then.
+    Begun(Instant),
+    /// Answering a whole request: never closed to make room.
+    Answering,
 }
 
 /// A connection's slot, given back when it is dropped.
@@ -882,9 +908,9 @@ impl Slots {
         let now = Instant::now();
         // Saturating: `--max-conns` may be any number.
         if (open.len() + 1).saturating_mul(4) > self.max.saturating_mul(3) {
-            // Crowded: long waits are a luxury.
+            // Crowded: long idle waits are a luxury.
             open.retain(|_, waiting| match waiting.since {
-                Some(since) if now - since >= self.crowded_idle => {
+                Doing::Idle(since) if now - since >= self.crowded_idle => {
                     waiting.evict.cancel();
                     *leaving += 1;
                     false
@@ -897,14 +923,18 @@ impl Slots {
             return None;
         }
         if open.len() >= self.max {
-            // Full: the longest wait ends, if it has lasted EVICT_AFTER.
-            // Linear, but only when full.
-            let (&oldest, _) = open
+            // Full: the longest wait ends, if it has lasted EVICT_AFTER,
+            // an idle one's first (`false` sorts first). Linear, but only
+            // when full.
+            let (_, _, &oldest) = open
                 .iter()
-                .filter(|(_, waiting)| {
-                    waiting.since.is_some_and(|at| now - at >= EVICT_AFTER)
+                .filter_map(|(id, waiting)| match waiting.since {
+                    Doing::Idle(at) => Some((false, at, id)),
+                    Doing::Begun(at) => Some((true, at, id)),
+                    Doing::Answering => None,
                 })
-                .min_by_key(|(_, waiting)| waiting.since)?;
+                .filter(|&(_, at, _)| now - at >= EVICT_AFTER)
+                .min()?;
             if let Some(evicted) = open.remove(&oldest) {
                 evicted.evict.cancel();
                 *leaving += 1;
@@ -912,7 +942,7 @@ impl Slots {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let evict = CancellationToken::new();
-        let since = Some(now);
+        let since = Doing::Idle(now);
         open.insert(
             id,
             Waiting {
@@ -926,19 +956,31 @@ impl Slots {
 }
 
 impl Slot {
-    /// Marks the connection as waiting for a request (true) or working
-    /// on one (false): only a waiting connection may be evicted. A
+    /// Marks the connection as waiting for a request (true) or answering
+    /// one (false): only a waiting connection may be evicted. A
     /// connection that already waits keeps its time: a new one has waited
     /// since it was accepted, however late its task first runs.
     fn set_waiting(&self, waiting: bool) {
         let mut table =
             self.slots.table.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(me) = table.open.get_mut(&self.id) {
-            me.since = if waiting {
-                me.since.or_else(|| Some(Instant::now()))
-            } else {
-                None
+            me.since = match (waiting, me.since) {
+                (true, Doing::Answering) => Doing::Idle(Instant::now()),
+                (true, since) => since,
+                (false, _) => Doing::Answering,
             };
+        }
+    }
+
+    /// Part of a request has been read: an idle connection waits for the
+    /// rest from now on, and makes room only after every idle one.
+    fn request_begun(&self) {
+        let mut table =
+            self.slots.table.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(me) = table.open.get_mut(&self.id) {
+            if let Doing::Idle(_) = me.since {
+                me.since = Doing::Begun(Instant::now());
+            }
         }
     }
 }
@@ -979,6 +1021,20 @@ async fn next_request<C: Decoder + Begun + Unpin>(
     leave_by: &mut Option<Instant>,
 ) -> io::Result<Next<Result<C::Item, C::Error>>> {
     slot.set_waiting(true);
+    // The first bytes of a request mark the connection busy with it: in
+    // the buffer already, or read while `next` waits for the rest.
+    let mut marked = begun(framed);
+    if marked {
+        slot.request_begun();
+    }
+    let reading = std::future::poll_fn(|cx| {
+        let polled = framed.poll_next_unpin(cx);
+        if polled.is_pending() && !marked && begun(framed) {
+            marked = true;
+            slot.request_begun();
+        }
+        polled
+    });
     let next = tokio::select! {
         // `next` on a `Framed` is cancel safe: nothing read is lost.
         biased;
@@ -998,7 +1054,7 @@ async fn next_request<C: Decoder + Begun + Unpin>(
                 Err(_) => return Ok(Next::Evicted),
             }
         }
-        next = timeout(limit, framed.next()) => match next {
+        next = timeout(limit, reading) => match next {
             Ok(next) => next,
             Err(_) => return Ok(Next::TimedOut),
         },
@@ -1139,7 +1195,10 @@ fn bind_unix(
 /// A Unix socket listening at `path` with our backlog, handed to tokio.
 /// tokio's `UnixListener::bind` would not do: it listens with the largest
 /// backlog the system allows (`net.core.somaxconn`, 4096 by default), as
-/// mio asks for -1, and has no way to choose another.
+/// mio asks for -1, and has no way to choose another. Its buffers are
+/// left alone: Linux gives each Unix connection the default ones
+/// (`net.core.wmem_default`, 208 KiB), whatever the listener has, and never
+/// grows them, so a client that reads no replies costs no more than that.
 fn listen_unix(path: &Path, backlog: u32) -> io::Result<UnixListener> {
     use socket2::{Domain, SockAddr, Socket, Type};
     // Close-on-exec, as every socket std and tokio make.
@@ -1799,6 +1858,9 @@ mod tests {
             assert!(turns < 1_000_000, "the header was not read");
             tokio::task::yield_now().await;
         }
+        // The header began a request: the connection may make room a
+        // second later, as a request stalled that long.
+        sleep(EVICT_AFTER).await;
         let _newcomer = slots.take().expect("room made");
         // The evicted connection runs, and sees its token cancelled.
         for _ in 0..100 {
@@ -1972,6 +2034,25 @@ mod tests {
         // Crowded: the five that waited more than a second make room.
         assert!(early.iter().all(|slot| slot.evict.is_cancelled()));
         assert!(!sixth.evict.is_cancelled() && !seventh.evict.is_cancelled());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_makes_room_before_a_request_begun() {
+        let slots = Slots::new(2, Duration::from_secs(600));
+        let begun = slots.take().unwrap();
+        begun.request_begun();
+        sleep(Duration::from_millis(10)).await;
+        // Younger, and idle: it goes first.
+        let idle = slots.take().unwrap();
+        sleep(EVICT_AFTER).await;
+        let third = slots.take().expect("room made");
+        assert!(idle.evict.is_cancelled(), "the idle one makes room");
+        assert!(!begun.evict.is_cancelled(), "the request begun is kept");
+        // With nobody idle, the request stalled longest makes room.
+        third.set_waiting(false);
+        sleep(EVICT_AFTER).await;
+        let _fourth = slots.take().expect("room made");
+        assert!(begun.evict.is_cancelled(), "a stalled request makes room");
     }
 }
 // ANCHOR_END: tests

@@ -1215,3 +1215,28 @@ fn async_daemon_workers_keep_the_stop_signals_blocked_and_main_takes_them() {
     daemon.listing.signal(Signal::SIGTERM);
     assert_died_of(&daemon.finish(), Signal::SIGTERM);
 }
+
+/// Every `SinkExt` method that Listing 30-1 calls on a `Framed` (each sits
+/// under a `timeout`) has a row of the table: a method called as
+/// `framed.NAME(` or `SinkExt::<T>::NAME(`, of those `SinkExt` has.
+#[test]
+fn the_table_has_a_row_for_each_sink_method_30_1_calls() {
+    let listing = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/ch30-async-sockets/30-01-async-server.rs"
+    ))
+    .expect("Listing 30-1");
+    let sink_methods = ["send", "send_all", "feed", "flush", "close"];
+    let call =
+        regex::Regex::new(r"(?:framed\.|SinkExt::<[^>]+>::)(\w+)\(").unwrap();
+    let called: std::collections::BTreeSet<_> = call
+        .captures_iter(&listing)
+        .map(|c| c[1].to_string())
+        .filter(|name| sink_methods.contains(&name.as_str()))
+        .collect();
+    assert!(called.len() >= 3, "{called:?}");
+    for name in called {
+        let row = table_row(&format!("`SinkExt::{name}` on a `Framed`"));
+        assert!(row.contains(" | 30-1 | "), "{row}");
+    }
+}

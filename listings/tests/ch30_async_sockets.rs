@@ -2261,6 +2261,25 @@ fn chapter_30_request_costs_hold_in_the_recorded_runs() {
         .filter_map(|l| l.split_once("[.] ").map(|(_, f)| f))
         .collect();
     assert!(user.iter().all(|f| f.starts_with("__")), "{user:?}");
+    // "reading the clock [...] (`__vdso_clock_gettime`, 1.28% of tokio's
+    // samples, some 0.35 µs a request; neither other profile has the vDSO
+    // at 1%)": the share times tokio's total.
+    let clock =
+        regex::Regex::new(r"(?m)^\s+([\d.]+)% \[\.\] __vdso_clock_gettime$")
+            .unwrap()
+            .captures(tokio)
+            .expect("tokio's profile reads the clock")[1]
+            .parse::<f64>()
+            .unwrap();
+    assert_says(
+        &chapter,
+        &format!(
+            "(`__vdso_clock_gettime`, {clock:.2}% of tokio's samples, some {:.2} µs a request; neither other profile has the vDSO at 1%)",
+            tokio_total * clock / 100.0
+        ),
+    );
+    let others = perf.split("async-server: ").next().unwrap();
+    assert!(!others.contains("vdso"), "{others}");
     // "The profile samples `cpu-clock`": the event the report names, or,
     // in a report made before `request-cost` named it, the one the runs'
     // README says perf sampled on that machine.
@@ -2751,4 +2770,125 @@ fn threaded_server_has_a_thread_more_than_the_recorded_runs_show() {
 #[test]
 fn async_server_leaves_room_in_its_default_limit_for_inherited_descriptors() {
     line_server::served_past_idle_clients_with_inherited_descriptors(SERVER);
+}
+
+#[test]
+fn async_server_holds_little_in_the_kernel_for_clients_that_never_read() {
+    line_server::holds_little_in_the_kernel_for_clients_that_never_read(SERVER);
+}
+
+#[test]
+fn async_server_logs_a_reset_that_comes_after_the_half_close() {
+    line_server::logs_a_reset_that_comes_after_the_half_close_while_it_waits_to_write(
+        SERVER,
+    );
+}
+
+#[test]
+fn linux_gives_a_unix_connection_fixed_buffers_whatever_its_listener_asked() {
+    // Linux 6.18: a Unix listener's buffer sizes are not passed on to the
+    // connections it accepts, which start with `net.core.wmem_default`;
+    // nor does a send buffer grow as it fills, as a TCP one does. So
+    // Listing 30-1 sets no size on its Unix socket.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let default =
+        fs::read_to_string("/proc/sys/net/core/wmem_default").unwrap();
+    let default: usize = default.trim().parse().unwrap();
+    socket2::SockRef::from(&listener)
+        .set_send_buffer_size(default / 4)
+        .unwrap();
+    let client = UnixStream::connect(&path).unwrap();
+    let (accepted, _) = listener.accept().unwrap();
+    let size =
+        |s: &UnixStream| socket2::SockRef::from(s).send_buffer_size().unwrap();
+    assert_eq!(size(&accepted), default, "the listener's size passed on");
+    accepted.set_nonblocking(true).unwrap();
+    let chunk = [b'x'; 64 * 1024];
+    let mut sent = 0;
+    loop {
+        match (&accepted).write(&chunk) {
+            Ok(n) => sent += n,
+            Err(err) if err.kind() == ErrorKind::WouldBlock => break,
+            Err(err) => panic!("{err}"),
+        }
+    }
+    assert!(sent < 2 * default, "{sent} bytes taken");
+    assert_eq!(size(&accepted), default, "grown as it filled");
+    drop(client);
+}
+
+#[test]
+fn async_server_makes_room_with_an_idle_client_before_a_request_begun() {
+    line_server::an_idle_client_makes_room_before_a_request_that_has_begun(
+        SERVER,
+    );
+}
+
+#[test]
+fn async_server_keeps_a_request_begun_while_an_idle_client_makes_room() {
+    line_server::keeps_a_request_begun_while_an_idle_client_makes_room(SERVER);
+}
+
+#[test]
+fn async_server_answers_lines_of_the_longest_length() {
+    line_server::answers_lines_of_the_longest_length(SERVER);
+}
+
+#[test]
+fn async_server_refuses_with_the_end_of_the_stream_having_read_what_was_sent() {
+    line_server::refuses_with_the_end_of_the_stream_having_read_what_was_sent(
+        SERVER,
+        &["127.0.0.1:0", "--max-conns", "2"],
+    );
+}
+
+#[test]
+fn async_server_logs_a_line_too_long_from_a_client_that_leaves_unread() {
+    line_server::logs_a_line_too_long_from_a_client_that_leaves_unread(
+        SERVER,
+        &["127.0.0.1:0", "--count", "1"],
+    );
+}
+
+#[test]
+fn async_server_logs_a_line_too_long_from_a_client_closed_to_make_room() {
+    line_server::logs_a_line_too_long_from_a_client_closed_to_make_room(
+        SERVER,
+        &["127.0.0.1:0", "--max-conns", "1", "--count", "2"],
+    );
+}
+
+#[test]
+fn async_server_ends_a_connection_before_its_log_line_can_wait() {
+    line_server::ends_a_connection_before_its_log_line_can_wait(SERVER);
+}
+
+#[test]
+fn async_server_accepts_on_while_its_log_is_stuck_after_resets() {
+    // Its queue of log lines holds 1024 (`LOG_QUEUE`).
+    line_server::accepts_on_while_its_log_is_stuck_after_more_resets_than_its_queue(
+        SERVER,
+        1024,
+        &["127.0.0.1:0", "--backlog", "2048"],
+    );
+}
+
+#[test]
+fn async_server_evicts_nobody_for_a_client_that_reset_in_the_queue() {
+    line_server::evicts_nobody_for_a_client_that_reset_in_the_queue(SERVER);
+}
+
+#[test]
+fn async_server_gives_up_the_place_of_a_stalled_request() {
+    line_server::a_stalled_request_gives_up_its_place(SERVER);
+}
+
+#[test]
+fn async_server_keeps_a_client_that_asks_more_often_than_the_grace() {
+    line_server::keeps_a_client_that_asks_more_often_than_the_grace(
+        SERVER,
+        &["127.0.0.1:0", "--max-conns", "1"],
+    );
 }

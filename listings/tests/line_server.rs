@@ -1588,3 +1588,210 @@ pub fn counts_the_lines_a_burst_drops_as_the_log_falling_behind(bin: &str) {
     }
     drop(server);
 }
+
+/// [`logs_a_reset_that_comes_after_the_half_close`], for a server that
+/// stops reading while its replies wait to be written, as Listing 30-1's
+/// `Framed` does (its backpressure): it sleeps in `epoll_wait`, with
+/// requests still unread and no thread in a `write`, which the shared
+/// test's wait takes for a server still at work. Here the wait ends once
+/// the server has the FIN (CLOSE_WAIT), holds replies it could not send,
+/// and sleeps. The client, the reset and what the log must say are the
+/// same (Linux 6.18).
+#[track_caller]
+pub fn logs_a_reset_that_comes_after_the_half_close_while_it_waits_to_write(
+    bin: &str,
+) {
+    let (server, addr) =
+        start_server(bin, &["127.0.0.1:0", "--count", "1", "--timeout", "60"]);
+    let pid = server.pid();
+    let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let sock = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let mut sock = TcpStream::from(sock);
+    let client = sock.local_addr().unwrap();
+    sock.write_all(&[b'\n'; 8000]).unwrap();
+    sock.shutdown(Shutdown::Write).unwrap();
+    // Replies unsent, the FIN in, every thread asleep; or the server has
+    // closed its end (LAST_ACK), having written everything.
+    wait_until(
+        "the server to wait to write its replies",
+        || match server_end(port, client.port()) {
+            Some((state, _, unsent, _)) if state == "08" => {
+                unsent > 0 && all_threads_asleep(pid)
+            }
+            _ => true,
+        },
+    );
+    let end = server_end(port, client.port());
+    assert!(
+        end.as_ref().is_some_and(|(state, ..)| state == "08"),
+        "the server closed: its replies all fit in the kernel ({end:?})"
+    );
+    socket2::SockRef::from(&sock)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(sock);
+    let out = server.finish();
+    let answered = format!("{client}: answered");
+    assert!(
+        !out.stdout.iter().any(|line| line.contains(&answered)),
+        "a client whose replies were lost reported answered:\n{}\nstderr:\n{}",
+        out.stdout.join("\n"),
+        out.stderr
+    );
+    let logged: Vec<_> = out
+        .stderr
+        .lines()
+        .filter(|line| line.contains(&format!("{client}: ")))
+        .collect();
+    let name = std::path::Path::new(bin).file_name().unwrap();
+    assert_eq!(
+        logged,
+        [format!(
+            "{}: {client}: Broken pipe (os error 32)",
+            name.to_string_lossy()
+        )],
+        "{}",
+        out.stderr
+    );
+}
+
+/// [`an_idle_client_makes_room_before_a_request_that_has_begun`], with
+/// the older client finishing its line only well after the newcomer was
+/// served: past the second in which Listing 30-1 still answers a request
+/// begun on a connection it has closed to make room. A server that took
+/// the begun connection for the idler of the two closed it, and passed
+/// the shared test only by that second's grace; here its client gets no
+/// reply. Closed or not, nothing else tells the two apart from outside.
+#[track_caller]
+pub fn keeps_a_request_begun_while_an_idle_client_makes_room(bin: &str) {
+    let (server, addr) =
+        start_server(bin, &["127.0.0.1:0", "--max-conns", "2"]);
+    let pid = server.pid();
+    let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let before = lasting_fds(pid);
+    let mut begun = connect(&addr);
+    begun.write_all(b"hal").unwrap();
+    let begun_port = begun.local_addr().unwrap().port();
+    let idle = connect(&addr);
+    wait_until(
+        "the server to accept both clients and read the bytes",
+        || {
+            lasting_fds(pid) >= before + 2
+                && server_end(port, begun_port)
+                    .is_some_and(|(_, unread, ..)| unread == 0)
+        },
+    );
+    // Both past the grace, and far from the ten-second deadline.
+    thread::sleep(Duration::from_millis(1500)); // The wait is the test.
+    assert_eq!(ask(&addr, "new").unwrap(), "server got: [new]\n");
+    wait_until("the idle client to be closed", || {
+        closed_by_the_server(std::slice::from_ref(&idle)) == 1
+    });
+    // Past the second an evicted request has to finish, still far from
+    // the deadline: the wait is the test.
+    thread::sleep(Duration::from_millis(1500));
+    begun.write_all(b"f a line\n").unwrap();
+    begun.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    let read = begun.read_to_string(&mut reply);
+    assert_eq!(
+        reply, "server got: [half a line]\n",
+        "the request begun ({read:?})"
+    );
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    drop((server, idle));
+}
+
+/// [`accepts_on_while_its_log_is_stuck_after_resets_in_the_queue`], for a
+/// server whose one queue of log lines, the reports' included, holds
+/// `queue` lines, not 64: an eighth more resets than that, so that some
+/// lines must be dropped, and counted. `args` start the server with a
+/// backlog that takes them all.
+#[track_caller]
+pub fn accepts_on_while_its_log_is_stuck_after_more_resets_than_its_queue(
+    bin: &str,
+    queue: usize,
+    args: &[&str],
+) {
+    use nix::sys::signal::{Signal, kill};
+    use std::os::fd::AsFd;
+    // More than the queue of log lines holds.
+    let resets_made = queue + queue / 8;
+    let (server, addr, mut log) = start_with_full_shared_log(bin, args);
+    let pid = server.pid();
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    kill(pid, Signal::SIGSTOP).unwrap();
+    wait_until("the server to stop", || all_threads_stopped(pid));
+    let resets: Vec<_> = (0..resets_made)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    let clients: Vec<u16> = resets
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect();
+    // Established (01), not handshakes still waiting for their ACK.
+    wait_until("the connections in the queue", || {
+        clients.iter().all(|&client| {
+            server_end(port, client).is_some_and(|(state, ..)| state == "01")
+        })
+    });
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    for reset in &resets {
+        let linger_0 = nix::sys::socket::sockopt::Linger;
+        nix::sys::socket::setsockopt(reset, linger_0, &linger).unwrap();
+    }
+    drop(resets);
+    wait_until("the resets to end the queued connections", || {
+        clients
+            .iter()
+            .all(|&client| server_end(port, client).is_none())
+    });
+    kill(pid, Signal::SIGCONT).unwrap();
+    let reply = ask(&addr, "next");
+    assert!(
+        matches!(&reply, Ok(r) if r == "server got: [next]\n"),
+        "a new client after {resets_made} resets, the log stuck: {reply:?}"
+    );
+    // The log moves again: a line for each reset, or a count of the lines
+    // dropped.
+    nix::fcntl::fcntl(
+        log.get_ref().as_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .unwrap();
+    let mut text = Vec::new();
+    let dropped = regex::Regex::new(r"(\d+) log lines dropped").unwrap();
+    let mut counted = (0, 0);
+    wait_until("a line or a count for each reset", || {
+        let _ = log.read_to_end(&mut text);
+        let text = String::from_utf8_lossy(&text);
+        let lines = text.lines();
+        let reset = lines.clone().filter(|l| l.contains("not connected"));
+        let dropped: usize = lines
+            .filter_map(|l| dropped.captures(l))
+            .map(|c| c[1].parse::<usize>().unwrap())
+            .sum();
+        counted = (reset.count(), dropped);
+        counted.0 + counted.1 >= resets_made
+    });
+    // One queue for every line: the next client's report may be among
+    // those dropped.
+    let total = counted.0 + counted.1;
+    assert!(
+        (resets_made..=resets_made + 1).contains(&total),
+        "{counted:?} for {resets_made} resets"
+    );
+    assert!(counted.1 > 0, "{counted:?}");
+    drop(server);
+}
