@@ -3223,3 +3223,172 @@ fn unix_server_names_a_failed_lock_and_blames_no_other_server() {
     );
     assert!(!Path::new(&path).exists());
 }
+
+/// The numbers of Figure 16-1 and its caption are those a run of the pair
+/// under strace gives (Linux 6.18, glibc): the server's connection and
+/// the file it opens and sends, the client's socket and the number the
+/// file arrives as. Every number the figure draws is checked, so that a
+/// listing that opened something more, or sooner, changes the figure.
+#[test]
+fn figure_16_1_draws_the_numbers_a_traced_run_gives() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (file, path) = (secret(&dir), path_in(&dir, "pass.sock"));
+    let (server_trace, client_trace) =
+        (path_in(&dir, "server.trace"), path_in(&dir, "client.trace"));
+    let (server, _) = start(
+        "strace",
+        &[
+            "-f",
+            "-qq",
+            "-o",
+            &server_trace,
+            "-e",
+            "trace=accept4,openat,sendmsg,close",
+            bin!("unix-pass-fd"),
+            "serve",
+            &path,
+            &file,
+            "--count",
+            "1",
+        ],
+    );
+    let fetched = run(
+        "strace",
+        &[
+            "-f",
+            "-qq",
+            "-o",
+            &client_trace,
+            "-e",
+            "trace=socket,recvmsg",
+            bin!("unix-pass-fd"),
+            "fetch",
+            &path,
+        ],
+    );
+    assert_eq!(fetched.stdout, ["the secret"], "{}", fetched.stderr);
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let server_trace = fs::read_to_string(&server_trace).unwrap();
+    let client_trace = fs::read_to_string(&client_trace).unwrap();
+    // The first number a line of the trace gives, as `pattern` finds it.
+    let traced = |trace: &str, pattern: &str| -> Vec<String> {
+        let pattern = regex::Regex::new(pattern).unwrap();
+        let found = trace.lines().find_map(|line| pattern.captures(line));
+        let found = found.unwrap_or_else(|| panic!("{pattern}: {trace}"));
+        found
+            .iter()
+            .skip(1)
+            .map(|c| c.unwrap().as_str().into())
+            .collect()
+    };
+    let accepted = traced(&server_trace, r"accept4\((\d+), .*\) = (\d+)$");
+    let (listener, conn) = (&accepted[0], &accepted[1]);
+    let sent = traced(
+        &server_trace,
+        r"sendmsg\((\d+), .*SCM_RIGHTS, cmsg_data=\[(\d+)\]",
+    );
+    assert_eq!(&sent[0], conn, "{server_trace}");
+    let sent = &sent[1];
+    // The file sent is the one opened for this client, and closed after.
+    let after_accept = server_trace.split_once("accept4(").unwrap().1;
+    let opened = format!(r#"openat(AT_FDCWD, "{file}", "#);
+    let opened = after_accept.lines().find(|line| line.contains(&opened));
+    assert!(
+        opened.is_some_and(|line| line.ends_with(&format!(" = {sent}"))),
+        "{server_trace}"
+    );
+    let after_send = after_accept.split_once("sendmsg(").unwrap().1;
+    assert!(
+        after_send.contains(&format!(" close({sent}) ")),
+        "{server_trace}"
+    );
+    let socket = traced(&client_trace, r"socket\(AF_UNIX, .*\) = (\d+)$");
+    let socket = &socket[0];
+    let received = traced(
+        &client_trace,
+        r"recvmsg\((\d+), .*SCM_RIGHTS, cmsg_data=\[(\d+)\]",
+    );
+    assert_eq!(&received[0], socket, "{client_trace}");
+    let received = &received[1];
+
+    let texts = figure_texts("ch16-scm-rights.svg");
+    let label = |name: &str| {
+        let at = texts.iter().position(|t| t == name).expect(name);
+        texts[at - 1].clone()
+    };
+    assert_eq!(&label("listener"), listener, "{texts:?}");
+    assert_eq!(&label("connection"), conn, "{texts:?}");
+    assert_eq!(&label("secret"), sent, "{texts:?}");
+    assert_eq!(&label("socket"), socket, "{texts:?}");
+    assert_eq!(&label("secret (new)"), received, "{texts:?}");
+    // The numbers in the figure's notes; with the labels above, and the
+    // numbers no trace gives (the standard streams, signal-hook's pair,
+    // which the older test checks, and the offset), every text of the
+    // figure with a digit in it.
+    let notes = [
+        format!("SCM_RIGHTS [{sent}]"),
+        format!("by the server's {sent} and the client's {received}"),
+        format!("sendmsg({conn}, …, [{sent}], …)"),
+        format!("then close({sent}): the file"),
+        format!("client's {received}"),
+        format!("recvmsg({socket}, …, MSG_CMSG_CLOEXEC)"),
+        format!("installs it as {received}, close-on-exec"),
+    ];
+    for text in &notes {
+        assert!(texts.contains(text), "{text:?} not in {texts:?}");
+    }
+    let untraced = ["0-2", "3 4", "offset 0, read-only: shared"];
+    let labels = [listener, conn, sent, socket, received];
+    for text in &texts {
+        assert!(
+            !text.contains(|c: char| c.is_ascii_digit())
+                || notes.contains(text)
+                || labels.contains(&text)
+                || untraced.contains(&text.as_str()),
+            "{text:?}: a number the test does not check, in {texts:?}"
+        );
+    }
+    // The description read aloud in its place says the same numbers.
+    let svg = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../src/figures/ch16-scm-rights.svg"),
+    )
+    .unwrap();
+    for said in [
+        format!("{listener}, the listening socket; {conn}, the connection"),
+        format!("{sent}, the secret file"),
+        format!("{socket}, its socket; and {received}, new"),
+        format!("between the server's {conn} and the client's {socket}"),
+        format!(
+            "sendmsg on {conn} with an SCM_RIGHTS message carrying \
+                 descriptor {sent}:"
+        ),
+        format!("recvmsg on {socket}, with MSG_CMSG_CLOEXEC"),
+        format!("as descriptor {received}, close-on-exec"),
+        format!("The server's {sent} and the client's {received} now refer"),
+        format!(
+            "closes {sent} after sending, the file stays open through \
+                 the client's {received}."
+        ),
+    ] {
+        assert!(svg.contains(&said), "the figure's description: {said:?}");
+    }
+    let chapter = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/ch16-unix.md"),
+    )
+    .unwrap();
+    let caption = chapter
+        .lines()
+        .find(|line| line.starts_with("<figcaption>Figure 16-1:"))
+        .expect("the caption");
+    assert!(
+        caption.contains(&format!(
+            "the server's {sent} and the client's {received} are two names"
+        )),
+        "{caption}"
+    );
+}
