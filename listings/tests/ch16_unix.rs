@@ -3392,3 +3392,31 @@ fn figure_16_1_draws_the_numbers_a_traced_run_gives() {
         "{caption}"
     );
 }
+
+/// Linux 6.18: a Unix client that connects, writes and closes while the
+/// server is stopped, before it could be accepted, is still handed over
+/// by `accept` (`unix_accept()` takes the queued socket whatever its
+/// peer did since): no `accept` error, as other systems' ECONNABORTED would
+/// be. The server counts it (`--count 1` ends) and tries to serve it;
+/// the descriptor has nowhere to go, and the log says so.
+#[test]
+fn unix_pass_fd_accepts_a_client_that_left_while_it_waited_in_the_queue() {
+    use crate::support::all_threads_stopped;
+    let dir = tempfile::tempdir().unwrap();
+    let (file, path) = (secret(&dir), path_in(&dir, "pass.sock"));
+    let (server, _) = start(
+        bin!("unix-pass-fd"),
+        &["serve", &path, &file, "--count", "1"],
+    );
+    let pid = server.pid();
+    server.signal(Signal::SIGSTOP);
+    wait_until("the server to stop", || all_threads_stopped(pid));
+    let mut gone = UnixStream::connect(&path).unwrap();
+    gone.write_all(b"never read\n").unwrap();
+    drop(gone);
+    server.signal(Signal::SIGCONT);
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(!out.stderr.contains("accept"), "{}", out.stderr);
+    assert_eq!(out.stderr, "unix-pass-fd: a client: EPIPE: Broken pipe\n");
+}
