@@ -1012,12 +1012,14 @@ fn a_client_over_the_limit_of_one() -> String {
 
 /// Chapter 16 shows none of 16-1's serving half: it sends the reader to
 /// Chapter 14, and to the whole file, "under the names it has in Listing
-/// 14-2". Each name the chapter gives is defined in both files.
+/// 14-2". Each name the chapter gives is defined in both files, and
+/// Chapter 14, which it says explains each piece, names it too.
 #[test]
 fn unix_server_serves_with_the_pieces_chapter_16_names_from_listing_14_2() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let read = |path: &str| fs::read_to_string(root.join(path)).unwrap();
     let chapter = read("../src/ch16-unix.md");
+    let explained = read("../src/ch14-servers.md");
     let fixed = read("ch14-servers/14-02-tcp-threads.rs");
     let unix = read("ch16-unix/16-01-unix-server.rs");
     for name in [
@@ -1032,8 +1034,13 @@ fn unix_server_serves_with_the_pieces_chapter_16_names_from_listing_14_2() {
         "Backoff",
         "raise_fd_limit",
         "default_max_conns",
+        "inherited_fds",
     ] {
         assert!(chapter.contains(&format!("`{name}`")), "ch16 names {name}");
+        assert!(
+            explained.contains(&format!("`{name}`")),
+            "ch14 names {name}"
+        );
         let defined =
             regex::Regex::new(&format!(r"(?m)^(fn|struct) {name}\b")).unwrap();
         assert!(defined.is_match(&fixed), "14-2 defines {name}");
