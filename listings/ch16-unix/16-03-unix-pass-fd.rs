@@ -279,8 +279,10 @@ impl Backoff {
     }
 
     fn failed(&mut self, err: &io::Error) {
-        // One client that gave up while it waited in the queue: logged,
-        // since it is one line per client, and no reason to pause.
+        // One client that gave up while it waited in the queue, as other
+        // systems report it (Linux hands it over, and sending to it
+        // fails): logged, since it is one line per client, and no reason
+        // to pause.
         if err.kind() == ErrorKind::ConnectionAborted {
             log(format_args!("accept: {err}"));
             return;

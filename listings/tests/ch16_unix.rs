@@ -1012,12 +1012,14 @@ fn a_client_over_the_limit_of_one() -> String {
 
 /// Chapter 16 shows none of 16-1's serving half: it sends the reader to
 /// Chapter 14, and to the whole file, "under the names it has in Listing
-/// 14-2". Each name the chapter gives is defined in both files.
+/// 14-2". Each name the chapter gives is defined in both files, and
+/// Chapter 14, which it says explains each piece, names it too.
 #[test]
 fn unix_server_serves_with_the_pieces_chapter_16_names_from_listing_14_2() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let read = |path: &str| fs::read_to_string(root.join(path)).unwrap();
     let chapter = read("../src/ch16-unix.md");
+    let explained = read("../src/ch14-servers.md");
     let fixed = read("ch14-servers/14-02-tcp-threads.rs");
     let unix = read("ch16-unix/16-01-unix-server.rs");
     for name in [
@@ -1032,8 +1034,13 @@ fn unix_server_serves_with_the_pieces_chapter_16_names_from_listing_14_2() {
         "Backoff",
         "raise_fd_limit",
         "default_max_conns",
+        "inherited_fds",
     ] {
         assert!(chapter.contains(&format!("`{name}`")), "ch16 names {name}");
+        assert!(
+            explained.contains(&format!("`{name}`")),
+            "ch14 names {name}"
+        );
         let defined =
             regex::Regex::new(&format!(r"(?m)^(fn|struct) {name}\b")).unwrap();
         assert!(defined.is_match(&fixed), "14-2 defines {name}");
@@ -3222,4 +3229,201 @@ fn unix_server_names_a_failed_lock_and_blames_no_other_server() {
         )
     );
     assert!(!Path::new(&path).exists());
+}
+
+/// The numbers of Figure 16-1 and its caption are those a run of the pair
+/// under strace gives (Linux 6.18, glibc): the server's connection and
+/// the file it opens and sends, the client's socket and the number the
+/// file arrives as. Every number the figure draws is checked, so that a
+/// listing that opened something more, or sooner, changes the figure.
+#[test]
+fn figure_16_1_draws_the_numbers_a_traced_run_gives() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (file, path) = (secret(&dir), path_in(&dir, "pass.sock"));
+    let (server_trace, client_trace) =
+        (path_in(&dir, "server.trace"), path_in(&dir, "client.trace"));
+    let (server, _) = start(
+        "strace",
+        &[
+            "-f",
+            "-qq",
+            "-o",
+            &server_trace,
+            "-e",
+            "trace=accept4,openat,sendmsg,close",
+            bin!("unix-pass-fd"),
+            "serve",
+            &path,
+            &file,
+            "--count",
+            "1",
+        ],
+    );
+    let fetched = run(
+        "strace",
+        &[
+            "-f",
+            "-qq",
+            "-o",
+            &client_trace,
+            "-e",
+            "trace=socket,recvmsg",
+            bin!("unix-pass-fd"),
+            "fetch",
+            &path,
+        ],
+    );
+    assert_eq!(fetched.stdout, ["the secret"], "{}", fetched.stderr);
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let server_trace = fs::read_to_string(&server_trace).unwrap();
+    let client_trace = fs::read_to_string(&client_trace).unwrap();
+    // The first number a line of the trace gives, as `pattern` finds it.
+    let traced = |trace: &str, pattern: &str| -> Vec<String> {
+        let pattern = regex::Regex::new(pattern).unwrap();
+        let found = trace.lines().find_map(|line| pattern.captures(line));
+        let found = found.unwrap_or_else(|| panic!("{pattern}: {trace}"));
+        found
+            .iter()
+            .skip(1)
+            .map(|c| c.unwrap().as_str().into())
+            .collect()
+    };
+    let accepted = traced(&server_trace, r"accept4\((\d+), .*\) = (\d+)$");
+    let (listener, conn) = (&accepted[0], &accepted[1]);
+    let sent = traced(
+        &server_trace,
+        r"sendmsg\((\d+), .*SCM_RIGHTS, cmsg_data=\[(\d+)\]",
+    );
+    assert_eq!(&sent[0], conn, "{server_trace}");
+    let sent = &sent[1];
+    // The file sent is the one opened for this client, and closed after.
+    let after_accept = server_trace.split_once("accept4(").unwrap().1;
+    let opened = format!(r#"openat(AT_FDCWD, "{file}", "#);
+    let opened = after_accept.lines().find(|line| line.contains(&opened));
+    assert!(
+        opened.is_some_and(|line| line.ends_with(&format!(" = {sent}"))),
+        "{server_trace}"
+    );
+    let after_send = after_accept.split_once("sendmsg(").unwrap().1;
+    assert!(
+        after_send.contains(&format!(" close({sent}) ")),
+        "{server_trace}"
+    );
+    let socket = traced(&client_trace, r"socket\(AF_UNIX, .*\) = (\d+)$");
+    let socket = &socket[0];
+    let received = traced(
+        &client_trace,
+        r"recvmsg\((\d+), .*SCM_RIGHTS, cmsg_data=\[(\d+)\]",
+    );
+    assert_eq!(&received[0], socket, "{client_trace}");
+    let received = &received[1];
+
+    let texts = figure_texts("ch16-scm-rights.svg");
+    let label = |name: &str| {
+        let at = texts.iter().position(|t| t == name).expect(name);
+        texts[at - 1].clone()
+    };
+    assert_eq!(&label("listener"), listener, "{texts:?}");
+    assert_eq!(&label("connection"), conn, "{texts:?}");
+    assert_eq!(&label("secret"), sent, "{texts:?}");
+    assert_eq!(&label("socket"), socket, "{texts:?}");
+    assert_eq!(&label("secret (new)"), received, "{texts:?}");
+    // The numbers in the figure's notes; with the labels above, and the
+    // numbers no trace gives (the standard streams, signal-hook's pair,
+    // which the older test checks, and the offset), every text of the
+    // figure with a digit in it.
+    let notes = [
+        format!("SCM_RIGHTS [{sent}]"),
+        format!("by the server's {sent} and the client's {received}"),
+        format!("sendmsg({conn}, …, [{sent}], …)"),
+        format!("then close({sent}): the file"),
+        format!("client's {received}"),
+        format!("recvmsg({socket}, …, MSG_CMSG_CLOEXEC)"),
+        format!("installs it as {received}, close-on-exec"),
+    ];
+    for text in &notes {
+        assert!(texts.contains(text), "{text:?} not in {texts:?}");
+    }
+    let untraced = ["0-2", "3 4", "offset 0, read-only: shared"];
+    let labels = [listener, conn, sent, socket, received];
+    for text in &texts {
+        assert!(
+            !text.contains(|c: char| c.is_ascii_digit())
+                || notes.contains(text)
+                || labels.contains(&text)
+                || untraced.contains(&text.as_str()),
+            "{text:?}: a number the test does not check, in {texts:?}"
+        );
+    }
+    // The description read aloud in its place says the same numbers.
+    let svg = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../src/figures/ch16-scm-rights.svg"),
+    )
+    .unwrap();
+    for said in [
+        format!("{listener}, the listening socket; {conn}, the connection"),
+        format!("{sent}, the secret file"),
+        format!("{socket}, its socket; and {received}, new"),
+        format!("between the server's {conn} and the client's {socket}"),
+        format!(
+            "sendmsg on {conn} with an SCM_RIGHTS message carrying \
+                 descriptor {sent}:"
+        ),
+        format!("recvmsg on {socket}, with MSG_CMSG_CLOEXEC"),
+        format!("as descriptor {received}, close-on-exec"),
+        format!("The server's {sent} and the client's {received} now refer"),
+        format!(
+            "closes {sent} after sending, the file stays open through \
+                 the client's {received}."
+        ),
+    ] {
+        assert!(svg.contains(&said), "the figure's description: {said:?}");
+    }
+    let chapter = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/ch16-unix.md"),
+    )
+    .unwrap();
+    let caption = chapter
+        .lines()
+        .find(|line| line.starts_with("<figcaption>Figure 16-1:"))
+        .expect("the caption");
+    assert!(
+        caption.contains(&format!(
+            "the server's {sent} and the client's {received} are two names"
+        )),
+        "{caption}"
+    );
+}
+
+/// Linux 6.18: a Unix client that connects, writes and closes while the
+/// server is stopped, before it could be accepted, is still handed over
+/// by `accept` (`unix_accept()` takes the queued socket whatever its
+/// peer did since): no `accept` error, as other systems' ECONNABORTED would
+/// be. The server counts it (`--count 1` ends) and tries to serve it;
+/// the descriptor has nowhere to go, and the log says so.
+#[test]
+fn unix_pass_fd_accepts_a_client_that_left_while_it_waited_in_the_queue() {
+    use crate::support::all_threads_stopped;
+    let dir = tempfile::tempdir().unwrap();
+    let (file, path) = (secret(&dir), path_in(&dir, "pass.sock"));
+    let (server, _) = start(
+        bin!("unix-pass-fd"),
+        &["serve", &path, &file, "--count", "1"],
+    );
+    let pid = server.pid();
+    server.signal(Signal::SIGSTOP);
+    wait_until("the server to stop", || all_threads_stopped(pid));
+    let mut gone = UnixStream::connect(&path).unwrap();
+    gone.write_all(b"never read\n").unwrap();
+    drop(gone);
+    server.signal(Signal::SIGCONT);
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(!out.stderr.contains("accept"), "{}", out.stderr);
+    assert_eq!(out.stderr, "unix-pass-fd: a client: EPIPE: Broken pipe\n");
 }
