@@ -1812,3 +1812,19 @@ fn pool_counts_the_lines_a_burst_drops_as_the_log_falling_behind() {
         bin!("tcp-pool"),
     );
 }
+
+#[test]
+fn threaded_server_serves_its_clients_to_the_end_once_nobody_reads_its_log() {
+    line_server::serves_its_clients_to_the_end_once_nobody_reads_its_log(
+        bin!("tcp-threads"),
+        nix::libc::SYS_accept4,
+    );
+}
+
+#[test]
+fn pool_serves_its_clients_to_the_end_once_nobody_reads_its_log() {
+    line_server::serves_its_clients_to_the_end_once_nobody_reads_its_log(
+        bin!("tcp-pool"),
+        nix::libc::SYS_accept4,
+    );
+}

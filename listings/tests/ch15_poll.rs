@@ -1402,3 +1402,19 @@ fn epoll_modes_puts_the_copy_back_close_on_exec() {
     assert_eq!(dup3.len(), 1, "{}", out.stderr);
     assert!(dup3[0].contains("O_CLOEXEC"), "{}", dup3[0]);
 }
+
+#[test]
+fn poll_server_ends_at_the_next_connection_once_nobody_reads_its_log() {
+    line_server::ends_once_nobody_reads_its_log_waiting_in(
+        bin!("poll-server"),
+        line_server::POLL,
+    );
+}
+
+#[test]
+fn poll_server_serves_its_clients_to_the_end_once_nobody_reads_its_log() {
+    line_server::serves_its_clients_to_the_end_once_nobody_reads_its_log(
+        bin!("poll-server"),
+        line_server::POLL,
+    );
+}
