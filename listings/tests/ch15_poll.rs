@@ -784,7 +784,7 @@ fn load_generator_runs_every_scenario_and_every_reply_is_right() {
     assert_eq!(
         recorded.lines().next(),
         Some(
-            "$ target/release/net-load --clients 50 --rounds 1 --idle 1000 \
+            "$ target/debug/net-load --clients 50 --rounds 1 --idle 1000 \
              --garbage 65536"
         ),
         "the command that made it, without --record"
