@@ -217,7 +217,8 @@ fn poll_server_holds_little_in_the_kernel_for_clients_that_never_read() {
 fn poll_server_keeps_the_replies_of_clients_that_never_read_bounded() {
     // Fifty clients send empty lines as fast as the server takes them and
     // never read: each line queues a 15-byte reply. Once the kernel's
-    // buffers for the replies are full (megabytes on loopback), they pile
+    // buffers for the replies are full (under 256 KiB per client, since
+    // `listen` sizes the server's), they pile
     // up in the server, which may hold at most MAX_OUTPUT (64 KiB) of them,
     // and a line, per client; before the bound was real, each client cost
     // it about 250 KB.
