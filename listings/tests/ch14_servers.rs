@@ -1838,7 +1838,7 @@ fn pool_serves_its_clients_to_the_end_once_nobody_reads_its_log() {
 fn flood_while_another_waits(reads: bool) -> (Result<(), String>, String) {
     // One worker, and a queue of one: the connection the worker serves
     // cannot go back into the queue, and the one queued waits there.
-    let (server, addr) = start_server(
+    let (mut server, addr) = start_server(
         bin!("tcp-pool"),
         &[
             "127.0.0.1:0",
@@ -1899,6 +1899,13 @@ fn flood_while_another_waits(reads: bool) -> (Result<(), String>, String) {
     // Read at once: a pause of milliseconds.
     let mut replies = Vec::new();
     let read = bulk.read_to_end(&mut replies);
+    if !reads {
+        // Its worker logs it, on stderr first if it says why: the line
+        // on stdout comes once both are written. (The first stdout line
+        // after the ready line is its: the other client is still queued.)
+        server
+            .expect(&format!(r"127\.0\.0\.1:{bulk_port}: answered \d+ lines"));
+    }
     server.signal(nix::sys::signal::Signal::SIGTERM);
     let out = server.finish();
     drop(queued);
