@@ -263,6 +263,14 @@ struct Job {
 /// a burst of clients whose requests are on their way would lose them.
 const EVICT_AFTER: Duration = Duration::from_secs(1);
 
+/// How long a reply may find the socket's buffers full, its client
+/// taking nothing, while others wait for a worker, before the connection
+/// is shed. A tenth of EVICT_AFTER: twenty clients that flood and read
+/// nothing, behind two workers, cost a new client a second, not ten; a
+/// client that reads its replies, and is slow for a moment (its reader
+/// not scheduled, the pipe it writes to full), keeps its connection.
+const REPLY_GRACE: Duration = Duration::from_millis(100);
+
 /// Every connection accepted and not yet closed, queued or served, and
 /// what it is doing since when. A connection in the queue counts as idle
 /// from `accept`, until a look at its socket shows a whole request there.
@@ -308,8 +316,9 @@ enum Since {
     Blocked(Instant),
     /// In the queue, with a whole request waiting in its socket.
     Waiting,
-    /// Shut down already, to make room.
-    Shut,
+    /// Shut down already, to make room; `blocked` if its reply had found
+    /// the buffers full for REPLY_GRACE, which its log line says.
+    Shut { blocked: bool },
 }
 
 /// One connection's entry; dropping it removes the entry, and, if no
@@ -390,7 +399,11 @@ impl Conns {
                 else {
                     continue;
                 };
-                let due = at + EVICT_AFTER;
+                let grace = match since {
+                    Since::Blocked(_) => REPLY_GRACE,
+                    _ => EVICT_AFTER,
+                };
+                let due = at + grace;
                 if due > now {
                     next = Some(next.map_or(due, |n| n.min(due)));
                 } else if matches!(since, Since::Idle(_))
@@ -401,7 +414,8 @@ impl Conns {
                     *since = Since::Waiting;
                 } else {
                     let _ = conn.shutdown(Shutdown::Both);
-                    *since = Since::Shut;
+                    let blocked = matches!(since, Since::Blocked(_));
+                    *since = Since::Shut { blocked };
                 }
             }
             table = match next {
@@ -442,7 +456,7 @@ impl Slot {
     /// client's (Chapter 13), and its writes fail with EPIPE.
     fn shed(&self) -> bool {
         let table = self.conns.lock();
-        matches!(table.open.get(&self.id), Some((_, Since::Shut)))
+        matches!(table.open.get(&self.id), Some((_, Since::Shut { .. })))
     }
 
     /// Whether connections wait in the queue with no worker free.
@@ -461,7 +475,7 @@ impl Slot {
             table.carried.insert(self.id, carried);
             table.waiting += 1;
             if let Some((_, since)) = table.open.get_mut(&self.id) {
-                if !matches!(since, Since::Shut) {
+                if !matches!(since, Since::Shut { .. }) {
                     *since = Since::Idle(Instant::now());
                 }
             }
@@ -479,7 +493,7 @@ impl Slot {
         let now = Instant::now();
         let mut table = self.conns.lock();
         if let Some((_, since)) = table.open.get_mut(&self.id) {
-            if !matches!(since, Since::Shut) {
+            if !matches!(since, Since::Shut { .. }) {
                 *since = if idle {
                     Since::Idle(now)
                 } else {
@@ -506,23 +520,31 @@ impl Slot {
     }
 
     /// The reply being written found no room: the client has left the
-    /// buffers full of replies. While others wait for a worker, it is not
-    /// worth one: shut down at once, as shed (false). Otherwise the worker
-    /// waits for the client to read, which, after EVICT_AFTER, is a stall.
-    fn reply_blocked(&self, conn: &TcpStream) -> bool {
+    /// buffers full of replies, and the worker waits for it to read. While
+    /// others wait for a worker, that is worth only REPLY_GRACE: the
+    /// evicting thread, told at once, sheds the connection then.
+    fn reply_blocked(&self) {
         let mut table = self.conns.lock();
         let others_wait = table.waiting > table.free;
-        if let Some((_, since)) = table.open.get_mut(&self.id) {
+        // Blocked again, after the client took some: timed from now.
+        if let Some((_, since @ (Since::Replying | Since::Blocked(_)))) =
+            table.open.get_mut(&self.id)
+        {
+            *since = Since::Blocked(Instant::now());
             if others_wait {
-                let _ = conn.shutdown(Shutdown::Both);
-                *since = Since::Shut;
-                return false;
-            }
-            if matches!(since, Since::Replying) {
-                *since = Since::Blocked(Instant::now());
+                self.conns.changed.notify_all();
             }
         }
-        true
+    }
+
+    /// Whether the connection was shed because its client left a reply
+    /// blocked for REPLY_GRACE while others waited.
+    fn shed_blocked(&self) -> bool {
+        let table = self.conns.lock();
+        matches!(
+            table.open.get(&self.id),
+            Some((_, Since::Shut { blocked: true }))
+        )
     }
 
     /// A byte of a request has come: an idle or waiting connection is
@@ -609,6 +631,15 @@ fn serve(mut job: Job, timeout: Duration, requeue: &Requeue) {
         }
         _ => {
             let lines = job.answered;
+            // Shed with its replies untaken: a client that reads, too
+            // slowly for the pool, may want to know why it was cut off.
+            if job.slot.shed_blocked() {
+                let grace = REPLY_GRACE.as_millis();
+                log(format_args!(
+                    "{peer}: shed, its replies untaken for {grace} ms \
+                     while others waited"
+                ));
+            }
             let logged =
                 writeln!(io::stdout(), "{peer}: answered {lines} lines");
             // Nobody reads the log any more: the server ends. The
@@ -778,8 +809,9 @@ impl Read for Deadline<'_> {
 /// Writes all of `buf` by the deadline `by`, however slowly the peer
 /// reads. Each write is tried first without waiting: if the socket's
 /// buffers are full, the client is not taking its replies, and the slot
-/// says so, before the worker waits for it; or, if others wait for a
-/// worker, the connection is shed there and then.
+/// says so before the worker waits for it: while others wait for a
+/// worker, the connection is shed if the client takes nothing for
+/// REPLY_GRACE, which ends the wait.
 fn write_all_by(
     mut conn: &TcpStream,
     slot: &Slot,
@@ -792,9 +824,7 @@ fn write_all_by(
             Ok(n) => n,
             Err(Errno::EINTR) => continue,
             Err(Errno::EAGAIN) => {
-                if !slot.reply_blocked(conn) {
-                    return Err(ErrorKind::BrokenPipe.into());
-                }
+                slot.reply_blocked();
                 conn.set_write_timeout(Some(time_left(by)?))?;
                 match conn.write(buf) {
                     Err(err) if err.kind() == ErrorKind::Interrupted => {

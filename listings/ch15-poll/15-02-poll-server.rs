@@ -132,6 +132,9 @@ struct Server {
     /// Whether `accept` has failed since the backlog was last empty: the
     /// shortage is logged already.
     short: bool,
+    /// Whether a log line has failed with `BrokenPipe`: nobody reads the
+    /// log any more, and the server ends once its clients are served.
+    log_closed: bool,
 }
 
 // ANCHOR: run
@@ -145,20 +148,25 @@ impl Server {
             paused_until: None,
             pause: PAUSE_FIRST,
             short: false,
+            log_closed: false,
         }
     }
 
     /// The event loop: wait for whatever can happen next, handle it,
-    /// repeat. Returns once `--count` connections have come and gone.
+    /// repeat. Returns once `--count` connections have come and gone, or
+    /// nobody reads the log any more, and the clients held are served.
     fn run(&mut self, listener: TcpListener) -> io::Result<()> {
         let mut scratch = vec![0; 16 * 1024];
         let mut listener = Some(listener);
         loop {
             let now = Instant::now();
-            if self.config.count.is_some_and(|n| self.served >= n) {
-                // All came: close the listening socket, so that a new
-                // client is refused at once, not left in the backlog to be
-                // reset when we end.
+            if self.log_closed
+                || self.config.count.is_some_and(|n| self.served >= n)
+            {
+                // All came, or the log is gone: close the listening socket,
+                // so that a new client is refused at once, not left in the
+                // backlog to be reset when we end. Those accepted are
+                // served to their end: dropped, they would be reset.
                 listener = None;
                 if self.conns.is_empty() {
                     return Ok(());
@@ -208,8 +216,10 @@ impl Server {
             }
             // Log and forget the connections that are done.
             for conn in self.conns.iter().filter(|c| c.state == State::Closed) {
-                if !conn.failed {
-                    log_answered(conn.peer, conn.answered)?;
+                if !conn.failed
+                    && log_answered(conn.peer, conn.answered).is_err()
+                {
+                    self.log_closed = true;
                 }
             }
             self.conns.retain(|conn| conn.state != State::Closed);
@@ -340,10 +350,10 @@ impl Server {
                 let conn = self.conns.swap_remove(i);
                 // One that failed (a line too long, being drained) has
                 // had its line in the log already.
-                // Nobody reads the log any more: the next line `run`
-                // writes fails too, and ends the server.
-                if !conn.failed {
-                    let _ = log_answered(conn.peer, conn.answered);
+                if !conn.failed
+                    && log_answered(conn.peer, conn.answered).is_err()
+                {
+                    self.log_closed = true;
                 }
                 true
             }
@@ -673,8 +683,9 @@ fn log(message: impl Display) {
 
 /// Logs on stdout that `peer`'s connection is over, having had `answered`
 /// lines. Only a log that nobody reads any more (`BrokenPipe`) is an
-/// error, which ends the server; any other failure (a full disk) loses
-/// the line, and every client is served on, as by Listing 14-2.
+/// error, which ends the server once its clients are served; any other
+/// failure (a full disk) loses the line, and every client is served on,
+/// as by Listing 14-2.
 fn log_answered(peer: SocketAddr, answered: usize) -> io::Result<()> {
     match writeln!(io::stdout(), "{peer}: answered {answered} lines") {
         Err(err) if err.kind() == ErrorKind::BrokenPipe => Err(err),

@@ -699,7 +699,13 @@ impl Report {
                 .ok_or("no directory above this program's")?;
             target.join("net-load").join(name)
         };
-        let text = format!("$ target/release/net-load{}\n", config.shown);
+        // The command as run from the workspace, by the build that ran.
+        let build = if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        };
+        let text = format!("$ target/{build}/net-load{}\n", config.shown);
         Ok(Report { text, file })
     }
 

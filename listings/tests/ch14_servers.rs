@@ -1812,3 +1812,145 @@ fn pool_counts_the_lines_a_burst_drops_as_the_log_falling_behind() {
         bin!("tcp-pool"),
     );
 }
+
+#[test]
+fn threaded_server_serves_its_clients_to_the_end_once_nobody_reads_its_log() {
+    line_server::serves_its_clients_to_the_end_once_nobody_reads_its_log(
+        bin!("tcp-threads"),
+        nix::libc::SYS_accept4,
+    );
+}
+
+#[test]
+fn pool_serves_its_clients_to_the_end_once_nobody_reads_its_log() {
+    line_server::serves_its_clients_to_the_end_once_nobody_reads_its_log(
+        bin!("tcp-pool"),
+        nix::libc::SYS_accept4,
+    );
+}
+
+/// A client of the pool that sends forty thousand requests at once, with
+/// a small receive buffer, while another client waits in the queue; it
+/// reads its replies as soon as the worker waits for room to send them
+/// (a pause of milliseconds), or, unless `reads`, never. Returns Ok if
+/// it read every reply, or else why it got no more, and the server's
+/// stderr.
+fn flood_while_another_waits(reads: bool) -> (Result<(), String>, String) {
+    // One worker, and a queue of one: the connection the worker serves
+    // cannot go back into the queue, and the one queued waits there.
+    let (mut server, addr) = start_server(
+        bin!("tcp-pool"),
+        &[
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--queue",
+            "1",
+            "--timeout",
+            "20",
+        ],
+    );
+    let pid = server.pid();
+    let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    // A client with a small receive buffer, which the worker holds: it
+    // has had a reply.
+    let sockaddr: std::net::SocketAddr = addr.parse().unwrap();
+    let sock = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&sockaddr.into()).unwrap();
+    let mut bulk = TcpStream::from(sock);
+    bulk.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    bulk.write_all(b"first\n").unwrap();
+    let mut first = [0; 20];
+    bulk.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"server got: [first]\n");
+    let bulk_port = bulk.local_addr().unwrap().port();
+    // Another client, queued with a whole request: others wait for a
+    // worker, from now on.
+    let mut queued = connect(&addr);
+    queued.write_all(b"wait\n").unwrap();
+    wait_until("the accepting thread to queue the second client", || {
+        server_end(port, 0).is_some_and(|(_, backlog, ..)| backlog == 0)
+            && threads_blocked_in(pid, nix::libc::SYS_accept4) == 1
+    });
+    // Forty thousand requests at once, their replies not read until the
+    // worker waits for room to send them, or has shed the connection
+    // (its end of the connection, half-closed by the client, is no longer
+    // in CLOSE_WAIT).
+    let requests = 40_000;
+    bulk.write_all(&b"\n".repeat(requests)).unwrap();
+    bulk.shutdown(Shutdown::Write).unwrap();
+    wait_until("the worker to wait for room, or to shed the client", || {
+        threads_blocked_in(pid, nix::libc::SYS_sendto) == 1
+            || server_end(port, bulk_port)
+                .is_none_or(|(state, ..)| state != "08")
+    });
+    if !reads {
+        wait_until("the pool to shed the client", || {
+            server_end(port, bulk_port).is_none_or(|(state, ..)| state != "08")
+        });
+    }
+    // Read at once: a pause of milliseconds.
+    let mut replies = Vec::new();
+    let read = bulk.read_to_end(&mut replies);
+    if !reads {
+        // Its worker logs it, on stderr first if it says why: the line
+        // on stdout comes once both are written. (The first stdout line
+        // after the ready line is its: the other client is still queued.)
+        server
+            .expect(&format!(r"127\.0\.0\.1:{bulk_port}: answered \d+ lines"));
+    }
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = server.finish();
+    drop(queued);
+    let expected = b"server got: []\n".repeat(requests);
+    let outcome = match read {
+        Ok(_) if replies == expected => Ok(()),
+        _ => Err(format!(
+            "{read:?} after {} bytes of {}; stderr: {}",
+            replies.len(),
+            expected.len(),
+            out.stderr
+        )),
+    };
+    (outcome, out.stderr)
+}
+
+#[test]
+fn pool_keeps_a_client_whose_reading_pauses_less_than_the_grace() {
+    // One worker; a client that sends forty thousand requests at once,
+    // with a small receive buffer, and starts to read only once the
+    // worker waits for room to send; another client waits in the queue.
+    // Shed at once, with no grace, it was reset after a few thousand
+    // replies. Its reading starts milliseconds after the worker's wait
+    // begins: only a machine that pauses this test for the grace (0.1 s)
+    // explains a shed, and not three times in a row.
+    let mut failures = Vec::new();
+    while failures.len() < 3 {
+        match flood_while_another_waits(true).0 {
+            Ok(()) => return,
+            Err(why) => failures.push(why),
+        }
+    }
+    panic!("the client was cut off each time: {failures:#?}");
+}
+
+#[test]
+fn pool_logs_why_it_sheds_a_client_that_takes_no_replies() {
+    // As above, but the client never reads: once the grace is over, the
+    // pool sheds it, and says why in one line, where the log said only
+    // what it had answered, as for a client that finished.
+    let (outcome, stderr) = flood_while_another_waits(false);
+    assert!(outcome.is_err(), "a client that reads nothing was kept");
+    let why = "shed, its replies untaken for 100 ms while others waited";
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].starts_with("tcp-pool: 127.0.0.1:"), "{stderr}");
+    assert!(lines[0].ends_with(why), "{stderr}");
+}

@@ -217,7 +217,8 @@ fn poll_server_holds_little_in_the_kernel_for_clients_that_never_read() {
 fn poll_server_keeps_the_replies_of_clients_that_never_read_bounded() {
     // Fifty clients send empty lines as fast as the server takes them and
     // never read: each line queues a 15-byte reply. Once the kernel's
-    // buffers for the replies are full (megabytes on loopback), they pile
+    // buffers for the replies are full (under 256 KiB per client, since
+    // `listen` sizes the server's), they pile
     // up in the server, which may hold at most MAX_OUTPUT (64 KiB) of them,
     // and a line, per client; before the bound was real, each client cost
     // it about 250 KB.
@@ -784,7 +785,7 @@ fn load_generator_runs_every_scenario_and_every_reply_is_right() {
     assert_eq!(
         recorded.lines().next(),
         Some(
-            "$ target/release/net-load --clients 50 --rounds 1 --idle 1000 \
+            "$ target/debug/net-load --clients 50 --rounds 1 --idle 1000 \
              --garbage 65536"
         ),
         "the command that made it, without --record"
@@ -1401,4 +1402,20 @@ fn epoll_modes_puts_the_copy_back_close_on_exec() {
         out.stderr.lines().filter(|l| l.contains("dup3(")).collect();
     assert_eq!(dup3.len(), 1, "{}", out.stderr);
     assert!(dup3[0].contains("O_CLOEXEC"), "{}", dup3[0]);
+}
+
+#[test]
+fn poll_server_ends_at_the_next_connection_once_nobody_reads_its_log() {
+    line_server::ends_once_nobody_reads_its_log_waiting_in(
+        bin!("poll-server"),
+        line_server::POLL,
+    );
+}
+
+#[test]
+fn poll_server_serves_its_clients_to_the_end_once_nobody_reads_its_log() {
+    line_server::serves_its_clients_to_the_end_once_nobody_reads_its_log(
+        bin!("poll-server"),
+        line_server::POLL,
+    );
 }

@@ -1048,6 +1048,24 @@ pub fn logs_a_shortage_once_while_exactly_enough_clients_come_and_go(
 /// with EPIPE, and the server ends when the next client comes.
 #[track_caller]
 pub fn ends_at_the_next_connection_once_nobody_reads_its_log(bin: &str) {
+    ends_once_nobody_reads_its_log_waiting_in(bin, nix::libc::SYS_accept4);
+}
+
+/// The system call a one-thread server waits in when it waits for
+/// anything, a client included: `poll`, which glibc makes with the
+/// system call of that name where the kernel has one (x86_64), and with
+/// `ppoll` where it does not (aarch64).
+#[cfg(target_arch = "x86_64")]
+pub const POLL: i64 = nix::libc::SYS_poll;
+#[cfg(not(target_arch = "x86_64"))]
+pub const POLL: i64 = nix::libc::SYS_ppoll;
+
+/// As `ends_at_the_next_connection_once_nobody_reads_its_log`, for a
+/// server that waits for clients in the system call `waits_in`: `accept4`
+/// for a thread of its own, `POLL` for a server of one thread, which then
+/// waits for everything at once.
+#[track_caller]
+pub fn ends_once_nobody_reads_its_log_waiting_in(bin: &str, waits_in: i64) {
     let (read, write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     let mut command = std::process::Command::new(bin);
@@ -1078,8 +1096,7 @@ pub fn ends_at_the_next_connection_once_nobody_reads_its_log(bin: &str) {
     let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
     wait_until("the server to end once nobody reads its log", || {
         wait_until("the server to accept, or to stop listening", || {
-            threads_blocked_in(pid, nix::libc::SYS_accept4) == 1
-                || !listening_on(port)
+            threads_blocked_in(pid, waits_in) == 1 || !listening_on(port)
         });
         match ask(&addr, "more") {
             Ok(reply) => assert_eq!(reply, "server got: [more]\n"),
@@ -1794,4 +1811,83 @@ pub fn accepts_on_while_its_log_is_stuck_after_more_resets_than_its_queue(
     );
     assert!(counted.1 > 0, "{counted:?}");
     drop(server);
+}
+
+/// A client halfway through a request when the log's reader goes away is
+/// served all the same: the server stops accepting, finishes the
+/// connections it holds, and only then ends, with success. Ended at once,
+/// it would reset them, their requests unanswered. `waits_in` is the
+/// system call the server waits for clients in, as for
+/// `ends_once_nobody_reads_its_log_waiting_in`.
+#[track_caller]
+pub fn serves_its_clients_to_the_end_once_nobody_reads_its_log(
+    bin: &str,
+    waits_in: i64,
+) {
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let mut command = std::process::Command::new(bin);
+    command.arg("127.0.0.1:0");
+    let server = Listing::spawn(&mut command, std::process::Stdio::from(write));
+    drop(command); // our copy of the pipe's writing end
+    let mut log = BufReader::new(std::fs::File::from(read));
+    let mut line = String::new();
+    log.read_line(&mut line).unwrap();
+    let addr = line
+        .strip_prefix("Server listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .trim_end()
+        .to_string();
+    // A client the server holds (its first reply says so), halfway
+    // through its second request.
+    let mut held = TcpStream::connect(&addr).unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    held.write_all(b"first\n").unwrap();
+    let mut replies = BufReader::new(held.try_clone().unwrap());
+    let mut reply = String::new();
+    replies.read_line(&mut reply).unwrap();
+    assert_eq!(reply, "server got: [first]\n");
+    held.write_all(b"half a li").unwrap();
+    drop(log); // nobody reads the log any more
+    // Clients come and go until a log line has failed, which the server
+    // shows by closing its listening socket (or by ending). Each comes
+    // once the server waits for it, or has stopped listening, as in
+    // `ends_once_nobody_reads_its_log_waiting_in`.
+    let pid = server.pid();
+    let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    wait_until(
+        "the server to stop listening once nobody reads its log",
+        || {
+            wait_until(
+                "the server to wait for clients, or to stop listening",
+                || {
+                    threads_blocked_in(pid, waits_in) == 1
+                        || !listening_on(port)
+                },
+            );
+            match ask(&addr, "one") {
+                Ok(reply) => assert_eq!(reply, "server got: [one]\n"),
+                Err(err) => assert_eq!(
+                    err.kind(),
+                    ErrorKind::ConnectionRefused,
+                    "a client after the log was gone: {err}"
+                ),
+            }
+            !listening_on(port)
+        },
+    );
+    // The held client finishes its request: it is answered.
+    let _ = held.write_all(b"ne\n");
+    let _ = held.shutdown(Shutdown::Write);
+    let mut rest = String::new();
+    let read = replies.read_to_string(&mut rest);
+    assert!(
+        read.is_ok() && rest == "server got: [half a line]\n",
+        "the client held when the log went: {read:?} {rest:?}"
+    );
+    drop((held, replies));
+    wait_until("the server to end with its last client", || is_dead(pid));
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
 }
