@@ -940,8 +940,12 @@ pub fn sends_a_reply_that_follows_work_without_waiting_for_an_ack(bin: &str) {
             started.elapsed()
         })
         .collect();
+    // Nagle's algorithm would hold the second reply until the first is
+    // acknowledged, and the client acknowledges late: 40 ms at least on
+    // Linux 6.18 at the default `rto_min`, every round. A loaded machine
+    // only adds time, so the quickest of the five rounds is the measure.
     took.sort();
-    assert!(took[2] < Duration::from_millis(25), "{bin}: {took:?}");
+    assert!(took[0] < Duration::from_millis(30), "{bin}: {took:?}");
     drop(client);
     daemon.listing.signal(Signal::SIGTERM);
     assert_died_of(&daemon.finish(), Signal::SIGTERM);
