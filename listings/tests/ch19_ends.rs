@@ -158,16 +158,13 @@ fn pipe_epipe_shows_the_same_when_the_parent_left_sigpipe_blocked() {
 fn pipe_epipe_ends_and_reaps_yes_when_reading_its_line_fails() {
     let dir = tempfile::tempdir().unwrap();
     let yes = dir.path().join("yes");
-    std::fs::write(
+    // Written by a child, not by this process: a file this process holds
+    // open for writing can be inherited by a child another test forks in
+    // that instant, and the listing's spawn of it then fails with ETXTBSY.
+    crate::support::write_program(
         &yes,
         "#!/bin/sh\nprintf '\\377\\n'\nexec sleep 31337 2>/dev/null\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &yes,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    );
     let path = std::env::var("PATH").unwrap_or_default();
     let mut command = std::process::Command::new(bin!("pipe-epipe"));
     command.env("PATH", format!("{}:{path}", dir.path().display()));
