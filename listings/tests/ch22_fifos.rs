@@ -968,3 +968,25 @@ fn fifo_spam_reader_ended_by_an_uncaught_signal_leaves_its_directory() {
     );
     assert_eq!(contents(tmp.path()), [dir]);
 }
+
+/// A temporary directory that cannot be made is named in the error: a
+/// bare "ENOENT" would not say which file is missing (the FIFO's is not
+/// even chosen yet). Listing 16-1 says it the same way.
+#[test]
+fn the_fifo_listings_name_the_directory_they_cannot_make() {
+    for (listing, args) in
+        [("fifo-spam", &["reader"][..]), ("fifo-open", &[][..])]
+    {
+        let mut command = Command::new(bin_path(listing));
+        command.args(args).env("TMPDIR", "/nonexistent");
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            format!(
+                "{listing}: cannot make a directory in /nonexistent: \
+                 ENOENT: No such file or directory\n"
+            )
+        );
+    }
+}
