@@ -714,3 +714,59 @@ fn a_sentence_that_shields_pid_1_from_every_signal_names_sigkill() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// ch19's aside on closed standard outputs names the Part IV listings that
+/// end quietly, and those with children that die of SIGPIPE instead: the
+/// record of both is the conventions test's table (`End::Exits(0)` and
+/// `End::Sigpipe` rows), and the aside must name the same listings.
+#[test]
+fn the_closed_stdout_aside_of_ch19_matches_the_conventions_table() {
+    let number_of: std::collections::BTreeMap<String, String> = listing_bins()
+        .into_iter()
+        .filter_map(|bin| {
+            let file = bin.path.rsplit('/').next()?.to_string();
+            let (chapter, rest) = file.split_once('-')?;
+            let (listing, _) = rest.split_once('-')?;
+            let listing: u32 = listing.parse().ok()?;
+            Some((bin.name, format!("{chapter}-{listing}")))
+        })
+        .collect();
+    let table = read(&workspace_root().join("listings/tests/conventions.rs"));
+    let start = table.find("// Part IV.").expect("Part IV's rows");
+    let end = start + table[start..].find("// The benchmarks").unwrap();
+    let row = Regex::new(r#"(?s)abuse\(\s*"([a-z0-9-]+)",.*?End::(\w+\(?\d*)"#)
+        .unwrap();
+    let (mut quiet, mut sigpipe) = (
+        std::collections::BTreeSet::new(),
+        std::collections::BTreeSet::new(),
+    );
+    for caps in row.captures_iter(&table[start..end]) {
+        let number = number_of[&caps[1]].clone();
+        match &caps[2] {
+            "Exits(0" => quiet.insert(number),
+            "Sigpipe" => sigpipe.insert(number),
+            _ => false,
+        };
+    }
+    let chapter = read(&workspace_root().join("src/ch19-ends.md"));
+    let from = chapter
+        .find("**The listings that end quietly on a closed standard output.**")
+        .expect("the aside");
+    let aside = &chapter[from..from + chapter[from..].find("</div>").unwrap()];
+    let split = aside
+        .find("die of `SIGPIPE` instead")
+        .expect("its SIGPIPE part");
+    let stop = aside
+        .find("signal leaves no child behind")
+        .expect("its end");
+    let numbers = Regex::new(r"\b\d{2}-\d+\b").unwrap();
+    let named = |text: &str| -> std::collections::BTreeSet<String> {
+        numbers
+            .find_iter(text)
+            .map(|m| m.as_str().to_string())
+            .collect()
+    };
+    assert_eq!(named(&aside[..split]), quiet, "ending quietly");
+    let dying = named(&aside[split..stop]);
+    assert!(!dying.is_empty() && dying.is_subset(&sigpipe), "{dying:?}");
+}

@@ -55,8 +55,9 @@ fn main() -> ExitCode {
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
     // SIGPIPE stays ignored, as Rust leaves it: a parent killed by it
-    // would leave its child unreaped. A closed stdout is an error like
-    // any other, reported once the child is reaped.
+    // would leave its child unreaped. A closed stdout is an error that
+    // `run` returns once the child is reaped; `main` then ends quietly,
+    // with status 0 and no message.
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Before any child starts: each must stay a zombie until reaped.
     keep_zombies()?;

@@ -169,8 +169,12 @@ impl Made {
             None => {
                 // A directory only we can enter (mode 0700), with a name
                 // nobody can guess or take first.
-                let template = std::env::temp_dir().join("fifo-spam.XXXXXX");
-                let dir = mkdtemp(&template)?;
+                let base = std::env::temp_dir();
+                let dir =
+                    mkdtemp(&base.join("fifo-spam.XXXXXX")).map_err(|err| {
+                        let base = base.display();
+                        format!("cannot make a directory in {base}: {err}")
+                    })?;
                 (dir.join("fifo"), Some(dir))
             }
         };

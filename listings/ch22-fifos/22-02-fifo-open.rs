@@ -106,9 +106,15 @@ fn try_read(
 struct PrivateDir(PathBuf);
 
 impl PrivateDir {
-    fn new() -> nix::Result<PrivateDir> {
-        let template = std::env::temp_dir().join("fifo-open.XXXXXX");
-        mkdtemp(&template).map(PrivateDir)
+    fn new() -> Result<PrivateDir, String> {
+        let base = std::env::temp_dir();
+        match mkdtemp(&base.join("fifo-open.XXXXXX")) {
+            Ok(dir) => Ok(PrivateDir(dir)),
+            Err(err) => {
+                let base = base.display();
+                Err(format!("cannot make a directory in {base}: {err}"))
+            }
+        }
     }
 }
 

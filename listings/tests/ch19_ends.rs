@@ -158,16 +158,13 @@ fn pipe_epipe_shows_the_same_when_the_parent_left_sigpipe_blocked() {
 fn pipe_epipe_ends_and_reaps_yes_when_reading_its_line_fails() {
     let dir = tempfile::tempdir().unwrap();
     let yes = dir.path().join("yes");
-    std::fs::write(
+    // Written by a child, not by this process: a file this process holds
+    // open for writing can be inherited by a child another test forks in
+    // that instant, and the listing's spawn of it then fails with ETXTBSY.
+    crate::support::write_program(
         &yes,
         "#!/bin/sh\nprintf '\\377\\n'\nexec sleep 31337 2>/dev/null\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &yes,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    );
     let path = std::env::var("PATH").unwrap_or_default();
     let mut command = std::process::Command::new(bin!("pipe-epipe"));
     command.env("PATH", format!("{}:{path}", dir.path().display()));
@@ -528,5 +525,71 @@ fn pipe_epipe_and_leak_give_their_child_back_the_sigchld_they_found() {
                 "{what}"
             );
         }
+    }
+}
+
+/// std sets close-on-exec as it creates each descriptor, not afterwards:
+/// reading the flags later cannot tell `pipe2(O_CLOEXEC)` from `pipe`
+/// followed by `fcntl(F_SETFD)`, the pattern that leaks in a threaded
+/// program. Under strace (Linux 6.18), the child run of this test makes a
+/// pipe, opens a file, a TCP socket and a socket pair, and gives a command
+/// a piped stdout: each creating call carries `O_CLOEXEC` or
+/// `SOCK_CLOEXEC`, none is a bare `pipe`, and no `F_SETFD` follows.
+#[test]
+fn std_sets_close_on_exec_in_the_call_that_creates_each_descriptor() {
+    const IN_CHILD: &str = "CH19_CLOEXEC_IN_CHILD";
+    if std::env::var_os(IN_CHILD).is_some() {
+        let _pipe = std::io::pipe().unwrap();
+        let _file = std::fs::File::open("/dev/null").unwrap();
+        let _listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _pair = std::os::unix::net::UnixStream::pair().unwrap();
+        let out = std::process::Command::new("true")
+            .stdout(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        return;
+    }
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let exe = std::env::current_exe().expect("this test binary");
+    let name = "ch19_ends::\
+                std_sets_close_on_exec_in_the_call_that_creates_each_descriptor";
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-f", "-qq", "-e"])
+        .arg("trace=pipe,pipe2,openat,socket,socketpair,fcntl")
+        .arg("-o")
+        .arg(&trace)
+        .arg("--")
+        .arg(exe)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(IN_CHILD, "1");
+    let out =
+        Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let calls = |name: &str| {
+        trace
+            .lines()
+            .filter(|line| line.contains(&format!(" {name}(")))
+            .collect::<Vec<_>>()
+    };
+    assert!(calls("pipe").is_empty(), "{trace}");
+    assert!(!trace.contains("F_SETFD"), "{trace}");
+    // std::io::pipe, then the pipe behind Stdio::piped().
+    let pipes = calls("pipe2");
+    assert!(pipes.len() >= 2, "{trace}");
+    assert!(pipes.iter().all(|l| l.contains("O_CLOEXEC")), "{trace}");
+    let opens = calls("openat");
+    assert!(opens.iter().any(|l| l.contains("\"/dev/null\"")), "{trace}");
+    assert!(opens.iter().all(|l| l.contains("O_CLOEXEC")), "{trace}");
+    for socket in ["socket", "socketpair"] {
+        let made = calls(socket);
+        assert!(!made.is_empty(), "{trace}");
+        assert!(made.iter().all(|l| l.contains("SOCK_CLOEXEC")), "{trace}");
     }
 }

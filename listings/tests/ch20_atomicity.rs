@@ -476,3 +476,23 @@ fn a_packet_pipe_keeps_the_boundaries_of_writes() {
     }
     assert_eq!(got, ["one", "two", "th", "four"], "{linux}");
 }
+
+/// The reader refuses a length of nearly 4 GiB before it allocates for
+/// it. Output alone cannot tell: Linux lends a zeroed allocation of that
+/// size untouched, so a reader that allocated first would print the same.
+/// Under a 1 GiB limit on its address space (`prlimit --as`) such a reader
+/// aborts on the failed allocation; the listing gives its one-line error.
+#[test]
+fn pipe_frames_refuses_a_huge_length_before_it_allocates() {
+    if !have("prlimit") {
+        return;
+    }
+    let limit = format!("--as={}", 1u64 << 30);
+    let out = run_clean("prlimit", &[&limit, bin!("pipe-frames"), "huge"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(out.stdout, four_messages());
+    assert_eq!(
+        out.stderr,
+        "pipe-frames: a message of 4294967295 bytes is over the limit\n"
+    );
+}

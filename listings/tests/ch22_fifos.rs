@@ -968,3 +968,80 @@ fn fifo_spam_reader_ended_by_an_uncaught_signal_leaves_its_directory() {
     );
     assert_eq!(contents(tmp.path()), [dir]);
 }
+
+/// A temporary directory that cannot be made is named in the error: a
+/// bare "ENOENT" would not say which file is missing (the FIFO's is not
+/// even chosen yet). Listing 16-1 says it the same way.
+#[test]
+fn the_fifo_listings_name_the_directory_they_cannot_make() {
+    for (listing, args) in
+        [("fifo-spam", &["reader"][..]), ("fifo-open", &[][..])]
+    {
+        let mut command = Command::new(bin_path(listing));
+        command.args(args).env("TMPDIR", "/nonexistent");
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            format!(
+                "{listing}: cannot make a directory in /nonexistent: \
+                 ENOENT: No such file or directory\n"
+            )
+        );
+    }
+}
+
+/// The race the `ENDING` guard closes, forced (Linux 6.18, strace): the
+/// reader's main thread is held on its way out of the `write` of its
+/// "Waiting" line, the test sends SIGTERM then, and the signal thread
+/// removes the FIFO and is held on entry to the `tgkill` that ends the
+/// process. The main thread's `open` of the FIFO fails with ENOENT first.
+/// The reader must still die of SIGTERM, without a word; without the
+/// guard it reported the missing FIFO and exited with status 1.
+#[test]
+fn fifo_spam_reader_dies_of_the_signal_when_its_fifo_goes_before_its_open() {
+    if !have("strace") {
+        return;
+    }
+    let tmp = tmp();
+    let fifo = tmp.path().join("fifo");
+    let trace = tmp.path().join("trace");
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-qq", "-e", "signal=none", "-o"])
+        .arg(&trace)
+        .args(["-e", "trace=write,openat,unlink,tgkill"])
+        .args(["-e", "inject=write:delay_exit=1500000:when=1"])
+        .args(["-e", "inject=tgkill:delay_enter=3000000", "--"])
+        .arg(bin_path("fifo-spam"))
+        .args(["reader", "--fifo"])
+        .arg(&fifo);
+    let mut traced = Listing::spawn(&mut command, Stdio::piped());
+    traced.expect(r"Waiting for a writer on \S+ \(pid (\d+)\)");
+    let mut reader = None;
+    wait_until("strace to hold the reader in its first write", || {
+        reader = children_of(traced.pid()).into_iter().find(|&child| {
+            fs::read_to_string(format!("/proc/{child}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == "fifo-spam")
+        });
+        reader.is_some_and(|pid| {
+            state_of(pid) == Some('t')
+                && fs::read_to_string(format!("/proc/{pid}/syscall"))
+                    .is_ok_and(|call| call.starts_with("1 "))
+        })
+    });
+    nix::sys::signal::kill(reader.unwrap(), Signal::SIGTERM).unwrap();
+    let out = finish_clean(traced);
+    let trace = fs::read_to_string(&trace).unwrap();
+    // The race went the way this test is for: the FIFO was gone first.
+    assert!(
+        trace.lines().any(|line| line.contains("openat(")
+            && line.contains("ENOENT")
+            && line.contains(fifo.to_str().unwrap())),
+        "{trace}"
+    );
+    // strace ends the way the reader did.
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32), "{trace}");
+    assert_eq!(out.stderr, "", "{trace}");
+    assert!(!fifo.exists(), "left behind");
+}
