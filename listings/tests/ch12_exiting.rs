@@ -1813,3 +1813,48 @@ fn sig_init_carries_on_when_a_child_dies_of_a_real_time_signal() {
     assert_eq!(out.status.code(), Some(128 + rtmin), "{}", out.stderr);
     assert!(!out.stderr.contains("Invalid argument"), "{}", out.stderr);
 }
+
+/// A signal the kernel sends itself is not dropped for an init when it is
+/// `SIGKILL`: a busy PID 1 under `RLIMIT_CPU` (1, 3) outlives the
+/// `SIGXCPU` of the soft limit, which kills the same loop when it is no
+/// init, and dies at the hard limit of the kernel's `SIGKILL`, which a
+/// shell reports as 137 (Linux 6.18). The OOM killer's `SIGKILL`, the
+/// other one the chapter names, cannot be provoked here.
+#[test]
+fn a_busy_pid_1_dies_of_the_kernels_sigkill_at_its_hard_cpu_limit() {
+    if !pid_namespaces() {
+        return;
+    }
+    let busy = "echo $$; while :; do :; done";
+    let limit = ["--cpu=1:3"];
+    let mut plain = Command::new("prlimit");
+    plain.args(limit).args(["sh", "-c", busy]);
+    let mut plain = Listing::spawn(&mut plain, Stdio::piped());
+    plain.next_line();
+    let out = plain.finish_within(Duration::from_secs(120));
+    assert_eq!(
+        dollar_question(out.status),
+        "152",
+        "SIGXCPU: {:?}",
+        out.status
+    );
+
+    // Without --fork, unshare's shell stays outside the namespace and its
+    // first child is the init: the shell reports how it ended, as `$?`.
+    // (`unshare --fork` of util-linux 2.38 exits 1 when its child dies of
+    // SIGKILL, failing to raise it.)
+    let mut init = Command::new("prlimit");
+    init.args(limit)
+        .args(["unshare", "--map-root-user", "--pid"])
+        .args(["sh", "-c", r#"sh -c "$1"; echo "$?""#, "sh", busy]);
+    let mut init = Listing::spawn(&mut init, Stdio::piped());
+    assert_eq!(init.next_line(), "1", "the loop is the namespace's init");
+    let out = init.finish_within(Duration::from_secs(120));
+    assert_eq!(
+        out.stdout.last().map(String::as_str),
+        Some("137"),
+        "{:?}",
+        out.stdout
+    );
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+}

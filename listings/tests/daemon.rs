@@ -1097,11 +1097,6 @@ pub fn rejects_bad_arguments_and_configurations_in_one_line(bin: &str) {
     );
 }
 
-/// With its log a pipe that nobody reads after the ready line, the daemon
-/// still answers 3000 requests, whose log lines are more than the pipe and
-/// its queue of lines hold, and still stops on SIGTERM: the log never
-/// holds up the work. Read again once stopping, the log says how many
-/// lines it dropped.
 /// Starts the daemon with its log, stdout, on a pipe, and reads its ready
 /// line from that pipe: the caller then leaves the log unread.
 fn start_with_its_log_unread(bin: &str) -> (Daemon, fs::File) {
@@ -1131,6 +1126,11 @@ fn start_with_its_log_unread(bin: &str) -> (Daemon, fs::File) {
     (daemon, log)
 }
 
+/// With its log a pipe that nobody reads after the ready line, the daemon
+/// still answers 3000 requests, whose log lines are more than the pipe and
+/// its queue of lines hold, and still stops on SIGTERM: the log never
+/// holds up the work. Read again once stopping, the log says how many
+/// lines it dropped.
 pub fn serves_and_stops_while_nobody_reads_its_log(bin: &str) {
     let (daemon, mut log) = start_with_its_log_unread(bin);
     let mut client = Client::connect(daemon.addr);
