@@ -27,8 +27,8 @@ pub fn unless_blessing<'a>(args: &[&'a str], address: &'a str) -> Vec<&'a str> {
 /// Starts the one-client-at-a-time server `bin` with a soft limit of `fds`
 /// descriptors, which leaves none for `accept`, and lets `client` connect
 /// to the address it prints (from a thread, which returns what the client
-/// got). The server must log the failure once (`failure`), use almost no
-/// CPU while it lasts, and serve the client once `prlimit` makes room,
+/// got). The server must log the failure once (`failure`), sleep while it
+/// lasts, using almost no CPU, and serve the client once `prlimit` makes room,
 /// with no second line about the failure. Returns what the client got and
 /// the server, which has just printed the line after the failure.
 #[track_caller]
@@ -48,15 +48,26 @@ pub fn out_of_descriptors_waits_then_serves(
     let waiting = client(&addr);
     let failed = server.next_line();
     assert!(failed.starts_with(failure), "{failed}");
-    // It waits between tries: over two seconds it uses almost no CPU,
-    // where a loop that retried at once would use all it could get.
+    // It waits between tries: looked at every 50 ms for two seconds, it
+    // is asleep (every thread in state S) nearly every time, where a loop
+    // that retried at once would be running, or waiting for a CPU (both
+    // R), every time. Its CPU time alone cannot tell them apart: on a busy
+    // machine a spinning process gets only its share of a CPU (Listing
+    // 3-3 without its pause used 240 to 980 ms in two seconds here).
     let (cpu, started) = (cpu_time(pid), Instant::now());
-    std::thread::sleep(Duration::from_secs(2)); // The wait is the test.
+    let mut awake = 0;
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(50)); // The wait is the test.
+        if !all_threads_asleep(pid) {
+            awake += 1;
+        }
+    }
     let used = cpu_time(pid) - cpu;
+    let lasted = started.elapsed();
+    assert!(awake <= 10, "awake in {awake} of 40 looks in {lasted:?}");
     assert!(
         used < Duration::from_millis(300),
-        "{used:?} of CPU in {:?}",
-        started.elapsed()
+        "{used:?} of CPU in {lasted:?}"
     );
     let room = nix::libc::rlimit {
         rlim_cur: 64,
