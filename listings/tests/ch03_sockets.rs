@@ -1878,3 +1878,89 @@ fn server_mode_pauses_and_reports_once_when_accept_keeps_failing() {
         "socket-modes",
     );
 }
+
+/// Connects to `addr`, sends `request` and returns, from a thread, the
+/// server's whole reply.
+fn patient_client(addr: &str, request: &str) -> thread::JoinHandle<String> {
+    let mut client = TcpStream::connect(addr).expect("queued");
+    client.write_all(request.as_bytes()).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    thread::spawn(move || {
+        let mut reply = String::new();
+        client.read_to_string(&mut reply).expect("the reply");
+        reply
+    })
+}
+
+/// Sets the soft limit on descriptors of `pid` to `fds`.
+fn set_descriptor_limit(pid: nix::unistd::Pid, fds: u64) {
+    let limit = nix::libc::rlimit {
+        rlim_cur: fds,
+        rlim_max: 64,
+    };
+    // SAFETY: prlimit only reads `limit`; no old value is asked for.
+    let set = unsafe {
+        nix::libc::prlimit(
+            pid.as_raw(),
+            nix::libc::RLIMIT_NOFILE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(set, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+/// 3-3 reports "only the first failure of a run, until it next takes a
+/// connection": a second run of failures, after a client was answered, is
+/// reported again, once. Linux 6.18: `accept` takes its descriptor before
+/// it waits (`__sys_accept4_file()`), so a limit lowered while the server
+/// waits in `accept` lets that call take the next client, and makes the
+/// one after it fail.
+#[test]
+fn server_reports_a_second_run_of_failures_after_a_client() {
+    let failure =
+        "socket-modes: a connection failed: Too many open files (os error 24)";
+    let mut addr = String::new();
+    let (reply, mut server) = out_of_descriptors_waits_then_serves(
+        bin!("socket-modes"),
+        &["server", "127.0.0.1:0", "--count", "3"],
+        4,
+        failure,
+        |at| {
+            addr = at.to_string();
+            patient_client(at, "first")
+        },
+    );
+    assert_eq!(reply, "server got: [first]");
+    let pid = server.pid();
+    let accepting = || threads_blocked_in(pid, nix::libc::SYS_accept4) == 1;
+    wait_until("the server to wait in accept", accepting);
+    set_descriptor_limit(pid, 4);
+    // The call under way has its descriptor: the next client is answered.
+    let second = patient_client(&addr, "second");
+    assert_eq!(
+        second.join().expect("the client thread"),
+        "server got: [second]"
+    );
+    let answered = server.next_line();
+    assert!(answered.ends_with(": server got: [second]"), "{answered}");
+    // The next `accept` fails at once: a new run, reported again.
+    assert_eq!(server.next_line(), failure);
+    let third = patient_client(&addr, "third");
+    set_descriptor_limit(pid, 64);
+    assert_eq!(
+        third.join().expect("the client thread"),
+        "server got: [third]"
+    );
+    let out = server.finish();
+    assert!(out.status.success(), "{:?}", out.status);
+    // Two runs of failures, a line each, and three clients answered.
+    let failures = out.stdout.iter().filter(|l| *l == failure).count();
+    assert_eq!(failures, 2, "{:?}", out.stdout);
+    assert_eq!(out.stdout.len(), 6, "{:?}", out.stdout);
+    assert!(
+        out.stdout[5].ends_with(": server got: [third]"),
+        "{:?}",
+        out.stdout
+    );
+}

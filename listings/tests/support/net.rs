@@ -27,8 +27,8 @@ pub fn unless_blessing<'a>(args: &[&'a str], address: &'a str) -> Vec<&'a str> {
 /// Starts the one-client-at-a-time server `bin` with a soft limit of `fds`
 /// descriptors, which leaves none for `accept`, and lets `client` connect
 /// to the address it prints (from a thread, which returns what the client
-/// got). The server must log the failure once (`failure`), use almost no
-/// CPU while it lasts, and serve the client once `prlimit` makes room,
+/// got). The server must log the failure once (`failure`), sleep while it
+/// lasts, using almost no CPU, and serve the client once `prlimit` makes room,
 /// with no second line about the failure. Returns what the client got and
 /// the server, which has just printed the line after the failure.
 #[track_caller]
@@ -48,15 +48,26 @@ pub fn out_of_descriptors_waits_then_serves(
     let waiting = client(&addr);
     let failed = server.next_line();
     assert!(failed.starts_with(failure), "{failed}");
-    // It waits between tries: over two seconds it uses almost no CPU,
-    // where a loop that retried at once would use all it could get.
+    // It waits between tries: looked at every 50 ms for two seconds, it
+    // is asleep (every thread in state S) nearly every time, where a loop
+    // that retried at once would be running, or waiting for a CPU (both
+    // R), every time. Its CPU time alone cannot tell them apart: on a busy
+    // machine a spinning process gets only its share of a CPU (Listing
+    // 3-3 without its pause used 240 to 980 ms in two seconds here).
     let (cpu, started) = (cpu_time(pid), Instant::now());
-    std::thread::sleep(Duration::from_secs(2)); // The wait is the test.
+    let mut awake = 0;
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(50)); // The wait is the test.
+        if !all_threads_asleep(pid) {
+            awake += 1;
+        }
+    }
     let used = cpu_time(pid) - cpu;
+    let lasted = started.elapsed();
+    assert!(awake <= 10, "awake in {awake} of 40 looks in {lasted:?}");
     assert!(
         used < Duration::from_millis(300),
-        "{used:?} of CPU in {:?}",
-        started.elapsed()
+        "{used:?} of CPU in {lasted:?}"
     );
     let room = nix::libc::rlimit {
         rlim_cur: 64,
@@ -328,8 +339,16 @@ pub fn tcp_listeners() -> Vec<(u16, u64)> {
 /// in whichever thread makes it (`-f`: Listing 3-2's server is a thread).
 /// Once the server listens, lets it run for two seconds, then ends it
 /// with SIGTERM. Returns the CPU time it used in those two seconds and
-/// its stderr: a server that retried at once would use all the CPU it
-/// could get, and write a line per try.
+/// its stderr: a server that retried at once would write a line per try.
+///
+/// It also counts the calls refused in strace's own record, and requires
+/// the server to have tried again, but rarely: a server that pauses makes
+/// tens of calls in those seconds, one that retries at once tens of
+/// thousands. The CPU time alone cannot tell them apart: under strace, a
+/// spinning server spends most of its time stopped while strace reads
+/// each call; Listing 3-3 without its pause used 150 to 380 ms of CPU in
+/// two seconds here, under 300 ms whenever the machine was busy.
+#[track_caller]
 pub fn under_a_refused_call(
     bin: &str,
     args: &[&str],
@@ -340,7 +359,9 @@ pub fn under_a_refused_call(
     let comm = format!("{}\n", name.to_string_lossy());
     let inject = format!("inject={syscall}:error={errno}");
     let trace = format!("trace={syscall}");
-    let mut strace = vec!["-f", "-qq", "-o", "/dev/null", "-e", &trace];
+    let record = tempfile::NamedTempFile::new().unwrap();
+    let path = record.path().to_str().unwrap();
+    let mut strace = vec!["-f", "-qq", "-o", path, "-e", &trace];
     strace.extend(["-e", &inject, bin]);
     strace.extend(args);
     let mut server = Listing::start("strace", &strace);
@@ -359,7 +380,27 @@ pub fn under_a_refused_call(
     let (cpu, started) = (cpu_time(pid), Instant::now());
     std::thread::sleep(Duration::from_secs(2)); // The wait is the test.
     let used = cpu_time(pid) - cpu;
-    assert!(started.elapsed() < Duration::from_secs(10));
+    let lasted = started.elapsed();
+    assert!(lasted < Duration::from_secs(10));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    (used, server.finish().stderr)
+    let stderr = server.finish().stderr;
+    // strace has ended: its record is whole. A refused call is one line,
+    // `PID accept4(3, ...) = -1 EPERM (Operation not permitted) (INJECTED)`,
+    // or two if another thread's call came between its start and its end
+    // (`<unfinished ...>`, then `<... accept4 resumed>...`): count the ends.
+    let record = std::fs::read_to_string(record.path()).unwrap();
+    let ended = format!("= -1 {errno} (");
+    let refused = record
+        .lines()
+        .filter(|l| l.contains(syscall) && l.contains(&ended))
+        .filter(|l| l.ends_with("(INJECTED)"))
+        .count();
+    // At least one retry, and tens at most over the time it ran (2 s, and
+    // its start): 100 is a call every 20 ms.
+    assert!(
+        (2..=100).contains(&refused),
+        "{refused} calls of {syscall} refused while it ran \
+         ({lasted:?} after it listened)"
+    );
+    (used, stderr)
 }
