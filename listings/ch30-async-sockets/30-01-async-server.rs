@@ -1428,8 +1428,10 @@ fn start_log() -> io::Result<()> {
         for line in lines {
             let dropped = log.dropped.swap(0, Ordering::Relaxed);
             if dropped > 0 {
+                // Stuck, or read but slower than a burst of lines: the
+                // words of Listing 14-2.
                 write_line(Line::Err(format!(
-                    "{dropped} log lines dropped: not read"
+                    "{dropped} log lines dropped: the log fell behind"
                 )));
             }
             write_line(line);
