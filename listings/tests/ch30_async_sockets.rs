@@ -2933,3 +2933,49 @@ fn async_server_names_a_failed_lock_and_blames_no_other_server() {
     );
     assert!(!Path::new(path).exists());
 }
+
+/// A log that is read can fall behind too: stderr a regular file, each
+/// `write` slowed by 5 ms (strace), and a burst of 1152 clients that
+/// reset at once, each a line on stderr, more than the queue of 1024
+/// holds. Some lines are dropped though the file is read all along, and
+/// the count must say that the log fell behind, as Listing 14-2's does;
+/// it said "not read".
+#[test]
+fn async_server_counts_the_lines_a_burst_drops_as_the_log_falling_behind() {
+    if !have("strace") {
+        return;
+    }
+    const RESETS: usize = 1152;
+    let dir = tempfile::tempdir().unwrap();
+    let err = dir.path().join("stderr");
+    let script = "exec strace -f -qq -o /dev/null -e trace=write \
+                  -e inject=write:delay_enter=5000 \
+                  \"$0\" 127.0.0.1:0 --backlog 2048 2>\"$1\"";
+    let (server, addr) =
+        start_server("bash", &["-c", script, SERVER, err.to_str().unwrap()]);
+    for _ in 0..RESETS {
+        let reset = std::net::TcpStream::connect(&addr).unwrap();
+        socket2::SockRef::from(&reset)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    }
+    let dropped = regex::Regex::new(r"^\S+: (\d+) log lines dropped").unwrap();
+    let mut text = String::new();
+    let mut counted = (0, 0);
+    wait_until("a line or a count for each reset", || {
+        text = fs::read_to_string(&err).unwrap();
+        let lines = text.lines();
+        let logged = lines.clone().filter(|l| !dropped.is_match(l)).count();
+        let dropped: usize = lines
+            .filter_map(|l| dropped.captures(l))
+            .map(|c| c[1].parse::<usize>().unwrap())
+            .sum();
+        counted = (logged, dropped);
+        logged + dropped >= RESETS
+    });
+    assert!(counted.1 > 0, "nothing dropped: {counted:?}");
+    for line in text.lines().filter(|l| dropped.is_match(l)) {
+        assert!(line.ends_with(": the log fell behind"), "{line}");
+    }
+    drop(server);
+}
