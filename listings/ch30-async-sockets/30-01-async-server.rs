@@ -1169,7 +1169,18 @@ fn bind_unix(
         .open(&lock_path)
         .map_err(|err| format!("cannot open {}: {err}", lock_path.display()))?;
     let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
-        .map_err(|_| format!("another server is using {}", path.display()))?;
+        .map_err(|(_, errno)| match errno {
+            // Held: by another server of this path, alive.
+            nix::errno::Errno::EWOULDBLOCK => {
+                format!("another server is using {}", path.display())
+            }
+            // Anything else (ENOLCK: a file system without locks) says
+            // nothing of other servers.
+            _ => {
+                let err = io::Error::from(errno);
+                format!("cannot lock {}: {err}", lock_path.display())
+            }
+        })?;
     // We hold the lock: a socket file here belongs to a server that is
     // gone, and may be removed. Anything else is not ours to touch.
     match fs::symlink_metadata(path) {
@@ -1417,8 +1428,10 @@ fn start_log() -> io::Result<()> {
         for line in lines {
             let dropped = log.dropped.swap(0, Ordering::Relaxed);
             if dropped > 0 {
+                // Stuck, or read but slower than a burst of lines: the
+                // words of Listing 14-2.
                 write_line(Line::Err(format!(
-                    "{dropped} log lines dropped: not read"
+                    "{dropped} log lines dropped: the log fell behind"
                 )));
             }
             write_line(line);

@@ -25,7 +25,7 @@ use std::io::{self, Read, Write};
 use std::num::NonZeroUsize;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::process::{self, ExitCode, Stdio};
+use std::process::{self, Command, ExitCode, Stdio};
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -83,9 +83,9 @@ fn main() -> ExitCode {
         .map_err(|e| format!("{e}; {USAGE}").into())
         .and_then(|args| {
             let usr1 = unblock_usr1()?;
-            keep_zombies()?;
+            let chld = keep_own_zombies()?;
             unblock_sigchld()?;
-            runtime(args.workers)?.block_on(run(args, usr1))
+            runtime(args.workers)?.block_on(run(args, usr1, chld))
         });
     let ran = ran.and_then(|()| Ok(unsaid()?));
     match ran {
@@ -179,6 +179,7 @@ fn runtime(workers: Option<NonZeroUsize>) -> io::Result<Runtime> {
 async fn run(
     args: Args,
     usr1: SigAction,
+    chld: SigAction,
 ) -> Result<(), Box<dyn Error + Send + Sync>> {
     let Args { way, fix, secs, .. } = args;
     // Unbounded: the ticks are read only once the wait is over, ten a
@@ -202,7 +203,7 @@ async fn run(
     let metrics = Handle::current().metrics();
     let busy_before = busy_times(&metrics);
     let takes = Duration::from_secs(secs);
-    let waiter = tokio::spawn(wait_for(way, fix, takes, usr1));
+    let waiter = tokio::spawn(wait_for(way, fix, takes, usr1, chld));
     let (started, outcome, spawned_ran) = waiter.await?;
     let ended = Instant::now();
     sleep(Duration::from_millis(300)).await;
@@ -275,18 +276,20 @@ fn what(way: Way, fix: Fix) -> &'static str {
 
 // ANCHOR: wait_for
 /// The waiting task: when it started, what it got, and when a task it
-/// spawned just before the wait first ran. `usr1` is the action SIGUSR1
-/// had at start, for the `signal` way to put back.
+/// spawned just before the wait first ran. `usr1` and `chld` are the
+/// actions SIGUSR1 and SIGCHLD had at start: the `signal` way puts back
+/// the first, and the `wait` way gives its child the second.
 async fn wait_for(
     way: Way,
     fix: Fix,
     takes: Duration,
     usr1: SigAction,
+    chld: SigAction,
 ) -> (Instant, Outcome, Instant) {
     let spawned = tokio::spawn(async { Instant::now() });
     let started = Instant::now();
     let outcome = match way {
-        Way::Wait => wait_child(fix, takes).await,
+        Way::Wait => wait_child(fix, takes, chld).await,
         Way::Read => read_pipe(fix, takes).await,
         Way::Signal => wait_signal(fix, takes, usr1).await,
     };
@@ -296,7 +299,7 @@ async fn wait_for(
 // ANCHOR_END: wait_for
 
 // ANCHOR: wait
-async fn wait_child(fix: Fix, takes: Duration) -> Outcome {
+async fn wait_child(fix: Fix, takes: Duration, chld: SigAction) -> Outcome {
     let secs = takes.as_secs().to_string();
     let status = if fix == Fix::Async {
         let mut command = tokio::process::Command::new("sleep");
@@ -304,11 +307,15 @@ async fn wait_child(fix: Fix, takes: Duration) -> Outcome {
         // SAFETY: runs between fork and exec: two system calls, and an
         // error built without allocating.
         unsafe { command.pre_exec(dies_with_us()) };
+        // On the std `Command` inside tokio's, where tokio's own
+        // `pre_exec` puts its hook too.
+        sigchld_as_found(command.as_std_mut(), chld);
         command.spawn()?.wait().await?
     } else {
-        let mut command = process::Command::new("sleep");
+        let mut command = Command::new("sleep");
         // SAFETY: as above.
         unsafe { command.pre_exec(dies_with_us()) };
+        sigchld_as_found(&mut command, chld);
         let mut child = command.arg(&secs).stdin(Stdio::null()).spawn()?;
         match fix {
             Fix::SpawnBlocking => {
@@ -419,15 +426,30 @@ fn send_usr1_after(takes: Duration) -> io::Result<()> {
 }
 // ANCHOR_END: signal
 
-/// Gives SIGCHLD its default action back. A parent that left it ignored
-/// passed that on through `exec` (Chapter 24), and then the kernel reaps
-/// our children itself: every wait fails with ECHILD, and a child's pid,
-/// or its group's id, may go to a stranger as soon as the child exits,
-/// while we may still signal it.
-fn keep_zombies() -> nix::Result<()> {
+/// Gives SIGCHLD its default action back, and returns the action found.
+/// A parent that left it ignored passed that on through `exec` (Chapter
+/// 24), and then the kernel reaps our children itself: every wait fails
+/// with ECHILD, and a child's pid, or its group's id, may go to a stranger
+/// as soon as the child exits, while we may still signal it.
+fn keep_own_zombies() -> nix::Result<SigAction> {
+    let default =
+        SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: the default action runs no code of ours.
-    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
-    Ok(())
+    unsafe { sigaction(Signal::SIGCHLD, &default) }
+}
+
+/// Gives the child that `command` starts SIGCHLD's action as we `found`
+/// it, ignored perhaps: `keep_own_zombies` changed it for our own
+/// waits, not for the programs we start (Chapter 12).
+fn sigchld_as_found(command: &mut Command, found: SigAction) {
+    // SAFETY: between fork and exec the child makes one system call,
+    // sigaction, and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            sigaction(Signal::SIGCHLD, &found)?;
+            Ok(())
+        })
+    };
 }
 
 /// Prints a line, if anyone still reads our output. A write that fails

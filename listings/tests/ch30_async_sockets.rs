@@ -2892,3 +2892,44 @@ fn async_server_keeps_a_client_that_asks_more_often_than_the_grace() {
         &["127.0.0.1:0", "--max-conns", "1"],
     );
 }
+
+/// Only EWOULDBLOCK from `flock` means that another server holds the
+/// lock, as in Listing 16-1. Any other failure (ENOLCK: a file system
+/// without locks, or a kernel out of lock records; strace plays it here)
+/// must be named as itself, in one line; the server used to say "another
+/// server is using PATH", of a server that did not exist.
+#[test]
+fn async_server_names_a_failed_lock_and_blames_no_other_server() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nolock.sock");
+    let path = path.to_str().unwrap();
+    let out = run(
+        "strace",
+        &[
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=flock",
+            "-e",
+            "inject=flock:error=ENOLCK",
+            SERVER,
+            "--unix",
+            path,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "async-server: cannot lock {path}.lock: No locks available (os \
+             error 37)\n"
+        )
+    );
+    assert!(!Path::new(path).exists());
+}

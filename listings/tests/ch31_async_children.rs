@@ -1050,11 +1050,11 @@ fn async_child_kill_hears_signals_its_parent_had_blocked() {
     }
 }
 
-/// Chapter 12's rule for Listings 31-1 and 31-2: their `keep_zombies`
-/// set SIGCHLD's default for their own waits, and started with SIGCHLD
-/// ignored, they used to start `tee` and `sh` with the default. A
-/// stand-in for each, first on PATH, records its /proc status, then execs
-/// the real one.
+/// Chapter 12's rule for Listings 31-1 and 31-2, and for Listing 32-1's
+/// `wait` way, plain and with each fix: their `keep_zombies` set SIGCHLD's
+/// default for their own waits, and started with SIGCHLD ignored, they
+/// used to start `tee`, `sh` and `sleep` with the default. A stand-in for
+/// each, first on PATH, records its /proc status, then execs the real one.
 #[test]
 fn async_children_give_their_child_back_the_sigchld_they_found() {
     let programs = [
@@ -1067,6 +1067,30 @@ fn async_children_give_their_child_back_the_sigchld_they_found() {
             bin!("async-child-kill"),
             "sh",
             &["timeout", "--wait", "1"][..],
+        ),
+        (bin!("async-block"), "sleep", &["wait", "--secs", "0"][..]),
+        (
+            bin!("async-block"),
+            "sleep",
+            &["wait", "--fix", "spawn-blocking", "--secs", "0"][..],
+        ),
+        (
+            bin!("async-block"),
+            "sleep",
+            &[
+                "wait",
+                "--fix",
+                "block-in-place",
+                "--workers",
+                "2",
+                "--secs",
+                "0",
+            ][..],
+        ),
+        (
+            bin!("async-block"),
+            "sleep",
+            &["wait", "--fix", "async", "--secs", "0"][..],
         ),
     ];
     for (listing, child, args) in programs {
@@ -1091,7 +1115,7 @@ fn async_children_give_their_child_back_the_sigchld_they_found() {
                 crate::support::Listing::spawn(&mut command, Stdio::piped()),
             );
             let what =
-                format!("{child}, started with SIGCHLD ignored: {ignored}");
+                format!("{child} of {args:?}, SIGCHLD ignored: {ignored}");
             assert!(out.status.success(), "{what}: {}", out.stderr);
             let status = fs::read_to_string(&recorded).expect(&what);
             assert_eq!(
