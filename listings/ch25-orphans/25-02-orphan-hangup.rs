@@ -51,11 +51,13 @@ fn run() -> Result<(), Box<dyn Error>> {
     // a line from each member. Close-on-exec, though nothing here execs.
     let (reports, reports_w) = pipe2(OFlag::O_CLOEXEC)?;
     io::stdout().flush()?;
+    // Taken before the fork: the parent compares it with its `getppid`.
+    let program = getpid();
     // SAFETY: no other thread exists, so no lock can be held by one.
     let parent = match unsafe { fork() }? {
         ForkResult::Child => {
             drop(reports);
-            let status = match parent(stop_leader, &reports_w) {
+            let status = match parent(program, stop_leader, &reports_w) {
                 Ok(never) => match never {},
                 Err(_) => 1,
             };
@@ -133,11 +135,16 @@ fn run() -> Result<(), Box<dyn Error>> {
 /// their own, stops one, tells the program who is who, then waits to be
 /// killed.
 fn parent(
+    program: Pid,
     stop_leader: bool,
     reports: &OwnedFd,
 ) -> Result<std::convert::Infallible, Box<dyn Error>> {
-    // Die with the program, so that nothing of this is left behind.
+    // Die with the program, so that nothing of this is left behind. If the
+    // program died before we asked, no signal will come: start nothing.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+    if getppid() != program {
+        return Err("the program has died".into());
+    }
     // A session of our own: whoever adopts the members is outside it, so
     // our death orphans their group wherever this runs, even where the
     // process that adopts them shares the session we were started in.

@@ -2503,3 +2503,34 @@ fn spawn_grandchild_kills_a_child_that_closes_its_stdout_without_a_line() {
     assert_eq!(out.stderr, "spawn-grandchild: the child said nothing\n");
     wait_until("the child's sleep to end", || job.pids().is_empty());
 }
+
+/// A stage that cannot start has the stages already running killed by
+/// their group too, not only each by its pid: a stage's own background
+/// job, a grandchild of the listing, is reached only by the group (fork
+/// clears the parent-death signal, so nothing else ends it). strace holds
+/// the listing five seconds on its way into its second fork, the second
+/// stage's, so that the first stage's job is running by then.
+#[test]
+fn spawn_pipeline_kills_a_stages_background_job_when_a_later_one_cannot_start()
+{
+    if !have("strace") {
+        return;
+    }
+    let job = Sleepers("31999");
+    let mut command = Command::new("strace");
+    command
+        .args(["-q", "-o", "/dev/null", "-e", "trace=clone,clone3"])
+        .args(["-e", "inject=clone:delay_enter=5000000:when=2", "--"])
+        .arg(bin!("spawn-pipeline"))
+        .args(["sh", "-c", "sleep 31999 & wait", "|", "no-such-program"]);
+    let pipeline = Listing::spawn(&mut command, Stdio::piped());
+    wait_until("the first stage's job to start", || !job.pids().is_empty());
+    let out = finish_clean(pipeline);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot run \"no-such-program\""),
+        "{}",
+        out.stderr
+    );
+    wait_until("the first stage's job to end", || job.pids().is_empty());
+}

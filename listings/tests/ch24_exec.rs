@@ -331,6 +331,9 @@ os.waitpid(pid, 0)
 /// so, if it calls malloc, calloc, realloc or one of the aligned
 /// allocators between `fork` and `exec`: its `pthread_atfork` handler
 /// marks the child, and `exec` starts the next program without the mark.
+/// Its constructor takes LD_PRELOAD out of the environment, so that the
+/// programs the listing starts run without it: a shell stage's own forks
+/// are the shell's business, not the listing's.
 /// Rust's default allocator, `System`, calls malloc, calloc and realloc,
 /// and posix_memalign for an alignment above 16 bytes or larger than the
 /// size; the preloaded functions stand in front of all of them.
@@ -338,6 +341,7 @@ const NO_MALLOC_AFTER_FORK: &str = r#"
 #include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <unistd.h>
 extern void *__libc_memalign(size_t, size_t);
 extern void *__libc_malloc(size_t);
@@ -346,6 +350,7 @@ extern void *__libc_realloc(void *, size_t);
 static volatile int forked;
 static void in_child(void) { forked = 1; }
 __attribute__((constructor)) static void init(void) {
+    unsetenv("LD_PRELOAD");
     pthread_atfork(NULL, NULL, in_child);
 }
 static void caught(void) {
@@ -377,6 +382,96 @@ int posix_memalign(void **p, size_t align, size_t n) {
 }
 "#;
 
+/// A run of a listing that reaches its `pre_exec` hooks, short and
+/// bounded: the listing, its arguments and, for one that waits for a
+/// signal, the start of the line after which the test sends it, and the
+/// status it then exits with.
+type HookRun = (
+    &'static str,
+    &'static [&'static str],
+    Option<(&'static str, nix::sys::signal::Signal, i32)>,
+);
+
+/// One run for each listing whose source has a `pre_exec` hook, and 24-1,
+/// which forks by hand: `every_pre_exec_hook_is_checked_for_allocations`
+/// fails on a listing that has a hook and no row here, in
+/// `HOOKS_RUN_AT_A_TERMINAL` or in `HOOKS_NOT_RUN`. 24-2's `lock` is left out: its hook
+/// deadlocks on purpose, and the watchdog kills the child in it.
+const HOOK_RUNS: &[HookRun] = {
+    use nix::sys::signal::Signal::{SIGTERM, SIGUSR1};
+    &[
+        ("sig-restart-table", &[], None),
+        ("sig-zombie", &["--std"], Some(("Then reap it", SIGUSR1, 0))),
+        ("sig-reaper", &["--command", "--own"], None),
+        (
+            "sig-init",
+            &["--forward"],
+            Some(("Child: running as pid", SIGTERM, 143)),
+        ),
+        (
+            "net-load",
+            &[
+                "--clients",
+                "1",
+                "--rounds",
+                "1",
+                "--idle",
+                "1",
+                "--garbage",
+                "1",
+                "--record",
+                "/dev/null",
+            ],
+            None,
+        ),
+        ("net-handover", &[], None),
+        ("pipe-epipe", &[], None),
+        ("pipe-leak", &["--cloexec"], None),
+        ("spawn-pipeline", &["true", "|", "true"], None),
+        ("spawn-deadlock", &["thread", "--bytes", "10"], None),
+        ("spawn-grandchild", &["--cloexec", "--group"], None),
+        ("proc-exec", &["fork"], None),
+        ("proc-pre-exec", &["alarm"], None),
+        ("proc-pre-exec", &["chdir", "/"], None),
+        ("proc-orphans", &["pdeathsig", "--for", "0"], None),
+        ("async-child-feed", &["join", "--bytes", "10"], None),
+        ("async-child-kill", &["timeout"], None),
+        ("async-block", &["wait", "--secs", "0"], None),
+    ]
+};
+
+/// The listings with a hook that the check cannot run, and why.
+const HOOKS_NOT_RUN: &[(&str, &str)] = &[(
+    "sig-inherit",
+    "its run of six ways also forks by hand, in a program with one \
+     thread: the child of `fork + exec` calls nix's `execvp`, which \
+     builds its array of pointers in a `Vec`, and the child of `fork \
+     alone` reads a file without any `exec`; the library ends both",
+)];
+
+/// The listings whose hooks are run at a terminal, by `script`: 9-6 needs
+/// one, and 23-1 adds a hook there, which gives the stages the terminal.
+const HOOKS_RUN_AT_A_TERMINAL: &[&str] = &["sig-jobs", "spawn-pipeline"];
+
+/// A program that allocates in the child of its `fork`: the library must
+/// end that child with status 99.
+const ALLOCATES_AFTER_FORK: &str = r#"
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(void) {
+    int status;
+    pid_t child = fork();
+    if (child == 0) {
+        void *volatile got = malloc(100);
+        (void)got;
+        _exit(0);
+    }
+    waitpid(child, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+"#;
+
 /// Every listing that runs code of its own between `fork` and `exec`
 /// allocates nothing there, as Chapter 24's rule 2 asks. nix's `execvp`
 /// did: the first version of Listing 24-1 was caught.
@@ -396,23 +491,46 @@ fn listings_allocate_nothing_between_fork_and_exec() {
         .output()
         .unwrap();
     assert!(built.status.success(), "{built:?}");
-    for (bin, args) in [
-        ("proc-exec", &["fork"][..]),
-        ("proc-pre-exec", &["alarm"]),
-        ("proc-pre-exec", &["chdir", "/"]),
-        ("proc-orphans", &["pdeathsig", "--for", "0"]),
-        ("spawn-pipeline", &["true", "|", "true"]),
-    ] {
+    // The library catches an allocation: a C program's child that calls
+    // malloc after `fork` ends with status 99.
+    let control = dir.path().join("allocates-after-fork");
+    let control_source = dir.path().join("allocates-after-fork.c");
+    std::fs::write(&control_source, ALLOCATES_AFTER_FORK).unwrap();
+    let built = Command::new("cc")
+        .arg("-o")
+        .arg(&control)
+        .arg(&control_source)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{built:?}");
+    let caught = Command::new(&control)
+        .env("LD_PRELOAD", &library)
+        .output()
+        .unwrap();
+    assert_eq!(caught.status.code(), Some(99), "{caught:?}");
+    for (bin, args, signal_after) in HOOK_RUNS {
         let mut command = Command::new(bin_path(bin));
-        command.args(args).env("LD_PRELOAD", &library);
-        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        command.args(*args).env("LD_PRELOAD", &library);
+        let mut listing = Listing::spawn(&mut command, Stdio::piped());
+        let mut code = 0;
+        if let Some((line, signal, then)) = signal_after {
+            while !listing.next_line().starts_with(line) {}
+            listing.signal(*signal);
+            code = *then;
+        }
+        let out = finish_clean(listing);
         assert!(
             !out.stderr.contains("allocation between fork and exec"),
             "{bin} {args:?}: {}",
             out.stderr
         );
-        assert!(out.status.success(), "{bin} {args:?}: {}", out.stderr);
-        assert!(!out.stdout.is_empty() || bin == "spawn-pipeline");
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{bin} {args:?}: {}",
+            out.stderr
+        );
+        assert!(!out.stdout.is_empty() || *bin == "spawn-pipeline");
     }
     // Listing 23-1 adds a second hook at a terminal, which gives the
     // stages the terminal: `script` runs it at a terminal of its own,
@@ -436,6 +554,28 @@ fn listings_allocate_nothing_between_fork_and_exec() {
         out.stdout
     );
     assert!(out.status.success(), "{:?} {}", out.stdout, out.stderr);
+    // Listing 9-6 starts its job, itself with `--job`, only at a terminal;
+    // the job's first line shows that it got past its hook to `exec`. It
+    // then waits for keys: the test ends it by killing `script`, whose
+    // terminal hangs up on the job and its shell.
+    let line = format!(
+        "env LD_PRELOAD={} {}",
+        library.display(),
+        bin_path("sig-jobs").display()
+    );
+    let mut command = Command::new("script");
+    command.args(["-qec", &line, "/dev/null"]);
+    let mut jobs = Listing::spawn(&mut command, Stdio::piped());
+    loop {
+        let shown = jobs.next_line();
+        assert!(
+            !shown.contains("allocation between fork and exec"),
+            "sig-jobs: {shown}"
+        );
+        if shown.starts_with("Job: reading the terminal") {
+            break;
+        }
+    }
 }
 
 #[test]
@@ -849,4 +989,63 @@ fn proc_pre_exec_gives_its_children_back_the_sigchld_it_found() {
             );
         }
     }
+}
+
+/// The allocation check runs every listing whose source asks for a
+/// `pre_exec` hook: the list of them is read from the sources, so a hook
+/// added to a listing without a row fails here.
+#[test]
+fn every_pre_exec_hook_is_checked_for_allocations() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    // `name = "..."` comes before `path = "..."` in every `[[bin]]`.
+    let mut bins = std::collections::HashMap::new();
+    let mut name = None;
+    for line in manifest.lines() {
+        if let Some(value) = line.strip_prefix("name = ") {
+            name = Some(value.trim_matches('"').to_string());
+        } else if let Some(value) = line.strip_prefix("path = ") {
+            bins.insert(value.trim_matches('"').to_string(), name.take());
+        }
+    }
+    let mut hooked = Vec::new();
+    for chapter in std::fs::read_dir(root).unwrap() {
+        let chapter = chapter.unwrap().path();
+        let Some(dir) = chapter.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !dir.starts_with("ch") || !chapter.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(&chapter).unwrap() {
+            let file = file.unwrap().path();
+            if file.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).unwrap();
+            if text.contains("pre_exec(") {
+                let path = file.strip_prefix(root).unwrap();
+                let path = path.to_str().unwrap().to_string();
+                match bins.get(&path) {
+                    Some(Some(bin)) => hooked.push(bin.clone()),
+                    _ => panic!("{path} has a pre_exec hook and no binary"),
+                }
+            }
+        }
+    }
+    assert!(hooked.len() >= 18, "too few hooks found: {hooked:?}");
+    let mut missing: Vec<_> = hooked
+        .iter()
+        .filter(|bin| {
+            !HOOK_RUNS.iter().any(|run| run.0 == bin.as_str())
+                && !HOOKS_RUN_AT_A_TERMINAL.contains(&bin.as_str())
+                && !HOOKS_NOT_RUN.iter().any(|(not, _)| not == bin)
+        })
+        .collect();
+    missing.sort();
+    assert!(
+        missing.is_empty(),
+        "listings with a pre_exec hook that the allocation check never runs: \
+         {missing:?}"
+    );
 }

@@ -1613,3 +1613,66 @@ fn sigaction_traced(
     drop(reader);
     Listing::spawn(&mut command, Stdio::from(writer))
 }
+
+/// 25-2's parent asks for PR_SET_PDEATHSIG and then checks, with
+/// `getppid`, that the program is still its parent: if the program died
+/// before the request, no signal will ever come, and the parent must not
+/// go on to start the session and the group. strace holds the parent
+/// two seconds on its way into `prctl`, and the program is killed then.
+#[test]
+fn orphan_hangup_parent_starts_nothing_when_the_program_dies_before_it_asks() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-q", "--seccomp-bpf", "-o"])
+        .arg(&trace)
+        .args(["-e", "trace=prctl,setsid,clone,clone3", "-e", "signal=none"])
+        .arg("--inject=prctl:delay_enter=2000000")
+        .arg("--")
+        .arg(bin!("orphan-hangup"));
+    let traced = Listing::spawn(&mut command, Stdio::piped());
+    let mut held = None;
+    wait_until("the parent to be held in prctl", || {
+        let Some(&program) = children_of(traced.pid()).first() else {
+            return false;
+        };
+        held = children_of(program)
+            .first()
+            .copied()
+            .filter(|&parent| {
+                threads_blocked_in(parent, nix::libc::SYS_prctl) == 1
+                    && state_of(parent) == Some('t')
+            })
+            .map(|parent| (program, parent));
+        held.is_some()
+    });
+    let (program, parent) = held.unwrap();
+    kill(program, Signal::SIGKILL).unwrap();
+    // strace ends when the last process it follows has: the parent, and
+    // any member it started, which gives up within its 5 s.
+    let _ = traced.finish();
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let pid = parent.to_string();
+    let of_parent: Vec<&str> = trace
+        .lines()
+        .filter(|line| line.split_whitespace().next() == Some(&pid))
+        .collect();
+    let after_prctl: Vec<&&str> = of_parent
+        .iter()
+        .skip_while(|line| !line.contains("prctl("))
+        .filter(|line| line.contains("setsid(") || line.contains("clone"))
+        .collect();
+    assert!(
+        of_parent.iter().any(|line| line.contains("prctl(")),
+        "no prctl traced: {trace}"
+    );
+    assert!(
+        after_prctl.is_empty(),
+        "the parent went on, its program dead (Linux {}): {after_prctl:?}",
+        kernel()
+    );
+}
