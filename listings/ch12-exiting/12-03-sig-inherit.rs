@@ -229,7 +229,10 @@ fn signal_default(signal: Signal) -> nix::Result<SigHandler> {
 /// running `cat` (with `exec`) or by itself, and returns what it wrote.
 fn forked(exec: bool) -> Result<String, Box<dyn Error>> {
     let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
-    // Prepared before the fork: the child should not allocate.
+    // Prepared before the fork. The child still allocates (nix's `execvp`
+    // builds its argument array, `copy_status` reads into a Vec), which is
+    // safe only because this program has one thread: in a threaded one,
+    // prepare every pointer first and call `execv` (Chapter 24, Listing 24-1).
     let cat = CString::new("cat")?;
     let args = [cat.clone(), CString::new("/proc/self/status")?];
     io::stdout().flush()?;
