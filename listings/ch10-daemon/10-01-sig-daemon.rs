@@ -180,7 +180,10 @@ fn run() -> Result<Ending, Box<dyn Error>> {
         wake_on(signal)
             .map_err(|err| format!("cannot install a signal handler: {err}"))
     };
-    let wakeups = Wakeups {
+    // Never dropped: signal-hook's handlers stay installed until the
+    // process ends, and one that wrote to a channel whose read end is
+    // closed would get EPIPE and raise SIGPIPE (Listing 6-2).
+    let wakeups: &'static Wakeups = Box::leak(Box::new(Wakeups {
         hup: handle(SIGHUP)?,
         term: handle(SIGTERM)?,
         int: if int_ignored {
@@ -188,7 +191,7 @@ fn run() -> Result<Ending, Box<dyn Error>> {
         } else {
             Some(handle(SIGINT)?)
         },
-    };
+    }));
     // A parent that blocked these for its own `sigwait` or signalfd passes
     // its mask on (Chapter 12): blocked, they would never reach a handler.
     // Unblocked here, before any thread starts, for every thread.
@@ -267,10 +270,10 @@ fn run() -> Result<Ending, Box<dyn Error>> {
         }
     } else {
         let spin = args.no_backoff;
-        accept_until_signal(&listener, &server, &wakeups, &config_path, spin)?
+        accept_until_signal(&listener, &server, wakeups, &config_path, spin)?
     };
     drop(listener); // New connections are refused from here on.
-    let ending = drain(server, &wakeups, stop_signal, args.drain)?;
+    let ending = drain(server, wakeups, stop_signal, args.drain)?;
     drop(private_dir); // Before `main` ends the process.
     Ok(ending)
 }

@@ -2250,3 +2250,52 @@ fn no_test_comment_blames_a_handler_in_the_test_process() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// signal-hook's handlers stay installed until the process ends (nothing
+/// unregisters them), and each writes its byte to its channel with a
+/// plain `send`: a channel whose read end is closed makes that `send` fail
+/// with EPIPE and raise SIGPIPE, which a copy of the listing that restores
+/// SIGPIPE's default dies of (Listing 6-2). So the read ends live as long
+/// as the process: under strace, none of the three channels made at the
+/// start is closed, a SIGTERM and the drain after it included. (They were
+/// closed when `run` returned, up to a second before the process died,
+/// while `flush_log` waited.) Linux 6.18, strace 6.1.
+#[test]
+fn sig_daemon_keeps_its_signal_channels_open_while_its_handlers_may_run() {
+    if !can_trace() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let mut command = std::process::Command::new("strace");
+    command.args(["-f", "-qq", "-e", "trace=socketpair,close"]);
+    command.args(["-e", "signal=none", "-o"]).arg(&trace);
+    command.arg("--").arg(bin!("sig-daemon")).arg("127.0.0.1:0");
+    let mut listing =
+        Listing::spawn(&mut command, std::process::Stdio::piped());
+    let ready = listing.expect(r"Listening on \S+ as pid (\d+); config \S+");
+    let pid = nix::unistd::Pid::from_raw(ready[1].parse().unwrap());
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    assert_died_of(&listing.finish(), Signal::SIGTERM);
+    let text = fs::read_to_string(&trace).unwrap();
+    let pair = regex::Regex::new(
+        r"socketpair\(AF_UNIX, SOCK_STREAM\|SOCK_CLOEXEC, 0, \[(\d+), \d+\]\) = 0",
+    )
+    .unwrap();
+    let made: Vec<(usize, String)> = pair
+        .captures_iter(&text)
+        .take(3)
+        .map(|c| (c.get(0).unwrap().end(), c[1].to_string()))
+        .collect();
+    assert_eq!(
+        made.len(),
+        3,
+        "three channels (SIGHUP, SIGTERM, SIGINT): {text}"
+    );
+    for (end, fd) in made {
+        assert!(
+            !text[end..].contains(&format!("close({fd})")),
+            "the read end {fd} of a signal channel was closed:\n{text}"
+        );
+    }
+}
