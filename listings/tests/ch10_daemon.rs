@@ -1887,6 +1887,20 @@ fn sig_notify_makes_a_passed_socket_non_blocking_for_every_holder() {
         "the manager's copy is non-blocking"
     );
     let pid = nix::unistd::Pid::from_raw(ready[1].parse().unwrap());
+    // Close-on-exec is the descriptor's own flag, which bash's `exec 3<&0`
+    // leaves off: the daemon sets it (O_CLOEXEC, octal 02000000 in the
+    // `flags:` of /proc/PID/fdinfo, Linux 6.18).
+    let fdinfo = fs::read_to_string(format!("/proc/{pid}/fdinfo/3")).unwrap();
+    let flags = fdinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("flags:"))
+        .map(|flags| u32::from_str_radix(flags.trim(), 8).unwrap())
+        .unwrap();
+    assert_ne!(
+        flags & 0o2000000,
+        0,
+        "descriptor 3 is not close-on-exec: {fdinfo}"
+    );
     nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
     assert_died_of(&notify.finish(), Signal::SIGTERM);
     let chapter = fs::read_to_string(concat!(
