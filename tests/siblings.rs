@@ -33,8 +33,7 @@ const FAMILIES: &[Family] = &[
             "ch06-signal-hook/06-03-sig-hook-default.rs",
             "ch12-exiting/12-01-sig-cleanup.rs",
         ],
-        // What to `kill` from outside a PID namespace: the pid 2 of a
-        // container once suggested `kill 2` in one copy.
+        // What to `kill`, inside or outside a PID namespace.
         only: &[
             "struct Whoami",
             "impl Whoami",

@@ -71,19 +71,17 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
 struct Whoami {
     here: u32,
     outside: Option<u32>,
-    /// In a PID namespace other than the machine's.
-    nested: bool,
 }
 
 impl Whoami {
-    /// The pid a shell outside can `kill`: none in a namespace whose /proc
-    /// is its own (`unshare --mount-proc`, a container), where NSpid lists
-    /// no pid outside, and the pid inside names another process there
-    /// (`kill 1`, the machine's init).
+    /// The pid a shell outside can `kill`: none for pid 1 of a namespace
+    /// whose /proc is its own (`unshare --mount-proc`, a container), where
+    /// NSpid lists no pid outside and `kill 1` would signal the machine's
+    /// init.
     fn to_kill(&self) -> Option<u32> {
         match self.outside {
             Some(outside) => Some(outside),
-            None if self.nested => None,
+            None if self.here == 1 => None,
             None => Some(self.here),
         }
     }
@@ -113,20 +111,14 @@ fn whoami() -> io::Result<Whoami> {
         .into_iter()
         .flatten()
         .collect();
-    // The machine's own PID namespace has this inode number on every Linux
-    // since 3.8 (PROC_PID_INIT_INO); any other is a namespace of its own.
-    let nested = fs::read_link("/proc/self/ns/pid")
-        .is_ok_and(|ns| ns.as_os_str() != "pid:[4026531836]");
     Ok(match pids.as_slice() {
         [outside, .., here] => Whoami {
             here: *here,
             outside: Some(*outside),
-            nested,
         },
         _ => Whoami {
             here: process::id(),
             outside: None,
-            nested,
         },
     })
 }

@@ -971,31 +971,3 @@ fn sig_hook_default_as_pid_1_with_its_own_proc_suggests_no_kill_1() {
     nix::sys::signal::kill(child, Signal::SIGKILL).unwrap();
     hook.finish();
 }
-
-/// Not pid 1 but pid 2 of a namespace with a /proc of its own, as under a
-/// shell or an init such as tini in a container: NSpid still lists only
-/// the pid inside, and pid 2 outside is another process (on Linux 6.18,
-/// the kernel's `kthreadd`). The listing must not suggest `kill 2`; it
-/// knows its namespace is not the machine's by /proc/self/ns/pid.
-#[test]
-fn sig_hook_default_as_pid_2_with_its_own_proc_suggests_no_kill_2() {
-    if !crate::support::pid_namespaces() {
-        return;
-    }
-    let mut command = std::process::Command::new("prlimit");
-    command.args(["--core=0", "unshare", "--map-root-user", "--pid"]);
-    command.args(["--fork", "--mount-proc", "sh", "-c"]);
-    command.arg(format!("{} --exit-code & wait", bin!("sig-hook-default")));
-    let mut hook = Listing::spawn(&mut command, std::process::Stdio::piped());
-    hook.expect(
-        r"Working as pid \d+; stop me with Ctrl-C or find my pid outside with: pidof sig-hook-default",
-    );
-    let unshare = hook.pid();
-    let children = std::fs::read_to_string(format!(
-        "/proc/{unshare}/task/{unshare}/children"
-    ))
-    .unwrap();
-    let child = nix::unistd::Pid::from_raw(children.trim().parse().unwrap());
-    nix::sys::signal::kill(child, Signal::SIGKILL).unwrap();
-    hook.finish();
-}
