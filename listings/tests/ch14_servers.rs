@@ -13,7 +13,7 @@ use crate::line_server::{
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, blessing, cargo_run, cpu_time,
-    default_port, have, lasting_fds, server_end, status_kib,
+    default_port, fds_of, have, lasting_fds, server_end, status_kib,
     threads_blocked_in, threads_of, unless_blessing, wait_until, with_fd_limit,
 };
 
@@ -1248,10 +1248,11 @@ fn age_every_connection_a_second(server: &Listing) {
 
 /// `tcp-pool --workers 1`, its worker reading from a first client, and a
 /// silent second client in its queue: the server, its pid, the first
-/// client and the silent one.
+/// client, the silent one, and the server's descriptor for the silent
+/// one's connection.
 #[track_caller]
 fn one_worker_serving_one_client()
--> (Listing, nix::unistd::Pid, TcpStream, TcpStream) {
+-> (Listing, nix::unistd::Pid, TcpStream, TcpStream, u32) {
     let (server, addr) =
         start_server(bin!("tcp-pool"), &["127.0.0.1:0", "--workers", "1"]);
     let pid = server.pid();
@@ -1262,10 +1263,54 @@ fn one_worker_serving_one_client()
             && threads_blocked_in(pid, nix::libc::SYS_recvfrom) == 1
     });
     let silent = connect(&addr);
+    // Accepted is not yet queued: the accepting thread counts the
+    // connection among those waiting for a worker after `accept` has
+    // returned it, and until then a worker that has answered a request
+    // sees nobody waiting and reads on. Blocked in `accept` again (looked
+    // at after the descriptor is seen: the same call sleeps no more once
+    // it has one), it has queued the silent client.
     wait_until("the server to queue the silent client", || {
         lasting_fds(pid) > before + 1
+            && threads_blocked_in(pid, nix::libc::SYS_accept4) == 1
     });
-    (server, pid, long, silent)
+    let port = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let fd = server_fd_of(pid, port, &silent);
+    (server, pid, long, silent, fd)
+}
+
+/// The descriptor `pid` has for the server's end of `client`'s
+/// connection to `port`: the socket whose inode the kernel's socket
+/// diagnostics give for it.
+#[track_caller]
+fn server_fd_of(pid: nix::unistd::Pid, port: u16, client: &TcpStream) -> u32 {
+    let client = client.local_addr().unwrap().port();
+    let (.., inode) = server_end(port, client).expect("the server's end");
+    let socket = format!("socket:[{inode}]");
+    fds_of(pid)
+        .into_iter()
+        .find_map(|(fd, what)| (what == socket).then_some(fd))
+        .expect("the server's descriptor for the client")
+}
+
+/// How many threads of `pid` are blocked in the system call numbered
+/// `number` on descriptor `fd`: its first argument, the second field of
+/// /proc/<pid>/task/<tid>/syscall (in hex).
+fn threads_blocked_on(pid: nix::unistd::Pid, number: i64, fd: u32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    let (number, fd) = (number.to_string(), format!("{fd:#x}"));
+    tasks
+        .filter_map(Result::ok)
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("syscall")).is_ok_and(
+                |call| {
+                    let mut fields = call.split(' ');
+                    fields.next() == Some(&number) && fields.next() == Some(&fd)
+                },
+            )
+        })
+        .count()
 }
 
 /// Ends `client`'s requests: its reply is the error for a line too long
@@ -1293,7 +1338,7 @@ fn pool_answers_a_line_too_long_that_came_with_a_request_rather_than_queue_it()
     // and the server is stopped for over a second, so that the sweep finds
     // it a second old while the silent one holds the worker: shed, its
     // client would never see the error.
-    let (server, pid, mut long, silent) = one_worker_serving_one_client();
+    let (server, pid, mut long, silent, _) = one_worker_serving_one_client();
     let mut sent = b"a\n".to_vec();
     sent.extend_from_slice(&[b'x'; 2000]);
     long.write_all(&sent).unwrap();
@@ -1316,15 +1361,19 @@ fn pool_counts_what_a_queued_connection_carries_toward_a_line_too_long() {
     // which goes back into the queue with them, and then 600 bytes more:
     // a line too long, though its socket holds only 600 of it. The queue
     // must count the bytes it carries, or take it for a stalled client.
-    let (server, pid, mut long, silent) = one_worker_serving_one_client();
+    let (server, pid, mut long, silent, silent_fd) =
+        one_worker_serving_one_client();
     let mut sent = b"a\n".to_vec();
     sent.extend_from_slice(&[b'x'; 600]);
     long.write_all(&sent).unwrap();
     let mut reply = [0; 16];
     long.read_exact(&mut reply).unwrap();
     assert_eq!(&reply, b"server got: [a]\n");
+    // Put back, the long one waits in the queue with its 600 bytes, and
+    // the worker reads from the silent one's socket; not from the long
+    // one's, as it would if it had kept the client.
     wait_until("the worker to serve the silent client", || {
-        threads_blocked_in(pid, nix::libc::SYS_recvfrom) == 1
+        threads_blocked_on(pid, nix::libc::SYS_recvfrom, silent_fd) == 1
     });
     long.write_all(&[b'x'; 600]).unwrap();
     age_every_connection_a_second(&server);
