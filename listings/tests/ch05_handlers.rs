@@ -177,7 +177,7 @@ fn handler_listings_reject_bad_arguments_in_one_line() {
 }
 
 /// Listing 5-1 is never run by `cargo test`: run it by hand with
-/// `cargo test -p listings --test listings ch05_handlers::sig_wrong_handler -- --ignored --nocapture`.
+/// `cargo test -p listings --test listings ch05_handlers::sig_wrong_handler_fails_sooner_or_later -- --ignored --nocapture`.
 /// It runs each mode ten times for at most ten seconds and reports how
 /// each run ended: aborted, crashed (killed by another signal, such as the
 /// `SIGSEGV` of a heap too damaged for malloc's checks), deadlocked (asleep
