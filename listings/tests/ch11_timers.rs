@@ -459,8 +459,9 @@ fn sig_count_runs_shown_come_from_the_commands_shown() {
 /// POSIX timer holds a slot of RLIMIT_SIGPENDING from `timer_create` on,
 /// armed or not, and `timer_create` fails with EAGAIN when none is left.
 /// Listing 11-2 makes three timers. The limit counts every process of the
-/// user, so the run is made as a user nothing else runs as (uid 54323,
-/// not the 54321 that the sig-count test runs as at the same time):
+/// user, so the run is made as a user no other test runs as (uid 54324;
+/// the sig-count test runs as 54321 at the same time, and Chapter 21's
+/// pipe-capacity tests as 54323):
 /// under a limit of two, timers A and B run, and the third fails, in one
 /// line. Root only (`setpriv`); skipped otherwise.
 #[test]
@@ -474,8 +475,8 @@ fn sig_timers_needs_a_pending_signal_slot_for_each_timer() {
     let args = [
         "--sigpending=2",
         "setpriv",
-        "--reuid=54323",
-        "--regid=54323",
+        "--reuid=54324",
+        "--regid=54324",
         "--clear-groups",
         bin!("sig-timers"),
     ];
