@@ -499,8 +499,8 @@ fn sig_timers_needs_a_pending_signal_slot_for_each_timer() {
     assert_eq!(
         out.stderr,
         "sig-timers: timer_create for a timer on SIGRTMIN+2: Resource \
-         temporarily unavailable (os error 11); no slot left for its signal \
-         under RLIMIT_SIGPENDING (ulimit -i)\n"
+         temporarily unavailable (os error 11); probably no slot left for its \
+         signal under RLIMIT_SIGPENDING (ulimit -i)\n"
     );
     let chapter = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -682,8 +682,11 @@ fn sig_timers_waits_only_for_what_is_left_after_eintr() {
 
 /// The one line Listing 11-2 prints when `timer_create` fails must say that
 /// it was `timer_create`, for which timer, and, for EAGAIN, that the user's
-/// RLIMIT_SIGPENDING has no slot left: "Resource temporarily unavailable"
-/// alone sends the reader looking for a busy resource. Under a limit of
+/// RLIMIT_SIGPENDING probably has no slot left: "Resource temporarily
+/// unavailable" alone sends the reader looking for a busy resource.
+/// "Probably": `timer_create` also fails with EAGAIN when the kernel cannot
+/// allocate the timer (timer_create(2); `alloc_posix_timer` in
+/// kernel/time/posix-timers.c returns no timer for either cause). Under a limit of
 /// zero the first timer fails for any user, root included (Linux 6.18
 /// as here).
 #[test]
@@ -697,7 +700,7 @@ fn sig_timers_says_timer_create_found_no_pending_signal_slot() {
     assert_eq!(
         out.stderr,
         "sig-timers: timer_create for a timer on SIGRTMIN: Resource \
-         temporarily unavailable (os error 11); no slot left for its signal \
-         under RLIMIT_SIGPENDING (ulimit -i)\n"
+         temporarily unavailable (os error 11); probably no slot left for its \
+         signal under RLIMIT_SIGPENDING (ulimit -i)\n"
     );
 }
