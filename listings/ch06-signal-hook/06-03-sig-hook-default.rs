@@ -41,7 +41,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     block(&stop_signals)?;
     let signals = Box::leak(Box::new(Signals::new(&stop_signals)?));
     unblock(&stop_signals)?; // Once the handlers are in place.
-    let (mut out, pid) = (io::stdout(), whoami()?);
+    let (mut out, pid) = (io::stdout(), whoami());
     let how = match pid.to_kill() {
         Some(target) => format!("or kill {target}"),
         None => "or find my pid outside with: pidof sig-hook-default".into(),
@@ -101,9 +101,11 @@ impl std::fmt::Display for Whoami {
 /// Reads the NSpid line of /proc/self/status, which lists the pid in
 /// every namespace from /proc's own (the machine's, unless /proc was
 /// mounted anew, as `unshare --mount-proc` does) to ours, as Listing
-/// 12-4 does.
-fn whoami() -> io::Result<Whoami> {
-    let status = fs::read_to_string("/proc/self/status")?;
+/// 12-4 does. Without /proc (a chroot, a bare container) there is no such
+/// line: the pid inside is all it knows, and that is no reason to refuse
+/// to run.
+fn whoami() -> Whoami {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
     let pids: Vec<u32> = status
         .lines()
         .find_map(|line| line.strip_prefix("NSpid:"))
@@ -111,7 +113,7 @@ fn whoami() -> io::Result<Whoami> {
         .into_iter()
         .flatten()
         .collect();
-    Ok(match pids.as_slice() {
+    match pids.as_slice() {
         [outside, .., here] => Whoami {
             here: *here,
             outside: Some(*outside),
@@ -120,7 +122,7 @@ fn whoami() -> io::Result<Whoami> {
             here: process::id(),
             outside: None,
         },
-    })
+    }
 }
 
 /// SIGINT and SIGTERM, less a SIGINT that the parent left ignored (a job

@@ -971,3 +971,44 @@ fn sig_hook_default_as_pid_1_with_its_own_proc_suggests_no_kill_1() {
     nix::sys::signal::kill(child, Signal::SIGKILL).unwrap();
     hook.finish();
 }
+
+/// Without /proc (a chroot, a bare container) Listing 6-3 cannot read
+/// NSpid, and still runs: the pid it prints is the one it knows, and a
+/// SIGTERM ends it as anywhere else. Root only (a mount namespace of its
+/// own, in which /proc is unmounted); skipped with the reason otherwise.
+#[test]
+fn sig_hook_default_runs_without_proc() {
+    if !have("unshare") {
+        eprintln!("skipped: no unshare here");
+        return;
+    }
+    let probe =
+        run("unshare", &["--mount", "--propagation", "private", "true"]);
+    if !probe.status.success() {
+        eprintln!("skipped: no mount namespace here: {}", probe.stderr);
+        return;
+    }
+    let mut command = std::process::Command::new("unshare");
+    command.args(["--mount", "--propagation", "private", "sh", "-c"]);
+    command.arg(format!(
+        "umount -l /proc && exec {}",
+        bin!("sig-hook-default")
+    ));
+    let mut hook = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let working = hook.expect(
+        r"Working as pid (\d+); stop me with Ctrl-C or kill (\d+)(?: \(from the host: pidof sig-hook-default\))?",
+    );
+    assert_eq!(working[1], hook.pid().to_string(), "{working:?}");
+    assert_eq!(working[2], working[1], "{working:?}");
+    hook.signal(Signal::SIGTERM);
+    hook.expect("Got SIGTERM: cleaning up");
+    hook.expect("Cleaned up; dying of SIGTERM");
+    let out = hook.finish();
+    assert_eq!(
+        out.status.signal(),
+        Some(Signal::SIGTERM as i32),
+        "{:?} {}",
+        out.status,
+        out.stderr
+    );
+}
