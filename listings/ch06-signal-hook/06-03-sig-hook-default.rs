@@ -43,6 +43,10 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     unblock(&stop_signals)?; // Once the handlers are in place.
     let (mut out, pid) = (io::stdout(), whoami());
     let how = match pid.to_kill() {
+        // Right from a shell in the same container, not from the host.
+        Some(target) if hidden_from_host(&pid) => {
+            format!("or kill {target} (from the host: pidof sig-hook-default)")
+        }
         Some(target) => format!("or kill {target}"),
         None => "or find my pid outside with: pidof sig-hook-default".into(),
     };
@@ -123,6 +127,16 @@ fn whoami() -> Whoami {
             outside: None,
         },
     }
+}
+
+/// Whether the host knows this process by a pid it cannot see: NSpid
+/// lists none outside, and its PID namespace is not the machine's, whose
+/// inode number is 4026531836 on every Linux since 3.8 (PROC_PID_INIT_INO),
+/// or there is no /proc to tell.
+fn hidden_from_host(pid: &Whoami) -> bool {
+    pid.outside.is_none()
+        && !fs::read_link("/proc/self/ns/pid")
+            .is_ok_and(|ns| ns.as_os_str() == "pid:[4026531836]")
 }
 
 /// SIGINT and SIGTERM, less a SIGINT that the parent left ignored (a job
