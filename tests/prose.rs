@@ -602,7 +602,18 @@ fn every_ignored_test_command_shown_runs_one_test() {
                 (path, text)
             });
     let mut problems = Vec::new();
-    for (path, text) in markdown_sources().into_iter().chain(outputs) {
+    // The tests' own comments and messages show such commands too, as do
+    // their string constants, split over lines with a `\` at each end.
+    let tests =
+        files_with_extension(&workspace_root().join("listings/tests"), "rs")
+            .into_iter()
+            .map(|path| {
+                let text = read(&path);
+                (path, text)
+            });
+    for (path, text) in
+        markdown_sources().into_iter().chain(outputs).chain(tests)
+    {
         problems.extend(commands_running_other_than_one(
             &from_root(&path),
             &text,
@@ -627,7 +638,8 @@ fn ignored_tests(modules: &[(String, String)]) -> Vec<String> {
         .collect()
 }
 
-/// The shown `cargo test … --ignored` commands of `text` whose filter
+/// The shown `cargo test … --ignored` commands of `text` (a console line, a
+/// backticked command, a Rust string continued over lines) whose filter
 /// matches no ignored test, or more than one.
 fn commands_running_other_than_one(
     file: &str,
@@ -636,7 +648,7 @@ fn commands_running_other_than_one(
 ) -> Vec<String> {
     static COMMAND: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(
-            r"(?m)^\$ cargo test -p listings --test listings ([^\s-]\S*) .*--ignored",
+            r#"cargo test -p listings --test listings(?:\s|\\\n)+([a-z0-9_:]+)(?:[^`"\n\\]|\\\n\s*|\\[^\n])*?--ignored"#,
         )
         .unwrap()
     });
@@ -769,4 +781,26 @@ fn the_closed_stdout_aside_of_ch19_matches_the_conventions_table() {
     assert_eq!(named(&aside[..split]), quiet, "ending quietly");
     let dying = named(&aside[split..stop]);
     assert!(!dying.is_empty() && dying.is_subset(&sigpipe), "{dying:?}");
+}
+
+/// The check catches a filter that runs two tests in a test's doc comment
+/// and in a Rust string continued over lines, and passes the full name.
+#[test]
+fn commands_running_other_than_one_are_caught_in_rust_sources() {
+    let ignored = ignored_tests(&[(
+        "ch05_handlers".to_string(),
+        "#[test]\n#[ignore = \"wrong\"]\nfn wrong_fails_soon() {}\n\
+         #[test]\n#[ignore = \"wrong\"]\nfn wrong_fails_blocked() {}\n"
+            .to_string(),
+    )]);
+    let source = "/// run it with\n\
+                  /// `cargo test -p listings --test listings ch05_handlers::wrong -- --ignored --nocapture`.\n\
+                  const RUNS: &str = \"cargo test -p listings --test listings \\\n    \
+                  ch05_handlers::wrong -- --ignored \\\n    --nocapture\";\n\
+                  const ONE: &str = \"cargo test -p listings --test listings \\\n    \
+                  ch05_handlers::wrong_fails_soon -- --ignored\";\n";
+    let problems = commands_running_other_than_one("f.rs", source, &ignored);
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert!(problems[0].starts_with("f.rs:2: `ch05_handlers::wrong` runs 2"));
+    assert!(problems[1].starts_with("f.rs:3: `ch05_handlers::wrong` runs 2"));
 }

@@ -41,8 +41,12 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     block(&stop_signals)?;
     let signals = Box::leak(Box::new(Signals::new(&stop_signals)?));
     unblock(&stop_signals)?; // Once the handlers are in place.
-    let (mut out, pid) = (io::stdout(), whoami()?);
+    let (mut out, pid) = (io::stdout(), whoami());
     let how = match pid.to_kill() {
+        // Right from a shell in the same container, not from the host.
+        Some(target) if hidden_from_host(&pid) => {
+            format!("or kill {target} (from the host: pidof sig-hook-default)")
+        }
         Some(target) => format!("or kill {target}"),
         None => "or find my pid outside with: pidof sig-hook-default".into(),
     };
@@ -101,9 +105,11 @@ impl std::fmt::Display for Whoami {
 /// Reads the NSpid line of /proc/self/status, which lists the pid in
 /// every namespace from /proc's own (the machine's, unless /proc was
 /// mounted anew, as `unshare --mount-proc` does) to ours, as Listing
-/// 12-4 does.
-fn whoami() -> io::Result<Whoami> {
-    let status = fs::read_to_string("/proc/self/status")?;
+/// 12-4 does. Without /proc (a chroot, a bare container) there is no such
+/// line: the pid inside is all it knows, and that is no reason to refuse
+/// to run.
+fn whoami() -> Whoami {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
     let pids: Vec<u32> = status
         .lines()
         .find_map(|line| line.strip_prefix("NSpid:"))
@@ -111,7 +117,7 @@ fn whoami() -> io::Result<Whoami> {
         .into_iter()
         .flatten()
         .collect();
-    Ok(match pids.as_slice() {
+    match pids.as_slice() {
         [outside, .., here] => Whoami {
             here: *here,
             outside: Some(*outside),
@@ -120,7 +126,17 @@ fn whoami() -> io::Result<Whoami> {
             here: process::id(),
             outside: None,
         },
-    })
+    }
+}
+
+/// Whether the host knows this process by a pid it cannot see: NSpid
+/// lists none outside, and its PID namespace is not the machine's, whose
+/// inode number is 4026531836 on every Linux since 3.8 (PROC_PID_INIT_INO),
+/// or there is no /proc to tell.
+fn hidden_from_host(pid: &Whoami) -> bool {
+    pid.outside.is_none()
+        && !fs::read_link("/proc/self/ns/pid")
+            .is_ok_and(|ns| ns.as_os_str() == "pid:[4026531836]")
 }
 
 /// SIGINT and SIGTERM, less a SIGINT that the parent left ignored (a job

@@ -96,6 +96,16 @@ fn cases() -> Vec<(&'static str, Setup)> {
                 put_a_byte(write_end),
             ))
         }),
+        ("std io::copy, pipe to /dev/null", || {
+            let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
+            let mut file = File::from(read_end);
+            let mut null = File::options().write(true).open("/dev/null")?;
+            Ok((
+                // On Linux, std hands this copy to `splice`.
+                Box::new(move || std_outcome(io::copy(&mut file, &mut null))),
+                put_a_byte(write_end),
+            ))
+        }),
         ("nix unistd::read, pipe", || {
             let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
             Ok((

@@ -133,11 +133,12 @@ impl PosixTimer {
         })
         .map_err(|err| {
             // EAGAIN: every timer holds a slot for its signal in the
-            // user's queue of pending signals, and none is left.
+            // user's queue of pending signals, and none is left; or, far
+            // rarer, the kernel could not allocate the timer itself.
             let why = match err.raw_os_error() {
                 Some(libc::EAGAIN) => {
-                    "; no slot left for its signal \
-                    under RLIMIT_SIGPENDING (ulimit -i)"
+                    "; probably no slot left for its \
+                    signal under RLIMIT_SIGPENDING (ulimit -i)"
                 }
                 _ => "",
             };

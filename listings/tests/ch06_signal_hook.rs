@@ -287,7 +287,9 @@ fn sig_hook_default_exits_143_even_if_a_second_sigterm_comes_as_it_ends() {
         &["--exit-code"],
         Signal::SIGTERM,
         |hook| {
-            hook.expect(r"Working as pid \d+; stop me with Ctrl-C or kill \d+");
+            hook.expect(&format!(
+                r"Working as pid \d+; stop me with Ctrl-C or kill \d+{HOST}"
+            ));
             nix::sys::signal::kill(hook.tracee(), Signal::SIGTERM)
                 .expect("kill");
             hook.expect("Got SIGTERM: cleaning up");
@@ -308,7 +310,9 @@ fn sig_hook_default_sessions_match_the_book() {
     let (mut session, mut terminal2) = (Vec::new(), Vec::new());
     for args in [&[][..], &["--exit-code"][..]] {
         let mut hook = Listing::start(bin!("sig-hook-default"), args);
-        hook.expect(r"Working as pid \d+; stop me with Ctrl-C or kill \d+");
+        hook.expect(&format!(
+            r"Working as pid \d+; stop me with Ctrl-C or kill \d+{HOST}"
+        ));
         let kill = format!("kill {}", hook.pid());
         terminal2.push((kill.clone(), shell(&kill)));
         let out = hook.finish();
@@ -318,7 +322,10 @@ fn sig_hook_default_sessions_match_the_book() {
             out.status.signal(),
             args.is_empty().then_some(Signal::SIGTERM as i32)
         );
-        session.push((cargo_run("sig-hook-default", args), out.stdout));
+        // The book's run is on the host; in a container the first line
+        // also says how to find the pid from the host, and no more.
+        let shown = out.stdout.iter().map(|l| l.replace(HOST_HINT, ""));
+        session.push((cargo_run("sig-hook-default", args), shown.collect()));
         let status = dollar_question(out.status);
         session.push(("echo $?".to_string(), vec![status]));
     }
@@ -470,7 +477,9 @@ fn signal_hook_listings_handle_a_signal_already_pending_when_they_start() {
     assert!(out.status.success(), "sig-hook-flag: {:?}", out.status);
 
     let mut hook = start_with_pending("TERM", bin!("sig-hook-default"), &[]);
-    hook.expect(r"Working as pid \d+; stop me with Ctrl-C or kill \d+");
+    hook.expect(&format!(
+        r"Working as pid \d+; stop me with Ctrl-C or kill \d+{HOST}"
+    ));
     hook.expect("Got SIGTERM: cleaning up");
     let out = hook.finish();
     assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
@@ -878,7 +887,8 @@ fn sig_hook_default_takes_a_sigterm_that_comes_while_it_registers() {
     if !have("strace") {
         return;
     }
-    let ready = r"Working as pid \d+; stop me with Ctrl-C or kill \d+";
+    let ready =
+        &format!(r"Working as pid \d+; stop me with Ctrl-C or kill \d+{HOST}");
     let bin = bin!("sig-hook-default");
     let mut hook =
         signal_as_its_handler_goes_in(bin, &[], Signal::SIGTERM, ready);
@@ -970,4 +980,88 @@ fn sig_hook_default_as_pid_1_with_its_own_proc_suggests_no_kill_1() {
     let child = nix::unistd::Pid::from_raw(children.trim().parse().unwrap());
     nix::sys::signal::kill(child, Signal::SIGKILL).unwrap();
     hook.finish();
+}
+
+/// Without /proc (a chroot, a bare container) Listing 6-3 cannot read
+/// NSpid, and still runs: the pid it prints is the one it knows, and a
+/// SIGTERM ends it as anywhere else. Root only (a mount namespace of its
+/// own, in which /proc is unmounted); skipped with the reason otherwise.
+#[test]
+fn sig_hook_default_runs_without_proc() {
+    if !have("unshare") {
+        eprintln!("skipped: no unshare here");
+        return;
+    }
+    let probe =
+        run("unshare", &["--mount", "--propagation", "private", "true"]);
+    if !probe.status.success() {
+        eprintln!("skipped: no mount namespace here: {}", probe.stderr);
+        return;
+    }
+    let mut command = std::process::Command::new("unshare");
+    command.args(["--mount", "--propagation", "private", "sh", "-c"]);
+    command.arg(format!(
+        // Every /proc mounted there: under `unshare --mount-proc` the
+        // machine's lies below the namespace's own.
+        "while umount -l /proc 2>/dev/null; do :; done; \
+         test ! -e /proc/self && exec {}",
+        bin!("sig-hook-default")
+    ));
+    let mut hook = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let working = hook.expect(&format!(
+        r"Working as pid (\d+); stop me with Ctrl-C or kill (\d+){HOST}"
+    ));
+    assert_eq!(working[1], hook.pid().to_string(), "{working:?}");
+    assert_eq!(working[2], working[1], "{working:?}");
+    hook.signal(Signal::SIGTERM);
+    hook.expect("Got SIGTERM: cleaning up");
+    hook.expect("Cleaned up; dying of SIGTERM");
+    let out = hook.finish();
+    assert_eq!(
+        out.status.signal(),
+        Some(Signal::SIGTERM as i32),
+        "{:?} {}",
+        out.status,
+        out.stderr
+    );
+}
+
+/// What Listing 6-3 adds to its first line where the host knows it by a
+/// pid it cannot see (a PID namespace whose /proc is its own, as in a
+/// container, or no /proc at all), and a pattern for it, there or not.
+const HOST_HINT: &str = " (from the host: pidof sig-hook-default)";
+const HOST: &str = r"(?: \(from the host: pidof sig-hook-default\))?";
+
+/// Not pid 1 but pid 2 of a namespace with a /proc of its own, as under a
+/// shell or an init such as tini in a container: NSpid lists only the pid
+/// inside. 6-3 suggests both ways: `kill 2`, right from a shell in the same
+/// container (here the namespace's own shell runs it, once told to through
+/// a FIFO), and `pidof` from the host, where pid 2 is another process (on
+/// Linux 6.18, `kthreadd`).
+#[test]
+fn sig_hook_default_as_pid_2_with_its_own_proc_suggests_kill_2_inside_and_pidof_outside()
+ {
+    if !crate::support::pid_namespaces() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    nix::unistd::mkfifo(&go, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let mut command = std::process::Command::new("unshare");
+    command.args(["--map-root-user", "--pid", "--fork", "--mount-proc"]);
+    command.args(["sh", "-c"]).arg(format!(
+        "{} --exit-code & read go < {}; kill 2; wait",
+        bin!("sig-hook-default"),
+        go.display()
+    ));
+    let mut hook = Listing::spawn(&mut command, std::process::Stdio::piped());
+    hook.expect(&format!(
+        r"Working as pid 2; stop me with Ctrl-C or kill 2{}",
+        regex::escape(HOST_HINT)
+    ));
+    std::fs::write(&go, "kill 2\n").unwrap();
+    hook.expect("Got SIGTERM: cleaning up");
+    hook.expect("Cleaned up; exiting with status 143");
+    let out = hook.finish();
+    assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
 }

@@ -90,6 +90,9 @@ fn sig_restart_table_says_which_calls_give_up_and_matches_the_book() {
     let both = |a: &str, b: &str| (a.to_string(), b.to_string());
     assert_eq!(row("std File::read"), both("Err(Interrupted)", "Ok"));
     assert_eq!(row("std Read::read_exact"), both("Ok", "Ok"));
+    // io::copy's documentation promises to retry Interrupted; the splice
+    // it hands a pipe to is not retried (std 1.95, kernel_copy/linux.rs).
+    assert_eq!(row("std io::copy"), both("Err(Interrupted)", "Ok"));
     assert_eq!(row("nix unistd::read"), both("Err(EINTR)", "Ok"));
     assert_eq!(
         row("std TcpStream::read, read_timeout"),

@@ -459,8 +459,9 @@ fn sig_count_runs_shown_come_from_the_commands_shown() {
 /// POSIX timer holds a slot of RLIMIT_SIGPENDING from `timer_create` on,
 /// armed or not, and `timer_create` fails with EAGAIN when none is left.
 /// Listing 11-2 makes three timers. The limit counts every process of the
-/// user, so the run is made as a user nothing else runs as (uid 54323,
-/// not the 54321 that the sig-count test runs as at the same time):
+/// user, so the run is made as a user no other test runs as (uid 54324;
+/// the sig-count test runs as 54321 at the same time, and Chapter 21's
+/// pipe-capacity tests as 54323):
 /// under a limit of two, timers A and B run, and the third fails, in one
 /// line. Root only (`setpriv`); skipped otherwise.
 #[test]
@@ -474,8 +475,8 @@ fn sig_timers_needs_a_pending_signal_slot_for_each_timer() {
     let args = [
         "--sigpending=2",
         "setpriv",
-        "--reuid=54323",
-        "--regid=54323",
+        "--reuid=54324",
+        "--regid=54324",
         "--clear-groups",
         bin!("sig-timers"),
     ];
@@ -498,8 +499,8 @@ fn sig_timers_needs_a_pending_signal_slot_for_each_timer() {
     assert_eq!(
         out.stderr,
         "sig-timers: timer_create for a timer on SIGRTMIN+2: Resource \
-         temporarily unavailable (os error 11); no slot left for its signal \
-         under RLIMIT_SIGPENDING (ulimit -i)\n"
+         temporarily unavailable (os error 11); probably no slot left for its \
+         signal under RLIMIT_SIGPENDING (ulimit -i)\n"
     );
     let chapter = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -681,8 +682,11 @@ fn sig_timers_waits_only_for_what_is_left_after_eintr() {
 
 /// The one line Listing 11-2 prints when `timer_create` fails must say that
 /// it was `timer_create`, for which timer, and, for EAGAIN, that the user's
-/// RLIMIT_SIGPENDING has no slot left: "Resource temporarily unavailable"
-/// alone sends the reader looking for a busy resource. Under a limit of
+/// RLIMIT_SIGPENDING probably has no slot left: "Resource temporarily
+/// unavailable" alone sends the reader looking for a busy resource.
+/// "Probably": `timer_create` also fails with EAGAIN when the kernel cannot
+/// allocate the timer (timer_create(2); `alloc_posix_timer` in
+/// kernel/time/posix-timers.c returns no timer for either cause). Under a limit of
 /// zero the first timer fails for any user, root included (Linux 6.18
 /// as here).
 #[test]
@@ -696,7 +700,7 @@ fn sig_timers_says_timer_create_found_no_pending_signal_slot() {
     assert_eq!(
         out.stderr,
         "sig-timers: timer_create for a timer on SIGRTMIN: Resource \
-         temporarily unavailable (os error 11); no slot left for its signal \
-         under RLIMIT_SIGPENDING (ulimit -i)\n"
+         temporarily unavailable (os error 11); probably no slot left for its \
+         signal under RLIMIT_SIGPENDING (ulimit -i)\n"
     );
 }

@@ -1583,3 +1583,40 @@ fn every_part_four_listing_writes_a_line_of_error_with_one_write() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A test that runs a listing as another user (`setpriv --reuid=N`) to
+/// meet a per-user limit (pending signals, pipe pages) shares that limit
+/// with every other process of the user: tests run in parallel, so each
+/// numeric uid belongs to one test file. `nobody` (65534) is the shared
+/// exception, for tests that only need to lack root's rights.
+#[test]
+fn every_uid_a_test_runs_as_belongs_to_one_test_file() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests");
+    let reuid = regex::Regex::new(r"--reuid=(\d+)").unwrap();
+    let mut users = std::collections::BTreeMap::<u32, Vec<String>>::new();
+    let mut pending = vec![std::path::PathBuf::from(root)];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let name = path.strip_prefix(root).unwrap().display().to_string();
+            for uid in reuid.captures_iter(&text) {
+                let files = users.entry(uid[1].parse().unwrap()).or_default();
+                if !files.contains(&name) {
+                    files.push(name.clone());
+                }
+            }
+        }
+    }
+    assert!(!users.is_empty(), "no --reuid=N found in {root}");
+    let shared: Vec<String> = users
+        .iter()
+        .filter(|&(&uid, files)| uid != 65534 && files.len() > 1)
+        .map(|(uid, files)| format!("uid {uid}: {}", files.join(", ")))
+        .collect();
+    assert!(shared.is_empty(), "uids shared by test files: {shared:?}");
+}
