@@ -276,7 +276,10 @@ fn forked(exec: bool) -> Result<String, Box<dyn Error>> {
             File::from(read_end).read_to_string(&mut text)?;
             match waitpid(child, None)? {
                 WaitStatus::Exited(_, 0) => Ok(text),
-                other => Err(format!("the child failed: {other:?}").into()),
+                other => {
+                    let who = if exec { "fork + exec" } else { "fork alone" };
+                    Err(format!("the {who} child failed: {other:?}").into())
+                }
             }
         }
     }

@@ -1392,7 +1392,15 @@ fn sig_inherit_says_so_when_its_forked_child_cannot_exec() {
         out.status,
         out.stdout
     );
-    assert!(out.stderr.contains("127"), "{}", out.stderr);
+    // One line, naming the row, as for the other children.
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("sig-inherit: the fork + exec child failed")
+            && out.stderr.contains("127"),
+        "{}",
+        out.stderr
+    );
     let forked = out.stdout.iter().any(|line| line.starts_with("fork"));
     assert!(!forked, "{:#?}", out.stdout);
 }
