@@ -22,7 +22,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{self, Child, Command, ExitCode, Stdio};
+use std::process::{self, Child, Command, ExitCode, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -99,14 +99,27 @@ fn run() -> Result<(), Box<dyn Error>> {
     };
     row("started with", &started)?;
     row("parent", &fs::read_to_string("/proc/self/status")?)?;
-    let cat = |mut command: Command| -> io::Result<String> {
-        let out = command.arg("/proc/self/status").output()?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    // A child that failed, or was killed before it printed, printed
+    // nothing: that must not pass for a child that inherited nothing.
+    let mut child =
+        |who: &str, out: io::Result<Output>| -> Result<(), Box<dyn Error>> {
+            let out = out?;
+            if !out.status.success() {
+                return Err(
+                    format!("the {who} child failed: {}", out.status).into()
+                );
+            }
+            row(who, &String::from_utf8_lossy(&out.stdout))?;
+            Ok(())
+        };
+    let cat = |mut command: Command| {
+        let command = command.arg("/proc/self/status");
+        command.stdout(Stdio::piped()).spawn()?.wait_with_output()
     };
-    row("Command", &cat(Command::new("cat"))?)?;
-    row("reset all", &cat(reset_all("cat"))?)?;
-    row("restored", &all_blocked(restoring("cat", saved))?)?;
-    row("thread mask", &with_thread_mask(saved.mask, "cat")?)?;
+    child("Command", cat(Command::new("cat")))?;
+    child("reset all", cat(reset_all("cat")))?;
+    child("restored", all_blocked(restoring("cat", saved)))?;
+    child("thread mask", with_thread_mask(saved.mask, "cat"))?;
     row("fork + exec", &forked(true)?)?;
     row("fork alone", &forked(false)?)?;
 
@@ -166,7 +179,7 @@ fn restoring(program: &str, saved: Saved) -> Command {
 /// starts with our handlers and our mask, and until its closure has put
 /// the dispositions back, a signal we catch would run our handler in it.
 /// Blocked, the signal waits, and the closure's last call sets the mask.
-fn all_blocked(mut command: Command) -> io::Result<String> {
+fn all_blocked(mut command: Command) -> io::Result<Output> {
     let ours = SigSet::all().thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
     let spawned = command
         .arg("/proc/self/status")
@@ -175,22 +188,23 @@ fn all_blocked(mut command: Command) -> io::Result<String> {
     let back = ours.thread_set_mask();
     let out = spawned?.wait_with_output()?;
     back?;
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(out)
 }
 
 /// Starts `program` with this thread's mask set to `mask` for the moment
 /// of the spawn: std's posix_spawn gives the child the spawning thread's
 /// mask. Dispositions it cannot change; and a signal that `mask` unblocks
 /// may be delivered to this thread meanwhile.
-fn with_thread_mask(mask: SigSet, program: &str) -> io::Result<String> {
+fn with_thread_mask(mask: SigSet, program: &str) -> io::Result<Output> {
     let ours = mask.thread_swap_mask(SigmaskHow::SIG_SETMASK)?;
     let spawned = Command::new(program)
         .arg("/proc/self/status")
         .stdout(Stdio::piped())
         .spawn();
-    ours.thread_set_mask()?;
+    let back = ours.thread_set_mask();
     let out = spawned?.wait_with_output()?;
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    back?;
+    Ok(out)
 }
 // ANCHOR_END: restore
 
@@ -262,7 +276,10 @@ fn forked(exec: bool) -> Result<String, Box<dyn Error>> {
             File::from(read_end).read_to_string(&mut text)?;
             match waitpid(child, None)? {
                 WaitStatus::Exited(_, 0) => Ok(text),
-                other => Err(format!("the child failed: {other:?}").into()),
+                other => {
+                    let who = if exec { "fork + exec" } else { "fork alone" };
+                    Err(format!("the {who} child failed: {other:?}").into())
+                }
             }
         }
     }

@@ -1671,9 +1671,10 @@ fn sig_orphan_reaps_its_children_when_its_reader_goes_after_one_line() {
 /// The mask and the ignored signals a child started with `Command` got:
 /// a `true` of the test's, first on PATH, writes its `SigBlk` and `SigIgn`
 /// lines to the file `MASK_FILE` names. An awk script, not a shell's: dash
-/// sets its children's mask itself. With `chld_ignored` the listing is
-/// started with SIGCHLD ignored, as a parent may leave it.
-fn signals_of_true(bin: &str, args: &[&str], chld_ignored: bool) -> String {
+/// sets its children's mask itself. With `found`, an option of `env`, the
+/// listing is started with a signal ignored or blocked, as a parent may
+/// leave it.
+fn signals_of_true(bin: &str, args: &[&str], found: Option<&str>) -> String {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let fake = dir.path().join("true");
     let awk = "#!/usr/bin/awk -f\nBEGIN { while ((getline l < \"/proc/self/status\") > 0)\n\
@@ -1694,10 +1695,11 @@ fn signals_of_true(bin: &str, args: &[&str], chld_ignored: bool) -> String {
         dir.path().display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let mut command = if chld_ignored {
-        // `env` ignores SIGCHLD and execs the listing: the same process.
+    let mut command = if let Some(found) = found {
+        // `env` ignores or blocks the signal and execs the listing: the
+        // same process.
         let mut env = Command::new("env");
-        env.args(["--ignore-signal=CHLD", bin]);
+        env.args([found, bin]);
         env
     } else {
         Command::new(bin)
@@ -1722,7 +1724,11 @@ fn signals_of_true(bin: &str, args: &[&str], chld_ignored: bool) -> String {
 /// hears them. Both also change SIGCHLD's action (`sig-zombie` sets the
 /// default, `sig-reaper` installs signal-hook's handler, which `exec`
 /// turns into the default): started with SIGCHLD ignored, they must give
-/// `true` SIGCHLD ignored, the action they found.
+/// `true` SIGCHLD ignored, the action they found. And started with SIGHUP
+/// blocked (neither listing's signal), they must give `true` that mask:
+/// the harness starts every listing with nothing blocked, so without
+/// this start a `pre_exec` that empties the mask, the `reset all` of
+/// Chapter 12, passed as well as one that restores it.
 #[test]
 fn children_listings_give_command_children_back_their_mask_and_sigchld() {
     let reaper = ["--children", "2", "--hold", "--command", "--own"];
@@ -1730,18 +1736,23 @@ fn children_listings_give_command_children_back_their_mask_and_sigchld() {
         (bin!("sig-zombie"), &["--std"][..]),
         (bin!("sig-reaper"), &reaper[..]),
     ];
+    let hup = 1 << (nix::libc::SIGHUP - 1);
+    let starts = [
+        (None, false, 0),
+        (Some("--ignore-signal=CHLD"), true, 0),
+        (Some("--block-signal=HUP"), false, hup),
+    ];
     for (bin, args) in listings {
-        for chld_ignored in [false, true] {
-            let seen = signals_of_true(bin, args, chld_ignored);
+        for (found, chld_ignored, blocked) in starts {
+            let seen = signals_of_true(bin, args, found);
             let mask = |field: &str| {
                 seen.lines()
                     .find_map(|line| line.strip_prefix(field))
                     .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
                     .unwrap_or_else(|| panic!("{bin}: {field} in {seen:?}"))
             };
-            let how =
-                format!("{bin} {args:?}, SIGCHLD ignored: {chld_ignored}");
-            assert_eq!(mask("SigBlk:"), 0, "{how}: {seen:?}");
+            let how = format!("{bin} {args:?}, started under env {found:?}");
+            assert_eq!(mask("SigBlk:"), blocked, "{how}: {seen:?}");
             // Only SIGCHLD's bit: whoever ran the tests may have left
             // others ignored (signal 32, say, which glibc will not reset).
             let chld = 1 << (nix::libc::SIGCHLD - 1);

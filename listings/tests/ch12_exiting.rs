@@ -1392,7 +1392,15 @@ fn sig_inherit_says_so_when_its_forked_child_cannot_exec() {
         out.status,
         out.stdout
     );
-    assert!(out.stderr.contains("127"), "{}", out.stderr);
+    // One line, naming the row, as for the other children.
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("sig-inherit: the fork + exec child failed")
+            && out.stderr.contains("127"),
+        "{}",
+        out.stderr
+    );
     let forked = out.stdout.iter().any(|line| line.starts_with("fork"));
     assert!(!forked, "{:#?}", out.stdout);
 }
@@ -1444,12 +1452,17 @@ fn sig_inherit_ends_and_reaps_its_sleep_when_the_sigint_cannot_be_sent() {
 
 #[test]
 fn sig_inherit_restored_child_runs_no_handler_of_its_parent() {
-    // strace sends SIGTERM to each process at its first dup2, which the
-    // forked children make before their `pre_exec`. The parent catches
-    // SIGTERM; in `restored`'s child, the second plain fork, its handler
-    // would run and the signal be lost, unless the parent blocked every
-    // signal for the fork: then the signal waits, and kills the child
-    // once the closure has put the default action back and set the mask.
+    // strace stops each child with SIGSTOP, which no mask holds back, at
+    // its first dup2 (its stdout onto the pipe), which a forked child
+    // makes before its `pre_exec`. There the test sends SIGTERM to the
+    // third, `restored`'s, and lets each go on with SIGCONT. The parent
+    // catches SIGTERM: its handler would run in that child and the signal
+    // be lost, unless the parent blocked every signal for the fork; then
+    // the signal waits, and kills the child once the closure has put the
+    // default action back and set the mask, and the listing says so.
+    // (strace once sent SIGTERM to every child itself: the `posix_spawn`
+    // children of `Command` and `thread mask` died of it too, and the
+    // listing, which checks each child, now stops at the first.)
     if !crate::support::have("strace") {
         return;
     }
@@ -1463,28 +1476,54 @@ fn sig_inherit_restored_child_runs_no_handler_of_its_parent() {
         "-e",
         "trace=clone,clone3,dup2",
         "-e",
-        "inject=dup2:signal=SIGTERM:when=1",
+        "inject=dup2:signal=SIGSTOP:when=1",
         bin!("sig-inherit"),
     ];
-    let out = Listing::start("strace", &strace).finish();
-    assert!(out.status.success(), "{}", out.stderr);
+    let listing = Listing::start("strace", &strace);
+    let stopped =
+        regex::Regex::new(r"(?m)^(\d+) +--- stopped by SIGSTOP ---$").unwrap();
+    let mut seen: Vec<nix::unistd::Pid> = Vec::new();
+    wait_until("the listing to end", || {
+        let text = std::fs::read_to_string(&trace).unwrap_or_default();
+        for caps in stopped.captures_iter(&text) {
+            let pid = nix::unistd::Pid::from_raw(caps[1].parse().unwrap());
+            if seen.contains(&pid) {
+                continue;
+            }
+            seen.push(pid);
+            if seen.len() == 3 {
+                nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+            }
+            nix::sys::signal::kill(pid, Signal::SIGCONT).unwrap();
+        }
+        state_of(listing.pid()) == Some('Z')
+    });
+    let out = listing.finish();
     let text = std::fs::read_to_string(&trace).expect("the trace");
-    let parent = text.split_whitespace().next().unwrap_or_default();
-    // Plain forks only (`clone`, not `posix_spawn`'s `clone3`), whole or
-    // resumed after strace cut the line in two.
-    let forked = regex::Regex::new(r"^(\d+) .*\bclone[( ].* = (\d+)$").unwrap();
-    let children: Vec<String> = text
-        .lines()
-        .filter_map(|l| forked.captures(l))
-        .filter(|caps| &caps[1] == parent)
-        .map(|caps| caps[2].to_string())
-        .collect();
-    let restored = children.get(1).unwrap_or_else(|| panic!("{text}"));
-    let ended = [restored.as_str(), "+++", "killed", "by", "SIGTERM", "+++"];
+    let restored = seen.get(2).unwrap_or_else(|| panic!("{text}"));
+    let ended = format!("{restored} +++ killed by SIGTERM +++");
     assert!(
-        text.lines()
-            .any(|l| l.split_whitespace().eq(ended.iter().copied())),
+        text.lines().any(|l| l
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            == ended),
         "{text}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{:?}: {}",
+        out.status,
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("sig-inherit: the restored child failed")
+            && out.stderr.contains("SIGTERM"),
+        "{}",
+        out.stderr
     );
 }
 
@@ -1857,4 +1896,49 @@ fn a_busy_pid_1_dies_of_the_kernels_sigkill_at_its_hard_cpu_limit() {
         out.stdout
     );
     assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+}
+
+/// A `cat` child that fails must not pass for one that inherited nothing:
+/// it printed nothing, and the row of a child with nothing ignored,
+/// blocked or caught is the result the listing exists to measure. The
+/// listing runs alone on a private PATH whose `cat` exits 1 from its first
+/// run, saying nothing, so that the listing's own line is the only one:
+/// it must stop at the first child, `Command`, exit 1 and name the row.
+/// (It printed four false rows, `Command` to `thread mask`, before
+/// `fork + exec` found its child's failure.)
+#[test]
+fn sig_inherit_says_so_when_a_command_child_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = dir.path().join("cat");
+    // Written by a child, not by this process (ETXTBSY: see
+    // `sig_inherit_says_so_when_its_forked_child_cannot_exec`).
+    let made = Command::new("sh")
+        .args(["-c", "printf %s \"$2\" > \"$1\" && chmod 755 \"$1\""])
+        .args(["sh", cat.to_str().unwrap(), "#!/bin/sh\nexit 1\n"])
+        .status()
+        .unwrap();
+    assert!(made.success(), "the test's cat: {made:?}");
+    // For the `sleep` that follows, reached only when the failure is
+    // missed.
+    std::os::unix::fs::symlink(on_path("sleep"), dir.path().join("sleep"))
+        .unwrap();
+    let mut command = Command::new(bin!("sig-inherit"));
+    command.env("PATH", dir.path());
+    let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{:?}: {:#?}",
+        out.status,
+        out.stdout
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("sig-inherit: ")
+            && out.stderr.contains("Command"),
+        "{}",
+        out.stderr
+    );
+    let command = out.stdout.iter().any(|line| line.starts_with("Command "));
+    assert!(!command, "{:#?}", out.stdout);
 }
