@@ -896,12 +896,14 @@ fn udp_client_ignores_a_datagram_queued_before_it_connects() {
     drop(keep_open);
 }
 
-/// The local port of the UDP socket of `pid` that is bound and not yet
-/// connected (its remote address still zero), from /proc/<pid>/fd and
-/// /proc/<pid>/net/udp; `None` until there is one.
-fn unconnected_udp_port(pid: i32) -> Option<u16> {
-    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .ok()?
+/// The UDP sockets of `pid`, from /proc/<pid>/fd and /proc/<pid>/net/udp:
+/// each one's local port, and whether it is connected (its remote address
+/// not zero).
+fn udp_sockets(pid: i32) -> Vec<(u16, bool)> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let inodes: Vec<String> = fds
         .flatten()
         .filter_map(|fd| std::fs::read_link(fd.path()).ok())
         .filter_map(|target| {
@@ -914,19 +916,20 @@ fn unconnected_udp_port(pid: i32) -> Option<u16> {
             )
         })
         .collect();
-    let text = std::fs::read_to_string(format!("/proc/{pid}/net/udp")).ok()?;
-    text.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.len() <= 9
-            || !inodes.iter().any(|i| i == fields[9])
-            || fields[2] != "00000000:0000"
-        {
-            return None;
-        }
-        let port = fields[1].rsplit_once(':')?.1;
-        let port = u16::from_str_radix(port, 16).ok()?;
-        (port != 0).then_some(port)
-    })
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/udp"))
+        .unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() <= 9 || !inodes.iter().any(|i| i == fields[9]) {
+                return None;
+            }
+            let port = fields[1].rsplit_once(':')?.1;
+            let port = u16::from_str_radix(port, 16).ok()?;
+            (port != 0).then_some((port, fields[2] != "00000000:0000"))
+        })
+        .collect()
 }
 
 /// Listing 17-1's receiving socket is bound, then connected; a datagram
@@ -966,9 +969,22 @@ fn udp_datagrams_skips_a_strangers_datagram_queued_before_connect() {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"));
         comm.is_ok_and(|comm| comm == "udp-datagrams\n")
     });
+    // Both sockets bound and the sender connected: the one left is the
+    // receiver. Only one bound, or both unconnected, it could be the
+    // sender, whose queue the listing never reads for strangers (under
+    // load the test once sent its datagram there, and saw no line).
     let mut port = 0;
     wait_until("the receiver to be bound, not yet connected", || {
-        port = unconnected_udp_port(pid).unwrap_or(0);
+        let sockets = udp_sockets(pid);
+        let unconnected: Vec<u16> = sockets
+            .iter()
+            .filter(|(_, connected)| !connected)
+            .map(|(port, _)| *port)
+            .collect();
+        port = match (sockets.len(), unconnected.as_slice()) {
+            (2, &[receiver]) => receiver,
+            _ => 0,
+        };
         port != 0
     });
     stranger.send_to(b"stranger", ("127.0.0.1", port)).unwrap();
