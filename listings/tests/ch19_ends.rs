@@ -603,3 +603,45 @@ fn std_sets_close_on_exec_in_the_call_that_creates_each_descriptor() {
         assert!(made.iter().all(|l| l.contains("SOCK_CLOEXEC")), "{trace}");
     }
 }
+
+/// A descriptor open for reading and writing holds the write end too:
+/// Listing 19-3 names its holder as well as `cat`. While `pipe-leak`
+/// waits its second for the end, this test process opens `cat`'s leaked
+/// write end again through /proc with `O_RDWR` (a new open of the pipe,
+/// flags 2 in the low bits), its only hold on the pipe; it closes it once
+/// both holders are named, so the end comes when `cat` exits.
+#[test]
+fn pipe_leak_names_a_holder_that_has_the_pipe_open_for_reading_and_writing() {
+    let mut leak = Listing::start(bin!("pipe-leak"), &[]);
+    let line = leak.expect(r"Started cat as pid (\d+)");
+    let cat = line[1].clone();
+    assert_eq!(leak.next_line(), "Reader got [hello]");
+    let both = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/{cat}/fd/4"))
+        .unwrap();
+    assert_eq!(flags_of(&both) & 0o3, 0o2, "O_RDWR");
+    let me = std::process::id();
+    let name = std::fs::read_to_string("/proc/self/comm").unwrap();
+    let mut holders = vec![leak.next_line(), leak.next_line()];
+    holders.sort();
+    let mut expected = vec![
+        format!(
+            "No end of stream: cat (pid {cat}) has the write end as \
+             descriptor 4"
+        ),
+        format!(
+            "No end of stream: {} (pid {me}) has the write end as \
+             descriptor {}",
+            name.trim_end(),
+            both.as_raw_fd()
+        ),
+    ];
+    expected.sort();
+    assert_eq!(holders, expected);
+    drop(both);
+    assert_eq!(leak.next_line(), "End of stream once cat had exited");
+    let out = finish_clean(leak);
+    assert!(out.status.success(), "{}", out.stderr);
+}
