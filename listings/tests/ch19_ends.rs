@@ -444,9 +444,12 @@ fn a_write_cut_short_by_the_last_reader_returns_its_count_then_epipe() {
 /// The same cut-short write raises SIGPIPE all the same (`pipe_write` in
 /// fs/pipe.c sends the signal before it chooses between the count and
 /// EPIPE): a writer with the default action dies in that write, with its
-/// first 65536 bytes in the pipe, and never sees the count. `dd` writes
-/// its one block of 100000 bytes with one `write`, and `Listing` starts it
-/// with every signal at its default action.
+/// first 65536 bytes in the pipe, and never sees the count. The writer
+/// makes that one `write` and no other, so only that write can kill it:
+/// had it raised nothing, the writer would report the count and exit 0.
+/// (`dd`, which this test used before, writes the rest of a short write
+/// again, and that second write's SIGPIPE would kill it all the same.)
+/// Python ignores SIGPIPE at startup; the writer sets the default back.
 #[test]
 fn a_write_cut_short_by_the_last_reader_raises_sigpipe_all_the_same() {
     use nix::errno::Errno;
@@ -454,6 +457,9 @@ fn a_write_cut_short_by_the_last_reader_raises_sigpipe_all_the_same() {
     use nix::unistd::pipe2;
     use std::os::unix::process::ExitStatusExt;
     use std::process::{Command, Stdio};
+    if !have("python3") {
+        return;
+    }
     let (reader, writer) = pipe2(OFlag::O_CLOEXEC).unwrap();
     let unread = |fd: &std::os::fd::OwnedFd| {
         let mut n: nix::libc::c_int = 0;
@@ -464,15 +470,19 @@ fn a_write_cut_short_by_the_last_reader_raises_sigpipe_all_the_same() {
         Errno::result(res).unwrap();
         n
     };
-    let mut command = Command::new("dd");
-    command.args(["if=/dev/zero", "bs=100000", "count=1", "status=none"]);
-    let dd = Listing::spawn(&mut command, Stdio::from(writer));
-    drop(command); // Our copy of the write end: only `dd` writes now.
+    let one_write = "import os, signal, sys\n\
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)\n\
+        n = os.write(1, bytes(100000))\n\
+        print('one write returned', n, 'and no signal', file=sys.stderr)\n";
+    let mut command = Command::new("python3");
+    command.args(["-c", one_write]);
+    let one = Listing::spawn(&mut command, Stdio::from(writer));
+    drop(command); // Our copy of the write end: only the writer writes now.
     // FIONREAD takes the pipe's lock, which the writer holds while it
-    // copies: 65536 unread means `dd` has filled the pipe and waits.
+    // copies: 65536 unread means its write has filled the pipe and waits.
     wait_until("the pipe to be full", || unread(&reader) == 65536);
     drop(reader);
-    let out = dd.finish();
+    let out = one.finish();
     let linux = format!("Linux {}", crate::support::kernel());
     assert_eq!(
         out.status.signal(),
@@ -592,4 +602,46 @@ fn std_sets_close_on_exec_in_the_call_that_creates_each_descriptor() {
         assert!(!made.is_empty(), "{trace}");
         assert!(made.iter().all(|l| l.contains("SOCK_CLOEXEC")), "{trace}");
     }
+}
+
+/// A descriptor open for reading and writing holds the write end too:
+/// Listing 19-3 names its holder as well as `cat`. While `pipe-leak`
+/// waits its second for the end, this test process opens `cat`'s leaked
+/// write end again through /proc with `O_RDWR` (a new open of the pipe,
+/// flags 2 in the low bits), its only hold on the pipe; it closes it once
+/// both holders are named, so the end comes when `cat` exits.
+#[test]
+fn pipe_leak_names_a_holder_that_has_the_pipe_open_for_reading_and_writing() {
+    let mut leak = Listing::start(bin!("pipe-leak"), &[]);
+    let line = leak.expect(r"Started cat as pid (\d+)");
+    let cat = line[1].clone();
+    assert_eq!(leak.next_line(), "Reader got [hello]");
+    let both = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/{cat}/fd/4"))
+        .unwrap();
+    assert_eq!(flags_of(&both) & 0o3, 0o2, "O_RDWR");
+    let me = std::process::id();
+    let name = std::fs::read_to_string("/proc/self/comm").unwrap();
+    let mut holders = vec![leak.next_line(), leak.next_line()];
+    holders.sort();
+    let mut expected = vec![
+        format!(
+            "No end of stream: cat (pid {cat}) has the write end as \
+             descriptor 4"
+        ),
+        format!(
+            "No end of stream: {} (pid {me}) has the write end as \
+             descriptor {}",
+            name.trim_end(),
+            both.as_raw_fd()
+        ),
+    ];
+    expected.sort();
+    assert_eq!(holders, expected);
+    drop(both);
+    assert_eq!(leak.next_line(), "End of stream once cat had exited");
+    let out = finish_clean(leak);
+    assert!(out.status.success(), "{}", out.stderr);
 }
