@@ -4,7 +4,7 @@
 
 use crate::support::{
     Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
-    cargo_run, have, run, shell, signal_after_iterator_closes,
+    cargo_run, have, need_root, run, shell, signal_after_iterator_closes,
     signal_as_its_handler_goes_in, start_with_pending,
 };
 
@@ -466,7 +466,9 @@ fn sig_count_runs_shown_come_from_the_commands_shown() {
 /// line. Root only (`setpriv`); skipped otherwise.
 #[test]
 fn sig_timers_needs_a_pending_signal_slot_for_each_timer() {
-    if !have("prlimit") || !have("setpriv") || !nix::unistd::geteuid().is_root()
+    if !need_root("run the listing as another user")
+        || !have("prlimit")
+        || !have("setpriv")
     {
         return;
     }

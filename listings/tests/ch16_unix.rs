@@ -20,7 +20,7 @@ use tempfile::TempDir;
 use crate::support::{
     Listing, as_pid_1, assert_died_of, assert_matches_book, assert_rejects,
     assert_session_matches_book, blessing, cargo_run, finish_clean, have,
-    is_dead, run, threads_blocked_in, threads_of, wait_until,
+    is_dead, need_root, run, threads_blocked_in, threads_of, wait_until,
 };
 
 /// Starts a listing that prints `Server listening on <address>`.
@@ -121,11 +121,7 @@ fn a_user_of_its_own() -> Option<u32> {
 
 /// Whether the test can run commands as another user; says why not.
 fn can_switch_users() -> bool {
-    if !root() {
-        eprintln!("skipped: only root can run a client as another user");
-        return false;
-    }
-    have("setpriv")
+    need_root("run a client as another user") && have("setpriv")
 }
 
 // ---------------------------------------------------------------------------

@@ -11,7 +11,8 @@ use crate::line_server::start_server;
 use crate::support::{
     DEBIAN_HOSTS, Listing, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, default_port, have, ipv6,
-    private_hosts_file, run, run_with_hosts, unless_blessing, wait_until,
+    need_root, private_hosts_file, run, run_with_hosts, unless_blessing,
+    wait_until,
 };
 
 /// The number after `RcvbufErrors` on the `Udp:` lines of /proc/net/snmp:
@@ -508,10 +509,11 @@ fn udp_echo_never_answers_a_reply_so_a_forged_datagram_cannot_loop() {
     // a raw socket (CAP_NET_RAW) forges one from the server to itself.
     // Answered, its reply comes back as a request, and so on for ever
     // (the first version logged 176,284 lines in three seconds).
-    let Ok(raw) = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP))
-    else {
-        return; // Not root: nothing to forge with.
-    };
+    if !need_root("make a raw socket to forge a datagram with") {
+        return;
+    }
+    let raw = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP))
+        .expect("a raw socket, as root");
     let (mut server, addr) = start_server(bin!("udp-echo"), &["127.0.0.1:0"]);
     let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
     let payload = b"hi";

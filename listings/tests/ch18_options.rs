@@ -9,7 +9,7 @@ use crate::line_server::start_server;
 use crate::support::{
     DEBIAN_HOSTS, Listing, assert_matches_book, assert_rejects,
     assert_session_matches_book, blessing, cargo_run, default_port, have, ipv6,
-    private_hosts_file, run, run_with_hosts, unless_blessing,
+    need_root, private_hosts_file, run, run_with_hosts, unless_blessing,
 };
 
 /// Whether `unshare` can give a program a network namespace of its own,
@@ -496,9 +496,7 @@ fn so_reuseaddr_binds_over_time_wait_only_if_the_old_sockets_had_it_too() {
 fn so_reuseport_shares_a_port_only_with_the_same_user() {
     // Linux 6.18: SO_REUSEPORT shares a port only between sockets of one
     // user (sk_uid), in inet_bind_conflict().
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { nix::libc::geteuid() } != 0 {
-        eprintln!("skipped: only root can run a program as another user");
+    if !need_root("run a program as another user") {
         return;
     }
     if !have("python3") || !have("setpriv") {

@@ -9,7 +9,7 @@ use nix::sys::signal::{Signal, kill};
 use crate::support::{
     Finished, Listing, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
-    have, kernel, reachable_by_anyone, reaps_in, run, run_clean,
+    have, kernel, need_root, reachable_by_anyone, reaps_in, run, run_clean,
     traced_for_reaps, wait_until, with_output_closed,
 };
 
@@ -110,9 +110,7 @@ fn pipe_writers_counts_each_cut_write_once() {
 /// reap neither.
 #[test]
 fn pipe_writers_reaps_the_writers_it_started_when_a_fork_fails() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { nix::libc::geteuid() } != 0 {
-        eprintln!("skipped: only root can run the listing as another user");
+    if !need_root("run the listing as another user") {
         return;
     }
     if !have("setpriv") || !have("strace") {

@@ -8,8 +8,8 @@ use nix::unistd::Pid;
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
-    have, kernel, pending_signals, run_clean, shell, state_of, wait_until,
-    wchan_of, with_output_closed,
+    have, kernel, need_root, pending_signals, run_clean, shell, state_of,
+    wait_until, wchan_of, with_output_closed,
 };
 
 #[test]
@@ -618,9 +618,7 @@ fn a_pipe_shrinks_to_one_page_only_once_it_holds_no_more() {
 #[test]
 fn an_unprivileged_user_past_the_soft_limit_gets_pipes_of_two_slots() {
     use std::os::unix::process::CommandExt;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { nix::libc::geteuid() } != 0 {
-        eprintln!("skipped: only root can run the listing as another user");
+    if !need_root("run the listing as another user") {
         return;
     }
     let read = |name| {

@@ -15,8 +15,8 @@ use nix::unistd::pipe2;
 
 use crate::support::{
     ChildExt, Listing, PATIENCE, bin_path, children_of, die_with_this_thread,
-    have, is_dead, listing_names, run, signal_as_its_handler_goes_in_with,
-    signal_in,
+    have, is_dead, listing_names, need_root, run,
+    signal_as_its_handler_goes_in_with, signal_in,
 };
 
 /// Listings that no test runs: Listing 5-1 is wrong on purpose, and may
@@ -737,8 +737,7 @@ fn fork_and_exec_keep_an_ignored_sigpipe_and_fork_keeps_the_default() {
 /// skipped otherwise.
 #[test]
 fn every_listing_says_why_when_a_thread_is_refused() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: only root can run a listing as another user");
+    if !need_root("run a listing as another user") {
         return;
     }
     let mut failures = Vec::new();

@@ -14,7 +14,8 @@ use nix::sys::signal::{self, SigHandler, SigSet, Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::support::{
-    ENVIRONMENT, Listing, PATIENCE, children_of, finish_clean, shell,
+    ENVIRONMENT, Listing, PATIENCE, children_of, finish_clean, have, need_root,
+    shell,
 };
 
 /// The helper test below, by its full name in this binary.
@@ -405,4 +406,107 @@ fn listings_get_the_usual_umask_whoever_runs_the_tests() {
     }
     let out = Listing::spawn(&mut command, Stdio::piped()).finish();
     assert_eq!(out.stdout, ["0022"], "{}", out.stderr);
+}
+
+/// The helper test below, and the variable that makes it do its work.
+const ROOT_HELPER: &str = "harness::helper_asks_for_root";
+const ASK_ROOT: &str = "LISTINGS_HARNESS_ASK_ROOT";
+
+/// The tests that need root (they run a listing as another user, forge a
+/// datagram, set a limit for another user) skip, with a line, where the
+/// suite is not root; under CI, which runs as root, they fail instead, so
+/// that none of them passes there without checking anything. This test
+/// binary is run again as `nobody`, with and without CI set.
+#[test]
+fn root_only_tests_fail_under_ci_when_not_root() {
+    if !need_root("run this test binary as another user") || !have("setpriv") {
+        return;
+    }
+    let exe = env::current_exe().expect("the path of this test binary");
+    let (copy, _dir) = crate::support::reachable_by_anyone(&exe);
+    let ask = |ci: bool| {
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(&copy)
+            .args(["--ignored", "--exact", ROOT_HELPER, "--nocapture"])
+            .args(["--test-threads", "1"])
+            .env(ASK_ROOT, "1");
+        if ci {
+            command.env("CI", "1");
+        } else {
+            command.env_remove("CI");
+        }
+        Listing::spawn(&mut command, Stdio::piped()).finish()
+    };
+    let local = ask(false);
+    assert!(local.status.success(), "{}", local.stderr);
+    assert!(
+        local.stdout.iter().any(|l| l.ends_with("root: false")),
+        "{:?}",
+        local.stdout
+    );
+    assert!(
+        local.stderr.contains("skipped: only root can "),
+        "{}",
+        local.stderr
+    );
+    let ci = ask(true);
+    assert!(!ci.status.success(), "{:?}", ci.stdout);
+    assert!(ci.stderr.contains("and CI runs as root"), "{}", ci.stderr);
+}
+
+/// Run by the test above, as `nobody`: asks whether the tests run as root.
+#[test]
+#[ignore = "a helper, run by root_only_tests_fail_under_ci_when_not_root"]
+fn helper_asks_for_root() {
+    if env::var_os(ASK_ROOT).is_none() {
+        return;
+    }
+    println!("root: {}", need_root("answer as root"));
+}
+
+/// Every test that skips for want of root says so through `need_root`, the
+/// one place that fails under CI instead: a skip written by hand would pass
+/// there unseen, as five such tests and a silent `return` once did.
+#[test]
+fn every_test_that_needs_root_asks_need_root() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut files = vec![];
+    let mut dirs = vec![dir];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).expect("the tests folder") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && !path.ends_with("harness.rs")
+                && !path.ends_with("support/process.rs")
+            {
+                files.push(path);
+            }
+        }
+    }
+    // Not read: this file, which holds the check and its test, and the one
+    // that holds `need_root`.
+    let by_hand = ["skipped: only root", "return; // Not root"];
+    let mut found = vec![];
+    for path in files {
+        let text = fs::read_to_string(&path).expect("a test file");
+        for (n, line) in text.lines().enumerate() {
+            if by_hand.iter().any(|s| line.contains(s)) {
+                found.push(format!(
+                    "{}:{}: {}",
+                    path.display(),
+                    n + 1,
+                    line.trim()
+                ));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "skips written by hand:\n{}",
+        found.join("\n")
+    );
 }

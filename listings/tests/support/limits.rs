@@ -120,8 +120,7 @@ pub fn with_thread_limit(
     command: &Command,
     threads: u64,
 ) -> Option<(Command, tempfile::TempDir)> {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: only root can run a listing as another user");
+    if !super::need_root("run a listing as another user") {
         return None;
     }
     let (copy, dir) = reachable_by_anyone(Path::new(command.get_program()));

@@ -668,6 +668,23 @@ pub fn have(tool: &str) -> bool {
     found
 }
 
+/// Whether the tests run as root, which alone may run a listing as another
+/// user, make raw sockets or change limits for others. On a reader's
+/// machine a test that needs root is skipped, with a line saying what
+/// only root can do; in CI (`CI` set), which runs as root, it fails, so
+/// that a root-only check can never pass there unseen.
+pub fn need_root(what: &str) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "only root can {what}, and CI runs as root"
+        );
+        eprintln!("skipped: only root can {what}");
+    }
+    root
+}
+
 /// Runs a shell command line with `bash -c`, with a deadline, in a
 /// process group of its own that dies with it, and returns its output
 /// lines. For the commands the book tells readers to type.
