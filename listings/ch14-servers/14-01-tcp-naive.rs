@@ -102,7 +102,9 @@ fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
 
 /// Every address `HOST:PORT` names (`localhost` may name several).
 fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
-    let bad = |why: &dyn Display| format!("bad address '{spec}': {why}");
+    let bad = |why: &dyn Display| {
+        format!("bad address '{}': {why}", spec.escape_debug())
+    };
     let addrs: Vec<_> = spec.to_socket_addrs().map_err(|e| bad(&e))?.collect();
     if addrs.is_empty() {
         return Err(bad(&"it names no address"));

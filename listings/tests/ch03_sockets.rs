@@ -1964,3 +1964,53 @@ fn server_reports_a_second_run_of_failures_after_a_client() {
         out.stdout
     );
 }
+
+/// Which error a reset brings depends on the state it finds. Linux 6.18,
+/// `tcp_reset()` in net/ipv4/tcp_input.c: a socket in CLOSE_WAIT (it has
+/// taken the other side's FIN) gets EPIPE, an established one ECONNRESET.
+/// So a server that does steps 1 and 3 of `answer` but not the drain
+/// gives a client still sending "Broken pipe", and the original's plain
+/// close gives it "Connection reset by peer".
+#[test]
+fn a_reset_after_the_servers_fin_is_epipe_and_without_it_econnreset() {
+    let linux = kernel();
+    let half_closed = megabyte_to_a_server_that_does_not_drain(true);
+    assert_eq!(
+        half_closed.kind(),
+        ErrorKind::BrokenPipe,
+        "Linux {linux}: {half_closed}"
+    );
+    let plain = megabyte_to_a_server_that_does_not_drain(false);
+    assert_eq!(
+        plain.kind(),
+        ErrorKind::ConnectionReset,
+        "Linux {linux}: {plain}"
+    );
+}
+
+/// `send_a_megabyte_on` to a server that reads once, replies, half-closes
+/// if told to, and closes with the rest unread: the client's error.
+fn megabyte_to_a_server_that_does_not_drain(
+    half_close: bool,
+) -> std::io::Error {
+    let limit = Duration::from_secs(10);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let sock = TcpStream::connect_timeout(&addr, limit).expect("connect");
+    sock.set_write_timeout(Some(limit)).unwrap();
+    // The connection is queued already: this accept does not wait.
+    let (mut conn, _) = listener.accept().expect("accept");
+    let server = thread::spawn(move || {
+        conn.set_read_timeout(Some(limit)).unwrap();
+        conn.set_write_timeout(Some(limit)).unwrap();
+        let mut data = [0; 1024];
+        let n = conn.read(&mut data).expect("read");
+        conn.write_all(&data[..n]).expect("reply");
+        if half_close {
+            conn.shutdown(Shutdown::Write).expect("half-close");
+        }
+    });
+    let err = send_a_megabyte_on(sock).expect_err("the kernel sends RST");
+    server.join().expect("the server thread");
+    err
+}

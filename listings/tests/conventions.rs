@@ -1619,3 +1619,67 @@ fn every_uid_a_test_runs_as_belongs_to_one_test_file() {
         .collect();
     assert!(shared.is_empty(), "uids shared by test files: {shared:?}");
 }
+
+/// Where each listing that checks a `HOST:PORT` with its `resolve` takes
+/// the address (`ADDRESS` stands for it), with what else its usage needs.
+const TAKES_AN_ADDRESS: &[(&str, &[&str])] = &[
+    ("socket-preview", &[ADDRESS]),
+    ("socket-modes", &["server", ADDRESS]),
+    ("socket-modes", &["client", ADDRESS]),
+    ("socket-modes", &["threads", ADDRESS]),
+    ("sig-daemon", &[ADDRESS]),
+    ("tcp-lines", &["server", ADDRESS]),
+    ("tcp-lines", &["client", ADDRESS, "x"]),
+    ("tcp-length", &["server", ADDRESS]),
+    ("tcp-length", &["client", ADDRESS, "x"]),
+    ("tcp-naive", &[ADDRESS]),
+    ("tcp-threads", &[ADDRESS]),
+    ("tcp-pool", &[ADDRESS]),
+    ("poll-server", &[ADDRESS]),
+    ("udp-echo", &[ADDRESS]),
+    ("udp-request", &[ADDRESS, "x"]),
+    ("async-daemon", &[ADDRESS]),
+    ("async-server", &[ADDRESS]),
+];
+
+/// A `HOST:PORT` with a newline in it, which names no address.
+const ADDRESS: &str = "a\nb:1";
+
+/// "It explains a mistake in one line", even when the mistake is an
+/// address with a newline in it: `resolve` quotes it escaped, as lexopt
+/// quotes a bad argument, so that the user's text cannot start a second
+/// line that looks like one of the listing's own.
+#[test]
+fn every_listing_that_resolves_an_address_reports_a_bad_one_in_one_line() {
+    let mut failures = Vec::new();
+    for (name, args) in TAKES_AN_ADDRESS {
+        let mut command = Command::new(bin_path(name));
+        command.args(*args);
+        let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+        let lines: Vec<_> = out.stderr.lines().collect();
+        let one_line = lines.len() == 1
+            && lines[0].starts_with(&format!("{name}: bad address "));
+        if out.status.success() || !one_line {
+            failures.push(format!("{name} {args:?}: {:?}", out.stderr));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Every listing with a `resolve` has its row.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    let mut name = "";
+    for line in manifest.lines() {
+        if let Some(n) = line.strip_prefix("name = ") {
+            name = n.trim_matches('"');
+        } else if let Some(path) = line.strip_prefix("path = ") {
+            let source =
+                std::fs::read_to_string(dir.join(path.trim_matches('"')))
+                    .expect("a listing's source");
+            let listed = TAKES_AN_ADDRESS.iter().any(|(bin, _)| *bin == name);
+            assert!(
+                listed || !source.contains("fn resolve("),
+                "{name} has a `resolve` but no row in TAKES_AN_ADDRESS"
+            );
+        }
+    }
+}
