@@ -5,9 +5,9 @@
 // worker serves it; a client that finds the queue full is told the
 // server is busy. While connections wait for a worker, a thread of its
 // own closes every connection that has been idle, waiting for a request,
-// for a second or more, every one whose request has stalled as long, and
-// every one whose reply has waited as long for room in a full socket
-// buffer, and at once one whose reply finds no room while others wait:
+// for a second or more (EVICT_AFTER), every one whose request has stalled
+// as long, and every one whose reply has found the socket's buffers full,
+// its client taking nothing, for a tenth of a second (REPLY_GRACE):
 // an idle or stalled client must not hold a worker that others need.
 // For the same reason, a worker that has answered a request puts its
 // connection back at the end of the queue, rather than wait for the next
@@ -373,12 +373,13 @@ impl Conns {
     }
 
     /// The evicting thread: while connections wait in the queue with no
-    /// worker free, or in the backlog with no descriptor free, shuts down every connection idle for EVICT_AFTER or
-    /// more, or busy that long with a request it has not finished sending,
-    /// or with a reply it does not take.
+    /// worker free, or in the backlog with no descriptor free, shuts down
+    /// every connection idle for EVICT_AFTER or more, or busy that long
+    /// with a request it has not finished sending, and every one whose
+    /// reply has found the socket's buffers full for REPLY_GRACE.
     /// That ends its worker's wait, or, if it
     /// is still queued, makes its worker find the end of the stream at
-    /// once. Sleeps until the next connection becomes old enough, or until
+    /// once. Sleeps until the next connection comes due, or until
     /// something changes.
     fn shed_idle_while_others_wait(&self) {
         let mut table = self.lock();

@@ -20,20 +20,20 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::raw::c_char;
 use std::os::unix::ffi::OsStringExt;
-use std::process::{self, Command, ExitCode, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{self, Command, ExitCode, ExitStatus, Stdio};
 use std::ptr;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::libc::c_int;
+use nix::libc::{self, c_int};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, kill,
     sigaction, signal, sigprocmask,
 };
 use nix::sys::stat::fstat;
-use nix::sys::wait::waitpid;
 use nix::unistd::{
     ForkResult, Pid, dup2_stdin, dup2_stdout, fork, pipe, pipe2, write,
 };
@@ -45,7 +45,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
         Err(err) => {
-            let _ = writeln!(io::stderr(), "proc-exec: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written;
+            // and one write, so that no other writer splits the line.
+            let line = format!("proc-exec: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }
@@ -96,7 +99,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     // `cat`'s input is closed by now, so it exits: reap it whatever the
     // result, unless that is done already (ECHILD).
     if result.is_err() {
-        let _ = waitpid(pid, None);
+        let _ = reap_raw(pid);
     }
     result
 }
@@ -124,18 +127,18 @@ fn report(
         // Killed before its input ends, so that the status says so.
         let _ = kill(pid, Signal::SIGKILL);
         drop(stdin);
-        let status = waitpid(pid, None)?;
+        let status = reap_raw(pid)?;
         let within = match echoed {
             Ok(None) => format!(" within {} s", ECHO_LIMIT.as_secs()),
             _ => String::new(),
         };
         return Err(
-            format!("cat did not echo our line{within}: {status:?}").into()
+            format!("cat did not echo our line{within}: {status}").into()
         );
     }
     writeln!(io::stdout(), "{}", inherited(pid.as_raw() as u32, pipes)?)?;
     drop(stdin); // The end of cat's input: it exits.
-    waitpid(pid, None)?;
+    reap_raw(pid)?;
     Ok(())
 }
 
@@ -255,7 +258,7 @@ fn spawn_by_hand() -> Result<(Pid, OwnedFd, OwnedFd), Box<dyn Error>> {
             let mut errno = [0; 4];
             let mut report = File::from(report_r);
             if read_full(&mut report, &mut errno)? == errno.len() {
-                waitpid(child, None)?;
+                reap_raw(child)?;
                 let err =
                     io::Error::from_raw_os_error(i32::from_ne_bytes(errno));
                 return Err(format!("cannot run cat: {err}").into());
@@ -303,6 +306,19 @@ fn candidates(program: &str) -> Result<Vec<CString>, Box<dyn Error>> {
     Ok(paths)
 }
 // ANCHOR_END: by_hand
+
+/// Reaps `child` with `waitpid`, which blocks until it has ended, and
+/// returns how it ended, whatever the signal: raw, into std's
+/// `ExitStatus`. Not nix's `waitpid`: nix 0.32 turns a status into a
+/// `Signal`, which names no real-time signal, so a child killed by
+/// SIGRTMIN makes it fail with EINVAL, after the kernel reaped it.
+fn reap_raw(child: Pid) -> nix::Result<ExitStatus> {
+    let mut status = 0;
+    // SAFETY: `waitpid` writes only `status`, which is ours.
+    let done = unsafe { libc::waitpid(child.as_raw(), &mut status, 0) };
+    Errno::result(done)?;
+    Ok(ExitStatus::from_raw(status))
+}
 
 /// Reads until `buf` is full or the stream ends; returns how much came.
 fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {

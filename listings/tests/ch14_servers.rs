@@ -2003,3 +2003,64 @@ fn pool_logs_why_it_sheds_a_client_that_takes_no_replies() {
     assert!(lines[0].starts_with("tcp-pool: 127.0.0.1:"), "{stderr}");
     assert!(lines[0].ends_with(why), "{stderr}");
 }
+
+/// Listing 14-3's comments that say when a connection is shed, its
+/// opening comment and the evicting thread's, name the grace of a reply
+/// that finds the buffers full, REPLY_GRACE, a tenth of a second. They
+/// said "a second" and "at once" for it, a grace of the code's before.
+#[test]
+fn pool_comments_give_a_blocked_reply_its_grace() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/ch14-servers/14-03-tcp-pool.rs"
+    );
+    let source = std::fs::read_to_string(path).expect("Listing 14-3");
+    let words = |lines: Vec<&str>| {
+        let lines: Vec<&str> =
+            lines.iter().map(|line| line.trim_start()).collect();
+        lines.join(" ")
+    };
+    let header = words(
+        source
+            .lines()
+            .skip(1)
+            .map_while(|line| line.strip_prefix("//"))
+            .collect(),
+    );
+    let before_shed: Vec<&str> = source
+        .lines()
+        .take_while(|line| !line.contains("fn shed_idle_while_others_wait"))
+        .collect();
+    let shed = words(
+        before_shed
+            .iter()
+            .rev()
+            .map_while(|line| line.trim_start().strip_prefix("///"))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect(),
+    );
+    assert!(
+        source.contains(
+            "const REPLY_GRACE: Duration = Duration::from_millis(100);"
+        ),
+        "REPLY_GRACE changed: say so in the comments"
+    );
+    assert!(
+        header.contains("for a tenth of a second (REPLY_GRACE)"),
+        "{header}"
+    );
+    assert!(
+        header.contains("a second or more (EVICT_AFTER)"),
+        "{header}"
+    );
+    assert!(!header.contains("at once"), "{header}");
+    assert!(
+        shed.contains(
+            "whose reply has found the socket's buffers full for \
+                       REPLY_GRACE"
+        ),
+        "{shed}"
+    );
+}

@@ -111,11 +111,14 @@ fn proc_exec_by_hand_reports_a_failed_exec_through_its_cloexec_pipe() {
 }
 
 /// A `cat` that runs but is not `cat` (here `false`, which exits 1
-/// without reading): the listing's proof that `cat` runs, the line sent
-/// and read back, must fail, and say so. It used to describe the dead
-/// process as `cat` and exit 0 (`command`), or take the EPIPE of its
-/// write to `cat` for a closed stdout of its own and exit 0 in silence
-/// (`fork`).
+/// without reading), and one that dies of a real-time signal (a script
+/// that kills itself with SIGRTMIN): the listing's proof that `cat`
+/// runs, the line sent and read back, must fail, and say how the child
+/// ended. It used to describe the dead process as `cat` and exit 0
+/// (`command`), or take the EPIPE of its write to `cat` for a closed
+/// stdout of its own and exit 0 in silence (`fork`); and it reaped with
+/// nix's `waitpid`, which names no real-time signal and failed with
+/// EINVAL ("proc-exec: EINVAL: Invalid argument"), both ways.
 #[test]
 fn proc_exec_fails_when_cat_does_not_echo_its_line() {
     let Some(false_program) = ["/usr/bin/false", "/bin/false"]
@@ -126,21 +129,29 @@ fn proc_exec_fails_when_cat_does_not_echo_its_line() {
     };
     // A link, not a copy: no file open for writing that a child forked
     // by another test could hold while this one execs it (ETXTBSY).
-    let dir = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(false_program, dir.path().join("cat")).unwrap();
-    for way in ["fork", "command"] {
-        let mut command = Command::new(bin_path("proc-exec"));
-        command.arg(way).env("PATH", dir.path());
-        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
-        assert_eq!(out.status.code(), Some(1), "{way}: {}", out.stderr);
-        assert!(
-            out.stderr
-                .starts_with("proc-exec: cat did not echo our line: ")
-                && out.stderr.ends_with(", 1)\n")
-                && out.stderr.lines().count() == 1,
-            "{way}: {}",
-            out.stderr
-        );
+    let exits = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(false_program, exits.path().join("cat"))
+        .unwrap();
+    // Written by another process (`write_program`), for the same reason.
+    let killed = tempfile::tempdir().unwrap();
+    write_program(&killed.path().join("cat"), "#!/bin/sh\nkill -s RTMIN $$\n");
+    let rtmin = nix::libc::SIGRTMIN();
+    for (dir, ended) in [
+        (&exits, "exit status: 1".to_string()),
+        (&killed, format!("signal: {rtmin}")),
+    ] {
+        for way in ["fork", "command"] {
+            let mut command = Command::new(bin_path("proc-exec"));
+            command.arg(way).env("PATH", dir.path());
+            let listing = Listing::spawn(&mut command, Stdio::piped());
+            let out = finish_clean(listing);
+            assert_eq!(out.status.code(), Some(1), "{way}: {}", out.stderr);
+            assert_eq!(
+                out.stderr,
+                format!("proc-exec: cat did not echo our line: {ended}\n"),
+                "{way}"
+            );
+        }
     }
 }
 
