@@ -2933,3 +2933,72 @@ fn async_server_names_a_failed_lock_and_blames_no_other_server() {
     );
     assert!(!Path::new(path).exists());
 }
+
+/// Chapter 30's aside on what tokio believes of a socket: a read that
+/// fills less than its buffer clears the socket's readiness, so a server
+/// answering requests one at a time, each sent after the previous reply,
+/// reads once for each request and once for the end of the stream, none
+/// of those reads finding nothing, and it waits in `epoll_wait` before
+/// each of them. Counted under strace, on one connection of 200 requests
+/// of two bytes each (Linux 6.18 and tokio 1.54.1 here). The first read
+/// alone may find nothing: tokio 1.54 starts an accepted socket readable,
+/// and its first read can come before the client's request.
+#[test]
+fn async_server_reads_once_a_request_and_waits_for_the_driver_before_each() {
+    if !have("strace") {
+        return;
+    }
+    const REQUESTS: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let (log, trace) = (dir.path().join("log"), dir.path().join("trace"));
+    let mut command = std::process::Command::new("strace");
+    // Ended by its count, not by a signal, which would go to strace.
+    command
+        .args(["-f", "-q", "-e", "trace=recvfrom,epoll_wait,epoll_pwait"])
+        .args(["-e", "signal=none", "-o"])
+        .arg(&trace)
+        .args(["--", SERVER, "127.0.0.1:0", "--count", "1"]);
+    let file = fs::File::create(&log).unwrap();
+    let server = Listing::spawn(&mut command, std::process::Stdio::from(file));
+    let mut addr = None;
+    wait_until("the server's first line", || {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        let found = text.lines().next().and_then(|l| l.rsplit(' ').next());
+        addr = found.and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+        addr.is_some()
+    });
+    let mut client = std::net::TcpStream::connect(addr.unwrap()).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut replies = std::io::BufReader::new(client.try_clone().unwrap());
+    for _ in 0..REQUESTS {
+        client.write_all(b"x\n").unwrap();
+        let mut reply = String::new();
+        std::io::BufRead::read_line(&mut replies, &mut reply).unwrap();
+        assert_eq!(reply, "server got: [x]\n");
+    }
+    drop((client, replies));
+    let out = server.finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    let trace = fs::read_to_string(&trace).unwrap();
+    let calls = |name: &str| {
+        let call = format!("{name}(");
+        trace.lines().filter(|l| l.contains(&call)).count()
+    };
+    let reads = calls("recvfrom");
+    let waits = calls("epoll_wait") + calls("epoll_pwait");
+    let failed = trace
+        .lines()
+        .filter(|l| l.contains("recvfrom") && l.contains("EAGAIN"))
+        .count();
+    assert!(failed <= 1, "{failed} reads found nothing:\n{trace}");
+    assert!(
+        reads - failed <= REQUESTS + 1,
+        "{reads} reads ({failed} found nothing) for {REQUESTS} requests"
+    );
+    assert!(
+        waits >= REQUESTS,
+        "{waits} calls to epoll_wait for {reads} reads"
+    );
+}
