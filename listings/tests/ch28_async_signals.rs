@@ -1091,3 +1091,58 @@ fn a_child_spawned_from_a_worker_inherits_the_blocked_stop_signals() {
         ]
     );
 }
+
+// ---------------------------------------------------------------------------
+// The aside "A reaper inside a tokio program"
+
+/// The look of a reaper, `waitid(P_ALL, …, WEXITED | WNOHANG | WNOWAIT)`,
+/// reports the first zombie in the order the kernel keeps the children:
+/// the order they were started (`copy_process` adds each at the tail of
+/// its parent's list, `do_wait_thread` walks it from the head), not the
+/// order they exited. Linux 6.18 here. A Python parent starts an older
+/// child, which waits on a pipe, then a younger, which exits at once; it
+/// waits for each to be a zombie with a `waitid` of its pid and
+/// `WNOWAIT`, which leaves it one, never with a sleep. The look reports
+/// the younger while it is the only zombie, and the older, three times
+/// over, once both are: the older hides the younger, which exited first,
+/// until it is reaped by its pid, as tokio reaps its children; then the
+/// look reports the younger. A process of its own, for a look at every
+/// child of the test program would find the zombies of other tests.
+#[test]
+fn a_wnowait_look_reports_the_older_zombie_though_the_younger_exited_first() {
+    if !crate::support::have("python3") {
+        return;
+    }
+    let script = "import os\n\
+         LOOK = os.WEXITED | os.WNOHANG | os.WNOWAIT\n\
+         def look():\n    \
+             found = os.waitid(os.P_ALL, 0, LOOK)\n    \
+             names = {older: 'older', younger: 'younger'}\n    \
+             return names.get(found.si_pid, str(found.si_pid))\n\
+         def zombie(pid):\n    \
+             os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)\n\
+         r, w = os.pipe()\n\
+         older = os.fork()\n\
+         if older == 0:\n    os.close(w)\n    os.read(r, 1)\n    os._exit(0)\n\
+         os.close(r)\n\
+         younger = os.fork()\n\
+         if younger == 0:\n    os._exit(0)\n\
+         zombie(younger)\n\
+         print('alone:', look())\n\
+         os.close(w)\n\
+         zombie(older)\n\
+         print('both:', look(), look(), look())\n\
+         os.waitpid(older, 0)\n\
+         print('older reaped:', look())\n\
+         os.waitpid(younger, 0)\n";
+    let out = crate::support::run("python3", &["-c", script]);
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    assert_eq!(
+        out.stdout,
+        [
+            "alone: younger",
+            "both: older older older",
+            "older reaped: younger",
+        ]
+    );
+}

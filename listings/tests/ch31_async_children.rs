@@ -1051,10 +1051,11 @@ fn async_child_kill_hears_signals_its_parent_had_blocked() {
 }
 
 /// Chapter 12's rule for Listings 31-1 and 31-2, and for Listing 32-1's
-/// `wait` way, plain and with each fix: their `keep_zombies` set SIGCHLD's
-/// default for their own waits, and started with SIGCHLD ignored, they
-/// used to start `tee`, `sh` and `sleep` with the default. A stand-in for
-/// each, first on PATH, records its /proc status, then execs the real one.
+/// `wait` way, plain and with each fix: their `keep_own_zombies` set
+/// SIGCHLD's default for their own waits, and started with SIGCHLD
+/// ignored, they used to start `tee`, `sh` and `sleep` with the default.
+/// A stand-in for each, first on PATH, records its /proc status, then
+/// execs the real one.
 #[test]
 fn async_children_give_their_child_back_the_sigchld_they_found() {
     let programs = [

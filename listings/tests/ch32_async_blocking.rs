@@ -284,11 +284,8 @@ fn async_block_output_matches_the_book() {
     );
 }
 
-/// Under `ulimit -u`, the threads the listing starts (the peer that writes
-/// the pipe, the one that sends SIGUSR1) and the one `spawn_blocking` asks
-/// tokio for may be refused: a one-line error, status 1, never a panic.
-/// Once the wait is over, a SIGUSR1 has its default action again: death.
-/// The handler that signal-hook or tokio installed stays after the
+/// Once the wait is over, a SIGUSR1 finds again the action the listing
+/// found at its start, the default here: death. The handler that signal-hook or tokio installed stays after the
 /// iterator or the `Signal` is dropped, and used to swallow it.
 #[test]
 fn async_block_dies_of_a_second_sigusr1_after_the_wait() {
@@ -367,6 +364,9 @@ fn blocked_writing_after_the_wait(
     (block, reader.into_inner())
 }
 
+/// Under `ulimit -u`, the threads the listing starts (the peer that writes
+/// the pipe, the one that sends SIGUSR1) and the one `spawn_blocking` asks
+/// tokio for may be refused: a one-line error, status 1, never a panic.
 /// With `--workers`, tokio's `build` asks for each worker, and
 /// `block_in_place` for a thread to take over the worker. The user may
 /// have one thread (the main one), then two, then three.
