@@ -454,8 +454,13 @@ fn sig_wait_timedwait_does_not_take_an_alarm_left_over_from_a_timeout() {
 /// Interrupted, `sigtimedwait` must wait on only for what is left of its
 /// timeout, not the whole of it again: strace makes the round's call fail
 /// with EINTR once (the first call is the one that takes a signal left
-/// pending by the parent, with no timeout), and the next call must ask
-/// for less than that call did.
+/// pending by the parent, with no timeout), holding the process stopped for
+/// 300 ms first, and the next call must ask for at least 300 ms less than
+/// that call did. Without the delay the retry follows within microseconds,
+/// and a listing that takes the whole timeout again (its deadline computed
+/// inside the loop) asks for a few nanoseconds more or less at random.
+/// strace's delay timer runs on CLOCK_MONOTONIC, the clock of `Instant`, so
+/// a busy machine can only make the difference larger.
 #[test]
 fn sig_wait_timedwait_waits_only_for_what_is_left_after_eintr() {
     if !have("strace") {
@@ -466,7 +471,7 @@ fn sig_wait_timedwait_waits_only_for_what_is_left_after_eintr() {
         "-e",
         "trace=rt_sigtimedwait",
         "-e",
-        "inject=rt_sigtimedwait:error=EINTR:when=2",
+        "inject=rt_sigtimedwait:error=EINTR:delay_enter=300000:when=2",
         bin!("sig-wait"),
         "timedwait",
         "--alarm-secs",
@@ -500,8 +505,9 @@ fn sig_wait_timedwait_waits_only_for_what_is_left_after_eintr() {
     assert!(first <= Duration::from_secs(2), "{}", out.stderr);
     assert!(calls[1].1.contains("EINTR"), "{}", out.stderr);
     assert!(
-        retry < first,
-        "the whole timeout again after EINTR:\n{}",
+        first.saturating_sub(retry) >= Duration::from_millis(300),
+        "not 300 ms less after 300 ms stopped; the whole timeout again \
+         after EINTR?\n{}",
         out.stderr
     );
 }

@@ -640,7 +640,12 @@ fn sig_queue_takes_a_sigusr1_that_comes_while_it_registers() {
 /// Interrupted, the `sigtimedwait` that waits for timer A must wait on
 /// only for what is left of its five seconds: strace makes that call (the
 /// second; the first finds nothing left pending by the parent) fail with
-/// EINTR once, and the next call must ask for less.
+/// EINTR once, holding the process stopped for 300 ms first, and the next
+/// call must ask for at least 300 ms less. Without the delay the retry
+/// follows within microseconds, and a listing that takes the whole timeout
+/// again (its deadline computed inside the loop) asks for a few nanoseconds
+/// more or less at random. strace's delay timer runs on CLOCK_MONOTONIC, the
+/// clock of `Instant`, so a busy machine can only make the difference larger.
 #[test]
 fn sig_timers_waits_only_for_what_is_left_after_eintr() {
     if !have("strace") {
@@ -651,7 +656,7 @@ fn sig_timers_waits_only_for_what_is_left_after_eintr() {
         "-e",
         "trace=rt_sigtimedwait",
         "-e",
-        "inject=rt_sigtimedwait:error=EINTR:when=2",
+        "inject=rt_sigtimedwait:error=EINTR:delay_enter=300000:when=2",
         bin!("sig-timers"),
     ];
     let out = Listing::start("strace", &args).finish();
@@ -676,8 +681,9 @@ fn sig_timers_waits_only_for_what_is_left_after_eintr() {
     let (first, retry) = (timeouts[1], timeouts[2]);
     assert!(first > std::time::Duration::from_secs(4), "{}", out.stderr);
     assert!(
-        retry < first,
-        "the whole timeout again after EINTR:\n{}",
+        first.saturating_sub(retry) >= std::time::Duration::from_millis(300),
+        "not 300 ms less after 300 ms stopped; the whole timeout again \
+         after EINTR?\n{}",
         out.stderr
     );
 }
