@@ -102,7 +102,7 @@ fn reader(
         path.display()
     )?;
     // Blocks until a writer opens the FIFO too.
-    let file = File::open(path)?;
+    let file = File::open(path).map_err(|err| not_opened(path, &err))?;
     check_ours_alone(&file, path)?;
     let mut fifo = BufReader::new(file);
     let mut line = Vec::new();
@@ -310,13 +310,13 @@ fn writer(
         .map_err(|err| match err.raw_os_error() {
             // The reader says "Waiting" just before its `open`: say what
             // to do, for a writer started on that line.
-            Some(nix::libc::ENXIO) => format!(
+            Some(nix::libc::ENXIO) if no_wait && is_fifo(path) => format!(
                 "{}: no reader has it open yet (ENXIO); start the reader \
                  first and try again once it waits in open, or leave out \
                  --no-wait to wait for it",
                 path.display()
             ),
-            _ => format!("{}: {err}", path.display()),
+            _ => not_opened(path, &err),
         })?;
     check_ours_alone(&file, path)?;
     if no_wait {
@@ -360,6 +360,22 @@ fn check_ours_alone(file: &File, path: &Path) -> Result<(), Box<dyn Error>> {
         return Err(why.into());
     }
     Ok(())
+}
+
+/// The error of an `open` of `path`, naming it. On Linux a Unix socket
+/// fails every `open` with ENXIO, as a device with no driver does: that
+/// path is not a FIFO, and the check above never gets to say so.
+fn not_opened(path: &Path, err: &io::Error) -> String {
+    match err.raw_os_error() {
+        Some(nix::libc::ENXIO) => format!("{} is not a FIFO", path.display()),
+        _ => format!("{}: {err}", path.display()),
+    }
+}
+
+/// Whether `path` is a FIFO, asked once a nonblocking `open` has failed
+/// with ENXIO: a FIFO with no reader does that, and so does a socket.
+fn is_fifo(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|meta| meta.file_type().is_fifo())
 }
 // ANCHOR_END: writer
 

@@ -589,6 +589,83 @@ fn fifo_spam_writer_without_a_reader_fails_with_enxio_or_waits() {
     assert!(writer.no_line_within(std::time::Duration::from_millis(200)));
 }
 
+/// A blocking `open` of a FIFO never fails with ENXIO (`fifo_open()` in
+/// fs/pipe.c); on Linux (6.18 here) a Unix socket's does, with or without
+/// O_NONBLOCK (`no_open()` in fs/inode.c, open(2)). The writer says the
+/// path is not a FIFO, as its check of an ordinary file does; the first
+/// version told the user to leave out a `--no-wait` they had not given.
+#[test]
+fn fifo_spam_writer_on_a_unix_socket_says_it_is_not_a_fifo() {
+    let tmp = tmp();
+    let socket = tmp.path().join("socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let socket_arg = socket.to_str().unwrap();
+    for args in [
+        &["writer", socket_arg][..],
+        &["writer", socket_arg, "--no-wait"],
+    ] {
+        let out = run_clean(bin!("fifo-spam"), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            format!("fifo-spam: {socket_arg} is not a FIFO\n"),
+            "{args:?}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: {:?}", out.stdout);
+    }
+    assert!(
+        fs::symlink_metadata(&socket)
+            .unwrap()
+            .file_type()
+            .is_socket()
+    );
+}
+
+/// The reader's failed `open` names the path, as every other error of the
+/// listing does: a dangling symbolic link given with `--fifo` (mkfifo finds
+/// the link, EEXIST; open follows it, ENOENT), and a Unix socket, which is
+/// not a FIFO. Both are left where they were. The first version printed a
+/// bare "No such file or directory (os error 2)".
+#[test]
+fn fifo_spam_reader_names_the_path_it_cannot_open() {
+    let tmp = tmp();
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(tmp.path().join("nonexistent"), &link).unwrap();
+    let socket = tmp.path().join("socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let (link_arg, socket_arg) =
+        (link.to_str().unwrap(), socket.to_str().unwrap());
+    let cases = [
+        (
+            link_arg,
+            format!(
+                "fifo-spam: {link_arg}: No such file or directory (os error 2)\n"
+            ),
+        ),
+        (
+            socket_arg,
+            format!("fifo-spam: {socket_arg} is not a FIFO\n"),
+        ),
+    ];
+    for (path, expected) in cases {
+        let out = run_clean(bin!("fifo-spam"), &["reader", "--fifo", path]);
+        assert_eq!(out.status.code(), Some(1), "{path}: {}", out.stderr);
+        assert_eq!(out.stderr, expected, "{path}");
+    }
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        fs::symlink_metadata(&socket)
+            .unwrap()
+            .file_type()
+            .is_socket()
+    );
+}
+
 #[test]
 fn fifo_spam_writer_dies_of_sigpipe_once_the_reader_has_gone() {
     let tmp = tmp();
