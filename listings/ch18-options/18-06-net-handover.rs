@@ -33,9 +33,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction, signal,
 };
-use nix::sys::socket::{getsockopt, sockopt};
 use nix::unistd::getpid;
-use socket2::{Domain, Socket, Type};
+use socket2::{Domain, SockRef, Socket, Type};
 
 const USAGE: &str = "usage: net-handover [--inherit N]";
 /// How many clients wait in the queue in each scene.
@@ -290,8 +289,15 @@ fn new_process(count: usize) -> Result<(), Box<dyn Error>> {
     // SAFETY: descriptor 3 is open, and by the convention above this
     // process owns it; nothing else here uses it.
     let socket = unsafe { OwnedFd::from_raw_fd(HANDED_OVER) };
-    if !getsockopt(&socket, sockopt::AcceptConn).unwrap_or(false) {
-        let why = format!("descriptor {HANDED_OVER} is not a listening socket");
+    // Listening is not enough: a Unix socket that listens would lose its
+    // first client at `accept`, which has no `SocketAddr` for it.
+    let sock = SockRef::from(&socket);
+    let tcp = sock.is_listener().unwrap_or(false)
+        && matches!(sock.domain(), Ok(Domain::IPV4 | Domain::IPV6))
+        && matches!(sock.r#type(), Ok(Type::STREAM));
+    if !tcp {
+        let why =
+            format!("descriptor {HANDED_OVER} is not a listening TCP socket");
         return Err(format!("--inherit: {why}").into());
     }
     let listener = TcpListener::from(socket);

@@ -3423,3 +3423,42 @@ fn unix_pass_fd_accepts_a_client_that_left_while_it_waited_in_the_queue() {
     assert!(!out.stderr.contains("accept"), "{}", out.stderr);
     assert_eq!(out.stderr, "unix-pass-fd: a client: EPIPE: Broken pipe\n");
 }
+
+/// Linux 6.18: a plain `read` of a message that carries a descriptor
+/// returns its bytes, and the kernel, with no room to install the
+/// descriptor, closes it. The descriptor passed is a pipe's
+/// write end, whose other copy is closed: while the message waits, the
+/// pipe stays open; once the byte is read, the pipe's reader sees its end.
+#[test]
+fn a_plain_read_takes_the_bytes_and_the_kernel_closes_the_descriptors() {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::os::fd::AsRawFd;
+    let (sender, mut receiver) = UnixStream::pair().unwrap();
+    let (mut pipe_reader, pipe_writer) = std::io::pipe().unwrap();
+    let passed = [pipe_writer.as_raw_fd()];
+    let data = [std::io::IoSlice::new(b"x")];
+    let rights = [ControlMessage::ScmRights(&passed)];
+    let sent = sendmsg::<()>(
+        sender.as_raw_fd(),
+        &data,
+        &rights,
+        MsgFlags::empty(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(sent, 1);
+    drop(pipe_writer);
+    // In flight, the descriptor still holds the pipe's write end open.
+    let flags = nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(&pipe_reader, nix::fcntl::FcntlArg::F_SETFL(flags))
+        .unwrap();
+    let mut buf = [0; 16];
+    let open = pipe_reader.read(&mut buf).unwrap_err();
+    assert_eq!(open.kind(), ErrorKind::WouldBlock);
+    let fds_before = fs::read_dir("/proc/self/fd").unwrap().count();
+    assert_eq!(receiver.read(&mut buf).unwrap(), 1);
+    assert_eq!(&buf[..1], b"x");
+    assert_eq!(fs::read_dir("/proc/self/fd").unwrap().count(), fds_before);
+    assert_eq!(pipe_reader.read(&mut buf).unwrap(), 0, "the pipe's end");
+    sender.shutdown(Shutdown::Both).unwrap();
+}

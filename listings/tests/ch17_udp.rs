@@ -1158,3 +1158,92 @@ fn a_1280_byte_ipv6_packet_carries_1232_bytes_of_udp_data() {
         out.stderr
     );
 }
+
+/// A server that never answers the request but sends the client a stale
+/// reply every 300 ms for 2.7 s, each one ignored: the wait of 3 s still
+/// ends at its deadline. A `reply_within` that gave each `recv` the whole
+/// wait again, or started it over after an ignored datagram, would wait
+/// 3 s more after the last one, until 5.4 s at least.
+#[test]
+fn udp_client_keeps_its_deadline_while_ignored_datagrams_arrive() {
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let addr = server.local_addr().unwrap().to_string();
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let chatter = thread::spawn(move || {
+        let mut buf = [0; 100];
+        let (_, client) = server.recv_from(&mut buf).unwrap();
+        let until = Instant::now() + Duration::from_millis(2700);
+        while Instant::now() < until {
+            server.send_to(b"server got: [0 old]", client).unwrap();
+            let pace = stopped.recv_timeout(Duration::from_millis(300));
+            if pace != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                break;
+            }
+        }
+    });
+    let started = Instant::now();
+    let args = [&addr, "a", "--tries", "1", "--timeout", "3000"];
+    let out = Listing::start(bin!("udp-request"), &args).finish();
+    let took = started.elapsed();
+    let _ = stop.send(());
+    chatter.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!("udp-request: {addr}: request 1: no reply after 1 tries\n")
+    );
+    assert!(!out.stdout.is_empty(), "nothing was ignored");
+    assert!(
+        out.stdout
+            .iter()
+            .all(|line| line == "ignored: server got: [0 old]"),
+        "{:?}",
+        out.stdout
+    );
+    assert!(took < Duration::from_millis(4500), "ended after {took:?}");
+}
+
+/// `localhost` names ::1 first (Debian's /etc/hosts), and there a socket
+/// takes the requests and never answers; a server listens on 127.0.0.1.
+/// Silence is not a refusal: the client spends all its tries on ::1 and
+/// gives up, and never asks 127.0.0.1.
+#[test]
+fn udp_client_spends_its_tries_on_an_address_that_is_only_silent() {
+    if !ipv6() || !private_hosts_file() {
+        return;
+    }
+    let (_server, addr, silent) = (0..20)
+        .find_map(|_| {
+            let (server, addr) =
+                start_server(bin!("udp-echo"), &["127.0.0.1:0"]);
+            let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+            let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+            Some((server, addr, UdpSocket::bind(v6).ok()?))
+        })
+        .expect("a port free on ::1 for one of 20 servers");
+    let port = addr.rsplit_once(':').unwrap().1;
+    let target = format!("localhost:{port}");
+    let out = run_with_hosts(
+        DEBIAN_HOSTS,
+        bin!("udp-request"),
+        &[&target, "hello", "--tries", "2", "--timeout", "300"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!("udp-request: {target}: request 1: no reply after 2 tries\n")
+    );
+    assert_eq!(
+        out.stdout,
+        ["request 1: no reply within 300 ms, sending it again"]
+    );
+    silent.set_nonblocking(true).unwrap();
+    let mut buf = [0; 100];
+    for _ in 0..2 {
+        let n = silent.recv(&mut buf).expect("both tries went to ::1");
+        assert_eq!(&buf[..n], b"1 hello");
+    }
+}

@@ -1252,7 +1252,7 @@ fn inherit(fd3: &str) -> std::process::Command {
 fn the_new_process_refuses_a_descriptor_3_that_is_no_listening_socket() {
     for (fd3, why) in [
         ("", "descriptor 3: Bad file descriptor (os error 9)"),
-        ("3</dev/null", "descriptor 3 is not a listening socket"),
+        ("3</dev/null", "descriptor 3 is not a listening TCP socket"),
     ] {
         let out =
             Listing::spawn(&mut inherit(fd3), std::process::Stdio::piped())
@@ -1927,4 +1927,107 @@ fn net_handover_says_why_when_the_new_listener_cannot_accept() {
         ["net-handover: Too many open files (os error 24)"]
     );
     assert!(took < Duration::from_secs(5), "ended after {took:?}");
+}
+
+/// Python makes a listening *Unix* socket, as a systemd unit with
+/// `ListenStream=/run/x.sock` would hand over, prints a line, and waits
+/// until a client is in its queue. Then a child of it takes the socket as
+/// descriptor 3 and becomes `net-handover --inherit 1`, while Python keeps
+/// a copy: once the child has ended, Python says whether the client is
+/// still in the queue, and exits with the child's status.
+const HAND_OVER_UNIX: &str = r#"
+import os, select, socket, sys
+listener = socket.socket(socket.AF_UNIX)
+listener.bind(sys.argv[2])
+listener.listen()
+print("listening", flush=True)
+select.select([listener], [], [])
+pid = os.fork()
+if pid == 0:
+    os.dup2(listener.fileno(), 3)
+    os.set_inheritable(3, True)
+    env = dict(os.environ, LISTEN_PID=str(os.getpid()), LISTEN_FDS="1")
+    os.execve(sys.argv[1], [sys.argv[1], "--inherit", "1"], env)
+_, status = os.waitpid(pid, 0)
+listener.setblocking(False)
+try:
+    client, _ = listener.accept()
+    print("still queued:", client.recv(100))
+except BlockingIOError:
+    print("gone")
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+
+/// A listening socket is not enough: the new process serves TCP, and a
+/// Unix one on descriptor 3 would pass `SO_ACCEPTCONN`, then lose its
+/// first client at `accept` (std has no `SocketAddr` for its address)
+/// and end, closing the queue. It must be refused before anything is
+/// taken from the queue, as `sd_is_socket` with a family and a type does.
+#[test]
+fn the_new_process_refuses_a_listening_unix_socket_and_takes_no_client() {
+    use std::io::Write;
+    if !have("python3") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("listener.sock");
+    let path = path.to_str().unwrap();
+    let mut server = Listing::start(
+        "python3",
+        &["-c", HAND_OVER_UNIX, bin!("net-handover"), path],
+    );
+    assert_eq!(server.next_line(), "listening");
+    let mut client = std::os::unix::net::UnixStream::connect(path).unwrap();
+    client.write_all(b"hello\n").unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let out = server.finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "net-handover: --inherit: descriptor 3 is not a listening TCP socket\n"
+    );
+    assert_eq!(out.stdout, ["listening", r"still queued: b'hello\n'"]);
+}
+
+/// Linux 6.18 (`do_tcp_setsockopt()` in `net/ipv4/tcp.c`): `TCP_FASTOPEN`
+/// is set on a socket that is closed (not yet connected) or listening;
+/// on a connected socket, either end, it fails with EINVAL.
+#[test]
+fn tcp_fastopen_fails_with_einval_on_a_connected_socket() {
+    use std::os::fd::AsRawFd;
+    fn fastopen(sock: &impl AsRawFd) -> std::io::Result<()> {
+        use nix::libc;
+        let queue: libc::c_int = 5;
+        // SAFETY: the option value is a live `c_int` of the size given.
+        let done = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_FASTOPEN,
+                (&raw const queue).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if done == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+    let fresh = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    fastopen(&fresh).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    fastopen(&listener).unwrap();
+    let client =
+        std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (accepted, _) = listener.accept().unwrap();
+    for (end, sock) in [("client", client), ("accepted", accepted)] {
+        let err = fastopen(&sock).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(nix::libc::EINVAL), "{end}");
+    }
 }
