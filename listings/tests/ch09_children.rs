@@ -1274,7 +1274,9 @@ fn sig_jobs_shell_reaps_its_stopped_job_when_a_step_fails() {
 /// The same refused `SIGCONT`, with the shell run from a script: once it
 /// has ended, the terminal's foreground group must be the script's again,
 /// not the dead job's, or the script is in the background of its own
-/// terminal and its next read fails. `cut` prints its own process group
+/// terminal and its next read stops it (`SIGTTIN`), or fails with `EIO`
+/// where its group is orphaned, as here: the script leads a session of
+/// its own. `cut` prints its own process group
 /// and the terminal's foreground group (fields 5 and 8 of
 /// /proc/self/stat). Linux 6.18, strace 6.1.
 #[test]

@@ -132,6 +132,14 @@ fn sig_daemon_gives_a_client_that_never_reads_five_seconds_after_the_stop() {
 }
 
 #[test]
+fn sig_daemon_gives_a_client_that_keeps_taking_a_little_five_seconds_after_the_stop()
+ {
+    daemon::gives_a_client_that_keeps_taking_a_little_five_seconds_after_the_stop(bin!(
+        "sig-daemon"
+    ));
+}
+
+#[test]
 fn sig_daemon_answers_every_request_that_came_before_the_signal() {
     // The chapter counts the rounds in words: all of them, half frozen.
     let said = match 2 * daemon::ROUNDS_OF_EACH {

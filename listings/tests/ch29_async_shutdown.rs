@@ -267,6 +267,14 @@ fn async_daemon_gives_a_client_that_never_reads_five_seconds_after_the_stop() {
     ));
 }
 
+#[test]
+fn async_daemon_gives_a_client_that_keeps_taking_a_little_five_seconds_after_the_stop()
+ {
+    daemon::gives_a_client_that_keeps_taking_a_little_five_seconds_after_the_stop(bin!(
+        "async-daemon"
+    ));
+}
+
 /// A connection that is busy when the stop comes answers what had reached
 /// the daemon by then, and nothing the client sends afterwards: the stop
 /// is noted as it comes, not once the work in hand is done.

@@ -1458,3 +1458,66 @@ pub fn never_says_it_listens_when_its_log_thread_is_refused(
     assert_eq!(lines.len(), 1, "one line: {:?}", out.stderr);
     assert!(lines[0].starts_with(&start), "{}", lines[0]);
 }
+
+/// A client that sends many requests at once, each with a long reply, and
+/// then, once the replies have backed up and SIGTERM has come, takes some
+/// of them every 300 ms and never closes. The daemon's writes go on, so
+/// the bound on a stalled reply (no room for five seconds) never ends the
+/// connection: only the one deadline that the stop sets does, and the
+/// daemon dies of SIGTERM five seconds after the signal. A daemon that
+/// gave each write five seconds from its last progress instead would
+/// still be writing at the drain's eight seconds, and exit 1.
+pub fn gives_a_client_that_keeps_taking_a_little_five_seconds_after_the_stop(
+    bin: &str,
+) {
+    let mut daemon = start(bin, &[]);
+    // 50 KB of reply to each 2-byte request.
+    reconfigure(&mut daemon, &format!("greeting = {}\n", "g".repeat(50_000)));
+    let client = Client::connect(daemon.addr);
+    let port = client.stream.local_addr().unwrap().port();
+    // 400 requests in one write: 20 MB of replies, far more than the
+    // daemon's send buffer (up to 4 MB) and the client take in the
+    // drain's eight seconds at its pace.
+    (&client.stream)
+        .write_all("x\n".repeat(400).as_bytes())
+        .unwrap();
+    // The client's receive window is shut: replies wait at the daemon.
+    wait_until("the daemon's replies to back up", || {
+        unsent_by_server(daemon.addr.port(), port) > 0
+    });
+    let sent_term = Instant::now();
+    daemon.listing.signal(Signal::SIGTERM);
+    let mut reader = client.stream.try_clone().unwrap();
+    let taker = thread::spawn(move || {
+        // 256 KiB every 300 ms: `poll` tells the daemon it may write
+        // again only once a third of its send buffer is free, and the
+        // client frees that well within five seconds. The pause is the
+        // client's pace, the subject of the test, not a wait for the
+        // daemon.
+        let mut took = 0;
+        let mut chunk = vec![0u8; 256 << 10];
+        while let Ok(n @ 1..) = reader.read(&mut chunk) {
+            took += n;
+            thread::sleep(Duration::from_millis(300));
+        }
+        took
+    });
+    let out = daemon.finish();
+    let ended = sent_term.elapsed();
+    // The replies the daemon's kernel still holds would keep the taker
+    // reading at its pace: it stops here.
+    client.stream.shutdown(Shutdown::Both).unwrap();
+    let took = taker.join().unwrap();
+    let last = out.stdout.last().map(String::as_str);
+    assert!(
+        out.status.signal() == Some(Signal::SIGTERM as i32)
+            && ended >= Duration::from_millis(4500)
+            && ended < Duration::from_secs(7),
+        "{:?} after {ended:?}, {took} bytes taken; last line {last:?}",
+        out.status
+    );
+    assert!(
+        out.stdout.iter().any(|line| line.ends_with(": timed out")),
+        "the connection's end is logged"
+    );
+}
