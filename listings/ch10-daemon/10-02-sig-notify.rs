@@ -108,8 +108,9 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     let (listener, origin) = match passed {
         Some(listener) => (listener, "descriptor 3, from the service manager"),
         None => {
-            let bound = TcpListener::bind(&addr)
-                .map_err(|err| format!("cannot listen on {addr}: {err}"))?;
+            let bound = TcpListener::bind(&addr).map_err(|err| {
+                format!("cannot listen on {}: {err}", addr.escape_debug())
+            })?;
             (bound, "bound by us")
         }
     };

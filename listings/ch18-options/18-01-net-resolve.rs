@@ -34,7 +34,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     // a DNS server, or both; it blocks, with no timeout of ours.
     let addrs: Vec<SocketAddr> = spec
         .to_socket_addrs()
-        .map_err(|err| format!("cannot resolve '{spec}': {err}"))?
+        .map_err(|err| {
+            format!("cannot resolve '{}': {err}", spec.escape_debug())
+        })?
         .collect();
     writeln!(io::stdout(), "{spec} resolves to:")?;
     for addr in &addrs {
