@@ -853,6 +853,9 @@ fn only_its_owner_can_reach_a_socket_in_a_private_directory() {
     // private directory itself.
     let tmp = open_dir();
     let (server, path) = start_private(&tmp, &[]);
+    // And a socket file anyone may write to, which alone would let
+    // `nobody` in (the next test): only the directory is left to refuse.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o777)).unwrap();
     let mut command = AS_NOBODY.to_vec();
     command.extend(["nc", "-U", "-N", &path]);
     let out = run(command[0], &command[1..]);
