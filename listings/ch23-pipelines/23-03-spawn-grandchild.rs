@@ -321,15 +321,19 @@ fn write_end_holders(inode: u64) -> Vec<(String, u32, u32)> {
     found
 }
 
-/// Whether descriptor `fd` of `pid` is open for writing only, from the
-/// octal `flags` line of /proc/PID/fdinfo/FD.
+/// Whether descriptor `fd` of `pid` is open for writing, alone or with
+/// reading, from the octal `flags` line of /proc/PID/fdinfo/FD: an
+/// `O_RDWR` descriptor holds the write end as surely as an `O_WRONLY` one.
 fn opened_for_writing(pid: u32, fd: u32) -> bool {
     let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"));
     let flags = info.ok().and_then(|info| {
         let line = info.lines().find_map(|l| l.strip_prefix("flags:"))?;
-        u32::from_str_radix(line.trim(), 8).ok()
+        i32::from_str_radix(line.trim(), 8).ok()
     });
-    flags.is_some_and(|flags| flags & 0o3 == 0o1) // O_ACCMODE, O_WRONLY
+    flags.is_some_and(|flags| {
+        let mode = OFlag::from_bits_retain(flags) & OFlag::O_ACCMODE;
+        mode != OFlag::O_RDONLY
+    })
 }
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"

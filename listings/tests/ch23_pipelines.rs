@@ -2534,3 +2534,60 @@ fn spawn_pipeline_kills_a_stages_background_job_when_a_later_one_cannot_start()
     );
     wait_until("the first stage's job to end", || job.pids().is_empty());
 }
+
+/// A descriptor open for reading and writing holds the write end too:
+/// Listing 23-3 names its holder as well as `sleep`, as Listing 19-3
+/// does. While `spawn-grandchild` waits its two seconds for the end, this
+/// test process opens `sleep`'s leaked write end again through /proc with
+/// `O_RDWR` (a new open of the pipe, 2 in the low bits of its flags), its
+/// only hold on the pipe; it closes it once both holders are named, so
+/// the end comes when `sleep` exits. The listing used to name `sleep`
+/// alone, then wait in vain for an end that this unnamed holder kept away.
+#[test]
+fn spawn_grandchild_names_a_holder_that_has_the_pipe_open_for_reading_and_writing()
+ {
+    use std::os::fd::AsRawFd;
+    let mut listing = Listing::start(bin!("spawn-grandchild"), &[]);
+    let first = listing.expect(r"Child (\d+) started sleep as pid (\d+)");
+    let child = Pid::from_raw(first[1].parse().unwrap());
+    let sleep = Pid::from_raw(first[2].parse().unwrap());
+    let both = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/{sleep}/fd/4"))
+        .unwrap();
+    let info = std::fs::read_to_string(format!(
+        "/proc/self/fdinfo/{}",
+        both.as_raw_fd()
+    ))
+    .unwrap();
+    let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).unwrap();
+    let flags = u32::from_str_radix(flags.trim(), 8).unwrap();
+    assert_eq!(flags & 0o3, 0o2, "O_RDWR");
+    let me = std::process::id();
+    let name = std::fs::read_to_string("/proc/self/comm").unwrap();
+    assert_eq!(listing.next_line(), "The child has exited");
+    let mut holders = vec![listing.next_line(), listing.next_line()];
+    holders.sort();
+    let mut expected = vec![
+        format!(
+            "No end of stream: sleep (pid {sleep}) has the write end as \
+             descriptor 4"
+        ),
+        format!(
+            "No end of stream: {} (pid {me}) has the write end as \
+             descriptor {}",
+            name.trim_end(),
+            both.as_raw_fd()
+        ),
+    ];
+    expected.sort();
+    assert_eq!(holders, expected);
+    drop(both);
+    assert_eq!(listing.next_line(), "End of stream once sleep had exited");
+    let out = finish_clean(listing);
+    assert!(out.status.success(), "{}", out.stderr);
+    wait_until("every process to end", || {
+        group_is_gone(child) && is_dead(sleep)
+    });
+}
