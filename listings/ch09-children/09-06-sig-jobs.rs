@@ -207,7 +207,8 @@ fn put_back(modes: &Termios) -> nix::Result<bool> {
 /// The terminal's foreground group, given back to the shell's when
 /// dropped: on an error path after `fg`, the killed job's group would keep
 /// it, and whoever started the shell (a script, say) would be left in the
-/// background of its own terminal, its next read failing.
+/// background of its own terminal: its next read from the terminal would
+/// stop it (SIGTTIN), or fail with EIO where its group is orphaned.
 struct TakeBack(Pid);
 
 impl Drop for TakeBack {

@@ -62,6 +62,8 @@ const LINGER: Duration = Duration::from_secs(1);
 const DRAIN: Duration = Duration::from_secs(3);
 /// How long a notification may wait for a manager whose queue is full.
 const NOTIFY_WAIT: Duration = Duration::from_secs(1);
+/// How much of a text a STATUS= value shows, escaped, before it is cut.
+const STATUS_SHOWN: usize = 80;
 
 fn main() -> ExitCode {
     let ran = run();
@@ -232,16 +234,18 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
                 // waits for READY=1 before it calls the reload done.
                 let now = now_usec()?;
                 notify(&format!("RELOADING=1\nMONOTONIC_USEC={now}"));
+                // STATUS= shows the greeting, or the error, cut short:
+                // systemd ignores a longer notification whole (`status`).
                 let status = match read_greeting(config.as_ref()) {
                     Ok(new) => {
                         greeting = new;
                         log(format_args!("Reloaded: Greeting {greeting:?}"));
-                        format!("Greeting {greeting:?}")
+                        format!("Greeting {}", status(&greeting))
                     }
                     Err(err) => {
                         let kept = "Reload failed, keeping the old greeting";
                         log(format_args!("{kept}: {err}"));
-                        format!("{kept}: {err}")
+                        format!("{kept}: {}", status(&err))
                     }
                 };
                 notify(&format!("READY=1\nSTATUS={status}"));
@@ -464,6 +468,26 @@ fn watchdog_interval() -> Option<Duration> {
     // the loop sleep.
     (usec > 0)
         .then(|| Duration::from_micros(usec / 2).max(Duration::from_millis(1)))
+}
+
+/// `text` as a STATUS= value shows it: quoted and escaped, so that a
+/// newline in it cannot start a line of its own, and cut once its escaped
+/// text passes STATUS_SHOWN bytes, with its length. systemd reads a
+/// notification into a buffer of PIPE_BUF bytes, 4096 on Linux, and
+/// ignores a longer one whole: READY=1 with a long greeting after it would
+/// be lost, and the manager would wait for the end of the reload until
+/// its timeout.
+fn status(text: &str) -> String {
+    let mut escaped = 0;
+    for (at, c) in text.char_indices() {
+        // `escape_debug` escapes a character as `{:?}` does, or more.
+        escaped += c.escape_debug().len();
+        if escaped > STATUS_SHOWN {
+            let cut = &text[..at];
+            return format!("{cut:?}… ({} bytes)", text.len());
+        }
+    }
+    format!("{text:?}")
 }
 
 /// CLOCK_MONOTONIC in microseconds, as RELOADING=1 wants it.

@@ -2381,3 +2381,55 @@ fn sig_notify_refuses_a_listening_unix_socket_and_takes_no_client() {
     );
     assert_eq!(out.stdout, ["listening", r"still queued: b'hello\n'"]);
 }
+
+/// systemd reads a notification into a buffer of PIPE_BUF bytes, 4096 on
+/// Linux, and ignores a longer one whole ("exceeded maximum size", in
+/// `manager_dispatch_notify_fd` of its `src/core/manager.c`). The READY=1
+/// that ends a reload once carried the whole greeting in STATUS=: after a
+/// reload to a greeting of 5000 bytes it took some 5030, and the manager,
+/// never told that the reload was over, would wait until its timeout. Each
+/// datagram is read here whole, with a buffer far larger than systemd's.
+#[test]
+fn sig_notify_ends_a_reload_to_a_long_greeting_with_a_ready_systemd_reads() {
+    const SYSTEMD_READS: usize = nix::libc::PIPE_BUF;
+    let manager = Manager::new();
+    let next = || {
+        let mut buf = vec![0u8; 1 << 16];
+        let n = loop {
+            match manager.socket.recv(&mut buf) {
+                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                other => break other.expect("a notification"),
+            }
+        };
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(n < SYSTEMD_READS, "a datagram of {n} bytes: {text:.200}");
+        text
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("greeting");
+    fs::write(&config, "hello\n").unwrap();
+    let socket = manager.path.to_str().unwrap();
+    let (notify, addr) = start_notify(
+        &[("NOTIFY_SOCKET", socket)],
+        &["--config", config.to_str().unwrap()],
+    );
+    assert!(next().starts_with("READY=1\n"));
+    let long = "g".repeat(5000);
+    fs::write(&config, &long).unwrap();
+    notify.signal(Signal::SIGHUP);
+    assert!(next().starts_with("RELOADING=1\n"));
+    let ready = next();
+    let lines: Vec<_> = ready.lines().collect();
+    assert_eq!(lines.len(), 2, "{ready:.200}");
+    assert_eq!(lines[0], "READY=1");
+    assert!(
+        lines[1].starts_with("STATUS=Greeting \"ggg")
+            && lines[1].ends_with("… (5000 bytes)"),
+        "{:.200}",
+        lines[1]
+    );
+    assert_eq!(greeting(addr), format!("{long}\n"));
+    notify.signal(Signal::SIGTERM);
+    assert_eq!(next(), "STOPPING=1");
+    assert_died_of(&notify.finish(), Signal::SIGTERM);
+}
