@@ -66,7 +66,8 @@ fn main() -> ExitCode {
 // ANCHOR: run
 fn run() -> Result<(), Box<dyn Error>> {
     let config = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
-    let fds = raise_fd_limit()?.saturating_sub(inherited_fds());
+    let limit = raise_fd_limit()?;
+    let fds = limit.saturating_sub(inherited_fds(limit));
     let max_conns = config.max_conns.unwrap_or(default_max_conns(fds));
     let listener = listen(&config)?;
     let accept_log = AcceptLog::start()
@@ -703,11 +704,19 @@ fn default_max_conns(fds: u64) -> usize {
 /// How many descriptors are open at start beyond the standard three, which
 /// SPARE_FDS counts: those that whoever started us left open without
 /// close-on-exec (Listing 14-1's session shows a shell passing them on).
-/// They take room that connections cannot have. Counted once, before the
+/// They take room that connections cannot have, if numbered below
+/// `limit`: the limit bounds the numbers a descriptor may have, not how
+/// many are open, and a new one takes the lowest number free, so one
+/// numbered at the limit or above takes no room. Counted once, before the
 /// listening socket, in `/proc/self/fd` (Linux), less the one descriptor
 /// reading that directory takes; none if it cannot be read.
-fn inherited_fds() -> u64 {
-    let open = std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count);
+fn inherited_fds(limit: u64) -> u64 {
+    let below_limit = |entry: io::Result<std::fs::DirEntry>| {
+        let fd: u64 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        (fd < limit).then_some(fd)
+    };
+    let open = std::fs::read_dir("/proc/self/fd")
+        .map_or(0, |dir| dir.filter_map(below_limit).count());
     u64::try_from(open.saturating_sub(3 + 1)).unwrap_or(0)
 }
 // ANCHOR_END: fd_limit

@@ -693,9 +693,8 @@ fn answer(job: &mut Job, timeout: Duration) -> io::Result<Turn> {
             slot.set_idle(reader.buffer().is_empty());
             // No whole request is buffered, and others wait: back into
             // the queue, with what has come of the next request. A line
-            // already too long is a whole request (its error): served on,
-            // since the queue, which looks only at the socket, would take
-            // it for a stalled one.
+            // already too long is a whole request (its error): answered
+            // now, rather than sent to wait in the queue for a worker.
             let deadline = reader.get_ref();
             let buffered = reader.buffer().len() + deadline.carried.len();
             let whole = reader.buffer().contains(&b'\n') || buffered > MAX_LINE;

@@ -110,7 +110,8 @@ fn main() -> ExitCode {
 /// since tokio's runtime opens some of its own as it starts; then runs the
 /// server on the runtime.
 fn start() -> Result<(), Box<dyn Error>> {
-    let fds = raise_fd_limit()?.saturating_sub(inherited_fds());
+    let limit = raise_fd_limit()?;
+    let fds = limit.saturating_sub(inherited_fds(limit));
     block_stop_signals()?;
     let runtime = runtime()
         .map_err(|err| format!("cannot start tokio's runtime: {err}"))?;
@@ -1363,11 +1364,19 @@ fn default_max_conns(fds: u64) -> usize {
 /// How many descriptors are open at start beyond the standard three, which
 /// SPARE_FDS counts: those that whoever started us left open without
 /// close-on-exec (Listing 14-1's session shows a shell passing them on).
-/// They take room that connections cannot have. Counted once, before
+/// They take room that connections cannot have, if numbered below
+/// `limit`: the limit bounds the numbers a descriptor may have, not how
+/// many are open, and a new one takes the lowest number free, so one
+/// numbered at the limit or above takes no room. Counted once, before
 /// tokio's runtime opens its own, in `/proc/self/fd` (Linux), less the one
 /// descriptor reading that directory takes; none if it cannot be read.
-fn inherited_fds() -> u64 {
-    let open = std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count);
+fn inherited_fds(limit: u64) -> u64 {
+    let below_limit = |entry: io::Result<std::fs::DirEntry>| {
+        let fd: u64 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        (fd < limit).then_some(fd)
+    };
+    let open = std::fs::read_dir("/proc/self/fd")
+        .map_or(0, |dir| dir.filter_map(below_limit).count());
     u64::try_from(open.saturating_sub(3 + 1)).unwrap_or(0)
 }
 

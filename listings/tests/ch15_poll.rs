@@ -1419,3 +1419,12 @@ fn poll_server_serves_its_clients_to_the_end_once_nobody_reads_its_log() {
         line_server::POLL,
     );
 }
+
+#[test]
+fn poll_server_takes_no_room_from_its_default_limit_for_a_descriptor_above_it()
+{
+    line_server::default_limit_leaves_no_room_for_a_descriptor_above_the_limit(
+        bin!("poll-server"),
+        &["--timeout", "3600"],
+    );
+}

@@ -1891,3 +1891,28 @@ pub fn serves_its_clients_to_the_end_once_nobody_reads_its_log(
     let out = server.finish();
     assert!(out.status.success(), "{}", out.stderr);
 }
+
+/// A server (`bin`) started as a shell leaves it a descriptor numbered 100,
+/// under a limit of 64 descriptors that it cannot raise. The limit bounds
+/// the numbers of descriptors, not how many are open, so that one takes
+/// no room from connections: the default limit on connections is 64 less
+/// the sixteen kept, 48, and 48 idle clients hold every place. Counting it
+/// (47 places) refuses the 48th idle client, and the wait for it fails.
+/// Linux 6.18: a descriptor opened before `ulimit -n` lowers the limit
+/// below its number stays open, and is passed on.
+#[track_caller]
+pub fn default_limit_leaves_no_room_for_a_descriptor_above_the_limit(
+    bin: &str,
+    args: &[&str],
+) {
+    let script =
+        "exec 100</dev/null && ulimit -n 64 && exec \"$0\" \"$@\" 2>&1";
+    let mut command = vec!["-c", script, bin, "127.0.0.1:0"];
+    command.extend(args);
+    let (server, addr) = start_server("bash", &command);
+    let fds = crate::support::fds_of(server.pid());
+    assert!(fds.iter().any(|(fd, _)| *fd == 100), "{fds:?}");
+    let (_server, idle) =
+        serves_new_clients_while_idle_ones_hold_every_place(server, &addr, 48);
+    drop(idle);
+}
