@@ -15,6 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 
 use crate::daemon::{
     self, Client, Daemon, logged_request, reconfigure, start_exactly,
@@ -1197,19 +1198,24 @@ fn async_daemon_workers_keep_the_stop_signals_blocked_and_main_takes_them() {
     const STOP: u64 = 1 << 0 | 1 << 1 | 1 << 14;
     let daemon = start(&[]);
     let pid = daemon.listing.pid();
+    // A new thread names itself once it runs; until then it shows the
+    // process's name and, under load, was seen with every stop signal
+    // still blocked (the log thread too, before glibc gave it main's
+    // mask). Read the masks once every thread but main has its name.
     let mut seen = Vec::new();
-    for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let task = task.unwrap().path();
-        let name = fs::read_to_string(task.join("comm")).unwrap();
-        let status = fs::read_to_string(task.join("status")).unwrap();
-        let blocked = status
-            .lines()
-            .find_map(|l| l.strip_prefix("SigBlk:\t"))
-            .map(|hex| u64::from_str_radix(hex.trim(), 16).unwrap())
-            .unwrap();
-        seen.push((name.trim().to_string(), blocked & STOP));
-    }
-    let main = seen.iter().find(|(name, _)| name == "async-daemon");
+    wait_until("every thread to have its name", || {
+        seen = threads_and_blocked_stop_signals(pid, STOP);
+        seen.iter()
+            .all(|(tid, name, _)| *tid == pid || name != "async-daemon")
+            && seen.iter().any(|(_, name, _)| name == "log")
+    });
+    let seen: Vec<(String, u64)> = seen
+        .into_iter()
+        .map(|(tid, name, blocked)| {
+            (if tid == pid { "main".into() } else { name }, blocked)
+        })
+        .collect();
+    let main = seen.iter().find(|(name, _)| name == "main");
     assert_eq!(main.map(|m| m.1), Some(0), "{seen:?}");
     let workers: Vec<u64> = seen
         .iter()
@@ -1222,6 +1228,29 @@ fn async_daemon_workers_keep_the_stop_signals_blocked_and_main_takes_them() {
     assert_eq!(log.map(|l| l.1), Some(0), "{seen:?}");
     daemon.listing.signal(Signal::SIGTERM);
     assert_died_of(&daemon.finish(), Signal::SIGTERM);
+}
+
+/// Each thread of process `pid`: its id, its name and which of `signals`
+/// (bits of SigBlk) it blocks, read from /proc/PID/task.
+fn threads_and_blocked_stop_signals(
+    pid: Pid,
+    signals: u64,
+) -> Vec<(Pid, String, u64)> {
+    let mut seen = Vec::new();
+    for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let tid = task.file_name().unwrap().to_str().unwrap().parse().unwrap();
+        let tid = Pid::from_raw(tid);
+        let name = fs::read_to_string(task.join("comm")).unwrap();
+        let status = fs::read_to_string(task.join("status")).unwrap();
+        let blocked = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:\t"))
+            .map(|hex| u64::from_str_radix(hex.trim(), 16).unwrap())
+            .unwrap();
+        seen.push((tid, name.trim().to_string(), blocked & signals));
+    }
+    seen
 }
 
 /// Every `SinkExt` method that Listing 30-1 calls on a `Framed` (each sits
