@@ -1199,9 +1199,9 @@ fn async_daemon_workers_keep_the_stop_signals_blocked_and_main_takes_them() {
     let daemon = start(&[]);
     let pid = daemon.listing.pid();
     // A new thread names itself once it runs; until then it shows the
-    // process's name and, under load, was seen with every stop signal
-    // still blocked (the log thread too, before glibc gave it main's
-    // mask). Read the masks once every thread but main has its name.
+    // process's name and, under load, the log thread was seen with every
+    // stop signal still blocked. Read the masks once every thread but
+    // main has its name.
     let mut seen = Vec::new();
     wait_until("every thread to have its name", || {
         seen = threads_and_blocked_stop_signals(pid, STOP);
