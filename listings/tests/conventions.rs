@@ -1594,16 +1594,20 @@ fn every_part_four_listing_writes_a_line_of_error_with_one_write() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// A test that runs a listing as another user (`setpriv --reuid=N`) to
-/// meet a per-user limit (pending signals, pipe pages) shares that limit
-/// with every other process of the user: tests run in parallel, so each
-/// numeric uid belongs to one test file. `nobody` (65534) is the shared
-/// exception, for tests that only need to lack root's rights.
+/// A test that runs a listing as another user (`setpriv --reuid=N`, or a
+/// `pre_exec` helper such as `hold_pipes_as(N, …)`) to meet a per-user
+/// limit (pending signals, pipe pages) shares that limit with every other
+/// process of the user: tests run in parallel, so each numeric uid belongs
+/// to one test function (or to one helper that a single test calls), and
+/// none lies among the uids `with_thread_limit` picks for itself.
+/// `nobody` (65534) is the shared exception, for tests that only need to
+/// lack root's rights.
 #[test]
-fn every_uid_a_test_runs_as_belongs_to_one_test_file() {
+fn every_uid_a_test_runs_as_belongs_to_one_test() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests");
-    let reuid = regex::Regex::new(r"--reuid=(\d+)").unwrap();
-    let mut users = std::collections::BTreeMap::<u32, Vec<String>>::new();
+    let fixed = regex::Regex::new(r"(?:--reuid=|_as\()(\d+)\b").unwrap();
+    let function = regex::Regex::new(r"\bfn (\w+)").unwrap();
+    let mut owners = std::collections::BTreeMap::<u32, Vec<String>>::new();
     let mut pending = vec![std::path::PathBuf::from(root)];
     while let Some(dir) = pending.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
@@ -1614,21 +1618,49 @@ fn every_uid_a_test_runs_as_belongs_to_one_test_file() {
             }
             let text = std::fs::read_to_string(&path).unwrap();
             let name = path.strip_prefix(root).unwrap().display().to_string();
-            for uid in reuid.captures_iter(&text) {
-                let files = users.entry(uid[1].parse().unwrap()).or_default();
-                if !files.contains(&name) {
-                    files.push(name.clone());
+            for uid in fixed.captures_iter(&text) {
+                let at = uid.get(0).unwrap().start();
+                let Some(owner) = function.captures_iter(&text[..at]).last()
+                else {
+                    panic!("{name}: uid {} outside any function", &uid[1]);
+                };
+                let (fn_at, owner) = (owner.get(0).unwrap().start(), &owner[1]);
+                let attributes =
+                    &text[text[..fn_at].rfind("\n\n").unwrap_or(0)..fn_at];
+                if !attributes.contains("test]") {
+                    // A helper: it belongs to the one test that calls it.
+                    let calls = text.matches(&format!("{owner}(")).count();
+                    assert_eq!(
+                        calls, 2,
+                        "{name}: {owner} holds uid {} \
+                        and is called more than once",
+                        &uid[1]
+                    );
+                }
+                let key = format!("{name}::{owner}");
+                let uid: u32 = uid[1].parse().unwrap();
+                let tests = owners.entry(uid).or_default();
+                if !tests.contains(&key) {
+                    tests.push(key);
                 }
             }
         }
     }
-    assert!(!users.is_empty(), "no --reuid=N found in {root}");
-    let shared: Vec<String> = users
+    assert!(!owners.is_empty(), "no fixed uid found in {root}");
+    let shared: Vec<String> = owners
         .iter()
-        .filter(|&(&uid, files)| uid != 65534 && files.len() > 1)
-        .map(|(uid, files)| format!("uid {uid}: {}", files.join(", ")))
+        .filter(|&(&uid, tests)| uid != 65534 && tests.len() > 1)
+        .map(|(uid, tests)| format!("uid {uid}: {}", tests.join(", ")))
         .collect();
-    assert!(shared.is_empty(), "uids shared by test files: {shared:?}");
+    assert!(shared.is_empty(), "uids shared by tests: {shared:?}");
+    let picked: Vec<_> = owners
+        .keys()
+        .filter(|uid| crate::support::THREAD_LIMIT_UIDS.contains(uid))
+        .collect();
+    assert!(
+        picked.is_empty(),
+        "uids with_thread_limit may pick: {picked:?}"
+    );
 }
 
 /// Where each listing that checks a `HOST:PORT` with its `resolve` takes

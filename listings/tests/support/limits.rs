@@ -104,6 +104,10 @@ pub fn assert_says_why_on_bad_worker_threads(command: impl Fn() -> Command) {
     }
 }
 
+/// The uids `with_thread_limit` picks from; a test that runs as a fixed
+/// uid takes one outside them.
+pub const THREAD_LIMIT_UIDS: std::ops::Range<u32> = 30_000..50_000;
+
 /// The listing that `command` starts, made to run as a user that no other
 /// process has (a uid made from this test's pid and a count of the calls,
 /// so that neither two runs of the suite nor two tests running at once
@@ -138,8 +142,10 @@ pub fn with_thread_limit(
     static CALLS: std::sync::atomic::AtomicU32 =
         std::sync::atomic::AtomicU32::new(0);
     let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    // Below 65534, `nobody`, which a container's map of users may end at.
-    let id = 30_000 + (std::process::id() % 300) * 100 + call % 100;
+    // Below 65534, `nobody`, which a container's map of users may end at,
+    // and below the fixed uids of single tests (54320 and up).
+    let id =
+        THREAD_LIMIT_UIDS.start + (std::process::id() % 200) * 100 + call % 100;
     let (uid, gid) = (
         nix::unistd::Uid::from_raw(id),
         nix::unistd::Gid::from_raw(id),
