@@ -449,9 +449,11 @@ fn activated() -> Result<Option<TcpListener>, Box<dyn Error>> {
         return Err("descriptor 3 is not a listening socket".into());
     }
     let listener = TcpListener::from(fd);
-    listener.local_addr().map_err(|err| {
-        format!("descriptor 3 is not a TCP listening socket: {err}")
-    })?;
+    // A Unix socket has no `SocketAddr`: EINVAL, and its client would be
+    // lost at `accept`, so say so now, as Listing 18-6 does.
+    if listener.local_addr().is_err() {
+        return Err("descriptor 3 is not a listening TCP socket".into());
+    }
     Ok(Some(listener))
 }
 
