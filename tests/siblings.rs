@@ -667,8 +667,8 @@ const EVERYWHERE_THE_SAME: &[(&str, usize)] = &[
     ("fn sigchld_as_found", 11),
     ("fn unblock_sigchld", 3),
     ("fn ignore_sigxfsz", 4),
-    ("fn waitid_raw", 6),
-    ("fn reap_raw", 3),
+    ("fn waitid_raw", 7),
+    ("fn reap_raw", 8),
 ];
 
 /// Listings whose `log` is not the one line on stderr the others write

@@ -135,12 +135,9 @@ fn cases() -> Vec<(&'static str, Setup)> {
             let addr = listener.local_addr()?;
             Ok((
                 Box::new(move || std_outcome(listener.accept())),
-                Box::new(move || {
-                    // Kept open until the process ends.
-                    if let Ok(conn) = TcpStream::connect(addr) {
-                        std::mem::forget(conn);
-                    }
-                }),
+                // Closed at once: `accept` still takes the connection,
+                // which waits in the queue with the client's FIN.
+                Box::new(move || drop(TcpStream::connect(addr))),
             ))
         }),
         ("nix poll, 10 s timeout", || {

@@ -8,12 +8,15 @@
 use std::error::Error;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::process::{self, ExitCode};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{self, ExitCode, ExitStatus};
 
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::libc;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigHandler, Signal};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::wait::WaitPidFlag;
 use nix::unistd::{ForkResult, Pid, fork, pipe2, read, write};
 
 const USAGE: &str = "usage: pipe-no-eof [--close]";
@@ -72,7 +75,7 @@ fn run() -> Result<(), Box<dyn Error>> {
                 // Our output failed, say. The child writes three short
                 // lines and exits whatever we do: reap it before we
                 // report, unless that is done already (ECHILD).
-                let _ = waitpid(child, None);
+                let _ = reap_raw(child);
             }
             result
         }
@@ -104,16 +107,10 @@ fn parent(read_end: &OwnedFd, child: Pid) -> Result<(), Box<dyn Error>> {
                             exited: a write end is still open"
                     .into());
             }
-            match waitpid(child, Some(WaitPidFlag::WNOHANG))? {
-                WaitStatus::StillAlive => {}
-                status => {
-                    writeln!(
-                        io::stdout(),
-                        "The child has {}",
-                        describe(status)
-                    )?;
-                    child_status = Some(status);
-                }
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG;
+            if let Some((_, status)) = waitid_raw(Some(child), flags)? {
+                writeln!(io::stdout(), "The child has {}", describe(status))?;
+                child_status = Some(status);
             }
             continue;
         }
@@ -132,32 +129,80 @@ fn parent(read_end: &OwnedFd, child: Pid) -> Result<(), Box<dyn Error>> {
             writeln!(io::stdout(), "Parent got [{line}]")?;
         }
     }
-    // Reaped already if it exited while we waited: a second `waitpid`
-    // would fail with ECHILD.
+    // Reaped already if it exited while we waited: a second wait would
+    // fail with ECHILD.
     let status = match child_status {
         Some(status) => status,
         None => {
-            let status = waitpid(child, None)?;
+            let status = reap_raw(child)?;
             writeln!(io::stdout(), "The child has {}", describe(status))?;
             status
         }
     };
-    match status {
-        WaitStatus::Exited(_, 0) => Ok(()),
-        _ => Err("the child failed".into()),
+    if status.success() {
+        Ok(())
+    } else {
+        Err("the child failed".into())
     }
 }
 // ANCHOR_END: parent
 
-/// How a child ended, in words.
-fn describe(status: WaitStatus) -> String {
-    match status {
-        WaitStatus::Exited(_, code) => format!("exited with status {code}"),
-        WaitStatus::Signaled(_, signal, _) => {
-            format!("been killed by {signal}")
-        }
-        other => format!("changed state: {other:?}"),
+/// How a child ended, in words. A real-time signal (SIGRTMIN and above)
+/// has no name in nix: it goes by its number.
+fn describe(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exited with status {code}");
     }
+    match status.signal().map(|n| (n, Signal::try_from(n))) {
+        Some((_, Ok(signal))) => format!("been killed by {signal}"),
+        Some((n, Err(_))) => format!("been killed by signal {n}"),
+        None => format!("changed state: {status}"),
+    }
+}
+
+/// Waits as `waitid` does, for `child` or, if `None`, any child, and
+/// returns the pid of the child it reports, with its status as `waitpid`
+/// would give it; `None` if WNOHANG found no news. Not nix's `waitid`:
+/// nix 0.32 turns a status into a `Signal`, which names no real-time
+/// signal, so a child killed by SIGRTMIN makes it fail with EINVAL, the
+/// report taken and the status lost.
+fn waitid_raw(
+    child: Option<Pid>,
+    flags: WaitPidFlag,
+) -> nix::Result<Option<(Pid, ExitStatus)>> {
+    let (idtype, id) = match child {
+        Some(pid) => (libc::P_PID, pid.as_raw() as libc::id_t),
+        None => (libc::P_ALL, 0),
+    };
+    // SAFETY: zeros are a valid `siginfo_t`.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `waitid` writes only `info`, which is ours.
+    let done = unsafe { libc::waitid(idtype, id, &mut info, flags.bits()) };
+    Errno::result(done)?;
+    // SAFETY: `waitid` filled in a child's report, or left the zeros.
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    // The status packed as `waitpid` packs it, for `ExitStatus`.
+    let raw = match info.si_code {
+        libc::CLD_EXITED => (status & 0xff) << 8,
+        libc::CLD_KILLED => status,
+        libc::CLD_DUMPED => status | 0x80,
+        libc::CLD_CONTINUED => 0xffff,
+        _ => (status << 8) | 0x7f, // CLD_STOPPED, CLD_TRAPPED
+    };
+    Ok(Some((Pid::from_raw(pid), ExitStatus::from_raw(raw))))
+}
+
+/// Reaps `child` with `waitpid`, which blocks until it has ended, and
+/// returns how it ended, whatever the signal: raw, as `waitid_raw`.
+fn reap_raw(child: Pid) -> nix::Result<ExitStatus> {
+    let mut status = 0;
+    // SAFETY: `waitpid` writes only `status`, which is ours.
+    let done = unsafe { libc::waitpid(child.as_raw(), &mut status, 0) };
+    Errno::result(done)?;
+    Ok(ExitStatus::from_raw(status))
 }
 
 /// True if `err` says that the reader of our output has gone.

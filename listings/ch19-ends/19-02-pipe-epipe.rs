@@ -12,14 +12,15 @@ use std::error::Error;
 use std::fs;
 use std::io::{self, BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{self, ChildStdout, Command, ExitCode, Stdio};
+use std::process::{self, ChildStdout, Command, ExitCode, ExitStatus, Stdio};
 
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::libc;
 use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction, signal,
 };
-use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, fork, pipe2, write};
+use nix::unistd::{ForkResult, Pid, fork, pipe2, write};
 
 const USAGE: &str = "usage: pipe-epipe";
 
@@ -71,14 +72,19 @@ fn run() -> Result<(), Box<dyn Error>> {
             // SAFETY: `_exit` only ends the process.
             unsafe { nix::libc::_exit(1) }
         }
-        ForkResult::Parent { child } => match waitpid(child, None)? {
-            WaitStatus::Signaled(_, signal, _) => writeln!(
-                out,
-                "SIGPIPE at its default action: the child was killed by \
-                 {signal}"
-            )?,
-            status => writeln!(out, "the child ended with {status:?}")?,
-        },
+        ForkResult::Parent { child } => {
+            // Through `reap_raw`, below: nix's `waitpid` fails for a
+            // child killed by a signal it has no name for.
+            let status = reap_raw(child)?;
+            match status.signal().map(Signal::try_from) {
+                Some(Ok(signal)) => writeln!(
+                    out,
+                    "SIGPIPE at its default action: the child was killed \
+                     by {signal}"
+                )?,
+                _ => writeln!(out, "the child ended with {status}")?,
+            }
+        }
     }
     // ANCHOR_END: default
 
@@ -138,6 +144,19 @@ fn ignores_sigpipe(pid: u32) -> Result<bool, Box<dyn Error>> {
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
         .ok_or("no SigIgn line")?;
     Ok(mask & (1 << (Signal::SIGPIPE as i32 - 1)) != 0)
+}
+
+/// Reaps `child` with `waitpid`, which blocks until it has ended, and
+/// returns how it ended, whatever the signal: raw, into std's
+/// `ExitStatus`. Not nix's `waitpid`: nix 0.32 turns a status into a
+/// `Signal`, which names no real-time signal, so a child killed by
+/// SIGRTMIN makes it fail with EINVAL, after the kernel reaped it.
+fn reap_raw(child: Pid) -> nix::Result<ExitStatus> {
+    let mut status = 0;
+    // SAFETY: `waitpid` writes only `status`, which is ours.
+    let done = unsafe { libc::waitpid(child.as_raw(), &mut status, 0) };
+    Errno::result(done)?;
+    Ok(ExitStatus::from_raw(status))
 }
 
 /// True if `err` says that the reader of a pipe we wrote to has gone.

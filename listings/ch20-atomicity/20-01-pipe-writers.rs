@@ -10,12 +10,13 @@
 use std::error::Error;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::process::{self, ExitCode};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{self, ExitCode, ExitStatus};
 
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::libc::PIPE_BUF;
+use nix::libc::{self, PIPE_BUF};
 use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
-use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, pipe2};
 
 const USAGE: &str = "usage: pipe-writers [--writers N] [--writes N] \
@@ -69,7 +70,7 @@ fn run() -> Result<(), Box<dyn Error>> {
                 // next write kills them (SIGPIPE); reap them, then say why.
                 drop((read_end, write_end));
                 for &child in &children {
-                    let _ = waitpid(child, None);
+                    let _ = reap_raw(child);
                 }
                 return Err(
                     format!("cannot start writer {writer}: {err}").into()
@@ -205,9 +206,9 @@ impl Counts {
 fn reap(children: &[Pid]) -> Result<(), Box<dyn Error>> {
     let mut failed = None;
     for &child in children {
-        let failure = match waitpid(child, None) {
-            Ok(WaitStatus::Exited(_, 0)) => continue,
-            Ok(status) => format!("a writer failed: {status:?}"),
+        let failure = match reap_raw(child) {
+            Ok(status) if status.success() => continue,
+            Ok(status) => format!("a writer failed: {status}"),
             Err(err) => format!("cannot wait for a writer: {err}"),
         };
         failed.get_or_insert(failure);
@@ -216,6 +217,19 @@ fn reap(children: &[Pid]) -> Result<(), Box<dyn Error>> {
         Some(failure) => Err(failure.into()),
         None => Ok(()),
     }
+}
+
+/// Reaps `child` with `waitpid`, which blocks until it has ended, and
+/// returns how it ended, whatever the signal: raw, into std's
+/// `ExitStatus`. Not nix's `waitpid`: nix 0.32 turns a status into a
+/// `Signal`, which names no real-time signal, so a child killed by
+/// SIGRTMIN makes it fail with EINVAL, after the kernel reaped it.
+fn reap_raw(child: Pid) -> nix::Result<ExitStatus> {
+    let mut status = 0;
+    // SAFETY: `waitpid` writes only `status`, which is ours.
+    let done = unsafe { libc::waitpid(child.as_raw(), &mut status, 0) };
+    Errno::result(done)?;
+    Ok(ExitStatus::from_raw(status))
 }
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"

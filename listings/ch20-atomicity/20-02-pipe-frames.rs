@@ -17,12 +17,14 @@ use std::error::Error;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::fd::OwnedFd;
-use std::process::{self, ExitCode};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{self, ExitCode, ExitStatus};
 
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::libc;
 use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
-use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, fork, pipe2};
+use nix::unistd::{ForkResult, Pid, fork, pipe2};
 
 const USAGE: &str = "usage: pipe-frames lines|length|cut|cut-line|huge";
 /// The largest message the reader accepts: a corrupt or hostile length
@@ -96,12 +98,12 @@ fn run() -> Result<(), Box<dyn Error>> {
         ForkResult::Parent { child } => {
             drop(write_end);
             let received = receive(File::from(read_end), framing);
-            let status = waitpid(child, None)?;
+            let status = reap_raw(child)?;
             // Our own failure first: a parent that stopped reading, its
             // output full, killed the child with SIGPIPE.
             let received = received?;
-            if status != WaitStatus::Exited(child, 0) {
-                return Err(format!("child: {status:?}").into());
+            if !status.success() {
+                return Err(format!("the child failed: {status}").into());
             }
             writeln!(
                 io::stdout(),
@@ -230,6 +232,19 @@ fn cut_short(got: usize, what: &str) -> io::Error {
 fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
     err.downcast_ref::<io::Error>()
         .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+}
+
+/// Reaps `child` with `waitpid`, which blocks until it has ended, and
+/// returns how it ended, whatever the signal: raw, into std's
+/// `ExitStatus`. Not nix's `waitpid`: nix 0.32 turns a status into a
+/// `Signal`, which names no real-time signal, so a child killed by
+/// SIGRTMIN makes it fail with EINVAL, after the kernel reaped it.
+fn reap_raw(child: Pid) -> nix::Result<ExitStatus> {
+    let mut status = 0;
+    // SAFETY: `waitpid` writes only `status`, which is ours.
+    let done = unsafe { libc::waitpid(child.as_raw(), &mut status, 0) };
+    Errno::result(done)?;
+    Ok(ExitStatus::from_raw(status))
 }
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"

@@ -13,16 +13,16 @@ use std::error::Error;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::{self, ExitCode};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{self, ExitCode, ExitStatus};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::libc::c_int;
+use nix::libc::{self, c_int};
 use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction, signal,
 };
-use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, alarm, fork, pipe2};
+use nix::unistd::{ForkResult, Pid, alarm, fork, pipe2};
 
 const USAGE: &str = "usage: pipe-deadlock [--bytes N] [--write-size W] \
                      [--read-first] [--wait SECS]";
@@ -87,7 +87,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             if result.is_err() {
                 // The pipe is closed by now, so a child still writing dies
                 // at its next write; reap it, unless that is done (ECHILD).
-                let _ = waitpid(child, None);
+                let _ = reap_raw(child);
             }
             result
         }
@@ -96,7 +96,7 @@ fn run() -> Result<(), Box<dyn Error>> {
 
 /// Waits for the child and reads its output, in the order `args` asks.
 fn parent(
-    child: nix::unistd::Pid,
+    child: Pid,
     mut pipe: File,
     args: &Args,
 ) -> Result<(), Box<dyn Error>> {
@@ -105,7 +105,7 @@ fn parent(
         let n = io::copy(&mut pipe, &mut io::sink())?;
         writeln!(io::stdout(), "Read {n} bytes")?;
         // ...and reap it once the stream has ended.
-        let status = waitpid(child, None)?;
+        let status = reap_raw(child)?;
         writeln!(io::stdout(), "The child {}", describe(status))?;
         return Ok(());
     }
@@ -131,7 +131,7 @@ fn parent(
             )?;
             // Reading is what unblocks the child.
             let n = io::copy(&mut pipe, &mut io::sink())?;
-            let status = waitpid(child, None)?;
+            let status = reap_raw(child)?;
             writeln!(
                 io::stdout(),
                 "Read {n} bytes; then the child {}",
@@ -167,10 +167,7 @@ extern "C" fn on_alarm(_: c_int) {}
 /// Waits for the child, for at most `secs` seconds: an alarm interrupts
 /// `waitpid`, whose handler is installed without SA_RESTART, so the call
 /// fails with EINTR instead of starting again. `None` if it did.
-fn wait_at_most(
-    child: nix::unistd::Pid,
-    secs: u32,
-) -> nix::Result<Option<WaitStatus>> {
+fn wait_at_most(child: Pid, secs: u32) -> nix::Result<Option<ExitStatus>> {
     let action = SigAction::new(
         SigHandler::Handler(on_alarm),
         SaFlags::empty(),
@@ -182,7 +179,7 @@ fn wait_at_most(
     // blocked, the alarm would only wait, and so would `waitpid`.
     SigSet::from(Signal::SIGALRM).thread_unblock()?;
     alarm::set(secs);
-    let result = waitpid(child, None);
+    let result = reap_raw(child);
     alarm::cancel();
     match result {
         Ok(status) => Ok(Some(status)),
@@ -208,13 +205,30 @@ fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {
         .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
 }
 
-/// How a child ended, in words.
-fn describe(status: WaitStatus) -> String {
-    match status {
-        WaitStatus::Exited(_, code) => format!("exited with status {code}"),
-        WaitStatus::Signaled(_, signal, _) => format!("was killed by {signal}"),
-        other => format!("changed state: {other:?}"),
+/// How a child ended, in words. A real-time signal (SIGRTMIN and above)
+/// has no name in nix: it goes by its number.
+fn describe(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exited with status {code}");
     }
+    match status.signal().map(|n| (n, Signal::try_from(n))) {
+        Some((_, Ok(signal))) => format!("was killed by {signal}"),
+        Some((n, Err(_))) => format!("was killed by signal {n}"),
+        None => format!("changed state: {status}"),
+    }
+}
+
+/// Reaps `child` with `waitpid`, which blocks until it has ended, and
+/// returns how it ended, whatever the signal: raw, into std's
+/// `ExitStatus`. Not nix's `waitpid`: nix 0.32 turns a status into a
+/// `Signal`, which names no real-time signal, so a child killed by
+/// SIGRTMIN makes it fail with EINVAL, after the kernel reaped it.
+fn reap_raw(child: Pid) -> nix::Result<ExitStatus> {
+    let mut status = 0;
+    // SAFETY: `waitpid` writes only `status`, which is ours.
+    let done = unsafe { libc::waitpid(child.as_raw(), &mut status, 0) };
+    Errno::result(done)?;
+    Ok(ExitStatus::from_raw(status))
 }
 
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"

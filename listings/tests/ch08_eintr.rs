@@ -7,7 +7,8 @@ use nix::sys::signal::Signal;
 
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book, can_trace, cargo_run,
-    have, run, shell, signal_as_its_handler_goes_in, state_of, wait_until,
+    have, run, server_end, shell, signal_as_its_handler_goes_in, state_of,
+    wait_until,
 };
 
 #[test]
@@ -106,6 +107,35 @@ fn sig_restart_table_says_which_calls_give_up_and_matches_the_book() {
         "ch08-eintr/08-02-sig-restart-table.out",
         &[(cargo_run("sig-restart-table", &[]), &out.stdout)],
     );
+}
+
+/// Listing 8-2's `accept` row drops its client as soon as it has
+/// connected: Linux hands `accept` a connection whose client has closed it
+/// already. The handshake put the connection in the listener's queue
+/// before the close, and the client's FIN only moves it to CLOSE_WAIT
+/// there; `accept` takes it, and reads the end of the stream. Seen on
+/// Linux 6.18. The listener is nonblocking, so that a connection that was
+/// not queued fails the test instead of hanging it.
+#[test]
+fn accept_takes_a_connection_whose_client_has_already_closed() {
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    let client = TcpStream::connect(server).unwrap();
+    let from = client.local_addr().unwrap();
+    drop(client);
+    // 08: CLOSE_WAIT, the client's FIN received, nobody has accepted.
+    wait_until("the queued connection to get the client's FIN", || {
+        server_end(server.port(), from.port())
+            .is_some_and(|(state, ..)| state == "08")
+    });
+    listener.set_nonblocking(true).unwrap();
+    let (mut conn, peer) = listener.accept().expect("the closed connection");
+    assert_eq!(peer, from);
+    conn.set_nonblocking(false).unwrap();
+    assert_eq!(conn.read(&mut [0; 1]).unwrap(), 0, "the end of the stream");
 }
 
 /// A row says something only if interruptions landed while its call ran.

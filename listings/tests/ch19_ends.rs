@@ -9,7 +9,7 @@ use nix::unistd::Pid;
 use crate::support::{
     Listing, assert_rejects, assert_session_matches_book, cargo_run,
     children_of, fds_of, finish_clean, have, reaps_with_stdout_full, run_clean,
-    wait_until, with_output_closed,
+    wait_until, with_child_killed_by_a_real_time_signal, with_output_closed,
 };
 
 fn three_lines() -> Vec<String> {
@@ -57,7 +57,7 @@ fn pipe_no_eof_sees_the_end_once_it_closes_its_write_end() {
 /// it while it waits, then reads its lines and the end of the stream, and
 /// must not try to reap it again, which fails with ECHILD. strace holds
 /// the child's first write 1.2 s, past the parent's first `poll`, and the
-/// parent's first `wait4` 2 s, by when the child has written and exited.
+/// parent's first `waitid` 2 s, by when the child has written and exited.
 #[test]
 fn pipe_no_eof_reaps_a_child_slower_than_its_patience_once() {
     if !have("strace") {
@@ -71,11 +71,11 @@ fn pipe_no_eof_reaps_a_child_slower_than_its_patience_once() {
             "-o",
             "/dev/null",
             "-e",
-            "trace=write,wait4",
+            "trace=write,waitid",
             "-e",
             "inject=write:delay_enter=1200000:when=1",
             "-e",
-            "inject=wait4:delay_enter=2000000:when=1",
+            "inject=waitid:delay_enter=2000000:when=1",
             "--",
             bin!("pipe-no-eof"),
             "--close",
@@ -86,6 +86,40 @@ fn pipe_no_eof_reaps_a_child_slower_than_its_patience_once() {
     expected.extend(three_lines());
     expected.push("End of stream".into());
     assert_eq!(out.stdout, expected);
+}
+
+/// A child killed by a real-time signal, SIGRTMIN+1, before its first
+/// write: nix 0.32's `waitpid` reaped it and then failed with EINVAL, for
+/// want of a name for the signal, and the listing reported "EINVAL:
+/// Invalid argument" instead of the child. Both waits report it now: the
+/// WNOHANG poll of the first run, and the last wait of the run with
+/// `--close`, which then fails because the child did.
+#[test]
+fn pipe_no_eof_reports_a_child_killed_by_a_real_time_signal() {
+    if !have("strace") {
+        return;
+    }
+    for (args, complaint) in [
+        (
+            &[][..],
+            "no end of stream a second after the child exited: a write end \
+             is still open",
+        ),
+        (&["--close"][..], "the child failed"),
+    ] {
+        let (out, signal) = with_child_killed_by_a_real_time_signal(
+            bin!("pipe-no-eof"),
+            args,
+            "write",
+        );
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr, format!("pipe-no-eof: {complaint}\n"));
+        assert_eq!(
+            out.stdout.last().map(String::as_str),
+            Some(&*format!("The child has been killed by signal {signal}")),
+            "{args:?}"
+        );
+    }
 }
 
 #[test]
@@ -129,6 +163,32 @@ fn pipe_epipe_gets_epipe_ignored_dies_by_default_and_command_restores() {
 /// mask): blocked, the signal kills neither the forked child nor `yes`,
 /// whose writes fail with EPIPE instead. The listing must unblock it to
 /// show what it says. `env --block-signal` plays that parent.
+/// The forked child killed by SIGRTMIN+1 before it restores SIGPIPE's
+/// default action: nix 0.32's `waitpid` reaped it and then failed with
+/// EINVAL, and the listing ended there with "EINVAL: Invalid argument".
+/// It now says how the child ended, and goes on to `yes`.
+#[test]
+fn pipe_epipe_reports_a_child_killed_by_a_real_time_signal() {
+    if !have("strace") {
+        return;
+    }
+    let (out, signal) = with_child_killed_by_a_real_time_signal(
+        bin!("pipe-epipe"),
+        &[],
+        "rt_sigaction",
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout[1],
+        format!("the child ended with signal: {signal}")
+    );
+    assert!(
+        out.stdout[2].starts_with("yes, started by Command"),
+        "{:?}",
+        out.stdout
+    );
+}
+
 #[test]
 fn pipe_epipe_shows_the_same_when_the_parent_left_sigpipe_blocked() {
     let mut command = std::process::Command::new("env");

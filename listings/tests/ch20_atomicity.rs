@@ -10,7 +10,8 @@ use crate::support::{
     Finished, Listing, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
     have, kernel, need_root, reachable_by_anyone, reaps_in, run, run_clean,
-    traced_for_reaps, wait_until, with_output_closed,
+    traced_for_reaps, wait_until, with_child_killed_by_a_real_time_signal,
+    with_output_closed,
 };
 
 /// The numbers N and M of the last line, "Writes cut…: N of M".
@@ -268,6 +269,28 @@ fn pipe_frames_reaps_its_child_when_its_reader_is_gone() {
     }
 }
 
+/// The child killed by a real-time signal, SIGRTMIN+1, while strace
+/// holds its first write: nix 0.32's `waitpid` reaped it and then failed
+/// with EINVAL, and the listing said "EINVAL: Invalid argument". The
+/// stream ends at a message's edge, after one message or none, so the
+/// parent's reading succeeds, and the child's death is the failure.
+#[test]
+fn pipe_frames_reports_a_child_killed_by_a_real_time_signal() {
+    if !have("strace") {
+        return;
+    }
+    let (out, signal) = with_child_killed_by_a_real_time_signal(
+        bin!("pipe-frames"),
+        &["length"],
+        "write",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!("pipe-frames: the child failed: signal: {signal}\n")
+    );
+}
+
 #[test]
 fn pipe_frames_output_matches_the_book() {
     let mut session = Vec::new();
@@ -331,12 +354,34 @@ fn pipe_writers_reaps_every_writer_when_writers_fail() {
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(
         out.stderr
-            .starts_with("pipe-writers: a writer failed: Signaled("),
+            .starts_with("pipe-writers: a writer failed: signal: 9 (SIGKILL)"),
         "{}",
         out.stderr
     );
     let trace = std::fs::read_to_string(&trace).unwrap();
     assert_eq!(reaps_in(&trace), 4, "{trace}");
+}
+
+/// A writer killed by a real-time signal, SIGRTMIN+1, before its first
+/// write: nix 0.32's `waitpid` reaped it and then failed with EINVAL, for
+/// want of a name for the signal, and the listing said "cannot wait for a
+/// writer: EINVAL: Invalid argument" of a writer it had reaped.
+#[test]
+fn pipe_writers_reports_a_writer_killed_by_a_real_time_signal() {
+    if !have("strace") {
+        return;
+    }
+    let args = ["--writers", "1", "--writes", "1000000000"];
+    let (out, signal) = with_child_killed_by_a_real_time_signal(
+        bin!("pipe-writers"),
+        &args,
+        "write",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!("pipe-writers: a writer failed: signal: {signal}\n")
+    );
 }
 
 /// Writers that fail together share standard error: each must report with

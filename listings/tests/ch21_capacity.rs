@@ -9,7 +9,8 @@ use crate::support::{
     Listing, assert_rejects, assert_session_matches_book,
     assert_session_matches_book_masking, cargo_run, children_of, finish_clean,
     have, kernel, need_root, pending_signals, run_clean, shell, state_of,
-    wait_until, wchan_of, with_output_closed,
+    wait_until, wchan_of, with_child_killed_by_a_real_time_signal,
+    with_output_closed,
 };
 
 #[test]
@@ -489,6 +490,51 @@ fn pipe_deadlock_child_waits_in_write_and_the_parent_in_waitpid() {
         "ch21-capacity/21-02-terminal-2.out",
         &session,
         &[(r"\b(anon_)?pipe_write\b", "pipe_write")],
+    );
+}
+
+/// The deadlocked child killed by a real-time signal, SIGRTMIN+1, from a
+/// second terminal, by the pid the first line gives: nix 0.32's `waitpid`
+/// reaped it and then failed with EINVAL, for want of a name for the
+/// signal, and the listing said "EINVAL: Invalid argument". The wait
+/// before reading reports the child now, and so does the one after
+/// reading (`--read-first`), where strace holds the child's first write
+/// for the kill.
+#[test]
+fn pipe_deadlock_reports_a_child_killed_by_a_real_time_signal() {
+    let signal = nix::libc::SIGRTMIN() + 1;
+    let mut deadlock = Listing::start(bin!("pipe-deadlock"), &["--wait", "60"]);
+    let first = deadlock.expect(
+        r"Parent (\d+) waits for its child \(pid (\d+)\) before reading",
+    );
+    let child = Pid::from_raw(first[2].parse().unwrap());
+    wait_until("the child to block writing", || {
+        wchan_of(child).ends_with("pipe_write")
+    });
+    // SAFETY: a plain kill(2) of a child not yet reaped.
+    assert_eq!(unsafe { nix::libc::kill(child.as_raw(), signal) }, 0);
+    let out = finish_clean(deadlock);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout[1..],
+        [
+            format!("The child was killed by signal {signal}"),
+            "Read 65536 bytes".to_string(),
+        ]
+    );
+
+    if !have("strace") {
+        return;
+    }
+    let (out, signal) = with_child_killed_by_a_real_time_signal(
+        bin!("pipe-deadlock"),
+        &["--read-first"],
+        "write",
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout.last().map(String::as_str),
+        Some(&*format!("The child was killed by signal {signal}"))
     );
 }
 

@@ -1046,3 +1046,38 @@ pub fn forked_and_reaped(
     reaped.sort();
     (out, forked, reaped, text)
 }
+
+/// Runs `bin args` under strace, which holds each process's first `call`
+/// (`write`, say) 1.2 s, and kills the listing's first child with
+/// SIGRTMIN+1 while it is held, before the child has done what it was
+/// forked for: a test of a listing's wait for a child killed by a signal
+/// that nix 0.32's `Signal` has no name for (SIGRTMIN and above), where
+/// nix's `waitpid` fails with EINVAL and loses the status it reaped. The
+/// child is found in /proc, as the child of strace's child. Returns what
+/// the listing printed, and the signal's number (35 with glibc).
+pub fn with_child_killed_by_a_real_time_signal(
+    bin: &str,
+    args: &[&str],
+    call: &str,
+) -> (Finished, i32) {
+    let signal = nix::libc::SIGRTMIN() + 1;
+    let trace = format!("trace={call}");
+    let inject = format!("inject={call}:delay_enter=1200000:when=1");
+    let mut command = vec!["-f", "-qq", "-o", "/dev/null", "-e", &trace];
+    command.extend(["-e", &inject, "--", bin]);
+    command.extend(args);
+    let listing = Listing::start("strace", &command);
+    let strace = listing.pid();
+    let mut child = None;
+    wait_until("the listing's child to start", || {
+        child = children_of(strace)
+            .first()
+            .and_then(|&listing| children_of(listing).first().copied());
+        child.is_some()
+    });
+    let child = child.expect("a child");
+    // SAFETY: a plain kill(2) of a child not yet reaped: its parent waits
+    // for it, and strace holds it.
+    assert_eq!(unsafe { nix::libc::kill(child.as_raw(), signal) }, 0);
+    (finish_clean(listing), signal)
+}
