@@ -219,7 +219,7 @@ fn run() -> Result<Ending, Box<dyn Error>> {
             })?;
             let path = dir.0.join(CONFIG_FILE);
             fs::write(&path, DEFAULT_CONFIG).map_err(|err| {
-                format!("cannot write {}: {err}", path.display())
+                format!("cannot write {}: {err}", escaped(&path))
             })?;
             (path, Some(dir))
         }
@@ -227,10 +227,12 @@ fn run() -> Result<Ending, Box<dyn Error>> {
     let loaded = load(&config_path)
         .map_err(|err| format!("cannot load the configuration: {err}"))?;
     let config: Shared = Arc::new(RwLock::new(Arc::new(loaded)));
-    let listener = TcpListener::bind(&addrs[..])
-        .map_err(|err| format!("cannot listen on {}: {err}", args.addr))?;
+    let listener = TcpListener::bind(&addrs[..]).map_err(|err| {
+        format!("cannot listen on {}: {err}", args.addr.escape_debug())
+    })?;
     let addr = listener.local_addr().map_err(|err| {
-        format!("cannot read the address of {}: {err}", args.addr)
+        let addr = args.addr.escape_debug();
+        format!("cannot read the address of {addr}: {err}")
     })?;
     // Non-blocking for the poll loop (the naive loop blocks in `accept`).
     if !args.flag_only {
@@ -247,7 +249,7 @@ fn run() -> Result<Ending, Box<dyn Error>> {
     let ready = writeln!(
         io::stdout(),
         "Listening on {addr} as pid {pid}; config {}",
-        config_path.display()
+        escaped(&config_path)
     );
     match ready {
         // Nobody reads our log: leave, as a filter would.
@@ -630,7 +632,7 @@ impl Server {
             Ok(new) => {
                 log(format_args!(
                     "Reloaded {}: greeting {:?}, delay_ms {}",
-                    path.display(),
+                    escaped(path),
                     new.greeting,
                     new.delay.as_millis()
                 ));
@@ -967,7 +969,7 @@ fn drain_bytes(mut wakeup: &UnixStream) -> io::Result<bool> {
 /// comments; unknown keys are errors, missing ones keep their defaults.
 fn load(path: &Path) -> Result<Config, String> {
     let text = fs::read_to_string(path)
-        .map_err(|err| format!("{}: {err}", path.display()))?;
+        .map_err(|err| format!("{}: {err}", escaped(path)))?;
     let mut config = Config {
         greeting: "hello".into(),
         delay: Duration::ZERO,
@@ -977,7 +979,7 @@ fn load(path: &Path) -> Result<Config, String> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let at = format!("{} line {}", path.display(), n + 1);
+        let at = format!("{} line {}", escaped(path), n + 1);
         let (key, value) = line
             .split_once('=')
             .ok_or_else(|| format!("{at}: expected `key = value`"))?;
@@ -993,6 +995,13 @@ fn load(path: &Path) -> Result<Config, String> {
         }
     }
     Ok(config)
+}
+
+/// `path` as a message shows it: escaped as `str::escape_debug` escapes
+/// (a file name on Linux may hold any byte but `/` and NUL), so that a
+/// newline in it cannot start a line of its own, in the log or on stderr.
+fn escaped(path: &Path) -> String {
+    path.display().to_string().escape_debug().to_string()
 }
 
 /// A directory only we can use, removed when dropped.

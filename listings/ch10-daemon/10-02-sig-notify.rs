@@ -30,7 +30,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{
@@ -398,6 +398,7 @@ fn send_notification(state: &str) -> io::Result<()> {
         // manager; we speak AF_UNIX only, and a relative path it refuses.
         _ => {
             let socket = socket.to_string_lossy();
+            let socket = socket.escape_debug();
             return Err(io::Error::other(format!(
                 "NOTIFY_SOCKET={socket}: only an absolute path \
                  or an @abstract name is supported"
@@ -427,6 +428,7 @@ fn activated() -> Result<Option<TcpListener>, Box<dyn Error>> {
         None | Some("0") => return Ok(None),
         Some("1") => {}
         Some(other) => {
+            let other = other.escape_debug();
             return Err(format!("LISTEN_FDS={other}: want one").into());
         }
     }
@@ -539,8 +541,15 @@ fn read_greeting(config: Option<&PathBuf>) -> Result<String, String> {
         return Ok("hello".into());
     };
     let text = fs::read_to_string(path)
-        .map_err(|err| format!("{}: {err}", path.display()))?;
+        .map_err(|err| format!("{}: {err}", escaped(path)))?;
     Ok(text.trim().to_string())
+}
+
+/// `path` as a message shows it: escaped as `str::escape_debug` escapes
+/// (a file name on Linux may hold any byte but `/` and NUL), so that a
+/// newline in it cannot start a line of its own, in the log or on stderr.
+fn escaped(path: &Path) -> String {
+    path.display().to_string().escape_debug().to_string()
 }
 
 /// The daemon's log, one line at a time on stdout. No connection thread

@@ -94,11 +94,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     };
     let place = Arc::new(place);
     let shown = match config.address.as_deref() {
-        Some(name) if name.starts_with('@') => name.to_string(),
-        _ => place
-            .path()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default(),
+        Some(name) if name.starts_with('@') => name.escape_debug().to_string(),
+        _ => place.path().map(escaped).unwrap_or_default(),
     };
     let served = remove_on_signals(signals, Arc::clone(&place))
         .and_then(|()| writeln!(io::stdout(), "Server listening on {shown}"))
@@ -135,11 +132,11 @@ fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
     // which `from_pathname` checks).
     let bytes = path.as_os_str().as_encoded_bytes();
     if path.file_name().is_none() || bytes.ends_with(b"/") {
-        let path = path.display();
+        let path = escaped(path);
         return Err(format!("'{path}' names no socket file").into());
     }
     SocketAddr::from_pathname(path)
-        .map_err(|err| format!("cannot listen on {}: {err}", path.display()))?;
+        .map_err(|err| format!("cannot listen on {}: {err}", escaped(path)))?;
     // Nor beside a file that is not a socket: a typo that names someone's
     // file must leave nothing behind.
     socket_at(path)?;
@@ -147,7 +144,7 @@ fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
     lock_path.push(".lock");
     let lock_path = PathBuf::from(lock_path);
     let cannot = |err: &dyn Display| {
-        format!("cannot open {}: {err}", lock_path.display())
+        format!("cannot open {}: {err}", escaped(&lock_path))
     };
     // Only our user may open it: `flock` needs no write permission, so a
     // lock file others can read is one they can hold for ever. Never
@@ -170,7 +167,7 @@ fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
     // mode below would change that file's. A lock file is a plain file
     // with one name.
     if !meta.is_file() || meta.nlink() != 1 {
-        let lock = lock_path.display();
+        let lock = escaped(&lock_path);
         return Err(
             format!("cannot use {lock}: it is not a file of its own").into()
         );
@@ -181,13 +178,13 @@ fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
         .map_err(|(_, errno)| match errno {
             // Held: by another server of this path, alive.
             Errno::EWOULDBLOCK => {
-                format!("another server is using {}", path.display())
+                format!("another server is using {}", escaped(path))
             }
             // Anything else (ENOLCK: a file system without locks) says
             // nothing of other servers.
             _ => {
                 let err = io::Error::from(errno);
-                format!("cannot lock {}: {err}", lock_path.display())
+                format!("cannot lock {}: {err}", escaped(&lock_path))
             }
         })?;
     // We hold the lock: no server that takes it is running. A socket file
@@ -195,16 +192,17 @@ fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
     // lock listens on it. Anything else is not ours to touch.
     if socket_at(path)? {
         if !nobody_listens(path)? {
-            let path = path.display();
+            let path = escaped(path);
             let why = "is in use by a program that takes no lock";
             return Err(format!("{path} {why}").into());
         }
         fs::remove_file(path).map_err(|err| {
-            format!("cannot remove the stale socket {}: {err}", path.display())
+            let path = escaped(path);
+            format!("cannot remove the stale socket {path}: {err}")
         })?;
     }
     let listener = UnixListener::bind(path)
-        .map_err(|err| format!("cannot listen on {}: {err}", path.display()))?;
+        .map_err(|err| format!("cannot listen on {}: {err}", escaped(path)))?;
     let meta = fs::metadata(path)?;
     let path = path.to_path_buf();
     let id = (meta.dev(), meta.ino());
@@ -225,11 +223,11 @@ fn socket_at(path: &Path) -> Result<bool, Box<dyn Error>> {
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => Ok(true),
         Ok(_) => {
-            let path = path.display();
+            let path = escaped(path);
             Err(format!("{path} exists and is not a socket").into())
         }
         Err(err) if err.kind() == ErrorKind::NotFound => Ok(false),
-        Err(err) => Err(format!("{}: {err}", path.display()).into()),
+        Err(err) => Err(format!("{}: {err}", escaped(path)).into()),
     }
 }
 
@@ -249,7 +247,7 @@ fn nobody_listens(path: &Path) -> Result<bool, Box<dyn Error>> {
         Err(Errno::ECONNREFUSED) => Ok(true),
         Ok(()) | Err(Errno::EAGAIN | Errno::EPROTOTYPE) => Ok(false),
         Err(err) => {
-            let path = path.display();
+            let path = escaped(path);
             Err(format!("cannot tell whether {path} is in use: {err}").into())
         }
     }
@@ -266,7 +264,7 @@ fn bind_private() -> Result<(UnixListener, Place), Box<dyn Error>> {
         Ok(listener) => listener,
         Err(err) => {
             let _ = fs::remove_dir(&dir);
-            let path = path.display();
+            let path = escaped(&path);
             return Err(format!("cannot listen on {path}: {err}").into());
         }
     };
@@ -291,18 +289,27 @@ fn bind_private() -> Result<(UnixListener, Place), Box<dyn Error>> {
 fn private_dir() -> Result<PathBuf, Box<dyn Error>> {
     let base = std::env::temp_dir();
     mkdtemp(&base.join("unix-server.XXXXXX")).map_err(|err| {
-        let base = base.display();
+        let base = escaped(&base);
         format!("cannot make a directory in {base}: {err}").into()
     })
 }
 // ANCHOR_END: private
 
+/// `path` as a message shows it: escaped as `str::escape_debug` escapes
+/// (a file name on Linux may hold any byte but `/` and NUL), so that a
+/// newline in it cannot start a line of its own.
+fn escaped(path: &Path) -> String {
+    path.display().to_string().escape_debug().to_string()
+}
+
 // ANCHOR: abstract
 /// Binds a name in Linux's abstract namespace: no file at all.
 fn bind_abstract(name: &str) -> Result<UnixListener, Box<dyn Error>> {
     let addr = SocketAddr::from_abstract_name(name.as_bytes())?;
-    UnixListener::bind_addr(&addr)
-        .map_err(|err| format!("cannot listen on @{name}: {err}").into())
+    UnixListener::bind_addr(&addr).map_err(|err| {
+        let name = name.escape_debug();
+        format!("cannot listen on @{name}: {err}").into()
+    })
 }
 // ANCHOR_END: abstract
 

@@ -63,7 +63,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         Mode::Fetch { path } => {
             restore_sigpipe()?;
             fetch(&path)
-                .map_err(|err| format!("{}: {err}", path.display()).into())
+                .map_err(|err| format!("{}: {err}", escaped(&path)).into())
         }
     }
 }
@@ -174,7 +174,7 @@ fn serve(
     count: Option<usize>,
 ) -> Result<(), Box<dyn Error>> {
     // Fail early, with the server's own error, if FILE cannot be read.
-    File::open(file).map_err(|err| format!("{}: {err}", file.display()))?;
+    File::open(file).map_err(|err| format!("{}: {err}", escaped(file)))?;
     // Handlers before `bind`, as in Listing 16-1: a signal that comes in
     // between must not leave the file behind.
     // Blocked while they are registered, so that none is lost (Chapter 6).
@@ -183,7 +183,7 @@ fn serve(
     // Unblocked too: a parent that blocked them passed its mask on.
     unblock_stop_signals()?;
     let listener = bind_for_anyone(path)
-        .map_err(|err| format!("cannot listen on {}: {err}", path.display()))?;
+        .map_err(|err| format!("cannot listen on {}: {err}", escaped(path)))?;
     let socket_file = Arc::new(SocketFile::bound(path)?);
     let served = remove_on_signals(signals, Arc::clone(&socket_file))
         .map_err(Box::from)
@@ -202,7 +202,7 @@ fn send_to_each(
     // Anyone who can reach the socket file gets FILE. A server that must
     // not say yes to everyone checks the uid from SO_PEERCRED before it
     // sends.
-    writeln!(io::stdout(), "Server listening on {}", path.display())?;
+    writeln!(io::stdout(), "Server listening on {}", escaped(path))?;
     let (mut served, mut backoff) = (0, Backoff::new());
     while count.is_none_or(|count| served < count) {
         let conn = match listener.accept() {
@@ -230,7 +230,7 @@ fn send_to_each(
                 "pid {} (uid {}): sent {}",
                 cred.pid(),
                 cred.uid(),
-                file.display()
+                escaped(file)
             )?,
             Err(err) => log(format_args!("a client: {err}")),
         }
@@ -252,6 +252,13 @@ fn bind_for_anyone(path: &Path) -> io::Result<UnixListener> {
     bound
 }
 // ANCHOR_END: serve
+
+/// `path` as a message shows it: escaped as `str::escape_debug` escapes
+/// (a file name on Linux may hold any byte but `/` and NUL), so that a
+/// newline in it cannot start a line of its own.
+fn escaped(path: &Path) -> String {
+    path.display().to_string().escape_debug().to_string()
+}
 
 /// After a failed `accept`, waits from 5 ms, doubling up to a second while
 /// the failures go on, and logs the first failure of a run only, as

@@ -124,12 +124,12 @@ fn is_reply(datagram: &[u8]) -> bool {
 /// are is not for a client to decide.
 const SHOWN: usize = 64;
 
-fn shown(request: &[u8]) -> String {
-    if request.len() <= SHOWN {
-        return request.escape_ascii().to_string();
+fn shown(datagram: &[u8]) -> String {
+    if datagram.len() <= SHOWN {
+        return datagram.escape_ascii().to_string();
     }
-    let start = request[..SHOWN].escape_ascii();
-    format!("{start}... ({} bytes)", request.len())
+    let start = datagram[..SHOWN].escape_ascii();
+    format!("{start}... ({} bytes)", datagram.len())
 }
 // ANCHOR_END: serve
 

@@ -56,7 +56,10 @@ fn run() -> Result<(), Box<dyn Error>> {
                 },
             ),
         }
-        .map_err(|err| format!("{}: request {n}: {err}", config.spec))?;
+        .map_err(|err| {
+            let spec = config.spec.escape_debug();
+            format!("{spec}: request {n}: {err}")
+        })?;
         writeln!(io::stdout(), "request {n}: {}", reply.escape_ascii())?;
     }
     Ok(())
@@ -169,7 +172,7 @@ fn reply_within(
             Ok((n, from))
                 if (from.ip(), from.port()) != (server.ip(), server.port()) =>
             {
-                let what = buf[..n].escape_ascii();
+                let what = shown(&buf[..n]);
                 writeln!(io::stdout(), "ignored, from {from}: {what}")?
             }
             Ok((n, _)) if buf[..n] == *expected => {
@@ -178,12 +181,11 @@ fn reply_within(
             // The server's refusal: sending the request again would only
             // be refused again.
             Ok((n, _)) if buf[..n].starts_with(b"error: ") => {
-                let why =
-                    format!("the server said: {}", buf[..n].escape_ascii());
+                let why = format!("the server said: {}", shown(&buf[..n]));
                 return Err(io::Error::new(ErrorKind::InvalidData, why));
             }
             Ok((n, _)) => {
-                writeln!(io::stdout(), "ignored: {}", buf[..n].escape_ascii())?
+                writeln!(io::stdout(), "ignored: {}", shown(&buf[..n]))?
             }
             Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(None),
             // Stopped and continued (Ctrl-Z, `fg`): Linux fails a read
@@ -194,6 +196,20 @@ fn reply_within(
     }
 }
 // ANCHOR_END: run
+
+/// How much of a datagram the client shows when it is not the reply it
+/// waits for. Anyone may send one, of up to 64 KiB, four times as many
+/// characters once escaped: how long our lines are is not for a stranger
+/// to decide (Listing 17-2's `shown`).
+const SHOWN: usize = 64;
+
+fn shown(datagram: &[u8]) -> String {
+    if datagram.len() <= SHOWN {
+        return datagram.escape_ascii().to_string();
+    }
+    let start = datagram[..SHOWN].escape_ascii();
+    format!("{start}... ({} bytes)", datagram.len())
+}
 
 /// Gives SIGPIPE back its default action: the client is a filter, and
 /// ends quietly, like `cat`, when its output goes away.

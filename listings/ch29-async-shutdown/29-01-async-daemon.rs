@@ -228,7 +228,7 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
             })?;
             let path = dir.0.join(CONFIG_FILE);
             fs::write(&path, DEFAULT_CONFIG).map_err(|err| {
-                format!("cannot write {}: {err}", path.display())
+                format!("cannot write {}: {err}", escaped(&path))
             })?;
             (path, Some(dir))
         }
@@ -236,11 +236,12 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
     let config = load(&config_path)
         .map_err(|err| format!("cannot load the configuration: {err}"))?;
     let (config, _) = watch::channel(Arc::new(config));
-    let listener = TcpListener::bind(&addrs[..])
-        .await
-        .map_err(|err| format!("cannot listen on {}: {err}", args.addr))?;
+    let listener = TcpListener::bind(&addrs[..]).await.map_err(|err| {
+        format!("cannot listen on {}: {err}", args.addr.escape_debug())
+    })?;
     let addr = listener.local_addr().map_err(|err| {
-        format!("cannot read the address of {}: {err}", args.addr)
+        let addr = args.addr.escape_debug();
+        format!("cannot read the address of {addr}: {err}")
     })?;
     // The last step that can fail, before the line that says we are
     // ready: whoever waits for that line connects at once.
@@ -249,7 +250,7 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
     let ready = writeln!(
         io::stdout(),
         "Listening on {addr} as pid {pid}; config {}",
-        config_path.display()
+        escaped(&config_path)
     );
     match ready {
         // Nobody reads our log: leave.
@@ -499,7 +500,7 @@ impl Server {
             Ok(new) => {
                 log(format_args!(
                     "Reloaded {}: greeting {:?}, delay_ms {}",
-                    path.display(),
+                    escaped(path),
                     new.greeting,
                     new.delay.as_millis()
                 ));
@@ -852,7 +853,7 @@ async fn close_gently(
 /// comments; unknown keys are errors, missing ones keep their defaults.
 fn load(path: &Path) -> Result<Config, String> {
     let text = fs::read_to_string(path)
-        .map_err(|err| format!("{}: {err}", path.display()))?;
+        .map_err(|err| format!("{}: {err}", escaped(path)))?;
     let mut config = Config {
         greeting: "hello".into(),
         delay: Duration::ZERO,
@@ -862,7 +863,7 @@ fn load(path: &Path) -> Result<Config, String> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let at = format!("{} line {}", path.display(), n + 1);
+        let at = format!("{} line {}", escaped(path), n + 1);
         let (key, value) = line
             .split_once('=')
             .ok_or_else(|| format!("{at}: expected `key = value`"))?;
@@ -924,6 +925,13 @@ fn ignore_sigxfsz() -> io::Result<()> {
             Err(io::Error::other(format!("cannot ignore SIGXFSZ: {err}")))
         }
     }
+}
+
+/// `path` as a message shows it: escaped as `str::escape_debug` escapes
+/// (a file name on Linux may hold any byte but `/` and NUL), so that a
+/// newline in it cannot start a line of its own, in the log or on stderr.
+fn escaped(path: &Path) -> String {
+    path.display().to_string().escape_debug().to_string()
 }
 
 /// A directory only we can use, removed when dropped.

@@ -57,6 +57,13 @@ fn sig_daemon_reloads_on_sighup_without_dropping_a_connection() {
 }
 
 #[test]
+fn sig_daemon_shows_a_config_path_with_a_newline_escaped_in_one_line() {
+    daemon::shows_a_config_path_with_a_newline_escaped_in_one_line(bin!(
+        "sig-daemon"
+    ));
+}
+
+#[test]
 fn sig_daemon_answers_requests_that_came_together_in_one_write() {
     daemon::answers_requests_that_came_together_in_one_write(bin!(
         "sig-daemon"
@@ -956,6 +963,71 @@ fn sig_notify_binds_itself_when_listen_fds_says_nothing_was_passed() {
         Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
     assert_eq!(out.status.code(), Some(1), "{:?}", out.stderr);
     assert_eq!(out.stderr.trim_end(), "sig-notify: LISTEN_FDS=2: want one");
+}
+
+/// What the user gives `sig-notify`, a configuration path or a variable
+/// of its environment, holding a newline, is shown escaped, `\n`, in one
+/// line: on stderr when it cannot start, in its log when it goes on.
+#[test]
+fn sig_notify_shows_a_path_or_a_variable_with_a_newline_escaped_in_one_line() {
+    let escaped = |text: &str| text.replace('\n', "\\n");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("greeting\nfake line");
+    let shown = escaped(config.to_str().unwrap());
+    let out = crate::support::run(
+        bin!("sig-notify"),
+        &["127.0.0.1:0", "--config", config.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "sig-notify: cannot read the greeting: {shown}: \
+             No such file or directory (os error 2)\n"
+        )
+    );
+    // Descriptor 3 passed, in a number with a line after it.
+    let script = "export LISTEN_PID=$$ LISTEN_FDS='2\nfake line'; exec \"$0\"";
+    let mut command = std::process::Command::new("bash");
+    command.args(["-c", script, bin!("sig-notify")]);
+    let out =
+        Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "sig-notify: LISTEN_FDS=2\\nfake line: want one\n"
+    );
+    // Started, then its file gone at the reload; and a manager's socket
+    // it cannot use, at every notification.
+    fs::write(&config, "hello\n").unwrap();
+    let socket = "run/notify\nfake line";
+    let (mut notify, _) = start_notify(
+        &[("NOTIFY_SOCKET", socket)],
+        &["--config", config.to_str().unwrap()],
+    );
+    let cannot = |state: &str| {
+        format!(
+            "Cannot tell the manager {state}: NOTIFY_SOCKET={}: only an \
+             absolute path or an @abstract name is supported",
+            escaped(socket)
+        )
+    };
+    assert_eq!(notify.next_line(), cannot("READY=1"));
+    fs::remove_file(&config).unwrap();
+    notify.signal(Signal::SIGHUP);
+    assert_eq!(notify.next_line(), cannot("RELOADING=1"));
+    assert_eq!(
+        notify.next_line(),
+        format!(
+            "Reload failed, keeping the old greeting: {shown}: \
+             No such file or directory (os error 2)"
+        )
+    );
+    assert_eq!(notify.next_line(), cannot("READY=1"));
+    notify.signal(Signal::SIGTERM);
+    assert_eq!(notify.next_line(), cannot("STOPPING=1"));
+    assert_eq!(notify.next_line(), "Got SIGTERM: stopping");
+    assert_died_of(&notify.finish(), Signal::SIGTERM);
 }
 
 #[test]

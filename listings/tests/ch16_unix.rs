@@ -636,6 +636,71 @@ fn unix_server_will_not_remove_a_file_that_is_not_a_socket() {
     assert_eq!(left, ["directory", "precious"], "no lock file beside them");
 }
 
+/// A path as `str::escape_debug` shows it: a newline as `\n`.
+fn escaped(path: &str) -> String {
+    path.replace('\n', "\\n")
+}
+
+/// A socket path holding a newline (any byte but `/` and NUL may be in a
+/// Linux file name), or an abstract name holding one, is shown escaped in
+/// one line: in the ready line, and in an error on stderr.
+#[test]
+fn unix_server_shows_a_path_with_a_newline_escaped_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir, "socket\nfake line");
+    let shown = regex::escape(&escaped(&path));
+    let mut server =
+        Listing::start(bin!("unix-server"), &[&path, "--count", "1"]);
+    server.expect(&format!("Server listening on {shown}"));
+    assert_eq!(ask(&path, "hi"), "server got: [hi]\n");
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.len(), 2, "{:?}", out.stdout);
+    // A file that is not a socket, refused in one line.
+    let file = path_in(&dir, "precious\nfake line");
+    fs::write(&file, "keep me").unwrap();
+    let why = format!("{} exists and is not a socket", escaped(&file));
+    assert_rejects(bin!("unix-server"), &[&file], &why);
+    // An abstract name says nothing of files, but is the user's text too.
+    let name = format!("{}\nfake line", abstract_name("newline"));
+    let mut server =
+        Listing::start(bin!("unix-server"), &[&name, "--count", "1"]);
+    server.expect(&format!(
+        "Server listening on {}",
+        regex::escape(&escaped(&name))
+    ));
+    assert_eq!(ask_abstract(&name[1..], "hi"), "server got: [hi]\n");
+    assert!(server.finish().status.success());
+}
+
+/// As `unix-server`: the socket's path, FILE, and a path `fetch` cannot
+/// reach, each holding a newline, are each shown escaped in one line.
+#[test]
+fn pass_fd_shows_paths_with_a_newline_escaped_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir, "pass\nfake line.sock");
+    let file = path_in(&dir, "shared\nfake line");
+    fs::write(&file, "passed\n").unwrap();
+    let args = ["serve", &path, &file, "--count", "1"];
+    let (server, address) = start(bin!("unix-pass-fd"), &args);
+    assert_eq!(address, escaped(&path));
+    let out = run(bin!("unix-pass-fd"), &["fetch", &path]);
+    assert_eq!(out.stdout, ["passed"], "{}", out.stderr);
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    // `fetch` connected: its pid, which the test cannot know beforehand.
+    let file_shown = regex::escape(&escaped(&file));
+    let sent = format!(r"^pid \d+ \(uid {}\): sent {file_shown}$", uid());
+    assert_eq!(out.stdout.len(), 2, "{:?}", out.stdout);
+    let sent = regex::Regex::new(&sent).unwrap();
+    assert!(sent.is_match(&out.stdout[1]), "{:?}", out.stdout);
+    let missing = path_in(&dir, "no\nsuch file");
+    let why = format!("{}: No such file", escaped(&missing));
+    assert_rejects(bin!("unix-pass-fd"), &["fetch", &missing], &why);
+    let args = ["serve", &path, &missing];
+    assert_rejects(bin!("unix-pass-fd"), &args, &why);
+}
+
 #[test]
 fn unix_server_makes_no_lock_file_for_a_path_that_names_no_socket() {
     // An empty path, a directory's path and a path too long for sun_path

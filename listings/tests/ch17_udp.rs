@@ -163,6 +163,58 @@ fn udp_client_ignores_a_duplicate_reply_to_an_earlier_request() {
     drop(keep_open);
 }
 
+/// A datagram that is not the reply, or the server's refusal, can be as
+/// long as UDP carries and hold any bytes: the client shows it as 17-2's
+/// log shows a request, escaped and cut after 64 bytes, in one line.
+#[test]
+fn udp_client_shows_a_long_datagram_in_one_short_escaped_line() {
+    // Linux 6.18, whose IPv4 UDP carries at most 65,507 bytes of data.
+    let fake = UdpSocket::bind("127.0.0.1:0").unwrap();
+    fake.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let addr = fake.local_addr().unwrap().to_string();
+    let keep_open = fake.try_clone().unwrap();
+    // Newlines, a quote and a byte that is not UTF-8, over and over.
+    let junk: Vec<u8> =
+        b"a\nb\"\xff".iter().copied().cycle().take(65_507).collect();
+    let mut refusal = b"error: ".to_vec();
+    refusal.extend_from_slice(&junk[..65_500]);
+    let (sent_junk, sent_refusal) = (junk.clone(), refusal.clone());
+    let server = thread::spawn(move || {
+        let mut buf = [0; 100];
+        // Request 1: the junk first, then the reply.
+        let (n, peer) = fake.recv_from(&mut buf).unwrap();
+        let reply =
+            format!("server got: [{}]", String::from_utf8_lossy(&buf[..n]));
+        fake.send_to(&sent_junk, peer).unwrap();
+        fake.send_to(reply.as_bytes(), peer).unwrap();
+        // Request 2: a refusal as long as a datagram can be.
+        let (_, peer) = fake.recv_from(&mut buf).unwrap();
+        fake.send_to(&sent_refusal, peer).unwrap();
+    });
+    let args = [addr.as_str(), "a", "b", "--timeout", "20000"];
+    let out = run(bin!("udp-request"), &args);
+    server.join().unwrap();
+    drop(keep_open);
+    let start = junk[..64].escape_ascii().to_string();
+    assert_eq!(
+        out.stdout,
+        [
+            format!("ignored: {start}... (65507 bytes)"),
+            "request 1: server got: [1 a]".to_string(),
+        ]
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let start = refusal[..64].escape_ascii().to_string();
+    assert_eq!(
+        out.stderr,
+        format!(
+            "udp-request: {addr}: request 2: the server said: \
+             {start}... (65507 bytes)\n"
+        )
+    );
+}
+
 #[test]
 fn udp_client_gives_up_after_its_tries_each_twice_as_long() {
     let (server, addr) =

@@ -34,6 +34,13 @@ fn start(args: &[&str]) -> Daemon {
 }
 
 #[test]
+fn async_daemon_shows_a_config_path_with_a_newline_escaped_in_one_line() {
+    daemon::shows_a_config_path_with_a_newline_escaped_in_one_line(bin!(
+        "async-daemon"
+    ));
+}
+
+#[test]
 fn async_daemon_reloads_on_sighup_without_dropping_a_connection() {
     daemon::reloads_on_sighup_without_dropping_a_connection(bin!(
         "async-daemon"

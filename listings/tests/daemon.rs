@@ -8,7 +8,7 @@ use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +19,7 @@ use nix::sys::signal::Signal;
 
 use crate::support::{
     Finished, Listing, PATIENCE, assert_died_of, assert_exited_with,
-    assert_rejects, blessing, children_of, default_port, have, open_fds,
+    assert_rejects, blessing, children_of, default_port, have, open_fds, run,
     runnable_time, shell, signal_in, sleeps_of, state_of, unless_blessing,
     unsent_by_server, wait_until,
 };
@@ -1097,6 +1097,54 @@ pub fn rejects_bad_arguments_and_configurations_in_one_line(bin: &str) {
         &["127.0.0.1:0", "--config", bad],
         "line 1: delay_ms: invalid digit",
     );
+}
+
+/// A configuration path holding a newline (any byte but `/` and NUL may
+/// be in a Linux file name) is shown escaped, `\n`, in one line: in the
+/// ready line, in the reload's log lines, good and bad, and in the error
+/// of a start that cannot read it.
+pub fn shows_a_config_path_with_a_newline_escaped_in_one_line(bin: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("daemon\nfake line.conf");
+    fs::write(&config, "greeting = hi\n").unwrap();
+    let shown = config.to_str().unwrap().replace('\n', "\\n");
+    let quoted = regex::escape(&shown);
+    let missing = dir.path().join("no\nsuch.conf");
+    let out = run(bin, &["127.0.0.1:0", "--config", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let name = Path::new(bin).file_name().unwrap().to_string_lossy();
+    let missing = missing.to_str().unwrap().replace('\n', "\\n");
+    assert_eq!(
+        out.stderr,
+        format!(
+            "{name}: cannot load the configuration: {missing}: \
+             No such file or directory (os error 2)\n"
+        )
+    );
+    let mut command = Command::new(bin);
+    command.args(["127.0.0.1:0", "--config", config.to_str().unwrap()]);
+    let tmp = private_tmp(&mut command);
+    let mut listing = Listing::spawn(&mut command, Stdio::piped());
+    listing.expect(&format!(r"Listening on \S+ as pid \d+; config {quoted}"));
+    fs::write(&config, "greeting = hey\n").unwrap();
+    listing.signal(Signal::SIGHUP);
+    listing
+        .expect(&format!(r#"Reloaded {quoted}: greeting "hey", delay_ms 0"#));
+    fs::write(&config, "greeting hey\n").unwrap();
+    listing.signal(Signal::SIGHUP);
+    listing.expect(&format!(
+        "Reload failed, keeping the old configuration: {quoted} line 1: \
+         expected `key = value`"
+    ));
+    listing.signal(Signal::SIGTERM);
+    let out = Daemon {
+        listing,
+        addr: "127.0.0.1:0".parse().unwrap(),
+        config,
+        tmp,
+    }
+    .finish();
+    assert_died_of(&out, Signal::SIGTERM);
 }
 
 /// Starts the daemon with its log, stdout, on a pipe, and reads its ready
