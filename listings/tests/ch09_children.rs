@@ -909,11 +909,10 @@ fn sig_jobs_in_a_terminal_keeps_the_output_conventions() {
     assert!(crate::support::group_is_gone(term.pid()));
     // Its output closed, and SIGPIPE blocked by the parent that started
     // it: the default action still ends it, without a word.
-    let (reader, writer) = std::io::pipe().expect("a pipe");
-    drop(reader);
     let mut command = Command::new("env");
     command.arg("--block-signal=PIPE").arg(bin!("sig-jobs"));
-    let mut term = Terminal::start_with_stdout(command, Some(writer.into()));
+    let stdout = crate::support::stdout_to_a_widowed_pipe(&mut command);
+    let mut term = Terminal::start_with_stdout(command, Some(stdout));
     let status = term.child.wait().unwrap();
     let sigpipe = nix::sys::signal::Signal::SIGPIPE as i32;
     assert_eq!(status.signal(), Some(sigpipe), "{status:?}");

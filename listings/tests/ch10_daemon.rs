@@ -1420,24 +1420,57 @@ fn sig_daemon_closes_gently_even_when_a_signal_interrupts_the_wait() {
     assert_died_of(&daemon.finish(), Signal::SIGTERM);
 }
 
+/// Reads `client` slowly, 4 KiB every 10 ms, until told to go on, then
+/// to its end; returns how many bytes came. A sender blocked on a full
+/// socket gives up after its write timeout (sig-notify's is one second)
+/// without a byte of progress: read a little at a time, a 16 MiB greeting
+/// goes on for most of a minute, and yet never stalls that long.
+fn read_slowly(
+    mut client: TcpStream,
+) -> (
+    std::sync::mpsc::Sender<()>,
+    std::thread::JoinHandle<std::io::Result<usize>>,
+) {
+    use std::sync::mpsc::{RecvTimeoutError, channel};
+    let (go_on, told) = channel();
+    let reader = std::thread::spawn(move || {
+        let (mut got, mut chunk) = (0, [0u8; 4096]);
+        while let Err(RecvTimeoutError::Timeout) =
+            told.recv_timeout(Duration::from_millis(10))
+        {
+            match client.read(&mut chunk)? {
+                0 => return Ok(got),
+                n => got += n,
+            }
+        }
+        let mut rest = Vec::new();
+        Ok(got + client.read_to_end(&mut rest)?)
+    });
+    (go_on, reader)
+}
+
 #[test]
 fn sig_notify_dies_of_sigterm_when_a_sighup_is_pending_too() {
-    // A greeting too big for the socket buffers, to a client that does not
-    // read it yet, holds the daemon between reading the SIGTERM from its
+    // A greeting too big for the socket buffers, to a client that reads it
+    // slowly, holds the daemon between reading the SIGTERM from its
     // signalfd and dying of it: it waits for that greeting, for at most
     // three seconds. A SIGHUP sent then stays pending. It is sent to the
     // thread (tgkill): the kernel takes a thread's own pending signals
     // before the process's, so a SIGHUP sent with `kill` would lose to
-    // the SIGTERM that `raise` sends to the thread anyway.
+    // the SIGTERM that `raise` sends to the thread anyway. A client that
+    // did not read at all until then lost the end of its greeting when a
+    // loaded machine took more than a second over these steps: the
+    // daemon's write timeout.
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("greeting");
     let big = "g".repeat(16 << 20);
     fs::write(&config, &big).unwrap();
     let (mut notify, addr) =
         start_notify(&[], &["--config", config.to_str().unwrap()]);
-    let mut client = TcpStream::connect(addr).unwrap();
+    let client = TcpStream::connect(addr).unwrap();
     client.set_read_timeout(Some(PATIENCE)).unwrap();
     client.peek(&mut [0u8; 1]).unwrap(); // The greeting has begun.
+    let (go_on, reader) = read_slowly(client);
     let pid = notify.pid();
     notify.signal(Signal::SIGTERM);
     notify.expect("Got SIGTERM: stopping");
@@ -1445,9 +1478,9 @@ fn sig_notify_dies_of_sigterm_when_a_sighup_is_pending_too() {
     wait_until("the SIGHUP to be pending", || {
         thread_pending(pid, pid.as_raw(), Signal::SIGHUP)
     });
-    let mut got = Vec::new();
-    client.read_to_end(&mut got).unwrap();
-    assert_eq!(got.len(), big.len() + 1, "the whole greeting");
+    let _ = go_on.send(()); // Gone already if the greeting ended.
+    let got = reader.join().unwrap().unwrap();
+    assert_eq!(got, big.len() + 1, "the whole greeting");
     assert_died_of(&notify.finish(), Signal::SIGTERM);
 }
 

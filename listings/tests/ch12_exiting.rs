@@ -1132,12 +1132,11 @@ fn sig_init_as_pid_1_outlives_a_closed_output() {
     if pid_namespace(&["--help"]).is_none() {
         return;
     }
-    let (read, write) = nix::unistd::pipe().unwrap();
-    drop(read);
     let mut command = std::process::Command::new("unshare");
     command.args(["--map-root-user", "--pid", "--fork", bin!("sig-init")]);
     command.arg("--forward");
-    let init = Listing::spawn(&mut command, std::process::Stdio::from(write));
+    let stdout = crate::support::stdout_to_a_widowed_pipe(&mut command);
+    let init = Listing::spawn(&mut command, stdout);
     let out = init.finish();
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     assert_eq!(out.status.code(), Some(128 + 13), "{:?}", out.status);

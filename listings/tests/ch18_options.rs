@@ -1647,16 +1647,50 @@ fn listening_port(pid: nix::unistd::Pid) -> Option<u16> {
         .map(|(port, _)| port)
 }
 
+/// The listening TCP sockets among `pid`'s descriptors, and all its
+/// sockets: where a program that makes its sockets in a known order is.
+fn listeners_and_sockets(pid: nix::unistd::Pid) -> (usize, usize) {
+    let sockets: Vec<u64> = crate::support::fds_of(pid)
+        .into_iter()
+        .filter_map(|(_, target)| {
+            target
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    let listeners = crate::support::tcp_listeners()
+        .into_iter()
+        .filter(|(_, inode)| sockets.contains(inode))
+        .count();
+    (listeners, sockets.len())
+}
+
+/// Where scene 2 of net-handover makes its `n`th connection (1 is the
+/// client the old process serves, 2 to 21 the queued ones): its one
+/// listener, the sockets of the connections before, the one it serves,
+/// and the new socket. Scene 1 never has one listener while it connects:
+/// it makes two first, and closes one after its last `connect`.
+fn handover_scene_2_connects(n: usize) -> impl Fn(nix::unistd::Pid) -> bool {
+    let sockets = 1 + n + usize::from(n > 1);
+    move |pid| listeners_and_sockets(pid) == (1, sockets)
+}
+
 /// Starts `bin` with `args` under strace, which holds the `when`th call
 /// to `call` of the listing's own process (not its children) for three
 /// seconds on its way in, and returns the listing and its pid once it is
-/// held there: `number` is the call's number (`libc::SYS_accept4`).
+/// held there: `number` is the call's number (`libc::SYS_accept4`). A
+/// listing stops in every traced call while strace looks at it, and on
+/// a loaded machine it is seen there: where earlier calls to `call` come,
+/// `at` tells the one held by the listing's state.
 fn held_at(
     bin: &str,
     args: &[&str],
     call: &str,
     number: i64,
     when: u32,
+    at: impl Fn(nix::unistd::Pid) -> bool,
 ) -> (Listing, nix::unistd::Pid) {
     let inject = format!("--inject={call}:delay_enter=3000000:when={when}");
     let mut command = std::process::Command::new("strace");
@@ -1672,6 +1706,7 @@ fn held_at(
             .copied()
             .filter(|&child| {
                 crate::support::threads_blocked_in(child, number) == 1
+                    && at(child)
             });
         pid.is_some()
     });
@@ -1695,6 +1730,7 @@ fn net_handover_scene_1_closes_a_strangers_connection_and_goes_on() {
         "accept4",
         nix::libc::SYS_accept4,
         1,
+        |_| true,
     );
     let port = listening_port(pid).expect("scene 1's new listener");
     let addr = format!("127.0.0.1:{port}");
@@ -1732,7 +1768,7 @@ fn net_handover_scene_1_closes_a_strangers_connection_and_goes_on() {
 /// listing and the stranger's connection.
 fn stranger_first(bin: &str, args: &[&str]) -> (Listing, std::net::TcpStream) {
     let (listing, pid) =
-        held_at(bin, args, "connect", nix::libc::SYS_connect, 1);
+        held_at(bin, args, "connect", nix::libc::SYS_connect, 1, |_| true);
     let port = listening_port(pid).expect("the listing's listener");
     let stranger = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stranger
@@ -1800,6 +1836,7 @@ fn net_handover_scene_2_serves_its_own_first_client_not_a_stranger() {
         "connect",
         nix::libc::SYS_connect,
         21,
+        handover_scene_2_connects(1),
     );
     let port = listening_port(pid).expect("scene 2's listener");
     let stranger = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -1821,7 +1858,7 @@ fn net_handover_scene_2_serves_its_own_first_client_not_a_stranger() {
 
 #[test]
 fn net_handover_new_process_counts_only_its_own_clients_requests() {
-    // Linux 6.18. strace holds scene 2's tenth queued client's `connect`
+    // Linux 6.18. strace holds scene 2's ninth queued client's `connect`
     // (the 30th of the program: scene 1 makes 20, scene 2's first is the
     // 21st); a stranger connects then and sends a whole request of its
     // own. The first version served it and counted it as one of its 20,
@@ -1837,6 +1874,7 @@ fn net_handover_new_process_counts_only_its_own_clients_requests() {
         "connect",
         nix::libc::SYS_connect,
         30,
+        handover_scene_2_connects(10),
     );
     let port = listening_port(pid).expect("scene 2's listener");
     let mut stranger =

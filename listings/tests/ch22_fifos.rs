@@ -511,11 +511,10 @@ fn fifo_spam_reader_refuses_a_line_longer_than_pipe_buf() {
 #[test]
 fn fifo_spam_reader_removes_its_fifo_when_its_output_goes_away() {
     let tmp = tmp();
-    let (reader, writer) = std::io::pipe().unwrap();
-    drop(reader);
     let mut command = Command::new(bin_path("fifo-spam"));
     command.arg("reader").env("TMPDIR", tmp.path());
-    let out = finish_clean(Listing::spawn(&mut command, Stdio::from(writer)));
+    let stdout = crate::support::stdout_to_a_widowed_pipe(&mut command);
+    let out = finish_clean(Listing::spawn(&mut command, stdout));
     assert!(out.status.success(), "{}", out.stderr);
     assert!(contents(tmp.path()).is_empty());
 }

@@ -954,10 +954,9 @@ fn proc_orphans_ends_by_a_signal_that_came_while_a_thread_was_refused() {
 #[test]
 fn proc_orphans_ends_by_a_signal_that_came_before_its_output_failed() {
     let (script, _dirs) = with_sigterm_pending("none --children 1 --for 60");
-    let (reader, writer) = std::io::pipe().expect("a pipe");
-    drop(reader);
     let mut command = Command::new(&script);
-    let out = finish_clean(Listing::spawn(&mut command, Stdio::from(writer)));
+    let stdout = crate::support::stdout_to_a_widowed_pipe(&mut command);
+    let out = finish_clean(Listing::spawn(&mut command, stdout));
     assert_died_of(&out, Signal::SIGTERM);
     assert_eq!(out.stderr, "", "an interrupted parent says nothing");
 }
@@ -1609,9 +1608,8 @@ fn sigaction_traced(
     if refuse.is_some() {
         return Listing::spawn(&mut command, Stdio::piped());
     }
-    let (reader, writer) = nix::unistd::pipe().expect("a pipe");
-    drop(reader);
-    Listing::spawn(&mut command, Stdio::from(writer))
+    let stdout = crate::support::stdout_to_a_widowed_pipe(&mut command);
+    Listing::spawn(&mut command, stdout)
 }
 
 /// 25-2's parent asks for PR_SET_PDEATHSIG and then checks, with

@@ -1131,11 +1131,10 @@ fn async_server_removes_its_socket_file_when_its_log_goes_away() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("server.sock");
     // A pipe whose read end is already closed: the ready line fails.
-    let (reader, writer) = std::io::pipe().unwrap();
-    drop(reader);
     let mut command = std::process::Command::new(SERVER);
     command.args(["--unix", path.to_str().unwrap()]);
-    let out = Listing::spawn(&mut command, writer.into()).finish();
+    let stdout = crate::support::stdout_to_a_widowed_pipe(&mut command);
+    let out = Listing::spawn(&mut command, stdout).finish();
     assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
     assert_eq!(out.stderr, "");
     assert!(!path.exists(), "the socket file is left behind");

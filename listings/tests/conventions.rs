@@ -9,9 +9,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
-use nix::unistd::pipe2;
 
 use crate::support::{
     ChildExt, Listing, PATIENCE, bin_path, children_of, die_with_this_thread,
@@ -535,11 +533,9 @@ fn every_listing_reaps_its_children_even_when_its_stdout_is_a_full_disk() {
 /// no process and no file behind.
 fn ends_quietly(abuse: Abuse, mut command: Command) {
     // A pipe whose read end is already closed: the first write fails.
-    // (nix's `pipe2`: std's `io::pipe` is newer than the listings' 1.85.)
-    let (reader, writer) = pipe2(OFlag::O_CLOEXEC).expect("a pipe");
-    drop(reader);
     command.args(&abuse.args);
-    let listing = Listing::spawn(&mut command, Stdio::from(writer));
+    let stdout = crate::support::stdout_to_a_widowed_pipe(&mut command);
+    let listing = Listing::spawn(&mut command, stdout);
     // Forked children too: none is left once the listing has ended.
     let out = listing.finish_clean();
     let what = format!("{} {:?}", abuse.bin, abuse.args);
@@ -767,9 +763,7 @@ fn refused_a_thread(abuse: &Abuse, closed: bool) -> Option<String> {
     plain.args(&abuse.args);
     let (mut command, _copy) = crate::support::with_thread_limit(&plain, 1)?;
     let stdout = if closed {
-        let (reader, writer) = pipe2(OFlag::O_CLOEXEC).expect("a pipe");
-        drop(reader);
-        Stdio::from(writer)
+        crate::support::stdout_to_a_widowed_pipe(&mut command)
     } else {
         Stdio::null()
     };

@@ -514,6 +514,36 @@ pub fn start_with_pending(signals: &str, bin: &str, args: &[&str]) -> Listing {
     Listing::spawn(&mut command, Stdio::piped())
 }
 
+/// Makes the child that `command` starts write its stdout into a pipe
+/// whose read end is already closed, as `| head -c0` leaves it; returns
+/// the stdout to start it with, which the pipe then replaces. The pipe is
+/// made in the child, between fork and exec. Made in the test process,
+/// with its read end closed at once, it still has a reader for a moment in
+/// any child that another test thread forks meanwhile, until that child's
+/// `exec` (or its end, without close-on-exec): a listing's first writes
+/// can succeed in that moment, and the listing then ends otherwise.
+pub fn stdout_to_a_widowed_pipe(command: &mut Command) -> Stdio {
+    // SAFETY: runs in the child between fork and exec, after its stdio is
+    // set up: `pipe2`, `close` and `dup2` are async-signal-safe system
+    // calls, nothing allocates, and an error is a raw errno.
+    unsafe {
+        command.pre_exec(|| {
+            let mut ends = [0; 2];
+            if libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(ends[0]);
+            let moved = match libc::dup2(ends[1], 1) {
+                -1 => Err(std::io::Error::last_os_error()),
+                _ => Ok(()),
+            };
+            libc::close(ends[1]);
+            moved
+        });
+    }
+    Stdio::null()
+}
+
 /// Runs a listing that ends by itself and returns what it printed.
 pub fn run(bin: &str, args: &[&str]) -> Finished {
     Listing::start(bin, args).finish()
