@@ -11,10 +11,10 @@ use crate::line_server::{
     silent_clients, start_limited, start_server, typed,
 };
 use crate::support::{
-    Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
-    cargo_run, children_of, cpu_time, default_port, have, lasting_fds, run,
-    server_end, state_of, status_kib, threads_of, unless_blessing, wait_until,
-    wchan_of,
+    Listing, POLL_CALLS, assert_matches_book, assert_rejects,
+    assert_session_matches_book, cargo_run, children_of, cpu_time,
+    default_port, have, is_poll_call, lasting_fds, run, server_end, state_of,
+    status_kib, threads_of, unless_blessing, wait_until, wchan_of,
 };
 
 // ---------------------------------------------------------------------------
@@ -71,9 +71,9 @@ fn poll_spin_polls_again_after_eintr() {
             "-o",
             "/dev/null",
             "-e",
-            "trace=poll",
+            &format!("trace={POLL_CALLS}"),
             "-e",
-            "inject=poll:error=EINTR:when=2",
+            &format!("inject={POLL_CALLS}:error=EINTR:when=2"),
             bin!("poll-spin"),
         ],
     );
@@ -445,11 +445,12 @@ fn poll_server_accepts_a_flood_a_round_at_a_time() {
     let tmp = tempfile::tempdir().unwrap();
     let trace = tmp.path().join("trace");
     let trace = trace.to_str().unwrap();
+    let calls = format!("trace={POLL_CALLS},accept4");
     let args = [
         "-o",
         trace,
         "-e",
-        "trace=poll,accept4",
+        &calls,
         bin!("poll-server"),
         "127.0.0.1:0",
         "--count",
@@ -471,7 +472,7 @@ fn poll_server_accepts_a_flood_a_round_at_a_time() {
     assert!(out.status.success(), "{}", out.stderr);
     let (mut run, mut longest) = (0, 0);
     for line in std::fs::read_to_string(trace).unwrap().lines() {
-        if line.starts_with("poll(") {
+        if is_poll_call(line) {
             run = 0;
         } else if line.starts_with("accept4(") {
             run += 1;
