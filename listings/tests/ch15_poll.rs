@@ -1054,6 +1054,61 @@ fn load_generator_names_the_step_that_failed() {
     );
 }
 
+/// Chapter 14: a program that raises its own soft limit on descriptors
+/// should hand the programs it starts the soft limit it was given, since
+/// some of them use `select`, which cannot watch a descriptor above 1023.
+/// The benchmark raises its own and starts servers: a stand-in for the
+/// first, next to a link to the benchmark, writes down the limits it got
+/// (`/proc/PID/limits`) and ends without listening, which ends the
+/// benchmark too. It once got the hard limit as its soft one.
+#[test]
+fn load_generator_hands_its_servers_the_soft_limit_it_was_given() {
+    use nix::sys::resource::{Resource, getrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    let soft = 512.min(hard / 2);
+    if soft < 64 {
+        eprintln!("skipped: a hard limit of {hard} descriptors");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let load = dir.path().join("net-load");
+    if std::fs::hard_link(bin!("net-load"), &load).is_err() {
+        let copied = std::process::Command::new("cp")
+            .arg(bin!("net-load"))
+            .arg(&load)
+            .status()
+            .unwrap();
+        assert!(copied.success());
+    }
+    crate::support::write_program(
+        &dir.path().join("tcp-threads"),
+        "#!/bin/sh\ngrep '^Max open files' /proc/$$/limits > \"${0%/*}/got\"\n",
+    );
+    let report = dir.path().join("report.out");
+    let mut command = std::process::Command::new(&load);
+    command
+        .args(["--clients", "1", "--rounds", "1", "--record"])
+        .arg(&report);
+    crate::support::with_fd_limit(&mut command, soft, hard);
+    let out =
+        Listing::spawn(&mut command, std::process::Stdio::null()).finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("tcp-threads did not say where it listens"),
+        "{}",
+        out.stderr
+    );
+    let got = std::fs::read_to_string(dir.path().join("got")).unwrap();
+    let limits: Vec<&str> = got.split_whitespace().collect();
+    // `Max open files  512  20000  files`: soft, then hard.
+    assert_eq!(
+        limits[3..5],
+        [soft.to_string(), hard.to_string()],
+        "the server's limits: {got}"
+    );
+}
+
 #[test]
 fn poll_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("poll-spin"), &["x"], "unexpected argument");
