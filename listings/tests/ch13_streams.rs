@@ -880,26 +880,52 @@ fn line_client_says_the_server_closed_when_its_request_meets_a_reset() {
 
 #[test]
 fn line_client_refuses_a_reply_without_end_from_a_hostile_server() {
-    // A server that answers with 20 MB and no newline: the client must
-    // stop at the longest reply there can be, not read it all into memory.
+    // A server that answers with at least 20 MB and no newline: the client
+    // must stop at the longest reply there can be, not read it all into
+    // memory. Its error alone cannot show that: a client that read
+    // everything and then found no newline says the same. So the server
+    // counts what it got rid of. Without reading, the kernel takes at
+    // most the client's largest receive buffer and the server's largest
+    // send buffer (`tcp_rmem` and `tcp_wmem`, the third number of each);
+    // the client closes with all that unread, its kernel resets, and the
+    // server's next write fails. The server sends more than twice what
+    // the buffers hold, so a client that read on would take it all.
+    let most = |file: &str| -> usize {
+        let text = std::fs::read_to_string(file).unwrap();
+        text.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    let buffered = most("/proc/sys/net/ipv4/tcp_rmem")
+        + most("/proc/sys/net/ipv4/tcp_wmem");
+    let chunk = 64 * 1024;
+    let total = (20 << 20).max(2 * buffered).next_multiple_of(chunk);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let server = std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().unwrap();
-        let garbage = vec![b'x'; 64 * 1024];
-        for _ in 0..320 {
-            if conn.write_all(&garbage).is_err() {
-                return;
+        conn.set_write_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let garbage = vec![b'x'; chunk];
+        let mut sent = 0;
+        while sent < total {
+            if let Err(err) = conn.write_all(&garbage) {
+                return (sent, Some(err.kind()));
             }
+            sent += chunk;
         }
+        (sent, None)
     });
     let out = run(bin!("tcp-lines"), &["client", &addr, "hello"]);
-    server.join().unwrap();
+    let (sent, failed) = server.join().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(out.stdout.is_empty(), "{} lines", out.stdout.len());
     assert_eq!(
         out.stderr.lines().collect::<Vec<_>>(),
         [format!("tcp-lines: {addr}: a reply longer than 1038 bytes")]
+    );
+    assert!(
+        failed.is_some() && sent <= buffered,
+        "the client took {sent} of {total} bytes ({buffered} fit in the \
+         buffers), and the server's writes ended with {failed:?}"
     );
 }
 
