@@ -346,6 +346,104 @@ fn length_server_refuses_a_frame_larger_than_the_maximum_before_allocating() {
     );
 }
 
+/// Waits, with the harness's patience, for the child `pid` to end, and
+/// reaps it with `wait4`: its exit code (`None` if a signal killed it)
+/// and its peak resident memory in KiB (`ru_maxrss`).
+fn reap_with_peak_memory(pid: nix::unistd::Pid) -> (Option<i32>, i64) {
+    use nix::libc;
+    let mut status = 0;
+    // SAFETY: `rusage` holds integers and `timeval`s only, for which all
+    // zeros is a value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    wait_until("the child to end", || {
+        // SAFETY: `status` and `usage` are ours to write, and `pid` is a
+        // child of this process that nothing else waits for.
+        let reaped = unsafe {
+            libc::wait4(pid.as_raw(), &mut status, libc::WNOHANG, &mut usage)
+        };
+        assert!(reaped >= 0, "wait4: {}", std::io::Error::last_os_error());
+        reaped == pid.as_raw()
+    });
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, usage.ru_maxrss)
+}
+
+#[test]
+fn length_client_refuses_a_frame_larger_than_the_maximum_before_allocating() {
+    // The server's claim is the client's problem too: a hostile server
+    // answers with a header that announces four gigabytes, and then sends
+    // 64 MiB of body as fast as the client takes it. The client must
+    // refuse the header in one line, at once. A client that allocated
+    // first (Linux hands out zeroed memory lazily) would fill its buffer
+    // as the body comes, so its peak resident memory would show it.
+    use std::os::unix::process::CommandExt;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let started = Instant::now();
+    #[expect(
+        clippy::zombie_processes,
+        reason = "reaped by `reap_with_peak_memory`, with `wait4`"
+    )]
+    let mut client = std::process::Command::new(bin!("tcp-length"))
+        .args(["client", &addr, "hello"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(client.id() as i32);
+    let _group = crate::support::KillGroupOnDrop(pid);
+    let server = std::thread::spawn(move || {
+        let mut accepted = None;
+        wait_until("the client to connect", || {
+            accepted = listener.accept().ok();
+            accepted.is_some()
+        });
+        let (mut conn, _) = accepted.unwrap();
+        conn.set_nonblocking(false).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        conn.set_write_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut request = [0; 4 + 5];
+        conn.read_exact(&mut request).unwrap();
+        assert_eq!(&request[4..], b"hello");
+        if conn.write_all(&u32::MAX.to_be_bytes()).is_err() {
+            return;
+        }
+        let body = vec![b'x'; 64 * 1024];
+        for _ in 0..1024 {
+            if conn.write_all(&body).is_err() {
+                return;
+            }
+        }
+    });
+    let (code, peak_kib) = reap_with_peak_memory(pid);
+    let took = started.elapsed();
+    server.join().unwrap();
+    let mut stderr = String::new();
+    client
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(code, Some(1), "{stderr}");
+    // A Rust program of this size peaks at a few MiB here.
+    assert!(peak_kib < 32 * 1024, "peak resident memory: {peak_kib} KiB");
+    // Before its own ten-second timeout: it waited for no body.
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(
+        stderr,
+        format!(
+            "tcp-length: {addr}: a frame of 4294967295 bytes; the most is \
+             65550\n"
+        )
+    );
+}
+
 #[test]
 fn length_server_tells_a_clean_end_from_a_frame_cut_short() {
     let (server, addr) = start_server(
