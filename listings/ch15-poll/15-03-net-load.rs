@@ -34,7 +34,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{self, Child, Command, ExitCode, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -86,8 +86,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     restore_sigpipe()?;
     let config = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Ten thousand idle connections are ten thousand descriptors here
-    // too, besides the servers' own.
+    // too, besides the servers' own. The servers get back the soft limit
+    // we were given (Chapter 14): each raises its own.
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    let _ = GIVEN_FD_LIMIT.set((soft, hard));
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
     }
@@ -553,6 +555,10 @@ fn machine() -> Result<String, Box<dyn Error>> {
     ))
 }
 
+/// The limits on descriptors this program was given, soft and hard,
+/// before it raised its own: the servers it starts get them back.
+static GIVEN_FD_LIMIT: OnceLock<(u64, u64)> = OnceLock::new();
+
 // ANCHOR: server
 /// A server under test, started from the binary of that name next to
 /// ours, on a free port, and killed when dropped.
@@ -569,6 +575,7 @@ impl Server {
     ) -> Result<Server, Box<dyn Error>> {
         let path = sibling(name)?;
         let parent = getpid();
+        let given = GIVEN_FD_LIMIT.get().copied();
         let mut command = Command::new(&path);
         command
             .arg("127.0.0.1:0")
@@ -577,11 +584,15 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         // SAFETY: between `fork` and `exec` in a program with threads,
-        // nothing may allocate or lock (Chapter 24). `prctl` and `getppid`
-        // are system calls, and an error made from an errno allocates
-        // nothing, unlike `io::Error::other`.
+        // nothing may allocate or lock (Chapter 24). `setrlimit`, `prctl`
+        // and `getppid` are system calls, and an error made from an errno
+        // allocates nothing, unlike `io::Error::other`.
         unsafe {
             command.pre_exec(move || {
+                // The soft limit we were given, not the one we raised.
+                if let Some((soft, hard)) = given {
+                    setrlimit(Resource::RLIMIT_NOFILE, soft, hard)?;
+                }
                 // The server dies with us, even if we are killed. (The
                 // signal comes when the thread that forked ends: this
                 // program starts every server from its main thread.)

@@ -1600,11 +1600,14 @@ fn server_and_client_traces_show_accept_half_close_and_the_end() {
         signals: "none",
         from: Some("socket("),
     };
+    // `poll,ppoll` as POLL_CALLS says, written out for readers to type.
     let client_trace = Trace {
-        calls: "socket,connect,poll,sendto,shutdown,recvfrom,close,write",
+        calls: "socket,connect,poll,ppoll,sendto,shutdown,recvfrom,close,\
+                write",
         signals: "none",
         from: Some("socket("),
     };
+    assert!(client_trace.calls.contains(crate::support::POLL_CALLS));
     let server_args = ["server", "--count", "1"];
     let mut server = Listing::start_traced(
         bin!("socket-modes"),

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::support::{
-    Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
-    cargo_run, have, pending_signals, run, shell, start_with_pending, state_of,
-    wait_until,
+    Listing, POLL_CALLS, assert_matches_book, assert_rejects,
+    assert_session_matches_book, cargo_run, have, pending_signals, run, shell,
+    start_with_pending, state_of, wait_until,
 };
 
 #[test]
@@ -331,9 +331,9 @@ fn sig_signalfd_polls_again_when_poll_fails_with_eintr() {
             "-o",
             "/dev/null",
             "-e",
-            "trace=poll,ppoll",
+            &format!("trace={POLL_CALLS}"),
             "-e",
-            "inject=poll,ppoll:error=EINTR:when=2..4",
+            &format!("inject={POLL_CALLS}:error=EINTR:when=2..4"),
             bin!("sig-signalfd"),
             "--count",
             "1",

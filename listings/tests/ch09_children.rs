@@ -7,8 +7,9 @@ use std::process::{Command, Stdio};
 use nix::unistd::Pid;
 
 use crate::support::{
-    Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
-    bin_path, cargo_run, forked_and_reaped, have, run, shell, state_of,
+    Listing, POLL_CALLS, assert_matches_book, assert_rejects,
+    assert_session_matches_book, bin_path, cargo_run, forked_and_reaped, have,
+    run, shell, state_of,
 };
 
 #[test]
@@ -1099,9 +1100,9 @@ fn sig_pidfd_polls_again_when_poll_fails_with_eintr() {
     }
     let out = run_traced_quietly(&[
         "-e",
-        "trace=poll,ppoll",
+        &format!("trace={POLL_CALLS}"),
         "-e",
-        "inject=poll,ppoll:error=EINTR:when=2..3",
+        &format!("inject={POLL_CALLS}:error=EINTR:when=2..3"),
         bin!("sig-pidfd"),
     ]);
     assert!(out.status.success(), "{}", out.stderr);

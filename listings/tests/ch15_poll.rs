@@ -11,10 +11,10 @@ use crate::line_server::{
     silent_clients, start_limited, start_server, typed,
 };
 use crate::support::{
-    Listing, assert_matches_book, assert_rejects, assert_session_matches_book,
-    cargo_run, children_of, cpu_time, default_port, have, lasting_fds, run,
-    server_end, state_of, status_kib, threads_of, unless_blessing, wait_until,
-    wchan_of,
+    Listing, POLL_CALLS, assert_matches_book, assert_rejects,
+    assert_session_matches_book, cargo_run, children_of, cpu_time,
+    default_port, have, is_poll_call, lasting_fds, run, server_end, state_of,
+    status_kib, threads_of, unless_blessing, wait_until, wchan_of,
 };
 
 // ---------------------------------------------------------------------------
@@ -71,9 +71,9 @@ fn poll_spin_polls_again_after_eintr() {
             "-o",
             "/dev/null",
             "-e",
-            "trace=poll",
+            &format!("trace={POLL_CALLS}"),
             "-e",
-            "inject=poll:error=EINTR:when=2",
+            &format!("inject={POLL_CALLS}:error=EINTR:when=2"),
             bin!("poll-spin"),
         ],
     );
@@ -445,11 +445,12 @@ fn poll_server_accepts_a_flood_a_round_at_a_time() {
     let tmp = tempfile::tempdir().unwrap();
     let trace = tmp.path().join("trace");
     let trace = trace.to_str().unwrap();
+    let calls = format!("trace={POLL_CALLS},accept4");
     let args = [
         "-o",
         trace,
         "-e",
-        "trace=poll,accept4",
+        &calls,
         bin!("poll-server"),
         "127.0.0.1:0",
         "--count",
@@ -471,7 +472,7 @@ fn poll_server_accepts_a_flood_a_round_at_a_time() {
     assert!(out.status.success(), "{}", out.stderr);
     let (mut run, mut longest) = (0, 0);
     for line in std::fs::read_to_string(trace).unwrap().lines() {
-        if line.starts_with("poll(") {
+        if is_poll_call(line) {
             run = 0;
         } else if line.starts_with("accept4(") {
             run += 1;
@@ -1050,6 +1051,61 @@ fn load_generator_names_the_step_that_failed() {
         ),
         "{}",
         out.stderr
+    );
+}
+
+/// Chapter 14: a program that raises its own soft limit on descriptors
+/// should hand the programs it starts the soft limit it was given, since
+/// some of them use `select`, which cannot watch a descriptor above 1023.
+/// The benchmark raises its own and starts servers: a stand-in for the
+/// first, next to a link to the benchmark, writes down the limits it got
+/// (`/proc/PID/limits`) and ends without listening, which ends the
+/// benchmark too. It once got the hard limit as its soft one.
+#[test]
+fn load_generator_hands_its_servers_the_soft_limit_it_was_given() {
+    use nix::sys::resource::{Resource, getrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    let soft = 512.min(hard / 2);
+    if soft < 64 {
+        eprintln!("skipped: a hard limit of {hard} descriptors");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let load = dir.path().join("net-load");
+    if std::fs::hard_link(bin!("net-load"), &load).is_err() {
+        let copied = std::process::Command::new("cp")
+            .arg(bin!("net-load"))
+            .arg(&load)
+            .status()
+            .unwrap();
+        assert!(copied.success());
+    }
+    crate::support::write_program(
+        &dir.path().join("tcp-threads"),
+        "#!/bin/sh\ngrep '^Max open files' /proc/$$/limits > \"${0%/*}/got\"\n",
+    );
+    let report = dir.path().join("report.out");
+    let mut command = std::process::Command::new(&load);
+    command
+        .args(["--clients", "1", "--rounds", "1", "--record"])
+        .arg(&report);
+    crate::support::with_fd_limit(&mut command, soft, hard);
+    let out =
+        Listing::spawn(&mut command, std::process::Stdio::null()).finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("tcp-threads did not say where it listens"),
+        "{}",
+        out.stderr
+    );
+    let got = std::fs::read_to_string(dir.path().join("got")).unwrap();
+    let limits: Vec<&str> = got.split_whitespace().collect();
+    // `Max open files  512  20000  files`: soft, then hard.
+    assert_eq!(
+        limits[3..5],
+        [soft.to_string(), hard.to_string()],
+        "the server's limits: {got}"
     );
 }
 
