@@ -759,7 +759,7 @@ fn parse_args() -> Result<(Option<Duration>, Vec<Vec<OsString>>), lexopt::Error>
                 words.push(first);
                 words.extend(args.raw_args()?);
             }
-            _ => return Err(arg.unexpected()),
+            _ => return Err(unexpected(arg)),
         }
     }
     let stages: Vec<Vec<OsString>> = words
@@ -770,5 +770,17 @@ fn parse_args() -> Result<(Option<Duration>, Vec<Vec<OsString>>), lexopt::Error>
         return Err("every stage needs a command".into());
     }
     Ok((timeout, stages))
+}
+
+/// lexopt's error for an argument we did not expect, with an unknown
+/// option escaped as lexopt escapes a value: a newline the user typed in
+/// it must not start a second line of error.
+fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
+    match arg.unexpected() {
+        lexopt::Error::UnexpectedOption(option) => {
+            format!("invalid option '{}'", option.escape_debug()).into()
+        }
+        other => other,
+    }
 }
 // ANCHOR_END: whole

@@ -1707,3 +1707,41 @@ fn every_listing_that_resolves_an_address_reports_a_bad_one_in_one_line() {
         }
     }
 }
+
+/// Whether `out` is a failure reported in exactly one line of `name`'s
+/// that shows `shown`, the user's text escaped.
+fn one_line_showing(
+    name: &str,
+    out: &crate::support::Finished,
+    shown: &str,
+) -> bool {
+    !out.status.success()
+        && out.stderr.ends_with('\n')
+        && out.stderr.matches('\n').count() == 1
+        && out.stderr.starts_with(&format!("{name}: "))
+        && out.stderr.contains(shown)
+}
+
+/// Options no listing knows, each with a newline in it.
+const UNKNOWN_OPTIONS: [&str; 2] = ["--a\nb", "-\n"];
+
+/// "It explains a mistake in one line", whatever the user typed. lexopt
+/// quotes a bad value escaped but an unknown option as it came, so each
+/// listing's `unexpected` escapes the option itself: a newline in it must
+/// not start a second line that looks like one of the listing's own.
+#[test]
+fn every_listing_reports_an_unknown_option_in_one_line() {
+    let mut failures = Vec::new();
+    for name in runnable_listings() {
+        for option in UNKNOWN_OPTIONS {
+            let mut command = Command::new(bin_path(&name));
+            command.arg(option);
+            let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+            let shown = format!("'{}'", option.escape_debug());
+            if !one_line_showing(&name, &out, &shown) {
+                failures.push(format!("{name} {option:?}: {:?}", out.stderr));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
