@@ -352,7 +352,9 @@ fn parse_args() -> Result<(Mode, Option<String>), lexopt::Error> {
             return Err("only the server takes --count".into());
         }
         (Some(other), _) => {
-            return Err(format!("unknown mode '{other}'").into());
+            return Err(
+                format!("unknown mode '{}'", other.escape_debug()).into()
+            );
         }
         (None, _) => return Err("which mode?".into()),
     };

@@ -266,7 +266,11 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     "sigwait" => Method::Sigwait,
                     "timedwait" => Method::Timedwait,
                     other => {
-                        return Err(format!("unknown method '{other}'").into());
+                        return Err(format!(
+                            "unknown method '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
                     }
                 });
             }

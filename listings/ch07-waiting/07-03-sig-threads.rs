@@ -196,7 +196,11 @@ fn parse_args() -> Result<(Mode, Option<u64>), lexopt::Error> {
                     "sigwait" => Mode::Sigwait,
                     "sigwait-late" => Mode::SigwaitLate,
                     other => {
-                        return Err(format!("unknown mode '{other}'").into());
+                        return Err(format!(
+                            "unknown mode '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
                     }
                 });
             }

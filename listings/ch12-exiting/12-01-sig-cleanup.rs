@@ -274,7 +274,11 @@ fn parse_args() -> Result<(End, PathBuf), lexopt::Error> {
                     "return" => End::Return,
                     "reraise" => End::Reraise,
                     other => {
-                        return Err(format!("unknown end '{other}'").into());
+                        return Err(format!(
+                            "unknown end '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
                     }
                 });
             }

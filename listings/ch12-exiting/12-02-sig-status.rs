@@ -249,7 +249,11 @@ fn parse_args() -> Result<Option<bool>, lexopt::Error> {
                     "exit130" => false,
                     "reraise" => true,
                     other => {
-                        return Err(format!("unknown child '{other}'").into());
+                        return Err(format!(
+                            "unknown child '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
                     }
                 });
             }

@@ -86,7 +86,7 @@ fn run_case(name: &str, steps: &Steps) -> Result<(), String> {
     match name {
         "flag_is_set_by_sigusr1" => flag_is_set_by_sigusr1(steps),
         "sigusr1_can_be_ignored" => sigusr1_can_be_ignored(steps),
-        other => Err(format!("no test named {other}")),
+        other => Err(format!("no test named '{}'", other.escape_debug())),
     }
 }
 
@@ -188,7 +188,16 @@ fn parse_args() -> Result<How, lexopt::Error> {
     while let Some(arg) = args.next()? {
         match arg {
             Long("isolate") => how = How::Isolate,
-            Long("case") => how = How::Case(args.value()?.string()?),
+            Long("case") => {
+                let name = args.value()?.string()?;
+                // Checked here, where a mistake is the user's and is
+                // reported as one, not as a failed test.
+                if !CASES.contains(&name.as_str()) {
+                    let name = name.escape_debug();
+                    return Err(format!("no test named '{name}'").into());
+                }
+                how = How::Case(name);
+            }
             Short('h') | Long("help") => {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);

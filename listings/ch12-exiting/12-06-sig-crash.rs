@@ -177,7 +177,9 @@ fn crash(case: &str) -> Result<(), Box<dyn Error>> {
             SigSet::from(Signal::SIGQUIT).thread_unblock()?;
             raise(Signal::SIGQUIT).map_err(Into::into)
         }
-        other => Err(format!("no case named {other}").into()),
+        other => {
+            Err(format!("no case named '{}'", other.escape_debug()).into())
+        }
     }
 }
 

@@ -469,7 +469,11 @@ fn parse_args() -> Result<(Mode, String), lexopt::Error> {
             return Err("only the server takes --count".into());
         }
         Some("client") => Mode::Client { lines },
-        Some(other) => return Err(format!("unknown mode '{other}'").into()),
+        Some(other) => {
+            return Err(
+                format!("unknown mode '{}'", other.escape_debug()).into()
+            );
+        }
         None => return Err("which mode?".into()),
     };
     Ok((mode, spec.unwrap_or_else(|| DEFAULT_ADDR.into())))

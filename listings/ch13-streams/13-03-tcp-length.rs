@@ -472,7 +472,11 @@ fn parse_args() -> Result<(Mode, String), lexopt::Error> {
             return Err("the client needs HOST:PORT".into());
         }
         Some("client") => Mode::Client { messages },
-        Some(other) => return Err(format!("unknown mode '{other}'").into()),
+        Some(other) => {
+            return Err(
+                format!("unknown mode '{}'", other.escape_debug()).into()
+            );
+        }
         None => return Err("which mode?".into()),
     };
     Ok((mode, spec.unwrap_or_else(|| DEFAULT_ADDR.into())))

@@ -506,7 +506,9 @@ fn parse_args() -> Result<Mode, lexopt::Error> {
         (Some("fetch"), [path], None) => Ok(Mode::Fetch { path: path.into() }),
         (Some("serve"), _, _) => Err("serve needs PATH and FILE".into()),
         (Some("fetch"), _, _) => Err("fetch needs PATH, and no --count".into()),
-        (Some(other), _, _) => Err(format!("unknown mode '{other}'").into()),
+        (Some(other), _, _) => {
+            Err(format!("unknown mode '{}'", other.escape_debug()).into())
+        }
         (None, _, _) => Err("which mode?".into()),
     }
 }

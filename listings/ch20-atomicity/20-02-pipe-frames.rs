@@ -259,7 +259,11 @@ fn parse_args() -> Result<Framing, lexopt::Error> {
                     "cut-line" => Framing::CutLine,
                     "huge" => Framing::Huge,
                     other => {
-                        return Err(format!("unknown framing '{other}'").into());
+                        return Err(format!(
+                            "unknown framing '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
                     }
                 });
             }

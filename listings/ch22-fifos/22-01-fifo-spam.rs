@@ -437,7 +437,9 @@ fn parse_args() -> Result<(Role, Option<usize>), lexopt::Error> {
             return Err("a writer takes the FIFO's path, not --fifo".into());
         }
         (Some(other), _, _) => {
-            return Err(format!("unknown mode '{other}'").into());
+            return Err(
+                format!("unknown mode '{}'", other.escape_debug()).into()
+            );
         }
         (None, _, _) => return Err("reader or writer?".into()),
     };

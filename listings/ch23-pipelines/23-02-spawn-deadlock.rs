@@ -261,7 +261,11 @@ fn parse_args() -> Result<(Way, usize, Duration), lexopt::Error> {
                     "thread" => Way::Thread,
                     "output" => Way::Output,
                     other => {
-                        return Err(format!("unknown way '{other}'").into());
+                        return Err(format!(
+                            "unknown way '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
                     }
                 });
             }

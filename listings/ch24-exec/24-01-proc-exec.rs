@@ -433,7 +433,11 @@ fn parse_args() -> Result<bool, lexopt::Error> {
                     "command" => false,
                     "fork" => true,
                     other => {
-                        return Err(format!("unknown way '{other}'").into());
+                        return Err(format!(
+                            "unknown way '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
                     }
                 });
             }

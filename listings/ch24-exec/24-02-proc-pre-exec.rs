@@ -243,7 +243,11 @@ fn parse_args() -> Result<Demo, lexopt::Error> {
             (demo @ ("alarm" | "lock"), Some(_)) => {
                 return Err(format!("{demo} takes no argument").into());
             }
-            (other, _) => return Err(format!("unknown demo '{other}'").into()),
+            (other, _) => {
+                return Err(
+                    format!("unknown demo '{}'", other.escape_debug()).into()
+                );
+            }
         },
         (None, _) => return Err("alarm, chdir DIR or lock?".into()),
     };

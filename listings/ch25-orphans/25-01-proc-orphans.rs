@@ -630,7 +630,11 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     "pipe" => Way::Pipe,
                     "group" => Way::Group,
                     other => {
-                        return Err(format!("unknown way '{other}'").into());
+                        return Err(format!(
+                            "unknown way '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
                     }
                 });
             }

@@ -336,7 +336,11 @@ fn parse_args() -> Result<bool, lexopt::Error> {
                     "leader" => true,
                     "other" => false,
                     other => {
-                        return Err(format!("unknown member '{other}'").into());
+                        return Err(format!(
+                            "unknown member '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
                     }
                 };
             }

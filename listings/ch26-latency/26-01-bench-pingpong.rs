@@ -869,7 +869,13 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     "signal" => Via::Signal,
                     "eventfd" => Via::Eventfd,
                     "shm" => Via::Shm,
-                    other => return Err(format!("no --via {other}").into()),
+                    other => {
+                        return Err(format!(
+                            "no --via '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
+                    }
                 }
             }
             Long("cpus") => {
@@ -877,14 +883,26 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     "same" => Cpus::Same,
                     "different" => Cpus::Different,
                     "any" => Cpus::Any,
-                    other => return Err(format!("no --cpus {other}").into()),
+                    other => {
+                        return Err(format!(
+                            "no --cpus '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
+                    }
                 }
             }
             Long("wait") => {
                 parsed.wait = match args.value()?.string()?.as_str() {
                     "block" => Wait::Block,
                     "spin" => Wait::Spin,
-                    other => return Err(format!("no --wait {other}").into()),
+                    other => {
+                        return Err(format!(
+                            "no --wait '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
+                    }
                 }
             }
             Long("count") => parsed.count = args.value()?.parse()?,

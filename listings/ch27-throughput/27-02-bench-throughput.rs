@@ -579,7 +579,13 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     "tcp" => Via::Tcp,
                     "vmsplice" => Via::Vmsplice,
                     "splice" => Via::Splice,
-                    other => return Err(format!("no --via {other}").into()),
+                    other => {
+                        return Err(format!(
+                            "no --via '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
+                    }
                 }
             }
             Long("cpus") => {
@@ -587,7 +593,13 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     "same" => Cpus::Same,
                     "different" => Cpus::Different,
                     "any" => Cpus::Any,
-                    other => return Err(format!("no --cpus {other}").into()),
+                    other => {
+                        return Err(format!(
+                            "no --cpus '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
+                    }
                 }
             }
             Long("bytes") => {

@@ -299,7 +299,11 @@ fn parse_args() -> Result<(Way, usize, Duration), lexopt::Error> {
                     "keep-stdin" => Way::KeepStdin,
                     "join" => Way::Join,
                     other => {
-                        return Err(format!("unknown way '{other}'").into());
+                        return Err(format!(
+                            "unknown way '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
                     }
                 });
             }

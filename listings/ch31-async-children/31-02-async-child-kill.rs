@@ -561,7 +561,11 @@ fn parse_args() -> Result<(Way, Duration, bool), lexopt::Error> {
                     "timeout" => Way::Timeout,
                     "pipe" => Way::Pipe,
                     other => {
-                        return Err(format!("unknown way '{other}'").into());
+                        return Err(format!(
+                            "unknown way '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
                     }
                 });
             }

@@ -489,7 +489,11 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     "block-in-place" => Fix::BlockInPlace,
                     "async" => Fix::Async,
                     other => {
-                        return Err(format!("unknown fix '{other}'").into());
+                        return Err(format!(
+                            "unknown fix '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
                     }
                 };
             }
@@ -499,7 +503,11 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     "read" => Way::Read,
                     "signal" => Way::Signal,
                     other => {
-                        return Err(format!("unknown way '{other}'").into());
+                        return Err(format!(
+                            "unknown way '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
                     }
                 });
             }

@@ -213,7 +213,11 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     "compute" => Way::Compute,
                     "repeat" => Way::Repeat,
                     other => {
-                        return Err(format!("unknown way '{other}'").into());
+                        return Err(format!(
+                            "unknown way '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
                     }
                 };
                 way_seen = true;
