@@ -397,7 +397,10 @@ fn send_notification(state: &str) -> io::Result<()> {
         // systemd also reads `vsock:CID:PORT`, for a virtual machine's
         // manager; we speak AF_UNIX only, and a relative path it refuses.
         _ => {
+            // Escaped: the value is the environment's, and may hold a
+            // newline that would start a second line of log.
             let socket = socket.to_string_lossy();
+            let socket = socket.escape_debug();
             return Err(io::Error::other(format!(
                 "NOTIFY_SOCKET={socket}: only an absolute path \
                  or an @abstract name is supported"
@@ -427,6 +430,7 @@ fn activated() -> Result<Option<TcpListener>, Box<dyn Error>> {
         None | Some("0") => return Ok(None),
         Some("1") => {}
         Some(other) => {
+            let other = other.escape_debug();
             return Err(format!("LISTEN_FDS={other}: want one").into());
         }
     }

@@ -632,7 +632,9 @@ fn interrupted(statuses: &[ExitStatus]) -> i32 {
 fn pipefail(stages: &[Vec<OsString>], statuses: &[ExitStatus]) -> ExitCode {
     let mut code = 0;
     for (stage, status) in stages.iter().zip(statuses) {
+        // Escaped: a newline in the name must not start a line.
         let name = stage[0].to_string_lossy();
+        let name = name.escape_debug();
         if let Some(signal) = status.signal() {
             // A real-time signal (SIGRTMIN and above) has no name in nix.
             match Signal::try_from(signal) {
