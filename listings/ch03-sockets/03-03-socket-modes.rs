@@ -341,7 +341,7 @@ fn parse_args() -> Result<(Mode, Option<String>), lexopt::Error> {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
-            _ => return Err(arg.unexpected()),
+            _ => return Err(unexpected(arg)),
         }
     }
     let mode = match (mode.as_deref(), count) {
@@ -352,10 +352,24 @@ fn parse_args() -> Result<(Mode, Option<String>), lexopt::Error> {
             return Err("only the server takes --count".into());
         }
         (Some(other), _) => {
-            return Err(format!("unknown mode '{other}'").into());
+            return Err(
+                format!("unknown mode '{}'", other.escape_debug()).into()
+            );
         }
         (None, _) => return Err("which mode?".into()),
     };
     Ok((mode, spec))
+}
+
+/// lexopt's error for an argument we did not expect, with an unknown
+/// option escaped as lexopt escapes a value: a newline the user typed in
+/// it must not start a second line of error.
+fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
+    match arg.unexpected() {
+        lexopt::Error::UnexpectedOption(option) => {
+            format!("invalid option '{}'", option.escape_debug()).into()
+        }
+        other => other,
+    }
 }
 // ANCHOR_END: whole

@@ -266,7 +266,11 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     "sigwait" => Method::Sigwait,
                     "timedwait" => Method::Timedwait,
                     other => {
-                        return Err(format!("unknown method '{other}'").into());
+                        return Err(format!(
+                            "unknown method '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
                     }
                 });
             }
@@ -274,7 +278,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
-            _ => return Err(arg.unexpected()),
+            _ => return Err(unexpected(arg)),
         }
     }
     parsed.method = method.ok_or("which method?")?;
@@ -286,5 +290,17 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         return Err("--timeout-secs must be at least 1".into());
     }
     Ok(parsed)
+}
+
+/// lexopt's error for an argument we did not expect, with an unknown
+/// option escaped as lexopt escapes a value: a newline the user typed in
+/// it must not start a second line of error.
+fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
+    match arg.unexpected() {
+        lexopt::Error::UnexpectedOption(option) => {
+            format!("invalid option '{}'", option.escape_debug()).into()
+        }
+        other => other,
+    }
 }
 // ANCHOR_END: whole

@@ -397,6 +397,8 @@ fn send_notification(state: &str) -> io::Result<()> {
         // systemd also reads `vsock:CID:PORT`, for a virtual machine's
         // manager; we speak AF_UNIX only, and a relative path it refuses.
         _ => {
+            // Escaped: the value is the environment's, and may hold a
+            // newline that would start a second line of log.
             let socket = socket.to_string_lossy();
             let socket = socket.escape_debug();
             return Err(io::Error::other(format!(
@@ -680,9 +682,21 @@ fn parse_args() -> Result<(String, Option<PathBuf>), lexopt::Error> {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
-            _ => return Err(arg.unexpected()),
+            _ => return Err(unexpected(arg)),
         }
     }
     Ok((addr.unwrap_or_else(|| DEFAULT_ADDR.into()), config))
+}
+
+/// lexopt's error for an argument we did not expect, with an unknown
+/// option escaped as lexopt escapes a value: a newline the user typed in
+/// it must not start a second line of error.
+fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
+    match arg.unexpected() {
+        lexopt::Error::UnexpectedOption(option) => {
+            format!("invalid option '{}'", option.escape_debug()).into()
+        }
+        other => other,
+    }
 }
 // ANCHOR_END: whole

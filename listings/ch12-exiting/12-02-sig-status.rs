@@ -249,7 +249,11 @@ fn parse_args() -> Result<Option<bool>, lexopt::Error> {
                     "exit130" => false,
                     "reraise" => true,
                     other => {
-                        return Err(format!("unknown child '{other}'").into());
+                        return Err(format!(
+                            "unknown child '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
                     }
                 });
             }
@@ -257,9 +261,21 @@ fn parse_args() -> Result<Option<bool>, lexopt::Error> {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
-            _ => return Err(arg.unexpected()),
+            _ => return Err(unexpected(arg)),
         }
     }
     Ok(child)
+}
+
+/// lexopt's error for an argument we did not expect, with an unknown
+/// option escaped as lexopt escapes a value: a newline the user typed in
+/// it must not start a second line of error.
+fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
+    match arg.unexpected() {
+        lexopt::Error::UnexpectedOption(option) => {
+            format!("invalid option '{}'", option.escape_debug()).into()
+        }
+        other => other,
+    }
 }
 // ANCHOR_END: whole

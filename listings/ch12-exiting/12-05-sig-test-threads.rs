@@ -86,7 +86,7 @@ fn run_case(name: &str, steps: &Steps) -> Result<(), String> {
     match name {
         "flag_is_set_by_sigusr1" => flag_is_set_by_sigusr1(steps),
         "sigusr1_can_be_ignored" => sigusr1_can_be_ignored(steps),
-        other => Err(format!("no test named {other}")),
+        other => Err(format!("no test named '{}'", other.escape_debug())),
     }
 }
 
@@ -188,14 +188,35 @@ fn parse_args() -> Result<How, lexopt::Error> {
     while let Some(arg) = args.next()? {
         match arg {
             Long("isolate") => how = How::Isolate,
-            Long("case") => how = How::Case(args.value()?.string()?),
+            Long("case") => {
+                let name = args.value()?.string()?;
+                // Checked here, where a mistake is the user's and is
+                // reported as one, not as a failed test.
+                if !CASES.contains(&name.as_str()) {
+                    let name = name.escape_debug();
+                    return Err(format!("no test named '{name}'").into());
+                }
+                how = How::Case(name);
+            }
             Short('h') | Long("help") => {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
-            _ => return Err(arg.unexpected()),
+            _ => return Err(unexpected(arg)),
         }
     }
     Ok(how)
+}
+
+/// lexopt's error for an argument we did not expect, with an unknown
+/// option escaped as lexopt escapes a value: a newline the user typed in
+/// it must not start a second line of error.
+fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
+    match arg.unexpected() {
+        lexopt::Error::UnexpectedOption(option) => {
+            format!("invalid option '{}'", option.escape_debug()).into()
+        }
+        other => other,
+    }
 }
 // ANCHOR_END: whole

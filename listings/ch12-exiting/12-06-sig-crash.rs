@@ -177,7 +177,9 @@ fn crash(case: &str) -> Result<(), Box<dyn Error>> {
             SigSet::from(Signal::SIGQUIT).thread_unblock()?;
             raise(Signal::SIGQUIT).map_err(Into::into)
         }
-        other => Err(format!("no case named {other}").into()),
+        other => {
+            Err(format!("no case named '{}'", other.escape_debug()).into())
+        }
     }
 }
 
@@ -283,10 +285,22 @@ fn parse_args() -> Result<Option<String>, lexopt::Error> {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
-            _ => return Err(arg.unexpected()),
+            _ => return Err(unexpected(arg)),
         }
     }
     Ok(case)
+}
+
+/// lexopt's error for an argument we did not expect, with an unknown
+/// option escaped as lexopt escapes a value: a newline the user typed in
+/// it must not start a second line of error.
+fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
+    match arg.unexpected() {
+        lexopt::Error::UnexpectedOption(option) => {
+            format!("invalid option '{}'", option.escape_debug()).into()
+        }
+        other => other,
+    }
 }
 
 // ANCHOR_END: whole

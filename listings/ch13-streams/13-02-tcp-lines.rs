@@ -459,7 +459,7 @@ fn parse_args() -> Result<(Mode, String), lexopt::Error> {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
-            _ => return Err(arg.unexpected()),
+            _ => return Err(unexpected(arg)),
         }
     }
     let mode = match mode.as_deref() {
@@ -469,9 +469,25 @@ fn parse_args() -> Result<(Mode, String), lexopt::Error> {
             return Err("only the server takes --count".into());
         }
         Some("client") => Mode::Client { lines },
-        Some(other) => return Err(format!("unknown mode '{other}'").into()),
+        Some(other) => {
+            return Err(
+                format!("unknown mode '{}'", other.escape_debug()).into()
+            );
+        }
         None => return Err("which mode?".into()),
     };
     Ok((mode, spec.unwrap_or_else(|| DEFAULT_ADDR.into())))
+}
+
+/// lexopt's error for an argument we did not expect, with an unknown
+/// option escaped as lexopt escapes a value: a newline the user typed in
+/// it must not start a second line of error.
+fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
+    match arg.unexpected() {
+        lexopt::Error::UnexpectedOption(option) => {
+            format!("invalid option '{}'", option.escape_debug()).into()
+        }
+        other => other,
+    }
 }
 // ANCHOR_END: whole

@@ -500,7 +500,7 @@ fn parse_args() -> Result<Mode, lexopt::Error> {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
-            _ => return Err(arg.unexpected()),
+            _ => return Err(unexpected(arg)),
         }
     }
     let rest = words.get(1..).unwrap_or_default();
@@ -513,8 +513,22 @@ fn parse_args() -> Result<Mode, lexopt::Error> {
         (Some("fetch"), [path], None) => Ok(Mode::Fetch { path: path.into() }),
         (Some("serve"), _, _) => Err("serve needs PATH and FILE".into()),
         (Some("fetch"), _, _) => Err("fetch needs PATH, and no --count".into()),
-        (Some(other), _, _) => Err(format!("unknown mode '{other}'").into()),
+        (Some(other), _, _) => {
+            Err(format!("unknown mode '{}'", other.escape_debug()).into())
+        }
         (None, _, _) => Err("which mode?".into()),
+    }
+}
+
+/// lexopt's error for an argument we did not expect, with an unknown
+/// option escaped as lexopt escapes a value: a newline the user typed in
+/// it must not start a second line of error.
+fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
+    match arg.unexpected() {
+        lexopt::Error::UnexpectedOption(option) => {
+            format!("invalid option '{}'", option.escape_debug()).into()
+        }
+        other => other,
     }
 }
 // ANCHOR_END: whole

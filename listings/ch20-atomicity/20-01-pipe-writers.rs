@@ -263,7 +263,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
-            _ => return Err(arg.unexpected()),
+            _ => return Err(unexpected(arg)),
         }
     }
     if !(1..=26).contains(&args.writers) {
@@ -279,6 +279,18 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         return Err("--writes times --size is too large".into());
     }
     Ok(args)
+}
+
+/// lexopt's error for an argument we did not expect, with an unknown
+/// option escaped as lexopt escapes a value: a newline the user typed in
+/// it must not start a second line of error.
+fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
+    match arg.unexpected() {
+        lexopt::Error::UnexpectedOption(option) => {
+            format!("invalid option '{}'", option.escape_debug()).into()
+        }
+        other => other,
+    }
 }
 
 /// Gives SIGCHLD its default action back. A parent that left it ignored

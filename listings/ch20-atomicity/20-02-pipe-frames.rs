@@ -274,7 +274,11 @@ fn parse_args() -> Result<Framing, lexopt::Error> {
                     "cut-line" => Framing::CutLine,
                     "huge" => Framing::Huge,
                     other => {
-                        return Err(format!("unknown framing '{other}'").into());
+                        return Err(format!(
+                            "unknown framing '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
                     }
                 });
             }
@@ -282,10 +286,22 @@ fn parse_args() -> Result<Framing, lexopt::Error> {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
-            _ => return Err(arg.unexpected()),
+            _ => return Err(unexpected(arg)),
         }
     }
     framing.ok_or_else(|| "which framing?".into())
+}
+
+/// lexopt's error for an argument we did not expect, with an unknown
+/// option escaped as lexopt escapes a value: a newline the user typed in
+/// it must not start a second line of error.
+fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
+    match arg.unexpected() {
+        lexopt::Error::UnexpectedOption(option) => {
+            format!("invalid option '{}'", option.escape_debug()).into()
+        }
+        other => other,
+    }
 }
 
 /// Gives SIGCHLD its default action back. A parent that left it ignored

@@ -421,7 +421,7 @@ fn parse_args() -> Result<(Role, Option<usize>), lexopt::Error> {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
-            _ => return Err(arg.unexpected()),
+            _ => return Err(unexpected(arg)),
         }
     }
     let mode = match (mode.as_deref(), path, fifo) {
@@ -437,10 +437,24 @@ fn parse_args() -> Result<(Role, Option<usize>), lexopt::Error> {
             return Err("a writer takes the FIFO's path, not --fifo".into());
         }
         (Some(other), _, _) => {
-            return Err(format!("unknown mode '{other}'").into());
+            return Err(
+                format!("unknown mode '{}'", other.escape_debug()).into()
+            );
         }
         (None, _, _) => return Err("reader or writer?".into()),
     };
     Ok((mode, count))
+}
+
+/// lexopt's error for an argument we did not expect, with an unknown
+/// option escaped as lexopt escapes a value: a newline the user typed in
+/// it must not start a second line of error.
+fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
+    match arg.unexpected() {
+        lexopt::Error::UnexpectedOption(option) => {
+            format!("invalid option '{}'", option.escape_debug()).into()
+        }
+        other => other,
+    }
 }
 // ANCHOR_END: whole

@@ -632,7 +632,9 @@ fn interrupted(statuses: &[ExitStatus]) -> i32 {
 fn pipefail(stages: &[Vec<OsString>], statuses: &[ExitStatus]) -> ExitCode {
     let mut code = 0;
     for (stage, status) in stages.iter().zip(statuses) {
+        // Escaped: a newline in the name must not start a line.
         let name = stage[0].to_string_lossy();
+        let name = name.escape_debug();
         if let Some(signal) = status.signal() {
             // A real-time signal (SIGRTMIN and above) has no name in nix.
             match Signal::try_from(signal) {
@@ -759,7 +761,7 @@ fn parse_args() -> Result<(Option<Duration>, Vec<Vec<OsString>>), lexopt::Error>
                 words.push(first);
                 words.extend(args.raw_args()?);
             }
-            _ => return Err(arg.unexpected()),
+            _ => return Err(unexpected(arg)),
         }
     }
     let stages: Vec<Vec<OsString>> = words
@@ -770,5 +772,17 @@ fn parse_args() -> Result<(Option<Duration>, Vec<Vec<OsString>>), lexopt::Error>
         return Err("every stage needs a command".into());
     }
     Ok((timeout, stages))
+}
+
+/// lexopt's error for an argument we did not expect, with an unknown
+/// option escaped as lexopt escapes a value: a newline the user typed in
+/// it must not start a second line of error.
+fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
+    match arg.unexpected() {
+        lexopt::Error::UnexpectedOption(option) => {
+            format!("invalid option '{}'", option.escape_debug()).into()
+        }
+        other => other,
+    }
 }
 // ANCHOR_END: whole

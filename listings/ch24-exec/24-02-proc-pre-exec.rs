@@ -230,7 +230,7 @@ fn parse_args() -> Result<Demo, lexopt::Error> {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
-            _ => return Err(arg.unexpected()),
+            _ => return Err(unexpected(arg)),
         }
     }
     let mut words = words.into_iter();
@@ -243,11 +243,27 @@ fn parse_args() -> Result<Demo, lexopt::Error> {
             (demo @ ("alarm" | "lock"), Some(_)) => {
                 return Err(format!("{demo} takes no argument").into());
             }
-            (other, _) => return Err(format!("unknown demo '{other}'").into()),
+            (other, _) => {
+                return Err(
+                    format!("unknown demo '{}'", other.escape_debug()).into()
+                );
+            }
         },
         (None, _) => return Err("alarm, chdir DIR or lock?".into()),
     };
     Ok(demo)
+}
+
+/// lexopt's error for an argument we did not expect, with an unknown
+/// option escaped as lexopt escapes a value: a newline the user typed in
+/// it must not start a second line of error.
+fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
+    match arg.unexpected() {
+        lexopt::Error::UnexpectedOption(option) => {
+            format!("invalid option '{}'", option.escape_debug()).into()
+        }
+        other => other,
+    }
 }
 
 /// Gives SIGCHLD its default action back, and returns the action found.

@@ -630,7 +630,11 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     "pipe" => Way::Pipe,
                     "group" => Way::Group,
                     other => {
-                        return Err(format!("unknown way '{other}'").into());
+                        return Err(format!(
+                            "unknown way '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
                     }
                 });
             }
@@ -638,7 +642,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
-            _ => return Err(arg.unexpected()),
+            _ => return Err(unexpected(arg)),
         }
     }
     args.way = way.ok_or("none, pdeathsig, pipe or group?")?;
@@ -646,5 +650,17 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         return Err("--children must be 1 to 100".into());
     }
     Ok(args)
+}
+
+/// lexopt's error for an argument we did not expect, with an unknown
+/// option escaped as lexopt escapes a value: a newline the user typed in
+/// it must not start a second line of error.
+fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
+    match arg.unexpected() {
+        lexopt::Error::UnexpectedOption(option) => {
+            format!("invalid option '{}'", option.escape_debug()).into()
+        }
+        other => other,
+    }
 }
 // ANCHOR_END: whole

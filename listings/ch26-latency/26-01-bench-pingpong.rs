@@ -869,7 +869,13 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     "signal" => Via::Signal,
                     "eventfd" => Via::Eventfd,
                     "shm" => Via::Shm,
-                    other => return Err(format!("no --via {other}").into()),
+                    other => {
+                        return Err(format!(
+                            "no --via '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
+                    }
                 }
             }
             Long("cpus") => {
@@ -877,14 +883,26 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     "same" => Cpus::Same,
                     "different" => Cpus::Different,
                     "any" => Cpus::Any,
-                    other => return Err(format!("no --cpus {other}").into()),
+                    other => {
+                        return Err(format!(
+                            "no --cpus '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
+                    }
                 }
             }
             Long("wait") => {
                 parsed.wait = match args.value()?.string()?.as_str() {
                     "block" => Wait::Block,
                     "spin" => Wait::Spin,
-                    other => return Err(format!("no --wait {other}").into()),
+                    other => {
+                        return Err(format!(
+                            "no --wait '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
+                    }
                 }
             }
             Long("count") => parsed.count = args.value()?.parse()?,
@@ -893,7 +911,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
-            _ => return Err(arg.unexpected()),
+            _ => return Err(unexpected(arg)),
         }
     }
     if !(1..=MAX_COUNT).contains(&parsed.count) {
@@ -915,6 +933,18 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         return Err("--wait spin needs --cpus different".into());
     }
     Ok(parsed)
+}
+
+/// lexopt's error for an argument we did not expect, with an unknown
+/// option escaped as lexopt escapes a value: a newline the user typed in
+/// it must not start a second line of error.
+fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
+    match arg.unexpected() {
+        lexopt::Error::UnexpectedOption(option) => {
+            format!("invalid option '{}'", option.escape_debug()).into()
+        }
+        other => other,
+    }
 }
 
 /// Gives SIGCHLD its default action back. A parent that left it ignored

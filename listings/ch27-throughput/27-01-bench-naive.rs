@@ -136,7 +136,7 @@ fn parse_args() -> Result<(usize, u64), lexopt::Error> {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
-            _ => return Err(arg.unexpected()),
+            _ => return Err(unexpected(arg)),
         }
     }
     // A chunk is one buffer in memory: at most 1 GiB.
@@ -144,5 +144,17 @@ fn parse_args() -> Result<(usize, u64), lexopt::Error> {
         return Err(format!("--chunk must be from 1 to {MAX_CHUNK}").into());
     }
     Ok((chunk, count))
+}
+
+/// lexopt's error for an argument we did not expect, with an unknown
+/// option escaped as lexopt escapes a value: a newline the user typed in
+/// it must not start a second line of error.
+fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
+    match arg.unexpected() {
+        lexopt::Error::UnexpectedOption(option) => {
+            format!("invalid option '{}'", option.escape_debug()).into()
+        }
+        other => other,
+    }
 }
 // ANCHOR_END: whole

@@ -579,7 +579,13 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     "tcp" => Via::Tcp,
                     "vmsplice" => Via::Vmsplice,
                     "splice" => Via::Splice,
-                    other => return Err(format!("no --via {other}").into()),
+                    other => {
+                        return Err(format!(
+                            "no --via '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
+                    }
                 }
             }
             Long("cpus") => {
@@ -587,7 +593,13 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     "same" => Cpus::Same,
                     "different" => Cpus::Different,
                     "any" => Cpus::Any,
-                    other => return Err(format!("no --cpus {other}").into()),
+                    other => {
+                        return Err(format!(
+                            "no --cpus '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
+                    }
                 }
             }
             Long("bytes") => {
@@ -609,7 +621,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
-            _ => return Err(arg.unexpected()),
+            _ => return Err(unexpected(arg)),
         }
     }
     if parsed.bytes == 0 || parsed.pipe_size == Some(0) {
@@ -628,6 +640,18 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         return Err(format!("--chunk must be a multiple of {page}").into());
     }
     Ok(parsed)
+}
+
+/// lexopt's error for an argument we did not expect, with an unknown
+/// option escaped as lexopt escapes a value: a newline the user typed in
+/// it must not start a second line of error.
+fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
+    match arg.unexpected() {
+        lexopt::Error::UnexpectedOption(option) => {
+            format!("invalid option '{}'", option.escape_debug()).into()
+        }
+        other => other,
+    }
 }
 
 /// `65536`, `64K`, `1M`, `1G`: a number of bytes.

@@ -95,7 +95,7 @@ fn parse_args() -> Result<(usize, u64), lexopt::Error> {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
-            _ => return Err(arg.unexpected()),
+            _ => return Err(unexpected(arg)),
         }
     }
     if size == 0 || bytes == 0 {
@@ -106,6 +106,18 @@ fn parse_args() -> Result<(usize, u64), lexopt::Error> {
         return Err("--size must be from 1 to 1G".into());
     }
     Ok((size, bytes))
+}
+
+/// lexopt's error for an argument we did not expect, with an unknown
+/// option escaped as lexopt escapes a value: a newline the user typed in
+/// it must not start a second line of error.
+fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
+    match arg.unexpected() {
+        lexopt::Error::UnexpectedOption(option) => {
+            format!("invalid option '{}'", option.escape_debug()).into()
+        }
+        other => other,
+    }
 }
 
 /// `65536`, `64K`, `1M`, `1G`: a number of bytes.

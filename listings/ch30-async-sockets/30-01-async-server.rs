@@ -1599,7 +1599,7 @@ fn parse_args() -> Result<Config, lexopt::Error> {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
-            _ => return Err(arg.unexpected()),
+            _ => return Err(unexpected(arg)),
         }
     }
     match (spec, path) {
@@ -1611,6 +1611,18 @@ fn parse_args() -> Result<Config, lexopt::Error> {
         (None, None) => {}
     }
     Ok(config)
+}
+
+/// lexopt's error for an argument we did not expect, with an unknown
+/// option escaped as lexopt escapes a value: a newline the user typed in
+/// it must not start a second line of error.
+fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
+    match arg.unexpected() {
+        lexopt::Error::UnexpectedOption(option) => {
+            format!("invalid option '{}'", option.escape_debug()).into()
+        }
+        other => other,
+    }
 }
 
 /// A number from the command line that must be 1 or more.

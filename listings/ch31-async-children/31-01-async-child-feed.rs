@@ -299,7 +299,11 @@ fn parse_args() -> Result<(Way, usize, Duration), lexopt::Error> {
                     "keep-stdin" => Way::KeepStdin,
                     "join" => Way::Join,
                     other => {
-                        return Err(format!("unknown way '{other}'").into());
+                        return Err(format!(
+                            "unknown way '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
                     }
                 });
             }
@@ -307,10 +311,22 @@ fn parse_args() -> Result<(Way, usize, Duration), lexopt::Error> {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
-            _ => return Err(arg.unexpected()),
+            _ => return Err(unexpected(arg)),
         }
     }
     let way = way.unwrap_or(Way::Join);
     Ok((way, bytes, Duration::from_secs(wait)))
+}
+
+/// lexopt's error for an argument we did not expect, with an unknown
+/// option escaped as lexopt escapes a value: a newline the user typed in
+/// it must not start a second line of error.
+fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
+    match arg.unexpected() {
+        lexopt::Error::UnexpectedOption(option) => {
+            format!("invalid option '{}'", option.escape_debug()).into()
+        }
+        other => other,
+    }
 }
 // ANCHOR_END: whole

@@ -489,7 +489,11 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     "block-in-place" => Fix::BlockInPlace,
                     "async" => Fix::Async,
                     other => {
-                        return Err(format!("unknown fix '{other}'").into());
+                        return Err(format!(
+                            "unknown fix '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
                     }
                 };
             }
@@ -499,7 +503,11 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     "read" => Way::Read,
                     "signal" => Way::Signal,
                     other => {
-                        return Err(format!("unknown way '{other}'").into());
+                        return Err(format!(
+                            "unknown way '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
                     }
                 });
             }
@@ -507,7 +515,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
-            _ => return Err(arg.unexpected()),
+            _ => return Err(unexpected(arg)),
         }
     }
     let way = way.unwrap_or(Way::Wait);
@@ -527,5 +535,17 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         secs,
         workers,
     })
+}
+
+/// lexopt's error for an argument we did not expect, with an unknown
+/// option escaped as lexopt escapes a value: a newline the user typed in
+/// it must not start a second line of error.
+fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
+    match arg.unexpected() {
+        lexopt::Error::UnexpectedOption(option) => {
+            format!("invalid option '{}'", option.escape_debug()).into()
+        }
+        other => other,
+    }
 }
 // ANCHOR_END: whole

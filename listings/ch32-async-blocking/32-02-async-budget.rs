@@ -213,7 +213,11 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     "compute" => Way::Compute,
                     "repeat" => Way::Repeat,
                     other => {
-                        return Err(format!("unknown way '{other}'").into());
+                        return Err(format!(
+                            "unknown way '{}'",
+                            other.escape_debug()
+                        )
+                        .into());
                     }
                 };
                 way_seen = true;
@@ -222,7 +226,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
             }
-            _ => return Err(arg.unexpected()),
+            _ => return Err(unexpected(arg)),
         }
     }
     match (parsed.way, parsed.yield_now, parsed.unconstrained) {
@@ -231,6 +235,18 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         }
         (Way::Repeat, true, _) => Err("--yield-now goes with compute".into()),
         _ => Ok(parsed),
+    }
+}
+
+/// lexopt's error for an argument we did not expect, with an unknown
+/// option escaped as lexopt escapes a value: a newline the user typed in
+/// it must not start a second line of error.
+fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
+    match arg.unexpected() {
+        lexopt::Error::UnexpectedOption(option) => {
+            format!("invalid option '{}'", option.escape_debug()).into()
+        }
+        other => other,
     }
 }
 // ANCHOR_END: whole

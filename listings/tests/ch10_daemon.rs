@@ -913,12 +913,14 @@ fn sig_notify_goes_on_when_the_manager_does_not_listen() {
 /// path and log that no such file exists.
 #[test]
 fn sig_notify_says_which_forms_of_notify_socket_it_supports() {
-    for socket in ["vsock:2:1234", "run/notify"] {
+    // The last with a newline, which must not start a line of its own.
+    for socket in ["vsock:2:1234", "run/notify", "run/a\nb"] {
         let (mut notify, addr) =
             start_notify(&[("NOTIFY_SOCKET", socket)], &[]);
         notify.expect(&format!(
-            "Cannot tell the manager READY=1: NOTIFY_SOCKET={socket}: \
-             only an absolute path or an @abstract name is supported"
+            "Cannot tell the manager READY=1: NOTIFY_SOCKET={}: \
+             only an absolute path or an @abstract name is supported",
+            regex::escape(&socket.escape_debug().to_string())
         ));
         assert_eq!(greeting(addr), "hello\n");
         notify.signal(Signal::SIGTERM);
@@ -955,14 +957,18 @@ fn sig_notify_binds_itself_when_listen_fds_says_nothing_was_passed() {
         notify.signal(Signal::SIGTERM);
         assert_died_of(&notify.finish(), Signal::SIGTERM);
     }
-    // Two descriptors, of which it would serve one: refused, in words.
-    let script = r#"export LISTEN_PID=$$ LISTEN_FDS=2; exec "$0""#;
-    let mut command = std::process::Command::new("bash");
-    command.args(["-c", script, bin!("sig-notify")]);
-    let out =
-        Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
-    assert_eq!(out.status.code(), Some(1), "{:?}", out.stderr);
-    assert_eq!(out.stderr.trim_end(), "sig-notify: LISTEN_FDS=2: want one");
+    // Two descriptors, of which it would serve one: refused, in words;
+    // and in one line, whatever the variable holds.
+    for (count, shown) in [("2", "2"), ("2\n3", r"2\n3")] {
+        let script = r#"export LISTEN_PID=$$ LISTEN_FDS="$1"; exec "$0""#;
+        let mut command = std::process::Command::new("bash");
+        command.args(["-c", script, bin!("sig-notify"), count]);
+        let out =
+            Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+        assert_eq!(out.status.code(), Some(1), "{:?}", out.stderr);
+        let line = format!("sig-notify: LISTEN_FDS={shown}: want one\n");
+        assert_eq!(out.stderr, line);
+    }
 }
 
 /// What the user gives `sig-notify`, a configuration path or a variable

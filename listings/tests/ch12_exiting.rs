@@ -887,7 +887,7 @@ fn exiting_listings_reject_bad_arguments_in_one_line() {
     );
     assert_rejects(bin!("sig-init"), &["--handle"], "invalid option");
     assert_rejects(bin!("sig-test-threads"), &["--case"], "missing argument");
-    assert_rejects(bin!("sig-crash"), &["--case", "x"], "no case named x");
+    assert_rejects(bin!("sig-crash"), &["--case", "x"], "no case named 'x'");
 }
 
 /// The system calls that make a file descriptor, and with them those that

@@ -77,6 +77,23 @@ fn spawn_pipeline_passes_each_stdout_to_the_next_stdin() {
     assert_eq!(out.stdout, ["100000"]);
 }
 
+/// A stage's name is the user's text: a newline in it is shown escaped,
+/// so that each failed stage still takes one line.
+#[test]
+fn spawn_pipeline_reports_a_stage_named_with_a_newline_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("exit\n3");
+    write_program(&program, "#!/bin/sh\nexit 3\n");
+    let program = program.to_str().expect("a UTF-8 path");
+    let out = run_clean(bin!("spawn-pipeline"), &[program]);
+    assert_eq!(out.status.code(), Some(3));
+    let shown = program.escape_debug();
+    assert_eq!(
+        out.stderr,
+        format!("spawn-pipeline: {shown}: exited with status 3\n")
+    );
+}
+
 #[test]
 fn spawn_pipeline_fails_with_the_last_failing_stage_like_pipefail() {
     let out = run_clean(

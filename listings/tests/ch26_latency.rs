@@ -470,14 +470,14 @@ fn pingpong_rejects_what_it_cannot_measure() {
     assert_rejects(
         bin,
         &["--via", "carrier-pigeon"],
-        "no --via carrier-pigeon",
+        "no --via 'carrier-pigeon'",
     );
-    assert_rejects(bin, &["--cpus", "all"], "no --cpus all");
+    assert_rejects(bin, &["--cpus", "all"], "no --cpus 'all'");
     let too_many = "--count must be from 1 to 100000000";
     assert_rejects(bin, &["--count", "0"], too_many);
     assert_rejects(bin, &["--count", "100000001"], too_many);
     assert_rejects(bin, &["--count", "-1"], "invalid digit");
-    assert_rejects(bin, &["--wait", "patiently"], "no --wait patiently");
+    assert_rejects(bin, &["--wait", "patiently"], "no --wait 'patiently'");
     assert_rejects(bin, &["--size", "0"], "--size must be from 1 to 262144");
     assert_rejects(bin, &["--size", "262145"], "--size must be from 1");
     assert_rejects(bin, &["--via", "shm", "--size", "2"], "--size is for");

@@ -333,7 +333,7 @@ fn throughput_reports_the_pipe_size_the_kernel_set() {
 #[test]
 fn throughput_rejects_sizes_it_cannot_use() {
     let bin = bin!("bench-throughput");
-    assert_rejects(bin, &["--via", "smoke"], "no --via smoke");
+    assert_rejects(bin, &["--via", "smoke"], "no --via 'smoke'");
     assert_rejects(bin, &["--bytes", "0"], "at least 1");
     assert_rejects(bin, &["--chunk", "1T"], "invalid digit");
     assert_rejects(bin, &["--bytes", "99999999999G"], "is too large");

@@ -1733,3 +1733,124 @@ fn every_listing_that_resolves_an_address_reports_a_bad_one_in_one_line() {
         }
     }
 }
+
+/// Whether `out` is a failure reported in exactly one line of `name`'s
+/// that shows `shown`, the user's text escaped.
+fn one_line_showing(
+    name: &str,
+    out: &crate::support::Finished,
+    shown: &str,
+) -> bool {
+    !out.status.success()
+        && out.stderr.ends_with('\n')
+        && out.stderr.matches('\n').count() == 1
+        && out.stderr.starts_with(&format!("{name}: "))
+        && out.stderr.contains(shown)
+}
+
+/// Options no listing knows, each with a newline in it.
+const UNKNOWN_OPTIONS: [&str; 2] = ["--a\nb", "-\n"];
+
+/// "It explains a mistake in one line", whatever the user typed. lexopt
+/// quotes a bad value escaped but an unknown option as it came, so each
+/// listing's `unexpected` escapes the option itself: a newline in it must
+/// not start a second line that looks like one of the listing's own.
+#[test]
+fn every_listing_reports_an_unknown_option_in_one_line() {
+    let mut failures = Vec::new();
+    for name in runnable_listings() {
+        for option in UNKNOWN_OPTIONS {
+            let mut command = Command::new(bin_path(&name));
+            command.arg(option);
+            let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+            let shown = format!("'{}'", option.escape_debug());
+            if !one_line_showing(&name, &out, &shown) {
+                failures.push(format!("{name} {option:?}: {:?}", out.stderr));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Where each listing that takes a word from a fixed set (a mode, a way,
+/// an end, a case…) takes it, `WORD` standing for the word, with what
+/// else its usage needs. Also the words a listing parses itself, such as
+/// 21-1's sizes.
+const TAKES_A_WORD: &[(&str, &[&str])] = &[
+    ("socket-modes", &[WORD]),
+    ("sig-wait", &[WORD]),
+    ("sig-threads", &[WORD]),
+    ("sig-cleanup", &["--end", WORD]),
+    ("sig-status", &["--child", WORD]),
+    ("sig-test-threads", &["--case", WORD]),
+    ("sig-crash", &["--case", WORD]),
+    ("tcp-lines", &[WORD]),
+    ("tcp-length", &[WORD]),
+    ("unix-pass-fd", &[WORD]),
+    ("pipe-frames", &[WORD]),
+    ("pipe-capacity", &["--write-size", WORD]),
+    ("pipe-capacity", &["--write-sizes", WORD]),
+    ("fifo-spam", &[WORD]),
+    ("spawn-deadlock", &[WORD]),
+    ("proc-exec", &[WORD]),
+    ("proc-pre-exec", &[WORD]),
+    ("proc-orphans", &[WORD]),
+    ("orphan-hangup", &["--stop", WORD]),
+    ("bench-pingpong", &["--via", WORD]),
+    ("bench-pingpong", &["--cpus", WORD]),
+    ("bench-pingpong", &["--wait", WORD]),
+    ("bench-throughput", &["--via", WORD]),
+    ("bench-throughput", &["--cpus", WORD]),
+    ("async-server", &["--frames", WORD]),
+    ("async-child-feed", &[WORD]),
+    ("async-child-kill", &[WORD]),
+    ("async-block", &[WORD]),
+    ("async-block", &["--fix", WORD]),
+    ("async-budget", &[WORD]),
+];
+
+/// A word with a newline in it, which names no mode, way or end.
+const WORD: &str = "a\nb";
+
+/// Listings that read text with lexopt's `string()` but neither take a
+/// word from a fixed set nor an address, with what the text is.
+const TAKES_OTHER_TEXT: &[(&str, &str)] =
+    &[("unix-server", "a socket's PATH or @NAME, shown as a path")];
+
+/// The same for a mode, a way, an end: a word the listing does not know
+/// is quoted escaped (`escape_debug`, or `{:?}`), so that the error is
+/// one line whatever was typed.
+#[test]
+fn every_listing_that_takes_a_word_reports_an_unknown_one_in_one_line() {
+    let mut failures = Vec::new();
+    for &(name, args) in TAKES_A_WORD {
+        let mut command = Command::new(bin_path(name));
+        command.args(args);
+        let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+        if !one_line_showing(name, &out, r"a\nb") {
+            failures.push(format!("{name} {args:?}: {:?}", out.stderr));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Every listing that reads text has its row in one table or another.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    let mut name = "";
+    for line in manifest.lines() {
+        if let Some(n) = line.strip_prefix("name = ") {
+            name = n.trim_matches('"');
+        } else if let Some(path) = line.strip_prefix("path = ") {
+            let source =
+                std::fs::read_to_string(dir.join(path.trim_matches('"')))
+                    .expect("a listing's source");
+            let has_row = TAKES_A_WORD.iter().any(|(bin, _)| *bin == name)
+                || TAKES_AN_ADDRESS.iter().any(|(bin, _)| *bin == name)
+                || NAMES_AN_ADDRESS.iter().any(|(bin, ..)| *bin == name)
+                || TAKES_OTHER_TEXT.iter().any(|(bin, _)| *bin == name);
+            assert!(
+                has_row || !source.contains(".string()?"),
+                "{name} reads text but has no row in TAKES_A_WORD"
+            );
+        }
+    }
+}
