@@ -18,8 +18,8 @@ use crate::daemon::{
 use crate::support::{
     Listing, PATIENCE, Trace, as_pid_1, assert_died_of, assert_exited_with,
     assert_rejects, assert_session_matches_book, blessing, can_trace,
-    cargo_run, default_port, have, runnable_time, shell, signal_in, state_of,
-    wait_until,
+    cargo_run, default_port, hand_a_listening_unix_socket, have, runnable_time,
+    shell, signal_in, state_of, wait_until,
 };
 
 fn start(args: &[&str]) -> Daemon {
@@ -2433,57 +2433,16 @@ fn sig_daemon_keeps_its_signal_channels_open_while_its_handlers_may_run() {
     }
 }
 
-/// Python makes a listening *Unix* socket, as a unit with
-/// `ListenStream=/run/x.sock` would pass, prints a line, and waits until a
-/// client is in its queue. Then a child of it takes the socket as
-/// descriptor 3 and becomes `sig-notify`, with `$LISTEN_PID` its own,
-/// while Python keeps a copy: once the child has ended, Python says
-/// whether the client is still queued, and exits with the child's status.
-const PASS_A_UNIX_LISTENER: &str = r#"
-import os, select, socket, sys
-listener = socket.socket(socket.AF_UNIX)
-listener.bind(sys.argv[2])
-listener.listen()
-print("listening", flush=True)
-select.select([listener], [], [])
-pid = os.fork()
-if pid == 0:
-    os.dup2(listener.fileno(), 3)
-    os.set_inheritable(3, True)
-    env = dict(os.environ, LISTEN_PID=str(os.getpid()), LISTEN_FDS="1")
-    env.pop("NOTIFY_SOCKET", None)
-    os.execve(sys.argv[1], [sys.argv[1]], env)
-_, status = os.waitpid(pid, 0)
-listener.setblocking(False)
-try:
-    client, _ = listener.accept()
-    print("still queued:", client.recv(100))
-except BlockingIOError:
-    print("gone")
-sys.exit(os.waitstatus_to_exitcode(status))
-"#;
-
 /// A Unix socket that listens passes `SO_ACCEPTCONN`, but the daemon
 /// serves TCP: its address is no IPv4 or IPv6 one (std's `local_addr`
 /// fails on it), and the daemon refuses it in one line before it takes
 /// anything from the queue.
 #[test]
 fn sig_notify_refuses_a_listening_unix_socket_and_takes_no_client() {
-    if !have("python3") {
+    let Some(out) = hand_a_listening_unix_socket(bin!("sig-notify"), &[])
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("listener.sock");
-    let path = path.to_str().unwrap();
-    let mut server = Listing::start(
-        "python3",
-        &["-c", PASS_A_UNIX_LISTENER, bin!("sig-notify"), path],
-    );
-    assert_eq!(server.next_line(), "listening");
-    let mut client = std::os::unix::net::UnixStream::connect(path).unwrap();
-    client.write_all(b"hello\n").unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    let out = server.finish();
+    };
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert_eq!(
         out.stderr,

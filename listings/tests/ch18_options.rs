@@ -8,8 +8,9 @@ use std::time::Duration;
 use crate::line_server::start_server;
 use crate::support::{
     DEBIAN_HOSTS, Listing, assert_matches_book, assert_rejects,
-    assert_session_matches_book, blessing, cargo_run, default_port, have, ipv6,
-    need_root, private_hosts_file, run, run_with_hosts, unless_blessing,
+    assert_session_matches_book, blessing, cargo_run, default_port,
+    hand_a_listening_unix_socket, have, ipv6, need_root, private_hosts_file,
+    run, run_with_hosts, unless_blessing,
 };
 
 /// Whether `unshare` can give a program a network namespace of its own,
@@ -1967,35 +1968,6 @@ fn net_handover_says_why_when_the_new_listener_cannot_accept() {
     assert!(took < Duration::from_secs(5), "ended after {took:?}");
 }
 
-/// Python makes a listening *Unix* socket, as a systemd unit with
-/// `ListenStream=/run/x.sock` would hand over, prints a line, and waits
-/// until a client is in its queue. Then a child of it takes the socket as
-/// descriptor 3 and becomes `net-handover --inherit 1`, while Python keeps
-/// a copy: once the child has ended, Python says whether the client is
-/// still in the queue, and exits with the child's status.
-const HAND_OVER_UNIX: &str = r#"
-import os, select, socket, sys
-listener = socket.socket(socket.AF_UNIX)
-listener.bind(sys.argv[2])
-listener.listen()
-print("listening", flush=True)
-select.select([listener], [], [])
-pid = os.fork()
-if pid == 0:
-    os.dup2(listener.fileno(), 3)
-    os.set_inheritable(3, True)
-    env = dict(os.environ, LISTEN_PID=str(os.getpid()), LISTEN_FDS="1")
-    os.execve(sys.argv[1], [sys.argv[1], "--inherit", "1"], env)
-_, status = os.waitpid(pid, 0)
-listener.setblocking(False)
-try:
-    client, _ = listener.accept()
-    print("still queued:", client.recv(100))
-except BlockingIOError:
-    print("gone")
-sys.exit(os.waitstatus_to_exitcode(status))
-"#;
-
 /// A listening socket is not enough: the new process serves TCP, and a
 /// Unix one on descriptor 3 would pass `SO_ACCEPTCONN`, then lose its
 /// first client at `accept` (std has no `SocketAddr` for its address)
@@ -2003,22 +1975,11 @@ sys.exit(os.waitstatus_to_exitcode(status))
 /// taken from the queue, as `sd_is_socket` with a family and a type does.
 #[test]
 fn the_new_process_refuses_a_listening_unix_socket_and_takes_no_client() {
-    use std::io::Write;
-    if !have("python3") {
+    let Some(out) =
+        hand_a_listening_unix_socket(bin!("net-handover"), &["--inherit", "1"])
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("listener.sock");
-    let path = path.to_str().unwrap();
-    let mut server = Listing::start(
-        "python3",
-        &["-c", HAND_OVER_UNIX, bin!("net-handover"), path],
-    );
-    assert_eq!(server.next_line(), "listening");
-    let mut client = std::os::unix::net::UnixStream::connect(path).unwrap();
-    client.write_all(b"hello\n").unwrap();
-    client.shutdown(std::net::Shutdown::Write).unwrap();
-    let out = server.finish();
+    };
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert_eq!(
         out.stderr,

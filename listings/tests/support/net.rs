@@ -404,3 +404,55 @@ pub fn under_a_refused_call(
     );
     (used, stderr)
 }
+
+/// Python makes a listening *Unix* socket, as a systemd unit with
+/// `ListenStream=/run/x.sock` would pass, and waits until a client is in
+/// its queue (the client has sent `hello\n` and half-closed). Then a
+/// child of it takes the socket as descriptor 3 and becomes `bin` with
+/// `args`, `$LISTEN_PID` its own and `$LISTEN_FDS` 1, while Python keeps a
+/// copy: once the child has ended, Python prints whether the client is
+/// still queued (`still queued: b'hello\n'`, or `gone`) and exits with
+/// the child's status. `None` where there is no python3.
+pub fn hand_a_listening_unix_socket(
+    bin: &str,
+    args: &[&str],
+) -> Option<Finished> {
+    use std::io::Write;
+    const SCRIPT: &str = r#"
+import os, select, socket, sys
+listener = socket.socket(socket.AF_UNIX)
+listener.bind(sys.argv[2])
+listener.listen()
+print("listening", flush=True)
+select.select([listener], [], [])
+pid = os.fork()
+if pid == 0:
+    os.dup2(listener.fileno(), 3)
+    os.set_inheritable(3, True)
+    env = dict(os.environ, LISTEN_PID=str(os.getpid()), LISTEN_FDS="1")
+    env.pop("NOTIFY_SOCKET", None)
+    os.execve(sys.argv[1], [sys.argv[1]] + sys.argv[3:], env)
+_, status = os.waitpid(pid, 0)
+listener.setblocking(False)
+try:
+    client, _ = listener.accept()
+    print("still queued:", client.recv(100))
+except BlockingIOError:
+    print("gone")
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    if !have("python3") {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("listener.sock");
+    let path = path.to_str().unwrap();
+    let mut python = vec!["-c", SCRIPT, bin, path];
+    python.extend(args);
+    let mut server = Listing::start("python3", &python);
+    assert_eq!(server.next_line(), "listening");
+    let mut client = std::os::unix::net::UnixStream::connect(path).unwrap();
+    client.write_all(b"hello\n").unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    Some(server.finish())
+}
