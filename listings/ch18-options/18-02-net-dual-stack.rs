@@ -94,7 +94,9 @@ fn ipv6_wildcard(only_v6: bool) -> io::Result<TcpListener> {
     socket.set_reuse_address(true)?;
     socket.set_only_v6(only_v6)?;
     socket.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)).into())?;
-    socket.listen(16)?;
+    // std's backlog on Linux: a smaller one makes a burst of clients
+    // wait (Chapter 14).
+    socket.listen(128)?;
     Ok(socket.into())
 }
 

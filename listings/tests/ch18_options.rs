@@ -307,7 +307,7 @@ sys.exit(listing.returncode)
 /// while its old connections are in TIME_WAIT (Chapter 3). strace shows
 /// std setting it; every socket the listing listens on must have it too.
 #[test]
-fn dual_stack_listeners_set_so_reuseaddr_as_std_does() {
+fn dual_stack_listeners_set_so_reuseaddr_and_the_backlog_as_std_does() {
     if !have("strace") {
         return;
     }
@@ -334,6 +334,7 @@ fn dual_stack_listeners_set_so_reuseaddr_as_std_does() {
             listened += 1;
             let number = fd(line).unwrap_or_default();
             assert!(reuse.contains(&number), "listens without it:\n{text}");
+            assert!(line.contains(", 128)"), "not std's backlog:\n{text}");
         }
     }
     assert!(listened >= 2, "scenes 1 and 3 listen:\n{text}");
