@@ -723,6 +723,9 @@ fn multi_threaded_listings_say_why_when_the_system_refuses_a_thread() {
     // refuses a worker thread, and with one worker started already it
     // waited for it forever: each listing must say why in one line and
     // exit. This chapter's listings, and those of Chapters 29 and 30.
+    // Two workers whatever the machine: tokio starts one per CPU, and on
+    // one CPU (or under `taskset -c 0`) the main thread and its one
+    // worker fit under a limit of two, and nothing is refused.
     for (bin, arg) in [
         (bin!("async-ctrl-c"), None),
         (bin!("async-signals"), None),
@@ -732,7 +735,7 @@ fn multi_threaded_listings_say_why_when_the_system_refuses_a_thread() {
     ] {
         assert_says_why_when_threads_are_refused(|| {
             let mut command = std::process::Command::new(bin);
-            command.args(arg);
+            command.args(arg).env("TOKIO_WORKER_THREADS", "2");
             command
         });
     }
@@ -1089,6 +1092,66 @@ fn a_child_spawned_from_a_worker_inherits_the_blocked_stop_signals() {
             ("from a worker, mask emptied in pre_exec", vec![]),
             ("from block_on's thread, unblocked", vec![]),
         ]
+    );
+}
+
+/// What the chapter says of the blocking pool: only the workers, started
+/// in `build`, inherit the mask of the thread that builds the runtime. A
+/// thread of the blocking pool is started later, by the thread whose
+/// `spawn_blocking` first needs it, and takes that thread's mask (tokio
+/// 1.54.1, `runtime/blocking/pool.rs`). The test blocks the three stop
+/// signals, as 28-2's `main` does, builds a runtime of two workers, has a
+/// worker start a blocking thread and keeps that one busy, so that the
+/// next `spawn_blocking`, from `block_on`'s thread once it has unblocked
+/// them, must start a thread of its own. Each reads its own mask.
+#[test]
+fn a_blocking_thread_takes_the_mask_of_the_thread_that_started_it() {
+    use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
+    let stops =
+        SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP]);
+    let blocked_here = move || {
+        let mut mask = SigSet::empty();
+        pthread_sigmask(SigmaskHow::SIG_BLOCK, None, Some(&mut mask))
+            .expect("read the mask");
+        let held: Vec<Signal> = stops
+            .iter()
+            .filter(|&signal| mask.contains(signal))
+            .collect();
+        (std::thread::current().id(), held)
+    };
+    stops.thread_block().expect("block the stop signals");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("a runtime");
+    let (from_worker, from_block_on) = runtime.block_on(async move {
+        let (release, busy) = std::sync::mpsc::channel::<()>();
+        let (started, first) = tokio::sync::oneshot::channel();
+        let worker = tokio::spawn(async move {
+            tokio::task::spawn_blocking(move || {
+                let _ = started.send(blocked_here());
+                // Busy until the second has read its mask.
+                let _ = busy.recv_timeout(Duration::from_secs(30));
+            })
+            .await
+        });
+        let from_worker = first.await.expect("the first blocking thread");
+        stops.thread_unblock().expect("unblock");
+        let from_block_on = tokio::task::spawn_blocking(blocked_here)
+            .await
+            .expect("the second blocking thread");
+        release.send(()).expect("release the first");
+        worker.await.expect("task").expect("blocking task");
+        (from_worker, from_block_on)
+    });
+    assert_ne!(from_worker.0, from_block_on.0, "one thread, reused");
+    let all = vec![Signal::SIGHUP, Signal::SIGINT, Signal::SIGTERM];
+    assert_eq!(
+        [
+            ("from a worker", from_worker.1),
+            ("from block_on", from_block_on.1)
+        ],
+        [("from a worker", all), ("from block_on", vec![])]
     );
 }
 
