@@ -425,6 +425,35 @@ fn pipe_writers_report_a_failed_writer_in_one_write() {
         .collect();
     let line = r"pipe-writers child: Input/output error (os error 5)\n";
     assert_eq!(reports, [line; 4], "{trace}");
+    // The listing's own report of the failed writers is its own second
+    // write, and fails too: nothing says "a writer failed" on the terminal.
+    let own: Vec<(&str, &str)> = writes
+        .iter()
+        .filter(|(pid, _, _)| pid == listing)
+        .map(|(_, fd, text)| (fd.as_str(), text.as_str()))
+        .collect();
+    assert_eq!(
+        own,
+        [
+            (
+                "1",
+                r"4 writers, 2 writes of 4096 bytes each; PIPE_BUF is 4096\n"
+            ),
+            ("2", r"pipe-writers: a writer failed: exit status: 1\n"),
+        ],
+        "{trace}"
+    );
+    let failed = format!("{listing} write(2, \"pipe-writers: a writer failed");
+    assert!(
+        trace
+            .lines()
+            .any(|l| l.starts_with(&failed) && l.ends_with(") (INJECTED)")),
+        "{trace}"
+    );
+    assert_eq!(
+        out.stdout,
+        ["4 writers, 2 writes of 4096 bytes each; PIPE_BUF is 4096"]
+    );
 }
 
 /// Why the chapter's listings format a line before they write it: standard
