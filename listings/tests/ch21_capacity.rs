@@ -568,6 +568,28 @@ fn o_nonblock_is_shared_by_a_duplicate_but_cloexec_is_not() {
     assert!(descriptor(&copy).contains(FdFlag::FD_CLOEXEC));
 }
 
+/// A second open of the same pipe end, here through /proc, makes an open
+/// file description of its own: its O_NONBLOCK is its own too, unlike a
+/// duplicate's above.
+#[test]
+fn o_nonblock_is_not_shared_by_a_second_open_of_the_same_end() {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use std::os::fd::{AsRawFd, OwnedFd};
+    let (_reader, writer) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+    let path = format!("/proc/self/fd/{}", writer.as_raw_fd());
+    // std opens with O_CLOEXEC.
+    let again = OwnedFd::from(
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap(),
+    );
+    let nonblocking = |fd: &OwnedFd| {
+        OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).unwrap())
+            .contains(OFlag::O_NONBLOCK)
+    };
+    fcntl(&writer, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
+    assert!(nonblocking(&writer));
+    assert!(!nonblocking(&again), "{path} shares O_NONBLOCK");
+}
+
 #[test]
 fn capacity_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("pipe-capacity"), &["--size", "-1"], "--size");
