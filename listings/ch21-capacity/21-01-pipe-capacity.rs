@@ -87,7 +87,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     writeln!(io::stdout(), "Most a process may ask for: {}", max.trim())?;
     fcntl(&writer, FcntlArg::F_SETFL(OFlag::empty()))?; // Blocking again.
     wait_with_poll(&writer)?;
-    blocking_write(&writer, args.late)
+    blocking_write(&writer, usize::try_from(page)?, args.late)
 }
 // ANCHOR_END: run
 
@@ -178,9 +178,6 @@ fn wait_with_poll(writer: &File) -> io::Result<()> {
 // ANCHOR_END: poll
 
 // ANCHOR: block
-/// The most bytes a write puts into a pipe in one piece (Linux's).
-const PIPE_BUF: usize = 4096;
-
 /// Set by the handler: the alarm has rung.
 static RANG: AtomicBool = AtomicBool::new(false);
 
@@ -189,12 +186,18 @@ extern "C" fn on_alarm(_: c_int) {
     RANG.store(true, Ordering::SeqCst);
 }
 
-/// One blocking write of PIPE_BUF bytes, a whole page, into the full
-/// pipe: however full its last page, no part of it fits. An alarm comes a
+/// One blocking write of a whole page, `page` bytes, into the full pipe:
+/// it adds nothing to the last page, however much room that has, and
+/// finds no free slot, so no part of it fits. An alarm comes a
 /// second later; its handler is installed without SA_RESTART, so the
 /// kernel does not restart the interrupted `write`, which fails with EINTR.
 /// With `late`, the alarm rings before the write begins.
-fn blocking_write(writer: &File, late: bool) -> Result<(), Box<dyn Error>> {
+fn blocking_write(
+    writer: &File,
+    page: usize,
+    late: bool,
+) -> Result<(), Box<dyn Error>> {
+    let block = vec![b'x'; page];
     let action = SigAction::new(
         SigHandler::Handler(on_alarm),
         SaFlags::empty(),
@@ -218,7 +221,7 @@ fn blocking_write(writer: &File, late: bool) -> Result<(), Box<dyn Error>> {
             process::id()
         )?;
     }
-    match nix::unistd::write(writer.as_fd(), &[b'x'; PIPE_BUF]) {
+    match nix::unistd::write(writer.as_fd(), &block) {
         Err(err) => {
             writeln!(
                 io::stdout(),

@@ -113,8 +113,7 @@ fn reader(
         let n = (&mut fifo).take(MAX_LINE).read_until(b'\n', &mut line)?;
         let text = match line.strip_suffix(b"\n") {
             _ if n == 0 => break, // The end of the stream.
-            // "\r\n" too, as `lines()` would: a "\r" printed inside the
-            // quotes would send the terminal's cursor back.
+            // "\r\n" too, as `lines()` would.
             Some(text) => text.strip_suffix(b"\r").unwrap_or(text),
             // MAX_LINE bytes and no newline: a longer line, unless the
             // stream ends right here (which waits for a byte or the end,
@@ -127,6 +126,9 @@ fn reader(
         };
         let text = std::str::from_utf8(text)
             .map_err(|_| "stream did not contain valid UTF-8")?;
+        // Escaped: a control character printed raw, a "\r" or an escape
+        // sequence, would act on the terminal instead of showing.
+        let text = text.escape_debug();
         writeln!(out, "Parent {pid} got \"{text}\" at {}", unix_time())?;
     }
     if count.is_none() {

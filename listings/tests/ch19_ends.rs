@@ -158,11 +158,6 @@ fn pipe_epipe_gets_epipe_ignored_dies_by_default_and_command_restores() {
     );
 }
 
-/// A parent that blocked SIGPIPE passes its mask on through `exec`, and
-/// std's `Command` passes it on again (it resets SIGPIPE's action, not the
-/// mask): blocked, the signal kills neither the forked child nor `yes`,
-/// whose writes fail with EPIPE instead. The listing must unblock it to
-/// show what it says. `env --block-signal` plays that parent.
 /// The forked child killed by SIGRTMIN+1 before it restores SIGPIPE's
 /// default action: nix 0.32's `waitpid` reaped it and then failed with
 /// EINVAL, and the listing ended there with "EINVAL: Invalid argument".
@@ -189,6 +184,11 @@ fn pipe_epipe_reports_a_child_killed_by_a_real_time_signal() {
     );
 }
 
+/// A parent that blocked SIGPIPE passes its mask on through `exec`, and
+/// std's `Command` passes it on again (it resets SIGPIPE's action, not the
+/// mask): blocked, the signal kills neither the forked child nor `yes`,
+/// whose writes fail with EPIPE instead. The listing must unblock it to
+/// show what it says. `env --block-signal` plays that parent.
 #[test]
 fn pipe_epipe_shows_the_same_when_the_parent_left_sigpipe_blocked() {
     let mut command = std::process::Command::new("env");

@@ -193,9 +193,10 @@ fn fifo_spam_writer_puts_each_line_in_with_one_write() {
 }
 
 /// A line may end in "\r\n", as lines of network protocols and of
-/// Windows programs do: the reader drops the "\r" too, as `lines()` does,
-/// rather than print it inside the quotes, where a terminal would move
-/// back to the start of the line. A "\r" elsewhere in a line is kept.
+/// Windows programs do: the reader drops the "\r" too, as `lines()` does.
+/// A "\r" elsewhere in a line is kept, and printed escaped, as is every
+/// control character: printed raw, an escape sequence such as ESC [2J
+/// (clear the screen) acted on the terminal instead of showing.
 #[test]
 fn fifo_spam_reader_drops_the_carriage_return_of_a_crlf_line() {
     let tmp = tmp();
@@ -203,9 +204,12 @@ fn fifo_spam_reader_drops_the_carriage_return_of_a_crlf_line() {
     // Blocks until the reader has the FIFO open too.
     let mut writer = OpenOptions::new().write(true).open(&fifo).unwrap();
     writer.write_all(b"Spam 000\r\nSpam\r001\n").unwrap();
+    writer.write_all(b"ab\x1b[2Jcd\n").unwrap();
     drop(writer);
     reader.expect(r#"^Parent \d+ got "Spam 000" at \d+\.\d+$"#);
-    reader.expect("^Parent \\d+ got \"Spam\r001\" at \\d+\\.\\d+$");
+    // Any other control character arrives escaped, as Rust writes it.
+    reader.expect(r#"^Parent \d+ got "Spam\\r001" at \d+\.\d+$"#);
+    reader.expect(r#"^Parent \d+ got "ab\\u\{1b\}\[2Jcd" at \d+\.\d+$"#);
     let out = finish_clean(reader);
     assert!(out.status.success(), "{}", out.stderr);
 }
