@@ -404,6 +404,7 @@ const FAMILIES: &[Family] = &[
         files: &[
             "ch10-daemon/10-01-sig-daemon.rs",
             "ch10-daemon/10-02-sig-notify.rs",
+            "ch12-exiting/12-01-sig-cleanup.rs",
             "ch16-unix/16-01-unix-server.rs",
             "ch16-unix/16-03-unix-pass-fd.rs",
         ],

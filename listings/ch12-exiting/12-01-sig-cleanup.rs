@@ -16,7 +16,7 @@
 use std::error::Error;
 use std::fs;
 use std::io::{self, ErrorKind, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,7 +72,7 @@ struct Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         if fs::remove_dir_all(&self.dir).is_ok() {
-            let dir = self.dir.display();
+            let dir = escaped(&self.dir);
             let _ = writeln!(io::stdout(), "Drop: removed {dir}/");
         }
     }
@@ -95,12 +95,16 @@ fn run() -> Result<Option<(i32, End)>, Box<dyn Error>> {
     // through `exec`, and a signal already pending is delivered now.
     unblock(&stop_signals)?;
     let scratch = Scratch {
-        dir: private_dir(&dir)?,
+        dir: private_dir(&dir).map_err(|err| {
+            format!("cannot make a directory in {}: {err}", escaped(&dir))
+        })?,
     };
     let file = scratch.dir.join("file");
-    fs::write(&file, "temporary\n")?;
+    let shown = escaped(&file);
+    fs::write(&file, "temporary\n")
+        .map_err(|err| format!("cannot write {shown}: {err}"))?;
     let mut out = io::stdout();
-    let (shown, pid) = (file.display(), whoami());
+    let pid = whoami();
     let hint = match pid.to_kill() {
         Some(target) => format!("try: kill {target}"),
         None => "find its pid outside with: pgrep -n sig-cleanup".into(),
@@ -239,7 +243,7 @@ fn is_ignored(signal: i32) -> io::Result<bool> {
 
 /// `mkdtemp`: a new directory in `parent` with mode 0700, under a name
 /// nobody can guess or take first.
-fn private_dir(parent: &std::path::Path) -> io::Result<PathBuf> {
+fn private_dir(parent: &Path) -> io::Result<PathBuf> {
     use std::os::unix::ffi::OsStringExt;
     let template = parent.join("sig-cleanup.XXXXXX");
     let mut bytes = template.into_os_string().into_vec();
@@ -252,6 +256,13 @@ fn private_dir(parent: &std::path::Path) -> io::Result<PathBuf> {
     }
     bytes.pop();
     Ok(std::ffi::OsString::from_vec(bytes).into())
+}
+
+/// `path` as a message shows it: escaped as `str::escape_debug` escapes
+/// (a file name on Linux may hold any byte but `/` and NUL), so that a
+/// newline in it cannot start a line of its own.
+fn escaped(path: &Path) -> String {
+    path.display().to_string().escape_debug().to_string()
 }
 
 /// True if `err` says that the reader of a pipe we wrote to has gone.

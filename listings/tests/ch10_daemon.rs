@@ -2452,8 +2452,9 @@ fn sig_notify_refuses_a_listening_unix_socket_and_takes_no_client() {
 }
 
 /// systemd reads a notification into a buffer of PIPE_BUF bytes, 4096 on
-/// Linux, and ignores a longer one whole ("exceeded maximum size", in
-/// `manager_dispatch_notify_fd` of its `src/core/manager.c`). The READY=1
+/// Linux, and ignores a longer one whole (in `manager_dispatch_notify_fd`
+/// of its `src/core/manager.c` in 252, in `notify_recv_with_fds` of
+/// `src/shared/notify-recv.c` now). The READY=1
 /// that ends a reload once carried the whole greeting in STATUS=: after a
 /// reload to a greeting of 5000 bytes it took some 5030, and the manager,
 /// never told that the reload was over, would wait until its timeout. Each

@@ -890,6 +890,43 @@ fn exiting_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("sig-crash"), &["--case", "x"], "no case named 'x'");
 }
 
+#[test]
+fn sig_cleanup_shows_the_directory_it_was_given_escaped_in_one_line() {
+    // A newline in `--dir` must not start a line that looks like one of
+    // the program's own: every message shows the path escaped.
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("a\nb");
+    std::fs::create_dir(&dir).unwrap();
+    let shown = dir.to_str().unwrap().escape_debug().to_string();
+    let mut command = Command::new(bin!("sig-cleanup"));
+    command.args(["--end", "return", "--dir"]).arg(&dir);
+    let mut cleanup = Listing::spawn(&mut command, Stdio::piped());
+    let created = cleanup.next_line();
+    assert!(
+        created.starts_with(&format!("Created {shown}/sig-cleanup."))
+            && created.contains("/file as pid "),
+        "{created:?}"
+    );
+    cleanup.signal(Signal::SIGTERM);
+    let out = cleanup.finish();
+    assert_eq!(out.status.code(), Some(143), "{}", out.stderr);
+    assert_eq!(out.stdout.len(), 3, "one line a message: {:?}", out.stdout);
+    assert_eq!(out.stdout[1], "Got SIGTERM: returning from run");
+    assert!(
+        out.stdout[2].starts_with(&format!("Drop: removed {shown}/")),
+        "{:?}",
+        out.stdout[2]
+    );
+    // A directory that is not there: one line, which names it.
+    let missing = parent.path().join("gone\nx");
+    let missing = missing.to_str().unwrap();
+    assert_rejects(
+        bin!("sig-cleanup"),
+        &["--end", "return", "--dir", missing],
+        &missing.escape_debug().to_string(),
+    );
+}
+
 /// The system calls that make a file descriptor, and with them those that
 /// start and replace processes, so that the check below knows whose calls
 /// it reads.
