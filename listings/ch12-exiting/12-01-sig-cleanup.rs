@@ -16,7 +16,7 @@
 use std::error::Error;
 use std::fs;
 use std::io::{self, ErrorKind, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,7 +72,7 @@ struct Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         if fs::remove_dir_all(&self.dir).is_ok() {
-            let dir = self.dir.display();
+            let dir = escaped(&self.dir);
             let _ = writeln!(io::stdout(), "Drop: removed {dir}/");
         }
     }
@@ -95,12 +95,14 @@ fn run() -> Result<Option<(i32, End)>, Box<dyn Error>> {
     // through `exec`, and a signal already pending is delivered now.
     unblock(&stop_signals)?;
     let scratch = Scratch {
-        dir: private_dir(&dir)?,
+        dir: private_dir(&dir).map_err(|err| {
+            format!("cannot make a directory in {}: {err}", escaped(&dir))
+        })?,
     };
     let file = scratch.dir.join("file");
     fs::write(&file, "temporary\n")?;
     let mut out = io::stdout();
-    let (shown, pid) = (file.display(), whoami());
+    let (shown, pid) = (escaped(&file), whoami());
     let hint = match pid.to_kill() {
         Some(target) => format!("try: kill {target}"),
         None => "find its pid outside with: pgrep -n sig-cleanup".into(),
@@ -235,6 +237,13 @@ fn is_ignored(signal: i32) -> io::Result<bool> {
     // SAFETY: `sigaction` succeeded, and filled it in.
     let current = unsafe { current.assume_init() };
     Ok(current.sa_sigaction == nix::libc::SIG_IGN)
+}
+
+/// `path` as a message shows it: escaped as `str::escape_debug` escapes
+/// (a file name on Linux may hold any byte but `/` and NUL), so that a
+/// newline in it cannot start a line of its own.
+fn escaped(path: &Path) -> String {
+    path.display().to_string().escape_debug().to_string()
 }
 
 /// `mkdtemp`: a new directory in `parent` with mode 0700, under a name
