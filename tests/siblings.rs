@@ -407,6 +407,8 @@ const FAMILIES: &[Family] = &[
             "ch12-exiting/12-01-sig-cleanup.rs",
             "ch16-unix/16-01-unix-server.rs",
             "ch16-unix/16-03-unix-pass-fd.rs",
+            "ch22-fifos/22-01-fifo-spam.rs",
+            "ch30-async-sockets/30-01-async-server.rs",
         ],
         // A path the user gave, escaped in every message that shows it.
         // (29-1 shares it with 10-1 as it shares everything.)

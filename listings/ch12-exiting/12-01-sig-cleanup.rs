@@ -241,6 +241,13 @@ fn is_ignored(signal: i32) -> io::Result<bool> {
     Ok(current.sa_sigaction == nix::libc::SIG_IGN)
 }
 
+/// `path` as a message shows it: escaped as `str::escape_debug` escapes
+/// (a file name on Linux may hold any byte but `/` and NUL), so that a
+/// newline in it cannot start a line of its own.
+fn escaped(path: &Path) -> String {
+    path.display().to_string().escape_debug().to_string()
+}
+
 /// `mkdtemp`: a new directory in `parent` with mode 0700, under a name
 /// nobody can guess or take first.
 fn private_dir(parent: &Path) -> io::Result<PathBuf> {
@@ -256,13 +263,6 @@ fn private_dir(parent: &Path) -> io::Result<PathBuf> {
     }
     bytes.pop();
     Ok(std::ffi::OsString::from_vec(bytes).into())
-}
-
-/// `path` as a message shows it: escaped as `str::escape_debug` escapes
-/// (a file name on Linux may hold any byte but `/` and NUL), so that a
-/// newline in it cannot start a line of its own.
-fn escaped(path: &Path) -> String {
-    path.display().to_string().escape_debug().to_string()
 }
 
 /// True if `err` says that the reader of a pipe we wrote to has gone.

@@ -96,11 +96,7 @@ fn reader(
     let path = &made.0.fifo;
     let mut out = io::stdout();
     let pid = getpid();
-    writeln!(
-        out,
-        "Waiting for a writer on {} (pid {pid})",
-        path.display()
-    )?;
+    writeln!(out, "Waiting for a writer on {} (pid {pid})", escaped(path))?;
     // Blocks until a writer opens the FIFO too.
     let file = File::open(path).map_err(|err| not_opened(path, &err))?;
     check_ours_alone(&file, path)?;
@@ -174,7 +170,7 @@ impl Made {
                 let base = std::env::temp_dir();
                 let dir =
                     mkdtemp(&base.join("fifo-spam.XXXXXX")).map_err(|err| {
-                        let base = base.display();
+                        let base = escaped(&base);
                         format!("cannot make a directory in {base}: {err}")
                     })?;
                 (dir.join("fifo"), Some(dir))
@@ -192,7 +188,8 @@ impl Made {
             Ok(()) => made.0.created_fifo = true,
             Err(Errno::EEXIST) if made.0.dir.is_none() => {}
             Err(err) => {
-                return Err(format!("{}: {err}", made.0.fifo.display()).into());
+                let fifo = escaped(&made.0.fifo);
+                return Err(format!("{fifo}: {err}").into());
             }
         }
         Ok(made)
@@ -316,7 +313,7 @@ fn writer(
                 "{}: no reader has it open yet (ENXIO); start the reader \
                  first and try again once it waits in open, or leave out \
                  --no-wait to wait for it",
-                path.display()
+                escaped(path)
             ),
             _ => not_opened(path, &err),
         })?;
@@ -329,7 +326,7 @@ fn writer(
     writeln!(
         io::stdout(),
         "Writing to {} (pid {})",
-        path.display(),
+        escaped(path),
         getpid()
     )?;
     let mut fifo = file;
@@ -352,11 +349,11 @@ fn writer(
 fn check_ours_alone(file: &File, path: &Path) -> Result<(), Box<dyn Error>> {
     let meta = file.metadata()?;
     if !meta.file_type().is_fifo() {
-        return Err(format!("{} is not a FIFO", path.display()).into());
+        return Err(format!("{} is not a FIFO", escaped(path)).into());
     }
     let mode = meta.mode() & 0o777;
     if meta.uid() != geteuid().as_raw() || mode & 0o077 != 0 {
-        let (uid, path) = (meta.uid(), path.display());
+        let (uid, path) = (meta.uid(), escaped(path));
         let why =
             format!("{path} is not ours alone (owner {uid}, mode {mode:o})");
         return Err(why.into());
@@ -369,8 +366,8 @@ fn check_ours_alone(file: &File, path: &Path) -> Result<(), Box<dyn Error>> {
 /// path is not a FIFO, and the check above never gets to say so.
 fn not_opened(path: &Path, err: &io::Error) -> String {
     match err.raw_os_error() {
-        Some(nix::libc::ENXIO) => format!("{} is not a FIFO", path.display()),
-        _ => format!("{}: {err}", path.display()),
+        Some(nix::libc::ENXIO) => format!("{} is not a FIFO", escaped(path)),
+        _ => format!("{}: {err}", escaped(path)),
     }
 }
 
@@ -380,6 +377,13 @@ fn is_fifo(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|meta| meta.file_type().is_fifo())
 }
 // ANCHOR_END: writer
+
+/// `path` as a message shows it: escaped as `str::escape_debug` escapes
+/// (a file name on Linux may hold any byte but `/` and NUL), so that a
+/// newline in it cannot start a line of its own.
+fn escaped(path: &Path) -> String {
+    path.display().to_string().escape_debug().to_string()
+}
 
 /// True if `err` says that the reader of a pipe we wrote to has gone.
 fn is_broken_pipe(err: &(dyn Error + 'static)) -> bool {

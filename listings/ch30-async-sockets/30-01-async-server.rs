@@ -206,7 +206,7 @@ async fn run(fds: u64) -> Result<(), Box<dyn Error>> {
         .map_err(|err| format!("cannot unblock the stop signals: {err}"))?;
     let place = match &config.place {
         Place::Tcp(spec) => spec.clone(),
-        Place::Unix(path) => path.display().to_string(),
+        Place::Unix(path) => escaped(path),
     };
     let (listener, socket_file) = match &config.place {
         Place::Tcp(spec) => {
@@ -462,7 +462,7 @@ impl Listener {
             Listener::Unix(listener) => {
                 let addr = listener.local_addr()?;
                 let path = addr.as_pathname().unwrap_or(Path::new("?"));
-                path.display().to_string()
+                escaped(path)
             }
         })
     }
@@ -1168,18 +1168,18 @@ fn bind_unix(
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|err| format!("cannot open {}: {err}", lock_path.display()))?;
+        .map_err(|err| format!("cannot open {}: {err}", escaped(&lock_path)))?;
     let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
         .map_err(|(_, errno)| match errno {
             // Held: by another server of this path, alive.
             nix::errno::Errno::EWOULDBLOCK => {
-                format!("another server is using {}", path.display())
+                format!("another server is using {}", escaped(path))
             }
             // Anything else (ENOLCK: a file system without locks) says
             // nothing of other servers.
             _ => {
                 let err = io::Error::from(errno);
-                format!("cannot lock {}: {err}", lock_path.display())
+                format!("cannot lock {}: {err}", escaped(&lock_path))
             }
         })?;
     // We hold the lock: a socket file here belongs to a server that is
@@ -1187,14 +1187,14 @@ fn bind_unix(
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => fs::remove_file(path)?,
         Ok(_) => {
-            let path = path.display();
+            let path = escaped(path);
             return Err(format!("{path} exists and is not a socket").into());
         }
         Err(err) if err.kind() == ErrorKind::NotFound => {}
         Err(err) => return Err(err.into()),
     }
     let listener = listen_unix(path, backlog)
-        .map_err(|err| format!("cannot listen on {}: {err}", path.display()))?;
+        .map_err(|err| format!("cannot listen on {}: {err}", escaped(path)))?;
     let meta = fs::metadata(path)?;
     let file = SocketFile {
         path: path.to_path_buf(),
@@ -1221,6 +1221,13 @@ fn listen_unix(path: &Path, backlog: u32) -> io::Result<UnixListener> {
     // tokio's reactor wants a socket that never blocks.
     socket.set_nonblocking(true)?;
     UnixListener::from_std(socket.into())
+}
+
+/// `path` as a message shows it: escaped as `str::escape_debug` escapes
+/// (a file name on Linux may hold any byte but `/` and NUL), so that a
+/// newline in it cannot start a line of its own.
+fn escaped(path: &Path) -> String {
+    path.display().to_string().escape_debug().to_string()
 }
 
 impl Drop for SocketFile {

@@ -8,8 +8,8 @@ use nix::unistd::Pid;
 
 use crate::support::{
     Listing, POLL_CALLS, assert_matches_book, assert_rejects,
-    assert_session_matches_book, bin_path, cargo_run, forked_and_reaped, have,
-    run, shell, state_of,
+    assert_session_matches_book, bin_path, cargo_run, forked_and_reaped,
+    forked_and_reaped_with, have, run, shell, state_of,
 };
 
 #[test]
@@ -1620,10 +1620,13 @@ fn children_listings_reap_every_child_when_their_reader_has_gone() {
         (bin!("sig-pidfd"), &[], 1),
     ];
     for (bin, args, children) in runs {
-        let (read, write) = nix::unistd::pipe().unwrap();
-        drop(read);
+        // The pipe is made in strace's child, never here: a child another
+        // test thread forks between a pipe made here and the drop of its
+        // read end would keep that end (nix's `pipe` sets no close-on-exec),
+        // and the listing's writes would not fail.
+        let widowed = crate::support::stdout_to_a_widowed_pipe;
         let (out, forked, reaped, _) =
-            forked_and_reaped(bin, args, &[], Stdio::from(write));
+            forked_and_reaped_with(bin, args, &[], widowed);
         let what = format!("{bin} {args:?}");
         // strace ends as its tracee did.
         assert_eq!(out.status.code(), Some(0), "{what}: {:?}", out.status);

@@ -1299,3 +1299,38 @@ fn udp_client_spends_its_tries_on_an_address_that_is_only_silent() {
         assert_eq!(&buf[..n], b"1 hello");
     }
 }
+
+/// udp-request's line of error is one `write`, formatted whole first, as
+/// in the listings of Parts I and IV: `writeln!` on the unbuffered stderr
+/// writes the program's name, the message and the newline each on its
+/// own, and another writer of the same stderr (a script running several
+/// clients, say) can land between them.
+#[test]
+fn udp_request_writes_its_line_of_error_with_one_write() {
+    if !crate::support::can_trace() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("writes");
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-f", "-q", "-s", "4096", "-e", "trace=write"])
+        .args(["-e", "signal=none", "-o"])
+        .arg(&log)
+        .args(["--", bin!("udp-request"), "--no-such-option"]);
+    let out =
+        Listing::spawn(&mut command, std::process::Stdio::null()).finish();
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.status);
+    let text = std::fs::read_to_string(&log).expect("strace's log");
+    let writes: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.split_once("write(2, ").map(|(_, w)| w))
+        .collect();
+    assert!(
+        writes.len() == 1
+            && writes[0].starts_with("\"udp-request: ")
+            && writes[0].matches("\\n").count() == 1
+            && writes[0].contains("\\n\", "),
+        "one write of one whole line: {writes:#?}"
+    );
+}

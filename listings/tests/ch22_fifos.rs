@@ -1131,3 +1131,28 @@ fn fifo_spam_reader_dies_of_the_signal_when_its_fifo_goes_before_its_open() {
     assert_eq!(out.stderr, "", "{trace}");
     assert!(!fifo.exists(), "left behind");
 }
+
+/// A FIFO's path holding a newline (a Linux file name may hold any byte
+/// but `/` and NUL) is shown escaped, `\n`, in the reader's line and the
+/// writer's: each is one line, which the user's text cannot break.
+#[test]
+fn fifo_spam_shows_a_path_with_a_newline_escaped_in_one_line() {
+    let tmp = tmp();
+    let fifo = tmp.path().join("spam\nfake line");
+    let fifo_arg = fifo.to_str().unwrap();
+    let shown = regex::escape(&fifo_arg.replace('\n', "\\n"));
+    let mut command = Command::new(bin_path("fifo-spam"));
+    command.args(["reader", "--fifo", fifo_arg, "--count", "1"]);
+    let mut reader = Listing::spawn(&mut command, Stdio::piped());
+    reader.expect(&format!(r"Waiting for a writer on {shown} \(pid \d+\)"));
+    let args = ["writer", fifo_arg, "--count", "1"];
+    let writer = run_clean(bin!("fifo-spam"), &args);
+    assert!(writer.status.success(), "{}", writer.stderr);
+    let writing = format!(r"^Writing to {shown} \(pid \d+\)$");
+    let writing = regex::Regex::new(&writing).unwrap();
+    assert_eq!(writer.stdout.len(), 1, "{:?}", writer.stdout);
+    assert!(writing.is_match(&writer.stdout[0]), "{:?}", writer.stdout);
+    let out = finish_clean(reader);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.len(), 2, "{:?}", out.stdout);
+}

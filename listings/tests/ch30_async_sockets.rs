@@ -3001,3 +3001,24 @@ fn async_server_reads_once_a_request_and_waits_for_the_driver_before_each() {
         "{waits} calls to epoll_wait for {reads} reads"
     );
 }
+
+/// A socket's path holding a newline (a Linux file name may hold any byte
+/// but `/` and NUL) is shown escaped, `\n`, in the ready line, and in the
+/// error of a second server at the same path: each stays one line.
+#[test]
+fn async_server_shows_a_unix_path_with_a_newline_escaped_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server\nfake line.sock");
+    let escaped = path.to_str().unwrap().replace('\n', "\\n");
+    let (server, shown) = start_server_at(&path, &["--count", "1"]);
+    assert_eq!(shown, escaped);
+    assert_rejects(
+        SERVER,
+        &["--unix", path.to_str().unwrap()],
+        &format!("another server is using {escaped}"),
+    );
+    assert_eq!(ask_unix(&path, "hi\n"), "server got: [hi]\n");
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(!path.exists(), "the socket file is gone");
+}

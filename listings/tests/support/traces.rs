@@ -1065,6 +1065,18 @@ pub fn forked_and_reaped(
     inject: &[&str],
     stdout: Stdio,
 ) -> (Finished, Vec<String>, Vec<String>, String) {
+    forked_and_reaped_with(bin, args, inject, |_| stdout)
+}
+
+/// `forked_and_reaped`, with stdout made from the command that starts
+/// strace: `support::stdout_to_a_widowed_pipe`, say, whose pipe is made in
+/// that command's child, so that no other test thread's child holds it.
+pub fn forked_and_reaped_with(
+    bin: &str,
+    args: &[&str],
+    inject: &[&str],
+    stdout: impl FnOnce(&mut Command) -> Stdio,
+) -> (Finished, Vec<String>, Vec<String>, String) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let trace = dir.path().join("trace");
     let mut command = Command::new("strace");
@@ -1074,6 +1086,7 @@ pub fn forked_and_reaped(
         command.args(["-e", what]);
     }
     command.arg(bin).args(args);
+    let stdout = stdout(&mut command);
     let out = Listing::spawn(&mut command, stdout).finish();
     let text = fs::read_to_string(&trace).expect("the trace");
     // One call to a line, whether or not another process cut it in two.
