@@ -3520,6 +3520,76 @@ fn chapter_26_claims_hold_in_the_published_results() {
     says("Its idle row, about three quarters of both CPUs' time");
 }
 
+/// "So shared memory whose processes sleep is no floor": it is no faster
+/// than an eventfd in the tables, on one CPU and on two; only spinning is
+/// the fastest of all. And no sentence of the chapter calls anything a
+/// floor without saying that it spins (it once called shared memory "the
+/// floor the other channels are measured against", whatever the wait).
+#[test]
+fn chapter_26_calls_shared_memory_a_floor_only_when_it_spins() {
+    use serde_json::json;
+    let raw = published();
+    let runs = &raw["runs"];
+    let p50 = |lang: &str, mech: &str, place: &str, wait: &str| {
+        let what = [
+            ("kind", json!("latency")),
+            ("mechanism", json!(mech)),
+            ("placement", json!(place)),
+            ("wait", json!(wait)),
+            ("language", json!(lang)),
+        ];
+        median_of(runs, &what, "p50")
+    };
+    let chapter = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/ch26-latency.md"),
+    )
+    .unwrap();
+    let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
+    let says = |words: &str| {
+        assert!(chapter.contains(words), "ch26 does not say: {words}");
+    };
+    // Sleeping, shared memory is no faster than an eventfd.
+    for (lang, place) in
+        [("rust", "same"), ("c", "same"), ("rust", "different")]
+    {
+        let (shm, eventfd) = (
+            p50(lang, "shm", place, "block"),
+            p50(lang, "eventfd", place, "block"),
+        );
+        assert!(shm >= eventfd, "{lang} {place}: {shm} {eventfd}");
+    }
+    says(&format!(
+        "On one CPU it took {:.2} µs in Rust and {:.2} in C, an eventfd {:.2} \
+         and {:.2}; on two, {:.2} µs in Rust, against {:.2} for an eventfd \
+         and {:.2} for a Unix socket.",
+        p50("rust", "shm", "same", "block"),
+        p50("c", "shm", "same", "block"),
+        p50("rust", "eventfd", "same", "block"),
+        p50("c", "eventfd", "same", "block"),
+        p50("rust", "shm", "different", "block"),
+        p50("rust", "eventfd", "different", "block"),
+        p50("rust", "unix", "different", "block"),
+    ));
+    // Spinning, it is the fastest row of the tables.
+    let spinning = p50("rust", "shm", "different", "spin");
+    for mech in MECHANISMS {
+        for place in ["same", "different", "any"] {
+            assert!(spinning < p50("rust", mech, place, "block"), "{mech}");
+        }
+    }
+    for mech in SPINNING.iter().filter(|m| **m != "shm") {
+        assert!(spinning < p50("rust", mech, "different", "spin"), "{mech}");
+    }
+    says(&format!(
+        "makes it the fastest row of all, at {spinning:.2} µs"
+    ));
+    for sentence in chapter.split(". ") {
+        if sentence.contains("floor") && !sentence.contains("no floor") {
+            assert!(sentence.contains("spin"), "ch26: {sentence}");
+        }
+    }
+}
+
 /// The rows of both verdict tables whose 95% interval of Rust's time over
 /// C's excludes 1, and how many intervals there are.
 pub fn intervals_excluding_one(raw: &serde_json::Value) -> (Vec<String>, u64) {
