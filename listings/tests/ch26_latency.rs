@@ -370,6 +370,55 @@ fn pingpong_c_reference_makes_the_same_system_calls_per_round_trip() {
     );
 }
 
+/// Spinning, a receiver asks until the message is there: its `read` of an
+/// empty non-blocking pipe fails with EAGAIN, as many times as the wait
+/// takes, so the count of calls is no property of the program, and the
+/// chapter's "four system calls per round trip" holds for sleeping
+/// processes only. Under `strace`, both twins made more reads than two a
+/// round trip, and some of them failed.
+#[test]
+fn pingpong_spinning_makes_failed_reads_as_it_waits() {
+    if !have("strace") || !have("cc") || usable_cpus().len() < 2 {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let c = compile_c("ch26-latency/26-02-pingpong.c", dir.path());
+    for bin in [bin!("bench-pingpong"), c.to_str().unwrap()] {
+        let trace = dir.path().join("trace");
+        let args = [
+            "-f",
+            "-c",
+            "-o",
+            trace.to_str().unwrap(),
+            bin,
+            "--via",
+            "pipe",
+            "--cpus",
+            "different",
+            "--wait",
+            "spin",
+            "--count",
+            "300",
+        ];
+        let out = run("strace", &args);
+        assert!(out.status.success(), "strace {args:?}: {}", out.stderr);
+        let text = fs::read_to_string(&trace).unwrap();
+        // "% time seconds usecs/call calls errors syscall"
+        let read: Vec<u64> = text
+            .lines()
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            .find(|fields| fields.len() == 6 && fields[5] == "read")
+            .unwrap_or_else(|| panic!("{bin}: no failed read: {text}"))
+            [3..5]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        let (calls, errors) = (read[0], read[1]);
+        // 301 round trips, the untimed one too: two reads each.
+        assert!(calls > 602 && errors > 0, "{bin}: {calls} {errors}");
+    }
+}
+
 /// Each process sends once and waits once per round trip: two calls of
 /// each kind per round trip, `sockets` on Unix and TCP sockets; over
 /// shared memory, futex calls only, two wakes a round trip.
@@ -1818,6 +1867,10 @@ fn chapters_say_where_rust_and_c_make_different_calls() {
         })
         .collect();
     assert_eq!(differ, ["unix", "tcp"]);
+    // Nor, of the latency programs, without saying that they sleep: a
+    // spinning receiver makes as many failed reads as its wait takes
+    // (`pingpong_spinning_makes_failed_reads_as_it_waits`). Throughput's
+    // sentences compare the sizes of the calls, and spin nowhere.
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../src");
     for chapter in ["ch26-latency.md", "ch27-throughput.md"] {
         let text = fs::read_to_string(src.join(chapter)).unwrap();
@@ -1828,7 +1881,21 @@ fn chapters_say_where_rust_and_c_make_different_calls() {
                     sentence.contains("except") || sentence.contains("sizes"),
                     "{chapter}: {sentence}"
                 );
+                assert!(
+                    sentence.contains("sizes") || sentence.contains("sleep"),
+                    "{chapter}: {sentence}"
+                );
             }
+        }
+    }
+    let ch26 = fs::read_to_string(src.join("ch26-latency.md")).unwrap();
+    let ch26 = ch26.split_whitespace().collect::<Vec<_>>().join(" ");
+    for sentence in ch26.split(". ") {
+        if sentence
+            .to_lowercase()
+            .contains("four system calls per round trip")
+        {
+            assert!(sentence.contains("sleep"), "ch26: {sentence}");
         }
     }
 }
