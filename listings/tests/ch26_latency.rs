@@ -2021,6 +2021,20 @@ fn published_figures_measured_the_code_in_the_book() {
     assert!(chapter.contains(
         "a hash of every piece of code that runs while the clock runs"
     ));
+    // And says when the published hashes were made: all of them after the
+    // run, from the commit it measured, over pieces chosen afterwards. It
+    // once said that this test made the book "never print figures of code
+    // it no longer shows", which holds only for the pieces hashed.
+    let added = raw["source"]["timed_added"]["regions"]
+        .as_array()
+        .expect("timed_added lists the hashes added after the run")
+        .len();
+    assert_eq!(added, measured.len(), "every published hash added later");
+    assert!(chapter.contains(&format!(
+        "its {added} hashes were added to `raw.json` afterwards, computed \
+         from the commit it measured"
+    )));
+    assert!(!chapter.contains("never prints figures of code"));
 }
 
 /// raw.json's hashes of the code are those of the commit measured: a run
