@@ -155,8 +155,11 @@ fn line_session_matches_the_book() {
     let long = "head -c 2000 /dev/zero | tr '\\0' x | cargo run -p listings --bin tcp-lines -- client";
     let first = typed(lines, bin!("tcp-lines"), &addr);
     assert!(first.status.success(), "{}", first.stderr);
+    // Refused by the server: the client says so, on stderr, and fails.
     let second = typed(long, bin!("tcp-lines"), &addr);
-    assert!(second.status.success(), "{}", second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{}", second.stderr);
+    let mut second_shows = second.stdout.clone();
+    second_shows.extend(second.stderr.lines().map(String::from));
     let server = server.finish();
     assert!(server.status.success(), "{}", server.stderr);
     // The terminal shows the log on stdout, then the one error on stderr.
@@ -170,7 +173,7 @@ fn line_session_matches_the_book() {
         "ch13-streams/13-02-client.out",
         &[
             (lines.to_string(), &first.stdout),
-            (long.to_string(), &second.stdout),
+            (long.to_string(), &second_shows),
         ],
     );
 }
@@ -872,6 +875,112 @@ fn line_client_sends_each_line_of_its_arguments_in_one_write() {
 }
 
 #[test]
+fn line_client_refuses_an_argument_that_is_not_one_line_before_it_connects() {
+    // `a\nb` went out as two lines and got two replies; 1025 bytes got
+    // the server's error, and the lines after it nothing, with status 0.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let long = "x".repeat(1025);
+    for (line, complaint) in [
+        ("a\nb", "a line may not hold a newline: 'a\\nb'"),
+        (&long[..], "a line of 1025 bytes; the most is 1024"),
+    ] {
+        let out = run(bin!("tcp-lines"), &["client", &addr, "ok", line]);
+        assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+        assert_eq!(out.stderr, format!("tcp-lines: {complaint}\n"));
+        assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    }
+    // Nothing connected: the queue of the listening socket is empty.
+    let queued = listener.accept().map(|_| ()).map_err(|e| e.kind());
+    assert_eq!(queued, Err(std::io::ErrorKind::WouldBlock));
+    // The longest line the server takes goes through.
+    let (server, addr) = start_server(
+        bin!("tcp-lines"),
+        &["server", "127.0.0.1:0", "--count", "1"],
+    );
+    let out = run(bin!("tcp-lines"), &["client", &addr, &long[1..]]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, [format!("server got: [{}]", &long[1..])]);
+    assert!(server.finish().status.success());
+}
+
+#[test]
+fn line_client_fails_when_the_server_refuses_a_line() {
+    // A line too long from standard input: the server answers with an
+    // error line and closes, and `last` gets no reply. The client printed
+    // the error line as a reply and exited 0.
+    let (server, addr) = start_server(
+        bin!("tcp-lines"),
+        &["server", "127.0.0.1:0", "--count", "1"],
+    );
+    let script = "printf 'first\\n%s\\nlast\\n' \"$(head -c 2000 /dev/zero \
+                  | tr '\\0' x)\" | \"$0\" client \"$1\"";
+    let out = Listing::start("bash", &["-c", script, bin!("tcp-lines"), &addr])
+        .finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(out.stdout, ["server got: [first]"]);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "tcp-lines: {addr}: the server answered with an error: line \
+             longer than 1024 bytes\n"
+        )
+    );
+    drop(server);
+}
+
+/// Runs Listing 13-2's client with `lines` against a server that reads
+/// every request, then sends `replies` and closes cleanly; returns what
+/// the client printed, and the requests the server got.
+fn line_client_against(
+    replies: &'static [u8],
+    lines: &[&str],
+) -> (crate::support::Finished, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut requests = String::new();
+        conn.read_to_string(&mut requests).unwrap();
+        conn.write_all(replies).unwrap();
+        requests
+    });
+    let mut args = vec!["client", &addr];
+    args.extend(lines);
+    let out = run(bin!("tcp-lines"), &args);
+    (out, server.join().unwrap())
+}
+
+#[test]
+fn line_client_fails_when_a_line_gets_no_reply_or_one_too_many() {
+    // A server that reads both requests, answers one, and closes cleanly:
+    // the client printed the one reply and exited 0. One that answers a
+    // request twice: the client printed both.
+    let (out, requests) =
+        line_client_against(b"server got: [a]\n", &["a", "b"]);
+    assert_eq!(requests, "a\nb\n");
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(out.stdout, ["server got: [a]"]);
+    assert!(
+        out.stderr.ends_with(": the server answered 1 of 2 lines\n"),
+        "{}",
+        out.stderr
+    );
+    let twice = b"server got: [a]\nserver got: [a]\n";
+    let (out, requests) = line_client_against(twice, &["a"]);
+    assert_eq!(requests, "a\n");
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.ends_with(": a reply nobody asked for\n"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn line_client_reports_a_hang_up_instead_of_dying_of_sigpipe() {
     // Fifty megabytes from a pipe, as `yes | head -c 50M` gives them: far
     // more than the socket buffers hold when the server hangs up.
@@ -919,8 +1028,8 @@ fn line_client_says_at_once_that_its_input_failed() {
 
 #[test]
 fn line_client_says_the_server_closed_when_its_request_meets_a_reset() {
-    // A server that refuses as a full one does: one line, then the close,
-    // before the client's request has come. Linux 6.18 answers the request
+    // A server that says one line and closes, before the client's
+    // request has come. Linux 6.18 answers the request
     // that comes after with a reset, and the client's half-close then
     // fails with ENOTCONN, which it reported as "sending: Transport
     // endpoint is not connected (os error 107)", blaming nobody. The
@@ -954,9 +1063,9 @@ fn line_client_says_the_server_closed_when_its_request_meets_a_reset() {
     });
     let (mut conn, peer) = conn.unwrap();
     conn.set_nonblocking(false).unwrap();
-    conn.write_all(b"error: server busy\n").unwrap();
+    conn.write_all(b"goodbye\n").unwrap();
     drop(conn);
-    client.expect("error: server busy");
+    client.expect("goodbye");
     wait_until("the server's end to wait in FIN_WAIT2", || {
         server_end(port, peer.port()).is_some_and(|(state, ..)| state == "05")
     });
