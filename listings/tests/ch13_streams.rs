@@ -643,6 +643,52 @@ fn a_reset_after_the_fin_reads_as_the_end_and_leaves_its_error_in_so_error() {
 }
 
 #[test]
+fn a_read_of_zero_bytes_returns_0_only_when_something_is_queued() {
+    // Linux gives every receive on a TCP socket a target of at least one
+    // byte, even into an empty buffer: `sock_rcvlowat` in
+    // include/net/sock.h ends `return v ?: 1;`. So `tcp_recvmsg_locked`
+    // waits, or fails, as it would for any read; it returns 0 at once
+    // only when bytes or the FIN are queued.
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::io::ErrorKind;
+    use std::os::fd::AsFd;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut sock = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let kind = |result: std::io::Result<usize>| result.map_err(|e| e.kind());
+    // Nothing queued: "would block", as for a buffer of any size.
+    assert_eq!(kind(sock.read(&mut [])), Err(ErrorKind::WouldBlock));
+    // A byte queued: 0, and the byte stays.
+    peer.write_all(b"x").unwrap();
+    wait_until("the byte to arrive", || sock.peek(&mut [0; 1]).is_ok());
+    assert_eq!(kind(sock.read(&mut [])), Ok(0));
+    assert_eq!(kind(sock.read(&mut [0; 1])), Ok(1));
+    // A reset: the error, once, then 0. (`take_error` would clear it, so
+    // wait for the reset with `poll`, which leaves it.)
+    let abort = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    nix::sys::socket::setsockopt(
+        &peer,
+        nix::sys::socket::sockopt::Linger,
+        &abort,
+    )
+    .unwrap();
+    drop(peer);
+    wait_until("the reset", || {
+        let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO).unwrap();
+        fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLERR))
+    });
+    assert_eq!(kind(sock.read(&mut [])), Err(ErrorKind::ConnectionReset));
+    assert_eq!(kind(sock.read(&mut [])), Ok(0));
+}
+
+#[test]
 fn after_our_own_shutdown_read_zero_means_nothing_queued_now_not_the_end() {
     // Linux 6.x: SHUT_RD discards nothing and refuses nothing. Queued
     // bytes are still read, `read` returns 0 at once when the queue is
