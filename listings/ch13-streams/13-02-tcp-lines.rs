@@ -304,7 +304,10 @@ fn client(addrs: &[SocketAddr], lines: Vec<String>) -> io::Result<()> {
     let sock = connect(addrs)?;
     sock.set_read_timeout(Some(TIMEOUT))?;
     sock.set_write_timeout(Some(TIMEOUT))?;
-    let mut sending = sock.try_clone()?;
+    // Out of descriptors, say: our failure, not the server's.
+    let mut sending = sock.try_clone().map_err(|err| {
+        io::Error::new(err.kind(), format!("cannot clone the socket: {err}"))
+    })?;
     let (sent, done) = mpsc::channel();
     thread::Builder::new()
         .spawn(move || {

@@ -1027,6 +1027,27 @@ fn line_client_fails_when_a_line_gets_no_reply_or_one_too_many() {
 }
 
 #[test]
+fn line_client_says_it_could_not_clone_its_socket() {
+    // With four descriptors, the socket takes the last: the client's own
+    // `try_clone` fails with EMFILE, which it reported as
+    // "127.0.0.1:PORT: Too many open files", as if the server had failed.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let script = "ulimit -S -n 4 && exec \"$0\" client \"$1\" x";
+    let out = Listing::start("bash", &["-c", script, bin!("tcp-lines"), &addr])
+        .finish();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "tcp-lines: {addr}: cannot clone the socket: Too many open \
+             files (os error 24)\n"
+        )
+    );
+    drop(listener);
+}
+
+#[test]
 fn line_client_reports_a_hang_up_instead_of_dying_of_sigpipe() {
     // Fifty megabytes from a pipe, as `yes | head -c 50M` gives them: far
     // more than the socket buffers hold when the server hangs up.
