@@ -90,6 +90,23 @@ fn line_server_answers_each_line_and_a_last_one_without_newline() {
 }
 
 #[test]
+fn line_server_keeps_the_carriage_return_of_a_crlf_line() {
+    // SMTP and IRC end lines with CRLF; this server splits at the newline
+    // only, so the `\r` is part of the request.
+    let (server, addr) = start_server(
+        bin!("tcp-lines"),
+        &["server", "127.0.0.1:0", "--count", "1"],
+    );
+    let mut sock = connect(&addr);
+    sock.write_all(b"NICK ferris\r\n").unwrap();
+    sock.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    sock.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "server got: [NICK ferris\r]\n");
+    assert!(server.finish().status.success());
+}
+
+#[test]
 fn line_server_refuses_a_megabyte_without_newline_and_says_why() {
     let (server, addr) = start_server(
         bin!("tcp-lines"),
