@@ -4,11 +4,12 @@
 // client half-closes; a line longer than MAX_LINE bytes gets an error and
 // the end of the connection. The client sends its arguments, one per
 // line, or else its standard input; then it half-closes, and prints
-// every reply.
+// every reply. It fails if a line is refused or goes unanswered.
 //
 // `tcp-lines server [HOST:PORT] [--count N]`: one client at a time, N
 // clients if given. `tcp-lines client [HOST:PORT [LINE...]]`.
 
+use std::cmp::Ordering;
 use std::error::Error;
 use std::fmt::Display;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
@@ -62,6 +63,9 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
         Mode::Client { lines } => {
             restore_sigpipe()?;
+            // Ours, not the server's: said before connecting, without its
+            // address in front.
+            check_lines(&lines)?;
             client(&addrs, lines)
                 .map_err(|err| format!("{spec}: {}", explain(&err)))?;
         }
@@ -271,17 +275,39 @@ impl Backoff {
 }
 
 // ANCHOR: client
+/// Each argument is sent as one line: it may not hold a newline, which
+/// would make it two, nor more than the server accepts, which would make
+/// the server refuse it and every line after it.
+fn check_lines(lines: &[String]) -> Result<(), String> {
+    for line in lines {
+        if line.len() > MAX_LINE {
+            let len = line.len();
+            return Err(format!(
+                "a line of {len} bytes; the most is {MAX_LINE}"
+            ));
+        }
+        if line.contains('\n') {
+            let line = line.escape_debug();
+            return Err(format!("a line may not hold a newline: '{line}'"));
+        }
+    }
+    Ok(())
+}
+
 /// Sends `lines`, or standard input if there are none, and half-closes,
-/// in a thread
-/// of its own, while this thread prints the replies as they come.
-/// Writing everything before reading anything could deadlock: once the
-/// unread replies fill the socket buffers, the server stops reading, and
-/// our writes wait forever.
+/// in a thread of its own, while this thread prints the replies as they
+/// come. Writing everything before reading anything could deadlock: once
+/// the unread replies fill the socket buffers, the server stops reading,
+/// and our writes wait forever. Succeeds only if every line sent got its
+/// reply: an error line, or a reply missing, fails.
 fn client(addrs: &[SocketAddr], lines: Vec<String>) -> io::Result<()> {
     let sock = connect(addrs)?;
     sock.set_read_timeout(Some(TIMEOUT))?;
     sock.set_write_timeout(Some(TIMEOUT))?;
-    let mut sending = sock.try_clone()?;
+    // Out of descriptors, say: our failure, not the server's.
+    let mut sending = sock.try_clone().map_err(|err| {
+        io::Error::new(err.kind(), format!("cannot clone the socket: {err}"))
+    })?;
     let (sent, done) = mpsc::channel();
     thread::Builder::new()
         .spawn(move || {
@@ -290,13 +316,16 @@ fn client(addrs: &[SocketAddr], lines: Vec<String>) -> io::Result<()> {
             } else {
                 // Each line built whole, then written once: `writeln!` on
                 // the bare socket would send the newline apart (Chapter 14).
-                lines.iter().try_for_each(|line| {
-                    sending.write_all(format!("{line}\n").as_bytes())
-                })
+                lines
+                    .iter()
+                    .try_for_each(|line| {
+                        sending.write_all(format!("{line}\n").as_bytes())
+                    })
+                    .map(|()| lines.len())
             }
             // The end of our requests: the server sees the end of the
             // stream, and can still answer.
-            .and_then(|_| sending.shutdown(Shutdown::Write));
+            .and_then(|sent| sending.shutdown(Shutdown::Write).map(|()| sent));
             let _ = sent.send(result);
         })
         .map_err(|err| {
@@ -304,7 +333,7 @@ fn client(addrs: &[SocketAddr], lines: Vec<String>) -> io::Result<()> {
         })?;
     let mut out = io::stdout().lock();
     let mut replies = BufReader::new(&sock);
-    let mut reply = Vec::new();
+    let (mut reply, mut answered) = (Vec::new(), 0);
     loop {
         reply.clear();
         let limit = MAX_REPLY as u64 + 1;
@@ -317,7 +346,16 @@ fn client(addrs: &[SocketAddr], lines: Vec<String>) -> io::Result<()> {
             let why = format!("a reply longer than {MAX_REPLY} bytes");
             return Err(io::Error::new(ErrorKind::InvalidData, why));
         }
+        // The server refused a line, and closes: the lines after it
+        // will get no reply. That is a failure, not one more reply.
+        if let Some(why) = reply.strip_prefix(b"error: ") {
+            out.flush().map_err(to_stdout)?;
+            let why = why.escape_ascii();
+            let why = format!("the server answered with an error: {why}");
+            return Err(io::Error::other(why));
+        }
         writeln!(out, "{}", reply.escape_ascii()).map_err(to_stdout)?;
+        answered += 1;
     }
     out.flush().map_err(to_stdout)?;
     // The server has closed. It does that after our half-close, unless
@@ -329,12 +367,21 @@ fn client(addrs: &[SocketAddr], lines: Vec<String>) -> io::Result<()> {
             "the server closed the connection before the end of the input",
         )
     };
-    match done.recv_timeout(Duration::from_secs(1)) {
-        Ok(Err(err)) if hung_up(&err) => Err(early()),
+    let sent = match done.recv_timeout(Duration::from_secs(1)) {
+        Ok(Err(err)) if hung_up(&err) => return Err(early()),
         Ok(result) => result.map_err(|err| {
             io::Error::new(err.kind(), format!("sending: {err}"))
-        }),
-        Err(_) => Err(early()),
+        })?,
+        Err(_) => return Err(early()),
+    };
+    // A server that closed without a word after a line it did not like,
+    // or one that says more than it was asked.
+    match answered.cmp(&sent) {
+        Ordering::Less => Err(io::Error::other(format!(
+            "the server answered {answered} of {sent} lines"
+        ))),
+        Ordering::Greater => Err(io::Error::other("a reply nobody asked for")),
+        Ordering::Equal => Ok(()),
     }
 }
 
@@ -352,15 +399,22 @@ fn hung_up(err: &io::Error) -> bool {
 /// `io::copy`, which moves the bytes from a pipe (standard input in a
 /// shell pipeline) with `splice`, without that flag, so that the reset
 /// would kill this client by SIGPIPE, whose default action it restored.
+/// Returns how many lines it sent, a last one without newline included,
+/// as the server counts them.
 fn copy_to_socket(
     input: &mut impl Read,
     sock: &mut TcpStream,
-) -> io::Result<()> {
+) -> io::Result<usize> {
     let mut buf = [0; 16 * 1024];
+    let (mut lines, mut last) = (0, b'\n');
     loop {
         match input.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => sock.write_all(&buf[..n])?,
+            Ok(0) => return Ok(lines + usize::from(last != b'\n')),
+            Ok(n) => {
+                sock.write_all(&buf[..n])?;
+                lines += buf[..n].iter().filter(|&&b| b == b'\n').count();
+                last = buf[n - 1];
+            }
             Err(err) if err.kind() == ErrorKind::Interrupted => {}
             Err(err) => {
                 // The requests cannot end as they should. Shut the reading

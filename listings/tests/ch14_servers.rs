@@ -1844,9 +1844,15 @@ fn chapter_14_gives_the_linear_syn_retries_of_this_kernel() {
     )
     .unwrap();
     let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
+    // The setting counts the linear timeouts after the first: with 4,
+    // five retries come a second apart (ccce324dabfe: "1,1,1,1,1,2,4,8").
+    let linear: usize = linear.trim().parse().unwrap();
+    let words = ["one", "two", "three", "four", "five", "six", "seven"];
     let said = format!(
-        "(`net.ipv4.tcp_syn_linear_timeouts`, {} here, new in Linux 6.5)",
-        linear.trim()
+        "makes {} retries a second apart: the first timeout, then \
+         `net.ipv4.tcp_syn_linear_timeouts` more ({linear} here, new in \
+         Linux 6.5)",
+        words[linear]
     );
     assert!(chapter.contains(&said), "chapter 14 does not say {said:?}");
 }

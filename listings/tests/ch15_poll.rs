@@ -733,10 +733,13 @@ fn poll_session_matches_the_book() {
         let shown = crate::support::shell(&ss.replace("50008", port));
         terminal2.push((ss.to_string(), shown));
     }
-    for shown in [lines, long] {
+    for (shown, refused) in [(lines, false), (long, true)] {
+        // The long line is refused, and the client says so on stderr.
         let out = typed(shown, bin!("tcp-lines"), &addr);
-        assert!(out.status.success(), "{}", out.stderr);
-        terminal2.push((shown.to_string(), out.stdout));
+        assert_eq!(out.status.code(), Some(refused.into()), "{}", out.stderr);
+        let mut shows = out.stdout;
+        shows.extend(out.stderr.lines().map(String::from));
+        terminal2.push((shown.to_string(), shows));
     }
     let shown = format!(
         "{} 127.0.0.1:50008 four",

@@ -779,10 +779,13 @@ fn async_server_session_matches_the_book() {
     let lines = "printf 'one\\ntwo\\nthree' | cargo run -p listings --bin tcp-lines -- client";
     let long = "head -c 2000 /dev/zero | tr '\\0' x | cargo run -p listings --bin tcp-lines -- client";
     let mut terminal2 = Vec::new();
-    for shown in [lines, long] {
+    for (shown, refused) in [(lines, false), (long, true)] {
+        // The long line is refused, and the client says so on stderr.
         let out = typed(shown, bin!("tcp-lines"), &addr);
-        assert!(out.status.success(), "{}", out.stderr);
-        terminal2.push((shown.to_string(), out.stdout));
+        assert_eq!(out.status.code(), Some(refused.into()), "{}", out.stderr);
+        let mut shows = out.stdout;
+        shows.extend(out.stderr.lines().map(String::from));
+        terminal2.push((shown.to_string(), shows));
     }
     let shown = format!(
         "{} 127.0.0.1:50008 four",
