@@ -48,27 +48,7 @@ pub fn out_of_descriptors_waits_then_serves(
     let waiting = client(&addr);
     let failed = server.next_line();
     assert!(failed.starts_with(failure), "{failed}");
-    // It waits between tries: looked at every 50 ms for two seconds, it
-    // is asleep (every thread in state S) nearly every time, where a loop
-    // that retried at once would be running, or waiting for a CPU (both
-    // R), every time. Its CPU time alone cannot tell them apart: on a busy
-    // machine a spinning process gets only its share of a CPU (Listing
-    // 3-3 without its pause used 240 to 980 ms in two seconds here).
-    let (cpu, started) = (cpu_time(pid), Instant::now());
-    let mut awake = 0;
-    for _ in 0..40 {
-        std::thread::sleep(Duration::from_millis(50)); // The wait is the test.
-        if !all_threads_asleep(pid) {
-            awake += 1;
-        }
-    }
-    let used = cpu_time(pid) - cpu;
-    let lasted = started.elapsed();
-    assert!(awake <= 10, "awake in {awake} of 40 looks in {lasted:?}");
-    assert!(
-        used < Duration::from_millis(300),
-        "{used:?} of CPU in {lasted:?}"
-    );
+    assert_sleeps_for_two_seconds(pid);
     let room = nix::libc::rlimit {
         rlim_cur: 64,
         rlim_max: 64,
@@ -88,6 +68,32 @@ pub fn out_of_descriptors_waits_then_serves(
     let served = server.next_line();
     assert!(!served.starts_with(failure), "logged again: {served}");
     (got, server)
+}
+
+/// That the process `pid` waits rather than spins, for two seconds: looked
+/// at every 50 ms, it is asleep (every thread in state S) nearly every
+/// time, where a loop that retried at once would be running, or waiting
+/// for a CPU (both R), every time; and it uses under 300 ms of CPU. Its
+/// CPU time alone cannot tell them apart: on a busy machine a spinning
+/// process gets only its share of a CPU (Listing 3-3 without its pause
+/// used 240 to 980 ms in two seconds here).
+#[track_caller]
+pub fn assert_sleeps_for_two_seconds(pid: nix::unistd::Pid) {
+    let (cpu, started) = (cpu_time(pid), Instant::now());
+    let mut awake = 0;
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(50)); // The wait is the test.
+        if !all_threads_asleep(pid) {
+            awake += 1;
+        }
+    }
+    let used = cpu_time(pid) - cpu;
+    let lasted = started.elapsed();
+    assert!(awake <= 10, "awake in {awake} of 40 looks in {lasted:?}");
+    assert!(
+        used < Duration::from_millis(300),
+        "{used:?} of CPU in {lasted:?}"
+    );
 }
 
 /// Whether this machine has IPv6 on loopback; says so if not.
