@@ -12,12 +12,14 @@
 
 use std::collections::HashMap;
 use std::error::Error;
+use std::ffi::OsString;
 use std::fmt::Display;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{
     FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt,
 };
@@ -50,7 +52,7 @@ const MAX_HELD: usize = 8 * 1024;
 
 struct Config {
     /// A path, `@NAME`, or nothing for a private directory.
-    address: Option<String>,
+    address: Option<OsString>,
     count: Option<usize>,
     /// The most connections at once, if given.
     max_conns: Option<usize>,
@@ -85,17 +87,18 @@ fn run() -> Result<(), Box<dyn Error>> {
     unblock_stop_signals()?;
     let accept_log = AcceptLog::start()
         .map_err(|e| format!("cannot start the log's thread: {e}"))?;
-    let (listener, place) = match config.address.as_deref() {
-        Some(name) if name.starts_with('@') => {
-            (bind_abstract(&name[1..])?, Place::Abstract)
-        }
-        Some(path) => bind_path(Path::new(path))?,
-        None => bind_private()?,
+    // Bytes, not text: a Linux file name may hold any byte but `/` and NUL.
+    let address = config.address.as_deref();
+    let name = address.and_then(|a| a.as_bytes().strip_prefix(b"@"));
+    let (listener, place) = match (name, address) {
+        (Some(name), _) => (bind_abstract(name)?, Place::Abstract),
+        (None, Some(path)) => bind_path(Path::new(path))?,
+        (None, None) => bind_private()?,
     };
     let place = Arc::new(place);
-    let shown = match config.address.as_deref() {
-        Some(name) if name.starts_with('@') => name.escape_debug().to_string(),
-        _ => place.path().map(escaped).unwrap_or_default(),
+    let shown = match name {
+        Some(name) => format!("@{}", shown_name(name)),
+        None => place.path().map(escaped).unwrap_or_default(),
     };
     let served = remove_on_signals(signals, Arc::clone(&place))
         .and_then(|()| writeln!(io::stdout(), "Server listening on {shown}"))
@@ -304,12 +307,16 @@ fn escaped(path: &Path) -> String {
 
 // ANCHOR: abstract
 /// Binds a name in Linux's abstract namespace: no file at all.
-fn bind_abstract(name: &str) -> Result<UnixListener, Box<dyn Error>> {
-    let addr = SocketAddr::from_abstract_name(name.as_bytes())?;
+fn bind_abstract(name: &[u8]) -> Result<UnixListener, Box<dyn Error>> {
+    let addr = SocketAddr::from_abstract_name(name)?;
     UnixListener::bind_addr(&addr).map_err(|err| {
-        let name = name.escape_debug();
-        format!("cannot listen on @{name}: {err}").into()
+        format!("cannot listen on @{}: {err}", shown_name(name)).into()
     })
+}
+
+/// An abstract name as a message shows it: as `escaped` shows a path.
+fn shown_name(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).escape_debug().to_string()
 }
 // ANCHOR_END: abstract
 
@@ -1042,7 +1049,7 @@ fn parse_args() -> Result<Config, lexopt::Error> {
                 config.timeout = Duration::from_secs(secs);
             }
             Value(value) if config.address.is_none() => {
-                config.address = Some(value.string()?);
+                config.address = Some(value);
             }
             Short('h') | Long("help") => {
                 let _ = writeln!(io::stdout(), "{USAGE}");

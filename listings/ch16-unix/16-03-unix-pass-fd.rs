@@ -9,6 +9,7 @@
 // may connect (its mode is 0666). `unix-pass-fd fetch PATH`.
 
 use std::error::Error;
+use std::ffi::OsString;
 use std::fmt::Display;
 use std::fs::{self, File};
 use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Write};
@@ -490,12 +491,13 @@ fn restore_sigpipe() -> nix::Result<()> {
 
 fn parse_args() -> Result<Mode, lexopt::Error> {
     use lexopt::prelude::*;
-    let (mut words, mut count) = (Vec::new(), None);
+    let (mut words, mut count) = (Vec::<OsString>::new(), None);
     let mut args = lexopt::Parser::from_env();
     while let Some(arg) = args.next()? {
         match arg {
             Long("count") => count = Some(args.value()?.parse()?),
-            Value(value) => words.push(value.string()?),
+            // Paths as bytes: a Linux file name may hold any but `/` and NUL.
+            Value(value) => words.push(value),
             Short('h') | Long("help") => {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);
@@ -504,7 +506,14 @@ fn parse_args() -> Result<Mode, lexopt::Error> {
         }
     }
     let rest = words.get(1..).unwrap_or_default();
-    match (words.first().map(String::as_str), rest, count) {
+    let mode = match words.first().map(|word| (word.to_str(), word)) {
+        Some((Some(mode), _)) => Some(mode),
+        Some((None, word)) => {
+            return Err(format!("unknown mode {word:?}").into());
+        }
+        None => None,
+    };
+    match (mode, rest, count) {
         (Some("serve"), [path, file], count) => Ok(Mode::Serve {
             path: path.into(),
             file: file.into(),

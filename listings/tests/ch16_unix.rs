@@ -701,6 +701,60 @@ fn pass_fd_shows_paths_with_a_newline_escaped_in_one_line() {
     assert_rejects(bin!("unix-pass-fd"), &args, &why);
 }
 
+/// A Linux file name is bytes: both listings take a socket path (and
+/// 16-3 a FILE) that is not UTF-8, serve on it, and show it as `Path`'s
+/// `display` does, escaped. An abstract name may be any bytes too.
+#[test]
+fn unix_listings_take_paths_that_are_not_utf_8() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &[u8]| dir.path().join(std::ffi::OsStr::from_bytes(name));
+    let shown = |path: &std::path::Path| {
+        path.display().to_string().escape_debug().to_string()
+    };
+    let path = at(b"server\xff.sock");
+    let mut command = std::process::Command::new(bin!("unix-server"));
+    command.arg(&path).args(["--count", "1"]);
+    let mut server = Listing::spawn(&mut command, std::process::Stdio::piped());
+    assert_eq!(
+        server.next_line(),
+        format!("Server listening on {}", shown(&path))
+    );
+    let mut sock = UnixStream::connect(&path).expect("connect");
+    sock.write_all(b"hello\n").unwrap();
+    sock.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    sock.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "server got: [hello]\n");
+    assert!(server.finish().status.success());
+    let mut command = std::process::Command::new(bin!("unix-server"));
+    command
+        .arg(std::ffi::OsStr::from_bytes(b"@book\xff"))
+        .args(["--count", "0"]);
+    let mut server = Listing::spawn(&mut command, std::process::Stdio::piped());
+    assert_eq!(server.next_line(), "Server listening on @book\u{fffd}");
+    drop(server);
+    let (path, file) = (at(b"pass\xff.sock"), at(b"shared\xfe"));
+    fs::write(&file, "passed\n").unwrap();
+    let mut command = std::process::Command::new(bin!("unix-pass-fd"));
+    command
+        .arg("serve")
+        .arg(&path)
+        .arg(&file)
+        .args(["--count", "1"]);
+    let mut server = Listing::spawn(&mut command, std::process::Stdio::piped());
+    assert_eq!(
+        server.next_line(),
+        format!("Server listening on {}", shown(&path))
+    );
+    let mut command = std::process::Command::new(bin!("unix-pass-fd"));
+    command.arg("fetch").arg(&path);
+    let out =
+        Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
+    assert_eq!(out.stdout, ["passed"], "{}", out.stderr);
+    assert!(server.finish().status.success());
+}
+
 #[test]
 fn unix_server_makes_no_lock_file_for_a_path_that_names_no_socket() {
     // An empty path, a directory's path and a path too long for sun_path
