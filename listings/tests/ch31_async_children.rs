@@ -75,6 +75,56 @@ fn async_child_feed_writing_everything_first_deadlocks_until_the_timeout() {
     assert_eq!((stdout, stderr), (0, 0));
 }
 
+/// Chapter 31: "The sent count is exact": the listing counts a 4096-byte
+/// piece once `write_all` has put it all in, and a non-blocking write of
+/// at most `PIPE_BUF` bytes into a pipe goes in whole or not at all, so the
+/// timeout never drops a half-written piece. Traced with `-ff`, one file a
+/// process, the bytes that the listing's writes into tee's stdin returned
+/// add up to the count it prints; pieces of 6000 bytes leave the last
+/// one's first part uncounted, and the sum then exceeds the count.
+#[test]
+fn async_child_feed_counts_exactly_the_bytes_the_pipe_took() {
+    if !crate::support::can_trace() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut command = Command::new("strace");
+    command
+        .args(["-ff", "-qq", "-s", "0", "-e", "trace=write,execve"])
+        .args(["-e", "signal=none", "-o"])
+        .arg(dir.path().join("t"))
+        .args(["--", "setpriv", "--pdeathsig", "KILL", "--"])
+        .arg(bin!("async-child-feed"))
+        .args(["write-first", "--wait", "1"]);
+    let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+    assert_exited_with(&out, 1);
+    let (sent, _, _, _) = counts(&out.stdout[0]);
+    // A write into a pipe or socket of more than eight bytes (tokio's
+    // wake-ups write eight into an eventfd) by any process but tee.
+    // strace pads the result to a column.
+    let write = Regex::new(r"^write\((\d+), .*, (\d+)\) += (\d+)$").unwrap();
+    let mut took = 0;
+    for file in fs::read_dir(dir.path()).unwrap() {
+        let trace = fs::read_to_string(file.unwrap().path()).unwrap();
+        if trace.lines().any(|l| {
+            l.starts_with("execve(\"")
+                && l.contains("/tee\"")
+                && l.ends_with("= 0")
+        }) {
+            continue;
+        }
+        for call in trace.lines().filter_map(|l| write.captures(l)) {
+            let (fd, asked): (u32, usize) =
+                (call[1].parse().unwrap(), call[2].parse().unwrap());
+            if fd > 2 && asked > 8 {
+                took += call[3].parse::<usize>().unwrap();
+            }
+        }
+    }
+    assert!(took >= 65536, "the trace shows {took} bytes written");
+    assert_eq!(sent, took, "the count against what the pipe took");
+}
+
 #[test]
 fn async_child_feed_reading_stdout_first_deadlocks_on_a_full_stderr() {
     let (sent, stdout, stderr) = deadlocked("stdout-first", "1");
