@@ -312,9 +312,10 @@ fn sig_wrong_handler_runs_in_the_book_are_what_the_chapter_says() {
     );
 }
 
-/// How std aborts when a handler panics: the unwinder cannot walk back
-/// through the interrupted code (error 3 is `_URC_FATAL_PHASE1_ERROR`),
-/// or it reaches the `extern "C"` handler, which no panic may leave.
+/// How std aborts when a handler panics: the unwinder's search stops at
+/// the interrupted libc call, which has no unwind entry (error 3 is
+/// `_URC_FATAL_PHASE1_ERROR`), or it reaches the `extern "C"` handler,
+/// which no panic may leave.
 const PANIC_ABORTS: [&str; 2] = [
     "failed to initiate panic, error 3",
     "panic in a function that cannot unwind",
