@@ -113,6 +113,57 @@ fn every_glossary_term_is_defined_once_where_it_links() {
     );
 }
 
+/// A reader meets a term where the book first defines it, and the glossary
+/// must send them there, not to a later, fuller treatment only: an entry
+/// links to the first section, in reading order, that sets its term in
+/// italics (it may link to later ones too).
+#[test]
+fn every_glossary_entry_links_to_where_the_book_first_defines_it() {
+    let src = workspace_root().join("src");
+    let entries = entries(&read(&src.join("appendix-glossary.md")));
+    let mut chapters: Vec<_> = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            let name = path.file_name().unwrap().to_str().unwrap();
+            name.starts_with("ch") && name.ends_with(".md")
+        })
+        .collect();
+    chapters.sort();
+    let places: Vec<(String, Section)> = chapters
+        .iter()
+        .flat_map(|path| {
+            let file = path.file_name().unwrap().to_str().unwrap().to_string();
+            sections(&read(path))
+                .into_iter()
+                .map(move |s| (file.clone(), s))
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for entry in &entries {
+        let first = places.iter().find(|(_, section)| {
+            section.italics.iter().any(|i| entry_spells(i, &entry.term))
+        });
+        let Some((file, section)) = first else {
+            continue;
+        };
+        let here = format!("{file}#{}", section.id);
+        if !entry.links.contains(&here) {
+            problems.push(format!(
+                "src/appendix-glossary.md:{}: `{}` is first defined at \
+                 {here}, and the entry does not link there",
+                entry.line, entry.term
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} glossary entries miss the first definition:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
 /// Italics in the chapters that are not terms, each with why.
 const NOT_TERMS: &[(&str, &str)] = &[
     // The book's own conventions, explained in chapter 1.
