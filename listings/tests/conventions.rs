@@ -941,6 +941,51 @@ fn every_part_one_listing_writes_a_line_of_error_with_one_write() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// How many listings the one-write test traces at once: strace slows
+/// each run several times over, and the runs wait mostly on each other.
+const TRACED_AT_ONCE: usize = 4;
+
+/// "It explains a mistake in one line", and that line is one `write`:
+/// formatted whole first, then written with one `write_all`. `eprintln!`
+/// and `writeln!` on the unbuffered stderr write each piece of their
+/// format on its own, so another writer of the same pipe (a parent, a
+/// child, a second server logging to the same file) can land between
+/// them; one `write` of at most `PIPE_BUF` bytes into a pipe is never
+/// split (Chapter 20). Every listing, told an option it does not know.
+#[test]
+fn every_listing_writes_its_line_of_error_with_one_write() {
+    if !crate::support::can_trace() {
+        return;
+    }
+    let names = std::sync::Mutex::new(runnable_listings());
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..TRACED_AT_ONCE {
+            scope.spawn(|| {
+                loop {
+                    let Some(name) = names.lock().unwrap().pop() else {
+                        break;
+                    };
+                    let option = ["--no-such-option"];
+                    let writes =
+                        writes_to_stderr(&name, &option, Stdio::null());
+                    let whole = |write: &String| {
+                        write.starts_with(&format!("\"{name}: "))
+                            && is_one_whole_line(&name, write)
+                    };
+                    if writes.len() != 1 || !whole(&writes[0]) {
+                        let failure = format!("{name}: {writes:#?}");
+                        failures.lock().unwrap().push(failure);
+                    }
+                }
+            });
+        }
+    });
+    let mut failures = failures.into_inner().unwrap();
+    failures.sort();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// The listings that rely on a signal to end a wait, or to learn that a
 /// child ended, each run with arguments that end it, and the signals it
 /// relies on: SIGALRM and the timers' SIGRTMIN, which end a wait the
