@@ -1666,27 +1666,50 @@ const NAMES_AN_ADDRESS: &[(&str, &[&str], &str)] = &[
 /// looks like one of the listing's own.
 #[test]
 fn every_listing_that_resolves_an_address_reports_a_bad_one_in_one_line() {
-    let mut failures = Vec::new();
     let rows = TAKES_AN_ADDRESS
         .iter()
         .map(|&(name, args)| (name, args, "bad address "))
         .chain(NAMES_AN_ADDRESS.iter().copied());
+    let mut failures = Vec::new();
     for (name, args, start) in rows {
-        let mut command = Command::new(bin_path(name));
-        command.args(args);
-        let out = Listing::spawn(&mut command, Stdio::piped()).finish();
-        let lines: Vec<_> = out.stderr.lines().collect();
-        let one_line = lines.len() == 1
-            && lines[0].starts_with(&format!("{name}: {start}"));
-        if out.status.success() || !one_line {
-            failures.push(format!("{name} {args:?}: {:?}", out.stderr));
-        }
+        failures.extend(failure_of_row(name, args, |out| {
+            let lines: Vec<_> = out.stderr.lines().collect();
+            !out.status.success()
+                && lines.len() == 1
+                && lines[0].starts_with(&format!("{name}: {start}"))
+        }));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // Every listing with a `resolve` has its row.
+    for (name, source) in listing_sources() {
+        let listed = TAKES_AN_ADDRESS.iter().any(|(bin, _)| *bin == name);
+        assert!(
+            listed || !source.contains("fn resolve("),
+            "{name} has a `resolve` but no row in TAKES_AN_ADDRESS"
+        );
+    }
+}
+
+/// Runs one row of a table, `name args` with its output read, and says
+/// what it did unless `ok` holds of that.
+fn failure_of_row(
+    name: &str,
+    args: &[&str],
+    ok: impl Fn(&crate::support::Finished) -> bool,
+) -> Option<String> {
+    let mut command = Command::new(bin_path(name));
+    command.args(args);
+    let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+    let said = (&out.stdout, &out.stderr);
+    (!ok(&out)).then(|| format!("{name} {args:?}: {said:?}"))
+}
+
+/// Each binary of listings/Cargo.toml with the source of its listing.
+fn listing_sources() -> Vec<(String, String)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
     let mut name = "";
+    let mut sources = Vec::new();
     for line in manifest.lines() {
         if let Some(n) = line.strip_prefix("name = ") {
             name = n.trim_matches('"');
@@ -1694,13 +1717,10 @@ fn every_listing_that_resolves_an_address_reports_a_bad_one_in_one_line() {
             let source =
                 std::fs::read_to_string(dir.join(path.trim_matches('"')))
                     .expect("a listing's source");
-            let listed = TAKES_AN_ADDRESS.iter().any(|(bin, _)| *bin == name);
-            assert!(
-                listed || !source.contains("fn resolve("),
-                "{name} has a `resolve` but no row in TAKES_AN_ADDRESS"
-            );
+            sources.push((name.to_string(), source));
         }
     }
+    sources
 }
 
 /// Whether `out` is a failure reported in exactly one line of `name`'s
@@ -1791,36 +1811,25 @@ const TAKES_OTHER_TEXT: &[(&str, &str)] =
 /// one line whatever was typed.
 #[test]
 fn every_listing_that_takes_a_word_reports_an_unknown_one_in_one_line() {
-    let mut failures = Vec::new();
-    for &(name, args) in TAKES_A_WORD {
-        let mut command = Command::new(bin_path(name));
-        command.args(args);
-        let out = Listing::spawn(&mut command, Stdio::piped()).finish();
-        if !one_line_showing(name, &out, r"a\nb") {
-            failures.push(format!("{name} {args:?}: {:?}", out.stderr));
-        }
-    }
+    let failures: Vec<_> = TAKES_A_WORD
+        .iter()
+        .filter_map(|&(name, args)| {
+            failure_of_row(name, args, |out| {
+                one_line_showing(name, out, r"a\nb")
+            })
+        })
+        .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // Every listing that reads text has its row in one table or another.
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
-    let mut name = "";
-    for line in manifest.lines() {
-        if let Some(n) = line.strip_prefix("name = ") {
-            name = n.trim_matches('"');
-        } else if let Some(path) = line.strip_prefix("path = ") {
-            let source =
-                std::fs::read_to_string(dir.join(path.trim_matches('"')))
-                    .expect("a listing's source");
-            let has_row = TAKES_A_WORD.iter().any(|(bin, _)| *bin == name)
-                || TAKES_AN_ADDRESS.iter().any(|(bin, _)| *bin == name)
-                || NAMES_AN_ADDRESS.iter().any(|(bin, ..)| *bin == name)
-                || TAKES_OTHER_TEXT.iter().any(|(bin, _)| *bin == name);
-            assert!(
-                has_row || !source.contains(".string()?"),
-                "{name} reads text but has no row in TAKES_A_WORD"
-            );
-        }
+    for (name, source) in listing_sources() {
+        let has_row = TAKES_A_WORD.iter().any(|(bin, _)| *bin == name)
+            || TAKES_AN_ADDRESS.iter().any(|(bin, _)| *bin == name)
+            || NAMES_AN_ADDRESS.iter().any(|(bin, ..)| *bin == name)
+            || TAKES_OTHER_TEXT.iter().any(|(bin, _)| *bin == name);
+        assert!(
+            has_row || !source.contains(".string()?"),
+            "{name} reads text but has no row in TAKES_A_WORD"
+        );
     }
 }
 
@@ -1865,51 +1874,32 @@ const PATH_NOT_RUN: &[(&str, &str)] = &[(
 /// second line that looks like one of the listing's own.
 #[test]
 fn every_listing_that_takes_a_path_reports_a_bad_one_in_one_line() {
+    let shown = PATH.escape_debug().to_string();
+    let rows = TAKES_A_PATH
+        .iter()
+        .map(|&(name, args)| (name, args, shown.as_str()))
+        .chain(PATH_NOT_NAMED.iter().map(|&(name, args)| (name, args, "")));
     let mut failures = Vec::new();
-    for &(name, args) in TAKES_A_PATH {
-        let mut command = Command::new(bin_path(name));
-        command.args(args);
-        let out = Listing::spawn(&mut command, Stdio::piped()).finish();
-        let shown = PATH.escape_debug().to_string();
-        if !one_line_showing(name, &out, &shown) || !out.stdout.is_empty() {
-            let said = (&out.stdout, &out.stderr);
-            failures.push(format!("{name} {args:?}: {said:?}"));
-        }
-    }
-    for &(name, args) in PATH_NOT_NAMED {
-        let mut command = Command::new(bin_path(name));
-        command.args(args);
-        let out = Listing::spawn(&mut command, Stdio::piped()).finish();
-        if !one_line_showing(name, &out, "") || !out.stdout.is_empty() {
-            let said = (&out.stdout, &out.stderr);
-            failures.push(format!("{name} {args:?}: {said:?}"));
-        }
+    for (name, args, shown) in rows {
+        failures.extend(failure_of_row(name, args, |out| {
+            one_line_showing(name, out, shown) && out.stdout.is_empty()
+        }));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // Every listing whose usage names a PATH, FILE or DIR has its row.
     let usage = regex::Regex::new(r#"(?s)const USAGE: &str =(.*?)";"#).unwrap();
     let takes = regex::Regex::new(r"\b(PATH|FILE|DIR)\b").unwrap();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
-    let mut name = "";
     let mut found = Vec::new();
-    for line in manifest.lines() {
-        if let Some(n) = line.strip_prefix("name = ") {
-            name = n.trim_matches('"');
-        } else if let Some(path) = line.strip_prefix("path = ") {
-            let source =
-                std::fs::read_to_string(dir.join(path.trim_matches('"')))
-                    .expect("a listing's source");
-            let Some(text) = usage.captures(&source) else {
-                continue;
-            };
-            if takes.is_match(&text[1]) {
-                found.push(name);
-                let has_row = TAKES_A_PATH.iter().any(|(bin, _)| *bin == name)
-                    || PATH_NOT_NAMED.iter().any(|(bin, _)| *bin == name)
-                    || PATH_NOT_RUN.iter().any(|(bin, _)| *bin == name);
-                assert!(has_row, "{name} takes a path but has no row");
-            }
+    for (name, source) in listing_sources() {
+        let Some(text) = usage.captures(&source) else {
+            continue;
+        };
+        if takes.is_match(&text[1]) {
+            let has_row = TAKES_A_PATH.iter().any(|(bin, _)| *bin == name)
+                || PATH_NOT_NAMED.iter().any(|(bin, _)| *bin == name)
+                || PATH_NOT_RUN.iter().any(|(bin, _)| *bin == name);
+            assert!(has_row, "{name} takes a path but has no row");
+            found.push(name);
         }
     }
     // The check finds what the tables hold.
@@ -1918,6 +1908,7 @@ fn every_listing_that_takes_a_path_reports_a_bad_one_in_one_line() {
         .chain(PATH_NOT_NAMED)
         .map(|(bin, _)| bin);
     for bin in rows.chain(PATH_NOT_RUN.iter().map(|(bin, _)| bin)) {
-        assert!(found.contains(bin), "{bin}'s usage names no path");
+        let found = found.iter().any(|name| name == *bin);
+        assert!(found, "{bin}'s usage names no path");
     }
 }
