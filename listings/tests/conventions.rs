@@ -861,10 +861,6 @@ fn every_part_one_listing_writes_a_line_of_error_with_one_write() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// How many listings the one-write test traces at once: strace slows
-/// each run several times over, and the runs wait mostly on each other.
-const TRACED_AT_ONCE: usize = 4;
-
 /// "It explains a mistake in one line", and that line is one `write`:
 /// formatted whole first, then written with one `write_all`. `eprintln!`
 /// and `writeln!` on the unbuffered stderr write each piece of their
@@ -877,32 +873,19 @@ fn every_listing_writes_its_line_of_error_with_one_write() {
     if !crate::support::can_trace() {
         return;
     }
-    let names = std::sync::Mutex::new(runnable_listings());
-    let failures = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..TRACED_AT_ONCE {
-            scope.spawn(|| {
-                loop {
-                    let Some(name) = names.lock().unwrap().pop() else {
-                        break;
-                    };
-                    let option = ["--no-such-option"];
-                    let writes =
-                        writes_to_stderr(&name, &option, Stdio::null());
-                    let whole = |write: &String| {
-                        write.starts_with(&format!("\"{name}: "))
-                            && is_one_whole_line(&name, write)
-                    };
-                    if writes.len() != 1 || !whole(&writes[0]) {
-                        let failure = format!("{name}: {writes:#?}");
-                        failures.lock().unwrap().push(failure);
-                    }
-                }
-            });
+    // One after another: all of them take about 3 s under strace here.
+    let mut failures = Vec::new();
+    for name in runnable_listings() {
+        let option = ["--no-such-option"];
+        let writes = writes_to_stderr(&name, &option, Stdio::null());
+        let whole = |write: &String| {
+            write.starts_with(&format!("\"{name}: "))
+                && is_one_whole_line(&name, write)
+        };
+        if writes.len() != 1 || !whole(&writes[0]) {
+            failures.push(format!("{name}: {writes:#?}"));
         }
-    });
-    let mut failures = failures.into_inner().unwrap();
-    failures.sort();
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
