@@ -29,8 +29,10 @@ fn main() -> ExitCode {
         // every child it started.
         Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
         Err(err) => {
-            // Not `eprintln!`, which panics if stderr cannot be written.
-            let _ = writeln!(io::stderr(), "sig-orphan: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written;
+            // and one write, so that no other writer splits the line.
+            let line = format!("sig-orphan: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }
@@ -65,10 +67,9 @@ fn run() -> Result<(), Box<dyn Error>> {
                 // Nobody reads our output: end quietly, as `main` does.
                 Err(err) if err.kind() == ErrorKind::BrokenPipe => 0,
                 Err(err) => {
-                    let _ = writeln!(
-                        io::stderr(),
-                        "sig-orphan middle child: {err}"
-                    );
+                    // One write, as in `main`: the parent shares stderr.
+                    let line = format!("sig-orphan middle child: {err}\n");
+                    let _ = io::stderr().write_all(line.as_bytes());
                     1
                 }
             };
@@ -133,8 +134,9 @@ fn middle_child(ask: OwnedFd, done: OwnedFd) -> io::Result<()> {
                 // Nobody reads our output: end quietly, as `main` does.
                 Err(err) if err.kind() == ErrorKind::BrokenPipe => 0,
                 Err(err) => {
-                    let _ =
-                        writeln!(io::stderr(), "sig-orphan grandchild: {err}");
+                    // One write, as in `main`: the parent shares stderr.
+                    let line = format!("sig-orphan grandchild: {err}\n");
+                    let _ = io::stderr().write_all(line.as_bytes());
                     1
                 }
             };

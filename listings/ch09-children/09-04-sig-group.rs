@@ -28,8 +28,10 @@ fn main() -> ExitCode {
         // every child it started.
         Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
         Err(err) => {
-            // Not `eprintln!`, which panics if stderr cannot be written.
-            let _ = writeln!(io::stderr(), "sig-group: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written;
+            // and one write, so that no other writer splits the line.
+            let line = format!("sig-group: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }

@@ -33,8 +33,10 @@ fn main() -> ExitCode {
         // every child it started.
         Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
         Err(err) => {
-            // Not `eprintln!`, which panics if stderr cannot be written.
-            let _ = writeln!(io::stderr(), "sig-pidfd: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written;
+            // and one write, so that no other writer splits the line.
+            let line = format!("sig-pidfd: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }

@@ -34,8 +34,10 @@ fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
         Err(err) => {
-            // Not `eprintln!`, which panics if stderr cannot be written.
-            let _ = writeln!(io::stderr(), "sig-test-threads: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written;
+            // and one write, so that no other writer splits the line.
+            let line = format!("sig-test-threads: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }
@@ -103,7 +105,8 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         return Ok(match run_case(name, &None) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                let _ = writeln!(io::stderr(), "{err}");
+                let line = format!("{err}\n");
+                let _ = io::stderr().write_all(line.as_bytes());
                 ExitCode::FAILURE
             }
         });

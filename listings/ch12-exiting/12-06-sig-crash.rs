@@ -46,7 +46,10 @@ fn main() -> ExitCode {
         // Nobody reads our output: we left through here, so Drop ran.
         Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
         Err(err) => {
-            let _ = writeln!(io::stderr(), "sig-crash: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written;
+            // and one write, so that no other writer splits the line.
+            let line = format!("sig-crash: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }

@@ -45,8 +45,10 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // Not `eprintln!`, which panics if stderr cannot be written.
-            let _ = writeln!(io::stderr(), "poll-connect: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written;
+            // and one write, so that no other writer splits the line.
+            let line = format!("poll-connect: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }

@@ -27,8 +27,10 @@ fn main() -> ExitCode {
         // reaped (`run` waits for it first).
         Err(err) if is_broken_pipe(&*err) => ExitCode::SUCCESS,
         Err(err) => {
-            // Not `eprintln!`, which panics if stderr cannot be written.
-            let _ = writeln!(io::stderr(), "unix-pair: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written;
+            // and one write, so that no other writer splits the line.
+            let line = format!("unix-pair: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }
@@ -53,7 +55,9 @@ fn run() -> Result<(), Box<dyn Error>> {
             let status = match child(child_end) {
                 Ok(()) => 0,
                 Err(err) => {
-                    let _ = writeln!(io::stderr(), "unix-pair child: {err}");
+                    // One write, as in `main`: the parent shares stderr.
+                    let line = format!("unix-pair child: {err}\n");
+                    let _ = io::stderr().write_all(line.as_bytes());
                     1
                 }
             };

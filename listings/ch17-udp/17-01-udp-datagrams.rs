@@ -25,8 +25,10 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // Not `eprintln!`, which panics if stderr cannot be written.
-            let _ = writeln!(io::stderr(), "udp-datagrams: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written;
+            // and one write, so that no other writer splits the line.
+            let line = format!("udp-datagrams: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }
@@ -128,10 +130,8 @@ fn skip_strangers(sock: &UdpSocket) -> io::Result<()> {
             return Ok(());
         }
         sock.recv(&mut [])?;
-        let _ = writeln!(
-            io::stderr(),
-            "udp-datagrams: ignored a datagram from {from}"
-        );
+        let line = format!("udp-datagrams: ignored a datagram from {from}\n");
+        let _ = io::stderr().write_all(line.as_bytes());
     }
 }
 

@@ -49,7 +49,10 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let _ = writeln!(io::stderr(), "bench-pingpong: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written;
+            // and one write, so that no other writer splits the line.
+            let line = format!("bench-pingpong: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }
@@ -117,8 +120,9 @@ fn run() -> Result<(), Box<dyn Error>> {
             let status = match child(channel, parent, child_cpu, args.count) {
                 Ok(()) => 0,
                 Err(err) => {
-                    let _ =
-                        writeln!(io::stderr(), "bench-pingpong child: {err}");
+                    // One write, as in `main`: the parent shares stderr.
+                    let line = format!("bench-pingpong child: {err}\n");
+                    let _ = io::stderr().write_all(line.as_bytes());
                     1
                 }
             };

@@ -35,8 +35,10 @@ fn main() -> ExitCode {
     match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // Not `eprintln!`, which panics if stderr is a closed pipe.
-            let _ = writeln!(io::stderr(), "async-ctrl-c: {err}");
+            // Not `eprintln!`, which panics if stderr is a closed pipe;
+            // and one write, so that no other writer splits the line.
+            let line = format!("async-ctrl-c: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }

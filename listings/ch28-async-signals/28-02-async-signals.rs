@@ -56,8 +56,10 @@ fn main() -> ExitCode {
     match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // Not `eprintln!`, which panics if stderr is a closed pipe.
-            let _ = writeln!(io::stderr(), "async-signals: {err}");
+            // Not `eprintln!`, which panics if stderr is a closed pipe;
+            // and one write, so that no other writer splits the line.
+            let line = format!("async-signals: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }

@@ -91,7 +91,10 @@ fn main() -> ExitCode {
     match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let _ = writeln!(io::stderr(), "async-block: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written;
+            // and one write, so that no other writer splits the line.
+            let line = format!("async-block: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }
@@ -145,7 +148,8 @@ fn exit_on_panic() {
         let why = (payload.downcast_ref::<String>().map(String::as_str))
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or("a panic in tokio");
-        let _ = writeln!(io::stderr(), "async-block: {why}");
+        let line = format!("async-block: {why}\n");
+        let _ = io::stderr().write_all(line.as_bytes());
         process::exit(1);
     }));
 }

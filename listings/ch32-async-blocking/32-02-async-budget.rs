@@ -50,7 +50,10 @@ fn main() -> ExitCode {
     match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let _ = writeln!(io::stderr(), "async-budget: {err}");
+            // Not `eprintln!`, which panics if stderr cannot be written;
+            // and one write, so that no other writer splits the line.
+            let line = format!("async-budget: {err}\n");
+            let _ = io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }
