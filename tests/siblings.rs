@@ -405,6 +405,7 @@ const FAMILIES: &[Family] = &[
             "ch10-daemon/10-01-sig-daemon.rs",
             "ch10-daemon/10-02-sig-notify.rs",
             "ch12-exiting/12-01-sig-cleanup.rs",
+            "ch15-poll/15-03-net-load.rs",
             "ch16-unix/16-01-unix-server.rs",
             "ch16-unix/16-03-unix-pass-fd.rs",
             "ch22-fifos/22-01-fifo-spam.rs",

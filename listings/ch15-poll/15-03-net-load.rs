@@ -719,23 +719,41 @@ impl Report {
             "release"
         };
         let text = format!("$ target/{build}/net-load{}\n", config.shown);
-        Ok(Report { text, file })
+        // Only the directory of our own file under target/ is made: a
+        // FILE the user names goes where they named it, as with a shell's
+        // `>`, and a mistyped directory is an error, not a new directory.
+        if let (None, Some(dir)) = (&config.record, file.parent()) {
+            fs::create_dir_all(dir).map_err(|err| {
+                format!("cannot make {}: {err}", escaped(dir))
+            })?;
+        }
+        let report = Report { text, file };
+        // Written at once, so that a FILE we cannot write stops us before
+        // the load test, not after its first line.
+        report.write()?;
+        Ok(report)
     }
 
     fn line(&mut self, line: &str) -> io::Result<()> {
         writeln!(io::stdout(), "{line}")?;
         self.text.push_str(line);
         self.text.push('\n');
-        let written = match self.file.parent() {
-            Some(dir) => fs::create_dir_all(dir),
-            None => Ok(()),
-        }
-        .and_then(|()| fs::write(&self.file, &self.text));
-        written.map_err(|err| {
-            let why = format!("cannot write {}: {err}", self.file.display());
+        self.write()
+    }
+
+    fn write(&self) -> io::Result<()> {
+        fs::write(&self.file, &self.text).map_err(|err| {
+            let why = format!("cannot write {}: {err}", escaped(&self.file));
             io::Error::new(err.kind(), why)
         })
     }
+}
+
+/// `path` as a message shows it: escaped as `str::escape_debug` escapes
+/// (a file name on Linux may hold any byte but `/` and NUL), so that a
+/// newline in it cannot start a line of its own, in the log or on stderr.
+fn escaped(path: &Path) -> String {
+    path.display().to_string().escape_debug().to_string()
 }
 
 /// Gives SIGPIPE back its default action: the report is a filter's output.

@@ -1643,25 +1643,21 @@ fn children_listings_reap_every_child_when_their_reader_has_gone() {
 /// and, as a subreaper, the grandchild too.
 #[test]
 fn sig_orphan_reaps_its_children_when_its_reader_goes_after_one_line() {
-    use std::io::BufRead;
     if !have("strace") {
         return;
     }
     for (args, reaps) in [(&[][..], 1), (&["--subreaper"][..], 2)] {
-        let (read, write) = nix::unistd::pipe().unwrap();
-        // The reader reads one line, then closes its end.
-        let reader = std::thread::spawn(move || {
-            let mut line = String::new();
-            let mut read = std::io::BufReader::new(std::fs::File::from(read));
-            read.read_line(&mut line).map(|_| line)
-        });
-        let (out, forked, reaped, _) = forked_and_reaped(
+        // The reader, `head -n 1`, and its pipe are made in strace's
+        // child, never here: a child another test thread forks while this
+        // process holds the read end would hold it too, and the listing's
+        // writes after the first line would not fail.
+        let (out, forked, reaped, _) = forked_and_reaped_with(
             bin!("sig-orphan"),
             args,
             &[],
-            Stdio::from(write),
+            crate::support::stdout_to_a_reader_of_one_line,
         );
-        let line = reader.join().unwrap().expect("the first line");
+        let line = out.stdout.join("\n");
         assert!(line.starts_with("Parent: pid "), "{args:?}: {line:?}");
         assert_eq!(out.status.code(), Some(0), "{args:?}: {:?}", out.status);
         assert_eq!(out.stderr, "", "{args:?}: parent and children say nothing");

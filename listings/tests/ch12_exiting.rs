@@ -76,22 +76,28 @@ fn sig_cleanup_stopped_after_its_reader_has_gone_still_ends_by_the_signal() {
     // `| head -1`: the reader takes the first line and goes. The stop
     // signal that comes later must still decide how the process ends,
     // though the "Got ..." line it then writes fails with EPIPE.
-    use std::io::BufRead;
+    // The reader and its pipe are made in the listing's child, never
+    // here: a child another test thread forks while this process holds
+    // the read end would hold it too, and the "Got ..." line would not
+    // fail.
     for (end, signal, code) in [
         ("reraise", Some(Signal::SIGTERM as i32), None),
         ("return", None, Some(143)),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let (read, write) = nix::unistd::pipe().unwrap();
         let mut command = Command::new(bin!("sig-cleanup"));
         command.args(["--end", end, "--dir"]).arg(dir.path());
-        let cleanup = Listing::spawn(&mut command, Stdio::from(write));
-        let mut first = String::new();
-        std::io::BufReader::new(std::fs::File::from(read))
-            .read_line(&mut first)
-            .unwrap();
+        let head = crate::support::stdout_to_a_reader_of_one_line(&mut command);
+        let mut cleanup = Listing::spawn(&mut command, head);
+        let first = cleanup.next_line();
         assert!(first.starts_with("Created "), "{end}: {first:?}");
-        // The reader is dropped, and closed, here: the pipe has none left.
+        // `head` copied the line and goes; once it has, the pipe has no
+        // reader left. It is in the listing's group, the listing alone
+        // stays.
+        let group = cleanup.pid();
+        crate::support::wait_until("the reader to go", || {
+            crate::support::survivors_in_group(group).len() == 1
+        });
         cleanup.signal(Signal::SIGTERM);
         let out = cleanup.finish();
         assert_eq!(
@@ -1781,19 +1787,18 @@ fn sig_init_without_a_flag_dies_of_sigterm_its_parent_had_blocked() {
 /// pipe whose reader reads one line and closes it; strace 6.1, Linux 6.18.
 #[test]
 fn sig_status_reaps_its_child_before_a_reader_gone_after_one_line_kills_it() {
-    use std::io::BufRead;
     if !have("strace") {
         return;
     }
-    let (read, write) = nix::unistd::pipe().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut line = String::new();
-        let mut read = std::io::BufReader::new(std::fs::File::from(read));
-        read.read_line(&mut line).map(|_| line)
-    });
-    let (out, started, reaped, text) =
-        forked_and_reaped(bin!("sig-status"), &[], &[], Stdio::from(write));
-    let line = reader.join().unwrap().expect("the first line");
+    // `head -n 1` and its pipe are made in strace's child, never here
+    // (`stdout_to_a_reader_of_one_line` says why).
+    let (out, started, reaped, text) = crate::support::forked_and_reaped_with(
+        bin!("sig-status"),
+        &[],
+        &[],
+        crate::support::stdout_to_a_reader_of_one_line,
+    );
+    let line = out.stdout.join("\n");
     assert!(line.starts_with("exit130  child alone:"), "{line:?}");
     // strace ends as its tracee did: by SIGPIPE, at a write after that line.
     assert_eq!(

@@ -544,6 +544,75 @@ pub fn stdout_to_a_widowed_pipe(command: &mut Command) -> Stdio {
     Stdio::null()
 }
 
+/// Makes the child that `command` starts write its stdout into a pipe
+/// whose reader, `head -n 1`, copies the first line to the stdout returned
+/// here (which the test reads as the listing's) and goes, closing the
+/// pipe: `listing | head -n 1`. The pipe and its reader are made in the
+/// child, between fork and exec, so that the read end never exists in
+/// this process: made here, even close-on-exec, it is held for a moment by
+/// any child another test thread forks meanwhile, and the listing's writes
+/// after the first line could succeed then. The reader is forked twice
+/// (its parent ends at once), so that it is no child of the program the
+/// child becomes (strace would report an unknown child), and it stays in
+/// the listing's process group, which dies with the test.
+pub fn stdout_to_a_reader_of_one_line(command: &mut Command) -> Stdio {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let paths = std::env::var_os("PATH").unwrap_or_default();
+    let head = std::env::split_paths(&paths)
+        .map(|dir| dir.join("head"))
+        .find(|path| path.is_file())
+        .expect("head on PATH");
+    let head = CString::new(head.as_os_str().as_bytes()).unwrap();
+    // SAFETY: runs in the child between fork and exec, after its stdio is
+    // set up: `pipe2`, `fork`, `dup2`, `close_range`, `execv`, `_exit`,
+    // `waitpid` and `close` are async-signal-safe, nothing allocates (the
+    // arguments were made before), and an error is a raw errno.
+    unsafe {
+        command.pre_exec(move || {
+            let mut ends = [0; 2];
+            if libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            let middle = libc::fork();
+            if middle == 0 {
+                let reader = libc::fork();
+                if reader == 0 {
+                    // The reader: the pipe on stdin, stdout and stderr the
+                    // child's, nothing else open after its exec.
+                    libc::dup2(ends[0], 0);
+                    libc::close_range(
+                        3,
+                        u32::MAX,
+                        libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
+                    );
+                    let argv =
+                        [head.as_ptr(), c"-n1".as_ptr(), std::ptr::null()];
+                    libc::execv(head.as_ptr(), argv.as_ptr());
+                    libc::_exit(127);
+                }
+                libc::_exit(if reader == -1 { 1 } else { 0 });
+            }
+            if middle == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            let mut status = 0;
+            libc::waitpid(middle, &mut status, 0);
+            if status != 0 {
+                return Err(io::Error::from_raw_os_error(libc::EAGAIN));
+            }
+            libc::close(ends[0]);
+            let moved = match libc::dup2(ends[1], 1) {
+                -1 => Err(io::Error::last_os_error()),
+                _ => Ok(()),
+            };
+            libc::close(ends[1]);
+            moved
+        });
+    }
+    Stdio::piped()
+}
+
 /// Runs a listing that ends by itself and returns what it printed.
 pub fn run(bin: &str, args: &[&str]) -> Finished {
     Listing::start(bin, args).finish()
