@@ -646,6 +646,50 @@ fn a_silent_client_holds_up_the_next_one_for_five_seconds_at_most() {
     );
 }
 
+/// The five seconds are per connection, not per peer: a peer that opens
+/// two connections and says nothing on either holds the server, which
+/// takes one connection at a time, for two deadlines, ten seconds, and a
+/// client queued behind them waits that long for its reply.
+#[test]
+fn two_silent_connections_hold_up_the_next_client_for_two_deadlines() {
+    let (mut server, addr) =
+        start_server(&["server", "127.0.0.1:0", "--count", "1"]);
+    // `connect` returns once the kernel has completed the connection and
+    // queued it: the two silent ones are queued first, in this order.
+    let _silent = [(); 2].map(|()| TcpStream::connect(&addr).expect("connect"));
+    let pid = server.pid();
+    wait_until("the server to wait for the first silent request", || {
+        threads_blocked_in(pid, nix::libc::SYS_recvfrom) == 1
+    });
+    let started = Instant::now();
+    let mut client = TcpStream::connect(&addr).expect("connect");
+    // Our own patience is far longer than the two deadlines, so that what
+    // we measure is the server's, not ours (Listing 3-3's client gives up
+    // after ten seconds, and may do so just as its turn comes).
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    client.write_all(b"client").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    client
+        .read_to_string(&mut reply)
+        .expect("a reply within 30 s");
+    let waited = started.elapsed();
+    assert_eq!(reply, "server got: [client]");
+    assert!(waited >= Duration::from_secs(9), "served after {waited:?}");
+    assert!(waited < Duration::from_secs(14), "served after {waited:?}");
+    server.expect(r"Answered 127\.0\.0\.1:\d+: server got: \[client\]");
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let timeouts = out
+        .stderr
+        .lines()
+        .filter(|line| line.ends_with(": timed out after 5 s"))
+        .count();
+    assert_eq!(timeouts, 2, "{:?}", out.stderr);
+}
+
 #[test]
 fn a_slow_client_holds_up_the_next_one_for_five_seconds_at_most() {
     let (mut server, addr) =
