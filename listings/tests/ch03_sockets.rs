@@ -23,7 +23,7 @@ use crate::support::{
     assert_trace_matches_book, blessing, can_trace, cargo_run, default_port,
     have, kernel, out_of_descriptors_waits_then_serves, private_hosts_file,
     run, run_with_hosts, shell, state_of, strace_command, threads_blocked_in,
-    wait_until,
+    wait_until, with_fd_limit,
 };
 
 /// The default port's lock, the one every chapter's tests share, taken
@@ -142,6 +142,26 @@ fn socket_race_says_why_its_server_thread_could_not_start() {
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(out.stdout.is_empty(), "{:?}", out.stdout);
     assert_eq!(out.stderr, "socket-race: EMFILE: Too many open files\n");
+}
+
+/// Out of descriptors, Listing 3-1's clients fail before they can knock
+/// at all: nobody refused them, and the listing must not say that the
+/// server was too late for them. With four descriptors, 0, 1, 2 and the
+/// server's socket, every client's `socket` fails with EMFILE.
+#[test]
+fn socket_race_claims_no_race_when_its_clients_fail_otherwise() {
+    let mut command = Command::new(bin!("socket-race"));
+    with_fd_limit(&mut command, 4, 4);
+    let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+    let failed: Vec<_> = (0..5)
+        .map(|i| format!("client{i} failed: Too many open files (os error 24)"))
+        .collect();
+    assert_eq!(out.stdout, failed, "and no 'too late for them'");
+    assert_eq!(
+        out.stderr,
+        "socket-race: 0 of 5 clients were refused; this run shows no race\n"
+    );
+    assert_eq!(out.status.code(), Some(1));
 }
 
 // ---------------------------------------------------------------------------
