@@ -265,6 +265,84 @@ fn preview_server_gives_a_silent_client_five_seconds_at_most() {
     );
 }
 
+/// A reply that cannot be sent before the deadline is a timeout, and
+/// Listing 3-2 says so, as Listing 3-3's `explain` does, rather than
+/// "Resource temporarily unavailable". A send that runs out of time fails
+/// with EAGAIN; here a seccomp filter makes the send of one reply, and
+/// only that one, fail so at once: our request is 500 bytes, so its reply
+/// is 514, and the listing's own clients' replies are 22.
+#[test]
+fn preview_server_reports_a_reply_it_cannot_send_in_time_as_a_timeout() {
+    let held = Held::start_with(|command| {
+        with_sends_of_length_failing(command, 514, nix::libc::EAGAIN);
+    });
+    let mut sock = TcpStream::connect(("127.0.0.1", held.port)).unwrap();
+    sock.write_all(&[b'A'; 500]).unwrap();
+    sock.shutdown(Shutdown::Write).unwrap();
+    let (out, printed) = held.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(printed.lines().count(), 6, "all five clients answered");
+    assert_eq!(
+        out.stderr,
+        "socket-preview: a connection failed: timed out\n"
+    );
+}
+
+/// Makes every `sendto` of exactly `len` bytes by the program that
+/// `command` starts fail with `errno`, with a seccomp filter installed
+/// between `fork` and `exec`, as `with_socket_refused` does.
+fn with_sends_of_length_failing(
+    command: &mut Command,
+    len: u32,
+    errno: i32,
+) -> &mut Command {
+    use nix::libc::{self, sock_filter, sock_fprog};
+    let op = |code: u32, jf: u8, k: u32| sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf,
+        k,
+    };
+    let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let equal = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+    let filter = [
+        // The system call's number, at offset 0 of `seccomp_data`: not
+        // `sendto`, jump to the last instruction, which allows it.
+        op(load, 0, 0),
+        op(equal, 3, libc::SYS_sendto as u32),
+        // Its third argument, the length, low half, at offset 16 + 2 * 8.
+        op(load, 0, 32),
+        op(equal, 1, len),
+        op(
+            libc::BPF_RET | libc::BPF_K,
+            0,
+            libc::SECCOMP_RET_ERRNO | errno as u32,
+        ),
+        op(libc::BPF_RET | libc::BPF_K, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    // SAFETY: runs between fork and exec; two `prctl` calls, each one
+    // system call, async-signal-safe; the filter was built before `fork`
+    // and only read here.
+    unsafe {
+        command.pre_exec(move || {
+            let program = sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr().cast_mut(),
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &program,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Listing 3-2's server out of descriptors while its own five clients
 /// wait: it pauses between tries of `accept` instead of spinning, and
 /// answers them all once it has room again.
@@ -390,12 +468,18 @@ struct Held {
 
 impl Held {
     fn start() -> Held {
+        Held::start_with(|_| ())
+    }
+
+    /// `start`, with `setup` applied to the command first.
+    fn start_with(setup: impl FnOnce(&mut Command)) -> Held {
         let (output, stdout) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
         let output = std::fs::File::from(output);
         let filled = fill(&stdout);
         let mut command = std::process::Command::new(bin!("socket-preview"));
         command.arg("127.0.0.1:0");
+        setup(&mut command);
         let preview =
             Listing::spawn(&mut command, std::process::Stdio::from(stdout));
         // The command holds our copy of the write end: without this, the
