@@ -141,8 +141,7 @@ fn answer(mut conn: TcpStream) -> io::Result<()> {
     let mut reply = b"server got: [".to_vec();
     reply.extend_from_slice(&data[..n]);
     reply.push(b']');
-    conn.set_write_timeout(Some(time_left(deadline)?))?;
-    conn.write_all(&reply)?;
+    write_before(&mut conn, &reply, deadline)?;
     // Half-close, then read and discard until the client closes too:
     // closing with bytes still unread would send a reset (RST), not FIN.
     conn.shutdown(Shutdown::Write)?;
@@ -171,6 +170,32 @@ fn read_before(
             result => return result,
         }
     }
+}
+
+/// `write_all`, in whatever time is left before `deadline`. A write
+/// timeout bounds each `send`, and `write_all` sends again after a partial
+/// write: setting the timeout once would let each send wait that long
+/// again. So the time left is set before each send, as `read_before` does
+/// before each read.
+fn write_before(
+    conn: &mut TcpStream,
+    mut buf: &[u8],
+    deadline: Instant,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        conn.set_write_timeout(Some(time_left(deadline)?))?;
+        match conn.write(buf) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            // What a send that runs out of time returns.
+            Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                return Err(ErrorKind::TimedOut.into());
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
 }
 
 /// The time left until `deadline`, or `TimedOut` once it has passed.

@@ -23,7 +23,7 @@ use crate::support::{
     assert_trace_matches_book, blessing, can_trace, cargo_run, default_port,
     have, kernel, out_of_descriptors_waits_then_serves, private_hosts_file,
     run, run_with_hosts, shell, state_of, strace_command, threads_blocked_in,
-    wait_until,
+    wait_until, with_fd_limit,
 };
 
 /// The default port's lock, the one every chapter's tests share, taken
@@ -144,6 +144,26 @@ fn socket_race_says_why_its_server_thread_could_not_start() {
     assert_eq!(out.stderr, "socket-race: EMFILE: Too many open files\n");
 }
 
+/// Out of descriptors, Listing 3-1's clients fail before they can knock
+/// at all: nobody refused them, and the listing must not say that the
+/// server was too late for them. With four descriptors, 0, 1, 2 and the
+/// server's socket, every client's `socket` fails with EMFILE.
+#[test]
+fn socket_race_claims_no_race_when_its_clients_fail_otherwise() {
+    let mut command = Command::new(bin!("socket-race"));
+    with_fd_limit(&mut command, 4, 4);
+    let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+    let failed: Vec<_> = (0..5)
+        .map(|i| format!("client{i} failed: Too many open files (os error 24)"))
+        .collect();
+    assert_eq!(out.stdout, failed, "and no 'too late for them'");
+    assert_eq!(
+        out.stderr,
+        "socket-race: 0 of 5 clients were refused; this run shows no race\n"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
+
 // ---------------------------------------------------------------------------
 // Listing 3-2: the port
 
@@ -243,6 +263,84 @@ fn preview_server_gives_a_silent_client_five_seconds_at_most() {
         out.stderr,
         "socket-preview: a connection failed: timed out\n"
     );
+}
+
+/// A reply that cannot be sent before the deadline is a timeout, and
+/// Listing 3-2 says so, as Listing 3-3's `explain` does, rather than
+/// "Resource temporarily unavailable". A send that runs out of time fails
+/// with EAGAIN; here a seccomp filter makes the send of one reply, and
+/// only that one, fail so at once: our request is 500 bytes, so its reply
+/// is 514, and the listing's own clients' replies are 22.
+#[test]
+fn preview_server_reports_a_reply_it_cannot_send_in_time_as_a_timeout() {
+    let held = Held::start_with(|command| {
+        with_sends_of_length_failing(command, 514, nix::libc::EAGAIN);
+    });
+    let mut sock = TcpStream::connect(("127.0.0.1", held.port)).unwrap();
+    sock.write_all(&[b'A'; 500]).unwrap();
+    sock.shutdown(Shutdown::Write).unwrap();
+    let (out, printed) = held.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(printed.lines().count(), 6, "all five clients answered");
+    assert_eq!(
+        out.stderr,
+        "socket-preview: a connection failed: timed out\n"
+    );
+}
+
+/// Makes every `sendto` of exactly `len` bytes by the program that
+/// `command` starts fail with `errno`, with a seccomp filter installed
+/// between `fork` and `exec`, as `with_socket_refused` does.
+fn with_sends_of_length_failing(
+    command: &mut Command,
+    len: u32,
+    errno: i32,
+) -> &mut Command {
+    use nix::libc::{self, sock_filter, sock_fprog};
+    let op = |code: u32, jf: u8, k: u32| sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf,
+        k,
+    };
+    let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let equal = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+    let filter = [
+        // The system call's number, at offset 0 of `seccomp_data`: not
+        // `sendto`, jump to the last instruction, which allows it.
+        op(load, 0, 0),
+        op(equal, 3, libc::SYS_sendto as u32),
+        // Its third argument, the length, low half, at offset 16 + 2 * 8.
+        op(load, 0, 32),
+        op(equal, 1, len),
+        op(
+            libc::BPF_RET | libc::BPF_K,
+            0,
+            libc::SECCOMP_RET_ERRNO | errno as u32,
+        ),
+        op(libc::BPF_RET | libc::BPF_K, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    // SAFETY: runs between fork and exec; two `prctl` calls, each one
+    // system call, async-signal-safe; the filter was built before `fork`
+    // and only read here.
+    unsafe {
+        command.pre_exec(move || {
+            let program = sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr().cast_mut(),
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &program,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
 }
 
 /// Listing 3-2's server out of descriptors while its own five clients
@@ -370,12 +468,18 @@ struct Held {
 
 impl Held {
     fn start() -> Held {
+        Held::start_with(|_| ())
+    }
+
+    /// `start`, with `setup` applied to the command first.
+    fn start_with(setup: impl FnOnce(&mut Command)) -> Held {
         let (output, stdout) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
         let output = std::fs::File::from(output);
         let filled = fill(&stdout);
         let mut command = std::process::Command::new(bin!("socket-preview"));
         command.arg("127.0.0.1:0");
+        setup(&mut command);
         let preview =
             Listing::spawn(&mut command, std::process::Stdio::from(stdout));
         // The command holds our copy of the write end: without this, the
@@ -644,6 +748,50 @@ fn a_silent_client_holds_up_the_next_one_for_five_seconds_at_most() {
         "{:?}",
         out.stderr
     );
+}
+
+/// The five seconds are per connection, not per peer: a peer that opens
+/// two connections and says nothing on either holds the server, which
+/// takes one connection at a time, for two deadlines, ten seconds, and a
+/// client queued behind them waits that long for its reply.
+#[test]
+fn two_silent_connections_hold_up_the_next_client_for_two_deadlines() {
+    let (mut server, addr) =
+        start_server(&["server", "127.0.0.1:0", "--count", "1"]);
+    // `connect` returns once the kernel has completed the connection and
+    // queued it: the two silent ones are queued first, in this order.
+    let _silent = [(); 2].map(|()| TcpStream::connect(&addr).expect("connect"));
+    let pid = server.pid();
+    wait_until("the server to wait for the first silent request", || {
+        threads_blocked_in(pid, nix::libc::SYS_recvfrom) == 1
+    });
+    let started = Instant::now();
+    let mut client = TcpStream::connect(&addr).expect("connect");
+    // Our own patience is far longer than the two deadlines, so that what
+    // we measure is the server's, not ours (Listing 3-3's client gives up
+    // after ten seconds, and may do so just as its turn comes).
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    client.write_all(b"client").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    client
+        .read_to_string(&mut reply)
+        .expect("a reply within 30 s");
+    let waited = started.elapsed();
+    assert_eq!(reply, "server got: [client]");
+    assert!(waited >= Duration::from_secs(9), "served after {waited:?}");
+    assert!(waited < Duration::from_secs(14), "served after {waited:?}");
+    server.expect(r"Answered 127\.0\.0\.1:\d+: server got: \[client\]");
+    let out = server.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let timeouts = out
+        .stderr
+        .lines()
+        .filter(|line| line.ends_with(": timed out after 5 s"))
+        .count();
+    assert_eq!(timeouts, 2, "{:?}", out.stderr);
 }
 
 #[test]
