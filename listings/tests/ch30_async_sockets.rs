@@ -19,6 +19,7 @@ use crate::line_server::{
     self, ask, connect, many_at_once, silent_clients, start_limited,
     start_server, typed,
 };
+use crate::socket_file;
 use crate::support::{
     Listing, as_pid_1, assert_died_of, assert_exited_with, assert_rejects,
     assert_says_why_on_bad_worker_threads, assert_session_matches_book,
@@ -1065,6 +1066,51 @@ fn async_server_replaces_a_stale_socket_file_but_nothing_else() {
         &format!("{file} exists and is not a socket"),
     );
     assert_eq!(fs::read_to_string(file).unwrap(), "keep me\n");
+}
+
+// Listing 16-1's promises about the socket file and its lock, which
+// 30-1 keeps with the same code (`claim_path`), checked as on 16-1.
+
+#[test]
+fn async_server_leaves_alone_a_live_socket_of_a_program_that_takes_no_lock() {
+    socket_file::leaves_alone_a_live_socket_of_a_program_that_takes_no_lock(
+        SERVER,
+        &["--unix"],
+    );
+}
+
+#[test]
+fn async_server_will_not_lock_a_file_of_another_user_or_a_symlink() {
+    socket_file::will_not_lock_a_file_of_another_user_or_a_symlink(
+        SERVER,
+        &["--unix"],
+    );
+}
+
+#[test]
+fn async_server_will_not_lock_a_hard_link_or_a_fifo() {
+    socket_file::will_not_lock_a_hard_link_or_a_fifo(SERVER, &["--unix"]);
+}
+
+#[test]
+fn async_server_keeps_its_lock_file_from_other_users() {
+    socket_file::keeps_its_lock_file_from_other_users(SERVER, &["--unix"]);
+}
+
+#[test]
+fn async_server_will_not_remove_a_file_that_is_not_a_socket() {
+    socket_file::will_not_remove_a_file_that_is_not_a_socket(
+        SERVER,
+        &["--unix"],
+    );
+}
+
+#[test]
+fn async_server_makes_no_lock_file_for_a_path_that_names_no_socket() {
+    socket_file::makes_no_lock_file_for_a_path_that_names_no_socket(
+        SERVER,
+        &["--unix"],
+    );
 }
 
 #[test]
