@@ -130,6 +130,27 @@ enum Place {
 /// Binds `path`, removing a stale socket file first, but only while
 /// holding a lock that says no other server is using the path.
 fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
+    let lock = claim_path(path)?;
+    let listener = UnixListener::bind(path)
+        .map_err(|err| format!("cannot listen on {}: {err}", escaped(path)))?;
+    let meta = fs::metadata(path)?;
+    let path = path.to_path_buf();
+    let id = (meta.dev(), meta.ino());
+    Ok((
+        listener,
+        Place::File {
+            path,
+            id,
+            _lock: Some(lock),
+            dir: None,
+        },
+    ))
+}
+
+/// Takes the lock that says no other server is using `path`, and then
+/// removes a stale socket file there, if any: `path` is free to bind for
+/// as long as the lock is held.
+fn claim_path(path: &Path) -> Result<Flock<File>, Box<dyn Error>> {
     // A path that can name no socket makes no lock file beside it: not
     // empty, not a directory's, and short enough for `bind` (107 bytes,
     // which `from_pathname` checks).
@@ -138,7 +159,7 @@ fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
         let path = escaped(path);
         return Err(format!("'{path}' names no socket file").into());
     }
-    SocketAddr::from_pathname(path)
+    std::os::unix::net::SocketAddr::from_pathname(path)
         .map_err(|err| format!("cannot listen on {}: {err}", escaped(path)))?;
     // Nor beside a file that is not a socket: a typo that names someone's
     // file must leave nothing behind.
@@ -204,20 +225,7 @@ fn bind_path(path: &Path) -> Result<(UnixListener, Place), Box<dyn Error>> {
             format!("cannot remove the stale socket {path}: {err}")
         })?;
     }
-    let listener = UnixListener::bind(path)
-        .map_err(|err| format!("cannot listen on {}: {err}", escaped(path)))?;
-    let meta = fs::metadata(path)?;
-    let path = path.to_path_buf();
-    let id = (meta.dev(), meta.ino());
-    Ok((
-        listener,
-        Place::File {
-            path,
-            id,
-            _lock: Some(lock),
-            dir: None,
-        },
-    ))
+    Ok(lock)
 }
 
 /// Whether a socket file is at `path` (`false`: nothing is). Anything

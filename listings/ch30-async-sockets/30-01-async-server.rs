@@ -22,7 +22,9 @@ use std::future::Future;
 use std::io::{self, ErrorKind, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{
+    FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt,
+};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
@@ -33,6 +35,7 @@ use std::thread;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{SigHandler, SigSet, Signal as NixSignal, raise};
@@ -1154,45 +1157,14 @@ struct SocketFile {
 }
 
 /// Binds `path`, removing a stale socket file first, but only while
-/// holding a lock that says no other server is using the path (Listing
-/// 16-1's way).
+/// holding a lock that says no other server is using the path: that is
+/// Listing 16-1's `claim_path`, with its `socket_at` and `nobody_listens`,
+/// the same code, after this part of the listing.
 fn bind_unix(
     path: &Path,
     backlog: u32,
 ) -> Result<(UnixListener, SocketFile), Box<dyn Error>> {
-    let mut lock_path = path.as_os_str().to_owned();
-    lock_path.push(".lock");
-    let lock_path = PathBuf::from(lock_path);
-    let lock_file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|err| format!("cannot open {}: {err}", escaped(&lock_path)))?;
-    let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, errno)| match errno {
-            // Held: by another server of this path, alive.
-            nix::errno::Errno::EWOULDBLOCK => {
-                format!("another server is using {}", escaped(path))
-            }
-            // Anything else (ENOLCK: a file system without locks) says
-            // nothing of other servers.
-            _ => {
-                let err = io::Error::from(errno);
-                format!("cannot lock {}: {err}", escaped(&lock_path))
-            }
-        })?;
-    // We hold the lock: a socket file here belongs to a server that is
-    // gone, and may be removed. Anything else is not ours to touch.
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => fs::remove_file(path)?,
-        Ok(_) => {
-            let path = escaped(path);
-            return Err(format!("{path} exists and is not a socket").into());
-        }
-        Err(err) if err.kind() == ErrorKind::NotFound => {}
-        Err(err) => return Err(err.into()),
-    }
+    let lock = claim_path(path)?;
     let listener = listen_unix(path, backlog)
         .map_err(|err| format!("cannot listen on {}: {err}", escaped(path)))?;
     let meta = fs::metadata(path)?;
@@ -1240,6 +1212,123 @@ impl Drop for SocketFile {
     }
 }
 // ANCHOR_END: unix
+
+/// Takes the lock that says no other server is using `path`, and then
+/// removes a stale socket file there, if any: `path` is free to bind for
+/// as long as the lock is held.
+fn claim_path(path: &Path) -> Result<Flock<File>, Box<dyn Error>> {
+    // A path that can name no socket makes no lock file beside it: not
+    // empty, not a directory's, and short enough for `bind` (107 bytes,
+    // which `from_pathname` checks).
+    let bytes = path.as_os_str().as_encoded_bytes();
+    if path.file_name().is_none() || bytes.ends_with(b"/") {
+        let path = escaped(path);
+        return Err(format!("'{path}' names no socket file").into());
+    }
+    std::os::unix::net::SocketAddr::from_pathname(path)
+        .map_err(|err| format!("cannot listen on {}: {err}", escaped(path)))?;
+    // Nor beside a file that is not a socket: a typo that names someone's
+    // file must leave nothing behind.
+    socket_at(path)?;
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let cannot = |err: &dyn Display| {
+        format!("cannot open {}: {err}", escaped(&lock_path))
+    };
+    // Only our user may open it: `flock` needs no write permission, so a
+    // lock file others can read is one they can hold for ever. Never
+    // through a symbolic link (O_NOFOLLOW), never a FIFO's open that waits
+    // for a reader (O_NONBLOCK: it fails with ENXIO), never someone else's.
+    let lock_file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(&lock_path)
+        .map_err(|err| cannot(&err))?;
+    let meta = lock_file.metadata()?;
+    if meta.uid() != nix::unistd::geteuid().as_raw() {
+        let owner = meta.uid();
+        return Err(cannot(&format!("it belongs to uid {owner}")).into());
+    }
+    // A hard link to a file of ours passes the owner check: changing its
+    // mode below would change that file's. A lock file is a plain file
+    // with one name.
+    if !meta.is_file() || meta.nlink() != 1 {
+        let lock = escaped(&lock_path);
+        return Err(
+            format!("cannot use {lock}: it is not a file of its own").into()
+        );
+    }
+    // A lock file an older version made with the umask's mode.
+    lock_file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, errno)| match errno {
+            // Held: by another server of this path, alive.
+            Errno::EWOULDBLOCK => {
+                format!("another server is using {}", escaped(path))
+            }
+            // Anything else (ENOLCK: a file system without locks) says
+            // nothing of other servers.
+            _ => {
+                let err = io::Error::from(errno);
+                format!("cannot lock {}: {err}", escaped(&lock_path))
+            }
+        })?;
+    // We hold the lock: no server that takes it is running. A socket file
+    // here is stale, and may be removed, unless a program that takes no
+    // lock listens on it. Anything else is not ours to touch.
+    if socket_at(path)? {
+        if !nobody_listens(path)? {
+            let path = escaped(path);
+            let why = "is in use by a program that takes no lock";
+            return Err(format!("{path} {why}").into());
+        }
+        fs::remove_file(path).map_err(|err| {
+            let path = escaped(path);
+            format!("cannot remove the stale socket {path}: {err}")
+        })?;
+    }
+    Ok(lock)
+}
+
+/// Whether a socket file is at `path` (`false`: nothing is). Anything
+/// else there is an error: it is not ours to touch.
+fn socket_at(path: &Path) -> Result<bool, Box<dyn Error>> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => Ok(true),
+        Ok(_) => {
+            let path = escaped(path);
+            Err(format!("{path} exists and is not a socket").into())
+        }
+        Err(err) if err.kind() == ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(format!("{}: {err}", escaped(path)).into()),
+    }
+}
+
+/// Whether nothing listens on the socket file at `path`: a connection
+/// refused (ECONNREFUSED) says so. One accepted, or one that would wait
+/// for room in a full backlog (EAGAIN, since we do not wait), says that
+/// something does, and so does EPROTOTYPE: the kernel found a live socket
+/// bound to the file, of another type (datagram, seqpacket). Any other
+/// error says that we cannot tell.
+fn nobody_listens(path: &Path) -> Result<bool, Box<dyn Error>> {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, UnixAddr, connect, socket,
+    };
+    let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+    let probe = socket(AddressFamily::Unix, SockType::Stream, flags, None)?;
+    match connect(probe.as_raw_fd(), &UnixAddr::new(path)?) {
+        Err(Errno::ECONNREFUSED) => Ok(true),
+        Ok(()) | Err(Errno::EAGAIN | Errno::EPROTOTYPE) => Ok(false),
+        Err(err) => {
+            let path = escaped(path);
+            Err(format!("cannot tell whether {path} is in use: {err}").into())
+        }
+    }
+}
 
 /// The signals that stop the server; made once, before it says it is
 /// ready. No stream for SIGINT or SIGHUP if it was ignored when we

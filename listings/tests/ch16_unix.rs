@@ -17,10 +17,13 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
+use crate::socket_file::{
+    self, AS_NOBODY, bound_stream_socket, can_switch_users, open_dir, path_in,
+};
 use crate::support::{
     Listing, as_pid_1, assert_died_of, assert_matches_book, assert_rejects,
     assert_session_matches_book, blessing, cargo_run, finish_clean, have,
-    is_dead, need_root, run, threads_blocked_in, threads_of, wait_until,
+    is_dead, run, threads_blocked_in, threads_of, wait_until,
 };
 
 /// Starts a listing that prints `Server listening on <address>`.
@@ -53,33 +56,6 @@ fn ask(path: &str, lines: &str) -> String {
     reply
 }
 
-/// A temporary directory that other users may enter, for the tests that
-/// connect as another user.
-fn open_dir() -> TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    dir
-}
-
-fn path_in(dir: &TempDir, name: &str) -> String {
-    dir.path().join(name).to_str().unwrap().to_string()
-}
-
-/// A Unix stream socket bound to `path` that does not listen yet: a
-/// program between its `bind` and its `listen`.
-fn bound_stream_socket(path: &str) -> socket2::Socket {
-    let socket = socket2::Socket::new(
-        socket2::Domain::UNIX,
-        socket2::Type::STREAM,
-        None,
-    )
-    .unwrap();
-    socket
-        .bind(&socket2::SockAddr::unix(path).unwrap())
-        .unwrap();
-    socket
-}
-
 /// Whether the tests run as root, which may act as another user.
 fn root() -> bool {
     uid() == 0
@@ -90,14 +66,6 @@ fn uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { nix::libc::geteuid() }
 }
-
-/// `setpriv` arguments that run a command as the user `nobody`.
-const AS_NOBODY: [&str; 4] = [
-    "setpriv",
-    "--reuid=nobody",
-    "--regid=nogroup",
-    "--clear-groups",
-];
 
 /// A user id that no other process on the machine has, for a test that
 /// depends on a count the kernel keeps per user: 2,000,000,000 plus this
@@ -117,11 +85,6 @@ fn a_user_of_its_own() -> Option<u32> {
         eprintln!("skipped: user {user} is not mapped in this namespace");
     }
     mapped.then_some(user)
-}
-
-/// Whether the test can run commands as another user; says why not.
-fn can_switch_users() -> bool {
-    need_root("run a client as another user") && have("setpriv")
 }
 
 // ---------------------------------------------------------------------------
@@ -442,43 +405,10 @@ fn a_second_server_on_the_same_path_is_refused_and_the_first_keeps_it() {
 
 #[test]
 fn unix_server_leaves_alone_a_live_socket_of_a_program_that_takes_no_lock() {
-    // Linux 6.18. A server that takes no lock (this test, `nc -lU`, an
-    // older version) holds the path: the lock is free, the file is live.
-    let dir = tempfile::tempdir().unwrap();
-    let path = path_in(&dir, "server.sock");
-    let other = UnixListener::bind(&path).unwrap();
-    refused_as_in_use_and_left_alone(&path);
-    let _client = UnixStream::connect(&path).unwrap();
-    drop(other);
-    fs::remove_file(&path).unwrap();
-    // The same with its backlog full: a connection is not accepted at
-    // once (EAGAIN), and the socket is as live.
-    let full = bound_stream_socket(&path);
-    full.listen(0).unwrap();
-    let _queued = UnixStream::connect(&path).unwrap();
-    refused_as_in_use_and_left_alone(&path);
-    drop(full);
-    fs::remove_file(&path).unwrap();
-    // A live datagram socket: the stream probe is refused with
-    // EPROTOTYPE, which unix_find_bsd() returns only once it has found a
-    // socket bound to the file, of another type. In use, and said so.
-    let datagram = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-    refused_as_in_use_and_left_alone(&path);
-    drop(datagram);
-}
-
-/// Asks that unix-server refuse `path`, a live socket of a program that
-/// takes no lock, saying so, and leave the file as it was.
-#[track_caller]
-fn refused_as_in_use_and_left_alone(path: &str) {
-    use std::os::unix::fs::MetadataExt;
-    let inode = fs::metadata(path).unwrap().ino();
-    assert_rejects(
+    socket_file::leaves_alone_a_live_socket_of_a_program_that_takes_no_lock(
         bin!("unix-server"),
-        &[path],
-        &format!("{path} is in use by a program that takes no lock"),
+        &[],
     );
-    assert_eq!(fs::metadata(path).unwrap().ino(), inode);
 }
 
 #[test]
@@ -500,95 +430,20 @@ fn unix_server_takes_a_bound_socket_that_does_not_listen_for_stale() {
 
 #[test]
 fn another_user_cannot_open_the_lock_file_and_keep_the_server_out() {
-    if !can_switch_users() || !have("flock") {
-        return;
-    }
-    // A directory anyone may enter, but only we may write: the lock file
-    // is made 0600, so `nobody` cannot open it, and so cannot lock it.
-    let dir = open_dir();
-    let path = path_in(&dir, "u.sock");
-    let (server, _) = start(bin!("unix-server"), &[&path, "--count", "1"]);
-    assert_eq!(ask(&path, "one"), "server got: [one]\n");
-    assert!(server.finish().status.success());
-    let lock = format!("{path}.lock");
-    let mode = fs::metadata(&lock).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o600);
-    let mut command = AS_NOBODY.to_vec();
-    command.extend(["flock", "-n", &lock, "echo", "held"]);
-    let out = run(command[0], &command[1..]);
-    assert!(out.stdout.is_empty(), "nobody held the lock");
-    assert!(out.stderr.contains("Permission denied"), "{}", out.stderr);
-    let (server, _) = start(bin!("unix-server"), &[&path, "--count", "1"]);
-    assert_eq!(ask(&path, "two"), "server got: [two]\n");
-    assert!(server.finish().status.success());
+    socket_file::keeps_its_lock_file_from_other_users(bin!("unix-server"), &[]);
 }
 
 #[test]
 fn unix_server_will_not_lock_a_file_of_another_user_or_a_symlink() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = path_in(&dir, "s.sock");
-    let elsewhere = path_in(&dir, "elsewhere");
-    std::os::unix::fs::symlink(&elsewhere, format!("{path}.lock")).unwrap();
-    assert_rejects(
+    socket_file::will_not_lock_a_file_of_another_user_or_a_symlink(
         bin!("unix-server"),
-        &[&path],
-        &format!("cannot open {path}.lock: Too many levels of symbolic links"),
-    );
-    assert!(!Path::new(&elsewhere).exists());
-    if !can_switch_users() {
-        return;
-    }
-    // In a directory anyone may write, someone else made the lock file
-    // first: it is theirs to lock, so we refuse to use it. (Not sticky,
-    // as /tmp is: there, Linux's fs.protected_regular may refuse even
-    // root's open of it, before the server can look at its owner.)
-    let open = open_dir();
-    fs::set_permissions(open.path(), fs::Permissions::from_mode(0o777))
-        .unwrap();
-    let path = path_in(&open, "t.sock");
-    let mut command = AS_NOBODY.to_vec();
-    let lock = format!("{path}.lock");
-    command.extend(["touch", &lock]);
-    assert!(run(command[0], &command[1..]).status.success());
-    assert_rejects(
-        bin!("unix-server"),
-        &[&path],
-        &format!("cannot open {lock}: it belongs to uid "),
+        &[],
     );
 }
 
-/// A lock file is opened by name in a directory others may write, so
-/// what is found there is checked before it is used. A hard link to a
-/// file of ours passes the owner check; the first version then changed
-/// that file's mode to 0600 (and as root, any root file's on the same
-/// file system). A FIFO with no reader made the first version's `open`
-/// wait for ever, before its signal thread ran, so Ctrl-C did nothing.
 #[test]
 fn unix_server_will_not_lock_a_hard_link_or_a_fifo() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = path_in(&dir, "s.sock");
-    let victim = path_in(&dir, "victim");
-    fs::write(&victim, "precious\n").unwrap();
-    fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
-    fs::hard_link(&victim, format!("{path}.lock")).unwrap();
-    assert_rejects(
-        bin!("unix-server"),
-        &[&path],
-        &format!("cannot use {path}.lock: it is not a file of its own"),
-    );
-    let mode = fs::metadata(&victim).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o644, "the linked file's mode is unchanged");
-    fs::remove_file(format!("{path}.lock")).unwrap();
-    nix::unistd::mkfifo(
-        Path::new(&format!("{path}.lock")),
-        nix::sys::stat::Mode::from_bits_truncate(0o600),
-    )
-    .unwrap();
-    assert_rejects(
-        bin!("unix-server"),
-        &[&path],
-        &format!("cannot open {path}.lock: No such device or address"),
-    );
+    socket_file::will_not_lock_a_hard_link_or_a_fifo(bin!("unix-server"), &[]);
 }
 
 #[test]
@@ -608,32 +463,10 @@ fn std_binds_a_path_of_107_bytes_and_refuses_108() {
 
 #[test]
 fn unix_server_will_not_remove_a_file_that_is_not_a_socket() {
-    // Nor leave a lock file beside it: a typo that names someone's file
-    // or directory must cost nothing. The first version made PATH.lock
-    // before it looked, and kept it: `unix-server /etc/passwd`, as root,
-    // left /etc/passwd.lock, and then `useradd` refused to run ("existing
-    // lock file without a PID").
-    let dir = tempfile::tempdir().unwrap();
-    let path = path_in(&dir, "precious");
-    fs::write(&path, "keep me").unwrap();
-    let sub = path_in(&dir, "directory");
-    fs::create_dir(&sub).unwrap();
-    let inside = format!("{sub}/.");
-    for path in [&path, &sub, &inside] {
-        assert_rejects(
-            bin!("unix-server"),
-            &[path],
-            &format!("{path} exists and is not a socket"),
-        );
-    }
-    assert_eq!(fs::read_to_string(&path).unwrap(), "keep me");
-    let mut left: Vec<_> = fs::read_dir(dir.path())
-        .unwrap()
-        .chain(fs::read_dir(&sub).unwrap())
-        .map(|entry| entry.unwrap().file_name())
-        .collect();
-    left.sort();
-    assert_eq!(left, ["directory", "precious"], "no lock file beside them");
+    socket_file::will_not_remove_a_file_that_is_not_a_socket(
+        bin!("unix-server"),
+        &[],
+    );
 }
 
 /// A path as `str::escape_debug` shows it: a newline as `\n`.
@@ -757,37 +590,10 @@ fn unix_listings_take_paths_that_are_not_utf_8() {
 
 #[test]
 fn unix_server_makes_no_lock_file_for_a_path_that_names_no_socket() {
-    // An empty path, a directory's path and a path too long for sun_path
-    // can never be bound: the server says so in one line, and leaves
-    // nothing behind, not even a lock file (once `.lock` in the working
-    // directory, DIR/.lock, and PATH.lock).
-    let dir = tempfile::tempdir().unwrap();
-    let long = dir.path().join("x".repeat(120));
-    let long = long.to_str().unwrap();
-    let slash = format!("{}/", dir.path().display());
-    for (path, complaint) in [
-        ("", "unix-server: '' names no socket file"),
-        (
-            &slash,
-            &format!("unix-server: '{slash}' names no socket file"),
-        ),
-        (
-            long,
-            &format!(
-                "unix-server: cannot listen on {long}: \
-                 path must be shorter than SUN_LEN"
-            ),
-        ),
-    ] {
-        let mut command = std::process::Command::new(bin!("unix-server"));
-        command.arg(path).current_dir(dir.path());
-        let out =
-            Listing::spawn(&mut command, std::process::Stdio::piped()).finish();
-        assert_eq!(out.status.code(), Some(1), "{path}: {}", out.stderr);
-        assert_eq!(out.stderr, format!("{complaint}\n"));
-        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
-        assert!(left.is_empty(), "{path}: left {left:?}");
-    }
+    socket_file::makes_no_lock_file_for_a_path_that_names_no_socket(
+        bin!("unix-server"),
+        &[],
+    );
 }
 
 #[test]

@@ -41,6 +41,7 @@ mod ch32_async_blocking;
 mod conventions;
 mod daemon;
 mod line_server;
+mod socket_file;
 
 /// The harness itself: nothing it starts outlives it.
 mod harness;
