@@ -62,7 +62,8 @@ const LINGER: Duration = Duration::from_secs(1);
 const DRAIN: Duration = Duration::from_secs(3);
 /// How long a notification may wait for a manager whose queue is full.
 const NOTIFY_WAIT: Duration = Duration::from_secs(1);
-/// How much of a text a STATUS= value shows, escaped, before it is cut.
+/// How many bytes of a text a STATUS= value shows, escaped, before it is
+/// cut.
 const STATUS_SHOWN: usize = 80;
 
 fn main() -> ExitCode {
@@ -486,8 +487,9 @@ fn watchdog_interval() -> Option<Duration> {
 fn status(text: &str) -> String {
     let mut escaped = 0;
     for (at, c) in text.char_indices() {
-        // `escape_debug` escapes a character as `{:?}` does, or more.
-        escaped += c.escape_debug().len();
+        // `escape_debug` escapes a character as `{:?}` does, or more;
+        // counted in bytes, as the datagram is, not in characters.
+        escaped += c.escape_debug().map(char::len_utf8).sum::<usize>();
         if escaped > STATUS_SHOWN {
             let cut = &text[..at];
             return format!("{cut:?}… ({} bytes)", text.len());

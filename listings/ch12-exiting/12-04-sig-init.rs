@@ -241,7 +241,7 @@ fn is_ignored(signal: Signal) -> nix::Result<bool> {
 }
 
 /// The status an init passes on: the child's, or 128 + n for a death by
-/// signal n, as a shell would say it.
+/// signal n, as bash and dash would say it.
 fn exit_code(status: ExitStatus) -> u8 {
     match (status.code(), status.signal()) {
         (Some(code), _) => code as u8,

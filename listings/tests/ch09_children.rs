@@ -7,9 +7,10 @@ use std::process::{Command, Stdio};
 use nix::unistd::Pid;
 
 use crate::support::{
-    Listing, POLL_CALLS, assert_matches_book, assert_rejects,
-    assert_session_matches_book, bin_path, cargo_run, forked_and_reaped,
-    forked_and_reaped_with, have, run, shell, state_of,
+    Listing, POLL_CALLS, assert_exited_with, assert_matches_book,
+    assert_rejects, assert_session_matches_book, bin_path, cargo_run,
+    forked_and_reaped, forked_and_reaped_with, have, need_root,
+    process_limited_as, run, shell, state_of,
 };
 
 #[test]
@@ -48,6 +49,58 @@ fn sig_zombie_stays_a_zombie_until_it_is_reaped() {
             );
         }
     }
+}
+
+/// A zombie is still a process of its user until it is reaped: the
+/// kernel drops the count of the user's processes, which RLIMIT_NPROC
+/// (`ulimit -u`) bounds, only in `release_task()` (kernel/exit.c). Two
+/// `sig-zombie`s of one user (uid 54327, which nothing else runs as)
+/// under `ulimit -u 4`, each with its zombie, are four processes; a third
+/// is a fifth, and its `fork` would make a sixth: EAGAIN. Had zombies not
+/// counted, that child would have been the fourth, and allowed. Once the
+/// first has reaped its zombie and ended, the third forks.
+#[test]
+fn sig_zombie_zombies_count_against_their_users_process_limit() {
+    if !need_root("run a listing as another user") {
+        return;
+    }
+    let start = || {
+        let listing = Command::new(bin_path("sig-zombie"));
+        let (mut limited, dir) = process_limited_as(54327, &listing, 4);
+        (Listing::spawn(&mut limited, Stdio::piped()), dir)
+    };
+    let hold_a_zombie = || {
+        let (mut zombie, dir) = start();
+        let line = zombie.expect(
+            r"Child (\d+) has exited and is a zombie until it is reaped",
+        );
+        zombie.expect(r"Look: grep State /proc/\d+/status");
+        zombie.expect(r"Then reap it: kill -USR1 \d+");
+        let child = Pid::from_raw(line[1].parse().unwrap());
+        assert_eq!(state_of(child), Some('Z'));
+        (zombie, dir)
+    };
+    let reap = |(mut zombie, _dir): (Listing, _)| {
+        zombie.signal(nix::sys::signal::Signal::SIGUSR1);
+        zombie.expect("Reaped it: status 7");
+        let out = zombie.finish();
+        assert!(out.status.success(), "{}", out.stderr);
+    };
+    let (first, second) = (hold_a_zombie(), hold_a_zombie());
+    let (mut third, _dir) = start();
+    let started = third.next_line_or_exit();
+    assert_eq!(started, None, "the third forked");
+    let refused = third.finish();
+    assert_exited_with(&refused, 1);
+    assert!(
+        refused.stderr.starts_with("sig-zombie: EAGAIN"),
+        "{}",
+        refused.stderr
+    );
+    reap(first);
+    let third = hold_a_zombie();
+    reap(second);
+    reap(third);
 }
 
 /// A run of `sig-reaper` as a terminal shows it: stdout, then stderr.

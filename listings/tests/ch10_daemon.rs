@@ -557,6 +557,35 @@ fn sig_notify_tells_the_manager_ready_reloading_and_stopping() {
     assert_died_of(&notify.finish(), Signal::SIGTERM);
 }
 
+/// `status` cuts a STATUS= value once its escaped text passes 80 bytes,
+/// the bound on the datagram it keeps: not 80 characters. A greeting of
+/// 80 crabs, 4 bytes each, shows 20 of them. Counted in characters, as
+/// it once was, it showed all 80, 320 bytes.
+#[test]
+fn sig_notify_cuts_a_status_after_80_bytes_whatever_its_characters() {
+    let manager = Manager::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("greeting");
+    fs::write(&config, "hello\n").unwrap();
+    let socket = manager.path.to_str().unwrap();
+    let (notify, _) = start_notify(
+        &[("NOTIFY_SOCKET", socket)],
+        &["--config", config.to_str().unwrap()],
+    );
+    assert!(manager.next().starts_with("READY=1 "));
+    fs::write(&config, "🦀".repeat(80)).unwrap();
+    notify.signal(Signal::SIGHUP);
+    assert!(manager.next().starts_with("RELOADING=1 "));
+    let shown = "🦀".repeat(20);
+    assert_eq!(
+        manager.next(),
+        format!("READY=1 STATUS=Greeting \"{shown}\"… (320 bytes)")
+    );
+    notify.signal(Signal::SIGTERM);
+    assert_eq!(manager.next(), "STOPPING=1");
+    assert_died_of(&notify.finish(), Signal::SIGTERM);
+}
+
 /// A manager that stops reading its socket (stalled, or a stand-in
 /// suspended with Ctrl-Z) lets its queue fill, and a send to it would
 /// then wait until it reads: the main thread, the daemon's only reader of

@@ -241,6 +241,23 @@ fn sig_cleanup_sessions_match_the_book() {
     );
 }
 
+/// What a shell stores in `$?` for a command killed by signal n: 128 + n
+/// in bash and dash, and 256 + n in ksh93, as POSIX allows (it promises
+/// only a number above 128). A command that exits 143 shows 143 in all
+/// three: only ksh tells it from a death by SIGTERM.
+#[test]
+fn shells_store_128_plus_n_for_a_death_by_signal_but_ksh_256_plus_n() {
+    let script = "sh -c 'kill -TERM $$'; echo $?; sh -c 'exit 143'; echo $?";
+    for (shell, killed) in [("bash", "143"), ("dash", "143"), ("ksh", "271")] {
+        if !have(shell) {
+            continue;
+        }
+        let out = run(shell, &["-c", script]);
+        assert!(out.status.success(), "{shell}: {}", out.stderr);
+        assert_eq!(out.stdout, [killed, "143"], "{shell}");
+    }
+}
+
 #[test]
 fn sig_status_a_shell_tells_exit_130_from_death_by_sigint() {
     if !have("bash") || !have("dash") {

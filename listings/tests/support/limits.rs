@@ -111,15 +111,10 @@ pub const THREAD_LIMIT_UIDS: std::ops::Range<u32> = 30_000..50_000;
 /// The listing that `command` starts, made to run as a user that no other
 /// process has (a uid made from this test's pid and a count of the calls,
 /// so that neither two runs of the suite nor two tests running at once
-/// share it), allowed `threads` processes and threads in all
-/// (`ulimit -u`, which counts every one of the user's): its main thread
-/// and `threads - 1` more. The program is a link (or a copy) in a
-/// directory of its own that the user may enter (the checkout may be in one only we may
-/// enter: CI clones into one), kept as long as the directory returned.
-/// `None`, with a line on stderr, where the suite is not root, which alone
-/// may change its user. Set between `fork` and `exec`, before the
-/// harness's own settings, so that the death signal outlives the change
-/// of user.
+/// share it), allowed `threads` processes and threads in all: its main
+/// thread and `threads - 1` more ([`process_limited_as`]). `None`, with a
+/// line on stderr, where the suite is not root, which alone may change
+/// its user.
 pub fn with_thread_limit(
     command: &Command,
     threads: u64,
@@ -127,6 +122,30 @@ pub fn with_thread_limit(
     if !super::need_root("run a listing as another user") {
         return None;
     }
+    static CALLS: std::sync::atomic::AtomicU32 =
+        std::sync::atomic::AtomicU32::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // Below 65534, `nobody`, which a container's map of users may end at,
+    // and below the fixed uids of single tests (54320 and up).
+    let id =
+        THREAD_LIMIT_UIDS.start + (std::process::id() % 200) * 100 + call % 100;
+    Some(process_limited_as(id, command, threads))
+}
+
+/// The program that `command` starts, made to run as user `uid` (and
+/// group `uid`, with no other groups), allowed `processes` processes and
+/// threads in all (`ulimit -u`, which counts every one of the user's,
+/// zombies too): the caller picks a user that nothing else runs as, and
+/// must be root. The program is a link (or a copy) in a directory of its
+/// own that the user may enter (the checkout may be in one only we may
+/// enter: CI clones into one), kept as long as the directory returned.
+/// Set between `fork` and `exec`, before the harness's own settings, so
+/// that the death signal outlives the change of user.
+pub fn process_limited_as(
+    uid: u32,
+    command: &Command,
+    processes: u64,
+) -> (Command, tempfile::TempDir) {
     let (copy, dir) = reachable_by_anyone(Path::new(command.get_program()));
     let mut limited = Command::new(&copy);
     limited.args(command.get_args());
@@ -139,16 +158,9 @@ pub fn with_thread_limit(
     if let Some(dir) = command.get_current_dir() {
         limited.current_dir(dir);
     }
-    static CALLS: std::sync::atomic::AtomicU32 =
-        std::sync::atomic::AtomicU32::new(0);
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    // Below 65534, `nobody`, which a container's map of users may end at,
-    // and below the fixed uids of single tests (54320 and up).
-    let id =
-        THREAD_LIMIT_UIDS.start + (std::process::id() % 200) * 100 + call % 100;
     let (uid, gid) = (
-        nix::unistd::Uid::from_raw(id),
-        nix::unistd::Gid::from_raw(id),
+        nix::unistd::Uid::from_raw(uid),
+        nix::unistd::Gid::from_raw(uid),
     );
     // SAFETY: runs between fork and exec; `setrlimit`, `setgroups`,
     // `setgid` and `setuid` are single system calls, async-signal-safe,
@@ -160,11 +172,11 @@ pub fn with_thread_limit(
             nix::unistd::setuid(uid)?;
             // Lowered after the change of user: set before, it would
             // count the user we leave.
-            setrlimit(Resource::RLIMIT_NPROC, threads, threads)?;
+            setrlimit(Resource::RLIMIT_NPROC, processes, processes)?;
             Ok(())
         });
     }
-    Some((limited, dir))
+    (limited, dir)
 }
 
 /// Starts the listing that `command` makes as a user allowed one thread,
