@@ -8,15 +8,18 @@
 // installed after the program has stopped listening; and under a parent
 // that left SIGINT blocked, Ctrl-C stays pending and is never heard
 // (Listing 28-2 blocks its stop signals before it builds the runtime, and
-// unblocks them on the main thread once their streams exist).
+// unblocks them on the main thread once their streams exist). Our own
+// output may go away: SIGPIPE stays ignored, and what we cannot print is
+// not printed, so that the clean-up still runs.
 
 use std::error::Error;
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use nix::sys::signal::{SigHandler, SigSet, Signal};
+use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::getpid;
 use tokio::runtime::{Builder, Runtime};
 use tokio::signal::unix::{SignalKind, signal};
@@ -27,11 +30,12 @@ const USAGE: &str = "usage: async-ctrl-c [--cleanup-secs N]";
 fn main() -> ExitCode {
     // Before the runtime starts its threads, which inherit this thread's
     // mask of blocked signals.
-    let ready = restore_sigpipe().map_err(io::Error::from);
+    let ready = unblock_sigpipe().map_err(io::Error::from);
     let ran = match ready.and_then(|()| runtime()) {
         Ok(runtime) => runtime.block_on(run()),
         Err(err) => Err(format!("cannot start tokio's runtime: {err}").into()),
     };
+    let ran = ran.and_then(|()| Ok(unsaid()?));
     match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -105,28 +109,49 @@ async fn run() -> Result<(), Box<dyn Error>> {
     // handler (now, before we say we are ready), then wait.
     let mut interrupt = signal(SignalKind::interrupt())?;
     let pid = getpid();
-    writeln!(io::stdout(), "Working as pid {pid}; stop me with Ctrl-C")?;
+    say(format!("Working as pid {pid}; stop me with Ctrl-C"));
 
     interrupt.recv().await;
     // Nobody listens for SIGINT any more.
     drop(interrupt);
     let secs = cleanup.as_secs();
-    writeln!(io::stdout(), "Got Ctrl-C: cleaning up for {secs} s")?;
+    say(format!("Got Ctrl-C: cleaning up for {secs} s"));
     tokio::time::sleep(cleanup).await;
-    writeln!(io::stdout(), "Clean exit")?;
+    say("Clean exit".to_string());
     Ok(())
 }
 // ANCHOR_END: run
 
-/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
-/// before `main`: when whoever reads our output goes away, we end quietly,
-/// like `cat`, instead of failing on its next write.
-fn restore_sigpipe() -> nix::Result<()> {
-    // SAFETY: the default action runs no code of ours.
-    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
-    // A parent that blocked SIGPIPE passed its mask on through `exec`:
-    // blocked, the signal would only wait, and writes would fail with EPIPE.
+/// Unblocks SIGPIPE, which stays ignored, as Rust set it before `main`:
+/// a reader of our output that goes away must not end us before the
+/// clean-up (`say`). A parent that blocked it passed its mask on through
+/// `exec`, to every thread the runtime starts and every program they
+/// start: std's `Command` gives a child SIGPIPE's default action back,
+/// but leaves the mask alone, and blocked, a filter's SIGPIPE only waits.
+fn unblock_sigpipe() -> nix::Result<()> {
     SigSet::from(Signal::SIGPIPE).thread_unblock()
+}
+
+/// Prints a line, if anyone still reads our output: without a reader we
+/// go on, since the clean-up matters more than the report. A write that
+/// fails otherwise (a full disk) is kept for `main` to report, at the end.
+fn say(line: String) {
+    match writeln!(io::stdout(), "{line}") {
+        Err(err) if err.kind() != io::ErrorKind::BrokenPipe => {
+            let mut unsaid = UNSAID.lock().unwrap_or_else(|e| e.into_inner());
+            unsaid.get_or_insert(err);
+        }
+        _ => {}
+    }
+}
+
+/// The first failure of `say` that was not a reader gone away.
+static UNSAID: Mutex<Option<io::Error>> = Mutex::new(None);
+
+/// Fails with the first failure of `say` that was not a reader gone away.
+fn unsaid() -> io::Result<()> {
+    let mut unsaid = UNSAID.lock().unwrap_or_else(|e| e.into_inner());
+    unsaid.take().map_or(Ok(()), Err)
 }
 
 /// Reads `[--cleanup-secs N]`.

@@ -16,13 +16,16 @@
 //   signal-hook's handler also end the process, from inside the handler,
 //   on a second signal a second or more after the first, which works
 //   even then, and during a reload.
+//
+// Our own output may go away: SIGPIPE stays ignored, and what we cannot
+// print is not printed, so that the clean-up still runs.
 
 use std::error::Error;
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{self, ExitCode};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{SigHandler, SigSet, Signal as NixSignal, raise};
@@ -47,12 +50,13 @@ struct Args {
 fn main() -> ExitCode {
     // Before the runtime starts its threads, which inherit this thread's
     // mask of blocked signals.
-    let ready = restore_sigpipe().map_err(io::Error::from);
+    let ready = unblock_sigpipe().map_err(io::Error::from);
     let ready = ready.and_then(|()| block_stop_signals());
     let ran = match ready.and_then(|()| runtime()) {
         Ok(runtime) => runtime.block_on(run()),
         Err(err) => Err(format!("cannot start tokio's runtime: {err}").into()),
     };
+    let ran = ran.and_then(|()| Ok(unsaid()?));
     match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -187,10 +191,9 @@ async fn run() -> Result<(), Box<dyn Error>> {
     // Handlers and actions in place: let the stop signals in.
     unblock_stop_signals()?;
     let pid = getpid();
-    writeln!(
-        io::stdout(),
+    say(format!(
         "Waiting for signals as pid {pid}: HUP reloads, TERM or INT stops"
-    )?;
+    ));
 
     let stop =
         until_stopped(&mut signals, &came, args.reload, args.in_loop).await?;
@@ -198,10 +201,9 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let repeated = came.stop_began(stop);
     let name = low_level::signal_name(stop).unwrap_or("a signal");
     let secs = args.cleanup.as_secs();
-    writeln!(
-        io::stdout(),
+    say(format!(
         "Got {name}: cleaning up for {secs} s; a second signal stops me now"
-    )?;
+    ));
     if repeated {
         die_of(stop, stop);
     }
@@ -213,7 +215,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
             // signal has already come (`select!` otherwise picks at random).
             biased;
             () = &mut cleaning => {
-                writeln!(io::stdout(), "Clean exit")?;
+                say("Clean exit".to_string());
                 return Ok(());
             }
             _ = signals.term.recv() => SIGTERM,
@@ -222,7 +224,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         if came.since_stop(heard) >= SAME_STOP {
             die_of(heard, stop);
         }
-        same_stop(heard, stop)?;
+        same_stop(heard, stop);
     }
 }
 
@@ -332,14 +334,13 @@ impl Arrivals {
 }
 
 /// Says that `signal` came too soon after `stop` to be a second signal.
-fn same_stop(signal: i32, stop: i32) -> io::Result<()> {
+fn same_stop(signal: i32, stop: i32) {
     let name = low_level::signal_name(signal).unwrap_or("a signal");
     let stop = low_level::signal_name(stop).unwrap_or("the stop");
     let within = SAME_STOP.as_secs();
-    writeln!(
-        io::stdout(),
+    say(format!(
         "Got {name} within {within} s of {stop}: the same stop, cleaning up on"
-    )
+    ));
 }
 
 /// Now, in nanoseconds of the monotonic clock, for the handler:
@@ -389,7 +390,7 @@ async fn until_stopped(
             came.forget(); // And the times noted for what they heard.
         }
         tokio::select! {
-            _ = signals.hup.recv() => reload_config(reload).await?,
+            _ = signals.hup.recv() => reload_config(reload).await,
             _ = signals.term.recv() => return Ok(SIGTERM),
             _ = signals.int.recv() => return Ok(SIGINT),
         }
@@ -398,11 +399,11 @@ async fn until_stopped(
 // ANCHOR_END: loop
 
 /// Stands in for reading and checking a configuration file.
-async fn reload_config(takes: Duration) -> std::io::Result<()> {
+async fn reload_config(takes: Duration) {
     let secs = takes.as_secs();
-    writeln!(io::stdout(), "Got SIGHUP: reloading, which takes {secs} s")?;
+    say(format!("Got SIGHUP: reloading, which takes {secs} s"));
     tokio::time::sleep(takes).await;
-    writeln!(io::stdout(), "Reloaded")
+    say("Reloaded".to_string());
 }
 
 // ANCHOR: die
@@ -442,17 +443,36 @@ fn die_of(stop: i32, first: i32) -> ! {
 }
 // ANCHOR_END: die
 
-/// Gives SIGPIPE back its default action, which Rust sets to "ignore"
-/// before `main`: when whoever reads our output goes away, we end quietly,
-/// like `cat`, instead of failing on its next write.
-fn restore_sigpipe() -> nix::Result<()> {
-    // SAFETY: the default action runs no code of ours.
-    unsafe {
-        nix::sys::signal::signal(NixSignal::SIGPIPE, SigHandler::SigDfl)
-    }?;
-    // A parent that blocked SIGPIPE passed its mask on through `exec`:
-    // blocked, the signal would only wait, and writes would fail with EPIPE.
+/// Unblocks SIGPIPE, which stays ignored, as Rust set it before `main`:
+/// a reader of our output that goes away must not end us before the
+/// clean-up (`say`). A parent that blocked it passed its mask on through
+/// `exec`, to every thread the runtime starts and every program they
+/// start: std's `Command` gives a child SIGPIPE's default action back,
+/// but leaves the mask alone, and blocked, a filter's SIGPIPE only waits.
+fn unblock_sigpipe() -> nix::Result<()> {
     SigSet::from(NixSignal::SIGPIPE).thread_unblock()
+}
+
+/// Prints a line, if anyone still reads our output: without a reader we
+/// go on, since the clean-up matters more than the report. A write that
+/// fails otherwise (a full disk) is kept for `main` to report, at the end.
+fn say(line: String) {
+    match writeln!(io::stdout(), "{line}") {
+        Err(err) if err.kind() != io::ErrorKind::BrokenPipe => {
+            let mut unsaid = UNSAID.lock().unwrap_or_else(|e| e.into_inner());
+            unsaid.get_or_insert(err);
+        }
+        _ => {}
+    }
+}
+
+/// The first failure of `say` that was not a reader gone away.
+static UNSAID: Mutex<Option<io::Error>> = Mutex::new(None);
+
+/// Fails with the first failure of `say` that was not a reader gone away.
+fn unsaid() -> io::Result<()> {
+    let mut unsaid = UNSAID.lock().unwrap_or_else(|e| e.into_inner());
+    unsaid.take().map_or(Ok(()), Err)
 }
 
 /// Reads `[--reload-secs N] [--cleanup-secs N] [--in-loop] [--stuck]

@@ -14,6 +14,10 @@
 // - `pipe`: the shell exits at once, but `sleep` still holds its stdout:
 //   the careful way kills the group when the end of stdout does not come.
 //
+// The shell's stdout is read as bytes, into buffers of a fixed size: what
+// `sleep` writes there, text or not, with newlines or without, costs no
+// memory, and a read that fails counts as an end that has not come.
+//
 // `--ignore-term` makes the shell, and so `sleep`, ignore SIGTERM: the
 // careful way follows up with SIGKILL. Ctrl-C, a `kill` of this program or
 // the hangup of its terminal ends the group with SIGKILL, then this
@@ -37,7 +41,7 @@ use nix::sys::signal::{
 };
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::io::AsyncReadExt;
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::runtime::{Builder, Runtime};
 use tokio::signal::unix::{Signal as TokioSignal, SignalKind, signal};
@@ -176,10 +180,8 @@ async fn run() -> Result<(), Box<dyn Error>> {
     // Everything that waits on sh, its first line included, runs in the
     // `select!` below, so that a signal is acted on whenever it comes.
     let ended = async move {
-        let stdout = sh.stdout.take().ok_or("no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let first = lines.next_line().await?.unwrap_or_default();
-        let Ok(grandchild) = first.parse().map(Pid::from_raw) else {
+        let mut stdout = sh.stdout.take().ok_or("no stdout")?;
+        let Some(grandchild) = first_line(&mut stdout).await else {
             // sh is not reaped yet: its pid is still the group's id.
             group.kill_all()?;
             return Err("sh did not start sleep".into());
@@ -188,13 +190,21 @@ async fn run() -> Result<(), Box<dyn Error>> {
             "sh (pid {pid}) runs in a process group of its own; it \
              started sleep (pid {grandchild})"
         ));
-        match way {
-            Way::Drop | Way::KillOnDrop => dropped(sh, group, grandchild).await,
-            Way::NoWait => no_wait(sh, group, grandchild).await,
-            Way::Timeout | Way::Pipe => {
-                supervise(sh, lines, limit, group).await
+        let ended = match way {
+            Way::Drop | Way::KillOnDrop => {
+                return dropped(sh, group, grandchild).await;
             }
+            Way::NoWait => no_wait(&mut sh, group, grandchild).await,
+            Way::Timeout | Way::Pipe => {
+                supervise(&mut sh, stdout, limit, group).await
+            }
+        };
+        // A way that failed before it killed the group failed before it
+        // reaped sh, which is still here: its pid is still the group's id.
+        if ended.is_err() && !group.is_killed() {
+            let _ = group.kill_all();
         }
+        ended
     };
     // Polled through `&mut`, so that `select!` does not drop it.
     let mut ended = Box::pin(ended);
@@ -240,6 +250,30 @@ fn children_of_this_thread() -> Option<Vec<Pid>> {
     let list = fs::read_to_string("/proc/thread-self/children").ok()?;
     let pids = list.split_whitespace().filter_map(|pid| pid.parse().ok());
     Some(pids.map(Pid::from_raw).collect())
+}
+
+/// The longest first line taken from sh: a pid, of at most 7 digits on
+/// Linux (`pid_max` is at most 2^22), and its newline, with room to spare.
+const FIRST_LINE: usize = 32;
+
+/// The pid that sh prints on its first line, read as bytes, FIRST_LINE
+/// of them at most; `None` if the line is longer, is not a pid, or cannot
+/// be read. What came after the newline is the rest of sh's output, which
+/// nobody reads.
+async fn first_line(stdout: &mut ChildStdout) -> Option<Pid> {
+    let mut line = [0; FIRST_LINE];
+    let mut filled = 0;
+    while filled < line.len() {
+        match stdout.read(&mut line[filled..]).await {
+            Ok(0) | Err(_) => return None,
+            Ok(read) => filled += read,
+        }
+        if let Some(end) = line[..filled].iter().position(|&b| b == b'\n') {
+            let pid = std::str::from_utf8(&line[..end]).ok()?.parse().ok()?;
+            return (pid > 0).then(|| Pid::from_raw(pid));
+        }
+    }
+    None
 }
 
 /// sh's process group, and whether a way has killed it.
@@ -353,7 +387,7 @@ async fn dropped(
 // ANCHOR: no_wait
 /// Kills the shell without waiting for it, then waits.
 async fn no_wait(
-    mut sh: Child,
+    sh: &mut Child,
     group: Group<'_>,
     grandchild: Pid,
 ) -> Result<(), Box<dyn Error>> {
@@ -387,8 +421,8 @@ async fn no_wait(
 /// group, since one of them may hold the pipe, and wait the same limit
 /// again: a holder outside the group is out of reach.
 async fn supervise(
-    mut sh: Child,
-    mut lines: Lines<BufReader<ChildStdout>>,
+    sh: &mut Child,
+    mut stdout: ChildStdout,
     limit: Duration,
     group: Group<'_>,
 ) -> Result<(), Box<dyn Error>> {
@@ -413,18 +447,15 @@ async fn supervise(
         }
     };
     say(format!("sh {}", describe(status)));
-    let rest = async {
-        while lines.next_line().await?.is_some() {}
-        io::Result::Ok(())
-    };
-    tokio::pin!(rest);
     let outside = || {
         format!(
             "stdout still held {secs} s after the kill of its group: by a \
              process outside it"
         )
     };
-    if timeout(limit, &mut rest).await.is_err() {
+    // A read that fails is an end that has not come: whoever holds the
+    // pipe may still run.
+    if !matches!(timeout(limit, drain(&mut stdout)).await, Ok(Ok(()))) {
         // Killed above, with sh: everyone in the group has had the limit
         // to die, and its id may be free. Leave it.
         if group.is_killed() {
@@ -444,9 +475,19 @@ async fn supervise(
                 return Err(format!("stdout held from outside: {err}").into());
             }
         }
-        timeout(limit, &mut rest).await.map_err(|_| outside())??;
+        timeout(limit, drain(&mut stdout))
+            .await
+            .map_err(|_| outside())??;
     }
     say("End of stdout".to_string());
+    Ok(())
+}
+
+/// Reads what is left of sh's stdout, and drops it, one buffer at a time,
+/// until its end: what the holder writes costs no memory.
+async fn drain(stdout: &mut ChildStdout) -> io::Result<()> {
+    let mut buffer = [0; 8192];
+    while stdout.read(&mut buffer).await? > 0 {}
     Ok(())
 }
 // ANCHOR_END: supervise

@@ -862,9 +862,10 @@ fn threads_blocking(pid: Pid, signal: Signal) -> (usize, Vec<String>) {
 /// A parent may leave SIGPIPE blocked (`env --block-signal`, coreutils 9.1
 /// here), and every thread inherits the mask of the thread that starts it
 /// (Linux 6.18 here, as pthread_create(3) says): both listings unblock it
-/// in `main`, before the runtime starts its workers, so that a write to a
-/// closed pipe from any task ends the program quietly. Unblocked inside
-/// `block_on`, as before, it stayed blocked on every worker.
+/// in `main`, before the runtime starts its workers, so that no program a
+/// task starts inherits it blocked (they keep it ignored themselves).
+/// Unblocked inside `block_on`, as before, it stayed blocked on every
+/// worker.
 #[test]
 fn async_signal_listings_unblock_sigpipe_on_every_thread() {
     let listings = [
@@ -899,6 +900,78 @@ fn async_signal_listings_unblock_sigpipe_on_every_thread() {
             "{bin}: {:?} {}",
             out.status,
             out.stderr
+        );
+    }
+}
+
+/// Starts `bin` with its stdout a pipe whose reader reads the readiness
+/// line and goes away, as `| head -n 1` does; returns once the read end
+/// is closed in this process. A child that another test thread forks in
+/// that moment holds a copy until its `exec` (the end is close-on-exec),
+/// and a write then may still succeed: the test is weaker, never wrong.
+fn start_with_a_reader_that_leaves(
+    bin: &str,
+    args: &[&str],
+    ready: &str,
+) -> Listing {
+    use std::io::BufRead;
+    let (reader, writer) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let mut command = std::process::Command::new(bin);
+    command.args(args);
+    let listing = Listing::spawn(&mut command, writer.into());
+    drop(command);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reading = std::thread::spawn(move || {
+        let mut line = String::new();
+        let mut reader = std::io::BufReader::new(std::fs::File::from(reader));
+        let _ = reader.read_line(&mut line);
+        let _ = tx.send(line);
+        // The read end closes here, with `reader`.
+    });
+    // The listing dies with the test, and its end of the pipe with it.
+    let line = rx.recv_timeout(crate::support::PATIENCE).expect("a line");
+    reading.join().unwrap();
+    let pid = regex::Regex::new(ready)
+        .unwrap()
+        .captures(line.trim_end())
+        .unwrap_or_else(|| panic!("{bin}: not ready: {line:?}"));
+    assert_eq!(pid[1], listing.pid().to_string());
+    listing
+}
+
+/// Both listings keep SIGPIPE ignored: a reader of their output that has
+/// gone (`| head -n 1`, a closed terminal window's pipe) must not end
+/// them before their clean-up. They did once give it its default action
+/// back, like Part I's filters, and died of it at the first line of the
+/// stop ("Got SIGTERM: cleaning up…"), at once and with no clean-up. The
+/// stop runs its whole clean-up (one second here) and exits 0, with
+/// nothing on stderr: the lines nobody reads are not an error.
+#[test]
+fn async_signal_listings_clean_up_though_their_reader_has_gone() {
+    let listings = [
+        (bin!("async-ctrl-c"), CTRL_C_READY, Signal::SIGINT),
+        (bin!("async-signals"), SIGNALS_READY, Signal::SIGTERM),
+    ];
+    for (bin, ready, stop) in listings {
+        let listing = start_with_a_reader_that_leaves(
+            bin,
+            &["--cleanup-secs", "1"],
+            ready,
+        );
+        let sent = Instant::now();
+        listing.signal(stop);
+        let out = listing.finish();
+        let took = sent.elapsed();
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{bin}: {:?} {}",
+            out.status,
+            out.stderr
+        );
+        assert!(
+            took >= Duration::from_secs(1),
+            "{bin}: exited {took:?} after {stop}, before its clean-up"
         );
     }
 }

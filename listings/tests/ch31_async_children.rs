@@ -4,7 +4,6 @@
 
 use std::env;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -377,9 +376,7 @@ fn async_child_kill_a_grandchild_holding_stdout_is_killed_with_the_group() {
 /// PATH.
 fn first_in_path(name: &str, script: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let file = dir.path().join(name);
-    fs::write(&file, script).unwrap();
-    fs::set_permissions(&file, fs::Permissions::from_mode(0o755)).unwrap();
+    crate::support::write_program(&dir.path().join(name), script);
     let path = env::var("PATH").unwrap_or_default();
     let path = format!("{}:{path}", dir.path().display());
     (dir, path)
@@ -405,6 +402,144 @@ impl Drop for KillPidInFileOnDrop {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
+}
+
+/// A `sleep` that waits for a word on the FIFO beside it, then writes a
+/// line that is not UTF-8 (the byte 0xff) to the stdout it shares with
+/// sh, and becomes the real `sleep`, holding that stdout.
+const NOT_TEXT_LATER: &str = "#!/bin/sh
+PATH=${PATH#*:}
+read go < \"$0.go\"
+printf '\\377\\n'
+exec sleep \"$@\"
+";
+
+/// The `pipe` way drains the shell's stdout as bytes: a line that is not
+/// UTF-8, written after sh has exited, is just more output, and the end
+/// that does not come is met with the kill of the group. Read as UTF-8
+/// lines, as it once was, the line failed the read, and the listing took
+/// that failure for the end: "End of stdout", exit 0, and `sleep` left
+/// running in the group.
+#[test]
+fn async_child_kill_drains_stdout_that_is_not_text_and_still_kills_the_group() {
+    let (dir, path) = first_in_path("sleep", NOT_TEXT_LATER);
+    let go = dir.path().join("sleep.go");
+    nix::unistd::mkfifo(&go, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // Opened for reading and writing, a FIFO does not wait for the other
+    // end (Linux, fifo(7)), and keeps what is written until `sleep` reads.
+    let mut go = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&go)
+        .unwrap();
+    let mut command = Command::new(bin!("async-child-kill"));
+    command.args(["pipe", "--wait", "2"]).env("PATH", path);
+    let mut listing = Listing::spawn(&mut command, Stdio::piped());
+    let first = listing.expect(r"sh \(pid (\d+)\) .* sleep \(pid (\d+)\)");
+    let sh = Pid::from_raw(first[1].parse().unwrap());
+    let _cleanup = KillGroupOnDrop(sh);
+    listing.expect("sh exited with status 0");
+    std::io::Write::write_all(&mut go, b"go\n").unwrap();
+    let out = listing.finish();
+    assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
+    assert_eq!(
+        out.stdout[1..],
+        [
+            "sh exited with status 0",
+            "No end of stdout within 2 s: killed its process group",
+            "End of stdout",
+        ]
+    );
+    wait_until("sh's group to end", || group_is_gone(sh));
+}
+
+/// An `sh` that writes its pid beside itself, then runs a script of its
+/// own in the real `sh`: it starts `sleep` in the background, as the
+/// listing's does, but prints a line that is not UTF-8 before the pid.
+const NOT_TEXT_FIRST: &str = "#!/bin/sh
+echo $$ > \"$0.pid\"
+PATH=${PATH#*:}
+exec sh -c 'sleep 60 & printf \"\\377\\n\"; echo $!; wait'
+";
+
+/// A first line that is not a pid, even one that is not UTF-8, ends the
+/// listing in one line after the kill of the whole group, `sleep`
+/// included. Read as a UTF-8 line, as it once was, it failed the read,
+/// and the listing returned that error at once: `kill_on_drop` killed sh,
+/// and `sleep` ran on in the group.
+#[test]
+fn async_child_kill_kills_the_group_when_the_first_line_is_not_text() {
+    let (dir, path) = first_in_path("sh", NOT_TEXT_FIRST);
+    let mut command = Command::new(bin!("async-child-kill"));
+    command.arg("pipe").env("PATH", path);
+    let listing = Listing::spawn(&mut command, Stdio::piped());
+    let out = listing.finish();
+    let pid = fs::read_to_string(dir.path().join("sh.pid")).unwrap();
+    let sh = Pid::from_raw(pid.trim().parse().unwrap());
+    let _cleanup = KillGroupOnDrop(sh);
+    wait_until("sh's group to end", || group_is_gone(sh));
+    assert_exited_with(&out, 1);
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    assert_eq!(out.stderr, "async-child-kill: sh did not start sleep\n");
+}
+
+/// A `sleep` that waits for a word on the FIFO beside it (sh's pid line
+/// first), writes 300 MB without a newline to the stdout it shares with
+/// sh, marks beside itself that it has, and becomes the real
+/// `sleep`, holding that stdout. `head` ends once the pipe has taken its
+/// last write: the listing has read all but the pipe's 64 KiB by then.
+const NO_NEWLINE: &str = "#!/bin/sh
+PATH=${PATH#*:}
+read go < \"$0.go\"
+head -c 300000000 /dev/zero
+: > \"$0.written\"
+exec sleep \"$@\"
+";
+
+/// The peak resident memory of a running process, in KiB (`VmHWM` in
+/// /proc/PID/status).
+fn peak_memory_kib(pid: Pid) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = status.lines().find_map(|line| line.strip_prefix("VmHWM:"));
+    let kib = field.and_then(|f| f.trim().strip_suffix(" kB"));
+    kib.and_then(|kib| kib.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM for {pid}"))
+}
+
+/// The `pipe` way reads the shell's stdout through a buffer of a fixed
+/// size: 300 MB without a newline leave its peak memory where it was
+/// (3.5 MB here, in a debug build), read from /proc while it runs,
+/// not from `wait4`, whose `ru_maxrss` counts the test process's own peak
+/// in a child it forked. Read as lines, as it once was, the one line was
+/// kept whole: a peak of about 300 MB. The listing is then stopped, and
+/// ends the group.
+#[test]
+fn async_child_kill_drains_a_long_line_in_bounded_memory() {
+    let (dir, path) = first_in_path("sleep", NO_NEWLINE);
+    let written = dir.path().join("sleep.written");
+    let go = dir.path().join("sleep.go");
+    nix::unistd::mkfifo(&go, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // As in the test above: no wait for the other end.
+    let mut go = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&go)
+        .unwrap();
+    let mut command = Command::new(bin!("async-child-kill"));
+    command.args(["pipe", "--wait", "60"]).env("PATH", path);
+    let mut listing = Listing::spawn(&mut command, Stdio::piped());
+    let first = listing.expect(r"sh \(pid (\d+)\) .* sleep \(pid (\d+)\)");
+    let sh = Pid::from_raw(first[1].parse().unwrap());
+    let _cleanup = KillGroupOnDrop(sh);
+    std::io::Write::write_all(&mut go, b"go\n").unwrap();
+    wait_until("300 MB written", || written.exists());
+    let peak = peak_memory_kib(listing.pid());
+    listing.signal(Signal::SIGTERM);
+    let out = listing.finish();
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+    wait_until("sh's group to end", || group_is_gone(sh));
+    eprintln!("peak {peak} KiB");
+    assert!(peak < 64 * 1024, "peak memory {peak} KiB, for 300 MB read");
 }
 
 /// The holder of the pipe may have left the group, as a daemon does: here
