@@ -3068,6 +3068,50 @@ fn chapter_26_claims_hold_in_the_published_results() {
         "guest_halt_poll_grow_start` ({:.0} µs here)",
         grow_start / 1000.0
     ));
+    // "each halt shrinks it: 250 µs, 125, 62.5, then 0 [...] So at most
+    // the first two figures [...]": every halt outlasts a
+    // `guest_halt_poll_ns` of 0, so every halt divides the window (a
+    // sixteenth of a 4 ms tick) by `guest_halt_poll_shrink`, and below
+    // `guest_halt_poll_grow_start` it is 0. Each CPU halts at least once
+    // in the speed check before every figure, while the other copies: the
+    // third check ends the polling, so two figures at most can poll.
+    let param = |name: &str| idle["haltpoll"][name].as_str().unwrap();
+    assert_eq!(param("guest_halt_poll_allow_shrink"), "Y");
+    let shrink: f64 = param("guest_halt_poll_shrink").parse().unwrap();
+    let (mut window, mut steps) = (250_000.0_f64, vec![250.0]);
+    while window >= grow_start {
+        window /= shrink;
+        steps.push(if window >= grow_start {
+            window / 1000.0
+        } else {
+            0.0
+        });
+    }
+    let halts = steps.len() - 1;
+    assert_eq!(halts, 3, "{steps:?}");
+    says(&format!(
+        "{} µs, {}, {}, then {}",
+        steps[0], steps[1], steps[2], steps[3]
+    ));
+    says("so at most the first two figures");
+    // "for about 20 ms at the usual speed": 1 GiB at the median speed check.
+    let script = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/run"),
+    )
+    .unwrap();
+    assert!(script.contains(r#"total = "16M" if args.tiny else "1G""#));
+    assert_eq!(raw["settings"]["tiny"], false);
+    let mut rates: Vec<f64> = raw["speed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["rate"].as_f64().unwrap())
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    let usual = (rates[(rates.len() - 1) / 2] + rates[rates.len() / 2]) / 2.0;
+    let ms = 1000.0 / usual;
+    assert_eq!((ms / 10.0).round() * 10.0, 20.0, "{ms} ms");
+    says("for about 20 ms at the usual speed");
     let everything = runs.as_array().unwrap().iter();
     for run in everything.chain(raw["sweeps"].as_array().unwrap()) {
         assert_eq!(run["idle_entries"]["POLL"], 0, "{}", run["line"]);
