@@ -206,7 +206,6 @@ const NOT_TERMS: &[(&str, &str)] = &[
 
 /// Italics that name a glossary term by another word, each with the term.
 const OTHER_NAMES: &[(&str, &str)] = &[
-    ("abstract", "Abstract namespace"),
     ("block", "Blocked signal"),
     ("blocked", "Blocked signal"),
     ("blocking", "Blocking call"),

@@ -157,9 +157,10 @@ fn run() -> Result<(), Box<dyn Error>> {
         0 => String::new(),
         _ => format!(", and {stolen} that was not ours"),
     };
+    let plural = if woken == 1 { "" } else { "s" };
     writeln!(
         out,
-        "{woken} wake-ups on SIGCHLD; reaped {reaped} of {n} children{theirs}"
+        "{woken} wake-up{plural} on SIGCHLD; reaped {reaped} of {n} children{theirs}"
     )?;
     let mut failure = None;
     if let Some(child) = other {

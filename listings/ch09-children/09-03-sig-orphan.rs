@@ -148,7 +148,9 @@ fn middle_child(ask: OwnedFd, done: OwnedFd) -> io::Result<()> {
             File::from(looked_read).read_to_end(&mut Vec::new())?;
             writeln!(
                 io::stdout(),
-                "Middle child: forked the grandchild, pid {child}; exiting"
+                "Middle child: pid {}, forked the grandchild, pid {child}; \
+                 exiting",
+                getpid()
             )?;
             Ok(())
         }
