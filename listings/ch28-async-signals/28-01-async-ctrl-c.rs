@@ -109,7 +109,9 @@ async fn run() -> Result<(), Box<dyn Error>> {
     // handler (now, before we say we are ready), then wait.
     let mut interrupt = signal(SignalKind::interrupt())?;
     let pid = getpid();
-    say(format!("Working as pid {pid}; stop me with Ctrl-C"));
+    if !ready(format!("Working as pid {pid}; stop me with Ctrl-C"))? {
+        return Ok(());
+    }
 
     interrupt.recv().await;
     // Nobody listens for SIGINT any more.
@@ -130,6 +132,17 @@ async fn run() -> Result<(), Box<dyn Error>> {
 /// but leaves the mask alone, and blocked, a filter's SIGPIPE only waits.
 fn unblock_sigpipe() -> nix::Result<()> {
     SigSet::from(Signal::SIGPIPE).thread_unblock()
+}
+
+/// Prints the ready line. A reader gone already, as under `| head -c0`,
+/// gives `false`: nobody will see what we do, so there is nothing to wait
+/// for. Any other failure, such as a full disk, is an error.
+fn ready(line: String) -> io::Result<bool> {
+    match writeln!(io::stdout(), "{line}") {
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        Err(err) => Err(err),
+    }
 }
 
 /// Prints a line, if anyone still reads our output: without a reader we

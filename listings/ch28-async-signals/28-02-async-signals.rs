@@ -191,9 +191,11 @@ async fn run() -> Result<(), Box<dyn Error>> {
     // Handlers and actions in place: let the stop signals in.
     unblock_stop_signals()?;
     let pid = getpid();
-    say(format!(
+    if !ready(format!(
         "Waiting for signals as pid {pid}: HUP reloads, TERM or INT stops"
-    ));
+    ))? {
+        return Ok(());
+    }
 
     let stop =
         until_stopped(&mut signals, &came, args.reload, args.in_loop).await?;
@@ -451,6 +453,17 @@ fn die_of(stop: i32, first: i32) -> ! {
 /// but leaves the mask alone, and blocked, a filter's SIGPIPE only waits.
 fn unblock_sigpipe() -> nix::Result<()> {
     SigSet::from(NixSignal::SIGPIPE).thread_unblock()
+}
+
+/// Prints the ready line. A reader gone already, as under `| head -c0`,
+/// gives `false`: nobody will see what we do, so there is nothing to wait
+/// for. Any other failure, such as a full disk, is an error.
+fn ready(line: String) -> io::Result<bool> {
+    match writeln!(io::stdout(), "{line}") {
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        Err(err) => Err(err),
+    }
 }
 
 /// Prints a line, if anyone still reads our output: without a reader we
