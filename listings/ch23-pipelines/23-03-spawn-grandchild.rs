@@ -237,22 +237,41 @@ fn read_line(reader: &mut File, limit_ms: u16) -> io::Result<String> {
     let deadline = Instant::now() + Duration::from_millis(limit_ms.into());
     let mut line = Vec::new();
     let mut byte = [0];
+    let no_line = |line: &[u8], why: &str| {
+        let said = if line.is_empty() {
+            "nothing"
+        } else {
+            "no whole line"
+        };
+        io::Error::other(format!("the child said {said}{why}"))
+    };
     while line.last() != Some(&b'\n') {
         let left = deadline.saturating_duration_since(Instant::now());
+        // Checked here too, not only by poll: a child that writes without
+        // a newline would keep poll(0) ready for ever.
+        let late = format!(" in {limit_ms} ms");
+        if left.is_zero() {
+            return Err(no_line(&line, &late));
+        }
         let left = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
         let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
         if poll(&mut fds, PollTimeout::from(left))? == 0 {
-            return Err(io::Error::other(format!(
-                "the child said nothing in {limit_ms} ms"
-            )));
+            return Err(no_line(&line, &late));
         }
         if reader.read(&mut byte)? == 0 {
-            return Err(io::Error::other("the child said nothing"));
+            return Err(no_line(&line, ""));
+        }
+        if line.len() == LINE_MAX {
+            let why = format!(" in its first {LINE_MAX} bytes");
+            return Err(no_line(&line, &why));
         }
         line.push(byte[0]);
     }
     Ok(String::from_utf8_lossy(&line).into_owned())
 }
+
+/// The longest first line we wait for: the child's is one short sentence.
+const LINE_MAX: usize = 1024;
 
 /// Prints the lines that come, until the end of the stream (true) or
 /// until `limit` has passed (false). One deadline for the whole wait: a

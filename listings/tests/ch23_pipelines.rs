@@ -882,6 +882,39 @@ fn grandchild_with_stand_in_sh(
     (command, dir)
 }
 
+/// Chapter 23: "The wait for the child's line has a limit, two seconds",
+/// whatever the child writes. A child that writes without end and never a
+/// newline kept `poll(0)` ready once the limit had passed, and the listing
+/// read on for ever (its line growing a byte a read); one that trickles
+/// bytes without a newline, or ends without one, gets its own words too.
+#[test]
+fn spawn_grandchild_stops_waiting_for_a_line_that_never_comes_whole() {
+    let cases = [
+        (
+            "#!/bin/sh\nexec cat /dev/zero\n",
+            "the child said no whole line in its first 1024 bytes",
+        ),
+        (
+            "#!/bin/sh\nwhile :; do printf x; sleep 0.05; done\n",
+            "the child said no whole line in 2000 ms",
+        ),
+        ("#!/bin/sh\nprintf abc\n", "the child said no whole line"),
+        ("#!/bin/sh\nexit 0\n", "the child said nothing"),
+    ];
+    for (script, why) in cases {
+        let (mut command, _dir) = grandchild_with_stand_in_sh(script, &[]);
+        let started = Instant::now();
+        let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+        assert_eq!(
+            out.stderr,
+            format!("spawn-grandchild: {why}\n"),
+            "{script}"
+        );
+        assert_eq!(out.status.code(), Some(1), "{script}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{script}");
+    }
+}
+
 /// `spawn-grandchild` with `args`, run by a python3 parent that is a
 /// subreaper (PR_SET_CHILD_SUBREAPER, 36), so that a grandchild orphaned
 /// by the listing is adopted there, not by the machine's init; `dir`, with
