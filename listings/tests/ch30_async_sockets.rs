@@ -3017,8 +3017,10 @@ fn async_server_names_a_failed_lock_and_blames_no_other_server() {
 /// fills less than its buffer clears the socket's readiness, so a server
 /// answering requests one at a time, each sent after the previous reply,
 /// reads once for each request and once for the end of the stream, none
-/// of those reads finding nothing, and it waits in `epoll_wait` before
-/// each of them. Counted under strace, on one connection of 200 requests
+/// of those reads finding nothing: a read made before the driver saw the
+/// socket ready again would find it empty. (Counting `epoll_wait` calls
+/// would prove nothing: any server idle between requests waits somewhere.)
+/// Counted under strace, on one connection of 200 requests
 /// of two bytes each (Linux 6.18 and tokio 1.54.1 here). The first read
 /// alone may find nothing: tokio 1.54 starts an accepted socket readable,
 /// and its first read can come before the client's request.
@@ -3033,7 +3035,7 @@ fn async_server_reads_once_a_request_and_waits_for_the_driver_before_each() {
     let mut command = std::process::Command::new("strace");
     // Ended by its count, not by a signal, which would go to strace.
     command
-        .args(["-f", "-q", "-e", "trace=recvfrom,epoll_wait,epoll_pwait"])
+        .args(["-f", "-q", "-e", "trace=recvfrom"])
         .args(["-e", "signal=none", "-o"])
         .arg(&trace)
         .args(["--", SERVER, "127.0.0.1:0", "--count", "1"]);
@@ -3066,7 +3068,6 @@ fn async_server_reads_once_a_request_and_waits_for_the_driver_before_each() {
         trace.lines().filter(|l| l.contains(&call)).count()
     };
     let reads = calls("recvfrom");
-    let waits = calls("epoll_wait") + calls("epoll_pwait");
     let failed = trace
         .lines()
         .filter(|l| l.contains("recvfrom") && l.contains("EAGAIN"))
@@ -3075,10 +3076,6 @@ fn async_server_reads_once_a_request_and_waits_for_the_driver_before_each() {
     assert!(
         reads - failed <= REQUESTS + 1,
         "{reads} reads ({failed} found nothing) for {REQUESTS} requests"
-    );
-    assert!(
-        waits >= REQUESTS,
-        "{waits} calls to epoll_wait for {reads} reads"
     );
 }
 
