@@ -1093,7 +1093,9 @@ fn start_log() -> io::Result<()> {
             let mut out = io::stdout().lock();
             let dropped = log.dropped.swap(0, Ordering::Relaxed);
             if dropped > 0 {
-                let note = format!("({dropped} log lines dropped: not read)");
+                let note = format!(
+                    "({dropped} log lines dropped: the log fell behind)"
+                );
                 if let Err(err) = out.write_all(whole(&note).as_bytes()) {
                     lost(dropped, err);
                 }
