@@ -15,7 +15,9 @@ use std::fmt::Display;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::process::{self, ExitCode};
-use std::sync::mpsc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -309,6 +311,9 @@ fn client(addrs: &[SocketAddr], lines: Vec<String>) -> io::Result<()> {
         io::Error::new(err.kind(), format!("cannot clone the socket: {err}"))
     })?;
     let (sent, done) = mpsc::channel();
+    // Set once the requests are all sent, just before the half-close.
+    let ended = Arc::new(AtomicBool::new(false));
+    let ending = Arc::clone(&ended);
     thread::Builder::new()
         .spawn(move || {
             let result = if lines.is_empty() {
@@ -325,7 +330,10 @@ fn client(addrs: &[SocketAddr], lines: Vec<String>) -> io::Result<()> {
             }
             // The end of our requests: the server sees the end of the
             // stream, and can still answer.
-            .and_then(|sent| sending.shutdown(Shutdown::Write).map(|()| sent));
+            .and_then(|sent| {
+                ending.store(true, SeqCst);
+                sending.shutdown(Shutdown::Write).map(|()| sent)
+            });
             let _ = sent.send(result);
         })
         .map_err(|err| {
@@ -367,7 +375,16 @@ fn client(addrs: &[SocketAddr], lines: Vec<String>) -> io::Result<()> {
             "the server closed the connection before the end of the input",
         )
     };
-    let sent = match done.recv_timeout(Duration::from_secs(1)) {
+    // Once the input has ended, the sending thread has only its half-close
+    // and its report left, and we wait for them however long a busy
+    // machine takes to run it. Before, the input may be a terminal that
+    // no one types at again: a second is all it gets.
+    let outcome = if ended.load(SeqCst) {
+        done.recv().map_err(|_| RecvTimeoutError::Disconnected)
+    } else {
+        done.recv_timeout(Duration::from_secs(1))
+    };
+    let sent = match outcome {
         Ok(Err(err)) if hung_up(&err) => return Err(early()),
         Ok(result) => result.map_err(|err| {
             io::Error::new(err.kind(), format!("sending: {err}"))

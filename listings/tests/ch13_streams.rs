@@ -1161,6 +1161,42 @@ fn line_client_says_the_server_closed_when_its_request_meets_a_reset() {
 }
 
 #[test]
+fn line_client_waits_for_a_sending_thread_slow_to_report_after_its_half_close()
+{
+    // The replies end once the server has read the half-close; the sending
+    // thread then has only to report, but on a busy machine it may not run
+    // for a while. The client gave it one second, then said the server had
+    // closed early, and exited 1 after a complete exchange. strace holds
+    // the thread in `shutdown` for 1.5 s after the call has done its work.
+    if !have("strace") {
+        return;
+    }
+    let (server, addr) = start_server(
+        bin!("tcp-lines"),
+        &["server", "127.0.0.1:0", "--count", "1"],
+    );
+    let args = [
+        "-f",
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=shutdown",
+        "-e",
+        "inject=shutdown:delay_exit=1500000",
+        bin!("tcp-lines"),
+        "client",
+        &addr,
+        "one",
+        "two",
+    ];
+    let out = run("strace", &args);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, ["server got: [one]", "server got: [two]"]);
+    assert!(server.finish().status.success());
+}
+
+#[test]
 fn line_client_refuses_a_reply_without_end_from_a_hostile_server() {
     // A server that answers with at least 20 MB and no newline: the client
     // must stop at the longest reply there can be, not read it all into

@@ -548,6 +548,62 @@ fn so_reuseport_shares_a_port_only_with_the_same_user() {
     );
 }
 
+#[test]
+fn on_udp_so_reuseaddr_shares_a_port_with_any_user_and_the_last_gets_the_datagrams()
+ {
+    // Linux 6.18: for UDP, SO_REUSEADDR on both sockets is enough to bind
+    // the same address and port (udp_lib_lport_inuse() checks sk_reuse,
+    // and the owner only for SO_REUSEPORT); a unicast datagram then goes
+    // to the socket bound last.
+    if !need_root("run a program as another user") {
+        return;
+    }
+    if !have("python3") || !have("setpriv") {
+        return;
+    }
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
+            .unwrap();
+    socket.set_reuse_address(true).unwrap();
+    socket
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let root_socket = std::net::UdpSocket::from(socket);
+    let port = root_socket.local_addr().unwrap().port();
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('127.0.0.1', {port})); print('bound', flush=True)\n\
+         s.settimeout(30)\n\
+         print(s.recv(100).decode(), flush=True)"
+    );
+    // The system's python: root's PATH may lead to one that nobody may
+    // run.
+    let mut nobody = Listing::start(
+        "setpriv",
+        &[
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "env",
+            "PATH=/usr/local/bin:/usr/bin:/bin",
+            "python3",
+            "-c",
+            &script,
+        ],
+    );
+    assert_eq!(nobody.next_line(), "bound");
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sender.send_to(b"secret", ("127.0.0.1", port)).unwrap();
+    let out = nobody.finish();
+    assert_eq!(out.stdout, ["bound", "secret"], "{}", out.stderr);
+    root_socket.set_nonblocking(true).unwrap();
+    let mut buf = [0; 100];
+    let root_got = root_socket.recv(&mut buf).map_err(|e| e.kind());
+    assert_eq!(root_got, Err(std::io::ErrorKind::WouldBlock));
+}
+
 // ---------------------------------------------------------------------------
 // Listing 18-4: Nagle and delayed ACKs
 
