@@ -825,6 +825,25 @@ fn the_table_counts_lost_time_as_a_loss() {
         row.contains(" | 30-1 | no | its place in the queue"),
         "{row}"
     );
+    // A loss is a loss: a row says "yes" exactly when a drop loses nothing.
+    let chapter = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../src/ch29-async-shutdown.md"
+    ))
+    .expect("the chapter");
+    let header = "| Future | Where | Cancel safe? | What a drop loses |";
+    let table = chapter.split(header).nth(1).expect("the table");
+    let rows: Vec<&str> = table
+        .lines()
+        .skip(2)
+        .take_while(|line| line.starts_with("| "))
+        .collect();
+    assert!(rows.len() > 10, "{rows:#?}");
+    for row in rows {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        let (safe, loss) = (cells[2], cells[3]);
+        assert_eq!(safe == "yes", loss.starts_with("nothing"), "{row}");
+    }
 }
 
 /// `Child::wait` under a timeout that expires: the child runs on, but the
