@@ -1057,24 +1057,63 @@ fn fifo_spam_reader_ended_by_an_uncaught_signal_leaves_its_directory() {
 
 /// A temporary directory that cannot be made is named in the error: a
 /// bare "ENOENT" would not say which file is missing (the FIFO's is not
-/// even chosen yet). Listing 16-1 says it the same way.
+/// even chosen yet). Listing 16-1 says it the same way. A TMPDIR with a
+/// newline in it is named escaped, so the error stays one line.
 #[test]
 fn the_fifo_listings_name_the_directory_they_cannot_make() {
     for (listing, args) in
         [("fifo-spam", &["reader"][..]), ("fifo-open", &[][..])]
     {
-        let mut command = Command::new(bin_path(listing));
-        command.args(args).env("TMPDIR", "/nonexistent");
-        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
-        assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
-        assert_eq!(
-            out.stderr,
-            format!(
-                "{listing}: cannot make a directory in /nonexistent: \
-                 ENOENT: No such file or directory\n"
-            )
-        );
+        for base in ["/nonexistent", "/nonexistent\nsuch"] {
+            let mut command = Command::new(bin_path(listing));
+            command.args(args).env("TMPDIR", base);
+            let spawned = Listing::spawn(&mut command, Stdio::piped());
+            let out = finish_clean(spawned);
+            assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+            assert_eq!(
+                out.stderr,
+                format!(
+                    "{listing}: cannot make a directory in {}: \
+                     ENOENT: No such file or directory\n",
+                    base.escape_debug()
+                )
+            );
+        }
     }
+}
+
+/// The directory each FIFO listing makes in TMPDIR is shown escaped in
+/// its first line: a newline in TMPDIR cannot split that line in two.
+#[test]
+fn the_fifo_listings_show_a_tmpdir_with_a_newline_escaped() {
+    let tmp = tmp();
+    let base = tmp.path().join("spam\nfake line");
+    fs::create_dir(&base).unwrap();
+    let shown = regex::escape(&base.to_str().unwrap().replace('\n', "\\n"));
+    let (reader, fifo) = {
+        let mut command = Command::new(bin_path("fifo-spam"));
+        command.arg("reader").env("TMPDIR", &base);
+        let mut reader = Listing::spawn(&mut command, Stdio::piped());
+        let waiting = format!(
+            r"Waiting for a writer on ({shown}/fifo-spam\.\w{{6}}/fifo) \(pid \d+\)"
+        );
+        let line = reader.expect(&waiting);
+        (reader, line[1].to_string())
+    };
+    reader.signal(Signal::SIGTERM);
+    let out = finish_clean(reader);
+    assert_eq!(out.stderr, "", "{fifo}");
+    let mut command = Command::new(bin_path("fifo-open"));
+    command.env("TMPDIR", &base);
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert!(out.status.success(), "{}", out.stderr);
+    let first = format!(r"^A FIFO at {shown}/fifo-open\.\w{{6}}/fifo$");
+    let first = regex::Regex::new(&first).unwrap();
+    assert!(first.is_match(&out.stdout[0]), "{:?}", out.stdout);
+    // Then the nine lines of Listing 22-2's output, no more.
+    assert_eq!(out.stdout.len(), 9, "{:?}", out.stdout);
+    assert!(out.stdout[1].starts_with("open "), "{:?}", out.stdout);
+    assert_eq!(contents(&base), Vec::<PathBuf>::new(), "left behind");
 }
 
 /// The race the `ENDING` guard closes, forced (Linux 6.18, strace): the
