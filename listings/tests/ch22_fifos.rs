@@ -214,6 +214,35 @@ fn fifo_spam_reader_drops_the_carriage_return_of_a_crlf_line() {
     assert!(out.status.success(), "{}", out.stderr);
 }
 
+/// A byte that is not UTF-8, from any writer, is shown escaped as Rust
+/// writes a byte, `\xff`, and the reader goes on: it used to end with
+/// "stream did not contain valid UTF-8", and remove its FIFO, before the
+/// next line.
+#[test]
+fn fifo_spam_reader_shows_a_byte_that_is_not_utf8_escaped_and_goes_on() {
+    let tmp = tmp();
+    let (mut reader, fifo) = reader_in(tmp.path(), &[]);
+    let mut command = Command::new("sh");
+    command
+        .args([
+            "-c",
+            r"printf 'Spam 000\n\377 one bad byte\nSpam 001\n' >$1",
+        ])
+        .arg("sh")
+        .arg(&fifo);
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert!(out.status.success(), "{}", out.stderr);
+    reader.expect(r#"Parent \d+ got "Spam 000" at \d+\.\d+"#);
+    reader.expect(r#"Parent \d+ got "\\xff one bad byte" at \d+\.\d+"#);
+    reader.expect(r#"Parent \d+ got "Spam 001" at \d+\.\d+"#);
+    let out = finish_clean(reader);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout.last().map(String::as_str),
+        Some("End of stream: no writer has the FIFO open")
+    );
+}
+
 /// A reader that should outlive its writers keeps a write end open: the
 /// end of the stream does not come while writers come and go, one after
 /// the other. The test holds that write end, as such a reader would.
@@ -451,15 +480,16 @@ fn fifo_spam_reader_removes_its_fifo_when_a_signal_comes_while_it_makes_it() {
 fn fifo_spam_reader_removes_its_fifo_when_it_fails() {
     let tmp = tmp();
     let (reader, fifo) = reader_in(tmp.path(), &[]);
-    // A line that is not UTF-8 is an error for the reader.
+    // A line longer than PIPE_BUF is an error for the reader.
     let mut fifo = OpenOptions::new().write(true).open(&fifo).unwrap();
-    fifo.write_all(b"\xff\n").unwrap();
+    fifo.write_all(&[b'x'; 4097]).unwrap();
+    fifo.write_all(b"\n").unwrap();
     drop(fifo);
     let out = finish_clean(reader);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         out.stderr,
-        "fifo-spam: stream did not contain valid UTF-8\n"
+        "fifo-spam: a line longer than 4096 bytes, refused\n"
     );
     assert!(contents(tmp.path()).is_empty());
 }
