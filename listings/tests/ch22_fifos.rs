@@ -480,10 +480,12 @@ fn fifo_spam_reader_removes_its_fifo_when_a_signal_comes_while_it_makes_it() {
 fn fifo_spam_reader_removes_its_fifo_when_it_fails() {
     let tmp = tmp();
     let (reader, fifo) = reader_in(tmp.path(), &[]);
-    // A line longer than PIPE_BUF is an error for the reader.
+    // A line longer than PIPE_BUF is an error for the reader. One write:
+    // the reader, refusing the line, may be gone before a second.
     let mut fifo = OpenOptions::new().write(true).open(&fifo).unwrap();
-    fifo.write_all(&[b'x'; 4097]).unwrap();
-    fifo.write_all(b"\n").unwrap();
+    let mut line = vec![b'x'; 4097];
+    line.push(b'\n');
+    fifo.write_all(&line).unwrap();
     drop(fifo);
     let out = finish_clean(reader);
     assert_eq!(out.status.code(), Some(1));
