@@ -88,7 +88,8 @@ fn reader(
     // Blocked while they are registered, so that none is lost (Chapter 6).
     let ends = end_signals()?;
     block(&ends)?;
-    let signals = Signals::new(&ends)?;
+    let signals = Signals::new(&ends)
+        .map_err(|err| format!("cannot watch for signals: {err}"))?;
     unblock(&ends)?;
     let made = Made::create(fifo)?;
     remove_on_signal(signals, made.0.clone())

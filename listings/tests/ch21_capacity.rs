@@ -688,6 +688,26 @@ fn pipe_capacity_turns_off_o_nonblock_and_keeps_the_other_flags() {
     assert_eq!(calls[set].1, Some(got & !0o4000), "{trace}");
 }
 
+/// With two descriptors to spare (`ulimit -n 5`), the pipe takes both,
+/// and the read of the most a process may ask for fails: the error names
+/// the file, not a bare "Too many open files".
+#[test]
+fn pipe_capacity_names_the_file_it_cannot_open_when_descriptors_run_out() {
+    let mut command = std::process::Command::new(bin!("pipe-capacity"));
+    crate::support::with_fd_limit(&mut command, 5, 5);
+    let out = finish_clean(Listing::spawn(
+        &mut command,
+        std::process::Stdio::piped(),
+    ));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(out.stdout.len(), 2, "{:?}", out.stdout);
+    assert_eq!(
+        out.stderr,
+        "pipe-capacity: /proc/sys/fs/pipe-max-size: Too many open files \
+         (os error 24)\n"
+    );
+}
+
 #[test]
 fn capacity_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("pipe-capacity"), &["--size", "-1"], "--size");

@@ -1114,6 +1114,25 @@ fn the_fifo_listings_name_the_directory_they_cannot_make() {
     }
 }
 
+/// With one descriptor to spare (`ulimit -n 4`), signal-hook's
+/// `socketpair` in `Signals::new` fails: the reader says what it could
+/// not do, not a bare "Too many open files".
+#[test]
+fn fifo_spam_reader_says_what_failed_when_descriptors_run_out() {
+    let tmp = tmp();
+    let mut command = Command::new(bin_path("fifo-spam"));
+    command.arg("reader").env("TMPDIR", tmp.path());
+    crate::support::with_fd_limit(&mut command, 4, 4);
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "fifo-spam: cannot watch for signals: Too many open files \
+         (os error 24)\n"
+    );
+    assert!(contents(tmp.path()).is_empty(), "left behind");
+}
+
 /// The directory each FIFO listing makes in TMPDIR is shown escaped in
 /// its first line: a newline in TMPDIR cannot split that line in two.
 #[test]
