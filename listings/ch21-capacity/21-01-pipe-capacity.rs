@@ -83,9 +83,13 @@ fn run() -> Result<(), Box<dyn Error>> {
         )?;
         fill(&mut writer, args.write_size)?;
     }
-    let max = fs::read_to_string("/proc/sys/fs/pipe-max-size")?;
+    let max_path = "/proc/sys/fs/pipe-max-size";
+    let max = fs::read_to_string(max_path)
+        .map_err(|err| format!("{max_path}: {err}"))?;
     writeln!(io::stdout(), "Most a process may ask for: {}", max.trim())?;
-    fcntl(&writer, FcntlArg::F_SETFL(OFlag::empty()))?; // Blocking again.
+    // Blocking again: O_NONBLOCK off, every other status flag kept.
+    let flags = OFlag::from_bits_retain(fcntl(&writer, FcntlArg::F_GETFL)?);
+    fcntl(&writer, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
     wait_with_poll(&writer)?;
     blocking_write(&writer, usize::try_from(page)?, args.late)
 }

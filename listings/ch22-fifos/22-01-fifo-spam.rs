@@ -88,7 +88,8 @@ fn reader(
     // Blocked while they are registered, so that none is lost (Chapter 6).
     let ends = end_signals()?;
     block(&ends)?;
-    let signals = Signals::new(&ends)?;
+    let signals = Signals::new(&ends)
+        .map_err(|err| format!("cannot watch for signals: {err}"))?;
     unblock(&ends)?;
     let made = Made::create(fifo)?;
     remove_on_signal(signals, made.0.clone())
@@ -120,11 +121,17 @@ fn reader(
             }
             None => &line, // The last line, without its newline.
         };
-        let text = std::str::from_utf8(text)
-            .map_err(|_| "stream did not contain valid UTF-8")?;
         // Escaped: a control character printed raw, a "\r" or an escape
-        // sequence, would act on the terminal instead of showing.
-        let text = text.escape_debug();
+        // sequence, would act on the terminal instead of showing. A byte
+        // that is not UTF-8 shows as Rust writes a byte, `\xff`, and the
+        // reader goes on.
+        let text: String = text
+            .utf8_chunks()
+            .map(|c| {
+                let (valid, bad) = (c.valid(), c.invalid());
+                format!("{}{}", valid.escape_debug(), bad.escape_ascii())
+            })
+            .collect();
         writeln!(out, "Parent {pid} got \"{text}\" at {}", unix_time())?;
     }
     if count.is_none() {

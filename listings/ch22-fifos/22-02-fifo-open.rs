@@ -44,7 +44,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     let dir = PrivateDir::new()?;
     let fifo = dir.0.join("fifo");
     mkfifo(&fifo, Mode::S_IRUSR | Mode::S_IWUSR)?;
-    writeln!(out, "A FIFO at {}", fifo.display())?;
+    writeln!(out, "A FIFO at {}", escaped(&fifo))?;
 
     let nonblocking = OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
     let write_only = OFlag::O_WRONLY | nonblocking;
@@ -111,7 +111,7 @@ impl PrivateDir {
         match mkdtemp(&base.join("fifo-open.XXXXXX")) {
             Ok(dir) => Ok(PrivateDir(dir)),
             Err(err) => {
-                let base = base.display();
+                let base = escaped(&base);
                 Err(format!("cannot make a directory in {base}: {err}"))
             }
         }
@@ -122,6 +122,13 @@ impl Drop for PrivateDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
     }
+}
+
+/// `path` as a message shows it: escaped as `str::escape_debug` escapes
+/// (a file name on Linux may hold any byte but `/` and NUL), so that a
+/// newline in it cannot start a line of its own.
+fn escaped(path: &Path) -> String {
+    path.display().to_string().escape_debug().to_string()
 }
 
 /// True if `err` says that the reader of a pipe we wrote to has gone.

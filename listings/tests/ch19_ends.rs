@@ -30,6 +30,18 @@ fn pipe_no_eof_never_sees_the_end_while_it_holds_a_write_end() {
     let pipe = &fds.iter().find(|(fd, _)| *fd == 3).expect("fd 3").1;
     assert!(pipe.starts_with("pipe:["), "{fds:?}");
     assert!(fds.contains(&(4, pipe.clone())), "{fds:?}");
+    // Both ends link to the same `pipe:[N]`: the access mode in fdinfo
+    // (its octal `flags`, O_ACCMODE) tells the read end from the write
+    // end, as Listing 19-3 tells them.
+    let mode = |fd: i32| {
+        let path = format!("/proc/{parent}/fdinfo/{fd}");
+        let info = std::fs::read_to_string(&path).expect(&path);
+        let flags = info.lines().find_map(|l| l.strip_prefix("flags:"));
+        let flags = i32::from_str_radix(flags.expect(&info).trim(), 8);
+        flags.expect(&info) & nix::libc::O_ACCMODE
+    };
+    assert_eq!(mode(3), nix::libc::O_RDONLY, "fd 3 is not the read end");
+    assert_eq!(mode(4), nix::libc::O_WRONLY, "fd 4 is not the write end");
     let out = finish_clean(no_eof);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert_eq!(out.stdout[3..], ["The child has exited with status 0"]);

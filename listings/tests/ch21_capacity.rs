@@ -640,6 +640,74 @@ fn o_nonblock_is_not_shared_by_a_second_open_of_the_same_end() {
     assert!(!nonblocking(&again), "{path} shares O_NONBLOCK");
 }
 
+/// Listing 21-1 turns O_NONBLOCK off its write end alone: it reads the
+/// status flags (F_GETFL) and writes back the same value less O_NONBLOCK,
+/// as strace's raw numbers show. Clearing them all (`F_SETFL` with 0)
+/// would also drop O_APPEND from a file, or O_DIRECT, the packet mode of
+/// Chapter 20's aside, from a pipe.
+#[test]
+fn pipe_capacity_turns_off_o_nonblock_and_keeps_the_other_flags() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-qq", "-X", "raw", "-e", "trace=fcntl", "-o"])
+        .arg(&trace)
+        .arg(bin!("pipe-capacity"));
+    let out = finish_clean(Listing::spawn(
+        &mut command,
+        std::process::Stdio::piped(),
+    ));
+    assert!(out.status.success(), "{}", out.stderr);
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let number = |text: &str| match text.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16).unwrap(),
+        None => text.parse().unwrap(),
+    };
+    // F_GETPIPE_SZ (0x408) names the write end.
+    let sized = regex::Regex::new(r"fcntl\((\d+), 0x408\)").unwrap();
+    let writer = &sized.captures(&trace).expect(&trace)[1];
+    let on_writer =
+        format!(r"fcntl\({writer}, (0x[0-9a-f]+)(?:, (\w+))?\)\s+= (\w+)");
+    let on_writer = regex::Regex::new(&on_writer).unwrap();
+    let calls: Vec<(u32, Option<u32>, u32)> = on_writer
+        .captures_iter(&trace)
+        .map(|c| {
+            let arg = c.get(2).map(|arg| number(arg.as_str()));
+            (number(&c[1]), arg, number(&c[3]))
+        })
+        .collect();
+    // F_SETFL is 4, F_GETFL 3; O_NONBLOCK is 0o4000.
+    let set = calls.iter().position(|call| call.0 == 4).expect(&trace);
+    let (command, _, got) = calls[set - 1];
+    assert_eq!(command, 3, "no F_GETFL just before F_SETFL: {trace}");
+    assert_ne!(got & 0o4000, 0, "{trace}");
+    assert_eq!(calls[set].1, Some(got & !0o4000), "{trace}");
+}
+
+/// With two descriptors to spare (`ulimit -n 5`), the pipe takes both,
+/// and the read of the most a process may ask for fails: the error names
+/// the file, not a bare "Too many open files".
+#[test]
+fn pipe_capacity_names_the_file_it_cannot_open_when_descriptors_run_out() {
+    let mut command = std::process::Command::new(bin!("pipe-capacity"));
+    crate::support::with_fd_limit(&mut command, 5, 5);
+    let out = finish_clean(Listing::spawn(
+        &mut command,
+        std::process::Stdio::piped(),
+    ));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(out.stdout.len(), 2, "{:?}", out.stdout);
+    assert_eq!(
+        out.stderr,
+        "pipe-capacity: /proc/sys/fs/pipe-max-size: Too many open files \
+         (os error 24)\n"
+    );
+}
+
 #[test]
 fn capacity_listings_reject_bad_arguments_in_one_line() {
     assert_rejects(bin!("pipe-capacity"), &["--size", "-1"], "--size");

@@ -214,6 +214,35 @@ fn fifo_spam_reader_drops_the_carriage_return_of_a_crlf_line() {
     assert!(out.status.success(), "{}", out.stderr);
 }
 
+/// A byte that is not UTF-8, from any writer, is shown escaped as Rust
+/// writes a byte, `\xff`, and the reader goes on: it used to end with
+/// "stream did not contain valid UTF-8", and remove its FIFO, before the
+/// next line.
+#[test]
+fn fifo_spam_reader_shows_a_byte_that_is_not_utf8_escaped_and_goes_on() {
+    let tmp = tmp();
+    let (mut reader, fifo) = reader_in(tmp.path(), &[]);
+    let mut command = Command::new("sh");
+    command
+        .args([
+            "-c",
+            r"printf 'Spam 000\n\377 one bad byte\nSpam 001\n' >$1",
+        ])
+        .arg("sh")
+        .arg(&fifo);
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert!(out.status.success(), "{}", out.stderr);
+    reader.expect(r#"Parent \d+ got "Spam 000" at \d+\.\d+"#);
+    reader.expect(r#"Parent \d+ got "\\xff one bad byte" at \d+\.\d+"#);
+    reader.expect(r#"Parent \d+ got "Spam 001" at \d+\.\d+"#);
+    let out = finish_clean(reader);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout.last().map(String::as_str),
+        Some("End of stream: no writer has the FIFO open")
+    );
+}
+
 /// A reader that should outlive its writers keeps a write end open: the
 /// end of the stream does not come while writers come and go, one after
 /// the other. The test holds that write end, as such a reader would.
@@ -451,15 +480,18 @@ fn fifo_spam_reader_removes_its_fifo_when_a_signal_comes_while_it_makes_it() {
 fn fifo_spam_reader_removes_its_fifo_when_it_fails() {
     let tmp = tmp();
     let (reader, fifo) = reader_in(tmp.path(), &[]);
-    // A line that is not UTF-8 is an error for the reader.
+    // A line longer than PIPE_BUF is an error for the reader. One write:
+    // the reader, refusing the line, may be gone before a second.
     let mut fifo = OpenOptions::new().write(true).open(&fifo).unwrap();
-    fifo.write_all(b"\xff\n").unwrap();
+    let mut line = vec![b'x'; 4097];
+    line.push(b'\n');
+    fifo.write_all(&line).unwrap();
     drop(fifo);
     let out = finish_clean(reader);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         out.stderr,
-        "fifo-spam: stream did not contain valid UTF-8\n"
+        "fifo-spam: a line longer than 4096 bytes, refused\n"
     );
     assert!(contents(tmp.path()).is_empty());
 }
@@ -1057,24 +1089,82 @@ fn fifo_spam_reader_ended_by_an_uncaught_signal_leaves_its_directory() {
 
 /// A temporary directory that cannot be made is named in the error: a
 /// bare "ENOENT" would not say which file is missing (the FIFO's is not
-/// even chosen yet). Listing 16-1 says it the same way.
+/// even chosen yet). Listing 16-1 says it the same way. A TMPDIR with a
+/// newline in it is named escaped, so the error stays one line.
 #[test]
 fn the_fifo_listings_name_the_directory_they_cannot_make() {
     for (listing, args) in
         [("fifo-spam", &["reader"][..]), ("fifo-open", &[][..])]
     {
-        let mut command = Command::new(bin_path(listing));
-        command.args(args).env("TMPDIR", "/nonexistent");
-        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
-        assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
-        assert_eq!(
-            out.stderr,
-            format!(
-                "{listing}: cannot make a directory in /nonexistent: \
-                 ENOENT: No such file or directory\n"
-            )
-        );
+        for base in ["/nonexistent", "/nonexistent\nsuch"] {
+            let mut command = Command::new(bin_path(listing));
+            command.args(args).env("TMPDIR", base);
+            let spawned = Listing::spawn(&mut command, Stdio::piped());
+            let out = finish_clean(spawned);
+            assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+            assert_eq!(
+                out.stderr,
+                format!(
+                    "{listing}: cannot make a directory in {}: \
+                     ENOENT: No such file or directory\n",
+                    base.escape_debug()
+                )
+            );
+        }
     }
+}
+
+/// With one descriptor to spare (`ulimit -n 4`), signal-hook's
+/// `socketpair` in `Signals::new` fails: the reader says what it could
+/// not do, not a bare "Too many open files".
+#[test]
+fn fifo_spam_reader_says_what_failed_when_descriptors_run_out() {
+    let tmp = tmp();
+    let mut command = Command::new(bin_path("fifo-spam"));
+    command.arg("reader").env("TMPDIR", tmp.path());
+    crate::support::with_fd_limit(&mut command, 4, 4);
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "fifo-spam: cannot watch for signals: Too many open files \
+         (os error 24)\n"
+    );
+    assert!(contents(tmp.path()).is_empty(), "left behind");
+}
+
+/// The directory each FIFO listing makes in TMPDIR is shown escaped in
+/// its first line: a newline in TMPDIR cannot split that line in two.
+#[test]
+fn the_fifo_listings_show_a_tmpdir_with_a_newline_escaped() {
+    let tmp = tmp();
+    let base = tmp.path().join("spam\nfake line");
+    fs::create_dir(&base).unwrap();
+    let shown = regex::escape(&base.to_str().unwrap().replace('\n', "\\n"));
+    let (reader, fifo) = {
+        let mut command = Command::new(bin_path("fifo-spam"));
+        command.arg("reader").env("TMPDIR", &base);
+        let mut reader = Listing::spawn(&mut command, Stdio::piped());
+        let waiting = format!(
+            r"Waiting for a writer on ({shown}/fifo-spam\.\w{{6}}/fifo) \(pid \d+\)"
+        );
+        let line = reader.expect(&waiting);
+        (reader, line[1].to_string())
+    };
+    reader.signal(Signal::SIGTERM);
+    let out = finish_clean(reader);
+    assert_eq!(out.stderr, "", "{fifo}");
+    let mut command = Command::new(bin_path("fifo-open"));
+    command.env("TMPDIR", &base);
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert!(out.status.success(), "{}", out.stderr);
+    let first = format!(r"^A FIFO at {shown}/fifo-open\.\w{{6}}/fifo$");
+    let first = regex::Regex::new(&first).unwrap();
+    assert!(first.is_match(&out.stdout[0]), "{:?}", out.stdout);
+    // Then the nine lines of Listing 22-2's output, no more.
+    assert_eq!(out.stdout.len(), 9, "{:?}", out.stdout);
+    assert!(out.stdout[1].starts_with("open "), "{:?}", out.stdout);
+    assert_eq!(contents(&base), Vec::<PathBuf>::new(), "left behind");
 }
 
 /// The race the `ENDING` guard closes, forced (Linux 6.18, strace): the
