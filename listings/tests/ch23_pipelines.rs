@@ -2227,6 +2227,24 @@ fn spawn_pipeline_ends_by_a_signal_that_came_while_a_thread_was_refused() {
     );
 }
 
+/// Out of descriptors before anything starts: with four (0, 1, 2 and one
+/// free), signal-hook's `socketpair` in `Signals::new` fails with EMFILE.
+/// The one line must say what could not be done; it used to be a bare
+/// "Too many open files (os error 24)".
+#[test]
+fn spawn_pipeline_says_what_failed_when_descriptors_run_out() {
+    let mut command = Command::new(bin!("spawn-pipeline"));
+    command.args(["true", "|", "true"]);
+    crate::support::with_fd_limit(&mut command, 4, 4);
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "spawn-pipeline: cannot catch the signals it passes on: Too many \
+         open files (os error 24)\n"
+    );
+}
+
 /// Chapter 12's rule: give a child back what you found. `keep_zombies`
 /// sets SIGCHLD's default action, for the listing's own waits; started
 /// with SIGCHLD ignored, the listing must still start its stages with it
