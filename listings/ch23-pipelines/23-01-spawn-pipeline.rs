@@ -72,7 +72,11 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     // Caught before the first stage starts, so that none is missed, and
     // blocked while they are registered, so that none is lost (Chapter 6).
     passed_signals().thread_block()?;
-    let mut signals = Signals::new(passed_signals().iter().map(|s| s as i32))?;
+    let passed = passed_signals();
+    let numbers = passed.iter().map(|s| s as i32);
+    let mut signals = Signals::new(numbers).map_err(|err| {
+        format!("cannot catch the signals it passes on: {err}")
+    })?;
     // Our terminal, if any: the stages will get it while we have it.
     let terminal = Terminal::controlling();
     if terminal.is_some() {

@@ -11,6 +11,9 @@
 // - `output`: a second thread writes while `wait_with_output` reads
 //   stdout and stderr together, then reaps `cat`.
 //
+// The run fails if `cat` is killed in the deadlock, or, the other ways,
+// if its stdin closes before it has taken every byte.
+//
 // SIGPIPE stays ignored: a `cat` that dies must not kill us, but make our
 // write fail, and our own output is written with `writeln!`.
 
@@ -78,16 +81,27 @@ fn run() -> Result<(), Box<dyn Error>> {
         .spawn()
         .map_err(|err| format!("cannot start cat: {err}"))?;
     let data = vec![b'x'; bytes];
-    let (report, late) = match way {
-        Way::WriteFirst => write_first(cat, data, wait)?,
-        Way::Thread => (with_thread(cat, data)?, false),
-        Way::Output => (with_output(cat, data)?, false),
+    let total = data.len();
+    let (report, late, sent) = match way {
+        Way::WriteFirst => {
+            let (report, late) = write_first(cat, data, wait)?;
+            (report, late, total)
+        }
+        Way::Thread => with_thread(cat, data).map(|(r, n)| (r, false, n))?,
+        Way::Output => with_output(cat, data).map(|(r, n)| (r, false, n))?,
     };
     writeln!(out, "{report}")?;
     if late {
         return Err(
             format!("deadlock: cat killed after {} s", wait.as_secs()).into()
         );
+    }
+    if sent < total {
+        // `cat` ended, or closed its stdin, before taking everything.
+        return Err(format!(
+            "cat's stdin closed after {sent} of {total} bytes"
+        )
+        .into());
     }
     Ok(())
 }
@@ -157,19 +171,21 @@ fn room_before(pipe: &ChildStdin, deadline: Instant) -> io::Result<bool> {
 
 // ANCHOR: thread
 /// Way out 1: another thread writes stdin while this one reads stdout.
+/// Returns the report, and how many bytes went into cat's stdin.
 fn with_thread(
     mut cat: Child,
     data: Vec<u8>,
-) -> Result<String, Box<dyn Error>> {
+) -> Result<(String, usize), Box<dyn Error>> {
     let stdin = cat.stdin.take().ok_or("no stdin")?;
     let writer = start_writer(&mut cat, stdin, data)?;
     let got = read_all(&mut cat)?;
     let sent = writer.join().map_err(|_| "the writer panicked")?;
     let status = cat.wait()?;
-    Ok(format!(
+    let report = format!(
         "Sent {sent} bytes, got {got} back; cat {}",
         describe(status)
-    ))
+    );
+    Ok((report, sent))
 }
 
 /// Way out 2: another thread writes stdin; `wait_with_output` reads
@@ -177,17 +193,18 @@ fn with_thread(
 fn with_output(
     mut cat: Child,
     data: Vec<u8>,
-) -> Result<String, Box<dyn Error>> {
+) -> Result<(String, usize), Box<dyn Error>> {
     let stdin = cat.stdin.take().ok_or("no stdin")?;
     let writer = start_writer(&mut cat, stdin, data)?;
     let output = cat.wait_with_output()?;
     let sent = writer.join().map_err(|_| "the writer panicked")?;
-    Ok(format!(
+    let report = format!(
         "Sent {sent} bytes, got {} back and {} on stderr; cat {}",
         output.stdout.len(),
         output.stderr.len(),
         describe(output.status)
-    ))
+    );
+    Ok((report, sent))
 }
 
 /// Starts the thread that feeds `cat`. `thread::spawn` would panic if
@@ -206,12 +223,20 @@ fn start_writer(
     })
 }
 
-/// Writes `data` and closes stdin; returns how much was written.
+/// Writes `data` and closes stdin; returns how much was written. Not
+/// `write_all`, whose error would hide how much went in before it: `cat`
+/// may take part of the data and exit, and then a write fails (EPIPE).
 fn feed(mut stdin: ChildStdin, data: Vec<u8>) -> usize {
-    match stdin.write_all(&data) {
-        Ok(()) => data.len(),
-        Err(_) => 0, // `cat` died; its status will say how.
+    let mut sent = 0;
+    while sent < data.len() {
+        match stdin.write(&data[sent..]) {
+            Ok(0) => break, // Cannot happen with a pipe; never spin on it.
+            Ok(n) => sent += n,
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(_) => break, // `cat` is gone; its status will say how.
+        }
     }
+    sent
 }
 // ANCHOR_END: thread
 

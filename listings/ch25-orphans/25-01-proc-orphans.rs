@@ -89,7 +89,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     let all =
         SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP]);
     all.thread_block()?;
-    let signals = Box::leak(Box::new(Signals::new(&caught)?));
+    let signals = Signals::new(&caught)
+        .map_err(|err| format!("cannot catch the stop signals: {err}"))?;
+    let signals = Box::leak(Box::new(signals));
     let caught_set: SigSet = caught
         .iter()
         .filter_map(|&n| Signal::try_from(n).ok())
@@ -98,7 +100,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     // here, and only here (CLOEXEC).
     let (reader, writer) = match args.way {
         Way::Pipe => {
-            let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
+            let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)
+                .map_err(|err| format!("cannot make the lifeline: {err}"))?;
             (Some(read_end), Some(write_end))
         }
         _ => (None, None),

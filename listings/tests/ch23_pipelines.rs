@@ -524,6 +524,43 @@ fn spawn_deadlock_a_writer_thread_survives_a_child_that_fills_stderr() {
     }
 }
 
+/// A child that stops reading before the end: a stand-in `cat`, first on
+/// PATH, takes 100000 bytes (`head -c`) and exits 0. The count must say
+/// what went into its stdin before the write failed, not 0, and the run
+/// must fail, since most of the data never got there. It used to say
+/// "Sent 0 bytes" and exit 0.
+#[test]
+fn spawn_deadlock_a_writer_thread_reports_a_child_that_stops_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    write_program(&dir.path().join("cat"), "#!/bin/sh\nexec head -c 100000\n");
+    let path = std::env::var("PATH").unwrap_or_default();
+    for (way, also) in [("thread", ""), ("output", " and 0 on stderr")] {
+        let mut command = Command::new(bin!("spawn-deadlock"));
+        command
+            .arg(way)
+            .env("PATH", format!("{}:{path}", dir.path().display()));
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        assert_eq!(out.status.code(), Some(1), "{way}: {}", out.stderr);
+        let caps = regex::Regex::new(&format!(
+            r"^Sent (\d+) bytes, got 100000 back{also}; cat exited with status 0$"
+        ))
+        .unwrap()
+        .captures(&out.stdout[0])
+        .unwrap_or_else(|| panic!("{way}: {:?}", out.stdout));
+        // At least what `head` read went in, and not everything.
+        let sent: usize = caps[1].parse().unwrap();
+        assert!((100_000..1_000_000).contains(&sent), "{way}: {sent}");
+        assert_eq!(
+            out.stderr,
+            format!(
+                "spawn-deadlock: cat's stdin closed after {sent} of 1000000 \
+                 bytes\n"
+            ),
+            "{way}"
+        );
+    }
+}
+
 /// Runs `bin` with `args` under strace, which holds each `wait4` for
 /// `delay` on its way out, after the child is reaped, and returns the
 /// trace of `kill` and `wait4` calls, after checking that the listing
@@ -2187,6 +2224,24 @@ fn spawn_pipeline_ends_by_a_signal_that_came_while_a_thread_was_refused() {
             (3, "--timeout 60 sleep 60"),
         ],
         "pipeline",
+    );
+}
+
+/// Out of descriptors before anything starts: with four (0, 1, 2 and one
+/// free), signal-hook's `socketpair` in `Signals::new` fails with EMFILE.
+/// The one line must say what could not be done; it used to be a bare
+/// "Too many open files (os error 24)".
+#[test]
+fn spawn_pipeline_says_what_failed_when_descriptors_run_out() {
+    let mut command = Command::new(bin!("spawn-pipeline"));
+    command.args(["true", "|", "true"]);
+    crate::support::with_fd_limit(&mut command, 4, 4);
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "spawn-pipeline: cannot catch the signals it passes on: Too many \
+         open files (os error 24)\n"
     );
 }
 

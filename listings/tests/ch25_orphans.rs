@@ -867,6 +867,33 @@ fn proc_orphans_names_the_child_it_cannot_start() {
     }
 }
 
+/// Out of descriptors before any child starts, each step says what it
+/// could not do: with four (0, 1, 2 and one free), signal-hook's
+/// `socketpair` in `Signals::new` fails with EMFILE; with five, it gets
+/// two, and `pipe`'s lifeline, a pipe, cannot be made. Both used to be
+/// the bare error, which named neither.
+#[test]
+fn proc_orphans_says_what_failed_when_descriptors_run_out() {
+    for (limit, what) in [
+        (
+            4,
+            "cannot catch the stop signals: Too many open files (os error 24)",
+        ),
+        (5, "cannot make the lifeline: EMFILE: Too many open files"),
+    ] {
+        let mut command = Command::new(bin!("proc-orphans"));
+        command.arg("pipe");
+        crate::support::with_fd_limit(&mut command, limit, limit);
+        let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+        assert_eq!(out.status.code(), Some(1), "{limit}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            format!("proc-orphans: {what}\n"),
+            "ulimit -n {limit}"
+        );
+    }
+}
+
 /// When a spawn fails half-way, the children already started are stopped
 /// and reaped, not left behind. Run as a user of its own allowed four
 /// processes and threads (`ulimit -u`, which does not bind root), the
