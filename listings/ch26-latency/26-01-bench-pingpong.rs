@@ -120,9 +120,8 @@ fn run() -> Result<(), Box<dyn Error>> {
             let status = match child(channel, parent, child_cpu, args.count) {
                 Ok(()) => 0,
                 Err(err) => {
-                    // One write, as in `main`: the parent shares stderr.
-                    let line = format!("bench-pingpong child: {err}\n");
-                    let _ = io::stderr().write_all(line.as_bytes());
+                    let _ =
+                        writeln!(io::stderr(), "bench-pingpong child: {err}");
                     1
                 }
             };

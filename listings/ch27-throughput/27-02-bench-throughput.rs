@@ -112,9 +112,8 @@ fn run() -> Result<(), Box<dyn Error>> {
             let status = match child(&args, parent, child_cpu, rx, report) {
                 Ok(()) => 0,
                 Err(err) => {
-                    // One write, as in `main`: the parent shares stderr.
-                    let line = format!("bench-throughput child: {err}\n");
-                    let _ = io::stderr().write_all(line.as_bytes());
+                    let _ =
+                        writeln!(io::stderr(), "bench-throughput child: {err}");
                     1
                 }
             };
