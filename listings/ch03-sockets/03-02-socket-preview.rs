@@ -221,10 +221,10 @@ const MAX_REPLY: u64 = 64 * 1024;
 fn client(addr: SocketAddr, name: &str) -> io::Result<Vec<u8>> {
     let mut sock = TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT)?;
     // One deadline for the exchange, as the server has: a server that
-    // trickles its reply a byte at a time cannot hold us longer.
+    // takes our request slowly, or trickles its reply a byte at a time,
+    // cannot hold us longer.
     let deadline = Instant::now() + CLIENT_TIMEOUT;
-    sock.set_write_timeout(Some(CLIENT_TIMEOUT))?;
-    sock.write_all(name.as_bytes())?;
+    write_before(&mut sock, name.as_bytes(), deadline)?;
     sock.shutdown(Shutdown::Write)?;
     let mut reply = Vec::new();
     let reader = Before {

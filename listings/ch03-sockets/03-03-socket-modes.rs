@@ -274,10 +274,10 @@ const MAX_REPLY: u64 = 64 * 1024;
 fn client(addrs: &[SocketAddr], name: &str) -> io::Result<Vec<u8>> {
     let mut sock = connect(addrs)?;
     // One deadline for the exchange, as the server has: a server that
-    // trickles its reply a byte at a time cannot hold us longer.
+    // takes our request slowly, or trickles its reply a byte at a time,
+    // cannot hold us longer.
     let deadline = Instant::now() + CLIENT_TIMEOUT;
-    sock.set_write_timeout(Some(CLIENT_TIMEOUT))?;
-    sock.write_all(name.as_bytes())?;
+    write_before(&mut sock, name.as_bytes(), deadline)?;
     // Half-close: the server sees the end of our request, we can still
     // read its reply.
     sock.shutdown(Shutdown::Write)?;
