@@ -573,11 +573,7 @@ fn listening_port(pid: nix::unistd::Pid) -> Option<u16> {
 /// time of zero, closing sends RST, and the server's next call fails.
 fn reset_at_once(addr: &str) {
     let rude = TcpStream::connect(addr).expect("connect");
-    let linger = nix::libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    setsockopt(&rude, sockopt::Linger, &linger).expect("SO_LINGER");
+    crate::support::reset_on_close(&rude);
 }
 
 // ---------------------------------------------------------------------------
@@ -1658,11 +1654,7 @@ fn copy_into_a_reset_connection(
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut sock = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (peer, _) = listener.accept().unwrap();
-    let abort = nix::libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    setsockopt(&peer, sockopt::Linger, &abort).unwrap();
+    crate::support::reset_on_close(&peer);
     drop(peer);
     wait_until("the reset", || sock.take_error().unwrap().is_some());
     thread::spawn(move || {

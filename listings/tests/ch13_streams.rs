@@ -674,16 +674,7 @@ fn a_read_of_zero_bytes_returns_0_only_when_something_is_queued() {
     assert_eq!(kind(sock.read(&mut [0; 1])), Ok(1));
     // A reset: the error, once, then 0. (`take_error` would clear it, so
     // wait for the reset with `poll`, which leaves it.)
-    let abort = nix::libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    nix::sys::socket::setsockopt(
-        &peer,
-        nix::sys::socket::sockopt::Linger,
-        &abort,
-    )
-    .unwrap();
+    crate::support::reset_on_close(&peer);
     drop(peer);
     wait_until("the reset", || {
         let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
@@ -766,16 +757,7 @@ fn reset_socket() -> TcpStream {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let sock = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (peer, _) = listener.accept().unwrap();
-    let abort = nix::libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    nix::sys::socket::setsockopt(
-        &peer,
-        nix::sys::socket::sockopt::Linger,
-        &abort,
-    )
-    .unwrap();
+    crate::support::reset_on_close(&peer);
     drop(peer);
     crate::support::wait_until("the reset", || {
         sock.take_error().unwrap().is_some()
@@ -1369,16 +1351,7 @@ fn line_server_outlives_a_client_that_resets_mid_conversation() {
         &["server", "127.0.0.1:0", "--count", "2"],
     );
     let sock = connect(&addr);
-    let linger = nix::libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    nix::sys::socket::setsockopt(
-        &sock,
-        nix::sys::socket::sockopt::Linger,
-        &linger,
-    )
-    .unwrap();
+    crate::support::reset_on_close(&sock);
     (&sock).write_all(b"one\ntwo\n").unwrap();
     let mut first = String::new();
     BufReader::new(&sock).read_line(&mut first).unwrap();

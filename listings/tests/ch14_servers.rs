@@ -326,19 +326,10 @@ fn threaded_server_logs_a_line_per_connection_polite_or_reset() {
         let logged = server.next_line();
         assert!(logged.ends_with(": answered 0 lines"), "{logged}");
     }
-    let linger = nix::libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
     for _ in 0..10 {
         let rude = connect(&addr);
         (&rude).write_all(b"x").unwrap();
-        nix::sys::socket::setsockopt(
-            &rude,
-            nix::sys::socket::sockopt::Linger,
-            &linger,
-        )
-        .unwrap();
+        crate::support::reset_on_close(&rude);
     }
     assert_eq!(ask(&addr, "last").unwrap(), "server got: [last]\n");
     server.signal(nix::sys::signal::Signal::SIGTERM);

@@ -463,19 +463,10 @@ pub fn serves_others_while_clients_stay_silent(
 #[track_caller]
 pub fn outlives_clients_that_reset(bin: &str) {
     let (server, addr) = start_server(bin, &["127.0.0.1:0"]);
-    let linger = nix::libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
     for _ in 0..10 {
         let rude = connect(&addr);
         (&rude).write_all(b"half a requ").unwrap();
-        nix::sys::socket::setsockopt(
-            &rude,
-            nix::sys::socket::sockopt::Linger,
-            &linger,
-        )
-        .unwrap();
+        crate::support::reset_on_close(&rude);
     }
     assert_eq!(
         ask(&addr, "still here").unwrap(),
@@ -1253,13 +1244,8 @@ pub fn accepts_on_while_its_log_is_stuck_after_resets_in_the_queue(bin: &str) {
             server_end(port, client).is_some_and(|(state, ..)| state == "01")
         })
     });
-    let linger = nix::libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
     for reset in &resets {
-        let linger_0 = nix::sys::socket::sockopt::Linger;
-        nix::sys::socket::setsockopt(reset, linger_0, &linger).unwrap();
+        crate::support::reset_on_close(reset);
     }
     drop(resets);
     wait_until("the resets to end the queued connections", || {
@@ -1760,13 +1746,8 @@ pub fn accepts_on_while_its_log_is_stuck_after_more_resets_than_its_queue(
             server_end(port, client).is_some_and(|(state, ..)| state == "01")
         })
     });
-    let linger = nix::libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
     for reset in &resets {
-        let linger_0 = nix::sys::socket::sockopt::Linger;
-        nix::sys::socket::setsockopt(reset, linger_0, &linger).unwrap();
+        crate::support::reset_on_close(reset);
     }
     drop(resets);
     wait_until("the resets to end the queued connections", || {

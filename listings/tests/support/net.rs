@@ -246,6 +246,16 @@ pub fn server_end(server: u16, client: u16) -> Option<(String, u64, u64, u64)> {
     Some((state, unread, unsent, u64::from(word(84))))
 }
 
+/// Sets a linger time of zero on `sock`, so that closing it sends RST
+/// rather than FIN: the peer's next call fails with `ECONNRESET` (or
+/// `EPIPE`). Every test that resets a connection on purpose does it so.
+#[track_caller]
+pub fn reset_on_close(sock: &impl std::os::fd::AsFd) {
+    socket2::SockRef::from(sock)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER of zero");
+}
+
 /// Connects to `addr` (on 127.0.0.1) and resets the connection while it
 /// waits in the listening socket's accept queue; the server must not take
 /// it meanwhile (stopped, or busy with another client). Linux 6.18 then
@@ -267,9 +277,7 @@ pub fn reset_in_the_accept_queue(addr: &str) {
     wait_until("the connection in the queue", || {
         server_end(server, client).is_some_and(|(state, ..)| state == "01")
     });
-    socket2::SockRef::from(&reset)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
+    reset_on_close(&reset);
     drop(reset);
     wait_until("the reset to end the queued connection", || {
         server_end(server, client).is_none()
