@@ -1364,21 +1364,23 @@ fn line_server_outlives_a_client_that_resets_mid_conversation() {
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
 }
 
-#[test]
-fn line_server_waits_without_spinning_when_out_of_descriptors() {
+/// Both servers of the chapter, out of descriptors, wait without spinning
+/// and then serve a client of their own kind.
+#[track_caller]
+fn waits_without_spinning_when_out_of_descriptors(bin: &'static str) {
+    let name = std::path::Path::new(bin).file_name().unwrap();
+    let error =
+        format!("{}: accept: Too many open files", name.to_string_lossy());
     let (reply, _server) = out_of_descriptors_waits_then_serves(
-        bin!("tcp-lines"),
+        bin,
         &["server", "127.0.0.1:0"],
         4,
-        "tcp-lines: accept: Too many open files",
-        |addr| {
+        &error,
+        move |addr| {
             let addr = addr.to_string();
             std::thread::spawn(move || {
-                let run = Listing::start(
-                    bin!("tcp-lines"),
-                    &["client", &addr, "patient"],
-                )
-                .finish();
+                let run =
+                    Listing::start(bin, &["client", &addr, "patient"]).finish();
                 run.stdout.join("\n")
             })
         },
@@ -1387,25 +1389,13 @@ fn line_server_waits_without_spinning_when_out_of_descriptors() {
 }
 
 #[test]
+fn line_server_waits_without_spinning_when_out_of_descriptors() {
+    waits_without_spinning_when_out_of_descriptors(bin!("tcp-lines"));
+}
+
+#[test]
 fn length_server_waits_without_spinning_when_out_of_descriptors() {
-    let (reply, _server) = out_of_descriptors_waits_then_serves(
-        bin!("tcp-length"),
-        &["server", "127.0.0.1:0"],
-        4,
-        "tcp-length: accept: Too many open files",
-        |addr| {
-            let addr = addr.to_string();
-            std::thread::spawn(move || {
-                let run = Listing::start(
-                    bin!("tcp-length"),
-                    &["client", &addr, "patient"],
-                )
-                .finish();
-                run.stdout.join("\n")
-            })
-        },
-    );
-    assert_eq!(reply, "server got: [patient]");
+    waits_without_spinning_when_out_of_descriptors(bin!("tcp-length"));
 }
 
 #[test]
