@@ -778,6 +778,115 @@ fn command_makes_its_own_pipes_close_on_exec() {
     assert!(cat.wait().unwrap().success());
 }
 
+/// A pipe that std makes for `Stdio::piped()`, or the /dev/null it opens
+/// for `Stdio::null()`, is not moved off 0, 1 or 2: in a program that has
+/// closed its descriptor 0, the child's stdin is opened as that 0. glibc's `posix_spawn` clears close-on-exec for
+/// `adddup2(0, 0)`; std's fork path calls `dup2(0, 0)`, which leaves it,
+/// so `exec` closes `cat`'s stdin, and `cat` fails with EBADF. Reopened on
+/// /dev/null first, 0 is taken and the pipe lands above 2. The test
+/// binary runs again as the child, started with 0 closed (`exec 0<&-`),
+/// which std's runtime reopens on /dev/null before `main`: the child
+/// closes it itself. Were the pipe moved above 2, as the chapter once
+/// said, the `fork` line would read `[hello]` and exit 0. Linux 6.18 and
+/// glibc 2.36 here.
+#[test]
+fn a_stdin_pipe_on_a_closed_descriptor_0_survives_posix_spawn_but_not_a_fork() {
+    const IN_CHILD: &str = "CH24_STDIN_PIPE_ON_0";
+    if std::env::var_os(IN_CHILD).is_some() {
+        feed_cat_after_closing_descriptor_0();
+        return;
+    }
+    let exe = std::env::current_exe().expect("this test binary");
+    let name = "ch24_exec::\
+                a_stdin_pipe_on_a_closed_descriptor_0_survives_posix_spawn_but_not_a_fork";
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", r#"exec "$0" "$@" 0<&-"#])
+        .arg(exe)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(IN_CHILD, "1");
+    let out = Listing::spawn(&mut command, Stdio::piped()).finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    // SAFETY: glibc returns a static, nul-terminated string.
+    let glibc =
+        unsafe { std::ffi::CStr::from_ptr(nix::libc::gnu_get_libc_version()) };
+    let here = format!("Linux {}, glibc {}", kernel(), glibc.to_string_lossy());
+    // libtest's own lines come around the child's, which begin "= ".
+    let said: Vec<_> = out
+        .stdout
+        .iter()
+        .filter_map(|l| l.strip_prefix("= "))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "started: 0 is /dev/null",
+            "closed 0, posix_spawn: cat echoed [hello], exit 0",
+            "closed 0, fork: cat echoed [], exit 1, cat: -: Bad file descriptor",
+            "closed 0, fork, null: cat echoed [], exit 1, cat: -: Bad file descriptor",
+            "0 on /dev/null, fork: cat echoed [hello], exit 0",
+        ],
+        "{here}"
+    );
+}
+
+/// The child of the test above: `cat` fed one line through
+/// `Stdio::piped()`, after it closes descriptor 0, with and without a
+/// `pre_exec` hook (an empty one, which only makes std fork), with
+/// `Stdio::null()` and a hook, and again with a pipe and a hook once 0 is
+/// /dev/null.
+fn feed_cat_after_closing_descriptor_0() {
+    use std::io::Write;
+    use std::os::fd::IntoRawFd;
+    use std::os::unix::process::CommandExt;
+    let fd0 = || match std::fs::read_link("/proc/self/fd/0") {
+        Ok(path) => path.display().to_string(),
+        Err(_) => "closed".to_string(),
+    };
+    // After a newline: libtest has begun a line that names the test.
+    println!("\n= started: 0 is {}", fd0());
+    nix::unistd::close(0).expect("close 0");
+    let cat = |stdin: Stdio, hook: bool| {
+        let mut command = Command::new("cat");
+        command
+            .env("LC_ALL", "C")
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if hook {
+            // SAFETY: the hook does nothing.
+            unsafe { command.pre_exec(|| Ok(())) };
+        }
+        let mut cat = command.spawn().expect("cat");
+        // EPIPE when cat's stdin is closed: its report says so.
+        if let Some(mut pipe) = cat.stdin.take() {
+            let _ = pipe.write_all(b"hello\n");
+        }
+        let out = cat.wait_with_output().expect("cat's end");
+        let mut report = format!(
+            "cat echoed [{}], exit {}",
+            String::from_utf8_lossy(&out.stdout).trim_end(),
+            out.status.code().map_or("none".into(), |c| c.to_string())
+        );
+        if let Some(first) = String::from_utf8_lossy(&out.stderr).lines().next()
+        {
+            report = format!("{report}, {first}");
+        }
+        report
+    };
+    println!("= closed 0, posix_spawn: {}", cat(Stdio::piped(), false));
+    println!("= closed 0, fork: {}", cat(Stdio::piped(), true));
+    println!("= closed 0, fork, null: {}", cat(Stdio::null(), true));
+    let null = nix::fcntl::open(
+        "/dev/null",
+        nix::fcntl::OFlag::O_RDWR,
+        nix::sys::stat::Mode::empty(),
+    )
+    .expect("/dev/null");
+    assert_eq!(null.into_raw_fd(), 0, "the lowest free descriptor");
+    println!("= 0 on /dev/null, fork: {}", cat(Stdio::piped(), true));
+}
+
 /// std sends the parent only the errno of a hook's error: one that has
 /// none, an `ErrorKind` made into an `io::Error` here, comes back from
 /// `spawn` as EINVAL, its kind lost.
