@@ -794,6 +794,57 @@ async fn a_dropped_framed_send_has_its_message_in_the_buffer() {
     assert!(send.contains("| no | the flush:"), "{send}");
 }
 
+/// `Signal::recv` is dropped each time another branch of a listing's
+/// `select!` wins. A signal that comes while a `recv` waits, and is then
+/// dropped without being polled again, stays in the stream; so does one
+/// that comes while no `recv` exists at all. The next `recv` takes each at
+/// once, and only once. A second stream for the same signal shows when
+/// tokio has delivered it, without taking it from the first.
+#[tokio::test]
+async fn a_dropped_signal_recv_leaves_the_signal_in_the_stream() {
+    use futures_util::FutureExt;
+    use nix::sys::signal::raise;
+    use tokio::signal::unix::{SignalKind, signal};
+    use tokio::time::timeout;
+    let kind = SignalKind::user_defined2();
+    let mut stream = signal(kind).expect("a stream");
+    let mut witness = signal(kind).expect("a second stream");
+    {
+        let mut waiting = Box::pin(stream.recv());
+        assert!(waiting.as_mut().now_or_never().is_none(), "none yet");
+        raise(Signal::SIGUSR2).expect("raise");
+        timeout(PATIENCE, witness.recv()).await.expect("delivered");
+    }
+    let first = timeout(PATIENCE, stream.recv()).await;
+    assert!(first.is_ok(), "lost with the dropped recv");
+    assert!(stream.recv().now_or_never().is_none(), "taken once");
+    raise(Signal::SIGUSR2).expect("raise");
+    timeout(PATIENCE, witness.recv()).await.expect("delivered");
+    let second = timeout(PATIENCE, stream.recv()).await;
+    assert!(second.is_ok(), "lost while no recv existed");
+}
+
+/// `StreamExt::next` on a `Framed` is dropped when its `timeout` expires
+/// or the other branch of 30-1's `select!` wins, maybe with part of a line
+/// read. What it read stays in the `Framed`'s buffer, and the next `next`
+/// returns the whole line.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_framed_next_keeps_the_part_of_a_line_it_read() {
+    use futures_util::StreamExt;
+    use tokio::io::{AsyncWriteExt, duplex};
+    use tokio::time::timeout;
+    use tokio_util::codec::{Framed, LinesCodec};
+    let (mut client, server) = duplex(64);
+    let mut framed = Framed::new(server, LinesCodec::new());
+    client.write_all(b"Spam").await.unwrap();
+    let next = timeout(Duration::from_secs(1), framed.next());
+    assert!(next.await.is_err(), "half a line");
+    assert_eq!(&framed.read_buffer()[..], b"Spam", "taken from the stream");
+    client.write_all(b" 004\n").await.unwrap();
+    let line = framed.next().await.expect("a line").expect("no error");
+    assert_eq!(line, "Spam 004");
+}
+
 /// The row of the chapter's cancel-safety table that begins with `future`.
 fn table_row(future: &str) -> String {
     let chapter = fs::read_to_string(concat!(
