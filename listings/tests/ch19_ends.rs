@@ -717,3 +717,55 @@ fn pipe_leak_names_a_holder_that_has_the_pipe_open_for_reading_and_writing() {
     let out = finish_clean(leak);
     assert!(out.status.success(), "{}", out.stderr);
 }
+
+/// A listing that cannot make its pipe, or cannot fork, says which call
+/// failed, as it does for a child it cannot start: a bare errno ("EAGAIN:
+/// Try again") names neither. Four descriptors leave no room for a pipe
+/// beside stdin, stdout and stderr; a user allowed one process may not
+/// fork (root only, skipped otherwise).
+#[test]
+fn pipe_listings_name_the_call_when_a_pipe_or_a_fork_is_refused() {
+    use std::process::{Command, Stdio};
+
+    use crate::support::with_fd_limit;
+
+    let runs: [(&str, &str, &[&str], bool); 7] = [
+        ("pipe-no-eof", bin!("pipe-no-eof"), &[], true),
+        ("pipe-epipe", bin!("pipe-epipe"), &[], true),
+        ("pipe-leak", bin!("pipe-leak"), &[], false),
+        ("pipe-writers", bin!("pipe-writers"), &[], false),
+        ("pipe-frames", bin!("pipe-frames"), &["length"], true),
+        ("pipe-capacity", bin!("pipe-capacity"), &[], false),
+        ("pipe-deadlock", bin!("pipe-deadlock"), &[], true),
+    ];
+    let last_line = |command: &mut Command| {
+        let out = Listing::spawn(command, Stdio::null()).finish();
+        assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+        let lines: Vec<_> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{}", out.stderr);
+        lines[0].to_string()
+    };
+    for (name, bin, args, forks) in runs {
+        let mut command = Command::new(bin);
+        command.args(args);
+        with_fd_limit(&mut command, 4, 4);
+        assert_eq!(
+            last_line(&mut command),
+            format!("{name}: cannot make a pipe: EMFILE: Too many open files")
+        );
+        if !forks {
+            continue;
+        }
+        let mut plain = Command::new(bin);
+        plain.args(args);
+        let Some((mut command, _dir)) =
+            crate::support::with_thread_limit(&plain, 1)
+        else {
+            continue;
+        };
+        assert_eq!(
+            last_line(&mut command),
+            format!("{name}: cannot fork: EAGAIN: Try again")
+        );
+    }
+}
