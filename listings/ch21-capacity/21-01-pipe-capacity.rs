@@ -89,7 +89,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         .map_err(|err| format!("{max_path}: {err}"))?;
     writeln!(
         io::stdout(),
-        "Most a process may ask for: {}",
+        "Most an unprivileged process may ask for: {}",
         max.trim()
     )?;
     // Blocking again: O_NONBLOCK off, every other status flag kept.
