@@ -8,12 +8,14 @@
 // the kernel or by std, returns Ok. Each call runs twice: with a handler
 // installed without SA_RESTART, then with it.
 
+use std::env;
 use std::error::Error;
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{self, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, mpsc};
@@ -21,14 +23,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
+use nix::fcntl::{OFlag, open};
 use nix::libc::{self, c_int};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, Signal, kill, sigaction, signal,
 };
+use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
-use nix::unistd::{Pid, pipe2};
+use nix::unistd::{Pid, mkfifo, pipe2};
 
 const USAGE: &str = "usage: sig-restart-table";
 /// Interruptions before the helper ends the wait.
@@ -115,6 +118,23 @@ fn cases() -> Vec<(&'static str, Setup)> {
                     nix_outcome(nix::unistd::read(&read_end, &mut [0; 1]))
                 }),
                 put_a_byte(write_end),
+            ))
+        }),
+        ("std File::open, FIFO", || {
+            let fifo = Fifo::make()?;
+            let finish = open_both_ends(&fifo);
+            // `fifo` goes into the call, which removes it once it returns.
+            Ok((Box::new(move || std_outcome(File::open(&fifo.0))), finish))
+        }),
+        ("nix fcntl::open, FIFO", || {
+            let fifo = Fifo::make()?;
+            let finish = open_both_ends(&fifo);
+            Ok((
+                Box::new(move || {
+                    let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC;
+                    nix_outcome(open(&fifo.0, flags, Mode::empty()))
+                }),
+                finish,
             ))
         }),
         ("std TcpStream::read, no timeout", || {
@@ -326,6 +346,32 @@ fn nix_outcome<T>(result: nix::Result<T>) -> Outcome {
 
 fn put_a_byte(write_end: OwnedFd) -> Finish {
     Box::new(move || drop(File::from(write_end).write_all(b"!")))
+}
+
+/// A FIFO of our own, removed when dropped. Opening it to read waits
+/// until something opens it to write.
+struct Fifo(PathBuf);
+
+impl Fifo {
+    fn make() -> nix::Result<Fifo> {
+        let name = format!("sig-restart-table-{}.fifo", process::id());
+        let path = env::temp_dir().join(name);
+        mkfifo(&path, Mode::S_IRUSR | Mode::S_IWUSR)?;
+        Ok(Fifo(path))
+    }
+}
+
+impl Drop for Fifo {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// Opens the FIFO to read and write, which never waits, and closes it:
+/// a reader waiting in `open` sees a writer come, and returns.
+fn open_both_ends(fifo: &Fifo) -> Finish {
+    let path = fifo.0.clone();
+    Box::new(move || drop(File::options().read(true).write(true).open(path)))
 }
 
 fn send_a_byte(mut server: TcpStream) -> Finish {

@@ -51,7 +51,8 @@ fn run() -> Result<(), Box<dyn Error>> {
 
     // 1. SIGPIPE ignored, as the Rust runtime set it before `main`: the
     // write fails with the error EPIPE.
-    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| format!("cannot make a pipe: {e}"))?;
     drop(read_end); // Nobody can read now.
     match write(&write_end, b"Spam\n") {
         Ok(n) => writeln!(out, "SIGPIPE ignored: wrote {n} bytes")?,
@@ -64,7 +65,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     // the child before `write` can return.
     out.flush()?;
     // SAFETY: no other thread exists, so no lock can be held by one.
-    match unsafe { fork() }? {
+    match unsafe { fork() }.map_err(|e| format!("cannot fork: {e}"))? {
         ForkResult::Child => {
             // SAFETY: the default action runs no code of ours.
             let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };

@@ -53,9 +53,11 @@ fn run() -> Result<(), Box<dyn Error>> {
     let chld = keep_own_zombies()?;
     // ANCHOR: pipe
     let (read_end, write_end) = if cloexec {
-        pipe2(OFlag::O_CLOEXEC)?
+        pipe2(OFlag::O_CLOEXEC)
+            .map_err(|e| format!("cannot make a pipe: {e}"))?
     } else {
-        pipe()? // Not close-on-exec, on purpose: the leak to show.
+        // Not close-on-exec, on purpose: the leak to show.
+        pipe().map_err(|e| format!("cannot make a pipe: {e}"))?
     };
     // ANCHOR_END: pipe
     // A helper that knows nothing of our pipe, and runs as long as we

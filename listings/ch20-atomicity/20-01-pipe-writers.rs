@@ -57,7 +57,8 @@ fn run() -> Result<(), Box<dyn Error>> {
         args.writes,
         args.size
     )?;
-    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| format!("cannot make a pipe: {e}"))?;
     let mut children = Vec::new();
     for writer in 0..args.writers {
         io::stdout().flush()?;

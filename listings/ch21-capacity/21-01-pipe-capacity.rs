@@ -59,7 +59,8 @@ fn run() -> Result<(), Box<dyn Error>> {
         return fill_each(&args.write_sizes, args.size);
     }
     // Both ends nonblocking: a write that would wait fails instead.
-    let (read_end, write_end) = pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+    let (read_end, write_end) = pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
+        .map_err(|e| format!("cannot make a pipe: {e}"))?;
     let (mut reader, mut writer) =
         (File::from(read_end), File::from(write_end));
 
@@ -86,7 +87,11 @@ fn run() -> Result<(), Box<dyn Error>> {
     let max_path = "/proc/sys/fs/pipe-max-size";
     let max = fs::read_to_string(max_path)
         .map_err(|err| format!("{max_path}: {err}"))?;
-    writeln!(io::stdout(), "Most a process may ask for: {}", max.trim())?;
+    writeln!(
+        io::stdout(),
+        "Most an unprivileged process may ask for: {}",
+        max.trim()
+    )?;
     // Blocking again: O_NONBLOCK off, every other status flag kept.
     let flags = OFlag::from_bits_retain(fcntl(&writer, FcntlArg::F_GETFL)?);
     fcntl(&writer, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
@@ -137,7 +142,8 @@ fn fill_each(
     size: Option<c_int>,
 ) -> Result<(), Box<dyn Error>> {
     for &write_size in sizes {
-        let (_reader, write_end) = pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+        let (_reader, write_end) = pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
+            .map_err(|e| format!("cannot make a pipe: {e}"))?;
         let mut writer = File::from(write_end);
         if let Some(size) = size {
             fcntl(&writer, FcntlArg::F_SETPIPE_SZ(size))

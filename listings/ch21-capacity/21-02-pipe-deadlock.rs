@@ -61,10 +61,11 @@ fn run() -> Result<(), Box<dyn Error>> {
     let args = parse_args().map_err(|e| format!("{e}; {USAGE}"))?;
     // Before any child starts: each must stay a zombie until reaped.
     keep_zombies()?;
-    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| format!("cannot make a pipe: {e}"))?;
     io::stdout().flush()?;
     // SAFETY: no other thread exists, so no lock can be held by one.
-    match unsafe { fork() }? {
+    match unsafe { fork() }.map_err(|e| format!("cannot fork: {e}"))? {
         ForkResult::Child => {
             drop(read_end);
             // A child whose reader is gone dies quietly of SIGPIPE.

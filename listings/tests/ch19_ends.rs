@@ -717,3 +717,105 @@ fn pipe_leak_names_a_holder_that_has_the_pipe_open_for_reading_and_writing() {
     let out = finish_clean(leak);
     assert!(out.status.success(), "{}", out.stderr);
 }
+
+/// A listing that cannot make its pipe, or cannot fork, says which call
+/// failed, as it does for a child it cannot start: a bare errno ("EAGAIN:
+/// Try again") names neither. Four descriptors leave no room for a pipe
+/// beside stdin, stdout and stderr; a user allowed one process may not
+/// fork (root only, skipped otherwise).
+#[test]
+fn pipe_listings_name_the_call_when_a_pipe_or_a_fork_is_refused() {
+    use std::process::{Command, Stdio};
+
+    use crate::support::with_fd_limit;
+
+    let runs: [(&str, &str, &[&str], bool); 7] = [
+        ("pipe-no-eof", bin!("pipe-no-eof"), &[], true),
+        ("pipe-epipe", bin!("pipe-epipe"), &[], true),
+        ("pipe-leak", bin!("pipe-leak"), &[], false),
+        ("pipe-writers", bin!("pipe-writers"), &[], false),
+        ("pipe-frames", bin!("pipe-frames"), &["length"], true),
+        ("pipe-capacity", bin!("pipe-capacity"), &[], false),
+        ("pipe-deadlock", bin!("pipe-deadlock"), &[], true),
+    ];
+    let last_line = |command: &mut Command| {
+        let out = Listing::spawn(command, Stdio::null()).finish();
+        assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+        let lines: Vec<_> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{}", out.stderr);
+        lines[0].to_string()
+    };
+    for (name, bin, args, forks) in runs {
+        let mut command = Command::new(bin);
+        command.args(args);
+        with_fd_limit(&mut command, 4, 4);
+        assert_eq!(
+            last_line(&mut command),
+            format!("{name}: cannot make a pipe: EMFILE: Too many open files")
+        );
+        if !forks {
+            continue;
+        }
+        let mut plain = Command::new(bin);
+        plain.args(args);
+        let Some((mut command, _dir)) =
+            crate::support::with_thread_limit(&plain, 1)
+        else {
+            continue;
+        };
+        assert_eq!(
+            last_line(&mut command),
+            format!("{name}: cannot fork: EAGAIN: Try again")
+        );
+    }
+}
+
+/// std's `Command` gives SIGPIPE its default action back in the child,
+/// not its mask: a `yes` started by a parent that blocked SIGPIPE, and
+/// never unblocked by anyone, is not killed when its reader goes, but
+/// sees its write fail with EPIPE and exits with status 1 (GNU yes's
+/// "Broken pipe" line). Here the test's own thread is that parent, for
+/// the spawn only. A plain `Command`, not `Listing`, which gives every
+/// listing the default mask. yes is killed if it outlives its patience.
+#[test]
+fn yes_started_by_command_with_sigpipe_blocked_exits_1_on_epipe() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+
+    if !have("yes") {
+        return;
+    }
+    let (read_end, write_end) = std::io::pipe().unwrap();
+    let old = SigSet::from(Signal::SIGPIPE)
+        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+        .unwrap();
+    let child = Command::new("yes")
+        .stdin(Stdio::null())
+        .stdout(write_end)
+        .stderr(Stdio::piped())
+        .spawn();
+    old.thread_set_mask().unwrap();
+    let mut child = child.unwrap();
+    let mut line = String::new();
+    BufReader::new(read_end).read_line(&mut line).unwrap();
+    assert_eq!(line, "y\n");
+    // The reader dropped: yes's next write finds no reader.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("yes did not end");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+    assert_eq!(status.code(), Some(1), "{status:?}: {stderr}");
+    assert!(stderr.contains("Broken pipe"), "{stderr}");
+}

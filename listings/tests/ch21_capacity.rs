@@ -24,7 +24,7 @@ fn pipe_capacity_is_16_pages_and_a_full_pipe_makes_writers_wait() {
             "A new pipe holds 65536 bytes (F_GETPIPE_SZ): 16 pages of 4096",
             "Filled by 64 writes of 1024 bytes: 65536 bytes; then \
              WouldBlock: Resource temporarily unavailable (os error 11)",
-            "Most a process may ask for: 1048576",
+            "Most an unprivileged process may ask for: 1048576",
             "poll for room in the full pipe, at most 1 s: no room came",
             "A blocking write waited for SIGALRM, then EINTR: Interrupted \
              system call",
@@ -325,7 +325,7 @@ fn pipe_capacity_an_alarm_that_rings_before_the_write_leaves_it_waiting() {
     let mut late = Listing::start(bin!("pipe-capacity"), &["--late"]);
     late.expect("A new pipe holds .*");
     late.expect("Filled by .*");
-    late.expect("Most a process may ask for: .*");
+    late.expect("Most an unprivileged process may ask for: .*");
     late.expect("poll for room in the full pipe, at most 1 s: no room came");
     // The line gives the pid that Terminal 2 needs, so that a reader
     // signals this process and no other of the same name.
