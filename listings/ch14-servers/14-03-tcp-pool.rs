@@ -7,7 +7,7 @@
 // own closes every connection that has been idle, waiting for a request,
 // for a second or more (EVICT_AFTER), every one whose request has stalled
 // as long, and every one whose reply has found the socket's buffers full,
-// its client taking nothing, for a tenth of a second (REPLY_GRACE):
+// its client acknowledging nothing, for a tenth of a second (REPLY_GRACE):
 // an idle or stalled client must not hold a worker that others need.
 // For the same reason, a worker that has answered a request puts its
 // connection back at the end of the queue, rather than wait for the next
@@ -264,11 +264,12 @@ struct Job {
 const EVICT_AFTER: Duration = Duration::from_secs(1);
 
 /// How long a reply may find the socket's buffers full, its client
-/// taking nothing, while others wait for a worker, before the connection
-/// is shed. A tenth of EVICT_AFTER: twenty clients that flood and read
-/// nothing, behind two workers, cost a new client a second, not ten; a
-/// client that reads its replies, and is slow for a moment (its reader
-/// not scheduled, the pipe it writes to full), keeps its connection.
+/// acknowledging nothing, while others wait for a worker, before the
+/// connection is shed. A tenth of EVICT_AFTER: twenty clients that flood
+/// and read nothing, behind two workers, cost a new client a second, not
+/// ten; a client that reads its replies, and is slow for a moment (its
+/// reader not scheduled, the pipe it writes to full), keeps its
+/// connection.
 const REPLY_GRACE: Duration = Duration::from_millis(100);
 
 /// Every connection accepted and not yet closed, queued or served, and
@@ -632,13 +633,13 @@ fn serve(mut job: Job, timeout: Duration, requeue: &Requeue) {
         }
         _ => {
             let lines = job.answered;
-            // Shed with its replies untaken: a client that reads, too
-            // slowly for the pool, may want to know why it was cut off.
+            // Shed with its replies unacknowledged: a client that reads,
+            // too slowly for the pool, may want to know why it was cut off.
             if job.slot.shed_blocked() {
                 let grace = REPLY_GRACE.as_millis();
                 log(format_args!(
-                    "{peer}: shed, its replies untaken for {grace} ms \
-                     while others waited"
+                    "{peer}: shed, its replies unacknowledged for {grace} \
+                     ms while others waited"
                 ));
             }
             let logged =
@@ -810,10 +811,10 @@ impl Read for Deadline<'_> {
 /// reads. Each write is tried first without waiting: if the socket's
 /// buffers are full, the client is not taking its replies, and the slot
 /// says so before the worker waits for it: while others wait for a
-/// worker, the connection is shed if the client takes nothing for
+/// worker, the connection is shed if the client acknowledges nothing for
 /// REPLY_GRACE, which ends the wait.
 fn write_all_by(
-    mut conn: &TcpStream,
+    conn: &TcpStream,
     slot: &Slot,
     mut buf: &[u8],
     by: Instant,
@@ -825,13 +826,8 @@ fn write_all_by(
             Err(Errno::EINTR) => continue,
             Err(Errno::EAGAIN) => {
                 slot.reply_blocked();
-                conn.set_write_timeout(Some(time_left(by)?))?;
-                match conn.write(buf) {
-                    Err(err) if err.kind() == ErrorKind::Interrupted => {
-                        continue;
-                    }
-                    result => result?,
-                }
+                wait_for_room(conn, slot, by)?;
+                continue;
             }
             Err(err) => return Err(err.into()),
         };
@@ -841,6 +837,44 @@ fn write_all_by(
         buf = &buf[written..];
     }
     Ok(())
+}
+
+/// Waits, until `by`, for room to send more. The kernel says there is
+/// room only once a third of the send buffer is free
+/// (`sk_stream_write_space`, net/core/stream.c), which a client that reads
+/// slowly, but steadily, takes long to free: so every tenth of the grace,
+/// the bytes the client has not yet acknowledged (TIOCOUTQ) are counted,
+/// and each time there are fewer, its kernel has taken some, and its grace
+/// starts again.
+fn wait_for_room(conn: &TcpStream, slot: &Slot, by: Instant) -> io::Result<()> {
+    let mut unacked = unacknowledged(conn)?;
+    loop {
+        let step = time_left(by)?.min(REPLY_GRACE / 10);
+        let timeout = PollTimeout::try_from(step).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(conn.as_fd(), PollFlags::POLLOUT)];
+        match poll(&mut fds, timeout) {
+            Ok(0) | Err(Errno::EINTR) => {}
+            // Room, or an error that the next `send` reports.
+            Ok(_) => return Ok(()),
+            Err(err) => return Err(err.into()),
+        }
+        let now = unacknowledged(conn)?;
+        if now < unacked {
+            slot.reply_blocked();
+        }
+        unacked = now;
+    }
+}
+
+/// How many bytes written to `conn` its peer has not acknowledged yet.
+fn unacknowledged(conn: &TcpStream) -> io::Result<i32> {
+    let mut count: i32 = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int at the pointer given.
+    let rc = unsafe {
+        nix::libc::ioctl(conn.as_raw_fd(), nix::libc::TIOCOUTQ, &mut count)
+    };
+    Errno::result(rc)?;
+    Ok(count)
 }
 // ANCHOR_END: blocked
 

@@ -1265,7 +1265,7 @@ pub fn writes_on_through_a_stop_and_continue(bin: &str) {
         writer.shutdown(Shutdown::Write).unwrap();
     });
     wait_until("the server to wait for room to write a reply", || {
-        crate::support::threads_blocked_in(pid, nix::libc::SYS_sendto) == 1
+        crate::support::threads_waiting_to_send(pid) == 1
     });
     server.signal(Signal::SIGSTOP);
     wait_until("the server to stop", || all_threads_stopped(pid));

@@ -188,6 +188,14 @@ pub fn threads_blocked_in(pid: Pid, number: i64) -> usize {
     })
 }
 
+/// How many threads of `pid` wait for room to send a reply: in a blocking
+/// `send`, or, as Listing 14-3's workers do, in `poll` for POLLOUT (no
+/// server this counts for blocks in `poll` for anything else).
+pub fn threads_waiting_to_send(pid: Pid) -> usize {
+    threads_blocked_in(pid, nix::libc::SYS_sendto)
+        + threads_blocked_in(pid, nix::libc::SYS_poll)
+}
+
 /// True once every thread of `pid` is stopped (state `T`).
 pub fn all_threads_stopped(pid: Pid) -> bool {
     all_threads_in_state(pid, 'T')
