@@ -643,21 +643,41 @@ fn a_blocked_task_cannot_hear_the_second_signal() {
     );
 }
 
+/// The book's `--stuck --hook` session, the same two `kill -TERM`s: the
+/// second ends the process in signal-hook's handler, at once, though the
+/// task still sleeps in its clean-up, with eight seconds of it to go.
 #[test]
 fn signal_hooks_action_ends_it_even_while_the_task_is_blocked() {
-    let args = ["--stuck", "--hook", "--cleanup-secs", "20"];
+    let args = ["--stuck", "--hook", "--cleanup-secs", "10"];
     let mut listing = start(bin!("async-signals"), &args, SIGNALS_READY);
-    listing.signal(Signal::SIGTERM);
+    let term = format!("kill -TERM {}", listing.pid());
+    let mut terminal2 = vec![(term.clone(), shell(&term))];
     listing.expect(
-        "Got SIGTERM: cleaning up for 20 s; a second signal stops me now",
+        "Got SIGTERM: cleaning up for 10 s; a second signal stops me now",
     );
-    past_the_same_stop();
+    assert!(
+        listing.no_line_within(A_SECOND_AND_A_HALF),
+        "a line during the clean-up: {:?}",
+        listing.finish().stdout
+    );
     let second = Instant::now();
-    listing.signal(Signal::SIGTERM);
+    terminal2.push((term.clone(), shell(&term)));
     let out = listing.finish();
     assert_died_of(&out, Signal::SIGTERM);
-    assert!(second.elapsed() < Duration::from_secs(20), "not stuck");
+    // Stuck, the listing would have run its clean-up for eight seconds
+    // more, and ended with `Clean exit`.
+    assert!(
+        second.elapsed() < Duration::from_secs(4),
+        "not at once: {:?}",
+        second.elapsed()
+    );
     assert!(!out.stdout.iter().any(|l| l == "Clean exit"));
+    assert_two_terminals_match_book(
+        "ch28-async-signals/28-02-stuck-hook",
+        cargo_run("async-signals", &args),
+        &out,
+        &terminal2,
+    );
 }
 
 /// How far apart the book's `--stuck` sessions send their two `SIGTERM`s,
