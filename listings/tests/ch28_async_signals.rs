@@ -8,8 +8,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::support::{
-    Listing, as_pid_1, assert_died_of, assert_exited_with, assert_rejects,
-    assert_says_why_on_bad_worker_threads,
+    Finished, Listing, as_pid_1, assert_died_of, assert_exited_with,
+    assert_rejects, assert_says_why_on_bad_worker_threads,
     assert_says_why_when_threads_are_refused, assert_session_matches_book,
     assert_starts_or_says_why, cargo_run, pending_signals, shell, signal_in,
     state_of, wait_until,
@@ -607,40 +607,115 @@ fn two_signals_seconds_apart_during_a_reload(
     }
 }
 
+/// The book's `--stuck` session. The second `SIGTERM`, sent a second and
+/// a half after the "cleaning up" line, is caught by tokio's handler, but
+/// the task that would act on it is asleep in `std::thread::sleep`: it
+/// prints nothing, runs its clean-up to the end, `Clean exit`, and exits
+/// 0, as if the signal had never come.
 #[test]
 fn a_blocked_task_cannot_hear_the_second_signal() {
     let args = ["--stuck", "--cleanup-secs", "3"];
     let mut listing = start(bin!("async-signals"), &args, SIGNALS_READY);
-    listing.signal(Signal::SIGTERM);
+    let term = format!("kill -TERM {}", listing.pid());
+    let mut terminal2 = vec![(term.clone(), shell(&term))];
     listing.expect(
         "Got SIGTERM: cleaning up for 3 s; a second signal stops me now",
     );
-    past_the_same_stop();
+    // The gap the session asks the reader for, past SAME_STOP: the second
+    // is a second signal, and, heard, would end the process at once.
+    assert!(
+        listing.no_line_within(A_SECOND_AND_A_HALF),
+        "the clean-up ended too soon to test: {:?}",
+        listing.finish().stdout
+    );
     let second = Instant::now();
-    listing.signal(Signal::SIGTERM);
-    // Caught by tokio's handler, but the task that would act on it is
-    // asleep in `std::thread::sleep`: the clean-up runs to its end.
+    terminal2.push((term.clone(), shell(&term)));
     listing.expect("Clean exit");
+    // At the clean-up's end, not at once.
     assert!(second.elapsed() >= Duration::from_millis(500));
     let out = listing.finish();
     assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
+    assert_two_terminals_match_book(
+        "ch28-async-signals/28-02-stuck",
+        cargo_run("async-signals", &args),
+        &out,
+        &terminal2,
+    );
 }
 
+/// The book's `--stuck --hook` session, the same two `kill -TERM`s: the
+/// second ends the process in signal-hook's handler, at once, though the
+/// task still sleeps in its clean-up, with eight seconds of it to go.
 #[test]
 fn signal_hooks_action_ends_it_even_while_the_task_is_blocked() {
-    let args = ["--stuck", "--hook", "--cleanup-secs", "20"];
+    let args = ["--stuck", "--hook", "--cleanup-secs", "10"];
     let mut listing = start(bin!("async-signals"), &args, SIGNALS_READY);
-    listing.signal(Signal::SIGTERM);
+    let term = format!("kill -TERM {}", listing.pid());
+    let mut terminal2 = vec![(term.clone(), shell(&term))];
     listing.expect(
-        "Got SIGTERM: cleaning up for 20 s; a second signal stops me now",
+        "Got SIGTERM: cleaning up for 10 s; a second signal stops me now",
     );
-    past_the_same_stop();
+    assert!(
+        listing.no_line_within(A_SECOND_AND_A_HALF),
+        "a line during the clean-up: {:?}",
+        listing.finish().stdout
+    );
     let second = Instant::now();
-    listing.signal(Signal::SIGTERM);
+    terminal2.push((term.clone(), shell(&term)));
     let out = listing.finish();
     assert_died_of(&out, Signal::SIGTERM);
-    assert!(second.elapsed() < Duration::from_secs(20), "not stuck");
+    // Stuck, the listing would have run its clean-up for eight seconds
+    // more, and ended with `Clean exit`.
+    assert!(
+        second.elapsed() < Duration::from_secs(4),
+        "not at once: {:?}",
+        second.elapsed()
+    );
     assert!(!out.stdout.iter().any(|l| l == "Clean exit"));
+    assert_two_terminals_match_book(
+        "ch28-async-signals/28-02-stuck-hook",
+        cargo_run("async-signals", &args),
+        &out,
+        &terminal2,
+    );
+}
+
+/// How far apart the book's `--stuck` sessions send their two `SIGTERM`s,
+/// counted from the "cleaning up" line, which the first brings: past
+/// `SAME_STOP`, with room for a reader's hands, and within the shortest
+/// clean-up, three seconds.
+const A_SECOND_AND_A_HALF: Duration = Duration::from_millis(1500);
+
+/// Compares a session of two terminals with the book's `NAME.out` (what
+/// `command` printed, then `echo $?` and its status: `cargo run` execs
+/// the listing, so `$?` is the listing's) and `NAME-terminal-2.out` (the
+/// commands of `terminal2` and what each printed), and checks that both
+/// name one pid.
+#[track_caller]
+fn assert_two_terminals_match_book(
+    name: &str,
+    command: String,
+    out: &Finished,
+    terminal2: &[(String, Vec<String>)],
+) {
+    let status = out
+        .status
+        .code()
+        .or(out.status.signal().map(|n| 128 + n))
+        .map_or("?".to_string(), |n| n.to_string());
+    let terminal1 = format!("{name}.out");
+    let terminal2_file = format!("{name}-terminal-2.out");
+    assert_session_matches_book(
+        &terminal1,
+        &[
+            (command, &out.stdout[..]),
+            ("echo $?".to_string(), &[status][..]),
+        ],
+    );
+    let session: Vec<_> =
+        terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
+    assert_session_matches_book(&terminal2_file, &session);
+    assert_terminals_name_one_pid(&terminal1, &terminal2_file);
 }
 
 /// Linux 6.18 here, as the test above.
