@@ -800,8 +800,40 @@ async fn a_dropped_framed_send_has_its_message_in_the_buffer() {
 /// that comes while no `recv` exists at all. The next `recv` takes each at
 /// once, and only once. A second stream for the same signal shows when
 /// tokio has delivered it, without taking it from the first.
-#[tokio::test]
-async fn a_dropped_signal_recv_leaves_the_signal_in_the_stream() {
+///
+/// tokio's handler for SIGUSR2 would stay in the test process for every
+/// test after this one, so the test runs itself again as a child, as
+/// ch02's test of signal-hook's abort does, and the child does the work.
+#[test]
+fn a_dropped_signal_recv_leaves_the_signal_in_the_stream() {
+    const IN_CHILD: &str = "CH29_DROPPED_SIGNAL_RECV";
+    if std::env::var_os(IN_CHILD).is_some() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(dropped_signal_recv_in_this_process());
+        return;
+    }
+    let name = "ch29_async_shutdown::a_dropped_signal_recv_leaves_the_signal_in_the_stream";
+    let mut again = std::process::Command::new(
+        std::env::current_exe().expect("this test binary"),
+    );
+    again
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(IN_CHILD, "1")
+        .env("RUST_BACKTRACE", "0");
+    let out =
+        crate::support::Listing::spawn(&mut again, Stdio::piped()).finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    assert!(
+        out.stdout.iter().any(|line| line.contains("1 passed")),
+        "the child ran no test: {:?}",
+        out.stdout
+    );
+}
+
+async fn dropped_signal_recv_in_this_process() {
     use futures_util::FutureExt;
     use nix::sys::signal::raise;
     use tokio::signal::unix::{SignalKind, signal};
