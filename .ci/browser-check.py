@@ -17,10 +17,12 @@ people to look at.
 Run by .ci/run, which installs Debian's chromium and Python's playwright.
 """
 
+import atexit
 import functools
 import http.server
 import os
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -187,6 +189,8 @@ def serve(directory, site_path):
     """Serves `directory` under `site_path` (`/NAME/`, as GitHub Pages
     would) on a free loopback port; returns the book's URL."""
     root = Path(tempfile.mkdtemp(prefix="browser-check-"))
+    # Gone at exit, as every run used to leave one behind in /tmp.
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     mount = root / site_path.strip("/")
     mount.parent.mkdir(parents=True, exist_ok=True)
     mount.symlink_to(directory.resolve(), target_is_directory=True)
