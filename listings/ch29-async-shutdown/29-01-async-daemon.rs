@@ -289,8 +289,9 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
             _ = signals.int.recv() => break SIGINT,
         }
     };
-    // Clients that connected before the signal are served; from here on,
-    // new connections are refused.
+    // Clients that connected before the signal are served, and any that
+    // connect while the queue is emptied; after that, new connections are
+    // refused.
     accept_waiting(listener, &server)?;
     let code =
         drain(server, &mut signals, stop_signal, args.drain, private_dir)

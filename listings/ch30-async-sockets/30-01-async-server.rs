@@ -440,7 +440,10 @@ impl Listener {
         match self {
             Listener::Tcp(listener) => {
                 let (socket, _) = listener.accept().await?;
-                let peer = socket.peer_addr().map(|peer| peer.to_string());
+                // Nagle off: no write of replies waits 40 ms for an ACK.
+                let peer = socket.set_nodelay(true).and_then(|()| {
+                    socket.peer_addr().map(|peer| peer.to_string())
+                });
                 Ok((Box::new(socket), peer))
             }
             Listener::Unix(listener) => {

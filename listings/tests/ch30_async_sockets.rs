@@ -64,6 +64,99 @@ fn async_server_answers_requests_sent_together_in_one_write() {
     line_server::answers_requests_sent_together_in_one_write(SERVER);
 }
 
+/// Linux 6.18 and tokio-util 0.7.20. The batching of replies covers only
+/// what fits under `Framed`'s 8 KiB: a batch of 800 requests of 11 bytes
+/// in one write (8800 bytes, more than one read of 8 KiB takes) has
+/// 20,000 bytes of replies, which go out in several writes, `Framed`
+/// flushing by itself at its 8 KiB backpressure boundary. Without
+/// `TCP_NODELAY`, Nagle's algorithm held each write that followed an
+/// unacknowledged one until the client's delayed ACK, 40 ms at least
+/// once the connection has left its quick ACKs (two hundred exchanges
+/// first, as in `async_server_answers_requests_sent_together_in_one_write`);
+/// every one of the five rounds took 41 to 44 ms. With it, a few
+/// milliseconds. The bound and the rounds are the daemons' (their
+/// `..._sends_a_reply_that_follows_work_without_waiting_for_an_ack`):
+/// a loaded machine only adds time, so the quickest round must take
+/// under 30 ms.
+#[test]
+fn async_server_sends_a_batch_of_replies_over_8_kib_without_waiting_for_an_ack()
+{
+    let (server, addr) = start_server(SERVER, &["127.0.0.1:0"]);
+    let mut sock = connect(&addr);
+    let mut reply = [0; 64];
+    for _ in 0..200 {
+        sock.write_all(b"warm\n").unwrap();
+        sock.read_exact(&mut reply[..b"server got: [warm]\n".len()])
+            .unwrap();
+    }
+    let requests: String = (0..800).map(|n| format!("r{n:09}\n")).collect();
+    let replies: String = (0..800)
+        .map(|n| format!("server got: [r{n:09}]\n"))
+        .collect();
+    assert!(requests.len() > 8192 && replies.len() > 2 * 8192);
+    let mut got = vec![0; replies.len()];
+    let mut took: Vec<Duration> = (0..5)
+        .map(|round| {
+            let started = Instant::now();
+            sock.write_all(requests.as_bytes()).unwrap();
+            sock.read_exact(&mut got).unwrap();
+            let took = started.elapsed();
+            assert!(got == replies.as_bytes(), "round {round}: the replies");
+            took
+        })
+        .collect();
+    took.sort();
+    assert!(took[0] < Duration::from_millis(30), "{took:?}");
+    drop((sock, server));
+}
+
+/// Every accepted TCP connection gets `TCP_NODELAY`, whatever its
+/// traffic: strace shows the `setsockopt` on the descriptor each
+/// `accept4` returned, two connections here.
+#[test]
+fn async_server_sets_tcp_nodelay_on_each_accepted_connection() {
+    if !crate::support::can_trace() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let mut command = std::process::Command::new("strace");
+    // Ended by its count, not by a signal, which would go to strace.
+    command
+        .args(["-f", "-qq", "-e", "trace=accept4,setsockopt"])
+        .args(["-e", "signal=none", "-o"])
+        .arg(&trace)
+        .args(["--", SERVER, "127.0.0.1:0", "--count", "2"]);
+    let mut server = Listing::spawn(&mut command, std::process::Stdio::piped());
+    let addr = server
+        .expect(r"Server listening on (127\.0\.0\.1:\d+)")
+        .remove(1);
+    for _ in 0..2 {
+        assert_eq!(ask(&addr, "x").unwrap(), "server got: [x]\n");
+    }
+    let out = server.finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    let trace = fs::read_to_string(&trace).unwrap();
+    let accepted: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.contains("accept4"))
+        .filter_map(|l| l.rsplit_once(" = ").map(|(_, fd)| fd.trim()))
+        .filter(|fd| fd.parse::<u32>().is_ok())
+        .collect();
+    let nodelay: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.contains("setsockopt(") && l.contains("TCP_NODELAY"))
+        .filter_map(|l| {
+            l.split_once("setsockopt(")?
+                .1
+                .split_once(", SOL_TCP, TCP_NODELAY, [1], 4")
+        })
+        .map(|(fd, _)| fd)
+        .collect();
+    assert_eq!(accepted.len(), 2, "{trace}");
+    assert_eq!(nodelay, accepted, "{trace}");
+}
+
 #[test]
 fn async_server_refuses_a_long_line_and_keeps_little_memory() {
     line_server::refuses_a_long_line_and_keeps_little_memory(SERVER);
