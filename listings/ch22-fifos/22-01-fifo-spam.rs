@@ -98,9 +98,14 @@ fn reader(
     let mut out = io::stdout();
     let pid = getpid();
     writeln!(out, "Waiting for a writer on {} (pid {pid})", escaped(path))?;
+    let first = fifo_at(path)?;
     // Blocks until a writer opens the FIFO too.
-    let file = File::open(path).map_err(|err| not_opened(path, &err))?;
-    check_ours_alone(&file, path)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOCTTY)
+        .open(path)
+        .map_err(|err| not_opened(path, &err))?;
+    check_ours_alone(&file, path, &first)?;
     let mut fifo = BufReader::new(file);
     let mut line = Vec::new();
     for _ in 0..count.unwrap_or(usize::MAX) {
@@ -306,12 +311,13 @@ fn writer(
     count: Option<usize>,
     no_wait: bool,
 ) -> Result<(), Box<dyn Error>> {
+    let first = fifo_at(path)?;
     let flags = if no_wait { nix::libc::O_NONBLOCK } else { 0 };
     // Without O_NONBLOCK this blocks until a reader opens the FIFO; with
     // it, it fails at once with ENXIO if none has.
     let file = OpenOptions::new()
         .write(true)
-        .custom_flags(flags)
+        .custom_flags(flags | nix::libc::O_NOCTTY)
         .open(path)
         .map_err(|err| match err.raw_os_error() {
             // The reader says "Waiting" just before its `open`: say what
@@ -324,7 +330,7 @@ fn writer(
             ),
             _ => not_opened(path, &err),
         })?;
-    check_ours_alone(&file, path)?;
+    check_ours_alone(&file, path, &first)?;
     if no_wait {
         // Blocking writes from here on: wait while the pipe is full.
         let flags = OFlag::from_bits_retain(fcntl(&file, FcntlArg::F_GETFL)?);
@@ -349,14 +355,32 @@ fn writer(
     Ok(())
 }
 
-/// Refuses, before a byte goes through it, what is not a FIFO, or is one
-/// that someone else could open: another user's, or ours with a mode that
-/// lets others in. They could read what is sent, or send lines of their
-/// own. Checked on the file we opened, not on a path that may change.
-fn check_ours_alone(file: &File, path: &Path) -> Result<(), Box<dyn Error>> {
-    let meta = file.metadata()?;
+/// Refuses what is not a FIFO before it is opened: opening a device can
+/// act at once (`/dev/ptmx` makes a pseudo-terminal, a watchdog starts
+/// counting). Follows a symbolic link, as `open` will.
+fn fifo_at(path: &Path) -> Result<fs::Metadata, Box<dyn Error>> {
+    let meta = fs::metadata(path)
+        .map_err(|err| format!("{}: {err}", escaped(path)))?;
     if !meta.file_type().is_fifo() {
         return Err(format!("{} is not a FIFO", escaped(path)).into());
+    }
+    Ok(meta)
+}
+
+/// Refuses, before a byte goes through it, a file that is not the FIFO
+/// `fifo_at` saw (the path may have changed in between), or a FIFO that
+/// someone else could open: another user's, or ours with a mode that lets
+/// others in. They could read what is sent, or send lines of their own.
+/// Checked on the file we opened, not on a path that may change.
+fn check_ours_alone(
+    file: &File,
+    path: &Path,
+    first: &fs::Metadata,
+) -> Result<(), Box<dyn Error>> {
+    let meta = file.metadata()?;
+    if (meta.dev(), meta.ino()) != (first.dev(), first.ino()) {
+        let why = format!("{} changed while we opened it", escaped(path));
+        return Err(why.into());
     }
     let mode = meta.mode() & 0o777;
     if meta.uid() != geteuid().as_raw() || mode & 0o077 != 0 {

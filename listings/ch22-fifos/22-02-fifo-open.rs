@@ -64,7 +64,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     try_read(out, &reader, "after the writer closed it")?;
     drop(reader);
     let both = OFlag::O_RDWR | OFlag::O_CLOEXEC; // Blocking, even.
-    try_open(out, &fifo, both, "O_RDWR, nobody else (Linux only)")?;
+    try_open(out, &fifo, both, "O_RDWR, nobody else (undefined by POSIX)")?;
     Ok(()) // Dropping `dir` removes the directory and the FIFO.
 }
 

@@ -887,7 +887,7 @@ fn fifo_open_follows_the_rules_and_removes_its_fifo() {
             "read, a writer, nothing written: EAGAIN: Try again",
             "read, after a write of 4 bytes: 4 bytes",
             "read, after the writer closed it: 0 bytes, the end of the stream",
-            "open O_RDWR, nobody else (Linux only): opened",
+            "open O_RDWR, nobody else (undefined by POSIX): opened",
         ]
     );
     assert!(contents(tmp.path()).is_empty());
@@ -1171,7 +1171,8 @@ fn the_fifo_listings_show_a_tmpdir_with_a_newline_escaped() {
 /// reader's main thread is held on its way out of the `write` of its
 /// "Waiting" line, the test sends SIGTERM then, and the signal thread
 /// removes the FIFO and is held on entry to the `tgkill` that ends the
-/// process. The main thread's `open` of the FIFO fails with ENOENT first.
+/// process. The main thread's look at the FIFO (`statx`, before its
+/// `open`) fails with ENOENT first.
 /// The reader must still die of SIGTERM, without a word; without the
 /// guard it reported the missing FIFO and exited with status 1.
 #[test]
@@ -1186,7 +1187,7 @@ fn fifo_spam_reader_dies_of_the_signal_when_its_fifo_goes_before_its_open() {
     command
         .args(["-f", "-qq", "-e", "signal=none", "-o"])
         .arg(&trace)
-        .args(["-e", "trace=write,openat,unlink,tgkill"])
+        .args(["-e", "trace=write,openat,statx,newfstatat,unlink,tgkill"])
         .args(["-e", "inject=write:delay_exit=1500000:when=1"])
         .args(["-e", "inject=tgkill:delay_enter=3000000", "--"])
         .arg(bin_path("fifo-spam"))
@@ -1211,9 +1212,13 @@ fn fifo_spam_reader_dies_of_the_signal_when_its_fifo_goes_before_its_open() {
     let trace = fs::read_to_string(&trace).unwrap();
     // The race went the way this test is for: the FIFO was gone first.
     assert!(
-        trace.lines().any(|line| line.contains("openat(")
-            && line.contains("ENOENT")
-            && line.contains(fifo.to_str().unwrap())),
+        trace
+            .lines()
+            .any(|line| ["openat(", "statx(", "newfstatat("]
+                .iter()
+                .any(|call| line.contains(call))
+                && line.contains("ENOENT")
+                && line.contains(fifo.to_str().unwrap())),
         "{trace}"
     );
     // strace ends the way the reader did.
@@ -1245,4 +1250,37 @@ fn fifo_spam_shows_a_path_with_a_newline_escaped_in_one_line() {
     let out = finish_clean(reader);
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(out.stdout.len(), 2, "{:?}", out.stdout);
+}
+
+/// Both sides look at the path before they open it: a device is refused
+/// unopened. Opening `/dev/ptmx` makes a new pseudo-terminal, and other
+/// devices do more (a tty can become a controlling terminal, a watchdog
+/// starts counting). The first version opened the path, then found that
+/// it was not a FIFO: strace showed `openat(..., "/dev/ptmx", ...) = 3`
+/// before the error.
+#[test]
+fn fifo_spam_refuses_a_device_without_opening_it() {
+    if !crate::support::can_trace() || !Path::new("/dev/ptmx").exists() {
+        return;
+    }
+    let tmp = tmp();
+    let trace = tmp.path().join("trace");
+    for args in [
+        &["writer", "/dev/ptmx"][..],
+        &["writer", "/dev/ptmx", "--no-wait"],
+        &["reader", "--fifo", "/dev/ptmx"],
+    ] {
+        let mut strace = vec!["-qq", "-f", "-e", "trace=openat,open"];
+        strace.extend(["-o", trace.to_str().unwrap(), "--"]);
+        strace.push(bin!("fifo-spam"));
+        strace.extend(args);
+        let out = crate::support::run("strace", &strace);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr);
+        assert_eq!(
+            out.stderr, "fifo-spam: /dev/ptmx is not a FIFO\n",
+            "{args:?}"
+        );
+        let trace = fs::read_to_string(&trace).unwrap();
+        assert!(!trace.contains("\"/dev/ptmx\""), "{args:?}:\n{trace}");
+    }
 }
