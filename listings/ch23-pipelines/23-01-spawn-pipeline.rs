@@ -290,7 +290,19 @@ fn start(
                     let _ = child.kill();
                     let _ = child.wait();
                 }
-                return Err(format!("cannot run {:?}: {err}", stage[0]).into());
+                // EMFILE is our own table: the pipe to the next stage, or
+                // the socket pair `Command` makes to hear of a failed
+                // exec, found no descriptor free (exec itself takes
+                // none). Not the stage's doing: it never ran.
+                let ours = err.raw_os_error() == Some(libc::EMFILE);
+                let why = if ours {
+                    "this process is out of descriptors: "
+                } else {
+                    ""
+                };
+                return Err(
+                    format!("cannot run {:?}: {why}{err}", stage[0]).into()
+                );
             }
         }
     }

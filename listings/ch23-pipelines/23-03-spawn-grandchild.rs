@@ -72,9 +72,11 @@ fn run() -> Result<(), Box<dyn Error>> {
     // Before any child starts: each must stay a zombie until reaped.
     let chld = keep_own_zombies()?;
     let (read_end, write_end) = if args.cloexec {
-        pipe2(OFlag::O_CLOEXEC)?
+        pipe2(OFlag::O_CLOEXEC)
+            .map_err(|e| format!("cannot make a pipe: {e}"))?
     } else {
-        pipe()? // Not close-on-exec, on purpose: the leak to show.
+        // Not close-on-exec, on purpose: the leak to show.
+        pipe().map_err(|e| format!("cannot make a pipe: {e}"))?
     };
     let script = if args.careless {
         r#"sleep 5 & echo "Child $$ started sleep as pid $!""#
@@ -87,9 +89,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     if args.group {
         command.process_group(0);
     }
-    let child = command
-        .spawn()
-        .map_err(|err| format!("cannot start sh: {err}"))?;
+    let child = command.spawn().map_err(|err| spawn_error("sh", &err))?;
     // The command holds our write end until it is dropped: drop it now.
     drop(command);
     let child = Pid::from_raw(child.id() as i32);
@@ -159,6 +159,20 @@ fn run() -> Result<(), Box<dyn Error>> {
     .into())
 }
 // ANCHOR_END: run
+
+/// Why `program` did not start. EMFILE is this process's own table: the
+/// socket pair that `Command` makes before it forks, to hear of a failed
+/// exec, found no descriptor free (exec itself takes none). Not
+/// `program`'s doing: it never ran.
+fn spawn_error(program: &str, err: &io::Error) -> String {
+    if err.raw_os_error() == Some(libc::EMFILE) {
+        format!(
+            "cannot start {program}: this process is out of descriptors: {err}"
+        )
+    } else {
+        format!("cannot start {program}: {err}")
+    }
+}
 
 /// Waits as `waitid` does, for `child` or, if `None`, any child, and
 /// returns the pid of the child it reports, with its status as `waitpid`

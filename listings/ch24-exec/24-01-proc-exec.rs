@@ -77,8 +77,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     unsafe { sigaction(Signal::SIGALRM, &action) }?;
     // Both pipes stay open in this process until it ends, where a child
     // can inherit them. `leaky` is not close-on-exec, on purpose.
-    let leaky = pipe()?;
-    let tight = pipe2(OFlag::O_CLOEXEC)?;
+    let leaky = pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
+    let tight = pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| format!("cannot make a pipe: {e}"))?;
     let pipes = Pipes {
         leaky: fstat(&leaky.0)?.st_ino,
         tight: fstat(&tight.0)?.st_ino,
@@ -184,7 +185,8 @@ fn line_before(from: &File, deadline: Instant) -> io::Result<Option<String>> {
 /// below SIGRTMIN for itself, and refuses to change them.
 fn clean_slate() -> Result<(), Box<dyn Error>> {
     use nix::libc::{SIG_DFL, SIG_ERR, SIG_IGN, SIGPIPE, SIGRTMAX, SIGRTMIN};
-    let status = fs::read_to_string("/proc/self/status")?;
+    let status = fs::read_to_string("/proc/self/status")
+        .map_err(|e| format!("cannot read /proc/self/status: {e}"))?;
     let pending = mask(&status, "SigPnd") | mask(&status, "ShdPnd");
     let ignored = mask(&status, "SigIgn");
     for number in (1..32).chain(SIGRTMIN()..=SIGRTMAX()) {
@@ -212,7 +214,17 @@ fn spawn_with_command() -> Result<(Pid, OwnedFd, OwnedFd), Box<dyn Error>> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(|err| format!("cannot run cat: {err}"))?;
+        .map_err(|err| {
+            // EMFILE is our own table: the pipes `Command` makes for cat
+            // found no descriptor free. Not cat's doing: it never ran.
+            let ours = err.raw_os_error() == Some(libc::EMFILE);
+            let why = if ours {
+                "this process is out of descriptors: "
+            } else {
+                ""
+            };
+            format!("cannot run cat: {why}{err}")
+        })?;
     let stdin = cat.stdin.take().ok_or("no stdin")?;
     let stdout = cat.stdout.take().ok_or("no stdout")?;
     Ok((Pid::from_raw(cat.id() as i32), stdin.into(), stdout.into()))
@@ -223,11 +235,14 @@ fn spawn_with_command() -> Result<(Pid, OwnedFd, OwnedFd), Box<dyn Error>> {
 /// `cat` with stdin and stdout piped, by hand, as `Command` would if it
 /// did nothing else.
 fn spawn_by_hand() -> Result<(Pid, OwnedFd, OwnedFd), Box<dyn Error>> {
-    let (stdin_r, stdin_w) = pipe2(OFlag::O_CLOEXEC)?;
-    let (stdout_r, stdout_w) = pipe2(OFlag::O_CLOEXEC)?;
+    let (stdin_r, stdin_w) = pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| format!("cannot make a pipe for cat's stdin: {e}"))?;
+    let (stdout_r, stdout_w) = pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| format!("cannot make a pipe for cat's stdout: {e}"))?;
     // A third pipe only to report a failed exec: on success, exec closes
     // the child's end (CLOEXEC) and the parent reads the end of stream.
-    let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC)?;
+    let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| format!("cannot make a pipe for exec's errors: {e}"))?;
     // Everything the child needs is made before `fork`: after it, the
     // child makes system calls and nothing else, so it allocates nothing.
     // Every path where `cat` may be, as execvp would try them, and argv,
@@ -237,7 +252,7 @@ fn spawn_by_hand() -> Result<(Pid, OwnedFd, OwnedFd), Box<dyn Error>> {
     let argv = [name.as_ptr(), ptr::null()];
     io::stdout().flush()?;
     // SAFETY: no other thread exists, so no lock can be held by one.
-    match unsafe { fork() }? {
+    match unsafe { fork() }.map_err(|e| format!("cannot fork: {e}"))? {
         ForkResult::Child => {
             // dup2 makes fd 0 and 1 without CLOEXEC: they survive exec,
             // while the originals close.
@@ -343,8 +358,9 @@ struct Pipes {
 
 /// The standard signals `pid` blocks, ignores and catches, and the
 /// descriptors it has open, from /proc/PID (Linux).
-fn inherited(pid: u32, pipes: &Pipes) -> io::Result<String> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+fn inherited(pid: u32, pipes: &Pipes) -> Result<String, String> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("cannot read /proc/{pid}/status: {e}"))?;
     let mut lines = Vec::new();
     for (field, what) in [
         ("SigBlk", "blocked"),
@@ -354,7 +370,8 @@ fn inherited(pid: u32, pipes: &Pipes) -> io::Result<String> {
         lines.push(format!("  {what}: {}", signal_names(mask(&status, field))));
     }
     let (mut leaky, mut tight, mut other) = (vec![], vec![], vec![]);
-    let mut fds: Vec<u32> = fs::read_dir(format!("/proc/{pid}/fd"))?
+    let mut fds: Vec<u32> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .map_err(|e| format!("cannot list /proc/{pid}/fd: {e}"))?
         .flatten()
         .filter_map(|fd| fd.file_name().to_str()?.parse().ok())
         .collect();

@@ -52,12 +52,14 @@ fn run() -> Result<(), Box<dyn Error>> {
     keep_zombies()?;
     // One pipe for every report: first the parent's line, who is who, then
     // a line from each member. Close-on-exec, though nothing here execs.
-    let (reports, reports_w) = pipe2(OFlag::O_CLOEXEC)?;
+    let (reports, reports_w) = pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| format!("cannot make the pipe for the reports: {e}"))?;
     io::stdout().flush()?;
     // Taken before the fork: the parent compares it with its `getppid`.
     let program = getpid();
     // SAFETY: no other thread exists, so no lock can be held by one.
-    let parent = match unsafe { fork() }? {
+    let forked = unsafe { fork() }.map_err(|e| format!("cannot fork: {e}"))?;
+    let parent = match forked {
         ForkResult::Child => {
             drop(reports);
             let status = match parent(program, stop_leader, &reports_w) {

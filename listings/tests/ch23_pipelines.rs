@@ -2694,3 +2694,28 @@ fn spawn_grandchild_names_a_holder_that_has_the_pipe_open_for_reading_and_writin
         group_is_gone(child) && is_dead(sleep)
     });
 }
+
+/// Four to eight descriptors: each step of 23-1 and 23-3 that runs out
+/// says what it could not do. 23-3's pipe was a bare "EMFILE: Too many
+/// open files"; 23-1 said `cannot run "seq"` when it was this process
+/// that had no descriptor left for the pipes that start `seq`.
+#[test]
+fn pipelines_name_the_step_when_descriptors_run_out() {
+    use crate::support::assert_names_the_step_when_descriptors_run_out;
+
+    let pipeline = || {
+        let mut command = Command::new(bin!("spawn-pipeline"));
+        command.args(["seq", "1", "3", "|", "cat", "|", "cat"]);
+        command
+    };
+    let said = assert_names_the_step_when_descriptors_run_out(pipeline, 4..=8);
+    assert!(said.iter().all(|line| !line.is_empty()), "{said:?}");
+    for ways in [&["--group"][..], &["--cloexec"], &["--group", "--cloexec"]] {
+        let grandchild = || {
+            let mut command = Command::new(bin!("spawn-grandchild"));
+            command.args(ways);
+            command
+        };
+        assert_names_the_step_when_descriptors_run_out(grandchild, 4..=8);
+    }
+}

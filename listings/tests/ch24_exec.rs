@@ -1169,3 +1169,24 @@ fn every_pre_exec_hook_is_checked_for_allocations() {
          {missing:?}"
     );
 }
+
+/// Four to eight descriptors: each step of 24-1 that runs out says what
+/// it could not do, both ways. Its two pipes, the pipes `fork` makes for
+/// `cat`, and its reads of /proc were a bare "EMFILE: Too many open
+/// files", or "Too many open files (os error 24)" once it had printed
+/// its first line; `command` said "cannot run cat" for pipes of its own.
+#[test]
+fn proc_exec_names_the_step_when_descriptors_run_out() {
+    use crate::support::assert_names_the_step_when_descriptors_run_out;
+
+    for way in ["command", "fork"] {
+        let command = || {
+            let mut command = Command::new(bin!("proc-exec"));
+            command.arg(way);
+            command
+        };
+        let said =
+            assert_names_the_step_when_descriptors_run_out(command, 4..=8);
+        assert!(said.iter().all(|line| !line.is_empty()), "{way}: {said:?}");
+    }
+}

@@ -1701,3 +1701,15 @@ fn orphan_hangup_parent_starts_nothing_when_the_program_dies_before_it_asks() {
         kernel()
     );
 }
+
+/// Four to eight descriptors: 25-2's pipe for the reports, its one
+/// descriptor of its own, was a bare "EMFILE: Too many open files" at
+/// four; it must say what it could not make.
+#[test]
+fn orphan_hangup_names_the_step_when_descriptors_run_out() {
+    use crate::support::assert_names_the_step_when_descriptors_run_out;
+
+    let command = || Command::new(bin!("orphan-hangup"));
+    let said = assert_names_the_step_when_descriptors_run_out(command, 4..=8);
+    assert!(!said[0].is_empty(), "{said:?}");
+}

@@ -74,6 +74,70 @@ pub fn assert_starts_or_says_why(
     started
 }
 
+/// Runs the listing that `command` makes under each limit of `fds`
+/// descriptors (soft and hard) in turn, and asks that whatever fails for
+/// want of a descriptor says which step it could not take, as chapter
+/// 19's pipes do: status 0, or status 1 and one line of its own on
+/// stderr, `NAME: cannot STEP: ERROR`, with EMFILE as the error. A bare errno
+/// names no step; "cannot run \"seq\"" alone blames a command that never
+/// ran, when this process had no descriptor left for the pipes that
+/// starting it takes. Returns the lines, one per limit, empty where the
+/// listing ended well.
+#[track_caller]
+pub fn assert_names_the_step_when_descriptors_run_out(
+    command: impl Fn() -> Command,
+    fds: impl IntoIterator<Item = u64>,
+) -> Vec<String> {
+    let mut said = Vec::new();
+    for limit in fds {
+        let mut command = command();
+        let bin = Path::new(command.get_program()).to_owned();
+        let name = bin.file_name().unwrap().to_string_lossy().into_owned();
+        let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
+        let what = format!("{name} {args:?} under ulimit -n {limit}");
+        with_fd_limit(&mut command, limit, limit);
+        let out = Listing::spawn(&mut command, Stdio::null()).finish();
+        assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
+        // The listing's own lines; the rest are its children's (a `sh`
+        // with too few descriptors for its redirections says so, and
+        // goes on).
+        let lines: Vec<_> = out
+            .stderr
+            .lines()
+            .filter(|line| line.starts_with(&format!("{name}: ")))
+            .collect();
+        if out.status.success() {
+            assert_eq!(lines, [""; 0], "{what}");
+            said.push(String::new());
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", out.stderr);
+        assert_eq!(lines.len(), 1, "{what}: one line: {:?}", out.stderr);
+        let line = lines[0];
+        let step =
+            line.strip_prefix(&format!("{name}: cannot "))
+                .and_then(|rest| {
+                    rest.strip_suffix(": EMFILE: Too many open files").or_else(
+                        || {
+                            rest.strip_suffix(
+                                ": Too many open files (os error 24)",
+                            )
+                        },
+                    )
+                });
+        let Some(step) = step else {
+            panic!("{what}: names no step: {line}");
+        };
+        // `run "seq"`, `start sh`: a verb and a command, and nothing of
+        // what this process ran out of.
+        let words: Vec<_> = step.split(' ').collect();
+        let blames = words.len() == 2 && ["run", "start"].contains(&words[0]);
+        assert!(!blames, "{what}: blames a command it did not start: {line}");
+        said.push(line.to_string());
+    }
+    said
+}
+
 /// Starts the listing that `command` makes with `TOKIO_WORKER_THREADS`
 /// set to values tokio cannot read (zero, a word, nothing), which tokio's
 /// multi-threaded runtime answers with a panic in `build`, and asks for
