@@ -64,6 +64,58 @@ fn async_server_answers_requests_sent_together_in_one_write() {
     line_server::answers_requests_sent_together_in_one_write(SERVER);
 }
 
+/// The read above no longer shows the batching: with `TCP_NODELAY` set,
+/// two replies written one by one often reach the client before it reads,
+/// so a server that wrote a reply each would pass it in some runs (the
+/// daemons met the same, `daemon::answers_requests_that_came_together_in_one_write`).
+/// strace shows the writes themselves: after the same two hundred
+/// exchanges, the two replies to each pair of requests sent together go
+/// out in one `writev`, `Framed`'s flush after `feed`.
+#[test]
+fn async_server_writes_the_replies_to_requests_sent_together_at_once() {
+    if !crate::support::can_trace() {
+        return;
+    }
+    let trace = crate::support::Trace {
+        calls: "writev",
+        signals: "none",
+        from: None,
+    };
+    let mut server =
+        Listing::start_traced(SERVER, &["127.0.0.1:0", "--count", "1"], &trace);
+    let addr = server
+        .expect(r"Server listening on (127\.0\.0\.1:\d+)")
+        .remove(1);
+    let mut sock = connect(&addr);
+    let mut reply = [0; 64];
+    for _ in 0..200 {
+        sock.write_all(b"warm\n").unwrap();
+        sock.read_exact(&mut reply[..b"server got: [warm]\n".len()])
+            .unwrap();
+    }
+    let both = b"server got: [x]\nserver got: [y]\n";
+    for _ in 0..5 {
+        sock.write_all(b"x\ny\n").unwrap();
+        sock.read_exact(&mut reply[..both.len()]).unwrap();
+        assert_eq!(&reply[..both.len()], both);
+    }
+    drop(sock);
+    let out = server.finish();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    let writes: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|line| line.contains("writev(") && line.contains("[x]"))
+        .collect();
+    assert_eq!(writes.len(), 5, "one writev for each pair: {writes:#?}");
+    for write in writes {
+        assert!(
+            write.contains(r#"server got: [x]\nserver got: [y]\n"#),
+            "{write}"
+        );
+    }
+}
+
 /// Linux 6.18 and tokio-util 0.7.20. The batching of replies covers only
 /// what fits under `Framed`'s 8 KiB: a batch of 800 requests of 11 bytes
 /// in one write (8800 bytes, more than one read of 8 KiB takes) has
