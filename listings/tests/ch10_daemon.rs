@@ -2058,7 +2058,7 @@ fn sig_notify_makes_a_passed_socket_non_blocking_for_every_holder() {
     .unwrap();
     let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
     for said in [
-        "The flag is the socket's, not this process's:",
+        "The flag is the socket's, not the daemon's:",
         "`NonBlocking=yes`",
     ] {
         assert!(chapter.contains(said), "ch10 does not say {said:?}");
