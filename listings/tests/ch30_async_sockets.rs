@@ -88,11 +88,7 @@ fn async_server_writes_the_replies_to_requests_sent_together_at_once() {
         .remove(1);
     let mut sock = connect(&addr);
     let mut reply = [0; 64];
-    for _ in 0..200 {
-        sock.write_all(b"warm\n").unwrap();
-        sock.read_exact(&mut reply[..b"server got: [warm]\n".len()])
-            .unwrap();
-    }
+    line_server::past_quick_acks(&mut sock);
     let both = b"server got: [x]\nserver got: [y]\n";
     for _ in 0..5 {
         sock.write_all(b"x\ny\n").unwrap();
@@ -135,12 +131,7 @@ fn async_server_sends_a_batch_of_replies_over_8_kib_without_waiting_for_an_ack()
 {
     let (server, addr) = start_server(SERVER, &["127.0.0.1:0"]);
     let mut sock = connect(&addr);
-    let mut reply = [0; 64];
-    for _ in 0..200 {
-        sock.write_all(b"warm\n").unwrap();
-        sock.read_exact(&mut reply[..b"server got: [warm]\n".len()])
-            .unwrap();
-    }
+    line_server::past_quick_acks(&mut sock);
     let requests: String = (0..800).map(|n| format!("r{n:09}\n")).collect();
     let replies: String = (0..800)
         .map(|n| format!("server got: [r{n:09}]\n"))

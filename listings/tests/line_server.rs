@@ -1146,6 +1146,20 @@ pub fn start_with_full_log(
     (server, addr, log)
 }
 
+/// Two hundred exchanges of a line and its reply on `sock`, so that the
+/// client's kernel has left the "quick ACK" mode of a new connection and
+/// delays its ACKs, as a connection that has talked for a while does:
+/// only then does a write that waits for an ACK show its 40 ms.
+#[track_caller]
+pub fn past_quick_acks(sock: &mut TcpStream) {
+    let mut reply = [0; 64];
+    for _ in 0..200 {
+        sock.write_all(b"warm\n").unwrap();
+        sock.read_exact(&mut reply[..b"server got: [warm]\n".len()])
+            .unwrap();
+    }
+}
+
 /// Linux 6.18. Requests sent together are answered together: a client
 /// that sends two lines in one write gets both replies in one read. After
 /// a few hundred exchanges the client's kernel delays its ACKs (it leaves
@@ -1158,11 +1172,7 @@ pub fn answers_requests_sent_together_in_one_write(bin: &str) {
     let (server, addr) = start_server(bin, &["127.0.0.1:0"]);
     let mut sock = connect(&addr);
     let mut reply = [0; 64];
-    for _ in 0..200 {
-        sock.write_all(b"warm\n").unwrap();
-        sock.read_exact(&mut reply[..b"server got: [warm]\n".len()])
-            .unwrap();
-    }
+    past_quick_acks(&mut sock);
     for round in 0..5 {
         sock.write_all(b"x\ny\n").unwrap();
         let n = loop {
