@@ -510,3 +510,43 @@ fn every_test_that_needs_root_asks_need_root() {
         found.join("\n")
     );
 }
+
+/// `Claims` lists every failed check of a chapter at once, and passes
+/// only when none failed: a republished benchmark moves dozens of quoted
+/// figures, and one build per figure to find them would be the price of
+/// stopping at the first.
+#[test]
+fn claims_list_every_failure_at_once() {
+    use crate::support::Claims;
+    let text = "The pool's p99 was\n  2.8 to 8.4 ms in five runs.";
+    let ok = Claims::new("ch99", text);
+    ok.says("p99 was 2.8 to 8.4 ms");
+    ok.never_says("p99 was 3.0");
+    ok.eq(2 + 2, 4, "sum");
+    ok.check(true, "true");
+    ok.finish();
+    let failed = std::panic::catch_unwind(|| {
+        let claims = Claims::new("ch99", text);
+        claims.says("p99 was 2.9 to 8.4 ms");
+        claims.eq("2.8", "2.9", "low p99");
+        claims.check(false, "the pool was lowest");
+        claims.says("in five runs");
+        claims.finish();
+    });
+    let message = failed.unwrap_err();
+    let message = message.downcast_ref::<String>().unwrap();
+    assert!(
+        message.starts_with("3 claim(s) of ch99 fail:\n"),
+        "{message}"
+    );
+    assert!(message.contains("ch99 does not say: p99 was 2.9 to 8.4 ms"));
+    assert!(
+        message.contains(r#"low p99: the data give "2.8", expected "2.9""#)
+    );
+    assert!(message.ends_with("the pool was lowest"), "{message}");
+    // Forgetting `finish` still fails.
+    let forgot = std::panic::catch_unwind(|| {
+        Claims::new("ch99", text).check(false, "forgotten");
+    });
+    assert!(forgot.is_err());
+}

@@ -34,6 +34,7 @@ macro_rules! bin {
     };
 }
 
+mod claims;
 mod limits;
 mod net;
 mod outputs;
@@ -42,6 +43,7 @@ mod process;
 mod procfs;
 mod traces;
 
+pub use claims::*;
 pub use limits::*;
 pub use net::*;
 pub use outputs::*;
