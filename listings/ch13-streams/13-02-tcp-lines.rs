@@ -152,7 +152,8 @@ fn serve(listener: TcpListener, count: Option<usize>) -> io::Result<()> {
             Ok(lines) => {
                 // Only a log nobody reads ends the server; a full disk
                 // costs the line.
-                let logged = writeln!(out, "{peer}: answered {lines} lines");
+                let s = if lines == 1 { "" } else { "s" };
+                let logged = writeln!(out, "{peer}: answered {lines} line{s}");
                 if logged.is_err_and(|e| e.kind() == ErrorKind::BrokenPipe) {
                     return Err(ErrorKind::BrokenPipe.into());
                 }

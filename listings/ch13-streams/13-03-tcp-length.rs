@@ -229,7 +229,8 @@ fn serve(
             Ok(n) => {
                 // Only a log nobody reads ends the server; a full disk
                 // costs the line.
-                let logged = writeln!(out, "{peer}: answered {n} frames");
+                let s = if n == 1 { "" } else { "s" };
+                let logged = writeln!(out, "{peer}: answered {n} frame{s}");
                 if logged.is_err_and(|e| e.kind() == ErrorKind::BrokenPipe) {
                     return Err(ErrorKind::BrokenPipe.into());
                 }

@@ -375,8 +375,9 @@ fn serve(conn: &TcpStream, peer: SocketAddr, slot: &Slot, timeout: Duration) {
             log(format_args!("{peer}: {}", explain(&err)));
         }
         _ => {
+            let s = if lines == 1 { "" } else { "s" };
             let logged =
-                writeln!(io::stdout(), "{peer}: answered {lines} lines");
+                writeln!(io::stdout(), "{peer}: answered {lines} line{s}");
             // Nobody reads the log any more: the server ends. The
             // accepting thread sees it before its next `accept`, once it
             // has started a thread for the connection it was waiting for.

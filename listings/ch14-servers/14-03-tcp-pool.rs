@@ -642,8 +642,9 @@ fn serve(mut job: Job, timeout: Duration, requeue: &Requeue) {
                      ms while others waited"
                 ));
             }
+            let s = if lines == 1 { "" } else { "s" };
             let logged =
-                writeln!(io::stdout(), "{peer}: answered {lines} lines");
+                writeln!(io::stdout(), "{peer}: answered {lines} line{s}");
             // Nobody reads the log any more: the server ends. The
             // accepting thread sees it before its next `accept`, once it
             // has queued the connection it was waiting for.

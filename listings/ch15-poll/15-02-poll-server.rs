@@ -696,7 +696,8 @@ fn log(message: impl Display) {
 /// failure (a full disk) loses the line, and every client is served on,
 /// as by Listing 14-2.
 fn log_answered(peer: SocketAddr, answered: usize) -> io::Result<()> {
-    match writeln!(io::stdout(), "{peer}: answered {answered} lines") {
+    let s = if answered == 1 { "" } else { "s" };
+    match writeln!(io::stdout(), "{peer}: answered {answered} line{s}") {
         Err(err) if err.kind() == ErrorKind::BrokenPipe => Err(err),
         _ => Ok(()),
     }

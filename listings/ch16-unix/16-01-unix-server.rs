@@ -538,8 +538,9 @@ fn answer_and_log(conn: &UnixStream, slot: &Slot, timeout: Duration) {
             log(format_args!("{who}: {}", explain(&err)));
         }
         _ => {
+            let s = if lines == 1 { "" } else { "s" };
             let logged =
-                writeln!(io::stdout(), "{who}: answered {lines} lines");
+                writeln!(io::stdout(), "{who}: answered {lines} line{s}");
             // Nobody reads the log any more: the server ends. The
             // accepting thread sees it before its next `accept`, once it
             // has started a thread for the connection it was waiting for.

@@ -15,6 +15,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{self, ExitCode, ExitStatus};
+use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -167,7 +168,9 @@ extern "C" fn on_alarm(_: c_int) {}
 
 /// Waits for the child, for at most `secs` seconds: an alarm interrupts
 /// `waitpid`, whose handler is installed without SA_RESTART, so the call
-/// fails with EINTR instead of starting again. `None` if it did.
+/// fails with EINTR instead of starting again. `None` if it did. The
+/// action and the alarm that the program had before are put back, on
+/// every path.
 fn wait_at_most(child: Pid, secs: u32) -> nix::Result<Option<ExitStatus>> {
     let action = SigAction::new(
         SigHandler::Handler(on_alarm),
@@ -175,13 +178,36 @@ fn wait_at_most(child: Pid, secs: u32) -> nix::Result<Option<ExitStatus>> {
         SigSet::empty(),
     );
     // SAFETY: the handler does nothing at all, which is async-signal-safe.
-    unsafe { sigaction(Signal::SIGALRM, &action) }?;
+    let old_action = unsafe { sigaction(Signal::SIGALRM, &action) }?;
+    let waited = wait_under_alarm(child, secs);
+    // SAFETY: the action put back is the one that was there before.
+    let restored = unsafe { sigaction(Signal::SIGALRM, &old_action) };
+    let waited = waited?;
+    restored?;
+    Ok(waited)
+}
+
+/// `waitpid` under an alarm of `secs` seconds. The process has one alarm:
+/// setting ours returns the seconds left of any it had, which is set again
+/// afterwards, less the time waited; if it fell due meanwhile, it rings a
+/// second later.
+fn wait_under_alarm(child: Pid, secs: u32) -> nix::Result<Option<ExitStatus>> {
     // A parent that blocked SIGALRM passed its mask on through `exec`:
     // blocked, the alarm would only wait, and so would `waitpid`.
     SigSet::from(Signal::SIGALRM).thread_unblock()?;
-    alarm::set(secs);
+    let start = Instant::now();
+    let old_alarm = alarm::set(secs);
     let result = reap_raw(child);
-    alarm::cancel();
+    match old_alarm {
+        Some(left) => {
+            let waited = u32::try_from(start.elapsed().as_secs());
+            let waited = waited.unwrap_or(u32::MAX);
+            alarm::set(left.saturating_sub(waited).max(1));
+        }
+        None => {
+            alarm::cancel();
+        }
+    }
     match result {
         Ok(status) => Ok(Some(status)),
         Err(Errno::EINTR) => Ok(None),

@@ -487,12 +487,17 @@ async fn serve(
 ) {
     let conn = &mut *socket;
     let (served, what) = match frames {
-        Frames::Lines => (serve_lines(conn, limit, &slot).await, "lines"),
-        Frames::Length => (serve_frames(conn, limit, &slot).await, "frames"),
+        Frames::Lines => (serve_lines(conn, limit, &slot).await, "line"),
+        Frames::Length => (serve_frames(conn, limit, &slot).await, "frame"),
+    };
+    // "1 line", "2 lines".
+    let counted = |count: usize| {
+        let s = if count == 1 { "" } else { "s" };
+        format!("{count} {what}{s}")
     };
     match served {
         Ok((count, Ending::Client)) => {
-            report(format_args!("{peer}: answered {count} {what}"));
+            report(format_args!("{peer}: answered {}", counted(count)));
         }
         Ok((count, Ending::Evicted { partial, unread })) => {
             let left = match (partial, unread) {
@@ -505,8 +510,9 @@ async fn serve(
                 ),
             };
             report(format_args!(
-                "{peer}: answered {count} {what}, then closed to make room \
-                 for a new client{left}"
+                "{peer}: answered {}, then closed to make room for a new \
+                 client{left}",
+                counted(count)
             ));
             // Gently: what the client sends now is read, not left to make
             // the kernel reset the connection, and with it the replies
@@ -516,7 +522,8 @@ async fn serve(
         Ok((count, Ending::TimedOut)) => {
             log(format_args!(
                 "{peer}: timed out waiting for a request, after answering \
-                 {count} {what}"
+                 {}",
+                counted(count)
             ));
             // Gently too: a client that trickles is still sending.
             let _ = close_gently(conn, BUSY_LIMIT).await;

@@ -8,10 +8,10 @@ use nix::sys::signal::Signal;
 
 use crate::support::{
     Listing, assert_died_of, assert_rejects, assert_session_matches_book,
-    cargo_run, have, like_a_listing, pending_signals, run, shell,
-    signal_after_iterator_closes, signal_after_iterator_closes_thread_refused,
-    signal_as_its_handler_goes_in, start_with_pending, state_of, still_blocked,
-    wait_until,
+    cargo_run, dollar_question, have, like_a_listing, pending_signals, run,
+    shell, signal_after_iterator_closes,
+    signal_after_iterator_closes_thread_refused, signal_as_its_handler_goes_in,
+    start_with_pending, state_of, still_blocked, wait_until,
 };
 
 /// Waits until `signal` is no longer pending for the listing: delivered.
@@ -341,14 +341,6 @@ fn sig_hook_default_sessions_match_the_book() {
         "ch06-signal-hook/06-03-terminal-2.out",
         &terminal2,
     );
-}
-
-/// What a shell's `$?` shows: the status, or 128 + the signal.
-fn dollar_question(status: std::process::ExitStatus) -> String {
-    status
-        .code()
-        .or(status.signal().map(|n| 128 + n))
-        .map_or("?".into(), |n| n.to_string())
 }
 
 /// Starts `bin` with SIGINT ignored, as a script starts a job with `&`

@@ -13,19 +13,10 @@ use crate::support::{
     Listing, Trace, assert_matches_book, assert_rejects,
     assert_session_matches_book, assert_session_matches_book_masking,
     assert_trace_matches_book, bin_path, blessing, can_trace, cargo_run,
-    forked_and_reaped, have, pending_signals, pid_namespaces, run, shell,
-    signal_after_iterator_closes_disk_full, start_with_pending, state_of,
-    wait_until,
+    dollar_question, forked_and_reaped, have, pending_signals, pid_namespaces,
+    run, shell, signal_after_iterator_closes_disk_full, start_with_pending,
+    state_of, wait_until,
 };
-
-/// What a shell's `$?` shows for `status`: the code, or 128 + the signal.
-fn dollar_question(status: ExitStatus) -> String {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => code.to_string(),
-        (None, Some(signal)) => (128 + signal).to_string(),
-        _ => unreachable!("a finished process"),
-    }
-}
 
 /// Runs `sig-cleanup --end END`, its private directory made in `dir` (the
 /// system's temporary directory if `None`), sends SIGTERM with the `kill`

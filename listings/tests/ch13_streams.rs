@@ -276,7 +276,7 @@ fn length_server_answers_the_largest_frame_it_accepts() {
     let client = run(bin!("tcp-length"), &["client", &addr, &message]);
     assert!(client.status.success(), "{}", client.stderr);
     assert_eq!(client.stdout, [format!("server got: [{message}]")]);
-    assert!(server.finish().stdout[1].ends_with(": answered 1 frames"));
+    assert!(server.finish().stdout[1].ends_with(": answered 1 frame"));
 }
 
 #[test]
@@ -327,7 +327,7 @@ fn length_client_says_a_message_is_too_long_before_it_connects() {
     let out = server.finish();
     assert_eq!(out.stdout.len(), 2, "{:?}", out.stdout);
     assert!(
-        out.stdout[1].ends_with(": answered 1 frames"),
+        out.stdout[1].ends_with(": answered 1 frame"),
         "{:?}",
         out.stdout
     );

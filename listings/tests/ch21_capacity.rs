@@ -764,6 +764,66 @@ fn alarm_bounds_hold_when_the_parent_left_sigalrm_blocked() {
     );
 }
 
+/// `wait_at_most` borrows SIGALRM's action and the process's one alarm,
+/// and gives both back. python3 plays a parent that ignores SIGALRM and
+/// leaves an alarm of 100 s running, both of which cross `exec`; strace
+/// shows the listing setting its own alarm, which returns the 100 s, then
+/// setting the old one again, less the wait, and putting `SIG_IGN` back.
+/// Run with a child that ends in time, and with one the alarm gives up on.
+#[test]
+fn pipe_deadlock_puts_back_the_alarm_and_the_action_it_found() {
+    if !have("strace") || !have("python3") {
+        return;
+    }
+    let parent = "import os, signal, sys; \
+                  signal.signal(signal.SIGALRM, signal.SIG_IGN); \
+                  signal.alarm(100); os.execv(sys.argv[1], sys.argv[1:])";
+    let alarm = regex::Regex::new(r"^alarm\((\d+)\)\s+= (\d+)$").unwrap();
+    let runs: [(&[&str], u32, Option<i32>); 2] = [
+        (&["--bytes", "1000", "--wait", "30"], 30, Some(0)),
+        (&["--bytes", "65537", "--wait", "1"], 1, Some(1)),
+    ];
+    for (args, wait, code) in runs {
+        let mut command = std::process::Command::new("strace");
+        command.args(["-q", "-e", "trace=execve,rt_sigaction,alarm"]);
+        command.args(["-e", "signal=none", "--", "python3", "-c", parent]);
+        command.arg(bin!("pipe-deadlock")).args(args);
+        let out = finish_clean(Listing::spawn(
+            &mut command,
+            std::process::Stdio::piped(),
+        ));
+        assert_eq!(out.status.code(), code, "{}", out.stderr);
+        // The listing's own calls: after its `execve`, about SIGALRM.
+        let lines: Vec<&str> = out
+            .stderr
+            .lines()
+            .skip_while(|l| !l.contains("pipe-deadlock\", ["))
+            .filter(|l| l.contains("SIGALRM") || l.starts_with("alarm("))
+            .collect();
+        let [set, ours, theirs, put_back] = lines[..] else {
+            panic!("{args:?}: {lines:#?}");
+        };
+        assert!(set.starts_with("rt_sigaction(SIGALRM, {sa_handler=0x"));
+        assert!(set.contains("}, {sa_handler=SIG_IGN,"), "{set}");
+        let seconds = |line: &str| -> (u32, u32) {
+            let found =
+                alarm.captures(line).unwrap_or_else(|| panic!("{line}"));
+            (found[1].parse().unwrap(), found[2].parse().unwrap())
+        };
+        // Ours replaces theirs, which had 100 s or a little less left.
+        let (secs, left) = seconds(ours);
+        assert_eq!(secs, wait, "{ours}");
+        assert!((90..=100).contains(&left), "{ours}");
+        // Theirs again, less the wait, which took at most a few seconds.
+        let (again, _) = seconds(theirs);
+        assert!((left - 5..=left).contains(&again), "{theirs} after {ours}");
+        assert!(
+            put_back.starts_with("rt_sigaction(SIGALRM, {sa_handler=SIG_IGN,"),
+            "{put_back}"
+        );
+    }
+}
+
 /// `F_SETPIPE_SZ` may shrink a pipe, but not below the slots its contents
 /// take (`pipe_resize_ring` in fs/pipe.c): EBUSY, and the size stays.
 /// Emptied, the same pipe shrinks to one page.

@@ -10,9 +10,9 @@ use nix::unistd::Pid;
 use crate::support::{
     Finished, KillGroupOnDrop, Listing, assert_died_of, assert_exited_with,
     assert_rejects, assert_session_matches_book_masking, cargo_run,
-    children_of, finish_clean, group_is_gone, have, is_dead, kernel,
-    pending_signals, pgid_of, pid_namespaces, ppid_of, run, shell, state_of,
-    threads_blocked_in, wait_until, wchan_of, with_sigchld_ignored,
+    children_of, dollar_question, finish_clean, group_is_gone, have, is_dead,
+    kernel, pending_signals, pgid_of, pid_namespaces, ppid_of, run, shell,
+    state_of, threads_blocked_in, wait_until, wchan_of, with_sigchld_ignored,
     with_thread_limit, write_program,
 };
 
@@ -238,8 +238,7 @@ fn proc_orphans_as_a_namespaces_init_names_the_pid_to_kill_from_outside() {
     // is util-linux 2.38.1's.
     let mut shown = vec![line];
     shown.extend(out.stderr.lines().map(str::to_string));
-    let status = (out.status.code())
-        .unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0));
+    let status = dollar_question(out.status);
     assert_session_matches_book_masking(
         "ch25-orphans/25-01-pid-namespace.out",
         &[
@@ -251,7 +250,7 @@ fn proc_orphans_as_a_namespaces_init_names_the_pid_to_kill_from_outside() {
                 ),
                 &shown[..],
             ),
-            ("echo $?".to_string(), &[status.to_string()][..]),
+            ("echo $?".to_string(), &[status][..]),
         ],
         masks,
     );

@@ -11,8 +11,8 @@ use crate::support::{
     Finished, Listing, as_pid_1, assert_died_of, assert_exited_with,
     assert_rejects, assert_says_why_on_bad_worker_threads,
     assert_says_why_when_threads_are_refused, assert_session_matches_book,
-    assert_starts_or_says_why, cargo_run, pending_signals, shell, signal_in,
-    state_of, wait_until,
+    assert_starts_or_says_why, cargo_run, dollar_question, pending_signals,
+    shell, signal_in, state_of, wait_until,
 };
 
 /// Starts `bin` and waits for its readiness line, which ends with its pid.
@@ -698,11 +698,7 @@ fn assert_two_terminals_match_book(
     out: &Finished,
     terminal2: &[(String, Vec<String>)],
 ) {
-    let status = out
-        .status
-        .code()
-        .or(out.status.signal().map(|n| 128 + n))
-        .map_or("?".to_string(), |n| n.to_string());
+    let status = dollar_question(out.status);
     let terminal1 = format!("{name}.out");
     let terminal2_file = format!("{name}-terminal-2.out");
     assert_session_matches_book(

@@ -23,8 +23,8 @@ use crate::daemon::{
 use crate::support::{
     Listing, PATIENCE, as_pid_1, assert_died_of, assert_exited_with,
     assert_says_why_on_bad_worker_threads, assert_session_matches_book,
-    assert_starts_or_says_why, cargo_run, have, open_fds, unread_by_server,
-    unsent_by_server, wait_until,
+    assert_starts_or_says_why, cargo_run, dollar_question, have, open_fds,
+    unread_by_server, unsent_by_server, wait_until,
 };
 
 fn start(args: &[&str]) -> Daemon {
@@ -204,7 +204,7 @@ fn async_daemon_session_matches_the_book() {
         return;
     };
     // `cargo run` execs the daemon: its status is the shell's `$?`.
-    let status = [(128 + out.status.signal().unwrap()).to_string()];
+    let status = [dollar_question(out.status)];
     assert_session_matches_book(
         "ch29-async-shutdown/29-01-async-daemon.out",
         &[

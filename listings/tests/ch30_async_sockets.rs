@@ -1037,7 +1037,7 @@ fn async_server_answers_a_frame_of_the_maximum_length() {
     assert!(reply.is_empty());
     let out = server.finish();
     assert!(
-        out.stdout[1].ends_with(": answered 1 frames"),
+        out.stdout[1].ends_with(": answered 1 frame"),
         "{:?}",
         out.stdout
     );

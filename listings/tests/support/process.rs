@@ -55,6 +55,17 @@ pub fn assert_died_of(out: &Finished, signal: Signal) {
     );
 }
 
+/// What a shell's `$?` shows for `status`: the code, or 128 + the signal
+/// that ended the process. A status from `wait` is always one of the two.
+pub fn dollar_question(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code.to_string(),
+        (None, Some(signal)) => (128 + signal).to_string(),
+        _ => unreachable!("a finished process: {status:?}"),
+    }
+}
+
 /// Fails the test, showing the status and stderr, unless `out` exited
 /// with `code`: 143 (128 + SIGTERM) is how a PID 1, which cannot die of a
 /// signal it raises itself, reports that SIGTERM ended it.
