@@ -40,7 +40,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     // Kept until the process ends (`Box::leak`): dropped, it would close
     // its end of the socket first, and a SIGALRM in that moment would
     // make the handler's write raise SIGPIPE, at its default (Chapter 6).
-    let signals = Box::leak(Box::new(Signals::new([SIGALRM])?));
+    let signals = Signals::new([SIGALRM])
+        .map_err(|err| format!("cannot watch for SIGALRM: {err}"))?;
+    let signals = Box::leak(Box::new(signals));
     // signal-hook leaves the signal mask alone, and a parent that blocked
     // SIGALRM passed its mask on through `exec`: unblock it, or wait for
     // ever.

@@ -58,7 +58,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     // dropped, it would close its socket while the handler still writes
     // to it, and a SIGPIPE we catch, coming then, would make that write
     // raise SIGPIPE again, for ever.
-    let signals = Box::leak(Box::new(Signals::new([signal])?));
+    let signals = Signals::new([signal])
+        .map_err(|err| format!("cannot watch for {name}: {err}"))?;
+    let signals = Box::leak(Box::new(signals));
     // A parent's mask comes through `exec`: unblock our signal, and leave
     // the rest of the mask, the parent's choice, alone.
     unblock(signal)?;

@@ -50,7 +50,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     // for good too). Blocked while it registers them, so that none comes
     // before signal-hook knows what to do with it.
     block(&wanted)?;
-    let signals = Box::leak(Box::new(Signals::new(&wanted)?));
+    let signals = Signals::new(&wanted)
+        .map_err(|err| format!("cannot watch for signals: {err}"))?;
+    let signals = Box::leak(Box::new(signals));
     // Unblocked once the handlers are in: a parent's mask passes through
     // `exec`, and a blocked SIGHUP would never arrive; one that is already
     // pending, or came while they went in, arrives now, and is handled.

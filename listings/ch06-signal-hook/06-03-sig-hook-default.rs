@@ -41,7 +41,9 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     // its default, in place of the exit status (Listing 6-2). Blocked
     // while it registers them, as there.
     block(&stop_signals)?;
-    let signals = Box::leak(Box::new(Signals::new(&stop_signals)?));
+    let signals = Signals::new(&stop_signals)
+        .map_err(|err| format!("cannot watch for signals: {err}"))?;
+    let signals = Box::leak(Box::new(signals));
     unblock(&stop_signals)?; // Once the handlers are in place.
     let (mut out, pid) = (io::stdout(), whoami());
     let how = match pid.to_kill() {

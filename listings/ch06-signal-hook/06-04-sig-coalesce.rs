@@ -58,7 +58,9 @@ fn run() -> Result<(), Box<dyn Error>> {
         })
     }?;
     // Never dropped, for a SIGUSR1 that comes as we exit (Listing 6-2).
-    let signals = Box::leak(Box::new(Signals::new([SIGUSR1, SIGTERM])?));
+    let signals = Signals::new([SIGUSR1, SIGTERM])
+        .map_err(|err| format!("cannot watch for signals: {err}"))?;
+    let signals = Box::leak(Box::new(signals));
     // Unblocked, also for a parent's mask, which passes through `exec`:
     // blocked, they would only ever be pending, and `kill -TERM` would do
     // nothing.

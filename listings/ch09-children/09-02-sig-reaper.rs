@@ -83,7 +83,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     // SAFETY: the default action runs no code of ours.
     let chld = unsafe { sigaction(Signal::SIGCHLD, &default) }?;
     // Before the first fork, so that no SIGCHLD can come too early.
-    let signals = Signals::new([SIGCHLD])?;
+    let signals = Signals::new([SIGCHLD])
+        .map_err(|err| format!("cannot watch for SIGCHLD: {err}"))?;
     // From here on every way out, an error's too, reaps what was started.
     let mut started = Started::from(fork_children(args.children)?);
     let n = started.mine.len();

@@ -255,7 +255,8 @@ fn job_main() -> Result<ExitCode, Box<dyn Error>> {
         registering.add(Signal::try_from(number)?);
     }
     registering.thread_block()?;
-    let signals = Signals::new(&taken)?;
+    let signals = Signals::new(&taken)
+        .map_err(|err| format!("cannot watch for signals: {err}"))?;
     // Unblocked, now that they have a handler: a parent's mask passes
     // through `exec`, and our shell's `Command` passed its own on. A
     // blocked Ctrl-Z or Ctrl-C would only wait (Chapter 12). And SIGTTIN,

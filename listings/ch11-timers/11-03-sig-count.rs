@@ -128,7 +128,9 @@ fn receive(
             // Never dropped: signal-hook's action for `number` would
             // outlive its socket for a moment, and a signal then would
             // raise SIGPIPE, at its default here (Listing 6-2).
-            let signals = Box::leak(Box::new(Signals::new([number])?));
+            let signals = Signals::new([number])
+                .map_err(|err| format!("cannot watch for signals: {err}"))?;
+            let signals = Box::leak(Box::new(signals));
             set.thread_block()?;
             send_burst(number, n)?;
             set.thread_unblock()?;

@@ -163,7 +163,9 @@ fn child() -> Result<ExitCode, Box<dyn Error>> {
     // still starting, met SIGTERM's default action (`exec` resets it) and
     // killed it with no clean-up: the init reports 143 all the same.
     SigSet::from(Signal::SIGTERM).thread_block()?;
-    let signals = Box::leak(Box::new(Signals::new([SIGTERM])?));
+    let signals = Signals::new([SIGTERM])
+        .map_err(|err| format!("cannot watch for SIGTERM: {err}"))?;
+    let signals = Box::leak(Box::new(signals));
     // Our mask is the one the init started with: a parent may have blocked
     // SIGTERM, and blocked it would never come.
     SigSet::from(Signal::SIGTERM).thread_unblock()?;

@@ -82,7 +82,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     // instead of killing us with the file left behind.
     // Blocked while they are registered, so that none is lost (Chapter 6).
     block_stop_signals()?;
-    let signals = Signals::new(stop_signals()?)?;
+    let signals = Signals::new(stop_signals()?)
+        .map_err(|err| format!("cannot watch for signals: {err}"))?;
     // Unblocked too: a parent that blocked them passed its mask on.
     unblock_stop_signals()?;
     let accept_log = AcceptLog::start()

@@ -180,7 +180,8 @@ fn serve(
     // between must not leave the file behind.
     // Blocked while they are registered, so that none is lost (Chapter 6).
     block_stop_signals()?;
-    let signals = Signals::new(stop_signals()?)?;
+    let signals = Signals::new(stop_signals()?)
+        .map_err(|err| format!("cannot watch for signals: {err}"))?;
     // Unblocked too: a parent that blocked them passed its mask on.
     unblock_stop_signals()?;
     let listener = bind_for_anyone(path)

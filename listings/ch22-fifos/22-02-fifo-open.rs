@@ -17,6 +17,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
 
+use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
 use nix::unistd::{mkdtemp, mkfifo, read, write};
@@ -68,7 +69,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     Ok(()) // Dropping `dir` removes the directory and the FIFO.
 }
 
-/// Opens `fifo` with `flags`, and says what happened.
+/// Opens `fifo` with `flags`, and says what happened. No descriptor left
+/// to open it with is no rule of FIFOs: that ends the program instead.
 fn try_open(
     out: &mut impl Write,
     fifo: &Path,
@@ -79,6 +81,14 @@ fn try_open(
         Ok(fd) => {
             writeln!(out, "open {what}: opened")?;
             Ok(Some(fd))
+        }
+        Err(err @ (Errno::EMFILE | Errno::ENFILE)) => {
+            let full = match err {
+                Errno::EMFILE => "our descriptor table is full",
+                _ => "the system's table of open files is full",
+            };
+            let step = format!("cannot open the FIFO ({what})");
+            Err(io::Error::other(format!("{step}: {full}: {err}")))
         }
         Err(err) => {
             writeln!(out, "open {what}: {err}")?;

@@ -393,7 +393,8 @@ async fn wait_signal(fix: Fix, takes: Duration, found: SigAction) -> Outcome {
         usr1.recv().await;
         put_back(found);
     } else {
-        let mut signals = Signals::new([SIGUSR1])?;
+        let mut signals = Signals::new([SIGUSR1])
+            .map_err(|err| format!("cannot watch for SIGUSR1: {err}"))?;
         send_usr1_after(takes)?;
         // The iterator goes with the closure, after the action is back.
         let mut wait = move || {

@@ -970,3 +970,33 @@ fn alarm_trace_shows_the_handler_write_and_the_restarted_read() {
         out.stderr
     );
 }
+
+/// With one descriptor to spare (`ulimit -n 4`), signal-hook cannot make
+/// the socket pair its handler writes to: each listing must say that it
+/// could not watch for its signal, not only "Too many open files".
+#[test]
+fn signal_listings_name_the_step_when_descriptors_run_out() {
+    use crate::support::assert_names_the_step_when_descriptors_run_out;
+    for (bin, args, said) in [
+        (
+            bin!("alarm"),
+            &["--count", "1"][..],
+            "alarm: cannot watch for SIGALRM",
+        ),
+        (
+            bin!("catch-signal"),
+            &["USR1", "--count", "1"],
+            "catch-signal: cannot watch for SIGUSR1",
+        ),
+    ] {
+        let command = || {
+            let mut command = std::process::Command::new(bin);
+            command.args(args);
+            command
+        };
+        let lines =
+            assert_names_the_step_when_descriptors_run_out(command, [4]);
+        let emfile = ": Too many open files (os error 24)";
+        assert_eq!(lines, [format!("{said}{emfile}")]);
+    }
+}

@@ -1060,3 +1060,20 @@ fn sig_hook_default_as_pid_2_with_its_own_proc_suggests_kill_2_inside_and_pidof_
     let out = hook.finish();
     assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
 }
+
+/// With one descriptor to spare (`ulimit -n 4`), signal-hook cannot make
+/// the socket pair its handler writes to: each listing must say that it
+/// could not watch for signals, not only "Too many open files".
+#[test]
+fn signal_hook_listings_name_the_step_when_descriptors_run_out() {
+    use crate::support::assert_names_the_step_when_descriptors_run_out;
+    for name in ["sig-hook-thread", "sig-hook-default", "sig-coalesce"] {
+        let bin = crate::support::bin_path(name);
+        let command = || std::process::Command::new(&bin);
+        let lines =
+            assert_names_the_step_when_descriptors_run_out(command, [4]);
+        let said =
+            "cannot watch for signals: Too many open files (os error 24)";
+        assert_eq!(lines, [format!("{name}: {said}")]);
+    }
+}

@@ -2056,3 +2056,29 @@ fn sig_chld_flags_never_signals_a_child_reaped_by_a_wait_that_failed() {
         "signalled after the reap:\n{text}"
     );
 }
+
+/// With one descriptor to spare (`ulimit -n 4`), signal-hook cannot make
+/// the socket pair its handler writes to: the reaper, and the job of
+/// `sig-jobs` (in a terminal, which it needs), must say that they could
+/// not watch for signals, not only "Too many open files".
+#[test]
+fn signal_listings_name_the_step_when_descriptors_run_out() {
+    use crate::support::{
+        assert_names_the_step_when_descriptors_run_out, with_fd_limit,
+    };
+    let emfile = "Too many open files (os error 24)";
+    let reaper = || std::process::Command::new(bin!("sig-reaper"));
+    let lines = assert_names_the_step_when_descriptors_run_out(reaper, [4]);
+    assert_eq!(
+        lines,
+        [format!("sig-reaper: cannot watch for SIGCHLD: {emfile}")]
+    );
+    let mut command = std::process::Command::new(bin!("sig-jobs"));
+    with_fd_limit(command.arg("--job"), 4, 4);
+    let mut term = Terminal::start_command(command);
+    let said = format!("sig-jobs: cannot watch for signals: {emfile}");
+    term.expect(&regex::escape(&said));
+    let status = term.child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{:?}", term.shown);
+    assert_eq!(term.rest(), [""; 0]);
+}

@@ -712,3 +712,17 @@ fn sig_timers_says_timer_create_found_no_pending_signal_slot() {
          signal under RLIMIT_SIGPENDING (ulimit -i)\n"
     );
 }
+
+/// With one to three descriptors to spare (`ulimit -n 4` to `6`),
+/// signal-hook cannot make the socket pair of the iterator's count (each
+/// of its two signals keeps one): `sig-count` must say that it could not
+/// watch for signals, not only "Too many open files".
+#[test]
+fn sig_count_names_the_step_when_descriptors_run_out() {
+    use crate::support::assert_names_the_step_when_descriptors_run_out;
+    let command = || std::process::Command::new(bin!("sig-count"));
+    let lines = assert_names_the_step_when_descriptors_run_out(command, 4..=6);
+    let said = "sig-count: cannot watch for signals: Too many open files \
+                (os error 24)";
+    assert_eq!(lines, [said; 3]);
+}

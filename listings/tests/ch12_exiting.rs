@@ -1991,3 +1991,20 @@ fn sig_inherit_says_so_when_a_command_child_fails() {
     let command = out.stdout.iter().any(|line| line.starts_with("Command "));
     assert!(!command, "{:#?}", out.stdout);
 }
+
+/// With one descriptor to spare (`ulimit -n 4`), signal-hook cannot make
+/// the socket pair its handler writes to: `sig-init`'s service must say
+/// that it could not watch for SIGTERM, not only "Too many open files".
+#[test]
+fn sig_init_service_names_the_step_when_descriptors_run_out() {
+    use crate::support::assert_names_the_step_when_descriptors_run_out;
+    let child = || {
+        let mut command = std::process::Command::new(bin!("sig-init"));
+        command.arg("--child");
+        command
+    };
+    let lines = assert_names_the_step_when_descriptors_run_out(child, [4]);
+    let said = "sig-init: cannot watch for SIGTERM: Too many open files \
+                (os error 24)";
+    assert_eq!(lines, [said]);
+}

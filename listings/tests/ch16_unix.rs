@@ -3405,3 +3405,40 @@ fn a_plain_read_takes_the_bytes_and_the_kernel_closes_the_descriptors() {
     });
     sender.shutdown(Shutdown::Both).unwrap();
 }
+
+/// With one descriptor to spare (`ulimit -n 4`), signal-hook cannot make
+/// the socket pair its handler writes to: the server and `unix-pass-fd
+/// serve` must say that they could not watch for signals, not only "Too
+/// many open files", and leave no socket file behind.
+#[test]
+fn unix_servers_name_the_step_when_descriptors_run_out() {
+    use crate::support::assert_names_the_step_when_descriptors_run_out;
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("socket");
+    let file = tmp.path().join("file");
+    std::fs::write(&file, "passed\n").unwrap();
+    let server = || {
+        let mut command = std::process::Command::new(bin!("unix-server"));
+        command.arg(&socket);
+        command
+    };
+    let pass_fd = || {
+        let mut command = std::process::Command::new(bin!("unix-pass-fd"));
+        command.arg("serve").arg(&socket).arg(&file);
+        command
+    };
+    let said = "cannot watch for signals: Too many open files (os error 24)";
+    for (name, lines) in [
+        (
+            "unix-server",
+            assert_names_the_step_when_descriptors_run_out(server, [4]),
+        ),
+        (
+            "unix-pass-fd",
+            assert_names_the_step_when_descriptors_run_out(pass_fd, [4]),
+        ),
+    ] {
+        assert_eq!(lines, [format!("{name}: {said}")]);
+        assert!(!socket.exists(), "{name} left {socket:?}");
+    }
+}

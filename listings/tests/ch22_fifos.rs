@@ -1284,3 +1284,31 @@ fn fifo_spam_refuses_a_device_without_opening_it() {
         assert!(!trace.contains("\"/dev/ptmx\""), "{args:?}:\n{trace}");
     }
 }
+
+/// With one descriptor to spare (`ulimit -n 4`), the reader's open takes
+/// it, and the writer's open fails with EMFILE. That is no rule of FIFOs,
+/// and `fifo-open` must not show it as one of its outcomes: it says that
+/// its descriptor table is full, in one line, and removes its directory.
+#[test]
+fn fifo_open_says_its_descriptor_table_is_full_not_a_fifo_rule() {
+    let tmp = tmp();
+    let mut command = Command::new(bin_path("fifo-open"));
+    command.env("TMPDIR", tmp.path());
+    crate::support::with_fd_limit(&mut command, 4, 4);
+    let out = finish_clean(Listing::spawn(&mut command, Stdio::piped()));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "fifo-open: cannot open the FIFO (O_WRONLY | O_NONBLOCK, a reader): \
+         our descriptor table is full: EMFILE: Too many open files\n"
+    );
+    let shown = out.stdout.iter().any(|line| line.contains("EMFILE"));
+    assert!(!shown, "shown as an outcome: {:#?}", out.stdout);
+    assert_eq!(
+        out.stdout.last().map(String::as_str),
+        Some(
+            "read, no writer has opened it yet: 0 bytes, the end of the stream"
+        )
+    );
+    assert!(contents(tmp.path()).is_empty(), "left behind");
+}

@@ -5,8 +5,9 @@
 use regex::Regex;
 
 use crate::support::{
-    assert_rejects, assert_session_matches_book_masking,
-    assert_starts_or_says_why, cargo_run, run_clean,
+    assert_names_the_step_when_descriptors_run_out, assert_rejects,
+    assert_session_matches_book_masking, assert_starts_or_says_why, cargo_run,
+    run_clean,
 };
 
 /// What one run reported: what it waited for, how long the wait took,
@@ -597,6 +598,21 @@ fn async_blocking_listings_start_or_say_why_when_descriptors_are_short() {
         };
         let started = assert_starts_or_says_why(command, 4..=12, |_| {});
         assert!(started.contains(&12), "{bin} started at {started:?}");
+    }
+    // With the runtime started and no pair of descriptors left for
+    // signal-hook's socket pair, the `signal` way must say that it could
+    // not watch for SIGUSR1, not only "Too many open files".
+    for fix in [&[][..], &["--fix", "spawn-blocking"]] {
+        let command = || {
+            let mut command = std::process::Command::new(bin!("async-block"));
+            command.args(["signal", "--secs", "0"]).args(fix);
+            command
+        };
+        let lines =
+            assert_names_the_step_when_descriptors_run_out(command, 9..=10);
+        let said = "async-block: cannot watch for SIGUSR1: Too many open files \
+                    (os error 24)";
+        assert_eq!(lines, [said; 2], "{fix:?}");
     }
 }
 
