@@ -809,6 +809,7 @@ impl Display for Ended {
     }
 }
 
+// ANCHOR: send_all
 /// Sends all of `bytes`, waiting in `poll`, never in `write`, so that a
 /// stop that comes while the client is slow to take them is seen at once:
 /// it sets `deadline`. Fails when the client makes no room for
@@ -855,6 +856,7 @@ fn send_all(
     }
     Ok(())
 }
+// ANCHOR_END: send_all
 
 /// How many bytes the kernel has received on `socket` that nobody has
 /// read yet: `ioctl(FIONREAD)`.

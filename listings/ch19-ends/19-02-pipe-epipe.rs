@@ -194,6 +194,7 @@ fn unexpected(arg: lexopt::Arg<'_>) -> lexopt::Error {
     }
 }
 
+// ANCHOR: sigchld
 /// Gives SIGCHLD its default action back, and returns the action found.
 /// A parent that left it ignored passed that on through `exec` (Chapter
 /// 24), and then the kernel reaps our children itself: every wait fails
@@ -219,4 +220,5 @@ fn sigchld_as_found(command: &mut Command, found: SigAction) {
         })
     };
 }
+// ANCHOR_END: sigchld
 // ANCHOR_END: whole

@@ -110,6 +110,7 @@ fn reader(
     let mut line = Vec::new();
     for _ in 0..count.unwrap_or(usize::MAX) {
         line.clear();
+        // ANCHOR: capped
         // At most MAX_LINE bytes: a writer that never sends a newline must
         // not make us hold all it sends.
         let n = (&mut fifo).take(MAX_LINE).read_until(b'\n', &mut line)?;
@@ -126,6 +127,7 @@ fn reader(
             }
             None => &line, // The last line, without its newline.
         };
+        // ANCHOR_END: capped
         // Escaped: a control character printed raw, a "\r" or an escape
         // sequence, would act on the terminal instead of showing. A byte
         // that is not UTF-8 shows as Rust writes a byte, `\xff`, and the
