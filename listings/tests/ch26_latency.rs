@@ -21,7 +21,7 @@ use crate::bench::{
     usable_cpus,
 };
 use crate::support::{
-    Listing, assert_measurements_match_book, assert_rejects, cargo_run,
+    Claims, Listing, assert_measurements_match_book, assert_rejects, cargo_run,
     group_is_gone, have, is_dead, run, wait_until,
 };
 
@@ -2189,9 +2189,7 @@ fn chapter_26_says_what_the_rule_decides_in_the_tail() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/ch26-latency.md");
     let chapter = fs::read_to_string(chapter).unwrap();
     let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
-    let says = |words: &str| {
-        assert!(chapter.contains(words), "chapter 26 does not say {words:?}");
-    };
+    let claims = Claims::new("ch26", &chapter);
     let mut counts = Vec::new();
     let mut excluding = Vec::new();
     for percentile in ["p99", "p999"] {
@@ -2213,40 +2211,48 @@ fn chapter_26_says_what_the_rule_decides_in_the_tail() {
                     .push(format!("{percentile} {row}: {low:.3} to {high:.3}"));
             }
         }
-        assert_eq!(missed, 0, "{percentile}: a missed target to say");
+        claims.eq(
+            missed,
+            0,
+            &format!(
+                "{percentile}: rows missing the target (a missed target to say)"
+            ),
+        );
         counts.push((met, undecided));
     }
     let rows = counts[0].0 + counts[0].1;
-    says(&format!(
+    claims.says(&format!(
         "Of the {rows} rows with a verdict, at p99 the target is met in {} \
          and not decidable in {}; at p99.9, met in {} and not decidable in {}.",
         counts[0].0, counts[0].1, counts[1].0, counts[1].1
     ));
-    assert_eq!(
-        excluding,
-        [
+    claims.eq(
+        excluding.iter().map(String::as_str).collect::<Vec<_>>(),
+        vec![
             "p99 latency pipe different spin: 1.043 to 1.118",
             "p99 latency unix different spin: 0.907 to 0.983",
             "p999 latency tcp same block: 1.003 to 1.071",
-        ]
+        ],
+        "tail intervals that exclude 1 (\"Three of those intervals exclude 1\")",
     );
-    says(
+    claims.says(
         "Three of those intervals exclude 1: at p99, pipes spinning, 1.043 to 1.118,",
     );
-    says("Unix sockets spinning on two CPUs, 0.907 to 0.983");
-    says("at p99.9, TCP on one CPU, 1.003 to 1.071");
-    says("The verdicts judge the median round trip only.");
+    claims.says("Unix sockets spinning on two CPUs, 0.907 to 0.983");
+    claims.says("at p99.9, TCP on one CPU, 1.003 to 1.071");
+    claims.says("The verdicts judge the median round trip only.");
     // And the closing note, which states the targets, says so too.
     let closing =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/ch27-throughput.md");
     let closing = fs::read_to_string(closing).unwrap();
     let closing = closing.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(
+    claims.check(
         closing.contains(
-            "on every figure, judged for latency at the median round trip only"
+            "on every figure, judged for latency at the median round trip only",
         ),
-        "chapter 27's closing note states the targets without saying so"
+        "chapter 27's closing note states the targets without saying so",
     );
+    claims.finish();
 }
 
 /// Booted with `isolcpus=`, Linux moves init, and so every process after
@@ -2658,7 +2664,7 @@ fn chapter_26_states_the_slow_rounds_of_shared_memory_spinning() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/ch26-latency.md"),
     )
     .unwrap();
-    let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
+    let claims = Claims::new("ch26", &chapter);
     let rounds = raw["settings"]["rounds"].as_u64().unwrap();
     let runs: Vec<&serde_json::Value> = raw["runs"]
         .as_array()
@@ -2670,7 +2676,11 @@ fn chapter_26_states_the_slow_rounds_of_shared_memory_spinning() {
                 && r["wait"] == "spin"
         })
         .collect();
-    assert_eq!(runs.len() as u64, 2 * rounds);
+    claims.eq(
+        runs.len() as u64,
+        2 * rounds,
+        "runs of shared memory spinning, both languages",
+    );
     let p50 = |r: &serde_json::Value| r["p50"].as_f64().unwrap();
     let slow: std::collections::BTreeSet<u64> = runs
         .iter()
@@ -2680,7 +2690,10 @@ fn chapter_26_states_the_slow_rounds_of_shared_memory_spinning() {
     // Both languages slow in each slow round: the machine, not the program.
     let in_slow =
         |r: &&&serde_json::Value| slow.contains(&r["round"].as_u64().unwrap());
-    assert!(runs.iter().filter(in_slow).all(|r| p50(r) > 0.2));
+    claims.check(
+        runs.iter().filter(in_slow).all(|r| p50(r) > 0.2),
+        format!("a slow round ({slow:?}) fast in one language (\"in Rust and in C alike\")"),
+    );
     let range = |values: Vec<f64>| {
         let low = values.iter().copied().fold(f64::MAX, f64::min);
         let high = values.iter().copied().fold(f64::MIN, f64::max);
@@ -2694,7 +2707,10 @@ fn chapter_26_states_the_slow_rounds_of_shared_memory_spinning() {
             .map(|r| p50(r))
             .collect(),
     );
-    assert!(1.5 * fast_high < slow_low, "{fast_high} {slow_low}");
+    claims.check(
+        1.5 * fast_high < slow_low,
+        format!("slow rounds from {slow_low} µs, fast ones up to {fast_high}: not apart"),
+    );
     let n = slow.len() as u64;
     let foretold = runs
         .iter()
@@ -2708,11 +2724,12 @@ fn chapter_26_states_the_slow_rounds_of_shared_memory_spinning() {
          {fast_low:.2} to {fast_high:.2} µs in the other {}.",
         rounds - n
     );
-    assert!(chapter.contains(&sentence), "ch26 does not say: {sentence}");
+    claims.says(&sentence);
     let check = format!(
         "found CPU 0 below 40 GiB/s before {foretold} of those {n} figures"
     );
-    assert!(chapter.contains(&check), "ch26 does not say: {check}");
+    claims.says(&check);
+    claims.finish();
 }
 
 // ----------------------------------------------------------------------------
@@ -2759,32 +2776,30 @@ fn chapter_26_profile_shares_and_runs_are_read_as_stated() {
     )
     .unwrap();
     let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
-    let says = |words: &str| {
-        assert!(chapter.contains(words), "ch26 does not say: {words}");
-    };
+    let claims = Claims::new("ch26", &chapter);
     // "the profile's network row is the largest part of its time" (TCP).
     let tcp = "latency tcp same";
     let network = "network and socket code";
     let rows = raw["profiles"][tcp]["categories"].as_object().unwrap();
     for row in rows.keys().filter(|r| *r != network) {
-        assert!(in_order(&raw, tcp, network, row), "{row}");
+        claims.check(in_order(&raw, tcp, network, row), format!("TCP profile: {row} not below the network row (\"the largest part\")"));
     }
-    says("the profile's network row is the largest part of its time");
+    claims.says("the profile's network row is the largest part of its time");
     // "(3.7 points for the eventfd column's user-space row, 11.1%, and its
     // system call row, 9.4%, which are therefore not in order)".
     let eventfd = "latency eventfd same";
     let (user, syscall) = ("user space", "system call entry and exit");
     let (gap, error) = share_gap(&raw, eventfd, user, syscall);
-    assert!(!in_order(&raw, eventfd, user, syscall));
+    claims.check(!in_order(&raw, eventfd, user, syscall), "eventfd profile: user space and system call rows in order (\"therefore not in order\")");
     let share = |row: &str| raw["profiles"][eventfd]["categories"][row].clone();
-    says(&format!(
+    claims.says(&format!(
         "({:.1} points for the eventfd column's user-space row, {:.1}%, and \
          its system call row, {:.1}%, which are therefore not in order)",
         2.0 * error,
         share(user).as_f64().unwrap(),
         share(syscall).as_f64().unwrap(),
     ));
-    assert!(gap > 0.0);
+    claims.check(gap > 0.0, format!("eventfd profile: user space over system call rows by {gap:.1} points"));
     // "its median round trip, 34.43 µs, was shorter than all 30 runs of its
     // row (37.66 µs and up)".
     let p50 = Regex::new(r"p50 ([\d.]+),").unwrap();
@@ -2811,8 +2826,8 @@ fn chapter_26_profile_shares_and_runs_are_read_as_stated() {
         .as_str()
         .unwrap();
     let own = median(whole);
-    assert!(own < lowest, "{own} {lowest}");
-    says(&format!(
+    claims.check(own < lowest, format!("profiled pipe run {own} µs not shorter than all 30 runs ({lowest} µs and up)"));
+    claims.says(&format!(
         "its median round trip, {own:.2} µs, was shorter than all 30 runs \
          of its row ({lowest:.2} µs and up)"
     ));
@@ -2822,18 +2837,21 @@ fn chapter_26_profile_shares_and_runs_are_read_as_stated() {
     let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
     for knob in cmdline.split_whitespace() {
         if knob.starts_with("sched_vcpu_pack=") {
-            says(&format!("command line on this machine sets `{knob}`"));
+            claims.says(&format!("command line on this machine sets `{knob}`"));
         }
     }
     // The debug run beside Listing 26-1 is recorded by the tests, on a
     // machine they keep busy and that need not be the published one: the
     // chapter compares none of its figures with the release runs.
     for words in ["every release run", "release runs on", "than the release"] {
-        assert!(
+        claims.check(
             !chapter.contains(words),
-            "ch26 compares the debug run with the release runs: {words}"
+            format!(
+                "ch26 compares the debug run with the release runs: {words}"
+            ),
         );
     }
+    claims.finish();
 }
 
 #[test]
@@ -2845,10 +2863,7 @@ fn chapter_26_claims_hold_in_the_published_results() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/ch26-latency.md"),
     )
     .unwrap();
-    let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
-    let says = |words: &str| {
-        assert!(chapter.contains(words), "ch26 does not say: {words}");
-    };
+    let claims = Claims::new("ch26", &chapter);
     let latency_in =
         |lang: &str, mech: &str, place: &str, wait: &str, field: &str| {
             let what = [
@@ -2868,7 +2883,10 @@ fn chapter_26_claims_hold_in_the_published_results() {
     for mech in SPINNING {
         let sleeping = latency(mech, "different", "block", "p50");
         let spinning = latency(mech, "different", "spin", "p50");
-        assert!(spinning * 2.0 < sleeping, "{mech}: {spinning} {sleeping}");
+        claims.check(
+            spinning * 2.0 < sleeping,
+            format!("{mech}: {spinning} {sleeping}"),
+        );
     }
     // "The median round trip takes 37.79 to 50.27 µs here in Rust, [...]
     // 28.62 to 36.69 µs [...] more than on one CPU"; spinning, "0.13 to
@@ -2883,8 +2901,16 @@ fn chapter_26_claims_hold_in_the_published_results() {
         |mech: &str, place: &str, wait: &str| latency(mech, place, wait, "p50");
     let two = |m: &str| p50(m, "different", "block");
     let more = |m: &str| p50(m, "different", "block") - p50(m, "same", "block");
-    assert_eq!(over(&MECHANISMS, &two, 2), "37.79 to 50.27");
-    assert_eq!(over(&MECHANISMS, &more, 2), "28.62 to 36.69");
+    claims.eq(
+        over(&MECHANISMS, &two, 2),
+        "37.79 to 50.27".to_string(),
+        "median round trip on two CPUs in Rust (\"37.79 to 50.27 µs here in Rust\")",
+    );
+    claims.eq(
+        over(&MECHANISMS, &more, 2),
+        "28.62 to 36.69".to_string(),
+        "cost of two CPUs over one in Rust (\"28.62 to 36.69 µs [...] more\")",
+    );
     // C's: "37.36 to 50.62 µs in C, [...] 28.40 to 36.98 µs"; the summary
     // gives both languages at once: "28.4 to 37.0".
     let c_p50 = |mech: &str, place: &str, wait: &str| {
@@ -2892,30 +2918,50 @@ fn chapter_26_claims_hold_in_the_published_results() {
     };
     let c_two = |m: &str| c_p50(m, "different", "block");
     let c_more = |m: &str| c_two(m) - c_p50(m, "same", "block");
-    assert_eq!(over(&MECHANISMS, &c_two, 2), "37.36 to 50.62");
-    assert_eq!(over(&MECHANISMS, &c_more, 2), "28.40 to 36.98");
+    claims.eq(
+        over(&MECHANISMS, &c_two, 2),
+        "37.36 to 50.62".to_string(),
+        "median round trip on two CPUs in C (\"37.36 to 50.62 µs in C\")",
+    );
+    claims.eq(
+        over(&MECHANISMS, &c_more, 2),
+        "28.40 to 36.98".to_string(),
+        "cost of two CPUs over one in C (\"28.40 to 36.98 µs more\")",
+    );
     let both: Vec<f64> = MECHANISMS
         .iter()
         .flat_map(|m| [more(m), c_more(m)])
         .collect();
     let low = both.iter().copied().fold(f64::MAX, f64::min);
     let high = both.iter().copied().fold(f64::MIN, f64::max);
-    assert_eq!(format!("{low:.1} to {high:.1}"), "28.4 to 37.0");
-    says("37.79 to 50.27 µs here in Rust and 37.36 to 50.62 µs in C");
-    says("28.62 to 36.69 µs and 28.40 to 36.98 µs more");
-    says("which cost 28.4 to 37.0 µs more per round trip");
+    claims.eq(
+        format!("{low:.1} to {high:.1}"),
+        "28.4 to 37.0".to_string(),
+        "cost of two CPUs over one, both languages (\"28.4 to 37.0 µs more\")",
+    );
+    claims.says("37.79 to 50.27 µs here in Rust and 37.36 to 50.62 µs in C");
+    claims.says("28.62 to 36.69 µs and 28.40 to 36.98 µs more");
+    claims.says("which cost 28.4 to 37.0 µs more per round trip");
     let spinning = |m: &str| p50(m, "different", "spin");
-    assert_eq!(over(&SPINNING, &spinning, 2), "0.13 to 7.79");
+    claims.eq(
+        over(&SPINNING, &spinning, 2),
+        "0.13 to 7.79".to_string(),
+        "spinning on two CPUs in Rust (\"0.13 to 7.79 µs in Rust\")",
+    );
     // The rows hold both languages.
     let c_spinning = |m: &str| c_p50(m, "different", "spin");
-    assert_eq!(over(&SPINNING, &c_spinning, 2), "0.13 to 7.78");
-    says("They take 0.13 to 7.79 µs in Rust and 0.13 to 7.78 µs in C.");
+    claims.eq(
+        over(&SPINNING, &c_spinning, 2),
+        "0.13 to 7.78".to_string(),
+        "spinning on two CPUs in C (\"0.13 to 7.78 µs in C\")",
+    );
+    claims.says("They take 0.13 to 7.79 µs in Rust and 0.13 to 7.78 µs in C.");
     // "In the fastest row, shared memory at 0.13 µs, the parent's one
     // reading of the clock per round trip, a few tens of nanoseconds, is a
     // sizeable part of the figure".
     let fastest = spinning("shm");
-    assert!(fastest < 0.2, "{fastest}");
-    says(&format!(
+    claims.check(fastest < 0.2, format!("{fastest}"));
+    claims.says(&format!(
         "In the fastest row, shared memory at {fastest:.2} µs,"
     ));
     // "The two are not compiled alike: the Rust listings build with
@@ -2924,28 +2970,38 @@ fn chapter_26_claims_hold_in_the_published_results() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     for manifest in ["Cargo.toml", "listings/Cargo.toml"] {
         let text = fs::read_to_string(root.join(manifest)).unwrap();
-        assert!(!text.contains("[profile"), "{manifest} sets a profile");
+        claims.check(
+            !text.contains("[profile"),
+            format!("{manifest} sets a profile"),
+        );
     }
     let script = fs::read_to_string(root.join("listings/bench/run")).unwrap();
-    assert!(script.contains(r#"command = ["cc", "-O2","#));
-    says("which this workspace leaves at its default, `opt-level = 3`");
+    claims.check(
+        script.contains(r#"command = ["cc", "-O2","#),
+        "listings/bench/run does not build the C twins with -O2 (\"the C twins with `-O2`\")",
+    );
+    claims.says("which this workspace leaves at its default, `opt-level = 3`");
     // The release run the chapter shows first, `--via tcp --cpus
     // different` at the listing's default of 200,000 round trips: "about
     // ten seconds (a round trip of 55 µs on average)".
     let mean = latency("tcp", "different", "block", "mean");
     let seconds = mean * 200_000.0 / 1e6;
-    assert!((8.0..13.0).contains(&seconds), "{seconds} s");
-    says(&format!(
+    claims.check((8.0..13.0).contains(&seconds), format!("{seconds} s"));
+    claims.says(&format!(
         "about ten seconds (a round trip of {mean:.0} µs on average)"
     ));
     // Figure 26-2 draws the spinning rows too, on two CPUs, left of every
     // one-CPU bar of their channel: "the bars for two CPUs lie well to the
     // right" holds only of processes that sleep.
     for mech in SPINNING {
-        assert!(p50(mech, "different", "spin") < p50(mech, "same", "block"));
+        claims.check(p50(mech, "different", "spin") < p50(mech, "same", "block"), format!("{mech}: spinning on two CPUs, {:.2} µs, not left of the one-CPU bar, {:.2} (Figure 26-2)", p50(mech, "different", "spin"), p50(mech, "same", "block")));
     }
-    says("the bars of processes that sleep on two CPUs lie well to the right");
-    says("only the spinning rows, on two CPUs too but never asleep, lie to");
+    claims.says(
+        "the bars of processes that sleep on two CPUs lie well to the right",
+    );
+    claims.says(
+        "only the spinning rows, on two CPUs too but never asleep, lie to",
+    );
     // The steal time of one short run is coarse: "the published runs of
     // shared memory spinning, 2 to 7 ms each, spanned 0 to 2 ticks of the
     // two CPUs, so that one stolen tick showed as 50% or more".
@@ -2967,13 +3023,21 @@ fn chapter_26_claims_hold_in_the_published_results() {
         let high = v.iter().copied().fold(f64::MIN, f64::max) * scale;
         (low.floor(), high.ceil())
     };
-    assert_eq!(range(field("seconds"), 1000.0), (2.0, 7.0));
-    assert_eq!(range(field("ticks"), 1.0), (0.0, 2.0));
-    says(
+    claims.eq(
+        range(field("seconds"), 1000.0),
+        (2.0, 7.0),
+        "ms of each run of shared memory spinning (\"2 to 7 ms each\")",
+    );
+    claims.eq(
+        range(field("ticks"), 1.0),
+        (0.0, 2.0),
+        "ticks of each run of shared memory spinning (\"spanned 0 to 2 ticks\")",
+    );
+    claims.says(
         "runs of shared memory spinning, 2 to 7 ms each, spanned 0 to 2 ticks",
     );
     let (_, most) = range(field("ticks"), 1.0);
-    says(&format!(
+    claims.says(&format!(
         "so that one stolen tick showed as {:.0}% or more",
         100.0 / most
     ));
@@ -2991,11 +3055,20 @@ fn chapter_26_claims_hold_in_the_published_results() {
         let (same, plain) = (c_p50(m, "same", "block"), c_two(m));
         100.0 * (plain - c_p50(m, "different", "awake")) / (plain - same)
     };
-    assert_eq!(over(&SPINNING, &removed, 0), "47 to 57");
-    assert_eq!(over(&SPINNING, &c_removed, 0), "46 to 57");
+    claims.eq(
+        over(&SPINNING, &removed, 0),
+        "47 to 57".to_string(),
+        "share of the cost kept awake takes away in Rust (\"from 47% to 57%\")",
+    );
+    claims.eq(
+        over(&SPINNING, &c_removed, 0),
+        "46 to 57".to_string(),
+        "share of the cost kept awake takes away in C (\"from 46% to 57% in C\")",
+    );
     for m in SPINNING {
         for share in [removed(m), c_removed(m)] {
-            assert!((40.0..60.0).contains(&share), "{m}: {share}");
+            claims
+                .check((40.0..60.0).contains(&share), format!("{m}: {share}"));
         }
     }
     // The examples in each parenthesis are the two ends of the range: the
@@ -3013,7 +3086,7 @@ fn chapter_26_claims_hold_in_the_published_results() {
         (by_share[0], by_share[by_share.len() - 1])
     };
     let (low, high) = ends(&removed);
-    says(&format!(
+    claims.says(&format!(
         "from 47% to 57% of what two CPUs cost over one in Rust ({}: {:.2} µs \
          plain, {:.2} kept awake, {:.2} on one CPU; {}: {:.2}, {:.2} and {:.2})",
         name(low),
@@ -3026,7 +3099,7 @@ fn chapter_26_claims_hold_in_the_published_results() {
         p50(high, "same", "block"),
     ));
     let (low, high) = ends(&c_removed);
-    says(&format!(
+    claims.says(&format!(
         "from 46% to 57% in C ({}: {:.2}, {:.2} and {:.2}; {}: {:.2}, {:.2} \
          and {:.2})",
         name(low),
@@ -3038,7 +3111,9 @@ fn chapter_26_claims_hold_in_the_published_results() {
         c_p50(high, "different", "awake"),
         c_p50(high, "same", "block"),
     ));
-    says("took about half of that cost away at the median, in Rust and in C");
+    claims.says(
+        "took about half of that cost away at the median, in Rust and in C",
+    );
     // "Round by round, the kept-awake run was the faster of the two in all
     // 15 rounds, for every channel, in Rust and in C, taking from 0.42 to
     // 0.80 times the plain run's time."
@@ -3062,14 +3137,14 @@ fn chapter_26_claims_hold_in_the_published_results() {
         for mech in SPINNING {
             let (plain, awake) =
                 (runs_in(lang, mech, "block"), runs_in(lang, mech, "awake"));
-            assert_eq!(awake.len() as u64, rounds, "{lang} {mech}");
+            claims.eq(awake.len() as u64, rounds, &format!("{lang} {mech}"));
             ratios.extend(awake.iter().map(|(round, a)| a / plain[round]));
         }
     }
     let low = ratios.iter().copied().fold(f64::MAX, f64::min);
     let high = ratios.iter().copied().fold(f64::MIN, f64::max);
-    assert!(high < 1.0, "{high}");
-    says(&format!(
+    claims.check(high < 1.0, format!("{high}"));
+    claims.says(&format!(
         "the kept-awake run was the faster of the two in all {rounds} rounds, \
          for every channel, in Rust and in C, taking from {low:.2} to \
          {high:.2} times the plain run's time"
@@ -3080,15 +3155,24 @@ fn chapter_26_claims_hold_in_the_published_results() {
     // one CPU, 0.001 times)"; kept awake, "the CPUs entered no idle state
     // at all, and the IPIs column still counts two per round trip".
     let idle = &raw["machine"]["idle"];
-    assert_eq!(idle["driver"], "haltpoll");
-    assert_eq!(idle["haltpoll"]["guest_halt_poll_ns"], "0");
+    claims.eq(
+        &idle["driver"],
+        &json!("haltpoll"),
+        "the idle driver (\"the driver's polling state\")",
+    );
+    claims.eq(
+        &idle["haltpoll"]["guest_halt_poll_ns"],
+        &json!("0"),
+        "guest_halt_poll_ns before the run (\"sets it to 0\")",
+    );
     // "this machine's kernel command line, `/proc/cmdline`, sets it to 0":
     // the setting the run recorded, before and after.
-    assert_eq!(
-        raw["machine"]["idle_after"]["haltpoll"]["guest_halt_poll_ns"],
-        "0"
+    claims.eq(
+        &raw["machine"]["idle_after"]["haltpoll"]["guest_halt_poll_ns"],
+        &json!("0"),
+        "guest_halt_poll_ns after the run (\"sets it to 0\")",
     );
-    says("sets it to 0 (`haltpoll.guest_halt_poll_ns=0`");
+    claims.says("sets it to 0 (`haltpoll.guest_halt_poll_ns=0`");
     // The aside: the window shrinks "to 0 once it falls below
     // `/sys/module/haltpoll/parameters/guest_halt_poll_grow_start` (50 µs
     // here)", and a run's `POLL` entries "should be 0" (checked below).
@@ -3097,7 +3181,7 @@ fn chapter_26_claims_hold_in_the_published_results() {
         .unwrap()
         .parse::<f64>()
         .unwrap();
-    says(&format!(
+    claims.says(&format!(
         "guest_halt_poll_grow_start` ({:.0} µs here)",
         grow_start / 1000.0
     ));
@@ -3109,7 +3193,11 @@ fn chapter_26_claims_hold_in_the_published_results() {
     // in the speed check before every figure, while the other copies: the
     // third check ends the polling, so two figures at most can poll.
     let param = |name: &str| idle["haltpoll"][name].as_str().unwrap();
-    assert_eq!(param("guest_halt_poll_allow_shrink"), "Y");
+    claims.eq(
+        param("guest_halt_poll_allow_shrink"),
+        "Y",
+        "guest_halt_poll_allow_shrink (the window shrinks)",
+    );
     let shrink: f64 = param("guest_halt_poll_shrink").parse().unwrap();
     let (mut window, mut steps) = (250_000.0_f64, vec![250.0]);
     while window >= grow_start {
@@ -3121,19 +3209,26 @@ fn chapter_26_claims_hold_in_the_published_results() {
         });
     }
     let halts = steps.len() - 1;
-    assert_eq!(halts, 3, "{steps:?}");
-    says(&format!(
+    claims.eq(halts, 3, &format!("{steps:?}"));
+    claims.says(&format!(
         "{} µs, {}, {}, then {}",
         steps[0], steps[1], steps[2], steps[3]
     ));
-    says("so at most the first two figures");
+    claims.says("so at most the first two figures");
     // "for about 20 ms at the usual speed": 1 GiB at the median speed check.
     let script = fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/run"),
     )
     .unwrap();
-    assert!(script.contains(r#"total = "16M" if args.tiny else "1G""#));
-    assert_eq!(raw["settings"]["tiny"], false);
+    claims.check(
+        script.contains(r#"total = "16M" if args.tiny else "1G""#),
+        "listings/bench/run no longer sends 1G in a full run",
+    );
+    claims.eq(
+        &raw["settings"]["tiny"],
+        &json!(false),
+        "the published run is tiny",
+    );
     let mut rates: Vec<f64> = raw["speed"]
         .as_array()
         .unwrap()
@@ -3143,11 +3238,15 @@ fn chapter_26_claims_hold_in_the_published_results() {
     rates.sort_by(f64::total_cmp);
     let usual = (rates[(rates.len() - 1) / 2] + rates[rates.len() / 2]) / 2.0;
     let ms = 1000.0 / usual;
-    assert_eq!((ms / 10.0).round() * 10.0, 20.0, "{ms} ms");
-    says("for about 20 ms at the usual speed");
+    claims.eq((ms / 10.0).round() * 10.0, 20.0, &format!("{ms} ms"));
+    claims.says("for about 20 ms at the usual speed");
     let everything = runs.as_array().unwrap().iter();
     for run in everything.chain(raw["sweeps"].as_array().unwrap()) {
-        assert_eq!(run["idle_entries"]["POLL"], 0, "{}", run["line"]);
+        claims.eq(
+            &run["idle_entries"]["POLL"],
+            &json!(0),
+            &format!("POLL entries (\"should be 0\") of {}", run["line"]),
+        );
     }
     let count = raw["settings"]["count"].as_f64().unwrap();
     let halts = |place: &str, wait: &str| {
@@ -3173,31 +3272,54 @@ fn chapter_26_claims_hold_in_the_published_results() {
     };
     let (apart, _) = halts("different", "block");
     let (together, _) = halts("same", "block");
-    says(&format!(
+    claims.says(&format!(
         "`haltpoll idle`, {apart:.2} times per round trip at the median, \
          about once for each message (on one CPU, {together:.3} times)"
     ));
-    assert!((1.8..2.1).contains(&apart), "{apart}");
-    assert_eq!(halts("different", "awake").1, 0.0);
-    says("the driver's polling state, `POLL`, not once");
-    says("in those runs the CPUs entered no idle state at all");
+    claims.check((1.8..2.1).contains(&apart), format!("{apart}"));
+    claims.eq(
+        halts("different", "awake").1,
+        0.0,
+        "haltpoll idle entries kept awake (\"entered no idle state at all\")",
+    );
+    claims.says("the driver's polling state, `POLL`, not once");
+    claims.says("in those runs the CPUs entered no idle state at all");
     // "the loop is a task the woken process must preempt, and the IPIs
     // column still counts two per round trip": checked just below.
-    says("the IPIs column still counts two per round trip, where a CPU that");
+    claims.says(
+        "the IPIs column still counts two per round trip, where a CPU that",
+    );
     for mech in SPINNING {
         let ipis = latency(mech, "different", "awake", "interrupts") / count;
-        assert!((1.9..2.1).contains(&ipis), "{mech}: {ipis} IPIs");
+        claims
+            .check((1.9..2.1).contains(&ipis), format!("{mech}: {ipis} IPIs"));
     }
     // "p99.9 is 115 to 289 µs plain and 58 to 76 µs kept awake in Rust, 107
     // to 469 and 62 to 82 in C."
     let tail = |lang: &'static str, wait: &'static str| {
         move |m: &str| latency_in(lang, m, "different", wait, "p999")
     };
-    assert_eq!(over(&SPINNING, &tail("rust", "block"), 0), "115 to 289");
-    assert_eq!(over(&SPINNING, &tail("rust", "awake"), 0), "58 to 76");
-    assert_eq!(over(&SPINNING, &tail("c", "block"), 0), "107 to 469");
-    assert_eq!(over(&SPINNING, &tail("c", "awake"), 0), "62 to 82");
-    says(
+    claims.eq(
+        over(&SPINNING, &tail("rust", "block"), 0),
+        "115 to 289".to_string(),
+        "tail in Rust, plain (\"115 to 289\")",
+    );
+    claims.eq(
+        over(&SPINNING, &tail("rust", "awake"), 0),
+        "58 to 76".to_string(),
+        "tail in Rust, kept awake (\"58 to 76\")",
+    );
+    claims.eq(
+        over(&SPINNING, &tail("c", "block"), 0),
+        "107 to 469".to_string(),
+        "tail in C, plain (\"107 to 469\")",
+    );
+    claims.eq(
+        over(&SPINNING, &tail("c", "awake"), 0),
+        "62 to 82".to_string(),
+        "tail in C, kept awake (\"62 to 82\")",
+    );
+    claims.says(
         "p99.9 is 115 to 289 µs plain and 58 to 76 µs kept awake in Rust, 107 \
          to 469 and 62 to 82 in C",
     );
@@ -3221,8 +3343,12 @@ fn chapter_26_claims_hold_in_the_published_results() {
         (all.len(), over_a_ms, most / 1000.0)
     };
     let (plain, awake) = (longest("block"), longest("awake"));
-    assert_eq!(plain.0, plain.1);
-    says(&format!(
+    claims.eq(
+        plain.0,
+        plain.1,
+        "plain runs with a round trip over a ms, of all",
+    );
+    claims.says(&format!(
         "every one of the {} plain runs on two CPUs, and {} of the {} \
          kept-awake ones, had a round trip of more than a millisecond, the \
          longest {:.1} ms plain and {:.1} ms kept awake",
@@ -3233,7 +3359,7 @@ fn chapter_26_claims_hold_in_the_published_results() {
     for mech in MECHANISMS {
         let same = latency(mech, "same", "block", "p50");
         let plain = latency(mech, "different", "block", "p50");
-        assert!(plain > 1.5 * same, "{mech}: {same} {plain}");
+        claims.check(plain > 1.5 * same, format!("{mech}: {same} {plain}"));
     }
     // "for pipes, 25 of the 30 runs, Rust's and C's together, took 4.89 to
     // 5.19 µs, the other five 5.36 to 6.80 µs, and the slowest two were the
@@ -3260,9 +3386,16 @@ fn chapter_26_claims_hold_in_the_published_results() {
     pipes.sort_by(by_p50);
     assert_eq!(pipes.len(), 30);
     let pipe = |i: usize| pipes[i]["p50"].as_f64().unwrap();
-    assert_eq!(pipes[28]["round"], pipes[29]["round"]);
-    assert!(pipe(25) - pipe(24) > 0.1, "{} {}", pipe(24), pipe(25));
-    says(&format!(
+    claims.eq(
+        &pipes[28]["round"],
+        &pipes[29]["round"],
+        "round of the two slowest pipes on one CPU (the same round)",
+    );
+    claims.check(
+        pipe(25) - pipe(24) > 0.1,
+        format!("{} {}", pipe(24), pipe(25)),
+    );
+    claims.says(&format!(
         "for pipes, 25 of the 30 runs, Rust's and C's together, took {:.2} \
          to {:.2} µs, the other five {:.2} to {:.2} µs, and the slowest two \
          were the two runs of one round",
@@ -3289,7 +3422,10 @@ fn chapter_26_claims_hold_in_the_published_results() {
             let n = p50s.len();
             let median = (p50s[(n - 1) / 2] + p50s[n / 2]) / 2.0;
             for r in row {
-                assert!(r["line"].as_str().unwrap().contains(" on CPU 0:"));
+                claims.check(
+                    r["line"].as_str().unwrap().contains(" on CPU 0:"),
+                    format!("a one-CPU run not on CPU 0: {}", r["line"]),
+                );
                 let slow = r["p50"].as_f64().unwrap() > 1.05 * median;
                 let check = if r["speed"]["0"].as_f64().unwrap() < 40.0 {
                     &mut slow_check
@@ -3312,8 +3448,8 @@ fn chapter_26_claims_hold_in_the_published_results() {
     let n = checks.len();
     let usual = (checks[(n - 1) / 2] + checks[n / 2]) / 2.0;
     let slowest_round = pipes[29]["speed"]["0"].as_f64().unwrap();
-    assert!(slowest_round < 40.0, "{slowest_round}");
-    says(&format!(
+    claims.check(slowest_round < 40.0, format!("{slowest_round}"));
+    claims.says(&format!(
         "before {} of the {} one-CPU runs its check found CPU 0 below 40 \
          GiB/s (the median of all its checks is {usual:.1}): {} of those {} \
          runs took more than 5% longer than the median of their row, \
@@ -3328,20 +3464,24 @@ fn chapter_26_claims_hold_in_the_published_results() {
     ));
     // "A slow speed check [...] made a slow run likely, though most slow
     // runs had none."
-    assert!(2 * slow_check.1 > slow_check.0, "{slow_check:?}");
-    assert!(fast_check.1 > slow_check.1, "{fast_check:?} {slow_check:?}");
-    says("made a slow run likely, though most slow runs had none");
+    claims.check(2 * slow_check.1 > slow_check.0, format!("{slow_check:?}"));
+    claims.check(
+        fast_check.1 > slow_check.1,
+        format!("{fast_check:?} {slow_check:?}"),
+    );
+    claims.says("made a slow run likely, though most slow runs had none");
     let ratio = |row: &str| rust_over_c(&raw, row);
     // "the IPIs column counts about two per round trip (1.59 for Unix
     // sockets)" on two CPUs.
     let count = raw["settings"]["count"].as_f64().unwrap();
     for mech in MECHANISMS {
         let ipis = latency(mech, "different", "block", "interrupts") / count;
-        assert!((1.5..3.0).contains(&ipis), "{mech}: {ipis} IPIs");
+        claims
+            .check((1.5..3.0).contains(&ipis), format!("{mech}: {ipis} IPIs"));
         if mech == "unix" {
-            says(&format!("({ipis:.2} for Unix sockets)"));
+            claims.says(&format!("({ipis:.2} for Unix sockets)"));
         } else {
-            assert!(ipis > 1.9, "{mech}: {ipis} IPIs");
+            claims.check(ipis > 1.9, format!("{mech}: {ipis} IPIs"));
         }
     }
     // "On one CPU, the woken process preempts the one that woke it in most
@@ -3382,7 +3522,7 @@ fn chapter_26_claims_hold_in_the_published_results() {
             .filter(|r| (r["mechanism"] == "unix") == unix)
             .collect()
     }
-    says(&format!(
+    claims.says(&format!(
         "the woken process preempts the one that woke it in most round trips \
          ({} times per round trip; Unix sockets, which both wait, {}); on \
          two CPUs, hardly ever ({})",
@@ -3400,7 +3540,10 @@ fn chapter_26_claims_hold_in_the_published_results() {
         };
         let most_apart = pick(&two).into_iter().fold(f64::MIN, f64::max);
         let least_together = pick(&one).into_iter().fold(f64::MAX, f64::min);
-        assert!(most_apart < least_together, "{mech}");
+        claims.check(
+            most_apart < least_together,
+            format!("{mech}: preempted up to {most_apart} times apart, from {least_together} on one CPU"),
+        );
         for p in pick(&any_runs) {
             if p <= most_apart {
                 apart += 1;
@@ -3411,14 +3554,14 @@ fn chapter_26_claims_hold_in_the_published_results() {
             }
         }
     }
-    assert!(2 * between > any_runs.len(), "{between}");
-    says(&format!(
+    claims.check(2 * between > any_runs.len(), format!("{between}"));
+    claims.says(&format!(
         "{between} of the {} \"any\" runs lie between the two ranges of their \
          channel, {apart} in the two-CPU range and {together} in the one-CPU \
          range",
         any_runs.len()
     ));
-    says(&format!(
+    claims.says(&format!(
         "runs pinned to two CPUs, which cannot move, counted from {} IPIs per \
          round trip",
         spread(&column(&two, "interrupts", count))
@@ -3429,7 +3572,10 @@ fn chapter_26_claims_hold_in_the_published_results() {
             let any = latency_in(lang, mech, "any", "block", "p50");
             let same = latency_in(lang, mech, "same", "block", "p50");
             let apart = latency_in(lang, mech, "different", "block", "p50");
-            assert!((any - apart).abs() < (any - same).abs(), "{mech}: {any}");
+            claims.check(
+                (any - apart).abs() < (any - same).abs(),
+                format!("{mech}: {any}"),
+            );
             let fastest = any_runs
                 .iter()
                 .filter(|r| r["mechanism"] == mech && r["language"] == lang)
@@ -3437,14 +3583,29 @@ fn chapter_26_claims_hold_in_the_published_results() {
                 .fold(f64::MAX, f64::min);
             near_one_cpu |= fastest < 1.5 * same;
         }
-        assert_eq!(near_one_cpu, mech != "tcp", "{mech}");
+        claims.eq(
+            near_one_cpu,
+            mech != "tcp",
+            &format!("{mech}: a run on any CPU near one CPU (\"for every channel but TCP\")"),
+        );
     }
-    says("for every channel but TCP the range of Rust's row or of C's reaches");
+    claims.says(
+        "for every channel but TCP the range of Rust's row or of C's reaches",
+    );
     // "With Unix sockets both processes wait, once each"; the others wait
     // about once and are preempted about once.
-    assert!(latency("unix", "same", "block", "waits") > 1.8);
+    claims.check(
+        latency("unix", "same", "block", "waits") > 1.8,
+        format!("Unix sockets on one CPU wait {:.2} times (\"both processes wait, once each\")", latency("unix", "same", "block", "waits")),
+    );
     for mech in ["pipe", "tcp", "signal", "eventfd", "shm"] {
-        assert!(latency(mech, "same", "block", "waits") < 1.5, "{mech}");
+        claims.check(
+            latency(mech, "same", "block", "waits") < 1.5,
+            format!(
+                "{mech} on one CPU waits {:.2} times (\"about once\")",
+                latency(mech, "same", "block", "waits")
+            ),
+        );
     }
     // "Each of its columns is one run of 20,000 round trips, from 606
     // samples (eventfd) to 1,621 (TCP)".
@@ -3452,25 +3613,41 @@ fn chapter_26_claims_hold_in_the_published_results() {
         .iter()
         .map(|m| {
             let profile = &raw["profiles"][format!("latency {m} same")];
-            assert!(
-                profile["line"].as_str().unwrap().contains(": 20000 round")
+            claims.check(
+                profile["line"].as_str().unwrap().contains(": 20000 round"),
+                format!(
+                    "a profile not of 20000 round trips: {}",
+                    profile["line"]
+                ),
             );
             profile["samples"].as_u64().unwrap()
         })
         .collect();
     let low = samples.iter().min().unwrap();
     let high = samples.iter().max().unwrap();
-    assert_eq!((low, high), (&606, &1621), "{samples:?}");
-    assert_eq!(samples[3], 606);
-    assert_eq!(samples[2], 1621);
+    claims.eq((low, high), (&606, &1621), &format!("{samples:?}"));
+    claims.eq(
+        samples[3],
+        606,
+        &format!("fewest samples, of the fourth profile: {samples:?}"),
+    );
+    claims.eq(
+        samples[2],
+        1621,
+        &format!("most samples, of the third profile: {samples:?}"),
+    );
     // "and the last, of both CPUs, has 7,768".
     let whole = &raw["profiles"]["latency pipe different"];
-    assert_eq!(whole["samples"], 7768);
-    says(
+    claims.eq(
+        &whole["samples"],
+        &json!(7768),
+        "samples of the whole-machine profile of a pipe on two CPUs",
+    );
+    claims.says(
         "Each of its one-CPU columns is one run of 20,000 round trips, from \
          606 samples (eventfd) to 1,621 (TCP)",
     );
-    says("and the last, of both CPUs, has 7,768");
+    claims.says("and the last, of both CPUs, has 7,768");
     // "those runs were slow ones: each profiled run's median round trip
     // was slower than 26 to 30 of the 30 runs of its channel in the
     // latency table, and for Unix sockets slower than all of them (11.86
@@ -3486,20 +3663,35 @@ fn chapter_26_claims_hold_in_the_published_results() {
             .iter()
             .map(|r| r["p50"].as_f64().unwrap())
             .collect();
-        assert_eq!(table.len(), 30);
+        claims.eq(
+            table.len(),
+            30,
+            &format!("{mech}: one-CPU rows in the table"),
+        );
         beaten.push(table.iter().filter(|&&p| p < own).count());
         if mech == "unix" {
             let top = table.iter().copied().fold(f64::MIN, f64::max);
-            says(&format!(
+            claims.says(&format!(
                 "for Unix sockets slower than all of them ({own:.2} µs \
                  against at most {top:.2} µs)"
             ));
         }
     }
     let (fewest, most) = (beaten.iter().min(), beaten.iter().max());
-    assert_eq!((fewest, most), (Some(&26), Some(&30)), "{beaten:?}");
-    assert_eq!(beaten[1], 30);
-    says("was slower than 26 to 30 of the 30 runs of its channel in the");
+    claims.eq(
+        (fewest, most),
+        (Some(&26), Some(&30)),
+        &format!("{beaten:?}"),
+    );
+    claims.eq(
+        beaten[1],
+        30,
+        &format!(
+            "Unix sockets: rows the profiled run is slower than: {beaten:?}"
+        ),
+    );
+    claims
+        .says("was slower than 26 to 30 of the 30 runs of its channel in the");
     // "Most of that row is in those wrappers [...]: for eventfds,
     // `__GI___libc_write` and `read` hold 7.6% of the samples, of the row's
     // 11%; for shared memory, `syscall` holds 6.9% of 10%".
@@ -3513,13 +3705,16 @@ fn chapter_26_claims_hold_in_the_published_results() {
             .map(|s| s[1].as_f64().unwrap())
             .sum();
         let row = profile["categories"]["user space"].as_f64().unwrap();
-        assert!(wrappers > row / 2.0, "{mech}: {wrappers} of {row}");
+        claims.check(
+            wrappers > row / 2.0,
+            format!("{mech}: {wrappers} of {row}"),
+        );
         (format!("{wrappers:.1}"), format!("{row:.0}"))
     };
     let (eventfd, eventfd_row) =
         user("eventfd", &["__GI___libc_write", "read"]);
     let (shm, shm_row) = user("shm", &["syscall"]);
-    says(&format!(
+    claims.says(&format!(
         "`__GI___libc_write` and `read` hold {eventfd}% of the samples, of \
          the row's {eventfd_row}%; for shared memory, `syscall` holds \
          {shm}% of {shm_row}%"
@@ -3533,25 +3728,30 @@ fn chapter_26_claims_hold_in_the_published_results() {
         .find(|s| s[0] == "gup_fast_fallback")
         .map(|s| s[1].as_f64().unwrap())
         .expect("no gup_fast_fallback in the shared-memory profile");
-    says(&format!(
+    claims.says(&format!(
         "`gup_fast_fallback`, with {gup:.1}% of the samples"
     ));
     // "an untraced one makes more, since the waits column counts 1.17
     // sleeps per round trip on one CPU".
-    assert_eq!(
+    claims.eq(
         format!("{:.2}", latency("shm", "same", "block", "waits")),
-        "1.17"
+        "1.17".to_string(),
+        "waits column of shared memory on one CPU (\"counts 1.17 sleeps\")",
     );
-    says("the waits column counts 1.17 sleeps per round trip on one CPU");
+    claims
+        .says("the waits column counts 1.17 sleeps per round trip on one CPU");
     let shm = raw["syscalls"]["latency shm rust"]["futex"]
         .as_f64()
         .unwrap();
-    assert!(shm < 2.1, "{shm}");
+    claims.check(shm < 2.1, format!("{shm}"));
     // "the profile's network row is the largest part of [TCP's] time".
     let tcp = &raw["profiles"]["latency tcp same"]["categories"];
     let network = tcp["network and socket code"].as_f64().unwrap();
     for (work, share) in tcp.as_object().unwrap() {
-        assert!(share.as_f64().unwrap() <= network, "{work} > network");
+        claims.check(
+            share.as_f64().unwrap() <= network,
+            format!("{work} > network"),
+        );
     }
     // "Up to a kilobyte the size changes a round trip little ... Beyond a
     // few kilobytes, copying shows."
@@ -3565,9 +3765,18 @@ fn chapter_26_claims_hold_in_the_published_results() {
             ];
             median_of(&raw["sweeps"], &what, "p50")
         };
-        assert!(at(1024) < 1.6 * at(1), "{mech}: {} {}", at(1024), at(1));
-        assert!(at(16384) > at(1), "{mech}: {} {}", at(16384), at(1));
-        assert!(at(65536) > 2.0 * at(1), "{mech}: {} {}", at(65536), at(1));
+        claims.check(
+            at(1024) < 1.6 * at(1),
+            format!("{mech}: {} {}", at(1024), at(1)),
+        );
+        claims.check(
+            at(16384) > at(1),
+            format!("{mech}: {} {}", at(16384), at(1)),
+        );
+        claims.check(
+            at(65536) > 2.0 * at(1),
+            format!("{mech}: {} {}", at(65536), at(1)),
+        );
     }
     // "[moving them shows] for pipes and TCP on two [CPUs] [...] Unix
     // sockets on two CPUs are the exception: no size up to 64 KiB took
@@ -3584,29 +3793,51 @@ fn chapter_26_claims_hold_in_the_published_results() {
     };
     let sizes = [64, 1024, 4096, 16384, 65536];
     for mech in ["pipe", "tcp"] {
-        assert!(apart(mech, 16384) > apart(mech, 1), "{mech}");
-        assert!(apart(mech, 65536) > 1.3 * apart(mech, 1), "{mech}");
+        claims.check(
+            apart(mech, 16384) > apart(mech, 1),
+            format!(
+                "{mech}: {:.2} µs at 16 KiB, {:.2} at 1 byte",
+                apart(mech, 16384),
+                apart(mech, 1)
+            ),
+        );
+        claims.check(
+            apart(mech, 65536) > 1.3 * apart(mech, 1),
+            format!(
+                "{mech}: {:.2} µs at 64 KiB, {:.2} at 1 byte",
+                apart(mech, 65536),
+                apart(mech, 1)
+            ),
+        );
     }
     for size in sizes {
-        assert!(apart("unix", size) < apart("unix", 1), "unix {size}");
+        claims.check(
+            apart("unix", size) < apart("unix", 1),
+            format!("unix {size}"),
+        );
     }
-    says(&format!(
+    claims.says(&format!(
         "({:.1} µs for one byte, {:.1} µs for 4 and 16 KiB, {:.1} µs for 64 \
          KiB)",
         apart("unix", 1),
         apart("unix", 4096),
         apart("unix", 65536)
     ));
-    assert_eq!(
+    claims.eq(
         format!("{:.1}", apart("unix", 4096)),
-        format!("{:.1}", apart("unix", 16384))
+        format!("{:.1}", apart("unix", 16384)),
+        "format!(\"{:.1}\", apart(\"unix\", 4096))",
     );
     // "Below 64 KiB that order means little: the five rounds of one byte
     // took 30.2 to 50.5 µs, and the rounds of every smaller size overlap
     // that span. At 64 KiB the rounds are tight (34.1 to 36.3 µs) and
     // record a difference: 2.74 waits per round trip instead of 2.01, and
     // 1.10 IPIs instead of 1.75".
-    assert_eq!(raw["settings"]["sweep_rounds"], 5);
+    claims.eq(
+        &raw["settings"]["sweep_rounds"],
+        &json!(5),
+        "rounds of each sweep (\"the rounds of every smaller size\")",
+    );
     let unix_rounds = |size: u64| {
         let p50s: Vec<f64> = raw["sweeps"]
             .as_array()
@@ -3620,7 +3851,7 @@ fn chapter_26_claims_hold_in_the_published_results() {
             })
             .map(|r| r["p50"].as_f64().unwrap())
             .collect();
-        assert_eq!(p50s.len(), 5, "unix {size}");
+        claims.eq(p50s.len(), 5, &format!("unix {size}"));
         let low = p50s.iter().copied().fold(f64::MAX, f64::min);
         let high = p50s.iter().copied().fold(f64::MIN, f64::max);
         (low, high)
@@ -3628,7 +3859,8 @@ fn chapter_26_claims_hold_in_the_published_results() {
     let (one_low, one_high) = unix_rounds(1);
     for size in [64, 1024, 4096, 16384] {
         let (low, high) = unix_rounds(size);
-        assert!(low <= one_high && high >= one_low, "unix {size}");
+        claims
+            .check(low <= one_high && high >= one_low, format!("unix {size}"));
     }
     let (big_low, big_high) = unix_rounds(65536);
     let sweep_count = raw["settings"]["sweep_count"].as_f64().unwrap();
@@ -3642,9 +3874,12 @@ fn chapter_26_claims_hold_in_the_published_results() {
         median_of(&raw["sweeps"], &what, field)
     };
     let ipis = |size: u64| unix_median(size, "interrupts") / sweep_count;
-    assert!(unix_median(65536, "waits") > unix_median(1, "waits") + 0.5);
-    assert!(ipis(65536) < ipis(1));
-    says(&format!(
+    claims.check(
+        unix_median(65536, "waits") > unix_median(1, "waits") + 0.5,
+        format!("Unix sockets wait {:.2} times at 64 KiB, {:.2} at 1 byte (\"2.74 waits per round trip instead of 2.01\")", unix_median(65536, "waits"), unix_median(1, "waits")),
+    );
+    claims.check(ipis(65536) < ipis(1), format!("Unix sockets: {:.2} IPIs at 64 KiB, {:.2} at 1 byte (\"1.10 IPIs instead of 1.75\")", ipis(65536), ipis(1)));
+    claims.says(&format!(
         "the five rounds of one byte took {one_low:.1} to {one_high:.1} µs, \
          and the rounds of every smaller size overlap that span. At 64 KiB \
          the rounds are tight ({big_low:.1} to {big_high:.1} µs) and record a \
@@ -3664,9 +3899,9 @@ fn chapter_26_claims_hold_in_the_published_results() {
     // `vmsplice` on one CPU and Unix sockets on two (intervals 1.001 to
     // 1.081 and 1.002 to 1.209). In one, Rust is: TCP on one CPU, by 0.5%."
     let (excluding, intervals) = intervals_excluding_one(&raw);
-    assert_eq!(
-        excluding,
-        [
+    claims.eq(
+        excluding.iter().map(String::as_str).collect::<Vec<_>>(),
+        vec![
             "latency eventfd any block",
             "latency pipe different spin",
             "latency pipe same block",
@@ -3676,32 +3911,44 @@ fn chapter_26_claims_hold_in_the_published_results() {
             "throughput unix different",
             "throughput vmsplice same",
         ],
+        "intervals that exclude 1 (\"Eight do here\")",
     );
     for row in &excluding {
         let (median, _, _) = ratio(row);
-        assert_eq!(median > 1.0, row != "latency tcp same block", "{row}");
+        claims.eq(
+            median > 1.0,
+            row != "latency tcp same block",
+            &format!("{row}: Rust slower than C (\"In one, Rust is\")"),
+        );
     }
     let miss = miss_probability(raw["settings"]["rounds"].as_u64().unwrap());
-    assert_eq!(intervals, 43);
+    claims.eq(intervals, 43, "intervals in the verdict tables");
     let expected = intervals as f64 * miss;
-    assert!((1.4..1.6).contains(&expected), "{expected}");
+    claims.check((1.4..1.6).contains(&expected), format!("{expected}"));
     let odds = 1.0 / at_least(intervals, miss, excluding.len() as u64);
-    assert!((8850.0..8950.0).contains(&odds), "one time in {odds}");
-    says("eight or more would do so about one time in 8,900");
+    claims.check(
+        (8850.0..8950.0).contains(&odds),
+        format!("one time in {odds}"),
+    );
+    claims.says("eight or more would do so about one time in 8,900");
     let latency_rows = ratios_by_row(&raw)
         .iter()
         .filter(|(row, ratios)| {
             row.starts_with("latency") && interval_rank(ratios.len() as u64) > 0
         })
         .count() as u64;
-    says(&format!(
+    claims.says(&format!(
         "The two chapters' verdict tables hold {intervals} such intervals, {latency_rows} \
          for latency and {} for throughput.",
         intervals - latency_rows
     ));
-    assert_eq!(excluding.len(), 8);
-    says("Eight do here, far more than chance alone would give");
-    says(&format!(
+    claims.eq(
+        excluding.len(),
+        8,
+        "intervals that exclude 1 (\"Eight do here\")",
+    );
+    claims.says("Eight do here, far more than chance alone would give");
+    claims.says(&format!(
         "2 × P(at most 3 heads in 15 tosses), {:.1}%. So if in every round \
          Rust's time were as likely as C's to be the longer of the two, on \
          every figure, about one and a half of the {intervals} intervals",
@@ -3719,12 +3966,15 @@ fn chapter_26_claims_hold_in_the_published_results() {
         median_of(runs, &what, "p50")
     };
     let (_, low, high) = ratio("latency pipe different spin");
-    assert!(high > 1.05);
+    claims.check(
+        high > 1.05,
+        format!("pipes spinning on two CPUs: Rust over C at most {high:.3}"),
+    );
     let interval = |row: &str| {
         let (_, low, high) = ratio(row);
         format!("{low:.3} to {high:.3}")
     };
-    says(&format!(
+    claims.says(&format!(
         "shared memory on one CPU, by {}, {} and {} at the median, a few tens \
          of nanoseconds; pipes spinning, by {}, {:.2} µs against {:.2}, whose \
          interval ({low:.3} to {high:.3}) reaches past the target",
@@ -3735,7 +3985,7 @@ fn chapter_26_claims_hold_in_the_published_results() {
         spin("rust"),
         spin("c"),
     ));
-    says(&format!(
+    claims.says(&format!(
         "`vmsplice` on one CPU and Unix sockets on two (intervals {} and {}). \
          In one, Rust is: TCP on one CPU, by {}.",
         interval("throughput vmsplice same"),
@@ -3748,19 +3998,18 @@ fn chapter_26_claims_hold_in_the_published_results() {
         let what = [("kind", json!("latency")), ("wait", json!(wait))];
         median_of(runs, &what, "load")
     };
-    assert!(
+    claims.check(
         (loads("awake") - loads("block")).abs() < 0.5,
-        "{} {}",
-        loads("awake"),
-        loads("block")
+        format!("{} {}", loads("awake"), loads("block")),
     );
     // "about three quarters of both CPUs' time" idle, in the whole-machine
     // profile of a pipe on two CPUs.
     let idle = raw["profiles"]["latency pipe different"]["categories"]["idle"]
         .as_f64()
         .unwrap();
-    assert!((70.0..80.0).contains(&idle), "{idle}");
-    says("Its idle row, about three quarters of both CPUs' time");
+    claims.check((70.0..80.0).contains(&idle), format!("{idle}"));
+    claims.says("Its idle row, about three quarters of both CPUs' time");
+    claims.finish();
 }
 
 /// "So shared memory whose processes sleep is no floor": it is no faster
@@ -3788,9 +4037,7 @@ fn chapter_26_calls_shared_memory_a_floor_only_when_it_spins() {
     )
     .unwrap();
     let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
-    let says = |words: &str| {
-        assert!(chapter.contains(words), "ch26 does not say: {words}");
-    };
+    let claims = Claims::new("ch26", &chapter);
     // Sleeping, shared memory is no faster than an eventfd.
     for (lang, place) in
         [("rust", "same"), ("c", "same"), ("rust", "different")]
@@ -3799,9 +4046,10 @@ fn chapter_26_calls_shared_memory_a_floor_only_when_it_spins() {
             p50(lang, "shm", place, "block"),
             p50(lang, "eventfd", place, "block"),
         );
-        assert!(shm >= eventfd, "{lang} {place}: {shm} {eventfd}");
+        claims
+            .check(shm >= eventfd, format!("{lang} {place}: sleeping shared memory {shm} µs faster than an eventfd, {eventfd} (\"no floor\")"));
     }
-    says(&format!(
+    claims.says(&format!(
         "On one CPU it took {:.2} µs in Rust and {:.2} in C, an eventfd {:.2} \
          and {:.2}; on two, {:.2} µs in Rust, against {:.2} for an eventfd \
          and {:.2} for a Unix socket.",
@@ -3817,20 +4065,29 @@ fn chapter_26_calls_shared_memory_a_floor_only_when_it_spins() {
     let spinning = p50("rust", "shm", "different", "spin");
     for mech in MECHANISMS {
         for place in ["same", "different", "any"] {
-            assert!(spinning < p50("rust", mech, place, "block"), "{mech}");
+            claims.check(spinning < p50("rust", mech, place, "block"), format!("{mech} {place}: {:.2} µs, not slower than shared memory spinning (\"the fastest row of all\"), {spinning:.2}", p50("rust", mech, place, "block")));
         }
     }
     for mech in SPINNING.iter().filter(|m| **m != "shm") {
-        assert!(spinning < p50("rust", mech, "different", "spin"), "{mech}");
+        claims.check(
+            spinning < p50("rust", mech, "different", "spin"),
+            format!("{mech} spinning: {:.2} µs, not slower than shared memory spinning (\"the fastest row of all\"), {spinning:.2}", p50("rust", mech, "different", "spin")),
+        );
     }
-    says(&format!(
+    claims.says(&format!(
         "makes it the fastest row of all, at {spinning:.2} µs"
     ));
     for sentence in chapter.split(". ") {
         if sentence.contains("floor") && !sentence.contains("no floor") {
-            assert!(sentence.contains("spin"), "ch26: {sentence}");
+            claims.check(
+                sentence.contains("spin"),
+                format!(
+                    "ch26 calls something a floor without spinning: {sentence}"
+                ),
+            );
         }
     }
+    claims.finish();
 }
 
 /// The rows of both verdict tables whose 95% interval of Rust's time over
