@@ -555,8 +555,9 @@ fn machine() -> Result<String, Box<dyn Error>> {
         "release"
     };
     let date = chrono::Local::now().format("%Y-%m-%d");
-    // How busy the machine already was: the load average over the last
-    // minute, the first number in /proc/loadavg.
+    // The load average over about the last minute, the first number in
+    // /proc/loadavg: a damped average of the tasks running or waiting to,
+    // which says how busy the machine was, not how busy it is now.
     let loadavg = read("/proc/loadavg")?;
     let load = loadavg.split_whitespace().next().unwrap_or("?");
     Ok(format!(
