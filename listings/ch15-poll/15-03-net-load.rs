@@ -167,12 +167,12 @@ enum Outcome {
 /// with its own number, half-closes, and reads the reply to its end.
 fn burst(addr: SocketAddr, clients: usize) -> io::Result<Vec<Outcome>> {
     let start = Arc::new(Barrier::new(clients));
+    let released = Arc::new(OnceLock::new());
     let mut handles = Vec::new();
     for i in 0..clients {
-        let start = Arc::clone(&start);
+        let (start, released) = (Arc::clone(&start), Arc::clone(&released));
         let client = move || {
-            start.wait();
-            let began = Instant::now();
+            let began = released_at(&start, &released);
             let expected = format!("server got: [client {i}]\n");
             match exchange(addr, &format!("client {i}")) {
                 Ok(reply) if reply == expected => {
@@ -196,6 +196,15 @@ fn burst(addr: SocketAddr, clients: usize) -> io::Result<Vec<Outcome>> {
         .into_iter()
         .map(|h| h.join().unwrap_or_else(|_| panicked()))
         .collect())
+}
+
+/// Waits at `start` with the others, and returns the moment the barrier
+/// let them all go, the same for every client: the first of them to run
+/// again sets it. A clock started by each client when it next gets a CPU
+/// would leave out that wait, and hide a server that keeps the CPUs busy.
+fn released_at(start: &Barrier, released: &OnceLock<Instant>) -> Instant {
+    start.wait();
+    *released.get_or_init(Instant::now)
 }
 
 /// One request and its whole reply, each wait bounded.
@@ -546,8 +555,9 @@ fn machine() -> Result<String, Box<dyn Error>> {
         "release"
     };
     let date = chrono::Local::now().format("%Y-%m-%d");
-    // How busy the machine already was: the load average over the last
-    // minute, the first number in /proc/loadavg.
+    // The load average over about the last minute, the first number in
+    // /proc/loadavg: a damped average of the tasks running or waiting to,
+    // which says how busy the machine was, not how busy it is now.
     let loadavg = read("/proc/loadavg")?;
     let load = loadavg.split_whitespace().next().unwrap_or("?");
     Ok(format!(
@@ -882,6 +892,24 @@ mod tests {
         );
         assert_eq!(percentile(&times[..98], 100, 99), None);
         assert_eq!(percentile(&[], 0, 50), None);
+    }
+
+    #[test]
+    fn every_client_of_a_burst_is_timed_from_the_same_moment() {
+        // Each client's clock starts when the barrier released them all,
+        // not when the client next ran: the same instant for all.
+        let start = Arc::new(Barrier::new(8));
+        let released = Arc::new(OnceLock::new());
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let start = Arc::clone(&start);
+                let released = Arc::clone(&released);
+                thread::spawn(move || released_at(&start, &released))
+            })
+            .collect();
+        let clocks: Vec<Instant> =
+            handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert!(clocks.iter().all(|c| *c == clocks[0]), "{clocks:?}");
     }
 }
 // ANCHOR_END: whole
