@@ -106,8 +106,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     } = config;
     report.line("")?;
     report.line(&format!(
-        "{clients} clients at once (rounds: {rounds}); latency from \
-         connect to the end of the reply, in ms"
+        "{clients} clients at once (rounds: {rounds}, each starting one \
+         row later); latency from connect to the end of the reply, in ms"
     ))?;
     report.line(LAST_RANK)?;
     report.line(&format!(
@@ -122,18 +122,25 @@ fn run() -> Result<(), Box<dyn Error>> {
         "max",
         ">= 1 s"
     ))?;
-    for (name, backlog) in [
+    let rows = [
         ("tcp-threads", 128),
         ("tcp-threads", 1024),
         ("tcp-pool", 1024),
         ("poll-server", 1024),
-    ] {
-        let server = Server::start(name, &["--backlog", &backlog.to_string()])?;
-        let mut results = Vec::new();
-        for _ in 0..rounds {
-            results.extend(burst(server.addr, clients)?);
-        }
-        report.line(&burst_row(name, backlog, &results))?;
+    ];
+    let mut servers = Vec::new();
+    for (name, backlog) in rows {
+        servers
+            .push(Server::start(name, &["--backlog", &backlog.to_string()])?);
+    }
+    let mut results: Vec<Vec<Outcome>> =
+        rows.iter().map(|_| Vec::new()).collect();
+    for row in turns(rounds, rows.len()) {
+        results[row].extend(burst(servers[row].addr, clients)?);
+    }
+    drop(servers);
+    for ((name, backlog), results) in rows.iter().zip(&results) {
+        report.line(&burst_row(name, *backlog, results))?;
     }
 
     idle_table(
@@ -395,6 +402,15 @@ fn garbage_row(
     ))
 }
 // ANCHOR_END: garbage
+
+/// The order in which `rounds` rounds measure `rows` rows: round by
+/// round, each round starting one row later than the last, so that no row
+/// always comes first, or always right after the same other.
+fn turns(rounds: usize, rows: usize) -> impl Iterator<Item = usize> {
+    (0..rounds).flat_map(move |round| {
+        (0..rows).map(move |place| (round + place) % rows)
+    })
+}
 
 /// Part VI's comparison: the tokio server beside the threaded and `poll`
 /// servers, on the burst, idle connections, and one-byte requests.
@@ -862,6 +878,12 @@ fn within(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_round_of_the_burst_starts_one_row_later() {
+        let order: Vec<usize> = turns(3, 4).collect();
+        assert_eq!(order, [0, 1, 2, 3, 1, 2, 3, 0, 2, 3, 0, 1]);
+    }
 
     #[test]
     fn clients_that_failed_rank_last_in_the_percentiles() {
