@@ -271,6 +271,114 @@ fn pingpong_c_reference_speaks_the_same_protocol() {
     }
 }
 
+/// Both twins, as (program, the name it gives itself in an error).
+fn twins(dir: &Path) -> [(String, &'static str); 2] {
+    let c = compile_c("ch26-latency/26-02-pingpong.c", dir);
+    [
+        (bin!("bench-pingpong").to_string(), "bench-pingpong"),
+        (c.to_str().unwrap().to_string(), "pingpong"),
+    ]
+}
+
+/// `--times FILE`: one line per timed round trip, `--count` of them, each
+/// a whole number of nanoseconds above 0; the longest is the line's max
+/// (C's exactly, Rust's as its histogram rounds it up: at most 1/1,024
+/// more).
+#[test]
+fn pingpong_writes_every_timed_round_trip_with_times() {
+    if !have("cc") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let max = Regex::new(r", max ([\d.]+);").unwrap();
+    for (bin, name) in twins(dir.path()) {
+        for via in ["pipe", "shm"] {
+            let file = dir.path().join("times");
+            let args = [
+                "--via",
+                via,
+                "--count",
+                "137",
+                "--times",
+                file.to_str().unwrap(),
+            ];
+            let line = one_line(&bin, &args);
+            let text = fs::read_to_string(&file).unwrap();
+            let times: Vec<u64> = text
+                .lines()
+                .map(|l| l.parse().unwrap_or_else(|_| panic!("{name}: {l:?}")))
+                .collect();
+            assert_eq!(times.len(), 137, "{name} {via}: {text}");
+            assert!(text.ends_with('\n'), "{name} {via}");
+            assert!(times.iter().all(|&t| t > 0), "{name} {via}: {text}");
+            let longest = *times.iter().max().unwrap() as f64 / 1000.0;
+            let said: f64 = max.captures(&line).unwrap()[1].parse().unwrap();
+            assert!(
+                said >= longest - 0.0005
+                    && said <= longest * (1.0 + 1.0 / 1024.0) + 0.0005,
+                "{name} {via}: max {said}, longest in the file {longest}"
+            );
+            fs::remove_file(&file).unwrap();
+        }
+    }
+}
+
+/// A `--times` path that cannot be created: one line that names it,
+/// status 1, nothing measured, no panic.
+#[test]
+fn pingpong_reports_a_times_file_it_cannot_write_in_one_line() {
+    if !have("cc") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("no such directory").join("times");
+    let bad = bad.to_str().unwrap();
+    for (bin, name) in twins(dir.path()) {
+        let out = run(&bin, &["--count", "10", "--times", bad]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", out.stderr);
+        assert!(out.stdout.is_empty(), "{name}: {:?}", out.stdout);
+        let lines: Vec<_> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{name}: {:?}", out.stderr);
+        assert!(
+            lines[0].starts_with(&format!("{name}: {bad}: ")),
+            "{name}: {}",
+            lines[0]
+        );
+    }
+}
+
+/// The warm-up is real: with `--count 1`, the parent of each twin sends
+/// 501 one-byte messages down the pipe, 500 untimed round trips and the
+/// timed one (`strace -ff`, one file a process; the parent's is the one
+/// that forks).
+#[test]
+fn pingpong_warms_up_with_500_untimed_round_trips() {
+    if !have("strace") || !have("cc") {
+        return;
+    }
+    let forks = Regex::new(r"^(?:clone3?|v?fork)\(.* = [1-9]").unwrap();
+    let one_byte = Regex::new(r#"^write\(\d+, ".*", 1\) += 1$"#).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (bin, name) in twins(dir.path()) {
+        let traces = tempfile::tempdir().unwrap();
+        let out = Command::new("strace")
+            .args(["-ff", "-qq", "-e", "trace=write,clone,clone3,fork,vfork"])
+            .arg("-o")
+            .arg(traces.path().join("t"))
+            .args([&bin, "--via", "pipe", "--count", "1"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {out:?}");
+        let parents: Vec<usize> = fs::read_dir(traces.path())
+            .unwrap()
+            .map(|entry| fs::read_to_string(entry.unwrap().path()).unwrap())
+            .filter(|text| text.lines().any(|l| forks.is_match(l)))
+            .map(|text| text.lines().filter(|l| one_byte.is_match(l)).count())
+            .collect();
+        assert_eq!(parents, [501], "{name}");
+    }
+}
+
 /// A parent that left SIGCHLD ignored passes that on through `exec`; the
 /// kernel would then reap the child at once, and the C twin's `waitpid`
 /// would fail with ECHILD. It gives SIGCHLD its default action back, as
@@ -414,8 +522,8 @@ fn pingpong_spinning_makes_failed_reads_as_it_waits() {
             .map(|n| n.parse().unwrap())
             .collect();
         let (calls, errors) = (read[0], read[1]);
-        // 301 round trips, the untimed one too: two reads each.
-        assert!(calls > 602 && errors > 0, "{bin}: {calls} {errors}");
+        // 800 round trips, the 500 untimed ones too: two reads each.
+        assert!(calls > 1600 && errors > 0, "{bin}: {calls} {errors}");
     }
 }
 
@@ -862,19 +970,91 @@ fn check_results(dir: &Path) {
         }
     }
     // Every latency row gives the distribution: p50 with its range over
-    // the rounds, then p99, p99.9 and the maximum, in order.
+    // the rounds, then p99, p99.9 and the maximum of all the rounds' round
+    // trips together, in order, then in how many runs the slowest round
+    // trip came among the first 1%.
     let row = Regex::new(concat!(
-        r"(?m)^\| [a-z, ]+ \| [a-z]+ \| (?:Rust|C) \| ([\d.]+) \[([\d.]+)–([\d.]+)\] ",
-        r"\| ([\d.,]+) \| ([\d.,]+) \| ([\d.,]+) \| ",
+        r"(?m)^\| ([a-z, ]+) \| ([a-z]+) \| (Rust|C) \| ([\d.]+) \[([\d.]+)–([\d.]+)\] ",
+        r"\| ([\d.,]+) \| ([\d.,]+) \| ([\d.,]+) \| (\d+) of (\d+) \| ",
     ))
     .unwrap();
+    let raw: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(dir.join("raw.json")).unwrap(),
+    )
+    .unwrap();
+    let count = raw["settings"]["count"].as_u64().unwrap();
+    let rounds = raw["settings"]["rounds"].as_u64().unwrap();
     let latency = anchored(&results, "latency");
+    let said = format!(
+        "percentiles of all {} round trips of the {rounds} rounds",
+        group_digits(rounds * count)
+    );
+    assert!(latency.contains(&said), "no {said:?} in {latency}");
+    assert!(latency.contains("| Slowest early |"), "{latency}");
     let mut rows = 0;
-    for caps in row.captures_iter(latency) {
-        let v = |i: usize| caps[i].replace(',', "").parse::<f64>().unwrap();
-        assert!(v(2) <= v(1) && v(1) <= v(3), "{}", &caps[0]);
-        assert!(v(4) <= v(5) && v(5) <= v(6), "{}", &caps[0]);
-        rows += 1;
+    for table in ["latency", "latency-spin"] {
+        for caps in row.captures_iter(anchored(&results, table)) {
+            let v = |i: usize| caps[i].replace(',', "").parse::<f64>().unwrap();
+            assert!(v(5) <= v(4) && v(4) <= v(6), "{}", &caps[0]);
+            assert!(v(7) <= v(8) && v(8) <= v(9), "{}", &caps[0]);
+            // The figures are raw.json's: the merged block of the row, and
+            // its runs' slowest round trips.
+            let (mech, wait) = match caps[1].split_once(", ") {
+                Some((mech, "spinning")) => (mech, "spin"),
+                Some((mech, _)) => (mech, "awake"),
+                None => (&caps[1], "block"),
+            };
+            let language = if &caps[3] == "Rust" { "rust" } else { "c" };
+            let figure = |r: &&serde_json::Value| {
+                r["mechanism"] == mech
+                    && r["placement"] == caps[2]
+                    && r["wait"] == wait
+                    && r["language"] == language
+            };
+            let merged: Vec<_> = raw["merged"]
+                .as_array()
+                .expect("no merged figures in raw.json")
+                .iter()
+                .filter(figure)
+                .collect();
+            assert_eq!(merged.len(), 1, "{}", &caps[0]);
+            assert_eq!(
+                merged[0]["round_trips"],
+                rounds * count,
+                "{}",
+                merged[0]
+            );
+            let runs: Vec<_> = raw["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["kind"] == "latency")
+                .filter(figure)
+                .collect();
+            let early = runs
+                .iter()
+                .map(|r| r["slowest_at"].as_u64().expect("no slowest_at"))
+                .inspect(|&at| assert!((1..=count).contains(&at), "{at}"))
+                .filter(|&at| at <= (count / 100).max(1))
+                .count();
+            assert_eq!(v(10) as usize, early, "{}", &caps[0]);
+            assert_eq!(v(11) as usize, runs.len(), "{}", &caps[0]);
+            // The longest of all is the longest of the runs' (Rust's as its
+            // histogram rounds it up).
+            let longest = runs
+                .iter()
+                .map(|r| r["max"].as_f64().unwrap())
+                .fold(0.0, f64::max);
+            let merged_max = merged[0]["max"].as_f64().unwrap();
+            assert!(
+                merged_max <= longest && longest <= merged_max * 1.001 + 0.001,
+                "{}: {merged_max} {longest}",
+                &caps[0]
+            );
+            if table == "latency" {
+                rows += 1;
+            }
+        }
     }
     assert_eq!(rows, MECHANISMS.len() * placements().len() * 2, "{latency}");
     // The load average is a one-minute average, updated every 5 s: it
@@ -907,6 +1087,20 @@ fn check_results(dir: &Path) {
     }
     let svg = fs::read_to_string(dir.join("latency.svg")).unwrap();
     assert!(svg.contains("p99.9"), "the latency figure shows no tail");
+}
+
+/// A whole number with a comma between groups of three digits, as
+/// Python's `{:,}` writes it.
+fn group_digits(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
 }
 
 /// The bench command's files in `dir`, by name.
