@@ -7,7 +7,9 @@
 // the times: the mean, the median, the tail and the worst. `--cpus` chooses where the two
 // processes run: both on one CPU, on two different CPUs, or wherever the
 // scheduler likes. `--wait spin` makes each side poll for its message
-// instead of sleeping until it comes.
+// instead of sleeping until it comes. `--times FILE` writes every round
+// trip's time into FILE, in nanoseconds, one a line, in the order they
+// were made.
 //
 // The C program of Listing 26-2 speaks the same protocol and prints the
 // same line; the benchmark command runs both, side by side.
@@ -20,6 +22,7 @@ use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::num::NonZeroUsize;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::process::{self, ExitCode};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -40,10 +43,15 @@ use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, pipe2};
 /// Every round trip's time is kept, 8 bytes each: at most 800 MB.
 const MAX_COUNT: u64 = 100_000_000;
 
+/// Round trips made, untimed, before the timed ones: the child is ready,
+/// both processes have run the loop's code, and its first page faults and
+/// cache misses are behind them.
+const WARM_UP: u64 = 500;
+
 const USAGE: &str = "usage: bench-pingpong \
                      [--via pipe|unix|tcp|signal|eventfd|shm] \
                      [--cpus same|different|any] [--wait block|spin] \
-                     [--count N] [--size BYTES]";
+                     [--count N] [--size BYTES] [--times FILE]";
 
 fn main() -> ExitCode {
     match run() {
@@ -93,12 +101,16 @@ struct Args {
     count: u64,
     /// Bytes per message, for the byte streams.
     size: usize,
+    /// Where to write every round trip's time, if anywhere.
+    times: Option<PathBuf>,
 }
 
 /// What the parent measured.
 struct Timing {
     elapsed: Duration,
-    /// Every round trip's time, in nanoseconds.
+    /// Every round trip's time, in nanoseconds, in the order made.
+    times: Vec<u64>,
+    /// The same times, counted in a histogram.
     round_trips: Histogram<u64>,
 }
 
@@ -108,6 +120,12 @@ fn run() -> Result<(), Box<dyn Error>> {
     // Before any child starts: each must stay a zombie until reaped. And
     // before `Channel::new`, which may install a SIGCHLD handler of ours.
     keep_zombies()?;
+    // Opened now, so that a path that cannot be written ends the program
+    // before anything is measured.
+    let times_file = match &args.times {
+        Some(path) => Some((create(path)?, path)),
+        None => None,
+    };
     let (parent_cpu, child_cpu) = choose_cpus(args.cpus)?;
     // Both ends exist before the fork, so that both processes have them.
     let channel = Channel::new(&args)?;
@@ -120,8 +138,9 @@ fn run() -> Result<(), Box<dyn Error>> {
             let status = match child(channel, parent, child_cpu, args.count) {
                 Ok(()) => 0,
                 Err(err) => {
-                    let _ =
-                        writeln!(io::stderr(), "bench-pingpong child: {err}");
+                    // One write, as in `main`: the parent shares stderr.
+                    let line = format!("bench-pingpong child: {err}\n");
+                    let _ = io::stderr().write_all(line.as_bytes());
                     1
                 }
             };
@@ -149,12 +168,20 @@ fn run() -> Result<(), Box<dyn Error>> {
     let preemptions = after.involuntary_context_switches()
         - before.involuntary_context_switches()
         + children.involuntary_context_switches();
+    // Written after the clock stopped, never while it ran.
+    if let Some((file, path)) = times_file {
+        write_times(file, &timing.times)
+            .map_err(|err| format!("{}: {err}", shown(path)))?;
+    }
 
     // Measured. From here on, we are a filter: if nobody reads our output,
     // SIGPIPE ends us quietly (see the introduction); any other failure to
     // write it is an error like the others.
     restore_sigpipe()?;
     let n = args.count as f64;
+    // The switches were counted over the warm-up too: shared out over
+    // every round trip made.
+    let all = (args.count + WARM_UP) as f64;
     let times = &timing.round_trips;
     let micros = |ns: u64| ns as f64 / 1000.0;
     writeln!(
@@ -177,17 +204,18 @@ fn run() -> Result<(), Box<dyn Error>> {
         micros(times.value_at_quantile(0.99)),
         micros(times.value_at_quantile(0.999)),
         micros(times.max()),
-        waits as f64 / n,
-        preemptions as f64 / n,
+        waits as f64 / all,
+        preemptions as f64 / all,
     )?;
     Ok(())
 }
 // ANCHOR_END: run
 
 // ANCHOR: loops
-/// The parent's side: one round trip to be sure that the child is ready
-/// (pinned to its CPU, waiting), then `count` timed ones; then it tells
-/// the child to stop.
+/// The parent's side: `WARM_UP` round trips, untimed, so that the child
+/// is ready (pinned to its CPU, waiting) and neither process meets its
+/// loop for the first time on the clock; then `count` timed ones; then it
+/// tells the child to stop.
 fn time_round_trips(
     mut end: Box<dyn End>,
     count: u64,
@@ -199,7 +227,9 @@ fn time_round_trips(
     let mut times: Vec<u64> = Vec::new();
     times.try_reserve_exact(slots)?;
     times.resize(slots, 1);
-    round_trip(&mut *end)?;
+    for _ in 0..WARM_UP {
+        round_trip(&mut *end)?;
+    }
     let start = Instant::now();
     let mut last = start;
     for time in &mut times {
@@ -220,6 +250,7 @@ fn time_round_trips(
     }
     Ok(Timing {
         elapsed,
+        times,
         round_trips,
     })
 }
@@ -248,8 +279,8 @@ fn child(
         end.send()?;
         answered += 1;
     }
-    // The parent's warm-up round trip, then the timed ones.
-    if answered.checked_sub(1) != Some(count) {
+    // The parent's warm-up round trips, then the timed ones.
+    if answered.checked_sub(WARM_UP) != Some(count) {
         return Err(format!("answered {answered} messages").into());
     }
     Ok(())
@@ -838,6 +869,25 @@ fn die_with_parent(parent: Pid) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
+/// Creates the file for `--times`; an error names it.
+fn create(path: &Path) -> Result<File, String> {
+    File::create(path).map_err(|err| format!("{}: {err}", shown(path)))
+}
+
+/// A path as an error shows it: on one line, whatever it holds.
+fn shown(path: &Path) -> String {
+    path.display().to_string().escape_debug().to_string()
+}
+
+/// Every time, in nanoseconds, one a line.
+fn write_times(file: File, times: &[u64]) -> io::Result<()> {
+    let mut out = io::BufWriter::new(file);
+    for time in times {
+        writeln!(out, "{time}")?;
+    }
+    out.flush()
+}
+
 /// Gives SIGPIPE back its default action, which Rust sets to "ignore"
 /// before `main`.
 fn restore_sigpipe() -> nix::Result<()> {
@@ -851,7 +901,8 @@ fn restore_sigpipe() -> nix::Result<()> {
 /// The largest message: four times a pipe's default capacity.
 const MAX_SIZE: usize = 256 << 10;
 
-/// Reads `[--via V] [--cpus C] [--wait W] [--count N] [--size BYTES]`.
+/// Reads `[--via V] [--cpus C] [--wait W] [--count N] [--size BYTES]
+/// [--times FILE]`.
 fn parse_args() -> Result<Args, lexopt::Error> {
     use lexopt::prelude::*;
     let mut parsed = Args {
@@ -860,6 +911,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         wait: Wait::Block,
         count: 200_000,
         size: 1,
+        times: None,
     };
     let mut args = lexopt::Parser::from_env();
     while let Some(arg) = args.next()? {
@@ -910,6 +962,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             }
             Long("count") => parsed.count = args.value()?.parse()?,
             Long("size") => parsed.size = args.value()?.parse()?,
+            Long("times") => parsed.times = Some(args.value()?.into()),
             Short('h') | Long("help") => {
                 let _ = writeln!(io::stdout(), "{USAGE}");
                 process::exit(0);

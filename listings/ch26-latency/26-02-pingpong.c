@@ -40,13 +40,17 @@
 static const char *usage =
     "usage: pingpong [--via pipe|unix|tcp|signal|eventfd|shm] "
     "[--cpus same|different|any] [--wait block|spin] [--count N] "
-    "[--size BYTES]";
+    "[--size BYTES] [--times FILE]";
 
 enum via { PIPE, UNIX, TCP, SIGNAL, EVENTFD, SHM };
 static const char *via_names[] = {"pipe",   "unix",    "tcp",
                                    "signal", "eventfd", "shm"};
 
 static const char *who = "pingpong";
+
+// Round trips made, untimed, before the timed ones: WARM_UP in Listing
+// 26-1.
+#define WARM_UP 500
 
 static void die(const char *what) {
     fprintf(stderr, "%s: %s: %s\n", who, what, strerror(errno));
@@ -449,7 +453,7 @@ static void child(struct channel c, pid_t parent, int cpu, long count) {
         send_message(&e);
         answered++;
     }
-    if (answered != count + 1) fail("answered the wrong number of messages");
+    if (answered != count + WARM_UP) fail("answered the wrong number of messages");
     _exit(0);
 }
 
@@ -460,12 +464,14 @@ int main(int argc, char **argv) {
         {"count", required_argument, 0, 'n'},
         {"wait", required_argument, 0, 'w'},
         {"size", required_argument, 0, 's'},
+        {"times", required_argument, 0, 't'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     enum via via = PIPE;
     const char *cpus = "same";
     long count = 200000, size = 1;
+    const char *times_path = NULL;
     int opt, spin = 0;
     while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
         switch (opt) {
@@ -505,6 +511,9 @@ int main(int argc, char **argv) {
             if (strcmp(optarg, "block") && strcmp(optarg, "spin")) fail(usage);
             spin = strcmp(optarg, "spin") == 0;
             break;
+        case 't':
+            times_path = optarg;
+            break;
         case 'h':
             printf("%s\n", usage);
             return 0;
@@ -519,6 +528,11 @@ int main(int argc, char **argv) {
     if (spin && strcmp(cpus, "different") != 0)
         fail("--wait spin needs --cpus different");
 
+    // Opened now, so that a path that cannot be written ends the program
+    // before anything is measured; "e": close-on-exec.
+    FILE *times_file = NULL;
+    if (times_path != NULL && (times_file = fopen(times_path, "we")) == NULL)
+        die(times_path);
     int parent_cpu, child_cpu;
     choose_cpus(cpus, &parent_cpu, &child_cpu);
     // As Listing 26-1's keep_zombies does: a SIGCHLD left ignored by our
@@ -543,7 +557,7 @@ int main(int argc, char **argv) {
     memset(times, 1, (size_t)count * sizeof *times);
     struct rusage before, after, children;
     getrusage(RUSAGE_SELF, &before);
-    round_trip(&e); // The child is ready.
+    for (int i = 0; i < WARM_UP; i++) round_trip(&e); // Untimed.
     uint64_t start = now(), last = start;
     for (long i = 0; i < count; i++) {
         round_trip(&e);
@@ -563,6 +577,12 @@ int main(int argc, char **argv) {
     long preemptions =
         after.ru_nivcsw - before.ru_nivcsw + children.ru_nivcsw;
     // ANCHOR_END: main
+    // Written after the clock stopped, in the order made, before the sort.
+    if (times_file != NULL) {
+        for (long i = 0; i < count; i++)
+            fprintf(times_file, "%llu\n", (unsigned long long)times[i]);
+        if (fclose(times_file) != 0) die(times_path);
+    }
 
     char where[64];
     if (parent_cpu < 0)
@@ -583,6 +603,9 @@ int main(int argc, char **argv) {
     else
         snprintf(message, sizeof message, "%ld bytes", size);
     qsort(times, (size_t)count, sizeof *times, by_value);
+    // The switches were counted over the warm-up too: shared out over
+    // every round trip made, as Listing 26-1 does.
+    long all = count + WARM_UP;
     // Measured: from here on, a filter, which SIGPIPE ends quietly.
     signal(SIGPIPE, SIG_DFL);
     printf("%s on %s%s: %ld round trips of %s; measured: %.6f s; µs per "
@@ -591,8 +614,8 @@ int main(int argc, char **argv) {
            via_names[via], where, spin ? ", spinning" : "", count, message,
            elapsed, elapsed * 1e6 / (double)count, quantile(times, count, 0.5),
            quantile(times, count, 0.99), quantile(times, count, 0.999),
-           (double)times[count - 1] / 1000.0, (double)waits / (double)count,
-           (double)preemptions / (double)count);
+           (double)times[count - 1] / 1000.0, (double)waits / (double)all,
+           (double)preemptions / (double)all);
     // A line that cannot be written (a full disk) is an error like the
     // others. A closed standard output is not: Rust's standard library
     // treats it as a place that takes everything, and so does this twin.

@@ -112,8 +112,9 @@ fn run() -> Result<(), Box<dyn Error>> {
             let status = match child(&args, parent, child_cpu, rx, report) {
                 Ok(()) => 0,
                 Err(err) => {
-                    let _ =
-                        writeln!(io::stderr(), "bench-throughput child: {err}");
+                    // One write, as in `main`: the parent shares stderr.
+                    let line = format!("bench-throughput child: {err}\n");
+                    let _ = io::stderr().write_all(line.as_bytes());
                     1
                 }
             };

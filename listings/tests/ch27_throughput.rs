@@ -14,8 +14,8 @@ use regex::Regex;
 use crate::bench::{
     assert_reports_a_full_stdout, at_least, compile_c, interval_rank,
     median_of, miss_probability, one_line, placement_pattern, placements,
-    profile_samples, protocol, published, ratios_by_row, rust_over_c,
-    usable_cpus,
+    profile_samples, protocol, published, ratios_by_row, ratios_by_row_at,
+    rust_over_c, usable_cpus,
 };
 use crate::support::{
     Claims, Listing, assert_matches_book, assert_measurements_match_book,
@@ -873,8 +873,10 @@ fn chapter_27_names_the_pinning_that_huge_pages_change() {
 }
 
 /// What chapter 27 says of the published results, checked against them.
-/// "Where C came out faster": the two throughput rows whose interval lies
-/// above 1, and what their other columns show round by round, computed
+/// "Where C came out faster": the one throughput row whose interval lies
+/// above 1, and what its other columns show round by round, and those of
+/// Unix sockets on two CPUs, whose columns differ where the time does not
+/// (a row above 1 in the run published before), computed
 /// here from the published runs (reads per chunk are the receiver's reads
 /// over the sender's writes; waits are per chunk already). The chapter
 /// quotes these figures and draws no verdict from them; this holds the
@@ -884,10 +886,9 @@ fn chapter_27_sets_the_columns_of_the_rows_where_c_came_out_faster_side_by_side(
  {
     let raw = published();
     let claims = chapter_27();
-    // "Two intervals of the verdict table lie wholly above 1: `vmsplice`
-    // on one CPU (1.001 to 1.081) and Unix sockets on two CPUs (1.002 to
-    // 1.209). By chance alone, two or more of fifteen intervals would
-    // exclude 1 about one time in ten".
+    // "One interval of the verdict table lies wholly above 1: `vmsplice`
+    // on one CPU (1.001 to 1.010). By chance alone, one or more of fifteen
+    // intervals would exclude 1 about two times in five".
     let rows = ratios_by_row(&raw);
     let throughput: Vec<&String> = rows
         .iter()
@@ -905,19 +906,31 @@ fn chapter_27_sets_the_columns_of_the_rows_where_c_came_out_faster_side_by_side(
         .collect();
     claims.eq(
         above,
-        vec!["throughput unix different", "throughput vmsplice same"],
-        "the throughput rows whose interval lies wholly above 1 (\"Two \
-         intervals of the verdict table lie wholly above 1: `vmsplice` on \
-         one CPU [...] and Unix sockets on two CPUs\")",
+        vec!["throughput vmsplice same"],
+        "the throughput rows whose interval lies wholly above 1 (\"One \
+         interval of the verdict table lies wholly above 1: `vmsplice` on \
+         one CPU\")",
     );
     let interval = |row: &str| {
         let (_, low, high) = rust_over_c(&raw, row);
         format!("{low:.3} to {high:.3}")
     };
     claims.says(&format!(
-        "Two intervals of the verdict table lie wholly above 1: `vmsplice` \
-         on one CPU ({}) and Unix sockets on two CPUs ({}).",
+        "One interval of the verdict table lies wholly above 1: `vmsplice` \
+         on one CPU ({}).",
         interval("throughput vmsplice same"),
+    ));
+    // "Take Unix sockets on two CPUs, whose interval holds 1".
+    let (_, low, high) = rust_over_c(&raw, "throughput unix different");
+    claims.check(
+        low < 1.0 && 1.0 < high,
+        format!(
+            "\"Unix sockets on two CPUs, whose interval holds 1\": it is \
+             {low:.3} to {high:.3}"
+        ),
+    );
+    claims.says(&format!(
+        "Take Unix sockets on two CPUs, whose interval holds 1 ({}).",
         interval("throughput unix different"),
     ));
     // Fifteen intervals in all, the any-CPU rows' included, as the
@@ -926,19 +939,19 @@ fn chapter_27_sets_the_columns_of_the_rows_where_c_came_out_faster_side_by_side(
     claims.eq(
         all,
         15,
-        "throughput intervals in all (\"two or more of fifteen intervals\")",
+        "throughput intervals in all (\"one or more of fifteen intervals\")",
     );
     let rounds = raw["settings"]["rounds"].as_u64().unwrap();
-    let chance = at_least(all as u64, miss_probability(rounds), 2);
+    let chance = at_least(all as u64, miss_probability(rounds), 1);
     claims.eq(
         format!("{chance:.2}"),
-        "0.10".to_string(),
-        "the chance that two or more intervals exclude 1 (\"about one time \
-         in ten\")",
+        "0.42".to_string(),
+        "the chance that one or more intervals exclude 1 (\"about two times \
+         in five\")",
     );
     claims.says(
-        "By chance alone, two or more of fifteen intervals would exclude 1 \
-         about one time in ten",
+        "By chance alone, one or more of fifteen intervals would exclude 1 \
+         about two times in five",
     );
     // The runs of one row, by round, in each language.
     let row_runs = |mech: &str, place: &str, language: &str| {
@@ -984,10 +997,11 @@ fn chapter_27_sets_the_columns_of_the_rows_where_c_came_out_faster_side_by_side(
         "every run, in either language, made one read, one wait and one \
          preemption per chunk, to within 0.01.",
     );
-    // "Rust's receiver made more reads per chunk than C's in 11 of the 15
-    // rounds, and its two processes waited more per chunk in 11 (as often
-    // in 2)"; and the time ratios of the rounds with and without more
-    // reads.
+    // "Rust's receiver made more reads per chunk than C's in 6 of the 15
+    // rounds, and its two processes waited more per chunk in 6 (as often
+    // in 0)"; and the time ratios of the rounds with and without more
+    // reads: "the rounds where Rust read more are not the rounds where it
+    // was slower".
     let (rust, c) = (
         row_runs("unix", "different", "rust"),
         row_runs("unix", "different", "c"),
@@ -1014,16 +1028,29 @@ fn chapter_27_sets_the_columns_of_the_rows_where_c_came_out_faster_side_by_side(
         c[&round]["rate"].as_f64().unwrap()
             / rust[&round]["rate"].as_f64().unwrap()
     };
-    let span = |rounds: Vec<u64>| {
+    let bounds = |rounds: &[u64]| {
         let times: Vec<f64> = rounds.iter().map(|&r| time(r)).collect();
         let low = times.iter().copied().fold(f64::MAX, f64::min);
         let high = times.iter().copied().fold(f64::MIN, f64::max);
+        (low, high)
+    };
+    let span = |rounds: Vec<u64>| {
+        let (low, high) = bounds(&rounds);
         (rounds.len(), format!("{low:.3} to {high:.3}"))
     };
     let (fewer, more): (Vec<u64>, Vec<u64>) =
         rust.keys().partition(|&&round| {
             per_chunk(rust[&round], "reads") <= per_chunk(c[&round], "reads")
         });
+    let ((_, fewer_high), (more_low, _)) = (bounds(&fewer), bounds(&more));
+    claims.check(
+        fewer_high > 1.0 && more_low < 1.0,
+        format!(
+            "\"the rounds where Rust read more are not the rounds where it was \
+             slower\": Rust took up to {fewer_high:.3} times C's time where it \
+             read no more often, and from {more_low:.3} where it read more"
+        ),
+    );
     let ((n_fewer, fewer), (n_more, more)) = (span(fewer), span(more));
     claims.eq(
         n_more,
@@ -1036,9 +1063,9 @@ fn chapter_27_sets_the_columns_of_the_rows_where_c_came_out_faster_side_by_side(
          C's, Rust took {fewer} times C's time, and in the other {n_more} \
          from {more} times."
     ));
-    // "Of each language's fifteen runs, the seven slowest made 1.17 reads
-    // and 0.44 waits per chunk (their medians) in Rust, and 1.14 and 0.40
-    // in C; the seven fastest, 1.13 and 0.38 in Rust, and 1.11 and 0.35 in
+    // "Of each language's fifteen runs, the seven slowest made 1.13 reads
+    // and 0.36 waits per chunk (their medians) in Rust, and 1.14 and 0.37
+    // in C; the seven fastest, 1.11 and 0.32 in Rust, and 1.12 and 0.36 in
     // C."
     let median = |mut values: Vec<f64>| {
         values.sort_by(f64::total_cmp);
@@ -1209,9 +1236,9 @@ fn chapter_27_claims_hold_in_the_published_results() {
         ];
         median_of(&raw["runs"], &what, field)
     };
-    // "Each column is one run, though: 1,439 samples for the plain pipe,
-    // 727 and 560 for the two zero-copy ways; [...] the plain pipe's moved
-    // 3.49 GiB/s, slower than 14 of the fifteen rounds (3.46 to 4.08)".
+    // "Each column is one run, though: 1,467 samples for the plain pipe,
+    // 810 and 554 for the two zero-copy ways; [...] the plain pipe's moved
+    // 3.42 GiB/s, slower than all 15 rounds (3.80 to 4.11)".
     let samples = |mech: &str| {
         raw["profiles"][format!("throughput {mech} same")]["samples"]
             .as_u64()
@@ -1220,19 +1247,19 @@ fn chapter_27_claims_hold_in_the_published_results() {
     let counts = ["pipe", "vmsplice", "splice"].map(samples);
     claims.eq(
         counts,
-        [1439, 727, 560],
+        [1467, 810, 554],
         "samples of the profiles of the plain pipe, `vmsplice` and `splice` \
-         (\"1,439 samples for the plain pipe, 727 and 560 for the two \
+         (\"1,467 samples for the plain pipe, 810 and 554 for the two \
          zero-copy ways\")",
     );
     let line = raw["profiles"]["throughput pipe same"]["line"]
         .as_str()
         .unwrap();
     claims.check(
-        line.contains(", 3.489 GiB/s,"),
+        line.contains(", 3.422 GiB/s,"),
         format!(
-            "\"the plain pipe's moved 3.49 GiB/s\": its profiled run was not \
-             at 3.489 GiB/s: {line}"
+            "\"the plain pipe's moved 3.42 GiB/s\": its profiled run was not \
+             at 3.422 GiB/s: {line}"
         ),
     );
     let rates: Vec<f64> = raw["runs"]
@@ -1251,16 +1278,19 @@ fn chapter_27_claims_hold_in_the_published_results() {
     let high = rates.iter().copied().fold(f64::MIN, f64::max);
     claims.eq(
         format!("{low:.2} to {high:.2}"),
-        "3.46 to 4.08".to_string(),
-        "the plain pipe's rates on one CPU in Rust (\"slower than 14 of the \
-         fifteen rounds (3.46 to 4.08)\")",
+        "3.80 to 4.11".to_string(),
+        "the plain pipe's rates on one CPU in Rust (\"slower than all 15 \
+         rounds (3.80 to 4.11)\")",
     );
-    // "with a pipe of 256 KiB, the processes on two CPUs hardly wait at
-    // all (at most 0.19 waits per chunk in every round, against 0.96 to
-    // 2.00 with the default pipe), and then `vmsplice` with `splice` runs
-    // faster on two CPUs than on one in every round (1.36 to 2.51 times),
-    // and so does `vmsplice` with `read` (1.30 to 2.13 times), while the
-    // plain pipe still moves only 0.50 to 0.98 times its one-CPU rate."
+    // "with a pipe of 256 KiB, the processes on two CPUs wait less (the
+    // plain pipe and `vmsplice` with `read` not at all, 0.00 waits per
+    // chunk in every round, and `vmsplice` with `splice` at most 0.34,
+    // against 0.53 to 1.76 with the default pipe), and then `vmsplice`
+    // with `read` runs faster on two CPUs than on one in every round (2.05
+    // to 2.14 times), and so does `vmsplice` with `splice` in four rounds
+    // of five (0.79 to 2.18 times; the slower round is the one in which it
+    // waited 0.34 times per chunk), while the plain pipe still moves only
+    // 0.74 to 0.97 times its one-CPU rate."
     let point =
         |mech: &str, size: &str, place: &str| -> BTreeMap<u64, (f64, f64)> {
             raw["sweeps"]
@@ -1288,11 +1318,11 @@ fn chapter_27_claims_hold_in_the_published_results() {
         let high = values.iter().copied().fold(f64::MIN, f64::max);
         format!("{low:.2} to {high:.2}")
     };
-    let (mut large_waits, mut default_waits) = (Vec::new(), Vec::new());
-    for (mech, said) in [
-        ("splice", "1.36 to 2.51"),
-        ("vmsplice", "1.30 to 2.13"),
-        ("pipe", "0.50 to 0.98"),
+    let mut default_waits = Vec::new();
+    for (mech, said, faster_rounds, most) in [
+        ("splice", "0.79 to 2.18", 4, "0.34"),
+        ("vmsplice", "2.05 to 2.14", 5, "0.00"),
+        ("pipe", "0.74 to 0.97", 0, "0.00"),
     ] {
         let (same, apart) = (
             point(mech, "256K", "same"),
@@ -1303,47 +1333,74 @@ fn chapter_27_claims_hold_in_the_published_results() {
             5,
             &format!("rounds of {mech} on two CPUs with a pipe of 256 KiB"),
         );
-        let gains = apart.iter().map(|(round, a)| a.0 / same[round].0);
+        let gains: BTreeMap<u64, f64> = apart
+            .iter()
+            .map(|(round, a)| (*round, a.0 / same[round].0))
+            .collect();
         claims.eq(
-            range(gains.collect()),
+            range(gains.values().copied().collect()),
             said.to_string(),
             &format!(
                 "{mech} with a pipe of 256 KiB, rate on two CPUs over one CPU \
                  by round"
             ),
         );
-        large_waits.extend(apart.values().map(|a| a.1));
+        claims.eq(
+            gains.values().filter(|&&g| g > 1.0).count(),
+            faster_rounds,
+            &format!(
+                "rounds in which {mech} with a pipe of 256 KiB ran faster on \
+                 two CPUs than on one"
+            ),
+        );
+        let most_waits = apart.values().map(|a| a.1).fold(0.0, f64::max);
+        claims.eq(
+            format!("{most_waits:.2}"),
+            most.to_string(),
+            &format!(
+                "the most waits per chunk of {mech} on two CPUs with a pipe of \
+                 256 KiB"
+            ),
+        );
+        if mech == "splice" {
+            // "the slower round is the one in which it waited 0.34 times".
+            let slower: Vec<u64> = gains
+                .iter()
+                .filter(|(_, g)| **g < 1.0)
+                .map(|(round, _)| *round)
+                .collect();
+            let waited_most: Vec<u64> = apart
+                .iter()
+                .filter(|(_, a)| a.1 == most_waits)
+                .map(|(round, _)| *round)
+                .collect();
+            claims.eq(
+                slower,
+                waited_most,
+                "the round in which `splice` with a pipe of 256 KiB ran slower \
+                 on two CPUs, against the round in which it waited most",
+            );
+        }
         default_waits
             .extend(point(mech, "64K", "different").values().map(|a| a.1));
     }
-    let most_waits = large_waits.iter().copied().fold(0.0, f64::max);
-    claims.check(
-        most_waits <= 0.19,
-        format!(
-            "\"at most 0.19 waits per chunk in every round\" with a pipe of \
-             256 KiB on two CPUs: the most is {most_waits:.3}"
-        ),
-    );
     claims.eq(
         range(default_waits),
-        "0.96 to 2.00".to_string(),
-        "waits per chunk on two CPUs with the default pipe (\"against 0.96 \
-         to 2.00 with the default pipe\")",
-    );
-    claims.eq(
-        format!("{most_waits:.2}"),
-        "0.19".to_string(),
-        "the most waits per chunk on two CPUs with a pipe of 256 KiB (\"at \
-         most 0.19\")",
+        "0.53 to 1.76".to_string(),
+        "waits per chunk on two CPUs with the default pipe (\"against 0.53 \
+         to 1.76 with the default pipe\")",
     );
     for said in [
-        "at most 0.19 waits per chunk in every round",
-        "1,439 samples for the plain pipe, 727 and 560 for the two zero-copy \
+        "the plain pipe and `vmsplice` with `read` not at all, 0.00 waits per \
+         chunk in every round, and `vmsplice` with `splice` at most 0.34, \
+         against 0.53 to 1.76 with the default pipe",
+        "1,467 samples for the plain pipe, 810 and 554 for the two zero-copy \
          ways",
-        "against 0.96 to 2.00 with the default pipe",
-        "in every round (1.36 to 2.51 times)",
-        "and so does `vmsplice` with `read` (1.30 to 2.13 times)",
-        "only 0.50 to 0.98 times its one-CPU rate",
+        "runs faster on two CPUs than on one in every round (2.05 to 2.14 \
+         times), and so does `vmsplice` with `splice` in four rounds of five \
+         (0.79 to 2.18 times; the slower round is the one in which it waited \
+         0.34 times per chunk)",
+        "only 0.74 to 0.97 times its one-CPU rate",
     ] {
         claims.says(said);
     }
@@ -1351,14 +1408,14 @@ fn chapter_27_claims_hold_in_the_published_results() {
     let one_cpu = |mech: &str, lang: &str| -> BTreeMap<u64, f64> {
         rates_of(row_by_round(&raw, mech, "same", lang))
     };
-    // "all three were slow runs: the plain pipe's moved 3.49 GiB/s, slower
-    // than 14 of the fifteen rounds (3.46 to 4.08), and the zero-copy ways'
-    // 6.96 and 9.04 GiB/s, each slower than all 15 of them".
+    // "all three were slow runs: the plain pipe's moved 3.42 GiB/s, slower
+    // than all 15 rounds (3.80 to 4.11), and the zero-copy ways' 6.25 and
+    // 9.11 GiB/s, each slower than all 15 of theirs".
     let rate = Regex::new(r", ([\d.]+) GiB/s,").unwrap();
     for (mech, said, slower) in [
-        ("pipe", "3.49", 14),
-        ("vmsplice", "6.96", 15),
-        ("splice", "9.04", 15),
+        ("pipe", "3.42", 15),
+        ("vmsplice", "6.25", 15),
+        ("splice", "9.11", 15),
     ] {
         let line = raw["profiles"][format!("throughput {mech} same")]["line"]
             .as_str()
@@ -1378,24 +1435,24 @@ fn chapter_27_claims_hold_in_the_published_results() {
             slower,
             &format!(
                 "rounds of {mech} on one CPU in Rust faster than its profiled \
-                 run (\"slower than 14 of the fifteen rounds\", \"each slower \
-                 than all 15 of them\")"
+                 run (\"slower than all 15 rounds\", \"each slower than all \
+                 15 of theirs\")"
             ),
         );
     }
     for said in [
-        "all three were slow runs: the plain pipe's moved 3.49 GiB/s, slower \
-         than 14 of the fifteen rounds (3.46 to 4.08)",
-        "the zero-copy ways' 6.96 and 9.04 GiB/s, each slower than all 15 of \
-         them",
+        "all three were slow runs: the plain pipe's moved 3.42 GiB/s, slower \
+         than all 15 rounds (3.80 to 4.11)",
+        "the zero-copy ways' 6.25 and 9.11 GiB/s, each slower than all 15 of \
+         theirs",
     ] {
         claims.says(said);
     }
-    // "on two CPUs the runs spread widely: `splice` moved from 1.94 to 7.47
-    // GiB/s in Rust's runs alone. The table's medians for it, 3.00 for
-    // Rust and 3.32 for C, lie 11% apart, yet within the rounds Rust took
-    // from 0.68 to 1.82 times C's time, and the interval of the median
-    // ratio, 0.925 to 1.405, holds 1".
+    // "on two CPUs the runs spread widely: `splice` moved from 2.56 to 6.33
+    // GiB/s in Rust's runs alone. The table's medians for it, 3.87 for
+    // Rust and 4.92 for C, lie 27% apart, yet within the rounds Rust took
+    // from 0.53 to 2.04 times C's time, and the interval of the median
+    // ratio, 0.808 to 1.695, holds 1".
     let splice_runs: Vec<f64> = raw["runs"]
         .as_array()
         .unwrap()
@@ -1438,15 +1495,18 @@ fn chapter_27_claims_hold_in_the_published_results() {
         pairs[0],
         pairs[pairs.len() - 1],
     ));
-    // "single pairs of the twins themselves came as far apart, Rust taking
-    // from 0.81 to 1.16 times C's time on one CPU and from 0.59 to 1.13
-    // times on two"; "The intervals of the TCP rows of the verdict table,
-    // from 0.965 to 1.033 on one CPU and from 0.962 to 1.086 on two ...
-    // The reviewer's first run (0.82 of the rate, 1.22 times the time)
-    // lies above both; the second (0.94 of the rate, 1.06 times the time)
-    // lies above the one-CPU interval but inside the two-CPU one, and so
-    // does the target's 1.05, which is why the table calls the one-CPU row
-    // met and the two-CPU row not decidable here."
+    // "On two CPUs, nothing here says otherwise: in the published rounds,
+    // single pairs of the twins themselves came farther apart there, Rust
+    // taking from 0.60 to 1.71 times C's time. On one CPU they came closer,
+    // from 0.93 to 1.07 times: as far apart as the reviewer's second run,
+    // but not the first."; "The intervals of the TCP rows of the verdict
+    // table, from 0.988 to 1.031 on one CPU and from 0.954 to 1.063 on two
+    // ... The reviewer's first run (0.82 of the rate, 1.22 times the time)
+    // lies above both, and so does the second (0.94 of the rate, 1.06
+    // times the time), above the two-CPU interval by less than 0.001. The
+    // target's 1.05 lies above the one-CPU interval but inside the two-CPU
+    // one, which is why the table calls the one-CPU row met and the
+    // two-CPU row not decidable here."
     let results = include_str!("../bench/results.md");
     let verdicts = results
         .split("<!-- ANCHOR: throughput-verdict -->")
@@ -1458,21 +1518,35 @@ fn chapter_27_claims_hold_in_the_published_results() {
     let ratios = ratios_by_row(&raw);
     let (first, second) = (1.0 / 0.82, 1.0 / 0.94);
     for (place, widest, interval, verdict) in [
-        ("same", "0.81 to 1.16", "0.965 to 1.033", "met"),
+        ("same", "0.93 to 1.07", "0.988 to 1.031", "met"),
         (
             "different",
-            "0.59 to 1.13",
-            "0.962 to 1.086",
+            "0.60 to 1.71",
+            "0.954 to 1.063",
             "not decidable here",
         ),
     ] {
         let row = format!("throughput tcp {place}");
         let pairs = &ratios[&row];
-        let range = format!("{:.2} to {:.2}", pairs[0], pairs[pairs.len() - 1]);
+        let (least, most) = (pairs[0], pairs[pairs.len() - 1]);
         claims.eq(
-            range,
+            format!("{least:.2} to {most:.2}"),
             widest.to_string(),
             &format!("{row}: Rust's time over C's in single rounds"),
+        );
+        // "farther apart" on two CPUs than either reviewer's run; on one
+        // CPU "as far apart as the reviewer's second run, but not the
+        // first".
+        let (reaches_second, reaches_first) = (
+            least <= 1.0 / second || most >= second,
+            least <= 1.0 / first || most >= first,
+        );
+        claims.check(
+            reaches_second && reaches_first == (place == "different"),
+            format!(
+                "{row}: single rounds from {least:.3} to {most:.3} against the \
+                 reviewer's runs, {second:.3} and {first:.3} times the time"
+            ),
         );
         let (_, low, high) = rust_over_c(&raw, &row);
         claims.eq(
@@ -1480,26 +1554,36 @@ fn chapter_27_claims_hold_in_the_published_results() {
             interval.to_string(),
             &format!("{row}: the interval of the median ratio"),
         );
-        claims.check(
-            high < first,
-            format!(
-                "\"The reviewer's first run (0.82 of the rate, 1.22 times the \
-                 time) lies above both\": {row}'s interval reaches {high:.3}"
-            ),
-        );
-        // The second run and the target: above the interval on one CPU,
-        // inside it on two.
-        for (above, what) in [(second, "the second run"), (1.05, "the target")]
-        {
-            let side = if place == "same" { "above" } else { "inside" };
+        // Both of the reviewer's runs lie above both intervals, the second
+        // above the two-CPU one by less than 0.001.
+        for (run, what) in [(first, "first"), (second, "second")] {
             claims.check(
-                (high < above) == (place == "same") && low < above,
+                high < run,
                 format!(
-                    "{what} ({above:.2} times the time) should lie {side} \
-                     {row}'s interval, {low:.3} to {high:.3}"
+                    "\"The reviewer's {what} run ({run:.3} times the time) \
+                     lies above\" {row}'s interval, {low:.3} to {high:.3}"
                 ),
             );
         }
+        if place == "different" {
+            claims.check(
+                second - high < 0.001,
+                format!(
+                    "\"above the two-CPU interval by less than 0.001\": the \
+                     second run is {second:.4} times the time, the interval \
+                     ends at {high:.4}"
+                ),
+            );
+        }
+        // The target: above the interval on one CPU, inside it on two.
+        let side = if place == "same" { "above" } else { "inside" };
+        claims.check(
+            (high < 1.05) == (place == "same") && low < 1.05,
+            format!(
+                "the target (1.05 times the time) should lie {side} {row}'s \
+                 interval, {low:.3} to {high:.3}"
+            ),
+        );
         match verdicts
             .lines()
             .find(|l| l.starts_with(&format!("| tcp | {place} |")))
@@ -1607,12 +1691,12 @@ fn chapter_27_claims_hold_in_the_published_results() {
             work("pipe", copy)
         ),
     );
-    // "Only `vmsplice` with `splice` on one CPU met it, at 2.75 times. On
-    // two CPUs, `vmsplice` with `read` missed it, at 1.29 times (interval
-    // 1.075 to 1.552), and this machine could not decide the other two
-    // rows: `vmsplice` with `read` on one CPU, 2.05 times (1.917 to
-    // 2.091), and `vmsplice` with `splice` on two, 2.14 times (1.526 to
-    // 3.197)." Within each round, as the command computes them.
+    // "On one CPU both ways met it: `vmsplice` with `splice` at 2.80
+    // times, and `vmsplice` with `read`, just, at 2.07 times (2.052 to
+    // 2.077). On two CPUs, `vmsplice` with `read` missed it, at 1.39 times
+    // (interval 0.954 to 1.513), and this machine could not decide the
+    // other row: `vmsplice` with `splice` on two CPUs, 2.57 times (1.867
+    // to 3.130)." Within each round, as the command computes them.
     let gain = |mech: &str, place: &str| {
         let by_round = |m: &str| -> BTreeMap<u64, f64> {
             rates_of(row_by_round(&raw, m, place, "rust"))
@@ -1627,15 +1711,15 @@ fn chapter_27_claims_hold_in_the_published_results() {
     };
     let text =
         |(m, l, h): (f64, f64, f64)| format!("{m:.2} times ({l:.3} to {h:.3})");
-    let (met, met_low, _) = gain("splice", "same");
-    claims.check(
-        met_low > 2.0,
-        format!(
-            "\"Only `vmsplice` with `splice` on one CPU met it\": its gain is \
-             {}",
-            text(gain("splice", "same"))
-        ),
-    );
+    for mech in ["splice", "vmsplice"] {
+        claims.check(
+            gain(mech, "same").1 > 2.0,
+            format!(
+                "\"On one CPU both ways met it\": the gain of {mech} is {}",
+                text(gain(mech, "same"))
+            ),
+        );
+    }
     let (missed, low, high) = gain("vmsplice", "different");
     claims.check(
         high < 2.0,
@@ -1644,29 +1728,29 @@ fn chapter_27_claims_hold_in_the_published_results() {
             text((missed, low, high))
         ),
     );
-    for (mech, place) in [("vmsplice", "same"), ("splice", "different")] {
-        let (median, low, high) = gain(mech, place);
-        claims.check(
-            low < 2.0 && 2.0 < high,
-            format!(
-                "\"this machine could not decide the other two rows\": the \
-                 gain of {mech} on {place} CPUs is {}",
-                text((median, low, high))
-            ),
-        );
-    }
+    let (median, undecided_low, undecided_high) = gain("splice", "different");
+    claims.check(
+        undecided_low < 2.0 && 2.0 < undecided_high,
+        format!(
+            "\"this machine could not decide the other row\": the gain of \
+             splice on two CPUs is {}",
+            text((median, undecided_low, undecided_high))
+        ),
+    );
     for said in [
         format!(
-            "Only `vmsplice` with `splice` on one CPU met it, at {met:.2} times."
+            "On one CPU both ways met it: `vmsplice` with `splice` at {:.2} \
+             times, and `vmsplice` with `read`, just, at {}.",
+            gain("splice", "same").0,
+            text(gain("vmsplice", "same"))
         ),
         format!(
             "`vmsplice` with `read` missed it, at {missed:.2} times (interval \
              {low:.3} to {high:.3})"
         ),
         format!(
-            "`vmsplice` with `read` on one CPU, {}, and `vmsplice` with \
-             `splice` on two, {}.",
-            text(gain("vmsplice", "same")),
+            "this machine could not decide the other row: `vmsplice` with \
+             `splice` on two CPUs, {}.",
             text(gain("splice", "different"))
         ),
     ] {
@@ -1761,12 +1845,15 @@ fn chapter_27_claims_hold_in_the_published_results() {
             ),
         );
     }
-    // "On two CPUs the pipe does the opposite: in every round it was
-    // fastest with chunks of 4 KiB, slower with 16 KiB, slower still with
-    // 64 KiB, and slowest with 256 KiB or 1 MiB; which of those two is
-    // slower, the rounds disagree. TCP, for its part, was faster with
-    // chunks of 1 MiB than of 256 KiB in every round, on either
-    // placement." The points of a sweep take turns within each round, so
+    // "On two CPUs the pipe does the opposite: its median rate falls at
+    // every step, from 5.08 GiB/s with chunks of 4 KiB to 1.00 with 1 MiB,
+    // and in every round it was faster with chunks of 4 and 16 KiB than
+    // with any larger chunk; but between neighbouring points the rounds
+    // disagree: each step but the one from 16 to 64 KiB went the other way
+    // in one round of the five. TCP, for its part, was faster with chunks
+    // of 1 MiB than of 256 KiB in every round on two CPUs, though the
+    // ranges of the two overlap, and on one CPU in only 3 of the 5
+    // rounds." The points of a sweep take turns within each round, so
     // compare them round by round.
     let rounds = |mech: &str, place: &str, chunk: &str| {
         let mut by_round = BTreeMap::new();
@@ -1786,18 +1873,27 @@ fn chapter_27_claims_hold_in_the_published_results() {
         by_round
     };
     let pipe = |chunk: &str| rounds("pipe", "different", chunk);
-    for (round, best) in pipe("4K") {
+    let steps = ["4K", "16K", "64K", "256K", "1M"];
+    let medians = steps.map(|chunk| chunked("pipe", "different", chunk));
+    claims.check(
+        medians.windows(2).all(|w| w[0] > w[1]),
+        format!(
+            "\"its median rate falls at every step\": the pipe on two CPUs \
+             moved {medians:?} GiB/s with chunks of 4 KiB to 1 MiB"
+        ),
+    );
+    for (round, small) in pipe("4K") {
         let at = |chunk: &str| pipe(chunk)[&round];
+        let (slowest_small, fastest_large) = (
+            small.min(at("16K")),
+            at("64K").max(at("256K")).max(at("1M")),
+        );
         claims.check(
-            best > at("16K")
-                && at("16K") > at("64K")
-                && at("64K") > at("256K")
-                && at("64K") > at("1M"),
+            slowest_small > fastest_large,
             format!(
-                "\"in every round it was fastest with chunks of 4 KiB, slower \
-                 with 16 KiB, slower still with 64 KiB, and slowest with 256 \
-                 KiB or 1 MiB\": the pipe on two CPUs in round {round} moved \
-                 {best:.2}, {:.2}, {:.2}, {:.2} and {:.2} GiB/s",
+                "\"in every round it was faster with chunks of 4 and 16 KiB \
+                 than with any larger chunk\": the pipe on two CPUs in round \
+                 {round} moved {small:.2}, {:.2}, {:.2}, {:.2} and {:.2} GiB/s",
                 at("16K"),
                 at("64K"),
                 at("256K"),
@@ -1805,19 +1901,42 @@ fn chapter_27_claims_hold_in_the_published_results() {
             ),
         );
     }
+    // "each step but the one from 16 to 64 KiB went the other way in one
+    // round of the five": the rounds in which a larger chunk was faster.
+    let reversed = steps.windows(2).map(|w| {
+        let (smaller, larger) = (pipe(w[0]), pipe(w[1]));
+        larger
+            .iter()
+            .filter(|(round, r)| **r > smaller[round])
+            .count()
+    });
+    claims.eq(
+        reversed.collect::<Vec<_>>(),
+        vec![1, 0, 1, 1],
+        "rounds in which the pipe on two CPUs was faster with the larger of \
+         two neighbouring chunk sizes, from 4 KiB to 1 MiB",
+    );
     for said in [
-        "in every round it was fastest with chunks of 4 KiB, slower with 16 \
-         KiB, slower still with 64 KiB, and slowest with 256 KiB or 1 MiB; \
-         which of those two is slower, the rounds disagree",
-        "was faster with chunks of 1 MiB than of 256 KiB in every round, on \
-         either placement",
+        format!(
+            "its median rate falls at every step, from {:.2} GiB/s with \
+             chunks of 4 KiB to {:.2} with 1 MiB, and in every round it was \
+             faster with chunks of 4 and 16 KiB than with any larger chunk; \
+             but between neighbouring points the rounds disagree: each step \
+             but the one from 16 to 64 KiB went the other way in one round of \
+             the five",
+            medians[0], medians[4]
+        ),
+        "was faster with chunks of 1 MiB than of 256 KiB in every round on \
+         two CPUs, though the ranges of the two overlap, and on one CPU in \
+         only 3 of the 5 rounds"
+            .to_string(),
     ] {
-        claims.says(said);
+        claims.says(&said);
     }
     // "On two CPUs, the pipe's processes waited hardly ever with chunks of
     // 4 and 16 KiB (0.00 and 0.00 waits per chunk, the median over the
-    // rounds), 1.30 times per chunk of 64 KiB, and about twice for every 64
-    // KiB with larger chunks (7.98 and 31.95 waits per chunk of 256 KiB and
+    // rounds), 1.24 times per chunk of 64 KiB, and about twice for every 64
+    // KiB with larger chunks (7.98 and 31.94 waits per chunk of 256 KiB and
     // 1 MiB)".
     let waits = |chunk: &str| {
         let what = [
@@ -1883,45 +2002,42 @@ fn chapter_27_claims_hold_in_the_published_results() {
          times per chunk of 64 KiB, and about twice for every 64 KiB with \
          larger chunks ({d} and {e} waits per chunk of 256 KiB and 1 MiB)"
     ));
-    let (large, larger) = (pipe("256K"), pipe("1M"));
-    let slower = larger
-        .iter()
-        .filter(|(round, r)| **r < large[round])
-        .count();
-    let faster = larger
-        .iter()
-        .filter(|(round, r)| **r > large[round])
-        .count();
-    claims.check(
-        slower > 0 && faster > 0,
-        format!(
-            "\"which of those two is slower, the rounds disagree\": the pipe \
-             on two CPUs was slower with chunks of 1 MiB than of 256 KiB in \
-             {slower} of {} rounds, faster in {faster}",
-            larger.len()
-        ),
-    );
-    for place in ["same", "different"] {
+    // TCP: faster with 1 MiB than with 256 KiB in every round on two
+    // CPUs, with overlapping ranges; on one CPU in 3 rounds of 5.
+    for (place, faster_rounds) in [("same", 3), ("different", 5)] {
         let (large, larger) =
             (rounds("tcp", place, "256K"), rounds("tcp", place, "1M"));
-        for (round, r) in larger {
+        let faster = larger
+            .iter()
+            .filter(|(round, r)| **r > large[round])
+            .count();
+        claims.eq(
+            (faster, larger.len()),
+            (faster_rounds, 5),
+            &format!(
+                "rounds in which TCP on {place} CPUs was faster with chunks of \
+                 1 MiB than of 256 KiB"
+            ),
+        );
+        if place == "different" {
+            let low = larger.values().copied().fold(f64::MAX, f64::min);
+            let high = large.values().copied().fold(f64::MIN, f64::max);
             claims.check(
-                r > large[&round],
+                low < high,
                 format!(
-                    "\"[TCP] was faster with chunks of 1 MiB than of 256 KiB \
-                     in every round, on either placement\": on {place} CPUs in \
-                     round {round} it moved {r:.2} GiB/s with 1 MiB, {:.2} \
-                     with 256 KiB",
-                    large[&round]
+                    "\"though the ranges of the two overlap\": TCP on two CPUs \
+                     moved at least {low:.2} GiB/s with 1 MiB, at most \
+                     {high:.2} with 256 KiB"
                 ),
             );
         }
     }
-    // "Two points here do not overlap: on one CPU both zero-copy ways ran
-    // faster in huge pages, in every round, `vmsplice` with `read` at 8.52
-    // to 8.86 GiB/s against 8.18 to 8.41, and `vmsplice` with `splice` at
-    // 11.98 to 12.43 against 10.94 to 11.21. [...] on two CPUs, and for
-    // the other channels, the ranges overlap."
+    // "One pair here does not overlap: on one CPU `vmsplice` with `splice`
+    // ran faster in huge pages, in every round, at 12.49 to 12.63 GiB/s
+    // against 11.12 to 11.41. `vmsplice` with `read` ran faster in huge
+    // pages in four rounds of five, but its ranges overlap: at 8.11 to
+    // 8.98 GiB/s against 8.32 to 8.39. [...] On two CPUs, and for the
+    // other channels, the ranges overlap."
     let huge = |mech: &str, place: &str, huge: bool| -> BTreeMap<u64, f64> {
         raw["sweeps"]
             .as_array()
@@ -1954,12 +2070,12 @@ fn chapter_27_claims_hold_in_the_published_results() {
                 v.values().copied().fold(f64::MIN, f64::max)
             };
             let apart = low(&big) > high(&small) || low(&small) > high(&big);
-            let zero_copy_on_one = place == "same" && mech.ends_with("splice");
+            let splice_on_one = place == "same" && mech == "splice";
             claims.check(
-                apart == zero_copy_on_one,
+                apart == splice_on_one,
                 format!(
-                    "\"Two points here do not overlap: on one CPU both \
-                     zero-copy ways [...] the ranges overlap\": {mech} on \
+                    "\"One pair here does not overlap: on one CPU `vmsplice` \
+                     with `splice` [...] the ranges overlap\": {mech} on \
                      {place} CPUs moved {:.2} to {:.2} GiB/s in huge pages, \
                      {:.2} to {:.2} in small ones",
                     low(&big),
@@ -1968,21 +2084,21 @@ fn chapter_27_claims_hold_in_the_published_results() {
                     high(&small)
                 ),
             );
-            if zero_copy_on_one {
-                claims.check(
-                    big.iter().all(|(round, r)| *r > small[round]),
-                    format!(
-                        "\"both zero-copy ways ran faster in huge pages, in \
-                         every round\": {mech} on one CPU did not, huge {:?}, \
-                         small {:?}",
+            if place == "same" && mech.ends_with("splice") {
+                // `splice` in every round, `vmsplice` in four of five.
+                let rounds = if mech == "splice" { 5 } else { 4 };
+                claims.eq(
+                    big.iter().filter(|(round, r)| **r > small[round]).count(),
+                    rounds,
+                    &format!(
+                        "rounds in which {mech} on one CPU ran faster in huge \
+                         pages, huge {:?}, small {:?}",
                         big.values().collect::<Vec<_>>(),
                         small.values().collect::<Vec<_>>()
                     ),
                 );
-                // The first of the two carries the unit.
-                let unit = if mech == "vmsplice" { " GiB/s" } else { "" };
                 claims.says(&format!(
-                    "at {:.2} to {:.2}{unit} against {:.2} to {:.2}",
+                    "at {:.2} to {:.2} GiB/s against {:.2} to {:.2}",
                     low(&big),
                     high(&big),
                     low(&small),
@@ -1991,7 +2107,7 @@ fn chapter_27_claims_hold_in_the_published_results() {
             }
         }
     }
-    // "(on this machine, 125 of the 2,390 checks, about one in twenty,
+    // "(on this machine, 41 of the 2,390 checks, about one in sixty,
     // found a CPU below 60% of its usual speed, the slowest below half)":
     // usual is the median of that CPU's checks.
     let (mut slow, mut slowest) = (0, f64::MAX);
@@ -2016,19 +2132,18 @@ fn chapter_27_claims_hold_in_the_published_results() {
     );
     claims.eq(
         format!("{:.0}", checks.len() as f64 / slow as f64),
-        "19".to_string(),
-        "checks per slow check (\"about one in twenty\")",
+        "58".to_string(),
+        "checks per slow check (\"about one in sixty\")",
     );
     claims.says(&format!(
-        "{slow} of the {},{:03} checks, about one in twenty, found a CPU below \
+        "{slow} of the {},{:03} checks, about one in sixty, found a CPU below \
          60% of its usual speed, the slowest below half",
         checks.len() / 1000,
         checks.len() % 1000
     ));
     // "Nor does it bound a pipe that copies nothing: in the pipe-size sweep
-    // below, `vmsplice` with `splice` through a pipe of 1 MiB moved 19.49
-    // GiB/s on one CPU, above `memcpy` of a buffer in main memory." (With
-    // the default pipe, 64 KiB, it stays below: 10.94 against 11.23.)
+    // below, `vmsplice` with `splice` through a pipe of 1 MiB moved 18.49
+    // GiB/s on one CPU, above `memcpy` of a buffer in main memory."
     let memcpy = &raw["memcpy"]["256M"];
     let mut memcpy: Vec<f64> = memcpy
         .as_array()
@@ -2302,5 +2417,47 @@ fn chapter_27_names_the_caches_as_a_suspect_with_the_memcpy_figures() {
         claims.says(&words);
     }
     claims.never_says("no profile here says: a profile of both");
+    claims.finish();
+}
+
+/// The closing note: "at p99 and p99.9, each round's own, these runs
+/// decide fewer than half the rows, 9 and 8 of the 22": the latency rows
+/// with a verdict whose interval of the round-by-round ratio at that
+/// percentile lies wholly on one side of the target, counted as chapter
+/// 26 counts them. It once said "almost nothing", of a run that decided 9
+/// and 1.
+#[test]
+fn chapter_27_closing_note_counts_the_tail_verdicts() {
+    let raw = published();
+    let k = interval_rank(raw["settings"]["rounds"].as_u64().unwrap()) as usize;
+    let claims = chapter_27();
+    let (mut decided, mut rows) = (Vec::new(), 0);
+    for percentile in ["p99", "p999"] {
+        let mut n = 0;
+        rows = 0;
+        for (row, ratios) in ratios_by_row_at(&raw, percentile) {
+            if !row.starts_with("latency") || row.contains(" any ") {
+                continue;
+            }
+            rows += 1;
+            let (low, high) = (ratios[k - 1], ratios[ratios.len() - k]);
+            if high <= 1.05 || low > 1.05 {
+                n += 1;
+            }
+        }
+        decided.push(n);
+    }
+    claims.check(
+        decided.iter().all(|&n| 2 * n < rows),
+        format!(
+            "\"fewer than half the rows\": at p99 and p99.9 the runs decide \
+             {decided:?} of {rows}"
+        ),
+    );
+    claims.says(&format!(
+        "at p99 and p99.9, each round's own, these runs decide fewer than half \
+         the rows, {} and {} of the {rows}",
+        decided[0], decided[1]
+    ));
     claims.finish();
 }
