@@ -5,7 +5,8 @@
 // prints what it measured, with the machine and the date:
 //
 // 1. a burst of clients at once, each of which must get exactly its own
-//    reply, once: latency from `connect` to the end of the reply;
+//    reply, once: latency from the moment they were all let go to the
+//    end of the reply;
 // 2. many idle connections (10,000 by default), more than most servers'
 //    limits, held by one client that never says a word, then new
 //    clients, one after another: their latency, and the server's memory
@@ -106,8 +107,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     } = config;
     report.line("")?;
     report.line(&format!(
-        "{clients} clients at once (rounds: {rounds}, each starting one \
-         row later); latency from connect to the end of the reply, in ms"
+        "{clients} clients at once (rounds: {rounds}, rows in a balanced \
+         order); latency from the clients' release to the end of the \
+         reply, in ms"
     ))?;
     report.line(LAST_RANK)?;
     report.line(&format!(
@@ -133,14 +135,24 @@ fn run() -> Result<(), Box<dyn Error>> {
         servers
             .push(Server::start(name, &["--backlog", &backlog.to_string()])?);
     }
+    // Each row's clients, and its p99 in each round with its place in it.
     let mut results: Vec<Vec<Outcome>> =
         rows.iter().map(|_| Vec::new()).collect();
-    for row in turns(rounds, rows.len()) {
-        results[row].extend(burst(servers[row].addr, clients)?);
+    let mut by_round: Vec<String> =
+        rows.iter().map(|_| String::new()).collect();
+    for (turn, row) in turns(rounds, rows.len()).enumerate() {
+        let outcomes = burst(servers[row].addr, clients)?;
+        let place = turn % rows.len() + 1;
+        let p99 = ms(p99_of(&outcomes));
+        let _ = write!(by_round[row], " {} (place {place})", p99.trim());
+        results[row].extend(outcomes);
     }
     drop(servers);
-    for ((name, backlog), results) in rows.iter().zip(&results) {
+    for (((name, backlog), results), by_round) in
+        rows.iter().zip(&results).zip(&by_round)
+    {
         report.line(&burst_row(name, *backlog, results))?;
+        report.line(&format!("  p99 by round, ms:{by_round}"))?;
     }
 
     idle_table(
@@ -227,8 +239,9 @@ fn exchange(addr: SocketAddr, line: &str) -> io::Result<String> {
 }
 
 /// One row of the burst table, and a line for each kind of failure. A
-/// client that waited a second or more almost certainly had its SYN
-/// dropped, and sent it again.
+/// client that waited a second or more almost certainly lost a packet of
+/// its handshake (its SYN, or the ACK that ends it), sent again a second
+/// later.
 fn burst_row(name: &str, backlog: i32, results: &[Outcome]) -> String {
     let mut times = Vec::new();
     let (mut wrong, mut failures) = (0, Vec::new());
@@ -261,6 +274,19 @@ fn burst_row(name: &str, backlog: i32, results: &[Outcome]) -> String {
         let _ = write!(row, "\n  {n} failed: {}", io::Error::from(kind));
     }
     row
+}
+
+/// The p99 of one round's clients, as `burst_row` takes it.
+fn p99_of(results: &[Outcome]) -> Option<Duration> {
+    let mut times: Vec<Duration> = results
+        .iter()
+        .filter_map(|r| match r {
+            Outcome::Right(time) => Some(*time),
+            _ => None,
+        })
+        .collect();
+    times.sort();
+    percentile(&times, results.len(), 99)
 }
 
 /// The nearest-rank percentile of `all` clients, of which the sorted
@@ -403,12 +429,21 @@ fn garbage_row(
 }
 // ANCHOR_END: garbage
 
-/// The order in which `rounds` rounds measure `rows` rows: round by
-/// round, each round starting one row later than the last, so that no row
-/// always comes first, or always right after the same other.
+/// The order in which `rounds` rounds measure `rows` rows: a Williams
+/// design. Round `k` takes the rows in the order 0, 1, n-1, 2, n-2, ...,
+/// each plus `k`, modulo n. With as many rounds as rows (and n even), each
+/// row takes every place once, and follows every other row once, so
+/// neither a row's place nor the row before it favours any row.
 fn turns(rounds: usize, rows: usize) -> impl Iterator<Item = usize> {
+    let base: Vec<usize> = (0..rows)
+        .map(|j| match j {
+            0 => 0,
+            j if j % 2 == 1 => j.div_ceil(2),
+            j => rows - j / 2,
+        })
+        .collect();
     (0..rounds).flat_map(move |round| {
-        (0..rows).map(move |place| (round + place) % rows)
+        base.clone().into_iter().map(move |b| (b + round) % rows)
     })
 }
 
@@ -425,7 +460,7 @@ fn compare_async(
     report.line("")?;
     report.line(&format!(
         "{clients} clients at once (rounds: {rounds}); latency from \
-         connect to the end of the reply, in ms"
+         the clients' release to the end of the reply, in ms"
     ))?;
     report.line(LAST_RANK)?;
     report.line(&format!(
@@ -795,7 +830,7 @@ fn parse_args() -> Result<Config, lexopt::Error> {
     use lexopt::prelude::*;
     let mut config = Config {
         clients: 500,
-        rounds: 3,
+        rounds: 4,
         idle: 10_000,
         garbage: 1 << 20,
         with_async: false,
@@ -880,9 +915,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_round_of_the_burst_starts_one_row_later() {
-        let order: Vec<usize> = turns(3, 4).collect();
-        assert_eq!(order, [0, 1, 2, 3, 1, 2, 3, 0, 2, 3, 0, 1]);
+    fn four_rounds_give_each_row_every_place_and_every_predecessor() {
+        let order: Vec<usize> = turns(4, 4).collect();
+        assert_eq!(order, [0, 1, 3, 2, 1, 2, 0, 3, 2, 3, 1, 0, 3, 0, 2, 1]);
+        let rounds: Vec<&[usize]> = order.chunks(4).collect();
+        for row in 0..4 {
+            let mut places: Vec<usize> = rounds
+                .iter()
+                .map(|r| r.iter().position(|&x| x == row).unwrap())
+                .collect();
+            places.sort();
+            assert_eq!(places, [0, 1, 2, 3], "row {row}");
+        }
+        let mut pairs: Vec<(usize, usize)> = rounds
+            .iter()
+            .flat_map(|r| r.windows(2).map(|w| (w[0], w[1])))
+            .collect();
+        pairs.sort();
+        pairs.dedup();
+        assert_eq!(pairs.len(), 12, "every ordered pair once: {pairs:?}");
     }
 
     #[test]
