@@ -264,7 +264,8 @@ impl Drop for Started {
 /// Forks `n` children that each wait for the "go" pipe to close (which
 /// also happens if this process dies) and then exit with their number.
 fn fork_children(n: usize) -> Result<Children, Box<dyn Error>> {
-    let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC)?;
+    let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC)
+        .map_err(|err| format!("cannot make the children's pipe: {err}"))?;
     io::stdout().flush()?;
     let mut pids = Vec::new();
     for i in 0..n {

@@ -31,6 +31,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
+use nix::libc;
 use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, Signal, kill, sigaction,
 };
@@ -85,7 +86,10 @@ fn main() -> ExitCode {
             let usr1 = unblock_usr1()?;
             let chld = keep_own_zombies()?;
             unblock_sigchld()?;
-            runtime(args.workers)?.block_on(run(args, usr1, chld))
+            let runtime = runtime(args.workers).map_err(|err| {
+                format!("cannot start tokio's runtime: {err}")
+            })?;
+            runtime.block_on(run(args, usr1, chld))
         });
     let ran = ran.and_then(|()| Ok(unsaid()?));
     match ran {
@@ -314,13 +318,18 @@ async fn wait_child(fix: Fix, takes: Duration, chld: SigAction) -> Outcome {
         // On the std `Command` inside tokio's, where tokio's own
         // `pre_exec` puts its hook too.
         sigchld_as_found(command.as_std_mut(), chld);
-        command.spawn()?.wait().await?
+        let mut child = command.spawn().map_err(spawn_error)?;
+        child.wait().await?
     } else {
         let mut command = Command::new("sleep");
         // SAFETY: as above.
         unsafe { command.pre_exec(dies_with_us()) };
         sigchld_as_found(&mut command, chld);
-        let mut child = command.arg(&secs).stdin(Stdio::null()).spawn()?;
+        let mut child = command
+            .arg(&secs)
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(spawn_error)?;
         match fix {
             Fix::SpawnBlocking => {
                 task::spawn_blocking(move || child.wait()).await?
@@ -330,6 +339,17 @@ async fn wait_child(fix: Fix, takes: Duration, chld: SigAction) -> Outcome {
         }?
     };
     Ok(format!("sleep {secs} ended: {status}"))
+}
+
+/// Why `sleep` did not start. EMFILE is this process's own table: the
+/// descriptors `Command` makes before it forks found none free. Not
+/// `sleep`'s doing: it never ran.
+fn spawn_error(err: io::Error) -> String {
+    if err.raw_os_error() == Some(libc::EMFILE) {
+        format!("cannot start sleep: this process is out of descriptors: {err}")
+    } else {
+        format!("cannot start sleep: {err}")
+    }
 }
 
 /// For `pre_exec`: the child asks the kernel for SIGKILL when its parent
@@ -354,12 +374,15 @@ fn dies_with_us() -> impl FnMut() -> io::Result<()> + Send + Sync + 'static {
 // ANCHOR: read
 async fn read_pipe(fix: Fix, takes: Duration) -> Outcome {
     // Close-on-exec: the `sleep` of the other way must not inherit it.
-    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)
+        .map_err(|err| format!("cannot make a pipe: {err}"))?;
     // Stands in for a slow peer: a line, `takes` from now, then the end.
-    thread::Builder::new().spawn(move || {
-        thread::sleep(takes);
-        let _ = File::from(write_end).write_all(b"ready\n");
-    })?;
+    thread::Builder::new()
+        .spawn(move || {
+            thread::sleep(takes);
+            let _ = File::from(write_end).write_all(b"ready\n");
+        })
+        .map_err(|err| format!("cannot start a thread: {err}"))?;
     let mut buf = [0; 64];
     let n = match fix {
         Fix::Async => {

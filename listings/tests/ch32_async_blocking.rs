@@ -616,6 +616,34 @@ fn async_blocking_listings_start_or_say_why_when_descriptors_are_short() {
     }
 }
 
+/// Every way, under every limit of descriptors too low for it, says which
+/// step it could not take: starting tokio's runtime, making the pipe,
+/// starting `sleep`, watching for SIGUSR1. The first three said only
+/// "Too many open files".
+#[test]
+fn async_block_names_the_step_under_every_descriptor_limit() {
+    for way in [
+        &["wait"][..],
+        &["wait", "--fix", "async"],
+        &["read"],
+        &["read", "--fix", "async"],
+        &["signal"],
+    ] {
+        let command = || {
+            let mut command = std::process::Command::new(bin!("async-block"));
+            command.args(way).args(["--secs", "0"]);
+            command
+        };
+        let lines =
+            assert_names_the_step_when_descriptors_run_out(command, 4..=13);
+        assert!(
+            lines[0].starts_with("async-block: cannot start tokio's runtime: "),
+            "{way:?}: {lines:?}"
+        );
+        assert_eq!(lines.last().map(String::as_str), Some(""), "{way:?}");
+    }
+}
+
 /// A parent may leave SIGUSR1 blocked (`env --block-signal`, coreutils
 /// 9.1 here, does so and execs), and `exec` keeps the mask (Linux 6.18
 /// here), which every
