@@ -198,7 +198,20 @@ fn start_child(mask: SigSet, chld: SigAction) -> io::Result<Pid> {
             Ok(mask.thread_set_mask()?)
         })
     };
-    let child = command.spawn()?;
+    let child = command.spawn().map_err(|err| {
+        // EMFILE is our own table: the descriptors `Command` makes before
+        // it forks found none free. Not the service's doing: it never ran.
+        let ours = err.raw_os_error() == Some(libc::EMFILE);
+        let why = if ours {
+            "this process is out of descriptors: "
+        } else {
+            ""
+        };
+        io::Error::new(
+            err.kind(),
+            format!("cannot start the service: {why}{err}"),
+        )
+    })?;
     Ok(Pid::from_raw(child.id() as i32))
 }
 // ANCHOR_END: child
@@ -207,7 +220,12 @@ fn start_child(mask: SigSet, chld: SigAction) -> io::Result<Pid> {
 /// the NSpid line of /proc/self/status lists the pid in every namespace
 /// from the outermost in, and /proc here is the outermost's.
 fn whoami() -> io::Result<String> {
-    let status = fs::read_to_string("/proc/self/status")?;
+    let status = fs::read_to_string("/proc/self/status").map_err(|err| {
+        io::Error::new(
+            err.kind(),
+            format!("cannot read /proc/self/status: {err}"),
+        )
+    })?;
     let pids: Vec<&str> = status
         .lines()
         .find_map(|line| line.strip_prefix("NSpid:"))

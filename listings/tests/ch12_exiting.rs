@@ -1994,7 +1994,8 @@ fn sig_inherit_says_so_when_a_command_child_fails() {
 
 /// With one descriptor to spare (`ulimit -n 4`), signal-hook cannot make
 /// the socket pair its handler writes to: `sig-init`'s service must say
-/// that it could not watch for SIGTERM, not only "Too many open files".
+/// that it could not watch for SIGTERM, not only "Too many open files";
+/// and `sig-init` itself, that it could not start the service.
 #[test]
 fn sig_init_service_names_the_step_when_descriptors_run_out() {
     use crate::support::assert_names_the_step_when_descriptors_run_out;
@@ -2007,4 +2008,11 @@ fn sig_init_service_names_the_step_when_descriptors_run_out() {
     let said = "sig-init: cannot watch for SIGTERM: Too many open files \
                 (os error 24)";
     assert_eq!(lines, [said]);
+    // The init itself, with no room for the descriptors that starting
+    // its service takes, says so (it said only "Too many open files").
+    let init = || std::process::Command::new(bin!("sig-init"));
+    let lines = assert_names_the_step_when_descriptors_run_out(init, [4, 5]);
+    let said = "sig-init: cannot start the service: this process is out of \
+                descriptors: Too many open files (os error 24)";
+    assert_eq!(lines, [said; 2]);
 }
