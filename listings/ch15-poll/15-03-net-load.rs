@@ -105,11 +105,23 @@ fn run() -> Result<(), Box<dyn Error>> {
     let Config {
         clients, rounds, ..
     } = config;
+    let rows = [
+        ("tcp-threads", 128),
+        ("tcp-threads", 1024),
+        ("tcp-pool", 1024),
+        ("poll-server", 1024),
+    ];
+    // Balanced only over whole sets of as many rounds as rows.
+    let order = if rounds % rows.len() == 0 {
+        "rows in a balanced order".to_string()
+    } else {
+        let n = rows.len();
+        format!("rows in turn, balanced only over {n} rounds at a time")
+    };
     report.line("")?;
     report.line(&format!(
-        "{clients} clients at once (rounds: {rounds}, rows in a balanced \
-         order); latency from the clients' release to the end of the \
-         reply, in ms"
+        "{clients} clients at once (rounds: {rounds}, {order}); latency \
+         from the clients' release to the end of the reply, in ms"
     ))?;
     report.line(LAST_RANK)?;
     report.line(&format!(
@@ -124,12 +136,6 @@ fn run() -> Result<(), Box<dyn Error>> {
         "max",
         ">= 1 s"
     ))?;
-    let rows = [
-        ("tcp-threads", 128),
-        ("tcp-threads", 1024),
-        ("tcp-pool", 1024),
-        ("poll-server", 1024),
-    ];
     let mut servers = Vec::new();
     for (name, backlog) in rows {
         servers

@@ -1978,11 +1978,11 @@ fn chapter_30_figures_hold_in_the_recorded_runs() {
             .map(|r| r.rows[s][table][col].parse::<f64>().unwrap())
             .collect()
     };
-    // "this run started at a load average of 1.08, and five more, made
+    // "This run started at a load average of 1.08, and five more, made
     // right after it, one after another, started at 2.4 to 7.6".
     assert_says(
         &chapter,
-        &format!("this run started at a load average of {:.2}", runs[0].load),
+        &format!("This run started at a load average of {:.2}", runs[0].load),
     );
     let later: Vec<f64> = runs[1..].iter().map(|r| r.load).collect();
     assert_says(
