@@ -113,15 +113,16 @@ fn run() -> Result<(), Box<dyn Error>> {
     ];
     // Balanced only over whole sets of as many rounds as rows.
     let order = if rounds % rows.len() == 0 {
-        "rows in a balanced order".to_string()
+        "rows in a balanced order drawn for this run".to_string()
     } else {
         let n = rows.len();
         format!("rows in turn, balanced only over {n} rounds at a time")
     };
     report.line("")?;
     report.line(&format!(
-        "{clients} clients at once (rounds: {rounds}, {order}); latency \
-         from the clients' release to the end of the reply, in ms"
+        "{clients} clients at once (rounds: {rounds}, {order}, after a \
+         burst each to warm up); latency from the clients' release to the \
+         end of the reply, in ms"
     ))?;
     report.line(LAST_RANK)?;
     report.line(&format!(
@@ -141,24 +142,39 @@ fn run() -> Result<(), Box<dyn Error>> {
         servers
             .push(Server::start(name, &["--backlog", &backlog.to_string()])?);
     }
-    // Each row's clients, and its p99 in each round with its place in it.
+    // A first burst for each, not counted: a server's first burst pays
+    // for its first page faults and threads, and so would the row that
+    // happened to go first.
+    for server in &servers {
+        burst(server.addr, clients)?;
+    }
+    // Each row's clients, its p99 in each round with its place in it,
+    // and what its bursts cost: the server's CPU time and the kernel's
+    // TCP counters, taken around each burst.
     let mut results: Vec<Vec<Outcome>> =
         rows.iter().map(|_| Vec::new()).collect();
     let mut by_round: Vec<String> =
         rows.iter().map(|_| String::new()).collect();
+    let mut costs = vec![Cost::default(); rows.len()];
+    let relabel = shuffled(rows.len());
     for (turn, row) in turns(rounds, rows.len()).enumerate() {
+        let row = relabel[row];
+        let before = Cost::now(&servers[row])?;
         let outcomes = burst(servers[row].addr, clients)?;
+        costs[row].add(&before, &Cost::now(&servers[row])?);
         let place = turn % rows.len() + 1;
         let p99 = ms(p99_of(&outcomes));
         let _ = write!(by_round[row], " {} (place {place})", p99.trim());
         results[row].extend(outcomes);
     }
     drop(servers);
-    for (((name, backlog), results), by_round) in
-        rows.iter().zip(&results).zip(&by_round)
+    for (((name, backlog), results), (by_round, cost)) in
+        rows.iter().zip(&results).zip(by_round.iter().zip(&costs))
     {
         report.line(&burst_row(name, *backlog, results))?;
         report.line(&format!("  p99 by round, ms:{by_round}"))?;
+        let bursts = if rounds == 1 { "burst" } else { "bursts" };
+        report.line(&format!("  {rounds} {bursts}: {cost}"))?;
     }
 
     idle_table(
@@ -451,6 +467,101 @@ fn turns(rounds: usize, rows: usize) -> impl Iterator<Item = usize> {
     (0..rounds).flat_map(move |round| {
         base.clone().into_iter().map(move |b| (b + round) % rows)
     })
+}
+
+/// The rows 0..n in an order drawn at random for this run, so that the
+/// same square of turns gives each run its own: a row's place in a
+/// round then differs from run to run. (`RandomState` is seeded from
+/// the system's random source; no crate is needed for one shuffle.)
+fn shuffled(n: usize) -> Vec<usize> {
+    use std::hash::{BuildHasher, Hasher};
+    let mut rows: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let mut hasher =
+            std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_usize(i);
+        rows.swap(i, (hasher.finish() % (i as u64 + 1)) as usize);
+    }
+    rows
+}
+
+/// What a row's bursts cost: the server's CPU time (user and system, all
+/// its threads, the ended ones too), and four of the kernel's TCP
+/// counters, which count for the whole machine: connections the accept
+/// queue had no room for, SYN cookies sent and failed, and handshake
+/// packets (SYN or SYN-ACK) sent again.
+#[derive(Clone, Default)]
+struct Cost {
+    cpu_ticks: u64,
+    overflows: u64,
+    cookies_sent: u64,
+    cookies_failed: u64,
+    syn_retrans: u64,
+}
+
+impl Cost {
+    fn now(server: &Server) -> Result<Cost, Box<dyn Error>> {
+        let pid = server.child.id();
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // After the name in parentheses, which may hold spaces: utime and
+        // stime are the 12th and 13th fields (14 and 15 of the whole).
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| -> u64 {
+            fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0)
+        };
+        let netstat = fs::read_to_string("/proc/net/netstat")?;
+        let mut tcp = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
+        let (names, values) =
+            (tcp.next().unwrap_or(""), tcp.next().unwrap_or(""));
+        let counter = |name: &str| -> u64 {
+            let at = names.split_whitespace().position(|n| n == name);
+            at.and_then(|i| values.split_whitespace().nth(i))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(Cost {
+            cpu_ticks: ticks(11) + ticks(12),
+            overflows: counter("ListenOverflows"),
+            cookies_sent: counter("SyncookiesSent"),
+            cookies_failed: counter("SyncookiesFailed"),
+            syn_retrans: counter("TCPSynRetrans"),
+        })
+    }
+
+    /// Adds what changed from `before` to `after`.
+    fn add(&mut self, before: &Cost, after: &Cost) {
+        self.cpu_ticks += after.cpu_ticks.saturating_sub(before.cpu_ticks);
+        self.overflows += after.overflows.saturating_sub(before.overflows);
+        self.cookies_sent +=
+            after.cookies_sent.saturating_sub(before.cookies_sent);
+        self.cookies_failed +=
+            after.cookies_failed.saturating_sub(before.cookies_failed);
+        self.syn_retrans +=
+            after.syn_retrans.saturating_sub(before.syn_retrans);
+    }
+}
+
+impl std::fmt::Display for Cost {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        // /proc counts CPU time in clock ticks, `sysconf(_SC_CLK_TCK)` a
+        // second (100 on Linux, whatever the kernel's own tick rate).
+        let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .filter(|&t| t > 0)
+            .unwrap_or(100) as u64;
+        write!(
+            f,
+            "server CPU {} ms; queue full {}, SYN cookies sent {}, failed \
+             {}; handshake packets sent again {}",
+            self.cpu_ticks * 1000 / per_second,
+            self.overflows,
+            self.cookies_sent,
+            self.cookies_failed,
+            self.syn_retrans
+        )
+    }
 }
 
 /// Part VI's comparison: the tokio server beside the threaded and `poll`
@@ -940,6 +1051,30 @@ mod tests {
         pairs.sort();
         pairs.dedup();
         assert_eq!(pairs.len(), 12, "every ordered pair once: {pairs:?}");
+    }
+
+    #[test]
+    fn a_shuffled_square_is_still_balanced() {
+        for _ in 0..20 {
+            let relabel = shuffled(4);
+            let mut sorted = relabel.clone();
+            sorted.sort();
+            assert_eq!(sorted, [0, 1, 2, 3]);
+            let order: Vec<usize> =
+                turns(4, 4).map(|row| relabel[row]).collect();
+            let rounds: Vec<&[usize]> = order.chunks(4).collect();
+            let mut pairs: Vec<(usize, usize)> = rounds
+                .iter()
+                .flat_map(|r| r.windows(2).map(|w| (w[0], w[1])))
+                .collect();
+            pairs.sort();
+            pairs.dedup();
+            assert_eq!(pairs.len(), 12, "{order:?}");
+        }
+        // Not always the same order.
+        let draws: std::collections::HashSet<Vec<usize>> =
+            (0..50).map(|_| shuffled(4)).collect();
+        assert!(draws.len() > 1);
     }
 
     #[test]

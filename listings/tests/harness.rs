@@ -549,4 +549,21 @@ fn claims_list_every_failure_at_once() {
         Claims::new("ch99", text).check(false, "forgotten");
     });
     assert!(forgot.is_err());
+    // Two chapters' claims at once: each one's failures are listed.
+    let both = std::panic::catch_unwind(|| {
+        let first = Claims::new("ch98", text);
+        first.says("p99 was 9 ms");
+        let second = Claims::new("ch99", text);
+        second.check(false, "the pool was lowest");
+        Claims::finish_all([first, second]);
+    });
+    let message = both.unwrap_err();
+    let message = message.downcast_ref::<String>().unwrap();
+    assert_eq!(
+        message,
+        "2 claim(s) fail:\nch98: ch98 does not say: p99 was 9 ms\n\
+         ch99: the pool was lowest"
+    );
+    let fine = [Claims::new("ch98", text), Claims::new("ch99", text)];
+    Claims::finish_all(fine);
 }

@@ -71,6 +71,27 @@ impl Claims {
         self.failures.borrow_mut().push(message);
     }
 
+    /// Fails the test if any check of any of `all` failed, listing every
+    /// one, chapter by chapter: one chapter's failures do not hide
+    /// another's.
+    pub fn finish_all<const N: usize>(all: [Claims; N]) {
+        let mut lines = Vec::new();
+        let mut count = 0;
+        for claims in all {
+            *claims.finished.borrow_mut() = true;
+            let failures = claims.failures.take();
+            count += failures.len();
+            lines.extend(
+                failures.iter().map(|f| format!("{}: {f}", claims.name)),
+            );
+        }
+        assert!(
+            lines.is_empty(),
+            "{count} claim(s) fail:\n{}",
+            lines.join("\n")
+        );
+    }
+
     /// Fails the test if any check failed, listing every one.
     pub fn finish(self) {
         *self.finished.borrow_mut() = true;
