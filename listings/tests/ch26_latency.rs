@@ -4524,9 +4524,9 @@ fn chapter_26_counts_intervals_by_one_percentile_rule() {
         )),
         "results.md does not count the printed intervals as the chapter does",
     );
-    claims.says(&format!(
-        "Ten of the eleven are in the table above; the other is in throughput"
-    ));
+    claims.says(
+        "Ten of the eleven are in the table above; the other is in throughput",
+    );
     claims.eq(
         latency(&by_middle),
         10,
