@@ -228,3 +228,89 @@ pub fn at_least(n: u64, p: f64, m: u64) -> f64 {
         })
         .sum()
 }
+
+/// One round of a row of the verdict tables, as the command ran it:
+/// whether Rust went first, and Rust's time over C's.
+pub struct Pair {
+    pub rust_first: bool,
+    pub ratio: f64,
+}
+
+impl Pair {
+    /// The second run's time over the first's.
+    pub fn second_over_first(&self) -> f64 {
+        if self.rust_first {
+            1.0 / self.ratio
+        } else {
+            self.ratio
+        }
+    }
+}
+
+/// Every row of both verdict tables, keyed as in `ratios_by_row`, with
+/// its rounds in order. `raw.json` lists the runs in the order they ran
+/// (`measure` in `listings/bench/run` appends each run as it ends), so the
+/// two runs of a pair stand next to each other, after one speed check.
+pub fn pairs_in_order(raw: &serde_json::Value) -> BTreeMap<String, Vec<Pair>> {
+    let mut runs: BTreeMap<(String, u64), Vec<(usize, &serde_json::Value)>> =
+        BTreeMap::new();
+    for (i, run) in raw["runs"].as_array().unwrap().iter().enumerate() {
+        let kind = run["kind"].as_str().unwrap();
+        let mut row = format!(
+            "{kind} {} {}",
+            run["mechanism"].as_str().unwrap(),
+            run["placement"].as_str().unwrap()
+        );
+        if kind == "latency" {
+            row += &format!(" {}", run["wait"].as_str().unwrap());
+        }
+        runs.entry((row, run["round"].as_u64().unwrap()))
+            .or_default()
+            .push((i, run));
+    }
+    let mut rows: BTreeMap<String, Vec<Pair>> = BTreeMap::new();
+    for ((row, round), pair) in runs {
+        let [(i, a), (j, b)] = pair[..] else {
+            panic!("{row}, round {round}: {} runs, not a pair", pair.len())
+        };
+        assert_eq!(j, i + 1, "{row}, round {round}: the pair's runs apart");
+        assert_eq!(a["speed"], b["speed"], "{row}, round {round}: two checks");
+        let (rust, c, rust_first) = if a["language"] == "rust" {
+            (a, b, true)
+        } else {
+            (b, a, false)
+        };
+        let ratio = if row.starts_with("latency") {
+            rust["p50"].as_f64().unwrap() / c["p50"].as_f64().unwrap()
+        } else {
+            c["rate"].as_f64().unwrap() / rust["rate"].as_f64().unwrap()
+        };
+        rows.entry(row)
+            .or_default()
+            .push(Pair { rust_first, ratio });
+    }
+    rows
+}
+
+/// The median of `values` (not empty).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    assert!(!values.is_empty());
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    (values[(n - 1) / 2] + values[n / 2]) / 2.0
+}
+
+/// Rust's time over C's in the rounds where Rust went first and in those
+/// where C did: each group's ratios, sorted.
+pub fn by_first(pairs: &[Pair]) -> (Vec<f64>, Vec<f64>) {
+    let group = |rust_first: bool| {
+        let mut ratios: Vec<f64> = pairs
+            .iter()
+            .filter(|p| p.rust_first == rust_first)
+            .map(|p| p.ratio)
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        ratios
+    };
+    (group(true), group(false))
+}
