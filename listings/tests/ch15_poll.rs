@@ -1511,6 +1511,54 @@ fn chapter_15_figures_hold_in_the_recorded_runs() {
     Claims::finish_all([claims, ch14, ch30]);
 }
 
+/// The idle row's profile (`runs/profile-idle.txt`, made by
+/// `runs/profile-idle --publish`): the shares chapter 15 quotes, of the
+/// kernel and of the server's own code, and the four kernel functions it
+/// names as most of the kernel's share.
+#[test]
+fn chapter_15_profile_of_the_idle_row_holds() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/ch15-poll/runs");
+    let report =
+        std::fs::read_to_string(format!("{dir}/profile-idle.txt")).unwrap();
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines[0], "$ listings/ch15-poll/runs/profile-idle");
+    assert!(lines[1].contains("; release build; "), "{}", lines[1]);
+    // "    94.86%  [kernel.kallsyms]": a share, then what it is.
+    let share = |what: &str| -> f64 {
+        lines
+            .iter()
+            .filter_map(|l| l.trim().split_once("%  "))
+            .find(|(_, name)| name.trim() == what)
+            .map(|(p, _)| p.parse().unwrap())
+            .unwrap_or_else(|| panic!("no {what} in {report}"))
+    };
+    let (kernel, own) = (share("[kernel.kallsyms]"), share("poll-server"));
+    let named: f64 = ["sock_poll", "tcp_poll", "fdget", "fput"]
+        .iter()
+        .map(|f| share(&format!("[k] {f}")))
+        .sum();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../src/ch15-poll.md");
+    let claims = Claims::new("ch15", &std::fs::read_to_string(path).unwrap());
+    claims.check(
+        named > kernel / 2.0,
+        format!("the four named functions are {named} % of {kernel} %"),
+    );
+    claims.check(
+        share("[.] poll_server::Server::run") <= own,
+        "Server::run within the server's own share",
+    );
+    claims.says(&format!(
+        "found {kernel:.1} % of its samples in the kernel, in `poll`'s check \
+         of each socket, and {own:.1} % in the server's own code"
+    ));
+    claims.says(&format!(
+        "puts {kernel:.1} % of the samples in the kernel, most of them in \
+         `sock_poll` and `tcp_poll`"
+    ));
+    claims.says(&format!("and {own:.1} % in the server itself"));
+    claims.finish();
+}
+
 /// A step of the benchmark that fails says which step it was: the
 /// system refusing the burst's client threads (run as a user allowed 50
 /// threads in all, `ulimit -u`) and the report's file (a path under
