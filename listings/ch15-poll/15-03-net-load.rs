@@ -715,17 +715,25 @@ fn machine() -> Result<String, Box<dyn Error>> {
         .lines()
         .find_map(|line| line.strip_prefix("model name")?.split_once(':'))
         .map_or("unknown CPU", |(_, model)| model.trim());
-    let cpus = thread::available_parallelism()?;
+    // The machine's CPUs, online: not `available_parallelism`, which
+    // counts those this process may use (one, under `taskset -c 0`).
+    let cpus = nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)
+        .ok()
+        .flatten()
+        .unwrap_or(0);
     let kernel = read("/proc/sys/kernel/osrelease")?;
     let build = if cfg!(debug_assertions) {
         "debug"
     } else {
         "release"
     };
-    let date = chrono::Local::now().format("%Y-%m-%d");
-    // The load average over about the last minute, the first number in
-    // /proc/loadavg: a damped average of the tasks running or waiting to,
-    // which says how busy the machine was, not how busy it is now.
+    // The day in UTC, as the record script's log gives it, whatever the
+    // time zone.
+    let date = chrono::Utc::now().format("%Y-%m-%d");
+    // The load average, the first number in /proc/loadavg: a damped
+    // average, with a time constant of a minute, of the tasks running,
+    // waiting to run or in uninterruptible sleep, which says how busy the
+    // machine was, not how busy it is now.
     let loadavg = read("/proc/loadavg")?;
     let load = loadavg.split_whitespace().next().unwrap_or("?");
     Ok(format!(

@@ -1028,7 +1028,8 @@ fn chapter_15_figures_hold_in_the_recorded_runs() {
     assert!(small.iter().all(|r| r[1] == "128"));
     let late: Vec<f64> = small.iter().map(|r| num(&r[8])).collect();
     says(&format!(
-        "failed: {} to {} of the 2000 in the five runs",
+        "The column, {} to {} of the 2000 in the five runs, leaves out the \
+         clients that failed",
         lowest(&late),
         highest(&late)
     ));
@@ -1096,9 +1097,12 @@ fn chapter_15_figures_hold_in_the_recorded_runs() {
         .iter()
         .map(|&i| format!("{} for {}", costs[i][4], small[i][4]))
         .collect();
+    // "a few more": one to ten more failed checks than resets.
     claims.check(
-        cookies.iter().all(|&i| costs[i][4] >= num(&small[i][4])),
-        format!("failed checks at least the resets: {pairs:?}"),
+        cookies.iter().all(|&i| {
+            (1.0..=10.0).contains(&(costs[i][4] - num(&small[i][4])))
+        }),
+        format!("failed checks a few more than the resets: {pairs:?}"),
     );
     says(&format!(
         "the failed cookie checks were a few more than the resets ({})",
@@ -1168,8 +1172,8 @@ fn chapter_15_figures_hold_in_the_recorded_runs() {
     }
     // The threaded server's p99 the highest in all five runs and all 20
     // rounds; the `poll` server's lower than the pool's in four runs
-    // and 15 rounds, by at most the prose's gap, each server's round
-    // p99s spread wider than that gap.
+    // and in 18 of 20 rounds, the paired differences as the prose gives
+    // them.
     let p99 = |i: usize| -> Vec<f64> {
         runs.iter().map(|r| num(&r.burst[i][6])).collect()
     };
@@ -1214,7 +1218,8 @@ fn chapter_15_figures_hold_in_the_recorded_runs() {
         }
     };
     says(&format!(
-        "over its four bursts it used {} times the pool's ({} ms against {})",
+        "Over its four bursts it also used {} times the pool's CPU time ({} \
+         ms against {},",
         range(&times, ""),
         whole(&cpu_threads),
         whole(&cpu_pool)
@@ -1277,7 +1282,32 @@ fn chapter_15_figures_hold_in_the_recorded_runs() {
         !runs.iter().all(|r| order(r) == order(&runs[0])),
         "every run took the rows in the same order",
     );
-    says("Each run draws its own order of that kind");
+    // ... though with one square relabelled, a row has only four
+    // sequences of places: the pairs of runs in which one or two rows
+    // drew the same, as the prose counts them.
+    let mut alike = Vec::new();
+    for i in 0..5 {
+        for j in i + 1..5 {
+            let (a, b) = (order(&runs[i]), order(&runs[j]));
+            let rows = (0..4).filter(|&r| a[r] == b[r]).count();
+            if rows > 0 {
+                alike.push((i + 1, j + 1, rows));
+            }
+        }
+    }
+    claims.check(
+        alike.iter().all(|a| (1..=2).contains(&a.2)),
+        format!("runs whose rows took the same places: {alike:?}"),
+    );
+    says(
+        "Each run draws which row takes which part of the square, so that a \
+         row's places, round by round, usually differ from run to run",
+    );
+    let words = ["no", "one", "two", "three", "four", "five", "six"];
+    says(&format!(
+        "in {} of the ten pairs of these runs, one or two rows drew the same",
+        words.get(alike.len()).unwrap_or(&"many")
+    ));
     // Chapter 14 quotes the ratio, threaded to pool, run by run, and
     // that the threaded p99 was the higher in every round.
     let ratios: Vec<f64> = (0..5).map(|i| threads[i] / pool[i]).collect();
@@ -1325,10 +1355,13 @@ fn chapter_15_figures_hold_in_the_recorded_runs() {
     let held = idle(1, 1);
     let none = held.iter().filter(|&&h| h == 0.0).count();
     claims.eq(none, 4, "runs where the pool holds none");
+    let ordinal = ["first", "second", "third", "fourth", "fifth"];
+    let which = held.iter().position(|&h| h > 0.0).unwrap_or(0);
     says(&format!(
         "The pool holds none by the time the new clients come in four \
-         runs, and {} in the fifth",
-        highest(&held)
+         runs, and {} in the {}",
+        highest(&held),
+        ordinal[which]
     ));
     says(&format!(
         "after it has closed all ten thousand, or all but {} (in the runs \
@@ -1417,8 +1450,8 @@ fn chapter_15_figures_hold_in_the_recorded_runs() {
         format!("everything else under 1 % in every run: {others:?}"),
     );
     says(
-        "everything else took 0 % of the CPUs' time (the log rounds down, \
-         so under 1 %)",
+        "everything else took 0 % of the CPUs' time (the log truncates, so \
+         between -1 and 1 %)",
     );
     // "steal A ticks of B", as a percentage of the run.
     let steal: Vec<f64> = ends
@@ -1443,10 +1476,62 @@ fn chapter_15_figures_hold_in_the_recorded_runs() {
         }
     };
     says(&format!(
-        "and the steal {} to {} %",
+        "The steal was {} to {} % of each run's time",
         percent(lowest(&steal)),
         percent(highest(&steal))
     ));
+    // Steal against the time the machine had work (the busy share the
+    // log gives, truncated): "up to about 16 %, in the second run, the
+    // one with the threaded server's and the pool's highest p99s".
+    let busy: Vec<f64> = ends
+        .iter()
+        .map(|l| {
+            let after = l.split("CPUs busy ").nth(1).unwrap_or("");
+            after
+                .split(' ')
+                .next()
+                .and_then(|w| w.parse().ok())
+                .unwrap_or(f64::NAN)
+        })
+        .collect();
+    let of_work: Vec<f64> = (0..5)
+        .map(|i| 100.0 * steal[i] / (busy[i] + steal[i]))
+        .collect();
+    let most = (0..5)
+        .max_by(|&a, &b| of_work[a].total_cmp(&of_work[b]))
+        .unwrap();
+    let top =
+        |v: &[f64]| (0..5).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+    claims.check(
+        top(&threads) == most && top(&pool) == most,
+        format!("the most-stolen run {} is not the slowest", most + 1),
+    );
+    says(&format!(
+        "against that time the steal was up to about {:.0} %, in the {} run, \
+         the one with the threaded server's and the pool's highest p99s",
+        of_work[most], ordinal[most]
+    ));
+    // "for the last four runs the minute before each held one or two of
+    // the runs before": runs that ended within 60 s before each start.
+    let held_before: Vec<usize> = (1..5)
+        .map(|i| {
+            (0..i)
+                .filter(|&j| clock(ends[j]).1 + 60 > clock(starts[i]).1)
+                .count()
+        })
+        .collect();
+    claims.check(
+        held_before.iter().all(|n| (1..=2).contains(n))
+            && held_before.contains(&1)
+            && held_before.contains(&2),
+        format!("runs in the minute before each: {held_before:?}"),
+    );
+    says("the minute before each held one or two of the runs before");
+    claims.check(
+        clock(ends[4]).1 - clock(starts[0]).1 <= 180,
+        "the five runs took more than three minutes",
+    );
+    says("Five runs made back to back, three minutes in all");
     // Each report made on the day the log says.
     let day = starts[0].split_whitespace().next().unwrap();
     for run in &runs {
@@ -1480,16 +1565,14 @@ fn chapter_15_figures_hold_in_the_recorded_runs() {
             format!("tcp-naive grew {grew} MiB"),
         );
     }
-    // "either gets through such a burst in about a tenth of a second":
-    // the threaded server's and the pool's p99s, within half of it.
-    ch14.check(
-        threads
-            .iter()
-            .chain(&pool)
-            .all(|&p| (50.0..=150.0).contains(&p)),
-        format!("p99s not about a tenth of a second: {threads:?} {pool:?}"),
-    );
-    ch14.says("either gets through such a burst in about a tenth of a second");
+    // "either gets through such a burst in 65 to 138 ms": the threaded
+    // server's and the pool's p99s.
+    let both: Vec<f64> = threads.iter().chain(&pool).copied().collect();
+    ch14.says(&format!(
+        "either gets through such a burst in {:.0} to {:.0} ms",
+        lowest(&both),
+        highest(&both)
+    ));
     ch14.never_says("whichever went first");
     // Chapter 15 and 30 say that `--with-async` does not take turns: true
     // while its comparison calls no `turns`.
@@ -1557,6 +1640,45 @@ fn chapter_15_profile_of_the_idle_row_holds() {
     ));
     claims.says(&format!("and {own:.1} % in the server itself"));
     claims.finish();
+}
+
+/// The machine line counts the machine's CPUs, not those net-load may
+/// run on: under `taskset -c 0` it said "1 CPUs" on a machine of two.
+#[test]
+fn load_generator_counts_the_machines_cpus_under_taskset() {
+    if !have("taskset") {
+        return;
+    }
+    let online =
+        nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)
+            .unwrap()
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("report.out");
+    let out = run(
+        "taskset",
+        &[
+            "-c",
+            "0",
+            bin!("net-load"),
+            "--clients",
+            "2",
+            "--rounds",
+            "1",
+            "--idle",
+            "10",
+            "--garbage",
+            "10",
+            "--record",
+            record.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    let machine = &out.stdout[0];
+    assert!(
+        machine.contains(&format!(", {online} CPUs, ")),
+        "{machine} (online: {online})"
+    );
 }
 
 /// A step of the benchmark that fails says which step it was: the
