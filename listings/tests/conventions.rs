@@ -1833,6 +1833,7 @@ const TAKES_A_PATH: &[(&str, &[&str])] = &[
     ("async-daemon", &["127.0.0.1:0", "--config", PATH]),
     ("async-server", &["--unix", PATH]),
     ("net-load", &["--record", PATH]),
+    ("bench-pingpong", &["--times", PATH]),
 ];
 
 /// A path with a newline in it (a Linux file name may hold any byte but
