@@ -45,16 +45,10 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         .map_err(|err| format!("cannot watch for signals: {err}"))?;
     let signals = Box::leak(Box::new(signals));
     unblock(&stop_signals)?; // Once the handlers are in place.
-    let (mut out, pid) = (io::stdout(), whoami());
-    let how = match pid.to_kill() {
-        // Right from a shell in the same container, not from the host.
-        Some(target) if hidden_from_host(&pid) => {
-            format!("or kill {target} (from the host: pidof sig-hook-default)")
-        }
-        Some(target) => format!("or kill {target}"),
-        None => "or find my pid outside with: pidof sig-hook-default".into(),
-    };
-    writeln!(out, "Working as {pid}; stop me with Ctrl-C {how}")?;
+    let mut out = io::stdout();
+    // "pid 4242; stop me with Ctrl-C or kill 4242". In a container the
+    // pid to kill may differ from getpid(): see `how_to_stop`.
+    writeln!(out, "Working as {}", how_to_stop())?;
 
     let number = signals.forever().next().ok_or("iterator closed")?;
     let name = Signal::try_from(number)?;
@@ -72,6 +66,22 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
     Err(format!("{name} did not end the process").into())
 }
 // ANCHOR_END: run
+
+/// "pid 4242; stop me with Ctrl-C or kill 4242": the pid, and what to
+/// `kill` from another terminal, which in a PID namespace of our own (a
+/// container) may be a pid that only a shell outside knows, or none.
+fn how_to_stop() -> String {
+    let pid = whoami();
+    let how = match pid.to_kill() {
+        // Right from a shell in the same container, not from the host.
+        Some(target) if hidden_from_host(&pid) => {
+            format!("or kill {target} (from the host: pidof sig-hook-default)")
+        }
+        Some(target) => format!("or kill {target}"),
+        None => "or find my pid outside with: pidof sig-hook-default".into(),
+    };
+    format!("{pid}; stop me with Ctrl-C {how}")
+}
 
 /// This process's pid, and, in a PID namespace of its own (`unshare
 /// --pid`, a container), the pid the reader's shell outside knows it by:
