@@ -202,9 +202,14 @@ fn async_signals_reloads_on_hup_and_dies_of_a_second_term() {
     listing.expect("Got SIGTERM again: exiting now");
     let out = listing.finish();
     assert_died_of(&out, Signal::SIGTERM);
+    // Then `echo $?`: 143, 128 + SIGTERM, since it died of the signal.
+    let status = dollar_question(out.status);
     assert_session_matches_book(
         "ch28-async-signals/28-02-async-signals.out",
-        &[(cargo_run("async-signals", &[]), &out.stdout)],
+        &[
+            (cargo_run("async-signals", &[]), &out.stdout),
+            ("echo $?".to_string(), &[status][..]),
+        ],
     );
     let session: Vec<_> =
         terminal2.iter().map(|(c, o)| (c.clone(), &o[..])).collect();
