@@ -1679,6 +1679,111 @@ fn load_generator_counts_the_machines_cpus_under_taskset() {
         machine.contains(&format!(", {online} CPUs, ")),
         "{machine} (online: {online})"
     );
+    // With one CPU to use, there is nothing to pin apart.
+    let out = run("taskset", &["-c", "0", bin!("net-load"), "--pin"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "net-load: --pin needs two CPUs; this process may use one\n"
+    );
+}
+
+/// The CPUs a thread may run on, as /proc gives them ("1", "0-1").
+fn allowed_cpus(status: &str) -> Option<String> {
+    let status = std::fs::read_to_string(status).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|list| list.trim().to_string())
+}
+
+/// With `--pin`, every server runs on the last CPU and every thread of
+/// net-load, which is to say its clients, on the others: looked up in
+/// /proc while it runs, for each server it starts (its children) and
+/// each of its own threads.
+#[test]
+fn load_generator_pins_its_servers_apart_from_its_clients() {
+    let online =
+        nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)
+            .unwrap()
+            .unwrap();
+    if online != 2 {
+        // The machine this book expects has two CPUs: server on 1,
+        // clients on 0. Elsewhere the split differs.
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("report.out");
+    let listing = Listing::start(
+        bin!("net-load"),
+        &[
+            "--pin",
+            "--clients",
+            "50",
+            "--rounds",
+            "1",
+            "--idle",
+            "2000",
+            "--garbage",
+            "65536",
+            "--record",
+            record.to_str().unwrap(),
+        ],
+    );
+    let pid = listing.pid();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (servers, own, out) = thread::scope(|scope| {
+        let looker = scope.spawn(|| {
+            let mut servers = std::collections::BTreeMap::new();
+            let mut own = std::collections::BTreeSet::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                for child in children_of(pid) {
+                    // Between fork and exec a child is still net-load,
+                    // on net-load's CPUs until it sets its own.
+                    let comm =
+                        std::fs::read_to_string(format!("/proc/{child}/comm"))
+                            .unwrap_or_default();
+                    if comm.trim() == "net-load" {
+                        continue;
+                    }
+                    if let Some(cpus) =
+                        allowed_cpus(&format!("/proc/{child}/status"))
+                    {
+                        servers.insert(child, (comm.trim().to_string(), cpus));
+                    }
+                }
+                let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+                for task in tasks.into_iter().flatten().flatten() {
+                    let status = task.path().join("status");
+                    if let Some(cpus) = allowed_cpus(status.to_str().unwrap()) {
+                        own.insert(cpus);
+                    }
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+            (servers, own)
+        });
+        let out = listing.finish_within(Duration::from_secs(120));
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (servers, own) = looker.join().unwrap();
+        (servers, own, out)
+    });
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout.contains(
+            &"pinned: the servers on CPU 1, net-load's clients on CPU 0"
+                .to_string()
+        ),
+        "{:?}",
+        out.stdout
+    );
+    // Four servers for the burst, three for the idle connections, three
+    // for the long line: each seen at least once, most of them.
+    assert!(servers.len() >= 5, "servers seen: {servers:?}");
+    let cpus: std::collections::BTreeSet<&String> =
+        servers.values().map(|(_, cpus)| cpus).collect();
+    assert_eq!(cpus, [&"1".to_string()].into(), "{servers:?}");
+    assert_eq!(own, ["0".to_string()].into(), "net-load's threads");
 }
 
 /// A step of the benchmark that fails says which step it was: the
