@@ -2144,9 +2144,11 @@ fn chapter_30_figures_hold_in_the_recorded_runs() {
                 claims.eq(count, [2, 2, 2], "a row's places in 6 rounds");
             }
             let mut after = [[0; 3]; 3];
-            for round in 0..6 {
+            let rounds = places[0].iter().zip(places[1]).zip(places[2]);
+            for ((&a, &b), &c) in rounds {
+                let round = [a, b, c];
                 let mut order: Vec<usize> = (0..3).collect();
-                order.sort_by_key(|&s| places[s][round]);
+                order.sort_by_key(|&s| round[s]);
                 for pair in order.windows(2) {
                     after[pair[0]][pair[1]] += 1;
                 }
