@@ -2058,6 +2058,7 @@ fn chapter_30_figures_hold_in_the_recorded_runs() {
             format!("run {} started after only {} % idle", i + 1, run.idle),
         );
     }
+    claims.says("as the book's file keeps them (written there by `--book`,");
     // "How these runs were made. On 2026-12-08, from 03:02 to 03:06 UTC,
     // [...] at commit 25f70be".
     let (first, last) = (&log[0], &log[log.len() - 1]);
