@@ -1422,7 +1422,9 @@ fn chapter_15_figures_hold_in_the_recorded_runs() {
     let took: Vec<u32> = plain.iter().map(|r| r.ended - r.started).collect();
     let (short, long) =
         (took.iter().min().unwrap(), took.iter().max().unwrap());
-    says(&format!("took {short} to {long} seconds"));
+    says(&format!(
+        "A run with the defaults took {short} to {long} seconds"
+    ));
     let share = |n: i64, r: &LoggedRun| 100.0 * n as f64 / r.ticks as f64;
     let others: Vec<f64> = logged.iter().map(|r| share(r.others, r)).collect();
     let steal: Vec<f64> = logged.iter().map(|r| share(r.steal, r)).collect();
@@ -1490,11 +1492,12 @@ fn chapter_15_figures_hold_in_the_recorded_runs() {
         range(&all, " ms")
     ));
     says(&format!(
-        "and it came out {:.2} to {:.2} times the pool's, its CPU time {} \
-         times",
+        "and it came out {:.2} to {:.2} times the pool's, its CPU time {:.2} \
+         to {:.2} times",
         lowest(&p99_ratio),
         highest(&p99_ratio),
-        range(&cpu_ratio, "")
+        lowest(&cpu_ratio),
+        highest(&cpu_ratio)
     ));
     ch14.says(&format!(
         "with the servers and the clients on CPUs of their own, the \
@@ -1519,8 +1522,9 @@ fn chapter_15_figures_hold_in_the_recorded_runs() {
         .flat_map(|r| r.costs[1..].iter().map(|c| (c[2], c[1])))
         .unzip();
     says(&format!(
-        "all CPUs were busy for {:.0} to {:.0} ms over a row's four bursts, \
-         the server's own CPU time {:.0} to {:.0} ms of that",
+        "the CPUs' busy time over a row's four bursts, summed over both \
+         CPUs, was {:.0} to {:.0} ms, the server's own CPU time {:.0} to {:.0} \
+         ms of that",
         lowest(&busy),
         highest(&busy),
         lowest(&own),
@@ -1543,10 +1547,16 @@ fn chapter_15_figures_hold_in_the_recorded_runs() {
         .chain(&runs)
         .map(|r| num(&r.burst[1][6]) / num(&r.burst[2][6]))
         .collect();
+    let poll_p99: Vec<f64> = idle_runs
+        .iter()
+        .chain(&runs)
+        .map(|r| num(&r.burst[3][6]))
+        .collect();
     says(&format!(
-        "widen them: the pool's p99 to {:.1} ms, and the threaded server's \
-         down to {:.2} times the pool's",
+        "widen them: the pool's p99 to {:.1} ms, the `poll` server's to {:.1} \
+         ms, and the threaded server's down to {:.2} times the pool's",
         highest(&pool_p99),
+        highest(&poll_p99),
         lowest(&ratio_all)
     ));
     let checks: Vec<(f64, f64)> = idle_runs
@@ -1628,7 +1638,7 @@ fn chapter_15_figures_hold_in_the_recorded_runs() {
     let both: Vec<f64> = threads.iter().chain(&pool).copied().collect();
     ch14.says(&format!(
         "in each, 99 in 100 clients of either server had their reply within \
-         {:.0} to {:.0} ms",
+         {:.1} to {:.1} ms",
         lowest(&both),
         highest(&both)
     ));
