@@ -16,11 +16,17 @@
 //
 // With `--with-async` it measures Part VI's tokio server (Listing 30-1)
 // beside the threaded and `poll` servers instead: the burst, the idle
-// connections, and the throughput of one-byte requests over a fixed time
-// (`--seconds`, on `--conns` connections).
+// connections, and the throughput of one-byte requests (`--seconds` a
+// turn, on `--conns` connections). Each of the two timed kinds of load
+// measures its servers in rounds, in an order drawn for the run.
+//
+// With `--pin` the servers run on one CPU and the benchmark's clients on
+// the others, so that a server's threads and the clients' do not share
+// a CPU.
 //
 // `net-load [--clients N] [--rounds N] [--idle N] [--garbage BYTES]
-// [--with-async] [--seconds N] [--conns N] [--record FILE | --book]`.
+// [--with-async] [--pin] [--seconds N] [--conns N]
+// [--record FILE | --book]`.
 // The report goes to stdout, and to a file after the command that made
 // it: `target/net-load/15-03-net-load.out` (or `30-02-…` with
 // `--with-async`), next to the build; or FILE; or, with `--book`, the
@@ -39,12 +45,13 @@ use std::sync::{Arc, Barrier, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::unistd::{Pid, getpid, getppid};
 
 const USAGE: &str = "usage: net-load [--clients N] [--rounds N] [--idle N] \
-                     [--garbage BYTES] [--with-async] [--seconds N] \
+                     [--garbage BYTES] [--with-async] [--pin] [--seconds N] \
                      [--conns N] [--record FILE | --book]";
 /// How many new clients the idle scenario times, one after another.
 const NEW_CLIENTS: usize = 200;
@@ -59,10 +66,13 @@ const LAST_RANK: &str = "percentiles are of all clients: one not answered right 
 
 struct Config {
     clients: usize,
-    rounds: usize,
+    /// As many as one balanced set of the rows needs unless given.
+    rounds: Option<usize>,
     idle: usize,
     garbage: usize,
     with_async: bool,
+    /// The servers on one CPU, net-load's clients on the others.
+    pin: bool,
     seconds: usize,
     conns: usize,
     record: Option<PathBuf>,
@@ -98,26 +108,54 @@ fn run() -> Result<(), Box<dyn Error>> {
     }
     let mut report = Report::new(&config)?;
     report.line(&machine()?)?;
+    if config.pin {
+        // Before any thread starts: each inherits this thread's CPUs.
+        let (servers, said) = pin()?;
+        let _ = SERVER_CPUS.set(servers);
+        report.line(&said)?;
+    }
     if config.with_async {
         return compare_async(&config, &mut report);
     }
 
-    let Config {
-        clients, rounds, ..
-    } = config;
     let rows = [
         ("tcp-threads", 128),
         ("tcp-threads", 1024),
         ("tcp-pool", 1024),
         ("poll-server", 1024),
     ];
-    // Balanced only over whole sets of as many rounds as rows.
-    let order = if rounds % rows.len() == 0 {
-        "rows in a balanced order drawn for this run".to_string()
-    } else {
-        let n = rows.len();
-        format!("rows in turn, balanced only over {n} rounds at a time")
-    };
+    burst_table(&mut report, &config, &rows)?;
+
+    idle_table(
+        &mut report,
+        config.idle,
+        &["tcp-threads", "tcp-pool", "poll-server"],
+    )?;
+
+    report.line("")?;
+    report.line(&format!(
+        "{} bytes without a newline from one client: peak RSS (VmHWM), MiB",
+        config.garbage
+    ))?;
+    report.line(&format!("{:<12} {:>8} {:>8}", "server", "before", "after"))?;
+    for name in ["tcp-naive", "tcp-threads", "poll-server"] {
+        let server = Server::start(name, &[])?;
+        report.line(&garbage_row(&server, config.garbage)?)?;
+    }
+    Ok(())
+}
+
+/// The burst table: each row's server started, given one burst to warm
+/// up, then measured in `turns`; under each row its p99 in each round,
+/// with its place in the round, and what its bursts cost.
+fn burst_table(
+    report: &mut Report,
+    config: &Config,
+    rows: &[(&'static str, i32)],
+) -> Result<(), Box<dyn Error>> {
+    let clients = config.clients;
+    let rounds = config.rounds.unwrap_or(balanced_set(rows.len()));
+    let order = order(rounds, rows.len());
     report.line("")?;
     report.line(&format!(
         "{clients} clients at once (rounds: {rounds}, {order}, after a \
@@ -139,8 +177,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     ))?;
     let mut servers = Vec::new();
     for (name, backlog) in rows {
-        servers
-            .push(Server::start(name, &["--backlog", &backlog.to_string()])?);
+        let backlog = backlog.to_string();
+        servers.push(Server::start(name, &["--backlog", &backlog])?);
     }
     // A first burst for each, not counted: a server's first burst pays
     // for its first page faults and threads, and so would the row that
@@ -149,16 +187,14 @@ fn run() -> Result<(), Box<dyn Error>> {
         burst(server.addr, clients)?;
     }
     // Each row's clients, its p99 in each round with its place in it,
-    // and what its bursts cost: the server's CPU time and the kernel's
-    // TCP counters, taken around each burst.
+    // and what its bursts cost: the server's CPU time, the machine's, and
+    // the kernel's TCP counters, taken around each burst.
     let mut results: Vec<Vec<Outcome>> =
         rows.iter().map(|_| Vec::new()).collect();
     let mut by_round: Vec<String> =
         rows.iter().map(|_| String::new()).collect();
     let mut costs = vec![Cost::default(); rows.len()];
-    let relabel = shuffled(rows.len());
-    for (turn, row) in turns(rounds, rows.len()).enumerate() {
-        let row = relabel[row];
+    for (turn, row) in turns(rounds, rows.len()).into_iter().enumerate() {
         let before = Cost::now(&servers[row])?;
         let outcomes = burst(servers[row].addr, clients)?;
         costs[row].add(&before, &Cost::now(&servers[row])?);
@@ -175,23 +211,6 @@ fn run() -> Result<(), Box<dyn Error>> {
         report.line(&format!("  p99 by round, ms:{by_round}"))?;
         let bursts = if rounds == 1 { "burst" } else { "bursts" };
         report.line(&format!("  {rounds} {bursts}: {cost}"))?;
-    }
-
-    idle_table(
-        &mut report,
-        config.idle,
-        &["tcp-threads", "tcp-pool", "poll-server"],
-    )?;
-
-    report.line("")?;
-    report.line(&format!(
-        "{} bytes without a newline from one client: peak RSS (VmHWM), MiB",
-        config.garbage
-    ))?;
-    report.line(&format!("{:<12} {:>8} {:>8}", "server", "before", "after"))?;
-    for name in ["tcp-naive", "tcp-threads", "poll-server"] {
-        let server = Server::start(name, &[])?;
-        report.line(&garbage_row(&server, config.garbage)?)?;
     }
     Ok(())
 }
@@ -451,12 +470,18 @@ fn garbage_row(
 }
 // ANCHOR_END: garbage
 
-/// The order in which `rounds` rounds measure `rows` rows: a Williams
-/// design. Round `k` takes the rows in the order 0, 1, n-1, 2, n-2, ...,
-/// each plus `k`, modulo n. With as many rounds as rows (and n even), each
-/// row takes every place once, and follows every other row once, so
-/// neither a row's place nor the row before it favours any row.
-fn turns(rounds: usize, rows: usize) -> impl Iterator<Item = usize> {
+/// The order in which `rounds` rounds measure `rows` rows, drawn for this
+/// run from a Williams design. Its rounds take the rows in the order 0,
+/// 1, n-1, 2, n-2, ..., each plus the round's number, modulo n; with an
+/// odd number of rows, as many rounds again take that order backwards.
+/// Over one whole set of those rounds (n, or 2n when n is odd), each row
+/// takes every place equally often and follows every other row equally
+/// often, so neither a row's place nor the row before it favours any row.
+/// A run then draws which row is which, whether every round is read
+/// backwards, and the order of the rounds within each set: none of these
+/// undoes the balance, and together they give a row many sequences of
+/// places from run to run, not a handful.
+fn turns(rounds: usize, rows: usize) -> Vec<usize> {
     let base: Vec<usize> = (0..rows)
         .map(|j| match j {
             0 => 0,
@@ -464,35 +489,80 @@ fn turns(rounds: usize, rows: usize) -> impl Iterator<Item = usize> {
             j => rows - j / 2,
         })
         .collect();
-    (0..rounds).flat_map(move |round| {
-        base.clone().into_iter().map(move |b| (b + round) % rows)
-    })
+    let backwards = random_below(2) == 1;
+    let mut set: Vec<Vec<usize>> = Vec::new();
+    let halves: &[bool] = if rows % 2 == 0 {
+        &[false]
+    } else {
+        &[false, true]
+    };
+    for &mirror in halves {
+        for round in 0..rows {
+            let mut order: Vec<usize> =
+                base.iter().map(|b| (b + round) % rows).collect();
+            if mirror != backwards {
+                order.reverse();
+            }
+            set.push(order);
+        }
+    }
+    let relabel = shuffled(rows);
+    let mut order = Vec::with_capacity(rounds * rows);
+    while order.len() < rounds * rows {
+        for k in shuffled(set.len()) {
+            order.extend(set[k].iter().map(|&row| relabel[row]));
+        }
+    }
+    order.truncate(rounds * rows);
+    order
 }
 
-/// The rows 0..n in an order drawn at random for this run, so that the
-/// same square of turns gives each run its own: a row's place in a
-/// round then differs from run to run. (`RandomState` is seeded from
-/// the system's random source; no crate is needed for one shuffle.)
-fn shuffled(n: usize) -> Vec<usize> {
-    use std::hash::{BuildHasher, Hasher};
-    let mut rows: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        let mut hasher =
-            std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_usize(i);
-        rows.swap(i, (hasher.finish() % (i as u64 + 1)) as usize);
+/// How the report names the order of `rounds` rounds of `rows` rows:
+/// balanced only over whole sets of rounds.
+fn order(rounds: usize, rows: usize) -> String {
+    let set = balanced_set(rows);
+    if rounds % set == 0 {
+        "rows in a balanced order drawn for this run".to_string()
+    } else {
+        format!("rows in turn, balanced only over {set} rounds at a time")
     }
-    rows
+}
+
+/// How many rounds make one balanced set of `rows` rows: see `turns`.
+fn balanced_set(rows: usize) -> usize {
+    if rows % 2 == 0 { rows } else { 2 * rows }
+}
+
+/// 0..n in an order drawn at random, each order as likely as any other.
+fn shuffled(n: usize) -> Vec<usize> {
+    let mut items: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        items.swap(i, random_below(i as u64 + 1) as usize);
+    }
+    items
+}
+
+/// A number from 0 to n - 1, drawn at random. `RandomState` is seeded
+/// from the system's random source; no crate is needed for a few draws.
+/// (The remainder favours small numbers by at most n in 2^64.)
+fn random_below(n: u64) -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(n) % n
 }
 
 /// What a row's bursts cost: the server's CPU time (user and system, all
-/// its threads, the ended ones too), and four of the kernel's TCP
-/// counters, which count for the whole machine: connections the accept
-/// queue had no room for, SYN cookies sent and failed, and handshake
-/// packets (SYN or SYN-ACK) sent again.
+/// its threads, the ended ones too); the time all the machine's CPUs ran
+/// code (the server, the clients, the kernel's work for both and anything
+/// else), and the steal, the time the host gave to other machines while
+/// this one had work; and four of the kernel's TCP counters, which count
+/// for the whole machine: connections the accept queue had no room for,
+/// SYN cookies sent and failed, and handshake packets (SYN or SYN-ACK)
+/// sent again.
 #[derive(Clone, Default)]
 struct Cost {
     cpu_ticks: u64,
+    busy_ticks: u64,
+    steal_ticks: u64,
     overflows: u64,
     cookies_sent: u64,
     cookies_failed: u64,
@@ -510,6 +580,18 @@ impl Cost {
         let ticks = |i: usize| -> u64 {
             fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0)
         };
+        // The first line of /proc/stat, all CPUs: "cpu user nice system
+        // idle iowait irq softirq steal ...", in the same ticks.
+        let stat = fs::read_to_string("/proc/stat")?;
+        let cpu: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .skip(1)
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        let field = |i: usize| cpu.get(i).copied().unwrap_or(0);
         let netstat = fs::read_to_string("/proc/net/netstat")?;
         let mut tcp = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
         let (names, values) =
@@ -522,6 +604,8 @@ impl Cost {
         };
         Ok(Cost {
             cpu_ticks: ticks(11) + ticks(12),
+            busy_ticks: field(0) + field(1) + field(2) + field(5) + field(6),
+            steal_ticks: field(7),
             overflows: counter("ListenOverflows"),
             cookies_sent: counter("SyncookiesSent"),
             cookies_failed: counter("SyncookiesFailed"),
@@ -532,6 +616,9 @@ impl Cost {
     /// Adds what changed from `before` to `after`.
     fn add(&mut self, before: &Cost, after: &Cost) {
         self.cpu_ticks += after.cpu_ticks.saturating_sub(before.cpu_ticks);
+        self.busy_ticks += after.busy_ticks.saturating_sub(before.busy_ticks);
+        self.steal_ticks +=
+            after.steal_ticks.saturating_sub(before.steal_ticks);
         self.overflows += after.overflows.saturating_sub(before.overflows);
         self.cookies_sent +=
             after.cookies_sent.saturating_sub(before.cookies_sent);
@@ -551,11 +638,15 @@ impl std::fmt::Display for Cost {
             .flatten()
             .filter(|&t| t > 0)
             .unwrap_or(100) as u64;
+        let ms = |ticks: u64| ticks * 1000 / per_second;
         write!(
             f,
-            "server CPU {} ms; queue full {}, SYN cookies sent {}, failed \
-             {}; handshake packets sent again {}",
-            self.cpu_ticks * 1000 / per_second,
+            "server CPU {} ms, all CPUs busy {} ms, steal {} ms; queue full \
+             {}, SYN cookies sent {}, failed {}; handshake packets sent again \
+             {}",
+            ms(self.cpu_ticks),
+            ms(self.busy_ticks),
+            ms(self.steal_ticks),
             self.overflows,
             self.cookies_sent,
             self.cookies_failed,
@@ -571,52 +662,64 @@ fn compare_async(
     report: &mut Report,
 ) -> Result<(), Box<dyn Error>> {
     const SERVERS: [&str; 3] = ["tcp-threads", "poll-server", "async-server"];
-    let Config {
-        clients, rounds, ..
-    } = *config;
-    report.line("")?;
-    report.line(&format!(
-        "{clients} clients at once (rounds: {rounds}); latency from \
-         the clients' release to the end of the reply, in ms"
-    ))?;
-    report.line(LAST_RANK)?;
-    report.line(&format!(
-        "{:<12} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>8}",
-        "server",
-        "backlog",
-        "right",
-        "wrong",
-        "failed",
-        "p50",
-        "p99",
-        "max",
-        ">= 1 s"
-    ))?;
-    for name in SERVERS {
-        let server = Server::start(name, &["--backlog", "1024"])?;
-        let mut results = Vec::new();
-        for _ in 0..rounds {
-            results.extend(burst(server.addr, clients)?);
-        }
-        report.line(&burst_row(name, 1024, &results))?;
-    }
+    let rows = SERVERS.map(|name| (name, 1024));
+    burst_table(report, config, &rows)?;
 
     idle_table(report, config.idle, &SERVERS)?;
 
+    requests_table(report, config, &SERVERS)
+}
+
+/// The requests table: each server started, given one turn to warm up,
+/// then `--seconds` of one-byte requests a turn, its turns in the order
+/// `turns` draws, as the burst's; under each row its rate in each round,
+/// with its place in the round.
+fn requests_table(
+    report: &mut Report,
+    config: &Config,
+    names: &[&'static str],
+) -> Result<(), Box<dyn Error>> {
+    let (conns, seconds) = (config.conns, config.seconds);
+    let rounds = config.rounds.unwrap_or(balanced_set(names.len()));
+    let time = Duration::from_secs(seconds as u64);
+    let order = order(rounds, names.len());
     report.line("")?;
     report.line(&format!(
-        "one-byte requests for {} s on {} connections, one request at a \
-         time on each",
-        config.seconds, config.conns
+        "one-byte requests on {conns} connections, one request at a time on \
+         each, {seconds} s a turn (rounds: {rounds}, {order}, after a turn \
+         each to warm up)"
     ))?;
     report.line(&format!(
         "{:<12} {:>5} {:>10} {:>10} {:>7}",
         "server", "conns", "requests", "per second", "wrong"
     ))?;
-    for name in SERVERS {
-        let server = Server::start(name, &[])?;
-        let time = Duration::from_secs(config.seconds as u64);
-        report.line(&requests_row(&server, config.conns, time)?)?;
+    let mut servers = Vec::new();
+    for name in names {
+        servers.push(Server::start(name, &[])?);
+    }
+    for server in &servers {
+        requests(server, conns, time)?;
+    }
+    let mut totals = vec![(0, 0); names.len()];
+    let mut by_round: Vec<String> =
+        names.iter().map(|_| String::new()).collect();
+    for (turn, row) in turns(rounds, names.len()).into_iter().enumerate() {
+        let (right, wrong) = requests(&servers[row], conns, time)?;
+        totals[row].0 += right;
+        totals[row].1 += wrong;
+        let place = turn % names.len() + 1;
+        let rate = right as f64 / time.as_secs_f64();
+        let _ = write!(by_round[row], " {rate:.0} (place {place})");
+    }
+    drop(servers);
+    for ((name, (right, wrong)), by_round) in
+        names.iter().zip(totals).zip(by_round)
+    {
+        let per_second = right as f64 / (time.as_secs_f64() * rounds as f64);
+        report.line(&format!(
+            "{name:<12} {conns:>5} {right:>10} {per_second:>10.0} {wrong:>7}"
+        ))?;
+        report.line(&format!("  per second by round:{by_round}"))?;
     }
     Ok(())
 }
@@ -624,12 +727,12 @@ fn compare_async(
 // ANCHOR: requests
 /// `conns` clients, each on a connection of its own, each sending a
 /// one-byte line and reading its reply, again and again, for `time`:
-/// how many replies came back, and how many were wrong.
-fn requests_row(
+/// how many replies came back right, and how many were wrong.
+fn requests(
     server: &Server,
     conns: usize,
     time: Duration,
-) -> Result<String, Box<dyn Error>> {
+) -> Result<(u64, u64), Box<dyn Error>> {
     let start = Arc::new(Barrier::new(conns + 1));
     let mut handles = Vec::new();
     for _ in 0..conns {
@@ -677,11 +780,7 @@ fn requests_row(
         right += r;
         wrong += w;
     }
-    let per_second = right as f64 / time.as_secs_f64();
-    Ok(format!(
-        "{:<12} {conns:>5} {right:>10} {per_second:>10.0} {wrong:>7}",
-        server.name
-    ))
+    Ok((right, wrong))
 }
 // ANCHOR_END: requests
 
@@ -743,6 +842,36 @@ fn machine() -> Result<String, Box<dyn Error>> {
     ))
 }
 
+/// With `--pin`: the CPUs the servers run on.
+static SERVER_CPUS: OnceLock<CpuSet> = OnceLock::new();
+
+/// Splits the CPUs this process may use: the last for the servers, the
+/// others for this thread, and so for every thread it starts later, the
+/// clients. Returns the servers' set and a line for the report.
+fn pin() -> Result<(CpuSet, String), Box<dyn Error>> {
+    let allowed = sched_getaffinity(Pid::from_raw(0))?;
+    let cpus: Vec<usize> = (0..CpuSet::count())
+        .filter(|&cpu| allowed.is_set(cpu).unwrap_or(false))
+        .collect();
+    let Some((&last, others)) =
+        cpus.split_last().filter(|(_, o)| !o.is_empty())
+    else {
+        return Err("--pin needs two CPUs; this process may use one".into());
+    };
+    let (mut servers, mut clients) = (CpuSet::new(), CpuSet::new());
+    servers.set(last)?;
+    for &cpu in others {
+        clients.set(cpu)?;
+    }
+    sched_setaffinity(Pid::from_raw(0), &clients)?;
+    let list: Vec<String> = others.iter().map(usize::to_string).collect();
+    let said = format!(
+        "pinned: the servers on CPU {last}, net-load's clients on CPU {}",
+        list.join(", ")
+    );
+    Ok((servers, said))
+}
+
 /// The limits on descriptors this program was given, soft and hard,
 /// before it raised its own: the servers it starts get them back.
 static GIVEN_FD_LIMIT: OnceLock<(u64, u64)> = OnceLock::new();
@@ -764,6 +893,7 @@ impl Server {
         let path = sibling(name)?;
         let parent = getpid();
         let given = GIVEN_FD_LIMIT.get().copied();
+        let pinned = SERVER_CPUS.get().copied();
         let mut command = Command::new(&path);
         command
             .arg("127.0.0.1:0")
@@ -772,14 +902,18 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         // SAFETY: between `fork` and `exec` in a program with threads,
-        // nothing may allocate or lock (Chapter 24). `setrlimit`, `prctl`
-        // and `getppid` are system calls, and an error made from an errno
+        // nothing may allocate or lock (Chapter 24). `setrlimit`,
+        // `sched_setaffinity`, `prctl` and `getppid` are system calls, and an error made from an errno
         // allocates nothing, unlike `io::Error::other`.
         unsafe {
             command.pre_exec(move || {
                 // The soft limit we were given, not the one we raised.
                 if let Some((soft, hard)) = given {
                     setrlimit(Resource::RLIMIT_NOFILE, soft, hard)?;
+                }
+                // With `--pin`, the servers' CPU, for all their threads.
+                if let Some(cpus) = pinned {
+                    sched_setaffinity(Pid::from_raw(0), &cpus)?;
                 }
                 // The server dies with us, even if we are killed. (The
                 // signal comes when the thread that forked ends: this
@@ -955,11 +1089,12 @@ fn parse_args() -> Result<Config, lexopt::Error> {
     use lexopt::prelude::*;
     let mut config = Config {
         clients: 500,
-        rounds: 4,
+        rounds: None,
         idle: 10_000,
         garbage: 1 << 20,
         with_async: false,
-        seconds: 3,
+        pin: false,
+        seconds: 1,
         conns: 32,
         record: None,
         book: false,
@@ -973,7 +1108,7 @@ fn parse_args() -> Result<Config, lexopt::Error> {
                 config.clients = within("--clients", 10_000, &mut args, shown)?
             }
             Long("rounds") => {
-                config.rounds = within("--rounds", 100, &mut args, shown)?
+                config.rounds = Some(within("--rounds", 100, &mut args, shown)?)
             }
             Long("idle") => {
                 config.idle = within("--idle", 100_000, &mut args, shown)?
@@ -984,6 +1119,10 @@ fn parse_args() -> Result<Config, lexopt::Error> {
             Long("with-async") => {
                 config.with_async = true;
                 shown.push_str(" --with-async");
+            }
+            Long("pin") => {
+                config.pin = true;
+                shown.push_str(" --pin");
             }
             Long("seconds") => {
                 config.seconds = within("--seconds", 600, &mut args, shown)?
@@ -1039,49 +1178,69 @@ fn within(
 mod tests {
     use super::*;
 
-    #[test]
-    fn four_rounds_give_each_row_every_place_and_every_predecessor() {
-        let order: Vec<usize> = turns(4, 4).collect();
-        assert_eq!(order, [0, 1, 3, 2, 1, 2, 0, 3, 2, 3, 1, 0, 3, 0, 2, 1]);
-        assert_balanced(&order);
-    }
-
-    /// Four rounds of four rows: each row in every place once, and
-    /// right after every other row once.
-    fn assert_balanced(order: &[usize]) {
-        let rounds: Vec<&[usize]> = order.chunks(4).collect();
-        for row in 0..4 {
-            let mut places: Vec<usize> = rounds
+    /// Each whole set of rounds of `rows` rows in `order`: every row in
+    /// every place equally often, and right after every other row equally
+    /// often.
+    fn assert_balanced(order: &[usize], rows: usize) {
+        let rounds: Vec<&[usize]> = order.chunks(rows).collect();
+        let set = balanced_set(rows);
+        let times = set / rows;
+        for set in rounds.chunks(set) {
+            for row in 0..rows {
+                let mut places: Vec<usize> = set
+                    .iter()
+                    .map(|r| r.iter().position(|&x| x == row).unwrap())
+                    .collect();
+                places.sort();
+                let each: Vec<usize> =
+                    (0..rows).flat_map(|p| [p].repeat(times)).collect();
+                assert_eq!(places, each, "row {row} in {order:?}");
+            }
+            let mut pairs: Vec<(usize, usize)> = set
                 .iter()
-                .map(|r| r.iter().position(|&x| x == row).unwrap())
+                .flat_map(|r| r.windows(2).map(|w| (w[0], w[1])))
                 .collect();
-            places.sort();
-            assert_eq!(places, [0, 1, 2, 3], "row {row} in {order:?}");
+            pairs.sort();
+            let mut each: Vec<(usize, usize)> = (0..rows)
+                .flat_map(|a| (0..rows).map(move |b| (a, b)))
+                .filter(|(a, b)| a != b)
+                .flat_map(|pair| [pair].repeat(times))
+                .collect();
+            each.sort();
+            assert_eq!(pairs, each, "every ordered pair: {order:?}");
         }
-        let mut pairs: Vec<(usize, usize)> = rounds
-            .iter()
-            .flat_map(|r| r.windows(2).map(|w| (w[0], w[1])))
-            .collect();
-        pairs.sort();
-        pairs.dedup();
-        assert_eq!(pairs.len(), 12, "every ordered pair once: {order:?}");
     }
 
     #[test]
-    fn a_shuffled_square_is_still_balanced() {
-        for _ in 0..20 {
-            let relabel = shuffled(4);
-            let mut sorted = relabel.clone();
-            sorted.sort();
-            assert_eq!(sorted, [0, 1, 2, 3]);
-            let order: Vec<usize> =
-                turns(4, 4).map(|row| relabel[row]).collect();
-            assert_balanced(&order);
+    fn every_drawn_order_is_balanced_over_each_whole_set_of_rounds() {
+        for rows in [3, 4] {
+            for _ in 0..50 {
+                let rounds = 2 * balanced_set(rows);
+                let order = turns(rounds, rows);
+                assert_eq!(order.len(), rounds * rows);
+                assert_balanced(&order, rows);
+            }
         }
-        // Not always the same order.
-        let draws: std::collections::HashSet<Vec<usize>> =
-            (0..50).map(|_| shuffled(4)).collect();
-        assert!(draws.len() > 1);
+        // Four rows take four rounds to balance; three take six.
+        assert_eq!((balanced_set(4), balanced_set(3)), (4, 6));
+        // A partial set is cut short, not padded.
+        assert_eq!(turns(5, 4).len(), 20);
+    }
+
+    #[test]
+    fn draws_give_a_row_many_sequences_of_places() {
+        // Relabelling one square gave a row only four sequences of places
+        // in four rounds (the square's columns); drawing the order of the
+        // rounds and their direction too gives it many more.
+        let sequences: std::collections::HashSet<Vec<usize>> = (0..200)
+            .map(|_| {
+                turns(4, 4)
+                    .chunks(4)
+                    .map(|r| r.iter().position(|&x| x == 0).unwrap())
+                    .collect()
+            })
+            .collect();
+        assert!(sequences.len() > 8, "{sequences:?}");
     }
 
     #[test]

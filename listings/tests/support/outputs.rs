@@ -339,3 +339,109 @@ pub fn line_diff(want: &str, got: &str) -> String {
     }
     text
 }
+
+/// One run in the log of `listings/ch15-poll/runs/record`: what it ran
+/// (net-load's arguments), how idle the CPUs were before it, when it
+/// started and ended (seconds of the day, UTC), and the ticks it logged
+/// after it: of the whole run, CPUs busy, net-load and its servers,
+/// everything else (may be below zero), steal.
+#[derive(Debug)]
+pub struct LoggedRun {
+    pub args: String,
+    pub idle: u32,
+    pub day: String,
+    pub start: String,
+    pub started: u32,
+    pub ended: u32,
+    pub ticks: i64,
+    pub busy: i64,
+    pub own: i64,
+    pub others: i64,
+    pub steal: i64,
+}
+
+/// Reads a record log (`file` relative to `listings/`), and checks its
+/// first line: the commit and the sha256 of the sources the runs
+/// measured, which must be those of the sources now (the files it names,
+/// one after another, through `sha256sum`), so that the reports beside
+/// it describe the code on these pages. Returns the runs, in order.
+#[track_caller]
+pub fn record_log(file: &str) -> Vec<LoggedRun> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
+    let log = fs::read_to_string(&path).unwrap();
+    let first = log.lines().next().unwrap_or_default();
+    let named = first
+        .split_once("; sha256 of ")
+        .and_then(|(_, rest)| rest.rsplit_once(": "));
+    let Some((sources, digest)) = named else {
+        panic!("{file}: no sources named in its first line: {first}")
+    };
+    let sources: Vec<&str> = sources.split(' ').collect();
+    let script = "cd \"$1\" && shift && cat \"$@\" | sha256sum";
+    let mut args = vec!["-c", script, "sh", root];
+    args.extend(&sources);
+    let out = run("sh", &args);
+    let now = out.stdout.first().and_then(|l| l.split(' ').next());
+    assert_eq!(
+        now,
+        Some(digest),
+        "{file}: the sources ({sources:?}) changed since the runs were \
+         made: record them again (listings/ch15-poll/runs/README.md)"
+    );
+    let clock = |line: &str| -> (String, String, u32) {
+        let mut words = line.split_whitespace();
+        let day = words.next().unwrap_or_default().to_string();
+        let time = words.next().unwrap_or_default();
+        let hms: Vec<u32> =
+            time.split(':').map(|x| x.parse().unwrap()).collect();
+        (
+            day,
+            time[..5].to_string(),
+            hms[0] * 3600 + hms[1] * 60 + hms[2],
+        )
+    };
+    let mut runs: Vec<LoggedRun> = Vec::new();
+    for line in log.lines().skip(1) {
+        if let Some((head, args)) = line.split_once("; running net-load ") {
+            let idle = head.rsplit("CPUs ").next().unwrap_or_default();
+            let (day, start, started) = clock(line);
+            runs.push(LoggedRun {
+                args: args.to_string(),
+                idle: idle.split(' ').next().unwrap().parse().unwrap(),
+                day,
+                start,
+                started,
+                ended: 0,
+                ticks: 0,
+                busy: 0,
+                own: 0,
+                others: 0,
+                steal: 0,
+            });
+        } else if let Some((head, rest)) = line.split_once(" done: of ") {
+            let run = runs.last_mut().expect("a run ends before it starts");
+            assert!(
+                head.ends_with(&format!("net-load {}", run.args)),
+                "{line}"
+            );
+            // "6002 ticks, CPUs busy 1380, net-load and its servers 1330,
+            // everything else 50, steal 45"
+            let numbers: Vec<i64> = rest
+                .split([' ', ','])
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            assert_eq!(numbers.len(), 5, "{line}");
+            run.ended = clock(line).2;
+            (run.ticks, run.busy, run.own, run.others, run.steal) =
+                (numbers[0], numbers[1], numbers[2], numbers[3], numbers[4]);
+        } else {
+            panic!("{file}: a line of neither kind: {line}");
+        }
+    }
+    assert!(
+        runs.iter().all(|r| r.ended > 0),
+        "{file}: a run never ended"
+    );
+    runs
+}
