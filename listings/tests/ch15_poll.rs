@@ -1802,7 +1802,10 @@ fn load_generator_pins_its_servers_apart_from_its_clients() {
             let mut servers = std::collections::BTreeMap::new();
             let mut own = std::collections::BTreeSet::new();
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                for child in children_of(pid) {
+                // net-load pins itself before it starts its first server:
+                // its own threads count only once it has a child.
+                let children = children_of(pid);
+                for &child in &children {
                     // Between fork and exec a child is still net-load,
                     // on net-load's CPUs until it sets its own.
                     let comm =
@@ -1816,6 +1819,10 @@ fn load_generator_pins_its_servers_apart_from_its_clients() {
                     {
                         servers.insert(child, (comm.trim().to_string(), cpus));
                     }
+                }
+                if children.is_empty() {
+                    thread::sleep(Duration::from_millis(5));
+                    continue;
                 }
                 let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
                 for task in tasks.into_iter().flatten().flatten() {
